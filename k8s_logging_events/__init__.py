@@ -1,0 +1,1 @@
+"""Turn Python logging calls into Kubernetes Events, counted and aggregated like client-go."""

@@ -1,0 +1,235 @@
+"""Immutable models of Kubernetes Events and the camelCase JSON boundary.
+
+This is the bottom of the pipeline: every other module passes these values around, and only
+:meth:`Event.to_api` and :meth:`Event.from_api` know the wire format. No I/O, no threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType
+from typing import Any
+
+__all__ = [
+    "NORMAL",
+    "WARNING",
+    "Event",
+    "EventSeries",
+    "EventSource",
+    "ObjectReference",
+    "format_micro_time",
+    "format_time",
+    "object_reference",
+    "parse_time",
+]
+
+NORMAL = "Normal"
+"""The event type for information: things went as expected."""
+
+WARNING = "Warning"
+"""The event type for something a person may need to look at."""
+
+_EMPTY: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReference:
+    """Enough of an object's identity to point an event at it (core/v1 ``ObjectReference``)."""
+
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    api_version: str = ""
+    resource_version: str = ""
+    field_path: str = ""
+
+    def to_api(self) -> dict[str, str]:
+        """Return the camelCase JSON form, without empty fields."""
+        pairs = (
+            ("kind", self.kind),
+            ("namespace", self.namespace),
+            ("name", self.name),
+            ("uid", self.uid),
+            ("apiVersion", self.api_version),
+            ("resourceVersion", self.resource_version),
+            ("fieldPath", self.field_path),
+        )
+        return {key: value for key, value in pairs if value}
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ObjectReference:
+        """Build a reference from its camelCase JSON form; unknown keys are ignored."""
+        return cls(
+            kind=_str(data.get("kind")),
+            namespace=_str(data.get("namespace")),
+            name=_str(data.get("name")),
+            uid=_str(data.get("uid")),
+            api_version=_str(data.get("apiVersion")),
+            resource_version=_str(data.get("resourceVersion")),
+            field_path=_str(data.get("fieldPath")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class EventSource:
+    """Who reported an event: the component (the ``From`` column) and the host it runs on."""
+
+    component: str = ""
+    host: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class EventSeries:
+    """A run of repeats of one event, as events.k8s.io/v1 counts them."""
+
+    count: int
+    last_observed_time: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A Kubernetes Event, immutable; change one with :func:`dataclasses.replace`.
+
+    Field names are the snake_case forms of the core/v1 names. ``reporting_controller`` is
+    written as ``reportingComponent`` in core/v1 JSON (and ``reportingController`` in
+    events.k8s.io/v1). Datetimes are timezone-aware UTC.
+    """
+
+    name: str
+    namespace: str
+    involved_object: ObjectReference
+    reason: str = ""
+    message: str = ""
+    source: EventSource = EventSource()
+    first_timestamp: datetime | None = None
+    last_timestamp: datetime | None = None
+    count: int = 0
+    type: str = ""
+    event_time: datetime | None = None
+    series: EventSeries | None = None
+    action: str = ""
+    related: ObjectReference | None = None
+    reporting_controller: str = ""
+    reporting_instance: str = ""
+    annotations: Mapping[str, str] = field(default=_EMPTY)
+    resource_version: str = ""
+
+    def __post_init__(self) -> None:
+        # a caller's dict must not change the event behind our back
+        if self.annotations is not _EMPTY and not isinstance(self.annotations, MappingProxyType):
+            object.__setattr__(self, "annotations", MappingProxyType(dict(self.annotations)))
+
+    def to_api(self) -> dict[str, Any]:
+        """Return the core/v1 JSON body of this event, with empty values left out."""
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.resource_version:
+            metadata["resourceVersion"] = self.resource_version
+        if self.annotations:
+            metadata["annotations"] = dict(self.annotations)
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {k: v for k, v in metadata.items() if v},
+            "involvedObject": self.involved_object.to_api(),
+        }
+        optional: tuple[tuple[str, Any], ...] = (
+            ("reason", self.reason),
+            ("message", self.message),
+            ("type", self.type),
+            ("count", self.count),
+            ("action", self.action),
+            ("reportingComponent", self.reporting_controller),
+            ("reportingInstance", self.reporting_instance),
+        )
+        body.update((key, value) for key, value in optional if value)
+        source = {k: v for k, v in (("component", self.source.component), ("host", self.source.host)) if v}
+        if source:
+            body["source"] = source
+        if self.first_timestamp is not None:
+            body["firstTimestamp"] = format_time(self.first_timestamp)
+        if self.last_timestamp is not None:
+            body["lastTimestamp"] = format_time(self.last_timestamp)
+        if self.event_time is not None:
+            body["eventTime"] = format_micro_time(self.event_time)
+        if self.series is not None:
+            body["series"] = {
+                "count": self.series.count,
+                "lastObservedTime": format_micro_time(self.series.last_observed_time),
+            }
+        if self.related is not None:
+            body["related"] = self.related.to_api()
+        return body
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> Event:
+        """Build an event from a core/v1 JSON body (as the API returns it); unknown keys are ignored."""
+        metadata: Mapping[str, Any] = data.get("metadata") or {}
+        source: Mapping[str, Any] = data.get("source") or {}
+        series: Mapping[str, Any] | None = data.get("series")
+        related: Mapping[str, Any] | None = data.get("related")
+        annotations: Mapping[str, Any] = metadata.get("annotations") or {}
+        last_observed = parse_time(series.get("lastObservedTime")) if series else None
+        return cls(
+            name=_str(metadata.get("name")),
+            namespace=_str(metadata.get("namespace")),
+            resource_version=_str(metadata.get("resourceVersion")),
+            annotations={str(k): str(v) for k, v in annotations.items()},
+            involved_object=ObjectReference.from_api(data.get("involvedObject") or {}),
+            reason=_str(data.get("reason")),
+            message=_str(data.get("message")),
+            type=_str(data.get("type")),
+            count=int(data.get("count") or 0),
+            action=_str(data.get("action")),
+            reporting_controller=_str(data.get("reportingComponent")),
+            reporting_instance=_str(data.get("reportingInstance")),
+            source=EventSource(
+                component=_str(source.get("component")), host=_str(source.get("host"))
+            ),
+            first_timestamp=parse_time(data.get("firstTimestamp")),
+            last_timestamp=parse_time(data.get("lastTimestamp")),
+            event_time=parse_time(data.get("eventTime")),
+            series=(
+                EventSeries(count=int(series.get("count") or 0), last_observed_time=last_observed)
+                if series and last_observed is not None
+                else None
+            ),
+            related=ObjectReference.from_api(related) if related else None,
+        )
+
+
+def format_time(value: datetime) -> str:
+    """Format a ``metav1.Time``: RFC 3339 in UTC, whole seconds, ending in ``Z``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_micro_time(value: datetime) -> str:
+    """Format a ``metav1.MicroTime``: RFC 3339 in UTC with exactly six fractional digits."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_time(value: object) -> datetime | None:
+    """Parse an RFC 3339 timestamp as the API writes it (or a datetime) into aware UTC."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        parsed = value
+    else:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _str(value: object) -> str:
+    return "" if value is None else str(value)
+
+
+def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
+    """Return a reference to ``obj``; see :func:`k8s_logging_events.references.object_reference`."""
+    # models sits below references in the import order, so this defers the import
+    from k8s_logging_events import references
+
+    return references.object_reference(obj, field_path=field_path)

@@ -1,0 +1,11 @@
+"""Test doubles and a local Kubernetes Events API server, for this library's tests and yours.
+
+Nothing here is needed in production. ``FakeClock`` drives time by hand, ``FakeRecorder``
+keeps what it was asked to record as strings, ``FakeEventSink`` stores events in memory with
+create/patch semantics and scripted failures, and ``LocalApiServer`` serves the Events API
+over real HTTP on 127.0.0.1 for the official ``kubernetes`` client.
+"""
+
+from k8s_logging_events.testing._clock import FakeClock
+
+__all__ = ["FakeClock"]

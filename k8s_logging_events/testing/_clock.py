@@ -1,0 +1,60 @@
+"""A clock that only moves when a test moves it."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+__all__ = ["FakeClock"]
+
+_DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+class FakeClock:
+    """A :class:`~k8s_logging_events.clock.Clock` and a sleeper that tests drive by hand.
+
+    ``now()`` returns the fake time; ``step()`` and ``set()`` move it. With ``tick`` set, every
+    ``now()`` call moves time on by that many seconds after answering (client-go's
+    ``SimpleIntervalClock``). The clock is also a :class:`~k8s_logging_events.clock.Sleeper`:
+    calling it as ``clock.sleep(seconds, cancel)`` records the sleep in :attr:`sleeps`, moves
+    time on by ``seconds`` and returns at once, so retry back-offs cost no wall-clock time.
+
+    Args:
+        start: the initial time (aware, or taken as UTC); 2024-01-01T00:00:00Z by default.
+        tick: seconds added after every ``now()`` call; 0 keeps time still.
+    """
+
+    def __init__(self, start: datetime | None = None, *, tick: float = 0.0) -> None:
+        start = start or _DEFAULT_START
+        self._now = start if start.tzinfo else start.replace(tzinfo=UTC)
+        self._tick = timedelta(seconds=tick)
+        self._lock = threading.Lock()
+        self.sleeps: list[float] = []
+        """Every sleep asked of this clock, in seconds, in order."""
+
+    def now(self) -> datetime:
+        """Return the fake time (then advance it by ``tick``)."""
+        with self._lock:
+            current = self._now
+            self._now = current + self._tick
+            return current
+
+    def step(self, seconds: float) -> None:
+        """Move time forward by ``seconds``."""
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+
+    def set(self, t: datetime) -> None:
+        """Jump to ``t``."""
+        with self._lock:
+            self._now = t if t.tzinfo else t.replace(tzinfo=UTC)
+
+    def sleep(self, seconds: float, cancel: threading.Event) -> bool:
+        """Pretend to sleep: record it, move time on, and report whether ``cancel`` is set."""
+        with self._lock:
+            self.sleeps.append(seconds)
+            self._now += timedelta(seconds=max(0.0, seconds))
+        return cancel.is_set()
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self._now.isoformat()})"

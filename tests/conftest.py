@@ -1,0 +1,62 @@
+"""Shared fixtures: no test may leave a thread running or change global logging state."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+# Threads that belong to the test machinery or to a LocalApiServer fixture scoped wider than
+# one test are not leaks of the code under test.
+_ALLOWED_PREFIXES = ("k8s-apiserver", "pytest_timeout")
+
+
+def _library_threads() -> set[threading.Thread]:
+    return {
+        t
+        for t in threading.enumerate()
+        if t is not threading.main_thread()
+        and t.is_alive()
+        and not t.name.startswith(_ALLOWED_PREFIXES)
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_leaked_threads() -> Iterator[None]:
+    """Fail any test that leaves a thread of its own running (goleak's job in client-go)."""
+    before = _library_threads()
+    yield
+    # a stopped thread may still be unwinding its last frame; join it briefly, never sleep
+    deadline = time.monotonic() + 2.0
+    leaked = _library_threads() - before
+    for thread in leaked:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    still = sorted(t.name for t in _library_threads() - before)
+    assert still == [], f"threads left running: {still}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """Put back every logger's handlers, level, propagation and disabled flag after a test."""
+    manager = logging.Logger.manager
+    root = logging.getLogger()
+    saved = {
+        name: (list(lg.handlers), lg.level, lg.propagate, lg.disabled)
+        for name, lg in manager.loggerDict.items()
+        if isinstance(lg, logging.Logger)
+    }
+    root_saved = (list(root.handlers), root.level)
+    yield
+    for name, lg in list(manager.loggerDict.items()):
+        if not isinstance(lg, logging.Logger):
+            continue
+        handlers, level, propagate, disabled = saved.get(name, ([], logging.NOTSET, True, False))
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate = propagate
+        lg.disabled = disabled
+    root.handlers[:] = root_saved[0]
+    root.setLevel(root_saved[1])
