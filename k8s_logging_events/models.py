@@ -114,7 +114,7 @@ class Event:
     related: ObjectReference | None = None
     reporting_controller: str = ""
     reporting_instance: str = ""
-    annotations: Mapping[str, str] = field(default=_EMPTY)
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
     resource_version: str = ""
 
     def __post_init__(self) -> None:
@@ -145,7 +145,9 @@ class Event:
             ("reportingInstance", self.reporting_instance),
         )
         body.update((key, value) for key, value in optional if value)
-        source = {k: v for k, v in (("component", self.source.component), ("host", self.source.host)) if v}
+        source = {
+            k: v for k, v in (("component", self.source.component), ("host", self.source.host)) if v
+        }
         if source:
             body["source"] = source
         if self.first_timestamp is not None:
@@ -165,7 +167,7 @@ class Event:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Event:
-        """Build an event from a core/v1 JSON body (as the API returns it); unknown keys are ignored."""
+        """Build an event from a core/v1 JSON body; unknown keys are ignored."""
         metadata: Mapping[str, Any] = data.get("metadata") or {}
         source: Mapping[str, Any] = data.get("source") or {}
         series: Mapping[str, Any] | None = data.get("series")

@@ -7,5 +7,6 @@ over real HTTP on 127.0.0.1 for the official ``kubernetes`` client.
 """
 
 from k8s_logging_events.testing._clock import FakeClock
+from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
 
-__all__ = ["FakeClock"]
+__all__ = ["FakeClock", "FakeEventSink", "FakeRecorder", "SinkCall"]

@@ -1,0 +1,83 @@
+"""A passive token bucket: the rate arithmetic of ``golang.org/x/time/rate``, on caller time.
+
+The correlator's spam filter keeps one bucket per source and object, and the sink's
+client-side rate limit keeps one per sink. The bucket never reads a clock and never sleeps:
+every call is given ``now`` in seconds (see :func:`k8s_logging_events.clock.seconds`), so
+the owner decides how often time is read and tests need no waiting. Not thread-safe by
+itself; the owner holds its own lock.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["TokenBucket"]
+
+_NANOSECOND = 1e-9
+
+
+class TokenBucket:
+    """Knows how many whole tokens may be taken now, refilling continuously at ``qps``.
+
+    The bucket starts full. Tokens accrue at ``qps`` per second up to ``burst``. Taking a
+    token that is not there changes nothing, so a refused caller loses no refill. As in Go's
+    ``rate.Limiter``, a take is allowed when the shortfall would be refilled in under one
+    nanosecond (Go waits in whole nanoseconds), which keeps float rounding at exact refill
+    boundaries from refusing a token that is due.
+
+    Args:
+        qps: tokens added per second; ``math.inf`` never limits (whatever ``burst`` is),
+            0 or less never refills.
+        burst: the capacity, and the number of tokens at the start; below 1 refuses every
+            take unless ``qps`` is infinite.
+        now: the current time in seconds; refill is measured from here.
+    """
+
+    __slots__ = ("_burst", "_last", "_qps", "_tokens")
+
+    def __init__(self, qps: float, burst: int, now: float) -> None:
+        self._qps = qps
+        self._burst = burst
+        self._tokens = float(burst)
+        self._last = now
+
+    def __repr__(self) -> str:
+        return f"TokenBucket(qps={self._qps!r}, burst={self._burst!r}, tokens={self._tokens!r})"
+
+    def _available(self, now: float) -> float:
+        """Return the tokens there would be at ``now``, without storing them."""
+        # time running backwards refills nothing (Go clamps the same way)
+        elapsed = max(0.0, now - self._last)
+        refill = elapsed * self._qps if self._qps > 0 else 0.0
+        return min(float(self._burst), self._tokens + refill)
+
+    def wait_time(self, now: float) -> float:
+        """Return the seconds until one whole token can be taken: 0.0 if it can be now.
+
+        Returns ``math.inf`` when a token can never come (``burst`` below 1, or no refill
+        and an empty bucket). Nothing is taken.
+        """
+        if self._qps == math.inf:
+            return 0.0
+        if self._burst < 1:
+            return math.inf
+        shortfall = 1.0 - self._available(now)
+        if shortfall <= 0:
+            return 0.0
+        if self._qps <= 0:
+            return math.inf
+        wait = shortfall / self._qps
+        return 0.0 if wait < _NANOSECOND else wait
+
+    def try_take(self, now: float) -> bool:
+        """Take one token if one is available at ``now``; return whether it was taken.
+
+        A refused take changes nothing.
+        """
+        if self.wait_time(now) > 0:
+            return False
+        if self._qps != math.inf:
+            self._tokens = self._available(now) - 1.0
+            # Go moves the refill origin forward only on a successful take
+            self._last = now
+        return True

@@ -1,0 +1,543 @@
+"""Fan-out of watch-events from producers to any number of watchers.
+
+A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``). It knows nothing of
+Kubernetes: a :class:`WatchEvent` is just an action type and an object. In the pipeline it sits
+between the recorder and the consumers::
+
+    EventRecorder --action_or_drop()--> Broadcaster --> Watcher: structured logging
+                                                    --> Watcher: recording to a sink
+
+The recorder puts each Event in with :meth:`Broadcaster.action_or_drop`, which never waits for
+queue space, so logging stays cheap. One distributing thread copies every item, in order, into
+each watcher's own bounded queue. What happens when a watcher's queue is full is the
+:class:`FullChannelBehavior`. The control operations (:meth:`Broadcaster.watch`,
+:meth:`Watcher.stop`, :meth:`Broadcaster.shutdown`) travel through the same incoming queue as
+the items. That is why a watcher never sees an item queued before it was added, and sees every
+item queued after.
+
+Differences from Go:
+
+- a queue length of 0 (a rendezvous channel in Go) means a capacity of 1;
+- in DROP mode a skipped item is counted in :attr:`Watcher.dropped` and handed to the watcher's
+  ``on_drop`` callback instead of vanishing silently;
+- the distributing thread starts on first use, and :meth:`Broadcaster.shutdown` joins it;
+- calls that would make the distributing thread wait for itself raise :class:`RuntimeError`
+  instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final
+
+__all__ = [
+    "ADDED",
+    "DELETED",
+    "ERROR",
+    "MODIFIED",
+    "Broadcaster",
+    "BroadcasterStopped",
+    "FullChannelBehavior",
+    "WatchEvent",
+    "Watcher",
+]
+
+ADDED: Final = "ADDED"
+"""Watch-event type: an object was added."""
+
+MODIFIED: Final = "MODIFIED"
+"""Watch-event type: an object was modified."""
+
+DELETED: Final = "DELETED"
+"""Watch-event type: an object was deleted."""
+
+ERROR: Final = "ERROR"
+"""Watch-event type: an error occurred; the object describes it."""
+
+# mux.go's incomingQueueLength. Items should rarely pile up in front of the distributing
+# thread, but a small buffer absorbs a burst that arrives faster than it can fan out.
+_INCOMING_QUEUE_LENGTH: Final = 25
+
+_STOPPED_MESSAGE: Final = "broadcaster already stopped"
+
+
+class FullChannelBehavior(enum.Enum):
+    """What the distributing thread does with an item for a watcher whose queue is full.
+
+    The choice applies per watcher, so in DROP mode one slow watcher cannot starve the others.
+    """
+
+    WAIT = 0
+    """Wait until the watcher has room or is stopped: nothing is lost, but one slow watcher
+    holds up every other watcher and, once the incoming queue fills, every producer."""
+
+    DROP = 1
+    """Skip that watcher for that item, count it in :attr:`Watcher.dropped` and call the
+    watcher's ``on_drop``; the other watchers still get the item."""
+
+
+class BroadcasterStopped(RuntimeError):  # noqa: N818 - the name the API promises
+    """Raised by :class:`Broadcaster` operations after :meth:`Broadcaster.shutdown`."""
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    """One item a :class:`Broadcaster` delivers: an action type and the object it concerns."""
+
+    type: str
+    """:data:`ADDED`, :data:`MODIFIED`, :data:`DELETED`, :data:`ERROR`, or any string."""
+
+    object: Any
+    """The payload. Every watcher gets the same object, so treat it as read-only."""
+
+
+_DropFunc = Callable[[WatchEvent], None]
+
+
+class Watcher:
+    """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
+
+    Get one from :meth:`Broadcaster.watch` or :meth:`Broadcaster.watch_with_prefix`; do not
+    construct it directly. Read it by iterating or with :meth:`get`. The stream ends once the
+    watcher is stopped or the broadcaster shut down *and* the items already in its queue have
+    been read. A watcher is also a context manager that stops it on exit.
+    """
+
+    __slots__ = (
+        "_broadcaster",
+        "_capacity",
+        "_cond",
+        "_delivered",
+        "_dropped",
+        "_ended",
+        "_items",
+        "_on_drop",
+    )
+
+    def __init__(
+        self,
+        broadcaster: Broadcaster | None,
+        capacity: int,
+        on_drop: _DropFunc | None,
+        prefix: Iterable[WatchEvent] = (),
+    ) -> None:
+        self._broadcaster = broadcaster
+        self._capacity = capacity
+        self._on_drop = on_drop
+        self._items: deque[WatchEvent] = deque(prefix)
+        self._delivered = len(self._items)
+        self._dropped = 0
+        # True once nothing more will be added: set by stop() or by the broadcaster's shutdown.
+        self._ended = False
+        # Readers wait here for items and the distributing thread waits here for room.
+        self._cond = threading.Condition()
+
+    def __iter__(self) -> Iterator[WatchEvent]:
+        """Yield items in order until the stream ends."""
+        while (event := self.get()) is not None:
+            yield event
+
+    def get(self, timeout: float | None = None) -> WatchEvent | None:
+        """Return the next item, waiting up to ``timeout`` seconds (forever if None).
+
+        Returns None when the stream has ended or the timeout passed; ``get(0)`` never waits.
+        """
+        with self._cond:
+            self._cond.wait_for(self._readable, timeout)
+            if not self._items:
+                return None
+            event = self._items.popleft()
+            self._cond.notify_all()
+            return event
+
+    def get_batch(self, max_items: int = 256, timeout: float | None = None) -> list[WatchEvent]:
+        """Return up to ``max_items`` queued items at once, waiting up to ``timeout`` for one.
+
+        Returns an empty list when the stream has ended or the timeout passed. Taking items
+        in batches costs one lock round trip per batch, which matters to a busy consumer.
+        """
+        with self._cond:
+            self._cond.wait_for(self._readable, timeout)
+            count = min(max_items, len(self._items))
+            batch = [self._items.popleft() for _ in range(count)]
+            if batch:
+                self._cond.notify_all()
+            return batch
+
+    def stop(self) -> None:
+        """Stop receiving items; idempotent, and a no-op after the broadcaster's shutdown.
+
+        Items already queued stay readable, then the stream ends. Safe while the distributing
+        thread is blocked delivering to this watcher, and from an ``on_drop`` callback.
+        """
+        with self._cond:
+            if self._ended:
+                return
+            self._ended = True
+            # Wake readers (the stream may now be over) and a distributing thread that waits
+            # for room here: it must give up on this watcher.
+            self._cond.notify_all()
+        if self._broadcaster is not None:
+            self._broadcaster._forget(self)
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`stop` was called or the broadcaster shut down."""
+        return self._ended
+
+    @classmethod
+    def ended(cls) -> Watcher:
+        """Return a watcher whose stream is already over (for a broadcaster shut down)."""
+        watcher = cls(None, 1, None)
+        watcher._ended = True
+        return watcher
+
+    @property
+    def delivered(self) -> int:
+        """How many items were put in this watcher's queue so far (prefix included)."""
+        with self._cond:
+            return self._delivered
+
+    @property
+    def dropped(self) -> int:
+        """How many items were skipped for this watcher because its queue was full (DROP)."""
+        return self._dropped
+
+    def pending(self) -> int:
+        """Return how many items are waiting in this watcher's queue."""
+        with self._cond:
+            return len(self._items)
+
+    def __enter__(self) -> Watcher:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _readable(self) -> bool:
+        return bool(self._items) or self._ended
+
+    def _has_room_or_ended(self) -> bool:
+        return len(self._items) < self._capacity or self._ended
+
+    def _put_waiting(self, event: WatchEvent) -> None:
+        """Queue ``event``, waiting for room; give up if the watcher ends meanwhile (WAIT)."""
+        with self._cond:
+            self._cond.wait_for(self._has_room_or_ended)
+            if not self._ended:
+                self._items.append(event)
+                self._delivered += 1
+                self._cond.notify_all()
+
+    def _put_or_drop(self, events: list[WatchEvent]) -> None:
+        """Queue what fits of ``events``; count the rest and report it to on_drop (DROP)."""
+        with self._cond:
+            if self._ended:
+                return
+            room = max(0, self._capacity - len(self._items))
+            fitting, dropped = events[:room], events[room:]
+            if fitting:
+                self._items.extend(fitting)
+                self._delivered += len(fitting)
+                self._cond.notify_all()
+            self._dropped += len(dropped)
+        if dropped and self._on_drop is not None:
+            for event in dropped:
+                # A faulty callback must not kill the distributing thread every watcher needs.
+                with contextlib.suppress(Exception):
+                    self._on_drop(event)
+
+    def _end(self) -> None:
+        with self._cond:
+            self._ended = True
+            self._cond.notify_all()
+
+
+class _Marker:
+    """A control operation sent through the incoming queue, run by the distributing thread."""
+
+    __slots__ = ("_done", "_fn")
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn = fn
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        try:
+            self._fn()
+        finally:
+            self._done.set()
+
+    def wait(self) -> None:
+        self._done.wait()
+
+
+class Broadcaster:
+    """Knows how to deliver every item to every watcher, in the order the items came in.
+
+    Args:
+        queue_length: each watcher's queue length. 0 (a rendezvous in Go) means 1.
+        full_channel_behavior: what to do with an item for a watcher whose queue is full.
+        incoming_queue_length: room for items not yet distributed. None means 25, like Go's
+            ``NewBroadcaster``; pass ``queue_length`` again for Go's ``NewLongQueueBroadcaster``.
+            0 means 1.
+        name: the name of the distributing thread, a daemon thread started on first use.
+
+    Raises:
+        ValueError: a queue length is negative.
+
+    Every method may be called from any thread except the distributing thread, on which
+    ``on_drop`` callbacks run: from there only :meth:`Watcher.stop` is allowed, and the others
+    raise :class:`RuntimeError`, because they would wait for the thread that calls them. The
+    broadcaster is also a context manager that shuts it down on exit.
+    """
+
+    def __init__(
+        self,
+        queue_length: int = 25,
+        full_channel_behavior: FullChannelBehavior = FullChannelBehavior.WAIT,
+        *,
+        incoming_queue_length: int | None = None,
+        name: str = "k8s-events-broadcaster",
+    ) -> None:
+        if incoming_queue_length is None:
+            incoming_queue_length = _INCOMING_QUEUE_LENGTH
+        if queue_length < 0 or incoming_queue_length < 0:
+            msg = f"queue lengths must be >= 0, not {queue_length} and {incoming_queue_length}"
+            raise ValueError(msg)
+        self._watch_capacity = max(queue_length, 1)
+        self._behavior = FullChannelBehavior(full_channel_behavior)
+        self._name = name
+        # Go's incomingBlock: serialises producers and control operations, and is held until
+        # a control operation has run, so that nothing overtakes it.
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        # The incoming queue. Its three conditions share one lock, as in queue.Queue.
+        self._incoming: deque[WatchEvent | _Marker] = deque()
+        self._incoming_capacity = max(incoming_queue_length, 1)
+        self._queue_lock = threading.Lock()
+        self._not_empty = threading.Condition(self._queue_lock)
+        self._not_full = threading.Condition(self._queue_lock)
+        self._progress = threading.Condition(self._queue_lock)
+        self._queued = 0
+        self._finished = 0
+        # Touched only by the distributing thread. A dict keeps insertion order, which makes
+        # the order of delivery among watchers predictable (Go leaves it unspecified).
+        self._watchers: dict[Watcher, None] = {}
+        self._exiting = False
+
+    @property
+    def stopped(self) -> bool:
+        """True once :meth:`shutdown` has been called."""
+        return self._stopped
+
+    def watch(self, *, on_drop: _DropFunc | None = None) -> Watcher:
+        """Add a watcher that gets every item queued after this call returns, and none before.
+
+        Args:
+            on_drop: called with each item skipped for this watcher in DROP mode. It runs on
+                the distributing thread, so it must be cheap; its exceptions are ignored.
+
+        Raises:
+            BroadcasterStopped: after :meth:`shutdown`.
+        """
+        return self._add_watcher([], on_drop)
+
+    def watch_with_prefix(
+        self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
+    ) -> Watcher:
+        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue.
+
+        The watcher's queue holds max(queue_length, len(events) + 1) items, so the prefix
+        always fits with room for one more.
+
+        Raises:
+            BroadcasterStopped: after :meth:`shutdown`.
+        """
+        return self._add_watcher(list(events), on_drop)
+
+    def action(self, type: str, obj: Any) -> None:
+        """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full.
+
+        Raises:
+            BroadcasterStopped: after :meth:`shutdown`.
+        """
+        self._refuse_on_loop_thread("action")
+        with self._lock:
+            self._start_unless_stopped()
+            self._put(WatchEvent(type, obj), block=True)
+
+    def action_or_drop(self, type: str, obj: Any) -> bool:
+        """Queue ``WatchEvent(type, obj)`` if there is room; return False at once if not.
+
+        It never waits for queue space, only, briefly, for a control operation in progress.
+
+        Raises:
+            BroadcasterStopped: after :meth:`shutdown`.
+        """
+        self._refuse_on_loop_thread("action_or_drop")
+        with self._lock:
+            self._start_unless_stopped()
+            return self._put(WatchEvent(type, obj), block=False)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until every item queued before this call went to (or was dropped for) every
+        watcher.
+
+        Returns False if ``timeout`` seconds passed first (None waits forever). In WAIT mode an
+        unread full watcher holds this up.
+        """
+        self._refuse_on_loop_thread("wait_idle")
+        with self._progress:
+            target = self._queued
+            return self._progress.wait_for(lambda: self._finished >= target, timeout)
+
+    def shutdown(self) -> None:
+        """Deliver what is queued, end every watcher, and join the distributing thread.
+
+        Items already in a watcher's queue stay readable; then its stream ends. Idempotent.
+        In WAIT mode a full watcher that nobody reads or stops blocks this forever.
+        """
+        self._refuse_on_loop_thread("shutdown")
+        with self._lock:
+            if not self._stopped:
+                if self._thread is None:
+                    # Never used: no thread, no watchers, nothing to deliver.
+                    self._stopped = True
+                else:
+                    self._run_on_loop(self._begin_exit)
+            thread = self._thread
+        # Outside the lock, so that a second caller also waits for the thread to finish.
+        if thread is not None:
+            thread.join()
+
+    def __enter__(self) -> Broadcaster:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.shutdown()
+
+    def _add_watcher(self, prefix: list[WatchEvent], on_drop: _DropFunc | None) -> Watcher:
+        self._refuse_on_loop_thread("watch")
+        capacity = max(self._watch_capacity, len(prefix) + 1)
+        watcher = Watcher(self, capacity, on_drop, prefix)
+
+        def add() -> None:
+            self._watchers[watcher] = None
+
+        with self._lock:
+            self._start_unless_stopped()
+            self._run_on_loop(add)
+        return watcher
+
+    def _forget(self, watcher: Watcher) -> None:
+        """Remove a watcher that has ended; called by :meth:`Watcher.stop`."""
+        if self._on_loop_thread():
+            # Called from on_drop: we are the loop, so no queue round trip is needed, and
+            # waiting for one would never end.
+            self._watchers.pop(watcher, None)
+            return
+        with self._lock:
+            if not self._stopped:
+                self._run_on_loop(lambda: self._watchers.pop(watcher, None))
+
+    def _start_unless_stopped(self) -> None:
+        """Raise if shut down, else make sure the distributing thread runs (lock held)."""
+        if self._stopped:
+            raise BroadcasterStopped(_STOPPED_MESSAGE)
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+            self._thread.start()
+
+    def _run_on_loop(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` on the distributing thread after all queued items (lock held)."""
+        marker = _Marker(fn)
+        self._put(marker, block=True)
+        marker.wait()
+
+    def _refuse_on_loop_thread(self, operation: str) -> None:
+        if self._on_loop_thread():
+            msg = f"{operation}() cannot be called from the distributing thread (on_drop)"
+            raise RuntimeError(msg)
+
+    def _on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    def _put(self, item: WatchEvent | _Marker, *, block: bool) -> bool:
+        with self._not_full:
+            if block:
+                self._not_full.wait_for(self._incoming_has_room)
+            elif not self._incoming_has_room():
+                return False
+            self._incoming.append(item)
+            self._queued += 1
+            self._not_empty.notify()
+            return True
+
+    def _incoming_has_room(self) -> bool:
+        return len(self._incoming) < self._incoming_capacity
+
+    def _loop(self) -> None:
+        """Run on the distributing thread: take items in order and hand them out."""
+        while not self._exiting:
+            batch = self._take_batch()
+            run: list[WatchEvent] = []
+            for item in batch:
+                if isinstance(item, _Marker):
+                    # items queued before a control operation are handed out before it runs
+                    self._distribute(run)
+                    run = []
+                    item.run()
+                else:
+                    run.append(item)
+            self._distribute(run)
+            with self._progress:
+                self._finished += len(batch)
+                self._progress.notify_all()
+        for watcher in self._watchers:
+            watcher._end()
+        self._watchers.clear()
+
+    def _take_batch(self) -> list[WatchEvent | _Marker]:
+        # taking everything queued at once keeps hand-offs (and lock traffic) per batch,
+        # not per item, which is what lets the loop keep up with a burst
+        with self._not_empty:
+            self._not_empty.wait_for(lambda: bool(self._incoming))
+            batch = list(self._incoming)
+            self._incoming.clear()
+            # Only the holder of self._lock ever waits for room, so one wake-up is enough.
+            self._not_full.notify()
+            return batch
+
+    def _distribute(self, events: list[WatchEvent]) -> None:
+        if not events:
+            return
+        # A copy, because an on_drop callback may stop a watcher while we iterate.
+        for watcher in tuple(self._watchers):
+            if self._behavior is FullChannelBehavior.WAIT:
+                for event in events:
+                    watcher._put_waiting(event)
+            else:
+                watcher._put_or_drop(events)
+
+    def _begin_exit(self) -> None:
+        """The shutdown marker: nothing can be queued behind it, so the loop ends after it."""
+        self._stopped = True
+        self._exiting = True

@@ -1,0 +1,714 @@
+"""Correlation: what to do with each event before it is written, as client-go decides it.
+
+A port of client-go's ``tools/record/events_cache.go`` and ``tools/record/util``. The
+record-to-sink writer passes every event through :meth:`EventCorrelator.correlate`, which
+in this order
+
+1. *aggregates*: the tenth distinct message within ten minutes for one object and reason
+   becomes a new "(combined from similar events)" event;
+2. *observes*: a repeat of an event already seen takes the earlier event's name, first
+   timestamp and resource version, one more on its count, and a count patch;
+3. *filters*: a token bucket per source and object holds back what exceeds 25 at once,
+   refilled at one every five minutes.
+
+The writer then creates or patches and feeds the server's copy back through
+:meth:`EventCorrelator.update_state`. Pure logic on an injected clock: no threads, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+import struct
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import NamedTuple, TypeAlias
+
+import cachetools
+
+from k8s_logging_events import _tokenbucket, models
+from k8s_logging_events import clock as clocks
+
+__all__ = [
+    "COMBINED_MESSAGE_PREFIX",
+    "DEFAULT_AGGREGATE_INTERVAL_SECONDS",
+    "DEFAULT_AGGREGATE_MAX_EVENTS",
+    "DEFAULT_LRU_CACHE_SIZE",
+    "DEFAULT_SPAM_BURST",
+    "DEFAULT_SPAM_QPS",
+    "CorrelateResult",
+    "CorrelatorOptions",
+    "EventCorrelator",
+    "KeyFunc",
+    "MessageFunc",
+    "SpamKeyFunc",
+    "aggregate_by_reason",
+    "combined_message",
+    "count_patch",
+    "generate_event_name",
+    "get_event_key",
+    "get_spam_key",
+    "is_dns_subdomain",
+    "validate_event_type",
+]
+
+DEFAULT_LRU_CACHE_SIZE = 4096
+"""Entries in each of the correlator's three caches: memory stays bounded, however many objects."""
+
+DEFAULT_SPAM_BURST = 25
+"""Events one source may send about one object in a burst before the spam filter holds them back."""
+
+DEFAULT_SPAM_QPS = 1 / 300
+"""Spam bucket refill, one per five minutes: trims the long tail from things that stay unhealthy."""
+
+DEFAULT_AGGREGATE_MAX_EVENTS = 10
+"""Distinct messages for one object and reason, within the interval, at which they are combined."""
+
+DEFAULT_AGGREGATE_INTERVAL_SECONDS = 600.0
+"""Seconds without a similar event after which aggregation starts counting messages afresh."""
+
+COMBINED_MESSAGE_PREFIX = "(combined from similar events): "
+"""Put before the latest message of an aggregate event, so readers know others were folded in."""
+
+KeyFunc: TypeAlias = Callable[[models.Event], tuple[str, str]]
+"""Groups events for aggregation: returns ``(aggregate key, local key)``.
+
+Events with equal aggregate keys are similar; the local key tells them apart within the group.
+"""
+
+MessageFunc: TypeAlias = Callable[[models.Event], str]
+"""Writes the message of an aggregate event from the event that tipped the group over."""
+
+SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
+"""Names the spam-filter token bucket an event draws from."""
+
+_VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
+_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
+_DNS1123_SUBDOMAIN_MAX_LENGTH = 253
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# the timestamp the count patch is diffed against, as Go serialises it
+_PATCH_BASE_TIMESTAMP = models.format_time(_EPOCH)
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# Go's json.Marshal escapes these so the JSON can sit inside HTML or JavaScript
+_GO_JSON_ESCAPES = (
+    ("<", "\\u003c"),
+    (">", "\\u003e"),
+    ("&", "\\u0026"),
+    ("\u2028", "\\u2028"),
+    ("\u2029", "\\u2029"),
+)
+
+
+# -- keys and messages -------------------------------------------------------------------------
+
+
+def get_event_key(event: models.Event) -> str:
+    """Return the key that makes two events the same event, to be counted rather than repeated.
+
+    The source, the whole involved object except its resource version, the type, the reason
+    and the message, concatenated without separators exactly as client-go does (so
+    differently split fields can collide, e.g. component ``"ab"`` on host ``"c"`` and
+    component ``"a"`` on host ``"bc"``).
+    """
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.field_path,
+            ref.uid,
+            ref.api_version,
+            event.type,
+            event.reason,
+            event.message,
+        )
+    )
+
+
+def get_spam_key(event: models.Event) -> str:
+    """Return the default spam key: one token bucket per source, object and event type.
+
+    Unlike :func:`get_event_key` it leaves out the field path, the reason and the message,
+    so every container of a pod and every reason share one bucket. Concatenated without
+    separators, as client-go does.
+    """
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            ref.api_version,
+            event.type,
+        )
+    )
+
+
+def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
+    """Group events that differ only in their message: the default :data:`KeyFunc`.
+
+    Returns:
+        The aggregate key (source, object without field path, type, reason, reporting
+        controller and instance, concatenated without separators) and the message as the
+        local key.
+    """
+    ref = event.involved_object
+    aggregate_key = "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            ref.api_version,
+            event.type,
+            event.reason,
+            event.reporting_controller,
+            event.reporting_instance,
+        )
+    )
+    return aggregate_key, event.message
+
+
+def combined_message(event: models.Event) -> str:
+    """Return :data:`COMBINED_MESSAGE_PREFIX` plus the message: the default :data:`MessageFunc`."""
+    return COMBINED_MESSAGE_PREFIX + event.message
+
+
+# -- names and types ---------------------------------------------------------------------------
+
+
+def is_dns_subdomain(value: str) -> bool:
+    """Tell whether ``value`` is a DNS-1123 subdomain, the rule for Event names.
+
+    At most 253 characters of lowercase letters, digits, ``-`` and ``.``; each dot-separated
+    label starts and ends with a letter or digit.
+    """
+    return (
+        len(value) <= _DNS1123_SUBDOMAIN_MAX_LENGTH
+        and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
+    )
+
+
+def generate_event_name(ref_name: str, unix_nanos: int) -> str:
+    """Name a new event after the object it is about and the time it happened.
+
+    Args:
+        ref_name: the involved object's name.
+        unix_nanos: the event time in nanoseconds since the Unix epoch.
+
+    Returns:
+        ``"<ref_name>.<unix_nanos in lowercase hex>"`` (a negative time gets a leading
+        ``-``, as Go's ``%x`` writes it), or a random UUID when that is not a valid
+        DNS-1123 subdomain (an upper-case, over-long or IPv6 object name, for instance).
+    """
+    name = f"{ref_name}.{unix_nanos:x}"
+    if not is_dns_subdomain(name):
+        # a random UUID is always a valid name and never collides
+        name = str(uuid.uuid4())
+    return name
+
+
+def validate_event_type(type: str) -> bool:
+    """Tell whether ``type`` is an event type client-go accepts: exactly Normal or Warning."""
+    return type in _VALID_EVENT_TYPES
+
+
+# -- the count patch -----------------------------------------------------------------------------
+
+
+def count_patch(event: models.Event) -> bytes:
+    """Return the strategic-merge patch that records ``event`` as a repeat of a stored event.
+
+    client-go builds it as a two-way diff from the same event with count 0, last timestamp
+    1970-01-01T00:00:00Z and an empty message to ``event``. Only these three fields can
+    differ, so the patch is a JSON object with at most these keys, sorted and compact:
+
+    * ``count``: left out when 0 (Go omits a zero count on both sides);
+    * ``lastTimestamp``: RFC 3339 in whole seconds with ``Z``; ``null`` when the event has no
+      last timestamp (Go writes a zero time as ``null``, which differs from the 1970 base,
+      and in a merge patch clears the stored field); left out when it falls in the first
+      second of 1970 (then it equals the base);
+    * ``message``: left out when empty.
+
+    Strings are encoded as Go's ``json.Marshal`` encodes them: UTF-8 as is, but ``<``, ``>``,
+    ``&``, U+2028 and U+2029 escaped as ``\\u003c`` and so on, and a lone surrogate (Go's
+    invalid UTF-8) replaced by U+FFFD. For example
+    ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``.
+    """
+    patch: dict[str, object] = {}
+    if event.count:
+        patch["count"] = event.count
+    if event.last_timestamp is None:
+        patch["lastTimestamp"] = None
+    else:
+        last_timestamp = models.format_time(event.last_timestamp)
+        if last_timestamp != _PATCH_BASE_TIMESTAMP:
+            patch["lastTimestamp"] = last_timestamp
+    if event.message:
+        patch["message"] = _LONE_SURROGATE.sub("\ufffd", event.message)
+    text = json.dumps(patch, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    # outside strings the patch holds none of these characters, so replacing everywhere is safe
+    for char, escape in _GO_JSON_ESCAPES:
+        text = text.replace(char, escape)
+    return text.encode("utf-8")
+
+
+# -- options and result --------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CorrelatorOptions:
+    """How an :class:`EventCorrelator` aggregates, counts and filters (``CorrelatorOptions``).
+
+    As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured
+    for a number. Negative numbers are refused with :class:`ValueError`.
+    """
+
+    lru_cache_size: int = 0
+    """Entries in each of the three caches, bounding memory.
+
+    0 means :data:`DEFAULT_LRU_CACHE_SIZE` (4096).
+    """
+
+    burst_size: int = 0
+    """Tokens in a new spam bucket: how many events a source may send about an object at once.
+
+    0 means :data:`DEFAULT_SPAM_BURST` (25).
+    """
+
+    qps: float = 0.0
+    """Tokens added to a spam bucket per second, after the burst is spent.
+
+    0 means :data:`DEFAULT_SPAM_QPS` (one per 300 s), which trims long tails of repeats.
+    """
+
+    key_func: KeyFunc | None = None
+    """Groups events for aggregation.
+
+    ``None`` means :func:`aggregate_by_reason`: events that differ only in their message.
+    """
+
+    message_func: MessageFunc | None = None
+    """Writes the message of an aggregate event.
+
+    ``None`` means :func:`combined_message`: the latest message after a prefix.
+    """
+
+    max_events: int = 0
+    """Distinct local keys within the interval at which events are combined.
+
+    0 means :data:`DEFAULT_AGGREGATE_MAX_EVENTS` (10).
+    """
+
+    max_interval_seconds: float = 0.0
+    """Seconds without a similar event after which an aggregation group starts afresh.
+
+    0 means :data:`DEFAULT_AGGREGATE_INTERVAL_SECONDS` (600).
+    """
+
+    clock: clocks.Clock | None = None
+    """Where time comes from, so that tests can drive it.
+
+    ``None`` means :class:`~k8s_logging_events.clock.SystemClock`.
+    """
+
+    spam_key_func: SpamKeyFunc | None = None
+    """Names the spam bucket an event draws from.
+
+    ``None`` means :func:`get_spam_key`: one bucket per source, object and event type.
+    """
+
+    def __post_init__(self) -> None:
+        numbers = {
+            "lru_cache_size": self.lru_cache_size,
+            "burst_size": self.burst_size,
+            "qps": self.qps,
+            "max_events": self.max_events,
+            "max_interval_seconds": self.max_interval_seconds,
+        }
+        for name, value in numbers.items():
+            # `not value >= 0` also refuses NaN
+            if not value >= 0:
+                msg = f"CorrelatorOptions.{name} must not be negative, got {value!r}"
+                raise ValueError(msg)
+
+    def resolved(self) -> CorrelatorOptions:
+        """Return a copy with every zero or ``None`` field replaced by its default."""
+        return CorrelatorOptions(**_settle(self)._asdict())
+
+
+class _Settings(NamedTuple):
+    """:class:`CorrelatorOptions` with the defaults filled in, typed without ``None``."""
+
+    lru_cache_size: int
+    burst_size: int
+    qps: float
+    key_func: KeyFunc
+    message_func: MessageFunc
+    max_events: int
+    max_interval_seconds: float
+    clock: clocks.Clock
+    spam_key_func: SpamKeyFunc
+
+
+def _settle(options: CorrelatorOptions) -> _Settings:
+    """Fill in client-go's defaults: the one place they are chosen."""
+    return _Settings(
+        lru_cache_size=options.lru_cache_size or DEFAULT_LRU_CACHE_SIZE,
+        burst_size=options.burst_size or DEFAULT_SPAM_BURST,
+        qps=options.qps or DEFAULT_SPAM_QPS,
+        key_func=options.key_func or aggregate_by_reason,
+        message_func=options.message_func or combined_message,
+        max_events=options.max_events or DEFAULT_AGGREGATE_MAX_EVENTS,
+        max_interval_seconds=options.max_interval_seconds or DEFAULT_AGGREGATE_INTERVAL_SECONDS,
+        clock=clocks.SystemClock() if options.clock is None else options.clock,
+        spam_key_func=options.spam_key_func or get_spam_key,
+    )
+
+
+class CorrelateResult:
+    """What the writer should do with one event (client-go's ``EventCorrelateResult``).
+
+    Immutable. The count patch of a repeat is computed the first time :attr:`patch` is
+    read: a writer that coalesces many repeats into one write only pays for the last one.
+
+    Attributes:
+        event: the event to write, or ``None`` when ``skip`` is true.
+        patch: the count patch when ``event`` repeats one already written (``event.count``
+            is then above 1), else ``None``.
+        skip: true when the spam filter held the event back: write nothing now.
+        observed: the event as counted, with name, first timestamp and count carried over;
+            equal to ``event`` when not skipped, and the held-back occurrence when skipped,
+            so a writer can send its count later. Not in client-go.
+    """
+
+    __slots__ = ("_patch", "event", "observed", "skip")
+
+    event: models.Event | None
+    skip: bool
+    observed: models.Event | None
+    _patch: object
+
+    def __init__(
+        self,
+        event: models.Event | None,
+        patch: bytes | None,
+        skip: bool,
+        observed: models.Event | None = None,
+    ) -> None:
+        object.__setattr__(self, "event", event)
+        object.__setattr__(self, "_patch", patch)
+        object.__setattr__(self, "skip", skip)
+        object.__setattr__(self, "observed", observed)
+
+    @classmethod
+    def _repeat(cls, event: models.Event) -> CorrelateResult:
+        result = cls(event, None, False, event)
+        object.__setattr__(result, "_patch", _PATCH_PENDING)
+        return result
+
+    @property
+    def patch(self) -> bytes | None:
+        """The count patch for a repeat, else ``None``."""
+        patch = self._patch
+        if patch is _PATCH_PENDING:
+            assert self.event is not None
+            patch = count_patch(self.event)
+            object.__setattr__(self, "_patch", patch)
+        return patch  # type: ignore[return-value]
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CorrelateResult):
+            return NotImplemented
+        return (self.event, self.patch, self.skip, self.observed) == (
+            other.event,
+            other.patch,
+            other.skip,
+            other.observed,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"CorrelateResult(event={self.event!r}, patch={self.patch!r}, "
+            f"skip={self.skip!r}, observed={self.observed!r})"
+        )
+
+
+_PATCH_PENDING = object()
+
+
+# -- the three stages --------------------------------------------------------------------------
+
+
+class _AggregateRecord:
+    """The distinct local keys seen for one aggregate key, and when the last one came."""
+
+    __slots__ = ("last_timestamp", "local_keys")
+
+    def __init__(self) -> None:
+        self.local_keys: set[str] = set()
+        self.last_timestamp: datetime | None = None
+
+
+class _Aggregator:
+    """Combines similar events once too many distinct ones come close together."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._cache: cachetools.LRUCache[str, _AggregateRecord] = cachetools.LRUCache(
+            settings.lru_cache_size
+        )
+        self._key_func = settings.key_func
+        self._message_func = settings.message_func
+        self._max_events = settings.max_events
+        self._max_interval = timedelta(seconds=settings.max_interval_seconds)
+        self._clock = settings.clock
+
+    def aggregate(self, event: models.Event) -> tuple[models.Event, str]:
+        """Return the event to observe and its cache key: ``event`` itself or an aggregate."""
+        now = self._clock.now()
+        event_key = get_event_key(event)
+        aggregate_key, local_key = self._key_func(event)
+
+        record = self._cache.get(aggregate_key)
+        # the window slides: it is measured from the latest similar event, not the first
+        if (
+            record is None
+            or record.last_timestamp is None
+            or now - record.last_timestamp > self._max_interval
+        ):
+            record = _AggregateRecord()
+        record.local_keys.add(local_key)
+        record.last_timestamp = now
+        self._cache[aggregate_key] = record
+
+        if len(record.local_keys) < self._max_events:
+            return event, event_key
+
+        # keep the set below the threshold, so every new message is combined too
+        record.local_keys.pop()
+        aggregate = models.Event(
+            name=f"{event.involved_object.name}.{_unix_nanos(now):x}",
+            namespace=event.namespace,
+            involved_object=event.involved_object,
+            reason=event.reason,
+            message=self._message_func(event),
+            source=event.source,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            type=event.type,
+        )
+        return aggregate, aggregate_key
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Observation:
+    """What the observer remembers of an event it has seen."""
+
+    count: int
+    first_timestamp: datetime | None
+    name: str
+    resource_version: str
+
+
+class _Observer:
+    """Counts repeats of an event and prepares the patch that records one."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._cache: cachetools.LRUCache[str, _Observation] = cachetools.LRUCache(
+            settings.lru_cache_size
+        )
+
+    def observe(self, event: models.Event, key: str) -> tuple[models.Event, bool]:
+        """Count ``event`` under ``key``; return it (as a repeat when True) or unchanged."""
+        repeat = False
+        last = self._cache.get(key)
+        if last is not None and last.count > 0:
+            event = dataclasses.replace(
+                event,
+                name=last.name,
+                resource_version=last.resource_version,
+                first_timestamp=last.first_timestamp,
+                count=last.count + 1,
+            )
+            repeat = True
+        self.record(key, event)
+        return event, repeat
+
+    def peek(self, key: str) -> _Observation | None:
+        """Return what is remembered under ``key`` without making it recently used."""
+        # ``in`` and the Mapping-level lookup leave cachetools' LRU order alone
+        return cachetools.Cache.__getitem__(self._cache, key) if key in self._cache else None
+
+    def record(self, key: str, event: models.Event) -> None:
+        """Remember ``event``'s count, first timestamp, name and resource version under ``key``."""
+        self._cache[key] = _Observation(
+            count=event.count,
+            first_timestamp=event.first_timestamp,
+            name=event.name,
+            resource_version=event.resource_version,
+        )
+
+
+class _SpamFilter:
+    """Holds back what a source sends about an object beyond its token bucket."""
+
+    def __init__(self, settings: _Settings) -> None:
+        self._cache: cachetools.LRUCache[str, _tokenbucket.TokenBucket] = cachetools.LRUCache(
+            settings.lru_cache_size
+        )
+        self._burst = settings.burst_size
+        # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
+        self._qps = _float32(settings.qps)
+        self._clock = settings.clock
+        self._key_func = settings.spam_key_func
+
+    def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
+        """Return the bucket for ``key``, a full new one if it is missing or was evicted."""
+        bucket = self._cache.get(key)
+        if bucket is None:
+            bucket = _tokenbucket.TokenBucket(self._qps, self._burst, now)
+        return bucket
+
+    def filter(self, event: models.Event) -> bool:
+        """Take a token for ``event``; return True (skip it) when there was none."""
+        return not self.take(event)
+
+    def take(self, event: models.Event) -> bool:
+        """Take a token from ``event``'s bucket; return whether one was there."""
+        key = self._key_func(event)
+        now = clocks.seconds(self._clock)
+        bucket = self._bucket(key, now)
+        taken = bucket.try_take(now)
+        # stored on every call, so a busy key stays in the cache
+        self._cache[key] = bucket
+        return taken
+
+    def wait(self, event: models.Event) -> float:
+        """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
+        now = clocks.seconds(self._clock)
+        return self._bucket(self._key_func(event), now).wait_time(now)
+
+
+# -- the correlator ------------------------------------------------------------------------------
+
+
+class EventCorrelator:
+    """Knows whether and how to write each event: aggregate, count, or hold back.
+
+    One correlator belongs to one writer (client-go makes one per
+    ``StartRecordingToSink``); its caches are private to it. All methods are thread-safe:
+    one lock covers each whole step.
+
+    Args:
+        options: the configuration; ``None`` means every default.
+    """
+
+    def __init__(self, options: CorrelatorOptions | None = None) -> None:
+        settings = _settle(options or CorrelatorOptions())
+        self._options = CorrelatorOptions(**settings._asdict())
+        self._lock = threading.Lock()
+        self._aggregator = _Aggregator(settings)
+        self._observer = _Observer(settings)
+        self._spam_filter = _SpamFilter(settings)
+
+    def __repr__(self) -> str:
+        return f"EventCorrelator({self._options!r})"
+
+    @property
+    def options(self) -> CorrelatorOptions:
+        """The options in use, with every default filled in."""
+        return self._options
+
+    def correlate(self, event: models.Event) -> CorrelateResult:
+        """Aggregate, count and spam-filter ``event``, in client-go's order.
+
+        The count is recorded before the spam filter runs, so occurrences that are held
+        back still raise the count that the next written occurrence carries.
+
+        Returns:
+            ``CorrelateResult(observed, patch, False, observed)`` to write, or
+            ``CorrelateResult(None, None, True, observed)`` when the spam filter holds it back.
+        """
+        with self._lock:
+            candidate, key = self._aggregator.aggregate(event)
+            observed, repeat = self._observer.observe(candidate, key)
+            if self._spam_filter.filter(observed):
+                return CorrelateResult(event=None, patch=None, skip=True, observed=observed)
+            if repeat:
+                return CorrelateResult._repeat(observed)
+            return CorrelateResult(event=observed, patch=None, skip=False, observed=observed)
+
+    def update_state(self, event: models.Event) -> None:
+        """Record what the server stored for ``event`` (count, first timestamp, name, version).
+
+        Call it with the object a create or patch returned. It is filed under
+        :func:`get_event_key`, so the next repeat patches the stored object.
+
+        Unlike client-go, a count lower than the one already observed is not taken: our
+        writer runs behind the correlator, so by the time a write returns, later
+        occurrences may have been counted, and going back would count them twice. (client-go
+        correlates and writes one event at a time, where the two counts are always equal.)
+        """
+        key = get_event_key(event)
+        with self._lock:
+            known = self._observer.peek(key)
+            if known is not None and known.count > event.count:
+                event = dataclasses.replace(event, count=known.count)
+            self._observer.record(key, event)
+
+    def take_token(self, event: models.Event) -> bool:
+        """Take one token from ``event``'s spam bucket, if there is one; change nothing else.
+
+        For a writer releasing the count of occurrences the filter held back. A missing
+        bucket is created full. Not in client-go.
+        """
+        with self._lock:
+            return self._spam_filter.take(event)
+
+    def token_wait(self, event: models.Event) -> float:
+        """Return the seconds until ``event``'s spam bucket has a whole token (0.0 if it has one).
+
+        Takes nothing and creates no bucket (a missing one would be full), though reading
+        an existing bucket keeps it recently used. ``math.inf`` if a token can never come.
+        Not in client-go.
+        """
+        with self._lock:
+            return self._spam_filter.wait(event)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _unix_nanos(value: datetime) -> int:
+    """Return ``value`` as whole nanoseconds since the Unix epoch, exactly (Go's ``UnixNano``)."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+def _float32(value: float) -> float:
+    """Round ``value`` to the nearest single-precision float, as a Go ``float32`` holds it."""
+    try:
+        rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        # beyond the float32 range Go's conversion gives infinity
+        return math.inf
+    return rounded

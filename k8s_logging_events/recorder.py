@@ -1,0 +1,590 @@
+"""Recording: the client-go ``event.go`` surface, from a recorder call to the watchers.
+
+:class:`EventRecorder` builds an immutable :class:`~.models.Event` on the caller's thread and
+offers it to the :class:`EventBroadcaster` without ever blocking (a full queue is a counted
+drop). The broadcaster fans each event out to its watchers, each on its own named daemon
+thread: a plain callback (:meth:`~EventBroadcaster.start_event_watcher`), a log line
+(:meth:`~EventBroadcaster.start_logging`), a JSON line
+(:meth:`~EventBroadcaster.start_structured_logging`) or a sink
+(:meth:`~EventBroadcaster.start_recording_to_sink`: correlation, then the writer's create or
+patch calls). :meth:`~EventBroadcaster.flush` and :meth:`~EventBroadcaster.shutdown` are
+deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
+
+from k8s_logging_events import (
+    _diagnostics,
+    _stats,
+    _writer,
+    broadcaster,
+    correlator,
+    models,
+    references,
+    sink,
+)
+from k8s_logging_events import clock as clock_mod
+
+__all__ = [
+    "DEFAULT_NAMESPACE",
+    "MAX_QUEUED_EVENTS",
+    "EventBroadcaster",
+    "EventRecorder",
+]
+
+MAX_QUEUED_EVENTS = 1000
+"""client-go's queue length, for the incoming queue and for each watcher's queue."""
+
+DEFAULT_NAMESPACE = "default"
+"""Where events about cluster-scoped objects go (the server accepts only this or none)."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_EVENT_KINDS = {("Event", "v1"), ("Event", "events.k8s.io/v1"), ("Event", "events.k8s.io/v1beta1")}
+_counter = itertools.count()
+
+
+class EventBroadcaster:
+    """Receives events from recorders and hands each one to every watcher started on it.
+
+    Args:
+        sleep_duration: seconds between write attempts (client-go's 10 s; the first back-off
+            is randomised between 0 and this).
+        correlator_options: the options every :meth:`start_recording_to_sink` correlator gets.
+        queue_length: the incoming queue and each watcher's queue (client-go's 1000).
+        clock: the time source for event timestamps, correlation and back-offs.
+        writers: writer threads per sink.
+        max_tries: attempts per write before it is given up (client-go's 12).
+        sleep: how back-offs wait; the default waits on an event that shutdown sets, and
+            tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
+        rng: the random source for the first back-off (``random.random`` by default).
+        name: the prefix of this broadcaster's thread names.
+    """
+
+    def __init__(
+        self,
+        *,
+        sleep_duration: float = _writer.DEFAULT_SLEEP_DURATION,
+        correlator_options: correlator.CorrelatorOptions | None = None,
+        queue_length: int = MAX_QUEUED_EVENTS,
+        clock: clock_mod.Clock | None = None,
+        writers: int = _writer.DEFAULT_WRITERS,
+        max_tries: int = _writer.MAX_TRIES_PER_EVENT,
+        sleep: clock_mod.Sleeper | None = None,
+        rng: Callable[[], float] | None = None,
+        name: str = "k8s-events",
+    ) -> None:
+        self._clock = clock or clock_mod.SystemClock()
+        self._correlator_options = correlator_options
+        self._writer_options = _writer.WriterOptions(
+            writers=writers,
+            max_tries=max_tries,
+            sleep_duration=sleep_duration,
+            name=f"{name}-writer",
+        )
+        self._sleep = sleep
+        self._rng = rng
+        self._name = name
+        self._broadcaster = broadcaster.Broadcaster(
+            queue_length,
+            broadcaster.FullChannelBehavior.DROP,
+            incoming_queue_length=queue_length,
+            name=f"{name}-broadcaster",
+        )
+        self._counters = _stats.Counters(("accepted", "invalid", *_stats.OUTCOMES))
+        self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
+        self._lock = threading.Lock()
+        self._loops: list[_WatchLoop] = []
+        self._writers: list[_writer.Writer] = []
+        self._shut_down = False
+
+    # --- recorders -------------------------------------------------------------------------
+
+    def new_recorder(self, source: models.EventSource | str) -> EventRecorder:
+        """Return a recorder whose events come from ``source`` (a component name, or both)."""
+        if isinstance(source, str):
+            source = models.EventSource(component=source)
+        return EventRecorder(self, source, clock=self._clock)
+
+    # --- watchers --------------------------------------------------------------------------
+
+    def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
+        """Call ``handler`` with every event, in order, on a watcher thread of its own.
+
+        The returned watcher's ``stop()`` detaches the handler. After :meth:`shutdown` the
+        watcher is already ended and the handler is never called.
+        """
+        return self._start_loop(handler, on_drop=self._count_log_drop)
+
+    def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
+        """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
+        return self.start_event_watcher(lambda event: logf(_log_line(event)))
+
+    def start_structured_logging(
+        self, logger: logging.Logger | None = None, level: int = logging.INFO
+    ) -> broadcaster.Watcher:
+        """Log every event as ``Event occurred`` with its fields as extras.
+
+        With no ``logger``, each event is written as one JSON line to standard error through
+        python-json-logger, with the keys ``msg``, ``object`` (``namespace/name``),
+        ``fieldPath``, ``kind``, ``apiVersion``, ``type``, ``reason`` and ``message``. With a
+        ``logger``, the same fields arrive as record extras (the event's message as
+        ``event_message``, because a record's own ``message`` cannot be overridden), and the
+        logger's handlers choose the format. That logger's records carry no ``involved``, so
+        they never become events themselves.
+        """
+        target = logger or _json_event_logger()
+        return self.start_event_watcher(lambda event: _log_structured(target, level, event))
+
+    def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
+        """Correlate every event and write it to ``event_sink``.
+
+        Each call gets its own correlator (own caches) and its own writer threads.
+        """
+        events = correlator.EventCorrelator(self._correlator_options_with_clock())
+        writer = _writer.Writer(
+            event_sink,
+            events,
+            self._counters,
+            options=self._writer_options,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+            reporter=self._reporter,
+        )
+        with self._lock:
+            self._writers.append(writer)
+        return self._start_loop(
+            lambda event: writer.submit(events.correlate(event)), on_drop=self._count_sink_drop
+        )
+
+    # --- flush, shutdown, stats ------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything accepted so far has reached a final outcome.
+
+        Pending writes go out now, including counts the spam filter held back. Returns True
+        when everything is written, coalesced, failed or dropped; False when ``timeout``
+        seconds passed first.
+        """
+        deadline = _Deadline(timeout)
+        if not self._broadcaster.wait_idle(deadline.remaining()):
+            return False
+        with self._lock:
+            loops, writers = list(self._loops), list(self._writers)
+        if not all(loop.wait_caught_up(deadline.remaining()) for loop in loops):
+            return False
+        return all(writer.flush(deadline.remaining()) for writer in writers)
+
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Flush within ``timeout``, then stop every thread; idempotent, never raises.
+
+        Unlike client-go, nothing is left to chance: what was queued is delivered to the
+        watchers and written if ``timeout`` allows; whatever is still pending at the
+        deadline is abandoned and counted as ``failed``. No thread of this broadcaster
+        outlives the call, except a writer stuck in a request, which is a daemon and is
+        abandoned at the deadline.
+        """
+        with self._lock:
+            if self._shut_down:
+                return
+            self._shut_down = True
+        deadline = _Deadline(timeout)
+        self.flush(deadline.remaining())
+        self._broadcaster.shutdown()
+        with self._lock:
+            loops, writers = list(self._loops), list(self._writers)
+        for loop in loops:
+            loop.join(deadline.remaining())
+        for writer in writers:
+            writer.stop(deadline.remaining())
+
+    def stats(self) -> Mapping[str, int]:
+        """Return the counters of what became of every occurrence.
+
+        ``accepted`` counts occurrences offered to the broadcaster (dropped ones included);
+        ``dropped``, ``created``, ``patched``, ``coalesced`` and ``failed`` are final
+        outcomes; ``invalid`` counts calls refused before an event was built (not accepted);
+        ``pending`` counts events with a write not yet finished. With one sink, after
+        :meth:`flush` returned True, ``accepted`` equals the sum of the outcomes; with
+        several sinks each one adds its own outcomes.
+        """
+        with self._lock:
+            writers = list(self._writers)
+        values = dict(self._counters.snapshot())
+        values["pending"] = sum(writer.pending() for writer in writers)
+        return values
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _offer(self, event: models.Event) -> bool:
+        """Hand ``event`` to the watchers without blocking; count what became of it."""
+        self._counters.add("accepted")
+        try:
+            queued = self._broadcaster.action_or_drop(broadcaster.ADDED, event)
+        except broadcaster.BroadcasterStopped:
+            self._counters.add("dropped")
+            self._reporter.report(
+                "after-shutdown",
+                logging.ERROR,
+                "Unable to record event %s: the broadcaster is shut down (will not retry)",
+                event.name,
+            )
+            return False
+        if not queued:
+            self._counters.add("dropped")
+            self._reporter.report(
+                "queue-full",
+                logging.ERROR,
+                "Unable to record event: too many queued events, dropped event %s",
+                event.name,
+            )
+        return queued
+
+    def _report(self, kind: str, msg: str, *args: Any) -> None:
+        self._counters.add("invalid")
+        self._reporter.report(kind, logging.ERROR, msg, *args)
+
+    def _start_loop(
+        self,
+        handler: Callable[[models.Event], None],
+        *,
+        on_drop: Callable[[broadcaster.WatchEvent], None],
+    ) -> broadcaster.Watcher:
+        try:
+            watcher = self._broadcaster.watch(on_drop=on_drop)
+        except broadcaster.BroadcasterStopped:
+            self._reporter.report(
+                "watch-after-shutdown",
+                logging.ERROR,
+                "Unable to start event watcher: the broadcaster is shut down",
+            )
+            return broadcaster.Watcher.ended()
+        loop = _WatchLoop(watcher, handler, self._reporter, name=f"{self._name}-watcher")
+        with self._lock:
+            self._loops.append(loop)
+        loop.start()
+        return watcher
+
+    def _count_sink_drop(self, item: broadcaster.WatchEvent) -> None:
+        self._counters.add("dropped")
+        self._reporter.report(
+            "watcher-full",
+            logging.ERROR,
+            "Unable to record event: the sink's queue is full, dropped event %s",
+            getattr(item.object, "name", "?"),
+        )
+
+    def _count_log_drop(self, item: broadcaster.WatchEvent) -> None:
+        self._counters.add("watcher_dropped")
+
+    def _correlator_options_with_clock(self) -> correlator.CorrelatorOptions:
+        options = self._correlator_options or correlator.CorrelatorOptions()
+        if options.clock is None:
+            options = correlator.CorrelatorOptions(
+                **{**_options_dict(options), "clock": self._clock}
+            )
+        return options
+
+
+class EventRecorder:
+    """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
+
+    None of its methods raises into the caller: an object it cannot refer to, an Event as
+    the involved object, an event type other than ``Normal``/``Warning`` or a format error
+    is reported on the ``k8s_logging_events`` logger and produces no event.
+    """
+
+    def __init__(
+        self,
+        broadcaster: EventBroadcaster,
+        source: models.EventSource,
+        *,
+        clock: clock_mod.Clock | None = None,
+        default_namespace: str = DEFAULT_NAMESPACE,
+    ) -> None:
+        self._broadcaster = broadcaster
+        self._source = source
+        self._clock = clock or clock_mod.SystemClock()
+        self._default_namespace = default_namespace
+        self._lock = threading.Lock()
+        self._last_nanos = 0
+
+    @property
+    def source(self) -> models.EventSource:
+        """Who these events come from."""
+        return self._source
+
+    def event(self, obj: object, type: str, reason: str, message: str) -> None:
+        """Record an event about ``obj`` with this ``message``."""
+        self.record(obj, type, reason, message)
+
+    def eventf(self, obj: object, type: str, reason: str, fmt: str, *args: object) -> None:
+        """Record an event whose message is ``fmt % args`` (``fmt`` as is without args)."""
+        message = self._format(fmt, args)
+        if message is not None:
+            self.record(obj, type, reason, message)
+
+    def annotated_eventf(
+        self,
+        obj: object,
+        annotations: Mapping[str, str],
+        type: str,
+        reason: str,
+        fmt: str,
+        *args: object,
+    ) -> None:
+        """Like :meth:`eventf`, with ``annotations`` on the event's metadata."""
+        message = self._format(fmt, args)
+        if message is not None:
+            self.record(obj, type, reason, message, annotations=annotations)
+
+    def record(
+        self,
+        obj: object,
+        type: str,
+        reason: str,
+        message: str,
+        *,
+        annotations: Mapping[str, str] | None = None,
+        action: str = "",
+        related: object | None = None,
+        field_path: str = "",
+    ) -> bool:
+        """Record an event with every field a caller can set; True when it was queued.
+
+        Args:
+            obj: the involved object (see :func:`~.references.object_reference`).
+            type: ``Normal`` or ``Warning``.
+            reason: a short CamelCase reason (``BackOff``).
+            message: a readable description.
+            annotations: annotations for the event's metadata.
+            action: what was done (or failed), for events.k8s.io/v1.
+            related: a secondary object the event is also about.
+            field_path: the part of ``obj`` the event is about.
+        """
+        try:
+            event = self._build(
+                obj, type, reason, message, annotations, action, related, field_path
+            )
+        except Exception as error:  # a recorder must never raise into the caller
+            self._broadcaster._report(
+                "invalid-event", "Unable to record event (will not retry): %s", error
+            )
+            return False
+        if event is None:
+            return False
+        return self._broadcaster._offer(event)
+
+    def _build(
+        self,
+        obj: object,
+        type: str,
+        reason: str,
+        message: str,
+        annotations: Mapping[str, str] | None,
+        action: str,
+        related: object | None,
+        field_path: str,
+    ) -> models.Event | None:
+        try:
+            ref = references.object_reference(obj, field_path=field_path)
+        except references.InvalidObjectError as error:
+            self._broadcaster._report("invalid-object", "Unable to record event: %s", error)
+            return None
+        if (ref.kind, ref.api_version) in _EVENT_KINDS:
+            self._broadcaster._report(
+                "event-about-event",
+                "Refusing to record an event about Event %s/%s: events about events multiply",
+                ref.namespace,
+                ref.name,
+            )
+            return None
+        if not correlator.validate_event_type(type):
+            self._broadcaster._report(
+                "invalid-type",
+                "Unsupported event type: %r (only Normal and Warning are allowed)",
+                type,
+            )
+            return None
+        related_ref = None
+        if related is not None:
+            try:
+                related_ref = references.object_reference(related)
+            except references.InvalidObjectError as error:
+                # like client-go, a bad secondary object only costs the link, not the event
+                self._broadcaster._reporter.report(
+                    "invalid-related", logging.DEBUG, "Ignoring related object: %s", error
+                )
+        now = self._clock.now()
+        return models.Event(
+            name=correlator.generate_event_name(ref.name, self._unique_nanos(now)),
+            namespace=ref.namespace or self._default_namespace,
+            involved_object=ref,
+            reason=reason,
+            message=message,
+            source=self._source,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            type=type,
+            action=action,
+            related=related_ref,
+            reporting_controller=self._source.component,
+            reporting_instance=self._source.host,
+            annotations=dict(annotations) if annotations else {},
+        )
+
+    def _unique_nanos(self, now: datetime) -> int:
+        # microsecond clocks (and frozen test clocks) repeat: keep names unique per recorder
+        delta = now - _EPOCH
+        nanos = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
+        with self._lock:
+            nanos = max(nanos, self._last_nanos + 1)
+            self._last_nanos = nanos
+        return nanos
+
+    def _format(self, fmt: str, args: tuple[object, ...]) -> str | None:
+        if not args:
+            return fmt
+        try:
+            return fmt % args
+        except Exception as error:  # a bad format string is the caller's bug, not a crash
+            self._broadcaster._report(
+                "bad-format", "Unable to format event message %r: %s", fmt, error
+            )
+            return None
+
+
+class _WatchLoop:
+    """One watcher's consumer thread: takes events in order and calls the handler."""
+
+    def __init__(
+        self,
+        watcher: broadcaster.Watcher,
+        handler: Callable[[models.Event], None],
+        reporter: _diagnostics.RateLimitedReporter,
+        *,
+        name: str,
+    ) -> None:
+        self._watcher = watcher
+        self._handler = handler
+        self._reporter = reporter
+        self._done = threading.Condition()
+        self._processed = 0
+        self._thread = threading.Thread(
+            target=self._run, name=f"{name}-{next(_counter)}", daemon=True
+        )
+
+    def start(self) -> None:
+        """Start the consumer thread."""
+        self._thread.start()
+
+    def join(self, timeout: float | None) -> None:
+        """Wait for the consumer to finish (the watcher must be ending)."""
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def wait_caught_up(self, timeout: float | None) -> bool:
+        """Wait until every event delivered to the watcher has been handled."""
+        with self._done:
+            return self._done.wait_for(
+                lambda: self._processed >= self._watcher.delivered or not self._thread.is_alive(),
+                timeout,
+            )
+
+    def _run(self) -> None:
+        """Hand each watch event to the handler. Runs on the watcher's own thread."""
+        while batch := self._watcher.get_batch():
+            for item in batch:
+                self._handle(item)
+            with self._done:
+                self._processed += len(batch)
+                self._done.notify_all()
+        with self._done:
+            self._done.notify_all()
+
+    def _handle(self, item: broadcaster.WatchEvent) -> None:
+        try:
+            if isinstance(item.object, models.Event):
+                self._handler(item.object)
+        except Exception as error:  # one bad event must not end the watcher
+            self._reporter.report(
+                "watcher-handler", logging.ERROR, "Event watcher handler failed: %r", error
+            )
+
+
+class _Deadline:
+    """A timeout turned into 'how much is left', measured in real time."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self._end = None if timeout is None else time.monotonic() + timeout
+
+    def remaining(self) -> float | None:
+        if self._end is None:
+            return None
+        return max(0.0, self._end - time.monotonic())
+
+
+def _options_dict(options: correlator.CorrelatorOptions) -> dict[str, Any]:
+    return {name: getattr(options, name) for name in options.__dataclass_fields__}
+
+
+def _log_line(event: models.Event) -> str:
+    ref = event.involved_object
+    rendered = (
+        f"v1.ObjectReference{{Kind:{_go_quote(ref.kind)}, Namespace:{_go_quote(ref.namespace)}, "
+        f"Name:{_go_quote(ref.name)}, UID:{_go_quote(ref.uid)}, "
+        f"APIVersion:{_go_quote(ref.api_version)}, "
+        f"ResourceVersion:{_go_quote(ref.resource_version)}, "
+        f"FieldPath:{_go_quote(ref.field_path)}}}"
+    )
+    return f"Event({rendered}): type: '{event.type}' reason: '{event.reason}' {event.message}"
+
+
+def _go_quote(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _structured_fields(event: models.Event) -> dict[str, str]:
+    ref = event.involved_object
+    return {
+        "object": f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name,
+        "fieldPath": ref.field_path,
+        "kind": ref.kind,
+        "apiVersion": ref.api_version,
+        "type": event.type,
+        "reason": event.reason,
+        "event_message": event.message,
+    }
+
+
+def _log_structured(target: logging.Logger, level: int, event: models.Event) -> None:
+    target.log(level, "Event occurred", extra=_structured_fields(event))
+
+
+def _json_event_logger() -> logging.Logger:
+    # a private logger, outside the logging tree: starting a watcher must not change the
+    # application's logging configuration
+    private = logging.Logger("k8s_logging_events.events", logging.DEBUG)  # noqa: LOG001
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(message)s",
+            rename_fields={"message": "msg", "event_message": "message"},
+        )
+    )
+    private.addHandler(handler)
+    private.propagate = False
+    return private

@@ -1,0 +1,234 @@
+"""Turn whatever a caller passed as ``involved`` into an :class:`~.models.ObjectReference`.
+
+This runs on the application's thread, at the front of the pipeline: the recorder calls
+:func:`object_reference` when an event is recorded, so the reference is a snapshot of the
+object at that moment. It accepts an ``ObjectReference`` (ours or the client's
+``V1ObjectReference``), any model of the official ``kubernetes`` client that has
+``metadata``, a manifest dict, or any object with ``.metadata`` and ``.kind``/``.api_version``.
+Anything else raises :class:`InvalidObjectError`, which names what it got.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from k8s_logging_events import _kinds, models
+
+__all__ = ["InvalidObjectError", "object_reference", "type_meta_for_model"]
+
+
+_METADATA_FIELDS = (
+    ("name", "name"),
+    ("namespace", "namespace"),
+    ("uid", "uid"),
+    ("resource_version", "resourceVersion"),
+)
+
+# V1Pod, V1beta1CronJob, CoreV1Event, EventsV1Event: an optional group prefix, the version,
+# then the kind.
+_MODEL_NAME = re.compile(r"^([A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)([A-Z]\w*)$")
+_API_PATH = re.compile(r"^/(?:api/(v\w+)|apis/([^/]+)/(v\w+))/")
+_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+# models missing from the shipped table, found once by the slow search
+_searched: dict[type, tuple[str, str]] = {}
+
+
+class InvalidObjectError(ValueError):
+    """The object given as ``involved`` cannot be referred to by an event."""
+
+
+def object_reference(obj: object, *, field_path: str = "") -> models.ObjectReference:
+    """Return a reference to ``obj`` for an event's ``involvedObject``.
+
+    Args:
+        obj: an :class:`~.models.ObjectReference`, a ``kubernetes`` client model (including
+            ``V1ObjectReference`` and items of list calls, which carry no kind or apiVersion:
+            those come from the model's class), a manifest dict with ``apiVersion``,
+            ``kind`` and ``metadata``, or an object with ``.metadata`` and
+            ``.kind``/``.api_version``.
+        field_path: which part of the object the event is about, e.g.
+            ``spec.containers{app}``; overrides a field path already in a reference.
+
+    Raises:
+        InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
+    """
+    if isinstance(obj, models.ObjectReference):
+        ref = obj
+    elif isinstance(obj, Mapping):
+        ref = _from_manifest(obj)
+    elif _is_client_object_reference(obj):
+        ref = _from_client_reference(obj)
+    elif hasattr(obj, "metadata"):
+        ref = _from_model(obj)
+    else:
+        raise InvalidObjectError(
+            f"cannot refer to {_describe(obj)}: expected a kubernetes client model, a manifest "
+            "dict with apiVersion, kind and metadata, or an ObjectReference"
+        )
+    if field_path and field_path != ref.field_path:
+        return models.ObjectReference(
+            kind=ref.kind,
+            namespace=ref.namespace,
+            name=ref.name,
+            uid=ref.uid,
+            api_version=ref.api_version,
+            resource_version=ref.resource_version,
+            field_path=field_path,
+        )
+    return ref
+
+
+def _from_manifest(data: Mapping[Any, Any]) -> models.ObjectReference:
+    metadata = data.get("metadata")
+    if not isinstance(metadata, Mapping):
+        raise InvalidObjectError(f"cannot refer to {_describe(data)}: it has no 'metadata' mapping")
+    kind = _field(data, "kind", data)
+    api_version = _field(data, "apiVersion", data)
+    values = {attr: _field(metadata, key, data) for attr, key in _METADATA_FIELDS}
+    return _checked(models.ObjectReference(kind=kind, api_version=api_version, **values), data)
+
+
+def _from_model(obj: Any) -> models.ObjectReference:
+    metadata = obj.metadata
+    if metadata is None:
+        raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
+    if isinstance(metadata, Mapping):
+        values = {attr: _field(metadata, key, obj) for attr, key in _METADATA_FIELDS}
+    else:
+        # client models spell it resource_version, other libraries resourceVersion
+        values = {
+            attr: _attr(metadata, attr, obj) or _attr(metadata, key, obj)
+            for attr, key in _METADATA_FIELDS
+        }
+    kind = _attr(obj, "kind", obj)
+    api_version = _attr(obj, "api_version", obj) or _attr(obj, "apiVersion", obj)
+    if not kind or not api_version:
+        # items of a list call come back without type metadata: the class knows it
+        class_kind, class_api_version = type_meta_for_model(type(obj))
+        kind = kind or class_kind
+        api_version = api_version or class_api_version
+    return _checked(models.ObjectReference(kind=kind, api_version=api_version, **values), obj)
+
+
+def _is_client_object_reference(obj: object) -> bool:
+    cls = type(obj)
+    return cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes.")
+
+
+def _from_client_reference(obj: Any) -> models.ObjectReference:
+    return models.ObjectReference(
+        kind=_attr(obj, "kind", obj),
+        namespace=_attr(obj, "namespace", obj),
+        name=_attr(obj, "name", obj),
+        uid=_attr(obj, "uid", obj),
+        api_version=_attr(obj, "api_version", obj),
+        resource_version=_attr(obj, "resource_version", obj),
+        field_path=_attr(obj, "field_path", obj),
+    )
+
+
+def _checked(ref: models.ObjectReference, original: object) -> models.ObjectReference:
+    if not ref.kind:
+        raise InvalidObjectError(f"cannot refer to {_describe(original)}: it has no kind")
+    if not ref.name:
+        raise InvalidObjectError(f"cannot refer to {_describe(original)}: it has no name")
+    return ref
+
+
+def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
+    value = data.get(key)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidObjectError(
+            f"cannot refer to {_describe(original)}: {key} is a {type(value).__name__}, "
+            "not a string"
+        )
+    return value
+
+
+def _attr(obj: object, name: str, original: object) -> str:
+    value = getattr(obj, name, None)
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise InvalidObjectError(
+            f"cannot refer to {_describe(original)}: {name} is a {type(value).__name__}, "
+            "not a string"
+        )
+    return value
+
+
+def _describe(obj: object) -> str:
+    try:
+        text = repr(obj)
+    except Exception:  # a broken __repr__ must not hide the real problem
+        text = "<unrepresentable>"
+    if len(text) > 80:
+        text = text[:77] + "..."
+    return f"{type(obj).__name__} {text}"
+
+
+def type_meta_for_model(cls: type) -> tuple[str, str]:
+    """Return ``(kind, apiVersion)`` for a ``kubernetes`` client model class, or ``("", "")``.
+
+    ``V1Pod`` gives ``("Pod", "v1")`` and ``V1Deployment`` gives ``("Deployment", "apps/v1")``:
+    the group comes from the path of the API method that reads that model.
+    """
+    if not cls.__module__.startswith("kubernetes."):
+        return "", ""
+    known = _kinds.MODEL_TYPE_META.get(cls.__name__) or _searched.get(cls)
+    if known is None:
+        known = _searched[cls] = _search_type_meta(cls)
+    return known
+
+
+def _search_type_meta(cls: type) -> tuple[str, str]:
+    """Find a model's group by the path of the client API method that reads it (slow)."""
+    match = _MODEL_NAME.match(cls.__name__)
+    if match is None:
+        return "", ""
+    prefix, version, kind = match.groups()
+    api_version = _api_version_for(cls, prefix or "", version, kind)
+    return (kind, api_version) if api_version else ("", "")
+
+
+def _api_version_for(cls: type, prefix: str, version: str, kind: str) -> str:
+    try:
+        from kubernetes import client
+    except ImportError:  # pragma: no cover - kubernetes is a dependency
+        return ""
+    snake = _CAMEL_BOUNDARY.sub("_", kind).lower()
+    suffix = f"{prefix}{version}Api"
+    for api_name in dir(client):
+        if not api_name.endswith(suffix):
+            continue
+        api = getattr(client, api_name)
+        for method in (f"read_namespaced_{snake}", f"read_{snake}"):
+            path = _read_path(api, method, cls)
+            if path:
+                return _version_from_path(path)
+    return ""
+
+
+def _read_path(api: type, method: str, cls: type) -> str:
+    function = getattr(api, method, None)
+    if function is None or getattr(function, "__annotations__", {}).get("return") is not cls:
+        return ""
+    serializer = getattr(api, f"_{method}_serialize", None)
+    code = getattr(serializer, "__code__", None)
+    for const in getattr(code, "co_consts", ()):
+        if isinstance(const, str) and _API_PATH.match(const):
+            return const
+    return ""
+
+
+def _version_from_path(path: str) -> str:
+    match = _API_PATH.match(path)
+    if match is None:
+        return ""
+    core_version, group, group_version = match.groups()
+    return core_version or f"{group}/{group_version}"

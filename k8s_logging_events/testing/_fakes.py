@@ -1,0 +1,220 @@
+"""In-memory doubles for the recorder and the sink."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import threading
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from k8s_logging_events import models, sink
+
+__all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
+
+
+class FakeRecorder:
+    """An event recorder that keeps one string per call instead of recording anything.
+
+    Each call appends ``"<type> <reason> <message>"`` to :attr:`events`, as client-go's
+    ``FakeRecorder`` does: with ``include_object``, `` involvedObject{kind=Pod,apiVersion=v1}``
+    follows (from the object's own kind and apiVersion, empty when it has none), and
+    annotations follow as `` map[a:1 b:2]`` with sorted keys. Nothing is validated.
+
+    Args:
+        include_object: add the involved object's kind and apiVersion to each string.
+    """
+
+    def __init__(self, *, include_object: bool = False) -> None:
+        self.include_object = include_object
+        self.events: list[str] = []
+        """One string per recorded call, in order."""
+        self._lock = threading.Lock()
+
+    def event(self, obj: object, type: str, reason: str, message: str) -> None:
+        """Keep ``"<type> <reason> <message>"``."""
+        self._keep(obj, f"{type} {reason} {message}", None)
+
+    def eventf(self, obj: object, type: str, reason: str, fmt: str, *args: object) -> None:
+        """Keep ``"<type> <reason> <fmt>" % args`` (the whole string is the format)."""
+        self._keep(obj, _format(f"{type} {reason} {fmt}", args), None)
+
+    def annotated_eventf(
+        self,
+        obj: object,
+        annotations: Mapping[str, str],
+        type: str,
+        reason: str,
+        fmt: str,
+        *args: object,
+    ) -> None:
+        """Like :meth:`eventf`, with the annotations appended."""
+        self._keep(obj, _format(f"{type} {reason} {fmt}", args), annotations)
+
+    def record(
+        self,
+        obj: object,
+        type: str,
+        reason: str,
+        message: str,
+        *,
+        annotations: Mapping[str, str] | None = None,
+        **_: object,
+    ) -> bool:
+        """Keep the call like :meth:`event` (with annotations); always returns True."""
+        self._keep(obj, f"{type} {reason} {message}", annotations)
+        return True
+
+    def _keep(self, obj: object, text: str, annotations: Mapping[str, str] | None) -> None:
+        if self.include_object:
+            kind, api_version = _type_meta(obj)
+            text += f" involvedObject{{kind={kind},apiVersion={api_version}}}"
+        if annotations:
+            pairs = " ".join(f"{key}:{annotations[key]}" for key in sorted(annotations))
+            text += f" map[{pairs}]"
+        with self._lock:
+            self.events.append(text)
+
+
+def _format(fmt: str, args: tuple[object, ...]) -> str:
+    return fmt % args if args else fmt
+
+
+def _type_meta(obj: object) -> tuple[str, str]:
+    if isinstance(obj, models.ObjectReference):
+        return obj.kind, obj.api_version
+    if isinstance(obj, Mapping):
+        return str(obj.get("kind") or ""), str(obj.get("apiVersion") or "")
+    kind = getattr(obj, "kind", None) or ""
+    api_version = getattr(obj, "api_version", None) or getattr(obj, "apiVersion", None) or ""
+    return str(kind), str(api_version)
+
+
+@dataclass(frozen=True, slots=True)
+class SinkCall:
+    """One call made on a :class:`FakeEventSink`."""
+
+    method: str
+    """``create``, ``update`` or ``patch``."""
+    event: models.Event
+    """The event as the caller passed it."""
+    data: bytes | None = None
+    """The patch body, for ``patch``."""
+
+
+class FakeEventSink:
+    """An :class:`~k8s_logging_events.sink.EventSink` that stores events in memory.
+
+    ``create`` refuses a name that exists (409 ``AlreadyExists``), ``patch`` and ``update``
+    refuse a missing one (404 ``NotFound``); every write bumps a global resourceVersion.
+    Failures are scripted with :meth:`fail_next`, or with ``on_create``/``on_patch``/
+    ``on_update`` hooks that may raise or return a replacement result. Every call is kept in
+    :attr:`calls`. Thread-safe.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stored: dict[tuple[str, str], models.Event] = {}
+        self._versions = itertools.count(1)
+        self._failures: dict[str, deque[BaseException]] = {
+            "create": deque(),
+            "update": deque(),
+            "patch": deque(),
+        }
+        self.calls: list[SinkCall] = []
+        """Every call, in order, including the failed ones."""
+        self.on_create: Callable[[models.Event], models.Event | None] | None = None
+        """Called before a create is applied; raise to fail it, return an event to answer."""
+        self.on_patch: Callable[[models.Event, bytes], models.Event | None] | None = None
+        """Called before a patch is applied; raise to fail it, return an event to answer."""
+        self.on_update: Callable[[models.Event], models.Event | None] | None = None
+        """Called before an update is applied; raise to fail it, return an event to answer."""
+
+    def fail_next(self, method: str, error: BaseException, times: int = 1) -> None:
+        """Make the next ``times`` calls of ``method`` raise ``error`` (without storing)."""
+        with self._lock:
+            self._failures[method].extend([error] * times)
+
+    @property
+    def events(self) -> list[models.Event]:
+        """The stored events, in creation order."""
+        with self._lock:
+            return list(self._stored.values())
+
+    def get(self, namespace: str, name: str) -> models.Event | None:
+        """Return the stored event ``namespace/name``, if any."""
+        with self._lock:
+            return self._stored.get((namespace, name))
+
+    def create(self, event: models.Event) -> models.Event:
+        """Store a new event."""
+        self._begin("create", event, None)
+        if self.on_create is not None and (answer := self.on_create(event)) is not None:
+            return answer
+        with self._lock:
+            key = (event.namespace, event.name)
+            if key in self._stored:
+                raise sink.ApiStatusError(
+                    409, "AlreadyExists", f'events "{event.name}" already exists'
+                )
+            stored = dataclasses.replace(event, resource_version=str(next(self._versions)))
+            self._stored[key] = stored
+            return stored
+
+    def update(self, event: models.Event) -> models.Event:
+        """Replace a stored event."""
+        self._begin("update", event, None)
+        if self.on_update is not None and (answer := self.on_update(event)) is not None:
+            return answer
+        with self._lock:
+            key = (event.namespace, event.name)
+            if key not in self._stored:
+                raise _not_found(event)
+            stored = dataclasses.replace(event, resource_version=str(next(self._versions)))
+            self._stored[key] = stored
+            return stored
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Merge ``data`` (JSON) into a stored event."""
+        self._begin("patch", event, data)
+        if self.on_patch is not None and (answer := self.on_patch(event, data)) is not None:
+            return answer
+        with self._lock:
+            key = (event.namespace, event.name)
+            current = self._stored.get(key)
+            if current is None:
+                raise _not_found(event)
+            merged = _merge(current.to_api(), json.loads(data))
+            stored = dataclasses.replace(
+                models.Event.from_api(merged), resource_version=str(next(self._versions))
+            )
+            self._stored[key] = stored
+            return stored
+
+    def _begin(self, method: str, event: models.Event, data: bytes | None) -> None:
+        with self._lock:
+            self.calls.append(SinkCall(method, event, data))
+            failures = self._failures[method]
+            error = failures.popleft() if failures else None
+        if error is not None:
+            raise error
+
+
+def _not_found(event: models.Event) -> sink.ApiStatusError:
+    return sink.ApiStatusError(404, "NotFound", f'events "{event.name}" not found')
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    # JSON merge patch: for an Event's fields a strategic merge behaves the same
+    merged = dict(target)
+    for key, value in patch.items():
+        if value is None:
+            merged.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged

@@ -1,0 +1,461 @@
+"""Tests for the watch-event broadcaster: apimachinery's mux_test.go behaviours, then ours.
+
+Nothing here sleeps. Where a test needs the distributing thread to be stuck, it gets there
+through WAIT mode and a full watcher queue that nobody reads, and proves it through what has
+or has not arrived; helper threads are joined with a timeout so a deadlock fails the test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from k8s_logging_events.broadcaster import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    Broadcaster,
+    BroadcasterStopped,
+    FullChannelBehavior,
+    Watcher,
+    WatchEvent,
+)
+
+WAIT = FullChannelBehavior.WAIT
+DROP = FullChannelBehavior.DROP
+
+STOPPED = r"^broadcaster already stopped$"
+
+# Generous: only a deadlock or a lost wake-up ever takes this long.
+TIMEOUT = 5.0
+
+TABLE = [
+    WatchEvent(ADDED, {"id": "foo", "value": "hello world 1"}),
+    WatchEvent(ADDED, {"id": "bar", "value": "hello world 2"}),
+    WatchEvent(MODIFIED, {"id": "foo", "value": "goodbye world 3"}),
+    WatchEvent(DELETED, {"id": "bar", "value": "hello world 4"}),
+]
+
+
+Make = Callable[..., Broadcaster]
+
+
+def event(n: int) -> WatchEvent:
+    return WatchEvent(ADDED, {"n": n})
+
+
+def send(broadcaster: Broadcaster, *events: WatchEvent) -> None:
+    for e in events:
+        broadcaster.action(e.type, e.object)
+
+
+def start(target: Callable[..., Any], *args: Any) -> threading.Thread:
+    thread = threading.Thread(target=target, args=args, name="test-helper", daemon=True)
+    thread.start()
+    return thread
+
+
+def finished(thread: threading.Thread) -> bool:
+    thread.join(TIMEOUT)
+    return not thread.is_alive()
+
+
+def threads_named(name: str) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == name]
+
+
+@pytest.fixture
+def make() -> Iterator[Make]:
+    """Build broadcasters and shut each one down after the test, even a failed one."""
+    made: list[Broadcaster] = []
+
+    def factory(*args: Any, **kwargs: Any) -> Broadcaster:
+        broadcaster = Broadcaster(*args, **kwargs)
+        made.append(broadcaster)
+        return broadcaster
+
+    yield factory
+    for broadcaster in made:
+        broadcaster.shutdown()
+
+
+# --- apimachinery pkg/watch/mux_test.go ---------------------------------------------------
+
+
+def test_every_watcher_gets_every_event_in_order_with_queue_length_zero(make: Make) -> None:
+    """Two watchers of a queue-0 WAIT broadcaster, read concurrently, each get all four events
+    in order, and their streams end after shutdown (TestBroadcaster)."""
+    broadcaster = make(0, WAIT)
+    watchers = [broadcaster.watch() for _ in range(2)]
+    received: list[list[WatchEvent]] = [[] for _ in watchers]
+    readers = [start(out.extend, w) for w, out in zip(watchers, received, strict=True)]
+
+    send(broadcaster, *TABLE)
+    broadcaster.shutdown()
+
+    assert all(finished(r) for r in readers)
+    assert received == [TABLE, TABLE]
+
+
+def test_stop_ends_a_watcher_and_shutdown_ends_the_rest(make: Make) -> None:
+    """A stopped watcher has ended; shutdown ends the others; more stops do no harm
+    (TestBroadcasterWatcherClose)."""
+    broadcaster = make(0, WAIT)
+    stopped, other = broadcaster.watch(), broadcaster.watch()
+
+    stopped.stop()
+    assert stopped.stopped
+    assert not other.stopped
+    broadcaster.shutdown()
+
+    for watcher in (stopped, other):
+        assert watcher.stopped
+        assert watcher.get(0) is None
+        assert list(watcher) == []
+    stopped.stop()
+    other.stop()
+
+
+def test_stopping_the_watcher_the_distributor_is_blocked_on_completes(make: Make) -> None:
+    """Stopping a watcher while the distributing thread waits for room in its queue returns,
+    and the item it waited with is not delivered to it (TestBroadcasterWatcherStopDeadlock)."""
+    broadcaster = make(0, WAIT)
+    first, second = broadcaster.watch(), broadcaster.watch()
+    send(broadcaster, event(1), event(2))
+    # Both queues (capacity 1) hold event 1, so event 2 waits at the first watcher.
+    assert first.get(TIMEOUT) == event(1)
+    # Event 2 reaching the first watcher proves the distributor moved on to the second, full.
+    assert first.get(TIMEOUT) == event(2)
+
+    stopper = start(second.stop)
+
+    assert finished(stopper), "stop() deadlocked against the distributing thread"
+    assert list(second) == [event(1)]
+
+
+def test_drop_mode_gives_full_watchers_only_what_fits(make: Make) -> None:
+    """With queue length 1, DROP mode and no reader, each watcher keeps event 1 only, then its
+    stream ends; the skipped event is counted (TestBroadcasterDropIfChannelFull)."""
+    broadcaster = make(1, DROP)
+    watchers = [broadcaster.watch() for _ in range(2)]
+
+    send(broadcaster, event(1), event(2))
+    broadcaster.shutdown()
+
+    for watcher in watchers:
+        assert list(watcher) == [event(1)]
+        assert watcher.dropped == 1
+
+
+@pytest.mark.parametrize("used", [False, True], ids=["never-used", "used"])
+def test_watch_after_shutdown_raises(make: Make, used: bool) -> None:
+    """watch() and watch_with_prefix() raise BroadcasterStopped after shutdown
+    (TestBroadcasterWatchAfterShutdown)."""
+    broadcaster = make(0, WAIT)
+    if used:
+        broadcaster.watch().stop()
+    broadcaster.shutdown()
+
+    with pytest.raises(BroadcasterStopped, match=STOPPED):
+        broadcaster.watch()
+    with pytest.raises(BroadcasterStopped, match=STOPPED):
+        broadcaster.watch_with_prefix([event(1), event(2)])
+
+
+def test_sending_after_shutdown_raises(make: Make) -> None:
+    """action() and action_or_drop() raise BroadcasterStopped after shutdown
+    (TestBroadcasterSendEventAfterShutdown)."""
+    broadcaster = make(1, DROP)
+    watchers = [broadcaster.watch() for _ in range(2)]
+    broadcaster.shutdown()
+
+    with pytest.raises(BroadcasterStopped, match=STOPPED):
+        broadcaster.action(ADDED, {"id": "foo"})
+    with pytest.raises(BroadcasterStopped, match=STOPPED):
+        broadcaster.action_or_drop(ADDED, {"id": "foo"})
+    assert all(w.stopped for w in watchers)
+
+
+@pytest.mark.parametrize("round_", range(20))
+def test_watcher_stops_racing_with_shutdown_neither_deadlock_nor_lose_items(
+    make: Make, round_: int
+) -> None:
+    """Watchers stopped at the same moment as the broadcaster shuts down all return, and the
+    item already queued for each stays readable (TestBroadcasterShutdownRace)."""
+    broadcaster = make(1, WAIT)
+    watchers = [broadcaster.watch() for _ in range(2)]
+    send(broadcaster, event(1))
+    assert broadcaster.wait_idle(TIMEOUT)  # in both watchers' queues, not just accepted
+    go = threading.Barrier(len(watchers) + 1)
+
+    def stop_together(watcher: Watcher) -> None:
+        go.wait(TIMEOUT)
+        watcher.stop()
+
+    stoppers = [start(stop_together, w) for w in watchers]
+    go.wait(TIMEOUT)
+    broadcaster.shutdown()
+
+    assert all(finished(s) for s in stoppers)
+    assert [list(w) for w in watchers] == [[event(1)], [event(1)]]
+
+
+# --- beyond mux_test.go -------------------------------------------------------------------
+
+
+def test_watcher_never_sees_items_queued_before_watch(make: Make) -> None:
+    """A watcher added while earlier items still wait in a full incoming queue gets none of
+    them, and gets everything sent after watch() returned; watch() called while the incoming
+    queue is full still completes."""
+    broadcaster = make(1, WAIT, incoming_queue_length=1)
+    early = broadcaster.watch()
+    send(broadcaster, event(1), event(2))  # event 2 waits for room at `early`
+    send(broadcaster, event(3))  # returns once event 2 left the incoming queue: it is full now
+    added: list[Watcher] = []
+    adder = start(lambda: added.append(broadcaster.watch()))
+
+    assert [early.get(TIMEOUT) for _ in range(3)] == [event(1), event(2), event(3)]
+    assert finished(adder)
+    send(broadcaster, event(4))
+    broadcaster.shutdown()
+
+    assert list(early) == [event(4)]
+    assert list(added[0]) == [event(4)]
+
+
+def test_prefix_comes_before_broadcast_items(make: Make) -> None:
+    """watch_with_prefix() queues the given items (from any iterable) ahead of anything
+    broadcast later, in their order."""
+    broadcaster = make(10, WAIT)
+    prefix = [WatchEvent(ADDED, "p1"), WatchEvent(MODIFIED, "p2"), WatchEvent(DELETED, "p3")]
+
+    watcher = broadcaster.watch_with_prefix(iter(prefix))
+    send(broadcaster, event(1), event(2))
+    broadcaster.shutdown()
+
+    assert list(watcher) == [*prefix, event(1), event(2)]
+
+
+@pytest.mark.parametrize(
+    ("queue_length", "prefix_length", "capacity"),
+    [(2, 3, 4), (3, 1, 3), (1, 0, 1), (0, 0, 1)],
+    ids=["prefix-plus-one", "queue-length", "empty-prefix", "zero-means-one"],
+)
+def test_prefix_watcher_capacity_is_max_of_queue_length_and_prefix_plus_one(
+    make: Make, queue_length: int, prefix_length: int, capacity: int
+) -> None:
+    """The prefix watcher's queue holds max(queue_length, len(prefix) + 1) items; a queue
+    length of 0 holds one."""
+    broadcaster = make(queue_length, DROP)
+    watcher = broadcaster.watch_with_prefix([event(-1 - n) for n in range(prefix_length)])
+
+    send(broadcaster, *(event(n) for n in range(capacity + 1)))
+
+    assert broadcaster.wait_idle(TIMEOUT)
+    assert watcher.pending() == capacity
+    assert watcher.dropped == prefix_length + 1
+
+
+def test_action_or_drop_returns_false_when_the_incoming_queue_is_full(make: Make) -> None:
+    """action_or_drop() returns False at once when the incoming queue is full, and True again
+    once there is room."""
+    broadcaster = make(1, WAIT, incoming_queue_length=1)
+    unread = broadcaster.watch()
+    send(broadcaster, event(1), event(2))  # event 2 waits for room at `unread`
+    send(broadcaster, event(3))  # fills the incoming queue
+
+    assert broadcaster.action_or_drop(ADDED, {"n": 4}) is False
+
+    unread.stop()  # releases the distributor; the stop marker queues behind event 3
+    assert broadcaster.action_or_drop(ADDED, {"n": 5}) is True
+    assert list(unread) == [event(1)]
+
+
+def test_drops_are_counted_and_reported_to_on_drop(make: Make) -> None:
+    """In DROP mode each skipped item increments the watcher's dropped count and is passed to
+    its on_drop; an on_drop that raises does not stop distribution."""
+    broadcaster = make(1, DROP)
+    reported: list[WatchEvent] = []
+
+    def explode(_: WatchEvent) -> None:
+        raise ValueError("on_drop failed")
+
+    counted = broadcaster.watch(on_drop=reported.append)
+    faulty = broadcaster.watch(on_drop=explode)
+    quiet = broadcaster.watch()
+
+    send(broadcaster, event(1), event(2), event(3))
+    assert broadcaster.wait_idle(TIMEOUT)
+
+    assert reported == [event(2), event(3)]
+    assert [w.dropped for w in (counted, faulty, quiet)] == [2, 2, 2]
+    broadcaster.shutdown()
+    assert [list(w) for w in (counted, faulty, quiet)] == [[event(1)]] * 3
+
+
+def test_on_drop_may_stop_its_watcher(make: Make) -> None:
+    """Watcher.stop() called from on_drop, on the distributing thread, ends that watcher at
+    once and leaves the others untouched."""
+    broadcaster = make(2, DROP)
+    this: list[Watcher] = []
+    # One of its two slots taken, so it overflows one item before `reader` does.
+    dropping = broadcaster.watch_with_prefix([event(0)], on_drop=lambda _: this[0].stop())
+    this.append(dropping)
+    reader = broadcaster.watch()
+
+    send(broadcaster, event(1), event(2))
+    assert broadcaster.wait_idle(TIMEOUT)
+    assert dropping.stopped
+    assert reader.get(0) == event(1)
+    send(broadcaster, event(3))
+    broadcaster.shutdown()
+
+    assert list(dropping) == [event(0), event(1)]
+    assert dropping.dropped == 1
+    assert list(reader) == [event(2), event(3)]
+
+
+def test_on_drop_cannot_call_what_would_wait_for_the_distributing_thread(make: Make) -> None:
+    """From on_drop, shutdown, watch, action, action_or_drop and wait_idle raise RuntimeError
+    instead of deadlocking."""
+    broadcaster = make(1, DROP)
+    calls: dict[str, Callable[[], object]] = {
+        "shutdown": broadcaster.shutdown,
+        "watch": broadcaster.watch,
+        "action": lambda: broadcaster.action(ADDED, None),
+        "action_or_drop": lambda: broadcaster.action_or_drop(ADDED, None),
+        "wait_idle": broadcaster.wait_idle,
+    }
+    refused: list[str] = []
+
+    def call_back_in(_: WatchEvent) -> None:
+        for name, call in calls.items():
+            try:
+                call()
+            except RuntimeError as exc:
+                if "distributing thread" in str(exc):
+                    refused.append(name)
+
+    broadcaster.watch(on_drop=call_back_in)
+    send(broadcaster, event(1), event(2))
+    assert broadcaster.wait_idle(TIMEOUT)
+
+    assert refused == list(calls)
+    assert not broadcaster.stopped
+
+
+def test_shutdown_delivers_queued_items_then_ends_watchers(make: Make) -> None:
+    """Items still in the incoming queue when shutdown() is called reach every watcher; the
+    streams end after them."""
+    broadcaster = make(5, WAIT)
+    watcher = broadcaster.watch()
+    gate = broadcaster.watch_with_prefix([event(-n) for n in range(5)])  # 5 of 6 slots taken
+    items = [event(n) for n in range(5)]
+    send(broadcaster, *items)  # event 1 waits at the gate; 2 to 4 stay in the incoming queue
+    shutter = start(broadcaster.shutdown)
+
+    gate_items = list(gate)  # frees the gate, and ends only when shutdown closes it
+
+    assert finished(shutter)
+    assert gate_items == [event(-n) for n in range(5)] + items
+    assert watcher.stopped
+    assert watcher.pending() == 5
+    assert list(watcher) == items
+    assert watcher.get(0) is None
+
+
+def test_distributing_thread_starts_on_first_use_and_shutdown_joins_it(make: Make) -> None:
+    """The named daemon thread does not exist before the first watch(), and no longer exists
+    when shutdown() returns."""
+    name = "test-broadcaster-lifecycle"
+    broadcaster = make(name=name)
+    assert threads_named(name) == []
+
+    broadcaster.watch()
+    [thread] = threads_named(name)
+    assert thread.daemon
+    broadcaster.shutdown()
+
+    assert not thread.is_alive()
+    assert broadcaster.stopped
+
+
+def test_shutdown_is_idempotent_and_every_caller_waits_for_the_thread(make: Make) -> None:
+    """Concurrent and repeated shutdown() calls all return, each only after the distributing
+    thread has ended."""
+    name = "test-broadcaster-double-shutdown"
+    broadcaster = make(name=name)
+    broadcaster.watch()
+    [thread] = threads_named(name)
+    alive_after: list[bool] = []
+
+    def shut_down() -> None:
+        broadcaster.shutdown()
+        alive_after.append(thread.is_alive())
+
+    callers = [start(shut_down) for _ in range(3)]
+    assert all(finished(c) for c in callers)
+    broadcaster.shutdown()
+
+    assert alive_after == [False, False, False]
+
+
+def test_shutdown_of_a_never_used_broadcaster_starts_no_thread(make: Make) -> None:
+    """Shutting down a broadcaster nobody used starts no thread and still stops it."""
+    name = "test-broadcaster-unused"
+    broadcaster = make(name=name)
+
+    broadcaster.shutdown()
+
+    assert broadcaster.stopped
+    assert threads_named(name) == []
+
+
+def test_wait_idle_reports_whether_everything_queued_was_handed_out(make: Make) -> None:
+    """wait_idle() is True when every item queued before it reached every watcher, False when
+    its timeout passes first."""
+    broadcaster = make(1, WAIT)
+    assert broadcaster.wait_idle(0)
+    watcher = broadcaster.watch()
+    send(broadcaster, event(1), event(2))  # event 2 waits for room
+
+    assert broadcaster.wait_idle(0) is False
+    assert watcher.get(TIMEOUT) == event(1)
+    assert broadcaster.wait_idle(TIMEOUT)
+    assert watcher.pending() == 1
+    broadcaster.shutdown()
+    assert broadcaster.wait_idle(0)
+
+
+def test_get_returns_none_on_timeout_without_ending_the_stream(make: Make) -> None:
+    """get(0) on an empty live watcher returns None at once and the watcher keeps working."""
+    broadcaster = make()
+    watcher = broadcaster.watch()
+
+    assert watcher.get(0) is None
+    assert watcher.get(timeout=0.01) is None
+    assert not watcher.stopped
+    send(broadcaster, event(1))
+    assert watcher.get(TIMEOUT) == event(1)
+
+
+def test_context_managers_stop_the_watcher_and_shut_the_broadcaster_down() -> None:
+    """Leaving a watcher's with-block stops it; leaving the broadcaster's shuts it down."""
+    with Broadcaster(name="test-broadcaster-with") as broadcaster:
+        with broadcaster.watch() as watcher:
+            send(broadcaster, event(1))
+        assert watcher.stopped
+    assert broadcaster.stopped
+    assert threads_named("test-broadcaster-with") == []
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"queue_length": -1}, {"incoming_queue_length": -1}], ids=["watcher", "incoming"]
+)
+def test_negative_queue_length_is_rejected(kwargs: dict[str, Any]) -> None:
+    """A negative queue length raises ValueError."""
+    with pytest.raises(ValueError, match="queue lengths must be >= 0"):
+        Broadcaster(**kwargs)

@@ -1,0 +1,1399 @@
+"""Tests of the correlator: client-go's events_cache_test.go and util_test.go, and more."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from k8s_logging_events import clock as clocks
+from k8s_logging_events import correlator as corr
+from k8s_logging_events._tokenbucket import TokenBucket
+from k8s_logging_events.models import Event, EventSource, ObjectReference
+from k8s_logging_events.testing import FakeClock
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+SOURCE = EventSource(component="kubelet", host="kublet.node1")
+
+
+# -- builders, after events_cache_test.go ------------------------------------------------------
+
+
+def make_ref(kind: str, name: str, namespace: str) -> ObjectReference:
+    """Return the reference makeObjectReference builds."""
+    return ObjectReference(
+        kind=kind,
+        name=name,
+        namespace=namespace,
+        uid="C934D34AFB20242",
+        api_version="version",
+        field_path="spec.containers{mycontainer}",
+    )
+
+
+def make_event(reason: str, message: str, ref: ObjectReference, at: datetime = T0) -> Event:
+    """Return the event makeEvent builds: kubelet source, count 1, Normal, first = last = at."""
+    return Event(
+        name="",
+        namespace="",
+        involved_object=ref,
+        reason=reason,
+        message=message,
+        source=SOURCE,
+        count=1,
+        first_timestamp=at,
+        last_timestamp=at,
+        type="Normal",
+    )
+
+
+def make_events(num: int, template: Event) -> list[Event]:
+    """Return ``num`` copies of ``template``."""
+    return [template] * num
+
+
+def make_unique_events(num: int) -> list[Event]:
+    """Return ``num`` events about different pods in different namespaces."""
+    return [
+        make_event(f"reason-{i}", f"message-{i}", make_ref("Pod", f"pod-{i}", f"ns-{i}"))
+        for i in range(num)
+    ]
+
+
+def make_similar_events(num: int, template: Event, prefix: str) -> list[Event]:
+    """Return ``num`` copies of ``template`` whose messages differ: ``prefix-i-message``."""
+    return [
+        dataclasses.replace(template, message=f"{prefix}-{i}-{template.message}")
+        for i in range(num)
+    ]
+
+
+def validate_event(actual: Event, expected: Event) -> None:
+    """Check ``actual`` as validateEvent does: timestamps, name prefix, all else equal."""
+    assert actual.first_timestamp is not None
+    assert actual.last_timestamp is not None
+    if expected.count > 1:
+        # compression shows as different first and last timestamps
+        assert actual.first_timestamp != actual.last_timestamp
+    elif expected.count == 1:
+        assert actual.first_timestamp == actual.last_timestamp
+    assert actual.name.startswith(expected.name)
+    comparable = dataclasses.replace(
+        actual,
+        first_timestamp=expected.first_timestamp,
+        last_timestamp=expected.last_timestamp,
+        reporting_controller=expected.reporting_controller,
+        name=expected.name,
+    )
+    assert comparable == expected
+
+
+def stamp(event: Event, clock: FakeClock) -> Event:
+    """Set first and last timestamp from one clock read, as the Go test does per event."""
+    now = clock.now()
+    return dataclasses.replace(event, first_timestamp=now, last_timestamp=now)
+
+
+def unix_nanos(value: datetime) -> int:
+    """Return ``value`` in nanoseconds since the epoch."""
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1_000
+
+
+def float32(value: float) -> float:
+    """Round to single precision, as Go's float32 QPS field does."""
+    rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+    return rounded
+
+
+def new_correlator(clock: FakeClock, **options: object) -> corr.EventCorrelator:
+    """Return a correlator on ``clock`` with the given options."""
+    return corr.EventCorrelator(corr.CorrelatorOptions(clock=clock, **options))  # type: ignore[arg-type]
+
+
+# -- events_cache_test.go ----------------------------------------------------------------------
+
+
+class TestGoKeyAndMessageFuncs:
+    """TestEventAggregatorByReasonFunc and TestEventAggregatorByReasonMessageFunc."""
+
+    def test_aggregate_by_reason_groups_messages_of_one_reason(self) -> None:
+        """Events differing only in message share the aggregate key; another reason does not."""
+        event1 = make_event("end-of-world", "it was fun", make_ref("Pod", "pod1", "other"))
+        event2 = make_event("end-of-world", "it was awful", make_ref("Pod", "pod1", "other"))
+        event3 = make_event("nevermind", "it was a bug", make_ref("Pod", "pod1", "other"))
+
+        aggregate1, local1 = corr.aggregate_by_reason(event1)
+        aggregate2, local2 = corr.aggregate_by_reason(event2)
+        aggregate3, _ = corr.aggregate_by_reason(event3)
+
+        assert aggregate1 == aggregate2
+        assert local1 != local2
+        assert aggregate1 != aggregate3
+
+    def test_combined_message_starts_with_prefix(self) -> None:
+        """The aggregate message starts with "(combined from similar events): "."""
+        event = make_event("end-of-world", "it was fun", make_ref("Pod", "pod1", "other"))
+
+        assert corr.combined_message(event).startswith("(combined from similar events): ")
+
+
+_FIRST = make_event("first", "i am first", make_ref("Pod", "my-pod", "my-ns"))
+_DUPLICATE = make_event("duplicate", "me again", make_ref("Pod", "my-pod", "my-ns"))
+_UNIQUE = make_event("unique", "snowflake", make_ref("Pod", "my-pod", "my-ns"))
+_SIMILAR = make_event(
+    "similar",
+    "similar message",
+    dataclasses.replace(
+        make_ref("Pod", "my-pod", "my-ns"), field_path="spec.containers{container1}"
+    ),
+)
+_AGGREGATE = make_event(_SIMILAR.reason, corr.combined_message(_SIMILAR), _SIMILAR.involved_object)
+_SIMILAR_OTHER_CONTAINER = dataclasses.replace(
+    _SIMILAR,
+    involved_object=dataclasses.replace(
+        _SIMILAR.involved_object, field_path="spec.containers{container2}"
+    ),
+)
+_MAX = corr.DEFAULT_AGGREGATE_MAX_EVENTS
+
+
+class TestGoEventCorrelator:
+    """TestEventCorrelator: counting, aggregation and spam, on an interval clock."""
+
+    @pytest.mark.parametrize(
+        ("previous", "new", "expected", "interval", "expected_skip"),
+        [
+            pytest.param([], _FIRST, _FIRST, 5, False, id="create-a-single-event"),
+            pytest.param(
+                make_events(1, _DUPLICATE),
+                _DUPLICATE,
+                dataclasses.replace(_DUPLICATE, count=2),
+                5,
+                False,
+                id="the-same-event-should-just-count",
+            ),
+            pytest.param(
+                make_events(_MAX, _DUPLICATE),
+                _DUPLICATE,
+                dataclasses.replace(_DUPLICATE, count=_MAX + 1),
+                30,
+                False,
+                id="the-same-event-should-just-count-even-if-more-than-aggregate",
+            ),
+            pytest.param(
+                make_events(corr.DEFAULT_SPAM_BURST + 1, _DUPLICATE),
+                _DUPLICATE,
+                None,
+                1,
+                True,
+                id="the-same-event-is-spam-if-happens-too-frequently",
+            ),
+            pytest.param(
+                make_unique_events(30), _UNIQUE, _UNIQUE, 5, False, id="create-many-unique-events"
+            ),
+            pytest.param(
+                make_similar_events(_MAX - 1, _SIMILAR, _SIMILAR.message),
+                _SIMILAR,
+                _AGGREGATE,
+                5,
+                False,
+                id="similar-events-should-aggregate-event",
+            ),
+            pytest.param(
+                make_similar_events(_MAX, _SIMILAR, _SIMILAR.message),
+                _SIMILAR,
+                dataclasses.replace(_AGGREGATE, count=2),
+                5,
+                False,
+                id="similar-events-many-times-should-count-the-aggregate",
+            ),
+            pytest.param(
+                make_events(1, _SIMILAR_OTHER_CONTAINER),
+                _SIMILAR,
+                _SIMILAR,
+                5,
+                False,
+                id="events-from-different-containers-do-not-aggregate",
+            ),
+            pytest.param(
+                make_similar_events(_MAX - 1, _SIMILAR, _SIMILAR.message),
+                _SIMILAR,
+                _SIMILAR,
+                int(corr.DEFAULT_AGGREGATE_INTERVAL_SECONDS),
+                False,
+                id="similar-events-whose-interval-is-greater-than-aggregate-interval-do-not-aggregate",
+            ),
+        ],
+    )
+    def test_scenario(
+        self,
+        previous: list[Event],
+        new: Event,
+        expected: Event | None,
+        interval: int,
+        expected_skip: bool,
+    ) -> None:
+        """Playing back ``previous`` then correlating ``new`` gives the expected event or skip."""
+        clock = FakeClock(tick=interval)
+        correlator = corr.EventCorrelator(corr.CorrelatorOptions(clock=clock))
+        for event in previous:
+            result = correlator.correlate(stamp(event, clock))
+            if not result.skip:
+                assert result.event is not None
+                correlator.update_state(result.event)
+
+        result = correlator.correlate(stamp(new, clock))
+
+        assert result.skip == expected_skip
+        if expected is not None:
+            assert result.event is not None
+            validate_event(result.event, expected)
+
+
+_SPAM_ORIGINAL = make_event("original", "i am first", make_ref("Pod", "my-pod", "my-ns"))
+_SPAM_OTHER_REASON = make_event("duplicate", "me again", make_ref("Pod", "my-pod", "my-ns"))
+_SPAM_SAME_REASON = make_event("original", "me again", make_ref("Pod", "my-pod", "my-ns"))
+
+
+def _spam_key_with_reason(event: Event) -> str:
+    """The Go test's custom spam key: objects and reason, no type."""
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            ref.api_version,
+            event.reason,
+        )
+    )
+
+
+class TestGoEventSpamFilter:
+    """TestEventSpamFilter: burst 1, default and custom spam keys."""
+
+    @pytest.mark.parametrize(
+        ("new", "expected_skip", "spam_key_func"),
+        [
+            pytest.param(
+                _SPAM_OTHER_REASON,
+                True,
+                None,
+                id="same-object-is-spam-for-default-key-even-with-another-reason",
+            ),
+            pytest.param(
+                _SPAM_OTHER_REASON,
+                False,
+                _spam_key_with_reason,
+                id="another-reason-is-not-spam-for-key-with-reason",
+            ),
+            pytest.param(
+                _SPAM_SAME_REASON,
+                True,
+                _spam_key_with_reason,
+                id="same-reason-other-message-is-spam-for-key-with-reason",
+            ),
+        ],
+    )
+    def test_scenario(
+        self, new: Event, expected_skip: bool, spam_key_func: corr.SpamKeyFunc | None
+    ) -> None:
+        """After one original event, ``new`` is skipped or not according to the spam key."""
+        clock = FakeClock(tick=1)
+        correlator = corr.EventCorrelator(
+            corr.CorrelatorOptions(clock=clock, spam_key_func=spam_key_func, burst_size=1)
+        )
+        result = correlator.correlate(_SPAM_ORIGINAL)
+        assert not result.skip
+        assert result.event is not None
+        correlator.update_state(result.event)
+
+        result = correlator.correlate(new)
+
+        assert result.skip == expected_skip
+        if not expected_skip:
+            assert result.event is not None
+            validate_event(result.event, new)
+
+
+# -- util_test.go ------------------------------------------------------------------------------
+
+
+class TestGoGenerateEventName:
+    """TestGenerateEventName: object name plus hex time, or a UUID when that is invalid."""
+
+    @pytest.mark.parametrize(
+        ("ref_name", "expected"),
+        [
+            pytest.param("test-pod", "test-pod.178959f726d80ec", id="valid-name"),
+            pytest.param("x" * 300, None, id="too-long"),
+            pytest.param("test.POD", None, id="upper-case"),
+            pytest.param("test.pod/invalid!chars?", None, id="special-chars"),
+            pytest.param("--test.pod/invalid!chars?", None, id="special-chars-bad-start"),
+        ],
+    )
+    def test_generate_event_name(self, ref_name: str, expected: str | None) -> None:
+        """The name is always a DNS subdomain, and ``name.hex`` when that is one."""
+        actual = corr.generate_event_name(ref_name, 105999103295324396)
+
+        assert corr.is_dns_subdomain(actual)
+        if expected is not None:
+            assert actual == expected
+
+
+# -- keys ----------------------------------------------------------------------------------------
+
+
+def _full_event(**changes: object) -> Event:
+    """Return an event with every key field set, with ``changes`` applied."""
+    event = Event(
+        name="n",
+        namespace="ns",
+        involved_object=ObjectReference(
+            kind="Pod",
+            namespace="ns",
+            name="pod",
+            uid="uid-1",
+            api_version="v1",
+            resource_version="7",
+            field_path="spec.containers{c}",
+        ),
+        reason="Reason",
+        message="msg",
+        source=EventSource(component="comp", host="host"),
+        type="Warning",
+        reporting_controller="ctrl",
+        reporting_instance="inst",
+        annotations={"a": "b"},
+        action="Act",
+    )
+    return dataclasses.replace(event, **changes)  # type: ignore[arg-type]
+
+
+def _with_ref(**changes: str) -> Event:
+    """Return the full event with its involved object changed."""
+    event = _full_event()
+    return dataclasses.replace(
+        event, involved_object=dataclasses.replace(event.involved_object, **changes)
+    )
+
+
+class TestKeys:
+    """The three keys: which fields, in which order, joined with nothing."""
+
+    def test_event_key_fields_in_order(self) -> None:
+        """The event key: source, object (field path, no version), type, reason, message."""
+        assert (
+            corr.get_event_key(_full_event())
+            == "comphostPodnspodspec.containers{c}uid-1v1WarningReasonmsg"
+        )
+
+    def test_spam_key_fields_in_order(self) -> None:
+        """The spam key is source, object (no field path, no version) and type."""
+        assert corr.get_spam_key(_full_event()) == "comphostPodnspoduid-1v1Warning"
+
+    def test_aggregate_key_fields_in_order(self) -> None:
+        """The aggregate key adds reason and reporting fields; the local key is the message."""
+        assert corr.aggregate_by_reason(_full_event()) == (
+            "comphostPodnspoduid-1v1WarningReasonctrlinst",
+            "msg",
+        )
+
+    def test_keys_concatenate_without_separators(self) -> None:
+        """Component "ab" on host "c" collides with component "a" on host "bc", as in client-go."""
+        one = _full_event(source=EventSource(component="ab", host="c"))
+        other = _full_event(source=EventSource(component="a", host="bc"))
+
+        assert corr.get_event_key(one) == corr.get_event_key(other)
+        assert corr.get_spam_key(one) == corr.get_spam_key(other)
+        assert corr.aggregate_by_reason(one) == corr.aggregate_by_reason(other)
+
+    def test_field_path_only_in_event_key(self) -> None:
+        """Two containers of a pod are different events but share spam bucket and group."""
+        one = _with_ref(field_path="spec.containers{a}")
+        other = _with_ref(field_path="spec.containers{b}")
+
+        assert corr.get_event_key(one) != corr.get_event_key(other)
+        assert corr.get_spam_key(one) == corr.get_spam_key(other)
+        assert corr.aggregate_by_reason(one) == corr.aggregate_by_reason(other)
+
+    def test_resource_version_in_no_key(self) -> None:
+        """Events about successive versions of an object are the same event."""
+        one = _with_ref(resource_version="1")
+        other = _with_ref(resource_version="2")
+
+        assert corr.get_event_key(one) == corr.get_event_key(other)
+        assert corr.get_spam_key(one) == corr.get_spam_key(other)
+        assert corr.aggregate_by_reason(one) == corr.aggregate_by_reason(other)
+
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            pytest.param({"annotations": {"x": "y"}}, id="annotations"),
+            pytest.param({"action": "Other"}, id="action"),
+            pytest.param({"name": "other-name"}, id="name"),
+            pytest.param({"namespace": "other-ns"}, id="namespace"),
+            pytest.param({"event_time": T0}, id="event-time"),
+            pytest.param({"count": 9}, id="count"),
+            pytest.param({"last_timestamp": T0}, id="last-timestamp"),
+            pytest.param({"related": ObjectReference(name="r")}, id="related"),
+        ],
+    )
+    def test_fields_in_no_key(self, changes: dict[str, object]) -> None:
+        """Annotations, action, the event's own name and times and related are in no key."""
+        one = _full_event()
+        other = _full_event(**changes)
+
+        assert corr.get_event_key(one) == corr.get_event_key(other)
+        assert corr.get_spam_key(one) == corr.get_spam_key(other)
+        assert corr.aggregate_by_reason(one) == corr.aggregate_by_reason(other)
+
+    def test_spam_key_has_type_not_reason(self) -> None:
+        """Another type gets another spam bucket; another reason does not."""
+        base = _full_event()
+
+        assert corr.get_spam_key(base) != corr.get_spam_key(_full_event(type="Normal"))
+        assert corr.get_spam_key(base) == corr.get_spam_key(_full_event(reason="Other"))
+
+    def test_reporting_fields_only_in_aggregate_key(self) -> None:
+        """Reporting controller and instance split aggregation groups but not events or buckets."""
+        base = _full_event()
+        other = _full_event(reporting_controller="x", reporting_instance="y")
+
+        assert corr.aggregate_by_reason(base)[0] != corr.aggregate_by_reason(other)[0]
+        assert corr.get_event_key(base) == corr.get_event_key(other)
+        assert corr.get_spam_key(base) == corr.get_spam_key(other)
+
+    def test_combined_message_is_prefix_plus_message(self) -> None:
+        """The default aggregate message is exactly the prefix followed by the message."""
+        assert corr.combined_message(_full_event()) == "(combined from similar events): msg"
+        assert corr.COMBINED_MESSAGE_PREFIX == "(combined from similar events): "
+
+
+# -- names and types -----------------------------------------------------------------------------
+
+
+class TestNamesAndTypes:
+    """Event names and event types, from tools/record/util."""
+
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            pytest.param("a", True, id="one-char"),
+            pytest.param("a.b-c.d0", True, id="dotted"),
+            pytest.param("0pod.17", True, id="digits"),
+            pytest.param("a" * 253, True, id="253-chars"),
+            pytest.param("a" * 254, False, id="254-chars"),
+            pytest.param("", False, id="empty"),
+            pytest.param("-a", False, id="label-starts-with-dash"),
+            pytest.param("a-", False, id="label-ends-with-dash"),
+            pytest.param("a.-b", False, id="inner-label-starts-with-dash"),
+            pytest.param(".a", False, id="leading-dot"),
+            pytest.param("a..b", False, id="empty-label"),
+            pytest.param("a.", False, id="trailing-dot"),
+            pytest.param("A", False, id="upper-case"),
+            pytest.param("a_b", False, id="underscore"),
+            pytest.param("a\n", False, id="trailing-newline"),
+            pytest.param("fe80::1", False, id="ipv6"),
+            pytest.param("é", False, id="non-ascii"),
+        ],
+    )
+    def test_is_dns_subdomain(self, value: str, valid: bool) -> None:
+        """≤ 253 chars of lowercase alnum, '-' and '.'; labels alnum at both ends."""
+        assert corr.is_dns_subdomain(value) == valid
+
+    def test_name_is_object_name_and_lowercase_hex(self) -> None:
+        """A valid name is the object name, a dot and the nanoseconds in unpadded lowercase hex."""
+        assert corr.generate_event_name("pod", 255) == "pod.ff"
+        assert corr.generate_event_name("pod", 0) == "pod.0"
+
+    @pytest.mark.parametrize(
+        ("ref_name", "nanos"),
+        [
+            pytest.param("POD", 1, id="invalid-object-name"),
+            pytest.param("pod", -31, id="negative-time-gives-dash-label"),
+            pytest.param("", 1, id="empty-object-name"),
+        ],
+    )
+    def test_invalid_name_falls_back_to_uuid4(self, ref_name: str, nanos: int) -> None:
+        """An invalid ``name.hex`` is replaced by a random version-4 UUID."""
+        name = corr.generate_event_name(ref_name, nanos)
+
+        assert uuid.UUID(name).version == 4
+        assert name == str(uuid.UUID(name))
+        assert corr.is_dns_subdomain(name)
+
+    def test_uuid_names_differ(self) -> None:
+        """Each fallback name is new."""
+        assert corr.generate_event_name("X", 1) != corr.generate_event_name("X", 1)
+
+    @pytest.mark.parametrize(
+        ("value", "valid"),
+        [
+            pytest.param("Normal", True, id="Normal"),
+            pytest.param("Warning", True, id="Warning"),
+            pytest.param("normal", False, id="lower-case"),
+            pytest.param("WARNING", False, id="upper-case"),
+            pytest.param("Error", False, id="Error"),
+            pytest.param("", False, id="empty"),
+        ],
+    )
+    def test_validate_event_type(self, value: str, valid: bool) -> None:
+        """Only Normal and Warning, exactly, are event types."""
+        assert corr.validate_event_type(value) == valid
+
+
+# -- count patch ---------------------------------------------------------------------------------
+
+
+def _patch_of(**changes: object) -> bytes:
+    """Return the count patch of a repeat with ``changes``."""
+    event = Event(
+        name="e",
+        namespace="ns",
+        involved_object=ObjectReference(kind="Pod", name="p"),
+        message="m",
+        count=2,
+        last_timestamp=datetime(2024, 1, 1, 0, 0, 5, tzinfo=UTC),
+    )
+    return corr.count_patch(dataclasses.replace(event, **changes))  # type: ignore[arg-type]
+
+
+class TestCountPatch:
+    """The strategic-merge patch of a repeat, byte for byte as Go writes it."""
+
+    def test_documented_example(self) -> None:
+        """Count, last timestamp and message, sorted keys, no spaces."""
+        assert _patch_of() == b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'
+
+    def test_timestamp_whole_seconds_utc(self) -> None:
+        """The last timestamp is written in UTC, whole seconds (truncated), with Z."""
+        last = datetime(2024, 1, 1, 2, 0, 5, 999_999, tzinfo=timezone(timedelta(hours=2)))
+
+        assert (
+            _patch_of(count=3, last_timestamp=last)
+            == b'{"count":3,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'
+        )
+
+    def test_only_count_timestamp_and_message(self) -> None:
+        """Nothing but the three diffed fields appears, whatever else the event carries."""
+        patch = _patch_of(
+            annotations={"a": "b"},
+            reporting_controller="c",
+            reason="R",
+            type="Warning",
+            first_timestamp=T0,
+            resource_version="9",
+        )
+
+        assert patch == b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'
+
+    def test_empty_message_left_out(self) -> None:
+        """An empty message equals the base, so it is not in the patch."""
+        assert _patch_of(message="") == b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z"}'
+
+    def test_zero_count_left_out(self) -> None:
+        """A zero count equals the base (Go omits it), so it is not in the patch."""
+        assert _patch_of(count=0) == b'{"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'
+
+    def test_missing_last_timestamp_is_null(self) -> None:
+        """No last timestamp serialises as null, as Go's zero time, which differs from the base."""
+        assert _patch_of(last_timestamp=None) == b'{"count":2,"lastTimestamp":null,"message":"m"}'
+
+    def test_epoch_last_timestamp_left_out(self) -> None:
+        """A last timestamp in the first second of 1970 equals the base and is not in the patch."""
+        epoch = datetime(1970, 1, 1, 0, 0, 0, 500_000, tzinfo=UTC)
+
+        assert _patch_of(last_timestamp=epoch) == b'{"count":2,"message":"m"}'
+
+    def test_nothing_differs_gives_empty_object(self) -> None:
+        """With all three fields equal to the base the patch is an empty object."""
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+
+        assert _patch_of(count=0, message="", last_timestamp=epoch) == b"{}"
+
+    @pytest.mark.parametrize(
+        ("message", "encoded"),
+        [
+            pytest.param("é 日本 😀", "é 日本 😀", id="utf8-as-is"),
+            pytest.param("a<b>&c", "a\\u003cb\\u003e\\u0026c", id="html-escaped"),
+            pytest.param("\u2028\u2029", "\\u2028\\u2029", id="line-separators-escaped"),
+            pytest.param('q"b\\', 'q\\"b\\\\', id="quote-and-backslash"),
+            pytest.param("\n\r\t\b\f", "\\n\\r\\t\\b\\f", id="short-escapes"),
+            pytest.param("\x01\x1f", "\\u0001\\u001f", id="control-chars"),
+            pytest.param("\x7f", "\x7f", id="del-as-is"),
+            pytest.param("a\ud800b", "a\ufffdb", id="lone-surrogate-replaced"),
+        ],
+    )
+    def test_message_encoded_as_go_does(self, message: str, encoded: str) -> None:
+        """Strings are escaped as Go's json.Marshal does: UTF-8 kept, HTML characters escaped."""
+        expected = '{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"' + encoded + '"}'
+
+        assert _patch_of(message=message) == expected.encode("utf-8")
+
+
+# -- aggregation ---------------------------------------------------------------------------------
+
+
+def _similar(i: int, **changes: object) -> Event:
+    """Return the ``i``-th event of a group that differs only in message."""
+    event = make_event("Failed", f"message {i}", make_ref("Pod", "my-pod", "my-ns"))
+    fields: dict[str, object] = {"namespace": "my-ns", "name": f"my-pod.{i}", **changes}
+    return dataclasses.replace(event, **fields)  # type: ignore[arg-type]
+
+
+def _aggregate_set(correlator: corr.EventCorrelator, event: Event) -> set[str]:
+    """Peek at the aggregation record's set of local keys (white box: Go map order is hidden)."""
+    aggregate_key, _ = corr.aggregate_by_reason(event)
+    return correlator._aggregator._cache[aggregate_key].local_keys
+
+
+class TestAggregation:
+    """The aggregator: when similar events are combined, and what the combined event is."""
+
+    def test_tenth_distinct_message_is_first_combined(self) -> None:
+        """Messages 1-9 go out as they are; the 10th is combined, leaving 9 in the set."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        for i in range(9):
+            result = correlator.correlate(_similar(i))
+            assert result.event == _similar(i)
+
+        result = correlator.correlate(_similar(9))
+
+        assert result.event is not None
+        assert result.event.message == "(combined from similar events): message 9"
+        assert len(_aggregate_set(correlator, _similar(0))) == corr.DEFAULT_AGGREGATE_MAX_EVENTS - 1
+
+    def test_every_further_new_message_is_combined_and_counted(self) -> None:
+        """After the first combination every unseen message is combined into the same event."""
+        clock = FakeClock(tick=1)
+        correlator = new_correlator(clock)
+        results = [correlator.correlate(_similar(i)) for i in range(12)]
+
+        combined = [r.event for r in results[9:]]
+        assert [e.count for e in combined if e is not None] == [1, 2, 3]
+        assert len({e.name for e in combined if e is not None}) == 1
+        assert results[10].patch is not None
+        assert len(_aggregate_set(correlator, _similar(0))) == 9
+
+    def test_message_still_in_set_goes_out_on_its_own(self) -> None:
+        """A message that is still one of the 9 kept is not combined; its own count rises."""
+        correlator = new_correlator(FakeClock())
+        for i in range(10):
+            correlator.correlate(_similar(i))
+        # the 10th message went out combined, so only the first nine have counts of their own
+        kept = next(m for m in _aggregate_set(correlator, _similar(0)) if m != "message 9")
+        index = int(kept.removeprefix("message "))
+
+        result = correlator.correlate(_similar(index))
+
+        assert result.event is not None
+        assert result.event.message == kept
+        assert result.event.count == 2
+
+    def test_aggregate_event_has_only_copied_fields(self) -> None:
+        """The combined event copies object, type, reason and source; nothing else is kept."""
+        clock = FakeClock()
+        now = clock.now()
+        correlator = new_correlator(clock)
+        extras = {
+            "annotations": {"a": "b"},
+            "reporting_controller": "ctrl",
+            "reporting_instance": "inst",
+            "action": "Act",
+            "resource_version": "5",
+            "event_time": T0,
+            "related": ObjectReference(name="r"),
+            "namespace": "event-ns",
+        }
+        for i in range(9):
+            correlator.correlate(_similar(i, **extras))
+
+        result = correlator.correlate(_similar(9, **extras))
+
+        incoming = _similar(9)
+        assert result.event == Event(
+            name=f"my-pod.{unix_nanos(now):x}",
+            namespace="event-ns",
+            involved_object=incoming.involved_object,
+            reason=incoming.reason,
+            message="(combined from similar events): message 9",
+            source=incoming.source,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            type=incoming.type,
+        )
+        assert result.patch is None
+
+    def test_aggregate_name_uses_the_aggregator_clock_read(self) -> None:
+        """The name's hex is the aggregator's own read; the filter's later read does not matter."""
+        clock = FakeClock(tick=7)
+        correlator = new_correlator(clock)
+        for i in range(9):
+            correlator.correlate(_similar(i))
+        aggregator_now = clock.now() + timedelta(seconds=7)
+
+        result = correlator.correlate(_similar(9))
+
+        assert result.event is not None
+        assert result.event.name == f"my-pod.{unix_nanos(aggregator_now):x}"
+        assert result.event.first_timestamp == aggregator_now
+
+    def test_aggregate_name_is_not_validated(self) -> None:
+        """Unlike a recorded event's name, the aggregate name is kept even when invalid."""
+        clock = FakeClock(datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC))
+        correlator = new_correlator(clock)
+        ref = ObjectReference(kind="Pod", name="UPPER")
+        for i in range(10):
+            result = correlator.correlate(
+                Event(name="x", namespace="", involved_object=ref, message=str(i), count=1)
+            )
+
+        assert result.event is not None
+        assert result.event.name == f"UPPER.-{10**9:x}"
+
+    def test_window_boundary_is_strictly_greater(self) -> None:
+        """Exactly max_interval after the last similar event still aggregates; a bit more resets."""
+        for gap, combined in ((600.0, True), (600.000001, False)):
+            clock = FakeClock()
+            correlator = new_correlator(clock)
+            for i in range(9):
+                correlator.correlate(_similar(i))
+            clock.step(gap)
+
+            result = correlator.correlate(_similar(9))
+
+            assert result.event is not None
+            assert result.event.message.startswith(corr.COMBINED_MESSAGE_PREFIX) == combined
+
+    def test_window_slides_with_each_similar_event(self) -> None:
+        """Ten messages 500 s apart (75 min in all) are still combined: the window slides."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        for i in range(9):
+            correlator.correlate(_similar(i))
+            clock.step(500)
+
+        result = correlator.correlate(_similar(9))
+
+        assert result.event is not None
+        assert result.event.message.startswith(corr.COMBINED_MESSAGE_PREFIX)
+
+    def test_reset_window_starts_a_fresh_set(self) -> None:
+        """After a quiet interval the set restarts at one member."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        for i in range(5):
+            correlator.correlate(_similar(i))
+        clock.step(601)
+
+        correlator.correlate(_similar(5))
+
+        assert _aggregate_set(correlator, _similar(0)) == {"message 5"}
+
+    def test_identical_repeats_never_aggregate(self) -> None:
+        """Repeating one message never grows the set, so it is counted, never combined."""
+        correlator = new_correlator(FakeClock(), burst_size=100)
+        results = [correlator.correlate(_similar(0)) for _ in range(20)]
+
+        assert [r.event.count for r in results if r.event is not None] == list(range(1, 21))
+        assert _aggregate_set(correlator, _similar(0)) == {"message 0"}
+
+    def test_custom_max_events_key_and_message_funcs(self) -> None:
+        """max_events, key_func and message_func replace the defaults."""
+        correlator = new_correlator(
+            FakeClock(), max_events=2, key_func=_by_name_and_reason, message_func=_upper_message
+        )
+        first = correlator.correlate(_similar(0, reason="A"))
+        second = correlator.correlate(_similar(1, reason="B"))
+
+        assert first.event is not None
+        assert first.event.message == "message 0"
+        assert second.event is not None
+        assert second.event.message == "MESSAGE 1"
+        assert second.event.reason == "B"
+
+    def test_custom_max_interval(self) -> None:
+        """max_interval_seconds replaces the 600 s window."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, max_events=2, max_interval_seconds=10)
+        correlator.correlate(_similar(0))
+        clock.step(11)
+
+        result = correlator.correlate(_similar(1))
+
+        assert result.event == _similar(1)
+
+
+# -- observing and counting ----------------------------------------------------------------------
+
+
+class TestObserver:
+    """Counting repeats: what a repeat carries over, and what update_state feeds back."""
+
+    def test_first_occurrence_unchanged_without_patch(self) -> None:
+        """An event never seen goes out as it is, with no patch."""
+        event = _similar(0)
+
+        result = corr.EventCorrelator(corr.CorrelatorOptions(clock=FakeClock())).correlate(event)
+
+        assert result == corr.CorrelateResult(event=event, patch=None, skip=False, observed=event)
+
+    def test_repeat_carries_name_first_timestamp_and_resource_version(self) -> None:
+        """A repeat takes stored name, first timestamp and version; keeps its last and message."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        first = correlator.correlate(_similar(0))
+        assert first.event is not None
+        correlator.update_state(
+            dataclasses.replace(first.event, name="stored", resource_version="42")
+        )
+        last = T0 + timedelta(seconds=30, microseconds=250)
+        repeat = _similar(0, name="my-pod.other", last_timestamp=last, first_timestamp=last)
+
+        result = correlator.correlate(repeat)
+
+        expected = dataclasses.replace(
+            repeat, name="stored", resource_version="42", first_timestamp=T0, count=2
+        )
+        assert result.event == expected
+        assert result.observed == expected
+        assert (
+            result.patch
+            == b'{"count":2,"lastTimestamp":"2024-01-01T00:00:30Z","message":"message 0"}'
+        )
+
+    def test_counts_without_update_state(self) -> None:
+        """Without feedback the correlator counts on its own, keeping the first name."""
+        correlator = new_correlator(FakeClock())
+        results = [correlator.correlate(_similar(0, name=f"n{i}")) for i in range(3)]
+
+        assert [r.event.count for r in results if r.event is not None] == [1, 2, 3]
+        assert [r.event.name for r in results if r.event is not None] == ["n0", "n0", "n0"]
+        assert results[0].patch is None
+        assert results[2].patch is not None
+
+    def test_cached_count_zero_is_a_miss(self) -> None:
+        """An event stored with count 0 counts as not seen: no patch, unchanged."""
+        correlator = new_correlator(FakeClock())
+        event = _similar(0, count=0)
+        correlator.correlate(event)
+
+        result = correlator.correlate(event)
+
+        assert result.event == event
+        assert result.patch is None
+
+    def test_update_state_sets_the_count(self) -> None:
+        """The server's count replaces the local one; the next repeat is one more."""
+        correlator = new_correlator(FakeClock())
+        correlator.correlate(_similar(0))
+        correlator.update_state(_similar(0, count=7, name="srv"))
+
+        result = correlator.correlate(_similar(0))
+
+        assert result.event is not None
+        assert (result.event.count, result.event.name) == (8, "srv")
+
+    def test_update_state_of_an_unseen_event(self) -> None:
+        """update_state files the event under its event key, so its next occurrence is a repeat."""
+        correlator = new_correlator(FakeClock())
+        correlator.update_state(_similar(0, count=3, name="srv", resource_version="9"))
+
+        result = correlator.correlate(_similar(0))
+
+        assert result.event is not None
+        assert (
+            result.event.count,
+            result.event.name,
+            result.event.resource_version,
+        ) == (4, "srv", "9")
+
+    def test_input_event_is_not_changed(self) -> None:
+        """A repeat is a new Event; the caller's event keeps its own values."""
+        correlator = new_correlator(FakeClock())
+        event = _similar(0)
+        correlator.correlate(event)
+
+        result = correlator.correlate(event)
+
+        assert result.event is not event
+        assert event.count == 1
+
+
+# -- spam filter ---------------------------------------------------------------------------------
+
+
+class TestSpamFilter:
+    """The token bucket per spam key, and how it meets counting."""
+
+    def test_bucket_starts_full(self) -> None:
+        """25 events at one instant pass; the 26th is held back."""
+        correlator = new_correlator(FakeClock())
+        results = [correlator.correlate(_similar(0)) for _ in range(26)]
+
+        assert [r.skip for r in results] == [False] * 25 + [True]
+
+    def test_skipped_result_has_observed_only(self) -> None:
+        """A held-back event gives no event and no patch, but the counted occurrence."""
+        correlator = new_correlator(FakeClock(), burst_size=1)
+        correlator.correlate(_similar(0))
+
+        result = correlator.correlate(_similar(0))
+
+        assert result.skip
+        assert result.event is None
+        assert result.patch is None
+        assert result.observed is not None
+        assert result.observed.count == 2
+
+    def test_filtered_occurrences_still_count(self) -> None:
+        """The count is kept before filtering: the next passing event includes held-back ones."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=2)
+        counts = [correlator.correlate(_similar(0)).skip for _ in range(4)]
+        assert counts == [False, False, True, True]
+        clock.step(300)
+
+        result = correlator.correlate(_similar(0))
+
+        assert result.event is not None
+        assert result.event.count == 5
+        assert result.patch is not None
+        assert result.patch.startswith(b'{"count":5,')
+
+    def test_refills_at_qps(self) -> None:
+        """With qps 1 a drained bucket has a token again one second later, not before."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=1, qps=1.0)
+        assert not correlator.correlate(_similar(0)).skip
+        clock.step(0.5)
+        assert correlator.correlate(_similar(0)).skip
+        clock.step(0.5)
+
+        assert not correlator.correlate(_similar(0)).skip
+
+    def test_default_refill_is_one_per_300_seconds(self) -> None:
+        """A drained default bucket refills one token in (float32) 300 s."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        for _ in range(25):
+            correlator.correlate(_similar(0))
+        clock.step(299)
+        assert correlator.correlate(_similar(0)).skip
+        clock.step(1)
+
+        assert not correlator.correlate(_similar(0)).skip
+        assert correlator.correlate(_similar(0)).skip
+
+    def test_capped_at_burst(self) -> None:
+        """However long the quiet, a bucket holds at most burst tokens."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=3, qps=1.0)
+        for _ in range(3):
+            correlator.correlate(_similar(0))
+        clock.step(1000)
+
+        results = [correlator.correlate(_similar(0)).skip for _ in range(4)]
+
+        assert results == [False, False, False, True]
+
+    def test_refused_take_consumes_nothing(self) -> None:
+        """A held-back event takes no token and does not delay the refill."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=1, qps=1.0)
+        correlator.correlate(_similar(0))
+        for _ in range(5):
+            clock.step(0.1)
+            assert correlator.correlate(_similar(0)).skip
+        clock.step(0.5)
+
+        assert not correlator.correlate(_similar(0)).skip
+
+    def test_evicted_key_gets_a_full_bucket(self) -> None:
+        """When the LRU drops a spam key, its next event starts from a full bucket."""
+        correlator = new_correlator(FakeClock(), burst_size=1, lru_cache_size=1)
+        a = _similar(0)
+        b = _similar(0, involved_object=make_ref("Pod", "other-pod", "my-ns"))
+        assert not correlator.correlate(a).skip
+        assert correlator.correlate(a).skip
+        assert not correlator.correlate(b).skip
+
+        assert not correlator.correlate(a).skip
+
+    def test_key_promoted_on_every_call(self) -> None:
+        """A refused call still makes the key recently used, so another key is evicted first."""
+        correlator = new_correlator(FakeClock(), burst_size=1, lru_cache_size=2)
+        a = _similar(0)
+        b = _similar(0, involved_object=make_ref("Pod", "b", "my-ns"))
+        c = _similar(0, involved_object=make_ref("Pod", "c", "my-ns"))
+        correlator.correlate(a)
+        correlator.correlate(b)
+        assert correlator.correlate(a).skip
+        correlator.correlate(c)
+
+        assert correlator.correlate(a).skip
+        assert not correlator.correlate(b).skip
+
+    def test_type_has_its_own_bucket(self) -> None:
+        """A Warning is not held back by Normal events about the same object."""
+        correlator = new_correlator(FakeClock(), burst_size=1)
+        correlator.correlate(_similar(0))
+
+        assert not correlator.correlate(_similar(1, type="Warning")).skip
+        assert correlator.correlate(_similar(2)).skip
+
+    def test_aggregates_draw_from_the_same_bucket(self) -> None:
+        """Aggregation comes first, and combined events spend the object's tokens too."""
+        correlator = new_correlator(FakeClock(), burst_size=10)
+        results = [correlator.correlate(_similar(i)) for i in range(11)]
+
+        assert [r.skip for r in results] == [False] * 10 + [True]
+        observed = results[10].observed
+        assert observed is not None
+        assert observed.count == 2
+        assert observed.message.startswith(corr.COMBINED_MESSAGE_PREFIX)
+
+
+class TestClockReads:
+    """The clock is read once by the aggregator and once by the filter, as in Go."""
+
+    def test_correlate_reads_the_clock_twice(self) -> None:
+        """One correlate moves an interval clock by two ticks."""
+        clock = FakeClock(tick=1)
+        correlator = new_correlator(clock)
+
+        correlator.correlate(_similar(0))
+
+        assert clock.now() == T0 + timedelta(seconds=2)
+
+    def test_token_methods_read_the_clock_once(self) -> None:
+        """take_token and token_wait each move an interval clock by one tick."""
+        clock = FakeClock(tick=1)
+        correlator = new_correlator(clock)
+
+        correlator.take_token(_similar(0))
+        correlator.token_wait(_similar(0))
+
+        assert clock.now() == T0 + timedelta(seconds=2)
+
+    def test_update_state_does_not_read_the_clock(self) -> None:
+        """Feeding back the server's copy involves no time."""
+        clock = FakeClock(tick=1)
+        correlator = new_correlator(clock)
+
+        correlator.update_state(_similar(0))
+
+        assert clock.now() == T0
+
+
+# -- take_token and token_wait -------------------------------------------------------------------
+
+
+class TestTokens:
+    """The writer's access to the spam buckets: take_token and token_wait."""
+
+    def test_token_wait_zero_when_a_token_is_there(self) -> None:
+        """An unseen key has a full bucket, so there is no wait."""
+        correlator = new_correlator(FakeClock())
+
+        assert correlator.token_wait(_similar(0)) == 0.0
+
+    def test_token_wait_after_draining(self) -> None:
+        """A drained default bucket waits one refill (300 s at float32 rate) less time passed."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=1)
+        correlator.correlate(_similar(0))
+        clock.step(100)
+
+        wait = correlator.token_wait(_similar(0))
+
+        assert wait == pytest.approx(1 / float32(1 / 300) - 100, abs=1e-6)
+        assert wait == pytest.approx(200, abs=1e-3)
+
+    def test_token_wait_takes_nothing(self) -> None:
+        """Asking the wait any number of times leaves the token there."""
+        correlator = new_correlator(FakeClock(), burst_size=1)
+        for _ in range(5):
+            correlator.token_wait(_similar(0))
+
+        assert not correlator.correlate(_similar(0)).skip
+
+    def test_token_wait_creates_no_bucket(self) -> None:
+        """Asking about an unseen key does not evict a bucket from a full cache."""
+        correlator = new_correlator(FakeClock(), burst_size=1, lru_cache_size=1)
+        correlator.correlate(_similar(0))
+        other = _similar(0, involved_object=make_ref("Pod", "other", "my-ns"))
+
+        assert correlator.token_wait(other) == 0.0
+        assert correlator.correlate(_similar(0)).skip
+
+    def test_take_token_shares_the_event_bucket(self) -> None:
+        """take_token spends the bucket correlate uses; a refusal takes nothing."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=2)
+        correlator.correlate(_similar(0))
+
+        assert correlator.take_token(_similar(1))
+        assert not correlator.take_token(_similar(0))
+        assert correlator.correlate(_similar(0)).skip
+        clock.step(300)
+        assert correlator.take_token(_similar(0))
+
+    def test_take_token_touches_nothing_else(self) -> None:
+        """Taking a token counts nothing and joins no aggregation group."""
+        correlator = new_correlator(FakeClock())
+        correlator.correlate(_similar(0))
+        for i in range(20):
+            correlator.take_token(_similar(i))
+
+        result = correlator.correlate(_similar(0))
+
+        assert result.event is not None
+        assert result.event.count == 2
+        assert _aggregate_set(correlator, _similar(0)) == {"message 0"}
+
+    def test_take_token_creates_a_full_bucket(self) -> None:
+        """A key never seen gets a full bucket: burst takes succeed, then none."""
+        correlator = new_correlator(FakeClock(), burst_size=3)
+
+        assert [correlator.take_token(_similar(0)) for _ in range(4)] == [True, True, True, False]
+
+
+# -- options -------------------------------------------------------------------------------------
+
+
+def _by_name_and_reason(event: Event) -> tuple[str, str]:
+    """A custom aggregation key: the object name, then reason and message."""
+    return event.involved_object.name, event.reason + event.message
+
+
+def _upper_message(event: Event) -> str:
+    """A custom aggregate message: the message in capitals."""
+    return event.message.upper()
+
+
+class TestOptions:
+    """CorrelatorOptions: zero or None means client-go's default."""
+
+    def test_defaults_resolved(self) -> None:
+        """Every zero or None field resolves to client-go's default."""
+        resolved = corr.CorrelatorOptions().resolved()
+
+        assert isinstance(resolved.clock, clocks.SystemClock)
+        assert dataclasses.replace(resolved, clock=None) == corr.CorrelatorOptions(
+            lru_cache_size=4096,
+            burst_size=25,
+            qps=1 / 300,
+            key_func=corr.aggregate_by_reason,
+            message_func=corr.combined_message,
+            max_events=10,
+            max_interval_seconds=600.0,
+            clock=None,
+            spam_key_func=corr.get_spam_key,
+        )
+
+    def test_constants(self) -> None:
+        """The default constants are client-go's numbers."""
+        assert (
+            corr.DEFAULT_LRU_CACHE_SIZE,
+            corr.DEFAULT_SPAM_BURST,
+            corr.DEFAULT_SPAM_QPS,
+            corr.DEFAULT_AGGREGATE_MAX_EVENTS,
+            corr.DEFAULT_AGGREGATE_INTERVAL_SECONDS,
+        ) == (4096, 25, 1 / 300, 10, 600.0)
+
+    def test_given_values_kept(self) -> None:
+        """Non-zero fields survive resolution unchanged."""
+        clock = FakeClock()
+        options = corr.CorrelatorOptions(
+            lru_cache_size=1,
+            burst_size=2,
+            qps=3.0,
+            key_func=_by_name_and_reason,
+            message_func=_upper_message,
+            max_events=4,
+            max_interval_seconds=5.5,
+            clock=clock,
+            spam_key_func=_spam_key_with_reason,
+        )
+
+        assert options == options.resolved()
+
+    @pytest.mark.parametrize("options", [None, corr.CorrelatorOptions()], ids=["none", "zeros"])
+    def test_correlator_uses_defaults(self, options: corr.CorrelatorOptions | None) -> None:
+        """A correlator without options, or with all zeros, runs on the defaults."""
+        correlator = corr.EventCorrelator(options)
+
+        assert correlator.options.lru_cache_size == 4096
+        assert isinstance(correlator.options.clock, clocks.SystemClock)
+        assert not correlator.correlate(_similar(0)).skip
+
+    @pytest.mark.parametrize(
+        "field",
+        ["lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"],
+    )
+    def test_negative_numbers_refused(self, field: str) -> None:
+        """A negative number has no meaning in client-go and is refused."""
+        with pytest.raises(ValueError, match=field):
+            corr.CorrelatorOptions(**{field: -1})  # type: ignore[arg-type]
+
+    def test_nan_qps_refused(self) -> None:
+        """A NaN refill rate is refused."""
+        with pytest.raises(ValueError, match="qps"):
+            corr.CorrelatorOptions(qps=math.nan)
+
+    def test_options_are_frozen(self) -> None:
+        """Options cannot change after construction."""
+        options = corr.CorrelatorOptions()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            options.burst_size = 3  # type: ignore[misc]
+
+    def test_infinite_qps_never_filters(self) -> None:
+        """An infinite refill rate lets everything through."""
+        correlator = new_correlator(FakeClock(), burst_size=1, qps=math.inf)
+
+        assert not any(correlator.correlate(_similar(0)).skip for _ in range(50))
+
+    def test_all_names_exported(self) -> None:
+        """The module's __all__ is sorted isort-style and names what the API lists."""
+        assert sorted(corr.__all__, key=_isort_key) == corr.__all__
+        assert {
+            "COMBINED_MESSAGE_PREFIX",
+            "CorrelateResult",
+            "CorrelatorOptions",
+            "EventCorrelator",
+            "KeyFunc",
+            "MessageFunc",
+            "SpamKeyFunc",
+            "count_patch",
+            "generate_event_name",
+            "is_dns_subdomain",
+            "validate_event_type",
+        } <= set(corr.__all__)
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    """Sort constants, then classes, then functions, as the house __all__ does."""
+    if name.isupper():
+        return 0, name
+    return (1 if name[0].isupper() else 2), name
+
+
+# -- thread safety -------------------------------------------------------------------------------
+
+
+class TestThreadSafety:
+    """One lock covers each whole correlation step."""
+
+    def test_concurrent_correlation_counts_every_occurrence(self) -> None:
+        """Threads correlating one event concurrently each get a distinct count, none lost."""
+        correlator = new_correlator(FakeClock(), burst_size=100)
+        counts: list[int] = []
+        counts_lock = threading.Lock()
+        start = threading.Barrier(4)
+
+        def work() -> None:
+            start.wait()
+            mine = []
+            for _ in range(250):
+                observed = correlator.correlate(_similar(0)).observed
+                assert observed is not None
+                mine.append(observed.count)
+                correlator.take_token(_similar(1))
+            with counts_lock:
+                counts.extend(mine)
+
+        threads = [threading.Thread(target=work, name=f"correlate-{i}") for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+
+        assert sorted(counts) == list(range(1, 1001))
+
+
+# -- the token bucket ----------------------------------------------------------------------------
+
+
+class TestTokenBucket:
+    """The passive token bucket shared with the sink's rate limit."""
+
+    def test_starts_full(self) -> None:
+        """A new bucket holds burst tokens."""
+        bucket = TokenBucket(1.0, 3, now=0.0)
+
+        assert [bucket.try_take(0.0) for _ in range(4)] == [True, True, True, False]
+
+    def test_refill_and_wait_time(self) -> None:
+        """Tokens come back at qps; wait_time says when the next whole one is there."""
+        bucket = TokenBucket(2.0, 1, now=10.0)
+        assert bucket.try_take(10.0)
+
+        assert bucket.wait_time(10.0) == 0.5
+        assert bucket.wait_time(10.25) == 0.25
+        assert not bucket.try_take(10.25)
+        assert bucket.wait_time(10.5) == 0.0
+        assert bucket.try_take(10.5)
+
+    def test_capped_at_burst(self) -> None:
+        """A long pause fills the bucket only to burst."""
+        bucket = TokenBucket(1.0, 2, now=0.0)
+        bucket.try_take(0.0)
+        bucket.try_take(0.0)
+
+        assert [bucket.try_take(1e6) for _ in range(3)] == [True, True, False]
+
+    def test_refusal_keeps_refill_progress(self) -> None:
+        """A refused take changes nothing: the refill keeps counting from the last success."""
+        bucket = TokenBucket(1.0, 1, now=0.0)
+        bucket.try_take(0.0)
+        assert not bucket.try_take(0.9)
+
+        assert bucket.try_take(1.0)
+
+    def test_shortfall_under_a_nanosecond_is_allowed(self) -> None:
+        """As Go waits in whole nanoseconds, a shortfall refilled in under 1 ns is no wait."""
+        bucket = TokenBucket(1.0, 1, now=0.0)
+        bucket.try_take(0.0)
+
+        assert bucket.wait_time(1.0 - 2e-9) > 0
+        assert bucket.wait_time(1.0 - 5e-10) == 0.0
+        assert bucket.try_take(1.0 - 5e-10)
+
+    def test_time_going_back_refills_nothing(self) -> None:
+        """A clock that steps back adds no tokens."""
+        bucket = TokenBucket(1.0, 1, now=100.0)
+        bucket.try_take(100.0)
+
+        assert not bucket.try_take(50.0)
+        assert bucket.try_take(101.0)
+
+    @pytest.mark.parametrize(
+        ("qps", "burst", "wait"),
+        [
+            pytest.param(0.0, 1, math.inf, id="no-refill"),
+            pytest.param(-1.0, 1, math.inf, id="negative-refill"),
+            pytest.param(1.0, 0, math.inf, id="zero-burst"),
+            pytest.param(math.inf, 0, 0.0, id="infinite-rate"),
+        ],
+    )
+    def test_edge_rates(self, qps: float, burst: int, wait: float) -> None:
+        """No refill or no capacity waits forever once empty; an infinite rate never waits."""
+        bucket = TokenBucket(qps, burst, now=0.0)
+        for _ in range(burst):
+            bucket.try_take(0.0)
+
+        assert bucket.wait_time(1e9) == wait
+        assert bucket.try_take(1e9) == (wait == 0.0)

@@ -1,0 +1,116 @@
+"""The Event model and its core/v1 JSON form."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from k8s_logging_events import models
+
+T0 = datetime(2024, 1, 1, 0, 0, 5, tzinfo=UTC)
+
+
+def _event(**changes: object) -> models.Event:
+    base = models.Event(
+        name="web.17a",
+        namespace="prod",
+        involved_object=models.ObjectReference(
+            kind="Pod", namespace="prod", name="web", uid="u1", api_version="v1"
+        ),
+        reason="BackOff",
+        message="Back-off pulling image",
+        source=models.EventSource(component="ctl", host="node-1"),
+        first_timestamp=T0,
+        last_timestamp=T0,
+        count=1,
+        type=models.WARNING,
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def test_to_api_writes_core_v1_camel_case_without_empty_values() -> None:
+    """The body has apiVersion/kind, camelCase keys, whole-second Z times, nothing empty."""
+    body = _event(reporting_controller="ctl", reporting_instance="node-1").to_api()
+    assert body == {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": "web.17a", "namespace": "prod"},
+        "involvedObject": {
+            "kind": "Pod",
+            "namespace": "prod",
+            "name": "web",
+            "uid": "u1",
+            "apiVersion": "v1",
+        },
+        "reason": "BackOff",
+        "message": "Back-off pulling image",
+        "type": "Warning",
+        "count": 1,
+        "reportingComponent": "ctl",
+        "reportingInstance": "node-1",
+        "source": {"component": "ctl", "host": "node-1"},
+        "firstTimestamp": "2024-01-01T00:00:05Z",
+        "lastTimestamp": "2024-01-01T00:00:05Z",
+    }
+
+
+def test_event_time_has_exactly_six_fractional_digits_even_on_a_whole_second() -> None:
+    """MicroTime fields keep six digits: the API server rejects a missing fraction."""
+    body = _event(
+        event_time=T0,
+        series=models.EventSeries(count=2, last_observed_time=T0 + timedelta(microseconds=7)),
+    ).to_api()
+    assert body["eventTime"] == "2024-01-01T00:00:05.000000Z"
+    assert body["series"] == {"count": 2, "lastObservedTime": "2024-01-01T00:00:05.000007Z"}
+
+
+def test_times_in_other_zones_are_written_in_utc() -> None:
+    """An aware time in another zone is converted, not relabelled."""
+    plus_two = timezone(timedelta(hours=2))
+    body = _event(first_timestamp=datetime(2024, 1, 1, 2, 0, 5, tzinfo=plus_two)).to_api()
+    assert body["firstTimestamp"] == "2024-01-01T00:00:05Z"
+
+
+def test_from_api_inverts_to_api() -> None:
+    """Reading back what to_api wrote gives an equal event, annotations and related included."""
+    event = _event(
+        annotations={"a": "1"},
+        related=models.ObjectReference(kind="Node", name="n1", api_version="v1"),
+        resource_version="42",
+        action="Pull",
+        event_time=T0,
+    )
+    assert models.Event.from_api(event.to_api()) == event
+
+
+def test_from_api_ignores_unknown_keys_and_server_metadata() -> None:
+    """Fields the server adds (uid, managedFields, ...) do not break reading."""
+    body = _event().to_api()
+    body["metadata"].update(
+        {"uid": "x", "managedFields": [], "creationTimestamp": "2024-01-01T00:00:00Z"}
+    )
+    body["somethingNew"] = {"x": 1}
+    assert models.Event.from_api(body) == _event()
+
+
+def test_events_are_immutable_and_annotations_are_copied() -> None:
+    """Changing the caller's dict or assigning a field cannot change an event."""
+    annotations = {"a": "1"}
+    event = _event(annotations=annotations)
+    annotations["a"] = "2"
+    assert event.annotations == {"a": "1"}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        event.count = 2  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        event.annotations["b"] = "x"  # type: ignore[index]
+
+
+def test_parse_time_reads_z_and_offsets_into_aware_utc() -> None:
+    """Timestamps from the API come back as aware UTC datetimes."""
+    assert models.parse_time("2024-01-01T00:00:05Z") == T0
+    assert models.parse_time("2024-01-01T02:00:05+02:00") == T0
+    assert models.parse_time("2024-01-01T00:00:05.000001Z") == T0 + timedelta(microseconds=1)
+    assert models.parse_time(None) is None
+    assert models.parse_time("") is None

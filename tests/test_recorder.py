@@ -1,0 +1,514 @@
+"""EventBroadcaster and EventRecorder: client-go's event.go behaviours, and what we add."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from k8s_logging_events import correlator, models, recorder, sink
+from k8s_logging_events.testing import FakeClock, FakeEventSink
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def _pod(name: str = "foo", namespace: str = "baz", uid: str = "bar") -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": uid},
+    }
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock(START, tick=1.0)
+
+
+@pytest.fixture(name="make_broadcaster")
+def _make_broadcaster(clock: FakeClock) -> Iterator[object]:
+    made: list[recorder.EventBroadcaster] = []
+
+    def make(**kw: object) -> recorder.EventBroadcaster:
+        options: dict[str, object] = {
+            "clock": clock,
+            "sleep": clock.sleep,
+            "sleep_duration": 0.0,
+            "rng": lambda: 0.5,
+        }
+        options.update(kw)
+        b = recorder.EventBroadcaster(**options)  # type: ignore[arg-type]
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.shutdown(timeout=5)
+
+
+def _written(fake: FakeEventSink) -> list[tuple[str, int]]:
+    return [(call.method, _count(call)) for call in fake.calls]
+
+
+def _count(call: object) -> int:
+    method = call.method  # type: ignore[attr-defined]
+    if method == "patch":
+        return int(json.loads(call.data)["count"])  # type: ignore[attr-defined]
+    return int(call.event.count)  # type: ignore[attr-defined]
+
+
+# --- client-go's TestEventf ----------------------------------------------------------------
+
+
+def test_repeats_are_patched_with_counts_and_new_events_created(make_broadcaster) -> None:
+    """client-go's Eventf table: create/patch choice and counts 1,1,2,1,3,1,2."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder(models.EventSource(component="eventTest", host="node-1"))
+    pod, pod2 = _pod(), _pod(name="foo2", uid="bar2")
+    steps = [
+        (pod, "Started", "some verbose message: 1", "create", 1),
+        (pod, "Killed", "some other verbose message: 1", "create", 1),
+        (pod, "Started", "some verbose message: 1", "patch", 2),
+        (pod2, "Started", "some verbose message: 1", "create", 1),
+        (pod, "Started", "some verbose message: 1", "patch", 3),
+        (pod2, "Stopped", "some verbose message: 1", "create", 1),
+        (pod2, "Started", "some verbose message: 1", "patch", 2),
+    ]
+    for obj, reason, message, method, count in steps:
+        before = len(fake.calls)
+        rec.event(obj, models.NORMAL, reason, message)
+        assert b.flush(5)
+        assert _written(fake)[before:] == [(method, count)]
+        event = fake.calls[-1].event
+        assert event.name.startswith(f"{obj['metadata']['name']}.")  # type: ignore[index]
+        assert event.namespace == "baz"
+        assert event.reporting_controller == "eventTest"
+        assert event.reporting_instance == "node-1"
+        assert event.source == models.EventSource(component="eventTest", host="node-1")
+
+
+def test_start_logging_writes_client_go_line(make_broadcaster) -> None:
+    """StartLogging's text: the Go rendering of the reference, type, reason and message."""
+    b = make_broadcaster()
+    lines: list[str] = []
+    b.start_logging(lines.append)
+    rec = b.new_recorder("eventTest")
+    ref = models.ObjectReference(
+        kind="Pod",
+        namespace="baz",
+        name="foo",
+        uid="bar",
+        api_version="v1",
+        field_path="spec.containers[2]",
+    )
+    rec.eventf(ref, models.NORMAL, "Started", "some verbose message: %d", 1)
+    assert b.flush(5)
+    assert lines == [
+        'Event(v1.ObjectReference{Kind:"Pod", Namespace:"baz", Name:"foo", UID:"bar", '
+        'APIVersion:"v1", ResourceVersion:"", FieldPath:"spec.containers[2]"}): '
+        "type: 'Normal' reason: 'Started' some verbose message: 1"
+    ]
+
+
+def test_structured_logging_passes_the_fields_as_extras(make_broadcaster) -> None:
+    """With a logger, 'Event occurred' carries object, fieldPath, kind, ... as extras."""
+    b = make_broadcaster()
+    records: list[logging.LogRecord] = []
+    target = logging.getLogger("tests.recorder.structured")
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    target.addHandler(_ListHandler(records))
+    b.start_structured_logging(target, logging.INFO)
+    ref = models.ObjectReference(
+        kind="Pod", namespace="baz", name="foo", api_version="v1", field_path="f"
+    )
+    b.new_recorder("c").event(ref, models.WARNING, "Failed", "boom")
+    assert b.flush(5)
+    (record,) = records
+    assert record.getMessage() == "Event occurred"
+    assert record.levelno == logging.INFO
+    fields = {
+        k: getattr(record, k)
+        for k in ("object", "fieldPath", "kind", "apiVersion", "type", "reason", "event_message")
+    }
+    assert fields == {
+        "object": "baz/foo",
+        "fieldPath": "f",
+        "kind": "Pod",
+        "apiVersion": "v1",
+        "type": "Warning",
+        "reason": "Failed",
+        "event_message": "boom",
+    }
+
+
+def test_structured_logging_without_a_logger_writes_one_json_line(
+    make_broadcaster, monkeypatch
+) -> None:
+    """The default structured watcher prints one JSON object per event to stderr."""
+    stream = io.StringIO()
+    monkeypatch.setattr("sys.stderr", stream)
+    b = make_broadcaster()
+    b.start_structured_logging()
+    ref = models.ObjectReference(kind="Node", name="n1", api_version="v1")
+    b.new_recorder("c").event(ref, models.NORMAL, "Ready", "node is ready")
+    assert b.flush(5)
+    (line,) = stream.getvalue().splitlines()
+    data = json.loads(line)
+    assert data == {
+        "msg": "Event occurred",
+        "object": "n1",
+        "fieldPath": "",
+        "kind": "Node",
+        "apiVersion": "v1",
+        "type": "Normal",
+        "reason": "Ready",
+        "message": "node is ready",
+    }
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self, records: list[logging.LogRecord]) -> None:
+        super().__init__()
+        self.records = records
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+# --- client-go's TestWriteEventError ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "attempts"),
+    [
+        (sink.RequestConstructionError("bad body"), 1),
+        (sink.ApiStatusError(422, "Invalid", "no"), 1),
+        (sink.ApiStatusError(409, "AlreadyExists", "exists"), 1),
+        (sink.ApiStatusError(403, "Forbidden", "terminating", causes=["NamespaceTerminating"]), 1),
+        (ConnectionResetError("reset"), 12),
+        (RuntimeError("unexpected object"), 12),
+    ],
+    ids=[
+        "construction",
+        "invalid",
+        "already-exists",
+        "namespace-terminating",
+        "transport",
+        "other",
+    ],
+)
+def test_permanent_errors_are_tried_once_and_others_twelve_times(
+    make_broadcaster, error, attempts
+) -> None:
+    """Which failures are given up at once and which are retried up to twelve attempts."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    fake.fail_next("create", error, times=100)
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(_pod(), models.WARNING, "Failed", "x")
+    assert b.flush(5)
+    assert len(fake.calls) == attempts
+    assert b.stats()["failed"] == 1
+
+
+def test_retryable_status_codes_are_retried(make_broadcaster) -> None:
+    """Unlike client-go, 429 and 5xx are retried: the write lands on the third attempt."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    fake.fail_next("create", sink.ApiStatusError(503, "ServiceUnavailable"))
+    fake.fail_next("create", sink.ApiStatusError(429, "TooManyRequests"))
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(_pod(), models.WARNING, "Failed", "x")
+    assert b.flush(5)
+    assert [c.method for c in fake.calls] == ["create"] * 3
+    assert len(fake.events) == 1
+    assert b.stats()["created"] == 1
+
+
+def test_one_transport_error_then_success_makes_two_attempts(make_broadcaster) -> None:
+    """A plain error once, then success: exactly two attempts."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    fake.fail_next("create", OSError("refused"))
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(_pod(), models.WARNING, "Failed", "x")
+    assert b.flush(5)
+    assert len(fake.calls) == 2
+    assert b.stats()["created"] == 1
+
+
+def test_the_retry_schedule_is_a_random_first_sleep_then_fixed(make_broadcaster) -> None:
+    """Eleven back-offs: sleep_duration times the random number, then sleep_duration."""
+    clock = FakeClock(START)
+    b = make_broadcaster(clock=clock, sleep=clock.sleep, sleep_duration=10.0, rng=lambda: 0.25)
+    fake = FakeEventSink()
+    fake.fail_next("create", OSError("refused"), times=100)
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(_pod(), models.WARNING, "Failed", "x")
+    assert b.flush(5)
+    assert len(fake.calls) == 12
+    assert [round(s, 6) for s in clock.sleeps] == [2.5] + [10.0] * 10
+
+
+def test_retry_after_is_honoured(make_broadcaster) -> None:
+    """A 429 asking for 2 s is waited out even when the schedule says less."""
+    clock = FakeClock(START)
+    b = make_broadcaster(clock=clock, sleep=clock.sleep, sleep_duration=0.0)
+    fake = FakeEventSink()
+    fake.fail_next("create", sink.ApiStatusError(429, "TooManyRequests", retry_after=2.0))
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(_pod(), models.WARNING, "Failed", "x")
+    assert b.flush(5)
+    assert clock.sleeps == [2.0]
+    assert len(fake.events) == 1
+
+
+# --- client-go's TestUpdateExpiredEvent ------------------------------------------------------
+
+
+def test_a_patch_answered_not_found_becomes_a_create_with_the_count(make_broadcaster) -> None:
+    """The event expired on the server: it is created again, resourceVersion cleared."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("c")
+    rec.event(_pod(), models.WARNING, "BackOff", "x")
+    assert b.flush(5)
+    fake._stored.clear()  # the server's TTL removed it
+    rec.event(_pod(), models.WARNING, "BackOff", "x")
+    assert b.flush(5)
+    assert [c.method for c in fake.calls] == ["create", "patch", "create"]
+    recreated = fake.calls[-1].event
+    assert recreated.count == 2
+    assert recreated.resource_version == ""
+    assert (b.stats()["created"], b.stats()["patched"]) == (2, 0)
+
+
+# --- client-go's TestEventfNoNamespace and the recorder's own rules ---------------------------
+
+
+def test_cluster_scoped_objects_get_events_in_default(make_broadcaster) -> None:
+    """No namespace on the object: the event lives in 'default', the reference keeps ''."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(
+        {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n1"}},
+        models.NORMAL,
+        "Ready",
+        "x",
+    )
+    assert b.flush(5)
+    (event,) = fake.events
+    assert event.namespace == "default"
+    assert event.involved_object.namespace == ""
+
+
+def test_event_names_stay_unique_when_the_clock_does_not_move(make_broadcaster) -> None:
+    """Two events in the same clock instant get different names (no AlreadyExists)."""
+    b = make_broadcaster(clock=FakeClock(START))
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("c")
+    rec.event(_pod(), models.NORMAL, "A", "x")
+    rec.event(_pod(), models.NORMAL, "B", "x")
+    assert b.flush(5)
+    names = [e.name for e in fake.events]
+    assert len(set(names)) == 2
+    assert all(correlator.is_dns_subdomain(n) for n in names)
+
+
+def test_invalid_names_fall_back_to_a_uuid(make_broadcaster) -> None:
+    """An object name that is not a DNS subdomain gives a UUID event name."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(_pod(name="Not_Valid"), models.NORMAL, "A", "x")
+    assert b.flush(5)
+    (event,) = fake.events
+    assert len(event.name) == 36
+    assert event.name.count("-") == 4
+
+
+@pytest.mark.parametrize(
+    ("obj", "type_", "fragment"),
+    [
+        ("my-pod", models.NORMAL, "cannot refer to str"),
+        ({"metadata": {"name": "x"}}, models.NORMAL, "it has no kind"),
+        (_pod(), "Error", "Unsupported event type: 'Error'"),
+        (
+            {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e", "namespace": "n"}},
+            models.NORMAL,
+            "event about Event",
+        ),
+    ],
+    ids=["string", "no-kind", "bad-type", "event-about-event"],
+)
+def test_invalid_input_is_reported_on_the_library_logger_and_makes_no_event(
+    make_broadcaster, caplog, obj, type_, fragment
+) -> None:
+    """Bad objects and types never raise into the caller: a message and no event."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").event(obj, type_, "Reason", "x")
+    assert b.flush(5)
+    assert fake.calls == []
+    assert any(
+        fragment in r.getMessage() and r.name == "k8s_logging_events" for r in caplog.records
+    )
+    assert b.stats()["invalid"] == 1
+    assert b.stats()["accepted"] == 0
+
+
+def test_a_bad_format_string_is_reported_not_raised(make_broadcaster, caplog) -> None:
+    """eventf with arguments that do not fit the format reports and records nothing."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").eventf(_pod(), models.NORMAL, "R", "%d items", "not a number")
+    assert b.flush(5)
+    assert fake.calls == []
+    assert any("Unable to format" in r.getMessage() for r in caplog.records)
+
+
+def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) -> None:
+    """Annotations go on the created event's metadata."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    b.new_recorder("c").annotated_eventf(_pod(), {"a": "1"}, models.NORMAL, "R", "n=%d", 3)
+    assert b.flush(5)
+    (event,) = fake.events
+    assert dict(event.annotations) == {"a": "1"}
+    assert event.message == "n=3"
+
+
+# --- client-go's TestMultiSinkCache ----------------------------------------------------------
+
+
+def test_each_sink_has_its_own_correlator(make_broadcaster) -> None:
+    """A second sink started later counts from 1 again."""
+    b = make_broadcaster()
+    first, second = FakeEventSink(), FakeEventSink()
+    b.start_recording_to_sink(first)
+    rec = b.new_recorder("c")
+    rec.event(_pod(), models.NORMAL, "R", "x")
+    rec.event(_pod(), models.NORMAL, "R", "x")
+    assert b.flush(5)
+    b.start_recording_to_sink(second)
+    rec.event(_pod(), models.NORMAL, "R", "x")
+    assert b.flush(5)
+    assert first.events[0].count == 3
+    assert second.events[0].count == 1
+
+
+# --- client-go's TestLotsOfEvents --------------------------------------------------------------
+
+
+def test_many_failing_events_all_arrive_and_are_counted(make_broadcaster) -> None:
+    """1000 events from many threads, each failing 4 times: all 1000 are written, none lost."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    attempts: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def flaky(event: models.Event) -> None:
+        with lock:
+            attempts[event.name] = attempts.get(event.name, 0) + 1
+            if attempts[event.name] <= 4:
+                raise OSError("try again")
+
+    fake.on_create = flaky
+    logged: list[str] = []
+    b.start_logging(logged.append)
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("c")
+    threads = [
+        threading.Thread(
+            target=lambda i=i: rec.event(_pod(name=f"p{i}", uid=f"u{i}"), models.NORMAL, "R", "x")
+        )
+        for i in range(1000)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.flush(30)
+    assert len(fake.events) == 1000
+    assert len(logged) == 1000
+    assert all(n >= 5 for n in attempts.values())
+    stats = b.stats()
+    assert stats["accepted"] == 1000 == stats["created"]
+
+
+# --- shutdown ---------------------------------------------------------------------------------
+
+
+def test_shutdown_leaves_no_thread_and_later_events_are_counted_drops(
+    make_broadcaster, caplog
+) -> None:
+    """After shutdown nothing runs, and an event recorded later is a counted, logged drop."""
+    b = make_broadcaster()
+    b.start_recording_to_sink(FakeEventSink())
+    b.start_logging(lambda line: None)
+    rec = b.new_recorder("c")
+    rec.event(_pod(), models.NORMAL, "R", "x")
+    b.shutdown(timeout=5)
+    b.shutdown(timeout=5)  # idempotent
+    assert not [t for t in threading.enumerate() if t.name.startswith("k8s-events")]
+    rec.event(_pod(), models.NORMAL, "R", "x")
+    assert b.stats()["dropped"] == 1
+    assert any("shut down" in r.getMessage() for r in caplog.records)
+
+
+def test_shutdown_with_a_failing_sink_gives_up_and_accounts_for_everything(
+    make_broadcaster,
+) -> None:
+    """Pending writes at the deadline are abandoned and counted as failed."""
+    b = make_broadcaster(sleep=None, sleep_duration=60.0)  # real, long back-offs
+    fake = FakeEventSink()
+    fake.fail_next("create", OSError("down"), times=1000)
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("c")
+    for i in range(5):
+        rec.event(_pod(name=f"p{i}"), models.NORMAL, "R", "x")
+    b.shutdown(timeout=0.5)
+    stats = b.stats()
+    assert stats["accepted"] == 5
+    assert stats["failed"] == 5
+    assert stats["pending"] == 0
+
+
+def test_concurrent_events_and_shutdown_do_not_race(make_broadcaster) -> None:
+    """client-go's NonRacyShutdown: 100 concurrent events then shutdown, no exception."""
+    b = make_broadcaster()
+    b.start_recording_to_sink(FakeEventSink())
+    rec = b.new_recorder("c")
+    errors: list[BaseException] = []
+
+    def record() -> None:
+        try:
+            rec.event(_pod(), models.NORMAL, "R", "x")
+        except BaseException as e:  # pragma: no cover - the test fails if this runs
+            errors.append(e)
+
+    threads = [threading.Thread(target=record) for _ in range(100)]
+    for t in threads:
+        t.start()
+    b.shutdown(timeout=5)
+    for t in threads:
+        t.join()
+    assert errors == []
+    stats = b.stats()
+    assert stats["accepted"] == 100
+    assert sum(stats[k] for k in ("dropped", "created", "patched", "coalesced", "failed")) == 100

@@ -1,0 +1,142 @@
+"""Turning what a caller passed as ``involved`` into an ObjectReference."""
+
+from __future__ import annotations
+
+import pytest
+from kubernetes import client
+
+from k8s_logging_events import _kinds, models, references
+from k8s_logging_events.references import InvalidObjectError, object_reference
+
+
+def _meta() -> client.V1ObjectMeta:
+    return client.V1ObjectMeta(name="web", namespace="prod", uid="u1", resource_version="7")
+
+
+def test_a_client_model_with_type_meta_is_referenced_as_is() -> None:
+    """A model read with a single get carries kind and apiVersion itself."""
+    pod = client.V1Pod(api_version="v1", kind="Pod", metadata=_meta())
+    assert object_reference(pod) == models.ObjectReference(
+        kind="Pod", namespace="prod", name="web", uid="u1", api_version="v1", resource_version="7"
+    )
+
+
+@pytest.mark.parametrize(
+    ("model", "kind", "api_version"),
+    [
+        (client.V1Pod, "Pod", "v1"),
+        (client.V1Deployment, "Deployment", "apps/v1"),
+        (client.V1CronJob, "CronJob", "batch/v1"),
+        (client.V1ClusterRole, "ClusterRole", "rbac.authorization.k8s.io/v1"),
+        (client.V2HorizontalPodAutoscaler, "HorizontalPodAutoscaler", "autoscaling/v2"),
+    ],
+)
+def test_list_items_without_type_meta_take_it_from_their_class(
+    model: type, kind: str, api_version: str
+) -> None:
+    """Items of list calls have no kind/apiVersion: the model class supplies them."""
+    ref = object_reference(model.model_construct(metadata=_meta()))  # type: ignore[attr-defined]
+    assert (ref.kind, ref.api_version, ref.name) == (kind, api_version, "web")
+
+
+def test_the_kind_table_agrees_with_the_clients_read_methods() -> None:
+    """The shipped table and the slow search through the client's API classes agree."""
+    for name in ("V1Pod", "V1Deployment", "V1Node", "V1Ingress", "V1StatefulSet", "EventsV1Event"):
+        cls = getattr(client, name)
+        assert references._search_type_meta(cls) == _kinds.MODEL_TYPE_META[name]
+
+
+def test_a_manifest_dict_is_referenced() -> None:
+    """A manifest dict with apiVersion, kind and metadata works."""
+    manifest = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "namespace": "ns", "uid": "u", "resourceVersion": "3"},
+        "spec": {},
+    }
+    assert object_reference(manifest) == models.ObjectReference(
+        kind="Widget",
+        namespace="ns",
+        name="w",
+        uid="u",
+        api_version="example.com/v1",
+        resource_version="3",
+    )
+
+
+def test_references_and_client_references_pass_through_with_their_field_path() -> None:
+    """An ObjectReference (ours or the client's) is used as is."""
+    ours = models.ObjectReference(kind="Pod", name="p", field_path="spec.containers{a}")
+    assert object_reference(ours) is ours
+    theirs = client.V1ObjectReference(kind="Pod", name="p", namespace="n", field_path="x")
+    assert object_reference(theirs) == models.ObjectReference(
+        kind="Pod", name="p", namespace="n", field_path="x"
+    )
+
+
+def test_field_path_argument_is_added_to_the_reference() -> None:
+    """``field_path`` points the event at a part of the object."""
+    ref = object_reference(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}},
+        field_path="spec.containers{app}",
+    )
+    assert ref.field_path == "spec.containers{app}"
+
+
+class _Duck:
+    kind = "Widget"
+    apiVersion = "example.com/v1"  # noqa: N815 - the spelling of other client libraries
+
+    class metadata:  # noqa: N801
+        name = "d"
+        namespace = "ns"
+        uid = None
+        resourceVersion = "9"  # noqa: N815
+
+
+def test_any_object_with_metadata_and_kind_is_referenced() -> None:
+    """Objects of other client libraries (camelCase attributes) work too."""
+    ref = object_reference(_Duck())
+    assert (ref.kind, ref.api_version, ref.name, ref.namespace, ref.resource_version) == (
+        "Widget",
+        "example.com/v1",
+        "d",
+        "ns",
+        "9",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [
+        ("my-pod", "cannot refer to str 'my-pod'"),
+        (None, "cannot refer to NoneType"),
+        (42, "cannot refer to int 42"),
+        ({"metadata": {"name": "x"}}, "it has no kind"),
+        ({"kind": "Pod", "apiVersion": "v1"}, "no 'metadata' mapping"),
+        ({"kind": "Pod", "metadata": {"name": 5}}, "name is a int, not a string"),
+        ({"kind": "Pod", "metadata": {}}, "it has no name"),
+        (client.V1Pod(), "its metadata is None"),
+    ],
+)
+def test_anything_else_raises_invalid_object_error_naming_it(value: object, fragment: str) -> None:
+    """The error is a ValueError that says what was passed and what is wrong with it."""
+    with pytest.raises(
+        InvalidObjectError, match=fragment.replace("(", r"\(").replace("'", "'")
+    ) as info:
+        object_reference(value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_a_huge_or_broken_repr_does_not_swamp_or_break_the_message() -> None:
+    """The description of a bad object is cut short, and a failing repr is survived."""
+
+    class Broken:
+        def __repr__(self) -> str:
+            raise RuntimeError("no")
+
+    with pytest.raises(InvalidObjectError, match="unrepresentable"):
+        object_reference(Broken())
+    with pytest.raises(InvalidObjectError) as info:
+        object_reference("x" * 10_000)
+    assert len(str(info.value)) < 250

@@ -1,0 +1,263 @@
+"""The writer behind start_recording_to_sink: coalescing, held-back counts, no blocking."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from k8s_logging_events import models, recorder
+from k8s_logging_events.testing import FakeClock, FakeEventSink
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
+
+
+def _pod(name: str = "web") -> models.ObjectReference:
+    return models.ObjectReference(
+        kind="Pod", namespace="prod", name=name, uid=f"uid-{name}", api_version="v1"
+    )
+
+
+@pytest.fixture(name="made")
+def _made() -> Iterator[list[recorder.EventBroadcaster]]:
+    made: list[recorder.EventBroadcaster] = []
+    yield made
+    for b in made:
+        b.shutdown(timeout=5)
+
+
+def _broadcaster(
+    made: list[recorder.EventBroadcaster], clock: FakeClock, **kw: object
+) -> recorder.EventBroadcaster:
+    options: dict[str, object] = {
+        "clock": clock,
+        "sleep": clock.sleep,
+        "sleep_duration": 0.0,
+        "rng": lambda: 0.5,
+    }
+    options.update(kw)
+    b = recorder.EventBroadcaster(**options)  # type: ignore[arg-type]
+    made.append(b)
+    return b
+
+
+def _accounted(stats: object) -> bool:
+    values = dict(stats)  # type: ignore[call-overload]
+    return bool(values["accepted"] == sum(values[k] for k in OUTCOMES))
+
+
+def test_a_burst_of_identical_warnings_ends_as_one_event_with_the_exact_count(made) -> None:
+    """10,000 identical occurrences: one event, count 10,000, a handful of writes.
+
+    The background threads share the interpreter lock with the loop that logs, so the queue
+    must be able to hold a burst (the handler's default is 10,000, not client-go's 1,000).
+    """
+    clock = FakeClock(START)
+    b = _broadcaster(made, clock, queue_length=10_000)
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(10_000):
+        rec.event(_pod(), models.WARNING, "BackOff", "Back-off pulling image")
+    assert b.flush(30)
+    (event,) = fake.events
+    assert event.count == 10_000
+    assert len(fake.calls) <= 30
+    stats = b.stats()
+    assert _accounted(stats)
+    assert stats["dropped"] == 0
+
+
+def test_held_back_counts_are_written_when_the_bucket_refills(made) -> None:
+    """Past the spam burst, the latest count goes out once a token is due, without a flush."""
+    clock = FakeClock(START)
+    b = _broadcaster(made, clock)
+    fake = FakeEventSink()
+    written = threading.Event()
+
+    def watch_count(event: models.Event, data: bytes) -> None:
+        if json.loads(data)["count"] == 30:
+            written.set()
+
+    fake.on_patch = watch_count
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(25):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    assert b.flush(5)  # the burst of 25 is spent and written
+    for _ in range(5):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    # the writer's timekeeper sleeps until the refill, through the fake clock
+    assert written.wait(10)
+    assert any(s > 250 for s in clock.sleeps)
+    assert b.flush(5)
+    assert fake.events[0].count == 30
+
+
+def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None:
+    """flush bypasses the spam filter for the last write of each held-back event."""
+    clock = FakeClock(START)
+    never = threading.Event()
+    b = _broadcaster(made, clock, sleep=lambda seconds, cancel: never.wait(0) or cancel.wait(0.001))
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(40):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    assert b.flush(5)
+    assert fake.events[0].count == 40
+    assert _accounted(b.stats())
+
+
+def test_a_failing_object_does_not_hold_up_the_others(made) -> None:
+    """While one event backs off between retries, other events are written at once."""
+    b = _broadcaster(made, FakeClock(START), sleep=None, sleep_duration=60.0)
+    fake = FakeEventSink()
+    others_written = threading.Event()
+
+    def create(event: models.Event) -> None:
+        if event.involved_object.name == "bad":
+            raise OSError("connection refused")
+        if len([e for e in fake.events if e.involved_object.name != "bad"]) == 9:
+            others_written.set()
+
+    fake.on_create = create
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    rec.event(_pod("bad"), models.WARNING, "Failed", "x")
+    for i in range(10):
+        rec.event(_pod(f"good-{i}"), models.NORMAL, "Ok", "x")
+    assert others_written.wait(10)
+    b.shutdown(timeout=0.5)
+    stats = b.stats()
+    assert stats["created"] == 10
+    assert stats["failed"] == 1
+    assert _accounted(stats)
+
+
+def test_a_write_in_flight_does_not_block_other_keys_and_repeats_coalesce(made) -> None:
+    """A stuck create holds only its own event; its repeats merge into one pending write."""
+    b = _broadcaster(made, FakeClock(START), writers=2)
+    fake = FakeEventSink()
+    release = threading.Event()
+    other_done = threading.Event()
+
+    def create(event: models.Event) -> None:
+        if event.involved_object.name == "slow":
+            release.wait(10)
+        else:
+            other_done.set()
+
+    fake.on_create = create
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(5):
+        rec.event(_pod("slow"), models.WARNING, "Stuck", "x")
+    rec.event(_pod("fast"), models.NORMAL, "Ok", "x")
+    assert other_done.wait(10)
+    release.set()
+    assert b.flush(10)
+    slow = [c for c in fake.calls if c.event.involved_object.name == "slow"]
+    assert [c.method for c in slow] == ["create", "patch"]
+    assert json.loads(slow[1].data or b"{}")["count"] == 5
+    stats = b.stats()
+    assert (stats["created"], stats["patched"], stats["coalesced"]) == (2, 1, 3)
+
+
+def test_writes_for_one_event_never_overlap(made) -> None:
+    """With several writer threads, one event's writes are strictly sequential and in order."""
+    b = _broadcaster(made, FakeClock(START), writers=4)
+    fake = FakeEventSink()
+    in_flight: set[str] = set()
+    overlaps: list[str] = []
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def enter(name: str) -> None:
+        with lock:
+            if name in in_flight:
+                overlaps.append(name)
+            in_flight.add(name)
+
+    def patch(event: models.Event, data: bytes) -> None:
+        enter(event.name)
+        with lock:
+            counts.append(json.loads(data)["count"])
+            in_flight.discard(event.name)
+
+    fake.on_patch = patch
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(20):
+        rec.event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(10)
+    assert overlaps == []
+    assert counts == sorted(counts)
+    assert fake.events[0].count == 20
+
+
+def test_a_create_whose_answer_was_lost_continues_as_a_patch(made) -> None:
+    """The create landed but the connection broke: the retry's AlreadyExists means 'ours'."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    lost = {"done": False}
+    real_create = fake.create
+
+    def create_then_lose(event: models.Event) -> models.Event:
+        stored = real_create(event)
+        if not lost["done"]:
+            lost["done"] = True
+            raise ConnectionResetError("response lost")
+        return stored
+
+    fake.create = create_then_lose  # type: ignore[method-assign]
+    b.start_recording_to_sink(fake)
+    b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(5)
+    (event,) = fake.events
+    assert event.count == 1
+    stats = b.stats()
+    assert (stats["created"], stats["failed"]) == (1, 0)
+
+
+def test_already_exists_on_a_first_create_is_given_up_quietly(made, caplog) -> None:
+    """A name clash with no earlier attempt is not ours: given up, at debug level only."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    from k8s_logging_events import sink
+
+    fake.fail_next("create", sink.ApiStatusError(409, "AlreadyExists", "exists"))
+    b.start_recording_to_sink(fake)
+    b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(5)
+    assert b.stats()["failed"] == 1
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_every_occurrence_is_accounted_for_across_many_objects_and_threads(made) -> None:
+    """8 threads, 200 objects, repeats and distinct messages: the counters add up after flush."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+
+    def work(seed: int) -> None:
+        for i in range(500):
+            n = (seed * 31 + i * 7) % 200
+            rec.event(_pod(f"p{n}"), models.WARNING, "R", f"m{i % 3}")
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.flush(30)
+    stats = b.stats()
+    assert stats["accepted"] == 4000
+    assert _accounted(stats)
+    # the server's counts add up to what was accepted, less what was dropped
+    assert sum(e.count for e in fake.events) == 4000 - stats["dropped"]
