@@ -1,7 +1,9 @@
-"""Where events are written: the :class:`EventSink` protocol and what a sink may raise.
+"""Where events are written: the :class:`EventSink` protocol, the Kubernetes sink, errors.
 
-A sink sits at the end of the pipeline, below the writer of the recorder. The writer decides
-what to do with each failure from its class alone:
+A sink sits at the end of the pipeline, below the writer of the recorder.
+:class:`KubernetesEventSink` writes core/v1 Events through the official ``kubernetes`` client
+(its own ``ApiClient``, never the process-global one), with a client-side rate limit. The
+writer decides what to do with each failure from its class alone:
 
 * :class:`ApiStatusError` -- the server answered with a Status. 404 from a patch means
   "create instead"; 429 and 5xx are retried (honouring ``retry_after``); anything else is
@@ -12,17 +14,42 @@ what to do with each failure from its class alone:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import quote
 
-from k8s_logging_events import models
+from k8s_logging_events import _tokenbucket, models
+from k8s_logging_events import clock as clock_mod
+
+if TYPE_CHECKING:
+    from kubernetes import client as k8s_client
 
 __all__ = [
+    "DEFAULT_BURST",
+    "DEFAULT_QPS",
+    "DEFAULT_REQUEST_TIMEOUT",
     "ApiStatusError",
     "EventSink",
+    "KubernetesEventSink",
     "RequestConstructionError",
     "is_retryable",
 ]
+
+DEFAULT_QPS = 5.0
+"""client-go's REST client default: five requests a second, sustained, per sink."""
+
+DEFAULT_BURST = 10
+"""client-go's REST client default: up to ten requests at once after a quiet spell."""
+
+DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
+"""Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
+
+_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+_STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
+_JSON = "application/json"
 
 
 @runtime_checkable
@@ -105,3 +132,203 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, ApiStatusError):
         return error.is_retryable
     return not isinstance(error, RequestConstructionError)
+
+
+class KubernetesEventSink:
+    """Writes core/v1 Events to a Kubernetes API server through the official client.
+
+    Requests go through the client's ``ApiClient`` (authentication, TLS, urllib3), but the
+    body is this library's own JSON and the answer is read as JSON: no pydantic models are
+    built on the write path, and timestamps keep the exact form the API server expects.
+
+    Args:
+        api_client: the client to use. Without one, the sink builds its own from the
+            in-cluster service account (when ``KUBERNETES_SERVICE_HOST`` is set; the token is
+            re-read as it rotates) or else from the kubeconfig (``KUBECONFIG`` or
+            ``~/.kube/config``), in a private ``Configuration``: the process-global default is
+            never read or changed. Either way urllib3's own retries are turned off so that
+            only the writer retries.
+        qps: the sustained request rate of the client-side rate limit; 0 turns it off.
+        burst: how many requests may go at once after a quiet spell.
+        request_timeout: seconds to connect and to read each answer.
+        clock: the time source of the rate limit.
+        sleep: how the rate limit waits (interrupted by :meth:`close`).
+    """
+
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient | None = None,
+        *,
+        qps: float = DEFAULT_QPS,
+        burst: int = DEFAULT_BURST,
+        request_timeout: float | tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+        clock: clock_mod.Clock | None = None,
+        sleep: clock_mod.Sleeper | None = None,
+    ) -> None:
+        self._owns_client = api_client is None
+        # typed as Any: the client's methods carry no annotations
+        self._api_client: Any = api_client if api_client is not None else _default_api_client()
+        self._timeout = request_timeout
+        self._clock = clock or clock_mod.SystemClock()
+        self._sleep = sleep or clock_mod.event_sleep
+        self._closed = threading.Event()
+        self._limit_lock = threading.Lock()
+        self._bucket = (
+            _tokenbucket.TokenBucket(qps, burst, clock_mod.seconds(self._clock)) if qps > 0 else None
+        )
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
+        """Return a sink for an API server reached without credentials at ``url``.
+
+        For ``kubectl proxy`` (``http://127.0.0.1:8001``) and the local test server.
+        """
+        from kubernetes import client
+
+        configuration = client.Configuration()
+        configuration.host = url.rstrip("/")
+        configuration.retries = False
+        sink = cls(client.ApiClient(configuration), **options)
+        sink._owns_client = True
+        return sink
+
+    @property
+    def api_client(self) -> k8s_client.ApiClient:
+        """The client this sink writes through."""
+        api_client: k8s_client.ApiClient = self._api_client
+        return api_client
+
+    @property
+    def host(self) -> str:
+        """The API server's URL."""
+        return str(self._api_client.configuration.host)
+
+    def create(self, event: models.Event) -> models.Event:
+        """POST ``event`` to its namespace and return what the server stored."""
+        return self._call("POST", _events_path(event.namespace), event.to_api(), _JSON)
+
+    def update(self, event: models.Event) -> models.Event:
+        """PUT ``event`` over the stored one of the same name."""
+        path = _events_path(event.namespace, event.name)
+        return self._call("PUT", path, event.to_api(), _JSON)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Apply the strategic-merge patch ``data`` to the stored ``event``."""
+        path = _events_path(event.namespace, event.name)
+        return self._call("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+
+    def close(self) -> None:
+        """Stop waiting on the rate limit and close the client if this sink made it."""
+        self._closed.set()
+        if self._owns_client:
+            self._api_client.close()
+
+    def _call(self, method: str, path: str, body: object, content_type: str) -> models.Event:
+        self._wait_for_rate_limit()
+        try:
+            request = self._api_client.param_serialize(
+                method=method,
+                resource_path=path,
+                header_params={"Content-Type": content_type, "Accept": _JSON},
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+        except Exception as error:  # the client could not build it: retrying cannot help
+            raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            response = self._api_client.call_api(*request, _request_timeout=self._timeout)
+            response.read()
+        except ApiException as error:
+            raise _status_error(error.status or 0, error.reason, error.body, error.headers) from None
+        if not 200 <= response.status <= 299:
+            raise _status_error(
+                response.status, response.reason, _text(response.data), response.headers
+            )
+        try:
+            return models.Event.from_api(json.loads(response.data or b""))
+        except (ValueError, TypeError, AttributeError) as error:
+            # an answer we cannot read: the write may have landed, so it is worth a retry
+            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
+
+    def _wait_for_rate_limit(self) -> None:
+        if self._bucket is None:
+            return
+        while True:
+            with self._limit_lock:
+                now = clock_mod.seconds(self._clock)
+                if self._bucket.try_take(now):
+                    return
+                wait = self._bucket.wait_time(now)
+            if self._sleep(wait, self._closed):
+                raise ConnectionAbortedError("the sink was closed while waiting for its rate limit")
+
+
+def _default_api_client() -> Any:
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    loader: Any = config
+    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_SERVICE_ACCOUNT_TOKEN):
+        loader.load_incluster_config(client_configuration=configuration)
+    else:
+        loader.load_kube_config(client_configuration=configuration, persist_config=False)
+    configuration.retries = False
+    return client.ApiClient(configuration)
+
+
+def _status_error(
+    status: int, http_reason: object, body: object, headers: object
+) -> ApiStatusError:
+    """Read a Kubernetes Status out of an error answer."""
+    data: Mapping[str, Any] = {}
+    if isinstance(body, str | bytes) and body:
+        try:
+            parsed = json.loads(body)
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, Mapping):
+            data = parsed
+    details = data.get("details") if isinstance(data.get("details"), Mapping) else {}
+    assert isinstance(details, Mapping)
+    causes = [
+        str(cause.get("reason") or cause.get("type") or "")
+        for cause in details.get("causes") or ()
+        if isinstance(cause, Mapping)
+    ]
+    return ApiStatusError(
+        status,
+        str(data.get("reason") or http_reason or ""),
+        str(data.get("message") or ""),
+        causes=[cause for cause in causes if cause],
+        retry_after=_retry_after(headers, details),
+    )
+
+
+def _retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
+    value: object = None
+    if isinstance(headers, Mapping) or hasattr(headers, "get"):
+        value = headers.get("Retry-After")
+    if value is None:
+        value = details.get("retryAfterSeconds")
+    try:
+        return max(0.0, float(value)) if value is not None else None  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None  # an HTTP date or garbage: fall back to the schedule
+
+
+def _text(data: object) -> str:
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")
+    return str(data or "")
+
+
+def _events_path(namespace: str, name: str | None = None) -> str:
+    """The core/v1 events URL path; a namespace or name that cannot be one is refused."""
+    parts = [namespace] if name is None else [namespace, name]
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part or "%" in part:
+            raise RequestConstructionError(f"{part!r} cannot be a namespace or an event name")
+    path = f"/api/v1/namespaces/{quote(namespace, safe='')}/events"
+    return path if name is None else f"{path}/{quote(name, safe='')}"

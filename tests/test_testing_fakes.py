@@ -1,0 +1,115 @@
+"""The public test doubles: FakeClock, FakeRecorder and FakeEventSink."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from k8s_logging_events import models, sink
+from k8s_logging_events.testing import FakeClock, FakeEventSink, FakeRecorder
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"}}
+
+
+class TestFakeClock:
+    def test_time_moves_only_when_told(self) -> None:
+        """now() stays put until step() or set()."""
+        clock = FakeClock(T0)
+        assert clock.now() == T0 == clock.now()
+        clock.step(1.5)
+        assert clock.now() == T0 + timedelta(seconds=1.5)
+        clock.set(T0 + timedelta(days=1))
+        assert clock.now() == T0 + timedelta(days=1)
+
+    def test_tick_mode_advances_after_every_read(self) -> None:
+        """Like client-go's SimpleIntervalClock: each read returns, then moves on."""
+        clock = FakeClock(T0, tick=2.0)
+        assert [clock.now(), clock.now()] == [T0, T0 + timedelta(seconds=2)]
+
+    def test_sleep_records_moves_time_and_reports_cancellation(self) -> None:
+        """sleep() costs no wall time and says whether the cancel event was set."""
+        clock = FakeClock(T0)
+        cancel = threading.Event()
+        assert clock.sleep(3.0, cancel) is False
+        cancel.set()
+        assert clock.sleep(1.0, cancel) is True
+        assert clock.sleeps == [3.0, 1.0]
+        assert clock.now() == T0 + timedelta(seconds=4)
+
+    def test_naive_start_is_taken_as_utc(self) -> None:
+        """A naive datetime is read as UTC, so now() is always aware."""
+        assert FakeClock(datetime(2024, 1, 1)).now() == T0  # noqa: DTZ001
+
+
+class TestFakeRecorder:
+    def test_keeps_type_reason_message_strings(self) -> None:
+        """One string per call, in client-go's format."""
+        recorder = FakeRecorder()
+        recorder.event(POD, "Normal", "Started", "done")
+        recorder.eventf(POD, "Warning", "Failed", "%d of %d", 1, 2)
+        assert recorder.events == ["Normal Started done", "Warning Failed 1 of 2"]
+
+    def test_include_object_and_annotations_suffixes(self) -> None:
+        """The object's kind/apiVersion and sorted annotations are appended as in Go."""
+        recorder = FakeRecorder(include_object=True)
+        recorder.annotated_eventf(POD, {"b": "2", "a": "1"}, "Normal", "R", "m")
+        assert recorder.events == ["Normal R m involvedObject{kind=Pod,apiVersion=v1} map[a:1 b:2]"]
+
+    def test_the_whole_string_is_the_format_for_eventf(self) -> None:
+        """client-go formats type + reason + fmt together, so a % in the reason is a verb."""
+        recorder = FakeRecorder()
+        recorder.eventf(POD, "Normal", "R%s", "m%s", "x", "y")
+        assert recorder.events == ["Normal Rx my"]
+
+
+class TestFakeEventSink:
+    def _event(self) -> models.Event:
+        return models.Event(
+            name="p.1",
+            namespace="n",
+            involved_object=models.ObjectReference(kind="Pod", name="p", namespace="n"),
+            count=1,
+            message="m",
+            last_timestamp=T0,
+        )
+
+    def test_create_then_patch_updates_the_stored_event(self) -> None:
+        """Patches merge into the stored event; every write bumps the resourceVersion."""
+        fake = FakeEventSink()
+        created = fake.create(self._event())
+        patched = fake.patch(created, json.dumps({"count": 2, "message": "m2"}).encode())
+        assert (patched.count, patched.message) == (2, "m2")
+        assert int(patched.resource_version) > int(created.resource_version)
+        assert fake.get("n", "p.1") == patched
+
+    def test_create_of_an_existing_name_is_already_exists(self) -> None:
+        """A second create of one name fails like the API server."""
+        fake = FakeEventSink()
+        fake.create(self._event())
+        with pytest.raises(sink.ApiStatusError) as info:
+            fake.create(self._event())
+        assert info.value.is_already_exists
+
+    def test_patch_and_update_of_a_missing_event_are_not_found(self) -> None:
+        """Writes to a missing event fail with 404."""
+        fake = FakeEventSink()
+        with pytest.raises(sink.ApiStatusError) as info:
+            fake.patch(self._event(), b"{}")
+        assert info.value.is_not_found
+        with pytest.raises(sink.ApiStatusError):
+            fake.update(self._event())
+
+    def test_scripted_failures_are_raised_in_order_then_calls_succeed(self) -> None:
+        """fail_next queues errors for one method; every call is recorded."""
+        fake = FakeEventSink()
+        fake.fail_next("create", OSError("down"), times=2)
+        for _ in range(2):
+            with pytest.raises(OSError, match="down"):
+                fake.create(self._event())
+        fake.create(self._event())
+        assert [c.method for c in fake.calls] == ["create"] * 3
+        assert len(fake.events) == 1
