@@ -53,6 +53,8 @@ __all__ = [
     "get_event_key",
     "get_spam_key",
     "is_dns_subdomain",
+    "unique_unix_nanos",
+    "unix_nanos",
     "validate_event_type",
 ]
 
@@ -505,7 +507,7 @@ class _Aggregator:
         # keep the set below the threshold, so every new message is combined too
         record.local_keys.pop()
         aggregate = models.Event(
-            name=f"{event.involved_object.name}.{_unix_nanos(now):x}",
+            name=f"{event.involved_object.name}.{unique_unix_nanos(now):x}",
             namespace=event.namespace,
             involved_object=event.involved_object,
             reason=event.reason,
@@ -698,10 +700,29 @@ class EventCorrelator:
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _unix_nanos(value: datetime) -> int:
+def unix_nanos(value: datetime) -> int:
     """Return ``value`` as whole nanoseconds since the Unix epoch, exactly (Go's ``UnixNano``)."""
     delta = value - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
+
+
+_last_nanos = 0
+_nanos_lock = threading.Lock()
+
+
+def unique_unix_nanos(value: datetime) -> int:
+    """Like :func:`unix_nanos`, but never the same number twice in this process.
+
+    Event names end in these nanoseconds. Python clocks have microseconds (and a test clock
+    may not move at all), so two events about one object could get one name and the second
+    create would meet ``AlreadyExists``; each call returns at least one more than the last.
+    Not in client-go, where the clock has nanoseconds.
+    """
+    global _last_nanos
+    nanos = unix_nanos(value)
+    with _nanos_lock:
+        _last_nanos = nanos = max(nanos, _last_nanos + 1)
+    return nanos
 
 
 def _float32(value: float) -> float:

@@ -20,7 +20,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -50,7 +49,6 @@ MAX_QUEUED_EVENTS = 1000
 DEFAULT_NAMESPACE = "default"
 """Where events about cluster-scoped objects go (the server accepts only this or none)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _EVENT_KINDS = {("Event", "v1"), ("Event", "events.k8s.io/v1"), ("Event", "events.k8s.io/v1beta1")}
 _counter = itertools.count()
 
@@ -318,8 +316,6 @@ class EventRecorder:
         self._source = source
         self._clock = clock or clock_mod.SystemClock()
         self._default_namespace = default_namespace
-        self._lock = threading.Lock()
-        self._last_nanos = 0
 
     @property
     def source(self) -> models.EventSource:
@@ -429,7 +425,7 @@ class EventRecorder:
                 )
         now = self._clock.now()
         return models.Event(
-            name=correlator.generate_event_name(ref.name, self._unique_nanos(now)),
+            name=correlator.generate_event_name(ref.name, correlator.unique_unix_nanos(now)),
             namespace=ref.namespace or self._default_namespace,
             involved_object=ref,
             reason=reason,
@@ -445,15 +441,6 @@ class EventRecorder:
             reporting_instance=self._source.host,
             annotations=dict(annotations) if annotations else {},
         )
-
-    def _unique_nanos(self, now: datetime) -> int:
-        # microsecond clocks (and frozen test clocks) repeat: keep names unique per recorder
-        delta = now - _EPOCH
-        nanos = (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1000
-        with self._lock:
-            nanos = max(nanos, self._last_nanos + 1)
-            self._last_nanos = nanos
-        return nanos
 
     def _format(self, fmt: str, args: tuple[object, ...]) -> str | None:
         if not args:

@@ -47,7 +47,7 @@ DEFAULT_BURST = 10
 DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 """Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
 
-_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
@@ -174,7 +174,9 @@ class KubernetesEventSink:
         self._closed = threading.Event()
         self._limit_lock = threading.Lock()
         self._bucket = (
-            _tokenbucket.TokenBucket(qps, burst, clock_mod.seconds(self._clock)) if qps > 0 else None
+            _tokenbucket.TokenBucket(qps, burst, clock_mod.seconds(self._clock))
+            if qps > 0
+            else None
         )
 
     @classmethod
@@ -215,7 +217,7 @@ class KubernetesEventSink:
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
         path = _events_path(event.namespace, event.name)
-        return self._call("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+        return self._call("PATCH", path, json.loads(data), _STRATEGIC_MERGE_PATCH)
 
     def close(self) -> None:
         """Stop waiting on the rate limit and close the client if this sink made it."""
@@ -241,7 +243,9 @@ class KubernetesEventSink:
             response = self._api_client.call_api(*request, _request_timeout=self._timeout)
             response.read()
         except ApiException as error:
-            raise _status_error(error.status or 0, error.reason, error.body, error.headers) from None
+            raise _status_error(
+                error.status or 0, error.reason, error.body, error.headers
+            ) from None
         if not 200 <= response.status <= 299:
             raise _status_error(
                 response.status, response.reason, _text(response.data), response.headers
@@ -273,7 +277,12 @@ def _default_api_client() -> Any:
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_SERVICE_ACCOUNT_TOKEN):
         loader.load_incluster_config(client_configuration=configuration)
     else:
-        loader.load_kube_config(client_configuration=configuration, persist_config=False)
+        # the client reads KUBECONFIG once, at import; read it now so a later change counts
+        loader.load_kube_config(
+            config_file=os.environ.get("KUBECONFIG") or None,
+            client_configuration=configuration,
+            persist_config=False,
+        )
     configuration.retries = False
     return client.ApiClient(configuration)
 

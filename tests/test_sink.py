@@ -1,0 +1,398 @@
+"""KubernetesEventSink and the writer against the local Events API server, over real HTTP."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from k8s_logging_events import models, recorder, sink
+from k8s_logging_events.testing import FakeClock, LocalApiServer
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
+
+
+def _ref(name: str = "web-0", namespace: str = "default") -> models.ObjectReference:
+    return models.ObjectReference(
+        kind="Pod", namespace=namespace, name=name, uid=f"uid-{name}", api_version="v1"
+    )
+
+
+def _event(name: str = "web-0.1", namespace: str = "default", **changes: Any) -> models.Event:
+    values: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "involved_object": _ref(namespace=namespace),
+        "reason": "BackOff",
+        "message": "Back-off pulling image",
+        "source": models.EventSource(component="test", host="node-1"),
+        "first_timestamp": T0,
+        "last_timestamp": T0,
+        "count": 1,
+        "type": models.WARNING,
+    }
+    values.update(changes)
+    return models.Event(**values)
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer() as server:
+        yield server
+
+
+@pytest.fixture(name="events_sink")
+def _events_sink(server: LocalApiServer) -> Iterator[sink.KubernetesEventSink]:
+    s = sink.KubernetesEventSink(server.api_client(), qps=0)
+    yield s
+    s.close()
+    s.api_client.close()
+
+
+class TestKubernetesEventSink:
+    def test_create_posts_the_event_and_returns_what_the_server_stored(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """The answer carries the server's resourceVersion; the server has our fields."""
+        stored = events_sink.create(_event())
+        assert stored.resource_version
+        (body,) = server.events("default")
+        assert body["count"] == 1
+        assert body["involvedObject"]["name"] == "web-0"
+        assert body["firstTimestamp"] == "2024-01-01T00:00:00Z"
+        assert body["source"] == {"component": "test", "host": "node-1"}
+
+    def test_patch_sends_a_strategic_merge_patch(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """A count patch goes as application/strategic-merge-patch+json and is applied."""
+        events_sink.create(_event())
+        data = b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"again"}'
+        stored = events_sink.patch(_event(), data)
+        assert (stored.count, stored.message) == (2, "again")
+        patch = [r for r in server.requests if r.method == "PATCH"][-1]
+        assert patch.content_type == "application/strategic-merge-patch+json"
+        assert patch.body == json.loads(data)
+
+    def test_update_replaces_the_event(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """PUT writes the whole event."""
+        events_sink.create(_event())
+        stored = events_sink.update(_event(message="replaced", count=3))
+        assert (stored.count, stored.message) == (3, "replaced")
+
+    @pytest.mark.parametrize(
+        ("arrange", "status", "reason", "causes"),
+        [
+            ("exists", 409, "AlreadyExists", ()),
+            ("terminating", 403, "Forbidden", ("NamespaceTerminating",)),
+            ("invalid", 422, "Invalid", ("FieldValueInvalid",)),
+        ],
+    )
+    def test_status_answers_become_api_status_errors_with_reason_and_causes(
+        self,
+        server: LocalApiServer,
+        events_sink: sink.KubernetesEventSink,
+        arrange: str,
+        status: int,
+        reason: str,
+        causes: tuple[str, ...],
+    ) -> None:
+        """The Kubernetes reason and cause types are read from the Status body."""
+        event = _event()
+        if arrange == "exists":
+            events_sink.create(event)
+        elif arrange == "terminating":
+            server.create_namespace("doomed")
+            server.terminate_namespace("doomed")
+            event = _event(namespace="doomed")
+        else:
+            event = _event(involved_object=_ref(namespace="elsewhere"))
+        with pytest.raises(sink.ApiStatusError) as info:
+            events_sink.create(event)
+        assert (info.value.status, info.value.reason) == (status, reason)
+        assert tuple(info.value.causes) == causes
+        assert not info.value.is_retryable
+
+    def test_patch_of_a_missing_event_is_not_found(
+        self, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """404 NotFound from a patch is what makes the writer create instead."""
+        with pytest.raises(sink.ApiStatusError) as info:
+            events_sink.patch(_event(), b'{"count":2}')
+        assert info.value.is_not_found
+
+    def test_throttling_carries_retry_after(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """429 is retryable and says how long to wait."""
+        server.inject("POST", status=429, retry_after=2)
+        with pytest.raises(sink.ApiStatusError) as info:
+            events_sink.create(_event())
+        assert (info.value.status, info.value.retry_after, info.value.is_retryable) == (
+            429,
+            2.0,
+            True,
+        )
+
+    def test_transport_errors_pass_through_as_retryable(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """A dropped connection is not a status error: the writer retries it."""
+        server.inject("POST", action="drop")
+        with pytest.raises(Exception) as info:  # noqa: PT011 - urllib3's own classes
+            events_sink.create(_event())
+        assert not isinstance(info.value, sink.ApiStatusError)
+        assert sink.is_retryable(info.value)
+
+    @pytest.mark.parametrize("namespace", ["", "a/b", "..", "50%"])
+    def test_a_request_that_cannot_be_built_is_a_construction_error(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink, namespace: str
+    ) -> None:
+        """Nothing is sent for a namespace that cannot be a path segment."""
+        with pytest.raises(sink.RequestConstructionError):
+            events_sink.create(_event(namespace=namespace))
+        assert server.requests == []
+
+    def test_the_client_side_rate_limit_waits_for_tokens(self, server: LocalApiServer) -> None:
+        """qps 5, burst 10: the first 10 writes go at once, then one every 0.2 s."""
+        clock = FakeClock(T0)
+        s = sink.KubernetesEventSink(
+            server.api_client(), qps=5, burst=10, clock=clock, sleep=clock.sleep
+        )
+        try:
+            for i in range(12):
+                s.create(_event(name=f"web-0.{i}"))
+        finally:
+            s.api_client.close()
+        assert [round(x, 6) for x in clock.sleeps] == [0.2, 0.2]
+        assert len(server.events()) == 12
+
+    def test_without_a_client_it_reads_the_kubeconfig_into_a_private_configuration(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """KUBECONFIG is honoured, and the process-global default configuration is untouched."""
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "local", "cluster": {"server": server.url}}],
+                    "users": [{"name": "me", "user": {"token": "s3cr3t-token-value"}}],
+                    "contexts": [{"name": "local", "context": {"cluster": "local", "user": "me"}}],
+                    "current-context": "local",
+                }
+            )
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        default_before = client.Configuration.get_default_copy().host
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            s.create(_event())
+            assert s.host == server.url
+            assert s.api_client.configuration.retries is False
+        finally:
+            s.close()
+        assert client.Configuration.get_default_copy().host == default_before
+        headers = {k.lower(): v for k, v in server.requests[-1].headers.items()}
+        assert headers["authorization"] == "Bearer s3cr3t-token-value"
+
+    def test_tokens_never_appear_in_what_the_library_logs(
+        self,
+        server: LocalApiServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """Even at DEBUG, failed writes are reported without credentials; TLS checks stay on."""
+        caplog.set_level(logging.DEBUG)
+        token = "tok-" + "x" * 40
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": server.url}}],
+                    "users": [{"name": "u", "user": {"token": token}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        s = sink.KubernetesEventSink(qps=0)
+        clock = FakeClock(T0)
+        b = recorder.EventBroadcaster(
+            clock=clock, sleep=clock.sleep, sleep_duration=0.0, max_tries=2
+        )
+        try:
+            assert s.api_client.configuration.verify_ssl is True
+            server.inject("POST", times=None, status=500)
+            b.start_recording_to_sink(s)
+            b.new_recorder("c").event(_ref(), models.WARNING, "R", "x")
+            assert b.flush(10)
+        finally:
+            b.shutdown(5)
+            s.close()
+        assert b.stats()["failed"] == 1
+        assert caplog.records
+        assert not [r for r in caplog.records if token in r.getMessage()]
+
+
+# --- the writer and the sink together ----------------------------------------------------------
+
+
+@pytest.fixture(name="pipeline")
+def _pipeline(server: LocalApiServer) -> Iterator[Any]:
+    made: list[tuple[recorder.EventBroadcaster, sink.KubernetesEventSink]] = []
+
+    def build(**kw: Any) -> tuple[recorder.EventBroadcaster, recorder.EventRecorder]:
+        clock = kw.pop("clock", None) or FakeClock(T0)
+        options: dict[str, Any] = {
+            "clock": clock,
+            "sleep": clock.sleep,
+            "sleep_duration": 0.0,
+            "rng": lambda: 0.5,
+        }
+        options.update(kw)
+        b = recorder.EventBroadcaster(**options)
+        s = sink.KubernetesEventSink(server.api_client(), qps=0, request_timeout=(1.0, 2.0))
+        b.start_recording_to_sink(s)
+        made.append((b, s))
+        return b, b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+
+    yield build
+    for b, s in made:
+        b.shutdown(5)
+        s.close()
+        s.api_client.close()
+
+
+def _writes(server: LocalApiServer) -> list[Any]:
+    return [r for r in server.requests if r.method in ("POST", "PATCH", "PUT")]
+
+
+def _accounted(stats: Any) -> bool:
+    return bool(stats["accepted"] == sum(stats[k] for k in OUTCOMES))
+
+
+def test_ten_thousand_identical_warnings_make_one_event_counted_exactly(server, pipeline) -> None:
+    """One Event with count 10,000, reached with at most 30 API writes."""
+    b, rec = pipeline(queue_length=10_000)
+    for _ in range(10_000):
+        rec.event(_ref(), models.WARNING, "BackOff", "Back-off pulling image busybox")
+    assert b.flush(60)
+    (event,) = server.events()
+    assert event["count"] == 10_000
+    assert len(_writes(server)) <= 30
+    assert _accounted(b.stats())
+
+
+def test_ten_thousand_distinct_messages_aggregate_and_the_counts_add_up(server, pipeline) -> None:
+    """Distinct messages aggregate as client-go does; the server's counts sum to 10,000."""
+    b, rec = pipeline(queue_length=10_000)
+    for i in range(10_000):
+        rec.event(_ref(), models.WARNING, "BackOff", f"Back-off pulling image busybox:{i}")
+    assert b.flush(60)
+    events = server.events()
+    assert sum(e["count"] for e in events) == 10_000
+    combined = [e for e in events if e["message"].startswith("(combined from similar events): ")]
+    assert len(combined) == 1
+    assert len(events) == 10  # nine on their own, then one combined
+    assert _accounted(b.stats())
+
+
+def test_a_failing_object_does_not_hold_up_other_objects(server, pipeline) -> None:
+    """Every write for one object fails with 500 while the others are written at once."""
+    server.create_namespace("broken")
+    server.inject("POST", path="/namespaces/broken/", times=None, status=500)
+    b, rec = pipeline(sleep=None, sleep_duration=30.0)  # real, long back-offs
+    rec.event(_ref("bad", namespace="broken"), models.WARNING, "Failed", "x")
+    for i in range(20):
+        rec.event(_ref(f"good-{i}"), models.NORMAL, "Ok", "x")
+    deadline = time.monotonic() + 10
+    while len(server.events("default")) < 20 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)  # polling the server, not sleeping the code under test
+    assert len(server.events("default")) == 20
+    b.shutdown(0.5)
+    stats = b.stats()
+    assert (stats["created"], stats["failed"]) == (20, 1)
+    assert _accounted(stats)
+
+
+def test_retry_after_is_waited_out(server, pipeline) -> None:
+    """A 429 with Retry-After: 2 makes the writer wait 2 s (on the injected clock)."""
+    clock = FakeClock(T0)
+    server.inject("POST", status=429, retry_after=2)
+    b, rec = pipeline(clock=clock, sleep=clock.sleep)
+    rec.event(_ref(), models.WARNING, "BackOff", "x")
+    assert b.flush(10)
+    assert clock.sleeps == [2.0]
+    assert len(server.events()) == 1
+
+
+@pytest.mark.parametrize("case", ["terminating", "exists", "invalid"])
+def test_permanent_refusals_are_given_up_after_one_attempt(server, pipeline, case) -> None:
+    """403 NamespaceTerminating, 409 AlreadyExists and 422 are not retried."""
+    namespace = "default"
+    if case == "terminating":
+        server.create_namespace("doomed")
+        server.terminate_namespace("doomed")
+        namespace = "doomed"
+    elif case == "exists":
+        server.inject("POST", status=409)
+    else:
+        server.inject("POST", status=422)
+    b, rec = pipeline()
+    rec.event(_ref(namespace=namespace), models.WARNING, "R", "x")
+    assert b.flush(10)
+    assert len([r for r in server.requests if r.method == "POST"]) == 1
+    assert b.stats()["failed"] == 1
+
+
+def test_a_server_down_for_the_whole_test_does_not_delay_shutdown(server, pipeline) -> None:
+    """shutdown(timeout=1) returns in about a second and accounts for every occurrence."""
+    server.refuse_connections()
+    b, rec = pipeline(sleep=None, sleep_duration=10.0)
+    for i in range(50):
+        rec.event(_ref(f"p{i % 5}"), models.WARNING, "R", "x")
+    started = time.monotonic()
+    b.shutdown(timeout=1)
+    assert time.monotonic() - started < 3
+    stats = b.stats()
+    assert stats["accepted"] == 50
+    assert _accounted(stats)
+    server.accept_connections()
+
+
+def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pipeline) -> None:
+    """The patch meets 404 (the server's TTL removed the event): a create follows."""
+    b, rec = pipeline()
+    for _ in range(3):
+        rec.event(_ref(), models.WARNING, "BackOff", "x")
+    assert b.flush(10)
+    (stored,) = server.events()
+    api = client.CoreV1Api(server.api_client())
+    api.delete_namespaced_event(stored["metadata"]["name"], "default")
+    rec.event(_ref(), models.WARNING, "BackOff", "x")
+    assert b.flush(10)
+    (recreated,) = server.events()
+    assert recreated["count"] == 4
+    assert recreated["metadata"]["name"] == stored["metadata"]["name"]
+    methods = [r.method for r in _writes(server)]
+    assert methods[-2:] == ["PATCH", "POST"]
