@@ -144,18 +144,22 @@ def test_a_write_in_flight_does_not_block_other_keys_and_repeats_coalesce(made) 
     b = _broadcaster(made, FakeClock(START), writers=2)
     fake = FakeEventSink()
     release = threading.Event()
+    slow_started = threading.Event()
     other_done = threading.Event()
 
     def create(event: models.Event) -> None:
         if event.involved_object.name == "slow":
+            slow_started.set()
             release.wait(10)
         else:
             other_done.set()
 
-    fake.on_create = create
+    fake.on_create = create  # type: ignore[assignment]
     b.start_recording_to_sink(fake)
     rec = b.new_recorder("ctl")
-    for _ in range(5):
+    rec.event(_pod("slow"), models.WARNING, "Stuck", "x")
+    assert slow_started.wait(10)  # the create is in flight before the repeats arrive
+    for _ in range(4):
         rec.event(_pod("slow"), models.WARNING, "Stuck", "x")
     rec.event(_pod("fast"), models.NORMAL, "Ok", "x")
     assert other_done.wait(10)

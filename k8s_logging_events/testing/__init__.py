@@ -6,7 +6,16 @@ create/patch semantics and scripted failures, and ``LocalApiServer`` serves the 
 over real HTTP on 127.0.0.1 for the official ``kubernetes`` client.
 """
 
+from k8s_logging_events.testing._apiserver import Fault, LocalApiServer, RecordedRequest
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
 
-__all__ = ["FakeClock", "FakeEventSink", "FakeRecorder", "SinkCall"]
+__all__ = [
+    "FakeClock",
+    "FakeEventSink",
+    "FakeRecorder",
+    "Fault",
+    "LocalApiServer",
+    "RecordedRequest",
+    "SinkCall",
+]

@@ -1,0 +1,121 @@
+"""The command line: ``python -m k8s_logging_events <command>``.
+
+Each command is an ``argparse`` subcommand registered by one ``_add_<command>`` function and
+run by the function it stores in ``args.run``. Today there is one:
+
+``apiserver``
+    Run a :class:`~k8s_logging_events.testing.LocalApiServer` in the foreground until
+    Ctrl-C (or SIGTERM), printing its URL: the local Events API that the demo, ``kubectl``
+    and hand-run experiments talk to when no cluster is at hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+__all__ = ["build_parser", "main"]
+
+Command = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog="python -m k8s_logging_events",
+        description="Kubernetes Events from Python logging: tools.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_apiserver(commands)
+    # Further subcommands register here, one ``_add_<name>(commands)`` call each, e.g. the
+    # ``demo`` command that ``./dev demo`` runs (``python -m k8s_logging_events demo``).
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command named in ``argv`` (``sys.argv[1:]`` by default); return the exit code."""
+    args = build_parser().parse_args(argv)
+    run: Command = args.run
+    return run(args)
+
+
+# -- apiserver ------------------------------------------------------------------------
+
+
+def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "apiserver",
+        help="run a local Kubernetes Events API server until Ctrl-C",
+        description=(
+            "Serve core/v1 and events.k8s.io/v1 Events (and Namespaces) on HOST:PORT until "
+            "interrupted. Point kubectl at it with --server, or a kubernetes client with "
+            "Configuration(host=URL)."
+        ),
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port to listen on (0, the default, picks a free one)"
+    )
+    parser.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="create this namespace at start (repeatable); default, kube-system and "
+        "kube-public always exist",
+    )
+    parser.add_argument(
+        "--auto-create-namespaces",
+        action="store_true",
+        help="create a missing namespace on the first write into it instead of answering 404",
+    )
+    parser.add_argument(
+        "--event-ttl",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="forget events this long after their last write (default: keep them)",
+    )
+    parser.set_defaults(run=_run_apiserver)
+
+
+def _run_apiserver(args: argparse.Namespace) -> int:
+    from k8s_logging_events.testing import LocalApiServer  # imported only for this command
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        del signum, frame
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server = LocalApiServer(
+            host=args.host,
+            port=args.port,
+            namespaces=args.namespace,
+            auto_create_namespaces=args.auto_create_namespaces,
+            event_ttl=args.event_ttl,
+        )
+        try:
+            server.start()
+        except OSError as error:
+            print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+            return 1
+        try:
+            print(f"Kubernetes Events API on {server.url}", flush=True)
+            print(f"  kubectl --server {server.url} get events -A", flush=True)
+            print("Press Ctrl-C to stop.", flush=True)
+            while not stop.wait(3600):
+                pass
+        finally:
+            server.stop()
+        print("stopped", flush=True)
+        return 0
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -1,0 +1,568 @@
+"""The object store of :class:`~k8s_logging_events.testing.LocalApiServer`.
+
+Part of the local API server on the test side of the pipeline: one in-memory store of
+Events (in their canonical core/v1 form, whichever API wrote them) and Namespaces, behind
+one lock, with a global resourceVersion that every write moves on. It runs the server-side
+steps of a write in the order the API server runs them:
+
+1. NamespaceLifecycle admission (404 for a missing namespace, 403 ``NamespaceTerminating``
+   for a create in a namespace being deleted);
+2. name generation for ``generateName``;
+3. the strategy's validation, then the generic metadata validation (422);
+4. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``).
+
+Body decoding and the namespace-in-body check come before this, in the REST layer.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from k8s_logging_events.clock import Clock
+from k8s_logging_events.testing._apiserver_errors import (
+    already_exists,
+    conflict,
+    forbidden,
+    generate_name_conflict,
+    invalid,
+    name_mismatch,
+    namespace_mismatch,
+    not_found,
+    unknown_error,
+)
+from k8s_logging_events.testing._apiserver_schema import (
+    OBJECT_META,
+    core_to_events,
+    format_time,
+)
+from k8s_logging_events.testing._apiserver_selectors import (
+    FieldSelector,
+    LabelSelector,
+    event_fields,
+)
+from k8s_logging_events.testing._apiserver_validation import (
+    CORE,
+    is_dns1123_label,
+    validate_event_create,
+    validate_event_update,
+    validate_meta_common,
+    validate_meta_update,
+    validate_namespace_create,
+)
+
+__all__ = ["IMMORTAL_NAMESPACES", "Api", "Entry", "Store"]
+
+IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
+"""Namespaces that always exist and can never be deleted."""
+
+GENERATED_NAME_LENGTH = 5
+MAX_GENERATED_PREFIX = 63 - GENERATED_NAME_LENGTH
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""``utilrand``'s alphabet: no vowels, no look-alike digits."""
+_GENERATE_NAME_ATTEMPTS = 8
+"""How often the store retries a generated name that collided (``RetryGenerateName``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One of the two APIs that serve Events."""
+
+    name: str
+    """:data:`~._apiserver_validation.CORE` or :data:`~._apiserver_validation.EVENTS`."""
+    group: str
+    api_version: str
+
+    @property
+    def prefix(self) -> bytes:
+        """The start of a single-object JSON body: kind and apiVersion first, as Go writes."""
+        return f'{{"kind":"Event","apiVersion":"{self.api_version}",'.encode()
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One stored object and its rendered JSON, cached per API version."""
+
+    obj: dict[str, Any]
+    """The canonical form (core/v1 for events), without kind and apiVersion."""
+    rv: int
+    written: datetime
+    _core: bytes | None = field(default=None, repr=False)
+    _events: bytes | None = field(default=None, repr=False)
+
+    @property
+    def namespace(self) -> str:
+        """The object's namespace ("" for namespaces)."""
+        return str(self.obj["metadata"].get("namespace", ""))
+
+    @property
+    def name(self) -> str:
+        """The object's name."""
+        return str(self.obj["metadata"]["name"])
+
+    def item_json(self, api: str) -> bytes:
+        """The object as a list item in ``api`` (no kind/apiVersion), cached."""
+        if api == CORE:
+            if self._core is None:
+                self._core = _dumps(self.obj)
+            return self._core
+        if self._events is None:
+            self._events = _dumps(core_to_events(self.obj))
+        return self._events
+
+    def view(self, api: str) -> dict[str, Any]:
+        """A fresh copy of the object as list item in ``api``."""
+        loaded: dict[str, Any] = json.loads(self.item_json(api))
+        return loaded
+
+
+_META_ORDER = tuple(spec.name for spec in OBJECT_META.fields)
+
+
+def meta_with(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Return ``meta`` with ``changes`` applied, in Go field order, empty fields left out."""
+    merged = {**meta, **changes}
+    out: dict[str, Any] = {}
+    for name in _META_ORDER:
+        value = merged.get(name)
+        if value or name == "creationTimestamp":
+            out[name] = value
+        elif value == 0 and value is not None and name == "deletionGracePeriodSeconds":
+            out[name] = 0
+    return out
+
+
+def simple_name(prefix: str, rng: random.Random) -> str:
+    """``names.SimpleNameGenerator``: the prefix (cut to 58) and five random characters."""
+    prefix = prefix[:MAX_GENERATED_PREFIX]
+    return prefix + "".join(rng.choice(_NAME_ALPHABET) for _ in range(GENERATED_NAME_LENGTH))
+
+
+class Store:
+    """Events and Namespaces, one lock, one resourceVersion counter.
+
+    Args:
+        clock: where creation timestamps and expiry come from.
+        namespaces: namespaces to create beside ``default``, ``kube-system``, ``kube-public``.
+        auto_create_namespaces: create a missing namespace on the first write into it
+            instead of answering 404 as a real server does.
+        event_ttl: seconds after its last write an event expires (None: never).
+        max_events: the most events kept; the least recently written go first.
+        name_generator: makes a name from a ``generateName`` prefix.
+        seed: seeds the default name generator.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Clock,
+        namespaces: Iterable[str] = (),
+        auto_create_namespaces: bool = False,
+        event_ttl: float | None = None,
+        max_events: int | None = None,
+        name_generator: Callable[[str], str] | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.lock = threading.RLock()
+        self._clock = clock
+        self._initial_namespaces = tuple(dict.fromkeys((*IMMORTAL_NAMESPACES, *namespaces)))
+        for name in self._initial_namespaces:
+            if is_dns1123_label(name):
+                raise ValueError(f"namespace {name!r} is not a valid namespace name")
+        self.auto_create_namespaces = auto_create_namespaces
+        self._ttl = None if event_ttl is None else timedelta(seconds=event_ttl)
+        self._max_events = max_events
+        rng = random.Random(seed)
+        self._generate = name_generator or (lambda prefix: simple_name(prefix, rng))
+        self._rv = 0
+        self._events: OrderedDict[tuple[str, str], Entry] = OrderedDict()
+        self._namespaces: dict[str, Entry] = {}
+        self.reset()
+
+    # -- bookkeeping ------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget every event and namespace; keep the resourceVersion counter going."""
+        with self.lock:
+            self._events.clear()
+            self._namespaces.clear()
+            for name in self._initial_namespaces:
+                self._put_namespace(self._new_namespace(name))
+
+    @property
+    def resource_version(self) -> int:
+        """The resourceVersion of the last write."""
+        with self.lock:
+            self._expire()
+            return self._rv
+
+    def _next_rv(self) -> int:
+        self._rv += 1
+        return self._rv
+
+    def _now(self) -> datetime:
+        return self._clock.now()
+
+    def _expire(self) -> None:
+        """Drop events whose TTL ran out, as etcd's leases would."""
+        if self._ttl is None or not self._events:
+            return
+        deadline = self._now() - self._ttl
+        while self._events:
+            key, entry = next(iter(self._events.items()))
+            if entry.written > deadline:
+                break
+            del self._events[key]
+            self._next_rv()
+
+    def _store_event(self, key: tuple[str, str], entry: Entry) -> None:
+        self._events[key] = entry
+        self._events.move_to_end(key)
+        if self._max_events is not None:
+            while len(self._events) > self._max_events:
+                self._events.popitem(last=False)
+
+    # -- namespaces -------------------------------------------------------------------
+
+    def _new_namespace(self, name: str, labels: dict[str, str] | None = None) -> dict[str, Any]:
+        all_labels = dict(labels or {})
+        all_labels["kubernetes.io/metadata.name"] = name
+        meta = meta_with(
+            {},
+            name=name,
+            uid=str(uuid.uuid4()),
+            creationTimestamp=format_time(self._now()),
+            labels=all_labels,
+        )
+        return {
+            "metadata": meta,
+            "spec": {"finalizers": ["kubernetes"]},
+            "status": {"phase": "Active"},
+        }
+
+    def _put_namespace(self, namespace: dict[str, Any]) -> Entry:
+        rv = self._next_rv()
+        namespace["metadata"] = meta_with(namespace["metadata"], resourceVersion=str(rv))
+        entry = Entry(namespace, rv, self._now())
+        self._namespaces[namespace["metadata"]["name"]] = entry
+        return entry
+
+    def create_namespace(self, namespace: dict[str, Any]) -> Entry:
+        """Create a namespace from a decoded body (POST /api/v1/namespaces)."""
+        with self.lock:
+            meta = namespace["metadata"]
+            if not meta.get("name") and meta.get("generateName"):
+                meta = meta_with(meta, name=self._generate(meta["generateName"]))
+            name = meta.get("name", "")
+            errors = validate_namespace_create({"metadata": meta})
+            if errors:
+                raise invalid("Namespace", name, errors)
+            if meta.get("resourceVersion"):
+                raise unknown_error("resourceVersion should not be set on objects to be created")
+            if name in self._namespaces:
+                raise already_exists("namespaces", name)
+            fresh = self._new_namespace(name, meta.get("labels"))
+            extra = {
+                k: meta[k] for k in ("annotations", "finalizers", "ownerReferences") if k in meta
+            }
+            fresh["metadata"] = meta_with(fresh["metadata"], **extra)
+            finalizers = namespace.get("spec", {}).get("finalizers")
+            if finalizers:
+                fresh["spec"] = {"finalizers": finalizers}
+            return self._put_namespace(fresh)
+
+    def get_namespace(self, name: str) -> Entry:
+        """Return a namespace, or raise 404."""
+        with self.lock:
+            entry = self._namespaces.get(name)
+            if entry is None:
+                raise not_found("namespaces", name)
+            return entry
+
+    def list_namespaces(
+        self, labels: LabelSelector, fields: FieldSelector
+    ) -> tuple[list[Entry], int]:
+        """Return the selected namespaces in name order and the current resourceVersion."""
+        with self.lock:
+            entries = [
+                entry
+                for name, entry in sorted(self._namespaces.items())
+                if labels.matches(entry.obj["metadata"].get("labels"))
+                and fields.matches(
+                    {"metadata.name": name, "status.phase": entry.obj["status"].get("phase", "")}
+                )
+            ]
+            return entries, self._rv
+
+    def terminate_namespace(self, name: str) -> Entry:
+        """Put a namespace into ``Terminating`` (what DELETE does to it), or raise."""
+        with self.lock:
+            if name in IMMORTAL_NAMESPACES:
+                raise forbidden("namespaces", name, "this namespace may not be deleted")
+            entry = self.get_namespace(name)
+            if entry.obj["status"].get("phase") == "Terminating":
+                return entry
+            namespace = json.loads(json.dumps(entry.obj))
+            namespace["metadata"] = meta_with(
+                namespace["metadata"], deletionTimestamp=format_time(self._now())
+            )
+            namespace["status"] = {"phase": "Terminating"}
+            return self._put_namespace(namespace)
+
+    def finalize_namespace(self, name: str) -> None:
+        """Finish deleting a namespace: drop it and every event in it (the controller's job)."""
+        with self.lock:
+            if name in IMMORTAL_NAMESPACES:
+                raise forbidden("namespaces", name, "this namespace may not be deleted")
+            self.get_namespace(name)
+            del self._namespaces[name]
+            self._next_rv()
+            for key in [key for key in self._events if key[0] == name]:
+                del self._events[key]
+                self._next_rv()
+
+    def _admit(self, namespace: str, creating: bool, resource_name: str, api: Api) -> None:
+        """NamespaceLifecycle: the namespace must exist, and a create must not be terminating."""
+        entry = self._namespaces.get(namespace)
+        if entry is None:
+            if creating and self.auto_create_namespaces and not is_dns1123_label(namespace):
+                self._put_namespace(self._new_namespace(namespace))
+                return
+            raise not_found("namespaces", namespace)
+        if creating and entry.obj["status"].get("phase") == "Terminating":
+            cause = {
+                "reason": "NamespaceTerminating",
+                "message": f"namespace {namespace} is being terminated",
+                "field": "metadata.namespace",
+            }
+            raise forbidden(
+                "events",
+                resource_name or "Unknown",
+                f"unable to create new content in namespace {namespace} "
+                "because it is being terminated",
+                api.group,
+                [cause],
+            )
+
+    # -- events -----------------------------------------------------------------------
+
+    def events(self, namespace: str | None = None) -> list[Entry]:
+        """Return the stored events (optionally of one namespace) in key order."""
+        with self.lock:
+            self._expire()
+            return [
+                self._events[key]
+                for key in sorted(self._events)
+                if namespace is None or key[0] == namespace
+            ]
+
+    def get_event(self, api: Api, namespace: str, name: str) -> Entry:
+        """Return one event, or raise 404."""
+        with self.lock:
+            self._expire()
+            entry = self._events.get((namespace, name))
+            if entry is None:
+                raise not_found("events", name, api.group)
+            return entry
+
+    def list_events(
+        self,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+        *,
+        limit: int = 0,
+        start: tuple[str, str] | None = None,
+    ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
+        """Return (selected events, resourceVersion, next start key, remaining count)."""
+        with self.lock:
+            self._expire()
+            keys = sorted(self._events)
+            selected: list[Entry] = []
+            for key in keys:
+                if namespace is not None and key[0] != namespace:
+                    continue
+                if start is not None and key < start:
+                    continue
+                entry = self._events[key]
+                if not labels.empty and not labels.matches(entry.obj["metadata"].get("labels")):
+                    continue
+                if not fields.empty and not fields.matches(event_fields(entry.obj)):
+                    continue
+                selected.append(entry)
+            if limit and len(selected) > limit:
+                following = selected[limit]
+                remaining = len(selected) - limit
+                return selected[:limit], self._rv, (following.namespace, following.name), remaining
+            return selected, self._rv, None, 0
+
+    def create_event(self, api: Api, event: dict[str, Any], *, dry_run: bool = False) -> Entry:
+        """Create an event from its decoded canonical form (namespace already checked)."""
+        with self.lock:
+            self._expire()
+            meta = event["metadata"]
+            namespace = meta["namespace"]
+            resource_name = meta.get("name") or meta.get("generateName", "")
+            self._admit(namespace, True, resource_name, api)
+            generated = bool(meta.get("generateName")) and not meta.get("name")
+            meta = meta_with(
+                meta,
+                name=self._generate(meta["generateName"]) if generated else meta.get("name"),
+                uid=str(uuid.uuid4()),
+                creationTimestamp=format_time(self._now()),
+                deletionTimestamp=None,
+                deletionGracePeriodSeconds=None,
+                selfLink=None,
+                managedFields=None,
+            )
+            event = {**event, "metadata": meta}
+            self._validate_create(api, event)
+            if meta.get("resourceVersion"):
+                raise unknown_error("resourceVersion should not be set on objects to be created")
+            key = (namespace, meta["name"])
+            attempts = 1
+            while key in self._events:
+                if not generated:
+                    raise already_exists("events", meta["name"], api.group)
+                if attempts >= _GENERATE_NAME_ATTEMPTS:
+                    raise generate_name_conflict("events", meta["name"])
+                attempts += 1
+                meta = meta_with(meta, name=self._generate(meta["generateName"]))
+                event = {**event, "metadata": meta}
+                key = (namespace, meta["name"])
+            return self._commit(key, event, dry_run=dry_run)
+
+    def _validate_create(self, api: Api, event: dict[str, Any]) -> None:
+        name = event["metadata"].get("name", "")
+        errors = validate_event_create(event, api.name)
+        if errors:
+            raise invalid("Event", name, errors)
+        errors = validate_meta_common(event["metadata"])
+        if errors:
+            raise invalid("Event", name, errors)
+
+    def _commit(self, key: tuple[str, str], event: dict[str, Any], *, dry_run: bool) -> Entry:
+        if dry_run:
+            event["metadata"] = meta_with(event["metadata"], resourceVersion=None)
+            return Entry(event, 0, self._now())
+        rv = self._next_rv()
+        event["metadata"] = meta_with(event["metadata"], resourceVersion=str(rv))
+        entry = Entry(event, rv, self._now())
+        self._store_event(key, entry)
+        return entry
+
+    def update_event(
+        self,
+        api: Api,
+        namespace: str,
+        name: str,
+        make: Callable[[Entry | None], dict[str, Any]],
+        *,
+        allow_create: bool,
+        dry_run: bool = False,
+    ) -> tuple[Entry, bool]:
+        """Replace or patch an event: ``make`` builds the new canonical form from the current.
+
+        Returns the stored entry and whether it was created.
+        """
+        with self.lock:
+            self._expire()
+            key = (namespace, name)
+            current = self._events.get(key)
+            if current is None and not allow_create:
+                raise not_found("events", name, api.group)
+            event = make(current)
+            meta = event["metadata"]
+            if meta.get("namespace") and meta["namespace"] != namespace:
+                raise namespace_mismatch()
+            if meta.get("name", "") != name:
+                raise name_mismatch(meta.get("name", ""), name)
+            meta = meta_with(meta, namespace=namespace, managedFields=None, selfLink=None)
+            if current is None:
+                self._admit(namespace, True, name, api)
+                meta = meta_with(
+                    meta,
+                    uid=str(uuid.uuid4()),
+                    creationTimestamp=format_time(self._now()),
+                    deletionTimestamp=None,
+                    deletionGracePeriodSeconds=None,
+                    resourceVersion=None,
+                )
+                event = {**event, "metadata": meta}
+                self._validate_create(api, event)
+                return self._commit(key, event, dry_run=dry_run), True
+            self._admit(namespace, False, name, api)
+            old = current.obj
+            old_meta = old["metadata"]
+            wanted = meta.get("resourceVersion", "")
+            if wanted and wanted != old_meta["resourceVersion"]:
+                raise conflict("events", name, api.group)
+            meta = meta_with(
+                meta,
+                uid=meta.get("uid") or old_meta.get("uid"),
+                creationTimestamp=old_meta.get("creationTimestamp"),
+                generation=old_meta.get("generation"),
+                deletionTimestamp=old_meta.get("deletionTimestamp"),
+                deletionGracePeriodSeconds=old_meta.get("deletionGracePeriodSeconds"),
+                resourceVersion=old_meta["resourceVersion"],
+            )
+            event = {**event, "metadata": meta}
+            errors = validate_meta_common(meta) + validate_meta_update(meta, old_meta)
+            errors += validate_event_update(event, old, api.name)
+            if errors:
+                raise invalid("Event", name, errors)
+            if event == old or dry_run:
+                return (current if event == old else Entry(event, current.rv, self._now())), False
+            return self._commit(key, event, dry_run=False), False
+
+    def delete_event(
+        self, api: Api, namespace: str, name: str, preconditions: dict[str, Any] | None = None
+    ) -> Entry:
+        """Delete one event and return what was stored."""
+        with self.lock:
+            self._expire()
+            entry = self._events.get((namespace, name))
+            if entry is None:
+                raise not_found("events", name, api.group)
+            meta = entry.obj["metadata"]
+            for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+                wanted = (preconditions or {}).get(key)
+                if wanted is not None and wanted != meta.get(key):
+                    raise conflict(
+                        "events",
+                        name,
+                        api.group,
+                        f"Precondition failed: {label} in precondition: {wanted}, "
+                        f"{label} in object meta: {meta.get(key, '')}",
+                    )
+            del self._events[(namespace, name)]
+            self._next_rv()
+            return entry
+
+    def delete_events(
+        self, namespace: str | None, labels: LabelSelector, fields: FieldSelector
+    ) -> list[Entry]:
+        """Delete every selected event (DELETE on a collection) and return them."""
+        with self.lock:
+            doomed, _, _, _ = self.list_events(namespace, labels, fields)
+            for entry in doomed:
+                del self._events[(entry.namespace, entry.name)]
+                self._next_rv()
+            return doomed
+
+    def iter_namespaces(self) -> Iterator[Entry]:
+        """Every namespace, in name order."""
+        with self.lock:
+            entries = [self._namespaces[name] for name in sorted(self._namespaces)]
+        yield from entries

@@ -1,0 +1,88 @@
+"""The pytest plugin of ``k8s_logging_events``: a local Events API server per test.
+
+Installed with the package (the ``pytest11`` entry point ``k8s_logging_events``), so any
+project that depends on the library gets these fixtures without a ``conftest.py``. They sit
+on the test side of the pipeline: the sink under test writes to a
+:class:`~k8s_logging_events.testing.LocalApiServer` instead of a cluster.
+
+Fixtures (all function-scoped):
+
+``k8s_apiserver``
+    A started :class:`~k8s_logging_events.testing.LocalApiServer`, stopped (threads
+    joined) after the test. Configure it with the ``k8s_apiserver`` marker, whose keyword
+    arguments go to the constructor::
+
+        @pytest.mark.k8s_apiserver(namespaces=["shop"], auto_create_namespaces=True)
+        def test_something(k8s_apiserver): ...
+
+``k8s_api_client``
+    A ``kubernetes.client.ApiClient`` for ``k8s_apiserver`` (private configuration,
+    ``retries = False``), closed after the test.
+
+``k8s_core_v1``
+    ``kubernetes.client.CoreV1Api`` on ``k8s_api_client``.
+
+``k8s_events_v1``
+    ``kubernetes.client.EventsV1Api`` on ``k8s_api_client``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from k8s_logging_events.testing._apiserver import LocalApiServer
+
+__all__ = [
+    "k8s_api_client",
+    "k8s_apiserver",
+    "k8s_core_v1",
+    "k8s_events_v1",
+    "pytest_configure",
+]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the ``k8s_apiserver`` marker (so that ``--strict-markers`` accepts it)."""
+    config.addinivalue_line(
+        "markers",
+        "k8s_apiserver(**kwargs): keyword arguments for the LocalApiServer of the "
+        "k8s_apiserver fixture",
+    )
+
+
+@pytest.fixture
+def k8s_apiserver(request: pytest.FixtureRequest) -> Iterator[LocalApiServer]:
+    """A running :class:`LocalApiServer` for one test, set up by the ``k8s_apiserver`` marker."""
+    marker = request.node.get_closest_marker("k8s_apiserver")
+    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
+    with LocalApiServer(**options) as server:
+        yield server
+
+
+@pytest.fixture
+def k8s_api_client(k8s_apiserver: LocalApiServer) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` talking to ``k8s_apiserver``, closed afterwards."""
+    api_client: Any = k8s_apiserver.api_client()
+    try:
+        yield api_client
+    finally:
+        api_client.close()
+
+
+@pytest.fixture
+def k8s_core_v1(k8s_api_client: Any) -> Any:
+    """``kubernetes.client.CoreV1Api`` on the local server."""
+    from kubernetes import client  # slow to import: only when used
+
+    return client.CoreV1Api(k8s_api_client)
+
+
+@pytest.fixture
+def k8s_events_v1(k8s_api_client: Any) -> Any:
+    """``kubernetes.client.EventsV1Api`` on the local server."""
+    from kubernetes import client  # slow to import: only when used
+
+    return client.EventsV1Api(k8s_api_client)
