@@ -30,6 +30,8 @@ from k8s_logging_events.correlator import (
     get_spam_key,
     validate_event_type,
 )
+from k8s_logging_events.describe import format_events
+from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.models import (
     NORMAL,
     WARNING,
@@ -41,7 +43,12 @@ from k8s_logging_events.models import (
 )
 from k8s_logging_events.recorder import EventBroadcaster, EventRecorder
 from k8s_logging_events.references import InvalidObjectError
-from k8s_logging_events.sink import ApiStatusError, EventSink, RequestConstructionError
+from k8s_logging_events.sink import (
+    ApiStatusError,
+    EventSink,
+    KubernetesEventSink,
+    RequestConstructionError,
+)
 
 __all__ = [
     "ADDED",
@@ -59,12 +66,15 @@ __all__ = [
     "Event",
     "EventBroadcaster",
     "EventCorrelator",
+    "EventLoggerAdapter",
     "EventRecorder",
     "EventSeries",
     "EventSink",
     "EventSource",
     "FullChannelBehavior",
     "InvalidObjectError",
+    "KubernetesEventHandler",
+    "KubernetesEventSink",
     "ObjectReference",
     "RequestConstructionError",
     "Sleeper",
@@ -75,6 +85,7 @@ __all__ = [
     "aggregate_by_reason",
     "combined_message",
     "count_patch",
+    "format_events",
     "generate_event_name",
     "get_event_key",
     "get_spam_key",

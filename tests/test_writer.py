@@ -154,7 +154,7 @@ def test_a_write_in_flight_does_not_block_other_keys_and_repeats_coalesce(made) 
         else:
             other_done.set()
 
-    fake.on_create = create  # type: ignore[assignment]
+    fake.on_create = create
     b.start_recording_to_sink(fake)
     rec = b.new_recorder("ctl")
     rec.event(_pod("slow"), models.WARNING, "Stuck", "x")

@@ -24,6 +24,13 @@ Fixtures (all function-scoped):
 
 ``k8s_events_v1``
     ``kubernetes.client.EventsV1Api`` on ``k8s_api_client``.
+
+``k8s_events``
+    Captures the events the test's logging produces: a
+    :class:`~k8s_logging_events.testing.CapturedEvents` whose handler is attached to the root
+    logger (at INFO) for the test and writes to an in-memory sink. Read ``k8s_events.events``
+    or assert with ``k8s_events.assert_has(reason="BackOff", count=3)``; a failed assertion
+    prints the captured events as ``kubectl describe`` would.
 """
 
 from __future__ import annotations
@@ -34,11 +41,13 @@ from typing import Any
 import pytest
 
 from k8s_logging_events.testing._apiserver import LocalApiServer
+from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 
 __all__ = [
     "k8s_api_client",
     "k8s_apiserver",
     "k8s_core_v1",
+    "k8s_events",
     "k8s_events_v1",
     "pytest_configure",
 ]
@@ -86,3 +95,10 @@ def k8s_events_v1(k8s_api_client: Any) -> Any:
     from kubernetes import client  # slow to import: only when used
 
     return client.EventsV1Api(k8s_api_client)
+
+
+@pytest.fixture
+def k8s_events() -> Iterator[CapturedEvents]:
+    """The events the test's logging produced (records with ``extra={"involved": ...}``)."""
+    with capture_events() as captured:
+        yield captured

@@ -1,0 +1,260 @@
+"""Capture the events a test's logging produced, for assertions with readable failures.
+
+This is the pipeline with its far end replaced: :func:`capture_events` attaches a real
+:class:`~k8s_logging_events.handler.KubernetesEventHandler` to a logger (the root logger by
+default), writing to a :class:`~k8s_logging_events.testing.FakeEventSink` with a
+:class:`~k8s_logging_events.testing.FakeClock` as its clock and sleeper, so correlation,
+counting and retries behave as in production and nothing waits on the wall clock. The
+:class:`CapturedEvents` it yields flushes before every look, and its failures print the
+events the way ``kubectl describe`` does. The pytest plugin's fixture is a thin wrapper.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from k8s_logging_events import describe, handler, models, references
+from k8s_logging_events.testing._clock import FakeClock
+from k8s_logging_events.testing._fakes import FakeEventSink
+
+__all__ = ["CapturedEvents", "capture_events"]
+
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+class CapturedEvents:
+    """The events a :func:`capture_events` block produced, as the fake API server stored them.
+
+    Every look (:attr:`events`, :meth:`find`, the assertions) first flushes the handler, so
+    what was logged before is there, with its final ``count``.
+
+    Args:
+        event_handler: the handler that records the events.
+        sink: where it writes them.
+        clock: its clock; event ages in failure messages are measured from its now.
+        flush_timeout: seconds a look may wait for pending writes.
+    """
+
+    def __init__(
+        self,
+        event_handler: handler.KubernetesEventHandler,
+        sink: FakeEventSink,
+        clock: FakeClock,
+        *,
+        flush_timeout: float = 10.0,
+    ) -> None:
+        self.handler = event_handler
+        """The handler attached to the logger."""
+        self.sink = sink
+        """The fake sink the events are written to (its ``calls`` show every write)."""
+        self.clock = clock
+        """The handler's clock: ``clock.step(seconds)`` moves time for the correlator."""
+        self._flush_timeout = flush_timeout
+
+    @property
+    def events(self) -> list[models.Event]:
+        """The stored events, oldest first (by last occurrence), after a flush."""
+        self.flush()
+        return sorted(self.sink.events, key=lambda event: event.last_timestamp or _EARLIEST)
+
+    def flush(self) -> None:
+        """Wait until every occurrence logged so far is written (or counted as lost).
+
+        Raises:
+            AssertionError: writes were still pending after the flush timeout.
+        """
+        active = self.handler.broadcaster
+        if active is not None and not active.flush(self._flush_timeout):
+            raise AssertionError(
+                f"events were still being written after {self._flush_timeout} s: "
+                f"{self.handler.stats()}"
+            )
+
+    def find(
+        self,
+        *,
+        type: str | None = None,
+        reason: str | None = None,
+        message: str | None = None,
+        message_contains: str | None = None,
+        involved: object | None = None,
+        object_kind: str | None = None,
+        object_name: str | None = None,
+        object_namespace: str | None = None,
+        count: int | None = None,
+    ) -> list[models.Event]:
+        """Return the events that match every criterion given (None matches anything).
+
+        Args:
+            type: ``Normal`` or ``Warning``.
+            reason: the exact reason.
+            message: the exact message.
+            message_contains: a part of the message.
+            involved: the object itself (a model, manifest or reference): same kind,
+                namespace and name (and uid, when both have one).
+            object_kind: the involved object's kind.
+            object_name: the involved object's name.
+            object_namespace: the involved object's namespace.
+            count: the exact number of occurrences the event counts.
+        """
+        wanted = references.object_reference(involved) if involved is not None else None
+        exact: dict[str, object] = {
+            "type": type,
+            "reason": reason,
+            "message": message,
+            "object_kind": object_kind,
+            "object_name": object_name,
+            "object_namespace": object_namespace,
+            "count": count,
+        }
+        exact = {key: value for key, value in exact.items() if value is not None}
+        found = []
+        for event in self.events:
+            fields = _fields(event)
+            if any(fields[key] != value for key, value in exact.items()):
+                continue
+            if message_contains is not None and message_contains not in event.message:
+                continue
+            if wanted is None or _same_object(wanted, event.involved_object):
+                found.append(event)
+        return found
+
+    def assert_has(self, **criteria: Any) -> models.Event:
+        """Return the one event that matches ``criteria`` (the arguments of :meth:`find`).
+
+        Raises:
+            AssertionError: no event matches, or several do; the message lists what was
+                captured, as ``kubectl describe`` prints it.
+        """
+        found = self.find(**criteria)
+        if len(found) == 1:
+            return found[0]
+        problem = "No captured event" if not found else f"{len(found)} captured events"
+        raise AssertionError(f"{problem} {_describe_criteria(criteria)}.\n{self.report()}")
+
+    def assert_none(self, **criteria: Any) -> None:
+        """Check that no event matches ``criteria`` (the arguments of :meth:`find`).
+
+        Raises:
+            AssertionError: some do; the message lists what was captured.
+        """
+        found = self.find(**criteria)
+        if found:
+            raise AssertionError(
+                f"{len(found)} captured event(s) {_describe_criteria(criteria)}, expected none."
+                f"\n{self.report()}"
+            )
+
+    def table(self) -> str:
+        """Render the events as ``kubectl describe`` does, ages measured from the clock."""
+        return describe.format_events(self.events, now=self.clock.now())
+
+    def report(self) -> str:
+        """Describe what was captured: the table, then each event's object and count."""
+        events = self.events
+        lines = [
+            f"Captured {len(events)} event(s):",
+            describe.format_events(events, now=self.clock.now()).rstrip("\n"),
+        ]
+        if events:
+            lines.append("Involved objects, in the same order:")
+            lines.extend(f"  {_object_text(event)}" for event in events)
+        return "\n".join(lines)
+
+    def __len__(self) -> int:
+        return len(self.events)
+
+    def __iter__(self) -> Iterator[models.Event]:
+        return iter(self.events)
+
+    def __repr__(self) -> str:
+        return f"<CapturedEvents: {len(self.sink.events)} event(s)>"
+
+
+@contextlib.contextmanager
+def capture_events(
+    logger: logging.Logger | str | None = None,
+    *,
+    level: int | str | None = logging.INFO,
+    component: str = "pytest",
+    host: str = "localhost",
+    clock: FakeClock | None = None,
+    flush_timeout: float = 10.0,
+    **options: Any,
+) -> Iterator[CapturedEvents]:
+    """Capture, in memory, the events that logging produces inside the ``with`` block.
+
+    A :class:`~k8s_logging_events.handler.KubernetesEventHandler` is attached to ``logger``
+    for the duration of the block, and closed and removed afterwards; the
+    :class:`CapturedEvents` stays readable after the block.
+
+    Args:
+        logger: where to attach the handler: a logger, a logger name, or the root logger.
+        level: the logger's level during the block (restored after), so that INFO records
+            reach the handler under the root's default WARNING; None leaves it alone.
+        component: the events' ``source.component`` (the From column).
+        host: the events' ``source.host``.
+        clock: the handler's clock and sleeper; a new :class:`FakeClock` by default.
+        flush_timeout: seconds a look at the events may wait for pending writes.
+        **options: any other :class:`~k8s_logging_events.handler.KubernetesEventHandler`
+            option (``correlator``, ``max_message_bytes``, ``exception_detail`` ...).
+    """
+    target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
+    fake_clock = clock or FakeClock()
+    sink = FakeEventSink()
+    event_handler = handler.KubernetesEventHandler(
+        component=component,
+        host=host,
+        sink=sink,
+        clock=fake_clock,
+        sleep=fake_clock.sleep,
+        flush_timeout=flush_timeout,
+        **options,
+    )
+    previous_level = target.level
+    if level is not None:
+        target.setLevel(level)
+    target.addHandler(event_handler)
+    try:
+        yield CapturedEvents(event_handler, sink, fake_clock, flush_timeout=flush_timeout)
+    finally:
+        target.removeHandler(event_handler)
+        if level is not None:
+            target.setLevel(previous_level)
+        event_handler.close()
+
+
+def _fields(event: models.Event) -> dict[str, object]:
+    ref = event.involved_object
+    return {
+        "type": event.type,
+        "reason": event.reason,
+        "message": event.message,
+        "object_kind": ref.kind,
+        "object_name": ref.name,
+        "object_namespace": ref.namespace,
+        "count": event.count,
+    }
+
+
+def _same_object(wanted: models.ObjectReference, ref: models.ObjectReference) -> bool:
+    if (wanted.kind, wanted.namespace, wanted.name) != (ref.kind, ref.namespace, ref.name):
+        return False
+    return not (wanted.uid and ref.uid and wanted.uid != ref.uid)
+
+
+def _describe_criteria(criteria: dict[str, Any]) -> str:
+    given = {key: value for key, value in criteria.items() if value is not None}
+    if not given:
+        return "at all"
+    return "with " + ", ".join(f"{key}={value!r}" for key, value in given.items())
+
+
+def _object_text(event: models.Event) -> str:
+    ref = event.involved_object
+    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
+    return f"{ref.kind} {where} (count {event.count}, {event.type} {event.reason})"

@@ -1,0 +1,133 @@
+"""capture_events: the events a test's logging produced, and readable assertion failures."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import pytest
+
+from k8s_logging_events import models
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing._capture import CapturedEvents, capture_events
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "prod"}}
+DB = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "db-0", "namespace": "prod"}}
+
+_names = itertools.count()
+
+
+@pytest.fixture(name="log")
+def _log() -> logging.Logger:
+    """An application logger that propagates to the root, as most do."""
+    return logging.getLogger(f"tests.capture.app{next(_names)}")
+
+
+def test_events_logged_in_the_block_are_captured(log) -> None:
+    """Type, reason, message, object and count of what was logged are there to assert."""
+    with capture_events() as events:
+        for _ in range(3):
+            log.warning("Back-off pulling image", extra={"involved": POD, "reason": "BackOff"})
+        log.info("Pulled image", extra={"involved": DB, "reason": "Pulled"})
+    event = events.assert_has(reason="BackOff", type=models.WARNING, object_name="web-0", count=3)
+    assert event.message == "Back-off pulling image"
+    events.assert_has(reason="Pulled", type=models.NORMAL, involved=DB, count=1)
+    assert len(events) == 2
+
+
+def test_info_records_reach_the_handler_under_the_default_root_level(log) -> None:
+    """The root's level is INFO during the block, and is restored afterwards."""
+    root = logging.getLogger()
+    root.setLevel(logging.WARNING)
+    with capture_events() as events:
+        log.info("Started", extra={"involved": POD, "reason": "Started"})
+        assert root.level == logging.INFO
+    assert root.level == logging.WARNING
+    events.assert_has(reason="Started")
+
+
+def test_a_failed_assertion_shows_what_was_captured(log) -> None:
+    """The message names the criteria and prints the events as kubectl describe does."""
+    with capture_events() as events:
+        log.warning("Back-off pulling image", extra={"involved": POD, "reason": "BackOff"})
+        with pytest.raises(AssertionError) as failure:
+            events.assert_has(reason="Killing", count=2)
+    text = str(failure.value)
+    assert "No captured event with reason='Killing', count=2." in text
+    assert "  Type     Reason   Age   From    Message" in text
+    assert "  Warning  BackOff  0s    pytest  Back-off pulling image\n" in text
+    assert "Pod prod/web-0 (count 1, Warning BackOff)" in text
+
+
+def test_several_matches_are_an_error_too(log) -> None:
+    """assert_has wants exactly one event; ``find`` returns them all."""
+    with capture_events() as events:
+        log.warning("a", extra={"involved": POD, "reason": "BackOff"})
+        log.warning("b", extra={"involved": DB, "reason": "BackOff"})
+        with pytest.raises(AssertionError, match="2 captured events with reason='BackOff'"):
+            events.assert_has(reason="BackOff")
+        assert sorted(event.involved_object.name for event in events.find(reason="BackOff")) == [
+            "db-0",
+            "web-0",
+        ]
+
+
+def test_assert_none_fails_with_the_table(log) -> None:
+    """assert_none passes when nothing matches and lists the events when something does."""
+    with capture_events() as events:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        events.assert_none(type=models.NORMAL)
+        with pytest.raises(AssertionError, match="expected none"):
+            events.assert_none(message_contains="Back")
+
+
+def test_the_handler_is_closed_and_removed_after_the_block(log) -> None:
+    """Nothing stays attached or running; the events stay readable."""
+    with capture_events() as events:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+    assert not any(isinstance(h, KubernetesEventHandler) for h in logging.getLogger().handlers)
+    assert events.handler.closed
+    log.warning("after the block", extra={"involved": POD, "reason": "Later"})
+    events.assert_none(reason="Later")
+    events.assert_has(reason="BackOff")
+
+
+def test_a_named_logger_and_handler_options(log) -> None:
+    """The handler can go on one logger, with any handler option."""
+    with capture_events(log.name, max_message_bytes=32, default_reason="Logged") as events:
+        log.warning("x" * 100, extra={"involved": POD})
+        logging.getLogger("tests.capture.elsewhere").warning("no", extra={"involved": DB})
+    event = events.assert_has(reason="Logged")
+    assert len(event.message.encode()) == 32
+    events.assert_none(object_name="db-0")
+
+
+def test_spam_is_counted_exactly_without_waiting(log) -> None:
+    """Past the spam filter's burst, held-back occurrences are still counted (fake clock)."""
+    with capture_events() as events:
+        for _ in range(100):
+            log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        events.assert_has(reason="BackOff", count=100)
+
+
+def test_the_table_measures_ages_from_the_fake_clock(log) -> None:
+    """Moving the clock ages the events in the table and in failure messages."""
+    with capture_events() as events:
+        log.info("Pulled", extra={"involved": POD, "reason": "Pulled"})
+        events.flush()
+        events.clock.step(150)
+        assert "2m30s" in events.table()
+    assert isinstance(events, CapturedEvents)
+    assert repr(events) == "<CapturedEvents: 1 event(s)>"
+
+
+def test_the_k8s_events_fixture_captures_what_the_test_logged(k8s_events) -> None:
+    """The pytest plugin's fixture sees a record with `involved`, counted."""
+    import logging
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop"}}
+    log = logging.getLogger("tests.capture.fixture")
+    for _ in range(3):
+        log.warning("Back-off pulling image", extra={"involved": pod, "reason": "BackOff"})
+    event = k8s_events.assert_has(reason="BackOff", object_name="web-0", count=3)
+    assert event.type == "Warning"

@@ -1,0 +1,1093 @@
+"""KubernetesEventHandler and EventLoggerAdapter: the logging front door.
+
+Events go to a FakeEventSink, and time and back-offs go through a FakeClock, so nothing here
+waits on the wall clock except the few tests about timeouts, which say so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import logging
+import logging.config
+import os
+import re
+import select
+import signal
+import sys
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from k8s_logging_events import describe, handler, models, recorder
+from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "web-0", "namespace": "prod", "uid": "uid-web-0"},
+}
+NODE = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1", "uid": "uid-node-1"}}
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
+
+# dictConfig reaches these through ext:// and "()"; each test that uses them sets fresh ones
+SINK = FakeEventSink()
+CLOCK = FakeClock(START)
+
+
+def make_sink() -> FakeEventSink:
+    """A sink factory for dictConfig's ``"()"`` form."""
+    return SINK
+
+
+_names = itertools.count()
+
+
+class ListHandler(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+
+class SnapshotHandler(logging.Handler):
+    """Keeps a copy of each record's attributes as they were when it got the record."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.snapshots: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.snapshots.append(dict(record.__dict__))
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock(START)
+
+
+@pytest.fixture(name="fake")
+def _fake() -> FakeEventSink:
+    return FakeEventSink()
+
+
+@pytest.fixture(name="made")
+def _made() -> Iterator[list[KubernetesEventHandler]]:
+    made: list[KubernetesEventHandler] = []
+    yield made
+    for event_handler in made:
+        event_handler.close()
+
+
+@pytest.fixture(name="make")
+def _make(
+    made: list[KubernetesEventHandler], fake: FakeEventSink, clock: FakeClock
+) -> Callable[..., KubernetesEventHandler]:
+    def make(**options: Any) -> KubernetesEventHandler:
+        settings: dict[str, Any] = {
+            "component": "ctl",
+            "host": "node-1",
+            "sink": fake,
+            "clock": clock,
+            "sleep": clock.sleep,
+        }
+        settings.update(options)
+        event_handler = KubernetesEventHandler(**settings)
+        made.append(event_handler)
+        return event_handler
+
+    return make
+
+
+def _app_logger() -> logging.Logger:
+    logger = logging.getLogger(f"tests.handler.app{next(_names)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger
+
+
+@pytest.fixture(name="log")
+def _log() -> logging.Logger:
+    return _app_logger()
+
+
+@pytest.fixture(name="reports")
+def _reports() -> ListHandler:
+    """What the library says about itself, on its own logger."""
+    reports = ListHandler()
+    logging.getLogger("k8s_logging_events").addHandler(reports)
+    return reports
+
+
+@pytest.fixture(name="config_logger")
+def _config_logger() -> Iterator[str]:
+    """A logger name for dictConfig tests; its handlers are closed afterwards."""
+    name = f"tests.handler.configured{next(_names)}"
+    yield name
+    for event_handler in logging.getLogger(name).handlers:
+        event_handler.close()
+
+
+@pytest.fixture(name="fresh_module_objects")
+def _fresh_module_objects(monkeypatch: pytest.MonkeyPatch) -> tuple[FakeEventSink, FakeClock]:
+    sink, clock = FakeEventSink(), FakeClock(START)
+    monkeypatch.setattr(sys.modules[__name__], "SINK", sink)
+    monkeypatch.setattr(sys.modules[__name__], "CLOCK", clock)
+    return sink, clock
+
+
+def _dict_config(config: dict[str, Any]) -> None:
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False, **config})
+
+
+def _only_handler(name: str) -> KubernetesEventHandler:
+    (found,) = logging.getLogger(name).handlers
+    assert isinstance(found, KubernetesEventHandler)
+    return found
+
+
+def _flushed(event_handler: KubernetesEventHandler) -> None:
+    active = event_handler.broadcaster
+    assert active is not None
+    assert active.flush(10)
+
+
+# --- dictConfig --------------------------------------------------------------------------------
+
+
+class TestDictConfig:
+    """The handler is configured the way users configure logging."""
+
+    def test_class_form_with_ext_references(self, config_logger, fresh_module_objects) -> None:
+        """``class:`` with the sink and clock given as ``ext://`` objects of a test module."""
+        sink, _ = fresh_module_objects
+        _dict_config(
+            {
+                "handlers": {
+                    "k8s": {
+                        "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                        "level": "INFO",
+                        "component": "from-yaml",
+                        "sink": f"ext://{__name__}.SINK",
+                        "clock": f"ext://{__name__}.CLOCK",
+                        "sleep": f"ext://{__name__}.CLOCK.sleep",
+                        "max_message_bytes": 64,
+                    }
+                },
+                "loggers": {config_logger: {"handlers": ["k8s"], "level": "DEBUG"}},
+            }
+        )
+        event_handler = _only_handler(config_logger)
+        assert event_handler.level == logging.INFO
+        logging.getLogger(config_logger).debug("below the level", extra={"involved": POD})
+        logging.getLogger(config_logger).info("x" * 100, extra={"involved": POD})
+        _flushed(event_handler)
+        (event,) = sink.events
+        assert event.source.component == "from-yaml"
+        assert len(event.message.encode()) == 64
+
+    def test_factory_form_with_cfg_references(self, config_logger, fresh_module_objects) -> None:
+        """``"()"`` with the sink and the correlator options found through ``cfg://``."""
+        sink, _ = fresh_module_objects
+        _dict_config(
+            {
+                "sinks": {"fake": f"ext://{__name__}.SINK"},
+                "correlation": {"max_events": 2},
+                "handlers": {
+                    "k8s": {
+                        "()": "k8s_logging_events.handler.KubernetesEventHandler",
+                        "sink": "cfg://sinks.fake",
+                        "correlator": "cfg://correlation",
+                    }
+                },
+                "loggers": {config_logger: {"handlers": ["k8s"], "level": "DEBUG"}},
+            }
+        )
+        event_handler = _only_handler(config_logger)
+        for attempt in range(3):
+            logging.getLogger(config_logger).warning(
+                "attempt %d failed", attempt, extra={"involved": POD, "reason": "Failed"}
+            )
+        _flushed(event_handler)
+        # max_events=2 reached this correlator: the second distinct message aggregates
+        assert any(
+            event.message.startswith("(combined from similar events)") for event in sink.events
+        )
+
+    def test_the_sink_can_be_built_by_a_nested_factory(
+        self, config_logger, fresh_module_objects
+    ) -> None:
+        """``sink: {"()": factory}`` builds the sink with dictConfig's own machinery."""
+        sink, _ = fresh_module_objects
+        _dict_config(
+            {
+                "handlers": {
+                    "k8s": {
+                        "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                        "sink": {"()": f"{__name__}.make_sink"},
+                    }
+                },
+                "loggers": {config_logger: {"handlers": ["k8s"], "level": "DEBUG"}},
+            }
+        )
+        logging.getLogger(config_logger).info("hello", extra={"involved": POD})
+        _flushed(_only_handler(config_logger))
+        assert len(sink.events) == 1
+
+    def test_reconfiguring_closes_the_old_handler_and_the_new_one_works(
+        self, config_logger, fresh_module_objects
+    ) -> None:
+        """A second dictConfig closes the first handler after writing what it had."""
+        sink, _ = fresh_module_objects
+        config = {
+            "handlers": {
+                "k8s": {
+                    "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                    "sink": f"ext://{__name__}.SINK",
+                }
+            },
+            "loggers": {config_logger: {"handlers": ["k8s"], "level": "DEBUG"}},
+        }
+        _dict_config(config)
+        first = _only_handler(config_logger)
+        logging.getLogger(config_logger).info("one", extra={"involved": POD, "reason": "One"})
+        _dict_config(config)
+        second = _only_handler(config_logger)
+        assert first is not second
+        assert first.closed
+        assert [event.reason for event in sink.events] == ["One"]
+        logging.getLogger(config_logger).info("two", extra={"involved": POD, "reason": "Two"})
+        _flushed(second)
+        assert [event.reason for event in sink.events] == ["One", "Two"]
+        assert first.stats()["created"] == 1
+
+    def test_the_documented_yaml_example_configures_the_handler(
+        self, config_logger, monkeypatch, tmp_path, reports
+    ) -> None:
+        """The dictConfig example in docs/configuration.md loads as written."""
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "no-such-kubeconfig"))
+        match = re.search(r"```yaml\n(.*?)```", DOCS.read_text(), re.DOTALL)
+        assert match is not None
+        config = yaml.safe_load(match.group(1))
+        # run it on a test logger rather than on the root of the test session
+        config["loggers"] = {config_logger: config.pop("root")}
+        config["disable_existing_loggers"] = False
+        logging.config.dictConfig(config)
+        event_handler = next(
+            h
+            for h in logging.getLogger(config_logger).handlers
+            if isinstance(h, KubernetesEventHandler)
+        )
+        logging.getLogger(config_logger).warning("Back-off", extra={"involved": POD})
+        event_handler.flush()
+        assert event_handler.stats()["accepted"] == 1
+
+
+# --- what a record becomes ---------------------------------------------------------------------
+
+
+class TestRecordToEvent:
+    """Which records become events, and what the events say."""
+
+    def test_records_without_involved_never_reach_emit(self, make, log, monkeypatch) -> None:
+        """Without ``involved`` the filter rejects the record: no recorder, no thread."""
+        event_handler = make()
+        emitted: list[logging.LogRecord] = []
+        monkeypatch.setattr(event_handler, "emit", emitted.append)
+        log.addHandler(event_handler)
+        for number in range(1000):
+            log.warning("plain record %d", number)
+        log.warning("other extras only", extra={"reason": "NotAnEvent"})
+        assert emitted == []
+        assert event_handler.broadcaster is None
+        assert event_handler.stats()["accepted"] == 0
+
+    @pytest.mark.parametrize(
+        ("level", "expected"),
+        [
+            (logging.DEBUG, models.NORMAL),
+            (logging.INFO, models.NORMAL),
+            (logging.WARNING, models.WARNING),
+            (logging.ERROR, models.WARNING),
+            (logging.CRITICAL, models.WARNING),
+        ],
+    )
+    def test_warning_and_above_become_warning_events(
+        self, make, log, fake, level, expected
+    ) -> None:
+        """The level chooses the type: WARNING and above are ``Warning``, the rest ``Normal``."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        log.log(level, "something", extra={"involved": POD})
+        _flushed(event_handler)
+        assert [expected] == [event.type for event in fake.events]
+
+    def test_event_type_overrides_the_level(self, make, log, fake) -> None:
+        """``event_type`` wins over the level, whatever its case."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        log.error("handled", extra={"involved": POD, "event_type": "normal"})
+        _flushed(event_handler)
+        assert [event.type for event in fake.events] == [models.NORMAL]
+
+    def test_extras_fill_in_the_event(self, make, log, fake) -> None:
+        """reason, action, related, annotations and field_path reach the event."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        log.info(
+            "Scaled up",
+            extra={
+                "involved": POD,
+                "reason": "ScalingReplicaSet",
+                "action": "Scale",
+                "related": NODE,
+                "annotations": {"example.com/revision": "7"},
+                "field_path": "spec.containers{app}",
+            },
+        )
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (
+            event.reason,
+            event.action,
+            event.message,
+        ) == ("ScalingReplicaSet", "Scale", "Scaled up")
+        assert event.related is not None
+        assert event.related.name == "node-1"
+        assert dict(event.annotations) == {"example.com/revision": "7"}
+        assert event.involved_object.field_path == "spec.containers{app}"
+        assert models.EventSource("ctl", "node-1") == event.source
+
+    def test_the_default_reason_is_used_without_one(self, make, log, fake) -> None:
+        """A record without ``reason`` gets the handler's default reason."""
+        event_handler = make(default_reason="Observed")
+        log.addHandler(event_handler)
+        log.info("hello", extra={"involved": POD})
+        _flushed(event_handler)
+        assert [event.reason for event in fake.events] == ["Observed"]
+
+    def test_cluster_scoped_objects_get_events_in_default(self, make, log, fake) -> None:
+        """A Node has no namespace: its event goes to ``default``, the one the server allows."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        log.warning("NotReady", extra={"involved": NODE})
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (event.namespace, event.involved_object.namespace) == ("default", "")
+
+    def test_the_formatter_shapes_the_message(self, make, log, fake) -> None:
+        """With a formatter set, the event's message is the formatted record."""
+        event_handler = make()
+        event_handler.setFormatter(logging.Formatter("[%(levelname)s] %(message)s"))
+        log.addHandler(event_handler)
+        log.warning("pulled %s", "nginx", extra={"involved": POD})
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == ["[WARNING] pulled nginx"]
+
+    def test_the_librarys_own_logger_never_makes_events(self, make, fake) -> None:
+        """Records of ``k8s_logging_events`` (and children) are ignored even if routed here."""
+        event_handler = make()
+        for name in ("k8s_logging_events", "k8s_logging_events.writer"):
+            own = logging.getLogger(name)
+            own.addHandler(event_handler)
+            own.setLevel(logging.DEBUG)
+            own.warning("about the library", extra={"involved": POD})
+        assert event_handler.broadcaster is None
+        assert fake.events == []
+
+
+class TestExceptions:
+    """A record with an exception: a summary by default, configurable."""
+
+    @staticmethod
+    def _log_failure(log: logging.Logger) -> None:
+        try:
+            raise ValueError("image not found")
+        except ValueError:
+            log.exception("Reconcile failed", extra={"involved": POD})
+
+    def test_the_exception_type_and_message_by_default(self, make, log, fake) -> None:
+        """``summary``: the message, then ``ExcType: text``; no traceback."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        self._log_failure(log)
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert event.message == "Reconcile failed: ValueError: image not found"
+        assert event.type == models.WARNING
+
+    def test_the_summary_follows_the_formatted_message(self, make, log, fake) -> None:
+        """With a formatter, the traceback is left out and the summary appended."""
+        event_handler = make()
+        event_handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        log.addHandler(event_handler)
+        self._log_failure(log)
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == [
+            "ERROR Reconcile failed: ValueError: image not found"
+        ]
+
+    def test_the_whole_traceback_when_asked(self, make, log, fake) -> None:
+        """``traceback``: the message as the formatter renders it, traceback included."""
+        event_handler = make(exception_detail="traceback", max_message_bytes=4096)
+        log.addHandler(event_handler)
+        self._log_failure(log)
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert event.message.startswith("Reconcile failed\nTraceback (most recent call last):")
+        assert event.message.endswith("ValueError: image not found")
+
+    def test_nothing_about_the_exception_when_asked(self, make, log, fake) -> None:
+        """``none``: the message alone."""
+        event_handler = make(exception_detail="none")
+        log.addHandler(event_handler)
+        self._log_failure(log)
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == ["Reconcile failed"]
+
+
+# --- the record is the application's ----------------------------------------------------------
+
+
+class TestRecordsStayIntact:
+    """caplog and the other handlers see the record exactly as logged."""
+
+    @pytest.mark.parametrize("detail", ["summary", "traceback"])
+    def test_caplog_sees_every_record_unchanged(self, make, caplog, detail) -> None:
+        """Nothing the handler does (formatting included) shows on the record afterwards."""
+        caplog.set_level(logging.INFO)
+        logger = logging.getLogger(f"tests.handler.caplog{next(_names)}")
+        before, after = SnapshotHandler(), SnapshotHandler()
+        event_handler = make(exception_detail=detail)
+        event_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        for each in (before, event_handler, after):
+            logger.addHandler(each)
+        logger.info("pulled %s", "nginx", extra={"involved": POD, "reason": "Pulled"})
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            logger.exception("failed", extra={"involved": POD})
+        logger.warning("no object here")
+        assert before.snapshots == after.snapshots
+        for snapshot in after.snapshots:
+            assert {"message", "asctime", "exc_text"}.isdisjoint(
+                key for key, value in snapshot.items() if value is not None
+            )
+        assert [record.getMessage() for record in caplog.records] == [
+            "pulled nginx",
+            "failed",
+            "no object here",
+        ]
+        assert vars(caplog.records[0])["involved"] is POD
+
+
+# --- bad input ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BadInput:
+    """One kind of bad input: how it is logged, what is reported, what becomes of it."""
+
+    report: str
+    extra: dict[str, Any] = field(default_factory=dict)
+    msg: str = "something happened"
+    args: tuple[object, ...] = ()
+    level: int = logging.WARNING
+    check: Callable[[models.Event], bool] | None = None
+    """None: no event; else a check of the event that was recorded."""
+
+
+EVENT_OBJECT = models.Event(
+    name="web-0.17a",
+    namespace="prod",
+    involved_object=models.ObjectReference(kind="Pod", namespace="prod", name="web-0"),
+)
+
+BAD_INPUTS = {
+    "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
+    "dict-without-kind": BadInput(
+        "has no kind", {"involved": {"apiVersion": "v1", "metadata": {"name": "web-0"}}}
+    ),
+    "event-model-as-involved": BadInput("events about events", {"involved": EVENT_OBJECT}),
+    "event-manifest-as-involved": BadInput(
+        "events about events",
+        {"involved": {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"}}},
+    ),
+    "bad-format-arguments": BadInput("Unable to format the message", msg="%d pods", args=("many",)),
+    "lone-surrogates": BadInput(
+        "U+FFFD",
+        msg="read b'\\xff' as \udcff",
+        check=lambda event: event.message == "read b'\\xff' as \ufffd",
+    ),
+    "nul": BadInput(
+        "U+FFFD", msg="before\x00after", check=lambda event: event.message == "before\ufffdafter"
+    ),
+    "a-1-mb-message": BadInput(
+        "cut at a character boundary",
+        msg="é" * 500_000,
+        check=lambda event: (
+            len(event.message.encode()) <= 1024 and event.message.endswith(handler.TRUNCATION_MARK)
+        ),
+    ),
+    "reason-with-spaces": BadInput(
+        "not one CamelCase word",
+        {"reason": "image pull failed"},
+        check=lambda event: event.reason == "ImagePullFailed",
+    ),
+    "reason-of-500-chars": BadInput(
+        "not one CamelCase word",
+        {"reason": "R" * 500},
+        check=lambda event: event.reason == "R" * 128,
+    ),
+    "annotations-with-non-string-values": BadInput(
+        "made strings with str()",
+        {"annotations": {"attempt": 3, "retry": True}},
+        check=lambda event: dict(event.annotations) == {"attempt": "3", "retry": "True"},
+    ),
+    "annotation-key-the-server-rejects": BadInput(
+        "invalid keys",
+        {"annotations": {"not a key": "x", "example.com/ok": "y"}},
+        check=lambda event: dict(event.annotations) == {"example.com/ok": "y"},
+    ),
+    "annotations-not-a-mapping": BadInput(
+        "not a mapping", {"annotations": ["a=b"]}, check=lambda event: not event.annotations
+    ),
+    "unknown-event-type": BadInput(
+        "Unsupported event_type",
+        {"event_type": "Error"},
+        level=logging.INFO,
+        check=lambda event: event.type == models.NORMAL,
+    ),
+    "related-that-is-not-an-object": BadInput(
+        "Ignoring the related object",
+        {"related": "node-1"},
+        check=lambda event: event.related is None,
+    ),
+}
+
+
+class TestBadInput:
+    """Bad input never reaches the application as an exception."""
+
+    @pytest.mark.parametrize("case", BAD_INPUTS.values(), ids=BAD_INPUTS.keys())
+    def test_is_reported_once_per_call_site_and_the_record_still_flows(
+        self, make, fake, reports, capsys, case: BadInput
+    ) -> None:
+        """No exception, one report for a call site logged twice, other handlers see both."""
+        # made here, not in a fixture: pytest's own capture handler would format (and fail
+        # on) the bad record of a logger that is already non-propagating when the test starts
+        log = _app_logger()
+        event_handler = make()
+        others = ListHandler()
+        log.addHandler(event_handler)
+        log.addHandler(others)
+        extra = {"involved": POD, **case.extra}
+        for _ in range(2):
+            log.log(case.level, case.msg, *case.args, extra=extra)
+        assert len(others.records) == 2
+        matching = [text for text in reports.messages() if case.report in text]
+        assert len(matching) == 1, reports.messages()
+        assert f"{__file__}:" in matching[0]  # the call site is named
+        assert "Logging error" not in capsys.readouterr().err
+        stats = event_handler.stats()
+        if case.check is None:
+            assert stats["refused"] == 2
+            assert event_handler.broadcaster is None or fake.events == []
+            return
+        assert stats["repaired"] == 2
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert case.check(event), event
+        assert event.count == 2
+
+    def test_a_second_call_site_is_reported_again(self, make, log, reports) -> None:
+        """Once per call site, not once per process: another line gets its own report."""
+        log.addHandler(make())
+        log.warning("first site", extra={"involved": "web-0"})
+        log.warning("second site", extra={"involved": "web-0"})
+        assert sum("Unable to refer" in text for text in reports.messages()) == 2
+
+    def test_a_recursion_error_is_not_swallowed(self, make) -> None:
+        """As in the stdlib handlers, RecursionError propagates; nothing else does."""
+
+        class Recursive:
+            @property
+            def metadata(self) -> object:
+                raise RecursionError("maximum recursion depth exceeded")
+
+        record = logging.LogRecord("app", logging.WARNING, __file__, 1, "m", (), None)
+        record.involved = Recursive()
+        with pytest.raises(RecursionError):
+            make().handle(record)
+
+
+# --- lifecycle -----------------------------------------------------------------------------------
+
+
+class TestLifecycle:
+    """flush, close, logging.shutdown, owned and shared broadcasters."""
+
+    def test_close_writes_what_was_logged_and_is_idempotent(self, make, log, fake) -> None:
+        """close() drains first; a second close() does nothing; later records drop quietly."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        for name in ("a", "b", "c"):
+            log.info("m", extra={"involved": POD, "reason": name.upper()})
+        event_handler.close()
+        event_handler.close()
+        assert sorted(event.reason for event in fake.events) == ["A", "B", "C"]
+        log.info("after close", extra={"involved": POD})
+        assert event_handler.stats()["after_close"] == 1
+        assert len(fake.events) == 3
+
+    def test_logging_shutdown_flushes_and_closes(self, make, log, fake) -> None:
+        """What interpreter exit does (flush, then close) writes everything and stops."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        log.warning("at exit", extra={"involved": POD})
+        logging.shutdown([weakref.ref(event_handler)])
+        assert event_handler.closed
+        assert len(fake.events) == 1
+
+    def test_close_does_not_wait_twice_for_a_sink_that_hangs(self, make, log, fake) -> None:
+        """After a flush gave up on a hung write, close() only waits briefly (wall clock)."""
+        gate = threading.Event()
+        fake.on_create = _held_by(gate)
+        event_handler = make(flush_timeout=1.0)
+        log.addHandler(event_handler)
+        log.warning("stuck", extra={"involved": POD})
+        try:
+            started = time.monotonic()
+            event_handler.flush()
+            flushed = time.monotonic()
+            event_handler.close()
+            closed = time.monotonic()
+        finally:
+            gate.set()
+        assert flushed - started >= 0.9
+        assert closed - flushed < 0.75
+        assert event_handler.stats()["failed"] == 1
+
+    def test_a_given_broadcaster_is_used_but_not_owned(self, make, log, fake, clock) -> None:
+        """The handler records into it and flushes it, but leaves it running."""
+        shared = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep)
+        try:
+            shared.start_recording_to_sink(fake)
+            event_handler = make(sink="auto", broadcaster=shared)
+            log.addHandler(event_handler)
+            log.info("shared", extra={"involved": POD})
+            event_handler.close()
+            assert len(fake.events) == 1
+            shared.new_recorder("other").event(POD, models.NORMAL, "Still", "running")
+            assert shared.flush(10)
+            assert len(fake.events) == 2
+        finally:
+            shared.shutdown(10)
+
+    def test_sink_none_records_without_writing(self, make, log) -> None:
+        """``sink=None``: events are counted but go nowhere, and nobody is warned."""
+        event_handler = make(sink=None)
+        log.addHandler(event_handler)
+        log.info("counted", extra={"involved": POD})
+        event_handler.flush()
+        assert event_handler.stats()["accepted"] == 1
+        assert event_handler.stats()["created"] == 0
+
+    def test_auto_without_any_configuration_warns_once(
+        self, make, log, reports, monkeypatch, tmp_path
+    ) -> None:
+        """``sink="auto"`` with no cluster and no kubeconfig: one warning, no API writes."""
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+        event_handler = make(sink="auto")
+        log.addHandler(event_handler)
+        log.info("one", extra={"involved": POD})
+        log.info("two", extra={"involved": POD})
+        event_handler.flush()
+        assert sum("No Kubernetes configuration" in text for text in reports.messages()) == 1
+        assert event_handler.stats()["accepted"] == 2
+
+    def test_auto_finds_a_kubeconfig_and_writes_through_it(
+        self, log, made, monkeypatch, tmp_path
+    ) -> None:
+        """``sink="auto"`` loads the kubeconfig (on a writer thread) and writes to that server."""
+        with LocalApiServer(namespaces=["prod"]) as server:
+            kubeconfig = tmp_path / "config"
+            kubeconfig.write_text(_kubeconfig(server.url))
+            monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+            monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+            event_handler = KubernetesEventHandler(component="ctl", host="node-1")
+            made.append(event_handler)
+            log.addHandler(event_handler)
+            log.warning("through the kubeconfig", extra={"involved": POD, "reason": "Found"})
+            event_handler.close()
+            assert [event["reason"] for event in server.events("prod")] == ["Found"]
+
+    def test_a_broken_kubeconfig_is_reported_once_and_its_writes_fail(
+        self, make, log, reports, monkeypatch, tmp_path
+    ) -> None:
+        """A kubeconfig that cannot be loaded: one report, and the writes count as failed."""
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: []\ncontexts: []\n")
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        event_handler = make(sink="auto")
+        log.addHandler(event_handler)
+        log.warning("first", extra={"involved": POD, "reason": "One"})
+        log.warning("second", extra={"involved": NODE, "reason": "Two"})
+        event_handler.close()
+        assert sum("Unable to build a Kubernetes client" in t for t in reports.messages()) == 1
+        assert event_handler.stats()["failed"] == 2
+
+    def test_a_url_sink_writes_to_that_server(self, log, made) -> None:
+        """A URL (``kubectl proxy`` style) sink: the table matches what the server stored."""
+        with LocalApiServer(namespaces=["prod"]) as server:
+            event_handler = KubernetesEventHandler(component="ctl", host="node-1", sink=server.url)
+            made.append(event_handler)
+            log.addHandler(event_handler)
+            for _ in range(3):
+                log.warning("Back-off pulling image", extra={"involved": POD, "reason": "BackOff"})
+            event_handler.close()
+            (stored,) = server.events("prod")
+            assert stored["count"] == 3
+            assert "(x3 over" in describe.format_events(server.events("prod"))
+
+    def test_structured_logging_to_a_named_logger(self, make, log) -> None:
+        """``structured_logging`` with a logger name: one record per event, fields as extras."""
+        target = logging.getLogger(f"tests.handler.events{next(_names)}")
+        target.setLevel(logging.DEBUG)
+        target.propagate = False
+        lines = ListHandler()
+        target.addHandler(lines)
+        event_handler = make(structured_logging=target.name)
+        log.addHandler(event_handler)
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        _flushed(event_handler)
+        (line,) = lines.records
+        assert (vars(line)["reason"], vars(line)["object"]) == ("BackOff", "prod/web-0")
+
+    def test_structured_logging_as_json_lines(self, make, log, capsys) -> None:
+        """``structured_logging: true`` writes one JSON line per event to standard error."""
+        event_handler = make(structured_logging=True)
+        log.addHandler(event_handler)
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        _flushed(event_handler)
+        (line,) = capsys.readouterr().err.splitlines()
+        fields = json.loads(line)
+        assert (fields["object"], fields["reason"], fields["message"]) == (
+            "prod/web-0",
+            "BackOff",
+            "Back-off",
+        )
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"namespace": "kube-system"},
+            {"exception_detail": "full"},
+            {"max_message_bytes": 3},
+            {"queue_length": 0},
+            {"sink": "ftp://example.com"},
+            {"sink": 42},
+            {"correlator": {"no_such_option": 1}},
+            {"default_reason": "two words"},
+            {"sink": FakeEventSink(), "broadcaster": recorder.EventBroadcaster()},
+            {"structured_logging": True, "broadcaster": recorder.EventBroadcaster()},
+            {"request_timeout": [1, 2, 3]},
+        ],
+    )
+    def test_invalid_options_fail_at_construction(self, options) -> None:
+        """A configuration error surfaces when the handler is built (dictConfig reports it)."""
+        with pytest.raises(ValueError, match=r"."):
+            KubernetesEventHandler(**options)
+
+
+def _held_by(gate: threading.Event) -> Callable[[models.Event], models.Event | None]:
+    """An ``on_create`` hook that holds each create until ``gate`` is set (at most 10 s)."""
+
+    def hold(event: models.Event) -> None:
+        gate.wait(10)
+
+    return hold
+
+
+def _kubeconfig(url: str) -> str:
+    return yaml.safe_dump(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "local", "cluster": {"server": url}}],
+            "users": [{"name": "local", "user": {}}],
+            "contexts": [{"name": "local", "context": {"cluster": "local", "user": "local"}}],
+            "current-context": "local",
+        }
+    )
+
+
+# --- threads, asyncio, fork ----------------------------------------------------------------------
+
+
+class TestConcurrency:
+    """Threads, event loops and pre-fork servers."""
+
+    def test_many_threads_logging_are_counted_exactly(self, make, log, fake) -> None:
+        """Eight threads log the same warning 250 times each: one event, count 2000."""
+        event_handler = make()
+        log.addHandler(event_handler)
+
+        def spam() -> None:
+            for _ in range(250):
+                log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+
+        threads = [threading.Thread(target=spam, name=f"test-spam-{n}") for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert event.count == 2000
+        stats = event_handler.stats()
+        assert stats["dropped"] == 0
+        assert stats["accepted"] == stats["created"] + stats["patched"] + stats["coalesced"]
+
+    def test_logging_from_coroutines_never_blocks_the_loop(self, make, fake) -> None:
+        """While the sink hangs, a coroutine logs 50 warnings and finishes; then they arrive."""
+        gate = threading.Event()
+        fake.on_create = _held_by(gate)
+        event_handler = make()
+        logger = logging.getLogger(f"tests.handler.async{next(_names)}")
+        logger.propagate = False
+        logger.addHandler(event_handler)
+
+        async def reconcile() -> int:
+            for attempt in range(50):
+                logger.warning("attempt %d", attempt, extra={"involved": POD, "reason": "Retry"})
+                await asyncio.sleep(0)
+            return attempt + 1
+
+        try:
+            assert asyncio.run(asyncio.wait_for(reconcile(), timeout=5)) == 50
+        finally:
+            gate.set()
+        _flushed(event_handler)
+        assert sum(event.count for event in fake.events) == 50
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_after_fork_the_child_writes_only_its_own_events(self, log, made) -> None:
+        """The parent's queued events stay the parent's; the child starts fresh threads.
+
+        The parent's writes hang in the sink (a gate only the parent waits on), so at the
+        fork its broadcaster and writers hold queued and in-flight events, while another
+        thread keeps logging. The child logs one event, flushes, and reports through a pipe
+        what its sink saw after the fork: only its own event.
+        """
+        sink = _ForkSink(os.getpid())
+        event_handler = KubernetesEventHandler(component="web", host="h", sink=sink)
+        made.append(event_handler)
+        log.addHandler(event_handler)
+        for number in range(10):
+            pod = _pod(f"parent-{number}")
+            log.warning("queued in the parent", extra={"involved": pod, "reason": "Parent"})
+        ticking = threading.Event()
+        logger_thread = threading.Thread(
+            target=_log_ticks, args=(log, ticking), name="test-ticker", daemon=True
+        )
+        logger_thread.start()
+        assert ticking.wait(10)
+        read_end, write_end = os.pipe()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+            pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child reports through the pipe
+            _run_child(log, event_handler, sink, write_end)
+        os.close(write_end)
+        try:
+            report = json.loads(_read_child(read_end, pid) or b"{}")
+        finally:
+            sink.gate.set()
+            logger_thread.join(30)
+        assert report == {"written": [["create", "Child", "child-0"]], "accepted": 1}
+        _flushed(event_handler)
+        assert "Child" not in {reason for _, reason, _ in sink.calls}
+        assert sum(reason == "Parent" for _, reason, _ in sink.calls) == 10
+
+
+class _ForkSink:
+    """Keeps (method, reason, object) per write; in the parent, writes hang until the gate."""
+
+    def __init__(self, parent: int) -> None:
+        self.parent = parent
+        self.gate = threading.Event()
+        # list.append needs no lock, so a fork cannot leave one held in the child
+        self.calls: list[tuple[str, str, str]] = []
+
+    def _keep(self, method: str, event: models.Event) -> models.Event:
+        self.calls.append((method, event.reason, event.involved_object.name))
+        if os.getpid() == self.parent:
+            self.gate.wait(10)
+        return replace(event, resource_version="1")
+
+    def create(self, event: models.Event) -> models.Event:
+        return self._keep("create", event)
+
+    def update(self, event: models.Event) -> models.Event:
+        return self._keep("update", event)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        return self._keep("patch", event)
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "prod"}}
+
+
+def _log_ticks(log: logging.Logger, ticking: threading.Event) -> None:
+    for number in range(2000):
+        log.info("tick", extra={"involved": _pod("ticker"), "reason": "Tick"})
+        if number == 50:
+            ticking.set()
+
+
+def _run_child(
+    log: logging.Logger, event_handler: KubernetesEventHandler, sink: _ForkSink, pipe: int
+) -> None:  # pragma: no cover - runs in the forked child
+    code = 1
+    try:
+        before = len(sink.calls)
+        log.warning("from the child", extra={"involved": _pod("child-0"), "reason": "Child"})
+        event_handler.flush()
+        report = {
+            "written": [list(call) for call in sink.calls[before:]],
+            "accepted": event_handler.stats()["accepted"],
+        }
+        os.write(pipe, json.dumps(report).encode())
+        code = 0
+    except BaseException as error:
+        os.write(pipe, json.dumps({"error": repr(error)}).encode())
+    finally:
+        os._exit(code)
+
+
+def _read_child(fd: int, pid: int, timeout: float = 30.0) -> bytes:
+    """Read the child's report until it exits; kill it if it takes longer than ``timeout``."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while (remaining := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if not ready:
+                continue
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    finally:
+        os.close(fd)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, b"".join(chunks)
+    return b"".join(chunks)
+
+
+# --- the adapter and the defaults ---------------------------------------------------------------
+
+
+class TestEventLoggerAdapter:
+    """EventLoggerAdapter binds ``involved`` and default extras."""
+
+    def test_binds_involved_and_default_extras(self, log) -> None:
+        """Every record carries the bound object and extras."""
+        records = ListHandler()
+        log.addHandler(records)
+        adapter = EventLoggerAdapter(log, POD, reason="Sync")
+        adapter.info("synced")
+        (record,) = records.records
+        assert (vars(record)["involved"], vars(record)["reason"]) == (POD, "Sync")
+        assert POD is adapter.involved
+
+    def test_call_extras_merge_over_the_bound_ones(self, log) -> None:
+        """A call's extras win key by key; neither the bound nor the call's dict changes."""
+        records = ListHandler()
+        log.addHandler(records)
+        adapter = EventLoggerAdapter(log, POD, reason="Sync", action="Reconcile")
+        call_extra = {"reason": "Failed", "involved": NODE}
+        adapter.warning("failed", extra=call_extra)
+        adapter.info("synced")
+        first, second = records.records
+        assert (
+            vars(first)["involved"],
+            vars(first)["reason"],
+            vars(first)["action"],
+        ) == (NODE, "Failed", "Reconcile")
+        assert (vars(second)["involved"], vars(second)["reason"]) == (POD, "Sync")
+        assert call_extra == {"reason": "Failed", "involved": NODE}
+        assert adapter.extra == {"reason": "Sync", "action": "Reconcile", "involved": POD}
+
+    def test_each_call_gets_its_own_dict(self, log) -> None:
+        """The extras handed to the logger are a new dict every time."""
+        adapter = EventLoggerAdapter(log, POD)
+        _, first = adapter.process("m", {})
+        _, second = adapter.process("m", {})
+        assert first["extra"] is not second["extra"]
+        assert first["extra"] is not adapter.extra
+
+    def test_events_come_out_of_the_adapter(self, make, log, fake) -> None:
+        """Through a handler, the adapter's records become events about the bound object."""
+        log.addHandler(event_handler := make())
+        EventLoggerAdapter(log, POD, reason="Pulled").info("Pulled image")
+        _flushed(event_handler)
+        assert [(event.involved_object.name, event.reason) for event in fake.events] == [
+            ("web-0", "Pulled")
+        ]
+
+
+class TestDefaults:
+    """component and host come from the environment when not given."""
+
+    def test_component_from_the_environment_variable(self, monkeypatch) -> None:
+        """``K8S_LOGGING_EVENTS_COMPONENT`` names the component."""
+        monkeypatch.setenv(handler.COMPONENT_ENV, "billing-controller")
+        assert handler.default_component() == "billing-controller"
+
+    def test_component_from_the_program(self, monkeypatch) -> None:
+        """Without the variable, the program's name (here pytest's) is the component."""
+        monkeypatch.delenv(handler.COMPONENT_ENV, raising=False)
+        assert handler.default_component()
+
+    def test_host_from_node_name_then_hostname(self, monkeypatch) -> None:
+        """``NODE_NAME`` (Downward API) wins over ``HOSTNAME``."""
+        monkeypatch.setenv("NODE_NAME", "node-7")
+        monkeypatch.setenv("HOSTNAME", "web-0")
+        assert handler.default_host() == "node-7"
+        monkeypatch.delenv("NODE_NAME")
+        assert handler.default_host() == "web-0"
+
+    def test_the_handler_uses_the_defaults(self, monkeypatch) -> None:
+        """A handler built without component and host reports them from the environment."""
+        monkeypatch.setenv(handler.COMPONENT_ENV, "ctl")
+        monkeypatch.setenv("NODE_NAME", "node-7")
+        event_handler = KubernetesEventHandler(sink=None)
+        event_handler.close()
+        assert models.EventSource("ctl", "node-7") == event_handler.source
