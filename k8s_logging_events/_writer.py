@@ -30,13 +30,14 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import tenacity
 
 from k8s_logging_events import _diagnostics, _stats, correlator, models, sink
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["MAX_TRIES_PER_EVENT", "Writer", "WriterOptions"]
+__all__ = ["MAX_TRIES_PER_EVENT", "CountPolicy", "WritePolicy", "Writer", "WriterOptions"]
 
 MAX_TRIES_PER_EVENT = 12
 """client-go's limit: twelve attempts (eleven back-offs) before an event is given up."""
@@ -48,6 +49,70 @@ DEFAULT_WRITERS = 4
 """Writer threads per sink: enough that a few failing objects leave room for the rest."""
 
 Key = tuple[str, str]
+
+
+class WritePolicy(Protocol):
+    """What a writer needs to know about one API's way of recording repeats.
+
+    core/v1 counts repeats and patches ``count`` (:class:`CountPolicy`, driven by the
+    correlator's spam filter); events.k8s.io/v1 groups them into a series that is written
+    on a heartbeat (``series.SeriesPolicy``).
+    """
+
+    def is_first(self, event: models.Event) -> bool:
+        """True when ``event`` is the first occurrence, written by a create."""
+        ...
+
+    def patch(self, event: models.Event) -> bytes:
+        """The strategic-merge patch that records a repeat on the stored event."""
+        ...
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Seconds until a held-back write of ``event`` may go."""
+        ...
+
+    def release(self, event: models.Event) -> bool:
+        """True when a held-back write of ``event`` may go now (it may consume a token)."""
+        ...
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Feed back what the server stored after a successful write of ``sent``."""
+        ...
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create means our own earlier create landed."""
+        ...
+
+
+class CountPolicy:
+    """core/v1: repeats patch ``count``; the correlator's spam filter holds writes back."""
+
+    def __init__(self, event_correlator: correlator.EventCorrelator) -> None:
+        self._correlator = event_correlator
+
+    def is_first(self, event: models.Event) -> bool:
+        """The first occurrence has a count of 1 (or none)."""
+        return event.count <= 1
+
+    def patch(self, event: models.Event) -> bytes:
+        """client-go's count patch."""
+        return correlator.count_patch(event)
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Until the event's spam bucket has a token again."""
+        return self._correlator.token_wait(event)
+
+    def release(self, event: models.Event) -> bool:
+        """Take a token from the event's spam bucket, if there is one."""
+        return self._correlator.take_token(event)
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Let the correlator know the stored name, count and resourceVersion."""
+        self._correlator.update_state(stored)
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """Only after a create that may have landed (client-go gives AlreadyExists up)."""
+        return maybe_landed
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +167,7 @@ class Writer:
     def __init__(
         self,
         event_sink: sink.EventSink,
-        event_correlator: correlator.EventCorrelator,
+        policy: WritePolicy,
         counters: _stats.Counters,
         *,
         options: WriterOptions | None = None,
@@ -112,7 +177,7 @@ class Writer:
         reporter: _diagnostics.RateLimitedReporter | None = None,
     ) -> None:
         self._sink = event_sink
-        self._correlator = event_correlator
+        self._policy = policy
         self._counters = counters
         self._options = options or WriterOptions()
         self._clock = clock or clock_mod.SystemClock()
@@ -135,11 +200,14 @@ class Writer:
     def submit(self, result: correlator.CorrelateResult) -> None:
         """Queue the write one correlated occurrence asks for (or the count it held back)."""
         observed = result.observed if result.skip else result.event
-        if observed is None:
-            return
+        if observed is not None:
+            self.submit_event(observed, held=result.skip)
+
+    def submit_event(self, event: models.Event, *, held: bool) -> None:
+        """Queue a write of ``event``; a ``held`` one waits until the policy releases it."""
         # the patch is made when the write happens: only the latest of a coalesced run is sent
-        write = _Write(event=observed, create=observed.count <= 1, held=result.skip)
-        key = (observed.namespace, observed.name)
+        write = _Write(event=event, create=self._policy.is_first(event), held=held)
+        key = (event.namespace, event.name)
         with self._cond:
             if self._stopping:
                 self._fail(write, "the recorder is shut down")
@@ -216,7 +284,7 @@ class Writer:
         write = slot.waiting
         assert write is not None
         if write.held and not self._flushing:
-            write.due = self._now() + self._correlator.token_wait(write.event)
+            write.due = self._now() + self._policy.hold_wait(write.event)
             self._make_timed(key, slot, write.due)
         elif write.due > self._now():
             self._make_timed(key, slot, write.due)
@@ -253,8 +321,8 @@ class Writer:
                 continue  # superseded entry
             write = slot.waiting
             assert write is not None
-            if write.held and not self._flushing and not self._correlator.take_token(write.event):
-                write.due = now + max(self._correlator.token_wait(write.event), 0.001)
+            if write.held and not self._flushing and not self._policy.release(write.event):
+                write.due = now + max(self._policy.hold_wait(write.event), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False
@@ -342,7 +410,7 @@ class Writer:
         """Make one attempt: patch a repeat, create the rest (and a repeat that expired)."""
         if not write.create:
             try:
-                return "patched", self._sink.patch(write.event, correlator.count_patch(write.event))
+                return "patched", self._sink.patch(write.event, self._policy.patch(write.event))
             except sink.ApiStatusError as error:
                 if not error.is_not_found:
                     raise
@@ -350,15 +418,18 @@ class Writer:
         try:
             return "created", self._sink.create(fresh)
         except sink.ApiStatusError as error:
-            if not (error.is_already_exists and write.maybe_landed):
+            if not (
+                error.is_already_exists
+                and self._policy.exists_is_ours(write.event, write.maybe_landed)
+            ):
                 raise
-        # an earlier attempt's create landed but its answer was lost: continue as a patch
+        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
         write.create = False
-        return "created", self._sink.patch(write.event, correlator.count_patch(write.event))
+        return "created", self._sink.patch(write.event, self._policy.patch(write.event))
 
     def _after_success(self, key: Key, write: _Write, outcome: tuple[str, models.Event]) -> None:
         kind, stored = outcome
-        self._correlator.update_state(stored)
+        self._policy.written(write.event, stored)
         with self._cond:
             if write.abandoned:
                 return

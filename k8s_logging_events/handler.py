@@ -168,6 +168,11 @@ class KubernetesEventHandler(logging.Handler):
         writers: writer threads for the sink.
         max_tries: attempts per write before it is given up.
         sleep_duration: seconds between write attempts (the first is randomised).
+        api: which Events API the sink writes: ``"v1"`` (core/v1, counted and aggregated
+            like client-go's ``tools/record``; the default), ``"events.k8s.io/v1"`` (series,
+            like client-go's ``tools/events``) or ``"auto"`` (events.k8s.io/v1 when the
+            server's discovery shows it). Applies to the sinks the handler builds from
+            ``"auto"`` or a URL; a sink object brings its own ``api``.
         clock: the time source (tests pass a
             :class:`~k8s_logging_events.testing.FakeClock`); not for dictConfig.
         sleep: how back-offs and the rate limit wait (tests pass ``clock.sleep``); not for
@@ -205,6 +210,7 @@ class KubernetesEventHandler(logging.Handler):
         writers: int = 4,
         max_tries: int = 12,
         sleep_duration: float = 10.0,
+        api: str = sinks.CORE_V1,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
     ) -> None:
@@ -228,6 +234,7 @@ class KubernetesEventHandler(logging.Handler):
             writers=_at_least("writers", writers, 1),
             max_tries=_at_least("max_tries", max_tries, 1),
             sleep_duration=float(_at_least("sleep_duration", sleep_duration, 0)),
+            api=_checked_api(api),
         )
         self._clock = clock
         self._sleep = sleep
@@ -485,6 +492,7 @@ class KubernetesEventHandler(logging.Handler):
             "burst": self._config.burst,
             "clock": self._clock,
             "sleep": self._sleep,
+            "api": self._config.api,
         }
         if self._config.request_timeout is not None:
             options["request_timeout"] = self._config.request_timeout
@@ -532,6 +540,7 @@ class _Config:
     writers: int
     max_tries: int
     sleep_duration: float
+    api: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -894,6 +903,15 @@ class _LazySink:
         """Patch ``event`` through the real sink."""
         return self._resolve().patch(event, data)
 
+    @property
+    def api(self) -> str:
+        """The API of the real sink (building it, on the watcher's thread); core/v1 if none."""
+        try:
+            real = self._resolve()
+        except Exception:  # no client: nothing will be written, whichever the API
+            return sinks.CORE_V1
+        return str(getattr(real, "api", sinks.CORE_V1))
+
     def close(self) -> None:
         """Close the real sink, if it was built (a build still running closes it itself)."""
         self._closed = True
@@ -984,6 +1002,14 @@ def _checked_sink(option: object, given: recorder.EventBroadcaster | None) -> _S
     raise ValueError(
         f"sink must be 'auto', None, an http(s) URL, an EventSink or a '()' dict, not {option!r}"
     )
+
+
+def _checked_api(api: str) -> str:
+    if api not in (sinks.CORE_V1, sinks.EVENTS_V1, "auto"):
+        raise ValueError(
+            f"api must be {sinks.CORE_V1!r}, {sinks.EVENTS_V1!r} or 'auto', not {api!r}"
+        )
+    return api
 
 
 def _checked_namespace(namespace: str) -> str:

@@ -201,6 +201,64 @@ class Event:
             related=ObjectReference.from_api(related) if related else None,
         )
 
+    def to_events_v1(self) -> dict[str, Any]:
+        """Return the events.k8s.io/v1 JSON body of this event, with empty values left out.
+
+        ``eventTime`` is ``event_time``, or ``first_timestamp`` when that is unset; the
+        deprecated core/v1 fields (count, source, first and last timestamps) are not sent,
+        because the events.k8s.io/v1 API refuses them on create.
+        """
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if self.resource_version:
+            metadata["resourceVersion"] = self.resource_version
+        if self.annotations:
+            metadata["annotations"] = dict(self.annotations)
+        body: dict[str, Any] = {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {k: v for k, v in metadata.items() if v},
+            "regarding": self.involved_object.to_api(),
+        }
+        event_time = self.event_time or self.first_timestamp
+        if event_time is not None:
+            body["eventTime"] = format_micro_time(event_time)
+        optional: tuple[tuple[str, Any], ...] = (
+            ("reason", self.reason),
+            ("note", self.message),
+            ("type", self.type),
+            ("action", self.action),
+            ("reportingController", self.reporting_controller),
+            ("reportingInstance", self.reporting_instance),
+        )
+        body.update((key, value) for key, value in optional if value)
+        if self.series is not None:
+            body["series"] = {
+                "count": self.series.count,
+                "lastObservedTime": format_micro_time(self.series.last_observed_time),
+            }
+        if self.related is not None:
+            body["related"] = self.related.to_api()
+        return body
+
+    @classmethod
+    def from_events_v1(cls, data: Mapping[str, Any]) -> Event:
+        """Build an event from an events.k8s.io/v1 JSON body; unknown keys are ignored."""
+        core = {
+            key: data.get(key)
+            for key in ("metadata", "reason", "type", "action", "related", "series", "eventTime")
+        }
+        core.update(
+            involvedObject=data.get("regarding"),
+            message=data.get("note"),
+            reportingComponent=data.get("reportingController"),
+            reportingInstance=data.get("reportingInstance"),
+            source=data.get("deprecatedSource"),
+            count=data.get("deprecatedCount"),
+            firstTimestamp=data.get("deprecatedFirstTimestamp"),
+            lastTimestamp=data.get("deprecatedLastTimestamp"),
+        )
+        return cls.from_api(core)
+
 
 def format_time(value: datetime) -> str:
     """Format a ``metav1.Time``: RFC 3339 in UTC, whole seconds, ending in ``Z``."""

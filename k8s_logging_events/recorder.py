@@ -32,6 +32,7 @@ from k8s_logging_events import (
     correlator,
     models,
     references,
+    series,
     sink,
 )
 from k8s_logging_events import clock as clock_mod
@@ -106,6 +107,7 @@ class EventBroadcaster:
         self._loops: list[_WatchLoop] = []
         self._writers: list[_writer.Writer] = []
         self._shut_down = False
+        self._writers_stopped = False
 
     # --- recorders -------------------------------------------------------------------------
 
@@ -148,24 +150,14 @@ class EventBroadcaster:
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
         """Correlate every event and write it to ``event_sink``.
 
-        Each call gets its own correlator (own caches) and its own writer threads.
+        Each call gets its own correlator (own caches) and its own writer threads. A sink
+        whose ``api`` attribute is ``events.k8s.io/v1`` gets that API's series semantics
+        (:mod:`k8s_logging_events.series`) instead of client-go's count correlation; the
+        attribute is read when the first event arrives, on the watcher's thread, so a sink
+        may discover the API lazily.
         """
-        events = correlator.EventCorrelator(self._correlator_options_with_clock())
-        writer = _writer.Writer(
-            event_sink,
-            events,
-            self._counters,
-            options=self._writer_options,
-            clock=self._clock,
-            sleep=self._sleep,
-            rng=self._rng,
-            reporter=self._reporter,
-        )
-        with self._lock:
-            self._writers.append(writer)
-        return self._start_loop(
-            lambda event: writer.submit(events.correlate(event)), on_drop=self._count_sink_drop
-        )
+        recording = _SinkRecording(self, event_sink)
+        return self._start_loop(recording, on_drop=self._count_sink_drop)
 
     # --- flush, shutdown, stats ------------------------------------------------------------
 
@@ -180,9 +172,12 @@ class EventBroadcaster:
         if not self._broadcaster.wait_idle(deadline.remaining()):
             return False
         with self._lock:
-            loops, writers = list(self._loops), list(self._writers)
+            loops = list(self._loops)
         if not all(loop.wait_caught_up(deadline.remaining()) for loop in loops):
             return False
+        # read only now: a recording builds its writer when its first event arrives
+        with self._lock:
+            writers = list(self._writers)
         return all(writer.flush(deadline.remaining()) for writer in writers)
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -202,9 +197,12 @@ class EventBroadcaster:
         self.flush(deadline.remaining())
         self._broadcaster.shutdown()
         with self._lock:
-            loops, writers = list(self._loops), list(self._writers)
+            loops = list(self._loops)
         for loop in loops:
             loop.join(deadline.remaining())
+        with self._lock:
+            self._writers_stopped = True
+            writers = list(self._writers)
         for writer in writers:
             writer.stop(deadline.remaining())
 
@@ -275,6 +273,26 @@ class EventBroadcaster:
         loop.start()
         return watcher
 
+    def _new_writer(
+        self, event_sink: sink.EventSink, policy: _writer.WritePolicy
+    ) -> _writer.Writer:
+        writer = _writer.Writer(
+            event_sink,
+            policy,
+            self._counters,
+            options=self._writer_options,
+            clock=self._clock,
+            sleep=self._sleep,
+            rng=self._rng,
+            reporter=self._reporter,
+        )
+        with self._lock:
+            self._writers.append(writer)
+            late = self._writers_stopped
+        if late:  # built after shutdown stopped the writers: nothing would ever write
+            writer.stop(0)
+        return writer
+
     def _count_sink_drop(self, item: broadcaster.WatchEvent) -> None:
         self._counters.add("dropped")
         self._reporter.report(
@@ -294,6 +312,36 @@ class EventBroadcaster:
                 **{**_options_dict(options), "clock": self._clock}
             )
         return options
+
+
+class _SinkRecording:
+    """One ``start_recording_to_sink``: picks the API on its first event, then correlates
+    each event and hands it to its writer. Runs on the watcher's thread."""
+
+    def __init__(self, owner: EventBroadcaster, event_sink: sink.EventSink) -> None:
+        self._owner = owner
+        self._sink = event_sink
+        self._handle: Callable[[models.Event], None] | None = None
+
+    def __call__(self, event: models.Event) -> None:
+        if self._handle is None:
+            self._handle = self._setup()
+        self._handle(event)
+
+    def _setup(self) -> Callable[[models.Event], None]:
+        owner = self._owner
+        if getattr(self._sink, "api", sink.CORE_V1) == sink.EVENTS_V1:
+            grouped = series.SeriesCorrelator(clock=owner._clock)
+            writer = owner._new_writer(self._sink, series.SeriesPolicy(grouped))
+
+            def write_series(event: models.Event) -> None:
+                to_write, held = grouped.observe(series.prepare_event(event))
+                writer.submit_event(to_write, held=held)
+
+            return write_series
+        events = correlator.EventCorrelator(owner._correlator_options_with_clock())
+        writer = owner._new_writer(self._sink, _writer.CountPolicy(events))
+        return lambda event: writer.submit(events.correlate(event))
 
 
 class EventRecorder:

@@ -28,15 +28,23 @@ if TYPE_CHECKING:
     from kubernetes import client as k8s_client
 
 __all__ = [
+    "CORE_V1",
     "DEFAULT_BURST",
     "DEFAULT_QPS",
     "DEFAULT_REQUEST_TIMEOUT",
+    "EVENTS_V1",
     "ApiStatusError",
     "EventSink",
     "KubernetesEventSink",
     "RequestConstructionError",
     "is_retryable",
 ]
+
+CORE_V1 = "v1"
+"""The core/v1 Events API (client-go's ``tools/record``)."""
+
+EVENTS_V1 = "events.k8s.io/v1"
+"""The newer events.k8s.io/v1 Events API, with series (client-go's ``tools/events``)."""
 
 DEFAULT_QPS = 5.0
 """client-go's REST client default: five requests a second, sustained, per sink."""
@@ -135,7 +143,11 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class KubernetesEventSink:
-    """Writes core/v1 Events to a Kubernetes API server through the official client.
+    """Writes Events to a Kubernetes API server through the official client.
+
+    core/v1 Events by default; events.k8s.io/v1 Events with ``api="events.k8s.io/v1"``, or
+    whichever the server serves with ``api="auto"`` (events.k8s.io/v1 when discovery finds
+    it, decided on first use, on the writer's thread).
 
     Requests go through the client's ``ApiClient`` (authentication, TLS, urllib3), but the
     body is this library's own JSON and the answer is read as JSON: no pydantic models are
@@ -153,6 +165,7 @@ class KubernetesEventSink:
         request_timeout: seconds to connect and to read each answer.
         clock: the time source of the rate limit.
         sleep: how the rate limit waits (interrupted by :meth:`close`).
+        api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"`` or ``"auto"``.
     """
 
     def __init__(
@@ -164,7 +177,11 @@ class KubernetesEventSink:
         request_timeout: float | tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
+        api: str = CORE_V1,
     ) -> None:
+        if api not in (CORE_V1, EVENTS_V1, "auto"):
+            raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
+        self._api = api
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
         self._api_client: Any = api_client if api_client is not None else _default_api_client()
@@ -201,23 +218,59 @@ class KubernetesEventSink:
         return api_client
 
     @property
+    def api(self) -> str:
+        """The API written to: ``v1`` or ``events.k8s.io/v1`` (``auto`` is resolved here)."""
+        if self._api == "auto":
+            self._api = self.discover_api()
+        return self._api
+
+    def discover_api(self) -> str:
+        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not.
+
+        A server that cannot be reached counts as not serving it (core/v1 is everywhere).
+        """
+        try:
+            request = self._api_client.param_serialize(
+                method="GET",
+                resource_path=f"/apis/{EVENTS_V1}",
+                header_params={"Accept": _JSON},
+                auth_settings=["BearerToken"],
+            )
+            response = self._api_client.call_api(*request, _request_timeout=self._timeout)
+            response.read()
+            if response.status != 200:
+                return CORE_V1
+            resources = json.loads(response.data or b"{}").get("resources") or ()
+            served = any(r.get("name") == "events" for r in resources if isinstance(r, dict))
+        except Exception:  # unreachable or unreadable: core/v1 is the safe answer
+            return CORE_V1
+        return EVENTS_V1 if served else CORE_V1
+
+    @property
     def host(self) -> str:
         """The API server's URL."""
         return str(self._api_client.configuration.host)
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""
-        return self._call("POST", _events_path(event.namespace), event.to_api(), _JSON)
+        return self._call("POST", self._path(event.namespace), self._body(event), _JSON)
 
     def update(self, event: models.Event) -> models.Event:
         """PUT ``event`` over the stored one of the same name."""
-        path = _events_path(event.namespace, event.name)
-        return self._call("PUT", path, event.to_api(), _JSON)
+        path = self._path(event.namespace, event.name)
+        return self._call("PUT", path, self._body(event), _JSON)
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
-        path = _events_path(event.namespace, event.name)
+        path = self._path(event.namespace, event.name)
         return self._call("PATCH", path, json.loads(data), _STRATEGIC_MERGE_PATCH)
+
+    def _path(self, namespace: str, name: str | None = None) -> str:
+        path = _events_path(namespace, name)
+        return path if self.api == CORE_V1 else path.replace("/api/v1/", f"/apis/{EVENTS_V1}/", 1)
+
+    def _body(self, event: models.Event) -> dict[str, Any]:
+        return event.to_api() if self.api == CORE_V1 else event.to_events_v1()
 
     def close(self) -> None:
         """Stop waiting on the rate limit and close the client if this sink made it."""
@@ -251,7 +304,10 @@ class KubernetesEventSink:
                 response.status, response.reason, _text(response.data), response.headers
             )
         try:
-            return models.Event.from_api(json.loads(response.data or b""))
+            answer = json.loads(response.data or b"")
+            if self.api == CORE_V1:
+                return models.Event.from_api(answer)
+            return models.Event.from_events_v1(answer)
         except (ValueError, TypeError, AttributeError) as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error

@@ -1,0 +1,267 @@
+"""events.k8s.io/v1 series: client-go's ``tools/events`` way of recording repeats.
+
+This is the events.k8s.io/v1 counterpart of :mod:`k8s_logging_events.correlator`, between
+the recording watcher and the writer. Occurrences with the same *isomorphic key* (type,
+action, reason, reporting controller and instance, the whole involved object and the related
+object, but not the note) are one Event: the first is created, the second turns it into a
+series (``series.count`` 2), and later ones only update the series in the cache. The series
+is written when the event has been quiet for six minutes (then it is finished and the next
+occurrence starts a new Event), every thirty minutes while it goes on, and, unlike client-go,
+at every flush and close, so the count on the server is exact.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import threading
+from datetime import datetime, timedelta
+
+import cachetools
+
+from k8s_logging_events import clock as clock_mod
+from k8s_logging_events import models
+
+__all__ = [
+    "DEFAULT_ACTION",
+    "FINISH_SECONDS",
+    "MAX_NOTE_BYTES",
+    "REFRESH_SECONDS",
+    "SeriesCorrelator",
+    "SeriesPolicy",
+    "isomorphic_key",
+    "prepare_event",
+    "qualified_name",
+    "series_patch",
+]
+
+FINISH_SECONDS = 360.0
+"""client-go's ``finishTime``: a series quiet for six minutes is finished."""
+
+REFRESH_SECONDS = 1800.0
+"""client-go's ``refreshTime``: an ongoing series is written every thirty minutes."""
+
+DEFAULT_CACHE_SIZE = 4096
+"""Series remembered at once (client-go keeps an unbounded map; we keep the LRU bound)."""
+
+DEFAULT_ACTION = "Logged"
+"""The action of an event whose record names none: events.k8s.io/v1 requires one."""
+
+MAX_NOTE_BYTES = 1024
+"""The API server's limit on ``note``, in UTF-8 bytes."""
+
+MAX_FIELD_BYTES = 128
+"""The API server's limit on reason, action and reportingInstance."""
+
+_TRUNCATED = " ..."
+_NAME_PART = re.compile(r"[^A-Za-z0-9_.-]+")
+_PREFIX_PART = re.compile(r"[^a-z0-9.-]+")
+
+
+def isomorphic_key(event: models.Event) -> tuple[object, ...]:
+    """The fields that make two occurrences one events.k8s.io/v1 Event (the note is not one)."""
+    return (
+        event.type,
+        event.action,
+        event.reason,
+        event.reporting_controller,
+        event.reporting_instance,
+        event.involved_object,
+        event.related,
+    )
+
+
+def series_patch(event: models.Event) -> bytes:
+    """The strategic-merge patch that writes ``event``'s series, and nothing else."""
+    assert event.series is not None, "only a series is patched in events.k8s.io/v1"
+    series = {
+        "count": event.series.count,
+        "lastObservedTime": models.format_micro_time(event.series.last_observed_time),
+    }
+    return json.dumps({"series": series}, separators=(",", ":"), sort_keys=True).encode()
+
+
+def qualified_name(component: str) -> str:
+    """Turn a component name into a Kubernetes qualified name (``[prefix/]name``).
+
+    ``reportingController`` must be one: the name part at most 63 characters of letters,
+    digits, ``-``, ``_`` and ``.``, starting and ending alphanumeric; the optional prefix a
+    DNS subdomain. Anything else is replaced by ``-``; an empty result becomes
+    ``k8s-logging-events``.
+    """
+    prefix, _, name = component.rpartition("/")
+    name = _NAME_PART.sub("-", name)[:63].strip("-_.")
+    prefix = _PREFIX_PART.sub("-", prefix.lower())[:253].strip("-.")
+    name = name or "k8s-logging-events"
+    return f"{prefix}/{name}" if prefix else name
+
+
+def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
+    """Make ``event`` acceptable to events.k8s.io/v1 validation.
+
+    A missing action or reason gets a default, the reporting controller becomes a qualified
+    name, the reporting instance is cut to 128 bytes (the controller's name when empty), and
+    the note is cut to 1024 UTF-8 bytes at a character boundary, marked with ``" ..."``.
+    ``eventTime`` is set from the first timestamp.
+    """
+    controller = qualified_name(event.reporting_controller or event.source.component)
+    instance = event.reporting_instance or event.source.host or controller
+    return dataclasses.replace(
+        event,
+        action=_cut(event.action or default_action, MAX_FIELD_BYTES, ""),
+        reason=_cut(event.reason or "Logging", MAX_FIELD_BYTES, ""),
+        reporting_controller=controller,
+        reporting_instance=_cut(instance, MAX_FIELD_BYTES, ""),
+        message=_cut(event.message, MAX_NOTE_BYTES, _TRUNCATED),
+        event_time=event.event_time or event.first_timestamp,
+    )
+
+
+def _cut(text: str, limit: int, mark: str) -> str:
+    data = text.encode("utf-8", "replace")
+    if len(data) <= limit:
+        return text
+    kept = data[: limit - len(mark.encode())].decode("utf-8", "ignore")
+    return kept + mark
+
+
+@dataclasses.dataclass(slots=True)
+class _Entry:
+    """What the cache remembers of one Event: its first occurrence and its series."""
+
+    event: models.Event
+    last_written: float | None = None
+
+
+class SeriesCorrelator:
+    """Groups isomorphic occurrences into series, as client-go's ``tools/events`` does.
+
+    Args:
+        clock: the time source for series times and for finishing quiet series.
+        cache_size: how many Events are remembered at once (least recently used go first).
+        finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
+        refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: clock_mod.Clock | None = None,
+        cache_size: int = DEFAULT_CACHE_SIZE,
+        finish_seconds: float = FINISH_SECONDS,
+        refresh_seconds: float = REFRESH_SECONDS,
+    ) -> None:
+        self._clock = clock or clock_mod.SystemClock()
+        self._finish = timedelta(seconds=finish_seconds)
+        self._refresh = refresh_seconds
+        self._lock = threading.Lock()
+        self._cache: cachetools.LRUCache[tuple[object, ...], _Entry] = cachetools.LRUCache(
+            cache_size
+        )
+
+    def observe(self, event: models.Event) -> tuple[models.Event, bool]:
+        """Record one occurrence; return the event to write and whether to hold it back.
+
+        The first occurrence comes back as is (a create); the second with ``series.count``
+        2 (a patch, at once); later ones with the count raised and held back, so the writer
+        sends them on the heartbeat (or at flush). Held occurrences all carry the first
+        occurrence's fields, note included, as events.k8s.io/v1 keeps them immutable.
+        """
+        key = isomorphic_key(event)
+        now = self._clock.now()
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None or self._finished(entry, now):
+                self._cache[key] = _Entry(event)
+                return event, False
+            first = entry.event
+            count = first.series.count + 1 if first.series is not None else 2
+            entry.event = dataclasses.replace(
+                first, series=models.EventSeries(count=count, last_observed_time=now)
+            )
+            return entry.event, count > 2
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Seconds until the held series of ``event`` is due: finished, or refreshed."""
+        now = clock_mod.seconds(self._clock)
+        with self._lock:
+            entry = self._cache.get(isomorphic_key(event))
+        current = entry.event if entry is not None else event
+        return max(0.0, self._due(current, entry) - now)
+
+    def release(self, event: models.Event) -> bool:
+        """True when the held series of ``event`` is due; a finished series is forgotten."""
+        key = isomorphic_key(event)
+        now = self._clock.now()
+        with self._lock:
+            entry = self._cache.get(key)
+            if entry is None:
+                return True  # evicted or finished already: write what is held
+            if self._due(entry.event, entry) > now.timestamp():
+                return False
+            last = _last_seen(entry.event)
+            if last is None or now - last >= self._finish:
+                # written because it went quiet: the series is over, a new one starts next
+                del self._cache[key]
+            return True
+
+    def written(self, sent: models.Event) -> None:
+        """Remember when ``sent``'s Event was last written (for the refresh heartbeat)."""
+        now = clock_mod.seconds(self._clock)
+        with self._lock:
+            entry = self._cache.get(isomorphic_key(sent))
+            if entry is not None and entry.event.name == sent.name:
+                entry.last_written = now
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._cache)
+
+    def _finished(self, entry: _Entry, now: datetime) -> bool:
+        last = _last_seen(entry.event)
+        return last is not None and now - last > self._finish
+
+    def _due(self, event: models.Event, entry: _Entry | None) -> float:
+        last = _last_seen(event)
+        finish = (last + self._finish).timestamp() if last is not None else 0.0
+        if entry is not None and entry.last_written is not None:
+            return min(finish, entry.last_written + self._refresh)
+        return finish
+
+
+def _last_seen(event: models.Event) -> datetime | None:
+    if event.series is not None:
+        return event.series.last_observed_time
+    return event.event_time or event.first_timestamp
+
+
+class SeriesPolicy:
+    """The writer's events.k8s.io/v1 policy: create, then patch the series only."""
+
+    def __init__(self, correlator: SeriesCorrelator) -> None:
+        self._correlator = correlator
+
+    def is_first(self, event: models.Event) -> bool:
+        """An event without a series is the first occurrence."""
+        return event.series is None
+
+    def patch(self, event: models.Event) -> bytes:
+        """Only the series changes: every other field is immutable in events.k8s.io/v1."""
+        return series_patch(event)
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Until the series is finished or due for its refresh."""
+        return self._correlator.hold_wait(event)
+
+    def release(self, event: models.Event) -> bool:
+        """The series may go once it is due."""
+        return self._correlator.release(event)
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Start the refresh clock of this series."""
+        self._correlator.written(sent)
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """A series create meeting AlreadyExists met our own first create (client-go retries)."""
+        return maybe_landed or event.series is not None

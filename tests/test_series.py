@@ -1,0 +1,410 @@
+"""events.k8s.io/v1: series semantics, the v1 sink, and the handler's ``api`` option."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from kubernetes import client
+
+from k8s_logging_events import KubernetesEventHandler, models, recorder, series, sink
+from k8s_logging_events.testing import FakeClock, LocalApiServer
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+POD = models.ObjectReference(
+    kind="Pod", namespace="default", name="web-0", uid="u0", api_version="v1"
+)
+
+
+def _event(clock: FakeClock, **changes: Any) -> models.Event:
+    now = clock.now()
+    values: dict[str, Any] = {
+        "name": f"web-0.{models.format_micro_time(now)[-7:-1]}{len(changes)}",
+        "namespace": "default",
+        "involved_object": POD,
+        "reason": "BackOff",
+        "message": "Back-off pulling image",
+        "source": models.EventSource(component="ctl", host="node-1"),
+        "first_timestamp": now,
+        "last_timestamp": now,
+        "count": 1,
+        "type": models.WARNING,
+        "action": "Pull",
+        "reporting_controller": "ctl",
+        "reporting_instance": "node-1",
+    }
+    values.update(changes)
+    return models.Event(**values)
+
+
+class TestSeriesCorrelator:
+    def test_first_creates_second_starts_the_series_later_ones_are_held(self) -> None:
+        """client-go's rule: create, then series count 2 at once, then only the cache moves."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        first, held = grouped.observe(_event(clock))
+        assert (first.series, held) == (None, False)
+        clock.step(1)
+        second, held = grouped.observe(_event(clock))
+        assert (second.name, second.series, held) == (
+            first.name,
+            models.EventSeries(2, T0 + timedelta(seconds=1)),
+            False,
+        )
+        clock.step(1)
+        third, held = grouped.observe(_event(clock))
+        assert third.series == models.EventSeries(3, T0 + timedelta(seconds=2))
+        assert held is True
+
+    def test_the_note_is_not_in_the_key_and_the_first_note_is_kept(self) -> None:
+        """Different messages form one series; the event keeps its first note."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(_event(clock, message="one"))
+        second, _ = grouped.observe(_event(clock, message="two"))
+        assert (second.message, second.series and second.series.count) == ("one", 2)
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"action": "Other"},
+            {"reason": "Other"},
+            {"type": models.NORMAL},
+            {"involved_object": dataclasses.replace(POD, resource_version="7")},
+            {"related": models.ObjectReference(kind="Node", name="n1")},
+            {"reporting_instance": "node-2"},
+        ],
+    )
+    def test_any_key_field_makes_a_new_event(self, change: dict[str, Any]) -> None:
+        """Action, reason, type, the whole object (resourceVersion too) and related are keyed."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(_event(clock))
+        other, held = grouped.observe(_event(clock, **change))
+        assert (other.series, held) == (None, False)
+
+    def test_a_series_quiet_for_six_minutes_is_released_then_finished(self) -> None:
+        """Held occurrences become due six minutes after the last one; then a new Event starts."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        first, _ = grouped.observe(_event(clock))
+        grouped.observe(_event(clock))
+        third, _ = grouped.observe(_event(clock))
+        assert grouped.hold_wait(third) == pytest.approx(360)
+        assert grouped.release(third) is False
+        clock.step(360.5)
+        assert grouped.release(third) is True
+        fresh, held = grouped.observe(_event(clock))
+        assert (fresh.series, held) == (None, False)
+        assert fresh.name != first.name
+
+    def test_an_ongoing_series_is_refreshed_every_thirty_minutes(self) -> None:
+        """While occurrences keep coming, the series is due thirty minutes after its last write."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(_event(clock))
+        second, _ = grouped.observe(_event(clock))
+        grouped.written(second)
+        for _ in range(35):  # one a minute: never quiet for six
+            clock.step(60)
+            current, _ = grouped.observe(_event(clock))
+            if grouped.release(current):
+                break
+        assert clock.now() - T0 == timedelta(minutes=30)
+
+    def test_singletons_expire_after_six_minutes(self) -> None:
+        """An event seen once and again after more than six minutes is a new Event."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(_event(clock))
+        clock.step(361)
+        again, held = grouped.observe(_event(clock))
+        assert (again.series, held) == (None, False)
+        assert len(grouped) == 1
+
+    def test_the_series_patch_touches_only_the_series(self) -> None:
+        """Everything but series is immutable in events.k8s.io/v1."""
+        event = _event(FakeClock(T0), series=models.EventSeries(3, T0))
+        assert json.loads(series.series_patch(event)) == {
+            "series": {"count": 3, "lastObservedTime": "2024-01-01T00:00:00.000000Z"}
+        }
+
+
+class TestPrepareEvent:
+    @pytest.mark.parametrize(
+        ("component", "expected"),
+        [
+            ("my-operator", "my-operator"),
+            ("example.com/my-operator", "example.com/my-operator"),
+            ("My Operator!", "My-Operator"),
+            ("", "k8s-logging-events"),
+            ("x" * 100, "x" * 63),
+        ],
+    )
+    def test_the_reporting_controller_is_a_qualified_name(
+        self, component: str, expected: str
+    ) -> None:
+        """reportingController must be [prefix/]name with a 63-character name."""
+        assert series.qualified_name(component) == expected
+
+    def test_fields_are_cut_to_the_server_limits_and_defaults_filled(self) -> None:
+        """Note at most 1024 bytes (UTF-8 safe), action defaulted, eventTime set."""
+        event = series.prepare_event(
+            _event(FakeClock(T0), message="é" * 2000, action="", reporting_instance="h" * 300)
+        )
+        assert len(event.message.encode()) <= 1024
+        assert event.message.endswith(" ...")
+        event.message.encode("utf-8")  # no split character
+        assert event.action == series.DEFAULT_ACTION
+        assert len(event.reporting_instance) == 128
+        assert event.event_time == T0
+
+
+# --- against the local server -----------------------------------------------------------------
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer() as server:
+        yield server
+
+
+@pytest.fixture(name="pipeline")
+def _pipeline(server: LocalApiServer) -> Iterator[Any]:
+    made: list[tuple[recorder.EventBroadcaster, sink.KubernetesEventSink]] = []
+
+    def build(clock: FakeClock) -> tuple[recorder.EventBroadcaster, recorder.EventRecorder]:
+        b = recorder.EventBroadcaster(
+            clock=clock, sleep=clock.sleep, sleep_duration=0.0, rng=lambda: 0.5
+        )
+        s = sink.KubernetesEventSink(server.api_client(), qps=0, api=sink.EVENTS_V1)
+        b.start_recording_to_sink(s)
+        made.append((b, s))
+        return b, b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+
+    yield build
+    for b, s in made:
+        b.shutdown(5)
+        s.close()
+        s.api_client.close()
+
+
+def _writes(server: LocalApiServer) -> list[Any]:
+    return [r for r in server.requests if r.method in ("POST", "PATCH", "PUT")]
+
+
+def test_a_single_occurrence_is_created_through_events_k8s_io(server, pipeline) -> None:
+    """The strict v1 validation accepts what we send; the core view shows the same event."""
+    b, rec = pipeline(FakeClock(T0))
+    rec.record(POD, models.WARNING, "BackOff", "Back-off pulling image", action="Pull")
+    assert b.flush(10)
+    ((request,),) = [_writes(server)]
+    assert (request.method, request.path, request.status) == (
+        "POST",
+        "/apis/events.k8s.io/v1/namespaces/default/events",
+        201,
+    )
+    (event,) = server.events_v1()
+    assert (event["action"], event["reportingController"], event["reportingInstance"]) == (
+        "Pull",
+        "ctl",
+        "node-1",
+    )
+    assert event["eventTime"].endswith("Z")
+    assert len(event["eventTime"]) == len("2024-01-01T00:00:00.000000Z")
+
+
+def test_the_second_occurrence_patches_a_series_of_two(server, pipeline) -> None:
+    """Series creation at the second occurrence, as a patch of the series alone."""
+    b, rec = pipeline(FakeClock(T0))
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)
+    patch = _writes(server)[-1]
+    assert patch.method == "PATCH"
+    assert list(patch.body) == ["series"]
+    assert patch.body["series"]["count"] == 2
+    (event,) = server.events_v1()
+    assert event["series"]["count"] == 2
+
+
+def test_held_occurrences_go_out_on_the_heartbeat_then_the_series_finishes(
+    server, pipeline
+) -> None:
+    """Without a flush, the writer's timekeeper writes the series six minutes after the last
+    occurrence (on the fake clock); the next occurrence starts a new Event."""
+    clock = FakeClock(T0)
+    b, rec = pipeline(clock)
+    for _ in range(2):
+        rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+        assert b.flush(10)
+    for _ in range(3):
+        rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    # the held write waits for the finish time through the writer's sleeper (the fake clock);
+    # poll the server, which is not the code under test, for at most ten seconds
+    deadline = time.monotonic() + 10
+    while server.events_v1()[0]["series"]["count"] != 5 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
+    (event,) = server.events_v1()
+    assert event["series"]["count"] == 5
+    assert any(s >= 300 for s in clock.sleeps)
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)
+    assert len(server.events_v1()) == 2
+    stats = b.stats()
+    assert stats["accepted"] == sum(
+        stats[k] for k in ("dropped", "created", "patched", "coalesced", "failed")
+    )
+
+
+def test_a_series_patch_answered_not_found_becomes_a_create_with_the_series(
+    server, pipeline
+) -> None:
+    """The event expired on the server: the series is created whole (count 2 is valid there)."""
+    b, rec = pipeline(FakeClock(T0))
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)
+    (stored,) = server.events_v1()
+    client.CoreV1Api(server.api_client()).delete_namespaced_event(
+        stored["metadata"]["name"], "default"
+    )
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)
+    assert [(r.method, r.status) for r in _writes(server)] == [
+        ("POST", 201),
+        ("PATCH", 404),
+        ("POST", 201),
+    ]
+    (event,) = server.events_v1()
+    assert (event["metadata"]["name"], event["series"]["count"]) == (stored["metadata"]["name"], 2)
+    assert b.stats()["failed"] == 0
+
+
+def test_already_exists_on_a_series_create_continues_as_a_patch(server, pipeline) -> None:
+    """client-go retries AlreadyExists for a series: our own earlier create is there."""
+    b, rec = pipeline(FakeClock(T0))
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)
+    server.inject("PATCH", status=404)  # forces a create of the series ...
+    rec.record(POD, models.WARNING, "BackOff", "x", action="Pull")
+    assert b.flush(10)  # ... which meets AlreadyExists (the event is there) and patches
+    assert [(r.method, r.status) for r in _writes(server)] == [
+        ("POST", 201),
+        ("PATCH", 404),
+        ("POST", 409),
+        ("PATCH", 200),
+    ]
+    assert server.events_v1()[0]["series"]["count"] == 2
+    assert b.stats()["failed"] == 0
+
+
+def test_only_the_series_is_ever_patched(server, pipeline) -> None:
+    """Immutability: no patch carries anything but series, whatever the occurrences say."""
+    b, rec = pipeline(FakeClock(T0))
+    rec.record(POD, models.WARNING, "BackOff", "note 0", action="Pull")
+    assert b.flush(10)
+    for i in range(1, 40):
+        rec.record(POD, models.WARNING, "BackOff", f"note {i}", action="Pull")
+    assert b.flush(10)
+    patches = [r for r in _writes(server) if r.method == "PATCH"]
+    assert patches
+    assert all(list(r.body) == ["series"] for r in patches)
+    assert all(r.status in (200, 201) for r in _writes(server))
+    (event,) = server.events_v1()
+    assert (event["series"]["count"], event["note"]) == (40, "note 0")
+
+
+def test_auto_uses_events_k8s_io_when_discovery_shows_it(server: LocalApiServer) -> None:
+    """api='auto' asks the server once, on the writer's side, and writes the newer API."""
+    s = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
+    try:
+        assert s.api == sink.EVENTS_V1
+        assert [r.path for r in server.requests] == ["/apis/events.k8s.io/v1"]
+    finally:
+        s.api_client.close()
+
+
+def test_auto_falls_back_to_core_v1_when_the_group_is_not_served(server: LocalApiServer) -> None:
+    """A server without events.k8s.io/v1 (404 on discovery) gets core/v1 Events."""
+    server.inject("GET", path="^/apis/events.k8s.io/v1$", status=404)
+    s = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
+    try:
+        assert s.api == sink.CORE_V1
+    finally:
+        s.api_client.close()
+
+
+# --- the handler with api="events.k8s.io/v1", under hostile input -----------------------------
+
+
+@pytest.fixture(scope="module", name="shared_server")
+def _shared_server() -> Iterator[LocalApiServer]:
+    with LocalApiServer(auto_create_namespaces=True) as server:
+        yield server
+
+
+text = st.text(
+    st.characters(codec="utf-8") | st.sampled_from(["\x00", "\ud800", "é", "日"]), max_size=3000
+)
+
+
+@settings(
+    deadline=None,
+    max_examples=40,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    message=text,
+    reason=st.text(max_size=500),
+    action=st.one_of(st.none(), st.text(max_size=300), st.integers()),
+    component=st.text(max_size=200),
+    host=st.text(max_size=300),
+    event_type=st.one_of(st.none(), st.sampled_from(["Normal", "Warning", "Error", "normal", ""])),
+)
+def test_the_handler_never_sends_what_events_k8s_io_refuses(
+    shared_server: LocalApiServer,
+    message: str,
+    reason: str,
+    action: object,
+    component: str,
+    host: str,
+    event_type: str | None,
+) -> None:
+    """Whatever the record carries, the server never answers 400 or 422."""
+    shared_server.clear_requests()
+    handler = KubernetesEventHandler(
+        component=component or "c", host=host or "h", sink=shared_server.url, api=sink.EVENTS_V1
+    )
+    log = logging.getLogger("tests.series.hostile")
+    log.propagate = False
+    log.setLevel(logging.DEBUG)
+    log.addHandler(handler)
+    try:
+        extra: dict[str, object] = {
+            "involved": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "p", "namespace": "ns"},
+            },
+            "reason": reason,
+            "action": action,
+        }
+        if event_type is not None:
+            extra["event_type"] = event_type
+        for _ in range(3):
+            log.warning("%s", message, extra=extra)
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    bad = [(r.status, r.body) for r in shared_server.requests if r.status in (400, 422)]
+    assert bad == []
