@@ -408,3 +408,39 @@ def test_the_handler_never_sends_what_events_k8s_io_refuses(
         handler.close()
     bad = [(r.status, r.body) for r in shared_server.requests if r.status in (400, 422)]
     assert bad == []
+
+
+@pytest.mark.parametrize("api", ["events/v1", "core", ""])
+def test_an_unknown_api_is_refused_when_configured(api: str) -> None:
+    """A typo in the api option fails at configuration time, not at the first write."""
+    with pytest.raises(ValueError, match="api must be"):
+        KubernetesEventHandler(sink=None, api=api)
+    with pytest.raises(ValueError, match="api must be"):
+        sink.KubernetesEventSink.from_url("http://127.0.0.1:1", api=api)
+
+
+def test_the_handler_writes_events_k8s_io_with_a_url_sink(server: LocalApiServer) -> None:
+    """api='events.k8s.io/v1' on the handler: one Event with a series of the exact count."""
+    handler = KubernetesEventHandler(
+        component="shop", host="node-1", sink=server.url, api=sink.EVENTS_V1
+    )
+    log = logging.getLogger("tests.series.handler")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+    try:
+        for i in range(30):
+            log.warning(
+                "Back-off %d", i, extra={"involved": pod, "reason": "BackOff", "action": "Pull"}
+            )
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    (event,) = server.events_v1()
+    assert (event["series"]["count"], event["note"], event["reportingController"]) == (
+        30,
+        "Back-off 0",
+        "shop",
+    )
+    stats = handler.stats()
+    assert stats["accepted"] == stats["created"] + stats["patched"] + stats["coalesced"] == 30
