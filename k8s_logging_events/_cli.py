@@ -1,7 +1,13 @@
 """The command line: ``python -m k8s_logging_events <command>``.
 
 Each command is an ``argparse`` subcommand registered by one ``_add_<command>`` function and
-run by the function it stores in ``args.run``. Today there is one:
+run by the function it stores in ``args.run``:
+
+``demo``
+    The demo that ``./dev demo`` runs (:mod:`k8s_logging_events._demo`): logging configured
+    from ``examples/logging.yaml``, a simulated controller, and the events it produced as
+    ``kubectl describe`` shows them, on a local Events API server unless a cluster is named
+    by ``--kubeconfig`` or ``KUBECONFIG``.
 
 ``apiserver``
     Run a :class:`~k8s_logging_events.testing.LocalApiServer` in the foreground until
@@ -12,6 +18,7 @@ run by the function it stores in ``args.run``. Today there is one:
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -30,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Kubernetes Events from Python logging: tools.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(commands)
     _add_apiserver(commands)
-    # Further subcommands register here, one ``_add_<name>(commands)`` call each, e.g. the
-    # ``demo`` command that ``./dev demo`` runs (``python -m k8s_logging_events demo``).
+    # Further subcommands register here, one ``_add_<name>(commands)`` call each.
     return parser
 
 
@@ -41,6 +48,79 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     run: Command = args.run
     return run(args)
+
+
+# -- demo -----------------------------------------------------------------------------
+
+
+def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "demo",
+        help="run the demo: a simulated controller whose logging becomes Kubernetes Events",
+        description=(
+            "Configure logging from examples/logging.yaml, reconcile a few simulated pods "
+            "(image-pull back-offs, aggregated probe failures, a burst for the spam filter), "
+            "flush, and print the events as kubectl describe shows them, with the handler's "
+            "counters. Without a cluster (no --kubeconfig, no KUBECONFIG) the events go to a "
+            "local Events API server that the demo starts and stops."
+        ),
+    )
+    target = parser.add_argument_group("where the events go")
+    target.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="write to the cluster of this kubeconfig's current context (default: $KUBECONFIG "
+        "if set, else a local server); the pods are simulated, so the cluster gets events "
+        "about pods that do not exist",
+    )
+    target.add_argument(
+        "--local",
+        action="store_true",
+        help="use a local Events API server even when KUBECONFIG is set",
+    )
+    target.add_argument(
+        "--namespace",
+        default="default",
+        metavar="NAME",
+        help="namespace of the simulated pods and their events (default: default)",
+    )
+    # ``--api {v1,events.k8s.io/v1}`` (which Events API the sink writes) belongs here.
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="the logging configuration, YAML for dictConfig (default: examples/logging.yaml "
+        "of the source checkout); its event handler's sink is replaced",
+    )
+    parser.add_argument(
+        "--show-logs",
+        action="store_true",
+        help="let the configuration's console handler print every record on stderr",
+    )
+    parser.set_defaults(run=_run_demo)
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from k8s_logging_events import _demo  # imported only for this command
+
+    options = _demo.DemoOptions(
+        kubeconfig=args.kubeconfig,
+        local=args.local,
+        namespace=args.namespace,
+        config=Path(args.config) if args.config else _demo.DEFAULT_CONFIG,
+        show_logs=args.show_logs,
+    )
+    try:
+        result = _demo.run(options)
+    except _demo.DemoError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # ``... demo | head``: stop quietly, as other tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the exit's flush does not fail too
+        return 1
+    return 0 if result.ok else 1
 
 
 # -- apiserver ------------------------------------------------------------------------

@@ -39,6 +39,7 @@ def test_the_broadcaster_knows_nothing_of_kubernetes() -> None:
         ("sink", ("recorder", "handler", "correlator", "broadcaster")),
         ("recorder", ("handler",)),
         ("clock", ("models", "recorder", "handler", "sink", "correlator")),
+        ("series", ("recorder", "handler", "sink", "correlator", "broadcaster")),
     ],
 )
 def test_imports_flow_one_way(module: str, forbidden: tuple[str, ...]) -> None:
