@@ -33,6 +33,13 @@ WARNING = "Warning"
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
+# core/v1 field names that events.k8s.io/v1 spells differently (the server's conversion)
+_EVENTS_V1_NAMES = {
+    "involvedObject": "regarding",
+    "message": "note",
+    "reportingComponent": "reportingController",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class ObjectReference:
@@ -204,59 +211,28 @@ class Event:
     def to_events_v1(self) -> dict[str, Any]:
         """Return the events.k8s.io/v1 JSON body of this event, with empty values left out.
 
-        ``eventTime`` is ``event_time``, or ``first_timestamp`` when that is unset; the
-        deprecated core/v1 fields (count, source, first and last timestamps) are not sent,
-        because the events.k8s.io/v1 API refuses them on create.
+        The same fields under the server's conversion names (``regarding``, ``note``,
+        ``reportingController``). ``eventTime`` is ``event_time``, or ``first_timestamp``
+        when that is unset; the deprecated core/v1 fields (count, source, first and last
+        timestamps) are left out, because the events.k8s.io/v1 API refuses them on create.
         """
-        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if self.resource_version:
-            metadata["resourceVersion"] = self.resource_version
-        if self.annotations:
-            metadata["annotations"] = dict(self.annotations)
-        body: dict[str, Any] = {
-            "apiVersion": "events.k8s.io/v1",
-            "kind": "Event",
-            "metadata": {k: v for k, v in metadata.items() if v},
-            "regarding": self.involved_object.to_api(),
-        }
+        core = self.to_api()
+        for deprecated in ("count", "source", "firstTimestamp", "lastTimestamp"):
+            core.pop(deprecated, None)
+        body = {_EVENTS_V1_NAMES.get(key, key): value for key, value in core.items()}
+        body["apiVersion"] = "events.k8s.io/v1"
         event_time = self.event_time or self.first_timestamp
         if event_time is not None:
             body["eventTime"] = format_micro_time(event_time)
-        optional: tuple[tuple[str, Any], ...] = (
-            ("reason", self.reason),
-            ("note", self.message),
-            ("type", self.type),
-            ("action", self.action),
-            ("reportingController", self.reporting_controller),
-            ("reportingInstance", self.reporting_instance),
-        )
-        body.update((key, value) for key, value in optional if value)
-        if self.series is not None:
-            body["series"] = {
-                "count": self.series.count,
-                "lastObservedTime": format_micro_time(self.series.last_observed_time),
-            }
-        if self.related is not None:
-            body["related"] = self.related.to_api()
         return body
 
     @classmethod
     def from_events_v1(cls, data: Mapping[str, Any]) -> Event:
         """Build an event from an events.k8s.io/v1 JSON body; unknown keys are ignored."""
-        core = {
-            key: data.get(key)
-            for key in ("metadata", "reason", "type", "action", "related", "series", "eventTime")
-        }
-        core.update(
-            involvedObject=data.get("regarding"),
-            message=data.get("note"),
-            reportingComponent=data.get("reportingController"),
-            reportingInstance=data.get("reportingInstance"),
-            source=data.get("deprecatedSource"),
-            count=data.get("deprecatedCount"),
-            firstTimestamp=data.get("deprecatedFirstTimestamp"),
-            lastTimestamp=data.get("deprecatedLastTimestamp"),
-        )
+        core_names = {v1: core for core, v1 in _EVENTS_V1_NAMES.items()}
+        core = {core_names.get(key, key): value for key, value in data.items()}
+        for deprecated in ("source", "count", "firstTimestamp", "lastTimestamp"):
+            core[deprecated] = data.get("deprecated" + deprecated[0].upper() + deprecated[1:])
         return cls.from_api(core)
 
 

@@ -114,3 +114,38 @@ def test_parse_time_reads_z_and_offsets_into_aware_utc() -> None:
     assert models.parse_time("2024-01-01T00:00:05.000001Z") == T0 + timedelta(microseconds=1)
     assert models.parse_time(None) is None
     assert models.parse_time("") is None
+
+
+def test_to_events_v1_renames_fields_and_leaves_out_the_deprecated_ones() -> None:
+    """regarding/note/reportingController; no count, source or legacy timestamps; eventTime set."""
+    body = _event(
+        action="Pull", reporting_controller="ctl", reporting_instance="node-1"
+    ).to_events_v1()
+    assert body["apiVersion"] == "events.k8s.io/v1"
+    assert body["regarding"]["name"] == "web"
+    assert (body["note"], body["reportingController"]) == ("Back-off pulling image", "ctl")
+    assert body["eventTime"] == "2024-01-01T00:00:05.000000Z"
+    for deprecated in (
+        "count",
+        "source",
+        "firstTimestamp",
+        "lastTimestamp",
+        "message",
+        "involvedObject",
+    ):
+        assert deprecated not in body
+
+
+def test_from_events_v1_reads_the_v1_names_and_the_deprecated_fields() -> None:
+    """An events.k8s.io/v1 answer reads back into the same event fields."""
+    event = _event(action="Pull", event_time=T0, series=models.EventSeries(3, T0))
+    back = models.Event.from_events_v1(
+        {**event.to_events_v1(), "deprecatedCount": 7, "deprecatedSource": {"component": "x"}}
+    )
+    assert (back.message, back.involved_object, back.series, back.count) == (
+        event.message,
+        event.involved_object,
+        event.series,
+        7,
+    )
+    assert back.source == models.EventSource(component="x")
