@@ -1,0 +1,257 @@
+"""The demo (``python -m k8s_logging_events demo``) end to end: its table matches the server."""
+
+from __future__ import annotations
+
+import io
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from k8s_logging_events import _cli, _demo
+from k8s_logging_events.testing import LocalApiServer
+
+# what the simulated controller logs, per pod prefix and reason
+EXPECTED = {
+    ("web", "Pulling"): 4,
+    ("web", "Failed"): 4,
+    ("web", "BackOff"): 12,
+    ("orders-db-0", "Started"): 1,
+    ("orders-db-0", "Unhealthy"): 12,
+    ("cache", "FailedMount"): 60,
+    ("cache", "Started"): 1,
+}
+
+_ROW = re.compile(r"^  (Normal|Warning)\s+(\S+)\s+(\S+(?: \(x(\d+) over \S+\))?)\s+(\S+)\s+(.*)$")
+
+
+def _tables(output: str) -> dict[str, list[dict[str, Any]]]:
+    """The Events rows printed under each ``Name:`` section, with their counts."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    rows: list[dict[str, Any]] | None = None
+    for line in output.splitlines():
+        if line.startswith("Name:"):
+            rows = tables.setdefault(line.split()[1], [])
+        elif not line.strip():
+            rows = None
+        elif rows is not None and (match := _ROW.match(line)):
+            kind, reason, _, count, source, message = match.groups()
+            rows.append(
+                {
+                    "type": kind,
+                    "reason": reason,
+                    "count": int(count or 1),
+                    "from": source,
+                    "message": message,
+                }
+            )
+    return tables
+
+
+def _counts(tables: dict[str, list[dict[str, Any]]]) -> Counter[tuple[str, str]]:
+    """Sum of counts per (pod, reason)."""
+    totals: Counter[tuple[str, str]] = Counter()
+    for pod, rows in tables.items():
+        for row in rows:
+            totals[pod, row["reason"]] += row["count"]
+    return totals
+
+
+def _server_counts(events: list[dict[str, Any]]) -> Counter[tuple[str, str]]:
+    totals: Counter[tuple[str, str]] = Counter()
+    for event in events:
+        totals[event["involvedObject"]["name"], event["reason"]] += event.get("count") or 1
+    return totals
+
+
+def _by_prefix(counts: Counter[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Key the counts by the pod name's prefix (the generated part of the name dropped)."""
+    result: dict[tuple[str, str], int] = {}
+    for (pod, reason), count in counts.items():
+        prefix = pod if pod == "orders-db-0" else pod.split("-")[0]
+        result[prefix, reason] = result.get((prefix, reason), 0) + count
+    return result
+
+
+def _stats(output: str) -> dict[str, int]:
+    """The counters printed after ``handler.stats() after flush():``."""
+    block = output.split("handler.stats() after flush():", 1)[1].split("\n\n", 1)[0]
+    return {key: int(value) for key, value in re.findall(r"([a-z_]+) (\d+)", block)}
+
+
+def _kubeconfig(tmp_path: Path, url: str) -> Path:
+    """A kubeconfig whose current context is the server at ``url``, without credentials."""
+    path = tmp_path / "kubeconfig"
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": url}}],
+        "users": [{"name": "nobody", "user": {}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "nobody"}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def _fast_config(tmp_path: Path) -> Path:
+    """examples/logging.yaml without the sink's client-side rate limit (qps 0)."""
+    config = yaml.safe_load(_demo.DEFAULT_CONFIG.read_text())
+    config["handlers"]["events"]["qps"] = 0
+    path = tmp_path / "logging.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+class TestEndToEnd:
+    """The demo's printed table, its counters and the server agree."""
+
+    def test_the_cli_runs_the_demo_on_a_local_server(self, capsys, monkeypatch) -> None:
+        """``demo`` with no cluster configured: exit 0, and every printed count adds up."""
+        monkeypatch.delenv("KUBECONFIG", raising=False)
+
+        assert _cli.main(["demo"]) == 0
+
+        output = capsys.readouterr().out
+        assert "a local Events API server at http://127.0.0.1:" in output
+        tables = _tables(output)
+        assert len(tables) == 3
+        assert _by_prefix(_counts(tables)) == EXPECTED
+        rows = [row for rows in tables.values() for row in rows]
+        assert {row["from"] for row in rows} == {"demo-controller"}
+        combined = [row for row in rows if row["message"].startswith("(combined from similar")]
+        assert [(row["reason"], row["count"]) for row in combined] == [("Unhealthy", 3)]
+        assert len([row for row in rows if row["reason"] == "Unhealthy"]) == 10
+        stats = _stats(output)
+        outcomes = ("created", "patched", "coalesced", "dropped", "failed")
+        assert stats["accepted"] == sum(EXPECTED.values()) == sum(stats[k] for k in outcomes)
+        assert stats["pending"] == stats["failed"] == stats["dropped"] == 0
+        assert stats["created"] == len(rows)
+        assert f"OK: the server counts all {sum(EXPECTED.values())} occurrences" in output
+
+    def test_the_table_matches_what_the_server_stores(self, tmp_path) -> None:
+        """Run through --kubeconfig against a server the test owns, then read it directly."""
+        with LocalApiServer(namespaces=["shop"]) as server:
+            out = io.StringIO()
+            result = _demo.run(
+                _demo.DemoOptions(
+                    kubeconfig=str(_kubeconfig(tmp_path, server.url)),
+                    namespace="shop",
+                    config=_fast_config(tmp_path),
+                ),
+                out=out,
+            )
+            stored = server.events("shop")
+
+        output = out.getvalue()
+        assert result.ok
+        assert f"the cluster at {server.url}" in output
+        assert "events about pods that do not exist" in output
+        assert _counts(_tables(output)) == _server_counts(stored)
+        assert sum(event["count"] for event in stored) == result.stats["accepted"]
+        assert {event["metadata"]["namespace"] for event in stored} == {"shop"}
+        assert result.logged == result.stored
+        assert result.seconds < 10
+
+    def test_kubeconfig_from_the_environment_and_local_overriding_it(
+        self, tmp_path, monkeypatch
+    ) -> None:
+        """KUBECONFIG names the cluster; --local ignores it."""
+        with LocalApiServer() as server:
+            monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path, server.url)))
+            from_env = _demo.run(
+                _demo.DemoOptions(config=_fast_config(tmp_path)), out=io.StringIO()
+            )
+            local = _demo.run(
+                _demo.DemoOptions(local=True, config=_fast_config(tmp_path)), out=io.StringIO()
+            )
+            stored = server.events()
+
+        assert from_env.ok
+        assert from_env.target == server.url
+        assert _server_counts(stored) == Counter(from_env.stored)
+        assert local.ok
+        assert local.target != server.url
+
+
+class TestOutput:
+    """What the demo prints besides the tables."""
+
+    def test_the_console_shows_only_the_librarys_reports_unless_asked(
+        self, tmp_path, capsys
+    ) -> None:
+        """The records go to the events; --show-logs lets the console print them too."""
+        _demo.run(_demo.DemoOptions(local=True, config=_fast_config(tmp_path)), out=io.StringIO())
+        quiet = capsys.readouterr().err
+        _demo.run(
+            _demo.DemoOptions(local=True, config=_fast_config(tmp_path), show_logs=True),
+            out=io.StringIO(),
+        )
+        loud = capsys.readouterr().err
+
+        assert "Back-off pulling image" not in quiet
+        assert loud.count("Back-off pulling image") == EXPECTED["web", "BackOff"]
+
+
+class TestErrors:
+    """A demo that cannot run says why, with exit code 2 and no traceback."""
+
+    def test_a_missing_configuration_file(self, tmp_path, capsys) -> None:
+        """--config naming no file."""
+        assert _cli.main(["demo", "--local", "--config", str(tmp_path / "none.yaml")]) == 2
+        assert "cannot read the logging configuration" in capsys.readouterr().err
+
+    def test_a_configuration_without_an_event_handler(self, tmp_path, capsys) -> None:
+        """A YAML file that configures no KubernetesEventHandler."""
+        path = tmp_path / "logging.yaml"
+        path.write_text("version: 1\nroot: {level: INFO}\n")
+        assert _cli.main(["demo", "--local", "--config", str(path)]) == 2
+        assert "configures no k8s_logging_events.handler.KubernetesEventHandler" in (
+            capsys.readouterr().err
+        )
+
+    def test_an_unusable_kubeconfig(self, tmp_path, capsys) -> None:
+        """--kubeconfig naming no file."""
+        assert _cli.main(["demo", "--kubeconfig", str(tmp_path / "none")]) == 2
+        assert "cannot use the kubeconfig" in capsys.readouterr().err
+
+    def test_an_unreachable_cluster_fails_before_logging(self, tmp_path, capsys) -> None:
+        """The access check comes first: no events are logged at a server that is not there."""
+        with LocalApiServer() as server:
+            url = server.url
+        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, url))]) == 2
+        captured = capsys.readouterr()
+        assert "cannot list events in namespace 'default'" in captured.err
+        assert "Reconciling" not in captured.out
+
+    def test_without_pyyaml(self, monkeypatch, capsys) -> None:
+        """PyYAML is in the dev extra; without it the demo says how to get it."""
+        monkeypatch.setitem(sys.modules, "yaml", None)
+        assert _cli.main(["demo", "--local"]) == 2
+        assert "pip install pyyaml" in capsys.readouterr().err
+
+
+def test_the_help_names_the_options(capsys) -> None:
+    """The options of the demo are documented in its --help."""
+    with pytest.raises(SystemExit):
+        _cli.main(["demo", "--help"])
+    text = capsys.readouterr().out
+    for option in ("--kubeconfig", "--local", "--namespace", "--config", "--show-logs"):
+        assert option in text
+
+
+def test_a_configuration_dictconfig_refuses(tmp_path, capsys) -> None:
+    """An invalid handler option is reported as dictConfig words it, without a traceback."""
+    config = yaml.safe_load(_demo.DEFAULT_CONFIG.read_text())
+    config["handlers"]["events"]["max_message_bytes"] = 1
+    path = tmp_path / "logging.yaml"
+    path.write_text(yaml.safe_dump(config))
+
+    assert _cli.main(["demo", "--local", "--config", str(path)]) == 2
+    assert "cannot apply the logging configuration: Unable to configure handler 'events'" in (
+        capsys.readouterr().err
+    )

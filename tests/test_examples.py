@@ -1,0 +1,351 @@
+"""Every example under ``examples/`` runs as documented; each is run here.
+
+The Python examples are imported from their files and their ``main()`` is called against the
+``k8s_apiserver`` fixture (the quick start also runs as a script with its own server); the
+pytest example runs in a pytest of its own; the YAML files are loaded and checked.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import logging
+import logging.config
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, ClassVar
+
+import pytest
+import yaml
+
+from k8s_logging_events import KubernetesEventHandler
+from k8s_logging_events.testing import LocalApiServer
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+SERVER_ENV = "EVENTS_API_SERVER"
+
+
+def _load(name: str) -> ModuleType:
+    """Import ``examples/<name>.py`` under a private module name."""
+    spec = importlib.util.spec_from_file_location(f"_example_{name}", EXAMPLES / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _counts(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
+    """(object name, type, reason) -> count, for the events a server stores."""
+    return {
+        (e["involvedObject"]["name"], e["type"], e["reason"]): e.get("count", 1) for e in events
+    }
+
+
+@pytest.fixture(autouse=True)
+def _no_server_from_the_environment(monkeypatch) -> None:
+    """The examples must not pick up a server URL from the developer's environment."""
+    monkeypatch.delenv(SERVER_ENV, raising=False)
+
+
+class TestQuickstart:
+    """examples/quickstart.py."""
+
+    def test_writes_one_counted_event(self, k8s_apiserver, capsys) -> None:
+        """Three warnings are one BackOff event with count 3, printed like kubectl does."""
+        _load("quickstart").main(k8s_apiserver.url)
+
+        assert _counts(k8s_apiserver.events("default")) == {("web-0", "Warning", "BackOff"): 3}
+        out = capsys.readouterr().out
+        assert "BackOff" in out
+        assert "(x3 over" in out
+
+    def test_takes_the_server_from_the_environment(self, k8s_apiserver, monkeypatch) -> None:
+        """$EVENTS_API_SERVER names the server when no argument does."""
+        monkeypatch.setenv(SERVER_ENV, k8s_apiserver.url)
+        _load("quickstart").main()
+
+        assert len(k8s_apiserver.events("default")) == 1
+
+    def test_runs_as_a_script_with_its_own_server(self) -> None:
+        """``python examples/quickstart.py`` starts a local server when given none."""
+        done = subprocess.run(
+            [sys.executable, str(EXAMPLES / "quickstart.py")],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "(x3 over" in done.stdout
+        assert "Back-off pulling image busybox" in done.stdout
+
+
+class TestLoggingYaml:
+    """examples/logging.yaml, the demo's configuration."""
+
+    @pytest.fixture
+    def config(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = yaml.safe_load((EXAMPLES / "logging.yaml").read_text())
+        return loaded
+
+    def test_an_event_arrives(self, config, k8s_apiserver, capsys) -> None:
+        """dictConfig from the file, its sink pointed at the local server (as the demo does):
+        a record with ``involved`` becomes an event; the console prints the records too."""
+        config["handlers"]["events"]["sink"] = k8s_apiserver.url
+        logging.config.dictConfig(config)
+        (handler,) = [
+            h for h in logging.getLogger().handlers if isinstance(h, KubernetesEventHandler)
+        ]
+        pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "default"}}
+        try:
+            logging.getLogger("app").info("Synced", extra={"involved": pod, "reason": "Synced"})
+            logging.getLogger("app").info("no object: no event")
+            handler.flush()
+        finally:
+            handler.close()
+
+        (event,) = k8s_apiserver.events("default")
+        assert (event["type"], event["reason"], event["message"]) == ("Normal", "Synced", "Synced")
+        assert event["source"]["component"] == "demo-controller"
+        err = capsys.readouterr().err
+        assert "INFO    app: Synced" in err
+        assert "INFO    app: no object: no event" in err
+
+    def test_the_spelled_out_options_are_the_defaults(self, config) -> None:
+        """The file says 'the rest are the defaults': they are."""
+        options = dict(config["handlers"]["events"])
+        for key in ("class", "level", "formatter", "component", "sink", "correlator"):
+            options.pop(key)
+        parameters = inspect.signature(KubernetesEventHandler).parameters
+        assert {key: parameters[key].default for key in options} == options
+
+    def test_the_library_logger_stays_enabled(self, config) -> None:
+        """Reports of drops and failures on k8s_logging_events are not silenced."""
+        assert config["disable_existing_loggers"] is False
+
+
+class TestController:
+    """examples/controller.py: the kubernetes client and EventLoggerAdapter."""
+
+    def test_reconciles_v1pod_models(self, k8s_apiserver, capsys) -> None:
+        """Each resync adds one occurrence per pod; the V1Pod models are the involved objects."""
+        _load("controller").main(k8s_apiserver.url, resyncs=3)
+
+        events = k8s_apiserver.events("default")
+        assert _counts(events) == {
+            ("web-1", "Warning", "ImagePullBackOff"): 3,
+            ("web-2", "Normal", "Synced"): 3,
+        }
+        for event in events:
+            involved = event["involvedObject"]
+            assert (involved["kind"], involved["apiVersion"]) == ("Pod", "v1")
+            assert involved["uid"].startswith("9b7c1d52-")
+            assert event["action"] == "Reconcile"
+        assert "Name:  web-1" in capsys.readouterr().out
+
+    def test_lists_pods_where_the_server_has_them(self, monkeypatch) -> None:
+        """Pods come from list_namespaced_pod when the server serves Pods."""
+        controller = _load("controller")
+        listed = controller.example_pods("default")[:1]
+
+        class Core:
+            def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
+                assert (namespace, label_selector) == ("default", "app=example")
+                return type("V1PodList", (), {"items": listed})()
+
+        assert controller.list_pods(Core(), "default") == listed
+
+
+class TestAsyncio:
+    """examples/asyncio_app.py: logging from coroutines."""
+
+    def test_coroutines_log_events(self, k8s_apiserver, capsys) -> None:
+        """Three jobs followed concurrently; each retry is counted on its job's event."""
+        _load("asyncio_app").main(k8s_apiserver.url)
+
+        counts = _counts(k8s_apiserver.events("default"))
+        assert counts == {
+            **{(job, "Normal", "Started"): 1 for job in ("nightly-report", "resize-images")},
+            **{(job, "Normal", "Completed"): 1 for job in ("nightly-report", "resize-images")},
+            ("sync-catalog", "Normal", "Started"): 1,
+            ("sync-catalog", "Normal", "Completed"): 1,
+            ("resize-images", "Warning", "BackOff"): 2,
+            ("sync-catalog", "Warning", "BackOff"): 5,
+        }
+        assert "(x5 over" in capsys.readouterr().out
+
+
+class TestPytestExample:
+    """examples/test_with_fixtures.py, run by a pytest of its own."""
+
+    def test_passes(self) -> None:
+        """All its tests pass with the plugin's fixtures."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(EXAMPLES / "test_with_fixtures.py"),
+                "-p",
+                "no:cacheprovider",
+                "-q",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "6 passed" in done.stdout
+
+    def test_is_not_collected_by_the_main_suite(self, pytestconfig) -> None:
+        """testpaths keeps the main suite to tests/, so the example is not run twice."""
+        assert pytestconfig.getini("testpaths") == ["tests"]
+
+
+class TestRbac:
+    """examples/rbac.yaml: the least RBAC the sink needs."""
+
+    RULES: ClassVar[list[dict[str, list[str]]]] = [
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    ]
+
+    @staticmethod
+    def _by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        return {doc["kind"]: doc for doc in documents if doc}
+
+    def test_a_role_with_create_and_patch_on_events(self) -> None:
+        """ServiceAccount, Role and RoleBinding, in one namespace, tied together."""
+        text = (EXAMPLES / "rbac.yaml").read_text()
+        docs = self._by_kind(list(yaml.safe_load_all(text)))
+
+        assert set(docs) == {"ServiceAccount", "Role", "RoleBinding"}
+        account, role, binding = docs["ServiceAccount"], docs["Role"], docs["RoleBinding"]
+        assert role["rules"] == self.RULES
+        namespace = account["metadata"]["namespace"]
+        assert role["metadata"]["namespace"] == binding["metadata"]["namespace"] == namespace
+        assert binding["roleRef"] == {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": role["metadata"]["name"],
+        }
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": account["metadata"]["name"], "namespace": namespace}
+        ]
+
+    def test_the_commented_cluster_variant(self) -> None:
+        """The ClusterRole variant in the comments parses and grants the same rules."""
+        text = (EXAMPLES / "rbac.yaml").read_text()
+        block = text.split("# BEGIN CLUSTER VARIANT\n", 1)[1].split("# END CLUSTER VARIANT", 1)[0]
+        uncommented = "\n".join(line[2:] for line in block.splitlines())
+        docs = self._by_kind(list(yaml.safe_load_all(uncommented)))
+
+        assert set(docs) == {"ClusterRole", "ClusterRoleBinding"}
+        assert docs["ClusterRole"]["rules"] == self.RULES
+        assert docs["ClusterRoleBinding"]["roleRef"]["kind"] == "ClusterRole"
+
+    @pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1", "auto"])
+    def test_the_sink_uses_no_other_verb(self, k8s_apiserver, api) -> None:
+        """Creates and patches on events of either API are all the handler ever sends
+        (first try, retry, repeats), besides the discovery read of ``api="auto"``."""
+        k8s_apiserver.inject(method="POST", times=1, status=503)
+        handler = KubernetesEventHandler(sink=k8s_apiserver.url, sleep_duration=0, api=api)
+        log = logging.getLogger("rbac-check")
+        log.propagate = False  # keep the test's own report short
+        log.addHandler(handler)
+        pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "default"}}
+        try:
+            for repeats in (1, 29):  # a first occurrence, then a burst beyond the spam filter
+                for _ in range(repeats):
+                    log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+                handler.flush()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+        verbs = {"POST": "create", "PATCH": "patch"}
+        granted = {(rule["apiGroups"][0], verb) for rule in self.RULES for verb in rule["verbs"]}
+        used = set()
+        for request in k8s_apiserver.requests:
+            if not request.path.endswith("/events") and "/events/" not in request.path:
+                assert (request.method, request.path) == ("GET", "/apis/events.k8s.io/v1")
+                continue  # discovery: a non-resource URL every authenticated user may read
+            group = "events.k8s.io" if request.path.startswith("/apis/events.k8s.io/") else ""
+            used.add((group, verbs.get(request.method, request.method)))
+        assert used <= granted
+        assert {verb for _, verb in used} == {"create", "patch"}
+        assert handler.stats()["failed"] == 0
+
+
+def test_the_examples_accept_a_server() -> None:
+    """Every Python example (but the pytest one) takes a server URL, argument or variable."""
+    for name in ("quickstart", "controller", "asyncio_app"):
+        module = _load(name)
+        assert module.SERVER_ENV == SERVER_ENV
+        assert "server" in inspect.signature(module.main).parameters
+
+
+def test_a_local_server_is_what_the_examples_start(monkeypatch) -> None:
+    """Without a URL the examples start a LocalApiServer (and stop it)."""
+    started: list[LocalApiServer] = []
+
+    class Recording(LocalApiServer):
+        def start(self) -> Any:
+            started.append(self)
+            return super().start()
+
+    module = _load("asyncio_app")
+    monkeypatch.setattr(module, "LocalApiServer", Recording)
+    module.main()
+
+    assert len(started) == 1
+    assert not started[0].running
+
+
+class TestDocumentedConfigurations:
+    """The YAML shown in the README and the quick start works as shown."""
+
+    @staticmethod
+    def _yaml_blocks(path: Path) -> list[Any]:
+        blocks = re.findall(r"```yaml\n(.*?)```", path.read_text(), re.DOTALL)
+        return [yaml.safe_load(block) for block in blocks]
+
+    @staticmethod
+    def _is_part_of(part: Any, whole: Any) -> bool:
+        if isinstance(part, dict):
+            return isinstance(whole, dict) and all(
+                key in whole and TestDocumentedConfigurations._is_part_of(value, whole[key])
+                for key, value in part.items()
+            )
+        return bool(part == whole)
+
+    def test_the_quick_start_shows_part_of_logging_yaml(self) -> None:
+        """docs/quickstart.md cuts examples/logging.yaml down without changing it."""
+        (config,) = self._yaml_blocks(ROOT / "docs" / "quickstart.md")
+        example = yaml.safe_load((EXAMPLES / "logging.yaml").read_text())
+        assert self._is_part_of(config, example)
+
+    def test_the_readme_configuration_makes_events(self, k8s_apiserver) -> None:
+        """The README's dictConfig YAML, pointed at the local server, records an event."""
+        (config,) = self._yaml_blocks(ROOT / "README.md")
+        config["handlers"]["events"]["sink"] = k8s_apiserver.url
+        logging.config.dictConfig(config)
+        (handler,) = logging.getLogger().handlers
+        assert isinstance(handler, KubernetesEventHandler)
+        pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "default"}}
+        try:
+            logging.getLogger("billing").info("Synced", extra={"involved": pod})
+            handler.flush()
+        finally:
+            handler.close()
+
+        (event,) = k8s_apiserver.events("default")
+        assert (event["reason"], event["source"]["component"]) == ("Logging", "billing-controller")
