@@ -354,7 +354,8 @@ class KubernetesEventHandler(logging.Handler):
             return
         notes = _Notes()
         occurrence = self._occurrence(record, involved, notes)
-        notes.report(self._sites, record)
+        if notes.refusal is not None or notes.repairs:
+            notes.report(self._sites, record)
         if occurrence is None:
             self._counters.add("refused")
             return

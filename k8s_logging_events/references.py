@@ -11,7 +11,7 @@ Anything else raises :class:`InvalidObjectError`, which names what it got.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from k8s_logging_events import _kinds, models
@@ -31,6 +31,12 @@ _METADATA_FIELDS = (
 _MODEL_NAME = re.compile(r"^([A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)([A-Z]\w*)$")
 _API_PATH = re.compile(r"^/(?:api/(v\w+)|apis/([^/]+)/(v\w+))/")
 _CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+
+_MISSING = object()
+_MAX_CLASSES = 1024
+
+# which reader each class of object needs, decided on first sight
+_CLASS_KINDS: dict[type, str] = {}
 
 # models missing from the shipped table, found once by the slow search
 _searched: dict[type, tuple[str, str]] = {}
@@ -55,19 +61,7 @@ def object_reference(obj: object, *, field_path: str = "") -> models.ObjectRefer
     Raises:
         InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
     """
-    if isinstance(obj, models.ObjectReference):
-        ref = obj
-    elif isinstance(obj, Mapping):
-        ref = _from_manifest(obj)
-    elif _is_client_object_reference(obj):
-        ref = _from_client_reference(obj)
-    elif hasattr(obj, "metadata"):
-        ref = _from_model(obj)
-    else:
-        raise InvalidObjectError(
-            f"cannot refer to {_describe(obj)}: expected a kubernetes client model, a manifest "
-            "dict with apiVersion, kind and metadata, or an ObjectReference"
-        )
+    ref: models.ObjectReference = _READERS[_kind_of(obj)](obj)
     if field_path and field_path != ref.field_path:
         return models.ObjectReference(
             kind=ref.kind,
@@ -79,6 +73,38 @@ def object_reference(obj: object, *, field_path: str = "") -> models.ObjectRefer
             field_path=field_path,
         )
     return ref
+
+
+def _kind_of(obj: object) -> str:
+    # the branch an object takes depends on its class alone: decide it once per class,
+    # because this runs for every record on the application's thread
+    cls = type(obj)
+    kind = _CLASS_KINDS.get(cls)
+    if kind is None:
+        if issubclass(cls, models.ObjectReference):
+            kind = "reference"
+        elif issubclass(cls, Mapping):
+            kind = "manifest"
+        elif _is_client_object_reference(obj):
+            kind = "client-reference"
+        elif hasattr(obj, "metadata"):
+            kind = "model"
+        else:
+            return "unknown"  # not cached: an instance may grow a metadata attribute
+        if len(_CLASS_KINDS) < _MAX_CLASSES:
+            _CLASS_KINDS[cls] = kind
+    return kind
+
+
+def _unknown(obj: object) -> models.ObjectReference:
+    raise InvalidObjectError(
+        f"cannot refer to {_describe(obj)}: expected a kubernetes client model, a manifest "
+        "dict with apiVersion, kind and metadata, or an ObjectReference"
+    )
+
+
+def _as_reference(obj: models.ObjectReference) -> models.ObjectReference:
+    return obj
 
 
 def _from_manifest(data: Mapping[Any, Any]) -> models.ObjectReference:
@@ -98,13 +124,12 @@ def _from_model(obj: Any) -> models.ObjectReference:
     if isinstance(metadata, Mapping):
         values = {attr: _field(metadata, key, obj) for attr, key in _METADATA_FIELDS}
     else:
-        # client models spell it resource_version, other libraries resourceVersion
-        values = {
-            attr: _attr(metadata, attr, obj) or _attr(metadata, key, obj)
-            for attr, key in _METADATA_FIELDS
-        }
+        # client models spell it resource_version, other libraries resourceVersion; look
+        # for the other spelling only when the attribute is missing (an empty value on a
+        # pydantic model would otherwise cost a failed lookup on every record)
+        values = {attr: _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS}
     kind = _attr(obj, "kind", obj)
-    api_version = _attr(obj, "api_version", obj) or _attr(obj, "apiVersion", obj)
+    api_version = _attr(obj, "api_version", obj, "apiVersion")
     if not kind or not api_version:
         # items of a list call come back without type metadata: the class knows it
         class_kind, class_api_version = type_meta_for_model(type(obj))
@@ -150,9 +175,11 @@ def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
     return value
 
 
-def _attr(obj: object, name: str, original: object) -> str:
-    value = getattr(obj, name, None)
-    if value is None:
+def _attr(obj: object, name: str, original: object, other_spelling: str = "") -> str:
+    value = getattr(obj, name, _MISSING)
+    if value is _MISSING and other_spelling:
+        value = getattr(obj, other_spelling, None)
+    if value is None or value is _MISSING:
         return ""
     if not isinstance(value, str):
         raise InvalidObjectError(
@@ -232,3 +259,12 @@ def _version_from_path(path: str) -> str:
         return ""
     core_version, group, group_version = match.groups()
     return core_version or f"{group}/{group_version}"
+
+
+_READERS: dict[str, Callable[[Any], models.ObjectReference]] = {
+    "reference": _as_reference,
+    "manifest": _from_manifest,
+    "client-reference": _from_client_reference,
+    "model": _from_model,
+    "unknown": _unknown,
+}
