@@ -58,10 +58,11 @@ def client_go(occurrences: int, seconds_between: float) -> dict[str, object]:
     writes = 0
     last_count = 0
     for _ in range(occurrences):
-        event = rec._build(
+        pending = rec._build(
             POD, models.WARNING, "BackOff", "Back-off pulling image busybox", None, "", None, ""
         )
-        assert event is not None
+        assert pending is not None
+        event = pending.materialize()
         result = events.correlate(event)
         if not result.skip and result.event is not None:
             writes += 1

@@ -293,6 +293,10 @@ class Broadcaster:
             ``NewBroadcaster``; pass ``queue_length`` again for Go's ``NewLongQueueBroadcaster``.
             0 means 1.
         name: the name of the distributing thread, a daemon thread started on first use.
+        prepare: called on the distributing thread with each item's object before it is
+            handed out; what it returns is handed out instead. Work that would otherwise
+            happen on the producer's thread can move here. It must not raise (an item whose
+            ``prepare`` raises is given to no watcher).
 
     Raises:
         ValueError: a queue length is negative.
@@ -310,6 +314,7 @@ class Broadcaster:
         *,
         incoming_queue_length: int | None = None,
         name: str = "k8s-events-broadcaster",
+        prepare: Callable[[Any], Any] | None = None,
     ) -> None:
         if incoming_queue_length is None:
             incoming_queue_length = _INCOMING_QUEUE_LENGTH
@@ -319,6 +324,7 @@ class Broadcaster:
         self._watch_capacity = max(queue_length, 1)
         self._behavior = FullChannelBehavior(full_channel_behavior)
         self._name = name
+        self._prepare = prepare
         # Go's incomingBlock: serialises producers and control operations, and is held until
         # a control operation has run, so that nothing overtakes it.
         self._lock = threading.Lock()
@@ -527,6 +533,8 @@ class Broadcaster:
             return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:
+        if self._prepare is not None:
+            events = self._prepared(events)
         if not events:
             return
         # A copy, because an on_drop callback may stop a watcher while we iterate.
@@ -536,6 +544,16 @@ class Broadcaster:
                     watcher._put_waiting(event)
             else:
                 watcher._put_or_drop(events)
+
+    def _prepared(self, events: list[WatchEvent]) -> list[WatchEvent]:
+        assert self._prepare is not None
+        prepared = []
+        for event in events:
+            try:
+                prepared.append(WatchEvent(event.type, self._prepare(event.object)))
+            except Exception:  # noqa: S112 - documented: such an item reaches no watcher
+                continue
+        return prepared
 
     def _begin_exit(self) -> None:
         """The shutdown marker: nothing can be queued behind it, so the loop ends after it."""

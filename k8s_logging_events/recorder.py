@@ -20,6 +20,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from pythonjsonlogger.json import JsonFormatter
@@ -100,6 +102,7 @@ class EventBroadcaster:
             broadcaster.FullChannelBehavior.DROP,
             incoming_queue_length=queue_length,
             name=f"{name}-broadcaster",
+            prepare=_materialize,
         )
         self._counters = _stats.Counters(("accepted", "invalid", *_stats.OUTCOMES))
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
@@ -224,7 +227,7 @@ class EventBroadcaster:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _offer(self, event: models.Event) -> bool:
+    def _offer(self, event: _PendingEvent) -> bool:
         """Hand ``event`` to the watchers without blocking; count what became of it."""
         self._counters.add("accepted")
         try:
@@ -234,8 +237,8 @@ class EventBroadcaster:
             self._reporter.report(
                 "after-shutdown",
                 logging.ERROR,
-                "Unable to record event %s: the broadcaster is shut down (will not retry)",
-                event.name,
+                "Unable to record an event about %s: the broadcaster is shut down (will not retry)",
+                event.ref.name,
             )
             return False
         if not queued:
@@ -243,8 +246,8 @@ class EventBroadcaster:
             self._reporter.report(
                 "queue-full",
                 logging.ERROR,
-                "Unable to record event: too many queued events, dropped event %s",
-                event.name,
+                "Unable to record event: too many queued events, dropped an event about %s",
+                event.ref.name,
             )
         return queued
 
@@ -441,7 +444,7 @@ class EventRecorder:
         action: str,
         related: object | None,
         field_path: str,
-    ) -> models.Event | None:
+    ) -> _PendingEvent | None:
         try:
             ref = references.object_reference(obj, field_path=field_path)
         except references.InvalidObjectError as error:
@@ -471,23 +474,19 @@ class EventRecorder:
                 self._broadcaster._reporter.report(
                     "invalid-related", logging.DEBUG, "Ignoring related object: %s", error
                 )
-        now = self._clock.now()
-        return models.Event(
-            name=correlator.generate_event_name(ref.name, correlator.unique_unix_nanos(now)),
+        # the Event itself (its name, a dataclass of 18 fields) is built on the
+        # broadcaster's thread: the caller only snapshots what may change under it
+        return _PendingEvent(
+            ref=ref,
             namespace=ref.namespace or self._default_namespace,
-            involved_object=ref,
+            type=type,
             reason=reason,
             message=message,
-            source=self._source,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            type=type,
+            annotations=dict(annotations) if annotations else None,
             action=action,
             related=related_ref,
-            reporting_controller=self._source.component,
-            reporting_instance=self._source.host,
-            annotations=dict(annotations) if annotations else {},
+            source=self._source,
+            time=self._clock.now(),
         )
 
     def _format(self, fmt: str, args: tuple[object, ...]) -> str | None:
@@ -500,6 +499,49 @@ class EventRecorder:
                 "bad-format", "Unable to format event message %r: %s", fmt, error
             )
             return None
+
+
+@dataclass(frozen=True, slots=True)
+class _PendingEvent:
+    """What the caller's thread snapshots for one event; the Event is built later."""
+
+    ref: models.ObjectReference
+    namespace: str
+    type: str
+    reason: str
+    message: str
+    annotations: dict[str, str] | None
+    action: str
+    related: models.ObjectReference | None
+    source: models.EventSource
+    time: datetime
+
+    def materialize(self) -> models.Event:
+        """Build the Event: its unique name, count 1, first and last timestamps."""
+        return models.Event(
+            name=correlator.generate_event_name(
+                self.ref.name, correlator.unique_unix_nanos(self.time)
+            ),
+            namespace=self.namespace,
+            involved_object=self.ref,
+            reason=self.reason,
+            message=self.message,
+            source=self.source,
+            first_timestamp=self.time,
+            last_timestamp=self.time,
+            count=1,
+            type=self.type,
+            action=self.action,
+            related=self.related,
+            reporting_controller=self.source.component,
+            reporting_instance=self.source.host,
+            annotations=self.annotations or {},
+        )
+
+
+def _materialize(item: object) -> object:
+    """The broadcaster's ``prepare`` hook: snapshots become Events before fan-out."""
+    return item.materialize() if isinstance(item, _PendingEvent) else item
 
 
 class _WatchLoop:

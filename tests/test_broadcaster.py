@@ -459,3 +459,22 @@ def test_negative_queue_length_is_rejected(kwargs: dict[str, Any]) -> None:
     """A negative queue length raises ValueError."""
     with pytest.raises(ValueError, match="queue lengths must be >= 0"):
         Broadcaster(**kwargs)
+
+
+def test_prepare_runs_on_the_distributing_thread_and_its_result_is_handed_out() -> None:
+    """A prepare hook turns each object into what the watchers get; a failing one skips it."""
+    threads: list[str] = []
+
+    def prepare(obj: object) -> object:
+        threads.append(threading.current_thread().name)
+        if obj == "bad":
+            raise ValueError("cannot prepare")
+        return f"prepared {obj}"
+
+    b = Broadcaster(5, FullChannelBehavior.DROP, name="prep-test", prepare=prepare)
+    watcher = b.watch()
+    for obj in ("a", "bad", "b"):
+        b.action(ADDED, obj)
+    b.shutdown()
+    assert [event.object for event in watcher] == ["prepared a", "prepared b"]
+    assert set(threads) == {"prep-test"}
