@@ -405,6 +405,7 @@ class LocalApiServer:
         self._wake_w: socket.socket | None = None
         self._closes = 0
         self._connections: dict[int, _Connection] = {}
+        self._threads: set[threading.Thread] = set()
         self._connection_count = 0
 
     # -- lifecycle --------------------------------------------------------------------
@@ -448,9 +449,10 @@ class LocalApiServer:
             with contextlib.suppress(OSError):
                 connection.sock.shutdown(socket.SHUT_RDWR)
         deadline = time.monotonic() + _JOIN_TIMEOUT
-        for connection in connections:
-            if connection.thread is not None:
-                connection.thread.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            threads = list(self._threads)
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
         if self._httpd is not None:
             self._httpd.server_close()
         for sock in (self._wake_r, self._wake_w):
@@ -876,7 +878,6 @@ class LocalApiServer:
         with self._lock:
             self._connection_count += 1
             number = self._connection_count
-            self._connections[id(sock)] = connection
         thread = threading.Thread(
             target=self._run_connection,
             args=(httpd, connection, address),
@@ -884,6 +885,9 @@ class LocalApiServer:
             daemon=True,
         )
         connection.thread = thread
+        with self._lock:
+            self._connections[id(sock)] = connection
+            self._threads.add(thread)
         thread.start()
 
     def _run_connection(self, httpd: _HttpServer, connection: _Connection, address: Any) -> None:
@@ -896,6 +900,9 @@ class LocalApiServer:
             with self._lock:
                 self._connections.pop(id(connection.sock), None)
             httpd.shutdown_request(connection.sock)
+            # the very last step, so that stop() can join every thread still running
+            with self._lock:
+                self._threads.discard(threading.current_thread())
 
     def _connection_state(self, sock: socket.socket) -> _Connection | None:
         return self._connections.get(id(sock))
