@@ -84,7 +84,13 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="NAME",
         help="namespace of the simulated pods and their events (default: default)",
     )
-    # ``--api {v1,events.k8s.io/v1}`` (which Events API the sink writes) belongs here.
+    target.add_argument(
+        "--api",
+        choices=("v1", "events.k8s.io/v1"),
+        default="v1",
+        help="which Events API to write: core/v1 with counts (default) or events.k8s.io/v1 "
+        "with series",
+    )
     parser.add_argument(
         "--config",
         metavar="FILE",
@@ -110,6 +116,7 @@ def _run_demo(args: argparse.Namespace) -> int:
         namespace=args.namespace,
         config=Path(args.config) if args.config else _demo.DEFAULT_CONFIG,
         show_logs=args.show_logs,
+        api=args.api,
     )
     try:
         result = _demo.run(options)

@@ -68,6 +68,12 @@ _PROBE_FAILURES = 12
 _MOUNT_FAILURES = 60
 
 
+_API_NAMES = {
+    "v1": "core/v1 (counts and aggregation, like client-go's tools/record)",
+    "events.k8s.io/v1": "events.k8s.io/v1 (series, like client-go's tools/events)",
+}
+
+
 class DemoError(Exception):
     """The demo cannot run: a missing configuration file, no PyYAML, a bad kubeconfig."""
 
@@ -91,8 +97,8 @@ class DemoOptions:
     namespace: str = DEFAULT_NAMESPACE
     config: Path = DEFAULT_CONFIG
     show_logs: bool = False
-    # Room for ``--api events.k8s.io/v1`` (not implemented yet): the sink and the read-back
-    # below are the two places that would choose the API version.
+    api: str = "v1"
+    """Which Events API to write and read back: ``v1`` or ``events.k8s.io/v1``."""
 
 
 @dataclass
@@ -104,17 +110,19 @@ class DemoResult:
     pods: list[dict[str, Any]]
     """The simulated pods, as manifest dicts."""
     events: dict[str, list[dict[str, Any]]]
-    """The events read back from the server after the flush, per pod name (core/v1 JSON)."""
+    """The events read back from the server after the flush, per pod name (JSON of ``api``)."""
     logged: dict[tuple[str, str], int]
     """Occurrences logged, per (pod name, reason), counted on the controller's logger."""
     stored: dict[tuple[str, str], int]
-    """The sum of ``count`` over the events on the server, per (pod name, reason)."""
+    """The occurrences the server's events stand for (``count``, or ``series.count``)."""
     stats: dict[str, int]
     """``handler.stats()`` after the flush."""
     flushed: bool
     """Whether the flush finished within the handler's ``flush_timeout``."""
     seconds: float
     """How long the demo took, from configuring logging to reading the events back."""
+    api: str = "v1"
+    """The Events API written and read back."""
 
     @property
     def counts_match(self) -> bool:
@@ -151,7 +159,7 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
             api_client = _cluster_client(kubeconfig)
             stack.callback(api_client.close)
             _check_access(api_client, options.namespace)
-            sink: object = _cluster_sink(api_client, config)
+            sink: object = _cluster_sink(api_client, config, options.api)
             target = str(api_client.configuration.host)
             where = f"the cluster at {target} (kubeconfig {kubeconfig})"
             note = "the pods are simulated: the cluster gets events about pods that do not exist"
@@ -167,9 +175,11 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
                 if options.local and os.environ.get("KUBECONFIG")
                 else "no cluster configured: --kubeconfig FILE or KUBECONFIG names one"
             )
-        _use_sink(config, sink, show_logs=options.show_logs)
+        _use_sink(config, sink, show_logs=options.show_logs, api=options.api)
         write.header(options, where, note)
-        result = _run_controller(config, options.namespace, api_client, target, write)
+        result = _run_controller(
+            config, options.namespace, api_client, target, write, api=options.api
+        )
     write.report(result)
     return result
 
@@ -207,10 +217,11 @@ def _event_handler_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def _use_sink(config: dict[str, Any], sink: object, *, show_logs: bool) -> None:
-    """Point every event handler of ``config`` at ``sink``; quiet the other handlers."""
+def _use_sink(config: dict[str, Any], sink: object, *, show_logs: bool, api: str) -> None:
+    """Point every event handler of ``config`` at ``sink`` and ``api``; quiet the others."""
     for spec in _event_handler_configs(config):
         spec["sink"] = sink
+        spec["api"] = api
     if show_logs:
         return
     # the demo prints its own report; the console still shows the library's warnings
@@ -255,7 +266,7 @@ def _check_access(api_client: Any, namespace: str) -> None:
         ) from None
 
 
-def _cluster_sink(api_client: Any, config: Mapping[str, Any]) -> object:
+def _cluster_sink(api_client: Any, config: Mapping[str, Any], api: str) -> object:
     """The sink for a real cluster: it writes through the client the demo reads with.
 
     The configuration's ``qps`` and ``burst`` apply to it as to a sink the handler builds.
@@ -263,7 +274,7 @@ def _cluster_sink(api_client: Any, config: Mapping[str, Any]) -> object:
     from k8s_logging_events.sink import KubernetesEventSink
 
     qps, burst = _rate_limit(config)
-    return KubernetesEventSink(api_client, qps=qps, burst=burst)
+    return KubernetesEventSink(api_client, qps=qps, burst=burst, api=api)
 
 
 @contextlib.contextmanager
@@ -367,7 +378,13 @@ _SCENARIOS = (
 
 
 def _run_controller(
-    config: dict[str, Any], namespace: str, api_client: Any, target: str, write: _Writer
+    config: dict[str, Any],
+    namespace: str,
+    api_client: Any,
+    target: str,
+    write: _Writer,
+    *,
+    api: str = "v1",
 ) -> DemoResult:
     """Configure logging, reconcile the pods, flush, and read the events back."""
     rng = random.Random()
@@ -396,14 +413,14 @@ def _run_controller(
     finally:
         logger.removeFilter(tally)
     try:
-        events = {pod["metadata"]["name"]: _read_events(api_client, pod) for pod in pods}
+        events = {pod["metadata"]["name"]: _read_events(api_client, pod, api) for pod in pods}
     except Exception as error:  # an unreachable or refusing server: say so, no traceback
         raise DemoError(f"cannot read the events back from {target}: {error}") from None
     stored: dict[tuple[str, str], int] = {}
     for name, items in events.items():
         for item in items:
             key = (name, str(item.get("reason", "")))
-            stored[key] = stored.get(key, 0) + int(item.get("count") or 1)
+            stored[key] = stored.get(key, 0) + _occurrences(item)
     return DemoResult(
         target=target,
         pods=pods,
@@ -413,6 +430,7 @@ def _run_controller(
         stats=stats,
         flushed=stats["pending"] == 0,
         seconds=time.monotonic() - started,
+        api=api,
     )
 
 
@@ -430,17 +448,30 @@ def _summed(all_stats: Iterator[Mapping[str, int]]) -> dict[str, int]:
     return total
 
 
-def _read_events(api_client: Any, pod: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """List the events about ``pod`` (by uid) as core/v1 JSON dicts, as a GET returns them."""
+def _occurrences(item: Mapping[str, Any]) -> int:
+    """How many occurrences one stored event stands for: its series or its count."""
+    series = item.get("series") or {}
+    return int(series.get("count") or item.get("count") or item.get("deprecatedCount") or 1)
+
+
+def _read_events(api_client: Any, pod: Mapping[str, Any], api: str) -> list[dict[str, Any]]:
+    """List the events about ``pod`` (by uid) as JSON dicts of ``api``, as a GET returns them."""
     from kubernetes import client
 
     metadata = pod["metadata"]
     # without _preload_content the client returns a urllib3 response, not a model
-    response: Any = client.CoreV1Api(api_client).list_namespaced_event(
-        metadata["namespace"],
-        field_selector=f"involvedObject.uid={metadata['uid']}",
-        _preload_content=False,
-    )
+    if api == "events.k8s.io/v1":
+        response: Any = client.EventsV1Api(api_client).list_namespaced_event(
+            metadata["namespace"],
+            field_selector=f"regarding.uid={metadata['uid']}",
+            _preload_content=False,
+        )
+    else:
+        response = client.CoreV1Api(api_client).list_namespaced_event(
+            metadata["namespace"],
+            field_selector=f"involvedObject.uid={metadata['uid']}",
+            _preload_content=False,
+        )
     items: list[dict[str, Any]] = json.loads(response.data)["items"]
     return items
 
@@ -466,6 +497,7 @@ class _Writer:
         self.line(f"Events to:  {where}")
         self.line(f"            ({note})")
         self.line(f"Namespace:  {options.namespace}")
+        self.line(f"API:        {_API_NAMES[options.api]}")
         self.line()
         self.line(
             f"Reconciling {len(_SCENARIOS)} simulated pods (manifest dicts: no Pod objects are "
@@ -501,14 +533,24 @@ class _Writer:
             self.line(f"Namespace:    {metadata['namespace']}")
             self._out.write(describe.format_events(result.events[metadata["name"]]))
         self.line()
-        self.notes()
+        self.notes(result.api)
         self.counts(result)
         self.stats(result.stats)
         self.line()
         self.verdict(result)
 
-    def notes(self) -> None:
+    def notes(self, api: str) -> None:
         self.line("What happened:")
+        if api == "events.k8s.io/v1":
+            self._wrapped(
+                "  - ",
+                "events.k8s.io/v1 groups repeats of one event (same object, reason and "
+                "action, whatever the message) into a series: the first occurrence is "
+                "created, the second patches series.count 2, later ones are written six "
+                "minutes after the last one, every 30 minutes while they go on, and at "
+                "flush(), so the series count on the server is exact.",
+            )
+            return
         for text in (
             f"BackOff: {_PULL_ATTEMPTS * _BACKOFFS_PER_ATTEMPT} identical warnings are one "
             "event with a count; repeats are patches of count and lastTimestamp.",
@@ -523,7 +565,7 @@ class _Writer:
 
     def counts(self, result: DemoResult) -> None:
         self.line()
-        self.line("Occurrences logged vs. counted on the server (sum of `count`):")
+        self.line("Occurrences logged vs. counted on the server (sum of `count` or `series.count`):")
         self.line(f"  {'POD':<26} {'REASON':<12} {'LOGGED':>6} {'SERVER':>6} {'EVENTS':>6}")
         keys = list(result.logged) + [k for k in result.stored if k not in result.logged]
         shown = ""

@@ -91,24 +91,7 @@ def event_from_api(data: Mapping[str, Any]) -> models.Event:
     """
     if not _is_events_v1(data):
         return models.Event.from_api(data)
-    core: dict[str, Any] = {
-        "metadata": data.get("metadata") or {},
-        "involvedObject": data.get("regarding") or {},
-        "related": data.get("related"),
-        "reason": data.get("reason"),
-        "message": data.get("note"),
-        "type": data.get("type"),
-        "action": data.get("action"),
-        "count": data.get("deprecatedCount"),
-        "source": data.get("deprecatedSource"),
-        "firstTimestamp": data.get("deprecatedFirstTimestamp"),
-        "lastTimestamp": data.get("deprecatedLastTimestamp"),
-        "eventTime": data.get("eventTime"),
-        "series": data.get("series"),
-        "reportingComponent": data.get("reportingController"),
-        "reportingInstance": data.get("reportingInstance"),
-    }
-    return models.Event.from_api(core)
+    return models.Event.from_events_v1(data)
 
 
 def _is_events_v1(data: Mapping[str, Any]) -> bool:

@@ -157,6 +157,33 @@ class TestEndToEnd:
         assert result.logged == result.stored
         assert result.seconds < 10
 
+    def test_the_demo_writes_events_k8s_io_v1_series_with_exact_counts(self, tmp_path) -> None:
+        """``--api events.k8s.io/v1``: one Event per reason, each series counts every occurrence."""
+        with LocalApiServer(namespaces=["shop"]) as server:
+            out = io.StringIO()
+            result = _demo.run(
+                _demo.DemoOptions(
+                    kubeconfig=str(_kubeconfig(tmp_path, server.url)),
+                    namespace="shop",
+                    config=_fast_config(tmp_path),
+                    api="events.k8s.io/v1",
+                ),
+                out=out,
+            )
+            stored = server.events_v1("shop")
+            bad = [r for r in server.requests if r.status in (400, 422)]
+
+        assert result.ok
+        assert bad == []
+        assert "events.k8s.io/v1 (series" in out.getvalue()
+        assert result.logged == result.stored
+        series_counts = sorted(
+            (e["reason"], (e.get("series") or {}).get("count", 1)) for e in stored
+        )
+        assert ("FailedMount", 60) in series_counts
+        assert ("Unhealthy", 12) in series_counts
+        assert len(stored) == 7
+
     def test_kubeconfig_from_the_environment_and_local_overriding_it(
         self, tmp_path, monkeypatch
     ) -> None:
