@@ -565,7 +565,9 @@ class _Writer:
 
     def counts(self, result: DemoResult) -> None:
         self.line()
-        self.line("Occurrences logged vs. counted on the server (sum of `count` or `series.count`):")
+        self.line(
+            "Occurrences logged vs. counted on the server (sum of `count` or `series.count`):"
+        )
         self.line(f"  {'POD':<26} {'REASON':<12} {'LOGGED':>6} {'SERVER':>6} {'EVENTS':>6}")
         keys = list(result.logged) + [k for k in result.stored if k not in result.logged]
         shown = ""

@@ -50,6 +50,10 @@ DEFAULT_WRITERS = 4
 
 Key = tuple[str, str]
 
+_RESOLUTION = 1e-6
+"""A clock gives datetimes, in whole microseconds: a write due within one is due now (a
+sleeper that moves a fake clock cannot sleep less, and would be asked again forever)."""
+
 
 class WritePolicy(Protocol):
     """What a writer needs to know about one API's way of recording repeats.
@@ -313,7 +317,7 @@ class Writer:
                 self._make_ready(key, slot)
 
     def _promote_due(self) -> None:
-        now = self._now()
+        now = self._now() + _RESOLUTION
         while self._timed and self._timed[0][0] <= now:
             _, token, key = heapq.heappop(self._timed)
             slot = self._slots.get(key)
@@ -440,7 +444,7 @@ class Writer:
 
     def _after_failure(self, key: Key, write: _Write, error: Exception) -> None:
         write.attempts += 1
-        if write.create and not isinstance(error, sink.ApiStatusError):
+        if write.create and _may_have_landed(error):
             write.maybe_landed = True
         retry_in = self._retry.delay(write.attempts, error)
         with self._cond:
@@ -539,6 +543,18 @@ def _wait_scaled(base: float, rng: Callable[[], float]) -> tenacity.wait.wait_ba
             return base * rng()
 
     return _Scaled()
+
+
+def _may_have_landed(error: Exception) -> bool:
+    """Tell whether a create that failed with ``error`` may have been stored all the same.
+
+    A transport error (the answer was lost) and a 5xx (a 500 or a 504 Timeout can come
+    after the server stored the object) leave it open; a 4xx answer, 429 included, says the
+    request was not carried out.
+    """
+    if isinstance(error, sink.ApiStatusError):
+        return error.status >= 500
+    return True
 
 
 def _describe_error(error: Exception) -> str:

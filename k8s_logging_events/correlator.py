@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 import struct
 import threading
@@ -708,6 +709,16 @@ def unix_nanos(value: datetime) -> int:
 
 _last_nanos = 0
 _nanos_lock = threading.Lock()
+
+
+def _renew_nanos_lock() -> None:
+    # a thread of the parent may have held the lock at the fork; it does not exist here
+    global _nanos_lock
+    _nanos_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_nanos_lock)
 
 
 def unique_unix_nanos(value: datetime) -> int:

@@ -96,6 +96,7 @@ _CLOSE_GRACE_SECONDS = 0.25
 _MAX_CALL_SITES = 4096
 _SERVICE_ACCOUNT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
+_OWN_THREADS = "k8s-events-"
 _BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 _EVENT_API_VERSIONS = ("", "v1", "events.k8s.io/v1", "events.k8s.io/v1beta1")
@@ -251,9 +252,24 @@ class KubernetesEventHandler(logging.Handler):
         The ``involved`` check comes first and is one attribute lookup: it is all that a
         record without it costs. The handler's own filters run after these checks.
         """
-        if getattr(record, "involved", None) is None or _is_own(record.name):
+        if getattr(record, "involved", None) is None or _is_own(record.name) or _own_thread():
             return False
         return super().filter(record)
+
+    def handle(self, record: logging.LogRecord) -> bool:
+        """Filter ``record`` and emit it, under a lock of the handler's own.
+
+        Not under the handler's ``lock``: ``logging.shutdown()`` and ``dictConfig`` hold that
+        one while they flush and close the handler, which may wait ``flush_timeout`` seconds
+        for the API server, and the threads that log must not wait behind it (what they log
+        once the handler is closed is counted as ``after_close``). Emitters still take turns:
+        threads that all ran into the broadcaster at once would cost each other twice as much.
+        """
+        result = self.filter(record)
+        if result:
+            with self._emit_lock:
+                self.emit(record)
+        return result
 
     def emit(self, record: logging.LogRecord) -> None:
         """Record an event for ``record``, on this thread, without waiting for the API.
@@ -347,7 +363,7 @@ class KubernetesEventHandler(logging.Handler):
 
     def _emit(self, record: logging.LogRecord) -> None:
         involved = getattr(record, "involved", None)
-        if involved is None or _is_own(record.name):
+        if involved is None or _is_own(record.name) or _own_thread():
             return  # emit called directly, bypassing filter
         if self._closed:
             self._counters.add("after_close")
@@ -426,6 +442,7 @@ class KubernetesEventHandler(logging.Handler):
     def _fresh_state(self) -> None:
         """Reset everything tied to this process's threads (at construction and after fork)."""
         self._lock = threading.Lock()
+        self._emit_lock = threading.RLock()  # reentrant, as logging's own: a formatter may log
         self._counters = _stats.Counters(_HANDLER_STATS)
         self._sites = _CallSites()
         self._broadcaster = self._given
@@ -874,6 +891,13 @@ def _is_own(name: str) -> bool:
     return name == _diagnostics.LOGGER_NAME or name.startswith(_OWN_PREFIX)
 
 
+def _own_thread() -> bool:
+    """True on the library's own threads: what is logged there (the HTTP client's records,
+    structured logging) is logged on the library's behalf, and as an event it would feed
+    back into more writes, and more records, whatever ``involved`` a record factory gave it."""
+    return threading.current_thread().name.startswith(_OWN_THREADS)
+
+
 # --- sinks ----------------------------------------------------------------------------------
 
 
@@ -935,6 +959,10 @@ class _LazySink:
 
     def _build(self) -> None:
         try:
+            with _importing:
+                # os.fork() waits for this (see _before_fork): a child must not inherit a
+                # half-imported module, whose import lock a thread it lacks would hold forever
+                import kubernetes  # noqa: F401 - the import is the point
             built = self._factory()
         except Exception as error:  # a broken kubeconfig: say so once, then give up writes
             self._error = error
@@ -1086,5 +1114,27 @@ def _reset_handlers_in_child() -> None:
         handler._after_fork_in_child()
 
 
+_importing = threading.Lock()
+"""Held while a writer thread imports the kubernetes client."""
+
+
+def _before_fork() -> None:
+    _importing.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _importing.release()
+
+
+def _after_fork_in_child() -> None:
+    global _importing
+    _importing = threading.Lock()
+    _reset_handlers_in_child()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_handlers_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -126,7 +127,25 @@ class HttpRequest:
                     self.json_body = json.loads(self.body)
                 except ValueError:
                     self.json_body = None
+                else:
+                    if _SURROGATE_ESCAPE.search(self.body) or b"\xed" in self.body:
+                        self.json_body = _go_strings(self.json_body)
         return self.json_body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _go_strings(value: Any) -> Any:
+    """Go's decoder replaces invalid UTF-16 and UTF-8 (a lone surrogate) with U+FFFD."""
+    if isinstance(value, str):
+        return _LONE_SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_go_strings(item) for item in value]
+    if isinstance(value, dict):
+        return {_go_strings(key): _go_strings(item) for key, item in value.items()}
+    return value
 
 
 @dataclass(slots=True)

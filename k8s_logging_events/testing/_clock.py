@@ -53,7 +53,12 @@ class FakeClock:
         """Pretend to sleep: record it, move time on, and report whether ``cancel`` is set."""
         with self._lock:
             self.sleeps.append(seconds)
-            self._now += timedelta(seconds=max(0.0, seconds))
+            step = timedelta(seconds=max(0.0, seconds))
+            if seconds > 0 and not step:
+                # a datetime holds whole microseconds: a shorter sleep must still move time,
+                # or a caller that sleeps until a due time asks again forever
+                step = timedelta(microseconds=1)
+            self._now += step
         return cancel.is_set()
 
     def __repr__(self) -> str:
