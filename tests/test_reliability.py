@@ -1,0 +1,1555 @@
+"""Reliability: faults, outages, shutdown, threads, fork, hostile input, feedback, secrets.
+
+Every case runs the real pipeline against a :class:`LocalApiServer` through the official
+client, from ``logging`` calls to the server's stored counts, and checks the accounting:
+each accepted occurrence ends in exactly one outcome, and the server holds what was logged.
+These are the fast versions (a few seconds each). The long ones are in
+``tests/test_reliability_slow.py`` (``pytest -m slow``) and ``bench/reliability.py``, which
+use the scenario runners defined here; ``docs/reliability.md`` explains what each proves.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextvars
+import gc
+import http.client
+import itertools
+import json
+import logging
+import logging.config
+import os
+import random
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+import warnings
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from k8s_logging_events import correlator, models, sink
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, LocalApiServer
+
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
+LIBRARY_LOGGER = "k8s_logging_events"
+REPO = Path(__file__).resolve().parent.parent
+
+_names = itertools.count()
+
+
+# --- shared helpers -------------------------------------------------------------------------
+
+
+def pod(name: str, namespace: str = "default") -> dict[str, Any]:
+    """A Pod manifest, as an application would pass it as ``involved``."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"},
+    }
+
+
+def unaccounted(stats: dict[str, int]) -> int:
+    """Accepted occurrences without an outcome (0 once everything settled)."""
+    return stats["accepted"] - sum(stats[k] for k in OUTCOMES)
+
+
+def stored_counts(server: LocalApiServer, namespace: str | None = "default") -> Counter[str]:
+    """The server's count per involved object name, summed over its events."""
+    counts: Counter[str] = Counter()
+    for event in server.events(namespace):
+        counts[event["involvedObject"]["name"]] += int(event.get("count") or 0)
+    return counts
+
+
+def app_logger(prefix: str = "app") -> logging.Logger:
+    """A fresh, non-propagating application logger (conftest restores logging afterwards)."""
+    logger = logging.getLogger(f"tests.reliability.{prefix}{next(_names)}")
+    logger.setLevel(logging.DEBUG)
+    logger.propagate = False
+    return logger
+
+
+class ListHandler(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+
+def _summary(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "calls": len(ordered),
+        "mean_us": sum(ordered) / len(ordered) * 1e6,
+        "p99_us": ordered[int(len(ordered) * 0.99)] * 1e6,
+        "max_ms": ordered[-1] * 1e3,
+    }
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer() as server:
+        yield server
+
+
+# --- 1. chaos -------------------------------------------------------------------------------
+
+CHAOS_MIX: tuple[tuple[str, float, dict[str, Any]], ...] = (
+    # (kind, share of write requests, inject() options); each fault is tried only on the
+    # requests the ones before it let through, so its probability is scaled up to match
+    ("500", 0.10, {"action": "status", "status": 500}),
+    ("429", 0.05, {"action": "status", "status": 429}),
+    ("drop", 0.02, {"action": "drop"}),
+    ("slow", 0.01, {"action": "delay", "delay": 0.05}),
+)
+"""About 10% 500s, 5% 429s with Retry-After, 2% dropped connections, 1% slow answers."""
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One write attempt as the writer made it, on the fake clock."""
+
+    name: str
+    method: str
+    started: float
+    ended: float
+    error: Exception | None
+
+
+class TimedSink:
+    """Passes writes to a real sink and keeps the fake-clock time and outcome of each."""
+
+    def __init__(self, inner: sink.KubernetesEventSink, clock: FakeClock) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.attempts: list[Attempt] = []  # list.append is atomic: no lock needed
+
+    def create(self, event: models.Event) -> models.Event:
+        return self._timed("POST", event, lambda: self.inner.create(event))
+
+    def update(self, event: models.Event) -> models.Event:
+        return self._timed("PUT", event, lambda: self.inner.update(event))
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        return self._timed("PATCH", event, lambda: self.inner.patch(event, data))
+
+    def _timed(
+        self, method: str, event: models.Event, call: Callable[[], models.Event]
+    ) -> models.Event:
+        started = self.clock.now().timestamp()
+        try:
+            stored: models.Event = call()
+        except Exception as error:
+            self.attempts.append(
+                Attempt(event.name, method, started, self.clock.now().timestamp(), error)
+            )
+            raise
+        self.attempts.append(
+            Attempt(event.name, method, started, self.clock.now().timestamp(), None)
+        )
+        return stored
+
+
+@dataclass
+class ChaosResult:
+    """What one chaos run did and what the server holds afterwards."""
+
+    occurrences: int
+    objects: int
+    threads: int
+    commit: bool
+    logged: Counter[str]
+    stored: Counter[str]
+    stats: dict[str, int]
+    flushed: bool
+    faults: dict[str, int]
+    requests: Counter[tuple[str, int | None]]
+    attempts: list[Attempt]
+    retry_after: float
+    lost_creates: list[str]
+    continued: list[str]
+    log_seconds: float
+    flush_seconds: float
+
+    @property
+    def exceeding(self) -> dict[str, tuple[int, int]]:
+        """Objects whose count on the server is above what was logged about them."""
+        return {
+            name: (self.stored[name], self.logged[name])
+            for name in self.stored
+            if self.stored[name] > self.logged[name]
+        }
+
+    @property
+    def different(self) -> dict[str, tuple[int, int]]:
+        """Objects whose count on the server is not what was logged about them."""
+        names = set(self.logged) | set(self.stored)
+        return {
+            name: (self.stored[name], self.logged[name])
+            for name in names
+            if self.stored[name] != self.logged[name]
+        }
+
+    def retry_after_violations(self) -> list[tuple[str, float]]:
+        """Retries of a 429 that came sooner than its Retry-After (on the fake clock)."""
+        by_name: dict[str, list[Attempt]] = {}
+        for attempt in sorted(self.attempts, key=lambda a: (a.started, a.ended)):
+            by_name.setdefault(attempt.name, []).append(attempt)
+        early = []
+        for name, attempts in by_name.items():
+            for failed, retry in itertools.pairwise(attempts):
+                if isinstance(failed.error, sink.ApiStatusError) and failed.error.status == 429:
+                    waited = retry.started - failed.ended
+                    if waited < self.retry_after - 1e-6:
+                        early.append((name, waited))
+        return early
+
+    @property
+    def throttled(self) -> int:
+        """Attempts answered 429."""
+        return sum(
+            1
+            for a in self.attempts
+            if isinstance(a.error, sink.ApiStatusError) and a.error.status == 429
+        )
+
+
+def burst_sleeper(clock: FakeClock, longest: float = 30.0) -> Callable[..., bool]:
+    """A sleeper for a burst on a FakeClock: back-offs and Retry-After (up to ``longest``
+    seconds) pass at once, moving the clock; the spam filter's five-minute waits do not.
+
+    With ``clock.sleep`` alone the writer would skip through those waits too, and the spam
+    filter would hand out a token per object every time it did: nearly every occurrence of
+    a burst of a few seconds would become a write. Here a long wait polls in real time,
+    without moving the clock, until new work or the flush ends it (as in a real burst).
+    """
+
+    def sleep(seconds: float, cancel: threading.Event) -> bool:
+        if seconds <= longest:
+            return clock.sleep(seconds, cancel)
+        return cancel.wait(0.05)
+
+    return sleep
+
+
+def run_chaos(
+    server: LocalApiServer,
+    *,
+    occurrences: int,
+    objects: int,
+    threads: int = 8,
+    commit: bool,
+    seed: int = 7,
+    retry_after: float = 2.0,
+    flush_timeout: float = 30.0,
+) -> ChaosResult:
+    """Log ``occurrences`` warnings about ``objects`` Pods from ``threads`` threads while the
+    server fails about 18% of the writes, then flush and read back the server's counts.
+
+    With ``commit`` the 500s, drops and slow answers come after the write was stored (the
+    answer is lost); 429s never do, as a real server throttles before it does anything.
+    Time is a FakeClock: see :func:`burst_sleeper`.
+    """
+    clock = FakeClock()
+    sleep = burst_sleeper(clock)
+    inner = sink.KubernetesEventSink.from_url(
+        server.url, qps=0, request_timeout=(2.0, 2.0), clock=clock, sleep=sleep
+    )
+    timed = TimedSink(inner, clock)
+    handler = KubernetesEventHandler(
+        component="chaos",
+        host="node-1",
+        sink=timed,
+        queue_length=occurrences,
+        clock=clock,
+        sleep=sleep,
+        sleep_duration=0.5,
+        flush_timeout=10,
+    )
+    log = app_logger("chaos")
+    log.addHandler(handler)
+    rest = 1.0
+    faults = []
+    for number, (kind, share, options) in enumerate(CHAOS_MIX):
+        extra: dict[str, Any] = dict(options)
+        if kind == "429":
+            extra["retry_after"] = retry_after
+        elif commit:
+            extra["commit"] = True
+        fault = server.inject(
+            path=r"/events", times=None, probability=share / rest, seed=seed + number, **extra
+        )
+        faults.append((kind, fault))
+        rest -= share
+    names = [f"chaos-{number}" for number in range(objects)]
+    manifests = [pod(name) for name in names]
+    tallies = [Counter[str]() for _ in range(threads)]
+
+    def work(worker: int) -> None:
+        rng = random.Random(seed * 1000 + worker)
+        tally = tallies[worker]
+        for _ in range(occurrences // threads + (worker < occurrences % threads)):
+            number = rng.randrange(objects)
+            log.warning(
+                "Back-off restarting failed container",
+                extra={"involved": manifests[number], "reason": "BackOff"},
+            )
+            tally[names[number]] += 1
+
+    started = time.monotonic()
+    workers = [
+        threading.Thread(target=work, args=(n,), name=f"test-chaos-{n}") for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    logged_at = time.monotonic()
+    try:
+        active = handler.broadcaster
+        flushed = active is not None and active.flush(flush_timeout)
+        flushed_at = time.monotonic()
+        for _, fault in faults:
+            fault.cancel()
+        stats = handler.stats()
+    finally:
+        handler.close()
+        inner.close()
+    requests = server.requests  # the latest 10,000: enough for the kinds of answers
+    attempts = sorted(timed.attempts, key=lambda a: (a.started, a.ended))
+    lost = [
+        a.name
+        for a in attempts
+        if a.method == "POST"
+        and isinstance(a.error, sink.ApiStatusError)
+        and a.error.is_already_exists
+    ]
+    continued = {
+        a.name for a in attempts if a.method == "PATCH" and a.error is None and a.name in set(lost)
+    }
+    return ChaosResult(
+        occurrences=occurrences,
+        objects=objects,
+        threads=threads,
+        commit=commit,
+        logged=sum(tallies, Counter()),
+        stored=stored_counts(server),
+        stats=stats,
+        flushed=flushed,
+        faults={kind: fault.fired for kind, fault in faults},
+        requests=Counter((r.method, r.status) for r in requests),
+        attempts=attempts,
+        retry_after=retry_after,
+        lost_creates=lost,
+        continued=[name for name in lost if name in continued],
+        log_seconds=logged_at - started,
+        flush_seconds=flushed_at - logged_at,
+    )
+
+
+def check_chaos(result: ChaosResult) -> None:
+    """Everything the chaos case promises, for either mode."""
+    assert result.flushed, result.stats
+    assert all(result.faults.values()), f"every kind of fault fired: {result.faults}"
+    stats = result.stats
+    assert stats["accepted"] == result.occurrences
+    assert unaccounted(stats) == 0, stats
+    assert stats["pending"] == 0
+    assert stats["dropped"] == 0
+    assert result.exceeding == {}, "no count on the server above what was logged"
+    # nothing given up: every fault was retried through, and lost creates recognised
+    assert stats["failed"] == 0, stats
+    assert result.different == {}, "every object's count is what was logged about it"
+    assert result.throttled > 0
+    assert result.retry_after_violations() == [], "Retry-After is waited out"
+    if result.commit:
+        assert result.lost_creates, "some creates were stored but their answer lost"
+        assert sorted(result.continued) == sorted(result.lost_creates)
+    else:
+        assert result.lost_creates == []
+
+
+@pytest.mark.parametrize("commit", [False, True], ids=["before-stored", "after-stored"])
+def test_chaos_every_count_on_the_server_is_what_was_logged(server, commit) -> None:
+    """2,000 warnings about 50 Pods from 8 threads while ~18% of the writes fail.
+
+    Faults before the write is stored: retried until written. Faults after it (lost
+    answers): a create met by AlreadyExists on its retry is recognised as ours and patched,
+    nothing is counted as failed, and no count on the server runs ahead of the logs.
+    """
+    check_chaos(run_chaos(server, occurrences=2_000, objects=50, commit=commit))
+
+
+# --- 2. outage ------------------------------------------------------------------------------
+
+
+@dataclass
+class OutageResult:
+    """Per-call logging cost around an outage, and what the server holds after it."""
+
+    calls: dict[str, list[float]]
+    network_threads: Counter[str]
+    pending_max: int
+    keys: int
+    live_events: int
+    outage_occurrences: int
+    stats_in_outage: dict[str, int]
+    stats: dict[str, int]
+    flushed: bool
+    logged: Counter[str]
+    stored: Counter[str]
+    hung_requests: int
+    recovery_seconds: float
+
+    @property
+    def ratio(self) -> float:
+        """Mean cost of a logging call during the outage over the mean before it."""
+        before = self.calls["before"]
+        during = self.calls["refused"] + self.calls["hanging"]
+        return (sum(during) / len(during)) / (sum(before) / len(before))
+
+    @property
+    def slowest(self) -> float:
+        return max(max(values) for values in self.calls.values())
+
+
+def run_outage(
+    server: LocalApiServer,
+    *,
+    refuse_seconds: float,
+    hang_seconds: float,
+    objects_per_phase: int = 20,
+    min_calls: int = 1_000,
+    sleep_duration: float = 0.2,
+    read_timeout: float = 0.25,
+    seed: int = 3,
+) -> OutageResult:
+    """Log steadily while the server refuses connections, then hangs, then comes back.
+
+    Each phase logs about its own objects, so that writes (not only spam-filtered
+    repeats) are due during the outage. Only the writer threads may touch the network:
+    every urllib3 request is tagged with the thread that made it.
+    """
+    import urllib3.connectionpool
+
+    network: Counter[str] = Counter()
+    real_urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
+
+    def tagged_urlopen(pool: Any, *args: Any, **kwargs: Any) -> Any:
+        network[threading.current_thread().name.rstrip("0123456789")] += 1
+        return real_urlopen(pool, *args, **kwargs)
+
+    handler = KubernetesEventHandler(
+        component="outage",
+        host="node-1",
+        sink=server.url,
+        qps=0,
+        request_timeout=(read_timeout, read_timeout),
+        sleep_duration=sleep_duration,
+        flush_timeout=30,
+    )
+    log = app_logger("outage")
+    log.addHandler(handler)
+    rng = random.Random(seed)
+    logged: Counter[str] = Counter()
+    calls: dict[str, list[float]] = {}
+    pending_max = 0
+
+    def phase(label: str, seconds: float) -> None:
+        nonlocal pending_max
+        names = [f"{label}-{number}" for number in range(objects_per_phase)]
+        manifests = [pod(name) for name in names]
+        durations: list[float] = []
+        end = time.monotonic() + seconds
+        while len(durations) < min_calls or time.monotonic() < end:
+            number = rng.randrange(objects_per_phase)
+            before = time.perf_counter()
+            log.warning(
+                "Readiness probe failed", extra={"involved": manifests[number], "reason": "Probe"}
+            )
+            durations.append(time.perf_counter() - before)
+            logged[names[number]] += 1
+            if len(durations) % 100 == 0:
+                pending_max = max(pending_max, handler.stats()["pending"])
+                time.sleep(0.001)  # a steady stream, not one burst
+        calls[label] = durations
+
+    urllib3.connectionpool.HTTPConnectionPool.urlopen = tagged_urlopen  # type: ignore[method-assign,assignment]
+    hang = None
+    # the cyclic garbage collector may stop every thread for tens of milliseconds in a big
+    # process (a test run): that is the interpreter, not the library, so it stays off here
+    gc.collect()
+    gc.disable()
+    try:
+        phase("before", 0.3)
+        active = handler.broadcaster
+        assert active is not None
+        assert active.flush(10)
+        server.refuse_connections()
+        phase("refused", refuse_seconds)
+        server.accept_connections()
+        hang = server.inject(action="hang", times=None)
+        phase("hanging", hang_seconds)
+        stats_in_outage = handler.stats()
+        gc.collect()
+        live_events = sum(1 for o in gc.get_objects() if type(o) is models.Event)
+        hang.cancel()
+        recovered_at = time.monotonic()
+        phase("after", 0.1)
+        flushed = active.flush(30)
+        recovery_seconds = time.monotonic() - recovered_at
+        stats = handler.stats()
+    finally:
+        gc.enable()
+        if hang is not None:
+            hang.cancel()
+        handler.close()
+        urllib3.connectionpool.HTTPConnectionPool.urlopen = real_urlopen  # type: ignore[method-assign]
+    outage = len(calls["refused"]) + len(calls["hanging"])
+    return OutageResult(
+        calls=calls,
+        network_threads=network,
+        pending_max=pending_max,
+        keys=4 * objects_per_phase,
+        live_events=live_events,
+        outage_occurrences=outage,
+        stats_in_outage=stats_in_outage,
+        stats=stats,
+        flushed=flushed,
+        logged=logged,
+        stored=stored_counts(server),
+        hung_requests=hang.fired,
+        recovery_seconds=recovery_seconds,
+    )
+
+
+def check_outage(result: OutageResult) -> None:
+    """Everything the outage case promises."""
+    assert result.hung_requests > 0, "writes were attempted while the server hung"
+    # logging never waited on the network, nor for long on anything
+    assert set(result.network_threads) == {"k8s-events-writer-"}, result.network_threads
+    assert result.slowest < 0.05, {k: _summary(v) for k, v in result.calls.items()}
+    # memory stays bounded: one pending write per event, not one object per occurrence
+    assert result.pending_max <= result.keys
+    assert result.stats_in_outage["dropped"] == 0
+    assert result.live_events <= 4 * result.keys, (result.live_events, result.keys)
+    # everything logged within the retry schedule is written after the recovery
+    assert result.flushed
+    assert result.stats["failed"] == 0, result.stats
+    assert unaccounted(result.stats) == 0
+    assert result.stored == result.logged
+
+
+def test_outage_logging_stays_fast_and_everything_is_written_after_recovery(server) -> None:
+    """Refused connections for 0.6 s, then hanging requests for 0.6 s, then recovery."""
+    check_outage(run_outage(server, refuse_seconds=0.6, hang_seconds=0.6))
+
+
+# --- 3. shutdown and exit -------------------------------------------------------------------
+
+EXIT_CHILD = r"""
+import atexit, json, sys, threading, time
+
+HANDLER = []
+
+
+def late():
+    # registered before logging is imported, so it runs after logging.shutdown()
+    handler = HANDLER[0]
+    threads = [
+        [t.name, t.daemon] for t in threading.enumerate() if t is not threading.main_thread()
+    ]
+    report = {"threads": threads, "stats": handler.stats(), "closed": handler.closed}
+    sys.stdout.write(json.dumps({"late": report}) + "\n")
+    sys.stdout.flush()
+
+
+atexit.register(late)
+
+import logging
+
+from k8s_logging_events.handler import KubernetesEventHandler
+
+url, mode, flush_timeout, records, objects = sys.argv[1:6]
+handler = KubernetesEventHandler(
+    component="exit-" + mode, host="node-1", sink=url, qps=0, flush_timeout=float(flush_timeout)
+)
+HANDLER.append(handler)
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.addHandler(handler)
+for number in range(int(records)):
+    name = "exit-%s-%d" % (mode, number % int(objects))
+    meta = {"name": name, "namespace": "default"}
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": meta}
+    log.warning("Stopping container", extra={"involved": manifest, "reason": "Killing"})
+if mode == "shutdown":
+    logging.shutdown()
+sys.stdout.write(json.dumps({"exiting": time.monotonic()}) + "\n")
+sys.stdout.flush()
+"""
+"""A program that configures the handler, logs, and ends without closing anything."""
+
+
+@dataclass
+class ExitResult:
+    """How a child process that logged events ended."""
+
+    mode: str
+    returncode: int
+    stderr: str
+    exit_seconds: float
+    late: dict[str, Any]
+
+
+def run_exit_child(
+    url: str, mode: str, *, flush_timeout: float, records: int = 200, objects: int = 10
+) -> ExitResult:
+    """Run :data:`EXIT_CHILD`; measure from its last statement to the end of the process."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("KUBECONFIG", None)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            EXIT_CHILD,
+            url,
+            mode,
+            str(flush_timeout),
+            str(records),
+            str(objects),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+    )
+    try:
+        out, err = process.communicate(timeout=flush_timeout + 60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+        raise AssertionError(f"the child did not exit: {out}\n{err}") from None
+    ended = time.monotonic()
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    exiting = next((line["exiting"] for line in lines if "exiting" in line), ended)
+    late: dict[str, Any] = next((line["late"] for line in lines if "late" in line), {})
+    return ExitResult(mode, process.returncode, err, ended - exiting, late)
+
+
+def _stderr_problems(stderr: str) -> list[str]:
+    markers = ("Traceback", "Exception", "Logging error", "Error", "Fatal")
+    return [line for line in stderr.splitlines() if any(m in line for m in markers)]
+
+
+@pytest.mark.parametrize("mode", ["exit", "shutdown"])
+def test_exit_writes_pending_events_when_the_server_is_up(server, mode) -> None:
+    """A program that just ends (or calls logging.shutdown()) leaves nothing unwritten."""
+    result = run_exit_child(server.url, mode, flush_timeout=10, records=200, objects=10)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert result.late["closed"] is True
+    assert result.late["threads"] == [], "no thread of the library is left"
+    stats = result.late["stats"]
+    assert stats["accepted"] == 200
+    assert unaccounted(stats) == 0
+    assert stats["failed"] == 0
+    stored = stored_counts(server)
+    assert stored == Counter({f"exit-{mode}-{n}": 20 for n in range(10)})
+
+
+def test_exit_is_prompt_when_the_server_hangs(server) -> None:
+    """Every request hangs: the process still ends within flush_timeout + 1 s, quietly."""
+    server.inject(action="hang", times=None)
+    flush_timeout = 1.0
+    result = run_exit_child(server.url, "exit", flush_timeout=flush_timeout, records=50)
+    assert result.returncode == 0, result.stderr
+    assert result.exit_seconds <= flush_timeout + 1.0, result.exit_seconds
+    assert _stderr_problems(result.stderr) == [], result.stderr
+    stats = result.late["stats"]
+    assert stats["accepted"] == 50
+    assert unaccounted(stats) == 0, "what could not be written is counted as failed"
+    # what is left (writers stuck in a hung request, a watcher still handing its last
+    # events to them) are daemon threads: they never hold up the exit
+    left = result.late["threads"]
+    assert all(daemon and name.startswith("k8s-events-") for name, daemon in left), left
+
+
+# --- 4. threads -----------------------------------------------------------------------------
+
+
+@dataclass
+class ThreadsResult:
+    """What 16 threads logging through a dictConfig reconfiguration left behind."""
+
+    errors: list[BaseException]
+    stats: list[dict[str, int]]
+    logged: int
+    stored: int
+    reconfigure_seconds: float
+    slowest_call: float
+    seconds: float
+
+
+def run_threads(
+    server: LocalApiServer,
+    *,
+    threads: int = 16,
+    records: int = 500,
+    objects: int = 300,
+    refuse_during_reconfigure: bool = False,
+    flush_timeout: float = 10.0,
+) -> ThreadsResult:
+    """``threads`` threads log ``records`` each about random Pods; halfway, dictConfig
+    replaces the handler (closing the old one while the threads keep logging)."""
+    name = f"tests.reliability.threads{next(_names)}"
+
+    def configure(tag: str) -> None:
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "events": {
+                        "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                        "component": f"threads-{tag}",
+                        "host": "node-1",
+                        "sink": server.url,
+                        "qps": 0,
+                        "flush_timeout": flush_timeout,
+                    }
+                },
+                "loggers": {name: {"level": "DEBUG", "handlers": ["events"], "propagate": False}},
+            }
+        )
+
+    configure("first")
+    log = logging.getLogger(name)
+    handlers = list(log.handlers)
+    manifests = [pod(f"threads-{n}") for n in range(objects)]
+    errors: list[BaseException] = []
+    slowest = [0.0] * threads
+    halfway = threading.Barrier(threads + 1, timeout=60)
+
+    def work(worker: int) -> None:
+        rng = random.Random(worker)
+        try:
+            for number in range(records):
+                if number == records // 2:
+                    halfway.wait()
+                target = rng.randrange(objects)
+                before = time.perf_counter()
+                log.warning(
+                    "Liveness probe failed: %d", target % 7, extra={"involved": manifests[target]}
+                )
+                slowest[worker] = max(slowest[worker], time.perf_counter() - before)
+        except BaseException as error:
+            errors.append(error)
+
+    started = time.monotonic()
+    workers = [
+        threading.Thread(target=work, args=(n,), name=f"test-threads-{n}") for n in range(threads)
+    ]
+    if refuse_during_reconfigure:
+        server.refuse_connections()  # the first handler can write nothing at all
+    for worker in workers:
+        worker.start()
+    try:
+        halfway.wait()
+        reconfiguring = time.monotonic()
+        configure("second")
+        reconfigure_seconds = time.monotonic() - reconfiguring
+        if refuse_during_reconfigure:
+            server.accept_connections()
+        handlers.extend(log.handlers)
+    finally:
+        for worker in workers:
+            worker.join(120)
+        for handler in handlers:
+            handler.close()
+        log.handlers.clear()
+    seconds = time.monotonic() - started
+    stats = [handler.stats() for handler in handlers if isinstance(handler, KubernetesEventHandler)]
+    return ThreadsResult(
+        errors=errors,
+        stats=stats,
+        logged=threads * records,
+        stored=sum(stored_counts(server).values()),
+        reconfigure_seconds=reconfigure_seconds,
+        slowest_call=max(slowest),
+        seconds=seconds,
+    )
+
+
+def check_threads(result: ThreadsResult) -> None:
+    assert result.errors == []
+    assert len(result.stats) == 2
+    for stats in result.stats:
+        assert unaccounted(stats) == 0, stats
+    # every record reached a handler: accepted, or dropped quietly after its close
+    reached = sum(s["accepted"] + s["after_close"] for s in result.stats)
+    assert reached == result.logged
+    written = sum(s["created"] + s["patched"] + s["coalesced"] for s in result.stats)
+    assert result.stored == written
+
+
+@pytest.mark.timeout(60)
+def test_threads_and_a_dictconfig_in_the_middle(server) -> None:
+    """16 threads x 500 records about 300 Pods; dictConfig replaces the handler halfway."""
+    result = run_threads(server, threads=16, records=500)
+    check_threads(result)
+    assert all(s["failed"] == 0 for s in result.stats)
+
+
+@pytest.mark.timeout(60)
+def test_reconfiguring_while_the_server_is_down_does_not_stall_the_threads(server) -> None:
+    """dictConfig closes the old handler, which waits flush_timeout for writes that cannot
+    be made (the server refuses connections until the new handler is in place): the threads
+    that keep logging must not wait for that."""
+    result = run_threads(
+        server, threads=8, records=400, refuse_during_reconfigure=True, flush_timeout=1.0
+    )
+    check_threads(result)
+    first, second = result.stats
+    assert first["failed"] > 0
+    assert second["failed"] == 0
+    assert result.reconfigure_seconds >= 0.9  # the old handler did wait for its writes
+    assert result.slowest_call < 0.5, result.slowest_call
+
+
+# --- 5. fork --------------------------------------------------------------------------------
+
+
+@dataclass
+class ForkResult:
+    forks: int
+    children: list[dict[str, Any]]
+    hung: int
+    parent_logged: Counter[str]
+    stored: Counter[str]
+    parent_stats: dict[str, int]
+
+
+def _fork_quietly() -> int:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: fork with threads
+        return os.fork()
+
+
+def _read_child(fd: int, pid: int, timeout: float) -> dict[str, Any] | None:
+    """The child's JSON report, or None when it did not answer in time (then it is killed)."""
+    chunks: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    hung = False
+    try:
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                hung = True
+                os.kill(pid, signal.SIGKILL)
+                break
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    finally:
+        os.close(fd)
+        os.waitpid(pid, 0)
+    if hung:
+        return None
+    loaded: dict[str, Any] = json.loads(b"".join(chunks) or b"{}")
+    return loaded
+
+
+def run_forks(
+    server: LocalApiServer, *, forks: int, child_events: int = 5, threads: int = 2
+) -> ForkResult:
+    """Fork ``forks`` times while ``threads`` threads keep logging; each child logs its own
+    events, flushes, reports through a pipe and leaves with ``os._exit``."""
+    handler = KubernetesEventHandler(
+        component="fork", host="node-1", sink=server.url, qps=0, flush_timeout=10
+    )
+    log = app_logger("fork")
+    log.addHandler(handler)
+    stop = threading.Event()
+    tallies = [Counter[str]() for _ in range(threads)]
+
+    def work(worker: int) -> None:
+        for number in itertools.count():
+            if stop.is_set():
+                return
+            name = f"parent-{worker}-{number % 5}"
+            log.warning("Pulling image", extra={"involved": pod(name), "reason": "Pulling"})
+            tallies[worker][name] += 1
+            time.sleep(0.0005)
+
+    workers = [
+        threading.Thread(target=work, args=(n,), name=f"test-fork-{n}", daemon=True)
+        for n in range(threads)
+    ]
+    for worker in workers:
+        worker.start()
+    children: list[dict[str, Any]] = []
+    hung = 0
+    try:
+        for number in range(forks):
+            time.sleep(0.02)
+            read_end, write_end = os.pipe()
+            pid = _fork_quietly()
+            if pid == 0:  # pragma: no cover - the child
+                code = 1
+                try:
+                    os.close(read_end)
+                    for _ in range(child_events):
+                        log.warning(
+                            "Started", extra={"involved": pod(f"child-{number}"), "reason": "Child"}
+                        )
+                    active = handler.broadcaster
+                    flushed = active is not None and active.flush(10)
+                    mine = {"flushed": flushed, "stats": handler.stats()}
+                    os.write(write_end, json.dumps(mine).encode())
+                    code = 0
+                finally:
+                    os._exit(code)
+            os.close(write_end)
+            report = _read_child(read_end, pid, timeout=20)
+            if report is None:
+                hung += 1
+            else:
+                children.append(report)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(10)
+        active = handler.broadcaster
+        if active is not None:
+            active.flush(30)
+        parent_stats = handler.stats()
+        handler.close()
+    return ForkResult(
+        forks=forks,
+        children=children,
+        hung=hung,
+        parent_logged=sum(tallies, Counter()),
+        stored=stored_counts(server),
+        parent_stats=parent_stats,
+    )
+
+
+def check_forks(result: ForkResult, child_events: int = 5) -> None:
+    assert result.hung == 0, "a child deadlocked"
+    assert len(result.children) == result.forks
+    for report in result.children:
+        assert report["flushed"], report
+        assert report["stats"]["accepted"] == child_events, "the child starts afresh"
+        assert unaccounted(report["stats"]) == 0
+    children = {k: v for k, v in result.stored.items() if k.startswith("child-")}
+    assert children == {f"child-{n}": child_events for n in range(result.forks)}
+    parents = {k: v for k, v in result.stored.items() if k.startswith("parent-")}
+    assert parents == dict(result.parent_logged), "the parent's events are written once"
+    assert unaccounted(result.parent_stats) == 0
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(90)
+def test_fork_while_threads_log(server) -> None:
+    """8 forks while two threads log: each process writes its own events, once."""
+    check_forks(run_forks(server, forks=8))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.timeout(60)
+def test_a_fork_while_a_thread_names_an_event_does_not_deadlock_the_child(server) -> None:
+    """Event names come from a process-wide lock; a thread of the parent holds it at the
+    fork (as a thread that logs at that instant does). The child's first event must not
+    wait for a thread it does not have."""
+    handler = KubernetesEventHandler(component="fork", host="node-1", sink=server.url, qps=0)
+    log = app_logger("fork")
+    log.addHandler(handler)
+    held, release = threading.Event(), threading.Event()
+
+    def hold_the_name_lock() -> None:
+        with correlator._nanos_lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold_the_name_lock, name="test-holder")
+    holder.start()
+    try:
+        assert held.wait(10)
+        read_end, write_end = os.pipe()
+        pid = _fork_quietly()
+        if pid == 0:  # pragma: no cover - the child
+            try:
+                os.close(read_end)
+                log.warning("child", extra={"involved": pod("fork-child"), "reason": "Child"})
+                active = handler.broadcaster
+                os.write(write_end, json.dumps({"flushed": active and active.flush(10)}).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        report = _read_child(read_end, pid, timeout=10)
+    finally:
+        release.set()
+        holder.join(10)
+        handler.close()
+    assert report == {"flushed": True}, "the child's first event deadlocked"
+    assert stored_counts(server) == Counter({"fork-child": 1})
+
+
+FORK_DURING_IMPORT_CHILD = r"""
+import json, logging, os, sys, time, warnings
+
+from k8s_logging_events.handler import KubernetesEventHandler
+
+def manifest(name):
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}}
+
+handler = KubernetesEventHandler(component="fork", host="node-1", sink=sys.argv[1], qps=0)
+log = logging.getLogger("app")
+log.propagate = False
+log.addHandler(handler)
+# the first event makes a writer thread import the kubernetes client (about a second)
+log.warning("first", extra={"involved": manifest("import-parent"), "reason": "Parent"})
+deadline = time.monotonic() + 10
+while "kubernetes" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.0005)
+spec = getattr(sys.modules.get("kubernetes"), "__spec__", None)
+importing = bool(getattr(spec, "_initializing", False))
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pid = os.fork()
+if pid == 0:
+    log.warning("child", extra={"involved": manifest("import-child"), "reason": "Child"})
+    os._exit(0 if handler.broadcaster.flush(5) else 3)
+_, status = os.waitpid(pid, 0)
+handler.close()
+print(json.dumps({"child": os.waitstatus_to_exitcode(status), "importing": importing}))
+"""
+"""A fresh interpreter forks while the writer thread is still importing kubernetes."""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_fork_while_the_client_is_being_imported_does_not_deadlock_the_child(server) -> None:
+    """A child must not inherit a half-imported module whose import lock a missing thread
+    holds: its writer thread would wait for it forever and its events never be written."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run(
+        [sys.executable, "-c", FORK_DURING_IMPORT_CHILD, server.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["importing"], "the fork came while the client was being imported"
+    assert report["child"] == 0, "the child's events were never written"
+    assert stored_counts(server)["import-child"] == 1
+
+
+# --- 6. hostile input -------------------------------------------------------------------------
+
+_SURROGATES = st.sampled_from(["\ud800", "\udcff", "\udfff"])
+_AWKWARD = st.sampled_from(["\x00", "é", "日本", "🙂", " ", "\n", "%", "/", "\u2028", "K"])
+_TEXT = st.lists(st.one_of(st.text(max_size=20), _SURROGATES, _AWKWARD), max_size=6).map("".join)
+_NAMES = st.one_of(st.from_regex(r"[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?", fullmatch=True), _TEXT)
+_SCALARS = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), _TEXT, st.binary(max_size=8)
+)
+_VALUES = st.recursive(
+    _SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(_TEXT, inner, max_size=3)),
+    max_leaves=8,
+)
+
+
+def _metadata() -> st.SearchStrategy[Any]:
+    return st.one_of(
+        _VALUES,
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "name": st.one_of(_NAMES, _SCALARS),
+                "namespace": st.one_of(
+                    st.sampled_from(["default", "prod", "kube-system", ""]), _NAMES, _SCALARS
+                ),
+                "uid": st.one_of(_TEXT, _SCALARS),
+                "resourceVersion": st.one_of(_TEXT, _SCALARS),
+            },
+        ),
+    )
+
+
+def _manifest() -> st.SearchStrategy[Any]:
+    return st.fixed_dictionaries(
+        {},
+        optional={
+            "apiVersion": st.one_of(
+                st.sampled_from(["v1", "apps/v1", "events.k8s.io/v1"]), _VALUES
+            ),
+            "kind": st.one_of(st.sampled_from(["Pod", "Event", "Node", ""]), _VALUES),
+            "metadata": _metadata(),
+        },
+    )
+
+
+def _cyclic_dict(name: str) -> dict[str, Any]:
+    manifest = pod(name or "cyclic")
+    manifest["metadata"]["owner"] = manifest
+    manifest["self"] = manifest
+    return manifest
+
+
+def _cyclic_list(name: str) -> list[Any]:
+    items: list[Any] = [name]
+    items.append(items)
+    return items
+
+
+def _model(name: str, namespace: Any, kind: Any) -> object:
+    metadata = types.SimpleNamespace(name=name, namespace=namespace, uid=None)
+    return types.SimpleNamespace(kind=kind, api_version="v1", metadata=metadata)
+
+
+def _client_models() -> list[object]:
+    from kubernetes import client
+
+    # built once, here: building them inside a strategy touches the random module
+    return [
+        client.V1Pod(),  # no metadata
+        client.V1Pod(metadata=client.V1ObjectMeta()),  # no name
+        client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace="default")),
+        client.V1Node(metadata=client.V1ObjectMeta(name="node-1")),
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(name="e.1", namespace="default"),
+            involved_object=client.V1ObjectReference(kind="Pod", name="web-0"),
+        ),
+    ]
+
+
+_INVOLVED = st.one_of(
+    _VALUES,
+    _manifest(),
+    st.builds(_cyclic_dict, _NAMES),
+    st.builds(_cyclic_list, _TEXT),
+    st.builds(_model, _NAMES, st.one_of(_NAMES, _SCALARS), st.one_of(st.just("Pod"), _SCALARS)),
+    st.builds(types.SimpleNamespace),  # no metadata at all
+    st.builds(lambda: types.SimpleNamespace(metadata=None, kind="Pod")),
+    st.sampled_from(_client_models()),
+    st.builds(
+        lambda name: models.Event(
+            name=f"{name}.1", namespace="default", involved_object=models.ObjectReference()
+        ),
+        _NAMES,
+    ),
+    st.builds(pod, _NAMES, st.sampled_from(["default", "prod", "ns-new"])),
+)
+_MESSAGES = st.one_of(
+    _TEXT,
+    st.builds(lambda c, n: c * n, st.one_of(_AWKWARD, _SURROGATES), st.integers(0, 300_000)),
+    st.sampled_from(["%d pods", "%s and %s", "100%", "%(name)s"]),
+)
+
+
+@dataclass(frozen=True)
+class HostileRecord:
+    """One generated log call."""
+
+    level: int
+    msg: Any
+    args: tuple[Any, ...]
+    extra: dict[str, Any]
+
+
+_RECORDS = st.builds(
+    HostileRecord,
+    level=st.sampled_from([logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR]),
+    msg=st.one_of(_MESSAGES, _VALUES),
+    args=st.one_of(st.just(()), st.tuples(_VALUES), st.tuples(_VALUES, _VALUES)),
+    extra=st.fixed_dictionaries(
+        {"involved": _INVOLVED},
+        optional={
+            "reason": st.one_of(_TEXT, _SCALARS, st.just("R" * 500), st.just("image pull failed")),
+            "annotations": st.one_of(
+                _VALUES, st.dictionaries(st.one_of(_TEXT, st.integers()), _VALUES, max_size=4)
+            ),
+            "event_type": st.one_of(st.sampled_from(["Normal", "warning", "Error", ""]), _VALUES),
+            "action": st.one_of(_TEXT, _SCALARS, st.just("A" * 500)),
+            "field_path": st.one_of(_TEXT, _SCALARS),
+            "related": st.one_of(_INVOLVED, st.none()),
+        },
+    ),
+)
+
+
+_lines = itertools.count(100_000)
+
+
+def check_hostile_input(max_examples: int) -> None:
+    """Run ``max_examples`` generated log calls through one handler and one server."""
+    with LocalApiServer(auto_create_namespaces=True) as server:
+        clock = FakeClock()
+        inner = sink.KubernetesEventSink.from_url(server.url, qps=0, clock=clock, sleep=clock.sleep)
+        timed = TimedSink(inner, clock)
+        handler = KubernetesEventHandler(
+            component="hostile",
+            host="node-1",
+            sink=timed,
+            clock=clock,
+            sleep=clock.sleep,
+            sleep_duration=0.0,
+            flush_timeout=30,
+        )
+        reports = ListHandler()
+        library = logging.getLogger(LIBRARY_LOGGER)
+        library.addHandler(reports)
+        library.setLevel(logging.DEBUG)
+        log = logging.getLogger("tests.reliability.hostile")
+
+        @settings(
+            deadline=None, max_examples=max_examples, suppress_health_check=[HealthCheck.too_slow]
+        )
+        @given(record=_RECORDS)
+        def one_call(record: HostileRecord) -> None:
+            line = next(_lines)
+            made = log.makeRecord(
+                log.name,
+                record.level,
+                __file__,
+                line,
+                record.msg,
+                record.args,
+                None,
+                extra=record.extra,
+            )
+            before, seen = handler.stats(), len(reports.records)
+            handler.handle(made)  # must not raise
+            after = handler.stats()
+            new = [r.getMessage() for r in reports.records[seen:]]
+            assert not [m for m in new if m.startswith("No event for this record")], new
+            if after["refused"] > before["refused"] or after["repaired"] > before["repaired"]:
+                assert any(f"{__file__}:{line}" in m for m in new), (record, new)
+            assert after["invalid"] == 0, "the handler refuses before the recorder has to"
+
+        try:
+            one_call()
+            active = handler.broadcaster
+            assert active is None or active.flush(30)
+        finally:
+            handler.close()
+            inner.close()
+        stats = handler.stats()
+        assert unaccounted(stats) == 0, stats
+        requests = server.requests
+    # nothing was retried: every write was answered, and what failed failed for good
+    retried = [a for a in timed.attempts if a.error is not None and sink.is_retryable(a.error)]
+    assert retried == [], [(a.method, repr(a.error)) for a in retried[:5]]
+    answered = Counter((r.method, r.status, r.reason) for r in requests)
+    bad = {k: n for k, n in answered.items() if k[1] not in (200, 201)}
+    # a namespace that is not a DNS label cannot exist: 404 NotFound, as on a real server
+    assert all(status == 404 and reason == "NotFound" for _, status, reason in bad), answered
+
+
+def test_hostile_input_never_raises_and_never_reaches_the_server_invalid() -> None:
+    """Whatever the application logs, it sees no exception; each refused or repaired record
+    is reported on the library's logger, naming its call site; the server gets only valid
+    writes (no 400, no 422: the request log says so) and the accounting adds up.
+
+    One server and one handler for the whole hypothesis run; each generated call gets a
+    call site of its own, as reports are once per call site.
+    """
+    check_hostile_input(max_examples=100)
+
+
+def test_a_namespace_no_url_can_carry_is_given_up_at_once(server) -> None:
+    """Found by the hypothesis run: a lone surrogate in the involved object's namespace
+    cannot be encoded into a URL. That is permanent, so it must not be retried twelve times."""
+    clock = FakeClock()
+    inner = sink.KubernetesEventSink.from_url(server.url, qps=0, clock=clock, sleep=clock.sleep)
+    timed = TimedSink(inner, clock)
+    handler = KubernetesEventHandler(
+        component="c", host="h", sink=timed, clock=clock, sleep=clock.sleep, sleep_duration=0.0
+    )
+    log = app_logger("surrogate")
+    log.addHandler(handler)
+    try:
+        log.warning("x", extra={"involved": pod("web", namespace="ns\udcff")})
+        active = handler.broadcaster
+        assert active is not None
+        assert active.flush(10)
+        stats = handler.stats()
+    finally:
+        handler.close()
+        inner.close()
+    assert stats["failed"] == 1
+    assert len(timed.attempts) == 1, [repr(a.error) for a in timed.attempts]
+    assert isinstance(timed.attempts[0].error, sink.RequestConstructionError)
+
+
+# --- 7. feedback ------------------------------------------------------------------------------
+
+
+def test_the_librarys_own_warnings_are_rate_limited_and_never_become_events(server) -> None:
+    """Every write fails. The application sends every logger to the handler (the library's
+    own, directly and through the root; urllib3's at DEBUG) and a record factory gives every
+    record the object being reconciled, as ``involved``. The library's reports stay few, and
+    nothing logged on the library's behalf (its own reports, the HTTP client's records on
+    its writer threads) becomes an event."""
+    handler = KubernetesEventHandler(
+        component="feedback",
+        host="node-1",
+        sink=server.url,
+        qps=0,
+        request_timeout=(0.5, 0.5),
+        sleep_duration=0.01,
+        max_tries=3,
+        flush_timeout=10,
+    )
+    everything = ListHandler()
+    root = logging.getLogger()
+    root.setLevel(logging.DEBUG)
+    root.addHandler(handler)
+    root.addHandler(everything)
+    library = logging.getLogger(LIBRARY_LOGGER)
+    library.setLevel(logging.DEBUG)
+    library.addHandler(handler)  # routed twice: directly, and through the root
+    reconciling: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar(
+        "reconciling", default=None
+    )
+    elsewhere = pod("fb-context")  # what a record made outside any reconcile gets
+    factory = logging.getLogRecordFactory()
+
+    def with_context(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        made = factory(*args, **kwargs)
+        made.involved = reconciling.get() or elsewhere
+        return made
+
+    app = logging.getLogger("tests.reliability.feedback")
+    logging.setLogRecordFactory(with_context)
+    try:
+        reconciling.set(pod("fb-first"))
+        app.info("sync started")
+        active = handler.broadcaster
+        assert active is not None
+        assert active.flush(10)
+        logging.getLogger("urllib3").setLevel(logging.DEBUG)  # after the client was built
+        server.inject(path=r"/events", times=None, status=500)
+        for number in range(200):
+            reconciling.set(pod(f"fb-{number % 20}"))
+            app.warning("sync failed %d", number % 4)
+        active.flush(10)
+        server.clear_faults()
+        with server.refusing():
+            for number in range(100):
+                reconciling.set(pod(f"fb-{number % 20}"))
+                app.warning("sync failed")
+            active.flush(10)
+    finally:
+        logging.setLogRecordFactory(factory)
+        handler.close()
+    own = [r for r in everything.records if r.name.startswith(LIBRARY_LOGGER)]
+    assert 1 <= len(own) <= 10, [r.getMessage() for r in own]
+    stats = handler.stats()
+    assert stats["accepted"] == 301, "only the application's own records became events"
+    assert unaccounted(stats) == 0
+    posted = [r.body for r in server.requests if r.method == "POST"]
+    assert {b["involvedObject"]["name"] for b in posted} <= {"fb-first"} | {
+        f"fb-{n}" for n in range(20)
+    }
+    assert {b["message"].split(" ")[0] for b in posted} == {"sync"}
+
+
+# --- 8. secrets -------------------------------------------------------------------------------
+
+TOKEN = "tok-" + "s3cr3t" * 8
+CLIENT_KEY = (
+    "-----BEGIN PRIVATE KEY-----\n" + "S3CR3TK3YMATERIAL" * 4 + "\n-----END PRIVATE KEY-----\n"
+)
+CLIENT_CERT = "-----BEGIN CERTIFICATE-----\nMIIBcert\n-----END CERTIFICATE-----\n"
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _kubeconfig(path: Path, server_url: str, **cluster: Any) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server_url, **cluster}}],
+                "users": [
+                    {
+                        "name": "u",
+                        "user": {
+                            "token": TOKEN,
+                            "client-certificate-data": _b64(CLIENT_CERT),
+                            "client-key-data": _b64(CLIENT_KEY),
+                        },
+                    }
+                ],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    return path
+
+
+def _rendered(record: logging.LogRecord) -> str:
+    """Everything a handler could write about ``record``."""
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    parts = [formatter.format(record), repr(record.args), repr(record.msg)]
+    if record.exc_info:
+        parts.append(formatter.formatException(record.exc_info))
+    return "\n".join(parts)
+
+
+def test_no_token_or_client_key_in_anything_logged_even_at_debug(
+    server, tmp_path, monkeypatch, capfd
+) -> None:
+    """A kubeconfig with a bearer token and a client key; writes fail every way there is
+    (5xx, 401, 403, 409, dropped, hung, refused) with every logger at DEBUG."""
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", server.url)))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    everything = ListHandler()
+    root = logging.getLogger()
+    root.addHandler(everything)
+    handler = KubernetesEventHandler(
+        component="secrets",
+        host="node-1",
+        sink="auto",
+        qps=0,
+        request_timeout=(0.3, 0.3),
+        sleep_duration=0.01,
+        max_tries=2,
+        flush_timeout=10,
+    )
+    log = app_logger("secrets")
+    log.addHandler(handler)
+
+    def every_logger_at_debug() -> None:
+        root.setLevel(logging.DEBUG)
+        for name in [
+            LIBRARY_LOGGER,
+            "urllib3",
+            "client",
+            "kubernetes",
+            *logging.root.manager.loggerDict,
+        ]:
+            logging.getLogger(name).setLevel(logging.DEBUG)
+
+    failures: list[dict[str, Any]] = [
+        {"status": 500},
+        {"status": 503},
+        {"status": 401},
+        {"status": 403},
+        {"status": 409},
+        {"action": "drop"},
+        {"action": "hang"},
+    ]
+    try:
+        every_logger_at_debug()
+        log.warning("ok", extra={"involved": pod("secret-ok")})
+        active = handler.broadcaster
+        assert active is not None
+        assert active.flush(10)
+        every_logger_at_debug()  # again: building the client may have changed levels
+        for number, failure in enumerate(failures):
+            server.inject(path=r"/events", times=None, **failure)
+            log.warning("x", extra={"involved": pod(f"secret-{number}")})
+            active.flush(10)
+            server.clear_faults()
+        with server.refusing():
+            log.warning("x", extra={"involved": pod("secret-refused")})
+            active.flush(10)
+    finally:
+        handler.close()
+    headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
+    assert headers["authorization"] == f"Bearer {TOKEN}"  # the token was in use
+    assert handler.stats()["failed"] >= len(failures)
+    assert len(everything.records) > 10  # DEBUG records of urllib3 and the library
+    out, err = capfd.readouterr()
+    texts = [_rendered(record) for record in everything.records] + [out, err]
+    secrets = [TOKEN, TOKEN[4:20], "S3CR3TK3YMATERIAL", _b64(CLIENT_KEY)[:24], "Bearer"]
+    leaks = [(s, t[:200]) for t in texts for s in secrets if s in t]
+    assert leaks == []
+
+
+def test_building_the_client_leaves_the_applications_logging_alone(server, tmp_path) -> None:
+    """The official client's Configuration() sets the "urllib3" and "client" loggers to
+    WARNING and http.client's debug level to 0. An application that asked for urllib3's
+    DEBUG records (e.g. to capture everything while it investigates) keeps them."""
+    urllib3_logger = logging.getLogger("urllib3")
+    urllib3_logger.setLevel(logging.DEBUG)
+    logging.getLogger("client").setLevel(logging.INFO)
+    debuglevel = http.client.HTTPConnection.debuglevel
+    handler = KubernetesEventHandler(component="c", host="h", sink=server.url, qps=0)
+    log = app_logger("levels")
+    log.addHandler(handler)
+    try:
+        log.warning("x", extra={"involved": pod("levels")})
+        active = handler.broadcaster
+        assert active is not None
+        assert active.flush(10)
+    finally:
+        handler.close()
+    assert urllib3_logger.level == logging.DEBUG
+    assert logging.getLogger("client").level == logging.INFO
+    assert http.client.HTTPConnection.debuglevel == debuglevel
+
+
+@pytest.mark.parametrize(
+    ("cluster", "verify"),
+    [
+        ({}, True),
+        ({"certificate-authority-data": _b64(CLIENT_CERT)}, True),
+        ({"insecure-skip-tls-verify": True}, False),  # only when the user says so
+    ],
+    ids=["default", "own-ca", "explicitly-insecure"],
+)
+def test_tls_verification_stays_on_unless_turned_off(
+    tmp_path, monkeypatch, cluster, verify
+) -> None:
+    """An https kubeconfig or URL verifies the server's certificate by default."""
+    url = "https://127.0.0.1:6443"
+    monkeypatch.setenv("KUBECONFIG", str(_kubeconfig(tmp_path / "config", url, **cluster)))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    from_kubeconfig = sink.KubernetesEventSink(qps=0)
+    from_url = sink.KubernetesEventSink.from_url(url, qps=0)
+    try:
+        assert from_kubeconfig.api_client.configuration.verify_ssl is verify
+        assert from_url.api_client.configuration.verify_ssl is True
+        if "certificate-authority-data" in cluster:
+            assert from_kubeconfig.api_client.configuration.ssl_ca_cert
+    finally:
+        from_kubeconfig.close()
+        from_url.close()
