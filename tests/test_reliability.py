@@ -553,7 +553,8 @@ def check_outage(result: OutageResult) -> None:
     # memory stays bounded: one pending write per event, not one object per occurrence
     assert result.pending_max <= result.keys
     assert result.stats_in_outage["dropped"] == 0
-    assert result.live_events <= 4 * result.keys, (result.live_events, result.keys)
+    # what is alive is what sits in the (bounded) queues, a small part of the occurrences
+    assert result.live_events <= result.outage_occurrences // 10, result.live_events
     # everything logged within the retry schedule is written after the recovery
     assert result.flushed
     assert result.stats["failed"] == 0, result.stats
@@ -722,8 +723,9 @@ def run_threads(
     refuse_during_reconfigure: bool = False,
     flush_timeout: float = 10.0,
 ) -> ThreadsResult:
-    """``threads`` threads log ``records`` each about random Pods; halfway, dictConfig
-    replaces the handler (closing the old one while the threads keep logging)."""
+    """``threads`` threads log ``records`` each about random Pods; after a third of them,
+    dictConfig replaces the handler, closing the old one while the threads keep logging
+    (the next third); the last third goes to the new handler."""
     name = f"tests.reliability.threads{next(_names)}"
 
     def configure(tag: str) -> None:
@@ -751,14 +753,18 @@ def run_threads(
     manifests = [pod(f"threads-{n}") for n in range(objects)]
     errors: list[BaseException] = []
     slowest = [0.0] * threads
-    halfway = threading.Barrier(threads + 1, timeout=60)
+    # a third of the records before dictConfig starts, a third while it runs, a third after
+    reconfiguring_now = threading.Barrier(threads + 1, timeout=60)
+    reconfigured = threading.Barrier(threads + 1, timeout=60)
 
     def work(worker: int) -> None:
         rng = random.Random(worker)
         try:
             for number in range(records):
-                if number == records // 2:
-                    halfway.wait()
+                if number == records // 3:
+                    reconfiguring_now.wait()
+                elif number == 2 * records // 3:
+                    reconfigured.wait()
                 target = rng.randrange(objects)
                 before = time.perf_counter()
                 log.warning(
@@ -777,13 +783,18 @@ def run_threads(
     for worker in workers:
         worker.start()
     try:
-        halfway.wait()
+        reconfiguring_now.wait()
         reconfiguring = time.monotonic()
         configure("second")
         reconfigure_seconds = time.monotonic() - reconfiguring
         if refuse_during_reconfigure:
             server.accept_connections()
         handlers.extend(log.handlers)
+        reconfigured.wait()
+    except BaseException:
+        reconfiguring_now.abort()
+        reconfigured.abort()
+        raise
     finally:
         for worker in workers:
             worker.join(120)
@@ -812,12 +823,16 @@ def check_threads(result: ThreadsResult) -> None:
     reached = sum(s["accepted"] + s["after_close"] for s in result.stats)
     assert reached == result.logged
     written = sum(s["created"] + s["patched"] + s["coalesced"] for s in result.stats)
-    assert result.stored == written
+    failed = sum(s["failed"] for s in result.stats)
+    # a write still in flight when close() gave up is counted as failed, yet it may land
+    assert written <= result.stored <= written + failed
+    # the new handler got the last third
+    assert result.stats[1]["accepted"] >= result.logged // 3
 
 
 @pytest.mark.timeout(60)
 def test_threads_and_a_dictconfig_in_the_middle(server) -> None:
-    """16 threads x 500 records about 300 Pods; dictConfig replaces the handler halfway."""
+    """16 threads x 500 records about 300 Pods; dictConfig replaces the handler meanwhile."""
     result = run_threads(server, threads=16, records=500)
     check_threads(result)
     assert all(s["failed"] == 0 for s in result.stats)
@@ -1482,7 +1497,7 @@ def test_no_token_or_client_key_in_anything_logged_even_at_debug(
         active = handler.broadcaster
         assert active is not None
         assert active.flush(10)
-        every_logger_at_debug()  # again: building the client may have changed levels
+        every_logger_at_debug()  # again, for the loggers that appeared meanwhile
         for number, failure in enumerate(failures):
             server.inject(path=r"/events", times=None, **failure)
             log.warning("x", extra={"involved": pod(f"secret-{number}")})
@@ -1505,9 +1520,11 @@ def test_no_token_or_client_key_in_anything_logged_even_at_debug(
 
 
 def test_building_the_client_leaves_the_applications_logging_alone(server, tmp_path) -> None:
-    """The official client's Configuration() sets the "urllib3" and "client" loggers to
-    WARNING and http.client's debug level to 0. An application that asked for urllib3's
-    DEBUG records (e.g. to capture everything while it investigates) keeps them."""
+    """Building the client must not touch the application's logging: the official client's
+    Configuration sets the "urllib3" and "client" loggers to WARNING and http.client's debug
+    level to 0 whenever its ``debug`` is set (so does every deep copy of one, which every
+    client model's constructor makes). An application that asked for urllib3's DEBUG
+    records (to capture everything while it investigates) keeps them."""
     urllib3_logger = logging.getLogger("urllib3")
     urllib3_logger.setLevel(logging.DEBUG)
     logging.getLogger("client").setLevel(logging.INFO)
