@@ -24,6 +24,7 @@ import dataclasses
 import heapq
 import itertools
 import logging
+import math
 import random
 import threading
 import time
@@ -146,6 +147,8 @@ class _Write:
     # a create that failed in transport may have landed: AlreadyExists then means "ours"
     maybe_landed: bool = False
     abandoned: bool = False
+    # the submission number of its oldest occurrence (flush waits for those before it)
+    first: int = 0
 
     def absorb(self, newer: _Write) -> None:
         """Take over a newer occurrence: its count, timestamps and message win."""
@@ -196,6 +199,7 @@ class Writer:
         self._tokens = itertools.count()
         self._timekeeper = False
         self._flushing = 0
+        self._submitted = 0
         self._stopping = False
         self._threads: list[threading.Thread] = []
 
@@ -216,6 +220,8 @@ class Writer:
             if self._stopping:
                 self._fail(write, "the recorder is shut down")
                 return
+            self._submitted += 1
+            write.first = self._submitted
             self._start_threads()
             slot = self._slots.setdefault(key, _Slot())
             if slot.waiting is not None:
@@ -230,14 +236,28 @@ class Writer:
     # --- flush and stop ------------------------------------------------------------------
 
     def flush(self, timeout: float | None) -> bool:
-        """Write every pending event, held-back counts included; True once nothing is left."""
+        """Write every event submitted so far, held-back counts included; True once done.
+
+        Occurrences submitted after the call do not hold it up (under a steady stream of
+        them the writer would never be idle), unless they were merged into an older write.
+        """
         with self._cond:
             self._flushing += 1
+            target = self._submitted
             try:
                 self._release_held()
-                return self._cond.wait_for(lambda: not self._slots, timeout)
+                return self._cond.wait_for(lambda: self._oldest_pending() > target, timeout)
             finally:
                 self._flushing -= 1
+
+    def _oldest_pending(self) -> float:
+        """The submission number of the oldest occurrence not yet written (inf: none)."""
+        oldest = math.inf
+        for slot in self._slots.values():
+            for write in (slot.in_flight, slot.waiting):
+                if write is not None and write.first < oldest:
+                    oldest = write.first
+        return oldest
 
     def stop(self, timeout: float | None) -> None:
         """Stop the threads; what is still pending afterwards is counted as failed.
@@ -470,8 +490,10 @@ class Writer:
         slot.in_flight = None
         if slot.waiting is None:
             del self._slots[key]
-            self._cond.notify_all()  # flush waits for the map to empty
+            self._cond.notify_all()  # flush waits for the oldest pending writes
             return
+        if self._flushing:
+            self._cond.notify_all()
         self._schedule(key, slot)
 
     def _give_up(self, write: _Write, error: Exception) -> None:

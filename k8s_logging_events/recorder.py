@@ -574,10 +574,11 @@ class _WatchLoop:
             self._thread.join(timeout)
 
     def wait_caught_up(self, timeout: float | None) -> bool:
-        """Wait until every event delivered to the watcher has been handled."""
+        """Wait until every event delivered to the watcher so far has been handled."""
+        target = self._watcher.delivered  # not what keeps arriving meanwhile
         with self._done:
             return self._done.wait_for(
-                lambda: self._processed >= self._watcher.delivered or not self._thread.is_alive(),
+                lambda: self._processed >= target or not self._thread.is_alive(),
                 timeout,
             )
 

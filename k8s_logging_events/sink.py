@@ -15,7 +15,6 @@ writer decides what to do with each failure from its class alone:
 from __future__ import annotations
 
 import json
-import logging
 import os
 import threading
 from collections.abc import Mapping, Sequence
@@ -205,7 +204,7 @@ class KubernetesEventSink:
         """
         from kubernetes import client
 
-        configuration = _new_configuration()
+        configuration = client.Configuration()
         configuration.host = url.rstrip("/")
         configuration.retries = False
         sink = cls(client.ApiClient(configuration), **options)
@@ -329,7 +328,7 @@ class KubernetesEventSink:
 def _default_api_client() -> Any:
     from kubernetes import client, config
 
-    configuration = _new_configuration()
+    configuration = client.Configuration()
     loader: Any = config
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_SERVICE_ACCOUNT_TOKEN):
         loader.load_incluster_config(client_configuration=configuration)
@@ -342,28 +341,6 @@ def _default_api_client() -> Any:
         )
     configuration.retries = False
     return client.ApiClient(configuration)
-
-
-def _new_configuration() -> Any:
-    """Return ``client.Configuration()`` without its side effects on the process.
-
-    Its constructor sets the ``urllib3`` and ``client`` loggers to WARNING and
-    ``http.client``'s debug level to 0 (its ``debug`` setter): that would silence an
-    application's own DEBUG logging of urllib3 at the first event written.
-    """
-    import http.client
-
-    from kubernetes import client
-
-    loggers = [logging.getLogger(name) for name in ("urllib3", "client")]
-    levels = [logger.level for logger in loggers]
-    debuglevel = http.client.HTTPConnection.debuglevel
-    try:
-        return client.Configuration()
-    finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
-        http.client.HTTPConnection.debuglevel = debuglevel
 
 
 def _status_error(
