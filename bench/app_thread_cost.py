@@ -10,9 +10,7 @@ Configurations, each on its own logger (``propagate=False``), measured in the sa
   QueueListener whose handler discards (a NullHandler);
 * ``no handler`` (b): the same logger with no handler at all (``logging.lastResort`` off);
 * ``sync create`` (c): what users write by hand, a handler whose ``emit`` builds a
-  ``CoreV1Event`` and calls ``CoreV1Api.create_namespaced_event`` against the same server;
-* with ``--experiment``, also ``ours + P1-P4``: the proposals of ``bench/experiments.py``
-  applied to one handler instance (EXPERIMENT: the package itself is unchanged).
+  ``CoreV1Event`` and calls ``CoreV1Api.create_namespaced_event`` against the same server.
 
 Every call's time is taken with ``time.perf_counter_ns`` around it. The configurations run
 in blocks, in a rotating order, for several rounds, after a warm-up of each. Every ``ours``
@@ -30,7 +28,7 @@ blocks (per-thread CPU clocks), and the backlog (accepted, not yet written) at t
 each block, which is never 0 (the writers never ran out of work). Between blocks the
 pipeline is flushed, so the other configurations are measured with it idle.
 
-    python bench/app_thread_cost.py [--rounds 5] [--block 2000] [--experiment]
+    python bench/app_thread_cost.py [--rounds 5] [--block 2000]
 """
 
 from __future__ import annotations
@@ -165,7 +163,7 @@ def _drain(handler: KubernetesEventHandler) -> None:
         handler.flush()
 
 
-def run(rounds: int, block: int, experiment: bool) -> None:
+def run(rounds: int, block: int) -> None:
     # (b) must really have no handler: no last-resort stderr handler, no one-time warning
     logging.lastResort = None
     logging.root.manager.emittedNoHandlerWarning = True
@@ -175,10 +173,6 @@ def run(rounds: int, block: int, experiment: bool) -> None:
         ours_cls: list[tuple[str, type[KubernetesEventHandler]]] = [
             ("ours", KubernetesEventHandler)
         ]
-        if experiment:
-            from experiments import ExperimentalHandler
-
-            ours_cls.append(("ours + P1-P4 (exp.)", ExperimentalHandler))
         modes = ("paced", "tight")
         per_handler = block * rounds * len(modes) + block
         pods_by_name = {
@@ -323,13 +317,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--block", type=int, default=2000, help="calls per block")
-    parser.add_argument(
-        "--experiment",
-        action="store_true",
-        help="also measure the proposals (bench/experiments.py)",
-    )
     args = parser.parse_args()
-    run(args.rounds, args.block, args.experiment)
+    run(args.rounds, args.block)
 
 
 if __name__ == "__main__":

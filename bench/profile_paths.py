@@ -3,8 +3,7 @@
 1. The application thread: cProfile (deterministic, standard library) around 20,000
    ``logger.warning(..., extra={"involved": pod})`` calls with distinct pods, the pipeline
    writing into a sink that discards. Prints the functions with the most time of their own,
-   as a share of the profiled time, for the handler as it is and, with ``--experiment``,
-   for ``bench/experiments.py``'s handler (EXPERIMENT: the proposals applied).
+   as a share of the profiled time.
 2. Every thread: CPU time per event of each thread group (the application thread, the
    broadcaster, the watcher, the writers), read from per-thread CPU clocks while 3,000
    events about distinct pods are written to LocalApiServer in another process.
@@ -12,7 +11,7 @@
 cProfile slows every call down, more so for small functions: read the shares, not times.
 py-spy and pyinstrument give the same picture (see docs/performance.md).
 
-    python bench/profile_paths.py [--experiment]
+    python bench/profile_paths.py
 """
 
 from __future__ import annotations
@@ -128,14 +127,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=3_000)
-    parser.add_argument("--experiment", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     profile_app_thread(KubernetesEventHandler, "KubernetesEventHandler", args.calls)
-    if args.experiment:
-        from experiments import ExperimentalHandler
-
-        profile_app_thread(ExperimentalHandler, "EXPERIMENT: P1-P4 applied", args.calls)
     cpu_per_event(args.events)
 
 

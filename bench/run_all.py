@@ -81,8 +81,7 @@ def main() -> int:
     sections: list[tuple[str, list[str]]] = [
         (
             "1. Cost on the application's thread",
-            ["app_thread_cost.py", "--experiment"]
-            + (["--rounds", "2", "--block", "1000"] if args.quick else []),
+            ["app_thread_cost.py"] + (["--rounds", "2", "--block", "1000"] if args.quick else []),
         ),
         (
             "2. Throughput from emit to the server",
@@ -105,8 +104,7 @@ def main() -> int:
     sections.append(
         (
             "6. Profile: where the time goes",
-            ["profile_paths.py", "--experiment"]
-            + (["--calls", "5000", "--events", "1000"] if args.quick else []),
+            ["profile_paths.py"] + (["--calls", "5000", "--events", "1000"] if args.quick else []),
         )
     )
 
