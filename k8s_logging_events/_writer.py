@@ -1,21 +1,25 @@
-"""The writer: from correlated occurrences to create and patch calls on an :class:`EventSink`.
+"""The writes of one sink: from correlated occurrences to create and patch calls.
 
-It sits between the correlator and the sink of one ``start_recording_to_sink`` call. client-go
-writes one event at a time, so one object's retries stall everything behind it, and it loses
-what the spam filter held back. This writer keeps client-go's create-or-patch logic and retry
-schedule, and adds:
+It sits between the correlator and the sink of one ``start_recording_to_sink`` call, and it
+is plain state: the runtime (:mod:`k8s_logging_events._runtime`) owns the threads that make
+the requests and calls everything here under its lock. client-go writes one event at a time,
+so one object's retries stall everything behind it, and it loses what the spam filter held
+back. This keeps client-go's create-or-patch logic and retry schedule, and adds:
 
-* several writer threads; writes for one event (namespace and name) stay in order, and a key
-  that is waiting to retry never holds up another key;
+* writes for one event (namespace and name) stay in order, and a key that is waiting to
+  retry never holds up another key;
 * at most one pending write per event: an occurrence that arrives while its event's write is
   waiting, backing off or in flight updates that write (count, lastTimestamp, message) and is
   counted as ``coalesced`` once the write lands;
+* a bound on pending writes (``max_pending``): beyond it, occurrences of new events are
+  dropped and counted;
+* one request in flight per involved object, and one per namespace whose requests stall, so
+  that hanging requests cannot take every writer;
 * occurrences the spam filter held back are kept: their latest count is written when the
   event's token bucket next allows, and at flush;
-* exact accounting: each occurrence ends as created, patched, coalesced or failed.
+* exact accounting: each occurrence ends as created, patched, coalesced, dropped or failed.
 
-Time comes from the injected clock, and every wait goes through the injected sleeper, so
-tests drive back-offs with a fake clock.
+Time comes from the injected clock, so tests drive back-offs with a fake clock.
 """
 
 from __future__ import annotations
@@ -25,8 +29,6 @@ import heapq
 import itertools
 import logging
 import math
-import random
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -38,7 +40,15 @@ import tenacity
 from k8s_logging_events import _diagnostics, _stats, correlator, models, sink
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["MAX_TRIES_PER_EVENT", "CountPolicy", "WritePolicy", "Writer", "WriterOptions"]
+__all__ = [
+    "MAX_TRIES_PER_EVENT",
+    "CountPolicy",
+    "Write",
+    "WritePolicy",
+    "WriterOptions",
+    "Writes",
+    "describe_error",
+]
 
 MAX_TRIES_PER_EVENT = 12
 """client-go's limit: twelve attempts (eleven back-offs) before an event is given up."""
@@ -47,9 +57,19 @@ DEFAULT_SLEEP_DURATION = 10.0
 """client-go's back-off between attempts, in seconds; only the first one is randomised."""
 
 DEFAULT_WRITERS = 4
-"""Writer threads per sink: enough that a few failing objects leave room for the rest."""
+"""Requests in flight at once: enough that a few failing objects leave room for the rest."""
+
+DEFAULT_MAX_PENDING = 10_000
+"""Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
+
+MAX_WAIT_SECONDS = 86_400.0
+"""The longest wait the writer schedules (a day): a ``Retry-After: 1e10`` or a spam filter
+that never refills must not overflow the timers; the write is looked at again after it."""
 
 Key = tuple[str, str]
+
+_MAX_SKIPPED = 256
+"""Ready writes one take() looks past (waiting for their object or namespace) at most."""
 
 _RESOLUTION = 1e-6
 """A clock gives datetimes, in whole microseconds: a write due within one is due now (a
@@ -122,20 +142,19 @@ class CountPolicy:
 
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
-    """How a :class:`Writer` retries and how many threads it runs."""
+    """How the writes of one sink are retried and bounded."""
 
-    writers: int = DEFAULT_WRITERS
-    """Writer threads; at least 1."""
     max_tries: int = MAX_TRIES_PER_EVENT
     """Attempts per write before it is given up (client-go: 12)."""
     sleep_duration: float = DEFAULT_SLEEP_DURATION
     """Seconds between attempts; the first back-off is this times a random number in [0, 1)."""
-    name: str = "k8s-events-writer"
-    """Prefix of the writer threads' names."""
+    max_pending: int = DEFAULT_MAX_PENDING
+    """Events with a write waiting or in flight; an occurrence of a new event beyond that is
+    dropped (and counted), so that memory stays bounded whatever the server does."""
 
 
-@dataclass(slots=True)
-class _Write:
+@dataclass(slots=True, eq=False)
+class Write:
     """One pending write of one event, carrying every occurrence merged into it."""
 
     event: models.Event
@@ -149,61 +168,95 @@ class _Write:
     abandoned: bool = False
     # the submission number of its oldest occurrence (flush waits for those before it)
     first: int = 0
+    last_error: Exception | None = None
+    started: float = 0.0  # time.monotonic() when the request in flight began; 0: none is
 
-    def absorb(self, newer: _Write) -> None:
+    @property
+    def in_flight(self) -> bool:
+        """True while a request for this write has not come back."""
+        return self.started > 0
+
+    def absorb(self, newer: Write) -> None:
         """Take over a newer occurrence: its count, timestamps and message win."""
         self.event = newer.event
         self.occurrences += newer.occurrences
         self.held = self.held and newer.held
+
+    @property
+    def namespace(self) -> str:
+        """Where the event is written (requests there may all hang together)."""
+        return self.event.namespace
 
 
 @dataclass(slots=True)
 class _Slot:
     """The per-event state: the write in flight, and the one waiting behind it."""
 
-    in_flight: _Write | None = None
-    waiting: _Write | None = None
+    in_flight: Write | None = None
+    waiting: Write | None = None
     # where the waiting write is: "ready", "timed" or "blocked" (behind the one in flight)
     state: str = "blocked"
-    token: int = 0
+    generation: int = 0  # tells a current heap or ready entry from a superseded one
 
 
-class Writer:
-    """Writes correlated events to one sink from a pool of named daemon threads."""
+class Writes:
+    """The pending writes of one sink: which event to write next, and when.
+
+    No threads and no lock of its own: the runtime calls every method under its lock,
+    except :meth:`attempt`, which makes the request and runs outside it. Writes for one
+    event stay in order (one in flight at a time, the next one merged while it waits); one
+    involved object has one request in flight at a time; and a namespace whose requests
+    stall (a stuck admission webhook) gets one at a time, so that it cannot hold every
+    writer while writes elsewhere wait.
+    """
 
     def __init__(
         self,
         event_sink: sink.EventSink,
-        policy: WritePolicy,
+        policy: WritePolicy | None,
         counters: _stats.Counters,
         *,
-        options: WriterOptions | None = None,
-        clock: clock_mod.Clock | None = None,
-        sleep: clock_mod.Sleeper | None = None,
-        rng: Callable[[], float] | None = None,
-        reporter: _diagnostics.RateLimitedReporter | None = None,
+        options: WriterOptions,
+        clock: clock_mod.Clock,
+        rng: Callable[[], float],
+        reporter: _diagnostics.RateLimitedReporter,
     ) -> None:
-        self._sink = event_sink
-        self._policy = policy
+        self.sink = event_sink
+        self.policy = policy
+        self._rng = rng
         self._counters = counters
-        self._options = options or WriterOptions()
-        self._clock = clock or clock_mod.SystemClock()
-        self._sleep = sleep or clock_mod.event_sleep
-        self._reporter = reporter or _diagnostics.RateLimitedReporter(clock=self._clock)
-        self._retry = _RetrySchedule(self._options, rng or random.random)
-        self._cond = threading.Condition(threading.Lock())
-        self._wake = threading.Event()
+        self._options = options
+        self._clock = clock
+        self._reporter = reporter
+        self._retry = _RetrySchedule(options, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
-        self._tokens = itertools.count()
-        self._timekeeper = False
-        self._flushing = 0
-        self._submitted = 0
-        self._stopping = False
-        self._threads: list[threading.Thread] = []
+        self._generations = itertools.count()
+        self._busy_objects: set[models.ObjectReference] = set()
+        self._in_flight: dict[str, list[Write]] = {}  # by namespace
+        self._stalled: set[str] = set()  # namespaces whose last request timed out
+        self.submitted = 0
+        self.flushing = False
 
-    # --- the consumer's side -------------------------------------------------------------
+    @property
+    def _p(self) -> WritePolicy:
+        assert self.policy is not None, "a policy is set before the first write is queued"
+        return self.policy
+
+    def renewed(self) -> Writes:
+        """The same sink and options with nothing pending (for a child after fork)."""
+        return Writes(
+            self.sink,
+            None,
+            self._counters,
+            options=self._options,
+            clock=self._clock,
+            rng=self._rng,
+            reporter=self._reporter,
+        )
+
+    # --- new occurrences -----------------------------------------------------------------
 
     def submit(self, result: correlator.CorrelateResult) -> None:
         """Queue the write one correlated occurrence asks for (or the count it held back)."""
@@ -214,43 +267,103 @@ class Writer:
     def submit_event(self, event: models.Event, *, held: bool) -> None:
         """Queue a write of ``event``; a ``held`` one waits until the policy releases it."""
         # the patch is made when the write happens: only the latest of a coalesced run is sent
-        write = _Write(event=event, create=self._policy.is_first(event), held=held)
+        write = Write(event=event, create=self._p.is_first(event), held=held)
         key = (event.namespace, event.name)
-        with self._cond:
-            if self._stopping:
-                self._fail(write, "the recorder is shut down")
+        self.submitted += 1
+        write.first = self.submitted
+        slot = self._slots.get(key)
+        if slot is None:
+            if len(self._slots) >= self._options.max_pending:
+                self._drop(write)
                 return
-            self._submitted += 1
-            write.first = self._submitted
-            self._start_threads()
-            slot = self._slots.setdefault(key, _Slot())
-            if slot.waiting is not None:
-                slot.waiting.absorb(write)
-                if slot.state == "timed" and not slot.waiting.held and not slot.waiting.attempts:
-                    self._make_ready(key, slot)
-                return
-            slot.waiting = write
-            if slot.in_flight is None:
-                self._schedule(key, slot)
+            slot = self._slots[key] = _Slot()
+        if slot.waiting is not None:
+            slot.waiting.absorb(write)
+            if slot.state == "timed" and not slot.waiting.held and not slot.waiting.attempts:
+                self._make_ready(key, slot)
+            return
+        slot.waiting = write
+        if slot.in_flight is None:
+            self._schedule(key, slot)
 
-    # --- flush and stop ------------------------------------------------------------------
+    def _drop(self, write: Write) -> None:
+        self._counters.add("dropped", write.occurrences)
+        self._reporter.report(
+            "pending-full",
+            logging.ERROR,
+            "Unable to record event %s: %d events are waiting to be written already "
+            "(queue_length); dropped it",
+            write.event.name,
+            self._options.max_pending,
+        )
 
-    def flush(self, timeout: float | None) -> bool:
-        """Write every event submitted so far, held-back counts included; True once done.
+    # --- what the runtime asks -----------------------------------------------------------
 
-        Occurrences submitted after the call do not hold it up (under a steady stream of
-        them the writer would never be idle), unless they were merged into an older write.
-        """
-        with self._cond:
-            self._flushing += 1
-            target = self._submitted
-            try:
-                self._release_held()
-                return self._cond.wait_for(lambda: self._oldest_pending() > target, timeout)
-            finally:
-                self._flushing -= 1
+    def take(self) -> Write | None:
+        """Return the next write to make now (marked in flight), or None."""
+        self.promote_due()
+        skipped: list[Key] = []
+        found = None
+        while self._ready and len(skipped) < _MAX_SKIPPED:
+            key = self._ready.popleft()
+            slot = self._slots.get(key)
+            if slot is None or slot.state != "ready" or slot.waiting is None:
+                continue
+            write = slot.waiting
+            if not self._may_start(write):
+                skipped.append(key)
+                continue
+            slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
+            self._busy_objects.add(write.event.involved_object)
+            write.started = time.monotonic()
+            self._in_flight.setdefault(write.namespace, []).append(write)
+            found = write
+            break
+        self._ready.extendleft(reversed(skipped))
+        return found
 
-    def _oldest_pending(self) -> float:
+    def _may_start(self, write: Write) -> bool:
+        if write.event.involved_object in self._busy_objects:
+            return False
+        namespace = write.namespace
+        return not (namespace in self._stalled and self._in_flight.get(namespace))
+
+    def ready_count(self) -> int:
+        """Writes that may go now (some may wait for their object or namespace)."""
+        return len(self._ready)
+
+    def next_due(self) -> float | None:
+        """Seconds (on the clock) until the next timed write is due; None if there is none."""
+        while self._timed:
+            due, generation, key = self._timed[0]
+            slot = self._slots.get(key)
+            if slot is not None and slot.generation == generation and slot.state == "timed":
+                return max(0.0, due - self._now())
+            heapq.heappop(self._timed)
+        return None
+
+    def stalling(self, now: float, stall_seconds: float) -> int:
+        """Count requests in flight for longer than ``stall_seconds`` (real time)."""
+        stalled = 0
+        for writes in self._in_flight.values():
+            for write in writes:
+                if now - write.started >= stall_seconds:
+                    stalled += 1
+                    self._stalled.add(write.namespace)
+        return stalled
+
+    def oldest_started(self) -> float | None:
+        """When the oldest request in flight began (``time.monotonic()``), if any."""
+        starts = [write.started for writes in self._in_flight.values() for write in writes]
+        return min(starts, default=None)
+
+    def release_held(self) -> None:
+        """At flush, held-back counts go out without waiting for a token."""
+        for key, slot in self._slots.items():
+            if slot.state == "timed" and slot.waiting is not None and slot.waiting.held:
+                self._make_ready(key, slot)
+
+    def oldest_pending(self) -> float:
         """The submission number of the oldest occurrence not yet written (inf: none)."""
         oldest = math.inf
         for slot in self._slots.values():
@@ -259,56 +372,127 @@ class Writer:
                     oldest = write.first
         return oldest
 
-    def stop(self, timeout: float | None) -> None:
-        """Stop the threads; what is still pending afterwards is counted as failed.
-
-        Writes waiting for their turn are abandoned at once; writes in flight get until
-        ``timeout`` to finish, and are abandoned if they have not by then.
-        """
-        with self._cond:
-            self._stopping = True
-            abandoned = self._abandon(in_flight=False)
-            self._cond.notify_all()
-            self._wake.set()
-            threads = list(self._threads)
-        # thread joins measure real time: the deadline is the caller's, not the test clock's
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in threads:
-            if thread is not threading.current_thread():
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                thread.join(remaining)
-        with self._cond:
-            abandoned += self._abandon(in_flight=True)
-        if abandoned:
-            self._reporter.report(
-                "abandoned",
-                logging.WARNING,
-                "Unable to write %d event occurrence(s): the recorder was shut down first",
-                abandoned,
-            )
-
     def pending(self) -> int:
         """Return how many events have a write waiting or in flight."""
-        with self._cond:
-            return len(self._slots)
+        return len(self._slots)
 
-    # --- scheduling (all under self._cond) -----------------------------------------------
+    # --- the request (outside the runtime's lock) ----------------------------------------
 
-    def _start_threads(self) -> None:
-        if self._threads:
+    def attempt(self, write: Write) -> tuple[str, models.Event]:
+        """Make one attempt: patch a repeat, create the rest (and a repeat that expired)."""
+        if not write.create:
+            try:
+                return "patched", self.sink.patch(write.event, self._p.patch(write.event))
+            except sink.ApiStatusError as error:
+                if not error.is_not_found:
+                    raise
+        fresh = dataclasses.replace(write.event, resource_version="")
+        try:
+            return "created", self.sink.create(fresh)
+        except sink.ApiStatusError as error:
+            if not (
+                error.is_already_exists and self._p.exists_is_ours(write.event, write.maybe_landed)
+            ):
+                raise
+        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
+        write.create = False
+        return "created", self.sink.patch(write.event, self._p.patch(write.event))
+
+    def feed_back(self, write: Write, stored: models.Event) -> None:
+        """Tell the policy what the server stored (outside the runtime's lock: it locks)."""
+        self._p.written(write.event, stored)
+
+    # --- results (under the runtime's lock) ----------------------------------------------
+
+    def succeeded(self, write: Write, kind: str) -> None:
+        """Count the occurrences ``write`` carried and schedule what waits behind it."""
+        self._landed(write)
+        self._stalled.discard(write.namespace)
+        if write.abandoned:
             return
-        for index in range(max(1, self._options.writers)):
-            thread = threading.Thread(
-                target=self._run, name=f"{self._options.name}-{index}", daemon=True
-            )
-            self._threads.append(thread)
-            thread.start()
+        self._counters.add(kind)
+        if write.occurrences > 1:
+            self._counters.add("coalesced", write.occurrences - 1)
+        self._finish(write)
+
+    def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
+        """Schedule a retry of ``write``, or give it up (counted as failed)."""
+        self._landed(write)
+        if _is_timeout(error):
+            self._stalled.add(write.namespace)
+        if write.abandoned:
+            return
+        write.attempts += 1
+        write.last_error = error
+        if write.create and _may_have_landed(error):
+            write.maybe_landed = True
+        retry_in = self._retry.delay(write.attempts, error)
+        if retry_in is None or stopping:
+            self._give_up(write, error)
+            self._finish(write)
+            return
+        key = (write.event.namespace, write.event.name)
+        slot = self._slots[key]
+        slot.in_flight = None
+        newer, slot.waiting = slot.waiting, write
+        if newer is not None:
+            write.absorb(newer)
+        write.due = self._now() + retry_in
+        self._make_timed(key, slot, write.due)
+        self._reporter.report(
+            "retry",
+            logging.INFO,
+            "Unable to write event %s/%s (attempt %d, may retry after sleeping): %s",
+            write.event.namespace,
+            write.event.name,
+            write.attempts,
+            describe_error(error),
+        )
+
+    def abandon(self, *, in_flight: bool) -> list[Write]:
+        """Give up every waiting write (and those in flight too): counted as failed."""
+        abandoned: list[Write] = []
+        for key, slot in list(self._slots.items()):
+            writes = (slot.waiting, slot.in_flight) if in_flight else (slot.waiting,)
+            for write in writes:
+                if write is not None and not write.abandoned:
+                    write.abandoned = True
+                    abandoned.append(write)
+                    self._counters.add("failed", write.occurrences)
+            slot.waiting = None
+            if in_flight or slot.in_flight is None:
+                del self._slots[key]
+        self._ready.clear()
+        self._timed.clear()
+        return abandoned
+
+    # --- scheduling ----------------------------------------------------------------------
+
+    def _landed(self, write: Write) -> None:
+        write.started = 0.0
+        self._busy_objects.discard(write.event.involved_object)
+        writes = self._in_flight.get(write.namespace)
+        if writes is not None and write in writes:
+            writes.remove(write)
+            if not writes:
+                del self._in_flight[write.namespace]
+
+    def _finish(self, write: Write) -> None:
+        key = (write.event.namespace, write.event.name)
+        slot = self._slots.get(key)
+        if slot is None:
+            return
+        slot.in_flight = None
+        if slot.waiting is None:
+            del self._slots[key]
+            return
+        self._schedule(key, slot)
 
     def _schedule(self, key: Key, slot: _Slot) -> None:
         write = slot.waiting
         assert write is not None
-        if write.held and not self._flushing:
-            write.due = self._now() + self._policy.hold_wait(write.event)
+        if write.held and not self.flushing:
+            write.due = self._now() + _finite(self._p.hold_wait(write.event))
             self._make_timed(key, slot, write.due)
         elif write.due > self._now():
             self._make_timed(key, slot, write.due)
@@ -317,186 +501,32 @@ class Writer:
 
     def _make_ready(self, key: Key, slot: _Slot) -> None:
         slot.state = "ready"
-        slot.token = next(self._tokens)
+        slot.generation = next(self._generations)
         self._ready.append(key)
-        self._cond.notify()
-        self._wake.set()
 
     def _make_timed(self, key: Key, slot: _Slot, due: float) -> None:
         slot.state = "timed"
-        slot.token = next(self._tokens)
-        heapq.heappush(self._timed, (due, slot.token, key))
-        # an idle thread must become the timekeeper, and a sleeping one recompute its wait
-        self._cond.notify()
-        self._wake.set()
+        slot.generation = next(self._generations)
+        heapq.heappush(self._timed, (due, slot.generation, key))
 
-    def _release_held(self) -> None:
-        """At flush, held-back counts go out without waiting for a token."""
-        for key, slot in self._slots.items():
-            if slot.state == "timed" and slot.waiting is not None and slot.waiting.held:
-                self._make_ready(key, slot)
-
-    def _promote_due(self) -> None:
+    def promote_due(self) -> None:
+        """Make the timed writes whose time has come ready."""
         now = self._now() + _RESOLUTION
         while self._timed and self._timed[0][0] <= now:
-            _, token, key = heapq.heappop(self._timed)
+            _, generation, key = heapq.heappop(self._timed)
             slot = self._slots.get(key)
-            if slot is None or slot.token != token or slot.state != "timed":
+            if slot is None or slot.generation != generation or slot.state != "timed":
                 continue  # superseded entry
             write = slot.waiting
             assert write is not None
-            if write.held and not self._flushing and not self._policy.release(write.event):
-                write.due = now + max(self._policy.hold_wait(write.event), 0.001)
+            if write.held and not self.flushing and not self._p.release(write.event):
+                write.due = now + max(_finite(self._p.hold_wait(write.event)), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False
             self._make_ready(key, slot)
 
-    def _next_delay(self) -> float | None:
-        while self._timed:
-            due, token, key = self._timed[0]
-            slot = self._slots.get(key)
-            if slot is not None and slot.token == token and slot.state == "timed":
-                return max(0.0, due - self._now())
-            heapq.heappop(self._timed)
-        return None
-
-    def _take(self) -> tuple[Key, _Write] | None:
-        """Block until a write is ready; None when the writer is stopping."""
-        while True:
-            self._promote_due()
-            while self._ready:
-                key = self._ready.popleft()
-                slot = self._slots.get(key)
-                if slot is None or slot.state != "ready" or slot.waiting is None:
-                    continue
-                write, slot.waiting, slot.in_flight = slot.waiting, None, slot.waiting
-                slot.state = "blocked"
-                return key, write
-            if self._stopping:
-                return None
-            delay = self._next_delay()
-            if delay is None or self._timekeeper:
-                self._cond.wait()
-                continue
-            self._keep_time(delay)
-
-    def _keep_time(self, delay: float) -> None:
-        # one thread sleeps until the next due write, through the injected sleeper
-        self._timekeeper = True
-        self._wake.clear()
-        self._cond.release()
-        try:
-            self._sleep(delay, self._wake)
-        finally:
-            self._cond.acquire()
-            self._timekeeper = False
-            self._cond.notify_all()
-
-    def _abandon(self, *, in_flight: bool) -> int:
-        abandoned = 0
-        for key, slot in list(self._slots.items()):
-            writes = (slot.waiting, slot.in_flight) if in_flight else (slot.waiting,)
-            for write in writes:
-                if write is not None and not write.abandoned:
-                    write.abandoned = True
-                    abandoned += write.occurrences
-                    self._counters.add("failed", write.occurrences)
-            slot.waiting = None
-            if in_flight or slot.in_flight is None:
-                del self._slots[key]
-        self._ready.clear()
-        self._timed.clear()
-        self._cond.notify_all()
-        return abandoned
-
-    def _now(self) -> float:
-        return clock_mod.seconds(self._clock)
-
-    # --- the writer threads ------------------------------------------------------------
-
-    def _run(self) -> None:
-        """Take ready writes and perform them, until stopped. Runs on a writer thread."""
-        while True:
-            with self._cond:
-                job = self._take()
-            if job is None:
-                return
-            key, write = job
-            try:
-                outcome = self._attempt(write)
-            except Exception as error:  # every failure is classified, none escapes the thread
-                self._after_failure(key, write, error)
-            else:
-                self._after_success(key, write, outcome)
-
-    def _attempt(self, write: _Write) -> tuple[str, models.Event]:
-        """Make one attempt: patch a repeat, create the rest (and a repeat that expired)."""
-        if not write.create:
-            try:
-                return "patched", self._sink.patch(write.event, self._policy.patch(write.event))
-            except sink.ApiStatusError as error:
-                if not error.is_not_found:
-                    raise
-        fresh = dataclasses.replace(write.event, resource_version="")
-        try:
-            return "created", self._sink.create(fresh)
-        except sink.ApiStatusError as error:
-            if not (
-                error.is_already_exists
-                and self._policy.exists_is_ours(write.event, write.maybe_landed)
-            ):
-                raise
-        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
-        write.create = False
-        return "created", self._sink.patch(write.event, self._policy.patch(write.event))
-
-    def _after_success(self, key: Key, write: _Write, outcome: tuple[str, models.Event]) -> None:
-        kind, stored = outcome
-        self._policy.written(write.event, stored)
-        with self._cond:
-            if write.abandoned:
-                return
-            self._counters.add(kind)
-            if write.occurrences > 1:
-                self._counters.add("coalesced", write.occurrences - 1)
-            self._finish(key)
-
-    def _after_failure(self, key: Key, write: _Write, error: Exception) -> None:
-        write.attempts += 1
-        if write.create and _may_have_landed(error):
-            write.maybe_landed = True
-        retry_in = self._retry.delay(write.attempts, error)
-        with self._cond:
-            if write.abandoned:
-                return
-            if retry_in is None or self._stopping:
-                self._give_up(write, error)
-                self._finish(key)
-                return
-            slot = self._slots[key]
-            slot.in_flight = None
-            newer, slot.waiting = slot.waiting, write
-            if newer is not None:
-                write.absorb(newer)
-            write.due = self._now() + retry_in
-            self._make_timed(key, slot, write.due)
-        self._report_retry(write, error)
-
-    def _finish(self, key: Key) -> None:
-        slot = self._slots.get(key)
-        if slot is None:
-            return
-        slot.in_flight = None
-        if slot.waiting is None:
-            del self._slots[key]
-            self._cond.notify_all()  # flush waits for the oldest pending writes
-            return
-        if self._flushing:
-            self._cond.notify_all()
-        self._schedule(key, slot)
-
-    def _give_up(self, write: _Write, error: Exception) -> None:
+    def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
         self._counters.add("failed", write.occurrences)
         quiet = isinstance(error, sink.ApiStatusError) and (
@@ -512,25 +542,11 @@ class Writer:
             write.event.name,
             reason,
             write.occurrences,
-            _describe_error(error),
+            describe_error(error),
         )
 
-    def _fail(self, write: _Write, why: str) -> None:
-        self._counters.add("failed", write.occurrences)
-        self._reporter.report(
-            "after-stop", logging.WARNING, "Unable to write event %s: %s", write.event.name, why
-        )
-
-    def _report_retry(self, write: _Write, error: Exception) -> None:
-        self._reporter.report(
-            "retry",
-            logging.INFO,
-            "Unable to write event %s/%s (attempt %d, may retry after sleeping): %s",
-            write.event.namespace,
-            write.event.name,
-            write.attempts,
-            _describe_error(error),
-        )
+    def _now(self) -> float:
+        return clock_mod.seconds(self._clock)
 
 
 class _RetrySchedule:
@@ -555,7 +571,7 @@ class _RetrySchedule:
         retry_after = getattr(error, "retry_after", None)
         if isinstance(error, sink.ApiStatusError) and retry_after is not None:
             delay = max(delay, retry_after)
-        return delay
+        return _finite(delay)
 
 
 def _wait_scaled(base: float, rng: Callable[[], float]) -> tenacity.wait.wait_base:
@@ -565,6 +581,20 @@ def _wait_scaled(base: float, rng: Callable[[], float]) -> tenacity.wait.wait_ba
             return base * rng()
 
     return _Scaled()
+
+
+def _finite(seconds: float) -> float:
+    """A wait that arithmetic and timers can hold: never NaN, never beyond a day."""
+    if not seconds >= 0:  # NaN too
+        return 0.0
+    return min(seconds, MAX_WAIT_SECONDS)
+
+
+def _is_timeout(error: Exception) -> bool:
+    """True for a request that got no answer in time (the server or its webhooks hang)."""
+    if isinstance(error, TimeoutError):
+        return True
+    return "timed out" in str(error).lower() or "timeout" in type(error).__name__.lower()
 
 
 def _may_have_landed(error: Exception) -> bool:
@@ -579,6 +609,7 @@ def _may_have_landed(error: Exception) -> bool:
     return True
 
 
-def _describe_error(error: Exception) -> str:
+def describe_error(error: Exception) -> str:
+    """A short text for ``error``: its message, cut to 300 characters."""
     text = str(error) or type(error).__name__
     return text if len(text) <= 300 else text[:297] + "..."

@@ -23,11 +23,13 @@ events. :class:`EventLoggerAdapter` binds ``involved`` to a logger.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import re
 import socket
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass
@@ -92,11 +94,11 @@ ANNOTATIONS_MAX_BYTES = 256 * 1024
 """The server's limit on the total size of an object's annotations."""
 
 _MIN_MESSAGE_BYTES = 16
-_CLOSE_GRACE_SECONDS = 0.25
+_EXIT_PAIR_SECONDS = 1.0
+"""A close() this soon after a flush() returned is the second half of one exit."""
 _MAX_CALL_SITES = 4096
 _SERVICE_ACCOUNT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
-_OWN_THREADS = "k8s-events-"
 _BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 _EVENT_API_VERSIONS = ("", "v1", "events.k8s.io/v1", "events.k8s.io/v1beta1")
@@ -155,6 +157,9 @@ class KubernetesEventHandler(logging.Handler):
             that, events are dropped and counted.
         qps: the sustained API request rate of the sink's client-side rate limit (0: off).
         burst: the requests the sink may send at once after a quiet spell.
+        drain_qps: the request rate while :meth:`flush` or :meth:`close` drains what is
+            pending (0: no limit), so that a job that logs about many objects and exits
+            finds them all on the server; answers of 429 and ``Retry-After`` still count.
         request_timeout: seconds to connect and to read each answer (one number, or a
             pair); ``None`` keeps the sink's default (5 s, 10 s).
         correlator: correlation options, as a
@@ -183,11 +188,13 @@ class KubernetesEventHandler(logging.Handler):
         ValueError: an option is out of range or of the wrong kind.
     """
 
+    ignores_library_reports = True
+    """The library's own reports never become events here (see ``_diagnostics``)."""
+
     # the state that is tied to this process's threads, renewed after fork
     _broadcaster: recorder.EventBroadcaster | None
     _recorder: recorder.EventRecorder | None
     _lazy_sink: _LazySink | None
-    _undrained_at: int | None
 
     def __init__(
         self,
@@ -203,6 +210,7 @@ class KubernetesEventHandler(logging.Handler):
         queue_length: int = DEFAULT_QUEUE_LENGTH,
         qps: float = sinks.DEFAULT_QPS,
         burst: int = sinks.DEFAULT_BURST,
+        drain_qps: float = sinks.DEFAULT_DRAIN_QPS,
         request_timeout: float | Sequence[float] | None = None,
         correlator: correlators.CorrelatorOptions | Mapping[str, Any] | None = None,
         flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
@@ -227,6 +235,7 @@ class KubernetesEventHandler(logging.Handler):
             queue_length=_at_least("queue_length", queue_length, 1),
             qps=float(qps),
             burst=_at_least("burst", burst, 1),
+            drain_qps=float(_at_least("drain_qps", drain_qps, 0)),
             request_timeout=_checked_timeout(request_timeout),
             correlator=_correlator_options(correlator),
             flush_timeout=float(_at_least("flush_timeout", flush_timeout, 0)),
@@ -252,23 +261,27 @@ class KubernetesEventHandler(logging.Handler):
         The ``involved`` check comes first and is one attribute lookup: it is all that a
         record without it costs. The handler's own filters run after these checks.
         """
-        if getattr(record, "involved", None) is None or _is_own(record.name) or _own_thread():
+        if (
+            getattr(record, "involved", None) is None
+            or _is_own(record.name)
+            or _diagnostics.is_own_thread()
+        ):
             return False
         return super().filter(record)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """Filter ``record`` and emit it, under a lock of the handler's own.
+        """Filter ``record`` and emit it, without any lock.
 
         Not under the handler's ``lock``: ``logging.shutdown()`` and ``dictConfig`` hold that
         one while they flush and close the handler, which may wait ``flush_timeout`` seconds
         for the API server, and the threads that log must not wait behind it (what they log
-        once the handler is closed is counted as ``after_close``). Emitters still take turns:
-        threads that all ran into the broadcaster at once would cost each other twice as much.
+        once the handler is closed is counted as ``after_close``). Nothing on this path
+        takes a lock that is not reentrant: a signal handler that logs runs on the thread it
+        interrupted, possibly in the middle of this very call.
         """
         result = self.filter(record)
         if result:
-            with self._emit_lock:
-                self.emit(record)
+            self.emit(record)
         return result
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -283,34 +296,38 @@ class KubernetesEventHandler(logging.Handler):
         except RecursionError:  # as the stdlib handlers do: a recursion must surface
             raise
         except Exception as error:  # a handler must never break the program that logs
-            self._counters.add("refused")
+            self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def flush(self) -> None:
         """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
 
-        Held-back counts of the spam filter go out too. Returns when everything reached an
-        outcome (written, coalesced, failed or dropped) or the timeout passed; never raises.
+        Held-back counts of the spam filter go out too, and the sink's rate limit is lifted
+        to ``drain_qps`` meanwhile. Returns when everything reached an outcome (written,
+        coalesced, failed or dropped) or the timeout passed; never raises.
         """
         active = self._broadcaster
-        if active is None:
-            return
+        self._flush_deadline = time.monotonic() + self._config.flush_timeout
         try:
-            accepted = active.stats().get("accepted", 0)
-            drained = active.flush(self._config.flush_timeout)
-            self._undrained_at = None if drained else accepted
+            if active is not None:
+                active.flush(self._config.flush_timeout)
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
-            _diagnostics.logger.warning("Unable to flush the event handler: %r", error)
+            _diagnostics.log_safely(
+                _diagnostics.logger, logging.WARNING, "Unable to flush the event handler: %r", error
+            )
+        finally:
+            self._flushed_at = time.monotonic()
 
     def close(self) -> None:
         """Flush within ``flush_timeout``, stop what the handler owns, and close it.
 
         Idempotent and safe from ``logging.shutdown()`` and from a second ``dictConfig``
         (both call it while holding the handler's lock, which no background thread of the
-        handler ever takes). When a :meth:`flush` just timed out and nothing was recorded
-        since, the drain is not attempted a second time at length. Writes still pending at
-        the deadline are counted as ``failed``; the broadcaster's threads are daemons, so
-        interpreter exit is never held up. A given ``broadcaster`` is flushed, not shut down.
+        handler ever takes). ``logging.shutdown()`` calls :meth:`flush` and then this: the
+        two share one deadline, so the whole exit takes ``flush_timeout`` (plus a quarter
+        of a second for the threads to end) whatever the server does. Writes still pending
+        at the deadline are counted as ``failed`` and reported once, with the reason and
+        the option that would help. A given ``broadcaster`` is flushed, not shut down.
         """
         try:
             with self._lock:
@@ -320,7 +337,12 @@ class KubernetesEventHandler(logging.Handler):
             if first and active is not None:
                 self._stop(active, lazy)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
-            _diagnostics.logger.warning("Unable to close the event handler cleanly: %r", error)
+            _diagnostics.log_safely(
+                _diagnostics.logger,
+                logging.WARNING,
+                "Unable to close the event handler cleanly: %r",
+                error,
+            )
         finally:
             super().close()
 
@@ -356,30 +378,35 @@ class KubernetesEventHandler(logging.Handler):
         active = self._broadcaster
         if active is not None:
             values.update(active.stats())
-        values.update(self._counters.snapshot())
+        values.update({name: tally.value for name, tally in self._counters.items()})
         return values
+
+    def threads(self) -> list[threading.Thread]:
+        """The handler's background threads alive right now (none before the first event)."""
+        active = self._broadcaster
+        return [] if active is None or active is self._given else active.threads()
 
     # --- the caller's thread ---------------------------------------------------------------
 
     def _emit(self, record: logging.LogRecord) -> None:
         involved = getattr(record, "involved", None)
-        if involved is None or _is_own(record.name) or _own_thread():
+        if involved is None or _is_own(record.name) or _diagnostics.is_own_thread():
             return  # emit called directly, bypassing filter
         if self._closed:
-            self._counters.add("after_close")
+            self._counters["after_close"].add()
             return
         notes = _Notes()
         occurrence = self._occurrence(record, involved, notes)
         if notes.refusal is not None or notes.repairs:
             notes.report(self._sites, record)
         if occurrence is None:
-            self._counters.add("refused")
+            self._counters["refused"].add()
             return
         if notes.repairs:
-            self._counters.add("repaired")
+            self._counters["repaired"].add()
         active = self._recorder or self._start()
         if active is None:
-            self._counters.add("after_close")
+            self._counters["after_close"].add()
             return
         active.record(
             occurrence.ref,
@@ -441,14 +468,15 @@ class KubernetesEventHandler(logging.Handler):
 
     def _fresh_state(self) -> None:
         """Reset everything tied to this process's threads (at construction and after fork)."""
-        self._lock = threading.Lock()
-        self._emit_lock = threading.RLock()  # reentrant, as logging's own: a formatter may log
-        self._counters = _stats.Counters(_HANDLER_STATS)
+        # reentrant: a signal handler that logs may interrupt a thread holding it
+        self._lock = threading.RLock()
+        self._counters = {name: _stats.Tally() for name in _HANDLER_STATS}
         self._sites = _CallSites()
         self._broadcaster = self._given
         self._recorder = self._new_recorder(self._given) if self._given is not None else None
         self._lazy_sink = None
-        self._undrained_at = None
+        self._flush_deadline = 0.0
+        self._flushed_at = -math.inf
 
     def _start(self) -> recorder.EventRecorder | None:
         """Create the broadcaster, its watchers and the recorder: on the first event."""
@@ -457,8 +485,10 @@ class KubernetesEventHandler(logging.Handler):
                 return None
             if self._recorder is None:
                 active = self._new_broadcaster()
-                self._broadcaster = active
-                self._recorder = self._new_recorder(active)
+                new = self._new_recorder(active)
+                # a signal handler that logged while this thread was building may have won
+                if self._recorder is None:
+                    self._broadcaster, self._recorder = active, new
             return self._recorder
 
     def _new_broadcaster(self) -> recorder.EventBroadcaster:
@@ -472,6 +502,7 @@ class KubernetesEventHandler(logging.Handler):
             max_tries=config.max_tries,
             sleep=self._sleep,
         )
+        active.exit_timeout = config.flush_timeout
         event_sink = self._open_sink()
         if event_sink is not None:
             active.start_recording_to_sink(event_sink)
@@ -491,17 +522,20 @@ class KubernetesEventHandler(logging.Handler):
         option = self._config.sink
         if option is None or isinstance(option, sinks.EventSink):
             return option
+        api = self._config.api
         if option == "auto":
             found = _find_kube_config()
             if found is None:
                 _diagnostics.logger.warning(
-                    "No Kubernetes configuration found (no in-cluster service account, no "
-                    "kubeconfig): events go to no API server"
+                    "No Kubernetes configuration found (no in-cluster service account; no "
+                    "kubeconfig at %s): events go to no API server, and are counted as "
+                    "'discarded'",
+                    _kubeconfig_paths_text(),
                 )
                 return None
-            self._lazy_sink = _LazySink(self._kubernetes_sink_factory(None), found)
+            self._lazy_sink = _LazySink(self._kubernetes_sink_factory(None), found, api)
         else:
-            self._lazy_sink = _LazySink(self._kubernetes_sink_factory(option), option)
+            self._lazy_sink = _LazySink(self._kubernetes_sink_factory(option), option, api)
         return self._lazy_sink
 
     def _kubernetes_sink_factory(self, url: str | None) -> Callable[[], sinks.EventSink]:
@@ -511,6 +545,7 @@ class KubernetesEventHandler(logging.Handler):
             "clock": self._clock,
             "sleep": self._sleep,
             "api": self._config.api,
+            "drain_qps": self._config.drain_qps,
         }
         if self._config.request_timeout is not None:
             options["request_timeout"] = self._config.request_timeout
@@ -520,8 +555,9 @@ class KubernetesEventHandler(logging.Handler):
 
     def _stop(self, active: recorder.EventBroadcaster, lazy: _LazySink | None) -> None:
         timeout = self._config.flush_timeout
-        if self._undrained_at is not None and active.stats().get("accepted") == self._undrained_at:
-            timeout = min(timeout, _CLOSE_GRACE_SECONDS)  # flush just gave up on the same work
+        if time.monotonic() - self._flushed_at < _EXIT_PAIR_SECONDS:
+            # logging.shutdown() flushes, then closes: both share the flush's deadline
+            timeout = max(0.0, self._flush_deadline - time.monotonic())
         if active is self._given:
             active.flush(timeout)
         else:
@@ -550,6 +586,7 @@ class _Config:
     queue_length: int
     qps: float
     burst: int
+    drain_qps: float
     request_timeout: float | tuple[float, float] | None
     correlator: correlators.CorrelatorOptions | None
     flush_timeout: float
@@ -671,7 +708,7 @@ class _CallSites:
     """Reports each kind of problem once per call site (``pathname:lineno``)."""
 
     def __init__(self, limit: int = _MAX_CALL_SITES) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # the caller's path: a signal handler may re-enter
         self._seen: set[tuple[str, int, str]] = set()
         self._limit = limit
         # past the limit (generated code?), fall back to once a minute per kind
@@ -891,13 +928,6 @@ def _is_own(name: str) -> bool:
     return name == _diagnostics.LOGGER_NAME or name.startswith(_OWN_PREFIX)
 
 
-def _own_thread() -> bool:
-    """True on the library's own threads: what is logged there (the HTTP client's records,
-    structured logging) is logged on the library's behalf, and as an event it would feed
-    back into more writes, and more records, whatever ``involved`` a record factory gave it."""
-    return threading.current_thread().name.startswith(_OWN_THREADS)
-
-
 # --- sinks ----------------------------------------------------------------------------------
 
 
@@ -908,9 +938,10 @@ class _LazySink:
     ``dictConfig`` nor the thread that logs should wait for that.
     """
 
-    def __init__(self, factory: Callable[[], sinks.EventSink], what: str) -> None:
+    def __init__(self, factory: Callable[[], sinks.EventSink], what: str, api: str) -> None:
         self._factory = factory
         self._what = what
+        self._api = api
         self._lock = threading.Lock()
         self._real: sinks.EventSink | None = None
         self._error: Exception | None = None
@@ -930,12 +961,26 @@ class _LazySink:
 
     @property
     def api(self) -> str:
-        """The API of the real sink (building it, on the watcher's thread); core/v1 if none."""
+        """The configured API; with ``"auto"``, the real sink's (built on the dispatcher)."""
+        if self._api != "auto":
+            return self._api
         try:
             real = self._resolve()
         except Exception:  # no client: nothing will be written, whichever the API
             return sinks.CORE_V1
         return str(getattr(real, "api", sinks.CORE_V1))
+
+    def drain(self, on: bool) -> None:
+        """Switch the real sink's drain rate on or off, if it was built."""
+        real = self._real
+        drain = getattr(real, "drain", None)
+        if callable(drain):
+            drain(on)
+
+    @property
+    def waiting_for_rate_limit(self) -> int:
+        """Requests of the real sink waiting for its rate limit."""
+        return int(getattr(self._real, "waiting_for_rate_limit", 0) or 0)
 
     def close(self) -> None:
         """Close the real sink, if it was built (a build still running closes it itself)."""
@@ -997,15 +1042,21 @@ def _build_sink(spec: Mapping[str, Any]) -> sinks.EventSink | None:
     return built
 
 
+def _kubeconfig_paths() -> list[str]:
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return paths or [os.path.join("~", ".kube", "config")]
+
+
+def _kubeconfig_paths_text() -> str:
+    return ", ".join(_kubeconfig_paths())
+
+
 def _find_kube_config() -> str | None:
     """Say where a client configuration would come from, without loading it."""
     if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_SERVICE_ACCOUNT_FILE):
         return "the in-cluster service account"
-    paths = os.environ.get("KUBECONFIG", "").split(os.pathsep)
-    if not any(paths):
-        paths = [os.path.join("~", ".kube", "config")]
-    for path in paths:
-        if path and os.path.isfile(os.path.expanduser(path)):
+    for path in _kubeconfig_paths():
+        if os.path.isfile(os.path.expanduser(path)):
             return f"the kubeconfig {path}"
     return None
 

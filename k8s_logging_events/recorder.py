@@ -2,23 +2,22 @@
 
 :class:`EventRecorder` builds an immutable :class:`~.models.Event` on the caller's thread and
 offers it to the :class:`EventBroadcaster` without ever blocking (a full queue is a counted
-drop). The broadcaster fans each event out to its watchers, each on its own named daemon
-thread: a plain callback (:meth:`~EventBroadcaster.start_event_watcher`), a log line
-(:meth:`~EventBroadcaster.start_logging`), a JSON line
-(:meth:`~EventBroadcaster.start_structured_logging`) or a sink
-(:meth:`~EventBroadcaster.start_recording_to_sink`: correlation, then the writer's create or
-patch calls). :meth:`~EventBroadcaster.flush` and :meth:`~EventBroadcaster.shutdown` are
+drop). The broadcaster's runtime (:mod:`k8s_logging_events._runtime`) hands each event to its
+watchers on one dispatcher thread: a plain callback on a thread of its own
+(:meth:`~EventBroadcaster.start_event_watcher`, :meth:`~EventBroadcaster.start_logging`), a
+JSON line (:meth:`~EventBroadcaster.start_structured_logging`) or a sink
+(:meth:`~EventBroadcaster.start_recording_to_sink`: correlation, then create or patch calls
+on writer threads). :meth:`~EventBroadcaster.flush` and :meth:`~EventBroadcaster.shutdown` are
 deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
+import random
 import sys
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -28,6 +27,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from k8s_logging_events import (
     _diagnostics,
+    _runtime,
     _stats,
     _writer,
     broadcaster,
@@ -53,21 +53,25 @@ DEFAULT_NAMESPACE = "default"
 """Where events about cluster-scoped objects go (the server accepts only this or none)."""
 
 _EVENT_KINDS = {("Event", "v1"), ("Event", "events.k8s.io/v1"), ("Event", "events.k8s.io/v1beta1")}
-_counter = itertools.count()
 
 
 class EventBroadcaster:
     """Receives events from recorders and hands each one to every watcher started on it.
 
+    The threads, the queue, flush and shutdown are the runtime's
+    (:mod:`k8s_logging_events._runtime`): one dispatcher thread that starts with the first
+    event, and writer threads only while there are writes to make.
+
     Args:
         sleep_duration: seconds between write attempts (client-go's 10 s; the first back-off
             is randomised between 0 and this).
         correlator_options: the options every :meth:`start_recording_to_sink` correlator gets.
-        queue_length: the incoming queue and each watcher's queue (client-go's 1000).
+        queue_length: events the queue holds, and pending writes per sink; beyond that,
+            events are dropped and counted (client-go's 1000).
         clock: the time source for event timestamps, correlation and back-offs.
-        writers: writer threads per sink.
+        writers: requests in flight at once per broadcaster (stalled requests aside).
         max_tries: attempts per write before it is given up (client-go's 12).
-        sleep: how back-offs wait; the default waits on an event that shutdown sets, and
+        sleep: how the dispatcher waits for a back-off; the default waits on the queue, and
             tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
         rng: the random source for the first back-off (``random.random`` by default).
         name: the prefix of this broadcaster's thread names.
@@ -89,28 +93,23 @@ class EventBroadcaster:
         self._clock = clock or clock_mod.SystemClock()
         self._correlator_options = correlator_options
         self._writer_options = _writer.WriterOptions(
-            writers=writers,
-            max_tries=max_tries,
-            sleep_duration=sleep_duration,
-            name=f"{name}-writer",
+            max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
-        self._sleep = sleep
-        self._rng = rng
-        self._name = name
-        self._broadcaster = broadcaster.Broadcaster(
-            queue_length,
-            broadcaster.FullChannelBehavior.DROP,
-            incoming_queue_length=queue_length,
-            name=f"{name}-broadcaster",
-            prepare=_materialize,
-        )
-        self._counters = _stats.Counters(("accepted", "invalid", *_stats.OUTCOMES))
+        self._rng = rng or random.random
+        self._invalid = _stats.Tally()
+        self._counters = _stats.Counters(_stats.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
-        self._lock = threading.Lock()
-        self._loops: list[_WatchLoop] = []
-        self._writers: list[_writer.Writer] = []
-        self._shut_down = False
-        self._writers_stopped = False
+        self._sinks: list[sink.EventSink] = []
+        self._runtime = _runtime.Runtime(
+            queue_length=queue_length,
+            writers=writers,
+            build=_materialize,
+            counters=self._counters,
+            reporter=self._reporter,
+            clock=self._clock,
+            sleep=sleep,
+            name=name,
+        )
 
     # --- recorders -------------------------------------------------------------------------
 
@@ -128,7 +127,7 @@ class EventBroadcaster:
         The returned watcher's ``stop()`` detaches the handler. After :meth:`shutdown` the
         watcher is already ended and the handler is never called.
         """
-        return self._start_loop(handler, on_drop=self._count_log_drop)
+        return self._runtime.add_watcher(handler, on_drop=self._count_log_drop)
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
         """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
@@ -145,165 +144,126 @@ class EventBroadcaster:
         ``logger``, the same fields arrive as record extras (the event's message as
         ``event_message``, because a record's own ``message`` cannot be overridden), and the
         logger's handlers choose the format. That logger's records carry no ``involved``, so
-        they never become events themselves.
+        they never become events themselves. The lines are written on the dispatcher
+        thread, without ever taking the ``logging`` module's lock.
         """
         target = logger or _json_event_logger()
-        return self.start_event_watcher(lambda event: _log_structured(target, level, event))
+        return self._runtime.add_inline(lambda event: _log_structured(target, level, event))
 
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
         """Correlate every event and write it to ``event_sink``.
 
-        Each call gets its own correlator (own caches) and its own writer threads. A sink
+        Each call gets its own correlator (own caches) and its own pending writes. A sink
         whose ``api`` attribute is ``events.k8s.io/v1`` gets that API's series semantics
         (:mod:`k8s_logging_events.series`) instead of client-go's count correlation; the
-        attribute is read when the first event arrives, on the watcher's thread, so a sink
-        may discover the API lazily.
+        attribute is read when the first event arrives, on the dispatcher, so a sink may
+        discover the API lazily.
         """
-        recording = _SinkRecording(self, event_sink)
-        return self._start_loop(recording, on_drop=self._count_sink_drop)
+        writes = _writer.Writes(
+            event_sink,
+            None,
+            self._counters,
+            options=self._writer_options,
+            clock=self._clock,
+            rng=self._rng,
+            reporter=self._reporter,
+        )
+        self._sinks.append(event_sink)
+        return self._runtime.add_recording(
+            _runtime.Recording(writes, lambda: self._correlation_for(event_sink))
+        )
 
     # --- flush, shutdown, stats ------------------------------------------------------------
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted so far has reached a final outcome.
 
-        Pending writes go out now, including counts the spam filter held back. Returns True
-        when everything is written, coalesced, failed or dropped; False when ``timeout``
-        seconds passed first.
+        Pending writes go out now, including counts the spam filter held back, and a sink
+        with a ``drain`` method (the Kubernetes sink) lifts its rate limit to its drain rate
+        meanwhile. Returns True when everything is written, coalesced, failed or dropped;
+        False when ``timeout`` seconds passed first (None: 5 s).
         """
-        deadline = _Deadline(timeout)
-        if not self._broadcaster.wait_idle(deadline.remaining()):
-            return False
-        with self._lock:
-            loops = list(self._loops)
-        if not all(loop.wait_caught_up(deadline.remaining()) for loop in loops):
-            return False
-        # read only now: a recording builds its writer when its first event arrives
-        with self._lock:
-            writers = list(self._writers)
-        return all(writer.flush(deadline.remaining()) for writer in writers)
+        return self._runtime.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush within ``timeout``, then stop every thread; idempotent, never raises.
 
         Unlike client-go, nothing is left to chance: what was queued is delivered to the
-        watchers and written if ``timeout`` allows; whatever is still pending at the
-        deadline is abandoned and counted as ``failed``. No thread of this broadcaster
-        outlives the call, except a writer stuck in a request, which is a daemon and is
-        abandoned at the deadline.
+        watchers and written if ``timeout`` (None: 5 s) allows; whatever is still pending at
+        the deadline is given up, counted as ``failed``, and reported once with the reason.
+        No thread of this broadcaster outlives the call by more than a short grace, except
+        a writer stuck in a request, which is a daemon and is abandoned.
         """
-        with self._lock:
-            if self._shut_down:
-                return
-            self._shut_down = True
-        deadline = _Deadline(timeout)
-        self.flush(deadline.remaining())
-        self._broadcaster.shutdown()
-        with self._lock:
-            loops = list(self._loops)
-        for loop in loops:
-            loop.join(deadline.remaining())
-        with self._lock:
-            self._writers_stopped = True
-            writers = list(self._writers)
-        for writer in writers:
-            writer.stop(deadline.remaining())
+        try:
+            deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+            given_up = self._runtime.close(deadline)
+            if given_up:
+                self._reporter.report(
+                    "exit",
+                    logging.WARNING,
+                    "%s",
+                    _runtime.exit_summary(given_up, deadline, self._sinks),
+                )
+        except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
+            self._reporter.report(
+                "shutdown", logging.WARNING, "Unable to shut down cleanly: %r", error
+            )
 
     def stats(self) -> Mapping[str, int]:
         """Return the counters of what became of every occurrence.
 
         ``accepted`` counts occurrences offered to the broadcaster (dropped ones included);
-        ``dropped``, ``created``, ``patched``, ``coalesced`` and ``failed`` are final
-        outcomes; ``invalid`` counts calls refused before an event was built (not accepted);
-        ``pending`` counts events with a write not yet finished. With one sink, after
-        :meth:`flush` returned True, ``accepted`` equals the sum of the outcomes; with
-        several sinks each one adds its own outcomes.
+        ``dropped``, ``created``, ``patched``, ``coalesced``, ``failed`` and ``discarded``
+        (no sink to write to) are final outcomes; ``invalid`` counts calls refused before an
+        event was built (not accepted); ``pending`` counts events with a write not yet
+        finished. With one sink, after :meth:`flush` returned True, ``accepted`` equals the
+        sum of the outcomes; with several sinks each one adds its own outcomes.
         """
-        with self._lock:
-            writers = list(self._writers)
-        values = dict(self._counters.snapshot())
-        values["pending"] = sum(writer.pending() for writer in writers)
+        values = self._runtime.stats()
+        values["invalid"] = self._invalid.value
         return values
+
+    @property
+    def exit_timeout(self) -> float:
+        """Seconds a ``multiprocessing`` child may spend writing its events when it ends."""
+        return self._runtime.exit_timeout
+
+    @exit_timeout.setter
+    def exit_timeout(self, seconds: float) -> None:
+        self._runtime.exit_timeout = seconds
+
+    def threads(self) -> list[threading.Thread]:
+        """The broadcaster's threads alive right now (for diagnostics and tests)."""
+        return self._runtime.threads()
 
     # --- internals -------------------------------------------------------------------------
 
     def _offer(self, event: _PendingEvent) -> bool:
-        """Hand ``event`` to the watchers without blocking; count what became of it."""
-        self._counters.add("accepted")
-        try:
-            queued = self._broadcaster.action_or_drop(broadcaster.ADDED, event)
-        except broadcaster.BroadcasterStopped:
-            self._counters.add("dropped")
-            self._reporter.report(
-                "after-shutdown",
-                logging.ERROR,
-                "Unable to record an event about %s: the broadcaster is shut down (will not retry)",
-                event.ref.name,
-            )
-            return False
-        if not queued:
-            self._counters.add("dropped")
-            self._reporter.report(
-                "queue-full",
-                logging.ERROR,
-                "Unable to record event: too many queued events, dropped an event about %s",
-                event.ref.name,
-            )
-        return queued
+        """Hand ``event`` to the runtime without blocking; a full queue is a counted drop."""
+        return self._runtime.offer(event)
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
-        self._counters.add("invalid")
+        self._invalid.add()
         self._reporter.report(kind, logging.ERROR, msg, *args)
 
-    def _start_loop(
-        self,
-        handler: Callable[[models.Event], None],
-        *,
-        on_drop: Callable[[broadcaster.WatchEvent], None],
-    ) -> broadcaster.Watcher:
-        try:
-            watcher = self._broadcaster.watch(on_drop=on_drop)
-        except broadcaster.BroadcasterStopped:
-            self._reporter.report(
-                "watch-after-shutdown",
-                logging.ERROR,
-                "Unable to start event watcher: the broadcaster is shut down",
-            )
-            return broadcaster.Watcher.ended()
-        loop = _WatchLoop(watcher, handler, self._reporter, name=f"{self._name}-watcher")
-        with self._lock:
-            self._loops.append(loop)
-        loop.start()
-        return watcher
+    def _correlation_for(
+        self, event_sink: sink.EventSink
+    ) -> tuple[_writer.WritePolicy, _runtime.Correlate]:
+        if getattr(event_sink, "api", sink.CORE_V1) == sink.EVENTS_V1:
+            grouped = series.SeriesCorrelator(clock=self._clock)
 
-    def _new_writer(
-        self, event_sink: sink.EventSink, policy: _writer.WritePolicy
-    ) -> _writer.Writer:
-        writer = _writer.Writer(
-            event_sink,
-            policy,
-            self._counters,
-            options=self._writer_options,
-            clock=self._clock,
-            sleep=self._sleep,
-            rng=self._rng,
-            reporter=self._reporter,
-        )
-        with self._lock:
-            self._writers.append(writer)
-            late = self._writers_stopped
-        if late:  # built after shutdown stopped the writers: nothing would ever write
-            writer.stop(0)
-        return writer
+            def observe(event: models.Event) -> tuple[models.Event, bool]:
+                return grouped.observe(series.prepare_event(event))
 
-    def _count_sink_drop(self, item: broadcaster.WatchEvent) -> None:
-        self._counters.add("dropped")
-        self._reporter.report(
-            "watcher-full",
-            logging.ERROR,
-            "Unable to record event: the sink's queue is full, dropped event %s",
-            getattr(item.object, "name", "?"),
-        )
+            return series.SeriesPolicy(grouped), observe
+        events = correlator.EventCorrelator(self._correlator_options_with_clock())
+
+        def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
+            result = events.correlate(event)
+            observed = result.observed if result.skip else result.event
+            return None if observed is None else (observed, result.skip)
+
+        return _writer.CountPolicy(events), correlate
 
     def _count_log_drop(self, item: broadcaster.WatchEvent) -> None:
         self._counters.add("watcher_dropped")
@@ -315,36 +275,6 @@ class EventBroadcaster:
                 **{**_options_dict(options), "clock": self._clock}
             )
         return options
-
-
-class _SinkRecording:
-    """One ``start_recording_to_sink``: picks the API on its first event, then correlates
-    each event and hands it to its writer. Runs on the watcher's thread."""
-
-    def __init__(self, owner: EventBroadcaster, event_sink: sink.EventSink) -> None:
-        self._owner = owner
-        self._sink = event_sink
-        self._handle: Callable[[models.Event], None] | None = None
-
-    def __call__(self, event: models.Event) -> None:
-        if self._handle is None:
-            self._handle = self._setup()
-        self._handle(event)
-
-    def _setup(self) -> Callable[[models.Event], None]:
-        owner = self._owner
-        if getattr(self._sink, "api", sink.CORE_V1) == sink.EVENTS_V1:
-            grouped = series.SeriesCorrelator(clock=owner._clock)
-            writer = owner._new_writer(self._sink, series.SeriesPolicy(grouped))
-
-            def write_series(event: models.Event) -> None:
-                to_write, held = grouped.observe(series.prepare_event(event))
-                writer.submit_event(to_write, held=held)
-
-            return write_series
-        events = correlator.EventCorrelator(owner._correlator_options_with_clock())
-        writer = owner._new_writer(self._sink, _writer.CountPolicy(events))
-        return lambda event: writer.submit(events.correlate(event))
 
 
 class EventRecorder:
@@ -539,80 +469,13 @@ class _PendingEvent:
         )
 
 
-def _materialize(item: object) -> object:
-    """The broadcaster's ``prepare`` hook: snapshots become Events before fan-out."""
-    return item.materialize() if isinstance(item, _PendingEvent) else item
-
-
-class _WatchLoop:
-    """One watcher's consumer thread: takes events in order and calls the handler."""
-
-    def __init__(
-        self,
-        watcher: broadcaster.Watcher,
-        handler: Callable[[models.Event], None],
-        reporter: _diagnostics.RateLimitedReporter,
-        *,
-        name: str,
-    ) -> None:
-        self._watcher = watcher
-        self._handler = handler
-        self._reporter = reporter
-        self._done = threading.Condition()
-        self._processed = 0
-        self._thread = threading.Thread(
-            target=self._run, name=f"{name}-{next(_counter)}", daemon=True
-        )
-
-    def start(self) -> None:
-        """Start the consumer thread."""
-        self._thread.start()
-
-    def join(self, timeout: float | None) -> None:
-        """Wait for the consumer to finish (the watcher must be ending)."""
-        if self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-
-    def wait_caught_up(self, timeout: float | None) -> bool:
-        """Wait until every event delivered to the watcher so far has been handled."""
-        target = self._watcher.delivered  # not what keeps arriving meanwhile
-        with self._done:
-            return self._done.wait_for(
-                lambda: self._processed >= target or not self._thread.is_alive(),
-                timeout,
-            )
-
-    def _run(self) -> None:
-        """Hand each watch event to the handler. Runs on the watcher's own thread."""
-        while batch := self._watcher.get_batch():
-            for item in batch:
-                self._handle(item)
-            with self._done:
-                self._processed += len(batch)
-                self._done.notify_all()
-        with self._done:
-            self._done.notify_all()
-
-    def _handle(self, item: broadcaster.WatchEvent) -> None:
-        try:
-            if isinstance(item.object, models.Event):
-                self._handler(item.object)
-        except Exception as error:  # one bad event must not end the watcher
-            self._reporter.report(
-                "watcher-handler", logging.ERROR, "Event watcher handler failed: %r", error
-            )
-
-
-class _Deadline:
-    """A timeout turned into 'how much is left', measured in real time."""
-
-    def __init__(self, timeout: float | None) -> None:
-        self._end = None if timeout is None else time.monotonic() + timeout
-
-    def remaining(self) -> float | None:
-        if self._end is None:
-            return None
-        return max(0.0, self._end - time.monotonic())
+def _materialize(item: object) -> models.Event:
+    """The runtime's build step: a snapshot becomes an Event on the dispatcher."""
+    if isinstance(item, _PendingEvent):
+        return item.materialize()
+    if isinstance(item, models.Event):
+        return item
+    raise TypeError(f"not an event: {type(item).__name__}")
 
 
 def _options_dict(options: correlator.CorrelatorOptions) -> dict[str, Any]:
@@ -649,7 +512,7 @@ def _structured_fields(event: models.Event) -> dict[str, str]:
 
 
 def _log_structured(target: logging.Logger, level: int, event: models.Event) -> None:
-    target.log(level, "Event occurred", extra=_structured_fields(event))
+    _diagnostics.log_safely(target, level, "Event occurred", **_structured_fields(event))
 
 
 def _json_event_logger() -> logging.Logger:

@@ -14,9 +14,11 @@ writer decides what to do with each failure from its class alone:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -30,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CORE_V1",
     "DEFAULT_BURST",
+    "DEFAULT_DRAIN_QPS",
     "DEFAULT_QPS",
     "DEFAULT_REQUEST_TIMEOUT",
     "EVENTS_V1",
@@ -51,6 +54,14 @@ DEFAULT_QPS = 5.0
 
 DEFAULT_BURST = 10
 """client-go's REST client default: up to ten requests at once after a quiet spell."""
+
+DEFAULT_DRAIN_QPS = 100.0
+"""The request rate while a flush drains what is pending (at exit, mostly): a job that logs
+about a hundred objects and exits must find them all written within the 5 s flush timeout,
+which 5 requests a second cannot do. The server's 429 and ``Retry-After`` still count."""
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""The longest ``Retry-After`` honoured; a larger (or absurd) one waits this long."""
 
 DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 """Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
@@ -166,6 +177,8 @@ class KubernetesEventSink:
         clock: the time source of the rate limit.
         sleep: how the rate limit waits (interrupted by :meth:`close`).
         api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"`` or ``"auto"``.
+        drain_qps: the rate limit while :meth:`drain` is on (0: none), see
+            :data:`DEFAULT_DRAIN_QPS`.
     """
 
     def __init__(
@@ -178,6 +191,7 @@ class KubernetesEventSink:
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
         api: str = CORE_V1,
+        drain_qps: float = DEFAULT_DRAIN_QPS,
     ) -> None:
         if api not in (CORE_V1, EVENTS_V1, "auto"):
             raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
@@ -190,11 +204,23 @@ class KubernetesEventSink:
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
         self._limit_lock = threading.Lock()
-        self._bucket = (
-            _tokenbucket.TokenBucket(qps, burst, clock_mod.seconds(self._clock))
-            if qps > 0
-            else None
-        )
+        now = clock_mod.seconds(self._clock)
+        self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
+        # draining is never slower than the normal rate: no limit stays no limit
+        self._draining = self._normal
+        if self._normal is not None and (drain_qps <= 0 or drain_qps > qps):
+            self._draining = (
+                _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
+            )
+        self._bucket = self._normal
+        self.waiting_for_rate_limit = 0
+        """How many requests are waiting for the rate limit right now."""
+        _live_sinks.add(self)
+
+    def drain(self, on: bool) -> None:
+        """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
+        with self._limit_lock:
+            self._bucket = self._draining if on else self._normal
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
@@ -313,16 +339,35 @@ class KubernetesEventSink:
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
     def _wait_for_rate_limit(self) -> None:
-        if self._bucket is None:
-            return
         while True:
             with self._limit_lock:
-                now = clock_mod.seconds(self._clock)
-                if self._bucket.try_take(now):
+                bucket = self._bucket
+                if bucket is None:
                     return
-                wait = self._bucket.wait_time(now)
-            if self._sleep(wait, self._closed):
-                raise ConnectionAbortedError("the sink was closed while waiting for its rate limit")
+                now = clock_mod.seconds(self._clock)
+                if bucket.try_take(now):
+                    return
+                # at most a second at a time: a drain that starts meanwhile applies at once
+                wait = min(bucket.wait_time(now), 1.0)
+                self.waiting_for_rate_limit += 1
+            try:
+                if self._sleep(wait, self._closed):
+                    raise ConnectionAbortedError(
+                        "the sink was closed while waiting for its rate limit"
+                    )
+            finally:
+                with self._limit_lock:
+                    self.waiting_for_rate_limit -= 1
+
+    def _after_fork_in_child(self) -> None:
+        # the parent's keep-alive connections are the parent's: a child opens its own
+        self._limit_lock = threading.Lock()
+        self.waiting_for_rate_limit = 0
+        pool = getattr(getattr(self._api_client, "rest_client", None), "pool_manager", None)
+        clear = getattr(pool, "clear", None)
+        if callable(clear):
+            with contextlib.suppress(Exception):
+                clear()
 
 
 def _default_api_client() -> Any:
@@ -378,9 +423,12 @@ def _retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
     if value is None:
         value = details.get("retryAfterSeconds")
     try:
-        return max(0.0, float(value)) if value is not None else None  # type: ignore[arg-type]
+        seconds = float(value) if value is not None else None  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return None  # an HTTP date or garbage: fall back to the schedule
+    if seconds is None or seconds != seconds:  # NaN
+        return None
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def _text(data: object) -> str:
@@ -400,3 +448,15 @@ def _events_path(namespace: str, name: str | None = None) -> str:
         return path if name is None else f"{path}/{quote(name, safe='')}"
     except UnicodeEncodeError as error:  # a lone surrogate: no URL can carry it
         raise RequestConstructionError(f"{parts!r} cannot be put in a URL: {error}") from None
+
+
+_live_sinks: weakref.WeakSet[KubernetesEventSink] = weakref.WeakSet()
+
+
+def _renew_sinks_in_child() -> None:
+    for live in list(_live_sinks):
+        live._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_renew_sinks_in_child)

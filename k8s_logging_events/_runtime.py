@@ -1,0 +1,891 @@
+"""The runtime: every background thread of one EventBroadcaster, and its whole lifecycle.
+
+This is the middle of the pipeline, between the recorder (the caller's thread) and the
+sinks. Nothing else in the package starts a thread::
+
+    caller's thread       one queue          dispatcher thread (one)        writers (bounded)
+    ---------------       ---------          -----------------------        -----------------
+    EventRecorder  --->   SimpleQueue  --->  drain in batches; build     -> requests, one per
+    .record: offer()      (reentrant put,    events; inline consumers       event key and per
+                          full = counted     (structured logging);          involved object in
+                          drop)              correlate; queue writes        flight; threads only
+                                                                            while there is work
+
+The rules this module keeps:
+
+1. No wait without a timeout.
+2. Never wait while holding a lock that another of our threads needs: the runtime's lock
+   is released by every wait (conditions) and never held across a request or a join.
+3. The caller's path (:meth:`Runtime.offer`) takes no lock at all: the queue's ``put`` is
+   reentrant and the counters are lock-free, because a signal handler runs on the thread
+   it interrupts and may log while that thread was logging.
+4. A background thread never waits for a lock that ``dictConfig`` or ``logging.shutdown()``
+   may hold while they wait for it: reports and structured logging go through
+   :func:`~k8s_logging_events._diagnostics.log_safely`, which never takes logging's lock.
+5. An exception in a background step costs only the occurrences it was handling (counted
+   as ``failed``) and never ends a thread.
+6. The library's threads are recognised by identity (a thread-local mark), never by name.
+
+Lifecycle: the dispatcher starts with the first occurrence; writer threads start when
+writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
+:meth:`Runtime.close` are bounded by one deadline; after ``os.fork()`` the child starts
+afresh (the parent's pending writes are not written twice); a ``multiprocessing`` child
+flushes when its target returns (and on ``SIGTERM``, as ``Pool.terminate()`` sends, when
+the child has no handler of its own); where no thread can be started any more (Python 3.12
+during interpreter exit) the threads that exist, or the flushing thread, do the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from k8s_logging_events import _diagnostics, _stats, _writer, broadcaster, models
+from k8s_logging_events import clock as clock_mod
+
+__all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime", "exit_summary"]
+
+DEFAULT_EXIT_TIMEOUT = 5.0
+"""Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
+
+BATCH_SIZE = 512
+"""Occurrences the dispatcher takes at once: hand-offs and lock traffic per batch, not per item."""
+
+IDLE_WAIT_SECONDS = 5.0
+"""The longest the dispatcher waits for the queue before it looks at its timers again."""
+
+WRITER_LINGER_SECONDS = 0.5
+"""How long an idle writer thread waits for more work before it ends."""
+
+STALL_SECONDS = 1.0
+"""A request in flight this long is stalled: it no longer counts against ``writers``, and its
+namespace gets no second request until it ends."""
+
+JOIN_GRACE_SECONDS = 0.25
+"""What close() gives its threads to end after the deadline has passed."""
+
+Correlate = Callable[[models.Event], tuple[models.Event, bool] | None]
+"""Turns an event into what to write and whether to hold it back (None: nothing to write)."""
+
+Setup = Callable[[], tuple[_writer.WritePolicy, Correlate]]
+"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event."""
+
+_counter = itertools.count()
+_live: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+class _Marker:
+    """A control item: the dispatcher sets ``reached`` once every item before it is handled."""
+
+    __slots__ = ("reached", "stop", "targets")
+
+    def __init__(self, *, stop: bool = False) -> None:
+        self.reached = threading.Event()
+        self.stop = stop
+        self.targets: dict[Recording | _WatchLoop, int] = {}
+
+
+_WAKE = _Marker()  # looks at the timers and the ready writes again; never waited for
+
+
+class Recording:
+    """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
+
+    Args:
+        writes: the sink's pending writes.
+        setup: called on the dispatcher at the first event; returns the write policy and
+            the correlation step (so that a sink may decide its API lazily).
+    """
+
+    def __init__(self, writes: _writer.Writes, setup: Setup) -> None:
+        self.writes = writes
+        self._setup = setup
+        self._correlate: Correlate | None = None
+        self.watcher = broadcaster.Watcher(None, 1, None)
+
+    def correlate(self, event: models.Event) -> tuple[models.Event, bool] | None:
+        """Correlate one event (on the dispatcher, outside the runtime's lock)."""
+        if self._correlate is None:
+            policy, self._correlate = self._setup()
+            self.writes.policy = policy
+        return self._correlate(event)
+
+    def renew(self) -> None:
+        """Forget everything pending and every cache (in a child after fork)."""
+        self.writes = self.writes.renewed()
+        self._correlate = None
+
+
+class _Inline:
+    """A consumer that runs on the dispatcher itself (structured logging)."""
+
+    def __init__(self, handle: Callable[[models.Event], None]) -> None:
+        self.handle = handle
+        self.watcher = broadcaster.Watcher(None, 1, None)
+
+
+class _WatchLoop:
+    """A user's event watcher: its own thread, fed through a bounded :class:`Watcher`."""
+
+    def __init__(
+        self,
+        handle: Callable[[models.Event], None],
+        capacity: int,
+        on_drop: Callable[[broadcaster.WatchEvent], None],
+        reporter: _diagnostics.RateLimitedReporter,
+        name: str,
+    ) -> None:
+        self.handle = handle
+        self.watcher = broadcaster.Watcher(None, capacity, on_drop)
+        self._reporter = reporter
+        self._name = name
+        self._done = threading.Condition()
+        self.processed = 0
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the loop's thread (raises RuntimeError where no thread can start)."""
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self.thread = thread
+        thread.start()
+
+    def caught_up(self, target: int) -> bool:
+        """True once every event delivered up to ``target`` has been handled."""
+        thread = self.thread
+        return self.processed >= target or thread is None or not thread.is_alive()
+
+    def wait_caught_up(self, target: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for :meth:`caught_up`."""
+        with self._done:
+            return self._done.wait_for(lambda: self.caught_up(target), timeout)
+
+    def _run(self) -> None:
+        _diagnostics.mark_own_thread()
+        while True:
+            batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
+            if not batch and self.watcher.stopped and not self.watcher.pending():
+                break
+            for item in batch:
+                try:
+                    self.handle(item.object)
+                except Exception as error:  # one bad event must not end the watcher
+                    self._reporter.report(
+                        "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                    )
+            with self._done:
+                self.processed += len(batch)
+                self._done.notify_all()
+        with self._done:
+            self._done.notify_all()
+
+
+class Runtime:
+    """The queue, the dispatcher and the writers of one EventBroadcaster.
+
+    Args:
+        queue_length: occurrences the queue holds; beyond it they are dropped and counted.
+        writers: requests in flight at once (stalled ones aside).
+        build: turns a queued item into an Event, on the dispatcher.
+        counters: the outcome counters (shared with the recorder).
+        reporter: where drops, failures and the exit summary are reported.
+        clock: the time source of the writers' timers.
+        sleep: how the dispatcher waits for a timer; the default waits on the queue, and
+            tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
+        name: the prefix of the threads' names (for people reading a thread dump).
+    """
+
+    def __init__(
+        self,
+        *,
+        queue_length: int,
+        writers: int,
+        build: Callable[[Any], models.Event],
+        counters: _stats.Counters,
+        reporter: _diagnostics.RateLimitedReporter,
+        clock: clock_mod.Clock,
+        sleep: clock_mod.Sleeper | None = None,
+        name: str = "k8s-events",
+    ) -> None:
+        self._capacity = max(1, queue_length)
+        self._max_writers = max(1, writers)
+        self._build = build
+        self._counters = counters
+        self._reporter = reporter
+        self._clock = clock
+        self._sleep = sleep
+        self._name = name
+        self.exit_timeout = DEFAULT_EXIT_TIMEOUT
+        self._consumers: list[Recording | _Inline | _WatchLoop] = []
+        self._fresh()
+        _live.add(self)
+
+    def _fresh(self) -> None:
+        """Everything tied to this process's threads: at construction and after fork."""
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._accepted = _stats.Tally()
+        self._queue_drops = _stats.Tally()
+        self._cond = threading.Condition(threading.RLock())
+        self._start_lock = threading.RLock()
+        self._wake = threading.Event()
+        self._dispatcher: threading.Thread | None = None
+        self._workers: set[threading.Thread] = set()
+        self._in_flight: list[tuple[Recording, _writer.Write]] = []
+        self._idle = 0
+        self._can_spawn = True
+        self._started = False
+        self._closing = False
+        self._stopping = False
+        self._closed = False
+        self._flushes = 0
+
+    # --- the caller's path (no locks: see rule 3) -----------------------------------------
+
+    def offer(self, item: object) -> bool:
+        """Queue one occurrence without blocking; False (counted as dropped) when full."""
+        self._accepted.add()
+        if self._closing:
+            self._queue_drops.add()
+            self._reporter.report(
+                "after-close",
+                logging.ERROR,
+                "Unable to record an event: the recorder is shut down (will not retry)",
+            )
+            return False
+        if self._queue.qsize() >= self._capacity:
+            self._queue_drops.add()
+            self._reporter.report(
+                "queue-full",
+                logging.ERROR,
+                "Unable to record an event: %d are queued already (queue_length); dropped it",
+                self._capacity,
+            )
+            return False
+        self._queue.put(item)
+        if not self._started:
+            self._start()
+        return True
+
+    def _start(self) -> None:
+        with self._start_lock:  # reentrant: a signal handler may log while we start
+            if self._started or self._closing:
+                return
+            self._started = True
+            _install_child_exit_hooks()
+            thread = threading.Thread(
+                target=self._dispatch, name=f"{self._name}-dispatcher-{next(_counter)}", daemon=True
+            )
+            self._dispatcher = thread
+            loops = [c for c in self._consumers if isinstance(c, _WatchLoop) and c.thread is None]
+        try:
+            thread.start()
+            for loop in loops:
+                loop.start()
+        except RuntimeError:  # interpreter exit (3.12): flush() drains on its own thread
+            self._can_spawn = False
+
+    # --- consumers ------------------------------------------------------------------------
+
+    def add_recording(self, recording: Recording) -> broadcaster.Watcher:
+        """Correlate and write every later occurrence to ``recording``'s sink."""
+        return self._add(recording)
+
+    def add_inline(self, handle: Callable[[models.Event], None]) -> broadcaster.Watcher:
+        """Call ``handle`` with every later event, on the dispatcher (it must be quick)."""
+        return self._add(_Inline(handle))
+
+    def add_watcher(
+        self,
+        handle: Callable[[models.Event], None],
+        on_drop: Callable[[broadcaster.WatchEvent], None],
+    ) -> broadcaster.Watcher:
+        """Call ``handle`` with every later event on a thread of its own."""
+        loop = _WatchLoop(
+            handle,
+            self._capacity,
+            on_drop,
+            self._reporter,
+            f"{self._name}-watcher-{next(_counter)}",
+        )
+        watcher = self._add(loop)
+        if self._started and not watcher.stopped:
+            try:
+                loop.start()
+            except RuntimeError:
+                watcher.stop()
+        return watcher
+
+    def _add(self, consumer: Recording | _Inline | _WatchLoop) -> broadcaster.Watcher:
+        with self._cond:
+            if self._closing:
+                consumer.watcher.stop()
+            else:
+                self._consumers.append(consumer)
+        return consumer.watcher
+
+    def _live_consumers(self) -> list[Recording | _Inline | _WatchLoop]:
+        with self._cond:
+            return [c for c in self._consumers if not c.watcher.stopped]
+
+    def _recordings(self) -> list[Recording]:
+        # a stopped recording still has writes to finish
+        return [c for c in self._consumers if isinstance(c, Recording)]
+
+    # --- the dispatcher -------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """Drain the queue in batches and hand the events on. Runs on the dispatcher."""
+        _diagnostics.mark_own_thread()
+        busy = False
+        while True:
+            try:
+                batch = self._next_batch(busy)
+                if self._handle_batch(batch):
+                    return
+                busy = self._tend()
+            except Exception as error:  # rule 5: report, and go on with the next batch
+                self._reporter.report(
+                    "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
+                )
+
+    def _next_batch(self, busy: bool) -> list[Any]:
+        due = None if busy else self._timer_due()
+        if due is not None and due > 0 and self._sleep is not None and self._queue.empty():
+            self._wake.clear()
+            self._sleep(due, self._wake)  # a test's sleeper moves a fake clock
+            return []
+        wait = 0.0 if busy else self._wait_seconds(due)
+        try:
+            first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
+        except queue.Empty:
+            return []
+        batch = [first]
+        with contextlib.suppress(queue.Empty):
+            while len(batch) < BATCH_SIZE:
+                batch.append(self._queue.get_nowait())
+        return batch
+
+    def _timer_due(self) -> float | None:
+        """Seconds (on the clock) until the next timed write is due, if there is one."""
+        with self._cond:
+            dues = [d for r in self._recordings() if (d := r.writes.next_due()) is not None]
+        return min(dues, default=None)
+
+    def _wait_seconds(self, due: float | None) -> float:
+        """How long the dispatcher may wait for the queue before its timers need it."""
+        wait = IDLE_WAIT_SECONDS if due is None else min(due, IDLE_WAIT_SECONDS)
+        with self._cond:
+            if self._ready_writes() and self._in_flight:
+                # blocked behind requests that may stall: look again when they would
+                oldest = min(write.started for _, write in self._in_flight)
+                wait = min(wait, max(0.05, oldest + STALL_SECONDS - time.monotonic()))
+        return wait
+
+    def _handle_batch(self, batch: list[Any]) -> bool:
+        """Hand ``batch`` on, in order; True when a stop marker was reached."""
+        run: list[Any] = []
+        for item in batch:
+            if not isinstance(item, _Marker):
+                run.append(item)
+                continue
+            self._deliver(run)
+            run = []
+            if item is not _WAKE:
+                self._reach(item)
+                if item.stop:
+                    return True
+        self._deliver(run)
+        return False
+
+    def _reach(self, marker: _Marker) -> None:
+        with self._cond:
+            for recording in self._recordings():
+                marker.targets[recording] = recording.writes.submitted
+            for consumer in self._consumers:
+                if isinstance(consumer, _WatchLoop):
+                    marker.targets[consumer] = consumer.watcher.delivered
+        marker.reached.set()
+
+    def _deliver(self, items: list[Any]) -> None:
+        if not items:
+            return
+        consumers = self._live_consumers()
+        recordings = [c for c in consumers if isinstance(c, Recording)]
+        events: list[models.Event] = []
+        for item in items:
+            try:
+                events.append(self._build(item))
+            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
+                self._counters.add("failed", max(1, len(recordings)))
+                self._reporter.report(
+                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
+                )
+        if not recordings:
+            self._counters.add("discarded", len(events))
+        for consumer in consumers:
+            if isinstance(consumer, Recording):
+                self._record(consumer, events)
+            elif isinstance(consumer, _Inline):
+                self._run_inline(consumer, events)
+            else:
+                consumer.watcher._put_or_drop(
+                    [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
+                )
+
+    def _record(self, recording: Recording, events: Sequence[models.Event]) -> None:
+        if self._stopping:  # closed meanwhile: nothing more will be written
+            self._counters.add("failed", len(events))
+            return
+        writes: list[tuple[models.Event, bool]] = []
+        for event in events:
+            try:
+                correlated = recording.correlate(event)
+            except Exception as error:  # rule 5
+                self._counters.add("failed")
+                self._reporter.report(
+                    "correlate", logging.ERROR, "Unable to correlate an event: %r", error
+                )
+                continue
+            if correlated is not None:
+                writes.append(correlated)
+        with self._cond:
+            for event, held in writes:
+                try:
+                    recording.writes.submit_event(event, held=held)
+                except Exception as error:  # rule 5
+                    self._counters.add("failed")
+                    self._reporter.report(
+                        "submit", logging.ERROR, "Unable to queue a write: %r", error
+                    )
+
+    def _run_inline(self, consumer: _Inline, events: Iterable[models.Event]) -> None:
+        for event in events:
+            try:
+                consumer.handle(event)
+            except Exception as error:  # a watcher's failure costs no occurrence
+                self._reporter.report(
+                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                )
+
+    # --- writers --------------------------------------------------------------------------
+
+    def _ready_writes(self) -> int:
+        return sum(r.writes.ready_count() for r in self._recordings())
+
+    def _tend(self) -> bool:
+        """Promote due writes and start writers for them; True when it wrote one itself.
+
+        Where no thread can start (interpreter exit on 3.12), the calling thread writes.
+        """
+        with self._cond:
+            for recording in self._recordings():
+                recording.writes.promote_due()
+            if not self._ready_writes():
+                return False
+            self._cond.notify_all()
+        self._spawn_writers()
+        if self._can_spawn:
+            return False
+        job = self._take_job()
+        if job is None:
+            return False
+        self._perform(*job)
+        return True
+
+    def _spawn_writers(self) -> None:
+        while self._can_spawn:
+            with self._cond:
+                busy = len(self._workers) - self._idle
+                if self._stopping or self._ready_writes() <= self._idle:
+                    return
+                if (
+                    busy >= self._max_writers + self._stalled_count()
+                    or len(self._workers) >= 2 * self._max_writers
+                ):
+                    return
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-writer-{next(_counter)}", daemon=True
+                )
+                self._workers.add(thread)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter exit (3.12): the dispatcher writes instead
+                with self._cond:
+                    self._workers.discard(thread)
+                    self._can_spawn = False
+                self._queue.put(_WAKE)
+
+    def _stalled_count(self) -> int:
+        now = time.monotonic()
+        return sum(1 for _, write in self._in_flight if now - write.started >= STALL_SECONDS)
+
+    def _take_job(self) -> tuple[Recording, _writer.Write] | None:
+        with self._cond:
+            if self._stopping:
+                return None
+            if len(self._in_flight) - self._stalled_count() >= self._max_writers:
+                return None
+            now = time.monotonic()
+            for recording in self._recordings():
+                recording.writes.stalling(now, STALL_SECONDS)
+                write = recording.writes.take()
+                if write is not None:
+                    self._in_flight.append((recording, write))
+                    return recording, write
+        return None
+
+    def _work(self) -> None:
+        """Make ready writes until there are none for a while. Runs on a writer thread."""
+        _diagnostics.mark_own_thread()
+        me = threading.current_thread()
+        idle_since = time.monotonic()
+        try:
+            while True:
+                job = self._take_job()
+                if job is not None:
+                    self._perform(*job)
+                    idle_since = time.monotonic()
+                    continue
+                with self._cond:
+                    left = idle_since + WRITER_LINGER_SECONDS - time.monotonic()
+                    if self._stopping or left <= 0:
+                        return
+                    self._idle += 1
+                    try:
+                        self._cond.wait(left)
+                    finally:
+                        self._idle -= 1
+        finally:
+            with self._cond:
+                self._workers.discard(me)
+
+    def _perform(self, recording: Recording, write: _writer.Write) -> None:
+        writes = recording.writes
+        try:
+            kind, stored = writes.attempt(write)
+        except Exception as error:
+            with self._cond:
+                self._unflight(write)
+                writes.failed(write, error, stopping=self._stopping)
+                self._cond.notify_all()
+        else:
+            try:
+                writes.feed_back(write, stored)
+            except Exception as error:  # the write landed; only the bookkeeping failed
+                self._reporter.report(
+                    "feed-back", logging.ERROR, "Unable to note a written event: %r", error
+                )
+            with self._cond:
+                self._unflight(write)
+                writes.succeeded(write, kind)
+                self._cond.notify_all()
+        if writes.next_due() is not None:
+            self._queue.put(_WAKE)  # a retry or a held count now waits on the dispatcher's timer
+
+    def _unflight(self, write: _writer.Write) -> None:
+        self._in_flight = [job for job in self._in_flight if job[1] is not write]
+
+    # --- flush and close ------------------------------------------------------------------
+
+    def flush(self, timeout: float | None) -> bool:
+        """Write everything accepted before the call, held-back counts included.
+
+        Returns True once each of those occurrences has an outcome, False when ``timeout``
+        seconds passed first (None: :data:`DEFAULT_EXIT_TIMEOUT`). On one of the library's
+        own threads it returns False at once: it would wait for itself.
+        """
+        if _diagnostics.is_own_thread():
+            return False
+        if not self._started and self._queue.empty():
+            return True
+        deadline = _Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        marker = _Marker()
+        self._queue.put(marker)
+        with self._cond:
+            self._flushes += 1
+            self._set_draining(True)
+        try:
+            if not self._wait_reached(marker, deadline):
+                return False
+            with self._cond:
+                for recording in self._recordings():
+                    recording.writes.release_held()
+            self._queue.put(_WAKE)
+            return self._wait_written(marker, deadline)
+        finally:
+            with self._cond:
+                self._flushes -= 1
+                if not self._flushes:
+                    self._set_draining(False)
+
+    def _set_draining(self, on: bool) -> None:
+        for recording in self._recordings():
+            recording.writes.flushing = on
+            drain = getattr(recording.writes.sink, "drain", None)
+            if callable(drain):
+                with contextlib.suppress(Exception):
+                    drain(on)
+
+    def _dispatcher_alive(self) -> bool:
+        thread = self._dispatcher
+        return thread is not None and thread.is_alive()
+
+    def _wait_reached(self, marker: _Marker, deadline: _Deadline) -> bool:
+        while not marker.reached.is_set():
+            if deadline.expired():
+                return False
+            if self._dispatcher_alive():
+                marker.reached.wait(min(deadline.remaining(), 0.1))
+            else:  # never started (interpreter exit) or gone: drain on this thread
+                self._pump(deadline)
+        return True
+
+    def _pump(self, deadline: _Deadline) -> None:
+        """Do the dispatcher's work on the calling thread, within ``deadline``."""
+        with contextlib.suppress(queue.Empty):
+            while not deadline.expired():
+                item = self._queue.get_nowait()
+                if isinstance(item, _Marker) and item.stop:
+                    self._reach(item)
+                    return
+                self._handle_batch([item])
+        self._tend()
+
+    def _wait_written(self, marker: _Marker, deadline: _Deadline) -> bool:
+        def written() -> bool:
+            for target, value in marker.targets.items():
+                if isinstance(target, Recording):
+                    if target.writes.oldest_pending() <= value:
+                        return False
+                elif not target.caught_up(value):
+                    return False
+            return True
+
+        while True:
+            with self._cond:
+                if written():
+                    return True
+                if deadline.expired():
+                    return False
+                if self._dispatcher_alive() or self._workers:
+                    self._cond.wait(min(deadline.remaining(), 0.1))
+                    continue
+            self._pump(deadline)  # no thread to do the work: do it here
+
+    def close(self, timeout: float | None) -> list[_writer.Write]:
+        """Flush within ``timeout``, stop every thread, and give up what is left.
+
+        Idempotent. Returns the writes that were given up (counted as failed), for the
+        caller's exit report; occurrences still queued are counted as dropped.
+        """
+        with self._cond:
+            if self._closing:
+                return []
+            self._closing = True
+        deadline = _Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        if self._started or not self._queue.empty():
+            self.flush(deadline.remaining())
+        with self._cond:
+            self._stopping = True
+            given_up = [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
+            self._cond.notify_all()
+            consumers = list(self._consumers)
+        self._queue.put(_Marker(stop=True))
+        # past the deadline, the threads still get a short grace to end, once for all
+        grace = _Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
+        self._join(self._dispatcher, grace)
+        self._count_leftovers()
+        for consumer in consumers:
+            consumer.watcher.stop()
+        with self._cond:
+            threads = [*self._workers]
+        threads += [c.thread for c in consumers if isinstance(c, _WatchLoop) and c.thread]
+        for thread in threads:
+            self._join(thread, grace)
+        with self._cond:
+            given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
+            self._closed = True
+        return given_up
+
+    @staticmethod
+    def _join(thread: threading.Thread | None, deadline: _Deadline) -> None:
+        if thread is None or thread is threading.current_thread():
+            return
+        with contextlib.suppress(RuntimeError):  # never started
+            thread.join(deadline.remaining())
+
+    def _count_leftovers(self) -> None:
+        with contextlib.suppress(queue.Empty):
+            while True:
+                item = self._queue.get_nowait()
+                if not isinstance(item, _Marker):
+                    self._queue_drops.add()
+                elif not item.stop:
+                    item.reached.set()
+
+    # --- stats ----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` has finished."""
+        return self._closed
+
+    def stats(self) -> dict[str, int]:
+        """Return ``accepted``, the outcomes and ``pending`` (events with a write pending)."""
+        if self._closed:
+            self._count_leftovers()  # an offer that raced with close
+        values = dict.fromkeys(_stats.OUTCOMES, 0)
+        values.update(self._counters.snapshot())
+        values["accepted"] = self._accepted.value
+        values["dropped"] += self._queue_drops.value
+        with self._cond:
+            values["pending"] = sum(r.writes.pending() for r in self._recordings())
+        return values
+
+    def threads(self) -> list[threading.Thread]:
+        """The threads alive right now (dispatcher, writers, watchers)."""
+        found = [self._dispatcher, *self._workers]
+        found += [c.thread for c in self._consumers if isinstance(c, _WatchLoop)]
+        return [t for t in found if t is not None and t.is_alive()]
+
+    # --- fork -----------------------------------------------------------------------------
+
+    def _after_fork_in_child(self) -> None:
+        """Start afresh: the parent's threads do not exist here and its writes are its own."""
+        self._fresh()
+        for consumer in self._consumers:
+            if isinstance(consumer, Recording):
+                consumer.renew()
+            elif isinstance(consumer, _WatchLoop):
+                consumer.thread = None
+                consumer._done = threading.Condition()
+
+
+def exit_summary(given_up: Sequence[_writer.Write], timeout: float, sinks: Iterable[object]) -> str:
+    """Say how many occurrences an exit could not write, why, and which option helps."""
+    occurrences = sum(write.occurrences for write in given_up)
+    rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
+    waiting = unanswered = retrying = 0
+    errors: dict[str, int] = {}
+    for write in given_up:
+        if write.in_flight and rate_limited > 0:
+            rate_limited -= 1
+            waiting += write.occurrences
+        elif write.in_flight:
+            unanswered += write.occurrences
+        elif write.attempts:
+            retrying += write.occurrences
+            why = _why(write.last_error)
+            errors[why] = errors.get(why, 0) + write.occurrences
+        else:
+            waiting += write.occurrences
+    parts = []
+    if waiting:
+        parts.append(
+            f"{waiting} waiting for the client-side rate limit or a free writer "
+            "(raise drain_qps, writers or flush_timeout)"
+        )
+    if unanswered:
+        parts.append(
+            f"{unanswered} in requests the API server had not answered "
+            "(a hanging server or admission webhook; see request_timeout and flush_timeout)"
+        )
+    if retrying:
+        causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
+        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
+    return (
+        f"Unable to write {occurrences} event occurrence(s) within the {timeout:g} s "
+        f"deadline: {'; '.join(parts)}"
+    )
+
+
+def _why(error: Exception | None) -> str:
+    if error is None:
+        return "an error"
+    status = getattr(error, "status", None)
+    if status == 429:
+        return "429 Too Many Requests (the API server throttles)"
+    if isinstance(status, int):
+        return f"{status} {getattr(error, 'reason', '')}".strip()
+    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
+        return "connection errors (the API server is unreachable)"
+    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
+        return "timeouts"
+    return type(error).__name__
+
+
+class _Deadline:
+    """A timeout turned into 'how much is left', in real time."""
+
+    __slots__ = ("end",)
+
+    def __init__(self, timeout: float) -> None:
+        self.end = time.monotonic() + max(0.0, timeout)
+
+    def remaining(self) -> float:
+        return max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        return time.monotonic() >= self.end
+
+
+# --- processes: fork, multiprocessing children ---------------------------------------------
+
+_hooks_installed_in: int | None = None
+
+
+def _install_child_exit_hooks() -> None:
+    """In a ``multiprocessing`` child, flush when its target returns (and on SIGTERM).
+
+    A child started by ``multiprocessing`` ends with ``os._exit()`` after running its
+    finalizers: ``atexit`` (and so ``logging.shutdown()``) never runs there.
+    """
+    global _hooks_installed_in
+    pid = os.getpid()
+    if _hooks_installed_in == pid:
+        return
+    _hooks_installed_in = pid
+    process = sys.modules.get("multiprocessing")
+    if process is None or process.parent_process() is None:
+        return
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, _flush_all, exitpriority=100)
+    if threading.current_thread() is threading.main_thread():
+        with contextlib.suppress(ValueError, OSError):
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+                signal.signal(signal.SIGTERM, _flush_then_terminate)
+
+
+def _flush_all() -> None:
+    for runtime in list(_live):
+        if runtime._started and not runtime._closing:
+            with contextlib.suppress(Exception):
+                runtime.flush(runtime.exit_timeout)
+
+
+def _flush_then_terminate(signum: int, frame: object) -> None:
+    """``Pool.terminate()`` ends its workers with SIGTERM: write what they logged first."""
+    _flush_all()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
+
+
+def _after_fork_in_child() -> None:
+    global _hooks_installed_in
+    _hooks_installed_in = None
+    for runtime in list(_live):
+        runtime._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
