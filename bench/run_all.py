@@ -13,6 +13,9 @@ against a baseline measured in the same run:
 4. memory.py              RSS from 10,000 to 1,000,000 events over distinct objects
 5. correlator_rate.py     correlate() calls/s, and dragonk8s's port in its own virtualenv
 6. profile_paths.py       where the time goes (cProfile; CPU per event per thread)
+7. runtime.py             the background runtime: threads idle and under load, exit against
+                          a hanging server, a batch job's events at exit, RSS and close()
+                          after --memory-events distinct objects at the default rate
 
 The dragonk8s comparison needs a virtualenv of its own under /tmp (never the project's):
 it is made on first use with ``kubernetes>=37,<38``, ``dragonk8s`` and the two modules
@@ -107,6 +110,7 @@ def main() -> int:
             ["profile_paths.py"] + (["--calls", "5000", "--events", "1000"] if args.quick else []),
         )
     )
+    sections.append(("7. The runtime", ["runtime.py", "--objects", str(memory_events)]))
 
     print(f"machine: {machine()}")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")

@@ -418,6 +418,9 @@ class Runtime:
     def _deliver(self, items: list[Any]) -> None:
         if not items:
             return
+        if self._stopping:  # closed: what is still queued is dropped, not built
+            self._counters.add("dropped", len(items))
+            return
         consumers = self._live_consumers()
         recordings = [c for c in consumers if isinstance(c, Recording)]
         events: list[models.Event] = []

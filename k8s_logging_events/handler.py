@@ -946,6 +946,7 @@ class _LazySink:
         self._real: sinks.EventSink | None = None
         self._error: Exception | None = None
         self._closed = False
+        self._draining = False
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` through the real sink."""
@@ -971,9 +972,9 @@ class _LazySink:
         return str(getattr(real, "api", sinks.CORE_V1))
 
     def drain(self, on: bool) -> None:
-        """Switch the real sink's drain rate on or off, if it was built."""
-        real = self._real
-        drain = getattr(real, "drain", None)
+        """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
+        self._draining = on
+        drain = getattr(self._real, "drain", None)
         if callable(drain):
             drain(on)
 
@@ -1017,6 +1018,9 @@ class _LazySink:
                 error,
             )
             return
+        drain = getattr(built, "drain", None)
+        if self._draining and callable(drain):  # a flush began while the client was built
+            drain(True)
         self._real = built
         if self._closed:  # close() ran while the client was being built
             _close_sink(built)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +23,19 @@ def _library_threads() -> set[threading.Thread]:
         and t.is_alive()
         and not t.name.startswith(_ALLOWED_PREFIXES)
     }
+
+
+SLOW_ENV = "K8S_LOGGING_EVENTS_SLOW"
+
+
+@pytest.fixture(autouse=True)
+def _slow_only_when_selected(request: pytest.FixtureRequest) -> None:
+    """Run tests marked ``slow`` only under ``-m slow`` (or with K8S_LOGGING_EVENTS_SLOW=1)."""
+    if request.node.get_closest_marker("slow") is None:
+        return
+    selected = "slow" in (request.config.option.markexpr or "")
+    if not selected and os.environ.get(SLOW_ENV) != "1":
+        pytest.skip(f"a long reliability case: run it with -m slow or {SLOW_ENV}=1")
 
 
 @pytest.fixture(autouse=True)

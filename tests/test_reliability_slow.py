@@ -30,17 +30,7 @@ from tests.test_reliability import (
     unaccounted,
 )
 
-SLOW_ENV = "K8S_LOGGING_EVENTS_SLOW"
-
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def _only_when_selected(request: pytest.FixtureRequest) -> None:
-    """Run only under ``-m slow`` (or with K8S_LOGGING_EVENTS_SLOW=1)."""
-    selected = "slow" in (request.config.option.markexpr or "")
-    if not selected and os.environ.get(SLOW_ENV) != "1":
-        pytest.skip(f"a long reliability case: run it with -m slow or {SLOW_ENV}=1")
+pytestmark = pytest.mark.slow  # skipped unless selected: see conftest.py
 
 
 @pytest.fixture(name="server")

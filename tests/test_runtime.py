@@ -1,0 +1,569 @@
+"""The runtime: never hang, never lose what was logged at exit, bounded under any load.
+
+Each test is one case that an earlier version got wrong (a deadlock, a silent loss, an
+unbounded queue). Programs whose exit is the point run in a child process against the
+local API server; everything else runs in this process with the autouse fixture that fails
+a test leaving a thread behind.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.config
+import math
+import os
+import resource
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_logging_events import correlator, models, recorder
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+
+REPO = Path(__file__).resolve().parent.parent
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
+
+
+def pod(name: str, namespace: str = "default") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"},
+    }
+
+
+def unaccounted(stats: dict[str, int]) -> int:
+    return stats["accepted"] - sum(stats[k] for k in OUTCOMES)
+
+
+def stored(server: LocalApiServer, namespace: str | None = None) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for event in server.events(namespace):
+        counts[event["involvedObject"]["name"]] += int(event.get("count") or 0)
+    return counts
+
+
+_loggers = iter(range(1_000_000))
+
+
+def app_logger(handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(f"tests.runtime.app{next(_loggers)}")
+    log.setLevel(logging.DEBUG)
+    log.propagate = False
+    log.addHandler(handler)
+    return log
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer() as server:
+        yield server
+
+
+def run_child(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter (this one's version) with the repo importable."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("KUBECONFIG", None)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=str(REPO),
+        timeout=timeout,
+        check=False,
+    )
+
+
+# --- deadlocks ------------------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_dictconfig_under_sixteen_logging_threads_with_drops_does_not_freeze(server) -> None:
+    """dictConfig holds logging's lock while it closes the old handler; the closing waits
+    for the runtime, whose drop reports must not need that lock (an earlier version froze
+    here every time: a level change had cleared the loggers' caches)."""
+    name = "tests.runtime.dictconfig"
+
+    def configure(tag: str) -> None:
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "events": {
+                        "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                        "component": f"dc-{tag}",
+                        "sink": server.url,
+                        "queue_length": 8,
+                        "flush_timeout": 1.0,
+                    }
+                },
+                "loggers": {name: {"level": "DEBUG", "handlers": ["events"], "propagate": False}},
+            }
+        )
+
+    configure("first")
+    log = logging.getLogger(name)
+    handlers = list(log.handlers)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(worker: int) -> None:
+        try:
+            number = 0
+            while not stop.is_set():
+                log.warning(
+                    "w%d", number % 5, extra={"involved": pod(f"dc-{worker}-{number % 50}")}
+                )
+                number += 1
+        except BaseException as error:
+            errors.append(error)
+
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+    for worker in workers:
+        worker.start()
+    try:
+        logging.getLogger("k8s_logging_events").setLevel(logging.INFO)  # clears level caches
+        for tag in ("second", "third"):
+            configure(tag)
+            handlers.extend(log.handlers)
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+        for handler in handlers:
+            handler.close()
+    assert errors == []
+    stats = [h.stats() for h in handlers if isinstance(h, KubernetesEventHandler)]
+    assert sum(s["dropped"] for s in stats) > 0, "the queue was small enough to drop"
+    assert all(unaccounted(s) == 0 for s in stats), stats
+
+
+SIGNAL_CHILD = """
+import logging, signal, sys, json
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="sig", sink=sys.argv[1], qps=0, flush_timeout=10)
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.propagate = False
+log.addHandler(handler)
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "sig", "namespace": "default"}}
+other = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "main", "namespace": "default"}}
+fired = [0]
+
+def on_alarm(signum, frame):
+    fired[0] += 1
+    log.warning("alarm", extra={"involved": pod, "reason": "Alarm"})
+
+signal.signal(signal.SIGALRM, on_alarm)
+signal.setitimer(signal.ITIMER_REAL, 0.001, 0.001)
+for number in range(int(sys.argv[2])):
+    log.warning("tick %d", number % 3, extra={"involved": other, "reason": "Tick"})
+signal.setitimer(signal.ITIMER_REAL, 0, 0)
+handler.flush()
+print(json.dumps({"fired": fired[0], "stats": handler.stats()}))
+handler.close()
+"""
+
+
+def test_logging_from_a_signal_handler_while_the_main_thread_logs_never_freezes(server) -> None:
+    """A SIGALRM handler that logs an event every millisecond interrupts the main thread
+    in the middle of its own logging calls: nothing on that path may wait for a lock the
+    interrupted frame holds, and no occurrence may be lost or counted twice."""
+    records = 30_000
+    result = run_child(SIGNAL_CHILD, server.url, str(records), timeout=90)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    stats, fired = report["stats"], report["fired"]
+    assert fired > 100, "the alarm did interrupt the loop"
+    assert stats["accepted"] == records + fired
+    assert unaccounted(stats) == 0, stats
+    counts = stored(server)
+    assert counts["main"] == records
+    assert counts["sig"] == fired
+
+
+# --- processes ------------------------------------------------------------------------------
+
+MP_CHILD = """
+import json, logging, multiprocessing, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+URL, METHOD = sys.argv[1], sys.argv[2]
+
+def configure():
+    log = logging.getLogger("app")
+    if not log.handlers:
+        log.setLevel(logging.INFO)
+        log.addHandler(KubernetesEventHandler(component="mp", sink=URL, qps=0))
+    return log
+
+def target(tag):
+    log = configure() if METHOD != "fork" else logging.getLogger("app")
+    for number in range(15):
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "%s-%d" % (tag, number % 5), "namespace": "default"}}
+        log.warning("work %d", number, extra={"involved": pod})
+    return tag
+
+if __name__ == "__main__":
+    if METHOD == "fork":
+        configure()
+    ctx = multiprocessing.get_context(METHOD)
+    process = ctx.Process(target=target, args=("proc",))
+    process.start()
+    process.join(60)
+    with ctx.Pool(2) as pool:
+        done = pool.map(target, ["pool%d" % n for n in range(6)])
+    print(json.dumps({"exitcode": process.exitcode, "done": done}))
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_multiprocessing_children_write_what_they_logged_once(server, method, tmp_path) -> None:
+    """A Process child ends with os._exit after multiprocessing's finalizers, and a Pool
+    (as a ``with`` block) ends its workers with SIGTERM: both must write what they logged,
+    once (a fork child does not write its parent's pending events either)."""
+    script = tmp_path / "mp_child.py"
+    script.write_text(textwrap.dedent(MP_CHILD))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(script), server.url, method],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["exitcode"] == 0
+    counts = stored(server)
+    expected = {
+        f"{tag}-{n}": 3 for tag in ["proc"] + [f"pool{k}" for k in range(6)] for n in range(5)
+    }
+    assert dict(counts) == expected
+
+
+BATCH_CHILD = """
+import logging, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+logging.getLogger().addHandler(KubernetesEventHandler(component="batch", sink=sys.argv[1]))
+log = logging.getLogger("job")
+for number in range(100):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "batch-%d" % number, "namespace": "default"}}
+    log.warning("Processed with errors", extra={"involved": pod, "reason": "Partial"})
+"""
+
+
+def test_a_batch_job_finds_all_its_events_after_exit_with_default_options(server) -> None:
+    """100 distinct objects and an ordinary exit: the client-side rate limit (5/s) must not
+    be why events are lost, so the drain at exit runs at drain_qps."""
+    result = run_child(BATCH_CHILD, server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert stored(server) == Counter({f"batch-{n}": 1 for n in range(100)})
+
+
+HANG_CHILD = """
+import json, logging, sys, threading, time
+from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("app")
+log.addHandler(KubernetesEventHandler(component="hang", sink=sys.argv[1], flush_timeout=1.0))
+
+def chatter():
+    number = 0
+    while True:
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "daemon-%d" % (number % 40), "namespace": "default"}}
+        log.warning("still here", extra={"involved": pod})
+        number += 1
+        time.sleep(0.001)
+
+for number in range(30):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "main-%d" % number, "namespace": "default"}}
+    log.warning("stopping", extra={"involved": pod})
+threading.Thread(target=chatter, daemon=True).start()
+time.sleep(0.2)
+print(json.dumps({"exiting": time.monotonic()}), flush=True)
+"""
+
+
+def test_exit_with_a_hanging_server_and_a_daemon_still_logging_takes_one_deadline(server) -> None:
+    """logging.shutdown() calls flush() then close(): they share flush_timeout (1 s here),
+    whatever the server does, and the one report says what was not written and why."""
+    server.inject(action="hang", times=None)
+    started = time.monotonic()
+    result = run_child(HANG_CHILD, server.url)
+    ended = time.monotonic()
+    assert result.returncode == 0, result.stderr
+    exiting = json.loads(result.stdout)["exiting"]
+    assert ended - exiting < 1.0 + 0.5 + 0.4, ended - exiting  # 0.4: the child's teardown
+    assert ended - started < 30
+    reports = [line for line in result.stderr.splitlines() if "Unable to write" in line]
+    assert len(reports) == 1, result.stderr
+    assert "request_timeout" in reports[0] or "flush_timeout" in reports[0]
+
+
+EXIT_ON_ANY_PYTHON = """
+import logging, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("app")
+log.addHandler(KubernetesEventHandler(component="exit", sink=sys.argv[1], writers=2))
+for number in range(40):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "exit-%d" % (number % 8), "namespace": "default"}}
+    log.warning("bye", extra={"involved": pod})
+"""
+
+
+def test_exit_writes_everything_on_this_python_even_where_no_thread_can_start(server) -> None:
+    """Python 3.12 refuses new threads during interpreter exit; writers that must start at
+    exit are replaced by the threads that exist (the suite runs on 3.11, 3.12 and 3.13)."""
+    result = run_child(EXIT_ON_ANY_PYTHON, server.url)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert stored(server) == Counter({f"exit-{n}": 5 for n in range(8)})
+
+
+# --- bounds and hangs -----------------------------------------------------------------------
+
+
+def check_bounded(server: LocalApiServer, objects: int, queue_length: int) -> None:
+    """Log about ``objects`` distinct objects at the default rate (5/s): almost nothing can
+    be written, so pending writes stop at queue_length, the rest is dropped and counted,
+    memory stays flat, and close() keeps its deadline."""
+    handler = KubernetesEventHandler(
+        component="bound", sink=server.url, flush_timeout=0.5, queue_length=queue_length
+    )
+    log = app_logger(handler)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    manifest = pod("x")
+    for number in range(objects):
+        manifest["metadata"] = {"name": f"bound-{number}", "namespace": "default"}
+        log.warning("distinct", extra={"involved": manifest})
+    handler.flush()
+    stats = handler.stats()
+    assert 0 < stats["pending"] <= queue_length
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100, grown_mib
+    closing = time.monotonic()
+    handler.close()
+    assert time.monotonic() - closing < 1.5
+    stats = handler.stats()
+    assert stats["accepted"] == objects
+    assert stats["dropped"] > objects // 2
+    assert stats["pending"] == 0
+    assert unaccounted(stats) == 0, stats
+
+
+@pytest.mark.timeout(120)
+def test_many_distinct_objects_keep_pending_writes_and_memory_bounded(server) -> None:
+    """50,000 distinct objects with a queue of 5,000: the proportions of the long run."""
+    check_bounded(server, 50_000, 5_000)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_two_hundred_thousand_distinct_objects_with_default_options(server) -> None:
+    """The full size: 200,000 distinct objects, default queue_length (10,000)."""
+    check_bounded(server, 200_000, 10_000)
+
+
+def test_requests_that_hang_in_one_namespace_do_not_hold_up_other_objects(server) -> None:
+    """Four distinct events about one object in a namespace whose requests hang (a stuck
+    admission webhook) take at most one writer: twenty healthy objects go ahead."""
+    server.create_namespace("stuck")
+    server.create_namespace("healthy")
+    server.inject(path="/namespaces/stuck/", action="hang", times=None)
+    handler = KubernetesEventHandler(
+        component="hol", sink=server.url, qps=0, request_timeout=(5, 30), flush_timeout=0.5
+    )
+    log = app_logger(handler)
+    for reason in ("A", "B", "C", "D"):
+        log.warning("webhook %s", reason, extra={"involved": pod("web", "stuck"), "reason": reason})
+    for number in range(20):
+        log.warning("fine", extra={"involved": pod(f"ok-{number}", "healthy")})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(server.events("healthy")) < 20:
+        # polling the server, not sleeping: each call is a real request
+        threading.Event().wait(0.02)
+    try:
+        assert len(server.events("healthy")) == 20
+        busy = [t for t in handler.threads() if "writer" in t.name]
+        assert len(busy) <= 4
+    finally:
+        server.clear_faults()
+        handler.close()
+    assert unaccounted(handler.stats()) == 0
+
+
+def test_a_huge_retry_after_does_not_kill_the_writers(server) -> None:
+    """A 429 with Retry-After: 1e10 once overflowed the writer's timers and killed every
+    writer thread in turn; the wait is capped, and other events are written meanwhile."""
+    server.create_namespace("throttled")
+    server.inject(path="/namespaces/throttled/", status=429, retry_after=1e10, times=1)
+    handler = KubernetesEventHandler(component="ra", sink=server.url, qps=0, flush_timeout=0.5)
+    log = app_logger(handler)
+    log.warning("first", extra={"involved": pod("throttled", "throttled")})
+    for number in range(5):
+        log.warning("later", extra={"involved": pod(f"fine-{number}")})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(stored(server, "default")) < 5:
+        threading.Event().wait(0.02)
+    handler.close()
+    counts = stored(server)
+    assert all(counts[f"fine-{n}"] == 1 for n in range(5))
+    stats = handler.stats()
+    assert stats["failed"] == 1, "the throttled one waits past close and is counted"
+    assert unaccounted(stats) == 0
+
+
+def test_an_extreme_spam_filter_rate_neither_overflows_nor_spins() -> None:
+    """A correlator qps so small that a token never comes: the held count waits (capped),
+    and flush still writes it."""
+    clock = FakeClock()
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster(
+        clock=clock,
+        sleep=clock.sleep,
+        correlator_options=correlator.CorrelatorOptions(burst_size=1, qps=1e-300),
+    )
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("spam")
+        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+        for _ in range(5):
+            rec.event(ref, models.WARNING, "Spam", "again")
+        assert b.flush(5)
+        (event,) = fake.events
+        assert event.count == 5
+        assert all(math.isfinite(s) for s in clock.sleeps)
+    finally:
+        b.shutdown(2)
+
+
+# --- accounting -----------------------------------------------------------------------------
+
+
+def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None:
+    """An exception while the dispatcher builds one event costs that occurrence only."""
+    original = recorder._PendingEvent.materialize
+
+    def materialize(self: recorder._PendingEvent) -> models.Event:
+        if self.reason == "Broken":
+            raise RuntimeError("boom")
+        return original(self)
+
+    monkeypatch.setattr(recorder._PendingEvent, "materialize", materialize)
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("build")
+        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+        rec.event(ref, models.NORMAL, "Fine", "one")
+        rec.event(ref, models.NORMAL, "Broken", "two")
+        rec.event(ref, models.NORMAL, "Fine", "three")
+        assert b.flush(5)
+        stats = dict(b.stats())
+        assert stats["failed"] == 1
+        assert stats["created"] == 2
+        assert unaccounted(stats) == 0
+    finally:
+        b.shutdown(2)
+
+
+@pytest.mark.parametrize("sink", [None, "auto"])
+def test_without_a_sink_every_occurrence_is_discarded_and_counted(sink, monkeypatch) -> None:
+    """sink: None (or "auto" where no configuration exists) writes nothing, and says so in
+    the counters: accepted equals discarded after flush."""
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    handler = KubernetesEventHandler(component="none", sink=sink)
+    log = app_logger(handler)
+    for number in range(7):
+        log.warning("nowhere", extra={"involved": pod(f"n-{number}")})
+    handler.flush()
+    stats = handler.stats()
+    handler.close()
+    assert stats["accepted"] == 7
+    assert stats["discarded"] == 7
+    assert unaccounted(stats) == 0
+
+
+def test_an_application_thread_named_like_ours_still_makes_events(server) -> None:
+    """The library recognises its threads by identity: a thread of the application that
+    happens to be called k8s-events-writer-0 is not one of them."""
+    handler = KubernetesEventHandler(component="named", sink=server.url, qps=0)
+    log = app_logger(handler)
+
+    def work() -> None:
+        log.warning("from a look-alike", extra={"involved": pod("lookalike")})
+
+    thread = threading.Thread(target=work, name="k8s-events-writer-0")
+    thread.start()
+    thread.join(10)
+    handler.flush()
+    handler.close()
+    assert stored(server) == Counter({"lookalike": 1})
+    assert handler.stats()["accepted"] == 1
+
+
+REPORT_CHILD = """
+import logging, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+logging.getLogger().addHandler(KubernetesEventHandler(component="rep", sink=sys.argv[1], qps=0))
+log = logging.getLogger("app")
+for number in range(50):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "rep-%d" % number, "namespace": "default"}}
+    log.warning("lost", extra={"involved": pod})
+logging.getLogger().handlers[0].flush()
+"""
+
+
+def test_reports_reach_stderr_when_only_our_handler_is_configured(server) -> None:
+    """With the handler alone on the root logger, nothing else would show the library's
+    own warnings: they go to standard error, rate-limited (one line for 50 failures)."""
+    server.inject(method="POST", status=404, times=None)
+    result = run_child(REPORT_CHILD, server.url)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "Unable to write event" in line]
+    assert len(lines) == 1, result.stderr
+    assert "404" in lines[0]
+
+
+def test_an_idle_handler_keeps_one_thread_and_writers_end_after_the_work(server) -> None:
+    """Writer threads exist only while there are writes; the dispatcher stays."""
+    handler = KubernetesEventHandler(component="idle", sink=server.url, qps=0)
+    log = app_logger(handler)
+    for number in range(40):
+        log.warning("busy", extra={"involved": pod(f"idle-{number}")})
+    handler.flush()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(handler.threads()) > 1:
+        threading.Event().wait(0.05)
+    names = [t.name for t in handler.threads()]
+    handler.close()
+    assert len(names) == 1, names
+    assert "dispatcher" in names[0]
+    assert handler.threads() == []
