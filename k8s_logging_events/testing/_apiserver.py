@@ -46,8 +46,9 @@ from k8s_logging_events.testing._apiserver_rest import (
     RestApi,
     error_response,
 )
-from k8s_logging_events.testing._apiserver_store import Entry, Store
+from k8s_logging_events.testing._apiserver_store import DEFAULT_WATCH_HISTORY, Entry, Store
 from k8s_logging_events.testing._apiserver_validation import CORE, EVENTS
+from k8s_logging_events.testing._apiserver_watch import WatchRequest, stream_watch
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
@@ -357,6 +358,8 @@ class LocalApiServer:
         name_generator: makes the name for a ``generateName`` prefix (default: the prefix
             and five random characters, as the real server does).
         seed: seeds the default name generator.
+        watch_history: how many changes to events the server keeps for watches to resume
+            from; a watch from an older resourceVersion gets ``410 Expired``.
     """
 
     def __init__(
@@ -372,6 +375,7 @@ class LocalApiServer:
         max_requests: int = 10_000,
         name_generator: Callable[[str], str] | None = None,
         seed: int | None = None,
+        watch_history: int = DEFAULT_WATCH_HISTORY,
     ) -> None:
         self._host = host
         self._requested_port = port
@@ -384,10 +388,12 @@ class LocalApiServer:
             max_events=max_events,
             name_generator=name_generator,
             seed=seed,
+            watch_history=watch_history,
         )
         self._rest = RestApi(self._store, self._clock, lambda: self._address())
         self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_requests)
         self._lock = threading.Lock()
+        self._request_logged = threading.Condition(self._lock)
         self._faults: list[Fault] = []
         self._httpd: _HttpServer | None = None
         self._port = 0
@@ -440,6 +446,10 @@ class LocalApiServer:
                 return
             self._stop_requested = True
         self._stopping.set()
+        with self._request_logged:
+            self._request_logged.notify_all()
+        with self._store.changed:
+            self._store.changed.notify_all()  # open watches end now
         self._wake()
         if self._acceptor is not None:
             self._acceptor.join(_JOIN_TIMEOUT)
@@ -722,6 +732,36 @@ class LocalApiServer:
         with self._lock:
             self._requests.clear()
 
+    def wait_for_request(
+        self,
+        predicate: Callable[[RecordedRequest], bool] | None = None,
+        timeout: float | None = None,
+    ) -> RecordedRequest | None:
+        """Wait until the request log holds a request that ``predicate`` accepts; return it.
+
+        Requests already in the log count. Useful to wait, without sleeping, until another
+        process (``kubectl get --watch``, the code under test) has reached the server::
+
+            server.wait_for_request(lambda r: r.query.get("watch") == "true", timeout=10)
+
+        Args:
+            predicate: what to wait for (None: any request).
+            timeout: seconds to wait at most (None: no limit).
+
+        Returns:
+            The earliest matching request, or None when ``timeout`` ran out first.
+        """
+        accept = predicate or (lambda _request: True)
+        found: list[RecordedRequest] = []
+
+        def seen() -> bool:
+            found[:] = [request for request in self._requests if accept(request)][:1]
+            return bool(found) or self._stop_requested
+
+        with self._request_logged:
+            self._request_logged.wait_for(seen, timeout=timeout)
+        return found[0] if found else None
+
     # -- connection refusal -----------------------------------------------------------
 
     def refuse_connections(self, duration: float | None = None) -> None:
@@ -942,6 +982,7 @@ class LocalApiServer:
         )
         with self._lock:
             self._requests.append(record)
+            self._request_logged.notify_all()
         fault = self._match_fault(method, path)
         if fault is None:
             self._respond(handler, self._rest.handle(request), record)
@@ -968,6 +1009,9 @@ class LocalApiServer:
     def _respond(self, handler: _Handler, response: HttpResponse, record: RecordedRequest) -> None:
         record.status = response.status
         record.reason = response.reason
+        if response.watch is not None:
+            self._stream(handler, response.watch)
+            return
         try:
             phrase = http.HTTPStatus(response.status).phrase
         except ValueError:
@@ -985,6 +1029,42 @@ class LocalApiServer:
             head.append("Connection: close\r\n")
         head.append("\r\n")
         handler.wfile.write("".join(head).encode("latin-1") + body)
+
+    def _stream(self, handler: _Handler, watch: WatchRequest) -> None:
+        """Answer a watch: 200, then one chunk per watch event until the stream ends."""
+        head = (
+            "HTTP/1.1 200 OK\r\n"
+            "Content-Type: application/json\r\n"
+            f"Date: {_http_date()}\r\n"
+            "Cache-Control: no-cache, private\r\n"
+            "Transfer-Encoding: chunked\r\n"
+            "\r\n"
+        )
+        wfile = handler.wfile
+        sock = handler.connection
+
+        def write(data: bytes) -> None:
+            wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+
+        def alive() -> bool:
+            if self._stopping.is_set():
+                return False
+            # a watching client sends nothing: readable means it closed (or broke) the connection
+            try:
+                readable, _, _ = select.select([sock], [], [], 0)
+            except (OSError, ValueError):
+                return False
+            return not readable
+
+        try:
+            wfile.write(head.encode("latin-1"))
+            stream_watch(watch, self._store, write, alive, self._stopping)
+            if alive():
+                wfile.write(b"0\r\n\r\n")
+                return
+        except OSError:
+            pass
+        self._drop(handler)
 
     @staticmethod
     def _drop(handler: _Handler) -> None:
