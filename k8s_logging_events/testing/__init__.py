@@ -7,12 +7,14 @@ over real HTTP on 127.0.0.1 for the official ``kubernetes`` client.
 """
 
 from k8s_logging_events.testing._apiserver import Fault, LocalApiServer, RecordedRequest
+from k8s_logging_events.testing._apiserver_auth import ClientCertificate
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
 
 __all__ = [
     "CapturedEvents",
+    "ClientCertificate",
     "FakeClock",
     "FakeEventSink",
     "FakeRecorder",

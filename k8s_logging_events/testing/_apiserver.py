@@ -21,12 +21,14 @@ import contextlib
 import http
 import http.server
 import json
+import os
 import random
 import re
 import select
 import selectors
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -37,6 +39,13 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 from urllib.parse import parse_qs
 
 from k8s_logging_events.clock import Clock, SystemClock
+from k8s_logging_events.testing._apiserver_auth import (
+    Authenticator,
+    ClientCertificate,
+    TlsMaterial,
+    kubeconfig_text,
+    unauthorized,
+)
 from k8s_logging_events.testing._apiserver_errors import ApiError, fault_status
 from k8s_logging_events.testing._apiserver_rest import (
     CORE_API,
@@ -60,6 +69,7 @@ FaultAction = Literal["status", "delay", "drop", "hang", "refuse"]
 
 _ACTIONS = ("status", "delay", "drop", "hang", "refuse")
 _JOIN_TIMEOUT = 5.0
+_HANDSHAKE_TIMEOUT = 10.0
 
 
 @dataclass(slots=True, eq=False)
@@ -360,6 +370,13 @@ class LocalApiServer:
         seed: seeds the default name generator.
         watch_history: how many changes to events the server keeps for watches to resume
             from; a watch from an older resourceVersion gets ``410 Expired``.
+        tls: serve HTTPS with a certificate signed by a throwaway CA (:attr:`ca_pem`,
+            :attr:`ca_file`); needs the ``trustme`` package.
+        token: require ``Authorization: Bearer <token>`` on every request; others get
+            ``401 Unauthorized``, as from a real server with anonymous authentication off.
+        client_certificates: (with ``tls``) accept client certificates signed by the
+            server's CA as credentials too (:meth:`client_certificate` issues them); without
+            a ``token``, every request must then bring one.
     """
 
     def __init__(
@@ -376,8 +393,23 @@ class LocalApiServer:
         name_generator: Callable[[str], str] | None = None,
         seed: int | None = None,
         watch_history: int = DEFAULT_WATCH_HISTORY,
+        tls: bool = False,
+        token: str | None = None,
+        client_certificates: bool = False,
     ) -> None:
+        if client_certificates and not tls:
+            raise ValueError("client_certificates=True needs tls=True")
+        if token is not None and not token.strip():
+            raise ValueError("token must not be empty")
         self._host = host
+        self._auth = Authenticator(token, client_certificates)
+        self._tls = TlsMaterial() if tls else None
+        self._ssl_context = (
+            self._tls.server_context(client_certificates=client_certificates)
+            if self._tls is not None
+            else None
+        )
+        self._default_client_certificate: ClientCertificate | None = None
         self._requested_port = port
         self._clock: Clock = clock or SystemClock()
         self._store = Store(
@@ -468,6 +500,8 @@ class LocalApiServer:
         for sock in (self._wake_r, self._wake_w):
             if sock is not None:
                 sock.close()
+        if self._tls is not None:
+            self._tls.cleanup()
         with self._state:
             self._stopped = True
             self._state.notify_all()
@@ -497,7 +531,8 @@ class LocalApiServer:
         """
         if not self._started:
             raise RuntimeError("LocalApiServer is not started: no URL yet")
-        return f"http://{self._address()}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._address()}"
 
     def _address(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -508,18 +543,110 @@ class LocalApiServer:
         """The port served on (0 before :meth:`start`)."""
         return self._port
 
-    def api_client(self) -> ApiClient:
+    def api_client(
+        self, *, credentials: bool = True, client_certificate: ClientCertificate | None = None
+    ) -> ApiClient:
         """Return a fresh ``kubernetes.client.ApiClient`` for this server.
 
         Its private ``Configuration(host=url)`` has ``retries = False`` so that urllib3 never
         re-sends a request behind the test's back; the client's global default
-        configuration is not touched. Close the client when done (``with`` or ``close()``).
+        configuration is not touched. With ``tls=True`` it trusts the server's CA
+        (``ssl_ca_cert``); it carries the server's ``token`` and, with
+        ``client_certificates=True``, a client certificate. Close the client when done
+        (``with`` or ``close()``).
+
+        Args:
+            credentials: False gives a client without token or certificate (it still
+                trusts the CA), to see what an unauthenticated caller meets.
+            client_certificate: the certificate to present (default: one for user
+                ``local-admin`` in group ``system:masters``, when client certificates are on).
         """
         from kubernetes import client  # slow to import: only on use
 
         configuration = client.Configuration(host=self.url)
         configuration.retries = False
+        if self._tls is not None:
+            configuration.ssl_ca_cert = self._tls.ca_file
+        token, certificate = self._credentials(credentials, client_certificate)
+        if token is not None:
+            configuration.api_key = {"authorization": token}
+            configuration.api_key_prefix = {"authorization": "Bearer"}
+        if certificate is not None:
+            configuration.cert_file = certificate.cert_file
+            configuration.key_file = certificate.key_file
         return client.ApiClient(configuration)
+
+    def _credentials(
+        self, wanted: bool, certificate: ClientCertificate | None
+    ) -> tuple[str | None, ClientCertificate | None]:
+        if not wanted:
+            return None, certificate
+        if certificate is None and self._auth.client_certificates:
+            if self._default_client_certificate is None:
+                self._default_client_certificate = self.client_certificate(
+                    "local-admin", ("system:masters",)
+                )
+            certificate = self._default_client_certificate
+        return self._auth.token, certificate
+
+    def kubeconfig(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        credentials: bool = True,
+        client_certificate: ClientCertificate | None = None,
+    ) -> str:
+        """Return (and write to ``path``, if given) a kubeconfig for this server.
+
+        Its current context names the server's URL, its CA (``certificate-authority-data``)
+        and the same credentials as :meth:`api_client`, so that ``kubectl --kubeconfig``
+        and ``kubernetes.config.load_kube_config`` reach it as they would a cluster.
+
+        Raises:
+            RuntimeError: the server has not been started (no URL yet).
+        """
+        token, certificate = self._credentials(credentials, client_certificate)
+        text = kubeconfig_text(
+            self.url,
+            ca_pem=self._tls.ca_pem if self._tls is not None else None,
+            token=token,
+            client_certificate=certificate,
+        )
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
+        return text
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The PEM of the CA that signed the server's certificate (None without ``tls``)."""
+        return self._tls.ca_pem if self._tls is not None else None
+
+    @property
+    def ca_file(self) -> str | None:
+        """A file holding :attr:`ca_pem`, until :meth:`stop` (None without ``tls``)."""
+        return self._tls.ca_file if self._tls is not None else None
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token every request must carry (None: no token is accepted)."""
+        return self._auth.token
+
+    def client_certificate(
+        self, user: str = "test-user", groups: Iterable[str] = ()
+    ) -> ClientCertificate:
+        """Issue a client certificate for ``user``, signed by the server's CA.
+
+        The server accepts it as credentials when it was built with
+        ``client_certificates=True``. Only the first of ``groups`` is kept (one
+        organization per certificate).
+
+        Raises:
+            RuntimeError: the server does not serve TLS.
+        """
+        if self._tls is None:
+            raise RuntimeError("client certificates need LocalApiServer(tls=True)")
+        return self._tls.issue_client_certificate(user, tuple(groups))
 
     # -- stored objects ---------------------------------------------------------------
 
@@ -932,6 +1059,8 @@ class LocalApiServer:
 
     def _run_connection(self, httpd: _HttpServer, connection: _Connection, address: Any) -> None:
         try:
+            if self._ssl_context is not None and not self._stopping.is_set():
+                self._handshake(connection)
             if not self._stopping.is_set():
                 httpd.finish_request(connection.sock, address)
         except Exception:  # noqa: S110 - a client that vanished mid-request is routine
@@ -943,6 +1072,21 @@ class LocalApiServer:
             # the very last step, so that stop() can join every thread still running
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _handshake(self, connection: _Connection) -> None:
+        """Put TLS on the connection; stop() can interrupt the handshake (a shutdown)."""
+        assert self._ssl_context is not None
+        plain = connection.sock
+        wrapped = self._ssl_context.wrap_socket(
+            plain, server_side=True, do_handshake_on_connect=False
+        )
+        with self._lock:
+            self._connections.pop(id(plain), None)
+            connection.sock = wrapped
+            self._connections[id(wrapped)] = connection
+        wrapped.settimeout(_HANDSHAKE_TIMEOUT)
+        wrapped.do_handshake()
+        wrapped.settimeout(None)
 
     def _connection_state(self, sock: socket.socket) -> _Connection | None:
         return self._connections.get(id(sock))
@@ -985,15 +1129,15 @@ class LocalApiServer:
             self._request_logged.notify_all()
         fault = self._match_fault(method, path)
         if fault is None:
-            self._respond(handler, self._rest.handle(request), record)
+            self._respond(handler, self._handle(handler, request), record)
             return
         record.fault = fault.action
-        response = self._rest.handle(request) if fault.commit else None
+        response = self._handle(handler, request) if fault.commit else None
         if fault.delay > 0 and self._stopping.wait(fault.delay):
             self._drop(handler)
             return
         if fault.action == "delay":
-            self._respond(handler, response or self._rest.handle(request), record)
+            self._respond(handler, response or self._handle(handler, request), record)
         elif fault.action == "status":
             failure = fault_status(fault.status, fault.message, fault.retry_after)
             self._respond(handler, error_response(failure), record)
@@ -1005,6 +1149,15 @@ class LocalApiServer:
             with contextlib.suppress(RuntimeError):
                 self.refuse_connections(fault.duration)
             self._drop(handler)
+
+    def _handle(self, handler: _Handler, request: HttpRequest) -> HttpResponse:
+        """Authenticate (when the server asks for credentials), then answer the request."""
+        if self._auth.required:
+            sock = handler.connection
+            peer = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
+            if not self._auth.authenticate(request.header("Authorization"), peer):
+                return error_response(unauthorized())
+        return self._rest.handle(request)
 
     def _respond(self, handler: _Handler, response: HttpResponse, record: RecordedRequest) -> None:
         record.status = response.status
