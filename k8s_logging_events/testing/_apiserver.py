@@ -22,8 +22,6 @@ import http
 import http.server
 import json
 import os
-import random
-import re
 import select
 import selectors
 import socket
@@ -32,10 +30,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from email.utils import formatdate
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs
 
 from k8s_logging_events.clock import Clock, SystemClock
@@ -47,6 +43,20 @@ from k8s_logging_events.testing._apiserver_auth import (
     unauthorized,
 )
 from k8s_logging_events.testing._apiserver_errors import ApiError, fault_status
+from k8s_logging_events.testing._apiserver_faults import (
+    ACTIONS,
+    Fault,
+    FaultAction,
+    RecordedRequest,
+)
+from k8s_logging_events.testing._apiserver_http import (
+    MAX_HEADERS,
+    MAX_LINE,
+    Headers,
+    http_date,
+    read_body,
+    write_watch,
+)
 from k8s_logging_events.testing._apiserver_rest import (
     CORE_API,
     EVENTS_API,
@@ -57,125 +67,14 @@ from k8s_logging_events.testing._apiserver_rest import (
 )
 from k8s_logging_events.testing._apiserver_store import DEFAULT_WATCH_HISTORY, Entry, Store
 from k8s_logging_events.testing._apiserver_validation import CORE, EVENTS
-from k8s_logging_events.testing._apiserver_watch import WatchRequest, stream_watch
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
 __all__ = ["Fault", "FaultAction", "LocalApiServer", "RecordedRequest"]
 
-FaultAction = Literal["status", "delay", "drop", "hang", "refuse"]
-"""What an injected fault does to a request that matches it."""
-
-_ACTIONS = ("status", "delay", "drop", "hang", "refuse")
 _JOIN_TIMEOUT = 5.0
 _HANDSHAKE_TIMEOUT = 10.0
-
-
-@dataclass(slots=True, eq=False)
-class RecordedRequest:
-    """One request as the server saw it, kept in :attr:`LocalApiServer.requests`."""
-
-    method: str
-    """The HTTP method (``POST``, ``PATCH`` ...)."""
-    path: str
-    """The URL path, without the query string."""
-    query: dict[str, str]
-    """The query parameters (the first value of each)."""
-    content_type: str
-    """The ``Content-Type`` header ("" when absent, as for the client's POSTs)."""
-    body: Any
-    """The body parsed as JSON, or None when it is empty or not JSON."""
-    headers: dict[str, str] = field(repr=False)
-    """Every request header."""
-    raw_body: bytes = field(default=b"", repr=False)
-    """The body as sent."""
-    status: int | None = None
-    """The HTTP status answered; None when no answer was sent (dropped, hung, refused)."""
-    reason: str = ""
-    """The Kubernetes ``reason`` of a failure Status answer ("" for successes)."""
-    fault: str | None = None
-    """The action of the injected fault that met this request, if one did."""
-
-
-class Fault:
-    """An injected fault, as returned by :meth:`LocalApiServer.inject`.
-
-    It stays armed until it has fired ``times`` times (or until cancelled); read
-    :attr:`fired` to see how many requests it met.
-    """
-
-    def __init__(
-        self,
-        *,
-        method: str | None,
-        path: str | None,
-        action: FaultAction,
-        status: int,
-        times: int | None,
-        retry_after: float | None,
-        delay: float,
-        commit: bool,
-        probability: float,
-        seed: int | None,
-        message: str | None,
-        duration: float | None,
-        on_cancel: Callable[[Fault], None],
-    ) -> None:
-        self.method = method.upper() if method else None
-        self.path = path
-        self.action: FaultAction = action
-        self.status = status
-        self.times = times
-        self.retry_after = retry_after
-        self.delay = delay
-        self.commit = commit
-        self.probability = probability
-        self.message = message
-        self.duration = duration
-        self.fired = 0
-        """How many requests this fault has met so far."""
-        self._pattern = re.compile(path) if path is not None else None
-        self._rng = random.Random(seed)
-        self._on_cancel = on_cancel
-        self._active = True
-
-    @property
-    def active(self) -> bool:
-        """True while the fault can still fire."""
-        return self._active
-
-    @property
-    def remaining(self) -> int | None:
-        """How many more times it will fire (None: until cancelled)."""
-        if self.times is None:
-            return None
-        return max(0, self.times - self.fired) if self._active else 0
-
-    def cancel(self) -> None:
-        """Disarm the fault (idempotent)."""
-        self._on_cancel(self)
-
-    def _try(self, method: str, path: str) -> bool:
-        """Fire for this request? Counts and disarms; called under the server's lock."""
-        if not self._active:
-            return False
-        if self.method is not None and self.method != method:
-            return False
-        if self._pattern is not None and self._pattern.search(path) is None:
-            return False
-        if self.probability < 1.0 and self._rng.random() >= self.probability:
-            return False
-        self.fired += 1
-        if self.times is not None and self.fired >= self.times:
-            self._active = False
-        return True
-
-    def __repr__(self) -> str:
-        return (
-            f"Fault(method={self.method!r}, path={self.path!r}, action={self.action!r}, "
-            f"status={self.status}, fired={self.fired}, remaining={self.remaining})"
-        )
 
 
 class _Connection:
@@ -214,28 +113,6 @@ class _HttpServer(http.server.ThreadingHTTPServer):
         """Connections reset by clients are routine here: say nothing."""
 
 
-class _Headers:
-    """Request headers in arrival order, looked up without regard to case."""
-
-    __slots__ = ("_lookup", "pairs")
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-        self._lookup = {name.lower(): value for name, value in pairs}
-
-    def get(self, name: str, default: str | None = None, /) -> str | None:
-        """Return the (last) value of header ``name``, or ``default``."""
-        return self._lookup.get(name.lower(), default)
-
-    def as_dict(self) -> dict[str, str]:
-        """The headers as a dict keyed by the names as sent."""
-        return dict(self.pairs)
-
-
-_MAX_HEADERS = 100
-_MAX_LINE = 65536
-
-
 class _Handler(http.server.BaseHTTPRequestHandler):
     """One keep-alive HTTP/1.1 connection: reads requests and hands them to the server.
 
@@ -249,7 +126,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "k8s-logging-events-apiserver"
     sys_version = ""
     server: _HttpServer
-    request_headers: _Headers
+    request_headers: Headers
 
     def handle_one_request(self) -> None:
         """Read one request (marking the connection idle while waiting) and serve it."""
@@ -258,7 +135,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if state is not None:
             state.idle = True
         try:
-            line = self.rfile.readline(_MAX_LINE + 1)
+            line = self.rfile.readline(MAX_LINE + 1)
         finally:
             if state is not None:
                 state.idle = False
@@ -266,7 +143,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not line or owner._stopping.is_set():
             self.close_connection = True
             return
-        if len(line) > _MAX_LINE:
+        if len(line) > MAX_LINE:
             self.requestline = self.request_version = self.command = ""
             self.send_error(http.HTTPStatus.REQUEST_URI_TOO_LONG)
             return
@@ -274,7 +151,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
             if not self.parse_request():
                 return
-            self.request_headers = _Headers(list(self.headers.items()))
+            self.request_headers = Headers(list(self.headers.items()))
         elif not self._read_headers(parts):
             return
         owner._serve(self)
@@ -284,15 +161,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.requestline = " ".join(parts)
         pairs: list[tuple[str, str]] = []
         while True:
-            line = self.rfile.readline(_MAX_LINE + 1)
+            line = self.rfile.readline(MAX_LINE + 1)
             if line in (b"\r\n", b"\n", b""):
                 break
-            if len(line) > _MAX_LINE or len(pairs) >= _MAX_HEADERS:
+            if len(line) > MAX_LINE or len(pairs) >= MAX_HEADERS:
                 self.send_error(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                 return False
             name, _, value = line.decode("latin-1").partition(":")
             pairs.append((name.strip(), value.strip()))
-        headers = _Headers(pairs)
+        headers = Headers(pairs)
         self.request_headers = headers
         connection = (headers.get("Connection") or "").lower()
         if self.request_version == "HTTP/1.0":
@@ -305,36 +182,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the request log is :attr:`LocalApiServer.requests`."""
-
-
-def _read_body(handler: _Handler) -> bytes:
-    headers = handler.request_headers
-    length = headers.get("Content-Length")
-    if length:
-        return handler.rfile.read(int(length))
-    if (headers.get("Transfer-Encoding") or "").lower() == "chunked":
-        chunks: list[bytes] = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    return b""
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    """The ``Date`` header, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
-    return _date_cache[1]
 
 
 class LocalApiServer:
@@ -820,8 +667,8 @@ class LocalApiServer:
             message: the ``message`` of the Status body.
             duration: for ``"refuse"``: how long to refuse connections.
         """
-        if action not in _ACTIONS:
-            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(_ACTIONS)}")
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
         if action == "status" and not 400 <= status <= 599:
             raise ValueError(f"an injected status must be 4xx or 5xx, not {status}")
         if times is not None and times < 1:
@@ -1141,7 +988,7 @@ class LocalApiServer:
             else {}
         )
         headers = handler.request_headers
-        body = _read_body(handler)
+        body = read_body(handler.rfile, handler.request_headers)
         method = handler.command
         request = HttpRequest(method, path, query, headers, body)
         record = RecordedRequest(
@@ -1192,7 +1039,9 @@ class LocalApiServer:
         record.status = response.status
         record.reason = response.reason
         if response.watch is not None:
-            self._stream(handler, response.watch)
+            sock = handler.connection
+            if not write_watch(handler.wfile, sock, response.watch, self._store, self._stopping):
+                self._drop(handler)
             return
         try:
             phrase = http.HTTPStatus(response.status).phrase
@@ -1203,7 +1052,7 @@ class LocalApiServer:
             f"HTTP/1.1 {response.status} {phrase}\r\n",
             f"Content-Type: {response.content_type}\r\n",
             f"Content-Length: {len(response.body)}\r\n",
-            f"Date: {_http_date()}\r\n",
+            f"Date: {http_date()}\r\n",
             "Cache-Control: no-cache, private\r\n",
         ]
         head.extend(f"{name}: {value}\r\n" for name, value in response.headers)
@@ -1211,42 +1060,6 @@ class LocalApiServer:
             head.append("Connection: close\r\n")
         head.append("\r\n")
         handler.wfile.write("".join(head).encode("latin-1") + body)
-
-    def _stream(self, handler: _Handler, watch: WatchRequest) -> None:
-        """Answer a watch: 200, then one chunk per watch event until the stream ends."""
-        head = (
-            "HTTP/1.1 200 OK\r\n"
-            "Content-Type: application/json\r\n"
-            f"Date: {_http_date()}\r\n"
-            "Cache-Control: no-cache, private\r\n"
-            "Transfer-Encoding: chunked\r\n"
-            "\r\n"
-        )
-        wfile = handler.wfile
-        sock = handler.connection
-
-        def write(data: bytes) -> None:
-            wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
-
-        def alive() -> bool:
-            if self._stopping.is_set():
-                return False
-            # a watching client sends nothing: readable means it closed (or broke) the connection
-            try:
-                readable, _, _ = select.select([sock], [], [], 0)
-            except (OSError, ValueError):
-                return False
-            return not readable
-
-        try:
-            wfile.write(head.encode("latin-1"))
-            stream_watch(watch, self._store, write, alive, self._stopping)
-            if alive():
-                wfile.write(b"0\r\n\r\n")
-                return
-        except OSError:
-            pass
-        self._drop(handler)
 
     @staticmethod
     def _drop(handler: _Handler) -> None:
