@@ -167,6 +167,24 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="SECONDS",
         help="forget events this long after their last write (default: keep them)",
     )
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a throwaway CA (needs the trustme package); use --kubeconfig "
+        "to hand the CA to kubectl",
+    )
+    parser.add_argument(
+        "--token",
+        default=None,
+        metavar="TOKEN",
+        help="require this bearer token on every request (others get 401 Unauthorized)",
+    )
+    parser.add_argument(
+        "--kubeconfig",
+        default=None,
+        metavar="FILE",
+        help="write a kubeconfig for the server (URL, CA, token) to FILE once it listens",
+    )
     parser.set_defaults(run=_run_apiserver)
 
 
@@ -187,6 +205,8 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             namespaces=args.namespace,
             auto_create_namespaces=args.auto_create_namespaces,
             event_ttl=args.event_ttl,
+            tls=args.tls,
+            token=args.token,
         )
         try:
             server.start()
@@ -195,7 +215,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             return 1
         try:
             print(f"Kubernetes Events API on {server.url}", flush=True)
-            print(f"  kubectl --server {server.url} get events -A", flush=True)
+            if args.kubeconfig:
+                server.kubeconfig(args.kubeconfig)
+                print(f"  kubectl --kubeconfig {args.kubeconfig} get events -A", flush=True)
+            else:
+                print(f"  kubectl --server {server.url} get events -A", flush=True)
             print("Press Ctrl-C to stop.", flush=True)
             while not stop.wait(3600):
                 pass

@@ -344,22 +344,25 @@ def test_message_over_1024_bytes_is_invalid_once_event_time_is_set(cluster):
 
 
 def test_event_time_on_core_v1_requires_the_reporting_fields(cluster):
-    """Setting eventTime through core/v1 brings in the new-style required fields."""
+    """Setting eventTime through core/v1 brings in the new-style required fields.
+
+    The controller's field is named as core/v1 names it, reportingComponent.
+    """
     body = core_event("e1", cluster.namespace, eventTime=MICRO)
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(cluster.namespace, body)
     assert error.value.status == 422
     causes = status(error)["details"]["causes"]
     assert [cause["field"] for cause in causes] == [
-        "reportingController",
-        "reportingController",
-        "reportingController",
+        "reportingComponent",
+        "reportingComponent",
+        "reportingComponent",
         "reportingInstance",
         "action",
     ]
     assert status(error)["message"].startswith(
-        'Event "e1" is invalid: [reportingController: Required value, reportingController: '
-        'Invalid value: "": name part must be non-empty, reportingController: Invalid value: "": '
+        'Event "e1" is invalid: [reportingComponent: Required value, reportingComponent: '
+        'Invalid value: "": name part must be non-empty, reportingComponent: Invalid value: "": '
         "name part must consist of alphanumeric characters"
     )
     assert status(error)["message"].endswith(
@@ -892,6 +895,21 @@ def test_events_v1_type_must_be_normal_or_warning(cluster):
     assert error.value.status == 422
     assert status(error)["message"] == (
         'Event "x" is invalid: type: Invalid value: "": has invalid value: Info'
+    )
+
+
+def test_events_v1_names_the_controller_field_reporting_controller(cluster):
+    """Through events.k8s.io/v1 the same check names its own field, reportingController."""
+    with pytest.raises(ApiException) as error:
+        cluster.events.create_namespaced_event(
+            cluster.namespace,
+            new_event("x", cluster.namespace, reporting_controller="bad controller"),
+        )
+    assert error.value.status == 422
+    assert [c["field"] for c in status(error)["details"]["causes"]] == ["reportingController"]
+    assert status(error)["message"].startswith(
+        'Event "x" is invalid: reportingController: Invalid value: "bad controller": name part '
+        "must consist of alphanumeric characters"
     )
 
 

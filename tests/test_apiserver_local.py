@@ -484,11 +484,11 @@ def test_unknown_paths_are_a_not_found_status(k8s_apiserver):
     assert body["message"] == "the server could not find the requested resource"
 
 
-def test_watch_is_refused_as_not_supported(k8s_apiserver):
-    """watch=true is not implemented: 405 MethodNotAllowed rather than a silent list."""
-    code, body = _get(k8s_apiserver, "/api/v1/events?watch=true")
-    assert code == 405
-    assert body["reason"] == "MethodNotAllowed"
+def test_watch_of_a_single_named_get_is_a_plain_get(k8s_apiserver):
+    """watch=true on a namespace's path reads it, as on a real server (only lists watch)."""
+    code, body = _get(k8s_apiserver, "/api/v1/namespaces/default?watch=true")
+    assert code == 200
+    assert body["kind"] == "Namespace"
 
 
 def test_table_output_matches_kubectls_columns(k8s_apiserver, k8s_core_v1):

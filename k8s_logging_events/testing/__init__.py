@@ -3,16 +3,20 @@
 Nothing here is needed in production. ``FakeClock`` drives time by hand, ``FakeRecorder``
 keeps what it was asked to record as strings, ``FakeEventSink`` stores events in memory with
 create/patch semantics and scripted failures, and ``LocalApiServer`` serves the Events API
-over real HTTP on 127.0.0.1 for the official ``kubernetes`` client.
+over real HTTP(S) on 127.0.0.1 for the official ``kubernetes`` client and ``kubectl``, with
+watches; ``wait_for_event`` waits, through a watch, until an event is on a server.
 """
 
 from k8s_logging_events.testing._apiserver import Fault, LocalApiServer, RecordedRequest
+from k8s_logging_events.testing._apiserver_auth import ClientCertificate
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
+from k8s_logging_events.testing._wait import events_table, wait_for_event
 
 __all__ = [
     "CapturedEvents",
+    "ClientCertificate",
     "FakeClock",
     "FakeEventSink",
     "FakeRecorder",
@@ -21,4 +25,6 @@ __all__ = [
     "RecordedRequest",
     "SinkCall",
     "capture_events",
+    "events_table",
+    "wait_for_event",
 ]

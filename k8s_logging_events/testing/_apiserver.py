@@ -21,23 +21,42 @@ import contextlib
 import http
 import http.server
 import json
-import random
-import re
+import os
 import select
 import selectors
 import socket
 import socketserver
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from email.utils import formatdate
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs
 
 from k8s_logging_events.clock import Clock, SystemClock
+from k8s_logging_events.testing._apiserver_auth import (
+    Authenticator,
+    ClientCertificate,
+    TlsMaterial,
+    kubeconfig_text,
+    unauthorized,
+)
 from k8s_logging_events.testing._apiserver_errors import ApiError, fault_status
+from k8s_logging_events.testing._apiserver_faults import (
+    ACTIONS,
+    Fault,
+    FaultAction,
+    RecordedRequest,
+)
+from k8s_logging_events.testing._apiserver_http import (
+    MAX_HEADERS,
+    MAX_LINE,
+    Headers,
+    http_date,
+    read_body,
+    write_watch,
+)
 from k8s_logging_events.testing._apiserver_rest import (
     CORE_API,
     EVENTS_API,
@@ -46,7 +65,7 @@ from k8s_logging_events.testing._apiserver_rest import (
     RestApi,
     error_response,
 )
-from k8s_logging_events.testing._apiserver_store import Entry, Store
+from k8s_logging_events.testing._apiserver_store import DEFAULT_WATCH_HISTORY, Entry, Store
 from k8s_logging_events.testing._apiserver_validation import CORE, EVENTS
 
 if TYPE_CHECKING:
@@ -54,117 +73,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Fault", "FaultAction", "LocalApiServer", "RecordedRequest"]
 
-FaultAction = Literal["status", "delay", "drop", "hang", "refuse"]
-"""What an injected fault does to a request that matches it."""
-
-_ACTIONS = ("status", "delay", "drop", "hang", "refuse")
 _JOIN_TIMEOUT = 5.0
-
-
-@dataclass(slots=True, eq=False)
-class RecordedRequest:
-    """One request as the server saw it, kept in :attr:`LocalApiServer.requests`."""
-
-    method: str
-    """The HTTP method (``POST``, ``PATCH`` ...)."""
-    path: str
-    """The URL path, without the query string."""
-    query: dict[str, str]
-    """The query parameters (the first value of each)."""
-    content_type: str
-    """The ``Content-Type`` header ("" when absent, as for the client's POSTs)."""
-    body: Any
-    """The body parsed as JSON, or None when it is empty or not JSON."""
-    headers: dict[str, str] = field(repr=False)
-    """Every request header."""
-    raw_body: bytes = field(default=b"", repr=False)
-    """The body as sent."""
-    status: int | None = None
-    """The HTTP status answered; None when no answer was sent (dropped, hung, refused)."""
-    reason: str = ""
-    """The Kubernetes ``reason`` of a failure Status answer ("" for successes)."""
-    fault: str | None = None
-    """The action of the injected fault that met this request, if one did."""
-
-
-class Fault:
-    """An injected fault, as returned by :meth:`LocalApiServer.inject`.
-
-    It stays armed until it has fired ``times`` times (or until cancelled); read
-    :attr:`fired` to see how many requests it met.
-    """
-
-    def __init__(
-        self,
-        *,
-        method: str | None,
-        path: str | None,
-        action: FaultAction,
-        status: int,
-        times: int | None,
-        retry_after: float | None,
-        delay: float,
-        commit: bool,
-        probability: float,
-        seed: int | None,
-        message: str | None,
-        duration: float | None,
-        on_cancel: Callable[[Fault], None],
-    ) -> None:
-        self.method = method.upper() if method else None
-        self.path = path
-        self.action: FaultAction = action
-        self.status = status
-        self.times = times
-        self.retry_after = retry_after
-        self.delay = delay
-        self.commit = commit
-        self.probability = probability
-        self.message = message
-        self.duration = duration
-        self.fired = 0
-        """How many requests this fault has met so far."""
-        self._pattern = re.compile(path) if path is not None else None
-        self._rng = random.Random(seed)
-        self._on_cancel = on_cancel
-        self._active = True
-
-    @property
-    def active(self) -> bool:
-        """True while the fault can still fire."""
-        return self._active
-
-    @property
-    def remaining(self) -> int | None:
-        """How many more times it will fire (None: until cancelled)."""
-        if self.times is None:
-            return None
-        return max(0, self.times - self.fired) if self._active else 0
-
-    def cancel(self) -> None:
-        """Disarm the fault (idempotent)."""
-        self._on_cancel(self)
-
-    def _try(self, method: str, path: str) -> bool:
-        """Fire for this request? Counts and disarms; called under the server's lock."""
-        if not self._active:
-            return False
-        if self.method is not None and self.method != method:
-            return False
-        if self._pattern is not None and self._pattern.search(path) is None:
-            return False
-        if self.probability < 1.0 and self._rng.random() >= self.probability:
-            return False
-        self.fired += 1
-        if self.times is not None and self.fired >= self.times:
-            self._active = False
-        return True
-
-    def __repr__(self) -> str:
-        return (
-            f"Fault(method={self.method!r}, path={self.path!r}, action={self.action!r}, "
-            f"status={self.status}, fired={self.fired}, remaining={self.remaining})"
-        )
+_HANDSHAKE_TIMEOUT = 10.0
 
 
 class _Connection:
@@ -203,28 +113,6 @@ class _HttpServer(http.server.ThreadingHTTPServer):
         """Connections reset by clients are routine here: say nothing."""
 
 
-class _Headers:
-    """Request headers in arrival order, looked up without regard to case."""
-
-    __slots__ = ("_lookup", "pairs")
-
-    def __init__(self, pairs: list[tuple[str, str]]) -> None:
-        self.pairs = pairs
-        self._lookup = {name.lower(): value for name, value in pairs}
-
-    def get(self, name: str, default: str | None = None, /) -> str | None:
-        """Return the (last) value of header ``name``, or ``default``."""
-        return self._lookup.get(name.lower(), default)
-
-    def as_dict(self) -> dict[str, str]:
-        """The headers as a dict keyed by the names as sent."""
-        return dict(self.pairs)
-
-
-_MAX_HEADERS = 100
-_MAX_LINE = 65536
-
-
 class _Handler(http.server.BaseHTTPRequestHandler):
     """One keep-alive HTTP/1.1 connection: reads requests and hands them to the server.
 
@@ -238,7 +126,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "k8s-logging-events-apiserver"
     sys_version = ""
     server: _HttpServer
-    request_headers: _Headers
+    request_headers: Headers
 
     def handle_one_request(self) -> None:
         """Read one request (marking the connection idle while waiting) and serve it."""
@@ -247,7 +135,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if state is not None:
             state.idle = True
         try:
-            line = self.rfile.readline(_MAX_LINE + 1)
+            line = self.rfile.readline(MAX_LINE + 1)
         finally:
             if state is not None:
                 state.idle = False
@@ -255,7 +143,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not line or owner._stopping.is_set():
             self.close_connection = True
             return
-        if len(line) > _MAX_LINE:
+        if len(line) > MAX_LINE:
             self.requestline = self.request_version = self.command = ""
             self.send_error(http.HTTPStatus.REQUEST_URI_TOO_LONG)
             return
@@ -263,7 +151,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if len(parts) != 3 or parts[2] not in ("HTTP/1.1", "HTTP/1.0"):
             if not self.parse_request():
                 return
-            self.request_headers = _Headers(list(self.headers.items()))
+            self.request_headers = Headers(list(self.headers.items()))
         elif not self._read_headers(parts):
             return
         owner._serve(self)
@@ -273,15 +161,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self.requestline = " ".join(parts)
         pairs: list[tuple[str, str]] = []
         while True:
-            line = self.rfile.readline(_MAX_LINE + 1)
+            line = self.rfile.readline(MAX_LINE + 1)
             if line in (b"\r\n", b"\n", b""):
                 break
-            if len(line) > _MAX_LINE or len(pairs) >= _MAX_HEADERS:
+            if len(line) > MAX_LINE or len(pairs) >= MAX_HEADERS:
                 self.send_error(http.HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                 return False
             name, _, value = line.decode("latin-1").partition(":")
             pairs.append((name.strip(), value.strip()))
-        headers = _Headers(pairs)
+        headers = Headers(pairs)
         self.request_headers = headers
         connection = (headers.get("Connection") or "").lower()
         if self.request_version == "HTTP/1.0":
@@ -294,36 +182,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         """Stay quiet: the request log is :attr:`LocalApiServer.requests`."""
-
-
-def _read_body(handler: _Handler) -> bytes:
-    headers = handler.request_headers
-    length = headers.get("Content-Length")
-    if length:
-        return handler.rfile.read(int(length))
-    if (headers.get("Transfer-Encoding") or "").lower() == "chunked":
-        chunks: list[bytes] = []
-        while True:
-            size = int(handler.rfile.readline().split(b";", 1)[0].strip() or b"0", 16)
-            if size == 0:
-                while handler.rfile.readline() not in (b"\r\n", b"\n", b""):
-                    pass
-                return b"".join(chunks)
-            chunks.append(handler.rfile.read(size))
-            handler.rfile.readline()
-    return b""
-
-
-_date_cache: tuple[int, str] = (0, "")
-
-
-def _http_date() -> str:
-    """The ``Date`` header, formatted once per second."""
-    global _date_cache
-    now = int(time.time())
-    if _date_cache[0] != now:
-        _date_cache = (now, formatdate(now, usegmt=True))
-    return _date_cache[1]
 
 
 class LocalApiServer:
@@ -357,6 +215,15 @@ class LocalApiServer:
         name_generator: makes the name for a ``generateName`` prefix (default: the prefix
             and five random characters, as the real server does).
         seed: seeds the default name generator.
+        watch_history: how many changes to events the server keeps for watches to resume
+            from; a watch from an older resourceVersion gets ``410 Expired``.
+        tls: serve HTTPS with a certificate signed by a throwaway CA (:attr:`ca_pem`,
+            :attr:`ca_file`); needs the ``trustme`` package.
+        token: require ``Authorization: Bearer <token>`` on every request; others get
+            ``401 Unauthorized``, as from a real server with anonymous authentication off.
+        client_certificates: (with ``tls``) accept client certificates signed by the
+            server's CA as credentials too (:meth:`client_certificate` issues them); without
+            a ``token``, every request must then bring one.
     """
 
     def __init__(
@@ -372,8 +239,24 @@ class LocalApiServer:
         max_requests: int = 10_000,
         name_generator: Callable[[str], str] | None = None,
         seed: int | None = None,
+        watch_history: int = DEFAULT_WATCH_HISTORY,
+        tls: bool = False,
+        token: str | None = None,
+        client_certificates: bool = False,
     ) -> None:
+        if client_certificates and not tls:
+            raise ValueError("client_certificates=True needs tls=True")
+        if token is not None and not token.strip():
+            raise ValueError("token must not be empty")
         self._host = host
+        self._auth = Authenticator(token, client_certificates)
+        self._tls = TlsMaterial() if tls else None
+        self._ssl_context = (
+            self._tls.server_context(client_certificates=client_certificates)
+            if self._tls is not None
+            else None
+        )
+        self._default_client_certificate: ClientCertificate | None = None
         self._requested_port = port
         self._clock: Clock = clock or SystemClock()
         self._store = Store(
@@ -384,10 +267,12 @@ class LocalApiServer:
             max_events=max_events,
             name_generator=name_generator,
             seed=seed,
+            watch_history=watch_history,
         )
         self._rest = RestApi(self._store, self._clock, lambda: self._address())
         self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=max_requests)
         self._lock = threading.Lock()
+        self._request_logged = threading.Condition(self._lock)
         self._faults: list[Fault] = []
         self._httpd: _HttpServer | None = None
         self._port = 0
@@ -440,6 +325,10 @@ class LocalApiServer:
                 return
             self._stop_requested = True
         self._stopping.set()
+        with self._request_logged:
+            self._request_logged.notify_all()
+        with self._store.changed:
+            self._store.changed.notify_all()  # open watches end now
         self._wake()
         if self._acceptor is not None:
             self._acceptor.join(_JOIN_TIMEOUT)
@@ -458,6 +347,8 @@ class LocalApiServer:
         for sock in (self._wake_r, self._wake_w):
             if sock is not None:
                 sock.close()
+        if self._tls is not None:
+            self._tls.cleanup()
         with self._state:
             self._stopped = True
             self._state.notify_all()
@@ -487,7 +378,8 @@ class LocalApiServer:
         """
         if not self._started:
             raise RuntimeError("LocalApiServer is not started: no URL yet")
-        return f"http://{self._address()}"
+        scheme = "https" if self._tls is not None else "http"
+        return f"{scheme}://{self._address()}"
 
     def _address(self) -> str:
         host = f"[{self._host}]" if ":" in self._host else self._host
@@ -498,18 +390,139 @@ class LocalApiServer:
         """The port served on (0 before :meth:`start`)."""
         return self._port
 
-    def api_client(self) -> ApiClient:
+    def api_client(
+        self, *, credentials: bool = True, client_certificate: ClientCertificate | None = None
+    ) -> ApiClient:
         """Return a fresh ``kubernetes.client.ApiClient`` for this server.
 
         Its private ``Configuration(host=url)`` has ``retries = False`` so that urllib3 never
         re-sends a request behind the test's back; the client's global default
-        configuration is not touched. Close the client when done (``with`` or ``close()``).
+        configuration is not touched. With ``tls=True`` it trusts the server's CA
+        (``ssl_ca_cert``); it carries the server's ``token`` and, with
+        ``client_certificates=True``, a client certificate. Close the client when done
+        (``with`` or ``close()``).
+
+        Args:
+            credentials: False gives a client without token or certificate (it still
+                trusts the CA), to see what an unauthenticated caller meets.
+            client_certificate: the certificate to present (default: one for user
+                ``local-admin`` in group ``system:masters``, when client certificates are on).
         """
         from kubernetes import client  # slow to import: only on use
 
         configuration = client.Configuration(host=self.url)
         configuration.retries = False
+        if self._tls is not None:
+            configuration.ssl_ca_cert = self._tls.ca_file
+        token, certificate = self._credentials(credentials, client_certificate)
+        if token is not None:
+            configuration.api_key = {"authorization": token}
+            configuration.api_key_prefix = {"authorization": "Bearer"}
+        if certificate is not None:
+            configuration.cert_file = certificate.cert_file
+            configuration.key_file = certificate.key_file
         return client.ApiClient(configuration)
+
+    def _credentials(
+        self, wanted: bool, certificate: ClientCertificate | None
+    ) -> tuple[str | None, ClientCertificate | None]:
+        if not wanted:
+            return None, certificate
+        if certificate is None and self._auth.client_certificates:
+            if self._default_client_certificate is None:
+                self._default_client_certificate = self.client_certificate(
+                    "local-admin", ("system:masters",)
+                )
+            certificate = self._default_client_certificate
+        return self._auth.token, certificate
+
+    def kubeconfig(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        credentials: bool = True,
+        client_certificate: ClientCertificate | None = None,
+    ) -> str:
+        """Return (and write to ``path``, if given) a kubeconfig for this server.
+
+        Its current context names the server's URL, its CA (``certificate-authority-data``)
+        and the same credentials as :meth:`api_client`, so that ``kubectl --kubeconfig``
+        and ``kubernetes.config.load_kube_config`` reach it as they would a cluster.
+
+        Raises:
+            RuntimeError: the server has not been started (no URL yet).
+        """
+        token, certificate = self._credentials(credentials, client_certificate)
+        text = kubeconfig_text(
+            self.url,
+            ca_pem=self._tls.ca_pem if self._tls is not None else None,
+            token=token,
+            client_certificate=certificate,
+        )
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as file:
+                file.write(text)
+        return text
+
+    @property
+    def ca_pem(self) -> bytes | None:
+        """The PEM of the CA that signed the server's certificate (None without ``tls``)."""
+        return self._tls.ca_pem if self._tls is not None else None
+
+    @property
+    def ca_file(self) -> str | None:
+        """A file holding :attr:`ca_pem`, until :meth:`stop` (None without ``tls``)."""
+        return self._tls.ca_file if self._tls is not None else None
+
+    @property
+    def token(self) -> str | None:
+        """The bearer token every request must carry (None: no token is accepted)."""
+        return self._auth.token
+
+    def client_certificate(
+        self, user: str = "test-user", groups: Iterable[str] = ()
+    ) -> ClientCertificate:
+        """Issue a client certificate for ``user``, signed by the server's CA.
+
+        The server accepts it as credentials when it was built with
+        ``client_certificates=True``. Only the first of ``groups`` is kept (one
+        organization per certificate).
+
+        Raises:
+            RuntimeError: the server does not serve TLS.
+        """
+        if self._tls is None:
+            raise RuntimeError("client certificates need LocalApiServer(tls=True)")
+        return self._tls.issue_client_certificate(user, tuple(groups))
+
+    def wait_for_event(
+        self,
+        *,
+        namespace: str | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        reason: str | None = None,
+        min_count: int = 1,
+        timeout: float = 10.0,
+    ) -> dict[str, Any]:
+        """Wait until a matching event is stored; return it as core/v1 JSON.
+
+        The arguments are those of :func:`~k8s_logging_events.testing.wait_for_event`.
+
+        Raises:
+            AssertionError: nothing matched in time (the message shows the events there).
+        """
+        from k8s_logging_events.testing._wait import wait_for_event
+
+        return wait_for_event(
+            self,
+            namespace=namespace,
+            kind=kind,
+            name=name,
+            reason=reason,
+            min_count=min_count,
+            timeout=timeout,
+        )
 
     # -- stored objects ---------------------------------------------------------------
 
@@ -654,8 +667,8 @@ class LocalApiServer:
             message: the ``message`` of the Status body.
             duration: for ``"refuse"``: how long to refuse connections.
         """
-        if action not in _ACTIONS:
-            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(_ACTIONS)}")
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
         if action == "status" and not 400 <= status <= 599:
             raise ValueError(f"an injected status must be 4xx or 5xx, not {status}")
         if times is not None and times < 1:
@@ -721,6 +734,36 @@ class LocalApiServer:
         """Empty the request log."""
         with self._lock:
             self._requests.clear()
+
+    def wait_for_request(
+        self,
+        predicate: Callable[[RecordedRequest], bool] | None = None,
+        timeout: float | None = None,
+    ) -> RecordedRequest | None:
+        """Wait until the request log holds a request that ``predicate`` accepts; return it.
+
+        Requests already in the log count. Useful to wait, without sleeping, until another
+        process (``kubectl get --watch``, the code under test) has reached the server::
+
+            server.wait_for_request(lambda r: r.query.get("watch") == "true", timeout=10)
+
+        Args:
+            predicate: what to wait for (None: any request).
+            timeout: seconds to wait at most (None: no limit).
+
+        Returns:
+            The earliest matching request, or None when ``timeout`` ran out first.
+        """
+        accept = predicate or (lambda _request: True)
+        found: list[RecordedRequest] = []
+
+        def seen() -> bool:
+            found[:] = [request for request in self._requests if accept(request)][:1]
+            return bool(found) or self._stop_requested
+
+        with self._request_logged:
+            self._request_logged.wait_for(seen, timeout=timeout)
+        return found[0] if found else None
 
     # -- connection refusal -----------------------------------------------------------
 
@@ -892,6 +935,8 @@ class LocalApiServer:
 
     def _run_connection(self, httpd: _HttpServer, connection: _Connection, address: Any) -> None:
         try:
+            if self._ssl_context is not None and not self._stopping.is_set():
+                self._handshake(connection)
             if not self._stopping.is_set():
                 httpd.finish_request(connection.sock, address)
         except Exception:  # noqa: S110 - a client that vanished mid-request is routine
@@ -903,6 +948,21 @@ class LocalApiServer:
             # the very last step, so that stop() can join every thread still running
             with self._lock:
                 self._threads.discard(threading.current_thread())
+
+    def _handshake(self, connection: _Connection) -> None:
+        """Put TLS on the connection; stop() can interrupt the handshake (a shutdown)."""
+        assert self._ssl_context is not None
+        plain = connection.sock
+        wrapped = self._ssl_context.wrap_socket(
+            plain, server_side=True, do_handshake_on_connect=False
+        )
+        with self._lock:
+            self._connections.pop(id(plain), None)
+            connection.sock = wrapped
+            self._connections[id(wrapped)] = connection
+        wrapped.settimeout(_HANDSHAKE_TIMEOUT)
+        wrapped.do_handshake()
+        wrapped.settimeout(None)
 
     def _connection_state(self, sock: socket.socket) -> _Connection | None:
         return self._connections.get(id(sock))
@@ -928,7 +988,7 @@ class LocalApiServer:
             else {}
         )
         headers = handler.request_headers
-        body = _read_body(handler)
+        body = read_body(handler.rfile, handler.request_headers)
         method = handler.command
         request = HttpRequest(method, path, query, headers, body)
         record = RecordedRequest(
@@ -942,17 +1002,18 @@ class LocalApiServer:
         )
         with self._lock:
             self._requests.append(record)
+            self._request_logged.notify_all()
         fault = self._match_fault(method, path)
         if fault is None:
-            self._respond(handler, self._rest.handle(request), record)
+            self._respond(handler, self._handle(handler, request), record)
             return
         record.fault = fault.action
-        response = self._rest.handle(request) if fault.commit else None
+        response = self._handle(handler, request) if fault.commit else None
         if fault.delay > 0 and self._stopping.wait(fault.delay):
             self._drop(handler)
             return
         if fault.action == "delay":
-            self._respond(handler, response or self._rest.handle(request), record)
+            self._respond(handler, response or self._handle(handler, request), record)
         elif fault.action == "status":
             failure = fault_status(fault.status, fault.message, fault.retry_after)
             self._respond(handler, error_response(failure), record)
@@ -965,9 +1026,23 @@ class LocalApiServer:
                 self.refuse_connections(fault.duration)
             self._drop(handler)
 
+    def _handle(self, handler: _Handler, request: HttpRequest) -> HttpResponse:
+        """Authenticate (when the server asks for credentials), then answer the request."""
+        if self._auth.required:
+            sock = handler.connection
+            peer = sock.getpeercert() if isinstance(sock, ssl.SSLSocket) else None
+            if not self._auth.authenticate(request.header("Authorization"), peer):
+                return error_response(unauthorized())
+        return self._rest.handle(request)
+
     def _respond(self, handler: _Handler, response: HttpResponse, record: RecordedRequest) -> None:
         record.status = response.status
         record.reason = response.reason
+        if response.watch is not None:
+            sock = handler.connection
+            if not write_watch(handler.wfile, sock, response.watch, self._store, self._stopping):
+                self._drop(handler)
+            return
         try:
             phrase = http.HTTPStatus(response.status).phrase
         except ValueError:
@@ -977,7 +1052,7 @@ class LocalApiServer:
             f"HTTP/1.1 {response.status} {phrase}\r\n",
             f"Content-Type: {response.content_type}\r\n",
             f"Content-Length: {len(response.body)}\r\n",
-            f"Date: {_http_date()}\r\n",
+            f"Date: {http_date()}\r\n",
             "Cache-Control: no-cache, private\r\n",
         ]
         head.extend(f"{name}: {value}\r\n" for name, value in response.headers)

@@ -7,7 +7,8 @@ discovery documents kubectl reads, decodes and checks request bodies (the steps 
 server's handlers do before the registry: decoding, the namespace of the body against the
 URL, the name against the URL, the patch content type), calls the
 :class:`~._apiserver_store.Store`, and renders JSON -- or a ``meta.k8s.io`` ``Table`` when
-the client asks for one, as ``kubectl get`` does.
+the client asks for one, as ``kubectl get`` does. A watch is answered with a
+:class:`~._apiserver_watch.WatchRequest` in the response, which the server streams.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ from k8s_logging_events.testing._apiserver_selectors import (
 )
 from k8s_logging_events.testing._apiserver_store import Api, Entry, Store
 from k8s_logging_events.testing._apiserver_validation import CORE, EVENTS
+from k8s_logging_events.testing._apiserver_watch import WatchRequest
 
 __all__ = ["CORE_API", "EVENTS_API", "HttpRequest", "HttpResponse", "RestApi"]
 
@@ -88,7 +90,16 @@ SERVER_VERSION = {
 }
 """What ``/version`` answers: the Kubernetes minor release whose behaviour this copies."""
 
-_EVENT_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update"]
+_EVENT_VERBS = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+]
 _NAMESPACE_VERBS = ["create", "delete", "get", "list"]
 
 _UNPARSED: Any = object()
@@ -158,6 +169,8 @@ class HttpResponse:
     headers: list[tuple[str, str]] = field(default_factory=list)
     reason: str = ""
     """The Kubernetes reason when the body is a failure Status ("" otherwise)."""
+    watch: WatchRequest | None = None
+    """For a watch: what to stream (the body is then empty and the answer chunked)."""
 
 
 def _json(value: Any) -> bytes:
@@ -399,9 +412,11 @@ class RestApi:
 
     def _resources(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
         method = request.method
-        if rest[0] == "watch" or request.query.get("watch") in ("true", "1"):
-            resource = "namespaces" if len(rest) > 1 and rest[-1] == "namespaces" else "events"
-            raise method_not_supported(resource, "watch", api.group)
+        watch_path = rest[0] == "watch"
+        if watch_path or (
+            request.query.get("watch") in ("true", "1") and rest[-1] in ("events", "namespaces")
+        ):
+            return self._watch(api, rest[1:] if watch_path else rest, request)
         if rest == ["events"]:
             if method == "GET":
                 return self._list_events(api, None, request)
@@ -430,6 +445,79 @@ class RestApi:
         if method == "DELETE":
             return self._delete_event(api, namespace, name, request)
         return self._not_allowed()
+
+    # -- watch ------------------------------------------------------------------------
+
+    def _watch(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
+        """Check a watch request and describe it; the server streams it."""
+        if not rest:
+            raise not_found_path()
+        if rest[-1] == "namespaces" or (rest[0] == "namespaces" and len(rest) == 2):
+            raise method_not_supported("namespaces", "watch", "")
+        if rest == ["events"]:
+            namespace, name = None, None
+        elif rest[0] == "namespaces" and len(rest) in (3, 4) and rest[2] == "events":
+            namespace, name = rest[1], (rest[3] if len(rest) == 4 else None)
+        else:
+            raise not_found_path()
+        if request.method != "GET":
+            return self._not_allowed()
+        selector = request.query.get("fieldSelector", "")
+        if name is not None:
+            # /watch/.../events/NAME is a watch of the collection selected by name
+            escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+            selector = (
+                f"{selector},metadata.name={escaped}" if selector else f"metadata.name={escaped}"
+            )
+        convert = self._field_converter(api)
+        try:
+            labels = parse_label_selector(request.query.get("labelSelector", ""))
+            fields = parse_field_selector(selector, convert)
+        except SelectorError as exc:
+            raise bad_request(str(exc)) from None
+        rv = request.query.get("resourceVersion", "")
+        if rv and not rv.isdigit():
+            error = FieldError.invalid(
+                "resourceVersion", rv, f'strconv.ParseUint: parsing "{rv}": invalid syntax'
+            )
+            raise invalid("events", "", [error], api.group)
+        raw_timeout = request.query.get("timeoutSeconds", "")
+        try:
+            timeout = float(int(raw_timeout)) if raw_timeout else None
+        except ValueError:
+            raise bad_request(
+                f'strconv.ParseInt: parsing "{raw_timeout}": invalid syntax'
+            ) from None
+        initial = request.query.get("sendInitialEvents")
+        version = self._table_version(request)
+        watch = WatchRequest(
+            api=api,
+            namespace=namespace,
+            labels=labels,
+            fields=fields,
+            resource_version=rv,
+            timeout=timeout,
+            send_initial_events=None if initial is None else initial in ("true", "1"),
+            bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
+            encode=self._watch_encoder(api, request, version),
+        )
+        return HttpResponse(200, b"", watch=watch)
+
+    def _watch_encoder(
+        self, api: Api, request: HttpRequest, version: str | None
+    ) -> Callable[[Entry, bool], bytes]:
+        if version is None:
+            return lambda entry, _first: api.prefix + entry.item_json(api.name)[1:]
+
+        def table(entry: Entry, first: bool) -> bytes:
+            meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
+            rendered = self._event_table([entry], version, api, request, meta)
+            if not first:
+                # the real server sends the column definitions with the first event only
+                rendered["columnDefinitions"] = None
+            return _json(rendered)
+
+        return table
 
     @staticmethod
     def _not_allowed() -> HttpResponse:

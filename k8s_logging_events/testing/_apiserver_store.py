@@ -12,10 +12,16 @@ steps of a write in the order the API server runs them:
 4. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``).
 
 Body decoding and the namespace-in-body check come before this, in the REST layer.
+
+Every change to an event (create, update, patch, delete, expiry, eviction, a finalized
+namespace, :meth:`Store.reset`) takes its own resourceVersion and is kept, as a
+:class:`Change`, in a bounded history: the window a watch can resume from (the watch
+cache's job in a real API server). ``Store.changed`` is notified on every change.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import random
 import threading
@@ -58,7 +64,15 @@ from k8s_logging_events.testing._apiserver_validation import (
     validate_namespace_create,
 )
 
-__all__ = ["IMMORTAL_NAMESPACES", "Api", "Entry", "Store"]
+__all__ = [
+    "DEFAULT_WATCH_HISTORY",
+    "IMMORTAL_NAMESPACES",
+    "Api",
+    "Change",
+    "Entry",
+    "HistoryExpiredError",
+    "Store",
+]
 
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 """Namespaces that always exist and can never be deleted."""
@@ -69,6 +83,18 @@ _NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 """``utilrand``'s alphabet: no vowels, no look-alike digits."""
 _GENERATE_NAME_ATTEMPTS = 8
 """How often the store retries a generated name that collided (``RetryGenerateName``)."""
+
+DEFAULT_WATCH_HISTORY = 1000
+"""How many event changes the store keeps for watches to resume from.
+
+A real API server keeps a window of its own (the watch cache, at least 100 changes and up
+to a few minutes of them; etcd keeps 5 minutes before compaction); a watch from an older
+resourceVersion gets ``410 Expired``. A count, not a time, keeps tests deterministic.
+"""
+
+ADDED = "ADDED"
+MODIFIED = "MODIFIED"
+DELETED = "DELETED"
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +110,20 @@ class Api:
     def prefix(self) -> bytes:
         """The start of a single-object JSON body: kind and apiVersion first, as Go writes."""
         return f'{{"kind":"Event","apiVersion":"{self.api_version}",'.encode()
+
+
+class HistoryExpiredError(Exception):
+    """A watch asked for changes older than the history keeps.
+
+    Args:
+        requested: the resourceVersion asked for.
+        floor: the oldest resourceVersion a watch can still start from.
+    """
+
+    def __init__(self, requested: int, floor: int) -> None:
+        super().__init__(f"too old resource version: {requested} ({floor})")
+        self.requested = requested
+        self.floor = floor
 
 
 def _dumps(value: Any) -> bytes:
@@ -127,6 +167,20 @@ class Entry:
         return loaded
 
 
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to an event, as a watch reports it."""
+
+    rv: int
+    """The resourceVersion the change took."""
+    type: str
+    """``ADDED``, ``MODIFIED`` or ``DELETED``."""
+    entry: Entry
+    """The event after the change; for a deletion, its last state at the deletion's version."""
+    previous: Entry | None
+    """The event before the change (None for a creation)."""
+
+
 _META_ORDER = tuple(spec.name for spec in OBJECT_META.fields)
 
 
@@ -161,6 +215,7 @@ class Store:
         max_events: the most events kept; the least recently written go first.
         name_generator: makes a name from a ``generateName`` prefix.
         seed: seeds the default name generator.
+        watch_history: how many event changes to keep for watches to resume from.
     """
 
     def __init__(
@@ -173,8 +228,15 @@ class Store:
         max_events: int | None = None,
         name_generator: Callable[[str], str] | None = None,
         seed: int | None = None,
+        watch_history: int = DEFAULT_WATCH_HISTORY,
     ) -> None:
+        if watch_history < 1:
+            raise ValueError("watch_history must be at least 1")
         self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+        """Notified (under :attr:`lock`) after every change to an event."""
+        self._history: collections.deque[Change] = collections.deque(maxlen=watch_history)
+        self._history_floor = 0
         self._clock = clock
         self._initial_namespaces = tuple(dict.fromkeys((*IMMORTAL_NAMESPACES, *namespaces)))
         for name in self._initial_namespaces:
@@ -193,9 +255,13 @@ class Store:
     # -- bookkeeping ------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every event and namespace; keep the resourceVersion counter going."""
+        """Forget every event and namespace; keep the resourceVersion counter going.
+
+        Watches see a ``DELETED`` for each event.
+        """
         with self.lock:
-            self._events.clear()
+            while self._events:
+                self._drop_event(next(iter(self._events)))
             self._namespaces.clear()
             for name in self._initial_namespaces:
                 self._put_namespace(self._new_namespace(name))
@@ -223,15 +289,62 @@ class Store:
             key, entry = next(iter(self._events.items()))
             if entry.written > deadline:
                 break
-            del self._events[key]
-            self._next_rv()
+            self._drop_event(key)
 
     def _store_event(self, key: tuple[str, str], entry: Entry) -> None:
+        previous = self._events.get(key)
         self._events[key] = entry
         self._events.move_to_end(key)
+        self._record(Change(entry.rv, ADDED if previous is None else MODIFIED, entry, previous))
         if self._max_events is not None:
             while len(self._events) > self._max_events:
-                self._events.popitem(last=False)
+                self._drop_event(next(iter(self._events)))
+
+    def _drop_event(self, key: tuple[str, str]) -> Entry:
+        """Delete one event: a new resourceVersion and a ``DELETED`` change for watches."""
+        entry = self._events.pop(key)
+        rv = self._next_rv()
+        last = {**entry.obj, "metadata": meta_with(entry.obj["metadata"], resourceVersion=str(rv))}
+        self._record(Change(rv, DELETED, Entry(last, rv, self._now()), entry))
+        return entry
+
+    def _record(self, change: Change) -> None:
+        history = self._history
+        if len(history) == history.maxlen:
+            self._history_floor = history[0].rv
+        history.append(change)
+        self.changed.notify_all()
+
+    # -- watch history ----------------------------------------------------------------
+
+    @property
+    def last_change(self) -> int:
+        """The resourceVersion of the latest change to an event (0 before any)."""
+        with self.lock:
+            return self._history[-1].rv if self._history else self._history_floor
+
+    def changes_since(self, rv: int) -> list[Change]:
+        """Return the event changes after resourceVersion ``rv``, oldest first.
+
+        Raises:
+            HistoryExpiredError: changes after ``rv`` have already left the history.
+        """
+        with self.lock:
+            self._expire()
+            if rv < self._history_floor:
+                raise HistoryExpiredError(rv, self._history_floor)
+            newer: list[Change] = []
+            for change in reversed(self._history):
+                if change.rv <= rv:
+                    break
+                newer.append(change)
+            newer.reverse()
+            return newer
+
+    def expire(self) -> None:
+        """Let events whose TTL ran out go now (watches call this while they wait)."""
+        with self.lock:
+            self._expire()
 
     # -- namespaces -------------------------------------------------------------------
 
@@ -329,8 +442,7 @@ class Store:
             del self._namespaces[name]
             self._next_rv()
             for key in [key for key in self._events if key[0] == name]:
-                del self._events[key]
-                self._next_rv()
+                self._drop_event(key)
 
     def _admit(self, namespace: str, creating: bool, resource_name: str, api: Api) -> None:
         """NamespaceLifecycle: the namespace must exist, and a create must not be terminating."""
@@ -546,9 +658,7 @@ class Store:
                         f"Precondition failed: {label} in precondition: {wanted}, "
                         f"{label} in object meta: {meta.get(key, '')}",
                     )
-            del self._events[(namespace, name)]
-            self._next_rv()
-            return entry
+            return self._drop_event((namespace, name))
 
     def delete_events(
         self, namespace: str | None, labels: LabelSelector, fields: FieldSelector
@@ -557,8 +667,7 @@ class Store:
         with self.lock:
             doomed, _, _, _ = self.list_events(namespace, labels, fields)
             for entry in doomed:
-                del self._events[(entry.namespace, entry.name)]
-                self._next_rv()
+                self._drop_event((entry.namespace, entry.name))
             return doomed
 
     def iter_namespaces(self) -> Iterator[Entry]:

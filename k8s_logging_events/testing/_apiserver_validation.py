@@ -280,8 +280,13 @@ def validate_meta_update(new: dict[str, Any], old: dict[str, Any]) -> list[Field
     return errors
 
 
-def _legacy(event: dict[str, Any]) -> list[FieldError]:
-    """``legacyValidateEvent``: the rules every event passes, whatever API it came through."""
+def _legacy(event: dict[str, Any], api: str) -> list[FieldError]:
+    """``legacyValidateEvent``: the rules every event passes, whatever API it came through.
+
+    The controller's field is named as the request's API names it: ``reportingComponent``
+    through core/v1, ``reportingController`` otherwise (``reportingControllerFieldName``).
+    """
+    controller_field = "reportingComponent" if api == CORE else "reportingController"
     errors: list[FieldError] = []
     namespace = event["metadata"].get("namespace", "")
     involved_namespace = event["involvedObject"].get("namespace", "")
@@ -299,9 +304,9 @@ def _legacy(event: dict[str, Any]) -> list[FieldError]:
             errors.append(mismatch)
         controller = event["reportingComponent"]
         if not controller:
-            errors.append(FieldError.required("reportingController"))
+            errors.append(FieldError.required(controller_field))
         errors.extend(
-            FieldError.invalid("reportingController", controller, msg)
+            FieldError.invalid(controller_field, controller, msg)
             for msg in is_qualified_name(controller)
         )
         instance = event["reportingInstance"]
@@ -359,7 +364,7 @@ def _series(event: dict[str, Any]) -> list[FieldError]:
 
 def validate_event_create(event: dict[str, Any], api: str) -> list[FieldError]:
     """``ValidateEventCreate`` for a request through ``api`` (:data:`CORE` or :data:`EVENTS`)."""
-    errors = _legacy(event)
+    errors = _legacy(event, api)
     if api == CORE:
         return errors
     errors.extend(_object_meta(event["metadata"], "subdomain"))
@@ -423,7 +428,7 @@ def _immutable(new: dict[str, Any], old: dict[str, Any]) -> list[FieldError]:
 
 def validate_event_update(new: dict[str, Any], old: dict[str, Any], api: str) -> list[FieldError]:
     """``ValidateEventUpdate`` for a request through ``api``."""
-    errors = _legacy(new)
+    errors = _legacy(new, api)
     if api == CORE:
         return errors
     errors.extend(validate_meta_update(new["metadata"], old["metadata"]))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -135,6 +136,42 @@ class CapturedEvents:
             return found[0]
         problem = "No captured event" if not found else f"{len(found)} captured events"
         raise AssertionError(f"{problem} {_describe_criteria(criteria)}.\n{self.report()}")
+
+    def wait_for(
+        self, *, timeout: float = 10.0, min_count: int = 1, **criteria: Any
+    ) -> models.Event:
+        """Wait until an event matches ``criteria`` and counts ``min_count``; return it.
+
+        For code that logs from its own threads (an operator's loop, a worker pool): the
+        look is repeated, each time after a flush, whenever the sink is written to, and at
+        least every 0.1 s, until the deadline::
+
+            k8s_events.wait_for(object_kind="Pod", object_name="web-0", reason="BackOff",
+                                min_count=3, timeout=5)
+
+        Args:
+            timeout: seconds to wait at most.
+            min_count: the fewest occurrences the event must count.
+            **criteria: the arguments of :meth:`find` (``reason``, ``object_kind``,
+                ``object_name``, ``involved`` ...).
+
+        Raises:
+            AssertionError: nothing matched in time; the message lists what was captured.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            written = len(self.sink.calls)
+            found = [event for event in self.find(**criteria) if event.count >= min_count]
+            if found:
+                return found[0]
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                wanted = _describe_criteria({**criteria, "min_count": min_count})
+                raise AssertionError(
+                    f"No captured event {wanted} after {timeout:g} s.\n{self.report()}"
+                )
+            # a held-back occurrence is written only by a flush: look again soon regardless
+            self.sink.wait_for_calls(written + 1, timeout=min(remaining, 0.1))
 
     def assert_none(self, **criteria: Any) -> None:
         """Check that no event matches ``criteria`` (the arguments of :meth:`find`).

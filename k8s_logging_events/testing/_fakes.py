@@ -117,6 +117,7 @@ class FakeEventSink:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._called = threading.Condition(self._lock)
         self._stored: dict[tuple[str, str], models.Event] = {}
         self._versions = itertools.count(1)
         self._failures: dict[str, deque[BaseException]] = {
@@ -194,9 +195,15 @@ class FakeEventSink:
             self._stored[key] = stored
             return stored
 
+    def wait_for_calls(self, count: int, timeout: float | None = None) -> bool:
+        """Wait until :attr:`calls` holds at least ``count`` calls; False on timeout."""
+        with self._called:
+            return self._called.wait_for(lambda: len(self.calls) >= count, timeout=timeout)
+
     def _begin(self, method: str, event: models.Event, data: bytes | None) -> None:
         with self._lock:
             self.calls.append(SinkCall(method, event, data))
+            self._called.notify_all()
             failures = self._failures[method]
             error = failures.popleft() if failures else None
         if error is not None:

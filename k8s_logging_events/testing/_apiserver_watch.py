@@ -1,0 +1,231 @@
+"""Watch streams of :class:`~k8s_logging_events.testing.LocalApiServer`.
+
+Part of the local API server on the test side of the pipeline. A list request with
+``watch=true`` (or a ``/watch/`` path) becomes a :class:`WatchRequest`; the server's
+connection thread then runs :func:`stream_watch`, which writes what a real API server's
+watch handler writes: an HTTP 200 with a chunked body of watch events, one JSON object a
+line (``{"type":"ADDED","object":{...}}``), taken from the store's bounded change history
+(:class:`~._apiserver_store.Store`, the watch cache of a real server):
+
+* without ``resourceVersion`` (or with ``"0"``), a synthetic ``ADDED`` for every matching
+  event first, then the changes after that moment;
+* with a resourceVersion, the changes after it; one older than the history gets a single
+  ``ERROR`` watch event carrying ``410 Expired`` (``too old resource version: X (Y)``), and
+  one newer than the store gets ``504 Timeout`` after 3 s, both on the 200 stream;
+* ``fieldSelector`` / ``labelSelector`` as the watch cache applies them: a change that moves
+  an event into the selection is an ``ADDED``, out of it a ``DELETED``;
+* ``timeoutSeconds`` ends the stream cleanly; so does the server's stop, at once, and a
+  client that goes away is noticed within half a second;
+* ``sendInitialEvents=true`` ends the initial events with the ``k8s.io/initial-events-end``
+  bookmark; other bookmarks are not sent (a real server may omit them too).
+
+Nothing here touches sockets: the caller passes ``write`` and ``alive`` callables.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from k8s_logging_events.testing._apiserver_errors import status_body
+from k8s_logging_events.testing._apiserver_selectors import (
+    FieldSelector,
+    LabelSelector,
+    event_fields,
+)
+from k8s_logging_events.testing._apiserver_store import (
+    Api,
+    Change,
+    Entry,
+    HistoryExpiredError,
+    Store,
+)
+
+__all__ = ["WatchRequest", "expired_status", "stream_watch"]
+
+POLL_INTERVAL = 0.5
+"""How often an idle watch looks whether its client has gone (the server's stop wakes it)."""
+TOO_LARGE_WAIT = 3.0
+"""How long a watch from a future resourceVersion waits for it (the watch cache's 3 s)."""
+
+Encoder = Callable[[Entry, bool], bytes]
+"""Renders one event as the watch event's object: (entry, first event of the stream)."""
+
+
+@dataclass(slots=True)
+class WatchRequest:
+    """What one watch asks for, parsed and checked by the REST layer."""
+
+    api: Api
+    namespace: str | None
+    """Only this namespace's events (all when None)."""
+    labels: LabelSelector
+    fields: FieldSelector
+    resource_version: str
+    """As sent: "" (now, with the current state first), "0" (any), or a number."""
+    timeout: float | None
+    """``timeoutSeconds``: end the stream after this many seconds (None: never)."""
+    send_initial_events: bool | None
+    """``sendInitialEvents`` (None when absent)."""
+    bookmarks: bool
+    """``allowWatchBookmarks``."""
+    encode: Encoder
+    """The object of each watch event (JSON, or a one-row Table)."""
+    kind: str = "Event"
+    """The kind a bookmark names."""
+
+    def selects(self, entry: Entry) -> bool:
+        """Whether an event is in this watch's selection."""
+        obj = entry.obj
+        if self.namespace is not None and entry.namespace != self.namespace:
+            return False
+        if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
+            return False
+        return self.fields.empty or self.fields.matches(event_fields(obj))
+
+
+def expired_status(error: HistoryExpiredError) -> dict[str, Any]:
+    """The ``410 Expired`` Status a watch from a compacted resourceVersion gets."""
+    return status_body(410, "Expired", str(error))
+
+
+def _too_large_status(requested: int, current: int) -> dict[str, Any]:
+    details = {
+        "causes": [{"reason": "ResourceVersionTooLarge", "message": "Too large resource version"}],
+        "retryAfterSeconds": 1,
+    }
+    message = f"Timeout: Too large resource version: {requested}, current: {current}"
+    return status_body(504, "Timeout", message, details)
+
+
+def _line(event_type: str, obj: bytes) -> bytes:
+    return b'{"type":"' + event_type.encode() + b'","object":' + obj.rstrip(b"\n") + b"}\n"
+
+
+def _json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _classify(request: WatchRequest, change: Change) -> tuple[str, Entry] | None:
+    """The watch event a change makes for this watch, if any (the cacher's filter)."""
+    now = request.selects(change.entry)
+    if change.type == "DELETED":
+        return ("DELETED", change.entry) if now else None
+    before = change.previous is not None and request.selects(change.previous)
+    if now and before:
+        return "MODIFIED", change.entry
+    if now:
+        return "ADDED", change.entry
+    if before:
+        assert change.previous is not None
+        # left the selection: a deletion of the state it was selected in, at the new version
+        previous = change.previous.obj
+        meta = {**previous["metadata"], "resourceVersion": str(change.rv)}
+        return "DELETED", Entry({**previous, "metadata": meta}, change.rv, change.entry.written)
+    return None
+
+
+def stream_watch(
+    request: WatchRequest,
+    store: Store,
+    write: Callable[[bytes], None],
+    alive: Callable[[], bool],
+    stopping: threading.Event,
+) -> None:
+    """Write the watch stream for ``request`` until it times out or ``alive()`` turns false.
+
+    Args:
+        request: what to watch.
+        store: where the events and their history are.
+        write: sends one line (one chunk) to the client; raises ``OSError`` when it is gone.
+        alive: False once the client has gone or the server stops.
+        stopping: set when the server stops (its waits end at once).
+    """
+    deadline = None if request.timeout is None else time.monotonic() + request.timeout
+    first = True
+
+    def send(event_type: str, entry: Entry) -> None:
+        nonlocal first
+        write(_line(event_type, request.encode(entry, first)))
+        first = False
+
+    start = _start(request, store, stopping, deadline)
+    if isinstance(start, dict):
+        write(_line("ERROR", _json(start)))
+        return
+    cursor, initial = start
+    for entry in initial:
+        send("ADDED", entry)
+    if request.send_initial_events and request.bookmarks:
+        write(_line("BOOKMARK", _bookmark(request, cursor)))
+    while True:
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            return
+        wait = POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining)
+        with store.changed:
+            if store.last_change <= cursor and not stopping.is_set():
+                store.changed.wait(timeout=wait)
+        if not alive():
+            return
+        store.expire()
+        try:
+            changes = store.changes_since(cursor)
+        except HistoryExpiredError as error:
+            # this watch fell behind the whole history: what a resumed watch would get
+            write(_line("ERROR", _json(expired_status(error))))
+            return
+        for change in changes:
+            cursor = change.rv
+            event = _classify(request, change)
+            if event is not None:
+                send(*event)
+
+
+def _start(
+    request: WatchRequest, store: Store, stopping: threading.Event, deadline: float | None
+) -> tuple[int, list[Entry]] | dict[str, Any]:
+    """Where the stream starts: (resourceVersion, initial ADDED events), or an error Status."""
+    wanted = request.resource_version
+    initial = request.send_initial_events
+    if initial is None:
+        initial = wanted in ("", "0")
+    if wanted in ("", "0") or initial:
+        with store.lock:
+            store.expire()
+            entries = [entry for entry in store.events(request.namespace) if request.selects(entry)]
+            cursor = store.last_change
+        if wanted not in ("", "0") and int(wanted) > cursor:
+            cursor = int(wanted)
+        return cursor, entries if initial else []
+    requested = int(wanted)
+    limit = time.monotonic() + TOO_LARGE_WAIT
+    if deadline is not None:
+        limit = min(limit, deadline)
+    while requested > store.resource_version:
+        if stopping.is_set() or time.monotonic() >= limit:
+            return _too_large_status(requested, store.resource_version)
+        with store.changed:
+            store.changed.wait(timeout=0.05)
+    try:
+        store.changes_since(requested)
+    except HistoryExpiredError as error:
+        return expired_status(error)
+    return requested, []
+
+
+def _bookmark(request: WatchRequest, rv: int) -> bytes:
+    obj = {
+        "kind": request.kind,
+        "apiVersion": request.api.api_version,
+        "metadata": {
+            "resourceVersion": str(rv),
+            "creationTimestamp": None,
+            "annotations": {"k8s.io/initial-events-end": "true"},
+        },
+    }
+    return _json(obj)

@@ -1,0 +1,226 @@
+"""LocalApiServer over HTTPS with credentials: a CA to trust, bearer tokens, client certificates.
+
+What a cluster asks of a client, through the official client, ``load_kube_config`` and
+``kubectl``: trust the cluster's CA, and bring a token or a client certificate on every
+request, or get the real server's ``401 Unauthorized`` Status.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import urllib3
+from kubernetes import client, config, watch
+from kubernetes.client.exceptions import ApiException
+
+from k8s_logging_events.testing import LocalApiServer
+
+UNAUTHORIZED = {
+    "kind": "Status",
+    "apiVersion": "v1",
+    "metadata": {},
+    "status": "Failure",
+    "message": "Unauthorized",
+    "reason": "Unauthorized",
+    "code": 401,
+}
+
+
+def event(name: str) -> Any:
+    """A core/v1 event body."""
+    return {
+        "metadata": {"name": name},
+        "involvedObject": {"kind": "Pod", "name": "web", "namespace": "default"},
+        "reason": "Started",
+        "message": "Started container web",
+        "type": "Normal",
+    }
+
+
+@pytest.fixture
+def secured() -> Any:
+    """An HTTPS server that wants the bearer token ``s3cret``."""
+    with LocalApiServer(tls=True, token="s3cret") as server:
+        yield server
+
+
+def test_https_with_the_ca_and_token_works(secured):
+    """api_client() trusts the server's CA and sends its token: writes and reads succeed."""
+    assert secured.url.startswith("https://127.0.0.1:")
+    assert secured.ca_pem is not None
+    assert secured.ca_pem.startswith(b"-----BEGIN CERTIFICATE-----")
+    with secured.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_event("default", event("e1"))
+        assert [e.metadata.name for e in core.list_namespaced_event("default").items] == ["e1"]
+    sent = {name.lower(): value for name, value in secured.requests[0].headers.items()}
+    assert sent["authorization"] == "Bearer s3cret"
+
+
+def test_a_client_that_does_not_trust_the_ca_fails_the_handshake(secured):
+    """Without the CA the certificate does not verify, as with a real cluster."""
+    configuration = client.Configuration(host=secured.url)
+    configuration.retries = False
+    with (
+        client.ApiClient(configuration) as api_client,
+        pytest.raises((urllib3.exceptions.SSLError, ApiException)) as error,
+    ):
+        client.CoreV1Api(api_client).list_namespaced_event("default")
+    assert "CERTIFICATE_VERIFY_FAILED" in str(error.value)
+
+
+@pytest.mark.parametrize("authorization", [None, "Bearer wrong", "Basic czNjcmV0"])
+def test_requests_without_the_token_get_the_real_401_status(secured, authorization):
+    """No token, a wrong one, another scheme: 401 with the real server's Status body."""
+    with secured.api_client(credentials=False) as api_client:
+        headers = {"Accept": "application/json"}
+        if authorization is not None:
+            headers["Authorization"] = authorization
+        params = api_client.param_serialize(
+            "GET", "/api/v1/namespaces/default/events", header_params=headers
+        )
+        response = api_client.call_api(*params)
+        response.read()
+    assert response.status == 401
+    assert json.loads(response.data) == UNAUTHORIZED
+
+
+def test_kubeconfig_works_with_load_kube_config(secured, tmp_path):
+    """kubeconfig(path) holds the URL, the CA and the token: load_kube_config reaches the server."""
+    path = tmp_path / "kubeconfig"
+    text = secured.kubeconfig(path)
+    assert path.read_text() == text
+    api_client = config.new_client_from_config(str(path), persist_config=False)
+    try:
+        listed = client.CoreV1Api(api_client).list_namespace()
+    finally:
+        api_client.close()
+    assert len(listed.items) == 3
+
+
+def test_watch_works_over_https_with_a_token(secured):
+    """The official client's Watch streams over TLS with the token too."""
+    with secured.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_event("default", event("e1"))
+        w = watch.Watch()
+        for item in w.stream(core.list_namespaced_event, "default", timeout_seconds=10):
+            assert (item["type"], item["object"].metadata.name) == ("ADDED", "e1")
+            w.stop()
+
+
+def test_client_certificates_authenticate_without_a_token():
+    """client_certificates=True: a certificate signed by the server's CA is the credential."""
+    with LocalApiServer(tls=True, client_certificates=True) as server:
+        with server.api_client() as api_client:
+            client.CoreV1Api(api_client).create_namespaced_event("default", event("e1"))
+        alice = server.client_certificate("alice", ["dev"])
+        with server.api_client(credentials=False, client_certificate=alice) as api_client:
+            assert len(client.CoreV1Api(api_client).list_namespaced_event("default").items) == 1
+        with (
+            server.api_client(credentials=False) as api_client,
+            pytest.raises(ApiException) as error,
+        ):
+            client.CoreV1Api(api_client).list_namespaced_event("default")
+    assert error.value.status == 401
+    assert (alice.user, alice.groups) == ("alice", ("dev",))
+
+
+def test_options_that_do_not_fit_together_are_refused():
+    """Client certificates need TLS; an empty token is a mistake."""
+    with pytest.raises(ValueError, match="needs tls=True"):
+        LocalApiServer(client_certificates=True)
+    with pytest.raises(ValueError, match="token"):
+        LocalApiServer(token=" ")
+    with LocalApiServer() as server, pytest.raises(RuntimeError, match="tls=True"):
+        server.client_certificate()
+    assert (server.ca_pem, server.ca_file, server.token) == (None, None, None)
+
+
+def test_stop_is_prompt_with_a_connection_stuck_before_its_handshake(secured):
+    """A client that connects and never starts TLS does not hold stop() up."""
+    stuck = socket.create_connection(("127.0.0.1", secured.port))
+    try:
+        with secured.api_client() as api_client:  # a served request: the server is up
+            client.CoreV1Api(api_client).list_namespaced_event("default")
+        started = time.monotonic()
+        secured.stop()
+        assert time.monotonic() - started < 2
+    finally:
+        stuck.close()
+
+
+# -- kubectl --------------------------------------------------------------------------
+
+KUBECTL = shutil.which("kubectl")
+needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on the PATH")
+
+
+def _kubectl(tmp_path: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    assert KUBECTL is not None
+    env = {"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [KUBECTL, *args], capture_output=True, text=True, env=env, timeout=30, check=False
+    )
+
+
+@needs_kubectl
+def test_kubectl_reads_events_over_https_with_the_token(secured, tmp_path):
+    """kubectl --kubeconfig: verifies the server with the CA and sends the token."""
+    with secured.api_client() as api_client:
+        client.CoreV1Api(api_client).create_namespaced_event("default", event("e1"))
+    kubeconfig = tmp_path / "config"
+    secured.kubeconfig(kubeconfig)
+    result = _kubectl(tmp_path, "--kubeconfig", str(kubeconfig), "get", "events", "-o", "json")
+    assert result.returncode == 0, result.stderr
+    assert [item["metadata"]["name"] for item in json.loads(result.stdout)["items"]] == ["e1"]
+
+
+@needs_kubectl
+def test_kubectl_with_a_wrong_token_is_unauthorized(secured, tmp_path):
+    """kubectl reports the 401 as it does for a cluster: you must be logged in."""
+    kubeconfig = tmp_path / "config"
+    secured.kubeconfig(kubeconfig)
+    result = _kubectl(
+        tmp_path, "--kubeconfig", str(kubeconfig), "--token", "wrong", "get", "events"
+    )
+    assert result.returncode != 0
+    # kubectl words the 401 of its discovery request this way, whatever the Status says
+    assert "error: You must be logged in to the server" in result.stderr
+
+
+def test_cli_serves_https_with_a_token_and_writes_a_kubeconfig(tmp_path):
+    """``apiserver --tls --token T --kubeconfig F``: F reaches the server with the CA and token."""
+    kubeconfig = tmp_path / "config"
+    command = [sys.executable, "-m", "k8s_logging_events", "apiserver", "--tls"]
+    process = subprocess.Popen(
+        [*command, "--token", "t0k", "--kubeconfig", str(kubeconfig)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        assert process.stdout.readline().startswith("Kubernetes Events API on https://127.0.0.1:")
+        assert "--kubeconfig" in process.stdout.readline()
+        api_client = config.new_client_from_config(str(kubeconfig), persist_config=False)
+        try:
+            assert client.CoreV1Api(api_client).list_namespaced_event("default").items == []
+        finally:
+            api_client.close()
+        assert json.loads(kubeconfig.read_text())["users"][0]["user"] == {"token": "t0k"}
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, err
