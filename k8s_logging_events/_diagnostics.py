@@ -18,6 +18,7 @@ library's own threads (:func:`mark_own_thread`), so these reports never become e
 
 from __future__ import annotations
 
+import collections
 import logging
 import sys
 import threading
@@ -127,6 +128,26 @@ class RateLimitedReporter:
         self._lock = threading.RLock()
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        self._deferred: collections.deque[tuple[str, int, str, tuple[Any, ...]]] = (
+            collections.deque(maxlen=1024)
+        )
+
+    def defer(self, kind: str, level: int, msg: str, *args: Any) -> None:
+        """Keep a report for :meth:`emit_deferred`: for code that holds a lock right now.
+
+        Writing a report may wait for a logging handler's lock, and a thread must not wait
+        while it holds a lock that another of the library's threads needs.
+        """
+        self._deferred.append((kind, level, msg, args))
+
+    def emit_deferred(self) -> None:
+        """Write the reports kept by :meth:`defer` (call it holding no lock)."""
+        while True:
+            try:
+                kind, level, msg, args = self._deferred.popleft()
+            except IndexError:
+                return
+            self.report(kind, level, msg, *args)
 
     def report(self, kind: str, level: int, msg: str, *args: Any) -> bool:
         """Log ``msg % args`` under ``kind`` unless that kind was logged within the interval.

@@ -466,9 +466,10 @@ class Runtime:
                     recording.writes.submit_event(event, held=held)
                 except Exception as error:  # rule 5
                     self._counters.add("failed")
-                    self._reporter.report(
+                    self._reporter.defer(
                         "submit", logging.ERROR, "Unable to queue a write: %r", error
                     )
+        self._reporter.emit_deferred()
 
     def _run_inline(self, consumer: _Inline, events: Iterable[models.Event]) -> None:
         for event in events:
@@ -579,6 +580,7 @@ class Runtime:
             with self._cond:
                 self._unflight(write)
                 writes.failed(write, error, stopping=self._stopping)
+                timed = writes.next_due() is not None
                 self._cond.notify_all()
         else:
             try:
@@ -590,8 +592,10 @@ class Runtime:
             with self._cond:
                 self._unflight(write)
                 writes.succeeded(write, kind)
+                timed = writes.next_due() is not None
                 self._cond.notify_all()
-        if writes.next_due() is not None:
+        self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
+        if timed:
             self._queue.put(_WAKE)  # a retry or a held count now waits on the dispatcher's timer
 
     def _unflight(self, write: _writer.Write) -> None:
@@ -713,10 +717,12 @@ class Runtime:
             threads = [*self._workers]
         threads += [c.thread for c in consumers if isinstance(c, _WatchLoop) and c.thread]
         for thread in threads:
-            self._join(thread, grace)
+            # a writer inside a request that does not answer is a daemon: not worth a grace
+            self._join(thread, grace if not self._in_flight else deadline)
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
+        self._reporter.emit_deferred()
         return given_up
 
     @staticmethod
@@ -773,7 +779,7 @@ class Runtime:
                 consumer._done = threading.Condition()
 
 
-def exit_summary(given_up: Sequence[_writer.Write], timeout: float, sinks: Iterable[object]) -> str:
+def exit_summary(given_up: Sequence[_writer.Write], sinks: Iterable[object]) -> str:
     """Say how many occurrences an exit could not write, why, and which option helps."""
     occurrences = sum(write.occurrences for write in given_up)
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
@@ -792,22 +798,25 @@ def exit_summary(given_up: Sequence[_writer.Write], timeout: float, sinks: Itera
         else:
             waiting += write.occurrences
     parts = []
-    if waiting:
+    if waiting and unanswered:
+        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
+    elif waiting:
         parts.append(
             f"{waiting} waiting for the client-side rate limit or a free writer "
             "(raise drain_qps, writers or flush_timeout)"
         )
     if unanswered:
-        parts.append(
+        parts.insert(
+            0,
             f"{unanswered} in requests the API server had not answered "
-            "(a hanging server or admission webhook; see request_timeout and flush_timeout)"
+            "(a hanging server or admission webhook; see request_timeout and flush_timeout)",
         )
     if retrying:
         causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
         parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
     return (
-        f"Unable to write {occurrences} event occurrence(s) within the {timeout:g} s "
-        f"deadline: {'; '.join(parts)}"
+        f"Unable to write {occurrences} event occurrence(s) before the deadline of "
+        f"shutdown: {'; '.join(parts)}"
     )
 
 

@@ -288,7 +288,7 @@ class Writes:
 
     def _drop(self, write: Write) -> None:
         self._counters.add("dropped", write.occurrences)
-        self._reporter.report(
+        self._reporter.defer(
             "pending-full",
             logging.ERROR,
             "Unable to record event %s: %d events are waiting to be written already "
@@ -439,7 +439,7 @@ class Writes:
             write.absorb(newer)
         write.due = self._now() + retry_in
         self._make_timed(key, slot, write.due)
-        self._reporter.report(
+        self._reporter.defer(
             "retry",
             logging.INFO,
             "Unable to write event %s/%s (attempt %d, may retry after sleeping): %s",
@@ -534,7 +534,7 @@ class Writes:
         )
         level = logging.DEBUG if quiet else logging.WARNING
         reason = "will not retry" if write.attempts < self._options.max_tries else "retry limit"
-        self._reporter.report(
+        self._reporter.defer(
             f"give-up:{type(error).__name__}:{getattr(error, 'status', '')}",
             level,
             "Unable to write event %s/%s (%s, %d occurrence(s) lost): %s",

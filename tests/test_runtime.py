@@ -254,7 +254,7 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
     expected = {
         f"{tag}-{n}": 3 for tag in ["proc"] + [f"pool{k}" for k in range(6)] for n in range(5)
     }
-    assert dict(counts) == expected
+    assert dict(counts) == expected, result.stderr[-3000:]
 
 
 BATCH_CHILD = """
