@@ -57,12 +57,13 @@ def client_go(occurrences: int, seconds_between: float) -> dict[str, object]:
     )
     writes = 0
     last_count = 0
+    namer = correlator.EventNamer()
     for _ in range(occurrences):
         pending = rec._build(
             POD, models.WARNING, "BackOff", "Back-off pulling image busybox", None, "", None, ""
         )
         assert pending is not None
-        event = pending.materialize()
+        event = pending.materialize(namer)
         result = events.correlate(event)
         if not result.skip and result.event is not None:
             writes += 1

@@ -133,7 +133,7 @@ class CountPolicy:
 
     def written(self, sent: models.Event, stored: models.Event) -> None:
         """Let the correlator know the stored name, count and resourceVersion."""
-        self._correlator.update_state(stored)
+        self._correlator.update_after_write(sent, stored)
 
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
         """Only after a create that may have landed (client-go gives AlreadyExists up)."""

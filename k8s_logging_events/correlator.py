@@ -20,18 +20,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import re
 import struct
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeAlias
 
 import cachetools
 
-from k8s_logging_events import _tokenbucket, models
+from k8s_logging_events import _sanitise, _tokenbucket, models
 from k8s_logging_events import clock as clocks
 
 __all__ = [
@@ -44,6 +41,7 @@ __all__ = [
     "CorrelateResult",
     "CorrelatorOptions",
     "EventCorrelator",
+    "EventNamer",
     "KeyFunc",
     "MessageFunc",
     "SpamKeyFunc",
@@ -54,7 +52,6 @@ __all__ = [
     "get_event_key",
     "get_spam_key",
     "is_dns_subdomain",
-    "unique_unix_nanos",
     "unix_nanos",
     "validate_event_type",
 ]
@@ -90,13 +87,9 @@ SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
 """Names the spam-filter token bucket an event draws from."""
 
 _VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
-_DNS1123_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_DNS1123_SUBDOMAIN = re.compile(rf"{_DNS1123_LABEL}(\.{_DNS1123_LABEL})*")
-_DNS1123_SUBDOMAIN_MAX_LENGTH = 253
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # the timestamp the count patch is diffed against, as Go serialises it
 _PATCH_BASE_TIMESTAMP = models.format_time(_EPOCH)
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # Go's json.Marshal escapes these so the JSON can sit inside HTML or JavaScript
 _GO_JSON_ESCAPES = (
     ("<", "\\u003c"),
@@ -199,10 +192,7 @@ def is_dns_subdomain(value: str) -> bool:
     At most 253 characters of lowercase letters, digits, ``-`` and ``.``; each dot-separated
     label starts and ends with a letter or digit.
     """
-    return (
-        len(value) <= _DNS1123_SUBDOMAIN_MAX_LENGTH
-        and _DNS1123_SUBDOMAIN.fullmatch(value) is not None
-    )
+    return _sanitise.is_dns_subdomain(value)
 
 
 def generate_event_name(ref_name: str, unix_nanos: int) -> str:
@@ -217,11 +207,7 @@ def generate_event_name(ref_name: str, unix_nanos: int) -> str:
         ``-``, as Go's ``%x`` writes it), or a random UUID when that is not a valid
         DNS-1123 subdomain (an upper-case, over-long or IPv6 object name, for instance).
     """
-    name = f"{ref_name}.{unix_nanos:x}"
-    if not is_dns_subdomain(name):
-        # a random UUID is always a valid name and never collides
-        name = str(uuid.uuid4())
-    return name
+    return _sanitise.event_name(ref_name, unix_nanos)
 
 
 def validate_event_type(type: str) -> bool:
@@ -261,7 +247,7 @@ def count_patch(event: models.Event) -> bytes:
         if last_timestamp != _PATCH_BASE_TIMESTAMP:
             patch["lastTimestamp"] = last_timestamp
     if event.message:
-        patch["message"] = _LONE_SURROGATE.sub("\ufffd", event.message)
+        patch["message"] = _sanitise.replace_surrogates(event.message)
     text = json.dumps(patch, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # outside strings the patch holds none of these characters, so replacing everywhere is safe
     for char, escape in _GO_JSON_ESCAPES:
@@ -474,10 +460,11 @@ class _AggregateRecord:
 class _Aggregator:
     """Combines similar events once too many distinct ones come close together."""
 
-    def __init__(self, settings: _Settings) -> None:
+    def __init__(self, settings: _Settings, namer: EventNamer) -> None:
         self._cache: cachetools.LRUCache[str, _AggregateRecord] = cachetools.LRUCache(
             settings.lru_cache_size
         )
+        self._namer = namer
         self._key_func = settings.key_func
         self._message_func = settings.message_func
         self._max_events = settings.max_events
@@ -508,7 +495,8 @@ class _Aggregator:
         # keep the set below the threshold, so every new message is combined too
         record.local_keys.pop()
         aggregate = models.Event(
-            name=f"{event.involved_object.name}.{unique_unix_nanos(now):x}",
+            # named like any new event: a name like web/0 or 50% becomes a UUID
+            name=self._namer.name(event.involved_object.name, now),
             namespace=event.namespace,
             involved_object=event.involved_object,
             reason=event.reason,
@@ -623,13 +611,17 @@ class EventCorrelator:
 
     Args:
         options: the configuration; ``None`` means every default.
+        namer: names the aggregate events; a broadcaster passes the one its recorders use,
+            so that no two of its events about one object get the same name.
     """
 
-    def __init__(self, options: CorrelatorOptions | None = None) -> None:
+    def __init__(
+        self, options: CorrelatorOptions | None = None, *, namer: EventNamer | None = None
+    ) -> None:
         settings = _settle(options or CorrelatorOptions())
         self._options = CorrelatorOptions(**settings._asdict())
         self._lock = threading.Lock()
-        self._aggregator = _Aggregator(settings)
+        self._aggregator = _Aggregator(settings, namer or EventNamer())
         self._observer = _Observer(settings)
         self._spam_filter = _SpamFilter(settings)
 
@@ -671,12 +663,29 @@ class EventCorrelator:
         occurrences may have been counted, and going back would count them twice. (client-go
         correlates and writes one event at a time, where the two counts are always equal.)
         """
-        key = get_event_key(event)
+        with self._lock:
+            self._update(get_event_key(event), event)
+
+    def update_after_write(self, sent: models.Event, stored: models.Event) -> None:
+        """Like :meth:`update_state`, for a write of ``sent``: unless its key moved on.
+
+        When the key was evicted from the cache while the write was slow, a newer event
+        may have taken it over; filing the old event's name under it would make the next
+        repeat patch the old event with the newer one's count. Not in client-go, which
+        writes one event at a time.
+        """
+        key = get_event_key(stored)
         with self._lock:
             known = self._observer.peek(key)
-            if known is not None and known.count > event.count:
-                event = dataclasses.replace(event, count=known.count)
-            self._observer.record(key, event)
+            if known is not None and known.name != sent.name:
+                return
+            self._update(key, stored)
+
+    def _update(self, key: str, event: models.Event) -> None:
+        known = self._observer.peek(key)
+        if known is not None and known.count > event.count:
+            event = dataclasses.replace(event, count=known.count)
+        self._observer.record(key, event)
 
     def take_token(self, event: models.Event) -> bool:
         """Take one token from ``event``'s spam bucket, if there is one; change nothing else.
@@ -707,33 +716,30 @@ def unix_nanos(value: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
 
 
-_last_nanos = 0
-_nanos_lock = threading.Lock()
+class EventNamer:
+    """Names new events ``<object name>.<event time in Unix nanoseconds, hex>``, as client-go.
 
-
-def _renew_nanos_lock() -> None:
-    # a thread of the parent may have held the lock at the fork; it does not exist here
-    global _nanos_lock
-    _nanos_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_nanos_lock)
-
-
-def unique_unix_nanos(value: datetime) -> int:
-    """Like :func:`unix_nanos`, but never the same number twice in this process.
-
-    Event names end in these nanoseconds. Python clocks have microseconds (and a test clock
-    may not move at all), so two events about one object could get one name and the second
-    create would meet ``AlreadyExists``; each call returns at least one more than the last.
-    Not in client-go, where the clock has nanoseconds.
+    One belongs to one broadcaster (its recorders and its correlators' aggregate events).
+    Python clocks have microseconds, and a test clock may not move at all, so two events
+    about one object can share a time: the second then gets one nanosecond more than the
+    last name given for that object, so that its create does not meet ``AlreadyExists``.
+    The first name for an object follows from its time alone. Not in client-go, whose
+    clock has nanoseconds.
     """
-    global _last_nanos
-    nanos = unix_nanos(value)
-    with _nanos_lock:
-        _last_nanos = nanos = max(nanos, _last_nanos + 1)
-    return nanos
+
+    def __init__(self, size: int = DEFAULT_LRU_CACHE_SIZE) -> None:
+        self._lock = threading.Lock()
+        self._last: cachetools.LRUCache[str, int] = cachetools.LRUCache(size)
+
+    def name(self, ref_name: str, time: datetime) -> str:
+        """Return the name of a new event about ``ref_name`` that happened at ``time``."""
+        nanos = unix_nanos(time)
+        with self._lock:
+            last = self._last.get(ref_name)
+            if last is not None and nanos <= last:
+                nanos = last + 1
+            self._last[ref_name] = nanos
+        return generate_event_name(ref_name, nanos)
 
 
 def _float32(value: float) -> float:

@@ -5,15 +5,16 @@ snapshotted on the caller's thread (object reference, type, reason, message, ann
 repaired where the API server would reject it, and handed to an
 :class:`~k8s_logging_events.recorder.EventRecorder`, which never blocks. Everything after
 that (correlation, the spam filter, retries, API writes) happens on the broadcaster's
-background threads::
+background threads (:mod:`k8s_logging_events._runtime`)::
 
     logger.warning(..., extra={"involved": pod})
       -> KubernetesEventHandler.filter   one attribute lookup: no ``involved``, no event
       -> KubernetesEventHandler.emit     snapshot + repair, never raises, never blocks
-         -> EventRecorder.record         -> EventBroadcaster -> structured logging / sink
+         -> EventRecorder.offer          -> the runtime's queue -> dispatcher -> writers
 
-The handler is built for ``logging.config.dictConfig``: every option is keyword-only and
-JSON/YAML-friendly, and the sink, the broadcaster and the threads start lazily on the first
+The handler is built for ``logging.config.dictConfig``: every option is keyword-only,
+JSON/YAML-friendly and checked when the handler is built (:mod:`~k8s_logging_events._options`);
+the sink, the broadcaster and the threads start lazily on the first
 record that carries ``involved``. Bad input (an object that cannot be referred to, an
 unprintable message, a reason the server would reject ...) is reported once per call site
 on the ``k8s_logging_events`` logger, whose records the handler itself never turns into
@@ -22,20 +23,19 @@ events. :class:`EventLoggerAdapter` binds ``involved`` to a logger.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
-import re
 import socket
 import sys
 import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events import _diagnostics, _stats, models, recorder, references
+from k8s_logging_events import _diagnostics, _options, _records, _sanitise, _stats, models, recorder
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
@@ -58,12 +58,12 @@ __all__ = [
 DEFAULT_REASON = "Logging"
 """The reason of an event whose record names none (Kopf's choice too)."""
 
-DEFAULT_MAX_MESSAGE_BYTES = 1024
+DEFAULT_MAX_MESSAGE_BYTES = _sanitise.MESSAGE_MAX_BYTES
 """The message limit in UTF-8 bytes: events.k8s.io/v1 (and core/v1 with ``eventTime``)
 refuse a longer one, and ``kubectl describe`` is unreadable long before that."""
 
 DEFAULT_QUEUE_LENGTH = 10_000
-"""Events the broadcaster holds before it drops: the background threads share the
+"""Occurrences the queue holds before it drops: the background threads share the
 interpreter lock with the code that logs, so the queue must absorb a whole burst (client-go's
 1,000 loses part of a tight loop of 10,000 identical warnings)."""
 
@@ -74,47 +74,19 @@ DEFAULT_FLUSH_TIMEOUT = 5.0
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
 
-EXCEPTION_DETAILS = ("summary", "traceback", "none")
-"""What an event says about a record's exception: ``ExcType: text``, the whole traceback
-(as the formatter renders it), or nothing."""
+EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
+EXTRAS = _records.EXTRAS
+TRUNCATION_MARK = _sanitise.TRUNCATION_MARK
 
-EXTRAS = ("involved", "reason", "action", "related", "annotations", "event_type", "field_path")
-"""The record attributes (``extra=`` keys) the handler reads."""
-
-TRUNCATION_MARK = " ..."
-"""What ends a message that was cut to ``max_message_bytes``."""
-
-REASON_MAX_BYTES = 128
-"""The server's limit on ``reason`` (events.k8s.io/v1, and core/v1 with ``eventTime``)."""
-
-ACTION_MAX_BYTES = 128
-"""The server's limit on ``action``."""
-
-ANNOTATIONS_MAX_BYTES = 256 * 1024
-"""The server's limit on the total size of an object's annotations."""
-
-_MIN_MESSAGE_BYTES = 16
 _EXIT_PAIR_SECONDS = 1.0
 """A close() this soon after a flush() returned is the second half of one exit."""
-_MAX_CALL_SITES = 4096
-_SERVICE_ACCOUNT_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/token"
-_OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
+
 _BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
-_EVENT_API_VERSIONS = ("", "v1", "events.k8s.io/v1", "events.k8s.io/v1beta1")
-# NUL breaks C-string tools and some storage back ends; lone surrogates cannot be UTF-8
-_UNSAFE_TEXT = re.compile("[\x00\ud800-\udfff]")
-_REASON_BREAKS = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff]+")
-_QUALIFIED_NAME = re.compile(r"(?:[a-z0-9][-a-z0-9_.]*)?[a-z0-9]\Z")
-_DNS_SUBDOMAIN = re.compile(
-    r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*\Z"
-)
-_PLAIN = logging.Formatter("%(message)s")
 
-SinkOption = sinks.EventSink | str | Mapping[str, Any] | None
-"""What ``sink=`` accepts: ``"auto"``, ``None``, a URL, an EventSink, or a ``"()"`` dict."""
+SinkOption = _options.SinkOption
 
-_Sink = sinks.EventSink | str | None
+_SYSTEM_CLOCK = clock_mod.SystemClock()
 
 
 class KubernetesEventHandler(logging.Handler):
@@ -153,8 +125,8 @@ class KubernetesEventHandler(logging.Handler):
         default_reason: the reason of a record without a ``reason`` extra.
         max_message_bytes: the longest message, in UTF-8 bytes; a longer one is cut at a
             character boundary and ends with :data:`TRUNCATION_MARK`. At least 16.
-        queue_length: events the broadcaster and each of its watchers may hold; beyond
-            that, events are dropped and counted.
+        queue_length: occurrences the queue holds, and events whose write may be pending;
+            beyond that, occurrences are dropped and counted.
         qps: the sustained API request rate of the sink's client-side rate limit (0: off).
         burst: the requests the sink may send at once after a quiet spell.
         drain_qps: the request rate while :meth:`flush` or :meth:`close` drains what is
@@ -171,9 +143,12 @@ class KubernetesEventHandler(logging.Handler):
         exception_detail: what an event says about the record's exception:
             ``"summary"`` (``message: ExcType: text``), ``"traceback"`` (the message as
             the formatter renders it, traceback included) or ``"none"``.
-        writers: writer threads for the sink.
+        writers: requests in flight at once (writer threads exist only while there is work).
         max_tries: attempts per write before it is given up.
         sleep_duration: seconds between write attempts (the first is randomised).
+        kubeconfig: the kubeconfig file for ``sink: auto`` (instead of the in-cluster
+            service account, ``KUBECONFIG`` or ``~/.kube/config``).
+        context: the kubeconfig context for ``sink: auto`` (the current one by default).
         api: which Events API the sink writes: ``"v1"`` (core/v1, counted and aggregated
             like client-go's ``tools/record``; the default), ``"events.k8s.io/v1"`` (series,
             like client-go's ``tools/events``) or ``"auto"`` (events.k8s.io/v1 when the
@@ -185,7 +160,8 @@ class KubernetesEventHandler(logging.Handler):
             dictConfig.
 
     Raises:
-        ValueError: an option is out of range or of the wrong kind.
+        ValueError: an option is out of range or of the wrong kind (the message names it).
+        TypeError: an option that does not exist (the message names the closest one).
     """
 
     ignores_library_reports = True
@@ -194,7 +170,8 @@ class KubernetesEventHandler(logging.Handler):
     # the state that is tied to this process's threads, renewed after fork
     _broadcaster: recorder.EventBroadcaster | None
     _recorder: recorder.EventRecorder | None
-    _lazy_sink: _LazySink | None
+    _lazy_sink: sinks.LazySink | None
+    _settings: _records.Settings
 
     def __init__(
         self,
@@ -220,31 +197,50 @@ class KubernetesEventHandler(logging.Handler):
         max_tries: int = 12,
         sleep_duration: float = 10.0,
         api: str = sinks.CORE_V1,
+        kubeconfig: str | None = None,
+        context: str | None = None,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
+        **unknown: Any,
     ) -> None:
+        # every check before logging.Handler.__init__: a handler that failed to build must
+        # not be left in logging's list of handlers that logging.shutdown() flushes
+        _options.check_known(unknown, _OPTION_NAMES, "KubernetesEventHandler")
+        number = _options.number
+        config = _options.Config(
+            sink=_options.checked_sink(sink, broadcaster),
+            namespace=_options.namespace(namespace),
+            default_reason=_options.reason(default_reason),
+            max_message_bytes=int(
+                number(
+                    "max_message_bytes",
+                    max_message_bytes,
+                    minimum=_options.MIN_MESSAGE_BYTES,
+                    integer=True,
+                )
+            ),
+            queue_length=int(number("queue_length", queue_length, minimum=1, integer=True)),
+            qps=number("qps", qps, minimum=0, meaning="requests per second; 0: no limit"),
+            burst=int(number("burst", burst, minimum=1, integer=True)),
+            drain_qps=number(
+                "drain_qps", drain_qps, minimum=0, meaning="requests per second; 0: no limit"
+            ),
+            request_timeout=_options.timeout(request_timeout),
+            correlator=_options.checked_correlator(correlator),
+            flush_timeout=number("flush_timeout", flush_timeout, minimum=0, meaning="seconds"),
+            structured_logging=_options.structured(structured_logging, broadcaster),
+            exception_detail=_options.exception_detail(exception_detail),
+            writers=int(number("writers", writers, minimum=1, integer=True)),
+            max_tries=int(number("max_tries", max_tries, minimum=1, integer=True)),
+            sleep_duration=number("sleep_duration", sleep_duration, minimum=0, meaning="seconds"),
+            api=_options.choice("api", api, (sinks.CORE_V1, sinks.EVENTS_V1, "auto")),
+            kubeconfig=_options.optional_text("kubeconfig", kubeconfig),
+            context=_options.optional_text("context", context),
+        )
         super().__init__(level)
+        self._config = config
         self._source = models.EventSource(
             component=component or default_component(), host=host or default_host()
-        )
-        self._config = _Config(
-            sink=_checked_sink(sink, broadcaster),
-            namespace=_checked_namespace(namespace),
-            default_reason=_checked_reason(default_reason),
-            max_message_bytes=_at_least("max_message_bytes", max_message_bytes, _MIN_MESSAGE_BYTES),
-            queue_length=_at_least("queue_length", queue_length, 1),
-            qps=float(qps),
-            burst=_at_least("burst", burst, 1),
-            drain_qps=float(_at_least("drain_qps", drain_qps, 0)),
-            request_timeout=_checked_timeout(request_timeout),
-            correlator=_correlator_options(correlator),
-            flush_timeout=float(_at_least("flush_timeout", flush_timeout, 0)),
-            structured_logging=_checked_structured(structured_logging, broadcaster),
-            exception_detail=_checked_detail(exception_detail),
-            writers=_at_least("writers", writers, 1),
-            max_tries=_at_least("max_tries", max_tries, 1),
-            sleep_duration=float(_at_least("sleep_duration", sleep_duration, 0)),
-            api=_checked_api(api),
         )
         self._clock = clock
         self._sleep = sleep
@@ -263,7 +259,7 @@ class KubernetesEventHandler(logging.Handler):
         """
         if (
             getattr(record, "involved", None) is None
-            or _is_own(record.name)
+            or _records.is_own(record.name)
             or _diagnostics.is_own_thread()
         ):
             return False
@@ -390,13 +386,24 @@ class KubernetesEventHandler(logging.Handler):
 
     def _emit(self, record: logging.LogRecord) -> None:
         involved = getattr(record, "involved", None)
-        if involved is None or _is_own(record.name) or _diagnostics.is_own_thread():
+        if involved is None or _records.is_own(record.name) or _diagnostics.is_own_thread():
             return  # emit called directly, bypassing filter
         if self._closed:
             self._counters["after_close"].add()
             return
-        notes = _Notes()
-        occurrence = self._occurrence(record, involved, notes)
+        active = self._recorder
+        notes = _records.Notes()
+        settings = self._settings
+        if settings.formatter is not self.formatter:  # setFormatter() since the last record
+            settings = self._settings = self._new_settings()
+        occurrence = _records.read(
+            record,
+            involved,
+            settings,
+            notes,
+            now=(active or self._clock or _SYSTEM_CLOCK).now(),
+            default_namespace=self._config.namespace,
+        )
         if notes.refusal is not None or notes.repairs:
             notes.report(self._sites, record)
         if occurrence is None:
@@ -404,65 +411,20 @@ class KubernetesEventHandler(logging.Handler):
             return
         if notes.repairs:
             self._counters["repaired"].add()
-        active = self._recorder or self._start()
+        active = active or self._start()
         if active is None:
             self._counters["after_close"].add()
             return
-        active.record(
-            occurrence.ref,
-            occurrence.type,
-            occurrence.reason,
-            occurrence.message,
-            annotations=occurrence.annotations,
-            action=occurrence.action,
-            related=occurrence.related,
+        active.offer(occurrence)
+
+    def _new_settings(self) -> _records.Settings:
+        return _records.Settings(
+            source=self._source,
+            default_reason=self._config.default_reason,
+            max_message_bytes=self._config.max_message_bytes,
+            exception_detail=self._config.exception_detail,
+            formatter=self.formatter,
         )
-
-    def _occurrence(
-        self, record: logging.LogRecord, involved: object, notes: _Notes
-    ) -> _Occurrence | None:
-        """Snapshot what the event needs from ``record``; None when it cannot be one."""
-        ref = _reference(involved, getattr(record, "field_path", None), notes)
-        if ref is None:
-            return None
-        message = self._message(record, notes)
-        if message is None:
-            return None
-        return _Occurrence(
-            ref=ref,
-            type=_event_type(record, notes),
-            reason=_reason(getattr(record, "reason", None), self._config.default_reason, notes),
-            message=message,
-            annotations=_annotations(getattr(record, "annotations", None), notes),
-            action=_action(getattr(record, "action", None), notes),
-            related=_related(getattr(record, "related", None), notes),
-        )
-
-    def _message(self, record: logging.LogRecord, notes: _Notes) -> str | None:
-        try:
-            text = self._format(record)
-        except RecursionError:
-            raise
-        except Exception as error:  # a bad format string is the caller's bug, not a crash
-            notes.refuse("message", "Unable to format the message: %r", error)
-            return None
-        return _sanitised_message(text, self._config.max_message_bytes, notes)
-
-    def _format(self, record: logging.LogRecord) -> str:
-        """Format without touching ``record``: a formatter sets attributes on what it formats."""
-        detail = self._config.exception_detail
-        has_extra = record.exc_info is not None or record.stack_info is not None
-        if self.formatter is None and not has_extra:
-            return record.getMessage()
-        copy = _shallow_copy(record)
-        summary = ""
-        if detail != "traceback":
-            summary = _exception_summary(record.exc_info) if detail == "summary" else ""
-            copy.exc_info = None
-            copy.exc_text = None
-            copy.stack_info = None
-        text = (self.formatter or _PLAIN).format(copy)
-        return f"{text}: {summary}" if summary else text
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -471,7 +433,8 @@ class KubernetesEventHandler(logging.Handler):
         # reentrant: a signal handler that logs may interrupt a thread holding it
         self._lock = threading.RLock()
         self._counters = {name: _stats.Tally() for name in _HANDLER_STATS}
-        self._sites = _CallSites()
+        self._sites = _records.CallSites()
+        self._settings = self._new_settings()
         self._broadcaster = self._given
         self._recorder = self._new_recorder(self._given) if self._given is not None else None
         self._lazy_sink = None
@@ -519,23 +482,25 @@ class KubernetesEventHandler(logging.Handler):
         return active.new_recorder(self._source)
 
     def _open_sink(self) -> sinks.EventSink | None:
-        option = self._config.sink
+        config = self._config
+        option = config.sink
         if option is None or isinstance(option, sinks.EventSink):
             return option
-        api = self._config.api
         if option == "auto":
-            found = _find_kube_config()
+            found = sinks.find_configuration(config.kubeconfig)
             if found is None:
                 _diagnostics.logger.warning(
                     "No Kubernetes configuration found (no in-cluster service account; no "
                     "kubeconfig at %s): events go to no API server, and are counted as "
                     "'discarded'",
-                    _kubeconfig_paths_text(),
+                    ", ".join(sinks.kubeconfig_paths(config.kubeconfig)),
                 )
                 return None
-            self._lazy_sink = _LazySink(self._kubernetes_sink_factory(None), found, api)
+            self._lazy_sink = sinks.LazySink(self._kubernetes_sink_factory(None), found, config.api)
         else:
-            self._lazy_sink = _LazySink(self._kubernetes_sink_factory(option), option, api)
+            self._lazy_sink = sinks.LazySink(
+                self._kubernetes_sink_factory(option), option, config.api
+            )
         return self._lazy_sink
 
     def _kubernetes_sink_factory(self, url: str | None) -> Callable[[], sinks.EventSink]:
@@ -550,10 +515,12 @@ class KubernetesEventHandler(logging.Handler):
         if self._config.request_timeout is not None:
             options["request_timeout"] = self._config.request_timeout
         if url is None:
+            options["kubeconfig"] = self._config.kubeconfig
+            options["context"] = self._config.context
             return lambda: sinks.KubernetesEventSink(**options)
         return lambda: sinks.KubernetesEventSink.from_url(url, **options)
 
-    def _stop(self, active: recorder.EventBroadcaster, lazy: _LazySink | None) -> None:
+    def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
         timeout = self._config.flush_timeout
         if time.monotonic() - self._flushed_at < _EXIT_PAIR_SECONDS:
             # logging.shutdown() flushes, then closes: both share the flush's deadline
@@ -573,42 +540,6 @@ class KubernetesEventHandler(logging.Handler):
         written twice. A given broadcaster is the application's to reset.
         """
         self._fresh_state()
-
-
-@dataclass(frozen=True, slots=True)
-class _Config:
-    """The validated options."""
-
-    sink: _Sink
-    namespace: str
-    default_reason: str
-    max_message_bytes: int
-    queue_length: int
-    qps: float
-    burst: int
-    drain_qps: float
-    request_timeout: float | tuple[float, float] | None
-    correlator: correlators.CorrelatorOptions | None
-    flush_timeout: float
-    structured_logging: bool | str
-    exception_detail: str
-    writers: int
-    max_tries: int
-    sleep_duration: float
-    api: str
-
-
-@dataclass(frozen=True, slots=True)
-class _Occurrence:
-    """What one record contributes to an event, snapshotted on the caller's thread."""
-
-    ref: models.ObjectReference
-    type: str
-    reason: str
-    message: str
-    annotations: dict[str, str] | None
-    action: str
-    related: models.ObjectReference | None
 
 
 class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
@@ -681,483 +612,11 @@ def default_host() -> str:
         return ""
 
 
-# --- per-record snapshot helpers (caller's thread) -------------------------------------------
-
-
-class _Notes:
-    """The problems found in one record: at most one refusal, any number of repairs."""
-
-    __slots__ = ("refusal", "repairs")
-
-    def __init__(self) -> None:
-        self.refusal: tuple[str, str, tuple[object, ...]] | None = None
-        self.repairs: list[tuple[str, str, tuple[object, ...]]] = []
-
-    def refuse(self, kind: str, msg: str, *args: object) -> None:
-        self.refusal = (kind, msg + " (no event)", args)
-
-    def repair(self, kind: str, msg: str, *args: object) -> None:
-        self.repairs.append((kind, msg, args))
-
-    def report(self, sites: _CallSites, record: logging.LogRecord) -> None:
-        for kind, msg, args in [*self.repairs, *([self.refusal] if self.refusal else [])]:
-            sites.report(record, kind, msg, *args)
-
-
-class _CallSites:
-    """Reports each kind of problem once per call site (``pathname:lineno``)."""
-
-    def __init__(self, limit: int = _MAX_CALL_SITES) -> None:
-        self._lock = threading.RLock()  # the caller's path: a signal handler may re-enter
-        self._seen: set[tuple[str, int, str]] = set()
-        self._limit = limit
-        # past the limit (generated code?), fall back to once a minute per kind
-        self._overflow = _diagnostics.RateLimitedReporter()
-
-    def report(self, record: logging.LogRecord, kind: str, msg: str, *args: object) -> None:
-        pathname = str(getattr(record, "pathname", "") or "?")
-        lineno = int(getattr(record, "lineno", 0) or 0)
-        key = (pathname, lineno, kind)
-        with self._lock:
-            if key in self._seen:
-                return
-            fresh = len(self._seen) < self._limit
-            if fresh:
-                self._seen.add(key)
-        text = msg + " (logged at %s:%d)"
-        if fresh:
-            _diagnostics.logger.warning(text, *args, pathname, lineno)
-        else:
-            self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
-
-
-def _reference(
-    involved: object, field_path: object, notes: _Notes
-) -> models.ObjectReference | None:
-    if isinstance(involved, models.Event):
-        notes.refuse(
-            "event-about-event",
-            "Refusing to record an event about Event %s/%s: events about events multiply",
-            involved.namespace,
-            involved.name,
-        )
-        return None
-    path = field_path if isinstance(field_path, str) else ""
-    try:
-        ref = references.object_reference(involved, field_path=path)
-    except RecursionError:
-        raise
-    except Exception as error:  # InvalidObjectError, or an object whose attributes raise
-        notes.refuse("involved", "Unable to refer to the involved object: %s", error)
-        return None
-    if ref.kind == "Event" and ref.api_version in _EVENT_API_VERSIONS:
-        notes.refuse(
-            "event-about-event",
-            "Refusing to record an event about Event %s/%s: events about events multiply",
-            ref.namespace,
-            ref.name,
-        )
-        return None
-    return ref
-
-
-def _event_type(record: logging.LogRecord, notes: _Notes) -> str:
-    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
-    wanted = getattr(record, "event_type", None)
-    if wanted is None:
-        return by_level
-    if isinstance(wanted, str):
-        for known in (models.NORMAL, models.WARNING):
-            if wanted.strip().lower() == known.lower():
-                return known
-    notes.repair(
-        "event-type",
-        "Unsupported event_type %r (only Normal and Warning): recorded as %s, from the level",
-        wanted,
-        by_level,
-    )
-    return by_level
-
-
-def _reason(value: object, default: str, notes: _Notes) -> str:
-    if value is None or value == "":
-        return default
-    text = str.__str__(value) if isinstance(value, str) else str(value)
-    fixed = _camel_case(text)
-    if fixed == text and isinstance(value, str):
-        return fixed
-    fixed = fixed or default
-    notes.repair(
-        "reason",
-        "The reason %.80r is not one CamelCase word of at most %d bytes: recorded as %r",
-        value,
-        REASON_MAX_BYTES,
-        fixed,
-    )
-    return fixed
-
-
-def _camel_case(text: str) -> str:
-    """Join the words of ``text`` in UpperCamelCase and cut it to the server's limit."""
-    if _REASON_BREAKS.search(text) is not None:
-        text = "".join(word[:1].upper() + word[1:] for word in _REASON_BREAKS.split(text))
-    return _cut_bytes(text, REASON_MAX_BYTES)
-
-
-def _action(value: object, notes: _Notes) -> str:
-    if value is None or value == "":
-        return ""
-    text = str.__str__(value) if isinstance(value, str) else str(value)
-    fixed = _cut_bytes(_UNSAFE_TEXT.sub("\ufffd", text), ACTION_MAX_BYTES)
-    if fixed != text or not isinstance(value, str):
-        notes.repair(
-            "action", "The action %.80r was not a short string: recorded as %r", value, fixed
-        )
-    return fixed
-
-
-def _related(value: object, notes: _Notes) -> models.ObjectReference | None:
-    if value is None:
-        return None
-    try:
-        return references.object_reference(value)
-    except Exception as error:  # a bad secondary object costs the link, not the event
-        notes.repair("related", "Ignoring the related object: %s", error)
-        return None
-
-
-def _annotations(value: object, notes: _Notes) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping):
-        notes.repair(
-            "annotations", "Ignoring annotations: a %s is not a mapping", type(value).__name__
-        )
-        return None
-    result: dict[str, str] = {}
-    coerced: list[str] = []
-    dropped: list[str] = []
-    for key in list(value):
-        name = key if isinstance(key, str) else str(key)
-        if not _is_annotation_key(name):
-            dropped.append(name)
-            continue
-        item = value[key]
-        text = item if isinstance(item, str) else str(item)
-        if not isinstance(key, str) or not isinstance(item, str):
-            coerced.append(name)
-        result[name] = _UNSAFE_TEXT.sub("\ufffd", text)
-    if dropped:
-        notes.repair("annotation-key", "Dropping annotations with invalid keys: %r", dropped)
-    if coerced:
-        notes.repair("annotation-value", "Annotations %r made strings with str()", coerced)
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in result.items())
-    if size > ANNOTATIONS_MAX_BYTES:
-        notes.repair("annotation-size", "Dropping annotations: %d bytes is over 256 KiB", size)
-        return None
-    return result
-
-
-def _is_annotation_key(key: str) -> bool:
-    """The server's rule: a qualified name, ``[dns-subdomain/]name``, checked in lower case."""
-    parts = key.lower().split("/")
-    if len(parts) > 2:
-        return False
-    name = parts[-1]
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
-        return False
-    if len(parts) == 2:
-        prefix = parts[0]
-        return bool(prefix) and len(prefix) <= 253 and _DNS_SUBDOMAIN.match(prefix) is not None
-    return True
-
-
-def _sanitised_message(text: str, limit: int, notes: _Notes) -> str:
-    """Cut ``text`` to ``limit`` UTF-8 bytes and replace what cannot be stored."""
-    # a character is at most 4 bytes: only a message this long can be over the limit
-    long = len(text) * 4 > limit
-    head = text[: limit + 1] if long else text
-    if _UNSAFE_TEXT.search(head) is not None:
-        head = _UNSAFE_TEXT.sub("\ufffd", head)
-        notes.repair(
-            "message-text", "NUL or unpaired surrogate characters in the message became U+FFFD"
-        )
-    if not long:
-        return head
-    data = head.encode("utf-8")
-    if len(data) <= limit and len(head) == len(text):
-        return head
-    cut = data[: limit - len(TRUNCATION_MARK)].decode("utf-8", "ignore")
-    notes.repair(
-        "message-size",
-        "The message is longer than %d bytes: cut at a character boundary, ending in %r",
-        limit,
-        TRUNCATION_MARK,
-    )
-    return cut + TRUNCATION_MARK
-
-
-def _cut_bytes(text: str, limit: int) -> str:
-    if len(text) * 4 <= limit:
-        return text
-    data = text[: limit + 1].encode("utf-8", "replace")
-    if len(data) <= limit and len(text) <= limit:
-        return text
-    return data[:limit].decode("utf-8", "ignore")
-
-
-def _exception_summary(exc_info: object) -> str:
-    if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
-        return ""
-    exc_type, exc = exc_info[0], exc_info[1]
-    name = getattr(exc_type, "__qualname__", None) or str(exc_type)
-    try:
-        text = str(exc)
-    except Exception:  # an exception whose __str__ fails still has a type
-        text = "<unprintable>"
-    return f"{name}: {text}" if text else str(name)
-
-
-def _shallow_copy(record: logging.LogRecord) -> logging.LogRecord:
-    copy = logging.LogRecord.__new__(type(record))
-    copy.__dict__.update(record.__dict__)
-    return copy
-
-
-def _is_own(name: str) -> bool:
-    return name == _diagnostics.LOGGER_NAME or name.startswith(_OWN_PREFIX)
-
-
-# --- sinks ----------------------------------------------------------------------------------
-
-
-class _LazySink:
-    """An EventSink that builds the real one on its first write, on a writer thread.
-
-    Loading a kubeconfig may run an exec credential plugin for seconds; neither
-    ``dictConfig`` nor the thread that logs should wait for that.
-    """
-
-    def __init__(self, factory: Callable[[], sinks.EventSink], what: str, api: str) -> None:
-        self._factory = factory
-        self._what = what
-        self._api = api
-        self._lock = threading.Lock()
-        self._real: sinks.EventSink | None = None
-        self._error: Exception | None = None
-        self._closed = False
-        self._draining = False
-
-    def create(self, event: models.Event) -> models.Event:
-        """Create ``event`` through the real sink."""
-        return self._resolve().create(event)
-
-    def update(self, event: models.Event) -> models.Event:
-        """Replace ``event`` through the real sink."""
-        return self._resolve().update(event)
-
-    def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Patch ``event`` through the real sink."""
-        return self._resolve().patch(event, data)
-
-    @property
-    def api(self) -> str:
-        """The configured API; with ``"auto"``, the real sink's (built on the dispatcher)."""
-        if self._api != "auto":
-            return self._api
-        try:
-            real = self._resolve()
-        except Exception:  # no client: nothing will be written, whichever the API
-            return sinks.CORE_V1
-        return str(getattr(real, "api", sinks.CORE_V1))
-
-    def drain(self, on: bool) -> None:
-        """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
-        self._draining = on
-        drain = getattr(self._real, "drain", None)
-        if callable(drain):
-            drain(on)
-
-    @property
-    def waiting_for_rate_limit(self) -> int:
-        """Requests of the real sink waiting for its rate limit."""
-        return int(getattr(self._real, "waiting_for_rate_limit", 0) or 0)
-
-    def close(self) -> None:
-        """Close the real sink, if it was built (a build still running closes it itself)."""
-        self._closed = True
-        real = self._real
-        if real is not None:
-            _close_sink(real)
-
-    def _resolve(self) -> sinks.EventSink:
-        real = self._real
-        if real is not None:
-            return real
-        with self._lock:
-            if self._real is None and self._error is None and not self._closed:
-                self._build()
-            if self._real is not None:
-                return self._real
-        if self._closed:
-            raise ConnectionAbortedError("the event handler was closed")
-        raise sinks.RequestConstructionError(f"no Kubernetes client: {self._error}")
-
-    def _build(self) -> None:
-        try:
-            with _importing:
-                # os.fork() waits for this (see _before_fork): a child must not inherit a
-                # half-imported module, whose import lock a thread it lacks would hold forever
-                import kubernetes  # noqa: F401 - the import is the point
-            built = self._factory()
-        except Exception as error:  # a broken kubeconfig: say so once, then give up writes
-            self._error = error
-            _diagnostics.logger.warning(
-                "Unable to build a Kubernetes client from %s: %s; events go to no API server",
-                self._what,
-                error,
-            )
-            return
-        drain = getattr(built, "drain", None)
-        if self._draining and callable(drain):  # a flush began while the client was built
-            drain(True)
-        self._real = built
-        if self._closed:  # close() ran while the client was being built
-            _close_sink(built)
-
-
-def _close_sink(event_sink: object) -> None:
-    close = getattr(event_sink, "close", None)
-    if callable(close):
-        close()
-
-
-def _build_sink(spec: Mapping[str, Any]) -> sinks.EventSink | None:
-    """Build a sink from a ``{"()": factory, ...}`` dict, with dictConfig's own machinery."""
-    import logging.config
-
-    configurator = getattr(spec, "configurator", None)
-    if not isinstance(configurator, logging.config.BaseConfigurator):
-        configurator = logging.config.BaseConfigurator({})
-    # indexed access converts ext:// and cfg:// values; a copy keeps the config intact
-    built = configurator.configure_custom({key: spec[key] for key in spec})
-    if not isinstance(built, sinks.EventSink):
-        raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
-    return built
-
-
-def _kubeconfig_paths() -> list[str]:
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    return paths or [os.path.join("~", ".kube", "config")]
-
-
-def _kubeconfig_paths_text() -> str:
-    return ", ".join(_kubeconfig_paths())
-
-
-def _find_kube_config() -> str | None:
-    """Say where a client configuration would come from, without loading it."""
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_SERVICE_ACCOUNT_FILE):
-        return "the in-cluster service account"
-    for path in _kubeconfig_paths():
-        if os.path.isfile(os.path.expanduser(path)):
-            return f"the kubeconfig {path}"
-    return None
-
-
-# --- option checks (construction time: a configuration error should surface there) ---------
-
-
-def _checked_sink(option: object, given: recorder.EventBroadcaster | None) -> _Sink:
-    if isinstance(option, str):
-        lowered = option.strip().lower()
-        if lowered in ("none", ""):
-            return None
-        if lowered == "auto":
-            return "auto" if given is None else None
-        if given is None and lowered.startswith(("http://", "https://")):
-            return option.strip()
-    if given is not None and option is not None:
-        raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
-    if option is None or isinstance(option, sinks.EventSink):
-        return option
-    if isinstance(option, Mapping) and "()" in option:
-        return _build_sink(option)
-    raise ValueError(
-        f"sink must be 'auto', None, an http(s) URL, an EventSink or a '()' dict, not {option!r}"
-    )
-
-
-def _checked_api(api: str) -> str:
-    if api not in (sinks.CORE_V1, sinks.EVENTS_V1, "auto"):
-        raise ValueError(
-            f"api must be {sinks.CORE_V1!r}, {sinks.EVENTS_V1!r} or 'auto', not {api!r}"
-        )
-    return api
-
-
-def _checked_namespace(namespace: str) -> str:
-    if namespace != recorder.DEFAULT_NAMESPACE:
-        raise ValueError(
-            f"namespace {namespace!r}: the API server accepts core/v1 events without eventTime "
-            "about cluster-scoped objects only in 'default'"
-        )
-    return namespace
-
-
-def _checked_reason(reason: str) -> str:
-    if not isinstance(reason, str) or not reason or _camel_case(reason) != reason:
-        raise ValueError(f"default_reason must be one CamelCase word, not {reason!r}")
-    return reason
-
-
-def _checked_detail(detail: str) -> str:
-    if detail not in EXCEPTION_DETAILS:
-        raise ValueError(f"exception_detail must be one of {EXCEPTION_DETAILS}, not {detail!r}")
-    return detail
-
-
-def _checked_structured(option: bool | str, given: recorder.EventBroadcaster | None) -> bool | str:
-    if not isinstance(option, bool | str):
-        raise ValueError(f"structured_logging must be a bool or a logger name, not {option!r}")
-    if option and given is not None:
-        raise ValueError("structured_logging cannot be set together with broadcaster")
-    return option
-
-
-def _checked_timeout(
-    option: float | Sequence[float] | None,
-) -> float | tuple[float, float] | None:
-    if option is None:
-        return None
-    if isinstance(option, int | float):
-        return float(option)
-    values = [float(item) for item in option]
-    if len(values) != 2:
-        raise ValueError(f"request_timeout must be a number or two, not {option!r}")
-    return values[0], values[1]
-
-
-def _at_least(name: str, value: Any, minimum: float) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        raise ValueError(f"{name} must be a number >= {minimum}, not {value!r}")
-    return value
-
-
-def _correlator_options(
-    option: correlators.CorrelatorOptions | Mapping[str, Any] | None,
-) -> correlators.CorrelatorOptions | None:
-    if option is None or isinstance(option, correlators.CorrelatorOptions):
-        return option
-    if not isinstance(option, Mapping):
-        raise ValueError(f"correlator must be CorrelatorOptions or a mapping, not {option!r}")
-    fields = correlators.CorrelatorOptions.__dataclass_fields__
-    unknown = sorted(str(key) for key in option if key not in fields)
-    if unknown:
-        raise ValueError(f"unknown correlator options {unknown}; known: {sorted(fields)}")
-    # indexed access: dictConfig converts ext:// and cfg:// values only that way
-    return correlators.CorrelatorOptions(**{str(key): option[key] for key in option})
-
+_OPTION_NAMES = tuple(
+    name
+    for name, parameter in inspect.signature(KubernetesEventHandler).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+)
 
 # --- fork -------------------------------------------------------------------------------------
 
@@ -1169,27 +628,5 @@ def _reset_handlers_in_child() -> None:
         handler._after_fork_in_child()
 
 
-_importing = threading.Lock()
-"""Held while a writer thread imports the kubernetes client."""
-
-
-def _before_fork() -> None:
-    _importing.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    _importing.release()
-
-
-def _after_fork_in_child() -> None:
-    global _importing
-    _importing = threading.Lock()
-    _reset_handlers_in_child()
-
-
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
+    os.register_at_fork(after_in_child=_reset_handlers_in_child)

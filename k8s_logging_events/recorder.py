@@ -28,6 +28,7 @@ from pythonjsonlogger.json import JsonFormatter
 from k8s_logging_events import (
     _diagnostics,
     _runtime,
+    _sanitise,
     _stats,
     _writer,
     broadcaster,
@@ -44,6 +45,7 @@ __all__ = [
     "MAX_QUEUED_EVENTS",
     "EventBroadcaster",
     "EventRecorder",
+    "Occurrence",
 ]
 
 MAX_QUEUED_EVENTS = 1000
@@ -51,8 +53,6 @@ MAX_QUEUED_EVENTS = 1000
 
 DEFAULT_NAMESPACE = "default"
 """Where events about cluster-scoped objects go (the server accepts only this or none)."""
-
-_EVENT_KINDS = {("Event", "v1"), ("Event", "events.k8s.io/v1"), ("Event", "events.k8s.io/v1beta1")}
 
 
 class EventBroadcaster:
@@ -96,6 +96,7 @@ class EventBroadcaster:
             max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
         self._rng = rng or random.random
+        self._namer = correlator.EventNamer()
         self._invalid = _stats.Tally()
         self._counters = _stats.Counters(_stats.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
@@ -103,7 +104,7 @@ class EventBroadcaster:
         self._runtime = _runtime.Runtime(
             queue_length=queue_length,
             writers=writers,
-            build=_materialize,
+            build=self._build_event,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
@@ -238,9 +239,17 @@ class EventBroadcaster:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _offer(self, event: _PendingEvent) -> bool:
-        """Hand ``event`` to the runtime without blocking; a full queue is a counted drop."""
-        return self._runtime.offer(event)
+    def _offer(self, occurrence: Occurrence) -> bool:
+        """Hand ``occurrence`` to the runtime without blocking; full is a counted drop."""
+        return self._runtime.offer(occurrence)
+
+    def _build_event(self, item: object) -> models.Event:
+        """The runtime's build step: a snapshot becomes an Event on the dispatcher."""
+        if isinstance(item, Occurrence):
+            return item.materialize(self._namer)
+        if isinstance(item, models.Event):
+            return item
+        raise TypeError(f"not an occurrence: {type(item).__name__}")
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()
@@ -256,7 +265,9 @@ class EventBroadcaster:
                 return grouped.observe(series.prepare_event(event))
 
             return series.SeriesPolicy(grouped), observe
-        events = correlator.EventCorrelator(self._correlator_options_with_clock())
+        events = correlator.EventCorrelator(
+            self._correlator_options_with_clock(), namer=self._namer
+        )
 
         def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
             result = events.correlate(event)
@@ -302,6 +313,14 @@ class EventRecorder:
     def source(self) -> models.EventSource:
         """Who these events come from."""
         return self._source
+
+    def now(self) -> datetime:
+        """The time on this recorder's clock: when an occurrence happens."""
+        return self._clock.now()
+
+    def offer(self, occurrence: Occurrence) -> bool:
+        """Queue an occurrence that was already checked (the handler's path); True if queued."""
+        return self._broadcaster._offer(occurrence)
 
     def event(self, obj: object, type: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` with this ``message``."""
@@ -374,13 +393,13 @@ class EventRecorder:
         action: str,
         related: object | None,
         field_path: str,
-    ) -> _PendingEvent | None:
+    ) -> Occurrence | None:
         try:
             ref = references.object_reference(obj, field_path=field_path)
-        except references.InvalidObjectError as error:
-            self._broadcaster._report("invalid-object", "Unable to record event: %s", error)
+        except (references.InvalidObjectError, RecursionError) as error:
+            self._broadcaster._report("invalid-object", "Unable to record event: %r", error)
             return None
-        if (ref.kind, ref.api_version) in _EVENT_KINDS:
+        if _sanitise.is_event(ref.kind, ref.api_version):
             self._broadcaster._report(
                 "event-about-event",
                 "Refusing to record an event about Event %s/%s: events about events multiply",
@@ -406,7 +425,7 @@ class EventRecorder:
                 )
         # the Event itself (its name, a dataclass of 18 fields) is built on the
         # broadcaster's thread: the caller only snapshots what may change under it
-        return _PendingEvent(
+        return Occurrence(
             ref=ref,
             namespace=ref.namespace or self._default_namespace,
             type=type,
@@ -432,8 +451,13 @@ class EventRecorder:
 
 
 @dataclass(frozen=True, slots=True)
-class _PendingEvent:
-    """What the caller's thread snapshots for one event; the Event is built later."""
+class Occurrence:
+    """One occurrence as the caller's thread snapshots it; the Event is built later.
+
+    The one snapshot type of the pipeline: the handler reads it from a record
+    (:mod:`~k8s_logging_events._records`), a recorder from its arguments, and the runtime's
+    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`.
+    """
 
     ref: models.ObjectReference
     namespace: str
@@ -446,12 +470,10 @@ class _PendingEvent:
     source: models.EventSource
     time: datetime
 
-    def materialize(self) -> models.Event:
-        """Build the Event: its unique name, count 1, first and last timestamps."""
+    def materialize(self, namer: correlator.EventNamer) -> models.Event:
+        """Build the Event: its name, count 1, first and last timestamps."""
         return models.Event(
-            name=correlator.generate_event_name(
-                self.ref.name, correlator.unique_unix_nanos(self.time)
-            ),
+            name=namer.name(self.ref.name, self.time),
             namespace=self.namespace,
             involved_object=self.ref,
             reason=self.reason,
@@ -467,15 +489,6 @@ class _PendingEvent:
             reporting_instance=self.source.host,
             annotations=self.annotations or {},
         )
-
-
-def _materialize(item: object) -> models.Event:
-    """The runtime's build step: a snapshot becomes an Event on the dispatcher."""
-    if isinstance(item, _PendingEvent):
-        return item.materialize()
-    if isinstance(item, models.Event):
-        return item
-    raise TypeError(f"not an event: {type(item).__name__}")
 
 
 def _options_dict(options: correlator.CorrelatorOptions) -> dict[str, Any]:

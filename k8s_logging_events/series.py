@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import threading
 from datetime import datetime, timedelta
 
 import cachetools
 
+from k8s_logging_events import _sanitise, models
 from k8s_logging_events import clock as clock_mod
-from k8s_logging_events import models
 
 __all__ = [
     "DEFAULT_ACTION",
@@ -48,15 +47,11 @@ DEFAULT_CACHE_SIZE = 4096
 DEFAULT_ACTION = "Logged"
 """The action of an event whose record names none: events.k8s.io/v1 requires one."""
 
-MAX_NOTE_BYTES = 1024
+MAX_NOTE_BYTES = _sanitise.MESSAGE_MAX_BYTES
 """The API server's limit on ``note``, in UTF-8 bytes."""
 
-MAX_FIELD_BYTES = 128
+MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
 """The API server's limit on reason, action and reportingInstance."""
-
-_TRUNCATED = " ..."
-_NAME_PART = re.compile(r"[^A-Za-z0-9_.-]+")
-_PREFIX_PART = re.compile(r"[^a-z0-9.-]+")
 
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
@@ -85,16 +80,10 @@ def series_patch(event: models.Event) -> bytes:
 def qualified_name(component: str) -> str:
     """Turn a component name into a Kubernetes qualified name (``[prefix/]name``).
 
-    ``reportingController`` must be one: the name part at most 63 characters of letters,
-    digits, ``-``, ``_`` and ``.``, starting and ending alphanumeric; the optional prefix a
-    DNS subdomain. Anything else is replaced by ``-``; an empty result becomes
-    ``k8s-logging-events``.
+    ``reportingController`` must be one; see :func:`k8s_logging_events._sanitise.qualified_name`
+    (the prefix is made a DNS subdomain, so ``a..b/ctl`` becomes ``a.b/ctl``).
     """
-    prefix, _, name = component.rpartition("/")
-    name = _NAME_PART.sub("-", name)[:63].strip("-_.")
-    prefix = _PREFIX_PART.sub("-", prefix.lower())[:253].strip("-.")
-    name = name or "k8s-logging-events"
-    return f"{prefix}/{name}" if prefix else name
+    return _sanitise.qualified_name(component)
 
 
 def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
@@ -109,21 +98,13 @@ def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) 
     instance = event.reporting_instance or event.source.host or controller
     return dataclasses.replace(
         event,
-        action=_cut(event.action or default_action, MAX_FIELD_BYTES, ""),
-        reason=_cut(event.reason or "Logging", MAX_FIELD_BYTES, ""),
+        action=_sanitise.cut_bytes(event.action or default_action, MAX_FIELD_BYTES),
+        reason=_sanitise.cut_bytes(event.reason or "Logging", MAX_FIELD_BYTES),
         reporting_controller=controller,
-        reporting_instance=_cut(instance, MAX_FIELD_BYTES, ""),
-        message=_cut(event.message, MAX_NOTE_BYTES, _TRUNCATED),
+        reporting_instance=_sanitise.cut_bytes(instance, MAX_FIELD_BYTES),
+        message=_sanitise.cut_bytes(event.message, MAX_NOTE_BYTES, _sanitise.TRUNCATION_MARK),
         event_time=event.event_time or event.first_timestamp,
     )
-
-
-def _cut(text: str, limit: int, mark: str) -> str:
-    data = text.encode("utf-8", "replace")
-    if len(data) <= limit:
-        return text
-    kept = data[: limit - len(mark.encode())].decode("utf-8", "ignore")
-    return kept + mark
 
 
 @dataclasses.dataclass(slots=True)

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from k8s_logging_events import _tokenbucket, models
+from k8s_logging_events import _diagnostics, _tokenbucket, models
 from k8s_logging_events import clock as clock_mod
 
 if TYPE_CHECKING:
@@ -39,8 +40,12 @@ __all__ = [
     "ApiStatusError",
     "EventSink",
     "KubernetesEventSink",
+    "LazySink",
     "RequestConstructionError",
+    "find_configuration",
     "is_retryable",
+    "kubeconfig_paths",
+    "sink_from_config",
 ]
 
 CORE_V1 = "v1"
@@ -179,6 +184,9 @@ class KubernetesEventSink:
         api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"`` or ``"auto"``.
         drain_qps: the rate limit while :meth:`drain` is on (0: none), see
             :data:`DEFAULT_DRAIN_QPS`.
+        kubeconfig: the kubeconfig file to load when no ``api_client`` is given (instead of
+            the in-cluster service account, ``KUBECONFIG`` or ``~/.kube/config``).
+        context: the kubeconfig context to use (its current context by default).
     """
 
     def __init__(
@@ -192,13 +200,17 @@ class KubernetesEventSink:
         sleep: clock_mod.Sleeper | None = None,
         api: str = CORE_V1,
         drain_qps: float = DEFAULT_DRAIN_QPS,
+        kubeconfig: str | None = None,
+        context: str | None = None,
     ) -> None:
         if api not in (CORE_V1, EVENTS_V1, "auto"):
             raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
         self._api = api
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
-        self._api_client: Any = api_client if api_client is not None else _default_api_client()
+        self._api_client: Any = (
+            api_client if api_client is not None else _default_api_client(kubeconfig, context)
+        )
         self._timeout = request_timeout
         self._clock = clock or clock_mod.SystemClock()
         self._sleep = sleep or clock_mod.event_sleep
@@ -370,22 +382,47 @@ class KubernetesEventSink:
                 clear()
 
 
-def _default_api_client() -> Any:
+def _default_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
     from kubernetes import client, config
 
     configuration = client.Configuration()
     loader: Any = config
-    if os.environ.get("KUBERNETES_SERVICE_HOST") and os.path.exists(_SERVICE_ACCOUNT_TOKEN):
+    if kubeconfig is None and context is None and _in_cluster():
         loader.load_incluster_config(client_configuration=configuration)
     else:
         # the client reads KUBECONFIG once, at import; read it now so a later change counts
         loader.load_kube_config(
-            config_file=os.environ.get("KUBECONFIG") or None,
+            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
+            context=context,
             client_configuration=configuration,
             persist_config=False,
         )
     configuration.retries = False
     return client.ApiClient(configuration)
+
+
+def _in_cluster() -> bool:
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
+        _SERVICE_ACCOUNT_TOKEN
+    )
+
+
+def kubeconfig_paths(kubeconfig: str | None = None) -> list[str]:
+    """The kubeconfig files the client would read: the given one, ``KUBECONFIG``, the default."""
+    if kubeconfig:
+        return [kubeconfig]
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return paths or [os.path.join("~", ".kube", "config")]
+
+
+def find_configuration(kubeconfig: str | None = None) -> str | None:
+    """Say where a client configuration would come from, without loading it (None: nowhere)."""
+    if kubeconfig is None and _in_cluster():
+        return "the in-cluster service account"
+    for path in kubeconfig_paths(kubeconfig):
+        if os.path.isfile(os.path.expanduser(path)):
+            return f"the kubeconfig {path}"
+    return None
 
 
 def _status_error(
@@ -458,5 +495,153 @@ def _renew_sinks_in_child() -> None:
         live._after_fork_in_child()
 
 
+# --- a sink built on first use ----------------------------------------------------------
+
+
+class LazySink:
+    """An EventSink that builds the real one on its first write, on a writer thread.
+
+    Loading a kubeconfig may run an exec credential plugin for seconds; neither
+    ``dictConfig`` nor the thread that logs should wait for that.
+    """
+
+    def __init__(self, factory: Callable[[], EventSink], what: str, api: str) -> None:
+        self._factory = factory
+        self._what = what
+        self._api = api
+        self._lock = threading.Lock()
+        self._real: EventSink | None = None
+        self._error: Exception | None = None
+        self._closed = False
+        self._draining = False
+
+    def create(self, event: models.Event) -> models.Event:
+        """Create ``event`` through the real sink."""
+        return self._resolve().create(event)
+
+    def update(self, event: models.Event) -> models.Event:
+        """Replace ``event`` through the real sink."""
+        return self._resolve().update(event)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Patch ``event`` through the real sink."""
+        return self._resolve().patch(event, data)
+
+    @property
+    def api(self) -> str:
+        """The configured API; with ``"auto"``, the real sink's (built on the dispatcher)."""
+        if self._api != "auto":
+            return self._api
+        try:
+            real = self._resolve()
+        except Exception:  # no client: nothing will be written, whichever the API
+            return CORE_V1
+        return str(getattr(real, "api", CORE_V1))
+
+    def drain(self, on: bool) -> None:
+        """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
+        self._draining = on
+        drain = getattr(self._real, "drain", None)
+        if callable(drain):
+            drain(on)
+
+    @property
+    def waiting_for_rate_limit(self) -> int:
+        """Requests of the real sink waiting for its rate limit."""
+        return int(getattr(self._real, "waiting_for_rate_limit", 0) or 0)
+
+    def close(self) -> None:
+        """Close the real sink, if it was built (a build still running closes it itself)."""
+        self._closed = True
+        real = self._real
+        if real is not None:
+            _close_sink(real)
+
+    def _resolve(self) -> EventSink:
+        real = self._real
+        if real is not None:
+            return real
+        with self._lock:
+            if self._real is None and self._error is None and not self._closed:
+                self._build()
+            if self._real is not None:
+                return self._real
+        if self._closed:
+            raise ConnectionAbortedError("the event handler was closed")
+        raise RequestConstructionError(f"no Kubernetes client: {self._error}")
+
+    def _build(self) -> None:
+        try:
+            with _importing:
+                # os.fork() waits for this (see _before_fork): a child must not inherit a
+                # half-imported module, whose import lock a thread it lacks would hold forever
+                import kubernetes  # noqa: F401 - the import is the point
+            built = self._factory()
+        except Exception as error:  # a broken kubeconfig: say so once, then give up writes
+            self._error = error
+            _diagnostics.RateLimitedReporter().report(
+                "build-client",
+                logging.WARNING,
+                "Unable to build a Kubernetes client from %s: %s; events go to no API server",
+                self._what,
+                error,
+            )
+            return
+        drain = getattr(built, "drain", None)
+        if self._draining and callable(drain):  # a flush began while the client was built
+            drain(True)
+        self._real = built
+        if self._closed:  # close() ran while the client was being built
+            _close_sink(built)
+
+
+def _close_sink(event_sink: object) -> None:
+    close = getattr(event_sink, "close", None)
+    if callable(close):
+        close()
+
+
+def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
+    """Build a sink from a ``{"()": factory, ...}`` dict, with dictConfig's own machinery."""
+    import logging.config
+
+    configurator = getattr(spec, "configurator", None)
+    if not isinstance(configurator, logging.config.BaseConfigurator):
+        configurator = logging.config.BaseConfigurator({})
+    # indexed access converts ext:// and cfg:// values; a copy keeps the config intact
+    built = configurator.configure_custom({key: spec[key] for key in spec})
+    if not isinstance(built, EventSink):
+        raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
+    return built
+
+
+_importing = threading.Lock()
+"""Held while a writer thread imports the kubernetes client."""
+
+_FORK_WAIT_SECONDS = 10.0
+_fork_holds_import = False
+
+
+def _before_fork() -> None:
+    # bounded: a fork is never held up for long by an import on another thread
+    global _fork_holds_import
+    _fork_holds_import = _importing.acquire(timeout=_FORK_WAIT_SECONDS)
+
+
+def _after_fork_in_parent() -> None:
+    if _fork_holds_import:
+        _importing.release()
+
+
+def _after_fork_in_child() -> None:
+    global _importing
+    _importing = threading.Lock()
+    _renew_sinks_in_child()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_sinks_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )

@@ -753,23 +753,31 @@ class TestAggregation:
         assert int(hex_nanos, 16) >= unix_nanos(aggregator_now)
         assert result.event.first_timestamp == aggregator_now
 
-    def test_aggregate_name_is_not_validated(self) -> None:
-        """Unlike a recorded event's name, the aggregate name is kept even when invalid."""
+    @pytest.mark.parametrize("ref_name", ["UPPER", "web/0", "50%"])
+    def test_aggregate_names_fall_back_to_a_uuid_like_every_other_name(self, ref_name) -> None:
+        """client-go names the combined event <name>.<hex> without checking it, and an object
+        named web/0 or 50% then loses every combined occurrence to a 422: here it gets the
+        UUID fallback that recorded events get."""
         correlator = new_correlator(FakeClock())
-        ref = ObjectReference(kind="Pod", name="UPPER")
+        ref = ObjectReference(kind="Pod", name=ref_name)
         for i in range(10):
             result = correlator.correlate(
                 Event(name="x", namespace="", involved_object=ref, message=str(i), count=1)
             )
 
         assert result.event is not None
-        assert result.event.name.startswith("UPPER.")
+        assert result.event.message.startswith(corr.COMBINED_MESSAGE_PREFIX)
+        assert corr.is_dns_subdomain(result.event.name)
 
     def test_names_never_repeat_even_when_the_clock_stands_still(self) -> None:
-        """unique_unix_nanos bumps a repeated instant, so two events never share a name."""
+        """A namer bumps a repeated instant per object, so two events never share a name;
+        the first name for an object follows from its time alone (client-go's name)."""
         now = FakeClock().now()
-        first, second = corr.unique_unix_nanos(now), corr.unique_unix_nanos(now)
-        assert second > first >= unix_nanos(now)
+        namer = corr.EventNamer()
+        first, second = namer.name("foo", now), namer.name("foo", now)
+        assert first == f"foo.{unix_nanos(now):x}"
+        assert second == f"foo.{unix_nanos(now) + 1:x}"
+        assert namer.name("bar", now) == f"bar.{unix_nanos(now):x}"
 
     def test_window_boundary_is_strictly_greater(self) -> None:
         """Exactly max_interval after the last similar event still aggregates; a bit more resets."""

@@ -627,18 +627,36 @@ class TestBadInput:
         log.warning("second site", extra={"involved": "web-0"})
         assert sum("Unable to refer" in text for text in reports.messages()) == 2
 
-    def test_a_recursion_error_is_not_swallowed(self, make) -> None:
-        """As in the stdlib handlers, RecursionError propagates; nothing else does."""
+    def test_an_involved_object_whose_attributes_recurse_is_refused_not_raised(
+        self, make, log, reports
+    ) -> None:
+        """A buggy lazy proxy whose attribute lookup recurses: the recursion is the object's,
+        not the handler's, so log.warning(...) returns and the refusal is reported."""
 
         class Recursive:
-            @property
-            def metadata(self) -> object:
+            def __getattr__(self, name: str) -> object:
+                return getattr(self, name)  # recurses until RecursionError
+
+        handler = make()
+        log.addHandler(handler)
+        log.warning("lazy", extra={"involved": Recursive()})
+        assert handler.stats()["refused"] == 1
+        assert any("recurse" in text for text in reports.messages())
+
+    def test_a_recursion_error_in_the_formatter_still_propagates(self, make) -> None:
+        """As in the stdlib handlers, a RecursionError of the logging machinery itself (here
+        the formatter) propagates; nothing else does."""
+
+        class Looping(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
                 raise RecursionError("maximum recursion depth exceeded")
 
+        handler = make()
+        handler.setFormatter(Looping())
         record = logging.LogRecord("app", logging.WARNING, __file__, 1, "m", (), None)
-        record.involved = Recursive()
+        record.involved = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
         with pytest.raises(RecursionError):
-            make().handle(record)
+            handler.handle(record)
 
 
 # --- lifecycle -----------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k8s_logging_events import correlator, models, sink
+from k8s_logging_events import models, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
@@ -999,16 +999,19 @@ def test_fork_while_threads_log(server) -> None:
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 @pytest.mark.timeout(60)
 def test_a_fork_while_a_thread_names_an_event_does_not_deadlock_the_child(server) -> None:
-    """Event names come from a process-wide lock; a thread of the parent holds it at the
-    fork (as a thread that logs at that instant does). The child's first event must not
-    wait for a thread it does not have."""
+    """Event names come from the broadcaster's namer, under a lock; a thread of the parent
+    holds it at the fork (as the dispatcher naming an event at that instant does). The
+    child's first event must not wait for a thread it does not have."""
     handler = KubernetesEventHandler(component="fork", host="node-1", sink=server.url, qps=0)
     log = app_logger("fork")
     log.addHandler(handler)
+    log.warning("parent", extra={"involved": pod("fork-parent"), "reason": "Parent"})
+    assert handler.broadcaster is not None
+    name_lock = handler.broadcaster._namer._lock
     held, release = threading.Event(), threading.Event()
 
     def hold_the_name_lock() -> None:
-        with correlator._nanos_lock:
+        with name_lock:
             held.set()
             release.wait(10)
 
@@ -1033,7 +1036,7 @@ def test_a_fork_while_a_thread_names_an_event_does_not_deadlock_the_child(server
         holder.join(10)
         handler.close()
     assert report == {"flushed": True}, "the child's first event deadlocked"
-    assert stored_counts(server) == Counter({"fork-child": 1})
+    assert stored_counts(server) == Counter({"fork-child": 1, "fork-parent": 1})
 
 
 FORK_DURING_IMPORT_CHILD = r"""

@@ -465,14 +465,14 @@ def test_an_extreme_spam_filter_rate_neither_overflows_nor_spins() -> None:
 
 def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None:
     """An exception while the dispatcher builds one event costs that occurrence only."""
-    original = recorder._PendingEvent.materialize
+    original = recorder.Occurrence.materialize
 
-    def materialize(self: recorder._PendingEvent) -> models.Event:
+    def materialize(self: recorder.Occurrence, namer: correlator.EventNamer) -> models.Event:
         if self.reason == "Broken":
             raise RuntimeError("boom")
-        return original(self)
+        return original(self, namer)
 
-    monkeypatch.setattr(recorder._PendingEvent, "materialize", materialize)
+    monkeypatch.setattr(recorder.Occurrence, "materialize", materialize)
     fake = FakeEventSink()
     b = recorder.EventBroadcaster()
     try:

@@ -1,0 +1,207 @@
+"""The handler's options, checked once, when the handler is built.
+
+This sits at the front door, beside :mod:`k8s_logging_events.handler`: ``dictConfig`` hands
+the handler whatever a YAML or JSON file says, and a mistake there must surface as a clear
+message when the configuration is applied, never as a stalled writer or a spinning thread
+later. Every check names the option, the value and what is allowed; an unknown option names
+the closest known one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from k8s_logging_events import _records, _sanitise, recorder
+from k8s_logging_events import correlator as correlators
+from k8s_logging_events import sink as sinks
+
+__all__ = ["Config", "check_known", "checked_correlator", "checked_sink", "number", "timeout"]
+
+MIN_MESSAGE_BYTES = 16
+"""The shortest ``max_message_bytes``: room for a word and the truncation mark."""
+
+SinkOption = sinks.EventSink | str | Mapping[str, Any] | None
+"""What ``sink=`` accepts: ``"auto"``, ``None``, a URL, an EventSink, or a ``"()"`` dict."""
+
+Sink = sinks.EventSink | str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The checked options of one handler."""
+
+    sink: Sink
+    namespace: str
+    default_reason: str
+    max_message_bytes: int
+    queue_length: int
+    qps: float
+    burst: int
+    drain_qps: float
+    request_timeout: float | tuple[float, float] | None
+    correlator: correlators.CorrelatorOptions | None
+    flush_timeout: float
+    structured_logging: bool | str
+    exception_detail: str
+    writers: int
+    max_tries: int
+    sleep_duration: float
+    api: str
+    kubeconfig: str | None
+    context: str | None
+
+
+def check_known(
+    given: Iterable[str],
+    known: Iterable[str],
+    what: str,
+    error: type[Exception] = TypeError,
+) -> None:
+    """Raise ``error`` for an option that does not exist, naming the closest known one."""
+    known = sorted(known)
+    for name in given:
+        close = difflib.get_close_matches(name, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+        raise error(f"{what} has no option {name!r}{hint}")
+
+
+def number(
+    name: str,
+    value: object,
+    *,
+    minimum: float,
+    integer: bool = False,
+    meaning: str = "",
+) -> float:
+    """Return ``value`` as a finite number of at least ``minimum``, or raise ValueError.
+
+    A number written as a string (``"5"``, as environment-driven configuration often
+    gives it) is accepted; NaN, infinity, booleans and anything else are not.
+    """
+    allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
+    if meaning:
+        allowed += f" ({meaning})"
+    converted: float | None = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        converted = float(value)
+    elif isinstance(value, str):
+        try:
+            converted = float(value.strip())
+        except ValueError:
+            converted = None
+    if (
+        converted is None
+        or not math.isfinite(converted)
+        or converted < minimum
+        or (integer and not converted.is_integer())
+    ):
+        raise ValueError(f"{name} must be {allowed}, not {value!r}")
+    return converted
+
+
+def timeout(value: object) -> float | tuple[float, float] | None:
+    """``request_timeout``: None, seconds for both, or ``[connect, read]`` seconds."""
+    meaning = "seconds to connect and to read"
+    if value is None:
+        return None
+    if isinstance(value, str | int | float):
+        return number("request_timeout", value, minimum=0.001, meaning=meaning)
+    if isinstance(value, Sequence) and len(value) == 2:
+        connect, read = (
+            number("request_timeout", item, minimum=0.001, meaning=meaning) for item in value
+        )
+        return connect, read
+    raise ValueError(f"request_timeout must be a number or a pair of numbers, not {value!r}")
+
+
+def choice(name: str, value: object, allowed: Sequence[str]) -> str:
+    """Return ``value`` when it is one of ``allowed``, or raise ValueError."""
+    if not isinstance(value, str) or value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
+    return value
+
+
+def optional_text(name: str, value: object) -> str | None:
+    """None, or a non-empty string."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string or null, not {value!r}")
+    return value
+
+
+def namespace(value: object) -> str:
+    """Only ``default`` can hold core/v1 events without eventTime about cluster objects."""
+    if value != recorder.DEFAULT_NAMESPACE:
+        raise ValueError(
+            f"namespace must be 'default', not {value!r}: the API server accepts core/v1 "
+            "events without eventTime about cluster-scoped objects only there"
+        )
+    return recorder.DEFAULT_NAMESPACE
+
+
+def reason(value: object) -> str:
+    """``default_reason``: one UpperCamelCase word the server accepts."""
+    if not isinstance(value, str) or not value or _sanitise.camel_case(value) != value:
+        raise ValueError(f"default_reason must be one CamelCase word, not {value!r}")
+    return value
+
+
+def structured(value: object, given: object) -> bool | str:
+    """``structured_logging``: a bool, or the name of a logger."""
+    if not isinstance(value, bool | str):
+        raise ValueError(f"structured_logging must be true, false or a logger name, not {value!r}")
+    if value and given is not None:
+        raise ValueError("structured_logging cannot be set together with broadcaster")
+    return value
+
+
+def exception_detail(value: object) -> str:
+    """``exception_detail``: summary, traceback or none."""
+    return choice("exception_detail", value, _records.EXCEPTION_DETAILS)
+
+
+def checked_sink(option: object, given: object) -> Sink:
+    """``sink``: "auto", None, an http(s) URL, an EventSink or a ``"()"`` dict."""
+    if isinstance(option, str):
+        lowered = option.strip().lower()
+        if lowered in ("none", ""):
+            return None
+        if lowered == "auto":
+            return "auto" if given is None else None
+        if given is None and lowered.startswith(("http://", "https://")):
+            return option.strip()
+    if given is not None and option is not None:
+        raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
+    if option is None or isinstance(option, sinks.EventSink):
+        return option
+    if isinstance(option, Mapping) and "()" in option:
+        return sinks.sink_from_config(option)
+    raise ValueError(
+        f"sink must be 'auto', None, an http(s) URL, an EventSink or a '()' dict, not {option!r}"
+    )
+
+
+def checked_correlator(
+    option: object,
+) -> correlators.CorrelatorOptions | None:
+    """``correlator``: CorrelatorOptions, or a mapping of its field names."""
+    if option is None or isinstance(option, correlators.CorrelatorOptions):
+        return option
+    if not isinstance(option, Mapping):
+        raise ValueError(f"correlator must be a mapping of correlator options, not {option!r}")
+    fields = correlators.CorrelatorOptions.__dataclass_fields__
+    check_known([str(k) for k in option if k not in fields], fields, "correlator", ValueError)
+    # indexed access: dictConfig converts ext:// and cfg:// values only that way
+    values = {str(key): option[key] for key in option}
+    for name in ("lru_cache_size", "burst_size", "max_events"):
+        if name in values:
+            values[name] = int(number(f"correlator.{name}", values[name], minimum=0, integer=True))
+    for name in ("qps", "max_interval_seconds"):
+        if name in values:
+            values[name] = number(f"correlator.{name}", values[name], minimum=0)
+    return correlators.CorrelatorOptions(**values)

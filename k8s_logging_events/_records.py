@@ -1,0 +1,325 @@
+"""What a record carries: from a ``logging.LogRecord`` to one occurrence, on the caller's thread.
+
+This is the handler's half of the pipeline's first step. :func:`read` takes the involved
+object's reference, the formatted message and the extras (``reason``, ``event_type``,
+``action``, ``related``, ``annotations``, ``field_path``) from a record and returns the
+:class:`~k8s_logging_events.recorder.Occurrence` the recorder queues, repaired where the API
+server would refuse a field (through :mod:`~k8s_logging_events._sanitise`) or ``None`` when
+the record cannot be an event. What was repaired or refused is noted in :class:`Notes` and
+reported once per call site by :class:`CallSites`. The record itself is never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from k8s_logging_events import _diagnostics, _sanitise, models, recorder, references
+
+__all__ = ["EXCEPTION_DETAILS", "EXTRAS", "CallSites", "Notes", "Settings", "is_own", "read"]
+
+EXCEPTION_DETAILS = ("summary", "traceback", "none")
+"""What an event says about a record's exception: ``ExcType: text``, the whole traceback
+(as the formatter renders it), or nothing."""
+
+EXTRAS = ("involved", "reason", "action", "related", "annotations", "event_type", "field_path")
+"""The record attributes (``extra=`` keys) the handler reads."""
+
+_MAX_CALL_SITES = 4096
+_OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
+_PLAIN = logging.Formatter("%(message)s")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """The handler options that shape an occurrence."""
+
+    source: models.EventSource
+    default_reason: str
+    max_message_bytes: int
+    exception_detail: str
+    formatter: logging.Formatter | None
+
+
+def read(
+    record: logging.LogRecord,
+    involved: object,
+    settings: Settings,
+    notes: Notes,
+    *,
+    now: datetime,
+    default_namespace: str,
+) -> recorder.Occurrence | None:
+    """Snapshot what the event needs from ``record``; None when it cannot be one."""
+    ref = _reference(involved, getattr(record, "field_path", None), notes)
+    if ref is None:
+        return None
+    message = _message(record, settings, notes)
+    if message is None:
+        return None
+    return recorder.Occurrence(
+        ref=ref,
+        namespace=ref.namespace or default_namespace,
+        type=_event_type(record, notes),
+        reason=_reason(getattr(record, "reason", None), settings.default_reason, notes),
+        message=message,
+        annotations=_annotations(getattr(record, "annotations", None), notes),
+        action=_action(getattr(record, "action", None), notes),
+        related=_related(getattr(record, "related", None), notes),
+        source=settings.source,
+        time=now,
+    )
+
+
+def is_own(name: str) -> bool:
+    """True for the library's own logger and its children: never an event."""
+    return name == _diagnostics.LOGGER_NAME or name.startswith(_OWN_PREFIX)
+
+
+# --- notes and reports ------------------------------------------------------------------------
+
+
+class Notes:
+    """The problems found in one record: at most one refusal, any number of repairs."""
+
+    __slots__ = ("refusal", "repairs")
+
+    def __init__(self) -> None:
+        self.refusal: tuple[str, str, tuple[object, ...]] | None = None
+        self.repairs: list[tuple[str, str, tuple[object, ...]]] = []
+
+    def refuse(self, kind: str, msg: str, *args: object) -> None:
+        """Note why the record makes no event."""
+        self.refusal = (kind, msg + " (no event)", args)
+
+    def repair(self, kind: str, msg: str, *args: object) -> None:
+        """Note what was changed so that the event is valid."""
+        self.repairs.append((kind, msg, args))
+
+    def report(self, sites: CallSites, record: logging.LogRecord) -> None:
+        """Report every note, once per call site and kind."""
+        for kind, msg, args in [*self.repairs, *([self.refusal] if self.refusal else [])]:
+            sites.report(record, kind, msg, *args)
+
+
+class CallSites:
+    """Reports each kind of problem once per call site (``pathname:lineno``)."""
+
+    def __init__(self, limit: int = _MAX_CALL_SITES) -> None:
+        self._lock = threading.RLock()  # the caller's path: a signal handler may re-enter
+        self._seen: set[tuple[str, int, str]] = set()
+        self._limit = limit
+        # past the limit (generated code?), fall back to once a minute per kind
+        self._overflow = _diagnostics.RateLimitedReporter()
+
+    def report(self, record: logging.LogRecord, kind: str, msg: str, *args: object) -> None:
+        """Warn about ``kind`` at ``record``'s call site, unless that was done already."""
+        pathname = str(getattr(record, "pathname", "") or "?")
+        lineno = int(getattr(record, "lineno", 0) or 0)
+        key = (pathname, lineno, kind)
+        with self._lock:
+            if key in self._seen:
+                return
+            fresh = len(self._seen) < self._limit
+            if fresh:
+                self._seen.add(key)
+        text = msg + " (logged at %s:%d)"
+        if fresh:
+            _diagnostics.logger.warning(text, *args, pathname, lineno)
+        else:
+            self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
+
+
+# --- the fields -------------------------------------------------------------------------------
+
+
+def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
+    if isinstance(involved, models.Event):
+        _about_an_event(involved.namespace, involved.name, notes)
+        return None
+    path = field_path if isinstance(field_path, str) else ""
+    try:
+        ref = references.object_reference(involved, field_path=path)
+    except RecursionError:
+        # the object's own attribute lookup recursed (a lazy proxy gone wrong): its
+        # problem, not the handler's, and the stack has unwound to here
+        notes.refuse("involved", "Unable to refer to the involved object: its attributes recurse")
+        return None
+    except Exception as error:  # InvalidObjectError, or an object whose attributes raise
+        notes.refuse("involved", "Unable to refer to the involved object: %s", error)
+        return None
+    if _sanitise.is_event(ref.kind, ref.api_version):
+        _about_an_event(ref.namespace, ref.name, notes)
+        return None
+    return ref
+
+
+def _about_an_event(namespace: str, name: str, notes: Notes) -> None:
+    notes.refuse(
+        "event-about-event",
+        "Refusing to record an event about Event %s/%s: events about events multiply",
+        namespace,
+        name,
+    )
+
+
+def _event_type(record: logging.LogRecord, notes: Notes) -> str:
+    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
+    wanted = getattr(record, "event_type", None)
+    if wanted is None:
+        return by_level
+    if isinstance(wanted, str):
+        for known in (models.NORMAL, models.WARNING):
+            if wanted.strip().lower() == known.lower():
+                return known
+    notes.repair(
+        "event-type",
+        "Unsupported event_type %r (only Normal and Warning): recorded as %s, from the level",
+        wanted,
+        by_level,
+    )
+    return by_level
+
+
+def _reason(value: object, default: str, notes: Notes) -> str:
+    if value is None or value == "":
+        return default
+    text = str.__str__(value) if isinstance(value, str) else str(value)
+    fixed = _sanitise.camel_case(text)
+    if fixed == text and isinstance(value, str):
+        return fixed
+    fixed = fixed or default
+    notes.repair(
+        "reason",
+        "The reason %.80r is not one CamelCase word of at most %d bytes: recorded as %r",
+        value,
+        _sanitise.REASON_MAX_BYTES,
+        fixed,
+    )
+    return fixed
+
+
+def _action(value: object, notes: Notes) -> str:
+    if value is None or value == "":
+        return ""
+    text = str.__str__(value) if isinstance(value, str) else str(value)
+    fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
+    if fixed != text or not isinstance(value, str):
+        notes.repair(
+            "action", "The action %.80r was not a short string: recorded as %r", value, fixed
+        )
+    return fixed
+
+
+def _related(value: object, notes: Notes) -> models.ObjectReference | None:
+    if value is None:
+        return None
+    try:
+        return references.object_reference(value)
+    except (Exception, RecursionError) as error:  # a bad secondary object costs the link only
+        notes.repair("related", "Ignoring the related object: %s", error)
+        return None
+
+
+def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        notes.repair(
+            "annotations", "Ignoring annotations: a %s is not a mapping", type(value).__name__
+        )
+        return None
+    result: dict[str, str] = {}
+    coerced: list[str] = []
+    dropped: list[str] = []
+    for key in list(value):
+        name = key if isinstance(key, str) else str(key)
+        if not _sanitise.is_annotation_key(name):
+            dropped.append(name)
+            continue
+        item = value[key]
+        text = item if isinstance(item, str) else str(item)
+        if not isinstance(key, str) or not isinstance(item, str):
+            coerced.append(name)
+        result[name] = _sanitise.safe_text(text)
+    if dropped:
+        notes.repair("annotation-key", "Dropping annotations with invalid keys: %r", dropped)
+    if coerced:
+        notes.repair("annotation-value", "Annotations %r made strings with str()", coerced)
+    size = sum(len(k.encode()) + len(v.encode()) for k, v in result.items())
+    if size > _sanitise.ANNOTATIONS_MAX_BYTES:
+        notes.repair("annotation-size", "Dropping annotations: %d bytes is over 256 KiB", size)
+        return None
+    return result
+
+
+# --- the message ------------------------------------------------------------------------------
+
+
+def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str | None:
+    try:
+        text = _format(record, settings)
+    except RecursionError:
+        raise
+    except Exception as error:  # a bad format string is the caller's bug, not a crash
+        notes.refuse("message", "Unable to format the message: %r", error)
+        return None
+    return _sanitised_message(text, settings.max_message_bytes, notes)
+
+
+def _format(record: logging.LogRecord, settings: Settings) -> str:
+    """Format without touching ``record``: a formatter sets attributes on what it formats."""
+    detail = settings.exception_detail
+    has_extra = record.exc_info is not None or record.stack_info is not None
+    if settings.formatter is None and not has_extra:
+        return record.getMessage()
+    copy = _shallow_copy(record)
+    summary = ""
+    if detail != "traceback":
+        summary = _exception_summary(record.exc_info) if detail == "summary" else ""
+        copy.exc_info = None
+        copy.exc_text = None
+        copy.stack_info = None
+    text = (settings.formatter or _PLAIN).format(copy)
+    return f"{text}: {summary}" if summary else text
+
+
+def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
+    """Cut ``text`` to ``limit`` UTF-8 bytes and replace what cannot be stored."""
+    # a character is at most 4 bytes: only a message this long can be over the limit
+    head = text[: limit + 1] if len(text) * 4 > limit else text
+    if _sanitise.has_unsafe_text(head):
+        head = _sanitise.safe_text(head)
+        notes.repair(
+            "message-text", "NUL or unpaired surrogate characters in the message became U+FFFD"
+        )
+    cut = _sanitise.cut_bytes(head, limit, _sanitise.TRUNCATION_MARK)
+    if cut is not head:
+        notes.repair(
+            "message-size",
+            "The message is longer than %d bytes: cut at a character boundary, ending in %r",
+            limit,
+            _sanitise.TRUNCATION_MARK,
+        )
+    return cut
+
+
+def _exception_summary(exc_info: object) -> str:
+    if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
+        return ""
+    exc_type, exc = exc_info[0], exc_info[1]
+    name = getattr(exc_type, "__qualname__", None) or str(exc_type)
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ fails still has a type
+        text = "<unprintable>"
+    return f"{name}: {text}" if text else str(name)
+
+
+def _shallow_copy(record: logging.LogRecord) -> logging.LogRecord:
+    copy = logging.LogRecord.__new__(type(record))
+    copy.__dict__.update(record.__dict__)
+    return copy
