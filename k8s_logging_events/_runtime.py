@@ -50,7 +50,7 @@ import weakref
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from k8s_logging_events import _diagnostics, _stats, _writer, broadcaster, models
+from k8s_logging_events import _apis, _diagnostics, _stats, _writer, broadcaster, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime", "exit_summary"]
@@ -74,10 +74,9 @@ namespace gets no second request until it ends."""
 JOIN_GRACE_SECONDS = 0.25
 """What close() gives its threads to end after the deadline has passed."""
 
-Correlate = Callable[[models.Event], tuple[models.Event, bool] | None]
-"""Turns an event into what to write and whether to hold it back (None: nothing to write)."""
+Correlate = _apis.Correlate
 
-Setup = Callable[[], tuple[_writer.WritePolicy, Correlate]]
+Setup = Callable[[], tuple[_apis.WritePolicy, Correlate]]
 """Chooses a sink's write policy and correlation step, on the dispatcher, at its first event."""
 
 _counter = itertools.count()

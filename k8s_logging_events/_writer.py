@@ -33,18 +33,15 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 import tenacity
 
-from k8s_logging_events import _diagnostics, _stats, correlator, models, sink
+from k8s_logging_events import _apis, _diagnostics, _stats, correlator, models, sink
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
     "MAX_TRIES_PER_EVENT",
-    "CountPolicy",
     "Write",
-    "WritePolicy",
     "WriterOptions",
     "Writes",
     "describe_error",
@@ -74,70 +71,6 @@ _MAX_SKIPPED = 256
 _RESOLUTION = 1e-6
 """A clock gives datetimes, in whole microseconds: a write due within one is due now (a
 sleeper that moves a fake clock cannot sleep less, and would be asked again forever)."""
-
-
-class WritePolicy(Protocol):
-    """What a writer needs to know about one API's way of recording repeats.
-
-    core/v1 counts repeats and patches ``count`` (:class:`CountPolicy`, driven by the
-    correlator's spam filter); events.k8s.io/v1 groups them into a series that is written
-    on a heartbeat (``series.SeriesPolicy``).
-    """
-
-    def is_first(self, event: models.Event) -> bool:
-        """True when ``event`` is the first occurrence, written by a create."""
-        ...
-
-    def patch(self, event: models.Event) -> bytes:
-        """The strategic-merge patch that records a repeat on the stored event."""
-        ...
-
-    def hold_wait(self, event: models.Event) -> float:
-        """Seconds until a held-back write of ``event`` may go."""
-        ...
-
-    def release(self, event: models.Event) -> bool:
-        """True when a held-back write of ``event`` may go now (it may consume a token)."""
-        ...
-
-    def written(self, sent: models.Event, stored: models.Event) -> None:
-        """Feed back what the server stored after a successful write of ``sent``."""
-        ...
-
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create means our own earlier create landed."""
-        ...
-
-
-class CountPolicy:
-    """core/v1: repeats patch ``count``; the correlator's spam filter holds writes back."""
-
-    def __init__(self, event_correlator: correlator.EventCorrelator) -> None:
-        self._correlator = event_correlator
-
-    def is_first(self, event: models.Event) -> bool:
-        """The first occurrence has a count of 1 (or none)."""
-        return event.count <= 1
-
-    def patch(self, event: models.Event) -> bytes:
-        """client-go's count patch."""
-        return correlator.count_patch(event)
-
-    def hold_wait(self, event: models.Event) -> float:
-        """Until the event's spam bucket has a token again."""
-        return self._correlator.token_wait(event)
-
-    def release(self, event: models.Event) -> bool:
-        """Take a token from the event's spam bucket, if there is one."""
-        return self._correlator.take_token(event)
-
-    def written(self, sent: models.Event, stored: models.Event) -> None:
-        """Let the correlator know the stored name, count and resourceVersion."""
-        self._correlator.update_after_write(sent, stored)
-
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """Only after a create that may have landed (client-go gives AlreadyExists up)."""
-        return maybe_landed
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,7 +146,7 @@ class Writes:
     def __init__(
         self,
         event_sink: sink.EventSink,
-        policy: WritePolicy | None,
+        policy: _apis.WritePolicy | None,
         counters: _stats.Counters,
         *,
         options: WriterOptions,
@@ -240,7 +173,7 @@ class Writes:
         self.flushing = False
 
     @property
-    def _p(self) -> WritePolicy:
+    def _p(self) -> _apis.WritePolicy:
         assert self.policy is not None, "a policy is set before the first write is queued"
         return self.policy
 

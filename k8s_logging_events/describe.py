@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from k8s_logging_events import _apis, models
 from k8s_logging_events import clock as clock_mod
-from k8s_logging_events import models
 
 __all__ = [
     "COLUMNS",
@@ -89,9 +89,7 @@ def event_from_api(data: Mapping[str, Any]) -> models.Event:
     ``regarding`` is the involved object, ``note`` the message, ``deprecatedCount``,
     ``deprecatedSource`` and the ``deprecated*Timestamp`` fields the classic ones.
     """
-    if not _is_events_v1(data):
-        return models.Event.from_api(data)
-    return models.Event.from_events_v1(data)
+    return (_apis.EVENTS_V1 if _is_events_v1(data) else _apis.CORE_V1).read(data)
 
 
 def _is_events_v1(data: Mapping[str, Any]) -> bool:

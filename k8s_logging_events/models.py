@@ -1,6 +1,7 @@
 """Immutable models of Kubernetes Events and the camelCase JSON boundary.
 
-This is the bottom of the pipeline: every other module passes these values around, and only
+This is the bottom of the pipeline, just above :mod:`~k8s_logging_events.references` (which
+owns :class:`ObjectReference`): every other module passes these values around, and only
 :meth:`Event.to_api` and :meth:`Event.from_api` know the wire format. No I/O, no threads.
 """
 
@@ -11,6 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
+
+# the involved object's reference is the references module's; these names stay here too
+from k8s_logging_events.references import ObjectReference, object_reference
 
 __all__ = [
     "NORMAL",
@@ -39,45 +43,6 @@ _EVENTS_V1_NAMES = {
     "message": "note",
     "reportingComponent": "reportingController",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class ObjectReference:
-    """Enough of an object's identity to point an event at it (core/v1 ``ObjectReference``)."""
-
-    kind: str = ""
-    namespace: str = ""
-    name: str = ""
-    uid: str = ""
-    api_version: str = ""
-    resource_version: str = ""
-    field_path: str = ""
-
-    def to_api(self) -> dict[str, str]:
-        """Return the camelCase JSON form, without empty fields."""
-        pairs = (
-            ("kind", self.kind),
-            ("namespace", self.namespace),
-            ("name", self.name),
-            ("uid", self.uid),
-            ("apiVersion", self.api_version),
-            ("resourceVersion", self.resource_version),
-            ("fieldPath", self.field_path),
-        )
-        return {key: value for key, value in pairs if value}
-
-    @classmethod
-    def from_api(cls, data: Mapping[str, Any]) -> ObjectReference:
-        """Build a reference from its camelCase JSON form; unknown keys are ignored."""
-        return cls(
-            kind=_str(data.get("kind")),
-            namespace=_str(data.get("namespace")),
-            name=_str(data.get("name")),
-            uid=_str(data.get("uid")),
-            api_version=_str(data.get("apiVersion")),
-            resource_version=_str(data.get("resourceVersion")),
-            field_path=_str(data.get("fieldPath")),
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,11 +226,3 @@ def parse_time(value: object) -> datetime | None:
 
 def _str(value: object) -> str:
     return "" if value is None else str(value)
-
-
-def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
-    """Return a reference to ``obj``; see :func:`k8s_logging_events.references.object_reference`."""
-    # models sits below references in the import order, so this defers the import
-    from k8s_logging_events import references
-
-    return references.object_reference(obj, field_path=field_path)

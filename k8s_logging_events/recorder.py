@@ -26,6 +26,7 @@ from typing import Any
 from pythonjsonlogger.json import JsonFormatter
 
 from k8s_logging_events import (
+    _apis,
     _diagnostics,
     _runtime,
     _sanitise,
@@ -35,7 +36,6 @@ from k8s_logging_events import (
     correlator,
     models,
     references,
-    series,
     sink,
 )
 from k8s_logging_events import clock as clock_mod
@@ -257,35 +257,12 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_writer.WritePolicy, _runtime.Correlate]:
-        if getattr(event_sink, "api", sink.CORE_V1) == sink.EVENTS_V1:
-            grouped = series.SeriesCorrelator(clock=self._clock)
-
-            def observe(event: models.Event) -> tuple[models.Event, bool]:
-                return grouped.observe(series.prepare_event(event))
-
-            return series.SeriesPolicy(grouped), observe
-        events = correlator.EventCorrelator(
-            self._correlator_options_with_clock(), namer=self._namer
-        )
-
-        def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
-            result = events.correlate(event)
-            observed = result.observed if result.skip else result.event
-            return None if observed is None else (observed, result.skip)
-
-        return _writer.CountPolicy(events), correlate
+    ) -> tuple[_apis.WritePolicy, _runtime.Correlate]:
+        options = self._correlator_options or correlator.CorrelatorOptions()
+        return _apis.api_of(event_sink).correlation(options, self._clock, self._namer)
 
     def _count_log_drop(self, item: broadcaster.WatchEvent) -> None:
         self._counters.add("watcher_dropped")
-
-    def _correlator_options_with_clock(self) -> correlator.CorrelatorOptions:
-        options = self._correlator_options or correlator.CorrelatorOptions()
-        if options.clock is None:
-            options = correlator.CorrelatorOptions(
-                **{**_options_dict(options), "clock": self._clock}
-            )
-        return options
 
 
 class EventRecorder:
@@ -489,10 +466,6 @@ class Occurrence:
             reporting_instance=self.source.host,
             annotations=self.annotations or {},
         )
-
-
-def _options_dict(options: correlator.CorrelatorOptions) -> dict[str, Any]:
-    return {name: getattr(options, name) for name in options.__dataclass_fields__}
 
 
 def _log_line(event: models.Event) -> str:

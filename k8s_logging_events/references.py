@@ -1,4 +1,5 @@
-"""Turn whatever a caller passed as ``involved`` into an :class:`~.models.ObjectReference`.
+"""What an event is about: :class:`ObjectReference`, and turning whatever a caller passed as
+``involved`` into one.
 
 This runs on the application's thread, at the front of the pipeline: the recorder calls
 :func:`object_reference` when an event is recorded, so the reference is a snapshot of the
@@ -12,11 +13,55 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events import _kinds, models
+from k8s_logging_events import _kinds
 
-__all__ = ["InvalidObjectError", "object_reference", "type_meta_for_model"]
+__all__ = ["InvalidObjectError", "ObjectReference", "object_reference", "type_meta_for_model"]
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectReference:
+    """Enough of an object's identity to point an event at it (core/v1 ``ObjectReference``)."""
+
+    kind: str = ""
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    api_version: str = ""
+    resource_version: str = ""
+    field_path: str = ""
+
+    def to_api(self) -> dict[str, str]:
+        """Return the camelCase JSON form, without empty fields."""
+        pairs = (
+            ("kind", self.kind),
+            ("namespace", self.namespace),
+            ("name", self.name),
+            ("uid", self.uid),
+            ("apiVersion", self.api_version),
+            ("resourceVersion", self.resource_version),
+            ("fieldPath", self.field_path),
+        )
+        return {key: value for key, value in pairs if value}
+
+    @classmethod
+    def from_api(cls, data: Mapping[str, Any]) -> ObjectReference:
+        """Build a reference from its camelCase JSON form; unknown keys are ignored."""
+        return cls(
+            kind=_text(data.get("kind")),
+            namespace=_text(data.get("namespace")),
+            name=_text(data.get("name")),
+            uid=_text(data.get("uid")),
+            api_version=_text(data.get("apiVersion")),
+            resource_version=_text(data.get("resourceVersion")),
+            field_path=_text(data.get("fieldPath")),
+        )
+
+
+def _text(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 _METADATA_FIELDS = (
@@ -46,11 +91,11 @@ class InvalidObjectError(ValueError):
     """The object given as ``involved`` cannot be referred to by an event."""
 
 
-def object_reference(obj: object, *, field_path: str = "") -> models.ObjectReference:
+def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     """Return a reference to ``obj`` for an event's ``involvedObject``.
 
     Args:
-        obj: an :class:`~.models.ObjectReference`, a ``kubernetes`` client model (including
+        obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (including
             ``V1ObjectReference`` and items of list calls, which carry no kind or apiVersion:
             those come from the model's class), a manifest dict with ``apiVersion``,
             ``kind`` and ``metadata``, or an object with ``.metadata`` and
@@ -61,9 +106,9 @@ def object_reference(obj: object, *, field_path: str = "") -> models.ObjectRefer
     Raises:
         InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
     """
-    ref: models.ObjectReference = _READERS[_kind_of(obj)](obj)
+    ref: ObjectReference = _READERS[_kind_of(obj)](obj)
     if field_path and field_path != ref.field_path:
-        return models.ObjectReference(
+        return ObjectReference(
             kind=ref.kind,
             namespace=ref.namespace,
             name=ref.name,
@@ -81,7 +126,7 @@ def _kind_of(obj: object) -> str:
     cls = type(obj)
     kind = _CLASS_KINDS.get(cls)
     if kind is None:
-        if issubclass(cls, models.ObjectReference):
+        if issubclass(cls, ObjectReference):
             kind = "reference"
         elif issubclass(cls, Mapping):
             kind = "manifest"
@@ -96,28 +141,28 @@ def _kind_of(obj: object) -> str:
     return kind
 
 
-def _unknown(obj: object) -> models.ObjectReference:
+def _unknown(obj: object) -> ObjectReference:
     raise InvalidObjectError(
         f"cannot refer to {_describe(obj)}: expected a kubernetes client model, a manifest "
         "dict with apiVersion, kind and metadata, or an ObjectReference"
     )
 
 
-def _as_reference(obj: models.ObjectReference) -> models.ObjectReference:
+def _as_reference(obj: ObjectReference) -> ObjectReference:
     return obj
 
 
-def _from_manifest(data: Mapping[Any, Any]) -> models.ObjectReference:
+def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
     metadata = data.get("metadata")
     if not isinstance(metadata, Mapping):
         raise InvalidObjectError(f"cannot refer to {_describe(data)}: it has no 'metadata' mapping")
     kind = _field(data, "kind", data)
     api_version = _field(data, "apiVersion", data)
     values = {attr: _field(metadata, key, data) for attr, key in _METADATA_FIELDS}
-    return _checked(models.ObjectReference(kind=kind, api_version=api_version, **values), data)
+    return _checked(ObjectReference(kind=kind, api_version=api_version, **values), data)
 
 
-def _from_model(obj: Any) -> models.ObjectReference:
+def _from_model(obj: Any) -> ObjectReference:
     metadata = obj.metadata
     if metadata is None:
         raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
@@ -135,7 +180,7 @@ def _from_model(obj: Any) -> models.ObjectReference:
         class_kind, class_api_version = type_meta_for_model(type(obj))
         kind = kind or class_kind
         api_version = api_version or class_api_version
-    return _checked(models.ObjectReference(kind=kind, api_version=api_version, **values), obj)
+    return _checked(ObjectReference(kind=kind, api_version=api_version, **values), obj)
 
 
 def _is_client_object_reference(obj: object) -> bool:
@@ -143,8 +188,8 @@ def _is_client_object_reference(obj: object) -> bool:
     return cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes.")
 
 
-def _from_client_reference(obj: Any) -> models.ObjectReference:
-    return models.ObjectReference(
+def _from_client_reference(obj: Any) -> ObjectReference:
+    return ObjectReference(
         kind=_attr(obj, "kind", obj),
         namespace=_attr(obj, "namespace", obj),
         name=_attr(obj, "name", obj),
@@ -155,7 +200,7 @@ def _from_client_reference(obj: Any) -> models.ObjectReference:
     )
 
 
-def _checked(ref: models.ObjectReference, original: object) -> models.ObjectReference:
+def _checked(ref: ObjectReference, original: object) -> ObjectReference:
     if not ref.kind:
         raise InvalidObjectError(f"cannot refer to {_describe(original)}: it has no kind")
     if not ref.name:
@@ -261,7 +306,7 @@ def _version_from_path(path: str) -> str:
     return core_version or f"{group}/{group_version}"
 
 
-_READERS: dict[str, Callable[[Any], models.ObjectReference]] = {
+_READERS: dict[str, Callable[[Any], ObjectReference]] = {
     "reference": _as_reference,
     "manifest": _from_manifest,
     "client-reference": _from_client_reference,

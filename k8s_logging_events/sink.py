@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from k8s_logging_events import _diagnostics, _tokenbucket, models
+from k8s_logging_events import _apis, _diagnostics, _tokenbucket, models
 from k8s_logging_events import clock as clock_mod
 
 if TYPE_CHECKING:
@@ -48,10 +48,10 @@ __all__ = [
     "sink_from_config",
 ]
 
-CORE_V1 = "v1"
+CORE_V1 = _apis.CORE_V1.name
 """The core/v1 Events API (client-go's ``tools/record``)."""
 
-EVENTS_V1 = "events.k8s.io/v1"
+EVENTS_V1 = _apis.EVENTS_V1.name
 """The newer events.k8s.io/v1 Events API, with series (client-go's ``tools/events``)."""
 
 DEFAULT_QPS = 5.0
@@ -304,11 +304,10 @@ class KubernetesEventSink:
         return self._call("PATCH", path, json.loads(data), _STRATEGIC_MERGE_PATCH)
 
     def _path(self, namespace: str, name: str | None = None) -> str:
-        path = _events_path(namespace, name)
-        return path if self.api == CORE_V1 else path.replace("/api/v1/", f"/apis/{EVENTS_V1}/", 1)
+        return _events_path(_apis.BY_NAME[self.api].prefix, namespace, name)
 
     def _body(self, event: models.Event) -> dict[str, Any]:
-        return event.to_api() if self.api == CORE_V1 else event.to_events_v1()
+        return _apis.BY_NAME[self.api].body(event)
 
     def close(self) -> None:
         """Stop waiting on the rate limit and close the client if this sink made it."""
@@ -342,10 +341,7 @@ class KubernetesEventSink:
                 response.status, response.reason, _text(response.data), response.headers
             )
         try:
-            answer = json.loads(response.data or b"")
-            if self.api == CORE_V1:
-                return models.Event.from_api(answer)
-            return models.Event.from_events_v1(answer)
+            return _apis.BY_NAME[self.api].read(json.loads(response.data or b""))
         except (ValueError, TypeError, AttributeError) as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
@@ -474,14 +470,14 @@ def _text(data: object) -> str:
     return str(data or "")
 
 
-def _events_path(namespace: str, name: str | None = None) -> str:
-    """The core/v1 events URL path; a namespace or name that cannot be one is refused."""
+def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
+    """The events URL path under ``prefix``; a namespace or name that cannot be is refused."""
     parts = [namespace] if name is None else [namespace, name]
     for part in parts:
         if part in ("", ".", "..") or "/" in part or "%" in part:
             raise RequestConstructionError(f"{part!r} cannot be a namespace or an event name")
     try:
-        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/events"
+        path = f"{prefix}/namespaces/{quote(namespace, safe='')}/events"
         return path if name is None else f"{path}/{quote(name, safe='')}"
     except UnicodeEncodeError as error:  # a lone surrogate: no URL can carry it
         raise RequestConstructionError(f"{parts!r} cannot be put in a URL: {error}") from None

@@ -1,0 +1,157 @@
+"""One object per Events API: everything that differs between core/v1 and events.k8s.io/v1.
+
+This sits beside the sink and the recorder. core/v1 (client-go's ``tools/record``) and
+events.k8s.io/v1 (client-go's ``tools/events``) differ in their paths, in how an Event is
+encoded and read back, in how repeats are correlated (counts and the spam filter, or series
+on a heartbeat) and in how a repeat is written (a count patch, or a series patch). Each
+:class:`EventsApi` keeps its API's answers to those questions together, so that no other
+module compares API names: the sink asks its API object for paths and bodies, and the
+recorder asks it how to correlate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+from k8s_logging_events import clock as clock_mod
+from k8s_logging_events import correlator, models, series
+
+__all__ = ["CORE_V1", "EVENTS_V1", "BY_NAME", "EventsApi", "WritePolicy", "api_of"]
+
+Correlate = Callable[[models.Event], tuple[models.Event, bool] | None]
+"""Turns an event into what to write and whether to hold it back (None: nothing to write)."""
+
+
+class WritePolicy(Protocol):
+    """What the writer needs to know about one API's way of recording repeats."""
+
+    def is_first(self, event: models.Event) -> bool:
+        """True when ``event`` is the first occurrence, written by a create."""
+        ...
+
+    def patch(self, event: models.Event) -> bytes:
+        """The strategic-merge patch that records a repeat on the stored event."""
+        ...
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Seconds until a held-back write of ``event`` may go."""
+        ...
+
+    def release(self, event: models.Event) -> bool:
+        """True when a held-back write of ``event`` may go now (it may consume a token)."""
+        ...
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Feed back what the server stored after a successful write of ``sent``."""
+        ...
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create means our own earlier create landed."""
+        ...
+
+
+class EventsApi(Protocol):
+    """What one Events API is: its name, paths, encoding, correlation and write policy."""
+
+    name: str
+    """``v1`` or ``events.k8s.io/v1``, as the handler's ``api`` option names it."""
+
+    prefix: str
+    """The path before ``/namespaces/...``: ``/api/v1`` or ``/apis/events.k8s.io/v1``."""
+
+    def body(self, event: models.Event) -> dict[str, Any]:
+        """The JSON body that creates or replaces ``event``."""
+        ...
+
+    def read(self, data: Mapping[str, Any]) -> models.Event:
+        """The Event in an answer of this API."""
+        ...
+
+    def correlation(
+        self,
+        options: correlator.CorrelatorOptions,
+        clock: clock_mod.Clock,
+        namer: correlator.EventNamer,
+    ) -> tuple[WritePolicy, Correlate]:
+        """A fresh correlation step for one sink, and the write policy that goes with it."""
+        ...
+
+
+class _CoreV1:
+    """core/v1: counts, aggregation and the spam filter; repeats patch ``count``."""
+
+    name = "v1"
+    prefix = "/api/v1"
+
+    def body(self, event: models.Event) -> dict[str, Any]:
+        return event.to_api()
+
+    def read(self, data: Mapping[str, Any]) -> models.Event:
+        return models.Event.from_api(data)
+
+    def correlation(
+        self,
+        options: correlator.CorrelatorOptions,
+        clock: clock_mod.Clock,
+        namer: correlator.EventNamer,
+    ) -> tuple[WritePolicy, Correlate]:
+        if options.clock is None:
+            options = _with_clock(options, clock)
+        events = correlator.EventCorrelator(options, namer=namer)
+
+        def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
+            result = events.correlate(event)
+            observed = result.observed if result.skip else result.event
+            return None if observed is None else (observed, result.skip)
+
+        return correlator.CountPolicy(events), correlate
+
+
+class _EventsV1:
+    """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat."""
+
+    name = "events.k8s.io/v1"
+    prefix = "/apis/events.k8s.io/v1"
+
+    def body(self, event: models.Event) -> dict[str, Any]:
+        return event.to_events_v1()
+
+    def read(self, data: Mapping[str, Any]) -> models.Event:
+        return models.Event.from_events_v1(data)
+
+    def correlation(
+        self,
+        options: correlator.CorrelatorOptions,
+        clock: clock_mod.Clock,
+        namer: correlator.EventNamer,
+    ) -> tuple[WritePolicy, Correlate]:
+        grouped = series.SeriesCorrelator(clock=clock)
+
+        def observe(event: models.Event) -> tuple[models.Event, bool]:
+            return grouped.observe(series.prepare_event(event))
+
+        return series.SeriesPolicy(grouped), observe
+
+
+def _with_clock(
+    options: correlator.CorrelatorOptions, clock: clock_mod.Clock
+) -> correlator.CorrelatorOptions:
+    values = {name: getattr(options, name) for name in options.__dataclass_fields__}
+    values["clock"] = clock
+    return correlator.CorrelatorOptions(**values)
+
+
+CORE_V1: EventsApi = _CoreV1()
+"""core/v1 Events (client-go's ``tools/record``)."""
+
+EVENTS_V1: EventsApi = _EventsV1()
+"""events.k8s.io/v1 Events, with series (client-go's ``tools/events``)."""
+
+BY_NAME: Mapping[str, EventsApi] = {CORE_V1.name: CORE_V1, EVENTS_V1.name: EVENTS_V1}
+"""The APIs by the name the ``api`` option gives them."""
+
+
+def api_of(event_sink: object) -> EventsApi:
+    """The API a sink writes: its ``api`` attribute, core/v1 when it has none."""
+    return BY_NAME.get(str(getattr(event_sink, "api", CORE_V1.name)), CORE_V1)
