@@ -13,8 +13,9 @@ cluster the events go to a :class:`~k8s_logging_events.testing.LocalApiServer` t
 starts and stops; with ``--kubeconfig`` (or ``KUBECONFIG``) they go to that cluster, where
 they are events about pods that do not exist.
 
-The YAML is read with PyYAML, which is in the ``dev`` extra that ``./dev demo`` installs;
-the configuration file is ``examples/logging.yaml`` of the source checkout, or ``--config``.
+The YAML is read with PyYAML, which the ``kubernetes`` client depends on; the configuration
+file is ``examples/logging.yaml`` (shipped inside the wheel, so that ``pip install .`` and
+``python -m k8s_logging_events demo`` work from any directory), or ``--config``.
 """
 
 from __future__ import annotations
@@ -45,8 +46,12 @@ __all__ = [
     "run",
 ]
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "logging.yaml"
-"""The logging configuration the demo loads: ``examples/logging.yaml`` of the checkout."""
+_SHIPPED_CONFIG = Path(__file__).resolve().parent / "_examples" / "logging.yaml"
+_CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "logging.yaml"
+
+DEFAULT_CONFIG = _SHIPPED_CONFIG if _SHIPPED_CONFIG.is_file() else _CHECKOUT_CONFIG
+"""The logging configuration the demo loads: ``examples/logging.yaml``, which the wheel
+ships inside the package (``_examples/``), read from the checkout in a development install."""
 
 DEFAULT_NAMESPACE = "default"
 """The namespace of the simulated pods (and so of their events)."""
@@ -199,8 +204,8 @@ def _load_config(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise DemoError(
-            f"cannot read the logging configuration {path}: {error.strerror}; the demo "
-            "runs from a source checkout (examples/logging.yaml), or pass --config FILE"
+            f"cannot read the logging configuration {path}: {error.strerror}; pass "
+            "--config FILE"
         ) from None
     loaded = yaml.safe_load(text)
     if not isinstance(loaded, dict) or not _event_handler_configs(loaded):
