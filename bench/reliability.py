@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from k8s_logging_events.testing import LocalApiServer  # noqa: E402
-from tests.test_reliability import (  # noqa: E402
+from tests.reliability_scenarios import (  # noqa: E402
     ChaosResult,
     check_chaos,
     check_forks,

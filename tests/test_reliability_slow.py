@@ -16,10 +16,9 @@ from collections.abc import Iterator
 import pytest
 
 from k8s_logging_events.testing import LocalApiServer
-from tests.test_reliability import (
+from tests.reliability_scenarios import (
     check_chaos,
     check_forks,
-    check_hostile_input,
     check_outage,
     check_threads,
     run_chaos,
@@ -29,6 +28,7 @@ from tests.test_reliability import (
     run_threads,
     unaccounted,
 )
+from tests.test_reliability import check_hostile_input
 
 pytestmark = pytest.mark.slow  # skipped unless selected: see conftest.py
 
