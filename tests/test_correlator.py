@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import struct
 import threading
@@ -1340,3 +1341,45 @@ class TestThreadSafety:
 
 
 # -- the token bucket ----------------------------------------------------------------------------
+
+
+class TestSlowWritesAndEviction:
+    """A write that returns after its key was evicted must not take over a newer event."""
+
+    def test_a_slow_write_does_not_file_its_name_under_a_newer_events_key(self) -> None:
+        """Seen before the fix: 15 on the server for 13 occurrences. The old event's write
+        came back after more than lru_cache_size other keys had passed, its key now held a
+        newer event with a higher count, and the next repeat patched the old event."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, lru_cache_size=2)
+        policy = corr.CountPolicy(correlator)
+        pod = ObjectReference(kind="Pod", namespace="ns", name="web", api_version="v1")
+
+        def occurrence(name: str, message: str = "m") -> Event:
+            ref = dataclasses.replace(pod, name=name)
+            return Event(
+                name=f"{name}.{next(NAMES)}",
+                namespace="ns",
+                involved_object=ref,
+                message=message,
+                count=1,
+            )
+
+        slow = correlator.correlate(occurrence("web")).event  # its write is in flight
+        assert slow is not None
+        for other in ("a", "b", "c"):  # evict web's key
+            correlator.correlate(occurrence(other))
+        newer = [correlator.correlate(occurrence("web")).event for _ in range(2)]
+        assert newer[-1] is not None
+        assert newer[-1].name != slow.name
+        assert newer[-1].count == 2
+
+        policy.written(slow, dataclasses.replace(slow, resource_version="7"))
+
+        repeat = correlator.correlate(occurrence("web")).event
+        assert repeat is not None
+        assert repeat.name == newer[-1].name
+        assert repeat.count == 3
+
+
+NAMES = itertools.count(1)

@@ -512,3 +512,25 @@ def test_concurrent_events_and_shutdown_do_not_race(make_broadcaster) -> None:
     stats = b.stats()
     assert stats["accepted"] == 100
     assert sum(stats[k] for k in ("dropped", "created", "patched", "coalesced", "failed")) == 100
+
+
+def test_a_fresh_broadcaster_names_its_first_event_from_the_time_alone() -> None:
+    """client-go's name, exactly: under FakeClock(t) the first event about foo is named
+    foo.<hex of t in nanoseconds>, whatever other broadcasters named before in this
+    process; a second one at the same instant gets one nanosecond more."""
+    start = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
+    nanos = int(start.timestamp()) * 1_000_000_000 + 123456 * 1000
+    for _ in range(2):  # a second broadcaster in the same process names the same way
+        clock = FakeClock(start)
+        b = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep)
+        fake = FakeEventSink()
+        try:
+            b.start_recording_to_sink(fake)
+            rec = b.new_recorder("ctl")
+            ref = models.ObjectReference(kind="Pod", namespace="ns", name="foo", api_version="v1")
+            rec.event(ref, models.NORMAL, "First", "one")
+            rec.event(ref, models.NORMAL, "Second", "two")
+            assert b.flush(5)
+        finally:
+            b.shutdown(2)
+        assert [e.name for e in fake.events] == [f"foo.{nanos:x}", f"foo.{nanos + 1:x}"]

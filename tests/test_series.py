@@ -444,3 +444,23 @@ def test_the_handler_writes_events_k8s_io_with_a_url_sink(server: LocalApiServer
     )
     stats = handler.stats()
     assert stats["accepted"] == stats["created"] + stats["patched"] + stats["coalesced"] == 30
+
+
+def test_a_controller_with_an_invalid_prefix_is_repaired_not_refused(server) -> None:
+    """A component such as a..b/ctl passed before, and every events.k8s.io/v1 create got a
+    422: the prefix of a qualified name must be a DNS subdomain."""
+    assert series.qualified_name("a..b/ctl") == "a.b/ctl"
+    assert series.qualified_name("-Bad_Prefix./ctl") == "bad-prefix/ctl"
+    handler = KubernetesEventHandler(
+        component="a..b/ctl", sink=server.url, api="events.k8s.io/v1", qps=0
+    )
+    log = logging.getLogger("tests.series.controller")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    log.warning("checked", extra={"involved": pod})
+    handler.flush()
+    handler.close()
+    assert [r.status for r in server.requests if r.method == "POST"] == [201]
+    (stored,) = server.events_v1("default")
+    assert stored["reportingController"] == "a.b/ctl"

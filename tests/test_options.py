@@ -1,0 +1,182 @@
+"""Every option of the handler is checked when it is built, with a message that helps.
+
+A configuration file is where these mistakes are made, and dictConfig applies it at start:
+that is where they must surface, naming the option, the value and what is allowed, never
+as a writer spinning on a NaN or a TypeError without a hint.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import math
+from typing import Any
+
+import pytest
+
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import LocalApiServer
+
+
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"flush_timeout": math.nan}, ["flush_timeout", "nan"]),
+        ({"sleep_duration": float("nan")}, ["sleep_duration", "nan"]),
+        ({"qps": math.nan}, ["qps", "nan"]),
+        ({"qps": "fast"}, ["qps", "'fast'", ">= 0"]),
+        ({"drain_qps": -1}, ["drain_qps", "-1"]),
+        ({"request_timeout": -1}, ["request_timeout", "-1"]),
+        ({"request_timeout": [5, "x"]}, ["request_timeout", "'x'"]),
+        ({"request_timeout": [1, 2, 3]}, ["request_timeout", "pair"]),
+        ({"flush_timeout": math.inf}, ["flush_timeout", "inf"]),
+        ({"writers": 2.5}, ["writers", "whole number"]),
+        ({"writers": True}, ["writers", "True"]),
+        ({"queue_length": 0}, ["queue_length", ">= 1"]),
+        ({"max_message_bytes": 8}, ["max_message_bytes", ">= 16"]),
+        ({"api": "v2"}, ["api", "'v2'", "'events.k8s.io/v1'"]),
+        ({"exception_detail": "all"}, ["exception_detail", "'summary'"]),
+        ({"correlator": {"qps": math.nan}}, ["correlator.qps", "nan"]),
+        ({"correlator": {"burst_size": "many"}}, ["correlator.burst_size", "'many'"]),
+        ({"kubeconfig": ""}, ["kubeconfig", "''"]),
+    ],
+)
+def test_a_bad_value_names_the_option_the_value_and_what_is_allowed(
+    options: dict[str, Any], words: list[str]
+) -> None:
+    """Each message says which option, what it was given and what it accepts."""
+    with pytest.raises(ValueError, match=r".") as error:
+        KubernetesEventHandler(sink=None, **options)
+    message = str(error.value)
+    assert all(word in message for word in words), message
+
+
+def test_numbers_written_as_strings_are_accepted() -> None:
+    """Environment-driven configuration often gives numbers as strings."""
+    handler = KubernetesEventHandler(sink=None, qps="2.5", flush_timeout="3")  # type: ignore[arg-type]
+    handler.close()
+
+
+@pytest.mark.parametrize(
+    ("name", "closest"),
+    [
+        ("flush_timout", "flush_timeout"),
+        ("queue_lenght", "queue_length"),
+        ("kubecontext", "context"),
+        ("zzzz", ""),
+    ],
+)
+def test_an_unknown_option_names_the_closest_known_one(name: str, closest: str) -> None:
+    """A misspelt option gets a suggestion instead of Python's bare TypeError."""
+    with pytest.raises(TypeError, match=name) as error:
+        KubernetesEventHandler(sink=None, **{name: 1})  # type: ignore[arg-type]
+    if closest:
+        assert f"did you mean {closest!r}" in str(error.value)
+    else:
+        assert "known:" in str(error.value)
+
+
+def test_an_unknown_correlator_option_names_the_closest_known_one() -> None:
+    """The correlator mapping's keys are checked the same way."""
+    with pytest.raises(ValueError, match="did you mean 'burst_size'"):
+        KubernetesEventHandler(sink=None, correlator={"burst": 3})
+
+
+def test_dictconfig_reports_the_misspelt_option_with_the_suggestion() -> None:
+    """What dictConfig says when the YAML has a typo: the handler's own words survive."""
+    config = {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "handlers": {
+            "events": {
+                "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                "sink": None,
+                "flush_timout": 5,
+            }
+        },
+        "root": {"handlers": ["events"]},
+    }
+    with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
+        logging.config.dictConfig(config)
+    assert "did you mean 'flush_timeout'" in str(error.value.__cause__)
+
+
+def test_a_handler_that_failed_to_build_is_not_flushed_at_shutdown() -> None:
+    """The checks run before logging.Handler.__init__ registers the handler: a broken one
+    would otherwise fail in logging.shutdown() at exit."""
+    before = list(logging._handlerList)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="qps"):
+        KubernetesEventHandler(sink=None, qps=math.nan)
+    assert list(logging._handlerList) == before  # type: ignore[attr-defined]
+
+
+def test_a_missing_kubeconfig_is_named_and_its_occurrences_counted(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """KUBECONFIG=/nonexistent and sink: auto: the warning names the path, and every
+    occurrence has an outcome (discarded) instead of none at all."""
+    monkeypatch.setenv("KUBECONFIG", "/nonexistent/kubeconfig")
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    handler = KubernetesEventHandler(component="lost")
+    log = logging.getLogger("tests.options.missing")
+    log.propagate = False
+    log.addHandler(handler)
+    with caplog.at_level(logging.WARNING, logger="k8s_logging_events"):
+        for _ in range(3):
+            log.warning("nowhere", extra={"involved": {"kind": "Pod", "metadata": {"name": "p"}}})
+        handler.flush()
+    handler.close()
+    assert "/nonexistent/kubeconfig" in caplog.text
+    stats = handler.stats()
+    assert stats["accepted"] == 3
+    assert stats["discarded"] == 3
+
+
+def test_the_kubeconfig_and_context_options_choose_the_cluster(tmp_path) -> None:
+    """A dictConfig file can name the cluster: kubeconfig (and its context) for sink auto."""
+    with LocalApiServer(token="s3cret", auto_create_namespaces=True) as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        config = {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "events": {
+                    "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                    "kubeconfig": str(path),
+                    "qps": 0,
+                }
+            },
+            "loggers": {"tests.options.kubeconfig": {"handlers": ["events"], "propagate": False}},
+        }
+        logging.config.dictConfig(config)
+        log = logging.getLogger("tests.options.kubeconfig")
+        handler = log.handlers[0]
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "kc", "namespace": "default"},
+        }
+        log.warning("chosen", extra={"involved": pod})
+        handler.flush()
+        handler.close()
+        assert [e["involvedObject"]["name"] for e in server.events()] == ["kc"]
+
+
+def test_an_unknown_context_is_reported_and_its_writes_counted(tmp_path, caplog) -> None:
+    """A context the kubeconfig does not have: the client cannot be built, once said."""
+    with LocalApiServer() as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        handler = KubernetesEventHandler(kubeconfig=str(path), context="nope", qps=0)
+        log = logging.getLogger("tests.options.context")
+        log.propagate = False
+        log.addHandler(handler)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "c", "namespace": "default"}}
+        with caplog.at_level(logging.WARNING, logger="k8s_logging_events"):
+            log.warning("x", extra={"involved": pod})
+            handler.flush()
+        handler.close()
+        assert "nope" in caplog.text
+        assert handler.stats()["failed"] == 1
+        assert server.events() == []
