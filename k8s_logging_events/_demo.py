@@ -204,8 +204,7 @@ def _load_config(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise DemoError(
-            f"cannot read the logging configuration {path}: {error.strerror}; pass "
-            "--config FILE"
+            f"cannot read the logging configuration {path}: {error.strerror}; pass --config FILE"
         ) from None
     loaded = yaml.safe_load(text)
     if not isinstance(loaded, dict) or not _event_handler_configs(loaded):
