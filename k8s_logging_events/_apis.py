@@ -12,12 +12,13 @@ recorder asks it how to correlate.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator, models, series
 
-__all__ = ["CORE_V1", "EVENTS_V1", "BY_NAME", "EventsApi", "WritePolicy", "api_of"]
+__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "Correlation", "EventsApi", "WritePolicy", "api_of"]
 
 Correlate = Callable[[models.Event], tuple[models.Event, bool] | None]
 """Turns an event into what to write and whether to hold it back (None: nothing to write)."""
@@ -51,87 +52,59 @@ class WritePolicy(Protocol):
         ...
 
 
-class EventsApi(Protocol):
+Correlation = Callable[
+    [correlator.CorrelatorOptions, clock_mod.Clock, correlator.EventNamer],
+    tuple[WritePolicy, Correlate],
+]
+"""Makes a fresh correlation step for one sink, and the write policy that goes with it."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventsApi:
     """What one Events API is: its name, paths, encoding, correlation and write policy."""
 
     name: str
     """``v1`` or ``events.k8s.io/v1``, as the handler's ``api`` option names it."""
-
     prefix: str
     """The path before ``/namespaces/...``: ``/api/v1`` or ``/apis/events.k8s.io/v1``."""
-
-    def body(self, event: models.Event) -> dict[str, Any]:
-        """The JSON body that creates or replaces ``event``."""
-        ...
-
-    def read(self, data: Mapping[str, Any]) -> models.Event:
-        """The Event in an answer of this API."""
-        ...
-
-    def correlation(
-        self,
-        options: correlator.CorrelatorOptions,
-        clock: clock_mod.Clock,
-        namer: correlator.EventNamer,
-    ) -> tuple[WritePolicy, Correlate]:
-        """A fresh correlation step for one sink, and the write policy that goes with it."""
-        ...
+    body: Callable[[models.Event], dict[str, Any]]
+    """The JSON body that creates or replaces an event."""
+    read: Callable[[Mapping[str, Any]], models.Event]
+    """The Event in an answer of this API."""
+    correlation: Correlation
+    """client-go's counts and spam filter (core/v1), or series (events.k8s.io/v1)."""
 
 
-class _CoreV1:
-    """core/v1: counts, aggregation and the spam filter; repeats patch ``count``."""
+def _counting(
+    options: correlator.CorrelatorOptions,
+    clock: clock_mod.Clock,
+    namer: correlator.EventNamer,
+) -> tuple[WritePolicy, Correlate]:
+    """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
+    if options.clock is None:
+        options = _with_clock(options, clock)
+    events = correlator.EventCorrelator(options, namer=namer)
 
-    name = "v1"
-    prefix = "/api/v1"
+    def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
+        result = events.correlate(event)
+        observed = result.observed if result.skip else result.event
+        return None if observed is None else (observed, result.skip)
 
-    def body(self, event: models.Event) -> dict[str, Any]:
-        return event.to_api()
-
-    def read(self, data: Mapping[str, Any]) -> models.Event:
-        return models.Event.from_api(data)
-
-    def correlation(
-        self,
-        options: correlator.CorrelatorOptions,
-        clock: clock_mod.Clock,
-        namer: correlator.EventNamer,
-    ) -> tuple[WritePolicy, Correlate]:
-        if options.clock is None:
-            options = _with_clock(options, clock)
-        events = correlator.EventCorrelator(options, namer=namer)
-
-        def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
-            result = events.correlate(event)
-            observed = result.observed if result.skip else result.event
-            return None if observed is None else (observed, result.skip)
-
-        return correlator.CountPolicy(events), correlate
+    return correlator.CountPolicy(events), correlate
 
 
-class _EventsV1:
+def _in_series(
+    options: correlator.CorrelatorOptions,
+    clock: clock_mod.Clock,
+    namer: correlator.EventNamer,
+) -> tuple[WritePolicy, Correlate]:
     """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat."""
+    grouped = series.SeriesCorrelator(clock=clock)
 
-    name = "events.k8s.io/v1"
-    prefix = "/apis/events.k8s.io/v1"
+    def observe(event: models.Event) -> tuple[models.Event, bool]:
+        return grouped.observe(series.prepare_event(event))
 
-    def body(self, event: models.Event) -> dict[str, Any]:
-        return event.to_events_v1()
-
-    def read(self, data: Mapping[str, Any]) -> models.Event:
-        return models.Event.from_events_v1(data)
-
-    def correlation(
-        self,
-        options: correlator.CorrelatorOptions,
-        clock: clock_mod.Clock,
-        namer: correlator.EventNamer,
-    ) -> tuple[WritePolicy, Correlate]:
-        grouped = series.SeriesCorrelator(clock=clock)
-
-        def observe(event: models.Event) -> tuple[models.Event, bool]:
-            return grouped.observe(series.prepare_event(event))
-
-        return series.SeriesPolicy(grouped), observe
+    return series.SeriesPolicy(grouped), observe
 
 
 def _with_clock(
@@ -142,10 +115,22 @@ def _with_clock(
     return correlator.CorrelatorOptions(**values)
 
 
-CORE_V1: EventsApi = _CoreV1()
+CORE_V1 = EventsApi(
+    name="v1",
+    prefix="/api/v1",
+    body=models.Event.to_api,
+    read=models.Event.from_api,
+    correlation=_counting,
+)
 """core/v1 Events (client-go's ``tools/record``)."""
 
-EVENTS_V1: EventsApi = _EventsV1()
+EVENTS_V1 = EventsApi(
+    name="events.k8s.io/v1",
+    prefix="/apis/events.k8s.io/v1",
+    body=models.Event.to_events_v1,
+    read=models.Event.from_events_v1,
+    correlation=_in_series,
+)
 """events.k8s.io/v1 Events, with series (client-go's ``tools/events``)."""
 
 BY_NAME: Mapping[str, EventsApi] = {CORE_V1.name: CORE_V1, EVENTS_V1.name: EVENTS_V1}
