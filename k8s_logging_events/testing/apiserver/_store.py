@@ -33,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from k8s_logging_events.clock import Clock
-from k8s_logging_events.testing._apiserver_errors import (
+from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
     forbidden,
@@ -44,17 +44,17 @@ from k8s_logging_events.testing._apiserver_errors import (
     not_found,
     unknown_error,
 )
-from k8s_logging_events.testing._apiserver_schema import (
+from k8s_logging_events.testing.apiserver._schema import (
     OBJECT_META,
     core_to_events,
     format_time,
 )
-from k8s_logging_events.testing._apiserver_selectors import (
+from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
     event_fields,
 )
-from k8s_logging_events.testing._apiserver_validation import (
+from k8s_logging_events.testing.apiserver._validation import (
     CORE,
     is_dns1123_label,
     validate_event_create,
@@ -102,7 +102,7 @@ class Api:
     """One of the two APIs that serve Events."""
 
     name: str
-    """:data:`~._apiserver_validation.CORE` or :data:`~._apiserver_validation.EVENTS`."""
+    """:data:`~._validation.CORE` or :data:`~._validation.EVENTS`."""
     group: str
     api_version: str
 

@@ -6,9 +6,9 @@ threads. It routes the Events and Namespaces paths of core/v1 and events.k8s.io/
 discovery documents kubectl reads, decodes and checks request bodies (the steps the API
 server's handlers do before the registry: decoding, the namespace of the body against the
 URL, the name against the URL, the patch content type), calls the
-:class:`~._apiserver_store.Store`, and renders JSON -- or a ``meta.k8s.io`` ``Table`` when
+:class:`~._store.Store`, and renders JSON -- or a ``meta.k8s.io`` ``Table`` when
 the client asks for one, as ``kubectl get`` does. A watch is answered with a
-:class:`~._apiserver_watch.WatchRequest` in the response, which the server streams.
+:class:`~._watch.WatchRequest` in the response, which the server streams.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from urllib.parse import unquote
 
 from k8s_logging_events.clock import Clock
-from k8s_logging_events.testing._apiserver_errors import (
+from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     FieldError,
     bad_request,
@@ -35,14 +35,14 @@ from k8s_logging_events.testing._apiserver_errors import (
     status_body,
     unsupported_media_type,
 )
-from k8s_logging_events.testing._apiserver_patch import (
+from k8s_logging_events.testing.apiserver._patch import (
     JsonPatchError,
     apply_json_patch,
     apply_merge_patch,
     apply_strategic_merge_patch,
     json_patch_failed,
 )
-from k8s_logging_events.testing._apiserver_schema import (
+from k8s_logging_events.testing.apiserver._schema import (
     CORE_EVENT,
     EVENTS_EVENT,
     NAMESPACE,
@@ -51,7 +51,7 @@ from k8s_logging_events.testing._apiserver_schema import (
     events_to_core,
     parse_stored,
 )
-from k8s_logging_events.testing._apiserver_selectors import (
+from k8s_logging_events.testing.apiserver._selectors import (
     CORE_FIELD_LABELS,
     EVENTS_FIELD_LABELS,
     NAMESPACE_FIELD_LABELS,
@@ -61,9 +61,9 @@ from k8s_logging_events.testing._apiserver_selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from k8s_logging_events.testing._apiserver_store import Api, Entry, Store
-from k8s_logging_events.testing._apiserver_validation import CORE, EVENTS
-from k8s_logging_events.testing._apiserver_watch import WatchRequest
+from k8s_logging_events.testing.apiserver._store import Api, Entry, Store
+from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
+from k8s_logging_events.testing.apiserver._watch import WatchRequest
 
 __all__ = ["CORE_API", "EVENTS_API", "HttpRequest", "HttpResponse", "RestApi"]
 

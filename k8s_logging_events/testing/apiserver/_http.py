@@ -15,8 +15,8 @@ import time
 from email.utils import formatdate
 from io import BufferedIOBase
 
-from k8s_logging_events.testing._apiserver_store import Store
-from k8s_logging_events.testing._apiserver_watch import WatchRequest, stream_watch
+from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._watch import WatchRequest, stream_watch
 
 __all__ = ["MAX_HEADERS", "MAX_LINE", "Headers", "http_date", "read_body", "write_watch"]
 

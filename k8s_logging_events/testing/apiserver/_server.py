@@ -35,21 +35,21 @@ from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs
 
 from k8s_logging_events.clock import Clock, SystemClock
-from k8s_logging_events.testing._apiserver_auth import (
+from k8s_logging_events.testing.apiserver._auth import (
     Authenticator,
     ClientCertificate,
     TlsMaterial,
     kubeconfig_text,
     unauthorized,
 )
-from k8s_logging_events.testing._apiserver_errors import ApiError, fault_status
-from k8s_logging_events.testing._apiserver_faults import (
+from k8s_logging_events.testing.apiserver._errors import ApiError, fault_status
+from k8s_logging_events.testing.apiserver._faults import (
     ACTIONS,
     Fault,
     FaultAction,
     RecordedRequest,
 )
-from k8s_logging_events.testing._apiserver_http import (
+from k8s_logging_events.testing.apiserver._http import (
     MAX_HEADERS,
     MAX_LINE,
     Headers,
@@ -57,7 +57,7 @@ from k8s_logging_events.testing._apiserver_http import (
     read_body,
     write_watch,
 )
-from k8s_logging_events.testing._apiserver_rest import (
+from k8s_logging_events.testing.apiserver._rest import (
     CORE_API,
     EVENTS_API,
     HttpRequest,
@@ -65,8 +65,8 @@ from k8s_logging_events.testing._apiserver_rest import (
     RestApi,
     error_response,
 )
-from k8s_logging_events.testing._apiserver_store import DEFAULT_WATCH_HISTORY, Entry, Store
-from k8s_logging_events.testing._apiserver_validation import CORE, EVENTS
+from k8s_logging_events.testing.apiserver._store import DEFAULT_WATCH_HISTORY, Entry, Store
+from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
 
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import GoStruct, GoText
+from k8s_logging_events.testing.apiserver._errors import GoStruct, GoText
 
 __all__ = [
     "CORE_EVENT",

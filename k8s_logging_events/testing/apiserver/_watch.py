@@ -5,7 +5,7 @@ Part of the local API server on the test side of the pipeline. A list request wi
 connection thread then runs :func:`stream_watch`, which writes what a real API server's
 watch handler writes: an HTTP 200 with a chunked body of watch events, one JSON object a
 line (``{"type":"ADDED","object":{...}}``), taken from the store's bounded change history
-(:class:`~._apiserver_store.Store`, the watch cache of a real server):
+(:class:`~._store.Store`, the watch cache of a real server):
 
 * without ``resourceVersion`` (or with ``"0"``), a synthetic ``ADDED`` for every matching
   event first, then the changes after that moment;
@@ -31,13 +31,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import status_body
-from k8s_logging_events.testing._apiserver_selectors import (
+from k8s_logging_events.testing.apiserver._errors import status_body
+from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
     event_fields,
 )
-from k8s_logging_events.testing._apiserver_store import (
+from k8s_logging_events.testing.apiserver._store import (
     Api,
     Change,
     Entry,
