@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+from k8s_logging_events import models
 from k8s_logging_events.clock import Clock
+from k8s_logging_events.describe import human_duration
 from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     FieldError,
@@ -34,6 +36,12 @@ from k8s_logging_events.testing.apiserver._errors import (
     not_found_path,
     status_body,
     unsupported_media_type,
+)
+from k8s_logging_events.testing.apiserver._gofmt import (
+    go_json,
+    go_json_error,
+    go_strings,
+    summarize_data,
 )
 from k8s_logging_events.testing.apiserver._patch import (
     JsonPatchError,
@@ -49,7 +57,6 @@ from k8s_logging_events.testing.apiserver._schema import (
     DecodeError,
     decode,
     events_to_core,
-    parse_stored,
 )
 from k8s_logging_events.testing.apiserver._selectors import (
     CORE_FIELD_LABELS,
@@ -140,23 +147,11 @@ class HttpRequest:
                     self.json_body = None
                 else:
                     if _SURROGATE_ESCAPE.search(self.body) or b"\xed" in self.body:
-                        self.json_body = _go_strings(self.json_body)
+                        self.json_body = go_strings(self.json_body)
         return self.json_body
 
 
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _go_strings(value: Any) -> Any:
-    """Go's decoder replaces invalid UTF-16 and UTF-8 (a lone surrogate) with U+FFFD."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_go_strings(item) for item in value]
-    if isinstance(value, dict):
-        return {_go_strings(key): _go_strings(item) for key, item in value.items()}
-    return value
 
 
 @dataclass(slots=True)
@@ -174,7 +169,7 @@ class HttpResponse:
 
 
 def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+    return go_json(value) + b"\n"
 
 
 def error_response(error: ApiError) -> HttpResponse:
@@ -185,74 +180,6 @@ def error_response(error: ApiError) -> HttpResponse:
         headers=list(error.headers),
         reason=error.status.get("reason", ""),
     )
-
-
-def _go_json_error(text: bytes) -> str:
-    """Describe why ``text`` is not JSON the way Go's decoder would."""
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.pos >= len(exc.doc) or not exc.doc[exc.pos :].strip():
-            return "unexpected end of JSON input"
-        char = exc.doc[exc.pos]
-        where = (
-            "looking for beginning of value"
-            if "Expecting value" in exc.msg
-            else "after top-level value"
-        )
-        if "delimiter" in exc.msg or "property name" in exc.msg:
-            where = (
-                "after object key"
-                if "':'" in exc.msg
-                else "looking for beginning of object key string"
-            )
-        return f"invalid character {char!r} {where}"
-    except ValueError:
-        pass
-    return "invalid JSON"
-
-
-def _summarize(data: bytes) -> str:
-    """``summarizeData``: the first 30 bytes, as text when it looks like JSON, else hex."""
-    if not data:
-        return "<empty>"
-    head = data[:30]
-    suffix = " ..." if len(data) > 30 else ""
-    if data[:1] == b"{":
-        return head.decode("utf-8", "replace") + suffix
-    return binascii.hexlify(head).decode() + suffix
-
-
-def _human_duration(seconds: float) -> str:
-    """``duration.HumanDuration``: what kubectl prints in AGE and LAST SEEN columns."""
-    whole = int(seconds)
-    if whole < -1:
-        return "<invalid>"
-    if whole < 0:
-        return "0s"
-    if whole < 120:
-        return f"{whole}s"
-    minutes = whole // 60
-    if minutes < 10:
-        rest = whole % 60
-        return f"{minutes}m{rest}s" if rest else f"{minutes}m"
-    if minutes < 180:
-        return f"{minutes}m"
-    hours = whole // 3600
-    if hours < 8:
-        rest = minutes % 60
-        return f"{hours}h{rest}m" if rest else f"{hours}h"
-    if hours < 48:
-        return f"{hours}h"
-    if hours < 24 * 8:
-        rest = hours % 24
-        return f"{hours // 24}d{rest}h" if rest else f"{hours // 24}d"
-    if hours < 24 * 365 * 2:
-        return f"{hours // 24}d"
-    if hours < 24 * 365 * 8:
-        days = (hours // 24) % 365
-        return f"{hours // 24 // 365}y{days}d" if days else f"{hours // 24 // 365}y"
-    return f"{hours // 24 // 365}y"
 
 
 def _column(name: str, description: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
@@ -568,10 +495,8 @@ class RestApi:
         now = self._clock.now()
 
         def since(value: str | None) -> str:
-            moment = parse_stored(value)
-            return (
-                "<unknown>" if moment is None else _human_duration((now - moment).total_seconds())
-            )
+            moment = models.parse_time(value)
+            return "<unknown>" if moment is None else human_duration(now - moment)
 
         include = request.query.get("includeObject", "Metadata")
         rows = []
@@ -719,7 +644,7 @@ class RestApi:
         data = request.parsed()
         if not isinstance(data, dict):
             reason = (
-                _go_json_error(request.body)
+                go_json_error(request.body)
                 if data is None
                 else (
                     "json: cannot unmarshal array into Go value of type struct "
@@ -729,7 +654,7 @@ class RestApi:
             )
             raise bad_request(
                 "the object provided is unrecognized (must be of type Event): couldn't get "
-                f"version/kind; json parse error: {reason} ({_summarize(request.body)})"
+                f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
             )
         api_version = data.get("apiVersion") or api.api_version
         kind = data.get("kind") or "Event"
@@ -738,7 +663,7 @@ class RestApi:
                 "the object provided is unrecognized (must be of type Event): "
                 "couldn't get version/kind; json parse error: "
                 "json: cannot unmarshal non-string into Go struct field .apiVersion of type string "
-                f"({_summarize(request.body)})"
+                f"({summarize_data(request.body)})"
             )
         version = api_version.rsplit("/", 1)[-1]
         if api_version != api.api_version:
@@ -842,7 +767,7 @@ class RestApi:
                 raise bad_request("Invalid JSON Patch")
             return patch
         if patch is None and request.body.strip() != b"null":
-            reason = _go_json_error(request.body)
+            reason = go_json_error(request.body)
             if content_type == APPLY_PATCH:
                 raise bad_request(
                     f"error decoding YAML: {reason} "
@@ -888,7 +813,7 @@ class RestApi:
         options = request.parsed()
         if not isinstance(options, dict):
             raise bad_request(
-                f"couldn't get version/kind; json parse error: {_go_json_error(request.body)}"
+                f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
             )
         return options
 
@@ -987,10 +912,8 @@ class RestApi:
         include = request.query.get("includeObject", "Metadata")
         rows = []
         for entry in entries:
-            created = parse_stored(entry.obj["metadata"].get("creationTimestamp"))
-            age = (
-                "<unknown>" if created is None else _human_duration((now - created).total_seconds())
-            )
+            created = models.parse_time(entry.obj["metadata"].get("creationTimestamp"))
+            age = "<unknown>" if created is None else human_duration(now - created)
             cells = [entry.name, entry.obj["status"].get("phase", ""), age]
             rows.append(self._row(cells, entry, None, include))
         return self._table(version, _NAMESPACE_COLUMNS, rows, meta)
@@ -1000,8 +923,8 @@ class RestApi:
         if not isinstance(data, dict):
             raise bad_request(
                 "the object provided is unrecognized (must be of type Namespace): "
-                f"couldn't get version/kind; json parse error: {_go_json_error(request.body)} "
-                f"({_summarize(request.body)})"
+                f"couldn't get version/kind; json parse error: {go_json_error(request.body)} "
+                f"({summarize_data(request.body)})"
             )
         body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
         try:

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from k8s_logging_events.clock import Clock
+from k8s_logging_events.models import format_time
 from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
@@ -44,11 +45,8 @@ from k8s_logging_events.testing.apiserver._errors import (
     not_found,
     unknown_error,
 )
-from k8s_logging_events.testing.apiserver._schema import (
-    OBJECT_META,
-    core_to_events,
-    format_time,
-)
+from k8s_logging_events.testing.apiserver._gofmt import go_json
+from k8s_logging_events.testing.apiserver._schema import OBJECT_META, core_to_events
 from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
@@ -126,10 +124,6 @@ class HistoryExpiredError(Exception):
         self.floor = floor
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 @dataclass(slots=True, eq=False)
 class Entry:
     """One stored object and its rendered JSON, cached per API version."""
@@ -155,10 +149,10 @@ class Entry:
         """The object as a list item in ``api`` (no kind/apiVersion), cached."""
         if api == CORE:
             if self._core is None:
-                self._core = _dumps(self.obj)
+                self._core = go_json(self.obj)
             return self._core
         if self._events is None:
-            self._events = _dumps(core_to_events(self.obj))
+            self._events = go_json(core_to_events(self.obj))
         return self._events
 
     def view(self, api: str) -> dict[str, Any]:

@@ -24,7 +24,6 @@ Nothing here touches sockets: the caller passes ``write`` and ``alive`` callable
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -32,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import status_body
+from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
@@ -106,10 +106,6 @@ def _line(event_type: str, obj: bytes) -> bytes:
     return b'{"type":"' + event_type.encode() + b'","object":' + obj.rstrip(b"\n") + b"}\n"
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _classify(request: WatchRequest, change: Change) -> tuple[str, Entry] | None:
     """The watch event a change makes for this watch, if any (the cacher's filter)."""
     now = request.selects(change.entry)
@@ -155,7 +151,7 @@ def stream_watch(
 
     start = _start(request, store, stopping, deadline)
     if isinstance(start, dict):
-        write(_line("ERROR", _json(start)))
+        write(_line("ERROR", go_json(start)))
         return
     cursor, initial = start
     for entry in initial:
@@ -177,7 +173,7 @@ def stream_watch(
             changes = store.changes_since(cursor)
         except HistoryExpiredError as error:
             # this watch fell behind the whole history: what a resumed watch would get
-            write(_line("ERROR", _json(expired_status(error))))
+            write(_line("ERROR", go_json(expired_status(error))))
             return
         for change in changes:
             cursor = change.rv
@@ -228,4 +224,4 @@ def _bookmark(request: WatchRequest, rv: int) -> bytes:
             "annotations": {"k8s.io/initial-events-end": "true"},
         },
     }
-    return _json(obj)
+    return go_json(obj)
