@@ -5,8 +5,10 @@ with transcriptions of the real API server's, so that a bug shared by both canno
 unnoticed). :class:`LocalApiServer` is the public facade; the private modules behind it:
 
 * ``_server``: the facade -- lifecycle, stored objects, fault injection, the request log;
-* ``_http``: the HTTP/1.1 transport -- sockets, connection threads, TLS, refusal;
-* ``_faults``: injected faults and the request log as records;
+* ``_http``: the HTTP/1.1 transport -- the port, connection threads, TLS, refusal -- and
+  ``_exchange``: reading one request off a connection and writing its answer;
+* ``_dispatch``: one request through the server -- logged, met by a fault, or answered;
+* ``_faults``: injected faults and the request log;
 * ``_auth``: HTTPS material, bearer tokens, client certificates, kubeconfig;
 * ``_rest``: routing, discovery and Namespaces; ``_rest_events``: the Events handlers;
   ``_requests``: one request and its answer; ``_tables``: ``meta.k8s.io`` Tables;

@@ -1,88 +1,46 @@
-"""The REST surface of :class:`~k8s_logging_events.testing.LocalApiServer`.
+"""The REST surface of the local API server: routing, discovery and Namespaces.
 
-Part of the local API server on the test side of the pipeline: it turns one HTTP request
-(method, path, query, headers, body) into one HTTP response, independent of sockets and
-threads. It routes the Events and Namespaces paths of core/v1 and events.k8s.io/v1 and the
-discovery documents kubectl reads, decodes and checks request bodies (the steps the API
-server's handlers do before the registry: decoding, the namespace of the body against the
-URL, the name against the URL, the patch content type), calls the
-:class:`~._store.Store`, and renders JSON -- or a ``meta.k8s.io`` ``Table`` when
-the client asks for one, as ``kubectl get`` does. A watch is answered with a
-:class:`~._watch.WatchRequest` in the response, which the server streams.
+Part of the local API server on the test side of the pipeline: :class:`RestApi` turns one
+HTTP request into one HTTP response, independent of sockets and threads. It routes the
+Events and Namespaces paths of core/v1 and events.k8s.io/v1 -- events to
+:class:`~._rest_events.EventsApi` -- answers the discovery documents kubectl reads
+(``/api``, ``/apis``, the resource lists, ``/version``, health checks) and serves
+Namespaces (get, list, create, delete into ``Terminating``) from the
+:class:`~._store.Store`; API errors become their ``Status`` answers.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote
 
-from k8s_logging_events import models
 from k8s_logging_events.clock import Clock
-from k8s_logging_events.describe import human_duration
 from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
-    FieldError,
     bad_request,
-    invalid,
-    method_not_supported,
-    name_mismatch,
-    namespace_mismatch,
     not_found_path,
-    status_body,
-    unsupported_media_type,
 )
-from k8s_logging_events.testing.apiserver._gofmt import (
-    go_json,
-    go_json_error,
-    go_strings,
-    summarize_data,
+from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
+from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_API, Api, Entry
+from k8s_logging_events.testing.apiserver._requests import (
+    HttpRequest,
+    HttpResponse,
+    delete_options,
+    error_response,
+    json_body,
+    not_allowed,
+    ok,
+    selectors,
+    table_version,
 )
-from k8s_logging_events.testing.apiserver._patch import (
-    JsonPatchError,
-    apply_json_patch,
-    apply_merge_patch,
-    apply_strategic_merge_patch,
-    json_patch_failed,
-)
-from k8s_logging_events.testing.apiserver._schema import (
-    CORE_EVENT,
-    EVENTS_EVENT,
-    NAMESPACE,
-    DecodeError,
-    decode,
-    events_to_core,
-)
-from k8s_logging_events.testing.apiserver._selectors import (
-    CORE_FIELD_LABELS,
-    EVENTS_FIELD_LABELS,
-    NAMESPACE_FIELD_LABELS,
-    FieldSelector,
-    LabelSelector,
-    SelectorError,
-    parse_field_selector,
-    parse_label_selector,
-)
-from k8s_logging_events.testing.apiserver._store import Api, Entry, Store
-from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
-from k8s_logging_events.testing.apiserver._watch import WatchRequest
+from k8s_logging_events.testing.apiserver._rest_events import EventsApi
+from k8s_logging_events.testing.apiserver._schema import NAMESPACE, DecodeError, decode
+from k8s_logging_events.testing.apiserver._selectors import NAMESPACE_FIELD_LABELS, SelectorError
+from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._tables import Tables
 
-__all__ = ["CORE_API", "EVENTS_API", "HttpRequest", "HttpResponse", "RestApi"]
-
-CORE_API = Api(CORE, "", "v1")
-EVENTS_API = Api(EVENTS, "events.k8s.io", "events.k8s.io/v1")
-
-JSON_PATCH = "application/json-patch+json"
-MERGE_PATCH = "application/merge-patch+json"
-STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
-APPLY_PATCH = "application/apply-patch+yaml"
-PATCH_TYPES = (JSON_PATCH, MERGE_PATCH, STRATEGIC_MERGE_PATCH, APPLY_PATCH)
-"""The patch content types a built-in resource accepts, in the order the server lists them."""
+__all__ = ["SERVER_VERSION", "RestApi"]
 
 SERVER_VERSION = {
     "major": "1",
@@ -109,110 +67,9 @@ _EVENT_VERBS = [
 ]
 _NAMESPACE_VERBS = ["create", "delete", "get", "list"]
 
-_UNPARSED: Any = object()
-
-
-class Headers(Protocol):
-    """Request headers: case-insensitive ``get`` (an ``email.message.Message`` will do)."""
-
-    def get(self, name: str, /) -> str | None:
-        """Return the header's value, or None."""
-        ...
-
-
-@dataclass(slots=True)
-class HttpRequest:
-    """One HTTP request, already read off the socket."""
-
-    method: str
-    path: str
-    query: Mapping[str, str]
-    headers: Headers
-    body: bytes = b""
-    json_body: Any = _UNPARSED
-    """The body parsed as JSON (None when absent or not JSON), filled in on first use."""
-
-    def header(self, name: str) -> str:
-        """Return a header value, or "" when absent."""
-        return self.headers.get(name) or ""
-
-    def parsed(self) -> Any:
-        """The body as JSON, or None when it is empty or not JSON."""
-        if self.json_body is _UNPARSED:
-            self.json_body = None
-            if self.body:
-                try:
-                    self.json_body = json.loads(self.body)
-                except ValueError:
-                    self.json_body = None
-                else:
-                    if _SURROGATE_ESCAPE.search(self.body) or b"\xed" in self.body:
-                        self.json_body = go_strings(self.json_body)
-        return self.json_body
-
-
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-@dataclass(slots=True)
-class HttpResponse:
-    """One HTTP response, ready to be written."""
-
-    status: int
-    body: bytes
-    content_type: str = "application/json"
-    headers: list[tuple[str, str]] = field(default_factory=list)
-    reason: str = ""
-    """The Kubernetes reason when the body is a failure Status ("" otherwise)."""
-    watch: WatchRequest | None = None
-    """For a watch: what to stream (the body is then empty and the answer chunked)."""
-
-
-def _json(value: Any) -> bytes:
-    return go_json(value) + b"\n"
-
-
-def error_response(error: ApiError) -> HttpResponse:
-    """Render an :class:`ApiError` as its Status response."""
-    return HttpResponse(
-        error.code,
-        _json(error.status),
-        headers=list(error.headers),
-        reason=error.status.get("reason", ""),
-    )
-
-
-def _column(name: str, description: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
-    return {
-        "name": name,
-        "type": "string",
-        "format": fmt,
-        "description": description,
-        "priority": priority,
-    }
-
-
-_EVENT_COLUMNS = [
-    _column("Last Seen", "When the most recent occurrence was recorded."),
-    _column("Type", "Type of this event (Normal, Warning)."),
-    _column("Reason", "Why the object moved into its current status."),
-    _column("Object", "The object that this event is about."),
-    _column("Subobject", "The piece of the object the event is about.", 1),
-    _column("Source", "The component reporting this event.", 1),
-    _column("Message", "A human-readable description of the status of this operation."),
-    _column("First Seen", "When the event was first recorded.", 1),
-    _column("Count", "The number of times this event has occurred.", 1),
-    _column("Name", "Name must be unique within a namespace.", 1, "name"),
-]
-_NAMESPACE_COLUMNS = [
-    _column("Name", "Name must be unique within a namespace.", 0, "name"),
-    _column("Status", "The status of the namespace"),
-    _column("Age", "When the namespace was created."),
-]
-
 
 class RestApi:
-    """Routes requests to the store and renders the answers.
+    """Routes requests to the handlers and renders the answers.
 
     Args:
         store: the objects.
@@ -221,9 +78,10 @@ class RestApi:
     """
 
     def __init__(self, store: Store, clock: Clock, address: Callable[[], str]) -> None:
-        self.store = store
-        self._clock = clock
+        self._store = store
         self._address = address
+        self._tables = Tables(clock)
+        self._events = EventsApi(store, self._tables)
 
     # -- entry point ------------------------------------------------------------------
 
@@ -238,7 +96,7 @@ class RestApi:
         path = request.path.rstrip("/") or "/"
         segments = [unquote(part) for part in path.split("/")[1:]] if path != "/" else []
         if not segments:
-            return self._ok(
+            return ok(
                 {
                     "paths": [
                         "/api",
@@ -257,32 +115,27 @@ class RestApi:
         if head in ("healthz", "livez", "readyz") and len(segments) == 1:
             return HttpResponse(200, b"ok", "text/plain; charset=utf-8")
         if head == "version" and len(segments) == 1:
-            return self._ok(SERVER_VERSION)
+            return ok(SERVER_VERSION)
         if head == "api":
             if len(segments) == 1:
-                return self._ok(self._api_versions())
+                return ok(self._api_versions())
             if segments[1] == "v1":
                 if len(segments) == 2:
-                    return self._ok(self._core_resources())
+                    return ok(self._core_resources())
                 return self._resources(CORE_API, segments[2:], request)
         if head == "apis":
             if len(segments) == 1:
-                return self._ok(self._group_list())
+                return ok(self._group_list())
             if segments[1] == "events.k8s.io":
                 if len(segments) == 2:
-                    return self._ok(
-                        {"kind": "APIGroup", "apiVersion": "v1", **self._events_group()}
-                    )
+                    return ok({"kind": "APIGroup", "apiVersion": "v1", **self._events_group()})
                 if segments[2] == "v1":
                     if len(segments) == 3:
-                        return self._ok(self._events_resources())
+                        return ok(self._events_resources())
                     return self._resources(EVENTS_API, segments[3:], request)
         raise not_found_path()
 
     # -- discovery --------------------------------------------------------------------
-
-    def _ok(self, body: Any) -> HttpResponse:
-        return HttpResponse(200, _json(body))
 
     def _api_versions(self) -> dict[str, Any]:
         return {
@@ -343,11 +196,11 @@ class RestApi:
         if watch_path or (
             request.query.get("watch") in ("true", "1") and rest[-1] in ("events", "namespaces")
         ):
-            return self._watch(api, rest[1:] if watch_path else rest, request)
+            return self._events.watch(api, rest[1:] if watch_path else rest, request)
         if rest == ["events"]:
             if method == "GET":
-                return self._list_events(api, None, request)
-            return self._not_allowed()
+                return self._events.list_events(api, None, request)
+            return not_allowed()
         if rest[0] == "namespaces" and api is CORE_API and len(rest) <= 2:
             return self._namespaces(rest[1:], request)
         if rest[0] != "namespaces" or len(rest) < 3 or rest[2] != "events" or len(rest) > 4:
@@ -355,511 +208,27 @@ class RestApi:
         namespace = rest[1]
         if len(rest) == 3:
             if method == "GET":
-                return self._list_events(api, namespace, request)
+                return self._events.list_events(api, namespace, request)
             if method == "POST":
-                return self._create_event(api, namespace, request)
+                return self._events.create_event(api, namespace, request)
             if method == "DELETE":
-                return self._delete_collection(api, namespace, request)
-            return self._not_allowed()
+                return self._events.delete_collection(api, namespace, request)
+            return not_allowed()
         name = rest[3]
         if method == "GET":
-            entry = self.store.get_event(api, namespace, name)
-            return self._single(api, entry, request)
+            entry = self._store.get_event(api, namespace, name)
+            return self._events.single(api, entry, request)
         if method == "PUT":
-            return self._replace_event(api, namespace, name, request)
+            return self._events.replace_event(api, namespace, name, request)
         if method == "PATCH":
-            return self._patch_event(api, namespace, name, request)
+            return self._events.patch_event(api, namespace, name, request)
         if method == "DELETE":
-            return self._delete_event(api, namespace, name, request)
-        return self._not_allowed()
-
-    # -- watch ------------------------------------------------------------------------
-
-    def _watch(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
-        """Check a watch request and describe it; the server streams it."""
-        if not rest:
-            raise not_found_path()
-        if rest[-1] == "namespaces" or (rest[0] == "namespaces" and len(rest) == 2):
-            raise method_not_supported("namespaces", "watch", "")
-        if rest == ["events"]:
-            namespace, name = None, None
-        elif rest[0] == "namespaces" and len(rest) in (3, 4) and rest[2] == "events":
-            namespace, name = rest[1], (rest[3] if len(rest) == 4 else None)
-        else:
-            raise not_found_path()
-        if request.method != "GET":
-            return self._not_allowed()
-        selector = request.query.get("fieldSelector", "")
-        if name is not None:
-            # /watch/.../events/NAME is a watch of the collection selected by name
-            escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
-            selector = (
-                f"{selector},metadata.name={escaped}" if selector else f"metadata.name={escaped}"
-            )
-        convert = self._field_converter(api)
-        try:
-            labels = parse_label_selector(request.query.get("labelSelector", ""))
-            fields = parse_field_selector(selector, convert)
-        except SelectorError as exc:
-            raise bad_request(str(exc)) from None
-        rv = request.query.get("resourceVersion", "")
-        if rv and not rv.isdigit():
-            error = FieldError.invalid(
-                "resourceVersion", rv, f'strconv.ParseUint: parsing "{rv}": invalid syntax'
-            )
-            raise invalid("events", "", [error], api.group)
-        raw_timeout = request.query.get("timeoutSeconds", "")
-        try:
-            timeout = float(int(raw_timeout)) if raw_timeout else None
-        except ValueError:
-            raise bad_request(
-                f'strconv.ParseInt: parsing "{raw_timeout}": invalid syntax'
-            ) from None
-        initial = request.query.get("sendInitialEvents")
-        version = self._table_version(request)
-        watch = WatchRequest(
-            api=api,
-            namespace=namespace,
-            labels=labels,
-            fields=fields,
-            resource_version=rv,
-            timeout=timeout,
-            send_initial_events=None if initial is None else initial in ("true", "1"),
-            bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
-            encode=self._watch_encoder(api, request, version),
-        )
-        return HttpResponse(200, b"", watch=watch)
-
-    def _watch_encoder(
-        self, api: Api, request: HttpRequest, version: str | None
-    ) -> Callable[[Entry, bool], bytes]:
-        if version is None:
-            return lambda entry, _first: api.prefix + entry.item_json(api.name)[1:]
-
-        def table(entry: Entry, first: bool) -> bytes:
-            meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-            rendered = self._event_table([entry], version, api, request, meta)
-            if not first:
-                # the real server sends the column definitions with the first event only
-                rendered["columnDefinitions"] = None
-            return _json(rendered)
-
-        return table
-
-    @staticmethod
-    def _not_allowed() -> HttpResponse:
-        message = "the server does not allow this method on the requested resource"
-        return error_response(ApiError(status_body(405, "MethodNotAllowed", message, {})))
-
-    # -- rendering --------------------------------------------------------------------
-
-    @staticmethod
-    def _table_version(request: HttpRequest) -> str | None:
-        accept = request.header("Accept")
-        if "as=Table" not in accept:
-            return None
-        for option in accept.split(","):
-            params = {
-                key.strip(): value.strip()
-                for key, _, value in (part.partition("=") for part in option.split(";")[1:])
-            }
-            if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-                return params.get("v", "v1")
-        return None
-
-    def _single(
-        self, api: Api, entry: Entry, request: HttpRequest, status: int = 200
-    ) -> HttpResponse:
-        version = self._table_version(request)
-        if version is not None:
-            return self._ok(self._event_table([entry], version, api, request, {}))
-        body = api.prefix + entry.item_json(api.name)[1:] + b"\n"
-        return HttpResponse(status, body)
-
-    def _list_meta(self, rv: int, start: tuple[str, str] | None, remaining: int) -> dict[str, Any]:
-        meta: dict[str, Any] = {"resourceVersion": str(rv)}
-        if start is not None:
-            token = json.dumps({"rv": rv, "start": list(start)}).encode()
-            meta["continue"] = base64.urlsafe_b64encode(token).decode()
-            meta["remainingItemCount"] = remaining
-        return meta
-
-    def _event_table(
-        self,
-        entries: list[Entry],
-        version: str,
-        api: Api,
-        request: HttpRequest,
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        now = self._clock.now()
-
-        def since(value: str | None) -> str:
-            moment = models.parse_time(value)
-            return "<unknown>" if moment is None else human_duration(now - moment)
-
-        include = request.query.get("includeObject", "Metadata")
-        rows = []
-        for entry in entries:
-            event = entry.obj
-            first = (
-                since(event["firstTimestamp"])
-                if event["firstTimestamp"]
-                else since(event["eventTime"])
-            )
-            last = since(event["lastTimestamp"]) if event["lastTimestamp"] else first
-            count = event.get("count", 0)
-            series = event.get("series")
-            if series is not None:
-                last = since(series.get("lastObservedTime"))
-                count = series.get("count", 0)
-            elif count == 0:
-                count = 1
-            involved = event["involvedObject"]
-            kind = involved.get("kind", "").lower()
-            target = f"{kind}/{involved['name']}" if involved.get("name") else kind
-            component = event["source"].get("component") or event["reportingComponent"]
-            host = event["source"].get("host") or event["reportingInstance"]
-            source = f"{component}, {host}" if host else component
-            cells = [
-                last,
-                event.get("type", ""),
-                event.get("reason", ""),
-                target,
-                involved.get("fieldPath", ""),
-                source,
-                event.get("message", "").strip(),
-                first,
-                count,
-                entry.name,
-            ]
-            rows.append(self._row(cells, entry, api, include))
-        return self._table(version, _EVENT_COLUMNS, rows, meta)
-
-    def _row(self, cells: list[Any], entry: Entry, api: Api | None, include: str) -> dict[str, Any]:
-        row: dict[str, Any] = {"cells": cells}
-        if include == "Object":
-            if api is None:
-                row["object"] = {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
-            else:
-                row["object"] = {
-                    "kind": "Event",
-                    "apiVersion": api.api_version,
-                    **entry.view(api.name),
-                }
-        elif include != "None":
-            row["object"] = {
-                "kind": "PartialObjectMetadata",
-                "apiVersion": "meta.k8s.io/v1",
-                "metadata": entry.obj["metadata"],
-            }
-        return row
-
-    @staticmethod
-    def _table(
-        version: str,
-        columns: list[dict[str, Any]],
-        rows: list[dict[str, Any]],
-        meta: dict[str, Any],
-    ) -> dict[str, Any]:
-        return {
-            "kind": "Table",
-            "apiVersion": f"meta.k8s.io/{version}",
-            "metadata": meta,
-            "columnDefinitions": columns,
-            "rows": rows,
-        }
-
-    # -- query parsing ----------------------------------------------------------------
-
-    @staticmethod
-    def _selectors(
-        request: HttpRequest, convert: Callable[[str], str]
-    ) -> tuple[LabelSelector, FieldSelector]:
-        try:
-            labels = parse_label_selector(request.query.get("labelSelector", ""))
-            fields = parse_field_selector(request.query.get("fieldSelector", ""), convert)
-        except SelectorError as exc:
-            raise bad_request(str(exc)) from None
-        return labels, fields
-
-    @staticmethod
-    def _field_converter(api: Api) -> Callable[[str], str]:
-        def convert(label: str) -> str:
-            if api is CORE_API:
-                if label in CORE_FIELD_LABELS:
-                    return label
-            elif label in EVENTS_FIELD_LABELS:
-                return EVENTS_FIELD_LABELS[label]
-            raise SelectorError(f"field label not supported: {label}")
-
-        return convert
-
-    @staticmethod
-    def _dry_run(request: HttpRequest, kind: str) -> bool:
-        value = request.query.get("dryRun", "")
-        if value in ("", "All"):
-            return value == "All"
-        error = FieldError("FieldValueNotSupported", "dryRun", value, 'supported values: "All"')
-        raise invalid(kind, "", [error], "meta.k8s.io")
-
-    @staticmethod
-    def _limit(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
-        raw_limit = request.query.get("limit", "")
-        try:
-            limit = int(raw_limit) if raw_limit else 0
-        except ValueError:
-            raise bad_request(f'strconv.ParseInt: parsing "{raw_limit}": invalid syntax') from None
-        token = request.query.get("continue", "")
-        start: tuple[str, str] | None = None
-        if token:
-            try:
-                decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
-                start = (str(decoded["start"][0]), str(decoded["start"][1]))
-            except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
-                raise bad_request("continue key is not valid: illegal base64 data") from None
-        return max(limit, 0), start
-
-    # -- events -----------------------------------------------------------------------
-
-    def _list_events(self, api: Api, namespace: str | None, request: HttpRequest) -> HttpResponse:
-        labels, fields = self._selectors(request, self._field_converter(api))
-        limit, start = self._limit(request)
-        entries, rv, following, remaining = self.store.list_events(
-            namespace, labels, fields, limit=limit, start=start
-        )
-        meta = self._list_meta(rv, following, remaining)
-        version = self._table_version(request)
-        if version is not None:
-            return self._ok(self._event_table(entries, version, api, request, meta))
-        head = json.dumps(
-            {"kind": "EventList", "apiVersion": api.api_version, "metadata": meta},
-            separators=(",", ":"),
-        ).encode()
-        items = b",".join(entry.item_json(api.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
-
-    def _decode_event(self, api: Api, request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
-        """Decode a create/replace body into the canonical form (the handler's decode step)."""
-        data = request.parsed()
-        if not isinstance(data, dict):
-            reason = (
-                go_json_error(request.body)
-                if data is None
-                else (
-                    "json: cannot unmarshal array into Go value of type struct "
-                    '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
-                    'Kind string "json:\\"kind,omitempty\\"" }'
-                )
-            )
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Event): couldn't get "
-                f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
-            )
-        api_version = data.get("apiVersion") or api.api_version
-        kind = data.get("kind") or "Event"
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Event): "
-                "couldn't get version/kind; json parse error: "
-                "json: cannot unmarshal non-string into Go struct field .apiVersion of type string "
-                f"({summarize_data(request.body)})"
-            )
-        version = api_version.rsplit("/", 1)[-1]
-        if api_version != api.api_version:
-            raise bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({api.api_version})"
-            )
-        if kind != "Event":
-            raise bad_request(
-                f"{kind} in version {json.dumps(version)} cannot be handled as a Event: "
-                f'no kind "{kind}" is registered for version "{api_version}"'
-            )
-        body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
-        unknown: list[str] = []
-        try:
-            decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, unknown)
-        except DecodeError as exc:
-            raise bad_request(
-                f'{kind} in version "{version}" cannot be handled as a Event: {exc}'
-            ) from None
-        event = decoded if api is CORE_API else events_to_core(decoded)
-        event["metadata"].pop("managedFields", None)
-        return event, unknown
-
-    @staticmethod
-    def _warnings(unknown: list[str]) -> list[tuple[str, str]]:
-        return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
-
-    def _create_event(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
-        event, unknown = self._decode_event(api, request)
-        body_namespace = event["metadata"].get("namespace", "")
-        if body_namespace and body_namespace != namespace:
-            raise namespace_mismatch()
-        dry_run = self._dry_run(request, "CreateOptions")
-        event["metadata"]["namespace"] = namespace
-        entry = self.store.create_event(api, event, dry_run=dry_run)
-        response = self._single(api, entry, request, 201)
-        response.headers.extend(self._warnings(unknown))
-        return response
-
-    def _replace_event(
-        self, api: Api, namespace: str, name: str, request: HttpRequest
-    ) -> HttpResponse:
-        event, unknown = self._decode_event(api, request)
-        meta = event["metadata"]
-        if meta.get("namespace") and meta["namespace"] != namespace:
-            raise namespace_mismatch()
-        if meta.get("name", "") != name:
-            raise name_mismatch(meta.get("name", ""), name)
-        dry_run = self._dry_run(request, "UpdateOptions")
-        entry, created = self.store.update_event(
-            api, namespace, name, lambda _current: event, allow_create=True, dry_run=dry_run
-        )
-        response = self._single(api, entry, request, 201 if created else 200)
-        response.headers.extend(self._warnings(unknown))
-        return response
-
-    def _patch_event(
-        self, api: Api, namespace: str, name: str, request: HttpRequest
-    ) -> HttpResponse:
-        content_type = request.header("Content-Type").split(";", 1)[0].strip()
-        if content_type not in PATCH_TYPES:
-            raise unsupported_media_type(PATCH_TYPES)
-        apply = content_type == APPLY_PATCH
-        if apply and not request.query.get("fieldManager"):
-            error = FieldError.required("fieldManager", "is required for apply patch")
-            raise invalid("PatchOptions", "", [error], "meta.k8s.io")
-        dry_run = self._dry_run(request, "PatchOptions")
-        patch = self._parse_patch(content_type, request)
-
-        def make(current: Entry | None) -> dict[str, Any]:
-            if current is None:
-                document: Any = {}
-            else:
-                document = {
-                    "kind": "Event",
-                    "apiVersion": api.api_version,
-                    **current.view(api.name),
-                }
-            if content_type == JSON_PATCH:
-                try:
-                    patched = apply_json_patch(document, patch)
-                except JsonPatchError:
-                    raise json_patch_failed() from None
-            elif content_type == STRATEGIC_MERGE_PATCH:
-                patched = apply_strategic_merge_patch(document, patch)
-            else:
-                patched = apply_merge_patch(document, patch)
-            return self._decode_patched(api, patched, patch)
-
-        entry, created = self.store.update_event(
-            api, namespace, name, make, allow_create=apply, dry_run=dry_run
-        )
-        return self._single(api, entry, request, 201 if created else 200)
-
-    @staticmethod
-    def _parse_patch(content_type: str, request: HttpRequest) -> Any:
-        patch = request.parsed()
-        if content_type == MERGE_PATCH:
-            if patch is None:
-                raise bad_request("Invalid JSON Patch")
-            return patch
-        if patch is None and request.body.strip() != b"null":
-            reason = go_json_error(request.body)
-            if content_type == APPLY_PATCH:
-                raise bad_request(
-                    f"error decoding YAML: {reason} "
-                    "(LocalApiServer reads apply patches written as JSON)"
-                )
-            raise bad_request(reason)
-        if content_type == JSON_PATCH:
-            if not isinstance(patch, list):
-                kind = "object" if isinstance(patch, dict) else "null" if patch is None else "value"
-                raise bad_request(
-                    f"json: cannot unmarshal {kind} into Go value of type jsonpatch.Patch"
-                )
-            return patch
-        if not isinstance(patch, dict):
-            kind = "array" if isinstance(patch, list) else "value"
-            raise bad_request(
-                f"json: cannot unmarshal {kind} into Go value of type map[string]interface {{}}"
-            )
-        return patch
-
-    @staticmethod
-    def _decode_patched(api: Api, patched: Any, patch: Any) -> dict[str, Any]:
-        shown = json.dumps(patch, separators=(",", ":"))
-        if not isinstance(patched, dict):
-            error = FieldError.invalid(
-                "patch",
-                shown,
-                f"json: cannot unmarshal {type(patched).__name__} into Go value of type v1.Event",
-            )
-            raise invalid("", "", [error])
-        body = {key: value for key, value in patched.items() if key not in ("apiVersion", "kind")}
-        try:
-            decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, [])
-        except DecodeError as exc:
-            raise invalid("", "", [FieldError.invalid("patch", shown, str(exc))]) from None
-        event = decoded if api is CORE_API else events_to_core(decoded)
-        event["metadata"].pop("managedFields", None)
-        return event
-
-    def _delete_options(self, request: HttpRequest) -> dict[str, Any]:
-        if not request.body.strip():
-            return {}
-        options = request.parsed()
-        if not isinstance(options, dict):
-            raise bad_request(
-                f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
-            )
-        return options
-
-    def _delete_event(
-        self, api: Api, namespace: str, name: str, request: HttpRequest
-    ) -> HttpResponse:
-        options = self._delete_options(request)
-        preconditions = options.get("preconditions") or {}
-        dry_run = options.get("dryRun") == ["All"] or request.query.get("dryRun") == "All"
-        if dry_run:
-            entry = self.store.get_event(api, namespace, name)
-        else:
-            entry = self.store.delete_event(api, namespace, name, preconditions)
-        details: dict[str, Any] = {"name": entry.name}
-        if api.group:
-            details["group"] = api.group
-        details["kind"] = "events"
-        details["uid"] = entry.obj["metadata"].get("uid", "")
-        return self._ok(
-            {
-                "kind": "Status",
-                "apiVersion": "v1",
-                "metadata": {},
-                "status": "Success",
-                "details": details,
-            }
-        )
-
-    def _delete_collection(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
-        self._delete_options(request)
-        labels, fields = self._selectors(request, self._field_converter(api))
-        entries = self.store.delete_events(namespace, labels, fields)
-        head = json.dumps(
-            {
-                "kind": "EventList",
-                "apiVersion": api.api_version,
-                "metadata": {"resourceVersion": str(self.store.resource_version)},
-            },
-            separators=(",", ":"),
-        ).encode()
-        items = b",".join(entry.item_json(api.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+            return self._events.delete_event(api, namespace, name, request)
+        return not_allowed()
 
     # -- namespaces -------------------------------------------------------------------
 
-    def _namespace_json(self, entry: Entry) -> dict[str, Any]:
+    def _namespacejson_body(self, entry: Entry) -> dict[str, Any]:
         return {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
 
     def _namespaces(self, rest: list[str], request: HttpRequest) -> HttpResponse:
@@ -869,18 +238,18 @@ class RestApi:
                 return self._list_namespaces(request)
             if method == "POST":
                 return self._create_namespace(request)
-            return self._not_allowed()
+            return not_allowed()
         name = rest[0]
         if method == "GET":
-            entry = self.store.get_namespace(name)
-            version = self._table_version(request)
+            entry = self._store.get_namespace(name)
+            version = table_version(request)
             if version is not None:
-                return self._ok(self._namespace_table([entry], version, request, {}))
-            return self._ok(self._namespace_json(entry))
+                return ok(self._tables.namespaces([entry], version, request, {}))
+            return ok(self._namespacejson_body(entry))
         if method == "DELETE":
-            self._delete_options(request)
-            return self._ok(self._namespace_json(self.store.terminate_namespace(name)))
-        return self._not_allowed()
+            delete_options(request)
+            return ok(self._namespacejson_body(self._store.terminate_namespace(name)))
+        return not_allowed()
 
     def _list_namespaces(self, request: HttpRequest) -> HttpResponse:
         def convert(label: str) -> str:
@@ -890,13 +259,13 @@ class RestApi:
                 f'"{label}" is not a known field selector: only "metadata.name", "status.phase"'
             )
 
-        labels, fields = self._selectors(request, convert)
-        entries, rv = self.store.list_namespaces(labels, fields)
+        labels, fields = selectors(request, convert)
+        entries, rv = self._store.list_namespaces(labels, fields)
         meta = {"resourceVersion": str(rv)}
-        version = self._table_version(request)
+        version = table_version(request)
         if version is not None:
-            return self._ok(self._namespace_table(entries, version, request, meta))
-        return self._ok(
+            return ok(self._tables.namespaces(entries, version, request, meta))
+        return ok(
             {
                 "kind": "NamespaceList",
                 "apiVersion": "v1",
@@ -904,19 +273,6 @@ class RestApi:
                 "items": [entry.obj for entry in entries],
             }
         )
-
-    def _namespace_table(
-        self, entries: list[Entry], version: str, request: HttpRequest, meta: dict[str, Any]
-    ) -> dict[str, Any]:
-        now = self._clock.now()
-        include = request.query.get("includeObject", "Metadata")
-        rows = []
-        for entry in entries:
-            created = models.parse_time(entry.obj["metadata"].get("creationTimestamp"))
-            age = "<unknown>" if created is None else human_duration(now - created)
-            cells = [entry.name, entry.obj["status"].get("phase", ""), age]
-            rows.append(self._row(cells, entry, None, include))
-        return self._table(version, _NAMESPACE_COLUMNS, rows, meta)
 
     def _create_namespace(self, request: HttpRequest) -> HttpResponse:
         data = request.parsed()
@@ -934,5 +290,5 @@ class RestApi:
                 f'Namespace in version "v1" cannot be handled as a Namespace: {exc}'
             ) from None
         namespace["metadata"].pop("namespace", None)
-        entry = self.store.create_namespace(namespace)
-        return HttpResponse(201, _json(self._namespace_json(entry)))
+        entry = self._store.create_namespace(namespace)
+        return HttpResponse(201, json_body(self._namespacejson_body(entry)))

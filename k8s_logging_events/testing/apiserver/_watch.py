@@ -32,18 +32,13 @@ from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import status_body
 from k8s_logging_events.testing.apiserver._gofmt import go_json
+from k8s_logging_events.testing.apiserver._objects import Api, Change, Entry, HistoryExpiredError
 from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
     event_fields,
 )
-from k8s_logging_events.testing.apiserver._store import (
-    Api,
-    Change,
-    Entry,
-    HistoryExpiredError,
-    Store,
-)
+from k8s_logging_events.testing.apiserver._store import Store
 
 __all__ = ["WatchRequest", "expired_status", "stream_watch"]
 
