@@ -56,6 +56,9 @@ class Fault:
 
     It stays armed until it has fired ``times`` times (or until cancelled); read
     :attr:`fired` to see how many requests it met.
+
+    Raises:
+        ValueError: an option is out of range.
     """
 
     def __init__(
@@ -75,6 +78,14 @@ class Fault:
         duration: float | None,
         on_cancel: Callable[[Fault], None],
     ) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
+        if action == "status" and not 400 <= status <= 599:
+            raise ValueError(f"an injected status must be 4xx or 5xx, not {status}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for no limit)")
+        if not 0.0 < probability <= 1.0:
+            raise ValueError("probability must be in (0, 1]")
         self.method = method.upper() if method else None
         self.path = path
         self.action: FaultAction = action
@@ -138,55 +149,14 @@ class FaultList:
         self._lock = threading.Lock()
         self._faults: list[Fault] = []
 
-    def arm(
-        self,
-        *,
-        method: str | None,
-        path: str | None,
-        action: FaultAction,
-        status: int,
-        times: int | None,
-        retry_after: float | None,
-        delay: float,
-        commit: bool,
-        probability: float,
-        seed: int | None,
-        message: str | None,
-        duration: float | None,
-    ) -> Fault:
-        """Check the options, arm a fault last in line and return it.
-
-        Raises:
-            ValueError: an option is out of range.
-        """
-        if action not in ACTIONS:
-            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
-        if action == "status" and not 400 <= status <= 599:
-            raise ValueError(f"an injected status must be 4xx or 5xx, not {status}")
-        if times is not None and times < 1:
-            raise ValueError("times must be at least 1 (or None for no limit)")
-        if not 0.0 < probability <= 1.0:
-            raise ValueError("probability must be in (0, 1]")
-        fault = Fault(
-            method=method,
-            path=path,
-            action=action,
-            status=status,
-            times=times,
-            retry_after=retry_after,
-            delay=delay,
-            commit=commit,
-            probability=probability,
-            seed=seed,
-            message=message,
-            duration=duration,
-            on_cancel=self._cancel,
-        )
+    def arm(self, fault: Fault) -> Fault:
+        """Arm ``fault`` last in line and return it."""
         with self._lock:
             self._faults.append(fault)
         return fault
 
-    def _cancel(self, fault: Fault) -> None:
+    def cancel(self, fault: Fault) -> None:
+        """Disarm ``fault`` (what :meth:`Fault.cancel` calls)."""
         with self._lock:
             fault._active = False
             if fault in self._faults:

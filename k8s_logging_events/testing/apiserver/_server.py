@@ -511,7 +511,7 @@ class LocalApiServer:
             message: the ``message`` of the Status body.
             duration: for ``"refuse"``: how long to refuse connections.
         """
-        return self._faults.arm(
+        fault = Fault(
             method=method,
             path=path,
             action=action,
@@ -524,7 +524,9 @@ class LocalApiServer:
             seed=seed,
             message=message,
             duration=duration,
+            on_cancel=self._faults.cancel,
         )
+        return self._faults.arm(fault)
 
     def clear_faults(self) -> None:
         """Disarm every injected fault."""
