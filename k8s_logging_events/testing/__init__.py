@@ -7,12 +7,16 @@ over real HTTP(S) on 127.0.0.1 for the official ``kubernetes`` client and ``kube
 watches; ``wait_for_event`` waits, through a watch, until an event is on a server.
 """
 
-from k8s_logging_events.testing._apiserver import Fault, LocalApiServer, RecordedRequest
-from k8s_logging_events.testing._apiserver_auth import ClientCertificate
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
 from k8s_logging_events.testing._wait import events_table, wait_for_event
+from k8s_logging_events.testing.apiserver import (
+    ClientCertificate,
+    Fault,
+    LocalApiServer,
+    RecordedRequest,
+)
 
 __all__ = [
     "CapturedEvents",

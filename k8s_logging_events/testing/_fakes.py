@@ -1,4 +1,11 @@
-"""In-memory doubles for the recorder and the sink."""
+"""In-memory doubles for the recorder and the sink.
+
+These stand in for the two ends of the pipeline in unit tests: :class:`FakeRecorder` for
+``EventRecorder`` (what the handler calls), :class:`FakeEventSink` for the sink (what the
+writer calls), without threads of their own or HTTP. A patch merges as the local API
+server merges one (the same function: for an Event's fields a strategic merge patch
+behaves as a JSON merge patch).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +16,9 @@ import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from k8s_logging_events import models, sink
+from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
 __all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
 
@@ -179,7 +186,7 @@ class FakeEventSink:
             return stored
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Merge ``data`` (JSON) into a stored event."""
+        """Merge ``data`` (a JSON merge patch, RFC 7386) into a stored event."""
         self._begin("patch", event, data)
         if self.on_patch is not None and (answer := self.on_patch(event, data)) is not None:
             return answer
@@ -188,7 +195,7 @@ class FakeEventSink:
             current = self._stored.get(key)
             if current is None:
                 raise _not_found(event)
-            merged = _merge(current.to_api(), json.loads(data))
+            merged = apply_merge_patch(current.to_api(), json.loads(data))
             stored = dataclasses.replace(
                 models.Event.from_api(merged), resource_version=str(next(self._versions))
             )
@@ -212,16 +219,3 @@ class FakeEventSink:
 
 def _not_found(event: models.Event) -> sink.ApiStatusError:
     return sink.ApiStatusError(404, "NotFound", f'events "{event.name}" not found')
-
-
-def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
-    # JSON merge patch: for an Event's fields a strategic merge behaves the same
-    merged = dict(target)
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged

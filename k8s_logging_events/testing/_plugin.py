@@ -40,8 +40,8 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events.testing._apiserver import LocalApiServer
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
+from k8s_logging_events.testing.apiserver import LocalApiServer
 
 __all__ = [
     "k8s_api_client",

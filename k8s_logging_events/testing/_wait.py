@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from k8s_logging_events.testing._apiserver import LocalApiServer
+    from k8s_logging_events.testing.apiserver import LocalApiServer
 
 __all__ = ["event_count", "events_table", "wait_for_event"]
 
@@ -112,7 +112,7 @@ def wait_for_event(
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import ReadTimeoutError
 
-    from k8s_logging_events.testing._apiserver import LocalApiServer
+    from k8s_logging_events.testing.apiserver import LocalApiServer
 
     own = isinstance(target, LocalApiServer)
     api_client: Any = target.api_client() if own else target

@@ -23,7 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import ApiError, status_body
+from k8s_logging_events.testing.apiserver._errors import ApiError, status_body
 
 __all__ = [
     "Authenticator",

@@ -28,12 +28,12 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 from k8s_logging_events.clock import Clock
-from k8s_logging_events.testing._apiserver_errors import (
+from k8s_logging_events.models import format_time
+from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
     forbidden,
@@ -44,18 +44,23 @@ from k8s_logging_events.testing._apiserver_errors import (
     not_found,
     unknown_error,
 )
-from k8s_logging_events.testing._apiserver_schema import (
-    OBJECT_META,
-    core_to_events,
-    format_time,
+from k8s_logging_events.testing.apiserver._objects import (
+    ADDED,
+    DELETED,
+    MODIFIED,
+    Api,
+    Change,
+    Entry,
+    HistoryExpiredError,
+    meta_with,
+    simple_name,
 )
-from k8s_logging_events.testing._apiserver_selectors import (
+from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
     event_fields,
 )
-from k8s_logging_events.testing._apiserver_validation import (
-    CORE,
+from k8s_logging_events.testing.apiserver._validation import (
     is_dns1123_label,
     validate_event_create,
     validate_event_update,
@@ -64,23 +69,11 @@ from k8s_logging_events.testing._apiserver_validation import (
     validate_namespace_create,
 )
 
-__all__ = [
-    "DEFAULT_WATCH_HISTORY",
-    "IMMORTAL_NAMESPACES",
-    "Api",
-    "Change",
-    "Entry",
-    "HistoryExpiredError",
-    "Store",
-]
+__all__ = ["DEFAULT_WATCH_HISTORY", "IMMORTAL_NAMESPACES", "Store"]
 
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 """Namespaces that always exist and can never be deleted."""
 
-GENERATED_NAME_LENGTH = 5
-MAX_GENERATED_PREFIX = 63 - GENERATED_NAME_LENGTH
-_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-"""``utilrand``'s alphabet: no vowels, no look-alike digits."""
 _GENERATE_NAME_ATTEMPTS = 8
 """How often the store retries a generated name that collided (``RetryGenerateName``)."""
 
@@ -91,116 +84,6 @@ A real API server keeps a window of its own (the watch cache, at least 100 chang
 to a few minutes of them; etcd keeps 5 minutes before compaction); a watch from an older
 resourceVersion gets ``410 Expired``. A count, not a time, keeps tests deterministic.
 """
-
-ADDED = "ADDED"
-MODIFIED = "MODIFIED"
-DELETED = "DELETED"
-
-
-@dataclass(frozen=True, slots=True)
-class Api:
-    """One of the two APIs that serve Events."""
-
-    name: str
-    """:data:`~._apiserver_validation.CORE` or :data:`~._apiserver_validation.EVENTS`."""
-    group: str
-    api_version: str
-
-    @property
-    def prefix(self) -> bytes:
-        """The start of a single-object JSON body: kind and apiVersion first, as Go writes."""
-        return f'{{"kind":"Event","apiVersion":"{self.api_version}",'.encode()
-
-
-class HistoryExpiredError(Exception):
-    """A watch asked for changes older than the history keeps.
-
-    Args:
-        requested: the resourceVersion asked for.
-        floor: the oldest resourceVersion a watch can still start from.
-    """
-
-    def __init__(self, requested: int, floor: int) -> None:
-        super().__init__(f"too old resource version: {requested} ({floor})")
-        self.requested = requested
-        self.floor = floor
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-@dataclass(slots=True, eq=False)
-class Entry:
-    """One stored object and its rendered JSON, cached per API version."""
-
-    obj: dict[str, Any]
-    """The canonical form (core/v1 for events), without kind and apiVersion."""
-    rv: int
-    written: datetime
-    _core: bytes | None = field(default=None, repr=False)
-    _events: bytes | None = field(default=None, repr=False)
-
-    @property
-    def namespace(self) -> str:
-        """The object's namespace ("" for namespaces)."""
-        return str(self.obj["metadata"].get("namespace", ""))
-
-    @property
-    def name(self) -> str:
-        """The object's name."""
-        return str(self.obj["metadata"]["name"])
-
-    def item_json(self, api: str) -> bytes:
-        """The object as a list item in ``api`` (no kind/apiVersion), cached."""
-        if api == CORE:
-            if self._core is None:
-                self._core = _dumps(self.obj)
-            return self._core
-        if self._events is None:
-            self._events = _dumps(core_to_events(self.obj))
-        return self._events
-
-    def view(self, api: str) -> dict[str, Any]:
-        """A fresh copy of the object as list item in ``api``."""
-        loaded: dict[str, Any] = json.loads(self.item_json(api))
-        return loaded
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """One change to an event, as a watch reports it."""
-
-    rv: int
-    """The resourceVersion the change took."""
-    type: str
-    """``ADDED``, ``MODIFIED`` or ``DELETED``."""
-    entry: Entry
-    """The event after the change; for a deletion, its last state at the deletion's version."""
-    previous: Entry | None
-    """The event before the change (None for a creation)."""
-
-
-_META_ORDER = tuple(spec.name for spec in OBJECT_META.fields)
-
-
-def meta_with(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """Return ``meta`` with ``changes`` applied, in Go field order, empty fields left out."""
-    merged = {**meta, **changes}
-    out: dict[str, Any] = {}
-    for name in _META_ORDER:
-        value = merged.get(name)
-        if value or name == "creationTimestamp":
-            out[name] = value
-        elif value == 0 and value is not None and name == "deletionGracePeriodSeconds":
-            out[name] = 0
-    return out
-
-
-def simple_name(prefix: str, rng: random.Random) -> str:
-    """``names.SimpleNameGenerator``: the prefix (cut to 58) and five random characters."""
-    prefix = prefix[:MAX_GENERATED_PREFIX]
-    return prefix + "".join(rng.choice(_NAME_ALPHABET) for _ in range(GENERATED_NAME_LENGTH))
 
 
 class Store:

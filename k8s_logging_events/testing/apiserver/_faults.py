@@ -2,19 +2,22 @@
 
 Part of the local API server on the test side of the pipeline: a :class:`Fault` is what
 :meth:`LocalApiServer.inject <k8s_logging_events.testing.LocalApiServer.inject>` arms (which
-requests it meets, and what it does to them), and a :class:`RecordedRequest` is one entry of
-the server's request log. Both are plain records; the server applies them.
+requests it meets, and what it does to them), kept in order by a :class:`FaultList`; a
+:class:`RecordedRequest` is one entry of the server's :class:`RequestLog`. The server
+applies the faults (``_server``); this module only keeps them.
 """
 
 from __future__ import annotations
 
+import collections
 import random
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ACTIONS", "Fault", "FaultAction", "RecordedRequest"]
+__all__ = ["ACTIONS", "Fault", "FaultAction", "FaultList", "RecordedRequest", "RequestLog"]
 
 FaultAction = Literal["status", "delay", "drop", "hang", "refuse"]
 """What an injected fault does to a request that matches it."""
@@ -53,6 +56,9 @@ class Fault:
 
     It stays armed until it has fired ``times`` times (or until cancelled); read
     :attr:`fired` to see how many requests it met.
+
+    Raises:
+        ValueError: an option is out of range.
     """
 
     def __init__(
@@ -72,6 +78,14 @@ class Fault:
         duration: float | None,
         on_cancel: Callable[[Fault], None],
     ) -> None:
+        if action not in ACTIONS:
+            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
+        if action == "status" and not 400 <= status <= 599:
+            raise ValueError(f"an injected status must be 4xx or 5xx, not {status}")
+        if times is not None and times < 1:
+            raise ValueError("times must be at least 1 (or None for no limit)")
+        if not 0.0 < probability <= 1.0:
+            raise ValueError("probability must be in (0, 1]")
         self.method = method.upper() if method else None
         self.path = path
         self.action: FaultAction = action
@@ -126,3 +140,95 @@ class Fault:
             f"Fault(method={self.method!r}, path={self.path!r}, action={self.action!r}, "
             f"status={self.status}, fired={self.fired}, remaining={self.remaining})"
         )
+
+
+class FaultList:
+    """The armed faults, in the order they are tried; thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def arm(self, fault: Fault) -> Fault:
+        """Arm ``fault`` last in line and return it."""
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def cancel(self, fault: Fault) -> None:
+        """Disarm ``fault`` (what :meth:`Fault.cancel` calls)."""
+        with self._lock:
+            fault._active = False
+            if fault in self._faults:
+                self._faults.remove(fault)
+
+    def clear(self) -> None:
+        """Disarm every fault."""
+        with self._lock:
+            for fault in self._faults:
+                fault._active = False
+            self._faults.clear()
+
+    def active(self) -> list[Fault]:
+        """The faults still armed, in the order they are tried."""
+        with self._lock:
+            return [fault for fault in self._faults if fault.active]
+
+    def match(self, method: str, path: str) -> Fault | None:
+        """The first fault that fires for this request (it is counted), if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault._try(method, path):
+                    if not fault.active:
+                        self._faults.remove(fault)
+                    return fault
+        return None
+
+
+class RequestLog:
+    """The latest requests, oldest first, and a way to wait for one; thread-safe.
+
+    Args:
+        size: how many of the latest requests are kept.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._requests: collections.deque[RecordedRequest] = collections.deque(maxlen=size)
+        self._logged = threading.Condition()
+        self._closed = False
+
+    def append(self, request: RecordedRequest) -> None:
+        """Keep a request (the oldest goes when the log is full)."""
+        with self._logged:
+            self._requests.append(request)
+            self._logged.notify_all()
+
+    def snapshot(self) -> list[RecordedRequest]:
+        """The requests kept, oldest first."""
+        with self._logged:
+            return list(self._requests)
+
+    def clear(self) -> None:
+        """Forget every request."""
+        with self._logged:
+            self._requests.clear()
+
+    def close(self) -> None:
+        """End every wait now (the server stops)."""
+        with self._logged:
+            self._closed = True
+            self._logged.notify_all()
+
+    def wait_for(
+        self, accept: Callable[[RecordedRequest], bool], timeout: float | None
+    ) -> RecordedRequest | None:
+        """The earliest request ``accept`` takes, waiting for it up to ``timeout`` seconds."""
+        found: list[RecordedRequest] = []
+
+        def seen() -> bool:
+            found[:] = [request for request in self._requests if accept(request)][:1]
+            return bool(found) or self._closed
+
+        with self._logged:
+            self._logged.wait_for(seen, timeout=timeout)
+        return found[0] if found else None

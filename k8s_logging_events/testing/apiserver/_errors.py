@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from k8s_logging_events.testing.apiserver._gofmt import go_quote, go_value
+
 __all__ = [
     "OMIT",
     "ApiError",
@@ -24,7 +26,6 @@ __all__ = [
     "fault_status",
     "forbidden",
     "generate_name_conflict",
-    "go_quote",
     "internal_error",
     "invalid",
     "method_not_supported",
@@ -349,82 +350,3 @@ def fault_status(code: int, message: str | None, retry_after: float | None) -> A
         details = _details(retry_after=seconds) if (seconds or code == 429) else None
         body = status_body(code, reason, text, details)
     return ApiError(body, headers)
-
-
-def go_quote(text: str) -> str:
-    """Quote ``text`` the way Go's ``%q`` does (printable Unicode kept, controls escaped)."""
-    out = ['"']
-    for char in text:
-        if char == '"':
-            out.append('\\"')
-        elif char == "\\":
-            out.append("\\\\")
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\t":
-            out.append("\\t")
-        elif char == "\r":
-            out.append("\\r")
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\x{ord(char):02x}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
-class GoStruct:
-    """A value printed with Go's ``%#v`` (``core.ObjectReference{Kind:"Pod", ...}``)."""
-
-    __slots__ = ("fields", "type_name")
-
-    def __init__(self, type_name: str, fields: Sequence[tuple[str, Any]]) -> None:
-        self.type_name = type_name
-        self.fields = tuple(fields)
-
-    def __eq__(self, other: object) -> bool:
-        return (
-            isinstance(other, GoStruct)
-            and other.type_name == self.type_name
-            and other.fields == self.fields
-        )
-
-    def __hash__(self) -> int:
-        return hash((self.type_name, self.fields))
-
-    def go_syntax(self) -> str:
-        """Return the ``%#v`` text."""
-        inner = ", ".join(f"{name}:{go_value(value, syntax=True)}" for name, value in self.fields)
-        return f"{self.type_name}{{{inner}}}"
-
-
-class GoText:
-    """A value printed through its Go ``String()`` method (times)."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, text: str) -> None:
-        self.text = text
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, GoText) and other.text == self.text
-
-    def __hash__(self) -> int:
-        return hash(self.text)
-
-
-def go_value(value: Any, *, syntax: bool = False) -> str:
-    """Print ``value`` as ``field.Error`` does: strings quoted, numbers bare, structs ``%#v``."""
-    if value is None:
-        return "null" if not syntax else "(*core.ObjectReference)(nil)"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return go_quote(value)
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, GoStruct):
-        return value.go_syntax()
-    if isinstance(value, GoText):
-        return value.text
-    return go_quote(str(value))

@@ -5,7 +5,7 @@ Part of the local API server on the test side of the pipeline. A list request wi
 connection thread then runs :func:`stream_watch`, which writes what a real API server's
 watch handler writes: an HTTP 200 with a chunked body of watch events, one JSON object a
 line (``{"type":"ADDED","object":{...}}``), taken from the store's bounded change history
-(:class:`~._apiserver_store.Store`, the watch cache of a real server):
+(:class:`~._store.Store`, the watch cache of a real server):
 
 * without ``resourceVersion`` (or with ``"0"``), a synthetic ``ADDED`` for every matching
   event first, then the changes after that moment;
@@ -24,26 +24,21 @@ Nothing here touches sockets: the caller passes ``write`` and ``alive`` callable
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import status_body
-from k8s_logging_events.testing._apiserver_selectors import (
+from k8s_logging_events.testing.apiserver._errors import status_body
+from k8s_logging_events.testing.apiserver._gofmt import go_json
+from k8s_logging_events.testing.apiserver._objects import Api, Change, Entry, HistoryExpiredError
+from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
     event_fields,
 )
-from k8s_logging_events.testing._apiserver_store import (
-    Api,
-    Change,
-    Entry,
-    HistoryExpiredError,
-    Store,
-)
+from k8s_logging_events.testing.apiserver._store import Store
 
 __all__ = ["WatchRequest", "expired_status", "stream_watch"]
 
@@ -106,10 +101,6 @@ def _line(event_type: str, obj: bytes) -> bytes:
     return b'{"type":"' + event_type.encode() + b'","object":' + obj.rstrip(b"\n") + b"}\n"
 
 
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
 def _classify(request: WatchRequest, change: Change) -> tuple[str, Entry] | None:
     """The watch event a change makes for this watch, if any (the cacher's filter)."""
     now = request.selects(change.entry)
@@ -155,7 +146,7 @@ def stream_watch(
 
     start = _start(request, store, stopping, deadline)
     if isinstance(start, dict):
-        write(_line("ERROR", _json(start)))
+        write(_line("ERROR", go_json(start)))
         return
     cursor, initial = start
     for entry in initial:
@@ -177,7 +168,7 @@ def stream_watch(
             changes = store.changes_since(cursor)
         except HistoryExpiredError as error:
             # this watch fell behind the whole history: what a resumed watch would get
-            write(_line("ERROR", _json(expired_status(error))))
+            write(_line("ERROR", go_json(expired_status(error))))
             return
         for change in changes:
             cursor = change.rv
@@ -228,4 +219,4 @@ def _bookmark(request: WatchRequest, rv: int) -> bytes:
             "annotations": {"k8s.io/initial-events-end": "true"},
         },
     }
-    return _json(obj)
+    return go_json(obj)

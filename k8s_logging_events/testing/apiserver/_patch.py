@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import (
+from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     bad_request,
     status_body,

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import GoStruct, GoText
+from k8s_logging_events.models import format_micro_time, format_time
+from k8s_logging_events.testing.apiserver._gofmt import ZERO_TIME
 
 __all__ = [
     "CORE_EVENT",
@@ -31,10 +32,6 @@ __all__ = [
     "core_to_events",
     "decode",
     "events_to_core",
-    "format_micro_time",
-    "format_time",
-    "go_struct_value",
-    "go_time_text",
 ]
 
 TIME_LAYOUT = "2006-01-02T15:04:05Z07:00"
@@ -428,9 +425,6 @@ def _range_text(exc: ValueError) -> str:
     return "day out of range"
 
 
-_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
-
-
 def parse_time(value: str) -> str | None:
     """Parse a ``metav1.Time`` (RFC 3339) and return it as whole UTC seconds ending in ``Z``.
 
@@ -444,7 +438,7 @@ def parse_time(value: str) -> str | None:
         raise _parse_error(value, TIME_LAYOUT, value[prefix.end() :], "Z07:00")
     parts = match.groups()
     moment = _build(value, TIME_LAYOUT, parts[:6], parts[6] or "", parts[7])
-    if moment.replace(microsecond=0) == _ZERO_TIME:
+    if moment.replace(microsecond=0) == ZERO_TIME:
         return None
     return format_time(moment)
 
@@ -465,57 +459,9 @@ def parse_micro_time(value: str) -> str | None:
     if _ZONE.match(zone) is None:
         raise _parse_error(value, MICRO_LAYOUT, zone, "Z07:00")
     moment = _build(value, MICRO_LAYOUT, prefix.groups(), rest[:7], zone)
-    if moment == _ZERO_TIME:
+    if moment == ZERO_TIME:
         return None
     return format_micro_time(moment)
-
-
-def format_time(moment: datetime) -> str:
-    """Format as the server writes a ``metav1.Time``: UTC, whole seconds, ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def format_micro_time(moment: datetime) -> str:
-    """Format as the server writes a ``metav1.MicroTime``: UTC, six fraction digits, ``Z``."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def parse_stored(value: str | None) -> datetime | None:
-    """Return the datetime of a stored (normalised) time string."""
-    if not value:
-        return None
-    if "." in value:
-        return datetime.strptime(value, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
-    return datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
-
-
-def go_time_text(value: str | None) -> GoText:
-    """Return what Go's ``time.Time.String()`` prints for a stored time (UTC location)."""
-    moment = parse_stored(value) or _ZERO_TIME
-    text = moment.strftime("%Y-%m-%d %H:%M:%S")
-    if moment.microsecond:
-        text += f".{moment.microsecond:06d}".rstrip("0")
-    return GoText(f"{text} +0000 UTC")
-
-
-def go_struct_value(kind: str, value: dict[str, Any] | None) -> GoStruct | None:
-    """Return the ``%#v`` printable form of a stored ObjectReference or EventSource."""
-    if value is None:
-        return None
-    names: tuple[tuple[str, str], ...]
-    if kind == "ObjectReference":
-        names = (
-            ("Kind", "kind"),
-            ("Namespace", "namespace"),
-            ("Name", "name"),
-            ("UID", "uid"),
-            ("APIVersion", "apiVersion"),
-            ("ResourceVersion", "resourceVersion"),
-            ("FieldPath", "fieldPath"),
-        )
-    else:
-        names = (("Component", "component"), ("Host", "host"))
-    return GoStruct(f"core.{kind}", [(go, value.get(key, "")) for go, key in names])
 
 
 def core_to_events(core: dict[str, Any]) -> dict[str, Any]:

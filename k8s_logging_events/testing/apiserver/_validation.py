@@ -16,8 +16,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from k8s_logging_events.testing._apiserver_errors import FieldError
-from k8s_logging_events.testing._apiserver_schema import go_struct_value, go_time_text
+from k8s_logging_events.testing.apiserver._errors import FieldError
+from k8s_logging_events.testing.apiserver._gofmt import go_struct_value, go_time_text
 
 __all__ = [
     "CORE",

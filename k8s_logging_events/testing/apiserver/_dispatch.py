@@ -1,0 +1,118 @@
+"""One request through the local API server: log, fault, authentication, answer.
+
+Part of the local API server on the test side of the pipeline, between the transport
+(``_http``, which calls :meth:`Dispatcher.serve` on the request's connection thread) and the
+REST layer (``_rest``). Every request is first kept in the request log; then the first armed
+fault that matches it takes it -- answering a ``Status`` of its own, late, never, or not at
+all, before or after the request is processed (``commit``) -- or, without one, the request
+is authenticated (when the server asks for credentials) and answered: a sized answer, or a
+watch streamed from the store until it ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+
+from k8s_logging_events.testing.apiserver._auth import Authenticator, unauthorized
+from k8s_logging_events.testing.apiserver._errors import fault_status
+from k8s_logging_events.testing.apiserver._exchange import Exchange
+from k8s_logging_events.testing.apiserver._faults import FaultList, RecordedRequest, RequestLog
+from k8s_logging_events.testing.apiserver._requests import (
+    HttpRequest,
+    HttpResponse,
+    error_response,
+)
+from k8s_logging_events.testing.apiserver._rest import RestApi
+from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._watch import stream_watch
+
+__all__ = ["Dispatcher"]
+
+
+class Dispatcher:
+    """Answers each request of the server, or meets it with an injected fault.
+
+    Args:
+        rest: answers requests.
+        store: where watches stream from.
+        auth: decides whether a request carries valid credentials.
+        faults: the armed faults.
+        log: the request log.
+        stopping: set when the server stops (a fault's delay ends at once).
+        refuse: stops listening for that many seconds (None: until told), for ``refuse``.
+    """
+
+    def __init__(
+        self,
+        *,
+        rest: RestApi,
+        store: Store,
+        auth: Authenticator,
+        faults: FaultList,
+        log: RequestLog,
+        stopping: threading.Event,
+        refuse: Callable[[float | None], None],
+    ) -> None:
+        self._rest = rest
+        self._store = store
+        self._auth = auth
+        self._faults = faults
+        self._log = log
+        self._stopping = stopping
+        self._refuse = refuse
+
+    def serve(self, request: HttpRequest, exchange: Exchange) -> None:
+        """Answer one request: log it, apply a fault that matches it, or answer it."""
+        headers = request.headers
+        record = RecordedRequest(
+            method=request.method,
+            path=request.path,
+            query=dict(request.query),
+            content_type=headers.get("Content-Type") or "",
+            body=request.parsed(),
+            headers=headers.as_dict(),
+            raw_body=request.body,
+        )
+        self._log.append(record)
+        fault = self._faults.match(request.method, request.path)
+        if fault is None:
+            self._respond(exchange, self._handle(request, exchange), record)
+            return
+        record.fault = fault.action
+        response = self._handle(request, exchange) if fault.commit else None
+        if fault.delay > 0 and self._stopping.wait(fault.delay):
+            exchange.drop()
+            return
+        if fault.action == "delay":
+            self._respond(exchange, response or self._handle(request, exchange), record)
+        elif fault.action == "status":
+            failure = fault_status(fault.status, fault.message, fault.retry_after)
+            self._respond(exchange, error_response(failure), record)
+        elif fault.action == "drop":
+            exchange.drop()
+        elif fault.action == "hang":
+            exchange.hang()
+        else:
+            with contextlib.suppress(RuntimeError):
+                self._refuse(fault.duration)
+            exchange.drop()
+
+    def _handle(self, request: HttpRequest, exchange: Exchange) -> HttpResponse:
+        """Authenticate (when the server asks for credentials), then answer the request."""
+        if self._auth.required and not self._auth.authenticate(
+            request.header("Authorization"), exchange.peer_certificate()
+        ):
+            return error_response(unauthorized())
+        return self._rest.handle(request)
+
+    def _respond(self, exchange: Exchange, response: HttpResponse, record: RecordedRequest) -> None:
+        record.status = response.status
+        record.reason = response.reason
+        watch = response.watch
+        if watch is None:
+            exchange.respond(response)
+            return
+        store, stopping = self._store, self._stopping
+        exchange.stream(lambda write, alive: stream_watch(watch, store, write, alive, stopping))

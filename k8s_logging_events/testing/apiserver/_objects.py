@@ -1,0 +1,161 @@
+"""What the local API server stores: entries, the two Events APIs, changes, object metadata.
+
+Part of the local API server on the test side of the pipeline, under the
+:class:`~._store.Store`: an :class:`Entry` is one stored object in its canonical form with
+its JSON rendered once per API version; :data:`CORE_API` and :data:`EVENTS_API` are the two
+APIs that serve events over the same store; a :class:`Change` is one change to an event as
+a watch reports it; :func:`meta_with` keeps ``ObjectMeta`` in Go's field order, and
+:func:`simple_name` is the real server's ``generateName``.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from k8s_logging_events.testing.apiserver._gofmt import go_json
+from k8s_logging_events.testing.apiserver._schema import OBJECT_META, core_to_events
+from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
+
+__all__ = [
+    "ADDED",
+    "CORE_API",
+    "DELETED",
+    "EVENTS_API",
+    "MODIFIED",
+    "Api",
+    "Change",
+    "Entry",
+    "HistoryExpiredError",
+    "meta_with",
+    "simple_name",
+]
+
+GENERATED_NAME_LENGTH = 5
+
+
+MAX_GENERATED_PREFIX = 63 - GENERATED_NAME_LENGTH
+
+
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+"""``utilrand``'s alphabet: no vowels, no look-alike digits."""
+
+
+ADDED = "ADDED"
+
+
+MODIFIED = "MODIFIED"
+
+
+DELETED = "DELETED"
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One of the two APIs that serve Events."""
+
+    name: str
+    """:data:`~._validation.CORE` or :data:`~._validation.EVENTS`."""
+    group: str
+    api_version: str
+
+    @property
+    def prefix(self) -> bytes:
+        """The start of a single-object JSON body: kind and apiVersion first, as Go writes."""
+        return f'{{"kind":"Event","apiVersion":"{self.api_version}",'.encode()
+
+
+class HistoryExpiredError(Exception):
+    """A watch asked for changes older than the history keeps.
+
+    Args:
+        requested: the resourceVersion asked for.
+        floor: the oldest resourceVersion a watch can still start from.
+    """
+
+    def __init__(self, requested: int, floor: int) -> None:
+        super().__init__(f"too old resource version: {requested} ({floor})")
+        self.requested = requested
+        self.floor = floor
+
+
+@dataclass(slots=True, eq=False)
+class Entry:
+    """One stored object and its rendered JSON, cached per API version."""
+
+    obj: dict[str, Any]
+    """The canonical form (core/v1 for events), without kind and apiVersion."""
+    rv: int
+    written: datetime
+    _core: bytes | None = field(default=None, repr=False)
+    _events: bytes | None = field(default=None, repr=False)
+
+    @property
+    def namespace(self) -> str:
+        """The object's namespace ("" for namespaces)."""
+        return str(self.obj["metadata"].get("namespace", ""))
+
+    @property
+    def name(self) -> str:
+        """The object's name."""
+        return str(self.obj["metadata"]["name"])
+
+    def item_json(self, api: str) -> bytes:
+        """The object as a list item in ``api`` (no kind/apiVersion), cached."""
+        if api == CORE:
+            if self._core is None:
+                self._core = go_json(self.obj)
+            return self._core
+        if self._events is None:
+            self._events = go_json(core_to_events(self.obj))
+        return self._events
+
+    def view(self, api: str) -> dict[str, Any]:
+        """A fresh copy of the object as list item in ``api``."""
+        loaded: dict[str, Any] = json.loads(self.item_json(api))
+        return loaded
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One change to an event, as a watch reports it."""
+
+    rv: int
+    """The resourceVersion the change took."""
+    type: str
+    """``ADDED``, ``MODIFIED`` or ``DELETED``."""
+    entry: Entry
+    """The event after the change; for a deletion, its last state at the deletion's version."""
+    previous: Entry | None
+    """The event before the change (None for a creation)."""
+
+
+_META_ORDER = tuple(spec.name for spec in OBJECT_META.fields)
+
+
+def meta_with(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """Return ``meta`` with ``changes`` applied, in Go field order, empty fields left out."""
+    merged = {**meta, **changes}
+    out: dict[str, Any] = {}
+    for name in _META_ORDER:
+        value = merged.get(name)
+        if value or name == "creationTimestamp":
+            out[name] = value
+        elif value == 0 and value is not None and name == "deletionGracePeriodSeconds":
+            out[name] = 0
+    return out
+
+
+def simple_name(prefix: str, rng: random.Random) -> str:
+    """``names.SimpleNameGenerator``: the prefix (cut to 58) and five random characters."""
+    prefix = prefix[:MAX_GENERATED_PREFIX]
+    return prefix + "".join(rng.choice(_NAME_ALPHABET) for _ in range(GENERATED_NAME_LENGTH))
+
+
+CORE_API = Api(CORE, "", "v1")
+"""Events through ``/api/v1``."""
+EVENTS_API = Api(EVENTS, "events.k8s.io", "events.k8s.io/v1")
+"""Events through ``/apis/events.k8s.io/v1``."""

@@ -1,0 +1,245 @@
+"""One HTTP request and its answer, as the local API server's REST layer sees them.
+
+Part of the local API server on the test side of the pipeline, between the transport
+(:mod:`._http`, which reads an :class:`HttpRequest` off a connection and writes the
+:class:`HttpResponse`) and the handlers (:mod:`._rest`, :mod:`._rest_events`): the request
+with its body parsed lazily as Go's decoder reads JSON, the response, and the parsing of the
+query parameters that many handlers share -- selectors, ``limit``/``continue``, ``dryRun``
+and the ``Accept`` header of a Table -- with the API server's messages for bad values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from k8s_logging_events.testing.apiserver._errors import (
+    ApiError,
+    FieldError,
+    bad_request,
+    invalid,
+    status_body,
+)
+from k8s_logging_events.testing.apiserver._gofmt import go_json, go_json_error, go_strings
+from k8s_logging_events.testing.apiserver._objects import CORE_API, Api
+from k8s_logging_events.testing.apiserver._selectors import (
+    CORE_FIELD_LABELS,
+    EVENTS_FIELD_LABELS,
+    FieldSelector,
+    LabelSelector,
+    SelectorError,
+    parse_field_selector,
+    parse_label_selector,
+)
+
+if TYPE_CHECKING:
+    from k8s_logging_events.testing.apiserver._watch import WatchRequest
+
+__all__ = [
+    "Headers",
+    "HttpRequest",
+    "HttpResponse",
+    "delete_options",
+    "is_dry_run",
+    "error_response",
+    "event_field_converter",
+    "json_body",
+    "page",
+    "list_meta",
+    "not_allowed",
+    "ok",
+    "selectors",
+    "table_version",
+]
+
+_UNPARSED: Any = object()
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class Headers:
+    """Request headers in arrival order, looked up without regard to case."""
+
+    __slots__ = ("_lookup", "pairs")
+
+    def __init__(self, pairs: list[tuple[str, str]]) -> None:
+        self.pairs = pairs
+        self._lookup = {name.lower(): value for name, value in pairs}
+
+    def get(self, name: str, default: str | None = None, /) -> str | None:
+        """Return the (last) value of header ``name``, or ``default``."""
+        return self._lookup.get(name.lower(), default)
+
+    def as_dict(self) -> dict[str, str]:
+        """The headers as a dict keyed by the names as sent."""
+        return dict(self.pairs)
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """One HTTP request, already read off the socket."""
+
+    method: str
+    path: str
+    query: Mapping[str, str]
+    headers: Headers
+    body: bytes = b""
+    json_body: Any = _UNPARSED
+    """The body parsed as JSON (None when absent or not JSON), filled in on first use."""
+
+    def header(self, name: str) -> str:
+        """Return a header value, or "" when absent."""
+        return self.headers.get(name) or ""
+
+    def parsed(self) -> Any:
+        """The body as JSON, or None when it is empty or not JSON."""
+        if self.json_body is _UNPARSED:
+            self.json_body = None
+            if self.body:
+                try:
+                    self.json_body = json.loads(self.body)
+                except ValueError:
+                    self.json_body = None
+                else:
+                    if _SURROGATE_ESCAPE.search(self.body) or b"\xed" in self.body:
+                        self.json_body = go_strings(self.json_body)
+        return self.json_body
+
+
+@dataclass(slots=True)
+class HttpResponse:
+    """One HTTP response, ready to be written."""
+
+    status: int
+    body: bytes
+    content_type: str = "application/json"
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    reason: str = ""
+    """The Kubernetes reason when the body is a failure Status ("" otherwise)."""
+    watch: WatchRequest | None = None
+    """For a watch: what to stream (the body is then empty and the answer chunked)."""
+
+
+def json_body(value: Any) -> bytes:
+    """A JSON response body, as the API server's encoder ends it (with a newline)."""
+    return go_json(value) + b"\n"
+
+
+def ok(body: Any, status: int = 200) -> HttpResponse:
+    """A JSON answer."""
+    return HttpResponse(status, json_body(body))
+
+
+def error_response(error: ApiError) -> HttpResponse:
+    """Render an :class:`ApiError` as its Status response."""
+    return HttpResponse(
+        error.code,
+        json_body(error.status),
+        headers=list(error.headers),
+        reason=error.status.get("reason", ""),
+    )
+
+
+def not_allowed() -> HttpResponse:
+    """405 for a method the path does not take."""
+    message = "the server does not allow this method on the requested resource"
+    return error_response(ApiError(status_body(405, "MethodNotAllowed", message, {})))
+
+
+# -- query parameters -------------------------------------------------------------------
+
+
+def table_version(request: HttpRequest) -> str | None:
+    """The ``meta.k8s.io`` Table version the ``Accept`` header asks for (None: plain JSON)."""
+    accept = request.header("Accept")
+    if "as=Table" not in accept:
+        return None
+    for option in accept.split(","):
+        params = {
+            key.strip(): value.strip()
+            for key, _, value in (part.partition("=") for part in option.split(";")[1:])
+        }
+        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
+            return params.get("v", "v1")
+    return None
+
+
+def selectors(
+    request: HttpRequest, convert: Callable[[str], str], field_selector: str | None = None
+) -> tuple[LabelSelector, FieldSelector]:
+    """Parse ``labelSelector`` and ``fieldSelector`` (or ``field_selector``); 400 if bad."""
+    if field_selector is None:
+        field_selector = request.query.get("fieldSelector", "")
+    try:
+        labels = parse_label_selector(request.query.get("labelSelector", ""))
+        fields = parse_field_selector(field_selector, convert)
+    except SelectorError as exc:
+        raise bad_request(str(exc)) from None
+    return labels, fields
+
+
+def event_field_converter(api: Api) -> Callable[[str], str]:
+    """Map the field labels of ``api``'s Events onto the core names (and refuse others)."""
+
+    def convert(label: str) -> str:
+        if api is CORE_API:
+            if label in CORE_FIELD_LABELS:
+                return label
+        elif label in EVENTS_FIELD_LABELS:
+            return EVENTS_FIELD_LABELS[label]
+        raise SelectorError(f"field label not supported: {label}")
+
+    return convert
+
+
+def is_dry_run(request: HttpRequest, kind: str) -> bool:
+    """``dryRun``: True for ``All``, False when absent; 422 for anything else."""
+    value = request.query.get("dryRun", "")
+    if value in ("", "All"):
+        return value == "All"
+    error = FieldError("FieldValueNotSupported", "dryRun", value, 'supported values: "All"')
+    raise invalid(kind, "", [error], "meta.k8s.io")
+
+
+def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
+    """``limit`` and the start key of a ``continue`` token; 400 when either is bad."""
+    raw_limit = request.query.get("limit", "")
+    try:
+        count = int(raw_limit) if raw_limit else 0
+    except ValueError:
+        raise bad_request(f'strconv.ParseInt: parsing "{raw_limit}": invalid syntax') from None
+    token = request.query.get("continue", "")
+    start: tuple[str, str] | None = None
+    if token:
+        try:
+            decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
+            start = (str(decoded["start"][0]), str(decoded["start"][1]))
+        except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
+            raise bad_request("continue key is not valid: illegal base64 data") from None
+    return max(count, 0), start
+
+
+def delete_options(request: HttpRequest) -> dict[str, Any]:
+    """The ``DeleteOptions`` body of a DELETE (empty when there is none); 400 if not JSON."""
+    if not request.body.strip():
+        return {}
+    options = request.parsed()
+    if not isinstance(options, dict):
+        raise bad_request(
+            f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
+        )
+    return options
+
+
+def list_meta(rv: int, start: tuple[str, str] | None, remaining: int) -> dict[str, Any]:
+    """A list's ``metadata``: its resourceVersion, and ``continue`` when there is more."""
+    meta: dict[str, Any] = {"resourceVersion": str(rv)}
+    if start is not None:
+        token = json.dumps({"rv": rv, "start": list(start)}).encode()
+        meta["continue"] = base64.urlsafe_b64encode(token).decode()
+        meta["remainingItemCount"] = remaining
+    return meta

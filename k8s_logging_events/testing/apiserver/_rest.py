@@ -1,0 +1,294 @@
+"""The REST surface of the local API server: routing, discovery and Namespaces.
+
+Part of the local API server on the test side of the pipeline: :class:`RestApi` turns one
+HTTP request into one HTTP response, independent of sockets and threads. It routes the
+Events and Namespaces paths of core/v1 and events.k8s.io/v1 -- events to
+:class:`~._rest_events.EventsApi` -- answers the discovery documents kubectl reads
+(``/api``, ``/apis``, the resource lists, ``/version``, health checks) and serves
+Namespaces (get, list, create, delete into ``Terminating``) from the
+:class:`~._store.Store`; API errors become their ``Status`` answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import unquote
+
+from k8s_logging_events.clock import Clock
+from k8s_logging_events.testing.apiserver._errors import (
+    ApiError,
+    bad_request,
+    not_found_path,
+)
+from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
+from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_API, Api, Entry
+from k8s_logging_events.testing.apiserver._requests import (
+    HttpRequest,
+    HttpResponse,
+    delete_options,
+    error_response,
+    json_body,
+    not_allowed,
+    ok,
+    selectors,
+    table_version,
+)
+from k8s_logging_events.testing.apiserver._rest_events import EventsApi
+from k8s_logging_events.testing.apiserver._schema import NAMESPACE, DecodeError, decode
+from k8s_logging_events.testing.apiserver._selectors import NAMESPACE_FIELD_LABELS, SelectorError
+from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._tables import Tables
+
+__all__ = ["SERVER_VERSION", "RestApi"]
+
+SERVER_VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.0+k8s-logging-events",
+    "gitCommit": "0000000000000000000000000000000000000000",
+    "gitTreeState": "clean",
+    "buildDate": "2025-04-23T00:00:00Z",
+    "goVersion": "go1.24.2",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+"""What ``/version`` answers: the Kubernetes minor release whose behaviour this copies."""
+
+_EVENT_VERBS = [
+    "create",
+    "delete",
+    "deletecollection",
+    "get",
+    "list",
+    "patch",
+    "update",
+    "watch",
+]
+_NAMESPACE_VERBS = ["create", "delete", "get", "list"]
+
+
+class RestApi:
+    """Routes requests to the handlers and renders the answers.
+
+    Args:
+        store: the objects.
+        clock: the time tables measure ages against.
+        address: returns ``host:port`` for ``serverAddressByClientCIDRs``.
+    """
+
+    def __init__(self, store: Store, clock: Clock, address: Callable[[], str]) -> None:
+        self._store = store
+        self._address = address
+        self._tables = Tables(clock)
+        self._events = EventsApi(store, self._tables)
+
+    # -- entry point ------------------------------------------------------------------
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        """Answer ``request``; API errors become their Status responses."""
+        try:
+            return self._route(request)
+        except ApiError as error:
+            return error_response(error)
+
+    def _route(self, request: HttpRequest) -> HttpResponse:
+        path = request.path.rstrip("/") or "/"
+        segments = [unquote(part) for part in path.split("/")[1:]] if path != "/" else []
+        if not segments:
+            return ok(
+                {
+                    "paths": [
+                        "/api",
+                        "/api/v1",
+                        "/apis",
+                        "/apis/events.k8s.io",
+                        "/apis/events.k8s.io/v1",
+                        "/healthz",
+                        "/livez",
+                        "/readyz",
+                        "/version",
+                    ]
+                }
+            )
+        head = segments[0]
+        if head in ("healthz", "livez", "readyz") and len(segments) == 1:
+            return HttpResponse(200, b"ok", "text/plain; charset=utf-8")
+        if head == "version" and len(segments) == 1:
+            return ok(SERVER_VERSION)
+        if head == "api":
+            if len(segments) == 1:
+                return ok(self._api_versions())
+            if segments[1] == "v1":
+                if len(segments) == 2:
+                    return ok(self._core_resources())
+                return self._resources(CORE_API, segments[2:], request)
+        if head == "apis":
+            if len(segments) == 1:
+                return ok(self._group_list())
+            if segments[1] == "events.k8s.io":
+                if len(segments) == 2:
+                    return ok({"kind": "APIGroup", "apiVersion": "v1", **self._events_group()})
+                if segments[2] == "v1":
+                    if len(segments) == 3:
+                        return ok(self._events_resources())
+                    return self._resources(EVENTS_API, segments[3:], request)
+        raise not_found_path()
+
+    # -- discovery --------------------------------------------------------------------
+
+    def _api_versions(self) -> dict[str, Any]:
+        return {
+            "kind": "APIVersions",
+            "versions": ["v1"],
+            "serverAddressByClientCIDRs": [
+                {"clientCIDR": "0.0.0.0/0", "serverAddress": self._address()}
+            ],
+        }
+
+    @staticmethod
+    def _events_group() -> dict[str, Any]:
+        version = {"groupVersion": "events.k8s.io/v1", "version": "v1"}
+        return {"name": "events.k8s.io", "versions": [version], "preferredVersion": version}
+
+    def _group_list(self) -> dict[str, Any]:
+        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [self._events_group()]}
+
+    @staticmethod
+    def _event_resource() -> dict[str, Any]:
+        return {
+            "name": "events",
+            "singularName": "event",
+            "namespaced": True,
+            "kind": "Event",
+            "verbs": list(_EVENT_VERBS),
+            "shortNames": ["ev"],
+        }
+
+    def _core_resources(self) -> dict[str, Any]:
+        namespaces = {
+            "name": "namespaces",
+            "singularName": "namespace",
+            "namespaced": False,
+            "kind": "Namespace",
+            "verbs": list(_NAMESPACE_VERBS),
+            "shortNames": ["ns"],
+        }
+        return {
+            "kind": "APIResourceList",
+            "groupVersion": "v1",
+            "resources": [self._event_resource(), namespaces],
+        }
+
+    def _events_resources(self) -> dict[str, Any]:
+        return {
+            "kind": "APIResourceList",
+            "apiVersion": "v1",
+            "groupVersion": "events.k8s.io/v1",
+            "resources": [self._event_resource()],
+        }
+
+    # -- resources --------------------------------------------------------------------
+
+    def _resources(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
+        method = request.method
+        watch_path = rest[0] == "watch"
+        if watch_path or (
+            request.query.get("watch") in ("true", "1") and rest[-1] in ("events", "namespaces")
+        ):
+            return self._events.watch(api, rest[1:] if watch_path else rest, request)
+        if rest == ["events"]:
+            if method == "GET":
+                return self._events.list_events(api, None, request)
+            return not_allowed()
+        if rest[0] == "namespaces" and api is CORE_API and len(rest) <= 2:
+            return self._namespaces(rest[1:], request)
+        if rest[0] != "namespaces" or len(rest) < 3 or rest[2] != "events" or len(rest) > 4:
+            raise not_found_path()
+        namespace = rest[1]
+        if len(rest) == 3:
+            if method == "GET":
+                return self._events.list_events(api, namespace, request)
+            if method == "POST":
+                return self._events.create_event(api, namespace, request)
+            if method == "DELETE":
+                return self._events.delete_collection(api, namespace, request)
+            return not_allowed()
+        name = rest[3]
+        if method == "GET":
+            entry = self._store.get_event(api, namespace, name)
+            return self._events.single(api, entry, request)
+        if method == "PUT":
+            return self._events.replace_event(api, namespace, name, request)
+        if method == "PATCH":
+            return self._events.patch_event(api, namespace, name, request)
+        if method == "DELETE":
+            return self._events.delete_event(api, namespace, name, request)
+        return not_allowed()
+
+    # -- namespaces -------------------------------------------------------------------
+
+    def _namespacejson_body(self, entry: Entry) -> dict[str, Any]:
+        return {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
+
+    def _namespaces(self, rest: list[str], request: HttpRequest) -> HttpResponse:
+        method = request.method
+        if not rest:
+            if method == "GET":
+                return self._list_namespaces(request)
+            if method == "POST":
+                return self._create_namespace(request)
+            return not_allowed()
+        name = rest[0]
+        if method == "GET":
+            entry = self._store.get_namespace(name)
+            version = table_version(request)
+            if version is not None:
+                return ok(self._tables.namespaces([entry], version, request, {}))
+            return ok(self._namespacejson_body(entry))
+        if method == "DELETE":
+            delete_options(request)
+            return ok(self._namespacejson_body(self._store.terminate_namespace(name)))
+        return not_allowed()
+
+    def _list_namespaces(self, request: HttpRequest) -> HttpResponse:
+        def convert(label: str) -> str:
+            if label in NAMESPACE_FIELD_LABELS:
+                return label
+            raise SelectorError(
+                f'"{label}" is not a known field selector: only "metadata.name", "status.phase"'
+            )
+
+        labels, fields = selectors(request, convert)
+        entries, rv = self._store.list_namespaces(labels, fields)
+        meta = {"resourceVersion": str(rv)}
+        version = table_version(request)
+        if version is not None:
+            return ok(self._tables.namespaces(entries, version, request, meta))
+        return ok(
+            {
+                "kind": "NamespaceList",
+                "apiVersion": "v1",
+                "metadata": meta,
+                "items": [entry.obj for entry in entries],
+            }
+        )
+
+    def _create_namespace(self, request: HttpRequest) -> HttpResponse:
+        data = request.parsed()
+        if not isinstance(data, dict):
+            raise bad_request(
+                "the object provided is unrecognized (must be of type Namespace): "
+                f"couldn't get version/kind; json parse error: {go_json_error(request.body)} "
+                f"({summarize_data(request.body)})"
+            )
+        body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
+        try:
+            namespace = decode(NAMESPACE, body, [])
+        except DecodeError as exc:
+            raise bad_request(
+                f'Namespace in version "v1" cannot be handled as a Namespace: {exc}'
+            ) from None
+        namespace["metadata"].pop("namespace", None)
+        entry = self._store.create_namespace(namespace)
+        return HttpResponse(201, json_body(self._namespacejson_body(entry)))
