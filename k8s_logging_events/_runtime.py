@@ -348,7 +348,7 @@ class Runtime:
         while True:
             try:
                 batch = self._next_batch(busy)
-                if self._handle_batch(batch):
+                if self._handle_batch(batch) or (not batch and self._stopping):
                     return
                 busy = self._tend()
             except Exception as error:  # rule 5: report, and go on with the next batch
@@ -732,13 +732,19 @@ class Runtime:
             thread.join(deadline.remaining())
 
     def _count_leftovers(self) -> None:
+        stops = 0
         with contextlib.suppress(queue.Empty):
             while True:
                 item = self._queue.get_nowait()
                 if not isinstance(item, _Marker):
                     self._queue_drops.add()
-                elif not item.stop:
+                elif item.stop:
+                    stops += 1
+                else:
                     item.reached.set()
+        # a dispatcher whose start raced with close() has yet to see its stop marker
+        for _ in range(stops):
+            self._queue.put(_Marker(stop=True))
 
     # --- stats ----------------------------------------------------------------------------
 
