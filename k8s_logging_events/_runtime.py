@@ -82,6 +82,26 @@ Setup = Callable[[], tuple[_apis.WritePolicy, Correlate]]
 _counter = itertools.count()
 _live: weakref.WeakSet[Runtime] = weakref.WeakSet()
 
+_MAIN_THREAD_SIGNALS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
+)
+
+
+def _become_own_thread() -> None:
+    """Start each of the library's threads: mark it, and leave signals to the application.
+
+    The kernel hands a signal sent to the process to any thread that does not block it,
+    and a Python handler runs only when the main thread next runs Python code: a SIGTERM
+    taken by one of our threads while the main thread waits in a lock (a pool worker
+    between tasks) would never be handled, and ``Pool.terminate()`` would wait forever.
+    """
+    _diagnostics.mark_own_thread()
+    if hasattr(signal, "pthread_sigmask"):
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+
 
 class _Marker:
     """A control item: the dispatcher sets ``reached`` once every item before it is handled."""
@@ -169,7 +189,7 @@ class _WatchLoop:
             return self._done.wait_for(lambda: self.caught_up(target), timeout)
 
     def _run(self) -> None:
-        _diagnostics.mark_own_thread()
+        _become_own_thread()
         while True:
             batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
             if not batch and self.watcher.stopped and not self.watcher.pending():
@@ -343,7 +363,7 @@ class Runtime:
 
     def _dispatch(self) -> None:
         """Drain the queue in batches and hand the events on. Runs on the dispatcher."""
-        _diagnostics.mark_own_thread()
+        _become_own_thread()
         busy = False
         while True:
             try:
@@ -548,7 +568,7 @@ class Runtime:
 
     def _work(self) -> None:
         """Make ready writes until there are none for a while. Runs on a writer thread."""
-        _diagnostics.mark_own_thread()
+        _become_own_thread()
         me = threading.current_thread()
         idle_since = time.monotonic()
         try:
@@ -883,16 +903,40 @@ def _install_child_exit_hooks() -> None:
                 signal.signal(signal.SIGTERM, _flush_then_terminate)
 
 
+_exit = threading.local()  # a multiprocessing child's exit flush, on its main thread
+
+
 def _flush_all() -> None:
-    for runtime in list(_live):
-        if runtime._started and not runtime._closing:
-            with contextlib.suppress(Exception):
-                runtime.flush(runtime.exit_timeout)
+    """Flush every started runtime (a multiprocessing child's target has returned)."""
+    _exit.flushing = True
+    try:
+        for runtime in list(_live):
+            if runtime._started and not runtime._closing:
+                with contextlib.suppress(Exception):
+                    runtime.flush(runtime.exit_timeout)
+    finally:
+        _exit.flushing = False
+    signum = getattr(_exit, "terminate", None)
+    if signum is not None:  # a SIGTERM came in the middle: it takes effect now
+        _terminate(signum)
 
 
 def _flush_then_terminate(signum: int, frame: object) -> None:
-    """``Pool.terminate()`` ends its workers with SIGTERM: write what they logged first."""
+    """``Pool.terminate()`` ends its workers with SIGTERM: write what they logged first.
+
+    When the signal interrupts the exit flush itself (a pool worker's target returned and
+    multiprocessing's finalizers are running), that flush holds the runtime's lock in the
+    interrupted frame: a second flush here could not make progress. The signal then takes
+    effect when the running flush is done, within its deadline.
+    """
+    if getattr(_exit, "flushing", False):
+        _exit.terminate = signum
+        return
     _flush_all()
+    _terminate(signum)
+
+
+def _terminate(signum: int) -> None:
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
 

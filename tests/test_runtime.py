@@ -14,6 +14,7 @@ import logging.config
 import math
 import os
 import resource
+import signal
 import subprocess
 import sys
 import textwrap
@@ -240,14 +241,22 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
     script.write_text(textwrap.dedent(MP_CHILD))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     env.pop("KUBECONFIG", None)
-    result = subprocess.run(
+    # a session of its own: on a timeout the pool's workers are killed with their parent
+    child = subprocess.Popen(
         [sys.executable, str(script), server.url, method],
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=120,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        out, err = child.communicate(timeout=90)
+    except subprocess.TimeoutExpired:
+        os.killpg(child.pid, signal.SIGKILL)
+        out, err = child.communicate()
+        raise AssertionError(f"the program did not end: {err}") from None
+    result = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["exitcode"] == 0
     counts = stored(server)
