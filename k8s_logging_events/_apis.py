@@ -18,7 +18,16 @@ from typing import Any, Protocol
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator, models, series
 
-__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "Correlation", "EventsApi", "WritePolicy", "api_of"]
+__all__ = [
+    "BY_NAME",
+    "CORE_V1",
+    "EVENTS_V1",
+    "CountPolicy",
+    "Correlation",
+    "EventsApi",
+    "WritePolicy",
+    "api_of",
+]
 
 Correlate = Callable[[models.Event], tuple[models.Event, bool] | None]
 """Turns an event into what to write and whether to hold it back (None: nothing to write)."""
@@ -75,6 +84,37 @@ class EventsApi:
     """client-go's counts and spam filter (core/v1), or series (events.k8s.io/v1)."""
 
 
+class CountPolicy:
+    """core/v1: repeats patch ``count``; the correlator's spam filter holds writes back."""
+
+    def __init__(self, event_correlator: correlator.EventCorrelator) -> None:
+        self._correlator = event_correlator
+
+    def is_first(self, event: models.Event) -> bool:
+        """The first occurrence has a count of 1 (or none)."""
+        return event.count <= 1
+
+    def patch(self, event: models.Event) -> bytes:
+        """client-go's count patch."""
+        return correlator.count_patch(event)
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Until the event's spam bucket has a token again."""
+        return self._correlator.token_wait(event)
+
+    def release(self, event: models.Event) -> bool:
+        """Take a token from the event's spam bucket, if there is one."""
+        return self._correlator.take_token(event)
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Let the correlator know the stored name, count and resourceVersion."""
+        self._correlator.update_after_write(sent, stored)
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """Only after a create that may have landed (client-go gives AlreadyExists up)."""
+        return maybe_landed
+
+
 def _counting(
     options: correlator.CorrelatorOptions,
     clock: clock_mod.Clock,
@@ -90,7 +130,7 @@ def _counting(
         observed = result.observed if result.skip else result.event
         return None if observed is None else (observed, result.skip)
 
-    return correlator.CountPolicy(events), correlate
+    return CountPolicy(events), correlate
 
 
 def _in_series(

@@ -53,7 +53,7 @@ from typing import Any
 from k8s_logging_events import _apis, _diagnostics, _stats, _writer, broadcaster, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime", "exit_summary"]
+__all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime"]
 
 DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
@@ -802,62 +802,6 @@ class Runtime:
             elif isinstance(consumer, _WatchLoop):
                 consumer.thread = None
                 consumer._done = threading.Condition()
-
-
-def exit_summary(given_up: Sequence[_writer.Write], sinks: Iterable[object]) -> str:
-    """Say how many occurrences an exit could not write, why, and which option helps."""
-    occurrences = sum(write.occurrences for write in given_up)
-    rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
-    waiting = unanswered = retrying = 0
-    errors: dict[str, int] = {}
-    for write in given_up:
-        if write.in_flight and rate_limited > 0:
-            rate_limited -= 1
-            waiting += write.occurrences
-        elif write.in_flight:
-            unanswered += write.occurrences
-        elif write.attempts:
-            retrying += write.occurrences
-            why = _why(write.last_error)
-            errors[why] = errors.get(why, 0) + write.occurrences
-        else:
-            waiting += write.occurrences
-    parts = []
-    if waiting and unanswered:
-        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
-    elif waiting:
-        parts.append(
-            f"{waiting} waiting for the client-side rate limit or a free writer "
-            "(raise drain_qps, writers or flush_timeout)"
-        )
-    if unanswered:
-        parts.insert(
-            0,
-            f"{unanswered} in requests the API server had not answered "
-            "(a hanging server or admission webhook; see request_timeout and flush_timeout)",
-        )
-    if retrying:
-        causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
-        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
-    return (
-        f"Unable to write {occurrences} event occurrence(s) before the deadline of "
-        f"shutdown: {'; '.join(parts)}"
-    )
-
-
-def _why(error: Exception | None) -> str:
-    if error is None:
-        return "an error"
-    status = getattr(error, "status", None)
-    if status == 429:
-        return "429 Too Many Requests (the API server throttles)"
-    if isinstance(status, int):
-        return f"{status} {getattr(error, 'reason', '')}".strip()
-    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
-        return "connection errors (the API server is unreachable)"
-    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
-        return "timeouts"
-    return type(error).__name__
 
 
 class _Deadline:

@@ -40,7 +40,6 @@ __all__ = [
     "DEFAULT_SPAM_QPS",
     "CorrelateResult",
     "CorrelatorOptions",
-    "CountPolicy",
     "EventCorrelator",
     "EventNamer",
     "KeyFunc",
@@ -751,34 +750,3 @@ def _float32(value: float) -> float:
         # beyond the float32 range Go's conversion gives infinity
         return math.inf
     return rounded
-
-
-class CountPolicy:
-    """core/v1: repeats patch ``count``; the correlator's spam filter holds writes back."""
-
-    def __init__(self, event_correlator: EventCorrelator) -> None:
-        self._correlator = event_correlator
-
-    def is_first(self, event: models.Event) -> bool:
-        """The first occurrence has a count of 1 (or none)."""
-        return event.count <= 1
-
-    def patch(self, event: models.Event) -> bytes:
-        """client-go's count patch."""
-        return count_patch(event)
-
-    def hold_wait(self, event: models.Event) -> float:
-        """Until the event's spam bucket has a token again."""
-        return self._correlator.token_wait(event)
-
-    def release(self, event: models.Event) -> bool:
-        """Take a token from the event's spam bucket, if there is one."""
-        return self._correlator.take_token(event)
-
-    def written(self, sent: models.Event, stored: models.Event) -> None:
-        """Let the correlator know the stored name, count and resourceVersion."""
-        self._correlator.update_after_write(sent, stored)
-
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """Only after a create that may have landed (client-go gives AlreadyExists up)."""
-        return maybe_landed

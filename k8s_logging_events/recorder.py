@@ -203,7 +203,7 @@ class EventBroadcaster:
                     "exit",
                     logging.WARNING,
                     "%s",
-                    _runtime.exit_summary(given_up, self._sinks),
+                    _writer.exit_summary(given_up, self._sinks),
                 )
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
             self._reporter.report(

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from k8s_logging_events import _apis
 from k8s_logging_events import clock as clocks
 from k8s_logging_events import correlator as corr
 from k8s_logging_events.models import Event, EventSource, ObjectReference
@@ -1352,7 +1353,7 @@ class TestSlowWritesAndEviction:
         newer event with a higher count, and the next repeat patched the old event."""
         clock = FakeClock()
         correlator = new_correlator(clock, lru_cache_size=2)
-        policy = corr.CountPolicy(correlator)
+        policy = _apis.CountPolicy(correlator)
         pod = ObjectReference(kind="Pod", namespace="ns", name="web", api_version="v1")
 
         def occurrence(name: str, message: str = "m") -> Event:
