@@ -518,9 +518,11 @@ def run_outage(
 def check_outage(result: OutageResult) -> None:
     """Everything the outage case promises."""
     assert result.hung_requests > 0, "writes were attempted while the server hung"
-    # logging never waited on the network, nor for long on anything
+    # logging never waited on the network: a call that waited for a hung request would
+    # take the request timeout (seconds); the bound leaves room for a loaded machine's
+    # scheduling, and the latency figures themselves are bench/reliability.py's
     assert set(result.network_threads) == {"k8s-events-writer-"}, result.network_threads
-    assert result.slowest < 0.05, {k: summary(v) for k, v in result.calls.items()}
+    assert result.slowest < 0.5, {k: summary(v) for k, v in result.calls.items()}
     # memory stays bounded: one pending write per event, not one object per occurrence
     assert result.pending_max <= result.keys
     assert result.stats_in_outage["dropped"] == 0
