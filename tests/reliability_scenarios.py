@@ -673,6 +673,8 @@ def run_threads(
                         "sink": server.url,
                         "qps": 0,
                         "flush_timeout": flush_timeout,
+                        # writes refused while dictConfig ran are retried soon after
+                        "sleep_duration": 0.1,
                     }
                 },
                 "loggers": {name: {"level": "DEBUG", "handlers": ["events"], "propagate": False}},
