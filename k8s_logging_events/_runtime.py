@@ -30,8 +30,8 @@ Lifecycle: the dispatcher starts with the first occurrence; writer threads start
 writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
 :meth:`Runtime.close` are bounded by one deadline; after ``os.fork()`` the child starts
 afresh (the parent's pending writes are not written twice); a ``multiprocessing`` child
-flushes when its target returns (and on ``SIGTERM``, as ``Pool.terminate()`` sends, when
-the child has no handler of its own); where no thread can be started any more (Python 3.12
+flushes when its target returns (a ``Pool``'s workers when they end: ``close()`` and
+``join()`` the pool before it is terminated); where no thread can be started any more (Python 3.12
 during interpreter exit) the threads that exist, or the flushing thread, do the work.
 """
 
@@ -825,7 +825,7 @@ _hooks_installed_in: int | None = None
 
 
 def _install_child_exit_hooks() -> None:
-    """In a ``multiprocessing`` child, flush when its target returns (and on SIGTERM).
+    """In a ``multiprocessing`` child, flush when its target returns.
 
     A child started by ``multiprocessing`` ends with ``os._exit()`` after running its
     finalizers: ``atexit`` (and so ``logging.shutdown()``) never runs there.
@@ -841,48 +841,14 @@ def _install_child_exit_hooks() -> None:
     util = sys.modules.get("multiprocessing.util")
     if util is not None:
         util.Finalize(None, _flush_all, exitpriority=100)
-    if threading.current_thread() is threading.main_thread():
-        with contextlib.suppress(ValueError, OSError):
-            if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-                signal.signal(signal.SIGTERM, _flush_then_terminate)
-
-
-_exit = threading.local()  # a multiprocessing child's exit flush, on its main thread
 
 
 def _flush_all() -> None:
     """Flush every started runtime (a multiprocessing child's target has returned)."""
-    _exit.flushing = True
-    try:
-        for runtime in list(_live):
-            if runtime._started and not runtime._closing:
-                with contextlib.suppress(Exception):
-                    runtime.flush(runtime.exit_timeout)
-    finally:
-        _exit.flushing = False
-    signum = getattr(_exit, "terminate", None)
-    if signum is not None:  # a SIGTERM came in the middle: it takes effect now
-        _terminate(signum)
-
-
-def _flush_then_terminate(signum: int, frame: object) -> None:
-    """``Pool.terminate()`` ends its workers with SIGTERM: write what they logged first.
-
-    When the signal interrupts the exit flush itself (a pool worker's target returned and
-    multiprocessing's finalizers are running), that flush holds the runtime's lock in the
-    interrupted frame: a second flush here could not make progress. The signal then takes
-    effect when the running flush is done, within its deadline.
-    """
-    if getattr(_exit, "flushing", False):
-        _exit.terminate = signum
-        return
-    _flush_all()
-    _terminate(signum)
-
-
-def _terminate(signum: int) -> None:
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
+    for runtime in list(_live):
+        if runtime._started and not runtime._closing:
+            with contextlib.suppress(Exception):
+                runtime.flush(runtime.exit_timeout)
 
 
 def _after_fork_in_child() -> None:

@@ -228,15 +228,17 @@ if __name__ == "__main__":
     process.join(60)
     with ctx.Pool(2) as pool:
         done = pool.map(target, ["pool%d" % n for n in range(6)])
+        pool.close()  # workers end, and write what they logged, before the block terminates
+        pool.join()
     print(json.dumps({"exitcode": process.exitcode, "done": done}))
 """
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_multiprocessing_children_write_what_they_logged_once(server, method, tmp_path) -> None:
-    """A Process child ends with os._exit after multiprocessing's finalizers, and a Pool
-    (as a ``with`` block) ends its workers with SIGTERM: both must write what they logged,
-    once (a fork child does not write its parent's pending events either)."""
+    """A Process child ends with os._exit after multiprocessing's finalizers, and so do a
+    closed Pool's workers: both must write what they logged, once (a fork child does not
+    write its parent's pending events either)."""
     script = tmp_path / "mp_child.py"
     script.write_text(textwrap.dedent(MP_CHILD))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
