@@ -53,6 +53,7 @@ class Config:
     api: str
     kubeconfig: str | None
     context: str | None
+    default_involved: str | None = None
 
 
 def check_known(
@@ -163,6 +164,18 @@ def structured(value: object, given: object) -> bool | str:
 def exception_detail(value: object) -> str:
     """``exception_detail``: summary, traceback or none."""
     return choice("exception_detail", value, _records.EXCEPTION_DETAILS)
+
+
+def default_involved(value: object) -> str | None:
+    """``default_involved``: None, or ``"pod"`` (the pod the process runs in)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "pod":
+        return "pod"
+    raise ValueError(
+        "default_involved must be 'pod' (events about the pod this process runs in, from "
+        f"the Downward API) or null, not {value!r}"
+    )
 
 
 def checked_sink(option: object, given: object) -> Sink:

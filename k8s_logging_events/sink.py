@@ -303,6 +303,21 @@ class KubernetesEventSink:
         path = self._path(event.namespace, event.name)
         return self._call("PATCH", path, json.loads(data), _STRATEGIC_MERGE_PATCH)
 
+    def read_pod_uid(self, namespace: str, name: str) -> str:
+        """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
+
+        Raises:
+            ApiStatusError: the server refused (403: RBAC lacks ``get`` on ``pods``; 404: no
+                such pod).
+        """
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+        answer = self._request("GET", path, None, _JSON)
+        metadata = answer.get("metadata") if isinstance(answer, dict) else None
+        uid = metadata.get("uid") if isinstance(metadata, dict) else None
+        if not isinstance(uid, str) or not uid:
+            raise ValueError(f"the answer to GET {path} has no metadata.uid")
+        return uid
+
     def _path(self, namespace: str, name: str | None = None) -> str:
         path = _events_path(namespace, name)
         return path if self.api == CORE_V1 else path.replace("/api/v1/", f"/apis/{EVENTS_V1}/", 1)
@@ -317,6 +332,17 @@ class KubernetesEventSink:
             self._api_client.close()
 
     def _call(self, method: str, path: str, body: object, content_type: str) -> models.Event:
+        answer = self._request(method, path, body, content_type)
+        try:
+            if self.api == CORE_V1:
+                return models.Event.from_api(answer)
+            return models.Event.from_events_v1(answer)
+        except (ValueError, TypeError, AttributeError) as error:
+            # an answer we cannot read: the write may have landed, so it is worth a retry
+            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
+
+    def _request(self, method: str, path: str, body: object, content_type: str) -> Any:
+        """Send one request under the rate limit; return the decoded JSON answer."""
         self._wait_for_rate_limit()
         try:
             request = self._api_client.param_serialize(
@@ -342,11 +368,8 @@ class KubernetesEventSink:
                 response.status, response.reason, _text(response.data), response.headers
             )
         try:
-            answer = json.loads(response.data or b"")
-            if self.api == CORE_V1:
-                return models.Event.from_api(answer)
-            return models.Event.from_events_v1(answer)
-        except (ValueError, TypeError, AttributeError) as error:
+            return json.loads(response.data or b"")
+        except ValueError as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
@@ -544,6 +567,13 @@ class LazySink:
         drain = getattr(self._real, "drain", None)
         if callable(drain):
             drain(on)
+
+    def read_pod_uid(self, namespace: str, name: str) -> str:
+        """The real sink's :meth:`KubernetesEventSink.read_pod_uid` (built first if need be)."""
+        reader = getattr(self._resolve(), "read_pod_uid", None)
+        if not callable(reader):
+            raise TypeError(f"{self._what}: this sink cannot read pods")
+        return str(reader(namespace, name))
 
     @property
     def waiting_for_rate_limit(self) -> int:
