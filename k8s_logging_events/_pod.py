@@ -63,10 +63,16 @@ class PodIdentity:
 
 
 def from_environment(
-    environ: Mapping[str, str] | None = None, namespace_file: str = NAMESPACE_FILE
+    environ: Mapping[str, str] | None = None, namespace_file: str | None = None
 ) -> PodIdentity:
-    """Read the pod's identity from the Downward API variables (and the namespace file)."""
+    """Read the pod's identity from the Downward API variables (and the namespace file).
+
+    Args:
+        environ: the environment (``os.environ`` by default).
+        namespace_file: the service account's namespace file (:data:`NAMESPACE_FILE`).
+    """
     env = os.environ if environ is None else environ
+    namespace_file = NAMESPACE_FILE if namespace_file is None else namespace_file
     name = env.get("POD_NAME", "").strip()
     namespace = env.get("POD_NAMESPACE", "").strip() or _read_namespace_file(namespace_file)
     problem = ""

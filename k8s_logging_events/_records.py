@@ -387,9 +387,12 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = _shallow_copy(record)
     if event_dict is not None:
-        # the formatter sees the message, never the dict's repr
+        # the formatter sees the message, never the dict's repr; without structlog's marks
+        # a structlog ProcessorFormatter takes the copy for a plain record, as it should
         copy.msg = _structlog_message(event_dict)
         copy.args = ()
+        copy.__dict__.pop(STRUCTLOG_MARK, None)
+        copy.__dict__.pop("_name", None)
     summary = ""
     if detail != "traceback":
         summary = _exception_summary(record.exc_info) if detail == "summary" else ""

@@ -31,6 +31,7 @@ from k8s_logging_events.testing._apiserver_errors import (
     method_not_supported,
     name_mismatch,
     namespace_mismatch,
+    not_found,
     not_found_path,
     status_body,
     unsupported_media_type,
@@ -297,6 +298,9 @@ class RestApi:
         self.store = store
         self._clock = clock
         self._address = address
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        """Pods that GET /api/v1/namespaces/{ns}/pods/{name} serves, by (namespace, name):
+        the one read ``default_involved="pod"`` makes to learn a pod's uid."""
 
     # -- entry point ------------------------------------------------------------------
 
@@ -423,6 +427,8 @@ class RestApi:
             return self._not_allowed()
         if rest[0] == "namespaces" and api is CORE_API and len(rest) <= 2:
             return self._namespaces(rest[1:], request)
+        if api is CORE_API and len(rest) == 4 and rest[0] == "namespaces" and rest[2] == "pods":
+            return self._read_pod(rest[1], rest[3], request)
         if rest[0] != "namespaces" or len(rest) < 3 or rest[2] != "events" or len(rest) > 4:
             raise not_found_path()
         namespace = rest[1]
@@ -931,6 +937,16 @@ class RestApi:
         ).encode()
         items = b",".join(entry.item_json(api.name) for entry in entries)
         return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+
+    # -- pods (read only) -------------------------------------------------------------
+
+    def _read_pod(self, namespace: str, name: str, request: HttpRequest) -> HttpResponse:
+        if request.method != "GET":
+            return self._not_allowed()
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise not_found("pods", name)
+        return self._ok(pod)
 
     # -- namespaces -------------------------------------------------------------------
 
