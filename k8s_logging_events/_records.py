@@ -183,9 +183,15 @@ def read(
     )
 
 
-def is_own(name: str) -> bool:
-    """True for the library's own logger and its children: never an event."""
-    return name == _diagnostics.LOGGER_NAME or name.startswith(_OWN_PREFIX)
+def is_own(name: object) -> bool:
+    """True for the library's own logger and its children: never an event.
+
+    A record's ``name`` may be None (loguru names a record after the module that logged,
+    and code run by ``exec`` has none): that is not the library's.
+    """
+    return name == _diagnostics.LOGGER_NAME or (
+        isinstance(name, str) and name.startswith(_OWN_PREFIX)
+    )
 
 
 # --- notes and reports ------------------------------------------------------------------------

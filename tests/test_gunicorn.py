@@ -1,6 +1,7 @@
 """A pre-fork server for real: gunicorn, two sync workers, logging set by ``logconfig_dict``.
 
-The test writes a tiny WSGI app and a gunicorn configuration file, starts ``python -m
+The test writes a tiny WSGI app and the gunicorn configuration file of docs/integrations.md
+(its ``sink`` pointed at a LocalApiServer), starts ``python -m
 gunicorn`` on a loopback port, makes requests whose handlers log events, sends SIGTERM to the
 master and checks that the local API server holds every occurrence exactly once. Every wait
 is bounded; nothing sleeps on the wall clock without a condition.
@@ -13,7 +14,6 @@ import signal
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import urllib.request
 from pathlib import Path
@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from k8s_logging_events.testing import LocalApiServer
+from tests._recipes import recipe
 
 pytest.importorskip("gunicorn")
 
@@ -51,35 +52,13 @@ def app(environ, start_response):
     return [body]
 """
 
-CONFIG = """
+# the test's own settings, after the recipe of docs/integrations.md (which sets the
+# workers, the worker class and logconfig_dict)
+TEST_SETTINGS = """
 bind = "127.0.0.1:{port}"
-workers = 2
-worker_class = "sync"
 graceful_timeout = 15
 timeout = 30
 control_socket_disable = True  # gunicorn 25.1+: no control socket in ~/.gunicorn
-logconfig_dict = {{
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {{"generic": {{"format": "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"}}}},
-    "handlers": {{
-        "console": {{"class": "logging.StreamHandler", "formatter": "generic",
-                     "stream": "ext://sys.stdout"}},
-        "error_console": {{"class": "logging.StreamHandler", "formatter": "generic",
-                           "stream": "ext://sys.stderr"}},
-        "events": {{
-            "class": "k8s_logging_events.handler.KubernetesEventHandler",
-            "level": "WARNING",
-            "component": "shop",
-            "sink": "{url}",
-        }},
-    }},
-    "root": {{"level": "INFO", "handlers": ["console", "events"]}},
-    "loggers": {{
-        "gunicorn.error": {{"level": "INFO", "handlers": ["error_console"], "propagate": False}},
-        "gunicorn.access": {{"level": "INFO", "handlers": ["console"], "propagate": False}},
-    }},
-}}
 """
 
 
@@ -106,7 +85,7 @@ def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_pa
     with LocalApiServer(auto_create_namespaces=True) as server:
         (tmp_path / "shopapp.py").write_text(APP)
         config = tmp_path / "gunicorn_conf.py"
-        config.write_text(textwrap.dedent(CONFIG.format(port=port, url=server.url)))
+        config.write_text(recipe("gunicorn", server.url) + TEST_SETTINGS.format(port=port))
         log_file = tmp_path / "gunicorn.log"
         with log_file.open("wb") as output:
             process = subprocess.Popen(
