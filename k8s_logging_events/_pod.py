@@ -36,6 +36,7 @@ __all__ = [
     "PodIdentity",
     "PodUidSink",
     "from_environment",
+    "report",
 ]
 
 POD = "pod"
@@ -106,6 +107,29 @@ def from_environment(
         uid=env.get("POD_UID", "").strip(),
     )
     return PodIdentity(ref, problem)
+
+
+def report(identity: PodIdentity, *, can_read_uid: bool) -> None:
+    """Report, once (when the handler is built), what will keep the pod's events from view.
+
+    Args:
+        identity: what :func:`from_environment` found.
+        can_read_uid: whether the handler owns its sink, and so can read a missing uid.
+    """
+    if identity.problem:
+        _diagnostics.log_safely(_diagnostics.logger, logging.WARNING, "%s", identity.problem)
+    ref = identity.ref
+    if ref is not None and not ref.uid and not can_read_uid:
+        _diagnostics.log_safely(
+            _diagnostics.logger,
+            logging.WARNING,
+            "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
+            "will not show them: POD_UID is not set and the handler cannot read the uid "
+            "through a given broadcaster. Set POD_UID from the Downward API (env "
+            "valueFrom.fieldRef metadata.uid) to fix it",
+            ref.namespace,
+            ref.name,
+        )
 
 
 def _read_namespace_file(path: str) -> str:

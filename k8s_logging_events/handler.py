@@ -275,19 +275,8 @@ class KubernetesEventHandler(logging.Handler):
         self._pod = pod
         # what a record without an involved object is about: None, or the pod's reference
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
-        if pod is not None and pod.problem:
-            _diagnostics.log_safely(_diagnostics.logger, logging.WARNING, "%s", pod.problem)
-        if pod is not None and pod.ref is not None and not pod.ref.uid and broadcaster is not None:
-            _diagnostics.log_safely(
-                _diagnostics.logger,
-                logging.WARNING,
-                "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
-                "will not show them: POD_UID is not set and the handler cannot read the uid "
-                "through a given broadcaster. Set POD_UID from the Downward API (env "
-                "valueFrom.fieldRef metadata.uid) to fix it",
-                pod.ref.namespace,
-                pod.ref.name,
-            )
+        if pod is not None:
+            _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
         _live_handlers.add(self)
