@@ -112,6 +112,12 @@ def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_pa
         log_text = log_file.read_text(errors="replace")
         assert returncode == 0, log_text
         stored = server.events("shop")
+    for e in sorted(stored, key=lambda e: (e["reason"], e["involvedObject"]["name"])):
+        ref = e["involvedObject"]
+        print(  # the events read back, for -s
+            f"[gunicorn] {ref['kind']}/{ref['name']} reason={e['reason']} count={e['count']} "
+            f"message={e['message']!r} source.host={e['source'].get('host', '')}"
+        )
     orders = sorted(e["involvedObject"]["name"] for e in stored if e["reason"] == "OrderFailed")
     assert orders == sorted(f"order-{n}" for n in range(REQUESTS)), log_text
     assert all(e["count"] == 1 for e in stored if e["reason"] == "OrderFailed")
