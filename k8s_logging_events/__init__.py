@@ -28,6 +28,7 @@ from k8s_logging_events.correlator import (
     generate_event_name,
     get_event_key,
     get_spam_key,
+    spam_key_per_reason,
     validate_event_type,
 )
 from k8s_logging_events.describe import format_events
@@ -90,6 +91,7 @@ __all__ = [
     "get_event_key",
     "get_spam_key",
     "object_reference",
+    "spam_key_per_reason",
     "validate_event_type",
 ]
 

@@ -53,6 +53,7 @@ class Config:
     api: str
     kubeconfig: str | None
     context: str | None
+    default_involved: str | None = None
 
 
 def check_known(
@@ -165,6 +166,18 @@ def exception_detail(value: object) -> str:
     return choice("exception_detail", value, _records.EXCEPTION_DETAILS)
 
 
+def default_involved(value: object) -> str | None:
+    """``default_involved``: None, or ``"pod"`` (the pod the process runs in)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "pod":
+        return "pod"
+    raise ValueError(
+        "default_involved must be 'pod' (events about the pod this process runs in, from "
+        f"the Downward API) or null, not {value!r}"
+    )
+
+
 def checked_sink(option: object, given: object) -> Sink:
     """``sink``: "auto", None, an http(s) URL, an EventSink or a ``"()"`` dict."""
     if isinstance(option, str):
@@ -189,15 +202,25 @@ def checked_sink(option: object, given: object) -> Sink:
 def checked_correlator(
     option: object,
 ) -> correlators.CorrelatorOptions | None:
-    """``correlator``: CorrelatorOptions, or a mapping of its field names."""
+    """``correlator``: CorrelatorOptions, or a mapping of its field names.
+
+    The mapping may also name the spam key: ``spam_key: object`` (client-go's default, one
+    bucket per object) or ``spam_key: per-reason`` (one bucket per object and reason).
+    """
     if option is None or isinstance(option, correlators.CorrelatorOptions):
         return option
     if not isinstance(option, Mapping):
         raise ValueError(f"correlator must be a mapping of correlator options, not {option!r}")
     fields = correlators.CorrelatorOptions.__dataclass_fields__
-    check_known([str(k) for k in option if k not in fields], fields, "correlator", ValueError)
+    known = [*fields, "spam_key"]
+    check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}
+    if "spam_key" in values:
+        named = choice("correlator.spam_key", values.pop("spam_key"), tuple(correlators.SPAM_KEYS))
+        if values.get("spam_key_func") is not None:
+            raise ValueError("correlator: set spam_key or spam_key_func, not both")
+        values["spam_key_func"] = correlators.SPAM_KEYS[named]
     for name in ("lru_cache_size", "burst_size", "max_events"):
         if name in values:
             values[name] = int(number(f"correlator.{name}", values[name], minimum=0, integer=True))

@@ -1,8 +1,10 @@
 """What a record carries: from a ``logging.LogRecord`` to one occurrence, on the caller's thread.
 
-This is the handler's half of the pipeline's first step. :func:`read` takes the involved
+This is the handler's half of the pipeline's first step. :func:`find_extras` finds what a
+record says about its event wherever the logging stack in use put it (see
+:func:`find_extras` for the order of the sources); :func:`read` takes the involved
 object's reference, the formatted message and the extras (``reason``, ``event_type``,
-``action``, ``related``, ``annotations``, ``field_path``) from a record and returns the
+``action``, ``related``, ``annotations``, ``field_path``) and returns the
 :class:`~k8s_logging_events.recorder.Occurrence` the recorder queues, repaired where the API
 server would refuse a field (through :mod:`~k8s_logging_events._sanitise`) or ``None`` when
 the record cannot be an event. What was repaired or refused is noted in :class:`Notes` and
@@ -19,7 +21,20 @@ from datetime import datetime
 
 from k8s_logging_events import _diagnostics, _sanitise, models, recorder, references
 
-__all__ = ["EXCEPTION_DETAILS", "EXTRAS", "CallSites", "Notes", "Settings", "is_own", "read"]
+__all__ = [
+    "EXCEPTION_DETAILS",
+    "EXTRAS",
+    "MARKERS",
+    "SKIP",
+    "CallSites",
+    "Notes",
+    "Settings",
+    "find_extras",
+    "is_own",
+    "may_be_event",
+    "read",
+    "structlog_event_dict",
+]
 
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
 """What an event says about a record's exception: ``ExcType: text``, the whole traceback
@@ -27,6 +42,27 @@ EXCEPTION_DETAILS = ("summary", "traceback", "none")
 
 EXTRAS = ("involved", "reason", "action", "related", "annotations", "event_type", "field_path")
 """The record attributes (``extra=`` keys) the handler reads."""
+
+SKIP = "k8s_skip"
+"""Kopf's flag, honoured on any record: true means the record never becomes an event."""
+
+KOPF_REF = "k8s_ref"
+"""Kopf's flat reference to the object a record is about; stands for ``involved``."""
+
+LOGURU_EXTRA = "extra"
+"""The record attribute where loguru's standard-handler sink puts its bound values."""
+
+STRUCTLOG_MARK = "_logger"
+"""An attribute that ``structlog.stdlib.ProcessorFormatter.wrap_for_formatter`` puts on
+every record it makes (with ``_name``); the record's ``msg`` is then the event dict."""
+
+STRUCTLOG_MESSAGE = "event"
+"""The key of structlog's event dict that holds the message."""
+
+MARKERS = frozenset(("involved", KOPF_REF, LOGURU_EXTRA, STRUCTLOG_MARK))
+"""Attributes of which a record needs at least one to be an event (unless the handler has a
+``default_involved``): a record with none of them is rejected at once. The handler's filter
+spells these out (a dict lookup each), and a test checks that it agrees."""
 
 _MAX_CALL_SITES = 4096
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
@@ -44,17 +80,90 @@ class Settings:
     formatter: logging.Formatter | None
 
 
+def may_be_event(record: logging.LogRecord) -> bool:
+    """True when ``record`` has an attribute that can carry an involved object.
+
+    The cheap first look of the handler's filter: a record made by a plain ``log.warning()``
+    has none of :data:`MARKERS`, and is refused by this one check.
+    """
+    return not record.__dict__.keys().isdisjoint(MARKERS)
+
+
+def find_extras(
+    record: logging.LogRecord, default_involved: object = None
+) -> dict[str, object] | None:
+    """Return the extras of ``record`` (``involved`` among them), or None for no event.
+
+    Each extra is taken from the first of these that has it (not None):
+
+    1. the record's own attribute (``extra={...}``, structlog's ``render_to_log_kwargs``);
+    2. the ``extra`` mapping on the record (loguru's standard-handler sink, ``bind()``);
+    3. the record's ``msg`` when it is structlog's event dict
+       (``ProcessorFormatter.wrap_for_formatter``);
+    4. for ``involved`` only: Kopf's ``k8s_ref``, from the same places, then
+       ``default_involved`` (the pod, when the handler is so configured).
+
+    A true ``k8s_skip`` in any of those places means no event: None. None too when no
+    involved object is found. The record is only read, never changed.
+    """
+    attrs = record.__dict__
+    layers: list[Mapping[str, object]] = [attrs]
+    bound = attrs.get(LOGURU_EXTRA)
+    if isinstance(bound, Mapping):
+        layers.append(bound)
+    event_dict = structlog_event_dict(record)
+    if event_dict is not None:
+        layers.append(event_dict)
+    found: dict[str, object] = {}
+    for layer in layers:
+        if layer.get(SKIP):
+            return None
+        for name in EXTRAS:
+            if name not in found:
+                value = layer.get(name)
+                if value is not None:
+                    found[name] = value
+    if "involved" not in found:
+        for layer in layers:
+            ref = layer.get(KOPF_REF)
+            if ref is not None:
+                found["involved"] = ref
+                break
+        else:
+            if default_involved is None:
+                return None
+            found["involved"] = default_involved
+    return found
+
+
+def structlog_event_dict(record: logging.LogRecord) -> dict[str, object] | None:
+    """structlog's event dict when ``record`` came through ``wrap_for_formatter``, else None.
+
+    Recognised as structlog's ``ProcessorFormatter`` recognises it: ``msg`` is a dict and the
+    record has the ``_logger`` and ``_name`` attributes that ``wrap_for_formatter`` adds. A
+    dict logged by other code stays a message like any other.
+    """
+    attrs = record.__dict__
+    message = attrs.get("msg")
+    if isinstance(message, dict) and STRUCTLOG_MARK in attrs and "_name" in attrs:
+        return message
+    return None
+
+
 def read(
     record: logging.LogRecord,
-    involved: object,
+    extras: Mapping[str, object],
     settings: Settings,
     notes: Notes,
     *,
     now: datetime,
     default_namespace: str,
 ) -> recorder.Occurrence | None:
-    """Snapshot what the event needs from ``record``; None when it cannot be one."""
-    ref = _reference(involved, getattr(record, "field_path", None), notes)
+    """Snapshot what the event needs from ``record``; None when it cannot be one.
+
+    ``extras`` is what :func:`find_extras` found for ``record``, ``involved`` included.
+    """
+    ref = _reference(extras["involved"], extras.get("field_path"), notes)
     if ref is None:
         return None
     message = _message(record, settings, notes)
@@ -63,20 +172,26 @@ def read(
     return recorder.Occurrence(
         ref=ref,
         namespace=ref.namespace or default_namespace,
-        type=_event_type(record, notes),
-        reason=_reason(getattr(record, "reason", None), settings.default_reason, notes),
+        type=_event_type(record, extras.get("event_type"), notes),
+        reason=_reason(extras.get("reason"), settings.default_reason, notes),
         message=message,
-        annotations=_annotations(getattr(record, "annotations", None), notes),
-        action=_action(getattr(record, "action", None), notes),
-        related=_related(getattr(record, "related", None), notes),
+        annotations=_annotations(extras.get("annotations"), notes),
+        action=_action(extras.get("action"), notes),
+        related=_related(extras.get("related"), notes),
         source=settings.source,
         time=now,
     )
 
 
-def is_own(name: str) -> bool:
-    """True for the library's own logger and its children: never an event."""
-    return name == _diagnostics.LOGGER_NAME or name.startswith(_OWN_PREFIX)
+def is_own(name: object) -> bool:
+    """True for the library's own logger and its children: never an event.
+
+    A record's ``name`` may be None (loguru names a record after the module that logged,
+    and code run by ``exec`` has none): that is not the library's.
+    """
+    return name == _diagnostics.LOGGER_NAME or (
+        isinstance(name, str) and name.startswith(_OWN_PREFIX)
+    )
 
 
 # --- notes and reports ------------------------------------------------------------------------
@@ -166,9 +281,8 @@ def _about_an_event(namespace: str, name: str, notes: Notes) -> None:
     )
 
 
-def _event_type(record: logging.LogRecord, notes: Notes) -> str:
+def _event_type(record: logging.LogRecord, wanted: object, notes: Notes) -> str:
     by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
-    wanted = getattr(record, "event_type", None)
     if wanted is None:
         return by_level
     if isinstance(wanted, str):
@@ -274,9 +388,17 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     """Format without touching ``record``: a formatter sets attributes on what it formats."""
     detail = settings.exception_detail
     has_extra = record.exc_info is not None or record.stack_info is not None
+    event_dict = structlog_event_dict(record)
     if settings.formatter is None and not has_extra:
-        return record.getMessage()
+        return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = _shallow_copy(record)
+    if event_dict is not None:
+        # the formatter sees the message, never the dict's repr; without structlog's marks
+        # a structlog ProcessorFormatter takes the copy for a plain record, as it should
+        copy.msg = _structlog_message(event_dict)
+        copy.args = ()
+        copy.__dict__.pop(STRUCTLOG_MARK, None)
+        copy.__dict__.pop("_name", None)
     summary = ""
     if detail != "traceback":
         summary = _exception_summary(record.exc_info) if detail == "summary" else ""
@@ -285,6 +407,14 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.stack_info = None
     text = (settings.formatter or _PLAIN).format(copy)
     return f"{text}: {summary}" if summary else text
+
+
+def _structlog_message(event_dict: dict[str, object]) -> str:
+    """The message of structlog's event dict: its ``event`` key (structlog's own rule)."""
+    text = event_dict.get(STRUCTLOG_MESSAGE)
+    if text is None:
+        return ""
+    return text if isinstance(text, str) else str(text)
 
 
 def _sanitised_message(text: str, limit: int, notes: Notes) -> str:

@@ -38,6 +38,7 @@ __all__ = [
     "DEFAULT_LRU_CACHE_SIZE",
     "DEFAULT_SPAM_BURST",
     "DEFAULT_SPAM_QPS",
+    "SPAM_KEYS",
     "CorrelateResult",
     "CorrelatorOptions",
     "EventCorrelator",
@@ -52,6 +53,7 @@ __all__ = [
     "get_event_key",
     "get_spam_key",
     "is_dns_subdomain",
+    "spam_key_per_reason",
     "unix_nanos",
     "validate_event_type",
 ]
@@ -149,6 +151,23 @@ def get_spam_key(event: models.Event) -> str:
             event.type,
         )
     )
+
+
+def spam_key_per_reason(event: models.Event) -> str:
+    """Return a spam key per source, object, event type *and reason*.
+
+    With :func:`get_spam_key` one noisy reason (a crash loop's ``BackOff``) uses up the
+    bucket of its object, and every other reason about that object is held back with it
+    (kubernetes issue #136061). Keyed by reason too, each reason has its own bucket. Choose
+    it with ``CorrelatorOptions(spam_key_func=spam_key_per_reason)``, or in the handler's
+    options with ``correlator: {spam_key: per-reason}``.
+    """
+    return get_spam_key(event) + event.reason
+
+
+SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
+"""The named spam keys of the handler's ``correlator: {spam_key: ...}`` option: ``object``
+(client-go's default) and ``per-reason``."""
 
 
 def aggregate_by_reason(event: models.Event) -> tuple[str, str]:

@@ -1,6 +1,8 @@
 """The logging front door: :class:`KubernetesEventHandler` turns records into Events.
 
-This is the top of the pipeline. A record that carries ``extra={"involved": obj}`` is
+This is the top of the pipeline. A record that carries ``extra={"involved": obj}`` (or an
+involved object where another logging stack puts it: loguru's ``record.extra``, structlog's
+event dict, Kopf's ``k8s_ref``; or none at all with ``default_involved="pod"``) is
 snapshotted on the caller's thread (object reference, type, reason, message, annotations),
 repaired where the API server would reject it, and handed to an
 :class:`~k8s_logging_events.recorder.EventRecorder`, which never blocks. Everything after
@@ -8,7 +10,8 @@ that (correlation, the spam filter, retries, API writes) happens on the broadcas
 background threads (:mod:`k8s_logging_events._runtime`)::
 
     logger.warning(..., extra={"involved": pod})
-      -> KubernetesEventHandler.filter   one attribute lookup: no ``involved``, no event
+      -> KubernetesEventHandler.filter   four dict lookups: no ``involved`` (nor ``k8s_ref``,
+                                         ``extra``, structlog's mark), no event
       -> KubernetesEventHandler.emit     snapshot + repair, never raises, never blocks
          -> EventRecorder.offer          -> the runtime's queue -> dispatcher -> writers
 
@@ -35,7 +38,16 @@ import weakref
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
-from k8s_logging_events import _diagnostics, _options, _records, _sanitise, _stats, models, recorder
+from k8s_logging_events import (
+    _diagnostics,
+    _options,
+    _pod,
+    _records,
+    _sanitise,
+    _stats,
+    models,
+    recorder,
+)
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
@@ -87,17 +99,22 @@ _HANDLER_STATS = ("refused", "repaired", "after_close")
 SinkOption = _options.SinkOption
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
+_MARKERS = _records.MARKERS
 
 
 class KubernetesEventHandler(logging.Handler):
     """A :class:`logging.Handler` that records an Event for every record with ``involved``.
 
-    Records without an ``involved`` attribute are ignored at the cost of one attribute
-    lookup, and so are records from the ``k8s_logging_events`` logger (and its children),
-    even if the application routes them here. The record's extras ``reason``, ``action``,
-    ``related``, ``annotations``, ``event_type`` and ``field_path`` fill in the rest of the
-    event; WARNING and above become ``Warning`` events, the rest ``Normal``. The record is
-    never changed, and :meth:`emit` never raises (except :class:`RecursionError`) and never
+    The involved object and the other extras (``reason``, ``action``, ``related``,
+    ``annotations``, ``event_type``, ``field_path``) are read from the record's attributes,
+    else from loguru's ``record.extra`` mapping, else from structlog's event dict when it is
+    the record's ``msg``; Kopf's ``k8s_ref`` stands for ``involved``, and with
+    ``default_involved="pod"`` the pod the process runs in does. A true ``k8s_skip`` in any
+    of those places means no event. A record with none of them is ignored at the cost of
+    four dict lookups, and so are records from the ``k8s_logging_events`` logger (and its
+    children), even if the application routes them here. The extras fill in the event;
+    WARNING and above become ``Warning`` events, the rest ``Normal``. The record is never
+    changed, and :meth:`emit` never raises (except :class:`RecursionError`) and never
     waits for the API server.
 
     Args:
@@ -158,6 +175,13 @@ class KubernetesEventHandler(logging.Handler):
             :class:`~k8s_logging_events.testing.FakeClock`); not for dictConfig.
         sleep: how back-offs and the rate limit wait (tests pass ``clock.sleep``); not for
             dictConfig.
+        default_involved: ``"pod"``: a record without an involved object of its own is an
+            event about the pod this process runs in, named by the Downward API
+            (``POD_NAME``, ``POD_NAMESPACE``, ``POD_UID``; read once, here). Without
+            ``POD_UID`` the uid is read from the API server at the first write (RBAC:
+            ``get`` on ``pods``). Outside a pod this is reported once and such records make
+            no events. Set the handler's ``level`` (WARNING) so that not every line becomes
+            an event. ``None`` (the default): only records with an involved object count.
 
     Raises:
         ValueError: an option is out of range or of the wrong kind (the message names it).
@@ -201,6 +225,7 @@ class KubernetesEventHandler(logging.Handler):
         context: str | None = None,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
+        default_involved: str | None = None,
         **unknown: Any,
     ) -> None:
         # every check before logging.Handler.__init__: a handler that failed to build must
@@ -236,7 +261,9 @@ class KubernetesEventHandler(logging.Handler):
             api=_options.choice("api", api, (sinks.CORE_V1, sinks.EVENTS_V1, "auto")),
             kubeconfig=_options.optional_text("kubeconfig", kubeconfig),
             context=_options.optional_text("context", context),
+            default_involved=_options.default_involved(default_involved),
         )
+        pod = _pod.from_environment() if config.default_involved == _pod.POD else None
         super().__init__(level)
         self._config = config
         self._source = models.EventSource(
@@ -245,6 +272,11 @@ class KubernetesEventHandler(logging.Handler):
         self._clock = clock
         self._sleep = sleep
         self._given = broadcaster
+        self._pod = pod
+        # what a record without an involved object is about: None, or the pod's reference
+        self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
+        if pod is not None:
+            _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
         _live_handlers.add(self)
@@ -252,18 +284,30 @@ class KubernetesEventHandler(logging.Handler):
     # --- the logging.Handler interface -----------------------------------------------------
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Let through only records with ``involved`` that come from another logger.
+        """Let through only records about an object that come from another logger.
 
-        The ``involved`` check comes first and is one attribute lookup: it is all that a
-        record without it costs. The handler's own filters run after these checks.
+        The first check is four lookups in the record's ``__dict__``: it is all that a
+        plain record costs (unless ``default_involved`` is set). A true ``k8s_skip`` is
+        refused here. The handler's own filters run after these checks.
         """
-        if (
-            getattr(record, "involved", None) is None
-            or _records.is_own(record.name)
-            or _diagnostics.is_own_thread()
+        attrs = record.__dict__
+        if (  # the markers of _records.MARKERS, spelled out: four dict lookups, no call
+            "involved" not in attrs
+            and "k8s_ref" not in attrs
+            and "extra" not in attrs
+            and "_logger" not in attrs
+            and self._default_involved is None
         ):
             return False
-        return super().filter(record)
+        return self._extras(record) is not None and bool(super().filter(record))
+
+    def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
+        """What ``record`` says about its event (see ``_records.find_extras``), or None."""
+        if self._default_involved is None and record.__dict__.keys().isdisjoint(_MARKERS):
+            return None
+        if _records.is_own(record.name) or _diagnostics.is_own_thread():
+            return None
+        return _records.find_extras(record, self._default_involved)
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without any lock.
@@ -275,10 +319,19 @@ class KubernetesEventHandler(logging.Handler):
         takes a lock that is not reentrant: a signal handler that logs runs on the thread it
         interrupted, possibly in the middle of this very call.
         """
-        result = self.filter(record)
-        if result:
-            self.emit(record)
-        return result
+        extras = self._extras(record)
+        if extras is None:
+            return False
+        result: object = super().filter(record)  # a LogRecord from 3.12's filters
+        if not result:
+            return False
+        if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+ filters
+            record = result
+            extras = self._extras(record)
+            if extras is None:
+                return False
+        self._emit_safely(record, extras)
+        return True
 
     def emit(self, record: logging.LogRecord) -> None:
         """Record an event for ``record``, on this thread, without waiting for the API.
@@ -287,8 +340,13 @@ class KubernetesEventHandler(logging.Handler):
         ``k8s_logging_events`` logger and costs only its own event. After :meth:`close`,
         records are dropped quietly (counted as ``after_close``).
         """
+        extras = self._extras(record)
+        if extras is not None:  # emit called directly, bypassing filter
+            self._emit_safely(record, extras)
+
+    def _emit_safely(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
         try:
-            self._emit(record)
+            self._emit(record, extras)
         except RecursionError:  # as the stdlib handlers do: a recursion must surface
             raise
         except Exception as error:  # a handler must never break the program that logs
@@ -384,10 +442,7 @@ class KubernetesEventHandler(logging.Handler):
 
     # --- the caller's thread ---------------------------------------------------------------
 
-    def _emit(self, record: logging.LogRecord) -> None:
-        involved = getattr(record, "involved", None)
-        if involved is None or _records.is_own(record.name) or _diagnostics.is_own_thread():
-            return  # emit called directly, bypassing filter
+    def _emit(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
         if self._closed:
             self._counters["after_close"].add()
             return
@@ -398,7 +453,7 @@ class KubernetesEventHandler(logging.Handler):
             settings = self._settings = self._new_settings()
         occurrence = _records.read(
             record,
-            involved,
+            extras,
             settings,
             notes,
             now=(active or self._clock or _SYSTEM_CLOCK).now(),
@@ -484,6 +539,15 @@ class KubernetesEventHandler(logging.Handler):
     def _open_sink(self) -> sinks.EventSink | None:
         config = self._config
         option = config.sink
+        built = self._build_sink(option)
+        pod = self._default_involved
+        if built is not None and pod is not None and not pod.uid:
+            # kubectl describe selects by uid: read it once, on a writer thread
+            return _pod.PodUidSink(built, pod)
+        return built
+
+    def _build_sink(self, option: _options.Sink) -> sinks.EventSink | None:
+        config = self._config
         if option is None or isinstance(option, sinks.EventSink):
             return option
         if option == "auto":

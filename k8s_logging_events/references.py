@@ -5,7 +5,9 @@ This runs on the application's thread, at the front of the pipeline: the recorde
 :func:`object_reference` when an event is recorded, so the reference is a snapshot of the
 object at that moment. It accepts an ``ObjectReference`` (ours or the client's
 ``V1ObjectReference``), any model of the official ``kubernetes`` client that has
-``metadata``, a manifest dict, or any object with ``.metadata`` and ``.kind``/``.api_version``.
+``metadata``, a manifest dict, a flat reference mapping (``{"apiVersion", "kind", "name",
+"namespace", "uid"}`` as Kopf and kubectl write it, or snake_case as the client's
+``to_dict()`` writes it), or any object with ``.metadata`` and ``.kind``/``.api_version``.
 Anything else raises :class:`InvalidObjectError`, which names what it got.
 """
 
@@ -71,6 +73,21 @@ _METADATA_FIELDS = (
     ("resource_version", "resourceVersion"),
 )
 
+# a flat reference mapping: each field under its camelCase (Kopf, kubectl, the API) and its
+# snake_case (the client's to_dict()) spelling
+_FLAT_FIELDS = (
+    ("kind", "kind", "kind"),
+    ("namespace", "namespace", "namespace"),
+    ("name", "name", "name"),
+    ("uid", "uid", "uid"),
+    ("api_version", "apiVersion", "api_version"),
+    ("resource_version", "resourceVersion", "resource_version"),
+    ("field_path", "fieldPath", "field_path"),
+)
+_EXPECTED_MAPPING = (
+    "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
+)
+
 # V1Pod, V1beta1CronJob, CoreV1Event, EventsV1Event: an optional group prefix, the version,
 # then the kind.
 _MODEL_NAME = re.compile(r"^([A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)([A-Z]\w*)$")
@@ -98,8 +115,9 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
         obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (including
             ``V1ObjectReference`` and items of list calls, which carry no kind or apiVersion:
             those come from the model's class), a manifest dict with ``apiVersion``,
-            ``kind`` and ``metadata``, or an object with ``.metadata`` and
-            ``.kind``/``.api_version``.
+            ``kind`` and ``metadata``, a flat reference mapping (``kind``, ``name``,
+            ``namespace``, ``uid``, ``apiVersion``; camelCase or snake_case keys), or an
+            object with ``.metadata`` and ``.kind``/``.api_version``.
         field_path: which part of the object the event is about, e.g.
             ``spec.containers{app}``; overrides a field path already in a reference.
 
@@ -144,7 +162,7 @@ def _kind_of(obj: object) -> str:
 def _unknown(obj: object) -> ObjectReference:
     raise InvalidObjectError(
         f"cannot refer to {_describe(obj)}: expected a kubernetes client model, a manifest "
-        "dict with apiVersion, kind and metadata, or an ObjectReference"
+        "(apiVersion, kind, metadata), a flat reference (kind, name) or an ObjectReference"
     )
 
 
@@ -153,6 +171,8 @@ def _as_reference(obj: ObjectReference) -> ObjectReference:
 
 
 def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
+    if "metadata" not in data:
+        return _from_flat(data)
     metadata = data.get("metadata")
     if not isinstance(metadata, Mapping):
         raise InvalidObjectError(f"cannot refer to {_describe(data)}: it has no 'metadata' mapping")
@@ -160,6 +180,26 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
     api_version = _field(data, "apiVersion", data)
     values = {attr: _field(metadata, key, data) for attr, key in _METADATA_FIELDS}
     return _checked(ObjectReference(kind=kind, api_version=api_version, **values), data)
+
+
+def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
+    """A flat reference: Kopf's ``k8s_ref``, a kubectl-style or ``to_dict()`` reference."""
+    values: dict[str, str] = {}
+    for attr, camel, snake in _FLAT_FIELDS:
+        value = _field(data, camel, data)
+        if not value and snake != camel:
+            value = _field(data, snake, data)
+        values[attr] = value
+    ref = ObjectReference(**values)
+    if not ref.kind:
+        raise InvalidObjectError(
+            f"cannot refer to {_describe(data)}: it has no kind (expected {_EXPECTED_MAPPING})"
+        )
+    if not ref.name:
+        raise InvalidObjectError(
+            f"cannot refer to {_describe(data)}: it has no name (expected {_EXPECTED_MAPPING})"
+        )
+    return ref
 
 
 def _from_model(obj: Any) -> ObjectReference:

@@ -303,6 +303,21 @@ class KubernetesEventSink:
         path = self._path(event.namespace, event.name)
         return self._call("PATCH", path, json.loads(data), _STRATEGIC_MERGE_PATCH)
 
+    def read_pod_uid(self, namespace: str, name: str) -> str:
+        """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
+
+        Raises:
+            ApiStatusError: the server refused (403: RBAC lacks ``get`` on ``pods``; 404: no
+                such pod).
+        """
+        path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
+        answer = self._request("GET", path, None, _JSON)
+        metadata = answer.get("metadata") if isinstance(answer, dict) else None
+        uid = metadata.get("uid") if isinstance(metadata, dict) else None
+        if not isinstance(uid, str) or not uid:
+            raise ValueError(f"the answer to GET {path} has no metadata.uid")
+        return uid
+
     def _path(self, namespace: str, name: str | None = None) -> str:
         return _events_path(_apis.BY_NAME[self.api].prefix, namespace, name)
 
@@ -316,6 +331,15 @@ class KubernetesEventSink:
             self._api_client.close()
 
     def _call(self, method: str, path: str, body: object, content_type: str) -> models.Event:
+        answer = self._request(method, path, body, content_type)
+        try:
+            return _apis.BY_NAME[self.api].read(answer)
+        except (ValueError, TypeError, AttributeError) as error:
+            # an answer we cannot read: the write may have landed, so it is worth a retry
+            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
+
+    def _request(self, method: str, path: str, body: object, content_type: str) -> Any:
+        """Send one request under the rate limit; return the decoded JSON answer."""
         self._wait_for_rate_limit()
         try:
             request = self._api_client.param_serialize(
@@ -341,8 +365,8 @@ class KubernetesEventSink:
                 response.status, response.reason, _text(response.data), response.headers
             )
         try:
-            return _apis.BY_NAME[self.api].read(json.loads(response.data or b""))
-        except (ValueError, TypeError, AttributeError) as error:
+            return json.loads(response.data or b"")
+        except ValueError as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
@@ -540,6 +564,13 @@ class LazySink:
         drain = getattr(self._real, "drain", None)
         if callable(drain):
             drain(on)
+
+    def read_pod_uid(self, namespace: str, name: str) -> str:
+        """The real sink's :meth:`KubernetesEventSink.read_pod_uid` (built first if need be)."""
+        reader = getattr(self._resolve(), "read_pod_uid", None)
+        if not callable(reader):
+            raise TypeError(f"{self._what}: this sink cannot read pods")
+        return str(reader(namespace, name))
 
     @property
     def waiting_for_rate_limit(self) -> int:

@@ -210,6 +210,37 @@ class TestPytestExample:
         assert pytestconfig.getini("testpaths") == ["tests"]
 
 
+class TestDeployment:
+    """examples/deployment.yaml: the Downward API variables and RBAC of default_involved: pod."""
+
+    def test_the_downward_api_names_the_pod_and_the_role_allows_the_uid_read(self) -> None:
+        docs = {
+            doc["kind"]: doc
+            for doc in yaml.safe_load_all((EXAMPLES / "deployment.yaml").read_text())
+            if doc
+        }
+        assert set(docs) == {"ServiceAccount", "Role", "RoleBinding", "Deployment"}
+        spec = docs["Deployment"]["spec"]["template"]["spec"]
+        assert spec["serviceAccountName"] == docs["ServiceAccount"]["metadata"]["name"]
+        (container,) = spec["containers"]
+        fields = {
+            env["name"]: env["valueFrom"]["fieldRef"]["fieldPath"]
+            for env in container["env"]
+            if "valueFrom" in env
+        }
+        assert fields == {
+            "POD_NAME": "metadata.name",
+            "POD_NAMESPACE": "metadata.namespace",
+            "POD_UID": "metadata.uid",
+            "NODE_NAME": "spec.nodeName",
+        }
+        assert docs["Role"]["rules"] == [
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        ]
+        assert docs["RoleBinding"]["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
+
+
 class TestRbac:
     """examples/rbac.yaml: the least RBAC the sink needs."""
 

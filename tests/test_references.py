@@ -113,7 +113,11 @@ def test_any_object_with_metadata_and_kind_is_referenced() -> None:
         (None, "cannot refer to NoneType"),
         (42, "cannot refer to int 42"),
         ({"metadata": {"name": "x"}}, "it has no kind"),
-        ({"kind": "Pod", "apiVersion": "v1"}, "no 'metadata' mapping"),
+        ({"kind": "Pod", "apiVersion": "v1"}, "it has no name (expected a manifest"),
+        ({"kind": "Pod", "metadata": "web-0"}, "no 'metadata' mapping"),
+        ({"name": "web-0", "namespace": "prod"}, "it has no kind (expected a manifest"),
+        ({}, "it has no kind"),
+        ({"kind": 5, "name": "web-0"}, "kind is a int, not a string"),
         ({"kind": "Pod", "metadata": {"name": 5}}, "name is a int, not a string"),
         ({"kind": "Pod", "metadata": {}}, "it has no name"),
         (client.V1Pod(), "its metadata is None"),
@@ -140,3 +144,30 @@ def test_a_huge_or_broken_repr_does_not_swamp_or_break_the_message() -> None:
     with pytest.raises(InvalidObjectError) as info:
         object_reference("x" * 10_000)
     assert len(str(info.value)) < 250
+
+
+@pytest.mark.parametrize(
+    "flat",
+    [
+        # as Kopf's k8s_ref and kubectl write it
+        {"apiVersion": "v1", "kind": "Pod", "name": "web-0", "namespace": "prod", "uid": "u-1"},
+        # as the client's V1ObjectReference(...).to_dict() writes it
+        client.V1ObjectReference(
+            api_version="v1", kind="Pod", name="web-0", namespace="prod", uid="u-1"
+        ).to_dict(),
+    ],
+    ids=["camelCase", "snake_case"],
+)
+def test_a_flat_reference_mapping_is_referenced(flat: dict[str, object]) -> None:
+    """``involved`` may be a flat reference in either spelling; None values count as absent."""
+    assert object_reference(flat) == models.ObjectReference(
+        kind="Pod", namespace="prod", name="web-0", uid="u-1", api_version="v1"
+    )
+
+
+def test_a_flat_reference_to_a_cluster_scoped_object_has_no_namespace() -> None:
+    """Kopf writes ``namespace: None`` for a cluster-scoped object."""
+    ref = object_reference(
+        {"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "u-n", "namespace": None}
+    )
+    assert (ref.kind, ref.name, ref.namespace, ref.uid) == ("Node", "node-1", "", "u-n")

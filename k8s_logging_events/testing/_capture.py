@@ -7,14 +7,23 @@ default), writing to a :class:`~k8s_logging_events.testing.FakeEventSink` with a
 counting and retries behave as in production and nothing waits on the wall clock. The
 :class:`CapturedEvents` it yields flushes before every look, and its failures print the
 events the way ``kubectl describe`` does. The pytest plugin's fixture is a thin wrapper.
+
+Code under test that calls ``logging.config.dictConfig`` (or ``fileConfig``) replaces the
+root's handlers and closes the old ones. During a capture those two functions are wrapped:
+after the application's configuration is applied, the capturing handler is put back on its
+logger, and it ignores the close, so capturing goes on (at the levels the application set).
+When the configuration is replaced some other way (a ``dictConfig`` imported before the
+capture began, ``basicConfig(force=True)``, handlers removed by hand), the next look at the
+events fails with a message that says what happened and how to fix it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import logging.config
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +64,40 @@ class CapturedEvents:
         self.clock = clock
         """The handler's clock: ``clock.step(seconds)`` moves time for the correlator."""
         self._flush_timeout = flush_timeout
+        self._logger: logging.Logger | None = None
+        self._reconfigured: list[str] = []
+        self._disabled: set[str] = set()
+
+    def _watch(self, logger: logging.Logger) -> None:
+        """Note the logger the handler must stay attached to while the capture lasts."""
+        self._logger = logger
+
+    def _unwatch(self) -> None:
+        self._logger = None
+
+    def _after_reconfiguration(self, how: str, disabled: set[str]) -> None:
+        """Put the handler back after the application replaced the logging configuration."""
+        self._reconfigured.append(how)
+        self._disabled |= disabled
+        logger = self._logger
+        if logger is not None and self.handler not in logger.handlers:
+            logger.addHandler(self.handler)
+
+    def _check_attached(self) -> None:
+        logger = self._logger
+        if logger is None or self.handler in logger.handlers:
+            return
+        name = logger.name if logger.name != "root" else "the root logger"
+        raise AssertionError(
+            f"The k8s_events handler was removed from {name} during the test: the code under "
+            "test replaced the logging configuration (logging.basicConfig(force=True), a "
+            "dictConfig/fileConfig imported before the capture began, or handlers removed by "
+            "hand), so records logged after that were not captured. Fix: call "
+            "logging.config.dictConfig(...) through the module (the capture re-attaches its "
+            "handler after it), configure logging before the k8s_events fixture starts, or "
+            f"re-attach it: logging.getLogger({logger.name if logger.name != 'root' else ''!r})"
+            ".addHandler(k8s_events.handler)."
+        )
 
     @property
     def events(self) -> list[models.Event]:
@@ -68,6 +111,7 @@ class CapturedEvents:
         Raises:
             AssertionError: writes were still pending after the flush timeout.
         """
+        self._check_attached()
         active = self.handler.broadcaster
         if active is not None and not active.flush(self._flush_timeout):
             raise AssertionError(
@@ -135,7 +179,25 @@ class CapturedEvents:
         if len(found) == 1:
             return found[0]
         problem = "No captured event" if not found else f"{len(found)} captured events"
-        raise AssertionError(f"{problem} {_describe_criteria(criteria)}.\n{self.report()}")
+        raise AssertionError(
+            f"{problem} {_describe_criteria(criteria)}.\n{self.report()}{self._hint()}"
+        )
+
+    def _hint(self) -> str:
+        """What the application's own logging configuration did to the capture, if anything."""
+        if not self._reconfigured:
+            return ""
+        text = (
+            f"\nThe code under test called logging.config.{', '.join(self._reconfigured)}: the "
+            "capture stayed attached, at the levels that configuration set"
+        )
+        if self._disabled:
+            names = ", ".join(sorted(self._disabled)[:5])
+            text += (
+                f"; it also disabled {len(self._disabled)} existing logger(s) ({names}), whose "
+                "records reach no handler: set disable_existing_loggers: false"
+            )
+        return text + "."
 
     def wait_for(
         self, *, timeout: float = 10.0, min_count: int = 1, **criteria: Any
@@ -243,7 +305,7 @@ def capture_events(
     target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
     fake_clock = clock or FakeClock()
     sink = FakeEventSink()
-    event_handler = handler.KubernetesEventHandler(
+    event_handler = _CapturingHandler(
         component=component,
         host=host,
         sink=sink,
@@ -256,13 +318,72 @@ def capture_events(
     if level is not None:
         target.setLevel(level)
     target.addHandler(event_handler)
+    captured = CapturedEvents(event_handler, sink, fake_clock, flush_timeout=flush_timeout)
+    captured._watch(target)
     try:
-        yield CapturedEvents(event_handler, sink, fake_clock, flush_timeout=flush_timeout)
+        with _reattach_after_reconfiguration(captured):
+            yield captured
     finally:
+        captured._unwatch()
         target.removeHandler(event_handler)
         if level is not None:
             target.setLevel(previous_level)
+        event_handler.capturing = False
         event_handler.close()
+
+
+class _CapturingHandler(handler.KubernetesEventHandler):
+    """The capture's handler: a close while the capture lasts (dictConfig's) only flushes."""
+
+    capturing = True
+
+    def close(self) -> None:
+        if self.capturing:
+            self.flush()
+            return
+        super().close()
+
+
+_active_captures: list[CapturedEvents] = []
+
+
+@contextlib.contextmanager
+def _reattach_after_reconfiguration(captured: CapturedEvents) -> Iterator[None]:
+    """Wrap logging.config's dictConfig and fileConfig while ``captured`` is active."""
+    first = not _active_captures
+    _active_captures.append(captured)
+    originals = (logging.config.dictConfig, logging.config.fileConfig)
+    if first:
+        logging.config.dictConfig = _reattaching(originals[0], "dictConfig")
+        logging.config.fileConfig = _reattaching(originals[1], "fileConfig")
+    try:
+        yield
+    finally:
+        _active_captures.remove(captured)
+        if first:
+            logging.config.dictConfig, logging.config.fileConfig = originals
+
+
+def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
+    def configure(*args: Any, **kwargs: Any) -> Any:
+        before = _enabled_loggers()
+        result = original(*args, **kwargs)
+        disabled = before - _enabled_loggers()
+        for captured in _active_captures:
+            captured._after_reconfiguration(how, disabled)
+        return result
+
+    configure.__wrapped__ = original  # type: ignore[attr-defined]
+    configure.__doc__ = original.__doc__
+    return configure
+
+
+def _enabled_loggers() -> set[str]:
+    return {
+        name
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and not logger.disabled
+    }
 
 
 def _fields(event: models.Event) -> dict[str, object]:

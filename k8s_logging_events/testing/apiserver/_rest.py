@@ -19,6 +19,7 @@ from k8s_logging_events.clock import Clock
 from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     bad_request,
+    not_found,
     not_found_path,
 )
 from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
@@ -82,6 +83,9 @@ class RestApi:
         self._address = address
         self._tables = Tables(clock)
         self._events = EventsApi(store, self._tables)
+        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
+        """Pods that GET /api/v1/namespaces/{ns}/pods/{name} serves, by (namespace, name):
+        the one read ``default_involved="pod"`` makes to learn a pod's uid."""
 
     # -- entry point ------------------------------------------------------------------
 
@@ -203,6 +207,8 @@ class RestApi:
             return not_allowed()
         if rest[0] == "namespaces" and api is CORE_API and len(rest) <= 2:
             return self._namespaces(rest[1:], request)
+        if api is CORE_API and len(rest) == 4 and rest[0] == "namespaces" and rest[2] == "pods":
+            return self._read_pod(rest[1], rest[3], request)
         if rest[0] != "namespaces" or len(rest) < 3 or rest[2] != "events" or len(rest) > 4:
             raise not_found_path()
         namespace = rest[1]
@@ -225,6 +231,16 @@ class RestApi:
         if method == "DELETE":
             return self._events.delete_event(api, namespace, name, request)
         return not_allowed()
+
+    # -- pods (read only) -------------------------------------------------------------
+
+    def _read_pod(self, namespace: str, name: str, request: HttpRequest) -> HttpResponse:
+        if request.method != "GET":
+            return not_allowed()
+        pod = self.pods.get((namespace, name))
+        if pod is None:
+            raise not_found("pods", name)
+        return ok(pod)
 
     # -- namespaces -------------------------------------------------------------------
 

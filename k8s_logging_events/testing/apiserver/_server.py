@@ -24,6 +24,7 @@ import contextlib
 import json
 import os
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
@@ -138,8 +139,9 @@ class LocalApiServer:
         self._log = RequestLog(max_requests)
         self._faults = FaultList()
         stopping = threading.Event()
+        self._rest = RestApi(self._store, self._clock, lambda: self._address())
         dispatcher = Dispatcher(
-            rest=RestApi(self._store, self._clock, lambda: self._address()),
+            rest=self._rest,
             store=self._store,
             auth=self._auth,
             faults=self._faults,
@@ -455,6 +457,27 @@ class LocalApiServer:
     def resource_version(self) -> str:
         """The resourceVersion of the latest write (a list would report it)."""
         return str(self._store.resource_version)
+
+    def add_pod(
+        self, name: str, namespace: str = "default", uid: str | None = None
+    ) -> dict[str, Any]:
+        """Serve a pod at ``GET /api/v1/namespaces/{namespace}/pods/{name}``; return it.
+
+        Only that read is served (what ``default_involved="pod"`` asks when ``POD_UID`` is not
+        set); ``uid`` is a fresh UUID when not given. Make the read fail with :meth:`inject`
+        (``path="/pods/"``, ``status=403``).
+        """
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "uid": uid or str(uuid.uuid4()),
+            },
+        }
+        self._rest.pods[(namespace, name)] = pod
+        return pod
 
     def reset(self) -> None:
         """Forget all events and namespaces but the initial ones (resourceVersions go on)."""

@@ -1,0 +1,265 @@
+"""The pod this process runs in, for the handler's ``default_involved="pod"``.
+
+This sits at the front door beside :mod:`k8s_logging_events._records`: a record without an
+involved object of its own becomes an event about the pod. The pod's identity comes from the
+Downward API, read once when the handler is built (never per record):
+
+* name: ``POD_NAME`` (``fieldRef: metadata.name``), else ``HOSTNAME``, which the kubelet
+  sets to the pod's name cut at 63 characters;
+* namespace: ``POD_NAMESPACE`` (``fieldRef: metadata.namespace``), else the service
+  account's namespace file;
+* uid: ``POD_UID`` (``fieldRef: metadata.uid``).
+
+``kubectl describe pod`` selects events by the pod's uid, so an event written without it is
+not shown there. Without ``POD_UID``, :class:`PodUidSink` (at the far end of the pipeline,
+around the handler's sink) reads the uid from the API server once, on the writer thread at
+the first write, and puts it into every event about the pod; when it cannot (no permission,
+no such pod, a sink that cannot read pods), the events are written without it and the
+reason is reported once, with the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+from collections.abc import Mapping
+
+from k8s_logging_events import _diagnostics, models
+from k8s_logging_events import sink as sinks
+
+__all__ = [
+    "HOSTNAME_LIMIT",
+    "NAMESPACE_FILE",
+    "POD",
+    "PodIdentity",
+    "PodUidSink",
+    "from_environment",
+    "report",
+]
+
+POD = "pod"
+"""The ``default_involved`` value that names the pod the process runs in."""
+
+NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+"""Where a pod with a mounted service account finds its namespace."""
+
+HOSTNAME_LIMIT = 63
+"""The kubelet cuts a pod's ``HOSTNAME`` to this many characters (a DNS label)."""
+
+_DOWNWARD_API_HINT = (
+    "set POD_NAME, POD_NAMESPACE and POD_UID from the Downward API (env valueFrom.fieldRef "
+    "metadata.name, metadata.namespace, metadata.uid; see examples/deployment.yaml)"
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PodIdentity:
+    """Who the pod is, as far as the environment tells; ``ref`` is None outside a pod."""
+
+    ref: models.ObjectReference | None
+    problem: str = ""
+    """Outside a pod: why there is no pod. Inside: what is doubtful (a name cut at 63)."""
+
+
+def from_environment(
+    environ: Mapping[str, str] | None = None, namespace_file: str | None = None
+) -> PodIdentity:
+    """Read the pod's identity from the Downward API variables (and the namespace file).
+
+    Args:
+        environ: the environment (``os.environ`` by default).
+        namespace_file: the service account's namespace file (:data:`NAMESPACE_FILE`).
+    """
+    env = os.environ if environ is None else environ
+    namespace_file = NAMESPACE_FILE if namespace_file is None else namespace_file
+    name = env.get("POD_NAME", "").strip()
+    namespace = env.get("POD_NAMESPACE", "").strip() or _read_namespace_file(namespace_file)
+    problem = ""
+    if not name:
+        name = env.get("HOSTNAME", "").strip()
+        if len(name) >= HOSTNAME_LIMIT:
+            problem = (
+                f"the pod name comes from HOSTNAME, which Kubernetes cuts to {HOSTNAME_LIMIT} "
+                f"characters, so it may not be the pod's name: {_DOWNWARD_API_HINT}"
+            )
+    if not name or not namespace:
+        missing = " and ".join(
+            what
+            for what, value in (
+                ("a name (POD_NAME or HOSTNAME)", name),
+                (f"a namespace (POD_NAMESPACE or {namespace_file})", namespace),
+            )
+            if not value
+        )
+        return PodIdentity(
+            None,
+            f'default_involved="pod" but this process does not run in a pod, or cannot tell '
+            f"which: no {missing}. Records without an involved object make no events; "
+            f"{_DOWNWARD_API_HINT}",
+        )
+    ref = models.ObjectReference(
+        kind="Pod",
+        api_version="v1",
+        name=name,
+        namespace=namespace,
+        uid=env.get("POD_UID", "").strip(),
+    )
+    return PodIdentity(ref, problem)
+
+
+def report(identity: PodIdentity, *, can_read_uid: bool) -> None:
+    """Report, once (when the handler is built), what will keep the pod's events from view.
+
+    Args:
+        identity: what :func:`from_environment` found.
+        can_read_uid: whether the handler owns its sink, and so can read a missing uid.
+    """
+    if identity.problem:
+        _diagnostics.log_safely(_diagnostics.logger, logging.WARNING, "%s", identity.problem)
+    ref = identity.ref
+    if ref is not None and not ref.uid and not can_read_uid:
+        _diagnostics.log_safely(
+            _diagnostics.logger,
+            logging.WARNING,
+            "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
+            "will not show them: POD_UID is not set and the handler cannot read the uid "
+            "through a given broadcaster. Set POD_UID from the Downward API (env "
+            "valueFrom.fieldRef metadata.uid) to fix it",
+            ref.namespace,
+            ref.name,
+        )
+
+
+def _read_namespace_file(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return file.read(256).strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+class PodUidSink:
+    """An EventSink around another that puts the pod's uid into events about the pod.
+
+    The uid is read once, through the wrapped sink's ``read_pod_uid`` (a GET of the pod),
+    on the writer thread at the first write about the pod. A connection failure makes that
+    write fail and be retried as any write is (and the read with it); a refusal (403, 404)
+    or a sink that cannot read pods is final: events are then written without the uid, and
+    the reason is reported once. What the wrapped sink returns carries the reference as it
+    was given, so that correlation sees one object throughout.
+
+    Args:
+        inner: the sink that writes.
+        pod: the pod's reference, without a uid.
+    """
+
+    def __init__(self, inner: sinks.EventSink, pod: models.ObjectReference) -> None:
+        self._inner = inner
+        self._pod = pod
+        self._lock = threading.Lock()
+        self._resolved: models.ObjectReference | None = None
+
+    @property
+    def inner(self) -> sinks.EventSink:
+        """The wrapped sink."""
+        return self._inner
+
+    def create(self, event: models.Event) -> models.Event:
+        """Create ``event`` with the pod's uid filled in."""
+        return self._restored(self._inner.create(self._with_uid(event)), event)
+
+    def update(self, event: models.Event) -> models.Event:
+        """Replace ``event``, with the pod's uid filled in."""
+        return self._restored(self._inner.update(self._with_uid(event)), event)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Patch ``event`` (a patch never names the involved object)."""
+        return self._restored(self._inner.patch(event, data), event)
+
+    @property
+    def api(self) -> str:
+        """The wrapped sink's API."""
+        return str(getattr(self._inner, "api", sinks.CORE_V1))
+
+    def drain(self, on: bool) -> None:
+        """Pass the drain switch on."""
+        drain = getattr(self._inner, "drain", None)
+        if callable(drain):
+            drain(on)
+
+    @property
+    def waiting_for_rate_limit(self) -> int:
+        """The wrapped sink's requests waiting for its rate limit."""
+        return int(getattr(self._inner, "waiting_for_rate_limit", 0) or 0)
+
+    def close(self) -> None:
+        """Close the wrapped sink."""
+        close = getattr(self._inner, "close", None)
+        if callable(close):
+            close()
+
+    def _with_uid(self, event: models.Event) -> models.Event:
+        if event.involved_object != self._pod:
+            return event
+        ref = self._resolve()
+        if ref is self._pod:
+            return event
+        return dataclasses.replace(event, involved_object=ref)
+
+    def _restored(self, answer: models.Event, given: models.Event) -> models.Event:
+        if given.involved_object == self._pod and answer.involved_object != self._pod:
+            return dataclasses.replace(answer, involved_object=self._pod)
+        return answer
+
+    def _resolve(self) -> models.ObjectReference:
+        resolved = self._resolved
+        if resolved is not None:
+            return resolved
+        with self._lock:  # writer threads only: one GET, whoever comes first
+            if self._resolved is None:
+                self._resolved = self._read()
+            return self._resolved
+
+    def _read(self) -> models.ObjectReference:
+        pod = self._pod
+        reader = getattr(self._inner, "read_pod_uid", None)
+        why = ""
+        if not callable(reader):
+            why = f"the sink {type(self._inner).__name__} cannot read pods"
+        else:
+            try:
+                uid = str(reader(pod.namespace, pod.name))
+            except sinks.ApiStatusError as error:
+                if error.is_retryable:
+                    raise  # 429, 5xx: the write is retried, and the read with it
+                why = _refusal(error, pod)
+            except (TypeError, sinks.RequestConstructionError) as error:
+                why = f"the pod could not be read: {error}"
+            else:
+                return dataclasses.replace(pod, uid=uid)
+        _diagnostics.log_safely(
+            _diagnostics.logger,
+            logging.WARNING,
+            "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
+            "will not show them (it selects events by uid; `kubectl events --for pod/%s` and "
+            "`kubectl get events` do): %s. Set POD_UID from the Downward API (env valueFrom."
+            "fieldRef metadata.uid) to fix it",
+            pod.namespace,
+            pod.name,
+            pod.name,
+            why,
+        )
+        return pod
+
+
+def _refusal(error: sinks.ApiStatusError, pod: models.ObjectReference) -> str:
+    if error.status == 403:
+        return (
+            f"not permitted to get pods in namespace {pod.namespace} (grant the verb get on "
+            f"pods in the Role, as examples/deployment.yaml does): {error}"
+        )
+    if error.status == 404:
+        return f"no pod named {pod.name!r} in namespace {pod.namespace} (is the name right?)"
+    return f"the pod could not be read: {error}"

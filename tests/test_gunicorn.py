@@ -1,0 +1,128 @@
+"""A pre-fork server for real: gunicorn, two sync workers, logging set by ``logconfig_dict``.
+
+The test writes a tiny WSGI app and the gunicorn configuration file of docs/integrations.md
+(its ``sink`` pointed at a LocalApiServer), starts ``python -m
+gunicorn`` on a loopback port, makes requests whose handlers log events, sends SIGTERM to the
+master and checks that the local API server holds every occurrence exactly once. Every wait
+is bounded; nothing sleeps on the wall clock without a condition.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from k8s_logging_events.testing import LocalApiServer
+from tests._recipes import recipe
+
+pytest.importorskip("gunicorn")
+
+REQUESTS = 24
+
+APP = """
+import logging
+import os
+
+log = logging.getLogger("shop")
+
+
+def app(environ, start_response):
+    n = int(environ["PATH_INFO"].strip("/") or 0)
+    # one object per request (each event counts 1) and one shared object (counts add up)
+    log.warning("Order %d failed", n, extra={
+        "involved": {"apiVersion": "v1", "kind": "ConfigMap", "name": f"order-{n}",
+                     "namespace": "shop", "uid": f"uid-order-{n}"},
+        "reason": "OrderFailed",
+    })
+    log.warning("Payment provider slow", extra={
+        "involved": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop",
+                     "namespace": "shop", "uid": "uid-shop"},
+        "reason": "SlowUpstream",
+    })
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+# the test's own settings, after the recipe of docs/integrations.md (which sets the
+# workers, the worker class and logconfig_dict)
+TEST_SETTINGS = """
+bind = "127.0.0.1:{port}"
+graceful_timeout = 15
+timeout = 30
+control_socket_disable = True  # gunicorn 25.1+: no control socket in ~/.gunicorn
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _wait_until_serving(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"gunicorn exited early with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)  # polling a port that is not open yet, under a deadline
+    raise AssertionError("gunicorn did not start listening in time")
+
+
+def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    with LocalApiServer(auto_create_namespaces=True) as server:
+        (tmp_path / "shopapp.py").write_text(APP)
+        config = tmp_path / "gunicorn_conf.py"
+        config.write_text(recipe("gunicorn", server.url) + TEST_SETTINGS.format(port=port))
+        log_file = tmp_path / "gunicorn.log"
+        with log_file.open("wb") as output:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", str(config), "shopapp:app"],
+                cwd=tmp_path,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONPATH": str(tmp_path)},
+            )
+            try:
+                _wait_until_serving(port, process, time.monotonic() + 30)
+                pids = set()
+                for n in range(REQUESTS):
+                    with urllib.request.urlopen(
+                        f"http://127.0.0.1:{port}/{n}", timeout=10
+                    ) as answer:
+                        pids.add(answer.read().decode())
+                process.send_signal(signal.SIGTERM)
+                returncode = process.wait(timeout=40)
+            finally:
+                if process.poll() is None:
+                    process.kill()
+                    process.wait(timeout=10)
+        log_text = log_file.read_text(errors="replace")
+        assert returncode == 0, log_text
+        stored = server.events("shop")
+    for e in sorted(stored, key=lambda e: (e["reason"], e["involvedObject"]["name"])):
+        ref = e["involvedObject"]
+        print(  # the events read back, for -s
+            f"[gunicorn] {ref['kind']}/{ref['name']} reason={e['reason']} count={e['count']} "
+            f"message={e['message']!r} source.host={e['source'].get('host', '')}"
+        )
+    orders = sorted(e["involvedObject"]["name"] for e in stored if e["reason"] == "OrderFailed")
+    assert orders == sorted(f"order-{n}" for n in range(REQUESTS)), log_text
+    assert all(e["count"] == 1 for e in stored if e["reason"] == "OrderFailed")
+    slow = [e for e in stored if e["reason"] == "SlowUpstream"]
+    # one event per worker that served requests, their counts adding up to every request
+    assert sum(e["count"] for e in slow) == REQUESTS, log_text
+    assert 1 <= len(slow) <= 2
+    assert len(pids) <= 2

@@ -1,0 +1,447 @@
+"""The handler as a drop-in for other stacks: Kopf, loguru, structlog, the pod itself.
+
+Each test logs through the real package (kopf, loguru, structlog) into a handler writing to a
+LocalApiServer over HTTP, and reads the events back from that server. Global state each
+package keeps is put back: loguru sinks are removed, structlog is reset, and the conftest
+restores stdlib logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from k8s_logging_events import _pod, _records, correlator, models
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from k8s_logging_events.testing._capture import capture_events
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "web-0", "namespace": "prod", "uid": "uid-web-0"},
+}
+WIDGET = {
+    "apiVersion": "example.com/v1",
+    "kind": "Widget",
+    "metadata": {"name": "w1", "namespace": "shop", "uid": "uid-w1"},
+    "spec": {},
+}
+CLUSTER_WIDGET = {
+    "apiVersion": "example.com/v1",
+    "kind": "ClusterWidget",
+    "metadata": {"name": "cw1", "uid": "uid-cw1"},
+    "spec": {},
+}
+
+
+@pytest.fixture
+def server() -> Iterator[LocalApiServer]:
+    with LocalApiServer(auto_create_namespaces=True) as running:
+        yield running
+
+
+def summary(server: LocalApiServer, namespace: str | None = None) -> list[tuple[Any, ...]]:
+    """(kind/name, uid, reason, count, message) of each stored event, sorted."""
+    return sorted(
+        (
+            f"{e['involvedObject']['kind']}/{e['involvedObject']['name']}",
+            e["involvedObject"].get("uid", ""),
+            e["reason"],
+            e["count"],
+            e["message"],
+        )
+        for e in server.events(namespace)
+    )
+
+
+def events_handler(server: LocalApiServer, **options: Any) -> KubernetesEventHandler:
+    options = {"component": "test", "host": "node-1", **options}
+    return KubernetesEventHandler(sink=server.url, **options)
+
+
+# --- the cheap first look ---------------------------------------------------------------------
+
+
+def test_the_filter_spells_out_exactly_the_markers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """filter() inlines _records.MARKERS for speed: each marker alone gets past the first look."""
+    looked: list[str] = []
+    monkeypatch.setattr(_records, "find_extras", lambda record, default: looked.append("x"))
+    event_handler = KubernetesEventHandler(sink=None)
+    assert not event_handler.filter(logging.makeLogRecord({"name": "app", "msg": "plain"}))
+    assert looked == []
+    for marker in sorted(_records.MARKERS):
+        event_handler.filter(logging.makeLogRecord({"name": "app", "msg": "m", marker: None}))
+        assert len(looked) == 1, marker
+        looked.clear()
+    assert {"involved", "k8s_ref", "extra", "_logger"} == _records.MARKERS
+    event_handler.close()
+
+
+def test_k8s_skip_on_any_record_means_no_event() -> None:
+    """Application code may set Kopf's flag too, as an attribute or in loguru's extra."""
+    with capture_events() as events:
+        log = logging.getLogger("tests.integrations.skip")
+        log.warning("skipped", extra={"involved": POD, "k8s_skip": True})
+        log.warning("skipped too", extra={"extra": {"involved": POD, "k8s_skip": 1}})
+        log.warning("kept", extra={"involved": POD, "k8s_skip": False})
+        assert [e.message for e in events.events] == ["kept"]
+
+
+# --- Kopf -------------------------------------------------------------------------------------
+
+
+def test_kopf_object_loggers_make_events_about_their_objects(server: LocalApiServer) -> None:
+    """ObjectLogger's k8s_ref is the involved object; LocalObjectLogger's k8s_skip is honoured."""
+    import kopf
+    from kopf._core.actions.loggers import LocalObjectLogger, ObjectLogger
+
+    settings = kopf.OperatorSettings()
+    event_handler = events_handler(server, component="kopf-operator")
+    logging.getLogger("kopf.objects").addHandler(event_handler)
+    logging.getLogger("kopf.objects").setLevel(logging.INFO)
+    namespaced = ObjectLogger(body=WIDGET, settings=settings)  # type: ignore[arg-type]
+    cluster = ObjectLogger(body=CLUSTER_WIDGET, settings=settings)  # type: ignore[arg-type]
+    local = LocalObjectLogger(body=WIDGET, settings=settings)  # type: ignore[arg-type]
+    for _ in range(3):
+        namespaced.warning("Handler 'reconcile' failed temporarily: not ready")
+    namespaced.info("Synced", extra={"reason": "Synced"})
+    cluster.error("Quota exceeded")
+    local.warning("A watch handler's line, never an event")
+    event_handler.close()
+    assert summary(server, "shop") == [
+        ("Widget/w1", "uid-w1", "Logging", 3, "Handler 'reconcile' failed temporarily: not ready"),
+        ("Widget/w1", "uid-w1", "Synced", 1, "Synced"),
+    ]
+    # a cluster-scoped object: its event lives in "default", the object has no namespace
+    (stored,) = server.events("default")
+    assert stored["involvedObject"] == {
+        "apiVersion": "example.com/v1",
+        "kind": "ClusterWidget",
+        "name": "cw1",
+        "uid": "uid-cw1",
+    }
+    assert (stored["reason"], stored["count"], stored["type"]) == ("Logging", 1, "Warning")
+
+
+# --- loguru -----------------------------------------------------------------------------------
+
+
+def test_loguru_bound_values_make_counted_events(server: LocalApiServer) -> None:
+    """logger.add(handler, format="{message}") with bind(): 10 warnings, one event, count 10."""
+    from loguru import logger
+
+    event_handler = events_handler(server)
+    sink_id = logger.add(event_handler, format="{message}", level="WARNING")
+    try:
+        for _ in range(10):
+            logger.bind(involved=POD, reason="BackOff").warning("Back-off pulling {}", "nginx")
+        logger.bind(involved=POD, k8s_skip=True).warning("not an event")
+        logger.warning("no object: not an event")
+        logger.bind(
+            involved=POD, event_type="Normal", action="Pulling", annotations={"a.io/x": "1"}
+        ).warning("typed")
+    finally:
+        logger.remove(sink_id)  # closes the handler (loguru's StandardSink.stop)
+    assert summary(server, "prod") == [
+        ("Pod/web-0", "uid-web-0", "BackOff", 10, "Back-off pulling nginx"),
+        ("Pod/web-0", "uid-web-0", "Logging", 1, "typed"),
+    ]
+    typed = next(e for e in server.events("prod") if e["message"] == "typed")
+    assert typed["type"] == "Normal"
+    assert typed["metadata"]["annotations"] == {"a.io/x": "1"}
+
+
+# --- structlog --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def structlog_reset() -> Iterator[Any]:
+    import structlog
+
+    yield structlog
+    structlog.reset_defaults()
+
+
+def test_structlog_render_to_log_kwargs_puts_the_extras_on_the_record(
+    server: LocalApiServer, structlog_reset: Any
+) -> None:
+    structlog = structlog_reset
+    structlog.configure(
+        processors=[structlog.stdlib.render_to_log_kwargs],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    event_handler = events_handler(server)
+    logging.getLogger("tests.integrations.kw").addHandler(event_handler)
+    log = structlog.get_logger("tests.integrations.kw").bind(involved=POD)
+    for _ in range(4):
+        log.warning("Back-off pulling image", reason="BackOff")
+    event_handler.close()
+    assert summary(server, "prod") == [
+        ("Pod/web-0", "uid-web-0", "BackOff", 4, "Back-off pulling image"),
+    ]
+
+
+def test_structlog_wrap_for_formatter_event_dict_gives_extras_and_message(
+    server: LocalApiServer, structlog_reset: Any
+) -> None:
+    """The record's msg is the event dict: extras from it, the message from ``event``."""
+    structlog = structlog_reset
+    structlog.configure(
+        processors=[
+            structlog.stdlib.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso"),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    event_handler = events_handler(server)
+    logging.getLogger("tests.integrations.pf").addHandler(event_handler)
+    log = structlog.get_logger("tests.integrations.pf")
+    for _ in range(3):
+        log.warning("Back-off pulling image", involved=POD, reason="BackOff")
+    log.warning("skipped", involved=POD, k8s_skip=True)
+    # a renderer set on the handler formats the message, never the dict's repr
+    event_handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processor=structlog.dev.ConsoleRenderer(colors=False))
+    )
+    log.warning("rendered", involved=POD, reason="Rendered")
+    event_handler.close()
+    stored = summary(server, "prod")
+    assert stored[0] == ("Pod/web-0", "uid-web-0", "BackOff", 3, "Back-off pulling image")
+    assert [row[2] for row in stored] == ["BackOff", "Rendered"]
+    assert "{" not in stored[1][4]
+    assert "rendered" in stored[1][4]
+
+
+def test_a_plain_dict_message_stays_a_message() -> None:
+    """Only structlog's records (``_logger`` and ``_name`` set) have their dict read."""
+    with capture_events() as events:
+        logging.getLogger("tests.integrations.dict").warning({"a": 1}, extra={"involved": POD})
+        assert events.events[0].message == "{'a': 1}"
+
+
+# --- the pod itself ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_pod_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Any:
+    for name in ("POD_NAME", "POD_NAMESPACE", "POD_UID", "HOSTNAME"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(_pod, "NAMESPACE_FILE", str(tmp_path / "absent"))
+    return monkeypatch
+
+
+def test_default_involved_pod_uses_the_downward_api(
+    server: LocalApiServer, no_pod_env: pytest.MonkeyPatch
+) -> None:
+    no_pod_env.setenv("POD_NAME", "shop-api-7d9f-x2x")
+    no_pod_env.setenv("POD_NAMESPACE", "shop")
+    no_pod_env.setenv("POD_UID", "uid-shop-api")
+    event_handler = events_handler(server, default_involved="pod", level="WARNING")
+    log = logging.getLogger("tests.integrations.pod")
+    log.addHandler(event_handler)
+    for _ in range(5):
+        log.warning("Payment provider slow: %d ms", 1200)
+    log.info("below the level: no event")
+    log.warning("about another object", extra={"involved": POD, "reason": "Other"})
+    event_handler.close()
+    assert summary(server, "shop") == [
+        ("Pod/shop-api-7d9f-x2x", "uid-shop-api", "Logging", 5, "Payment provider slow: 1200 ms")
+    ]
+    assert summary(server, "prod") == [
+        ("Pod/web-0", "uid-web-0", "Other", 1, "about another object")
+    ]
+    assert not [r for r in server.requests if "/pods/" in r.path]
+
+
+def test_without_pod_uid_the_uid_is_read_once_from_the_api_server(
+    server: LocalApiServer, no_pod_env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """Name from HOSTNAME, namespace from the service-account file, uid from a GET."""
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("shop\n")
+    no_pod_env.setattr(_pod, "NAMESPACE_FILE", str(namespace_file))
+    no_pod_env.setenv("HOSTNAME", "shop-api-1")
+    pod = server.add_pod("shop-api-1", "shop")
+    event_handler = events_handler(server, default_involved="pod")
+    log = logging.getLogger("tests.integrations.poduid")
+    log.addHandler(event_handler)
+    for _ in range(3):
+        log.warning("slow")
+    log.error("down", extra={"reason": "Down"})
+    event_handler.close()
+    uid = pod["metadata"]["uid"]
+    assert summary(server, "shop") == [
+        ("Pod/shop-api-1", uid, "Down", 1, "down"),
+        ("Pod/shop-api-1", uid, "Logging", 3, "slow"),
+    ]
+    assert len([r for r in server.requests if "/pods/" in r.path]) == 1
+
+
+def test_a_forbidden_uid_read_writes_without_uid_and_says_why_once(
+    server: LocalApiServer, no_pod_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    no_pod_env.setenv("POD_NAME", "shop-api-1")
+    no_pod_env.setenv("POD_NAMESPACE", "shop")
+    server.add_pod("shop-api-1", "shop")
+    server.inject("GET", "/pods/", status=403, times=None, message="pods is forbidden")
+    event_handler = events_handler(server, default_involved="pod")
+    log = logging.getLogger("tests.integrations.pod403")
+    log.addHandler(event_handler)
+    log.warning("one")
+    log.warning("two", extra={"reason": "Two"})
+    event_handler.close()
+    assert summary(server, "shop") == [
+        ("Pod/shop-api-1", "", "Logging", 1, "one"),
+        ("Pod/shop-api-1", "", "Two", 1, "two"),
+    ]
+    reports = [r.getMessage() for r in caplog.records if r.name == "k8s_logging_events"]
+    (report,) = [m for m in reports if "without its uid" in m]
+    assert "kubectl describe pod" in report
+    assert "not permitted to get pods" in report
+    assert "POD_UID" in report
+
+
+def test_outside_a_pod_default_involved_is_reported_once_and_makes_no_events(
+    no_pod_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    sink = FakeEventSink()
+    clock = FakeClock()
+    event_handler = KubernetesEventHandler(
+        sink=sink, default_involved="pod", clock=clock, sleep=clock.sleep
+    )
+    log = logging.getLogger("tests.integrations.nopod")
+    log.addHandler(event_handler)
+    log.warning("no pod")
+    log.warning("still about an object", extra={"involved": POD})
+    event_handler.close()
+    assert [e.message for e in sink.events] == ["still about an object"]
+    (report,) = [
+        r.getMessage() for r in caplog.records if "does not run in a pod" in r.getMessage()
+    ]
+    assert "POD_NAME" in report
+
+
+def test_a_hostname_of_63_characters_is_reported_as_possibly_cut(
+    no_pod_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    no_pod_env.setenv("HOSTNAME", "a" * 63)
+    no_pod_env.setenv("POD_NAMESPACE", "shop")
+    identity = _pod.from_environment()
+    assert identity.ref is not None
+    assert identity.ref.name == "a" * 63
+    assert "cuts to 63" in identity.problem
+
+
+@pytest.mark.parametrize("value", ["node", 5, True])
+def test_default_involved_is_checked(value: object) -> None:
+    with pytest.raises(ValueError, match="default_involved must be 'pod'"):
+        KubernetesEventHandler(sink=None, default_involved=value)  # type: ignore[arg-type]
+
+
+def test_default_involved_pod_through_dictconfig(no_pod_env: pytest.MonkeyPatch) -> None:
+    no_pod_env.setenv("POD_NAME", "p")
+    no_pod_env.setenv("POD_NAMESPACE", "n")
+    no_pod_env.setenv("POD_UID", "u")
+    logging.config.dictConfig(
+        {
+            "version": 1,
+            "disable_existing_loggers": False,
+            "handlers": {
+                "events": {
+                    "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                    "sink": None,
+                    "default_involved": "pod",
+                    "level": "WARNING",
+                }
+            },
+            "loggers": {"tests.integrations.dc": {"handlers": ["events"]}},
+        }
+    )
+    (event_handler,) = logging.getLogger("tests.integrations.dc").handlers
+    assert isinstance(event_handler, KubernetesEventHandler)
+    assert event_handler._default_involved is not None
+    assert event_handler._default_involved.uid == "u"
+    event_handler.close()
+
+
+# --- the spam key -----------------------------------------------------------------------------
+
+
+def test_the_per_reason_spam_key_keeps_one_noisy_reason_from_silencing_others() -> None:
+    """With client-go's key a burst of BackOff holds back Unhealthy; per reason, it does not."""
+    ref = models.ObjectReference(kind="Pod", namespace="prod", name="web-0", api_version="v1")
+    held_back = {}
+    for key in ("object", "per-reason"):
+        options = KubernetesEventHandler(
+            sink=None, correlator={"burst_size": 3, "spam_key": key, "clock": FakeClock()}
+        )._config.correlator
+        events = correlator.EventCorrelator(options)
+
+        def skipped(reason: str, message: str, events: Any = events) -> bool:
+            event = models.Event(
+                name="e", namespace="prod", involved_object=ref, reason=reason, message=message
+            )
+            return bool(events.correlate(event).skip)
+
+        backoffs = [skipped("BackOff", f"Back-off {i}") for i in range(5)]
+        assert backoffs == [False, False, False, True, True]
+        held_back[key] = skipped("Unhealthy", "Readiness probe failed")
+    assert held_back == {"object": True, "per-reason": False}
+
+
+def test_the_spam_key_option_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"correlator\.spam_key must be one of 'object'"):
+        KubernetesEventHandler(sink=None, correlator={"spam_key": "per-object"})
+    with pytest.raises(ValueError, match="not both"):
+        KubernetesEventHandler(
+            sink=None,
+            correlator={"spam_key": "object", "spam_key_func": correlator.get_spam_key},
+        )
+    options = KubernetesEventHandler(sink=None, correlator={"spam_key": "per-reason"})._config
+    assert options.correlator is not None
+    assert options.correlator.spam_key_func is correlator.spam_key_per_reason
+
+
+# --- the fixture and the application's own dictConfig -----------------------------------------
+
+APP_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "handlers": {"console": {"class": "logging.StreamHandler", "level": "INFO"}},
+    "root": {"level": "INFO", "handlers": ["console"]},
+}
+
+
+def test_capture_goes_on_after_the_application_calls_dictconfig() -> None:
+    with capture_events() as events:
+        log = logging.getLogger("tests.integrations.appconfig")
+        logging.config.dictConfig({**APP_CONFIG, "disable_existing_loggers": False})
+        log.warning("after dictConfig", extra={"involved": POD, "reason": "After"})
+        events.assert_has(reason="After", count=1)
+        assert not events.handler.closed
+
+
+def test_the_capture_says_what_dictconfig_disabled() -> None:
+    log = logging.getLogger("tests.integrations.disabled")
+    with capture_events() as events:
+        logging.config.dictConfig(APP_CONFIG)  # disable_existing_loggers defaults to True
+        log.warning("lost", extra={"involved": POD, "reason": "Lost"})
+        with pytest.raises(AssertionError, match="disable_existing_loggers: false"):
+            events.assert_has(reason="Lost")
+
+
+def test_a_capture_whose_handler_was_removed_fails_with_the_fix() -> None:
+    with capture_events() as events:
+        logging.basicConfig(force=True)
+        with pytest.raises(AssertionError, match=r"was removed from the root logger.*addHandler"):
+            events.assert_has(reason="Any")
+        logging.getLogger().addHandler(events.handler)
+        logging.getLogger("tests.integrations.re").warning("x", extra={"involved": POD})
+        events.assert_has(message="x")

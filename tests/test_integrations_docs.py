@@ -1,0 +1,264 @@
+"""Every recipe of docs/integrations.md, run as written against the local Events API server.
+
+Each test takes a tagged block from the page, points its ``sink: auto`` at a LocalApiServer,
+runs it with the real package (kopf, loguru, structlog; Django and uvicorn only hand their
+dict to ``logging.config.dictConfig``, which is what these tests do too), and reads the
+events back from the server. Run with ``-s`` to see them printed.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from k8s_logging_events import _pod, correlator
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import LocalApiServer
+from tests._recipes import code_blocks, recipe, recipes
+
+WIDGET = {
+    "apiVersion": "example.com/v1",
+    "kind": "Widget",
+    "metadata": {"name": "w1", "namespace": "shop", "uid": "uid-w1"},
+}
+CLUSTER_WIDGET = {
+    "apiVersion": "example.com/v1",
+    "kind": "ClusterWidget",
+    "metadata": {"name": "cw1", "uid": "uid-cw1"},
+}
+
+
+@pytest.fixture
+def server() -> Iterator[LocalApiServer]:
+    with LocalApiServer(auto_create_namespaces=True) as running:
+        yield running
+
+
+@pytest.fixture
+def pod_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> pytest.MonkeyPatch:
+    monkeypatch.setenv("POD_NAME", "shop-web-6f7c9-abcde")
+    monkeypatch.setenv("POD_NAMESPACE", "shop")
+    monkeypatch.setenv("POD_UID", "uid-shop-web")
+    monkeypatch.setattr(_pod, "NAMESPACE_FILE", str(tmp_path / "absent"))
+    return monkeypatch
+
+
+def read_back(server: LocalApiServer, recipe_name: str) -> list[tuple[Any, ...]]:
+    """(namespace, kind/name, uid, reason, count, message) per stored event; printed too."""
+    rows = sorted(
+        (
+            e["metadata"]["namespace"],
+            f"{e['involvedObject']['kind']}/{e['involvedObject']['name']}",
+            e["involvedObject"].get("uid", ""),
+            e["reason"],
+            e["count"],
+            e["message"],
+        )
+        for e in server.events()
+    )
+    for row in rows:
+        print(
+            f"[{recipe_name}] {row[1]} (ns {row[0]}, uid {row[2] or '-'}) "
+            f"reason={row[3]} count={row[4]} message={row[5]!r}"
+        )
+    return rows
+
+
+def close_event_handlers(*names: str) -> None:
+    for name in names:
+        for handler in logging.getLogger(name or None).handlers:
+            if isinstance(handler, KubernetesEventHandler):
+                handler.close()
+
+
+def test_every_code_block_is_a_tagged_recipe() -> None:
+    assert len(recipes()) == code_blocks()
+    assert set(recipes()) == {
+        "kopf",
+        "loguru",
+        "structlog-kwargs",
+        "structlog-formatter",
+        "django",
+        "gunicorn",
+        "uvicorn",
+        "pod",
+        "spam-key",
+    }
+
+
+def test_kopf(server: LocalApiServer) -> None:
+    import kopf
+    from kopf._core.actions.loggers import LocalObjectLogger, ObjectLogger
+
+    namespace: dict[str, Any] = {}
+    exec(recipe("kopf", server.url), namespace)
+    settings = kopf.OperatorSettings()
+    namespace["configure"](settings=settings)
+    assert settings.posting.enabled is False
+    for body in (WIDGET, CLUSTER_WIDGET):
+        logger = ObjectLogger(body=body, settings=settings)  # type: ignore[arg-type]
+        for _ in range(3):
+            namespace["create_widget"](logger=logger)
+        logger.info("Widget synced")
+    LocalObjectLogger(body=WIDGET, settings=settings).warning("watch: never an event")  # type: ignore[arg-type]
+    close_event_handlers("kopf.objects")
+    assert read_back(server, "kopf") == [
+        (
+            "default",
+            "ClusterWidget/cw1",
+            "uid-cw1",
+            "BackendNotReady",
+            3,
+            "Backend not ready, retrying",
+        ),
+        ("default", "ClusterWidget/cw1", "uid-cw1", "Logging", 1, "Widget synced"),
+        ("shop", "Widget/w1", "uid-w1", "BackendNotReady", 3, "Backend not ready, retrying"),
+        ("shop", "Widget/w1", "uid-w1", "Logging", 1, "Widget synced"),
+    ]
+
+
+def test_loguru(server: LocalApiServer) -> None:
+    from loguru import logger
+
+    namespace: dict[str, Any] = {}
+    try:
+        exec(recipe("loguru", server.url), namespace)
+    finally:
+        if "sink_id" in namespace:
+            logger.remove(namespace["sink_id"])
+    assert read_back(server, "loguru") == [
+        ("shop", "Pod/web-0", "uid-1", "BackOff", 10, "Back-off pulling image shop:2.1"),
+    ]
+
+
+@pytest.fixture
+def structlog_reset() -> Iterator[None]:
+    import structlog
+
+    yield
+    structlog.reset_defaults()
+
+
+def test_structlog_render_to_log_kwargs(server: LocalApiServer, structlog_reset: None) -> None:
+    exec(recipe("structlog-kwargs", server.url), {})
+    close_event_handlers("")
+    assert read_back(server, "structlog-kwargs") == [
+        ("shop", "Pod/web-0", "uid-1", "BackOff", 3, "Back-off pulling image"),
+    ]
+
+
+def test_structlog_wrap_for_formatter(
+    server: LocalApiServer, structlog_reset: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exec(recipe("structlog-formatter", server.url), {})
+    close_event_handlers("")
+    # the console still renders the whole event dict
+    assert "status=503" in capsys.readouterr().err
+    assert read_back(server, "structlog-formatter") == [
+        ("shop", "Pod/web-0", "uid-1", "Unhealthy", 3, "Readiness probe failed"),
+    ]
+
+
+def test_django_logging(server: LocalApiServer, pod_env: pytest.MonkeyPatch) -> None:
+    """As Django's configure_logging does: dictConfig(settings.LOGGING)."""
+    namespace: dict[str, Any] = {}
+    exec(recipe("django", server.url), namespace)
+    logging.config.dictConfig(namespace["LOGGING"])
+    for _ in range(3):
+        logging.getLogger("shop.views").warning("Payment provider slow: %d ms", 1800)
+    logging.getLogger("django.request").warning(
+        "Not Found: %s", "/cart/42", extra={"status_code": 404}
+    )
+    logging.getLogger("shop.views").info("below WARNING: no event")
+    cart = {"apiVersion": "v1", "kind": "ConfigMap", "name": "cart-42", "namespace": "shop"}
+    logging.getLogger("shop.views").error("Cart lost", extra={"involved": cart, "reason": "Lost"})
+    close_event_handlers("")
+    assert read_back(server, "django") == [
+        ("shop", "ConfigMap/cart-42", "", "Lost", 1, "Cart lost"),
+        ("shop", "Pod/shop-web-6f7c9-abcde", "uid-shop-web", "Logging", 1, "Not Found: /cart/42"),
+        (
+            "shop",
+            "Pod/shop-web-6f7c9-abcde",
+            "uid-shop-web",
+            "Logging",
+            3,
+            "Payment provider slow: 1800 ms",
+        ),
+    ]
+
+
+def test_uvicorn_log_config(server: LocalApiServer) -> None:
+    """As uvicorn's Config.configure_logging does with a dict: dictConfig(log_config)."""
+    namespace: dict[str, Any] = {}
+    exec(recipe("uvicorn", server.url), namespace)
+    logging.config.dictConfig(namespace["LOG_CONFIG"])
+    logging.getLogger("uvicorn.error").warning("uvicorn's own line: not an event")
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "shop-api",
+        "namespace": "shop",
+        "uid": "uid-shop-api",
+    }
+    for _ in range(4):
+        logging.getLogger("shop.api").warning(
+            "Upstream timeout", extra={"involved": deployment, "reason": "UpstreamTimeout"}
+        )
+    close_event_handlers("")
+    assert read_back(server, "uvicorn") == [
+        ("shop", "Deployment/shop-api", "uid-shop-api", "UpstreamTimeout", 4, "Upstream timeout"),
+    ]
+
+
+def test_the_pod_itself(server: LocalApiServer, pod_env: pytest.MonkeyPatch) -> None:
+    logging.config.dictConfig(yaml.safe_load(recipe("pod", server.url)))
+    log = logging.getLogger("legacy.service")
+    for _ in range(5):
+        log.warning("Cache miss ratio high: %d%%", 85)
+    log.info("an INFO line: no event")
+    close_event_handlers("")
+    assert read_back(server, "pod") == [
+        (
+            "shop",
+            "Pod/shop-web-6f7c9-abcde",
+            "uid-shop-web",
+            "Logging",
+            5,
+            "Cache miss ratio high: 85%",
+        ),
+    ]
+
+
+def test_the_pod_itself_without_pod_uid(
+    server: LocalApiServer, pod_env: pytest.MonkeyPatch
+) -> None:
+    """The uid is read once from the API server (RBAC: get on pods)."""
+    pod_env.delenv("POD_UID")
+    pod = server.add_pod("shop-web-6f7c9-abcde", "shop", uid="uid-read-from-server")
+    logging.config.dictConfig(yaml.safe_load(recipe("pod", server.url)))
+    for _ in range(2):
+        logging.getLogger("legacy.service").warning("Disk almost full")
+    close_event_handlers("")
+    assert read_back(server, "pod-without-POD_UID") == [
+        (
+            "shop",
+            "Pod/shop-web-6f7c9-abcde",
+            pod["metadata"]["uid"],
+            "Logging",
+            2,
+            "Disk almost full",
+        ),
+    ]
+
+
+def test_the_spam_key_snippet() -> None:
+    options = yaml.safe_load(recipe("spam-key"))
+    handler = KubernetesEventHandler(sink=None, **options)
+    assert handler._config.correlator is not None
+    assert handler._config.correlator.spam_key_func is correlator.spam_key_per_reason
+    handler.close()
