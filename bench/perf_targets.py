@@ -321,7 +321,9 @@ def caller_cost(server: ApiServerProcess, calls: int, objects: int, rounds: int)
             totals[name][1] += wall
             settle()
     total_calls = calls * rounds
-    result = {name: (cpu / total_calls, wall / total_calls) for name, (cpu, wall) in totals.items()}
+    result: dict[str, Any] = {
+        name: (cpu / total_calls, wall / total_calls) for name, (cpu, wall) in totals.items()
+    }
     stats = ours.stats()
     ours.close()
     listener.stop()
