@@ -43,8 +43,9 @@ class ApiServerProcess:
     process: what the benchmark measures in this process is the client's cost only.
     """
 
-    def __init__(self, namespaces: Sequence[str] = ()) -> None:
+    def __init__(self, namespaces: Sequence[str] = (), *, delay: float = 0.0) -> None:
         self._namespaces = tuple(namespaces)
+        self._delay = delay
         self._proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -52,6 +53,8 @@ class ApiServerProcess:
         command = [sys.executable, "-m", "k8s_logging_events", "apiserver", "--port", "0"]
         for namespace in self._namespaces:
             command += ["--namespace", namespace]
+        if self._delay:
+            command += ["--delay", str(self._delay)]
         self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

@@ -16,6 +16,7 @@ against a baseline measured in the same run:
 7. runtime.py             the background runtime: threads idle and under load, exit against
                           a hanging server, a batch job's events at exit, RSS and close()
                           after --memory-events distinct objects at the default rate
+8. perf_targets.py        issue 15's table: every row next to its target, met or not
 
 The dragonk8s comparison needs a virtualenv of its own under /tmp (never the project's):
 it is made on first use with ``kubernetes>=37,<38``, ``dragonk8s`` and the two modules
@@ -111,6 +112,17 @@ def main() -> int:
         )
     )
     sections.append(("7. The runtime", ["runtime.py", "--objects", str(memory_events)]))
+    sections.append(
+        (
+            "8. Performance targets (issue 15)",
+            ["perf_targets.py"]
+            + (
+                ["--calls", "5000", "--rounds", "1", "--distinct", "1000", "--writes", "500"]
+                if args.quick
+                else []
+            ),
+        )
+    )
 
     print(f"machine: {machine()}")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")

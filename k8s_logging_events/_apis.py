@@ -11,7 +11,7 @@ recorder asks it how to correlate.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -29,8 +29,9 @@ __all__ = [
     "api_of",
 ]
 
-Correlate = Callable[[models.Event], tuple[models.Event, bool] | None]
-"""Turns an event into what to write and whether to hold it back (None: nothing to write)."""
+Correlate = Callable[[Sequence[models.Event]], list[tuple[models.Event, bool, int]]]
+"""Turns a run of occurrences identical for correlation (they differ only in name and time)
+into the writes to queue: ``(event, held back, occurrences it carries)``, in order."""
 
 
 class WritePolicy(Protocol):
@@ -124,13 +125,7 @@ def _counting(
     if options.clock is None:
         options = _with_clock(options, clock)
     events = correlator.EventCorrelator(options, namer=namer)
-
-    def correlate(event: models.Event) -> tuple[models.Event, bool] | None:
-        result = events.correlate(event)
-        observed = result.observed if result.skip else result.event
-        return None if observed is None else (observed, result.skip)
-
-    return CountPolicy(events), correlate
+    return CountPolicy(events), events.correlate_many
 
 
 def _in_series(
@@ -141,8 +136,8 @@ def _in_series(
     """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat."""
     grouped = series.SeriesCorrelator(clock=clock)
 
-    def observe(event: models.Event) -> tuple[models.Event, bool]:
-        return grouped.observe(series.prepare_event(event))
+    def observe(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        return [(*grouped.observe(series.prepare_event(event)), 1) for event in run]
 
     return series.SeriesPolicy(grouped), observe
 

@@ -185,6 +185,14 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         metavar="FILE",
         help="write a kubeconfig for the server (URL, CA, token) to FILE once it listens",
     )
+    parser.add_argument(
+        "--delay",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="answer every request this many seconds late (a network round trip to a real "
+        "cluster; default 0)",
+    )
     parser.set_defaults(run=_run_apiserver)
 
 
@@ -208,6 +216,8 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             tls=args.tls,
             token=args.token,
         )
+        if args.delay > 0:
+            server.inject(action="delay", delay=args.delay, times=None)
         try:
             server.start()
         except OSError as error:

@@ -132,12 +132,12 @@ class Recording:
         self._correlate: Correlate | None = None
         self.watcher = broadcaster.Watcher(None, 1, None)
 
-    def correlate(self, event: models.Event) -> tuple[models.Event, bool] | None:
-        """Correlate one event (on the dispatcher, outside the runtime's lock)."""
+    def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
         if self._correlate is None:
             policy, self._correlate = self._setup()
             self.writes.policy = policy
-        return self._correlate(event)
+        return self._correlate(run)
 
     def renew(self) -> None:
         """Forget everything pending and every cache (in a child after fork)."""
@@ -467,24 +467,21 @@ class Runtime:
         if self._stopping:  # closed meanwhile: nothing more will be written
             self._counters.add("failed", len(events))
             return
-        writes: list[tuple[models.Event, bool]] = []
-        for event in events:
+        writes: list[tuple[models.Event, bool, int]] = []
+        for run in _runs(events):
             try:
-                correlated = recording.correlate(event)
+                writes += recording.correlate(run)
             except Exception as error:  # rule 5
-                self._counters.add("failed")
+                self._counters.add("failed", len(run))
                 self._reporter.report(
                     "correlate", logging.ERROR, "Unable to correlate an event: %r", error
                 )
-                continue
-            if correlated is not None:
-                writes.append(correlated)
         with self._cond:
-            for event, held in writes:
+            for event, held, occurrences in writes:
                 try:
-                    recording.writes.submit_event(event, held=held)
+                    recording.writes.submit_event(event, held=held, occurrences=occurrences)
                 except Exception as error:  # rule 5
-                    self._counters.add("failed")
+                    self._counters.add("failed", occurrences)
                     self._reporter.defer(
                         "submit", logging.ERROR, "Unable to queue a write: %r", error
                     )
@@ -802,6 +799,50 @@ class Runtime:
             elif isinstance(consumer, _WatchLoop):
                 consumer.thread = None
                 consumer._done = threading.Condition()
+
+
+def _runs(events: Sequence[models.Event]) -> list[list[models.Event]]:
+    """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
+
+    Occurrences go by involved object, source and type (what a spam bucket, an aggregation
+    group and a count are keyed by: different groups share no correlation state), in their
+    order within each group; inside a group, consecutive identical occurrences (everything
+    but name and timestamps equal) form one run. Only the correlator caches' LRU order can
+    differ from correlating the batch one by one in arrival order.
+    """
+    if len(events) < 2:
+        return [list(events)]
+    groups: dict[tuple[str, ...], list[list[models.Event]]] = {}
+    last_keys: dict[tuple[str, ...], object] = {}
+    for event in events:
+        ref = event.involved_object
+        source = event.source
+        group_key: tuple[str, ...] = (ref.kind, ref.namespace, ref.name, ref.uid)
+        group_key += (ref.api_version, event.type, source.component, source.host)
+        key = (
+            ref,
+            event.namespace,
+            event.reason,
+            event.message,
+            event.action,
+            event.related,
+            event.reporting_controller,
+            event.reporting_instance,
+            tuple(event.annotations.items()) if event.annotations else (),
+            event.count,
+            event.event_time,
+            event.series,
+            event.resource_version,
+        )
+        runs = groups.get(group_key)
+        if runs is None:
+            groups[group_key] = [[event]]
+        elif last_keys[group_key] == key:
+            runs[-1].append(event)
+        else:
+            runs.append([event])
+        last_keys[group_key] = key
+    return [run for runs in groups.values() for run in runs]
 
 
 class _Deadline:

@@ -198,13 +198,18 @@ class Writes:
         if observed is not None:
             self.submit_event(observed, held=result.skip)
 
-    def submit_event(self, event: models.Event, *, held: bool) -> None:
-        """Queue a write of ``event``; a ``held`` one waits until the policy releases it."""
+    def submit_event(self, event: models.Event, *, held: bool, occurrences: int = 1) -> None:
+        """Queue a write of ``event``; a ``held`` one waits until the policy releases it.
+
+        ``occurrences`` above 1: ``event`` is the latest of that many correlated together.
+        """
         # the patch is made when the write happens: only the latest of a coalesced run is sent
-        write = Write(event=event, create=self._p.is_first(event), held=held)
+        write = Write(
+            event=event, create=self._p.is_first(event), held=held, occurrences=occurrences
+        )
         key = (event.namespace, event.name)
-        self.submitted += 1
-        write.first = self.submitted
+        write.first = self.submitted + 1
+        self.submitted += occurrences
         slot = self._slots.get(key)
         if slot is None:
             if len(self._slots) >= self._options.max_pending:

@@ -22,7 +22,7 @@ import json
 import math
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple, TypeAlias
 
@@ -528,6 +528,28 @@ class _Aggregator:
         )
         return aggregate, aggregate_key
 
+    def touch_if_unchanged(self, event: models.Event) -> bool:
+        """Aggregate ``event`` when that only moves its group's time; False when it would not.
+
+        True when ``event``'s message is already among its group's distinct messages, the
+        group is below the threshold and within the interval: :meth:`aggregate` would then
+        return ``event`` itself and change nothing but the group's last timestamp.
+        """
+        now = self._clock.now()
+        aggregate_key, local_key = self._key_func(event)
+        record = self._cache.get(aggregate_key)
+        if (
+            record is None
+            or record.last_timestamp is None
+            or now - record.last_timestamp > self._max_interval
+            or local_key not in record.local_keys
+            or len(record.local_keys) >= self._max_events
+        ):
+            return False
+        record.last_timestamp = now
+        self._cache[aggregate_key] = record
+        return True
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Observation:
@@ -612,6 +634,17 @@ class _SpamFilter:
         self._cache[key] = bucket
         return taken
 
+    def take_many(self, event: models.Event, count: int) -> int:
+        """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
+        key = self._key_func(event)
+        now = clocks.seconds(self._clock)
+        bucket = self._bucket(key, now)
+        taken = 0
+        while taken < count and bucket.try_take(now):
+            taken += 1
+        self._cache[key] = bucket
+        return taken
+
     def wait(self, event: models.Event) -> float:
         """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
         now = clocks.seconds(self._clock)
@@ -643,6 +676,10 @@ class EventCorrelator:
         self._aggregator = _Aggregator(settings, namer or EventNamer())
         self._observer = _Observer(settings)
         self._spam_filter = _SpamFilter(settings)
+        # correlate_many counts a run at once only where it knows what the keys read
+        self._default_keys = (
+            settings.key_func is aggregate_by_reason and settings.spam_key_func is get_spam_key
+        )
 
     def __repr__(self) -> str:
         return f"EventCorrelator({self._options!r})"
@@ -670,6 +707,62 @@ class EventCorrelator:
             if repeat:
                 return CorrelateResult._repeat(observed)
             return CorrelateResult(event=observed, patch=None, skip=False, observed=observed)
+
+    def correlate_many(
+        self, events: Sequence[models.Event]
+    ) -> list[tuple[models.Event, bool, int]]:
+        """Correlate a run of occurrences identical for correlation, in one locked step.
+
+        ``events`` differ at most in their names and timestamps (same source, object, type,
+        reason, message and everything else the key functions read). The result is what
+        :meth:`correlate` on each of them in turn would have asked a writer to write, with
+        the clock read once: ``(observed, held, occurrences)`` for the first occurrence,
+        then one for the rest together -- the latest observed event (its count counts them
+        all), held only when the spam filter held every one of them back, and how many it
+        stands for. The spam filter takes one token per occurrence, the aggregator sees
+        each message once, the observer counts every occurrence. Not in client-go.
+        """
+        if not events:
+            return []
+        with self._lock:
+            first = self._correlate(events[0])
+            out = [(first[0], first[1], 1)]
+            rest = events[1:]
+            if not rest:
+                return out
+            merged = self._repeat_run(rest) if self._default_keys else None
+            if merged is None:  # custom key functions or aggregation under way: one by one
+                held, observed = True, first[0]
+                for event in rest:
+                    observed, skip = self._correlate(event)
+                    held = held and skip
+                merged = (observed, held)
+            out.append((merged[0], merged[1], len(rest)))
+            return out
+
+    def _correlate(self, event: models.Event) -> tuple[models.Event, bool]:
+        candidate, key = self._aggregator.aggregate(event)
+        observed, _ = self._observer.observe(candidate, key)
+        return observed, self._spam_filter.filter(observed)
+
+    def _repeat_run(self, run: Sequence[models.Event]) -> tuple[models.Event, bool] | None:
+        """Count ``run`` (repeats of an event just observed) at once; None: not that simple."""
+        latest = run[-1]
+        if not self._aggregator.touch_if_unchanged(latest):
+            return None
+        key = get_event_key(latest)
+        known = self._observer.peek(key)
+        if known is None or known.count <= 0:
+            return None
+        observed = dataclasses.replace(
+            latest,
+            name=known.name,
+            resource_version=known.resource_version,
+            first_timestamp=known.first_timestamp,
+            count=known.count + len(run),
+        )
+        self._observer.record(key, observed)
+        return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:
         """Record what the server stored for ``event`` (count, first timestamp, name, version).

@@ -11,6 +11,8 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from k8s_logging_events import _apis
 from k8s_logging_events import clock as clocks
@@ -1384,3 +1386,86 @@ class TestSlowWritesAndEviction:
 
 
 NAMES = itertools.count(1)
+
+
+# -- correlate_many: a run at once, exactly as one by one ------------------------------------
+
+
+def _sequential(
+    events_correlator: corr.EventCorrelator, run: list[Event]
+) -> list[tuple[Event, bool, int]]:
+    """What correlate_many must equal: correlate each, the rest merged as a writer merges."""
+    results = [events_correlator.correlate(event) for event in run]
+    observed = [r.observed for r in results]
+    assert all(o is not None for o in observed)
+    out: list[tuple[Event, bool, int]] = [(observed[0], results[0].skip, 1)]  # type: ignore[list-item]
+    if len(run) > 1:
+        held = all(r.skip for r in results[1:])
+        out.append((observed[-1], held, len(run) - 1))  # type: ignore[arg-type]
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    history=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 12), st.integers(0, 3)), max_size=60
+    ),
+    runs=st.lists(
+        st.tuples(st.integers(0, 2), st.integers(0, 12), st.integers(1, 40)),
+        min_size=1,
+        max_size=6,
+    ),
+    burst=st.integers(1, 30),
+    step=st.sampled_from([0.0, 1.0, 400.0, 700.0]),
+)
+def test_correlate_many_equals_correlating_one_by_one(
+    history: list[tuple[int, int, int]],
+    runs: list[tuple[int, int, int]],
+    burst: int,
+    step: float,
+) -> None:
+    """Runs of identical occurrences correlated at once: same writes, same state after."""
+    _check_correlate_many(history, runs, burst, step)
+
+
+@pytest.mark.parametrize("last", [0, 5, 9, 10, 11])
+def test_correlate_many_while_aggregating(last: int) -> None:
+    """Around the tenth distinct message (the set's arbitrary pop), runs stay exact."""
+    history = [(0, message, 0) for message in range(12)]
+    runs = [(0, last, 5), (0, 11, 3), (0, 3, 30), (1, 2, 4)]
+    _check_correlate_many(history, runs, 25, 0.0)
+
+
+def _check_correlate_many(
+    history: list[tuple[int, int, int]],
+    runs: list[tuple[int, int, int]],
+    burst: int,
+    step: float,
+) -> None:
+    clocks_ = (FakeClock(T0), FakeClock(T0))
+    twins = [
+        corr.EventCorrelator(corr.CorrelatorOptions(clock=clock, burst_size=burst))
+        for clock in clocks_
+    ]
+    refs = [make_ref("Pod", f"pod-{i}", "default") for i in range(3)]
+
+    def event(obj: int, message: int, index: int) -> Event:
+        return dataclasses.replace(
+            make_event("BackOff", f"message {message}", refs[obj]),
+            name=f"pod-{obj}.{index}",
+        )
+
+    for number, (obj, message, repeats) in enumerate(history):
+        for twin in twins:
+            for _ in range(repeats + 1):
+                twin.correlate(event(obj, message, number))
+    for clock in clocks_:
+        clock.step(step)
+    for number, (obj, message, length) in enumerate(runs):
+        run = [event(obj, message, 1000 * number + i) for i in range(length)]
+        assert twins[0].correlate_many(run) == _sequential(twins[1], run)
+    # the state after is the same: the next occurrences of every kind correlate alike
+    for obj in range(3):
+        for message in range(13):
+            probe = event(obj, message, 99_999)
+            assert twins[0].correlate(probe) == twins[1].correlate(probe)

@@ -398,3 +398,99 @@ def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pi
     assert recreated["metadata"]["name"] == stored["metadata"]["name"]
     methods = [r.method for r in _writes(server)]
     assert methods[-2:] == ["PATCH", "POST"]
+
+
+# -- the lean request path: authentication and TLS still work ------------------------------------
+
+
+class TestLeanRequestPath:
+    """Writes go through a keep-alive pool with pre-built headers, not the client's
+    serialisation; the client's configuration still decides TLS and credentials."""
+
+    def test_https_with_a_bearer_token(self) -> None:
+        with LocalApiServer(tls=True, token="s3cret") as server:
+            events_sink = sink.KubernetesEventSink(server.api_client(), qps=0)
+            try:
+                stored = events_sink.create(_event())
+                patched = events_sink.patch(stored, b'{"count":2}')
+                assert patched.count == 2
+                assert events_sink._lean() is not None
+            finally:
+                events_sink.close()
+            assert server.events("default")[0]["count"] == 2
+
+    def test_a_wrong_token_is_a_401(self) -> None:
+        with LocalApiServer(tls=True, token="s3cret") as server:
+            api_client = server.api_client()
+            api_client.configuration.api_key = {"authorization": "wrong"}
+            events_sink = sink.KubernetesEventSink(api_client, qps=0)
+            try:
+                with pytest.raises(sink.ApiStatusError) as raised:
+                    events_sink.create(_event())
+                assert raised.value.status == 401
+                assert not raised.value.is_retryable
+            finally:
+                events_sink.close()
+
+    def test_the_refresh_hook_runs_at_each_request(self) -> None:
+        with LocalApiServer(tls=True, token="fresh") as server:
+            api_client = server.api_client()
+            configuration = api_client.configuration
+            configuration.api_key = {"authorization": "expired"}
+            refreshed: list[int] = []
+
+            def refresh(config: Any) -> None:  # an exec plugin's refresh, as the client calls it
+                refreshed.append(1)
+                if len(refreshed) > 1:
+                    config.api_key = {"authorization": "fresh"}
+
+            configuration.refresh_api_key_hook = refresh
+            events_sink = sink.KubernetesEventSink(api_client, qps=0)
+            try:
+                with pytest.raises(sink.ApiStatusError) as raised:
+                    events_sink.create(_event(name="web-0.1"))
+                assert raised.value.status == 401
+                events_sink.create(_event(name="web-0.2"))  # the hook refreshed the token
+            finally:
+                events_sink.close()
+            assert [e["metadata"]["name"] for e in server.events("default")] == ["web-0.2"]
+            assert len(refreshed) == 2
+
+    def test_client_certificates(self) -> None:
+        with LocalApiServer(tls=True, client_certificates=True) as server:
+            events_sink = sink.KubernetesEventSink(server.api_client(), qps=0)
+            anonymous = sink.KubernetesEventSink(server.api_client(credentials=False), qps=0)
+            try:
+                events_sink.create(_event())
+                with pytest.raises(sink.ApiStatusError) as raised:
+                    anonymous.create(_event(name="web-0.2"))
+                assert raised.value.status == 401
+            finally:
+                events_sink.close()
+                anonymous.close()
+            assert len(server.events("default")) == 1
+
+    def test_the_server_certificate_is_verified(self) -> None:
+        with (
+            LocalApiServer(tls=True, token="s3cret") as server,
+            LocalApiServer(tls=True) as other,
+        ):
+            configuration = server.api_client().configuration
+            configuration.ssl_ca_cert = other.ca_file  # not the CA that signed it
+            events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+            try:
+                with pytest.raises(Exception, match=r"(?i)certificate|ssl"):
+                    events_sink.create(_event())
+            finally:
+                events_sink.close()
+            assert server.events("default") == []
+
+    def test_a_proxy_takes_the_official_path(self) -> None:
+        with LocalApiServer() as server:
+            api_client = server.api_client()
+            api_client.configuration.proxy = "http://127.0.0.1:9"
+            events_sink = sink.KubernetesEventSink(api_client, qps=0)
+            try:
+                assert events_sink._lean() is None
+            finally:
+                events_sink.close()
