@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k8s_logging_events import models, sink
+from k8s_logging_events import _stats, models, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
-OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
+OUTCOMES = _stats.OUTCOMES
 
 
 LIBRARY_LOGGER = "k8s_logging_events"

@@ -23,35 +23,15 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from k8s_logging_events import correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests.reliability_scenarios import pod, stored_counts, unaccounted
 
 REPO = Path(__file__).resolve().parent.parent
-OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
-
-
-def pod(name: str, namespace: str = "default") -> dict[str, Any]:
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "uid": f"uid-{name}"},
-    }
-
-
-def unaccounted(stats: dict[str, int]) -> int:
-    return stats["accepted"] - sum(stats[k] for k in OUTCOMES)
-
-
-def stored(server: LocalApiServer, namespace: str | None = None) -> Counter[str]:
-    counts: Counter[str] = Counter()
-    for event in server.events(namespace):
-        counts[event["involvedObject"]["name"]] += int(event.get("count") or 0)
-    return counts
 
 
 _loggers = iter(range(1_000_000))
@@ -191,7 +171,7 @@ def test_logging_from_a_signal_handler_while_the_main_thread_logs_never_freezes(
     assert fired > 100, "the alarm did interrupt the loop"
     assert stats["accepted"] == records + fired
     assert unaccounted(stats) == 0, stats
-    counts = stored(server)
+    counts = stored_counts(server, None)
     assert counts["main"] == records
     assert counts["sig"] == fired
 
@@ -261,7 +241,7 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
     result = subprocess.CompletedProcess(child.args, child.returncode, out, err)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["exitcode"] == 0
-    counts = stored(server)
+    counts = stored_counts(server, None)
     expected = {
         f"{tag}-{n}": 3 for tag in ["proc"] + [f"pool{k}" for k in range(6)] for n in range(5)
     }
@@ -287,7 +267,7 @@ def test_a_batch_job_finds_all_its_events_after_exit_with_default_options(server
     result = run_child(BATCH_CHILD, server.url)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert stored(server) == Counter({f"batch-{n}": 1 for n in range(100)})
+    assert stored_counts(server, None) == Counter({f"batch-{n}": 1 for n in range(100)})
 
 
 HANG_CHILD = """
@@ -357,7 +337,7 @@ def test_exit_writes_everything_on_this_python_even_where_no_thread_can_start(se
     result = run_child(EXIT_ON_ANY_PYTHON, server.url)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
-    assert stored(server) == Counter({f"exit-{n}": 5 for n in range(8)})
+    assert stored_counts(server, None) == Counter({f"exit-{n}": 5 for n in range(8)})
 
 
 # --- bounds and hangs -----------------------------------------------------------------------
@@ -443,10 +423,10 @@ def test_a_huge_retry_after_does_not_kill_the_writers(server) -> None:
     for number in range(5):
         log.warning("later", extra={"involved": pod(f"fine-{number}")})
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and len(stored(server, "default")) < 5:
+    while time.monotonic() < deadline and len(stored_counts(server)) < 5:
         threading.Event().wait(0.02)
     handler.close()
-    counts = stored(server)
+    counts = stored_counts(server, None)
     assert all(counts[f"fine-{n}"] == 1 for n in range(5))
     stats = handler.stats()
     assert stats["failed"] == 1, "the throttled one waits past close and is counted"
@@ -540,7 +520,7 @@ def test_an_application_thread_named_like_ours_still_makes_events(server) -> Non
     thread.join(10)
     handler.flush()
     handler.close()
-    assert stored(server) == Counter({"lookalike": 1})
+    assert stored_counts(server, None) == Counter({"lookalike": 1})
     assert handler.stats()["accepted"] == 1
 
 
