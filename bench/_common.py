@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -18,7 +19,10 @@ import threading
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
 from typing import Any
+
+from kubernetes import client
 
 from k8s_logging_events import models
 
@@ -227,3 +231,48 @@ class DiscardSink:
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         return event
+
+
+class SyncCreateHandler(logging.Handler):
+    """What users write by hand: one synchronous create per record, through models."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__()
+        configuration = client.Configuration(host=url)
+        configuration.retries = False
+        self._api_client: Any = client.ApiClient(configuration)
+        self._api = client.CoreV1Api(self._api_client)
+        self._source = client.V1EventSource(component="bench", host="node-1")
+        self.errors = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            pod: Any = record.involved  # type: ignore[attr-defined]
+            stamp = datetime.now(UTC).replace(microsecond=0)
+            meta = pod.metadata
+            body = client.CoreV1Event(
+                metadata=client.V1ObjectMeta(
+                    name=f"{meta.name}.{time.time_ns():x}", namespace=meta.namespace
+                ),
+                involved_object=client.V1ObjectReference(
+                    kind=pod.kind,
+                    api_version=pod.api_version,
+                    name=meta.name,
+                    namespace=meta.namespace,
+                    uid=meta.uid,
+                ),
+                reason=getattr(record, "reason", "Logged"),
+                message=record.getMessage(),
+                type="Warning" if record.levelno >= logging.WARNING else "Normal",
+                count=1,
+                first_timestamp=stamp,
+                last_timestamp=stamp,
+                source=self._source,
+            )
+            self._api.create_namespaced_event(meta.namespace, body)
+        except Exception:
+            self.errors += 1
+
+    def close(self) -> None:
+        self._api_client.close()
+        super().close()

@@ -41,10 +41,16 @@ import queue
 import statistics
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
-from _common import ApiServerProcess, Table, cpu_delta, percentile, thread_cpu_seconds
+from _common import (
+    ApiServerProcess,
+    SyncCreateHandler,
+    Table,
+    cpu_delta,
+    percentile,
+    thread_cpu_seconds,
+)
 from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
@@ -65,51 +71,6 @@ def make_pods(count: int, prefix: str = "web") -> list[Any]:
         )
         for index in range(count)
     ]
-
-
-class SyncCreateHandler(logging.Handler):
-    """(c) What users write by hand: one synchronous create per record, through models."""
-
-    def __init__(self, url: str) -> None:
-        super().__init__()
-        configuration = client.Configuration(host=url)
-        configuration.retries = False
-        self._api_client: Any = client.ApiClient(configuration)
-        self._api = client.CoreV1Api(self._api_client)
-        self._source = client.V1EventSource(component="bench", host="node-1")
-        self.errors = 0
-
-    def emit(self, record: logging.LogRecord) -> None:
-        try:
-            pod: Any = record.involved  # type: ignore[attr-defined]
-            stamp = datetime.now(UTC).replace(microsecond=0)
-            meta = pod.metadata
-            body = client.CoreV1Event(
-                metadata=client.V1ObjectMeta(
-                    name=f"{meta.name}.{time.time_ns():x}", namespace=meta.namespace
-                ),
-                involved_object=client.V1ObjectReference(
-                    kind=pod.kind,
-                    api_version=pod.api_version,
-                    name=meta.name,
-                    namespace=meta.namespace,
-                    uid=meta.uid,
-                ),
-                reason="BackOff",
-                message=record.getMessage(),
-                type="Warning" if record.levelno >= logging.WARNING else "Normal",
-                count=1,
-                first_timestamp=stamp,
-                last_timestamp=stamp,
-                source=self._source,
-            )
-            self._api.create_namespaced_event(meta.namespace, body)
-        except Exception:
-            self.errors += 1
-
-    def close(self) -> None:
-        self._api_client.close()
-        super().close()
 
 
 @dataclass
