@@ -260,6 +260,7 @@ class Runtime:
         self._workers: set[threading.Thread] = set()
         self._in_flight: list[tuple[Recording, _writer.Write]] = []
         self._idle = 0
+        self._wake_queued = False
         self._can_spawn = True
         self._started = False
         self._closing = False
@@ -418,7 +419,9 @@ class Runtime:
                 continue
             self._deliver(run)
             run = []
-            if item is not _WAKE:
+            if item is _WAKE:
+                self._wake_queued = False
+            else:
                 self._reach(item)
                 if item.stop:
                     return True
@@ -498,6 +501,16 @@ class Runtime:
 
     # --- writers --------------------------------------------------------------------------
 
+    def _wake_dispatcher(self) -> None:
+        """Have the dispatcher look at its timers and ready writes again.
+
+        At most one wake-up waits in the queue: they must not take the room that
+        occurrences need (a queue full of wake-ups would drop what the application logs).
+        """
+        if not self._wake_queued:
+            self._wake_queued = True
+            self._queue.put(_WAKE)
+
     def _ready_writes(self) -> int:
         return sum(r.writes.ready_count() for r in self._recordings())
 
@@ -542,7 +555,7 @@ class Runtime:
                 with self._cond:
                     self._workers.discard(thread)
                     self._can_spawn = False
-                self._queue.put(_WAKE)
+                self._wake_dispatcher()
 
     def _stalled_count(self) -> int:
         now = time.monotonic()
@@ -612,7 +625,7 @@ class Runtime:
                 self._cond.notify_all()
         self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
-            self._queue.put(_WAKE)  # a retry or a held count now waits on the dispatcher's timer
+            self._wake_dispatcher()  # a retry or a held count now waits on its timer
 
     def _unflight(self, write: _writer.Write) -> None:
         self._in_flight = [job for job in self._in_flight if job[1] is not write]
@@ -642,7 +655,7 @@ class Runtime:
             with self._cond:
                 for recording in self._recordings():
                     recording.writes.release_held()
-            self._queue.put(_WAKE)
+            self._wake_dispatcher()
             return self._wait_written(marker, deadline)
         finally:
             with self._cond:
