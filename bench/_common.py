@@ -276,3 +276,19 @@ class SyncCreateHandler(logging.Handler):
     def close(self) -> None:
         self._api_client.close()
         super().close()
+
+
+def make_pods(count: int, prefix: str = "pod", namespace: str = "default") -> list[Any]:
+    """Distinct pods, as the official client's models (what an operator has in hand)."""
+    return [
+        client.V1Pod(
+            api_version="v1",
+            kind="Pod",
+            metadata=client.V1ObjectMeta(
+                name=f"{prefix}-{index}",
+                namespace=namespace,
+                uid=f"uid-{namespace}-{prefix}-{index}",
+            ),
+        )
+        for index in range(count)
+    ]

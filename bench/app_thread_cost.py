@@ -48,29 +48,15 @@ from _common import (
     SyncCreateHandler,
     Table,
     cpu_delta,
+    make_pods,
     percentile,
     thread_cpu_seconds,
 )
-from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
 
 MESSAGE = "Back-off pulling image %s"
 GAP_SECONDS = 0.0002
-
-
-def make_pods(count: int, prefix: str = "web") -> list[Any]:
-    """Distinct pods, as the official client's models (what an operator has in hand)."""
-    return [
-        client.V1Pod(
-            api_version="v1",
-            kind="Pod",
-            metadata=client.V1ObjectMeta(
-                name=f"{prefix}-{index}", namespace="default", uid=f"uid-{prefix}-{index}"
-            ),
-        )
-        for index in range(count)
-    ]
 
 
 @dataclass

@@ -43,8 +43,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import ApiServerProcess, SyncCreateHandler, Table, machine
-from kubernetes import client
+from _common import ApiServerProcess, SyncCreateHandler, Table, machine, make_pods
 
 from k8s_logging_events import KubernetesEventHandler, models
 from k8s_logging_events.sink import KubernetesEventSink
@@ -52,19 +51,6 @@ from k8s_logging_events.sink import KubernetesEventSink
 MESSAGE = "Back-off pulling image %s"
 ZIPF_EXPONENT = 1.5
 NAMESPACE = "default"
-
-
-def make_pods(count: int, namespace: str, prefix: str) -> list[Any]:
-    return [
-        client.V1Pod(
-            api_version="v1",
-            kind="Pod",
-            metadata=client.V1ObjectMeta(
-                name=f"{prefix}-{index}", namespace=namespace, uid=f"uid-{prefix}-{index}"
-            ),
-        )
-        for index in range(count)
-    ]
 
 
 def zipf_pods(pods: list[Any], calls: int, seed: int = 15) -> list[Any]:
@@ -260,7 +246,7 @@ def caller_cost(server: ApiServerProcess, calls: int, objects: int, rounds: int)
         "floor": (_logger("floor", logging.handlers.QueueHandler(listener_queue)), lambda: None),
         "kopf": (_logger("kopf", kopf.handler), lambda: kopf.wait_consumed(kopf.consumed)),
     }
-    pods = make_pods(objects, NAMESPACE, "cost")
+    pods = make_pods(objects, "cost", NAMESPACE)
     extras = _records_extra(zipf_pods(pods, calls), kopf.settings)
     totals = {name: [0.0, 0.0] for name in loggers}
     for logger, settle in loggers.values():  # warm-up
@@ -295,7 +281,7 @@ def burst_drops(server: ApiServerProcess, calls: int, objects: int) -> dict[str,
         sink=server.url, qps=0, component="bench", host="node-1", flush_timeout=300
     )
     logger = _logger("burst", handler)
-    pods = make_pods(objects, namespace, "burst")
+    pods = make_pods(objects, "burst", namespace)
     extras = _records_extra(zipf_pods(pods, calls, seed=16), None)
     _, wall = _block(logger, extras)
     _drain(handler)
@@ -337,9 +323,9 @@ def distinct_throughput(server: ApiServerProcess, objects: int) -> dict[str, flo
         queue_length=max(10_000, objects + 1),
     )
     logger = _logger("distinct", handler)
-    logger.warning("warm-up", extra={"involved": make_pods(1, NAMESPACE, "warm")[0]})
+    logger.warning("warm-up", extra={"involved": make_pods(1, "warm", NAMESPACE)[0]})
     _drain(handler)
-    extras = _records_extra(make_pods(objects, namespace, "distinct"), None)
+    extras = _records_extra(make_pods(objects, "distinct", namespace), None)
     started = time.perf_counter()
     for extra in extras:
         logger.warning(MESSAGE, "busybox", extra=extra)
@@ -366,7 +352,7 @@ def latency(calls: int, objects: int, sync_calls: int, delay: float) -> dict[str
         )
         sync = SyncCreateHandler(server.url)
         ours_logger, sync_logger = _logger("lat-ours", ours), _logger("lat-sync", sync)
-        pods = make_pods(objects, NAMESPACE, "lat")
+        pods = make_pods(objects, "lat", NAMESPACE)
         extras = _records_extra(zipf_pods(pods, calls, seed=17), None)
         _block(ours_logger, extras[:200])
         _block(sync_logger, extras[:5])

@@ -25,8 +25,7 @@ import threading
 import time
 from typing import Any
 
-from _common import ApiServerProcess, DiscardSink, Table
-from app_thread_cost import make_pods
+from _common import ApiServerProcess, DiscardSink, Table, make_pods
 
 from k8s_logging_events import KubernetesEventHandler
 

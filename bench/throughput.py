@@ -29,26 +29,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from _common import ApiServerProcess, Table
+from _common import ApiServerProcess, Table, make_pods
 from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
 
 NAMESPACES = ("bench-distinct", "bench-hot", "bench-zipf", "bench-sync")
 MESSAGES = ("Back-off pulling image %s", "Readiness probe failed: %s", "Liveness probe failed: %s")
-
-
-def pods(namespace: str, count: int) -> list[Any]:
-    return [
-        client.V1Pod(
-            api_version="v1",
-            kind="Pod",
-            metadata=client.V1ObjectMeta(
-                name=f"pod-{index}", namespace=namespace, uid=f"uid-{namespace}-{index}"
-            ),
-        )
-        for index in range(count)
-    ]
 
 
 def zipf_indices(count: int, objects: int, exponent: float, seed: int) -> list[int]:
@@ -71,7 +58,7 @@ def run_ours(
     logger.propagate = False
     logger.addHandler(handler)
     # warm up the client (connection, imports) outside the clock, in another namespace
-    warm = pods("default", 1)[0]
+    warm = make_pods(1, "pod", "default")[0]
     logger.warning("warm-up", extra={"involved": warm})
     handler.flush()
     before = handler.stats()
@@ -109,7 +96,7 @@ def run_sync(server: ApiServerProcess, count: int) -> dict[str, Any]:
     configuration.retries = False
     api_client: Any = client.ApiClient(configuration)
     api = client.CoreV1Api(api_client)
-    targets = pods("bench-sync", count)
+    targets = make_pods(count, "pod", "bench-sync")
     source = client.V1EventSource(component="bench", host="node-1")
 
     def create(pod: Any) -> None:
@@ -167,9 +154,9 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     with ApiServerProcess(namespaces=NAMESPACES) as server:
-        distinct_pods = pods("bench-distinct", args.distinct)
-        hot_pod = pods("bench-hot", 1)[0]
-        zipf_pods = pods("bench-zipf", 1000)
+        distinct_pods = make_pods(args.distinct, "pod", "bench-distinct")
+        hot_pod = make_pods(1, "pod", "bench-hot")[0]
+        zipf_pods = make_pods(1000, "pod", "bench-zipf")
         chooser = random.Random(7)
         inputs = {
             "all distinct": [(pod, MESSAGES[0]) for pod in distinct_pods],
