@@ -99,7 +99,6 @@ _HANDLER_STATS = ("refused", "repaired", "after_close")
 SinkOption = _options.SinkOption
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
-_MARKERS = _records.MARKERS
 
 
 class KubernetesEventHandler(logging.Handler):
@@ -290,6 +289,14 @@ class KubernetesEventHandler(logging.Handler):
         plain record costs (unless ``default_involved`` is set). A true ``k8s_skip`` is
         refused here. The handler's own filters run after these checks.
         """
+        return self._extras(record) is not None and bool(super().filter(record))
+
+    def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
+        """What ``record`` says about its event (see ``_records.find_extras``), or None.
+
+        The first check is four lookups in the record's ``__dict__``: it is all that a plain
+        record costs, on the path logging takes (``handle``) as through ``filter``.
+        """
         attrs = record.__dict__
         if (  # the markers of _records.MARKERS, spelled out: four dict lookups, no call
             "involved" not in attrs
@@ -298,12 +305,6 @@ class KubernetesEventHandler(logging.Handler):
             and "_logger" not in attrs
             and self._default_involved is None
         ):
-            return False
-        return self._extras(record) is not None and bool(super().filter(record))
-
-    def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
-        """What ``record`` says about its event (see ``_records.find_extras``), or None."""
-        if self._default_involved is None and record.__dict__.keys().isdisjoint(_MARKERS):
             return None
         if _records.is_own(record.name) or _diagnostics.is_own_thread():
             return None
