@@ -109,11 +109,17 @@ def find_extras(
     attrs = record.__dict__
     layers: list[Mapping[str, object]] = [attrs]
     bound = attrs.get(LOGURU_EXTRA)
-    if isinstance(bound, Mapping):
+    if bound is not None and isinstance(bound, Mapping):
         layers.append(bound)
     event_dict = structlog_event_dict(record)
     if event_dict is not None:
         layers.append(event_dict)
+    involved = attrs.get("involved")
+    if len(layers) == 1 and involved is not None:
+        # the common case, ``extra={"involved": ...}``: one comprehension, on every record
+        if attrs.get(SKIP):
+            return None
+        return {name: value for name in EXTRAS if (value := attrs.get(name)) is not None}
     found: dict[str, object] = {}
     for layer in layers:
         if layer.get(SKIP):
@@ -163,23 +169,33 @@ def read(
 
     ``extras`` is what :func:`find_extras` found for ``record``, ``involved`` included.
     """
-    ref = _reference(extras["involved"], extras.get("field_path"), notes)
+    get = extras.get
+    ref = _reference(extras["involved"], get("field_path"), notes)
     if ref is None:
         return None
     message = _message(record, settings, notes)
     if message is None:
         return None
+    # the optional extras are rare: no call for one that is absent (this runs on every record)
+    wanted_type, annotations, action, related = (
+        get("event_type"),
+        get("annotations"),
+        get("action"),
+        get("related"),
+    )
     return recorder.Occurrence(
-        ref=ref,
-        namespace=ref.namespace or default_namespace,
-        type=_event_type(record, extras.get("event_type"), notes),
-        reason=_reason(extras.get("reason"), settings.default_reason, notes),
-        message=message,
-        annotations=_annotations(extras.get("annotations"), notes),
-        action=_action(extras.get("action"), notes),
-        related=_related(extras.get("related"), notes),
-        source=settings.source,
-        time=now,
+        ref,
+        ref.namespace or default_namespace,
+        (models.WARNING if record.levelno >= logging.WARNING else models.NORMAL)
+        if wanted_type is None
+        else _event_type(record, wanted_type, notes),
+        _reason(get("reason"), settings.default_reason, notes),
+        message,
+        None if annotations is None else _annotations(annotations, notes),
+        "" if action is None else _action(action, notes),
+        None if related is None else _related(related, notes),
+        settings.source,
+        now,
     )
 
 
@@ -301,6 +317,11 @@ def _event_type(record: logging.LogRecord, wanted: object, notes: Notes) -> str:
 def _reason(value: object, default: str, notes: Notes) -> str:
     if value is None or value == "":
         return default
+    # one short word of ASCII letters and digits, checked in C: nothing to repair (other
+    # scripts take the long way: their bytes, not their characters, count)
+    limit = _sanitise.REASON_MAX_BYTES
+    if type(value) is str and len(value) <= limit and value.isascii() and value.isalnum():
+        return value
     text = str.__str__(value) if isinstance(value, str) else str(value)
     fixed = _sanitise.camel_case(text)
     if fixed == text and isinstance(value, str):
@@ -419,6 +440,8 @@ def _structlog_message(event_dict: dict[str, object]) -> str:
 
 def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
     """Cut ``text`` to ``limit`` UTF-8 bytes and replace what cannot be stored."""
+    if len(text) <= limit and text.isascii() and "\x00" not in text:
+        return text  # short ASCII without NUL: the common message, checked in C
     # a character is at most 4 bytes: only a message this long can be over the limit
     head = text[: limit + 1] if len(text) * 4 > limit else text
     if _sanitise.has_unsafe_text(head):

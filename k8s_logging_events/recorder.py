@@ -19,9 +19,8 @@ import random
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from pythonjsonlogger.json import JsonFormatter
 
@@ -427,13 +426,14 @@ class EventRecorder:
             return None
 
 
-@dataclass(frozen=True, slots=True)
-class Occurrence:
+class Occurrence(NamedTuple):
     """One occurrence as the caller's thread snapshots it; the Event is built later.
 
     The one snapshot type of the pipeline: the handler reads it from a record
     (:mod:`~k8s_logging_events._records`), a recorder from its arguments, and the runtime's
-    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`.
+    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`. A named tuple,
+    immutable like the models, because the caller's thread builds one per log call: a
+    tuple is made in C, a frozen dataclass sets each field through a Python call.
     """
 
     ref: models.ObjectReference

@@ -100,6 +100,9 @@ _MAX_CLASSES = 1024
 # which reader each class of object needs, decided on first sight
 _CLASS_KINDS: dict[type, str] = {}
 
+# whether a class of metadata objects is a Mapping, decided on first sight
+_MAPPING_CLASSES: dict[type, bool] = {}
+
 # models missing from the shipped table, found once by the slow search
 _searched: dict[type, tuple[str, str]] = {}
 
@@ -206,13 +209,10 @@ def _from_model(obj: Any) -> ObjectReference:
     metadata = obj.metadata
     if metadata is None:
         raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
-    if isinstance(metadata, Mapping):
+    if _is_mapping(type(metadata)):
         values = {attr: _field(metadata, key, obj) for attr, key in _METADATA_FIELDS}
     else:
-        # client models spell it resource_version, other libraries resourceVersion; look
-        # for the other spelling only when the attribute is missing (an empty value on a
-        # pydantic model would otherwise cost a failed lookup on every record)
-        values = {attr: _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS}
+        values = _model_metadata(metadata, obj)
     kind = _attr(obj, "kind", obj)
     api_version = _attr(obj, "api_version", obj, "apiVersion")
     if not kind or not api_version:
@@ -221,6 +221,38 @@ def _from_model(obj: Any) -> ObjectReference:
         kind = kind or class_kind
         api_version = api_version or class_api_version
     return _checked(ObjectReference(kind=kind, api_version=api_version, **values), obj)
+
+
+def _is_mapping(cls: type) -> bool:
+    # an ABC check costs more than the attribute reads it guards: decide it once per class
+    known = _MAPPING_CLASSES.get(cls)
+    if known is None:
+        known = issubclass(cls, Mapping)
+        if len(_MAPPING_CLASSES) < _MAX_CLASSES:
+            _MAPPING_CLASSES[cls] = known
+    return known
+
+
+def _model_metadata(metadata: Any, obj: object) -> dict[str, str]:
+    """The four identity fields of an object's ``metadata`` object, as strings."""
+    try:  # the client's models, read as plainly as possible: this runs for every record
+        values = {
+            "name": metadata.name,
+            "namespace": metadata.namespace,
+            "uid": metadata.uid,
+            "resource_version": metadata.resource_version,
+        }
+    except AttributeError:
+        # other libraries spell it resourceVersion; look for the other spelling only when
+        # the attribute is missing (an empty value on a pydantic model would otherwise
+        # cost a failed lookup on every record)
+        return {attr: _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS}
+    for attr, value in values.items():
+        if value is None:
+            values[attr] = ""
+        elif type(value) is not str and not isinstance(value, str):
+            return {attr: _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS}
+    return values
 
 
 def _is_client_object_reference(obj: object) -> bool:
