@@ -47,8 +47,8 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from typing import Any, overload
 
 from k8s_logging_events import _apis, _diagnostics, _stats, _writer, broadcaster, models
 from k8s_logging_events import clock as clock_mod
@@ -58,8 +58,12 @@ __all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime"]
 DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
 
-BATCH_SIZE = 512
-"""Occurrences the dispatcher takes at once: hand-offs and lock traffic per batch, not per item."""
+BATCH_SIZE = 4096
+"""Occurrences the dispatcher takes at once: hand-offs and lock traffic per batch, not per item.
+
+Large, because the further behind the dispatcher falls in a burst, the more repeats of one
+object a batch holds, and a run of repeats is correlated at once: a deep queue drains
+faster per occurrence than a shallow one."""
 
 IDLE_WAIT_SECONDS = 5.0
 """The longest the dispatcher waits for the queue before it looks at its timers again."""
@@ -75,6 +79,10 @@ JOIN_GRACE_SECONDS = 0.25
 """What close() gives its threads to end after the deadline has passed."""
 
 Correlate = _apis.Correlate
+
+Keys = Callable[[Any], tuple[Hashable, object]]
+"""An item's correlation group (the object, source and type: items of different groups share
+no correlation state) and the rest of what a repeat has in common with it (all but the time)."""
 
 Setup = Callable[[], tuple[_apis.WritePolicy, Correlate]]
 """Chooses a sink's write policy and correlation step, on the dispatcher, at its first event."""
@@ -215,6 +223,7 @@ class Runtime:
         queue_length: occurrences the queue holds; beyond it they are dropped and counted.
         writers: requests in flight at once (stalled ones aside).
         build: turns a queued item into an Event, on the dispatcher.
+        keys: an item's correlation keys (see :data:`Keys`), read before anything is built.
         counters: the outcome counters (shared with the recorder).
         reporter: where drops, failures and the exit summary are reported.
         clock: the time source of the writers' timers.
@@ -229,6 +238,7 @@ class Runtime:
         queue_length: int,
         writers: int,
         build: Callable[[Any], models.Event],
+        keys: Keys,
         counters: _stats.Counters,
         reporter: _diagnostics.RateLimitedReporter,
         clock: clock_mod.Clock,
@@ -238,6 +248,7 @@ class Runtime:
         self._capacity = max(1, queue_length)
         self._max_writers = max(1, writers)
         self._build = build
+        self._keys = keys
         self._counters = counters
         self._reporter = reporter
         self._clock = clock
@@ -445,20 +456,22 @@ class Runtime:
             return
         consumers = self._live_consumers()
         recordings = [c for c in consumers if isinstance(c, Recording)]
-        events: list[models.Event] = []
-        for item in items:
-            try:
-                events.append(self._build(item))
-            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
-                self._counters.add("failed", max(1, len(recordings)))
-                self._reporter.report(
-                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
-                )
+        if len(recordings) == len(consumers):
+            # only sinks (the handler's case): a run of repeats is correlated from its
+            # first and last items, and the others are never built
+            if not recordings:
+                self._counters.add("discarded", len(items))
+                return
+            runs = _runs(items, self._keys, self._build)  # shared: one Event per occurrence
+            for recording in recordings:
+                self._record(recording, runs)
+            return
+        events = self._build_all(items, len(recordings))
         if not recordings:
             self._counters.add("discarded", len(events))
         for consumer in consumers:
             if isinstance(consumer, Recording):
-                self._record(consumer, events)
+                self._record(consumer, _runs(events, self._keys, _built))
             elif isinstance(consumer, _Inline):
                 self._run_inline(consumer, events)
             else:
@@ -466,18 +479,35 @@ class Runtime:
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )
 
-    def _record(self, recording: Recording, events: Sequence[models.Event]) -> None:
-        if self._stopping:  # closed meanwhile: nothing more will be written
-            self._counters.add("failed", len(events))
-            return
+    def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
+        """Build every item (watchers want each event); one that fails costs itself only."""
+        events: list[models.Event] = []
+        for item in items:
+            try:
+                events.append(self._build(item))
+            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
+                self._counters.add("failed", max(1, recordings))
+                self._reporter.report(
+                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
+                )
+        return events
+
+    def _record(self, recording: Recording, runs: list[_Run]) -> None:
         writes: list[tuple[models.Event, bool, int]] = []
-        for run in _runs(events):
+        for index, run in enumerate(runs):
+            if self._stopping:  # closed meanwhile: nothing more is written (and a long
+                # batch must not outlast close(), which counts what is left after it)
+                self._counters.add("failed", sum(len(left) for left in runs[index:]))
+                break
             try:
                 writes += recording.correlate(run)
-            except Exception as error:  # rule 5
+            except Exception as error:  # rule 5: the run's occurrences fail, no others
                 self._counters.add("failed", len(run))
                 self._reporter.report(
-                    "correlate", logging.ERROR, "Unable to correlate an event: %r", error
+                    "correlate",
+                    logging.ERROR,
+                    "Unable to build or correlate an event (will not retry): %r",
+                    error,
                 )
         with self._cond:
             for event, held, occurrences in writes:
@@ -814,46 +844,93 @@ class Runtime:
                 consumer._done = threading.Condition()
 
 
-def _runs(events: Sequence[models.Event]) -> list[list[models.Event]]:
+class _Run(Sequence[models.Event]):
+    """Queued items identical for correlation, each built into an Event when first read.
+
+    A correlator reads the first and the last of a run of repeats, so in a burst most
+    occurrences are counted without ever becoming an Event (building one means naming it
+    and a dataclass of 18 fields). What is built is kept: every sink reads the same Event.
+    A failure to build raises where the event is read, and costs the run.
+    """
+
+    __slots__ = ("_build", "_built", "_items")
+
+    def __init__(self, items: list[Any], build: Callable[[Any], models.Event]) -> None:
+        self._items = items
+        self._build = build
+        self._built: dict[int, models.Event] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    @overload
+    def __getitem__(self, index: int) -> models.Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[models.Event]: ...
+
+    def __getitem__(self, index: int | slice) -> models.Event | Sequence[models.Event]:
+        if isinstance(index, slice):
+            return _RunSlice(self, range(len(self._items))[index])
+        position = range(len(self._items))[index]  # negative indices, IndexError
+        event = self._built.get(position)
+        if event is None:
+            event = self._built[position] = self._build(self._items[position])
+        return event
+
+    def append(self, item: Any) -> None:
+        """Add one more repeat at the end (while the run is being cut)."""
+        self._items.append(item)
+
+
+class _RunSlice(Sequence[models.Event]):
+    """Part of a :class:`_Run` (``run[1:]``), building through the run it is part of."""
+
+    __slots__ = ("_positions", "_run")
+
+    def __init__(self, run: _Run, positions: range) -> None:
+        self._run = run
+        self._positions = positions
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> models.Event: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[models.Event]: ...
+
+    def __getitem__(self, index: int | slice) -> models.Event | Sequence[models.Event]:
+        if isinstance(index, slice):
+            return _RunSlice(self._run, self._positions[index])
+        return self._run[self._positions[index]]
+
+
+def _built(event: models.Event) -> models.Event:
+    return event
+
+
+def _runs(items: Sequence[Any], keys: Keys, build: Callable[[Any], models.Event]) -> list[_Run]:
     """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
 
-    Occurrences go by involved object, source and type (what a spam bucket, an aggregation
-    group and a count are keyed by: different groups share no correlation state), in their
-    order within each group; inside a group, consecutive identical occurrences (everything
-    but name and timestamps equal) form one run. Only the correlator caches' LRU order can
-    differ from correlating the batch one by one in arrival order.
+    Occurrences go by correlation group (the object, source and type that a spam bucket,
+    an aggregation group and a count are keyed by: different groups share no correlation
+    state), in their order within each group; inside a group, consecutive identical
+    occurrences (everything but the time equal) form one run. Only the correlator caches'
+    LRU order can differ from correlating the batch one by one in arrival order.
     """
-    if len(events) < 2:
-        return [list(events)]
-    groups: dict[tuple[str, ...], list[list[models.Event]]] = {}
-    last_keys: dict[tuple[str, ...], object] = {}
-    for event in events:
-        ref = event.involved_object
-        source = event.source
-        group_key: tuple[str, ...] = (ref.kind, ref.namespace, ref.name, ref.uid)
-        group_key += (ref.api_version, event.type, source.component, source.host)
-        key = (
-            ref,
-            event.namespace,
-            event.reason,
-            event.message,
-            event.action,
-            event.related,
-            event.reporting_controller,
-            event.reporting_instance,
-            tuple(event.annotations.items()) if event.annotations else (),
-            event.count,
-            event.event_time,
-            event.series,
-            event.resource_version,
-        )
+    groups: dict[Hashable, list[_Run]] = {}
+    last_keys: dict[Hashable, object] = {}
+    for item in items:
+        group_key, key = keys(item)
         runs = groups.get(group_key)
         if runs is None:
-            groups[group_key] = [[event]]
+            groups[group_key] = [_Run([item], build)]
         elif last_keys[group_key] == key:
-            runs[-1].append(event)
+            runs[-1].append(item)
         else:
-            runs.append([event])
+            runs.append(_Run([item], build))
         last_keys[group_key] = key
     return [run for runs in groups.values() for run in runs]
 

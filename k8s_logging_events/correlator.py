@@ -725,7 +725,10 @@ class EventCorrelator:
         if not events:
             return []
         with self._lock:
-            first = self._correlate(events[0])
+            # a repeat of a known event is counted as the rest of a run is (the common case)
+            first = (self._repeat_run(events[:1]) if self._default_keys else None) or (
+                self._correlate(events[0])
+            )
             out = [(first[0], first[1], 1)]
             rest = events[1:]
             if not rest:
@@ -841,16 +844,21 @@ class EventNamer:
 
     def __init__(self, size: int = DEFAULT_LRU_CACHE_SIZE) -> None:
         self._lock = threading.Lock()
-        self._last: cachetools.LRUCache[str, int] = cachetools.LRUCache(size)
+        self._size = max(1, size)
+        # least recently named first: a plain dict, because this runs for each event built
+        self._last: dict[str, int] = {}
 
     def name(self, ref_name: str, time: datetime) -> str:
         """Return the name of a new event about ``ref_name`` that happened at ``time``."""
         nanos = unix_nanos(time)
+        last_names = self._last
         with self._lock:
-            last = self._last.get(ref_name)
+            last = last_names.pop(ref_name, None)
             if last is not None and nanos <= last:
                 nanos = last + 1
-            self._last[ref_name] = nanos
+            last_names[ref_name] = nanos
+            if len(last_names) > self._size:
+                del last_names[next(iter(last_names))]
         return generate_event_name(ref_name, nanos)
 
 

@@ -18,7 +18,7 @@ import logging
 import random
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -104,6 +104,7 @@ class EventBroadcaster:
             queue_length=queue_length,
             writers=writers,
             build=self._build_event,
+            keys=_correlation_keys,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
@@ -466,6 +467,44 @@ class Occurrence(NamedTuple):
             reporting_instance=self.source.host,
             annotations=self.annotations or {},
         )
+
+
+def _correlation_keys(item: object) -> tuple[Hashable, object]:
+    """What makes two queued items repeats of each other, for the runtime to cut runs.
+
+    The group is what every key of the correlator's state contains: the involved object
+    (kind, namespace, name, uid, apiVersion), the source and the type; items of different
+    groups share no state. The rest is every other field but the name and the
+    timestamps, compared with ``==``. Plain tuples of strings: this runs for every
+    occurrence, and hashing them needs no Python call.
+    """
+    if isinstance(item, Occurrence):
+        ref, source = item.ref, item.source
+        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+        group += (source.component, source.host, item.type)
+        return group, (ref.resource_version, ref.field_path, item[1:-1])
+    if isinstance(item, models.Event):
+        ref, source = item.involved_object, item.source
+        group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+        group += (source.component, source.host, item.type)
+        rest = (
+            ref.resource_version,
+            ref.field_path,
+            item.namespace,
+            item.reason,
+            item.message,
+            item.action,
+            item.related,
+            item.reporting_controller,
+            item.reporting_instance,
+            item.annotations,
+            item.count,
+            item.event_time,
+            item.series,
+            item.resource_version,
+        )
+        return group, rest
+    return id(item), None  # not ours to cut: a run of its own, and fails to build
 
 
 def _log_line(event: models.Event) -> str:

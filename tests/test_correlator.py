@@ -782,6 +782,18 @@ class TestAggregation:
         assert second == f"foo.{unix_nanos(now) + 1:x}"
         assert namer.name("bar", now) == f"bar.{unix_nanos(now):x}"
 
+    def test_the_namer_forgets_the_least_recently_named_object_first(self) -> None:
+        """Bounded: past ``size`` objects, the one named longest ago is forgotten (its next
+        name follows from the time alone again); naming an object makes it recent."""
+        now = FakeClock().now()
+        namer = corr.EventNamer(size=2)
+        namer.name("a", now)
+        namer.name("b", now)
+        namer.name("a", now)  # a is now the most recent
+        namer.name("c", now)  # forgets b, not a
+        assert namer.name("a", now) == f"a.{unix_nanos(now) + 2:x}"
+        assert namer.name("b", now) == f"b.{unix_nanos(now):x}"
+
     def test_window_boundary_is_strictly_greater(self) -> None:
         """Exactly max_interval after the last similar event still aggregates; a bit more resets."""
         for gap, combined in ((600.0, True), (600.000001, False)):

@@ -488,6 +488,44 @@ def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None
         b.shutdown(2)
 
 
+# --- coalescing before correlating ------------------------------------------------------------
+
+
+def test_repeats_queued_together_build_only_the_first_and_last_event_of_their_run(
+    monkeypatch,
+) -> None:
+    """A burst of repeats is counted from the first and the last occurrence of each run:
+    the ones between never become an Event, and the stored counts are exact."""
+    built: list[str] = []
+    original = recorder.Occurrence.materialize
+
+    def materialize(self: recorder.Occurrence, namer: correlator.EventNamer) -> models.Event:
+        built.append(self.message)
+        return original(self, namer)
+
+    monkeypatch.setattr(recorder.Occurrence, "materialize", materialize)
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("burst")
+        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+        runtime = b._runtime
+        runtime._started = True  # the dispatcher starts after the burst: one batch
+        for message in ("first", "second"):
+            for _ in range(300):
+                rec.event(ref, models.WARNING, "BackOff", message)
+        runtime._started = False
+        runtime._start()
+        assert b.flush(5)
+        assert Counter(built) == {"first": 2, "second": 2}
+        counts = {event.message: event.count for event in fake.events}
+        assert counts == {"first": 300, "second": 300}
+        assert unaccounted(dict(b.stats())) == 0
+    finally:
+        b.shutdown(2)
+
+
 @pytest.mark.parametrize("sink", [None, "auto"])
 def test_without_a_sink_every_occurrence_is_discarded_and_counted(sink, monkeypatch) -> None:
     """sink: None (or "auto" where no configuration exists) writes nothing, and says so in
