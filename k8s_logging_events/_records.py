@@ -111,7 +111,7 @@ def find_extras(
     bound = attrs.get(LOGURU_EXTRA)
     if bound is not None and isinstance(bound, Mapping):
         layers.append(bound)
-    event_dict = structlog_event_dict(record)
+    event_dict = None if type(attrs.get("msg")) is str else structlog_event_dict(record)
     if event_dict is not None:
         layers.append(event_dict)
     involved = attrs.get("involved")
@@ -409,7 +409,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     """Format without touching ``record``: a formatter sets attributes on what it formats."""
     detail = settings.exception_detail
     has_extra = record.exc_info is not None or record.stack_info is not None
-    event_dict = structlog_event_dict(record)
+    event_dict = None if type(record.msg) is str else structlog_event_dict(record)
     if settings.formatter is None and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = _shallow_copy(record)

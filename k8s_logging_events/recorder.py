@@ -282,6 +282,7 @@ class EventRecorder:
         default_namespace: str = DEFAULT_NAMESPACE,
     ) -> None:
         self._broadcaster = broadcaster
+        self._queue = broadcaster._runtime.offer  # bound once: offer() runs for every record
         self._source = source
         self._clock = clock or clock_mod.SystemClock()
         self._default_namespace = default_namespace
@@ -297,7 +298,7 @@ class EventRecorder:
 
     def offer(self, occurrence: Occurrence) -> bool:
         """Queue an occurrence that was already checked (the handler's path); True if queued."""
-        return self._broadcaster._offer(occurrence)
+        return self._queue(occurrence)
 
     def event(self, obj: object, type: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` with this ``message``."""

@@ -210,9 +210,9 @@ def _from_model(obj: Any) -> ObjectReference:
     if metadata is None:
         raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
     if _is_mapping(type(metadata)):
-        values = {attr: _field(metadata, key, obj) for attr, key in _METADATA_FIELDS}
+        name, namespace, uid, version = (_field(metadata, key, obj) for _, key in _METADATA_FIELDS)
     else:
-        values = _model_metadata(metadata, obj)
+        name, namespace, uid, version = _model_metadata(metadata, obj)
     kind = _attr(obj, "kind", obj)
     api_version = _attr(obj, "api_version", obj, "apiVersion")
     if not kind or not api_version:
@@ -220,7 +220,7 @@ def _from_model(obj: Any) -> ObjectReference:
         class_kind, class_api_version = type_meta_for_model(type(obj))
         kind = kind or class_kind
         api_version = api_version or class_api_version
-    return _checked(ObjectReference(kind=kind, api_version=api_version, **values), obj)
+    return _checked(ObjectReference(kind, namespace, name, uid, api_version, version), obj)
 
 
 def _is_mapping(cls: type) -> bool:
@@ -233,26 +233,26 @@ def _is_mapping(cls: type) -> bool:
     return known
 
 
-def _model_metadata(metadata: Any, obj: object) -> dict[str, str]:
-    """The four identity fields of an object's ``metadata`` object, as strings."""
+def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
+    """Name, namespace, uid and resourceVersion of an object's ``metadata`` object."""
     try:  # the client's models, read as plainly as possible: this runs for every record
-        values = {
-            "name": metadata.name,
-            "namespace": metadata.namespace,
-            "uid": metadata.uid,
-            "resource_version": metadata.resource_version,
-        }
+        values = (metadata.name, metadata.namespace, metadata.uid, metadata.resource_version)
     except AttributeError:
         # other libraries spell it resourceVersion; look for the other spelling only when
         # the attribute is missing (an empty value on a pydantic model would otherwise
         # cost a failed lookup on every record)
-        return {attr: _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS}
-    for attr, value in values.items():
-        if value is None:
-            values[attr] = ""
-        elif type(value) is not str and not isinstance(value, str):
-            return {attr: _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS}
-    return values
+        return _metadata_by_name(metadata, obj)
+    name, namespace, uid, version = values
+    if type(name) is str and type(namespace) is str and type(uid) is str and type(version) is str:
+        return values
+    return _metadata_by_name(metadata, obj)  # None as "", or an error naming the field
+
+
+def _metadata_by_name(metadata: Any, obj: object) -> tuple[str, str, str, str]:
+    name, namespace, uid, version = (
+        _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS
+    )
+    return name, namespace, uid, version
 
 
 def _is_client_object_reference(obj: object) -> bool:

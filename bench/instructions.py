@@ -1,0 +1,142 @@
+"""Instructions, not seconds: the caller's path and the dispatcher's, counted by callgrind.
+
+On a shared machine (half of each core stolen by other guests, at times) timings move by
+30-50 % from run to run, ratios less but still too much to tell a 10 % change.
+``valgrind --tool=callgrind`` counts the instructions a process executes: the same code,
+inputs and interpreter give the same count, whatever else the machine is doing. Each figure
+is the difference between a run that does the work N times and one that does it 0 times
+(the interpreter's start and the imports cancel out), divided by N. Single-threaded by
+construction: the occurrences the caller queues are kept in a list, and the dispatcher's
+step (``Runtime._handle_batch``) is driven on the main thread over that list.
+
+1. caller: instructions per ``log.warning("Back-off pulling image %s", ..., extra={"involved":
+   pod, "reason": "BackOff"})`` with our handler (its queue replaced by a list), with a
+   ``QueueHandler`` (the floor of issue 15) and with a ``NullHandler`` (logging's own cost);
+2. dispatcher: instructions per occurrence to turn queued occurrences into correlated,
+   queued writes (to a sink that keeps them in memory), for the Zipf mix of issue 15 over
+   1,000 pods, in batches of 128 (about what one 5 ms switch interval of a logging loop
+   queues) and of 4,096 (a deep queue).
+
+    python bench/instructions.py [--calls 3000] [--occurrences 5000] [--tree PATH]
+
+``--tree`` measures another checkout of the project (say, a ``git worktree`` of an older
+commit) with the same script, for a before/after. Takes a few minutes: every run is under
+valgrind, about 50 times slower than normal. Needs valgrind (Debian's package).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TREE = os.path.dirname(HERE)
+ZIPF_EXPONENT = 1.5
+
+CALLER = """
+import logging, logging.handlers, queue, sys
+tree, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sys.path[:0] = [tree, tree + "/bench"]
+from _common import make_pods
+from k8s_logging_events import KubernetesEventHandler, _runtime
+kept = []
+_runtime.Runtime.offer = lambda self, item: (kept.append(item), True)[1]
+handlers = {
+    "ours": lambda: KubernetesEventHandler(sink=None, component="bench", host="node-1"),
+    "floor": lambda: logging.handlers.QueueHandler(queue.SimpleQueue()),
+    "null": logging.NullHandler,
+}
+log = logging.getLogger("bench.instructions")
+log.propagate = False
+log.addHandler(handlers[mode]())
+pods = make_pods(1000, "cost", "default")
+extras = [{"involved": pods[i % 1000], "reason": "BackOff"} for i in range(200 + count)]
+for extra in extras:  # the first 200 warm up, and are in both runs
+    log.warning("Back-off pulling image %s", "busybox", extra=extra)
+"""
+
+DISPATCHER = """
+import logging, random, sys
+tree, batch, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+sys.path[:0] = [tree, tree + "/bench"]
+from _common import make_pods
+from k8s_logging_events import KubernetesEventHandler, _runtime, recorder
+from k8s_logging_events.testing import FakeEventSink
+kept = []
+offer = _runtime.Runtime.offer
+_runtime.Runtime.offer = lambda self, item: (kept.append(item), True)[1]
+log = logging.getLogger("bench.instructions")
+log.propagate = False
+log.addHandler(KubernetesEventHandler(sink=None, component="bench", host="node-1"))
+pods = make_pods(1000, "cost", "default")
+weights = [1 / rank**EXPONENT for rank in range(1, 1001)]
+for pod in random.Random(1).choices(pods, weights=weights, k=2000 + MAX):
+    log.warning("Back-off pulling image %s", "busybox", extra={"involved": pod, "reason": "BackOff"})
+_runtime.Runtime.offer = offer
+broadcaster = recorder.EventBroadcaster()
+broadcaster.start_recording_to_sink(FakeEventSink())
+runtime = broadcaster._runtime
+runtime._started = True  # no dispatcher thread: this thread does its work
+def dispatch(items):
+    for start in range(0, len(items), batch):
+        runtime._handle_batch(items[start:start + batch])
+dispatch(kept[:2000])  # warm: the correlator knows the objects; in both runs
+dispatch(kept[2000:2000 + count])
+"""
+
+
+def instructions(script: str, *args: object) -> int:
+    """Instructions executed by ``python -c script args`` (hash seed fixed), per callgrind."""
+    command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    command += [sys.executable, "-c", script, *map(str, args)]
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+    found = re.search(r"Collected : (\d+)", done.stderr)
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"callgrind failed: {done.stderr[-2000:]}")
+    return int(found.group(1))
+
+
+def per_unit(script: str, tree: str, setting: object, count: int) -> float:
+    """Instructions per unit of work: a run with ``count`` units minus a run with none."""
+    with ThreadPoolExecutor(2) as pool:  # the two runs are independent: use both cores
+        full = pool.submit(instructions, script, tree, setting, count)
+        empty = pool.submit(instructions, script, tree, setting, 0)
+        return (full.result() - empty.result()) / count
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=3000)
+    parser.add_argument("--occurrences", type=int, default=5000)
+    parser.add_argument("--tree", default=TREE, help="the checkout to measure")
+    args = parser.parse_args()
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed (apt-get install valgrind): nothing measured")
+        return 0
+    tree = os.path.abspath(args.tree)
+    print(f"tree: {tree}; Python {sys.version.split()[0]}; instructions counted by callgrind\n")
+    caller = {mode: per_unit(CALLER, tree, mode, args.calls) for mode in ("ours", "floor", "null")}
+    print(f"caller, per log call ({args.calls:,} calls, V1Pod involved):")
+    for mode, label in (("ours", "our handler"), ("floor", "QueueHandler"), ("null", "NullHandler")):
+        ratio = caller[mode] / caller["floor"]
+        print(f"  {label:<14} {caller[mode]:>10,.0f}   {ratio:.2f}x the floor")
+    own = caller["ours"] - caller["null"]
+    floor_own = caller["floor"] - caller["null"]
+    print(f"  beyond logging's own cost: ours {own:,.0f}, QueueHandler {floor_own:,.0f}\n")
+    script = DISPATCHER.replace("EXPONENT", str(ZIPF_EXPONENT))
+    script = script.replace("MAX", str(args.occurrences))
+    print(f"dispatcher, per occurrence ({args.occurrences:,}, Zipf s={ZIPF_EXPONENT} over 1,000 pods):")
+    for batch in (128, 4096):
+        value = per_unit(script, tree, batch, args.occurrences)
+        print(f"  batches of {batch:<5} {value:>10,.0f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
