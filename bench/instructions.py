@@ -76,7 +76,8 @@ log.addHandler(KubernetesEventHandler(sink=None, component="bench", host="node-1
 pods = make_pods(1000, "cost", "default")
 weights = [1 / rank**EXPONENT for rank in range(1, 1001)]
 for pod in random.Random(1).choices(pods, weights=weights, k=2000 + MAX):
-    log.warning("Back-off pulling image %s", "busybox", extra={"involved": pod, "reason": "BackOff"})
+    extra = {"involved": pod, "reason": "BackOff"}
+    log.warning("Back-off pulling image %s", "busybox", extra=extra)
 _runtime.Runtime.offer = offer
 broadcaster = recorder.EventBroadcaster()
 broadcaster.start_recording_to_sink(FakeEventSink())
@@ -123,7 +124,8 @@ def main() -> int:
     print(f"tree: {tree}; Python {sys.version.split()[0]}; instructions counted by callgrind\n")
     caller = {mode: per_unit(CALLER, tree, mode, args.calls) for mode in ("ours", "floor", "null")}
     print(f"caller, per log call ({args.calls:,} calls, V1Pod involved):")
-    for mode, label in (("ours", "our handler"), ("floor", "QueueHandler"), ("null", "NullHandler")):
+    labels = {"ours": "our handler", "floor": "QueueHandler", "null": "NullHandler"}
+    for mode, label in labels.items():
         ratio = caller[mode] / caller["floor"]
         print(f"  {label:<14} {caller[mode]:>10,.0f}   {ratio:.2f}x the floor")
     own = caller["ours"] - caller["null"]
@@ -131,7 +133,10 @@ def main() -> int:
     print(f"  beyond logging's own cost: ours {own:,.0f}, QueueHandler {floor_own:,.0f}\n")
     script = DISPATCHER.replace("EXPONENT", str(ZIPF_EXPONENT))
     script = script.replace("MAX", str(args.occurrences))
-    print(f"dispatcher, per occurrence ({args.occurrences:,}, Zipf s={ZIPF_EXPONENT} over 1,000 pods):")
+    print(
+        f"dispatcher, per occurrence ({args.occurrences:,}, Zipf s={ZIPF_EXPONENT} "
+        "over 1,000 pods):"
+    )
     for batch in (128, 4096):
         value = per_unit(script, tree, batch, args.occurrences)
         print(f"  batches of {batch:<5} {value:>10,.0f}")
