@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import logging
 import math
 import os
 import select
@@ -30,6 +29,7 @@ import socket
 import struct
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -63,8 +63,6 @@ IDLE_CHECK_SECONDS = 1.0
 Busy connections are not checked (the check is a system call); a close that comes between
 two close requests is met by sending the request again once (see :meth:`Channel.request`).
 """
-
-_log = logging.getLogger(__name__)
 
 SocketOption = tuple[int, int, Any]
 """``(level, option, value)``, as ``socket.setsockopt`` takes them."""
@@ -297,6 +295,8 @@ class Channel:
         self._closed = False
         self.connections_opened = 0
         """How many connections were opened so far (for tests and diagnostics)."""
+        self.resends = 0
+        """How many requests were sent again after meeting a kept-alive connection closed."""
 
     @property
     def idle_connections(self) -> int:
@@ -337,11 +337,7 @@ class Channel:
         try:
             answer, keep = self._exchange(connection, data)
         except _StaleError:
-            _log.debug(
-                "The server closed a kept-alive connection; sending %s %s again on a new one",
-                method,
-                path,
-            )
+            self.resends += 1
             connection = self._open()
             answer, keep = self._exchange(connection, data)
             answer = answer._replace(resent=True)
@@ -419,20 +415,17 @@ class Channel:
             connection.close()
 
     def _open(self) -> _Connection:
+        # nothing is logged here: the library's own records are few and rate-limited
+        # (_diagnostics), and a server that refuses would make one per attempt
         self.connections_opened += 1
-        # like urllib3's "Starting new HTTPS connection": rare, and useful to read at DEBUG
-        _log.debug(
-            "Opening connection %d to %s://%s:%d",
-            self.connections_opened,
-            "https" if self._tls is not None else "http",
-            *self._address,
-        )
         sock = socket.create_connection(self._address, timeout=self._connect_timeout)
         try:
             for level, option, value in self._socket_options:
                 sock.setsockopt(level, option, value)
             wait_ms = max(1, math.ceil(self._read_timeout * 1000))
             if self._tls is not None:
+                if not self._tls.verify:
+                    _warn_unverified(self._address[0])
                 # the handshake runs under the connect timeout, as in urllib3
                 sock = self._tls.context().wrap_socket(
                     sock, server_hostname=self._tls.server_hostname
@@ -472,6 +465,18 @@ class Channel:
             raise
         connection.used += 1
         return answer, keep
+
+
+def _warn_unverified(host: str) -> None:
+    """Warn as urllib3 does (its class: its filters, ``urllib3.disable_warnings()``, apply)."""
+    from urllib3.exceptions import InsecureRequestWarning
+
+    warnings.warn(
+        f"Unverified HTTPS connection to host {host!r}: the server's certificate is not "
+        "checked (verify_ssl is off)",
+        InsecureRequestWarning,
+        stacklevel=4,
+    )
 
 
 def _timeval(seconds: float) -> bytes:
