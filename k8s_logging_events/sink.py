@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from k8s_logging_events import _apis, _diagnostics, _http, _tokenbucket, models
+from k8s_logging_events import _apis, _diagnostics, _http, _official, _tokenbucket, models
 from k8s_logging_events import clock as clock_mod
 
 if TYPE_CHECKING:
@@ -355,7 +355,7 @@ class KubernetesEventSink:
         channel = self._channel
         if channel is not None or self._lean_off:
             return channel
-        channel = self._channel = _http.channel_for(self._api_client, self._timeout)
+        channel = self._channel = _official.channel_for(self._api_client, self._timeout)
         self._lean_off = channel is None
         return channel
 
