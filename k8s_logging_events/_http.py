@@ -58,8 +58,9 @@ MAX_BODY = 64 * 1024 * 1024
 IDLE_CHECK_SECONDS = 1.0
 """A connection idle at least this long is checked for a close by the server before reuse.
 
-Busy connections are not checked (the check is a system call); a close that comes between
-two close requests is met by sending the request again once (see :meth:`Channel.request`).
+Busy connections are not checked (the check is a system call, and a server rarely closes a
+connection it has just used); a close that comes all the same is met by sending the request
+once more (see :meth:`Channel.request`).
 """
 
 SocketOption = tuple[int, int, Any]
@@ -329,10 +330,11 @@ class Channel:
         self._close_idle()
 
     def forget_after_fork(self) -> None:
-        """In a child process: drop the parent's connections without touching them.
+        """In a child process: let go of the connections inherited from the parent.
 
-        They are the parent's (a TLS session's state cannot be shared), so the child opens
-        its own. Closing a descriptor the parent still holds sends nothing to the server.
+        They are the parent's (two processes cannot share a TLS session, nor take turns on
+        one connection), so the child opens its own. Only the child's copies of the
+        descriptors are closed: the parent still holds them, so nothing reaches the server.
         """
         self._close_idle()
 
