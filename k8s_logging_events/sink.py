@@ -308,7 +308,7 @@ class KubernetesEventSink:
         return self._write("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
 
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
-        """The lean path, or the official client's where a proxy is configured."""
+        """The sink's own channel, or the official client where the channel cannot mirror it."""
         channel = self._lean()
         if channel is None:
             data = json.loads(body) if isinstance(body, bytes) else body
