@@ -302,6 +302,10 @@ class Runtime:
             )
             return False
         self._queue.put(item)
+        if self._queue.qsize() > self._capacity // 2:
+            # a burst: give the dispatcher the interpreter lock once, or a caller in a tight
+            # loop keeps three quarters of it and the queue overflows (docs/performance.md)
+            time.sleep(0)
         if not self._started:
             self._start()
         return True

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from k8s_logging_events import _apis, _diagnostics, _tokenbucket, models
+from k8s_logging_events import _apis, _diagnostics, _http, _official, _tokenbucket, models
 from k8s_logging_events import clock as clock_mod
 
 if TYPE_CHECKING:
@@ -165,9 +165,11 @@ class KubernetesEventSink:
     whichever the server serves with ``api="auto"`` (events.k8s.io/v1 when discovery finds
     it, decided on first use, on the writer's thread).
 
-    Requests go through the client's ``ApiClient`` (authentication, TLS, urllib3), but the
-    body is this library's own JSON and the answer is read as JSON: no pydantic models are
-    built on the write path, and timestamps keep the exact form the API server expects.
+    The client decides where and how to connect (URL, TLS, credentials, proxy), but writes
+    do not go through its request machinery: the body is this library's own JSON, sent on a
+    keep-alive connection with pre-encoded headers, and the answer is read as JSON (see
+    ``_http``); no pydantic models are built on the write path, and timestamps keep the
+    exact form the API server expects. Behind a proxy the client sends them itself.
 
     Args:
         api_client: the client to use. Without one, the sink builds its own from the
@@ -225,10 +227,8 @@ class KubernetesEventSink:
                 _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
             )
         self._bucket = self._normal
-        self._lean_pool: tuple[Any, str] | None = None
+        self._channel: _http.Channel | None = None
         self._lean_off = False
-        self._headers: dict[str, str] = {}
-        self._urllib3_timeout: Any = None
         self.waiting_for_rate_limit = 0
         """How many requests are waiting for the rate limit right now."""
         _live_sinks.add(self)
@@ -308,9 +308,9 @@ class KubernetesEventSink:
         return self._write("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
 
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
-        """The lean path, or the official client's where a proxy is configured."""
-        lean = self._lean()
-        if lean is None:
+        """The sink's own channel, or the official client where the channel cannot mirror it."""
+        channel = self._lean()
+        if channel is None:
             data = json.loads(body) if isinstance(body, bytes) else body
             return self._call(method, path, data, content_type)
         self._wait_for_rate_limit()
@@ -318,68 +318,46 @@ class KubernetesEventSink:
             encoded = body if isinstance(body, bytes) else _encode(body)
         except (TypeError, ValueError) as error:
             raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
-        pool, prefix = lean
-        headers = dict(self._headers)
-        headers["Content-Type"] = content_type
-        configuration = self._api_client.configuration
         # read at each request: a refresh hook (exec plugin, rotated token file) runs here
-        for auth in configuration.auth_settings().values():
-            if auth.get("in") == "header" and auth.get("value"):
-                headers[auth["key"]] = auth["value"]
-        import urllib3
-
+        credentials = [
+            (str(auth["key"]), str(auth["value"]))
+            for auth in self._api_client.configuration.auth_settings().values()
+            if auth.get("in") == "header" and auth.get("value")
+        ]
         try:
-            response = pool.urlopen(
-                method,
-                prefix + path,
-                body=encoded,
-                headers=headers,
-                retries=False,
-                redirect=False,
-                timeout=self._urllib3_timeout,
-                assert_same_host=False,
-                preload_content=True,
-            )
-        except urllib3.exceptions.SSLError as error:  # as the official client reports it
-            raise ApiStatusError(0, f"SSLError: {error}") from None
-        status = response.status
+            answer = channel.request(method, path, content_type, credentials, encoded)
+        except OSError as error:
+            if _http.is_tls_error(error):  # as the official client reports it
+                raise ApiStatusError(0, f"SSLError: {error}") from None
+            raise
+        status = answer.status
         if not 200 <= status <= 299:
-            raise _status_error(status, response.reason, _text(response.data), response.headers)
+            if answer.resent and method == "POST" and status == 409:
+                # the first send may have been stored before its connection broke: say what
+                # the writer would have seen without the resend, a transport error, so that
+                # it takes AlreadyExists for its own create (see _writer)
+                raise _http.ProtocolError(
+                    f"the connection broke during POST {path}; sent again, it met 409"
+                )
+            raise _status_error(status, answer.reason, _text(answer.body), answer.headers)
         try:
-            return _apis.BY_NAME[self.api].read(json.loads(response.data or b""))
+            return _apis.BY_NAME[self.api].read(json.loads(answer.body or b""))
         except (ValueError, TypeError, AttributeError) as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
-    def _lean(self) -> tuple[Any, str] | None:
-        """The keep-alive connection pool of the client's own pool manager, and the path prefix.
+    def _lean(self) -> _http.Channel | None:
+        """The keep-alive channel that connects as the client's own pool would (``_http``).
 
-        The pool carries the client's TLS settings (CA, verification, client certificate,
-        server name); the request is sent with pre-built headers and this library's JSON,
-        without the client's serialisation. None (the official path) behind a proxy.
+        None (the official path) behind a proxy, or wherever the channel could not connect
+        exactly as the client would.
         """
-        lean = self._lean_pool
-        if lean is not None or self._lean_off:
-            return lean
-        configuration = self._api_client.configuration
-        if getattr(configuration, "proxy", None):
-            self._lean_off = True
-            return None
-        from urllib.parse import urlsplit
-
-        import urllib3
-
-        host = str(configuration.host)
-        pool = self._api_client.rest_client.pool_manager.connection_from_url(host)
-        headers = {str(k): str(v) for k, v in dict(self._api_client.default_headers).items()}
-        headers["Accept"] = _JSON
-        self._headers = headers
-        connect, read = (
-            self._timeout if isinstance(self._timeout, tuple) else (self._timeout, self._timeout)
-        )
-        self._urllib3_timeout = urllib3.Timeout(connect=connect, read=read)
-        lean = self._lean_pool = (pool, urlsplit(host).path.rstrip("/"))
-        return lean
+        channel = self._channel
+        if channel is not None or self._lean_off:
+            return channel
+        channel = self._channel = _official.channel_for(self._api_client, self._timeout)
+        self._lean_off = channel is None
+        return channel
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
@@ -405,6 +383,8 @@ class KubernetesEventSink:
     def close(self) -> None:
         """Stop waiting on the rate limit and close the client if this sink made it."""
         self._closed.set()
+        if self._channel is not None:
+            self._channel.close()
         if self._owns_client:
             self._api_client.close()
 
@@ -473,7 +453,8 @@ class KubernetesEventSink:
         # the parent's keep-alive connections are the parent's: a child opens its own
         self._limit_lock = threading.Lock()
         self.waiting_for_rate_limit = 0
-        self._lean_pool = None
+        if self._channel is not None:
+            self._channel.forget_after_fork()
         pool = getattr(getattr(self._api_client, "rest_client", None), "pool_manager", None)
         clear = getattr(pool, "clear", None)
         if callable(clear):
@@ -556,6 +537,8 @@ def _retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
     value: object = None
     if isinstance(headers, Mapping) or hasattr(headers, "get"):
         value = headers.get("Retry-After")
+        if value is None:  # the lean path's headers are by lower-case name
+            value = headers.get("retry-after")
     if value is None:
         value = details.get("retryAfterSeconds")
     try:

@@ -420,16 +420,24 @@ def run_outage(
 
     Each phase logs about its own objects, so that writes (not only spam-filtered
     repeats) are due during the outage. Only the writer threads may touch the network:
-    every urllib3 request is tagged with the thread that made it.
+    every request -- the sink's own (``_http``) and urllib3's -- is tagged with the thread
+    that made it.
     """
     import urllib3.connectionpool
 
+    from k8s_logging_events import _http
+
     network: Counter[str] = Counter()
     real_urlopen = urllib3.connectionpool.HTTPConnectionPool.urlopen
+    real_request = _http.Channel.request
 
     def tagged_urlopen(pool: Any, *args: Any, **kwargs: Any) -> Any:
         network[threading.current_thread().name.rstrip("0123456789")] += 1
         return real_urlopen(pool, *args, **kwargs)
+
+    def tagged_request(channel: Any, *args: Any, **kwargs: Any) -> Any:
+        network[threading.current_thread().name.rstrip("0123456789")] += 1
+        return real_request(channel, *args, **kwargs)
 
     handler = KubernetesEventHandler(
         component="outage",
@@ -467,6 +475,7 @@ def run_outage(
         calls[label] = durations
 
     urllib3.connectionpool.HTTPConnectionPool.urlopen = tagged_urlopen  # type: ignore[method-assign,assignment]
+    _http.Channel.request = tagged_request  # type: ignore[method-assign,assignment]
     hang = None
     # the cyclic garbage collector may stop every thread for tens of milliseconds in a big
     # process (a test run): that is the interpreter, not the library, so it stays off here
@@ -497,6 +506,7 @@ def run_outage(
             hang.cancel()
         handler.close()
         urllib3.connectionpool.HTTPConnectionPool.urlopen = real_urlopen  # type: ignore[method-assign]
+        _http.Channel.request = real_request  # type: ignore[method-assign]
     outage = len(calls["refused"]) + len(calls["hanging"])
     return OutageResult(
         calls=calls,

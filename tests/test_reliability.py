@@ -642,7 +642,7 @@ def test_no_token_or_client_key_in_anything_logged_even_at_debug(
     headers = {k.lower(): v for k, v in server.requests[0].headers.items()}
     assert headers["authorization"] == f"Bearer {TOKEN}"  # the token was in use
     assert handler.stats()["failed"] >= len(failures)
-    assert len(everything.records) > 10  # DEBUG records of urllib3 and the library
+    assert len(everything.records) >= len(failures)  # a report of each lost write, at least
     out, err = capfd.readouterr()
     texts = [_rendered(record) for record in everything.records] + [out, err]
     secrets = [TOKEN, TOKEN[4:20], "S3CR3TK3YMATERIAL", _b64(CLIENT_KEY)[:24], "Bearer"]

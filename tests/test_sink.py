@@ -6,6 +6,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client
+from urllib3.exceptions import InsecureRequestWarning
 
 from k8s_logging_events import models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
@@ -418,6 +420,7 @@ class TestLeanRequestPath:
             finally:
                 events_sink.close()
             assert server.events("default")[0]["count"] == 2
+            assert server.connections == 1  # one TLS handshake for both
 
     def test_a_wrong_token_is_a_401(self) -> None:
         with LocalApiServer(tls=True, token="s3cret") as server:
@@ -479,11 +482,83 @@ class TestLeanRequestPath:
             configuration.ssl_ca_cert = other.ca_file  # not the CA that signed it
             events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
             try:
-                with pytest.raises(Exception, match=r"(?i)certificate|ssl"):
+                with pytest.raises(sink.ApiStatusError, match=r"CERTIFICATE_VERIFY_FAILED") as info:
                     events_sink.create(_event())
+                assert info.value.status == 0  # as the official client reports it
+                assert not info.value.is_retryable
             finally:
                 events_sink.close()
             assert server.events("default") == []
+
+    @pytest.mark.parametrize(
+        ("settings", "works"),
+        [
+            ({"tls_server_name": "localhost"}, True),
+            ({"tls_server_name": "elsewhere.example"}, False),
+            ({"tls_server_name": "elsewhere.example", "assert_hostname": False}, True),
+            ({"ssl_ca_cert": None}, False),  # the system's CAs never signed the server's
+            ({"ssl_ca_cert": None, "verify_ssl": False}, True),
+        ],
+        ids=["server-name", "wrong-server-name", "no-hostname-check", "no-ca", "no-verify"],
+    )
+    def test_tls_settings_decide_as_in_the_official_client(
+        self, settings: dict[str, Any], works: bool
+    ) -> None:
+        """SNI and the hostname check, verification off: both paths agree on each."""
+        with LocalApiServer(tls=True, token="s3cret") as server:
+            configuration = server.api_client().configuration
+            for name, value in settings.items():
+                setattr(configuration, name, value)
+            events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+            outcomes = []
+            try:
+                assert events_sink._lean() is not None
+                official = _event(name="web-0.1")
+                path = events_sink._path("default")
+                for write in (
+                    lambda: events_sink._call(
+                        "POST", path, events_sink._body(official), "application/json"
+                    ),
+                    lambda: events_sink.create(_event(name="web-0.2")),
+                ):
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        try:
+                            write()
+                            outcome = "written"
+                        except sink.ApiStatusError as error:
+                            outcome = f"{error.status} {error.reason[:8]}"
+                    unverified = [w for w in caught if w.category is InsecureRequestWarning]
+                    outcomes.append(f"{outcome}{', warned' if unverified else ''}")
+            finally:
+                events_sink.close()
+            expected = "written" if works else "0 SSLError"
+            if settings.get("verify_ssl") is False:
+                expected += ", warned"
+            assert outcomes == [expected, expected]
+
+    @pytest.mark.parametrize("setting", ["assert_hostname", "pool_option"])
+    def test_what_the_channel_cannot_mirror_stays_with_the_official_client(
+        self, setting: str
+    ) -> None:
+        """A name to match other than the server's, a pool option it does not know."""
+        import ssl
+
+        with LocalApiServer(tls=True, token="s3cret") as server:
+            configuration = server.api_client().configuration
+            if setting == "assert_hostname":
+                configuration.assert_hostname = "localhost"
+            api_client = client.ApiClient(configuration)
+            if setting == "pool_option":
+                pool_options = api_client.rest_client.pool_manager.connection_pool_kw
+                pool_options["ssl_minimum_version"] = ssl.TLSVersion.TLSv1_2
+            events_sink = sink.KubernetesEventSink(api_client, qps=0)
+            try:
+                assert events_sink._lean() is None
+                events_sink.create(_event())
+            finally:
+                events_sink.close()
+            assert len(server.events("default")) == 1
 
     def test_a_proxy_takes_the_official_path(self) -> None:
         with LocalApiServer() as server:

@@ -168,17 +168,26 @@ class Exchange:
         return certificate
 
     def respond(self, response: HttpResponse) -> None:
-        """Write ``response`` (its head only, for a HEAD request)."""
+        """Write ``response`` (its head only, for a HEAD request); chunked when the
+        transport's ``chunked_answers`` is on."""
         handler = self._handler
         try:
             phrase = http.HTTPStatus(response.status).phrase
         except ValueError:
             phrase = ""
         body = b"" if handler.command == "HEAD" else response.body
+        if body and self._transport.chunked_answers:
+            # two chunks and the last, empty one: what a client must put together again
+            half = len(body) // 2
+            parts = (body[:half], body[half:]) if half else (body,)
+            body = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in parts) + b"0\r\n\r\n"
+            framing = "Transfer-Encoding: chunked\r\n"
+        else:
+            framing = f"Content-Length: {len(response.body)}\r\n"
         head = [
             f"HTTP/1.1 {response.status} {phrase}\r\n",
             f"Content-Type: {response.content_type}\r\n",
-            f"Content-Length: {len(response.body)}\r\n",
+            framing,
             f"Date: {http_date()}\r\n",
             "Cache-Control: no-cache, private\r\n",
         ]

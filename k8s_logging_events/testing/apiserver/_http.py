@@ -94,6 +94,8 @@ class Transport:
         ssl_context: serve TLS with this context (None: plain HTTP).
         name: the prefix of thread names (``<name>-<port>``, ``<name>-<port>-conn-<n>``).
         stopping: the event :meth:`stop` sets (a new one by default).
+        chunked_answers: send every answer with a body chunked, as a Go server does with an
+            answer it streams, rather than with a ``Content-Length``.
     """
 
     def __init__(
@@ -104,8 +106,11 @@ class Transport:
         ssl_context: ssl.SSLContext | None = None,
         name: str = "k8s-apiserver",
         stopping: threading.Event | None = None,
+        chunked_answers: bool = False,
     ) -> None:
         self._host = host
+        self.chunked_answers = chunked_answers
+        """Answer with chunked bodies (read by each connection's :class:`Exchange`)."""
         self._requested_port = port
         self._serve = serve
         self._ssl_context = ssl_context
@@ -132,6 +137,12 @@ class Transport:
         self._finishing: set[_Connection] = set()
         self._threads: set[threading.Thread] = set()
         self._connection_count = 0
+
+    @property
+    def connections_accepted(self) -> int:
+        """How many connections were accepted since the start."""
+        with self._lock:
+            return self._connection_count
 
     # -- lifecycle --------------------------------------------------------------------
 

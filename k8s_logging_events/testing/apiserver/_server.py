@@ -97,6 +97,9 @@ class LocalApiServer:
         client_certificates: (with ``tls``) accept client certificates signed by the
             server's CA as credentials too (:meth:`client_certificate` issues them); without
             a ``token``, every request must then bring one.
+        chunked_answers: send every answer that has a body with ``Transfer-Encoding:
+            chunked`` (in two chunks) instead of a ``Content-Length``, as a real server does
+            with answers it streams; for testing clients' HTTP.
     """
 
     def __init__(
@@ -116,6 +119,7 @@ class LocalApiServer:
         tls: bool = False,
         token: str | None = None,
         client_certificates: bool = False,
+        chunked_answers: bool = False,
     ) -> None:
         if client_certificates and not tls:
             raise ValueError("client_certificates=True needs tls=True")
@@ -159,6 +163,7 @@ class LocalApiServer:
                 else None
             ),
             stopping=stopping,
+            chunked_answers=chunked_answers,
         )
         self._state = threading.Lock()
         self._started = False
@@ -235,6 +240,15 @@ class LocalApiServer:
     def port(self) -> int:
         """The port served on (0 before :meth:`start`)."""
         return self._transport.port
+
+    @property
+    def connections(self) -> int:
+        """How many client connections the server accepted since it started.
+
+        A keep-alive client's requests share one; a count that grows by one per request
+        shows a client that does not keep connections alive.
+        """
+        return self._transport.connections_accepted
 
     def api_client(
         self, *, credentials: bool = True, client_certificate: ClientCertificate | None = None

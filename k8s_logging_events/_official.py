@@ -1,0 +1,153 @@
+"""The official client's decisions about connecting, for the sink's own channel.
+
+Between :class:`~k8s_logging_events.sink.KubernetesEventSink` and its keep-alive
+:class:`~k8s_logging_events._http.Channel`, at the end of the pipeline: the official
+``kubernetes`` client keeps what it is good at -- loading the configuration (in-cluster,
+kubeconfig, exec plugins), refreshing credentials, TLS settings, proxies -- and
+:func:`channel_for` reads what it decided from its ``ApiClient``: the options of its
+urllib3 pool (derived in ``kubernetes/client/rest.py``), its URL and default headers.
+Whatever the channel could not do exactly as the client would keeps the client's path.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+from k8s_logging_events._http import Channel, TlsSettings
+
+__all__ = ["channel_for"]
+
+# what the official client may give its urllib3 pool (kubernetes/client/rest.py); any other
+# option could change how a request is sent, so the official client then keeps the requests
+_POOL_OPTIONS = frozenset(
+    {
+        "cert_reqs",
+        "ca_certs",
+        "ca_cert_data",
+        "cert_file",
+        "key_file",
+        "assert_hostname",
+        "server_hostname",
+        "socket_options",
+        "maxsize",
+        "retries",
+        "block",
+    }
+)
+# headers the channel writes itself, and so never takes from the client's default headers
+_OWN_HEADERS = frozenset(
+    {"host", "accept", "content-type", "content-length", "transfer-encoding", "connection"}
+)
+
+
+def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channel | None:
+    """A channel that connects as ``api_client``'s own urllib3 pool would.
+
+    The pool's options are the ones the official client derived from its
+    ``Configuration`` (``kubernetes/client/rest.py``): TLS verification, CA file or data,
+    client certificate and key, the server name for SNI and the hostname check, socket
+    options. Headers are the client's default headers (its ``User-Agent`` ...) and cookie.
+
+    Returns:
+        None when the channel could not connect exactly as the client would -- a proxy,
+        an ``assert_hostname`` name, a pool option it does not know, an unusual URL or
+        header -- so that the official client keeps the requests.
+    """
+    import urllib3
+
+    configuration = api_client.configuration
+    if getattr(configuration, "proxy", None):
+        return None
+    pool_manager = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    # a ProxyManager (or SOCKS) is a subclass: only the plain pool connects directly
+    if type(pool_manager) is not urllib3.PoolManager or pool_manager.headers:
+        return None
+    options: dict[str, Any] = dict(pool_manager.connection_pool_kw)
+    if any(value is not None and key not in _POOL_OPTIONS for key, value in options.items()):
+        return None
+    address = _address(str(configuration.host))
+    if address is None:
+        return None
+    scheme, host, port, host_header, prefix = address
+    tls = None
+    if scheme == "https":
+        tls = _tls_settings(options, host)
+        if tls is None:
+            return None
+    socket_options = options.get("socket_options")
+    if socket_options is not None and not all(
+        isinstance(option, tuple) and len(option) == 3 for option in socket_options
+    ):
+        return None
+    headers = [("Host", host_header), ("Accept", "application/json")]
+    for name, value in dict(getattr(api_client, "default_headers", None) or {}).items():
+        if str(name).lower() == "authorization":  # the credentials come per request
+            return None
+        if str(name).lower() not in _OWN_HEADERS:
+            headers.append((str(name), str(value)))
+    cookie = getattr(api_client, "cookie", None)
+    if cookie:
+        headers.append(("Cookie", str(cookie)))
+    connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+    try:
+        return Channel(
+            host,
+            port,
+            headers,
+            prefix=prefix,
+            connect_timeout=connect,
+            read_timeout=read,
+            tls=tls,
+            socket_options=socket_options,
+        )
+    except ValueError:  # a header that cannot be sent: the official client says why
+        return None
+
+
+def _address(url: str) -> tuple[str, str, int, str, str] | None:
+    """The scheme, host, port, ``Host`` header and path prefix of a server URL (None: odd)."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or parts.query or parts.fragment:
+        return None
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port that is no number
+        return None
+    if not host or not host.isascii() or parts.username or parts.password:
+        return None
+    default = 443 if scheme == "https" else 80
+    shown = f"[{host}]" if ":" in host else host
+    # as http.client writes it: the port only when it is not the scheme's own
+    host_header = shown if port in (None, default) else f"{shown}:{port}"
+    return scheme, host, port or default, host_header, parts.path.rstrip("/")
+
+
+def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
+    """urllib3's TLS decisions for the pool's options (None: one it cannot mirror)."""
+    import ssl
+
+    cert_reqs = options.get("cert_reqs")
+    if cert_reqs in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED"):
+        verify = True
+    elif cert_reqs in (ssl.CERT_NONE, "CERT_NONE", "NONE"):
+        verify = False
+    else:
+        return None
+    assert_hostname = options.get("assert_hostname")
+    if assert_hostname not in (None, False):
+        return None  # a name other than the server's to match: urllib3's own matching
+    name = str(options.get("server_hostname") or host).strip("[]")
+    if "%" in name:  # an IPv6 zone: the ssl module would take it for a DNS name
+        name = name[: name.rfind("%")]
+    ca_data = options.get("ca_cert_data")
+    return TlsSettings(
+        server_hostname=name.rstrip("."),
+        verify=verify,
+        check_hostname=verify and assert_hostname is None,
+        ca_file=options.get("ca_certs") or None,
+        ca_data=ca_data if isinstance(ca_data, str | bytes) and ca_data else None,
+        cert_file=options.get("cert_file") or None,
+        key_file=options.get("key_file") or None,
+    )
