@@ -18,6 +18,7 @@ step (``Runtime._handle_batch``) is driven on the main thread over that list.
    queues) and of 4,096 (a deep queue).
 
     python bench/instructions.py [--calls 3000] [--occurrences 5000] [--tree PATH]
+                                 [--only caller|dispatcher]
 
 ``--tree`` measures another checkout of the project (say, a ``git worktree`` of an older
 commit) with the same script, for a before/after. Takes a few minutes: every run is under
@@ -116,14 +117,24 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--occurrences", type=int, default=5000)
     parser.add_argument("--tree", default=TREE, help="the checkout to measure")
+    parser.add_argument("--only", choices=("caller", "dispatcher"))
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind): nothing measured")
         return 0
     tree = os.path.abspath(args.tree)
     print(f"tree: {tree}; Python {sys.version.split()[0]}; instructions counted by callgrind\n")
-    caller = {mode: per_unit(CALLER, tree, mode, args.calls) for mode in ("ours", "floor", "null")}
-    print(f"caller, per log call ({args.calls:,} calls, V1Pod involved):")
+    if args.only != "dispatcher":
+        caller_section(tree, args.calls)
+    if args.only != "caller":
+        dispatcher_section(tree, args.occurrences)
+    return 0
+
+
+def caller_section(tree: str, calls: int) -> None:
+    """Instructions per log call: ours, QueueHandler, NullHandler."""
+    caller = {mode: per_unit(CALLER, tree, mode, calls) for mode in ("ours", "floor", "null")}
+    print(f"caller, per log call ({calls:,} calls, V1Pod involved):")
     labels = {"ours": "our handler", "floor": "QueueHandler", "null": "NullHandler"}
     for mode, label in labels.items():
         ratio = caller[mode] / caller["floor"]
@@ -131,16 +142,16 @@ def main() -> int:
     own = caller["ours"] - caller["null"]
     floor_own = caller["floor"] - caller["null"]
     print(f"  beyond logging's own cost: ours {own:,.0f}, QueueHandler {floor_own:,.0f}\n")
+
+
+def dispatcher_section(tree: str, occurrences: int) -> None:
+    """Instructions per occurrence on the dispatcher, in short and long batches."""
     script = DISPATCHER.replace("EXPONENT", str(ZIPF_EXPONENT))
-    script = script.replace("MAX", str(args.occurrences))
-    print(
-        f"dispatcher, per occurrence ({args.occurrences:,}, Zipf s={ZIPF_EXPONENT} "
-        "over 1,000 pods):"
-    )
+    script = script.replace("MAX", str(occurrences))
+    print(f"dispatcher, per occurrence ({occurrences:,}, Zipf s={ZIPF_EXPONENT} over 1,000 pods):")
     for batch in (128, 4096):
-        value = per_unit(script, tree, batch, args.occurrences)
+        value = per_unit(script, tree, batch, occurrences)
         print(f"  batches of {batch:<5} {value:>10,.0f}")
-    return 0
 
 
 if __name__ == "__main__":

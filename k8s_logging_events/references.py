@@ -100,6 +100,8 @@ _MAX_CLASSES = 1024
 # which reader each class of object needs, decided on first sight
 _CLASS_KINDS: dict[type, str] = {}
 
+_TEXT_OR_UNSET = frozenset((str, type(None)))
+
 # whether a class of metadata objects is a Mapping, decided on first sight
 _MAPPING_CLASSES: dict[type, bool] = {}
 
@@ -213,14 +215,16 @@ def _from_model(obj: Any) -> ObjectReference:
         name, namespace, uid, version = (_field(metadata, key, obj) for _, key in _METADATA_FIELDS)
     else:
         name, namespace, uid, version = _model_metadata(metadata, obj)
-    kind = _attr(obj, "kind", obj)
-    api_version = _attr(obj, "api_version", obj, "apiVersion")
-    if not kind or not api_version:
+    kind, api_version = getattr(obj, "kind", None), getattr(obj, "api_version", None)
+    if type(kind) is not str or type(api_version) is not str or not kind or not api_version:
+        kind = _attr(obj, "kind", obj)
+        api_version = _attr(obj, "api_version", obj, "apiVersion")
         # items of a list call come back without type metadata: the class knows it
         class_kind, class_api_version = type_meta_for_model(type(obj))
         kind = kind or class_kind
         api_version = api_version or class_api_version
-    return _checked(ObjectReference(kind, namespace, name, uid, api_version, version), obj)
+    ref = ObjectReference(kind, namespace, name, uid, api_version, version)
+    return ref if name and kind else _checked(ref, obj)
 
 
 def _is_mapping(cls: type) -> bool:
@@ -243,9 +247,9 @@ def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
         # cost a failed lookup on every record)
         return _metadata_by_name(metadata, obj)
     name, namespace, uid, version = values
-    if type(name) is str and type(namespace) is str and type(uid) is str and type(version) is str:
-        return values
-    return _metadata_by_name(metadata, obj)  # None as "", or an error naming the field
+    if {type(name), type(namespace), type(uid), type(version)} <= _TEXT_OR_UNSET:
+        return name or "", namespace or "", uid or "", version or ""
+    return _metadata_by_name(metadata, obj)  # an error naming the field
 
 
 def _metadata_by_name(metadata: Any, obj: object) -> tuple[str, str, str, str]:
