@@ -65,6 +65,23 @@ Large, because the further behind the dispatcher falls in a burst, the more repe
 object a batch holds, and a run of repeats is correlated at once: a deep queue drains
 faster per occurrence than a shallow one."""
 
+LINGER_BATCH = 64
+"""A batch at least this long means a burst: the dispatcher then lets the next one gather."""
+
+LINGER_SECONDS = 0.05
+"""The longest the dispatcher lets the next batch of a burst gather.
+
+Under one interpreter lock, a dispatcher that takes the queue whenever it gets the lock
+handles a burst in batches of what one switch interval queued (a hundred or so), and each
+object in a batch costs a correlation; waiting a little gives batches of thousands, where
+the repeats of one object are counted at once (a third of the instructions per occurrence:
+``bench/instructions.py``). It stops at a full batch, at a quarter of the queue, or when a
+flush or close waits. An event of a burst reaches the API server at most this much later.
+"""
+
+LINGER_STEP_SECONDS = 0.005
+"""How often a lingering dispatcher looks at the queue's length."""
+
 IDLE_WAIT_SECONDS = 5.0
 """The longest the dispatcher waits for the queue before it looks at its timers again."""
 
@@ -267,6 +284,7 @@ class Runtime:
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
+        self._hurry = threading.Event()  # set while a flush or close waits: no lingering
         self._dispatcher: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
         self._in_flight: list[tuple[Recording, _writer.Write]] = []
@@ -387,10 +405,26 @@ class Runtime:
                 if self._handle_batch(batch) or (not batch and self._stopping):
                     return
                 busy = self._tend()
+                self._linger(len(batch))
             except Exception as error:  # rule 5: report, and go on with the next batch
                 self._reporter.report(
                     "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
                 )
+
+    def _linger(self, handled: int) -> None:
+        """After a batch of a burst, let the next gather (see :data:`LINGER_SECONDS`).
+
+        Not with a test's sleeper (a fake clock does not wait for real time).
+        """
+        if handled < LINGER_BATCH or self._sleep is not None:
+            return
+        enough = min(BATCH_SIZE, max(1, self._capacity // 4))
+        end = time.monotonic() + LINGER_SECONDS
+        while not self._hurry.is_set() and self._queue.qsize() < enough:
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            self._hurry.wait(min(left, LINGER_STEP_SECONDS))
 
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
@@ -682,6 +716,7 @@ class Runtime:
         self._queue.put(marker)
         with self._cond:
             self._flushes += 1
+            self._hurry.set()
             self._set_draining(True)
         try:
             if not self._wait_reached(marker, deadline):
@@ -694,6 +729,8 @@ class Runtime:
         finally:
             with self._cond:
                 self._flushes -= 1
+                if not self._flushes and not self._closing:
+                    self._hurry.clear()
                 if not self._flushes:
                     self._set_draining(False)
 
@@ -761,6 +798,7 @@ class Runtime:
             if self._closing:
                 return []
             self._closing = True
+            self._hurry.set()
         deadline = _Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())

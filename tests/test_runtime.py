@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_logging_events import correlator, models, recorder
+from k8s_logging_events import _runtime, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import pod, stored_counts, unaccounted
@@ -522,6 +522,26 @@ def test_repeats_queued_together_build_only_the_first_and_last_event_of_their_ru
         counts = {event.message: event.count for event in fake.events}
         assert counts == {"first": 300, "second": 300}
         assert unaccounted(dict(b.stats())) == 0
+    finally:
+        b.shutdown(2)
+
+
+def test_a_flush_cuts_the_dispatchers_linger_short(monkeypatch) -> None:
+    """After a batch of a burst the dispatcher lets the next one gather; a flush does not
+    wait for that (a linger of an hour here: the flush would time out if it did), and
+    neither does the next burst's flush."""
+    monkeypatch.setattr(_runtime, "LINGER_SECONDS", 3600.0)
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("linger")
+        for burst in ("p", "q"):
+            for index in range(3 * _runtime.LINGER_BATCH):
+                ref = models.ObjectReference(kind="Pod", namespace="ns", name=f"{burst}-{index}")
+                rec.event(ref, models.NORMAL, "Started", "started")
+            assert b.flush(10)
+        assert len(fake.events) == 6 * _runtime.LINGER_BATCH
     finally:
         b.shutdown(2)
 
