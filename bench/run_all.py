@@ -1,6 +1,6 @@
 """Run every benchmark and print every table: the one documented command (``./dev bench``).
 
-    python bench/run_all.py [--quick] [--no-dragonk8s] [--memory-events N]
+    python bench/run_all.py [--quick] [--no-dragonk8s] [--memory-events N] [--instructions]
 
 Sections, each a script of its own in bench/ run in a fresh process (so that one section's
 threads and memory never weigh on another's), each printing a small table and its ratios
@@ -17,6 +17,9 @@ against a baseline measured in the same run:
                           a hanging server, a batch job's events at exit, RSS and close()
                           after --memory-events distinct objects at the default rate
 8. perf_targets.py        issue 15's table: every row next to its target, met or not
+9. instructions.py        with --instructions only (six minutes under valgrind): the
+                          caller's and the dispatcher's instructions, which a noisy machine
+                          cannot disturb
 
 The dragonk8s comparison needs a virtualenv of its own under /tmp (never the project's):
 it is made on first use with ``kubernetes>=37,<38``, ``dragonk8s`` and the two modules
@@ -79,6 +82,7 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     parser.add_argument("--no-dragonk8s", action="store_true")
     parser.add_argument("--memory-events", type=int, default=0)
+    parser.add_argument("--instructions", action="store_true", help="add instructions.py")
     args = parser.parse_args()
 
     memory_events = args.memory_events or (100_000 if args.quick else 1_000_000)
@@ -123,6 +127,8 @@ def main() -> int:
             ),
         )
     )
+    if args.instructions:
+        sections.append(("9. Instructions (callgrind)", ["instructions.py"]))
 
     print(f"machine: {machine()}")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")
