@@ -177,18 +177,11 @@ def read(
     if message is None:
         return None
     # the optional extras are rare: no call for one that is absent (this runs on every record)
-    wanted_type, annotations, action, related = (
-        get("event_type"),
-        get("annotations"),
-        get("action"),
-        get("related"),
-    )
+    annotations, action, related = get("annotations"), get("action"), get("related")
     return recorder.Occurrence(
         ref,
         ref.namespace or default_namespace,
-        (models.WARNING if record.levelno >= logging.WARNING else models.NORMAL)
-        if wanted_type is None
-        else _event_type(record, wanted_type, notes),
+        _event_type(record, get("event_type"), notes),
         _reason(get("reason"), settings.default_reason, notes),
         message,
         None if annotations is None else _annotations(annotations, notes),
