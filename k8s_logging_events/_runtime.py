@@ -891,48 +891,24 @@ class _Run(Sequence[models.Event]):
 
     A correlator reads the first and the last of a run of repeats, so in a burst most
     occurrences are counted without ever becoming an Event (building one means naming it
-    and a dataclass of 18 fields). What is built is kept: every sink reads the same Event.
-    A failure to build raises where the event is read, and costs the run.
+    and a dataclass of 18 fields). What is built is kept: every sink reads the same Event,
+    and a slice (``run[1:]``) shares the run's items and built events. A failure to build
+    raises where the event is read, and costs the run.
     """
 
-    __slots__ = ("_build", "_built", "_items")
+    __slots__ = ("_build", "_built", "_items", "_positions")
 
-    def __init__(self, items: list[Any], build: Callable[[Any], models.Event]) -> None:
+    def __init__(
+        self,
+        items: list[Any],
+        build: Callable[[Any], models.Event],
+        positions: range | None = None,
+        built: dict[int, models.Event] | None = None,
+    ) -> None:
         self._items = items
         self._build = build
-        self._built: dict[int, models.Event] = {}
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    @overload
-    def __getitem__(self, index: int) -> models.Event: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[models.Event]: ...
-
-    def __getitem__(self, index: int | slice) -> models.Event | Sequence[models.Event]:
-        if isinstance(index, slice):
-            return _RunSlice(self, range(len(self._items))[index])
-        position = range(len(self._items))[index]  # negative indices, IndexError
-        event = self._built.get(position)
-        if event is None:
-            event = self._built[position] = self._build(self._items[position])
-        return event
-
-    def append(self, item: Any) -> None:
-        """Add one more repeat at the end (while the run is being cut)."""
-        self._items.append(item)
-
-
-class _RunSlice(Sequence[models.Event]):
-    """Part of a :class:`_Run` (``run[1:]``), building through the run it is part of."""
-
-    __slots__ = ("_positions", "_run")
-
-    def __init__(self, run: _Run, positions: range) -> None:
-        self._run = run
-        self._positions = positions
+        self._positions = range(len(items)) if positions is None else positions
+        self._built = {} if built is None else built
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -945,8 +921,12 @@ class _RunSlice(Sequence[models.Event]):
 
     def __getitem__(self, index: int | slice) -> models.Event | Sequence[models.Event]:
         if isinstance(index, slice):
-            return _RunSlice(self._run, self._positions[index])
-        return self._run[self._positions[index]]
+            return _Run(self._items, self._build, self._positions[index], self._built)
+        position = self._positions[index]  # negative indices, IndexError
+        event = self._built.get(position)
+        if event is None:
+            event = self._built[position] = self._build(self._items[position])
+        return event
 
 
 def _built(event: models.Event) -> models.Event:
@@ -962,19 +942,19 @@ def _runs(items: Sequence[Any], keys: Keys, build: Callable[[Any], models.Event]
     occurrences (everything but the time equal) form one run. Only the correlator caches'
     LRU order can differ from correlating the batch one by one in arrival order.
     """
-    groups: dict[Hashable, list[_Run]] = {}
+    groups: dict[Hashable, list[list[Any]]] = {}
     last_keys: dict[Hashable, object] = {}
     for item in items:
         group_key, key = keys(item)
         runs = groups.get(group_key)
         if runs is None:
-            groups[group_key] = [_Run([item], build)]
+            groups[group_key] = [[item]]
         elif last_keys[group_key] == key:
             runs[-1].append(item)
         else:
-            runs.append(_Run([item], build))
+            runs.append([item])
         last_keys[group_key] = key
-    return [run for runs in groups.values() for run in runs]
+    return [_Run(run, build) for runs in groups.values() for run in runs]
 
 
 class _Deadline:

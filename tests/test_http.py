@@ -20,28 +20,10 @@ import pytest
 
 from k8s_logging_events import _http, _writer, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
+from tests.test_sink import _event
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 JSON = "application/json"
-
-
-def _event(name: str = "web-0.1", namespace: str = "default", **changes: Any) -> models.Event:
-    values: dict[str, Any] = {
-        "name": name,
-        "namespace": namespace,
-        "involved_object": models.ObjectReference(
-            kind="Pod", namespace=namespace, name="web-0", uid="uid-web-0", api_version="v1"
-        ),
-        "reason": "BackOff",
-        "message": "Back-off pulling image",
-        "source": models.EventSource(component="test", host="node-1"),
-        "first_timestamp": T0,
-        "last_timestamp": T0,
-        "count": 1,
-        "type": models.WARNING,
-    }
-    values.update(changes)
-    return models.Event(**values)
 
 
 @pytest.fixture(name="served", params=[False, True], ids=["http", "https"])
