@@ -1,36 +1,50 @@
 """Time and sleeping, injected everywhere the pipeline waits or stamps.
 
-Nothing in the library reads the wall clock or sleeps directly: the correlator, the recorder
-and the writer take a :class:`Clock` (``clock=``) and a :class:`Sleeper` (``sleep=``), so
-tests drive time with :class:`k8s_logging_events.testing.FakeClock` and never wait.
+Two kinds of time, kept apart. Timestamps written into events come from :meth:`Clock.now`
+(the wall clock, which NTP or a resumed VM may step); every duration (back-offs, held
+counts, rate limits, report limits, deadlines) is measured on :meth:`Clock.monotonic`,
+which never steps. Nothing in the library reads the wall clock or sleeps directly: the
+correlator, the recorder and the writer take a :class:`Clock` (``clock=``) and a
+:class:`Sleeper` (``sleep=``), so tests drive both kinds of time with
+:class:`k8s_logging_events.testing.FakeClock` and never wait.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "Sleeper", "SystemClock", "event_sleep", "seconds"]
+__all__ = ["Clock", "Sleeper", "SystemClock", "event_sleep", "monotonic_source", "seconds"]
 
 
 @runtime_checkable
 class Clock(Protocol):
-    """Knows what time it is."""
+    """Knows what time it is (for timestamps) and how much time has passed (for durations)."""
 
     def now(self) -> datetime:
         """Return the current time as a timezone-aware UTC datetime."""
         ...
 
+    def monotonic(self) -> float:
+        """Return seconds on a clock that never goes back: only differences mean anything."""
+        ...
+
 
 class SystemClock:
-    """The real clock: :func:`datetime.now` in UTC."""
+    """The real clocks: :func:`datetime.now` in UTC, and :func:`time.monotonic`."""
 
     __slots__ = ()
 
     def now(self) -> datetime:
         """Return the current wall-clock time in UTC."""
         return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """Return :func:`time.monotonic`."""
+        return time.monotonic()
 
     def __repr__(self) -> str:
         return "SystemClock()"
@@ -52,6 +66,20 @@ def event_sleep(seconds: float, cancel: threading.Event) -> bool:
     return cancel.wait(seconds)
 
 
+def monotonic_source(clock: object) -> Callable[[], float]:
+    """Return the function that measures durations for ``clock``: its ``monotonic``.
+
+    A clock written before :meth:`Clock.monotonic` existed has only ``now()``; its
+    durations are then measured on ``now()``, as they were, so that a test that steps
+    such a clock still moves every timer.
+    """
+    monotonic = getattr(clock, "monotonic", None)
+    if callable(monotonic):
+        return monotonic  # type: ignore[no-any-return]
+    now: Callable[[], datetime] = clock.now  # type: ignore[attr-defined]
+    return lambda: now().timestamp()
+
+
 def seconds(clock: Clock) -> float:
-    """Return ``clock.now()`` as seconds since the Unix epoch (for rate arithmetic)."""
+    """Return ``clock.now()`` as seconds since the Unix epoch (a timestamp, not a duration)."""
     return clock.now().timestamp()

@@ -40,6 +40,27 @@ class TestFakeClock:
         assert clock.sleeps == [3.0, 1.0]
         assert clock.now() == T0 + timedelta(seconds=4)
 
+    def test_step_moves_both_clocks_and_step_wall_or_set_only_the_wall(self) -> None:
+        """Durations are read on monotonic(): a stepped wall clock does not move it."""
+        clock = FakeClock(T0)
+        start = clock.monotonic()
+        clock.step(2.0)
+        assert clock.monotonic() - start == 2.0
+        clock.step_wall(-3600.0)
+        clock.set(T0 + timedelta(days=3))
+        assert clock.monotonic() - start == 2.0
+        assert clock.now() == T0 + timedelta(days=3)
+        clock.sleep(0.5, threading.Event())
+        assert clock.monotonic() - start == 2.5
+
+    def test_tick_moves_the_monotonic_reading_too(self) -> None:
+        """In tick mode every now() lets time pass, for durations as for timestamps."""
+        clock = FakeClock(T0, tick=1.0)
+        start = clock.monotonic()
+        clock.now()
+        clock.now()
+        assert clock.monotonic() - start == 2.0
+
     def test_naive_start_is_taken_as_utc(self) -> None:
         """A naive datetime is read as UTC, so now() is always aware."""
         assert FakeClock(datetime(2024, 1, 1)).now() == T0  # noqa: DTZ001

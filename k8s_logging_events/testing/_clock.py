@@ -13,8 +13,11 @@ _DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 class FakeClock:
     """A :class:`~k8s_logging_events.clock.Clock` and a sleeper that tests drive by hand.
 
-    ``now()`` returns the fake time; ``step()`` and ``set()`` move it. With ``tick`` set, every
-    ``now()`` call moves time on by that many seconds after answering (client-go's
+    It keeps both kinds of time: ``now()`` (the wall clock, for timestamps) and
+    ``monotonic()`` (for durations). ``step()`` moves both, as time passing does;
+    ``set()`` and ``step_wall()`` move the wall clock alone, as an NTP correction or a VM
+    resumed from a snapshot does, and ``monotonic()`` does not notice. With ``tick`` set,
+    every ``now()`` call moves both on by that many seconds after answering (client-go's
     ``SimpleIntervalClock``). The clock is also a :class:`~k8s_logging_events.clock.Sleeper`:
     calling it as ``clock.sleep(seconds, cancel)`` records the sleep in :attr:`sleeps`, moves
     time on by ``seconds`` and returns at once, so retry back-offs cost no wall-clock time.
@@ -28,6 +31,8 @@ class FakeClock:
         start = start or _DEFAULT_START
         self._now = start if start.tzinfo else start.replace(tzinfo=UTC)
         self._tick = timedelta(seconds=tick)
+        self._tick_seconds = tick
+        self._monotonic = 0.0
         self._lock = threading.Lock()
         self.sleeps: list[float] = []
         """Every sleep asked of this clock, in seconds, in order."""
@@ -37,15 +42,27 @@ class FakeClock:
         with self._lock:
             current = self._now
             self._now = current + self._tick
+            self._monotonic += self._tick_seconds
             return current
 
+    def monotonic(self) -> float:
+        """Return the fake monotonic reading: seconds that ``step()`` and sleeps added up."""
+        with self._lock:
+            return self._monotonic
+
     def step(self, seconds: float) -> None:
-        """Move time forward by ``seconds``."""
+        """Let ``seconds`` pass: both the wall clock and the monotonic reading move."""
+        with self._lock:
+            self._now += timedelta(seconds=seconds)
+            self._monotonic += seconds
+
+    def step_wall(self, seconds: float) -> None:
+        """Move the wall clock alone by ``seconds`` (negative: back), as NTP may step it."""
         with self._lock:
             self._now += timedelta(seconds=seconds)
 
     def set(self, t: datetime) -> None:
-        """Jump to ``t``."""
+        """Set the wall clock to ``t``; the monotonic reading does not change."""
         with self._lock:
             self._now = t if t.tzinfo else t.replace(tzinfo=UTC)
 
@@ -59,6 +76,7 @@ class FakeClock:
                 # or a caller that sleeps until a due time asks again forever
                 step = timedelta(microseconds=1)
             self._now += step
+            self._monotonic += step.total_seconds()
         return cancel.is_set()
 
     def __repr__(self) -> str:
