@@ -123,7 +123,8 @@ class RateLimitedReporter:
         log: logging.Logger | None = None,
     ) -> None:
         self._interval = interval_seconds
-        self._clock = clock or clock_mod.SystemClock()
+        # the interval is a duration: on the monotonic reading, never the wall clock
+        self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._log = log or logger
         self._lock = threading.RLock()
         self._last: dict[str, float] = {}
@@ -157,7 +158,7 @@ class RateLimitedReporter:
         log = self._log
         if log.disabled or level < log.getEffectiveLevel():
             return False
-        now = clock_mod.seconds(self._clock)
+        now = self._monotonic()
         with self._lock:
             last = self._last.get(kind)
             if last is not None and now - last < self._interval:

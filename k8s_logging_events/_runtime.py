@@ -455,8 +455,9 @@ class Runtime:
         with self._cond:
             if self._ready_writes() and self._in_flight:
                 # blocked behind requests that may stall: look again when they would
-                oldest = min(write.started for _, write in self._in_flight)
-                wait = min(wait, max(0.05, oldest + STALL_SECONDS - time.monotonic()))
+                now = time.monotonic()
+                oldest = min(write.started or now for _, write in self._in_flight)
+                wait = min(wait, max(0.05, oldest + STALL_SECONDS - now))
         return wait
 
     def _handle_batch(self, batch: list[Any]) -> bool:
@@ -627,7 +628,9 @@ class Runtime:
 
     def _stalled_count(self) -> int:
         now = time.monotonic()
-        return sum(1 for _, write in self._in_flight if now - write.started >= STALL_SECONDS)
+        return sum(
+            1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
+        )
 
     def _take_job(self) -> tuple[Recording, _writer.Write] | None:
         with self._cond:

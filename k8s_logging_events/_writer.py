@@ -19,7 +19,8 @@ back. This keeps client-go's create-or-patch logic and retry schedule, and adds:
   event's token bucket next allows, and at flush;
 * exact accounting: each occurrence ends as created, patched, coalesced, dropped or failed.
 
-Time comes from the injected clock, so tests drive back-offs with a fake clock.
+Back-offs and held counts are durations, measured on the injected clock's monotonic reading
+(never its wall clock, which NTP may step), so tests drive them with a fake clock.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ _MAX_SKIPPED = 256
 """Ready writes one take() looks past (waiting for their object or namespace) at most."""
 
 _RESOLUTION = 1e-6
-"""A clock gives datetimes, in whole microseconds: a write due within one is due now (a
-sleeper that moves a fake clock cannot sleep less, and would be asked again forever)."""
+"""A write due within a microsecond is due now: a sleeper that moves a fake clock moves it
+by at least that much, and would be asked again forever for less."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,12 +104,14 @@ class Write:
     # the submission number of its oldest occurrence (flush waits for those before it)
     first: int = 0
     last_error: Exception | None = None
-    started: float = 0.0  # time.monotonic() when the request in flight began; 0: none is
+    # time.monotonic() when the request in flight began (real time: it bounds a request
+    # that hangs in a socket); None while no request is in flight
+    started: float | None = None
 
     @property
     def in_flight(self) -> bool:
         """True while a request for this write has not come back."""
-        return self.started > 0
+        return self.started is not None
 
     def absorb(self, newer: Write) -> None:
         """Take over a newer occurrence: its count, timestamps and message win."""
@@ -161,6 +164,7 @@ class Writes:
         self._counters = counters
         self._options = options
         self._clock = clock
+        self._monotonic = clock_mod.monotonic_source(clock)
         self._reporter = reporter
         self._retry = _RetrySchedule(options, rng)
         self._slots: dict[Key, _Slot] = {}
@@ -272,7 +276,7 @@ class Writes:
         return len(self._ready)
 
     def next_due(self) -> float | None:
-        """Seconds (on the clock) until the next timed write is due; None if there is none."""
+        """Seconds (monotonic) until the next timed write is due; None if there is none."""
         while self._timed:
             due, generation, key = self._timed[0]
             slot = self._slots.get(key)
@@ -286,14 +290,14 @@ class Writes:
         stalled = 0
         for writes in self._in_flight.values():
             for write in writes:
-                if now - write.started >= stall_seconds:
+                if write.started is not None and now - write.started >= stall_seconds:
                     stalled += 1
                     self._stalled.add(write.namespace)
         return stalled
 
     def oldest_started(self) -> float | None:
         """When the oldest request in flight began (``time.monotonic()``), if any."""
-        starts = [write.started for writes in self._in_flight.values() for write in writes]
+        starts = [w.started for ws in self._in_flight.values() for w in ws if w.started is not None]
         return min(starts, default=None)
 
     def release_held(self) -> None:
@@ -408,7 +412,7 @@ class Writes:
     # --- scheduling ----------------------------------------------------------------------
 
     def _landed(self, write: Write) -> None:
-        write.started = 0.0
+        write.started = None
         self._busy_objects.discard(write.event.involved_object)
         writes = self._in_flight.get(write.namespace)
         if writes is not None and write in writes:
@@ -485,7 +489,9 @@ class Writes:
         )
 
     def _now(self) -> float:
-        return clock_mod.seconds(self._clock)
+        # due times are durations from now: on the monotonic reading, which a step of the
+        # wall clock (NTP, a VM resumed from a snapshot) does not move
+        return self._monotonic()
 
 
 class _RetrySchedule:

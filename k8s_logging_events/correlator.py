@@ -23,7 +23,7 @@ import math
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NamedTuple, TypeAlias
 
 import cachetools
@@ -467,13 +467,17 @@ _PATCH_PENDING = object()
 
 
 class _AggregateRecord:
-    """The distinct local keys seen for one aggregate key, and when the last one came."""
+    """The distinct local keys seen for one aggregate key, and when the last one came.
 
-    __slots__ = ("last_timestamp", "local_keys")
+    ``last_seen`` is a monotonic reading: the interval is a duration, which a step of the
+    wall clock must not cut short or stretch (Go's ``time.Time.Sub`` measures it so too).
+    """
+
+    __slots__ = ("last_seen", "local_keys")
 
     def __init__(self) -> None:
         self.local_keys: set[str] = set()
-        self.last_timestamp: datetime | None = None
+        self.last_seen: float | None = None
 
 
 class _Aggregator:
@@ -487,12 +491,14 @@ class _Aggregator:
         self._key_func = settings.key_func
         self._message_func = settings.message_func
         self._max_events = settings.max_events
-        self._max_interval = timedelta(seconds=settings.max_interval_seconds)
+        self._max_interval = settings.max_interval_seconds
         self._clock = settings.clock
+        self._monotonic = clocks.monotonic_source(settings.clock)
 
     def aggregate(self, event: models.Event) -> tuple[models.Event, str]:
         """Return the event to observe and its cache key: ``event`` itself or an aggregate."""
-        now = self._clock.now()
+        seen = self._monotonic()
+        now = self._clock.now()  # the aggregate event's timestamps, and its name
         event_key = get_event_key(event)
         aggregate_key, local_key = self._key_func(event)
 
@@ -500,12 +506,12 @@ class _Aggregator:
         # the window slides: it is measured from the latest similar event, not the first
         if (
             record is None
-            or record.last_timestamp is None
-            or now - record.last_timestamp > self._max_interval
+            or record.last_seen is None
+            or seen - record.last_seen > self._max_interval
         ):
             record = _AggregateRecord()
         record.local_keys.add(local_key)
-        record.last_timestamp = now
+        record.last_seen = seen
         self._cache[aggregate_key] = record
 
         if len(record.local_keys) < self._max_events:
@@ -535,18 +541,19 @@ class _Aggregator:
         group is below the threshold and within the interval: :meth:`aggregate` would then
         return ``event`` itself and change nothing but the group's last timestamp.
         """
-        now = self._clock.now()
+        seen = self._monotonic()
+        self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
         aggregate_key, local_key = self._key_func(event)
         record = self._cache.get(aggregate_key)
         if (
             record is None
-            or record.last_timestamp is None
-            or now - record.last_timestamp > self._max_interval
+            or record.last_seen is None
+            or seen - record.last_seen > self._max_interval
             or local_key not in record.local_keys
             or len(record.local_keys) >= self._max_events
         ):
             return False
-        record.last_timestamp = now
+        record.last_seen = seen
         self._cache[aggregate_key] = record
         return True
 
@@ -610,7 +617,8 @@ class _SpamFilter:
         self._burst = settings.burst_size
         # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
         self._qps = _float32(settings.qps)
-        self._clock = settings.clock
+        # refill is a duration: measured on the monotonic reading, never the wall clock
+        self._monotonic = clocks.monotonic_source(settings.clock)
         self._key_func = settings.spam_key_func
 
     def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
@@ -627,7 +635,7 @@ class _SpamFilter:
     def take(self, event: models.Event) -> bool:
         """Take a token from ``event``'s bucket; return whether one was there."""
         key = self._key_func(event)
-        now = clocks.seconds(self._clock)
+        now = self._monotonic()
         bucket = self._bucket(key, now)
         taken = bucket.try_take(now)
         # stored on every call, so a busy key stays in the cache
@@ -637,7 +645,7 @@ class _SpamFilter:
     def take_many(self, event: models.Event, count: int) -> int:
         """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
         key = self._key_func(event)
-        now = clocks.seconds(self._clock)
+        now = self._monotonic()
         bucket = self._bucket(key, now)
         taken = 0
         while taken < count and bucket.try_take(now):
@@ -647,7 +655,7 @@ class _SpamFilter:
 
     def wait(self, event: models.Event) -> float:
         """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
-        now = clocks.seconds(self._clock)
+        now = self._monotonic()
         return self._bucket(self._key_func(event), now).wait_time(now)
 
 

@@ -181,7 +181,7 @@ class KubernetesEventSink:
         qps: the sustained request rate of the client-side rate limit; 0 turns it off.
         burst: how many requests may go at once after a quiet spell.
         request_timeout: seconds to connect and to read each answer.
-        clock: the time source of the rate limit.
+        clock: the time source of the rate limit (its monotonic reading).
         sleep: how the rate limit waits (interrupted by :meth:`close`).
         api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"`` or ``"auto"``.
         drain_qps: the rate limit while :meth:`drain` is on (0: none), see
@@ -215,10 +215,12 @@ class KubernetesEventSink:
         )
         self._timeout = request_timeout
         self._clock = clock or clock_mod.SystemClock()
+        # the rate limit measures durations: on the monotonic reading, never the wall clock
+        self._monotonic = clock_mod.monotonic_source(self._clock)
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
         self._limit_lock = threading.Lock()
-        now = clock_mod.seconds(self._clock)
+        now = self._monotonic()
         self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
         # draining is never slower than the normal rate: no limit stays no limit
         self._draining = self._normal
@@ -434,7 +436,7 @@ class KubernetesEventSink:
                 bucket = self._bucket
                 if bucket is None:
                     return
-                now = clock_mod.seconds(self._clock)
+                now = self._monotonic()
                 if bucket.try_take(now):
                     return
                 # at most a second at a time: a drain that starts meanwhile applies at once

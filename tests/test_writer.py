@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -98,6 +98,36 @@ def test_held_back_counts_are_written_when_the_bucket_refills(made) -> None:
     assert any(s > 250 for s in clock.sleeps)
     assert b.flush(5)
     assert fake.events[0].count == 30
+
+
+@pytest.mark.parametrize("wall_step", [-3600.0, 3600.0])
+def test_held_back_counts_are_released_on_time_after_a_wall_clock_step(made, wall_step) -> None:
+    """A wall step (NTP, a resumed VM) between the burst and the held occurrences: the held
+    count goes out when the bucket refills, 300 s of monotonic time later, not an hour
+    later (a step back) and not at once (a step forward)."""
+    clock = FakeClock(START)
+    b = _broadcaster(made, clock)
+    fake = FakeEventSink()
+    written = threading.Event()
+
+    def watch_count(event: models.Event, data: bytes) -> None:
+        if json.loads(data)["count"] == 30:
+            written.set()
+
+    fake.on_patch = watch_count
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(25):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    assert b.flush(5)
+    clock.step_wall(wall_step)
+    slept = len(clock.sleeps)
+    for _ in range(5):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    assert written.wait(10)
+    assert 250 < sum(clock.sleeps[slept:]) < 400
+    assert fake.events[0].count == 30
+    assert fake.events[0].last_timestamp == START + timedelta(seconds=wall_step)
 
 
 def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None:
