@@ -24,6 +24,7 @@ import sys
 import threading
 from typing import Any
 
+from k8s_logging_events import _process
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -132,6 +133,14 @@ class RateLimitedReporter:
         self._deferred: collections.deque[tuple[str, int, str, tuple[Any, ...]]] = (
             collections.deque(maxlen=1024)
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A new lock; what the parent deferred or held back is the parent's to report."""
+        self._lock = threading.RLock()
+        self._last.clear()
+        self._suppressed.clear()
+        self._deferred.clear()
 
     def defer(self, kind: str, level: int, msg: str, *args: Any) -> None:
         """Keep a report for :meth:`emit_deferred`: for code that holds a lock right now.

@@ -269,6 +269,7 @@ class Channel:
         self._socket_options = tuple(socket_options) if socket_options is not None else _NO_DELAY
         self._content_types: dict[str, bytes] = {}
         self._idle: collections.deque[_Connection] = collections.deque()
+        self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
         self._closed = False
         self.connections_opened = 0
         """How many connections were opened so far (for tests and diagnostics)."""
@@ -321,6 +322,7 @@ class Channel:
         if keep:
             self._give_back(connection)
         else:
+            self._busy.discard(connection)
             connection.close()
         return answer
 
@@ -334,8 +336,12 @@ class Channel:
 
         They are the parent's (two processes cannot share a TLS session, nor take turns on
         one connection), so the child opens its own. Only the child's copies of the
-        descriptors are closed: the parent still holds them, so nothing reaches the server.
+        descriptors are closed, idle ones and those a thread of the parent was using: the
+        parent still holds them, so nothing reaches the server.
         """
+        busy, self._busy = self._busy, set()
+        for connection in busy:
+            connection.close()
         self._close_idle()
 
     # -- inside ------------------------------------------------------------------------
@@ -380,6 +386,7 @@ class Channel:
 
     def _give_back(self, connection: _Connection) -> None:
         connection.idle_since = time.monotonic()
+        self._busy.discard(connection)
         self._idle.append(connection)
         if self._closed:  # close() ran while this request was in flight
             self._close_idle()
@@ -428,6 +435,7 @@ class Channel:
 
         Returns the answer and whether the connection may carry another request.
         """
+        self._busy.add(connection)
         try:
             try:
                 connection.sock.sendall(data)
@@ -439,6 +447,7 @@ class Channel:
                 raise
             answer, keep = _read_answer(connection)
         except BaseException:
+            self._busy.discard(connection)
             connection.close()
             raise
         connection.used += 1

@@ -25,14 +25,28 @@ The rules this module keeps:
 5. An exception in a background step costs only the occurrences it was handling (counted
    as ``failed``) and never ends a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
+7. The library's threads block the termination signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+   SIGALRM, SIGUSR1, SIGUSR2), so that the kernel hands them to the application's threads
+   and its handlers run promptly on its main thread. A subprocess inherits its thread's
+   mask, so a library thread unblocks them while it may start one (building the client,
+   reading credentials: a kubeconfig ``exec`` plugin), and no subprocess the library
+   causes inherits a blocked mask (:func:`~k8s_logging_events._process.subprocesses_may_start`).
+8. Two kinds of time: timestamps come from the clock's ``now()``; durations the library
+   schedules (back-offs, held counts, rate limits, report limits) are measured on the
+   clock's monotonic reading, so that a test drives them with a fake clock; deadlines and
+   stall detection, which bound real waits (a flush, a request hanging in a socket), on
+   :func:`time.monotonic`. Never a duration on the wall clock, which NTP may step.
+9. After ``os.fork()``, everything a thread of the parent may have held is renewed in the
+   child before anything runs there, in one registry (:mod:`~k8s_logging_events._process`).
 
 Lifecycle: the dispatcher starts with the first occurrence; writer threads start when
 writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
 :meth:`Runtime.close` are bounded by one deadline; after ``os.fork()`` the child starts
-afresh (the parent's pending writes are not written twice); a ``multiprocessing`` child
-flushes when its target returns (a ``Pool``'s workers when they end: ``close()`` and
-``join()`` the pool before it is terminated); where no thread can be started any more (Python 3.12
-during interpreter exit) the threads that exist, or the flushing thread, do the work.
+afresh with its counters at zero (the parent's queued and pending writes are the parent's,
+never written twice); a ``multiprocessing`` child flushes when its target returns (a
+``Pool``'s workers when they end: ``close()`` and ``join()`` the pool before it is
+terminated); where no thread can be started any more (Python 3.12 during interpreter exit)
+the threads that exist, or the flushing thread, do the work.
 """
 
 from __future__ import annotations
@@ -40,17 +54,21 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import queue
-import signal
-import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any, overload
 
-from k8s_logging_events import _apis, _diagnostics, _stats, _writer, broadcaster, models
+from k8s_logging_events import (
+    _apis,
+    _diagnostics,
+    _process,
+    _stats,
+    _writer,
+    broadcaster,
+    models,
+)
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime"]
@@ -105,13 +123,6 @@ Setup = Callable[[], tuple[_apis.WritePolicy, Correlate]]
 """Chooses a sink's write policy and correlation step, on the dispatcher, at its first event."""
 
 _counter = itertools.count()
-_live: weakref.WeakSet[Runtime] = weakref.WeakSet()
-
-_MAIN_THREAD_SIGNALS = frozenset(
-    getattr(signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGUSR1", "SIGUSR2")
-    if hasattr(signal, name)
-)
 
 
 def _become_own_thread() -> None:
@@ -120,12 +131,10 @@ def _become_own_thread() -> None:
     The kernel hands a signal sent to the process to any thread that does not block it,
     and a Python handler runs only when the main thread next runs Python code: a SIGTERM
     taken by one of our threads while the main thread waits in a lock (a pool worker
-    between tasks) would never be handled, and ``Pool.terminate()`` would wait forever.
+    between tasks) would be handled late or never (see rule 7 and ``_process``).
     """
     _diagnostics.mark_own_thread()
-    if hasattr(signal, "pthread_sigmask"):
-        with contextlib.suppress(OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+    _process.leave_signals_to_the_main_thread()
 
 
 class _Marker:
@@ -203,6 +212,12 @@ class _WatchLoop:
         self.thread = thread
         thread.start()
 
+    def renew(self) -> None:
+        """Forget the parent's thread and progress (in a child after fork)."""
+        self.thread = None
+        self._done = threading.Condition()
+        self.processed = 0
+
     def caught_up(self, target: int) -> bool:
         """True once every event delivered up to ``target`` has been handled."""
         thread = self.thread
@@ -274,7 +289,7 @@ class Runtime:
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
         self._consumers: list[Recording | _Inline | _WatchLoop] = []
         self._fresh()
-        _live.add(self)
+        _process.renew_in_child(self)
 
     def _fresh(self) -> None:
         """Everything tied to this process's threads: at construction and after fork."""
@@ -333,7 +348,7 @@ class Runtime:
             if self._started or self._closing:
                 return
             self._started = True
-            _install_child_exit_hooks()
+            _process.flush_when_child_ends(self)
             thread = threading.Thread(
                 target=self._dispatch, name=f"{self._name}-dispatcher-{next(_counter)}", daemon=True
             )
@@ -876,17 +891,27 @@ class Runtime:
         found += [c.thread for c in self._consumers if isinstance(c, _WatchLoop)]
         return [t for t in found if t is not None and t.is_alive()]
 
-    # --- fork -----------------------------------------------------------------------------
+    # --- processes ------------------------------------------------------------------------
+
+    def flush_at_child_exit(self) -> None:
+        """Write what was accepted: a ``multiprocessing`` child's target has returned."""
+        if self._started and not self._closing:
+            self.flush(self.exit_timeout)
 
     def _after_fork_in_child(self) -> None:
-        """Start afresh: the parent's threads do not exist here and its writes are its own."""
+        """Start afresh: the parent's threads do not exist here and its writes are its own.
+
+        Called by ``_process`` in a child after ``os.fork()``. What the parent had queued,
+        pending or in flight stays the parent's (never written twice); the consumers stay,
+        with nothing queued, and their threads start again with the child's first event.
+        """
+        closing = self._closing
         self._fresh()
+        self._closing = self._stopping = self._closed = closing
         for consumer in self._consumers:
-            if isinstance(consumer, Recording):
+            consumer.watcher._renew_after_fork()
+            if isinstance(consumer, Recording | _WatchLoop):
                 consumer.renew()
-            elif isinstance(consumer, _WatchLoop):
-                consumer.thread = None
-                consumer._done = threading.Condition()
 
 
 class _Run(Sequence[models.Event]):
@@ -973,46 +998,3 @@ class _Deadline:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.end
-
-
-# --- processes: fork, multiprocessing children ---------------------------------------------
-
-_hooks_installed_in: int | None = None
-
-
-def _install_child_exit_hooks() -> None:
-    """In a ``multiprocessing`` child, flush when its target returns.
-
-    A child started by ``multiprocessing`` ends with ``os._exit()`` after running its
-    finalizers: ``atexit`` (and so ``logging.shutdown()``) never runs there.
-    """
-    global _hooks_installed_in
-    pid = os.getpid()
-    if _hooks_installed_in == pid:
-        return
-    _hooks_installed_in = pid
-    process = sys.modules.get("multiprocessing")
-    if process is None or process.parent_process() is None:
-        return
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.Finalize(None, _flush_all, exitpriority=100)
-
-
-def _flush_all() -> None:
-    """Flush every started runtime (a multiprocessing child's target has returned)."""
-    for runtime in list(_live):
-        if runtime._started and not runtime._closing:
-            with contextlib.suppress(Exception):
-                runtime.flush(runtime.exit_timeout)
-
-
-def _after_fork_in_child() -> None:
-    global _hooks_installed_in
-    _hooks_installed_in = None
-    for runtime in list(_live):
-        runtime._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -28,7 +28,7 @@ from typing import NamedTuple, TypeAlias
 
 import cachetools
 
-from k8s_logging_events import _sanitise, _tokenbucket, models
+from k8s_logging_events import _process, _sanitise, _tokenbucket, models
 from k8s_logging_events import clock as clocks
 
 __all__ = [
@@ -688,6 +688,11 @@ class EventCorrelator:
         self._default_keys = (
             settings.key_func is aggregate_by_reason and settings.spam_key_func is get_spam_key
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a thread of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"EventCorrelator({self._options!r})"
@@ -855,6 +860,11 @@ class EventNamer:
         self._size = max(1, size)
         # least recently named first: a plain dict, because this runs for each event built
         self._last: dict[str, int] = {}
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # the parent's dispatcher holds the lock for every event it names
+        self._lock = threading.Lock()
 
     def name(self, ref_name: str, time: datetime) -> str:
         """Return the name of a new event about ``ref_name`` that happened at ``time``."""

@@ -27,6 +27,7 @@ from pythonjsonlogger.json import JsonFormatter
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _process,
     _runtime,
     _sanitise,
     _stats,
@@ -111,6 +112,11 @@ class EventBroadcaster:
             sleep=sleep,
             name=name,
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # the runtime, counters, reporter and namer renew themselves (see _process)
+        self._invalid = _stats.Tally()
 
     # --- recorders -------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import threading
 
 import cachetools
 
-from k8s_logging_events import _sanitise, models
+from k8s_logging_events import _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -146,6 +146,11 @@ class SeriesCorrelator:
         self._cache: cachetools.LRUCache[tuple[object, ...], _Entry] = cachetools.LRUCache(
             cache_size
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a thread of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
 
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
         """Record one occurrence; return the event to write and whether to hold it back.

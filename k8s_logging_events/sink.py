@@ -14,17 +14,23 @@ writer decides what to do with each failure from its class alone:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from k8s_logging_events import _apis, _diagnostics, _http, _official, _tokenbucket, models
+from k8s_logging_events import (
+    _apis,
+    _diagnostics,
+    _http,
+    _official,
+    _process,
+    _tokenbucket,
+    models,
+)
 from k8s_logging_events import clock as clock_mod
 
 if TYPE_CHECKING:
@@ -233,7 +239,7 @@ class KubernetesEventSink:
         self._lean_off = False
         self.waiting_for_rate_limit = 0
         """How many requests are waiting for the rate limit right now."""
-        _live_sinks.add(self)
+        _process.renew_in_child(self)
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
@@ -274,7 +280,7 @@ class KubernetesEventSink:
         A server that cannot be reached counts as not serving it (core/v1 is everywhere).
         """
         try:
-            request = self._api_client.param_serialize(
+            request = self._serialize(
                 method="GET",
                 resource_path=f"/apis/{EVENTS_V1}",
                 header_params={"Accept": _JSON},
@@ -320,12 +326,7 @@ class KubernetesEventSink:
             encoded = body if isinstance(body, bytes) else _encode(body)
         except (TypeError, ValueError) as error:
             raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
-        # read at each request: a refresh hook (exec plugin, rotated token file) runs here
-        credentials = [
-            (str(auth["key"]), str(auth["value"]))
-            for auth in self._api_client.configuration.auth_settings().values()
-            if auth.get("in") == "header" and auth.get("value")
-        ]
+        credentials = self._credentials()
         try:
             answer = channel.request(method, path, content_type, credentials, encoded)
         except OSError as error:
@@ -402,7 +403,7 @@ class KubernetesEventSink:
         """Send one request under the rate limit; return the decoded JSON answer."""
         self._wait_for_rate_limit()
         try:
-            request = self._api_client.param_serialize(
+            request = self._serialize(
                 method=method,
                 resource_path=path,
                 header_params={"Content-Type": content_type, "Accept": _JSON},
@@ -430,6 +431,25 @@ class KubernetesEventSink:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
+    def _credentials(self) -> list[tuple[str, str]]:
+        """The credential headers, read at each request: a refresh hook runs here."""
+        configuration = self._api_client.configuration
+        if getattr(configuration, "refresh_api_key_hook", None) is None:
+            settings = configuration.auth_settings()
+        else:  # it may run an exec credential plugin
+            with _process.subprocesses_may_start():
+                settings = configuration.auth_settings()
+        return [
+            (str(auth["key"]), str(auth["value"]))
+            for auth in settings.values()
+            if auth.get("in") == "header" and auth.get("value")
+        ]
+
+    def _serialize(self, **request: Any) -> Any:
+        """The official client's request, credentials included (a refresh hook runs here)."""
+        with _process.subprocesses_may_start():  # it may run an exec credential plugin
+            return self._api_client.param_serialize(**request)
+
     def _wait_for_rate_limit(self) -> None:
         while True:
             with self._limit_lock:
@@ -452,16 +472,20 @@ class KubernetesEventSink:
                     self.waiting_for_rate_limit -= 1
 
     def _after_fork_in_child(self) -> None:
-        # the parent's keep-alive connections are the parent's: a child opens its own
+        """A new rate-limit lock and close flag; the parent's connections are the parent's.
+
+        Called by ``_process`` in a child after ``os.fork()``: a writer thread of the parent
+        may have held the lock, and the child opens connections of its own.
+        """
         self._limit_lock = threading.Lock()
+        closed = self._closed.is_set()
+        self._closed = threading.Event()
+        if closed:
+            self._closed.set()
         self.waiting_for_rate_limit = 0
         if self._channel is not None:
             self._channel.forget_after_fork()
-        pool = getattr(getattr(self._api_client, "rest_client", None), "pool_manager", None)
-        clear = getattr(pool, "clear", None)
-        if callable(clear):
-            with contextlib.suppress(Exception):
-                clear()
+        _official.forget_pool_after_fork(self._api_client)
 
 
 def _default_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
@@ -576,14 +600,6 @@ def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
         raise RequestConstructionError(f"{parts!r} cannot be put in a URL: {error}") from None
 
 
-_live_sinks: weakref.WeakSet[KubernetesEventSink] = weakref.WeakSet()
-
-
-def _renew_sinks_in_child() -> None:
-    for live in list(_live_sinks):
-        live._after_fork_in_child()
-
-
 # --- a sink built on first use ----------------------------------------------------------
 
 
@@ -603,6 +619,11 @@ class LazySink:
         self._error: Exception | None = None
         self._closed = False
         self._draining = False
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A new lock: a build under way in the parent is made again here when needed."""
+        self._lock = threading.Lock()
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` through the real sink."""
@@ -668,11 +689,12 @@ class LazySink:
 
     def _build(self) -> None:
         try:
-            with _importing:
-                # os.fork() waits for this (see _before_fork): a child must not inherit a
-                # half-imported module, whose import lock a thread it lacks would hold forever
+            with _process.importing():
+                # os.fork() waits for this: a child must not inherit a half-imported module,
+                # whose import lock a thread it lacks would hold forever
                 import kubernetes  # noqa: F401 - the import is the point
-            built = self._factory()
+            with _process.subprocesses_may_start():  # an exec credential plugin
+                built = self._factory()
         except Exception as error:  # a broken kubeconfig: say so once, then give up writes
             self._error = error
             _diagnostics.RateLimitedReporter().report(
@@ -709,35 +731,3 @@ def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
     if not isinstance(built, EventSink):
         raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
     return built
-
-
-_importing = threading.Lock()
-"""Held while a writer thread imports the kubernetes client."""
-
-_FORK_WAIT_SECONDS = 10.0
-_fork_holds_import = False
-
-
-def _before_fork() -> None:
-    # bounded: a fork is never held up for long by an import on another thread
-    global _fork_holds_import
-    _fork_holds_import = _importing.acquire(timeout=_FORK_WAIT_SECONDS)
-
-
-def _after_fork_in_parent() -> None:
-    if _fork_holds_import:
-        _importing.release()
-
-
-def _after_fork_in_child() -> None:
-    global _importing
-    _importing = threading.Lock()
-    _renew_sinks_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
