@@ -15,6 +15,8 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
+import sys
 import threading
 import time
 import warnings
@@ -318,3 +320,129 @@ def test_multiprocessing_fork_children_of_a_users_broadcaster_under_load(server)
         **{f"proc-{n}": 2 for n in range(4)},
     }
     assert {k: v for k, v in counts.items() if k.startswith("parent-")} == dict(logged)
+
+
+# --- signals: what a plugin started by the library inherits ----------------------------------
+
+_PLUGIN = """#!{python}
+# an exec credential plugin: a token (already expired, so that the next request runs the
+# plugin again), until its {hang_at}th run, which hangs (as a Go plugin does, it keeps the
+# signal mask it was started with)
+import json, os, pathlib, time
+
+here = pathlib.Path(__file__).parent
+runs = here / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+if run >= {hang_at}:
+    (here / "pid.tmp").write_text(str(os.getpid()))
+    os.replace(here / "pid.tmp", here / "pid")
+    time.sleep(60)
+status = {{"token": "from-plugin", "expirationTimestamp": "2000-01-01T00:00:00Z"}}
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": status}}))
+"""
+
+
+def _status(pid: int) -> dict[str, str]:
+    """The fields of /proc/<pid>/status ({} once the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            return dict(line.split(":\t", 1) for line in status.read().splitlines())
+    except OSError:
+        return {}
+
+
+def _ended(pid: int) -> bool:
+    state = _status(pid).get("State", "Z")
+    return state.startswith(("Z", "X"))
+
+
+def _wait_for(check: Any, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return bool(check())
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "hang_at", [1, 2], ids=["while-the-client-is-built", "while-a-token-is-refreshed"]
+)
+def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path, hang_at) -> None:
+    """A kubeconfig ``exec`` plugin (EKS, GKE, OIDC) runs on one of the library's threads,
+    which block SIGTERM and SIGINT for the application's sake: when building the client
+    (its first run) or when refreshing an expired token (before a write). A plugin that
+    hangs there must not inherit that mask (/proc/<pid>/status SigBlk), and SIGTERM must end
+    it; the handler then writes without its token, and closes promptly."""
+    import yaml
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(_PLUGIN.format(python=sys.executable, hang_at=hang_at))
+    plugin.chmod(0o755)
+    config = yaml.safe_load(server.kubeconfig(credentials=False))
+    config["users"][0]["user"] = {
+        "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+    }
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    handler = KubernetesEventHandler(
+        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=5
+    )
+    log = app_logger("plugin")
+    log.addHandler(handler)
+    pid = None
+    try:
+        log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
+        pid_file = tmp_path / "pid"
+        assert _wait_for(pid_file.exists, 20), "the plugin never ran"
+        pid = int(pid_file.read_text())
+        status = _status(pid)
+        assert int(status["PPid"]) == os.getpid(), "started by this process"
+        blocked = int(status["SigBlk"], 16)
+        assert [s.name for s in _process.MAIN_THREAD_SIGNALS if blocked & (1 << (s - 1))] == []
+
+        os.kill(pid, signal.SIGTERM)
+        assert _wait_for(lambda: _ended(pid), 5), "SIGTERM did not end the plugin"
+        pid = None
+        handler.flush()
+        assert stored_counts(server) == {"web-0": 1}
+    finally:
+        if pid is not None and not _ended(pid):
+            os.kill(pid, signal.SIGKILL)
+        started = time.monotonic()
+        handler.close()
+        assert time.monotonic() - started < 6
+
+
+def test_a_thread_that_blocks_the_signals_unblocks_them_only_while_a_subprocess_may_start() -> None:
+    """The library's threads block the termination signals (the application handles them on
+    its main thread); subprocesses_may_start() lifts that for its block, then restores it;
+    on an application thread it changes nothing."""
+    if not hasattr(signal, "pthread_sigmask"):
+        pytest.skip("no pthread_sigmask here")
+    seen: dict[str, set[int]] = {}
+
+    def library_thread() -> None:
+        _process.leave_signals_to_the_main_thread()
+        seen["blocked"] = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        with _process.subprocesses_may_start():
+            seen["inside"] = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+        seen["after"] = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+    def application_thread() -> None:
+        with _process.subprocesses_may_start():
+            seen["application"] = set(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+    for target in (library_thread, application_thread):
+        thread = threading.Thread(target=target, name="test-signals")
+        thread.start()
+        thread.join(10)
+    wanted = set(_process.MAIN_THREAD_SIGNALS)
+    assert wanted <= seen["blocked"]
+    assert not wanted & seen["inside"]
+    assert wanted <= seen["after"]
+    assert not wanted & seen["application"]
