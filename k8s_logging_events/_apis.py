@@ -64,9 +64,10 @@ class WritePolicy(Protocol):
 
 Correlation = Callable[
     [correlator.CorrelatorOptions, clock_mod.Clock, correlator.EventNamer],
-    tuple[WritePolicy, Correlate],
+    tuple[WritePolicy, Correlate, bool],
 ]
-"""Makes a fresh correlation step for one sink, and the write policy that goes with it."""
+"""Makes a fresh correlation step for one sink, the write policy that goes with it, and
+whether the step's state never crosses objects (its runs may be cut object by object)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,26 +121,27 @@ def _counting(
     options: correlator.CorrelatorOptions,
     clock: clock_mod.Clock,
     namer: correlator.EventNamer,
-) -> tuple[WritePolicy, Correlate]:
+) -> tuple[WritePolicy, Correlate, bool]:
     """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
     if options.clock is None:
         options = _with_clock(options, clock)
     events = correlator.EventCorrelator(options, namer=namer)
-    return CountPolicy(events), events.correlate_many
+    return CountPolicy(events), events.correlate_many, events.keeps_objects_apart
 
 
 def _in_series(
     options: correlator.CorrelatorOptions,
     clock: clock_mod.Clock,
     namer: correlator.EventNamer,
-) -> tuple[WritePolicy, Correlate]:
+) -> tuple[WritePolicy, Correlate, bool]:
     """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat."""
     grouped = series.SeriesCorrelator(clock=clock)
 
     def observe(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
         return [(*grouped.observe(series.prepare_event(event)), 1) for event in run]
 
-    return series.SeriesPolicy(grouped), observe
+    # every occurrence is observed on its own: runs gain nothing, arrival order is exact
+    return series.SeriesPolicy(grouped), observe, False
 
 
 def _with_clock(

@@ -57,13 +57,14 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 from k8s_logging_events import (
     _apis,
     _diagnostics,
     _process,
+    _runs,
     _stats,
     _writer,
     broadcaster,
@@ -115,12 +116,11 @@ JOIN_GRACE_SECONDS = 0.25
 
 Correlate = _apis.Correlate
 
-Keys = Callable[[Any], tuple[Hashable, object]]
-"""An item's correlation group (the object, source and type: items of different groups share
-no correlation state) and the rest of what a repeat has in common with it (all but the time)."""
+Keys = _runs.Keys
 
-Setup = Callable[[], tuple[_apis.WritePolicy, Correlate]]
-"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event."""
+Setup = Callable[[], tuple[_apis.WritePolicy, Correlate, bool]]
+"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event,
+and says whether that correlation keeps objects apart (see :func:`_runs.cut`)."""
 
 _counter = itertools.count()
 
@@ -156,21 +156,31 @@ class Recording:
 
     Args:
         writes: the sink's pending writes.
-        setup: called on the dispatcher at the first event; returns the write policy and
-            the correlation step (so that a sink may decide its API lazily).
+        setup: called on the dispatcher at the first event; returns the write policy, the
+            correlation step (so that a sink may decide its API lazily) and whether that
+            correlation's state never crosses objects.
     """
 
     def __init__(self, writes: _writer.Writes, setup: Setup) -> None:
         self.writes = writes
         self._setup = setup
         self._correlate: Correlate | None = None
+        self._by_object = False
         self.watcher = broadcaster.Watcher(None, 1, None)
+
+    def prepare(self) -> bool:
+        """Set the correlation up at its first use; True when it keeps objects apart, so
+        that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
+        if self._correlate is None:
+            policy, correlate, self._by_object = self._setup()
+            self.writes.policy = policy
+            self._correlate = correlate
+        return self._by_object
 
     def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
         """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
-        if self._correlate is None:
-            policy, self._correlate = self._setup()
-            self.writes.policy = policy
+        self.prepare()
+        assert self._correlate is not None
         return self._correlate(run)
 
     def renew(self) -> None:
@@ -516,22 +526,44 @@ class Runtime:
             if not recordings:
                 self._counters.add("discarded", len(items))
                 return
-            runs = _runs(items, self._keys, self._build)  # shared: one Event per occurrence
-            for recording in recordings:
-                self._record(recording, runs)
+            self._record_all(recordings, items, self._build)
             return
         events = self._build_all(items, len(recordings))
         if not recordings:
             self._counters.add("discarded", len(events))
+        self._record_all(recordings, events, _runs.prebuilt)
         for consumer in consumers:
-            if isinstance(consumer, Recording):
-                self._record(consumer, _runs(events, self._keys, _built))
-            elif isinstance(consumer, _Inline):
+            if isinstance(consumer, _Inline):
                 self._run_inline(consumer, events)
-            else:
+            elif isinstance(consumer, _WatchLoop):
                 consumer.watcher._put_or_drop(
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )
+
+    def _record_all(
+        self, recordings: list[Recording], items: list[Any], build: Callable[[Any], models.Event]
+    ) -> None:
+        """Correlate ``items`` for each sink, in runs (one Event per occurrence for all)."""
+        built: dict[int, models.Event] = {}
+        cuts: dict[bool, list[_runs.Run]] = {}
+        for recording in recordings:
+            try:
+                by_object = recording.prepare()
+            except Exception as error:  # rule 5: this sink's occurrences fail, no others
+                self._counters.add("failed", len(items))
+                self._reporter.report(
+                    "correlate",
+                    logging.ERROR,
+                    "Unable to set up correlation (will not retry these events): %r",
+                    error,
+                )
+                continue
+            runs = cuts.get(by_object)
+            if runs is None:
+                runs = cuts[by_object] = _runs.cut(
+                    items, self._keys, build, by_object=by_object, built=built
+                )
+            self._record(recording, runs)
 
     def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
         """Build every item (watchers want each event); one that fails costs itself only."""
@@ -546,7 +578,7 @@ class Runtime:
                 )
         return events
 
-    def _record(self, recording: Recording, runs: list[_Run]) -> None:
+    def _record(self, recording: Recording, runs: list[_runs.Run]) -> None:
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
             if self._stopping:  # closed meanwhile: nothing more is written (and a long
@@ -742,6 +774,7 @@ class Runtime:
             with self._cond:
                 for recording in self._recordings():
                     recording.writes.release_held()
+                self._cond.notify_all()  # idle writers take what was released at once
             self._wake_dispatcher()
             return self._wait_written(marker, deadline)
         finally:
@@ -912,77 +945,6 @@ class Runtime:
             consumer.watcher._renew_after_fork()
             if isinstance(consumer, Recording | _WatchLoop):
                 consumer.renew()
-
-
-class _Run(Sequence[models.Event]):
-    """Queued items identical for correlation, each built into an Event when first read.
-
-    A correlator reads the first and the last of a run of repeats, so in a burst most
-    occurrences are counted without ever becoming an Event (building one means naming it
-    and a dataclass of 18 fields). What is built is kept: every sink reads the same Event,
-    and a slice (``run[1:]``) shares the run's items and built events. A failure to build
-    raises where the event is read, and costs the run.
-    """
-
-    __slots__ = ("_build", "_built", "_items", "_positions")
-
-    def __init__(
-        self,
-        items: list[Any],
-        build: Callable[[Any], models.Event],
-        positions: range | None = None,
-        built: dict[int, models.Event] | None = None,
-    ) -> None:
-        self._items = items
-        self._build = build
-        self._positions = range(len(items)) if positions is None else positions
-        self._built = {} if built is None else built
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    @overload
-    def __getitem__(self, index: int) -> models.Event: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[models.Event]: ...
-
-    def __getitem__(self, index: int | slice) -> models.Event | Sequence[models.Event]:
-        if isinstance(index, slice):
-            return _Run(self._items, self._build, self._positions[index], self._built)
-        position = self._positions[index]  # negative indices, IndexError
-        event = self._built.get(position)
-        if event is None:
-            event = self._built[position] = self._build(self._items[position])
-        return event
-
-
-def _built(event: models.Event) -> models.Event:
-    return event
-
-
-def _runs(items: Sequence[Any], keys: Keys, build: Callable[[Any], models.Event]) -> list[_Run]:
-    """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
-
-    Occurrences go by correlation group (the object, source and type that a spam bucket,
-    an aggregation group and a count are keyed by: different groups share no correlation
-    state), in their order within each group; inside a group, consecutive identical
-    occurrences (everything but the time equal) form one run. Only the correlator caches'
-    LRU order can differ from correlating the batch one by one in arrival order.
-    """
-    groups: dict[Hashable, list[list[Any]]] = {}
-    last_keys: dict[Hashable, object] = {}
-    for item in items:
-        group_key, key = keys(item)
-        runs = groups.get(group_key)
-        if runs is None:
-            groups[group_key] = [[item]]
-        elif last_keys[group_key] == key:
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-        last_keys[group_key] = key
-    return [_Run(run, build) for runs in groups.values() for run in runs]
 
 
 class _Deadline:

@@ -107,6 +107,8 @@ class Write:
     # time.monotonic() when the request in flight began (real time: it bounds a request
     # that hangs in a socket); None while no request is in flight
     started: float | None = None
+    # the event of its first occurrence, once later ones were merged in (see creation())
+    origin: models.Event | None = None
 
     @property
     def in_flight(self) -> bool:
@@ -115,9 +117,32 @@ class Write:
 
     def absorb(self, newer: Write) -> None:
         """Take over a newer occurrence: its count, timestamps and message win."""
+        if self.origin is None:
+            self.origin = self.event
         self.event = newer.event
         self.occurrences += newer.occurrences
         self.held = self.held and newer.held
+
+    def creation(self) -> models.Event:
+        """The event a create of this write sends.
+
+        A write stands for its first occurrence and the repeats merged into it, as a create
+        followed by count patches: what a patch cannot change (the involved object, the
+        reason, the source ...) is the first occurrence's, the count, last timestamp and
+        message (or series) the latest's. They differ only where a ``key_func`` groups
+        events about several objects, and then this is what client-go, writing one
+        occurrence at a time, leaves on the server.
+        """
+        first, latest = self.origin, self.event
+        if first is None:
+            return latest
+        return dataclasses.replace(
+            first,
+            count=latest.count,
+            last_timestamp=latest.last_timestamp,
+            message=latest.message,
+            series=latest.series,
+        )
 
     @property
     def namespace(self) -> str:
@@ -329,7 +354,7 @@ class Writes:
             except sink.ApiStatusError as error:
                 if not error.is_not_found:
                     raise
-        fresh = dataclasses.replace(write.event, resource_version="")
+        fresh = dataclasses.replace(write.creation(), resource_version="")
         try:
             return "created", self.sink.create(fresh)
         except sink.ApiStatusError as error:

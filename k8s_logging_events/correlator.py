@@ -702,6 +702,19 @@ class EventCorrelator:
         """The options in use, with every default filled in."""
         return self._options
 
+    @property
+    def keeps_objects_apart(self) -> bool:
+        """True when no state is shared between events about different objects.
+
+        So with client-go's key functions (and :func:`spam_key_per_reason`): each key
+        names the source, object and type. A ``key_func`` or ``spam_key_func`` of one's
+        own may group events about several objects, and then only their order of arrival
+        gives client-go's results. Not in client-go.
+        """
+        return self._options.key_func is aggregate_by_reason and (
+            self._options.spam_key_func in (get_spam_key, spam_key_per_reason)
+        )
+
     def correlate(self, event: models.Event) -> CorrelateResult:
         """Aggregate, count and spam-filter ``event``, in client-go's order.
 

@@ -263,7 +263,7 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_apis.WritePolicy, _runtime.Correlate]:
+    ) -> tuple[_apis.WritePolicy, _runtime.Correlate, bool]:
         options = self._correlator_options or correlator.CorrelatorOptions()
         return _apis.api_of(event_sink).correlation(options, self._clock, self._namer)
 
