@@ -110,6 +110,7 @@ class ApiStatusError(Exception):
         causes: the cause types from ``details.causes`` (``NamespaceTerminating`` ...).
         retry_after: seconds the server asked the client to wait (``Retry-After`` or
             ``details.retryAfterSeconds``), if it said.
+        name: the name of the object the Status is about (``details.name``), if it said.
     """
 
     def __init__(
@@ -120,6 +121,7 @@ class ApiStatusError(Exception):
         *,
         causes: Sequence[str] = (),
         retry_after: float | None = None,
+        name: str = "",
     ) -> None:
         super().__init__(status, reason, message)
         self.status = status
@@ -127,6 +129,7 @@ class ApiStatusError(Exception):
         self.message = message
         self.causes = tuple(causes)
         self.retry_after = retry_after
+        self.name = name
 
     def __str__(self) -> str:
         text = f"{self.status} {self.reason}".strip()
@@ -303,17 +306,50 @@ class KubernetesEventSink:
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""
-        return self._write("POST", self._path(event.namespace), self._body(event), _JSON)
+        path = self._path(event.namespace)
+        return self._answered(event, "POST", path, self._body(event), _JSON)
 
     def update(self, event: models.Event) -> models.Event:
         """PUT ``event`` over the stored one of the same name."""
         path = self._path(event.namespace, event.name)
-        return self._write("PUT", path, self._body(event), _JSON)
+        return self._answered(event, "PUT", path, self._body(event), _JSON)
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
         path = self._path(event.namespace, event.name)
-        return self._write("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+        return self._answered(event, "PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+
+    def _answered(
+        self, event: models.Event, method: str, path: str, body: object, content_type: str
+    ) -> models.Event:
+        """Write ``event``, and make sure the answer is about it.
+
+        An answer about another object (another event's name, an ``AlreadyExists`` to
+        anything but a create) was meant for another request, read off a connection out of
+        step with its requests (bytes a proxy sent that the channel's check before reuse
+        came too early to see). It is not taken: the idle connections are closed and the
+        write fails as in transport (:class:`~k8s_logging_events._http.ProtocolError`;
+        it may have been carried out), for the writer to try again.
+        """
+        try:
+            stored = self._write(method, path, body, content_type)
+        except ApiStatusError as error:
+            if error.name in ("", event.name, event.namespace) and (
+                method == "POST" or not error.is_already_exists
+            ):
+                raise
+            raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
+        if stored.name != event.name or stored.namespace not in ("", event.namespace):
+            raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
+        return stored
+
+    def _out_of_step(self, event: models.Event, answer: str) -> _http.ProtocolError:
+        if self._channel is not None:
+            self._channel.close_idle()
+        return _http.ProtocolError(
+            f"the answer to a write of event {event.namespace}/{event.name} was meant for "
+            f"another request: {answer}"
+        )
 
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
         """The sink's own channel, or the official client where the channel cannot mirror it."""
@@ -556,6 +592,7 @@ def _status_error(
         str(data.get("message") or ""),
         causes=[cause for cause in causes if cause],
         retry_after=_retry_after(headers, details),
+        name=str(details.get("name") or ""),
     )
 
 
