@@ -252,7 +252,7 @@ class CallSites:
                 self._seen.add(key)
         text = msg + " (logged at %s:%d)"
         if fresh:
-            _diagnostics.logger.warning(text, *args, pathname, lineno)
+            _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
         else:
             self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
 

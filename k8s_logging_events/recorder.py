@@ -27,6 +27,7 @@ from pythonjsonlogger.json import JsonFormatter
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _failures,
     _runtime,
     _sanitise,
     _stats,
@@ -100,6 +101,7 @@ class EventBroadcaster:
         self._counters = _stats.Counters(_stats.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
+        self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._runtime = _runtime.Runtime(
             queue_length=queue_length,
             writers=writers,
@@ -182,9 +184,29 @@ class EventBroadcaster:
         Pending writes go out now, including counts the spam filter held back, and a sink
         with a ``drain`` method (the Kubernetes sink) lifts its rate limit to its drain rate
         meanwhile. Returns True when everything is written, coalesced, failed or dropped;
-        False when ``timeout`` seconds passed first (None: 5 s).
+        False when ``timeout`` seconds passed first (None: 5 s). A flush that runs out of
+        time says once, on the ``k8s_logging_events`` logger, what is still pending and
+        why; the reports caused by the writes are out before it returns.
         """
-        return self._runtime.flush(timeout)
+        return self._flush(timeout, report=True)
+
+    def _flush(self, timeout: float | None, *, report: bool) -> bool:
+        """:meth:`flush`; ``report=False`` leaves a timeout to the close that follows."""
+        accepted = self._runtime.accepted
+        done = self._runtime.flush(timeout)
+        if done or not report or _diagnostics.is_own_thread():
+            return done
+        if accepted != self._unfinished_reported:
+            self._unfinished_reported = accepted  # once for the same occurrences
+            self._report_unfinished(_runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        return done
+
+    def _report_unfinished(self, timeout: float) -> None:
+        writes, queued = self._runtime.unwritten()
+        if writes or queued:
+            when = f"within the flush's {timeout:g} s (they are still pending)"
+            summary = _failures.unwritten_summary(writes, self._sinks, when=when, queued=queued)
+            self._reporter.report("flush-timeout", logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush within ``timeout``, then stop every thread; idempotent, never raises.
@@ -203,8 +225,11 @@ class EventBroadcaster:
                     "exit",
                     logging.WARNING,
                     "%s",
-                    _writer.exit_summary(given_up, self._sinks),
+                    _failures.unwritten_summary(
+                        given_up, self._sinks, when="before the deadline of shutdown"
+                    ),
                 )
+            self._reporter.summarise()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
             self._reporter.report(
                 "shutdown", logging.WARNING, "Unable to shut down cleanly: %r", error
@@ -223,6 +248,11 @@ class EventBroadcaster:
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
         return values
+
+    @property
+    def accepted(self) -> int:
+        """Occurrences offered so far (dropped ones included): ``stats()["accepted"]``, cheaply."""
+        return self._runtime.accepted
 
     @property
     def exit_timeout(self) -> float:
