@@ -353,11 +353,13 @@ class RateLimitedReporter:
             if not would_log(self._log, held.level):
                 continue
             counted = f"{held.reports} report(s) like this since the last one"
-            if held.occurrences or total > 0:
+            if held.occurrences:
                 counted += (
                     f": {held.occurrences} occurrence(s) {held.outcome} since then, "
                     f"{total} occurrence(s) {held.outcome} in all"
                 )
+            elif total:
+                counted += f"; {total} occurrence(s) {held.outcome} in all"
             log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args)
 
 

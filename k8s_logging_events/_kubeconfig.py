@@ -141,16 +141,22 @@ def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list
             path or os.path.expanduser(os.path.join("~", ".kube", "config"))
         ).config.value
         name = context or merged.get("current-context")
-        contexts = [c.get("context") or {} for c in merged.get("contexts") or () if _named(c, name)]
-        user_name = contexts[0].get("user") if contexts else None
-        users = [u.get("user") or {} for u in merged.get("users") or () if _named(u, user_name)]
+        contexts = [_plain(c).get("context") or {} for c in _entries(merged, "contexts", name)]
+        user_name = _plain(contexts[0]).get("user") if contexts else None
+        users = [_plain(u).get("user") or {} for u in _entries(merged, "users", user_name)]
     except Exception:  # only a description: the client has loaded it already
         return f"the kubeconfig {shown}", []
     origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r})"
     if not users:
         return origin, []
-    return origin, [text for key, text in _USER_SOURCES if users[0].get(key)]
+    return origin, [text for key, text in _USER_SOURCES if _plain(users[0]).get(key)]
 
 
-def _named(entry: Any, name: object) -> bool:
-    return isinstance(entry, dict) and entry.get("name") == name
+def _plain(node: Any) -> dict[str, Any]:
+    """A kubeconfig entry as a dict (the client wraps the entries of lists in ConfigNodes)."""
+    value = getattr(node, "value", node)
+    return value if isinstance(value, dict) else {}
+
+
+def _entries(config: dict[str, Any], section: str, name: object) -> list[Any]:
+    return [entry for entry in config.get(section) or () if _plain(entry).get("name") == name]
