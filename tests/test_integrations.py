@@ -156,7 +156,7 @@ def test_loguru_bound_values_make_counted_events(server: LocalApiServer) -> None
     assert typed["metadata"]["annotations"] == {"a.io/x": "1"}
 
 
-PASSWORD = "hunter2-5f1c9e"  # noqa: S105 - the secret the events must never hold
+PASSWORD = "hunter2-5f1c9e"  # the secret the events must never hold
 
 
 def _connect(user: str) -> None:
