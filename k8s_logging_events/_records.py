@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from k8s_logging_events import _diagnostics, _sanitise, models, recorder, references
+from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, recorder, references
 
 __all__ = [
     "EXCEPTION_DETAILS",
@@ -279,6 +279,11 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     if _sanitise.is_event(ref.kind, ref.api_version):
         _about_an_event(ref.namespace, ref.name, notes)
         return None
+    if ref.namespace and ref.kind in _kinds.KIND_NAMES:  # the common case: nothing to repair
+        return ref
+    ref, repairs = references.repaired(ref, recorder.DEFAULT_NAMESPACE)
+    for kind, msg, args in repairs:
+        notes.repair(kind, msg, *args)
     return ref
 
 

@@ -422,6 +422,9 @@ class EventRecorder:
                 type,
             )
             return None
+        ref, repairs = references.repaired(ref, self._default_namespace)
+        for repair, msg, args in repairs:
+            self._broadcaster._reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
         related_ref = None
         if related is not None:
             try:
