@@ -175,7 +175,10 @@ class StandardError:
     def write(self, record: logging.LogRecord) -> bool:
         """Write ``record`` as ``name: message`` unless the limit holds it back."""
         now = self._monotonic()
-        with self._lock:
+        # bounded: a child forked while another thread held the lock must not hang here
+        if not self._lock.acquire(timeout=1.0):
+            return False
+        try:
             refill = max(0.0, now - self._last) * self._per_second
             self._tokens = min(float(self._burst), self._tokens + refill)
             self._last = now
@@ -184,6 +187,8 @@ class StandardError:
                 return False
             self._tokens -= 1.0
             held, self.held_back = self.held_back, 0
+        finally:
+            self._lock.release()
         try:
             text = f"{record.name}: {record.getMessage()}"
         except Exception as error:  # a report with a bad format still says something

@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
+    "client",
     "default_api_client",
     "describe_credentials",
     "find_configuration",
@@ -82,7 +83,17 @@ def not_found_report(kubeconfig: str | None = None) -> str:
     )
 
 
-def default_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
+def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
+    """``api_client`` (or :func:`default_api_client` without one) and its credentials."""
+    if api_client is None:
+        return default_api_client(kubeconfig, context)
+    origin = "the given ApiClient's configuration"
+    return api_client, describe_credentials(api_client.configuration, origin)
+
+
+def default_api_client(
+    kubeconfig: str | None = None, context: str | None = None
+) -> tuple[Any, str]:
     """A client of its own, from the in-cluster service account, else the kubeconfig.
 
     Returns ``(api_client, credentials)``: the client (urllib3's retries off, so that only

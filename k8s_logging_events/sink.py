@@ -223,13 +223,8 @@ class KubernetesEventSink:
         self._api = api
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
-        self._api_client: Any = api_client
-        if api_client is None:
-            self._api_client, self.credentials = _kubeconfig.default_api_client(kubeconfig, context)
-        else:
-            self.credentials = _kubeconfig.describe_credentials(
-                api_client.configuration, "the given ApiClient's configuration"
-            )
+        self._api_client: Any
+        self._api_client, self.credentials = _kubeconfig.client(api_client, kubeconfig, context)
         """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
         self._clock = clock or clock_mod.SystemClock()
