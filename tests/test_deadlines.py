@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,8 +21,8 @@ import pytest
 from k8s_logging_events import _deadlines, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._children import run_python
 
-REPO = Path(__file__).resolve().parent.parent
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 
 
@@ -307,17 +303,7 @@ def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
     what it gave up."""
     with LocalApiServer() as server:
         server.inject(action="hang", times=None)
-        env = {**os.environ, "PYTHONPATH": str(REPO)}
-        env.pop("KUBECONFIG", None)
-        result = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(BATCH_JOB), server.url],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=str(tmp_path),
-            timeout=60,
-            check=False,
-        )
+        result = run_python(textwrap.dedent(BATCH_JOB), server.url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     times: dict[str, float] = {}
     for line in result.stdout.splitlines():

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import logging
 import logging.config
-import os
 import re
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from k8s_logging_events import _diagnostics
 from k8s_logging_events.testing import FakeClock
-
-REPO = Path(__file__).resolve().parent.parent
+from tests._children import REPO, run_python
 
 
 class ListHandler(logging.Handler):
@@ -50,6 +48,25 @@ def _fresh_standard_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_diagnostics, "standard_error", _diagnostics.StandardError())
 
 
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(name="seen")
+def _seen() -> ListHandler:
+    """What a private logger of the library's tree was given."""
+    return ListHandler()
+
+
+@pytest.fixture(name="reporter")
+def _reporter(request: pytest.FixtureRequest, clock: FakeClock, seen: ListHandler) -> Any:
+    """A reporter on a private logger whose records ``seen`` keeps, on the fake clock."""
+    target = private_logger(request.node.name)
+    target.addHandler(seen)
+    return _diagnostics.RateLimitedReporter(clock=clock, log=target)
+
+
 def private_logger(name: str) -> logging.Logger:
     """A logger of the library's tree with one handler, not propagating to pytest's."""
     target = logging.getLogger(f"k8s_logging_events.tests.{name}")
@@ -61,14 +78,11 @@ def private_logger(name: str) -> logging.Logger:
 # --- counting truly -----------------------------------------------------------------------
 
 
-def test_three_failures_within_a_minute_are_reported_as_three_occurrences() -> None:
+def test_three_failures_within_a_minute_are_reported_as_three_occurrences(
+    clock, seen, reporter
+) -> None:
     """The first report goes out at once; the two the rate limit held back are summarised
     (at flush, by summarise()) with their occurrences and the total: 3, as stats() says."""
-    clock = FakeClock()
-    target = private_logger("three")
-    seen = ListHandler()
-    target.addHandler(seen)
-    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=target)
     for name in ("a", "b", "c"):
         reporter.report(
             "give-up",
@@ -91,13 +105,10 @@ def test_three_failures_within_a_minute_are_reported_as_three_occurrences() -> N
     assert len(seen.messages()) == 2
 
 
-def test_the_next_report_after_the_interval_carries_what_was_held_back() -> None:
-    """Past the interval a report goes out with the count of the ones held back since."""
-    clock = FakeClock()
-    target = private_logger("interval")
-    seen = ListHandler()
-    target.addHandler(seen)
-    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=target, interval_seconds=60)
+def test_the_next_report_after_the_interval_carries_what_was_held_back(
+    clock, seen, reporter
+) -> None:
+    """Past the interval (a minute) a report goes out with the count of the ones held back."""
     reporter.report("drop", logging.ERROR, "dropped %d", 1, occurrences=5, outcome="dropped")
     reporter.report("drop", logging.ERROR, "dropped %d", 2, occurrences=7, outcome="dropped")
     reporter.report("drop", logging.ERROR, "dropped %d", 3, occurrences=11, outcome="dropped")
@@ -112,13 +123,8 @@ def test_the_next_report_after_the_interval_carries_what_was_held_back() -> None
     )
 
 
-def test_a_report_without_a_count_says_how_many_like_it_were_held_back() -> None:
+def test_a_report_without_a_count_says_how_many_like_it_were_held_back(seen, reporter) -> None:
     """Reports that stand for no occurrences (a failing watcher) count lines."""
-    clock = FakeClock()
-    target = private_logger("lines")
-    seen = ListHandler()
-    target.addHandler(seen)
-    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=target)
     for _ in range(4):
         reporter.report("watcher", logging.ERROR, "Event watcher failed")
     reporter.summarise()
@@ -128,25 +134,16 @@ def test_a_report_without_a_count_says_how_many_like_it_were_held_back() -> None
     ]
 
 
-def test_the_rate_limit_is_measured_on_the_monotonic_clock() -> None:
+def test_the_rate_limit_is_measured_on_the_monotonic_clock(clock, seen, reporter) -> None:
     """A wall clock stepped back (or forward) neither frees nor holds the next report."""
-    clock = FakeClock()
-    target = private_logger("monotonic")
-    seen = ListHandler()
-    target.addHandler(seen)
-    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=target)
     reporter.report("k", logging.WARNING, "one")
     clock.step_wall(3600)
     reporter.report("k", logging.WARNING, "two")
     assert seen.messages() == ["one"]
 
 
-def test_settle_writes_deferred_reports_before_returning() -> None:
+def test_settle_writes_deferred_reports_before_returning(seen, reporter) -> None:
     """A report kept by defer() (written later, outside a lock) is out once settle returns."""
-    target = private_logger("settle")
-    seen = ListHandler()
-    target.addHandler(seen)
-    reporter = _diagnostics.RateLimitedReporter(clock=FakeClock(), log=target)
     reporter.defer("x", logging.WARNING, "deferred %s", "report", occurrences=2, outcome="lost")
     assert seen.messages() == []
     assert reporter.settle(1.0)
@@ -230,21 +227,7 @@ def _run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     """Run ``code`` with no cluster anywhere: an empty HOME, no KUBECONFIG, no pod."""
     home = tmp_path / "home"
     home.mkdir()
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT")
-    }
-    env.update(HOME=str(home), PYTHONPATH=str(REPO))
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(tmp_path),
-        timeout=60,
-        check=False,
-    )
+    return run_python(code, cwd=tmp_path, HOME=str(home))
 
 
 def test_the_readme_quick_start_without_a_cluster_says_why_nothing_was_written(tmp_path) -> None:

@@ -29,6 +29,7 @@ import pytest
 from k8s_logging_events import _runtime, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._children import run_python
 from tests.reliability_scenarios import pod, stored_counts, unaccounted
 
 REPO = Path(__file__).resolve().parent.parent
@@ -53,17 +54,7 @@ def _server() -> Iterator[LocalApiServer]:
 
 def run_child(script: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
     """Run ``script`` in a fresh interpreter (this one's version) with the repo importable."""
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    env.pop("KUBECONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(script), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=str(REPO),
-        timeout=timeout,
-        check=False,
-    )
+    return run_python(textwrap.dedent(script), *args, cwd=REPO, timeout=timeout)
 
 
 # --- deadlocks ------------------------------------------------------------------------------
