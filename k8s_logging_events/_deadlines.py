@@ -8,8 +8,10 @@ exits. Against a server that is down, each of those could wait the whole
 * a ``close()`` right after a ``flush()`` (``logging.shutdown()``'s pair) shares the
   flush's deadline;
 * after a wait that ran out of time, a ``flush()`` or ``close()`` that finds nothing
-  accepted since then does not wait again for the same writes: the exit gives them up
-  (counted as ``failed`` and reported) instead of waiting a second deadline.
+  written since then (the server still takes nothing: down, refusing, hanging) does not
+  wait again: the exit gives the writes up (counted as ``failed`` and reported) instead
+  of waiting a second deadline for them, or for what a thread logged meanwhile and
+  would meet the same server. Once something is written again, waits are whole again.
 
 ``drain(timeout)`` always waits as asked: it is an explicit question with an answer.
 Time here is real time (``time.monotonic``): these are waits for threads, not the event
@@ -43,11 +45,11 @@ class ExitWaits:
         self._monotonic = monotonic
         self._deadline = 0.0
         self._ended_at = -math.inf
-        self._timed_out_at: int | None = None  # ``accepted`` when a wait last ran out of time
+        self._timed_out_at: int | None = None  # ``written`` when a wait last ran out of time
 
-    def for_flush(self, accepted: int) -> float:
-        """The timeout of ``flush()``, which ``accepted`` occurrences have reached so far."""
-        timeout = 0.0 if self._timed_out_at == accepted else self._timeout
+    def for_flush(self, written: int) -> float:
+        """The timeout of ``flush()``, when ``written`` occurrences have been written so far."""
+        timeout = 0.0 if self._timed_out_at == written else self._timeout
         self._deadline = self._monotonic() + timeout
         return timeout
 
@@ -57,17 +59,17 @@ class ExitWaits:
         self._deadline = self._monotonic() + wait
         return wait
 
-    def for_close(self, accepted: int) -> float:
+    def for_close(self, written: int) -> float:
         """The timeout of ``close()``: what is left of a flush just before, or nothing again."""
         now = self._monotonic()
-        if self._timed_out_at == accepted:
+        if self._timed_out_at == written:
             return 0.0
         if now - self._ended_at < EXIT_PAIR_SECONDS:
             # logging.shutdown() flushes, then closes: both share the flush's deadline
             return max(0.0, self._deadline - now)
         return self._timeout
 
-    def ended(self, done: bool, accepted: int) -> None:
-        """Note how a wait for the ``accepted`` occurrences before it ended."""
+    def ended(self, done: bool, written: int) -> None:
+        """Note how a wait ended, and how many occurrences had been written by then."""
         self._ended_at = self._monotonic()
-        self._timed_out_at = None if done else accepted
+        self._timed_out_at = None if done else written

@@ -359,8 +359,9 @@ class KubernetesEventHandler(logging.Handler):
         ``logging.Handler``'s ``flush()``: it returns None whatever happened (:meth:`drain`
         says whether it finished). Held-back counts of the spam filter go out too, and the
         sink's rate limit is lifted to ``drain_qps`` meanwhile. A flush that runs out of
-        time says once what is still pending and why; after it, a flush or close that finds
-        nothing new logged does not wait for the same writes again. Never raises.
+        time says once what is still pending and why; after it, while nothing more gets
+        written (the server takes nothing), a flush or close does not wait again. Never
+        raises.
         """
         # logging.shutdown() (at exit, and in dictConfig) closes right after: the close says
         # what could not be written, once
@@ -380,16 +381,16 @@ class KubernetesEventHandler(logging.Handler):
         active = self._broadcaster
         if active is None:
             return True
-        accepted = active.accepted
         waits = self._waits
-        seconds = waits.for_drain(timeout) if drain else waits.for_flush(accepted)
+        seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
         done = False
         try:
-            done = active._flush(seconds, report=report)
+            # a flush that does not wait (the server takes nothing) has nothing new to say
+            done = active._flush(seconds, report=report and seconds > 0)
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
-            waits.ended(done, accepted)
+            waits.ended(done, _written(active))
         return done
 
     def close(self) -> None:
@@ -555,7 +556,7 @@ class KubernetesEventHandler(logging.Handler):
         return active.new_recorder(self._source)
 
     def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
-        timeout = self._waits.for_close(active.accepted)
+        timeout = self._waits.for_close(_written(active))
         if active is self._given:
             active.flush(timeout)
         else:
@@ -605,6 +606,12 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
             merged.update(call_extra)
         kwargs["extra"] = merged
         return msg, kwargs
+
+
+def _written(active: recorder.EventBroadcaster) -> int:
+    """Occurrences written so far: while this does not move, the server takes nothing."""
+    stats = active.stats()
+    return stats["created"] + stats["patched"] + stats["coalesced"]
 
 
 def default_component() -> str:
