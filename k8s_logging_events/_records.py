@@ -68,6 +68,7 @@ spells these out (a dict lookup each), and a test checks that it agrees."""
 _MAX_CALL_SITES = 4096
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
+_BUILT_IN_KINDS = _kinds.KIND_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -279,7 +280,7 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     if _sanitise.is_event(ref.kind, ref.api_version):
         _about_an_event(ref.namespace, ref.name, notes)
         return None
-    if ref.namespace and ref.kind in _kinds.KIND_NAMES:  # the common case: nothing to repair
+    if ref.namespace and ref.kind in _BUILT_IN_KINDS:  # the common case: nothing to repair
         return ref
     ref, repairs = references.repaired(ref, recorder.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
