@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from typing import Any
 
 import prometheus_client
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -378,3 +380,36 @@ class TestWithoutPrometheusClient:
             check=False,
         )
         assert done.stdout.strip() == "False", done.stderr
+
+
+class TestDocs:
+    """docs/metrics.md speaks of the metrics the module exposes."""
+
+    DOC = ROOT / "docs" / "metrics.md"
+
+    def test_every_metric_named_is_exposed(self, make, registry) -> None:
+        """Each k8s_logging_events_* name of the page (table, rules) is a real series, and
+        the table lists every one."""
+        metrics.register(make(), registry=registry)
+        exposed = {name for name, _ in _scrape(registry)}
+        named = set(re.findall(r"k8s_logging_events_[a-z_]+", self.DOC.read_text()))
+        assert named == exposed
+
+    def test_the_alert_rules_parse_and_use_real_outcomes(self) -> None:
+        """The rule file is YAML with groups of rules; its outcome matchers name outcomes."""
+        (block,) = re.findall(r"```yaml\n(.*?)```", self.DOC.read_text(), re.DOTALL)
+        rules = yaml.safe_load(block)["groups"][0]["rules"]
+        assert {rule["alert"] for rule in rules} >= {
+            "KubernetesEventsFailing",
+            "KubernetesEventsDropped",
+        }
+        used = set()
+        for rule in rules:
+            for matcher in re.findall(r'outcome=~?"([^"]+)"', rule["expr"]):
+                used.update(matcher.split("|"))
+        assert used == {"failed", "dropped", "discarded"}
+        assert used <= set(OUTCOMES)
+
+    def test_the_readme_links_the_page(self) -> None:
+        """The README's Documentation list has it."""
+        assert "(docs/metrics.md)" in (ROOT / "README.md").read_text()
