@@ -39,6 +39,20 @@ def _load(name: str) -> ModuleType:
     return module
 
 
+def _run_script(name: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python examples/<name>.py`` (no arguments); it must succeed."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _counts(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
     """(object name, type, reason) -> count, for the events a server stores."""
     return {
@@ -73,15 +87,7 @@ class TestQuickstart:
 
     def test_runs_as_a_script_with_its_own_server(self) -> None:
         """``python examples/quickstart.py`` starts a local server when given none."""
-        done = subprocess.run(
-            [sys.executable, str(EXAMPLES / "quickstart.py")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
-        assert done.returncode == 0, done.stderr
+        done = _run_script("quickstart")
         assert "(x3 over" in done.stdout
         assert "Back-off pulling image busybox" in done.stdout
 
@@ -213,15 +219,7 @@ class TestMetrics:
 
     def test_runs_as_a_script_with_its_own_server(self) -> None:
         """``python examples/metrics.py`` starts a local server when given none."""
-        done = subprocess.run(
-            [sys.executable, str(EXAMPLES / "metrics.py")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
-        assert done.returncode == 0, done.stderr
+        done = _run_script("metrics")
         assert 'k8s_logging_events_accepted_total{component="shop-operator"} 3.0' in done.stdout
 
 
