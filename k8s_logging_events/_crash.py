@@ -33,6 +33,8 @@ The rules:
   non-daemon threads keep the process alive or the exit is abrupt.
 * After ``os.fork()`` the child keeps the hooks and the handlers (renewed by the handler's
   own fork rule): a crash of the child is the child's event.
+* Outside a pod (``default_involved`` found none) the hooks are installed all the same and
+  make no event, as the handler makes none for a record without an involved object.
 """
 
 from __future__ import annotations

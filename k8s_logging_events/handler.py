@@ -282,7 +282,7 @@ class KubernetesEventHandler(logging.Handler):
         self._fresh_state()
         self._closed = False
         _live_handlers.add(self)
-        if config.crash_events and self._default_involved is not None:
+        if config.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, config.exception_detail)
 
     # --- the logging.Handler interface -----------------------------------------------------

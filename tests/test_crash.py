@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import KubernetesEventHandler, _crash
+from k8s_logging_events import KubernetesEventHandler, _crash, _pod
 from k8s_logging_events.testing import LocalApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -324,6 +324,24 @@ class TestHooks:
             assert sys.excepthook is previous
         finally:
             handler.close()
+
+    def test_outside_a_pod_a_crash_makes_no_event(
+        self, k8s_apiserver, hooks, monkeypatch, tmp_path
+    ) -> None:
+        """No pod to be about: the hooks chain as always, and a crash writes nothing."""
+        for name in (*POD_ENV, "HOSTNAME"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.setattr(_pod, "NAMESPACE_FILE", str(tmp_path / "absent"))
+        handler = KubernetesEventHandler(
+            sink=k8s_apiserver.url, default_involved="pod", crash_events=True
+        )
+        try:
+            sys.excepthook(*_raised(ValueError("nowhere")))
+            assert len(hooks["sys"]) == 1
+            assert handler.stats()["accepted"] == 0
+        finally:
+            handler.close()
+        assert _crashes(k8s_apiserver) == []
 
     def test_the_main_thread_hook_writes_and_chains(self, make, hooks, k8s_apiserver) -> None:
         """sys.excepthook: the event is on the server when the hook returns (it flushed),
