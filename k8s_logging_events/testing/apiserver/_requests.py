@@ -26,7 +26,12 @@ from k8s_logging_events.testing.apiserver._errors import (
     invalid,
     status_body,
 )
-from k8s_logging_events.testing.apiserver._gofmt import go_json, go_json_error, go_strings
+from k8s_logging_events.testing.apiserver._gofmt import (
+    go_json,
+    go_json_error,
+    go_strings,
+    summarize_data,
+)
 from k8s_logging_events.testing.apiserver._objects import CORE_API, Api
 from k8s_logging_events.testing.apiserver._selectors import (
     CORE_FIELD_LABELS,
@@ -56,6 +61,7 @@ __all__ = [
     "ok",
     "selectors",
     "table_version",
+    "unrecognized_body",
 ]
 
 _UNPARSED: Any = object()
@@ -144,6 +150,24 @@ def error_response(error: ApiError) -> HttpResponse:
         json_body(error.status),
         headers=list(error.headers),
         reason=error.status.get("reason", ""),
+    )
+
+
+def unrecognized_body(kind: str, request: HttpRequest) -> ApiError:
+    """400 for a create body that is not a JSON object (the decoder's first step)."""
+    data = request.parsed()
+    reason = (
+        go_json_error(request.body)
+        if data is None
+        else (
+            "json: cannot unmarshal array into Go value of type struct "
+            '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
+            'Kind string "json:\\"kind,omitempty\\"" }'
+        )
+    )
+    return bad_request(
+        f"the object provided is unrecognized (must be of type {kind}): couldn't get "
+        f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
     )
 
 

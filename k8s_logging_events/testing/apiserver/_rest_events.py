@@ -6,8 +6,8 @@ and events.k8s.io/v1, over the one store. It does the steps the API server's han
 before the registry -- decoding the body (``the object provided is unrecognized``, unknown
 fields as ``Warning`` headers), the namespace and name of the body against the URL, the
 patch content type and the patch itself -- then calls the :class:`~._store.Store`, and
-renders the answer as JSON in the request's API version or as a Table. A watch is checked
-here and answered with a :class:`~._watch.WatchRequest`, which the server streams.
+renders the answer as JSON in the request's API version or as a Table. A watch is answered
+with a :class:`~._watch.WatchRequest` (``_watch.watch_response``), which the server streams.
 """
 
 from __future__ import annotations
@@ -20,10 +20,8 @@ from k8s_logging_events.testing.apiserver._errors import (
     FieldError,
     bad_request,
     invalid,
-    method_not_supported,
     name_mismatch,
     namespace_mismatch,
-    not_found_path,
     unsupported_media_type,
 )
 from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
@@ -43,11 +41,11 @@ from k8s_logging_events.testing.apiserver._requests import (
     is_dry_run,
     json_body,
     list_meta,
-    not_allowed,
     ok,
     page,
     selectors,
     table_version,
+    unrecognized_body,
 )
 from k8s_logging_events.testing.apiserver._schema import (
     CORE_EVENT,
@@ -56,9 +54,10 @@ from k8s_logging_events.testing.apiserver._schema import (
     decode,
     events_to_core,
 )
+from k8s_logging_events.testing.apiserver._selectors import event_fields
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import WatchRequest
+from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["PATCH_TYPES", "EventsApi"]
 
@@ -84,55 +83,21 @@ class EventsApi:
 
     # -- watch ------------------------------------------------------------------------
 
-    def watch(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
-        """Check a watch request and describe it; the server streams it."""
-        if not rest:
-            raise not_found_path()
-        if rest[-1] == "namespaces" or (rest[0] == "namespaces" and len(rest) == 2):
-            raise method_not_supported("namespaces", "watch", "")
-        if rest == ["events"]:
-            namespace, name = None, None
-        elif rest[0] == "namespaces" and len(rest) in (3, 4) and rest[2] == "events":
-            namespace, name = rest[1], (rest[3] if len(rest) == 4 else None)
-        else:
-            raise not_found_path()
-        if request.method != "GET":
-            return not_allowed()
-        selector = request.query.get("fieldSelector", "")
-        if name is not None:
-            # /watch/.../events/NAME is a watch of the collection selected by name
-            escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
-            selector = (
-                f"{selector},metadata.name={escaped}" if selector else f"metadata.name={escaped}"
-            )
-        labels, fields = selectors(request, event_field_converter(api), selector)
-        rv = request.query.get("resourceVersion", "")
-        if rv and not rv.isdigit():
-            error = FieldError.invalid(
-                "resourceVersion", rv, f'strconv.ParseUint: parsing "{rv}": invalid syntax'
-            )
-            raise invalid("events", "", [error], api.group)
-        raw_timeout = request.query.get("timeoutSeconds", "")
-        try:
-            timeout = float(int(raw_timeout)) if raw_timeout else None
-        except ValueError:
-            raise bad_request(
-                f'strconv.ParseInt: parsing "{raw_timeout}": invalid syntax'
-            ) from None
-        initial = request.query.get("sendInitialEvents")
-        version = table_version(request)
-        watch = WatchRequest(
+    def watch(
+        self, api: Api, namespace: str | None, name: str | None, request: HttpRequest
+    ) -> HttpResponse:
+        """Check a watch of events and describe it; the server streams it."""
+        return watch_response(
+            request,
             api=api,
+            resource="events",
+            kind="Event",
             namespace=namespace,
-            labels=labels,
-            fields=fields,
-            resource_version=rv,
-            timeout=timeout,
-            send_initial_events=None if initial is None else initial in ("true", "1"),
-            bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
-            encode=self._watch_encoder(api, request, version),
+            name=name,
+            convert=event_field_converter(api),
+            fields_of=event_fields,
+            encode=self._watch_encoder(api, request, table_version(request)),
         )
-        return HttpResponse(200, b"", watch=watch)
 
     def _watch_encoder(
         self, api: Api, request: HttpRequest, version: str | None
@@ -182,19 +147,7 @@ class EventsApi:
         """Decode a create/replace body into the canonical form (the handler's decode step)."""
         data = request.parsed()
         if not isinstance(data, dict):
-            reason = (
-                go_json_error(request.body)
-                if data is None
-                else (
-                    "json: cannot unmarshal array into Go value of type struct "
-                    '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
-                    'Kind string "json:\\"kind,omitempty\\"" }'
-                )
-            )
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Event): couldn't get "
-                f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
-            )
+            raise unrecognized_body("Event", request)
         api_version = data.get("apiVersion") or api.api_version
         kind = data.get("kind") or "Event"
         if not isinstance(api_version, str) or not isinstance(kind, str):
