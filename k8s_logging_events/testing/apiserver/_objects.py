@@ -18,13 +18,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from k8s_logging_events.testing.apiserver._errors import conflict
+from k8s_logging_events.testing.apiserver._errors import (
+    already_exists,
+    conflict,
+    generate_name_conflict,
+)
 from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._schema import OBJECT_META, core_to_events
 from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Mapping
 
     from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 
@@ -42,11 +46,13 @@ __all__ = [
     "Change",
     "Entry",
     "History",
+    "GENERATE_NAME_ATTEMPTS",
     "HistoryExpiredError",
     "check_preconditions",
     "meta_with",
     "select_page",
     "simple_name",
+    "unique_name",
 ]
 
 GENERATED_NAME_LENGTH = 5
@@ -212,7 +218,8 @@ def meta_with(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
 
 
 def select_page(
-    entries: Iterable[tuple[tuple[str, str], Entry]],
+    objects: Mapping[tuple[str, str], Entry],
+    namespace: str | None,
     labels: LabelSelector,
     fields: FieldSelector,
     fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
@@ -222,13 +229,14 @@ def select_page(
 ) -> tuple[list[Entry], tuple[str, str] | None, int]:
     """Select a list's page: (entries, the next page's start key, how many remain).
 
-    ``entries`` are (key, entry) pairs in key order; a page starts at ``start`` and holds at
-    most ``limit`` entries (all when 0).
+    ``objects`` are keyed by (namespace, name); the page holds the selected ones of
+    ``namespace`` (all when None) in key order from ``start``, at most ``limit`` (all when 0).
     """
     selected: list[Entry] = []
-    for key, entry in entries:
-        if start is not None and key < start:
+    for key in sorted(objects):
+        if (namespace is not None and key[0] != namespace) or (start is not None and key < start):
             continue
+        entry = objects[key]
         if not labels.empty and not labels.matches(entry.obj["metadata"].get("labels")):
             continue
         if not fields.empty and not fields.matches(fields_of(entry.obj)):
@@ -259,6 +267,37 @@ def check_preconditions(
                 f"Precondition failed: {label} in precondition: {wanted}, "
                 f"{label} in object meta: {meta.get(key, '')}",
             )
+
+
+GENERATE_NAME_ATTEMPTS = 8
+"""How often a generated name that collided is tried again (``RetryGenerateName``)."""
+
+
+def unique_name(
+    objects: Mapping[tuple[str, str], Entry],
+    meta: dict[str, Any],
+    generated: bool,
+    generate: Callable[[str], str],
+    resource: str,
+    group: str = "",
+) -> dict[str, Any]:
+    """The metadata of a create, with a name no stored object of ``resource`` has.
+
+    A name that was ``generated`` (from ``generateName``) is generated again, up to
+    :data:`GENERATE_NAME_ATTEMPTS` times in all; a name that was given is taken as it is.
+
+    Raises:
+        ApiError: 409 ``AlreadyExists`` (with ``retryAfterSeconds`` for a generated name).
+    """
+    attempts = 1
+    while (meta["namespace"], meta["name"]) in objects:
+        if not generated:
+            raise already_exists(resource, meta["name"], group)
+        if attempts >= GENERATE_NAME_ATTEMPTS:
+            raise generate_name_conflict(resource, meta["name"])
+        attempts += 1
+        meta = meta_with(meta, name=generate(meta["generateName"]))
+    return meta
 
 
 def simple_name(prefix: str, rng: random.Random) -> str:

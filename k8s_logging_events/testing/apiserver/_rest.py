@@ -45,7 +45,7 @@ from k8s_logging_events.testing.apiserver._selectors import (
 )
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import watch_response
+from k8s_logging_events.testing.apiserver._watch import watch_encoder, watch_response
 
 __all__ = ["SERVER_VERSION", "RestApi"]
 
@@ -315,16 +315,6 @@ class RestApi:
 
     def _watch_namespaces(self, name: str | None, request: HttpRequest) -> HttpResponse:
         version = table_version(request)
-
-        def encode(entry: Entry, first: bool) -> bytes:
-            if version is None:
-                return go_json(self._namespacejson_body(entry))
-            meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-            rendered = self._tables.namespaces([entry], version, request, meta)
-            if not first:
-                rendered["columnDefinitions"] = None
-            return go_json(rendered)
-
         return watch_response(
             request,
             api=CORE_API,
@@ -334,7 +324,12 @@ class RestApi:
             name=name,
             convert=namespace_field_label,
             fields_of=namespace_fields,
-            encode=encode,
+            encode=watch_encoder(
+                lambda entry: go_json(self._namespacejson_body(entry)),
+                None
+                if version is None
+                else lambda entry, meta: self._tables.namespaces([entry], version, request, meta),
+            ),
         )
 
     def _create_namespace(self, request: HttpRequest) -> HttpResponse:

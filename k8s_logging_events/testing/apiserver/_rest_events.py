@@ -13,7 +13,6 @@ with a :class:`~._watch.WatchRequest` (``_watch.watch_response``), which the ser
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import (
@@ -24,7 +23,7 @@ from k8s_logging_events.testing.apiserver._errors import (
     namespace_mismatch,
     unsupported_media_type,
 )
-from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
+from k8s_logging_events.testing.apiserver._gofmt import go_json_error
 from k8s_logging_events.testing.apiserver._objects import CORE_API, Api, Entry
 from k8s_logging_events.testing.apiserver._patch import (
     JsonPatchError,
@@ -39,13 +38,14 @@ from k8s_logging_events.testing.apiserver._requests import (
     delete_options,
     event_field_converter,
     is_dry_run,
-    json_body,
     list_meta,
+    list_response,
     ok,
     page,
     selectors,
     table_version,
-    unrecognized_body,
+    typed_body,
+    unknown_field_warnings,
 )
 from k8s_logging_events.testing.apiserver._schema import (
     CORE_EVENT,
@@ -57,7 +57,7 @@ from k8s_logging_events.testing.apiserver._schema import (
 from k8s_logging_events.testing.apiserver._selectors import event_fields
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import watch_response
+from k8s_logging_events.testing.apiserver._watch import watch_encoder, watch_response
 
 __all__ = ["PATCH_TYPES", "EventsApi"]
 
@@ -87,6 +87,7 @@ class EventsApi:
         self, api: Api, namespace: str | None, name: str | None, request: HttpRequest
     ) -> HttpResponse:
         """Check a watch of events and describe it; the server streams it."""
+        version = table_version(request)
         return watch_response(
             request,
             api=api,
@@ -96,24 +97,13 @@ class EventsApi:
             name=name,
             convert=event_field_converter(api),
             fields_of=event_fields,
-            encode=self._watch_encoder(api, request, table_version(request)),
+            encode=watch_encoder(
+                lambda entry: api.prefix + entry.item_json(api.name)[1:],
+                None
+                if version is None
+                else lambda entry, meta: self._tables.events([entry], version, api, request, meta),
+            ),
         )
-
-    def _watch_encoder(
-        self, api: Api, request: HttpRequest, version: str | None
-    ) -> Callable[[Entry, bool], bytes]:
-        if version is None:
-            return lambda entry, _first: api.prefix + entry.item_json(api.name)[1:]
-
-        def table(entry: Entry, first: bool) -> bytes:
-            meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-            rendered = self._tables.events([entry], version, api, request, meta)
-            if not first:
-                # the real server sends the column definitions with the first event only
-                rendered["columnDefinitions"] = None
-            return json_body(rendered)
-
-        return table
 
     # -- reads and writes -------------------------------------------------------------
 
@@ -136,53 +126,23 @@ class EventsApi:
         version = table_version(request)
         if version is not None:
             return ok(self._tables.events(entries, version, api, request, meta))
-        head = json.dumps(
-            {"kind": "EventList", "apiVersion": api.api_version, "metadata": meta},
-            separators=(",", ":"),
-        ).encode()
-        items = b",".join(entry.item_json(api.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+        items = (entry.item_json(api.name) for entry in entries)
+        return list_response("EventList", api.api_version, meta, items)
 
     def _decode_event(self, api: Api, request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
         """Decode a create/replace body into the canonical form (the handler's decode step)."""
-        data = request.parsed()
-        if not isinstance(data, dict):
-            raise unrecognized_body("Event", request)
-        api_version = data.get("apiVersion") or api.api_version
-        kind = data.get("kind") or "Event"
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Event): "
-                "couldn't get version/kind; json parse error: "
-                "json: cannot unmarshal non-string into Go struct field .apiVersion of type string "
-                f"({summarize_data(request.body)})"
-            )
-        version = api_version.rsplit("/", 1)[-1]
-        if api_version != api.api_version:
-            raise bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({api.api_version})"
-            )
-        if kind != "Event":
-            raise bad_request(
-                f"{kind} in version {json.dumps(version)} cannot be handled as a Event: "
-                f'no kind "{kind}" is registered for version "{api_version}"'
-            )
-        body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
+        body = typed_body(request, api.api_version, "Event")
         unknown: list[str] = []
         try:
             decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, unknown)
         except DecodeError as exc:
+            version = api.api_version.rsplit("/", 1)[-1]
             raise bad_request(
-                f'{kind} in version "{version}" cannot be handled as a Event: {exc}'
+                f'Event in version "{version}" cannot be handled as a Event: {exc}'
             ) from None
         event = decoded if api is CORE_API else events_to_core(decoded)
         event["metadata"].pop("managedFields", None)
         return event, unknown
-
-    @staticmethod
-    def _warnings(unknown: list[str]) -> list[tuple[str, str]]:
-        return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
 
     def create_event(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
         event, unknown = self._decode_event(api, request)
@@ -193,7 +153,7 @@ class EventsApi:
         event["metadata"]["namespace"] = namespace
         entry = self._store.create_event(api, event, dry_run=dry_run, user=request.user)
         response = self.single(api, entry, request, 201)
-        response.headers.extend(self._warnings(unknown))
+        response.headers.extend(unknown_field_warnings(unknown))
         return response
 
     def replace_event(
@@ -216,7 +176,7 @@ class EventsApi:
             user=request.user,
         )
         response = self.single(api, entry, request, 201 if created else 200)
-        response.headers.extend(self._warnings(unknown))
+        response.headers.extend(unknown_field_warnings(unknown))
         return response
 
     def patch_event(
@@ -334,13 +294,6 @@ class EventsApi:
         delete_options(request)
         labels, fields = selectors(request, event_field_converter(api))
         entries = self._store.delete_events(namespace, labels, fields)
-        head = json.dumps(
-            {
-                "kind": "EventList",
-                "apiVersion": api.api_version,
-                "metadata": {"resourceVersion": str(self._store.resource_version)},
-            },
-            separators=(",", ":"),
-        ).encode()
-        items = b",".join(entry.item_json(api.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+        meta = {"resourceVersion": str(self._store.resource_version)}
+        items = (entry.item_json(api.name) for entry in entries)
+        return list_response("EventList", api.api_version, meta, items)

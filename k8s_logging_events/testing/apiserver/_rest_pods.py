@@ -11,11 +11,9 @@ What a pod is allowed to be is in ``_pods``.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import bad_request, namespace_mismatch
-from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._objects import CORE_API, Entry
 from k8s_logging_events.testing.apiserver._pods import POD_FIELD_LABELS, decode_pod, pod_fields
 from k8s_logging_events.testing.apiserver._requests import (
@@ -24,18 +22,20 @@ from k8s_logging_events.testing.apiserver._requests import (
     delete_options,
     is_dry_run,
     list_meta,
+    list_response,
     not_allowed,
     ok,
     page,
     selectors,
     table_version,
-    unrecognized_body,
+    typed_body,
+    unknown_field_warnings,
 )
 from k8s_logging_events.testing.apiserver._schema import DecodeError
 from k8s_logging_events.testing.apiserver._selectors import SelectorError
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import watch_response
+from k8s_logging_events.testing.apiserver._watch import watch_encoder, watch_response
 
 __all__ = ["PodsApi", "pod_json"]
 
@@ -100,11 +100,8 @@ class PodsApi:
         version = table_version(request)
         if version is not None:
             return ok(self._tables.pods(entries, version, request, meta))
-        head = json.dumps(
-            {"kind": "PodList", "apiVersion": "v1", "metadata": meta}, separators=(",", ":")
-        ).encode()
-        items = b",".join(entry.item_json(CORE_API.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+        items = (entry.item_json(CORE_API.name) for entry in entries)
+        return list_response("PodList", "v1", meta, items)
 
     def create_pod(self, namespace: str, request: HttpRequest) -> HttpResponse:
         pod, unknown = self._decode(request)
@@ -114,24 +111,12 @@ class PodsApi:
         pod["metadata"]["namespace"] = namespace
         entry = self._store.create_pod(pod, dry_run=is_dry_run(request, "CreateOptions"))
         response = self.single(entry, request, 201)
-        response.headers.extend(
-            ("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown
-        )
+        response.headers.extend(unknown_field_warnings(unknown))
         return response
 
     def watch(self, namespace: str | None, name: str | None, request: HttpRequest) -> HttpResponse:
         """Check a watch of pods and describe it; the server streams it."""
         version = table_version(request)
-
-        def encode(entry: Entry, first: bool) -> bytes:
-            if version is None:
-                return pod_json(entry)
-            meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-            rendered = self._tables.pods([entry], version, request, meta)
-            if not first:
-                rendered["columnDefinitions"] = None
-            return go_json(rendered)
-
         return watch_response(
             request,
             api=CORE_API,
@@ -141,27 +126,17 @@ class PodsApi:
             name=name,
             convert=_convert,
             fields_of=pod_fields,
-            encode=encode,
+            encode=watch_encoder(
+                pod_json,
+                None
+                if version is None
+                else lambda entry, meta: self._tables.pods([entry], version, request, meta),
+            ),
         )
 
     @staticmethod
     def _decode(request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
-        data = request.parsed()
-        if not isinstance(data, dict):
-            raise unrecognized_body("Pod", request)
-        api_version = data.get("apiVersion") or "v1"
-        kind = data.get("kind") or "Pod"
-        if api_version != "v1":
-            raise bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                "version (v1)"
-            )
-        if kind != "Pod":
-            raise bad_request(
-                f'{kind} in version "v1" cannot be handled as a Pod: '
-                f'no kind "{kind}" is registered for version "v1"'
-            )
-        body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
+        body = typed_body(request, "v1", "Pod")
         unknown: list[str] = []
         try:
             pod = decode_pod(body, unknown)

@@ -43,7 +43,6 @@ from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
     forbidden,
-    generate_name_conflict,
     invalid,
     name_mismatch,
     namespace_mismatch,
@@ -66,6 +65,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     meta_with,
     select_page,
     simple_name,
+    unique_name,
 )
 from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
@@ -87,9 +87,6 @@ __all__ = ["DEFAULT_WATCH_HISTORY", "IMMORTAL_NAMESPACES", "Store"]
 
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 """Namespaces that always exist and can never be deleted."""
-
-_GENERATE_NAME_ATTEMPTS = 8
-"""How often the store retries a generated name that collided (``RetryGenerateName``)."""
 
 DEFAULT_WATCH_HISTORY = 1000
 """How many event changes the store keeps for watches to resume from.
@@ -418,13 +415,8 @@ class Store(PodStore):
         """Return (selected events, resourceVersion, next start key, remaining count)."""
         with self.lock:
             self._expire()
-            keyed = (
-                (key, self._events[key])
-                for key in sorted(self._events)
-                if namespace is None or key[0] == namespace
-            )
             page, following, remaining = select_page(
-                keyed, labels, fields, event_fields, limit=limit, start=start
+                self._events, namespace, labels, fields, event_fields, limit=limit, start=start
             )
             return page, self._rv, following, remaining
 
@@ -454,18 +446,9 @@ class Store(PodStore):
             self._admit_write(api, namespace, event, user, dry_run)
             if meta.get("resourceVersion"):
                 raise unknown_error("resourceVersion should not be set on objects to be created")
-            key = (namespace, meta["name"])
-            attempts = 1
-            while key in self._events:
-                if not generated:
-                    raise already_exists("events", meta["name"], api.group)
-                if attempts >= _GENERATE_NAME_ATTEMPTS:
-                    raise generate_name_conflict("events", meta["name"])
-                attempts += 1
-                meta = meta_with(meta, name=self._generate(meta["generateName"]))
-                event = {**event, "metadata": meta}
-                key = (namespace, meta["name"])
-            return self._commit(key, event, dry_run=dry_run)
+            meta = unique_name(self._events, meta, generated, self._generate, "events", api.group)
+            event = {**event, "metadata": meta}
+            return self._commit((namespace, meta["name"]), event, dry_run=dry_run)
 
     def _validate_create(self, api: Api, event: dict[str, Any]) -> None:
         name = event["metadata"].get("name", "")

@@ -20,8 +20,6 @@ from typing import Any
 
 from k8s_logging_events.models import format_time
 from k8s_logging_events.testing.apiserver._errors import (
-    already_exists,
-    generate_name_conflict,
     invalid,
     not_found,
     unknown_error,
@@ -36,6 +34,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     check_preconditions,
     meta_with,
     select_page,
+    unique_name,
 )
 from k8s_logging_events.testing.apiserver._pods import (
     default_pod,
@@ -46,8 +45,6 @@ from k8s_logging_events.testing.apiserver._pods import (
 from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 
 __all__ = ["PodStore"]
-
-_GENERATE_NAME_ATTEMPTS = 8
 
 
 class PodStore:
@@ -124,17 +121,9 @@ class PodStore:
                 raise invalid("Pod", meta.get("name", ""), errors)
             if meta.get("resourceVersion"):
                 raise unknown_error("resourceVersion should not be set on objects to be created")
+            meta = unique_name(self._pods, meta, generated, self._generate, "pods")
+            pod = {**pod, "metadata": meta}
             key = (namespace, meta["name"])
-            attempts = 1
-            while key in self._pods:
-                if not generated:
-                    raise already_exists("pods", meta["name"])
-                if attempts >= _GENERATE_NAME_ATTEMPTS:
-                    raise generate_name_conflict("pods", meta["name"])
-                attempts += 1
-                meta = meta_with(meta, name=self._generate(meta["generateName"]))
-                pod = {**pod, "metadata": meta}
-                key = (namespace, meta["name"])
             if dry_run:
                 return Entry(pod, 0, self._now())
             rv = self._next_rv()
@@ -189,12 +178,7 @@ class PodStore:
     ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
         """Return (selected pods, resourceVersion, next start key, remaining count)."""
         with self.lock:
-            keyed = (
-                (key, self._pods[key])
-                for key in sorted(self._pods)
-                if namespace is None or key[0] == namespace
-            )
             page, following, remaining = select_page(
-                keyed, labels, fields, pod_fields, limit=limit, start=start
+                self._pods, namespace, labels, fields, pod_fields, limit=limit, start=start
             )
             return page, self._rv, following, remaining

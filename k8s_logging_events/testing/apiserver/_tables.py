@@ -12,6 +12,7 @@ Ages read as kubectl prints them, with :func:`k8s_logging_events.describe.human_
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from k8s_logging_events import models
@@ -132,9 +133,7 @@ class Tables:
         include = request.query.get("includeObject", "Metadata")
         rows = []
         for entry in entries:
-            created = models.parse_time(entry.obj["metadata"].get("creationTimestamp"))
-            age = "<unknown>" if created is None else human_duration(now - created)
-            cells = [entry.name, entry.obj["status"].get("phase", ""), age]
+            cells = [entry.name, entry.obj["status"].get("phase", ""), _age(entry, now)]
             rows.append(self._row(cells, entry, None, include))
         return self._table(version, _NAMESPACE_COLUMNS, rows, meta)
 
@@ -150,14 +149,13 @@ class Tables:
             statuses = status.get("containerStatuses") or []
             ready = sum(1 for item in statuses if item.get("ready"))
             restarts = sum(int(item.get("restartCount") or 0) for item in statuses)
-            created = models.parse_time(pod["metadata"].get("creationTimestamp"))
             gates = spec.get("readinessGates") or []
             cells = [
                 entry.name,
                 f"{ready}/{len(spec.get('containers') or [])}",
                 _pod_status(pod),
                 restarts,
-                "<unknown>" if created is None else human_duration(now - created),
+                _age(entry, now),
                 status.get("podIP") or "<none>",
                 spec.get("nodeName") or "<none>",
                 status.get("nominatedNodeName") or "<none>",
@@ -202,6 +200,12 @@ class Tables:
             "columnDefinitions": columns,
             "rows": rows,
         }
+
+
+def _age(entry: Entry, now: datetime) -> str:
+    """The AGE column: how long ago the object was created, as kubectl prints it."""
+    created = models.parse_time(entry.obj["metadata"].get("creationTimestamp"))
+    return "<unknown>" if created is None else human_duration(now - created)
 
 
 def _pod_status(pod: dict[str, Any]) -> str:

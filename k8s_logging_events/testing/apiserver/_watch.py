@@ -48,7 +48,7 @@ from k8s_logging_events.testing.apiserver._requests import (
 from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 from k8s_logging_events.testing.apiserver._store import Store
 
-__all__ = ["WatchRequest", "expired_status", "stream_watch", "watch_response"]
+__all__ = ["WatchRequest", "expired_status", "stream_watch", "watch_encoder", "watch_response"]
 
 POLL_INTERVAL = 0.5
 """How often an idle watch looks whether its client has gone (the server's stop wakes it)."""
@@ -93,6 +93,27 @@ class WatchRequest:
         if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
             return False
         return self.fields.empty or self.fields.matches(self.fields_of(obj))
+
+
+def watch_encoder(
+    json_of: Callable[[Entry], bytes],
+    table_of: Callable[[Entry, dict[str, Any]], dict[str, Any]] | None,
+) -> Encoder:
+    """The objects of a watch's events: the JSON of each object, or (for kubectl's
+    ``as=Table``) a one-row Table, with the column definitions in the first one only, as the
+    real server sends them."""
+    if table_of is None:
+        return lambda entry, _first: json_of(entry)
+
+    def table(entry: Entry, first: bool) -> bytes:
+        rendered = table_of(
+            entry, {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
+        )
+        if not first:
+            rendered["columnDefinitions"] = None
+        return go_json(rendered)
+
+    return table
 
 
 def watch_response(
