@@ -2,7 +2,7 @@
 
 This is the test side of the pipeline: what the sink talks to in tests and in the demo.
 :class:`LocalApiServer` serves core/v1 and events.k8s.io/v1 Events and core/v1 Namespaces
-over real HTTP on 127.0.0.1, so that the official ``kubernetes`` client -- and through it
+and Pods over real HTTP on 127.0.0.1, so that the official ``kubernetes`` client -- and through it
 the library's sink -- talks to it exactly as to a cluster: same paths, same status codes,
 same ``Status`` bodies, same validation, same order of checks (see
 ``docs/local-apiserver.md`` for what is and is not faithful). On top of that it offers what
@@ -60,8 +60,8 @@ __all__ = ["LocalApiServer"]
 class LocalApiServer(ServerControls):
     """A Kubernetes Events API server on 127.0.0.1 for tests, demos and users' own tests.
 
-    It serves ``/api/v1`` (Events and Namespaces) and ``/apis/events.k8s.io/v1`` (Events)
-    over one store, plus the discovery documents kubectl needs. Use it as a context
+    It serves ``/api/v1`` (Events, Namespaces and Pods) and ``/apis/events.k8s.io/v1``
+    (Events) over one store, plus the discovery documents kubectl needs. Use it as a context
     manager, or call :meth:`start` and :meth:`stop`::
 
         with LocalApiServer() as server:
@@ -88,7 +88,7 @@ class LocalApiServer(ServerControls):
         name_generator: makes the name for a ``generateName`` prefix (default: the prefix
             and five random characters, as the real server does).
         seed: seeds the default name generator.
-        watch_history: how many changes to events the server keeps for watches to resume
+        watch_history: how many changes of each resource the server keeps for watches to resume
             from; a watch from an older resourceVersion gets ``410 Expired``.
         tls: serve HTTPS with a certificate signed by a throwaway CA (:attr:`ca_pem`,
             :attr:`ca_file`); needs the ``trustme`` package.
