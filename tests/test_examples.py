@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
@@ -141,7 +142,9 @@ class TestController:
 
     def test_reconciles_v1pod_models(self, k8s_apiserver, capsys) -> None:
         """Each resync adds one occurrence per pod; the V1Pod models are the involved objects."""
-        _load("controller").main(k8s_apiserver.url, resyncs=3)
+        controller = _load("controller")
+        controller.add_example_pods(k8s_apiserver, "default")
+        controller.main(k8s_apiserver.url, resyncs=3)
 
         events = k8s_apiserver.events("default")
         assert _counts(events) == {
@@ -158,7 +161,7 @@ class TestController:
     def test_lists_pods_where_the_server_has_them(self, monkeypatch) -> None:
         """Pods come from list_namespaced_pod when the server serves Pods."""
         controller = _load("controller")
-        listed = controller.example_pods("default")[:1]
+        listed = [client.V1Pod(metadata=client.V1ObjectMeta(name="web-1"))]
 
         class Core:
             def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
