@@ -360,11 +360,11 @@ class RateLimitedReporter:
             counted = f"{held.reports} report(s) like this since the last one"
             if held.occurrences:
                 counted += (
-                    f": {held.occurrences} occurrence(s) {held.outcome} since then, "
-                    f"{total} occurrence(s) {held.outcome} in all"
+                    f": {held.occurrences} occurrence(s) {held.outcome} since then "
+                    f"({total} occurrence(s) in all)"
                 )
             elif total:
-                counted += f"; {total} occurrence(s) {held.outcome} in all"
+                counted += f" ({total} occurrence(s) in all)"
             log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args)
 
 
@@ -381,7 +381,7 @@ def _with_held(
         return f"{msg} [and {held.reports} more like it since the last report]", args
     since = held.occurrences + occurrences
     return (
-        f"{msg}; %d occurrence(s) {outcome} since the last report, %d occurrence(s) "
-        f"{outcome} in all [{held.reports} more report(s) like this were held back]",
+        f"{msg}; %d occurrence(s) {outcome} since the last report (%d occurrence(s) in all) "
+        f"[{held.reports} more report(s) like this were held back]",
         (*args, since, total),
     )

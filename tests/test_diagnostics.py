@@ -100,7 +100,7 @@ def test_three_failures_within_a_minute_are_reported_as_three_occurrences(
     assert summary.startswith("Unable to write event c")
     assert "2 report(s) like this since the last one" in summary
     assert "2 occurrence(s) lost since then" in summary
-    assert "3 occurrence(s) lost in all" in summary
+    assert "(3 occurrence(s) in all)" in summary
     reporter.summarise()  # nothing held back any more: nothing to say
     assert len(seen.messages()) == 2
 
@@ -118,8 +118,8 @@ def test_the_next_report_after_the_interval_carries_what_was_held_back(
     assert first == "dropped 1; 5 occurrence(s) dropped"
     # 7 + 11 held back, 13 now: 31 since the last line, 36 in all
     assert second == (
-        "dropped 4; 31 occurrence(s) dropped since the last report, 36 occurrence(s) "
-        "dropped in all [2 more report(s) like this were held back]"
+        "dropped 4; 31 occurrence(s) dropped since the last report (36 occurrence(s) in all) "
+        "[2 more report(s) like this were held back]"
     )
 
 
