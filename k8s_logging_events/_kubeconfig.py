@@ -76,9 +76,9 @@ def not_found_report(kubeconfig: str | None = None) -> str:
     return (
         "No Kubernetes configuration found, so events go to no API server (they are counted "
         f"as 'discarded' in stats()). Tried: {'; '.join(tried)}. To write events, set "
-        "KUBECONFIG (or the handler's kubeconfig option) to a kubeconfig file, set the "
-        "handler's sink option to the API server's URL (http://127.0.0.1:8001 for kubectl "
-        "proxy), or run in a pod with a service account (in-cluster); sink: null records "
+        "KUBECONFIG (or kubeconfig=PATH on the handler) to a kubeconfig file, set sink=URL "
+        "for an API server reached without credentials (http://127.0.0.1:8001 for kubectl "
+        "proxy), or run in a pod with a service account (in-cluster); sink=None records "
         "events nowhere without this warning"
     )
 

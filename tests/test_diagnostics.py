@@ -240,7 +240,7 @@ def test_the_readme_quick_start_without_a_cluster_says_why_nothing_was_written(t
     assert len(found) == 1, result.stderr
     line = found[0]
     assert line.startswith("k8s_logging_events: ")
-    for needed in ("in-cluster", "KUBECONFIG", "kubeconfig option", "sink", "~/.kube/config"):
+    for needed in ("in-cluster", "KUBECONFIG", "kubeconfig=", "sink=URL", "~/.kube/config"):
         assert needed in line, (needed, line)
     assert "discarded" in line
 
