@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from k8s_logging_events.testing.apiserver._auth import ANONYMOUS
 from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     FieldError,
@@ -90,6 +91,8 @@ class HttpRequest:
     body: bytes = b""
     json_body: Any = _UNPARSED
     """The body parsed as JSON (None when absent or not JSON), filled in on first use."""
+    user: str = ANONYMOUS
+    """The authenticated user's name (set by the dispatcher)."""
 
     def header(self, name: str) -> str:
         """Return a header value, or "" when absent."""

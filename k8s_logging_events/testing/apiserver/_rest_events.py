@@ -238,7 +238,7 @@ class EventsApi:
             raise namespace_mismatch()
         dry_run = is_dry_run(request, "CreateOptions")
         event["metadata"]["namespace"] = namespace
-        entry = self._store.create_event(api, event, dry_run=dry_run)
+        entry = self._store.create_event(api, event, dry_run=dry_run, user=request.user)
         response = self.single(api, entry, request, 201)
         response.headers.extend(self._warnings(unknown))
         return response
@@ -254,7 +254,13 @@ class EventsApi:
             raise name_mismatch(meta.get("name", ""), name)
         dry_run = is_dry_run(request, "UpdateOptions")
         entry, created = self._store.update_event(
-            api, namespace, name, lambda _current: event, allow_create=True, dry_run=dry_run
+            api,
+            namespace,
+            name,
+            lambda _current: event,
+            allow_create=True,
+            dry_run=dry_run,
+            user=request.user,
         )
         response = self.single(api, entry, request, 201 if created else 200)
         response.headers.extend(self._warnings(unknown))
@@ -294,7 +300,7 @@ class EventsApi:
             return self._decode_patched(api, patched, patch)
 
         entry, created = self._store.update_event(
-            api, namespace, name, make, allow_create=apply, dry_run=dry_run
+            api, namespace, name, make, allow_create=apply, dry_run=dry_run, user=request.user
         )
         return self.single(api, entry, request, 201 if created else 200)
 

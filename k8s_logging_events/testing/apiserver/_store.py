@@ -9,7 +9,10 @@ steps of a write in the order the API server runs them:
    for a create in a namespace being deleted);
 2. name generation for ``generateName``;
 3. the strategy's validation, then the generic metadata validation (422);
-4. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``).
+4. validating admission: ``EventRateLimit`` when configured (429, ``_admission``);
+5. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``; the
+   resourceVersion precondition of an update is checked before validation, as the
+   registry's update does).
 
 Body decoding and the namespace-in-body check come before this, in the REST layer.
 
@@ -33,6 +36,8 @@ from typing import Any
 
 from k8s_logging_events.clock import Clock
 from k8s_logging_events.models import format_time
+from k8s_logging_events.testing.apiserver._admission import WriteAttributes
+from k8s_logging_events.testing.apiserver._auth import ANONYMOUS
 from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
@@ -99,6 +104,8 @@ class Store:
         name_generator: makes a name from a ``generateName`` prefix.
         seed: seeds the default name generator.
         watch_history: how many event changes to keep for watches to resume from.
+        admission: the validating admission of event writes (creates and updates): raises
+            an ``ApiError`` to refuse one (None: every write is admitted).
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class Store:
         name_generator: Callable[[str], str] | None = None,
         seed: int | None = None,
         watch_history: int = DEFAULT_WATCH_HISTORY,
+        admission: Callable[[WriteAttributes], None] | None = None,
     ) -> None:
         if watch_history < 1:
             raise ValueError("watch_history must be at least 1")
@@ -130,6 +138,7 @@ class Store:
         self._max_events = max_events
         rng = random.Random(seed)
         self._generate = name_generator or (lambda prefix: simple_name(prefix, rng))
+        self._admission = admission
         self._rv = 0
         self._events: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._namespaces: dict[str, Entry] = {}
@@ -402,7 +411,9 @@ class Store:
                 return selected[:limit], self._rv, (following.namespace, following.name), remaining
             return selected, self._rv, None, 0
 
-    def create_event(self, api: Api, event: dict[str, Any], *, dry_run: bool = False) -> Entry:
+    def create_event(
+        self, api: Api, event: dict[str, Any], *, dry_run: bool = False, user: str = ANONYMOUS
+    ) -> Entry:
         """Create an event from its decoded canonical form (namespace already checked)."""
         with self.lock:
             self._expire()
@@ -423,6 +434,7 @@ class Store:
             )
             event = {**event, "metadata": meta}
             self._validate_create(api, event)
+            self._admit_write(api, namespace, event, user, dry_run)
             if meta.get("resourceVersion"):
                 raise unknown_error("resourceVersion should not be set on objects to be created")
             key = (namespace, meta["name"])
@@ -447,6 +459,12 @@ class Store:
         if errors:
             raise invalid("Event", name, errors)
 
+    def _admit_write(
+        self, api: Api, namespace: str, event: dict[str, Any], user: str, dry_run: bool
+    ) -> None:
+        if self._admission is not None:
+            self._admission(WriteAttributes(api.group, namespace, user, event, dry_run))
+
     def _commit(self, key: tuple[str, str], event: dict[str, Any], *, dry_run: bool) -> Entry:
         if dry_run:
             event["metadata"] = meta_with(event["metadata"], resourceVersion=None)
@@ -466,6 +484,7 @@ class Store:
         *,
         allow_create: bool,
         dry_run: bool = False,
+        user: str = ANONYMOUS,
     ) -> tuple[Entry, bool]:
         """Replace or patch an event: ``make`` builds the new canonical form from the current.
 
@@ -496,6 +515,7 @@ class Store:
                 )
                 event = {**event, "metadata": meta}
                 self._validate_create(api, event)
+                self._admit_write(api, namespace, event, user, dry_run)
                 return self._commit(key, event, dry_run=dry_run), True
             self._admit(namespace, False, name, api)
             old = current.obj
@@ -517,6 +537,7 @@ class Store:
             errors += validate_event_update(event, old, api.name)
             if errors:
                 raise invalid("Event", name, errors)
+            self._admit_write(api, namespace, event, user, dry_run)
             if event == old or dry_run:
                 return (current if event == old else Entry(event, current.rv, self._now())), False
             return self._commit(key, event, dry_run=False), False
