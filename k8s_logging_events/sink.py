@@ -339,12 +339,13 @@ class KubernetesEventSink:
             raise
         status = answer.status
         if not 200 <= status <= 299:
-            if answer.resent and method == "POST" and status == 409:
+            if answer.resent and method != "GET" and status == 409:
                 # the first send may have been stored before its connection broke: say what
                 # the writer would have seen without the resend, a transport error, so that
-                # it takes AlreadyExists for its own create (see _writer)
+                # it takes AlreadyExists for its own create, and a Conflict for its own
+                # guarded patch (see _writer and _continuation)
                 raise _http.ProtocolError(
-                    f"the connection broke during POST {path}; sent again, it met 409"
+                    f"the connection broke during {method} {path}; sent again, it met 409"
                 )
             raise _status_error(status, answer.reason, _text(answer.body), answer.headers)
         try:
