@@ -131,7 +131,8 @@ def main() -> int:
             ),
         )
     )
-    sections.append(("9. A fleet in one incident", ["fleet.py"] + (["--quick"] if args.quick else [])))
+    fleet = ["fleet.py"] + (["--quick"] if args.quick else [])
+    sections.append(("9. A fleet in one incident", fleet))
     if args.instructions:
         sections.append(("10. Instructions (callgrind)", ["instructions.py"]))
 

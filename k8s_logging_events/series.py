@@ -58,15 +58,7 @@ MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
     """The fields that make two occurrences one events.k8s.io/v1 Event (the note is not one)."""
-    return (
-        event.type,
-        event.action,
-        event.reason,
-        event.reporting_controller,
-        event.reporting_instance,
-        event.involved_object,
-        event.related,
-    )
+    return _key(event, event.involved_object)
 
 
 def series_key(event: models.Event) -> tuple[object, ...]:
@@ -78,6 +70,10 @@ def series_key(event: models.Event) -> tuple[object, ...]:
     ref = event.involved_object
     if ref.resource_version:
         ref = dataclasses.replace(ref, resource_version="")
+    return _key(event, ref)
+
+
+def _key(event: models.Event, ref: models.ObjectReference) -> tuple[object, ...]:
     return (
         event.type,
         event.action,

