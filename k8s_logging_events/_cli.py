@@ -6,13 +6,15 @@ run by the function it stores in ``args.run``:
 ``demo``
     The demo that ``./dev demo`` runs (:mod:`k8s_logging_events._demo`): logging configured
     from ``examples/logging.yaml``, a simulated controller, and the events it produced as
-    ``kubectl describe`` shows them, on a local Events API server unless a cluster is named
-    by ``--kubeconfig`` or ``KUBECONFIG``.
+    ``kubectl describe`` shows them, on a local API server (with real pods, and kubectl's
+    own ``describe pod`` at the end) unless a cluster is named by ``--kubeconfig`` or
+    ``KUBECONFIG``.
 
 ``apiserver``
     Run a :class:`~k8s_logging_events.testing.LocalApiServer` in the foreground until
-    Ctrl-C (or SIGTERM), printing its URL: the local Events API that the demo, ``kubectl``
-    and hand-run experiments talk to when no cluster is at hand.
+    Ctrl-C (or SIGTERM), printing its URL: the local Events API (with Namespaces and Pods)
+    that the demo, ``kubectl`` and hand-run experiments talk to when no cluster is at hand,
+    optionally enforcing the EventRateLimit admission plugin.
 """
 
 from __future__ import annotations
@@ -59,11 +61,12 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "demo",
         help="run the demo: a simulated controller whose logging becomes Kubernetes Events",
         description=(
-            "Configure logging from examples/logging.yaml, reconcile a few simulated pods "
-            "(image-pull back-offs, aggregated probe failures, a burst for the spam filter), "
-            "flush, and print the events as kubectl describe shows them, with the handler's "
-            "counters. Without a cluster (no --kubeconfig, no KUBECONFIG) the events go to a "
-            "local Events API server that the demo starts and stops."
+            "Configure logging from examples/logging.yaml, reconcile three pods (image-pull "
+            "back-offs, aggregated probe failures, a burst for the spam filter), flush, and "
+            "print the events as kubectl describe shows them, with the handler's counters. "
+            "Without a cluster (no --kubeconfig, no KUBECONFIG) the events go to a local API "
+            "server that the demo starts and stops, the pods are created there, and the demo "
+            "ends with kubectl describe pod of one of them when kubectl is installed."
         ),
     )
     target = parser.add_argument_group("where the events go")
@@ -139,8 +142,8 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "apiserver",
         help="run a local Kubernetes Events API server until Ctrl-C",
         description=(
-            "Serve core/v1 and events.k8s.io/v1 Events (and Namespaces) on HOST:PORT until "
-            "interrupted. Point kubectl at it with --server, or a kubernetes client with "
+            "Serve core/v1 and events.k8s.io/v1 Events (and Namespaces and Pods) on HOST:PORT "
+            "until interrupted. Point kubectl at it with --server, or a kubernetes client with "
             "Configuration(host=URL)."
         ),
     )

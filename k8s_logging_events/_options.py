@@ -54,6 +54,7 @@ class Config:
     kubeconfig: str | None
     context: str | None
     default_involved: str | None = None
+    crash_events: bool = False
     event_names: str = _names.DETERMINISTIC
 
 
@@ -182,6 +183,19 @@ def default_involved(value: object) -> str | None:
         "default_involved must be 'pod' (events about the pod this process runs in, from "
         f"the Downward API) or null, not {value!r}"
     )
+
+
+def crash_events(value: object, involved: object) -> bool:
+    """``crash_events``: a bool, true only with ``default_involved: pod`` (what it is about)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"crash_events must be true or false, not {value!r}")
+    if value and default_involved(involved) is None:
+        raise ValueError(
+            "crash_events needs default_involved: 'pod': an uncaught exception becomes an "
+            "event about the pod this process runs in, and without default_involved there "
+            "is nothing for it to be about"
+        )
+    return value
 
 
 def checked_sink(option: object, given: object) -> Sink:

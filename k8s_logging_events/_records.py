@@ -29,6 +29,7 @@ __all__ = [
     "CallSites",
     "Notes",
     "Settings",
+    "exception_summary",
     "find_extras",
     "is_own",
     "may_be_event",
@@ -415,7 +416,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.__dict__.pop("_name", None)
     summary = ""
     if detail != "traceback":
-        summary = _exception_summary(record.exc_info) if detail == "summary" else ""
+        summary = exception_summary(record.exc_info) if detail == "summary" else ""
         copy.exc_info = None
         copy.exc_text = None
         copy.stack_info = None
@@ -453,7 +454,8 @@ def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
     return cut
 
 
-def _exception_summary(exc_info: object) -> str:
+def exception_summary(exc_info: object) -> str:
+    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` alone without text); "" for none."""
     if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
         return ""
     exc_type, exc = exc_info[0], exc_info[1]

@@ -39,6 +39,7 @@ from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from typing import Any
 
 from k8s_logging_events import (
+    _crash,
     _diagnostics,
     _options,
     _pod,
@@ -181,6 +182,7 @@ class KubernetesEventHandler(logging.Handler):
             ``get`` on ``pods``). Outside a pod this is reported once and such records make
             no events. Set the handler's ``level`` (WARNING) so that not every line becomes
             an event. ``None`` (the default): only records with an involved object count.
+        crash_events: an uncaught exception is a ``Warning`` event on the ``default_involved`` pod.
         event_names: ``"deterministic"`` (the default): an event's name is a hash of what
             makes it that event (source, involved object, type, reason, message), so that a
             restarted process, another worker or another replica on the same node continues
@@ -231,6 +233,7 @@ class KubernetesEventHandler(logging.Handler):
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
         default_involved: str | None = None,
+        crash_events: bool = False,
         event_names: str = "deterministic",
         **unknown: Any,
     ) -> None:
@@ -268,6 +271,7 @@ class KubernetesEventHandler(logging.Handler):
             kubeconfig=_options.optional_text("kubeconfig", kubeconfig),
             context=_options.optional_text("context", context),
             default_involved=_options.default_involved(default_involved),
+            crash_events=_options.crash_events(crash_events, default_involved),
             event_names=_options.event_names(event_names),
         )
         pod = _pod.from_environment() if config.default_involved == _pod.POD else None
@@ -279,7 +283,6 @@ class KubernetesEventHandler(logging.Handler):
         self._clock = clock
         self._sleep = sleep
         self._given = broadcaster
-        self._pod = pod
         # what a record without an involved object is about: None, or the pod's reference
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
         if pod is not None:
@@ -287,6 +290,8 @@ class KubernetesEventHandler(logging.Handler):
         self._fresh_state()
         self._closed = False
         _live_handlers.add(self)
+        if config.crash_events:  # outside a pod the hooks make no event, as records make none
+            _crash.watch(self, config.exception_detail)
 
     # --- the logging.Handler interface -----------------------------------------------------
 
@@ -300,11 +305,7 @@ class KubernetesEventHandler(logging.Handler):
         return self._extras(record) is not None and bool(super().filter(record))
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
-        """What ``record`` says about its event (see ``_records.find_extras``), or None.
-
-        The first check is four lookups in the record's ``__dict__``: it is all that a plain
-        record costs, on the path logging takes (``handle``) as through ``filter``.
-        """
+        """What ``record`` says about its event (see ``_records.find_extras``), or None."""
         attrs = record.__dict__
         if (  # the markers of _records.MARKERS, spelled out: four dict lookups, no call
             "involved" not in attrs
@@ -393,6 +394,7 @@ class KubernetesEventHandler(logging.Handler):
         the option that would help. A given ``broadcaster`` is flushed, not shut down.
         """
         try:
+            _crash.unwatch(self)
             with self._lock:
                 first = not self._closed
                 self._closed = True

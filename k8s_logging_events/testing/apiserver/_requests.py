@@ -14,7 +14,7 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +26,12 @@ from k8s_logging_events.testing.apiserver._errors import (
     invalid,
     status_body,
 )
-from k8s_logging_events.testing.apiserver._gofmt import go_json, go_json_error, go_strings
+from k8s_logging_events.testing.apiserver._gofmt import (
+    go_json,
+    go_json_error,
+    go_strings,
+    summarize_data,
+)
 from k8s_logging_events.testing.apiserver._objects import CORE_API, Api
 from k8s_logging_events.testing.apiserver._selectors import (
     CORE_FIELD_LABELS,
@@ -52,10 +57,14 @@ __all__ = [
     "json_body",
     "page",
     "list_meta",
+    "list_response",
     "not_allowed",
     "ok",
     "selectors",
     "table_version",
+    "typed_body",
+    "unknown_field_warnings",
+    "unrecognized_body",
 ]
 
 _UNPARSED: Any = object()
@@ -137,6 +146,16 @@ def ok(body: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(status, json_body(body))
 
 
+def list_response(
+    kind: str, api_version: str, meta: dict[str, Any], items: Iterable[bytes]
+) -> HttpResponse:
+    """A list answer (``EventList``, ``PodList``): its head, then the items' cached JSON."""
+    head = json.dumps(
+        {"kind": kind, "apiVersion": api_version, "metadata": meta}, separators=(",", ":")
+    ).encode()
+    return HttpResponse(200, head[:-1] + b',"items":[' + b",".join(items) + b"]}\n")
+
+
 def error_response(error: ApiError) -> HttpResponse:
     """Render an :class:`ApiError` as its Status response."""
     return HttpResponse(
@@ -145,6 +164,62 @@ def error_response(error: ApiError) -> HttpResponse:
         headers=list(error.headers),
         reason=error.status.get("reason", ""),
     )
+
+
+def unrecognized_body(kind: str, request: HttpRequest) -> ApiError:
+    """400 for a create body that is not a JSON object (the decoder's first step)."""
+    data = request.parsed()
+    reason = (
+        go_json_error(request.body)
+        if data is None
+        else (
+            "json: cannot unmarshal array into Go value of type struct "
+            '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
+            'Kind string "json:\\"kind,omitempty\\"" }'
+        )
+    )
+    return bad_request(
+        f"the object provided is unrecognized (must be of type {kind}): couldn't get "
+        f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
+    )
+
+
+def typed_body(request: HttpRequest, api_version: str, kind: str) -> dict[str, Any]:
+    """A create's body checked as the decoder checks it: a JSON object whose ``apiVersion``
+    and ``kind`` (when given) are ``api_version`` and ``kind``; returned without them.
+
+    Raises:
+        ApiError: 400, with the decoder's message.
+    """
+    data = request.parsed()
+    if not isinstance(data, dict):
+        raise unrecognized_body(kind, request)
+    sent_version = data.get("apiVersion") or api_version
+    sent_kind = data.get("kind") or kind
+    if not isinstance(sent_version, str) or not isinstance(sent_kind, str):
+        raise bad_request(
+            f"the object provided is unrecognized (must be of type {kind}): "
+            "couldn't get version/kind; json parse error: "
+            "json: cannot unmarshal non-string into Go struct field .apiVersion of type string "
+            f"({summarize_data(request.body)})"
+        )
+    if sent_version != api_version:
+        raise bad_request(
+            f"the API version in the data ({sent_version}) does not match the expected API "
+            f"version ({api_version})"
+        )
+    if sent_kind != kind:
+        version = json.dumps(sent_version.rsplit("/", 1)[-1])
+        raise bad_request(
+            f"{sent_kind} in version {version} cannot be handled as a {kind}: "
+            f'no kind "{sent_kind}" is registered for version "{sent_version}"'
+        )
+    return {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
+
+
+def unknown_field_warnings(unknown: list[str]) -> list[tuple[str, str]]:
+    """The ``Warning`` headers for the unknown fields a decoder dropped."""
+    return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
 
 
 def not_allowed() -> HttpResponse:

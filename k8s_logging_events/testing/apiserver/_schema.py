@@ -1,4 +1,4 @@
-"""The wire shapes of Event and Namespace in :class:`~k8s_logging_events.testing.LocalApiServer`.
+"""The wire shapes of Event, Namespace and Pod in the local API server.
 
 Part of the local API server on the test side of the pipeline. The server keeps every event
 in one canonical form -- the core/v1 JSON exactly as a real API server writes it (Go field
@@ -27,6 +27,7 @@ __all__ = [
     "CORE_EVENT",
     "EVENTS_EVENT",
     "NAMESPACE",
+    "POD",
     "DecodeError",
     "Struct",
     "core_to_events",
@@ -259,6 +260,18 @@ NAMESPACE = Struct(
     ),
 )
 """core/v1 ``Namespace``."""
+
+POD = Struct(
+    "Pod",
+    "v1.Pod",
+    (
+        Field("metadata", _STRUCT, False, OBJECT_META),
+        Field("spec", _RAW),
+        Field("status", _RAW),
+    ),
+)
+"""core/v1 ``Pod``: its metadata decoded, its spec and status kept as sent (``_pods``
+checks the parts it uses)."""
 
 
 def _describe(value: Any, target_kind: str) -> str:

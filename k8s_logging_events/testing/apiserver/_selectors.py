@@ -21,6 +21,8 @@ __all__ = [
     "LabelSelector",
     "SelectorError",
     "event_fields",
+    "namespace_field_label",
+    "namespace_fields",
     "parse_field_selector",
     "parse_label_selector",
 ]
@@ -89,6 +91,23 @@ def event_fields(event: dict[str, Any]) -> dict[str, str]:
         "metadata.name": meta.get("name", ""),
         "metadata.namespace": meta.get("namespace", ""),
     }
+
+
+def namespace_fields(namespace: dict[str, Any]) -> dict[str, str]:
+    """Return the selectable field set of a stored namespace."""
+    return {
+        "metadata.name": namespace["metadata"].get("name", ""),
+        "status.phase": namespace["status"].get("phase", ""),
+    }
+
+
+def namespace_field_label(label: str) -> str:
+    """Check a namespace field selector's label (the message is the real server's)."""
+    if label in NAMESPACE_FIELD_LABELS:
+        return label
+    raise SelectorError(
+        f'"{label}" is not a known field selector: only "metadata.name", "status.phase"'
+    )
 
 
 @dataclass(frozen=True, slots=True)

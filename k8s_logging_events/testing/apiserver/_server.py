@@ -2,7 +2,7 @@
 
 This is the test side of the pipeline: what the sink talks to in tests and in the demo.
 :class:`LocalApiServer` serves core/v1 and events.k8s.io/v1 Events and core/v1 Namespaces
-over real HTTP on 127.0.0.1, so that the official ``kubernetes`` client -- and through it
+and Pods over real HTTP on 127.0.0.1, so that the official ``kubernetes`` client -- and through it
 the library's sink -- talks to it exactly as to a cluster: same paths, same status codes,
 same ``Status`` bodies, same validation, same order of checks (see
 ``docs/local-apiserver.md`` for what is and is not faithful). On top of that it offers what
@@ -26,8 +26,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
@@ -46,7 +45,9 @@ from k8s_logging_events.testing.apiserver._errors import ApiError
 from k8s_logging_events.testing.apiserver._faults import FaultList, RequestLog
 from k8s_logging_events.testing.apiserver._http import Transport
 from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_API, Entry
+from k8s_logging_events.testing.apiserver._pods import LOCAL_NODE, running_status
 from k8s_logging_events.testing.apiserver._rest import RestApi
+from k8s_logging_events.testing.apiserver._rest_pods import pod_json
 from k8s_logging_events.testing.apiserver._store import DEFAULT_WATCH_HISTORY, Store
 from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
 
@@ -59,8 +60,8 @@ __all__ = ["LocalApiServer"]
 class LocalApiServer(ServerControls):
     """A Kubernetes Events API server on 127.0.0.1 for tests, demos and users' own tests.
 
-    It serves ``/api/v1`` (Events and Namespaces) and ``/apis/events.k8s.io/v1`` (Events)
-    over one store, plus the discovery documents kubectl needs. Use it as a context
+    It serves ``/api/v1`` (Events, Namespaces and Pods) and ``/apis/events.k8s.io/v1``
+    (Events) over one store, plus the discovery documents kubectl needs. Use it as a context
     manager, or call :meth:`start` and :meth:`stop`::
 
         with LocalApiServer() as server:
@@ -87,7 +88,7 @@ class LocalApiServer(ServerControls):
         name_generator: makes the name for a ``generateName`` prefix (default: the prefix
             and five random characters, as the real server does).
         seed: seeds the default name generator.
-        watch_history: how many changes to events the server keeps for watches to resume
+        watch_history: how many changes of each resource the server keeps for watches to resume
             from; a watch from an older resourceVersion gets ``410 Expired``.
         tls: serve HTTPS with a certificate signed by a throwaway CA (:attr:`ca_pem`,
             :attr:`ca_file`); needs the ``trustme`` package.
@@ -180,6 +181,7 @@ class LocalApiServer(ServerControls):
             stopping=stopping,
             chunked_answers=chunked_answers,
         )
+        self._pods_added = 0
         self._state = threading.Lock()
         self._started = False
         self._stop_requested = False
@@ -488,25 +490,67 @@ class LocalApiServer(ServerControls):
         return str(self._store.resource_version)
 
     def add_pod(
-        self, name: str, namespace: str = "default", uid: str | None = None
+        self,
+        name: str,
+        namespace: str = "default",
+        uid: str | None = None,
+        *,
+        containers: Sequence[Mapping[str, Any]] | None = None,
+        labels: Mapping[str, str] | None = None,
+        status: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Serve a pod at ``GET /api/v1/namespaces/{namespace}/pods/{name}``; return it.
+        """Create a pod as if it were scheduled and started; return it as a GET would.
 
-        Only that read is served (what ``default_involved="pod"`` asks when ``POD_UID`` is not
-        set); ``uid`` is a fresh UUID when not given. Make the read fail with :meth:`inject`
-        (``path="/pods/"``, ``status=403``).
+        The pod is a real one: it goes through the checks and defaults of a create (its
+        namespace must exist, unless ``auto_create_namespaces``), is listed, watched and
+        described like any other, and ``default_involved="pod"`` can read its uid. Unlike a
+        create through the API, it is bound to the node ``local-node`` and has the status a
+        kubelet reports once every container runs and is ready -- or ``status`` as given.
+
+        Args:
+            name: the pod's name.
+            namespace: its namespace.
+            uid: its uid (a fresh UUID when None).
+            containers: the containers (default: one named ``main``).
+            labels: its labels.
+            status: the status to store instead of "running and ready".
+
+        Raises:
+            ValueError: the server refused the pod (the message is its Status message).
         """
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": uid or str(uuid.uuid4()),
-            },
+        spec = {
+            "containers": [dict(c) for c in containers or [{"name": "main", "image": "app:1.0"}]],
+            "nodeName": LOCAL_NODE,
         }
-        self._rest.pods[(namespace, name)] = pod
-        return pod
+        pod = {
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": spec,
+            "status": {},
+        }
+        self._pods_added += 1
+        index, now = self._pods_added, self._clock.now()
+
+        def kubelet_status(created: dict[str, Any]) -> dict[str, Any]:
+            return dict(status) if status is not None else running_status(created, now, index)
+
+        try:
+            entry = self._store.create_pod(pod, status=kubelet_status, uid=uid)
+        except ApiError as error:
+            raise ValueError(error.status.get("message", str(error))) from None
+        return self._pod_view(entry)
+
+    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Return the stored pods as core/v1 JSON dicts, as a GET would return them.
+
+        Args:
+            namespace: only this namespace's pods (all when None).
+        """
+        return [self._pod_view(entry) for entry in self._store.pod_entries(namespace)]
+
+    @staticmethod
+    def _pod_view(entry: Entry) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(pod_json(entry))
+        return loaded
 
     def reset(self) -> None:
         """Forget all events and namespaces but the initial ones (resourceVersions go on)."""

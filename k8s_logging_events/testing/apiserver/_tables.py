@@ -4,12 +4,15 @@ Part of the local API server on the test side of the pipeline. When a client ask
 ``application/json;as=Table;v=v1;g=meta.k8s.io`` (as ``kubectl get`` does), the server
 answers with the columns and cells the real server's table convertors produce
 (``pkg/printers/internalversion``): for events LAST SEEN, TYPE, REASON, OBJECT, MESSAGE and
-the wide columns, for namespaces NAME, STATUS and AGE. Ages read as kubectl prints them,
-with :func:`k8s_logging_events.describe.human_duration`.
+the wide columns, for namespaces NAME, STATUS and AGE, for pods NAME, READY, STATUS,
+RESTARTS and AGE (IP, NODE, NOMINATED NODE and READINESS GATES wide; STATUS follows the
+printer's main rules: the phase, a container's waiting or terminated reason, Terminating).
+Ages read as kubectl prints them, with :func:`k8s_logging_events.describe.human_duration`.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from k8s_logging_events import models
@@ -42,6 +45,21 @@ _EVENT_COLUMNS = [
     _column("First Seen", "When the event was first recorded.", 1),
     _column("Count", "The number of times this event has occurred.", 1),
     _column("Name", "Name must be unique within a namespace.", 1, "name"),
+]
+_POD_COLUMNS = [
+    _column("Name", "Name must be unique within a namespace.", 0, "name"),
+    _column("Ready", "The aggregate readiness state of this pod for accepting traffic."),
+    _column("Status", "The aggregate status of the containers in this pod."),
+    _column(
+        "Restarts",
+        "The number of times the containers in this pod have been restarted and when the "
+        "last container in this pod has restarted.",
+    ),
+    _column("Age", "When the object was created."),
+    _column("IP", "The IP address allocated to the pod.", 1),
+    _column("Node", "The node the pod is scheduled on.", 1),
+    _column("Nominated Node", "The node the scheduler nominated for the pod.", 1),
+    _column("Readiness Gates", "The pod's readiness gates that are ready.", 1),
 ]
 _NAMESPACE_COLUMNS = [
     _column("Name", "Name must be unique within a namespace.", 0, "name"),
@@ -115,11 +133,39 @@ class Tables:
         include = request.query.get("includeObject", "Metadata")
         rows = []
         for entry in entries:
-            created = models.parse_time(entry.obj["metadata"].get("creationTimestamp"))
-            age = "<unknown>" if created is None else human_duration(now - created)
-            cells = [entry.name, entry.obj["status"].get("phase", ""), age]
+            cells = [entry.name, entry.obj["status"].get("phase", ""), _age(entry, now)]
             rows.append(self._row(cells, entry, None, include))
         return self._table(version, _NAMESPACE_COLUMNS, rows, meta)
+
+    def pods(
+        self, entries: list[Entry], version: str, request: HttpRequest, meta: dict[str, Any]
+    ) -> dict[str, Any]:
+        now = self._clock.now()
+        include = request.query.get("includeObject", "Metadata")
+        rows = []
+        for entry in entries:
+            pod = entry.obj
+            spec, status = pod["spec"], pod["status"]
+            statuses = status.get("containerStatuses") or []
+            ready = sum(1 for item in statuses if item.get("ready"))
+            restarts = sum(int(item.get("restartCount") or 0) for item in statuses)
+            gates = spec.get("readinessGates") or []
+            cells = [
+                entry.name,
+                f"{ready}/{len(spec.get('containers') or [])}",
+                _pod_status(pod),
+                restarts,
+                _age(entry, now),
+                status.get("podIP") or "<none>",
+                spec.get("nodeName") or "<none>",
+                status.get("nominatedNodeName") or "<none>",
+                f"0/{len(gates)}" if gates else "<none>",
+            ]
+            row = self._row(cells, entry, None, include)
+            if include == "Object":
+                row["object"] = {"kind": "Pod", "apiVersion": "v1", **entry.obj}
+            rows.append(row)
+        return self._table(version, _POD_COLUMNS, rows, meta)
 
     def _row(self, cells: list[Any], entry: Entry, api: Api | None, include: str) -> dict[str, Any]:
         row: dict[str, Any] = {"cells": cells}
@@ -154,3 +200,34 @@ class Tables:
             "columnDefinitions": columns,
             "rows": rows,
         }
+
+
+def _age(entry: Entry, now: datetime) -> str:
+    """The AGE column: how long ago the object was created, as kubectl prints it."""
+    created = models.parse_time(entry.obj["metadata"].get("creationTimestamp"))
+    return "<unknown>" if created is None else human_duration(now - created)
+
+
+def _pod_status(pod: dict[str, Any]) -> str:
+    """The STATUS column: the phase, or what a container waits on or ended with."""
+    status = pod["status"]
+    reason = status.get("reason") or status.get("phase") or "Unknown"
+    running = False
+    for item in reversed(status.get("containerStatuses") or []):
+        state = item.get("state") or {}
+        waiting, terminated = state.get("waiting") or {}, state.get("terminated")
+        if waiting.get("reason"):
+            reason = waiting["reason"]
+        elif terminated is not None:
+            reason = terminated.get("reason") or (
+                f"Signal:{terminated['signal']}"
+                if terminated.get("signal")
+                else f"ExitCode:{terminated.get('exitCode', 0)}"
+            )
+        elif item.get("ready") and state.get("running") is not None:
+            running = True
+    if reason == "Completed" and running:
+        reason = "Running"
+    if pod["metadata"].get("deletionTimestamp"):
+        reason = "Terminating"
+    return str(reason)
