@@ -159,9 +159,10 @@ class Continuation:
 
     def refused(self, error: sink.ApiStatusError, event: models.Event) -> None:
         """Reading is not permitted: say so once, and keep client-go's ways from now on."""
-        if not self._readable:
+        with self._lock:  # writers that read at once all meet the 403; one of them says so
+            first, self._readable = self._readable, False
+        if not first:
             return
-        self._readable = False
         self._reporter.report(
             "read-forbidden",
             logging.WARNING,

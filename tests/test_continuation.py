@@ -426,7 +426,9 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         assert sorted(count for name, count in events.items() if name not in before) == [3, 3]
         reports = [r for r in caplog.records if "grant the verb get on events" in r.getMessage()]
         assert len(reports) == 1
-        assert _statuses(server, "GET").count(403) == 1  # known refused: not asked again
+        # the two events' writes may read at once; once refused, nothing reads again
+        assert _statuses(server, "GET").count(403) in (1, 2)
+        assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
 
 
 # -- 429 ------------------------------------------------------------------------------------
