@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from k8s_logging_events.clock import Clock, SystemClock, monotonic_source
+from k8s_logging_events.testing._wait import wait_for_event
 from k8s_logging_events.testing.apiserver._admission import EventRateLimit
 from k8s_logging_events.testing.apiserver._auth import (
     LOCAL_ADMIN,
@@ -389,8 +390,6 @@ class LocalApiServer(ServerControls):
         Raises:
             AssertionError: nothing matched in time (the message shows the events there).
         """
-        from k8s_logging_events.testing._wait import wait_for_event
-
         return wait_for_event(
             self,
             namespace=namespace,
