@@ -62,6 +62,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     Entry,
     History,
     check_preconditions,
+    created_meta,
     meta_with,
     select_page,
     simple_name,
@@ -430,17 +431,7 @@ class Store(PodStore):
             namespace = meta["namespace"]
             resource_name = meta.get("name") or meta.get("generateName", "")
             self._admit(namespace, True, resource_name, api)
-            generated = bool(meta.get("generateName")) and not meta.get("name")
-            meta = meta_with(
-                meta,
-                name=self._generate(meta["generateName"]) if generated else meta.get("name"),
-                uid=str(uuid.uuid4()),
-                creationTimestamp=format_time(self._now()),
-                deletionTimestamp=None,
-                deletionGracePeriodSeconds=None,
-                selfLink=None,
-                managedFields=None,
-            )
+            meta, generated = created_meta(meta, self._generate, self._now())
             event = {**event, "metadata": meta}
             self._validate_create(api, event)
             self._admit_write(api, namespace, event, user, dry_run)
