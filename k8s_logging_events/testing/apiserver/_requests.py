@@ -56,6 +56,7 @@ __all__ = [
     "is_dry_run",
     "json_body",
     "list_meta",
+    "listed",
     "list_response",
     "not_allowed",
     "ok",
@@ -339,6 +340,25 @@ def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
         except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
             raise bad_request("continue key is not valid: illegal base64 data") from None
     return max(count, 0), start
+
+
+Lister = Callable[
+    [LabelSelector, FieldSelector, int, tuple[str, str] | None],
+    tuple[list[Entry], int, tuple[str, str] | None, int],
+]
+"""Reads a list's page: (labels, fields, limit, start key) -> (entries, resourceVersion,
+the next page's start key, how many remain)."""
+
+
+def listed(
+    request: HttpRequest, convert: Callable[[str], str], lister: Lister
+) -> tuple[list[Entry], dict[str, Any]]:
+    """The page a list request asks for (its selectors checked with ``convert``, its
+    ``limit`` and ``continue``), read with ``lister``, and the list's ``metadata``."""
+    labels, fields = selectors(request, convert)
+    limit, start = page(request)
+    entries, rv, following, remaining = lister(labels, fields, limit, start)
+    return entries, list_meta(rv, following, remaining)
 
 
 def delete_options(request: HttpRequest) -> dict[str, Any]:

@@ -32,16 +32,13 @@ from k8s_logging_events.testing.apiserver._objects import (
     check_preconditions,
     created_meta,
     meta_with,
-    select_page,
     unique_name,
 )
 from k8s_logging_events.testing.apiserver._pods import (
     default_pod,
-    pod_fields,
     qos_class,
     validate_pod,
 )
-from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 
 __all__ = ["PodStore"]
 
@@ -155,19 +152,3 @@ class PodStore:
                 for key in sorted(self._pods)
                 if namespace is None or key[0] == namespace
             ]
-
-    def list_pods(
-        self,
-        namespace: str | None,
-        labels: LabelSelector,
-        fields: FieldSelector,
-        *,
-        limit: int = 0,
-        start: tuple[str, str] | None = None,
-    ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
-        """Return (selected pods, resourceVersion, next start key, remaining count)."""
-        with self.lock:
-            page, following, remaining = select_page(
-                self._pods, namespace, labels, fields, pod_fields, limit=limit, start=start
-            )
-            return page, self._rv, following, remaining

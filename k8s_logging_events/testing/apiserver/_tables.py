@@ -20,9 +20,14 @@ from k8s_logging_events import models
 from k8s_logging_events.clock import Clock
 from k8s_logging_events.describe import human_duration
 from k8s_logging_events.testing.apiserver._objects import Api, Entry
-from k8s_logging_events.testing.apiserver._requests import HttpRequest
+from k8s_logging_events.testing.apiserver._requests import (
+    HttpRequest,
+    HttpResponse,
+    ok,
+    table_version,
+)
 
-__all__ = ["Tables"]
+__all__ = ["TableOf", "Tables", "table_or"]
 
 
 def _column(name: str, description: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
@@ -69,6 +74,8 @@ _NAMESPACE_COLUMNS = [
 ]
 
 
+TableOf = Callable[[list[Entry], str, HttpRequest, dict[str, Any]], dict[str, Any]]
+"""Renders objects as a Table: (entries, ``meta.k8s.io`` version, request, list metadata)."""
 Cells = Callable[[Entry, datetime], list[Any]]
 """The cells of one object's row, with ages measured at the given moment."""
 Whole = Callable[[Entry], dict[str, Any]]
@@ -85,9 +92,10 @@ class Tables:
         self,
         entries: list[Entry],
         version: str,
-        api: Api,
         request: HttpRequest,
         meta: dict[str, Any],
+        *,
+        api: Api,
     ) -> dict[str, Any]:
         """Events as ``kubectl get events`` shows them (whole objects in ``api``'s version)."""
 
@@ -135,6 +143,20 @@ class Tables:
             "columnDefinitions": columns,
             "rows": [_row(cells(entry, now), entry, whole, include) for entry in entries],
         }
+
+
+def table_or(
+    request: HttpRequest,
+    entries: list[Entry],
+    meta: dict[str, Any],
+    table: TableOf,
+    answer: Callable[[], HttpResponse],
+) -> HttpResponse:
+    """The Table of ``entries`` when the request's ``Accept`` asks for one, else ``answer()``."""
+    version = table_version(request)
+    if version is None:
+        return answer()
+    return ok(table(entries, version, request, meta))
 
 
 def _row(cells: list[Any], entry: Entry, whole: Whole, include: str) -> dict[str, Any]:

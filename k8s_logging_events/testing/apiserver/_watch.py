@@ -45,10 +45,12 @@ from k8s_logging_events.testing.apiserver._requests import (
     WatchRequest,
     not_allowed,
     selectors,
+    table_version,
 )
 from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._tables import TableOf
 
-__all__ = ["expired_status", "stream_watch", "watch_encoder", "watch_response"]
+__all__ = ["expired_status", "stream_watch", "watch_response"]
 
 POLL_INTERVAL = 0.5
 """How often an idle watch looks whether its client has gone (the server's stop wakes it)."""
@@ -56,25 +58,22 @@ TOO_LARGE_WAIT = 3.0
 """How long a watch from a future resourceVersion waits for it (the watch cache's 3 s)."""
 
 
-def watch_encoder(
-    json_of: Callable[[Entry], bytes],
-    table_of: Callable[[Entry, dict[str, Any]], dict[str, Any]] | None,
-) -> Encoder:
+def _encoder(request: HttpRequest, json_of: Callable[[Entry], bytes], table: TableOf) -> Encoder:
     """The objects of a watch's events: the JSON of each object, or (for kubectl's
     ``as=Table``) a one-row Table, with the column definitions in the first one only, as the
     real server sends them."""
-    if table_of is None:
+    version = table_version(request)
+    if version is None:
         return lambda entry, _first: json_of(entry)
 
-    def table(entry: Entry, first: bool) -> bytes:
-        rendered = table_of(
-            entry, {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-        )
+    def one_row(entry: Entry, first: bool) -> bytes:
+        meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
+        rendered = table([entry], version, request, meta)
         if not first:
             rendered["columnDefinitions"] = None
         return go_json(rendered)
 
-    return table
+    return one_row
 
 
 def watch_response(
@@ -87,12 +86,14 @@ def watch_response(
     name: str | None,
     convert: Callable[[str], str],
     fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
-    encode: Encoder,
+    json_of: Callable[[Entry], bytes],
+    table: TableOf,
 ) -> HttpResponse:
     """Check a watch of ``resource`` and answer with the :class:`WatchRequest` to stream.
 
     ``name`` (from a ``/watch/.../NAME`` path) watches the collection selected by that name;
-    ``convert`` maps (and checks) the field selector's labels.
+    ``convert`` maps (and checks) the field selector's labels; each object is sent as
+    ``json_of`` renders it, or as a one-row ``table`` when the request asks for a Table.
     """
     if request.method != "GET":
         return not_allowed()
@@ -124,7 +125,7 @@ def watch_response(
         timeout=timeout,
         send_initial_events=None if initial is None else initial in ("true", "1"),
         bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
-        encode=encode,
+        encode=_encoder(request, json_of, table),
         kind=kind,
     )
     return HttpResponse(200, b"", watch=watch)
