@@ -7,7 +7,8 @@ before the registry -- decoding the body (``the object provided is unrecognized`
 fields as ``Warning`` headers), the namespace and name of the body against the URL, the
 patch content type and the patch itself -- then calls the :class:`~._store.Store`, and
 renders the answer as JSON in the request's API version or as a Table. A watch is answered
-with a :class:`~._watch.WatchRequest` (``_watch.watch_response``), which the server streams.
+with a :class:`~._requests.WatchRequest` (``_watch.watch_response``), which the server
+streams.
 """
 
 from __future__ import annotations
