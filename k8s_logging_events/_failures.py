@@ -31,6 +31,7 @@ class _Write(Protocol):
 
     occurrences: int
     attempts: int
+    throttled: int
     last_error: Exception | None
 
     @property
@@ -115,7 +116,7 @@ def unwritten_summary(
             waiting += write.occurrences
         elif write.in_flight:
             unanswered += write.occurrences
-        elif write.attempts:
+        elif write.attempts or write.throttled:
             retrying += write.occurrences
             why = _why(write.last_error)
             errors[why] = errors.get(why, 0) + write.occurrences

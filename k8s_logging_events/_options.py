@@ -19,6 +19,7 @@ from typing import Any
 from k8s_logging_events import (
     _diagnostics,
     _kubeconfig,
+    _names,
     _pod,
     _records,
     _sanitise,
@@ -74,6 +75,7 @@ class Config:
     context: str | None
     default_involved: str | None = None
     crash_events: bool = False
+    event_names: str = _names.DETERMINISTIC
 
 
 def check_known(
@@ -186,6 +188,11 @@ def exception_detail(value: object) -> str:
     return choice("exception_detail", value, _records.EXCEPTION_DETAILS)
 
 
+def event_names(value: object) -> str:
+    """``event_names``: deterministic (the default) or timestamp (client-go's names)."""
+    return _names.check_event_names(value)
+
+
 def default_involved(value: object) -> str | None:
     """``default_involved``: None, or ``"pod"`` (the pod the process runs in)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
@@ -244,8 +251,10 @@ def checked_correlator(
         return option
     if not isinstance(option, Mapping):
         raise ValueError(f"correlator must be a mapping of correlator options, not {option!r}")
+    if "event_names" in option:
+        raise ValueError("correlator: set event_names on the handler itself, not here")
     fields = correlators.CorrelatorOptions.__dataclass_fields__
-    known = [*fields, "spam_key"]
+    known = [*(name for name in fields if name != "event_names"), "spam_key"]
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}

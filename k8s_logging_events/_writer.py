@@ -34,9 +34,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import tenacity
-
-from k8s_logging_events import _apis, _diagnostics, _failures, _stats, correlator, models, sink
+from k8s_logging_events import (
+    _apis,
+    _continuation,
+    _diagnostics,
+    _failures,
+    _names,
+    _retry,
+    _stats,
+    correlator,
+    models,
+    sink,
+)
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -58,9 +67,7 @@ DEFAULT_WRITERS = 4
 DEFAULT_MAX_PENDING = 10_000
 """Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
 
-MAX_WAIT_SECONDS = 86_400.0
-"""The longest wait the writer schedules (a day): a ``Retry-After: 1e10`` or a spam filter
-that never refills must not overflow the timers; the write is looked at again after it."""
+MAX_WAIT_SECONDS = _retry.MAX_WAIT_SECONDS
 
 Key = tuple[str, str]
 
@@ -97,6 +104,11 @@ class Write:
     due: float = 0.0
     # a create that failed in transport may have landed: AlreadyExists then means "ours"
     maybe_landed: bool = False
+    # the request in flight: (count it sets, occurrences it carries, a create?)
+    sent: tuple[int, int, bool] | None = None
+    # earlier requests that may have landed, their answers lost (see _continuation)
+    unsure: list[tuple[int, int, bool]] = dataclasses.field(default_factory=list)
+    throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
     # the submission number of its oldest occurrence (flush waits for those before it)
     first: int = 0
@@ -153,6 +165,7 @@ class Writes:
         clock: clock_mod.Clock,
         rng: Callable[[], float],
         reporter: _diagnostics.RateLimitedReporter,
+        namer: _names.EventNamer | None = None,
     ) -> None:
         self.sink = event_sink
         self.policy = policy
@@ -161,7 +174,9 @@ class Writes:
         self._options = options
         self._clock = clock
         self._reporter = reporter
-        self._retry = _RetrySchedule(options, rng)
+        self._namer = namer or _names.EventNamer()
+        self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
+        self._retry = _retry.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
@@ -187,6 +202,7 @@ class Writes:
             clock=self._clock,
             rng=self._rng,
             reporter=self._reporter,
+            namer=self._namer,
         )
 
     # --- new occurrences -----------------------------------------------------------------
@@ -217,7 +233,10 @@ class Writes:
             slot = self._slots[key] = _Slot()
         if slot.waiting is not None:
             slot.waiting.absorb(write)
-            if slot.state == "timed" and not slot.waiting.held and not slot.waiting.attempts:
+            waiting = slot.waiting
+            if slot.state == "timed" and not (
+                waiting.held or waiting.attempts or waiting.throttled
+            ):
                 self._make_ready(key, slot)
             return
         slot.waiting = write
@@ -326,7 +345,13 @@ class Writes:
     # --- the request (outside the runtime's lock) ----------------------------------------
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:
-        """Make one attempt: patch a repeat, create the rest (and a repeat that expired)."""
+        """Make one attempt: patch a repeat, create the rest (and a repeat that expired).
+
+        A sink that can read events continues events other processes wrote
+        (:mod:`~k8s_logging_events._continuation`); one that cannot gets client-go's ways.
+        """
+        if self._continuation.enabled:
+            return self._continuation.attempt(write, self._p)
         if not write.create:
             try:
                 return "patched", self.sink.patch(write.event, self._p.patch(write.event))
@@ -365,15 +390,23 @@ class Writes:
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
         self._landed(write)
-        if _is_timeout(error):
+        if _retry.is_timeout(error):
             self._stalled.add(write.namespace)
         if write.abandoned:
             return
-        write.attempts += 1
         write.last_error = error
-        if write.create and _may_have_landed(error):
-            write.maybe_landed = True
-        retry_in = self._retry.delay(write.attempts, error)
+        if _retry.may_have_landed(error):
+            write.maybe_landed = write.maybe_landed or write.create
+            if write.sent is not None:
+                write.unsure.append(write.sent)
+        write.sent = None
+        if _retry.is_throttled(error):  # asked to slow down: wait, but spend no attempt
+            write.throttled += 1
+            retry_in: float | None = self._retry.throttled_delay(write.throttled, error)
+        else:
+            write.throttled = 0
+            write.attempts += 1
+            retry_in = self._retry.delay(write.attempts, error)
         if retry_in is None or stopping:
             self._give_up(write, error)
             self._finish(write)
@@ -386,6 +419,18 @@ class Writes:
             write.absorb(newer)
         write.due = self._now() + retry_in
         self._make_timed(key, slot, write.due)
+        if write.throttled:
+            self._reporter.defer(
+                "throttled",
+                logging.INFO,
+                "Event %s/%s waits %.3g s before its next attempt: the API server asks for "
+                "fewer requests (%s)",
+                write.event.namespace,
+                write.event.name,
+                retry_in,
+                _failures.describe_error(error),
+            )
+            return
         # each occurrence counts once among the delayed, however often its write fails
         delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
         self._reporter.defer(
@@ -445,7 +490,7 @@ class Writes:
         write = slot.waiting
         assert write is not None
         if write.held and not self.flushing:
-            write.due = self._now() + _finite(self._p.hold_wait(write.event))
+            write.due = self._now() + _retry.finite(self._p.hold_wait(write.event))
             self._make_timed(key, slot, write.due)
         elif write.due > self._now():
             self._make_timed(key, slot, write.due)
@@ -473,7 +518,7 @@ class Writes:
             write = slot.waiting
             assert write is not None
             if write.held and not self.flushing and not self._p.release(write.event):
-                write.due = now + max(_finite(self._p.hold_wait(write.event)), 0.001)
+                write.due = now + max(_retry.finite(self._p.hold_wait(write.event)), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False
@@ -501,63 +546,3 @@ class Writes:
 
     def _now(self) -> float:
         return clock_mod.seconds(self._clock)
-
-
-class _RetrySchedule:
-    """client-go's schedule, as tenacity strategies: random first back-off, then fixed."""
-
-    def __init__(self, options: WriterOptions, rng: Callable[[], float]) -> None:
-        base = options.sleep_duration
-        self._stop = tenacity.stop_after_attempt(max(1, options.max_tries))
-        self._wait = tenacity.wait_chain(_wait_scaled(base, rng), tenacity.wait_fixed(base))
-        self._retrying = tenacity.Retrying(stop=self._stop, wait=self._wait)
-
-    def delay(self, attempts: int, error: Exception) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up."""
-        if not sink.is_retryable(error):
-            return None
-        state = tenacity.RetryCallState(self._retrying, None, (), {})
-        state.attempt_number = attempts
-        state.set_exception((type(error), error, error.__traceback__))
-        if self._stop(state):
-            return None
-        delay = float(self._wait(state))
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(error, sink.ApiStatusError) and retry_after is not None:
-            delay = max(delay, retry_after)
-        return _finite(delay)
-
-
-def _wait_scaled(base: float, rng: Callable[[], float]) -> tenacity.wait.wait_base:
-    class _Scaled(tenacity.wait.wait_base):
-        # clients started together must not retry in lockstep
-        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-            return base * rng()
-
-    return _Scaled()
-
-
-def _finite(seconds: float) -> float:
-    """A wait that arithmetic and timers can hold: never NaN, never beyond a day."""
-    if not seconds >= 0:  # NaN too
-        return 0.0
-    return min(seconds, MAX_WAIT_SECONDS)
-
-
-def _is_timeout(error: Exception) -> bool:
-    """True for a request that got no answer in time (the server or its webhooks hang)."""
-    if isinstance(error, TimeoutError):
-        return True
-    return "timed out" in str(error).lower() or "timeout" in type(error).__name__.lower()
-
-
-def _may_have_landed(error: Exception) -> bool:
-    """Tell whether a create that failed with ``error`` may have been stored all the same.
-
-    A transport error (the answer was lost) and a 5xx (a 500 or a 504 Timeout can come
-    after the server stored the object) leave it open; a 4xx answer, 429 included, says the
-    request was not carried out.
-    """
-    if isinstance(error, sink.ApiStatusError):
-        return error.status >= 500
-    return True

@@ -181,6 +181,12 @@ class KubernetesEventHandler(logging.Handler):
             no events. Set the handler's ``level`` (WARNING) so that not every line becomes
             an event. ``None`` (the default): only records with an involved object count.
         crash_events: an uncaught exception is a ``Warning`` event on the ``default_involved`` pod.
+        event_names: ``"deterministic"`` (the default): an event's name is a hash of what
+            makes it that event (source, involved object, type, reason, message), so that a
+            restarted process, another worker or another replica on the same node continues
+            the same event and its count (RBAC: ``get`` on ``events``); a deliberate
+            difference from client-go. ``"timestamp"``: client-go's
+            ``<object name>.<hex nanoseconds>``, byte for byte. See ``docs/correlation.md``.
 
     Raises:
         ValueError: an option is out of range or of the wrong kind (the message names it).
@@ -226,6 +232,7 @@ class KubernetesEventHandler(logging.Handler):
         sleep: clock_mod.Sleeper | None = None,
         default_involved: str | None = None,
         crash_events: bool = False,
+        event_names: str = "deterministic",
         **unknown: Any,
     ) -> None:
         # every check before logging.Handler.__init__: a handler that failed to build must
@@ -263,6 +270,7 @@ class KubernetesEventHandler(logging.Handler):
             context=_options.optional_text("context", context),
             default_involved=_options.default_involved(default_involved),
             crash_events=_options.crash_events(crash_events, default_involved),
+            event_names=_options.event_names(event_names),
         )
         pod = _pod.from_environment() if config.default_involved == _pod.POD else None
         super().__init__(level)
@@ -538,6 +546,7 @@ class KubernetesEventHandler(logging.Handler):
             writers=config.writers,
             max_tries=config.max_tries,
             sleep=self._sleep,
+            event_names=config.event_names,
         )
         active.exit_timeout = config.flush_timeout
         event_sink, self._lazy_sink = _options.open_sink(

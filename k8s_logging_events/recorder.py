@@ -28,6 +28,7 @@ from k8s_logging_events import (
     _apis,
     _diagnostics,
     _failures,
+    _names,
     _runtime,
     _sanitise,
     _stats,
@@ -75,6 +76,10 @@ class EventBroadcaster:
             tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
         rng: the random source for the first back-off (``random.random`` by default).
         name: the prefix of this broadcaster's thread names.
+        event_names: ``"timestamp"`` (client-go's ``<object name>.<hex nanoseconds>``, the
+            default) or ``"deterministic"`` (a hash of the event's correlation key, so that
+            a restarted process or another worker continues the same event; see
+            ``docs/correlation.md``). Deterministic also when ``correlator_options`` ask.
     """
 
     def __init__(
@@ -89,14 +94,21 @@ class EventBroadcaster:
         sleep: clock_mod.Sleeper | None = None,
         rng: Callable[[], float] | None = None,
         name: str = "k8s-events",
+        event_names: str = _names.TIMESTAMP,
     ) -> None:
+        _names.check_event_names(event_names)
+        if (
+            correlator_options is not None
+            and correlator_options.event_names == _names.DETERMINISTIC
+        ):
+            event_names = _names.DETERMINISTIC
         self._clock = clock or clock_mod.SystemClock()
         self._correlator_options = correlator_options
         self._writer_options = _writer.WriterOptions(
             max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
         self._rng = rng or random.random
-        self._namer = correlator.EventNamer()
+        self._namer = _names.EventNamer(event_names=event_names)
         self._invalid = _stats.Tally()
         self._counters = _stats.Counters(_stats.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
@@ -170,6 +182,7 @@ class EventBroadcaster:
             clock=self._clock,
             rng=self._rng,
             reporter=self._reporter,
+            namer=self._namer,
         )
         self._sinks.append(event_sink)
         return self._runtime.add_recording(
@@ -262,6 +275,11 @@ class EventBroadcaster:
     @exit_timeout.setter
     def exit_timeout(self, seconds: float) -> None:
         self._runtime.exit_timeout = seconds
+
+    @property
+    def event_names(self) -> str:
+        """How this broadcaster names its events: ``"timestamp"`` or ``"deterministic"``."""
+        return self._namer.event_names
 
     def threads(self) -> list[threading.Thread]:
         """The broadcaster's threads alive right now (for diagnostics and tests)."""
@@ -485,7 +503,9 @@ class Occurrence(NamedTuple):
     def materialize(self, namer: correlator.EventNamer) -> models.Event:
         """Build the Event: its name, count 1, first and last timestamps."""
         return models.Event(
-            name=namer.name(self.ref.name, self.time),
+            name=namer.event_name(
+                self.source, self.ref, self.type, self.reason, self.message, self.time
+            ),
             namespace=self.namespace,
             involved_object=self.ref,
             reason=self.reason,

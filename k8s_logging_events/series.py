@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import cachetools
@@ -32,6 +33,7 @@ __all__ = [
     "isomorphic_key",
     "prepare_event",
     "qualified_name",
+    "series_key",
     "series_patch",
 ]
 
@@ -56,13 +58,29 @@ MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
     """The fields that make two occurrences one events.k8s.io/v1 Event (the note is not one)."""
+    return _key(event, event.involved_object)
+
+
+def series_key(event: models.Event) -> tuple[object, ...]:
+    """:func:`isomorphic_key` without the involved object's resourceVersion.
+
+    Events about successive versions of one object are one series under it, as they are
+    one event in core/v1; deterministic names follow this key. Not in client-go.
+    """
+    ref = event.involved_object
+    if ref.resource_version:
+        ref = dataclasses.replace(ref, resource_version="")
+    return _key(event, ref)
+
+
+def _key(event: models.Event, ref: models.ObjectReference) -> tuple[object, ...]:
     return (
         event.type,
         event.action,
         event.reason,
         event.reporting_controller,
         event.reporting_instance,
-        event.involved_object,
+        ref,
         event.related,
     )
 
@@ -123,6 +141,8 @@ class SeriesCorrelator:
         cache_size: how many Events are remembered at once (least recently used go first).
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
+        key: what makes occurrences one series: client-go's :func:`isomorphic_key`, or
+            :func:`series_key` (without the involved object's resourceVersion).
     """
 
     def __init__(
@@ -132,8 +152,10 @@ class SeriesCorrelator:
         cache_size: int = DEFAULT_CACHE_SIZE,
         finish_seconds: float = FINISH_SECONDS,
         refresh_seconds: float = REFRESH_SECONDS,
+        key: Callable[[models.Event], tuple[object, ...]] = isomorphic_key,
     ) -> None:
         self._clock = clock or clock_mod.SystemClock()
+        self._key = key
         self._finish = timedelta(seconds=finish_seconds)
         self._refresh = refresh_seconds
         self._lock = threading.Lock()
@@ -149,7 +171,7 @@ class SeriesCorrelator:
         sends them on the heartbeat (or at flush). Held occurrences all carry the first
         occurrence's fields, note included, as events.k8s.io/v1 keeps them immutable.
         """
-        key = isomorphic_key(event)
+        key = self._key(event)
         now = self._clock.now()
         with self._lock:
             entry = self._cache.get(key)
@@ -167,13 +189,13 @@ class SeriesCorrelator:
         """Seconds until the held series of ``event`` is due: finished, or refreshed."""
         now = clock_mod.seconds(self._clock)
         with self._lock:
-            entry = self._cache.get(isomorphic_key(event))
+            entry = self._cache.get(self._key(event))
         current = entry.event if entry is not None else event
         return max(0.0, self._due(current, entry) - now)
 
     def release(self, event: models.Event) -> bool:
         """True when the held series of ``event`` is due; a finished series is forgotten."""
-        key = isomorphic_key(event)
+        key = self._key(event)
         now = self._clock.now()
         with self._lock:
             entry = self._cache.get(key)
@@ -191,9 +213,13 @@ class SeriesCorrelator:
         """Remember when ``sent``'s Event was last written (for the refresh heartbeat)."""
         now = clock_mod.seconds(self._clock)
         with self._lock:
-            entry = self._cache.get(isomorphic_key(sent))
+            entry = self._cache.get(self._key(sent))
             if entry is not None and entry.event.name == sent.name:
                 entry.last_written = now
+
+    def now(self) -> datetime:
+        """The time on this correlator's clock."""
+        return self._clock.now()
 
     def __len__(self) -> int:
         with self._lock:
@@ -246,3 +272,19 @@ class SeriesPolicy:
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
         """A series create meeting AlreadyExists met our own first create (client-go retries)."""
         return maybe_landed or event.series is not None
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for: its series count, 1 without a series."""
+        return event.series.count if event.series is not None else 1
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences: a series from 2 on."""
+        if count < 2:
+            return dataclasses.replace(event, series=None)
+        last = event.series.last_observed_time if event.series is not None else None
+        last = last or event.event_time or event.first_timestamp or self._correlator.now()
+        return dataclasses.replace(event, series=models.EventSeries(count, last))
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""
+        return series_key(ours) == series_key(stored)

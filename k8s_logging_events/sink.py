@@ -321,6 +321,13 @@ class KubernetesEventSink:
         path = self._path(event.namespace, event.name)
         return self._write("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
 
+    def read(self, event: models.Event) -> models.Event:
+        """GET the stored event of ``event``'s namespace and name (to continue its count).
+
+        Needs the verb ``get`` on ``events``; a 403 or 404 is raised as :class:`ApiStatusError`.
+        """
+        return self._write("GET", self._path(event.namespace, event.name), None, _JSON)
+
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
         """The sink's own channel, or the official client where the channel cannot mirror it."""
         channel = self._lean()
@@ -329,7 +336,7 @@ class KubernetesEventSink:
             return self._call(method, path, data, content_type)
         self._wait_for_rate_limit()
         try:
-            encoded = body if isinstance(body, bytes) else _encode(body)
+            encoded = b"" if body is None else body if isinstance(body, bytes) else _encode(body)
         except (TypeError, ValueError) as error:
             raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
         # read at each request: a refresh hook (exec plugin, rotated token file) runs here
@@ -346,12 +353,13 @@ class KubernetesEventSink:
             raise
         status = answer.status
         if not 200 <= status <= 299:
-            if answer.resent and method == "POST" and status == 409:
+            if answer.resent and method != "GET" and status == 409:
                 # the first send may have been stored before its connection broke: say what
                 # the writer would have seen without the resend, a transport error, so that
-                # it takes AlreadyExists for its own create (see _writer)
+                # it takes AlreadyExists for its own create, and a Conflict for its own
+                # guarded patch (see _writer and _continuation)
                 raise _http.ProtocolError(
-                    f"the connection broke during POST {path}; sent again, it met 409"
+                    f"the connection broke during {method} {path}; sent again, it met 409"
                 )
             raise _status_error(
                 status, answer.reason, _text(answer.body), answer.headers, (method, path)
@@ -600,6 +608,14 @@ class LazySink:
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Patch ``event`` through the real sink."""
         return self._resolve().patch(event, data)
+
+    def read(self, event: models.Event) -> models.Event:
+        """Read the stored ``event`` through the real sink."""
+        reader = getattr(self._resolve(), "read", None)
+        if not callable(reader):
+            raise TypeError(f"{self._what}: this sink cannot read events")
+        stored: models.Event = reader(event)
+        return stored
 
     @property
     def api(self) -> str:

@@ -21,6 +21,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import FakeClock, LocalApiServer
+from tests._api import failure, status
 
 
 def pod(name: str, *containers: dict[str, Any], **metadata: Any) -> Any:
@@ -31,12 +32,6 @@ def pod(name: str, *containers: dict[str, Any], **metadata: Any) -> Any:
         "metadata": {"name": name, **metadata},
         "spec": {"containers": list(containers) or [{"name": "web", "image": "nginx:1.27"}]},
     }
-
-
-def status(error: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
-    """The Status body of an API error."""
-    body: dict[str, Any] = json.loads(error.value.body or "{}")
-    return body
 
 
 def raw(server: LocalApiServer, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -141,16 +136,9 @@ def test_get_of_a_missing_pod_is_the_real_404(k8s_core_v1):
     """404 NotFound with ``pods "x" not found`` and details naming the pod."""
     with pytest.raises(ApiException) as error:
         k8s_core_v1.read_namespaced_pod("nope", "default")
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'pods "nope" not found',
-        "reason": "NotFound",
-        "details": {"name": "nope", "kind": "pods"},
-        "code": 404,
-    }
+    assert status(error) == failure(
+        404, "NotFound", 'pods "nope" not found', {"name": "nope", "kind": "pods"}
+    )
 
 
 def test_delete_answers_the_pod_and_removes_it_at_once(k8s_apiserver, k8s_core_v1):

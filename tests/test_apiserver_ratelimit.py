@@ -9,9 +9,7 @@ configuration is the plugin's own and is checked as the plugin checks it.
 
 from __future__ import annotations
 
-import json
 import logging
-import signal
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -23,14 +21,14 @@ from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
+from tests._api import apiserver_command, core_event, failure, status
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def event(name: str, namespace: str = "default", **fields: Any) -> Any:
-    """A core/v1 event about pod ``web`` as a recorder writes it."""
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace},
+    """A core/v1 event about pod ``web`` (uid ``u-1``) as a recorder writes a back-off."""
+    back_off = {
         "involvedObject": {
             "kind": "Pod",
             "name": "web",
@@ -40,12 +38,9 @@ def event(name: str, namespace: str = "default", **fields: Any) -> Any:
         },
         "reason": "BackOff",
         "message": "Back-off pulling image",
-        "source": {"component": "kubelet", "host": "node-1"},
-        "count": 1,
         "type": "Warning",
     }
-    body.update(fields)
-    return body
+    return core_event(name, namespace, **{**back_off, **fields})
 
 
 def limits(*entries: tuple[str, int, int], **extra: Any) -> dict[str, Any]:
@@ -60,12 +55,6 @@ def create(core: Any, name: str, namespace: str = "default", **fields: Any) -> i
     except ApiException as error:
         return int(error.status)
     return 201
-
-
-def status(error: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
-    """The Status body of an API error."""
-    body: dict[str, Any] = json.loads(error.value.body or "{}")
-    return body
 
 
 def refusal(key_type: str, key: str) -> str:
@@ -95,15 +84,7 @@ def test_namespace_limit_admits_the_burst_then_answers_the_plugins_429(clock):
         with pytest.raises(ApiException) as error:
             core.create_namespaced_event("default", event("e3"))
     assert error.value.status == 429
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": refusal("Namespace", "default"),
-        "reason": "TooManyRequests",
-        "code": 429,
-    }
+    assert status(error) == failure(429, "TooManyRequests", refusal("Namespace", "default"))
     headers = {name.lower() for name in (error.value.headers or {})}
     assert "retry-after" not in headers
     assert [e["metadata"]["name"] for e in server.events()] == ["e0", "e1", "e2"]
@@ -454,17 +435,6 @@ def test_a_server_limit_ignores_a_negative_cache_size():
 # -- the command line ---------------------------------------------------------------------------
 
 
-def _serve_cli(*args: str) -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "k8s_logging_events", "apiserver", "--port", "0", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    return process, process.stdout.readline()
-
-
 @pytest.mark.parametrize("form", ["inline", "yaml", "admission-configuration"])
 def test_cli_enforces_the_limit_from_inline_json_or_a_file(tmp_path, form):
     """``apiserver --event-rate-limit`` takes inline JSON, the plugin's YAML file, or an
@@ -490,23 +460,13 @@ def test_cli_enforces_the_limit_from_inline_json_or_a_file(tmp_path, form):
         "yaml": str(tmp_path / "erl.yaml"),
         "admission-configuration": str(tmp_path / "admission.yaml"),
     }[form]
-    process, first = _serve_cli("--event-rate-limit", value)
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().strip() == "EventRateLimit: Server 1/s burst 1"
-        url = first.split()[-1]
-        configuration = client.Configuration(host=url)
+    with apiserver_command("--port", "0", "--event-rate-limit", value) as command:
+        assert command.readline().strip() == "EventRateLimit: Server 1/s burst 1"
+        configuration = client.Configuration(host=command.url)
         configuration.retries = False
         with client.ApiClient(configuration) as api:
             core = client.CoreV1Api(api)
             assert [create(core, "e1"), create(core, "e2")] == [201, 429]
-        process.send_signal(signal.SIGINT)
-        process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0
 
 
 def test_cli_refuses_an_invalid_limit_with_the_plugins_reason():

@@ -23,23 +23,14 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import LocalApiServer
+from tests._api import core_event, failure
 
 MICRO = "2024-01-01T00:00:05.123456Z"
 
 
-def event(name: str, namespace: str = "default", **fields: Any) -> dict[str, Any]:
-    """A core/v1 event body in client-go's recorder style."""
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": {"kind": "Pod", "name": "web", "namespace": namespace},
-        "reason": "Started",
-        "message": "Started container web",
-        "source": {"component": "kubelet"},
-        "count": 1,
-        "type": "Normal",
-    }
-    body.update(fields)
-    return body
+def event(name: str, namespace: str = "default", **fields: Any) -> Any:
+    """A core/v1 event body in client-go's recorder style, with no timestamps."""
+    return core_event(name, namespace, **{"firstTimestamp": None, "lastTimestamp": None, **fields})
 
 
 def take(
@@ -203,15 +194,7 @@ def test_expired_watch_is_one_error_event_on_a_200_stream(k8s_apiserver, k8s_cor
         connection.close()
     assert line == {
         "type": "ERROR",
-        "object": {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": f"too old resource version: {rv} ({rv + 1})",
-            "reason": "Expired",
-            "code": 410,
-        },
+        "object": failure(410, "Expired", f"too old resource version: {rv} ({rv + 1})"),
     }
 
 

@@ -9,6 +9,7 @@ interpreter would.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import logging.config
@@ -19,7 +20,7 @@ import textwrap
 import threading
 import types
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -281,24 +282,10 @@ def _hooks(monkeypatch) -> dict[str, list[Any]]:
 
 
 @pytest.fixture(name="make")
-def _make(k8s_apiserver, pod_env, hooks) -> Iterator[Callable[..., KubernetesEventHandler]]:
-    made: list[KubernetesEventHandler] = []
-
-    def make(**options: Any) -> KubernetesEventHandler:
-        options = {
-            "sink": k8s_apiserver.url,
-            "default_involved": "pod",
-            "crash_events": True,
-            "sleep_duration": 0,
-            **options,
-        }
-        built = KubernetesEventHandler(**options)
-        made.append(built)
-        return built
-
-    yield make
-    for built in made:
-        built.close()
+def _make(pod_env, hooks, make_handler) -> Callable[..., KubernetesEventHandler]:
+    """Handlers that make crash events about the pod of ``pod_env`` (closed after the test,
+    before the hooks are put back)."""
+    return functools.partial(make_handler, default_involved="pod", crash_events=True)
 
 
 class TestHooks:

@@ -280,7 +280,7 @@ class TestDeployment:
             "NODE_NAME": "spec.nodeName",
         }
         assert docs["Role"]["rules"] == [
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "get"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
         ]
         assert docs["RoleBinding"]["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
@@ -290,15 +290,19 @@ class TestRbac:
     """examples/rbac.yaml: the least RBAC the sink needs."""
 
     RULES: ClassVar[list[dict[str, list[str]]]] = [
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "get"]},
+        {
+            "apiGroups": ["events.k8s.io"],
+            "resources": ["events"],
+            "verbs": ["create", "patch", "get"],
+        },
     ]
 
     @staticmethod
     def _by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {doc["kind"]: doc for doc in documents if doc}
 
-    def test_a_role_with_create_and_patch_on_events(self) -> None:
+    def test_a_role_with_create_patch_and_get_on_events(self) -> None:
         """ServiceAccount, Role and RoleBinding, in one namespace, tied together."""
         text = (EXAMPLES / "rbac.yaml").read_text()
         docs = self._by_kind(list(yaml.safe_load_all(text)))
@@ -330,8 +334,9 @@ class TestRbac:
 
     @pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1", "auto"])
     def test_the_sink_uses_no_other_verb(self, k8s_apiserver, api) -> None:
-        """Creates and patches on events of either API are all the handler ever sends
-        (first try, retry, repeats), besides the discovery read of ``api="auto"``."""
+        """Creates, patches and gets on events of either API are all the handler ever sends
+        (first try, retry, repeats, an event a previous run wrote), besides the discovery
+        read of ``api="auto"``."""
         k8s_apiserver.inject(method="POST", times=1, status=503)
         handler = KubernetesEventHandler(sink=k8s_apiserver.url, sleep_duration=0, api=api)
         log = logging.getLogger("rbac-check")
@@ -346,8 +351,15 @@ class TestRbac:
         finally:
             log.removeHandler(handler)
             handler.close()
+        restarted = KubernetesEventHandler(sink=k8s_apiserver.url, sleep_duration=0, api=api)
+        log.addHandler(restarted)
+        try:  # the same process started again: it reads the event to continue its count
+            log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        finally:
+            log.removeHandler(restarted)
+            restarted.close()
 
-        verbs = {"POST": "create", "PATCH": "patch"}
+        verbs = {"POST": "create", "PATCH": "patch", "GET": "get"}
         granted = {(rule["apiGroups"][0], verb) for rule in self.RULES for verb in rule["verbs"]}
         used = set()
         for request in k8s_apiserver.requests:
@@ -357,8 +369,8 @@ class TestRbac:
             group = "events.k8s.io" if request.path.startswith("/apis/events.k8s.io/") else ""
             used.add((group, verbs.get(request.method, request.method)))
         assert used <= granted
-        assert {verb for _, verb in used} == {"create", "patch"}
-        assert handler.stats()["failed"] == 0
+        assert {verb for _, verb in used} == {"create", "patch", "get"}
+        assert handler.stats()["failed"] == restarted.stats()["failed"] == 0
 
 
 def test_the_examples_accept_a_server() -> None:

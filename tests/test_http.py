@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _http, _writer, models, recorder, sink
+from k8s_logging_events import _http, _retry, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests.test_sink import _event
 
@@ -160,7 +160,7 @@ def test_a_create_stored_before_its_connection_broke_is_reported_as_lost(
         events_sink.create(_event(name="web-0.2"))
     assert not isinstance(raised.value, sink.ApiStatusError)
     assert sink.is_retryable(raised.value)
-    assert _writer._may_have_landed(raised.value)
+    assert _retry.may_have_landed(raised.value)
     assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
 
 
@@ -219,7 +219,7 @@ def test_a_late_answer_times_out_and_its_connection_is_not_reused(
     served.inject("POST", action="delay", delay=60)  # ends when the server stops
     with pytest.raises(TimeoutError) as raised:
         events_sink.create(_event(name="web-0.2"))
-    assert _writer._is_timeout(raised.value)
+    assert _retry.is_timeout(raised.value)
     assert sink.is_retryable(raised.value)
     events_sink.create(_event(name="web-0.3"))
     channel = _channel(events_sink)

@@ -387,6 +387,30 @@ def test_without_pod_uid_the_uid_is_read_once_from_the_api_server(
     assert len([r for r in server.requests if "/pods/" in r.path]) == 1
 
 
+def test_a_crash_looping_pod_continues_its_own_event_on_every_restart(
+    server: LocalApiServer, no_pod_env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """default_involved="pod" without POD_UID: each restart reads the uid, meets the event
+    the last run wrote about the pod (through the uid-filling sink) and continues it, so
+    ``kubectl describe pod`` shows one row with the total."""
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("shop\n")
+    no_pod_env.setattr(_pod, "NAMESPACE_FILE", str(namespace_file))
+    no_pod_env.setenv("HOSTNAME", "shop-api-1")
+    pod = server.add_pod("shop-api-1", "shop")
+    for _ in range(4):  # the first run and three restarts
+        event_handler = events_handler(server, default_involved="pod", level="WARNING")
+        log = logging.getLogger("tests.integrations.crashloop")
+        log.addHandler(event_handler)
+        for _ in range(5):
+            log.warning("Cannot reach the database")
+        event_handler.close()
+        log.removeHandler(event_handler)
+    assert summary(server, "shop") == [
+        ("Pod/shop-api-1", pod["metadata"]["uid"], "Logging", 20, "Cannot reach the database")
+    ]
+
+
 def test_a_forbidden_uid_read_writes_without_uid_and_says_why_once(
     server: LocalApiServer, no_pod_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from k8s_logging_events import KubernetesEventHandler, metrics
 from k8s_logging_events._stats import OUTCOMES
-from k8s_logging_events.testing import LocalApiServer
 
 ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()
@@ -79,20 +78,11 @@ def _registry() -> CollectorRegistry:
 
 
 @pytest.fixture(name="make")
-def _make(k8s_apiserver: LocalApiServer) -> Iterator[Callable[..., KubernetesEventHandler]]:
+def _make(
+    make_handler: Callable[..., KubernetesEventHandler],
+) -> Callable[..., KubernetesEventHandler]:
     """Build handlers on the local server (each on a logger of its own); close them after."""
-    made: list[KubernetesEventHandler] = []
-
-    def make(**options: Any) -> KubernetesEventHandler:
-        options.setdefault("sink", k8s_apiserver.url)
-        options.setdefault("sleep_duration", 0)
-        built = KubernetesEventHandler(**options)
-        made.append(built)
-        return built
-
-    yield make
-    for built in made:
-        built.close()
+    return make_handler
 
 
 def _logger(handler: logging.Handler) -> logging.Logger:

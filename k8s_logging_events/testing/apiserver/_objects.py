@@ -5,8 +5,9 @@ Part of the local API server on the test side of the pipeline, under the
 its JSON rendered once per API version; :data:`CORE_API` and :data:`EVENTS_API` are the two
 APIs that serve events over the same store; a :class:`Change` is one change to an event as
 a watch reports it, and a :class:`History` the bounded list of one resource's changes that
-watches resume from; :func:`meta_with` keeps ``ObjectMeta`` in Go's field order, and
-:func:`simple_name` is the real server's ``generateName``.
+watches resume from; :func:`meta_with` keeps ``ObjectMeta`` in Go's field order,
+:func:`created_meta` is what a create sets in it, and :func:`simple_name` is the real
+server's ``generateName``.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from __future__ import annotations
 import collections
 import json
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from k8s_logging_events.models import format_time
 from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
@@ -49,6 +52,7 @@ __all__ = [
     "GENERATE_NAME_ATTEMPTS",
     "HistoryExpiredError",
     "check_preconditions",
+    "created_meta",
     "meta_with",
     "select_page",
     "simple_name",
@@ -215,6 +219,29 @@ def meta_with(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
         elif value == 0 and value is not None and name == "deletionGracePeriodSeconds":
             out[name] = 0
     return out
+
+
+def created_meta(
+    meta: dict[str, Any], generate: Callable[[str], str], now: datetime, uid: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The metadata of an object being created, and whether its name was generated.
+
+    What the registry's ``BeforeCreate`` sets whatever the client sent: a name made from
+    ``generateName`` when no name was given, a new uid (``uid`` when given), the creation
+    time, and no deletion time, self link or managed fields.
+    """
+    generated = bool(meta.get("generateName")) and not meta.get("name")
+    created = meta_with(
+        meta,
+        name=generate(meta["generateName"]) if generated else meta.get("name"),
+        uid=uid or str(uuid.uuid4()),
+        creationTimestamp=format_time(now),
+        deletionTimestamp=None,
+        deletionGracePeriodSeconds=None,
+        selfLink=None,
+        managedFields=None,
+    )
+    return created, generated
 
 
 def select_page(

@@ -3,8 +3,9 @@
 Part of the local API server on the test side of the pipeline, between the transport
 (:mod:`._http`, which reads an :class:`HttpRequest` off a connection and writes the
 :class:`HttpResponse`) and the handlers (:mod:`._rest`, :mod:`._rest_events`): the request
-with its body parsed lazily as Go's decoder reads JSON, the response, and the parsing of the
-query parameters that many handlers share -- selectors, ``limit``/``continue``, ``dryRun``
+with its body parsed lazily as Go's decoder reads JSON, the response (for a watch, the
+checked :class:`WatchRequest` that :mod:`._watch` streams), and the parsing of the query
+parameters that many handlers share -- selectors, ``limit``/``continue``, ``dryRun``
 and the ``Accept`` header of a Table -- with the API server's messages for bad values.
 """
 
@@ -16,7 +17,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from k8s_logging_events.testing.apiserver._auth import ANONYMOUS
 from k8s_logging_events.testing.apiserver._errors import (
@@ -32,7 +33,7 @@ from k8s_logging_events.testing.apiserver._gofmt import (
     go_strings,
     summarize_data,
 )
-from k8s_logging_events.testing.apiserver._objects import CORE_API, Api
+from k8s_logging_events.testing.apiserver._objects import CORE_API, Api, Entry
 from k8s_logging_events.testing.apiserver._selectors import (
     CORE_FIELD_LABELS,
     EVENTS_FIELD_LABELS,
@@ -43,23 +44,23 @@ from k8s_logging_events.testing.apiserver._selectors import (
     parse_label_selector,
 )
 
-if TYPE_CHECKING:
-    from k8s_logging_events.testing.apiserver._watch import WatchRequest
-
 __all__ = [
+    "Encoder",
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "WatchRequest",
     "delete_options",
-    "is_dry_run",
     "error_response",
     "event_field_converter",
+    "is_dry_run",
     "json_body",
-    "page",
     "list_meta",
+    "listed",
     "list_response",
     "not_allowed",
     "ok",
+    "page",
     "selectors",
     "table_version",
     "typed_body",
@@ -120,6 +121,46 @@ class HttpRequest:
                     if _SURROGATE_ESCAPE.search(self.body) or b"\xed" in self.body:
                         self.json_body = go_strings(self.json_body)
         return self.json_body
+
+
+Encoder = Callable[[Entry, bool], bytes]
+"""Renders one object as the watch event's object: (entry, first event of the stream)."""
+
+
+@dataclass(slots=True)
+class WatchRequest:
+    """What one watch asks for, parsed and checked by the REST layer."""
+
+    api: Api
+    resource: str
+    """What is watched: ``events``, ``pods`` or ``namespaces``."""
+    namespace: str | None
+    """Only this namespace's objects (all when None)."""
+    labels: LabelSelector
+    fields: FieldSelector
+    fields_of: Callable[[dict[str, Any]], Mapping[str, str]]
+    """The selectable fields of a stored object of the resource."""
+    resource_version: str
+    """As sent: "" (now, with the current state first), "0" (any), or a number."""
+    timeout: float | None
+    """``timeoutSeconds``: end the stream after this many seconds (None: never)."""
+    send_initial_events: bool | None
+    """``sendInitialEvents`` (None when absent)."""
+    bookmarks: bool
+    """``allowWatchBookmarks``."""
+    encode: Encoder
+    """The object of each watch event (JSON, or a one-row Table)."""
+    kind: str = "Event"
+    """The kind a bookmark names."""
+
+    def selects(self, entry: Entry) -> bool:
+        """Whether an object is in this watch's selection."""
+        obj = entry.obj
+        if self.namespace is not None and entry.namespace != self.namespace:
+            return False
+        if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
+            return False
+        return self.fields.empty or self.fields.matches(self.fields_of(obj))
 
 
 @dataclass(slots=True)
@@ -299,6 +340,25 @@ def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
         except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
             raise bad_request("continue key is not valid: illegal base64 data") from None
     return max(count, 0), start
+
+
+Lister = Callable[
+    [LabelSelector, FieldSelector, int, tuple[str, str] | None],
+    tuple[list[Entry], int, tuple[str, str] | None, int],
+]
+"""Reads a list's page: (labels, fields, limit, start key) -> (entries, resourceVersion,
+the next page's start key, how many remain)."""
+
+
+def listed(
+    request: HttpRequest, convert: Callable[[str], str], lister: Lister
+) -> tuple[list[Entry], dict[str, Any]]:
+    """The page a list request asks for (its selectors checked with ``convert``, its
+    ``limit`` and ``continue``), read with ``lister``, and the list's ``metadata``."""
+    labels, fields = selectors(request, convert)
+    limit, start = page(request)
+    entries, rv, following, remaining = lister(labels, fields, limit, start)
+    return entries, list_meta(rv, following, remaining)
 
 
 def delete_options(request: HttpRequest) -> dict[str, Any]:

@@ -23,7 +23,13 @@ from k8s_logging_events.testing.apiserver._errors import (
     not_found_path,
 )
 from k8s_logging_events.testing.apiserver._gofmt import go_json
-from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_API, Api, Entry
+from k8s_logging_events.testing.apiserver._objects import (
+    CORE_API,
+    EVENTS_API,
+    NAMESPACES_RESOURCE,
+    Api,
+    Entry,
+)
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
@@ -33,7 +39,6 @@ from k8s_logging_events.testing.apiserver._requests import (
     not_allowed,
     ok,
     selectors,
-    table_version,
     unrecognized_body,
 )
 from k8s_logging_events.testing.apiserver._rest_events import EventsApi
@@ -44,8 +49,8 @@ from k8s_logging_events.testing.apiserver._selectors import (
     namespace_fields,
 )
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import watch_encoder, watch_response
+from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["SERVER_VERSION", "RestApi"]
 
@@ -274,9 +279,6 @@ class RestApi:
 
     # -- namespaces -------------------------------------------------------------------
 
-    def _namespacejson_body(self, entry: Entry) -> dict[str, Any]:
-        return {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
-
     def _namespaces(self, rest: list[str], request: HttpRequest) -> HttpResponse:
         method = request.method
         if not rest:
@@ -288,48 +290,38 @@ class RestApi:
         name = rest[0]
         if method == "GET":
             entry = self._store.get_namespace(name)
-            version = table_version(request)
-            if version is not None:
-                return ok(self._tables.namespaces([entry], version, request, {}))
-            return ok(self._namespacejson_body(entry))
+            return table_or(
+                request, [entry], {}, self._tables.namespaces, lambda: ok(_namespace_json(entry))
+            )
         if method == "DELETE":
             delete_options(request)
-            return ok(self._namespacejson_body(self._store.terminate_namespace(name)))
+            return ok(_namespace_json(self._store.terminate_namespace(name)))
         return not_allowed()
 
     def _list_namespaces(self, request: HttpRequest) -> HttpResponse:
         labels, fields = selectors(request, namespace_field_label)
         entries, rv = self._store.list_namespaces(labels, fields)
         meta = {"resourceVersion": str(rv)}
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.namespaces(entries, version, request, meta))
-        return ok(
-            {
-                "kind": "NamespaceList",
-                "apiVersion": "v1",
-                "metadata": meta,
-                "items": [entry.obj for entry in entries],
-            }
-        )
+        body = {
+            "kind": "NamespaceList",
+            "apiVersion": "v1",
+            "metadata": meta,
+            "items": [entry.obj for entry in entries],
+        }
+        return table_or(request, entries, meta, self._tables.namespaces, lambda: ok(body))
 
     def _watch_namespaces(self, name: str | None, request: HttpRequest) -> HttpResponse:
-        version = table_version(request)
         return watch_response(
             request,
             api=CORE_API,
-            resource="namespaces",
+            resource=NAMESPACES_RESOURCE,
             kind="Namespace",
             namespace=None,
             name=name,
             convert=namespace_field_label,
             fields_of=namespace_fields,
-            encode=watch_encoder(
-                lambda entry: go_json(self._namespacejson_body(entry)),
-                None
-                if version is None
-                else lambda entry, meta: self._tables.namespaces([entry], version, request, meta),
-            ),
+            json_of=lambda entry: go_json(_namespace_json(entry)),
+            table=self._tables.namespaces,
         )
 
     def _create_namespace(self, request: HttpRequest) -> HttpResponse:
@@ -345,7 +337,11 @@ class RestApi:
             ) from None
         namespace["metadata"].pop("namespace", None)
         entry = self._store.create_namespace(namespace)
-        return HttpResponse(201, json_body(self._namespacejson_body(entry)))
+        return HttpResponse(201, json_body(_namespace_json(entry)))
+
+
+def _namespace_json(entry: Entry) -> dict[str, Any]:
+    return {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
 
 
 def _collection(rest: list[str]) -> tuple[str, str | None] | None:

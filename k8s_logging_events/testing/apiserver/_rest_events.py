@@ -7,11 +7,13 @@ before the registry -- decoding the body (``the object provided is unrecognized`
 fields as ``Warning`` headers), the namespace and name of the body against the URL, the
 patch content type and the patch itself -- then calls the :class:`~._store.Store`, and
 renders the answer as JSON in the request's API version or as a Table. A watch is answered
-with a :class:`~._watch.WatchRequest` (``_watch.watch_response``), which the server streams.
+with a :class:`~._requests.WatchRequest` (``_watch.watch_response``), which the server
+streams.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -24,7 +26,7 @@ from k8s_logging_events.testing.apiserver._errors import (
     unsupported_media_type,
 )
 from k8s_logging_events.testing.apiserver._gofmt import go_json_error
-from k8s_logging_events.testing.apiserver._objects import CORE_API, Api, Entry
+from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_RESOURCE, Api, Entry
 from k8s_logging_events.testing.apiserver._patch import (
     JsonPatchError,
     apply_json_patch,
@@ -38,12 +40,10 @@ from k8s_logging_events.testing.apiserver._requests import (
     delete_options,
     event_field_converter,
     is_dry_run,
-    list_meta,
     list_response,
+    listed,
     ok,
-    page,
     selectors,
-    table_version,
     typed_body,
     unknown_field_warnings,
 )
@@ -56,8 +56,8 @@ from k8s_logging_events.testing.apiserver._schema import (
 )
 from k8s_logging_events.testing.apiserver._selectors import event_fields
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import watch_encoder, watch_response
+from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["PATCH_TYPES", "EventsApi"]
 
@@ -87,22 +87,17 @@ class EventsApi:
         self, api: Api, namespace: str | None, name: str | None, request: HttpRequest
     ) -> HttpResponse:
         """Check a watch of events and describe it; the server streams it."""
-        version = table_version(request)
         return watch_response(
             request,
             api=api,
-            resource="events",
+            resource=EVENTS_RESOURCE,
             kind="Event",
             namespace=namespace,
             name=name,
             convert=event_field_converter(api),
             fields_of=event_fields,
-            encode=watch_encoder(
-                lambda entry: api.prefix + entry.item_json(api.name)[1:],
-                None
-                if version is None
-                else lambda entry, meta: self._tables.events([entry], version, api, request, meta),
-            ),
+            json_of=lambda entry: api.prefix + entry.item_json(api.name)[1:],
+            table=functools.partial(self._tables.events, api=api),
         )
 
     # -- reads and writes -------------------------------------------------------------
@@ -110,24 +105,28 @@ class EventsApi:
     def single(
         self, api: Api, entry: Entry, request: HttpRequest, status: int = 200
     ) -> HttpResponse:
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.events([entry], version, api, request, {}))
-        body = api.prefix + entry.item_json(api.name)[1:] + b"\n"
-        return HttpResponse(status, body)
+        return table_or(
+            request,
+            [entry],
+            {},
+            functools.partial(self._tables.events, api=api),
+            lambda: HttpResponse(status, api.prefix + entry.item_json(api.name)[1:] + b"\n"),
+        )
 
     def list_events(self, api: Api, namespace: str | None, request: HttpRequest) -> HttpResponse:
-        labels, fields = selectors(request, event_field_converter(api))
-        limit, start = page(request)
-        entries, rv, following, remaining = self._store.list_events(
-            namespace, labels, fields, limit=limit, start=start
+        entries, meta = listed(
+            request,
+            event_field_converter(api),
+            functools.partial(self._store.list_page, EVENTS_RESOURCE, namespace),
         )
-        meta = list_meta(rv, following, remaining)
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.events(entries, version, api, request, meta))
         items = (entry.item_json(api.name) for entry in entries)
-        return list_response("EventList", api.api_version, meta, items)
+        return table_or(
+            request,
+            entries,
+            meta,
+            functools.partial(self._tables.events, api=api),
+            lambda: list_response("EventList", api.api_version, meta, items),
+        )
 
     def _decode_event(self, api: Api, request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
         """Decode a create/replace body into the canonical form (the handler's decode step)."""

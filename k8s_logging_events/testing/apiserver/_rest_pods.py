@@ -11,31 +11,28 @@ What a pod is allowed to be is in ``_pods``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import bad_request, namespace_mismatch
-from k8s_logging_events.testing.apiserver._objects import CORE_API, Entry
+from k8s_logging_events.testing.apiserver._objects import CORE_API, PODS_RESOURCE, Entry
 from k8s_logging_events.testing.apiserver._pods import POD_FIELD_LABELS, decode_pod, pod_fields
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     delete_options,
     is_dry_run,
-    list_meta,
     list_response,
+    listed,
     not_allowed,
-    ok,
-    page,
-    selectors,
-    table_version,
     typed_body,
     unknown_field_warnings,
 )
 from k8s_logging_events.testing.apiserver._schema import DecodeError
 from k8s_logging_events.testing.apiserver._selectors import SelectorError
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import watch_encoder, watch_response
+from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["PodsApi", "pod_json"]
 
@@ -85,23 +82,26 @@ class PodsApi:
         return not_allowed()
 
     def single(self, entry: Entry, request: HttpRequest, status: int = 200) -> HttpResponse:
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.pods([entry], version, request, {}))
-        return HttpResponse(status, pod_json(entry) + b"\n")
+        return table_or(
+            request,
+            [entry],
+            {},
+            self._tables.pods,
+            lambda: HttpResponse(status, pod_json(entry) + b"\n"),
+        )
 
     def list_pods(self, namespace: str | None, request: HttpRequest) -> HttpResponse:
-        labels, fields = selectors(request, _convert)
-        limit, start = page(request)
-        entries, rv, following, remaining = self._store.list_pods(
-            namespace, labels, fields, limit=limit, start=start
+        entries, meta = listed(
+            request, _convert, functools.partial(self._store.list_page, PODS_RESOURCE, namespace)
         )
-        meta = list_meta(rv, following, remaining)
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.pods(entries, version, request, meta))
         items = (entry.item_json(CORE_API.name) for entry in entries)
-        return list_response("PodList", "v1", meta, items)
+        return table_or(
+            request,
+            entries,
+            meta,
+            self._tables.pods,
+            lambda: list_response("PodList", "v1", meta, items),
+        )
 
     def create_pod(self, namespace: str, request: HttpRequest) -> HttpResponse:
         pod, unknown = self._decode(request)
@@ -116,22 +116,17 @@ class PodsApi:
 
     def watch(self, namespace: str | None, name: str | None, request: HttpRequest) -> HttpResponse:
         """Check a watch of pods and describe it; the server streams it."""
-        version = table_version(request)
         return watch_response(
             request,
             api=CORE_API,
-            resource="pods",
+            resource=PODS_RESOURCE,
             kind="Pod",
             namespace=namespace,
             name=name,
             convert=_convert,
             fields_of=pod_fields,
-            encode=watch_encoder(
-                pod_json,
-                None
-                if version is None
-                else lambda entry, meta: self._tables.pods([entry], version, request, meta),
-            ),
+            json_of=pod_json,
+            table=self._tables.pods,
         )
 
     @staticmethod

@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from k8s_logging_events.clock import Clock, SystemClock, monotonic_source
+from k8s_logging_events.testing._wait import wait_for_event
 from k8s_logging_events.testing.apiserver._admission import EventRateLimit
 from k8s_logging_events.testing.apiserver._auth import (
     LOCAL_ADMIN,
@@ -372,34 +373,9 @@ class LocalApiServer(ServerControls):
             raise RuntimeError("client certificates need LocalApiServer(tls=True)")
         return self._tls.issue_client_certificate(user, tuple(groups))
 
-    def wait_for_event(
-        self,
-        *,
-        namespace: str | None = None,
-        kind: str | None = None,
-        name: str | None = None,
-        reason: str | None = None,
-        min_count: int = 1,
-        timeout: float = 10.0,
-    ) -> dict[str, Any]:
-        """Wait until a matching event is stored; return it as core/v1 JSON.
-
-        The arguments are those of :func:`~k8s_logging_events.testing.wait_for_event`.
-
-        Raises:
-            AssertionError: nothing matched in time (the message shows the events there).
-        """
-        from k8s_logging_events.testing._wait import wait_for_event
-
-        return wait_for_event(
-            self,
-            namespace=namespace,
-            kind=kind,
-            name=name,
-            reason=reason,
-            min_count=min_count,
-            timeout=timeout,
-        )
+    wait_for_event = wait_for_event
+    """Wait until a matching event is stored; return it as core/v1 JSON: the function
+    :func:`~k8s_logging_events.testing.wait_for_event`, with this server as its target."""
 
     # -- stored objects ---------------------------------------------------------------
 

@@ -31,7 +31,7 @@ import random
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -62,11 +62,13 @@ from k8s_logging_events.testing.apiserver._objects import (
     Entry,
     History,
     check_preconditions,
+    created_meta,
     meta_with,
     select_page,
     simple_name,
     unique_name,
 )
+from k8s_logging_events.testing.apiserver._pods import pod_fields
 from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
@@ -403,20 +405,25 @@ class Store(PodStore):
                 raise not_found("events", name, api.group)
             return entry
 
-    def list_events(
+    def list_page(
         self,
+        resource: str,
         namespace: str | None,
         labels: LabelSelector,
         fields: FieldSelector,
-        *,
         limit: int = 0,
         start: tuple[str, str] | None = None,
     ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
-        """Return (selected events, resourceVersion, next start key, remaining count)."""
+        """Return a page of the selected events or pods (``resource``): the entries, the
+        resourceVersion, the next page's start key and how many remain after it."""
+        objects: Mapping[tuple[str, str], Entry] = self._pods
+        fields_of: Callable[[dict[str, Any]], Mapping[str, str]] = pod_fields
+        if resource == EVENTS_RESOURCE:
+            objects, fields_of = self._events, event_fields
         with self.lock:
             self._expire()
             page, following, remaining = select_page(
-                self._events, namespace, labels, fields, event_fields, limit=limit, start=start
+                objects, namespace, labels, fields, fields_of, limit=limit, start=start
             )
             return page, self._rv, following, remaining
 
@@ -430,17 +437,7 @@ class Store(PodStore):
             namespace = meta["namespace"]
             resource_name = meta.get("name") or meta.get("generateName", "")
             self._admit(namespace, True, resource_name, api)
-            generated = bool(meta.get("generateName")) and not meta.get("name")
-            meta = meta_with(
-                meta,
-                name=self._generate(meta["generateName"]) if generated else meta.get("name"),
-                uid=str(uuid.uuid4()),
-                creationTimestamp=format_time(self._now()),
-                deletionTimestamp=None,
-                deletionGracePeriodSeconds=None,
-                selfLink=None,
-                managedFields=None,
-            )
+            meta, generated = created_meta(meta, self._generate, self._now())
             event = {**event, "metadata": meta}
             self._validate_create(api, event)
             self._admit_write(api, namespace, event, user, dry_run)
@@ -559,7 +556,7 @@ class Store(PodStore):
     ) -> list[Entry]:
         """Delete every selected event (DELETE on a collection) and return them."""
         with self.lock:
-            doomed, _, _, _ = self.list_events(namespace, labels, fields)
+            doomed, _, _, _ = self.list_page(EVENTS_RESOURCE, namespace, labels, fields)
             for entry in doomed:
                 self._drop_event((entry.namespace, entry.name))
             return doomed

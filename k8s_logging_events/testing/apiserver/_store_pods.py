@@ -13,12 +13,10 @@ that is not scheduled or has finished). The rules themselves are in ``_pods``.
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from k8s_logging_events.models import format_time
 from k8s_logging_events.testing.apiserver._errors import (
     invalid,
     not_found,
@@ -32,17 +30,15 @@ from k8s_logging_events.testing.apiserver._objects import (
     Change,
     Entry,
     check_preconditions,
+    created_meta,
     meta_with,
-    select_page,
     unique_name,
 )
 from k8s_logging_events.testing.apiserver._pods import (
     default_pod,
-    pod_fields,
     qos_class,
     validate_pod,
 )
-from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 
 __all__ = ["PodStore"]
 
@@ -95,21 +91,11 @@ class PodStore:
         with self.lock:
             meta = pod["metadata"]
             namespace = meta["namespace"]
-            generated = bool(meta.get("generateName")) and not meta.get("name")
             self._admit(
                 namespace, True, meta.get("name") or meta.get("generateName", ""), CORE_API, "pods"
             )
             pod = default_pod(pod)
-            meta = meta_with(
-                meta,
-                name=self._generate(meta["generateName"]) if generated else meta.get("name"),
-                uid=uid or str(uuid.uuid4()),
-                creationTimestamp=format_time(self._now()),
-                deletionTimestamp=None,
-                deletionGracePeriodSeconds=None,
-                selfLink=None,
-                managedFields=None,
-            )
+            meta, generated = created_meta(meta, self._generate, self._now(), uid)
             pod = {**pod, "metadata": meta}
             pod["status"] = (
                 status(pod)
@@ -166,19 +152,3 @@ class PodStore:
                 for key in sorted(self._pods)
                 if namespace is None or key[0] == namespace
             ]
-
-    def list_pods(
-        self,
-        namespace: str | None,
-        labels: LabelSelector,
-        fields: FieldSelector,
-        *,
-        limit: int = 0,
-        start: tuple[str, str] | None = None,
-    ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
-        """Return (selected pods, resourceVersion, next start key, remaining count)."""
-        with self.lock:
-            page, following, remaining = select_page(
-                self._pods, namespace, labels, fields, pod_fields, limit=limit, start=start
-            )
-            return page, self._rv, following, remaining

@@ -2,7 +2,7 @@
 
 Part of the local API server on the test side of the pipeline. A list request with
 ``watch=true`` (or a ``/watch/`` path) of events, pods or namespaces becomes a
-:class:`WatchRequest` (:func:`watch_response` checks its parameters); the server's
+:class:`~._requests.WatchRequest` (:func:`watch_response` checks its parameters); the server's
 connection thread then runs :func:`stream_watch`, which writes what a real API server's
 watch handler writes: an HTTP 200 with a chunked body of watch events, one JSON object a
 line (``{"type":"ADDED","object":{...}}``), taken from the store's bounded change history of
@@ -28,7 +28,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import (
@@ -40,80 +39,41 @@ from k8s_logging_events.testing.apiserver._errors import (
 from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._objects import Api, Change, Entry, HistoryExpiredError
 from k8s_logging_events.testing.apiserver._requests import (
+    Encoder,
     HttpRequest,
     HttpResponse,
+    WatchRequest,
     not_allowed,
     selectors,
+    table_version,
 )
-from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._tables import TableOf
 
-__all__ = ["WatchRequest", "expired_status", "stream_watch", "watch_encoder", "watch_response"]
+__all__ = ["expired_status", "stream_watch", "watch_response"]
 
 POLL_INTERVAL = 0.5
 """How often an idle watch looks whether its client has gone (the server's stop wakes it)."""
 TOO_LARGE_WAIT = 3.0
 """How long a watch from a future resourceVersion waits for it (the watch cache's 3 s)."""
 
-Encoder = Callable[[Entry, bool], bytes]
-"""Renders one object as the watch event's object: (entry, first event of the stream)."""
 
-
-@dataclass(slots=True)
-class WatchRequest:
-    """What one watch asks for, parsed and checked by the REST layer."""
-
-    api: Api
-    resource: str
-    """What is watched: ``events``, ``pods`` or ``namespaces``."""
-    namespace: str | None
-    """Only this namespace's objects (all when None)."""
-    labels: LabelSelector
-    fields: FieldSelector
-    fields_of: Callable[[dict[str, Any]], Mapping[str, str]]
-    """The selectable fields of a stored object of the resource."""
-    resource_version: str
-    """As sent: "" (now, with the current state first), "0" (any), or a number."""
-    timeout: float | None
-    """``timeoutSeconds``: end the stream after this many seconds (None: never)."""
-    send_initial_events: bool | None
-    """``sendInitialEvents`` (None when absent)."""
-    bookmarks: bool
-    """``allowWatchBookmarks``."""
-    encode: Encoder
-    """The object of each watch event (JSON, or a one-row Table)."""
-    kind: str = "Event"
-    """The kind a bookmark names."""
-
-    def selects(self, entry: Entry) -> bool:
-        """Whether an object is in this watch's selection."""
-        obj = entry.obj
-        if self.namespace is not None and entry.namespace != self.namespace:
-            return False
-        if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
-            return False
-        return self.fields.empty or self.fields.matches(self.fields_of(obj))
-
-
-def watch_encoder(
-    json_of: Callable[[Entry], bytes],
-    table_of: Callable[[Entry, dict[str, Any]], dict[str, Any]] | None,
-) -> Encoder:
+def _encoder(request: HttpRequest, json_of: Callable[[Entry], bytes], table: TableOf) -> Encoder:
     """The objects of a watch's events: the JSON of each object, or (for kubectl's
     ``as=Table``) a one-row Table, with the column definitions in the first one only, as the
     real server sends them."""
-    if table_of is None:
+    version = table_version(request)
+    if version is None:
         return lambda entry, _first: json_of(entry)
 
-    def table(entry: Entry, first: bool) -> bytes:
-        rendered = table_of(
-            entry, {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-        )
+    def one_row(entry: Entry, first: bool) -> bytes:
+        meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
+        rendered = table([entry], version, request, meta)
         if not first:
             rendered["columnDefinitions"] = None
         return go_json(rendered)
 
-    return table
+    return one_row
 
 
 def watch_response(
@@ -126,12 +86,14 @@ def watch_response(
     name: str | None,
     convert: Callable[[str], str],
     fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
-    encode: Encoder,
+    json_of: Callable[[Entry], bytes],
+    table: TableOf,
 ) -> HttpResponse:
     """Check a watch of ``resource`` and answer with the :class:`WatchRequest` to stream.
 
     ``name`` (from a ``/watch/.../NAME`` path) watches the collection selected by that name;
-    ``convert`` maps (and checks) the field selector's labels.
+    ``convert`` maps (and checks) the field selector's labels; each object is sent as
+    ``json_of`` renders it, or as a one-row ``table`` when the request asks for a Table.
     """
     if request.method != "GET":
         return not_allowed()
@@ -163,7 +125,7 @@ def watch_response(
         timeout=timeout,
         send_initial_events=None if initial is None else initial in ("true", "1"),
         bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
-        encode=encode,
+        encode=_encoder(request, json_of, table),
         kind=kind,
     )
     return HttpResponse(200, b"", watch=watch)
