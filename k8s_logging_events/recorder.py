@@ -13,16 +13,12 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import sys
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
-
-from pythonjsonlogger.json import JsonFormatter
 
 from k8s_logging_events import (
     _apis,
@@ -32,6 +28,7 @@ from k8s_logging_events import (
     _runtime,
     _sanitise,
     _stats,
+    _structured,
     _writer,
     broadcaster,
     correlator,
@@ -146,7 +143,7 @@ class EventBroadcaster:
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
         """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
-        return self.start_event_watcher(lambda event: logf(_log_line(event)))
+        return self.start_event_watcher(lambda event: logf(_structured.log_line(event)))
 
     def start_structured_logging(
         self, logger: logging.Logger | None = None, level: int = logging.INFO
@@ -162,8 +159,10 @@ class EventBroadcaster:
         they never become events themselves. The lines are written on the dispatcher
         thread, without ever taking the ``logging`` module's lock.
         """
-        target = logger or _json_event_logger()
-        return self._runtime.add_inline(lambda event: _log_structured(target, level, event))
+        target = logger or _structured.json_event_logger()
+        return self._runtime.add_inline(
+            lambda event: _structured.log_structured(target, level, event)
+        )
 
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
         """Correlate every event and write it to ``event_sink``.
@@ -254,9 +253,10 @@ class EventBroadcaster:
         ``accepted`` counts occurrences offered to the broadcaster (dropped ones included);
         ``dropped``, ``created``, ``patched``, ``coalesced``, ``failed`` and ``discarded``
         (no sink to write to) are final outcomes; ``invalid`` counts calls refused before an
-        event was built (not accepted); ``pending`` counts events with a write not yet
-        finished. With one sink, after :meth:`flush` returned True, ``accepted`` equals the
-        sum of the outcomes; with several sinks each one adds its own outcomes.
+        event was built (not accepted); ``pending`` counts occurrences without an outcome
+        yet (once per sink) and ``pending_events`` the events with a write not finished.
+        With one sink ``accepted`` equals the sum of the outcomes plus ``pending``, and of
+        the outcomes alone after :meth:`flush` returned True.
         """
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
@@ -559,52 +559,3 @@ def _correlation_keys(item: object) -> tuple[Hashable, object]:
         )
         return group, rest
     return id(item), None  # not ours to cut: a run of its own, and fails to build
-
-
-def _log_line(event: models.Event) -> str:
-    ref = event.involved_object
-    rendered = (
-        f"v1.ObjectReference{{Kind:{_go_quote(ref.kind)}, Namespace:{_go_quote(ref.namespace)}, "
-        f"Name:{_go_quote(ref.name)}, UID:{_go_quote(ref.uid)}, "
-        f"APIVersion:{_go_quote(ref.api_version)}, "
-        f"ResourceVersion:{_go_quote(ref.resource_version)}, "
-        f"FieldPath:{_go_quote(ref.field_path)}}}"
-    )
-    return f"Event({rendered}): type: '{event.type}' reason: '{event.reason}' {event.message}"
-
-
-def _go_quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _structured_fields(event: models.Event) -> dict[str, str]:
-    ref = event.involved_object
-    return {
-        "object": f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name,
-        "fieldPath": ref.field_path,
-        "kind": ref.kind,
-        "apiVersion": ref.api_version,
-        "type": event.type,
-        "reason": event.reason,
-        "event_message": event.message,
-    }
-
-
-def _log_structured(target: logging.Logger, level: int, event: models.Event) -> None:
-    _diagnostics.log_safely(target, level, "Event occurred", **_structured_fields(event))
-
-
-def _json_event_logger() -> logging.Logger:
-    # a private logger, outside the logging tree: starting a watcher must not change the
-    # application's logging configuration
-    private = logging.Logger("k8s_logging_events.events", logging.DEBUG)  # noqa: LOG001
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(message)s",
-            rename_fields={"message": "msg", "event_message": "message"},
-        )
-    )
-    private.addHandler(handler)
-    private.propagate = False
-    return private
