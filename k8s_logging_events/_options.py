@@ -10,16 +10,36 @@ the closest known one.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events import _names, _records, _sanitise, recorder
+from k8s_logging_events import (
+    _diagnostics,
+    _kubeconfig,
+    _names,
+    _pod,
+    _records,
+    _sanitise,
+    models,
+    recorder,
+)
+from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
 
-__all__ = ["Config", "check_known", "checked_correlator", "checked_sink", "number", "timeout"]
+__all__ = [
+    "Config",
+    "check_known",
+    "checked_correlator",
+    "checked_sink",
+    "component",
+    "number",
+    "open_sink",
+    "timeout",
+]
 
 MIN_MESSAGE_BYTES = 16
 """The shortest ``max_message_bytes``: room for a word and the truncation mark."""
@@ -250,3 +270,77 @@ def checked_correlator(
         if name in values:
             values[name] = number(f"correlator.{name}", values[name], minimum=0)
     return correlators.CorrelatorOptions(**values)
+
+
+def component(value: str) -> str:
+    """``component``: a qualified name, as ``reportingController`` must be; repaired if not.
+
+    ``Bad Name!`` becomes ``Bad-Name`` (the one rule: ``_sanitise.qualified_name``), and
+    the repair is reported once, here, when the handler is built.
+    """
+    fixed = _sanitise.qualified_name(value)
+    if fixed != value:
+        _diagnostics.report(
+            logging.WARNING,
+            "The component %r is not a qualified name (letters, digits, '-', '_' and '.', "
+            "with an optional DNS prefix and '/'), as an event's reporting controller must "
+            "be: events name %r as their source",
+            value,
+            fixed,
+        )
+    return fixed
+
+
+def open_sink(
+    config: Config,
+    *,
+    clock: clock_mod.Clock | None,
+    sleep: clock_mod.Sleeper | None,
+    pod: models.ObjectReference | None,
+) -> tuple[sinks.EventSink | None, sinks.LazySink | None]:
+    """The sink the options name, and the lazy one among them (which the handler closes).
+
+    ``auto`` without any configuration is reported once (what was tried, what to set); the
+    client itself is built on a writer thread at the first write. With ``pod`` and no uid
+    for it, the sink reads the uid first (``kubectl describe`` selects by uid).
+    """
+    option = config.sink
+    lazy = None
+    if option is None or isinstance(option, sinks.EventSink):
+        built: sinks.EventSink | None = option
+    elif option == "auto":
+        found = _kubeconfig.find_configuration(config.kubeconfig)
+        if found is None:
+            _diagnostics.report(
+                logging.WARNING, "%s", _kubeconfig.not_found_report(config.kubeconfig)
+            )
+            return None, None
+        built = lazy = sinks.LazySink(_factory(config, None, clock, sleep), found, config.api)
+    else:
+        built = lazy = sinks.LazySink(_factory(config, option, clock, sleep), option, config.api)
+    if built is not None and pod is not None and not pod.uid:
+        return _pod.PodUidSink(built, pod), lazy
+    return built, lazy
+
+
+def _factory(
+    config: Config,
+    url: str | None,
+    clock: clock_mod.Clock | None,
+    sleep: clock_mod.Sleeper | None,
+) -> Callable[[], sinks.EventSink]:
+    options: dict[str, Any] = {
+        "qps": config.qps,
+        "burst": config.burst,
+        "clock": clock,
+        "sleep": sleep,
+        "api": config.api,
+        "drain_qps": config.drain_qps,
+    }
+    if config.request_timeout is not None:
+        options["request_timeout"] = config.request_timeout
+    if url is None:
+        options["kubeconfig"] = config.kubeconfig
+        options["context"] = config.context
+        return lambda: sinks.KubernetesEventSink(**options)
+    return lambda: sinks.KubernetesEventSink.from_url(url, **options)

@@ -31,13 +31,14 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from k8s_logging_events import (
     _apis,
     _continuation,
     _diagnostics,
+    _failures,
     _names,
     _retry,
     _stats,
@@ -50,10 +51,8 @@ from k8s_logging_events import clock as clock_mod
 __all__ = [
     "MAX_TRIES_PER_EVENT",
     "Write",
-    "exit_summary",
     "WriterOptions",
     "Writes",
-    "describe_error",
 ]
 
 MAX_TRIES_PER_EVENT = 12
@@ -114,6 +113,7 @@ class Write:
     # the submission number of its oldest occurrence (flush waits for those before it)
     first: int = 0
     last_error: Exception | None = None
+    delayed: int = 0  # occurrences already reported as delayed by a failed attempt
     started: float = 0.0  # time.monotonic() when the request in flight began; 0: none is
 
     @property
@@ -330,8 +330,17 @@ class Writes:
         return oldest
 
     def pending(self) -> int:
-        """Return how many events have a write waiting or in flight."""
+        """Return how many occurrences wait in a write, or in a request in flight."""
+        return sum(write.occurrences for write in self.pending_writes())
+
+    def pending_events(self) -> int:
+        """Return how many events have a write waiting or in flight (what memory holds)."""
         return len(self._slots)
+
+    def pending_writes(self) -> list[Write]:
+        """The writes waiting or in flight, for a report of what a flush could not write."""
+        found = (w for slot in self._slots.values() for w in (slot.in_flight, slot.waiting))
+        return [write for write in found if write is not None and not write.abandoned]
 
     # --- the request (outside the runtime's lock) ----------------------------------------
 
@@ -419,17 +428,23 @@ class Writes:
                 write.event.namespace,
                 write.event.name,
                 retry_in,
-                describe_error(error),
+                _failures.describe_error(error),
             )
             return
+        # each occurrence counts once among the delayed, however often its write fails
+        delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
         self._reporter.defer(
-            "retry",
-            logging.INFO,
-            "Unable to write event %s/%s (attempt %d, may retry after sleeping): %s",
+            f"retry:{_failures.cause(error)}",
+            logging.WARNING,
+            "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
             write.event.namespace,
             write.event.name,
             write.attempts,
-            describe_error(error),
+            self._options.max_tries,
+            retry_in,
+            _failures.explain(error, self.sink),
+            occurrences=delayed,
+            outcome="delayed",
         )
 
     def abandon(self, *, in_flight: bool) -> list[Write]:
@@ -518,77 +533,16 @@ class Writes:
         level = logging.DEBUG if quiet else logging.WARNING
         reason = "will not retry" if write.attempts < self._options.max_tries else "retry limit"
         self._reporter.defer(
-            f"give-up:{type(error).__name__}:{getattr(error, 'status', '')}",
+            f"give-up:{_failures.cause(error)}",
             level,
-            "Unable to write event %s/%s (%s, %d occurrence(s) lost): %s",
+            "Unable to write event %s/%s (%s): %s",
             write.event.namespace,
             write.event.name,
             reason,
-            write.occurrences,
-            describe_error(error),
+            _failures.explain(error, self.sink),
+            occurrences=write.occurrences,
+            outcome="lost",
         )
 
     def _now(self) -> float:
         return clock_mod.seconds(self._clock)
-
-
-def describe_error(error: Exception) -> str:
-    """A short text for ``error``: its message, cut to 300 characters."""
-    text = str(error) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def exit_summary(given_up: Sequence[Write], sinks: Iterable[object]) -> str:
-    """Say how many occurrences an exit could not write, why, and which option helps."""
-    occurrences = sum(write.occurrences for write in given_up)
-    rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
-    waiting = unanswered = retrying = 0
-    errors: dict[str, int] = {}
-    for write in given_up:
-        if write.in_flight and rate_limited > 0:
-            rate_limited -= 1
-            waiting += write.occurrences
-        elif write.in_flight:
-            unanswered += write.occurrences
-        elif write.attempts or write.throttled:
-            retrying += write.occurrences
-            why = _why(write.last_error)
-            errors[why] = errors.get(why, 0) + write.occurrences
-        else:
-            waiting += write.occurrences
-    parts = []
-    if waiting and unanswered:
-        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
-    elif waiting:
-        parts.append(
-            f"{waiting} waiting for the client-side rate limit or a free writer "
-            "(raise drain_qps, writers or flush_timeout)"
-        )
-    if unanswered:
-        parts.insert(
-            0,
-            f"{unanswered} in requests the API server had not answered "
-            "(a hanging server or admission webhook; see request_timeout and flush_timeout)",
-        )
-    if retrying:
-        causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
-        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
-    return (
-        f"Unable to write {occurrences} event occurrence(s) before the deadline of "
-        f"shutdown: {'; '.join(parts)}"
-    )
-
-
-def _why(error: Exception | None) -> str:
-    if error is None:
-        return "an error"
-    status = getattr(error, "status", None)
-    if status == 429:
-        return "429 Too Many Requests (the API server throttles)"
-    if isinstance(status, int):
-        return f"{status} {getattr(error, 'reason', '')}".strip()
-    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
-        return "connection errors (the API server is unreachable)"
-    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
-        return "timeouts"
-    return type(error).__name__

@@ -28,18 +28,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
 import socket
 import sys
 import threading
-import time
 import weakref
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from k8s_logging_events import (
     _crash,
+    _deadlines,
     _diagnostics,
     _options,
     _pod,
@@ -91,10 +90,9 @@ EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
 EXTRAS = _records.EXTRAS
 TRUNCATION_MARK = _sanitise.TRUNCATION_MARK
 
-_EXIT_PAIR_SECONDS = 1.0
-"""A close() this soon after a flush() returned is the second half of one exit."""
+_SHUTDOWN = logging.shutdown.__code__
 
-_BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending")
+_BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending", "pending_events")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 SinkOption = _options.SinkOption
@@ -278,7 +276,8 @@ class KubernetesEventHandler(logging.Handler):
         super().__init__(level)
         self._config = config
         self._source = models.EventSource(
-            component=component or default_component(), host=host or default_host()
+            component=_options.component(component or default_component()),
+            host=host or default_host(),
         )
         self._clock = clock
         self._sleep = sleep
@@ -366,21 +365,42 @@ class KubernetesEventHandler(logging.Handler):
     def flush(self) -> None:
         """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
 
-        Held-back counts of the spam filter go out too, and the sink's rate limit is lifted
-        to ``drain_qps`` meanwhile. Returns when everything reached an outcome (written,
-        coalesced, failed or dropped) or the timeout passed; never raises.
+        ``logging.Handler``'s ``flush()``: it returns None whatever happened (:meth:`drain`
+        says whether it finished). Held-back counts of the spam filter go out too, and the
+        sink's rate limit is lifted to ``drain_qps`` meanwhile. A flush that runs out of
+        time says once what is still pending and why; after it, while nothing more gets
+        written (the server takes nothing), a flush or close does not wait again. Never
+        raises.
         """
+        # logging.shutdown() (at exit, and in dictConfig) closes right after: the close says
+        # what could not be written, once
+        self._wait(None, report=sys._getframe(1).f_code is not _SHUTDOWN)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every occurrence accepted so far has an outcome; True when it did.
+
+        Like :meth:`flush`, but the wait is ``timeout`` seconds (``flush_timeout`` when
+        None) even after a flush that ran out of time, and the answer says whether
+        everything was written, coalesced, failed or dropped in time (also True when
+        nothing was ever recorded). Never raises (False when the wait failed).
+        """
+        return self._wait(timeout, drain=True)
+
+    def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
         active = self._broadcaster
-        self._flush_deadline = time.monotonic() + self._config.flush_timeout
+        if active is None:
+            return True
+        waits = self._waits
+        seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
+        done = False
         try:
-            if active is not None:
-                active.flush(self._config.flush_timeout)
+            # a flush that does not wait (the server takes nothing) has nothing new to say
+            done = active._flush(seconds, report=report and seconds > 0)
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
-            _diagnostics.log_safely(
-                _diagnostics.logger, logging.WARNING, "Unable to flush the event handler: %r", error
-            )
+            _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
-            self._flushed_at = time.monotonic()
+            waits.ended(done, _written(active))
+        return done
 
     def close(self) -> None:
         """Flush within ``flush_timeout``, stop what the handler owns, and close it.
@@ -402,11 +422,8 @@ class KubernetesEventHandler(logging.Handler):
             if first and active is not None:
                 self._stop(active, lazy)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
-            _diagnostics.log_safely(
-                _diagnostics.logger,
-                logging.WARNING,
-                "Unable to close the event handler cleanly: %r",
-                error,
+            _diagnostics.report(
+                logging.WARNING, "Unable to close the event handler cleanly: %r", error
             )
         finally:
             super().close()
@@ -504,8 +521,7 @@ class KubernetesEventHandler(logging.Handler):
         self._broadcaster = self._given
         self._recorder = self._new_recorder(self._given) if self._given is not None else None
         self._lazy_sink = None
-        self._flush_deadline = 0.0
-        self._flushed_at = -math.inf
+        self._waits = _deadlines.ExitWaits(self._config.flush_timeout)
 
     def _start(self) -> recorder.EventRecorder | None:
         """Create the broadcaster, its watchers and the recorder: on the first event."""
@@ -533,7 +549,9 @@ class KubernetesEventHandler(logging.Handler):
             event_names=config.event_names,
         )
         active.exit_timeout = config.flush_timeout
-        event_sink = self._open_sink()
+        event_sink, self._lazy_sink = _options.open_sink(
+            config, clock=self._clock, sleep=self._sleep, pod=self._default_involved
+        )
         if event_sink is not None:
             active.start_recording_to_sink(event_sink)
         if config.structured_logging:
@@ -548,59 +566,8 @@ class KubernetesEventHandler(logging.Handler):
         # option's only valid value
         return active.new_recorder(self._source)
 
-    def _open_sink(self) -> sinks.EventSink | None:
-        config = self._config
-        option = config.sink
-        built = self._build_sink(option)
-        pod = self._default_involved
-        if built is not None and pod is not None and not pod.uid:
-            # kubectl describe selects by uid: read it once, on a writer thread
-            return _pod.PodUidSink(built, pod)
-        return built
-
-    def _build_sink(self, option: _options.Sink) -> sinks.EventSink | None:
-        config = self._config
-        if option is None or isinstance(option, sinks.EventSink):
-            return option
-        if option == "auto":
-            found = sinks.find_configuration(config.kubeconfig)
-            if found is None:
-                _diagnostics.logger.warning(
-                    "No Kubernetes configuration found (no in-cluster service account; no "
-                    "kubeconfig at %s): events go to no API server, and are counted as "
-                    "'discarded'",
-                    ", ".join(sinks.kubeconfig_paths(config.kubeconfig)),
-                )
-                return None
-            self._lazy_sink = sinks.LazySink(self._kubernetes_sink_factory(None), found, config.api)
-        else:
-            self._lazy_sink = sinks.LazySink(
-                self._kubernetes_sink_factory(option), option, config.api
-            )
-        return self._lazy_sink
-
-    def _kubernetes_sink_factory(self, url: str | None) -> Callable[[], sinks.EventSink]:
-        options: dict[str, Any] = {
-            "qps": self._config.qps,
-            "burst": self._config.burst,
-            "clock": self._clock,
-            "sleep": self._sleep,
-            "api": self._config.api,
-            "drain_qps": self._config.drain_qps,
-        }
-        if self._config.request_timeout is not None:
-            options["request_timeout"] = self._config.request_timeout
-        if url is None:
-            options["kubeconfig"] = self._config.kubeconfig
-            options["context"] = self._config.context
-            return lambda: sinks.KubernetesEventSink(**options)
-        return lambda: sinks.KubernetesEventSink.from_url(url, **options)
-
     def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
-        timeout = self._config.flush_timeout
-        if time.monotonic() - self._flushed_at < _EXIT_PAIR_SECONDS:
-            # logging.shutdown() flushes, then closes: both share the flush's deadline
-            timeout = max(0.0, self._flush_deadline - time.monotonic())
+        timeout = self._waits.for_close(_written(active))
         if active is self._given:
             active.flush(timeout)
         else:
@@ -650,6 +617,12 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
             merged.update(call_extra)
         kwargs["extra"] = merged
         return msg, kwargs
+
+
+def _written(active: recorder.EventBroadcaster) -> int:
+    """Occurrences written so far: while this does not move, the server takes nothing."""
+    stats = active.stats()
+    return stats["created"] + stats["patched"] + stats["coalesced"]
 
 
 def default_component() -> str:

@@ -22,16 +22,19 @@ metric                                             type    from ``stats()``
                                                            ``patched``, ``coalesced``,
                                                            ``failed``, ``discarded``
 ``k8s_logging_events_pending``                     gauge   ``pending``
+``k8s_logging_events_pending_events``              gauge   ``pending_events``
 ``k8s_logging_events_rejected_total{cause}``       counter ``refused``, ``invalid``,
                                                            ``after_close``
 ``k8s_logging_events_repaired_total``              counter ``repaired``
 =================================================  ======  =================================
 
-``occurrences_total`` summed over ``outcome`` catches up with ``accepted_total`` once the
-handler has flushed. ``rejected_total`` counts records that never became an occurrence
-(bad input, calls refused by the recorder, records after ``close()``), so it is apart from
-both; ``repaired_total`` counts occurrences that were accepted after a repair, a part of
-``accepted_total``. Handlers with the same ``component`` in one registry are summed.
+``occurrences_total`` summed over ``outcome``, plus ``pending``, is ``accepted_total``
+(``pending`` counts occurrences without an outcome yet); ``pending_events`` counts the
+events with a write waiting or in flight (what memory holds, bounded by ``queue_length``).
+``rejected_total`` counts records that never became an occurrence (bad input, calls refused
+by the recorder, records after ``close()``), so it is apart from both; ``repaired_total``
+counts occurrences that were accepted after a repair, a part of ``accepted_total``.
+Handlers with the same ``component`` in one registry are summed.
 
 Importing this module without ``prometheus_client`` raises :class:`ImportError` saying how
 to install it; no other module of the package imports it.
@@ -62,6 +65,7 @@ __all__ = [
     "ACCEPTED",
     "OCCURRENCES",
     "PENDING",
+    "PENDING_EVENTS",
     "REJECTED",
     "REJECTED_CAUSES",
     "REPAIRED",
@@ -76,7 +80,10 @@ OCCURRENCES = "k8s_logging_events_occurrences_total"
 """Occurrences by final ``outcome`` (each of ``stats()``'s outcomes), per ``component``."""
 
 PENDING = "k8s_logging_events_pending"
-"""A gauge: ``stats()["pending"]``, writes not yet finished, per ``component``."""
+"""A gauge: ``stats()["pending"]``, occurrences without an outcome yet, per ``component``."""
+
+PENDING_EVENTS = "k8s_logging_events_pending_events"
+"""A gauge: ``stats()["pending_events"]``, events with a write not finished, per ``component``."""
 
 REJECTED = "k8s_logging_events_rejected_total"
 """Records that never became an occurrence, by ``cause``, per ``component``."""
@@ -196,12 +203,13 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         """Read every handler's counters now (a scrape), summed per component."""
-        accepted, occurrences, pending, rejected, repaired = families = _families()
+        accepted, occurrences, pending, events, rejected, repaired = families = _families()
         for component, values in _per_component(self._members).items():
             accepted.add_metric([component], values.get("accepted", 0))
             for outcome in _stats.OUTCOMES:
                 occurrences.add_metric([component, outcome], values.get(outcome, 0))
             pending.add_metric([component], values.get("pending", 0))
+            events.add_metric([component], values.get("pending_events", 0))
             for cause in REJECTED_CAUSES:
                 rejected.add_metric([component, cause], values.get(cause, 0))
             repaired.add_metric([component], values.get("repaired", 0))
@@ -211,6 +219,7 @@ class _Collector:
 def _families() -> tuple[
     CounterMetricFamily,
     CounterMetricFamily,
+    GaugeMetricFamily,
     GaugeMetricFamily,
     CounterMetricFamily,
     CounterMetricFamily,
@@ -227,7 +236,12 @@ def _families() -> tuple[
         ),
         GaugeMetricFamily(
             PENDING,
-            "Writes to the API server not yet finished (stats() pending).",
+            "Occurrences without an outcome yet: queued, or in a write not finished.",
+            labels=[_COMPONENT],
+        ),
+        GaugeMetricFamily(
+            PENDING_EVENTS,
+            "Events with a write to the API server waiting or in flight.",
             labels=[_COMPONENT],
         ),
         CounterMetricFamily(

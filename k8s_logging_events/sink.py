@@ -24,7 +24,15 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from k8s_logging_events import _apis, _diagnostics, _http, _official, _tokenbucket, models
+from k8s_logging_events import (
+    _apis,
+    _diagnostics,
+    _http,
+    _kubeconfig,
+    _official,
+    _tokenbucket,
+    models,
+)
 from k8s_logging_events import clock as clock_mod
 
 if TYPE_CHECKING:
@@ -71,7 +79,6 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 """Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
 
-_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
@@ -104,6 +111,8 @@ class ApiStatusError(Exception):
         causes: the cause types from ``details.causes`` (``NamespaceTerminating`` ...).
         retry_after: seconds the server asked the client to wait (``Retry-After`` or
             ``details.retryAfterSeconds``), if it said.
+        method: the request's HTTP method, when the sink knows it (for reports).
+        path: the request's URL path, when the sink knows it (for reports).
     """
 
     def __init__(
@@ -114,8 +123,12 @@ class ApiStatusError(Exception):
         *,
         causes: Sequence[str] = (),
         retry_after: float | None = None,
+        method: str = "",
+        path: str = "",
     ) -> None:
         super().__init__(status, reason, message)
+        self.method = method
+        self.path = path
         self.status = status
         self.reason = reason
         self.message = message
@@ -210,9 +223,9 @@ class KubernetesEventSink:
         self._api = api
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
-        self._api_client: Any = (
-            api_client if api_client is not None else _default_api_client(kubeconfig, context)
-        )
+        self._api_client: Any
+        self._api_client, self.credentials = _kubeconfig.client(api_client, kubeconfig, context)
+        """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
         self._clock = clock or clock_mod.SystemClock()
         self._sleep = sleep or clock_mod.event_sleep
@@ -251,6 +264,7 @@ class KubernetesEventSink:
         configuration.retries = False
         sink = cls(client.ApiClient(configuration), **options)
         sink._owns_client = True
+        sink.credentials = f"no credentials (the sink option names the URL {url} only)"
         return sink
 
     @property
@@ -347,7 +361,9 @@ class KubernetesEventSink:
                 raise _http.ProtocolError(
                     f"the connection broke during {method} {path}; sent again, it met 409"
                 )
-            raise _status_error(status, answer.reason, _text(answer.body), answer.headers)
+            raise _status_error(
+                status, answer.reason, _text(answer.body), answer.headers, (method, path)
+            )
         try:
             return _apis.BY_NAME[self.api].read(json.loads(answer.body or b""))
         except (ValueError, TypeError, AttributeError) as error:
@@ -424,11 +440,15 @@ class KubernetesEventSink:
             response.read()
         except ApiException as error:
             raise _status_error(
-                error.status or 0, error.reason, error.body, error.headers
+                error.status or 0, error.reason, error.body, error.headers, (method, path)
             ) from None
         if not 200 <= response.status <= 299:
             raise _status_error(
-                response.status, response.reason, _text(response.data), response.headers
+                response.status,
+                response.reason,
+                _text(response.data),
+                response.headers,
+                (method, path),
             )
         try:
             return json.loads(response.data or b"")
@@ -470,53 +490,18 @@ class KubernetesEventSink:
                 clear()
 
 
-def _default_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    loader: Any = config
-    if kubeconfig is None and context is None and _in_cluster():
-        loader.load_incluster_config(client_configuration=configuration)
-    else:
-        # the client reads KUBECONFIG once, at import; read it now so a later change counts
-        loader.load_kube_config(
-            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-    configuration.retries = False
-    return client.ApiClient(configuration)
-
-
-def _in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        _SERVICE_ACCOUNT_TOKEN
-    )
-
-
-def kubeconfig_paths(kubeconfig: str | None = None) -> list[str]:
-    """The kubeconfig files the client would read: the given one, ``KUBECONFIG``, the default."""
-    if kubeconfig:
-        return [kubeconfig]
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    return paths or [os.path.join("~", ".kube", "config")]
-
-
-def find_configuration(kubeconfig: str | None = None) -> str | None:
-    """Say where a client configuration would come from, without loading it (None: nowhere)."""
-    if kubeconfig is None and _in_cluster():
-        return "the in-cluster service account"
-    for path in kubeconfig_paths(kubeconfig):
-        if os.path.isfile(os.path.expanduser(path)):
-            return f"the kubeconfig {path}"
-    return None
+find_configuration = _kubeconfig.find_configuration
+kubeconfig_paths = _kubeconfig.kubeconfig_paths
 
 
 def _status_error(
-    status: int, http_reason: object, body: object, headers: object
+    status: int,
+    http_reason: object,
+    body: object,
+    headers: object,
+    request: tuple[str, str] = ("", ""),
 ) -> ApiStatusError:
-    """Read a Kubernetes Status out of an error answer."""
+    """Read a Kubernetes Status out of an error answer to ``request`` (method, path)."""
     data: Mapping[str, Any] = {}
     if isinstance(body, str | bytes) and body:
         try:
@@ -538,6 +523,8 @@ def _status_error(
         str(data.get("message") or ""),
         causes=[cause for cause in causes if cause],
         retry_after=_retry_after(headers, details),
+        method=request[0],
+        path=request[1],
     )
 
 
@@ -654,6 +641,16 @@ class LazySink:
         if not callable(reader):
             raise TypeError(f"{self._what}: this sink cannot read pods")
         return str(reader(namespace, name))
+
+    @property
+    def credentials(self) -> str:
+        """The real sink's credentials, described (never their value)."""
+        return str(getattr(self._real, "credentials", "") or f"those of {self._what}")
+
+    @property
+    def host(self) -> str:
+        """The real sink's API server URL (what the configuration names, until it is built)."""
+        return str(getattr(self._real, "host", "") or self._what)
 
     @property
     def waiting_for_rate_limit(self) -> int:

@@ -62,6 +62,7 @@ def _expected(component: str, stats: dict[str, int]) -> dict[Any, float]:
     samples: dict[Any, float] = {
         (metrics.ACCEPTED, (label,)): stats["accepted"],
         (metrics.PENDING, (label,)): stats["pending"],
+        (metrics.PENDING_EVENTS, (label,)): stats["pending_events"],
         (metrics.REPAIRED, (label,)): stats["repaired"],
     }
     for outcome in OUTCOMES:
@@ -150,7 +151,7 @@ class TestScrape:
         assert len(calls) == 1
 
     def test_conventional_types(self, make, registry) -> None:
-        """Counters end in _total and are counters; pending is a gauge."""
+        """Counters end in _total and are counters; pending and pending_events are gauges."""
         metrics.register(make(component="shop"), registry=registry)
         types = _types(registry)
         # the parser names a counter family without its _total suffix
@@ -160,6 +161,7 @@ class TestScrape:
             metrics.REJECTED.removesuffix("_total"): "counter",
             metrics.REPAIRED.removesuffix("_total"): "counter",
             metrics.PENDING: "gauge",
+            metrics.PENDING_EVENTS: "gauge",
         }
         text = generate_latest(registry).decode()
         assert f"# TYPE {metrics.PENDING} gauge" in text
@@ -167,7 +169,8 @@ class TestScrape:
 
     def test_every_stats_field_is_exposed(self, make) -> None:
         """Each field of stats() has its series: a new counter needs a decision here."""
-        exposed = {"accepted", "pending", "repaired", *OUTCOMES, *metrics.REJECTED_CAUSES}
+        exposed = {"accepted", "pending", "pending_events", "repaired", *OUTCOMES}
+        exposed |= set(metrics.REJECTED_CAUSES)
         assert set(make().stats()) == exposed
 
     def test_a_closed_handler_keeps_its_final_counts(self, make, registry) -> None:

@@ -383,6 +383,34 @@ def test_a_bad_format_string_is_reported_not_raised(make_broadcaster, caplog) ->
     assert any("Unable to format" in r.getMessage() for r in caplog.records)
 
 
+def test_a_pod_without_a_namespace_is_filed_in_default_and_reported(
+    make_broadcaster, caplog
+) -> None:
+    """The recorder keeps the handler's rule: a namespaced built-in object without a
+    namespace is filed in 'default' (object and event), and that is reported."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("c")
+    for _ in range(3):
+        rec.event(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}},
+            models.WARNING,
+            "BackOff",
+            "Back-off",
+        )
+    assert b.flush(5)
+    (event,) = fake.events
+    assert (event.namespace, event.involved_object.namespace, event.count) == (
+        "default",
+        "default",
+        3,
+    )
+    reports = [r.getMessage() for r in caplog.records if "has no namespace" in r.getMessage()]
+    assert len(reports) == 2  # the first, then the flush's summary of the two held back
+    assert "2 report(s) like this" in reports[1]
+
+
 def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) -> None:
     """Annotations go on the created event's metadata."""
     b = make_broadcaster()
