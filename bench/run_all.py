@@ -17,7 +17,11 @@ against a baseline measured in the same run:
                           a hanging server, a batch job's events at exit, RSS and close()
                           after --memory-events distinct objects at the default rate
 8. perf_targets.py        issue 15's table: every row next to its target, met or not
-9. instructions.py        with --instructions only (six minutes under valgrind): the
+9. fleet.py               10 and 30 replica processes in one incident, with and without the
+                          EventRateLimit emulation and a restart: occurrences logged vs
+                          counted, events, writes per occurrence, 429s, 409s, drain time,
+                          against one create per record (Kopf's way)
+10. instructions.py        with --instructions only (six minutes under valgrind): the
                           caller's and the dispatcher's instructions, which a noisy machine
                           cannot disturb
 
@@ -127,8 +131,10 @@ def main() -> int:
             ),
         )
     )
+    fleet = ["fleet.py"] + (["--quick"] if args.quick else [])
+    sections.append(("9. A fleet in one incident", fleet))
     if args.instructions:
-        sections.append(("9. Instructions (callgrind)", ["instructions.py"]))
+        sections.append(("10. Instructions (callgrind)", ["instructions.py"]))
 
     print(f"machine: {machine()}")
     print(f"command: {' '.join([os.path.basename(sys.executable), *sys.argv])}")

@@ -488,7 +488,7 @@ def memory_section(report: Report, objects: int) -> None:
     every = min(RSS_EVERY, max(1, objects // 10))
     header = (
         f"  {'logged':>10} {'RSS MiB':>9} {'growth':>8} {'s':>7} {'ev/s':>8} "
-        f"{'created':>8} {'dropped':>10} {'pending':>8}"
+        f"{'created':>8} {'dropped':>10} {'events':>8}"
     )
     print(header)
     print("  " + "-" * (len(header) - 2))
@@ -506,7 +506,7 @@ def memory_section(report: Report, objects: int) -> None:
         print(
             f"  {point['logged']:>10,} {point['rss_mib']:>9.1f} {growth:>+8.1f} "
             f"{point['seconds']:>7.1f} {rate:>8,.0f} {stats['created']:>8,} "
-            f"{stats['dropped']:>10,} {stats['pending']:>8,}",
+            f"{stats['dropped']:>10,} {stats['pending_events']:>8,}",
             flush=True,
         )
 
@@ -570,7 +570,7 @@ def memory_section(report: Report, objects: int) -> None:
             cmd,
         )
     report.add(
-        f"memory: close() with {last['stats']['pending']:,} writes pending",
+        f"memory: close() with {last['stats']['pending_events']:,} events pending",
         f"{closed['close_seconds']:.2f} s",
         f"<= {EXIT_TARGET:g} s",
         closed["close_seconds"] <= EXIT_TARGET,

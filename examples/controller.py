@@ -6,10 +6,11 @@ and reconciles them one by one; ``EventLoggerAdapter`` binds each ``V1Pod`` as t
 list call carry no kind or apiVersion; the library takes them from the class, ``V1Pod``.)
 
 Run it with ``python examples/controller.py``. Without a server it starts the library's
-local Events API server, which serves Events but no Pods: the loop then reconciles two
-``V1Pod`` models made here instead. ``--server URL`` (or ``$EVENTS_API_SERVER``) names
-another server, e.g. ``kubectl proxy``'s ``http://127.0.0.1:8001`` for a real cluster, where
-it reconciles your pods labelled ``app=example`` in ``--namespace``.
+local API server and creates two pods there (:func:`add_example_pods`: one stuck pulling its
+image, one running), which the loop then reconciles. ``--server URL`` (or
+``$EVENTS_API_SERVER``) names another server, e.g. ``kubectl proxy``'s
+``http://127.0.0.1:8001`` for a real cluster, where it reconciles your pods labelled
+``app=example`` in ``--namespace``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ import threading
 from typing import Any
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events import EventLoggerAdapter, KubernetesEventHandler, format_events
 from k8s_logging_events.testing import LocalApiServer
@@ -56,56 +56,38 @@ def reconcile(pod: client.V1Pod) -> None:
 
 
 def list_pods(core: client.CoreV1Api, namespace: str) -> list[client.V1Pod]:
-    """The pods to reconcile: those of the list call, or made-up ones on a server without Pods."""
-    try:
-        pods: list[client.V1Pod] = core.list_namespaced_pod(
-            namespace, label_selector=SELECTOR
-        ).items
-    except ApiException as error:
-        if error.status != 404:
-            raise
-        return example_pods(namespace)  # the local Events API server serves no Pods
+    """The pods to reconcile: those the list call returns."""
+    pods: list[client.V1Pod] = core.list_namespaced_pod(namespace, label_selector=SELECTOR).items
     return pods
 
 
-def example_pods(namespace: str) -> list[client.V1Pod]:
-    """Two ``V1Pod`` models, as a list call would return them: one stuck, one running."""
-
-    def pod(name: str, uid: str, state: client.V1ContainerState) -> client.V1Pod:
-        return client.V1Pod(
-            metadata=client.V1ObjectMeta(
-                name=name, namespace=namespace, uid=uid, labels={"app": "example"}
-            ),
-            status=client.V1PodStatus(
-                container_statuses=[
-                    client.V1ContainerStatus(
-                        name="web",
-                        image="registry.example.com/web:2.0",
-                        image_id="",
-                        ready=state.running is not None,
-                        restart_count=0,
-                        state=state,
-                    )
-                ]
-            ),
+def add_example_pods(server: LocalApiServer, namespace: str) -> None:
+    """Create two pods on a local server, as a kubelet would report them: one stuck, one running."""
+    image = "registry.example.com/web:2.0"
+    waiting = {
+        "reason": "ImagePullBackOff",
+        "message": f'Back-off pulling image "{image}"',
+    }
+    for name, uid, phase, state in (
+        ("web-1", "9b7c1d52-0000-4000-8000-000000000001", "Pending", {"waiting": waiting}),
+        ("web-2", "9b7c1d52-0000-4000-8000-000000000002", "Running", {"running": {}}),
+    ):
+        container = {
+            "name": "web",
+            "image": image,
+            "imageID": "",
+            "ready": "running" in state,
+            "restartCount": 0,
+            "state": state,
+        }
+        server.add_pod(
+            name,
+            namespace,
+            uid=uid,
+            containers=[{"name": "web", "image": image}],
+            labels={"app": "example"},
+            status={"phase": phase, "containerStatuses": [container]},
         )
-
-    waiting = client.V1ContainerStateWaiting(
-        reason="ImagePullBackOff",
-        message='Back-off pulling image "registry.example.com/web:2.0"',
-    )
-    return [
-        pod(
-            "web-1",
-            "9b7c1d52-0000-4000-8000-000000000001",
-            client.V1ContainerState(waiting=waiting),
-        ),
-        pod(
-            "web-2",
-            "9b7c1d52-0000-4000-8000-000000000002",
-            client.V1ContainerState(running=client.V1ContainerStateRunning()),
-        ),
-    ]
 
 
 def run(
@@ -131,7 +113,11 @@ def run(
 def main(server: str | None = None, namespace: str = "default", resyncs: int = 3) -> str:
     """Run the controller against a server (a local one by default) and print its events."""
     with contextlib.ExitStack() as stack:
-        url = server or os.environ.get(SERVER_ENV) or stack.enter_context(LocalApiServer()).url
+        url = server or os.environ.get(SERVER_ENV)
+        if not url:
+            local = stack.enter_context(LocalApiServer(namespaces=[namespace]))
+            add_example_pods(local, namespace)
+            url = local.url
         configuration = client.Configuration()
         configuration.host = url
         api_client = stack.enter_context(client.ApiClient(configuration))

@@ -11,6 +11,7 @@ recorder asks it how to correlate.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -58,7 +59,23 @@ class WritePolicy(Protocol):
         ...
 
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create means our own earlier create landed."""
+        """True when ``AlreadyExists`` on a create means our own earlier create landed.
+
+        For a sink that cannot read events; one that can reads the event and asks
+        :meth:`same_event`.
+        """
+        ...
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for (``count``, or its series count)."""
+        ...
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences."""
+        ...
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, found under our event's name, is our event (same key)."""
         ...
 
 
@@ -116,6 +133,31 @@ class CountPolicy:
         """Only after a create that may have landed (client-go gives AlreadyExists up)."""
         return maybe_landed
 
+    def count_of(self, event: models.Event) -> int:
+        """The event's ``count`` (an event without one stands for one occurrence)."""
+        return max(event.count, 1)
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` with ``count``."""
+        return dataclasses.replace(event, count=count)
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True for the same source, involved object (any resourceVersion), type and reason,
+        and the same message unless both are combined events (whose message changes)."""
+        if (ours.source, ours.type, ours.reason) != (stored.source, stored.type, stored.reason):
+            return False
+        if not _same_object(ours.involved_object, stored.involved_object):
+            return False
+        prefix = correlator.COMBINED_MESSAGE_PREFIX
+        combined = ours.message.startswith(prefix) and stored.message.startswith(prefix)
+        return combined or ours.message == stored.message
+
+
+def _same_object(ours: models.ObjectReference, stored: models.ObjectReference) -> bool:
+    return dataclasses.replace(ours, resource_version="") == dataclasses.replace(
+        stored, resource_version=""
+    )
+
 
 def _counting(
     options: correlator.CorrelatorOptions,
@@ -134,11 +176,23 @@ def _in_series(
     clock: clock_mod.Clock,
     namer: correlator.EventNamer,
 ) -> tuple[WritePolicy, Correlate, bool]:
-    """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat."""
-    grouped = series.SeriesCorrelator(clock=clock)
+    """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat.
+
+    With deterministic names, a series is keyed without the involved object's
+    resourceVersion and named after that key.
+    """
+    deterministic = namer.deterministic
+    key = series.series_key if deterministic else series.isomorphic_key
+    grouped = series.SeriesCorrelator(clock=clock, key=key)
+
+    def prepared(event: models.Event) -> models.Event:
+        event = series.prepare_event(event)
+        if deterministic:
+            event = dataclasses.replace(event, name=namer.series_name(event))
+        return event
 
     def observe(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        return [(*grouped.observe(series.prepare_event(event)), 1) for event in run]
+        return [(*grouped.observe(prepared(event)), 1) for event in run]
 
     # every occurrence is observed on its own: runs gain nothing, arrival order is exact
     return series.SeriesPolicy(grouped), observe, False

@@ -6,13 +6,15 @@ run by the function it stores in ``args.run``:
 ``demo``
     The demo that ``./dev demo`` runs (:mod:`k8s_logging_events._demo`): logging configured
     from ``examples/logging.yaml``, a simulated controller, and the events it produced as
-    ``kubectl describe`` shows them, on a local Events API server unless a cluster is named
-    by ``--kubeconfig`` or ``KUBECONFIG``.
+    ``kubectl describe`` shows them, on a local API server (with real pods, and kubectl's
+    own ``describe pod`` at the end) unless a cluster is named by ``--kubeconfig`` or
+    ``KUBECONFIG``.
 
 ``apiserver``
     Run a :class:`~k8s_logging_events.testing.LocalApiServer` in the foreground until
-    Ctrl-C (or SIGTERM), printing its URL: the local Events API that the demo, ``kubectl``
-    and hand-run experiments talk to when no cluster is at hand.
+    Ctrl-C (or SIGTERM), printing its URL: the local Events API (with Namespaces and Pods)
+    that the demo, ``kubectl`` and hand-run experiments talk to when no cluster is at hand,
+    optionally enforcing the EventRateLimit admission plugin.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 __all__ = ["build_parser", "main"]
 
@@ -58,11 +61,12 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "demo",
         help="run the demo: a simulated controller whose logging becomes Kubernetes Events",
         description=(
-            "Configure logging from examples/logging.yaml, reconcile a few simulated pods "
-            "(image-pull back-offs, aggregated probe failures, a burst for the spam filter), "
-            "flush, and print the events as kubectl describe shows them, with the handler's "
-            "counters. Without a cluster (no --kubeconfig, no KUBECONFIG) the events go to a "
-            "local Events API server that the demo starts and stops."
+            "Configure logging from examples/logging.yaml, reconcile three pods (image-pull "
+            "back-offs, aggregated probe failures, a burst for the spam filter), flush, and "
+            "print the events as kubectl describe shows them, with the handler's counters. "
+            "Without a cluster (no --kubeconfig, no KUBECONFIG) the events go to a local API "
+            "server that the demo starts and stops, the pods are created there, and the demo "
+            "ends with kubectl describe pod of one of them when kubectl is installed."
         ),
     )
     target = parser.add_argument_group("where the events go")
@@ -138,8 +142,8 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "apiserver",
         help="run a local Kubernetes Events API server until Ctrl-C",
         description=(
-            "Serve core/v1 and events.k8s.io/v1 Events (and Namespaces) on HOST:PORT until "
-            "interrupted. Point kubectl at it with --server, or a kubernetes client with "
+            "Serve core/v1 and events.k8s.io/v1 Events (and Namespaces and Pods) on HOST:PORT "
+            "until interrupted. Point kubectl at it with --server, or a kubernetes client with "
             "Configuration(host=URL)."
         ),
     )
@@ -186,6 +190,15 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="write a kubeconfig for the server (URL, CA, token) to FILE once it listens",
     )
     parser.add_argument(
+        "--event-rate-limit",
+        type=_event_rate_limit,
+        default=None,
+        metavar="FILE|JSON",
+        help="enforce the EventRateLimit admission plugin with this configuration: a YAML or "
+        "JSON file (the plugin's own, or an AdmissionConfiguration that holds it) or inline "
+        'JSON such as \'{"limits": [{"type": "Namespace", "qps": 50, "burst": 100}]}\'',
+    )
+    parser.add_argument(
         "--delay",
         type=float,
         default=0.0,
@@ -194,6 +207,55 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "cluster; default 0)",
     )
     parser.set_defaults(run=_run_apiserver)
+
+
+def _event_rate_limit(value: str) -> dict[str, Any]:
+    """Read ``--event-rate-limit``: inline JSON, or a YAML/JSON file (argparse's ``type``)."""
+    import json
+    from pathlib import Path
+
+    import yaml  # the kubernetes client depends on PyYAML
+
+    path: Path | None = None
+    try:
+        if value.lstrip().startswith("{"):
+            loaded = json.loads(value)
+        else:
+            path = Path(value)
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise argparse.ArgumentTypeError(f"cannot read {value}: {error.strerror}") from None
+    except ValueError as error:  # JSONDecodeError, and yaml's errors below
+        raise argparse.ArgumentTypeError(f"not JSON: {error}") from None
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"{value} is not YAML: {error}") from None
+    if isinstance(loaded, dict) and loaded.get("kind") == "AdmissionConfiguration":
+        loaded = _plugin_configuration(loaded, path)
+    if not isinstance(loaded, dict):
+        raise argparse.ArgumentTypeError(
+            f"expected a mapping with limits, got {type(loaded).__name__}"
+        )
+    return loaded
+
+
+def _plugin_configuration(admission: dict[str, Any], path: Any) -> Any:
+    """The EventRateLimit configuration inside an ``AdmissionConfiguration`` (inline or a
+    ``path``, relative to the file), as kube-apiserver's ``--admission-control-config-file``
+    reads it."""
+    import yaml
+
+    for plugin in admission.get("plugins") or ():
+        if isinstance(plugin, dict) and plugin.get("name") == "EventRateLimit":
+            if "configuration" in plugin:
+                return plugin["configuration"]
+            if plugin.get("path"):
+                where = path.parent / plugin["path"] if path is not None else plugin["path"]
+                try:
+                    with open(where, encoding="utf-8") as file:
+                        return yaml.safe_load(file)
+                except (OSError, yaml.YAMLError) as error:
+                    raise argparse.ArgumentTypeError(f"cannot read {where}: {error}") from None
+    raise argparse.ArgumentTypeError("the AdmissionConfiguration has no EventRateLimit plugin")
 
 
 def _run_apiserver(args: argparse.Namespace) -> int:
@@ -205,7 +267,6 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         del signum, frame
         stop.set()
 
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         server = LocalApiServer(
             host=args.host,
@@ -215,7 +276,13 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             event_ttl=args.event_ttl,
             tls=args.tls,
             token=args.token,
+            event_rate_limit=args.event_rate_limit,
         )
+    except ValueError as error:
+        print(f"apiserver: {error}", file=sys.stderr)
+        return 2
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
         if args.delay > 0:
             server.inject(action="delay", delay=args.delay, times=None)
         try:
@@ -225,6 +292,12 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             return 1
         try:
             print(f"Kubernetes Events API on {server.url}", flush=True)
+            if args.event_rate_limit is not None:
+                limits = ", ".join(
+                    f"{limit['type']} {limit['qps']}/s burst {limit['burst']}"
+                    for limit in args.event_rate_limit["limits"]
+                )
+                print(f"  EventRateLimit: {limits}", flush=True)
             if args.kubeconfig:
                 server.kubeconfig(args.kubeconfig)
                 print(f"  kubectl --kubeconfig {args.kubeconfig} get events -A", flush=True)

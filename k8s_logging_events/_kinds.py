@@ -8,7 +8,13 @@ against the client's own read methods); classes missing here fall back to that s
 
 from __future__ import annotations
 
-__all__ = ["MODEL_TYPE_META"]
+__all__ = [
+    "KIND_NAMES",
+    "MODEL_TYPE_META",
+    "NAMESPACED_KINDS",
+    "built_in_kind",
+    "is_namespaced",
+]
 
 MODEL_TYPE_META: dict[str, tuple[str, str]] = {
     "CoreV1Event": ("Event", "v1"),
@@ -129,3 +135,75 @@ MODEL_TYPE_META: dict[str, tuple[str, str]] = {
     "V1beta2ResourceSlice": ("ResourceSlice", "resource.k8s.io/v1beta2"),
     "V2HorizontalPodAutoscaler": ("HorizontalPodAutoscaler", "autoscaling/v2"),
 }
+
+NAMESPACED_KINDS = frozenset(
+    (
+        "CompositePodGroup",
+        "ConfigMap",
+        "ControllerRevision",
+        "CronJob",
+        "DaemonSet",
+        "Deployment",
+        "EndpointSlice",
+        "Endpoints",
+        "Event",
+        "Eviction",
+        "EvictionRequest",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "Job",
+        "Lease",
+        "LeaseCandidate",
+        "LimitRange",
+        "NetworkPolicy",
+        "PersistentVolumeClaim",
+        "Pod",
+        "PodCertificateRequest",
+        "PodDisruptionBudget",
+        "PodGroup",
+        "PodTemplate",
+        "ReplicaSet",
+        "ReplicationController",
+        "ResourceClaim",
+        "ResourceClaimTemplate",
+        "ResourceQuota",
+        "Role",
+        "RoleBinding",
+        "Secret",
+        "Service",
+        "ServiceAccount",
+        "StatefulSet",
+        "Workload",
+    )
+)
+"""The built-in kinds whose objects live in a namespace (the client reads them with a
+``read_namespaced_*`` method; ``tests/test_references.py`` checks the list against it). An
+event about one of them without a namespace would be filed where ``kubectl describe`` never
+looks."""
+
+_GROUPS: dict[str, frozenset[str]] = {
+    kind: frozenset(v.rpartition("/")[0] for k, v in MODEL_TYPE_META.values() if k == kind)
+    for kind, _ in MODEL_TYPE_META.values()
+}
+_BY_LOWER_CASE = {kind.lower(): kind for kind in _GROUPS}
+
+KIND_NAMES = frozenset(_GROUPS)
+"""Every built-in kind, in its one spelling."""
+
+
+def built_in_kind(kind: str, api_version: str) -> str | None:
+    """The built-in kind ``kind`` names, in its one right spelling (``pod`` -> ``Pod``).
+
+    None when no built-in kind of that API group (any, when ``api_version`` is empty) is
+    spelled so, in any case: a custom resource's kind is left alone.
+    """
+    known = _BY_LOWER_CASE.get(kind.lower())
+    if known is None:
+        return None
+    group = api_version.rpartition("/")[0]
+    return known if not api_version or group in _GROUPS[known] else None
+
+
+def is_namespaced(kind: str, api_version: str) -> bool:
+    """True for a built-in namespaced kind (of its own API group, or with no apiVersion)."""
+    return kind in NAMESPACED_KINDS and built_in_kind(kind, api_version) == kind

@@ -10,16 +10,36 @@ the closest known one.
 from __future__ import annotations
 
 import difflib
+import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events import _records, _sanitise, recorder
+from k8s_logging_events import (
+    _diagnostics,
+    _kubeconfig,
+    _names,
+    _pod,
+    _records,
+    _sanitise,
+    models,
+    recorder,
+)
+from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
 
-__all__ = ["Config", "check_known", "checked_correlator", "checked_sink", "number", "timeout"]
+__all__ = [
+    "Config",
+    "check_known",
+    "checked_correlator",
+    "checked_sink",
+    "component",
+    "number",
+    "open_sink",
+    "timeout",
+]
 
 MIN_MESSAGE_BYTES = 16
 """The shortest ``max_message_bytes``: room for a word and the truncation mark."""
@@ -54,6 +74,8 @@ class Config:
     kubeconfig: str | None
     context: str | None
     default_involved: str | None = None
+    crash_events: bool = False
+    event_names: str = _names.DETERMINISTIC
 
 
 def check_known(
@@ -166,6 +188,11 @@ def exception_detail(value: object) -> str:
     return choice("exception_detail", value, _records.EXCEPTION_DETAILS)
 
 
+def event_names(value: object) -> str:
+    """``event_names``: deterministic (the default) or timestamp (client-go's names)."""
+    return _names.check_event_names(value)
+
+
 def default_involved(value: object) -> str | None:
     """``default_involved``: None, or ``"pod"`` (the pod the process runs in)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
@@ -176,6 +203,19 @@ def default_involved(value: object) -> str | None:
         "default_involved must be 'pod' (events about the pod this process runs in, from "
         f"the Downward API) or null, not {value!r}"
     )
+
+
+def crash_events(value: object, involved: object) -> bool:
+    """``crash_events``: a bool, true only with ``default_involved: pod`` (what it is about)."""
+    if not isinstance(value, bool):
+        raise ValueError(f"crash_events must be true or false, not {value!r}")
+    if value and default_involved(involved) is None:
+        raise ValueError(
+            "crash_events needs default_involved: 'pod': an uncaught exception becomes an "
+            "event about the pod this process runs in, and without default_involved there "
+            "is nothing for it to be about"
+        )
+    return value
 
 
 def checked_sink(option: object, given: object) -> Sink:
@@ -211,8 +251,10 @@ def checked_correlator(
         return option
     if not isinstance(option, Mapping):
         raise ValueError(f"correlator must be a mapping of correlator options, not {option!r}")
+    if "event_names" in option:
+        raise ValueError("correlator: set event_names on the handler itself, not here")
     fields = correlators.CorrelatorOptions.__dataclass_fields__
-    known = [*fields, "spam_key"]
+    known = [*(name for name in fields if name != "event_names"), "spam_key"]
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}
@@ -228,3 +270,77 @@ def checked_correlator(
         if name in values:
             values[name] = number(f"correlator.{name}", values[name], minimum=0)
     return correlators.CorrelatorOptions(**values)
+
+
+def component(value: str) -> str:
+    """``component``: a qualified name, as ``reportingController`` must be; repaired if not.
+
+    ``Bad Name!`` becomes ``Bad-Name`` (the one rule: ``_sanitise.qualified_name``), and
+    the repair is reported once, here, when the handler is built.
+    """
+    fixed = _sanitise.qualified_name(value)
+    if fixed != value:
+        _diagnostics.report(
+            logging.WARNING,
+            "The component %r is not a qualified name (letters, digits, '-', '_' and '.', "
+            "with an optional DNS prefix and '/'), as an event's reporting controller must "
+            "be: events name %r as their source",
+            value,
+            fixed,
+        )
+    return fixed
+
+
+def open_sink(
+    config: Config,
+    *,
+    clock: clock_mod.Clock | None,
+    sleep: clock_mod.Sleeper | None,
+    pod: models.ObjectReference | None,
+) -> tuple[sinks.EventSink | None, sinks.LazySink | None]:
+    """The sink the options name, and the lazy one among them (which the handler closes).
+
+    ``auto`` without any configuration is reported once (what was tried, what to set); the
+    client itself is built on a writer thread at the first write. With ``pod`` and no uid
+    for it, the sink reads the uid first (``kubectl describe`` selects by uid).
+    """
+    option = config.sink
+    lazy = None
+    if option is None or isinstance(option, sinks.EventSink):
+        built: sinks.EventSink | None = option
+    elif option == "auto":
+        found = _kubeconfig.find_configuration(config.kubeconfig)
+        if found is None:
+            _diagnostics.report(
+                logging.WARNING, "%s", _kubeconfig.not_found_report(config.kubeconfig)
+            )
+            return None, None
+        built = lazy = sinks.LazySink(_factory(config, None, clock, sleep), found, config.api)
+    else:
+        built = lazy = sinks.LazySink(_factory(config, option, clock, sleep), option, config.api)
+    if built is not None and pod is not None and not pod.uid:
+        return _pod.PodUidSink(built, pod), lazy
+    return built, lazy
+
+
+def _factory(
+    config: Config,
+    url: str | None,
+    clock: clock_mod.Clock | None,
+    sleep: clock_mod.Sleeper | None,
+) -> Callable[[], sinks.EventSink]:
+    options: dict[str, Any] = {
+        "qps": config.qps,
+        "burst": config.burst,
+        "clock": clock,
+        "sleep": sleep,
+        "api": config.api,
+        "drain_qps": config.drain_qps,
+    }
+    if config.request_timeout is not None:
+        options["request_timeout"] = config.request_timeout
+    if url is None:
+        options["kubeconfig"] = config.kubeconfig
+        options["context"] = config.context
+        return lambda: sinks.KubernetesEventSink(**options)
+    return lambda: sinks.KubernetesEventSink.from_url(url, **options)

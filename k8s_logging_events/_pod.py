@@ -183,6 +183,13 @@ class PodUidSink:
         """Patch ``event`` (a patch never names the involved object)."""
         return self._restored(self._inner.patch(event, data), event)
 
+    def read(self, event: models.Event) -> models.Event:
+        """Read the stored ``event`` through the wrapped sink (TypeError if it cannot)."""
+        reader = getattr(self._inner, "read", None)
+        if not callable(reader):
+            raise TypeError(f"the sink {type(self._inner).__name__} cannot read events")
+        return self._restored(reader(event), event)
+
     @property
     def api(self) -> str:
         """The wrapped sink's API."""

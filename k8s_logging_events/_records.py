@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from k8s_logging_events import _diagnostics, _sanitise, models, recorder, references
+from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, recorder, references
 
 __all__ = [
     "EXCEPTION_DETAILS",
@@ -29,6 +30,7 @@ __all__ = [
     "CallSites",
     "Notes",
     "Settings",
+    "exception_summary",
     "find_extras",
     "is_own",
     "may_be_event",
@@ -67,6 +69,7 @@ spells these out (a dict lookup each), and a test checks that it agrees."""
 _MAX_CALL_SITES = 4096
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
+_BUILT_IN_KINDS = _kinds.KIND_NAMES
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +255,7 @@ class CallSites:
                 self._seen.add(key)
         text = msg + " (logged at %s:%d)"
         if fresh:
-            _diagnostics.logger.warning(text, *args, pathname, lineno)
+            _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
         else:
             self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
 
@@ -278,6 +281,11 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     if _sanitise.is_event(ref.kind, ref.api_version):
         _about_an_event(ref.namespace, ref.name, notes)
         return None
+    if ref.namespace and ref.kind in _BUILT_IN_KINDS:  # the common case: nothing to repair
+        return ref
+    ref, repairs = references.repaired(ref, recorder.DEFAULT_NAMESPACE)
+    for kind, msg, args in repairs:
+        notes.repair(kind, msg, *args)
     return ref
 
 
@@ -406,6 +414,13 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     if settings.formatter is None and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = _shallow_copy(record)
+    if _is_loguru_exception(record):
+        # loguru's standard-handler sink puts its whole traceback (with diagnose=True, the
+        # values of local variables) in the message: the event gets loguru's message alone,
+        # and the exception below, like any record's
+        copy.msg = _without_loguru_traceback(str(record.msg), record.exc_info)
+        copy.args = ()
+        copy.exc_text = None
     if event_dict is not None:
         # the formatter sees the message, never the dict's repr; without structlog's marks
         # a structlog ProcessorFormatter takes the copy for a plain record, as it should
@@ -415,12 +430,73 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.__dict__.pop("_name", None)
     summary = ""
     if detail != "traceback":
-        summary = _exception_summary(record.exc_info) if detail == "summary" else ""
+        summary = exception_summary(record.exc_info) if detail == "summary" else ""
         copy.exc_info = None
         copy.exc_text = None
         copy.stack_info = None
     text = (settings.formatter or _PLAIN).format(copy)
     return f"{text}: {summary}" if summary else text
+
+
+def _is_loguru_exception(record: logging.LogRecord) -> bool:
+    """True for a record of loguru's standard-handler sink that carries an exception.
+
+    That sink marks it so: ``exc_text`` is ``"\\n"`` (the standard formatter never leaves
+    that), ``extra`` holds loguru's bound values, and ``msg`` is loguru's whole output.
+    """
+    attrs = record.__dict__
+    return (
+        attrs.get("exc_text") == "\n"
+        and isinstance(attrs.get(LOGURU_EXTRA), Mapping)
+        and isinstance(attrs.get("msg"), str)
+        and isinstance(record.exc_info, tuple)
+        and isinstance(record.exc_info[1], BaseException)
+    )
+
+
+_TRACEBACK_STARTS = (
+    "Traceback (most recent call last):",
+    "Exception Group Traceback (most recent call last):",
+)
+
+
+def _without_loguru_traceback(text: str, exc_info: object) -> str:
+    """Loguru's output up to where its exception text begins.
+
+    Loguru writes the message, then the exception: the chain's first traceback (or, for an
+    exception of the chain that was never raised, its ``Type: text`` line) starts right
+    after the message. Everything from the earliest such start is cut; when a message
+    happens to contain one, more is cut, never less.
+    """
+    exc = exc_info[1] if isinstance(exc_info, tuple) else None
+    starts = list(_TRACEBACK_STARTS)
+    chain = _chain(exc)
+    starts += [_exception_line(e) for e in chain[1:] if e.__traceback__ is None]
+    found = [index for start in starts if start and (index := text.find(start)) >= 0]
+    if found:
+        return text[: min(found)].rstrip("\n")
+    # the exception alone, never raised: loguru wrote only its last lines
+    last = _exception_line(exc) if exc is not None else ""
+    index = text.rfind(last) if last else -1
+    return text[:index].rstrip("\n") if index >= 0 else text
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, as loguru walks them."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 64:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return chain
+
+
+def _exception_line(exc: BaseException) -> str:
+    """The ``Type: text`` line ``traceback`` writes for ``exc`` (without SyntaxError's lines)."""
+    try:
+        lines = traceback.format_exception_only(type(exc), exc)
+    except Exception:  # an exception whose __str__ fails: loguru's line differs anyway
+        return ""
+    return next((line.rstrip("\n") for line in lines if not line.startswith(" ")), "")
 
 
 def _structlog_message(event_dict: dict[str, object]) -> str:
@@ -453,7 +529,8 @@ def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
     return cut
 
 
-def _exception_summary(exc_info: object) -> str:
+def exception_summary(exc_info: object) -> str:
+    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` alone without text); "" for none."""
     if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
         return ""
     exc_type, exc = exc_info[0], exc_info[1]

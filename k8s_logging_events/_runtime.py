@@ -114,6 +114,9 @@ namespace gets no second request until it ends."""
 JOIN_GRACE_SECONDS = 0.25
 """What close() gives its threads to end after the deadline has passed."""
 
+REPORT_GRACE_SECONDS = 0.25
+"""What flush() and close() give a report another thread is writing to be out."""
+
 Correlate = _apis.Correlate
 
 Keys = _runs.Keys
@@ -306,6 +309,7 @@ class Runtime:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._accepted = _stats.Tally()
         self._queue_drops = _stats.Tally()
+        self._delivered = 0  # occurrences the dispatcher took off the queue and handed on
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
@@ -515,6 +519,13 @@ class Runtime:
     def _deliver(self, items: list[Any]) -> None:
         if not items:
             return
+        try:
+            self._hand_on(items)
+        finally:  # each item now has an outcome or a pending write: no longer queued
+            with self._cond:
+                self._delivered += len(items)
+
+    def _hand_on(self, items: list[Any]) -> None:
         if self._stopping:  # closed: what is still queued is dropped, not built
             self._counters.add("dropped", len(items))
             return
@@ -755,10 +766,19 @@ class Runtime:
 
         Returns True once each of those occurrences has an outcome, False when ``timeout``
         seconds passed first (None: :data:`DEFAULT_EXIT_TIMEOUT`). On one of the library's
-        own threads it returns False at once: it would wait for itself.
+        own threads it returns False at once: it would wait for itself. The reports its
+        writes caused are written before it returns, and so is a summary of what the
+        reports' rate limit held back.
         """
         if _diagnostics.is_own_thread():
             return False
+        try:
+            return self._flush(timeout)
+        finally:
+            self._reporter.settle(REPORT_GRACE_SECONDS)
+            self._reporter.summarise()
+
+    def _flush(self, timeout: float | None) -> bool:
         if not self._started and self._queue.empty():
             return True
         deadline = _Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
@@ -874,7 +894,7 @@ class Runtime:
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
-        self._reporter.emit_deferred()
+        self._reporter.settle(REPORT_GRACE_SECONDS)
         return given_up
 
     @staticmethod
@@ -907,16 +927,38 @@ class Runtime:
         return self._closed
 
     def stats(self) -> dict[str, int]:
-        """Return ``accepted``, the outcomes and ``pending`` (events with a write pending)."""
+        """Return ``accepted``, the outcomes and ``pending``.
+
+        ``pending`` counts occurrences without an outcome yet: queued, or waiting in a
+        write (once per sink): with one sink, ``accepted`` is the sum of the outcomes and
+        ``pending`` whenever no thread is in the middle of handing one on.
+        ``pending_events`` counts the events with a write waiting or in flight.
+        """
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
         values = dict.fromkeys(_stats.OUTCOMES, 0)
+        accepted = self._accepted.value
         values.update(self._counters.snapshot())
-        values["accepted"] = self._accepted.value
+        values["accepted"] = accepted
         values["dropped"] += self._queue_drops.value
         with self._cond:
-            values["pending"] = sum(r.writes.pending() for r in self._recordings())
+            queued = accepted - self._queue_drops.value - self._delivered
+            recordings = self._recordings()
+            values["pending"] = max(0, queued) + sum(r.writes.pending() for r in recordings)
+            values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
         return values
+
+    def unwritten(self) -> tuple[list[_writer.Write], int]:
+        """The writes still pending, and the occurrences still queued (for a report)."""
+        with self._cond:
+            writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
+            queued = self._accepted.value - self._queue_drops.value - self._delivered
+        return writes, max(0, queued)
+
+    @property
+    def accepted(self) -> int:
+        """Occurrences offered so far (dropped ones included)."""
+        return self._accepted.value
 
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""

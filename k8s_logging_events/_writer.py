@@ -32,21 +32,28 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-import tenacity
-
-from k8s_logging_events import _apis, _diagnostics, _stats, correlator, models, sink
+from k8s_logging_events import (
+    _apis,
+    _continuation,
+    _diagnostics,
+    _failures,
+    _names,
+    _retry,
+    _stats,
+    correlator,
+    models,
+    sink,
+)
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
     "MAX_TRIES_PER_EVENT",
     "Write",
-    "exit_summary",
     "WriterOptions",
     "Writes",
-    "describe_error",
 ]
 
 MAX_TRIES_PER_EVENT = 12
@@ -61,9 +68,7 @@ DEFAULT_WRITERS = 4
 DEFAULT_MAX_PENDING = 10_000
 """Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
 
-MAX_WAIT_SECONDS = 86_400.0
-"""The longest wait the writer schedules (a day): a ``Retry-After: 1e10`` or a spam filter
-that never refills must not overflow the timers; the write is looked at again after it."""
+MAX_WAIT_SECONDS = _retry.MAX_WAIT_SECONDS
 
 Key = tuple[str, str]
 
@@ -100,10 +105,16 @@ class Write:
     due: float = 0.0
     # a create that failed in transport may have landed: AlreadyExists then means "ours"
     maybe_landed: bool = False
+    # the request in flight: (count it sets, occurrences it carries, a create?)
+    sent: tuple[int, int, bool] | None = None
+    # earlier requests that may have landed, their answers lost (see _continuation)
+    unsure: list[tuple[int, int, bool]] = dataclasses.field(default_factory=list)
+    throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
     # the submission number of its oldest occurrence (flush waits for those before it)
     first: int = 0
     last_error: Exception | None = None
+    delayed: int = 0  # occurrences already reported as delayed by a failed attempt
     # time.monotonic() when the request in flight began (real time: it bounds a request
     # that hangs in a socket); None while no request is in flight
     started: float | None = None
@@ -182,6 +193,7 @@ class Writes:
         clock: clock_mod.Clock,
         rng: Callable[[], float],
         reporter: _diagnostics.RateLimitedReporter,
+        namer: _names.EventNamer | None = None,
     ) -> None:
         self.sink = event_sink
         self.policy = policy
@@ -191,7 +203,9 @@ class Writes:
         self._clock = clock
         self._monotonic = clock_mod.monotonic_source(clock)
         self._reporter = reporter
-        self._retry = _RetrySchedule(options, rng)
+        self._namer = namer or _names.EventNamer()
+        self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
+        self._retry = _retry.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
@@ -217,6 +231,7 @@ class Writes:
             clock=self._clock,
             rng=self._rng,
             reporter=self._reporter,
+            namer=self._namer,
         )
 
     # --- new occurrences -----------------------------------------------------------------
@@ -247,7 +262,10 @@ class Writes:
             slot = self._slots[key] = _Slot()
         if slot.waiting is not None:
             slot.waiting.absorb(write)
-            if slot.state == "timed" and not slot.waiting.held and not slot.waiting.attempts:
+            waiting = slot.waiting
+            if slot.state == "timed" and not (
+                waiting.held or waiting.attempts or waiting.throttled
+            ):
                 self._make_ready(key, slot)
             return
         slot.waiting = write
@@ -341,13 +359,28 @@ class Writes:
         return oldest
 
     def pending(self) -> int:
-        """Return how many events have a write waiting or in flight."""
+        """Return how many occurrences wait in a write, or in a request in flight."""
+        return sum(write.occurrences for write in self.pending_writes())
+
+    def pending_events(self) -> int:
+        """Return how many events have a write waiting or in flight (what memory holds)."""
         return len(self._slots)
+
+    def pending_writes(self) -> list[Write]:
+        """The writes waiting or in flight, for a report of what a flush could not write."""
+        found = (w for slot in self._slots.values() for w in (slot.in_flight, slot.waiting))
+        return [write for write in found if write is not None and not write.abandoned]
 
     # --- the request (outside the runtime's lock) ----------------------------------------
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:
-        """Make one attempt: patch a repeat, create the rest (and a repeat that expired)."""
+        """Make one attempt: patch a repeat, create the rest (and a repeat that expired).
+
+        A sink that can read events continues events other processes wrote
+        (:mod:`~k8s_logging_events._continuation`); one that cannot gets client-go's ways.
+        """
+        if self._continuation.enabled:
+            return self._continuation.attempt(write, self._p)
         if not write.create:
             try:
                 return "patched", self.sink.patch(write.event, self._p.patch(write.event))
@@ -386,15 +419,23 @@ class Writes:
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
         self._landed(write)
-        if _is_timeout(error):
+        if _retry.is_timeout(error):
             self._stalled.add(write.namespace)
         if write.abandoned:
             return
-        write.attempts += 1
         write.last_error = error
-        if write.create and _may_have_landed(error):
-            write.maybe_landed = True
-        retry_in = self._retry.delay(write.attempts, error)
+        if _retry.may_have_landed(error):
+            write.maybe_landed = write.maybe_landed or write.create
+            if write.sent is not None:
+                write.unsure.append(write.sent)
+        write.sent = None
+        if _retry.is_throttled(error):  # asked to slow down: wait, but spend no attempt
+            write.throttled += 1
+            retry_in: float | None = self._retry.throttled_delay(write.throttled, error)
+        else:
+            write.throttled = 0
+            write.attempts += 1
+            retry_in = self._retry.delay(write.attempts, error)
         if retry_in is None or stopping:
             self._give_up(write, error)
             self._finish(write)
@@ -407,14 +448,32 @@ class Writes:
             write.absorb(newer)
         write.due = self._now() + retry_in
         self._make_timed(key, slot, write.due)
+        if write.throttled:
+            self._reporter.defer(
+                "throttled",
+                logging.INFO,
+                "Event %s/%s waits %.3g s before its next attempt: the API server asks for "
+                "fewer requests (%s)",
+                write.event.namespace,
+                write.event.name,
+                retry_in,
+                _failures.describe_error(error),
+            )
+            return
+        # each occurrence counts once among the delayed, however often its write fails
+        delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
         self._reporter.defer(
-            "retry",
-            logging.INFO,
-            "Unable to write event %s/%s (attempt %d, may retry after sleeping): %s",
+            f"retry:{_failures.cause(error)}",
+            logging.WARNING,
+            "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
             write.event.namespace,
             write.event.name,
             write.attempts,
-            describe_error(error),
+            self._options.max_tries,
+            retry_in,
+            _failures.explain(error, self.sink),
+            occurrences=delayed,
+            outcome="delayed",
         )
 
     def abandon(self, *, in_flight: bool) -> list[Write]:
@@ -460,7 +519,7 @@ class Writes:
         write = slot.waiting
         assert write is not None
         if write.held and not self.flushing:
-            write.due = self._now() + _finite(self._p.hold_wait(write.event))
+            write.due = self._now() + _retry.finite(self._p.hold_wait(write.event))
             self._make_timed(key, slot, write.due)
         elif write.due > self._now():
             self._make_timed(key, slot, write.due)
@@ -488,7 +547,7 @@ class Writes:
             write = slot.waiting
             assert write is not None
             if write.held and not self.flushing and not self._p.release(write.event):
-                write.due = now + max(_finite(self._p.hold_wait(write.event)), 0.001)
+                write.due = now + max(_retry.finite(self._p.hold_wait(write.event)), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False
@@ -503,139 +562,18 @@ class Writes:
         level = logging.DEBUG if quiet else logging.WARNING
         reason = "will not retry" if write.attempts < self._options.max_tries else "retry limit"
         self._reporter.defer(
-            f"give-up:{type(error).__name__}:{getattr(error, 'status', '')}",
+            f"give-up:{_failures.cause(error)}",
             level,
-            "Unable to write event %s/%s (%s, %d occurrence(s) lost): %s",
+            "Unable to write event %s/%s (%s): %s",
             write.event.namespace,
             write.event.name,
             reason,
-            write.occurrences,
-            describe_error(error),
+            _failures.explain(error, self.sink),
+            occurrences=write.occurrences,
+            outcome="lost",
         )
 
     def _now(self) -> float:
         # due times are durations from now: on the monotonic reading, which a step of the
         # wall clock (NTP, a VM resumed from a snapshot) does not move
         return self._monotonic()
-
-
-class _RetrySchedule:
-    """client-go's schedule, as tenacity strategies: random first back-off, then fixed."""
-
-    def __init__(self, options: WriterOptions, rng: Callable[[], float]) -> None:
-        base = options.sleep_duration
-        self._stop = tenacity.stop_after_attempt(max(1, options.max_tries))
-        self._wait = tenacity.wait_chain(_wait_scaled(base, rng), tenacity.wait_fixed(base))
-        self._retrying = tenacity.Retrying(stop=self._stop, wait=self._wait)
-
-    def delay(self, attempts: int, error: Exception) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up."""
-        if not sink.is_retryable(error):
-            return None
-        state = tenacity.RetryCallState(self._retrying, None, (), {})
-        state.attempt_number = attempts
-        state.set_exception((type(error), error, error.__traceback__))
-        if self._stop(state):
-            return None
-        delay = float(self._wait(state))
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(error, sink.ApiStatusError) and retry_after is not None:
-            delay = max(delay, retry_after)
-        return _finite(delay)
-
-
-def _wait_scaled(base: float, rng: Callable[[], float]) -> tenacity.wait.wait_base:
-    class _Scaled(tenacity.wait.wait_base):
-        # clients started together must not retry in lockstep
-        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-            return base * rng()
-
-    return _Scaled()
-
-
-def _finite(seconds: float) -> float:
-    """A wait that arithmetic and timers can hold: never NaN, never beyond a day."""
-    if not seconds >= 0:  # NaN too
-        return 0.0
-    return min(seconds, MAX_WAIT_SECONDS)
-
-
-def _is_timeout(error: Exception) -> bool:
-    """True for a request that got no answer in time (the server or its webhooks hang)."""
-    if isinstance(error, TimeoutError):
-        return True
-    return "timed out" in str(error).lower() or "timeout" in type(error).__name__.lower()
-
-
-def _may_have_landed(error: Exception) -> bool:
-    """Tell whether a create that failed with ``error`` may have been stored all the same.
-
-    A transport error (the answer was lost) and a 5xx (a 500 or a 504 Timeout can come
-    after the server stored the object) leave it open; a 4xx answer, 429 included, says the
-    request was not carried out.
-    """
-    if isinstance(error, sink.ApiStatusError):
-        return error.status >= 500
-    return True
-
-
-def describe_error(error: Exception) -> str:
-    """A short text for ``error``: its message, cut to 300 characters."""
-    text = str(error) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-def exit_summary(given_up: Sequence[Write], sinks: Iterable[object]) -> str:
-    """Say how many occurrences an exit could not write, why, and which option helps."""
-    occurrences = sum(write.occurrences for write in given_up)
-    rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
-    waiting = unanswered = retrying = 0
-    errors: dict[str, int] = {}
-    for write in given_up:
-        if write.in_flight and rate_limited > 0:
-            rate_limited -= 1
-            waiting += write.occurrences
-        elif write.in_flight:
-            unanswered += write.occurrences
-        elif write.attempts:
-            retrying += write.occurrences
-            why = _why(write.last_error)
-            errors[why] = errors.get(why, 0) + write.occurrences
-        else:
-            waiting += write.occurrences
-    parts = []
-    if waiting and unanswered:
-        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
-    elif waiting:
-        parts.append(
-            f"{waiting} waiting for the client-side rate limit or a free writer "
-            "(raise drain_qps, writers or flush_timeout)"
-        )
-    if unanswered:
-        parts.insert(
-            0,
-            f"{unanswered} in requests the API server had not answered "
-            "(a hanging server or admission webhook; see request_timeout and flush_timeout)",
-        )
-    if retrying:
-        causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
-        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
-    return (
-        f"Unable to write {occurrences} event occurrence(s) before the deadline of "
-        f"shutdown: {'; '.join(parts)}"
-    )
-
-
-def _why(error: Exception | None) -> str:
-    if error is None:
-        return "an error"
-    status = getattr(error, "status", None)
-    if status == 429:
-        return "429 Too Many Requests (the API server throttles)"
-    if isinstance(status, int):
-        return f"{status} {getattr(error, 'reason', '')}".strip()
-    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
-        return "connection errors (the API server is unreachable)"
-    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
-        return "timeouts"
-    return type(error).__name__

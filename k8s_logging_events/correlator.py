@@ -28,7 +28,7 @@ from typing import NamedTuple, TypeAlias
 
 import cachetools
 
-from k8s_logging_events import _process, _sanitise, _tokenbucket, models
+from k8s_logging_events import _names, _process, _sanitise, _tokenbucket, models
 from k8s_logging_events import clock as clocks
 
 __all__ = [
@@ -204,29 +204,11 @@ def combined_message(event: models.Event) -> str:
 
 # -- names and types ---------------------------------------------------------------------------
 
-
-def is_dns_subdomain(value: str) -> bool:
-    """Tell whether ``value`` is a DNS-1123 subdomain, the rule for Event names.
-
-    At most 253 characters of lowercase letters, digits, ``-`` and ``.``; each dot-separated
-    label starts and ends with a letter or digit.
-    """
-    return _sanitise.is_dns_subdomain(value)
-
-
-def generate_event_name(ref_name: str, unix_nanos: int) -> str:
-    """Name a new event after the object it is about and the time it happened.
-
-    Args:
-        ref_name: the involved object's name.
-        unix_nanos: the event time in nanoseconds since the Unix epoch.
-
-    Returns:
-        ``"<ref_name>.<unix_nanos in lowercase hex>"`` (a negative time gets a leading
-        ``-``, as Go's ``%x`` writes it), or a random UUID when that is not a valid
-        DNS-1123 subdomain (an upper-case, over-long or IPv6 object name, for instance).
-    """
-    return _sanitise.event_name(ref_name, unix_nanos)
+# names live in _names; these stay importable from here, as client-go's util package has them
+EventNamer = _names.EventNamer
+generate_event_name = _names.generate_event_name
+is_dns_subdomain = _names.is_dns_subdomain
+unix_nanos = _names.unix_nanos
 
 
 def validate_event_type(type: str) -> bool:
@@ -339,7 +321,15 @@ class CorrelatorOptions:
     ``None`` means :func:`get_spam_key`: one bucket per source, object and event type.
     """
 
+    event_names: str = _names.TIMESTAMP
+    """How a correlator without a namer of its own names combined events: ``"timestamp"``
+    (client-go's ``<name>.<hex nanoseconds>``) or ``"deterministic"`` (a hash of the
+    aggregate key, see :class:`EventNamer`). A broadcaster's correlators use the
+    broadcaster's namer, which is deterministic when either asks for it.
+    """
+
     def __post_init__(self) -> None:
+        _names.check_event_names(self.event_names, "CorrelatorOptions.event_names")
         numbers = {
             "lru_cache_size": self.lru_cache_size,
             "burst_size": self.burst_size,
@@ -370,6 +360,7 @@ class _Settings(NamedTuple):
     max_interval_seconds: float
     clock: clocks.Clock
     spam_key_func: SpamKeyFunc
+    event_names: str
 
 
 def _settle(options: CorrelatorOptions) -> _Settings:
@@ -384,6 +375,7 @@ def _settle(options: CorrelatorOptions) -> _Settings:
         max_interval_seconds=options.max_interval_seconds or DEFAULT_AGGREGATE_INTERVAL_SECONDS,
         clock=clocks.SystemClock() if options.clock is None else options.clock,
         spam_key_func=options.spam_key_func or get_spam_key,
+        event_names=options.event_names,
     )
 
 
@@ -520,8 +512,8 @@ class _Aggregator:
         # keep the set below the threshold, so every new message is combined too
         record.local_keys.pop()
         aggregate = models.Event(
-            # named like any new event: a name like web/0 or 50% becomes a UUID
-            name=self._namer.name(event.involved_object.name, now),
+            # named like any new event: a name like web/0 or 50% never reaches the server
+            name=self._namer.combined_name(event, aggregate_key, now),
             namespace=event.namespace,
             involved_object=event.involved_object,
             reason=event.reason,
@@ -681,7 +673,8 @@ class EventCorrelator:
         settings = _settle(options or CorrelatorOptions())
         self._options = CorrelatorOptions(**settings._asdict())
         self._lock = threading.Lock()
-        self._aggregator = _Aggregator(settings, namer or EventNamer())
+        namer = namer or EventNamer(event_names=settings.event_names)
+        self._aggregator = _Aggregator(settings, namer)
         self._observer = _Observer(settings)
         self._spam_filter = _SpamFilter(settings)
         # correlate_many counts a run at once only where it knows what the keys read
@@ -746,7 +739,10 @@ class EventCorrelator:
         then one for the rest together -- the latest observed event (its count counts them
         all), held only when the spam filter held every one of them back, and how many it
         stands for. The spam filter takes one token per occurrence, the aggregator sees
-        each message once, the observer counts every occurrence. Not in client-go.
+        each message once, the observer counts every occurrence. Where aggregation is under
+        way (or with key functions of one's own) the rest may be counted on several events
+        (a combined one, and the message's own): then one entry per stretch of the same
+        event, as a writer would merge them. Not in client-go.
         """
         if not events:
             return []
@@ -761,13 +757,24 @@ class EventCorrelator:
                 return out
             merged = self._repeat_run(rest) if self._default_keys else None
             if merged is None:  # custom key functions or aggregation under way: one by one
-                held, observed = True, first[0]
-                for event in rest:
-                    observed, skip = self._correlate(event)
-                    held = held and skip
-                merged = (observed, held)
+                return out + self._one_by_one(rest)
             out.append((merged[0], merged[1], len(rest)))
             return out
+
+    def _one_by_one(self, events: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        """Correlate each of ``events``; consecutive results for one event are one entry."""
+        out: list[tuple[models.Event, bool, int]] = []
+        for event in events:
+            observed, skip = self._correlate(event)
+            if out and (out[-1][0].namespace, out[-1][0].name) == (
+                observed.namespace,
+                observed.name,
+            ):
+                _, held, occurrences = out[-1]
+                out[-1] = (observed, held and skip, occurrences + 1)
+            else:
+                out.append((observed, skip, 1))
+        return out
 
     def _correlate(self, event: models.Event) -> tuple[models.Event, bool]:
         candidate, key = self._aggregator.aggregate(event)
@@ -849,48 +856,6 @@ class EventCorrelator:
 
 
 # -- helpers -------------------------------------------------------------------------------------
-
-
-def unix_nanos(value: datetime) -> int:
-    """Return ``value`` as whole nanoseconds since the Unix epoch, exactly (Go's ``UnixNano``)."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-class EventNamer:
-    """Names new events ``<object name>.<event time in Unix nanoseconds, hex>``, as client-go.
-
-    One belongs to one broadcaster (its recorders and its correlators' aggregate events).
-    Python clocks have microseconds, and a test clock may not move at all, so two events
-    about one object can share a time: the second then gets one nanosecond more than the
-    last name given for that object, so that its create does not meet ``AlreadyExists``.
-    The first name for an object follows from its time alone. Not in client-go, whose
-    clock has nanoseconds.
-    """
-
-    def __init__(self, size: int = DEFAULT_LRU_CACHE_SIZE) -> None:
-        self._lock = threading.Lock()
-        self._size = max(1, size)
-        # least recently named first: a plain dict, because this runs for each event built
-        self._last: dict[str, int] = {}
-        _process.renew_in_child(self)
-
-    def _after_fork_in_child(self) -> None:
-        # the parent's dispatcher holds the lock for every event it names
-        self._lock = threading.Lock()
-
-    def name(self, ref_name: str, time: datetime) -> str:
-        """Return the name of a new event about ``ref_name`` that happened at ``time``."""
-        nanos = unix_nanos(time)
-        last_names = self._last
-        with self._lock:
-            last = last_names.pop(ref_name, None)
-            if last is not None and nanos <= last:
-                nanos = last + 1
-            last_names[ref_name] = nanos
-            if len(last_names) > self._size:
-                del last_names[next(iter(last_names))]
-        return generate_event_name(ref_name, nanos)
 
 
 def _float32(value: float) -> float:

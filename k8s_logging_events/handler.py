@@ -28,16 +28,16 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
 import socket
 import sys
 import threading
-import time
-from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 from k8s_logging_events import (
+    _crash,
+    _deadlines,
     _diagnostics,
     _options,
     _pod,
@@ -90,10 +90,9 @@ EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
 EXTRAS = _records.EXTRAS
 TRUNCATION_MARK = _sanitise.TRUNCATION_MARK
 
-_EXIT_PAIR_SECONDS = 1.0
-"""A close() this soon after a flush() returned is the second half of one exit."""
+_SHUTDOWN = logging.shutdown.__code__
 
-_BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending")
+_BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending", "pending_events")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 SinkOption = _options.SinkOption
@@ -181,6 +180,13 @@ class KubernetesEventHandler(logging.Handler):
             ``get`` on ``pods``). Outside a pod this is reported once and such records make
             no events. Set the handler's ``level`` (WARNING) so that not every line becomes
             an event. ``None`` (the default): only records with an involved object count.
+        crash_events: an uncaught exception is a ``Warning`` event on the ``default_involved`` pod.
+        event_names: ``"deterministic"`` (the default): an event's name is a hash of what
+            makes it that event (source, involved object, type, reason, message), so that a
+            restarted process, another worker or another replica on the same node continues
+            the same event and its count (RBAC: ``get`` on ``events``); a deliberate
+            difference from client-go. ``"timestamp"``: client-go's
+            ``<object name>.<hex nanoseconds>``, byte for byte. See ``docs/correlation.md``.
 
     Raises:
         ValueError: an option is out of range or of the wrong kind (the message names it).
@@ -225,6 +231,8 @@ class KubernetesEventHandler(logging.Handler):
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
         default_involved: str | None = None,
+        crash_events: bool = False,
+        event_names: str = "deterministic",
         **unknown: Any,
     ) -> None:
         # every check before logging.Handler.__init__: a handler that failed to build must
@@ -261,17 +269,19 @@ class KubernetesEventHandler(logging.Handler):
             kubeconfig=_options.optional_text("kubeconfig", kubeconfig),
             context=_options.optional_text("context", context),
             default_involved=_options.default_involved(default_involved),
+            crash_events=_options.crash_events(crash_events, default_involved),
+            event_names=_options.event_names(event_names),
         )
         pod = _pod.from_environment() if config.default_involved == _pod.POD else None
         super().__init__(level)
         self._config = config
         self._source = models.EventSource(
-            component=component or default_component(), host=host or default_host()
+            component=_options.component(component or default_component()),
+            host=host or default_host(),
         )
         self._clock = clock
         self._sleep = sleep
         self._given = broadcaster
-        self._pod = pod
         # what a record without an involved object is about: None, or the pod's reference
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
         if pod is not None:
@@ -279,6 +289,8 @@ class KubernetesEventHandler(logging.Handler):
         self._fresh_state()
         self._closed = False
         _process.renew_in_child(self)
+        if config.crash_events:  # outside a pod the hooks make no event, as records make none
+            _crash.watch(self, config.exception_detail)
 
     # --- the logging.Handler interface -----------------------------------------------------
 
@@ -292,11 +304,7 @@ class KubernetesEventHandler(logging.Handler):
         return self._extras(record) is not None and bool(super().filter(record))
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
-        """What ``record`` says about its event (see ``_records.find_extras``), or None.
-
-        The first check is four lookups in the record's ``__dict__``: it is all that a plain
-        record costs, on the path logging takes (``handle``) as through ``filter``.
-        """
+        """What ``record`` says about its event (see ``_records.find_extras``), or None."""
         attrs = record.__dict__
         if (  # the markers of _records.MARKERS, spelled out: four dict lookups, no call
             "involved" not in attrs
@@ -357,21 +365,42 @@ class KubernetesEventHandler(logging.Handler):
     def flush(self) -> None:
         """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
 
-        Held-back counts of the spam filter go out too, and the sink's rate limit is lifted
-        to ``drain_qps`` meanwhile. Returns when everything reached an outcome (written,
-        coalesced, failed or dropped) or the timeout passed; never raises.
+        ``logging.Handler``'s ``flush()``: it returns None whatever happened (:meth:`drain`
+        says whether it finished). Held-back counts of the spam filter go out too, and the
+        sink's rate limit is lifted to ``drain_qps`` meanwhile. A flush that runs out of
+        time says once what is still pending and why; after it, while nothing more gets
+        written (the server takes nothing), a flush or close does not wait again. Never
+        raises.
         """
+        # logging.shutdown() (at exit, and in dictConfig) closes right after: the close says
+        # what could not be written, once
+        self._wait(None, report=sys._getframe(1).f_code is not _SHUTDOWN)
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Wait until every occurrence accepted so far has an outcome; True when it did.
+
+        Like :meth:`flush`, but the wait is ``timeout`` seconds (``flush_timeout`` when
+        None) even after a flush that ran out of time, and the answer says whether
+        everything was written, coalesced, failed or dropped in time (also True when
+        nothing was ever recorded). Never raises (False when the wait failed).
+        """
+        return self._wait(timeout, drain=True)
+
+    def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
         active = self._broadcaster
-        self._flush_deadline = time.monotonic() + self._config.flush_timeout
+        if active is None:
+            return True
+        waits = self._waits
+        seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
+        done = False
         try:
-            if active is not None:
-                active.flush(self._config.flush_timeout)
+            # a flush that does not wait (the server takes nothing) has nothing new to say
+            done = active._flush(seconds, report=report and seconds > 0)
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
-            _diagnostics.log_safely(
-                _diagnostics.logger, logging.WARNING, "Unable to flush the event handler: %r", error
-            )
+            _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
-            self._flushed_at = time.monotonic()
+            waits.ended(done, _written(active))
+        return done
 
     def close(self) -> None:
         """Flush within ``flush_timeout``, stop what the handler owns, and close it.
@@ -385,6 +414,7 @@ class KubernetesEventHandler(logging.Handler):
         the option that would help. A given ``broadcaster`` is flushed, not shut down.
         """
         try:
+            _crash.unwatch(self)
             with self._lock:
                 first = not self._closed
                 self._closed = True
@@ -392,11 +422,8 @@ class KubernetesEventHandler(logging.Handler):
             if first and active is not None:
                 self._stop(active, lazy)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
-            _diagnostics.log_safely(
-                _diagnostics.logger,
-                logging.WARNING,
-                "Unable to close the event handler cleanly: %r",
-                error,
+            _diagnostics.report(
+                logging.WARNING, "Unable to close the event handler cleanly: %r", error
             )
         finally:
             super().close()
@@ -494,8 +521,7 @@ class KubernetesEventHandler(logging.Handler):
         self._broadcaster = self._given
         self._recorder = self._new_recorder(self._given) if self._given is not None else None
         self._lazy_sink = None
-        self._flush_deadline = 0.0
-        self._flushed_at = -math.inf
+        self._waits = _deadlines.ExitWaits(self._config.flush_timeout)
 
     def _start(self) -> recorder.EventRecorder | None:
         """Create the broadcaster, its watchers and the recorder: on the first event."""
@@ -520,9 +546,12 @@ class KubernetesEventHandler(logging.Handler):
             writers=config.writers,
             max_tries=config.max_tries,
             sleep=self._sleep,
+            event_names=config.event_names,
         )
         active.exit_timeout = config.flush_timeout
-        event_sink = self._open_sink()
+        event_sink, self._lazy_sink = _options.open_sink(
+            config, clock=self._clock, sleep=self._sleep, pod=self._default_involved
+        )
         if event_sink is not None:
             active.start_recording_to_sink(event_sink)
         if config.structured_logging:
@@ -537,59 +566,8 @@ class KubernetesEventHandler(logging.Handler):
         # option's only valid value
         return active.new_recorder(self._source)
 
-    def _open_sink(self) -> sinks.EventSink | None:
-        config = self._config
-        option = config.sink
-        built = self._build_sink(option)
-        pod = self._default_involved
-        if built is not None and pod is not None and not pod.uid:
-            # kubectl describe selects by uid: read it once, on a writer thread
-            return _pod.PodUidSink(built, pod)
-        return built
-
-    def _build_sink(self, option: _options.Sink) -> sinks.EventSink | None:
-        config = self._config
-        if option is None or isinstance(option, sinks.EventSink):
-            return option
-        if option == "auto":
-            found = sinks.find_configuration(config.kubeconfig)
-            if found is None:
-                _diagnostics.logger.warning(
-                    "No Kubernetes configuration found (no in-cluster service account; no "
-                    "kubeconfig at %s): events go to no API server, and are counted as "
-                    "'discarded'",
-                    ", ".join(sinks.kubeconfig_paths(config.kubeconfig)),
-                )
-                return None
-            self._lazy_sink = sinks.LazySink(self._kubernetes_sink_factory(None), found, config.api)
-        else:
-            self._lazy_sink = sinks.LazySink(
-                self._kubernetes_sink_factory(option), option, config.api
-            )
-        return self._lazy_sink
-
-    def _kubernetes_sink_factory(self, url: str | None) -> Callable[[], sinks.EventSink]:
-        options: dict[str, Any] = {
-            "qps": self._config.qps,
-            "burst": self._config.burst,
-            "clock": self._clock,
-            "sleep": self._sleep,
-            "api": self._config.api,
-            "drain_qps": self._config.drain_qps,
-        }
-        if self._config.request_timeout is not None:
-            options["request_timeout"] = self._config.request_timeout
-        if url is None:
-            options["kubeconfig"] = self._config.kubeconfig
-            options["context"] = self._config.context
-            return lambda: sinks.KubernetesEventSink(**options)
-        return lambda: sinks.KubernetesEventSink.from_url(url, **options)
-
     def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
-        timeout = self._config.flush_timeout
-        if time.monotonic() - self._flushed_at < _EXIT_PAIR_SECONDS:
-            # logging.shutdown() flushes, then closes: both share the flush's deadline
-            timeout = max(0.0, self._flush_deadline - time.monotonic())
+        timeout = self._waits.for_close(_written(active))
         if active is self._given:
             active.flush(timeout)
         else:
@@ -640,6 +618,12 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
             merged.update(call_extra)
         kwargs["extra"] = merged
         return msg, kwargs
+
+
+def _written(active: recorder.EventBroadcaster) -> int:
+    """Occurrences written so far: while this does not move, the server takes nothing."""
+    stats = active.stats()
+    return stats["created"] + stats["patched"] + stats["coalesced"]
 
 
 def default_component() -> str:

@@ -13,24 +13,23 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 
 from __future__ import annotations
 
-import json
 import logging
 import random
-import sys
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from pythonjsonlogger.json import JsonFormatter
-
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _failures,
+    _names,
     _process,
     _runtime,
     _sanitise,
     _stats,
+    _structured,
     _writer,
     broadcaster,
     correlator,
@@ -75,6 +74,10 @@ class EventBroadcaster:
             tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
         rng: the random source for the first back-off (``random.random`` by default).
         name: the prefix of this broadcaster's thread names.
+        event_names: ``"timestamp"`` (client-go's ``<object name>.<hex nanoseconds>``, the
+            default) or ``"deterministic"`` (a hash of the event's correlation key, so that
+            a restarted process or another worker continues the same event; see
+            ``docs/correlation.md``). Deterministic also when ``correlator_options`` ask.
     """
 
     def __init__(
@@ -89,18 +92,26 @@ class EventBroadcaster:
         sleep: clock_mod.Sleeper | None = None,
         rng: Callable[[], float] | None = None,
         name: str = "k8s-events",
+        event_names: str = _names.TIMESTAMP,
     ) -> None:
+        _names.check_event_names(event_names)
+        if (
+            correlator_options is not None
+            and correlator_options.event_names == _names.DETERMINISTIC
+        ):
+            event_names = _names.DETERMINISTIC
         self._clock = clock or clock_mod.SystemClock()
         self._correlator_options = correlator_options
         self._writer_options = _writer.WriterOptions(
             max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
         self._rng = rng or random.random
-        self._namer = correlator.EventNamer()
+        self._namer = _names.EventNamer(event_names=event_names)
         self._invalid = _stats.Tally()
         self._counters = _stats.Counters(_stats.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
+        self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._runtime = _runtime.Runtime(
             queue_length=queue_length,
             writers=writers,
@@ -138,7 +149,7 @@ class EventBroadcaster:
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
         """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
-        return self.start_event_watcher(lambda event: logf(_log_line(event)))
+        return self.start_event_watcher(lambda event: logf(_structured.log_line(event)))
 
     def start_structured_logging(
         self, logger: logging.Logger | None = None, level: int = logging.INFO
@@ -154,8 +165,10 @@ class EventBroadcaster:
         they never become events themselves. The lines are written on the dispatcher
         thread, without ever taking the ``logging`` module's lock.
         """
-        target = logger or _json_event_logger()
-        return self._runtime.add_inline(lambda event: _log_structured(target, level, event))
+        target = logger or _structured.json_event_logger()
+        return self._runtime.add_inline(
+            lambda event: _structured.log_structured(target, level, event)
+        )
 
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
         """Correlate every event and write it to ``event_sink``.
@@ -174,6 +187,7 @@ class EventBroadcaster:
             clock=self._clock,
             rng=self._rng,
             reporter=self._reporter,
+            namer=self._namer,
         )
         self._sinks.append(event_sink)
         return self._runtime.add_recording(
@@ -188,9 +202,29 @@ class EventBroadcaster:
         Pending writes go out now, including counts the spam filter held back, and a sink
         with a ``drain`` method (the Kubernetes sink) lifts its rate limit to its drain rate
         meanwhile. Returns True when everything is written, coalesced, failed or dropped;
-        False when ``timeout`` seconds passed first (None: 5 s).
+        False when ``timeout`` seconds passed first (None: 5 s). A flush that runs out of
+        time says once, on the ``k8s_logging_events`` logger, what is still pending and
+        why; the reports caused by the writes are out before it returns.
         """
-        return self._runtime.flush(timeout)
+        return self._flush(timeout, report=True)
+
+    def _flush(self, timeout: float | None, *, report: bool) -> bool:
+        """:meth:`flush`; ``report=False`` leaves a timeout to the close that follows."""
+        accepted = self._runtime.accepted
+        done = self._runtime.flush(timeout)
+        if done or not report or _diagnostics.is_own_thread():
+            return done
+        if accepted != self._unfinished_reported:
+            self._unfinished_reported = accepted  # once for the same occurrences
+            self._report_unfinished(_runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        return done
+
+    def _report_unfinished(self, timeout: float) -> None:
+        writes, queued = self._runtime.unwritten()
+        if writes or queued:
+            when = f"within the flush's {timeout:g} s (they are still pending)"
+            summary = _failures.unwritten_summary(writes, self._sinks, when=when, queued=queued)
+            self._reporter.report("flush-timeout", logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush within ``timeout``, then stop every thread; idempotent, never raises.
@@ -209,8 +243,11 @@ class EventBroadcaster:
                     "exit",
                     logging.WARNING,
                     "%s",
-                    _writer.exit_summary(given_up, self._sinks),
+                    _failures.unwritten_summary(
+                        given_up, self._sinks, when="before the deadline of shutdown"
+                    ),
                 )
+            self._reporter.summarise()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
             self._reporter.report(
                 "shutdown", logging.WARNING, "Unable to shut down cleanly: %r", error
@@ -222,13 +259,19 @@ class EventBroadcaster:
         ``accepted`` counts occurrences offered to the broadcaster (dropped ones included);
         ``dropped``, ``created``, ``patched``, ``coalesced``, ``failed`` and ``discarded``
         (no sink to write to) are final outcomes; ``invalid`` counts calls refused before an
-        event was built (not accepted); ``pending`` counts events with a write not yet
-        finished. With one sink, after :meth:`flush` returned True, ``accepted`` equals the
-        sum of the outcomes; with several sinks each one adds its own outcomes.
+        event was built (not accepted); ``pending`` counts occurrences without an outcome
+        yet (once per sink) and ``pending_events`` the events with a write not finished.
+        With one sink ``accepted`` equals the sum of the outcomes plus ``pending``, and of
+        the outcomes alone after :meth:`flush` returned True.
         """
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
         return values
+
+    @property
+    def accepted(self) -> int:
+        """Occurrences offered so far (dropped ones included): ``stats()["accepted"]``, cheaply."""
+        return self._runtime.accepted
 
     @property
     def exit_timeout(self) -> float:
@@ -238,6 +281,11 @@ class EventBroadcaster:
     @exit_timeout.setter
     def exit_timeout(self, seconds: float) -> None:
         self._runtime.exit_timeout = seconds
+
+    @property
+    def event_names(self) -> str:
+        """How this broadcaster names its events: ``"timestamp"`` or ``"deterministic"``."""
+        return self._namer.event_names
 
     def threads(self) -> list[threading.Thread]:
         """The broadcaster's threads alive right now (for diagnostics and tests)."""
@@ -398,6 +446,9 @@ class EventRecorder:
                 type,
             )
             return None
+        ref, repairs = references.repaired(ref, self._default_namespace)
+        for repair, msg, args in repairs:
+            self._broadcaster._reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
         related_ref = None
         if related is not None:
             try:
@@ -458,7 +509,9 @@ class Occurrence(NamedTuple):
     def materialize(self, namer: correlator.EventNamer) -> models.Event:
         """Build the Event: its name, count 1, first and last timestamps."""
         return models.Event(
-            name=namer.name(self.ref.name, self.time),
+            name=namer.event_name(
+                self.source, self.ref, self.type, self.reason, self.message, self.time
+            ),
             namespace=self.namespace,
             involved_object=self.ref,
             reason=self.reason,
@@ -512,52 +565,3 @@ def _correlation_keys(item: object) -> tuple[Hashable, object]:
         )
         return group, rest
     return id(item), None  # not ours to cut: a run of its own, and fails to build
-
-
-def _log_line(event: models.Event) -> str:
-    ref = event.involved_object
-    rendered = (
-        f"v1.ObjectReference{{Kind:{_go_quote(ref.kind)}, Namespace:{_go_quote(ref.namespace)}, "
-        f"Name:{_go_quote(ref.name)}, UID:{_go_quote(ref.uid)}, "
-        f"APIVersion:{_go_quote(ref.api_version)}, "
-        f"ResourceVersion:{_go_quote(ref.resource_version)}, "
-        f"FieldPath:{_go_quote(ref.field_path)}}}"
-    )
-    return f"Event({rendered}): type: '{event.type}' reason: '{event.reason}' {event.message}"
-
-
-def _go_quote(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _structured_fields(event: models.Event) -> dict[str, str]:
-    ref = event.involved_object
-    return {
-        "object": f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name,
-        "fieldPath": ref.field_path,
-        "kind": ref.kind,
-        "apiVersion": ref.api_version,
-        "type": event.type,
-        "reason": event.reason,
-        "event_message": event.message,
-    }
-
-
-def _log_structured(target: logging.Logger, level: int, event: models.Event) -> None:
-    _diagnostics.log_safely(target, level, "Event occurred", **_structured_fields(event))
-
-
-def _json_event_logger() -> logging.Logger:
-    # a private logger, outside the logging tree: starting a watcher must not change the
-    # application's logging configuration
-    private = logging.Logger("k8s_logging_events.events", logging.DEBUG)  # noqa: LOG001
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(message)s",
-            rename_fields={"message": "msg", "event_message": "message"},
-        )
-    )
-    private.addHandler(handler)
-    private.propagate = False
-    return private

@@ -13,6 +13,7 @@ Anything else raises :class:`InvalidObjectError`, which names what it got.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -20,7 +21,14 @@ from typing import Any
 
 from k8s_logging_events import _kinds
 
-__all__ = ["InvalidObjectError", "ObjectReference", "object_reference", "type_meta_for_model"]
+__all__ = [
+    "InvalidObjectError",
+    "ObjectReference",
+    "Repair",
+    "object_reference",
+    "repaired",
+    "type_meta_for_model",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +149,46 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
             field_path=field_path,
         )
     return ref
+
+
+Repair = tuple[str, str, tuple[object, ...]]
+"""A change :func:`repaired` made: what kind of change, a message and its arguments."""
+
+
+def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectReference, list[Repair]]:
+    """``ref`` as ``kubectl describe`` finds it, and what was changed to get there.
+
+    Two repairs, each noted: a built-in kind written in another case (``pod``) gets its
+    one spelling (``Pod``), because kubectl selects events by the exact kind; a namespaced
+    built-in kind without a namespace (a Pod manifest without ``metadata.namespace``) is
+    filed in ``default_namespace``, object and event alike, instead of looking like a
+    cluster-scoped object that no ``kubectl describe -n`` shows.
+    """
+    repairs: list[Repair] = []
+    kind = _kinds.built_in_kind(ref.kind, ref.api_version)
+    if kind is not None and kind != ref.kind:
+        repairs.append(
+            (
+                "kind-case",
+                "The involved object's kind %r is recorded as %r: kinds are case-sensitive, "
+                "and kubectl finds events by the exact kind",
+                (ref.kind, kind),
+            )
+        )
+        ref = dataclasses.replace(ref, kind=kind)
+    if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
+        repairs.append(
+            (
+                "namespace",
+                "The involved %s %r has no namespace, though %s objects live in one: the "
+                "event is filed in namespace %r (kubectl describe -n %s shows it there). "
+                "Give the object's namespace (metadata.namespace in a manifest, namespace "
+                "in a flat reference) to file the event with the object",
+                (ref.kind, ref.name, ref.kind, default_namespace, default_namespace),
+            )
+        )
+        ref = dataclasses.replace(ref, namespace=default_namespace)
+    return ref, repairs
 
 
 def _kind_of(obj: object) -> str:

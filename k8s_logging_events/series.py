@@ -15,6 +15,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Callable
+from datetime import datetime
 
 import cachetools
 
@@ -31,6 +33,7 @@ __all__ = [
     "isomorphic_key",
     "prepare_event",
     "qualified_name",
+    "series_key",
     "series_patch",
 ]
 
@@ -55,13 +58,29 @@ MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
     """The fields that make two occurrences one events.k8s.io/v1 Event (the note is not one)."""
+    return _key(event, event.involved_object)
+
+
+def series_key(event: models.Event) -> tuple[object, ...]:
+    """:func:`isomorphic_key` without the involved object's resourceVersion.
+
+    Events about successive versions of one object are one series under it, as they are
+    one event in core/v1; deterministic names follow this key. Not in client-go.
+    """
+    ref = event.involved_object
+    if ref.resource_version:
+        ref = dataclasses.replace(ref, resource_version="")
+    return _key(event, ref)
+
+
+def _key(event: models.Event, ref: models.ObjectReference) -> tuple[object, ...]:
     return (
         event.type,
         event.action,
         event.reason,
         event.reporting_controller,
         event.reporting_instance,
-        event.involved_object,
+        ref,
         event.related,
     )
 
@@ -128,6 +147,8 @@ class SeriesCorrelator:
         cache_size: how many Events are remembered at once (least recently used go first).
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
+        key: what makes occurrences one series: client-go's :func:`isomorphic_key`, or
+            :func:`series_key` (without the involved object's resourceVersion).
     """
 
     def __init__(
@@ -137,9 +158,11 @@ class SeriesCorrelator:
         cache_size: int = DEFAULT_CACHE_SIZE,
         finish_seconds: float = FINISH_SECONDS,
         refresh_seconds: float = REFRESH_SECONDS,
+        key: Callable[[models.Event], tuple[object, ...]] = isomorphic_key,
     ) -> None:
         self._clock = clock or clock_mod.SystemClock()
         self._monotonic = clock_mod.monotonic_source(self._clock)
+        self._key = key
         self._finish = finish_seconds
         self._refresh = refresh_seconds
         self._lock = threading.Lock()
@@ -160,7 +183,7 @@ class SeriesCorrelator:
         sends them on the heartbeat (or at flush). Held occurrences all carry the first
         occurrence's fields, note included, as events.k8s.io/v1 keeps them immutable.
         """
-        key = isomorphic_key(event)
+        key = self._key(event)
         seen = self._monotonic()
         now = self._clock.now()
         with self._lock:
@@ -180,14 +203,14 @@ class SeriesCorrelator:
         """Seconds until the held series of ``event`` is due: finished, or refreshed."""
         seen = self._monotonic()
         with self._lock:
-            entry = self._cache.get(isomorphic_key(event))
+            entry = self._cache.get(self._key(event))
             if entry is None:
                 return 0.0  # evicted or finished already: what is held may go
             return max(0.0, self._due(entry) - seen)
 
     def release(self, event: models.Event) -> bool:
         """True when the held series of ``event`` is due; a finished series is forgotten."""
-        key = isomorphic_key(event)
+        key = self._key(event)
         seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(key)
@@ -204,9 +227,13 @@ class SeriesCorrelator:
         """Remember when ``sent``'s Event was last written (for the refresh heartbeat)."""
         seen = self._monotonic()
         with self._lock:
-            entry = self._cache.get(isomorphic_key(sent))
+            entry = self._cache.get(self._key(sent))
             if entry is not None and entry.event.name == sent.name:
                 entry.last_written = seen
+
+    def now(self) -> datetime:
+        """The time on this correlator's clock."""
+        return self._clock.now()
 
     def __len__(self) -> int:
         with self._lock:
@@ -248,3 +275,19 @@ class SeriesPolicy:
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
         """A series create meeting AlreadyExists met our own first create (client-go retries)."""
         return maybe_landed or event.series is not None
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for: its series count, 1 without a series."""
+        return event.series.count if event.series is not None else 1
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences: a series from 2 on."""
+        if count < 2:
+            return dataclasses.replace(event, series=None)
+        last = event.series.last_observed_time if event.series is not None else None
+        last = last or event.event_time or event.first_timestamp or self._correlator.now()
+        return dataclasses.replace(event, series=models.EventSeries(count, last))
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""
+        return series_key(ours) == series_key(stored)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -26,6 +25,7 @@ from k8s_logging_events import (
     _apis,
     _diagnostics,
     _http,
+    _kubeconfig,
     _official,
     _process,
     _tokenbucket,
@@ -77,7 +77,6 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 """Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
 
-_SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105 - a path
 _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
@@ -111,6 +110,8 @@ class ApiStatusError(Exception):
         retry_after: seconds the server asked the client to wait (``Retry-After`` or
             ``details.retryAfterSeconds``), if it said.
         name: the name of the object the Status is about (``details.name``), if it said.
+        method: the request's HTTP method, when the sink knows it (for reports).
+        path: the request's URL path, when the sink knows it (for reports).
     """
 
     def __init__(
@@ -122,8 +123,12 @@ class ApiStatusError(Exception):
         causes: Sequence[str] = (),
         retry_after: float | None = None,
         name: str = "",
+        method: str = "",
+        path: str = "",
     ) -> None:
         super().__init__(status, reason, message)
+        self.method = method
+        self.path = path
         self.status = status
         self.reason = reason
         self.message = message
@@ -219,9 +224,9 @@ class KubernetesEventSink:
         self._api = api
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
-        self._api_client: Any = (
-            api_client if api_client is not None else _default_api_client(kubeconfig, context)
-        )
+        self._api_client: Any
+        self._api_client, self.credentials = _kubeconfig.client(api_client, kubeconfig, context)
+        """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
         self._clock = clock or clock_mod.SystemClock()
         # the rate limit measures durations: on the monotonic reading, never the wall clock
@@ -262,6 +267,7 @@ class KubernetesEventSink:
         configuration.retries = False
         sink = cls(client.ApiClient(configuration), **options)
         sink._owns_client = True
+        sink.credentials = f"no credentials (the sink option names the URL {url} only)"
         return sink
 
     @property
@@ -324,32 +330,44 @@ class KubernetesEventSink:
     ) -> models.Event:
         """Write ``event``, and make sure the answer is about it.
 
-        An answer about another object (another event's name, an ``AlreadyExists`` to
-        anything but a create) was meant for another request, read off a connection out of
-        step with its requests (bytes a proxy sent that the channel's check before reuse
-        came too early to see). It is not taken: the idle connections are closed and the
-        write fails as in transport (:class:`~k8s_logging_events._http.ProtocolError`;
-        it may have been carried out), for the writer to try again.
+        An answer about another object (another event's name), one the request cannot
+        have had (see :func:`_could_answer`), or a write's answer with another count than
+        the one written (an earlier answer about the same event) was meant for another
+        request, read off a connection out of step with its requests (bytes a proxy sent
+        that the channel's check before reuse came too early to see). It is not taken: the
+        idle connections are closed and the write fails as in transport
+        (:class:`~k8s_logging_events._http.ProtocolError`; it may have been carried out),
+        for the writer to try again.
         """
         try:
             stored = self._write(method, path, body, content_type)
         except ApiStatusError as error:
-            if error.name in ("", event.name, event.namespace) and (
-                method == "POST" or not error.is_already_exists
-            ):
+            if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
                 raise
             raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
+        written = _count_written(self.api, method, event, body)
+        if written is not None and _count_of(self.api, stored) != written:
+            counted = _count_of(self.api, stored)
+            raise self._out_of_step(event, f"count {counted}, not {written}")
         return stored
 
     def _out_of_step(self, event: models.Event, answer: str) -> _http.ProtocolError:
         if self._channel is not None:
+            self._channel.out_of_step += 1
             self._channel.close_idle()
         return _http.ProtocolError(
             f"the answer to a write of event {event.namespace}/{event.name} was meant for "
             f"another request: {answer}"
         )
+
+    def read(self, event: models.Event) -> models.Event:
+        """GET the stored event of ``event``'s namespace and name (to continue its count).
+
+        Needs the verb ``get`` on ``events``; a 403 or 404 is raised as :class:`ApiStatusError`.
+        """
+        return self._answered(event, "GET", self._path(event.namespace, event.name), None, _JSON)
 
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
         """The sink's own channel, or the official client where the channel cannot mirror it."""
@@ -359,7 +377,7 @@ class KubernetesEventSink:
             return self._call(method, path, data, content_type)
         self._wait_for_rate_limit()
         try:
-            encoded = body if isinstance(body, bytes) else _encode(body)
+            encoded = b"" if body is None else body if isinstance(body, bytes) else _encode(body)
         except (TypeError, ValueError) as error:
             raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
         credentials = self._credentials()
@@ -371,14 +389,17 @@ class KubernetesEventSink:
             raise
         status = answer.status
         if not 200 <= status <= 299:
-            if answer.resent and method == "POST" and status == 409:
+            if answer.resent and method != "GET" and status == 409:
                 # the first send may have been stored before its connection broke: say what
                 # the writer would have seen without the resend, a transport error, so that
-                # it takes AlreadyExists for its own create (see _writer)
+                # it takes AlreadyExists for its own create, and a Conflict for its own
+                # guarded patch (see _writer and _continuation)
                 raise _http.ProtocolError(
-                    f"the connection broke during POST {path}; sent again, it met 409"
+                    f"the connection broke during {method} {path}; sent again, it met 409"
                 )
-            raise _status_error(status, answer.reason, _text(answer.body), answer.headers)
+            raise _status_error(
+                status, answer.reason, _text(answer.body), answer.headers, (method, path)
+            )
         try:
             return _apis.BY_NAME[self.api].read(json.loads(answer.body or b""))
         except (ValueError, TypeError, AttributeError) as error:
@@ -455,11 +476,15 @@ class KubernetesEventSink:
             response.read()
         except ApiException as error:
             raise _status_error(
-                error.status or 0, error.reason, error.body, error.headers
+                error.status or 0, error.reason, error.body, error.headers, (method, path)
             ) from None
         if not 200 <= response.status <= 299:
             raise _status_error(
-                response.status, response.reason, _text(response.data), response.headers
+                response.status,
+                response.reason,
+                _text(response.data),
+                response.headers,
+                (method, path),
             )
         try:
             return json.loads(response.data or b"")
@@ -524,53 +549,18 @@ class KubernetesEventSink:
         _official.forget_pool_after_fork(self._api_client)
 
 
-def _default_api_client(kubeconfig: str | None = None, context: str | None = None) -> Any:
-    from kubernetes import client, config
-
-    configuration = client.Configuration()
-    loader: Any = config
-    if kubeconfig is None and context is None and _in_cluster():
-        loader.load_incluster_config(client_configuration=configuration)
-    else:
-        # the client reads KUBECONFIG once, at import; read it now so a later change counts
-        loader.load_kube_config(
-            config_file=kubeconfig or os.environ.get("KUBECONFIG") or None,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-    configuration.retries = False
-    return client.ApiClient(configuration)
-
-
-def _in_cluster() -> bool:
-    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(
-        _SERVICE_ACCOUNT_TOKEN
-    )
-
-
-def kubeconfig_paths(kubeconfig: str | None = None) -> list[str]:
-    """The kubeconfig files the client would read: the given one, ``KUBECONFIG``, the default."""
-    if kubeconfig:
-        return [kubeconfig]
-    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
-    return paths or [os.path.join("~", ".kube", "config")]
-
-
-def find_configuration(kubeconfig: str | None = None) -> str | None:
-    """Say where a client configuration would come from, without loading it (None: nowhere)."""
-    if kubeconfig is None and _in_cluster():
-        return "the in-cluster service account"
-    for path in kubeconfig_paths(kubeconfig):
-        if os.path.isfile(os.path.expanduser(path)):
-            return f"the kubeconfig {path}"
-    return None
+find_configuration = _kubeconfig.find_configuration
+kubeconfig_paths = _kubeconfig.kubeconfig_paths
 
 
 def _status_error(
-    status: int, http_reason: object, body: object, headers: object
+    status: int,
+    http_reason: object,
+    body: object,
+    headers: object,
+    request: tuple[str, str] = ("", ""),
 ) -> ApiStatusError:
-    """Read a Kubernetes Status out of an error answer."""
+    """Read a Kubernetes Status out of an error answer to ``request`` (method, path)."""
     data: Mapping[str, Any] = {}
     if isinstance(body, str | bytes) and body:
         try:
@@ -593,7 +583,42 @@ def _status_error(
         causes=[cause for cause in causes if cause],
         retry_after=_retry_after(headers, details),
         name=str(details.get("name") or ""),
+        method=request[0],
+        path=request[1],
     )
+
+
+def _count_of(api: str, event: models.Event) -> int:
+    """The occurrences an event stands for: its count (core/v1), or its series' (1 without
+    a series: events.k8s.io/v1)."""
+    if api == EVENTS_V1:
+        return event.series.count if event.series is not None else 1
+    return event.count
+
+
+def _count_written(api: str, method: str, event: models.Event, body: object) -> int | None:
+    """The count a write sets (a server stores it as sent); None: not known (a read, or a
+    patch that sets none)."""
+    if method == "GET":
+        return None
+    if not isinstance(body, bytes):  # a create or a replace: the event itself
+        return _count_of(api, event)
+    try:
+        patch = json.loads(body)
+    except ValueError:
+        return None
+    if api == EVENTS_V1:
+        patch = patch.get("series") if isinstance(patch, dict) else None
+    count = patch.get("count") if isinstance(patch, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _could_answer(method: str, error: ApiStatusError) -> bool:
+    """False for a Status no request of ``method`` gets from an API server: ``AlreadyExists``
+    to anything but a create; a 409 or a 422 to a read (which no admission webhook sees)."""
+    if error.is_already_exists:
+        return method == "POST"
+    return not (method == "GET" and error.status in (409, 422))
 
 
 def _retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
@@ -674,6 +699,14 @@ class LazySink:
         """Patch ``event`` through the real sink."""
         return self._resolve().patch(event, data)
 
+    def read(self, event: models.Event) -> models.Event:
+        """Read the stored ``event`` through the real sink."""
+        reader = getattr(self._resolve(), "read", None)
+        if not callable(reader):
+            raise TypeError(f"{self._what}: this sink cannot read events")
+        stored: models.Event = reader(event)
+        return stored
+
     @property
     def api(self) -> str:
         """The configured API; with ``"auto"``, the real sink's (built on the dispatcher)."""
@@ -698,6 +731,16 @@ class LazySink:
         if not callable(reader):
             raise TypeError(f"{self._what}: this sink cannot read pods")
         return str(reader(namespace, name))
+
+    @property
+    def credentials(self) -> str:
+        """The real sink's credentials, described (never their value)."""
+        return str(getattr(self._real, "credentials", "") or f"those of {self._what}")
+
+    @property
+    def host(self) -> str:
+        """The real sink's API server URL (what the configuration names, until it is built)."""
+        return str(getattr(self._real, "host", "") or self._what)
 
     @property
     def waiting_for_rate_limit(self) -> int:

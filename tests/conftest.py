@@ -6,9 +6,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
+
+from k8s_logging_events import KubernetesEventHandler
+from k8s_logging_events.testing import LocalApiServer
 
 # Threads that belong to the test machinery or to a LocalApiServer fixture scoped wider than
 # one test are not leaks of the code under test.
@@ -74,3 +78,21 @@ def _restore_logging() -> Iterator[None]:
         lg.disabled = disabled
     root.handlers[:] = root_saved[0]
     root.setLevel(root_saved[1])
+
+
+@pytest.fixture
+def make_handler(k8s_apiserver: LocalApiServer) -> Iterator[Callable[..., KubernetesEventHandler]]:
+    """Build handlers that write to the local server without sleeping between tries (the
+    options given replace those); each is closed after the test."""
+    made: list[KubernetesEventHandler] = []
+
+    def make(**options: Any) -> KubernetesEventHandler:
+        built = KubernetesEventHandler(
+            **{"sink": k8s_apiserver.url, "sleep_duration": 0, **options}
+        )
+        made.append(built)
+        return built
+
+    yield make
+    for built in made:
+        built.close()

@@ -470,7 +470,7 @@ def run_outage(
             durations.append(time.perf_counter() - before)
             logged[names[number]] += 1
             if len(durations) % 100 == 0:
-                pending_max = max(pending_max, handler.stats()["pending"])
+                pending_max = max(pending_max, handler.stats()["pending_events"])
                 time.sleep(0.001)  # a steady stream, not one burst
         calls[label] = durations
 

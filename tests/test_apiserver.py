@@ -26,12 +26,12 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import LocalApiServer
+from tests._api import T0, core_event, failure, status
 
 REAL_CLUSTER = os.environ.get("K8S_LOGGING_EVENTS_REAL_CLUSTER") == "1" and bool(
     os.environ.get("KUBECONFIG")
 )
 
-T0 = datetime(2024, 1, 1, 0, 0, 5, tzinfo=UTC)
 MICRO = datetime(2024, 1, 1, 0, 0, 5, 123456, tzinfo=UTC)
 CONFLICT_TAIL = (
     "the object has been modified; please apply your changes to the latest version and try again"
@@ -81,26 +81,15 @@ def cluster() -> Iterator[Cluster]:
             server.stop()
 
 
-def core_event(name: str, namespace: str, **fields: Any) -> dict[str, Any]:
-    """A core/v1 event body in the classic (no eventTime) style of client-go's recorder."""
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": {
-            "kind": "Pod",
-            "name": "web",
-            "namespace": namespace,
-            "apiVersion": "v1",
-        },
-        "reason": "Started",
-        "message": "Started container web",
-        "source": {"component": "kubelet", "host": "node-1"},
-        "firstTimestamp": T0,
-        "lastTimestamp": T0,
-        "count": 1,
-        "type": "Normal",
+def reported_event(name: str, namespace: str, **fields: Any) -> Any:
+    """A core/v1 event body with an eventTime and the reporting fields that come with it."""
+    reporting = {
+        "eventTime": MICRO,
+        "action": "Started",
+        "reportingComponent": "kubelet",
+        "reportingInstance": "node-1",
     }
-    body.update(fields)
-    return body
+    return core_event(name, namespace, **{**reporting, **fields})
 
 
 def new_event(name: str, namespace: str, **fields: Any) -> client.EventsV1Event:
@@ -120,12 +109,6 @@ def new_event(name: str, namespace: str, **fields: Any) -> client.EventsV1Event:
     }
     values.update(fields)
     return client.EventsV1Event(**values)
-
-
-def status(error: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
-    """The Status body of an API error."""
-    body: dict[str, Any] = json.loads(error.value.body or "{}")
-    return body
 
 
 def raw(
@@ -193,26 +176,17 @@ def test_create_without_name_or_generate_name_is_invalid(cluster):
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(cluster.namespace, body)
     assert error.value.status == 422
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'Event "" is invalid: metadata.name: Required value: '
-        "name or generateName is required",
-        "reason": "Invalid",
-        "details": {
-            "kind": "Event",
-            "causes": [
-                {
-                    "reason": "FieldValueRequired",
-                    "message": "Required value: name or generateName is required",
-                    "field": "metadata.name",
-                }
-            ],
-        },
-        "code": 422,
+    cause = {
+        "reason": "FieldValueRequired",
+        "message": "Required value: name or generateName is required",
+        "field": "metadata.name",
     }
+    assert status(error) == failure(
+        422,
+        "Invalid",
+        'Event "" is invalid: metadata.name: Required value: name or generateName is required',
+        {"kind": "Event", "causes": [cause]},
+    )
 
 
 def test_create_of_an_existing_name_is_already_exists(cluster):
@@ -221,16 +195,9 @@ def test_create_of_an_existing_name_is_already_exists(cluster):
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
     assert error.value.status == 409
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'events "e1" already exists',
-        "reason": "AlreadyExists",
-        "details": {"name": "e1", "kind": "events"},
-        "code": 409,
-    }
+    assert status(error) == failure(
+        409, "AlreadyExists", 'events "e1" already exists', {"name": "e1", "kind": "events"}
+    )
 
 
 def test_create_in_a_missing_namespace_is_namespace_not_found(cluster):
@@ -250,16 +217,11 @@ def test_create_with_another_namespace_in_the_body_is_bad_request(cluster):
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", "default"))
     assert error.value.status == 400
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "the namespace of the provided object does not match the namespace sent "
-        "on the request",
-        "reason": "BadRequest",
-        "code": 400,
-    }
+    assert status(error) == failure(
+        400,
+        "BadRequest",
+        "the namespace of the provided object does not match the namespace sent on the request",
+    )
 
 
 def test_create_with_a_resource_version_is_an_unclassified_500(cluster):
@@ -326,15 +288,7 @@ def test_message_over_1024_bytes_is_accepted_without_event_time(cluster):
 
 def test_message_over_1024_bytes_is_invalid_once_event_time_is_set(cluster):
     """With eventTime set the message may have 1024 bytes (UTF-8), not characters: 422."""
-    body = core_event(
-        "e1",
-        cluster.namespace,
-        message="é" * 600,
-        eventTime=MICRO,
-        action="Started",
-        reportingComponent="kubelet",
-        reportingInstance="node-1",
-    )
+    body = reported_event("e1", cluster.namespace, message="é" * 600)
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(cluster.namespace, body)
     assert error.value.status == 422
@@ -372,14 +326,7 @@ def test_event_time_on_core_v1_requires_the_reporting_fields(cluster):
 
 def test_event_time_without_microseconds_is_bad_request(cluster):
     """MicroTime needs exactly six fraction digits; the client drops them when they are 0."""
-    body = core_event(
-        "e1",
-        cluster.namespace,
-        eventTime=T0,
-        action="Started",
-        reportingComponent="kubelet",
-        reportingInstance="node-1",
-    )
+    body = reported_event("e1", cluster.namespace, eventTime=T0)
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(cluster.namespace, body)
     assert error.value.status == 400
@@ -433,16 +380,9 @@ def test_read_of_a_missing_event_is_not_found(cluster):
     with pytest.raises(ApiException) as error:
         cluster.core.read_namespaced_event("nope", cluster.namespace)
     assert error.value.status == 404
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": 'events "nope" not found',
-        "reason": "NotFound",
-        "details": {"name": "nope", "kind": "events"},
-        "code": 404,
-    }
+    assert status(error) == failure(
+        404, "NotFound", 'events "nope" not found', {"name": "nope", "kind": "events"}
+    )
 
 
 def test_list_reports_a_numeric_resource_version(cluster):
@@ -679,16 +619,12 @@ def test_patch_with_a_stale_resource_version_is_conflict(cluster):
             "e1", cluster.namespace, {"metadata": {"resourceVersion": "1"}, "count": 3}
         )
     assert error.value.status == 409
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f'Operation cannot be fulfilled on events "e1": {CONFLICT_TAIL}',
-        "reason": "Conflict",
-        "details": {"name": "e1", "kind": "events"},
-        "code": 409,
-    }
+    assert status(error) == failure(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on events "e1": {CONFLICT_TAIL}',
+        {"name": "e1", "kind": "events"},
+    )
 
 
 def test_patch_with_the_current_resource_version_succeeds(cluster):
@@ -867,15 +803,7 @@ def test_events_v1_event_is_visible_through_core_v1_with_the_field_mapping(clust
 
 def test_core_v1_event_is_visible_through_events_v1_with_the_field_mapping(cluster):
     """A core/v1 event (with eventTime) reads back through events.k8s.io/v1 with new names."""
-    body = core_event(
-        "e1",
-        cluster.namespace,
-        eventTime=MICRO,
-        action="Started",
-        reportingComponent="kubelet",
-        reportingInstance="node-1",
-        count=3,
-    )
+    body = reported_event("e1", cluster.namespace, count=3)
     cluster.core.create_namespaced_event(cluster.namespace, body)
     event = cluster.events.read_namespaced_event("e1", cluster.namespace)
     assert event.note == "Started container web"
@@ -1017,27 +945,18 @@ def test_create_in_a_terminating_namespace_is_forbidden_with_its_cause(cluster, 
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(terminating, core_event("e1", terminating))
     assert error.value.status == 403
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": f'events "e1" is forbidden: unable to create new content in namespace '
-        f"{terminating} because it is being terminated",
-        "reason": "Forbidden",
-        "details": {
-            "name": "e1",
-            "kind": "events",
-            "causes": [
-                {
-                    "reason": "NamespaceTerminating",
-                    "message": f"namespace {terminating} is being terminated",
-                    "field": "metadata.namespace",
-                }
-            ],
-        },
-        "code": 403,
+    cause = {
+        "reason": "NamespaceTerminating",
+        "message": f"namespace {terminating} is being terminated",
+        "field": "metadata.namespace",
     }
+    assert status(error) == failure(
+        403,
+        "Forbidden",
+        f'events "e1" is forbidden: unable to create new content in namespace {terminating} '
+        "because it is being terminated",
+        {"name": "e1", "kind": "events", "causes": [cause]},
+    )
 
 
 @local_only

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -22,16 +20,9 @@ from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import LocalApiServer
+from tests._api import apiserver_command, failure
 
-UNAUTHORIZED = {
-    "kind": "Status",
-    "apiVersion": "v1",
-    "metadata": {},
-    "status": "Failure",
-    "message": "Unauthorized",
-    "reason": "Unauthorized",
-    "code": 401,
-}
+UNAUTHORIZED = failure(401, "Unauthorized", "Unauthorized")
 
 
 def event(name: str) -> Any:
@@ -200,27 +191,12 @@ def test_kubectl_with_a_wrong_token_is_unauthorized(secured, tmp_path):
 def test_cli_serves_https_with_a_token_and_writes_a_kubeconfig(tmp_path):
     """``apiserver --tls --token T --kubeconfig F``: F reaches the server with the CA and token."""
     kubeconfig = tmp_path / "config"
-    command = [sys.executable, "-m", "k8s_logging_events", "apiserver", "--tls"]
-    process = subprocess.Popen(
-        [*command, "--token", "t0k", "--kubeconfig", str(kubeconfig)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert process.stdout.readline().startswith("Kubernetes Events API on https://127.0.0.1:")
-        assert "--kubeconfig" in process.stdout.readline()
+    with apiserver_command("--tls", "--token", "t0k", "--kubeconfig", str(kubeconfig)) as command:
+        assert command.first_line.startswith("Kubernetes Events API on https://127.0.0.1:")
+        assert "--kubeconfig" in command.readline()
         api_client = config.new_client_from_config(str(kubeconfig), persist_config=False)
         try:
             assert client.CoreV1Api(api_client).list_namespaced_event("default").items == []
         finally:
             api_client.close()
         assert json.loads(kubeconfig.read_text())["users"][0]["user"] == {"token": "t0k"}
-        process.send_signal(signal.SIGINT)
-        _, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err

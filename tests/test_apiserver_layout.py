@@ -1,7 +1,7 @@
 """The layout of the local API server (``k8s_logging_events/testing/apiserver/``).
 
-ARCHITECTURE.md: the server stays independent of the library's own rules, so that a bug
-shared by both cannot pass unnoticed; that is an import contract in pyproject.toml, checked
+The server stays independent of the library's own rules, so that a bug shared by both cannot
+pass unnoticed; that, and the server's tiers, are import contracts in pyproject.toml, checked
 by import-linter in ``./dev test``. Here: each module says what it is, and the exports.
 """
 

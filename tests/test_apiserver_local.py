@@ -11,9 +11,7 @@ import contextlib
 import http.client
 import json
 import shutil
-import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -25,31 +23,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import FakeClock, LocalApiServer
-
-T0 = datetime(2024, 1, 1, 0, 0, 5, tzinfo=UTC)
-
-
-def event(name: str, namespace: str = "default", **fields: Any) -> Any:
-    """A core/v1 event body as client-go's recorder writes it (a dict the client converts)."""
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": {"kind": "Pod", "name": "web", "namespace": namespace},
-        "reason": "Started",
-        "message": "Started container web",
-        "source": {"component": "kubelet"},
-        "firstTimestamp": T0,
-        "lastTimestamp": T0,
-        "count": 1,
-        "type": "Normal",
-    }
-    body.update(fields)
-    return body
-
-
-def status(error: pytest.ExceptionInfo[ApiException]) -> dict[str, Any]:
-    """The Status body of an API error."""
-    body: dict[str, Any] = json.loads(error.value.body or "{}")
-    return body
+from tests._api import T0, apiserver_command, core_event, failure, status
 
 
 def names(server: LocalApiServer, namespace: str | None = "default") -> list[str]:
@@ -64,7 +38,7 @@ def test_fixtures_give_a_running_server_and_clients(k8s_apiserver, k8s_api_clien
     """k8s_apiserver runs; k8s_api_client and k8s_core_v1 talk to it."""
     assert k8s_apiserver.running
     assert k8s_api_client.configuration.host == k8s_apiserver.url
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert names(k8s_apiserver) == ["e1"]
 
 
@@ -93,20 +67,16 @@ def test_injected_429_has_retry_after_header_and_details(k8s_apiserver, k8s_core
     """429: reason TooManyRequests, details.retryAfterSeconds and a Retry-After header."""
     k8s_apiserver.inject("POST", r"/events$", status=429, retry_after=3)
     with pytest.raises(ApiException) as error:
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert error.value.status == 429
     assert error.value.headers is not None
     assert error.value.headers["Retry-After"] == "3"
-    assert status(error) == {
-        "kind": "Status",
-        "apiVersion": "v1",
-        "metadata": {},
-        "status": "Failure",
-        "message": "Too many requests, please try again later.",
-        "reason": "TooManyRequests",
-        "details": {"retryAfterSeconds": 3},
-        "code": 429,
-    }
+    assert status(error) == failure(
+        429,
+        "TooManyRequests",
+        "Too many requests, please try again later.",
+        {"retryAfterSeconds": 3},
+    )
 
 
 @pytest.mark.parametrize(
@@ -123,7 +93,7 @@ def test_injected_server_errors_have_their_reasons(
     """500/503/504 come with the reason and message shape the real server uses."""
     k8s_apiserver.inject("POST", status=code, message="boom")
     with pytest.raises(ApiException) as error:
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert error.value.status == code
     assert (status(error)["reason"], status(error)["message"]) == (reason, message)
 
@@ -131,18 +101,18 @@ def test_injected_server_errors_have_their_reasons(
 def test_fault_counts_only_requests_made_after_it_is_armed(k8s_apiserver, k8s_core_v1):
     """times=1 fails the next matching request, however many came before."""
     for index in range(3):
-        k8s_core_v1.create_namespaced_event("default", event(f"before{index}"))
+        k8s_core_v1.create_namespaced_event("default", core_event(f"before{index}"))
     fault = k8s_apiserver.inject("POST", status=503)
     with pytest.raises(ApiException):
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert (fault.fired, fault.active, fault.remaining) == (1, False, 0)
 
 
 def test_fault_matches_only_its_method_and_path(k8s_apiserver, k8s_core_v1):
     """A PATCH fault on one event leaves GETs, POSTs and other events alone."""
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
-    k8s_core_v1.create_namespaced_event("default", event("e2"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e2"))
     fault = k8s_apiserver.inject("PATCH", r"/events/e1$", status=500, times=None)
     k8s_core_v1.read_namespaced_event("e1", "default")
     k8s_core_v1.patch_namespaced_event("e2", "default", {"count": 2})
@@ -157,8 +127,8 @@ def test_fault_fires_times_times_then_disarms(k8s_apiserver, k8s_core_v1):
     k8s_apiserver.inject("POST", status=500, times=2)
     for _ in range(2):
         with pytest.raises(ApiException):
-            k8s_core_v1.create_namespaced_event("default", event("e1"))
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+            k8s_core_v1.create_namespaced_event("default", core_event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert k8s_apiserver.faults == []
 
 
@@ -166,7 +136,7 @@ def test_rejected_write_is_not_stored(k8s_apiserver, k8s_core_v1):
     """By default a fault answers before processing: the event is not created."""
     k8s_apiserver.inject("POST", status=503)
     with pytest.raises(ApiException):
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert names(k8s_apiserver) == []
 
 
@@ -174,10 +144,10 @@ def test_committed_write_is_stored_before_the_fault_answers(k8s_apiserver, k8s_c
     """commit=True: the write happens, the answer is lost; a retry then meets AlreadyExists."""
     k8s_apiserver.inject("POST", status=503, commit=True)
     with pytest.raises(ApiException):
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert names(k8s_apiserver) == ["e1"]
     with pytest.raises(ApiException) as error:
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert status(error)["reason"] == "AlreadyExists"
 
 
@@ -185,17 +155,17 @@ def test_dropped_connection_is_a_protocol_error_without_answer(k8s_apiserver, k8
     """drop: the connection closes with no response; the client sees RemoteDisconnected."""
     k8s_apiserver.inject("POST", action="drop")
     with pytest.raises(urllib3.exceptions.ProtocolError):
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     record = k8s_apiserver.requests[-1]
     assert (record.method, record.status, record.fault) == ("POST", None, "drop")
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
 
 
 def test_hang_stalls_until_the_client_times_out(k8s_apiserver, k8s_core_v1):
     """hang: no answer at all; a client timeout ends it, and nothing is stored."""
     k8s_apiserver.inject("POST", action="hang")
     with pytest.raises(urllib3.exceptions.ReadTimeoutError):
-        k8s_core_v1.create_namespaced_event("default", event("e1"), _request_timeout=0.2)
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"), _request_timeout=0.2)
     assert names(k8s_apiserver) == []
 
 
@@ -212,10 +182,10 @@ def test_refused_connections_fail_to_connect_until_accepted_again(k8s_apiserver,
     k8s_core_v1.list_namespaced_event("default")
     k8s_apiserver.refuse_connections()
     with pytest.raises(urllib3.exceptions.NewConnectionError) as error:
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert "Connection refused" in str(error.value)
     k8s_apiserver.accept_connections()
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert names(k8s_apiserver) == ["e1"]
 
 
@@ -223,12 +193,12 @@ def test_refuse_fault_drops_the_request_and_refuses_the_retries(k8s_apiserver, k
     """action="refuse": this request is dropped and new connections are refused."""
     k8s_apiserver.inject("POST", action="refuse")
     with pytest.raises(urllib3.exceptions.ProtocolError):
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     with pytest.raises(urllib3.exceptions.NewConnectionError):
-        k8s_core_v1.create_namespaced_event("default", event("e1"))
+        k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     with k8s_apiserver.refusing(), pytest.raises(urllib3.exceptions.NewConnectionError):
         k8s_core_v1.list_namespaced_event("default")
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
 
 
 def test_refusal_for_a_duration_reopens_by_itself(k8s_apiserver, k8s_core_v1):
@@ -262,7 +232,7 @@ def test_cancel_and_clear_faults_disarm_them(k8s_apiserver, k8s_core_v1):
     k8s_apiserver.inject("POST", status=500)
     k8s_apiserver.clear_faults()
     k8s_core_v1.list_namespaced_event("default")
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     assert (fault.active, k8s_apiserver.faults) == (False, [])
 
 
@@ -282,7 +252,7 @@ def test_inject_rejects_nonsense():
 
 def test_request_log_records_what_was_asked_and_answered(k8s_apiserver, k8s_core_v1):
     """Each request: method, path, query, content type, parsed body, status and reason."""
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     k8s_core_v1.patch_namespaced_event("e1", "default", {"count": 2})
     with pytest.raises(ApiException):
         k8s_core_v1.read_namespaced_event("nope", "default")
@@ -309,7 +279,7 @@ def test_request_log_is_bounded_and_clearable():
     with LocalApiServer(max_requests=2) as server, server.api_client() as api_client:
         core = client.CoreV1Api(api_client)
         for name in ("e1", "e2", "e3"):
-            core.create_namespaced_event("default", event(name))
+            core.create_namespaced_event("default", core_event(name))
         assert [record.body["metadata"]["name"] for record in server.requests] == ["e2", "e3"]
         server.clear_requests()
         assert server.requests == []
@@ -320,7 +290,7 @@ def test_request_log_is_bounded_and_clearable():
 
 def test_events_returns_core_v1_dicts_and_events_v1_views(k8s_apiserver, k8s_core_v1):
     """events() gives the objects as GET would; events_v1() the events.k8s.io/v1 form."""
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
     (stored,) = k8s_apiserver.events("default")
     assert (stored["kind"], stored["apiVersion"], stored["message"]) == (
         "Event",
@@ -341,7 +311,7 @@ def test_reset_forgets_events_and_namespaces_but_not_the_resource_version(
 ):
     """reset(): back to the initial namespaces, no events; resourceVersions keep growing."""
     k8s_apiserver.create_namespace("shop")
-    k8s_core_v1.create_namespaced_event("shop", event("e1", "shop"))
+    k8s_core_v1.create_namespaced_event("shop", core_event("e1", "shop"))
     before = int(k8s_apiserver.resource_version)
     k8s_apiserver.reset()
     assert k8s_apiserver.events() == []
@@ -373,7 +343,7 @@ def test_built_in_namespaces_cannot_be_deleted(k8s_apiserver, k8s_core_v1):
 def test_finalize_namespace_removes_it_and_its_events(k8s_apiserver, k8s_core_v1):
     """finalize_namespace() does the namespace controller's job: the namespace and events go."""
     k8s_apiserver.create_namespace("ns1")
-    k8s_core_v1.create_namespaced_event("ns1", event("e1", "ns1"))
+    k8s_core_v1.create_namespaced_event("ns1", core_event("e1", "ns1"))
     k8s_core_v1.delete_namespace("ns1")
     k8s_apiserver.finalize_namespace("ns1")
     assert k8s_apiserver.events() == []
@@ -386,7 +356,7 @@ def test_auto_create_namespaces_creates_a_namespace_on_first_write():
     """auto_create_namespaces=True: a write into an unknown namespace creates it."""
     with LocalApiServer(auto_create_namespaces=True) as server, server.api_client() as api_client:
         core = client.CoreV1Api(api_client)
-        core.create_namespaced_event("shop", event("e1", "shop"))
+        core.create_namespaced_event("shop", core_event("e1", "shop"))
         namespace = core.read_namespace("shop")
         assert namespace.status is not None
         assert namespace.status.phase == "Active"
@@ -402,7 +372,7 @@ def test_constructor_rejects_invalid_namespace_names():
 def test_dry_run_validates_without_storing(k8s_apiserver, k8s_core_v1):
     """dryRun=All answers as a create would, but nothing is stored and no version is used."""
     before = k8s_apiserver.resource_version
-    created = k8s_core_v1.create_namespaced_event("default", event("e1"), dry_run="All")
+    created = k8s_core_v1.create_namespaced_event("default", core_event("e1"), dry_run="All")
     assert created.metadata.uid
     assert created.metadata.resource_version is None
     assert (k8s_apiserver.events(), k8s_apiserver.resource_version) == ([], before)
@@ -416,8 +386,8 @@ def test_event_ttl_expires_events_after_their_last_write():
     clock = FakeClock(T0)
     with LocalApiServer(clock=clock, event_ttl=3600) as server, server.api_client() as api_client:
         core = client.CoreV1Api(api_client)
-        core.create_namespaced_event("default", event("e1"))
-        core.create_namespaced_event("default", event("e2"))
+        core.create_namespaced_event("default", core_event("e1"))
+        core.create_namespaced_event("default", core_event("e2"))
         clock.step(1800)
         core.patch_namespaced_event("e2", "default", {"count": 2})
         clock.step(1800)
@@ -431,7 +401,7 @@ def test_creation_timestamp_comes_from_the_clock():
     """creationTimestamp is the injected clock's time, in whole seconds."""
     clock = FakeClock(datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=UTC))
     with LocalApiServer(clock=clock) as server, server.api_client() as api_client:
-        created = client.CoreV1Api(api_client).create_namespaced_event("default", event("e1"))
+        created = client.CoreV1Api(api_client).create_namespaced_event("default", core_event("e1"))
     assert created.metadata.creation_timestamp == datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
 
 
@@ -439,10 +409,10 @@ def test_max_events_forgets_the_least_recently_written():
     """max_events bounds memory: the event written longest ago goes first."""
     with LocalApiServer(max_events=2) as server, server.api_client() as api_client:
         core = client.CoreV1Api(api_client)
-        core.create_namespaced_event("default", event("e1"))
-        core.create_namespaced_event("default", event("e2"))
+        core.create_namespaced_event("default", core_event("e1"))
+        core.create_namespaced_event("default", core_event("e2"))
         core.patch_namespaced_event("e1", "default", {"count": 2})
-        core.create_namespaced_event("default", event("e3"))
+        core.create_namespaced_event("default", core_event("e3"))
         assert names(server) == ["e1", "e3"]
 
 
@@ -451,7 +421,7 @@ def test_generate_name_collisions_end_in_a_conflict_with_retry_after():
     server = LocalApiServer(name_generator=lambda prefix: prefix + "aaaaa")
     with server, server.api_client() as api_client:
         core = client.CoreV1Api(api_client)
-        body = event("")
+        body = core_event("")
         body["metadata"] = {"generateName": "web."}
         assert core.create_namespaced_event("default", body).metadata.name == "web.aaaaa"
         with pytest.raises(ApiException) as error:
@@ -493,7 +463,7 @@ def test_watch_of_a_single_named_get_is_a_plain_get(k8s_apiserver):
 
 def test_table_output_matches_kubectls_columns(k8s_apiserver, k8s_core_v1):
     """Accept as=Table gives meta.k8s.io Table rows: LAST SEEN, TYPE, REASON, OBJECT, MESSAGE."""
-    k8s_core_v1.create_namespaced_event("default", event("e1", count=4))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1", count=4))
     code, table = _get(
         k8s_apiserver, "/api/v1/events", "application/json;as=Table;v=v1;g=meta.k8s.io"
     )
@@ -558,8 +528,8 @@ def _kubectl(server: LocalApiServer, tmp_path: Any, *args: str) -> str:
 def test_kubectl_get_events_json_lists_what_was_written(k8s_apiserver, k8s_core_v1, tmp_path):
     """``kubectl get events -A -o json`` lists the events of every namespace."""
     k8s_apiserver.create_namespace("shop")
-    k8s_core_v1.create_namespaced_event("default", event("e1"))
-    k8s_core_v1.create_namespaced_event("shop", event("e2", "shop", reason="BackOff"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1"))
+    k8s_core_v1.create_namespaced_event("shop", core_event("e2", "shop", reason="BackOff"))
     listed = json.loads(_kubectl(k8s_apiserver, tmp_path, "get", "events", "-A", "-o", "json"))
     assert [(item["metadata"]["namespace"], item["reason"]) for item in listed["items"]] == [
         ("default", "Started"),
@@ -570,7 +540,7 @@ def test_kubectl_get_events_json_lists_what_was_written(k8s_apiserver, k8s_core_
 @needs_kubectl
 def test_kubectl_get_events_prints_its_table(k8s_apiserver, k8s_core_v1, tmp_path):
     """The default ``kubectl get events -A`` output has its usual columns and rows."""
-    k8s_core_v1.create_namespaced_event("default", event("e1", message="pulled image"))
+    k8s_core_v1.create_namespaced_event("default", core_event("e1", message="pulled image"))
     lines = _kubectl(k8s_apiserver, tmp_path, "get", "events", "-A").splitlines()
     assert lines[0].split() == ["NAMESPACE", "LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert lines[1].split()[0] == "default"
@@ -579,37 +549,12 @@ def test_kubectl_get_events_prints_its_table(k8s_apiserver, k8s_core_v1, tmp_pat
 
 def test_cli_apiserver_serves_until_interrupted():
     """``python -m k8s_logging_events apiserver`` prints its URL, serves, and stops on Ctrl-C."""
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "k8s_logging_events",
-            "apiserver",
-            "--port",
-            "0",
-            "--namespace",
-            "shop",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        first = process.stdout.readline()
-        url = first.split()[-1]
-        assert first.startswith("Kubernetes Events API on http://127.0.0.1:")
-        host, port = url.removeprefix("http://").split(":")
+    with apiserver_command("--port", "0", "--namespace", "shop") as command:
+        assert command.first_line.startswith("Kubernetes Events API on http://127.0.0.1:")
+        host, port = command.url.removeprefix("http://").split(":")
         connection = http.client.HTTPConnection(host, int(port), timeout=5)
         connection.request("GET", "/api/v1/namespaces/shop")
         response = connection.getresponse()
         assert (response.status, json.loads(response.read())["status"]["phase"]) == (200, "Active")
         connection.close()
-        process.send_signal(signal.SIGINT)
-        out, err = process.communicate(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 0, err
-    assert out.strip().endswith("stopped")
+    assert command.out.strip().endswith("stopped")

@@ -23,23 +23,14 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import LocalApiServer
+from tests._api import core_event, failure
 
 MICRO = "2024-01-01T00:00:05.123456Z"
 
 
-def event(name: str, namespace: str = "default", **fields: Any) -> dict[str, Any]:
-    """A core/v1 event body in client-go's recorder style."""
-    body: dict[str, Any] = {
-        "metadata": {"name": name, "namespace": namespace},
-        "involvedObject": {"kind": "Pod", "name": "web", "namespace": namespace},
-        "reason": "Started",
-        "message": "Started container web",
-        "source": {"component": "kubelet"},
-        "count": 1,
-        "type": "Normal",
-    }
-    body.update(fields)
-    return body
+def event(name: str, namespace: str = "default", **fields: Any) -> Any:
+    """A core/v1 event body in client-go's recorder style, with no timestamps."""
+    return core_event(name, namespace, **{"firstTimestamp": None, "lastTimestamp": None, **fields})
 
 
 def take(
@@ -203,15 +194,7 @@ def test_expired_watch_is_one_error_event_on_a_200_stream(k8s_apiserver, k8s_cor
         connection.close()
     assert line == {
         "type": "ERROR",
-        "object": {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "metadata": {},
-            "status": "Failure",
-            "message": f"too old resource version: {rv} ({rv + 1})",
-            "reason": "Expired",
-            "code": 410,
-        },
+        "object": failure(410, "Expired", f"too old resource version: {rv} ({rv + 1})"),
     }
 
 
@@ -321,12 +304,54 @@ def test_watch_rejects_a_resource_version_that_is_not_a_number(k8s_apiserver):
         connection.close()
 
 
-def test_watch_of_namespaces_is_not_supported(k8s_apiserver):
-    """Only events can be watched: namespaces answer 405 MethodNotAllowed."""
-    connection, response = _raw_watch(k8s_apiserver, "/api/v1/namespaces?watch=true")
+def test_a_namespace_watch_streams_namespaces_as_they_change(k8s_apiserver, k8s_core_v1):
+    """An operator that watches namespaces can start: ADDED for those that exist, then each
+    create, the DELETE into Terminating (MODIFIED) and the finalization (DELETED)."""
+    w = watch.Watch()
+    stream = w.stream(k8s_core_v1.list_namespace, timeout_seconds=10)
+    first = [next(stream) for _ in range(3)]
+    assert sorted((item["type"], item["object"].metadata.name) for item in first) == [
+        ("ADDED", "default"),
+        ("ADDED", "kube-public"),
+        ("ADDED", "kube-system"),
+    ]
+    k8s_core_v1.create_namespace({"metadata": {"name": "shop"}})
+    k8s_core_v1.delete_namespace("shop")
+    k8s_apiserver.finalize_namespace("shop")
+    changes = [next(stream) for _ in range(3)]
+    w.stop()
+    assert [(c["type"], c["object"].metadata.name, c["object"].status.phase) for c in changes] == [
+        ("ADDED", "shop", "Active"),
+        ("MODIFIED", "shop", "Terminating"),
+        ("DELETED", "shop", "Terminating"),
+    ]
+
+
+def test_a_namespace_watch_by_name_and_from_a_resource_version(k8s_apiserver, k8s_core_v1):
+    """/watch/namespaces/NAME follows one namespace; a resourceVersion skips what came
+    before; the field selector takes the namespace's fields (metadata.name, status.phase)."""
+    rv = k8s_core_v1.list_namespace().metadata.resource_version
+    k8s_core_v1.create_namespace({"metadata": {"name": "other"}})
+    k8s_core_v1.create_namespace({"metadata": {"name": "shop"}})
+    k8s_core_v1.delete_namespace("shop")
+    connection, response = _raw_watch(
+        k8s_apiserver, f"/api/v1/watch/namespaces/shop?resourceVersion={rv}&timeoutSeconds=1"
+    )
     try:
-        assert response.status == 405
-        assert json.loads(response.read())["reason"] == "MethodNotAllowed"
+        lines = _lines(response)
+    finally:
+        connection.close()
+    assert [(line["type"], line["object"]["status"]["phase"]) for line in lines] == [
+        ("ADDED", "Active"),
+        ("MODIFIED", "Terminating"),
+    ]
+    assert lines[0]["object"]["kind"] == "Namespace"
+    connection, response = _raw_watch(
+        k8s_apiserver, "/api/v1/namespaces?watch=1&fieldSelector=spec.finalizers%3Dx"
+    )
+    try:
+        assert response.status == 400
+        assert "is not a known field selector" in json.loads(response.read())["message"]
     finally:
         connection.close()
 

@@ -304,5 +304,5 @@ class TestWallClockSteps:
         assert reporter.report("kind", logging.WARNING, "again")
         assert [r.getMessage() for r in kept.records] == [
             "first",
-            "again (1 similar reports held back)",
+            "again [and 1 more like it since the last report]",
         ]

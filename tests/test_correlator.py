@@ -1462,14 +1462,18 @@ NAMES = itertools.count(1)
 def _sequential(
     events_correlator: corr.EventCorrelator, run: list[Event]
 ) -> list[tuple[Event, bool, int]]:
-    """What correlate_many must equal: correlate each, the rest merged as a writer merges."""
+    """What correlate_many must equal: correlate each, the rest merged as a writer merges
+    (consecutive results for one event into one write: its latest, held if all were)."""
     results = [events_correlator.correlate(event) for event in run]
     observed = [r.observed for r in results]
     assert all(o is not None for o in observed)
     out: list[tuple[Event, bool, int]] = [(observed[0], results[0].skip, 1)]  # type: ignore[list-item]
-    if len(run) > 1:
-        held = all(r.skip for r in results[1:])
-        out.append((observed[-1], held, len(run) - 1))  # type: ignore[arg-type]
+    for seen, result in zip(observed[1:], results[1:], strict=True):
+        assert seen is not None
+        if len(out) > 1 and (out[-1][0].namespace, out[-1][0].name) == (seen.namespace, seen.name):
+            out[-1] = (seen, out[-1][1] and result.skip, out[-1][2] + 1)
+        else:
+            out.append((seen, result.skip, 1))
     return out
 
 

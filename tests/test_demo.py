@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
 import sys
 from collections import Counter
 from pathlib import Path
@@ -30,10 +31,11 @@ _ROW = re.compile(r"^  (Normal|Warning)\s+(\S+)\s+(\S+(?: \(x(\d+) over \S+\))?)
 
 
 def _tables(output: str) -> dict[str, list[dict[str, Any]]]:
-    """The Events rows printed under each ``Name:`` section, with their counts."""
+    """The Events rows printed under each ``Name:`` section, with their counts (the demo's
+    own tables, before the ``kubectl describe pod`` it may print at the end)."""
     tables: dict[str, list[dict[str, Any]]] = {}
     rows: list[dict[str, Any]] | None = None
-    for line in output.splitlines():
+    for line in output.split("\n$ kubectl describe pod", 1)[0].splitlines():
         if line.startswith("Name:"):
             rows = tables.setdefault(line.split()[1], [])
         elif not line.strip():
@@ -107,6 +109,24 @@ def _fast_config(tmp_path: Path) -> Path:
     return path
 
 
+def _run_in_shop(
+    server: LocalApiServer, tmp_path: Path, **options: Any
+) -> tuple[_demo.DemoResult, str]:
+    """Run the demo through ``--kubeconfig`` against ``server``, in namespace ``shop``, with
+    ``options``: its result and what it printed."""
+    out = io.StringIO()
+    result = _demo.run(
+        _demo.DemoOptions(
+            kubeconfig=str(_kubeconfig(tmp_path, server.url)),
+            namespace="shop",
+            config=_fast_config(tmp_path),
+            **options,
+        ),
+        out=out,
+    )
+    return result, out.getvalue()
+
+
 class TestEndToEnd:
     """The demo's printed table, its counters and the server agree."""
 
@@ -136,18 +156,9 @@ class TestEndToEnd:
     def test_the_table_matches_what_the_server_stores(self, tmp_path) -> None:
         """Run through --kubeconfig against a server the test owns, then read it directly."""
         with LocalApiServer(namespaces=["shop"]) as server:
-            out = io.StringIO()
-            result = _demo.run(
-                _demo.DemoOptions(
-                    kubeconfig=str(_kubeconfig(tmp_path, server.url)),
-                    namespace="shop",
-                    config=_fast_config(tmp_path),
-                ),
-                out=out,
-            )
+            result, output = _run_in_shop(server, tmp_path)
             stored = server.events("shop")
 
-        output = out.getvalue()
         assert result.ok
         assert f"the cluster at {server.url}" in output
         assert "events about pods that do not exist" in output
@@ -160,22 +171,13 @@ class TestEndToEnd:
     def test_the_demo_writes_events_k8s_io_v1_series_with_exact_counts(self, tmp_path) -> None:
         """``--api events.k8s.io/v1``: one Event per reason, each series counts every occurrence."""
         with LocalApiServer(namespaces=["shop"]) as server:
-            out = io.StringIO()
-            result = _demo.run(
-                _demo.DemoOptions(
-                    kubeconfig=str(_kubeconfig(tmp_path, server.url)),
-                    namespace="shop",
-                    config=_fast_config(tmp_path),
-                    api="events.k8s.io/v1",
-                ),
-                out=out,
-            )
+            result, output = _run_in_shop(server, tmp_path, api="events.k8s.io/v1")
             stored = server.events_v1("shop")
             bad = [r for r in server.requests if r.status in (400, 422)]
 
         assert result.ok
         assert bad == []
-        assert "events.k8s.io/v1 (series" in out.getvalue()
+        assert "events.k8s.io/v1 (series" in output
         assert result.logged == result.stored
         series_counts = sorted(
             (e["reason"], (e.get("series") or {}).get("count", 1)) for e in stored
@@ -203,6 +205,104 @@ class TestEndToEnd:
         assert _server_counts(stored) == Counter(from_env.stored)
         assert local.ok
         assert local.target != server.url
+
+
+KUBECTL = shutil.which("kubectl")
+
+
+def _kubectl_section(output: str) -> list[str]:
+    """The lines kubectl printed, between the ``$ kubectl describe pod`` header and the end."""
+    after = output.split("\n$ kubectl describe pod ", 1)[1]
+    return after.split("\n", 2)[2].split("\nFinished in ", 1)[0].splitlines()
+
+
+class TestPodsOnTheLocalServer:
+    """On the local server the demo's pods are real, and kubectl describes one of them."""
+
+    def test_the_events_are_about_pods_that_exist(self, tmp_path) -> None:
+        """Real Pods (their kind, uid and status as the server stored them), and every event
+        refers to its pod by that uid; the header says so."""
+        out = io.StringIO()
+        result = _demo.run(_demo.DemoOptions(local=True, config=_fast_config(tmp_path)), out=out)
+        assert result.ok
+        assert "Reconciling 3 pods, created on the local server (real Pod objects)," in (
+            out.getvalue()
+        )
+        phases = {}
+        for pod in result.pods:
+            assert (pod["kind"], pod["apiVersion"]) == ("Pod", "v1")
+            assert pod["spec"]["nodeName"] == "local-node"
+            name, uid = pod["metadata"]["name"], pod["metadata"]["uid"]
+            phases[name.split("-")[0]] = pod["status"]["phase"]
+            assert result.events[name]
+            assert {e["involvedObject"]["uid"] for e in result.events[name]} == {uid}
+        assert phases == {"web": "Pending", "orders": "Running", "cache": "Running"}
+
+    @pytest.mark.skipif(KUBECTL is None, reason="kubectl is not on the PATH")
+    def test_it_ends_with_kubectl_describe_pod_of_the_web_pod(self, tmp_path) -> None:
+        """The last section is what ``kubectl describe pod`` printed for the web pod: its
+        waiting container, and its events with their counts at the bottom."""
+        out = io.StringIO()
+        result = _demo.run(_demo.DemoOptions(local=True, config=_fast_config(tmp_path)), out=out)
+        output = out.getvalue()
+        web = result.pods[0]["metadata"]["name"]
+        assert result.kubectl_command == f"kubectl describe pod {web} --namespace default"
+        assert f"\n$ {result.kubectl_command}\n" in output
+        lines = _kubectl_section(output)
+        assert lines[0].split() == ["Name:", web]
+        assert "Status:           Pending" in lines
+        assert "      Reason:       ImagePullBackOff" in lines
+        events = lines[next(i for i, line in enumerate(lines) if line.startswith("Events:")) :]
+        # kubectl sorts by lastTimestamp, in whole seconds; within one second the server's
+        # order stays, which is by name, and the handler's names are hashes, not times
+        assert sorted(line.split()[:2] for line in events[3:]) == [
+            ["Normal", "Pulling"],
+            ["Warning", "BackOff"],
+            ["Warning", "Failed"],
+        ]
+        (back_off,) = [line for line in events[3:] if line.split()[1] == "BackOff"]
+        assert "(x12 over" in back_off
+        assert output.rstrip().splitlines()[-1].startswith("Finished in ")
+
+    def test_without_kubectl_one_line_says_it_was_skipped(self, tmp_path, monkeypatch) -> None:
+        """No kubectl on the PATH: one line instead of the section, and the demo is OK."""
+        monkeypatch.setenv("PATH", str(tmp_path))
+        out = io.StringIO()
+        result = _demo.run(_demo.DemoOptions(local=True, config=_fast_config(tmp_path)), out=out)
+        assert result.ok
+        assert result.kubectl_output is None
+        skipped = [line for line in out.getvalue().splitlines() if "skipped" in line]
+        assert skipped == [f"(kubectl is not installed: `{result.kubectl_command}` skipped.)"]
+
+    def test_a_failing_kubectl_is_one_line_too(self, tmp_path, monkeypatch) -> None:
+        """A kubectl that fails is reported in one line with its last error line."""
+        fake = tmp_path / "kubectl"
+        fake.write_text("#!/bin/sh\necho 'error: you must be logged in' >&2\nexit 1\n")
+        fake.chmod(0o755)
+        monkeypatch.setenv("PATH", str(tmp_path))
+        out = io.StringIO()
+        result = _demo.run(_demo.DemoOptions(local=True, config=_fast_config(tmp_path)), out=out)
+        assert result.ok
+        assert (
+            f"(kubectl failed (error: you must be logged in): `{result.kubectl_command}` skipped.)"
+        ) in out.getvalue()
+
+    def test_on_a_cluster_the_pods_are_simulated_and_kubectl_is_not_run(self, tmp_path) -> None:
+        """Against a cluster the pods are manifest dicts; no kubectl section, no pods made."""
+        with LocalApiServer() as server:
+            out = io.StringIO()
+            result = _demo.run(
+                _demo.DemoOptions(
+                    kubeconfig=str(_kubeconfig(tmp_path, server.url)),
+                    config=_fast_config(tmp_path),
+                ),
+                out=out,
+            )
+            assert server.pods() == []
+        assert result.kubectl_command is None
+        assert "$ kubectl" not in out.getvalue()
+        assert "kubectl is not installed" not in out.getvalue()
+        assert "Reconciling 3 simulated pods" in out.getvalue()
 
 
 class TestOutput:

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 
 import pytest
 import yaml
+from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
@@ -37,6 +38,20 @@ def _load(name: str) -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _run_script(name: str) -> subprocess.CompletedProcess[str]:
+    """Run ``python examples/<name>.py`` (no arguments); it must succeed."""
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr
+    return done
 
 
 def _counts(events: list[dict[str, Any]]) -> dict[tuple[str, str, str], int]:
@@ -73,15 +88,7 @@ class TestQuickstart:
 
     def test_runs_as_a_script_with_its_own_server(self) -> None:
         """``python examples/quickstart.py`` starts a local server when given none."""
-        done = subprocess.run(
-            [sys.executable, str(EXAMPLES / "quickstart.py")],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-            cwd=ROOT,
-        )
-        assert done.returncode == 0, done.stderr
+        done = _run_script("quickstart")
         assert "(x3 over" in done.stdout
         assert "Back-off pulling image busybox" in done.stdout
 
@@ -135,7 +142,9 @@ class TestController:
 
     def test_reconciles_v1pod_models(self, k8s_apiserver, capsys) -> None:
         """Each resync adds one occurrence per pod; the V1Pod models are the involved objects."""
-        _load("controller").main(k8s_apiserver.url, resyncs=3)
+        controller = _load("controller")
+        controller.add_example_pods(k8s_apiserver, "default")
+        controller.main(k8s_apiserver.url, resyncs=3)
 
         events = k8s_apiserver.events("default")
         assert _counts(events) == {
@@ -152,7 +161,7 @@ class TestController:
     def test_lists_pods_where_the_server_has_them(self, monkeypatch) -> None:
         """Pods come from list_namespaced_pod when the server serves Pods."""
         controller = _load("controller")
-        listed = controller.example_pods("default")[:1]
+        listed = [client.V1Pod(metadata=client.V1ObjectMeta(name="web-1"))]
 
         class Core:
             def list_namespaced_pod(self, namespace: str, label_selector: str) -> Any:
@@ -179,6 +188,42 @@ class TestAsyncio:
             ("sync-catalog", "Warning", "BackOff"): 5,
         }
         assert "(x5 over" in capsys.readouterr().out
+
+
+class TestMetrics:
+    """examples/metrics.py: the counters on a prometheus_client endpoint."""
+
+    def test_the_endpoint_shows_the_counts(self, k8s_apiserver, capsys) -> None:
+        """Three warnings: accepted 3, one create and two repeats, nothing failed; the
+        default registry is left as it was."""
+        import prometheus_client
+
+        text = _load("metrics").main(k8s_apiserver.url)
+
+        labels = '{component="shop-operator"'
+        samples = {
+            line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if not line.startswith("#")
+        }
+        assert samples[f"k8s_logging_events_accepted_total{labels}}}"] == 3
+        outcomes = {
+            outcome: samples[f'k8s_logging_events_occurrences_total{labels},outcome="{outcome}"}}']
+            for outcome in ("created", "patched", "coalesced", "failed", "dropped")
+        }
+        assert outcomes["created"] == 1
+        assert outcomes["patched"] + outcomes["coalesced"] == 2
+        assert outcomes["failed"] == outcomes["dropped"] == 0
+        assert text in capsys.readouterr().out
+        (event,) = k8s_apiserver.events("default")
+        assert event["count"] == 3
+        scraped = prometheus_client.generate_latest(prometheus_client.REGISTRY).decode()
+        assert "k8s_logging_events_" not in scraped
+
+    def test_runs_as_a_script_with_its_own_server(self) -> None:
+        """``python examples/metrics.py`` starts a local server when given none."""
+        done = _run_script("metrics")
+        assert 'k8s_logging_events_accepted_total{component="shop-operator"} 3.0' in done.stdout
 
 
 class TestPytestExample:
@@ -235,7 +280,7 @@ class TestDeployment:
             "NODE_NAME": "spec.nodeName",
         }
         assert docs["Role"]["rules"] == [
-            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+            {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "get"]},
             {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
         ]
         assert docs["RoleBinding"]["roleRef"]["name"] == docs["Role"]["metadata"]["name"]
@@ -245,15 +290,19 @@ class TestRbac:
     """examples/rbac.yaml: the least RBAC the sink needs."""
 
     RULES: ClassVar[list[dict[str, list[str]]]] = [
-        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
-        {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+        {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch", "get"]},
+        {
+            "apiGroups": ["events.k8s.io"],
+            "resources": ["events"],
+            "verbs": ["create", "patch", "get"],
+        },
     ]
 
     @staticmethod
     def _by_kind(documents: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         return {doc["kind"]: doc for doc in documents if doc}
 
-    def test_a_role_with_create_and_patch_on_events(self) -> None:
+    def test_a_role_with_create_patch_and_get_on_events(self) -> None:
         """ServiceAccount, Role and RoleBinding, in one namespace, tied together."""
         text = (EXAMPLES / "rbac.yaml").read_text()
         docs = self._by_kind(list(yaml.safe_load_all(text)))
@@ -285,8 +334,9 @@ class TestRbac:
 
     @pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1", "auto"])
     def test_the_sink_uses_no_other_verb(self, k8s_apiserver, api) -> None:
-        """Creates and patches on events of either API are all the handler ever sends
-        (first try, retry, repeats), besides the discovery read of ``api="auto"``."""
+        """Creates, patches and gets on events of either API are all the handler ever sends
+        (first try, retry, repeats, an event a previous run wrote), besides the discovery
+        read of ``api="auto"``."""
         k8s_apiserver.inject(method="POST", times=1, status=503)
         handler = KubernetesEventHandler(sink=k8s_apiserver.url, sleep_duration=0, api=api)
         log = logging.getLogger("rbac-check")
@@ -301,8 +351,15 @@ class TestRbac:
         finally:
             log.removeHandler(handler)
             handler.close()
+        restarted = KubernetesEventHandler(sink=k8s_apiserver.url, sleep_duration=0, api=api)
+        log.addHandler(restarted)
+        try:  # the same process started again: it reads the event to continue its count
+            log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        finally:
+            log.removeHandler(restarted)
+            restarted.close()
 
-        verbs = {"POST": "create", "PATCH": "patch"}
+        verbs = {"POST": "create", "PATCH": "patch", "GET": "get"}
         granted = {(rule["apiGroups"][0], verb) for rule in self.RULES for verb in rule["verbs"]}
         used = set()
         for request in k8s_apiserver.requests:
@@ -312,13 +369,13 @@ class TestRbac:
             group = "events.k8s.io" if request.path.startswith("/apis/events.k8s.io/") else ""
             used.add((group, verbs.get(request.method, request.method)))
         assert used <= granted
-        assert {verb for _, verb in used} == {"create", "patch"}
-        assert handler.stats()["failed"] == 0
+        assert {verb for _, verb in used} == {"create", "patch", "get"}
+        assert handler.stats()["failed"] == restarted.stats()["failed"] == 0
 
 
 def test_the_examples_accept_a_server() -> None:
     """Every Python example (but the pytest one) takes a server URL, argument or variable."""
-    for name in ("quickstart", "controller", "asyncio_app"):
+    for name in ("quickstart", "controller", "asyncio_app", "metrics"):
         module = _load(name)
         assert module.SERVER_ENV == SERVER_ENV
         assert "server" in inspect.signature(module.main).parameters

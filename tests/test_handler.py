@@ -659,6 +659,83 @@ class TestBadInput:
             handler.handle(record)
 
 
+class TestRepairs:
+    """Every repair is reported and counted: what kubectl would not find is filed where it can."""
+
+    def test_a_pod_without_a_namespace_is_filed_in_default_with_one_warning_per_call_site(
+        self, make, log, fake, reports
+    ) -> None:
+        """A Pod manifest without metadata.namespace: object and event in 'default', one
+        warning per call site that says so and how to give the namespace; counted."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}}
+        for _ in range(3):
+            log.warning("no namespace", extra={"involved": manifest})
+        log.warning("elsewhere", extra={"involved": manifest})
+        _flushed(event_handler)
+        filed = [t for t in reports.messages() if "has no namespace" in t]
+        assert len(filed) == 2, reports.messages()
+        assert "filed in namespace 'default'" in filed[0]
+        assert "metadata.namespace" in filed[0]
+        assert event_handler.stats()["repaired"] == 4
+        events = sorted(fake.events, key=lambda e: e.message)
+        assert [(e.namespace, e.involved_object.namespace) for e in events] == [
+            ("default", "default"),
+            ("default", "default"),
+        ]
+
+    def test_a_cluster_scoped_or_custom_kind_without_a_namespace_is_left_alone(
+        self, make, log, fake, reports
+    ) -> None:
+        """A Node has no namespace, and a custom kind's scope is unknown: no repair."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        widget = {"apiVersion": "example.com/v1", "kind": "pod", "metadata": {"name": "w"}}
+        log.warning("node", extra={"involved": NODE})
+        log.warning("widget", extra={"involved": widget})
+        _flushed(event_handler)
+        assert event_handler.stats()["repaired"] == 0
+        assert reports.messages() == []
+        refs = sorted((e.involved_object.kind, e.involved_object.namespace) for e in fake.events)
+        assert refs == [("Node", ""), ("pod", "")]
+
+    def test_a_flat_reference_with_a_lower_case_kind_gets_the_kinds_spelling(
+        self, make, log, fake, reports
+    ) -> None:
+        """kind: pod is stored as Pod (kubectl selects events by the exact kind); reported
+        and counted."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        flat = {"kind": "pod", "name": "web-0", "namespace": "shop"}
+        for _ in range(2):
+            log.warning("lower case", extra={"involved": flat})
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (event.involved_object.kind, event.count) == ("Pod", 2)
+        (report,) = [t for t in reports.messages() if "case-sensitive" in t]
+        assert "'pod' is recorded as 'Pod'" in report
+        assert event_handler.stats()["repaired"] == 2
+
+    def test_an_invalid_component_is_repaired_once_at_construction(
+        self, make, log, fake, reports
+    ) -> None:
+        """component 'Bad Name!' becomes 'Bad-Name' (a qualified name, as the reporting
+        controller must be), said once when the handler is built, not per event."""
+        event_handler = make(component="Bad Name!")
+        assert event_handler.source.component == "Bad-Name"
+        log.addHandler(event_handler)
+        for _ in range(3):
+            log.warning("from a bad name", extra={"involved": POD})
+        _flushed(event_handler)
+        (report,) = [t for t in reports.messages() if "not a qualified name" in t]
+        assert "'Bad Name!'" in report
+        assert "'Bad-Name'" in report
+        (event,) = fake.events
+        assert (event.source.component, event.reporting_controller) == ("Bad-Name", "Bad-Name")
+        assert event_handler.stats()["repaired"] == 0  # the option, not the records
+
+
 # --- lifecycle -----------------------------------------------------------------------------------
 
 

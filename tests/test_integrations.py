@@ -156,6 +156,108 @@ def test_loguru_bound_values_make_counted_events(server: LocalApiServer) -> None
     assert typed["metadata"]["annotations"] == {"a.io/x": "1"}
 
 
+PASSWORD = "hunter2-5f1c9e"  # the secret the events must never hold
+
+
+def _connect(user: str) -> None:
+    password = PASSWORD
+    # the failing line names the local: loguru's diagnose=True prints its value under it
+    _log_in(user, password)
+
+
+def _log_in(user: str, password: str) -> None:
+    raise ConnectionError(f"login refused for {user} ({len(password)} characters)")
+
+
+def _loguru_events(
+    server: LocalApiServer, log_calls: Any, **options: Any
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Log through loguru's documented recipe (``format="{message}"``, ``diagnose=True``)
+    into a handler, and through a plain sink that shows loguru's own output."""
+    from loguru import logger
+
+    event_handler = events_handler(server, **options)
+    shown: list[str] = []
+    sink_id = logger.add(event_handler, format="{message}", level="WARNING", diagnose=True)
+    plain_id = logger.add(shown.append, format="{message}", level="WARNING", diagnose=True)
+    try:
+        log_calls(logger)
+    finally:
+        logger.remove(sink_id)
+        logger.remove(plain_id)
+    return server.events("prod"), shown
+
+
+def _exception(logger: Any) -> None:
+    try:
+        _connect("admin")
+    except ConnectionError:
+        logger.bind(involved=POD, reason="LoginFailed").exception("Unable to log in")
+
+
+def test_loguru_exception_with_diagnose_never_puts_a_local_value_in_the_event(
+    server: LocalApiServer,
+) -> None:
+    """loguru's own output holds the password (diagnose=True shows locals); the event holds
+    loguru's message and the exception's summary (exception_detail's default) only."""
+    events, shown = _loguru_events(server, _exception)
+    assert any(PASSWORD in text for text in shown), "loguru showed the local: the test can fail"
+    (event,) = events
+    assert event["message"] == (
+        "Unable to log in: ConnectionError: login refused for admin (14 characters)"
+    )
+    assert PASSWORD not in repr(event)
+    assert "Traceback" not in event["message"]
+
+
+def test_loguru_exception_follows_exception_detail_like_a_standard_record(
+    server: LocalApiServer,
+) -> None:
+    """traceback: the standard library's traceback (source lines, no local values); none:
+    the message alone."""
+    events, _ = _loguru_events(server, _exception, exception_detail="traceback")
+    (event,) = events
+    assert event["message"].startswith("Unable to log in\nTraceback (most recent call last):")
+    assert "ConnectionError: login refused for admin" in event["message"]
+    assert PASSWORD not in event["message"]
+    assert "└" not in event["message"]  # loguru's diagnose marks
+    server.reset()
+    events, _ = _loguru_events(server, _exception, exception_detail="none")
+    assert [e["message"] for e in events] == ["Unable to log in"]
+
+
+def test_loguru_chained_and_unraised_exceptions_leave_the_message_alone(
+    server: LocalApiServer,
+) -> None:
+    """loguru writes a chain's first traceback right after the message (no newline), and an
+    exception that was never raised as a bare line: neither reaches the event."""
+
+    def calls(logger: Any) -> None:
+        try:
+            try:
+                _connect("root")
+            except ConnectionError as error:
+                raise RuntimeError("setup failed") from error
+        except RuntimeError:
+            logger.bind(involved=POD, reason="Chained").exception("Two lines\nof message")
+        cause = KeyError("never raised")
+        try:
+            raise ValueError("with an unraised cause") from cause
+        except ValueError:
+            logger.bind(involved=POD, reason="Unraised").exception("Caused")
+        logger.bind(involved=POD, reason="Bare").opt(exception=ValueError("bare")).error("Bare")
+
+    events, shown = _loguru_events(server, calls)
+    assert any(PASSWORD in text for text in shown)
+    messages = {e["reason"]: e["message"] for e in events}
+    assert messages == {
+        "Chained": "Two lines\nof message: RuntimeError: setup failed",
+        "Unraised": "Caused: ValueError: with an unraised cause",
+        "Bare": "Bare: ValueError: bare",
+    }
+    assert all(PASSWORD not in repr(e) for e in events)
+
+
 # --- structlog --------------------------------------------------------------------------------
 
 
@@ -283,6 +385,30 @@ def test_without_pod_uid_the_uid_is_read_once_from_the_api_server(
         ("Pod/shop-api-1", uid, "Logging", 3, "slow"),
     ]
     assert len([r for r in server.requests if "/pods/" in r.path]) == 1
+
+
+def test_a_crash_looping_pod_continues_its_own_event_on_every_restart(
+    server: LocalApiServer, no_pod_env: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """default_involved="pod" without POD_UID: each restart reads the uid, meets the event
+    the last run wrote about the pod (through the uid-filling sink) and continues it, so
+    ``kubectl describe pod`` shows one row with the total."""
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("shop\n")
+    no_pod_env.setattr(_pod, "NAMESPACE_FILE", str(namespace_file))
+    no_pod_env.setenv("HOSTNAME", "shop-api-1")
+    pod = server.add_pod("shop-api-1", "shop")
+    for _ in range(4):  # the first run and three restarts
+        event_handler = events_handler(server, default_involved="pod", level="WARNING")
+        log = logging.getLogger("tests.integrations.crashloop")
+        log.addHandler(event_handler)
+        for _ in range(5):
+            log.warning("Cannot reach the database")
+        event_handler.close()
+        log.removeHandler(event_handler)
+    assert summary(server, "shop") == [
+        ("Pod/shop-api-1", pod["metadata"]["uid"], "Logging", 20, "Cannot reach the database")
+    ]
 
 
 def test_a_forbidden_uid_read_writes_without_uid_and_says_why_once(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,7 @@ def test_every_code_block_is_a_tagged_recipe() -> None:
         "gunicorn",
         "uvicorn",
         "pod",
+        "crash",
         "spam-key",
     }
 
@@ -254,6 +256,31 @@ def test_the_pod_itself_without_pod_uid(
             "Disk almost full",
         ),
     ]
+
+
+def test_crash_events(server: LocalApiServer, pod_env: pytest.MonkeyPatch) -> None:
+    """An uncaught exception (the interpreter calls sys.excepthook) is a Warning event
+    about the pod; the hook that was set before still runs."""
+    previous: list[object] = []
+    pod_env.setattr(sys, "excepthook", lambda *args: previous.append(args))
+    logging.config.dictConfig(yaml.safe_load(recipe("crash", server.url)))
+    try:
+        raise ValueError("bad config: port=abc")
+    except ValueError as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+    assert len(previous) == 1
+    close_event_handlers("")
+    assert read_back(server, "crash") == [
+        (
+            "shop",
+            "Pod/shop-web-6f7c9-abcde",
+            "uid-shop-web",
+            "UncaughtException",
+            1,
+            "ValueError: bad config: port=abc",
+        ),
+    ]
+    assert server.events("shop")[0]["type"] == "Warning"
 
 
 def test_the_spam_key_snippet() -> None:

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import LocalApiServer
+from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 
 
 @pytest.mark.parametrize(
@@ -51,10 +51,38 @@ def test_a_bad_value_names_the_option_the_value_and_what_is_allowed(
     assert all(word in message for word in words), message
 
 
-def test_numbers_written_as_strings_are_accepted() -> None:
-    """Environment-driven configuration often gives numbers as strings."""
-    handler = KubernetesEventHandler(sink=None, qps="2.5", flush_timeout="3")  # type: ignore[arg-type]
-    handler.close()
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+
+
+def _written_message(**options: Any) -> str:
+    """The message of the one event a handler built with ``options`` writes for a record of
+    200 characters."""
+    fake = FakeEventSink()
+    handler = KubernetesEventHandler(sink=fake, **options)
+    log = logging.getLogger("tests.options.strings")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        log.warning("x" * 200, extra={"involved": POD})
+        handler.flush()
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    (event,) = fake.events
+    return event.message
+
+
+@pytest.mark.parametrize("written", ["48", " 48 ", "48.0"])
+def test_numbers_written_as_strings_are_taken_as_the_numbers_they_spell(written: str) -> None:
+    """Environment-driven configuration often gives numbers as strings: ``max_message_bytes:
+    "48"`` cuts a message where 48 does, and qps, flush_timeout and writers written as
+    strings work as the numbers."""
+    as_numbers = _written_message(max_message_bytes=48, qps=2.5, flush_timeout=5, writers=2)
+    as_strings = _written_message(
+        max_message_bytes=written, qps="2.5", flush_timeout="5", writers=" 2 "
+    )
+    assert len(as_numbers.encode()) <= 48
+    assert as_strings == as_numbers
 
 
 @pytest.mark.parametrize(
@@ -82,20 +110,25 @@ def test_an_unknown_correlator_option_names_the_closest_known_one() -> None:
         KubernetesEventHandler(sink=None, correlator={"burst": 3})
 
 
-def test_dictconfig_reports_the_misspelt_option_with_the_suggestion() -> None:
-    """What dictConfig says when the YAML has a typo: the handler's own words survive."""
-    config = {
+def _configuration(logger: str, **options: Any) -> dict[str, Any]:
+    """A dictConfig configuration: a handler ``events`` with ``options``, used by ``logger``
+    alone ("" for the root logger)."""
+    handler = {"class": "k8s_logging_events.handler.KubernetesEventHandler", **options}
+    config: dict[str, Any] = {
         "version": 1,
         "disable_existing_loggers": False,
-        "handlers": {
-            "events": {
-                "class": "k8s_logging_events.handler.KubernetesEventHandler",
-                "sink": None,
-                "flush_timout": 5,
-            }
-        },
-        "root": {"handlers": ["events"]},
+        "handlers": {"events": handler},
     }
+    if logger:
+        config["loggers"] = {logger: {"handlers": ["events"], "propagate": False}}
+    else:
+        config["root"] = {"handlers": ["events"]}
+    return config
+
+
+def test_dictconfig_reports_the_misspelt_option_with_the_suggestion() -> None:
+    """What dictConfig says when the YAML has a typo: the handler's own words survive."""
+    config = _configuration("", sink=None, flush_timout=5)
     with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
         logging.config.dictConfig(config)
     assert "did you mean 'flush_timeout'" in str(error.value.__cause__)
@@ -137,18 +170,7 @@ def test_the_kubeconfig_and_context_options_choose_the_cluster(tmp_path) -> None
     with LocalApiServer(token="s3cret", auto_create_namespaces=True) as server:
         path = tmp_path / "kubeconfig"
         server.kubeconfig(path)
-        config = {
-            "version": 1,
-            "disable_existing_loggers": False,
-            "handlers": {
-                "events": {
-                    "class": "k8s_logging_events.handler.KubernetesEventHandler",
-                    "kubeconfig": str(path),
-                    "qps": 0,
-                }
-            },
-            "loggers": {"tests.options.kubeconfig": {"handlers": ["events"], "propagate": False}},
-        }
+        config = _configuration("tests.options.kubeconfig", kubeconfig=str(path), qps=0)
         logging.config.dictConfig(config)
         log = logging.getLogger("tests.options.kubeconfig")
         handler = log.handlers[0]

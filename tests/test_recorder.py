@@ -13,6 +13,7 @@ import pytest
 
 from k8s_logging_events import correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink
+from tests._sinks import WithoutRead
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -208,11 +209,12 @@ class _ListHandler(logging.Handler):
 def test_permanent_errors_are_tried_once_and_others_twelve_times(
     make_broadcaster, error, attempts
 ) -> None:
-    """Which failures are given up at once and which are retried up to twelve attempts."""
+    """Which failures are given up at once and which are retried up to twelve attempts
+    (by a sink without ``read``, as client-go's EventSink: AlreadyExists is final)."""
     b = make_broadcaster()
     fake = FakeEventSink()
     fake.fail_next("create", error, times=100)
-    b.start_recording_to_sink(fake)
+    b.start_recording_to_sink(WithoutRead(fake))
     b.new_recorder("c").event(_pod(), models.WARNING, "Failed", "x")
     assert b.flush(5)
     assert len(fake.calls) == attempts
@@ -379,6 +381,34 @@ def test_a_bad_format_string_is_reported_not_raised(make_broadcaster, caplog) ->
     assert b.flush(5)
     assert fake.calls == []
     assert any("Unable to format" in r.getMessage() for r in caplog.records)
+
+
+def test_a_pod_without_a_namespace_is_filed_in_default_and_reported(
+    make_broadcaster, caplog
+) -> None:
+    """The recorder keeps the handler's rule: a namespaced built-in object without a
+    namespace is filed in 'default' (object and event), and that is reported."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("c")
+    for _ in range(3):
+        rec.event(
+            {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}},
+            models.WARNING,
+            "BackOff",
+            "Back-off",
+        )
+    assert b.flush(5)
+    (event,) = fake.events
+    assert (event.namespace, event.involved_object.namespace, event.count) == (
+        "default",
+        "default",
+        3,
+    )
+    reports = [r.getMessage() for r in caplog.records if "has no namespace" in r.getMessage()]
+    assert len(reports) == 2  # the first, then the flush's summary of the two held back
+    assert "2 report(s) like this" in reports[1]
 
 
 def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) -> None:

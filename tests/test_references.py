@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from kubernetes import client
 
@@ -44,6 +46,31 @@ def test_the_kind_table_agrees_with_the_clients_read_methods() -> None:
     for name in ("V1Pod", "V1Deployment", "V1Node", "V1Ingress", "V1StatefulSet", "EventsV1Event"):
         cls = getattr(client, name)
         assert references._search_type_meta(cls) == _kinds.MODEL_TYPE_META[name]
+
+
+def test_the_namespaced_kinds_are_those_the_client_reads_by_namespace() -> None:
+    """_kinds.NAMESPACED_KINDS agrees with the client: a read_namespaced_* method each."""
+    camel = re.compile(r"(?<!^)(?=[A-Z])")
+    apis = [getattr(client, name) for name in dir(client) if name.endswith("Api")]
+    for kind in _kinds.KIND_NAMES:
+        snake = camel.sub("_", kind).lower()
+        namespaced = any(hasattr(api, f"read_namespaced_{snake}") for api in apis)
+        assert (kind in _kinds.NAMESPACED_KINDS) == namespaced, kind
+
+
+def test_repaired_spells_built_in_kinds_and_files_namespaced_objects_in_default() -> None:
+    """One rule: pod -> Pod (not a custom resource's kind), and a namespaced built-in
+    object without a namespace goes to the default namespace; each change is noted."""
+    ref, repairs = references.repaired(models.ObjectReference(kind="pod", name="p"), "default")
+    assert ref == models.ObjectReference(kind="Pod", name="p", namespace="default")
+    assert [kind for kind, _, _ in repairs] == ["kind-case", "namespace"]
+    custom = models.ObjectReference(kind="pod", name="p", api_version="example.com/v1")
+    assert references.repaired(custom, "default") == (custom, [])
+    deployment = models.ObjectReference(kind="DEPLOYMENT", name="d", api_version="apps/v1")
+    ref, repairs = references.repaired(deployment, "default")
+    assert (ref.kind, ref.namespace, len(repairs)) == ("Deployment", "default", 2)
+    node = models.ObjectReference(kind="Node", name="n", api_version="v1")
+    assert references.repaired(node, "default") == (node, [])
 
 
 def test_a_manifest_dict_is_referenced() -> None:

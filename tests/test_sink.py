@@ -569,3 +569,78 @@ class TestLeanRequestPath:
                 assert events_sink._lean() is None
             finally:
                 events_sink.close()
+
+
+# -- reading an event, and guarded patches (issue 19) ----------------------------------------------
+
+
+@pytest.fixture(name="either_path", params=["lean", "official"])
+def _either_path(
+    request: pytest.FixtureRequest, server: LocalApiServer
+) -> Iterator[sink.KubernetesEventSink]:
+    """The sink on its own channel, and on the official client's path."""
+    s = sink.KubernetesEventSink(server.api_client(), qps=0)
+    if request.param == "official":
+        s._lean_off = True
+    yield s
+    assert (s._lean() is None) == (request.param == "official")
+    s.close()
+
+
+class TestReadAndGuardedPatches:
+    def test_read_returns_the_stored_event(self, either_path: sink.KubernetesEventSink) -> None:
+        """GET of the event's namespace and name, read as the API returned it."""
+        stored = either_path.create(_event(count=4))
+        read = either_path.read(_event())
+        assert read == stored
+        assert read.count == 4
+        assert read.resource_version == stored.resource_version
+
+    def test_read_of_a_missing_event_is_not_found(
+        self, either_path: sink.KubernetesEventSink
+    ) -> None:
+        with pytest.raises(sink.ApiStatusError) as raised:
+            either_path.read(_event(name="nope.1"))
+        assert raised.value.is_not_found
+
+    def test_read_refused_is_a_403(
+        self, server: LocalApiServer, either_path: sink.KubernetesEventSink
+    ) -> None:
+        """A Role without get on events: 403 Forbidden, as the API server answers."""
+        either_path.create(_event())
+        server.inject(method="GET", status=403)
+        with pytest.raises(sink.ApiStatusError) as raised:
+            either_path.read(_event())
+        assert raised.value.status == 403
+
+    @pytest.mark.parametrize("api", [sink.CORE_V1, sink.EVENTS_V1])
+    def test_a_strategic_merge_patch_with_a_stale_resource_version_is_a_conflict(
+        self, server: LocalApiServer, either_path: sink.KubernetesEventSink, api: str
+    ) -> None:
+        """The server checks ``metadata.resourceVersion`` in a strategic-merge patch as a
+        precondition, in both APIs: the current one passes, a stale one is 409 Conflict."""
+        either_path._api = api
+        v1_fields = {"action": "Pull", "reporting_controller": "test", "reporting_instance": "n1"}
+        first = either_path.create(_event(**(v1_fields if api == sink.EVENTS_V1 else {})))
+        body: dict[str, Any] = {
+            "series": {"count": 2, "lastObservedTime": "2024-01-01T00:00:05.000000Z"}
+        }
+        if api == sink.CORE_V1:
+            body = {"count": 2}
+        current = {**body, "metadata": {"resourceVersion": first.resource_version}}
+        second = either_path.patch(first, json.dumps(current).encode())
+        assert second.resource_version != first.resource_version
+        with pytest.raises(sink.ApiStatusError) as raised:
+            either_path.patch(first, json.dumps(current).encode())
+        assert (raised.value.status, raised.value.reason) == (409, "Conflict")
+        assert server.requests[-1].content_type == "application/strategic-merge-patch+json"
+
+    def test_the_lazy_sink_reads_through_the_real_one(self, server: LocalApiServer) -> None:
+        lazy = sink.LazySink(
+            lambda: sink.KubernetesEventSink.from_url(server.url, qps=0), "a test", "v1"
+        )
+        try:
+            stored = lazy.create(_event())
+            assert lazy.read(_event()) == stored
+        finally:
+            lazy.close()

@@ -124,6 +124,30 @@ class TestFakeEventSink:
         with pytest.raises(sink.ApiStatusError):
             fake.update(self._event())
 
+    def test_read_returns_the_stored_event_or_not_found(self) -> None:
+        """``read`` is the GET that a takeover needs; it is recorded like every call."""
+        fake = FakeEventSink()
+        with pytest.raises(sink.ApiStatusError) as info:
+            fake.read(self._event())
+        assert info.value.is_not_found
+        created = fake.create(self._event())
+        assert fake.read(self._event()) == created
+        assert [c.method for c in fake.calls] == ["read", "create", "read"]
+
+    def test_a_stale_resource_version_in_a_patch_or_update_is_a_conflict(self) -> None:
+        """As the API server: ``metadata.resourceVersion`` is a precondition."""
+        fake = FakeEventSink()
+        created = fake.create(self._event())
+        guard = {"metadata": {"resourceVersion": created.resource_version}, "count": 2}
+        patched = fake.patch(created, json.dumps(guard).encode())
+        assert patched.count == 2
+        with pytest.raises(sink.ApiStatusError) as info:
+            fake.patch(created, json.dumps(guard).encode())
+        assert (info.value.status, info.value.reason) == (409, "Conflict")
+        with pytest.raises(sink.ApiStatusError):
+            fake.update(created)  # carries the first resourceVersion
+        assert fake.update(patched).resource_version != patched.resource_version
+
     def test_scripted_failures_are_raised_in_order_then_calls_succeed(self) -> None:
         """fail_next queues errors for one method; every call is recorded."""
         fake = FakeEventSink()

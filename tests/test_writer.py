@@ -11,6 +11,7 @@ import pytest
 
 from k8s_logging_events import models, recorder
 from k8s_logging_events.testing import FakeClock, FakeEventSink
+from tests._sinks import WithoutRead
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
@@ -260,8 +261,26 @@ def test_a_create_whose_answer_was_lost_continues_as_a_patch(made) -> None:
     assert (stats["created"], stats["failed"]) == (1, 0)
 
 
-def test_already_exists_on_a_first_create_is_given_up_quietly(made, caplog) -> None:
-    """A name clash with no earlier attempt is not ours: given up, at debug level only."""
+def test_already_exists_on_a_first_create_is_given_up_quietly_by_a_sink_that_cannot_read(
+    made, caplog
+) -> None:
+    """A name clash with no earlier attempt, where the event cannot be read: client-go's
+    way, given up at debug level only."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    from k8s_logging_events import sink
+
+    fake.fail_next("create", sink.ApiStatusError(409, "AlreadyExists", "exists"))
+    b.start_recording_to_sink(WithoutRead(fake))
+    b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(5)
+    assert b.stats()["failed"] == 1
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_already_exists_then_nothing_to_read_creates_again(made) -> None:
+    """A 409 AlreadyExists, then a read that finds nothing (the event expired in between):
+    the create is made again, and the occurrence is written."""
     b = _broadcaster(made, FakeClock(START))
     fake = FakeEventSink()
     from k8s_logging_events import sink
@@ -270,8 +289,10 @@ def test_already_exists_on_a_first_create_is_given_up_quietly(made, caplog) -> N
     b.start_recording_to_sink(fake)
     b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
     assert b.flush(5)
-    assert b.stats()["failed"] == 1
-    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert [call.method for call in fake.calls] == ["create", "read", "create"]
+    (event,) = fake.events
+    assert event.count == 1
+    assert (b.stats()["created"], b.stats()["failed"]) == (1, 0)
 
 
 def test_every_occurrence_is_accounted_for_across_many_objects_and_threads(made) -> None:

@@ -30,6 +30,7 @@ from typing import Any
 from k8s_logging_events import describe, handler, models, references
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink
+from k8s_logging_events.testing._logstate import disabled_loggers
 
 __all__ = ["CapturedEvents", "capture_events"]
 
@@ -67,6 +68,7 @@ class CapturedEvents:
         self._logger: logging.Logger | None = None
         self._reconfigured: list[str] = []
         self._disabled: set[str] = set()
+        self._disabled_before = set(disabled_loggers())
 
     def _watch(self, logger: logging.Logger) -> None:
         """Note the logger the handler must stay attached to while the capture lasts."""
@@ -184,20 +186,48 @@ class CapturedEvents:
         )
 
     def _hint(self) -> str:
-        """What the application's own logging configuration did to the capture, if anything."""
-        if not self._reconfigured:
-            return ""
-        text = (
-            f"\nThe code under test called logging.config.{', '.join(self._reconfigured)}: the "
-            "capture stayed attached, at the levels that configuration set"
-        )
-        if self._disabled:
-            names = ", ".join(sorted(self._disabled)[:5])
-            text += (
-                f"; it also disabled {len(self._disabled)} existing logger(s) ({names}), whose "
-                "records reach no handler: set disable_existing_loggers: false"
+        """What the logging configuration did to the capture, if anything."""
+        text = ""
+        if self._reconfigured:
+            text = (
+                f"\nThe code under test called logging.config.{', '.join(self._reconfigured)}: "
+                "the capture stayed attached, at the levels that configuration set"
             )
-        return text + "."
+            if self._disabled:
+                names = ", ".join(sorted(self._disabled)[:5])
+                text += (
+                    f"; it also disabled {len(self._disabled)} existing logger(s) ({names}), "
+                    "whose records reach no handler: set disable_existing_loggers: false"
+                )
+            text += "."
+        if not self.sink.events:
+            text += self._disabled_hint()
+        return text
+
+    def _disabled_hint(self) -> str:
+        """Nothing was captured: name the disabled loggers, whose records reach no handler."""
+        disabled = disabled_loggers()
+        if not disabled:
+            return ""
+        earlier = [name for name in disabled if name in self._disabled_before]
+        during = [name for name in disabled if name not in self._disabled_before]
+        shown = ", ".join(repr(name) for name in [*during, *earlier][:8])
+        more = f" and {len(disabled) - 8} more" if len(disabled) > 8 else ""
+        when = []
+        if during:
+            when.append(f"{len(during)} during this test")
+        if earlier:
+            when.append(
+                f"{len(earlier)} since before this test: an earlier test's logging "
+                "configuration left them so"
+            )
+        return (
+            f"\nNothing was captured, and {len(disabled)} logger(s) are disabled "
+            f"({'; '.join(when)}): {shown}{more}. A disabled logger passes nothing to any "
+            "handler. logging.config.dictConfig (and fileConfig) disable every logger that "
+            "already exists unless the configuration says disable_existing_loggers: false; "
+            "set that, or re-enable the logger (logging.getLogger(name).disabled = False)."
+        )
 
     def wait_for(
         self, *, timeout: float = 10.0, min_count: int = 1, **criteria: Any
@@ -231,6 +261,7 @@ class CapturedEvents:
                 wanted = _describe_criteria({**criteria, "min_count": min_count})
                 raise AssertionError(
                     f"No captured event {wanted} after {timeout:g} s.\n{self.report()}"
+                    f"{self._hint()}"
                 )
             # a held-back occurrence is written only by a flush: look again soon regardless
             self.sink.wait_for_calls(written + 1, timeout=min(remaining, 0.1))

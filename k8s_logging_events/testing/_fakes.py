@@ -105,7 +105,7 @@ class SinkCall:
     """One call made on a :class:`FakeEventSink`."""
 
     method: str
-    """``create``, ``update`` or ``patch``."""
+    """``create``, ``update``, ``patch`` or ``read``."""
     event: models.Event
     """The event as the caller passed it."""
     data: bytes | None = None
@@ -115,11 +115,13 @@ class SinkCall:
 class FakeEventSink:
     """An :class:`~k8s_logging_events.sink.EventSink` that stores events in memory.
 
-    ``create`` refuses a name that exists (409 ``AlreadyExists``), ``patch`` and ``update``
-    refuse a missing one (404 ``NotFound``); every write bumps a global resourceVersion.
-    Failures are scripted with :meth:`fail_next`, or with ``on_create``/``on_patch``/
-    ``on_update`` hooks that may raise or return a replacement result. Every call is kept in
-    :attr:`calls`. Thread-safe.
+    ``create`` refuses a name that exists (409 ``AlreadyExists``), ``patch``, ``update`` and
+    ``read`` refuse a missing one (404 ``NotFound``); every write bumps a global
+    resourceVersion, and a patch or update that carries a stale ``metadata.resourceVersion``
+    is refused as the API server refuses it (409 ``Conflict``). Failures are scripted with
+    :meth:`fail_next`, or with ``on_create``/``on_patch``/``on_update``/``on_read`` hooks
+    that may raise or return a replacement result. Every call is kept in :attr:`calls`.
+    Thread-safe.
     """
 
     def __init__(self) -> None:
@@ -131,6 +133,7 @@ class FakeEventSink:
             "create": deque(),
             "update": deque(),
             "patch": deque(),
+            "read": deque(),
         }
         self.calls: list[SinkCall] = []
         """Every call, in order, including the failed ones."""
@@ -140,6 +143,8 @@ class FakeEventSink:
         """Called before a patch is applied; raise to fail it, return an event to answer."""
         self.on_update: Callable[[models.Event], models.Event | None] | None = None
         """Called before an update is applied; raise to fail it, return an event to answer."""
+        self.on_read: Callable[[models.Event], models.Event | None] | None = None
+        """Called before a read; raise to fail it, return an event to answer."""
 
     def fail_next(self, method: str, error: BaseException, times: int = 1) -> None:
         """Make the next ``times`` calls of ``method`` raise ``error`` (without storing)."""
@@ -179,8 +184,10 @@ class FakeEventSink:
             return answer
         with self._lock:
             key = (event.namespace, event.name)
-            if key not in self._stored:
+            current = self._stored.get(key)
+            if current is None:
                 raise _not_found(event)
+            _check_version(event.resource_version, current)
             stored = dataclasses.replace(event, resource_version=str(next(self._versions)))
             self._stored[key] = stored
             return stored
@@ -195,12 +202,26 @@ class FakeEventSink:
             current = self._stored.get(key)
             if current is None:
                 raise _not_found(event)
-            merged = apply_merge_patch(current.to_api(), json.loads(data))
+            patch = json.loads(data)
+            if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
+                _check_version(str(patch["metadata"].get("resourceVersion") or ""), current)
+            merged = apply_merge_patch(current.to_api(), patch)
             stored = dataclasses.replace(
                 models.Event.from_api(merged), resource_version=str(next(self._versions))
             )
             self._stored[key] = stored
             return stored
+
+    def read(self, event: models.Event) -> models.Event:
+        """Return the stored event of ``event``'s namespace and name (404 if there is none)."""
+        self._begin("read", event, None)
+        if self.on_read is not None and (answer := self.on_read(event)) is not None:
+            return answer
+        with self._lock:
+            current = self._stored.get((event.namespace, event.name))
+            if current is None:
+                raise _not_found(event)
+            return current
 
     def wait_for_calls(self, count: int, timeout: float | None = None) -> bool:
         """Wait until :attr:`calls` holds at least ``count`` calls; False on timeout."""
@@ -215,6 +236,17 @@ class FakeEventSink:
             error = failures.popleft() if failures else None
         if error is not None:
             raise error
+
+
+def _check_version(wanted: str, current: models.Event) -> None:
+    """A resourceVersion in a write is a precondition: stale means 409 Conflict."""
+    if wanted and wanted != current.resource_version:
+        raise sink.ApiStatusError(
+            409,
+            "Conflict",
+            f'Operation cannot be fulfilled on events "{current.name}": the object has been '
+            "modified; please apply your changes to the latest version and try again",
+        )
 
 
 def _not_found(event: models.Event) -> sink.ApiStatusError:

@@ -30,7 +30,10 @@ Fixtures (all function-scoped):
     :class:`~k8s_logging_events.testing.CapturedEvents` whose handler is attached to the root
     logger (at INFO) for the test and writes to an in-memory sink. Read ``k8s_events.events``
     or assert with ``k8s_events.assert_has(reason="BackOff", count=3)``; a failed assertion
-    prints the captured events as ``kubectl describe`` would.
+    prints the captured events as ``kubectl describe`` would, and, when nothing was
+    captured while loggers are disabled, names them. After the test the logging
+    configuration is restored as the test found it (handlers, levels, propagation,
+    disabled flags), whatever the test's code configured.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from typing import Any
 import pytest
 
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
+from k8s_logging_events.testing._logstate import LoggingState
 from k8s_logging_events.testing.apiserver import LocalApiServer
 
 __all__ = [
@@ -99,6 +103,15 @@ def k8s_events_v1(k8s_api_client: Any) -> Any:
 
 @pytest.fixture
 def k8s_events() -> Iterator[CapturedEvents]:
-    """The events the test's logging produced (records with ``extra={"involved": ...}``)."""
-    with capture_events() as captured:
-        yield captured
+    """The events the test's logging produced (records with ``extra={"involved": ...}``).
+
+    After the test, the logging configuration is put back as the test found it (every
+    logger's handlers, level, propagation and disabled flag), so that a test whose code
+    calls ``dictConfig`` does not silence the loggers of the tests after it.
+    """
+    saved = LoggingState.save()
+    try:
+        with capture_events() as captured:
+            yield captured
+    finally:
+        saved.restore()

@@ -15,14 +15,21 @@ import json
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    from k8s_logging_events.testing.apiserver import LocalApiServer
-
-__all__ = ["event_count", "events_table", "wait_for_event"]
+__all__ = ["ClientSource", "event_count", "events_table", "wait_for_event"]
 
 _GONE = 410
+
+
+@runtime_checkable
+class ClientSource(Protocol):
+    """What makes a fresh ``kubernetes.client.ApiClient`` on request: a
+    :class:`~k8s_logging_events.testing.LocalApiServer` (named here by what it does, so that
+    this module, which the server's own ``wait_for_event`` calls, does not import it back)."""
+
+    def api_client(self) -> Any:
+        """A new client, which the caller closes."""
 
 
 def event_count(event: Mapping[str, Any]) -> int:
@@ -79,7 +86,7 @@ def _criteria(**given: Any) -> str:
 
 
 def wait_for_event(
-    target: LocalApiServer | Any,
+    target: ClientSource | Any,
     *,
     namespace: str | None = None,
     kind: str | None = None,
@@ -95,8 +102,9 @@ def wait_for_event(
     no time is spent sleeping. A ``410 Expired`` watch lists again.
 
     Args:
-        target: a :class:`~k8s_logging_events.testing.LocalApiServer` (a client is made and
-            closed here), or a ``kubernetes.client.ApiClient`` (of a cluster, say).
+        target: a :class:`~k8s_logging_events.testing.LocalApiServer` or another
+            :class:`ClientSource` (a client is made and closed here), or a
+            ``kubernetes.client.ApiClient`` (of a cluster, say).
         namespace: the events' namespace (all namespaces when None).
         kind: the involved object's kind (``Pod``).
         name: the involved object's name.
@@ -112,9 +120,7 @@ def wait_for_event(
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import ReadTimeoutError
 
-    from k8s_logging_events.testing.apiserver import LocalApiServer
-
-    own = isinstance(target, LocalApiServer)
+    own = isinstance(target, ClientSource)
     api_client: Any = target.api_client() if own else target
     new_watch: Any = watch.Watch  # the client's watch module has no type hints
     try:

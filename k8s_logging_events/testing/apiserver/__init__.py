@@ -4,12 +4,14 @@ This is the test side of the pipeline, independent of the library's own rules (i
 with transcriptions of the real API server's, so that a bug shared by both cannot pass
 unnoticed). :class:`LocalApiServer` is the public facade; the private modules behind it:
 
-* ``_server``: the facade -- lifecycle, stored objects, fault injection, the request log;
+* ``_server``: the facade -- lifecycle, clients, stored objects -- and ``_controls``: its
+  fault injection, request log and connection refusal;
 * ``_http``: the HTTP/1.1 transport -- the port, connection threads, TLS, refusal -- and
   ``_exchange``: reading one request off a connection and writing its answer;
 * ``_dispatch``: one request through the server -- logged, met by a fault, or answered;
 * ``_faults``: injected faults and the request log;
 * ``_auth``: HTTPS material, bearer tokens, client certificates, kubeconfig;
+* ``_admission``: the ``EventRateLimit`` admission plugin;
 * ``_rest``: routing, discovery and Namespaces; ``_rest_events``: the Events handlers;
   ``_requests``: one request and its answer; ``_tables``: ``meta.k8s.io`` Tables;
 * ``_schema``: decoding bodies into the canonical core/v1 form, and the events.k8s.io/v1 view;

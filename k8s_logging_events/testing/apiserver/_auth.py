@@ -26,6 +26,8 @@ from typing import Any
 from k8s_logging_events.testing.apiserver._errors import ApiError, status_body
 
 __all__ = [
+    "ANONYMOUS",
+    "LOCAL_ADMIN",
     "Authenticator",
     "ClientCertificate",
     "TlsMaterial",
@@ -54,6 +56,14 @@ class ClientCertificate:
     """Path of the certificate file (``client-certificate`` in a kubeconfig)."""
     key_file: str
     """Path of the key file (``client-key`` in a kubeconfig)."""
+
+
+ANONYMOUS = "system:anonymous"
+"""The user of a request the server takes without asking for credentials."""
+
+LOCAL_ADMIN = "local-admin"
+"""The user the server's bearer token stands for, and of the default client certificate:
+switching a test from one credential to the other keeps its identity."""
 
 
 def unauthorized() -> ApiError:
@@ -142,15 +152,35 @@ class Authenticator:
         """False when the server takes anonymous requests (no token, no client certificates)."""
         return self.token is not None or self.client_certificates
 
-    def authenticate(self, authorization: str, peer_certificate: dict[str, Any] | None) -> bool:
-        """Check one request's ``Authorization`` header and its TLS peer certificate."""
+    def authenticate(
+        self, authorization: str, peer_certificate: dict[str, Any] | None
+    ) -> str | None:
+        """Check one request's ``Authorization`` header and its TLS peer certificate.
+
+        Returns the authenticated user's name (:data:`ANONYMOUS` when the server asks for
+        no credentials), or None when the request must be refused with a 401. A verified
+        client certificate names its user by its common name and is tried first, as the
+        real server's x509 authenticator is.
+        """
         if not self.required:
-            return True
+            return ANONYMOUS
+        certificate_user = _common_name(peer_certificate) if self.client_certificates else ""
         scheme, _, credential = authorization.strip().partition(" ")
         if self.token is not None and scheme.lower() == "bearer":
             # a token that is sent and wrong is a 401 even when a certificate would do
-            return hmac.compare_digest(credential.strip().encode(), self.token.encode())
-        return self.client_certificates and bool(peer_certificate)
+            if not hmac.compare_digest(credential.strip().encode(), self.token.encode()):
+                return None
+            return certificate_user or LOCAL_ADMIN
+        return certificate_user or None
+
+
+def _common_name(certificate: dict[str, Any] | None) -> str:
+    """The subject's common name of a certificate as ``getpeercert()`` gives it ("" if none)."""
+    for attributes in (certificate or {}).get("subject", ()):
+        for key, value in attributes:
+            if key == "commonName":
+                return str(value)
+    return ""
 
 
 def kubeconfig_text(

@@ -101,10 +101,10 @@ class Dispatcher:
 
     def _handle(self, request: HttpRequest, exchange: Exchange) -> HttpResponse:
         """Authenticate (when the server asks for credentials), then answer the request."""
-        if self._auth.required and not self._auth.authenticate(
-            request.header("Authorization"), exchange.peer_certificate()
-        ):
+        user = self._auth.authenticate(request.header("Authorization"), exchange.peer_certificate())
+        if user is None:
             return error_response(unauthorized())
+        request.user = user
         return self._rest.handle(request)
 
     def _respond(self, exchange: Exchange, response: HttpResponse, record: RecordedRequest) -> None:

@@ -4,10 +4,11 @@ Part of the HTTP transport of the local API server, on the test side of the pipe
 :class:`Handler` reads each request of a keep-alive HTTP/1.1 connection (the request line
 and headers parsed here rather than by ``parse_request``, whose e-mail header parser costs
 more than the whole API call; anything unusual falls back to it) and hands it to the
-:class:`~._http.Transport`; an :class:`Exchange` is the way back: a sized answer, a chunked
-stream (a watch), a dropped connection or one that never answers. Each marks the
-connection's state (``WAITING``, ``BUSY``, ``ANSWERING``) so that a refusal closes kept-alive
-connections without cutting an answer short.
+transport (:class:`~._http.Transport`, seen here only as the :class:`Carrier` it is, so
+that this module does not import the one above it); an :class:`Exchange` is the way back:
+a sized answer, a chunked stream (a watch), a dropped connection or one that never answers.
+Each marks the connection's state (``WAITING``, ``BUSY``, ``ANSWERING``) so that a refusal
+closes kept-alive connections without cutting an answer short.
 """
 
 from __future__ import annotations
@@ -18,16 +19,14 @@ import http.server
 import select
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Callable
 from email.utils import formatdate
 from io import BufferedIOBase
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from k8s_logging_events.testing.apiserver._requests import Headers, HttpResponse
-
-if TYPE_CHECKING:
-    from k8s_logging_events.testing.apiserver._http import Transport
 
 __all__ = [
     "ANSWERING",
@@ -35,6 +34,7 @@ __all__ = [
     "MAX_HEADERS",
     "MAX_LINE",
     "WAITING",
+    "Carrier",
     "Exchange",
     "Handler",
     "http_date",
@@ -54,6 +54,24 @@ ANSWERING = "answering"
 
 Write = Callable[[bytes], None]
 Alive = Callable[[], bool]
+
+
+class Carrier(Protocol):
+    """What a connection's handler and its exchanges need of the transport that carries it."""
+
+    stopping: threading.Event
+    """Set when the transport stops: no new request is read, streams end."""
+    chunked_answers: bool
+    """Send answers with a body chunked rather than with a ``Content-Length``."""
+
+    def set_state(self, sock: socket.socket, state: str) -> None:
+        """Record that the connection is ``WAITING``, ``BUSY`` or ``ANSWERING``."""
+
+    def answered(self, sock: socket.socket) -> bool:
+        """An answer was written; True when the connection must now close (a refusal)."""
+
+    def dispatch(self, handler: Handler) -> None:
+        """Read the body of the request ``handler`` has parsed and serve it."""
 
 
 def read_body(rfile: BufferedIOBase, headers: Headers) -> bytes:
@@ -96,12 +114,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
     server_version = "k8s-logging-events-apiserver"
     sys_version = ""
-    server: Any  # the transport's _HttpServer: .transport is the Transport
+    server: Any  # the transport's _HttpServer: .transport is the Carrier
     request_headers: Headers
 
     def handle_one_request(self) -> None:
         """Read one request (marking the connection idle while waiting) and serve it."""
-        transport = self.server.transport
+        transport: Carrier = self.server.transport
         line = self.rfile.readline(MAX_LINE + 1)
         transport.set_state(self.connection, BUSY)
         self.raw_requestline = line
@@ -154,7 +172,7 @@ class Exchange:
 
     __slots__ = ("_handler", "_stopping", "_transport")
 
-    def __init__(self, handler: Handler, transport: Transport) -> None:
+    def __init__(self, handler: Handler, transport: Carrier) -> None:
         self._handler = handler
         self._transport = transport
         self._stopping = transport.stopping

@@ -14,7 +14,7 @@ import random
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
 __all__ = ["ACTIONS", "Fault", "FaultAction", "FaultList", "RecordedRequest", "RequestLog"]
@@ -51,58 +51,64 @@ class RecordedRequest:
     """The action of the injected fault that met this request, if one did."""
 
 
+@dataclass(eq=False, repr=False, kw_only=True)
 class Fault:
     """An injected fault, as returned by :meth:`LocalApiServer.inject`.
 
     It stays armed until it has fired ``times`` times (or until cancelled); read
-    :attr:`fired` to see how many requests it met.
+    :attr:`fired` to see how many requests it met. The options are those of
+    :meth:`~k8s_logging_events.testing.LocalApiServer.inject`.
 
     Raises:
         ValueError: an option is out of range.
     """
 
-    def __init__(
-        self,
-        *,
-        method: str | None,
-        path: str | None,
-        action: FaultAction,
-        status: int,
-        times: int | None,
-        retry_after: float | None,
-        delay: float,
-        commit: bool,
-        probability: float,
-        seed: int | None,
-        message: str | None,
-        duration: float | None,
-        on_cancel: Callable[[Fault], None],
-    ) -> None:
-        if action not in ACTIONS:
-            raise ValueError(f"unknown fault action {action!r}; use one of {', '.join(ACTIONS)}")
-        if action == "status" and not 400 <= status <= 599:
-            raise ValueError(f"an injected status must be 4xx or 5xx, not {status}")
-        if times is not None and times < 1:
+    method: str | None
+    """The HTTP method it meets, upper case (any when None)."""
+    path: str | None
+    """The regular expression searched in the URL path (any path when None)."""
+    action: FaultAction
+    """What it does to a request it meets."""
+    status: int
+    """The status code it answers (action ``status``)."""
+    times: int | None
+    """How many requests it meets in all (None: until cancelled)."""
+    retry_after: float | None
+    """The ``Retry-After`` it sends, in seconds."""
+    delay: float
+    """Seconds it waits before acting."""
+    commit: bool
+    """Whether the request is processed (its write stored) before the fault acts."""
+    probability: float
+    """The chance that it fires on a request it meets."""
+    seed: InitVar[int | None]
+    message: str | None
+    """The ``message`` of the Status body it answers."""
+    duration: float | None
+    """How long it refuses connections (action ``refuse``; None: until re-opened)."""
+    on_cancel: InitVar[Callable[[Fault], None]]
+    fired: int = field(default=0, init=False)
+    """How many requests this fault has met so far."""
+    _pattern: re.Pattern[str] | None = field(default=None, init=False)
+    _rng: random.Random = field(init=False)
+    _on_cancel: Callable[[Fault], None] = field(init=False)
+    _active: bool = field(default=True, init=False)
+
+    def __post_init__(self, seed: int | None, on_cancel: Callable[[Fault], None]) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(
+                f"unknown fault action {self.action!r}; use one of {', '.join(ACTIONS)}"
+            )
+        if self.action == "status" and not 400 <= self.status <= 599:
+            raise ValueError(f"an injected status must be 4xx or 5xx, not {self.status}")
+        if self.times is not None and self.times < 1:
             raise ValueError("times must be at least 1 (or None for no limit)")
-        if not 0.0 < probability <= 1.0:
+        if not 0.0 < self.probability <= 1.0:
             raise ValueError("probability must be in (0, 1]")
-        self.method = method.upper() if method else None
-        self.path = path
-        self.action: FaultAction = action
-        self.status = status
-        self.times = times
-        self.retry_after = retry_after
-        self.delay = delay
-        self.commit = commit
-        self.probability = probability
-        self.message = message
-        self.duration = duration
-        self.fired = 0
-        """How many requests this fault has met so far."""
-        self._pattern = re.compile(path) if path is not None else None
+        self.method = self.method.upper() if self.method else None
+        self._pattern = re.compile(self.path) if self.path is not None else None
         self._rng = random.Random(seed)
         self._on_cancel = on_cancel
-        self._active = True
 
     @property
     def active(self) -> bool:

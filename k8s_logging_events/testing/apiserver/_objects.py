@@ -4,34 +4,59 @@ Part of the local API server on the test side of the pipeline, under the
 :class:`~._store.Store`: an :class:`Entry` is one stored object in its canonical form with
 its JSON rendered once per API version; :data:`CORE_API` and :data:`EVENTS_API` are the two
 APIs that serve events over the same store; a :class:`Change` is one change to an event as
-a watch reports it; :func:`meta_with` keeps ``ObjectMeta`` in Go's field order, and
-:func:`simple_name` is the real server's ``generateName``.
+a watch reports it, and a :class:`History` the bounded list of one resource's changes that
+watches resume from; :func:`meta_with` keeps ``ObjectMeta`` in Go's field order,
+:func:`created_meta` is what a create sets in it, and :func:`simple_name` is the real
+server's ``generateName``.
 """
 
 from __future__ import annotations
 
+import collections
 import json
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from k8s_logging_events.models import format_time
+from k8s_logging_events.testing.apiserver._errors import (
+    already_exists,
+    conflict,
+    generate_name_conflict,
+)
 from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._schema import OBJECT_META, core_to_events
 from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 
 __all__ = [
     "ADDED",
     "CORE_API",
     "DELETED",
     "EVENTS_API",
+    "EVENTS_RESOURCE",
     "MODIFIED",
+    "NAMESPACES_RESOURCE",
+    "PODS_RESOURCE",
+    "RESOURCES",
     "Api",
     "Change",
     "Entry",
+    "History",
+    "GENERATE_NAME_ATTEMPTS",
     "HistoryExpiredError",
+    "check_preconditions",
+    "created_meta",
     "meta_with",
+    "select_page",
     "simple_name",
+    "unique_name",
 ]
 
 GENERATED_NAME_LENGTH = 5
@@ -51,6 +76,12 @@ MODIFIED = "MODIFIED"
 
 
 DELETED = "DELETED"
+
+EVENTS_RESOURCE = "events"
+NAMESPACES_RESOURCE = "namespaces"
+PODS_RESOURCE = "pods"
+RESOURCES = (EVENTS_RESOURCE, NAMESPACES_RESOURCE, PODS_RESOURCE)
+"""The resources the server stores, each with its own change history."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,16 +152,57 @@ class Entry:
 
 @dataclass(frozen=True, slots=True)
 class Change:
-    """One change to an event, as a watch reports it."""
+    """One change to an object (an event, a pod, a namespace), as a watch reports it."""
 
     rv: int
     """The resourceVersion the change took."""
     type: str
     """``ADDED``, ``MODIFIED`` or ``DELETED``."""
     entry: Entry
-    """The event after the change; for a deletion, its last state at the deletion's version."""
+    """The object after the change; for a deletion, its last state at the deletion's version."""
     previous: Entry | None
-    """The event before the change (None for a creation)."""
+    """The object before the change (None for a creation)."""
+
+
+class History:
+    """The latest changes to one resource, bounded: the window a watch can resume from.
+
+    Args:
+        size: how many changes to keep; older ones are forgotten, and a watch from before
+            the oldest kept one is told its resourceVersion is too old.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._changes: collections.deque[Change] = collections.deque(maxlen=size)
+        self._floor = 0
+
+    def record(self, change: Change) -> None:
+        """Keep ``change``, forgetting the oldest one when full."""
+        changes = self._changes
+        if len(changes) == changes.maxlen:
+            self._floor = changes[0].rv
+        changes.append(change)
+
+    @property
+    def last(self) -> int:
+        """The resourceVersion of the latest change (the floor before any)."""
+        return self._changes[-1].rv if self._changes else self._floor
+
+    def since(self, rv: int) -> list[Change]:
+        """The changes after resourceVersion ``rv``, oldest first.
+
+        Raises:
+            HistoryExpiredError: changes after ``rv`` have already been forgotten.
+        """
+        if rv < self._floor:
+            raise HistoryExpiredError(rv, self._floor)
+        newer: list[Change] = []
+        for change in reversed(self._changes):
+            if change.rv <= rv:
+                break
+            newer.append(change)
+        newer.reverse()
+        return newer
 
 
 _META_ORDER = tuple(spec.name for spec in OBJECT_META.fields)
@@ -147,6 +219,112 @@ def meta_with(meta: dict[str, Any], **changes: Any) -> dict[str, Any]:
         elif value == 0 and value is not None and name == "deletionGracePeriodSeconds":
             out[name] = 0
     return out
+
+
+def created_meta(
+    meta: dict[str, Any], generate: Callable[[str], str], now: datetime, uid: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """The metadata of an object being created, and whether its name was generated.
+
+    What the registry's ``BeforeCreate`` sets whatever the client sent: a name made from
+    ``generateName`` when no name was given, a new uid (``uid`` when given), the creation
+    time, and no deletion time, self link or managed fields.
+    """
+    generated = bool(meta.get("generateName")) and not meta.get("name")
+    created = meta_with(
+        meta,
+        name=generate(meta["generateName"]) if generated else meta.get("name"),
+        uid=uid or str(uuid.uuid4()),
+        creationTimestamp=format_time(now),
+        deletionTimestamp=None,
+        deletionGracePeriodSeconds=None,
+        selfLink=None,
+        managedFields=None,
+    )
+    return created, generated
+
+
+def select_page(
+    objects: Mapping[tuple[str, str], Entry],
+    namespace: str | None,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
+    *,
+    limit: int = 0,
+    start: tuple[str, str] | None = None,
+) -> tuple[list[Entry], tuple[str, str] | None, int]:
+    """Select a list's page: (entries, the next page's start key, how many remain).
+
+    ``objects`` are keyed by (namespace, name); the page holds the selected ones of
+    ``namespace`` (all when None) in key order from ``start``, at most ``limit`` (all when 0).
+    """
+    selected: list[Entry] = []
+    for key in sorted(objects):
+        if (namespace is not None and key[0] != namespace) or (start is not None and key < start):
+            continue
+        entry = objects[key]
+        if not labels.empty and not labels.matches(entry.obj["metadata"].get("labels")):
+            continue
+        if not fields.empty and not fields.matches(fields_of(entry.obj)):
+            continue
+        selected.append(entry)
+    if limit and len(selected) > limit:
+        following = selected[limit]
+        return selected[:limit], (following.namespace, following.name), len(selected) - limit
+    return selected, None, 0
+
+
+def check_preconditions(
+    resource: str, entry: Entry, preconditions: Mapping[str, Any] | None, group: str = ""
+) -> None:
+    """A delete's ``preconditions`` (uid, resourceVersion) against the stored object.
+
+    Raises:
+        ApiError: 409 ``Conflict`` naming the first precondition that failed.
+    """
+    meta = entry.obj["metadata"]
+    for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+        wanted = (preconditions or {}).get(key)
+        if wanted is not None and wanted != meta.get(key):
+            raise conflict(
+                resource,
+                entry.name,
+                group,
+                f"Precondition failed: {label} in precondition: {wanted}, "
+                f"{label} in object meta: {meta.get(key, '')}",
+            )
+
+
+GENERATE_NAME_ATTEMPTS = 8
+"""How often a generated name that collided is tried again (``RetryGenerateName``)."""
+
+
+def unique_name(
+    objects: Mapping[tuple[str, str], Entry],
+    meta: dict[str, Any],
+    generated: bool,
+    generate: Callable[[str], str],
+    resource: str,
+    group: str = "",
+) -> dict[str, Any]:
+    """The metadata of a create, with a name no stored object of ``resource`` has.
+
+    A name that was ``generated`` (from ``generateName``) is generated again, up to
+    :data:`GENERATE_NAME_ATTEMPTS` times in all; a name that was given is taken as it is.
+
+    Raises:
+        ApiError: 409 ``AlreadyExists`` (with ``retryAfterSeconds`` for a generated name).
+    """
+    attempts = 1
+    while (meta["namespace"], meta["name"]) in objects:
+        if not generated:
+            raise already_exists(resource, meta["name"], group)
+        if attempts >= GENERATE_NAME_ATTEMPTS:
+            raise generate_name_conflict(resource, meta["name"])
+        attempts += 1
+        meta = meta_with(meta, name=generate(meta["generateName"]))
+    return meta
 
 
 def simple_name(prefix: str, rng: random.Random) -> str:

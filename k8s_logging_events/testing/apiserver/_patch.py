@@ -93,77 +93,60 @@ def _index(container: list[Any], token: str, *, allow_end: bool) -> int:
     return index
 
 
-def _parent(doc: Any, tokens: list[str]) -> Any:
+def _step(node: Any, token: str, op: str) -> tuple[Any, Any]:
+    """The container ``node`` and the place ``token`` names in it: a key, or a list index.
+
+    The place must exist, except for ``add``, which may also name the end of a list (``-``).
+    """
+    if isinstance(node, dict):
+        if op != "add" and token not in node:
+            raise JsonPatchError(f"doc is missing key: {token}")
+        return node, token
+    if isinstance(node, list):
+        return node, _index(node, token, allow_end=op == "add")
+    raise JsonPatchError(f"cannot {op} at {token} in a {type(node).__name__}")
+
+
+def _place(doc: Any, tokens: list[str], op: str) -> tuple[Any, Any]:
+    """The container and place a (non-empty) pointer leads to, for operation ``op``."""
     node = doc
     for token in tokens[:-1]:
-        if isinstance(node, dict):
-            if token not in node:
-                raise JsonPatchError(f"doc is missing path: {token}")
-            node = node[token]
-        elif isinstance(node, list):
-            node = node[_index(node, token, allow_end=False)]
-        else:
-            raise JsonPatchError(f"doc is missing path: {token}")
-    return node
+        container, place = _step(node, token, "get")
+        node = container[place]
+    return _step(node, tokens[-1], op)
 
 
 def _get(doc: Any, tokens: list[str]) -> Any:
     if not tokens:
         return doc
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JsonPatchError(f"doc is missing key: {last}")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, allow_end=False)]
-    raise JsonPatchError(f"doc is missing key: {last}")
+    container, place = _place(doc, tokens, "get")
+    return container[place]
 
 
 def _add(doc: Any, tokens: list[str], value: Any) -> Any:
     if not tokens:
         return value
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, last, allow_end=True), value)
+    container, place = _place(doc, tokens, "add")
+    if isinstance(container, list):
+        container.insert(place, value)
     else:
-        raise JsonPatchError(f"cannot add to {type(parent).__name__}")
+        container[place] = value
     return doc
 
 
 def _remove(doc: Any, tokens: list[str]) -> Any:
     if not tokens:
         raise JsonPatchError("cannot remove the whole document")
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JsonPatchError(f"Unable to remove nonexistent key: {last}")
-        del parent[last]
-    elif isinstance(parent, list):
-        del parent[_index(parent, last, allow_end=False)]
-    else:
-        raise JsonPatchError(f"cannot remove from {type(parent).__name__}")
+    container, place = _place(doc, tokens, "remove")
+    del container[place]
     return doc
 
 
 def _replace(doc: Any, tokens: list[str], value: Any) -> Any:
     if not tokens:
         return value
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JsonPatchError(f"replace operation does not apply: doc is missing key: {last}")
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent[_index(parent, last, allow_end=False)] = value
-    else:
-        raise JsonPatchError(f"cannot replace in {type(parent).__name__}")
+    container, place = _place(doc, tokens, "replace")
+    container[place] = value
     return doc
 
 

@@ -3,8 +3,9 @@
 Part of the local API server on the test side of the pipeline, between the transport
 (:mod:`._http`, which reads an :class:`HttpRequest` off a connection and writes the
 :class:`HttpResponse`) and the handlers (:mod:`._rest`, :mod:`._rest_events`): the request
-with its body parsed lazily as Go's decoder reads JSON, the response, and the parsing of the
-query parameters that many handlers share -- selectors, ``limit``/``continue``, ``dryRun``
+with its body parsed lazily as Go's decoder reads JSON, the response (for a watch, the
+checked :class:`WatchRequest` that :mod:`._watch` streams), and the parsing of the query
+parameters that many handlers share -- selectors, ``limit``/``continue``, ``dryRun``
 and the ``Accept`` header of a Table -- with the API server's messages for bad values.
 """
 
@@ -14,10 +15,11 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from k8s_logging_events.testing.apiserver._auth import ANONYMOUS
 from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     FieldError,
@@ -25,8 +27,13 @@ from k8s_logging_events.testing.apiserver._errors import (
     invalid,
     status_body,
 )
-from k8s_logging_events.testing.apiserver._gofmt import go_json, go_json_error, go_strings
-from k8s_logging_events.testing.apiserver._objects import CORE_API, Api
+from k8s_logging_events.testing.apiserver._gofmt import (
+    go_json,
+    go_json_error,
+    go_strings,
+    summarize_data,
+)
+from k8s_logging_events.testing.apiserver._objects import CORE_API, Api, Entry
 from k8s_logging_events.testing.apiserver._selectors import (
     CORE_FIELD_LABELS,
     EVENTS_FIELD_LABELS,
@@ -37,24 +44,28 @@ from k8s_logging_events.testing.apiserver._selectors import (
     parse_label_selector,
 )
 
-if TYPE_CHECKING:
-    from k8s_logging_events.testing.apiserver._watch import WatchRequest
-
 __all__ = [
+    "Encoder",
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "WatchRequest",
     "delete_options",
-    "is_dry_run",
     "error_response",
     "event_field_converter",
+    "is_dry_run",
     "json_body",
-    "page",
     "list_meta",
+    "listed",
+    "list_response",
     "not_allowed",
     "ok",
+    "page",
     "selectors",
     "table_version",
+    "typed_body",
+    "unknown_field_warnings",
+    "unrecognized_body",
 ]
 
 _UNPARSED: Any = object()
@@ -90,6 +101,8 @@ class HttpRequest:
     body: bytes = b""
     json_body: Any = _UNPARSED
     """The body parsed as JSON (None when absent or not JSON), filled in on first use."""
+    user: str = ANONYMOUS
+    """The authenticated user's name (set by the dispatcher)."""
 
     def header(self, name: str) -> str:
         """Return a header value, or "" when absent."""
@@ -108,6 +121,46 @@ class HttpRequest:
                     if _SURROGATE_ESCAPE.search(self.body) or b"\xed" in self.body:
                         self.json_body = go_strings(self.json_body)
         return self.json_body
+
+
+Encoder = Callable[[Entry, bool], bytes]
+"""Renders one object as the watch event's object: (entry, first event of the stream)."""
+
+
+@dataclass(slots=True)
+class WatchRequest:
+    """What one watch asks for, parsed and checked by the REST layer."""
+
+    api: Api
+    resource: str
+    """What is watched: ``events``, ``pods`` or ``namespaces``."""
+    namespace: str | None
+    """Only this namespace's objects (all when None)."""
+    labels: LabelSelector
+    fields: FieldSelector
+    fields_of: Callable[[dict[str, Any]], Mapping[str, str]]
+    """The selectable fields of a stored object of the resource."""
+    resource_version: str
+    """As sent: "" (now, with the current state first), "0" (any), or a number."""
+    timeout: float | None
+    """``timeoutSeconds``: end the stream after this many seconds (None: never)."""
+    send_initial_events: bool | None
+    """``sendInitialEvents`` (None when absent)."""
+    bookmarks: bool
+    """``allowWatchBookmarks``."""
+    encode: Encoder
+    """The object of each watch event (JSON, or a one-row Table)."""
+    kind: str = "Event"
+    """The kind a bookmark names."""
+
+    def selects(self, entry: Entry) -> bool:
+        """Whether an object is in this watch's selection."""
+        obj = entry.obj
+        if self.namespace is not None and entry.namespace != self.namespace:
+            return False
+        if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
+            return False
+        return self.fields.empty or self.fields.matches(self.fields_of(obj))
 
 
 @dataclass(slots=True)
@@ -134,6 +187,16 @@ def ok(body: Any, status: int = 200) -> HttpResponse:
     return HttpResponse(status, json_body(body))
 
 
+def list_response(
+    kind: str, api_version: str, meta: dict[str, Any], items: Iterable[bytes]
+) -> HttpResponse:
+    """A list answer (``EventList``, ``PodList``): its head, then the items' cached JSON."""
+    head = json.dumps(
+        {"kind": kind, "apiVersion": api_version, "metadata": meta}, separators=(",", ":")
+    ).encode()
+    return HttpResponse(200, head[:-1] + b',"items":[' + b",".join(items) + b"]}\n")
+
+
 def error_response(error: ApiError) -> HttpResponse:
     """Render an :class:`ApiError` as its Status response."""
     return HttpResponse(
@@ -142,6 +205,62 @@ def error_response(error: ApiError) -> HttpResponse:
         headers=list(error.headers),
         reason=error.status.get("reason", ""),
     )
+
+
+def unrecognized_body(kind: str, request: HttpRequest) -> ApiError:
+    """400 for a create body that is not a JSON object (the decoder's first step)."""
+    data = request.parsed()
+    reason = (
+        go_json_error(request.body)
+        if data is None
+        else (
+            "json: cannot unmarshal array into Go value of type struct "
+            '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
+            'Kind string "json:\\"kind,omitempty\\"" }'
+        )
+    )
+    return bad_request(
+        f"the object provided is unrecognized (must be of type {kind}): couldn't get "
+        f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
+    )
+
+
+def typed_body(request: HttpRequest, api_version: str, kind: str) -> dict[str, Any]:
+    """A create's body checked as the decoder checks it: a JSON object whose ``apiVersion``
+    and ``kind`` (when given) are ``api_version`` and ``kind``; returned without them.
+
+    Raises:
+        ApiError: 400, with the decoder's message.
+    """
+    data = request.parsed()
+    if not isinstance(data, dict):
+        raise unrecognized_body(kind, request)
+    sent_version = data.get("apiVersion") or api_version
+    sent_kind = data.get("kind") or kind
+    if not isinstance(sent_version, str) or not isinstance(sent_kind, str):
+        raise bad_request(
+            f"the object provided is unrecognized (must be of type {kind}): "
+            "couldn't get version/kind; json parse error: "
+            "json: cannot unmarshal non-string into Go struct field .apiVersion of type string "
+            f"({summarize_data(request.body)})"
+        )
+    if sent_version != api_version:
+        raise bad_request(
+            f"the API version in the data ({sent_version}) does not match the expected API "
+            f"version ({api_version})"
+        )
+    if sent_kind != kind:
+        version = json.dumps(sent_version.rsplit("/", 1)[-1])
+        raise bad_request(
+            f"{sent_kind} in version {version} cannot be handled as a {kind}: "
+            f'no kind "{sent_kind}" is registered for version "{sent_version}"'
+        )
+    return {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
+
+
+def unknown_field_warnings(unknown: list[str]) -> list[tuple[str, str]]:
+    """The ``Warning`` headers for the unknown fields a decoder dropped."""
+    return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
 
 
 def not_allowed() -> HttpResponse:
@@ -221,6 +340,25 @@ def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
         except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
             raise bad_request("continue key is not valid: illegal base64 data") from None
     return max(count, 0), start
+
+
+Lister = Callable[
+    [LabelSelector, FieldSelector, int, tuple[str, str] | None],
+    tuple[list[Entry], int, tuple[str, str] | None, int],
+]
+"""Reads a list's page: (labels, fields, limit, start key) -> (entries, resourceVersion,
+the next page's start key, how many remain)."""
+
+
+def listed(
+    request: HttpRequest, convert: Callable[[str], str], lister: Lister
+) -> tuple[list[Entry], dict[str, Any]]:
+    """The page a list request asks for (its selectors checked with ``convert``, its
+    ``limit`` and ``continue``), read with ``lister``, and the list's ``metadata``."""
+    labels, fields = selectors(request, convert)
+    limit, start = page(request)
+    entries, rv, following, remaining = lister(labels, fields, limit, start)
+    return entries, list_meta(rv, following, remaining)
 
 
 def delete_options(request: HttpRequest) -> dict[str, Any]:

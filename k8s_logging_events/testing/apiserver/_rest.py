@@ -2,10 +2,11 @@
 
 Part of the local API server on the test side of the pipeline: :class:`RestApi` turns one
 HTTP request into one HTTP response, independent of sockets and threads. It routes the
-Events and Namespaces paths of core/v1 and events.k8s.io/v1 -- events to
-:class:`~._rest_events.EventsApi` -- answers the discovery documents kubectl reads
+Events, Pods and Namespaces paths of core/v1 and events.k8s.io/v1 -- events to
+:class:`~._rest_events.EventsApi`, pods to :class:`~._rest_pods.PodsApi`, watches of
+either or of namespaces to ``_watch`` -- answers the discovery documents kubectl reads
 (``/api``, ``/apis``, the resource lists, ``/version``, health checks) and serves
-Namespaces (get, list, create, delete into ``Terminating``) from the
+Namespaces (get, list, watch, create, delete into ``Terminating``) from the
 :class:`~._store.Store`; API errors become their ``Status`` answers.
 """
 
@@ -19,11 +20,16 @@ from k8s_logging_events.clock import Clock
 from k8s_logging_events.testing.apiserver._errors import (
     ApiError,
     bad_request,
-    not_found,
     not_found_path,
 )
-from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
-from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_API, Api, Entry
+from k8s_logging_events.testing.apiserver._gofmt import go_json
+from k8s_logging_events.testing.apiserver._objects import (
+    CORE_API,
+    EVENTS_API,
+    NAMESPACES_RESOURCE,
+    Api,
+    Entry,
+)
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
@@ -33,13 +39,18 @@ from k8s_logging_events.testing.apiserver._requests import (
     not_allowed,
     ok,
     selectors,
-    table_version,
+    unrecognized_body,
 )
 from k8s_logging_events.testing.apiserver._rest_events import EventsApi
+from k8s_logging_events.testing.apiserver._rest_pods import PodsApi
 from k8s_logging_events.testing.apiserver._schema import NAMESPACE, DecodeError, decode
-from k8s_logging_events.testing.apiserver._selectors import NAMESPACE_FIELD_LABELS, SelectorError
+from k8s_logging_events.testing.apiserver._selectors import (
+    namespace_field_label,
+    namespace_fields,
+)
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables
+from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["SERVER_VERSION", "RestApi"]
 
@@ -66,7 +77,9 @@ _EVENT_VERBS = [
     "update",
     "watch",
 ]
-_NAMESPACE_VERBS = ["create", "delete", "get", "list"]
+_NAMESPACE_VERBS = ["create", "delete", "get", "list", "watch"]
+_POD_VERBS = ["create", "delete", "get", "list", "watch"]
+_COLLECTIONS = ("events", "namespaces", "pods")
 
 
 class RestApi:
@@ -83,9 +96,7 @@ class RestApi:
         self._address = address
         self._tables = Tables(clock)
         self._events = EventsApi(store, self._tables)
-        self.pods: dict[tuple[str, str], dict[str, Any]] = {}
-        """Pods that GET /api/v1/namespaces/{ns}/pods/{name} serves, by (namespace, name):
-        the one read ``default_involved="pod"`` makes to learn a pod's uid."""
+        self._pods = PodsApi(store, self._tables)
 
     # -- entry point ------------------------------------------------------------------
 
@@ -178,10 +189,19 @@ class RestApi:
             "verbs": list(_NAMESPACE_VERBS),
             "shortNames": ["ns"],
         }
+        pods = {
+            "name": "pods",
+            "singularName": "pod",
+            "namespaced": True,
+            "kind": "Pod",
+            "verbs": list(_POD_VERBS),
+            "shortNames": ["po"],
+            "categories": ["all"],
+        }
         return {
             "kind": "APIResourceList",
             "groupVersion": "v1",
-            "resources": [self._event_resource(), namespaces],
+            "resources": [self._event_resource(), namespaces, pods],
         }
 
     def _events_resources(self) -> dict[str, Any]:
@@ -196,19 +216,25 @@ class RestApi:
 
     def _resources(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
         method = request.method
-        watch_path = rest[0] == "watch"
-        if watch_path or (
-            request.query.get("watch") in ("true", "1") and rest[-1] in ("events", "namespaces")
-        ):
-            return self._events.watch(api, rest[1:] if watch_path else rest, request)
+        if rest[0] == "watch":
+            return self._watch(api, rest[1:], request)
+        if request.query.get("watch") in ("true", "1") and _collection(rest) is not None:
+            return self._watch(api, rest, request)
         if rest == ["events"]:
             if method == "GET":
                 return self._events.list_events(api, None, request)
             return not_allowed()
+        if api is CORE_API and rest == ["pods"]:
+            return self._pods.route(None, None, request)
         if rest[0] == "namespaces" and api is CORE_API and len(rest) <= 2:
             return self._namespaces(rest[1:], request)
-        if api is CORE_API and len(rest) == 4 and rest[0] == "namespaces" and rest[2] == "pods":
-            return self._read_pod(rest[1], rest[3], request)
+        if (
+            api is CORE_API
+            and len(rest) in (3, 4)
+            and rest[0] == "namespaces"
+            and rest[2] == "pods"
+        ):
+            return self._pods.route(rest[1], rest[3] if len(rest) == 4 else None, request)
         if rest[0] != "namespaces" or len(rest) < 3 or rest[2] != "events" or len(rest) > 4:
             raise not_found_path()
         namespace = rest[1]
@@ -232,20 +258,26 @@ class RestApi:
             return self._events.delete_event(api, namespace, name, request)
         return not_allowed()
 
-    # -- pods (read only) -------------------------------------------------------------
-
-    def _read_pod(self, namespace: str, name: str, request: HttpRequest) -> HttpResponse:
-        if request.method != "GET":
-            return not_allowed()
-        pod = self.pods.get((namespace, name))
-        if pod is None:
-            raise not_found("pods", name)
-        return ok(pod)
+    def _watch(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
+        """A watch of a collection, or (``/watch/.../NAME``) of the one object named."""
+        name = None
+        target = _collection(rest)
+        if target is None and len(rest) > 1:
+            target, name = _collection(rest[:-1]), rest[-1]
+        if target is None:
+            raise not_found_path()
+        resource, namespace = target
+        if resource == "events":
+            return self._events.watch(api, namespace, name, request)
+        if api is not CORE_API:
+            raise not_found_path()
+        if resource == "pods":
+            return self._pods.watch(namespace, name, request)
+        if namespace is not None:
+            raise not_found_path()
+        return self._watch_namespaces(name, request)
 
     # -- namespaces -------------------------------------------------------------------
-
-    def _namespacejson_body(self, entry: Entry) -> dict[str, Any]:
-        return {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
 
     def _namespaces(self, rest: list[str], request: HttpRequest) -> HttpResponse:
         method = request.method
@@ -258,46 +290,44 @@ class RestApi:
         name = rest[0]
         if method == "GET":
             entry = self._store.get_namespace(name)
-            version = table_version(request)
-            if version is not None:
-                return ok(self._tables.namespaces([entry], version, request, {}))
-            return ok(self._namespacejson_body(entry))
+            return table_or(
+                request, [entry], {}, self._tables.namespaces, lambda: ok(_namespace_json(entry))
+            )
         if method == "DELETE":
             delete_options(request)
-            return ok(self._namespacejson_body(self._store.terminate_namespace(name)))
+            return ok(_namespace_json(self._store.terminate_namespace(name)))
         return not_allowed()
 
     def _list_namespaces(self, request: HttpRequest) -> HttpResponse:
-        def convert(label: str) -> str:
-            if label in NAMESPACE_FIELD_LABELS:
-                return label
-            raise SelectorError(
-                f'"{label}" is not a known field selector: only "metadata.name", "status.phase"'
-            )
-
-        labels, fields = selectors(request, convert)
+        labels, fields = selectors(request, namespace_field_label)
         entries, rv = self._store.list_namespaces(labels, fields)
         meta = {"resourceVersion": str(rv)}
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.namespaces(entries, version, request, meta))
-        return ok(
-            {
-                "kind": "NamespaceList",
-                "apiVersion": "v1",
-                "metadata": meta,
-                "items": [entry.obj for entry in entries],
-            }
+        body = {
+            "kind": "NamespaceList",
+            "apiVersion": "v1",
+            "metadata": meta,
+            "items": [entry.obj for entry in entries],
+        }
+        return table_or(request, entries, meta, self._tables.namespaces, lambda: ok(body))
+
+    def _watch_namespaces(self, name: str | None, request: HttpRequest) -> HttpResponse:
+        return watch_response(
+            request,
+            api=CORE_API,
+            resource=NAMESPACES_RESOURCE,
+            kind="Namespace",
+            namespace=None,
+            name=name,
+            convert=namespace_field_label,
+            fields_of=namespace_fields,
+            json_of=lambda entry: go_json(_namespace_json(entry)),
+            table=self._tables.namespaces,
         )
 
     def _create_namespace(self, request: HttpRequest) -> HttpResponse:
         data = request.parsed()
         if not isinstance(data, dict):
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Namespace): "
-                f"couldn't get version/kind; json parse error: {go_json_error(request.body)} "
-                f"({summarize_data(request.body)})"
-            )
+            raise unrecognized_body("Namespace", request)
         body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
         try:
             namespace = decode(NAMESPACE, body, [])
@@ -307,4 +337,18 @@ class RestApi:
             ) from None
         namespace["metadata"].pop("namespace", None)
         entry = self._store.create_namespace(namespace)
-        return HttpResponse(201, json_body(self._namespacejson_body(entry)))
+        return HttpResponse(201, json_body(_namespace_json(entry)))
+
+
+def _namespace_json(entry: Entry) -> dict[str, Any]:
+    return {"kind": "Namespace", "apiVersion": "v1", **entry.obj}
+
+
+def _collection(rest: list[str]) -> tuple[str, str | None] | None:
+    """The (resource, namespace) of a collection path: ``events``, ``pods``, ``namespaces``,
+    or ``namespaces/NS/events`` and ``namespaces/NS/pods``; None for any other path."""
+    if len(rest) == 1 and rest[0] in _COLLECTIONS:
+        return rest[0], None
+    if len(rest) == 3 and rest[0] == "namespaces" and rest[2] in ("events", "pods"):
+        return rest[2], rest[1]
+    return None

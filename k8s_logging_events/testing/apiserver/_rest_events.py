@@ -6,28 +6,27 @@ and events.k8s.io/v1, over the one store. It does the steps the API server's han
 before the registry -- decoding the body (``the object provided is unrecognized``, unknown
 fields as ``Warning`` headers), the namespace and name of the body against the URL, the
 patch content type and the patch itself -- then calls the :class:`~._store.Store`, and
-renders the answer as JSON in the request's API version or as a Table. A watch is checked
-here and answered with a :class:`~._watch.WatchRequest`, which the server streams.
+renders the answer as JSON in the request's API version or as a Table. A watch is answered
+with a :class:`~._requests.WatchRequest` (``_watch.watch_response``), which the server
+streams.
 """
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import (
     FieldError,
     bad_request,
     invalid,
-    method_not_supported,
     name_mismatch,
     namespace_mismatch,
-    not_found_path,
     unsupported_media_type,
 )
-from k8s_logging_events.testing.apiserver._gofmt import go_json_error, summarize_data
-from k8s_logging_events.testing.apiserver._objects import CORE_API, Api, Entry
+from k8s_logging_events.testing.apiserver._gofmt import go_json_error
+from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_RESOURCE, Api, Entry
 from k8s_logging_events.testing.apiserver._patch import (
     JsonPatchError,
     apply_json_patch,
@@ -41,13 +40,12 @@ from k8s_logging_events.testing.apiserver._requests import (
     delete_options,
     event_field_converter,
     is_dry_run,
-    json_body,
-    list_meta,
-    not_allowed,
+    list_response,
+    listed,
     ok,
-    page,
     selectors,
-    table_version,
+    typed_body,
+    unknown_field_warnings,
 )
 from k8s_logging_events.testing.apiserver._schema import (
     CORE_EVENT,
@@ -56,9 +54,10 @@ from k8s_logging_events.testing.apiserver._schema import (
     decode,
     events_to_core,
 )
+from k8s_logging_events.testing.apiserver._selectors import event_fields
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables
-from k8s_logging_events.testing.apiserver._watch import WatchRequest
+from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["PATCH_TYPES", "EventsApi"]
 
@@ -84,152 +83,65 @@ class EventsApi:
 
     # -- watch ------------------------------------------------------------------------
 
-    def watch(self, api: Api, rest: list[str], request: HttpRequest) -> HttpResponse:
-        """Check a watch request and describe it; the server streams it."""
-        if not rest:
-            raise not_found_path()
-        if rest[-1] == "namespaces" or (rest[0] == "namespaces" and len(rest) == 2):
-            raise method_not_supported("namespaces", "watch", "")
-        if rest == ["events"]:
-            namespace, name = None, None
-        elif rest[0] == "namespaces" and len(rest) in (3, 4) and rest[2] == "events":
-            namespace, name = rest[1], (rest[3] if len(rest) == 4 else None)
-        else:
-            raise not_found_path()
-        if request.method != "GET":
-            return not_allowed()
-        selector = request.query.get("fieldSelector", "")
-        if name is not None:
-            # /watch/.../events/NAME is a watch of the collection selected by name
-            escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
-            selector = (
-                f"{selector},metadata.name={escaped}" if selector else f"metadata.name={escaped}"
-            )
-        labels, fields = selectors(request, event_field_converter(api), selector)
-        rv = request.query.get("resourceVersion", "")
-        if rv and not rv.isdigit():
-            error = FieldError.invalid(
-                "resourceVersion", rv, f'strconv.ParseUint: parsing "{rv}": invalid syntax'
-            )
-            raise invalid("events", "", [error], api.group)
-        raw_timeout = request.query.get("timeoutSeconds", "")
-        try:
-            timeout = float(int(raw_timeout)) if raw_timeout else None
-        except ValueError:
-            raise bad_request(
-                f'strconv.ParseInt: parsing "{raw_timeout}": invalid syntax'
-            ) from None
-        initial = request.query.get("sendInitialEvents")
-        version = table_version(request)
-        watch = WatchRequest(
+    def watch(
+        self, api: Api, namespace: str | None, name: str | None, request: HttpRequest
+    ) -> HttpResponse:
+        """Check a watch of events and describe it; the server streams it."""
+        return watch_response(
+            request,
             api=api,
+            resource=EVENTS_RESOURCE,
+            kind="Event",
             namespace=namespace,
-            labels=labels,
-            fields=fields,
-            resource_version=rv,
-            timeout=timeout,
-            send_initial_events=None if initial is None else initial in ("true", "1"),
-            bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
-            encode=self._watch_encoder(api, request, version),
+            name=name,
+            convert=event_field_converter(api),
+            fields_of=event_fields,
+            json_of=lambda entry: api.prefix + entry.item_json(api.name)[1:],
+            table=functools.partial(self._tables.events, api=api),
         )
-        return HttpResponse(200, b"", watch=watch)
-
-    def _watch_encoder(
-        self, api: Api, request: HttpRequest, version: str | None
-    ) -> Callable[[Entry, bool], bytes]:
-        if version is None:
-            return lambda entry, _first: api.prefix + entry.item_json(api.name)[1:]
-
-        def table(entry: Entry, first: bool) -> bytes:
-            meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
-            rendered = self._tables.events([entry], version, api, request, meta)
-            if not first:
-                # the real server sends the column definitions with the first event only
-                rendered["columnDefinitions"] = None
-            return json_body(rendered)
-
-        return table
 
     # -- reads and writes -------------------------------------------------------------
 
     def single(
         self, api: Api, entry: Entry, request: HttpRequest, status: int = 200
     ) -> HttpResponse:
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.events([entry], version, api, request, {}))
-        body = api.prefix + entry.item_json(api.name)[1:] + b"\n"
-        return HttpResponse(status, body)
+        return table_or(
+            request,
+            [entry],
+            {},
+            functools.partial(self._tables.events, api=api),
+            lambda: HttpResponse(status, api.prefix + entry.item_json(api.name)[1:] + b"\n"),
+        )
 
     def list_events(self, api: Api, namespace: str | None, request: HttpRequest) -> HttpResponse:
-        labels, fields = selectors(request, event_field_converter(api))
-        limit, start = page(request)
-        entries, rv, following, remaining = self._store.list_events(
-            namespace, labels, fields, limit=limit, start=start
+        entries, meta = listed(
+            request,
+            event_field_converter(api),
+            functools.partial(self._store.list_page, EVENTS_RESOURCE, namespace),
         )
-        meta = list_meta(rv, following, remaining)
-        version = table_version(request)
-        if version is not None:
-            return ok(self._tables.events(entries, version, api, request, meta))
-        head = json.dumps(
-            {"kind": "EventList", "apiVersion": api.api_version, "metadata": meta},
-            separators=(",", ":"),
-        ).encode()
-        items = b",".join(entry.item_json(api.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+        items = (entry.item_json(api.name) for entry in entries)
+        return table_or(
+            request,
+            entries,
+            meta,
+            functools.partial(self._tables.events, api=api),
+            lambda: list_response("EventList", api.api_version, meta, items),
+        )
 
     def _decode_event(self, api: Api, request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
         """Decode a create/replace body into the canonical form (the handler's decode step)."""
-        data = request.parsed()
-        if not isinstance(data, dict):
-            reason = (
-                go_json_error(request.body)
-                if data is None
-                else (
-                    "json: cannot unmarshal array into Go value of type struct "
-                    '{ APIVersion string "json:\\"apiVersion,omitempty\\""; '
-                    'Kind string "json:\\"kind,omitempty\\"" }'
-                )
-            )
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Event): couldn't get "
-                f"version/kind; json parse error: {reason} ({summarize_data(request.body)})"
-            )
-        api_version = data.get("apiVersion") or api.api_version
-        kind = data.get("kind") or "Event"
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            raise bad_request(
-                "the object provided is unrecognized (must be of type Event): "
-                "couldn't get version/kind; json parse error: "
-                "json: cannot unmarshal non-string into Go struct field .apiVersion of type string "
-                f"({summarize_data(request.body)})"
-            )
-        version = api_version.rsplit("/", 1)[-1]
-        if api_version != api.api_version:
-            raise bad_request(
-                f"the API version in the data ({api_version}) does not match the expected API "
-                f"version ({api.api_version})"
-            )
-        if kind != "Event":
-            raise bad_request(
-                f"{kind} in version {json.dumps(version)} cannot be handled as a Event: "
-                f'no kind "{kind}" is registered for version "{api_version}"'
-            )
-        body = {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
+        body = typed_body(request, api.api_version, "Event")
         unknown: list[str] = []
         try:
             decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, unknown)
         except DecodeError as exc:
+            version = api.api_version.rsplit("/", 1)[-1]
             raise bad_request(
-                f'{kind} in version "{version}" cannot be handled as a Event: {exc}'
+                f'Event in version "{version}" cannot be handled as a Event: {exc}'
             ) from None
         event = decoded if api is CORE_API else events_to_core(decoded)
         event["metadata"].pop("managedFields", None)
         return event, unknown
-
-    @staticmethod
-    def _warnings(unknown: list[str]) -> list[tuple[str, str]]:
-        return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
 
     def create_event(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
         event, unknown = self._decode_event(api, request)
@@ -238,9 +150,9 @@ class EventsApi:
             raise namespace_mismatch()
         dry_run = is_dry_run(request, "CreateOptions")
         event["metadata"]["namespace"] = namespace
-        entry = self._store.create_event(api, event, dry_run=dry_run)
+        entry = self._store.create_event(api, event, dry_run=dry_run, user=request.user)
         response = self.single(api, entry, request, 201)
-        response.headers.extend(self._warnings(unknown))
+        response.headers.extend(unknown_field_warnings(unknown))
         return response
 
     def replace_event(
@@ -254,10 +166,16 @@ class EventsApi:
             raise name_mismatch(meta.get("name", ""), name)
         dry_run = is_dry_run(request, "UpdateOptions")
         entry, created = self._store.update_event(
-            api, namespace, name, lambda _current: event, allow_create=True, dry_run=dry_run
+            api,
+            namespace,
+            name,
+            lambda _current: event,
+            allow_create=True,
+            dry_run=dry_run,
+            user=request.user,
         )
         response = self.single(api, entry, request, 201 if created else 200)
-        response.headers.extend(self._warnings(unknown))
+        response.headers.extend(unknown_field_warnings(unknown))
         return response
 
     def patch_event(
@@ -294,7 +212,7 @@ class EventsApi:
             return self._decode_patched(api, patched, patch)
 
         entry, created = self._store.update_event(
-            api, namespace, name, make, allow_create=apply, dry_run=dry_run
+            api, namespace, name, make, allow_create=apply, dry_run=dry_run, user=request.user
         )
         return self.single(api, entry, request, 201 if created else 200)
 
@@ -375,13 +293,6 @@ class EventsApi:
         delete_options(request)
         labels, fields = selectors(request, event_field_converter(api))
         entries = self._store.delete_events(namespace, labels, fields)
-        head = json.dumps(
-            {
-                "kind": "EventList",
-                "apiVersion": api.api_version,
-                "metadata": {"resourceVersion": str(self._store.resource_version)},
-            },
-            separators=(",", ":"),
-        ).encode()
-        items = b",".join(entry.item_json(api.name) for entry in entries)
-        return HttpResponse(200, head[:-1] + b',"items":[' + items + b"]}\n")
+        meta = {"resourceVersion": str(self._store.resource_version)}
+        items = (entry.item_json(api.name) for entry in entries)
+        return list_response("EventList", api.api_version, meta, items)

@@ -1,4 +1,4 @@
-"""The wire shapes of Event and Namespace in :class:`~k8s_logging_events.testing.LocalApiServer`.
+"""The wire shapes of Event, Namespace and Pod in the local API server.
 
 Part of the local API server on the test side of the pipeline. The server keeps every event
 in one canonical form -- the core/v1 JSON exactly as a real API server writes it (Go field
@@ -27,6 +27,7 @@ __all__ = [
     "CORE_EVENT",
     "EVENTS_EVENT",
     "NAMESPACE",
+    "POD",
     "DecodeError",
     "Struct",
     "core_to_events",
@@ -84,6 +85,13 @@ class Field:
         else:
             mode = _EMPTY_IF_FALSY
         object.__setattr__(self, "empty_mode", mode)
+
+    def leaves_out(self, value: Any) -> bool:
+        """Whether the encoder leaves this field out: ``omitempty`` and an empty ``value``."""
+        if not self.omitempty:
+            return False
+        mode = self.empty_mode
+        return (mode == _EMPTY_IF_FALSY and not value) or (mode == _EMPTY_IF_NONE and value is None)
 
 
 @dataclass(frozen=True)
@@ -260,6 +268,18 @@ NAMESPACE = Struct(
 )
 """core/v1 ``Namespace``."""
 
+POD = Struct(
+    "Pod",
+    "v1.Pod",
+    (
+        Field("metadata", _STRUCT, False, OBJECT_META),
+        Field("spec", _RAW),
+        Field("status", _RAW),
+    ),
+)
+"""core/v1 ``Pod``: its metadata decoded, its spec and status kept as sent (``_pods``
+checks the parts it uses)."""
+
 
 def _describe(value: Any, target_kind: str) -> str:
     """Return Go's name for a JSON value in an ``UnmarshalTypeError``."""
@@ -310,12 +330,8 @@ def decode(
         name = spec.name
         if name in values:
             value = values[name]
-            if spec.omitempty:
-                mode = spec.empty_mode
-                if (mode == _EMPTY_IF_FALSY and not value) or (
-                    mode == _EMPTY_IF_NONE and value is None
-                ):
-                    continue
+            if spec.leaves_out(value):
+                continue
         elif spec.omitempty:
             continue
         else:
@@ -464,63 +480,44 @@ def parse_micro_time(value: str) -> str | None:
     return format_micro_time(moment)
 
 
+_EVENTS_NAMES = {
+    "regarding": "involvedObject",
+    "note": "message",
+    "reportingController": "reportingComponent",
+    "deprecatedSource": "source",
+    "deprecatedFirstTimestamp": "firstTimestamp",
+    "deprecatedLastTimestamp": "lastTimestamp",
+    "deprecatedCount": "count",
+}
+"""The events.k8s.io/v1 fields that have another name in core/v1 (``conversion.go``)."""
+_CORE_NAMES = {core: events for events, core in _EVENTS_NAMES.items()}
+
+
+def _convert(source: dict[str, Any], target: Struct, names: dict[str, str]) -> dict[str, Any]:
+    """A canonical object as the canonical form of ``target``, which calls the field that
+    ``source`` calls ``names[field]`` (or the same) by its own name: in ``target``'s order,
+    its empty ``omitempty`` fields left out and its missing other ones zero."""
+    out: dict[str, Any] = {}
+    for spec in target.fields:
+        name = names.get(spec.name, spec.name)
+        if name not in source:
+            if not spec.omitempty:
+                out[spec.name] = _zero(spec)
+            continue
+        value = source[name]
+        if spec.kind == _PTR_STRUCT and value is not None:
+            assert spec.struct is not None
+            value = _convert(value, spec.struct, {})  # the two series differ in omitempty
+        if not spec.leaves_out(value):
+            out[spec.name] = value
+    return out
+
+
 def core_to_events(core: dict[str, Any]) -> dict[str, Any]:
     """Return the events.k8s.io/v1 form of a canonical core/v1 event (no kind/apiVersion)."""
-    out: dict[str, Any] = {"metadata": core["metadata"], "eventTime": core["eventTime"]}
-    series = core.get("series")
-    if series is not None:
-        out["series"] = {
-            "count": series.get("count", 0),
-            "lastObservedTime": series.get("lastObservedTime"),
-        }
-    if core["reportingComponent"]:
-        out["reportingController"] = core["reportingComponent"]
-    if core["reportingInstance"]:
-        out["reportingInstance"] = core["reportingInstance"]
-    for key in ("action", "reason"):
-        if key in core:
-            out[key] = core[key]
-    out["regarding"] = core["involvedObject"]
-    if "related" in core:
-        out["related"] = core["related"]
-    if "message" in core:
-        out["note"] = core["message"]
-    if "type" in core:
-        out["type"] = core["type"]
-    out["deprecatedSource"] = core["source"]
-    out["deprecatedFirstTimestamp"] = core["firstTimestamp"]
-    out["deprecatedLastTimestamp"] = core["lastTimestamp"]
-    if "count" in core:
-        out["deprecatedCount"] = core["count"]
-    return out
+    return _convert(core, EVENTS_EVENT, _EVENTS_NAMES)
 
 
 def events_to_core(events: dict[str, Any]) -> dict[str, Any]:
     """Return the canonical core/v1 form of a decoded events.k8s.io/v1 event."""
-    out: dict[str, Any] = {"metadata": events["metadata"], "involvedObject": events["regarding"]}
-    if "reason" in events:
-        out["reason"] = events["reason"]
-    if "note" in events:
-        out["message"] = events["note"]
-    out["source"] = events["deprecatedSource"]
-    out["firstTimestamp"] = events["deprecatedFirstTimestamp"]
-    out["lastTimestamp"] = events["deprecatedLastTimestamp"]
-    if "deprecatedCount" in events:
-        out["count"] = events["deprecatedCount"]
-    if "type" in events:
-        out["type"] = events["type"]
-    out["eventTime"] = events["eventTime"]
-    series = events.get("series")
-    if series is not None:
-        core_series: dict[str, Any] = {}
-        if series.get("count"):
-            core_series["count"] = series["count"]
-        core_series["lastObservedTime"] = series.get("lastObservedTime")
-        out["series"] = core_series
-    if "action" in events:
-        out["action"] = events["action"]
-    if "related" in events:
-        out["related"] = events["related"]
-    out["reportingComponent"] = events.get("reportingController", "")
-    out["reportingInstance"] = events.get("reportingInstance", "")
-    return out
+    return _convert(events, CORE_EVENT, _CORE_NAMES)

@@ -21,6 +21,8 @@ __all__ = [
     "LabelSelector",
     "SelectorError",
     "event_fields",
+    "namespace_field_label",
+    "namespace_fields",
     "parse_field_selector",
     "parse_label_selector",
 ]
@@ -91,6 +93,23 @@ def event_fields(event: dict[str, Any]) -> dict[str, str]:
     }
 
 
+def namespace_fields(namespace: dict[str, Any]) -> dict[str, str]:
+    """Return the selectable field set of a stored namespace."""
+    return {
+        "metadata.name": namespace["metadata"].get("name", ""),
+        "status.phase": namespace["status"].get("phase", ""),
+    }
+
+
+def namespace_field_label(label: str) -> str:
+    """Check a namespace field selector's label (the message is the real server's)."""
+    if label in NAMESPACE_FIELD_LABELS:
+        return label
+    raise SelectorError(
+        f'"{label}" is not a known field selector: only "metadata.name", "status.phase"'
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FieldSelector:
     """A parsed ``fieldSelector``: ``(field, operator, value)`` terms that must all hold."""
@@ -111,22 +130,25 @@ class FieldSelector:
         return not self.terms
 
 
-def _split_unescaped(text: str, separator: str) -> list[str]:
+def _split_terms(text: str, *, escapes: bool = False, parentheses: bool = False) -> list[str]:
+    """Split ``text`` at each comma that is not escaped by a backslash (with ``escapes``) nor
+    inside parentheses (with ``parentheses``); the escapes stay in the parts."""
     parts: list[str] = []
     current: list[str] = []
     escaped = False
+    depth = 0
     for char in text:
         if escaped:
-            current.append(char)
             escaped = False
-        elif char == "\\":
-            current.append(char)
+        elif escapes and char == "\\":
             escaped = True
-        elif char == separator:
+        elif parentheses and char in "()":
+            depth += 1 if char == "(" else -1
+        elif char == "," and depth == 0:
             parts.append("".join(current))
             current = []
-        else:
-            current.append(char)
+            continue
+        current.append(char)
     parts.append("".join(current))
     return parts
 
@@ -163,7 +185,7 @@ def parse_field_selector(
             is the one the API server puts in its ``BadRequest``.
     """
     terms: list[tuple[str, str, str]] = []
-    for part in sorted(_split_unescaped(selector, ",")):
+    for part in sorted(_split_terms(selector, escapes=True)):
         if not part:
             continue
         for index in range(len(part)):
@@ -232,24 +254,6 @@ _CMP_TERM = re.compile(rf"\s*({_KEY})\s*(>|<)\s*(-?[0-9]+)\s*\Z")
 _EXISTS_TERM = re.compile(rf"\s*(!?)\s*({_KEY})\s*\Z")
 
 
-def _split_requirements(selector: str) -> list[str]:
-    parts: list[str] = []
-    depth = 0
-    current: list[str] = []
-    for char in selector:
-        if char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current))
-    return parts
-
-
 def parse_label_selector(selector: str) -> LabelSelector:
     """Parse a ``labelSelector``.
 
@@ -259,7 +263,7 @@ def parse_label_selector(selector: str) -> LabelSelector:
     if not selector.strip():
         return LabelSelector()
     requirements = []
-    for part in _split_requirements(selector):
+    for part in _split_terms(selector, parentheses=True):
         if match := _SET_TERM.match(part):
             values = tuple(value.strip() for value in match.group(3).split(","))
             if any(not re.fullmatch(_VALUE, value) for value in values):

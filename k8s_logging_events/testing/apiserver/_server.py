@@ -2,7 +2,7 @@
 
 This is the test side of the pipeline: what the sink talks to in tests and in the demo.
 :class:`LocalApiServer` serves core/v1 and events.k8s.io/v1 Events and core/v1 Namespaces
-over real HTTP on 127.0.0.1, so that the official ``kubernetes`` client -- and through it
+and Pods over real HTTP on 127.0.0.1, so that the official ``kubernetes`` client -- and through it
 the library's sink -- talks to it exactly as to a cluster: same paths, same status codes,
 same ``Status`` bodies, same validation, same order of checks (see
 ``docs/local-apiserver.md`` for what is and is not faithful). On top of that it offers what
@@ -12,7 +12,10 @@ direct access to the stored events.
 The facade ties the parts together: the transport (``_http``) hands each request to the
 dispatcher (``_dispatch``), which logs it (``_faults.RequestLog``), meets it with an armed
 fault (``_faults.FaultList``) or authenticates it (``_auth``) and answers it through the
-REST layer (``_rest``) over the store (``_store``), streaming watches (``_watch``). Only
+REST layer (``_rest``) over the store (``_store``, which asks the admission plugin of
+``_admission`` about event writes), streaming watches (``_watch``). The controls a cluster
+has not -- faults, the request log, refusing connections -- are in its base class
+(``_controls``). Only
 the standard library is used; the ``kubernetes`` package is imported only by
 :meth:`LocalApiServer.api_client`. All threads are daemon threads named
 ``k8s-apiserver-...``; :meth:`LocalApiServer.stop` stops and joins every one of them.
@@ -20,34 +23,32 @@ the standard library is used; the ``kubernetes`` package is imported only by
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import threading
-import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
-from k8s_logging_events.clock import Clock, SystemClock
+from k8s_logging_events.clock import Clock, SystemClock, monotonic_source
+from k8s_logging_events.testing._wait import wait_for_event
+from k8s_logging_events.testing.apiserver._admission import EventRateLimit
 from k8s_logging_events.testing.apiserver._auth import (
+    LOCAL_ADMIN,
     Authenticator,
     ClientCertificate,
     TlsMaterial,
     kubeconfig_text,
 )
+from k8s_logging_events.testing.apiserver._controls import ServerControls
 from k8s_logging_events.testing.apiserver._dispatch import Dispatcher
 from k8s_logging_events.testing.apiserver._errors import ApiError
-from k8s_logging_events.testing.apiserver._faults import (
-    Fault,
-    FaultAction,
-    FaultList,
-    RecordedRequest,
-    RequestLog,
-)
+from k8s_logging_events.testing.apiserver._faults import FaultList, RequestLog
 from k8s_logging_events.testing.apiserver._http import Transport
 from k8s_logging_events.testing.apiserver._objects import CORE_API, EVENTS_API, Entry
+from k8s_logging_events.testing.apiserver._pods import LOCAL_NODE, running_status
 from k8s_logging_events.testing.apiserver._rest import RestApi
+from k8s_logging_events.testing.apiserver._rest_pods import pod_json
 from k8s_logging_events.testing.apiserver._store import DEFAULT_WATCH_HISTORY, Store
 from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
 
@@ -57,11 +58,11 @@ if TYPE_CHECKING:
 __all__ = ["LocalApiServer"]
 
 
-class LocalApiServer:
+class LocalApiServer(ServerControls):
     """A Kubernetes Events API server on 127.0.0.1 for tests, demos and users' own tests.
 
-    It serves ``/api/v1`` (Events and Namespaces) and ``/apis/events.k8s.io/v1`` (Events)
-    over one store, plus the discovery documents kubectl needs. Use it as a context
+    It serves ``/api/v1`` (Events, Namespaces and Pods) and ``/apis/events.k8s.io/v1``
+    (Events) over one store, plus the discovery documents kubectl needs. Use it as a context
     manager, or call :meth:`start` and :meth:`stop`::
 
         with LocalApiServer() as server:
@@ -88,7 +89,7 @@ class LocalApiServer:
         name_generator: makes the name for a ``generateName`` prefix (default: the prefix
             and five random characters, as the real server does).
         seed: seeds the default name generator.
-        watch_history: how many changes to events the server keeps for watches to resume
+        watch_history: how many changes of each resource the server keeps for watches to resume
             from; a watch from an older resourceVersion gets ``410 Expired``.
         tls: serve HTTPS with a certificate signed by a throwaway CA (:attr:`ca_pem`,
             :attr:`ca_file`); needs the ``trustme`` package.
@@ -100,6 +101,15 @@ class LocalApiServer:
         chunked_answers: send every answer that has a body with ``Transfer-Encoding:
             chunked`` (in two chunks) instead of a ``Content-Length``, as a real server does
             with answers it streams; for testing clients' HTTP.
+        event_rate_limit: enforce the ``EventRateLimit`` admission plugin with this, its
+            configuration (``{"limits": [{"type": "Namespace", "qps": 50, "burst": 100}]}``;
+            types ``Server``, ``Namespace``, ``User``, ``SourceAndObject``): core/v1 event
+            creates and updates beyond a limit get its 429, without ``Retry-After``. Buckets
+            refill on ``clock``. A ``User`` is ``system:anonymous`` without credentials,
+            ``local-admin`` for the token, and a client certificate's common name.
+
+    Raises:
+        ValueError: an invalid option (``event_rate_limit`` as the plugin would refuse it).
     """
 
     def __init__(
@@ -120,16 +130,22 @@ class LocalApiServer:
         token: str | None = None,
         client_certificates: bool = False,
         chunked_answers: bool = False,
+        event_rate_limit: Mapping[str, Any] | None = None,
     ) -> None:
         if client_certificates and not tls:
             raise ValueError("client_certificates=True needs tls=True")
         if token is not None and not token.strip():
             raise ValueError("token must not be empty")
+        self._clock: Clock = clock or SystemClock()
+        admission = (  # checked first: a refused configuration leaves no files behind
+            None
+            if event_rate_limit is None
+            else EventRateLimit(event_rate_limit, monotonic_source(self._clock)).validate
+        )
         self._host = host
         self._auth = Authenticator(token, client_certificates)
         self._tls = TlsMaterial() if tls else None
         self._default_client_certificate: ClientCertificate | None = None
-        self._clock: Clock = clock or SystemClock()
         self._store = Store(
             clock=self._clock,
             namespaces=namespaces,
@@ -139,6 +155,7 @@ class LocalApiServer:
             name_generator=name_generator,
             seed=seed,
             watch_history=watch_history,
+            admission=admission,
         )
         self._log = RequestLog(max_requests)
         self._faults = FaultList()
@@ -165,6 +182,7 @@ class LocalApiServer:
             stopping=stopping,
             chunked_answers=chunked_answers,
         )
+        self._pods_added = 0
         self._state = threading.Lock()
         self._started = False
         self._stop_requested = False
@@ -291,7 +309,7 @@ class LocalApiServer:
         if certificate is None and self._auth.client_certificates:
             if self._default_client_certificate is None:
                 self._default_client_certificate = self.client_certificate(
-                    "local-admin", ("system:masters",)
+                    LOCAL_ADMIN, ("system:masters",)
                 )
             certificate = self._default_client_certificate
         return self._auth.token, certificate
@@ -355,34 +373,9 @@ class LocalApiServer:
             raise RuntimeError("client certificates need LocalApiServer(tls=True)")
         return self._tls.issue_client_certificate(user, tuple(groups))
 
-    def wait_for_event(
-        self,
-        *,
-        namespace: str | None = None,
-        kind: str | None = None,
-        name: str | None = None,
-        reason: str | None = None,
-        min_count: int = 1,
-        timeout: float = 10.0,
-    ) -> dict[str, Any]:
-        """Wait until a matching event is stored; return it as core/v1 JSON.
-
-        The arguments are those of :func:`~k8s_logging_events.testing.wait_for_event`.
-
-        Raises:
-            AssertionError: nothing matched in time (the message shows the events there).
-        """
-        from k8s_logging_events.testing._wait import wait_for_event
-
-        return wait_for_event(
-            self,
-            namespace=namespace,
-            kind=kind,
-            name=name,
-            reason=reason,
-            min_count=min_count,
-            timeout=timeout,
-        )
+    wait_for_event = wait_for_event
+    """Wait until a matching event is stored; return it as core/v1 JSON: the function
+    :func:`~k8s_logging_events.testing.wait_for_event`, with this server as its target."""
 
     # -- stored objects ---------------------------------------------------------------
 
@@ -473,182 +466,71 @@ class LocalApiServer:
         return str(self._store.resource_version)
 
     def add_pod(
-        self, name: str, namespace: str = "default", uid: str | None = None
+        self,
+        name: str,
+        namespace: str = "default",
+        uid: str | None = None,
+        *,
+        containers: Sequence[Mapping[str, Any]] | None = None,
+        labels: Mapping[str, str] | None = None,
+        status: Mapping[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Serve a pod at ``GET /api/v1/namespaces/{namespace}/pods/{name}``; return it.
+        """Create a pod as if it were scheduled and started; return it as a GET would.
 
-        Only that read is served (what ``default_involved="pod"`` asks when ``POD_UID`` is not
-        set); ``uid`` is a fresh UUID when not given. Make the read fail with :meth:`inject`
-        (``path="/pods/"``, ``status=403``).
+        The pod is a real one: it goes through the checks and defaults of a create (its
+        namespace must exist, unless ``auto_create_namespaces``), is listed, watched and
+        described like any other, and ``default_involved="pod"`` can read its uid. Unlike a
+        create through the API, it is bound to the node ``local-node`` and has the status a
+        kubelet reports once every container runs and is ready -- or ``status`` as given.
+
+        Args:
+            name: the pod's name.
+            namespace: its namespace.
+            uid: its uid (a fresh UUID when None).
+            containers: the containers (default: one named ``main``).
+            labels: its labels.
+            status: the status to store instead of "running and ready".
+
+        Raises:
+            ValueError: the server refused the pod (the message is its Status message).
         """
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": uid or str(uuid.uuid4()),
-            },
+        spec = {
+            "containers": [dict(c) for c in containers or [{"name": "main", "image": "app:1.0"}]],
+            "nodeName": LOCAL_NODE,
         }
-        self._rest.pods[(namespace, name)] = pod
-        return pod
+        pod = {
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels or {})},
+            "spec": spec,
+            "status": {},
+        }
+        self._pods_added += 1
+        index, now = self._pods_added, self._clock.now()
+
+        def kubelet_status(created: dict[str, Any]) -> dict[str, Any]:
+            return dict(status) if status is not None else running_status(created, now, index)
+
+        try:
+            entry = self._store.create_pod(pod, status=kubelet_status, uid=uid)
+        except ApiError as error:
+            raise ValueError(error.status.get("message", str(error))) from None
+        return self._pod_view(entry)
+
+    def pods(self, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Return the stored pods as core/v1 JSON dicts, as a GET would return them.
+
+        Args:
+            namespace: only this namespace's pods (all when None).
+        """
+        return [self._pod_view(entry) for entry in self._store.pod_entries(namespace)]
+
+    @staticmethod
+    def _pod_view(entry: Entry) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(pod_json(entry))
+        return loaded
 
     def reset(self) -> None:
         """Forget all events and namespaces but the initial ones (resourceVersions go on)."""
         self._store.reset()
-
-    # -- faults -----------------------------------------------------------------------
-
-    def inject(
-        self,
-        method: str | None = None,
-        path: str | None = None,
-        *,
-        times: int | None = 1,
-        action: FaultAction = "status",
-        status: int = 500,
-        retry_after: float | None = None,
-        delay: float = 0.0,
-        commit: bool = False,
-        probability: float = 1.0,
-        seed: int | None = None,
-        message: str | None = None,
-        duration: float | None = None,
-    ) -> Fault:
-        """Arm a fault for the next ``times`` requests that match ``method`` and ``path``.
-
-        Counting starts now: requests made before the call never count. Faults are tried in
-        the order they were armed; the first that matches a request takes it.
-
-        Args:
-            method: the HTTP method to match (any when None).
-            path: a regular expression searched in the URL path (any when None).
-            times: how many matching requests to fail (None: until cancelled).
-            action: what to do to a matching request:
-
-                * ``"status"`` -- answer ``status`` with a proper ``Status`` body (429
-                  ``TooManyRequests`` with ``Retry-After``, 500 ``InternalError``, 503
-                  ``ServiceUnavailable``, 504 ``Timeout`` ...);
-                * ``"delay"`` -- answer normally, ``delay`` seconds late;
-                * ``"drop"`` -- close the connection without an answer;
-                * ``"hang"`` -- never answer: hold the request until the client gives up
-                  (closes the connection) or the server stops, then close it;
-                * ``"refuse"`` -- stop listening, so that new connections are refused, for
-                  ``duration`` seconds (until :meth:`accept_connections` when None), then
-                  drop this request's connection without an answer.
-            status: the status code for ``"status"``.
-            retry_after: seconds for the ``Retry-After`` header and
-                ``details.retryAfterSeconds`` (429 gets 1 when None).
-            delay: seconds to wait before acting (any action).
-            commit: process the request first -- the write is stored -- and then fail it
-                (a lost response); by default the request is failed before it is processed.
-            probability: fire on a matching request only with this probability (a chaos
-                mode; combine with ``times=None`` and ``seed``).
-            seed: seeds the random choices of ``probability``.
-            message: the ``message`` of the Status body.
-            duration: for ``"refuse"``: how long to refuse connections.
-        """
-        fault = Fault(
-            method=method,
-            path=path,
-            action=action,
-            status=status,
-            times=times,
-            retry_after=retry_after,
-            delay=delay,
-            commit=commit,
-            probability=probability,
-            seed=seed,
-            message=message,
-            duration=duration,
-            on_cancel=self._faults.cancel,
-        )
-        return self._faults.arm(fault)
-
-    def clear_faults(self) -> None:
-        """Disarm every injected fault."""
-        self._faults.clear()
-
-    @property
-    def faults(self) -> list[Fault]:
-        """The faults still armed, in the order they are tried."""
-        return self._faults.active()
-
-    # -- request log ------------------------------------------------------------------
-
-    @property
-    def requests(self) -> list[RecordedRequest]:
-        """The latest requests (up to ``max_requests``), oldest first: a snapshot."""
-        return self._log.snapshot()
-
-    def clear_requests(self) -> None:
-        """Empty the request log."""
-        self._log.clear()
-
-    def wait_for_request(
-        self,
-        predicate: Callable[[RecordedRequest], bool] | None = None,
-        timeout: float | None = None,
-    ) -> RecordedRequest | None:
-        """Wait until the request log holds a request that ``predicate`` accepts; return it.
-
-        Requests already in the log count. Useful to wait, without sleeping, until another
-        process (``kubectl get --watch``, the code under test) has reached the server::
-
-            server.wait_for_request(lambda r: r.query.get("watch") == "true", timeout=10)
-
-        Args:
-            predicate: what to wait for (None: any request).
-            timeout: seconds to wait at most (None: no limit).
-
-        Returns:
-            The earliest matching request, or None when ``timeout`` ran out first.
-        """
-        return self._log.wait_for(predicate or (lambda _request: True), timeout)
-
-    # -- connection refusal -----------------------------------------------------------
-
-    def refuse_connections(self, duration: float | None = None) -> None:
-        """Stop listening: new connections are refused (``ECONNREFUSED``) until re-opened.
-
-        Idle keep-alive connections are closed too, so that pooled clients must reconnect
-        (and be refused); requests in progress finish. Returns once the port is closed.
-
-        Args:
-            duration: re-open by itself after this many seconds; None waits for
-                :meth:`accept_connections`.
-        """
-        self._set_listening(False, duration)
-
-    def accept_connections(self) -> None:
-        """Listen again on the same port; returns once the port accepts connections.
-
-        Raises:
-            OSError: the port could not be bound again.
-        """
-        self._set_listening(True, None)
-
-    @contextlib.contextmanager
-    def refusing(self) -> Iterator[None]:
-        """Refuse connections inside the ``with`` block."""
-        self.refuse_connections()
-        try:
-            yield
-        finally:
-            self.accept_connections()
-
-    def wait_for_listening(self, timeout: float | None = None) -> bool:
-        """Block until the server accepts connections; False if ``timeout`` ran out first.
-
-        For tests that refuse connections for a ``duration``: this waits for the re-opening
-        without sleeping.
-        """
-        return self._transport.wait_for_listening(timeout)
-
-    def _set_listening(self, listening: bool, duration: float | None) -> None:
-        if not self.running:
-            raise RuntimeError("LocalApiServer is not running")
-        self._transport.set_listening(listening, duration)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped" if self._stopped else "not started"

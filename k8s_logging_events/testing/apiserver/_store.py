@@ -1,43 +1,48 @@
 """The object store of :class:`~k8s_logging_events.testing.LocalApiServer`.
 
 Part of the local API server on the test side of the pipeline: one in-memory store of
-Events (in their canonical core/v1 form, whichever API wrote them) and Namespaces, behind
-one lock, with a global resourceVersion that every write moves on. It runs the server-side
-steps of a write in the order the API server runs them:
+Events (in their canonical core/v1 form, whichever API wrote them), Namespaces and Pods
+(their part is in the base class ``_store_pods.PodStore``), behind one lock, with a global
+resourceVersion that every write moves on. It runs the server-side steps of an event write
+in the order the API server runs them:
 
 1. NamespaceLifecycle admission (404 for a missing namespace, 403 ``NamespaceTerminating``
    for a create in a namespace being deleted);
 2. name generation for ``generateName``;
 3. the strategy's validation, then the generic metadata validation (422);
-4. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``).
+4. validating admission: ``EventRateLimit`` when configured (429, ``_admission``);
+5. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``; the
+   resourceVersion precondition of an update is checked before validation, as the
+   registry's update does).
 
 Body decoding and the namespace-in-body check come before this, in the REST layer.
 
-Every change to an event (create, update, patch, delete, expiry, eviction, a finalized
+Every change to an object (create, update, patch, delete, expiry, eviction, a finalized
 namespace, :meth:`Store.reset`) takes its own resourceVersion and is kept, as a
-:class:`Change`, in a bounded history: the window a watch can resume from (the watch
-cache's job in a real API server). ``Store.changed`` is notified on every change.
+:class:`Change`, in its resource's bounded :class:`History`: the window a watch can resume
+from (the watch cache's job in a real API server, which keeps one per resource).
+``Store.changed`` is notified on every change.
 """
 
 from __future__ import annotations
 
-import collections
 import json
 import random
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from k8s_logging_events.clock import Clock
 from k8s_logging_events.models import format_time
+from k8s_logging_events.testing.apiserver._admission import WriteAttributes
+from k8s_logging_events.testing.apiserver._auth import ANONYMOUS
 from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
     forbidden,
-    generate_name_conflict,
     invalid,
     name_mismatch,
     namespace_mismatch,
@@ -47,19 +52,30 @@ from k8s_logging_events.testing.apiserver._errors import (
 from k8s_logging_events.testing.apiserver._objects import (
     ADDED,
     DELETED,
+    EVENTS_RESOURCE,
     MODIFIED,
+    NAMESPACES_RESOURCE,
+    PODS_RESOURCE,
+    RESOURCES,
     Api,
     Change,
     Entry,
-    HistoryExpiredError,
+    History,
+    check_preconditions,
+    created_meta,
     meta_with,
+    select_page,
     simple_name,
+    unique_name,
 )
+from k8s_logging_events.testing.apiserver._pods import pod_fields
 from k8s_logging_events.testing.apiserver._selectors import (
     FieldSelector,
     LabelSelector,
     event_fields,
+    namespace_fields,
 )
+from k8s_logging_events.testing.apiserver._store_pods import PodStore
 from k8s_logging_events.testing.apiserver._validation import (
     is_dns1123_label,
     validate_event_create,
@@ -74,9 +90,6 @@ __all__ = ["DEFAULT_WATCH_HISTORY", "IMMORTAL_NAMESPACES", "Store"]
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 """Namespaces that always exist and can never be deleted."""
 
-_GENERATE_NAME_ATTEMPTS = 8
-"""How often the store retries a generated name that collided (``RetryGenerateName``)."""
-
 DEFAULT_WATCH_HISTORY = 1000
 """How many event changes the store keeps for watches to resume from.
 
@@ -86,8 +99,8 @@ resourceVersion gets ``410 Expired``. A count, not a time, keeps tests determini
 """
 
 
-class Store:
-    """Events and Namespaces, one lock, one resourceVersion counter.
+class Store(PodStore):
+    """Events, Namespaces and Pods, one lock, one resourceVersion counter.
 
     Args:
         clock: where creation timestamps and expiry come from.
@@ -98,7 +111,9 @@ class Store:
         max_events: the most events kept; the least recently written go first.
         name_generator: makes a name from a ``generateName`` prefix.
         seed: seeds the default name generator.
-        watch_history: how many event changes to keep for watches to resume from.
+        watch_history: how many changes of each resource to keep for watches to resume from.
+        admission: the validating admission of event writes (creates and updates): raises
+            an ``ApiError`` to refuse one (None: every write is admitted).
     """
 
     def __init__(
@@ -112,14 +127,14 @@ class Store:
         name_generator: Callable[[str], str] | None = None,
         seed: int | None = None,
         watch_history: int = DEFAULT_WATCH_HISTORY,
+        admission: Callable[[WriteAttributes], None] | None = None,
     ) -> None:
         if watch_history < 1:
             raise ValueError("watch_history must be at least 1")
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
-        """Notified (under :attr:`lock`) after every change to an event."""
-        self._history: collections.deque[Change] = collections.deque(maxlen=watch_history)
-        self._history_floor = 0
+        """Notified (under :attr:`lock`) after every change to a stored object."""
+        self._histories = {resource: History(watch_history) for resource in RESOURCES}
         self._clock = clock
         self._initial_namespaces = tuple(dict.fromkeys((*IMMORTAL_NAMESPACES, *namespaces)))
         for name in self._initial_namespaces:
@@ -130,22 +145,27 @@ class Store:
         self._max_events = max_events
         rng = random.Random(seed)
         self._generate = name_generator or (lambda prefix: simple_name(prefix, rng))
+        self._admission = admission
         self._rv = 0
         self._events: OrderedDict[tuple[str, str], Entry] = OrderedDict()
         self._namespaces: dict[str, Entry] = {}
+        self._pods: dict[tuple[str, str], Entry] = {}
         self.reset()
 
     # -- bookkeeping ------------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forget every event and namespace; keep the resourceVersion counter going.
+        """Forget every event, pod and namespace, then create the initial namespaces again;
+        keep the resourceVersion counter going.
 
-        Watches see a ``DELETED`` for each event.
+        Watches see a ``DELETED`` for each object (and an ``ADDED`` for each new namespace).
         """
         with self.lock:
             while self._events:
                 self._drop_event(next(iter(self._events)))
-            self._namespaces.clear()
+            self._drop_pods(None)
+            for name in sorted(self._namespaces):
+                self._drop_namespace(name)
             for name in self._initial_namespaces:
                 self._put_namespace(self._new_namespace(name))
 
@@ -178,51 +198,52 @@ class Store:
         previous = self._events.get(key)
         self._events[key] = entry
         self._events.move_to_end(key)
-        self._record(Change(entry.rv, ADDED if previous is None else MODIFIED, entry, previous))
+        change = Change(entry.rv, ADDED if previous is None else MODIFIED, entry, previous)
+        self._record(EVENTS_RESOURCE, change)
         if self._max_events is not None:
             while len(self._events) > self._max_events:
                 self._drop_event(next(iter(self._events)))
 
     def _drop_event(self, key: tuple[str, str]) -> Entry:
         """Delete one event: a new resourceVersion and a ``DELETED`` change for watches."""
-        entry = self._events.pop(key)
+        return self._drop(EVENTS_RESOURCE, self._events.pop(key))
+
+    def _drop(self, resource: str, entry: Entry) -> Entry:
+        """Record the deletion of ``entry`` (already removed): a new resourceVersion and a
+        ``DELETED`` change carrying its last state at that version."""
         rv = self._next_rv()
         last = {**entry.obj, "metadata": meta_with(entry.obj["metadata"], resourceVersion=str(rv))}
-        self._record(Change(rv, DELETED, Entry(last, rv, self._now()), entry))
+        self._record(resource, Change(rv, DELETED, Entry(last, rv, self._now()), entry))
         return entry
 
-    def _record(self, change: Change) -> None:
-        history = self._history
-        if len(history) == history.maxlen:
-            self._history_floor = history[0].rv
-        history.append(change)
+    def _record(self, resource: str, change: Change) -> None:
+        self._histories[resource].record(change)
         self.changed.notify_all()
 
     # -- watch history ----------------------------------------------------------------
 
-    @property
-    def last_change(self) -> int:
-        """The resourceVersion of the latest change to an event (0 before any)."""
+    def last_change(self, resource: str) -> int:
+        """The resourceVersion of the latest change to ``resource`` (0 before any)."""
         with self.lock:
-            return self._history[-1].rv if self._history else self._history_floor
+            return self._histories[resource].last
 
-    def changes_since(self, rv: int) -> list[Change]:
-        """Return the event changes after resourceVersion ``rv``, oldest first.
+    def changes_since(self, resource: str, rv: int) -> list[Change]:
+        """Return the changes to ``resource`` after resourceVersion ``rv``, oldest first.
 
         Raises:
             HistoryExpiredError: changes after ``rv`` have already left the history.
         """
         with self.lock:
             self._expire()
-            if rv < self._history_floor:
-                raise HistoryExpiredError(rv, self._history_floor)
-            newer: list[Change] = []
-            for change in reversed(self._history):
-                if change.rv <= rv:
-                    break
-                newer.append(change)
-            newer.reverse()
-            return newer
+            return self._histories[resource].since(rv)
+
+    def entries(self, resource: str, namespace: str | None) -> list[Entry]:
+        """The stored objects of ``resource`` (of one namespace, or all), in key order."""
+        if resource == EVENTS_RESOURCE:
+            return self.events(namespace)
+        if resource == PODS_RESOURCE:
+            return self.pod_entries(namespace)
+        return list(self.iter_namespaces())
 
     def expire(self) -> None:
         """Let events whose TTL ran out go now (watches call this while they wait)."""
@@ -251,8 +272,15 @@ class Store:
         rv = self._next_rv()
         namespace["metadata"] = meta_with(namespace["metadata"], resourceVersion=str(rv))
         entry = Entry(namespace, rv, self._now())
-        self._namespaces[namespace["metadata"]["name"]] = entry
+        name = namespace["metadata"]["name"]
+        previous = self._namespaces.get(name)
+        self._namespaces[name] = entry
+        change = Change(rv, ADDED if previous is None else MODIFIED, entry, previous)
+        self._record(NAMESPACES_RESOURCE, change)
         return entry
+
+    def _drop_namespace(self, name: str) -> None:
+        self._drop(NAMESPACES_RESOURCE, self._namespaces.pop(name))
 
     def create_namespace(self, namespace: dict[str, Any]) -> Entry:
         """Create a namespace from a decoded body (POST /api/v1/namespaces)."""
@@ -295,9 +323,7 @@ class Store:
                 entry
                 for name, entry in sorted(self._namespaces.items())
                 if labels.matches(entry.obj["metadata"].get("labels"))
-                and fields.matches(
-                    {"metadata.name": name, "status.phase": entry.obj["status"].get("phase", "")}
-                )
+                and fields.matches(namespace_fields(entry.obj))
             ]
             return entries, self._rv
 
@@ -317,17 +343,25 @@ class Store:
             return self._put_namespace(namespace)
 
     def finalize_namespace(self, name: str) -> None:
-        """Finish deleting a namespace: drop it and every event in it (the controller's job)."""
+        """Finish deleting a namespace: drop every event and pod in it, then the namespace
+        itself (the namespace controller's job)."""
         with self.lock:
             if name in IMMORTAL_NAMESPACES:
                 raise forbidden("namespaces", name, "this namespace may not be deleted")
             self.get_namespace(name)
-            del self._namespaces[name]
-            self._next_rv()
             for key in [key for key in self._events if key[0] == name]:
                 self._drop_event(key)
+            self._drop_pods(name)
+            self._drop_namespace(name)
 
-    def _admit(self, namespace: str, creating: bool, resource_name: str, api: Api) -> None:
+    def _admit(
+        self,
+        namespace: str,
+        creating: bool,
+        resource_name: str,
+        api: Api,
+        resource: str = EVENTS_RESOURCE,
+    ) -> None:
         """NamespaceLifecycle: the namespace must exist, and a create must not be terminating."""
         entry = self._namespaces.get(namespace)
         if entry is None:
@@ -342,7 +376,7 @@ class Store:
                 "field": "metadata.namespace",
             }
             raise forbidden(
-                "events",
+                resource,
                 resource_name or "Unknown",
                 f"unable to create new content in namespace {namespace} "
                 "because it is being terminated",
@@ -371,38 +405,31 @@ class Store:
                 raise not_found("events", name, api.group)
             return entry
 
-    def list_events(
+    def list_page(
         self,
+        resource: str,
         namespace: str | None,
         labels: LabelSelector,
         fields: FieldSelector,
-        *,
         limit: int = 0,
         start: tuple[str, str] | None = None,
     ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
-        """Return (selected events, resourceVersion, next start key, remaining count)."""
+        """Return a page of the selected events or pods (``resource``): the entries, the
+        resourceVersion, the next page's start key and how many remain after it."""
+        objects: Mapping[tuple[str, str], Entry] = self._pods
+        fields_of: Callable[[dict[str, Any]], Mapping[str, str]] = pod_fields
+        if resource == EVENTS_RESOURCE:
+            objects, fields_of = self._events, event_fields
         with self.lock:
             self._expire()
-            keys = sorted(self._events)
-            selected: list[Entry] = []
-            for key in keys:
-                if namespace is not None and key[0] != namespace:
-                    continue
-                if start is not None and key < start:
-                    continue
-                entry = self._events[key]
-                if not labels.empty and not labels.matches(entry.obj["metadata"].get("labels")):
-                    continue
-                if not fields.empty and not fields.matches(event_fields(entry.obj)):
-                    continue
-                selected.append(entry)
-            if limit and len(selected) > limit:
-                following = selected[limit]
-                remaining = len(selected) - limit
-                return selected[:limit], self._rv, (following.namespace, following.name), remaining
-            return selected, self._rv, None, 0
+            page, following, remaining = select_page(
+                objects, namespace, labels, fields, fields_of, limit=limit, start=start
+            )
+            return page, self._rv, following, remaining
 
-    def create_event(self, api: Api, event: dict[str, Any], *, dry_run: bool = False) -> Entry:
+    def create_event(
+        self, api: Api, event: dict[str, Any], *, dry_run: bool = False, user: str = ANONYMOUS
+    ) -> Entry:
         """Create an event from its decoded canonical form (namespace already checked)."""
         with self.lock:
             self._expire()
@@ -410,33 +437,15 @@ class Store:
             namespace = meta["namespace"]
             resource_name = meta.get("name") or meta.get("generateName", "")
             self._admit(namespace, True, resource_name, api)
-            generated = bool(meta.get("generateName")) and not meta.get("name")
-            meta = meta_with(
-                meta,
-                name=self._generate(meta["generateName"]) if generated else meta.get("name"),
-                uid=str(uuid.uuid4()),
-                creationTimestamp=format_time(self._now()),
-                deletionTimestamp=None,
-                deletionGracePeriodSeconds=None,
-                selfLink=None,
-                managedFields=None,
-            )
+            meta, generated = created_meta(meta, self._generate, self._now())
             event = {**event, "metadata": meta}
             self._validate_create(api, event)
+            self._admit_write(api, namespace, event, user, dry_run)
             if meta.get("resourceVersion"):
                 raise unknown_error("resourceVersion should not be set on objects to be created")
-            key = (namespace, meta["name"])
-            attempts = 1
-            while key in self._events:
-                if not generated:
-                    raise already_exists("events", meta["name"], api.group)
-                if attempts >= _GENERATE_NAME_ATTEMPTS:
-                    raise generate_name_conflict("events", meta["name"])
-                attempts += 1
-                meta = meta_with(meta, name=self._generate(meta["generateName"]))
-                event = {**event, "metadata": meta}
-                key = (namespace, meta["name"])
-            return self._commit(key, event, dry_run=dry_run)
+            meta = unique_name(self._events, meta, generated, self._generate, "events", api.group)
+            event = {**event, "metadata": meta}
+            return self._commit((namespace, meta["name"]), event, dry_run=dry_run)
 
     def _validate_create(self, api: Api, event: dict[str, Any]) -> None:
         name = event["metadata"].get("name", "")
@@ -446,6 +455,12 @@ class Store:
         errors = validate_meta_common(event["metadata"])
         if errors:
             raise invalid("Event", name, errors)
+
+    def _admit_write(
+        self, api: Api, namespace: str, event: dict[str, Any], user: str, dry_run: bool
+    ) -> None:
+        if self._admission is not None:
+            self._admission(WriteAttributes(api.group, namespace, user, event, dry_run))
 
     def _commit(self, key: tuple[str, str], event: dict[str, Any], *, dry_run: bool) -> Entry:
         if dry_run:
@@ -466,6 +481,7 @@ class Store:
         *,
         allow_create: bool,
         dry_run: bool = False,
+        user: str = ANONYMOUS,
     ) -> tuple[Entry, bool]:
         """Replace or patch an event: ``make`` builds the new canonical form from the current.
 
@@ -496,6 +512,7 @@ class Store:
                 )
                 event = {**event, "metadata": meta}
                 self._validate_create(api, event)
+                self._admit_write(api, namespace, event, user, dry_run)
                 return self._commit(key, event, dry_run=dry_run), True
             self._admit(namespace, False, name, api)
             old = current.obj
@@ -517,6 +534,7 @@ class Store:
             errors += validate_event_update(event, old, api.name)
             if errors:
                 raise invalid("Event", name, errors)
+            self._admit_write(api, namespace, event, user, dry_run)
             if event == old or dry_run:
                 return (current if event == old else Entry(event, current.rv, self._now())), False
             return self._commit(key, event, dry_run=False), False
@@ -530,17 +548,7 @@ class Store:
             entry = self._events.get((namespace, name))
             if entry is None:
                 raise not_found("events", name, api.group)
-            meta = entry.obj["metadata"]
-            for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
-                wanted = (preconditions or {}).get(key)
-                if wanted is not None and wanted != meta.get(key):
-                    raise conflict(
-                        "events",
-                        name,
-                        api.group,
-                        f"Precondition failed: {label} in precondition: {wanted}, "
-                        f"{label} in object meta: {meta.get(key, '')}",
-                    )
+            check_preconditions("events", entry, preconditions, api.group)
             return self._drop_event((namespace, name))
 
     def delete_events(
@@ -548,7 +556,7 @@ class Store:
     ) -> list[Entry]:
         """Delete every selected event (DELETE on a collection) and return them."""
         with self.lock:
-            doomed, _, _, _ = self.list_events(namespace, labels, fields)
+            doomed, _, _, _ = self.list_page(EVENTS_RESOURCE, namespace, labels, fields)
             for entry in doomed:
                 self._drop_event((entry.namespace, entry.name))
             return doomed

@@ -441,3 +441,8 @@ def validate_event_update(new: dict[str, Any], old: dict[str, Any], api: str) ->
 def validate_namespace_create(namespace: dict[str, Any]) -> list[FieldError]:
     """``ValidateNamespace``: the name is a DNS-1123 label; a namespace has no namespace."""
     return _object_meta(namespace["metadata"], "label", namespaced=False)
+
+
+def validate_pod_meta(meta: dict[str, Any]) -> list[FieldError]:
+    """``ValidateObjectMeta`` with ``ValidatePodName``: the name is a DNS subdomain."""
+    return _object_meta(meta, "subdomain")

@@ -1,19 +1,20 @@
 """Watch streams of :class:`~k8s_logging_events.testing.LocalApiServer`.
 
 Part of the local API server on the test side of the pipeline. A list request with
-``watch=true`` (or a ``/watch/`` path) becomes a :class:`WatchRequest`; the server's
+``watch=true`` (or a ``/watch/`` path) of events, pods or namespaces becomes a
+:class:`~._requests.WatchRequest` (:func:`watch_response` checks its parameters); the server's
 connection thread then runs :func:`stream_watch`, which writes what a real API server's
 watch handler writes: an HTTP 200 with a chunked body of watch events, one JSON object a
-line (``{"type":"ADDED","object":{...}}``), taken from the store's bounded change history
-(:class:`~._store.Store`, the watch cache of a real server):
+line (``{"type":"ADDED","object":{...}}``), taken from the store's bounded change history of
+the resource (:class:`~._store.Store`, the watch cache of a real server):
 
 * without ``resourceVersion`` (or with ``"0"``), a synthetic ``ADDED`` for every matching
-  event first, then the changes after that moment;
+  object first, then the changes after that moment;
 * with a resourceVersion, the changes after it; one older than the history gets a single
   ``ERROR`` watch event carrying ``410 Expired`` (``too old resource version: X (Y)``), and
   one newer than the store gets ``504 Timeout`` after 3 s, both on the 200 stream;
 * ``fieldSelector`` / ``labelSelector`` as the watch cache applies them: a change that moves
-  an event into the selection is an ``ADDED``, out of it a ``DELETED``;
+  an object into the selection is an ``ADDED``, out of it a ``DELETED``;
 * ``timeoutSeconds`` ends the stream cleanly; so does the server's stop, at once, and a
   client that goes away is noticed within half a second;
 * ``sendInitialEvents=true`` ends the initial events with the ``k8s.io/initial-events-end``
@@ -26,61 +27,108 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from k8s_logging_events.testing.apiserver._errors import status_body
+from k8s_logging_events.testing.apiserver._errors import (
+    FieldError,
+    bad_request,
+    invalid,
+    status_body,
+)
 from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._objects import Api, Change, Entry, HistoryExpiredError
-from k8s_logging_events.testing.apiserver._selectors import (
-    FieldSelector,
-    LabelSelector,
-    event_fields,
+from k8s_logging_events.testing.apiserver._requests import (
+    Encoder,
+    HttpRequest,
+    HttpResponse,
+    WatchRequest,
+    not_allowed,
+    selectors,
+    table_version,
 )
 from k8s_logging_events.testing.apiserver._store import Store
+from k8s_logging_events.testing.apiserver._tables import TableOf
 
-__all__ = ["WatchRequest", "expired_status", "stream_watch"]
+__all__ = ["expired_status", "stream_watch", "watch_response"]
 
 POLL_INTERVAL = 0.5
 """How often an idle watch looks whether its client has gone (the server's stop wakes it)."""
 TOO_LARGE_WAIT = 3.0
 """How long a watch from a future resourceVersion waits for it (the watch cache's 3 s)."""
 
-Encoder = Callable[[Entry, bool], bytes]
-"""Renders one event as the watch event's object: (entry, first event of the stream)."""
+
+def _encoder(request: HttpRequest, json_of: Callable[[Entry], bytes], table: TableOf) -> Encoder:
+    """The objects of a watch's events: the JSON of each object, or (for kubectl's
+    ``as=Table``) a one-row Table, with the column definitions in the first one only, as the
+    real server sends them."""
+    version = table_version(request)
+    if version is None:
+        return lambda entry, _first: json_of(entry)
+
+    def one_row(entry: Entry, first: bool) -> bytes:
+        meta = {"resourceVersion": entry.obj["metadata"].get("resourceVersion", "")}
+        rendered = table([entry], version, request, meta)
+        if not first:
+            rendered["columnDefinitions"] = None
+        return go_json(rendered)
+
+    return one_row
 
 
-@dataclass(slots=True)
-class WatchRequest:
-    """What one watch asks for, parsed and checked by the REST layer."""
+def watch_response(
+    request: HttpRequest,
+    *,
+    api: Api,
+    resource: str,
+    kind: str,
+    namespace: str | None,
+    name: str | None,
+    convert: Callable[[str], str],
+    fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
+    json_of: Callable[[Entry], bytes],
+    table: TableOf,
+) -> HttpResponse:
+    """Check a watch of ``resource`` and answer with the :class:`WatchRequest` to stream.
 
-    api: Api
-    namespace: str | None
-    """Only this namespace's events (all when None)."""
-    labels: LabelSelector
-    fields: FieldSelector
-    resource_version: str
-    """As sent: "" (now, with the current state first), "0" (any), or a number."""
-    timeout: float | None
-    """``timeoutSeconds``: end the stream after this many seconds (None: never)."""
-    send_initial_events: bool | None
-    """``sendInitialEvents`` (None when absent)."""
-    bookmarks: bool
-    """``allowWatchBookmarks``."""
-    encode: Encoder
-    """The object of each watch event (JSON, or a one-row Table)."""
-    kind: str = "Event"
-    """The kind a bookmark names."""
-
-    def selects(self, entry: Entry) -> bool:
-        """Whether an event is in this watch's selection."""
-        obj = entry.obj
-        if self.namespace is not None and entry.namespace != self.namespace:
-            return False
-        if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
-            return False
-        return self.fields.empty or self.fields.matches(event_fields(obj))
+    ``name`` (from a ``/watch/.../NAME`` path) watches the collection selected by that name;
+    ``convert`` maps (and checks) the field selector's labels; each object is sent as
+    ``json_of`` renders it, or as a one-row ``table`` when the request asks for a Table.
+    """
+    if request.method != "GET":
+        return not_allowed()
+    selector = request.query.get("fieldSelector", "")
+    if name is not None:
+        escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
+        selector = f"{selector},metadata.name={escaped}" if selector else f"metadata.name={escaped}"
+    labels, fields = selectors(request, convert, selector)
+    rv = request.query.get("resourceVersion", "")
+    if rv and not rv.isdigit():
+        error = FieldError.invalid(
+            "resourceVersion", rv, f'strconv.ParseUint: parsing "{rv}": invalid syntax'
+        )
+        raise invalid(resource, "", [error], api.group)
+    raw_timeout = request.query.get("timeoutSeconds", "")
+    try:
+        timeout = float(int(raw_timeout)) if raw_timeout else None
+    except ValueError:
+        raise bad_request(f'strconv.ParseInt: parsing "{raw_timeout}": invalid syntax') from None
+    initial = request.query.get("sendInitialEvents")
+    watch = WatchRequest(
+        api=api,
+        resource=resource,
+        namespace=namespace,
+        labels=labels,
+        fields=fields,
+        fields_of=fields_of,
+        resource_version=rv,
+        timeout=timeout,
+        send_initial_events=None if initial is None else initial in ("true", "1"),
+        bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
+        encode=_encoder(request, json_of, table),
+        kind=kind,
+    )
+    return HttpResponse(200, b"", watch=watch)
 
 
 def expired_status(error: HistoryExpiredError) -> dict[str, Any]:
@@ -159,13 +207,13 @@ def stream_watch(
             return
         wait = POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining)
         with store.changed:
-            if store.last_change <= cursor and not stopping.is_set():
+            if store.last_change(request.resource) <= cursor and not stopping.is_set():
                 store.changed.wait(timeout=wait)
         if not alive():
             return
         store.expire()
         try:
-            changes = store.changes_since(cursor)
+            changes = store.changes_since(request.resource, cursor)
         except HistoryExpiredError as error:
             # this watch fell behind the whole history: what a resumed watch would get
             write(_line("ERROR", go_json(expired_status(error))))
@@ -188,8 +236,12 @@ def _start(
     if wanted in ("", "0") or initial:
         with store.lock:
             store.expire()
-            entries = [entry for entry in store.events(request.namespace) if request.selects(entry)]
-            cursor = store.last_change
+            entries = [
+                entry
+                for entry in store.entries(request.resource, request.namespace)
+                if request.selects(entry)
+            ]
+            cursor = store.last_change(request.resource)
         if wanted not in ("", "0") and int(wanted) > cursor:
             cursor = int(wanted)
         return cursor, entries if initial else []
@@ -203,7 +255,7 @@ def _start(
         with store.changed:
             store.changed.wait(timeout=0.05)
     try:
-        store.changes_since(requested)
+        store.changes_since(request.resource, requested)
     except HistoryExpiredError as error:
         return expired_status(error)
     return requested, []

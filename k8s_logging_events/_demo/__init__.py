@@ -8,10 +8,13 @@ events are read back from the API server and printed per pod as ``kubectl descri
 shows them (:func:`~k8s_logging_events.describe.format_events`), with the handler's
 ``stats()`` and a check that every count on the server matches what was logged.
 
-The pods are simulated: they are manifest dicts, no Pod objects are created. Without a
-cluster the events go to a :class:`~k8s_logging_events.testing.LocalApiServer` that the demo
-starts and stops; with ``--kubeconfig`` (or ``KUBECONFIG``) they go to that cluster, where
-they are events about pods that do not exist.
+Without a cluster the events go to a :class:`~k8s_logging_events.testing.LocalApiServer`
+that the demo starts and stops; the pods are then created there, as real Pods with the
+status each story gives them, so that the events are about pods that exist, and the demo
+ends with the real ``kubectl describe pod`` of one of them when kubectl is installed. With
+``--kubeconfig`` (or ``KUBECONFIG``) the events go to that cluster and the pods are
+simulated (manifest dicts): events about pods that do not exist. The parts: the simulated
+controller and its pods in ``_controller``, the printed report in ``_report``.
 
 The YAML is read with PyYAML, which the ``kubernetes`` client depends on; the configuration
 file is ``examples/logging.yaml`` (shipped inside the wheel, so that ``pip install .`` and
@@ -26,15 +29,29 @@ import logging
 import logging.config
 import os
 import random
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
-import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from k8s_logging_events import describe, handler
+from k8s_logging_events import handler
+from k8s_logging_events._demo._controller import (
+    SCENARIOS,
+    Tally,
+    create_pods,
+    generated_name,
+    simulated_pod,
+)
+from k8s_logging_events._demo._report import OUTCOMES, Writer
+
+if TYPE_CHECKING:
+    from k8s_logging_events.testing import LocalApiServer
 
 __all__ = [
     "DEFAULT_CONFIG",
@@ -46,8 +63,9 @@ __all__ = [
     "run",
 ]
 
-_SHIPPED_CONFIG = Path(__file__).resolve().parent / "_examples" / "logging.yaml"
-_CHECKOUT_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "logging.yaml"
+_PACKAGE = Path(__file__).resolve().parent.parent
+_SHIPPED_CONFIG = _PACKAGE / "_examples" / "logging.yaml"
+_CHECKOUT_CONFIG = _PACKAGE.parent / "examples" / "logging.yaml"
 
 DEFAULT_CONFIG = _SHIPPED_CONFIG if _SHIPPED_CONFIG.is_file() else _CHECKOUT_CONFIG
 """The logging configuration the demo loads: ``examples/logging.yaml``, which the wheel
@@ -62,21 +80,7 @@ the library's own logger)."""
 
 _HANDLER_CLASS = "k8s_logging_events.handler.KubernetesEventHandler"
 _LIBRARY_ONLY = "k8s_logging_events_only"
-_NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated name suffixes
-_RULE = "=" * 78
-
-# what the simulated controller does
-_IMAGE = "registry.example.com/shop/web:1.4.3"
-_PULL_ATTEMPTS = 4
-_BACKOFFS_PER_ATTEMPT = 3
-_PROBE_FAILURES = 12
-_MOUNT_FAILURES = 60
-
-
-_API_NAMES = {
-    "v1": "core/v1 (counts and aggregation, like client-go's tools/record)",
-    "events.k8s.io/v1": "events.k8s.io/v1 (series, like client-go's tools/events)",
-}
+_KUBECTL_TIMEOUT = 30.0
 
 
 class DemoError(Exception):
@@ -128,6 +132,13 @@ class DemoResult:
     """How long the demo took, from configuring logging to reading the events back."""
     api: str = "v1"
     """The Events API written and read back."""
+    kubectl_command: str | None = None
+    """The ``kubectl describe pod`` command for one of the pods (None: not on a cluster
+    target, whose pods do not exist)."""
+    kubectl_output: str | None = None
+    """What that command printed (None when it was not run or failed)."""
+    kubectl_note: str = ""
+    """Why the command was not run, or how it failed."""
 
     @property
     def counts_match(self) -> bool:
@@ -137,16 +148,13 @@ class DemoResult:
     @property
     def stats_add_up(self) -> bool:
         """True when every accepted occurrence has exactly one outcome and none is pending."""
-        outcomes = sum(self.stats[key] for key in _OUTCOMES)
+        outcomes = sum(self.stats[key] for key in OUTCOMES)
         return self.stats["pending"] == 0 and self.stats["accepted"] == outcomes
 
     @property
     def ok(self) -> bool:
         """True when the flush finished, the counts match and the stats add up."""
         return self.flushed and self.counts_match and self.stats_add_up
-
-
-_OUTCOMES = ("created", "patched", "coalesced", "dropped", "failed")
 
 
 def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> DemoResult:
@@ -156,7 +164,7 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
         DemoError: the configuration cannot be loaded, or the kubeconfig is unusable.
     """
     options = options or DemoOptions()
-    write = _Writer(out or sys.stdout)
+    write = Writer(out or sys.stdout)
     config = _load_config(options.config)
     kubeconfig = None if options.local else options.kubeconfig or os.environ.get("KUBECONFIG")
     with contextlib.ExitStack() as stack:
@@ -168,6 +176,12 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
             target = str(api_client.configuration.host)
             where = f"the cluster at {target} (kubeconfig {kubeconfig})"
             note = "the pods are simulated: the cluster gets events about pods that do not exist"
+            namespace = options.namespace
+
+            def make_pods(names: list[str]) -> list[dict[str, Any]]:
+                return [simulated_pod(name, namespace) for name in names]
+
+            server = None
         else:
             from k8s_logging_events.testing import LocalApiServer
 
@@ -180,11 +194,16 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
                 if options.local and os.environ.get("KUBECONFIG")
                 else "no cluster configured: --kubeconfig FILE or KUBECONFIG names one"
             )
+            local = server
+
+            def make_pods(names: list[str]) -> list[dict[str, Any]]:
+                return create_pods(local, names, options.namespace, datetime.now(UTC))
+
         _use_sink(config, sink, show_logs=options.show_logs, api=options.api)
-        write.header(options, where, note)
-        result = _run_controller(
-            config, options.namespace, api_client, target, write, api=options.api
-        )
+        write.header(options, where, note, real_pods=server is not None)
+        result = _run_controller(config, make_pods, api_client, target, write, api=options.api)
+        if server is not None:
+            _describe_with_kubectl(server, result)
     write.report(result)
     return result
 
@@ -310,94 +329,25 @@ def _logging_configured(config: dict[str, Any]) -> Iterator[list[handler.Kuberne
 # --- the simulated controller ----------------------------------------------------------------
 
 
-class _Tally(logging.Filter):
-    """Counts the records about an object, per (object name, reason): the expected counts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.counts: dict[tuple[str, str], int] = {}
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        involved = getattr(record, "involved", None)
-        if isinstance(involved, Mapping):
-            key = (str(involved["metadata"]["name"]), str(getattr(record, "reason", "")))
-            self.counts[key] = self.counts.get(key, 0) + 1
-        return True
-
-
-def _pod(name: str, namespace: str) -> dict[str, Any]:
-    """A simulated pod: a manifest dict with a fresh uid (events are looked up by it)."""
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": namespace, "uid": str(uuid.uuid4())},
-    }
-
-
-def _generated_name(prefix: str, rng: random.Random) -> str:
-    """``prefix-<10>-<5>``, as a Deployment's ReplicaSet names its pods."""
-    template = "".join(rng.choice(_NAME_CHARS) for _ in range(10))
-    suffix = "".join(rng.choice(_NAME_CHARS) for _ in range(5))
-    return f"{prefix}-{template}-{suffix}"
-
-
-def _reconcile_image_pull(log: logging.LoggerAdapter[logging.Logger]) -> None:
-    """A pod whose image does not exist: pulls fail, back-offs repeat (and are counted)."""
-    for _ in range(_PULL_ATTEMPTS):
-        log.info('Pulling image "%s"', _IMAGE, extra={"reason": "Pulling"})
-        log.warning(
-            'Failed to pull image "%s": manifest unknown', _IMAGE, extra={"reason": "Failed"}
-        )
-        for _ in range(_BACKOFFS_PER_ATTEMPT):
-            log.warning('Back-off pulling image "%s"', _IMAGE, extra={"reason": "BackOff"})
-
-
-def _reconcile_probe(log: logging.LoggerAdapter[logging.Logger]) -> None:
-    """A pod whose readiness probe fails with a new message each time: they aggregate."""
-    log.info("Started container postgres", extra={"reason": "Started"})
-    for attempt in range(_PROBE_FAILURES):
-        lag = 14 + 3 * attempt
-        log.warning(
-            "Readiness probe failed: replication lag %ds exceeds 10s",
-            lag,
-            extra={"reason": "Unhealthy"},
-        )
-
-
-def _reconcile_mount(log: logging.LoggerAdapter[logging.Logger]) -> None:
-    """A pod that retries a mount in a tight loop: a burst for the spam filter."""
-    for _ in range(_MOUNT_FAILURES):
-        log.warning(
-            'MountVolume.SetUp failed for volume "config": configmap "cache-config" not found',
-            extra={"reason": "FailedMount"},
-        )
-    log.info("Started container redis", extra={"reason": "Started"})
-
-
-_SCENARIOS = (
-    ("web", _reconcile_image_pull, f"image {_IMAGE} does not exist"),
-    ("orders-db-0", _reconcile_probe, "readiness probe fails, a new message each time"),
-    ("cache", _reconcile_mount, "a missing config map: a tight retry loop"),
-)
-
-
 def _run_controller(
     config: dict[str, Any],
-    namespace: str,
+    make_pods: Callable[[list[str]], list[dict[str, Any]]],
     api_client: Any,
     target: str,
-    write: _Writer,
+    write: Writer,
     *,
     api: str = "v1",
 ) -> DemoResult:
-    """Configure logging, reconcile the pods, flush, and read the events back."""
+    """Make the pods, configure logging, reconcile the pods, flush, read the events back."""
     rng = random.Random()
-    pods = [
-        _pod(prefix if prefix[-1].isdigit() else _generated_name(prefix, rng), namespace)
-        for prefix, _, _ in _SCENARIOS
-    ]
+    pods = make_pods(
+        [
+            prefix if prefix[-1].isdigit() else generated_name(prefix, rng)
+            for prefix, _, _ in SCENARIOS
+        ]
+    )
     logger = logging.getLogger(LOGGER_NAME)
-    tally = _Tally()
+    tally = Tally()
     started = time.monotonic()
     logger.addFilter(tally)
     try:
@@ -405,7 +355,7 @@ def _run_controller(
             if not event_handlers:
                 raise DemoError("the configuration attaches no event handler to a logger")
             logging_started = time.monotonic()
-            for pod, (_, reconcile, story) in zip(pods, _SCENARIOS, strict=True):
+            for pod, (_, reconcile, story) in zip(pods, SCENARIOS, strict=True):
                 reconcile(handler.EventLoggerAdapter(logger, pod))
                 write.reconciled(pod["metadata"]["name"], story, tally.counts)
             logged_at = time.monotonic()
@@ -480,162 +430,33 @@ def _read_events(api_client: Any, pod: Mapping[str, Any], api: str) -> list[dict
     return items
 
 
-# --- the report ------------------------------------------------------------------------------
-
-
-class _Writer:
-    """Prints the demo's report."""
-
-    def __init__(self, out: TextIO) -> None:
-        self._out = out
-
-    def line(self, text: str = "") -> None:
-        self._out.write(text + "\n")
-        self._out.flush()
-
-    def header(self, options: DemoOptions, where: str, note: str) -> None:
-        self.line(_RULE)
-        self.line("k8s-logging-events demo: Python logging -> Kubernetes Events")
-        self.line(_RULE)
-        self.line(f"Logging:    dictConfig from {_shown_path(options.config)} (sink replaced)")
-        self.line(f"Events to:  {where}")
-        self.line(f"            ({note})")
-        self.line(f"Namespace:  {options.namespace}")
-        self.line(f"API:        {_API_NAMES[options.api]}")
-        self.line()
-        self.line(
-            f"Reconciling {len(_SCENARIOS)} simulated pods (manifest dicts: no Pod objects are "
-            "created),"
-        )
-        self.line("logging about each through EventLoggerAdapter:")
-
-    def reconciled(self, pod: str, story: str, counts: Mapping[tuple[str, str], int]) -> None:
-        logged = ", ".join(f"{n} x {reason}" for (name, reason), n in counts.items() if name == pod)
-        self.line(f"  {pod:<26} {story}")
-        self.line(f"  {'':<26} logged {logged}")
-
-    def flushed(
-        self, logging_seconds: float, flush_seconds: float, rate: tuple[float, int]
-    ) -> None:
-        self.line(
-            f"Logging took {logging_seconds * 1000:.0f} ms: emit() never waits for the API. "
-            f"flush() took {flush_seconds:.1f} s"
-        )
-        qps, burst = rate
-        if qps > 0:
-            self.line(f"(the sink's rate limit: {qps:g} requests/s after a burst of {burst}).")
-
-    def report(self, result: DemoResult) -> None:
-        self.line()
-        self.line(_RULE)
-        self.line("Events read back from the API server, as `kubectl describe pod` shows them")
-        self.line(_RULE)
-        for pod in result.pods:
-            metadata = pod["metadata"]
-            self.line()
-            self.line(f"Name:         {metadata['name']}")
-            self.line(f"Namespace:    {metadata['namespace']}")
-            self._out.write(describe.format_events(result.events[metadata["name"]]))
-        self.line()
-        self.notes(result.api)
-        self.counts(result)
-        self.stats(result.stats)
-        self.line()
-        self.verdict(result)
-
-    def notes(self, api: str) -> None:
-        self.line("What happened:")
-        if api == "events.k8s.io/v1":
-            self._wrapped(
-                "  - ",
-                "events.k8s.io/v1 groups repeats of one event (same object, reason and "
-                "action, whatever the message) into a series: the first occurrence is "
-                "created, the second patches series.count 2, later ones are written six "
-                "minutes after the last one, every 30 minutes while they go on, and at "
-                "flush(), so the series count on the server is exact.",
+def _describe_with_kubectl(server: LocalApiServer, result: DemoResult) -> None:
+    """Run ``kubectl describe pod`` for the first pod against the local server, when
+    kubectl is installed; keep what it printed (or why it did not) in ``result``."""
+    metadata = result.pods[0]["metadata"]
+    command = f"kubectl describe pod {metadata['name']} --namespace {metadata['namespace']}"
+    result.kubectl_command = command
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        result.kubectl_note = "kubectl is not installed"
+        return
+    with tempfile.TemporaryDirectory(prefix="k8s-logging-events-demo-") as scratch:
+        kubeconfig = os.path.join(scratch, "kubeconfig")
+        server.kubeconfig(kubeconfig)
+        arguments = [kubectl, "--kubeconfig", kubeconfig, "--cache-dir", scratch]
+        try:
+            done = subprocess.run(  # noqa: S603 - kubectl from PATH, arguments of our own
+                [*arguments, *command.split()[1:]],
+                capture_output=True,
+                text=True,
+                timeout=_KUBECTL_TIMEOUT,
+                check=False,
             )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            result.kubectl_note = f"kubectl did not run ({error})"
             return
-        for text in (
-            f"BackOff: {_PULL_ATTEMPTS * _BACKOFFS_PER_ATTEMPT} identical warnings are one "
-            "event with a count; repeats are patches of count and lastTimestamp.",
-            f"Unhealthy: {_PROBE_FAILURES} distinct messages with one reason. The first 9 are "
-            "events of their own; from the 10th on (within 10 minutes) they are combined into "
-            'one "(combined from similar events): ..." event.',
-            f"FailedMount: a burst of {_MOUNT_FAILURES}. The spam filter lets 25 occurrences "
-            "per object through at once, then one per 5 minutes; the count it held back was "
-            "written at flush(), so the server shows the exact number.",
-        ):
-            self._wrapped("  - ", text)
-
-    def counts(self, result: DemoResult) -> None:
-        self.line()
-        self.line(
-            "Occurrences logged vs. counted on the server (sum of `count` or `series.count`):"
-        )
-        self.line(f"  {'POD':<26} {'REASON':<12} {'LOGGED':>6} {'SERVER':>6} {'EVENTS':>6}")
-        keys = list(result.logged) + [k for k in result.stored if k not in result.logged]
-        shown = ""
-        for name, reason in keys:
-            n_events = sum(1 for item in result.events[name] if item.get("reason") == reason)
-            logged = result.logged.get((name, reason), 0)
-            stored = result.stored.get((name, reason), 0)
-            mark = "" if logged == stored else "  <- MISMATCH"
-            pod = name if name != shown else ""
-            shown = name
-            self.line(f"  {pod:<26} {reason:<12} {logged:>6} {stored:>6} {n_events:>6}{mark}")
-        total_events = sum(len(items) for items in result.events.values())
-        self.line(
-            f"  {'total':<26} {'':<12} {sum(result.logged.values()):>6} "
-            f"{sum(result.stored.values()):>6} {total_events:>6}"
-        )
-
-    def stats(self, stats: Mapping[str, int]) -> None:
-        self.line()
-        self.line("handler.stats() after flush():")
-        outcomes = " + ".join(f"{key} {stats[key]}" for key in _OUTCOMES)
-        self.line(f"  accepted {stats['accepted']} = {outcomes}")
-        others = ", ".join(
-            f"{key} {stats[key]}"
-            for key in ("pending", "invalid", "refused", "repaired", "after_close")
-        )
-        self.line(f"  {others}")
-        writes = stats["created"] + stats["patched"]
-        self._wrapped(
-            "  ",
-            f"{stats['accepted']} occurrences took {_plural(writes, 'API write')} "
-            f"({_plural(stats['created'], 'create')}, {_plural(stats['patched'], 'patch')}); "
-            f"the other {stats['coalesced']} were coalesced into them.",
-        )
-
-    def verdict(self, result: DemoResult) -> None:
-        total = sum(result.logged.values())
-        if result.counts_match:
-            self.line(f"OK: the server counts all {total} occurrences that were logged.")
-        else:
-            self.line("FAILED: the counts on the server differ from what was logged.")
-        if result.stats_add_up:
-            self.line("OK: every accepted occurrence has exactly one outcome; none is pending.")
-        else:
-            self.line("FAILED: the handler's counters do not add up (see above).")
-        self.line(f"Finished in {result.seconds:.1f} s.")
-
-    def _wrapped(self, first: str, text: str, width: int = 80) -> None:
-        prefix, line = first, ""
-        for word in text.split():
-            if line and len(prefix) + len(line) + 1 + len(word) > width:
-                self.line(prefix + line)
-                prefix, line = " " * len(first), word
-            else:
-                line = f"{line} {word}" if line else word
-        if line:
-            self.line(prefix + line)
-
-
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun[-1] == 'h' else 's'}"
-
-
-def _shown_path(path: Path) -> str:
-    with contextlib.suppress(ValueError):
-        return str(path.resolve().relative_to(Path.cwd()))
-    return str(path)
+    if done.returncode != 0:
+        reason = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "no output"
+        result.kubectl_note = f"kubectl failed ({reason})"
+        return
+    result.kubectl_output = done.stdout

@@ -1,0 +1,371 @@
+"""Counts across processes: continue an event another process wrote, never overwrite it.
+
+This sits inside the writer (:mod:`k8s_logging_events._writer`): :meth:`Continuation.attempt`
+makes the requests of one write attempt, outside the runtime's lock, for a sink that can read
+events (``read``). With deterministic names (``_names``) a restarted process, a second worker
+or another replica on the same node meets its own event again; client-go would then give the
+create up, or patch the other process's count with its own. Here:
+
+* **Takeover.** A create that meets ``409 AlreadyExists`` reads the stored event. If it is
+  ours (the same key; :meth:`~._apis.WritePolicy.same_event`), its count becomes the
+  server's count plus this process's occurrences not yet written, its ``firstTimestamp``
+  stays the server's. If it is not (two processes named different events alike), ours gets
+  a new name (``EventNamer.renamed``) and is created. A 404 between the two: create again.
+* **Guarded counts.** Every count patch carries the resourceVersion this writer last saw of
+  the event (its own record, updated from every answer: the correlator's copy lags behind
+  writes in flight). A single writer never meets a conflict and pays no extra request.
+  ``409 Conflict``: another process wrote in between; read again and re-apply only this
+  process's unwritten occurrences. Bounded steps per attempt, then :class:`~._retry.ContentionError`
+  (retried on the usual schedule, then failed).
+* **Translation.** After a takeover the server's count and the correlator's differ; the
+  record keeps the difference (``offset``) and the name on the server, so later patches are
+  right and the correlator keeps client-go's own counting. Its record of what was written is
+  bounded; a repeat whose record was forgotten reads the event first.
+* **Lost answers.** A request that may have landed (its answer lost) is remembered with the
+  count it carried; when the next read shows that count reached, it is not applied twice.
+* **No ``get`` on events** (403 on the read): client-go's behaviour, reported once: an event
+  whose name is taken gets a new, unique name, and patches go unguarded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import cachetools
+
+from k8s_logging_events import _apis, _diagnostics, _names, _process, _retry, models, sink
+from k8s_logging_events import clock as clock_mod
+
+__all__ = ["DEFAULT_KNOWN_EVENTS", "MAX_STEPS", "Continuation", "Known", "Write", "guarded_patch"]
+
+DEFAULT_KNOWN_EVENTS = 4096
+"""Events whose name, resourceVersion and count offset a writer remembers (as many as the
+correlator's caches hold); a repeat of a forgotten one reads the event before its patch."""
+
+MAX_STEPS = 10
+"""Requests one attempt may make (create, read, patch, read ...) before it waits its turn."""
+
+_CREATE, _READ, _PATCH = "create", "read", "patch"
+
+
+class Write(Protocol):
+    """What an attempt reads and notes of the writer's pending write (``_writer.Write``)."""
+
+    event: models.Event
+    create: bool
+    occurrences: int
+    sent: tuple[int, int, bool] | None
+    """The request in flight: the count it sets, the occurrences it carries, a create?"""
+    unsure: list[tuple[int, int, bool]]
+    """Earlier requests that may have landed, their answers lost (as ``sent``)."""
+
+    def creation(self) -> models.Event:
+        """The event a create of this write sends (its first occurrence's object ...)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What this writer last saw of one of its events on the server."""
+
+    name: str
+    """The event's name on the server (another than the correlator's after a rename)."""
+    version: str
+    """Its resourceVersion in the latest answer."""
+    offset: int
+    """The server's count minus the correlator's (not 0 after a takeover)."""
+    count: int
+    """The server's count in the latest answer."""
+
+
+def guarded_patch(patch: bytes, version: str) -> bytes:
+    """``patch`` (a JSON object) with ``metadata.resourceVersion``: the server refuses it
+    with ``409 Conflict`` when the event changed since ``version``."""
+    meta = b'"metadata":{"resourceVersion":' + json.dumps(version).encode() + b"}"
+    body = patch.rstrip()
+    if not body.endswith(b"}"):
+        return patch
+    head = body[:-1].rstrip()
+    return head + (b"" if head.endswith(b"{") else b",") + meta + b"}"
+
+
+class Continuation:
+    """The requests of one write attempt, for a sink that can read events.
+
+    Args:
+        event_sink: the sink; without a callable ``read`` it is not used (client-go's ways).
+        namer: renames an event whose name another one holds.
+        clock: the time of a new name.
+        reporter: says once that reading events is not permitted.
+        size: how many events' records are kept.
+    """
+
+    def __init__(
+        self,
+        event_sink: sink.EventSink,
+        namer: _names.EventNamer,
+        clock: clock_mod.Clock,
+        reporter: _diagnostics.RateLimitedReporter,
+        size: int = DEFAULT_KNOWN_EVENTS,
+    ) -> None:
+        read = getattr(event_sink, "read", None)
+        self._read: Callable[[models.Event], models.Event] | None = read if callable(read) else None
+        self._sink = event_sink
+        self._namer = namer
+        self._clock = clock
+        self._reporter = reporter
+        self._lock = threading.Lock()
+        self._known: cachetools.LRUCache[tuple[str, str], Known] = cachetools.LRUCache(max(1, size))
+        self._readable = True  # False once a read was refused (403)
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a writer of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        """True when the sink can read events (else the writer keeps client-go's ways)."""
+        return self._read is not None
+
+    @property
+    def readable(self) -> bool:
+        """False once the server refused a read: takeovers and guards are off."""
+        return self._readable
+
+    def known(self, namespace: str, name: str) -> Known | None:
+        """What was last seen of the event the correlator calls ``namespace/name``."""
+        with self._lock:
+            return self._known.get((namespace, name))
+
+    def attempt(self, write: Write, policy: _apis.WritePolicy) -> tuple[str, models.Event]:
+        """Make the requests of one attempt of ``write``; return its outcome and the answer.
+
+        The answer is in the correlator's terms (its name and count), to feed back. Raises
+        what the last request raised, or :class:`~._retry.ContentionError` after :data:`MAX_STEPS`.
+        """
+        return _Attempt(self, write, policy).run()
+
+    # -- used by _Attempt -----------------------------------------------------------------
+
+    def remember(self, key: tuple[str, str], known: Known) -> None:
+        with self._lock:
+            self._known[key] = known
+
+    def read(self, event: models.Event) -> models.Event:
+        assert self._read is not None
+        try:
+            return self._read(event)
+        except TypeError as error:  # a wrapper around a sink that cannot read
+            self._readable = False
+            raise _UnreadableError(str(error)) from error
+
+    def refused(self, error: sink.ApiStatusError, event: models.Event) -> None:
+        """Reading is not permitted: say so once, and keep client-go's ways from now on."""
+        with self._lock:  # writers that read at once all meet the 403; one of them says so
+            first, self._readable = self._readable, False
+        if not first:
+            return
+        self._reporter.report(
+            "read-forbidden",
+            logging.WARNING,
+            "Unable to read event %s/%s to continue its count (%s): grant the verb get on "
+            "events in the Role (see docs/in-cluster.md). Until then, an event whose name "
+            "is taken gets a new name and counts from this process only, as with client-go",
+            event.namespace,
+            event.name,
+            error,
+        )
+
+    def new_name(self, event: models.Event, renames: int) -> str:
+        if self._readable:
+            return self._namer.renamed(event, renames, self._clock.now())
+        return self._namer.fresh(event.involved_object.name, self._clock.now())
+
+    def create(self, event: models.Event) -> models.Event:
+        return self._sink.create(event)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        return self._sink.patch(event, data)
+
+
+class _UnreadableError(Exception):
+    """The sink cannot read events after all."""
+
+
+class _Attempt:
+    """One attempt of one write: a few requests, each decided by the last answer."""
+
+    def __init__(self, owner: Continuation, write: Write, policy: _apis.WritePolicy) -> None:
+        self.owner = owner
+        self.write = write
+        self.policy = policy
+        # the first occurrence's object and reason, the latest count and message (a create
+        # followed by count patches, as client-go writes one occurrence at a time)
+        event = write.creation()
+        self.event = event
+        self.key = (event.namespace, event.name)
+        self.local = policy.count_of(event)
+        known = owner.known(*self.key)
+        self.name = known.name if known is not None else event.name
+        self.offset = known.offset if known is not None else 0
+        self.version = known.version if known is not None else ""
+        self.target = self.local + self.offset
+        self.renames = 0
+        self.taken = False  # the name was taken when a create met AlreadyExists
+        self.created = False  # our own create, whose answer was lost, is on the server
+        if write.create:
+            self.action = _CREATE
+        elif known is not None and self.target > known.count:
+            self.action = _PATCH
+        elif owner.readable:
+            # nothing known of it (forgotten), or the counts drifted apart: read first
+            self.action = _READ
+        else:
+            self.action, self.version = _PATCH, ""
+
+    def run(self) -> tuple[str, models.Event]:
+        for _ in range(MAX_STEPS):
+            if self.action == _CREATE:
+                done = self._create()
+            elif self.action == _READ:
+                done = self._read()
+            else:
+                done = self._patch()
+            if done is not None:
+                return done
+        raise _retry.ContentionError(
+            f"409 Conflict: event {self.event.namespace}/{self.name} kept changing under "
+            f"{MAX_STEPS} requests (other writers); will try again"
+        )
+
+    # -- the three requests -------------------------------------------------------------
+
+    def _create(self) -> tuple[str, models.Event] | None:
+        body = dataclasses.replace(
+            self.policy.with_count(self.event, self.target), name=self.name, resource_version=""
+        )
+        self.write.sent = (self.target, self.write.occurrences, True)
+        try:
+            stored = self.owner.create(body)
+        except sink.ApiStatusError as error:
+            if not error.is_already_exists:
+                raise
+            self.write.sent = None
+            self.taken = True
+            if self.owner.readable:
+                self.action = _READ
+            else:
+                self._without_reading()
+            return None
+        return self._done(stored, "created")
+
+    def _read(self) -> tuple[str, models.Event] | None:
+        try:
+            stored = self.owner.read(dataclasses.replace(self.event, name=self.name))
+        except sink.ApiStatusError as error:
+            if error.is_not_found:  # expired (or deleted) since: create it again
+                self.action = _CREATE
+                return None
+            if error.status != 403:
+                raise
+            self.owner.refused(error, self.event)
+            self._without_reading()
+            return None
+        except _UnreadableError:
+            self._without_reading()
+            return None
+        if not self.policy.same_event(self.event, stored):
+            # another event holds the name: ours gets a name of its own
+            self.renames += 1
+            self.name = self.owner.new_name(self.event, self.renames)
+            self.action = _CREATE
+            return None
+        server = self.policy.count_of(stored)
+        self.target = server + self._unwritten(stored, server)
+        self.version = stored.resource_version
+        self.write.unsure.clear()
+        if self.target <= server:  # what this write carries is there already
+            return self._done(stored, self._kind())
+        self.action = _PATCH
+        return None
+
+    def _patch(self) -> tuple[str, models.Event] | None:
+        body = dataclasses.replace(self.policy.with_count(self.event, self.target), name=self.name)
+        data = self.policy.patch(body)
+        if self.version and self.owner.readable:
+            data = guarded_patch(data, self.version)
+        self.write.sent = (self.target, self.write.occurrences, False)
+        try:
+            stored = self.owner.patch(body, data)
+        except sink.ApiStatusError as error:
+            self.write.sent = None
+            if error.is_not_found:
+                self.action = _CREATE
+                return None
+            if error.status == 409 and error.reason == "Conflict" and self.owner.readable:
+                self.action = _READ  # another process wrote in between
+                return None
+            raise
+        return self._done(stored, self._kind())
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _without_reading(self) -> None:
+        """What client-go does in our place, when the event cannot be read."""
+        self.version = ""  # a guard that fails could not be resolved
+        if not self.taken:  # a conflict, or a repeat of a forgotten event: patch our count
+            self.action = _PATCH
+        elif self.policy.exists_is_ours(self.event, bool(self.write.unsure)):
+            self.action = _PATCH  # our own create, whose answer was lost, landed
+            self.created = True
+        else:  # another event holds the name: a new name, as client-go would have made
+            self.renames += 1
+            self.name = self.owner.new_name(self.event, self.renames)
+            self.action = _CREATE
+
+    def _kind(self) -> str:
+        """The outcome of a write that ended in a patch: created when our create it was."""
+        return "created" if self.write.create and self.created else "patched"
+
+    def _unwritten(self, stored: models.Event, server: int) -> int:
+        """This write's occurrences that ``stored`` does not hold yet.
+
+        A request whose answer was lost may have landed: if the server's count reached the
+        count it carried (and, for a create, the stored event began when ours did), its
+        occurrences are taken as written. Another process could have added as many in
+        between; the rule then undercounts rather than counting anything twice.
+        """
+        written = 0
+        for target, occurrences, created in self.write.unsure:
+            if server >= target and (not created or _same_start(stored, self.event)):
+                written = max(written, occurrences)
+                self.created = self.created or created
+        return max(0, self.write.occurrences - written)
+
+    def _done(self, stored: models.Event, kind: str) -> tuple[str, models.Event]:
+        write = self.write
+        write.sent = None
+        write.unsure.clear()
+        count = self.policy.count_of(stored)
+        offset = count - self.local
+        self.owner.remember(self.key, Known(self.name, stored.resource_version, offset, count))
+        # the correlator sees its own name and count: the translation stays here
+        local = dataclasses.replace(
+            self.policy.with_count(stored, self.local), name=self.event.name
+        )
+        return kind, local
+
+
+def _same_start(stored: models.Event, ours: models.Event) -> bool:
+    theirs = stored.event_time or stored.first_timestamp
+    mine = ours.event_time or ours.first_timestamp
+    if theirs is None or mine is None:
+        return theirs is mine
+    return models.format_time(theirs) == models.format_time(mine)

@@ -1,0 +1,257 @@
+"""Crash events: an uncaught exception becomes a ``Warning`` event about the pod.
+
+This sits at the front door beside :mod:`k8s_logging_events.handler`, for its
+``crash_events`` option (with ``default_involved="pod"``). It chains to the interpreter's two
+hooks for exceptions nobody caught, ``sys.excepthook`` (the main thread, just before the
+process dies) and ``threading.excepthook`` (any other thread), and turns the exception into
+a record that it hands to each watching handler::
+
+    raise ValueError("bad config")      (nothing catches it)
+      -> sys.excepthook (ours)          a CRITICAL record, reason UncaughtException,
+                                        message "ValueError: bad config", about the pod
+         -> handler.handle(record)      each handler with crash_events: one event each
+         -> the previous hook           the traceback is printed as before
+         -> handler.flush()             main thread only: written before the process ends
+
+The rules:
+
+* The hooks are installed once for all handlers, when the first handler with
+  ``crash_events`` is built, chained to the hooks already set. When the last one closes they
+  are restored, but only if they are still ours: a hook installed over ours chains to it,
+  and taking ours out of its chain is not possible; ours then passes every call through. A
+  handler built while another library's hook is on top puts ours over it again; a crash is
+  still reported once, however often ours appears in the chain.
+* The previous hook always runs, so the traceback is still printed and other hooks
+  (Sentry's, pytest's) still see the exception. Our own part never raises; a previous hook
+  that raises is left to the interpreter to report, as it would be without us.
+* ``KeyboardInterrupt`` and ``SystemExit`` are the ways to stop a program on purpose, not
+  crashes: no event. Every other exception is one, ``asyncio.CancelledError`` included.
+* An exception in another thread may not end the process: its event is handed over at once,
+  and the background threads write it while the program goes on; nothing waits.
+* In the main thread the interpreter is about to exit: each handler is flushed (within its
+  ``flush_timeout``) before the hook returns, so the event is on the server even when
+  non-daemon threads keep the process alive or the exit is abrupt.
+* After ``os.fork()`` the child keeps the hooks and the handlers (renewed by the handler's
+  own fork rule): a crash of the child is the child's event.
+* Outside a pod (``default_involved`` found none) the hooks are installed all the same and
+  make no event, as the handler makes none for a record without an involved object.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import types
+import weakref
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from k8s_logging_events import _diagnostics, _process, _records
+
+__all__ = ["NOT_CRASHES", "REASON", "crash_record", "unwatch", "watch"]
+
+REASON = "UncaughtException"
+"""The reason of a crash event: ``kubectl describe pod`` shows ``UncaughtException (xN)``."""
+
+NOT_CRASHES: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)
+"""Exceptions that stop a program on purpose: they make no crash event."""
+
+RECORD_NAME = "uncaught"
+"""The ``name`` of a crash record (no logger made it), for formatters that show it."""
+
+ExcInfo = tuple[type[BaseException], BaseException | None, types.TracebackType | None]
+SysHook = Callable[[type[BaseException], BaseException, types.TracebackType | None], Any]
+ThreadHook = Callable[[threading.ExceptHookArgs], Any]
+
+
+class Watcher(Protocol):
+    """What a crash is reported to: a :class:`~k8s_logging_events.KubernetesEventHandler`."""
+
+    def handle(self, record: logging.LogRecord) -> object:
+        """Turn ``record`` into an event (never raising, never waiting)."""
+
+    def flush(self) -> None:
+        """Wait, within the handler's ``flush_timeout``, until what it has is written."""
+
+
+def watch(handler: Watcher, exception_detail: str) -> None:
+    """Report uncaught exceptions to ``handler``; install the hooks if they are not ours yet.
+
+    Args:
+        handler: the handler with ``crash_events``; held weakly, so a handler dropped without
+            ``close()`` stops watching when it is collected.
+        exception_detail: the handler's option: what the event's message says (see
+            :func:`crash_record`).
+    """
+    global _watchers
+    with _lock:
+        kept = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
+        _watchers = (*kept, (weakref.ref(handler), exception_detail))
+        _install()
+
+
+def unwatch(handler: Watcher) -> None:
+    """Stop reporting to ``handler``; when none is left, restore the hooks that are ours."""
+    global _watchers
+    with _lock:
+        _watchers = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
+        if not _watchers:
+            _uninstall()
+
+
+def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
+    """The record of an uncaught exception: CRITICAL, reason ``UncaughtException``.
+
+    Its message is the exception's summary, ``ExcType: text``, as the handler's
+    ``exception_detail: summary`` writes an exception; ``traceback`` adds the traceback
+    (the formatter renders it after the summary, so a cut keeps the summary); ``none``
+    leaves the text out, the type alone (an exception's text may hold what only the logs
+    should see). Where the traceback ends is the record's path, line and function.
+    """
+    # "none": the summary of the exception without its text, the type alone
+    shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
+    message = _records.exception_summary(shown)
+    path, line, function = _innermost(exc_info[2])
+    record = logging.getLogRecordFactory()(
+        RECORD_NAME,
+        logging.CRITICAL,
+        path,
+        line,
+        message,
+        (),
+        exc_info if exception_detail == "traceback" else None,
+        function,
+    )
+    record.reason = REASON
+    return record
+
+
+# --- the hooks --------------------------------------------------------------------------------
+
+
+class _SysHook:
+    """``sys.excepthook``: the main thread's exception; the process is about to end."""
+
+    def __init__(self, previous: SysHook) -> None:
+        self.previous = previous
+
+    def __call__(
+        self, exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
+    ) -> None:
+        if getattr(_in_hook, "on", False):  # an older hook of ours down the chain: reported
+            self.previous(exc_type, exc, tb)
+            return
+        _in_hook.on = True
+        try:
+            reported = _report((exc_type, exc, tb))
+            try:
+                self.previous(exc_type, exc, tb)
+            finally:
+                _flush(reported)
+        finally:
+            _in_hook.on = False
+
+
+class _ThreadHook:
+    """``threading.excepthook``: a thread's exception; the process may go on."""
+
+    def __init__(self, previous: ThreadHook) -> None:
+        self.previous = previous
+
+    def __call__(self, args: threading.ExceptHookArgs) -> None:
+        if getattr(_in_hook, "on", False):
+            self.previous(args)
+            return
+        _in_hook.on = True
+        try:
+            _report((args.exc_type, args.exc_value, args.exc_traceback))
+            self.previous(args)
+        finally:
+            _in_hook.on = False
+
+
+def _report(exc_info: ExcInfo) -> list[Watcher]:
+    """Hand the crash to every watching handler; return those that took it. Never raises."""
+    if not isinstance(exc_info[0], type) or issubclass(exc_info[0], NOT_CRASHES):
+        return []
+    handed: list[Watcher] = []
+    for ref, detail in _watchers:  # a snapshot: no lock on the way out of a crash
+        handler = ref()
+        if handler is None:
+            continue
+        try:
+            handler.handle(crash_record(exc_info, detail))
+        except Exception as error:  # a crash report must not add a crash of its own
+            _diagnostics.log_safely(
+                _diagnostics.logger,
+                logging.WARNING,
+                "No event for an uncaught exception: %r",
+                error,
+            )
+        else:
+            handed.append(handler)
+    return handed
+
+
+def _flush(handlers: list[Watcher]) -> None:
+    for handler in handlers:
+        try:
+            handler.flush()
+        except (Exception, KeyboardInterrupt):  # Ctrl-C while waiting: stop waiting, quietly
+            return
+
+
+# --- installing -------------------------------------------------------------------------------
+
+
+def _install() -> None:
+    """Put our hooks on top, unless they are there: over whatever is set now."""
+    global _sys_hook, _thread_hook
+    if _sys_hook is None or sys.excepthook is not _sys_hook:
+        _sys_hook = _SysHook(sys.excepthook)
+        sys.excepthook = _sys_hook
+    if _thread_hook is None or threading.excepthook is not _thread_hook:
+        _thread_hook = _ThreadHook(threading.excepthook)
+        threading.excepthook = _thread_hook
+
+
+def _uninstall() -> None:
+    """Restore the previous hooks where ours are still on top.
+
+    A hook set over ours chains to ours: it stays, and ours, left in its chain, only
+    passes calls on from now (and is not reported through twice when a later handler puts
+    a new one on top).
+    """
+    global _sys_hook, _thread_hook
+    if _sys_hook is not None and sys.excepthook is _sys_hook:
+        sys.excepthook = _sys_hook.previous
+    if _thread_hook is not None and threading.excepthook is _thread_hook:
+        threading.excepthook = _thread_hook.previous
+    _sys_hook = _thread_hook = None
+
+
+def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
+    if tb is None:
+        return "(unknown file)", 0, None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    code = tb.tb_frame.f_code
+    return code.co_filename, tb.tb_lineno, code.co_name
+
+
+def _after_fork_in_child() -> None:
+    """In a child after ``os.fork()`` (see ``_process``): the lock a parent's thread held."""
+    global _lock
+    _lock = threading.Lock()
+
+
+# the watching handlers, as an immutable snapshot that the hooks read without a lock
+_watchers: tuple[tuple[weakref.ref[Watcher], str], ...] = ()
+_sys_hook: _SysHook | None = None
+_thread_hook: _ThreadHook | None = None
+# set on a thread while one of our hooks runs there: a second one of ours in the same chain
+# (a hook set over ours, then ours again on top) only passes the call on
+_in_hook = threading.local()
+_lock = threading.Lock()
+_process.renew_in_child(sys.modules[__name__])

@@ -1,0 +1,75 @@
+"""How long the handler's ``flush()``, ``drain()`` and ``close()`` wait: one wait at exit.
+
+Beside the handler, at the front door. ``logging.shutdown()`` calls ``flush()`` and then
+``close()``, and a batch job often calls ``flush()`` (or ``drain()``) itself before it
+exits. Against a server that is down, each of those could wait the whole
+``flush_timeout`` for the same writes. :class:`ExitWaits` keeps them to one wait:
+
+* a ``close()`` right after a ``flush()`` (``logging.shutdown()``'s pair) shares the
+  flush's deadline;
+* after a wait that ran out of time, a ``flush()`` or ``close()`` that finds nothing
+  written since then (the server still takes nothing: down, refusing, hanging) does not
+  wait again: the exit gives the writes up (counted as ``failed`` and reported) instead
+  of waiting a second deadline for them, or for what a thread logged meanwhile and
+  would meet the same server. Once something is written again, waits are whole again.
+
+``drain(timeout)`` always waits as asked: it is an explicit question with an answer.
+Time here is real time (``time.monotonic``): these are waits for threads, not the event
+clock.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+
+__all__ = ["EXIT_PAIR_SECONDS", "ExitWaits"]
+
+EXIT_PAIR_SECONDS = 1.0
+"""A close() this soon after a flush() returned is the second half of one exit."""
+
+
+class ExitWaits:
+    """Decides each wait's timeout from the ones before it.
+
+    Args:
+        flush_timeout: the handler's ``flush_timeout``.
+        monotonic: how real time is read (tests may pass their own).
+    """
+
+    def __init__(
+        self, flush_timeout: float, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._timeout = flush_timeout
+        self._monotonic = monotonic
+        self._deadline = 0.0
+        self._ended_at = -math.inf
+        self._timed_out_at: int | None = None  # ``written`` when a wait last ran out of time
+
+    def for_flush(self, written: int) -> float:
+        """The timeout of ``flush()``, when ``written`` occurrences have been written so far."""
+        timeout = 0.0 if self._timed_out_at == written else self._timeout
+        self._deadline = self._monotonic() + timeout
+        return timeout
+
+    def for_drain(self, timeout: float | None) -> float:
+        """The timeout of ``drain(timeout)``: as asked, else ``flush_timeout``."""
+        wait = self._timeout if timeout is None else max(0.0, timeout)
+        self._deadline = self._monotonic() + wait
+        return wait
+
+    def for_close(self, written: int) -> float:
+        """The timeout of ``close()``: what is left of a flush just before, or nothing again."""
+        now = self._monotonic()
+        if self._timed_out_at == written:
+            return 0.0
+        if now - self._ended_at < EXIT_PAIR_SECONDS:
+            # logging.shutdown() flushes, then closes: both share the flush's deadline
+            return max(0.0, self._deadline - now)
+        return self._timeout
+
+    def ended(self, done: bool, written: int) -> None:
+        """Note how a wait ended, and how many occurrences had been written by then."""
+        self._ended_at = self._monotonic()
+        self._timed_out_at = None if done else written

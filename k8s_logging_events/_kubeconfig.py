@@ -1,0 +1,173 @@
+"""Where the sink's client configuration comes from, and what credentials it sends.
+
+At the I/O end of the pipeline, beside the sink: ``sink: auto`` looks for the in-cluster
+service account, then the kubeconfig (:func:`find_configuration`, without loading
+anything); when there is none, :func:`not_found_report` says which sources were tried and
+what to set. :func:`default_api_client` loads the configuration into a private client, and
+:func:`describe_credentials` says what kind of credentials a client sends and where they
+come from (a token of the service account, a client certificate of the kubeconfig ...),
+never their value, for the report of a 401.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+__all__ = [
+    "SERVICE_ACCOUNT_TOKEN",
+    "client",
+    "default_api_client",
+    "describe_credentials",
+    "find_configuration",
+    "in_cluster",
+    "kubeconfig_paths",
+    "not_found_report",
+]
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
+"""Where a pod's service account token is mounted (a path, not a secret)."""
+
+_USER_SOURCES = (
+    ("exec", "a token from the kubeconfig's exec plugin"),
+    ("auth-provider", "a token from the kubeconfig's auth provider"),
+    ("tokenFile", "a bearer token from the token file the kubeconfig names"),
+    ("token", "a bearer token written in the kubeconfig"),
+    ("username", "a user name and password (basic authentication) from the kubeconfig"),
+)
+
+
+def in_cluster() -> bool:
+    """True in a pod whose service account token is mounted (``KUBERNETES_SERVICE_HOST`` set)."""
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
+def kubeconfig_paths(kubeconfig: str | None = None) -> list[str]:
+    """The kubeconfig files the client would read: the given one, ``KUBECONFIG``, the default."""
+    if kubeconfig:
+        return [kubeconfig]
+    paths = [p for p in os.environ.get("KUBECONFIG", "").split(os.pathsep) if p]
+    return paths or [os.path.join("~", ".kube", "config")]
+
+
+def find_configuration(kubeconfig: str | None = None) -> str | None:
+    """Say where a client configuration would come from, without loading it (None: nowhere)."""
+    if kubeconfig is None and in_cluster():
+        return "the in-cluster service account"
+    for path in kubeconfig_paths(kubeconfig):
+        if os.path.isfile(os.path.expanduser(path)):
+            return f"the kubeconfig {path}"
+    return None
+
+
+def not_found_report(kubeconfig: str | None = None) -> str:
+    """The warning for ``sink: auto`` with no configuration: what was tried, what to set."""
+    tried = []
+    if kubeconfig is None:
+        if not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            tried.append("the in-cluster service account (KUBERNETES_SERVICE_HOST is not set)")
+        else:
+            tried.append(f"the in-cluster service account (no token at {SERVICE_ACCOUNT_TOKEN})")
+    if kubeconfig:
+        source = "the kubeconfig option"
+    else:
+        source = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default path"
+    tried += [f"the kubeconfig {p} ({source}: no such file)" for p in kubeconfig_paths(kubeconfig)]
+    return (
+        "No Kubernetes configuration found, so events go to no API server (they are counted "
+        f"as 'discarded' in stats()). Tried: {'; '.join(tried)}. To write events, set "
+        "KUBECONFIG (or kubeconfig=PATH on the handler) to a kubeconfig file, set sink=URL "
+        "for an API server reached without credentials (http://127.0.0.1:8001 for kubectl "
+        "proxy), or run in a pod with a service account (in-cluster); sink=None records "
+        "events nowhere without this warning"
+    )
+
+
+def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
+    """``api_client`` (or :func:`default_api_client` without one) and its credentials."""
+    if api_client is None:
+        return default_api_client(kubeconfig, context)
+    origin = "the given ApiClient's configuration"
+    return api_client, describe_credentials(api_client.configuration, origin)
+
+
+def default_api_client(
+    kubeconfig: str | None = None, context: str | None = None
+) -> tuple[Any, str]:
+    """A client of its own, from the in-cluster service account, else the kubeconfig.
+
+    Returns ``(api_client, credentials)``: the client (urllib3's retries off, so that only
+    the writer retries) and :func:`describe_credentials` of it.
+    """
+    from kubernetes import client, config
+
+    configuration = client.Configuration()
+    loader: Any = config
+    if kubeconfig is None and context is None and in_cluster():
+        loader.load_incluster_config(client_configuration=configuration)
+        origin = f"the service account token file {SERVICE_ACCOUNT_TOKEN} (in-cluster)"
+        sources = ["a bearer token"]
+    else:
+        # the client reads KUBECONFIG once, at import; read it now so a later change counts
+        path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        loader.load_kube_config(
+            config_file=path,
+            context=context,
+            client_configuration=configuration,
+            persist_config=False,
+        )
+        origin, sources = _kubeconfig_origin(path, context)
+    configuration.retries = False
+    return client.ApiClient(configuration), describe_credentials(configuration, origin, sources)
+
+
+def describe_credentials(configuration: Any, origin: str, sources: list[str] | None = None) -> str:
+    """Say what kind of credentials ``configuration`` sends and where they come from.
+
+    The kind (a bearer token, a client certificate, basic authentication, none) and the
+    source (``origin``, e.g. a kubeconfig and its context); never the value.
+    """
+    kinds = []
+    if getattr(configuration, "cert_file", None):
+        kinds.append("a client certificate")
+    api_key = getattr(configuration, "api_key", None) or {}
+    has_token = bool(api_key.get("authorization") or api_key.get("BearerToken"))
+    if has_token:
+        kinds += [s for s in sources or ["a bearer token"] if "certificate" not in s]
+    if getattr(configuration, "username", None) and not has_token:
+        kinds.append("a user name and password")
+    if not kinds:
+        return f"no credentials ({origin})"
+    return f"{' and '.join(dict.fromkeys(kinds))}, from {origin}"
+
+
+def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list[str]]:
+    """The kubeconfig's name, context and user, and the kinds of credentials its user has."""
+    shown = path or os.path.join("~", ".kube", "config")
+    try:
+        from kubernetes.config import kube_config
+
+        merger: Any = kube_config.KubeConfigMerger
+        merged: dict[str, Any] = merger(
+            path or os.path.expanduser(os.path.join("~", ".kube", "config"))
+        ).config.value
+        name = context or merged.get("current-context")
+        contexts = [_plain(c).get("context") or {} for c in _entries(merged, "contexts", name)]
+        user_name = _plain(contexts[0]).get("user") if contexts else None
+        users = [_plain(u).get("user") or {} for u in _entries(merged, "users", user_name)]
+    except Exception:  # only a description: the client has loaded it already
+        return f"the kubeconfig {shown}", []
+    origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r})"
+    if not users:
+        return origin, []
+    return origin, [text for key, text in _USER_SOURCES if _plain(users[0]).get(key)]
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    """A kubeconfig entry as a dict (the client wraps the entries of lists in ConfigNodes)."""
+    value = getattr(node, "value", node)
+    return value if isinstance(value, dict) else {}
+
+
+def _entries(config: dict[str, Any], section: str, name: object) -> list[Any]:
+    return [entry for entry in config.get(section) or () if _plain(entry).get("name") == name]

@@ -1,0 +1,71 @@
+"""How an event is logged: one line (client-go's ``StartLogging``), or a structured record.
+
+Beside the recorder, at the watchers' end of the pipeline: ``start_logging`` writes
+:func:`log_line` for each event, and ``start_structured_logging`` logs each one as an
+``Event occurred`` record with its fields as extras (:func:`log_structured`), by default
+as one JSON line to standard error through python-json-logger (:func:`json_event_logger`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+
+from pythonjsonlogger.json import JsonFormatter
+
+from k8s_logging_events import _diagnostics, models
+
+__all__ = ["json_event_logger", "log_line", "log_structured"]
+
+
+def log_line(event: models.Event) -> str:
+    """One line per event, in client-go's ``StartLogging`` format."""
+    ref = event.involved_object
+    rendered = (
+        f"v1.ObjectReference{{Kind:{_go_quote(ref.kind)}, Namespace:{_go_quote(ref.namespace)}, "
+        f"Name:{_go_quote(ref.name)}, UID:{_go_quote(ref.uid)}, "
+        f"APIVersion:{_go_quote(ref.api_version)}, "
+        f"ResourceVersion:{_go_quote(ref.resource_version)}, "
+        f"FieldPath:{_go_quote(ref.field_path)}}}"
+    )
+    return f"Event({rendered}): type: '{event.type}' reason: '{event.reason}' {event.message}"
+
+
+def _go_quote(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _structured_fields(event: models.Event) -> dict[str, str]:
+    ref = event.involved_object
+    return {
+        "object": f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name,
+        "fieldPath": ref.field_path,
+        "kind": ref.kind,
+        "apiVersion": ref.api_version,
+        "type": event.type,
+        "reason": event.reason,
+        "event_message": event.message,
+    }
+
+
+def log_structured(target: logging.Logger, level: int, event: models.Event) -> None:
+    """Log ``Event occurred`` with the event's fields as extras, never taking logging's lock."""
+    _diagnostics.log_safely(target, level, "Event occurred", **_structured_fields(event))
+
+
+def json_event_logger() -> logging.Logger:
+    """A private logger that writes each record as one JSON line to standard error."""
+    # a private logger, outside the logging tree: starting a watcher must not change the
+    # application's logging configuration
+    private = logging.Logger("k8s_logging_events.events", logging.DEBUG)  # noqa: LOG001
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        JsonFormatter(
+            "%(message)s",
+            rename_fields={"message": "msg", "event_message": "message"},
+        )
+    )
+    private.addHandler(handler)
+    private.propagate = False
+    return private

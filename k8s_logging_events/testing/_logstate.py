@@ -1,0 +1,85 @@
+"""The logging configuration a test found, put back after it: what the fixtures protect.
+
+On the test side of the pipeline. A test whose application calls ``dictConfig`` (with the
+default ``disable_existing_loggers: true``), raises a logger's level or swaps handlers
+changes the process's logging for every later test: a later test's logger that is still
+disabled logs nothing, and its capture finds no event. :class:`LoggingState` records every
+logger's handlers, level, propagation and disabled flag (and ``logging.disable()``) before
+the test and restores them after it; :func:`disabled_loggers` names the loggers a failure
+message should mention.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+__all__ = ["LoggingState", "disabled_loggers"]
+
+_LIBRARY = "k8s_logging_events"
+
+
+@dataclass(frozen=True, slots=True)
+class _Logger:
+    handlers: tuple[logging.Handler, ...]
+    level: int
+    propagate: bool
+    disabled: bool
+
+
+class LoggingState:
+    """The logging configuration at one moment, to restore later."""
+
+    def __init__(self) -> None:
+        self._loggers = {name: _snapshot(logger) for name, logger in _loggers().items()}
+        self._root = _snapshot(logging.getLogger())
+        self._disable = logging.root.manager.disable
+
+    @classmethod
+    def save(cls) -> LoggingState:
+        """Record the configuration now."""
+        return cls()
+
+    def restore(self) -> None:
+        """Put every logger back as it was; loggers made since get a new logger's state.
+
+        A logger created since the save (by the code under test) loses the handlers,
+        level and propagation a configuration gave it, and is enabled; a ``NullHandler``
+        stays, because a library adds one when it is imported, once.
+        """
+        for name, logger in _loggers().items():
+            saved = self._loggers.get(name)
+            if saved is None:
+                kept = tuple(h for h in logger.handlers if isinstance(h, logging.NullHandler))
+                saved = _Logger(kept, logging.NOTSET, True, False)
+            _apply(logger, saved)
+        _apply(logging.getLogger(), self._root)
+        logging.disable(self._disable)
+
+
+def disabled_loggers() -> list[str]:
+    """The names of the disabled loggers (the library's own aside), sorted."""
+    return sorted(
+        name
+        for name, logger in _loggers().items()
+        if logger.disabled and name != _LIBRARY and not name.startswith(_LIBRARY + ".")
+    )
+
+
+def _loggers() -> dict[str, logging.Logger]:
+    return {
+        name: logger
+        for name, logger in list(logging.Logger.manager.loggerDict.items())
+        if isinstance(logger, logging.Logger)
+    }
+
+
+def _snapshot(logger: logging.Logger) -> _Logger:
+    return _Logger(tuple(logger.handlers), logger.level, logger.propagate, logger.disabled)
+
+
+def _apply(logger: logging.Logger, saved: _Logger) -> None:
+    logger.handlers[:] = saved.handlers
+    logger.setLevel(saved.level)
+    logger.propagate = saved.propagate
+    logger.disabled = saved.disabled

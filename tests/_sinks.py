@@ -1,0 +1,25 @@
+"""Sinks the tests wrap around the fakes."""
+
+from __future__ import annotations
+
+from k8s_logging_events import models
+from k8s_logging_events.testing import FakeEventSink
+
+
+class WithoutRead:
+    """A user's sink: create, update and patch only, as the EventSink Protocol has them.
+
+    Without ``read`` the writer keeps client-go's ways: no takeover, no guarded patches.
+    """
+
+    def __init__(self, inner: FakeEventSink) -> None:
+        self.inner = inner
+
+    def create(self, event: models.Event) -> models.Event:
+        return self.inner.create(event)
+
+    def update(self, event: models.Event) -> models.Event:
+        return self.inner.update(event)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        return self.inner.patch(event, data)

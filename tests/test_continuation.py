@@ -1,0 +1,624 @@
+"""Counts across processes: a restart, a second worker or a replica continues its event.
+
+Issue 19, against the local API server, on FakeClocks: deterministic names meet the same
+event again; a create that meets ``409 AlreadyExists`` reads it and continues its count;
+count patches carry the resourceVersion the writer last saw, and ``409 Conflict`` re-reads
+and re-applies only this process's occurrences; a 429 without ``Retry-After`` waits without
+spending a try; without ``get`` on events, client-go's ways, reported once. A "restart" is a
+new handler (nothing of the old one's state); where the issue says processes, the replicas
+are processes (tests/fleet_scenarios.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from k8s_logging_events import (
+    _apis,
+    _continuation,
+    _diagnostics,
+    _names,
+    _pod,
+    _retry,
+    _writer,
+    correlator,
+    describe,
+    models,
+    sink,
+)
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests import fleet_scenarios
+from tests._sinks import WithoutRead
+from tests.fleet_scenarios import pod
+
+T0 = datetime(2024, 1, 1, 12, 0, tzinfo=UTC)
+LIBRARY = "k8s_logging_events"
+MESSAGE = "Back-off restarting failed container"
+_loggers = itertools.count()
+
+
+def _handler(target: Any, clock: FakeClock, **options: Any) -> KubernetesEventHandler:
+    settings: dict[str, Any] = {
+        "component": "shop",
+        "host": "node-1",
+        "sink": target.url if isinstance(target, LocalApiServer) else target,
+        "qps": 0,
+        "clock": clock,
+        "sleep": clock.sleep,
+        "sleep_duration": 1.0,
+        "flush_timeout": 20,
+    }
+    settings.update(options)
+    return KubernetesEventHandler(**settings)
+
+
+@contextlib.contextmanager
+def _attached(handler: KubernetesEventHandler) -> Iterator[logging.Logger]:
+    """A fresh logger that logs to ``handler``, which is closed afterwards (an exit)."""
+    log = logging.getLogger(f"tests.continuation.{next(_loggers)}")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        yield log
+    finally:
+        handler.close()
+
+
+def _flush(handler: KubernetesEventHandler, timeout: float = 20) -> None:
+    active = handler.broadcaster
+    assert active is not None
+    assert active.flush(timeout), handler.stats()
+
+
+def _lifetime(
+    target: Any,
+    clock: FakeClock,
+    messages: list[tuple[str, str]],
+    involved: dict[str, Any] | None = None,
+    **options: Any,
+) -> dict[str, int]:
+    """One process's life: a new handler logs ``(reason, message)`` warnings, then exits."""
+    handler = _handler(target, clock, **options)
+    with _attached(handler) as log:
+        for reason, message in messages:
+            log.warning(message, extra={"involved": involved or pod("web-0"), "reason": reason})
+            clock.step(1)
+        _flush(handler)
+        return handler.stats()
+
+
+def _warnings(count: int, message: str = MESSAGE) -> list[Any]:
+    return [("BackOff", message)] * count
+
+
+def _events(server: LocalApiServer) -> list[dict[str, Any]]:
+    return sorted(server.events("default"), key=lambda e: e["metadata"]["name"])
+
+
+def _statuses(server: LocalApiServer, method: str) -> list[int | None]:
+    return [r.status for r in server.requests if r.method == method and "/events" in r.path]
+
+
+def _lost(stats: dict[str, int]) -> int:
+    return stats["failed"] + stats["dropped"]
+
+
+# -- restarts --------------------------------------------------------------------------------
+
+
+def test_a_restart_continues_the_count_core_v1() -> None:
+    """A crash-looping process restarted three times: one event, x60, not four rows.
+
+    Each lifetime logs the same warning fifteen times; the first creates the event, every
+    later one meets it under the same name and continues it: the count is the sum, the
+    first timestamp the first lifetime's, and ``kubectl describe`` shows one row."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        for _ in range(4):
+            stats = _lifetime(server, clock, _warnings(15))
+            assert _lost(stats) == 0, stats
+            clock.step(30)
+        (event,) = _events(server)
+        assert event["count"] == 60
+        assert event["firstTimestamp"] == "2024-01-01T12:00:00Z"
+        assert event["source"] == {"component": "shop", "host": "node-1"}
+        table = describe.format_events(server.events("default"), now=clock.now())
+        (row,) = table.splitlines()[3:]
+        assert "(x60 over" in row, table
+
+
+def test_a_restart_continues_the_series_events_k8s_io_v1() -> None:
+    """events.k8s.io/v1: the series continues across restarts (the server's series.count
+    plus this process's occurrences), under the same guard; one event."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        for _ in range(3):
+            stats = _lifetime(server, clock, _warnings(10), api=sink.EVENTS_V1)
+            assert _lost(stats) == 0, stats
+            clock.step(30)
+        (event,) = server.events_v1("default")
+        assert event["series"]["count"] == 30
+        assert event["eventTime"] == "2024-01-01T12:00:00.000000Z"
+        patches = [r for r in server.requests if r.method == "PATCH"]
+        assert patches
+        assert all("resourceVersion" in r.body["metadata"] for r in patches)
+
+
+def test_a_restart_with_timestamp_names_starts_a_new_event_as_client_go() -> None:
+    """The option that keeps client-go's names keeps its restarts too: one event each."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        for _ in range(2):
+            _lifetime(server, clock, _warnings(5), event_names="timestamp")
+        assert [e["count"] for e in _events(server)] == [5, 5]
+
+
+def test_a_combined_event_continues_across_a_restart() -> None:
+    """The tenth distinct message about one object becomes a "(combined from similar
+    events)" event named after the aggregate key: the next lifetime combines into the same
+    event, and the first nine messages continue their own events."""
+    clock = FakeClock(T0)
+    messages = [("Unhealthy", f"probe {n} failed") for n in range(12)]
+    with LocalApiServer(clock=clock) as server:
+        for _ in range(2):
+            stats = _lifetime(server, clock, messages)
+            assert _lost(stats) == 0, stats
+        events = _events(server)
+        combined = [e for e in events if e["message"].startswith("(combined from similar")]
+        plain = [e for e in events if e not in combined]
+        assert len(combined) == 1
+        assert combined[0]["count"] == 6  # messages 9, 10 and 11, twice
+        assert combined[0]["message"] == "(combined from similar events): probe 11 failed"
+        assert sorted(e["count"] for e in plain) == [2] * 9
+
+
+def test_an_object_name_of_253_characters_names_a_valid_event_that_continues() -> None:
+    """The longest object name there is: the event's name keeps a cut prefix and the whole
+    hash, within 253 characters, and a restart meets it again."""
+    name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+    assert len(name) == 253
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        for _ in range(2):
+            stats = _lifetime(server, clock, _warnings(3), involved=pod(name))
+            assert _lost(stats) == 0, stats
+        (event,) = _events(server)
+        event_name = event["metadata"]["name"]
+        assert len(event_name) <= 253
+        assert _names.is_dns_subdomain(event_name)
+        prefix, _, digest = event_name.rpartition(".")
+        assert name.startswith(prefix)
+        assert len(digest) == _names.HASH_HEX_DIGITS
+        assert event["count"] == 6
+
+
+# -- several processes -----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(120)
+def test_four_processes_sharing_a_source_end_with_one_event_and_the_exact_sum() -> None:
+    """Four gunicorn-like workers (same component, same host) log the same warning 200
+    times each: one event of 800, not four of 200; nothing failed."""
+    with LocalApiServer() as server:
+        replicas = [
+            fleet_scenarios.Replica(url=server.url, host="node-1", occurrences=200)
+            for _ in range(4)
+        ]
+        reports = fleet_scenarios.run_replicas(replicas)
+        (event,) = _events(server)
+        assert event["count"] == 800
+        for report in reports:
+            assert report.flushed, report.stats
+            assert _lost(report.stats) == 0, report.stats
+        assert sum(r.stats["accepted"] for r in reports) == 800
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("event_names", ["deterministic", "timestamp"])
+def test_sixteen_replicas_at_one_instant_lose_nothing_and_keep_their_own_host(
+    event_names: str,
+) -> None:
+    """Sixteen replicas on sixteen nodes log 5 warnings each about one pod, at one clock
+    instant. With client-go's names they all pick the same name: the one that is not ours
+    is left alone and ours renamed. Every occurrence is on the server, under its host."""
+    with LocalApiServer() as server:
+        replicas = [
+            fleet_scenarios.Replica(
+                url=server.url, host=f"node-{n}", occurrences=5, event_names=event_names
+            )
+            for n in range(16)
+        ]
+        reports = fleet_scenarios.run_replicas(replicas)
+        events = _events(server)
+        assert Counter(e["source"]["host"] for e in events) == Counter(
+            f"node-{n}" for n in range(16)
+        )
+        assert all(e["count"] == 5 for e in events)
+        assert all(_lost(r.stats) == 0 for r in reports)
+
+
+def test_contention_on_one_event_under_load_keeps_the_exact_sum() -> None:
+    """Six writers (six handlers of one source, as six workers) patch one event in bursts
+    from six threads: every occurrence counted, conflicts re-read and re-applied, never
+    more conflicts than patches, nothing failed."""
+    with LocalApiServer() as server:
+        stats: list[dict[str, int]] = []
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                stats.append(_bursts(server, FakeClock(T0), bursts=20, size=3))
+            except BaseException as error:  # reported by the test thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=worker, name=f"test-w{n}") for n in range(6)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        (event,) = _events(server)
+        assert event["count"] == 6 * 20 * 3
+        assert all(_lost(s) == 0 for s in stats), stats
+        conflicts = [r for r in server.requests if r.status == 409]
+        patches = [r for r in server.requests if r.method == "PATCH"]
+        assert len(conflicts) <= len(patches)
+
+
+def _bursts(server: LocalApiServer, clock: FakeClock, *, bursts: int, size: int) -> dict[str, int]:
+    """One writer: ``bursts`` flushes of ``size`` warnings each (a patch per burst)."""
+    handler = _handler(server, clock)
+    with _attached(handler) as log:
+        for _ in range(bursts):
+            for _ in range(size):
+                log.warning("again", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+        return handler.stats()
+
+
+# -- the takeover, step by step --------------------------------------------------------------
+
+
+def test_a_single_writer_never_conflicts_and_reads_nothing() -> None:
+    """The steady state costs what it costs without takeover: one create, then one patch
+    per flush, each guarded by the resourceVersion of the answer before; no GET, no 409."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        stats = _bursts(server, clock, bursts=5, size=1)
+        assert _lost(stats) == 0, stats
+        writes = [r for r in server.requests if "/events" in r.path]
+        assert [(r.method, r.status) for r in writes] == [("POST", 201)] + [("PATCH", 200)] * 4
+        # each guard held (no 409): each patch carried the version of the answer before it
+        versions = [int(r.body["metadata"]["resourceVersion"]) for r in writes[1:]]
+        assert versions == sorted(set(versions))
+        (event,) = _events(server)
+        assert event["count"] == 5
+
+
+def test_an_event_that_expires_between_the_409_and_the_read_is_created_again() -> None:
+    """The create meets AlreadyExists, then the event expires before the read: 404, so the
+    create is made again, with this process's own count."""
+    server_clock = FakeClock(T0)
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=server_clock, event_ttl=3600) as server:
+        _lifetime(server, clock, _warnings(4))
+        real = sink.KubernetesEventSink.from_url(server.url, qps=0)
+
+        class ExpiresFirst:
+            """Reads after the server's clock passed the event's time to live."""
+
+            def __getattr__(self, name: str) -> Any:
+                return getattr(real, name)
+
+            def read(self, event: models.Event) -> models.Event:
+                server_clock.step(3601)
+                return real.read(event)
+
+        try:
+            server.clear_requests()
+            stats = _lifetime(ExpiresFirst(), clock, _warnings(3))
+        finally:
+            real.close()
+        assert _lost(stats) == 0, stats
+        requests = [(r.method, r.status) for r in server.requests if "/events" in r.path]
+        assert requests[:3] == [("POST", 409), ("GET", 404), ("POST", 201)]
+        assert set(requests[3:]) <= {("PATCH", 200)}
+        (event,) = _events(server)
+        assert event["count"] == 3
+
+
+def test_an_event_that_is_not_ours_under_our_name_is_left_alone() -> None:
+    """Another event holds our name (another source): it is not ours, so it keeps its
+    count, and ours is created under a name of its own, which a restart meets again."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        first = _lifetime(server, clock, _warnings(2))
+        assert _lost(first) == 0
+        (ours,) = _events(server)
+        server.reset()
+        foreign: Any = dict(ours)
+        foreign["source"] = {"component": "someone-else", "host": "node-9"}
+        foreign["count"] = 7
+        foreign["metadata"] = {"name": ours["metadata"]["name"], "namespace": "default"}
+        api_client = server.api_client()  # the official client, as another program writes
+        try:
+            client.CoreV1Api(api_client).create_namespaced_event("default", foreign)
+        finally:
+            api_client.close()
+        for _ in range(2):
+            stats = _lifetime(server, clock, _warnings(3))
+            assert _lost(stats) == 0, stats
+        events = {e["source"]["component"]: e for e in _events(server)}
+        assert events["someone-else"]["count"] == 7
+        assert events["shop"]["count"] == 6
+        assert events["shop"]["metadata"]["name"] != ours["metadata"]["name"]
+
+
+def test_a_patch_whose_answer_was_lost_is_not_counted_twice() -> None:
+    """The patch landed but its connection dropped: the retry meets 409 Conflict (its
+    resourceVersion is stale now), the read shows the count reached, nothing is added."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock)
+        with _attached(handler) as log:
+            log.warning("x", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            server.inject(method="PATCH", action="drop", commit=True)
+            for _ in range(4):
+                log.warning("x", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            stats = handler.stats()
+        assert _lost(stats) == 0, stats
+        assert 409 in _statuses(server, "PATCH")
+        (event,) = _events(server)
+        assert event["count"] == 5
+
+
+def test_a_create_whose_answer_was_lost_is_not_counted_twice() -> None:
+    """The create landed, its answer did not: the retry's AlreadyExists reads our own
+    event, whose count already holds what the create carried."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        server.inject(method="POST", action="drop", commit=True)
+        stats = _lifetime(server, clock, _warnings(1))
+        assert _lost(stats) == 0, stats
+        assert stats["created"] == 1
+        (event,) = _events(server)
+        assert event["count"] == 1
+
+
+# -- without get on events ------------------------------------------------------------------
+
+
+def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> None:
+    """Without ``get`` on events the takeover cannot read: client-go's behaviour (a new
+    event under a new, unique name, this process's count), and one warning naming the verb,
+    however many events meet it."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        pods = [pod("web-0"), pod("web-1")]
+        for involved in pods:
+            _lifetime(server, clock, _warnings(2), involved=involved)
+        before = {e["metadata"]["name"]: e["count"] for e in _events(server)}
+        server.inject(method="GET", path="/events/", status=403, times=None)
+        handler = _handler(server, clock)
+        with _attached(handler) as log:
+            with caplog.at_level(logging.WARNING, logger=LIBRARY):
+                for _burst in range(3):
+                    for involved in pods:
+                        log.warning(MESSAGE, extra={"involved": involved, "reason": "BackOff"})
+                    _flush(handler)
+            stats = handler.stats()
+        assert _lost(stats) == 0, stats
+        events = {e["metadata"]["name"]: e["count"] for e in _events(server)}
+        assert {name: events[name] for name in before} == before  # left alone
+        assert sorted(count for name, count in events.items() if name not in before) == [3, 3]
+        reports = [r for r in caplog.records if "grant the verb get on events" in r.getMessage()]
+        assert len(reports) == 1
+        # the two events' writes may read at once; once refused, nothing reads again
+        assert _statuses(server, "GET").count(403) in (1, 2)
+        assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
+
+
+# -- 429 ------------------------------------------------------------------------------------
+
+
+def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything() -> None:
+    """EventRateLimit answers 429 without Retry-After while its bucket is empty: eight of
+    them to one write whose max_tries is 2, and none spends a try; the waits grow (jittered,
+    capped); then the bucket refills and every occurrence is on the server."""
+    server_clock = FakeClock(T0)
+    clock = FakeClock(T0)
+    limit = {"limits": [{"type": "Server", "qps": 1, "burst": 1}]}
+    waits: list[float] = []
+
+    def sleep(seconds: float, cancel: threading.Event) -> bool:
+        waits.append(seconds)
+        if len(waits) == 8:  # the bucket refills only now
+            server_clock.step(1)
+        return clock.sleep(seconds, cancel)
+
+    with LocalApiServer(clock=server_clock, event_rate_limit=limit) as server:
+        handler = _handler(server, clock, sleep=sleep, max_tries=2)
+        with _attached(handler) as log:
+            log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            for _ in range(2):
+                log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            stats = handler.stats()
+        assert _lost(stats) == 0, stats
+        assert _statuses(server, "PATCH").count(429) == 8
+        (event,) = _events(server)
+        assert event["count"] == 3
+        assert len(waits) >= 8
+        first = waits[:8]
+        assert all(0 < wait <= 30.0 for wait in first)
+        assert first[-1] > first[0]  # growing
+
+
+# -- the module on its own, with the fake sink ----------------------------------------------
+
+
+def _policy(clock: FakeClock) -> _apis.CountPolicy:
+    options = correlator.CorrelatorOptions(clock=clock)
+    return _apis.CountPolicy(correlator.EventCorrelator(options))
+
+
+def _event(count: int = 1, name: str = "web-0.abc", **changes: Any) -> models.Event:
+    values: dict[str, Any] = {
+        "name": name,
+        "namespace": "default",
+        "involved_object": models.ObjectReference(
+            kind="Pod", namespace="default", name="web-0", uid="uid-web-0", api_version="v1"
+        ),
+        "reason": "BackOff",
+        "message": MESSAGE,
+        "source": models.EventSource("shop", "node-1"),
+        "first_timestamp": T0,
+        "last_timestamp": T0,
+        "count": count,
+        "type": models.WARNING,
+    }
+    values.update(changes)
+    return models.Event(**values)
+
+
+def _continuation_for(fake: Any, clock: FakeClock, size: int = 16) -> _continuation.Continuation:
+    return _continuation.Continuation(
+        fake,
+        _names.EventNamer(event_names="deterministic"),
+        clock,
+        _diagnostics.RateLimitedReporter(clock=clock),
+        size=size,
+    )
+
+
+def _another_process_writes_first(fake: FakeEventSink, data: bytes, times: int | None) -> None:
+    """Before each of our next ``times`` patches (None: all), another process patches ``data``."""
+    left = [times]
+
+    def first(event: models.Event, ours: bytes) -> None:
+        if left[0] is not None:
+            if left[0] <= 0:
+                return
+            left[0] -= 1
+        stored = fake.get(event.namespace, event.name)
+        assert stored is not None
+        fake.on_patch = None
+        fake.patch(stored, data)
+        fake.on_patch = first
+
+    fake.on_patch = first
+
+
+def _write(event: models.Event, occurrences: int = 1) -> _writer.Write:
+    return _writer.Write(event=event, create=event.count <= 1, held=False, occurrences=occurrences)
+
+
+class TestContinuation:
+    def test_a_takeover_translates_every_later_patch(self) -> None:
+        """The server held 10 when we met it: our 1 makes 11, our later 2 make 13 (not 3),
+        and what goes back to the correlator is in its own terms (its count, its name)."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=10))
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        kind, local = cont.attempt(_write(_event()), policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 1, 11)
+        kind, local = cont.attempt(_write(_event(count=3), occurrences=2), policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 3, 13)
+        assert [c.method for c in fake.calls] == ["create", "create", "read", "patch", "patch"]
+
+    def test_a_conflict_re_reads_and_re_applies_only_our_occurrences(self) -> None:
+        """Another process writes between our read of the version and our patch: 409,
+        read again, add our 2 to what is there now."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+        _another_process_writes_first(fake, b'{"count":5}', times=1)
+        cont.attempt(_write(_event(count=3), occurrences=2), policy)
+        assert fake.events[0].count == 7
+        methods = [c.method for c in fake.calls]
+        assert methods[-3:] == ["patch", "read", "patch"]
+
+    def test_endless_contention_is_bounded_then_retried(self) -> None:
+        """Every patch meets a conflict: after MAX_STEPS requests the attempt stops with
+        ContentionError, which the writer retries on its schedule (it spends an attempt)."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)
+        _another_process_writes_first(fake, b"{}", times=None)
+        before = len(fake.calls)
+        with pytest.raises(_retry.ContentionError):
+            cont.attempt(_write(_event(count=2)), policy)
+        ours = [c for c in fake.calls[before:] if c.data != b"{}"]
+        assert len(ours) == _continuation.MAX_STEPS
+        assert _retry.may_have_landed(_retry.ContentionError("x")) is False
+        assert _retry.RetrySchedule(12, 10.0, lambda: 0.5).delay(1, _retry.ContentionError()) == 5
+
+    def test_a_forgotten_event_is_read_before_its_patch(self) -> None:
+        """The record of what was written is bounded; a repeat of an event whose record went
+        reads it first, so that no count is lowered."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=10))
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock, size=1)
+        cont.attempt(_write(_event()), policy)  # taken over: 11
+        cont.attempt(_write(_event(name="web-0.other")), policy)  # pushes the first out
+        cont.attempt(_write(_event(count=2)), policy)
+        assert fake.get("default", "web-0.abc").count == 12  # type: ignore[union-attr]
+
+    def test_without_read_permission_patches_go_unguarded(self) -> None:
+        """After a 403 on a read, guards that fail could not be resolved: none are sent."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=10))
+        fake.fail_next("read", sink.ApiStatusError(403, "Forbidden", "no get"))
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)
+        assert not cont.readable
+        cont.attempt(_write(_event(count=2)), policy)
+        patch = fake.calls[-1]
+        assert patch.method == "patch"
+        assert b"resourceVersion" not in (patch.data or b"")
+        assert fake.get("default", "web-0.abc").count == 10  # type: ignore[union-attr]
+        (ours,) = [e for e in fake.events if e.name != "web-0.abc"]
+        assert ours.count == 2
+
+    def test_a_sink_wrapper_that_cannot_read_keeps_client_go_ways(self) -> None:
+        """PodUidSink around a sink without read: a TypeError on the read, no report."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=10))
+        wrapped = _pod.PodUidSink(WithoutRead(fake), _event().involved_object)
+        policy = _policy(clock)
+        cont = _continuation_for(wrapped, clock)
+        assert cont.enabled
+        cont.attempt(_write(_event()), policy)
+        assert not cont.readable
+        assert fake.get("default", "web-0.abc").count == 10  # type: ignore[union-attr]
+        assert len(fake.events) == 2
+
+    def test_the_guard_goes_into_the_patch_object(self) -> None:
+        guarded = _continuation.guarded_patch
+        assert guarded(b'{"count":2}', "7") == b'{"count":2,"metadata":{"resourceVersion":"7"}}'
+        assert guarded(b"{}", "7") == b'{"metadata":{"resourceVersion":"7"}}'

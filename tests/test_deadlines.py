@@ -1,0 +1,337 @@
+"""flush(), drain() and close(): one wait at exit, a report when time runs out, exact pending.
+
+The sink is a FakeEventSink whose writes can be held (a server that does not answer) and
+back-offs run on a FakeClock. The waits themselves are real (a flush waits for threads):
+the tests that measure them use generous bounds and assert what was waited for, not how
+fast; the batch job runs in a fresh interpreter, as at a real exit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from k8s_logging_events import _deadlines, models, recorder, sink
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._children import run_python
+
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
+
+
+def pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "prod"}}
+
+
+class HeldSink(FakeEventSink):
+    """A FakeEventSink whose creates wait until ``release`` is set (a server not answering)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = threading.Event()
+        self.on_create = self._hold
+
+    def _hold(self, event: models.Event) -> None:
+        self.release.wait(30)
+
+
+@pytest.fixture(name="held")
+def _held() -> Iterator[HeldSink]:
+    held = HeldSink()
+    yield held
+    held.release.set()
+
+
+@pytest.fixture(name="make")
+def _make(held: HeldSink) -> Iterator[Callable[..., KubernetesEventHandler]]:
+    made: list[KubernetesEventHandler] = []
+
+    def make(**options: Any) -> KubernetesEventHandler:
+        clock = FakeClock()
+        settings: dict[str, Any] = {
+            "component": "job",
+            "sink": held,
+            "clock": clock,
+            "sleep": clock.sleep,
+            "flush_timeout": 0.3,
+        }
+        settings.update(options)
+        handler = KubernetesEventHandler(**settings)
+        made.append(handler)
+        return handler
+
+    yield make
+    held.release.set()
+    for handler in made:
+        handler.close()
+
+
+def app_logger(handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(f"tests.deadlines.{id(handler)}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    return log
+
+
+class Reports(logging.Handler):
+    """The library's reports."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@pytest.fixture(name="reports")
+def _reports() -> Iterator[Reports]:
+    reports = Reports()
+    library = logging.getLogger("k8s_logging_events")
+    library.addHandler(reports)
+    yield reports
+    library.removeHandler(reports)
+
+
+# --- the rules, on their own --------------------------------------------------------------------
+
+
+class Ticks:
+    """A monotonic reading that tests move by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_after_a_wait_that_ran_out_nothing_waits_again_until_something_is_written() -> None:
+    """A timed-out flush: while nothing more is written (the server takes nothing), the
+    next flush and the close wait 0 s; once a write lands, waits are whole again."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    assert waits.for_flush(written=10) == 5.0
+    ticks.now += 5.0
+    waits.ended(False, written=10)
+    assert waits.for_flush(written=10) == 0.0
+    waits.ended(False, written=10)
+    assert waits.for_close(written=10) == 0.0
+    assert waits.for_flush(written=11) == 5.0
+
+
+def test_a_close_right_after_a_flush_shares_its_deadline() -> None:
+    """logging.shutdown()'s pair: the close gets what is left of the flush's timeout."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    waits.for_flush(written=3)
+    ticks.now += 1.5
+    waits.ended(True, written=3)
+    ticks.now += 0.5
+    assert waits.for_close(written=3) == pytest.approx(3.0)
+    ticks.now += 10
+    assert waits.for_close(written=3) == 5.0  # long after: a close of its own
+
+
+def test_drain_always_waits_as_asked() -> None:
+    """drain(timeout) is a question: it waits its timeout even after a timed-out flush."""
+    waits = _deadlines.ExitWaits(5.0, Ticks())
+    waits.ended(False, written=4)
+    assert waits.for_drain(None) == 5.0
+    assert waits.for_drain(2.0) == 2.0
+    assert waits.for_drain(-1) == 0.0
+
+
+# --- the handler ------------------------------------------------------------------------------
+
+
+def test_flush_keeps_the_handler_signature_and_drain_answers(make, held) -> None:
+    """flush() returns None as logging.Handler's does; drain() says whether it finished."""
+    handler = make()
+    log = app_logger(handler)
+    assert handler.drain() is True  # nothing recorded yet
+    log.warning("waiting", extra={"involved": pod("a")})
+    assert handler.flush() is None
+    assert handler.drain(0.2) is False
+    held.release.set()
+    assert handler.drain(10) is True
+    assert handler.stats()["created"] == 1
+
+
+def test_a_flush_that_runs_out_of_time_says_once_what_is_pending_and_why(
+    make, held, reports
+) -> None:
+    """The first timed-out flush reports the pending occurrences and the option that helps;
+    while nothing is written, later flushes neither wait nor report again (what was logged
+    meanwhile is in the exit's report); once the server answers, a flush waits again."""
+    handler = make(flush_timeout=0.3)
+    log = app_logger(handler)
+    for _ in range(3):
+        log.warning("waiting", extra={"involved": pod("a")})
+    started = time.monotonic()
+    handler.flush()
+    assert time.monotonic() - started >= 0.3
+    unfinished = [m for m in reports.messages if "still pending" in m]
+    assert len(unfinished) == 1, reports.messages
+    assert "3 event occurrence(s)" in unfinished[0]
+    assert "flush_timeout" in unfinished[0]
+    log.warning("more", extra={"involved": pod("b")})  # meets the same server
+    for _ in range(2):
+        started = time.monotonic()
+        handler.flush()
+        assert time.monotonic() - started < 0.3
+    assert len([m for m in reports.messages if "still pending" in m]) == 1
+    held.release.set()
+    assert handler.drain(10)
+    assert len([m for m in reports.messages if "still pending" in m]) == 1
+    assert handler.stats()["created"] == 2
+
+
+def test_a_wait_after_something_was_written_again_is_whole(make, held) -> None:
+    """The server answers again: the next flush waits its whole timeout for what is new."""
+    handler = make(flush_timeout=0.3)
+    log = app_logger(handler)
+    log.warning("first", extra={"involved": pod("a")})
+    handler.flush()  # times out: the create is held
+    held.release.set()
+    assert handler.drain(10)
+    held.release.clear()
+    log.warning("second", extra={"involved": pod("b")})
+    started = time.monotonic()
+    handler.flush()
+    assert time.monotonic() - started >= 0.3
+
+
+def test_close_after_a_timed_out_flush_does_not_wait_the_deadline_again(
+    make, held, reports, monkeypatch
+) -> None:
+    """The batch job's exit: flush() waited flush_timeout and timed out; logging.shutdown()
+    then flushes and closes: neither waits for the same writes again, and the writes are
+    given up (failed) with one exit report."""
+    handler = make(flush_timeout=1.0)
+    log = app_logger(handler)
+    given: list[float | None] = []
+    original = recorder.EventBroadcaster.shutdown
+
+    def shutdown(self: recorder.EventBroadcaster, timeout: float | None = None) -> None:
+        given.append(timeout)
+        original(self, timeout)
+
+    monkeypatch.setattr(recorder.EventBroadcaster, "shutdown", shutdown)
+    log.warning("job done", extra={"involved": pod("job")})
+    started = time.monotonic()
+    handler.flush()
+    flushed = time.monotonic()
+    logging.shutdown([lambda: handler])  # what the interpreter's exit does: flush, close
+    closed = time.monotonic()
+    assert flushed - started >= 1.0
+    assert given == [0.0]
+    assert closed - flushed < 1.0  # a second deadline would take 1 s at least
+    stats = handler.stats()
+    assert (stats["failed"], stats["pending"]) == (1, 0)
+    assert len([m for m in reports.messages if "before the deadline of shutdown" in m]) == 1
+
+
+def test_pending_counts_occurrences_and_accounting_stays_exact(make, held) -> None:
+    """Five occurrences of one event and three of another wait behind unanswered creates:
+    pending is 8 (occurrences), pending_events 2, and accepted = outcomes + pending."""
+    handler = make()
+    log = app_logger(handler)
+    for _ in range(5):
+        log.warning("first", extra={"involved": pod("a")})
+    for _ in range(3):
+        log.warning("second", extra={"involved": pod("b")})
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        stats = handler.stats()
+        if stats["pending_events"] == 2 and len(held.calls) == 2:
+            break
+        held.wait_for_calls(2, timeout=0.05)
+    stats = handler.stats()
+    assert stats["pending_events"] == 2, stats
+    assert stats["pending"] == 8, stats
+    assert stats["accepted"] == sum(stats[k] for k in OUTCOMES) + stats["pending"]
+    held.release.set()
+    assert handler.drain(10)
+    stats = handler.stats()
+    assert stats["pending"] == stats["pending_events"] == 0
+    assert stats["accepted"] == sum(stats[k] for k in OUTCOMES) == 8
+
+
+def test_reports_are_out_before_flush_returns(make, caplog) -> None:
+    """Three writes refused with 403: right after flush(), caplog has the first report and
+    the summary of the two held back, saying 3 occurrence(s) as stats() says failed 3."""
+    fake = FakeEventSink()
+    fake.fail_next("create", sink.ApiStatusError(403, "Forbidden", "no"), times=3)
+    handler = make(sink=fake)
+    log = app_logger(handler)
+    for name in ("a", "b", "c"):
+        log.warning("refused", extra={"involved": pod(name)})
+    caplog.set_level(logging.WARNING, logger="k8s_logging_events")
+    handler.flush()
+    texts = [r.getMessage() for r in caplog.records if r.name == "k8s_logging_events"]
+    assert handler.stats()["failed"] == 3
+    assert any(t.endswith("; 1 occurrence(s) lost") for t in texts), texts
+    assert any("(3 occurrence(s) in all)" in t for t in texts), texts
+    lost = [int(n) for t in texts for n in re.findall(r"(\d+) occurrence\(s\) lost", t)]
+    assert sum(lost) == 3, texts  # 1 at once, then 2 held back: the lines add up
+
+
+BATCH_JOB = """
+import atexit, json, sys, time
+
+# registered before logging is imported, so it runs after logging.shutdown()
+atexit.register(lambda: print(json.dumps({"exited": time.monotonic()}), flush=True))
+
+import logging, threading
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=2, qps=0)
+log = logging.getLogger("job")
+log.addHandler(handler)
+for number in range(5):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "job-%d" % number, "namespace": "default"}}
+    log.warning("step failed", extra={"involved": pod})
+
+def heartbeat():  # a thread that keeps logging: what it logs meets the same server
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "beat", "namespace": "default"}}
+    while True:
+        log.warning("still alive", extra={"involved": pod})
+        time.sleep(0.01)
+
+threading.Thread(target=heartbeat, daemon=True).start()
+print(json.dumps({"flushing": time.monotonic()}), flush=True)
+handler.flush()
+print(json.dumps({"flushed": time.monotonic()}), flush=True)
+"""
+
+
+def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
+    """Against a server that does not answer: the job's flush() waits flush_timeout (2 s)
+    and says what is pending; the exit that follows does not wait 2 s more (nothing was
+    written since, though a thread kept logging), and says once what it gave up."""
+    with LocalApiServer() as server:
+        server.inject(action="hang", times=None)
+        result = run_python(textwrap.dedent(BATCH_JOB), server.url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    times: dict[str, float] = {}
+    for line in result.stdout.splitlines():
+        times.update(json.loads(line))
+    assert times["flushed"] - times["flushing"] >= 2.0
+    # a second full deadline would take 2 s; the threads' grace is a quarter of a second
+    assert times["exited"] - times["flushed"] < 1.5, times
+    pending = [line for line in result.stderr.splitlines() if "still pending" in line]
+    given_up = [line for line in result.stderr.splitlines() if "deadline of shutdown" in line]
+    assert len(pending) == 1, result.stderr
+    assert len(given_up) == 1, result.stderr
+    assert "event occurrence(s)" in given_up[0]

@@ -1,0 +1,279 @@
+"""The library's reports about itself: one path, always seen, counted truly.
+
+The in-process tests drive the rate limits with a FakeClock; the last ones run the README's
+quick start and a dictConfig program in a fresh interpreter and read its standard error,
+as a user would see it.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+import re
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_logging_events import _diagnostics
+from k8s_logging_events.testing import FakeClock
+from tests._children import REPO, run_python
+
+
+class ListHandler(logging.Handler):
+    """Keeps every record it is given."""
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def messages(self) -> list[str]:
+        return [record.getMessage() for record in self.records]
+
+
+class OwnHandler(ListHandler):
+    """A handler that, like the event handler, ignores the library's reports."""
+
+    ignores_library_reports = True
+
+
+@pytest.fixture(autouse=True)
+def _fresh_standard_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets a full budget of standard-error lines (the process shares one)."""
+    monkeypatch.setattr(_diagnostics, "standard_error", _diagnostics.StandardError())
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(name="seen")
+def _seen() -> ListHandler:
+    """What a private logger of the library's tree was given."""
+    return ListHandler()
+
+
+@pytest.fixture(name="reporter")
+def _reporter(request: pytest.FixtureRequest, clock: FakeClock, seen: ListHandler) -> Any:
+    """A reporter on a private logger whose records ``seen`` keeps, on the fake clock."""
+    target = private_logger(request.node.name)
+    target.addHandler(seen)
+    return _diagnostics.RateLimitedReporter(clock=clock, log=target)
+
+
+def private_logger(name: str) -> logging.Logger:
+    """A logger of the library's tree with one handler, not propagating to pytest's."""
+    target = logging.getLogger(f"k8s_logging_events.tests.{name}")
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    return target
+
+
+# --- counting truly -----------------------------------------------------------------------
+
+
+def test_three_failures_within_a_minute_are_reported_as_three_occurrences(
+    clock, seen, reporter
+) -> None:
+    """The first report goes out at once; the two the rate limit held back are summarised
+    (at flush, by summarise()) with their occurrences and the total: 3, as stats() says."""
+    for name in ("a", "b", "c"):
+        reporter.report(
+            "give-up",
+            logging.WARNING,
+            "Unable to write event %s",
+            name,
+            occurrences=1,
+            outcome="lost",
+        )
+        clock.step(10)
+    assert seen.messages() == ["Unable to write event a; 1 occurrence(s) lost"]
+    reporter.summarise()
+    assert len(seen.messages()) == 2
+    summary = seen.messages()[1]
+    assert summary.startswith("Unable to write event c")
+    assert "2 report(s) like this since the last one" in summary
+    assert "2 occurrence(s) lost since then" in summary
+    assert "(3 occurrence(s) in all)" in summary
+    reporter.summarise()  # nothing held back any more: nothing to say
+    assert len(seen.messages()) == 2
+
+
+def test_the_next_report_after_the_interval_carries_what_was_held_back(
+    clock, seen, reporter
+) -> None:
+    """Past the interval (a minute) a report goes out with the count of the ones held back."""
+    reporter.report("drop", logging.ERROR, "dropped %d", 1, occurrences=5, outcome="dropped")
+    reporter.report("drop", logging.ERROR, "dropped %d", 2, occurrences=7, outcome="dropped")
+    reporter.report("drop", logging.ERROR, "dropped %d", 3, occurrences=11, outcome="dropped")
+    clock.step(61)
+    reporter.report("drop", logging.ERROR, "dropped %d", 4, occurrences=13, outcome="dropped")
+    first, second = seen.messages()
+    assert first == "dropped 1; 5 occurrence(s) dropped"
+    # 7 + 11 held back, 13 now: 31 since the last line, 36 in all
+    assert second == (
+        "dropped 4; 31 occurrence(s) dropped since the last report (36 occurrence(s) in all) "
+        "[2 more report(s) like this were held back]"
+    )
+
+
+def test_a_report_without_a_count_says_how_many_like_it_were_held_back(seen, reporter) -> None:
+    """Reports that stand for no occurrences (a failing watcher) count lines."""
+    for _ in range(4):
+        reporter.report("watcher", logging.ERROR, "Event watcher failed")
+    reporter.summarise()
+    assert seen.messages() == [
+        "Event watcher failed",
+        "Event watcher failed [3 report(s) like this since the last one]",
+    ]
+
+
+def test_the_rate_limit_is_measured_on_the_monotonic_clock(clock, seen, reporter) -> None:
+    """A wall clock stepped back (or forward) neither frees nor holds the next report."""
+    reporter.report("k", logging.WARNING, "one")
+    clock.step_wall(3600)
+    reporter.report("k", logging.WARNING, "two")
+    assert seen.messages() == ["one"]
+
+
+def test_settle_writes_deferred_reports_before_returning(seen, reporter) -> None:
+    """A report kept by defer() (written later, outside a lock) is out once settle returns."""
+    reporter.defer("x", logging.WARNING, "deferred %s", "report", occurrences=2, outcome="lost")
+    assert seen.messages() == []
+    assert reporter.settle(1.0)
+    assert seen.messages() == ["deferred report; 2 occurrence(s) lost"]
+
+
+# --- reaching a human ---------------------------------------------------------------------
+
+
+def test_a_disabled_library_logger_still_reaches_standard_error(capsys) -> None:
+    """dictConfig's default disables the library's logger: its warnings go to stderr."""
+    target = private_logger("disabled")
+    seen = ListHandler()
+    target.addHandler(seen)
+    target.disabled = True
+    _diagnostics.log_safely(target, logging.WARNING, "lost %d", 3)
+    _diagnostics.log_safely(target, logging.INFO, "an info line stays quiet")
+    assert seen.records == []
+    assert capsys.readouterr().err == "k8s_logging_events.tests.disabled: lost 3\n"
+
+
+def test_the_level_of_the_library_logger_still_quietens_it(capsys) -> None:
+    """The way to silence the reports: the logger's level (disabled or not)."""
+    target = private_logger("quiet")
+    target.setLevel(logging.ERROR)
+    target.disabled = True
+    _diagnostics.log_safely(target, logging.WARNING, "not shown")
+    assert capsys.readouterr().err == ""
+
+
+def test_only_our_own_handlers_mean_standard_error(capsys) -> None:
+    """A handler that ignores the library's reports (the event handler) shows nothing."""
+    target = private_logger("own")
+    own = OwnHandler()
+    target.addHandler(own)
+    _diagnostics.log_safely(target, logging.WARNING, "seen only on stderr")
+    assert capsys.readouterr().err == "k8s_logging_events.tests.own: seen only on stderr\n"
+
+
+def test_a_handler_whose_level_hides_the_report_does_not_count_as_showing_it(capsys) -> None:
+    """An ERROR handler would not show a WARNING: standard error does."""
+    target = private_logger("levels")
+    strict = ListHandler(logging.ERROR)
+    target.addHandler(strict)
+    _diagnostics.log_safely(target, logging.WARNING, "a warning")
+    _diagnostics.log_safely(target, logging.ERROR, "an error")
+    assert strict.messages() == ["an error"]
+    assert capsys.readouterr().err == "k8s_logging_events.tests.levels: a warning\n"
+
+
+def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> None:
+    """A burst, then one line every few seconds; the next line says how many it held back."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(burst=2, per_second=0.5, monotonic=clock.monotonic)
+    record = logging.LogRecord("k8s_logging_events", logging.WARNING, "", 0, "m%d", (1,), None)
+    written = [fallback.write(record) for _ in range(5)]
+    assert written == [True, True, False, False, False]
+    clock.step(2)
+    assert fallback.write(record)
+    lines = capsys.readouterr().err.splitlines()
+    assert lines == [
+        "k8s_logging_events: m1",
+        "k8s_logging_events: m1",
+        "k8s_logging_events: m1 [3 earlier report(s) held back from standard error]",
+    ]
+
+
+# --- in a fresh interpreter, as a user sees it -------------------------------------------------
+
+
+def _quick_start() -> str:
+    """The README's quick start, as a user copies it."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert match is not None, "the README's quick start has a python block"
+    return match.group(1)
+
+
+def _run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` with no cluster anywhere: an empty HOME, no KUBECONFIG, no pod."""
+    home = tmp_path / "home"
+    home.mkdir()
+    return run_python(code, cwd=tmp_path, HOME=str(home))
+
+
+def test_the_readme_quick_start_without_a_cluster_says_why_nothing_was_written(tmp_path) -> None:
+    """The quick start's only handler is the event handler: the missing configuration is
+    said once on standard error, with the sources tried and what to set."""
+    result = _run(_quick_start(), tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    found = [line for line in lines if "No Kubernetes configuration found" in line]
+    assert len(found) == 1, result.stderr
+    line = found[0]
+    assert line.startswith("k8s_logging_events: ")
+    for needed in ("in-cluster", "KUBECONFIG", "kubeconfig=", "sink=URL", "~/.kube/config"):
+        assert needed in line, (needed, line)
+    assert "discarded" in line
+
+
+def test_a_dictconfig_with_the_default_disable_existing_loggers_still_shows_bad_input(
+    tmp_path,
+) -> None:
+    """disable_existing_loggers: true (the default) disables the library's logger; a bad
+    input (a string as the involved object, a reason the server would refuse) is still
+    reported on standard error, once per call site."""
+    code = textwrap.dedent(
+        """
+        import logging, logging.config
+        logging.config.dictConfig({
+            "version": 1,
+            "handlers": {"events": {
+                "class": "k8s_logging_events.handler.KubernetesEventHandler", "sink": None,
+            }},
+            "root": {"handlers": ["events"], "level": "INFO"},
+        })
+        assert logging.getLogger("k8s_logging_events").disabled
+        log = logging.getLogger("app")
+        for _ in range(3):
+            log.warning("about a name", extra={"involved": "web-0"})
+        pod = {"kind": "Pod", "name": "web-0", "namespace": "shop"}
+        log.warning("odd reason", extra={"involved": pod, "reason": "not a reason"})
+        """
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    refused = [line for line in lines if "Unable to refer to the involved object" in line]
+    assert len(refused) == 1, result.stderr
+    assert "str 'web-0'" in refused[0]
+    assert any("The reason 'not a reason'" in line for line in lines), result.stderr
+    assert "No Kubernetes configuration" not in result.stderr  # sink: None says nothing

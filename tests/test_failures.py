@@ -1,0 +1,203 @@
+"""Write failures as a user reads them: reported while the app runs, explained, counted.
+
+Against the local Events API server over real HTTP, with a FakeClock for every back-off and
+report interval: an unreachable server, a 401 (which credentials were sent, never their
+value), a 403 (which permission, and the Role to grant it).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k8s_logging_events import _failures, sink
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, LocalApiServer
+
+POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+SECRET = "s3cret-token-value"
+
+
+class ClockedReports(logging.Handler):
+    """Keeps the library's reports with the fake clock's monotonic reading when each came."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        super().__init__()
+        self.clock = clock
+        self.seen: list[tuple[float, logging.LogRecord]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen.append((self.clock.monotonic(), record))
+
+    def messages(self) -> list[str]:
+        return [record.getMessage() for _, record in self.seen]
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer(token=SECRET) as server:
+        yield server
+
+
+@pytest.fixture(name="clock")
+def _clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(name="reports")
+def _reports(clock: FakeClock) -> Iterator[ClockedReports]:
+    reports = ClockedReports(clock)
+    library = logging.getLogger("k8s_logging_events")
+    library.addHandler(reports)
+    yield reports
+    library.removeHandler(reports)
+
+
+def _logger(name: str, handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(f"tests.failures.{name}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    return log
+
+
+def _kubeconfig(server: LocalApiServer, path: Path, token: str | None) -> str:
+    """A kubeconfig for ``server`` whose user has ``token`` (or nothing)."""
+    config = json.loads(server.kubeconfig())
+    user = config["users"][0]["user"]
+    user.pop("token", None)
+    if token is not None:
+        user["token"] = token
+    path.write_text(json.dumps(config), encoding="utf-8")
+    return str(path)
+
+
+def _write(clock: FakeClock, times: int = 1, **options: Any) -> KubernetesEventHandler:
+    """Log ``times`` warnings about POD through a new handler, drain it, close it."""
+    handler = KubernetesEventHandler(
+        component="ctl", clock=clock, sleep=clock.sleep, qps=0, **options
+    )
+    log = _logger(f"write{id(handler)}", handler)
+    try:
+        for _ in range(times):
+            log.warning("Back-off", extra={"involved": POD})
+        assert handler.drain(10)
+    finally:
+        handler.close()
+    return handler
+
+
+def test_an_unreachable_server_warns_at_once_then_summarises_with_true_counts(
+    server, clock, reports
+) -> None:
+    """A refused connection is a WARNING at the first failed write (not INFO), naming the
+    server; the retries the rate limit held back are summarised at flush with the true
+    number of occurrences delayed, and the give-up says how many were lost."""
+    handler = KubernetesEventHandler(
+        component="ctl", sink=server.url, clock=clock, sleep=clock.sleep, qps=0, max_tries=4
+    )
+    log = _logger("refused", handler)
+    server.refuse_connections()
+    try:
+        for _ in range(3):
+            log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        assert handler.drain(10)
+    finally:
+        handler.close()
+        server.accept_connections()
+    stats = handler.stats()
+    assert stats["failed"] == 3, stats
+    messages = reports.messages()
+    first_time, first = reports.seen[0]
+    assert first.levelno == logging.WARNING
+    assert first_time <= 10.0  # on the fake clock, from the first failed write at 0
+    assert "attempt 1 of 4" in first.getMessage()
+    assert f"the API server at {server.url} is unreachable" in first.getMessage()
+    assert all(record.levelno >= logging.WARNING for _, record in reports.seen)
+    retries = [m for m in messages if "will retry" in m]
+    # the first line, then the held-back attempts summarised: each occurrence counted once
+    assert any("(3 occurrence(s) in all)" in m for m in retries), messages
+    lost = [m for m in messages if "retry limit" in m]
+    assert lost, messages
+    assert "3 occurrence(s) lost" in lost[0], messages
+
+
+def test_a_401_says_which_credentials_were_sent_never_their_value(
+    server, clock, reports, tmp_path
+) -> None:
+    """The kubeconfig's token is wrong: the report names the kind of credentials and where
+    they came from (the kubeconfig, its context and user), and never the token."""
+    wrong = "not-the-token-0123456789"
+    path = _kubeconfig(server, tmp_path / "config", wrong)
+    handler = _write(clock, kubeconfig=path)
+    (line,) = [m for m in reports.messages() if "401" in m]
+    assert "did not accept the credentials sent" in line
+    assert "a bearer token written in the kubeconfig" in line
+    assert path in line
+    assert "k8s-logging-events-local" in line  # the context and user names
+    assert wrong not in line
+    assert all(wrong not in m and SECRET not in m for m in reports.messages())
+    assert handler.stats()["failed"] == 1
+
+
+def test_a_401_through_a_url_sink_says_no_credentials_were_sent(server, clock, reports) -> None:
+    """``sink: URL`` sends no credentials: the 401 says so."""
+    _write(clock, sink=server.url)
+    (line,) = [m for m in reports.messages() if "401" in m]
+    assert "no credentials (the sink option names the URL" in line
+
+
+def test_an_injected_401_with_a_right_token_still_names_the_token_not_its_value(
+    server, clock, reports, tmp_path
+) -> None:
+    """A token the server refuses later (rotated, revoked): the kind and source, no value."""
+    path = _kubeconfig(server, tmp_path / "config", SECRET)
+    server.inject(method="POST", status=401, times=None)
+    _write(clock, kubeconfig=path)
+    (line,) = [m for m in reports.messages() if "401" in m]
+    assert "a bearer token written in the kubeconfig" in line
+    assert SECRET not in line
+
+
+def test_a_403_names_the_verb_resource_and_namespace_and_points_to_the_role(
+    server, clock, reports, tmp_path
+) -> None:
+    """Forbidden: which verb on which resource in which namespace, and where the Role is."""
+    path = _kubeconfig(server, tmp_path / "config", SECRET)
+    server.inject(method="POST", path="/events", status=403, times=None)
+    handler = _write(clock, times=3, kubeconfig=path)
+    forbidden = [m for m in reports.messages() if "403" in m]
+    assert forbidden, reports.messages()
+    assert "may not create events in namespace default" in forbidden[0]
+    assert 'the verb create on events in the API group "" (core)' in forbidden[0]
+    assert _failures.RBAC_EXAMPLE in forbidden[0]
+    # coalesced into one write or not, the reports count the 3 occurrences stats() counts
+    assert handler.stats()["failed"] == 3
+    lost = [int(n) for m in forbidden for n in re.findall(r"(\d+) occurrence\(s\) lost", m)]
+    assert sum(lost) == 3, forbidden
+
+
+def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
+    """A 403 on events.k8s.io/v1 names that API group; a patch is the verb patch."""
+    error = sink.ApiStatusError(
+        403,
+        "Forbidden",
+        "forbidden",
+        method="PATCH",
+        path="/apis/events.k8s.io/v1/namespaces/shop/events/web-0.1",
+    )
+    text = _failures.explain(error)
+    assert "may not patch events.events.k8s.io in namespace shop" in text
+    assert 'in the API group "events.k8s.io"' in text
+
+
+def test_explain_leaves_other_errors_as_they_are() -> None:
+    """An error a user cannot fix by configuration keeps its own words."""
+    error = sink.ApiStatusError(422, "Invalid", "bad name")
+    assert _failures.explain(error) == "422 Invalid: bad name"

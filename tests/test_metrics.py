@@ -1,0 +1,408 @@
+"""k8s_logging_events.metrics: the handler's counters as Prometheus metrics.
+
+Everything runs against the real ``prometheus_client`` and the local API server: handlers
+log, flush, and a scrape (``generate_latest``, parsed back with prometheus_client's own
+parser) must say what ``stats()`` says.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import prometheus_client
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from k8s_logging_events import KubernetesEventHandler, metrics
+from k8s_logging_events._stats import OUTCOMES
+
+ROOT = Path(__file__).resolve().parent.parent
+_names = itertools.count()
+
+
+def _pod(name: str) -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}}
+
+
+def _scrape(registry: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ours in the exposition text: (name, sorted labels) -> value."""
+    text = generate_latest(registry).decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name.startswith("k8s_logging_events_")
+    }
+
+
+def _types(registry: CollectorRegistry) -> dict[str, str]:
+    """The TYPE of each of our metric families, as exposed."""
+    text = generate_latest(registry).decode()
+    return {
+        family.name: family.type
+        for family in text_string_to_metric_families(text)
+        if family.name.startswith("k8s_logging_events_")
+    }
+
+
+def _expected(component: str, stats: dict[str, int]) -> dict[Any, float]:
+    """The samples a component's stats() should give."""
+    label = ("component", component)
+    samples: dict[Any, float] = {
+        (metrics.ACCEPTED, (label,)): stats["accepted"],
+        (metrics.PENDING, (label,)): stats["pending"],
+        (metrics.PENDING_EVENTS, (label,)): stats["pending_events"],
+        (metrics.REPAIRED, (label,)): stats["repaired"],
+    }
+    for outcome in OUTCOMES:
+        samples[(metrics.OCCURRENCES, (label, ("outcome", outcome)))] = stats[outcome]
+    for cause in metrics.REJECTED_CAUSES:
+        samples[(metrics.REJECTED, (("cause", cause), label))] = stats[cause]
+    return samples
+
+
+@pytest.fixture(name="registry")
+def _registry() -> CollectorRegistry:
+    return CollectorRegistry()
+
+
+@pytest.fixture(name="make")
+def _make(
+    make_handler: Callable[..., KubernetesEventHandler],
+) -> Callable[..., KubernetesEventHandler]:
+    """Build handlers on the local server (each on a logger of its own); close them after."""
+    return make_handler
+
+
+def _logger(handler: logging.Handler) -> logging.Logger:
+    log = logging.getLogger(f"test_metrics.{next(_names)}")
+    log.propagate = False
+    log.setLevel(logging.INFO)
+    log.addHandler(handler)
+    return log
+
+
+def _busy(log: logging.Logger) -> None:
+    """Writes, a repeat, a refusal and a repair: several counters away from zero."""
+    for _ in range(3):
+        log.warning("Back-off", extra={"involved": _pod("web-0"), "reason": "BackOff"})
+    log.info("Synced", extra={"involved": _pod("web-1"), "reason": "Synced"})
+    log.warning("no such thing", extra={"involved": "just a string"})  # refused
+    log.warning("x" * 5000, extra={"involved": _pod("web-2")})  # cut to size: repaired
+
+
+class TestScrape:
+    """A scrape says what stats() says."""
+
+    def test_the_scraped_values_equal_stats(self, make, registry) -> None:
+        """After a flush, every exposed sample is the matching stats() field."""
+        handler = make(component="shop")
+        metrics.register(handler, registry=registry)
+        _busy(_logger(handler))
+        handler.flush()
+
+        stats = handler.stats()
+        assert stats["created"] > 0
+        assert stats["patched"] + stats["coalesced"] > 0
+        assert stats["refused"] == 1
+        assert stats["repaired"] == 1
+        assert _scrape(registry) == _expected("shop", stats)
+
+    def test_the_counters_are_read_at_scrape_time(self, make, registry) -> None:
+        """Registered before anything is logged: zeros first, then what happened since."""
+        handler = make(component="shop")
+        metrics.register(handler, registry=registry)
+        assert set(_scrape(registry).values()) == {0}
+
+        log = _logger(handler)
+        log.warning("Back-off", extra={"involved": _pod("web-0"), "reason": "BackOff"})
+        handler.flush()
+        scraped = _scrape(registry)
+        assert scraped[(metrics.ACCEPTED, (("component", "shop"),))] == 1
+        assert scraped[(metrics.OCCURRENCES, (("component", "shop"), ("outcome", "created")))] == 1
+
+    def test_nothing_is_read_on_the_logging_path(self, make, registry, monkeypatch) -> None:
+        """Logging never calls stats(); each scrape calls it once per handler."""
+        handler = make(component="shop")
+        calls: list[None] = []
+        real = handler.stats
+
+        def counting() -> Any:
+            calls.append(None)
+            return real()
+
+        monkeypatch.setattr(handler, "stats", counting)
+        metrics.register(handler, registry=registry)
+        _busy(_logger(handler))
+        handler.flush()
+        assert calls == []
+        generate_latest(registry)
+        assert len(calls) == 1
+
+    def test_conventional_types(self, make, registry) -> None:
+        """Counters end in _total and are counters; pending and pending_events are gauges."""
+        metrics.register(make(component="shop"), registry=registry)
+        types = _types(registry)
+        # the parser names a counter family without its _total suffix
+        assert types == {
+            metrics.ACCEPTED.removesuffix("_total"): "counter",
+            metrics.OCCURRENCES.removesuffix("_total"): "counter",
+            metrics.REJECTED.removesuffix("_total"): "counter",
+            metrics.REPAIRED.removesuffix("_total"): "counter",
+            metrics.PENDING: "gauge",
+            metrics.PENDING_EVENTS: "gauge",
+        }
+        text = generate_latest(registry).decode()
+        assert f"# TYPE {metrics.PENDING} gauge" in text
+        assert f"# TYPE {metrics.ACCEPTED} counter" in text
+
+    def test_every_stats_field_is_exposed(self, make) -> None:
+        """Each field of stats() has its series: a new counter needs a decision here."""
+        exposed = {"accepted", "pending", "pending_events", "repaired", *OUTCOMES}
+        exposed |= set(metrics.REJECTED_CAUSES)
+        assert set(make().stats()) == exposed
+
+    def test_a_closed_handler_keeps_its_final_counts(self, make, registry) -> None:
+        """close() does not take the series away: they stay at the last values."""
+        handler = make(component="shop")
+        metrics.register(handler, registry=registry)
+        log = _logger(handler)
+        log.warning("Back-off", extra={"involved": _pod("web-0")})
+        handler.close()
+        log.warning("after close", extra={"involved": _pod("web-0")})
+
+        stats = handler.stats()
+        assert stats["after_close"] == 1
+        assert _scrape(registry) == _expected("shop", stats)
+
+
+class TestSeveralHandlers:
+    """Handlers share a registry, told apart by component."""
+
+    def test_two_components_in_one_registry(self, make, registry) -> None:
+        """Each component's series are its own handler's stats()."""
+        shop, billing = make(component="shop"), make(component="billing")
+        metrics.register(shop, registry=registry)
+        metrics.register(billing, registry=registry)
+        _busy(_logger(shop))
+        _logger(billing).warning("Late", extra={"involved": _pod("invoice-0"), "reason": "Late"})
+        shop.flush()
+        billing.flush()
+
+        assert shop.stats() != billing.stats()
+        expected = {**_expected("shop", shop.stats()), **_expected("billing", billing.stats())}
+        assert _scrape(registry) == expected
+
+    def test_handlers_of_one_component_are_summed(self, make, registry) -> None:
+        """Two handlers with the same component make one series per name: their sum."""
+        first, second = make(component="shop"), make(component="shop")
+        metrics.register(first, registry=registry)
+        metrics.register(second, registry=registry)
+        _busy(_logger(first))
+        _logger(second).warning("Late", extra={"involved": _pod("web-9")})
+        first.flush()
+        second.flush()
+
+        one, two = first.stats(), second.stats()
+        summed = {name: one[name] + two[name] for name in one}
+        assert _scrape(registry) == _expected("shop", summed)
+
+    def test_one_registry_per_handler_works_too(self, make) -> None:
+        """The same handler in two registries: both expose it."""
+        handler = make(component="shop")
+        first, second = CollectorRegistry(), CollectorRegistry()
+        metrics.register(handler, registry=first)
+        metrics.register(handler, registry=second)
+        assert _scrape(first) == _scrape(second) == _expected("shop", handler.stats())
+
+    def test_registering_a_handler_twice_in_a_registry_fails(self, make, registry) -> None:
+        """A second registration would double every count: ValueError, and the first stays."""
+        handler = make(component="shop")
+        metrics.register(handler, registry=registry)
+        with pytest.raises(ValueError, match="already registered"):
+            metrics.register(handler, registry=registry)
+        assert _scrape(registry) == _expected("shop", handler.stats())
+
+    def test_a_clash_with_another_collector_fails(self, make, registry) -> None:
+        """Another collector that owns one of the names: register() raises ValueError."""
+        prometheus_client.Gauge(metrics.PENDING, "someone else's", registry=registry)
+        with pytest.raises(ValueError, match=metrics.PENDING):
+            metrics.register(make(), registry=registry)
+
+
+class TestUnregister:
+    """EventMetrics.unregister takes a handler's series away."""
+
+    def test_the_series_go(self, make, registry) -> None:
+        """After unregister() a scrape shows none of ours; a second call changes nothing."""
+        handler = make(component="shop")
+        exported = metrics.register(handler, registry=registry)
+        assert (exported.handler, exported.registry, exported.component) == (
+            handler,
+            registry,
+            "shop",
+        )
+        exported.unregister()
+        assert _scrape(registry) == {}
+        exported.unregister()
+        assert _scrape(registry) == {}
+
+    def test_the_other_handlers_stay(self, make, registry) -> None:
+        """Unregistering one component keeps the other's series."""
+        shop, billing = make(component="shop"), make(component="billing")
+        metrics.register(shop, registry=registry)
+        metrics.register(billing, registry=registry).unregister()
+        assert _scrape(registry) == _expected("shop", shop.stats())
+
+    def test_the_names_are_free_again(self, make, registry) -> None:
+        """The last unregister() takes the collector out: the names can be used again."""
+        handler = make(component="shop")
+        metrics.register(handler, registry=registry).unregister()
+        metrics.register(handler, registry=registry)
+        assert _scrape(registry) == _expected("shop", handler.stats())
+
+    def test_the_default_registry(self, make) -> None:
+        """Without registry= the metrics go to prometheus_client.REGISTRY, and leave it."""
+        handler = make(component="default-registry-test")
+        exported = metrics.register(handler)
+        try:
+            assert exported.registry is prometheus_client.REGISTRY
+            scraped = _scrape(prometheus_client.REGISTRY)
+            assert scraped == _expected("default-registry-test", handler.stats())
+        finally:
+            exported.unregister()
+        assert _scrape(prometheus_client.REGISTRY) == {}
+
+
+# Makes ``prometheus_client`` impossible to import, as if it were not installed.
+_BLOCKER = textwrap.dedent(
+    """
+    import importlib.abc, sys
+
+    class Missing(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name.split(".")[0] == "prometheus_client":
+                raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+            return None
+
+    for name in [n for n in sys.modules if n.split(".")[0] == "prometheus_client"]:
+        del sys.modules[name]
+    sys.meta_path.insert(0, Missing())
+    """
+)
+
+
+def _run_without_prometheus(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCKER + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    )
+
+
+class TestWithoutPrometheusClient:
+    """The extra is optional: only k8s_logging_events.metrics needs it."""
+
+    def test_importing_metrics_says_what_to_install(self) -> None:
+        """ImportError naming the extra to install, chained to the original one."""
+        done = _run_without_prometheus(
+            """
+            try:
+                from k8s_logging_events import metrics
+            except ImportError as error:
+                print(error)
+                print(type(error.__cause__).__name__, error.__cause__.name)
+            else:
+                raise SystemExit("imported without prometheus_client")
+            """
+        )
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        assert "pip install k8s-logging-events[metrics]" in lines[0]
+        assert lines[1] == "ModuleNotFoundError prometheus_client"
+
+    def test_no_other_module_needs_it(self) -> None:
+        """Every other module of the package imports without prometheus_client."""
+        done = _run_without_prometheus(
+            """
+            import importlib, pkgutil, sys
+            import k8s_logging_events as package
+
+            skipped = {"k8s_logging_events.metrics", "k8s_logging_events.__main__"}
+            names = [
+                info.name
+                for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")
+                if info.name not in skipped
+            ]
+            for name in names:
+                importlib.import_module(name)
+            assert not any(n.startswith("prometheus_client") for n in sys.modules)
+            print(len(names))
+            """
+        )
+        assert done.returncode == 0, done.stderr
+        assert int(done.stdout) > 20
+
+    def test_the_package_does_not_import_it(self) -> None:
+        """``import k8s_logging_events`` loads no prometheus_client, even when installed."""
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "import sys, k8s_logging_events; "
+                "print(any(n.startswith('prometheus_client') for n in sys.modules))",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.stdout.strip() == "False", done.stderr
+
+
+class TestDocs:
+    """docs/metrics.md speaks of the metrics the module exposes."""
+
+    DOC = ROOT / "docs" / "metrics.md"
+
+    def test_every_metric_named_is_exposed(self, make, registry) -> None:
+        """Each k8s_logging_events_* name of the page (table, rules) is a real series, and
+        the table lists every one."""
+        metrics.register(make(), registry=registry)
+        exposed = {name for name, _ in _scrape(registry)}
+        named = set(re.findall(r"k8s_logging_events_[a-z_]+", self.DOC.read_text()))
+        assert named == exposed
+
+    def test_the_alert_rules_parse_and_use_real_outcomes(self) -> None:
+        """The rule file is YAML with groups of rules; its outcome matchers name outcomes."""
+        (block,) = re.findall(r"```yaml\n(.*?)```", self.DOC.read_text(), re.DOTALL)
+        rules = yaml.safe_load(block)["groups"][0]["rules"]
+        assert {rule["alert"] for rule in rules} >= {
+            "KubernetesEventsFailing",
+            "KubernetesEventsDropped",
+        }
+        used = set()
+        for rule in rules:
+            for matcher in re.findall(r'outcome=~?"([^"]+)"', rule["expr"]):
+                used.update(matcher.split("|"))
+        assert used == {"failed", "dropped", "discarded"}
+        assert used <= set(OUTCOMES)
+
+    def test_the_readme_links_the_page(self) -> None:
+        """The README's Documentation list has it."""
+        assert "(docs/metrics.md)" in (ROOT / "README.md").read_text()

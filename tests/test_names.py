@@ -1,0 +1,263 @@
+"""Event names: client-go's from the time, or deterministic from the correlation key."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from k8s_logging_events import _names, correlator, models, recorder
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeClock, FakeEventSink
+
+T0 = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
+SOURCE = models.EventSource(component="shop", host="node-1")
+REF = models.ObjectReference(
+    kind="Pod", namespace="prod", name="web-0", uid="uid-1", api_version="v1", field_path=""
+)
+
+
+def _name(
+    namer: _names.EventNamer | None = None,
+    source: models.EventSource = SOURCE,
+    ref: models.ObjectReference = REF,
+    type: str = models.WARNING,
+    reason: str = "BackOff",
+    message: str = "Back-off",
+    time: datetime = T0,
+) -> str:
+    namer = namer or _names.EventNamer(event_names="deterministic")
+    return namer.event_name(source, ref, type, reason, message, time)
+
+
+class TestDeterministicNames:
+    def test_the_same_key_gets_the_same_name_whenever_and_in_whichever_namer(self) -> None:
+        """A restarted process (a new namer, another time) meets the same name."""
+        later = datetime(2030, 6, 1, tzinfo=UTC)
+        assert _name() == _name(time=later) == _name(_names.EventNamer(event_names="deterministic"))
+
+    def test_the_name_is_the_object_name_a_dot_and_64_bits_of_hash(self) -> None:
+        prefix, _, digest = _name().rpartition(".")
+        assert prefix == "web-0"
+        assert len(digest) == _names.HASH_HEX_DIGITS == 16
+        assert int(digest, 16) >= 0
+
+    def test_the_hash_is_sha256_of_a_versioned_json_list_of_the_key(self) -> None:
+        """Pinned: a release that changes the scheme must change the version tag, or every
+        event of a running fleet would start over (the names must not drift silently)."""
+        parts = [_names.NAME_SCHEME, "event", "shop", "node-1", "Pod", "prod", "web-0", "uid-1"]
+        parts += ["v1", "", "Warning", "BackOff", "Back-off"]
+        data = json.dumps(parts, separators=(",", ":")).encode()
+        assert _name() == "web-0." + hashlib.sha256(data).hexdigest()[:16]
+        assert _names.NAME_SCHEME == "k8s-logging-events/event-name/1"
+
+    @pytest.mark.parametrize(
+        "change",
+        [
+            {"source": models.EventSource("shop2", "node-1")},
+            {"source": models.EventSource("shop", "node-2")},
+            {"ref": dataclasses.replace(REF, kind="Deployment")},
+            {"ref": dataclasses.replace(REF, namespace="staging")},
+            {"ref": dataclasses.replace(REF, name="web-1")},
+            {"ref": dataclasses.replace(REF, uid="uid-2")},
+            {"ref": dataclasses.replace(REF, api_version="v2")},
+            {"ref": dataclasses.replace(REF, field_path="spec.containers{app}")},
+            {"type": models.NORMAL},
+            {"reason": "Pulled"},
+            {"message": "Back-off!"},
+        ],
+        ids=lambda change: next(iter(change)),
+    )
+    def test_every_field_of_the_key_changes_the_name(self, change: dict[str, object]) -> None:
+        assert _name(**change) != _name()  # type: ignore[arg-type]
+
+    def test_the_resource_version_is_not_in_the_name(self) -> None:
+        """Events about successive versions of one object are one event."""
+        assert _name(ref=dataclasses.replace(REF, resource_version="42")) == _name()
+
+    def test_fields_never_run_into_each_other(self) -> None:
+        """client-go's key concatenates without separators: component "ab" on host "c" is
+        component "a" on host "bc" there; not in a name."""
+        sources = (models.EventSource("ab", "c"), models.EventSource("a", "bc"))
+        events = [
+            models.Event(name="x", namespace="prod", involved_object=REF, source=source)
+            for source in sources
+        ]
+        assert correlator.get_event_key(events[0]) == correlator.get_event_key(events[1])
+        assert _name(source=sources[0]) != _name(source=sources[1])
+
+    def test_a_253_character_object_name_is_cut_never_the_hash(self) -> None:
+        long_name = ".".join(["a" * 63, "b" * 63, "c" * 63, "d" * 61])
+        assert len(long_name) == 253
+        name = _name(ref=dataclasses.replace(REF, name=long_name))
+        other = _name(ref=dataclasses.replace(REF, name=long_name[:-1] + "e"))
+        assert len(name) <= 253
+        assert _names.is_dns_subdomain(name)
+        assert name != other  # the hash covers the whole name
+        prefix, _, digest = name.rpartition(".")
+        assert long_name.startswith(prefix)
+        assert len(digest) == 16
+
+    @pytest.mark.parametrize(
+        ("ref_name", "prefix"),
+        [
+            ("Web-0", "web-0"),
+            ("2001:db8::1", "2001-db8-1"),
+            ("web/0", "web-0"),
+            ("50%", "50"),
+            ("", _names.FALLBACK_PREFIX),
+            ("%%%", _names.FALLBACK_PREFIX),
+            ("..a..b..", "a.b"),
+            ("-a-.-b-", "a.b"),
+            ("a" * 235 + "-" + "b" * 10, "a" * 235),
+            ("a" * 235 + ".b", "a" * 235),
+        ],
+    )
+    def test_an_object_name_that_cannot_be_a_prefix_is_made_one(
+        self, ref_name: str, prefix: str
+    ) -> None:
+        """Upper case, IPv6, slashes, symbols, empty labels, a cut that ends a label in "-"
+        or "." : the prefix is repaired (readable, deterministic), the hash keeps them apart."""
+        name = _name(ref=dataclasses.replace(REF, name=ref_name))
+        assert _names.is_dns_subdomain(name)
+        assert len(name) <= 253
+        assert name.rpartition(".")[0] == prefix
+        assert name == _name(ref=dataclasses.replace(REF, name=ref_name))
+
+    def test_a_combined_event_is_named_after_its_aggregate_key(self) -> None:
+        """The same group, whatever its latest message, has one name; never a plain one."""
+        namer = _names.EventNamer(event_names="deterministic")
+        first = models.Event(name="", namespace="prod", involved_object=REF, message="m1")
+        second = dataclasses.replace(first, message="m2")
+        key = correlator.aggregate_by_reason(first)[0]
+        name = namer.combined_name(first, key, T0)
+        assert name == namer.combined_name(second, key, T0.replace(year=2030))
+        assert name != namer.combined_name(first, key + "x", T0)
+        assert name != _name(namer)
+
+    def test_a_renamed_event_has_a_name_of_its_own_for_each_attempt(self) -> None:
+        namer = _names.EventNamer(event_names="deterministic")
+        event = models.Event(name=_name(namer), namespace="prod", involved_object=REF)
+        first, second = namer.renamed(event, 1, T0), namer.renamed(event, 2, T0)
+        assert len({event.name, first, second}) == 3
+        assert first == _names.EventNamer(event_names="deterministic").renamed(event, 1, T0)
+
+    def test_series_names_leave_out_the_note_and_the_resource_version(self) -> None:
+        namer = _names.EventNamer(event_names="deterministic")
+        event = models.Event(
+            name="x",
+            namespace="prod",
+            involved_object=REF,
+            type=models.WARNING,
+            reason="BackOff",
+            action="Pull",
+            reporting_controller="shop",
+            reporting_instance="node-1",
+            message="note 1",
+        )
+        name = namer.series_name(event)
+        same = dataclasses.replace(
+            event, message="note 2", involved_object=dataclasses.replace(REF, resource_version="9")
+        )
+        assert namer.series_name(same) == name
+        assert namer.series_name(dataclasses.replace(event, action="Push")) != name
+        assert _names.EventNamer().series_name(event) == "x"  # timestamp names keep theirs
+
+
+class TestTimestampNames:
+    def test_client_go_names_byte_for_byte(self) -> None:
+        """``<object name>.<Unix nanoseconds in lowercase hex>``, as client-go makes them."""
+        namer = _names.EventNamer()
+        assert namer.event_names == "timestamp"
+        nanos = _names.unix_nanos(T0)
+        assert _name(namer) == f"web-0.{nanos:x}"
+
+    def test_a_fresh_name_is_client_go_like_but_not_on_a_microsecond(self) -> None:
+        namer = _names.EventNamer()
+        fresh = namer.fresh("web-0", T0)
+        prefix, _, digits = fresh.partition(".")
+        nanos = int(digits, 16)
+        assert prefix == "web-0"
+        assert 0 < nanos - _names.unix_nanos(T0) < 1000
+
+    def test_unknown_event_names_are_refused(self) -> None:
+        with pytest.raises(ValueError, match="'deterministic' or 'timestamp'"):
+            _names.EventNamer(event_names="hash")
+        with pytest.raises(ValueError, match=r"CorrelatorOptions\.event_names"):
+            correlator.CorrelatorOptions(event_names="Timestamp")
+
+
+class TestWhoNamesHow:
+    def test_the_client_go_ports_keep_client_go_names(self) -> None:
+        """EventBroadcaster and EventCorrelator with default options: time names."""
+        clock = FakeClock(T0)
+        b = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep, sleep_duration=0)
+        fake = FakeEventSink()
+        try:
+            assert b.event_names == "timestamp"
+            b.start_recording_to_sink(fake)
+            b.new_recorder(SOURCE).event(REF, models.WARNING, "BackOff", "Back-off")
+            assert b.flush(5)
+        finally:
+            b.shutdown(5)
+        assert [e.name for e in fake.events] == [f"web-0.{_names.unix_nanos(T0):x}"]
+        corr = correlator.EventCorrelator(correlator.CorrelatorOptions(clock=clock))
+        for n in range(10):
+            result = corr.correlate(
+                models.Event(name="x", namespace="prod", involved_object=REF, message=str(n))
+            )
+        assert result.event is not None
+        assert result.event.name == f"web-0.{_names.unix_nanos(T0):x}"
+
+    def test_correlator_options_ask_for_deterministic_combined_names(self) -> None:
+        clock = FakeClock(T0)
+        options = correlator.CorrelatorOptions(clock=clock, event_names="deterministic")
+        corr = correlator.EventCorrelator(options)
+        for n in range(10):
+            result = corr.correlate(
+                models.Event(name="x", namespace="prod", involved_object=REF, message=str(n))
+            )
+        assert result.event is not None
+        key = correlator.aggregate_by_reason(result.event)[0]
+        namer = _names.EventNamer(event_names="deterministic")
+        assert result.event.name == namer.combined_name(result.event, key, T0)
+        b = recorder.EventBroadcaster(correlator_options=options)
+        assert b.event_names == "deterministic"  # either one asking is enough
+        b.shutdown(1)
+
+    @pytest.mark.parametrize("event_names", ["deterministic", "timestamp"])
+    def test_the_handler_names_deterministically_unless_told(self, event_names: str) -> None:
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        options: dict[str, Any] = (
+            {} if event_names == "deterministic" else {"event_names": event_names}
+        )
+        handler = KubernetesEventHandler(
+            component="shop", host="node-1", sink=fake, clock=clock, sleep=clock.sleep, **options
+        )
+        log = logging.getLogger(f"tests.names.{event_names}")
+        log.addHandler(handler)
+        try:
+            log.warning("Back-off", extra={"involved": REF, "reason": "BackOff"})
+        finally:
+            handler.close()
+        (event,) = fake.events
+        expected = _name(_names.EventNamer(event_names=event_names))
+        assert event.name == expected
+
+    def test_the_handler_refuses_unknown_event_names_and_the_correlator_key(self) -> None:
+        with pytest.raises(ValueError, match="event_names must be"):
+            KubernetesEventHandler(sink=None, event_names="random")
+        with pytest.raises(ValueError, match="event_names on the handler"):
+            KubernetesEventHandler(sink=None, correlator={"event_names": "timestamp"})
+
+    def test_names_of_recent_keys_are_remembered_within_a_bound(self) -> None:
+        namer = _names.EventNamer(size=2, event_names="deterministic")
+        for n in range(5):
+            _name(namer, message=str(n))
+        assert len(namer._hashed) == 2

@@ -1,0 +1,159 @@
+"""The pytest plugin's ``k8s_events`` fixture protects the tests after the one that uses it.
+
+Each case is a small test file run by pytest's ``pytester`` in a fresh interpreter (the
+plugin is loaded from its ``pytest11`` entry point, as in any project that installs the
+library), so that the inner tests' ``dictConfig`` cannot touch this run's logging.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+
+import pytest
+
+from k8s_logging_events.testing._logstate import LoggingState, disabled_loggers
+
+pytest_plugins = ["pytester"]
+
+APP = '''
+import logging, logging.config
+
+log = logging.getLogger("shop.app")  # created at import, as applications do
+
+
+def configure():
+    """The application's logging setup: dictConfig with the default
+    disable_existing_loggers (true), which disables shop.app."""
+    logging.config.dictConfig({
+        "version": 1,
+        "handlers": {"console": {"class": "logging.StreamHandler"}},
+        "root": {"handlers": ["console"], "level": "WARNING"},
+        "loggers": {"shop.noisy": {"level": "ERROR", "propagate": False}},
+    })
+
+
+def back_off(pod):
+    log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+'''
+
+POD = '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop"}}'
+
+
+def _run(pytester: pytest.Pytester, tests: str) -> pytest.RunResult:
+    pytester.makepyfile(shop_app=APP)
+    pytester.makepyfile(test_shop=textwrap.dedent(tests))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+
+
+def test_a_test_that_configures_logging_does_not_break_the_next_one(
+    pytester: pytest.Pytester,
+) -> None:
+    """The first test's dictConfig disables the app's logger; with the fixture's restore,
+    the second test, which logs through that logger, captures its event."""
+    result = _run(
+        pytester,
+        f"""
+        import logging
+        import shop_app
+
+        POD = {POD}
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+            assert logging.getLogger("shop.app").disabled
+
+        def test_second_logs_through_the_app(k8s_events):
+            assert not logging.getLogger("shop.app").disabled
+            assert logging.getLogger("shop.noisy").level == logging.NOTSET
+            shop_app.back_off(POD)
+            k8s_events.assert_has(reason="BackOff", object_name="web-0")
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_capturing_nothing_while_a_logger_is_disabled_says_so(
+    pytester: pytest.Pytester,
+) -> None:
+    """A first test without the fixture leaves shop.app disabled: the second test's
+    failure names the disabled logger, says when it was disabled and how to fix it."""
+    result = _run(
+        pytester,
+        f"""
+        import shop_app
+
+        POD = {POD}
+
+        def test_first_configures_logging_without_the_fixture():
+            shop_app.configure()
+
+        def test_second_logs_through_the_app(k8s_events):
+            shop_app.back_off(POD)
+            k8s_events.assert_has(reason="BackOff", object_name="web-0")
+        """,
+    )
+    result.assert_outcomes(passed=1, failed=1)
+    output = result.stdout.str()
+    assert "Captured 0 event(s)" in output
+    assert "'shop.app'" in output
+    assert "since before this test" in output
+    assert "disable_existing_loggers: false" in output
+
+
+def test_a_logger_disabled_during_the_test_is_named_too(pytester: pytest.Pytester) -> None:
+    """The test's own dictConfig disabled the logger it then uses: the failure says so."""
+    result = _run(
+        pytester,
+        f"""
+        import shop_app
+
+        POD = {POD}
+
+        def test_configures_then_logs(k8s_events):
+            shop_app.configure()
+            shop_app.back_off(POD)
+            k8s_events.wait_for(reason="BackOff", timeout=0.2)
+        """,
+    )
+    result.assert_outcomes(failed=1)
+    output = result.stdout.str()
+    assert "during this test" in output
+    assert "'shop.app'" in output
+
+
+def test_the_state_restores_levels_handlers_and_disabled_flags() -> None:
+    """What LoggingState puts back: each logger as it was, new loggers as new ones (but
+    the NullHandler a library adds at import stays), and logging.disable()."""
+    known = logging.getLogger("tests.plugin.known")
+    known.setLevel(logging.INFO)
+    own = logging.StreamHandler()
+    known.addHandler(own)
+    saved = LoggingState.save()
+    known.disabled = True
+    known.setLevel(logging.CRITICAL)
+    known.handlers.clear()
+    known.propagate = False
+    fresh = logging.getLogger("tests.plugin.fresh")
+    fresh.setLevel(logging.ERROR)
+    fresh.addHandler(logging.StreamHandler())
+    library_handler = logging.NullHandler()
+    fresh.addHandler(library_handler)
+    fresh.disabled = True
+    logging.disable(logging.CRITICAL)
+    assert "tests.plugin.known" in disabled_loggers()
+    saved.restore()
+    assert (known.disabled, known.level, known.handlers, known.propagate) == (
+        False,
+        logging.INFO,
+        [own],
+        True,
+    )
+    assert (fresh.disabled, fresh.level, fresh.handlers, fresh.propagate) == (
+        False,
+        logging.NOTSET,
+        [library_handler],
+        True,
+    )
+    assert logging.root.manager.disable == logging.NOTSET
+    assert "tests.plugin.known" not in disabled_loggers()
