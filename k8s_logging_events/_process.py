@@ -22,11 +22,13 @@ Runtime                 its queue, threads (started again on the next event), pe
                         the parent's, so nothing is written twice
 EventBroadcaster        its ``invalid`` counter
 Counters                every outcome counter, back to zero
-RateLimitedReporter     its lock; reports the parent deferred or held back are the
-                        parent's to write
+RateLimitedReporter     its locks; reports the parent deferred, held back or counted are
+                        the parent's to write
+StandardError           its lock (the limit on what reaches standard error)
 EventNamer              its lock (a dispatcher holds it for every event it names)
 EventCorrelator,        their locks
 SeriesCorrelator
+Continuation            its lock (a writer holds it to note what it saw of an event)
 KubernetesEventSink     its rate-limit lock, its keep-alive connections (the child's
                         copies are closed: the parent's stay open), the official client's
                         connection pool
@@ -34,7 +36,11 @@ LazySink, PodUidSink    their locks (a client build or a pod read under way in t
                         is made again in the child when it needs it)
 KubernetesEventHandler  its lock, counters and call sites; its own broadcaster is left to
                         the parent, and the child makes a new one at its next record
+_crash, metrics         their module locks (the uncaught-exception hooks', a scrape's)
 ======================  ==============================================================
+
+(Modules register themselves: ``renew_in_child(sys.modules[__name__])`` with a
+module-level ``_after_fork_in_child()``.)
 
 A child's counters therefore start at zero and add up on their own: after a flush,
 ``accepted`` equals the sum of the outcomes of what the child logged.
