@@ -101,6 +101,10 @@ class EventsApi:
     """The Event in an answer of this API."""
     correlation: Correlation
     """client-go's counts and spam filter (core/v1), or series (events.k8s.io/v1)."""
+    count_of: Callable[[models.Event], int]
+    """How many occurrences an event stands for: its count, or its series' (1 without)."""
+    patched_count: Callable[[Mapping[str, Any]], object]
+    """The count a patch sets (``count``, or ``series.count``), if it sets one."""
 
 
 class CountPolicy:
@@ -135,7 +139,7 @@ class CountPolicy:
 
     def count_of(self, event: models.Event) -> int:
         """The event's ``count`` (an event without one stands for one occurrence)."""
-        return max(event.count, 1)
+        return _count(event)
 
     def with_count(self, event: models.Event, count: int) -> models.Event:
         """``event`` with ``count``."""
@@ -206,12 +210,31 @@ def _with_clock(
     return correlator.CorrelatorOptions(**values)
 
 
+def _count(event: models.Event) -> int:
+    return max(event.count, 1)
+
+
+def _series_count(event: models.Event) -> int:
+    return event.series.count if event.series is not None else 1
+
+
+def _patched_count(patch: Mapping[str, Any]) -> object:
+    return patch.get("count")
+
+
+def _patched_series_count(patch: Mapping[str, Any]) -> object:
+    series = patch.get("series")
+    return series.get("count") if isinstance(series, Mapping) else None
+
+
 CORE_V1 = EventsApi(
     name="v1",
     prefix="/api/v1",
     body=models.Event.to_api,
     read=models.Event.from_api,
     correlation=_counting,
+    count_of=_count,
+    patched_count=_patched_count,
 )
 """core/v1 Events (client-go's ``tools/record``)."""
 
@@ -221,6 +244,8 @@ EVENTS_V1 = EventsApi(
     body=models.Event.to_events_v1,
     read=models.Event.from_events_v1,
     correlation=_in_series,
+    count_of=_series_count,
+    patched_count=_patched_series_count,
 )
 """events.k8s.io/v1 Events, with series (client-go's ``tools/events``)."""
 

@@ -561,13 +561,7 @@ class Runtime:
             try:
                 by_object = recording.prepare()
             except Exception as error:  # rule 5: this sink's occurrences fail, no others
-                self._counters.add("failed", len(items))
-                self._reporter.report(
-                    "correlate",
-                    logging.ERROR,
-                    "Unable to set up correlation (will not retry these events): %r",
-                    error,
-                )
+                self._uncorrelated(len(items), error)
                 continue
             runs = cuts.get(by_object)
             if runs is None:
@@ -575,6 +569,15 @@ class Runtime:
                     items, self._keys, build, by_object=by_object, built=built
                 )
             self._record(recording, runs)
+
+    def _uncorrelated(self, occurrences: int, error: Exception) -> None:
+        self._counters.add("failed", occurrences)
+        self._reporter.report(
+            "correlate",
+            logging.ERROR,
+            "Unable to build or correlate an event (will not retry): %r",
+            error,
+        )
 
     def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
         """Build every item (watchers want each event); one that fails costs itself only."""
@@ -599,13 +602,7 @@ class Runtime:
             try:
                 writes += recording.correlate(run)
             except Exception as error:  # rule 5: the run's occurrences fail, no others
-                self._counters.add("failed", len(run))
-                self._reporter.report(
-                    "correlate",
-                    logging.ERROR,
-                    "Unable to build or correlate an event (will not retry): %r",
-                    error,
-                )
+                self._uncorrelated(len(run), error)
         with self._cond:
             for event, held, occurrences in writes:
                 try:

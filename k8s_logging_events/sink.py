@@ -347,10 +347,10 @@ class KubernetesEventSink:
             raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
-        written = _count_written(self.api, method, event, body)
-        if written is not None and _count_of(self.api, stored) != written:
-            counted = _count_of(self.api, stored)
-            raise self._out_of_step(event, f"count {counted}, not {written}")
+        api = _apis.BY_NAME[self.api]
+        written = _count_written(api, method, event, body)
+        if written is not None and api.count_of(stored) != written:
+            raise self._out_of_step(event, f"count {api.count_of(stored)}, not {written}")
         return stored
 
     def _out_of_step(self, event: models.Event, answer: str) -> _http.ProtocolError:
@@ -588,28 +588,20 @@ def _status_error(
     )
 
 
-def _count_of(api: str, event: models.Event) -> int:
-    """The occurrences an event stands for: its count (core/v1), or its series' (1 without
-    a series: events.k8s.io/v1)."""
-    if api == EVENTS_V1:
-        return event.series.count if event.series is not None else 1
-    return event.count
-
-
-def _count_written(api: str, method: str, event: models.Event, body: object) -> int | None:
+def _count_written(
+    api: _apis.EventsApi, method: str, event: models.Event, body: object
+) -> int | None:
     """The count a write sets (a server stores it as sent); None: not known (a read, or a
     patch that sets none)."""
     if method == "GET":
         return None
     if not isinstance(body, bytes):  # a create or a replace: the event itself
-        return _count_of(api, event)
+        return api.count_of(event)
     try:
         patch = json.loads(body)
     except ValueError:
         return None
-    if api == EVENTS_V1:
-        patch = patch.get("series") if isinstance(patch, dict) else None
-    count = patch.get("count") if isinstance(patch, dict) else None
+    count = api.patched_count(patch) if isinstance(patch, dict) else None
     return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 

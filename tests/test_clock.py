@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -185,6 +186,28 @@ def _handlers() -> Iterator[list[KubernetesEventHandler]]:
 WALL_STEPS = [-600.0, -3600.0, 3600.0]
 
 
+def _after_a_503(
+    server: LocalApiServer,
+    handlers: list[KubernetesEventHandler],
+    clock: _SteppingFake | _SteppedWall,
+    wall_step: float,
+    **options: Any,
+) -> KubernetesEventHandler:
+    """A handler on ``clock`` whose first create meets a 503, the wall clock stepping by
+    ``wall_step`` right after it: one warning is logged through it."""
+    options.setdefault("sleep_duration", 10.0)
+    inner = sink.KubernetesEventSink.from_url(server.url, qps=0)
+    handler = KubernetesEventHandler(
+        component="clock", sink=_FailingOnce(inner, clock, wall_step), clock=clock, **options
+    )
+    handlers.append(handler)
+    server.inject("POST", "/events", status=503)
+    log = app_logger("clock")
+    log.addHandler(handler)
+    log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
+    return handler
+
+
 class TestWallClockSteps:
     """A step of the wall clock after a 503 or under the rate limit: timestamps follow the
     wall clock, while back-offs and the rate limit keep measuring real (monotonic) time."""
@@ -196,19 +219,7 @@ class TestWallClockSteps:
         """The 503's retry waits at most sleep_duration (10 s) on the fake monotonic reading,
         not ten minutes or an hour more; the event is then on the server with count 1."""
         fake = _SteppingFake()
-        inner = sink.KubernetesEventSink.from_url(server.url, qps=0)
-        handler = KubernetesEventHandler(
-            component="clock",
-            sink=_FailingOnce(inner, fake, wall_step),
-            clock=fake,
-            sleep=fake.sleep,
-            sleep_duration=10.0,
-        )
-        handlers.append(handler)
-        server.inject("POST", "/events", status=503)
-        log = app_logger("clock")
-        log.addHandler(handler)
-        log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
+        handler = _after_a_503(server, handlers, fake, wall_step, sleep=fake.sleep)
         handler.flush()
 
         assert stored_counts(server) == {"web-0": 1}
@@ -225,19 +236,9 @@ class TestWallClockSteps:
         far the wall clock stepped meanwhile (before, a step back an hour postponed it past
         flush() and close(), and the event was lost)."""
         wall = _SteppedWall()
-        inner = sink.KubernetesEventSink.from_url(server.url, qps=0)
-        handler = KubernetesEventHandler(
-            component="clock",
-            sink=_FailingOnce(inner, wall, wall_step),
-            clock=wall,
-            sleep_duration=0.2,
-            flush_timeout=3.0,
+        handler = _after_a_503(
+            server, handlers, wall, wall_step, sleep_duration=0.2, flush_timeout=3.0
         )
-        handlers.append(handler)
-        server.inject("POST", "/events", status=503)
-        log = app_logger("clock")
-        log.addHandler(handler)
-        log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
         started = time.monotonic()
         handler.flush()
 
