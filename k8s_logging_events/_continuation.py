@@ -290,7 +290,9 @@ class _Attempt:
         server = self.policy.count_of(stored)
         self.target = server + self._unwritten(stored, server)
         self.version = stored.resource_version
-        self.write.unsure.clear()
+        # the requests that may have landed stay in doubt until a write succeeds: a read may
+        # be an earlier answer (a connection out of step), and the next read must still
+        # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
         self.action = _PATCH
