@@ -81,9 +81,10 @@ class WritePolicy(Protocol):
 
 Correlation = Callable[
     [correlator.CorrelatorOptions, clock_mod.Clock, correlator.EventNamer],
-    tuple[WritePolicy, Correlate],
+    tuple[WritePolicy, Correlate, bool],
 ]
-"""Makes a fresh correlation step for one sink, and the write policy that goes with it."""
+"""Makes a fresh correlation step for one sink, the write policy that goes with it, and
+whether the step's state never crosses objects (its runs may be cut object by object)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,10 @@ class EventsApi:
     """The Event in an answer of this API."""
     correlation: Correlation
     """client-go's counts and spam filter (core/v1), or series (events.k8s.io/v1)."""
+    count_of: Callable[[models.Event], int]
+    """How many occurrences an event stands for: its count, or its series' (1 without)."""
+    patched_count: Callable[[Mapping[str, Any]], object]
+    """The count a patch sets (``count``, or ``series.count``), if it sets one."""
 
 
 class CountPolicy:
@@ -134,7 +139,7 @@ class CountPolicy:
 
     def count_of(self, event: models.Event) -> int:
         """The event's ``count`` (an event without one stands for one occurrence)."""
-        return max(event.count, 1)
+        return _count(event)
 
     def with_count(self, event: models.Event, count: int) -> models.Event:
         """``event`` with ``count``."""
@@ -162,19 +167,19 @@ def _counting(
     options: correlator.CorrelatorOptions,
     clock: clock_mod.Clock,
     namer: correlator.EventNamer,
-) -> tuple[WritePolicy, Correlate]:
+) -> tuple[WritePolicy, Correlate, bool]:
     """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
     if options.clock is None:
         options = _with_clock(options, clock)
     events = correlator.EventCorrelator(options, namer=namer)
-    return CountPolicy(events), events.correlate_many
+    return CountPolicy(events), events.correlate_many, events.keeps_objects_apart
 
 
 def _in_series(
     options: correlator.CorrelatorOptions,
     clock: clock_mod.Clock,
     namer: correlator.EventNamer,
-) -> tuple[WritePolicy, Correlate]:
+) -> tuple[WritePolicy, Correlate, bool]:
     """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat.
 
     With deterministic names, a series is keyed without the involved object's
@@ -193,7 +198,8 @@ def _in_series(
     def observe(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
         return [(*grouped.observe(prepared(event)), 1) for event in run]
 
-    return series.SeriesPolicy(grouped), observe
+    # every occurrence is observed on its own: runs gain nothing, arrival order is exact
+    return series.SeriesPolicy(grouped), observe, False
 
 
 def _with_clock(
@@ -204,12 +210,31 @@ def _with_clock(
     return correlator.CorrelatorOptions(**values)
 
 
+def _count(event: models.Event) -> int:
+    return max(event.count, 1)
+
+
+def _series_count(event: models.Event) -> int:
+    return event.series.count if event.series is not None else 1
+
+
+def _patched_count(patch: Mapping[str, Any]) -> object:
+    return patch.get("count")
+
+
+def _patched_series_count(patch: Mapping[str, Any]) -> object:
+    series = patch.get("series")
+    return series.get("count") if isinstance(series, Mapping) else None
+
+
 CORE_V1 = EventsApi(
     name="v1",
     prefix="/api/v1",
     body=models.Event.to_api,
     read=models.Event.from_api,
     correlation=_counting,
+    count_of=_count,
+    patched_count=_patched_count,
 )
 """core/v1 Events (client-go's ``tools/record``)."""
 
@@ -219,6 +244,8 @@ EVENTS_V1 = EventsApi(
     body=models.Event.to_events_v1,
     read=models.Event.from_events_v1,
     correlation=_in_series,
+    count_of=_series_count,
+    patched_count=_patched_series_count,
 )
 """events.k8s.io/v1 Events, with series (client-go's ``tools/events``)."""
 

@@ -39,7 +39,7 @@ from typing import Protocol
 
 import cachetools
 
-from k8s_logging_events import _apis, _diagnostics, _names, _retry, models, sink
+from k8s_logging_events import _apis, _diagnostics, _names, _process, _retry, models, sink
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["DEFAULT_KNOWN_EVENTS", "MAX_STEPS", "Continuation", "Known", "Write", "guarded_patch"]
@@ -64,6 +64,10 @@ class Write(Protocol):
     """The request in flight: the count it sets, the occurrences it carries, a create?"""
     unsure: list[tuple[int, int, bool]]
     """Earlier requests that may have landed, their answers lost (as ``sent``)."""
+
+    def creation(self) -> models.Event:
+        """The event a create of this write sends (its first occurrence's object ...)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,11 @@ class Continuation:
         self._lock = threading.Lock()
         self._known: cachetools.LRUCache[tuple[str, str], Known] = cachetools.LRUCache(max(1, size))
         self._readable = True  # False once a read was refused (403)
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a writer of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
@@ -197,7 +206,9 @@ class _Attempt:
         self.owner = owner
         self.write = write
         self.policy = policy
-        event = write.event
+        # the first occurrence's object and reason, the latest count and message (a create
+        # followed by count patches, as client-go writes one occurrence at a time)
+        event = write.creation()
         self.event = event
         self.key = (event.namespace, event.name)
         self.local = policy.count_of(event)
@@ -279,7 +290,9 @@ class _Attempt:
         server = self.policy.count_of(stored)
         self.target = server + self._unwritten(stored, server)
         self.version = stored.resource_version
-        self.write.unsure.clear()
+        # the requests that may have landed stay in doubt until a write succeeds: a read may
+        # be an earlier answer (a connection out of step), and the next read must still
+        # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
         self.action = _PATCH

@@ -40,7 +40,6 @@ The rules:
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import types
@@ -48,7 +47,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from k8s_logging_events import _diagnostics, _records
+from k8s_logging_events import _diagnostics, _process, _records
 
 __all__ = ["NOT_CRASHES", "REASON", "crash_record", "unwatch", "watch"]
 
@@ -241,7 +240,8 @@ def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
     return code.co_filename, tb.tb_lineno, code.co_name
 
 
-def _renew_lock_in_child() -> None:
+def _after_fork_in_child() -> None:
+    """In a child after ``os.fork()`` (see ``_process``): the lock a parent's thread held."""
     global _lock
     _lock = threading.Lock()
 
@@ -254,6 +254,4 @@ _thread_hook: _ThreadHook | None = None
 # (a hook set over ours, then ours again on top) only passes the call on
 _in_hook = threading.local()
 _lock = threading.Lock()
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_renew_lock_in_child)
+_process.renew_in_child(sys.modules[__name__])

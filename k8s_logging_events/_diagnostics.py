@@ -32,6 +32,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from k8s_logging_events import _process
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -171,6 +172,11 @@ class StandardError:
         self._last = monotonic()
         self.held_back = 0
         """Lines the limit has held back and not yet mentioned."""
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a thread of the parent may have held the lock at the fork
+        self._lock = threading.RLock()
 
     def write(self, record: logging.LogRecord) -> bool:
         """Write ``record`` as ``name: message`` unless the limit holds it back."""
@@ -256,6 +262,17 @@ class RateLimitedReporter:
         self._totals: dict[str, int] = {}
         self._deferred: collections.deque[tuple[str, int, str, tuple[Any, ...], dict[str, Any]]]
         self._deferred = collections.deque(maxlen=1024)
+        self._writing = 0
+        self._settled = threading.Condition(threading.RLock())
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """New locks; what the parent deferred, held back or counted is the parent's."""
+        self._lock = threading.RLock()
+        self._last.clear()
+        self._held.clear()
+        self._totals.clear()
+        self._deferred.clear()
         self._writing = 0
         self._settled = threading.Condition(threading.RLock())
 

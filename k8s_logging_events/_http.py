@@ -14,8 +14,15 @@ are busy, so the number of such calls per request counts as much as the CPU. A r
 here makes as few as it can: one ``send`` of the request line, the headers and the body
 together, and usually one ``recv`` of the whole answer. On Linux a plain connection's
 timeouts are the kernel's (``SO_RCVTIMEO``, ``SO_SNDTIMEO``) rather than a ``poll`` before
-each call, and an idle connection is checked for a close by the server only after a quiet
-spell, not before every request.
+each call.
+
+An answer belongs to the request it follows, and only because nothing else came on the
+connection: bytes that a server or a proxy sends after an answer would otherwise be read as
+the next request's answer, and every answer after it would be one request late. So a
+connection carries another request only when its answer ended exactly where the bytes did,
+and when nothing came while it was idle (one ``poll`` of no time before it is reused: the
+one check a request pays). Anything else closes it; the request is sent again only when
+that is safe (see :meth:`Channel.request`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,6 @@ import select
 import socket
 import struct
 import sys
-import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -38,7 +44,7 @@ if TYPE_CHECKING:
     import ssl
 
 __all__ = [
-    "IDLE_CHECK_SECONDS",
+    "IDEMPOTENT",
     "MAX_BODY",
     "MAX_HEAD",
     "Answer",
@@ -55,13 +61,9 @@ MAX_HEAD = 65536
 MAX_BODY = 64 * 1024 * 1024
 """The longest answer body read; an Event answer is a few kilobytes (etcd stops at 1.5 MiB)."""
 
-IDLE_CHECK_SECONDS = 1.0
-"""A connection idle at least this long is checked for a close by the server before reuse.
-
-Busy connections are not checked (the check is a system call, and a server rarely closes a
-connection it has just used); a close that comes all the same is met by sending the request
-once more (see :meth:`Channel.request`).
-"""
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods whose request may be sent again after its answer could not be trusted: a second
+one changes nothing the first did not (RFC 9110, 9.2.2). Not POST, nor PATCH."""
 
 SocketOption = tuple[int, int, Any]
 """``(level, option, value)``, as ``socket.setsockopt`` takes them."""
@@ -97,6 +99,10 @@ class Answer(NamedTuple):
 
 class _StaleError(Exception):
     """A kept-alive connection was closed by the server before any answer came back."""
+
+
+class _OutOfStepError(ProtocolError):
+    """Bytes came after an answer: it may have been meant for another request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,17 +177,16 @@ def is_tls_error(error: BaseException) -> bool:
 class _Connection:
     """One socket to the server, with what the channel knows about it."""
 
-    __slots__ = ("idle_since", "poll", "sock", "tls", "used", "wait_ms")
+    __slots__ = ("poll", "sock", "tls", "used", "wait_ms")
 
     def __init__(self, sock: socket.socket, tls: bool, wait_ms: int) -> None:
         self.sock = sock
         self.tls = tls
         self.used = 0
         """How many answers it has carried: a used connection may have been closed since."""
-        self.idle_since = 0.0
         self.wait_ms = wait_ms
-        self.poll: Any = None
-        if tls and hasattr(select, "poll"):
+        self.poll: Any = None  # select() fails for descriptors past FD_SETSIZE: poll()
+        if hasattr(select, "poll"):
             self.poll = select.poll()
             self.poll.register(sock.fileno(), select.POLLIN)
 
@@ -197,7 +202,8 @@ class _Connection:
             # read again: one poll first saves the empty read (unless TLS holds data already)
             poll = self.poll
             if (
-                poll is not None
+                self.tls
+                and poll is not None
                 and not cast("ssl.SSLSocket", sock).pending()
                 and not poll.poll(self.wait_ms)
             ):
@@ -206,17 +212,31 @@ class _Connection:
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("the server did not answer within the read timeout") from None
 
-    def closed_by_peer(self) -> bool:
-        """True when the idle connection has something to read: the server's close."""
+    def quiet(self) -> bool:
+        """True when nothing came while the connection was idle: one ``poll`` of no time.
+
+        Anything there (the server's close, or bytes no request asked for, which would be
+        taken for the next answer) makes it unusable.
+        """
         try:
-            if hasattr(select, "poll"):  # select() fails for descriptors past FD_SETSIZE
-                check = select.poll()
-                check.register(self.sock.fileno(), select.POLLIN)
-                return bool(check.poll(0))
+            if self.tls and cast("ssl.SSLSocket", self.sock).pending():
+                return False
+            if self.poll is not None:
+                return not self.poll.poll(0)
             readable, _, _ = select.select([self.sock], [], [], 0)
         except (OSError, ValueError):
-            return True
-        return bool(readable)
+            return False
+        return not readable
+
+    def holds_bytes(self) -> bool:
+        """True when bytes wait to be read (not only the server's close); for an unusable
+        connection only: one more system call."""
+        try:
+            if self.tls:
+                return bool(cast("ssl.SSLSocket", self.sock).pending())
+            return bool(self.sock.recv(1, socket.MSG_PEEK | getattr(socket, "MSG_DONTWAIT", 0)))
+        except OSError:
+            return False
 
     def close(self) -> None:
         """Close the socket (never raises)."""
@@ -269,11 +289,16 @@ class Channel:
         self._socket_options = tuple(socket_options) if socket_options is not None else _NO_DELAY
         self._content_types: dict[str, bytes] = {}
         self._idle: collections.deque[_Connection] = collections.deque()
+        self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
         self._closed = False
         self.connections_opened = 0
         """How many connections were opened so far (for tests and diagnostics)."""
         self.resends = 0
-        """How many requests were sent again after meeting a kept-alive connection closed."""
+        """How many requests were sent again on a new connection: after meeting a kept-alive
+        connection closed, or after bytes came after their answer (idempotent ones only)."""
+        self.out_of_step = 0
+        """How many connections were closed because bytes came that no request asked for:
+        after an answer, or while the connection was idle."""
 
     @property
     def idle_connections(self) -> int:
@@ -292,9 +317,12 @@ class Channel:
 
         A kept-alive connection may have been closed by the server while it was idle. When
         sending on one fails, or it closes before any byte of an answer, the request is sent
-        once more on a new connection (:attr:`Answer.resent` says so). Any other failure
-        closes the connection -- one in an unknown state never goes back to the pool -- and
-        is raised.
+        once more on a new connection (:attr:`Answer.resent` says so). When bytes follow
+        the answer, it may have been meant for another request: the connection is closed,
+        and the request sent once more on a new one if its method is :data:`IDEMPOTENT`
+        (else it is a :class:`ProtocolError`: a POST or a PATCH may have been carried out).
+        Any other failure closes the connection -- one in an unknown state never goes back
+        to the pool -- and is raised.
 
         Args:
             method: the HTTP method.
@@ -314,13 +342,16 @@ class Channel:
         try:
             answer, keep = self._exchange(connection, data)
         except _StaleError:
-            self.resends += 1
-            connection = self._open()
-            answer, keep = self._exchange(connection, data)
-            answer = answer._replace(resent=True)
+            connection, answer, keep = self._once_more(data)
+        except _OutOfStepError as error:
+            self.out_of_step += 1
+            if method not in IDEMPOTENT:
+                raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
+            connection, answer, keep = self._once_more(data)
         if keep:
             self._give_back(connection)
         else:
+            self._busy.discard(connection)
             connection.close()
         return answer
 
@@ -329,13 +360,21 @@ class Channel:
         self._closed = True
         self._close_idle()
 
+    def close_idle(self) -> None:
+        """Close the idle connections (one may be out of step with its requests)."""
+        self._close_idle()
+
     def forget_after_fork(self) -> None:
         """In a child process: let go of the connections inherited from the parent.
 
         They are the parent's (two processes cannot share a TLS session, nor take turns on
         one connection), so the child opens its own. Only the child's copies of the
-        descriptors are closed: the parent still holds them, so nothing reaches the server.
+        descriptors are closed, idle ones and those a thread of the parent was using: the
+        parent still holds them, so nothing reaches the server.
         """
+        busy, self._busy = self._busy, set()
+        for connection in busy:
+            connection.close()
         self._close_idle()
 
     # -- inside ------------------------------------------------------------------------
@@ -365,21 +404,33 @@ class Channel:
             length,
         )
 
+    def _once_more(self, data: bytes) -> tuple[_Connection, Answer, bool]:
+        """Send ``data`` again on a new connection, where it can only fail for good."""
+        self.resends += 1
+        connection = self._open()
+        try:
+            answer, keep = self._exchange(connection, data)
+        except _OutOfStepError as error:
+            self.out_of_step += 1
+            raise ProtocolError(str(error)) from None
+        return connection, answer._replace(resent=True), keep
+
     def _take(self) -> _Connection:
         try:
             connection = self._idle.pop()
         except IndexError:
             return self._open()
-        if (
-            time.monotonic() - connection.idle_since >= IDLE_CHECK_SECONDS
-            and connection.closed_by_peer()
-        ):
-            connection.close()
-            return self._open()
-        return connection
+        if connection.quiet():
+            return connection
+        # closed by the server, or bytes no request asked for (a proxy's, a late answer's),
+        # which would be read as this request's answer
+        if connection.holds_bytes():
+            self.out_of_step += 1
+        connection.close()
+        return self._open()
 
     def _give_back(self, connection: _Connection) -> None:
-        connection.idle_since = time.monotonic()
+        self._busy.discard(connection)
         self._idle.append(connection)
         if self._closed:  # close() ran while this request was in flight
             self._close_idle()
@@ -428,6 +479,7 @@ class Channel:
 
         Returns the answer and whether the connection may carry another request.
         """
+        self._busy.add(connection)
         try:
             try:
                 connection.sock.sendall(data)
@@ -439,6 +491,7 @@ class Channel:
                 raise
             answer, keep = _read_answer(connection)
         except BaseException:
+            self._busy.discard(connection)
             connection.close()
             raise
         connection.used += 1
@@ -512,8 +565,9 @@ def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
         body, data = data[:size], data[size:]
     else:
         return Answer(status, reason, headers, _until_closed(connection, data)), False
-    # bytes after the answer are nothing a well-behaved server sends: start afresh
-    return Answer(status, reason, headers, body), keep and not data
+    if data:  # nothing a well-behaved server sends: which request is this answer for?
+        raise _OutOfStepError(f"{len(data)} bytes came after the answer")
+    return Answer(status, reason, headers, body), keep
 
 
 def _parse_head(head: bytes) -> tuple[bytes, int, str, dict[str, str]]:

@@ -30,7 +30,7 @@ import threading
 import uuid
 from datetime import UTC, datetime
 
-from k8s_logging_events import _sanitise, models
+from k8s_logging_events import _process, _sanitise, models
 
 __all__ = [
     "DETERMINISTIC",
@@ -167,6 +167,11 @@ class EventNamer:
         # least recently named first: plain dicts, because this runs for each event built
         self._last: dict[str, int] = {}
         self._hashed: dict[tuple[str, ...], str] = {}
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # the parent's dispatcher holds the lock for every event it names
+        self._lock = threading.Lock()
 
     @property
     def deterministic(self) -> bool:

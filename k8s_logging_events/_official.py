@@ -11,12 +11,13 @@ Whatever the channel could not do exactly as the client would keeps the client's
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
 from k8s_logging_events._http import Channel, TlsSettings
 
-__all__ = ["channel_for"]
+__all__ = ["channel_for", "forget_pool_after_fork"]
 
 # what the official client may give its urllib3 pool (kubernetes/client/rest.py); any other
 # option could change how a request is sent, so the official client then keeps the requests
@@ -151,3 +152,32 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
         cert_file=options.get("cert_file") or None,
         key_file=options.get("key_file") or None,
     )
+
+
+def forget_pool_after_fork(api_client: Any) -> None:
+    """In a child after ``os.fork()``: let go of the client's urllib3 connections.
+
+    They are the parent's; the child's copies of their sockets are closed (the parent's
+    stay open). A thread of the parent may have held the pool's locks at the fork (urllib3
+    holds them while it takes or returns a connection): they are made anew first, as
+    CPython does for its own locks, or closing them (now, or when the pool is collected)
+    would wait forever.
+    """
+    pool_manager: Any = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    pools = getattr(pool_manager, "pools", None)
+    if pool_manager is None or pools is None:
+        return
+    with contextlib.suppress(Exception):
+        _reinit(getattr(pools, "lock", None))
+        for pool in list(getattr(pools, "_container", {}).values()):
+            idle = getattr(pool, "pool", None)
+            for name in ("mutex", "not_empty", "not_full", "all_tasks_done"):
+                _reinit(getattr(idle, name, None))
+        pool_manager.clear()
+
+
+def _reinit(lock: object) -> None:
+    """Release ``lock`` (a Lock, RLock or Condition) whatever thread of the parent held it."""
+    reinit = getattr(lock, "_at_fork_reinit", None)
+    if callable(reinit):
+        reinit()

@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Mapping
 
-from k8s_logging_events import _diagnostics, models
+from k8s_logging_events import _diagnostics, _process, models
 from k8s_logging_events import sink as sinks
 
 __all__ = [
@@ -160,6 +160,11 @@ class PodUidSink:
         self._pod = pod
         self._lock = threading.Lock()
         self._resolved: models.ObjectReference | None = None
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a writer of the parent holds the lock while it reads the pod (a request)
+        self._lock = threading.Lock()
 
     @property
     def inner(self) -> sinks.EventSink:

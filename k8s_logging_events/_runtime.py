@@ -25,14 +25,28 @@ The rules this module keeps:
 5. An exception in a background step costs only the occurrences it was handling (counted
    as ``failed``) and never ends a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
+7. The library's threads block the termination signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
+   SIGALRM, SIGUSR1, SIGUSR2), so that the kernel hands them to the application's threads
+   and its handlers run promptly on its main thread. A subprocess inherits its thread's
+   mask, so a library thread unblocks them while it may start one (building the client,
+   reading credentials: a kubeconfig ``exec`` plugin), and no subprocess the library
+   causes inherits a blocked mask (:func:`~k8s_logging_events._process.subprocesses_may_start`).
+8. Two kinds of time: timestamps come from the clock's ``now()``; durations the library
+   schedules (back-offs, held counts, rate limits, report limits) are measured on the
+   clock's monotonic reading, so that a test drives them with a fake clock; deadlines and
+   stall detection, which bound real waits (a flush, a request hanging in a socket), on
+   :func:`time.monotonic`. Never a duration on the wall clock, which NTP may step.
+9. After ``os.fork()``, everything a thread of the parent may have held is renewed in the
+   child before anything runs there, in one registry (:mod:`~k8s_logging_events._process`).
 
 Lifecycle: the dispatcher starts with the first occurrence; writer threads start when
 writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
 :meth:`Runtime.close` are bounded by one deadline; after ``os.fork()`` the child starts
-afresh (the parent's pending writes are not written twice); a ``multiprocessing`` child
-flushes when its target returns (a ``Pool``'s workers when they end: ``close()`` and
-``join()`` the pool before it is terminated); where no thread can be started any more (Python 3.12
-during interpreter exit) the threads that exist, or the flushing thread, do the work.
+afresh with its counters at zero (the parent's queued and pending writes are the parent's,
+never written twice); a ``multiprocessing`` child flushes when its target returns (a
+``Pool``'s workers when they end: ``close()`` and ``join()`` the pool before it is
+terminated); where no thread can be started any more (Python 3.12 during interpreter exit)
+the threads that exist, or the flushing thread, do the work.
 """
 
 from __future__ import annotations
@@ -40,17 +54,22 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import os
 import queue
-import signal
-import sys
 import threading
 import time
-import weakref
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from typing import Any, overload
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from k8s_logging_events import _apis, _diagnostics, _stats, _writer, broadcaster, models
+from k8s_logging_events import (
+    _apis,
+    _diagnostics,
+    _process,
+    _runs,
+    _stats,
+    _writer,
+    broadcaster,
+    models,
+)
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime"]
@@ -100,21 +119,13 @@ REPORT_GRACE_SECONDS = 0.25
 
 Correlate = _apis.Correlate
 
-Keys = Callable[[Any], tuple[Hashable, object]]
-"""An item's correlation group (the object, source and type: items of different groups share
-no correlation state) and the rest of what a repeat has in common with it (all but the time)."""
+Keys = _runs.Keys
 
-Setup = Callable[[], tuple[_apis.WritePolicy, Correlate]]
-"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event."""
+Setup = Callable[[], tuple[_apis.WritePolicy, Correlate, bool]]
+"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event,
+and says whether that correlation keeps objects apart (see :func:`_runs.cut`)."""
 
 _counter = itertools.count()
-_live: weakref.WeakSet[Runtime] = weakref.WeakSet()
-
-_MAIN_THREAD_SIGNALS = frozenset(
-    getattr(signal, name)
-    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGALRM", "SIGUSR1", "SIGUSR2")
-    if hasattr(signal, name)
-)
 
 
 def _become_own_thread() -> None:
@@ -123,12 +134,10 @@ def _become_own_thread() -> None:
     The kernel hands a signal sent to the process to any thread that does not block it,
     and a Python handler runs only when the main thread next runs Python code: a SIGTERM
     taken by one of our threads while the main thread waits in a lock (a pool worker
-    between tasks) would never be handled, and ``Pool.terminate()`` would wait forever.
+    between tasks) would be handled late or never (see rule 7 and ``_process``).
     """
     _diagnostics.mark_own_thread()
-    if hasattr(signal, "pthread_sigmask"):
-        with contextlib.suppress(OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_BLOCK, _MAIN_THREAD_SIGNALS)
+    _process.leave_signals_to_the_main_thread()
 
 
 class _Marker:
@@ -150,21 +159,31 @@ class Recording:
 
     Args:
         writes: the sink's pending writes.
-        setup: called on the dispatcher at the first event; returns the write policy and
-            the correlation step (so that a sink may decide its API lazily).
+        setup: called on the dispatcher at the first event; returns the write policy, the
+            correlation step (so that a sink may decide its API lazily) and whether that
+            correlation's state never crosses objects.
     """
 
     def __init__(self, writes: _writer.Writes, setup: Setup) -> None:
         self.writes = writes
         self._setup = setup
         self._correlate: Correlate | None = None
+        self._by_object = False
         self.watcher = broadcaster.Watcher(None, 1, None)
+
+    def prepare(self) -> bool:
+        """Set the correlation up at its first use; True when it keeps objects apart, so
+        that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
+        if self._correlate is None:
+            policy, correlate, self._by_object = self._setup()
+            self.writes.policy = policy
+            self._correlate = correlate
+        return self._by_object
 
     def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
         """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
-        if self._correlate is None:
-            policy, self._correlate = self._setup()
-            self.writes.policy = policy
+        self.prepare()
+        assert self._correlate is not None
         return self._correlate(run)
 
     def renew(self) -> None:
@@ -205,6 +224,12 @@ class _WatchLoop:
         thread = threading.Thread(target=self._run, name=self._name, daemon=True)
         self.thread = thread
         thread.start()
+
+    def renew(self) -> None:
+        """Forget the parent's thread and progress (in a child after fork)."""
+        self.thread = None
+        self._done = threading.Condition()
+        self.processed = 0
 
     def caught_up(self, target: int) -> bool:
         """True once every event delivered up to ``target`` has been handled."""
@@ -277,7 +302,7 @@ class Runtime:
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
         self._consumers: list[Recording | _Inline | _WatchLoop] = []
         self._fresh()
-        _live.add(self)
+        _process.renew_in_child(self)
 
     def _fresh(self) -> None:
         """Everything tied to this process's threads: at construction and after fork."""
@@ -337,7 +362,7 @@ class Runtime:
             if self._started or self._closing:
                 return
             self._started = True
-            _install_child_exit_hooks()
+            _process.flush_when_child_ends(self)
             thread = threading.Thread(
                 target=self._dispatch, name=f"{self._name}-dispatcher-{next(_counter)}", daemon=True
             )
@@ -459,8 +484,9 @@ class Runtime:
         with self._cond:
             if self._ready_writes() and self._in_flight:
                 # blocked behind requests that may stall: look again when they would
-                oldest = min(write.started for _, write in self._in_flight)
-                wait = min(wait, max(0.05, oldest + STALL_SECONDS - time.monotonic()))
+                now = time.monotonic()
+                oldest = min(write.started or now for _, write in self._in_flight)
+                wait = min(wait, max(0.05, oldest + STALL_SECONDS - now))
         return wait
 
     def _handle_batch(self, batch: list[Any]) -> bool:
@@ -511,22 +537,47 @@ class Runtime:
             if not recordings:
                 self._counters.add("discarded", len(items))
                 return
-            runs = _runs(items, self._keys, self._build)  # shared: one Event per occurrence
-            for recording in recordings:
-                self._record(recording, runs)
+            self._record_all(recordings, items, self._build)
             return
         events = self._build_all(items, len(recordings))
         if not recordings:
             self._counters.add("discarded", len(events))
+        self._record_all(recordings, events, _runs.prebuilt)
         for consumer in consumers:
-            if isinstance(consumer, Recording):
-                self._record(consumer, _runs(events, self._keys, _built))
-            elif isinstance(consumer, _Inline):
+            if isinstance(consumer, _Inline):
                 self._run_inline(consumer, events)
-            else:
+            elif isinstance(consumer, _WatchLoop):
                 consumer.watcher._put_or_drop(
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )
+
+    def _record_all(
+        self, recordings: list[Recording], items: list[Any], build: Callable[[Any], models.Event]
+    ) -> None:
+        """Correlate ``items`` for each sink, in runs (one Event per occurrence for all)."""
+        built: dict[int, models.Event] = {}
+        cuts: dict[bool, list[_runs.Run]] = {}
+        for recording in recordings:
+            try:
+                by_object = recording.prepare()
+            except Exception as error:  # rule 5: this sink's occurrences fail, no others
+                self._uncorrelated(len(items), error)
+                continue
+            runs = cuts.get(by_object)
+            if runs is None:
+                runs = cuts[by_object] = _runs.cut(
+                    items, self._keys, build, by_object=by_object, built=built
+                )
+            self._record(recording, runs)
+
+    def _uncorrelated(self, occurrences: int, error: Exception) -> None:
+        self._counters.add("failed", occurrences)
+        self._reporter.report(
+            "correlate",
+            logging.ERROR,
+            "Unable to build or correlate an event (will not retry): %r",
+            error,
+        )
 
     def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
         """Build every item (watchers want each event); one that fails costs itself only."""
@@ -541,7 +592,7 @@ class Runtime:
                 )
         return events
 
-    def _record(self, recording: Recording, runs: list[_Run]) -> None:
+    def _record(self, recording: Recording, runs: list[_runs.Run]) -> None:
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
             if self._stopping:  # closed meanwhile: nothing more is written (and a long
@@ -551,13 +602,7 @@ class Runtime:
             try:
                 writes += recording.correlate(run)
             except Exception as error:  # rule 5: the run's occurrences fail, no others
-                self._counters.add("failed", len(run))
-                self._reporter.report(
-                    "correlate",
-                    logging.ERROR,
-                    "Unable to build or correlate an event (will not retry): %r",
-                    error,
-                )
+                self._uncorrelated(len(run), error)
         with self._cond:
             for event, held, occurrences in writes:
                 try:
@@ -638,7 +683,9 @@ class Runtime:
 
     def _stalled_count(self) -> int:
         now = time.monotonic()
-        return sum(1 for _, write in self._in_flight if now - write.started >= STALL_SECONDS)
+        return sum(
+            1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
+        )
 
     def _take_job(self) -> tuple[Recording, _writer.Write] | None:
         with self._cond:
@@ -744,6 +791,7 @@ class Runtime:
             with self._cond:
                 for recording in self._recordings():
                     recording.writes.release_held()
+                self._cond.notify_all()  # idle writers take what was released at once
             self._wake_dispatcher()
             return self._wait_written(marker, deadline)
         finally:
@@ -915,88 +963,27 @@ class Runtime:
         found += [c.thread for c in self._consumers if isinstance(c, _WatchLoop)]
         return [t for t in found if t is not None and t.is_alive()]
 
-    # --- fork -----------------------------------------------------------------------------
+    # --- processes ------------------------------------------------------------------------
+
+    def flush_at_child_exit(self) -> None:
+        """Write what was accepted: a ``multiprocessing`` child's target has returned."""
+        if self._started and not self._closing:
+            self.flush(self.exit_timeout)
 
     def _after_fork_in_child(self) -> None:
-        """Start afresh: the parent's threads do not exist here and its writes are its own."""
+        """Start afresh: the parent's threads do not exist here and its writes are its own.
+
+        Called by ``_process`` in a child after ``os.fork()``. What the parent had queued,
+        pending or in flight stays the parent's (never written twice); the consumers stay,
+        with nothing queued, and their threads start again with the child's first event.
+        """
+        closing = self._closing
         self._fresh()
+        self._closing = self._stopping = self._closed = closing
         for consumer in self._consumers:
-            if isinstance(consumer, Recording):
+            consumer.watcher._renew_after_fork()
+            if isinstance(consumer, Recording | _WatchLoop):
                 consumer.renew()
-            elif isinstance(consumer, _WatchLoop):
-                consumer.thread = None
-                consumer._done = threading.Condition()
-
-
-class _Run(Sequence[models.Event]):
-    """Queued items identical for correlation, each built into an Event when first read.
-
-    A correlator reads the first and the last of a run of repeats, so in a burst most
-    occurrences are counted without ever becoming an Event (building one means naming it
-    and a dataclass of 18 fields). What is built is kept: every sink reads the same Event,
-    and a slice (``run[1:]``) shares the run's items and built events. A failure to build
-    raises where the event is read, and costs the run.
-    """
-
-    __slots__ = ("_build", "_built", "_items", "_positions")
-
-    def __init__(
-        self,
-        items: list[Any],
-        build: Callable[[Any], models.Event],
-        positions: range | None = None,
-        built: dict[int, models.Event] | None = None,
-    ) -> None:
-        self._items = items
-        self._build = build
-        self._positions = range(len(items)) if positions is None else positions
-        self._built = {} if built is None else built
-
-    def __len__(self) -> int:
-        return len(self._positions)
-
-    @overload
-    def __getitem__(self, index: int) -> models.Event: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[models.Event]: ...
-
-    def __getitem__(self, index: int | slice) -> models.Event | Sequence[models.Event]:
-        if isinstance(index, slice):
-            return _Run(self._items, self._build, self._positions[index], self._built)
-        position = self._positions[index]  # negative indices, IndexError
-        event = self._built.get(position)
-        if event is None:
-            event = self._built[position] = self._build(self._items[position])
-        return event
-
-
-def _built(event: models.Event) -> models.Event:
-    return event
-
-
-def _runs(items: Sequence[Any], keys: Keys, build: Callable[[Any], models.Event]) -> list[_Run]:
-    """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
-
-    Occurrences go by correlation group (the object, source and type that a spam bucket,
-    an aggregation group and a count are keyed by: different groups share no correlation
-    state), in their order within each group; inside a group, consecutive identical
-    occurrences (everything but the time equal) form one run. Only the correlator caches'
-    LRU order can differ from correlating the batch one by one in arrival order.
-    """
-    groups: dict[Hashable, list[list[Any]]] = {}
-    last_keys: dict[Hashable, object] = {}
-    for item in items:
-        group_key, key = keys(item)
-        runs = groups.get(group_key)
-        if runs is None:
-            groups[group_key] = [[item]]
-        elif last_keys[group_key] == key:
-            runs[-1].append(item)
-        else:
-            runs.append([item])
-        last_keys[group_key] = key
-    return [_Run(run, build) for runs in groups.values() for run in runs]
 
 
 class _Deadline:
@@ -1012,46 +999,3 @@ class _Deadline:
 
     def expired(self) -> bool:
         return time.monotonic() >= self.end
-
-
-# --- processes: fork, multiprocessing children ---------------------------------------------
-
-_hooks_installed_in: int | None = None
-
-
-def _install_child_exit_hooks() -> None:
-    """In a ``multiprocessing`` child, flush when its target returns.
-
-    A child started by ``multiprocessing`` ends with ``os._exit()`` after running its
-    finalizers: ``atexit`` (and so ``logging.shutdown()``) never runs there.
-    """
-    global _hooks_installed_in
-    pid = os.getpid()
-    if _hooks_installed_in == pid:
-        return
-    _hooks_installed_in = pid
-    process = sys.modules.get("multiprocessing")
-    if process is None or process.parent_process() is None:
-        return
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.Finalize(None, _flush_all, exitpriority=100)
-
-
-def _flush_all() -> None:
-    """Flush every started runtime (a multiprocessing child's target has returned)."""
-    for runtime in list(_live):
-        if runtime._started and not runtime._closing:
-            with contextlib.suppress(Exception):
-                runtime.flush(runtime.exit_timeout)
-
-
-def _after_fork_in_child() -> None:
-    global _hooks_installed_in
-    _hooks_installed_in = None
-    for runtime in list(_live):
-        runtime._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

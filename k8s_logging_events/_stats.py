@@ -11,6 +11,8 @@ import itertools
 import threading
 from collections.abc import Mapping
 
+from k8s_logging_events import _process
+
 __all__ = ["OUTCOMES", "Counters", "Tally"]
 
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
@@ -48,11 +50,17 @@ class Tally:
 class Counters:
     """A thread-safe bag of named integer counters."""
 
-    __slots__ = ("_lock", "_values")
+    __slots__ = ("__weakref__", "_lock", "_values")
 
     def __init__(self, names: tuple[str, ...] = ()) -> None:
         self._lock = threading.Lock()
         self._values: dict[str, int] = dict.fromkeys(names, 0)
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Every counter back to zero, under a new lock: a child counts its own outcomes."""
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(self._values, 0)
 
     def add(self, name: str, amount: int = 1) -> None:
         """Add ``amount`` to the counter ``name``."""

@@ -2,9 +2,10 @@
 
 The correlator's spam filter keeps one bucket per source and object, and the sink's
 client-side rate limit keeps one per sink. The bucket never reads a clock and never sleeps:
-every call is given ``now`` in seconds (see :func:`k8s_logging_events.clock.seconds`), so
-the owner decides how often time is read and tests need no waiting. Not thread-safe by
-itself; the owner holds its own lock.
+every call is given ``now`` in seconds on a monotonic reading (see
+:func:`k8s_logging_events.clock.monotonic_source`: a wall clock that NTP steps back would
+stop the refill), so the owner decides how often time is read and tests need no waiting.
+Not thread-safe by itself; the owner holds its own lock.
 """
 
 from __future__ import annotations

@@ -19,7 +19,8 @@ back. This keeps client-go's create-or-patch logic and retry schedule, and adds:
   event's token bucket next allows, and at flush;
 * exact accounting: each occurrence ends as created, patched, coalesced, dropped or failed.
 
-Time comes from the injected clock, so tests drive back-offs with a fake clock.
+Back-offs and held counts are durations, measured on the injected clock's monotonic reading
+(never its wall clock, which NTP may step), so tests drive them with a fake clock.
 """
 
 from __future__ import annotations
@@ -75,8 +76,8 @@ _MAX_SKIPPED = 256
 """Ready writes one take() looks past (waiting for their object or namespace) at most."""
 
 _RESOLUTION = 1e-6
-"""A clock gives datetimes, in whole microseconds: a write due within one is due now (a
-sleeper that moves a fake clock cannot sleep less, and would be asked again forever)."""
+"""A write due within a microsecond is due now: a sleeper that moves a fake clock moves it
+by at least that much, and would be asked again forever for less."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,18 +115,45 @@ class Write:
     first: int = 0
     last_error: Exception | None = None
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
-    started: float = 0.0  # time.monotonic() when the request in flight began; 0: none is
+    # time.monotonic() when the request in flight began (real time: it bounds a request
+    # that hangs in a socket); None while no request is in flight
+    started: float | None = None
+    # the event of its first occurrence, once later ones were merged in (see creation())
+    origin: models.Event | None = None
 
     @property
     def in_flight(self) -> bool:
         """True while a request for this write has not come back."""
-        return self.started > 0
+        return self.started is not None
 
     def absorb(self, newer: Write) -> None:
         """Take over a newer occurrence: its count, timestamps and message win."""
+        if self.origin is None:
+            self.origin = self.event
         self.event = newer.event
         self.occurrences += newer.occurrences
         self.held = self.held and newer.held
+
+    def creation(self) -> models.Event:
+        """The event a create of this write sends.
+
+        A write stands for its first occurrence and the repeats merged into it, as a create
+        followed by count patches: what a patch cannot change (the involved object, the
+        reason, the source ...) is the first occurrence's, the count, last timestamp and
+        message (or series) the latest's. They differ only where a ``key_func`` groups
+        events about several objects, and then this is what client-go, writing one
+        occurrence at a time, leaves on the server.
+        """
+        first, latest = self.origin, self.event
+        if first is None:
+            return latest
+        return dataclasses.replace(
+            first,
+            count=latest.count,
+            last_timestamp=latest.last_timestamp,
+            message=latest.message,
+            series=latest.series,
+        )
 
     @property
     def namespace(self) -> str:
@@ -173,6 +201,7 @@ class Writes:
         self._counters = counters
         self._options = options
         self._clock = clock
+        self._monotonic = clock_mod.monotonic_source(clock)
         self._reporter = reporter
         self._namer = namer or _names.EventNamer()
         self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
@@ -290,7 +319,7 @@ class Writes:
         return len(self._ready)
 
     def next_due(self) -> float | None:
-        """Seconds (on the clock) until the next timed write is due; None if there is none."""
+        """Seconds (monotonic) until the next timed write is due; None if there is none."""
         while self._timed:
             due, generation, key = self._timed[0]
             slot = self._slots.get(key)
@@ -304,14 +333,14 @@ class Writes:
         stalled = 0
         for writes in self._in_flight.values():
             for write in writes:
-                if now - write.started >= stall_seconds:
+                if write.started is not None and now - write.started >= stall_seconds:
                     stalled += 1
                     self._stalled.add(write.namespace)
         return stalled
 
     def oldest_started(self) -> float | None:
         """When the oldest request in flight began (``time.monotonic()``), if any."""
-        starts = [write.started for writes in self._in_flight.values() for write in writes]
+        starts = [w.started for ws in self._in_flight.values() for w in ws if w.started is not None]
         return min(starts, default=None)
 
     def release_held(self) -> None:
@@ -358,7 +387,7 @@ class Writes:
             except sink.ApiStatusError as error:
                 if not error.is_not_found:
                     raise
-        fresh = dataclasses.replace(write.event, resource_version="")
+        fresh = dataclasses.replace(write.creation(), resource_version="")
         try:
             return "created", self.sink.create(fresh)
         except sink.ApiStatusError as error:
@@ -467,7 +496,7 @@ class Writes:
     # --- scheduling ----------------------------------------------------------------------
 
     def _landed(self, write: Write) -> None:
-        write.started = 0.0
+        write.started = None
         self._busy_objects.discard(write.event.involved_object)
         writes = self._in_flight.get(write.namespace)
         if writes is not None and write in writes:
@@ -545,4 +574,6 @@ class Writes:
         )
 
     def _now(self) -> float:
-        return clock_mod.seconds(self._clock)
+        # due times are durations from now: on the monotonic reading, which a step of the
+        # wall clock (NTP, a VM resumed from a snapshot) does not move
+        return self._monotonic()

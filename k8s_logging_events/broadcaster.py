@@ -263,6 +263,16 @@ class Watcher:
             self._ended = True
             self._cond.notify_all()
 
+    def _renew_after_fork(self) -> None:
+        """In a child after ``os.fork()``: a new lock, and nothing queued or delivered.
+
+        The parent's thread may have held the lock at the fork; what was queued is the
+        parent's to handle.
+        """
+        self._cond = threading.Condition()
+        self._items.clear()
+        self._delivered = self._dropped = 0
+
 
 class _Marker:
     """A control operation sent through the incoming queue, run by the distributing thread."""

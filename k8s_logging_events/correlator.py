@@ -23,12 +23,12 @@ import math
 import struct
 import threading
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import NamedTuple, TypeAlias
 
 import cachetools
 
-from k8s_logging_events import _names, _sanitise, _tokenbucket, models
+from k8s_logging_events import _names, _process, _sanitise, _tokenbucket, models
 from k8s_logging_events import clock as clocks
 
 __all__ = [
@@ -459,13 +459,17 @@ _PATCH_PENDING = object()
 
 
 class _AggregateRecord:
-    """The distinct local keys seen for one aggregate key, and when the last one came."""
+    """The distinct local keys seen for one aggregate key, and when the last one came.
 
-    __slots__ = ("last_timestamp", "local_keys")
+    ``last_seen`` is a monotonic reading: the interval is a duration, which a step of the
+    wall clock must not cut short or stretch (Go's ``time.Time.Sub`` measures it so too).
+    """
+
+    __slots__ = ("last_seen", "local_keys")
 
     def __init__(self) -> None:
         self.local_keys: set[str] = set()
-        self.last_timestamp: datetime | None = None
+        self.last_seen: float | None = None
 
 
 class _Aggregator:
@@ -479,12 +483,14 @@ class _Aggregator:
         self._key_func = settings.key_func
         self._message_func = settings.message_func
         self._max_events = settings.max_events
-        self._max_interval = timedelta(seconds=settings.max_interval_seconds)
+        self._max_interval = settings.max_interval_seconds
         self._clock = settings.clock
+        self._monotonic = clocks.monotonic_source(settings.clock)
 
     def aggregate(self, event: models.Event) -> tuple[models.Event, str]:
         """Return the event to observe and its cache key: ``event`` itself or an aggregate."""
-        now = self._clock.now()
+        seen = self._monotonic()
+        now = self._clock.now()  # the aggregate event's timestamps, and its name
         event_key = get_event_key(event)
         aggregate_key, local_key = self._key_func(event)
 
@@ -492,12 +498,12 @@ class _Aggregator:
         # the window slides: it is measured from the latest similar event, not the first
         if (
             record is None
-            or record.last_timestamp is None
-            or now - record.last_timestamp > self._max_interval
+            or record.last_seen is None
+            or seen - record.last_seen > self._max_interval
         ):
             record = _AggregateRecord()
         record.local_keys.add(local_key)
-        record.last_timestamp = now
+        record.last_seen = seen
         self._cache[aggregate_key] = record
 
         if len(record.local_keys) < self._max_events:
@@ -527,18 +533,19 @@ class _Aggregator:
         group is below the threshold and within the interval: :meth:`aggregate` would then
         return ``event`` itself and change nothing but the group's last timestamp.
         """
-        now = self._clock.now()
+        seen = self._monotonic()
+        self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
         aggregate_key, local_key = self._key_func(event)
         record = self._cache.get(aggregate_key)
         if (
             record is None
-            or record.last_timestamp is None
-            or now - record.last_timestamp > self._max_interval
+            or record.last_seen is None
+            or seen - record.last_seen > self._max_interval
             or local_key not in record.local_keys
             or len(record.local_keys) >= self._max_events
         ):
             return False
-        record.last_timestamp = now
+        record.last_seen = seen
         self._cache[aggregate_key] = record
         return True
 
@@ -602,7 +609,8 @@ class _SpamFilter:
         self._burst = settings.burst_size
         # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
         self._qps = _float32(settings.qps)
-        self._clock = settings.clock
+        # refill is a duration: measured on the monotonic reading, never the wall clock
+        self._monotonic = clocks.monotonic_source(settings.clock)
         self._key_func = settings.spam_key_func
 
     def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
@@ -619,7 +627,7 @@ class _SpamFilter:
     def take(self, event: models.Event) -> bool:
         """Take a token from ``event``'s bucket; return whether one was there."""
         key = self._key_func(event)
-        now = clocks.seconds(self._clock)
+        now = self._monotonic()
         bucket = self._bucket(key, now)
         taken = bucket.try_take(now)
         # stored on every call, so a busy key stays in the cache
@@ -629,7 +637,7 @@ class _SpamFilter:
     def take_many(self, event: models.Event, count: int) -> int:
         """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
         key = self._key_func(event)
-        now = clocks.seconds(self._clock)
+        now = self._monotonic()
         bucket = self._bucket(key, now)
         taken = 0
         while taken < count and bucket.try_take(now):
@@ -639,7 +647,7 @@ class _SpamFilter:
 
     def wait(self, event: models.Event) -> float:
         """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
-        now = clocks.seconds(self._clock)
+        now = self._monotonic()
         return self._bucket(self._key_func(event), now).wait_time(now)
 
 
@@ -673,6 +681,11 @@ class EventCorrelator:
         self._default_keys = (
             settings.key_func is aggregate_by_reason and settings.spam_key_func is get_spam_key
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a thread of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"EventCorrelator({self._options!r})"
@@ -681,6 +694,19 @@ class EventCorrelator:
     def options(self) -> CorrelatorOptions:
         """The options in use, with every default filled in."""
         return self._options
+
+    @property
+    def keeps_objects_apart(self) -> bool:
+        """True when no state is shared between events about different objects.
+
+        So with client-go's key functions (and :func:`spam_key_per_reason`): each key
+        names the source, object and type. A ``key_func`` or ``spam_key_func`` of one's
+        own may group events about several objects, and then only their order of arrival
+        gives client-go's results. Not in client-go.
+        """
+        return self._options.key_func is aggregate_by_reason and (
+            self._options.spam_key_func in (get_spam_key, spam_key_per_reason)
+        )
 
     def correlate(self, event: models.Event) -> CorrelateResult:
         """Aggregate, count and spam-filter ``event``, in client-go's order.
@@ -713,7 +739,10 @@ class EventCorrelator:
         then one for the rest together -- the latest observed event (its count counts them
         all), held only when the spam filter held every one of them back, and how many it
         stands for. The spam filter takes one token per occurrence, the aggregator sees
-        each message once, the observer counts every occurrence. Not in client-go.
+        each message once, the observer counts every occurrence. Where aggregation is under
+        way (or with key functions of one's own) the rest may be counted on several events
+        (a combined one, and the message's own): then one entry per stretch of the same
+        event, as a writer would merge them. Not in client-go.
         """
         if not events:
             return []
@@ -728,13 +757,24 @@ class EventCorrelator:
                 return out
             merged = self._repeat_run(rest) if self._default_keys else None
             if merged is None:  # custom key functions or aggregation under way: one by one
-                held, observed = True, first[0]
-                for event in rest:
-                    observed, skip = self._correlate(event)
-                    held = held and skip
-                merged = (observed, held)
+                return out + self._one_by_one(rest)
             out.append((merged[0], merged[1], len(rest)))
             return out
+
+    def _one_by_one(self, events: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        """Correlate each of ``events``; consecutive results for one event are one entry."""
+        out: list[tuple[models.Event, bool, int]] = []
+        for event in events:
+            observed, skip = self._correlate(event)
+            if out and (out[-1][0].namespace, out[-1][0].name) == (
+                observed.namespace,
+                observed.name,
+            ):
+                _, held, occurrences = out[-1]
+                out[-1] = (observed, held and skip, occurrences + 1)
+            else:
+                out.append((observed, skip, 1))
+        return out
 
     def _correlate(self, event: models.Event) -> tuple[models.Event, bool]:
         candidate, key = self._aggregator.aggregate(event)

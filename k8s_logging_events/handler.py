@@ -32,7 +32,6 @@ import os
 import socket
 import sys
 import threading
-import weakref
 from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
@@ -42,6 +41,7 @@ from k8s_logging_events import (
     _diagnostics,
     _options,
     _pod,
+    _process,
     _records,
     _sanitise,
     _stats,
@@ -288,7 +288,7 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
-        _live_handlers.add(self)
+        _process.renew_in_child(self)
         if config.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, config.exception_detail)
 
@@ -578,9 +578,10 @@ class KubernetesEventHandler(logging.Handler):
     def _after_fork_in_child(self) -> None:
         """Forget the parent's threads and queues: the child starts afresh on its next event.
 
-        What the parent had queued stays in the parent's broadcaster, which the child never
-        touches (its locks may be held by threads that do not exist here), so nothing is
-        written twice. A given broadcaster is the application's to reset.
+        Called by ``_process`` in a child after ``os.fork()``. What the parent had queued
+        stays in the parent's broadcaster, which the child never writes to, so nothing is
+        written twice; the child makes a broadcaster of its own at its next record. A given
+        broadcaster is kept: it renews itself (``_process``), with nothing pending.
         """
         self._fresh_state()
 
@@ -666,16 +667,3 @@ _OPTION_NAMES = tuple(
     for name, parameter in inspect.signature(KubernetesEventHandler).parameters.items()
     if parameter.kind is inspect.Parameter.KEYWORD_ONLY
 )
-
-# --- fork -------------------------------------------------------------------------------------
-
-_live_handlers: weakref.WeakSet[KubernetesEventHandler] = weakref.WeakSet()
-
-
-def _reset_handlers_in_child() -> None:
-    for handler in list(_live_handlers):
-        handler._after_fork_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reset_handlers_in_child)

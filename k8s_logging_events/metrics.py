@@ -42,6 +42,7 @@ to install it; no other module of the package imports it.
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Iterator, Mapping
@@ -59,7 +60,7 @@ except ImportError as error:  # pragma: no cover - tested in a subprocess withou
         name=error.name,
     ) from error
 
-from k8s_logging_events import _stats, models
+from k8s_logging_events import _process, _stats, models
 
 __all__ = [
     "ACCEPTED",
@@ -271,3 +272,12 @@ _collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, _Collector]
     weakref.WeakKeyDictionary()
 )
 _lock = threading.Lock()
+
+
+def _after_fork_in_child() -> None:
+    """In a child after ``os.fork()`` (see ``_process``): the lock a scrape may have held."""
+    global _lock
+    _lock = threading.Lock()
+
+
+_process.renew_in_child(sys.modules[__name__])

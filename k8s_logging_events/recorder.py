@@ -25,6 +25,7 @@ from k8s_logging_events import (
     _diagnostics,
     _failures,
     _names,
+    _process,
     _runtime,
     _sanitise,
     _stats,
@@ -122,6 +123,11 @@ class EventBroadcaster:
             sleep=sleep,
             name=name,
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # the runtime, counters, reporter and namer renew themselves (see _process)
+        self._invalid = _stats.Tally()
 
     # --- recorders -------------------------------------------------------------------------
 
@@ -305,7 +311,7 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_apis.WritePolicy, _runtime.Correlate]:
+    ) -> tuple[_apis.WritePolicy, _runtime.Correlate, bool]:
         options = self._correlator_options or correlator.CorrelatorOptions()
         return _apis.api_of(event_sink).correlation(options, self._clock, self._namer)
 

@@ -16,11 +16,11 @@ import dataclasses
 import json
 import threading
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import cachetools
 
-from k8s_logging_events import _sanitise, models
+from k8s_logging_events import _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -127,9 +127,14 @@ def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) 
 
 @dataclasses.dataclass(slots=True)
 class _Entry:
-    """What the cache remembers of one Event: its first occurrence and its series."""
+    """What the cache remembers of one Event: its first occurrence and its series.
+
+    The times are monotonic readings: finishing and refreshing are durations, which a step
+    of the wall clock must neither cut short nor stretch (client-go measures them so too).
+    """
 
     event: models.Event
+    last_seen: float
     last_written: float | None = None
 
 
@@ -137,7 +142,8 @@ class SeriesCorrelator:
     """Groups isomorphic occurrences into series, as client-go's ``tools/events`` does.
 
     Args:
-        clock: the time source for series times and for finishing quiet series.
+        clock: the time source: ``now()`` for series times, ``monotonic()`` for finishing
+            quiet series and refreshing ongoing ones.
         cache_size: how many Events are remembered at once (least recently used go first).
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
@@ -155,13 +161,19 @@ class SeriesCorrelator:
         key: Callable[[models.Event], tuple[object, ...]] = isomorphic_key,
     ) -> None:
         self._clock = clock or clock_mod.SystemClock()
+        self._monotonic = clock_mod.monotonic_source(self._clock)
         self._key = key
-        self._finish = timedelta(seconds=finish_seconds)
+        self._finish = finish_seconds
         self._refresh = refresh_seconds
         self._lock = threading.Lock()
         self._cache: cachetools.LRUCache[tuple[object, ...], _Entry] = cachetools.LRUCache(
             cache_size
         )
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        # a thread of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
 
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
         """Record one occurrence; return the event to write and whether to hold it back.
@@ -172,50 +184,52 @@ class SeriesCorrelator:
         occurrence's fields, note included, as events.k8s.io/v1 keeps them immutable.
         """
         key = self._key(event)
+        seen = self._monotonic()
         now = self._clock.now()
         with self._lock:
             entry = self._cache.get(key)
-            if entry is None or self._finished(entry, now):
-                self._cache[key] = _Entry(event)
+            if entry is None or seen - entry.last_seen > self._finish:
+                self._cache[key] = _Entry(event, seen)
                 return event, False
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
             entry.event = dataclasses.replace(
                 first, series=models.EventSeries(count=count, last_observed_time=now)
             )
+            entry.last_seen = seen
             return entry.event, count > 2
 
     def hold_wait(self, event: models.Event) -> float:
         """Seconds until the held series of ``event`` is due: finished, or refreshed."""
-        now = clock_mod.seconds(self._clock)
+        seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(self._key(event))
-        current = entry.event if entry is not None else event
-        return max(0.0, self._due(current, entry) - now)
+            if entry is None:
+                return 0.0  # evicted or finished already: what is held may go
+            return max(0.0, self._due(entry) - seen)
 
     def release(self, event: models.Event) -> bool:
         """True when the held series of ``event`` is due; a finished series is forgotten."""
         key = self._key(event)
-        now = self._clock.now()
+        seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(key)
             if entry is None:
                 return True  # evicted or finished already: write what is held
-            if self._due(entry.event, entry) > now.timestamp():
+            if self._due(entry) > seen:
                 return False
-            last = _last_seen(entry.event)
-            if last is None or now - last >= self._finish:
+            if seen - entry.last_seen >= self._finish:
                 # written because it went quiet: the series is over, a new one starts next
                 del self._cache[key]
             return True
 
     def written(self, sent: models.Event) -> None:
         """Remember when ``sent``'s Event was last written (for the refresh heartbeat)."""
-        now = clock_mod.seconds(self._clock)
+        seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(self._key(sent))
             if entry is not None and entry.event.name == sent.name:
-                entry.last_written = now
+                entry.last_written = seen
 
     def now(self) -> datetime:
         """The time on this correlator's clock."""
@@ -225,22 +239,11 @@ class SeriesCorrelator:
         with self._lock:
             return len(self._cache)
 
-    def _finished(self, entry: _Entry, now: datetime) -> bool:
-        last = _last_seen(entry.event)
-        return last is not None and now - last > self._finish
-
-    def _due(self, event: models.Event, entry: _Entry | None) -> float:
-        last = _last_seen(event)
-        finish = (last + self._finish).timestamp() if last is not None else 0.0
-        if entry is not None and entry.last_written is not None:
+    def _due(self, entry: _Entry) -> float:
+        finish = entry.last_seen + self._finish
+        if entry.last_written is not None:
             return min(finish, entry.last_written + self._refresh)
         return finish
-
-
-def _last_seen(event: models.Event) -> datetime | None:
-    if event.series is not None:
-        return event.series.last_observed_time
-    return event.event_time or event.first_timestamp
 
 
 class SeriesPolicy:

@@ -14,12 +14,9 @@ writer decides what to do with each failure from its class alone:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import threading
-import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import quote
@@ -30,6 +27,7 @@ from k8s_logging_events import (
     _http,
     _kubeconfig,
     _official,
+    _process,
     _tokenbucket,
     models,
 )
@@ -111,6 +109,7 @@ class ApiStatusError(Exception):
         causes: the cause types from ``details.causes`` (``NamespaceTerminating`` ...).
         retry_after: seconds the server asked the client to wait (``Retry-After`` or
             ``details.retryAfterSeconds``), if it said.
+        name: the name of the object the Status is about (``details.name``), if it said.
         method: the request's HTTP method, when the sink knows it (for reports).
         path: the request's URL path, when the sink knows it (for reports).
     """
@@ -123,6 +122,7 @@ class ApiStatusError(Exception):
         *,
         causes: Sequence[str] = (),
         retry_after: float | None = None,
+        name: str = "",
         method: str = "",
         path: str = "",
     ) -> None:
@@ -134,6 +134,7 @@ class ApiStatusError(Exception):
         self.message = message
         self.causes = tuple(causes)
         self.retry_after = retry_after
+        self.name = name
 
     def __str__(self) -> str:
         text = f"{self.status} {self.reason}".strip()
@@ -194,7 +195,7 @@ class KubernetesEventSink:
         qps: the sustained request rate of the client-side rate limit; 0 turns it off.
         burst: how many requests may go at once after a quiet spell.
         request_timeout: seconds to connect and to read each answer.
-        clock: the time source of the rate limit.
+        clock: the time source of the rate limit (its monotonic reading).
         sleep: how the rate limit waits (interrupted by :meth:`close`).
         api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"`` or ``"auto"``.
         drain_qps: the rate limit while :meth:`drain` is on (0: none), see
@@ -228,10 +229,12 @@ class KubernetesEventSink:
         """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
         self._clock = clock or clock_mod.SystemClock()
+        # the rate limit measures durations: on the monotonic reading, never the wall clock
+        self._monotonic = clock_mod.monotonic_source(self._clock)
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
         self._limit_lock = threading.Lock()
-        now = clock_mod.seconds(self._clock)
+        now = self._monotonic()
         self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
         # draining is never slower than the normal rate: no limit stays no limit
         self._draining = self._normal
@@ -244,7 +247,7 @@ class KubernetesEventSink:
         self._lean_off = False
         self.waiting_for_rate_limit = 0
         """How many requests are waiting for the rate limit right now."""
-        _live_sinks.add(self)
+        _process.renew_in_child(self)
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
@@ -286,7 +289,7 @@ class KubernetesEventSink:
         A server that cannot be reached counts as not serving it (core/v1 is everywhere).
         """
         try:
-            request = self._api_client.param_serialize(
+            request = self._serialize(
                 method="GET",
                 resource_path=f"/apis/{EVENTS_V1}",
                 header_params={"Accept": _JSON},
@@ -309,24 +312,62 @@ class KubernetesEventSink:
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""
-        return self._write("POST", self._path(event.namespace), self._body(event), _JSON)
+        path = self._path(event.namespace)
+        return self._answered(event, "POST", path, self._body(event), _JSON)
 
     def update(self, event: models.Event) -> models.Event:
         """PUT ``event`` over the stored one of the same name."""
         path = self._path(event.namespace, event.name)
-        return self._write("PUT", path, self._body(event), _JSON)
+        return self._answered(event, "PUT", path, self._body(event), _JSON)
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
         path = self._path(event.namespace, event.name)
-        return self._write("PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+        return self._answered(event, "PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+
+    def _answered(
+        self, event: models.Event, method: str, path: str, body: object, content_type: str
+    ) -> models.Event:
+        """Write ``event``, and make sure the answer is about it.
+
+        An answer about another object (another event's name), one the request cannot
+        have had (see :func:`_could_answer`), or a write's answer with another count than
+        the one written (an earlier answer about the same event) was meant for another
+        request, read off a connection out of step with its requests (bytes a proxy sent
+        that the channel's check before reuse came too early to see). It is not taken: the
+        idle connections are closed and the write fails as in transport
+        (:class:`~k8s_logging_events._http.ProtocolError`; it may have been carried out),
+        for the writer to try again.
+        """
+        try:
+            stored = self._write(method, path, body, content_type)
+        except ApiStatusError as error:
+            if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
+                raise
+            raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
+        if stored.name != event.name or stored.namespace not in ("", event.namespace):
+            raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
+        api = _apis.BY_NAME[self.api]
+        written = _count_written(api, method, event, body)
+        if written is not None and api.count_of(stored) != written:
+            raise self._out_of_step(event, f"count {api.count_of(stored)}, not {written}")
+        return stored
+
+    def _out_of_step(self, event: models.Event, answer: str) -> _http.ProtocolError:
+        if self._channel is not None:
+            self._channel.out_of_step += 1
+            self._channel.close_idle()
+        return _http.ProtocolError(
+            f"the answer to a write of event {event.namespace}/{event.name} was meant for "
+            f"another request: {answer}"
+        )
 
     def read(self, event: models.Event) -> models.Event:
         """GET the stored event of ``event``'s namespace and name (to continue its count).
 
         Needs the verb ``get`` on ``events``; a 403 or 404 is raised as :class:`ApiStatusError`.
         """
-        return self._write("GET", self._path(event.namespace, event.name), None, _JSON)
+        return self._answered(event, "GET", self._path(event.namespace, event.name), None, _JSON)
 
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
         """The sink's own channel, or the official client where the channel cannot mirror it."""
@@ -339,12 +380,7 @@ class KubernetesEventSink:
             encoded = b"" if body is None else body if isinstance(body, bytes) else _encode(body)
         except (TypeError, ValueError) as error:
             raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
-        # read at each request: a refresh hook (exec plugin, rotated token file) runs here
-        credentials = [
-            (str(auth["key"]), str(auth["value"]))
-            for auth in self._api_client.configuration.auth_settings().values()
-            if auth.get("in") == "header" and auth.get("value")
-        ]
+        credentials = self._credentials()
         try:
             answer = channel.request(method, path, content_type, credentials, encoded)
         except OSError as error:
@@ -424,7 +460,7 @@ class KubernetesEventSink:
         """Send one request under the rate limit; return the decoded JSON answer."""
         self._wait_for_rate_limit()
         try:
-            request = self._api_client.param_serialize(
+            request = self._serialize(
                 method=method,
                 resource_path=path,
                 header_params={"Content-Type": content_type, "Accept": _JSON},
@@ -456,13 +492,32 @@ class KubernetesEventSink:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
+    def _credentials(self) -> list[tuple[str, str]]:
+        """The credential headers, read at each request: a refresh hook runs here."""
+        configuration = self._api_client.configuration
+        if getattr(configuration, "refresh_api_key_hook", None) is None:
+            settings = configuration.auth_settings()
+        else:  # it may run an exec credential plugin
+            with _process.subprocesses_may_start():
+                settings = configuration.auth_settings()
+        return [
+            (str(auth["key"]), str(auth["value"]))
+            for auth in settings.values()
+            if auth.get("in") == "header" and auth.get("value")
+        ]
+
+    def _serialize(self, **request: Any) -> Any:
+        """The official client's request, credentials included (a refresh hook runs here)."""
+        with _process.subprocesses_may_start():  # it may run an exec credential plugin
+            return self._api_client.param_serialize(**request)
+
     def _wait_for_rate_limit(self) -> None:
         while True:
             with self._limit_lock:
                 bucket = self._bucket
                 if bucket is None:
                     return
-                now = clock_mod.seconds(self._clock)
+                now = self._monotonic()
                 if bucket.try_take(now):
                     return
                 # at most a second at a time: a drain that starts meanwhile applies at once
@@ -478,16 +533,20 @@ class KubernetesEventSink:
                     self.waiting_for_rate_limit -= 1
 
     def _after_fork_in_child(self) -> None:
-        # the parent's keep-alive connections are the parent's: a child opens its own
+        """A new rate-limit lock and close flag; the parent's connections are the parent's.
+
+        Called by ``_process`` in a child after ``os.fork()``: a writer thread of the parent
+        may have held the lock, and the child opens connections of its own.
+        """
         self._limit_lock = threading.Lock()
+        closed = self._closed.is_set()
+        self._closed = threading.Event()
+        if closed:
+            self._closed.set()
         self.waiting_for_rate_limit = 0
         if self._channel is not None:
             self._channel.forget_after_fork()
-        pool = getattr(getattr(self._api_client, "rest_client", None), "pool_manager", None)
-        clear = getattr(pool, "clear", None)
-        if callable(clear):
-            with contextlib.suppress(Exception):
-                clear()
+        _official.forget_pool_after_fork(self._api_client)
 
 
 find_configuration = _kubeconfig.find_configuration
@@ -523,9 +582,35 @@ def _status_error(
         str(data.get("message") or ""),
         causes=[cause for cause in causes if cause],
         retry_after=_retry_after(headers, details),
+        name=str(details.get("name") or ""),
         method=request[0],
         path=request[1],
     )
+
+
+def _count_written(
+    api: _apis.EventsApi, method: str, event: models.Event, body: object
+) -> int | None:
+    """The count a write sets (a server stores it as sent); None: not known (a read, or a
+    patch that sets none)."""
+    if method == "GET":
+        return None
+    if not isinstance(body, bytes):  # a create or a replace: the event itself
+        return api.count_of(event)
+    try:
+        patch = json.loads(body)
+    except ValueError:
+        return None
+    count = api.patched_count(patch) if isinstance(patch, dict) else None
+    return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+
+def _could_answer(method: str, error: ApiStatusError) -> bool:
+    """False for a Status no request of ``method`` gets from an API server: ``AlreadyExists``
+    to anything but a create; a 409 or a 422 to a read (which no admission webhook sees)."""
+    if error.is_already_exists:
+        return method == "POST"
+    return not (method == "GET" and error.status in (409, 422))
 
 
 def _retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
@@ -569,14 +654,6 @@ def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
         raise RequestConstructionError(f"{parts!r} cannot be put in a URL: {error}") from None
 
 
-_live_sinks: weakref.WeakSet[KubernetesEventSink] = weakref.WeakSet()
-
-
-def _renew_sinks_in_child() -> None:
-    for live in list(_live_sinks):
-        live._after_fork_in_child()
-
-
 # --- a sink built on first use ----------------------------------------------------------
 
 
@@ -596,6 +673,11 @@ class LazySink:
         self._error: Exception | None = None
         self._closed = False
         self._draining = False
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A new lock: a build under way in the parent is made again here when needed."""
+        self._lock = threading.Lock()
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` through the real sink."""
@@ -679,11 +761,12 @@ class LazySink:
 
     def _build(self) -> None:
         try:
-            with _importing:
-                # os.fork() waits for this (see _before_fork): a child must not inherit a
-                # half-imported module, whose import lock a thread it lacks would hold forever
+            with _process.importing():
+                # os.fork() waits for this: a child must not inherit a half-imported module,
+                # whose import lock a thread it lacks would hold forever
                 import kubernetes  # noqa: F401 - the import is the point
-            built = self._factory()
+            with _process.subprocesses_may_start():  # an exec credential plugin
+                built = self._factory()
         except Exception as error:  # a broken kubeconfig: say so once, then give up writes
             self._error = error
             _diagnostics.RateLimitedReporter().report(
@@ -720,35 +803,3 @@ def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
     if not isinstance(built, EventSink):
         raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
     return built
-
-
-_importing = threading.Lock()
-"""Held while a writer thread imports the kubernetes client."""
-
-_FORK_WAIT_SECONDS = 10.0
-_fork_holds_import = False
-
-
-def _before_fork() -> None:
-    # bounded: a fork is never held up for long by an import on another thread
-    global _fork_holds_import
-    _fork_holds_import = _importing.acquire(timeout=_FORK_WAIT_SECONDS)
-
-
-def _after_fork_in_parent() -> None:
-    if _fork_holds_import:
-        _importing.release()
-
-
-def _after_fork_in_child() -> None:
-    global _importing
-    _importing = threading.Lock()
-    _renew_sinks_in_child()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k8s_logging_events import _stats, models, sink
+from k8s_logging_events import _stats, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
@@ -818,13 +818,29 @@ def read_child(fd: int, pid: int, timeout: float) -> dict[str, Any] | None:
 
 
 def run_forks(
-    server: LocalApiServer, *, forks: int, child_events: int = 5, threads: int = 2
+    server: LocalApiServer,
+    *,
+    forks: int,
+    child_events: int = 5,
+    threads: int = 2,
+    pause: float = 0.02,
+    users_broadcaster: bool = False,
 ) -> ForkResult:
-    """Fork ``forks`` times while ``threads`` threads keep logging; each child logs its own
-    events, flushes, reports through a pipe and leaves with ``os._exit``."""
-    handler = KubernetesEventHandler(
-        component="fork", host="node-1", sink=server.url, qps=0, flush_timeout=10
-    )
+    """Fork ``forks`` times, ``pause`` seconds apart, while ``threads`` threads keep logging;
+    each child logs its own events, flushes, reports through a pipe and leaves with
+    ``os._exit``. With ``users_broadcaster`` the handler records into an EventBroadcaster
+    the application made (``broadcaster=``), which the handler does not own."""
+    users = None
+    if users_broadcaster:
+        users = recorder.EventBroadcaster(queue_length=10_000)
+        users.start_recording_to_sink(sink.KubernetesEventSink.from_url(server.url, qps=0))
+        handler = KubernetesEventHandler(
+            component="fork", host="node-1", broadcaster=users, flush_timeout=10
+        )
+    else:
+        handler = KubernetesEventHandler(
+            component="fork", host="node-1", sink=server.url, qps=0, flush_timeout=10
+        )
     log = app_logger("fork")
     log.addHandler(handler)
     stop = threading.Event()
@@ -849,7 +865,7 @@ def run_forks(
     hung = 0
     try:
         for number in range(forks):
-            time.sleep(0.02)
+            time.sleep(pause)
             read_end, write_end = os.pipe()
             pid = fork_quietly()
             if pid == 0:  # pragma: no cover - the child
@@ -882,6 +898,8 @@ def run_forks(
             active.flush(30)
         parent_stats = handler.stats()
         handler.close()
+        if users is not None:
+            users.shutdown(10)
     return ForkResult(
         forks=forks,
         children=children,

@@ -573,6 +573,36 @@ class TestContinuation:
         assert _retry.may_have_landed(_retry.ContentionError("x")) is False
         assert _retry.RetrySchedule(12, 10.0, lambda: 0.5).delay(1, _retry.ContentionError()) == 5
 
+    def test_an_earlier_answer_to_a_read_does_not_count_a_lost_patch_twice(self) -> None:
+        """A patch to 10 lands but its answer is lost (in doubt); the retry's guard fails,
+        and its read gets an earlier answer (count 1: off a connection out of step). The
+        requests in doubt stay in doubt until a write succeeds, so that the fresh read
+        after the next conflict finds the patch landed: 10, not 19."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+        earlier = fake.get("default", "web-0.abc")
+        assert earlier is not None
+
+        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
+            fake.on_patch = None
+            fake.patch(event, data)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_patch = lands_but_the_answer_is_lost
+        write = _write(_event(count=10), occurrences=9)
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)  # as the writer notes a request in doubt
+        write.sent = None
+        stale = [earlier]
+        fake.on_read = lambda event: stale.pop() if stale else None
+        kind, local = cont.attempt(write, policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 10, 10)
+
     def test_a_forgotten_event_is_read_before_its_patch(self) -> None:
         """The record of what was written is bounded; a repeat of an event whose record went
         reads it first, so that no count is lowered."""

@@ -1098,26 +1098,28 @@ class TestSpamFilter:
 
 
 class TestClockReads:
-    """The clock is read once by the aggregator and once by the filter, as in Go."""
+    """The two kinds of time, read as Go reads its clock: the aggregator reads the wall clock
+    once per correlate (an aggregate event's timestamps and name); durations (the
+    aggregation interval, the spam buckets' refill) are measured on the monotonic reading."""
 
-    def test_correlate_reads_the_clock_twice(self) -> None:
-        """One correlate moves an interval clock by two ticks."""
+    def test_correlate_reads_the_wall_clock_once(self) -> None:
+        """One correlate moves an interval clock by one tick: the aggregator's read."""
         clock = FakeClock(tick=1)
         correlator = new_correlator(clock)
 
         correlator.correlate(_similar(0))
 
-        assert clock.now() == T0 + timedelta(seconds=2)
+        assert clock.now() == T0 + timedelta(seconds=1)
 
-    def test_token_methods_read_the_clock_once(self) -> None:
-        """take_token and token_wait each move an interval clock by one tick."""
+    def test_token_methods_read_only_the_monotonic_clock(self) -> None:
+        """take_token and token_wait measure a duration: they leave an interval clock alone."""
         clock = FakeClock(tick=1)
         correlator = new_correlator(clock)
 
         correlator.take_token(_similar(0))
         correlator.token_wait(_similar(0))
 
-        assert clock.now() == T0 + timedelta(seconds=2)
+        assert clock.now() == T0
 
     def test_update_state_does_not_read_the_clock(self) -> None:
         """Feeding back the server's copy involves no time."""
@@ -1127,6 +1129,60 @@ class TestClockReads:
         correlator.update_state(_similar(0))
 
         assert clock.now() == T0
+
+
+class TestWallClockSteps:
+    """A step of the wall clock (NTP, a VM resumed from a snapshot) changes timestamps only:
+    the spam filter refills and aggregation groups expire on the monotonic reading."""
+
+    @pytest.mark.parametrize("wall_step", [-600.0, -3600.0, 3600.0])
+    def test_the_spam_bucket_refills_on_time_whatever_the_wall_clock_does(
+        self, wall_step: float
+    ) -> None:
+        """With the burst spent, a token comes back 300 s later (monotonic), not sooner
+        after a step forward, and not an hour later after a step back."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=1)
+        assert not correlator.correlate(_similar(0)).skip
+        assert correlator.correlate(_similar(0)).skip
+
+        clock.step_wall(wall_step)
+        assert correlator.correlate(_similar(0)).skip, "a wall step gives no token"
+        assert correlator.token_wait(_similar(0)) == pytest.approx(300.0, abs=1e-3)
+        clock.step(300.01)
+
+        assert correlator.token_wait(_similar(0)) == 0.0
+        assert not correlator.correlate(_similar(0)).skip
+
+    @pytest.mark.parametrize("wall_step", [-3600.0, 700.0])
+    def test_aggregation_ignores_steps_of_the_wall_clock(self, wall_step: float) -> None:
+        """Nine messages, a wall step past the ten-minute interval, the tenth: combined."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        for i in range(9):
+            correlator.correlate(_similar(i))
+
+        clock.step_wall(wall_step)
+        result = correlator.correlate(_similar(9))
+
+        assert result.event is not None
+        assert result.event.message == corr.COMBINED_MESSAGE_PREFIX + "message 9"
+        # the combined event is stamped with the wall clock as it now reads
+        assert result.event.first_timestamp == T0 + timedelta(seconds=wall_step)
+
+    def test_aggregation_groups_still_expire_after_the_interval(self) -> None:
+        """Ten minutes and a second of monotonic time end a group, a wall step back or not."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        for i in range(9):
+            correlator.correlate(_similar(i))
+
+        clock.step_wall(-3600)
+        clock.step(601)
+        result = correlator.correlate(_similar(9))
+
+        assert result.event is not None
+        assert result.event.message == "message 9"
 
 
 # -- take_token and token_wait -------------------------------------------------------------------
@@ -1406,14 +1462,18 @@ NAMES = itertools.count(1)
 def _sequential(
     events_correlator: corr.EventCorrelator, run: list[Event]
 ) -> list[tuple[Event, bool, int]]:
-    """What correlate_many must equal: correlate each, the rest merged as a writer merges."""
+    """What correlate_many must equal: correlate each, the rest merged as a writer merges
+    (consecutive results for one event into one write: its latest, held if all were)."""
     results = [events_correlator.correlate(event) for event in run]
     observed = [r.observed for r in results]
     assert all(o is not None for o in observed)
     out: list[tuple[Event, bool, int]] = [(observed[0], results[0].skip, 1)]  # type: ignore[list-item]
-    if len(run) > 1:
-        held = all(r.skip for r in results[1:])
-        out.append((observed[-1], held, len(run) - 1))  # type: ignore[arg-type]
+    for seen, result in zip(observed[1:], results[1:], strict=True):
+        assert seen is not None
+        if len(out) > 1 and (out[-1][0].namespace, out[-1][0].name) == (seen.namespace, seen.name):
+            out[-1] = (seen, out[-1][1] and result.skip, out[-1][2] + 1)
+        else:
+            out.append((seen, result.skip, 1))
     return out
 
 

@@ -2,16 +2,21 @@
 
 Nothing here stands in for the HTTP layer: every request crosses a socket to a
 ``LocalApiServer`` (HTTP, or HTTPS with a token), which counts the connections it accepts,
-closes kept-alive ones when it stops listening, drops, delays and chunks answers.
+closes kept-alive ones when it stops listening, drops, delays and chunks answers; or to a
+small raw server, or through a relay, that sends bytes no request asked for.
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
-import math
 import os
+import socket
 import threading
+import time
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -111,11 +116,12 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced(
 ) -> None:
     """The server closes its idle connections (it stops listening and starts again).
 
-    A connection that has been idle is checked before reuse; a busy one is not, and the
-    write that meets the close before any answer is sent once more on a new connection.
-    Either way the write succeeds, once.
+    A connection is checked before reuse; when the close comes just after the check, the
+    write that meets it before any answer is sent once more on a new connection. Either
+    way the write succeeds, once.
     """
-    monkeypatch.setattr(_http, "IDLE_CHECK_SECONDS", 0.0 if idle_check else math.inf)
+    if not idle_check:  # the close comes just after the check
+        monkeypatch.setattr(_http._Connection, "quiet", lambda self: True)
     events_sink = make_sink(served)
     events_sink.create(_event(name="web-0.1"))
     served.refuse_connections()  # closes the kept-alive connection
@@ -351,6 +357,364 @@ def test_a_forked_child_opens_a_connection_of_its_own(
     assert _channel(events_sink).connections_opened == 1
     names = sorted(e["metadata"]["name"] for e in served.events("default"))
     assert names == ["child.1", "parent.1", "parent.2"]
+
+
+# -- answers that belong to their requests ---------------------------------------------
+
+
+def _read_request(conn: socket.socket, pending: bytes) -> tuple[bytes, bytes] | None:
+    """One request's line off ``conn`` (after what is already read); None once it closes."""
+    data = pending
+    while b"\r\n\r\n" not in data:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        data += more
+    head, _, rest = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    while len(rest) < length:
+        more = conn.recv(65536)
+        if not more:
+            return None
+        rest += more
+    return head.split(b"\r\n", 1)[0], rest[length:]
+
+
+def _answer(number: int, request_line: bytes) -> bytes:
+    body = json.dumps({"answer": number, "request": request_line.decode()}).encode()
+    return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        len(body),
+        body,
+    )
+
+
+class _StrayServer:
+    """A raw HTTP server that answers each request, then sends its answer again: ``late``
+    (a few milliseconds after, while the client's connection is idle) or at once, in the
+    same send. ``strays`` is set each time the copy is out."""
+
+    def __init__(self, *, late: bool) -> None:
+        self.late = late
+        self.strays = threading.Semaphore(0)
+        self.answered = 0
+        self._stop = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._listener.settimeout(0.05)
+        self.port = self._listener.getsockname()[1]
+        self._threads = [threading.Thread(target=self._accept, name="k8s-apiserver-stray")]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            conn.settimeout(5)
+            thread = threading.Thread(target=self._serve, args=(conn,), name="k8s-apiserver-s")
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        pending = b""
+        with conn, contextlib.suppress(OSError):  # the client closes with copies unread
+            while (request := _read_request(conn, pending)) is not None:
+                line, pending = request
+                self.answered += 1
+                answer = _answer(self.answered, line)
+                if self.late:
+                    conn.sendall(answer)
+                    time.sleep(0.005)  # the fault: a copy, a few milliseconds later
+                    conn.sendall(answer)
+                else:
+                    conn.sendall(answer + answer)
+                self.strays.release()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(5)
+
+
+@pytest.fixture(name="stray")
+def _stray(request: pytest.FixtureRequest) -> Iterator[_StrayServer]:
+    server = _StrayServer(late=request.param)
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+def _plain_channel(port: int) -> _http.Channel:
+    return _http.Channel(
+        "127.0.0.1", port, [("Host", f"127.0.0.1:{port}")], connect_timeout=5, read_timeout=5
+    )
+
+
+@pytest.mark.parametrize("stray", [True], indirect=True, ids=["late"])
+@pytest.mark.parametrize("method", ["POST", "PATCH", "GET"])
+def test_bytes_that_come_while_a_connection_is_idle_are_never_an_answer(stray, method) -> None:
+    """The server sends each answer again a few milliseconds later, while the connection is
+    idle. The check before reuse finds the copy: that connection is closed, and every
+    request gets its own answer (before, each got the previous one's from then on)."""
+    channel = _plain_channel(stray.port)
+    try:
+        for number in range(1, 6):
+            answer = channel.request(method, f"/r{number}", JSON, [], b"{}")
+            assert json.loads(answer.body)["request"] == f"{method} /r{number} HTTP/1.1"
+            assert stray.strays.acquire(timeout=5)  # the copy has come
+        assert channel.out_of_step == 4  # every reuse met a copy
+        assert channel.connections_opened == 5
+        assert channel.resends == 0  # found before any request was sent on it
+    finally:
+        channel.close()
+
+
+@pytest.mark.parametrize("stray", [False], indirect=True, ids=["at-once"])
+def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None:
+    """The copy follows the answer in the same read: that answer may have been meant for
+    another request. A POST (or a PATCH) may have been carried out: a transport error, for
+    the writer to retry as it may. A GET is sent once more, on a new connection."""
+    channel = _plain_channel(stray.port)
+    try:
+        for method in ("POST", "PATCH"):
+            with pytest.raises(_http.ProtocolError) as raised:
+                channel.request(method, "/events", JSON, [], b"{}")
+            assert sink.is_retryable(raised.value)
+            assert _retry.may_have_landed(raised.value)
+        answered = stray.answered
+        with pytest.raises(_http.ProtocolError):  # the resent GET meets a copy again
+            channel.request("GET", "/pods/web-0", JSON, [], b"")
+        assert stray.answered == answered + 2
+        assert channel.resends == 1
+        assert channel.out_of_step == 4
+        assert channel.idle_connections == 0
+    finally:
+        channel.close()
+
+
+class _Scripted(_StrayServer):
+    """A raw HTTP server that answers each request with the next of ``answers``, once."""
+
+    def __init__(self, answers: list[bytes]) -> None:
+        self.answers = answers
+        super().__init__(late=False)
+
+    def _serve(self, conn: socket.socket) -> None:
+        pending = b""
+        with conn, contextlib.suppress(OSError):
+            while (request := _read_request(conn, pending)) is not None:
+                pending = request[1]
+                conn.sendall(self.answers.pop(0))
+
+
+def _raw(status: str, body: dict[str, Any]) -> bytes:
+    data = json.dumps(body).encode()
+    return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+        status.encode(),
+        len(data),
+        data,
+    )
+
+
+def _status(code: int, reason: str, name: str) -> dict[str, Any]:
+    return {
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "reason": reason,
+        "code": code,
+        "details": {"name": name, "kind": "events"},
+    }
+
+
+@pytest.mark.parametrize(
+    ("method", "answer"),
+    [
+        ("POST", _raw("201 Created", _event(name="web-9.1").to_api())),
+        ("PATCH", _raw("200 OK", _event(name="web-0.1", namespace="other").to_api())),
+        ("PATCH", _raw("409 Conflict", _status(409, "AlreadyExists", "web-0.1"))),
+        ("POST", _raw("409 Conflict", _status(409, "AlreadyExists", "web-9.1"))),
+        ("PATCH", _raw("404 Not Found", _status(404, "NotFound", "web-9.1"))),
+    ],
+    ids=[
+        "created-another-event",
+        "patched-in-another-namespace",
+        "already-exists-to-a-patch",
+        "already-exists-about-another",
+        "not-found-about-another",
+    ],
+)
+def test_an_answer_about_another_object_is_never_taken_for_the_write(method, answer) -> None:
+    """What the channel's check before reuse may come too early to see (bytes that arrive
+    between the check and the answer): an answer that is not about the event written. It
+    fails the write as in transport (it may have been carried out), and the idle
+    connections are closed."""
+    server = _Scripted([answer])
+    events_sink = sink.KubernetesEventSink.from_url(f"http://127.0.0.1:{server.port}", qps=0)
+    try:
+        event = _event(name="web-0.1")
+
+        def write() -> models.Event:
+            if method == "POST":
+                return events_sink.create(event)
+            return events_sink.patch(event, b'{"count":2}')
+
+        with pytest.raises(_http.ProtocolError, match="meant for another request") as raised:
+            write()
+        assert sink.is_retryable(raised.value)
+        assert _retry.may_have_landed(raised.value)
+        assert _channel(events_sink).idle_connections == 0
+    finally:
+        events_sink.close()
+        server.close()
+
+
+def test_an_answer_about_the_event_written_is_taken() -> None:
+    """AlreadyExists about the event a create wrote, NotFound about the event a patch
+    wrote: real answers, which the writer acts on."""
+    server = _Scripted(
+        [
+            _raw("409 Conflict", _status(409, "AlreadyExists", "web-0.1")),
+            _raw("404 Not Found", _status(404, "NotFound", "web-0.1")),
+        ]
+    )
+    events_sink = sink.KubernetesEventSink.from_url(f"http://127.0.0.1:{server.port}", qps=0)
+    try:
+        with pytest.raises(sink.ApiStatusError) as exists:
+            events_sink.create(_event(name="web-0.1"))
+        with pytest.raises(sink.ApiStatusError) as missing:
+            events_sink.patch(_event(name="web-0.1"), b'{"count":2}')
+    finally:
+        events_sink.close()
+        server.close()
+    assert (exists.value.is_already_exists, exists.value.name) == (True, "web-0.1")
+    assert missing.value.is_not_found
+
+
+def _relay(upstream: int, stop: threading.Event) -> tuple[socket.socket, list[threading.Thread]]:
+    """A TCP relay to ``upstream`` (a proxy that misbehaves): it sends every second answer
+    chunk of the server twice, the copy 3 ms later when the client has sent nothing since
+    (bytes that come while the connection is idle), else at once behind the answer (bytes
+    that follow an answer)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    threads: list[threading.Thread] = []
+
+    def forward(source: socket.socket, target: socket.socket, sent: list[int]) -> None:
+        with contextlib.suppress(OSError):
+            while chunk := source.recv(65536):
+                sent[0] += 1
+                target.sendall(chunk)
+
+    def answer(source: socket.socket, target: socket.socket, sent: list[int]) -> None:
+        with contextlib.suppress(OSError):
+            for number in itertools.count(1):
+                chunk = source.recv(65536)
+                if not chunk:
+                    break
+                if number % 2:
+                    target.sendall(chunk)
+                    continue
+                requests = sent[0]
+                target.sendall(chunk)
+                time.sleep(0.003)
+                if sent[0] == requests:  # idle: the copy comes while no request is out
+                    target.sendall(chunk)
+                else:  # a request went out meanwhile: the next answer brings the copy along
+                    chunk = source.recv(65536)
+                    if not chunk:
+                        break
+                    target.sendall(chunk + chunk)
+        for sock in (source, target):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            server = socket.create_connection(("127.0.0.1", upstream))
+            server.settimeout(None)
+            sent = [0]
+            for target, args in (
+                (forward, (client, server, sent)),
+                (answer, (server, client, sent)),
+            ):
+                thread = threading.Thread(target=target, args=args, name="k8s-apiserver-relay")
+                threads.append(thread)
+                thread.start()
+
+    acceptor = threading.Thread(target=accept, name="k8s-apiserver-relay")
+    threads.append(acceptor)
+    acceptor.start()
+    return listener, threads
+
+
+def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_events() -> None:
+    """Between the sink and the server, a proxy sends every second answer twice (3 ms later
+    while the connection is idle, or right behind the next answer), while 1 POST in 5
+    fails with a 500. 300 occurrences about 30 pods from 3
+    threads: every pod's count on the server is what was logged, and the writer counts
+    each write against its own event (nothing failed, nothing unaccounted). Before, each
+    answer after the first copy was read as the next request's."""
+    stop = threading.Event()
+    with LocalApiServer() as server:
+        server.inject("POST", "/events", times=None, status=500, probability=0.2, seed=7)
+        listener, threads = _relay(server.port, stop)
+        relayed = sink.KubernetesEventSink.from_url(
+            f"http://127.0.0.1:{listener.getsockname()[1]}", qps=0
+        )
+        broadcaster = recorder.EventBroadcaster(sleep_duration=0.05)
+        broadcaster.start_recording_to_sink(relayed)
+        try:
+            record = broadcaster.new_recorder(models.EventSource(component="ctl", host="n1"))
+
+            logged = [Counter[str]() for _ in range(3)]
+
+            def log(thread: int) -> None:
+                for number in range(100):
+                    name = f"web-{(thread * 7 + number) % 30}"
+                    pod = models.ObjectReference(
+                        kind="Pod", namespace="default", name=name, uid="u", api_version="v1"
+                    )
+                    record.event(pod, models.WARNING, "BackOff", "Back-off pulling image")
+                    logged[thread][name] += 1
+
+            loggers = [threading.Thread(target=log, args=(n,)) for n in range(3)]
+            for thread in loggers:
+                thread.start()
+            for thread in loggers:
+                thread.join(30)
+            assert broadcaster.flush(30)
+            stats = dict(broadcaster.stats())
+            counts = Counter[str]()
+            for event in server.events("default"):
+                counts[event["involvedObject"]["name"]] += event["count"]
+        finally:
+            broadcaster.shutdown(5)
+            relayed.close()
+            stop.set()
+            listener.close()
+    for thread in threads:
+        thread.join(5)
+    assert counts == sum(logged, Counter[str]())
+    assert len(counts) == 30
+    assert (stats["accepted"], stats["failed"], stats["dropped"]) == (300, 0, 0)
+    assert stats["created"] + stats["patched"] + stats["coalesced"] == 300
+    assert _channel(relayed).out_of_step > 0
 
 
 # -- what a server must not send ---------------------------------------------------------

@@ -131,6 +131,25 @@ class TestSeriesCorrelator:
         assert (again.series, held) == (None, False)
         assert len(grouped) == 1
 
+    @pytest.mark.parametrize("wall_step", [-3600.0, 3600.0])
+    def test_steps_of_the_wall_clock_neither_finish_nor_stretch_a_series(
+        self, wall_step: float
+    ) -> None:
+        """Finishing is a duration: a wall step (NTP, a resumed VM) changes only the series'
+        times, and the held series is due six minutes (monotonic) after its last one."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        first, _ = grouped.observe(_event(clock))
+        grouped.observe(_event(clock))
+        clock.step_wall(wall_step)
+        third, held = grouped.observe(_event(clock))
+        assert (third.name, held) == (first.name, True)
+        assert third.series == models.EventSeries(3, T0 + timedelta(seconds=wall_step))
+        assert grouped.hold_wait(third) == pytest.approx(360)
+        assert grouped.release(third) is False
+        clock.step(360.5)
+        assert grouped.release(third) is True
+
     def test_the_series_patch_touches_only_the_series(self) -> None:
         """Everything but series is immutable in events.k8s.io/v1."""
         event = _event(FakeClock(T0), series=models.EventSeries(3, T0))

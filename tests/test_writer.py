@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -75,8 +75,12 @@ def test_a_burst_of_identical_warnings_ends_as_one_event_with_the_exact_count(ma
     assert stats["dropped"] == 0
 
 
-def test_held_back_counts_are_written_when_the_bucket_refills(made) -> None:
-    """Past the spam burst, the latest count goes out once a token is due, without a flush."""
+@pytest.mark.parametrize("wall_step", [0.0, -3600.0, 3600.0], ids=["still", "back", "forward"])
+def test_held_back_counts_are_written_when_the_bucket_refills(made, wall_step) -> None:
+    """Past the spam burst, the latest count goes out once a token is due, without a flush:
+    300 s of monotonic time later, also when the wall clock stepped (NTP, a resumed VM)
+    between the burst and the held occurrences, neither an hour later (a step back) nor at
+    once (a step forward)."""
     clock = FakeClock(START)
     b = _broadcaster(made, clock)
     fake = FakeEventSink()
@@ -92,13 +96,16 @@ def test_held_back_counts_are_written_when_the_bucket_refills(made) -> None:
     for _ in range(25):
         rec.event(_pod(), models.WARNING, "BackOff", "again")
     assert b.flush(5)  # the burst of 25 is spent and written
+    clock.step_wall(wall_step)
+    slept = len(clock.sleeps)
     for _ in range(5):
         rec.event(_pod(), models.WARNING, "BackOff", "again")
     # the writer's timekeeper sleeps until the refill, through the fake clock
     assert written.wait(10)
-    assert any(s > 250 for s in clock.sleeps)
+    assert 250 < sum(clock.sleeps[slept:]) < 400
     assert b.flush(5)
     assert fake.events[0].count == 30
+    assert fake.events[0].last_timestamp == START + timedelta(seconds=wall_step)
 
 
 def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None:
