@@ -446,7 +446,11 @@ class TestDocumentedSnippets:
 
     QUICKSTART = ROOT / "docs" / "quickstart.md"
     CONFIGURATION = ROOT / "docs" / "configuration.md"
-    POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+    POD: ClassVar[dict[str, Any]] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "default"},
+    }
 
     def test_the_quick_starts_local_server_prints_the_counted_event(self) -> None:
         """The snippet runs as a program and prints one BackOff event counted three times
