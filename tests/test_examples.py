@@ -7,6 +7,7 @@ pytest example runs in a pytest of its own; the YAML files are loaded and checke
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import logging
@@ -515,3 +516,67 @@ class TestDocumentedSnippets:
             assert found in logging.getLogger().handlers
         finally:
             found.close()
+
+
+class TestConfigurationReference:
+    """docs/configuration.md lists every option of the handler and of LocalApiServer with its
+    default, and every counter of stats(), as the code has them."""
+
+    DOC = ROOT / "docs" / "configuration.md"
+    _ROW = re.compile(r"^\| ((?:`\w+`(?:, )?)+) \| ([^|]*) \|", re.MULTILINE)
+
+    def _table(self, heading: str) -> dict[str, str]:
+        """name -> default cell of the first table under ``## heading``."""
+        text = self.DOC.read_text()
+        start = text.index(f"\n## {heading}\n")
+        end = text.find("\n## ", start + 1)
+        rows: dict[str, str] = {}
+        for names, cell in self._ROW.findall(text[start:end]):
+            for name in re.findall(r"`(\w+)`", names):
+                rows[name] = cell.strip()
+        return rows
+
+    @staticmethod
+    def _documented(cell: str, read: Any) -> Any:
+        """The first backticked value of a default cell, read by ``read``; ... for prose."""
+        match = re.match(r"`([^`]+)`", cell)
+        return read(match.group(1)) if match else ...
+
+    @staticmethod
+    def _defaults(signature: inspect.Signature) -> dict[str, Any]:
+        return {
+            name: parameter.default
+            for name, parameter in signature.parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+    def test_every_handler_option_with_its_default(self) -> None:
+        """The Options table names each keyword of KubernetesEventHandler once, and a
+        default written as a value (YAML, as dictConfig reads it) is the signature's."""
+        rows = self._table("Options")
+        defaults = self._defaults(inspect.signature(KubernetesEventHandler))
+        assert set(rows) == set(defaults)
+
+        def read(text: str) -> Any:
+            spelled = {"None": None, "NOTSET": logging.NOTSET}
+            return spelled[text] if text in spelled else yaml.safe_load(text)
+
+        documented = {name: self._documented(cell, read) for name, cell in rows.items()}
+        written = {name: value for name, value in documented.items() if value is not ...}
+        assert written == {name: defaults[name] for name in written}
+        assert len(written) >= len(defaults) - 4  # only component, host, clock, sleep in prose
+
+    def test_every_local_api_server_option_with_its_default(self) -> None:
+        """The LocalApiServer table names each of its options with the signature's default."""
+        rows = self._table("The local API server's options")
+        defaults = self._defaults(inspect.signature(LocalApiServer))
+        documented = {name: self._documented(cell, ast.literal_eval) for name, cell in rows.items()}
+        assert documented == defaults
+
+    def test_every_counter(self) -> None:
+        """The Counters table names every key of handler.stats()."""
+        handler = KubernetesEventHandler(sink=None)
+        try:
+            assert set(self._table("Counters")) == set(handler.stats())
+        finally:
+            handler.close()
