@@ -432,7 +432,7 @@ def test_a_write_sent_again_may_have_landed_whatever_the_second_send_met(
         clock=clock, sleep=clock.sleep, sleep_duration=0.5, rng=lambda: 0.5
     )
     s = sink.KubernetesEventSink(server.api_client(), qps=0, request_timeout=(1.0, 2.0))
-    b.start_recording_to_sink(s if reads else _WithoutRead(s))  # type: ignore[arg-type]
+    b.start_recording_to_sink(s if reads else _WithoutRead(s))
     rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
     try:
         rec.event(_ref("web-0"), models.WARNING, "BackOff", "first")
