@@ -412,7 +412,7 @@ class KubernetesEventHandler(logging.Handler):
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
-            waits.ended(done, _written(active))
+            waits.ended(done, _written(active), drain=drain)
         return done
 
     def close(self) -> None:

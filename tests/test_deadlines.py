@@ -151,6 +151,24 @@ def test_drain_always_waits_as_asked() -> None:
     assert waits.for_drain(-1) == 0.0
 
 
+def test_a_short_drain_that_ran_out_takes_nothing_from_the_exit() -> None:
+    """drain(0) (a poll) or any drain shorter than flush_timeout that ran out gave the
+    writes no deadline: the flush and the close after it still wait their whole timeout,
+    and a close right after it is no half of logging.shutdown()'s pair. A drain that waited
+    a whole flush_timeout in vain counts as a flush that did."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    waits.for_drain(0)
+    waits.ended(False, written=3, drain=True)
+    assert waits.for_close(written=3) == 5.0
+    assert waits.for_flush(written=3) == 5.0
+    waits.for_drain(5.0)
+    ticks.now += 5.0
+    waits.ended(False, written=3, drain=True)
+    ticks.now += 10
+    assert waits.for_flush(written=3) == 0.0
+
+
 # --- the handler ------------------------------------------------------------------------------
 
 
@@ -382,3 +400,17 @@ def test_a_flush_outside_shutdown_says_what_is_still_pending(held, reports) -> N
     finally:
         held.release.set()
         handler.close()
+
+
+def test_a_poll_with_drain_0_before_exit_loses_nothing(make, held) -> None:
+    """``drain(0)`` says False while a write is in flight; the exit after it still waits
+    for that write (the server answers 0.2 s later) instead of giving it up at once."""
+    handler = make(flush_timeout=10)
+    log = app_logger(handler)
+    log.warning("job done", extra={"involved": pod("job")})
+    assert held.wait_for_calls(1, timeout=10)
+    assert handler.drain(0) is False
+    threading.Timer(0.2, held.release.set).start()
+    logging.shutdown([lambda: handler])
+    stats = handler.stats()
+    assert (stats["created"], stats["failed"]) == (1, 0), stats
