@@ -13,7 +13,10 @@ exits. Against a server that is down, each of those could wait the whole
   of waiting a second deadline for them, or for what a thread logged meanwhile and
   would meet the same server. Once something is written again, waits are whole again.
 
-``drain(timeout)`` always waits as asked: it is an explicit question with an answer.
+``drain(timeout)`` always waits as asked: it is an explicit question with an answer. It is
+no half of an exit's pair, and a drain shorter than ``flush_timeout`` that ran out (a poll
+with ``drain(0)``) gave the writes no deadline: the exit after it still waits its own. Only
+a drain that waited a whole ``flush_timeout`` in vain counts as a flush that did.
 Time here is real time (``time.monotonic``): these are waits for threads, not the event
 clock.
 """
@@ -46,6 +49,7 @@ class ExitWaits:
         self._deadline = 0.0
         self._ended_at = -math.inf
         self._timed_out_at: int | None = None  # ``written`` when a wait last ran out of time
+        self._drain_wait = 0.0  # the timeout of the latest drain()
 
     def for_flush(self, written: int) -> float:
         """The timeout of ``flush()``, when ``written`` occurrences have been written so far."""
@@ -56,7 +60,7 @@ class ExitWaits:
     def for_drain(self, timeout: float | None) -> float:
         """The timeout of ``drain(timeout)``: as asked, else ``flush_timeout``."""
         wait = self._timeout if timeout is None else max(0.0, timeout)
-        self._deadline = self._monotonic() + wait
+        self._drain_wait = wait
         return wait
 
     def for_close(self, written: int) -> float:
@@ -69,7 +73,11 @@ class ExitWaits:
             return max(0.0, self._deadline - now)
         return self._timeout
 
-    def ended(self, done: bool, written: int) -> None:
+    def ended(self, done: bool, written: int, *, drain: bool = False) -> None:
         """Note how a wait ended, and how many occurrences had been written by then."""
-        self._ended_at = self._monotonic()
-        self._timed_out_at = None if done else written
+        if done:
+            self._timed_out_at = None
+        elif not drain or self._drain_wait >= self._timeout:
+            self._timed_out_at = written
+        if not drain:
+            self._ended_at = self._monotonic()

@@ -51,6 +51,7 @@ the threads that exist, or the flushing thread, do the work.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 import logging
@@ -310,6 +311,11 @@ class Runtime:
         self._accepted = _stats.Tally()
         self._queue_drops = _stats.Tally()
         self._delivered = 0  # occurrences the dispatcher took off the queue and handed on
+        # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
+        # recording) its occurrences already in that recording's writes or outcomes, so
+        # that stats() never counts one both as queued and as written (see stats)
+        self._settling: collections.Counter[str] = collections.Counter()
+        self._handed: dict[int, int] = {}
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
@@ -524,10 +530,14 @@ class Runtime:
         finally:  # each item now has an outcome or a pending write: no longer queued
             with self._cond:
                 self._delivered += len(items)
+                for outcome, occurrences in self._settling.items():
+                    self._counters.add(outcome, occurrences)
+                self._settling.clear()
+                self._handed.clear()
 
     def _hand_on(self, items: list[Any]) -> None:
         if self._stopping:  # closed: what is still queued is dropped, not built
-            self._counters.add("dropped", len(items))
+            self._settling["dropped"] += len(items)
             return
         consumers = self._live_consumers()
         recordings = [c for c in consumers if isinstance(c, Recording)]
@@ -535,13 +545,13 @@ class Runtime:
             # only sinks (the handler's case): a run of repeats is correlated from its
             # first and last items, and the others are never built
             if not recordings:
-                self._counters.add("discarded", len(items))
+                self._settling["discarded"] += len(items)
                 return
             self._record_all(recordings, items, self._build)
             return
         events = self._build_all(items, len(recordings))
         if not recordings:
-            self._counters.add("discarded", len(events))
+            self._settling["discarded"] += len(events)
         self._record_all(recordings, events, _runs.prebuilt)
         for consumer in consumers:
             if isinstance(consumer, _Inline):
@@ -571,7 +581,7 @@ class Runtime:
             self._record(recording, runs)
 
     def _uncorrelated(self, occurrences: int, error: Exception) -> None:
-        self._counters.add("failed", occurrences)
+        self._settling["failed"] += occurrences
         self._reporter.report(
             "correlate",
             logging.ERROR,
@@ -586,7 +596,7 @@ class Runtime:
             try:
                 events.append(self._build(item))
             except Exception as error:  # rule 5: this occurrence fails, the batch goes on
-                self._counters.add("failed", max(1, recordings))
+                self._settling["failed"] += max(1, recordings)
                 self._reporter.report(
                     "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
                 )
@@ -597,13 +607,14 @@ class Runtime:
         for index, run in enumerate(runs):
             if self._stopping:  # closed meanwhile: nothing more is written (and a long
                 # batch must not outlast close(), which counts what is left after it)
-                self._counters.add("failed", sum(len(left) for left in runs[index:]))
+                self._settling["failed"] += sum(len(left) for left in runs[index:])
                 break
             try:
                 writes += recording.correlate(run)
             except Exception as error:  # rule 5: the run's occurrences fail, no others
                 self._uncorrelated(len(run), error)
         with self._cond:
+            handed = self._handed.get(id(recording), 0)
             for event, held, occurrences in writes:
                 try:
                     recording.writes.submit_event(event, held=held, occurrences=occurrences)
@@ -612,6 +623,8 @@ class Runtime:
                     self._reporter.defer(
                         "submit", logging.ERROR, "Unable to queue a write: %r", error
                     )
+                handed += occurrences
+            self._handed[id(recording)] = handed
         self._reporter.emit_deferred()
 
     def _run_inline(self, consumer: _Inline, events: Iterable[models.Event]) -> None:
@@ -934,12 +947,15 @@ class Runtime:
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
         values = dict.fromkeys(_stats.OUTCOMES, 0)
-        accepted = self._accepted.value
-        values.update(self._counters.snapshot())
-        values["accepted"] = accepted
-        values["dropped"] += self._queue_drops.value
+        # all of it under the lock that every write's outcome and every hand-off takes, so
+        # that no occurrence is seen both queued and written, nor neither
         with self._cond:
-            queued = accepted - self._queue_drops.value - self._delivered
+            accepted = self._accepted.value
+            drops = self._queue_drops.value
+            values.update(self._counters.snapshot())
+            values["accepted"] = accepted
+            values["dropped"] += drops
+            queued = accepted - drops - self._delivered - max(self._handed.values(), default=0)
             recordings = self._recordings()
             values["pending"] = max(0, queued) + sum(r.writes.pending() for r in recordings)
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
@@ -950,6 +966,7 @@ class Runtime:
         with self._cond:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
             queued = self._accepted.value - self._queue_drops.value - self._delivered
+            queued -= max(self._handed.values(), default=0)
         return writes, max(0, queued)
 
     @property

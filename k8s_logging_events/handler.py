@@ -90,8 +90,6 @@ EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
 EXTRAS = _records.EXTRAS
 TRUNCATION_MARK = _sanitise.TRUNCATION_MARK
 
-_SHUTDOWN = logging.shutdown.__code__
-
 _BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending", "pending_events")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
@@ -376,9 +374,24 @@ class KubernetesEventHandler(logging.Handler):
         written (the server takes nothing), a flush or close does not wait again. Never
         raises.
         """
-        # logging.shutdown() (at exit, and in dictConfig) closes right after: the close says
-        # what could not be written, once
-        self._wait(None, report=sys._getframe(1).f_code is not _SHUTDOWN)
+        # logging.shutdown() (at exit, and in dictConfig) holds the handler's lock to flush
+        # and then close: the close says what could not be written, once
+        self._wait(None, report=not getattr(self._holding, "depth", 0))
+
+    def acquire(self) -> None:
+        """Take the handler's lock (``logging.Handler``'s); the handler notes who holds it.
+
+        ``logging.shutdown()`` (at exit, and in ``dictConfig``) holds it to flush and then
+        close: a :meth:`flush` under it leaves the report of what could not be written to
+        the close that follows. The handler's own paths never take this lock.
+        """
+        super().acquire()
+        self._holding.depth = getattr(self._holding, "depth", 0) + 1
+
+    def release(self) -> None:
+        """Release the handler's lock (see :meth:`acquire`)."""
+        self._holding.depth = getattr(self._holding, "depth", 1) - 1
+        super().release()
 
     def drain(self, timeout: float | None = None) -> bool:
         """Wait until every occurrence accepted so far has an outcome; True when it did.
@@ -403,7 +416,7 @@ class KubernetesEventHandler(logging.Handler):
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
-            waits.ended(done, _written(active))
+            waits.ended(done, _written(active), drain=drain)
         return done
 
     def close(self) -> None:
@@ -521,6 +534,7 @@ class KubernetesEventHandler(logging.Handler):
         """Reset everything tied to this process's threads (at construction and after fork)."""
         # reentrant: a signal handler that logs may interrupt a thread holding it
         self._lock = threading.RLock()
+        self._holding = threading.local()  # .depth: acquire() calls not released, per thread
         self._counters = {name: _stats.Tally() for name in _HANDLER_STATS}
         self._sites = _records.CallSites()
         self._settings = self._new_settings()

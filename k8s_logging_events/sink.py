@@ -389,13 +389,15 @@ class KubernetesEventSink:
             raise
         status = answer.status
         if not 200 <= status <= 299:
-            if answer.resent and method != "GET" and status == 409:
+            if answer.resent and method != "GET":
                 # the first send may have been stored before its connection broke: say what
                 # the writer would have seen without the resend, a transport error, so that
                 # it takes AlreadyExists for its own create, and a Conflict for its own
-                # guarded patch (see _writer and _continuation)
+                # guarded patch (see _writer and _continuation). Whatever the second send
+                # met (a 429, a 403 ...) says nothing of the first: as a status it would
+                # make the writer count a create that landed as failed, or twice
                 raise _http.ProtocolError(
-                    f"the connection broke during {method} {path}; sent again, it met 409"
+                    f"the connection broke during {method} {path}; sent again, it met {status}"
                 )
             raise _status_error(
                 status, answer.reason, _text(answer.body), answer.headers, (method, path)

@@ -151,6 +151,24 @@ def test_drain_always_waits_as_asked() -> None:
     assert waits.for_drain(-1) == 0.0
 
 
+def test_a_short_drain_that_ran_out_takes_nothing_from_the_exit() -> None:
+    """drain(0) (a poll) or any drain shorter than flush_timeout that ran out gave the
+    writes no deadline: the flush and the close after it still wait their whole timeout,
+    and a close right after it is no half of logging.shutdown()'s pair. A drain that waited
+    a whole flush_timeout in vain counts as a flush that did."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    waits.for_drain(0)
+    waits.ended(False, written=3, drain=True)
+    assert waits.for_close(written=3) == 5.0
+    assert waits.for_flush(written=3) == 5.0
+    waits.for_drain(5.0)
+    ticks.now += 5.0
+    waits.ended(False, written=3, drain=True)
+    ticks.now += 10
+    assert waits.for_flush(written=3) == 0.0
+
+
 # --- the handler ------------------------------------------------------------------------------
 
 
@@ -335,3 +353,64 @@ def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
     assert len(pending) == 1, result.stderr
     assert len(given_up) == 1, result.stderr
     assert "event occurrence(s)" in given_up[0]
+
+
+class _CountingHandler(KubernetesEventHandler):
+    """A user's subclass whose flush does something of its own, then the handler's."""
+
+    flushes = 0
+
+    def flush(self) -> None:
+        self.flushes += 1
+        super().flush()
+
+
+@pytest.mark.parametrize("make_kind", ["handler", "subclass"])
+def test_logging_shutdown_reports_what_it_gives_up_once(held, reports, make_kind) -> None:
+    """At exit (logging.shutdown(): flush, then close, under the handler's lock) the
+    writes that cannot be made are said once, by the close that gives them up, not also
+    by the flush before it as still pending: for the handler and for a subclass whose
+    flush calls the handler's (the flush knows it runs inside shutdown's pair by the lock
+    it holds, not by who called it)."""
+    clock = FakeClock()
+    kind = KubernetesEventHandler if make_kind == "handler" else _CountingHandler
+    handler = kind(component="job", sink=held, clock=clock, sleep=clock.sleep, flush_timeout=0.3)
+    try:
+        log = app_logger(handler)
+        log.warning("job done", extra={"involved": pod("job")})
+        logging.shutdown([lambda: handler])
+    finally:
+        held.release.set()
+        handler.close()
+    messages = reports.messages
+    assert [m for m in messages if "within the flush's" in m] == []
+    assert len([m for m in messages if "before the deadline of shutdown" in m]) == 1
+
+
+def test_a_flush_outside_shutdown_says_what_is_still_pending(held, reports) -> None:
+    """The same handler's own flush() (no lock held) does say what it could not write."""
+    clock = FakeClock()
+    handler = _CountingHandler(
+        component="job", sink=held, clock=clock, sleep=clock.sleep, flush_timeout=0.3
+    )
+    try:
+        app_logger(handler).warning("job done", extra={"involved": pod("job")})
+        handler.flush()
+        assert len([m for m in reports.messages if "within the flush's" in m]) == 1
+    finally:
+        held.release.set()
+        handler.close()
+
+
+def test_a_poll_with_drain_0_before_exit_loses_nothing(make, held) -> None:
+    """``drain(0)`` says False while a write is in flight; the exit after it still waits
+    for that write (the server answers 0.2 s later) instead of giving it up at once."""
+    handler = make(flush_timeout=10)
+    log = app_logger(handler)
+    log.warning("job done", extra={"involved": pod("job")})
+    assert held.wait_for_calls(1, timeout=10)
+    assert handler.drain(0) is False
+    threading.Timer(0.2, held.release.set).start()
+    logging.shutdown([lambda: handler])
+    stats = handler.stats()
+    assert (stats["created"], stats["failed"]) == (1, 0), stats

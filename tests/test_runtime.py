@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_logging_events import _runtime, correlator, models, recorder
+from k8s_logging_events import _runtime, _stats, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -618,3 +618,53 @@ def test_an_idle_handler_keeps_one_thread_and_writers_end_after_the_work(server)
     assert len(names) == 1, names
     assert "dispatcher" in names[0]
     assert handler.threads() == []
+
+
+class _HeldSink(FakeEventSink):
+    """A fake sink whose creates wait until the test lets them go."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.go = threading.Event()
+
+    def create(self, event: models.Event) -> models.Event:
+        self.entered.set()
+        self.go.wait(10)
+        return super().create(event)
+
+
+def test_stats_add_up_while_the_dispatcher_hands_a_batch_on() -> None:
+    """accepted equals the outcomes plus pending at any moment, even in the middle of a
+    hand-off: here, read by a report that the dispatcher writes after it queued (and
+    dropped) a batch's writes and before it marked the batch as handed on."""
+    fake = _HeldSink()
+    b = recorder.EventBroadcaster(queue_length=1, writers=1)
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+    seen: list[dict[str, int]] = []
+
+    class Reading(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(dict(b.stats()))
+
+    library = logging.getLogger("k8s_logging_events")
+    reading = Reading(logging.ERROR)
+    library.addHandler(reading)
+    try:
+        rec.event(pod("web-0"), models.WARNING, "BackOff", "first")
+        assert fake.entered.wait(10)  # its write is in flight: pending_events is full
+        rec.event(pod("web-1"), models.WARNING, "BackOff", "second")  # a write dropped
+        deadline = time.monotonic() + 10
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.01)
+        fake.go.set()
+        assert b.flush(10)
+    finally:
+        library.removeHandler(reading)
+        fake.go.set()
+        b.shutdown(2)
+    assert seen
+    for stats in [*seen, dict(b.stats())]:
+        outcomes = sum(stats[name] for name in _stats.OUTCOMES)
+        assert stats["accepted"] == outcomes + stats["pending"], stats

@@ -402,6 +402,54 @@ def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pi
     assert methods[-2:] == ["PATCH", "POST"]
 
 
+class _WithoutRead:
+    """The sink without ``read``: the writer keeps client-go's ways (no takeover)."""
+
+    def __init__(self, inner: sink.KubernetesEventSink) -> None:
+        self.inner = inner
+
+    def create(self, event: models.Event) -> models.Event:
+        return self.inner.create(event)
+
+    def update(self, event: models.Event) -> models.Event:
+        return self.inner.update(event)
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        return self.inner.patch(event, data)
+
+
+@pytest.mark.parametrize("reads", [True, False], ids=["takeover", "client-go"])
+@pytest.mark.parametrize("status", [429, 403])
+def test_a_write_sent_again_may_have_landed_whatever_the_second_send_met(
+    server, reads, status
+) -> None:
+    """The POST was stored, then its kept-alive connection closed without an answer; the
+    channel sent it again, and that send met a 429 (or any refusal). The first send may have
+    landed all the same: the retry's AlreadyExists is our own event, so one occurrence is
+    count 1 on the server, created, neither counted twice nor given up as failed."""
+    clock = FakeClock(T0)
+    b = recorder.EventBroadcaster(
+        clock=clock, sleep=clock.sleep, sleep_duration=0.5, rng=lambda: 0.5
+    )
+    s = sink.KubernetesEventSink(server.api_client(), qps=0, request_timeout=(1.0, 2.0))
+    b.start_recording_to_sink(s if reads else _WithoutRead(s))
+    rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+    try:
+        rec.event(_ref("web-0"), models.WARNING, "BackOff", "first")
+        assert b.flush(10)  # the connection is kept alive now
+        server.inject(method="POST", action="drop", commit=True)
+        server.inject(method="POST", status=status, retry_after=0.1)
+        rec.event(_ref("web-1"), models.WARNING, "BackOff", "second")
+        assert b.flush(10)
+        stats = b.stats()
+    finally:
+        b.shutdown(5)
+        s.close()
+    assert (stats["created"], stats["patched"], stats["failed"]) == (2, 0, 0), stats
+    assert sorted(e["count"] for e in server.events()) == [1, 1]
+    assert [r.status for r in server.requests if r.method == "POST"][1:3] == [None, status]
+
+
 # -- the lean request path: authentication and TLS still work ------------------------------------
 
 
