@@ -66,7 +66,7 @@ ThreadHook = Callable[[threading.ExceptHookArgs], Any]
 
 
 class Watcher(Protocol):
-    """What a crash is reported to: a :class:`~k8s_logging_events.KubernetesEventHandler`."""
+    """What a crash is reported to: a :class:`~.handler.KubernetesEventHandler`."""
 
     def handle(self, record: logging.LogRecord) -> object:
         """Turn ``record`` into an event (never raising, never waiting)."""

@@ -128,9 +128,11 @@ class KubernetesEventHandler(logging.Handler):
             a writer thread at the first write, never on the thread that logs.
         broadcaster: an :class:`~k8s_logging_events.recorder.EventBroadcaster` to record
             into. The handler does not own it: it starts no watcher on it and does not shut
-            it down (``close()`` only flushes it), and ``sink``, ``structured_logging`` and
-            the queue, writer and correlator options do not apply. Without one, the handler
-            creates and owns its broadcaster on the first record with ``involved``.
+            it down (``close()`` only flushes it), and the broadcaster's own settings stand
+            for the pipeline's options: ``sink`` and ``structured_logging`` cannot be set
+            with it, and the sink's options, the queue, writer, correlator and naming options,
+            ``clock`` and ``sleep`` do not apply. Without one, the handler creates and owns
+            its broadcaster on the first record with ``involved``.
         namespace: the namespace of events about cluster-scoped objects (Nodes,
             Namespaces ...). A core/v1 event without ``eventTime``, which is what the
             recorder writes, is accepted there only in ``default``, so that is the only
@@ -150,7 +152,8 @@ class KubernetesEventHandler(logging.Handler):
         correlator: correlation options, as a
             :class:`~k8s_logging_events.correlator.CorrelatorOptions` or a mapping of its
             field names (``burst_size``, ``qps``, ``max_events`` ...); ``None``: client-go's.
-        flush_timeout: seconds :meth:`flush` and :meth:`close` may wait for writes.
+        flush_timeout: seconds :meth:`flush` and :meth:`close` may wait (one wait for the
+            pair at exit), and :meth:`drain`'s default timeout.
         structured_logging: also log every event as one JSON line to standard error
             (``True``), or as a record on the logger of that name (a string).
         exception_detail: what an event says about the record's exception:
@@ -178,7 +181,8 @@ class KubernetesEventHandler(logging.Handler):
             ``get`` on ``pods``). Outside a pod this is reported once and such records make
             no events. Set the handler's ``level`` (WARNING) so that not every line becomes
             an event. ``None`` (the default): only records with an involved object count.
-        crash_events: an uncaught exception is a ``Warning`` event on the ``default_involved`` pod.
+        crash_events: an uncaught exception is a ``Warning`` event ``UncaughtException``
+            about the ``default_involved`` pod (required), flushed before the process ends.
         event_names: ``"deterministic"`` (the default): an event's name is a hash of what
             makes it that event (source, involved object, type, reason, message), so that a
             restarted process, another worker or another replica on the same node continues
@@ -462,12 +466,14 @@ class KubernetesEventHandler(logging.Handler):
         """Return the broadcaster's counters plus the handler's own.
 
         From the broadcaster (see :meth:`~k8s_logging_events.recorder.EventBroadcaster.stats`):
-        ``accepted``, ``invalid``, ``dropped``, ``created``, ``patched``, ``coalesced``,
-        ``failed`` and ``pending`` (all 0 before the first event). The handler's: ``refused``
-        (records with ``involved`` that made no event because of bad input), ``repaired``
-        (events recorded after their input was repaired, e.g. a message cut to size) and
-        ``after_close`` (records dropped because the handler was closed). With a shared
-        ``broadcaster`` its counters include other recorders' events.
+        ``accepted``, ``invalid``, the outcomes ``dropped``, ``created``, ``patched``,
+        ``coalesced``, ``failed`` and ``discarded``, ``pending`` (occurrences without an
+        outcome yet) and ``pending_events`` (events with a write not finished), all 0 before
+        the first event. The handler's: ``refused`` (records with ``involved`` that made no
+        event because of bad input), ``repaired`` (events recorded after their input was
+        repaired, e.g. a message cut to size) and ``after_close`` (records dropped because
+        the handler was closed). With a shared ``broadcaster`` its counters include other
+        recorders' events.
         """
         values = dict.fromkeys(_BROADCASTER_STATS, 0)
         active = self._broadcaster

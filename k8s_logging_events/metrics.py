@@ -99,7 +99,7 @@ _COMPONENT = "component"
 
 
 class Measured(Protocol):
-    """What :func:`register` reads: a :class:`~k8s_logging_events.KubernetesEventHandler`."""
+    """What :func:`register` reads: a :class:`~.handler.KubernetesEventHandler`."""
 
     @property
     def source(self) -> models.EventSource:

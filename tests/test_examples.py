@@ -7,6 +7,7 @@ pytest example runs in a pytest of its own; the YAML files are loaded and checke
 
 from __future__ import annotations
 
+import ast
 import importlib.util
 import inspect
 import logging
@@ -24,6 +25,7 @@ from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
+from tests._recipes import recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -437,3 +439,144 @@ class TestDocumentedConfigurations:
 
         (event,) = k8s_apiserver.events("default")
         assert (event["reason"], event["source"]["component"]) == ("Logging", "billing-controller")
+
+
+class TestDocumentedSnippets:
+    """The tagged code blocks of docs/quickstart.md and docs/configuration.md do what the
+    text around them says."""
+
+    QUICKSTART = ROOT / "docs" / "quickstart.md"
+    CONFIGURATION = ROOT / "docs" / "configuration.md"
+    POD: ClassVar[dict[str, Any]] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "web-0", "namespace": "default"},
+    }
+
+    def test_the_quick_starts_local_server_prints_the_counted_event(self) -> None:
+        """The snippet runs as a program and prints one BackOff event counted three times
+        (the namespace it logs into exists on its server)."""
+        done = subprocess.run(
+            [sys.executable, "-c", recipe("local-server", doc=self.QUICKSTART)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        (row,) = [line for line in done.stdout.splitlines() if "BackOff" in line]
+        assert "(x3 over" in row
+        assert row.endswith("billing-controller  Back-off pulling image shop:2.1")
+        assert done.stderr == ""  # no write was refused
+
+    def _info_events(self, name: str, server: LocalApiServer) -> int:
+        """Apply recipe ``name`` (its sink at ``server``) in a fresh process's logging state,
+        log one INFO record about a pod, and return how many events the server stores."""
+        logging.getLogger().setLevel(logging.WARNING)  # what a new process starts with
+        logging.config.dictConfig(yaml.safe_load(recipe(name, server.url, self.CONFIGURATION)))
+        (handler,) = [
+            h for h in logging.getLogger().handlers if isinstance(h, KubernetesEventHandler)
+        ]
+        try:
+            logging.getLogger("shop").info("Pulled image", extra={"involved": self.POD})
+            assert handler.drain(10)
+        finally:
+            handler.close()
+        return len(server.events("default"))
+
+    def test_an_info_event_needs_the_logger_at_info(self, k8s_apiserver) -> None:
+        """'Levels': with the handler at INFO and the root left at WARNING, an INFO record
+        makes no event; with the root at INFO it does."""
+        assert self._info_events("levels-mistake", k8s_apiserver) == 0
+        assert self._info_events("levels-fixed", k8s_apiserver) == 1
+
+    def test_the_handler_is_found_by_its_name(self) -> None:
+        """'Getting the handler that dictConfig built': the snippet finds the handler named
+        ``events`` (getHandlerByName on 3.12+, the root's handlers on 3.11)."""
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {
+                    "console": {"class": "logging.NullHandler"},
+                    "events": {
+                        "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                        "sink": None,
+                    },
+                },
+                "root": {"handlers": ["console", "events"]},
+            }
+        )
+        namespace: dict[str, Any] = {}
+        exec(recipe("handler-by-name", doc=self.CONFIGURATION), namespace)
+        found = namespace["handler"]
+        try:
+            assert isinstance(found, KubernetesEventHandler)
+            assert found in logging.getLogger().handlers
+        finally:
+            found.close()
+
+
+class TestConfigurationReference:
+    """docs/configuration.md lists every option of the handler and of LocalApiServer with its
+    default, and every counter of stats(), as the code has them."""
+
+    DOC = ROOT / "docs" / "configuration.md"
+    _ROW = re.compile(r"^\| ((?:`\w+`(?:, )?)+) \| ([^|]*) \|", re.MULTILINE)
+
+    def _table(self, heading: str) -> dict[str, str]:
+        """name -> default cell of the first table under ``## heading``."""
+        text = self.DOC.read_text()
+        start = text.index(f"\n## {heading}\n")
+        end = text.find("\n## ", start + 1)
+        rows: dict[str, str] = {}
+        for names, cell in self._ROW.findall(text[start:end]):
+            for name in re.findall(r"`(\w+)`", names):
+                rows[name] = cell.strip()
+        return rows
+
+    @staticmethod
+    def _documented(cell: str, read: Any) -> Any:
+        """The first backticked value of a default cell, read by ``read``; ... for prose."""
+        match = re.match(r"`([^`]+)`", cell)
+        return read(match.group(1)) if match else ...
+
+    @staticmethod
+    def _defaults(signature: inspect.Signature) -> dict[str, Any]:
+        return {
+            name: parameter.default
+            for name, parameter in signature.parameters.items()
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+        }
+
+    def test_every_handler_option_with_its_default(self) -> None:
+        """The Options table names each keyword of KubernetesEventHandler once, and a
+        default written as a value (YAML, as dictConfig reads it) is the signature's."""
+        rows = self._table("Options")
+        defaults = self._defaults(inspect.signature(KubernetesEventHandler))
+        assert set(rows) == set(defaults)
+
+        def read(text: str) -> Any:
+            spelled = {"None": None, "NOTSET": logging.NOTSET}
+            return spelled[text] if text in spelled else yaml.safe_load(text)
+
+        documented = {name: self._documented(cell, read) for name, cell in rows.items()}
+        written = {name: value for name, value in documented.items() if value is not ...}
+        assert written == {name: defaults[name] for name in written}
+        assert len(written) >= len(defaults) - 4  # only component, host, clock, sleep in prose
+
+    def test_every_local_api_server_option_with_its_default(self) -> None:
+        """The LocalApiServer table names each of its options with the signature's default."""
+        rows = self._table("The local API server's options")
+        defaults = self._defaults(inspect.signature(LocalApiServer))
+        documented = {name: self._documented(cell, ast.literal_eval) for name, cell in rows.items()}
+        assert documented == defaults
+
+    def test_every_counter(self) -> None:
+        """The Counters table names every key of handler.stats()."""
+        handler = KubernetesEventHandler(sink=None)
+        try:
+            assert set(self._table("Counters")) == set(handler.stats())
+        finally:
+            handler.close()

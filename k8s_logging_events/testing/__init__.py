@@ -3,8 +3,10 @@
 Nothing here is needed in production. ``FakeClock`` drives time by hand, ``FakeRecorder``
 keeps what it was asked to record as strings, ``FakeEventSink`` stores events in memory with
 create/patch semantics and scripted failures, and ``LocalApiServer`` serves the Events API
-over real HTTP(S) on 127.0.0.1 for the official ``kubernetes`` client and ``kubectl``, with
-watches; ``wait_for_event`` waits, through a watch, until an event is on a server.
+(with the Namespaces and Pods events live in and are about) over real HTTP(S) on 127.0.0.1
+for the official ``kubernetes`` client and ``kubectl``, with watches; ``wait_for_event``
+waits, through a watch, until an event is on a server. ``capture_events`` (and the pytest
+plugin's fixtures) put these together for a test.
 """
 
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events

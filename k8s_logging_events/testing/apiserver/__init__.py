@@ -13,10 +13,13 @@ unnoticed). :class:`LocalApiServer` is the public facade; the private modules be
 * ``_auth``: HTTPS material, bearer tokens, client certificates, kubeconfig;
 * ``_admission``: the ``EventRateLimit`` admission plugin;
 * ``_rest``: routing, discovery and Namespaces; ``_rest_events``: the Events handlers;
-  ``_requests``: one request and its answer; ``_tables``: ``meta.k8s.io`` Tables;
+  ``_rest_pods``: the Pods handlers; ``_requests``: one request and its answer;
+  ``_tables``: ``meta.k8s.io`` Tables;
 * ``_schema``: decoding bodies into the canonical core/v1 form, and the events.k8s.io/v1 view;
 * ``_validation``: the API server's checks; ``_selectors``: field and label selectors;
 * ``_objects`` and ``_store``: what is stored, and the store with its change history;
+  ``_store_pods``: the store's Pods; ``_pods``: what the server knows of Pods (defaults,
+  validation, selectable fields);
 * ``_watch``: watch streams; ``_patch``: the three patch formats;
 * ``_errors``: ``Status`` bodies and field errors; ``_gofmt``: values written as Go does.
 """
