@@ -50,9 +50,15 @@ def kubeconfig_paths(kubeconfig: str | None = None) -> list[str]:
     return paths or [os.path.join("~", ".kube", "config")]
 
 
-def find_configuration(kubeconfig: str | None = None) -> str | None:
+def uses_in_cluster(kubeconfig: str | None, context: str | None) -> bool:
+    """True when the client is built from the service account: in a pod, and neither a
+    kubeconfig nor a context was asked for (either one means a kubeconfig)."""
+    return kubeconfig is None and context is None and in_cluster()
+
+
+def find_configuration(kubeconfig: str | None = None, context: str | None = None) -> str | None:
     """Say where a client configuration would come from, without loading it (None: nowhere)."""
-    if kubeconfig is None and in_cluster():
+    if uses_in_cluster(kubeconfig, context):
         return "the in-cluster service account"
     for path in kubeconfig_paths(kubeconfig):
         if os.path.isfile(os.path.expanduser(path)):
@@ -60,10 +66,15 @@ def find_configuration(kubeconfig: str | None = None) -> str | None:
     return None
 
 
-def not_found_report(kubeconfig: str | None = None) -> str:
+def not_found_report(kubeconfig: str | None = None, context: str | None = None) -> str:
     """The warning for ``sink: auto`` with no configuration: what was tried, what to set."""
     tried = []
-    if kubeconfig is None:
+    if context is not None and kubeconfig is None and in_cluster():
+        tried.append(
+            f"not the in-cluster service account (the context option {context!r} "
+            "names a kubeconfig context)"
+        )
+    elif kubeconfig is None:
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
             tried.append("the in-cluster service account (KUBERNETES_SERVICE_HOST is not set)")
         else:
@@ -103,7 +114,7 @@ def default_api_client(
 
     configuration = client.Configuration()
     loader: Any = config
-    if kubeconfig is None and context is None and in_cluster():
+    if uses_in_cluster(kubeconfig, context):
         loader.load_incluster_config(client_configuration=configuration)
         origin = f"the service account token file {SERVICE_ACCOUNT_TOKEN} (in-cluster)"
         sources = ["a bearer token"]

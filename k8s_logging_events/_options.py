@@ -309,10 +309,12 @@ def open_sink(
     if option is None or isinstance(option, sinks.EventSink):
         built: sinks.EventSink | None = option
     elif option == "auto":
-        found = _kubeconfig.find_configuration(config.kubeconfig)
+        found = _kubeconfig.find_configuration(config.kubeconfig, config.context)
         if found is None:
             _diagnostics.report(
-                logging.WARNING, "%s", _kubeconfig.not_found_report(config.kubeconfig)
+                logging.WARNING,
+                "%s",
+                _kubeconfig.not_found_report(config.kubeconfig, config.context),
             )
             return None, None
         built = lazy = sinks.LazySink(_factory(config, None, clock, sleep), found, config.api)

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 import yaml
 
+from k8s_logging_events import _kubeconfig as kubeconfigs
 from k8s_logging_events import describe, handler, models, recorder
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
@@ -821,6 +822,26 @@ class TestLifecycle:
         event_handler.flush()
         assert sum("No Kubernetes configuration" in text for text in reports.messages()) == 1
         assert event_handler.stats()["accepted"] == 2
+
+    def test_a_context_in_a_pod_asks_for_a_kubeconfig_and_says_when_there_is_none(
+        self, make, log, reports, monkeypatch, tmp_path
+    ) -> None:
+        """In a pod, ``context`` names a kubeconfig context: the service account is not
+        used, and with no kubeconfig that is the one warning (``discarded``), not failed
+        writes through a client that cannot be built."""
+        token = tmp_path / "token"
+        token.write_text("sa-token")
+        monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+        monkeypatch.setattr(kubeconfigs, "SERVICE_ACCOUNT_TOKEN", str(token))
+        monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+        event_handler = make(sink="auto", context="staging")
+        log.addHandler(event_handler)
+        log.warning("lost", extra={"involved": POD, "reason": "Lost"})
+        event_handler.flush()
+        (report,) = [text for text in reports.messages() if "No Kubernetes configuration" in text]
+        assert "context option 'staging'" in report
+        assert event_handler.stats()["discarded"] == 1
+        assert event_handler.stats()["failed"] == 0
 
     def test_auto_finds_a_kubeconfig_and_writes_through_it(
         self, log, made, monkeypatch, tmp_path
