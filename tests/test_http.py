@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _http, _retry, models, recorder, sink
+from k8s_logging_events import _http, _http_parser, _retry, _transport, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests.test_sink import _event
 
@@ -206,7 +206,7 @@ def test_no_answer_on_a_fresh_connection_is_a_transport_error(
     """A new connection that closes without an answer is not sent again: the writer retries."""
     events_sink = make_sink(served)
     served.inject("POST", action="drop")
-    with pytest.raises(_http.ProtocolError):
+    with pytest.raises(_http_parser.ProtocolError):
         events_sink.create(_event(name="web-0.1"))
     assert len(_posts(served)) == 1
     events_sink.create(_event(name="web-0.1"))  # the writer's retry
@@ -299,9 +299,9 @@ def test_error_answers_read_as_through_the_official_client(
 
 def test_retry_after_is_read_from_the_header_in_any_case() -> None:
     """The channel keeps header names in lower case; the Retry-After reading takes both."""
-    assert sink._retry_after({"retry-after": "3"}, {}) == 3.0
-    assert sink._retry_after({"Retry-After": "4"}, {"retryAfterSeconds": 9}) == 4.0
-    assert sink._retry_after({}, {"retryAfterSeconds": 9}) == 9.0
+    assert _transport.retry_after({"retry-after": "3"}, {}) == 3.0
+    assert _transport.retry_after({"Retry-After": "4"}, {"retryAfterSeconds": 9}) == 4.0
+    assert _transport.retry_after({}, {"retryAfterSeconds": 9}) == 9.0
 
 
 def test_a_credential_that_would_inject_a_header_is_never_sent(
@@ -485,12 +485,12 @@ def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None
     channel = _plain_channel(stray.port)
     try:
         for method in ("POST", "PATCH"):
-            with pytest.raises(_http.ProtocolError) as raised:
+            with pytest.raises(_http_parser.ProtocolError) as raised:
                 channel.request(method, "/events", JSON, [], b"{}")
             assert sink.is_retryable(raised.value)
             assert _retry.may_have_landed(raised.value)
         answered = stray.answered
-        with pytest.raises(_http.ProtocolError):  # the resent GET meets a copy again
+        with pytest.raises(_http_parser.ProtocolError):  # the resent GET meets a copy again
             channel.request("GET", "/pods/web-0", JSON, [], b"")
         assert stray.answered == answered + 2
         assert channel.resends == 1
@@ -567,7 +567,7 @@ def test_an_answer_about_another_object_is_never_taken_for_the_write(method, ans
                 return events_sink.create(event)
             return events_sink.patch(event, b'{"count":2}')
 
-        with pytest.raises(_http.ProtocolError, match="meant for another request") as raised:
+        with pytest.raises(_http_parser.ProtocolError, match="meant for another request") as raised:
             write()
         assert sink.is_retryable(raised.value)
         assert _retry.may_have_landed(raised.value)
@@ -734,12 +734,12 @@ def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_e
     ],
 )
 def test_an_answer_head_that_is_not_http_is_a_protocol_error(head: bytes) -> None:
-    with pytest.raises(_http.ProtocolError):
-        _http._parse_head(head)
+    with pytest.raises(_http_parser.ProtocolError):
+        _http_parser.parse_head(head)
 
 
 def test_an_answer_head_is_read_by_lower_case_name() -> None:
-    version, status, reason, headers = _http._parse_head(
+    version, status, reason, headers = _http_parser.parse_head(
         b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nX-A: 1\r\nx-a: 2"
     )
     assert (version, status, reason) == (b"HTTP/1.1", 429, "Too Many Requests")
@@ -749,9 +749,9 @@ def test_an_answer_head_is_read_by_lower_case_name() -> None:
 @pytest.mark.parametrize("value", ["5, 6", "-1", "+5", "1e3", " ", "٣", str(2**40)])
 def test_a_content_length_that_cannot_be_trusted_is_a_protocol_error(value: str) -> None:
     """Conflicting copies, signs, non-ASCII digits, absurd sizes: never read as a length."""
-    with pytest.raises(_http.ProtocolError):
-        _http._content_length(value)
+    with pytest.raises(_http_parser.ProtocolError):
+        _http_parser.content_length(value)
 
 
 def test_repeated_equal_content_lengths_are_one() -> None:
-    assert _http._content_length("12, 12") == 12
+    assert _http_parser.content_length("12, 12") == 12
