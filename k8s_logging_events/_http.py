@@ -44,7 +44,6 @@ from k8s_logging_events._http_parser import (
     Answer,
     OutOfStepError,
     ProtocolError,
-    StaleError,
     read_answer,
 )
 
@@ -138,6 +137,10 @@ def is_tls_error(error: BaseException) -> bool:
     """True for an error of the ``ssl`` module (a failed handshake, a bad certificate ...)."""
     ssl = sys.modules.get("ssl")  # not imported: no TLS connection was ever made
     return ssl is not None and isinstance(error, ssl.SSLError)
+
+
+class _StaleError(Exception):
+    """A kept-alive connection was closed by the server before any answer came back."""
 
 
 class _Connection:
@@ -307,7 +310,7 @@ class Channel:
         connection = self._take()
         try:
             answer, keep = self._exchange(connection, data)
-        except StaleError:
+        except _StaleError:
             connection, answer, keep = self._once_more(data)
         except OutOfStepError as error:
             self.out_of_step += 1
@@ -453,15 +456,34 @@ class Channel:
                 raise TimeoutError("the request could not be sent within the timeout") from None
             except OSError as error:
                 if connection.used and not isinstance(error, TimeoutError):
-                    raise StaleError from error
+                    raise _StaleError from error
                 raise
-            answer, keep = read_answer(connection)
+            answer, keep = _read_answer(connection)
         except BaseException:
             self._busy.discard(connection)
             connection.close()
             raise
         connection.used += 1
         return answer, keep
+
+
+def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
+    """Read one whole answer off ``connection``; also say whether it can be kept alive.
+
+    Nothing at all, or a reset, on a connection that carried answers before is the server's
+    close of an idle connection (:class:`_StaleError`): the request was not read.
+    """
+    try:
+        data = connection.receive()
+    except ConnectionError as error:  # reset: on a kept-alive connection, the server's close
+        if connection.used:
+            raise _StaleError from error
+        raise
+    if not data:
+        if connection.used:
+            raise _StaleError
+        raise ProtocolError("the server closed the connection without answering")
+    return read_answer(data, connection.receive)
 
 
 def _warn_unverified(host: str) -> None:

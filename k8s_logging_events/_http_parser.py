@@ -1,14 +1,24 @@
 """Reading an HTTP/1.1 answer: the parser under the sink's keep-alive channel (``_http``).
 
-At the very bottom of the sink's write path: :class:`~k8s_logging_events._http.Channel`
-sends a request and hands its connection here, and :func:`read_answer` reads the status
-line, the headers and the body (by ``Content-Length``, de-chunked, or up to the close)
-off it, and says whether the connection may carry another request.
+At the very bottom of the sink's write path. :class:`~k8s_logging_events._http.Channel` sends a
+request, receives the first bytes of its answer, and hands them here with the means to
+receive more: :func:`read_answer` reads the status line, the headers (by lower-case name)
+and the body, by ``Content-Length``, de-chunked, or up to the close, and says whether the
+connection may carry another request. No sockets here: tests feed it bytes, split anywhere,
+and compare what it reads with ``h11``'s reading of the same bytes
+(``tests/test_http_parser.py``).
+
+What it refuses is a :class:`ProtocolError` (a transport error: the connection is closed,
+and the request may or may not have been carried out): what is not HTTP/1.x, what is longer
+than :data:`MAX_HEAD` or :data:`MAX_BODY`, lengths that cannot be trusted, a switch of
+protocols nobody asked for; and, as :class:`OutOfStepError`, bytes after a complete answer,
+which may belong to another request.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Protocol
+from collections.abc import Callable
+from typing import NamedTuple
 
 __all__ = [
     "MAX_BODY",
@@ -16,8 +26,6 @@ __all__ = [
     "Answer",
     "OutOfStepError",
     "ProtocolError",
-    "Receiver",
-    "StaleError",
     "content_length",
     "parse_head",
     "read_answer",
@@ -54,44 +62,30 @@ class Answer(NamedTuple):
     kept-alive one it was first sent on turned out closed (see :meth:`Channel.request`)."""
 
 
-class StaleError(Exception):
-    """A kept-alive connection was closed by the server before any answer came back."""
-
-
 class OutOfStepError(ProtocolError):
     """Bytes came after an answer: it may have been meant for another request."""
 
 
-class Receiver(Protocol):
-    """A connection an answer is read off."""
+def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool]:
+    """Read one whole answer that starts with ``data``; also say whether the connection
+    that carried it can be kept alive.
 
-    used: int
-    """How many answers it has carried before."""
+    Args:
+        data: the first bytes received (not empty).
+        receive: returns the next bytes the server sent, b"" once it closed (it may raise
+            ``TimeoutError`` or another ``OSError``, which passes through).
 
-    def receive(self) -> bytes:
-        """What the server sent next (b"" once it closed)."""
-        ...
-
-
-def read_answer(connection: Receiver) -> tuple[Answer, bool]:
-    """Read one whole answer off ``connection``; also say whether it can be kept alive."""
-    try:
-        data = connection.receive()
-    except ConnectionError as error:  # reset: on a kept-alive connection, the server's close
-        if connection.used:
-            raise StaleError from error
-        raise
-    if not data:
-        if connection.used:
-            raise StaleError
-        raise ProtocolError("the server closed the connection without answering")
+    Raises:
+        ProtocolError: the answer is not one this reads (see the module's docstring), or the
+            connection closed before it was complete.
+    """
     while True:
         end = data.find(b"\r\n\r\n")
         while end < 0:
             if len(data) > MAX_HEAD:
                 raise ProtocolError(f"the answer's head is longer than {MAX_HEAD} bytes")
             searched = len(data)
-            data = _more(connection, data, "head")
+            data = _more(receive, data, "head")
             end = data.find(b"\r\n\r\n", max(0, searched - 3))
         version, status, reason, headers = parse_head(data[:end])
         data = data[end + 4 :]
@@ -108,15 +102,15 @@ def read_answer(connection: Receiver) -> tuple[Answer, bool]:
     elif codings is not None:
         if codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
             # the body ends where the connection does (RFC 9112, 6.3)
-            return Answer(status, reason, headers, _until_closed(connection, data)), False
-        body, data = _dechunk(connection, data)
+            return Answer(status, reason, headers, _until_closed(receive, data)), False
+        body, data = _dechunk(receive, data)
     elif length is not None:
         size = content_length(length)
         while len(data) < size:
-            data = _more(connection, data, "body")
+            data = _more(receive, data, "body")
         body, data = data[:size], data[size:]
     else:
-        return Answer(status, reason, headers, _until_closed(connection, data)), False
+        return Answer(status, reason, headers, _until_closed(receive, data)), False
     if data:  # nothing a well-behaved server sends: which request is this answer for?
         raise OutOfStepError(f"{len(data)} bytes came after the answer")
     return Answer(status, reason, headers, body), keep
@@ -167,16 +161,16 @@ def content_length(value: str) -> int:
     return size
 
 
-def _more(connection: Receiver, data: bytes, part: str) -> bytes:
-    more = connection.receive()
+def _more(receive: Callable[[], bytes], data: bytes, part: str) -> bytes:
+    more = receive()
     if not more:
         raise ProtocolError(f"the server closed the connection in the middle of an answer's {part}")
     return data + more
 
 
-def _until_closed(connection: Receiver, data: bytes) -> bytes:
+def _until_closed(receive: Callable[[], bytes], data: bytes) -> bytes:
     while True:
-        more = connection.receive()
+        more = receive()
         if not more:
             return data
         data += more
@@ -187,7 +181,7 @@ def _until_closed(connection: Receiver, data: bytes) -> bytes:
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-def _dechunk(connection: Receiver, data: bytes) -> tuple[bytes, bytes]:
+def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
     """Read a chunked body that starts ``data``; return it and what follows it."""
     parts: list[bytes] = []
     total = 0
@@ -196,7 +190,7 @@ def _dechunk(connection: Receiver, data: bytes) -> tuple[bytes, bytes]:
         while end < 0:
             if len(data) > 1024:
                 raise ProtocolError("a chunk-size line longer than 1024 bytes")
-            data = _more(connection, data, "body")
+            data = _more(receive, data, "body")
             end = data.find(b"\r\n")
         size_text = data[:end].split(b";", 1)[0].strip()
         if not size_text or not _HEX.issuperset(size_text) or len(size_text) > 16:
@@ -209,7 +203,7 @@ def _dechunk(connection: Receiver, data: bytes) -> tuple[bytes, bytes]:
         if total > MAX_BODY:
             raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
         while len(data) < size + 2:
-            data = _more(connection, data, "body")
+            data = _more(receive, data, "body")
         if data[size : size + 2] != b"\r\n":
             raise ProtocolError("a chunk is not followed by a line break")
         parts.append(data[:size])
@@ -220,7 +214,7 @@ def _dechunk(connection: Receiver, data: bytes) -> tuple[bytes, bytes]:
         while end < 0:
             if len(data) > MAX_HEAD:
                 raise ProtocolError(f"trailers longer than {MAX_HEAD} bytes")
-            data = _more(connection, data, "trailers")
+            data = _more(receive, data, "trailers")
             end = data.find(b"\r\n")
         line, data = data[:end], data[end + 2 :]
         if not line:

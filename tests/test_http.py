@@ -23,9 +23,17 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _http, _http_parser, _retry, _transport, models, recorder, sink
+from k8s_logging_events import (
+    _http,
+    _http_parser,
+    _official,
+    _retry,
+    models,
+    recorder,
+    sink,
+)
 from k8s_logging_events.testing import FakeClock, LocalApiServer
-from tests.test_sink import _event
+from tests.test_sink import _event, _on_official_path
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 JSON = "application/json"
@@ -55,9 +63,9 @@ def _make_sink() -> Iterator[Any]:
 
 
 def _channel(events_sink: sink.KubernetesEventSink) -> _http.Channel:
-    channel = events_sink._lean()
-    assert channel is not None, "the write path is the official client's, not the channel"
-    return channel
+    transport = events_sink._transport
+    assert isinstance(transport, _official.ChannelTransport), "not on the sink's channel"
+    return transport.channel
 
 
 def _posts(server: LocalApiServer) -> list[Any]:
@@ -266,7 +274,7 @@ def test_error_answers_read_as_through_the_official_client(
 ) -> None:
     """The same refusal through both paths gives the same ApiStatusError, Retry-After too."""
     event = _event()
-    events_sink = make_sink(served)
+    lean, official = make_sink(served), _on_official_path(make_sink(served))
     if failure == "429":
         served.inject("POST", status=429, retry_after=7, times=2)
     elif failure == "503":
@@ -276,7 +284,7 @@ def test_error_answers_read_as_through_the_official_client(
     elif failure == "missing-namespace":
         event = _event(namespace="nowhere")
     elif failure == "exists":
-        events_sink.create(event)
+        lean.create(event)
     elif failure == "invalid":  # the involved object is in another namespace
         event = _event(
             involved_object=models.ObjectReference(
@@ -286,22 +294,15 @@ def test_error_answers_read_as_through_the_official_client(
     elif failure == "unauthorized":
         if served.token is None:
             pytest.skip("the plain server asks for no credentials")
-        events_sink.api_client.configuration.api_key = {"authorization": "wrong"}
-    path = events_sink._path(event.namespace)
-    with pytest.raises(sink.ApiStatusError) as official:
-        events_sink._call("POST", path, events_sink._body(event), JSON)
-    with pytest.raises(sink.ApiStatusError) as lean:
-        events_sink.create(event)
-    _same_failure(official.value, lean.value)
+        for events_sink in (lean, official):
+            events_sink.api_client.configuration.api_key = {"authorization": "wrong"}
+    with pytest.raises(sink.ApiStatusError) as through_client:
+        official.create(event)
+    with pytest.raises(sink.ApiStatusError) as on_channel:
+        lean.create(event)
+    _same_failure(through_client.value, on_channel.value)
     if failure == "429":
-        assert lean.value.retry_after == 7.0
-
-
-def test_retry_after_is_read_from_the_header_in_any_case() -> None:
-    """The channel keeps header names in lower case; the Retry-After reading takes both."""
-    assert _transport.retry_after({"retry-after": "3"}, {}) == 3.0
-    assert _transport.retry_after({"Retry-After": "4"}, {"retryAfterSeconds": 9}) == 4.0
-    assert _transport.retry_after({}, {"retryAfterSeconds": 9}) == 9.0
+        assert on_channel.value.retry_after == 7.0
 
 
 def test_a_credential_that_would_inject_a_header_is_never_sent(
