@@ -8,15 +8,23 @@ connection may carry another request. No sockets here: tests feed it bytes, spli
 and compare what it reads with ``h11``'s reading of the same bytes
 (``tests/test_http_parser.py``).
 
-What it refuses is a :class:`ProtocolError` (a transport error: the connection is closed,
-and the request may or may not have been carried out): what is not HTTP/1.x, what is longer
-than :data:`MAX_HEAD` or :data:`MAX_BODY`, lengths that cannot be trusted, a switch of
-protocols nobody asked for; and, as :class:`OutOfStepError`, bytes after a complete answer,
-which may belong to another request.
+It reads what RFC 9112 lets a client read, as ``h11`` does: lines ended by CRLF or a bare
+LF, header names that are tokens and values without control characters, a reason phrase
+that may be missing, chunk extensions and trailer fields (checked, then left aside), 1xx
+answers before the final one, ``Transfer-Encoding: chunked`` over ``Content-Length``. What
+it refuses is a :class:`ProtocolError` (a transport error: the connection is closed, and the
+request may or may not have been carried out): what is not HTTP/1.x, lengths that cannot be
+trusted, a transfer coding other than ``chunked``, a switch of protocols nobody asked for,
+an answer cut short; and, as :class:`OutOfStepError`, bytes after a complete answer, which
+may belong to another request. Where it differs from ``h11``, on purpose: it refuses an
+obsolete folded header line (``h11`` unfolds it) and a version other than 1.x; it keeps an
+HTTP/1.0 connection alive when the answer says ``keep-alive`` (as ``http.client`` does);
+it stops at :data:`MAX_HEAD` and :data:`MAX_BODY`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -80,64 +88,87 @@ def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool
             connection closed before it was complete.
     """
     while True:
-        end = data.find(b"\r\n\r\n")
-        while end < 0:
-            if len(data) > MAX_HEAD:
-                raise ProtocolError(f"the answer's head is longer than {MAX_HEAD} bytes")
-            searched = len(data)
-            data = _more(receive, data, "head")
-            end = data.find(b"\r\n\r\n", max(0, searched - 3))
-        version, status, reason, headers = parse_head(data[:end])
-        data = data[end + 4 :]
+        data, head = _lines(receive, data, "head")
+        if not head:
+            raise ProtocolError("a blank line where the status line should be")
+        version, status, reason, headers = _parse_lines(head)
         if not 100 <= status <= 199:
             break
         if status == 101:
             raise ProtocolError("the server switched protocols unasked")
         # an interim answer (100 Continue, 103 Early Hints): the final one follows
     keep = _keeps_alive(version, headers.get("connection", ""))
-    codings = headers.get("transfer-encoding")
+    chunked = "transfer-encoding" in headers  # only "chunked" gets past _parse_lines
     length = headers.get("content-length")
     if status in (204, 304):
         body = b""
-    elif codings is not None:
-        if codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
-            # the body ends where the connection does (RFC 9112, 6.3)
-            return Answer(status, reason, headers, _until_closed(receive, data)), False
+    elif chunked:  # it wins over Content-Length (RFC 9112, 6.3)
         body, data = _dechunk(receive, data)
     elif length is not None:
-        size = content_length(length)
+        size = int(length)
+        if size > MAX_BODY:
+            raise ProtocolError(f"an answer of {size} bytes is more than {MAX_BODY}")
         while len(data) < size:
             data = _more(receive, data, "body")
         body, data = data[:size], data[size:]
-    else:
+    else:  # the body ends where the connection does
         return Answer(status, reason, headers, _until_closed(receive, data)), False
     if data:  # nothing a well-behaved server sends: which request is this answer for?
         raise OutOfStepError(f"{len(data)} bytes came after the answer")
     return Answer(status, reason, headers, body), keep
 
 
+# RFC 9110 and 9112, with h11's leniencies: obs-text in values and reasons, no reason at all
+_STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: ([\x01-\x09\x0e-\xff]*))?")
+_FIELD_LINE = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*"
+    rb"((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
+)
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
+
+
 def parse_head(head: bytes) -> tuple[bytes, int, str, dict[str, str]]:
-    """The version, status, reason phrase and headers of an answer's head."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if (
-        not version.startswith(b"HTTP/1.")
-        or len(code) != 3
-        or not code.isdigit()
-        or rest[3:4] not in (b"", b" ")
-    ):
+    """The version, status, reason phrase and headers of an answer's head (its lines,
+    without the blank line that ends it)."""
+    return _parse_lines(_LINE_END.split(head))
+
+
+def _parse_lines(lines: list[bytes]) -> tuple[bytes, int, str, dict[str, str]]:
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None:
         raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():  # also an obsolete folded line
+    version, code, reason = status_line.groups()
+    status = int(code)
+    if status < 100:
+        raise ProtocolError(f"not an HTTP status: {status}")
+    headers = _fields(lines[1:])
+    return version, status, (reason or b"").decode("latin-1"), headers
+
+
+def _fields(lines: list[bytes]) -> dict[str, str]:
+    """Header (or trailer) fields by lower-case name, repeated ones joined by ", "; the
+    framing ones checked (an obsolete folded line is not a field line)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        field = _FIELD_LINE.fullmatch(line)
+        if field is None:
             raise ProtocolError(f"not an HTTP header line: {line[:100]!r}")
-        key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
-        seen = headers.get(key)
-        headers[key] = text if seen is None else f"{seen}, {text}"
-    return version, int(code), rest[4:].decode("latin-1"), headers
+        name = field[1].decode("ascii").lower()
+        value = field[2].decode("latin-1")
+        seen = fields.get(name)
+        fields[name] = value if seen is None else f"{seen}, {value}"
+    length = fields.get("content-length")
+    if length is not None:
+        content_length(length, limit=False)
+        fields["content-length"] = length.split(",", 1)[0].strip()  # copies that agree
+    codings = fields.get("transfer-encoding")
+    if codings is not None:
+        if codings.lower() != "chunked":  # a coding this cannot undo, or two headers
+            raise ProtocolError(f"a transfer coding other than chunked: {codings[:100]!r}")
+        fields["transfer-encoding"] = "chunked"
+    return fields
 
 
 def _keeps_alive(version: bytes, connection: str) -> bool:
@@ -147,18 +178,42 @@ def _keeps_alive(version: bytes, connection: str) -> bool:
     return "close" not in tokens
 
 
-def content_length(value: str) -> int:
-    # a repeated header (joined by ", ") is fine when every copy says the same
+def content_length(value: str, *, limit: bool = True) -> int:
+    """The size a ``Content-Length`` gives (copies of one header joined by ", " must agree).
+
+    Raises:
+        ProtocolError: not a length, copies that disagree, or (with ``limit``) a body longer
+            than :data:`MAX_BODY`.
+    """
     copies = {part.strip() for part in value.split(",")}
     if len(copies) != 1:
-        raise ProtocolError(f"conflicting Content-Length headers: {value!r}")
+        raise ProtocolError(f"conflicting Content-Length headers: {value[:100]!r}")
     text = copies.pop()
-    if not text.isdigit() or not text.isascii():
-        raise ProtocolError(f"not a Content-Length: {value!r}")
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise ProtocolError(f"not a Content-Length: {value[:100]!r}")
     size = int(text)
-    if size > MAX_BODY:
+    if limit and size > MAX_BODY:
         raise ProtocolError(f"an answer of {size} bytes is more than {MAX_BODY}")
     return size
+
+
+def _lines(receive: Callable[[], bytes], data: bytes, part: str) -> tuple[bytes, list[bytes]]:
+    """The lines up to the next blank line (none when ``data`` starts with one), and what
+    follows it."""
+    if data[:1] == b"\n" or data[:2] == b"\r\n":
+        return data[1 if data[:1] == b"\n" else 2 :], []
+    searched = 0
+    while (end := _BLANK_LINE.search(data, searched)) is None:
+        if len(data) > MAX_HEAD:
+            raise ProtocolError(f"the answer's {part} is longer than {MAX_HEAD} bytes")
+        searched = max(0, len(data) - 2)
+        data = _more(receive, data, part)
+        if data[:1] == b"\n" or data[:2] == b"\r\n":  # the blank line came in two parts
+            return data[1 if data[:1] == b"\n" else 2 :], []
+    block = data[: end.start()]
+    if block.endswith(b"\r"):  # the CR of the last line's CRLF
+        block = block[:-1]
+    return data[end.end() :], _LINE_END.split(block)
 
 
 def _more(receive: Callable[[], bytes], data: bytes, part: str) -> bytes:
@@ -178,9 +233,6 @@ def _until_closed(receive: Callable[[], bytes], data: bytes) -> bytes:
             raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
 
 
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-
-
 def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
     """Read a chunked body that starts ``data``; return it and what follows it."""
     parts: list[bytes] = []
@@ -190,12 +242,13 @@ def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
         while end < 0:
             if len(data) > 1024:
                 raise ProtocolError("a chunk-size line longer than 1024 bytes")
+            searched = max(0, len(data) - 1)
             data = _more(receive, data, "body")
-            end = data.find(b"\r\n")
-        size_text = data[:end].split(b";", 1)[0].strip()
-        if not size_text or not _HEX.issuperset(size_text) or len(size_text) > 16:
+            end = data.find(b"\r\n", searched)
+        chunk_line = _CHUNK_LINE.fullmatch(data[:end])
+        if chunk_line is None:
             raise ProtocolError(f"not a chunk size: {data[:end][:100]!r}")
-        size = int(size_text, 16)
+        size = int(chunk_line[1], 16)
         data = data[end + 2 :]
         if size == 0:
             break
@@ -208,14 +261,6 @@ def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
             raise ProtocolError("a chunk is not followed by a line break")
         parts.append(data[:size])
         data = data[size + 2 :]
-    # trailer fields, then an empty line; nothing in them matters here
-    while True:
-        end = data.find(b"\r\n")
-        while end < 0:
-            if len(data) > MAX_HEAD:
-                raise ProtocolError(f"trailers longer than {MAX_HEAD} bytes")
-            data = _more(receive, data, "trailers")
-            end = data.find(b"\r\n")
-        line, data = data[:end], data[end + 2 :]
-        if not line:
-            return b"".join(parts), data
+    data, trailers = _lines(receive, data, "trailers")
+    _fields(trailers)  # checked as h11 checks them; nothing in them matters here
+    return b"".join(parts), data
