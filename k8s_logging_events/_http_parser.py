@@ -35,7 +35,6 @@ __all__ = [
     "OutOfStepError",
     "ProtocolError",
     "content_length",
-    "parse_head",
     "read_answer",
 ]
 
@@ -129,12 +128,6 @@ _BLANK_LINE = re.compile(rb"\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
 
 
-def parse_head(head: bytes) -> tuple[bytes, int, str, dict[str, str]]:
-    """The version, status, reason phrase and headers of an answer's head (its lines,
-    without the blank line that ends it)."""
-    return _parse_lines(_LINE_END.split(head))
-
-
 def _parse_lines(lines: list[bytes]) -> tuple[bytes, int, str, dict[str, str]]:
     status_line = _STATUS_LINE.fullmatch(lines[0])
     if status_line is None:
@@ -213,6 +206,8 @@ def _lines(receive: Callable[[], bytes], data: bytes, part: str) -> tuple[bytes,
     block = data[: end.start()]
     if block.endswith(b"\r"):  # the CR of the last line's CRLF
         block = block[:-1]
+    if block.count(b"\n") == block.count(b"\r\n"):  # CRLF only, as servers send: no regex
+        return data[end.end() :], block.split(b"\r\n")
     return data[end.end() :], _LINE_END.split(block)
 
 
