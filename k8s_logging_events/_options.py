@@ -24,7 +24,6 @@ from k8s_logging_events import (
     _records,
     _sanitise,
     models,
-    recorder,
 )
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
@@ -159,12 +158,12 @@ def optional_text(name: str, value: object) -> str | None:
 
 def namespace(value: object) -> str:
     """Only ``default`` can hold core/v1 events without eventTime about cluster objects."""
-    if value != recorder.DEFAULT_NAMESPACE:
+    if value != models.DEFAULT_NAMESPACE:
         raise ValueError(
             f"namespace must be 'default', not {value!r}: the API server accepts core/v1 "
             "events without eventTime about cluster-scoped objects only there"
         )
-    return recorder.DEFAULT_NAMESPACE
+    return models.DEFAULT_NAMESPACE
 
 
 def reason(value: object) -> str:

@@ -208,7 +208,7 @@ class KubernetesEventHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         sink: SinkOption = "auto",
         broadcaster: recorder.EventBroadcaster | None = None,
-        namespace: str = recorder.DEFAULT_NAMESPACE,
+        namespace: str = models.DEFAULT_NAMESPACE,
         default_reason: str = DEFAULT_REASON,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         queue_length: int = DEFAULT_QUEUE_LENGTH,

@@ -13,12 +13,13 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from k8s_logging_events import (
     _apis,
@@ -40,18 +41,13 @@ from k8s_logging_events import (
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
-    "DEFAULT_NAMESPACE",
     "MAX_QUEUED_EVENTS",
     "EventBroadcaster",
     "EventRecorder",
-    "Occurrence",
 ]
 
 MAX_QUEUED_EVENTS = 1000
 """client-go's queue length, for the incoming queue and for each watcher's queue."""
-
-DEFAULT_NAMESPACE = "default"
-"""Where events about cluster-scoped objects go (the server accepts only this or none)."""
 
 
 class EventBroadcaster:
@@ -115,8 +111,8 @@ class EventBroadcaster:
         self._runtime = _runtime.Runtime(
             queue_length=queue_length,
             writers=writers,
-            build=self._build_event,
-            keys=_correlation_keys,
+            build=functools.partial(models.materialize, namer=self._namer),
+            keys=models.correlation_keys,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
@@ -293,17 +289,9 @@ class EventBroadcaster:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _offer(self, occurrence: Occurrence) -> bool:
+    def _offer(self, occurrence: models.Occurrence) -> bool:
         """Hand ``occurrence`` to the runtime without blocking; full is a counted drop."""
         return self._runtime.offer(occurrence)
-
-    def _build_event(self, item: object) -> models.Event:
-        """The runtime's build step: a snapshot becomes an Event on the dispatcher."""
-        if isinstance(item, Occurrence):
-            return item.materialize(self._namer)
-        if isinstance(item, models.Event):
-            return item
-        raise TypeError(f"not an occurrence: {type(item).__name__}")
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()
@@ -333,7 +321,7 @@ class EventRecorder:
         source: models.EventSource,
         *,
         clock: clock_mod.Clock | None = None,
-        default_namespace: str = DEFAULT_NAMESPACE,
+        default_namespace: str = models.DEFAULT_NAMESPACE,
     ) -> None:
         self._broadcaster = broadcaster
         self._queue = broadcaster._runtime.offer  # bound once: offer() runs for every record
@@ -350,7 +338,7 @@ class EventRecorder:
         """The time on this recorder's clock: when an occurrence happens."""
         return self._clock.now()
 
-    def offer(self, occurrence: Occurrence) -> bool:
+    def offer(self, occurrence: models.Occurrence) -> bool:
         """Queue an occurrence that was already checked (the handler's path); True if queued."""
         return self._queue(occurrence)
 
@@ -425,7 +413,7 @@ class EventRecorder:
         action: str,
         related: object | None,
         field_path: str,
-    ) -> Occurrence | None:
+    ) -> models.Occurrence | None:
         try:
             ref = references.object_reference(obj, field_path=field_path)
         except (references.InvalidObjectError, RecursionError) as error:
@@ -460,7 +448,7 @@ class EventRecorder:
                 )
         # the Event itself (its name, a dataclass of 18 fields) is built on the
         # broadcaster's thread: the caller only snapshots what may change under it
-        return Occurrence(
+        return models.Occurrence(
             ref=ref,
             namespace=ref.namespace or self._default_namespace,
             type=type,
@@ -483,85 +471,3 @@ class EventRecorder:
                 "bad-format", "Unable to format event message %r: %s", fmt, error
             )
             return None
-
-
-class Occurrence(NamedTuple):
-    """One occurrence as the caller's thread snapshots it; the Event is built later.
-
-    The one snapshot type of the pipeline: the handler reads it from a record
-    (:mod:`~k8s_logging_events._records`), a recorder from its arguments, and the runtime's
-    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`. A named tuple,
-    immutable like the models, because the caller's thread builds one per log call: a
-    tuple is made in C, a frozen dataclass sets each field through a Python call.
-    """
-
-    ref: models.ObjectReference
-    namespace: str
-    type: str
-    reason: str
-    message: str
-    annotations: dict[str, str] | None
-    action: str
-    related: models.ObjectReference | None
-    source: models.EventSource
-    time: datetime
-
-    def materialize(self, namer: correlator.EventNamer) -> models.Event:
-        """Build the Event: its name, count 1, first and last timestamps."""
-        return models.Event(
-            name=namer.event_name(
-                self.source, self.ref, self.type, self.reason, self.message, self.time
-            ),
-            namespace=self.namespace,
-            involved_object=self.ref,
-            reason=self.reason,
-            message=self.message,
-            source=self.source,
-            first_timestamp=self.time,
-            last_timestamp=self.time,
-            count=1,
-            type=self.type,
-            action=self.action,
-            related=self.related,
-            reporting_controller=self.source.component,
-            reporting_instance=self.source.host,
-            annotations=self.annotations or {},
-        )
-
-
-def _correlation_keys(item: object) -> tuple[Hashable, object]:
-    """What makes two queued items repeats of each other, for the runtime to cut runs.
-
-    The group is what every key of the correlator's state contains: the involved object
-    (kind, namespace, name, uid, apiVersion), the source and the type; items of different
-    groups share no state. The rest is every other field but the name and the
-    timestamps, compared with ``==``. Plain tuples of strings: this runs for every
-    occurrence, and hashing them needs no Python call.
-    """
-    if isinstance(item, Occurrence):
-        ref, source = item.ref, item.source
-        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        return group, (ref.resource_version, ref.field_path, item[1:-1])
-    if isinstance(item, models.Event):
-        ref, source = item.involved_object, item.source
-        group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        rest = (
-            ref.resource_version,
-            ref.field_path,
-            item.namespace,
-            item.reason,
-            item.message,
-            item.action,
-            item.related,
-            item.reporting_controller,
-            item.reporting_instance,
-            item.annotations,
-            item.count,
-            item.event_time,
-            item.series,
-            item.resource_version,
-        )
-        return group, rest
-    return id(item), None  # not ours to cut: a run of its own, and fails to build
