@@ -2,7 +2,7 @@
 
 This sits inside the writer (:mod:`k8s_logging_events._writer`): :meth:`Continuation.attempt`
 makes the requests of one write attempt, outside the runtime's lock, for a sink that can read
-events (``read``). With deterministic names (``_names``) a restarted process, a second worker
+events (``read``). With deterministic names (``_sanitise``) a restarted process, a second worker
 or another replica on the same node meets its own event again; client-go would then give the
 create up, or patch the other process's count with its own. Here:
 
@@ -39,7 +39,7 @@ from typing import Protocol
 
 import cachetools
 
-from k8s_logging_events import _apis, _diagnostics, _names, _process, _retry, models, sink
+from k8s_logging_events import _apis, _diagnostics, _process, _retry, _sanitise, models, sink
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["DEFAULT_KNOWN_EVENTS", "MAX_STEPS", "Continuation", "Known", "Write", "guarded_patch"]
@@ -109,7 +109,7 @@ class Continuation:
     def __init__(
         self,
         event_sink: sink.EventSink,
-        namer: _names.EventNamer,
+        namer: _sanitise.EventNamer,
         clock: clock_mod.Clock,
         reporter: _diagnostics.RateLimitedReporter,
         size: int = DEFAULT_KNOWN_EVENTS,

@@ -19,7 +19,6 @@ from typing import Any
 from k8s_logging_events import (
     _diagnostics,
     _kubeconfig,
-    _names,
     _pod,
     _records,
     _sanitise,
@@ -74,7 +73,7 @@ class Config:
     context: str | None
     default_involved: str | None = None
     crash_events: bool = False
-    event_names: str = _names.DETERMINISTIC
+    event_names: str = _sanitise.DETERMINISTIC
 
 
 def check_known(
@@ -189,7 +188,7 @@ def exception_detail(value: object) -> str:
 
 def event_names(value: object) -> str:
     """``event_names``: deterministic (the default) or timestamp (client-go's names)."""
-    return _names.check_event_names(value)
+    return _sanitise.check_event_names(value)
 
 
 def default_involved(value: object) -> str | None:

@@ -40,8 +40,8 @@ from k8s_logging_events import (
     _continuation,
     _diagnostics,
     _failures,
-    _names,
     _retry,
+    _sanitise,
     _stats,
     correlator,
     models,
@@ -193,7 +193,7 @@ class Writes:
         clock: clock_mod.Clock,
         rng: Callable[[], float],
         reporter: _diagnostics.RateLimitedReporter,
-        namer: _names.EventNamer | None = None,
+        namer: _sanitise.EventNamer | None = None,
     ) -> None:
         self.sink = event_sink
         self.policy = policy
@@ -203,7 +203,7 @@ class Writes:
         self._clock = clock
         self._monotonic = clock_mod.monotonic_source(clock)
         self._reporter = reporter
-        self._namer = namer or _names.EventNamer()
+        self._namer = namer or _sanitise.EventNamer()
         self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
         self._retry = _retry.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}

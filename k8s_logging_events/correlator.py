@@ -28,7 +28,7 @@ from typing import NamedTuple, TypeAlias
 
 import cachetools
 
-from k8s_logging_events import _names, _process, _sanitise, _tokenbucket, models
+from k8s_logging_events import _process, _sanitise, _tokenbucket, models
 from k8s_logging_events import clock as clocks
 
 __all__ = [
@@ -204,11 +204,11 @@ def combined_message(event: models.Event) -> str:
 
 # -- names and types ---------------------------------------------------------------------------
 
-# names live in _names; these stay importable from here, as client-go's util package has them
-EventNamer = _names.EventNamer
-generate_event_name = _names.generate_event_name
-is_dns_subdomain = _names.is_dns_subdomain
-unix_nanos = _names.unix_nanos
+# names live in _sanitise; these stay importable from here, as client-go's util package has them
+EventNamer = _sanitise.EventNamer
+generate_event_name = _sanitise.generate_event_name
+is_dns_subdomain = _sanitise.is_dns_subdomain
+unix_nanos = _sanitise.unix_nanos
 
 
 def validate_event_type(type: str) -> bool:
@@ -321,7 +321,7 @@ class CorrelatorOptions:
     ``None`` means :func:`get_spam_key`: one bucket per source, object and event type.
     """
 
-    event_names: str = _names.TIMESTAMP
+    event_names: str = _sanitise.TIMESTAMP
     """How a correlator without a namer of its own names combined events: ``"timestamp"``
     (client-go's ``<name>.<hex nanoseconds>``) or ``"deterministic"`` (a hash of the
     aggregate key, see :class:`EventNamer`). A broadcaster's correlators use the
@@ -329,7 +329,7 @@ class CorrelatorOptions:
     """
 
     def __post_init__(self) -> None:
-        _names.check_event_names(self.event_names, "CorrelatorOptions.event_names")
+        _sanitise.check_event_names(self.event_names, "CorrelatorOptions.event_names")
         numbers = {
             "lru_cache_size": self.lru_cache_size,
             "burst_size": self.burst_size,

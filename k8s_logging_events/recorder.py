@@ -25,7 +25,6 @@ from k8s_logging_events import (
     _apis,
     _diagnostics,
     _failures,
-    _names,
     _process,
     _runtime,
     _sanitise,
@@ -88,21 +87,21 @@ class EventBroadcaster:
         sleep: clock_mod.Sleeper | None = None,
         rng: Callable[[], float] | None = None,
         name: str = "k8s-events",
-        event_names: str = _names.TIMESTAMP,
+        event_names: str = _sanitise.TIMESTAMP,
     ) -> None:
-        _names.check_event_names(event_names)
+        _sanitise.check_event_names(event_names)
         if (
             correlator_options is not None
-            and correlator_options.event_names == _names.DETERMINISTIC
+            and correlator_options.event_names == _sanitise.DETERMINISTIC
         ):
-            event_names = _names.DETERMINISTIC
+            event_names = _sanitise.DETERMINISTIC
         self._clock = clock or clock_mod.SystemClock()
         self._correlator_options = correlator_options
         self._writer_options = _writer.WriterOptions(
             max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
         self._rng = rng or random.random
-        self._namer = _names.EventNamer(event_names=event_names)
+        self._namer = _sanitise.EventNamer(event_names=event_names)
         self._invalid = _stats.Tally()
         self._counters = _stats.Counters(_stats.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)

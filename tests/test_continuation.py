@@ -27,9 +27,9 @@ from k8s_logging_events import (
     _apis,
     _continuation,
     _diagnostics,
-    _names,
     _pod,
     _retry,
+    _sanitise,
     _writer,
     correlator,
     describe,
@@ -196,10 +196,10 @@ def test_an_object_name_of_253_characters_names_a_valid_event_that_continues() -
         (event,) = _events(server)
         event_name = event["metadata"]["name"]
         assert len(event_name) <= 253
-        assert _names.is_dns_subdomain(event_name)
+        assert _sanitise.is_dns_subdomain(event_name)
         prefix, _, digest = event_name.rpartition(".")
         assert name.startswith(prefix)
-        assert len(digest) == _names.HASH_HEX_DIGITS
+        assert len(digest) == _sanitise.HASH_HEX_DIGITS
         assert event["count"] == 6
 
 
@@ -508,7 +508,7 @@ def _event(count: int = 1, name: str = "web-0.abc", **changes: Any) -> models.Ev
 def _continuation_for(fake: Any, clock: FakeClock, size: int = 16) -> _continuation.Continuation:
     return _continuation.Continuation(
         fake,
-        _names.EventNamer(event_names="deterministic"),
+        _sanitise.EventNamer(event_names="deterministic"),
         clock,
         _diagnostics.RateLimitedReporter(clock=clock),
         size=size,
