@@ -62,7 +62,6 @@ __all__ = [
     "camel_case",
     "check_event_names",
     "cut_bytes",
-    "event_name",
     "generate_event_name",
     "has_unsafe_text",
     "is_annotation_key",
@@ -108,7 +107,6 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _REASON_BREAKS = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff]+")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _PREFIX_CHARS = re.compile(r"[^a-z0-9.-]+")
-_DOTS = re.compile(r"\.{2,}")
 _DEFAULT_NAME = "k8s-logging-events"
 
 
@@ -149,21 +147,20 @@ def qualified_name(component: str) -> str:
         return component
     prefix, _, name = component.rpartition("/")
     name = _NAME_CHARS.sub("-", name)[:QUALIFIED_NAME_MAX_LENGTH].strip("-_.") or _DEFAULT_NAME
-    prefix = _DOTS.sub(".", _PREFIX_CHARS.sub("-", prefix.lower()))
-    labels = [label.strip("-") for label in prefix.split(".")]
-    prefix = ".".join(label for label in labels if label)[:DNS_SUBDOMAIN_MAX_LENGTH].strip("-.")
-    return f"{prefix}/{name}" if prefix and is_dns_subdomain(prefix) else name
+    prefix = _subdomain_of(prefix, DNS_SUBDOMAIN_MAX_LENGTH)
+    return f"{prefix}/{name}" if is_dns_subdomain(prefix) else name
 
 
-def event_name(ref_name: str, unix_nanos: int) -> str:
-    """Name an event after its object and time, as client-go does; a UUID when that is invalid.
+def _subdomain_of(text: str, limit: int) -> str:
+    """``text`` made a DNS subdomain of at most ``limit`` characters ("" if nothing remains).
 
-    ``"<ref_name>.<unix_nanos in lowercase hex>"`` (a negative time gets a leading ``-``, as
-    Go's ``%x`` writes it), or a random UUID when that is not a DNS subdomain (an upper-case,
-    over-long, ``web/0`` or ``50%`` object name, for instance).
+    Lower-cased; every run of characters a subdomain cannot hold becomes ``-``; empty labels
+    (``a..b``) and the ``-`` at the ends of labels go; cut to ``limit``, never ending in ``-``
+    or ``.``.
     """
-    name = f"{ref_name}.{unix_nanos:x}"
-    return name if is_dns_subdomain(name) else str(uuid.uuid4())
+    cleaned = _PREFIX_CHARS.sub("-", text.lower())
+    labels = (label.strip("-") for label in cleaned.split("."))
+    return ".".join(label for label in labels if label)[:limit].rstrip("-.")
 
 
 def is_event(kind: str, api_version: str) -> bool:
@@ -231,7 +228,6 @@ DEFAULT_SIZE = 4096
 """Objects (timestamp names) or keys (deterministic names) a namer remembers."""
 
 _MAX_PREFIX = DNS_SUBDOMAIN_MAX_LENGTH - 1 - HASH_HEX_DIGITS
-_NOT_IN_NAMES = re.compile(r"[^a-z0-9.-]+")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -261,7 +257,8 @@ def generate_event_name(ref_name: str, unix_nanos: int) -> str:
         ``-``, as Go's ``%x`` writes it), or a random UUID when that is not a valid
         DNS-1123 subdomain (an upper-case, over-long or IPv6 object name, for instance).
     """
-    return event_name(ref_name, unix_nanos)
+    name = f"{ref_name}.{unix_nanos:x}"
+    return name if is_dns_subdomain(name) else str(uuid.uuid4())
 
 
 def readable_prefix(ref_name: str) -> str:
@@ -274,11 +271,7 @@ def readable_prefix(ref_name: str) -> str:
     """
     if len(ref_name) <= _MAX_PREFIX and is_dns_subdomain(ref_name):
         return ref_name
-    cleaned = _NOT_IN_NAMES.sub("-", ref_name.lower())
-    labels = (label.strip("-") for label in cleaned.split("."))
-    prefix = ".".join(label for label in labels if label)[:_MAX_PREFIX]
-    # the cut may end a label in "-" or leave a trailing "."
-    prefix = prefix.rstrip("-.")
+    prefix = _subdomain_of(ref_name, _MAX_PREFIX)
     return prefix if is_dns_subdomain(prefix) else FALLBACK_PREFIX
 
 
@@ -353,9 +346,8 @@ class EventNamer:
         microseconds, so a name another process took from its clock ends in ``000`` in
         decimal nanoseconds, and this one does not.
         """
-        nanos = unix_nanos(time) + random.randrange(1, 1000)  # jitter, not a secret
-        name = f"{ref_name}.{nanos:x}"
-        return name if is_dns_subdomain(name) else str(uuid.uuid4())
+        jitter = random.randrange(1, 1000)  # not a secret
+        return generate_event_name(ref_name, unix_nanos(time) + jitter)
 
     # -- names of events ----------------------------------------------------------------
 
