@@ -15,8 +15,8 @@ create up, or patch the other process's count with its own. Here:
   the event (its own record, updated from every answer: the correlator's copy lags behind
   writes in flight). A single writer never meets a conflict and pays no extra request.
   ``409 Conflict``: another process wrote in between; read again and re-apply only this
-  process's unwritten occurrences. Bounded steps per attempt, then :class:`~._retry.ContentionError`
-  (retried on the usual schedule, then failed).
+  process's unwritten occurrences. Bounded steps per attempt, then
+  :class:`~._errors.ContentionError` (retried on the usual schedule, then failed).
 * **Translation.** After a takeover the server's count and the correlator's differ; the
   record keeps the difference (``offset``) and the name on the server, so later patches are
   right and the correlator keeps client-go's own counting. Its record of what was written is
@@ -39,7 +39,7 @@ from typing import Protocol
 
 import cachetools
 
-from k8s_logging_events import _apis, _diagnostics, _process, _retry, _sanitise, models, sink
+from k8s_logging_events import _apis, _diagnostics, _errors, _process, _sanitise, models, sink
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["DEFAULT_KNOWN_EVENTS", "MAX_STEPS", "Continuation", "Known", "Write", "guarded_patch"]
@@ -148,7 +148,7 @@ class Continuation:
         """Make the requests of one attempt of ``write``; return its outcome and the answer.
 
         The answer is in the correlator's terms (its name and count), to feed back. Raises
-        what the last request raised, or :class:`~._retry.ContentionError` after :data:`MAX_STEPS`.
+        what the last request raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`.
         """
         return _Attempt(self, write, policy).run()
 
@@ -166,7 +166,7 @@ class Continuation:
             self._readable = False
             raise _UnreadableError(str(error)) from error
 
-    def refused(self, error: sink.ApiStatusError, event: models.Event) -> None:
+    def refused(self, error: _errors.ApiStatusError, event: models.Event) -> None:
         """Reading is not permitted: say so once, and keep client-go's ways from now on."""
         with self._lock:  # writers that read at once all meet the 403; one of them says so
             first, self._readable = self._readable, False
@@ -240,7 +240,7 @@ class _Attempt:
                 done = self._patch()
             if done is not None:
                 return done
-        raise _retry.ContentionError(
+        raise _errors.ContentionError(
             f"409 Conflict: event {self.event.namespace}/{self.name} kept changing under "
             f"{MAX_STEPS} requests (other writers); will try again"
         )
@@ -254,7 +254,7 @@ class _Attempt:
         self.write.sent = (self.target, self.write.occurrences, True)
         try:
             stored = self.owner.create(body)
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             if not error.is_already_exists:
                 raise
             self.write.sent = None
@@ -269,7 +269,7 @@ class _Attempt:
     def _read(self) -> tuple[str, models.Event] | None:
         try:
             stored = self.owner.read(dataclasses.replace(self.event, name=self.name))
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             if error.is_not_found:  # expired (or deleted) since: create it again
                 self.action = _CREATE
                 return None
@@ -306,7 +306,7 @@ class _Attempt:
         self.write.sent = (self.target, self.write.occurrences, False)
         try:
             stored = self.owner.patch(body, data)
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             self.write.sent = None
             if error.is_not_found:
                 self.action = _CREATE

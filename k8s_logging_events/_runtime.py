@@ -66,7 +66,6 @@ from k8s_logging_events import (
     _diagnostics,
     _process,
     _runs,
-    _stats,
     _writer,
     broadcaster,
     models,
@@ -285,7 +284,7 @@ class Runtime:
         writers: int,
         build: Callable[[Any], models.Event],
         keys: Keys,
-        counters: _stats.Counters,
+        counters: _diagnostics.Counters,
         reporter: _diagnostics.RateLimitedReporter,
         clock: clock_mod.Clock,
         sleep: clock_mod.Sleeper | None = None,
@@ -308,8 +307,8 @@ class Runtime:
     def _fresh(self) -> None:
         """Everything tied to this process's threads: at construction and after fork."""
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._accepted = _stats.Tally()
-        self._queue_drops = _stats.Tally()
+        self._accepted = _diagnostics.Tally()
+        self._queue_drops = _diagnostics.Tally()
         self._delivered = 0  # occurrences the dispatcher took off the queue and handed on
         # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
         # recording) its occurrences already in that recording's writes or outcomes, so
@@ -946,7 +945,7 @@ class Runtime:
         """
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
-        values = dict.fromkeys(_stats.OUTCOMES, 0)
+        values = dict.fromkeys(_diagnostics.OUTCOMES, 0)
         # all of it under the lock that every write's outcome and every hand-off takes, so
         # that no occurrence is seen both queued and written, nor neither
         with self._cond:

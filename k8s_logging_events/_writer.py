@@ -39,10 +39,8 @@ from k8s_logging_events import (
     _apis,
     _continuation,
     _diagnostics,
-    _failures,
-    _retry,
+    _errors,
     _sanitise,
-    _stats,
     correlator,
     models,
     sink,
@@ -68,7 +66,7 @@ DEFAULT_WRITERS = 4
 DEFAULT_MAX_PENDING = 10_000
 """Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
 
-MAX_WAIT_SECONDS = _retry.MAX_WAIT_SECONDS
+MAX_WAIT_SECONDS = _errors.MAX_WAIT_SECONDS
 
 Key = tuple[str, str]
 
@@ -187,7 +185,7 @@ class Writes:
         self,
         event_sink: sink.EventSink,
         policy: _apis.WritePolicy | None,
-        counters: _stats.Counters,
+        counters: _diagnostics.Counters,
         *,
         options: WriterOptions,
         clock: clock_mod.Clock,
@@ -205,7 +203,7 @@ class Writes:
         self._reporter = reporter
         self._namer = namer or _sanitise.EventNamer()
         self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
-        self._retry = _retry.RetrySchedule(options.max_tries, options.sleep_duration, rng)
+        self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
@@ -384,13 +382,13 @@ class Writes:
         if not write.create:
             try:
                 return "patched", self.sink.patch(write.event, self._p.patch(write.event))
-            except sink.ApiStatusError as error:
+            except _errors.ApiStatusError as error:
                 if not error.is_not_found:
                     raise
         fresh = dataclasses.replace(write.creation(), resource_version="")
         try:
             return "created", self.sink.create(fresh)
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             if not (
                 error.is_already_exists and self._p.exists_is_ours(write.event, write.maybe_landed)
             ):
@@ -419,17 +417,17 @@ class Writes:
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
         self._landed(write)
-        if _retry.is_timeout(error):
+        if _errors.is_timeout(error):
             self._stalled.add(write.namespace)
         if write.abandoned:
             return
         write.last_error = error
-        if _retry.may_have_landed(error):
+        if _errors.may_have_landed(error):
             write.maybe_landed = write.maybe_landed or write.create
             if write.sent is not None:
                 write.unsure.append(write.sent)
         write.sent = None
-        if _retry.is_throttled(error):  # asked to slow down: wait, but spend no attempt
+        if _errors.is_throttled(error):  # asked to slow down: wait, but spend no attempt
             write.throttled += 1
             retry_in: float | None = self._retry.throttled_delay(write.throttled, error)
         else:
@@ -457,13 +455,13 @@ class Writes:
                 write.event.namespace,
                 write.event.name,
                 retry_in,
-                _failures.describe_error(error),
+                _diagnostics.describe_error(error),
             )
             return
         # each occurrence counts once among the delayed, however often its write fails
         delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
         self._reporter.defer(
-            f"retry:{_failures.cause(error)}",
+            f"retry:{_errors.cause(error)}",
             logging.WARNING,
             "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
             write.event.namespace,
@@ -471,7 +469,7 @@ class Writes:
             write.attempts,
             self._options.max_tries,
             retry_in,
-            _failures.explain(error, self.sink),
+            _errors.explain(error, self.sink),
             occurrences=delayed,
             outcome="delayed",
         )
@@ -519,7 +517,7 @@ class Writes:
         write = slot.waiting
         assert write is not None
         if write.held and not self.flushing:
-            write.due = self._now() + _retry.finite(self._p.hold_wait(write.event))
+            write.due = self._now() + _errors.finite(self._p.hold_wait(write.event))
             self._make_timed(key, slot, write.due)
         elif write.due > self._now():
             self._make_timed(key, slot, write.due)
@@ -547,7 +545,7 @@ class Writes:
             write = slot.waiting
             assert write is not None
             if write.held and not self.flushing and not self._p.release(write.event):
-                write.due = now + max(_retry.finite(self._p.hold_wait(write.event)), 0.001)
+                write.due = now + max(_errors.finite(self._p.hold_wait(write.event)), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False
@@ -556,19 +554,19 @@ class Writes:
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
         self._counters.add("failed", write.occurrences)
-        quiet = isinstance(error, sink.ApiStatusError) and (
+        quiet = isinstance(error, _errors.ApiStatusError) and (
             error.is_already_exists or error.is_namespace_terminating
         )
         level = logging.DEBUG if quiet else logging.WARNING
         reason = "will not retry" if write.attempts < self._options.max_tries else "retry limit"
         self._reporter.defer(
-            f"give-up:{_failures.cause(error)}",
+            f"give-up:{_errors.cause(error)}",
             level,
             "Unable to write event %s/%s (%s): %s",
             write.event.namespace,
             write.event.name,
             reason,
-            _failures.explain(error, self.sink),
+            _errors.explain(error, self.sink),
             occurrences=write.occurrences,
             outcome="lost",
         )

@@ -24,11 +24,9 @@ from typing import Any
 from k8s_logging_events import (
     _apis,
     _diagnostics,
-    _failures,
     _process,
     _runtime,
     _sanitise,
-    _stats,
     _structured,
     _writer,
     broadcaster,
@@ -102,8 +100,8 @@ class EventBroadcaster:
         )
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(event_names=event_names)
-        self._invalid = _stats.Tally()
-        self._counters = _stats.Counters(_stats.OUTCOMES)
+        self._invalid = _diagnostics.Tally()
+        self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
@@ -122,7 +120,7 @@ class EventBroadcaster:
 
     def _after_fork_in_child(self) -> None:
         # the runtime, counters, reporter and namer renew themselves (see _process)
-        self._invalid = _stats.Tally()
+        self._invalid = _diagnostics.Tally()
 
     # --- recorders -------------------------------------------------------------------------
 
@@ -218,7 +216,7 @@ class EventBroadcaster:
         writes, queued = self._runtime.unwritten()
         if writes or queued:
             when = f"within the flush's {timeout:g} s (they are still pending)"
-            summary = _failures.unwritten_summary(writes, self._sinks, when=when, queued=queued)
+            summary = _diagnostics.unwritten_summary(writes, self._sinks, when=when, queued=queued)
             self._reporter.report("flush-timeout", logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -238,7 +236,7 @@ class EventBroadcaster:
                     "exit",
                     logging.WARNING,
                     "%s",
-                    _failures.unwritten_summary(
+                    _diagnostics.unwritten_summary(
                         given_up, self._sinks, when="before the deadline of shutdown"
                     ),
                 )

@@ -27,8 +27,8 @@ from k8s_logging_events import (
     _apis,
     _continuation,
     _diagnostics,
+    _errors,
     _pod,
-    _retry,
     _sanitise,
     _writer,
     correlator,
@@ -576,12 +576,12 @@ class TestContinuation:
         cont.attempt(_write(_event()), policy)
         _another_process_writes_first(fake, b"{}", times=None)
         before = len(fake.calls)
-        with pytest.raises(_retry.ContentionError):
+        with pytest.raises(_errors.ContentionError):
             cont.attempt(_write(_event(count=2)), policy)
         ours = [c for c in fake.calls[before:] if c.data != b"{}"]
         assert len(ours) == _continuation.MAX_STEPS
-        assert _retry.may_have_landed(_retry.ContentionError("x")) is False
-        assert _retry.RetrySchedule(12, 10.0, lambda: 0.5).delay(1, _retry.ContentionError()) == 5
+        assert _errors.may_have_landed(_errors.ContentionError("x")) is False
+        assert _errors.RetrySchedule(12, 10.0, lambda: 0.5).delay(1, _errors.ContentionError()) == 5
 
     def test_an_earlier_answer_to_a_read_does_not_count_a_lost_patch_twice(self) -> None:
         """A patch to 10 lands but its answer is lost (in doubt); the retry's guard fails,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_logging_events import _runtime, _stats, correlator, models, recorder
+from k8s_logging_events import _diagnostics, _runtime, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -666,5 +666,5 @@ def test_stats_add_up_while_the_dispatcher_hands_a_batch_on() -> None:
         b.shutdown(2)
     assert seen
     for stats in [*seen, dict(b.stats())]:
-        outcomes = sum(stats[name] for name in _stats.OUTCOMES)
+        outcomes = sum(stats[name] for name in _diagnostics.OUTCOMES)
         assert stats["accepted"] == outcomes + stats["pending"], stats

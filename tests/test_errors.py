@@ -1,8 +1,10 @@
-"""Write failures as a user reads them: reported while the app runs, explained, counted.
+"""The library's errors: when a failed write is tried again, and how a user reads a failure.
 
-Against the local Events API server over real HTTP, with a FakeClock for every back-off and
-report interval: an unreachable server, a 401 (which credentials were sent, never their
-value), a 403 (which permission, and the Role to grant it).
+First client-go's schedule and the wait after a 429. Then write failures as a user reads
+them (reported while the app runs, explained, counted), against the local Events API server
+over real HTTP, with a FakeClock for every back-off and report interval: an unreachable
+server, a 401 (which credentials were sent, never their value), a 403 (which permission,
+and the Role to grant it).
 """
 
 from __future__ import annotations
@@ -16,12 +18,57 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _failures, sink
+from k8s_logging_events import _errors, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
 SECRET = "s3cret-token-value"
+
+
+def _throttled(retry_after: float | None = None) -> sink.ApiStatusError:
+    return sink.ApiStatusError(429, "TooManyRequests", "slow down", retry_after=retry_after)
+
+
+def test_a_429_without_retry_after_backs_off_doubling_up_to_the_cap() -> None:
+    """1, 2, 4 ... seconds, capped at 30, each scaled into [0.5, 1) by the random source."""
+    high = _errors.RetrySchedule(2, 10.0, lambda: 0.999999)
+    low = _errors.RetrySchedule(2, 10.0, lambda: 0.0)
+    waits = [high.throttled_delay(n, _throttled()) for n in range(1, 9)]
+    assert waits == pytest.approx([1, 2, 4, 8, 16, 30, 30, 30], rel=1e-5)
+    assert [low.throttled_delay(n, _throttled()) for n in (1, 6)] == [0.5, 15.0]
+    assert _errors.THROTTLE_MAX_SECONDS == 30.0
+
+
+def test_a_429_with_retry_after_waits_exactly_that_long() -> None:
+    schedule = _errors.RetrySchedule(2, 10.0, lambda: 0.5)
+    assert schedule.throttled_delay(7, _throttled(retry_after=3.0)) == 3.0
+    assert schedule.throttled_delay(1, _throttled(retry_after=1e12)) == _errors.MAX_WAIT_SECONDS
+
+
+def test_failures_follow_client_go_s_schedule_and_stop_after_max_tries() -> None:
+    """The first back-off is sleep_duration times the random number, then sleep_duration."""
+    schedule = _errors.RetrySchedule(3, 10.0, lambda: 0.25)
+    error = ConnectionResetError("reset")
+    assert [schedule.delay(n, error) for n in (1, 2, 3)] == [2.5, 10.0, None]
+    assert schedule.delay(1, sink.ApiStatusError(422, "Invalid")) is None
+
+
+@pytest.mark.parametrize(
+    ("error", "landed"),
+    [
+        (ConnectionResetError("reset"), True),
+        (sink.ApiStatusError(500, "InternalError"), True),
+        (sink.ApiStatusError(429, "TooManyRequests"), False),
+        (sink.ApiStatusError(409, "Conflict"), False),
+        (_errors.ContentionError("others wrote"), False),
+        (sink.RequestConstructionError("bad"), False),
+    ],
+)
+def test_what_may_have_landed(error: Exception, landed: bool) -> None:
+    """Only a lost answer or a 5xx leaves open whether the server stored the write."""
+    assert _errors.may_have_landed(error) is landed
+    assert _errors.is_throttled(error) is (getattr(error, "status", 0) == 429)
 
 
 class ClockedReports(logging.Handler):
@@ -176,7 +223,7 @@ def test_a_403_names_the_verb_resource_and_namespace_and_points_to_the_role(
     assert forbidden, reports.messages()
     assert "may not create events in namespace default" in forbidden[0]
     assert 'the verb create on events in the API group "" (core)' in forbidden[0]
-    assert _failures.RBAC_EXAMPLE in forbidden[0]
+    assert _errors.RBAC_EXAMPLE in forbidden[0]
     # coalesced into one write or not, the reports count the 3 occurrences stats() counts
     assert handler.stats()["failed"] == 3
     lost = [int(n) for m in forbidden for n in re.findall(r"(\d+) occurrence\(s\) lost", m)]
@@ -192,7 +239,7 @@ def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
         method="PATCH",
         path="/apis/events.k8s.io/v1/namespaces/shop/events/web-0.1",
     )
-    text = _failures.explain(error)
+    text = _errors.explain(error)
     assert "may not patch events.events.k8s.io in namespace shop" in text
     assert 'in the API group "events.k8s.io"' in text
 
@@ -200,4 +247,4 @@ def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
 def test_explain_leaves_other_errors_as_they_are() -> None:
     """An error a user cannot fix by configuration keeps its own words."""
     error = sink.ApiStatusError(422, "Invalid", "bad name")
-    assert _failures.explain(error) == "422 Invalid: bad name"
+    assert _errors.explain(error) == "422 Invalid: bad name"
