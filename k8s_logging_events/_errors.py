@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import tenacity
 
@@ -38,6 +38,7 @@ __all__ = [
     "ContentionError",
     "RequestConstructionError",
     "RetrySchedule",
+    "Tries",
     "cause",
     "explain",
     "finite",
@@ -157,69 +158,118 @@ class ContentionError(Exception):
     """
 
 
+class Tries(Protocol):
+    """What a retry decision counts on a write (``_pending.Write``)."""
+
+    attempts: int
+    """Tries spent: failures other than 429s."""
+    throttled: int
+    """429s in a row: they spend no try, but the wait after each grows."""
+
+
 class RetrySchedule:
-    """client-go's schedule, as tenacity strategies: random first back-off, then fixed.
+    """When a failed write is tried again: tenacity's retry, stop and wait strategies.
+
+    * retry: the errors :func:`is_retryable` says are worth another try;
+    * stop: after ``max_tries`` tries spent, where a 429 spends none (client-go's 12);
+    * wait: the server's ``Retry-After`` first (exactly after a 429, at least after any
+      other failure); else client-go's schedule, ``sleep_duration`` times a random number
+      in [0, 1) then ``sleep_duration``, and after a 429 1, 2, 4 ... seconds up to
+      :data:`THROTTLE_MAX_SECONDS`, scaled by a random number in [0.5, 1); never beyond
+      :data:`MAX_WAIT_SECONDS`.
 
     Args:
-        max_tries: attempts per write (429s aside).
-        sleep_duration: seconds between attempts; the first back-off is this times a
-            random number in [0, 1).
+        max_tries: tries per write (429s aside).
+        sleep_duration: seconds between tries.
         rng: the random source (injected in tests).
     """
 
     def __init__(self, max_tries: int, sleep_duration: float, rng: Callable[[], float]) -> None:
-        self._rng = rng
-        self._stop = tenacity.stop_after_attempt(max(1, max_tries))
-        self._wait = tenacity.wait_chain(
-            _wait_scaled(sleep_duration, rng), tenacity.wait_fixed(sleep_duration)
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_retryable),
+            stop=tenacity.stop_after_attempt(max(1, max_tries)) & _SpendsATry(),
+            wait=_ServerFirst(
+                throttled=_Jittered(
+                    tenacity.wait_exponential(
+                        multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
+                    ),
+                    rng,
+                    low=0.5,
+                ),
+                failed=tenacity.wait_chain(
+                    # clients started together must not retry in lockstep
+                    _Jittered(tenacity.wait_fixed(sleep_duration), rng, low=0.0),
+                    tenacity.wait_fixed(sleep_duration),
+                ),
+            ),
         )
-        self._retrying = tenacity.Retrying(stop=self._stop, wait=self._wait)
-        self._throttle = tenacity.wait_exponential(
-            multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
-        )
 
-    def delay(self, attempts: int, error: Exception) -> float | None:
-        """Seconds to wait before the next attempt, or None to give up."""
-        if not is_retryable(error):
-            return None
-        state = self._state(attempts, error)
-        if self._stop(state):
-            return None
-        delay = float(self._wait(state))
-        retry_after = getattr(error, "retry_after", None)
-        if isinstance(error, ApiStatusError) and retry_after is not None:
-            delay = max(delay, retry_after)
-        return finite(delay)
+    def after_failure(self, tries: Tries, error: Exception) -> float | None:
+        """Count ``error`` on ``tries``; return seconds until the next try, None to give up.
 
-    def throttled_delay(self, times: int, error: Exception) -> float:
-        """Seconds to wait after the ``times``-th 429 in a row: ``Retry-After``, or back off.
-
-        Without ``Retry-After``: 1, 2, 4 ... seconds up to :data:`THROTTLE_MAX_SECONDS`, each
-        scaled by a random factor in [0.5, 1).
+        A 429 counts one more in a row; any other error spends a try and ends the row.
         """
-        retry_after = getattr(error, "retry_after", None)
-        if retry_after is not None:
-            return finite(float(retry_after))
-        backoff = float(self._throttle(self._state(times, error)))
-        return finite(backoff * (0.5 + self._rng() / 2))
-
-    def _state(self, attempts: int, error: Exception) -> tenacity.RetryCallState:
+        if is_throttled(error):
+            tries.throttled += 1
+            count = tries.throttled
+        else:
+            tries.throttled = 0
+            tries.attempts += 1
+            count = tries.attempts
         state = tenacity.RetryCallState(self._retrying, None, (), {})
-        state.attempt_number = max(1, attempts)
+        state.attempt_number = count
         state.set_exception((type(error), error, error.__traceback__))
-        return state
+        retrying = self._retrying
+        if not retrying.retry(state) or retrying.stop(state):
+            return None
+        return float(retrying.wait(state))
 
 
-def _wait_scaled(base: float, rng: Callable[[], float]) -> tenacity.wait.wait_base:
-    class _Scaled(tenacity.wait.wait_base):
-        # clients started together must not retry in lockstep
-        def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-            return base * rng()
+class _SpendsATry(tenacity.stop.stop_base):
+    """False for a 429, so that ``stop_after_attempt(n) & _SpendsATry()`` never stops one."""
 
-    return _Scaled()
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not is_throttled(_error_of(retry_state))
 
 
-def is_throttled(error: Exception) -> bool:
+class _Jittered(tenacity.wait.wait_base):
+    """``wait`` scaled by a random number in [low, 1), from ``rng``."""
+
+    def __init__(self, wait: tenacity.wait.wait_base, rng: Callable[[], float], low: float) -> None:
+        self._wait = wait
+        self._rng = rng
+        self._low = low
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return self._wait(retry_state) * (self._low + (1.0 - self._low) * self._rng())
+
+
+class _ServerFirst(tenacity.wait.wait_base):
+    """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one), at
+    least it after another failure (``failed``); never NaN, never beyond a day."""
+
+    def __init__(
+        self, *, throttled: tenacity.wait.wait_base, failed: tenacity.wait.wait_base
+    ) -> None:
+        self._throttled = throttled
+        self._failed = failed
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = _error_of(retry_state)
+        asked = error.retry_after if isinstance(error, ApiStatusError) else None
+        if is_throttled(error):
+            seconds = self._throttled(retry_state) if asked is None else asked
+        else:
+            seconds = max(self._failed(retry_state), asked or 0.0)
+        return finite(seconds)
+
+
+def _error_of(retry_state: tenacity.RetryCallState) -> BaseException | None:
+    outcome = retry_state.outcome
+    return None if outcome is None else outcome.exception()
+
+
+def is_throttled(error: BaseException | None) -> bool:
     """True for a 429: the server asks for fewer requests; the write is not at fault."""
     return isinstance(error, ApiStatusError) and error.status == 429
 

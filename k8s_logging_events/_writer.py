@@ -427,13 +427,7 @@ class Writes:
             if write.sent is not None:
                 write.unsure.append(write.sent)
         write.sent = None
-        if _errors.is_throttled(error):  # asked to slow down: wait, but spend no attempt
-            write.throttled += 1
-            retry_in: float | None = self._retry.throttled_delay(write.throttled, error)
-        else:
-            write.throttled = 0
-            write.attempts += 1
-            retry_in = self._retry.delay(write.attempts, error)
+        retry_in = self._retry.after_failure(write, error)  # a 429 spends no attempt
         if retry_in is None or stopping:
             self._give_up(write, error)
             self._finish(write)

@@ -581,7 +581,10 @@ class TestContinuation:
         ours = [c for c in fake.calls[before:] if c.data != b"{}"]
         assert len(ours) == _continuation.MAX_STEPS
         assert _errors.may_have_landed(_errors.ContentionError("x")) is False
-        assert _errors.RetrySchedule(12, 10.0, lambda: 0.5).delay(1, _errors.ContentionError()) == 5
+        write = _write(_event())
+        schedule = _errors.RetrySchedule(12, 10.0, lambda: 0.5)
+        assert schedule.after_failure(write, _errors.ContentionError()) == 5
+        assert write.attempts == 1
 
     def test_an_earlier_answer_to_a_read_does_not_count_a_lost_patch_twice(self) -> None:
         """A patch to 10 lands but its answer is lost (in doubt); the retry's guard fails,

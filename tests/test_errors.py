@@ -13,6 +13,7 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +31,67 @@ def _throttled(retry_after: float | None = None) -> sink.ApiStatusError:
     return sink.ApiStatusError(429, "TooManyRequests", "slow down", retry_after=retry_after)
 
 
+@dataclass
+class Tries:
+    """A write's counts, as the retry schedule reads and bumps them."""
+
+    attempts: int = 0
+    throttled: int = 0
+
+
 def test_a_429_without_retry_after_backs_off_doubling_up_to_the_cap() -> None:
     """1, 2, 4 ... seconds, capped at 30, each scaled into [0.5, 1) by the random source."""
     high = _errors.RetrySchedule(2, 10.0, lambda: 0.999999)
     low = _errors.RetrySchedule(2, 10.0, lambda: 0.0)
-    waits = [high.throttled_delay(n, _throttled()) for n in range(1, 9)]
+    tries = Tries()
+    waits = [high.after_failure(tries, _throttled()) for _ in range(8)]
     assert waits == pytest.approx([1, 2, 4, 8, 16, 30, 30, 30], rel=1e-5)
-    assert [low.throttled_delay(n, _throttled()) for n in (1, 6)] == [0.5, 15.0]
+    assert tries == Tries(attempts=0, throttled=8)
+    low_tries = Tries()
+    assert [low.after_failure(low_tries, _throttled()) for _ in range(6)][::5] == [0.5, 15.0]
     assert _errors.THROTTLE_MAX_SECONDS == 30.0
 
 
 def test_a_429_with_retry_after_waits_exactly_that_long() -> None:
+    """Retry-After is the wait after a 429, shorter or longer than the back-off; at most a day."""
     schedule = _errors.RetrySchedule(2, 10.0, lambda: 0.5)
-    assert schedule.throttled_delay(7, _throttled(retry_after=3.0)) == 3.0
-    assert schedule.throttled_delay(1, _throttled(retry_after=1e12)) == _errors.MAX_WAIT_SECONDS
+    assert schedule.after_failure(Tries(throttled=6), _throttled(retry_after=3.0)) == 3.0
+    assert schedule.after_failure(Tries(), _throttled(retry_after=0.25)) == 0.25
+    huge = _throttled(retry_after=1e12)
+    assert schedule.after_failure(Tries(), huge) == _errors.MAX_WAIT_SECONDS
 
 
 def test_failures_follow_client_go_s_schedule_and_stop_after_max_tries() -> None:
-    """The first back-off is sleep_duration times the random number, then sleep_duration."""
+    """The first back-off is sleep_duration times the random number, then sleep_duration;
+    an error that is not worth another try gives up at once."""
     schedule = _errors.RetrySchedule(3, 10.0, lambda: 0.25)
     error = ConnectionResetError("reset")
-    assert [schedule.delay(n, error) for n in (1, 2, 3)] == [2.5, 10.0, None]
-    assert schedule.delay(1, sink.ApiStatusError(422, "Invalid")) is None
+    tries = Tries()
+    assert [schedule.after_failure(tries, error) for _ in range(3)] == [2.5, 10.0, None]
+    assert tries == Tries(attempts=3, throttled=0)
+    assert schedule.after_failure(Tries(), sink.ApiStatusError(422, "Invalid")) is None
+    assert schedule.after_failure(Tries(), sink.RequestConstructionError("bad")) is None
+
+
+def test_a_429_never_spends_a_try_and_another_failure_ends_the_run_of_429s() -> None:
+    """With one try allowed, 429s still wait; the next other failure gives up, and a 429
+    after it starts its back-off again from 1 s."""
+    schedule = _errors.RetrySchedule(1, 10.0, lambda: 0.999999)
+    tries = Tries()
+    assert schedule.after_failure(tries, _throttled()) == pytest.approx(1, rel=1e-5)
+    assert schedule.after_failure(tries, _throttled()) == pytest.approx(2, rel=1e-5)
+    assert schedule.after_failure(tries, sink.ApiStatusError(503, "ServiceUnavailable")) is None
+    assert tries == Tries(attempts=1, throttled=0)
+    assert schedule.after_failure(tries, _throttled()) == pytest.approx(1, rel=1e-5)
+
+
+def test_a_5xx_waits_at_least_its_retry_after() -> None:
+    """Retry-After on another failure lengthens the schedule's wait, never shortens it."""
+    schedule = _errors.RetrySchedule(12, 10.0, lambda: 0.5)
+    unavailable = sink.ApiStatusError(503, "ServiceUnavailable", retry_after=30.0)
+    assert schedule.after_failure(Tries(), unavailable) == 30.0
+    brief = sink.ApiStatusError(503, "ServiceUnavailable", retry_after=1.0)
+    assert schedule.after_failure(Tries(attempts=1), brief) == 10.0
 
 
 @pytest.mark.parametrize(
