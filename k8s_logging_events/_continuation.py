@@ -1,6 +1,6 @@
 """Counts across processes: continue an event another process wrote, never overwrite it.
 
-This sits inside the writer (:mod:`k8s_logging_events._writer`): :meth:`Continuation.attempt`
+This sits inside the writer (:mod:`k8s_logging_events._pending`): :meth:`Continuation.attempt`
 makes the requests of one write attempt, outside the runtime's lock, for a sink that can read
 events (``read``). With deterministic names (``_sanitise``) a restarted process, a second worker
 or another replica on the same node meets its own event again; client-go would then give the
@@ -55,7 +55,7 @@ _CREATE, _READ, _PATCH = "create", "read", "patch"
 
 
 class Write(Protocol):
-    """What an attempt reads and notes of the writer's pending write (``_writer.Write``)."""
+    """What an attempt reads and notes of the writer's pending write (``_pending.Write``)."""
 
     event: models.Event
     create: bool

@@ -492,7 +492,7 @@ def describe_error(error: Exception) -> str:
 
 
 class _Write(Protocol):
-    """What a summary reads of a pending write (``_writer.Write``)."""
+    """What a summary reads of a pending write (``_pending.Write``)."""
 
     occurrences: int
     attempts: int

@@ -64,9 +64,9 @@ from typing import Any
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _pending,
     _process,
     _runs,
-    _writer,
     broadcaster,
     models,
 )
@@ -164,7 +164,7 @@ class Recording:
             correlation's state never crosses objects.
     """
 
-    def __init__(self, writes: _writer.Writes, setup: Setup) -> None:
+    def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
         self.writes = writes
         self._setup = setup
         self._correlate: Correlate | None = None
@@ -321,7 +321,7 @@ class Runtime:
         self._hurry = threading.Event()  # set while a flush or close waits: no lingering
         self._dispatcher: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
-        self._in_flight: list[tuple[Recording, _writer.Write]] = []
+        self._in_flight: list[tuple[Recording, _pending.Write]] = []
         self._idle = 0
         self._wake_queued = False
         self._can_spawn = True
@@ -699,7 +699,7 @@ class Runtime:
             1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
         )
 
-    def _take_job(self) -> tuple[Recording, _writer.Write] | None:
+    def _take_job(self) -> tuple[Recording, _pending.Write] | None:
         with self._cond:
             if self._stopping:
                 return None
@@ -739,7 +739,7 @@ class Runtime:
             with self._cond:
                 self._workers.discard(me)
 
-    def _perform(self, recording: Recording, write: _writer.Write) -> None:
+    def _perform(self, recording: Recording, write: _pending.Write) -> None:
         writes = recording.writes
         try:
             kind, stored = writes.attempt(write)
@@ -765,7 +765,7 @@ class Runtime:
         if timed:
             self._wake_dispatcher()  # a retry or a held count now waits on its timer
 
-    def _unflight(self, write: _writer.Write) -> None:
+    def _unflight(self, write: _pending.Write) -> None:
         self._in_flight = [job for job in self._in_flight if job[1] is not write]
 
     # --- flush and close ------------------------------------------------------------------
@@ -868,7 +868,7 @@ class Runtime:
                     continue
             self._pump(deadline)  # no thread to do the work: do it here
 
-    def close(self, timeout: float | None) -> list[_writer.Write]:
+    def close(self, timeout: float | None) -> list[_pending.Write]:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
         Idempotent. Returns the writes that were given up (counted as failed), for the
@@ -960,7 +960,7 @@ class Runtime:
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
         return values
 
-    def unwritten(self) -> tuple[list[_writer.Write], int]:
+    def unwritten(self) -> tuple[list[_pending.Write], int]:
         """The writes still pending, and the occurrences still queued (for a report)."""
         with self._cond:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]

@@ -24,11 +24,11 @@ from typing import Any
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _pending,
     _process,
     _runtime,
     _sanitise,
     _structured,
-    _writer,
     broadcaster,
     correlator,
     models,
@@ -76,12 +76,12 @@ class EventBroadcaster:
     def __init__(
         self,
         *,
-        sleep_duration: float = _writer.DEFAULT_SLEEP_DURATION,
+        sleep_duration: float = _pending.DEFAULT_SLEEP_DURATION,
         correlator_options: correlator.CorrelatorOptions | None = None,
         queue_length: int = MAX_QUEUED_EVENTS,
         clock: clock_mod.Clock | None = None,
-        writers: int = _writer.DEFAULT_WRITERS,
-        max_tries: int = _writer.MAX_TRIES_PER_EVENT,
+        writers: int = _pending.DEFAULT_WRITERS,
+        max_tries: int = _pending.MAX_TRIES_PER_EVENT,
         sleep: clock_mod.Sleeper | None = None,
         rng: Callable[[], float] | None = None,
         name: str = "k8s-events",
@@ -95,7 +95,7 @@ class EventBroadcaster:
             event_names = _sanitise.DETERMINISTIC
         self._clock = clock or clock_mod.SystemClock()
         self._correlator_options = correlator_options
-        self._writer_options = _writer.WriterOptions(
+        self._writer_options = _pending.WriterOptions(
             max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
         self._rng = rng or random.random
@@ -172,7 +172,7 @@ class EventBroadcaster:
         attribute is read when the first event arrives, on the dispatcher, so a sink may
         discover the API lazily.
         """
-        writes = _writer.Writes(
+        writes = _pending.Writes(
             event_sink,
             None,
             self._counters,

@@ -28,9 +28,9 @@ from k8s_logging_events import (
     _continuation,
     _diagnostics,
     _errors,
+    _pending,
     _pod,
     _sanitise,
-    _writer,
     correlator,
     describe,
     models,
@@ -533,8 +533,8 @@ def _another_process_writes_first(fake: FakeEventSink, data: bytes, times: int |
     fake.on_patch = first
 
 
-def _write(event: models.Event, occurrences: int = 1) -> _writer.Write:
-    return _writer.Write(event=event, create=event.count <= 1, held=False, occurrences=occurrences)
+def _write(event: models.Event, occurrences: int = 1) -> _pending.Write:
+    return _pending.Write(event=event, create=event.count <= 1, held=False, occurrences=occurrences)
 
 
 class TestContinuation:
