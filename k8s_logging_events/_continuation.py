@@ -7,7 +7,7 @@ or another replica on the same node meets its own event again; client-go would t
 create up, or patch the other process's count with its own. Here:
 
 * **Takeover.** A create that meets ``409 AlreadyExists`` reads the stored event. If it is
-  ours (the same key; :meth:`~._apis.WritePolicy.same_event`), its count becomes the
+  ours (the same key; :meth:`~._pending.WritePolicy.same_event`), its count becomes the
   server's count plus this process's occurrences not yet written, its ``firstTimestamp``
   stays the server's. If it is not (two processes named different events alike), ours gets
   a new name (``EventNamer.renamed``) and is created. A 404 between the two: create again.
@@ -39,10 +39,19 @@ from typing import Protocol
 
 import cachetools
 
-from k8s_logging_events import _apis, _diagnostics, _errors, _process, _sanitise, models, sink
+from k8s_logging_events import _diagnostics, _errors, _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["DEFAULT_KNOWN_EVENTS", "MAX_STEPS", "Continuation", "Known", "Write", "guarded_patch"]
+__all__ = [
+    "DEFAULT_KNOWN_EVENTS",
+    "MAX_STEPS",
+    "Continuation",
+    "Known",
+    "Policy",
+    "Sink",
+    "Write",
+    "guarded_patch",
+]
 
 DEFAULT_KNOWN_EVENTS = 4096
 """Events whose name, resourceVersion and count offset a writer remembers (as many as the
@@ -68,6 +77,23 @@ class Write(Protocol):
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
         ...
+
+
+class Policy(Protocol):
+    """What an attempt asks of the write policy (``_pending.WritePolicy``)."""
+
+    def patch(self, event: models.Event) -> bytes: ...
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool: ...
+    def count_of(self, event: models.Event) -> int: ...
+    def with_count(self, event: models.Event, count: int) -> models.Event: ...
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool: ...
+
+
+class Sink(Protocol):
+    """What an attempt writes with (``_pending.EventSink``; ``read`` is looked up)."""
+
+    def create(self, event: models.Event) -> models.Event: ...
+    def patch(self, event: models.Event, data: bytes) -> models.Event: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +134,7 @@ class Continuation:
 
     def __init__(
         self,
-        event_sink: sink.EventSink,
+        event_sink: Sink,
         namer: _sanitise.EventNamer,
         clock: clock_mod.Clock,
         reporter: _diagnostics.RateLimitedReporter,
@@ -144,7 +170,7 @@ class Continuation:
         with self._lock:
             return self._known.get((namespace, name))
 
-    def attempt(self, write: Write, policy: _apis.WritePolicy) -> tuple[str, models.Event]:
+    def attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
         """Make the requests of one attempt of ``write``; return its outcome and the answer.
 
         The answer is in the correlator's terms (its name and count), to feed back. Raises
@@ -202,7 +228,7 @@ class _UnreadableError(Exception):
 class _Attempt:
     """One attempt of one write: a few requests, each decided by the last answer."""
 
-    def __init__(self, owner: Continuation, write: Write, policy: _apis.WritePolicy) -> None:
+    def __init__(self, owner: Continuation, write: Write, policy: Policy) -> None:
         self.owner = owner
         self.write = write
         self.policy = policy

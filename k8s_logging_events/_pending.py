@@ -32,24 +32,26 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from k8s_logging_events import (
-    _apis,
     _continuation,
     _diagnostics,
     _errors,
     _sanitise,
     correlator,
     models,
-    sink,
 )
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
     "MAX_TRIES_PER_EVENT",
+    "Correlate",
+    "EventSink",
     "Write",
+    "WritePolicy",
     "WriterOptions",
     "Writes",
 ]
@@ -76,6 +78,72 @@ _MAX_SKIPPED = 256
 _RESOLUTION = 1e-6
 """A write due within a microsecond is due now: a sleeper that moves a fake clock moves it
 by at least that much, and would be asked again forever for less."""
+
+
+Correlate = Callable[[Sequence[models.Event]], list[tuple[models.Event, bool, int]]]
+"""Turns a run of occurrences identical for correlation (they differ only in name and time)
+into the writes to queue: ``(event, held back, occurrences it carries)``, in order."""
+
+
+class WritePolicy(Protocol):
+    """What the writer needs to know about one API's way of recording repeats."""
+
+    def is_first(self, event: models.Event) -> bool:
+        """True when ``event`` is the first occurrence, written by a create."""
+        ...
+
+    def patch(self, event: models.Event) -> bytes:
+        """The strategic-merge patch that records a repeat on the stored event."""
+        ...
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Seconds until a held-back write of ``event`` may go."""
+        ...
+
+    def release(self, event: models.Event) -> bool:
+        """True when a held-back write of ``event`` may go now (it may consume a token)."""
+        ...
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Feed back what the server stored after a successful write of ``sent``."""
+        ...
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create means our own earlier create landed.
+
+        For a sink that cannot read events; one that can reads the event and asks
+        :meth:`same_event`.
+        """
+        ...
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for (``count``, or its series count)."""
+        ...
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences."""
+        ...
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, found under our event's name, is our event (same key)."""
+        ...
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Knows how to store events: create one, replace one, or patch one by name."""
+
+    def create(self, event: models.Event) -> models.Event:
+        """Create ``event`` and return it as the server stored it."""
+        ...
+
+    def update(self, event: models.Event) -> models.Event:
+        """Replace the stored event of the same name and return the stored result."""
+        ...
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +251,8 @@ class Writes:
 
     def __init__(
         self,
-        event_sink: sink.EventSink,
-        policy: _apis.WritePolicy | None,
+        event_sink: EventSink,
+        policy: WritePolicy | None,
         counters: _diagnostics.Counters,
         *,
         options: WriterOptions,
@@ -215,7 +283,7 @@ class Writes:
         self.flushing = False
 
     @property
-    def _p(self) -> _apis.WritePolicy:
+    def _p(self) -> WritePolicy:
         assert self.policy is not None, "a policy is set before the first write is queued"
         return self.policy
 

@@ -62,7 +62,6 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from k8s_logging_events import (
-    _apis,
     _diagnostics,
     _pending,
     _process,
@@ -117,11 +116,11 @@ JOIN_GRACE_SECONDS = 0.25
 REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
-Correlate = _apis.Correlate
+Correlate = _pending.Correlate
 
 Keys = _runs.Keys
 
-Setup = Callable[[], tuple[_apis.WritePolicy, Correlate, bool]]
+Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
 """Chooses a sink's write policy and correlation step, on the dispatcher, at its first event,
 and says whether that correlation keeps objects apart (see :func:`_runs.cut`)."""
 

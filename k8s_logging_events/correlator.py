@@ -41,6 +41,7 @@ __all__ = [
     "SPAM_KEYS",
     "CorrelateResult",
     "CorrelatorOptions",
+    "CountPolicy",
     "EventCorrelator",
     "EventNamer",
     "KeyFunc",
@@ -853,6 +854,65 @@ class EventCorrelator:
         """
         with self._lock:
             return self._spam_filter.wait(event)
+
+
+# -- the write policy --------------------------------------------------------------------------
+
+
+class CountPolicy:
+    """core/v1: repeats patch ``count``; the correlator's spam filter holds writes back."""
+
+    def __init__(self, event_correlator: EventCorrelator) -> None:
+        self._correlator = event_correlator
+
+    def is_first(self, event: models.Event) -> bool:
+        """The first occurrence has a count of 1 (or none)."""
+        return event.count <= 1
+
+    def patch(self, event: models.Event) -> bytes:
+        """client-go's count patch."""
+        return count_patch(event)
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Until the event's spam bucket has a token again."""
+        return self._correlator.token_wait(event)
+
+    def release(self, event: models.Event) -> bool:
+        """Take a token from the event's spam bucket, if there is one."""
+        return self._correlator.take_token(event)
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Let the correlator know the stored name, count and resourceVersion."""
+        self._correlator.update_after_write(sent, stored)
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """Only after a create that may have landed (client-go gives AlreadyExists up)."""
+        return maybe_landed
+
+    def count_of(self, event: models.Event) -> int:
+        """The event's ``count`` (an event without one stands for one occurrence)."""
+        return max(event.count, 1)
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` with ``count``."""
+        return dataclasses.replace(event, count=count)
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True for the same source, involved object (any resourceVersion), type and reason,
+        and the same message unless both are combined events (whose message changes)."""
+        if (ours.source, ours.type, ours.reason) != (stored.source, stored.type, stored.reason):
+            return False
+        if not _same_object(ours.involved_object, stored.involved_object):
+            return False
+        prefix = COMBINED_MESSAGE_PREFIX
+        combined = ours.message.startswith(prefix) and stored.message.startswith(prefix)
+        return combined or ours.message == stored.message
+
+
+def _same_object(ours: models.ObjectReference, stored: models.ObjectReference) -> bool:
+    return dataclasses.replace(ours, resource_version="") == dataclasses.replace(
+        stored, resource_version=""
+    )
 
 
 # -- helpers -------------------------------------------------------------------------------------

@@ -13,11 +13,12 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import random
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -33,6 +34,7 @@ from k8s_logging_events import (
     correlator,
     models,
     references,
+    series,
     sink,
 )
 from k8s_logging_events import clock as clock_mod
@@ -296,9 +298,10 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_apis.WritePolicy, _runtime.Correlate, bool]:
+    ) -> tuple[_pending.WritePolicy, _runtime.Correlate, bool]:
         options = self._correlator_options or correlator.CorrelatorOptions()
-        return _apis.api_of(event_sink).correlation(options, self._clock, self._namer)
+        correlation = _CORRELATIONS[_apis.api_of(event_sink).name]
+        return correlation(options, self._clock, self._namer)
 
     def _count_log_drop(self, item: broadcaster.WatchEvent) -> None:
         self._counters.add("watcher_dropped")
@@ -468,3 +471,66 @@ class EventRecorder:
                 "bad-format", "Unable to format event message %r: %s", fmt, error
             )
             return None
+
+
+Correlation = Callable[
+    [correlator.CorrelatorOptions, clock_mod.Clock, correlator.EventNamer],
+    tuple[_pending.WritePolicy, _pending.Correlate, bool],
+]
+"""Makes a fresh correlation step for one sink, the write policy that goes with it, and
+whether the step's state never crosses objects (its runs may be cut object by object)."""
+
+
+def _counting(
+    options: correlator.CorrelatorOptions,
+    clock: clock_mod.Clock,
+    namer: correlator.EventNamer,
+) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
+    """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
+    if options.clock is None:
+        options = _with_clock(options, clock)
+    events = correlator.EventCorrelator(options, namer=namer)
+    return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
+
+
+def _in_series(
+    options: correlator.CorrelatorOptions,
+    clock: clock_mod.Clock,
+    namer: correlator.EventNamer,
+) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
+    """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat.
+
+    With deterministic names, a series is keyed without the involved object's
+    resourceVersion and named after that key.
+    """
+    deterministic = namer.deterministic
+    key = series.series_key if deterministic else series.isomorphic_key
+    grouped = series.SeriesCorrelator(clock=clock, key=key)
+
+    def prepared(event: models.Event) -> models.Event:
+        event = series.prepare_event(event)
+        if deterministic:
+            event = dataclasses.replace(event, name=namer.series_name(event))
+        return event
+
+    def observe(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        return [(*grouped.observe(prepared(event)), 1) for event in run]
+
+    # every occurrence is observed on its own: runs gain nothing, arrival order is exact
+    return series.SeriesPolicy(grouped), observe, False
+
+
+def _with_clock(
+    options: correlator.CorrelatorOptions, clock: clock_mod.Clock
+) -> correlator.CorrelatorOptions:
+    values = {name: getattr(options, name) for name in options.__dataclass_fields__}
+    values["clock"] = clock
+    return correlator.CorrelatorOptions(**values)
+
+
+_CORRELATIONS: Mapping[str, Correlation] = {
+    _apis.CORE_V1.name: _counting,
+    _apis.EVENTS_V1.name: _in_series,
+}
+"""How each Events API correlates: client-go's counts and spam filter (core/v1), or series
+(events.k8s.io/v1)."""

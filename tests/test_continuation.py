@@ -24,7 +24,6 @@ import pytest
 from kubernetes import client
 
 from k8s_logging_events import (
-    _apis,
     _continuation,
     _diagnostics,
     _errors,
@@ -481,9 +480,9 @@ def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything
 # -- the module on its own, with the fake sink ----------------------------------------------
 
 
-def _policy(clock: FakeClock) -> _apis.CountPolicy:
+def _policy(clock: FakeClock) -> correlator.CountPolicy:
     options = correlator.CorrelatorOptions(clock=clock)
-    return _apis.CountPolicy(correlator.EventCorrelator(options))
+    return correlator.CountPolicy(correlator.EventCorrelator(options))
 
 
 def _event(count: int = 1, name: str = "web-0.abc", **changes: Any) -> models.Event:

@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from k8s_logging_events import _apis
 from k8s_logging_events import clock as clocks
 from k8s_logging_events import correlator as corr
 from k8s_logging_events.models import Event, EventSource, ObjectReference
@@ -1423,7 +1422,7 @@ class TestSlowWritesAndEviction:
         newer event with a higher count, and the next repeat patched the old event."""
         clock = FakeClock()
         correlator = new_correlator(clock, lru_cache_size=2)
-        policy = _apis.CountPolicy(correlator)
+        policy = corr.CountPolicy(correlator)
         pod = ObjectReference(kind="Pod", namespace="ns", name="web", api_version="v1")
 
         def occurrence(name: str, message: str = "m") -> Event:
