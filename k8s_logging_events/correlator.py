@@ -260,80 +260,24 @@ def _settle(options: CorrelatorOptions) -> _correlation.Settings:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class CorrelateResult:
-    """What the writer should do with one event (client-go's ``EventCorrelateResult``).
+    """What to do with one event (client-go's ``EventCorrelateResult``), as :meth:`correlate` says.
 
-    Immutable. The count patch of a repeat is computed the first time :attr:`patch` is
-    read: a writer that coalesces many repeats into one write only pays for the last one.
-
-    Attributes:
-        event: the event to write, or ``None`` when ``skip`` is true.
-        patch: the count patch when ``event`` repeats one already written (``event.count``
-            is then above 1), else ``None``.
-        skip: true when the spam filter held the event back: write nothing now.
-        observed: the event as counted, with name, first timestamp and count carried over;
-            equal to ``event`` when not skipped, and the held-back occurrence when skipped,
-            so a writer can send its count later. Not in client-go.
+    A plain frozen value: equal when its fields are equal, shown with all four.
     """
 
-    __slots__ = ("_patch", "event", "observed", "skip")
-
     event: models.Event | None
+    """The event to write, or ``None`` when ``skip`` is true."""
+    patch: bytes | None
+    """The count patch when ``event`` repeats one already written (``event.count`` is then
+    above 1), else ``None``."""
     skip: bool
-    observed: models.Event | None
-    _patch: object
-
-    def __init__(
-        self,
-        event: models.Event | None,
-        patch: bytes | None,
-        skip: bool,
-        observed: models.Event | None = None,
-    ) -> None:
-        object.__setattr__(self, "event", event)
-        object.__setattr__(self, "_patch", patch)
-        object.__setattr__(self, "skip", skip)
-        object.__setattr__(self, "observed", observed)
-
-    @classmethod
-    def _repeat(cls, event: models.Event) -> CorrelateResult:
-        result = cls(event, None, False, event)
-        object.__setattr__(result, "_patch", _PATCH_PENDING)
-        return result
-
-    @property
-    def patch(self) -> bytes | None:
-        """The count patch for a repeat, else ``None``."""
-        patch = self._patch
-        if patch is _PATCH_PENDING:
-            assert self.event is not None
-            patch = count_patch(self.event)
-            object.__setattr__(self, "_patch", patch)
-        return patch  # type: ignore[return-value]
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CorrelateResult):
-            return NotImplemented
-        return (self.event, self.patch, self.skip, self.observed) == (
-            other.event,
-            other.patch,
-            other.skip,
-            other.observed,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return (
-            f"CorrelateResult(event={self.event!r}, patch={self.patch!r}, "
-            f"skip={self.skip!r}, observed={self.observed!r})"
-        )
-
-
-_PATCH_PENDING = object()
+    """True when the spam filter held the event back: write nothing now."""
+    observed: models.Event | None = None
+    """The event as counted, with name, first timestamp and count carried over: equal to
+    ``event`` when not skipped, and the held-back occurrence when skipped, so that its count
+    can be sent later. Not in client-go."""
 
 
 # -- the correlator ------------------------------------------------------------------------------
@@ -408,9 +352,8 @@ class EventCorrelator:
             observed, repeat = self._observer.observe(candidate, key)
             if self._spam_filter.filter(observed):
                 return CorrelateResult(event=None, patch=None, skip=True, observed=observed)
-            if repeat:
-                return CorrelateResult._repeat(observed)
-            return CorrelateResult(event=observed, patch=None, skip=False, observed=observed)
+            patch = count_patch(observed) if repeat else None
+            return CorrelateResult(event=observed, patch=patch, skip=False, observed=observed)
 
     def correlate_many(
         self, events: Sequence[models.Event]

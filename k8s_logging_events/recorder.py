@@ -488,7 +488,7 @@ def _counting(
 ) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
     """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
     if options.clock is None:
-        options = _with_clock(options, clock)
+        options = dataclasses.replace(options, clock=clock)
     events = correlator.EventCorrelator(options, namer=namer)
     return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
 
@@ -518,14 +518,6 @@ def _in_series(
 
     # every occurrence is observed on its own: runs gain nothing, arrival order is exact
     return series.SeriesPolicy(grouped), observe, False
-
-
-def _with_clock(
-    options: correlator.CorrelatorOptions, clock: clock_mod.Clock
-) -> correlator.CorrelatorOptions:
-    values = {name: getattr(options, name) for name in options.__dataclass_fields__}
-    values["clock"] = clock
-    return correlator.CorrelatorOptions(**values)
 
 
 _CORRELATIONS: Mapping[str, Correlation] = {

@@ -880,6 +880,26 @@ class TestObserver:
 
         assert result == corr.CorrelateResult(event=event, patch=None, skip=False, observed=event)
 
+    def test_a_result_is_a_plain_frozen_value(self) -> None:
+        """Built from event, patch and skip (observed optional), equal by its fields, frozen,
+        and shown with all four; a repeat's count patch is in it as the result is made."""
+        correlator = new_correlator(FakeClock())
+        first = correlator.correlate(_similar(0))
+        repeat = correlator.correlate(_similar(0))
+
+        held = corr.CorrelateResult(None, None, True)
+        assert held == corr.CorrelateResult(event=None, patch=None, skip=True, observed=None)
+        assert held != corr.CorrelateResult(None, None, False)
+        assert repr(held) == "CorrelateResult(event=None, patch=None, skip=True, observed=None)"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            held.skip = False  # type: ignore[misc]
+        assert repeat.event is not None
+        assert repeat == corr.CorrelateResult(
+            repeat.event, corr.count_patch(repeat.event), False, repeat.event
+        )
+        assert repeat != first
+        assert repr(repeat).startswith(f"CorrelateResult(event={repeat.event!r}, patch=b'")
+
     def test_repeat_carries_name_first_timestamp_and_resource_version(self) -> None:
         """A repeat takes stored name, first timestamp and version; keeps its last and message."""
         clock = FakeClock()
