@@ -1,10 +1,15 @@
-"""The writes of one sink: from correlated occurrences to create and patch calls.
+"""The pending writes of one sink: from correlated occurrences to create and patch calls.
 
-It sits between the correlator and the sink of one ``start_recording_to_sink`` call, and it
-is plain state: the runtime (:mod:`k8s_logging_events._runtime`) owns the threads that make
-the requests and calls everything here under its lock. client-go writes one event at a time,
-so one object's retries stall everything behind it, and it loses what the spam filter held
-back. This keeps client-go's create-or-patch logic and retry schedule, and adds:
+A pure policy, beside the correlator and the series and importing neither: plain state, no
+threads. The runtime (:mod:`k8s_logging_events._runtime`) owns the threads that make the
+requests and calls everything here under its lock. It owns the protocols of what it calls:
+the write policy of an Events API (:class:`WritePolicy`: ``correlator.CountPolicy``,
+``series.SeriesPolicy``) and the sink (:class:`EventSink`, public as
+``k8s_logging_events.sink.EventSink``); :mod:`~k8s_logging_events._continuation`, below it,
+makes the requests of one attempt for a sink that can read events. client-go writes one
+event at a time, so one object's retries stall everything behind it, and it loses what the
+spam filter held back. This keeps client-go's create-or-patch logic and retry schedule, and
+adds:
 
 * writes for one event (namespace and name) stay in order, and a key that is waiting to
   retry never holds up another key;
@@ -41,7 +46,6 @@ from k8s_logging_events import (
     _diagnostics,
     _errors,
     _sanitise,
-    correlator,
     models,
 )
 from k8s_logging_events import clock as clock_mod
@@ -67,8 +71,6 @@ DEFAULT_WRITERS = 4
 
 DEFAULT_MAX_PENDING = 10_000
 """Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
-
-MAX_WAIT_SECONDS = _errors.MAX_WAIT_SECONDS
 
 Key = tuple[str, str]
 
@@ -302,12 +304,6 @@ class Writes:
 
     # --- new occurrences -----------------------------------------------------------------
 
-    def submit(self, result: correlator.CorrelateResult) -> None:
-        """Queue the write one correlated occurrence asks for (or the count it held back)."""
-        observed = result.observed if result.skip else result.event
-        if observed is not None:
-            self.submit_event(observed, held=result.skip)
-
     def submit_event(self, event: models.Event, *, held: bool, occurrences: int = 1) -> None:
         """Queue a write of ``event``; a ``held`` one waits until the policy releases it.
 
@@ -403,11 +399,6 @@ class Writes:
                     stalled += 1
                     self._stalled.add(write.namespace)
         return stalled
-
-    def oldest_started(self) -> float | None:
-        """When the oldest request in flight began (``time.monotonic()``), if any."""
-        starts = [w.started for ws in self._in_flight.values() for w in ws if w.started is not None]
-        return min(starts, default=None)
 
     def release_held(self) -> None:
         """At flush, held-back counts go out without waiting for a token."""
