@@ -1,10 +1,13 @@
 """Counts across processes: continue an event another process wrote, never overwrite it.
 
-This sits inside the writer (:mod:`k8s_logging_events._pending`): :meth:`Continuation.attempt`
-makes the requests of one write attempt, outside the runtime's lock, for a sink that can read
-events (``read``). With deterministic names (``_sanitise``) a restarted process, a second worker
-or another replica on the same node meets its own event again; client-go would then give the
-create up, or patch the other process's count with its own. Here:
+This sits under the pending writes (:mod:`k8s_logging_events._pending`):
+:meth:`Continuation.attempt` makes the requests of one write attempt, outside the runtime's
+lock. A sink that cannot read events gets client-go's ways: a repeat is patched, the rest
+(and a repeat whose event expired) created, and ``AlreadyExists`` after a create that may
+have landed continues as a patch. For a sink that can (``read``): with deterministic names
+(``_sanitise``) a restarted process, a second worker or another replica on the same node
+meets its own event again; client-go would then give the create up, or patch the other
+process's count with its own. Here:
 
 * **Takeover.** A create that meets ``409 AlreadyExists`` reads the stored event. If it is
   ours (the same key; :meth:`~._pending.WritePolicy.same_event`), its count becomes the
@@ -68,6 +71,8 @@ class Write(Protocol):
 
     event: models.Event
     create: bool
+    maybe_landed: bool
+    """A create of it failed in transport: it may have landed."""
     occurrences: int
     sent: tuple[int, int, bool] | None
     """The request in flight: the count it sets, the occurrences it carries, a create?"""
@@ -122,10 +127,10 @@ def guarded_patch(patch: bytes, version: str) -> bytes:
 
 
 class Continuation:
-    """The requests of one write attempt, for a sink that can read events.
+    """The requests of one write attempt: continuing events for a sink that can read them.
 
     Args:
-        event_sink: the sink; without a callable ``read`` it is not used (client-go's ways).
+        event_sink: the sink; without a callable ``read``, attempts keep client-go's ways.
         namer: renames an event whose name another one holds.
         clock: the time of a new name.
         reporter: says once that reading events is not permitted.
@@ -176,7 +181,29 @@ class Continuation:
         The answer is in the correlator's terms (its name and count), to feed back. Raises
         what the last request raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`.
         """
+        if self._read is None:
+            return self._client_go_attempt(write, policy)
         return _Attempt(self, write, policy).run()
+
+    def _client_go_attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
+        """Patch a repeat, create the rest (and a repeat that expired): client-go's ways."""
+        if not write.create:
+            try:
+                return "patched", self._sink.patch(write.event, policy.patch(write.event))
+            except _errors.ApiStatusError as error:
+                if not error.is_not_found:
+                    raise
+        fresh = dataclasses.replace(write.creation(), resource_version="")
+        try:
+            return "created", self._sink.create(fresh)
+        except _errors.ApiStatusError as error:
+            if not (
+                error.is_already_exists and policy.exists_is_ours(write.event, write.maybe_landed)
+            ):
+                raise
+        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
+        write.create = False
+        return "created", self._sink.patch(write.event, policy.patch(write.event))
 
     # -- used by _Attempt -----------------------------------------------------------------
 

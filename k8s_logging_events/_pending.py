@@ -431,30 +431,8 @@ class Writes:
     # --- the request (outside the runtime's lock) ----------------------------------------
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:
-        """Make one attempt: patch a repeat, create the rest (and a repeat that expired).
-
-        A sink that can read events continues events other processes wrote
-        (:mod:`~k8s_logging_events._continuation`); one that cannot gets client-go's ways.
-        """
-        if self._continuation.enabled:
-            return self._continuation.attempt(write, self._p)
-        if not write.create:
-            try:
-                return "patched", self.sink.patch(write.event, self._p.patch(write.event))
-            except _errors.ApiStatusError as error:
-                if not error.is_not_found:
-                    raise
-        fresh = dataclasses.replace(write.creation(), resource_version="")
-        try:
-            return "created", self.sink.create(fresh)
-        except _errors.ApiStatusError as error:
-            if not (
-                error.is_already_exists and self._p.exists_is_ours(write.event, write.maybe_landed)
-            ):
-                raise
-        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
-        write.create = False
-        return "created", self.sink.patch(write.event, self._p.patch(write.event))
+        """Make the requests of one attempt (:meth:`~._continuation.Continuation.attempt`)."""
+        return self._continuation.attempt(write, self._p)
 
     def feed_back(self, write: Write, stored: models.Event) -> None:
         """Tell the policy what the server stored (outside the runtime's lock: it locks)."""
