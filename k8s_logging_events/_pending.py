@@ -92,23 +92,18 @@ class WritePolicy(Protocol):
 
     def is_first(self, event: models.Event) -> bool:
         """True when ``event`` is the first occurrence, written by a create."""
-        ...
 
     def patch(self, event: models.Event) -> bytes:
         """The strategic-merge patch that records a repeat on the stored event."""
-        ...
 
     def hold_wait(self, event: models.Event) -> float:
         """Seconds until a held-back write of ``event`` may go."""
-        ...
 
     def release(self, event: models.Event) -> bool:
         """True when a held-back write of ``event`` may go now (it may consume a token)."""
-        ...
 
     def written(self, sent: models.Event, stored: models.Event) -> None:
         """Feed back what the server stored after a successful write of ``sent``."""
-        ...
 
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
         """True when ``AlreadyExists`` on a create means our own earlier create landed.
@@ -116,19 +111,15 @@ class WritePolicy(Protocol):
         For a sink that cannot read events; one that can reads the event and asks
         :meth:`same_event`.
         """
-        ...
 
     def count_of(self, event: models.Event) -> int:
         """How many occurrences ``event`` stands for (``count``, or its series count)."""
-        ...
 
     def with_count(self, event: models.Event, count: int) -> models.Event:
         """``event`` standing for ``count`` occurrences."""
-        ...
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``, found under our event's name, is our event (same key)."""
-        ...
 
 
 @runtime_checkable
@@ -137,15 +128,12 @@ class EventSink(Protocol):
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` and return it as the server stored it."""
-        ...
 
     def update(self, event: models.Event) -> models.Event:
         """Replace the stored event of the same name and return the stored result."""
-        ...
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,13 +544,11 @@ class Writes:
             self._make_ready(key, slot)
 
     def _make_ready(self, key: Key, slot: _Slot) -> None:
-        slot.state = "ready"
-        slot.generation = next(self._generations)
+        slot.state, slot.generation = "ready", next(self._generations)
         self._ready.append(key)
 
     def _make_timed(self, key: Key, slot: _Slot, due: float) -> None:
-        slot.state = "timed"
-        slot.generation = next(self._generations)
+        slot.state, slot.generation = "timed", next(self._generations)
         heapq.heappush(self._timed, (due, slot.generation, key))
 
     def promote_due(self) -> None:

@@ -1,4 +1,8 @@
-"""The writer behind start_recording_to_sink: coalescing, held-back counts, no blocking."""
+"""The pending writes of one sink: coalescing, held-back counts, retries, no blocking.
+
+First through a broadcaster (the writer behind start_recording_to_sink), then ``Writes`` on
+its own: plain state, driven step by step with a FakeClock and a fake sink.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from k8s_logging_events import models, recorder
+from k8s_logging_events import _diagnostics, _pending, correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink
 from tests._sinks import WithoutRead
 
@@ -295,3 +299,256 @@ def test_every_occurrence_is_accounted_for_across_many_objects_and_threads(made)
     assert _accounted(stats)
     # the server's counts add up to what was accepted, less what was dropped
     assert sum(e.count for e in fake.events) == 4000 - stats["dropped"]
+
+
+# -- Writes on its own: plain state, a FakeClock, a fake sink, no threads ----------------------
+
+
+class Pending:
+    """One sink's Writes with client-go's correlator in front, driven as the runtime drives
+    it, but synchronously: correlate, queue, take what is ready, write, report the result."""
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        burst: int = 25,
+        max_tries: int = 3,
+        max_pending: int = 100,
+        sleep_duration: float = 10.0,
+    ) -> None:
+        self.clock = clock
+        self.fake = FakeEventSink()
+        self.counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
+        options = correlator.CorrelatorOptions(clock=clock, burst_size=burst)
+        self.correlator = correlator.EventCorrelator(options)
+        self.writes = _pending.Writes(
+            WithoutRead(self.fake),
+            correlator.CountPolicy(self.correlator),
+            self.counters,
+            options=_pending.WriterOptions(
+                max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max_pending
+            ),
+            clock=clock,
+            rng=lambda: 0.5,
+            reporter=_diagnostics.RateLimitedReporter(clock=clock),
+        )
+
+    def offer(self, occurrence: models.Event, times: int = 1) -> None:
+        """Correlate ``times`` occurrences one by one and queue the writes they ask for."""
+        for _ in range(times):
+            for event, held, occurrences in self.correlator.correlate_many([occurrence]):
+                self.writes.submit_event(event, held=held, occurrences=occurrences)
+
+    def perform(self, write: _pending.Write) -> str:
+        """Make one attempt of a write taken from the queue and report how it ended."""
+        try:
+            kind, stored = self.writes.attempt(write)
+        except Exception as error:
+            self.writes.failed(write, error, stopping=False)
+            return "failed"
+        self.writes.feed_back(write, stored)
+        self.writes.succeeded(write, kind)
+        return kind
+
+    def drive(self) -> list[str]:
+        """Write everything that may go now; return how each attempt ended, in order."""
+        done = []
+        while (write := self.writes.take()) is not None:
+            done.append(self.perform(write))
+        return done
+
+    def outcomes(self) -> dict[str, int]:
+        return {name: self.counters.get(name) for name in OUTCOMES}
+
+    def accounted(self) -> bool:
+        """Every occurrence queued so far has exactly one outcome, and none is pending."""
+        return sum(self.outcomes().values()) == self.writes.submitted and not self.writes.pending()
+
+
+def _occurrence(pod: str = "web", reason: str = "BackOff") -> models.Event:
+    return models.Event(
+        name=f"{pod}.{reason.lower()}",
+        namespace="prod",
+        involved_object=_pod(pod),
+        reason=reason,
+        message="again",
+        source=models.EventSource(component="ctl"),
+        first_timestamp=START,
+        last_timestamp=START,
+        count=1,
+        type=models.WARNING,
+    )
+
+
+class TestWritesOnItsOwn:
+    """The pending writes of one sink, tested without a broadcaster or a thread."""
+
+    def test_a_new_event_is_created_and_a_repeat_patches_its_count(self) -> None:
+        """The first occurrence is a create, the next one a count patch of the stored event."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence())
+        assert pending.drive() == ["created"]
+        pending.offer(_occurrence())
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [2]
+        assert pending.outcomes() == dict.fromkeys(OUTCOMES, 0) | {"created": 1, "patched": 1}
+        assert pending.accounted()
+
+    def test_occurrences_meeting_a_write_in_flight_coalesce_into_the_next_write(self) -> None:
+        """While an event's write is in flight its repeats wait, merged into one write that
+        carries them all and goes once the first one landed."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence())
+        first = pending.writes.take()
+        assert first is not None
+        pending.offer(_occurrence(), times=3)
+        assert pending.writes.take() is None  # behind the write in flight
+        assert pending.writes.pending() == 4
+        assert pending.perform(first) == "created"
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [4]
+        assert len(pending.fake.calls) == 2
+        assert pending.outcomes() == {
+            "dropped": 0,
+            "created": 1,
+            "patched": 1,
+            "coalesced": 2,
+            "failed": 0,
+        }
+        assert pending.accounted()
+
+    def test_one_involved_object_has_one_request_in_flight(self) -> None:
+        """Two events about one pod go one after the other; another pod's does not wait."""
+        pending = Pending(FakeClock(START))
+        for occurrence in (_occurrence(reason="A"), _occurrence(reason="B"), _occurrence("db")):
+            pending.offer(occurrence)
+        web_a, db = pending.writes.take(), pending.writes.take()
+        assert web_a is not None
+        assert db is not None
+        assert (web_a.event.reason, db.event.involved_object.name) == ("A", "db")
+        assert pending.writes.take() is None
+        assert pending.perform(web_a) == "created"
+        web_b = pending.writes.take()
+        assert web_b is not None
+        assert web_b.event.reason == "B"
+
+    def test_a_failed_write_waits_its_back_off_on_the_monotonic_clock(self) -> None:
+        """After a lost connection the write waits sleep_duration times the random number
+        (5 s here), measured on the monotonic reading: an hour's step of the wall clock
+        changes nothing, 5 s of monotonic time make it due."""
+        clock = FakeClock(START)
+        pending = Pending(clock)
+        pending.fake.fail_next("create", ConnectionResetError("reset"))
+        pending.offer(_occurrence())
+        assert pending.drive() == ["failed"]
+        assert pending.writes.next_due() == pytest.approx(5.0)
+        clock.step_wall(3600)
+        assert pending.drive() == []
+        assert pending.writes.next_due() == pytest.approx(5.0)
+        clock.step(4.9)
+        assert pending.drive() == []
+        clock.step(0.1)
+        assert pending.drive() == ["created"]
+        assert pending.outcomes()["failed"] == 0
+        assert pending.accounted()
+
+    def test_a_429_waits_its_retry_after_and_spends_no_try(self) -> None:
+        """With one try allowed, two 429s in a row are waited out (3 s each, as the server
+        asked) and the write still goes; occurrences meanwhile join it."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=1)
+        throttled = sink.ApiStatusError(429, "TooManyRequests", "slow down", retry_after=3.0)
+        pending.fake.fail_next("create", throttled, times=2)
+        pending.offer(_occurrence())
+        for _ in range(2):
+            assert pending.drive() == ["failed"]
+            assert pending.writes.next_due() == pytest.approx(3.0)
+            pending.offer(_occurrence())
+            clock.step(3.0)
+        assert pending.drive() == ["created"]
+        assert [e.count for e in pending.fake.events] == [3]
+        assert pending.outcomes() == dict.fromkeys(OUTCOMES, 0) | {
+            "created": 1,
+            "coalesced": 2,
+        }
+        assert pending.accounted()
+
+    def test_a_write_is_given_up_after_max_tries_and_its_occurrences_count_failed(self) -> None:
+        """Two tries of a write carrying two occurrences, both refused: both are failed."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=2)
+        pending.fake.fail_next("create", ConnectionResetError("reset"), times=5)
+        pending.offer(_occurrence())
+        assert pending.drive() == ["failed"]
+        pending.offer(_occurrence())
+        clock.step(5.0)
+        assert pending.drive() == ["failed"]
+        assert pending.writes.next_due() is None
+        assert pending.writes.pending_events() == 0
+        assert pending.outcomes()["failed"] == 2
+        assert pending.accounted()
+
+    def test_held_counts_wait_for_the_spam_bucket_then_go_and_go_at_once_at_flush(self) -> None:
+        """Past a burst of one, a repeat is held until the bucket refills (300 s of monotonic
+        time at client-go's rate), then its count goes; at flush a held count goes at once."""
+        clock = FakeClock(START)
+        pending = Pending(clock, burst=1)
+        pending.offer(_occurrence())
+        assert pending.drive() == ["created"]
+        pending.offer(_occurrence(), times=2)
+        assert pending.drive() == []
+        due = pending.writes.next_due()
+        assert due is not None
+        assert 299 < due <= 301
+        clock.step(due - 1)
+        assert pending.drive() == []
+        clock.step(1)
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [3]
+        pending.offer(_occurrence())
+        assert pending.drive() == []
+        pending.writes.flushing = True
+        pending.writes.release_held()
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [4]
+        assert pending.accounted()
+
+    def test_beyond_max_pending_occurrences_of_new_events_are_dropped(self) -> None:
+        """With two events pending, a third event is dropped and counted; a repeat of a
+        pending event still joins its write."""
+        pending = Pending(FakeClock(START), max_pending=2)
+        for pod in ("a", "b", "c"):
+            pending.offer(_occurrence(pod))
+        pending.offer(_occurrence("a"))
+        assert pending.writes.pending_events() == 2
+        assert pending.outcomes()["dropped"] == 1
+        assert sorted(pending.drive()) == ["created", "created"]
+        assert [e.count for e in pending.fake.events] == [2, 1]
+        assert pending.accounted()
+
+    def test_abandon_gives_up_what_waits_then_what_is_in_flight(self) -> None:
+        """abandon() counts what waits as failed and leaves requests in flight to land;
+        abandon(in_flight=True) gives those up too, and their late answers count nothing."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence("a"))
+        pending.offer(_occurrence("b"))
+        in_flight = pending.writes.take()
+        assert in_flight is not None
+        given_up = pending.writes.abandon(in_flight=False)
+        assert [w.event.involved_object.name for w in given_up] == ["b"]
+        assert pending.outcomes()["failed"] == 1
+        assert pending.writes.pending() == 1
+        pending.offer(_occurrence("c"))
+        late = pending.writes.take()
+        assert late is not None
+        assert pending.perform(in_flight) == "created"
+        assert [w.event.involved_object.name for w in pending.writes.abandon(in_flight=True)] == [
+            "c"
+        ]
+        assert pending.perform(late) == "created"  # it landed, but was given up already
+        assert pending.outcomes() == dict.fromkeys(OUTCOMES, 0) | {
+            "created": 1,
+            "failed": 2,
+        }
+        assert pending.accounted()
