@@ -161,11 +161,6 @@ class Continuation:
         self._lock = threading.Lock()
 
     @property
-    def enabled(self) -> bool:
-        """True when the sink can read events (else the writer keeps client-go's ways)."""
-        return self._read is not None
-
-    @property
     def readable(self) -> bool:
         """False once the server refused a read: takeovers and guards are off."""
         return self._readable
