@@ -136,23 +136,9 @@ def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
         controller and instance, concatenated without separators) and the message as the
         local key.
     """
-    ref = event.involved_object
-    aggregate_key = "".join(
-        (
-            event.source.component,
-            event.source.host,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.uid,
-            ref.api_version,
-            event.type,
-            event.reason,
-            event.reporting_controller,
-            event.reporting_instance,
-        )
-    )
-    return aggregate_key, event.message
+    # the spam key is the source, the object without field path and the type, in that order
+    aggregate_key = get_spam_key(event) + event.reason
+    return aggregate_key + event.reporting_controller + event.reporting_instance, event.message
 
 
 def combined_message(event: models.Event) -> str:
