@@ -10,6 +10,12 @@ writer decides what to do with each failure from its class alone:
   given up at once.
 * :class:`RequestConstructionError` -- the request could not even be built: given up.
 * any other exception (refused, reset, timed out) -- retried.
+
+These errors, :func:`is_retryable` with them, are defined with the library's other errors
+and retry rules in :mod:`k8s_logging_events._errors`, and :class:`EventSink` with the
+pending writes that call it (:mod:`k8s_logging_events._pending`); this module gives them
+their public names, because they are the sink's: what a sink is, what it raises, and what
+a user catches or raises in a sink of their own.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _errors,
     _http,
     _kubeconfig,
     _official,
+    _pending,
     _process,
     _tokenbucket,
     models,
@@ -71,9 +79,6 @@ DEFAULT_DRAIN_QPS = 100.0
 about a hundred objects and exits must find them all written within the 5 s flush timeout,
 which 5 requests a second cannot do. The server's 429 and ``Retry-After`` still count."""
 
-MAX_RETRY_AFTER_SECONDS = 3600.0
-"""The longest ``Retry-After`` honoured; a larger (or absurd) one waits this long."""
-
 DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 """Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
 
@@ -81,95 +86,12 @@ _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
 
-@runtime_checkable
-class EventSink(Protocol):
-    """Knows how to store events: create one, replace one, or patch one by name."""
-
-    def create(self, event: models.Event) -> models.Event:
-        """Create ``event`` and return it as the server stored it."""
-        ...
-
-    def update(self, event: models.Event) -> models.Event:
-        """Replace the stored event of the same name and return the stored result."""
-        ...
-
-    def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
-        ...
-
-
-class ApiStatusError(Exception):
-    """The API server answered a write with a Status error.
-
-    Args:
-        status: the HTTP status code.
-        reason: the Kubernetes reason (``AlreadyExists``, ``NotFound``, ``Invalid`` ...),
-            not the HTTP reason phrase.
-        message: the Status message.
-        causes: the cause types from ``details.causes`` (``NamespaceTerminating`` ...).
-        retry_after: seconds the server asked the client to wait (``Retry-After`` or
-            ``details.retryAfterSeconds``), if it said.
-        name: the name of the object the Status is about (``details.name``), if it said.
-        method: the request's HTTP method, when the sink knows it (for reports).
-        path: the request's URL path, when the sink knows it (for reports).
-    """
-
-    def __init__(
-        self,
-        status: int,
-        reason: str = "",
-        message: str = "",
-        *,
-        causes: Sequence[str] = (),
-        retry_after: float | None = None,
-        name: str = "",
-        method: str = "",
-        path: str = "",
-    ) -> None:
-        super().__init__(status, reason, message)
-        self.method = method
-        self.path = path
-        self.status = status
-        self.reason = reason
-        self.message = message
-        self.causes = tuple(causes)
-        self.retry_after = retry_after
-        self.name = name
-
-    def __str__(self) -> str:
-        text = f"{self.status} {self.reason}".strip()
-        return f"{text}: {self.message}" if self.message else text
-
-    @property
-    def is_not_found(self) -> bool:
-        """True for a 404: the event expired on the server (or never existed)."""
-        return self.status == 404
-
-    @property
-    def is_already_exists(self) -> bool:
-        """True for a 409 whose reason is ``AlreadyExists`` (not a resourceVersion conflict)."""
-        return self.status == 409 and self.reason == "AlreadyExists"
-
-    @property
-    def is_namespace_terminating(self) -> bool:
-        """True when the namespace is being deleted and refuses new content."""
-        return "NamespaceTerminating" in self.causes
-
-    @property
-    def is_retryable(self) -> bool:
-        """True for throttling (429) and server-side trouble (5xx)."""
-        return self.status == 429 or self.status >= 500
-
-
-class RequestConstructionError(Exception):
-    """The request could not be built (invalid data or a bug); retrying cannot help."""
-
-
-def is_retryable(error: BaseException) -> bool:
-    """Return True when a write that failed with ``error`` is worth another try."""
-    if isinstance(error, ApiStatusError):
-        return error.is_retryable
-    return not isinstance(error, RequestConstructionError)
+# what a sink is, and the errors it raises, are the pending writes' (_pending) and the
+# library's (_errors); these are their public names
+EventSink = _pending.EventSink
+ApiStatusError = _errors.ApiStatusError
+RequestConstructionError = _errors.RequestConstructionError
+is_retryable = _errors.is_retryable
 
 
 class KubernetesEventSink:
@@ -393,13 +315,13 @@ class KubernetesEventSink:
                 # the first send may have been stored before its connection broke: say what
                 # the writer would have seen without the resend, a transport error, so that
                 # it takes AlreadyExists for its own create, and a Conflict for its own
-                # guarded patch (see _writer and _continuation). Whatever the second send
+                # guarded patch (see _pending and _continuation). Whatever the second send
                 # met (a 429, a 403 ...) says nothing of the first: as a status it would
                 # make the writer count a create that landed as failed, or twice
                 raise _http.ProtocolError(
                     f"the connection broke during {method} {path}; sent again, it met {status}"
                 )
-            raise _status_error(
+            raise _errors.status_error(
                 status, answer.reason, _text(answer.body), answer.headers, (method, path)
             )
         try:
@@ -477,11 +399,11 @@ class KubernetesEventSink:
             response = self._api_client.call_api(*request, _request_timeout=self._timeout)
             response.read()
         except ApiException as error:
-            raise _status_error(
+            raise _errors.status_error(
                 error.status or 0, error.reason, error.body, error.headers, (method, path)
             ) from None
         if not 200 <= response.status <= 299:
-            raise _status_error(
+            raise _errors.status_error(
                 response.status,
                 response.reason,
                 _text(response.data),
@@ -555,41 +477,6 @@ find_configuration = _kubeconfig.find_configuration
 kubeconfig_paths = _kubeconfig.kubeconfig_paths
 
 
-def _status_error(
-    status: int,
-    http_reason: object,
-    body: object,
-    headers: object,
-    request: tuple[str, str] = ("", ""),
-) -> ApiStatusError:
-    """Read a Kubernetes Status out of an error answer to ``request`` (method, path)."""
-    data: Mapping[str, Any] = {}
-    if isinstance(body, str | bytes) and body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, Mapping):
-            data = parsed
-    details = data.get("details") if isinstance(data.get("details"), Mapping) else {}
-    assert isinstance(details, Mapping)
-    causes = [
-        str(cause.get("reason") or cause.get("type") or "")
-        for cause in details.get("causes") or ()
-        if isinstance(cause, Mapping)
-    ]
-    return ApiStatusError(
-        status,
-        str(data.get("reason") or http_reason or ""),
-        str(data.get("message") or ""),
-        causes=[cause for cause in causes if cause],
-        retry_after=_retry_after(headers, details),
-        name=str(details.get("name") or ""),
-        method=request[0],
-        path=request[1],
-    )
-
-
 def _count_written(
     api: _apis.EventsApi, method: str, event: models.Event, body: object
 ) -> int | None:
@@ -613,23 +500,6 @@ def _could_answer(method: str, error: ApiStatusError) -> bool:
     if error.is_already_exists:
         return method == "POST"
     return not (method == "GET" and error.status in (409, 422))
-
-
-def _retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
-    value: object = None
-    if isinstance(headers, Mapping) or hasattr(headers, "get"):
-        value = headers.get("Retry-After")
-        if value is None:  # the lean path's headers are by lower-case name
-            value = headers.get("retry-after")
-    if value is None:
-        value = details.get("retryAfterSeconds")
-    try:
-        seconds = float(value) if value is not None else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None  # an HTTP date or garbage: fall back to the schedule
-    if seconds is None or seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def _encode(body: object) -> bytes:

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _http, _retry, models, recorder, sink
+from k8s_logging_events import _errors, _http, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests.test_sink import _event
 
@@ -166,7 +166,7 @@ def test_a_create_stored_before_its_connection_broke_is_reported_as_lost(
         events_sink.create(_event(name="web-0.2"))
     assert not isinstance(raised.value, sink.ApiStatusError)
     assert sink.is_retryable(raised.value)
-    assert _retry.may_have_landed(raised.value)
+    assert _errors.may_have_landed(raised.value)
     assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
 
 
@@ -225,7 +225,7 @@ def test_a_late_answer_times_out_and_its_connection_is_not_reused(
     served.inject("POST", action="delay", delay=60)  # ends when the server stops
     with pytest.raises(TimeoutError) as raised:
         events_sink.create(_event(name="web-0.2"))
-    assert _retry.is_timeout(raised.value)
+    assert _errors.is_timeout(raised.value)
     assert sink.is_retryable(raised.value)
     events_sink.create(_event(name="web-0.3"))
     channel = _channel(events_sink)
@@ -299,9 +299,9 @@ def test_error_answers_read_as_through_the_official_client(
 
 def test_retry_after_is_read_from_the_header_in_any_case() -> None:
     """The channel keeps header names in lower case; the Retry-After reading takes both."""
-    assert sink._retry_after({"retry-after": "3"}, {}) == 3.0
-    assert sink._retry_after({"Retry-After": "4"}, {"retryAfterSeconds": 9}) == 4.0
-    assert sink._retry_after({}, {"retryAfterSeconds": 9}) == 9.0
+    assert _errors.read_retry_after({"retry-after": "3"}, {}) == 3.0
+    assert _errors.read_retry_after({"Retry-After": "4"}, {"retryAfterSeconds": 9}) == 4.0
+    assert _errors.read_retry_after({}, {"retryAfterSeconds": 9}) == 9.0
 
 
 def test_a_credential_that_would_inject_a_header_is_never_sent(
@@ -488,7 +488,7 @@ def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None
             with pytest.raises(_http.ProtocolError) as raised:
                 channel.request(method, "/events", JSON, [], b"{}")
             assert sink.is_retryable(raised.value)
-            assert _retry.may_have_landed(raised.value)
+            assert _errors.may_have_landed(raised.value)
         answered = stray.answered
         with pytest.raises(_http.ProtocolError):  # the resent GET meets a copy again
             channel.request("GET", "/pods/web-0", JSON, [], b"")
@@ -570,7 +570,7 @@ def test_an_answer_about_another_object_is_never_taken_for_the_write(method, ans
         with pytest.raises(_http.ProtocolError, match="meant for another request") as raised:
             write()
         assert sink.is_retryable(raised.value)
-        assert _retry.may_have_landed(raised.value)
+        assert _errors.may_have_landed(raised.value)
         assert _channel(events_sink).idle_connections == 0
     finally:
         events_sink.close()
