@@ -1,13 +1,16 @@
 """Counts across processes: continue an event another process wrote, never overwrite it.
 
-This sits inside the writer (:mod:`k8s_logging_events._writer`): :meth:`Continuation.attempt`
-makes the requests of one write attempt, outside the runtime's lock, for a sink that can read
-events (``read``). With deterministic names (``_names``) a restarted process, a second worker
-or another replica on the same node meets its own event again; client-go would then give the
-create up, or patch the other process's count with its own. Here:
+This sits under the pending writes (:mod:`k8s_logging_events._pending`):
+:meth:`Continuation.attempt` makes the requests of one write attempt, outside the runtime's
+lock. A sink that cannot read events gets client-go's ways: a repeat is patched, the rest
+(and a repeat whose event expired) created, and ``AlreadyExists`` after a create that may
+have landed continues as a patch. For a sink that can (``read``): with deterministic names
+(``_sanitise``) a restarted process, a second worker or another replica on the same node
+meets its own event again; client-go would then give the create up, or patch the other
+process's count with its own. Here:
 
 * **Takeover.** A create that meets ``409 AlreadyExists`` reads the stored event. If it is
-  ours (the same key; :meth:`~._apis.WritePolicy.same_event`), its count becomes the
+  ours (the same key; :meth:`~._pending.WritePolicy.same_event`), its count becomes the
   server's count plus this process's occurrences not yet written, its ``firstTimestamp``
   stays the server's. If it is not (two processes named different events alike), ours gets
   a new name (``EventNamer.renamed``) and is created. A 404 between the two: create again.
@@ -15,8 +18,8 @@ create up, or patch the other process's count with its own. Here:
   the event (its own record, updated from every answer: the correlator's copy lags behind
   writes in flight). A single writer never meets a conflict and pays no extra request.
   ``409 Conflict``: another process wrote in between; read again and re-apply only this
-  process's unwritten occurrences. Bounded steps per attempt, then :class:`~._retry.ContentionError`
-  (retried on the usual schedule, then failed).
+  process's unwritten occurrences. Bounded steps per attempt, then
+  :class:`~._errors.ContentionError` (retried on the usual schedule, then failed).
 * **Translation.** After a takeover the server's count and the correlator's differ; the
   record keeps the difference (``offset``) and the name on the server, so later patches are
   right and the correlator keeps client-go's own counting. Its record of what was written is
@@ -39,10 +42,19 @@ from typing import Protocol
 
 import cachetools
 
-from k8s_logging_events import _apis, _diagnostics, _names, _process, _retry, models, sink
+from k8s_logging_events import _diagnostics, _errors, _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["DEFAULT_KNOWN_EVENTS", "MAX_STEPS", "Continuation", "Known", "Write", "guarded_patch"]
+__all__ = [
+    "DEFAULT_KNOWN_EVENTS",
+    "MAX_STEPS",
+    "Continuation",
+    "Known",
+    "Policy",
+    "Sink",
+    "Write",
+    "guarded_patch",
+]
 
 DEFAULT_KNOWN_EVENTS = 4096
 """Events whose name, resourceVersion and count offset a writer remembers (as many as the
@@ -55,10 +67,12 @@ _CREATE, _READ, _PATCH = "create", "read", "patch"
 
 
 class Write(Protocol):
-    """What an attempt reads and notes of the writer's pending write (``_writer.Write``)."""
+    """What an attempt reads and notes of the writer's pending write (``_pending.Write``)."""
 
     event: models.Event
     create: bool
+    maybe_landed: bool
+    """A create of it failed in transport: it may have landed."""
     occurrences: int
     sent: tuple[int, int, bool] | None
     """The request in flight: the count it sets, the occurrences it carries, a create?"""
@@ -68,6 +82,23 @@ class Write(Protocol):
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
         ...
+
+
+class Policy(Protocol):
+    """What an attempt asks of the write policy (``_pending.WritePolicy``)."""
+
+    def patch(self, event: models.Event) -> bytes: ...
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool: ...
+    def count_of(self, event: models.Event) -> int: ...
+    def with_count(self, event: models.Event, count: int) -> models.Event: ...
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool: ...
+
+
+class Sink(Protocol):
+    """What an attempt writes with (``_pending.EventSink``; ``read`` is looked up)."""
+
+    def create(self, event: models.Event) -> models.Event: ...
+    def patch(self, event: models.Event, data: bytes) -> models.Event: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +127,10 @@ def guarded_patch(patch: bytes, version: str) -> bytes:
 
 
 class Continuation:
-    """The requests of one write attempt, for a sink that can read events.
+    """The requests of one write attempt: continuing events for a sink that can read them.
 
     Args:
-        event_sink: the sink; without a callable ``read`` it is not used (client-go's ways).
+        event_sink: the sink; without a callable ``read``, attempts keep client-go's ways.
         namer: renames an event whose name another one holds.
         clock: the time of a new name.
         reporter: says once that reading events is not permitted.
@@ -108,8 +139,8 @@ class Continuation:
 
     def __init__(
         self,
-        event_sink: sink.EventSink,
-        namer: _names.EventNamer,
+        event_sink: Sink,
+        namer: _sanitise.EventNamer,
         clock: clock_mod.Clock,
         reporter: _diagnostics.RateLimitedReporter,
         size: int = DEFAULT_KNOWN_EVENTS,
@@ -130,11 +161,6 @@ class Continuation:
         self._lock = threading.Lock()
 
     @property
-    def enabled(self) -> bool:
-        """True when the sink can read events (else the writer keeps client-go's ways)."""
-        return self._read is not None
-
-    @property
     def readable(self) -> bool:
         """False once the server refused a read: takeovers and guards are off."""
         return self._readable
@@ -144,13 +170,35 @@ class Continuation:
         with self._lock:
             return self._known.get((namespace, name))
 
-    def attempt(self, write: Write, policy: _apis.WritePolicy) -> tuple[str, models.Event]:
+    def attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
         """Make the requests of one attempt of ``write``; return its outcome and the answer.
 
         The answer is in the correlator's terms (its name and count), to feed back. Raises
-        what the last request raised, or :class:`~._retry.ContentionError` after :data:`MAX_STEPS`.
+        what the last request raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`.
         """
+        if self._read is None:
+            return self._client_go_attempt(write, policy)
         return _Attempt(self, write, policy).run()
+
+    def _client_go_attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
+        """Patch a repeat, create the rest (and a repeat that expired): client-go's ways."""
+        if not write.create:
+            try:
+                return "patched", self._sink.patch(write.event, policy.patch(write.event))
+            except _errors.ApiStatusError as error:
+                if not error.is_not_found:
+                    raise
+        fresh = dataclasses.replace(write.creation(), resource_version="")
+        try:
+            return "created", self._sink.create(fresh)
+        except _errors.ApiStatusError as error:
+            if not (
+                error.is_already_exists and policy.exists_is_ours(write.event, write.maybe_landed)
+            ):
+                raise
+        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
+        write.create = False
+        return "created", self._sink.patch(write.event, policy.patch(write.event))
 
     # -- used by _Attempt -----------------------------------------------------------------
 
@@ -166,7 +214,7 @@ class Continuation:
             self._readable = False
             raise _UnreadableError(str(error)) from error
 
-    def refused(self, error: sink.ApiStatusError, event: models.Event) -> None:
+    def refused(self, error: _errors.ApiStatusError, event: models.Event) -> None:
         """Reading is not permitted: say so once, and keep client-go's ways from now on."""
         with self._lock:  # writers that read at once all meet the 403; one of them says so
             first, self._readable = self._readable, False
@@ -202,7 +250,7 @@ class _UnreadableError(Exception):
 class _Attempt:
     """One attempt of one write: a few requests, each decided by the last answer."""
 
-    def __init__(self, owner: Continuation, write: Write, policy: _apis.WritePolicy) -> None:
+    def __init__(self, owner: Continuation, write: Write, policy: Policy) -> None:
         self.owner = owner
         self.write = write
         self.policy = policy
@@ -240,7 +288,7 @@ class _Attempt:
                 done = self._patch()
             if done is not None:
                 return done
-        raise _retry.ContentionError(
+        raise _errors.ContentionError(
             f"409 Conflict: event {self.event.namespace}/{self.name} kept changing under "
             f"{MAX_STEPS} requests (other writers); will try again"
         )
@@ -254,7 +302,7 @@ class _Attempt:
         self.write.sent = (self.target, self.write.occurrences, True)
         try:
             stored = self.owner.create(body)
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             if not error.is_already_exists:
                 raise
             self.write.sent = None
@@ -269,7 +317,7 @@ class _Attempt:
     def _read(self) -> tuple[str, models.Event] | None:
         try:
             stored = self.owner.read(dataclasses.replace(self.event, name=self.name))
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             if error.is_not_found:  # expired (or deleted) since: create it again
                 self.action = _CREATE
                 return None
@@ -306,7 +354,7 @@ class _Attempt:
         self.write.sent = (self.target, self.write.occurrences, False)
         try:
             stored = self.owner.patch(body, data)
-        except sink.ApiStatusError as error:
+        except _errors.ApiStatusError as error:
             self.write.sent = None
             if error.is_not_found:
                 self.action = _CREATE

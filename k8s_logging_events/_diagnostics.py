@@ -19,32 +19,45 @@ reports safe to write from anywhere and sure to be seen:
 
 The handler ignores every record from this logger and every record logged on one of the
 library's own threads (:func:`mark_own_thread`), so these reports never become events.
+
+It also keeps the counters of what became of every occurrence, shared by the recorder and
+the runtime, in two kinds: :class:`Tally`, a single counter that the caller's thread bumps
+without a lock (a signal handler may log while the thread it interrupted was logging), and
+:class:`Counters`, a named set that the background threads update under a lock. And it says,
+at a flush that ran out of time or at exit, how many occurrences were not written, why, and
+which option would help (:func:`unwritten_summary`).
 """
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from k8s_logging_events import _process
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
     "LOGGER_NAME",
+    "OUTCOMES",
+    "Counters",
     "RateLimitedReporter",
     "StandardError",
+    "Tally",
+    "describe_error",
     "is_own_thread",
     "log_safely",
     "logger",
     "mark_own_thread",
     "report",
     "standard_error",
+    "unwritten_summary",
 ]
 
 LOGGER_NAME = "k8s_logging_events"
@@ -402,3 +415,150 @@ def _with_held(
         f"[{held.reports} more report(s) like this were held back]",
         (*args, since, total),
     )
+
+
+# -- counters ----------------------------------------------------------------------------
+
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
+"""The final outcomes; once flushed, ``accepted`` equals their sum for each sink.
+
+``discarded`` is the outcome of an occurrence when there is no sink to write to (the
+handler's ``sink: None``, or ``"auto"`` with no configuration found).
+"""
+
+
+class Tally:
+    """A counter that only goes up, safe to bump from any thread and from signal handlers.
+
+    ``next()`` on an :func:`itertools.count` is one atomic step in CPython: no lock to be
+    interrupted while holding, and no update lost when a signal handler bumps the same
+    counter in the middle of another bump.
+    """
+
+    __slots__ = ("_count",)
+
+    def __init__(self) -> None:
+        self._count = itertools.count()
+
+    def add(self) -> int:
+        """Add one; return the value before (a sequence number)."""
+        return next(self._count)
+
+    @property
+    def value(self) -> int:
+        """The current value."""
+        # repr is "count(N)": the one way to read an itertools.count without moving it
+        return int(repr(self._count)[6:-1])
+
+
+class Counters:
+    """A thread-safe bag of named integer counters."""
+
+    __slots__ = ("__weakref__", "_lock", "_values")
+
+    def __init__(self, names: tuple[str, ...] = ()) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, int] = dict.fromkeys(names, 0)
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """Every counter back to zero, under a new lock: a child counts its own outcomes."""
+        self._lock = threading.Lock()
+        self._values = dict.fromkeys(self._values, 0)
+
+    def add(self, name: str, amount: int = 1) -> None:
+        """Add ``amount`` to the counter ``name``."""
+        with self._lock:
+            self._values[name] = self._values.get(name, 0) + amount
+
+    def get(self, name: str) -> int:
+        """Return the current value of ``name`` (0 if never counted)."""
+        with self._lock:
+            return self._values.get(name, 0)
+
+    def snapshot(self) -> Mapping[str, int]:
+        """Return a copy of every counter."""
+        with self._lock:
+            return dict(self._values)
+
+
+# -- what was not written ---------------------------------------------------------------
+
+
+def describe_error(error: Exception) -> str:
+    """A short text for ``error``: its message, cut to 300 characters."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+class _Write(Protocol):
+    """What a summary reads of a pending write (``_pending.Write``)."""
+
+    occurrences: int
+    attempts: int
+    throttled: int
+    last_error: Exception | None
+
+    @property
+    def in_flight(self) -> bool: ...
+
+
+def unwritten_summary(
+    writes: Sequence[_Write], sinks: Iterable[object], *, when: str, queued: int = 0
+) -> str:
+    """Say how many occurrences were not written by ``when``, why, and which option helps.
+
+    ``writes`` are the pending (or given up) writes; ``queued`` the occurrences not yet
+    correlated.
+    """
+    occurrences = sum(write.occurrences for write in writes) + queued
+    rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
+    waiting = unanswered = retrying = 0
+    errors: dict[str, int] = {}
+    for write in writes:
+        if write.in_flight and rate_limited > 0:
+            rate_limited -= 1
+            waiting += write.occurrences
+        elif write.in_flight:
+            unanswered += write.occurrences
+        elif write.attempts or write.throttled:
+            retrying += write.occurrences
+            why = _why(write.last_error)
+            errors[why] = errors.get(why, 0) + write.occurrences
+        else:
+            waiting += write.occurrences
+    parts = []
+    if waiting and unanswered:
+        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
+    elif waiting:
+        parts.append(
+            f"{waiting} waiting for the client-side rate limit or a free writer "
+            "(raise drain_qps, writers or flush_timeout)"
+        )
+    if unanswered:
+        parts.insert(
+            0,
+            f"{unanswered} in requests the API server had not answered "
+            "(a hanging server or admission webhook; see request_timeout and flush_timeout)",
+        )
+    if retrying:
+        causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
+        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
+    if queued:
+        parts.append(f"{queued} not yet handed to a writer (see flush_timeout)")
+    return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
+
+
+def _why(error: Exception | None) -> str:
+    if error is None:
+        return "an error"
+    status = getattr(error, "status", None)
+    if status == 429:
+        return "429 Too Many Requests (the API server throttles)"
+    if isinstance(status, int):
+        return f"{status} {getattr(error, 'reason', '')}".strip()
+    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
+        return "connection errors (the API server is unreachable)"
+    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
+        return "timeouts"
+    return type(error).__name__

@@ -1,15 +1,72 @@
-"""The sink's errors: what a write that failed raised, and whether it is worth another try.
+"""The library's errors, which of them are retried and when, and what each means to a human.
 
-At the bottom of the pipeline: the transports (``_transport``) raise them, the writer and the
-takeover of an event act on them, and :mod:`k8s_logging_events.sink` exposes them by their
+One module of errors, at the bottom of the pipeline beside the diagnostics: the sink's
+transports raise them (:class:`ApiStatusError` for a Status answer;
+:class:`RequestConstructionError`), the takeover of an event raises :class:`ContentionError`,
+the pending writes decide with :class:`RetrySchedule` when to try again, and
+:func:`explain` says what a failure means and what to do (a 401 says which credentials were
+sent, a 403 which permission is missing and where the Role is, a refused connection which
+server is unreachable). ``k8s_logging_events.sink`` exposes the sink's errors by their
 public names.
+
+A failure spends one of ``max_tries`` attempts, as in client-go. A 429 does not: the server
+is asking the client to slow down, not saying the write failed. The write waits for the
+``Retry-After`` the server gave, or, when it gave none (the ``EventRateLimit`` admission
+plugin never does), for a back-off that doubles from :data:`THROTTLE_BASE_SECONDS` up to
+:data:`THROTTLE_MAX_SECONDS`, jittered so that a fleet sharing one bucket does not come back
+in step. Occurrences keep coalescing into the waiting write meanwhile.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
-__all__ = ["ApiStatusError", "RequestConstructionError", "is_retryable"]
+import tenacity
+
+from k8s_logging_events import _diagnostics
+
+__all__ = [
+    "MAX_WAIT_SECONDS",
+    "RBAC_EXAMPLE",
+    "THROTTLE_BASE_SECONDS",
+    "THROTTLE_MAX_SECONDS",
+    "ApiStatusError",
+    "ContentionError",
+    "RequestConstructionError",
+    "RetrySchedule",
+    "Tries",
+    "cause",
+    "explain",
+    "finite",
+    "is_retryable",
+    "is_throttled",
+    "is_timeout",
+    "may_have_landed",
+]
+
+MAX_WAIT_SECONDS = 86_400.0
+"""The longest wait the writer schedules (a day): a ``Retry-After: 1e10`` or a spam filter
+that never refills must not overflow the timers; the write is looked at again after it."""
+
+THROTTLE_BASE_SECONDS = 1.0
+"""The first wait after a 429 without ``Retry-After``; each further one doubles it."""
+
+THROTTLE_MAX_SECONDS = 30.0
+"""The longest wait after a 429 without ``Retry-After`` (before jitter takes up to half off):
+long enough for a bucket shared by a fleet to refill, short enough that an exit's flush
+still gets its turn."""
+
+
+RBAC_EXAMPLE = "examples/rbac.yaml"
+"""The least RBAC for the sink, in the project's repository (docs/in-cluster.md shows it)."""
+
+_VERBS = {"POST": "create", "PATCH": "patch", "PUT": "update", "GET": "get", "DELETE": "delete"}
+_RESOURCE_PATH = re.compile(
+    r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<namespace>[^/]+))?"
+    r"/(?P<resource>[^/]+)"
+)
 
 
 class ApiStatusError(Exception):
@@ -84,3 +141,207 @@ def is_retryable(error: BaseException) -> bool:
     if isinstance(error, ApiStatusError):
         return error.is_retryable
     return not isinstance(error, RequestConstructionError)
+
+
+class ContentionError(Exception):
+    """Other writers changed the event in every round of one attempt: try again later.
+
+    Retried on the usual schedule (it spends an attempt), so that writers contending for
+    one event spread out; the occurrences it carries were not written.
+    """
+
+
+class Tries(Protocol):
+    """What a retry decision counts on a write (``_pending.Write``)."""
+
+    attempts: int
+    """Tries spent: failures other than 429s."""
+    throttled: int
+    """429s in a row: they spend no try, but the wait after each grows."""
+
+
+class RetrySchedule:
+    """When a failed write is tried again: tenacity's retry, stop and wait strategies.
+
+    * retry: the errors :func:`is_retryable` says are worth another try;
+    * stop: after ``max_tries`` tries spent, where a 429 spends none (client-go's 12);
+    * wait: the server's ``Retry-After`` first (exactly after a 429, at least after any
+      other failure); else client-go's schedule, ``sleep_duration`` times a random number
+      in [0, 1) then ``sleep_duration``, and after a 429 1, 2, 4 ... seconds up to
+      :data:`THROTTLE_MAX_SECONDS`, scaled by a random number in [0.5, 1); never beyond
+      :data:`MAX_WAIT_SECONDS`.
+
+    Args:
+        max_tries: tries per write (429s aside).
+        sleep_duration: seconds between tries.
+        rng: the random source (injected in tests).
+    """
+
+    def __init__(self, max_tries: int, sleep_duration: float, rng: Callable[[], float]) -> None:
+        self._retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(is_retryable),
+            stop=tenacity.stop_after_attempt(max(1, max_tries)) & _SpendsATry(),
+            wait=_ServerFirst(
+                throttled=_Jittered(
+                    tenacity.wait_exponential(
+                        multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
+                    ),
+                    rng,
+                    low=0.5,
+                ),
+                failed=tenacity.wait_chain(
+                    # clients started together must not retry in lockstep
+                    _Jittered(tenacity.wait_fixed(sleep_duration), rng, low=0.0),
+                    tenacity.wait_fixed(sleep_duration),
+                ),
+            ),
+        )
+
+    def after_failure(self, tries: Tries, error: Exception) -> float | None:
+        """Count ``error`` on ``tries``; return seconds until the next try, None to give up.
+
+        A 429 counts one more in a row; any other error spends a try and ends the row.
+        """
+        if is_throttled(error):
+            tries.throttled += 1
+            count = tries.throttled
+        else:
+            tries.throttled = 0
+            tries.attempts += 1
+            count = tries.attempts
+        state = tenacity.RetryCallState(self._retrying, None, (), {})
+        state.attempt_number = count
+        state.set_exception((type(error), error, error.__traceback__))
+        retrying = self._retrying
+        if not retrying.retry(state) or retrying.stop(state):
+            return None
+        return float(retrying.wait(state))
+
+
+class _SpendsATry(tenacity.stop.stop_base):
+    """False for a 429, so that ``stop_after_attempt(n) & _SpendsATry()`` never stops one."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not is_throttled(_error_of(retry_state))
+
+
+class _Jittered(tenacity.wait.wait_base):
+    """``wait`` scaled by a random number in [low, 1), from ``rng``."""
+
+    def __init__(self, wait: tenacity.wait.wait_base, rng: Callable[[], float], low: float) -> None:
+        self._wait = wait
+        self._rng = rng
+        self._low = low
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return self._wait(retry_state) * (self._low + (1.0 - self._low) * self._rng())
+
+
+class _ServerFirst(tenacity.wait.wait_base):
+    """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one), at
+    least it after another failure (``failed``); never NaN, never beyond a day."""
+
+    def __init__(
+        self, *, throttled: tenacity.wait.wait_base, failed: tenacity.wait.wait_base
+    ) -> None:
+        self._throttled = throttled
+        self._failed = failed
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = _error_of(retry_state)
+        asked = error.retry_after if isinstance(error, ApiStatusError) else None
+        if is_throttled(error):
+            seconds = self._throttled(retry_state) if asked is None else asked
+        else:
+            seconds = max(self._failed(retry_state), asked or 0.0)
+        return finite(seconds)
+
+
+def _error_of(retry_state: tenacity.RetryCallState) -> BaseException | None:
+    outcome = retry_state.outcome
+    return None if outcome is None else outcome.exception()
+
+
+def is_throttled(error: BaseException | None) -> bool:
+    """True for a 429: the server asks for fewer requests; the write is not at fault."""
+    return isinstance(error, ApiStatusError) and error.status == 429
+
+
+def finite(seconds: float) -> float:
+    """A wait that arithmetic and timers can hold: never NaN, never beyond a day."""
+    if not seconds >= 0:  # NaN too
+        return 0.0
+    return min(seconds, MAX_WAIT_SECONDS)
+
+
+def is_timeout(error: Exception) -> bool:
+    """True for a request that got no answer in time (the server or its webhooks hang)."""
+    if isinstance(error, TimeoutError):
+        return True
+    return "timed out" in str(error).lower() or "timeout" in type(error).__name__.lower()
+
+
+def may_have_landed(error: Exception) -> bool:
+    """Tell whether a write that failed with ``error`` may have been stored all the same.
+
+    A transport error (the answer was lost) and a 5xx (a 500 or a 504 Timeout can come
+    after the server stored the object) leave it open; a 4xx answer, 429 included, says the
+    request was not carried out, and so does :class:`ContentionError`.
+    """
+    if isinstance(error, ApiStatusError):
+        return error.status >= 500
+    return not isinstance(error, ContentionError | RequestConstructionError)
+
+
+def cause(error: Exception) -> str:
+    """What kind of failure ``error`` is, for counting reports: its class and status."""
+    return f"{type(error).__name__}:{getattr(error, 'status', '')}"
+
+
+def explain(error: Exception, sink: object = None) -> str:
+    """The error described, then what it means and what to do, for the errors a user can fix.
+
+    A 401 says which credentials were sent (their kind and source, never their value); a
+    403 names the verb, resource and namespace that are not allowed and points to the Role
+    of :data:`RBAC_EXAMPLE`; an unreachable server is named.
+    """
+    text = _diagnostics.describe_error(error)
+    status = getattr(error, "status", None)
+    if status == 401:
+        sent = str(getattr(sink, "credentials", "") or "unknown credentials")
+        return (
+            f"{text} (the API server did not accept the credentials sent: {sent}; check "
+            "that they are meant for this server and not expired)"
+        )
+    if status == 403:
+        return f"{text} ({_forbidden(error)})"
+    if _unreachable(error):
+        host = str(getattr(sink, "host", "") or "")
+        return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
+    return text
+
+
+def _forbidden(error: Any) -> str:
+    verb = _VERBS.get(str(getattr(error, "method", "")).upper(), "")
+    match = _RESOURCE_PATH.match(str(getattr(error, "path", "")))
+    if not verb or match is None:
+        return (
+            "the client's credentials may not do this: grant create and patch on events "
+            f"with a Role and a RoleBinding like those of {RBAC_EXAMPLE}"
+        )
+    group = match["group"] or ""
+    resource = match["resource"] + (f".{group}" if group else "")
+    where = f" in namespace {match['namespace']}" if match["namespace"] else ""
+    api_group = f'"{group}"' if group else '"" (core)'
+    return (
+        f"the client's credentials may not {verb} {resource}{where}: grant the verb "
+        f"{verb} on {match['resource']} in the API group {api_group}{where} with a Role "
+        f"and a RoleBinding, as the Role in {RBAC_EXAMPLE} does"
+    )
+
+
+def _unreachable(error: Exception) -> bool:
+    if getattr(error, "status", None) is not None:
+        return False
+    text = str(error).lower()
+    return isinstance(error, ConnectionError) or "refused" in text or "name or service" in text

@@ -19,12 +19,10 @@ from typing import Any
 from k8s_logging_events import (
     _diagnostics,
     _kubeconfig,
-    _names,
     _pod,
     _records,
     _sanitise,
     models,
-    recorder,
 )
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
@@ -75,7 +73,7 @@ class Config:
     context: str | None
     default_involved: str | None = None
     crash_events: bool = False
-    event_names: str = _names.DETERMINISTIC
+    event_names: str = _sanitise.DETERMINISTIC
 
 
 def check_known(
@@ -159,12 +157,12 @@ def optional_text(name: str, value: object) -> str | None:
 
 def namespace(value: object) -> str:
     """Only ``default`` can hold core/v1 events without eventTime about cluster objects."""
-    if value != recorder.DEFAULT_NAMESPACE:
+    if value != models.DEFAULT_NAMESPACE:
         raise ValueError(
             f"namespace must be 'default', not {value!r}: the API server accepts core/v1 "
             "events without eventTime about cluster-scoped objects only there"
         )
-    return recorder.DEFAULT_NAMESPACE
+    return models.DEFAULT_NAMESPACE
 
 
 def reason(value: object) -> str:
@@ -190,7 +188,7 @@ def exception_detail(value: object) -> str:
 
 def event_names(value: object) -> str:
     """``event_names``: deterministic (the default) or timestamp (client-go's names)."""
-    return _names.check_event_names(value)
+    return _sanitise.check_event_names(value)
 
 
 def default_involved(value: object) -> str | None:

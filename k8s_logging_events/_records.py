@@ -5,7 +5,7 @@ record says about its event wherever the logging stack in use put it (see
 :func:`find_extras` for the order of the sources); :func:`read` takes the involved
 object's reference, the formatted message and the extras (``reason``, ``event_type``,
 ``action``, ``related``, ``annotations``, ``field_path``) and returns the
-:class:`~k8s_logging_events.recorder.Occurrence` the recorder queues, repaired where the API
+:class:`~k8s_logging_events.models.Occurrence` the recorder queues, repaired where the API
 server would refuse a field (through :mod:`~k8s_logging_events._sanitise`) or ``None`` when
 the record cannot be an event. What was repaired or refused is noted in :class:`Notes` and
 reported once per call site by :class:`CallSites`. The record itself is never changed.
@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, recorder, references
+from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, references
 
 __all__ = [
     "EXCEPTION_DETAILS",
@@ -167,7 +167,7 @@ def read(
     *,
     now: datetime,
     default_namespace: str,
-) -> recorder.Occurrence | None:
+) -> models.Occurrence | None:
     """Snapshot what the event needs from ``record``; None when it cannot be one.
 
     ``extras`` is what :func:`find_extras` found for ``record``, ``involved`` included.
@@ -181,7 +181,7 @@ def read(
         return None
     # the optional extras are rare: no call for one that is absent (this runs on every record)
     annotations, action, related = get("annotations"), get("action"), get("related")
-    return recorder.Occurrence(
+    return models.Occurrence(
         ref,
         ref.namespace or default_namespace,
         _event_type(record, get("event_type"), notes),
@@ -283,7 +283,7 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
         return None
     if ref.namespace and ref.kind in _BUILT_IN_KINDS:  # the common case: nothing to repair
         return ref
-    ref, repairs = references.repaired(ref, recorder.DEFAULT_NAMESPACE)
+    ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref

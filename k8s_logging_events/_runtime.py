@@ -62,12 +62,10 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from k8s_logging_events import (
-    _apis,
     _diagnostics,
+    _pending,
     _process,
     _runs,
-    _stats,
-    _writer,
     broadcaster,
     models,
 )
@@ -118,11 +116,11 @@ JOIN_GRACE_SECONDS = 0.25
 REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
-Correlate = _apis.Correlate
+Correlate = _pending.Correlate
 
 Keys = _runs.Keys
 
-Setup = Callable[[], tuple[_apis.WritePolicy, Correlate, bool]]
+Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
 """Chooses a sink's write policy and correlation step, on the dispatcher, at its first event,
 and says whether that correlation keeps objects apart (see :func:`_runs.cut`)."""
 
@@ -165,7 +163,7 @@ class Recording:
             correlation's state never crosses objects.
     """
 
-    def __init__(self, writes: _writer.Writes, setup: Setup) -> None:
+    def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
         self.writes = writes
         self._setup = setup
         self._correlate: Correlate | None = None
@@ -285,7 +283,7 @@ class Runtime:
         writers: int,
         build: Callable[[Any], models.Event],
         keys: Keys,
-        counters: _stats.Counters,
+        counters: _diagnostics.Counters,
         reporter: _diagnostics.RateLimitedReporter,
         clock: clock_mod.Clock,
         sleep: clock_mod.Sleeper | None = None,
@@ -308,8 +306,8 @@ class Runtime:
     def _fresh(self) -> None:
         """Everything tied to this process's threads: at construction and after fork."""
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._accepted = _stats.Tally()
-        self._queue_drops = _stats.Tally()
+        self._accepted = _diagnostics.Tally()
+        self._queue_drops = _diagnostics.Tally()
         self._delivered = 0  # occurrences the dispatcher took off the queue and handed on
         # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
         # recording) its occurrences already in that recording's writes or outcomes, so
@@ -322,7 +320,7 @@ class Runtime:
         self._hurry = threading.Event()  # set while a flush or close waits: no lingering
         self._dispatcher: threading.Thread | None = None
         self._workers: set[threading.Thread] = set()
-        self._in_flight: list[tuple[Recording, _writer.Write]] = []
+        self._in_flight: list[tuple[Recording, _pending.Write]] = []
         self._idle = 0
         self._wake_queued = False
         self._can_spawn = True
@@ -700,7 +698,7 @@ class Runtime:
             1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
         )
 
-    def _take_job(self) -> tuple[Recording, _writer.Write] | None:
+    def _take_job(self) -> tuple[Recording, _pending.Write] | None:
         with self._cond:
             if self._stopping:
                 return None
@@ -740,7 +738,7 @@ class Runtime:
             with self._cond:
                 self._workers.discard(me)
 
-    def _perform(self, recording: Recording, write: _writer.Write) -> None:
+    def _perform(self, recording: Recording, write: _pending.Write) -> None:
         writes = recording.writes
         try:
             kind, stored = writes.attempt(write)
@@ -766,7 +764,7 @@ class Runtime:
         if timed:
             self._wake_dispatcher()  # a retry or a held count now waits on its timer
 
-    def _unflight(self, write: _writer.Write) -> None:
+    def _unflight(self, write: _pending.Write) -> None:
         self._in_flight = [job for job in self._in_flight if job[1] is not write]
 
     # --- flush and close ------------------------------------------------------------------
@@ -869,7 +867,7 @@ class Runtime:
                     continue
             self._pump(deadline)  # no thread to do the work: do it here
 
-    def close(self, timeout: float | None) -> list[_writer.Write]:
+    def close(self, timeout: float | None) -> list[_pending.Write]:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
         Idempotent. Returns the writes that were given up (counted as failed), for the
@@ -946,7 +944,7 @@ class Runtime:
         """
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
-        values = dict.fromkeys(_stats.OUTCOMES, 0)
+        values = dict.fromkeys(_diagnostics.OUTCOMES, 0)
         # all of it under the lock that every write's outcome and every hand-off takes, so
         # that no occurrence is seen both queued and written, nor neither
         with self._cond:
@@ -961,7 +959,7 @@ class Runtime:
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
         return values
 
-    def unwritten(self) -> tuple[list[_writer.Write], int]:
+    def unwritten(self) -> tuple[list[_pending.Write], int]:
         """The writes still pending, and the occurrences still queued (for a report)."""
         with self._cond:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]

@@ -1,16 +1,17 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
-A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``). It knows nothing of
-Kubernetes: a :class:`WatchEvent` is just an action type and an object. In the pipeline it sits
-between the recorder and the consumers::
+A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``), for users who watch
+events (or anything else) themselves. It knows nothing of Kubernetes: a :class:`WatchEvent` is
+just an action type and an object. It is beside the pipeline, not on the handler's path: an
+:class:`~k8s_logging_events.recorder.EventBroadcaster` hands its events to its watchers on the
+runtime's own dispatcher (:mod:`k8s_logging_events._runtime`), which takes only the
+:class:`Watcher` from here: the handle its ``start_*`` methods return, and the queue of a
+watcher that runs on a thread of its own.
 
-    EventRecorder --action_or_drop()--> Broadcaster --> Watcher: structured logging
-                                                    --> Watcher: recording to a sink
-
-The recorder puts each Event in with :meth:`Broadcaster.action_or_drop`, which never waits for
-queue space, so logging stays cheap. One distributing thread copies every item, in order, into
-each watcher's own bounded queue. What happens when a watcher's queue is full is the
-:class:`FullChannelBehavior`. The control operations (:meth:`Broadcaster.watch`,
+A producer puts an item in with :meth:`Broadcaster.action` (which waits for queue space) or
+:meth:`Broadcaster.action_or_drop` (which never does). One distributing thread copies every
+item, in order, into each watcher's own bounded queue. What happens when a watcher's queue
+is full is the :class:`FullChannelBehavior`. The control operations (:meth:`Broadcaster.watch`,
 :meth:`Watcher.stop`, :meth:`Broadcaster.shutdown`) travel through the same incoming queue as
 the items. That is why a watcher never sees an item queued before it was added, and sees every
 item queued after.
@@ -191,13 +192,6 @@ class Watcher:
         """True once :meth:`stop` was called or the broadcaster shut down."""
         return self._ended
 
-    @classmethod
-    def ended(cls) -> Watcher:
-        """Return a watcher whose stream is already over (for a broadcaster shut down)."""
-        watcher = cls(None, 1, None)
-        watcher._ended = True
-        return watcher
-
     @property
     def delivered(self) -> int:
         """How many items were put in this watcher's queue so far (prefix included)."""
@@ -299,17 +293,12 @@ class Broadcaster:
     Args:
         queue_length: each watcher's queue length. 0 (a rendezvous in Go) means 1.
         full_channel_behavior: what to do with an item for a watcher whose queue is full.
-        incoming_queue_length: room for items not yet distributed. None means 25, like Go's
-            ``NewBroadcaster``; pass ``queue_length`` again for Go's ``NewLongQueueBroadcaster``.
-            0 means 1.
         name: the name of the distributing thread, a daemon thread started on first use.
-        prepare: called on the distributing thread with each item's object before it is
-            handed out; what it returns is handed out instead. Work that would otherwise
-            happen on the producer's thread can move here. It must not raise (an item whose
-            ``prepare`` raises is given to no watcher).
+
+    Items not yet distributed wait in an incoming queue of 25, like Go's ``NewBroadcaster``.
 
     Raises:
-        ValueError: a queue length is negative.
+        ValueError: ``queue_length`` is negative.
 
     Every method may be called from any thread except the distributing thread, on which
     ``on_drop`` callbacks run: from there only :meth:`Watcher.stop` is allowed, and the others
@@ -322,33 +311,23 @@ class Broadcaster:
         queue_length: int = 25,
         full_channel_behavior: FullChannelBehavior = FullChannelBehavior.WAIT,
         *,
-        incoming_queue_length: int | None = None,
         name: str = "k8s-events-broadcaster",
-        prepare: Callable[[Any], Any] | None = None,
     ) -> None:
-        if incoming_queue_length is None:
-            incoming_queue_length = _INCOMING_QUEUE_LENGTH
-        if queue_length < 0 or incoming_queue_length < 0:
-            msg = f"queue lengths must be >= 0, not {queue_length} and {incoming_queue_length}"
-            raise ValueError(msg)
+        if queue_length < 0:
+            raise ValueError(f"queue_length must be >= 0, not {queue_length}")
         self._watch_capacity = max(queue_length, 1)
         self._behavior = FullChannelBehavior(full_channel_behavior)
         self._name = name
-        self._prepare = prepare
         # Go's incomingBlock: serialises producers and control operations, and is held until
         # a control operation has run, so that nothing overtakes it.
         self._lock = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
-        # The incoming queue. Its three conditions share one lock, as in queue.Queue.
+        # The incoming queue. Its two conditions share one lock, as in queue.Queue.
         self._incoming: deque[WatchEvent | _Marker] = deque()
-        self._incoming_capacity = max(incoming_queue_length, 1)
         self._queue_lock = threading.Lock()
         self._not_empty = threading.Condition(self._queue_lock)
         self._not_full = threading.Condition(self._queue_lock)
-        self._progress = threading.Condition(self._queue_lock)
-        self._queued = 0
-        self._finished = 0
         # Touched only by the distributing thread. A dict keeps insertion order, which makes
         # the order of delivery among watchers predictable (Go leaves it unspecified).
         self._watchers: dict[Watcher, None] = {}
@@ -407,18 +386,6 @@ class Broadcaster:
         with self._lock:
             self._start_unless_stopped()
             return self._put(WatchEvent(type, obj), block=False)
-
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Wait until every item queued before this call went to (or was dropped for) every
-        watcher.
-
-        Returns False if ``timeout`` seconds passed first (None waits forever). In WAIT mode an
-        unread full watcher holds this up.
-        """
-        self._refuse_on_loop_thread("wait_idle")
-        with self._progress:
-            target = self._queued
-            return self._progress.wait_for(lambda: self._finished >= target, timeout)
 
     def shutdown(self) -> None:
         """Deliver what is queued, end every watcher, and join the distributing thread.
@@ -503,12 +470,11 @@ class Broadcaster:
             elif not self._incoming_has_room():
                 return False
             self._incoming.append(item)
-            self._queued += 1
             self._not_empty.notify()
             return True
 
     def _incoming_has_room(self) -> bool:
-        return len(self._incoming) < self._incoming_capacity
+        return len(self._incoming) < _INCOMING_QUEUE_LENGTH
 
     def _loop(self) -> None:
         """Run on the distributing thread: take items in order and hand them out."""
@@ -524,9 +490,6 @@ class Broadcaster:
                 else:
                     run.append(item)
             self._distribute(run)
-            with self._progress:
-                self._finished += len(batch)
-                self._progress.notify_all()
         for watcher in self._watchers:
             watcher._end()
         self._watchers.clear()
@@ -543,8 +506,6 @@ class Broadcaster:
             return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:
-        if self._prepare is not None:
-            events = self._prepared(events)
         if not events:
             return
         # A copy, because an on_drop callback may stop a watcher while we iterate.
@@ -554,16 +515,6 @@ class Broadcaster:
                     watcher._put_waiting(event)
             else:
                 watcher._put_or_drop(events)
-
-    def _prepared(self, events: list[WatchEvent]) -> list[WatchEvent]:
-        assert self._prepare is not None
-        prepared = []
-        for event in events:
-            try:
-                prepared.append(WatchEvent(event.type, self._prepare(event.object)))
-            except Exception:  # noqa: S112 - documented: such an item reaches no watcher
-                continue
-        return prepared
 
     def _begin_exit(self) -> None:
         """The shutdown marker: nothing can be queued behind it, so the loop ends after it."""

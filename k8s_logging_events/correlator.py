@@ -13,22 +13,20 @@ in this order
 
 The writer then creates or patches and feeds the server's copy back through
 :meth:`EventCorrelator.update_state`. Pure logic on an injected clock: no threads, no I/O.
+The keys client-go reads an event by and the three stages are in
+:mod:`~k8s_logging_events._correlation`, below this module, which runs them under one lock
+and gives the keys their public names.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import struct
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import NamedTuple, TypeAlias
 
-import cachetools
-
-from k8s_logging_events import _names, _process, _sanitise, _tokenbucket, models
+from k8s_logging_events import _correlation, _process, _sanitise, models
 from k8s_logging_events import clock as clocks
 
 __all__ = [
@@ -41,6 +39,7 @@ __all__ = [
     "SPAM_KEYS",
     "CorrelateResult",
     "CorrelatorOptions",
+    "CountPolicy",
     "EventCorrelator",
     "EventNamer",
     "KeyFunc",
@@ -73,20 +72,17 @@ DEFAULT_AGGREGATE_MAX_EVENTS = 10
 DEFAULT_AGGREGATE_INTERVAL_SECONDS = 600.0
 """Seconds without a similar event after which aggregation starts counting messages afresh."""
 
-COMBINED_MESSAGE_PREFIX = "(combined from similar events): "
-"""Put before the latest message of an aggregate event, so readers know others were folded in."""
-
-KeyFunc: TypeAlias = Callable[[models.Event], tuple[str, str]]
-"""Groups events for aggregation: returns ``(aggregate key, local key)``.
-
-Events with equal aggregate keys are similar; the local key tells them apart within the group.
-"""
-
-MessageFunc: TypeAlias = Callable[[models.Event], str]
-"""Writes the message of an aggregate event from the event that tipped the group over."""
-
-SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
-"""Names the spam-filter token bucket an event draws from."""
+# the keys and the stages live in _correlation; the keys keep their public names here
+COMBINED_MESSAGE_PREFIX = _correlation.COMBINED_MESSAGE_PREFIX
+KeyFunc = _correlation.KeyFunc
+MessageFunc = _correlation.MessageFunc
+SpamKeyFunc = _correlation.SpamKeyFunc
+SPAM_KEYS = _correlation.SPAM_KEYS
+aggregate_by_reason = _correlation.aggregate_by_reason
+combined_message = _correlation.combined_message
+get_event_key = _correlation.get_event_key
+get_spam_key = _correlation.get_spam_key
+spam_key_per_reason = _correlation.spam_key_per_reason
 
 _VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -102,113 +98,13 @@ _GO_JSON_ESCAPES = (
 )
 
 
-# -- keys and messages -------------------------------------------------------------------------
-
-
-def get_event_key(event: models.Event) -> str:
-    """Return the key that makes two events the same event, to be counted rather than repeated.
-
-    The source, the whole involved object except its resource version, the type, the reason
-    and the message, concatenated without separators exactly as client-go does (so
-    differently split fields can collide, e.g. component ``"ab"`` on host ``"c"`` and
-    component ``"a"`` on host ``"bc"``).
-    """
-    ref = event.involved_object
-    return "".join(
-        (
-            event.source.component,
-            event.source.host,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.field_path,
-            ref.uid,
-            ref.api_version,
-            event.type,
-            event.reason,
-            event.message,
-        )
-    )
-
-
-def get_spam_key(event: models.Event) -> str:
-    """Return the default spam key: one token bucket per source, object and event type.
-
-    Unlike :func:`get_event_key` it leaves out the field path, the reason and the message,
-    so every container of a pod and every reason share one bucket. Concatenated without
-    separators, as client-go does.
-    """
-    ref = event.involved_object
-    return "".join(
-        (
-            event.source.component,
-            event.source.host,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.uid,
-            ref.api_version,
-            event.type,
-        )
-    )
-
-
-def spam_key_per_reason(event: models.Event) -> str:
-    """Return a spam key per source, object, event type *and reason*.
-
-    With :func:`get_spam_key` one noisy reason (a crash loop's ``BackOff``) uses up the
-    bucket of its object, and every other reason about that object is held back with it
-    (kubernetes issue #136061). Keyed by reason too, each reason has its own bucket. Choose
-    it with ``CorrelatorOptions(spam_key_func=spam_key_per_reason)``, or in the handler's
-    options with ``correlator: {spam_key: per-reason}``.
-    """
-    return get_spam_key(event) + event.reason
-
-
-SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
-"""The named spam keys of the handler's ``correlator: {spam_key: ...}`` option: ``object``
-(client-go's default) and ``per-reason``."""
-
-
-def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
-    """Group events that differ only in their message: the default :data:`KeyFunc`.
-
-    Returns:
-        The aggregate key (source, object without field path, type, reason, reporting
-        controller and instance, concatenated without separators) and the message as the
-        local key.
-    """
-    ref = event.involved_object
-    aggregate_key = "".join(
-        (
-            event.source.component,
-            event.source.host,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.uid,
-            ref.api_version,
-            event.type,
-            event.reason,
-            event.reporting_controller,
-            event.reporting_instance,
-        )
-    )
-    return aggregate_key, event.message
-
-
-def combined_message(event: models.Event) -> str:
-    """Return :data:`COMBINED_MESSAGE_PREFIX` plus the message: the default :data:`MessageFunc`."""
-    return COMBINED_MESSAGE_PREFIX + event.message
-
-
 # -- names and types ---------------------------------------------------------------------------
 
-# names live in _names; these stay importable from here, as client-go's util package has them
-EventNamer = _names.EventNamer
-generate_event_name = _names.generate_event_name
-is_dns_subdomain = _names.is_dns_subdomain
-unix_nanos = _names.unix_nanos
+# names live in _sanitise; these stay importable from here, as client-go's util package has them
+EventNamer = _sanitise.EventNamer
+generate_event_name = _sanitise.generate_event_name
+is_dns_subdomain = _sanitise.is_dns_subdomain
+unix_nanos = _sanitise.unix_nanos
 
 
 def validate_event_type(type: str) -> bool:
@@ -321,7 +217,7 @@ class CorrelatorOptions:
     ``None`` means :func:`get_spam_key`: one bucket per source, object and event type.
     """
 
-    event_names: str = _names.TIMESTAMP
+    event_names: str = _sanitise.TIMESTAMP
     """How a correlator without a namer of its own names combined events: ``"timestamp"``
     (client-go's ``<name>.<hex nanoseconds>``) or ``"deterministic"`` (a hash of the
     aggregate key, see :class:`EventNamer`). A broadcaster's correlators use the
@@ -329,7 +225,7 @@ class CorrelatorOptions:
     """
 
     def __post_init__(self) -> None:
-        _names.check_event_names(self.event_names, "CorrelatorOptions.event_names")
+        _sanitise.check_event_names(self.event_names, "CorrelatorOptions.event_names")
         numbers = {
             "lru_cache_size": self.lru_cache_size,
             "burst_size": self.burst_size,
@@ -348,24 +244,9 @@ class CorrelatorOptions:
         return CorrelatorOptions(**_settle(self)._asdict())
 
 
-class _Settings(NamedTuple):
-    """:class:`CorrelatorOptions` with the defaults filled in, typed without ``None``."""
-
-    lru_cache_size: int
-    burst_size: int
-    qps: float
-    key_func: KeyFunc
-    message_func: MessageFunc
-    max_events: int
-    max_interval_seconds: float
-    clock: clocks.Clock
-    spam_key_func: SpamKeyFunc
-    event_names: str
-
-
-def _settle(options: CorrelatorOptions) -> _Settings:
+def _settle(options: CorrelatorOptions) -> _correlation.Settings:
     """Fill in client-go's defaults: the one place they are chosen."""
-    return _Settings(
+    return _correlation.Settings(
         lru_cache_size=options.lru_cache_size or DEFAULT_LRU_CACHE_SIZE,
         burst_size=options.burst_size or DEFAULT_SPAM_BURST,
         qps=options.qps or DEFAULT_SPAM_QPS,
@@ -379,276 +260,24 @@ def _settle(options: CorrelatorOptions) -> _Settings:
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
 class CorrelateResult:
-    """What the writer should do with one event (client-go's ``EventCorrelateResult``).
+    """What to do with one event (client-go's ``EventCorrelateResult``), as :meth:`correlate` says.
 
-    Immutable. The count patch of a repeat is computed the first time :attr:`patch` is
-    read: a writer that coalesces many repeats into one write only pays for the last one.
-
-    Attributes:
-        event: the event to write, or ``None`` when ``skip`` is true.
-        patch: the count patch when ``event`` repeats one already written (``event.count``
-            is then above 1), else ``None``.
-        skip: true when the spam filter held the event back: write nothing now.
-        observed: the event as counted, with name, first timestamp and count carried over;
-            equal to ``event`` when not skipped, and the held-back occurrence when skipped,
-            so a writer can send its count later. Not in client-go.
+    A plain frozen value: equal when its fields are equal, shown with all four.
     """
-
-    __slots__ = ("_patch", "event", "observed", "skip")
 
     event: models.Event | None
+    """The event to write, or ``None`` when ``skip`` is true."""
+    patch: bytes | None
+    """The count patch when ``event`` repeats one already written (``event.count`` is then
+    above 1), else ``None``."""
     skip: bool
-    observed: models.Event | None
-    _patch: object
-
-    def __init__(
-        self,
-        event: models.Event | None,
-        patch: bytes | None,
-        skip: bool,
-        observed: models.Event | None = None,
-    ) -> None:
-        object.__setattr__(self, "event", event)
-        object.__setattr__(self, "_patch", patch)
-        object.__setattr__(self, "skip", skip)
-        object.__setattr__(self, "observed", observed)
-
-    @classmethod
-    def _repeat(cls, event: models.Event) -> CorrelateResult:
-        result = cls(event, None, False, event)
-        object.__setattr__(result, "_patch", _PATCH_PENDING)
-        return result
-
-    @property
-    def patch(self) -> bytes | None:
-        """The count patch for a repeat, else ``None``."""
-        patch = self._patch
-        if patch is _PATCH_PENDING:
-            assert self.event is not None
-            patch = count_patch(self.event)
-            object.__setattr__(self, "_patch", patch)
-        return patch  # type: ignore[return-value]
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CorrelateResult):
-            return NotImplemented
-        return (self.event, self.patch, self.skip, self.observed) == (
-            other.event,
-            other.patch,
-            other.skip,
-            other.observed,
-        )
-
-    __hash__ = None  # type: ignore[assignment]
-
-    def __repr__(self) -> str:
-        return (
-            f"CorrelateResult(event={self.event!r}, patch={self.patch!r}, "
-            f"skip={self.skip!r}, observed={self.observed!r})"
-        )
-
-
-_PATCH_PENDING = object()
-
-
-# -- the three stages --------------------------------------------------------------------------
-
-
-class _AggregateRecord:
-    """The distinct local keys seen for one aggregate key, and when the last one came.
-
-    ``last_seen`` is a monotonic reading: the interval is a duration, which a step of the
-    wall clock must not cut short or stretch (Go's ``time.Time.Sub`` measures it so too).
-    """
-
-    __slots__ = ("last_seen", "local_keys")
-
-    def __init__(self) -> None:
-        self.local_keys: set[str] = set()
-        self.last_seen: float | None = None
-
-
-class _Aggregator:
-    """Combines similar events once too many distinct ones come close together."""
-
-    def __init__(self, settings: _Settings, namer: EventNamer) -> None:
-        self._cache: cachetools.LRUCache[str, _AggregateRecord] = cachetools.LRUCache(
-            settings.lru_cache_size
-        )
-        self._namer = namer
-        self._key_func = settings.key_func
-        self._message_func = settings.message_func
-        self._max_events = settings.max_events
-        self._max_interval = settings.max_interval_seconds
-        self._clock = settings.clock
-        self._monotonic = clocks.monotonic_source(settings.clock)
-
-    def aggregate(self, event: models.Event) -> tuple[models.Event, str]:
-        """Return the event to observe and its cache key: ``event`` itself or an aggregate."""
-        seen = self._monotonic()
-        now = self._clock.now()  # the aggregate event's timestamps, and its name
-        event_key = get_event_key(event)
-        aggregate_key, local_key = self._key_func(event)
-
-        record = self._cache.get(aggregate_key)
-        # the window slides: it is measured from the latest similar event, not the first
-        if (
-            record is None
-            or record.last_seen is None
-            or seen - record.last_seen > self._max_interval
-        ):
-            record = _AggregateRecord()
-        record.local_keys.add(local_key)
-        record.last_seen = seen
-        self._cache[aggregate_key] = record
-
-        if len(record.local_keys) < self._max_events:
-            return event, event_key
-
-        # keep the set below the threshold, so every new message is combined too
-        record.local_keys.pop()
-        aggregate = models.Event(
-            # named like any new event: a name like web/0 or 50% never reaches the server
-            name=self._namer.combined_name(event, aggregate_key, now),
-            namespace=event.namespace,
-            involved_object=event.involved_object,
-            reason=event.reason,
-            message=self._message_func(event),
-            source=event.source,
-            first_timestamp=now,
-            last_timestamp=now,
-            count=1,
-            type=event.type,
-        )
-        return aggregate, aggregate_key
-
-    def touch_if_unchanged(self, event: models.Event) -> bool:
-        """Aggregate ``event`` when that only moves its group's time; False when it would not.
-
-        True when ``event``'s message is already among its group's distinct messages, the
-        group is below the threshold and within the interval: :meth:`aggregate` would then
-        return ``event`` itself and change nothing but the group's last timestamp.
-        """
-        seen = self._monotonic()
-        self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
-        aggregate_key, local_key = self._key_func(event)
-        record = self._cache.get(aggregate_key)
-        if (
-            record is None
-            or record.last_seen is None
-            or seen - record.last_seen > self._max_interval
-            or local_key not in record.local_keys
-            or len(record.local_keys) >= self._max_events
-        ):
-            return False
-        record.last_seen = seen
-        self._cache[aggregate_key] = record
-        return True
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _Observation:
-    """What the observer remembers of an event it has seen."""
-
-    count: int
-    first_timestamp: datetime | None
-    name: str
-    resource_version: str
-
-
-class _Observer:
-    """Counts repeats of an event and prepares the patch that records one."""
-
-    def __init__(self, settings: _Settings) -> None:
-        self._cache: cachetools.LRUCache[str, _Observation] = cachetools.LRUCache(
-            settings.lru_cache_size
-        )
-
-    def observe(self, event: models.Event, key: str) -> tuple[models.Event, bool]:
-        """Count ``event`` under ``key``; return it (as a repeat when True) or unchanged."""
-        repeat = False
-        last = self._cache.get(key)
-        if last is not None and last.count > 0:
-            event = dataclasses.replace(
-                event,
-                name=last.name,
-                resource_version=last.resource_version,
-                first_timestamp=last.first_timestamp,
-                count=last.count + 1,
-            )
-            repeat = True
-        self.record(key, event)
-        return event, repeat
-
-    def peek(self, key: str) -> _Observation | None:
-        """Return what is remembered under ``key`` without making it recently used."""
-        # ``in`` and the Mapping-level lookup leave cachetools' LRU order alone
-        return cachetools.Cache.__getitem__(self._cache, key) if key in self._cache else None
-
-    def record(self, key: str, event: models.Event) -> None:
-        """Remember ``event``'s count, first timestamp, name and resource version under ``key``."""
-        self._cache[key] = _Observation(
-            count=event.count,
-            first_timestamp=event.first_timestamp,
-            name=event.name,
-            resource_version=event.resource_version,
-        )
-
-
-class _SpamFilter:
-    """Holds back what a source sends about an object beyond its token bucket."""
-
-    def __init__(self, settings: _Settings) -> None:
-        self._cache: cachetools.LRUCache[str, _tokenbucket.TokenBucket] = cachetools.LRUCache(
-            settings.lru_cache_size
-        )
-        self._burst = settings.burst_size
-        # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
-        self._qps = _float32(settings.qps)
-        # refill is a duration: measured on the monotonic reading, never the wall clock
-        self._monotonic = clocks.monotonic_source(settings.clock)
-        self._key_func = settings.spam_key_func
-
-    def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
-        """Return the bucket for ``key``, a full new one if it is missing or was evicted."""
-        bucket = self._cache.get(key)
-        if bucket is None:
-            bucket = _tokenbucket.TokenBucket(self._qps, self._burst, now)
-        return bucket
-
-    def filter(self, event: models.Event) -> bool:
-        """Take a token for ``event``; return True (skip it) when there was none."""
-        return not self.take(event)
-
-    def take(self, event: models.Event) -> bool:
-        """Take a token from ``event``'s bucket; return whether one was there."""
-        key = self._key_func(event)
-        now = self._monotonic()
-        bucket = self._bucket(key, now)
-        taken = bucket.try_take(now)
-        # stored on every call, so a busy key stays in the cache
-        self._cache[key] = bucket
-        return taken
-
-    def take_many(self, event: models.Event, count: int) -> int:
-        """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
-        key = self._key_func(event)
-        now = self._monotonic()
-        bucket = self._bucket(key, now)
-        taken = 0
-        while taken < count and bucket.try_take(now):
-            taken += 1
-        self._cache[key] = bucket
-        return taken
-
-    def wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
-        now = self._monotonic()
-        return self._bucket(self._key_func(event), now).wait_time(now)
+    """True when the spam filter held the event back: write nothing now."""
+    observed: models.Event | None = None
+    """The event as counted, with name, first timestamp and count carried over: equal to
+    ``event`` when not skipped, and the held-back occurrence when skipped, so that its count
+    can be sent later. Not in client-go."""
 
 
 # -- the correlator ------------------------------------------------------------------------------
@@ -674,9 +303,9 @@ class EventCorrelator:
         self._options = CorrelatorOptions(**settings._asdict())
         self._lock = threading.Lock()
         namer = namer or EventNamer(event_names=settings.event_names)
-        self._aggregator = _Aggregator(settings, namer)
-        self._observer = _Observer(settings)
-        self._spam_filter = _SpamFilter(settings)
+        self._aggregator = _correlation.Aggregator(settings, namer)
+        self._observer = _correlation.Observer(settings)
+        self._spam_filter = _correlation.SpamFilter(settings)
         # correlate_many counts a run at once only where it knows what the keys read
         self._default_keys = (
             settings.key_func is aggregate_by_reason and settings.spam_key_func is get_spam_key
@@ -723,9 +352,8 @@ class EventCorrelator:
             observed, repeat = self._observer.observe(candidate, key)
             if self._spam_filter.filter(observed):
                 return CorrelateResult(event=None, patch=None, skip=True, observed=observed)
-            if repeat:
-                return CorrelateResult._repeat(observed)
-            return CorrelateResult(event=observed, patch=None, skip=False, observed=observed)
+            patch = count_patch(observed) if repeat else None
+            return CorrelateResult(event=observed, patch=patch, skip=False, observed=observed)
 
     def correlate_many(
         self, events: Sequence[models.Event]
@@ -855,14 +483,60 @@ class EventCorrelator:
             return self._spam_filter.wait(event)
 
 
-# -- helpers -------------------------------------------------------------------------------------
+# -- the write policy --------------------------------------------------------------------------
 
 
-def _float32(value: float) -> float:
-    """Round ``value`` to the nearest single-precision float, as a Go ``float32`` holds it."""
-    try:
-        rounded: float = struct.unpack("f", struct.pack("f", value))[0]
-    except OverflowError:
-        # beyond the float32 range Go's conversion gives infinity
-        return math.inf
-    return rounded
+class CountPolicy:
+    """core/v1: repeats patch ``count``; the correlator's spam filter holds writes back."""
+
+    def __init__(self, event_correlator: EventCorrelator) -> None:
+        self._correlator = event_correlator
+
+    def is_first(self, event: models.Event) -> bool:
+        """The first occurrence has a count of 1 (or none)."""
+        return event.count <= 1
+
+    def patch(self, event: models.Event) -> bytes:
+        """client-go's count patch."""
+        return count_patch(event)
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Until the event's spam bucket has a token again."""
+        return self._correlator.token_wait(event)
+
+    def release(self, event: models.Event) -> bool:
+        """Take a token from the event's spam bucket, if there is one."""
+        return self._correlator.take_token(event)
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Let the correlator know the stored name, count and resourceVersion."""
+        self._correlator.update_after_write(sent, stored)
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """Only after a create that may have landed (client-go gives AlreadyExists up)."""
+        return maybe_landed
+
+    def count_of(self, event: models.Event) -> int:
+        """The event's ``count`` (an event without one stands for one occurrence)."""
+        return max(event.count, 1)
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` with ``count``."""
+        return dataclasses.replace(event, count=count)
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True for the same source, involved object (any resourceVersion), type and reason,
+        and the same message unless both are combined events (whose message changes)."""
+        if (ours.source, ours.type, ours.reason) != (stored.source, stored.type, stored.reason):
+            return False
+        if not _same_object(ours.involved_object, stored.involved_object):
+            return False
+        prefix = COMBINED_MESSAGE_PREFIX
+        combined = ours.message.startswith(prefix) and stored.message.startswith(prefix)
+        return combined or ours.message == stored.message
+
+
+def _same_object(ours: models.ObjectReference, stored: models.ObjectReference) -> bool:
+    return dataclasses.replace(ours, resource_version="") == dataclasses.replace(
+        stored, resource_version=""
+    )

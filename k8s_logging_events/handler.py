@@ -44,7 +44,6 @@ from k8s_logging_events import (
     _process,
     _records,
     _sanitise,
-    _stats,
     models,
     recorder,
 )
@@ -90,7 +89,7 @@ EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
 EXTRAS = _records.EXTRAS
 TRUNCATION_MARK = _sanitise.TRUNCATION_MARK
 
-_BROADCASTER_STATS = ("accepted", "invalid", *_stats.OUTCOMES, "pending", "pending_events")
+_BROADCASTER_STATS = ("accepted", "invalid", *_diagnostics.OUTCOMES, "pending", "pending_events")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 SinkOption = _options.SinkOption
@@ -212,7 +211,7 @@ class KubernetesEventHandler(logging.Handler):
         level: int | str = logging.NOTSET,
         sink: SinkOption = "auto",
         broadcaster: recorder.EventBroadcaster | None = None,
-        namespace: str = recorder.DEFAULT_NAMESPACE,
+        namespace: str = models.DEFAULT_NAMESPACE,
         default_reason: str = DEFAULT_REASON,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         queue_length: int = DEFAULT_QUEUE_LENGTH,
@@ -535,7 +534,7 @@ class KubernetesEventHandler(logging.Handler):
         # reentrant: a signal handler that logs may interrupt a thread holding it
         self._lock = threading.RLock()
         self._holding = threading.local()  # .depth: acquire() calls not released, per thread
-        self._counters = {name: _stats.Tally() for name in _HANDLER_STATS}
+        self._counters = {name: _diagnostics.Tally() for name in _HANDLER_STATS}
         self._sites = _records.CallSites()
         self._settings = self._new_settings()
         self._broadcaster = self._given

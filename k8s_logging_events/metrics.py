@@ -60,7 +60,7 @@ except ImportError as error:  # pragma: no cover - tested in a subprocess withou
         name=error.name,
     ) from error
 
-from k8s_logging_events import _process, _stats, models
+from k8s_logging_events import _diagnostics, _process, models
 
 __all__ = [
     "ACCEPTED",
@@ -207,7 +207,7 @@ class _Collector:
         accepted, occurrences, pending, events, rejected, repaired = families = _families()
         for component, values in _per_component(self._members).items():
             accepted.add_metric([component], values.get("accepted", 0))
-            for outcome in _stats.OUTCOMES:
+            for outcome in _diagnostics.OUTCOMES:
                 occurrences.add_metric([component, outcome], values.get(outcome, 0))
             pending.add_metric([component], values.get("pending", 0))
             events.add_metric([component], values.get("pending_events", 0))

@@ -2,29 +2,37 @@
 
 This is the bottom of the pipeline, just above :mod:`~k8s_logging_events.references` (which
 owns :class:`ObjectReference`): every other module passes these values around, and only
-:meth:`Event.to_api` and :meth:`Event.from_api` know the wire format. No I/O, no threads.
+:meth:`Event.to_api` and :meth:`Event.from_api` know the wire format. An :class:`Occurrence`
+is what the caller's thread snapshots of one log call or recorder call; the dispatcher turns
+it into an Event (:func:`materialize`) and cuts runs of repeats by its
+:func:`correlation_keys`. No I/O, no threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 # the involved object's reference is the references module's; these names stay here too
 from k8s_logging_events.references import ObjectReference, object_reference
 
 __all__ = [
+    "DEFAULT_NAMESPACE",
     "NORMAL",
     "WARNING",
     "Event",
     "EventSeries",
     "EventSource",
+    "Namer",
     "ObjectReference",
+    "Occurrence",
+    "correlation_keys",
     "format_micro_time",
     "format_time",
+    "materialize",
     "object_reference",
     "parse_time",
 ]
@@ -34,6 +42,9 @@ NORMAL = "Normal"
 
 WARNING = "Warning"
 """The event type for something a person may need to look at."""
+
+DEFAULT_NAMESPACE = "default"
+"""Where events about cluster-scoped objects go (the server accepts only this or none)."""
 
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
@@ -226,3 +237,110 @@ def parse_time(value: object) -> datetime | None:
 
 def _str(value: object) -> str:
     return "" if value is None else str(value)
+
+
+class Namer(Protocol):
+    """What names a new event (:class:`~k8s_logging_events._sanitise.EventNamer`)."""
+
+    def event_name(
+        self,
+        source: EventSource,
+        ref: ObjectReference,
+        type: str,
+        reason: str,
+        message: str,
+        time: datetime,
+    ) -> str:
+        """The name of a new event with these fields."""
+        ...
+
+
+class Occurrence(NamedTuple):
+    """One occurrence as the caller's thread snapshots it; the Event is built later.
+
+    The one snapshot type of the pipeline: the handler reads it from a record
+    (:mod:`~k8s_logging_events._records`), a recorder from its arguments, and the runtime's
+    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`. A named tuple,
+    immutable like the models, because the caller's thread builds one per log call: a
+    tuple is made in C, a frozen dataclass sets each field through a Python call.
+    """
+
+    ref: ObjectReference
+    namespace: str
+    type: str
+    reason: str
+    message: str
+    annotations: dict[str, str] | None
+    action: str
+    related: ObjectReference | None
+    source: EventSource
+    time: datetime
+
+    def materialize(self, namer: Namer) -> Event:
+        """Build the Event: its name, count 1, first and last timestamps."""
+        return Event(
+            name=namer.event_name(
+                self.source, self.ref, self.type, self.reason, self.message, self.time
+            ),
+            namespace=self.namespace,
+            involved_object=self.ref,
+            reason=self.reason,
+            message=self.message,
+            source=self.source,
+            first_timestamp=self.time,
+            last_timestamp=self.time,
+            count=1,
+            type=self.type,
+            action=self.action,
+            related=self.related,
+            reporting_controller=self.source.component,
+            reporting_instance=self.source.host,
+            annotations=self.annotations or {},
+        )
+
+
+def correlation_keys(item: object) -> tuple[Hashable, object]:
+    """What makes two queued items repeats of each other, for the runtime to cut runs.
+
+    The group is what every key of the correlator's state contains: the involved object
+    (kind, namespace, name, uid, apiVersion), the source and the type; items of different
+    groups share no state. The rest is every other field but the name and the
+    timestamps, compared with ``==``. Plain tuples of strings: this runs for every
+    occurrence, and hashing them needs no Python call.
+    """
+    if isinstance(item, Occurrence):
+        ref, source = item.ref, item.source
+        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+        group += (source.component, source.host, item.type)
+        return group, (ref.resource_version, ref.field_path, item[1:-1])
+    if isinstance(item, Event):
+        ref, source = item.involved_object, item.source
+        group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+        group += (source.component, source.host, item.type)
+        rest = (
+            ref.resource_version,
+            ref.field_path,
+            item.namespace,
+            item.reason,
+            item.message,
+            item.action,
+            item.related,
+            item.reporting_controller,
+            item.reporting_instance,
+            item.annotations,
+            item.count,
+            item.event_time,
+            item.series,
+            item.resource_version,
+        )
+        return group, rest
+    return id(item), None  # not ours to cut: a run of its own, and fails to build
+
+
+def materialize(item: object, namer: Namer) -> Event:
+    """The runtime's build step: a snapshot becomes an Event on the dispatcher."""
+    if isinstance(item, Occurrence):
+        return item.materialize(namer)
+    if isinstance(item, Event):
+        return item
+    raise TypeError(f"not an occurrence: {type(item).__name__}")

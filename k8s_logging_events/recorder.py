@@ -13,45 +13,40 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import logging
 import random
 import threading
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from k8s_logging_events import (
     _apis,
     _diagnostics,
-    _failures,
-    _names,
+    _pending,
     _process,
     _runtime,
     _sanitise,
-    _stats,
     _structured,
-    _writer,
     broadcaster,
     correlator,
     models,
     references,
+    series,
     sink,
 )
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
-    "DEFAULT_NAMESPACE",
     "MAX_QUEUED_EVENTS",
     "EventBroadcaster",
     "EventRecorder",
-    "Occurrence",
 ]
 
 MAX_QUEUED_EVENTS = 1000
 """client-go's queue length, for the incoming queue and for each watcher's queue."""
-
-DEFAULT_NAMESPACE = "default"
-"""Where events about cluster-scoped objects go (the server accepts only this or none)."""
 
 
 class EventBroadcaster:
@@ -83,40 +78,40 @@ class EventBroadcaster:
     def __init__(
         self,
         *,
-        sleep_duration: float = _writer.DEFAULT_SLEEP_DURATION,
+        sleep_duration: float = _pending.DEFAULT_SLEEP_DURATION,
         correlator_options: correlator.CorrelatorOptions | None = None,
         queue_length: int = MAX_QUEUED_EVENTS,
         clock: clock_mod.Clock | None = None,
-        writers: int = _writer.DEFAULT_WRITERS,
-        max_tries: int = _writer.MAX_TRIES_PER_EVENT,
+        writers: int = _pending.DEFAULT_WRITERS,
+        max_tries: int = _pending.MAX_TRIES_PER_EVENT,
         sleep: clock_mod.Sleeper | None = None,
         rng: Callable[[], float] | None = None,
         name: str = "k8s-events",
-        event_names: str = _names.TIMESTAMP,
+        event_names: str = _sanitise.TIMESTAMP,
     ) -> None:
-        _names.check_event_names(event_names)
+        _sanitise.check_event_names(event_names)
         if (
             correlator_options is not None
-            and correlator_options.event_names == _names.DETERMINISTIC
+            and correlator_options.event_names == _sanitise.DETERMINISTIC
         ):
-            event_names = _names.DETERMINISTIC
+            event_names = _sanitise.DETERMINISTIC
         self._clock = clock or clock_mod.SystemClock()
         self._correlator_options = correlator_options
-        self._writer_options = _writer.WriterOptions(
+        self._writer_options = _pending.WriterOptions(
             max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
         )
         self._rng = rng or random.random
-        self._namer = _names.EventNamer(event_names=event_names)
-        self._invalid = _stats.Tally()
-        self._counters = _stats.Counters(_stats.OUTCOMES)
+        self._namer = _sanitise.EventNamer(event_names=event_names)
+        self._invalid = _diagnostics.Tally()
+        self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._runtime = _runtime.Runtime(
             queue_length=queue_length,
             writers=writers,
-            build=self._build_event,
-            keys=_correlation_keys,
+            build=functools.partial(models.materialize, namer=self._namer),
+            keys=models.correlation_keys,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
@@ -127,7 +122,7 @@ class EventBroadcaster:
 
     def _after_fork_in_child(self) -> None:
         # the runtime, counters, reporter and namer renew themselves (see _process)
-        self._invalid = _stats.Tally()
+        self._invalid = _diagnostics.Tally()
 
     # --- recorders -------------------------------------------------------------------------
 
@@ -179,7 +174,7 @@ class EventBroadcaster:
         attribute is read when the first event arrives, on the dispatcher, so a sink may
         discover the API lazily.
         """
-        writes = _writer.Writes(
+        writes = _pending.Writes(
             event_sink,
             None,
             self._counters,
@@ -223,7 +218,7 @@ class EventBroadcaster:
         writes, queued = self._runtime.unwritten()
         if writes or queued:
             when = f"within the flush's {timeout:g} s (they are still pending)"
-            summary = _failures.unwritten_summary(writes, self._sinks, when=when, queued=queued)
+            summary = _diagnostics.unwritten_summary(writes, self._sinks, when=when, queued=queued)
             self._reporter.report("flush-timeout", logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
@@ -243,7 +238,7 @@ class EventBroadcaster:
                     "exit",
                     logging.WARNING,
                     "%s",
-                    _failures.unwritten_summary(
+                    _diagnostics.unwritten_summary(
                         given_up, self._sinks, when="before the deadline of shutdown"
                     ),
                 )
@@ -293,17 +288,9 @@ class EventBroadcaster:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _offer(self, occurrence: Occurrence) -> bool:
+    def _offer(self, occurrence: models.Occurrence) -> bool:
         """Hand ``occurrence`` to the runtime without blocking; full is a counted drop."""
         return self._runtime.offer(occurrence)
-
-    def _build_event(self, item: object) -> models.Event:
-        """The runtime's build step: a snapshot becomes an Event on the dispatcher."""
-        if isinstance(item, Occurrence):
-            return item.materialize(self._namer)
-        if isinstance(item, models.Event):
-            return item
-        raise TypeError(f"not an occurrence: {type(item).__name__}")
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()
@@ -311,9 +298,10 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_apis.WritePolicy, _runtime.Correlate, bool]:
+    ) -> tuple[_pending.WritePolicy, _runtime.Correlate, bool]:
         options = self._correlator_options or correlator.CorrelatorOptions()
-        return _apis.api_of(event_sink).correlation(options, self._clock, self._namer)
+        correlation = _CORRELATIONS[_apis.api_of(event_sink).name]
+        return correlation(options, self._clock, self._namer)
 
     def _count_log_drop(self, item: broadcaster.WatchEvent) -> None:
         self._counters.add("watcher_dropped")
@@ -333,7 +321,7 @@ class EventRecorder:
         source: models.EventSource,
         *,
         clock: clock_mod.Clock | None = None,
-        default_namespace: str = DEFAULT_NAMESPACE,
+        default_namespace: str = models.DEFAULT_NAMESPACE,
     ) -> None:
         self._broadcaster = broadcaster
         self._queue = broadcaster._runtime.offer  # bound once: offer() runs for every record
@@ -350,7 +338,7 @@ class EventRecorder:
         """The time on this recorder's clock: when an occurrence happens."""
         return self._clock.now()
 
-    def offer(self, occurrence: Occurrence) -> bool:
+    def offer(self, occurrence: models.Occurrence) -> bool:
         """Queue an occurrence that was already checked (the handler's path); True if queued."""
         return self._queue(occurrence)
 
@@ -425,7 +413,7 @@ class EventRecorder:
         action: str,
         related: object | None,
         field_path: str,
-    ) -> Occurrence | None:
+    ) -> models.Occurrence | None:
         try:
             ref = references.object_reference(obj, field_path=field_path)
         except (references.InvalidObjectError, RecursionError) as error:
@@ -460,7 +448,7 @@ class EventRecorder:
                 )
         # the Event itself (its name, a dataclass of 18 fields) is built on the
         # broadcaster's thread: the caller only snapshots what may change under it
-        return Occurrence(
+        return models.Occurrence(
             ref=ref,
             namespace=ref.namespace or self._default_namespace,
             type=type,
@@ -485,83 +473,56 @@ class EventRecorder:
             return None
 
 
-class Occurrence(NamedTuple):
-    """One occurrence as the caller's thread snapshots it; the Event is built later.
+Correlation = Callable[
+    [correlator.CorrelatorOptions, clock_mod.Clock, correlator.EventNamer],
+    tuple[_pending.WritePolicy, _pending.Correlate, bool],
+]
+"""Makes a fresh correlation step for one sink, the write policy that goes with it, and
+whether the step's state never crosses objects (its runs may be cut object by object)."""
 
-    The one snapshot type of the pipeline: the handler reads it from a record
-    (:mod:`~k8s_logging_events._records`), a recorder from its arguments, and the runtime's
-    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`. A named tuple,
-    immutable like the models, because the caller's thread builds one per log call: a
-    tuple is made in C, a frozen dataclass sets each field through a Python call.
+
+def _counting(
+    options: correlator.CorrelatorOptions,
+    clock: clock_mod.Clock,
+    namer: correlator.EventNamer,
+) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
+    """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
+    if options.clock is None:
+        options = dataclasses.replace(options, clock=clock)
+    events = correlator.EventCorrelator(options, namer=namer)
+    return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
+
+
+def _in_series(
+    options: correlator.CorrelatorOptions,
+    clock: clock_mod.Clock,
+    namer: correlator.EventNamer,
+) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
+    """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat.
+
+    With deterministic names, a series is keyed without the involved object's
+    resourceVersion and named after that key.
     """
+    deterministic = namer.deterministic
+    key = series.series_key if deterministic else series.isomorphic_key
+    grouped = series.SeriesCorrelator(clock=clock, key=key)
 
-    ref: models.ObjectReference
-    namespace: str
-    type: str
-    reason: str
-    message: str
-    annotations: dict[str, str] | None
-    action: str
-    related: models.ObjectReference | None
-    source: models.EventSource
-    time: datetime
+    def prepared(event: models.Event) -> models.Event:
+        event = series.prepare_event(event)
+        if deterministic:
+            event = dataclasses.replace(event, name=namer.series_name(event))
+        return event
 
-    def materialize(self, namer: correlator.EventNamer) -> models.Event:
-        """Build the Event: its name, count 1, first and last timestamps."""
-        return models.Event(
-            name=namer.event_name(
-                self.source, self.ref, self.type, self.reason, self.message, self.time
-            ),
-            namespace=self.namespace,
-            involved_object=self.ref,
-            reason=self.reason,
-            message=self.message,
-            source=self.source,
-            first_timestamp=self.time,
-            last_timestamp=self.time,
-            count=1,
-            type=self.type,
-            action=self.action,
-            related=self.related,
-            reporting_controller=self.source.component,
-            reporting_instance=self.source.host,
-            annotations=self.annotations or {},
-        )
+    def observe(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        return [(*grouped.observe(prepared(event)), 1) for event in run]
+
+    # every occurrence is observed on its own: runs gain nothing, arrival order is exact
+    return series.SeriesPolicy(grouped), observe, False
 
 
-def _correlation_keys(item: object) -> tuple[Hashable, object]:
-    """What makes two queued items repeats of each other, for the runtime to cut runs.
-
-    The group is what every key of the correlator's state contains: the involved object
-    (kind, namespace, name, uid, apiVersion), the source and the type; items of different
-    groups share no state. The rest is every other field but the name and the
-    timestamps, compared with ``==``. Plain tuples of strings: this runs for every
-    occurrence, and hashing them needs no Python call.
-    """
-    if isinstance(item, Occurrence):
-        ref, source = item.ref, item.source
-        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        return group, (ref.resource_version, ref.field_path, item[1:-1])
-    if isinstance(item, models.Event):
-        ref, source = item.involved_object, item.source
-        group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        rest = (
-            ref.resource_version,
-            ref.field_path,
-            item.namespace,
-            item.reason,
-            item.message,
-            item.action,
-            item.related,
-            item.reporting_controller,
-            item.reporting_instance,
-            item.annotations,
-            item.count,
-            item.event_time,
-            item.series,
-            item.resource_version,
-        )
-        return group, rest
-    return id(item), None  # not ours to cut: a run of its own, and fails to build
+_CORRELATIONS: Mapping[str, Correlation] = {
+    _apis.CORE_V1.name: _counting,
+    _apis.EVENTS_V1.name: _in_series,
+}
+"""How each Events API correlates: client-go's counts and spam filter (core/v1), or series
+(events.k8s.io/v1)."""

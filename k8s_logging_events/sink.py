@@ -12,9 +12,10 @@ writer decides what to do with each failure from its class alone:
 * any other exception (refused, reset, timed out) -- retried.
 
 These errors, :func:`is_retryable` with them, are defined with the library's other errors
-and retry rules in :mod:`k8s_logging_events._errors`; this module gives them their public
-names, because they are the sink's: what a sink raises and a user catches or raises in a
-sink of their own.
+and retry rules in :mod:`k8s_logging_events._errors`, and :class:`EventSink` with the
+pending writes that call it (:mod:`k8s_logging_events._pending`); this module gives them
+their public names, because they are the sink's: what a sink is, what it raises, and what
+a user catches or raises in a sink of their own.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from k8s_logging_events import (
@@ -33,6 +34,7 @@ from k8s_logging_events import (
     _http_parser,
     _kubeconfig,
     _official,
+    _pending,
     _process,
     _tokenbucket,
     _transport,
@@ -85,24 +87,9 @@ _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
 
-@runtime_checkable
-class EventSink(Protocol):
-    """Knows how to store events: create one, replace one, or patch one by name."""
-
-    def create(self, event: models.Event) -> models.Event:
-        """Create ``event`` and return it as the server stored it."""
-        ...
-
-    def update(self, event: models.Event) -> models.Event:
-        """Replace the stored event of the same name and return the stored result."""
-        ...
-
-    def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
-        ...
-
-
-# the sink's errors are the library's (_errors); these are their public names
+# what a sink is, and the errors it raises, are the pending writes' (_pending) and the
+# library's (_errors); these are their public names
+EventSink = _pending.EventSink
 ApiStatusError = _errors.ApiStatusError
 RequestConstructionError = _errors.RequestConstructionError
 is_retryable = _errors.is_retryable

@@ -28,11 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from k8s_logging_events import _stats, models, recorder, sink
+from k8s_logging_events import _diagnostics, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
-OUTCOMES = _stats.OUTCOMES
+OUTCOMES = _diagnostics.OUTCOMES
 
 
 LIBRARY_LOGGER = "k8s_logging_events"

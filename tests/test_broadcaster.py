@@ -63,6 +63,28 @@ def finished(thread: threading.Thread) -> bool:
     return not thread.is_alive()
 
 
+def handed_out(broadcaster: Broadcaster) -> None:
+    """Return once every item queued before the call reached (or was dropped for) every
+    watcher: a watch() is a control operation, run after the items queued before it."""
+    broadcaster.watch().stop()
+
+
+class Gate:
+    """An ``on_drop`` that holds the distributing thread until the gate opens: once it was
+    entered, the thread has taken everything sent before, and takes nothing more."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self._open = threading.Event()
+
+    def __call__(self, _: WatchEvent) -> None:
+        self.entered.set()
+        self._open.wait(TIMEOUT)
+
+    def open(self) -> None:
+        self._open.set()
+
+
 def threads_named(name: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == name]
 
@@ -188,7 +210,7 @@ def test_watcher_stops_racing_with_shutdown_neither_deadlock_nor_lose_items(
     broadcaster = make(1, WAIT)
     watchers = [broadcaster.watch() for _ in range(2)]
     send(broadcaster, event(1))
-    assert broadcaster.wait_idle(TIMEOUT)  # in both watchers' queues, not just accepted
+    handed_out(broadcaster)  # in both watchers' queues, not just accepted
     go = threading.Barrier(len(watchers) + 1)
 
     def stop_together(watcher: Watcher) -> None:
@@ -210,20 +232,26 @@ def test_watcher_never_sees_items_queued_before_watch(make: Make) -> None:
     """A watcher added while earlier items still wait in a full incoming queue gets none of
     them, and gets everything sent after watch() returned; watch() called while the incoming
     queue is full still completes."""
-    broadcaster = make(1, WAIT, incoming_queue_length=1)
-    early = broadcaster.watch()
-    send(broadcaster, event(1), event(2))  # event 2 waits for room at `early`
-    send(broadcaster, event(3))  # returns once event 2 left the incoming queue: it is full now
+    broadcaster = make(1, DROP)
+    gate = Gate()
+    early = broadcaster.watch(on_drop=gate)
+    send(broadcaster, event(1), event(2))  # event 2 finds `early` full: the thread waits
+    assert gate.entered.wait(TIMEOUT)
+    queued = [event(n) for n in range(3, 28)]
+    send(broadcaster, *queued)  # the incoming queue's 25
+    assert broadcaster.action_or_drop(ADDED, {"n": 99}) is False
     added: list[Watcher] = []
     adder = start(lambda: added.append(broadcaster.watch()))
+    gate.open()
 
-    assert [early.get(TIMEOUT) for _ in range(3)] == [event(1), event(2), event(3)]
     assert finished(adder)
-    send(broadcaster, event(4))
+    assert early.get(TIMEOUT) == event(1)
+    assert early.dropped == 1 + len(queued)
+    send(broadcaster, event(1000))
     broadcaster.shutdown()
 
-    assert list(early) == [event(4)]
-    assert list(added[0]) == [event(4)]
+    assert list(early) == [event(1000)]
+    assert list(added[0]) == [event(1000)]
 
 
 def test_prefix_comes_before_broadcast_items(make: Make) -> None:
@@ -254,24 +282,29 @@ def test_prefix_watcher_capacity_is_max_of_queue_length_and_prefix_plus_one(
 
     send(broadcaster, *(event(n) for n in range(capacity + 1)))
 
-    assert broadcaster.wait_idle(TIMEOUT)
+    handed_out(broadcaster)
     assert watcher.pending() == capacity
     assert watcher.dropped == prefix_length + 1
 
 
 def test_action_or_drop_returns_false_when_the_incoming_queue_is_full(make: Make) -> None:
-    """action_or_drop() returns False at once when the incoming queue is full, and True again
-    once there is room."""
-    broadcaster = make(1, WAIT, incoming_queue_length=1)
-    unread = broadcaster.watch()
-    send(broadcaster, event(1), event(2))  # event 2 waits for room at `unread`
-    send(broadcaster, event(3))  # fills the incoming queue
+    """While the distributing thread is held, the incoming queue takes 25 items (Go's
+    NewBroadcaster); action_or_drop() then returns False at once, and True again once the
+    thread has taken them."""
+    broadcaster = make(1, DROP)
+    gate = Gate()
+    held = broadcaster.watch(on_drop=gate)
+    send(broadcaster, event(1), event(2))  # event 2 finds `held` full: the thread waits
+    assert gate.entered.wait(TIMEOUT)
 
-    assert broadcaster.action_or_drop(ADDED, {"n": 4}) is False
+    assert all(broadcaster.action_or_drop(ADDED, {"n": n}) for n in range(3, 28))
+    assert broadcaster.action_or_drop(ADDED, {"n": 28}) is False
 
-    unread.stop()  # releases the distributor; the stop marker queues behind event 3
-    assert broadcaster.action_or_drop(ADDED, {"n": 5}) is True
-    assert list(unread) == [event(1)]
+    gate.open()
+    handed_out(broadcaster)
+    assert broadcaster.action_or_drop(ADDED, {"n": 29}) is True
+    broadcaster.shutdown()
+    assert list(held) == [event(1)]
 
 
 def test_drops_are_counted_and_reported_to_on_drop(make: Make) -> None:
@@ -288,7 +321,7 @@ def test_drops_are_counted_and_reported_to_on_drop(make: Make) -> None:
     quiet = broadcaster.watch()
 
     send(broadcaster, event(1), event(2), event(3))
-    assert broadcaster.wait_idle(TIMEOUT)
+    handed_out(broadcaster)
 
     assert reported == [event(2), event(3)]
     assert [w.dropped for w in (counted, faulty, quiet)] == [2, 2, 2]
@@ -307,7 +340,7 @@ def test_on_drop_may_stop_its_watcher(make: Make) -> None:
     reader = broadcaster.watch()
 
     send(broadcaster, event(1), event(2))
-    assert broadcaster.wait_idle(TIMEOUT)
+    handed_out(broadcaster)
     assert dropping.stopped
     assert reader.get(0) == event(1)
     send(broadcaster, event(3))
@@ -319,15 +352,14 @@ def test_on_drop_may_stop_its_watcher(make: Make) -> None:
 
 
 def test_on_drop_cannot_call_what_would_wait_for_the_distributing_thread(make: Make) -> None:
-    """From on_drop, shutdown, watch, action, action_or_drop and wait_idle raise RuntimeError
-    instead of deadlocking."""
+    """From on_drop, shutdown, watch, action and action_or_drop raise RuntimeError instead of
+    deadlocking."""
     broadcaster = make(1, DROP)
     calls: dict[str, Callable[[], object]] = {
         "shutdown": broadcaster.shutdown,
         "watch": broadcaster.watch,
         "action": lambda: broadcaster.action(ADDED, None),
         "action_or_drop": lambda: broadcaster.action_or_drop(ADDED, None),
-        "wait_idle": broadcaster.wait_idle,
     }
     refused: list[str] = []
 
@@ -341,7 +373,7 @@ def test_on_drop_cannot_call_what_would_wait_for_the_distributing_thread(make: M
 
     broadcaster.watch(on_drop=call_back_in)
     send(broadcaster, event(1), event(2))
-    assert broadcaster.wait_idle(TIMEOUT)
+    handed_out(broadcaster)
 
     assert refused == list(calls)
     assert not broadcaster.stopped
@@ -414,22 +446,6 @@ def test_shutdown_of_a_never_used_broadcaster_starts_no_thread(make: Make) -> No
     assert threads_named(name) == []
 
 
-def test_wait_idle_reports_whether_everything_queued_was_handed_out(make: Make) -> None:
-    """wait_idle() is True when every item queued before it reached every watcher, False when
-    its timeout passes first."""
-    broadcaster = make(1, WAIT)
-    assert broadcaster.wait_idle(0)
-    watcher = broadcaster.watch()
-    send(broadcaster, event(1), event(2))  # event 2 waits for room
-
-    assert broadcaster.wait_idle(0) is False
-    assert watcher.get(TIMEOUT) == event(1)
-    assert broadcaster.wait_idle(TIMEOUT)
-    assert watcher.pending() == 1
-    broadcaster.shutdown()
-    assert broadcaster.wait_idle(0)
-
-
 def test_get_returns_none_on_timeout_without_ending_the_stream(make: Make) -> None:
     """get(0) on an empty live watcher returns None at once and the watcher keeps working."""
     broadcaster = make()
@@ -452,29 +468,7 @@ def test_context_managers_stop_the_watcher_and_shut_the_broadcaster_down() -> No
     assert threads_named("test-broadcaster-with") == []
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"queue_length": -1}, {"incoming_queue_length": -1}], ids=["watcher", "incoming"]
-)
-def test_negative_queue_length_is_rejected(kwargs: dict[str, Any]) -> None:
+def test_negative_queue_length_is_rejected() -> None:
     """A negative queue length raises ValueError."""
-    with pytest.raises(ValueError, match="queue lengths must be >= 0"):
-        Broadcaster(**kwargs)
-
-
-def test_prepare_runs_on_the_distributing_thread_and_its_result_is_handed_out() -> None:
-    """A prepare hook turns each object into what the watchers get; a failing one skips it."""
-    threads: list[str] = []
-
-    def prepare(obj: object) -> object:
-        threads.append(threading.current_thread().name)
-        if obj == "bad":
-            raise ValueError("cannot prepare")
-        return f"prepared {obj}"
-
-    b = Broadcaster(5, FullChannelBehavior.DROP, name="prep-test", prepare=prepare)
-    watcher = b.watch()
-    for obj in ("a", "bad", "b"):
-        b.action(ADDED, obj)
-    b.shutdown()
-    assert [event.object for event in watcher] == ["prepared a", "prepared b"]
-    assert set(threads) == {"prep-test"}
+    with pytest.raises(ValueError, match="queue_length must be >= 0"):
+        Broadcaster(queue_length=-1)

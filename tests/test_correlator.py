@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from k8s_logging_events import _apis
 from k8s_logging_events import clock as clocks
 from k8s_logging_events import correlator as corr
 from k8s_logging_events.models import Event, EventSource, ObjectReference
@@ -881,6 +880,26 @@ class TestObserver:
 
         assert result == corr.CorrelateResult(event=event, patch=None, skip=False, observed=event)
 
+    def test_a_result_is_a_plain_frozen_value(self) -> None:
+        """Built from event, patch and skip (observed optional), equal by its fields, frozen,
+        and shown with all four; a repeat's count patch is in it as the result is made."""
+        correlator = new_correlator(FakeClock())
+        first = correlator.correlate(_similar(0))
+        repeat = correlator.correlate(_similar(0))
+
+        held = corr.CorrelateResult(None, None, True)
+        assert held == corr.CorrelateResult(event=None, patch=None, skip=True, observed=None)
+        assert held != corr.CorrelateResult(None, None, False)
+        assert repr(held) == "CorrelateResult(event=None, patch=None, skip=True, observed=None)"
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            held.skip = False  # type: ignore[misc]
+        assert repeat.event is not None
+        assert repeat == corr.CorrelateResult(
+            repeat.event, corr.count_patch(repeat.event), False, repeat.event
+        )
+        assert repeat != first
+        assert repr(repeat).startswith(f"CorrelateResult(event={repeat.event!r}, patch=b'")
+
     def test_repeat_carries_name_first_timestamp_and_resource_version(self) -> None:
         """A repeat takes stored name, first timestamp and version; keeps its last and message."""
         clock = FakeClock()
@@ -1423,7 +1442,7 @@ class TestSlowWritesAndEviction:
         newer event with a higher count, and the next repeat patched the old event."""
         clock = FakeClock()
         correlator = new_correlator(clock, lru_cache_size=2)
-        policy = _apis.CountPolicy(correlator)
+        policy = corr.CountPolicy(correlator)
         pod = ObjectReference(kind="Pod", namespace="ns", name="web", api_version="v1")
 
         def occurrence(name: str, message: str = "m") -> Event:

@@ -24,10 +24,10 @@ from typing import Any
 import pytest
 
 from k8s_logging_events import (
+    _errors,
     _http,
     _http_parser,
     _official,
-    _retry,
     models,
     recorder,
     sink,
@@ -174,7 +174,7 @@ def test_a_create_stored_before_its_connection_broke_is_reported_as_lost(
         events_sink.create(_event(name="web-0.2"))
     assert not isinstance(raised.value, sink.ApiStatusError)
     assert sink.is_retryable(raised.value)
-    assert _retry.may_have_landed(raised.value)
+    assert _errors.may_have_landed(raised.value)
     assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
 
 
@@ -233,7 +233,7 @@ def test_a_late_answer_times_out_and_its_connection_is_not_reused(
     served.inject("POST", action="delay", delay=60)  # ends when the server stops
     with pytest.raises(TimeoutError) as raised:
         events_sink.create(_event(name="web-0.2"))
-    assert _retry.is_timeout(raised.value)
+    assert _errors.is_timeout(raised.value)
     assert sink.is_retryable(raised.value)
     events_sink.create(_event(name="web-0.3"))
     channel = _channel(events_sink)
@@ -489,7 +489,7 @@ def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None
             with pytest.raises(_http_parser.ProtocolError) as raised:
                 channel.request(method, "/events", JSON, [], b"{}")
             assert sink.is_retryable(raised.value)
-            assert _retry.may_have_landed(raised.value)
+            assert _errors.may_have_landed(raised.value)
         answered = stray.answered
         with pytest.raises(_http_parser.ProtocolError):  # the resent GET meets a copy again
             channel.request("GET", "/pods/web-0", JSON, [], b"")
@@ -571,7 +571,7 @@ def test_an_answer_about_another_object_is_never_taken_for_the_write(method, ans
         with pytest.raises(_http_parser.ProtocolError, match="meant for another request") as raised:
             write()
         assert sink.is_retryable(raised.value)
-        assert _retry.may_have_landed(raised.value)
+        assert _errors.may_have_landed(raised.value)
         assert _channel(events_sink).idle_connections == 0
     finally:
         events_sink.close()

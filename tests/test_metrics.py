@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from k8s_logging_events import KubernetesEventHandler, metrics
-from k8s_logging_events._stats import OUTCOMES
+from k8s_logging_events._diagnostics import OUTCOMES
 
 ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()

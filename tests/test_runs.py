@@ -167,7 +167,7 @@ class _OneByOne:
         built = []
         for (obj, reason, message), step in zip(occurrences, steps, strict=True):
             ref = OBJECTS[obj]
-            occurrence = recorder.Occurrence(
+            occurrence = models.Occurrence(
                 ref=ref,
                 namespace=ref.namespace,
                 type=models.WARNING,

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_logging_events import _runtime, _stats, correlator, models, recorder
+from k8s_logging_events import _diagnostics, _runtime, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -454,14 +454,14 @@ def test_an_extreme_spam_filter_rate_neither_overflows_nor_spins() -> None:
 
 def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None:
     """An exception while the dispatcher builds one event costs that occurrence only."""
-    original = recorder.Occurrence.materialize
+    original = models.Occurrence.materialize
 
-    def materialize(self: recorder.Occurrence, namer: correlator.EventNamer) -> models.Event:
+    def materialize(self: models.Occurrence, namer: correlator.EventNamer) -> models.Event:
         if self.reason == "Broken":
             raise RuntimeError("boom")
         return original(self, namer)
 
-    monkeypatch.setattr(recorder.Occurrence, "materialize", materialize)
+    monkeypatch.setattr(models.Occurrence, "materialize", materialize)
     fake = FakeEventSink()
     b = recorder.EventBroadcaster()
     try:
@@ -489,13 +489,13 @@ def test_repeats_queued_together_build_only_the_first_and_last_event_of_their_ru
     """A burst of repeats is counted from the first and the last occurrence of each run:
     the ones between never become an Event, and the stored counts are exact."""
     built: list[str] = []
-    original = recorder.Occurrence.materialize
+    original = models.Occurrence.materialize
 
-    def materialize(self: recorder.Occurrence, namer: correlator.EventNamer) -> models.Event:
+    def materialize(self: models.Occurrence, namer: correlator.EventNamer) -> models.Event:
         built.append(self.message)
         return original(self, namer)
 
-    monkeypatch.setattr(recorder.Occurrence, "materialize", materialize)
+    monkeypatch.setattr(models.Occurrence, "materialize", materialize)
     fake = FakeEventSink()
     b = recorder.EventBroadcaster()
     try:
@@ -666,5 +666,5 @@ def test_stats_add_up_while_the_dispatcher_hands_a_batch_on() -> None:
         b.shutdown(2)
     assert seen
     for stats in [*seen, dict(b.stats())]:
-        outcomes = sum(stats[name] for name in _stats.OUTCOMES)
+        outcomes = sum(stats[name] for name in _diagnostics.OUTCOMES)
         assert stats["accepted"] == outcomes + stats["pending"], stats

@@ -1,8 +1,10 @@
-"""Write failures as a user reads them: reported while the app runs, explained, counted.
+"""The library's errors: when a failed write is tried again, and how a user reads a failure.
 
-Against the local Events API server over real HTTP, with a FakeClock for every back-off and
-report interval: an unreachable server, a 401 (which credentials were sent, never their
-value), a 403 (which permission, and the Role to grant it).
+First client-go's schedule and the wait after a 429. Then write failures as a user reads
+them (reported while the app runs, explained, counted), against the local Events API server
+over real HTTP, with a FakeClock for every back-off and report interval: an unreachable
+server, a 401 (which credentials were sent, never their value), a 403 (which permission,
+and the Role to grant it).
 """
 
 from __future__ import annotations
@@ -11,17 +13,102 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from k8s_logging_events import _failures, sink
+from k8s_logging_events import _errors, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
 SECRET = "s3cret-token-value"
+
+
+def _throttled(retry_after: float | None = None) -> sink.ApiStatusError:
+    return sink.ApiStatusError(429, "TooManyRequests", "slow down", retry_after=retry_after)
+
+
+@dataclass
+class Tries:
+    """A write's counts, as the retry schedule reads and bumps them."""
+
+    attempts: int = 0
+    throttled: int = 0
+
+
+def test_a_429_without_retry_after_backs_off_doubling_up_to_the_cap() -> None:
+    """1, 2, 4 ... seconds, capped at 30, each scaled into [0.5, 1) by the random source."""
+    high = _errors.RetrySchedule(2, 10.0, lambda: 0.999999)
+    low = _errors.RetrySchedule(2, 10.0, lambda: 0.0)
+    tries = Tries()
+    waits = [high.after_failure(tries, _throttled()) for _ in range(8)]
+    assert waits == pytest.approx([1, 2, 4, 8, 16, 30, 30, 30], rel=1e-5)
+    assert tries == Tries(attempts=0, throttled=8)
+    low_tries = Tries()
+    assert [low.after_failure(low_tries, _throttled()) for _ in range(6)][::5] == [0.5, 15.0]
+    assert _errors.THROTTLE_MAX_SECONDS == 30.0
+
+
+def test_a_429_with_retry_after_waits_exactly_that_long() -> None:
+    """Retry-After is the wait after a 429, shorter or longer than the back-off; at most a day."""
+    schedule = _errors.RetrySchedule(2, 10.0, lambda: 0.5)
+    assert schedule.after_failure(Tries(throttled=6), _throttled(retry_after=3.0)) == 3.0
+    assert schedule.after_failure(Tries(), _throttled(retry_after=0.25)) == 0.25
+    huge = _throttled(retry_after=1e12)
+    assert schedule.after_failure(Tries(), huge) == _errors.MAX_WAIT_SECONDS
+
+
+def test_failures_follow_client_go_s_schedule_and_stop_after_max_tries() -> None:
+    """The first back-off is sleep_duration times the random number, then sleep_duration;
+    an error that is not worth another try gives up at once."""
+    schedule = _errors.RetrySchedule(3, 10.0, lambda: 0.25)
+    error = ConnectionResetError("reset")
+    tries = Tries()
+    assert [schedule.after_failure(tries, error) for _ in range(3)] == [2.5, 10.0, None]
+    assert tries == Tries(attempts=3, throttled=0)
+    assert schedule.after_failure(Tries(), sink.ApiStatusError(422, "Invalid")) is None
+    assert schedule.after_failure(Tries(), sink.RequestConstructionError("bad")) is None
+
+
+def test_a_429_never_spends_a_try_and_another_failure_ends_the_run_of_429s() -> None:
+    """With one try allowed, 429s still wait; the next other failure gives up, and a 429
+    after it starts its back-off again from 1 s."""
+    schedule = _errors.RetrySchedule(1, 10.0, lambda: 0.999999)
+    tries = Tries()
+    assert schedule.after_failure(tries, _throttled()) == pytest.approx(1, rel=1e-5)
+    assert schedule.after_failure(tries, _throttled()) == pytest.approx(2, rel=1e-5)
+    assert schedule.after_failure(tries, sink.ApiStatusError(503, "ServiceUnavailable")) is None
+    assert tries == Tries(attempts=1, throttled=0)
+    assert schedule.after_failure(tries, _throttled()) == pytest.approx(1, rel=1e-5)
+
+
+def test_a_5xx_waits_at_least_its_retry_after() -> None:
+    """Retry-After on another failure lengthens the schedule's wait, never shortens it."""
+    schedule = _errors.RetrySchedule(12, 10.0, lambda: 0.5)
+    unavailable = sink.ApiStatusError(503, "ServiceUnavailable", retry_after=30.0)
+    assert schedule.after_failure(Tries(), unavailable) == 30.0
+    brief = sink.ApiStatusError(503, "ServiceUnavailable", retry_after=1.0)
+    assert schedule.after_failure(Tries(attempts=1), brief) == 10.0
+
+
+@pytest.mark.parametrize(
+    ("error", "landed"),
+    [
+        (ConnectionResetError("reset"), True),
+        (sink.ApiStatusError(500, "InternalError"), True),
+        (sink.ApiStatusError(429, "TooManyRequests"), False),
+        (sink.ApiStatusError(409, "Conflict"), False),
+        (_errors.ContentionError("others wrote"), False),
+        (sink.RequestConstructionError("bad"), False),
+    ],
+)
+def test_what_may_have_landed(error: Exception, landed: bool) -> None:
+    """Only a lost answer or a 5xx leaves open whether the server stored the write."""
+    assert _errors.may_have_landed(error) is landed
+    assert _errors.is_throttled(error) is (getattr(error, "status", 0) == 429)
 
 
 class ClockedReports(logging.Handler):
@@ -176,7 +263,7 @@ def test_a_403_names_the_verb_resource_and_namespace_and_points_to_the_role(
     assert forbidden, reports.messages()
     assert "may not create events in namespace default" in forbidden[0]
     assert 'the verb create on events in the API group "" (core)' in forbidden[0]
-    assert _failures.RBAC_EXAMPLE in forbidden[0]
+    assert _errors.RBAC_EXAMPLE in forbidden[0]
     # coalesced into one write or not, the reports count the 3 occurrences stats() counts
     assert handler.stats()["failed"] == 3
     lost = [int(n) for m in forbidden for n in re.findall(r"(\d+) occurrence\(s\) lost", m)]
@@ -192,7 +279,7 @@ def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
         method="PATCH",
         path="/apis/events.k8s.io/v1/namespaces/shop/events/web-0.1",
     )
-    text = _failures.explain(error)
+    text = _errors.explain(error)
     assert "may not patch events.events.k8s.io in namespace shop" in text
     assert 'in the API group "events.k8s.io"' in text
 
@@ -200,4 +287,4 @@ def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
 def test_explain_leaves_other_errors_as_they_are() -> None:
     """An error a user cannot fix by configuration keeps its own words."""
     error = sink.ApiStatusError(422, "Invalid", "bad name")
-    assert _failures.explain(error) == "422 Invalid: bad name"
+    assert _errors.explain(error) == "422 Invalid: bad name"

@@ -1,10 +1,15 @@
-"""The writes of one sink: from correlated occurrences to create and patch calls.
+"""The pending writes of one sink: from correlated occurrences to create and patch calls.
 
-It sits between the correlator and the sink of one ``start_recording_to_sink`` call, and it
-is plain state: the runtime (:mod:`k8s_logging_events._runtime`) owns the threads that make
-the requests and calls everything here under its lock. client-go writes one event at a time,
-so one object's retries stall everything behind it, and it loses what the spam filter held
-back. This keeps client-go's create-or-patch logic and retry schedule, and adds:
+A pure policy, beside the correlator and the series and importing neither: plain state, no
+threads. The runtime (:mod:`k8s_logging_events._runtime`) owns the threads that make the
+requests and calls everything here under its lock. It owns the protocols of what it calls:
+the write policy of an Events API (:class:`WritePolicy`: ``correlator.CountPolicy``,
+``series.SeriesPolicy``) and the sink (:class:`EventSink`, public as
+``k8s_logging_events.sink.EventSink``); :mod:`~k8s_logging_events._continuation`, below it,
+makes the requests of one attempt for a sink that can read events. client-go writes one
+event at a time, so one object's retries stall everything behind it, and it loses what the
+spam filter held back. This keeps client-go's create-or-patch logic and retry schedule, and
+adds:
 
 * writes for one event (namespace and name) stay in order, and a key that is waiting to
   retry never holds up another key;
@@ -32,26 +37,25 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from k8s_logging_events import (
-    _apis,
     _continuation,
     _diagnostics,
-    _failures,
-    _names,
-    _retry,
-    _stats,
-    correlator,
+    _errors,
+    _sanitise,
     models,
-    sink,
 )
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
     "MAX_TRIES_PER_EVENT",
+    "Correlate",
+    "EventSink",
     "Write",
+    "WritePolicy",
     "WriterOptions",
     "Writes",
 ]
@@ -68,8 +72,6 @@ DEFAULT_WRITERS = 4
 DEFAULT_MAX_PENDING = 10_000
 """Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
 
-MAX_WAIT_SECONDS = _retry.MAX_WAIT_SECONDS
-
 Key = tuple[str, str]
 
 _MAX_SKIPPED = 256
@@ -78,6 +80,60 @@ _MAX_SKIPPED = 256
 _RESOLUTION = 1e-6
 """A write due within a microsecond is due now: a sleeper that moves a fake clock moves it
 by at least that much, and would be asked again forever for less."""
+
+
+Correlate = Callable[[Sequence[models.Event]], list[tuple[models.Event, bool, int]]]
+"""Turns a run of occurrences identical for correlation (they differ only in name and time)
+into the writes to queue: ``(event, held back, occurrences it carries)``, in order."""
+
+
+class WritePolicy(Protocol):
+    """What the writer needs to know about one API's way of recording repeats."""
+
+    def is_first(self, event: models.Event) -> bool:
+        """True when ``event`` is the first occurrence, written by a create."""
+
+    def patch(self, event: models.Event) -> bytes:
+        """The strategic-merge patch that records a repeat on the stored event."""
+
+    def hold_wait(self, event: models.Event) -> float:
+        """Seconds until a held-back write of ``event`` may go."""
+
+    def release(self, event: models.Event) -> bool:
+        """True when a held-back write of ``event`` may go now (it may consume a token)."""
+
+    def written(self, sent: models.Event, stored: models.Event) -> None:
+        """Feed back what the server stored after a successful write of ``sent``."""
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create means our own earlier create landed.
+
+        For a sink that cannot read events; one that can reads the event and asks
+        :meth:`same_event`.
+        """
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for (``count``, or its series count)."""
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences."""
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, found under our event's name, is our event (same key)."""
+
+
+@runtime_checkable
+class EventSink(Protocol):
+    """Knows how to store events: create one, replace one, or patch one by name."""
+
+    def create(self, event: models.Event) -> models.Event:
+        """Create ``event`` and return it as the server stored it."""
+
+    def update(self, event: models.Event) -> models.Event:
+        """Replace the stored event of the same name and return the stored result."""
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,15 +241,15 @@ class Writes:
 
     def __init__(
         self,
-        event_sink: sink.EventSink,
-        policy: _apis.WritePolicy | None,
-        counters: _stats.Counters,
+        event_sink: EventSink,
+        policy: WritePolicy | None,
+        counters: _diagnostics.Counters,
         *,
         options: WriterOptions,
         clock: clock_mod.Clock,
         rng: Callable[[], float],
         reporter: _diagnostics.RateLimitedReporter,
-        namer: _names.EventNamer | None = None,
+        namer: _sanitise.EventNamer | None = None,
     ) -> None:
         self.sink = event_sink
         self.policy = policy
@@ -203,9 +259,9 @@ class Writes:
         self._clock = clock
         self._monotonic = clock_mod.monotonic_source(clock)
         self._reporter = reporter
-        self._namer = namer or _names.EventNamer()
+        self._namer = namer or _sanitise.EventNamer()
         self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
-        self._retry = _retry.RetrySchedule(options.max_tries, options.sleep_duration, rng)
+        self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
@@ -217,7 +273,7 @@ class Writes:
         self.flushing = False
 
     @property
-    def _p(self) -> _apis.WritePolicy:
+    def _p(self) -> WritePolicy:
         assert self.policy is not None, "a policy is set before the first write is queued"
         return self.policy
 
@@ -235,12 +291,6 @@ class Writes:
         )
 
     # --- new occurrences -----------------------------------------------------------------
-
-    def submit(self, result: correlator.CorrelateResult) -> None:
-        """Queue the write one correlated occurrence asks for (or the count it held back)."""
-        observed = result.observed if result.skip else result.event
-        if observed is not None:
-            self.submit_event(observed, held=result.skip)
 
     def submit_event(self, event: models.Event, *, held: bool, occurrences: int = 1) -> None:
         """Queue a write of ``event``; a ``held`` one waits until the policy releases it.
@@ -338,11 +388,6 @@ class Writes:
                     self._stalled.add(write.namespace)
         return stalled
 
-    def oldest_started(self) -> float | None:
-        """When the oldest request in flight began (``time.monotonic()``), if any."""
-        starts = [w.started for ws in self._in_flight.values() for w in ws if w.started is not None]
-        return min(starts, default=None)
-
     def release_held(self) -> None:
         """At flush, held-back counts go out without waiting for a token."""
         for key, slot in self._slots.items():
@@ -374,30 +419,8 @@ class Writes:
     # --- the request (outside the runtime's lock) ----------------------------------------
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:
-        """Make one attempt: patch a repeat, create the rest (and a repeat that expired).
-
-        A sink that can read events continues events other processes wrote
-        (:mod:`~k8s_logging_events._continuation`); one that cannot gets client-go's ways.
-        """
-        if self._continuation.enabled:
-            return self._continuation.attempt(write, self._p)
-        if not write.create:
-            try:
-                return "patched", self.sink.patch(write.event, self._p.patch(write.event))
-            except sink.ApiStatusError as error:
-                if not error.is_not_found:
-                    raise
-        fresh = dataclasses.replace(write.creation(), resource_version="")
-        try:
-            return "created", self.sink.create(fresh)
-        except sink.ApiStatusError as error:
-            if not (
-                error.is_already_exists and self._p.exists_is_ours(write.event, write.maybe_landed)
-            ):
-                raise
-        # our own earlier create landed (its answer was lost, or it raced): continue as a patch
-        write.create = False
-        return "created", self.sink.patch(write.event, self._p.patch(write.event))
+        """Make the requests of one attempt (:meth:`~._continuation.Continuation.attempt`)."""
+        return self._continuation.attempt(write, self._p)
 
     def feed_back(self, write: Write, stored: models.Event) -> None:
         """Tell the policy what the server stored (outside the runtime's lock: it locks)."""
@@ -419,23 +442,17 @@ class Writes:
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
         self._landed(write)
-        if _retry.is_timeout(error):
+        if _errors.is_timeout(error):
             self._stalled.add(write.namespace)
         if write.abandoned:
             return
         write.last_error = error
-        if _retry.may_have_landed(error):
+        if _errors.may_have_landed(error):
             write.maybe_landed = write.maybe_landed or write.create
             if write.sent is not None:
                 write.unsure.append(write.sent)
         write.sent = None
-        if _retry.is_throttled(error):  # asked to slow down: wait, but spend no attempt
-            write.throttled += 1
-            retry_in: float | None = self._retry.throttled_delay(write.throttled, error)
-        else:
-            write.throttled = 0
-            write.attempts += 1
-            retry_in = self._retry.delay(write.attempts, error)
+        retry_in = self._retry.after_failure(write, error)  # a 429 spends no attempt
         if retry_in is None or stopping:
             self._give_up(write, error)
             self._finish(write)
@@ -457,13 +474,13 @@ class Writes:
                 write.event.namespace,
                 write.event.name,
                 retry_in,
-                _failures.describe_error(error),
+                _diagnostics.describe_error(error),
             )
             return
         # each occurrence counts once among the delayed, however often its write fails
         delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
         self._reporter.defer(
-            f"retry:{_failures.cause(error)}",
+            f"retry:{_errors.cause(error)}",
             logging.WARNING,
             "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
             write.event.namespace,
@@ -471,7 +488,7 @@ class Writes:
             write.attempts,
             self._options.max_tries,
             retry_in,
-            _failures.explain(error, self.sink),
+            _errors.explain(error, self.sink),
             occurrences=delayed,
             outcome="delayed",
         )
@@ -519,7 +536,7 @@ class Writes:
         write = slot.waiting
         assert write is not None
         if write.held and not self.flushing:
-            write.due = self._now() + _retry.finite(self._p.hold_wait(write.event))
+            write.due = self._now() + _errors.finite(self._p.hold_wait(write.event))
             self._make_timed(key, slot, write.due)
         elif write.due > self._now():
             self._make_timed(key, slot, write.due)
@@ -527,13 +544,11 @@ class Writes:
             self._make_ready(key, slot)
 
     def _make_ready(self, key: Key, slot: _Slot) -> None:
-        slot.state = "ready"
-        slot.generation = next(self._generations)
+        slot.state, slot.generation = "ready", next(self._generations)
         self._ready.append(key)
 
     def _make_timed(self, key: Key, slot: _Slot, due: float) -> None:
-        slot.state = "timed"
-        slot.generation = next(self._generations)
+        slot.state, slot.generation = "timed", next(self._generations)
         heapq.heappush(self._timed, (due, slot.generation, key))
 
     def promote_due(self) -> None:
@@ -547,7 +562,7 @@ class Writes:
             write = slot.waiting
             assert write is not None
             if write.held and not self.flushing and not self._p.release(write.event):
-                write.due = now + max(_retry.finite(self._p.hold_wait(write.event)), 0.001)
+                write.due = now + max(_errors.finite(self._p.hold_wait(write.event)), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False
@@ -556,19 +571,19 @@ class Writes:
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
         self._counters.add("failed", write.occurrences)
-        quiet = isinstance(error, sink.ApiStatusError) and (
+        quiet = isinstance(error, _errors.ApiStatusError) and (
             error.is_already_exists or error.is_namespace_terminating
         )
         level = logging.DEBUG if quiet else logging.WARNING
         reason = "will not retry" if write.attempts < self._options.max_tries else "retry limit"
         self._reporter.defer(
-            f"give-up:{_failures.cause(error)}",
+            f"give-up:{_errors.cause(error)}",
             level,
             "Unable to write event %s/%s (%s): %s",
             write.event.namespace,
             write.event.name,
             reason,
-            _failures.explain(error, self.sink),
+            _errors.explain(error, self.sink),
             occurrences=write.occurrences,
             outcome="lost",
         )

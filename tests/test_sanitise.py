@@ -1,4 +1,4 @@
-"""Event names: client-go's from the time, or deterministic from the correlation key."""
+"""Event names (the sanitiser's): client-go's from the time, or deterministic from the key."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _names, correlator, models, recorder
+from k8s_logging_events import _sanitise, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink
 
@@ -23,7 +23,7 @@ REF = models.ObjectReference(
 
 
 def _name(
-    namer: _names.EventNamer | None = None,
+    namer: _sanitise.EventNamer | None = None,
     source: models.EventSource = SOURCE,
     ref: models.ObjectReference = REF,
     type: str = models.WARNING,
@@ -31,7 +31,7 @@ def _name(
     message: str = "Back-off",
     time: datetime = T0,
 ) -> str:
-    namer = namer or _names.EventNamer(event_names="deterministic")
+    namer = namer or _sanitise.EventNamer(event_names="deterministic")
     return namer.event_name(source, ref, type, reason, message, time)
 
 
@@ -39,22 +39,24 @@ class TestDeterministicNames:
     def test_the_same_key_gets_the_same_name_whenever_and_in_whichever_namer(self) -> None:
         """A restarted process (a new namer, another time) meets the same name."""
         later = datetime(2030, 6, 1, tzinfo=UTC)
-        assert _name() == _name(time=later) == _name(_names.EventNamer(event_names="deterministic"))
+        assert (
+            _name() == _name(time=later) == _name(_sanitise.EventNamer(event_names="deterministic"))
+        )
 
     def test_the_name_is_the_object_name_a_dot_and_64_bits_of_hash(self) -> None:
         prefix, _, digest = _name().rpartition(".")
         assert prefix == "web-0"
-        assert len(digest) == _names.HASH_HEX_DIGITS == 16
+        assert len(digest) == _sanitise.HASH_HEX_DIGITS == 16
         assert int(digest, 16) >= 0
 
     def test_the_hash_is_sha256_of_a_versioned_json_list_of_the_key(self) -> None:
         """Pinned: a release that changes the scheme must change the version tag, or every
         event of a running fleet would start over (the names must not drift silently)."""
-        parts = [_names.NAME_SCHEME, "event", "shop", "node-1", "Pod", "prod", "web-0", "uid-1"]
+        parts = [_sanitise.NAME_SCHEME, "event", "shop", "node-1", "Pod", "prod", "web-0", "uid-1"]
         parts += ["v1", "", "Warning", "BackOff", "Back-off"]
         data = json.dumps(parts, separators=(",", ":")).encode()
         assert _name() == "web-0." + hashlib.sha256(data).hexdigest()[:16]
-        assert _names.NAME_SCHEME == "k8s-logging-events/event-name/1"
+        assert _sanitise.NAME_SCHEME == "k8s-logging-events/event-name/1"
 
     @pytest.mark.parametrize(
         "change",
@@ -97,7 +99,7 @@ class TestDeterministicNames:
         name = _name(ref=dataclasses.replace(REF, name=long_name))
         other = _name(ref=dataclasses.replace(REF, name=long_name[:-1] + "e"))
         assert len(name) <= 253
-        assert _names.is_dns_subdomain(name)
+        assert _sanitise.is_dns_subdomain(name)
         assert name != other  # the hash covers the whole name
         prefix, _, digest = name.rpartition(".")
         assert long_name.startswith(prefix)
@@ -110,8 +112,8 @@ class TestDeterministicNames:
             ("2001:db8::1", "2001-db8-1"),
             ("web/0", "web-0"),
             ("50%", "50"),
-            ("", _names.FALLBACK_PREFIX),
-            ("%%%", _names.FALLBACK_PREFIX),
+            ("", _sanitise.FALLBACK_PREFIX),
+            ("%%%", _sanitise.FALLBACK_PREFIX),
             ("..a..b..", "a.b"),
             ("-a-.-b-", "a.b"),
             ("a" * 235 + "-" + "b" * 10, "a" * 235),
@@ -124,14 +126,14 @@ class TestDeterministicNames:
         """Upper case, IPv6, slashes, symbols, empty labels, a cut that ends a label in "-"
         or "." : the prefix is repaired (readable, deterministic), the hash keeps them apart."""
         name = _name(ref=dataclasses.replace(REF, name=ref_name))
-        assert _names.is_dns_subdomain(name)
+        assert _sanitise.is_dns_subdomain(name)
         assert len(name) <= 253
         assert name.rpartition(".")[0] == prefix
         assert name == _name(ref=dataclasses.replace(REF, name=ref_name))
 
     def test_a_combined_event_is_named_after_its_aggregate_key(self) -> None:
         """The same group, whatever its latest message, has one name; never a plain one."""
-        namer = _names.EventNamer(event_names="deterministic")
+        namer = _sanitise.EventNamer(event_names="deterministic")
         first = models.Event(name="", namespace="prod", involved_object=REF, message="m1")
         second = dataclasses.replace(first, message="m2")
         key = correlator.aggregate_by_reason(first)[0]
@@ -141,14 +143,14 @@ class TestDeterministicNames:
         assert name != _name(namer)
 
     def test_a_renamed_event_has_a_name_of_its_own_for_each_attempt(self) -> None:
-        namer = _names.EventNamer(event_names="deterministic")
+        namer = _sanitise.EventNamer(event_names="deterministic")
         event = models.Event(name=_name(namer), namespace="prod", involved_object=REF)
         first, second = namer.renamed(event, 1, T0), namer.renamed(event, 2, T0)
         assert len({event.name, first, second}) == 3
-        assert first == _names.EventNamer(event_names="deterministic").renamed(event, 1, T0)
+        assert first == _sanitise.EventNamer(event_names="deterministic").renamed(event, 1, T0)
 
     def test_series_names_leave_out_the_note_and_the_resource_version(self) -> None:
-        namer = _names.EventNamer(event_names="deterministic")
+        namer = _sanitise.EventNamer(event_names="deterministic")
         event = models.Event(
             name="x",
             namespace="prod",
@@ -166,28 +168,28 @@ class TestDeterministicNames:
         )
         assert namer.series_name(same) == name
         assert namer.series_name(dataclasses.replace(event, action="Push")) != name
-        assert _names.EventNamer().series_name(event) == "x"  # timestamp names keep theirs
+        assert _sanitise.EventNamer().series_name(event) == "x"  # timestamp names keep theirs
 
 
 class TestTimestampNames:
     def test_client_go_names_byte_for_byte(self) -> None:
         """``<object name>.<Unix nanoseconds in lowercase hex>``, as client-go makes them."""
-        namer = _names.EventNamer()
+        namer = _sanitise.EventNamer()
         assert namer.event_names == "timestamp"
-        nanos = _names.unix_nanos(T0)
+        nanos = _sanitise.unix_nanos(T0)
         assert _name(namer) == f"web-0.{nanos:x}"
 
     def test_a_fresh_name_is_client_go_like_but_not_on_a_microsecond(self) -> None:
-        namer = _names.EventNamer()
+        namer = _sanitise.EventNamer()
         fresh = namer.fresh("web-0", T0)
         prefix, _, digits = fresh.partition(".")
         nanos = int(digits, 16)
         assert prefix == "web-0"
-        assert 0 < nanos - _names.unix_nanos(T0) < 1000
+        assert 0 < nanos - _sanitise.unix_nanos(T0) < 1000
 
     def test_unknown_event_names_are_refused(self) -> None:
         with pytest.raises(ValueError, match="'deterministic' or 'timestamp'"):
-            _names.EventNamer(event_names="hash")
+            _sanitise.EventNamer(event_names="hash")
         with pytest.raises(ValueError, match=r"CorrelatorOptions\.event_names"):
             correlator.CorrelatorOptions(event_names="Timestamp")
 
@@ -205,14 +207,14 @@ class TestWhoNamesHow:
             assert b.flush(5)
         finally:
             b.shutdown(5)
-        assert [e.name for e in fake.events] == [f"web-0.{_names.unix_nanos(T0):x}"]
+        assert [e.name for e in fake.events] == [f"web-0.{_sanitise.unix_nanos(T0):x}"]
         corr = correlator.EventCorrelator(correlator.CorrelatorOptions(clock=clock))
         for n in range(10):
             result = corr.correlate(
                 models.Event(name="x", namespace="prod", involved_object=REF, message=str(n))
             )
         assert result.event is not None
-        assert result.event.name == f"web-0.{_names.unix_nanos(T0):x}"
+        assert result.event.name == f"web-0.{_sanitise.unix_nanos(T0):x}"
 
     def test_correlator_options_ask_for_deterministic_combined_names(self) -> None:
         clock = FakeClock(T0)
@@ -224,7 +226,7 @@ class TestWhoNamesHow:
             )
         assert result.event is not None
         key = correlator.aggregate_by_reason(result.event)[0]
-        namer = _names.EventNamer(event_names="deterministic")
+        namer = _sanitise.EventNamer(event_names="deterministic")
         assert result.event.name == namer.combined_name(result.event, key, T0)
         b = recorder.EventBroadcaster(correlator_options=options)
         assert b.event_names == "deterministic"  # either one asking is enough
@@ -247,7 +249,7 @@ class TestWhoNamesHow:
         finally:
             handler.close()
         (event,) = fake.events
-        expected = _name(_names.EventNamer(event_names=event_names))
+        expected = _name(_sanitise.EventNamer(event_names=event_names))
         assert event.name == expected
 
     def test_the_handler_refuses_unknown_event_names_and_the_correlator_key(self) -> None:
@@ -257,7 +259,7 @@ class TestWhoNamesHow:
             KubernetesEventHandler(sink=None, correlator={"event_names": "timestamp"})
 
     def test_names_of_recent_keys_are_remembered_within_a_bound(self) -> None:
-        namer = _names.EventNamer(size=2, event_names="deterministic")
+        namer = _sanitise.EventNamer(size=2, event_names="deterministic")
         for n in range(5):
             _name(namer, message=str(n))
         assert len(namer._hashed) == 2

@@ -1,0 +1,373 @@
+"""The rules of correlation: the keys client-go reads an event by, and the three stages.
+
+Below :mod:`k8s_logging_events.correlator`, which runs the stages in client-go's order under
+one lock and gives the keys their public names. The keys say which events are the same event
+(:func:`get_event_key`), which are similar (:func:`aggregate_by_reason`) and which bucket of
+the spam filter an event draws from (:func:`get_spam_key`); concatenated without separators,
+exactly as client-go does. The stages, each with its own bounded LRU cache:
+
+* :class:`Aggregator` combines similar events once too many distinct ones come close together;
+* :class:`Observer` counts repeats of an event;
+* :class:`SpamFilter` holds back what a source sends about an object beyond its token bucket.
+
+Pure logic on an injected clock (every interval and refill on its monotonic reading): no
+threads, no I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+from collections.abc import Callable
+from datetime import datetime
+from typing import NamedTuple, TypeAlias
+
+import cachetools
+
+from k8s_logging_events import _sanitise, _tokenbucket, models
+from k8s_logging_events import clock as clocks
+
+__all__ = [
+    "COMBINED_MESSAGE_PREFIX",
+    "SPAM_KEYS",
+    "Aggregator",
+    "KeyFunc",
+    "MessageFunc",
+    "Observer",
+    "Settings",
+    "SpamFilter",
+    "SpamKeyFunc",
+    "aggregate_by_reason",
+    "combined_message",
+    "get_event_key",
+    "get_spam_key",
+    "spam_key_per_reason",
+]
+
+COMBINED_MESSAGE_PREFIX = "(combined from similar events): "
+"""Put before the latest message of an aggregate event, so readers know others were folded in."""
+
+KeyFunc: TypeAlias = Callable[[models.Event], tuple[str, str]]
+"""Groups events for aggregation: returns ``(aggregate key, local key)``.
+
+Events with equal aggregate keys are similar; the local key tells them apart within the group.
+"""
+
+MessageFunc: TypeAlias = Callable[[models.Event], str]
+"""Writes the message of an aggregate event from the event that tipped the group over."""
+
+SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
+"""Names the spam-filter token bucket an event draws from."""
+
+# -- keys and messages -------------------------------------------------------------------------
+
+
+def get_event_key(event: models.Event) -> str:
+    """Return the key that makes two events the same event, to be counted rather than repeated.
+
+    The source, the whole involved object except its resource version, the type, the reason
+    and the message, concatenated without separators exactly as client-go does (so
+    differently split fields can collide, e.g. component ``"ab"`` on host ``"c"`` and
+    component ``"a"`` on host ``"bc"``).
+    """
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.field_path,
+            ref.uid,
+            ref.api_version,
+            event.type,
+            event.reason,
+            event.message,
+        )
+    )
+
+
+def get_spam_key(event: models.Event) -> str:
+    """Return the default spam key: one token bucket per source, object and event type.
+
+    Unlike :func:`get_event_key` it leaves out the field path, the reason and the message,
+    so every container of a pod and every reason share one bucket. Concatenated without
+    separators, as client-go does.
+    """
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            ref.api_version,
+            event.type,
+        )
+    )
+
+
+def spam_key_per_reason(event: models.Event) -> str:
+    """Return a spam key per source, object, event type *and reason*.
+
+    With :func:`get_spam_key` one noisy reason (a crash loop's ``BackOff``) uses up the
+    bucket of its object, and every other reason about that object is held back with it
+    (kubernetes issue #136061). Keyed by reason too, each reason has its own bucket. Choose
+    it with ``CorrelatorOptions(spam_key_func=spam_key_per_reason)``, or in the handler's
+    options with ``correlator: {spam_key: per-reason}``.
+    """
+    return get_spam_key(event) + event.reason
+
+
+SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
+"""The named spam keys of the handler's ``correlator: {spam_key: ...}`` option: ``object``
+(client-go's default) and ``per-reason``."""
+
+
+def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
+    """Group events that differ only in their message: the default :data:`KeyFunc`.
+
+    Returns:
+        The aggregate key (source, object without field path, type, reason, reporting
+        controller and instance, concatenated without separators) and the message as the
+        local key.
+    """
+    # the spam key is the source, the object without field path and the type, in that order
+    aggregate_key = get_spam_key(event) + event.reason
+    return aggregate_key + event.reporting_controller + event.reporting_instance, event.message
+
+
+def combined_message(event: models.Event) -> str:
+    """Return :data:`COMBINED_MESSAGE_PREFIX` plus the message: the default :data:`MessageFunc`."""
+    return COMBINED_MESSAGE_PREFIX + event.message
+
+
+# -- the stages' settings --------------------------------------------------------------------
+
+
+class Settings(NamedTuple):
+    """:class:`CorrelatorOptions` with the defaults filled in, typed without ``None``."""
+
+    lru_cache_size: int
+    burst_size: int
+    qps: float
+    key_func: KeyFunc
+    message_func: MessageFunc
+    max_events: int
+    max_interval_seconds: float
+    clock: clocks.Clock
+    spam_key_func: SpamKeyFunc
+    event_names: str
+
+
+# -- the three stages --------------------------------------------------------------------------
+
+
+class _AggregateRecord:
+    """The distinct local keys seen for one aggregate key, and when the last one came.
+
+    ``last_seen`` is a monotonic reading: the interval is a duration, which a step of the
+    wall clock must not cut short or stretch (Go's ``time.Time.Sub`` measures it so too).
+    """
+
+    __slots__ = ("last_seen", "local_keys")
+
+    def __init__(self) -> None:
+        self.local_keys: set[str] = set()
+        self.last_seen: float | None = None
+
+
+class Aggregator:
+    """Combines similar events once too many distinct ones come close together."""
+
+    def __init__(self, settings: Settings, namer: _sanitise.EventNamer) -> None:
+        self._cache: cachetools.LRUCache[str, _AggregateRecord] = cachetools.LRUCache(
+            settings.lru_cache_size
+        )
+        self._namer = namer
+        self._key_func = settings.key_func
+        self._message_func = settings.message_func
+        self._max_events = settings.max_events
+        self._max_interval = settings.max_interval_seconds
+        self._clock = settings.clock
+        self._monotonic = clocks.monotonic_source(settings.clock)
+
+    def aggregate(self, event: models.Event) -> tuple[models.Event, str]:
+        """Return the event to observe and its cache key: ``event`` itself or an aggregate."""
+        seen = self._monotonic()
+        now = self._clock.now()  # the aggregate event's timestamps, and its name
+        event_key = get_event_key(event)
+        aggregate_key, local_key = self._key_func(event)
+
+        record = self._cache.get(aggregate_key)
+        # the window slides: it is measured from the latest similar event, not the first
+        if (
+            record is None
+            or record.last_seen is None
+            or seen - record.last_seen > self._max_interval
+        ):
+            record = _AggregateRecord()
+        record.local_keys.add(local_key)
+        record.last_seen = seen
+        self._cache[aggregate_key] = record
+
+        if len(record.local_keys) < self._max_events:
+            return event, event_key
+
+        # keep the set below the threshold, so every new message is combined too
+        record.local_keys.pop()
+        aggregate = models.Event(
+            # named like any new event: a name like web/0 or 50% never reaches the server
+            name=self._namer.combined_name(event, aggregate_key, now),
+            namespace=event.namespace,
+            involved_object=event.involved_object,
+            reason=event.reason,
+            message=self._message_func(event),
+            source=event.source,
+            first_timestamp=now,
+            last_timestamp=now,
+            count=1,
+            type=event.type,
+        )
+        return aggregate, aggregate_key
+
+    def touch_if_unchanged(self, event: models.Event) -> bool:
+        """Aggregate ``event`` when that only moves its group's time; False when it would not.
+
+        True when ``event``'s message is already among its group's distinct messages, the
+        group is below the threshold and within the interval: :meth:`aggregate` would then
+        return ``event`` itself and change nothing but the group's last timestamp.
+        """
+        seen = self._monotonic()
+        self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
+        aggregate_key, local_key = self._key_func(event)
+        record = self._cache.get(aggregate_key)
+        if (
+            record is None
+            or record.last_seen is None
+            or seen - record.last_seen > self._max_interval
+            or local_key not in record.local_keys
+            or len(record.local_keys) >= self._max_events
+        ):
+            return False
+        record.last_seen = seen
+        self._cache[aggregate_key] = record
+        return True
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Observation:
+    """What the observer remembers of an event it has seen."""
+
+    count: int
+    first_timestamp: datetime | None
+    name: str
+    resource_version: str
+
+
+class Observer:
+    """Counts repeats of an event and prepares the patch that records one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._cache: cachetools.LRUCache[str, _Observation] = cachetools.LRUCache(
+            settings.lru_cache_size
+        )
+
+    def observe(self, event: models.Event, key: str) -> tuple[models.Event, bool]:
+        """Count ``event`` under ``key``; return it (as a repeat when True) or unchanged."""
+        repeat = False
+        last = self._cache.get(key)
+        if last is not None and last.count > 0:
+            event = dataclasses.replace(
+                event,
+                name=last.name,
+                resource_version=last.resource_version,
+                first_timestamp=last.first_timestamp,
+                count=last.count + 1,
+            )
+            repeat = True
+        self.record(key, event)
+        return event, repeat
+
+    def peek(self, key: str) -> _Observation | None:
+        """Return what is remembered under ``key`` without making it recently used."""
+        # ``in`` and the Mapping-level lookup leave cachetools' LRU order alone
+        return cachetools.Cache.__getitem__(self._cache, key) if key in self._cache else None
+
+    def record(self, key: str, event: models.Event) -> None:
+        """Remember ``event``'s count, first timestamp, name and resource version under ``key``."""
+        self._cache[key] = _Observation(
+            count=event.count,
+            first_timestamp=event.first_timestamp,
+            name=event.name,
+            resource_version=event.resource_version,
+        )
+
+
+class SpamFilter:
+    """Holds back what a source sends about an object beyond its token bucket."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._cache: cachetools.LRUCache[str, _tokenbucket.TokenBucket] = cachetools.LRUCache(
+            settings.lru_cache_size
+        )
+        self._burst = settings.burst_size
+        # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
+        self._qps = _float32(settings.qps)
+        # refill is a duration: measured on the monotonic reading, never the wall clock
+        self._monotonic = clocks.monotonic_source(settings.clock)
+        self._key_func = settings.spam_key_func
+
+    def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
+        """Return the bucket for ``key``, a full new one if it is missing or was evicted."""
+        bucket = self._cache.get(key)
+        if bucket is None:
+            bucket = _tokenbucket.TokenBucket(self._qps, self._burst, now)
+        return bucket
+
+    def filter(self, event: models.Event) -> bool:
+        """Take a token for ``event``; return True (skip it) when there was none."""
+        return not self.take(event)
+
+    def take(self, event: models.Event) -> bool:
+        """Take a token from ``event``'s bucket; return whether one was there."""
+        key = self._key_func(event)
+        now = self._monotonic()
+        bucket = self._bucket(key, now)
+        taken = bucket.try_take(now)
+        # stored on every call, so a busy key stays in the cache
+        self._cache[key] = bucket
+        return taken
+
+    def take_many(self, event: models.Event, count: int) -> int:
+        """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
+        key = self._key_func(event)
+        now = self._monotonic()
+        bucket = self._bucket(key, now)
+        taken = 0
+        while taken < count and bucket.try_take(now):
+            taken += 1
+        self._cache[key] = bucket
+        return taken
+
+    def wait(self, event: models.Event) -> float:
+        """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
+        now = self._monotonic()
+        return self._bucket(self._key_func(event), now).wait_time(now)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _float32(value: float) -> float:
+    """Round ``value`` to the nearest single-precision float, as a Go ``float32`` holds it."""
+    try:
+        rounded: float = struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        # beyond the float32 range Go's conversion gives infinity
+        return math.inf
+    return rounded

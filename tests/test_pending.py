@@ -1,0 +1,554 @@
+"""The pending writes of one sink: coalescing, held-back counts, retries, no blocking.
+
+First through a broadcaster (the writer behind start_recording_to_sink), then ``Writes`` on
+its own: plain state, driven step by step with a FakeClock and a fake sink.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from k8s_logging_events import _diagnostics, _pending, correlator, models, recorder, sink
+from k8s_logging_events.testing import FakeClock, FakeEventSink
+from tests._sinks import WithoutRead
+
+START = datetime(2024, 1, 1, tzinfo=UTC)
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
+
+
+def _pod(name: str = "web") -> models.ObjectReference:
+    return models.ObjectReference(
+        kind="Pod", namespace="prod", name=name, uid=f"uid-{name}", api_version="v1"
+    )
+
+
+@pytest.fixture(name="made")
+def _made() -> Iterator[list[recorder.EventBroadcaster]]:
+    made: list[recorder.EventBroadcaster] = []
+    yield made
+    for b in made:
+        b.shutdown(timeout=5)
+
+
+def _broadcaster(
+    made: list[recorder.EventBroadcaster], clock: FakeClock, **kw: object
+) -> recorder.EventBroadcaster:
+    options: dict[str, object] = {
+        "clock": clock,
+        "sleep": clock.sleep,
+        "sleep_duration": 0.0,
+        "rng": lambda: 0.5,
+    }
+    options.update(kw)
+    b = recorder.EventBroadcaster(**options)  # type: ignore[arg-type]
+    made.append(b)
+    return b
+
+
+def _accounted(stats: object) -> bool:
+    values = dict(stats)  # type: ignore[call-overload]
+    return bool(values["accepted"] == sum(values[k] for k in OUTCOMES))
+
+
+def test_a_burst_of_identical_warnings_ends_as_one_event_with_the_exact_count(made) -> None:
+    """10,000 identical occurrences: one event, count 10,000, a handful of writes.
+
+    The background threads share the interpreter lock with the loop that logs, so the queue
+    must be able to hold a burst (the handler's default is 10,000, not client-go's 1,000).
+    """
+    clock = FakeClock(START)
+    # a real (interruptible) sleeper: the burst happens at one instant of the fake clock; a
+    # sleeper that moved it would hand the spam filter new tokens while the burst lasts
+    b = _broadcaster(made, clock, queue_length=10_000, sleep=None)
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(10_000):
+        rec.event(_pod(), models.WARNING, "BackOff", "Back-off pulling image")
+    assert b.flush(30)
+    (event,) = fake.events
+    assert event.count == 10_000
+    assert len(fake.calls) <= 30
+    stats = b.stats()
+    assert _accounted(stats)
+    assert stats["dropped"] == 0
+
+
+@pytest.mark.parametrize("wall_step", [0.0, -3600.0, 3600.0], ids=["still", "back", "forward"])
+def test_held_back_counts_are_written_when_the_bucket_refills(made, wall_step) -> None:
+    """Past the spam burst, the latest count goes out once a token is due, without a flush:
+    300 s of monotonic time later, also when the wall clock stepped (NTP, a resumed VM)
+    between the burst and the held occurrences, neither an hour later (a step back) nor at
+    once (a step forward)."""
+    clock = FakeClock(START)
+    b = _broadcaster(made, clock)
+    fake = FakeEventSink()
+    written = threading.Event()
+
+    def watch_count(event: models.Event, data: bytes) -> None:
+        if json.loads(data)["count"] == 30:
+            written.set()
+
+    fake.on_patch = watch_count
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(25):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    assert b.flush(5)  # the burst of 25 is spent and written
+    clock.step_wall(wall_step)
+    slept = len(clock.sleeps)
+    for _ in range(5):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    # the writer's timekeeper sleeps until the refill, through the fake clock
+    assert written.wait(10)
+    assert 250 < sum(clock.sleeps[slept:]) < 400
+    assert b.flush(5)
+    assert fake.events[0].count == 30
+    assert fake.events[0].last_timestamp == START + timedelta(seconds=wall_step)
+
+
+def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None:
+    """flush bypasses the spam filter for the last write of each held-back event."""
+    clock = FakeClock(START)
+    never = threading.Event()
+    b = _broadcaster(made, clock, sleep=lambda seconds, cancel: never.wait(0) or cancel.wait(0.001))
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(40):
+        rec.event(_pod(), models.WARNING, "BackOff", "again")
+    assert b.flush(5)
+    assert fake.events[0].count == 40
+    assert _accounted(b.stats())
+
+
+def test_a_failing_object_does_not_hold_up_the_others(made) -> None:
+    """While one event backs off between retries, other events are written at once."""
+    b = _broadcaster(made, FakeClock(START), sleep=None, sleep_duration=60.0)
+    fake = FakeEventSink()
+    others_written = threading.Event()
+
+    def create(event: models.Event) -> None:
+        if event.involved_object.name == "bad":
+            raise OSError("connection refused")
+        if len([e for e in fake.events if e.involved_object.name != "bad"]) == 9:
+            others_written.set()
+
+    fake.on_create = create
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    rec.event(_pod("bad"), models.WARNING, "Failed", "x")
+    for i in range(10):
+        rec.event(_pod(f"good-{i}"), models.NORMAL, "Ok", "x")
+    assert others_written.wait(10)
+    b.shutdown(timeout=0.5)
+    stats = b.stats()
+    assert stats["created"] == 10
+    assert stats["failed"] == 1
+    assert _accounted(stats)
+
+
+def test_a_write_in_flight_does_not_block_other_keys_and_repeats_coalesce(made) -> None:
+    """A stuck create holds only its own event; its repeats merge into one pending write."""
+    b = _broadcaster(made, FakeClock(START), writers=2)
+    fake = FakeEventSink()
+    release = threading.Event()
+    slow_started = threading.Event()
+    other_done = threading.Event()
+
+    def create(event: models.Event) -> None:
+        if event.involved_object.name == "slow":
+            slow_started.set()
+            release.wait(10)
+        else:
+            other_done.set()
+
+    fake.on_create = create
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    rec.event(_pod("slow"), models.WARNING, "Stuck", "x")
+    assert slow_started.wait(10)  # the create is in flight before the repeats arrive
+    for _ in range(4):
+        rec.event(_pod("slow"), models.WARNING, "Stuck", "x")
+    rec.event(_pod("fast"), models.NORMAL, "Ok", "x")
+    assert other_done.wait(10)
+    release.set()
+    assert b.flush(10)
+    slow = [c for c in fake.calls if c.event.involved_object.name == "slow"]
+    assert [c.method for c in slow] == ["create", "patch"]
+    assert json.loads(slow[1].data or b"{}")["count"] == 5
+    stats = b.stats()
+    assert (stats["created"], stats["patched"], stats["coalesced"]) == (2, 1, 3)
+
+
+def test_writes_for_one_event_never_overlap(made) -> None:
+    """With several writer threads, one event's writes are strictly sequential and in order."""
+    b = _broadcaster(made, FakeClock(START), writers=4)
+    fake = FakeEventSink()
+    in_flight: set[str] = set()
+    overlaps: list[str] = []
+    counts: list[int] = []
+    lock = threading.Lock()
+
+    def enter(name: str) -> None:
+        with lock:
+            if name in in_flight:
+                overlaps.append(name)
+            in_flight.add(name)
+
+    def patch(event: models.Event, data: bytes) -> None:
+        enter(event.name)
+        with lock:
+            counts.append(json.loads(data)["count"])
+            in_flight.discard(event.name)
+
+    fake.on_patch = patch
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+    for _ in range(20):
+        rec.event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(10)
+    assert overlaps == []
+    assert counts == sorted(counts)
+    assert fake.events[0].count == 20
+
+
+def test_a_create_whose_answer_was_lost_continues_as_a_patch(made) -> None:
+    """The create landed but the connection broke: the retry's AlreadyExists means 'ours'."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    lost = {"done": False}
+    real_create = fake.create
+
+    def create_then_lose(event: models.Event) -> models.Event:
+        stored = real_create(event)
+        if not lost["done"]:
+            lost["done"] = True
+            raise ConnectionResetError("response lost")
+        return stored
+
+    fake.create = create_then_lose  # type: ignore[method-assign]
+    b.start_recording_to_sink(fake)
+    b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(5)
+    (event,) = fake.events
+    assert event.count == 1
+    stats = b.stats()
+    assert (stats["created"], stats["failed"]) == (1, 0)
+
+
+def test_already_exists_on_a_first_create_is_given_up_quietly_by_a_sink_that_cannot_read(
+    made, caplog
+) -> None:
+    """A name clash with no earlier attempt, where the event cannot be read: client-go's
+    way, given up at debug level only."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    from k8s_logging_events import sink
+
+    fake.fail_next("create", sink.ApiStatusError(409, "AlreadyExists", "exists"))
+    b.start_recording_to_sink(WithoutRead(fake))
+    b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(5)
+    assert b.stats()["failed"] == 1
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_already_exists_then_nothing_to_read_creates_again(made) -> None:
+    """A 409 AlreadyExists, then a read that finds nothing (the event expired in between):
+    the create is made again, and the occurrence is written."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    from k8s_logging_events import sink
+
+    fake.fail_next("create", sink.ApiStatusError(409, "AlreadyExists", "exists"))
+    b.start_recording_to_sink(fake)
+    b.new_recorder("ctl").event(_pod(), models.WARNING, "R", "x")
+    assert b.flush(5)
+    assert [call.method for call in fake.calls] == ["create", "read", "create"]
+    (event,) = fake.events
+    assert event.count == 1
+    assert (b.stats()["created"], b.stats()["failed"]) == (1, 0)
+
+
+def test_every_occurrence_is_accounted_for_across_many_objects_and_threads(made) -> None:
+    """8 threads, 200 objects, repeats and distinct messages: the counters add up after flush."""
+    b = _broadcaster(made, FakeClock(START))
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("ctl")
+
+    def work(seed: int) -> None:
+        for i in range(500):
+            n = (seed * 31 + i * 7) % 200
+            rec.event(_pod(f"p{n}"), models.WARNING, "R", f"m{i % 3}")
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert b.flush(30)
+    stats = b.stats()
+    assert stats["accepted"] == 4000
+    assert _accounted(stats)
+    # the server's counts add up to what was accepted, less what was dropped
+    assert sum(e.count for e in fake.events) == 4000 - stats["dropped"]
+
+
+# -- Writes on its own: plain state, a FakeClock, a fake sink, no threads ----------------------
+
+
+class Pending:
+    """One sink's Writes with client-go's correlator in front, driven as the runtime drives
+    it, but synchronously: correlate, queue, take what is ready, write, report the result."""
+
+    def __init__(
+        self,
+        clock: FakeClock,
+        *,
+        burst: int = 25,
+        max_tries: int = 3,
+        max_pending: int = 100,
+        sleep_duration: float = 10.0,
+    ) -> None:
+        self.clock = clock
+        self.fake = FakeEventSink()
+        self.counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
+        options = correlator.CorrelatorOptions(clock=clock, burst_size=burst)
+        self.correlator = correlator.EventCorrelator(options)
+        self.writes = _pending.Writes(
+            WithoutRead(self.fake),
+            correlator.CountPolicy(self.correlator),
+            self.counters,
+            options=_pending.WriterOptions(
+                max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max_pending
+            ),
+            clock=clock,
+            rng=lambda: 0.5,
+            reporter=_diagnostics.RateLimitedReporter(clock=clock),
+        )
+
+    def offer(self, occurrence: models.Event, times: int = 1) -> None:
+        """Correlate ``times`` occurrences one by one and queue the writes they ask for."""
+        for _ in range(times):
+            for event, held, occurrences in self.correlator.correlate_many([occurrence]):
+                self.writes.submit_event(event, held=held, occurrences=occurrences)
+
+    def perform(self, write: _pending.Write) -> str:
+        """Make one attempt of a write taken from the queue and report how it ended."""
+        try:
+            kind, stored = self.writes.attempt(write)
+        except Exception as error:
+            self.writes.failed(write, error, stopping=False)
+            return "failed"
+        self.writes.feed_back(write, stored)
+        self.writes.succeeded(write, kind)
+        return kind
+
+    def drive(self) -> list[str]:
+        """Write everything that may go now; return how each attempt ended, in order."""
+        done = []
+        while (write := self.writes.take()) is not None:
+            done.append(self.perform(write))
+        return done
+
+    def outcomes(self) -> dict[str, int]:
+        return {name: self.counters.get(name) for name in OUTCOMES}
+
+    def accounted(self) -> bool:
+        """Every occurrence queued so far has exactly one outcome, and none is pending."""
+        return sum(self.outcomes().values()) == self.writes.submitted and not self.writes.pending()
+
+
+def _occurrence(pod: str = "web", reason: str = "BackOff") -> models.Event:
+    return models.Event(
+        name=f"{pod}.{reason.lower()}",
+        namespace="prod",
+        involved_object=_pod(pod),
+        reason=reason,
+        message="again",
+        source=models.EventSource(component="ctl"),
+        first_timestamp=START,
+        last_timestamp=START,
+        count=1,
+        type=models.WARNING,
+    )
+
+
+class TestWritesOnItsOwn:
+    """The pending writes of one sink, tested without a broadcaster or a thread."""
+
+    def test_a_new_event_is_created_and_a_repeat_patches_its_count(self) -> None:
+        """The first occurrence is a create, the next one a count patch of the stored event."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence())
+        assert pending.drive() == ["created"]
+        pending.offer(_occurrence())
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [2]
+        assert pending.outcomes() == dict.fromkeys(OUTCOMES, 0) | {"created": 1, "patched": 1}
+        assert pending.accounted()
+
+    def test_occurrences_meeting_a_write_in_flight_coalesce_into_the_next_write(self) -> None:
+        """While an event's write is in flight its repeats wait, merged into one write that
+        carries them all and goes once the first one landed."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence())
+        first = pending.writes.take()
+        assert first is not None
+        pending.offer(_occurrence(), times=3)
+        assert pending.writes.take() is None  # behind the write in flight
+        assert pending.writes.pending() == 4
+        assert pending.perform(first) == "created"
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [4]
+        assert len(pending.fake.calls) == 2
+        assert pending.outcomes() == {
+            "dropped": 0,
+            "created": 1,
+            "patched": 1,
+            "coalesced": 2,
+            "failed": 0,
+        }
+        assert pending.accounted()
+
+    def test_one_involved_object_has_one_request_in_flight(self) -> None:
+        """Two events about one pod go one after the other; another pod's does not wait."""
+        pending = Pending(FakeClock(START))
+        for occurrence in (_occurrence(reason="A"), _occurrence(reason="B"), _occurrence("db")):
+            pending.offer(occurrence)
+        web_a, db = pending.writes.take(), pending.writes.take()
+        assert web_a is not None
+        assert db is not None
+        assert (web_a.event.reason, db.event.involved_object.name) == ("A", "db")
+        assert pending.writes.take() is None
+        assert pending.perform(web_a) == "created"
+        web_b = pending.writes.take()
+        assert web_b is not None
+        assert web_b.event.reason == "B"
+
+    def test_a_failed_write_waits_its_back_off_on_the_monotonic_clock(self) -> None:
+        """After a lost connection the write waits sleep_duration times the random number
+        (5 s here), measured on the monotonic reading: an hour's step of the wall clock
+        changes nothing, 5 s of monotonic time make it due."""
+        clock = FakeClock(START)
+        pending = Pending(clock)
+        pending.fake.fail_next("create", ConnectionResetError("reset"))
+        pending.offer(_occurrence())
+        assert pending.drive() == ["failed"]
+        assert pending.writes.next_due() == pytest.approx(5.0)
+        clock.step_wall(3600)
+        assert pending.drive() == []
+        assert pending.writes.next_due() == pytest.approx(5.0)
+        clock.step(4.9)
+        assert pending.drive() == []
+        clock.step(0.1)
+        assert pending.drive() == ["created"]
+        assert pending.outcomes()["failed"] == 0
+        assert pending.accounted()
+
+    def test_a_429_waits_its_retry_after_and_spends_no_try(self) -> None:
+        """With one try allowed, two 429s in a row are waited out (3 s each, as the server
+        asked) and the write still goes; occurrences meanwhile join it."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=1)
+        throttled = sink.ApiStatusError(429, "TooManyRequests", "slow down", retry_after=3.0)
+        pending.fake.fail_next("create", throttled, times=2)
+        pending.offer(_occurrence())
+        for _ in range(2):
+            assert pending.drive() == ["failed"]
+            assert pending.writes.next_due() == pytest.approx(3.0)
+            pending.offer(_occurrence())
+            clock.step(3.0)
+        assert pending.drive() == ["created"]
+        assert [e.count for e in pending.fake.events] == [3]
+        assert pending.outcomes() == dict.fromkeys(OUTCOMES, 0) | {
+            "created": 1,
+            "coalesced": 2,
+        }
+        assert pending.accounted()
+
+    def test_a_write_is_given_up_after_max_tries_and_its_occurrences_count_failed(self) -> None:
+        """Two tries of a write carrying two occurrences, both refused: both are failed."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=2)
+        pending.fake.fail_next("create", ConnectionResetError("reset"), times=5)
+        pending.offer(_occurrence())
+        assert pending.drive() == ["failed"]
+        pending.offer(_occurrence())
+        clock.step(5.0)
+        assert pending.drive() == ["failed"]
+        assert pending.writes.next_due() is None
+        assert pending.writes.pending_events() == 0
+        assert pending.outcomes()["failed"] == 2
+        assert pending.accounted()
+
+    def test_held_counts_wait_for_the_spam_bucket_then_go_and_go_at_once_at_flush(self) -> None:
+        """Past a burst of one, a repeat is held until the bucket refills (300 s of monotonic
+        time at client-go's rate), then its count goes; at flush a held count goes at once."""
+        clock = FakeClock(START)
+        pending = Pending(clock, burst=1)
+        pending.offer(_occurrence())
+        assert pending.drive() == ["created"]
+        pending.offer(_occurrence(), times=2)
+        assert pending.drive() == []
+        due = pending.writes.next_due()
+        assert due is not None
+        assert 299 < due <= 301
+        clock.step(due - 1)
+        assert pending.drive() == []
+        clock.step(1)
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [3]
+        pending.offer(_occurrence())
+        assert pending.drive() == []
+        pending.writes.flushing = True
+        pending.writes.release_held()
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [4]
+        assert pending.accounted()
+
+    def test_beyond_max_pending_occurrences_of_new_events_are_dropped(self) -> None:
+        """With two events pending, a third event is dropped and counted; a repeat of a
+        pending event still joins its write."""
+        pending = Pending(FakeClock(START), max_pending=2)
+        for pod in ("a", "b", "c"):
+            pending.offer(_occurrence(pod))
+        pending.offer(_occurrence("a"))
+        assert pending.writes.pending_events() == 2
+        assert pending.outcomes()["dropped"] == 1
+        assert sorted(pending.drive()) == ["created", "created"]
+        assert [e.count for e in pending.fake.events] == [2, 1]
+        assert pending.accounted()
+
+    def test_abandon_gives_up_what_waits_then_what_is_in_flight(self) -> None:
+        """abandon() counts what waits as failed and leaves requests in flight to land;
+        abandon(in_flight=True) gives those up too, and their late answers count nothing."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence("a"))
+        pending.offer(_occurrence("b"))
+        in_flight = pending.writes.take()
+        assert in_flight is not None
+        given_up = pending.writes.abandon(in_flight=False)
+        assert [w.event.involved_object.name for w in given_up] == ["b"]
+        assert pending.outcomes()["failed"] == 1
+        assert pending.writes.pending() == 1
+        pending.offer(_occurrence("c"))
+        late = pending.writes.take()
+        assert late is not None
+        assert pending.perform(in_flight) == "created"
+        assert [w.event.involved_object.name for w in pending.writes.abandon(in_flight=True)] == [
+            "c"
+        ]
+        assert pending.perform(late) == "created"  # it landed, but was given up already
+        assert pending.outcomes() == dict.fromkeys(OUTCOMES, 0) | {
+            "created": 1,
+            "failed": 2,
+        }
+        assert pending.accounted()
