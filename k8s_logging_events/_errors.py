@@ -1,7 +1,7 @@
 """The library's errors, which of them are retried and when, and what each means to a human.
 
-One module of errors, at the bottom of the pipeline beside the diagnostics: the sink raises
-them (:class:`ApiStatusError` from a Status answer, read by :func:`status_error`;
+One module of errors, at the bottom of the pipeline beside the diagnostics: the sink's
+transports raise them (:class:`ApiStatusError` for a Status answer;
 :class:`RequestConstructionError`), the takeover of an event raises :class:`ContentionError`,
 the pending writes decide with :class:`RetrySchedule` when to try again, and
 :func:`explain` says what a failure means and what to do (a 401 says which credentials were
@@ -19,9 +19,8 @@ in step. Occurrences keep coalescing into the waiting write meanwhile.
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import tenacity
@@ -29,7 +28,6 @@ import tenacity
 from k8s_logging_events import _diagnostics
 
 __all__ = [
-    "MAX_RETRY_AFTER_SECONDS",
     "MAX_WAIT_SECONDS",
     "RBAC_EXAMPLE",
     "THROTTLE_BASE_SECONDS",
@@ -46,8 +44,6 @@ __all__ = [
     "is_throttled",
     "is_timeout",
     "may_have_landed",
-    "read_retry_after",
-    "status_error",
 ]
 
 MAX_WAIT_SECONDS = 86_400.0
@@ -62,9 +58,6 @@ THROTTLE_MAX_SECONDS = 30.0
 long enough for a bucket shared by a fleet to refill, short enough that an exit's flush
 still gets its turn."""
 
-
-MAX_RETRY_AFTER_SECONDS = 3600.0
-"""The longest ``Retry-After`` honoured; a larger (or absurd) one waits this long."""
 
 RBAC_EXAMPLE = "examples/rbac.yaml"
 """The least RBAC for the sink, in the project's repository (docs/in-cluster.md shows it)."""
@@ -298,63 +291,6 @@ def may_have_landed(error: Exception) -> bool:
     if isinstance(error, ApiStatusError):
         return error.status >= 500
     return not isinstance(error, ContentionError | RequestConstructionError)
-
-
-def status_error(
-    status: int,
-    http_reason: object,
-    body: object,
-    headers: object,
-    request: tuple[str, str] = ("", ""),
-) -> ApiStatusError:
-    """Read a Kubernetes Status out of an error answer to ``request`` (method, path)."""
-    data: Mapping[str, Any] = {}
-    if isinstance(body, str | bytes) and body:
-        try:
-            parsed = json.loads(body)
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, Mapping):
-            data = parsed
-    details = data.get("details") if isinstance(data.get("details"), Mapping) else {}
-    assert isinstance(details, Mapping)
-    causes = [
-        str(cause.get("reason") or cause.get("type") or "")
-        for cause in details.get("causes") or ()
-        if isinstance(cause, Mapping)
-    ]
-    return ApiStatusError(
-        status,
-        str(data.get("reason") or http_reason or ""),
-        str(data.get("message") or ""),
-        causes=[cause for cause in causes if cause],
-        retry_after=read_retry_after(headers, details),
-        name=str(details.get("name") or ""),
-        method=request[0],
-        path=request[1],
-    )
-
-
-def read_retry_after(headers: object, details: Mapping[str, Any]) -> float | None:
-    """Seconds an error answer asks the client to wait, at most :data:`MAX_RETRY_AFTER_SECONDS`.
-
-    ``Retry-After`` (by either case of its name), else the Status's
-    ``details.retryAfterSeconds``; None when it names none, or an HTTP date.
-    """
-    value: object = None
-    if isinstance(headers, Mapping) or hasattr(headers, "get"):
-        value = headers.get("Retry-After")
-        if value is None:  # the lean path's headers are by lower-case name
-            value = headers.get("retry-after")
-    if value is None:
-        value = details.get("retryAfterSeconds")
-    try:
-        seconds = float(value) if value is not None else None  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None  # an HTTP date or garbage: fall back to the schedule
-    if seconds is None or seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 def cause(error: Exception) -> str:

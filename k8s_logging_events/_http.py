@@ -38,28 +38,25 @@ import sys
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, cast
+
+from k8s_logging_events._http_parser import (
+    Answer,
+    OutOfStepError,
+    ProtocolError,
+    read_answer,
+)
 
 if TYPE_CHECKING:
     import ssl
 
 __all__ = [
     "IDEMPOTENT",
-    "MAX_BODY",
-    "MAX_HEAD",
-    "Answer",
     "Channel",
-    "ProtocolError",
     "SocketOption",
     "TlsSettings",
     "is_tls_error",
 ]
-
-MAX_HEAD = 65536
-"""The longest status line and headers read (an API server's are a few hundred bytes)."""
-
-MAX_BODY = 64 * 1024 * 1024
-"""The longest answer body read; an Event answer is a few kilobytes (etcd stops at 1.5 MiB)."""
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """Methods whose request may be sent again after its answer could not be trusted: a second
@@ -71,38 +68,6 @@ SocketOption = tuple[int, int, Any]
 _RECV = 65536
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux")  # where the timeval layout is known
 _NO_DELAY: tuple[SocketOption, ...] = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
-
-
-class ProtocolError(ConnectionError):
-    """The connection closed before the answer was complete, or the answer was not HTTP/1.x.
-
-    A transport error like a reset connection: the request may or may not have been
-    carried out.
-    """
-
-
-class Answer(NamedTuple):
-    """The server's answer to one request."""
-
-    status: int
-    """The HTTP status code."""
-    reason: str
-    """The HTTP reason phrase (``Created``, ``Not Found`` ...)."""
-    headers: dict[str, str]
-    """The headers, by lower-case name; a repeated header's values joined by ``", "``."""
-    body: bytes
-    """The body, de-chunked."""
-    resent: bool = False
-    """True when the request was sent a second time, on a fresh connection, because the
-    kept-alive one it was first sent on turned out closed (see :meth:`Channel.request`)."""
-
-
-class _StaleError(Exception):
-    """A kept-alive connection was closed by the server before any answer came back."""
-
-
-class _OutOfStepError(ProtocolError):
-    """Bytes came after an answer: it may have been meant for another request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +137,10 @@ def is_tls_error(error: BaseException) -> bool:
     """True for an error of the ``ssl`` module (a failed handshake, a bad certificate ...)."""
     ssl = sys.modules.get("ssl")  # not imported: no TLS connection was ever made
     return ssl is not None and isinstance(error, ssl.SSLError)
+
+
+class _StaleError(Exception):
+    """A kept-alive connection was closed by the server before any answer came back."""
 
 
 class _Connection:
@@ -343,7 +312,7 @@ class Channel:
             answer, keep = self._exchange(connection, data)
         except _StaleError:
             connection, answer, keep = self._once_more(data)
-        except _OutOfStepError as error:
+        except OutOfStepError as error:
             self.out_of_step += 1
             if method not in IDEMPOTENT:
                 raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
@@ -410,7 +379,7 @@ class Channel:
         connection = self._open()
         try:
             answer, keep = self._exchange(connection, data)
-        except _OutOfStepError as error:
+        except OutOfStepError as error:
             self.out_of_step += 1
             raise ProtocolError(str(error)) from None
         return connection, answer._replace(resent=True), keep
@@ -498,6 +467,25 @@ class Channel:
         return answer, keep
 
 
+def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
+    """Read one whole answer off ``connection``; also say whether it can be kept alive.
+
+    Nothing at all, or a reset, on a connection that carried answers before is the server's
+    close of an idle connection (:class:`_StaleError`): the request was not read.
+    """
+    try:
+        data = connection.receive()
+    except ConnectionError as error:  # reset: on a kept-alive connection, the server's close
+        if connection.used:
+            raise _StaleError from error
+        raise
+    if not data:
+        if connection.used:
+            raise _StaleError
+        raise ProtocolError("the server closed the connection without answering")
+    return read_answer(data, connection.receive)
+
+
 def _warn_unverified(host: str) -> None:
     """Warn as urllib3 does (its class: its filters, ``urllib3.disable_warnings()``, apply)."""
     from urllib3.exceptions import InsecureRequestWarning
@@ -519,160 +507,6 @@ def _timeval(seconds: float) -> bytes:
     if whole <= 0 and micros <= 0:
         whole, micros = 0, 1
     return struct.pack("@ll", whole, micros)
-
-
-def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
-    """Read one whole answer off ``connection``; also say whether it can be kept alive."""
-    try:
-        data = connection.receive()
-    except ConnectionError as error:  # reset: on a kept-alive connection, the server's close
-        if connection.used:
-            raise _StaleError from error
-        raise
-    if not data:
-        if connection.used:
-            raise _StaleError
-        raise ProtocolError("the server closed the connection without answering")
-    while True:
-        end = data.find(b"\r\n\r\n")
-        while end < 0:
-            if len(data) > MAX_HEAD:
-                raise ProtocolError(f"the answer's head is longer than {MAX_HEAD} bytes")
-            searched = len(data)
-            data = _more(connection, data, "head")
-            end = data.find(b"\r\n\r\n", max(0, searched - 3))
-        version, status, reason, headers = _parse_head(data[:end])
-        data = data[end + 4 :]
-        if not 100 <= status <= 199:
-            break
-        if status == 101:
-            raise ProtocolError("the server switched protocols unasked")
-        # an interim answer (100 Continue, 103 Early Hints): the final one follows
-    keep = _keeps_alive(version, headers.get("connection", ""))
-    codings = headers.get("transfer-encoding")
-    length = headers.get("content-length")
-    if status in (204, 304):
-        body = b""
-    elif codings is not None:
-        if codings.rsplit(",", 1)[-1].strip().lower() != "chunked":
-            # the body ends where the connection does (RFC 9112, 6.3)
-            return Answer(status, reason, headers, _until_closed(connection, data)), False
-        body, data = _dechunk(connection, data)
-    elif length is not None:
-        size = _content_length(length)
-        while len(data) < size:
-            data = _more(connection, data, "body")
-        body, data = data[:size], data[size:]
-    else:
-        return Answer(status, reason, headers, _until_closed(connection, data)), False
-    if data:  # nothing a well-behaved server sends: which request is this answer for?
-        raise _OutOfStepError(f"{len(data)} bytes came after the answer")
-    return Answer(status, reason, headers, body), keep
-
-
-def _parse_head(head: bytes) -> tuple[bytes, int, str, dict[str, str]]:
-    """The version, status, reason phrase and headers of an answer's head."""
-    lines = head.split(b"\r\n")
-    version, _, rest = lines[0].partition(b" ")
-    code = rest[:3]
-    if (
-        not version.startswith(b"HTTP/1.")
-        or len(code) != 3
-        or not code.isdigit()
-        or rest[3:4] not in (b"", b" ")
-    ):
-        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
-    headers: dict[str, str] = {}
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or name != name.strip():  # also an obsolete folded line
-            raise ProtocolError(f"not an HTTP header line: {line[:100]!r}")
-        key = name.decode("latin-1").lower()
-        text = value.strip().decode("latin-1")
-        seen = headers.get(key)
-        headers[key] = text if seen is None else f"{seen}, {text}"
-    return version, int(code), rest[4:].decode("latin-1"), headers
-
-
-def _keeps_alive(version: bytes, connection: str) -> bool:
-    tokens = {token.strip().lower() for token in connection.split(",")}
-    if version == b"HTTP/1.0":
-        return "keep-alive" in tokens
-    return "close" not in tokens
-
-
-def _content_length(value: str) -> int:
-    # a repeated header (joined by ", ") is fine when every copy says the same
-    copies = {part.strip() for part in value.split(",")}
-    if len(copies) != 1:
-        raise ProtocolError(f"conflicting Content-Length headers: {value!r}")
-    text = copies.pop()
-    if not text.isdigit() or not text.isascii():
-        raise ProtocolError(f"not a Content-Length: {value!r}")
-    size = int(text)
-    if size > MAX_BODY:
-        raise ProtocolError(f"an answer of {size} bytes is more than {MAX_BODY}")
-    return size
-
-
-def _more(connection: _Connection, data: bytes, part: str) -> bytes:
-    more = connection.receive()
-    if not more:
-        raise ProtocolError(f"the server closed the connection in the middle of an answer's {part}")
-    return data + more
-
-
-def _until_closed(connection: _Connection, data: bytes) -> bytes:
-    while True:
-        more = connection.receive()
-        if not more:
-            return data
-        data += more
-        if len(data) > MAX_BODY:
-            raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
-
-
-_HEX = frozenset(b"0123456789abcdefABCDEF")
-
-
-def _dechunk(connection: _Connection, data: bytes) -> tuple[bytes, bytes]:
-    """Read a chunked body that starts ``data``; return it and what follows it."""
-    parts: list[bytes] = []
-    total = 0
-    while True:
-        end = data.find(b"\r\n")
-        while end < 0:
-            if len(data) > 1024:
-                raise ProtocolError("a chunk-size line longer than 1024 bytes")
-            data = _more(connection, data, "body")
-            end = data.find(b"\r\n")
-        size_text = data[:end].split(b";", 1)[0].strip()
-        if not size_text or not _HEX.issuperset(size_text) or len(size_text) > 16:
-            raise ProtocolError(f"not a chunk size: {data[:end][:100]!r}")
-        size = int(size_text, 16)
-        data = data[end + 2 :]
-        if size == 0:
-            break
-        total += size
-        if total > MAX_BODY:
-            raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
-        while len(data) < size + 2:
-            data = _more(connection, data, "body")
-        if data[size : size + 2] != b"\r\n":
-            raise ProtocolError("a chunk is not followed by a line break")
-        parts.append(data[:size])
-        data = data[size + 2 :]
-    # trailer fields, then an empty line; nothing in them matters here
-    while True:
-        end = data.find(b"\r\n")
-        while end < 0:
-            if len(data) > MAX_HEAD:
-                raise ProtocolError(f"trailers longer than {MAX_HEAD} bytes")
-            data = _more(connection, data, "trailers")
-            end = data.find(b"\r\n")
-        line, data = data[:end], data[end + 2 :]
-        if not line:
-            return b"".join(parts), data
 
 
 def _header_lines(headers: Iterable[tuple[str, str]]) -> bytes:

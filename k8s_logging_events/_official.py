@@ -1,12 +1,13 @@
-"""The official client's decisions about connecting, for the sink's own channel.
+"""The official client's decisions, and the sink's two transports that follow them.
 
-Between :class:`~k8s_logging_events.sink.KubernetesEventSink` and its keep-alive
-:class:`~k8s_logging_events._http.Channel`, at the end of the pipeline: the official
-``kubernetes`` client keeps what it is good at -- loading the configuration (in-cluster,
-kubeconfig, exec plugins), refreshing credentials, TLS settings, proxies -- and
-:func:`channel_for` reads what it decided from its ``ApiClient``: the options of its
-urllib3 pool (derived in ``kubernetes/client/rest.py``), its URL and default headers.
-Whatever the channel could not do exactly as the client would keeps the client's path.
+Between :class:`~k8s_logging_events.sink.KubernetesEventSink` (through ``_transport``) and
+the wire, at the end of the pipeline: the official ``kubernetes`` client keeps what it is
+good at -- loading the configuration (in-cluster, kubeconfig, exec plugins), refreshing
+credentials, TLS settings, proxies -- and :func:`channel_for` reads what it decided from its
+``ApiClient``: the options of its urllib3 pool (derived in ``kubernetes/client/rest.py``),
+its URL and default headers. :class:`ChannelTransport` sends on that channel, with the
+client's credentials read at each request; whatever the channel could not do exactly as the
+client would keeps the client's own path, :class:`ClientTransport`.
 """
 
 from __future__ import annotations
@@ -15,9 +16,18 @@ import contextlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from k8s_logging_events import _process
+from k8s_logging_events._errors import RequestConstructionError
 from k8s_logging_events._http import Channel, TlsSettings
+from k8s_logging_events._http_parser import Answer
 
-__all__ = ["channel_for", "forget_pool_after_fork"]
+__all__ = [
+    "ChannelTransport",
+    "ClientTransport",
+    "channel_for",
+    "credentials",
+    "forget_pool_after_fork",
+]
 
 # what the official client may give its urllib3 pool (kubernetes/client/rest.py); any other
 # option could change how a request is sent, so the official client then keeps the requests
@@ -152,6 +162,101 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
         cert_file=options.get("cert_file") or None,
         key_file=options.get("key_file") or None,
     )
+
+
+class ChannelTransport:
+    """The sink's keep-alive channel, with ``api_client``'s credentials at each request.
+
+    A ``_transport.Transport``; the channel is :func:`channel_for`'s.
+    """
+
+    def __init__(self, api_client: Any, channel: Channel) -> None:
+        self._api_client = api_client
+        self.channel = channel
+
+    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
+        """Send one request on the channel (see :meth:`Channel.request`)."""
+        headers = credentials(self._api_client.configuration)
+        return self.channel.request(method, path, content_type, headers, body)
+
+    def distrust(self) -> None:
+        """Count the connection out of step and close the idle ones."""
+        self.channel.out_of_step += 1
+        self.channel.close_idle()
+
+    def close(self) -> None:
+        """Close the channel's idle connections."""
+        self.channel.close()
+
+    def forget_after_fork(self) -> None:
+        """Let go of the parent's connections (see :meth:`Channel.forget_after_fork`)."""
+        self.channel.forget_after_fork()
+
+
+class ClientTransport:
+    """The official client's own path: its request (URL, default headers, cookie,
+    credentials) and its urllib3 pool (TLS, proxy). A ``_transport.Transport``.
+
+    The body goes as encoded, not through the client's JSON serialisation: the bytes sent
+    are the same as on the channel. As in the client, a single timeout is the whole
+    request's, a pair is to connect and to read.
+    """
+
+    def __init__(self, api_client: Any, timeout: float | tuple[float, float]) -> None:
+        import urllib3
+
+        self._api_client = api_client
+        if isinstance(timeout, tuple):
+            self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
+        else:
+            self._timeout = urllib3.Timeout(total=timeout)
+
+    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
+        """Send one request through the client's pool and return its whole answer.
+
+        Raises:
+            RequestConstructionError: the client could not build the request.
+        """
+        try:
+            # a refresh hook may run an exec credential plugin
+            with _process.subprocesses_may_start():
+                _, url, headers, _, _ = self._api_client.param_serialize(
+                    method=method,
+                    resource_path=path,
+                    header_params={"Content-Type": content_type, "Accept": "application/json"},
+                    auth_settings=["BearerToken"],
+                )
+        except Exception as error:  # retrying cannot help
+            raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
+        response = self._api_client.rest_client.pool_manager.request(
+            method, url, body=body or None, headers=headers, timeout=self._timeout
+        )
+        names = response.headers  # a repeated header's values joined by ", ", as the channel
+        answer_headers = {str(name).lower(): str(names[name]) for name in names}
+        return Answer(response.status, response.reason or "", answer_headers, response.data)
+
+    def distrust(self) -> None:
+        """Nothing to do: urllib3 checks a connection for bytes before each reuse."""
+
+    def close(self) -> None:
+        """Nothing to close: the pool is the client's (the sink closes a client it made)."""
+
+    def forget_after_fork(self) -> None:
+        """Nothing here: the sink lets go of its client's pool (:func:`forget_pool_after_fork`)."""
+
+
+def credentials(configuration: Any) -> list[tuple[str, str]]:
+    """The credential headers of ``configuration``, read now: a refresh hook runs here."""
+    if getattr(configuration, "refresh_api_key_hook", None) is None:
+        settings = configuration.auth_settings()
+    else:  # it may run an exec credential plugin
+        with _process.subprocesses_may_start():
+            settings = configuration.auth_settings()
+    return [
+        (str(auth["key"]), str(auth["value"]))
+        for auth in settings.values()
+        if auth.get("in") == "header" and auth.get("value")
+    ]
 
 
 def forget_pool_after_fork(api_client: Any) -> None:

@@ -31,12 +31,13 @@ from k8s_logging_events import (
     _apis,
     _diagnostics,
     _errors,
-    _http,
+    _http_parser,
     _kubeconfig,
     _official,
     _pending,
     _process,
     _tokenbucket,
+    _transport,
     models,
 )
 from k8s_logging_events import clock as clock_mod
@@ -101,11 +102,14 @@ class KubernetesEventSink:
     whichever the server serves with ``api="auto"`` (events.k8s.io/v1 when discovery finds
     it, decided on first use, on the writer's thread).
 
-    The client decides where and how to connect (URL, TLS, credentials, proxy), but writes
-    do not go through its request machinery: the body is this library's own JSON, sent on a
-    keep-alive connection with pre-encoded headers, and the answer is read as JSON (see
-    ``_http``); no pydantic models are built on the write path, and timestamps keep the
-    exact form the API server expects. Behind a proxy the client sends them itself.
+    The client decides where and how to connect (URL, TLS, credentials, proxy), but its
+    request machinery is not used: every request (writes, reads, discovery) takes one path,
+    through a transport chosen once (``_transport``): the body is this library's own JSON,
+    encoded once, sent on a keep-alive connection with pre-encoded headers (``_http``), and
+    the answer is read as JSON, once; no pydantic models are built on the write path, and
+    timestamps keep the exact form the API server expects. Behind a proxy, or wherever the
+    channel could not connect exactly as the client would, the client's own urllib3 pool
+    carries the same bytes, and its answers mean the same.
 
     Args:
         api_client: the client to use. Without one, the sink builds its own from the
@@ -165,8 +169,8 @@ class KubernetesEventSink:
                 _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
             )
         self._bucket = self._normal
-        self._channel: _http.Channel | None = None
-        self._lean_off = False
+        # chosen once: the sink's own channel, or the official client's path
+        self._transport = _transport.transport_for(self._api_client, request_timeout)
         self.waiting_for_rate_limit = 0
         """How many requests are waiting for the rate limit right now."""
         _process.renew_in_child(self)
@@ -211,19 +215,10 @@ class KubernetesEventSink:
         A server that cannot be reached counts as not serving it (core/v1 is everywhere).
         """
         try:
-            request = self._serialize(
-                method="GET",
-                resource_path=f"/apis/{EVENTS_V1}",
-                header_params={"Accept": _JSON},
-                auth_settings=["BearerToken"],
-            )
-            response = self._api_client.call_api(*request, _request_timeout=self._timeout)
-            response.read()
-            if response.status != 200:
-                return CORE_V1
-            resources = json.loads(response.data or b"{}").get("resources") or ()
+            answer = self._send("GET", f"/apis/{EVENTS_V1}", _JSON)
+            resources = answer.get("resources") or ()
             served = any(r.get("name") == "events" for r in resources if isinstance(r, dict))
-        except Exception:  # unreachable or unreadable: core/v1 is the safe answer
+        except Exception:  # refused, unreachable or unreadable: core/v1 is the safe answer
             return CORE_V1
         return EVENTS_V1 if served else CORE_V1
 
@@ -258,7 +253,7 @@ class KubernetesEventSink:
         request, read off a connection out of step with its requests (bytes a proxy sent
         that the channel's check before reuse came too early to see). It is not taken: the
         idle connections are closed and the write fails as in transport
-        (:class:`~k8s_logging_events._http.ProtocolError`; it may have been carried out),
+        (:class:`~k8s_logging_events._http_parser.ProtocolError`; it may have been carried out),
         for the writer to try again.
         """
         try:
@@ -275,11 +270,9 @@ class KubernetesEventSink:
             raise self._out_of_step(event, f"count {api.count_of(stored)}, not {written}")
         return stored
 
-    def _out_of_step(self, event: models.Event, answer: str) -> _http.ProtocolError:
-        if self._channel is not None:
-            self._channel.out_of_step += 1
-            self._channel.close_idle()
-        return _http.ProtocolError(
+    def _out_of_step(self, event: models.Event, answer: str) -> _http_parser.ProtocolError:
+        self._transport.distrust()
+        return _http_parser.ProtocolError(
             f"the answer to a write of event {event.namespace}/{event.name} was meant for "
             f"another request: {answer}"
         )
@@ -292,56 +285,20 @@ class KubernetesEventSink:
         return self._answered(event, "GET", self._path(event.namespace, event.name), None, _JSON)
 
     def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
-        """The sink's own channel, or the official client where the channel cannot mirror it."""
-        channel = self._lean()
-        if channel is None:
-            data = json.loads(body) if isinstance(body, bytes) else body
-            return self._call(method, path, data, content_type)
-        self._wait_for_rate_limit()
+        answer = self._send(method, path, content_type, body)
         try:
-            encoded = b"" if body is None else body if isinstance(body, bytes) else _encode(body)
-        except (TypeError, ValueError) as error:
-            raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
-        credentials = self._credentials()
-        try:
-            answer = channel.request(method, path, content_type, credentials, encoded)
-        except OSError as error:
-            if _http.is_tls_error(error):  # as the official client reports it
-                raise ApiStatusError(0, f"SSLError: {error}") from None
-            raise
-        status = answer.status
-        if not 200 <= status <= 299:
-            if answer.resent and method != "GET":
-                # the first send may have been stored before its connection broke: say what
-                # the writer would have seen without the resend, a transport error, so that
-                # it takes AlreadyExists for its own create, and a Conflict for its own
-                # guarded patch (see _pending and _continuation). Whatever the second send
-                # met (a 429, a 403 ...) says nothing of the first: as a status it would
-                # make the writer count a create that landed as failed, or twice
-                raise _http.ProtocolError(
-                    f"the connection broke during {method} {path}; sent again, it met {status}"
-                )
-            raise _errors.status_error(
-                status, answer.reason, _text(answer.body), answer.headers, (method, path)
-            )
-        try:
-            return _apis.BY_NAME[self.api].read(json.loads(answer.body or b""))
+            return _apis.BY_NAME[self.api].read(answer)
         except (ValueError, TypeError, AttributeError) as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
-    def _lean(self) -> _http.Channel | None:
-        """The keep-alive channel that connects as the client's own pool would (``_http``).
-
-        None (the official path) behind a proxy, or wherever the channel could not connect
-        exactly as the client would.
-        """
-        channel = self._channel
-        if channel is not None or self._lean_off:
-            return channel
-        channel = self._channel = _official.channel_for(self._api_client, self._timeout)
-        self._lean_off = channel is None
-        return channel
+    def _send(self, method: str, path: str, content_type: str, body: object = None) -> Any:
+        """The sink's one request path: the body encoded once, the rate limit waited for,
+        the request sent through the transport chosen at the start, its answer mapped to
+        the sink's errors (``_transport``); returns the decoded JSON of a 2xx answer."""
+        data = _transport.encode(method, path, body)
+        self._wait_for_rate_limit()
+        return _transport.send(self._transport, method, path, content_type, data)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
@@ -351,7 +308,7 @@ class KubernetesEventSink:
                 such pod).
         """
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
-        answer = self._request("GET", path, None, _JSON)
+        answer = self._send("GET", path, _JSON)
         metadata = answer.get("metadata") if isinstance(answer, dict) else None
         uid = metadata.get("uid") if isinstance(metadata, dict) else None
         if not isinstance(uid, str) or not uid:
@@ -367,73 +324,9 @@ class KubernetesEventSink:
     def close(self) -> None:
         """Stop waiting on the rate limit and close the client if this sink made it."""
         self._closed.set()
-        if self._channel is not None:
-            self._channel.close()
+        self._transport.close()
         if self._owns_client:
             self._api_client.close()
-
-    def _call(self, method: str, path: str, body: object, content_type: str) -> models.Event:
-        answer = self._request(method, path, body, content_type)
-        try:
-            return _apis.BY_NAME[self.api].read(answer)
-        except (ValueError, TypeError, AttributeError) as error:
-            # an answer we cannot read: the write may have landed, so it is worth a retry
-            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
-
-    def _request(self, method: str, path: str, body: object, content_type: str) -> Any:
-        """Send one request under the rate limit; return the decoded JSON answer."""
-        self._wait_for_rate_limit()
-        try:
-            request = self._serialize(
-                method=method,
-                resource_path=path,
-                header_params={"Content-Type": content_type, "Accept": _JSON},
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-        except Exception as error:  # the client could not build it: retrying cannot help
-            raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
-        from kubernetes.client.exceptions import ApiException
-
-        try:
-            response = self._api_client.call_api(*request, _request_timeout=self._timeout)
-            response.read()
-        except ApiException as error:
-            raise _errors.status_error(
-                error.status or 0, error.reason, error.body, error.headers, (method, path)
-            ) from None
-        if not 200 <= response.status <= 299:
-            raise _errors.status_error(
-                response.status,
-                response.reason,
-                _text(response.data),
-                response.headers,
-                (method, path),
-            )
-        try:
-            return json.loads(response.data or b"")
-        except ValueError as error:
-            # an answer we cannot read: the write may have landed, so it is worth a retry
-            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
-
-    def _credentials(self) -> list[tuple[str, str]]:
-        """The credential headers, read at each request: a refresh hook runs here."""
-        configuration = self._api_client.configuration
-        if getattr(configuration, "refresh_api_key_hook", None) is None:
-            settings = configuration.auth_settings()
-        else:  # it may run an exec credential plugin
-            with _process.subprocesses_may_start():
-                settings = configuration.auth_settings()
-        return [
-            (str(auth["key"]), str(auth["value"]))
-            for auth in settings.values()
-            if auth.get("in") == "header" and auth.get("value")
-        ]
-
-    def _serialize(self, **request: Any) -> Any:
-        """The official client's request, credentials included (a refresh hook runs here)."""
-        with _process.subprocesses_may_start():  # it may run an exec credential plugin
-            return self._api_client.param_serialize(**request)
 
     def _wait_for_rate_limit(self) -> None:
         while True:
@@ -457,7 +350,8 @@ class KubernetesEventSink:
                     self.waiting_for_rate_limit -= 1
 
     def _after_fork_in_child(self) -> None:
-        """A new rate-limit lock and close flag; the parent's connections are the parent's.
+        """A new rate-limit lock and close flag; the parent's connections are the parent's
+        (the transport's, and the client's pool).
 
         Called by ``_process`` in a child after ``os.fork()``: a writer thread of the parent
         may have held the lock, and the child opens connections of its own.
@@ -468,8 +362,7 @@ class KubernetesEventSink:
         if closed:
             self._closed.set()
         self.waiting_for_rate_limit = 0
-        if self._channel is not None:
-            self._channel.forget_after_fork()
+        self._transport.forget_after_fork()
         _official.forget_pool_after_fork(self._api_client)
 
 
@@ -500,17 +393,6 @@ def _could_answer(method: str, error: ApiStatusError) -> bool:
     if error.is_already_exists:
         return method == "POST"
     return not (method == "GET" and error.status in (409, 422))
-
-
-def _encode(body: object) -> bytes:
-    """A request body as compact JSON (the API server reads any JSON; ASCII, no NaN)."""
-    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
-
-
-def _text(data: object) -> str:
-    if isinstance(data, bytes):
-        return data.decode("utf-8", "replace")
-    return str(data or "")
 
 
 def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:

@@ -23,9 +23,17 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _errors, _http, models, recorder, sink
+from k8s_logging_events import (
+    _errors,
+    _http,
+    _http_parser,
+    _official,
+    models,
+    recorder,
+    sink,
+)
 from k8s_logging_events.testing import FakeClock, LocalApiServer
-from tests.test_sink import _event
+from tests.test_sink import _event, _on_official_path
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 JSON = "application/json"
@@ -55,9 +63,9 @@ def _make_sink() -> Iterator[Any]:
 
 
 def _channel(events_sink: sink.KubernetesEventSink) -> _http.Channel:
-    channel = events_sink._lean()
-    assert channel is not None, "the write path is the official client's, not the channel"
-    return channel
+    transport = events_sink._transport
+    assert isinstance(transport, _official.ChannelTransport), "not on the sink's channel"
+    return transport.channel
 
 
 def _posts(server: LocalApiServer) -> list[Any]:
@@ -206,7 +214,7 @@ def test_no_answer_on_a_fresh_connection_is_a_transport_error(
     """A new connection that closes without an answer is not sent again: the writer retries."""
     events_sink = make_sink(served)
     served.inject("POST", action="drop")
-    with pytest.raises(_http.ProtocolError):
+    with pytest.raises(_http_parser.ProtocolError):
         events_sink.create(_event(name="web-0.1"))
     assert len(_posts(served)) == 1
     events_sink.create(_event(name="web-0.1"))  # the writer's retry
@@ -266,7 +274,7 @@ def test_error_answers_read_as_through_the_official_client(
 ) -> None:
     """The same refusal through both paths gives the same ApiStatusError, Retry-After too."""
     event = _event()
-    events_sink = make_sink(served)
+    lean, official = make_sink(served), _on_official_path(make_sink(served))
     if failure == "429":
         served.inject("POST", status=429, retry_after=7, times=2)
     elif failure == "503":
@@ -276,7 +284,7 @@ def test_error_answers_read_as_through_the_official_client(
     elif failure == "missing-namespace":
         event = _event(namespace="nowhere")
     elif failure == "exists":
-        events_sink.create(event)
+        lean.create(event)
     elif failure == "invalid":  # the involved object is in another namespace
         event = _event(
             involved_object=models.ObjectReference(
@@ -286,22 +294,15 @@ def test_error_answers_read_as_through_the_official_client(
     elif failure == "unauthorized":
         if served.token is None:
             pytest.skip("the plain server asks for no credentials")
-        events_sink.api_client.configuration.api_key = {"authorization": "wrong"}
-    path = events_sink._path(event.namespace)
-    with pytest.raises(sink.ApiStatusError) as official:
-        events_sink._call("POST", path, events_sink._body(event), JSON)
-    with pytest.raises(sink.ApiStatusError) as lean:
-        events_sink.create(event)
-    _same_failure(official.value, lean.value)
+        for events_sink in (lean, official):
+            events_sink.api_client.configuration.api_key = {"authorization": "wrong"}
+    with pytest.raises(sink.ApiStatusError) as through_client:
+        official.create(event)
+    with pytest.raises(sink.ApiStatusError) as on_channel:
+        lean.create(event)
+    _same_failure(through_client.value, on_channel.value)
     if failure == "429":
-        assert lean.value.retry_after == 7.0
-
-
-def test_retry_after_is_read_from_the_header_in_any_case() -> None:
-    """The channel keeps header names in lower case; the Retry-After reading takes both."""
-    assert _errors.read_retry_after({"retry-after": "3"}, {}) == 3.0
-    assert _errors.read_retry_after({"Retry-After": "4"}, {"retryAfterSeconds": 9}) == 4.0
-    assert _errors.read_retry_after({}, {"retryAfterSeconds": 9}) == 9.0
+        assert on_channel.value.retry_after == 7.0
 
 
 def test_a_credential_that_would_inject_a_header_is_never_sent(
@@ -485,12 +486,12 @@ def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None
     channel = _plain_channel(stray.port)
     try:
         for method in ("POST", "PATCH"):
-            with pytest.raises(_http.ProtocolError) as raised:
+            with pytest.raises(_http_parser.ProtocolError) as raised:
                 channel.request(method, "/events", JSON, [], b"{}")
             assert sink.is_retryable(raised.value)
             assert _errors.may_have_landed(raised.value)
         answered = stray.answered
-        with pytest.raises(_http.ProtocolError):  # the resent GET meets a copy again
+        with pytest.raises(_http_parser.ProtocolError):  # the resent GET meets a copy again
             channel.request("GET", "/pods/web-0", JSON, [], b"")
         assert stray.answered == answered + 2
         assert channel.resends == 1
@@ -567,7 +568,7 @@ def test_an_answer_about_another_object_is_never_taken_for_the_write(method, ans
                 return events_sink.create(event)
             return events_sink.patch(event, b'{"count":2}')
 
-        with pytest.raises(_http.ProtocolError, match="meant for another request") as raised:
+        with pytest.raises(_http_parser.ProtocolError, match="meant for another request") as raised:
             write()
         assert sink.is_retryable(raised.value)
         assert _errors.may_have_landed(raised.value)
@@ -715,43 +716,3 @@ def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_e
     assert (stats["accepted"], stats["failed"], stats["dropped"]) == (300, 0, 0)
     assert stats["created"] + stats["patched"] + stats["coalesced"] == 300
     assert _channel(relayed).out_of_step > 0
-
-
-# -- what a server must not send ---------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "head",
-    [
-        b"HTTP/1.1 20 OK",  # a two-digit status
-        b"HTTP/1.1 2000 OK",
-        b"ICY 200 OK",  # not HTTP
-        b"HTTP/2 200",  # not HTTP/1.x
-        b"HTTP/1.1 200 OK\r\nno colon here",
-        b"HTTP/1.1 200 OK\r\nX-Ok: 1\r\n folded: value",  # obsolete line folding
-        b"HTTP/1.1 200 OK\r\n: no name",
-        b"HTTP/1.1 200 OK\r\nName : space before the colon",
-    ],
-)
-def test_an_answer_head_that_is_not_http_is_a_protocol_error(head: bytes) -> None:
-    with pytest.raises(_http.ProtocolError):
-        _http._parse_head(head)
-
-
-def test_an_answer_head_is_read_by_lower_case_name() -> None:
-    version, status, reason, headers = _http._parse_head(
-        b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: 3\r\nX-A: 1\r\nx-a: 2"
-    )
-    assert (version, status, reason) == (b"HTTP/1.1", 429, "Too Many Requests")
-    assert headers == {"retry-after": "3", "x-a": "1, 2"}
-
-
-@pytest.mark.parametrize("value", ["5, 6", "-1", "+5", "1e3", " ", "٣", str(2**40)])
-def test_a_content_length_that_cannot_be_trusted_is_a_protocol_error(value: str) -> None:
-    """Conflicting copies, signs, non-ASCII digits, absurd sizes: never read as a length."""
-    with pytest.raises(_http.ProtocolError):
-        _http._content_length(value)
-
-
-def test_repeated_equal_content_lengths_are_one() -> None:
-    assert _http._content_length("12, 12") == 12

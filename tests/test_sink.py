@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import models, recorder, sink
+from k8s_logging_events import _official, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -45,6 +45,18 @@ def _event(name: str = "web-0.1", namespace: str = "default", **changes: Any) ->
     }
     values.update(changes)
     return models.Event(**values)
+
+
+def _on_official_path(events_sink: sink.KubernetesEventSink) -> sink.KubernetesEventSink:
+    """The sink made to send through the official client's path, as behind a proxy."""
+    transport = _official.ClientTransport(events_sink.api_client, events_sink._timeout)
+    events_sink._transport = transport
+    return events_sink
+
+
+def _on_channel(events_sink: sink.KubernetesEventSink) -> bool:
+    """Whether the sink sends on its own keep-alive channel."""
+    return isinstance(events_sink._transport, _official.ChannelTransport)
 
 
 @pytest.fixture(name="server")
@@ -464,7 +476,7 @@ class TestLeanRequestPath:
                 stored = events_sink.create(_event())
                 patched = events_sink.patch(stored, b'{"count":2}')
                 assert patched.count == 2
-                assert events_sink._lean() is not None
+                assert _on_channel(events_sink)
             finally:
                 events_sink.close()
             assert server.events("default")[0]["count"] == 2
@@ -558,15 +570,14 @@ class TestLeanRequestPath:
             for name, value in settings.items():
                 setattr(configuration, name, value)
             events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+            official = _on_official_path(
+                sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+            )
             outcomes = []
             try:
-                assert events_sink._lean() is not None
-                official = _event(name="web-0.1")
-                path = events_sink._path("default")
+                assert _on_channel(events_sink)
                 for write in (
-                    lambda: events_sink._call(
-                        "POST", path, events_sink._body(official), "application/json"
-                    ),
+                    lambda: official.create(_event(name="web-0.1")),
                     lambda: events_sink.create(_event(name="web-0.2")),
                 ):
                     with warnings.catch_warnings(record=True) as caught:
@@ -580,6 +591,7 @@ class TestLeanRequestPath:
                     outcomes.append(f"{outcome}{', warned' if unverified else ''}")
             finally:
                 events_sink.close()
+                official.close()
             expected = "written" if works else "0 SSLError"
             if settings.get("verify_ssl") is False:
                 expected += ", warned"
@@ -602,7 +614,7 @@ class TestLeanRequestPath:
                 pool_options["ssl_minimum_version"] = ssl.TLSVersion.TLSv1_2
             events_sink = sink.KubernetesEventSink(api_client, qps=0)
             try:
-                assert events_sink._lean() is None
+                assert not _on_channel(events_sink)
                 events_sink.create(_event())
             finally:
                 events_sink.close()
@@ -614,7 +626,7 @@ class TestLeanRequestPath:
             api_client.configuration.proxy = "http://127.0.0.1:9"
             events_sink = sink.KubernetesEventSink(api_client, qps=0)
             try:
-                assert events_sink._lean() is None
+                assert not _on_channel(events_sink)
             finally:
                 events_sink.close()
 
@@ -629,9 +641,9 @@ def _either_path(
     """The sink on its own channel, and on the official client's path."""
     s = sink.KubernetesEventSink(server.api_client(), qps=0)
     if request.param == "official":
-        s._lean_off = True
+        _on_official_path(s)
     yield s
-    assert (s._lean() is None) == (request.param == "official")
+    assert _on_channel(s) == (request.param == "lean")
     s.close()
 
 

@@ -1,0 +1,261 @@
+"""Reading an HTTP/1.1 answer: the parser under the sink's keep-alive channel (``_http``).
+
+At the very bottom of the sink's write path. :class:`~k8s_logging_events._http.Channel` sends a
+request, receives the first bytes of its answer, and hands them here with the means to
+receive more: :func:`read_answer` reads the status line, the headers (by lower-case name)
+and the body, by ``Content-Length``, de-chunked, or up to the close, and says whether the
+connection may carry another request. No sockets here: tests feed it bytes, split anywhere,
+and compare what it reads with ``h11``'s reading of the same bytes
+(``tests/test_http_parser.py``).
+
+It reads what RFC 9112 lets a client read, as ``h11`` does: lines ended by CRLF or a bare
+LF, header names that are tokens and values without control characters, a reason phrase
+that may be missing, chunk extensions and trailer fields (checked, then left aside), 1xx
+answers before the final one, ``Transfer-Encoding: chunked`` over ``Content-Length``. What
+it refuses is a :class:`ProtocolError` (a transport error: the connection is closed, and the
+request may or may not have been carried out): what is not HTTP/1.x, lengths that cannot be
+trusted, a transfer coding other than ``chunked``, a switch of protocols nobody asked for,
+an answer cut short; and, as :class:`OutOfStepError`, bytes after a complete answer, which
+may belong to another request. Where it differs from ``h11``, on purpose: it refuses an
+obsolete folded header line (``h11`` unfolds it) and a version other than 1.x; it keeps an
+HTTP/1.0 connection alive when the answer says ``keep-alive`` (as ``http.client`` does);
+it stops at :data:`MAX_HEAD` and :data:`MAX_BODY`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import NamedTuple
+
+__all__ = [
+    "MAX_BODY",
+    "MAX_HEAD",
+    "Answer",
+    "OutOfStepError",
+    "ProtocolError",
+    "content_length",
+    "read_answer",
+]
+
+MAX_HEAD = 65536
+"""The longest status line and headers read (an API server's are a few hundred bytes)."""
+
+MAX_BODY = 64 * 1024 * 1024
+"""The longest answer body read; an Event answer is a few kilobytes (etcd stops at 1.5 MiB)."""
+
+
+class ProtocolError(ConnectionError):
+    """The connection closed before the answer was complete, or the answer was not HTTP/1.x.
+
+    A transport error like a reset connection: the request may or may not have been
+    carried out.
+    """
+
+
+class Answer(NamedTuple):
+    """The server's answer to one request."""
+
+    status: int
+    """The HTTP status code."""
+    reason: str
+    """The HTTP reason phrase (``Created``, ``Not Found`` ...)."""
+    headers: dict[str, str]
+    """The headers, by lower-case name; a repeated header's values joined by ``", "``."""
+    body: bytes
+    """The body, de-chunked."""
+    resent: bool = False
+    """True when the request was sent a second time, on a fresh connection, because the
+    kept-alive one it was first sent on turned out closed (see :meth:`Channel.request`)."""
+
+
+class OutOfStepError(ProtocolError):
+    """Bytes came after an answer: it may have been meant for another request."""
+
+
+def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool]:
+    """Read one whole answer that starts with ``data``; also say whether the connection
+    that carried it can be kept alive.
+
+    Args:
+        data: the first bytes received (not empty).
+        receive: returns the next bytes the server sent, b"" once it closed (it may raise
+            ``TimeoutError`` or another ``OSError``, which passes through).
+
+    Raises:
+        ProtocolError: the answer is not one this reads (see the module's docstring), or the
+            connection closed before it was complete.
+    """
+    while True:
+        data, head = _lines(receive, data, "head")
+        if not head:
+            raise ProtocolError("a blank line where the status line should be")
+        version, status, reason, headers = _parse_lines(head)
+        if not 100 <= status <= 199:
+            break
+        if status == 101:
+            raise ProtocolError("the server switched protocols unasked")
+        # an interim answer (100 Continue, 103 Early Hints): the final one follows
+    keep = _keeps_alive(version, headers.get("connection", ""))
+    chunked = "transfer-encoding" in headers  # only "chunked" gets past _parse_lines
+    length = headers.get("content-length")
+    if status in (204, 304):
+        body = b""
+    elif chunked:  # it wins over Content-Length (RFC 9112, 6.3)
+        body, data = _dechunk(receive, data)
+    elif length is not None:
+        size = int(length)
+        if size > MAX_BODY:
+            raise ProtocolError(f"an answer of {size} bytes is more than {MAX_BODY}")
+        while len(data) < size:
+            data = _more(receive, data, "body")
+        body, data = data[:size], data[size:]
+    else:  # the body ends where the connection does
+        return Answer(status, reason, headers, _until_closed(receive, data)), False
+    if data:  # nothing a well-behaved server sends: which request is this answer for?
+        raise OutOfStepError(f"{len(data)} bytes came after the answer")
+    return Answer(status, reason, headers, body), keep
+
+
+# RFC 9110 and 9112, with h11's leniencies: obs-text in values and reasons, no reason at all
+_STATUS_LINE = re.compile(rb"(HTTP/1\.[0-9]) ([0-9]{3})(?: ([\x01-\x09\x0e-\xff]*))?")
+_FIELD_LINE = re.compile(
+    rb"([-!#$%&'*+.^_`|~0-9A-Za-z]+):[ \t]*"
+    rb"((?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?)[ \t]*"
+)
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
+_BLANK_LINE = re.compile(rb"\n\r?\n")
+_LINE_END = re.compile(rb"\r?\n")
+
+
+def _parse_lines(lines: list[bytes]) -> tuple[bytes, int, str, dict[str, str]]:
+    status_line = _STATUS_LINE.fullmatch(lines[0])
+    if status_line is None:
+        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
+    version, code, reason = status_line.groups()
+    status = int(code)
+    if status < 100:
+        raise ProtocolError(f"not an HTTP status: {status}")
+    headers = _fields(lines[1:])
+    return version, status, (reason or b"").decode("latin-1"), headers
+
+
+def _fields(lines: list[bytes]) -> dict[str, str]:
+    """Header (or trailer) fields by lower-case name, repeated ones joined by ", "; the
+    framing ones checked (an obsolete folded line is not a field line)."""
+    fields: dict[str, str] = {}
+    for line in lines:
+        field = _FIELD_LINE.fullmatch(line)
+        if field is None:
+            raise ProtocolError(f"not an HTTP header line: {line[:100]!r}")
+        name = field[1].decode("ascii").lower()
+        value = field[2].decode("latin-1")
+        seen = fields.get(name)
+        fields[name] = value if seen is None else f"{seen}, {value}"
+    length = fields.get("content-length")
+    if length is not None:
+        content_length(length, limit=False)
+        fields["content-length"] = length.split(",", 1)[0].strip()  # copies that agree
+    codings = fields.get("transfer-encoding")
+    if codings is not None:
+        if codings.lower() != "chunked":  # a coding this cannot undo, or two headers
+            raise ProtocolError(f"a transfer coding other than chunked: {codings[:100]!r}")
+        fields["transfer-encoding"] = "chunked"
+    return fields
+
+
+def _keeps_alive(version: bytes, connection: str) -> bool:
+    tokens = {token.strip().lower() for token in connection.split(",")}
+    if version == b"HTTP/1.0":
+        return "keep-alive" in tokens
+    return "close" not in tokens
+
+
+def content_length(value: str, *, limit: bool = True) -> int:
+    """The size a ``Content-Length`` gives (copies of one header joined by ", " must agree).
+
+    Raises:
+        ProtocolError: not a length, copies that disagree, or (with ``limit``) a body longer
+            than :data:`MAX_BODY`.
+    """
+    copies = {part.strip() for part in value.split(",")}
+    if len(copies) != 1:
+        raise ProtocolError(f"conflicting Content-Length headers: {value[:100]!r}")
+    text = copies.pop()
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        raise ProtocolError(f"not a Content-Length: {value[:100]!r}")
+    size = int(text)
+    if limit and size > MAX_BODY:
+        raise ProtocolError(f"an answer of {size} bytes is more than {MAX_BODY}")
+    return size
+
+
+def _lines(receive: Callable[[], bytes], data: bytes, part: str) -> tuple[bytes, list[bytes]]:
+    """The lines up to the next blank line (none when ``data`` starts with one), and what
+    follows it."""
+    if data[:1] == b"\n" or data[:2] == b"\r\n":
+        return data[1 if data[:1] == b"\n" else 2 :], []
+    searched = 0
+    while (end := _BLANK_LINE.search(data, searched)) is None:
+        if len(data) > MAX_HEAD:
+            raise ProtocolError(f"the answer's {part} is longer than {MAX_HEAD} bytes")
+        searched = max(0, len(data) - 2)
+        data = _more(receive, data, part)
+        if data[:1] == b"\n" or data[:2] == b"\r\n":  # the blank line came in two parts
+            return data[1 if data[:1] == b"\n" else 2 :], []
+    block = data[: end.start()]
+    if block.endswith(b"\r"):  # the CR of the last line's CRLF
+        block = block[:-1]
+    if block.count(b"\n") == block.count(b"\r\n"):  # CRLF only, as servers send: no regex
+        return data[end.end() :], block.split(b"\r\n")
+    return data[end.end() :], _LINE_END.split(block)
+
+
+def _more(receive: Callable[[], bytes], data: bytes, part: str) -> bytes:
+    more = receive()
+    if not more:
+        raise ProtocolError(f"the server closed the connection in the middle of an answer's {part}")
+    return data + more
+
+
+def _until_closed(receive: Callable[[], bytes], data: bytes) -> bytes:
+    while True:
+        more = receive()
+        if not more:
+            return data
+        data += more
+        if len(data) > MAX_BODY:
+            raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
+
+
+def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
+    """Read a chunked body that starts ``data``; return it and what follows it."""
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        end = data.find(b"\r\n")
+        while end < 0:
+            if len(data) > 1024:
+                raise ProtocolError("a chunk-size line longer than 1024 bytes")
+            searched = max(0, len(data) - 1)
+            data = _more(receive, data, "body")
+            end = data.find(b"\r\n", searched)
+        chunk_line = _CHUNK_LINE.fullmatch(data[:end])
+        if chunk_line is None:
+            raise ProtocolError(f"not a chunk size: {data[:end][:100]!r}")
+        size = int(chunk_line[1], 16)
+        data = data[end + 2 :]
+        if size == 0:
+            break
+        total += size
+        if total > MAX_BODY:
+            raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
+        while len(data) < size + 2:
+            data = _more(receive, data, "body")
+        if data[size : size + 2] != b"\r\n":
+            raise ProtocolError("a chunk is not followed by a line break")
+        parts.append(data[:size])
+        data = data[size + 2 :]
+    data, trailers = _lines(receive, data, "trailers")
+    _fields(trailers)  # checked as h11 checks them; nothing in them matters here
+    return b"".join(parts), data

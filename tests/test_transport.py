@@ -1,0 +1,300 @@
+"""The sink's one request path (``_transport``): one body handling, one error mapping.
+
+The mapping is tested on answers as values (what a transport returns); the path itself
+against the local API server, through both transports -- the sink's own channel and the
+official client's path -- and through a real forward proxy, where only the official client
+can go.
+"""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from kubernetes import client
+
+from k8s_logging_events import _http_parser, _official, _transport, sink
+from k8s_logging_events._http_parser import Answer
+from k8s_logging_events.testing import LocalApiServer
+from tests.test_sink import _event, _on_channel, _on_official_path
+
+JSON = "application/json"
+
+
+def _status(code: int, reason: str, **details: Any) -> bytes:
+    return json.dumps(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": f"a {reason}",
+            "reason": reason,
+            "code": code,
+            "details": details,
+        }
+    ).encode()
+
+
+# -- the mapping ---------------------------------------------------------------------------
+
+
+def test_a_status_answer_is_read_into_an_api_status_error() -> None:
+    """Reason, message, cause types, the name it is about, the wait asked for, the request."""
+    body = _status(
+        422,
+        "Invalid",
+        name="web-0.1",
+        causes=[{"reason": "FieldValueInvalid"}, {"type": "FieldValueRequired"}, {}],
+        retryAfterSeconds=4,
+    )
+    error = _transport.status_error(Answer(422, "Unprocessable Entity", {}, body), "POST", "/p")
+    assert (error.status, error.reason, error.message, error.name) == (
+        422,
+        "Invalid",
+        "a Invalid",
+        "web-0.1",
+    )
+    assert error.causes == ("FieldValueInvalid", "FieldValueRequired")
+    assert (error.retry_after, error.method, error.path) == (4.0, "POST", "/p")
+
+
+@pytest.mark.parametrize(
+    "body", [b"", b"<html>bad gateway</html>", b"[1, 2]", b'{"details": "no"}', b"\xff\xfe"]
+)
+def test_an_answer_that_is_no_status_keeps_the_http_reason(body: bytes) -> None:
+    """A proxy's HTML page, an empty body, JSON that is no Status: the HTTP reason phrase."""
+    error = _transport.status_error(Answer(502, "Bad Gateway", {}, body))
+    assert (error.status, error.reason, error.message, error.causes) == (502, "Bad Gateway", "", ())
+    assert error.is_retryable
+
+
+@pytest.mark.parametrize(
+    ("header", "details", "seconds"),
+    [
+        ("3", {}, 3.0),
+        ("4", {"retryAfterSeconds": 9}, 4.0),  # the header first
+        (None, {"retryAfterSeconds": 9}, 9.0),
+        (None, {"retryAfterSeconds": "2"}, 2.0),
+        ("Wed, 21 Oct 2015 07:28:00 GMT", {}, None),  # a date: the writer's schedule
+        ("-5", {}, 0.0),
+        ("1e12", {}, _transport.MAX_RETRY_AFTER_SECONDS),
+        ("nan", {}, None),
+        (None, {"retryAfterSeconds": True}, None),
+        (None, {}, None),
+    ],
+)
+def test_retry_after_is_the_header_else_the_status_details(
+    header: str | None, details: dict[str, Any], seconds: float | None
+) -> None:
+    assert _transport.retry_after(header, details) == seconds
+
+
+def test_both_transports_give_headers_by_lower_case_name() -> None:
+    """So that one reading of ``Retry-After`` serves both."""
+    answer = Answer(429, "Too Many Requests", {"retry-after": "7"}, _status(429, "TooManyRequests"))
+    assert _transport.status_error(answer).retry_after == 7.0
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "PUT"])
+@pytest.mark.parametrize("status", [409, 429, 403, 500])
+def test_a_write_sent_twice_is_a_transport_error_whatever_the_second_send_met(
+    method: str, status: int
+) -> None:
+    """The first send may have been stored before its connection broke."""
+    answer = Answer(status, "", {}, _status(status, "Whatever"), resent=True)
+    with pytest.raises(_http_parser.ProtocolError, match="sent again") as raised:
+        _transport.read(answer, method, "/p")
+    assert sink.is_retryable(raised.value)
+
+
+def test_a_read_sent_twice_is_answered_as_it_was() -> None:
+    answer = Answer(404, "Not Found", {}, _status(404, "NotFound"), resent=True)
+    with pytest.raises(sink.ApiStatusError) as raised:
+        _transport.read(answer, "GET", "/p")
+    assert raised.value.is_not_found
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"\xff"])
+def test_a_success_that_cannot_be_read_is_worth_a_retry(body: bytes) -> None:
+    """The write may have landed: a ValueError, which the writer retries."""
+    with pytest.raises(ValueError, match="unreadable answer to POST /p") as raised:
+        _transport.read(Answer(201, "Created", {}, body), "POST", "/p")
+    assert sink.is_retryable(raised.value)
+
+
+def test_a_success_is_read_once_as_json() -> None:
+    assert _transport.read(Answer(200, "OK", {}, b'{"a": [1]}'), "GET", "/p") == {"a": [1]}
+
+
+def test_the_body_is_encoded_once_as_compact_ascii_json() -> None:
+    """Bytes go as they are (a patch); None is no body."""
+    assert _transport.encode("POST", "/p", {"a": "é", "b": [1]}) == b'{"a":"\\u00e9","b":[1]}'
+    assert _transport.encode("PATCH", "/p", b'{"count": 2}') == b'{"count": 2}'
+    assert _transport.encode("GET", "/p", None) == b""
+
+
+@pytest.mark.parametrize("body", [{"count": float("nan")}, {"when": object()}, {1j: 2}])
+def test_a_body_that_cannot_be_json_is_a_construction_error(body: Any) -> None:
+    with pytest.raises(sink.RequestConstructionError, match="cannot encode POST /p"):
+        _transport.encode("POST", "/p", body)
+
+
+def test_tls_errors_are_told_apart_on_both_transports() -> None:
+    import ssl
+
+    from urllib3.exceptions import MaxRetryError, SSLError
+
+    assert _transport.is_tls_error(ssl.SSLError("bad certificate"))
+    assert _transport.is_tls_error(SSLError("bad certificate"))
+    assert _transport.is_tls_error(MaxRetryError(None, "/", SSLError("bad certificate")))  # type: ignore[arg-type]
+    assert not _transport.is_tls_error(ConnectionRefusedError())
+    assert not _transport.is_tls_error(MaxRetryError(None, "/", ConnectionRefusedError()))  # type: ignore[arg-type]
+
+
+# -- one path, both transports -------------------------------------------------------------
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer() as server:
+        yield server
+
+
+@pytest.fixture(name="either", params=["channel", "official"])
+def _either(request: pytest.FixtureRequest, server: LocalApiServer) -> Iterator[Any]:
+    """A sink on its own channel, and one on the official client's path."""
+    events_sink = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
+    if request.param == "official":
+        _on_official_path(events_sink)
+    yield events_sink
+    events_sink.close()
+    events_sink.api_client.close()
+
+
+def test_the_transport_is_chosen_once_at_the_start(server: LocalApiServer) -> None:
+    """The sink's own channel where it can connect as the client would."""
+    events_sink = sink.KubernetesEventSink(server.api_client(), qps=0)
+    try:
+        transport = events_sink._transport
+        events_sink.create(_event(name="a.1"))
+        events_sink.read(_event(name="a.1"))
+        assert events_sink._transport is transport
+        assert _on_channel(events_sink)
+    finally:
+        events_sink.close()
+
+
+def test_every_request_takes_the_one_path(server: LocalApiServer, either: Any) -> None:
+    """Discovery, a create, a patch, a read and a pod read: through one transport each, and
+    the same bytes on the wire whichever it is."""
+    uid = server.add_pod("web-0")["metadata"]["uid"]
+    assert either.api == sink.EVENTS_V1
+    event = _event(action="Pull", reporting_controller="c", reporting_instance="i")
+    stored = either.create(event)
+    either.patch(stored, b'{"series":{"count":2,"lastObservedTime":"2024-01-01T00:00:01.000000Z"}}')
+    assert either.read(stored).name == stored.name
+    assert either.read_pod_uid("default", "web-0") == uid
+    requests = [(r.method, r.path) for r in server.requests]
+    assert requests[0] == ("GET", "/apis/events.k8s.io/v1")
+    assert [method for method, _ in requests] == ["GET", "POST", "PATCH", "GET", "GET"]
+    (post,) = [r for r in server.requests if r.method == "POST"]
+    assert post.raw_body == _transport.encode("POST", "", either._body(event))
+
+
+def test_an_unreachable_server_is_answered_core_v1_by_discovery() -> None:
+    """A server that cannot be reached does not serve events.k8s.io/v1 (core/v1 is safe)."""
+    with LocalApiServer() as server:
+        url = server.url
+    events_sink = sink.KubernetesEventSink.from_url(url, qps=0, api="auto")
+    try:
+        assert events_sink.api == sink.CORE_V1
+    finally:
+        events_sink.close()
+
+
+# -- behind a proxy: the official client's path ------------------------------------------------
+
+
+class _ForwardProxy(http.server.ThreadingHTTPServer):
+    """An HTTP forward proxy: each request, in absolute form, is sent on to its server."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Forward)
+        self.targets: list[str] = []
+        self.thread = threading.Thread(target=self.serve_forever, name="k8s-apiserver-proxy")
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def close(self) -> None:
+        self.shutdown()
+        self.server_close()
+        self.thread.join(5)
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _ForwardProxy
+
+    def _forward(self) -> None:
+        self.server.targets.append(self.path)
+        target = urlsplit(self.path)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
+        try:
+            path = target.path + (f"?{target.query}" if target.query else "")
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-connection"}
+            upstream.request(self.command, path, body or None, headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status, answer.reason)
+        for name, value in answer.getheaders():
+            if name.lower() not in ("content-length", "transfer-encoding", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PATCH = do_PUT = _forward  # noqa: N815 - http.server's names
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Quiet: the test reads what the proxy carried from ``targets``."""
+
+
+def test_behind_a_proxy_every_request_goes_through_it() -> None:
+    """With ``configuration.proxy``, the official client's pool carries the requests (in
+    absolute form, to the proxy); answers and refusals mean the same as on the channel."""
+    proxy = _ForwardProxy()
+    try:
+        with LocalApiServer() as server:
+            configuration = server.api_client().configuration
+            configuration.proxy = proxy.url
+            events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+            try:
+                assert isinstance(events_sink._transport, _official.ClientTransport)
+                stored = events_sink.create(_event(name="web-0.1"))
+                assert events_sink.patch(stored, b'{"count":2}').count == 2
+                server.inject("POST", status=429, retry_after=3)
+                with pytest.raises(sink.ApiStatusError) as raised:
+                    events_sink.create(_event(name="web-0.2"))
+            finally:
+                events_sink.close()
+                events_sink.api_client.close()
+            assert [e["count"] for e in server.events("default")] == [2]
+    finally:
+        proxy.close()
+    assert (raised.value.status, raised.value.retry_after) == (429, 3.0)
+    assert len(proxy.targets) == 3
+    assert all(target.startswith(server.url + "/api/v1/") for target in proxy.targets)
