@@ -122,7 +122,6 @@ class ChildResult:
     lines: list[dict[str, Any]]
     stderr: str
     exit_seconds: float
-    wall_seconds: float
 
     def first(self, key: str) -> Any:
         return next((line[key] for line in self.lines if key in line), None)
@@ -171,9 +170,7 @@ def run_child(
     if process.returncode < 0 and ended - started >= timeout:
         raise TimeoutError(f"the child {args[0]} did not end within {timeout:g} s (killed)")
     exiting = next((line["exiting"] for line in lines if "exiting" in line), float("nan"))
-    return ChildResult(
-        process.returncode, lines, "".join(stderr_parts), ended - exiting, ended - started
-    )
+    return ChildResult(process.returncode, lines, "".join(stderr_parts), ended - exiting)
 
 
 # -- 1. threads ------------------------------------------------------------------------------

@@ -139,15 +139,7 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     """
     ref: ObjectReference = _READERS[_kind_of(obj)](obj)
     if field_path and field_path != ref.field_path:
-        return ObjectReference(
-            kind=ref.kind,
-            namespace=ref.namespace,
-            name=ref.name,
-            uid=ref.uid,
-            api_version=ref.api_version,
-            resource_version=ref.resource_version,
-            field_path=field_path,
-        )
+        return dataclasses.replace(ref, field_path=field_path)
     return ref
 
 

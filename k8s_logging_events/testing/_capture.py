@@ -20,6 +20,7 @@ events fails with a message that says what happened and how to fix it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import logging.config
 import time
@@ -396,6 +397,7 @@ def _reattach_after_reconfiguration(captured: CapturedEvents) -> Iterator[None]:
 
 
 def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
+    @functools.wraps(original)
     def configure(*args: Any, **kwargs: Any) -> Any:
         before = _enabled_loggers()
         result = original(*args, **kwargs)
@@ -404,8 +406,6 @@ def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
             captured._after_reconfiguration(how, disabled)
         return result
 
-    configure.__wrapped__ = original  # type: ignore[attr-defined]
-    configure.__doc__ = original.__doc__
     return configure
 
 

@@ -168,14 +168,11 @@ class FakeEventSink:
         if self.on_create is not None and (answer := self.on_create(event)) is not None:
             return answer
         with self._lock:
-            key = (event.namespace, event.name)
-            if key in self._stored:
+            if (event.namespace, event.name) in self._stored:
                 raise sink.ApiStatusError(
                     409, "AlreadyExists", f'events "{event.name}" already exists'
                 )
-            stored = dataclasses.replace(event, resource_version=str(next(self._versions)))
-            self._stored[key] = stored
-            return stored
+            return self._store(event, event)
 
     def update(self, event: models.Event) -> models.Event:
         """Replace a stored event."""
@@ -183,14 +180,8 @@ class FakeEventSink:
         if self.on_update is not None and (answer := self.on_update(event)) is not None:
             return answer
         with self._lock:
-            key = (event.namespace, event.name)
-            current = self._stored.get(key)
-            if current is None:
-                raise _not_found(event)
-            _check_version(event.resource_version, current)
-            stored = dataclasses.replace(event, resource_version=str(next(self._versions)))
-            self._stored[key] = stored
-            return stored
+            _check_version(event.resource_version, self._current(event))
+            return self._store(event, event)
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Merge ``data`` (a JSON merge patch, RFC 7386) into a stored event."""
@@ -198,19 +189,12 @@ class FakeEventSink:
         if self.on_patch is not None and (answer := self.on_patch(event, data)) is not None:
             return answer
         with self._lock:
-            key = (event.namespace, event.name)
-            current = self._stored.get(key)
-            if current is None:
-                raise _not_found(event)
+            current = self._current(event)
             patch = json.loads(data)
             if isinstance(patch, dict) and isinstance(patch.get("metadata"), dict):
                 _check_version(str(patch["metadata"].get("resourceVersion") or ""), current)
             merged = apply_merge_patch(current.to_api(), patch)
-            stored = dataclasses.replace(
-                models.Event.from_api(merged), resource_version=str(next(self._versions))
-            )
-            self._stored[key] = stored
-            return stored
+            return self._store(event, models.Event.from_api(merged))
 
     def read(self, event: models.Event) -> models.Event:
         """Return the stored event of ``event``'s namespace and name (404 if there is none)."""
@@ -218,15 +202,25 @@ class FakeEventSink:
         if self.on_read is not None and (answer := self.on_read(event)) is not None:
             return answer
         with self._lock:
-            current = self._stored.get((event.namespace, event.name))
-            if current is None:
-                raise _not_found(event)
-            return current
+            return self._current(event)
 
     def wait_for_calls(self, count: int, timeout: float | None = None) -> bool:
         """Wait until :attr:`calls` holds at least ``count`` calls; False on timeout."""
         with self._called:
             return self._called.wait_for(lambda: len(self.calls) >= count, timeout=timeout)
+
+    def _current(self, event: models.Event) -> models.Event:
+        """The stored event of ``event``'s namespace and name, or 404 (under the lock)."""
+        current = self._stored.get((event.namespace, event.name))
+        if current is None:
+            raise _not_found(event)
+        return current
+
+    def _store(self, named: models.Event, event: models.Event) -> models.Event:
+        """Store ``event`` under ``named``'s namespace and name, in a new resourceVersion."""
+        stored = dataclasses.replace(event, resource_version=str(next(self._versions)))
+        self._stored[(named.namespace, named.name)] = stored
+        return stored
 
     def _begin(self, method: str, event: models.Event, data: bytes | None) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from k8s_logging_events.testing.apiserver._auth import Authenticator, unauthorized
 from k8s_logging_events.testing.apiserver._errors import fault_status
@@ -31,37 +32,24 @@ from k8s_logging_events.testing.apiserver._watch import stream_watch
 __all__ = ["Dispatcher"]
 
 
+@dataclass(frozen=True, kw_only=True, slots=True)
 class Dispatcher:
-    """Answers each request of the server, or meets it with an injected fault.
+    """Answers each request of the server, or meets it with an injected fault."""
 
-    Args:
-        rest: answers requests.
-        store: where watches stream from.
-        auth: decides whether a request carries valid credentials.
-        faults: the armed faults.
-        log: the request log.
-        stopping: set when the server stops (a fault's delay ends at once).
-        refuse: stops listening for that many seconds (None: until told), for ``refuse``.
-    """
-
-    def __init__(
-        self,
-        *,
-        rest: RestApi,
-        store: Store,
-        auth: Authenticator,
-        faults: FaultList,
-        log: RequestLog,
-        stopping: threading.Event,
-        refuse: Callable[[float | None], None],
-    ) -> None:
-        self._rest = rest
-        self._store = store
-        self._auth = auth
-        self._faults = faults
-        self._log = log
-        self._stopping = stopping
-        self._refuse = refuse
+    rest: RestApi
+    """Answers requests."""
+    store: Store
+    """Where watches stream from."""
+    auth: Authenticator
+    """Decides whether a request carries valid credentials."""
+    faults: FaultList
+    """The armed faults."""
+    log: RequestLog
+    """The request log."""
+    stopping: threading.Event
+    """Set when the server stops (a fault's delay ends at once)."""
+    refuse: Callable[[float | None], None]
+    """Stops listening for that many seconds (None: until told), for ``refuse``."""
 
     def serve(self, request: HttpRequest, exchange: Exchange) -> None:
         """Answer one request: log it, apply a fault that matches it, or answer it."""
@@ -75,14 +63,14 @@ class Dispatcher:
             headers=headers.as_dict(),
             raw_body=request.body,
         )
-        self._log.append(record)
-        fault = self._faults.match(request.method, request.path)
+        self.log.append(record)
+        fault = self.faults.match(request.method, request.path)
         if fault is None:
             self._respond(exchange, self._handle(request, exchange), record)
             return
         record.fault = fault.action
         response = self._handle(request, exchange) if fault.commit else None
-        if fault.delay > 0 and self._stopping.wait(fault.delay):
+        if fault.delay > 0 and self.stopping.wait(fault.delay):
             exchange.drop()
             return
         if fault.action == "delay":
@@ -96,16 +84,16 @@ class Dispatcher:
             exchange.hang()
         else:
             with contextlib.suppress(RuntimeError):
-                self._refuse(fault.duration)
+                self.refuse(fault.duration)
             exchange.drop()
 
     def _handle(self, request: HttpRequest, exchange: Exchange) -> HttpResponse:
         """Authenticate (when the server asks for credentials), then answer the request."""
-        user = self._auth.authenticate(request.header("Authorization"), exchange.peer_certificate())
+        user = self.auth.authenticate(request.header("Authorization"), exchange.peer_certificate())
         if user is None:
             return error_response(unauthorized())
         request.user = user
-        return self._rest.handle(request)
+        return self.rest.handle(request)
 
     def _respond(self, exchange: Exchange, response: HttpResponse, record: RecordedRequest) -> None:
         record.status = response.status
@@ -114,5 +102,5 @@ class Dispatcher:
         if watch is None:
             exchange.respond(response)
             return
-        store, stopping = self._store, self._stopping
+        store, stopping = self.store, self.stopping
         exchange.stream(lambda write, alive: stream_watch(watch, store, write, alive, stopping))
