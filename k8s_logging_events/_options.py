@@ -1,10 +1,16 @@
-"""The handler's options, checked once, when the handler is built.
+"""The handler's options: checked once, into one frozen :class:`Options`, and passed down whole.
 
-This sits at the front door, beside :mod:`k8s_logging_events.handler`: ``dictConfig`` hands
-the handler whatever a YAML or JSON file says, and a mistake there must surface as a clear
-message when the configuration is applied, never as a stalled writer or a spinning thread
-later. Every check names the option, the value and what is allowed; an unknown option names
-the closest known one.
+This sits at the front door, between :mod:`k8s_logging_events.handler` and
+:mod:`k8s_logging_events.recorder`: ``dictConfig`` hands the handler whatever a YAML or JSON
+file says, and a mistake there must surface as a clear message when the configuration is
+applied, never as a stalled writer or a spinning thread later. :func:`checked` turns the
+handler's keywords into :class:`Options` (every check names the option, the value and what
+is allowed; an unknown option names the closest known one). The handler keeps that object;
+the broadcaster it builds gets the part it owns, :class:`BroadcasterOptions`, whole, which
+is also what ``EventBroadcaster(...)`` makes of its own keywords.
+
+What each option means is said once: for users in ``docs/configuration.md`` (with its
+default), in code on the fields below.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ from __future__ import annotations
 import difflib
 import logging
 import math
+import os
+import socket
+import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,11 +38,16 @@ from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
 
 __all__ = [
-    "Config",
+    "COMPONENT_ENV",
+    "BroadcasterOptions",
+    "Options",
     "check_known",
+    "checked",
     "checked_correlator",
     "checked_sink",
     "component",
+    "default_component",
+    "default_host",
     "number",
     "open_sink",
     "timeout",
@@ -42,38 +56,140 @@ __all__ = [
 MIN_MESSAGE_BYTES = 16
 """The shortest ``max_message_bytes``: room for a word and the truncation mark."""
 
+COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
+"""The environment variable that sets the default ``component`` (the ``From`` column)."""
+
 SinkOption = sinks.EventSink | str | Mapping[str, Any] | None
 """What ``sink=`` accepts: ``"auto"``, ``None``, a URL, an EventSink, or a ``"()"`` dict."""
 
 Sink = sinks.EventSink | str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Config:
-    """The checked options of one handler."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BroadcasterOptions:
+    """What one ``EventBroadcaster`` and its threads need: the handler's part for it.
 
-    sink: Sink
-    namespace: str
-    default_reason: str
-    max_message_bytes: int
+    The handler checks these with the rest of its options; ``EventBroadcaster(...)`` makes
+    the same object of its own keywords, whose defaults are client-go's.
+    """
+
     queue_length: int
-    qps: float
-    burst: int
-    drain_qps: float
-    request_timeout: float | tuple[float, float] | None
-    correlator: correlators.CorrelatorOptions | None
-    flush_timeout: float
-    structured_logging: bool | str
-    exception_detail: str
+    """Occurrences the queue holds, and events whose write may be pending per sink; beyond
+    either bound, occurrences are dropped and counted."""
     writers: int
+    """Requests in flight at once (writer threads exist only while there is work)."""
     max_tries: int
+    """Attempts per write before it is given up (a 429 spends none)."""
     sleep_duration: float
+    """Seconds between write attempts; the first back-off is randomised below this."""
+    correlator: correlators.CorrelatorOptions | None
+    """The options every sink's correlator gets; None: client-go's."""
+    event_names: str
+    """``"deterministic"`` (a hash of what makes the event that event, so that a restarted
+    process or another replica continues it) or ``"timestamp"`` (client-go's
+    ``<object name>.<hex nanoseconds>``); see ``docs/correlation.md``."""
+    clock: clock_mod.Clock | None
+    """The time source of timestamps, correlation and back-offs (tests pass a
+    :class:`~k8s_logging_events.testing.FakeClock`); None: the system's."""
+    sleep: clock_mod.Sleeper | None
+    """How back-offs and the rate limit wait (tests pass ``clock.sleep``); None: a wait the
+    broadcaster can interrupt."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Options:
+    """The checked options of one handler (all but ``level`` and ``broadcaster``)."""
+
+    component: str
+    """Who reports the events (``source.component``, the ``From`` column), repaired into a
+    qualified name; by default :func:`default_component`."""
+    host: str
+    """Where it runs (``source.host``, ``reportingInstance``); by default :func:`default_host`."""
+    sink: Sink
+    """Where events are written: ``"auto"``, None, a URL or an EventSink (a ``"()"`` dict
+    is built into one when checked; see ``docs/configuration.md``, Sinks)."""
+    namespace: str
+    """The namespace of events about cluster-scoped objects: only ``default`` is allowed."""
+    default_reason: str
+    """The reason of a record without a ``reason`` extra (one CamelCase word)."""
+    max_message_bytes: int
+    """The longest message in UTF-8 bytes (at least 16); longer ones are cut and marked."""
+    qps: float
+    """The sustained request rate of the sink's client-side rate limit (0: off)."""
+    burst: int
+    """Requests the sink may send at once after a quiet spell."""
+    drain_qps: float
+    """The request rate while ``flush()`` or ``close()`` drains (0: no limit)."""
+    request_timeout: float | tuple[float, float] | None
+    """Seconds to connect and to read (one number or a pair); None: the sink's default."""
+    flush_timeout: float
+    """Seconds ``flush()`` and ``close()`` may wait (one wait for the pair at exit), and
+    ``drain()``'s default; also a ``multiprocessing`` child's time to write at its end."""
+    structured_logging: bool | str
+    """Also log every event as a JSON line to standard error (True), or on that logger."""
+    exception_detail: str
+    """What an event says of the record's exception: summary, traceback or none."""
     api: str
+    """The Events API of the sinks the handler builds: v1, events.k8s.io/v1 or auto."""
     kubeconfig: str | None
+    """The kubeconfig file for ``sink: auto``; None: in-cluster, ``KUBECONFIG``, ``~/.kube``."""
     context: str | None
-    default_involved: str | None = None
-    crash_events: bool = False
-    event_names: str = _sanitise.DETERMINISTIC
+    """The kubeconfig context for ``sink: auto``; None: the file's current one."""
+    default_involved: str | None
+    """``"pod"``: a record without an involved object is about the pod the process runs in
+    (from the Downward API); None: only records with an involved object count."""
+    crash_events: bool
+    """An uncaught exception becomes a ``Warning`` event about the ``default_involved`` pod."""
+    broadcasting: BroadcasterOptions
+    """The part the handler's own broadcaster is built with, passed to it whole."""
+
+
+def checked(given: Mapping[str, Any]) -> Options:
+    """Check the handler's keywords (every one of them, by name) into :class:`Options`.
+
+    Raises:
+        ValueError: an option is out of range or of the wrong kind (the message names it).
+    """
+    given_broadcaster = given["broadcaster"]
+    return Options(
+        sink=checked_sink(given["sink"], given_broadcaster),
+        namespace=namespace(given["namespace"]),
+        default_reason=reason(given["default_reason"]),
+        max_message_bytes=whole(
+            "max_message_bytes", given["max_message_bytes"], minimum=MIN_MESSAGE_BYTES
+        ),
+        qps=number("qps", given["qps"], minimum=0, meaning="requests per second; 0: no limit"),
+        burst=whole("burst", given["burst"], minimum=1),
+        drain_qps=number(
+            "drain_qps", given["drain_qps"], minimum=0, meaning="requests per second; 0: no limit"
+        ),
+        request_timeout=timeout(given["request_timeout"]),
+        flush_timeout=number("flush_timeout", given["flush_timeout"], minimum=0, meaning="seconds"),
+        structured_logging=structured(given["structured_logging"], given_broadcaster),
+        exception_detail=choice(
+            "exception_detail", given["exception_detail"], _records.EXCEPTION_DETAILS
+        ),
+        api=choice("api", given["api"], (sinks.CORE_V1, sinks.EVENTS_V1, "auto")),
+        kubeconfig=optional_text("kubeconfig", given["kubeconfig"]),
+        context=optional_text("context", given["context"]),
+        default_involved=default_involved(given["default_involved"]),
+        crash_events=crash_events(given["crash_events"], given["default_involved"]),
+        broadcasting=BroadcasterOptions(
+            queue_length=whole("queue_length", given["queue_length"], minimum=1),
+            writers=whole("writers", given["writers"], minimum=1),
+            max_tries=whole("max_tries", given["max_tries"], minimum=1),
+            sleep_duration=number(
+                "sleep_duration", given["sleep_duration"], minimum=0, meaning="seconds"
+            ),
+            correlator=checked_correlator(given["correlator"]),
+            event_names=_sanitise.check_event_names(given["event_names"]),
+            clock=given["clock"],
+            sleep=given["sleep"],
+        ),
+        # last: its repair is reported, and only for a handler that is built
+        component=component(given["component"] or default_component()),
+        host=given["host"] or default_host(),
+    )
 
 
 def check_known(
@@ -122,6 +238,11 @@ def number(
     ):
         raise ValueError(f"{name} must be {allowed}, not {value!r}")
     return converted
+
+
+def whole(name: str, value: object, *, minimum: int) -> int:
+    """:func:`number` for a whole number of at least ``minimum``."""
+    return int(number(name, value, minimum=minimum, integer=True))
 
 
 def timeout(value: object) -> float | tuple[float, float] | None:
@@ -179,16 +300,6 @@ def structured(value: object, given: object) -> bool | str:
     if value and given is not None:
         raise ValueError("structured_logging cannot be set together with broadcaster")
     return value
-
-
-def exception_detail(value: object) -> str:
-    """``exception_detail``: summary, traceback or none."""
-    return choice("exception_detail", value, _records.EXCEPTION_DETAILS)
-
-
-def event_names(value: object) -> str:
-    """``event_names``: deterministic (the default) or timestamp (client-go's names)."""
-    return _sanitise.check_event_names(value)
 
 
 def default_involved(value: object) -> str | None:
@@ -289,12 +400,44 @@ def component(value: str) -> str:
     return fixed
 
 
+def default_component() -> str:
+    """Return the default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the program.
+
+    The program is the module run with ``python -m`` (without ``.__main__``), else the
+    script's file name without ``.py``, else ``python``.
+    """
+    configured = os.environ.get(COMPONENT_ENV, "").strip()
+    if configured:
+        return configured
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    module = str(getattr(spec, "name", "") or "")
+    if module:
+        return module.removesuffix(".__main__")
+    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if script and script not in ("-c", "-"):
+        return script.removesuffix(".py")
+    return "python"
+
+
+def default_host() -> str:
+    """Return the default ``host``: ``$NODE_NAME``, else ``$HOSTNAME``, else the host name.
+
+    In a pod, set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node
+    as the kubelet does; ``HOSTNAME`` is the pod's name.
+    """
+    for variable in ("NODE_NAME", "HOSTNAME"):
+        value = os.environ.get(variable, "").strip()
+        if value:
+            return value
+    try:
+        return socket.gethostname()
+    except OSError:  # pragma: no cover - a host without a name
+        return ""
+
+
 def open_sink(
-    config: Config,
-    *,
-    clock: clock_mod.Clock | None,
-    sleep: clock_mod.Sleeper | None,
-    pod: models.ObjectReference | None,
+    options: Options, pod: models.ObjectReference | None
 ) -> tuple[sinks.EventSink | None, sinks.LazySink | None]:
     """The sink the options name, and the lazy one among them (which the handler closes).
 
@@ -302,45 +445,40 @@ def open_sink(
     client itself is built on a writer thread at the first write. With ``pod`` and no uid
     for it, the sink reads the uid first (``kubectl describe`` selects by uid).
     """
-    option = config.sink
+    option = options.sink
     lazy = None
     if option is None or isinstance(option, sinks.EventSink):
         built: sinks.EventSink | None = option
     elif option == "auto":
-        found = _kubeconfig.find_configuration(config.kubeconfig, config.context)
+        found = _kubeconfig.find_configuration(options.kubeconfig, options.context)
         if found is None:
             _diagnostics.report(
                 logging.WARNING,
                 "%s",
-                _kubeconfig.not_found_report(config.kubeconfig, config.context),
+                _kubeconfig.not_found_report(options.kubeconfig, options.context),
             )
             return None, None
-        built = lazy = sinks.LazySink(_factory(config, None, clock, sleep), found, config.api)
+        built = lazy = sinks.LazySink(_factory(options, None), found, options.api)
     else:
-        built = lazy = sinks.LazySink(_factory(config, option, clock, sleep), option, config.api)
+        built = lazy = sinks.LazySink(_factory(options, option), option, options.api)
     if built is not None and pod is not None and not pod.uid:
         return _pod.PodUidSink(built, pod), lazy
     return built, lazy
 
 
-def _factory(
-    config: Config,
-    url: str | None,
-    clock: clock_mod.Clock | None,
-    sleep: clock_mod.Sleeper | None,
-) -> Callable[[], sinks.EventSink]:
-    options: dict[str, Any] = {
-        "qps": config.qps,
-        "burst": config.burst,
-        "clock": clock,
-        "sleep": sleep,
-        "api": config.api,
-        "drain_qps": config.drain_qps,
+def _factory(options: Options, url: str | None) -> Callable[[], sinks.EventSink]:
+    keywords: dict[str, Any] = {
+        "qps": options.qps,
+        "burst": options.burst,
+        "clock": options.broadcasting.clock,
+        "sleep": options.broadcasting.sleep,
+        "api": options.api,
+        "drain_qps": options.drain_qps,
     }
-    if config.request_timeout is not None:
-        options["request_timeout"] = config.request_timeout
+    if options.request_timeout is not None:
+        keywords["request_timeout"] = options.request_timeout
     if url is None:
-        options["kubeconfig"] = config.kubeconfig
-        options["context"] = config.context
-        return lambda: sinks.KubernetesEventSink(**options)
-    return lambda: sinks.KubernetesEventSink.from_url(url, **options)
+        keywords["kubeconfig"] = options.kubeconfig
+        keywords["context"] = options.context
+        return lambda: sinks.KubernetesEventSink(**keywords)
+    return lambda: sinks.KubernetesEventSink.from_url(url, **keywords)

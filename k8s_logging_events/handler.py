@@ -4,19 +4,20 @@ This is the top of the pipeline. A record that carries ``extra={"involved": obj}
 involved object where another logging stack puts it: loguru's ``record.extra``, structlog's
 event dict, Kopf's ``k8s_ref``; or none at all with ``default_involved="pod"``) is
 snapshotted on the caller's thread (object reference, type, reason, message, annotations),
-repaired where the API server would reject it, and handed to an
-:class:`~k8s_logging_events.recorder.EventRecorder`, which never blocks. Everything after
-that (correlation, the spam filter, retries, API writes) happens on the broadcaster's
-background threads (:mod:`k8s_logging_events._runtime`)::
+repaired where the API server would reject it, and queued by the broadcaster's offer,
+taken once and never blocking. Everything after that (correlation, the spam filter,
+retries, API writes) happens on the broadcaster's background threads
+(:mod:`k8s_logging_events._runtime`)::
 
     logger.warning(..., extra={"involved": pod})
       -> KubernetesEventHandler.filter   four dict lookups: no ``involved`` (nor ``k8s_ref``,
                                          ``extra``, structlog's mark), no event
       -> KubernetesEventHandler.emit     snapshot + repair, never raises, never blocks
-         -> EventRecorder.offer          -> the runtime's queue -> dispatcher -> writers
+         -> the broadcaster's offer      -> the runtime's queue -> dispatcher -> writers
 
 The handler is built for ``logging.config.dictConfig``: every option is keyword-only,
-JSON/YAML-friendly and checked when the handler is built (:mod:`~k8s_logging_events._options`);
+JSON/YAML-friendly and checked when the handler is built, into one frozen
+``_options.Options`` whose broadcaster part goes to the broadcaster whole;
 the sink, the broadcaster and the threads start lazily on the first
 record that carries ``involved``. Bad input (an object that cannot be referred to, an
 unprintable message, a reason the server would reject ...) is reported once per call site
@@ -28,11 +29,9 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
-import socket
-import sys
 import threading
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from k8s_logging_events import (
@@ -82,8 +81,9 @@ DEFAULT_FLUSH_TIMEOUT = 5.0
 """Seconds ``flush()`` and ``close()`` may wait for writes: bounded, so that
 ``logging.shutdown()`` at exit finishes promptly even when the API server is down."""
 
-COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
-"""The environment variable that sets the default ``component`` (the ``From`` column)."""
+COMPONENT_ENV = _options.COMPONENT_ENV
+default_component = _options.default_component
+default_host = _options.default_host
 
 EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
 EXTRAS = _records.EXTRAS
@@ -95,6 +95,9 @@ _HANDLER_STATS = ("refused", "repaired", "after_close")
 SinkOption = _options.SinkOption
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
+
+_Offer = Callable[[models.Occurrence], bool]
+"""The broadcaster's way in, bound once: queues an occurrence, or counts it dropped."""
 
 
 class KubernetesEventHandler(logging.Handler):
@@ -112,82 +115,13 @@ class KubernetesEventHandler(logging.Handler):
     changed, and :meth:`emit` never raises (except :class:`RecursionError`) and never
     waits for the API server.
 
-    Args:
-        component: who reports the events (``source.component``, the ``From`` column);
-            by default :func:`default_component`.
-        host: where it runs (``source.host`` and ``reportingInstance``); by default
-            :func:`default_host`.
-        level: the handler's level, as for any handler.
-        sink: where events are written. ``"auto"``: the in-cluster service account, else
-            the kubeconfig, else no API writes (with one warning on the
-            ``k8s_logging_events`` logger); ``None`` (or ``"none"``): no API writes; a URL
-            such as ``http://127.0.0.1:8001`` (``kubectl proxy``): that server, without
-            credentials; an :class:`~k8s_logging_events.sink.EventSink` object; or a
-            ``{"()": factory, ...}`` dict that builds one. Client configuration is loaded on
-            a writer thread at the first write, never on the thread that logs.
-        broadcaster: an :class:`~k8s_logging_events.recorder.EventBroadcaster` to record
-            into. The handler does not own it: it starts no watcher on it and does not shut
-            it down (``close()`` only flushes it), and the broadcaster's own settings stand
-            for the pipeline's options: ``sink`` and ``structured_logging`` cannot be set
-            with it, and the sink's options, the queue, writer, correlator and naming options,
-            ``clock`` and ``sleep`` do not apply. Without one, the handler creates and owns
-            its broadcaster on the first record with ``involved``.
-        namespace: the namespace of events about cluster-scoped objects (Nodes,
-            Namespaces ...). A core/v1 event without ``eventTime``, which is what the
-            recorder writes, is accepted there only in ``default``, so that is the only
-            value allowed.
-        default_reason: the reason of a record without a ``reason`` extra.
-        max_message_bytes: the longest message, in UTF-8 bytes; a longer one is cut at a
-            character boundary and ends with :data:`TRUNCATION_MARK`. At least 16.
-        queue_length: occurrences the queue holds, and events whose write may be pending;
-            beyond that, occurrences are dropped and counted.
-        qps: the sustained API request rate of the sink's client-side rate limit (0: off).
-        burst: the requests the sink may send at once after a quiet spell.
-        drain_qps: the request rate while :meth:`flush` or :meth:`close` drains what is
-            pending (0: no limit), so that a job that logs about many objects and exits
-            finds them all on the server; answers of 429 and ``Retry-After`` still count.
-        request_timeout: seconds to connect and to read each answer (one number, or a
-            pair); ``None`` keeps the sink's default (5 s, 10 s).
-        correlator: correlation options, as a
-            :class:`~k8s_logging_events.correlator.CorrelatorOptions` or a mapping of its
-            field names (``burst_size``, ``qps``, ``max_events`` ...); ``None``: client-go's.
-        flush_timeout: seconds :meth:`flush` and :meth:`close` may wait (one wait for the
-            pair at exit), and :meth:`drain`'s default timeout.
-        structured_logging: also log every event as one JSON line to standard error
-            (``True``), or as a record on the logger of that name (a string).
-        exception_detail: what an event says about the record's exception:
-            ``"summary"`` (``message: ExcType: text``), ``"traceback"`` (the message as
-            the formatter renders it, traceback included) or ``"none"``.
-        writers: requests in flight at once (writer threads exist only while there is work).
-        max_tries: attempts per write before it is given up.
-        sleep_duration: seconds between write attempts (the first is randomised).
-        kubeconfig: the kubeconfig file for ``sink: auto`` (instead of the in-cluster
-            service account, ``KUBECONFIG`` or ``~/.kube/config``).
-        context: the kubeconfig context for ``sink: auto`` (the current one by default).
-        api: which Events API the sink writes: ``"v1"`` (core/v1, counted and aggregated
-            like client-go's ``tools/record``; the default), ``"events.k8s.io/v1"`` (series,
-            like client-go's ``tools/events``) or ``"auto"`` (events.k8s.io/v1 when the
-            server's discovery shows it). Applies to the sinks the handler builds from
-            ``"auto"`` or a URL; a sink object brings its own ``api``.
-        clock: the time source (tests pass a
-            :class:`~k8s_logging_events.testing.FakeClock`); not for dictConfig.
-        sleep: how back-offs and the rate limit wait (tests pass ``clock.sleep``); not for
-            dictConfig.
-        default_involved: ``"pod"``: a record without an involved object of its own is an
-            event about the pod this process runs in, named by the Downward API
-            (``POD_NAME``, ``POD_NAMESPACE``, ``POD_UID``; read once, here). Without
-            ``POD_UID`` the uid is read from the API server at the first write (RBAC:
-            ``get`` on ``pods``). Outside a pod this is reported once and such records make
-            no events. Set the handler's ``level`` (WARNING) so that not every line becomes
-            an event. ``None`` (the default): only records with an involved object count.
-        crash_events: an uncaught exception is a ``Warning`` event ``UncaughtException``
-            about the ``default_involved`` pod (required), flushed before the process ends.
-        event_names: ``"deterministic"`` (the default): an event's name is a hash of what
-            makes it that event (source, involved object, type, reason, message), so that a
-            restarted process, another worker or another replica on the same node continues
-            the same event and its count (RBAC: ``get`` on ``events``); a deliberate
-            difference from client-go. ``"timestamp"``: client-go's
-            ``<object name>.<hex nanoseconds>``, byte for byte. See ``docs/correlation.md``.
+    Every option is keyword-only and JSON/YAML-friendly, for ``dictConfig``, and checked
+    here, once. What each one means and its default: ``docs/configuration.md`` (Options);
+    in code, the fields of ``k8s_logging_events._options.Options``. ``level`` is the
+    handler's level, as for any handler; ``broadcaster`` an
+    :class:`~k8s_logging_events.recorder.EventBroadcaster` to record into, which the handler
+    does not own (it starts nothing on it, ``close()`` only flushes it, and its own settings
+    stand for the pipeline's: ``sink`` and ``structured_logging`` cannot be set with it).
 
     Raises:
         ValueError: an option is out of range or of the wrong kind (the message names it).
@@ -199,7 +133,8 @@ class KubernetesEventHandler(logging.Handler):
 
     # the state that is tied to this process's threads, renewed after fork
     _broadcaster: recorder.EventBroadcaster | None
-    _recorder: recorder.EventRecorder | None
+    _now: Callable[[], datetime]
+    _offer: _Offer | None
     _lazy_sink: sinks.LazySink | None
     _settings: _records.Settings
 
@@ -239,49 +174,12 @@ class KubernetesEventHandler(logging.Handler):
         # every check before logging.Handler.__init__: a handler that failed to build must
         # not be left in logging's list of handlers that logging.shutdown() flushes
         _options.check_known(unknown, _OPTION_NAMES, "KubernetesEventHandler")
-        number = _options.number
-        config = _options.Config(
-            sink=_options.checked_sink(sink, broadcaster),
-            namespace=_options.namespace(namespace),
-            default_reason=_options.reason(default_reason),
-            max_message_bytes=int(
-                number(
-                    "max_message_bytes",
-                    max_message_bytes,
-                    minimum=_options.MIN_MESSAGE_BYTES,
-                    integer=True,
-                )
-            ),
-            queue_length=int(number("queue_length", queue_length, minimum=1, integer=True)),
-            qps=number("qps", qps, minimum=0, meaning="requests per second; 0: no limit"),
-            burst=int(number("burst", burst, minimum=1, integer=True)),
-            drain_qps=number(
-                "drain_qps", drain_qps, minimum=0, meaning="requests per second; 0: no limit"
-            ),
-            request_timeout=_options.timeout(request_timeout),
-            correlator=_options.checked_correlator(correlator),
-            flush_timeout=number("flush_timeout", flush_timeout, minimum=0, meaning="seconds"),
-            structured_logging=_options.structured(structured_logging, broadcaster),
-            exception_detail=_options.exception_detail(exception_detail),
-            writers=int(number("writers", writers, minimum=1, integer=True)),
-            max_tries=int(number("max_tries", max_tries, minimum=1, integer=True)),
-            sleep_duration=number("sleep_duration", sleep_duration, minimum=0, meaning="seconds"),
-            api=_options.choice("api", api, (sinks.CORE_V1, sinks.EVENTS_V1, "auto")),
-            kubeconfig=_options.optional_text("kubeconfig", kubeconfig),
-            context=_options.optional_text("context", context),
-            default_involved=_options.default_involved(default_involved),
-            crash_events=_options.crash_events(crash_events, default_involved),
-            event_names=_options.event_names(event_names),
-        )
-        pod = _pod.from_environment() if config.default_involved == _pod.POD else None
+        given = locals()  # the keywords by name: the signature above is the list of options
+        options = _options.checked({name: given[name] for name in _OPTION_NAMES})
+        pod = _pod.from_environment() if options.default_involved == _pod.POD else None
         super().__init__(level)
-        self._config = config
-        self._source = models.EventSource(
-            component=_options.component(component or default_component()),
-            host=host or default_host(),
-        )
-        self._clock = clock
-        self._sleep = sleep
+        self._options = options
+        self._source = models.EventSource(component=options.component, host=options.host)
         self._given = broadcaster
         # what a record without an involved object is about: None, or the pod's reference
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
@@ -290,8 +188,8 @@ class KubernetesEventHandler(logging.Handler):
         self._fresh_state()
         self._closed = False
         _process.renew_in_child(self)
-        if config.crash_events:  # outside a pod the hooks make no event, as records make none
-            _crash.watch(self, config.exception_detail)
+        if options.crash_events:  # outside a pod the hooks make no event, as records make none
+            _crash.watch(self, options.exception_detail)
 
     # --- the logging.Handler interface -----------------------------------------------------
 
@@ -492,7 +390,6 @@ class KubernetesEventHandler(logging.Handler):
         if self._closed:
             self._counters["after_close"].add()
             return
-        active = self._recorder
         notes = _records.Notes()
         settings = self._settings
         if settings.formatter is not self.formatter:  # setFormatter() since the last record
@@ -502,8 +399,8 @@ class KubernetesEventHandler(logging.Handler):
             extras,
             settings,
             notes,
-            now=(active or self._clock or _SYSTEM_CLOCK).now(),
-            default_namespace=self._config.namespace,
+            now=self._now(),
+            default_namespace=self._options.namespace,
         )
         if notes.refusal is not None or notes.repairs:
             notes.report(self._sites, record)
@@ -512,18 +409,18 @@ class KubernetesEventHandler(logging.Handler):
             return
         if notes.repairs:
             self._counters["repaired"].add()
-        active = active or self._start()
-        if active is None:
+        offer = self._offer or self._start()
+        if offer is None:
             self._counters["after_close"].add()
             return
-        active.offer(occurrence)
+        offer(occurrence)
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(
             source=self._source,
-            default_reason=self._config.default_reason,
-            max_message_bytes=self._config.max_message_bytes,
-            exception_detail=self._config.exception_detail,
+            default_reason=self._options.default_reason,
+            max_message_bytes=self._options.max_message_bytes,
+            exception_detail=self._options.exception_detail,
             formatter=self.formatter,
         )
 
@@ -538,52 +435,39 @@ class KubernetesEventHandler(logging.Handler):
         self._sites = _records.CallSites()
         self._settings = self._new_settings()
         self._broadcaster = self._given
-        self._recorder = self._new_recorder(self._given) if self._given is not None else None
+        self._now = (self._options.broadcasting.clock or _SYSTEM_CLOCK).now
+        self._offer = None
+        if self._given is not None:
+            self._now, self._offer = self._given._intake()
         self._lazy_sink = None
-        self._waits = _deadlines.ExitWaits(self._config.flush_timeout)
+        self._waits = _deadlines.ExitWaits(self._options.flush_timeout)
 
-    def _start(self) -> recorder.EventRecorder | None:
-        """Create the broadcaster, its watchers and the recorder: on the first event."""
+    def _start(self) -> _Offer | None:
+        """Create the broadcaster, its sink and watchers: on the first event."""
         with self._lock:
             if self._closed:
                 return None
-            if self._recorder is None:
+            if self._offer is None:
                 active = self._new_broadcaster()
-                new = self._new_recorder(active)
+                now, offer = active._intake()
                 # a signal handler that logged while this thread was building may have won
-                if self._recorder is None:
-                    self._broadcaster, self._recorder = active, new
-            return self._recorder
+                if self._offer is None:
+                    self._broadcaster, self._now, self._offer = active, now, offer
+            return self._offer
 
     def _new_broadcaster(self) -> recorder.EventBroadcaster:
-        config = self._config
-        active = recorder.EventBroadcaster(
-            sleep_duration=config.sleep_duration,
-            correlator_options=config.correlator,
-            queue_length=config.queue_length,
-            clock=self._clock,
-            writers=config.writers,
-            max_tries=config.max_tries,
-            sleep=self._sleep,
-            event_names=config.event_names,
-        )
-        active.exit_timeout = config.flush_timeout
-        event_sink, self._lazy_sink = _options.open_sink(
-            config, clock=self._clock, sleep=self._sleep, pod=self._default_involved
-        )
+        options = self._options
+        active = recorder.EventBroadcaster._with_options(options.broadcasting)
+        active.exit_timeout = options.flush_timeout
+        event_sink, self._lazy_sink = _options.open_sink(options, self._default_involved)
         if event_sink is not None:
             active.start_recording_to_sink(event_sink)
-        if config.structured_logging:
-            target = config.structured_logging
+        if options.structured_logging:
+            target = options.structured_logging
             active.start_structured_logging(
                 logging.getLogger(target) if isinstance(target, str) else None
             )
         return active
-
-    def _new_recorder(self, active: recorder.EventBroadcaster) -> recorder.EventRecorder:
-        # the recorder puts events about cluster-scoped objects in "default", the namespace
-        # option's only valid value
-        return active.new_recorder(self._source)
 
     def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
         timeout = self._waits.for_close(_written(active))
@@ -643,42 +527,6 @@ def _written(active: recorder.EventBroadcaster) -> int:
     """Occurrences written so far: while this does not move, the server takes nothing."""
     stats = active.stats()
     return stats["created"] + stats["patched"] + stats["coalesced"]
-
-
-def default_component() -> str:
-    """Return the default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the program.
-
-    The program is the module run with ``python -m`` (without ``.__main__``), else the
-    script's file name without ``.py``, else ``python``.
-    """
-    configured = os.environ.get(COMPONENT_ENV, "").strip()
-    if configured:
-        return configured
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
-    module = str(getattr(spec, "name", "") or "")
-    if module:
-        return module.removesuffix(".__main__")
-    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    if script and script not in ("-c", "-"):
-        return script.removesuffix(".py")
-    return "python"
-
-
-def default_host() -> str:
-    """Return the default ``host``: ``$NODE_NAME``, else ``$HOSTNAME``, else the host name.
-
-    In a pod, set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node
-    as the kubelet does; ``HOSTNAME`` is the pod's name.
-    """
-    for variable in ("NODE_NAME", "HOSTNAME"):
-        value = os.environ.get(variable, "").strip()
-        if value:
-            return value
-    try:
-        return socket.gethostname()
-    except OSError:  # pragma: no cover - a host without a name
-        return ""
 
 
 _OPTION_NAMES = tuple(

@@ -25,6 +25,7 @@ from typing import Any
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _options,
     _pending,
     _process,
     _runtime,
@@ -48,6 +49,9 @@ __all__ = [
 MAX_QUEUED_EVENTS = 1000
 """client-go's queue length, for the incoming queue and for each watcher's queue."""
 
+THREAD_NAME = "k8s-events"
+"""The prefix of a broadcaster's thread names, unless ``name=`` says another."""
+
 
 class EventBroadcaster:
     """Receives events from recorders and hands each one to every watcher started on it.
@@ -56,23 +60,14 @@ class EventBroadcaster:
     (:mod:`k8s_logging_events._runtime`): one dispatcher thread that starts with the first
     event, and writer threads only while there are writes to make.
 
+    Every keyword but ``rng`` and ``name`` is a field of
+    ``k8s_logging_events._options.BroadcasterOptions``, where each is described
+    (``correlator_options`` is its ``correlator``); the defaults are client-go's, names
+    included (``"timestamp"``; deterministic also when ``correlator_options`` ask).
+
     Args:
-        sleep_duration: seconds between write attempts (client-go's 10 s; the first back-off
-            is randomised between 0 and this).
-        correlator_options: the options every :meth:`start_recording_to_sink` correlator gets.
-        queue_length: events the queue holds, and pending writes per sink; beyond that,
-            events are dropped and counted (client-go's 1000).
-        clock: the time source for event timestamps, correlation and back-offs.
-        writers: requests in flight at once per broadcaster (stalled requests aside).
-        max_tries: attempts per write before it is given up (client-go's 12).
-        sleep: how the dispatcher waits for a back-off; the default waits on the queue, and
-            tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
         rng: the random source for the first back-off (``random.random`` by default).
         name: the prefix of this broadcaster's thread names.
-        event_names: ``"timestamp"`` (client-go's ``<object name>.<hex nanoseconds>``, the
-            default) or ``"deterministic"`` (a hash of the event's correlation key, so that
-            a restarted process or another worker continues the same event; see
-            ``docs/correlation.md``). Deterministic also when ``correlator_options`` ask.
     """
 
     def __init__(
@@ -86,19 +81,43 @@ class EventBroadcaster:
         max_tries: int = _pending.MAX_TRIES_PER_EVENT,
         sleep: clock_mod.Sleeper | None = None,
         rng: Callable[[], float] | None = None,
-        name: str = "k8s-events",
+        name: str = THREAD_NAME,
         event_names: str = _sanitise.TIMESTAMP,
     ) -> None:
-        _sanitise.check_event_names(event_names)
+        options = _options.BroadcasterOptions(
+            queue_length=queue_length,
+            writers=writers,
+            max_tries=max_tries,
+            sleep_duration=sleep_duration,
+            correlator=correlator_options,
+            event_names=_sanitise.check_event_names(event_names),
+            clock=clock,
+            sleep=sleep,
+        )
+        self._set_up(options, rng=rng, name=name)
+
+    @classmethod
+    def _with_options(cls, options: _options.BroadcasterOptions) -> EventBroadcaster:
+        """A broadcaster built from options checked already (the handler's), taken whole."""
+        made = cls.__new__(cls)
+        made._set_up(options, rng=None, name=THREAD_NAME)
+        return made
+
+    def _set_up(
+        self, options: _options.BroadcasterOptions, *, rng: Callable[[], float] | None, name: str
+    ) -> None:
+        self._options = options
+        event_names = options.event_names
         if (
-            correlator_options is not None
-            and correlator_options.event_names == _sanitise.DETERMINISTIC
+            options.correlator is not None
+            and options.correlator.event_names == _sanitise.DETERMINISTIC
         ):
             event_names = _sanitise.DETERMINISTIC
-        self._clock = clock or clock_mod.SystemClock()
-        self._correlator_options = correlator_options
+        self._clock = options.clock or clock_mod.SystemClock()
         self._writer_options = _pending.WriterOptions(
-            max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max(1, queue_length)
+            max_tries=options.max_tries,
+            sleep_duration=options.sleep_duration,
+            max_pending=max(1, options.queue_length),
         )
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(event_names=event_names)
@@ -108,14 +127,14 @@ class EventBroadcaster:
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._runtime = _runtime.Runtime(
-            queue_length=queue_length,
-            writers=writers,
+            queue_length=options.queue_length,
+            writers=options.writers,
             build=functools.partial(models.materialize, namer=self._namer),
             keys=models.correlation_keys,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
-            sleep=sleep,
+            sleep=options.sleep,
             name=name,
         )
         _process.renew_in_child(self)
@@ -288,9 +307,10 @@ class EventBroadcaster:
 
     # --- internals -------------------------------------------------------------------------
 
-    def _offer(self, occurrence: models.Occurrence) -> bool:
-        """Hand ``occurrence`` to the runtime without blocking; full is a counted drop."""
-        return self._runtime.offer(occurrence)
+    def _intake(self) -> tuple[Callable[[], datetime], Callable[[models.Occurrence], bool]]:
+        """The way in for a front door that checks its occurrences itself (the handler):
+        the clock that dates them and the runtime's offer, bound once (it runs per record)."""
+        return self._clock.now, self._runtime.offer
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()
@@ -299,7 +319,7 @@ class EventBroadcaster:
     def _correlation_for(
         self, event_sink: sink.EventSink
     ) -> tuple[_pending.WritePolicy, _runtime.Correlate, bool]:
-        options = self._correlator_options or correlator.CorrelatorOptions()
+        options = self._options.correlator or correlator.CorrelatorOptions()
         correlation = _CORRELATIONS[_apis.api_of(event_sink).name]
         return correlation(options, self._clock, self._namer)
 
@@ -324,7 +344,8 @@ class EventRecorder:
         default_namespace: str = models.DEFAULT_NAMESPACE,
     ) -> None:
         self._broadcaster = broadcaster
-        self._queue = broadcaster._runtime.offer  # bound once: offer() runs for every record
+        # bound once: a full queue is a counted drop, never a wait
+        self._queue = broadcaster._runtime.offer
         self._source = source
         self._clock = clock or clock_mod.SystemClock()
         self._default_namespace = default_namespace
@@ -333,14 +354,6 @@ class EventRecorder:
     def source(self) -> models.EventSource:
         """Who these events come from."""
         return self._source
-
-    def now(self) -> datetime:
-        """The time on this recorder's clock: when an occurrence happens."""
-        return self._clock.now()
-
-    def offer(self, occurrence: models.Occurrence) -> bool:
-        """Queue an occurrence that was already checked (the handler's path); True if queued."""
-        return self._queue(occurrence)
 
     def event(self, obj: object, type: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` with this ``message``."""
@@ -401,7 +414,7 @@ class EventRecorder:
             return False
         if event is None:
             return False
-        return self._broadcaster._offer(event)
+        return self._queue(event)
 
     def _build(
         self,

@@ -800,6 +800,27 @@ class TestLifecycle:
         finally:
             shared.shutdown(10)
 
+    def test_a_given_broadcasters_clock_dates_the_events(self, make, log, fake) -> None:
+        """With a given broadcaster and no ``clock`` of its own, the handler dates each
+        occurrence on the broadcaster's clock, as the broadcaster's own recorders do, from
+        the first record on: the clock comes with the broadcaster's way in."""
+        theirs = FakeClock(datetime(2031, 5, 6, tzinfo=UTC))
+        shared = recorder.EventBroadcaster(clock=theirs, sleep=theirs.sleep)
+        try:
+            shared.start_recording_to_sink(fake)
+            event_handler = make(sink="auto", broadcaster=shared, clock=None, sleep=None)
+            log.addHandler(event_handler)
+            log.warning("dated", extra={"involved": POD})
+            theirs.step(60)
+            log.warning("later", extra={"involved": POD})
+            assert shared.flush(10)
+            assert [event.first_timestamp for event in fake.events] == [
+                datetime(2031, 5, 6, tzinfo=UTC),
+                datetime(2031, 5, 6, 0, 1, tzinfo=UTC),
+            ]
+        finally:
+            shared.shutdown(10)
+
     def test_sink_none_records_without_writing(self, make, log) -> None:
         """``sink=None``: events are counted but go nowhere, and nobody is warned."""
         event_handler = make(sink=None)

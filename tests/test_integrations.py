@@ -508,7 +508,7 @@ def test_the_per_reason_spam_key_keeps_one_noisy_reason_from_silencing_others() 
     for key in ("object", "per-reason"):
         options = KubernetesEventHandler(
             sink=None, correlator={"burst_size": 3, "spam_key": key, "clock": FakeClock()}
-        )._config.correlator
+        )._options.broadcasting.correlator
         events = correlator.EventCorrelator(options)
 
         def skipped(reason: str, message: str, events: Any = events) -> bool:
@@ -531,7 +531,9 @@ def test_the_spam_key_option_is_checked() -> None:
             sink=None,
             correlator={"spam_key": "object", "spam_key_func": correlator.get_spam_key},
         )
-    options = KubernetesEventHandler(sink=None, correlator={"spam_key": "per-reason"})._config
+    options = KubernetesEventHandler(
+        sink=None, correlator={"spam_key": "per-reason"}
+    )._options.broadcasting
     assert options.correlator is not None
     assert options.correlator.spam_key_func is correlator.spam_key_per_reason
 

@@ -286,6 +286,6 @@ def test_crash_events(server: LocalApiServer, pod_env: pytest.MonkeyPatch) -> No
 def test_the_spam_key_snippet() -> None:
     options = yaml.safe_load(recipe("spam-key"))
     handler = KubernetesEventHandler(sink=None, **options)
-    assert handler._config.correlator is not None
-    assert handler._config.correlator.spam_key_func is correlator.spam_key_per_reason
+    assert handler._options.broadcasting.correlator is not None
+    assert handler._options.broadcasting.correlator.spam_key_func is correlator.spam_key_per_reason
     handler.close()

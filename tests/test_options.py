@@ -7,15 +7,21 @@ as a writer spinning on a NaN or a TypeError without a hint.
 
 from __future__ import annotations
 
+import ast
+import dataclasses
+import inspect
 import logging
 import logging.config
 import math
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from k8s_logging_events import _options, correlator, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import FakeEventSink, LocalApiServer
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 
 
 @pytest.mark.parametrize(
@@ -202,3 +208,154 @@ def test_an_unknown_context_is_reported_and_its_writes_counted(tmp_path, caplog)
         assert "nope" in caplog.text
         assert handler.stats()["failed"] == 1
         assert server.events() == []
+
+
+# --- one frozen options object, checked once, passed down whole ------------------------------
+
+_NOT_OPTIONS = {"level", "broadcaster"}  # logging.Handler's level; the object to record into
+
+
+def _fields(cls: type) -> set[str]:
+    return {field.name for field in dataclasses.fields(cls)}
+
+
+def test_every_keyword_of_the_handler_is_one_field_of_its_options() -> None:
+    """The handler's signature and its options object name the same options: each keyword
+    (but ``level`` and ``broadcaster``) is a field of Options or of its broadcaster part,
+    and no field is in both, nor without a keyword."""
+    keywords = {
+        name
+        for name, parameter in inspect.signature(KubernetesEventHandler).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+    }
+    handler_part = _fields(_options.Options) - {"broadcasting"}
+    broadcaster_part = _fields(_options.BroadcasterOptions)
+    assert not handler_part & broadcaster_part
+    assert handler_part | broadcaster_part == keywords - _NOT_OPTIONS
+
+
+def test_every_field_of_the_options_says_what_it_means() -> None:
+    """Each option is documented once in code: a docstring under each field of both
+    dataclasses (docs/configuration.md is the users' reference)."""
+    tree = ast.parse(Path(_options.__file__).read_text())
+    classes = {
+        node.name: node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name in ("Options", "BroadcasterOptions")
+    }
+    assert set(classes) == {"Options", "BroadcasterOptions"}
+    for cls in classes.values():
+        body = cls.body
+        undocumented = [
+            statement.target.id
+            for statement, following in zip(body, [*body[1:], None], strict=True)
+            if isinstance(statement, ast.AnnAssign)
+            and isinstance(statement.target, ast.Name)
+            and not (
+                isinstance(following, ast.Expr)
+                and isinstance(following.value, ast.Constant)
+                and isinstance(following.value.value, str)
+                and following.value.value.strip()
+            )
+        ]
+        assert undocumented == [], cls.name
+        fields = [s for s in body if isinstance(s, ast.AnnAssign)]
+        assert len(fields) == len(_fields(getattr(_options, cls.name)))
+
+
+def test_the_options_are_checked_into_a_frozen_object_that_owes_nothing_to_the_caller() -> None:
+    """Options cannot change once checked: neither by assignment nor by the caller changing
+    the mapping it passed (``correlator``), and the handler's values are the checked ones
+    (numbers written as strings are numbers)."""
+    given = {"burst_size": "3", "max_events": 4}
+    handler = KubernetesEventHandler(
+        sink=None,
+        correlator=given,
+        queue_length="7",  # type: ignore[arg-type]
+        qps="2.5",  # type: ignore[arg-type]
+    )
+    try:
+        options = handler._options
+        given["burst_size"] = 99
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            options.qps = 1.0  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            options.broadcasting.queue_length = 1  # type: ignore[misc]
+        assert options.qps == 2.5
+        assert options.broadcasting.queue_length == 7
+        assert options.broadcasting.correlator is not None
+        assert options.broadcasting.correlator.burst_size == 3
+        assert options.broadcasting.correlator.max_events == 4
+    finally:
+        handler.close()
+
+
+def test_the_handler_gives_its_broadcaster_its_options_whole() -> None:
+    """The broadcaster the handler builds holds the very object the handler checked (not
+    keywords copied out of it), and acts on it: timestamp names, the handler's clock."""
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    fake = FakeEventSink()
+    handler = KubernetesEventHandler(
+        sink=fake, clock=clock, sleep=clock.sleep, queue_length=3, event_names="timestamp"
+    )
+    log = logging.getLogger("tests.options.whole")
+    log.propagate = False
+    log.addHandler(handler)
+    try:
+        log.warning("once", extra={"involved": POD})
+        handler.flush()
+        active = handler.broadcaster
+        assert active is not None
+        assert active._options is handler._options.broadcasting
+        assert active.event_names == "timestamp"
+        (event,) = fake.events
+        assert event.first_timestamp == clock.now()
+        assert event.name.startswith("p.")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+
+
+def test_the_broadcasters_keywords_make_the_same_options_as_the_handlers() -> None:
+    """``EventBroadcaster(...)`` builds the object the handler passes, field for field,
+    from its own keywords (``correlator_options`` is the field ``correlator``)."""
+    clock = FakeClock(datetime(2024, 1, 1, tzinfo=UTC))
+    wanted = correlator.CorrelatorOptions(burst_size=3)
+    values: dict[str, Any] = {
+        "queue_length": 7,
+        "writers": 2,
+        "max_tries": 3,
+        "sleep_duration": 0.5,
+        "event_names": "deterministic",
+        "clock": clock,
+        "sleep": clock.sleep,
+    }
+    handler = KubernetesEventHandler(sink=None, correlator=wanted, **values)
+    built = recorder.EventBroadcaster(correlator_options=wanted, **values)
+    try:
+        assert built._options == handler._options.broadcasting
+    finally:
+        built.shutdown(0)
+        handler.close()
+
+
+def test_the_broadcasters_public_keywords_and_defaults_stay_client_gos() -> None:
+    """The public keyword signature of EventBroadcaster is unchanged by the options object:
+    every keyword, keyword-only, with client-go's defaults."""
+    parameters = inspect.signature(recorder.EventBroadcaster).parameters
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in parameters.values())
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    assert defaults == {
+        "sleep_duration": 10.0,
+        "correlator_options": None,
+        "queue_length": 1000,
+        "clock": None,
+        "writers": 4,
+        "max_tries": 12,
+        "sleep": None,
+        "rng": None,
+        "name": "k8s-events",
+        "event_names": "timestamp",
+    }
+    with pytest.raises(ValueError, match="event_names"):
+        recorder.EventBroadcaster(event_names="hash")

@@ -564,3 +564,13 @@ def test_a_fresh_broadcaster_names_its_first_event_from_the_time_alone() -> None
         finally:
             b.shutdown(2)
         assert [e.name for e in fake.events] == [f"foo.{nanos:x}", f"foo.{nanos + 1:x}"]
+
+
+def test_the_recorder_is_client_gos_surface_and_no_pass_through() -> None:
+    """EventRecorder records from client-go's calls; the handler, which checks its own
+    occurrences, queues them through the broadcaster's offer taken once, not through a
+    recorder method that only forwards."""
+    assert not hasattr(recorder.EventRecorder, "offer")
+    assert not hasattr(recorder.EventRecorder, "now")
+    for name in ("event", "eventf", "annotated_eventf"):
+        assert callable(getattr(recorder.EventRecorder, name))
