@@ -58,20 +58,22 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from k8s_logging_events import (
     _diagnostics,
     _pending,
+    _pool,
     _process,
     _runs,
+    _watchers,
     broadcaster,
     models,
 )
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime"]
+__all__ = ["DEFAULT_EXIT_TIMEOUT", "Runtime"]
 
 DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
@@ -103,40 +105,18 @@ LINGER_STEP_SECONDS = 0.005
 IDLE_WAIT_SECONDS = 5.0
 """The longest the dispatcher waits for the queue before it looks at its timers again."""
 
-WRITER_LINGER_SECONDS = 0.5
-"""How long an idle writer thread waits for more work before it ends."""
-
-STALL_SECONDS = 1.0
-"""A request in flight this long is stalled: it no longer counts against ``writers``, and its
-namespace gets no second request until it ends."""
-
 JOIN_GRACE_SECONDS = 0.25
 """What close() gives its threads to end after the deadline has passed."""
 
 REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
-Correlate = _pending.Correlate
-
 Keys = _runs.Keys
 
-Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
-"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event,
-and says whether that correlation keeps objects apart (see :func:`_runs.cut`)."""
+Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
+"""What the dispatcher hands events to: a sink's recording, or a watcher."""
 
 _counter = itertools.count()
-
-
-def _become_own_thread() -> None:
-    """Start each of the library's threads: mark it, and leave signals to the application.
-
-    The kernel hands a signal sent to the process to any thread that does not block it,
-    and a Python handler runs only when the main thread next runs Python code: a SIGTERM
-    taken by one of our threads while the main thread waits in a lock (a pool worker
-    between tasks) would be handled late or never (see rule 7 and ``_process``).
-    """
-    _diagnostics.mark_own_thread()
-    _process.leave_signals_to_the_main_thread()
 
 
 class _Marker:
@@ -147,117 +127,10 @@ class _Marker:
     def __init__(self, *, stop: bool = False) -> None:
         self.reached = threading.Event()
         self.stop = stop
-        self.targets: dict[Recording | _WatchLoop, int] = {}
+        self.targets: dict[_pool.Recording | _watchers.WatchLoop, int] = {}
 
 
 _WAKE = _Marker()  # looks at the timers and the ready writes again; never waited for
-
-
-class Recording:
-    """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
-
-    Args:
-        writes: the sink's pending writes.
-        setup: called on the dispatcher at the first event; returns the write policy, the
-            correlation step (so that a sink may decide its API lazily) and whether that
-            correlation's state never crosses objects.
-    """
-
-    def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
-        self.writes = writes
-        self._setup = setup
-        self._correlate: Correlate | None = None
-        self._by_object = False
-        self.watcher = broadcaster.Watcher(None, 1, None)
-
-    def prepare(self) -> bool:
-        """Set the correlation up at its first use; True when it keeps objects apart, so
-        that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
-        if self._correlate is None:
-            policy, correlate, self._by_object = self._setup()
-            self.writes.policy = policy
-            self._correlate = correlate
-        return self._by_object
-
-    def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
-        self.prepare()
-        assert self._correlate is not None
-        return self._correlate(run)
-
-    def renew(self) -> None:
-        """Forget everything pending and every cache (in a child after fork)."""
-        self.writes = self.writes.renewed()
-        self._correlate = None
-
-
-class _Inline:
-    """A consumer that runs on the dispatcher itself (structured logging)."""
-
-    def __init__(self, handle: Callable[[models.Event], None]) -> None:
-        self.handle = handle
-        self.watcher = broadcaster.Watcher(None, 1, None)
-
-
-class _WatchLoop:
-    """A user's event watcher: its own thread, fed through a bounded :class:`Watcher`."""
-
-    def __init__(
-        self,
-        handle: Callable[[models.Event], None],
-        capacity: int,
-        on_drop: Callable[[broadcaster.WatchEvent], None],
-        reporter: _diagnostics.RateLimitedReporter,
-        name: str,
-    ) -> None:
-        self.handle = handle
-        self.watcher = broadcaster.Watcher(None, capacity, on_drop)
-        self._reporter = reporter
-        self._name = name
-        self._done = threading.Condition()
-        self.processed = 0
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the loop's thread (raises RuntimeError where no thread can start)."""
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self.thread = thread
-        thread.start()
-
-    def renew(self) -> None:
-        """Forget the parent's thread and progress (in a child after fork)."""
-        self.thread = None
-        self._done = threading.Condition()
-        self.processed = 0
-
-    def caught_up(self, target: int) -> bool:
-        """True once every event delivered up to ``target`` has been handled."""
-        thread = self.thread
-        return self.processed >= target or thread is None or not thread.is_alive()
-
-    def wait_caught_up(self, target: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for :meth:`caught_up`."""
-        with self._done:
-            return self._done.wait_for(lambda: self.caught_up(target), timeout)
-
-    def _run(self) -> None:
-        _become_own_thread()
-        while True:
-            batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
-            if not batch and self.watcher.stopped and not self.watcher.pending():
-                break
-            for item in batch:
-                try:
-                    self.handle(item.object)
-                except Exception as error:  # one bad event must not end the watcher
-                    self._reporter.report(
-                        "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                    )
-            with self._done:
-                self.processed += len(batch)
-                self._done.notify_all()
-        with self._done:
-            self._done.notify_all()
 
 
 class Runtime:
@@ -299,7 +172,7 @@ class Runtime:
         self._sleep = sleep
         self._name = name
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
-        self._consumers: list[Recording | _Inline | _WatchLoop] = []
+        self._consumers: list[Consumer] = []
         self._fresh()
         _process.renew_in_child(self)
 
@@ -319,14 +192,17 @@ class Runtime:
         self._wake = threading.Event()
         self._hurry = threading.Event()  # set while a flush or close waits: no lingering
         self._dispatcher: threading.Thread | None = None
-        self._workers: set[threading.Thread] = set()
-        self._in_flight: list[tuple[Recording, _pending.Write]] = []
-        self._idle = 0
+        self._pool = _pool.WriterPool(
+            self._cond,
+            writers=self._max_writers,
+            recordings=self._recordings,
+            wake=self._wake_dispatcher,
+            reporter=self._reporter,
+            name=self._name,
+        )
         self._wake_queued = False
-        self._can_spawn = True
         self._started = False
         self._closing = False
-        self._stopping = False
         self._closed = False
         self._flushes = 0
 
@@ -371,23 +247,27 @@ class Runtime:
                 target=self._dispatch, name=f"{self._name}-dispatcher-{next(_counter)}", daemon=True
             )
             self._dispatcher = thread
-            loops = [c for c in self._consumers if isinstance(c, _WatchLoop) and c.thread is None]
+            loops = [
+                c
+                for c in self._consumers
+                if isinstance(c, _watchers.WatchLoop) and c.thread is None
+            ]
         try:
             thread.start()
             for loop in loops:
                 loop.start()
         except RuntimeError:  # interpreter exit (3.12): flush() drains on its own thread
-            self._can_spawn = False
+            self._pool.can_spawn = False
 
     # --- consumers ------------------------------------------------------------------------
 
-    def add_recording(self, recording: Recording) -> broadcaster.Watcher:
+    def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
         """Correlate and write every later occurrence to ``recording``'s sink."""
         return self._add(recording)
 
     def add_inline(self, handle: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handle`` with every later event, on the dispatcher (it must be quick)."""
-        return self._add(_Inline(handle))
+        return self._add(_watchers.Inline(handle))
 
     def add_watcher(
         self,
@@ -395,7 +275,7 @@ class Runtime:
         on_drop: Callable[[broadcaster.WatchEvent], None],
     ) -> broadcaster.Watcher:
         """Call ``handle`` with every later event on a thread of its own."""
-        loop = _WatchLoop(
+        loop = _watchers.WatchLoop(
             handle,
             self._capacity,
             on_drop,
@@ -410,7 +290,7 @@ class Runtime:
                 watcher.stop()
         return watcher
 
-    def _add(self, consumer: Recording | _Inline | _WatchLoop) -> broadcaster.Watcher:
+    def _add(self, consumer: Consumer) -> broadcaster.Watcher:
         with self._cond:
             if self._closing:
                 consumer.watcher.stop()
@@ -418,24 +298,24 @@ class Runtime:
                 self._consumers.append(consumer)
         return consumer.watcher
 
-    def _live_consumers(self) -> list[Recording | _Inline | _WatchLoop]:
+    def _live_consumers(self) -> list[Consumer]:
         with self._cond:
             return [c for c in self._consumers if not c.watcher.stopped]
 
-    def _recordings(self) -> list[Recording]:
+    def _recordings(self) -> list[_pool.Recording]:
         # a stopped recording still has writes to finish
-        return [c for c in self._consumers if isinstance(c, Recording)]
+        return [c for c in self._consumers if isinstance(c, _pool.Recording)]
 
     # --- the dispatcher -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         """Drain the queue in batches and hand the events on. Runs on the dispatcher."""
-        _become_own_thread()
+        _diagnostics.become_own_thread()
         busy = False
         while True:
             try:
                 batch = self._next_batch(busy)
-                if self._handle_batch(batch) or (not batch and self._stopping):
+                if self._handle_batch(batch) or (not batch and self._pool.stopping):
                     return
                 busy = self._tend()
                 self._linger(len(batch))
@@ -485,13 +365,7 @@ class Runtime:
     def _wait_seconds(self, due: float | None) -> float:
         """How long the dispatcher may wait for the queue before its timers need it."""
         wait = IDLE_WAIT_SECONDS if due is None else min(due, IDLE_WAIT_SECONDS)
-        with self._cond:
-            if self._ready_writes() and self._in_flight:
-                # blocked behind requests that may stall: look again when they would
-                now = time.monotonic()
-                oldest = min(write.started or now for _, write in self._in_flight)
-                wait = min(wait, max(0.05, oldest + STALL_SECONDS - now))
-        return wait
+        return self._pool.stall_wait(wait)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
         """Hand ``batch`` on, in order; True when a stop marker was reached."""
@@ -516,7 +390,7 @@ class Runtime:
             for recording in self._recordings():
                 marker.targets[recording] = recording.writes.submitted
             for consumer in self._consumers:
-                if isinstance(consumer, _WatchLoop):
+                if isinstance(consumer, _watchers.WatchLoop):
                     marker.targets[consumer] = consumer.watcher.delivered
         marker.reached.set()
 
@@ -534,11 +408,11 @@ class Runtime:
                 self._handed.clear()
 
     def _hand_on(self, items: list[Any]) -> None:
-        if self._stopping:  # closed: what is still queued is dropped, not built
+        if self._pool.stopping:  # closed: what is still queued is dropped, not built
             self._settling["dropped"] += len(items)
             return
         consumers = self._live_consumers()
-        recordings = [c for c in consumers if isinstance(c, Recording)]
+        recordings = [c for c in consumers if isinstance(c, _pool.Recording)]
         if len(recordings) == len(consumers):
             # only sinks (the handler's case): a run of repeats is correlated from its
             # first and last items, and the others are never built
@@ -552,15 +426,18 @@ class Runtime:
             self._settling["discarded"] += len(events)
         self._record_all(recordings, events, _runs.prebuilt)
         for consumer in consumers:
-            if isinstance(consumer, _Inline):
+            if isinstance(consumer, _watchers.Inline):
                 self._run_inline(consumer, events)
-            elif isinstance(consumer, _WatchLoop):
+            elif isinstance(consumer, _watchers.WatchLoop):
                 consumer.watcher._put_or_drop(
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )
 
     def _record_all(
-        self, recordings: list[Recording], items: list[Any], build: Callable[[Any], models.Event]
+        self,
+        recordings: list[_pool.Recording],
+        items: list[Any],
+        build: Callable[[Any], models.Event],
     ) -> None:
         """Correlate ``items`` for each sink, in runs (one Event per occurrence for all)."""
         built: dict[int, models.Event] = {}
@@ -600,10 +477,10 @@ class Runtime:
                 )
         return events
 
-    def _record(self, recording: Recording, runs: list[_runs.Run]) -> None:
+    def _record(self, recording: _pool.Recording, runs: list[_runs.Run]) -> None:
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
-            if self._stopping:  # closed meanwhile: nothing more is written (and a long
+            if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
                 # batch must not outlast close(), which counts what is left after it)
                 self._settling["failed"] += sum(len(left) for left in runs[index:])
                 break
@@ -625,7 +502,7 @@ class Runtime:
             self._handed[id(recording)] = handed
         self._reporter.emit_deferred()
 
-    def _run_inline(self, consumer: _Inline, events: Iterable[models.Event]) -> None:
+    def _run_inline(self, consumer: _watchers.Inline, events: Iterable[models.Event]) -> None:
         for event in events:
             try:
                 consumer.handle(event)
@@ -646,126 +523,15 @@ class Runtime:
             self._wake_queued = True
             self._queue.put(_WAKE)
 
-    def _ready_writes(self) -> int:
-        return sum(r.writes.ready_count() for r in self._recordings())
-
     def _tend(self) -> bool:
-        """Promote due writes and start writers for them; True when it wrote one itself.
-
-        Where no thread can start (interpreter exit on 3.12), the calling thread writes.
-        """
+        """Promote due writes and start writers for them; True when it wrote one itself."""
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
-            if not self._ready_writes():
+            if not self._pool.ready():
                 return False
             self._cond.notify_all()
-        self._spawn_writers()
-        if self._can_spawn:
-            return False
-        job = self._take_job()
-        if job is None:
-            return False
-        self._perform(*job)
-        return True
-
-    def _spawn_writers(self) -> None:
-        while self._can_spawn:
-            with self._cond:
-                busy = len(self._workers) - self._idle
-                if self._stopping or self._ready_writes() <= self._idle:
-                    return
-                if (
-                    busy >= self._max_writers + self._stalled_count()
-                    or len(self._workers) >= 2 * self._max_writers
-                ):
-                    return
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-writer-{next(_counter)}", daemon=True
-                )
-                self._workers.add(thread)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter exit (3.12): the dispatcher writes instead
-                with self._cond:
-                    self._workers.discard(thread)
-                    self._can_spawn = False
-                self._wake_dispatcher()
-
-    def _stalled_count(self) -> int:
-        now = time.monotonic()
-        return sum(
-            1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
-        )
-
-    def _take_job(self) -> tuple[Recording, _pending.Write] | None:
-        with self._cond:
-            if self._stopping:
-                return None
-            if len(self._in_flight) - self._stalled_count() >= self._max_writers:
-                return None
-            now = time.monotonic()
-            for recording in self._recordings():
-                recording.writes.stalling(now, STALL_SECONDS)
-                write = recording.writes.take()
-                if write is not None:
-                    self._in_flight.append((recording, write))
-                    return recording, write
-        return None
-
-    def _work(self) -> None:
-        """Make ready writes until there are none for a while. Runs on a writer thread."""
-        _become_own_thread()
-        me = threading.current_thread()
-        idle_since = time.monotonic()
-        try:
-            while True:
-                job = self._take_job()
-                if job is not None:
-                    self._perform(*job)
-                    idle_since = time.monotonic()
-                    continue
-                with self._cond:
-                    left = idle_since + WRITER_LINGER_SECONDS - time.monotonic()
-                    if self._stopping or left <= 0:
-                        return
-                    self._idle += 1
-                    try:
-                        self._cond.wait(left)
-                    finally:
-                        self._idle -= 1
-        finally:
-            with self._cond:
-                self._workers.discard(me)
-
-    def _perform(self, recording: Recording, write: _pending.Write) -> None:
-        writes = recording.writes
-        try:
-            kind, stored = writes.attempt(write)
-        except Exception as error:
-            with self._cond:
-                self._unflight(write)
-                writes.failed(write, error, stopping=self._stopping)
-                timed = writes.next_due() is not None
-                self._cond.notify_all()
-        else:
-            try:
-                writes.feed_back(write, stored)
-            except Exception as error:  # the write landed; only the bookkeeping failed
-                self._reporter.report(
-                    "feed-back", logging.ERROR, "Unable to note a written event: %r", error
-                )
-            with self._cond:
-                self._unflight(write)
-                writes.succeeded(write, kind)
-                timed = writes.next_due() is not None
-                self._cond.notify_all()
-        self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
-        if timed:
-            self._wake_dispatcher()  # a retry or a held count now waits on its timer
-
-    def _unflight(self, write: _pending.Write) -> None:
-        self._in_flight = [job for job in self._in_flight if job[1] is not write]
+        return self._pool.start()
 
     # --- flush and close ------------------------------------------------------------------
 
@@ -849,7 +615,7 @@ class Runtime:
     def _wait_written(self, marker: _Marker, deadline: _Deadline) -> bool:
         def written() -> bool:
             for target, value in marker.targets.items():
-                if isinstance(target, Recording):
+                if isinstance(target, _pool.Recording):
                     if target.writes.oldest_pending() <= value:
                         return False
                 elif not target.caught_up(value):
@@ -862,7 +628,7 @@ class Runtime:
                     return True
                 if deadline.expired():
                     return False
-                if self._dispatcher_alive() or self._workers:
+                if self._dispatcher_alive() or self._pool.busy():
                     self._cond.wait(min(deadline.remaining(), 0.1))
                     continue
             self._pump(deadline)  # no thread to do the work: do it here
@@ -882,9 +648,8 @@ class Runtime:
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())
         with self._cond:
-            self._stopping = True
+            self._pool.stop()
             given_up = [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
-            self._cond.notify_all()
             consumers = list(self._consumers)
         self._queue.put(_Marker(stop=True))
         # past the deadline, the threads still get a short grace to end, once for all
@@ -893,12 +658,11 @@ class Runtime:
         self._count_leftovers()
         for consumer in consumers:
             consumer.watcher.stop()
-        with self._cond:
-            threads = [*self._workers]
-        threads += [c.thread for c in consumers if isinstance(c, _WatchLoop) and c.thread]
+        threads = self._pool.threads()
+        threads += [c.thread for c in consumers if isinstance(c, _watchers.WatchLoop) and c.thread]
         for thread in threads:
             # a writer inside a request that does not answer is a daemon: not worth a grace
-            self._join(thread, grace if not self._in_flight else deadline)
+            self._join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
@@ -974,8 +738,8 @@ class Runtime:
 
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""
-        found = [self._dispatcher, *self._workers]
-        found += [c.thread for c in self._consumers if isinstance(c, _WatchLoop)]
+        found = [self._dispatcher, *self._pool.threads()]
+        found += [c.thread for c in self._consumers if isinstance(c, _watchers.WatchLoop)]
         return [t for t in found if t is not None and t.is_alive()]
 
     # --- processes ------------------------------------------------------------------------
@@ -994,10 +758,11 @@ class Runtime:
         """
         closing = self._closing
         self._fresh()
-        self._closing = self._stopping = self._closed = closing
+        self._closing = self._closed = closing
+        self._pool.stopping = closing
         for consumer in self._consumers:
             consumer.watcher._renew_after_fork()
-            if isinstance(consumer, Recording | _WatchLoop):
+            if isinstance(consumer, _pool.Recording | _watchers.WatchLoop):
                 consumer.renew()
 
 

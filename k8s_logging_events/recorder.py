@@ -26,6 +26,7 @@ from k8s_logging_events import (
     _apis,
     _diagnostics,
     _pending,
+    _pool,
     _process,
     _runtime,
     _sanitise,
@@ -186,7 +187,7 @@ class EventBroadcaster:
         )
         self._sinks.append(event_sink)
         return self._runtime.add_recording(
-            _runtime.Recording(writes, lambda: self._correlation_for(event_sink))
+            _pool.Recording(writes, lambda: self._correlation_for(event_sink))
         )
 
     # --- flush, shutdown, stats ------------------------------------------------------------
@@ -298,7 +299,7 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_pending.WritePolicy, _runtime.Correlate, bool]:
+    ) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
         options = self._correlator_options or correlator.CorrelatorOptions()
         correlation = _CORRELATIONS[_apis.api_of(event_sink).name]
         return correlation(options, self._clock, self._namer)
