@@ -378,6 +378,15 @@ class Writes:
             heapq.heappop(self._timed)
         return None
 
+    def in_flight_count(self) -> int:
+        """Requests in flight now (taken, their answer not yet noted)."""
+        return sum(len(writes) for writes in self._in_flight.values())
+
+    def oldest_start(self) -> float | None:
+        """When the oldest request in flight began (real time); None when none is."""
+        starts = [w.started for ws in self._in_flight.values() for w in ws if w.started]
+        return min(starts, default=None)
+
     def stalling(self, now: float, stall_seconds: float) -> int:
         """Count requests in flight for longer than ``stall_seconds`` (real time)."""
         stalled = 0

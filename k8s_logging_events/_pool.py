@@ -110,7 +110,6 @@ class WriterPool:
         self._reporter = reporter
         self._name = name
         self._workers: set[threading.Thread] = set()
-        self._in_flight: list[Job] = []
         self._idle = 0
         self.can_spawn = True
         self.stopping = False
@@ -129,8 +128,9 @@ class WriterPool:
         return bool(self._workers)
 
     def in_flight(self) -> int:
-        """Requests in flight now."""
-        return len(self._in_flight)
+        """Requests in flight now, over every recording (their one registry: the writes)."""
+        with self._cond:
+            return sum(r.writes.in_flight_count() for r in self._recordings())
 
     def stop(self) -> None:
         """No job is taken any more, and idle threads end (under ``cond``)."""
@@ -140,11 +140,13 @@ class WriterPool:
     def stall_wait(self, wait: float) -> float:
         """``wait``, or less when ready writes wait behind requests that may stall."""
         with self._cond:
-            if self.ready() and self._in_flight:
-                # blocked behind requests that may stall: look again when they would
-                now = time.monotonic()
-                oldest = min(write.started or now for _, write in self._in_flight)
-                wait = min(wait, max(0.05, oldest + STALL_SECONDS - now))
+            if not self.ready():
+                return wait
+            starts = [r.writes.oldest_start() for r in self._recordings()]
+        oldest = min((start for start in starts if start is not None), default=None)
+        if oldest is not None:
+            # blocked behind requests that may stall: look again when they would
+            wait = min(wait, max(0.05, oldest + STALL_SECONDS - time.monotonic()))
         return wait
 
     def start(self) -> bool:
@@ -185,23 +187,22 @@ class WriterPool:
                 self._wake()
 
     def _stalled_count(self) -> int:
+        """Requests in flight for :data:`STALL_SECONDS` or more (under ``cond``); their
+        namespaces get no second request meanwhile."""
         now = time.monotonic()
-        return sum(
-            1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
-        )
+        return sum(r.writes.stalling(now, STALL_SECONDS) for r in self._recordings())
 
     def _take_job(self) -> Job | None:
         with self._cond:
             if self.stopping:
                 return None
-            if len(self._in_flight) - self._stalled_count() >= self._max_writers:
+            recordings = self._recordings()
+            in_flight = sum(r.writes.in_flight_count() for r in recordings)
+            if in_flight - self._stalled_count() >= self._max_writers:
                 return None
-            now = time.monotonic()
-            for recording in self._recordings():
-                recording.writes.stalling(now, STALL_SECONDS)
+            for recording in recordings:
                 write = recording.writes.take()
                 if write is not None:
-                    self._in_flight.append((recording, write))
                     return recording, write
         return None
 
@@ -236,7 +237,6 @@ class WriterPool:
             kind, stored = writes.attempt(write)
         except Exception as error:
             with self._cond:
-                self._unflight(write)
                 writes.failed(write, error, stopping=self.stopping)
                 timed = writes.next_due() is not None
                 self._cond.notify_all()
@@ -248,13 +248,9 @@ class WriterPool:
                     "feed-back", logging.ERROR, "Unable to note a written event: %r", error
                 )
             with self._cond:
-                self._unflight(write)
                 writes.succeeded(write, kind)
                 timed = writes.next_due() is not None
                 self._cond.notify_all()
         self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
             self._wake()  # a retry or a held count now waits on its timer
-
-    def _unflight(self, write: _pending.Write) -> None:
-        self._in_flight = [job for job in self._in_flight if job[1] is not write]
