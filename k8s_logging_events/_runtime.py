@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import logging
 import queue
@@ -111,8 +112,6 @@ JOIN_GRACE_SECONDS = 0.25
 REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
-Keys = _runs.Keys
-
 Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
 """What the dispatcher hands events to: a sink's recording, or a watcher."""
 
@@ -139,8 +138,8 @@ class Runtime:
     Args:
         queue_length: occurrences the queue holds; beyond it they are dropped and counted.
         writers: requests in flight at once (stalled ones aside).
-        build: turns a queued item into an Event, on the dispatcher.
-        keys: an item's correlation keys (see :data:`Keys`), read before anything is built.
+        namer: names each Event when the dispatcher builds it from a queued occurrence
+            (:func:`~k8s_logging_events.models.materialize`).
         counters: the outcome counters (shared with the recorder).
         reporter: where drops, failures and the exit summary are reported.
         clock: the time source of the writers' timers.
@@ -154,8 +153,7 @@ class Runtime:
         *,
         queue_length: int,
         writers: int,
-        build: Callable[[Any], models.Event],
-        keys: Keys,
+        namer: models.Namer,
         counters: _diagnostics.Counters,
         reporter: _diagnostics.RateLimitedReporter,
         clock: clock_mod.Clock,
@@ -164,8 +162,7 @@ class Runtime:
     ) -> None:
         self._capacity = max(1, queue_length)
         self._max_writers = max(1, writers)
-        self._build = build
-        self._keys = keys
+        self._build = functools.partial(models.materialize, namer=namer)
         self._counters = counters
         self._reporter = reporter
         self._clock = clock
@@ -419,12 +416,12 @@ class Runtime:
             if not recordings:
                 self._settling["discarded"] += len(items)
                 return
-            self._record_all(recordings, items, self._build)
+            self._record_all(recordings, items)
             return
         events = self._build_all(items, len(recordings))
         if not recordings:
             self._settling["discarded"] += len(events)
-        self._record_all(recordings, events, _runs.prebuilt)
+        self._record_all(recordings, events)
         for consumer in consumers:
             if isinstance(consumer, _watchers.Inline):
                 self._run_inline(consumer, events)
@@ -433,13 +430,9 @@ class Runtime:
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )
 
-    def _record_all(
-        self,
-        recordings: list[_pool.Recording],
-        items: list[Any],
-        build: Callable[[Any], models.Event],
-    ) -> None:
-        """Correlate ``items`` for each sink, in runs (one Event per occurrence for all)."""
+    def _record_all(self, recordings: list[_pool.Recording], items: list[Any]) -> None:
+        """Correlate ``items`` (occurrences, or Events already built) for each sink, in runs
+        (one Event per occurrence for all)."""
         built: dict[int, models.Event] = {}
         cuts: dict[bool, list[_runs.Run]] = {}
         for recording in recordings:
@@ -451,7 +444,7 @@ class Runtime:
             runs = cuts.get(by_object)
             if runs is None:
                 runs = cuts[by_object] = _runs.cut(
-                    items, self._keys, build, by_object=by_object, built=built
+                    items, models.correlation_keys, self._build, by_object=by_object, built=built
                 )
             self._record(recording, runs)
 

@@ -14,7 +14,6 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import random
 import threading
@@ -111,8 +110,7 @@ class EventBroadcaster:
         self._runtime = _runtime.Runtime(
             queue_length=queue_length,
             writers=writers,
-            build=functools.partial(models.materialize, namer=self._namer),
-            keys=models.correlation_keys,
+            namer=self._namer,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
