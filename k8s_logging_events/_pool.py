@@ -53,7 +53,7 @@ class Recording:
         self._setup = setup
         self._correlate: Correlate | None = None
         self._by_object = False
-        self.watcher = broadcaster.Watcher(None, 1, None)
+        self.watcher = broadcaster.Watcher.detached()
 
     def prepare(self) -> bool:
         """Set the correlation up at its first use; True when it keeps objects apart, so

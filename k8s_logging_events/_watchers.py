@@ -25,7 +25,7 @@ class Inline:
 
     def __init__(self, handle: Callable[[models.Event], None]) -> None:
         self.handle = handle
-        self.watcher = broadcaster.Watcher(None, 1, None)
+        self.watcher = broadcaster.Watcher.detached()
 
 
 class WatchLoop:
