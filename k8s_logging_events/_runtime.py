@@ -686,11 +686,6 @@ class Runtime:
 
     # --- stats ----------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has finished."""
-        return self._closed
-
     def stats(self) -> dict[str, int]:
         """Return ``accepted``, the outcomes and ``pending``.
 

@@ -43,8 +43,7 @@ class WatchLoop:
         self.watcher = broadcaster.Watcher(None, capacity, on_drop)
         self._reporter = reporter
         self._name = name
-        self._done = threading.Condition()
-        self.processed = 0
+        self.processed = 0  # written by the loop's thread only
         self.thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -56,18 +55,12 @@ class WatchLoop:
     def renew(self) -> None:
         """Forget the parent's thread and progress (in a child after fork)."""
         self.thread = None
-        self._done = threading.Condition()
         self.processed = 0
 
     def caught_up(self, target: int) -> bool:
         """True once every event delivered up to ``target`` has been handled."""
         thread = self.thread
         return self.processed >= target or thread is None or not thread.is_alive()
-
-    def wait_caught_up(self, target: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for :meth:`caught_up`."""
-        with self._done:
-            return self._done.wait_for(lambda: self.caught_up(target), timeout)
 
     def _run(self) -> None:
         _diagnostics.become_own_thread()
@@ -82,8 +75,4 @@ class WatchLoop:
                     self._reporter.report(
                         "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
                     )
-            with self._done:
-                self.processed += len(batch)
-                self._done.notify_all()
-        with self._done:
-            self._done.notify_all()
+            self.processed += len(batch)
