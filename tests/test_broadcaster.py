@@ -479,8 +479,7 @@ def test_a_detached_watcher_is_a_handle_whose_stop_only_detaches() -> None:
     is stopped a read finds nothing (and waits no longer than asked), after it the stream
     has ended; stopping twice is harmless."""
     handle = Watcher.detached()
-    assert not handle.stopped
-    assert handle.get(0) is None
+    assert (handle.stopped, handle.get(0)) == (False, None)
     assert handle.get_batch(timeout=0) == []
     assert (handle.delivered, handle.dropped, handle.pending()) == (0, 0, 0)
     handle.stop()
