@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from k8s_logging_events import _diagnostics, _pending, broadcaster, models
+from k8s_logging_events import _apis, _diagnostics, _pending, broadcaster, models
 
 __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "WriterPool"]
 
@@ -33,7 +33,8 @@ Correlate = _pending.Correlate
 
 Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
 """Chooses a sink's write policy and correlation step, at its first event, and says whether
-that correlation keeps objects apart (see :func:`~k8s_logging_events._runs.cut`)."""
+that correlation keeps objects apart (see :func:`~k8s_logging_events._runs.cut`). It reads
+the sink's API: a request where the sink discovers it."""
 
 _counter = itertools.count()
 
@@ -41,28 +42,59 @@ _counter = itertools.count()
 class Recording:
     """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
 
+    The correlation is set up at the first occurrence, by ``setup``, which reads the sink's
+    API. Where that is a request or may run a credential plugin (``api="auto"``: see
+    :func:`~k8s_logging_events._apis.api_known`), a writer thread sets it up (rule 10 of
+    the runtime) and the dispatcher keeps the recording's occurrences ``aside`` meanwhile.
+
     Args:
         writes: the sink's pending writes.
-        setup: called on the dispatcher at the first event; returns the write policy, the
-            correlation step (so that a sink may decide its API lazily) and whether that
-            correlation's state never crosses objects.
+        setup: returns the write policy, the correlation step (so that a sink may decide
+            its API lazily) and whether that correlation's state never crosses objects.
     """
 
     def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
         self.writes = writes
         self._setup = setup
+        self.watcher = broadcaster.Watcher.detached()
+        self._fresh()
+
+    def _fresh(self) -> None:
         self._correlate: Correlate | None = None
         self._by_object = False
-        self.watcher = broadcaster.Watcher.detached()
+        # the queued items kept while a writer sets the correlation up, and how many
+        # occurrences they stand for until each has an outcome or a write (stats)
+        self.aside: list[object] = []
+        self.aside_count = 0
+        self.wanted = False  # a writer should set the correlation up
+        self.preparing = False  # a writer is setting it up
+        self.failure: Exception | None = None  # why the last setup failed
+
+    @property
+    def ready(self) -> bool:
+        """True once the correlation is set up."""
+        return self._correlate is not None
+
+    def prepares_here(self) -> bool:
+        """True when the dispatcher may set the correlation up itself: no I/O needed."""
+        return self.ready or _apis.api_known(self.writes.sink)
 
     def prepare(self) -> bool:
         """Set the correlation up at its first use; True when it keeps objects apart, so
         that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
         if self._correlate is None:
-            policy, correlate, self._by_object = self._setup()
-            self.writes.policy = policy
-            self._correlate = correlate
+            self.install(self._setup())
         return self._by_object
+
+    def set_up(self) -> tuple[_pending.WritePolicy, Correlate, bool]:
+        """Run ``setup`` (on a writer thread, outside the lock: it may make requests)."""
+        return self._setup()
+
+    def install(self, made: tuple[_pending.WritePolicy, Correlate, bool]) -> None:
+        """Take what :meth:`set_up` made (under the runtime's lock, or on the dispatcher)."""
+        policy, correlate, self._by_object = made
+        self.writes.policy = policy
+        self._correlate = correlate
 
     def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
         """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
@@ -73,10 +105,11 @@ class Recording:
     def renew(self) -> None:
         """Forget everything pending and every cache (in a child after fork)."""
         self.writes = self.writes.renewed()
-        self._correlate = None
+        self._fresh()
 
 
-Job = tuple[Recording, _pending.Write]
+Job = tuple[Recording, _pending.Write | None]
+"""A write to make, or (None) a recording to set up."""
 
 
 class WriterPool:
@@ -115,8 +148,14 @@ class WriterPool:
         self.stopping = False
 
     def ready(self) -> int:
-        """Writes that may go now, over every recording (under ``cond``)."""
-        return sum(r.writes.ready_count() for r in self._recordings())
+        """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
+        recordings = self._recordings()
+        return sum(r.writes.ready_count() + r.wanted for r in recordings)
+
+    def prepare_soon(self, recording: Recording) -> None:
+        """Have a writer set ``recording`` up, unless one is or it is (under ``cond``)."""
+        if not (recording.ready or recording.preparing or recording.wanted):
+            recording.wanted = True
 
     def threads(self) -> list[threading.Thread]:
         """The writer threads (alive or about to end)."""
@@ -197,6 +236,10 @@ class WriterPool:
             if self.stopping:
                 return None
             recordings = self._recordings()
+            for recording in recordings:
+                if recording.wanted:  # before the writes: they wait for it
+                    recording.wanted, recording.preparing = False, True
+                    return recording, None
             in_flight = sum(r.writes.in_flight_count() for r in recordings)
             if in_flight - self._stalled_count() >= self._max_writers:
                 return None
@@ -231,7 +274,10 @@ class WriterPool:
             with self._cond:
                 self._workers.discard(me)
 
-    def _perform(self, recording: Recording, write: _pending.Write) -> None:
+    def _perform(self, recording: Recording, write: _pending.Write | None) -> None:
+        if write is None:
+            self._prepare(recording)
+            return
         writes = recording.writes
         try:
             kind, stored = writes.attempt(write)
@@ -254,3 +300,19 @@ class WriterPool:
         self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
             self._wake()  # a retry or a held count now waits on its timer
+
+    def _prepare(self, recording: Recording) -> None:
+        """Set ``recording`` up here, not on the dispatcher: it may build a client (an
+        ``exec`` plugin) and ask the server which API it serves."""
+        try:
+            made = recording.set_up()
+        except Exception as error:  # rule 5: what was kept aside fails, on the dispatcher
+            with self._cond:
+                recording.preparing, recording.failure = False, error
+                self._cond.notify_all()
+        else:
+            with self._cond:
+                recording.install(made)
+                recording.preparing = False
+                self._cond.notify_all()
+        self._wake()  # the dispatcher hands on what it kept aside

@@ -38,6 +38,11 @@ The rules this module keeps:
    :func:`time.monotonic`. Never a duration on the wall clock, which NTP may step.
 9. After ``os.fork()``, everything a thread of the parent may have held is renewed in the
    child before anything runs there, in one registry (:mod:`~k8s_logging_events._process`).
+10. No I/O on the dispatcher, ever: a sink that must build its client or ask the server
+    which Events API it serves before its correlation can be set up (``api="auto"``:
+    :func:`~k8s_logging_events._apis.api_known`) is set up by a job on the writer pool
+    (:mod:`~k8s_logging_events._pool`); its occurrences wait aside meanwhile, bounded by
+    ``queue_length``, counted as pending, waited for by a flush and given up by a close.
 
 Lifecycle: the dispatcher starts with the first occurrence; writer threads start when
 writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
@@ -385,7 +390,8 @@ class Runtime:
     def _reach(self, marker: _Marker) -> None:
         with self._cond:
             for recording in self._recordings():
-                marker.targets[recording] = recording.writes.submitted
+                # what is kept aside is submitted first, once the recording is set up
+                marker.targets[recording] = recording.writes.submitted + recording.aside_count
             for consumer in self._consumers:
                 if isinstance(consumer, _watchers.WatchLoop):
                     marker.targets[consumer] = consumer.watcher.delivered
@@ -436,20 +442,27 @@ class Runtime:
         built: dict[int, models.Event] = {}
         cuts: dict[bool, list[_runs.Run]] = {}
         for recording in recordings:
+            if not recording.ready and (recording.aside_count or not recording.prepares_here()):
+                self._set_aside(recording, items)  # rule 10
+                continue
+            if recording.aside:
+                self._replay(recording)  # set up meanwhile: what was kept aside goes first
             try:
                 by_object = recording.prepare()
             except Exception as error:  # rule 5: this sink's occurrences fail, no others
-                self._uncorrelated(len(items), error)
+                self._uncorrelated(self._settling, len(items), error)
                 continue
             runs = cuts.get(by_object)
             if runs is None:
                 runs = cuts[by_object] = _runs.cut(
                     items, models.correlation_keys, self._build, by_object=by_object, built=built
                 )
-            self._record(recording, runs)
+            self._record(recording, runs, self._settling)
 
-    def _uncorrelated(self, occurrences: int, error: Exception) -> None:
-        self._settling["failed"] += occurrences
+    def _uncorrelated(
+        self, settling: collections.Counter[str], occurrences: int, error: Exception
+    ) -> None:
+        settling["failed"] += occurrences
         self._reporter.report(
             "correlate",
             logging.ERROR,
@@ -470,19 +483,31 @@ class Runtime:
                 )
         return events
 
-    def _record(self, recording: _pool.Recording, runs: list[_runs.Run]) -> None:
+    def _record(
+        self,
+        recording: _pool.Recording,
+        runs: list[_runs.Run],
+        settling: collections.Counter[str],
+        *,
+        aside: bool = False,
+    ) -> None:
+        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``.
+
+        The occurrences submitted stop being queued (or, ``aside``, kept aside) under the
+        same lock as they become pending writes: :meth:`stats` never sees them twice.
+        """
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
             if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
                 # batch must not outlast close(), which counts what is left after it)
-                self._settling["failed"] += sum(len(left) for left in runs[index:])
+                settling["failed"] += sum(len(left) for left in runs[index:])
                 break
             try:
                 writes += recording.correlate(run)
             except Exception as error:  # rule 5: the run's occurrences fail, no others
-                self._uncorrelated(len(run), error)
+                self._uncorrelated(settling, len(run), error)
         with self._cond:
-            handed = self._handed.get(id(recording), 0)
+            handed = 0 if aside else self._handed.get(id(recording), 0)
             for event, held, occurrences in writes:
                 try:
                     recording.writes.submit_event(event, held=held, occurrences=occurrences)
@@ -492,8 +517,83 @@ class Runtime:
                         "submit", logging.ERROR, "Unable to queue a write: %r", error
                     )
                 handed += occurrences
-            self._handed[id(recording)] = handed
+            if aside:
+                recording.aside_count -= handed
+            else:
+                self._handed[id(recording)] = handed
         self._reporter.emit_deferred()
+
+    # --- recordings set up on a writer (rule 10) ------------------------------------------
+
+    def _set_aside(self, recording: _pool.Recording, items: list[Any]) -> None:
+        """Keep ``items`` until a writer has set ``recording`` up (bounded: queue_length)."""
+        with self._cond:
+            kept = items[: max(0, self._capacity - recording.aside_count)]
+            recording.aside += kept
+            recording.aside_count += len(kept)
+            self._handed[id(recording)] = self._handed.get(id(recording), 0) + len(items)
+            if len(kept) < len(items):
+                self._counters.add("dropped", len(items) - len(kept))
+                self._reporter.defer(
+                    "pending-full",
+                    logging.ERROR,
+                    "Unable to record %d events: %d wait already for their sink to be set up "
+                    "(queue_length); dropped them",
+                    len(items) - len(kept),
+                    recording.aside_count,
+                )
+            self._pool.prepare_soon(recording)
+        self._reporter.emit_deferred()
+
+    def _settle_aside(self) -> None:
+        """Hand on what was kept aside for a recording a writer has set up, or fail it."""
+        for recording in self._recordings():
+            if not recording.aside or recording.wanted or recording.preparing:
+                continue
+            if recording.ready:
+                self._replay(recording)
+            elif recording.failure is not None:
+                with self._cond:
+                    failed, error = len(recording.aside), recording.failure
+                    recording.aside, recording.failure = [], None
+                    recording.aside_count -= failed
+                    self._counters.add("failed", failed)
+                self._reporter.report(
+                    "correlate",
+                    logging.ERROR,
+                    "Unable to set up the writes of a sink (will not retry): %r",
+                    error,
+                )
+
+    def _replay(self, recording: _pool.Recording) -> None:
+        """Correlate and submit what was kept aside for ``recording``, in arrival order."""
+        with self._cond:
+            items, recording.aside = recording.aside, []
+        settling: collections.Counter[str] = collections.Counter()
+        try:
+            try:
+                by_object = recording.prepare()  # set up already: no I/O
+                runs = _runs.cut(items, models.correlation_keys, self._build, by_object=by_object)
+            except Exception as error:  # rule 5
+                self._uncorrelated(settling, len(items), error)
+            else:
+                self._record(recording, runs, settling, aside=True)
+        finally:
+            with self._cond:
+                for outcome, occurrences in settling.items():
+                    self._counters.add(outcome, occurrences)
+                    recording.aside_count -= occurrences
+
+    def _give_up_aside(self) -> int:
+        """At close: what is still kept aside fails (the sink was never set up)."""
+        with self._cond:
+            failed = 0
+            for recording in self._recordings():
+                failed += len(recording.aside)
+                recording.aside_count -= len(recording.aside)
+                recording.aside = []
+            self._counters.add("failed", failed)
+        return failed
 
     def _run_inline(self, consumer: _watchers.Inline, events: Iterable[models.Event]) -> None:
         for event in events:
@@ -518,6 +618,7 @@ class Runtime:
 
     def _tend(self) -> bool:
         """Promote due writes and start writers for them; True when it wrote one itself."""
+        self._settle_aside()
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
@@ -609,7 +710,7 @@ class Runtime:
         def written() -> bool:
             for target, value in marker.targets.items():
                 if isinstance(target, _pool.Recording):
-                    if target.writes.oldest_pending() <= value:
+                    if target.aside_count or target.writes.oldest_pending() <= value:
                         return False
                 elif not target.caught_up(value):
                     return False
@@ -649,6 +750,16 @@ class Runtime:
         grace = _Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)
         self._count_leftovers()
+        unprepared = self._give_up_aside()
+        if unprepared:
+            self._reporter.report(
+                "exit-unprepared",
+                logging.WARNING,
+                "%d occurrences were not written: their sink was still being set up (its "
+                "client built, the server asked which Events API it serves) at the deadline "
+                "of shutdown",
+                unprepared,
+            )
         for consumer in consumers:
             consumer.watcher.stop()
         threads = self._pool.threads()
@@ -707,7 +818,9 @@ class Runtime:
             values["dropped"] += drops
             queued = accepted - drops - self._delivered - max(self._handed.values(), default=0)
             recordings = self._recordings()
-            values["pending"] = max(0, queued) + sum(r.writes.pending() for r in recordings)
+            values["pending"] = max(0, queued) + sum(
+                r.writes.pending() + r.aside_count for r in recordings
+            )
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
         return values
 
@@ -717,6 +830,7 @@ class Runtime:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
             queued = self._accepted.value - self._queue_drops.value - self._delivered
             queued -= max(self._handed.values(), default=0)
+            queued += max((r.aside_count for r in self._recordings()), default=0)
         return writes, max(0, queued)
 
     @property
