@@ -56,23 +56,21 @@ the threads that exist, or the flushing thread, do the work.
 
 from __future__ import annotations
 
-import collections
 import contextlib
-import functools
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events import (
     _diagnostics,
+    _handoff,
     _pending,
     _pool,
     _process,
-    _runs,
     _watchers,
     broadcaster,
     models,
@@ -116,9 +114,6 @@ JOIN_GRACE_SECONDS = 0.25
 
 REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
-
-Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
-"""What the dispatcher hands events to: a sink's recording, or a watcher."""
 
 _counter = itertools.count()
 
@@ -167,14 +162,14 @@ class Runtime:
     ) -> None:
         self._capacity = max(1, queue_length)
         self._max_writers = max(1, writers)
-        self._build = functools.partial(models.materialize, namer=namer)
+        self._namer = namer
         self._counters = counters
         self._reporter = reporter
         self._clock = clock
         self._sleep = sleep
         self._name = name
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
-        self._consumers: list[Consumer] = []
+        self._consumers: list[_handoff.Consumer] = []
         self._fresh()
         _process.renew_in_child(self)
 
@@ -183,12 +178,6 @@ class Runtime:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._accepted = _diagnostics.Tally()
         self._queue_drops = _diagnostics.Tally()
-        self._delivered = 0  # occurrences the dispatcher took off the queue and handed on
-        # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
-        # recording) its occurrences already in that recording's writes or outcomes, so
-        # that stats() never counts one both as queued and as written (see stats)
-        self._settling: collections.Counter[str] = collections.Counter()
-        self._handed: dict[int, int] = {}
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
@@ -201,6 +190,14 @@ class Runtime:
             wake=self._wake_dispatcher,
             reporter=self._reporter,
             name=self._name,
+        )
+        self._handoff = _handoff.HandOff(
+            self._cond,
+            pool=self._pool,
+            counters=self._counters,
+            reporter=self._reporter,
+            namer=self._namer,
+            capacity=self._capacity,
         )
         self._wake_queued = False
         self._started = False
@@ -292,7 +289,7 @@ class Runtime:
                 watcher.stop()
         return watcher
 
-    def _add(self, consumer: Consumer) -> broadcaster.Watcher:
+    def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
         with self._cond:
             if self._closing:
                 consumer.watcher.stop()
@@ -300,7 +297,7 @@ class Runtime:
                 self._consumers.append(consumer)
         return consumer.watcher
 
-    def _live_consumers(self) -> list[Consumer]:
+    def _live_consumers(self) -> list[_handoff.Consumer]:
         with self._cond:
             return [c for c in self._consumers if not c.watcher.stopped]
 
@@ -398,211 +395,8 @@ class Runtime:
         marker.reached.set()
 
     def _deliver(self, items: list[Any]) -> None:
-        if not items:
-            return
-        try:
-            self._hand_on(items)
-        finally:  # each item now has an outcome or a pending write: no longer queued
-            with self._cond:
-                self._delivered += len(items)
-                for outcome, occurrences in self._settling.items():
-                    self._counters.add(outcome, occurrences)
-                self._settling.clear()
-                self._handed.clear()
-
-    def _hand_on(self, items: list[Any]) -> None:
-        if self._pool.stopping:  # closed: what is still queued is dropped, not built
-            self._settling["dropped"] += len(items)
-            return
-        consumers = self._live_consumers()
-        recordings = [c for c in consumers if isinstance(c, _pool.Recording)]
-        if len(recordings) == len(consumers):
-            # only sinks (the handler's case): a run of repeats is correlated from its
-            # first and last items, and the others are never built
-            if not recordings:
-                self._settling["discarded"] += len(items)
-                return
-            self._record_all(recordings, items)
-            return
-        events = self._build_all(items, len(recordings))
-        if not recordings:
-            self._settling["discarded"] += len(events)
-        self._record_all(recordings, events)
-        for consumer in consumers:
-            if isinstance(consumer, _watchers.Inline):
-                self._run_inline(consumer, events)
-            elif isinstance(consumer, _watchers.WatchLoop):
-                consumer.watcher._put_or_drop(
-                    [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
-                )
-
-    def _record_all(self, recordings: list[_pool.Recording], items: list[Any]) -> None:
-        """Correlate ``items`` (occurrences, or Events already built) for each sink, in runs
-        (one Event per occurrence for all)."""
-        built: dict[int, models.Event] = {}
-        cuts: dict[bool, list[_runs.Run]] = {}
-        for recording in recordings:
-            if not recording.ready and (recording.aside_count or not recording.prepares_here()):
-                self._set_aside(recording, items)  # rule 10
-                continue
-            if recording.aside:
-                self._replay(recording)  # set up meanwhile: what was kept aside goes first
-            try:
-                by_object = recording.prepare()
-            except Exception as error:  # rule 5: this sink's occurrences fail, no others
-                self._uncorrelated(self._settling, len(items), error)
-                continue
-            runs = cuts.get(by_object)
-            if runs is None:
-                runs = cuts[by_object] = _runs.cut(
-                    items, models.correlation_keys, self._build, by_object=by_object, built=built
-                )
-            self._record(recording, runs, self._settling)
-
-    def _uncorrelated(
-        self, settling: collections.Counter[str], occurrences: int, error: Exception
-    ) -> None:
-        settling["failed"] += occurrences
-        self._reporter.report(
-            "correlate",
-            logging.ERROR,
-            "Unable to build or correlate an event (will not retry): %r",
-            error,
-        )
-
-    def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
-        """Build every item (watchers want each event); one that fails costs itself only."""
-        events: list[models.Event] = []
-        for item in items:
-            try:
-                events.append(self._build(item))
-            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
-                self._settling["failed"] += max(1, recordings)
-                self._reporter.report(
-                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
-                )
-        return events
-
-    def _record(
-        self,
-        recording: _pool.Recording,
-        runs: list[_runs.Run],
-        settling: collections.Counter[str],
-        *,
-        aside: bool = False,
-    ) -> None:
-        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``.
-
-        The occurrences submitted stop being queued (or, ``aside``, kept aside) under the
-        same lock as they become pending writes: :meth:`stats` never sees them twice.
-        """
-        writes: list[tuple[models.Event, bool, int]] = []
-        for index, run in enumerate(runs):
-            if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
-                # batch must not outlast close(), which counts what is left after it)
-                settling["failed"] += sum(len(left) for left in runs[index:])
-                break
-            try:
-                writes += recording.correlate(run)
-            except Exception as error:  # rule 5: the run's occurrences fail, no others
-                self._uncorrelated(settling, len(run), error)
-        with self._cond:
-            handed = 0 if aside else self._handed.get(id(recording), 0)
-            for event, held, occurrences in writes:
-                try:
-                    recording.writes.submit_event(event, held=held, occurrences=occurrences)
-                except Exception as error:  # rule 5
-                    self._counters.add("failed", occurrences)
-                    self._reporter.defer(
-                        "submit", logging.ERROR, "Unable to queue a write: %r", error
-                    )
-                handed += occurrences
-            if aside:
-                recording.aside_count -= handed
-            else:
-                self._handed[id(recording)] = handed
-        self._reporter.emit_deferred()
-
-    # --- recordings set up on a writer (rule 10) ------------------------------------------
-
-    def _set_aside(self, recording: _pool.Recording, items: list[Any]) -> None:
-        """Keep ``items`` until a writer has set ``recording`` up (bounded: queue_length)."""
-        with self._cond:
-            kept = items[: max(0, self._capacity - recording.aside_count)]
-            recording.aside += kept
-            recording.aside_count += len(kept)
-            self._handed[id(recording)] = self._handed.get(id(recording), 0) + len(items)
-            if len(kept) < len(items):
-                self._counters.add("dropped", len(items) - len(kept))
-                self._reporter.defer(
-                    "pending-full",
-                    logging.ERROR,
-                    "Unable to record %d events: %d wait already for their sink to be set up "
-                    "(queue_length); dropped them",
-                    len(items) - len(kept),
-                    recording.aside_count,
-                )
-            self._pool.prepare_soon(recording)
-        self._reporter.emit_deferred()
-
-    def _settle_aside(self) -> None:
-        """Hand on what was kept aside for a recording a writer has set up, or fail it."""
-        for recording in self._recordings():
-            if not recording.aside or recording.wanted or recording.preparing:
-                continue
-            if recording.ready:
-                self._replay(recording)
-            elif recording.failure is not None:
-                with self._cond:
-                    failed, error = len(recording.aside), recording.failure
-                    recording.aside, recording.failure = [], None
-                    recording.aside_count -= failed
-                    self._counters.add("failed", failed)
-                self._reporter.report(
-                    "correlate",
-                    logging.ERROR,
-                    "Unable to set up the writes of a sink (will not retry): %r",
-                    error,
-                )
-
-    def _replay(self, recording: _pool.Recording) -> None:
-        """Correlate and submit what was kept aside for ``recording``, in arrival order."""
-        with self._cond:
-            items, recording.aside = recording.aside, []
-        settling: collections.Counter[str] = collections.Counter()
-        try:
-            try:
-                by_object = recording.prepare()  # set up already: no I/O
-                runs = _runs.cut(items, models.correlation_keys, self._build, by_object=by_object)
-            except Exception as error:  # rule 5
-                self._uncorrelated(settling, len(items), error)
-            else:
-                self._record(recording, runs, settling, aside=True)
-        finally:
-            with self._cond:
-                for outcome, occurrences in settling.items():
-                    self._counters.add(outcome, occurrences)
-                    recording.aside_count -= occurrences
-
-    def _give_up_aside(self) -> int:
-        """At close: what is still kept aside fails (the sink was never set up)."""
-        with self._cond:
-            failed = 0
-            for recording in self._recordings():
-                failed += len(recording.aside)
-                recording.aside_count -= len(recording.aside)
-                recording.aside = []
-            self._counters.add("failed", failed)
-        return failed
-
-    def _run_inline(self, consumer: _watchers.Inline, events: Iterable[models.Event]) -> None:
-        for event in events:
-            try:
-                consumer.handle(event)
-            except Exception as error:  # a watcher's failure costs no occurrence
-                self._reporter.report(
-                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                )
+        if items:
+            self._handoff.deliver(items, self._live_consumers())
 
     # --- writers --------------------------------------------------------------------------
 
@@ -618,7 +412,7 @@ class Runtime:
 
     def _tend(self) -> bool:
         """Promote due writes and start writers for them; True when it wrote one itself."""
-        self._settle_aside()
+        self._handoff.settle_aside(self._recordings())
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
@@ -750,7 +544,7 @@ class Runtime:
         grace = _Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)
         self._count_leftovers()
-        unprepared = self._give_up_aside()
+        unprepared = self._handoff.give_up_aside(self._recordings())
         if unprepared:
             self._reporter.report(
                 "exit-unprepared",
@@ -816,7 +610,7 @@ class Runtime:
             values.update(self._counters.snapshot())
             values["accepted"] = accepted
             values["dropped"] += drops
-            queued = accepted - drops - self._delivered - max(self._handed.values(), default=0)
+            queued = accepted - drops - self._handoff.taken()
             recordings = self._recordings()
             values["pending"] = max(0, queued) + sum(
                 r.writes.pending() + r.aside_count for r in recordings
@@ -828,8 +622,7 @@ class Runtime:
         """The writes still pending, and the occurrences still queued (for a report)."""
         with self._cond:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
-            queued = self._accepted.value - self._queue_drops.value - self._delivered
-            queued -= max(self._handed.values(), default=0)
+            queued = self._accepted.value - self._queue_drops.value - self._handoff.taken()
             queued += max((r.aside_count for r in self._recordings()), default=0)
         return writes, max(0, queued)
 
