@@ -170,8 +170,10 @@ class EventBroadcaster:
         Each call gets its own correlator (own caches) and its own pending writes. A sink
         whose ``api`` attribute is ``events.k8s.io/v1`` gets that API's series semantics
         (:mod:`k8s_logging_events.series`) instead of client-go's count correlation; the
-        attribute is read when the first event arrives, on the dispatcher, so a sink may
-        discover the API lazily.
+        attribute is read when the first event arrives, so a sink may discover the API
+        lazily. A sink whose ``api`` makes a request says ``api_known = False`` until it
+        knows (the Kubernetes sink with ``api="auto"`` does): it is then read on a writer
+        thread, and the sink's first events wait for it (counted as pending).
         """
         writes = _pending.Writes(
             event_sink,
