@@ -90,6 +90,10 @@ def api_known(event_sink: object) -> bool:
 
     A sink that discovers its API (``api="auto"``) or builds its client lazily says
     ``api_known = False`` until it has: its recording is then prepared on a writer thread,
-    never on the dispatcher. A sink that says nothing knows its API.
+    never on the dispatcher. A sink that says nothing knows its API; one whose answer
+    raises does not (a writer then finds out why).
     """
-    return bool(getattr(event_sink, "api_known", True))
+    try:
+        return bool(getattr(event_sink, "api_known", True))
+    except Exception:  # a sink's own bug: never on the dispatcher's path
+        return False

@@ -15,9 +15,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from k8s_logging_events import sink
+from k8s_logging_events import recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import LocalApiServer
+from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import app_logger, pod, stored_counts
 
 PODS = [pod(name) for name in ("web", "db", "cache")]
@@ -193,3 +193,34 @@ def test_close_gives_up_what_waits_for_a_set_up_that_never_ends(
     assert _accounted(stats) == 40
     (said,) = [m for m in reports.messages if "still being set up" in m]
     assert said.startswith("40 occurrences were not written")
+
+
+class _Unsure(FakeEventSink):
+    """A sink whose ``api_known`` raises, then whose ``api`` does."""
+
+    @property
+    def api_known(self) -> bool:
+        raise RuntimeError("api_known is broken")
+
+    @property
+    def api(self) -> str:
+        raise RuntimeError("api is broken")
+
+
+def test_a_sink_that_cannot_say_its_api_costs_its_occurrences_only() -> None:
+    """A sink whose ``api_known`` and ``api`` raise is set up on a writer, which fails:
+    its occurrences are counted as failed, and a second sink writes every one of them."""
+    broadcaster = recorder.EventBroadcaster(queue_length=100)
+    good = FakeEventSink()
+    broadcaster.start_recording_to_sink(_Unsure())
+    broadcaster.start_recording_to_sink(good)
+    record = broadcaster.new_recorder("pool")
+    try:
+        for index in range(12):
+            record.event(PODS[index % len(PODS)], "Warning", "BackOff", "Back-off pulling image")
+        assert broadcaster.flush(10)
+        stats = broadcaster.stats()
+    finally:
+        broadcaster.shutdown(5)
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (12, 12, 0)
+    assert sum(event.count for event in good.events) == 12
