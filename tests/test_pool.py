@@ -9,6 +9,7 @@ has not answered.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator
@@ -18,25 +19,15 @@ import pytest
 from k8s_logging_events import recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeEventSink, LocalApiServer
-from tests.reliability_scenarios import app_logger, pod, stored_counts
+from tests.reliability_scenarios import ListHandler, app_logger, pod, stored_counts
 
 PODS = [pod(name) for name in ("web", "db", "cache")]
 
 
-class Reports(logging.Handler):
-    """The library's reports."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.messages: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.messages.append(record.getMessage())
-
-
 @pytest.fixture(name="reports")
-def _reports() -> Iterator[Reports]:
-    reports = Reports()
+def _reports() -> Iterator[ListHandler]:
+    """The library's reports."""
+    reports = ListHandler()
     library = logging.getLogger("k8s_logging_events")
     library.addHandler(reports)
     yield reports
@@ -86,6 +77,20 @@ def _handler(server: LocalApiServer, **options: object) -> KubernetesEventHandle
     )
 
 
+@contextlib.contextmanager
+def _held(
+    server: LocalApiServer, monkeypatch: pytest.MonkeyPatch, **options: object
+) -> Iterator[tuple[KubernetesEventHandler, Discovery]]:
+    """A handler whose discovery waits for the gate; both end with the block."""
+    discovery = Discovery(monkeypatch, held=True)
+    handler = _handler(server, **options)
+    try:
+        yield handler, discovery
+    finally:
+        discovery.gate.set()
+        handler.close()
+
+
 def _log(handler: KubernetesEventHandler, count: int) -> None:
     log = app_logger("pool")
     log.addHandler(handler)
@@ -126,9 +131,7 @@ def test_occurrences_logged_before_discovery_answers_are_all_written(server, mon
     """While the server has not said its API, the dispatcher keeps the sink's occurrences
     aside (pending in stats, nothing written); once it has, every one is written, in one
     event per pod with the exact count, and a flush waits for that."""
-    discovery = Discovery(monkeypatch, held=True)
-    handler = _handler(server)
-    try:
+    with _held(server, monkeypatch) as (handler, discovery):
         _log(handler, 150)
         assert discovery.asked.wait(10)
         _log(handler, 150)
@@ -139,9 +142,6 @@ def test_occurrences_logged_before_discovery_answers_are_all_written(server, mon
         discovery.gate.set()
         assert handler.drain(10)
         stats = handler.stats()
-    finally:
-        discovery.gate.set()
-        handler.close()
     assert stored_counts(server) == {"web": 100, "db": 100, "cache": 100}
     assert (stats["pending"], stats["dropped"], stats["failed"]) == (0, 0, 0)
     assert stats["created"] + stats["patched"] + stats["coalesced"] == 300
@@ -151,9 +151,7 @@ def test_occurrences_logged_before_discovery_answers_are_all_written(server, mon
 def test_what_is_kept_aside_is_bounded_by_queue_length(server, monkeypatch) -> None:
     """queue_length bounds the occurrences kept aside as it bounds pending writes: beyond
     it they are dropped and counted, and every other one is written."""
-    discovery = Discovery(monkeypatch, held=True)
-    handler = _handler(server, queue_length=20)
-    try:
+    with _held(server, monkeypatch, queue_length=20) as (handler, discovery):
         for _ in range(8):  # in steps, so that the dispatcher takes each off the queue
             _log(handler, 15)
             events = handler.broadcaster  # made at the first record
@@ -165,9 +163,6 @@ def test_what_is_kept_aside_is_bounded_by_queue_length(server, monkeypatch) -> N
         discovery.gate.set()
         assert handler.drain(10)
         stats = handler.stats()
-    finally:
-        discovery.gate.set()
-        handler.close()
     assert stats["accepted"] == 120
     assert stats["dropped"] >= 120 - 2 * 20
     assert _accounted(stats) == 120
@@ -191,7 +186,7 @@ def test_close_gives_up_what_waits_for_a_set_up_that_never_ends(
         discovery.gate.set()  # the writer ends: the test leaves no thread behind
     assert (stats["accepted"], stats["failed"], stats["pending"]) == (40, 40, 0)
     assert _accounted(stats) == 40
-    (said,) = [m for m in reports.messages if "still being set up" in m]
+    (said,) = [m for m in reports.messages() if "still being set up" in m]
     assert said.startswith("40 occurrences were not written")
 
 
