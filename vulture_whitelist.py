@@ -15,7 +15,6 @@ import tenacity
 
 import k8s_logging_events
 from k8s_logging_events import _http
-from k8s_logging_events._runtime import _WatchLoop
 from k8s_logging_events.broadcaster import Broadcaster, FullChannelBehavior
 from k8s_logging_events.correlator import EventCorrelator
 from k8s_logging_events.handler import KubernetesEventHandler
@@ -60,9 +59,21 @@ http_server.server_name  # read by http.server.HTTPServer's users, as after its 
 # asyncio keeps only a weak reference to a task: the bench's poster loop keeps its own
 bench_poster._task
 
+# the handler's class mark, read by _diagnostics with getattr(OWN_HANDLER_MARK)
+KubernetesEventHandler.ignores_library_reports
+# read by logging.Formatter.format on the record copy that _records clears
+logging.LogRecord.exc_text
+
 # -- public API that only users (and our tests, which vulture does not read) call -------------
 
 EventCorrelator.update_state  # client-go's UpdateState (docs/correlation.md)
+# client-go's surface and the watch broadcaster's (docs/concepts.md, docs/integrations.md)
+FullChannelBehavior.DROP
+Broadcaster.watch_with_prefix
+Broadcaster.action_or_drop
+EventBroadcaster.start_logging
+EventRecorder.eventf
+EventRecorder.annotated_eventf
 # the test doubles (docs/testing.md, docs/local-apiserver.md)
 FakeClock.step_wall
 FakeRecorder.eventf
@@ -81,23 +92,3 @@ channel.connections_opened
 channel.resends
 channel.out_of_step
 channel.idle_connections
-
-# -- TO REMOVE after the runtime/front-door split ----------------------------------------------
-# Findings in modules other branches are changing now (_runtime, _pending, recorder,
-# broadcaster, _runs, handler, _options, _records, _deadlines), listed here only so that
-# ./dev test stays green until they land. After merging: delete the dead code, move the false
-# positives to a section above with their reason, and delete this section.
-# dead: nothing calls it
-_WatchLoop.wait_caught_up
-# false positive: a public enum member (API.md)
-FullChannelBehavior.DROP
-# false positive: client-go's surface (API.md)
-Broadcaster.watch_with_prefix
-Broadcaster.action_or_drop
-EventBroadcaster.start_logging
-EventRecorder.eventf
-EventRecorder.annotated_eventf
-# false positive: the handler's class mark, read by _diagnostics with getattr(OWN_HANDLER_MARK)
-KubernetesEventHandler.ignores_library_reports
-# false positive: read by logging.Formatter.format on the record copy that _records clears
-logging.LogRecord.exc_text

@@ -18,7 +18,7 @@ from typing import Any
 
 from k8s_logging_events import models
 
-__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "EventsApi", "api_of"]
+__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "EventsApi", "api_known", "api_of"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,3 +83,17 @@ BY_NAME: Mapping[str, EventsApi] = {CORE_V1.name: CORE_V1, EVENTS_V1.name: EVENT
 def api_of(event_sink: object) -> EventsApi:
     """The API a sink writes: its ``api`` attribute, core/v1 when it has none."""
     return BY_NAME.get(str(getattr(event_sink, "api", CORE_V1.name)), CORE_V1)
+
+
+def api_known(event_sink: object) -> bool:
+    """True when reading the sink's ``api`` makes no request and runs no credential plugin.
+
+    A sink that discovers its API (``api="auto"``) or builds its client lazily says
+    ``api_known = False`` until it has: its recording is then prepared on a writer thread,
+    never on the dispatcher. A sink that says nothing knows its API; one whose answer
+    raises does not (a writer then finds out why).
+    """
+    try:
+        return bool(getattr(event_sink, "api_known", True))
+    except Exception:  # a sink's own bug: never on the dispatcher's path
+        return False

@@ -18,7 +18,7 @@ reports safe to write from anywhere and sure to be seen:
   summarises what it held back when asked (at flush and at close).
 
 The handler ignores every record from this logger and every record logged on one of the
-library's own threads (:func:`mark_own_thread`), so these reports never become events.
+library's own threads (:func:`become_own_thread`), so these reports never become events.
 
 It also keeps the counters of what became of every occurrence, shared by the recorder and
 the runtime, in two kinds: :class:`Tally`, a single counter that the caller's thread bumps
@@ -50,11 +50,11 @@ __all__ = [
     "RateLimitedReporter",
     "StandardError",
     "Tally",
+    "become_own_thread",
     "describe_error",
     "is_own_thread",
     "log_safely",
     "logger",
-    "mark_own_thread",
     "report",
     "standard_error",
     "unwritten_summary",
@@ -83,17 +83,21 @@ _OWN_PREFIX = LOGGER_NAME + "."
 _own = threading.local()
 
 
-def mark_own_thread() -> None:
-    """Mark the calling thread as one of the library's: its records never become events.
+def become_own_thread() -> None:
+    """Start each of the library's threads: mark it, and leave signals to the application.
 
-    Identity, not a name: an application thread that happens to be named like ours is
-    still the application's.
+    The mark is identity, not a name (an application thread that happens to be named like
+    ours is still the application's): the records of a marked thread never become events,
+    and a flush there returns at once (it would wait for itself). The termination signals
+    are blocked on it, so that the application's handlers run promptly on its main thread
+    (:func:`~k8s_logging_events._process.leave_signals_to_the_main_thread`).
     """
     _own.mark = True
+    _process.leave_signals_to_the_main_thread()
 
 
 def is_own_thread() -> bool:
-    """True on a thread that called :func:`mark_own_thread`."""
+    """True on a thread that called :func:`become_own_thread`."""
     return getattr(_own, "mark", False)
 
 

@@ -378,6 +378,14 @@ class Writes:
             heapq.heappop(self._timed)
         return None
 
+    def in_flight_count(self) -> int:
+        """Requests in flight now (taken, their answer not yet noted)."""
+        return sum(map(len, self._in_flight.values()))
+
+    def oldest_start(self) -> float | None:
+        """When the oldest request in flight began (real time); None when none is."""
+        return min((w.started or 0.0 for ws in self._in_flight.values() for w in ws), default=None)
+
     def stalling(self, now: float, stall_seconds: float) -> int:
         """Count requests in flight for longer than ``stall_seconds`` (real time)."""
         stalled = 0
@@ -396,12 +404,8 @@ class Writes:
 
     def oldest_pending(self) -> float:
         """The submission number of the oldest occurrence not yet written (inf: none)."""
-        oldest = math.inf
-        for slot in self._slots.values():
-            for write in (slot.in_flight, slot.waiting):
-                if write is not None and write.first < oldest:
-                    oldest = write.first
-        return oldest
+        found = (w for slot in self._slots.values() for w in (slot.in_flight, slot.waiting))
+        return min((write.first for write in found if write is not None), default=math.inf)
 
     def pending(self) -> int:
         """Return how many occurrences wait in a write, or in a request in flight."""

@@ -26,7 +26,7 @@ import os
 import threading
 from collections.abc import Mapping
 
-from k8s_logging_events import _diagnostics, _process, models
+from k8s_logging_events import _apis, _diagnostics, _process, models
 from k8s_logging_events import sink as sinks
 
 __all__ = [
@@ -194,6 +194,11 @@ class PodUidSink:
     def api(self) -> str:
         """The wrapped sink's API."""
         return str(getattr(self._inner, "api", sinks.CORE_V1))
+
+    @property
+    def api_known(self) -> bool:
+        """Whether the wrapped sink knows its API without a request."""
+        return _apis.api_known(self._inner)
 
     def drain(self, on: bool) -> None:
         """Pass the drain switch on."""

@@ -25,7 +25,7 @@ from typing import Any, overload
 
 from k8s_logging_events import models
 
-__all__ = ["Keys", "Run", "cut", "prebuilt"]
+__all__ = ["Keys", "Run", "cut"]
 
 Keys = Callable[[Any], tuple[Hashable, object]]
 """An item's correlation group (the object, source and type: items of different groups share
@@ -77,11 +77,6 @@ class Run(Sequence[models.Event]):
         if event is None:
             event = self._built[position] = self._build(self._items[position])
         return event
-
-
-def prebuilt(event: models.Event) -> models.Event:
-    """The build step for items that are Events already."""
-    return event
 
 
 def cut(

@@ -38,6 +38,11 @@ The rules this module keeps:
    :func:`time.monotonic`. Never a duration on the wall clock, which NTP may step.
 9. After ``os.fork()``, everything a thread of the parent may have held is renewed in the
    child before anything runs there, in one registry (:mod:`~k8s_logging_events._process`).
+10. No I/O on the dispatcher, ever: a sink that must build its client or ask the server
+    which Events API it serves before its correlation can be set up (``api="auto"``:
+    :func:`~k8s_logging_events._apis.api_known`) is set up by a job on the writer pool
+    (:mod:`~k8s_logging_events._pool`); its occurrences wait aside meanwhile, bounded by
+    ``queue_length``, counted as pending, waited for by a flush and given up by a close.
 
 Lifecycle: the dispatcher starts with the first occurrence; writer threads start when
 writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
@@ -51,27 +56,28 @@ the threads that exist, or the flushing thread, do the work.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import itertools
 import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events import (
     _diagnostics,
+    _handoff,
     _pending,
+    _pool,
     _process,
-    _runs,
+    _watchers,
     broadcaster,
     models,
 )
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["DEFAULT_EXIT_TIMEOUT", "Recording", "Runtime"]
+__all__ = ["DEFAULT_EXIT_TIMEOUT", "Runtime"]
 
 DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
@@ -103,40 +109,13 @@ LINGER_STEP_SECONDS = 0.005
 IDLE_WAIT_SECONDS = 5.0
 """The longest the dispatcher waits for the queue before it looks at its timers again."""
 
-WRITER_LINGER_SECONDS = 0.5
-"""How long an idle writer thread waits for more work before it ends."""
-
-STALL_SECONDS = 1.0
-"""A request in flight this long is stalled: it no longer counts against ``writers``, and its
-namespace gets no second request until it ends."""
-
 JOIN_GRACE_SECONDS = 0.25
 """What close() gives its threads to end after the deadline has passed."""
 
 REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
-Correlate = _pending.Correlate
-
-Keys = _runs.Keys
-
-Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
-"""Chooses a sink's write policy and correlation step, on the dispatcher, at its first event,
-and says whether that correlation keeps objects apart (see :func:`_runs.cut`)."""
-
 _counter = itertools.count()
-
-
-def _become_own_thread() -> None:
-    """Start each of the library's threads: mark it, and leave signals to the application.
-
-    The kernel hands a signal sent to the process to any thread that does not block it,
-    and a Python handler runs only when the main thread next runs Python code: a SIGTERM
-    taken by one of our threads while the main thread waits in a lock (a pool worker
-    between tasks) would be handled late or never (see rule 7 and ``_process``).
-    """
-    _diagnostics.mark_own_thread()
-    _process.leave_signals_to_the_main_thread()
 
 
 class _Marker:
@@ -147,117 +126,10 @@ class _Marker:
     def __init__(self, *, stop: bool = False) -> None:
         self.reached = threading.Event()
         self.stop = stop
-        self.targets: dict[Recording | _WatchLoop, int] = {}
+        self.targets: dict[_pool.Recording | _watchers.WatchLoop, int] = {}
 
 
 _WAKE = _Marker()  # looks at the timers and the ready writes again; never waited for
-
-
-class Recording:
-    """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
-
-    Args:
-        writes: the sink's pending writes.
-        setup: called on the dispatcher at the first event; returns the write policy, the
-            correlation step (so that a sink may decide its API lazily) and whether that
-            correlation's state never crosses objects.
-    """
-
-    def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
-        self.writes = writes
-        self._setup = setup
-        self._correlate: Correlate | None = None
-        self._by_object = False
-        self.watcher = broadcaster.Watcher(None, 1, None)
-
-    def prepare(self) -> bool:
-        """Set the correlation up at its first use; True when it keeps objects apart, so
-        that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
-        if self._correlate is None:
-            policy, correlate, self._by_object = self._setup()
-            self.writes.policy = policy
-            self._correlate = correlate
-        return self._by_object
-
-    def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
-        self.prepare()
-        assert self._correlate is not None
-        return self._correlate(run)
-
-    def renew(self) -> None:
-        """Forget everything pending and every cache (in a child after fork)."""
-        self.writes = self.writes.renewed()
-        self._correlate = None
-
-
-class _Inline:
-    """A consumer that runs on the dispatcher itself (structured logging)."""
-
-    def __init__(self, handle: Callable[[models.Event], None]) -> None:
-        self.handle = handle
-        self.watcher = broadcaster.Watcher(None, 1, None)
-
-
-class _WatchLoop:
-    """A user's event watcher: its own thread, fed through a bounded :class:`Watcher`."""
-
-    def __init__(
-        self,
-        handle: Callable[[models.Event], None],
-        capacity: int,
-        on_drop: Callable[[broadcaster.WatchEvent], None],
-        reporter: _diagnostics.RateLimitedReporter,
-        name: str,
-    ) -> None:
-        self.handle = handle
-        self.watcher = broadcaster.Watcher(None, capacity, on_drop)
-        self._reporter = reporter
-        self._name = name
-        self._done = threading.Condition()
-        self.processed = 0
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        """Start the loop's thread (raises RuntimeError where no thread can start)."""
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self.thread = thread
-        thread.start()
-
-    def renew(self) -> None:
-        """Forget the parent's thread and progress (in a child after fork)."""
-        self.thread = None
-        self._done = threading.Condition()
-        self.processed = 0
-
-    def caught_up(self, target: int) -> bool:
-        """True once every event delivered up to ``target`` has been handled."""
-        thread = self.thread
-        return self.processed >= target or thread is None or not thread.is_alive()
-
-    def wait_caught_up(self, target: int, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds for :meth:`caught_up`."""
-        with self._done:
-            return self._done.wait_for(lambda: self.caught_up(target), timeout)
-
-    def _run(self) -> None:
-        _become_own_thread()
-        while True:
-            batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
-            if not batch and self.watcher.stopped and not self.watcher.pending():
-                break
-            for item in batch:
-                try:
-                    self.handle(item.object)
-                except Exception as error:  # one bad event must not end the watcher
-                    self._reporter.report(
-                        "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                    )
-            with self._done:
-                self.processed += len(batch)
-                self._done.notify_all()
-        with self._done:
-            self._done.notify_all()
 
 
 class Runtime:
@@ -266,8 +138,8 @@ class Runtime:
     Args:
         queue_length: occurrences the queue holds; beyond it they are dropped and counted.
         writers: requests in flight at once (stalled ones aside).
-        build: turns a queued item into an Event, on the dispatcher.
-        keys: an item's correlation keys (see :data:`Keys`), read before anything is built.
+        namer: names each Event when the dispatcher builds it from a queued occurrence
+            (:func:`~k8s_logging_events.models.materialize`).
         counters: the outcome counters (shared with the recorder).
         reporter: where drops, failures and the exit summary are reported.
         clock: the time source of the writers' timers.
@@ -281,8 +153,7 @@ class Runtime:
         *,
         queue_length: int,
         writers: int,
-        build: Callable[[Any], models.Event],
-        keys: Keys,
+        namer: models.Namer,
         counters: _diagnostics.Counters,
         reporter: _diagnostics.RateLimitedReporter,
         clock: clock_mod.Clock,
@@ -291,15 +162,14 @@ class Runtime:
     ) -> None:
         self._capacity = max(1, queue_length)
         self._max_writers = max(1, writers)
-        self._build = build
-        self._keys = keys
+        self._namer = namer
         self._counters = counters
         self._reporter = reporter
         self._clock = clock
         self._sleep = sleep
         self._name = name
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
-        self._consumers: list[Recording | _Inline | _WatchLoop] = []
+        self._consumers: list[_handoff.Consumer] = []
         self._fresh()
         _process.renew_in_child(self)
 
@@ -308,25 +178,30 @@ class Runtime:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._accepted = _diagnostics.Tally()
         self._queue_drops = _diagnostics.Tally()
-        self._delivered = 0  # occurrences the dispatcher took off the queue and handed on
-        # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
-        # recording) its occurrences already in that recording's writes or outcomes, so
-        # that stats() never counts one both as queued and as written (see stats)
-        self._settling: collections.Counter[str] = collections.Counter()
-        self._handed: dict[int, int] = {}
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
         self._hurry = threading.Event()  # set while a flush or close waits: no lingering
         self._dispatcher: threading.Thread | None = None
-        self._workers: set[threading.Thread] = set()
-        self._in_flight: list[tuple[Recording, _pending.Write]] = []
-        self._idle = 0
+        self._pool = _pool.WriterPool(
+            self._cond,
+            writers=self._max_writers,
+            recordings=self._recordings,
+            wake=self._wake_dispatcher,
+            reporter=self._reporter,
+            name=self._name,
+        )
+        self._handoff = _handoff.HandOff(
+            self._cond,
+            pool=self._pool,
+            counters=self._counters,
+            reporter=self._reporter,
+            namer=self._namer,
+            capacity=self._capacity,
+        )
         self._wake_queued = False
-        self._can_spawn = True
         self._started = False
         self._closing = False
-        self._stopping = False
         self._closed = False
         self._flushes = 0
 
@@ -371,23 +246,27 @@ class Runtime:
                 target=self._dispatch, name=f"{self._name}-dispatcher-{next(_counter)}", daemon=True
             )
             self._dispatcher = thread
-            loops = [c for c in self._consumers if isinstance(c, _WatchLoop) and c.thread is None]
+            loops = [
+                c
+                for c in self._consumers
+                if isinstance(c, _watchers.WatchLoop) and c.thread is None
+            ]
         try:
             thread.start()
             for loop in loops:
                 loop.start()
         except RuntimeError:  # interpreter exit (3.12): flush() drains on its own thread
-            self._can_spawn = False
+            self._pool.can_spawn = False
 
     # --- consumers ------------------------------------------------------------------------
 
-    def add_recording(self, recording: Recording) -> broadcaster.Watcher:
+    def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
         """Correlate and write every later occurrence to ``recording``'s sink."""
         return self._add(recording)
 
     def add_inline(self, handle: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handle`` with every later event, on the dispatcher (it must be quick)."""
-        return self._add(_Inline(handle))
+        return self._add(_watchers.Inline(handle))
 
     def add_watcher(
         self,
@@ -395,7 +274,7 @@ class Runtime:
         on_drop: Callable[[broadcaster.WatchEvent], None],
     ) -> broadcaster.Watcher:
         """Call ``handle`` with every later event on a thread of its own."""
-        loop = _WatchLoop(
+        loop = _watchers.WatchLoop(
             handle,
             self._capacity,
             on_drop,
@@ -410,7 +289,7 @@ class Runtime:
                 watcher.stop()
         return watcher
 
-    def _add(self, consumer: Recording | _Inline | _WatchLoop) -> broadcaster.Watcher:
+    def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
         with self._cond:
             if self._closing:
                 consumer.watcher.stop()
@@ -418,24 +297,24 @@ class Runtime:
                 self._consumers.append(consumer)
         return consumer.watcher
 
-    def _live_consumers(self) -> list[Recording | _Inline | _WatchLoop]:
+    def _live_consumers(self) -> list[_handoff.Consumer]:
         with self._cond:
             return [c for c in self._consumers if not c.watcher.stopped]
 
-    def _recordings(self) -> list[Recording]:
+    def _recordings(self) -> list[_pool.Recording]:
         # a stopped recording still has writes to finish
-        return [c for c in self._consumers if isinstance(c, Recording)]
+        return [c for c in self._consumers if isinstance(c, _pool.Recording)]
 
     # --- the dispatcher -------------------------------------------------------------------
 
     def _dispatch(self) -> None:
         """Drain the queue in batches and hand the events on. Runs on the dispatcher."""
-        _become_own_thread()
+        _diagnostics.become_own_thread()
         busy = False
         while True:
             try:
                 batch = self._next_batch(busy)
-                if self._handle_batch(batch) or (not batch and self._stopping):
+                if self._handle_batch(batch) or (not batch and self._pool.stopping):
                     return
                 busy = self._tend()
                 self._linger(len(batch))
@@ -485,13 +364,7 @@ class Runtime:
     def _wait_seconds(self, due: float | None) -> float:
         """How long the dispatcher may wait for the queue before its timers need it."""
         wait = IDLE_WAIT_SECONDS if due is None else min(due, IDLE_WAIT_SECONDS)
-        with self._cond:
-            if self._ready_writes() and self._in_flight:
-                # blocked behind requests that may stall: look again when they would
-                now = time.monotonic()
-                oldest = min(write.started or now for _, write in self._in_flight)
-                wait = min(wait, max(0.05, oldest + STALL_SECONDS - now))
-        return wait
+        return self._pool.stall_wait(wait)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
         """Hand ``batch`` on, in order; True when a stop marker was reached."""
@@ -514,125 +387,16 @@ class Runtime:
     def _reach(self, marker: _Marker) -> None:
         with self._cond:
             for recording in self._recordings():
-                marker.targets[recording] = recording.writes.submitted
+                # what is kept aside is submitted first, once the recording is set up
+                marker.targets[recording] = recording.writes.submitted + recording.aside_count
             for consumer in self._consumers:
-                if isinstance(consumer, _WatchLoop):
+                if isinstance(consumer, _watchers.WatchLoop):
                     marker.targets[consumer] = consumer.watcher.delivered
         marker.reached.set()
 
     def _deliver(self, items: list[Any]) -> None:
-        if not items:
-            return
-        try:
-            self._hand_on(items)
-        finally:  # each item now has an outcome or a pending write: no longer queued
-            with self._cond:
-                self._delivered += len(items)
-                for outcome, occurrences in self._settling.items():
-                    self._counters.add(outcome, occurrences)
-                self._settling.clear()
-                self._handed.clear()
-
-    def _hand_on(self, items: list[Any]) -> None:
-        if self._stopping:  # closed: what is still queued is dropped, not built
-            self._settling["dropped"] += len(items)
-            return
-        consumers = self._live_consumers()
-        recordings = [c for c in consumers if isinstance(c, Recording)]
-        if len(recordings) == len(consumers):
-            # only sinks (the handler's case): a run of repeats is correlated from its
-            # first and last items, and the others are never built
-            if not recordings:
-                self._settling["discarded"] += len(items)
-                return
-            self._record_all(recordings, items, self._build)
-            return
-        events = self._build_all(items, len(recordings))
-        if not recordings:
-            self._settling["discarded"] += len(events)
-        self._record_all(recordings, events, _runs.prebuilt)
-        for consumer in consumers:
-            if isinstance(consumer, _Inline):
-                self._run_inline(consumer, events)
-            elif isinstance(consumer, _WatchLoop):
-                consumer.watcher._put_or_drop(
-                    [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
-                )
-
-    def _record_all(
-        self, recordings: list[Recording], items: list[Any], build: Callable[[Any], models.Event]
-    ) -> None:
-        """Correlate ``items`` for each sink, in runs (one Event per occurrence for all)."""
-        built: dict[int, models.Event] = {}
-        cuts: dict[bool, list[_runs.Run]] = {}
-        for recording in recordings:
-            try:
-                by_object = recording.prepare()
-            except Exception as error:  # rule 5: this sink's occurrences fail, no others
-                self._uncorrelated(len(items), error)
-                continue
-            runs = cuts.get(by_object)
-            if runs is None:
-                runs = cuts[by_object] = _runs.cut(
-                    items, self._keys, build, by_object=by_object, built=built
-                )
-            self._record(recording, runs)
-
-    def _uncorrelated(self, occurrences: int, error: Exception) -> None:
-        self._settling["failed"] += occurrences
-        self._reporter.report(
-            "correlate",
-            logging.ERROR,
-            "Unable to build or correlate an event (will not retry): %r",
-            error,
-        )
-
-    def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
-        """Build every item (watchers want each event); one that fails costs itself only."""
-        events: list[models.Event] = []
-        for item in items:
-            try:
-                events.append(self._build(item))
-            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
-                self._settling["failed"] += max(1, recordings)
-                self._reporter.report(
-                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
-                )
-        return events
-
-    def _record(self, recording: Recording, runs: list[_runs.Run]) -> None:
-        writes: list[tuple[models.Event, bool, int]] = []
-        for index, run in enumerate(runs):
-            if self._stopping:  # closed meanwhile: nothing more is written (and a long
-                # batch must not outlast close(), which counts what is left after it)
-                self._settling["failed"] += sum(len(left) for left in runs[index:])
-                break
-            try:
-                writes += recording.correlate(run)
-            except Exception as error:  # rule 5: the run's occurrences fail, no others
-                self._uncorrelated(len(run), error)
-        with self._cond:
-            handed = self._handed.get(id(recording), 0)
-            for event, held, occurrences in writes:
-                try:
-                    recording.writes.submit_event(event, held=held, occurrences=occurrences)
-                except Exception as error:  # rule 5
-                    self._counters.add("failed", occurrences)
-                    self._reporter.defer(
-                        "submit", logging.ERROR, "Unable to queue a write: %r", error
-                    )
-                handed += occurrences
-            self._handed[id(recording)] = handed
-        self._reporter.emit_deferred()
-
-    def _run_inline(self, consumer: _Inline, events: Iterable[models.Event]) -> None:
-        for event in events:
-            try:
-                consumer.handle(event)
-            except Exception as error:  # a watcher's failure costs no occurrence
-                self._reporter.report(
-                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                )
+        if items:
+            self._handoff.deliver(items, self._live_consumers())
 
     # --- writers --------------------------------------------------------------------------
 
@@ -646,126 +410,16 @@ class Runtime:
             self._wake_queued = True
             self._queue.put(_WAKE)
 
-    def _ready_writes(self) -> int:
-        return sum(r.writes.ready_count() for r in self._recordings())
-
     def _tend(self) -> bool:
-        """Promote due writes and start writers for them; True when it wrote one itself.
-
-        Where no thread can start (interpreter exit on 3.12), the calling thread writes.
-        """
+        """Promote due writes and start writers for them; True when it wrote one itself."""
+        self._handoff.settle_aside(self._recordings())
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
-            if not self._ready_writes():
+            if not self._pool.ready():
                 return False
             self._cond.notify_all()
-        self._spawn_writers()
-        if self._can_spawn:
-            return False
-        job = self._take_job()
-        if job is None:
-            return False
-        self._perform(*job)
-        return True
-
-    def _spawn_writers(self) -> None:
-        while self._can_spawn:
-            with self._cond:
-                busy = len(self._workers) - self._idle
-                if self._stopping or self._ready_writes() <= self._idle:
-                    return
-                if (
-                    busy >= self._max_writers + self._stalled_count()
-                    or len(self._workers) >= 2 * self._max_writers
-                ):
-                    return
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-writer-{next(_counter)}", daemon=True
-                )
-                self._workers.add(thread)
-            try:
-                thread.start()
-            except RuntimeError:  # interpreter exit (3.12): the dispatcher writes instead
-                with self._cond:
-                    self._workers.discard(thread)
-                    self._can_spawn = False
-                self._wake_dispatcher()
-
-    def _stalled_count(self) -> int:
-        now = time.monotonic()
-        return sum(
-            1 for _, write in self._in_flight if now - (write.started or now) >= STALL_SECONDS
-        )
-
-    def _take_job(self) -> tuple[Recording, _pending.Write] | None:
-        with self._cond:
-            if self._stopping:
-                return None
-            if len(self._in_flight) - self._stalled_count() >= self._max_writers:
-                return None
-            now = time.monotonic()
-            for recording in self._recordings():
-                recording.writes.stalling(now, STALL_SECONDS)
-                write = recording.writes.take()
-                if write is not None:
-                    self._in_flight.append((recording, write))
-                    return recording, write
-        return None
-
-    def _work(self) -> None:
-        """Make ready writes until there are none for a while. Runs on a writer thread."""
-        _become_own_thread()
-        me = threading.current_thread()
-        idle_since = time.monotonic()
-        try:
-            while True:
-                job = self._take_job()
-                if job is not None:
-                    self._perform(*job)
-                    idle_since = time.monotonic()
-                    continue
-                with self._cond:
-                    left = idle_since + WRITER_LINGER_SECONDS - time.monotonic()
-                    if self._stopping or left <= 0:
-                        return
-                    self._idle += 1
-                    try:
-                        self._cond.wait(left)
-                    finally:
-                        self._idle -= 1
-        finally:
-            with self._cond:
-                self._workers.discard(me)
-
-    def _perform(self, recording: Recording, write: _pending.Write) -> None:
-        writes = recording.writes
-        try:
-            kind, stored = writes.attempt(write)
-        except Exception as error:
-            with self._cond:
-                self._unflight(write)
-                writes.failed(write, error, stopping=self._stopping)
-                timed = writes.next_due() is not None
-                self._cond.notify_all()
-        else:
-            try:
-                writes.feed_back(write, stored)
-            except Exception as error:  # the write landed; only the bookkeeping failed
-                self._reporter.report(
-                    "feed-back", logging.ERROR, "Unable to note a written event: %r", error
-                )
-            with self._cond:
-                self._unflight(write)
-                writes.succeeded(write, kind)
-                timed = writes.next_due() is not None
-                self._cond.notify_all()
-        self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
-        if timed:
-            self._wake_dispatcher()  # a retry or a held count now waits on its timer
-
-    def _unflight(self, write: _pending.Write) -> None:
-        self._in_flight = [job for job in self._in_flight if job[1] is not write]
+        return self._pool.start()
 
     # --- flush and close ------------------------------------------------------------------
 
@@ -849,8 +503,8 @@ class Runtime:
     def _wait_written(self, marker: _Marker, deadline: _Deadline) -> bool:
         def written() -> bool:
             for target, value in marker.targets.items():
-                if isinstance(target, Recording):
-                    if target.writes.oldest_pending() <= value:
+                if isinstance(target, _pool.Recording):
+                    if target.aside_count or target.writes.oldest_pending() <= value:
                         return False
                 elif not target.caught_up(value):
                     return False
@@ -862,7 +516,7 @@ class Runtime:
                     return True
                 if deadline.expired():
                     return False
-                if self._dispatcher_alive() or self._workers:
+                if self._dispatcher_alive() or self._pool.busy():
                     self._cond.wait(min(deadline.remaining(), 0.1))
                     continue
             self._pump(deadline)  # no thread to do the work: do it here
@@ -882,23 +536,31 @@ class Runtime:
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())
         with self._cond:
-            self._stopping = True
+            self._pool.stop()
             given_up = [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
-            self._cond.notify_all()
             consumers = list(self._consumers)
         self._queue.put(_Marker(stop=True))
         # past the deadline, the threads still get a short grace to end, once for all
         grace = _Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)
         self._count_leftovers()
+        unprepared = self._handoff.give_up_aside(self._recordings())
+        if unprepared:
+            self._reporter.report(
+                "exit-unprepared",
+                logging.WARNING,
+                "%d occurrences were not written: their sink was still being set up (its "
+                "client built, the server asked which Events API it serves) at the deadline "
+                "of shutdown",
+                unprepared,
+            )
         for consumer in consumers:
             consumer.watcher.stop()
-        with self._cond:
-            threads = [*self._workers]
-        threads += [c.thread for c in consumers if isinstance(c, _WatchLoop) and c.thread]
+        threads = self._pool.threads()
+        threads += [c.thread for c in consumers if isinstance(c, _watchers.WatchLoop) and c.thread]
         for thread in threads:
             # a writer inside a request that does not answer is a daemon: not worth a grace
-            self._join(thread, grace if not self._in_flight else deadline)
+            self._join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
@@ -929,11 +591,6 @@ class Runtime:
 
     # --- stats ----------------------------------------------------------------------------
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` has finished."""
-        return self._closed
-
     def stats(self) -> dict[str, int]:
         """Return ``accepted``, the outcomes and ``pending``.
 
@@ -953,9 +610,11 @@ class Runtime:
             values.update(self._counters.snapshot())
             values["accepted"] = accepted
             values["dropped"] += drops
-            queued = accepted - drops - self._delivered - max(self._handed.values(), default=0)
+            queued = accepted - drops - self._handoff.taken()
             recordings = self._recordings()
-            values["pending"] = max(0, queued) + sum(r.writes.pending() for r in recordings)
+            values["pending"] = max(0, queued) + sum(
+                r.writes.pending() + r.aside_count for r in recordings
+            )
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
         return values
 
@@ -963,8 +622,8 @@ class Runtime:
         """The writes still pending, and the occurrences still queued (for a report)."""
         with self._cond:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
-            queued = self._accepted.value - self._queue_drops.value - self._delivered
-            queued -= max(self._handed.values(), default=0)
+            queued = self._accepted.value - self._queue_drops.value - self._handoff.taken()
+            queued += max((r.aside_count for r in self._recordings()), default=0)
         return writes, max(0, queued)
 
     @property
@@ -974,8 +633,8 @@ class Runtime:
 
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""
-        found = [self._dispatcher, *self._workers]
-        found += [c.thread for c in self._consumers if isinstance(c, _WatchLoop)]
+        found = [self._dispatcher, *self._pool.threads()]
+        found += [c.thread for c in self._consumers if isinstance(c, _watchers.WatchLoop)]
         return [t for t in found if t is not None and t.is_alive()]
 
     # --- processes ------------------------------------------------------------------------
@@ -994,10 +653,11 @@ class Runtime:
         """
         closing = self._closing
         self._fresh()
-        self._closing = self._stopping = self._closed = closing
+        self._closing = self._closed = closing
+        self._pool.stopping = closing
         for consumer in self._consumers:
             consumer.watcher._renew_after_fork()
-            if isinstance(consumer, Recording | _WatchLoop):
+            if isinstance(consumer, _pool.Recording | _watchers.WatchLoop):
                 consumer.renew()
 
 

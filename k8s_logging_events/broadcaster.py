@@ -104,10 +104,11 @@ _DropFunc = Callable[[WatchEvent], None]
 class Watcher:
     """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
 
-    Get one from :meth:`Broadcaster.watch` or :meth:`Broadcaster.watch_with_prefix`; do not
-    construct it directly. Read it by iterating or with :meth:`get`. The stream ends once the
-    watcher is stopped or the broadcaster shut down *and* the items already in its queue have
-    been read. A watcher is also a context manager that stops it on exit.
+    Get one from :meth:`Broadcaster.watch` or :meth:`Broadcaster.watch_with_prefix` (or a
+    handle that carries nothing from :meth:`detached`); do not construct it directly. Read
+    it by iterating or with :meth:`get`. The stream ends once the watcher is stopped or the
+    broadcaster shut down *and* the items already in its queue have been read. A watcher is
+    also a context manager that stops it on exit.
     """
 
     __slots__ = (
@@ -138,6 +139,17 @@ class Watcher:
         self._ended = False
         # Readers wait here for items and the distributing thread waits here for room.
         self._cond = threading.Condition()
+
+    @classmethod
+    def detached(cls) -> Watcher:
+        """A watcher that is only a handle: no broadcaster, no items, :meth:`stop` detaches.
+
+        What :class:`~k8s_logging_events.recorder.EventBroadcaster` returns for a consumer
+        that its dispatcher feeds itself (a sink, structured logging): the consumer asks
+        :attr:`stopped`, and the stream, which never carries an item, ends when it is
+        stopped (or the event broadcaster shut down).
+        """
+        return cls(None, 1, None)
 
     def __iter__(self) -> Iterator[WatchEvent]:
         """Yield items in order until the stream ends."""

@@ -14,7 +14,6 @@ deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence
 from __future__ import annotations
 
 import dataclasses
-import functools
 import logging
 import random
 import threading
@@ -27,6 +26,7 @@ from k8s_logging_events import (
     _diagnostics,
     _options,
     _pending,
+    _pool,
     _process,
     _runtime,
     _sanitise,
@@ -129,8 +129,7 @@ class EventBroadcaster:
         self._runtime = _runtime.Runtime(
             queue_length=options.queue_length,
             writers=options.writers,
-            build=functools.partial(models.materialize, namer=self._namer),
-            keys=models.correlation_keys,
+            namer=self._namer,
             counters=self._counters,
             reporter=self._reporter,
             clock=self._clock,
@@ -190,8 +189,10 @@ class EventBroadcaster:
         Each call gets its own correlator (own caches) and its own pending writes. A sink
         whose ``api`` attribute is ``events.k8s.io/v1`` gets that API's series semantics
         (:mod:`k8s_logging_events.series`) instead of client-go's count correlation; the
-        attribute is read when the first event arrives, on the dispatcher, so a sink may
-        discover the API lazily.
+        attribute is read when the first event arrives, so a sink may discover the API
+        lazily. A sink whose ``api`` makes a request says ``api_known = False`` until it
+        knows (the Kubernetes sink with ``api="auto"`` does): it is then read on a writer
+        thread, and the sink's first events wait for it (counted as pending).
         """
         writes = _pending.Writes(
             event_sink,
@@ -205,7 +206,7 @@ class EventBroadcaster:
         )
         self._sinks.append(event_sink)
         return self._runtime.add_recording(
-            _runtime.Recording(writes, lambda: self._correlation_for(event_sink))
+            _pool.Recording(writes, lambda: self._correlation_for(event_sink))
         )
 
     # --- flush, shutdown, stats ------------------------------------------------------------
@@ -318,7 +319,7 @@ class EventBroadcaster:
 
     def _correlation_for(
         self, event_sink: sink.EventSink
-    ) -> tuple[_pending.WritePolicy, _runtime.Correlate, bool]:
+    ) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
         options = self._options.correlator or correlator.CorrelatorOptions()
         correlation = _CORRELATIONS[_apis.api_of(event_sink).name]
         return correlation(options, self._clock, self._namer)

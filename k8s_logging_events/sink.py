@@ -209,6 +209,11 @@ class KubernetesEventSink:
             self._api = self.discover_api()
         return self._api
 
+    @property
+    def api_known(self) -> bool:
+        """False while :attr:`api` would have to ask the server (``auto``, not asked yet)."""
+        return self._api != "auto"
+
     def discover_api(self) -> str:
         """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not.
 
@@ -455,7 +460,7 @@ class LazySink:
 
     @property
     def api(self) -> str:
-        """The configured API; with ``"auto"``, the real sink's (built on the dispatcher)."""
+        """The configured API; with ``"auto"``, the real sink's (built first if need be)."""
         if self._api != "auto":
             return self._api
         try:
@@ -463,6 +468,15 @@ class LazySink:
         except Exception:  # no client: nothing will be written, whichever the API
             return CORE_V1
         return str(getattr(real, "api", CORE_V1))
+
+    @property
+    def api_known(self) -> bool:
+        """False while :attr:`api` would build the client (an ``exec`` plugin may run) or
+        ask the server which API it serves."""
+        if self._api != "auto" or self._error is not None or self._closed:
+            return True
+        real = self._real
+        return real is not None and _apis.api_known(real)
 
     def drain(self, on: bool) -> None:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""

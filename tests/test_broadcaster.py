@@ -472,3 +472,17 @@ def test_negative_queue_length_is_rejected() -> None:
     """A negative queue length raises ValueError."""
     with pytest.raises(ValueError, match="queue_length must be >= 0"):
         Broadcaster(queue_length=-1)
+
+
+def test_a_detached_watcher_is_a_handle_whose_stop_only_detaches() -> None:
+    """``Watcher.detached()`` belongs to no broadcaster and never carries an item: until it
+    is stopped a read finds nothing (and waits no longer than asked), after it the stream
+    has ended; stopping twice is harmless."""
+    handle = Watcher.detached()
+    assert (handle.stopped, handle.get(0)) == (False, None)
+    assert handle.get_batch(timeout=0) == []
+    assert (handle.delivered, handle.dropped, handle.pending()) == (0, 0, 0)
+    handle.stop()
+    handle.stop()
+    assert handle.stopped
+    assert list(handle) == []

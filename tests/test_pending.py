@@ -433,6 +433,31 @@ class TestWritesOnItsOwn:
         assert web_b is not None
         assert web_b.event.reason == "B"
 
+    def test_the_writes_are_the_one_registry_of_requests_in_flight(self) -> None:
+        """What the writer pool asks instead of keeping its own list: how many requests
+        are in flight, since when the oldest, and which have stalled (real time, as the
+        pool measures a request hanging in a socket); an answer takes a request off."""
+        pending = Pending(FakeClock(START))
+        for name in ("web", "db", "cache"):
+            pending.offer(_occurrence(name))
+        assert (pending.writes.in_flight_count(), pending.writes.oldest_start()) == (0, None)
+        web, db = pending.writes.take(), pending.writes.take()
+        assert web is not None
+        assert db is not None
+        assert web.started is not None
+        assert pending.writes.in_flight_count() == 2
+        assert pending.writes.oldest_start() == web.started
+        assert pending.writes.stalling(web.started + 0.5, 1.0) == 0
+        assert pending.writes.stalling(web.started + 60, 1.0) == 2
+        # the namespace stalls: it gets no third request while those hang
+        assert pending.writes.take() is None
+        assert pending.perform(web) == "created"
+        assert pending.writes.in_flight_count() == 1
+        assert pending.writes.oldest_start() == db.started
+        pending.fake.fail_next("create", ConnectionResetError("reset"))
+        assert pending.perform(db) == "failed"
+        assert (pending.writes.in_flight_count(), pending.writes.oldest_start()) == (0, None)
+
     def test_a_failed_write_waits_its_back_off_on_the_monotonic_clock(self) -> None:
         """After a lost connection the write waits sleep_duration times the random number
         (5 s here), measured on the monotonic reading: an hour's step of the wall clock

@@ -1,0 +1,276 @@
+"""The dispatcher's step: one batch of queued occurrences handed on to every consumer.
+
+On the dispatcher (:mod:`k8s_logging_events._runtime`, whose thread rules at the top hold
+here too), between the runtime's queue and the consumers: each sink's recording correlates
+the batch in runs of repeats (:mod:`~k8s_logging_events._runs`) and queues the writes for
+the writer pool (:mod:`~k8s_logging_events._pool`); structured logging and users' watchers
+(:mod:`~k8s_logging_events._watchers`) get each event, built once for all. A recording that
+a writer has still to set up (rule 10) has its occurrences kept aside until it is.
+
+Every occurrence ends in one outcome or one pending write, counted under the runtime's
+lock: what a batch meets is gathered in :attr:`HandOff.settling` and what it hands to a
+recording in :attr:`HandOff.handed`, which the runtime settles when the batch is done.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from k8s_logging_events import _diagnostics, _pool, _runs, _watchers, broadcaster, models
+
+__all__ = ["Consumer", "HandOff"]
+
+Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
+"""What the dispatcher hands events to: a sink's recording, or a watcher."""
+
+
+class HandOff:
+    """Hands batches on, for one runtime (on its dispatcher, or a thread that drains).
+
+    Args:
+        cond: the runtime's condition, under which every outcome is counted.
+        pool: the writer pool (whether it stops; it sets recordings up).
+        counters: the outcome counters.
+        reporter: where failures and drops are reported.
+        namer: names each Event when it is built from a queued occurrence.
+        capacity: the occurrences a recording keeps aside at most (``queue_length``).
+    """
+
+    def __init__(
+        self,
+        cond: threading.Condition,
+        *,
+        pool: _pool.WriterPool,
+        counters: _diagnostics.Counters,
+        reporter: _diagnostics.RateLimitedReporter,
+        namer: models.Namer,
+        capacity: int,
+    ) -> None:
+        self._cond = cond
+        self._pool = pool
+        self._counters = counters
+        self._reporter = reporter
+        self._build = functools.partial(models.materialize, namer=namer)
+        self._capacity = capacity
+        # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
+        # recording) its occurrences already in that recording's writes or outcomes, so
+        # that stats() never counts one both as queued and as written
+        self.settling: collections.Counter[str] = collections.Counter()
+        self.handed: dict[int, int] = {}
+        self.delivered = 0  # occurrences taken off the queue and handed on
+
+    def deliver(self, items: list[Any], consumers: list[Consumer]) -> None:
+        """Hand ``items`` on, then count what they met: none of them is queued any more."""
+        try:
+            self.hand_on(items, consumers)
+        finally:  # each item now has an outcome or a pending write
+            with self._cond:
+                self.delivered += len(items)
+                for outcome, occurrences in self.settling.items():
+                    self._counters.add(outcome, occurrences)
+                self.settling.clear()
+                self.handed.clear()
+
+    def taken(self) -> int:
+        """Occurrences no longer queued: handed on, or in the batch in hand and already in
+        a recording's writes or outcomes (once: every sink gets each one; under ``cond``)."""
+        return self.delivered + max(self.handed.values(), default=0)
+
+    def hand_on(self, items: list[Any], consumers: list[Consumer]) -> None:
+        """Hand ``items`` on to ``consumers``: outcomes met go to :attr:`settling`."""
+        if self._pool.stopping:  # closed: what is still queued is dropped, not built
+            self.settling["dropped"] += len(items)
+            return
+        recordings = [c for c in consumers if isinstance(c, _pool.Recording)]
+        if len(recordings) == len(consumers):
+            # only sinks (the handler's case): a run of repeats is correlated from its
+            # first and last items, and the others are never built
+            if not recordings:
+                self.settling["discarded"] += len(items)
+                return
+            self._record_all(recordings, items)
+            return
+        events = self._build_all(items, len(recordings))
+        if not recordings:
+            self.settling["discarded"] += len(events)
+        self._record_all(recordings, events)
+        for consumer in consumers:
+            if isinstance(consumer, _watchers.Inline):
+                self._run_inline(consumer, events)
+            elif isinstance(consumer, _watchers.WatchLoop):
+                consumer.watcher._put_or_drop(
+                    [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
+                )
+
+    def _record_all(self, recordings: list[_pool.Recording], items: list[Any]) -> None:
+        """Correlate ``items`` (occurrences, or Events already built) for each sink, in runs
+        (one Event per occurrence for all)."""
+        built: dict[int, models.Event] = {}
+        cuts: dict[bool, list[_runs.Run]] = {}
+        for recording in recordings:
+            if not recording.ready and (recording.aside_count or not recording.prepares_here()):
+                self._set_aside(recording, items)  # rule 10
+                continue
+            if recording.aside:
+                self._replay(recording)  # set up meanwhile: what was kept aside goes first
+            try:
+                by_object = recording.prepare()
+            except Exception as error:  # rule 5: this sink's occurrences fail, no others
+                self._uncorrelated(self.settling, len(items), error)
+                continue
+            runs = cuts.get(by_object)
+            if runs is None:
+                runs = cuts[by_object] = _runs.cut(
+                    items, models.correlation_keys, self._build, by_object=by_object, built=built
+                )
+            self._record(recording, runs, self.settling)
+
+    def _uncorrelated(
+        self, settling: collections.Counter[str], occurrences: int, error: Exception
+    ) -> None:
+        settling["failed"] += occurrences
+        self._reporter.report(
+            "correlate",
+            logging.ERROR,
+            "Unable to build or correlate an event (will not retry): %r",
+            error,
+        )
+
+    def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
+        """Build every item (watchers want each event); one that fails costs itself only."""
+        events: list[models.Event] = []
+        for item in items:
+            try:
+                events.append(self._build(item))
+            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
+                self.settling["failed"] += max(1, recordings)
+                self._reporter.report(
+                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
+                )
+        return events
+
+    def _record(
+        self,
+        recording: _pool.Recording,
+        runs: list[_runs.Run],
+        settling: collections.Counter[str],
+        *,
+        aside: bool = False,
+    ) -> None:
+        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``.
+
+        The occurrences submitted stop being queued (or, ``aside``, kept aside) under the
+        same lock as they become pending writes: :meth:`stats` never sees them twice.
+        """
+        writes: list[tuple[models.Event, bool, int]] = []
+        for index, run in enumerate(runs):
+            if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
+                # batch must not outlast close(), which counts what is left after it)
+                settling["failed"] += sum(len(left) for left in runs[index:])
+                break
+            try:
+                writes += recording.correlate(run)
+            except Exception as error:  # rule 5: the run's occurrences fail, no others
+                self._uncorrelated(settling, len(run), error)
+        with self._cond:
+            handed = 0 if aside else self.handed.get(id(recording), 0)
+            for event, held, occurrences in writes:
+                try:
+                    recording.writes.submit_event(event, held=held, occurrences=occurrences)
+                except Exception as error:  # rule 5
+                    self._counters.add("failed", occurrences)
+                    self._reporter.defer(
+                        "submit", logging.ERROR, "Unable to queue a write: %r", error
+                    )
+                handed += occurrences
+            if aside:
+                recording.aside_count -= handed
+            else:
+                self.handed[id(recording)] = handed
+        self._reporter.emit_deferred()
+
+    # --- recordings set up on a writer (rule 10 of the runtime) ---------------------------
+
+    def _set_aside(self, recording: _pool.Recording, items: list[Any]) -> None:
+        """Keep ``items`` until a writer has set ``recording`` up (bounded: queue_length)."""
+        with self._cond:
+            kept = items[: max(0, self._capacity - recording.aside_count)]
+            recording.aside += kept
+            recording.aside_count += len(kept)
+            self.handed[id(recording)] = self.handed.get(id(recording), 0) + len(items)
+            if len(kept) < len(items):
+                self._counters.add("dropped", len(items) - len(kept))
+                self._reporter.defer(
+                    "pending-full",
+                    logging.ERROR,
+                    "Unable to record %d events: %d wait already for their sink to be set up "
+                    "(queue_length); dropped them",
+                    len(items) - len(kept),
+                    recording.aside_count,
+                )
+            self._pool.prepare_soon(recording)
+        self._reporter.emit_deferred()
+
+    def settle_aside(self, recordings: list[_pool.Recording]) -> None:
+        """Hand on what was kept aside for a recording a writer has set up, or fail it."""
+        for recording in recordings:
+            if not recording.aside or recording.wanted or recording.preparing:
+                continue
+            if recording.ready:
+                self._replay(recording)
+            elif recording.failure is not None:
+                with self._cond:
+                    failed, error = len(recording.aside), recording.failure
+                    recording.aside, recording.failure = [], None
+                    recording.aside_count -= failed
+                    self._counters.add("failed", failed)
+                self._reporter.report(
+                    "correlate",
+                    logging.ERROR,
+                    "Unable to set up the writes of a sink (will not retry): %r",
+                    error,
+                )
+
+    def _replay(self, recording: _pool.Recording) -> None:
+        """Correlate and submit what was kept aside for ``recording``, in arrival order."""
+        with self._cond:
+            items, recording.aside = recording.aside, []
+        settling: collections.Counter[str] = collections.Counter()
+        try:
+            try:
+                by_object = recording.prepare()  # set up already: no I/O
+                runs = _runs.cut(items, models.correlation_keys, self._build, by_object=by_object)
+            except Exception as error:  # rule 5
+                self._uncorrelated(settling, len(items), error)
+            else:
+                self._record(recording, runs, settling, aside=True)
+        finally:
+            with self._cond:
+                for outcome, occurrences in settling.items():
+                    self._counters.add(outcome, occurrences)
+                    recording.aside_count -= occurrences
+
+    def give_up_aside(self, recordings: list[_pool.Recording]) -> int:
+        """At close: what is still kept aside fails (the sink was never set up)."""
+        with self._cond:
+            failed = 0
+            for recording in recordings:
+                failed += len(recording.aside)
+                recording.aside_count -= len(recording.aside)
+                recording.aside = []
+            self._counters.add("failed", failed)
+        return failed
+
+    def _run_inline(self, consumer: _watchers.Inline, events: Iterable[models.Event]) -> None:
+        for event in events:
+            try:
+                consumer.handle(event)
+            except Exception as error:  # a watcher's failure costs no occurrence
+                self._reporter.report(
+                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                )

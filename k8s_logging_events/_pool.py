@@ -1,0 +1,318 @@
+"""The writer pool: the threads that make the requests of every sink of one runtime.
+
+Between the dispatcher and the sinks (:mod:`k8s_logging_events._runtime`, whose thread
+rules at the top hold here too): the dispatcher queues correlated writes in a
+:class:`Recording`'s pending writes (:mod:`k8s_logging_events._pending`), and the pool
+starts writer threads while writes are ready, at most ``writers`` requests in flight
+(stalled ones aside), each thread ending after a short idle spell. The pool shares the
+runtime's condition (every write's outcome is counted under it, rule 2) and calls the
+runtime back only through ``wake``: a retry or a held count waits on a timer that the
+dispatcher keeps.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from k8s_logging_events import _apis, _diagnostics, _pending, broadcaster, models
+
+__all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "WriterPool"]
+
+WRITER_LINGER_SECONDS = 0.5
+"""How long an idle writer thread waits for more work before it ends."""
+
+STALL_SECONDS = 1.0
+"""A request in flight this long is stalled: it no longer counts against ``writers``, and its
+namespace gets no second request until it ends."""
+
+Correlate = _pending.Correlate
+
+Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
+"""Chooses a sink's write policy and correlation step, at its first event, and says whether
+that correlation keeps objects apart (see :func:`~k8s_logging_events._runs.cut`). It reads
+the sink's API: a request where the sink discovers it."""
+
+_counter = itertools.count()
+
+
+class Recording:
+    """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
+
+    The correlation is set up at the first occurrence, by ``setup``, which reads the sink's
+    API. Where that is a request or may run a credential plugin (``api="auto"``: see
+    :func:`~k8s_logging_events._apis.api_known`), a writer thread sets it up (rule 10 of
+    the runtime) and the dispatcher keeps the recording's occurrences ``aside`` meanwhile.
+
+    Args:
+        writes: the sink's pending writes.
+        setup: returns the write policy, the correlation step (so that a sink may decide
+            its API lazily) and whether that correlation's state never crosses objects.
+    """
+
+    def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
+        self.writes = writes
+        self._setup = setup
+        self.watcher = broadcaster.Watcher.detached()
+        self._fresh()
+
+    def _fresh(self) -> None:
+        self._correlate: Correlate | None = None
+        self._by_object = False
+        # the queued items kept while a writer sets the correlation up, and how many
+        # occurrences they stand for until each has an outcome or a write (stats)
+        self.aside: list[object] = []
+        self.aside_count = 0
+        self.wanted = False  # a writer should set the correlation up
+        self.preparing = False  # a writer is setting it up
+        self.failure: Exception | None = None  # why the last setup failed
+
+    @property
+    def ready(self) -> bool:
+        """True once the correlation is set up."""
+        return self._correlate is not None
+
+    def prepares_here(self) -> bool:
+        """True when the dispatcher may set the correlation up itself: no I/O needed."""
+        return self.ready or _apis.api_known(self.writes.sink)
+
+    def prepare(self) -> bool:
+        """Set the correlation up at its first use; True when it keeps objects apart, so
+        that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
+        if self._correlate is None:
+            self.install(self._setup())
+        return self._by_object
+
+    def set_up(self) -> tuple[_pending.WritePolicy, Correlate, bool]:
+        """Run ``setup`` (on a writer thread, outside the lock: it may make requests)."""
+        return self._setup()
+
+    def install(self, made: tuple[_pending.WritePolicy, Correlate, bool]) -> None:
+        """Take what :meth:`set_up` made (under the runtime's lock, or on the dispatcher)."""
+        policy, correlate, self._by_object = made
+        self.writes.policy = policy
+        self._correlate = correlate
+
+    def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+        """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
+        self.prepare()
+        assert self._correlate is not None
+        return self._correlate(run)
+
+    def renew(self) -> None:
+        """Forget everything pending and every cache (in a child after fork)."""
+        self.writes = self.writes.renewed()
+        self._fresh()
+
+
+Job = tuple[Recording, _pending.Write | None]
+"""A write to make, or (None) a recording to set up."""
+
+
+class WriterPool:
+    """The writer threads of one runtime, and the requests they have in flight.
+
+    Args:
+        cond: the runtime's condition; every method that reads or changes the writes
+            takes it, and no request is made while holding it.
+        writers: requests in flight at once (stalled ones aside).
+        recordings: the runtime's recordings, whose ready writes the threads make (read
+            under ``cond``).
+        wake: has the dispatcher look at its timers again (a write now waits on one).
+        reporter: where a failure to note a written event is reported.
+        name: the prefix of the threads' names.
+    """
+
+    def __init__(
+        self,
+        cond: threading.Condition,
+        *,
+        writers: int,
+        recordings: Callable[[], list[Recording]],
+        wake: Callable[[], None],
+        reporter: _diagnostics.RateLimitedReporter,
+        name: str,
+    ) -> None:
+        self._cond = cond
+        self._max_writers = max(1, writers)
+        self._recordings = recordings
+        self._wake = wake
+        self._reporter = reporter
+        self._name = name
+        self._workers: set[threading.Thread] = set()
+        self._idle = 0
+        self.can_spawn = True
+        self.stopping = False
+
+    def ready(self) -> int:
+        """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
+        recordings = self._recordings()
+        return sum(r.writes.ready_count() + r.wanted for r in recordings)
+
+    def prepare_soon(self, recording: Recording) -> None:
+        """Have a writer set ``recording`` up, unless one is or it is (under ``cond``)."""
+        if not (recording.ready or recording.preparing or recording.wanted):
+            recording.wanted = True
+
+    def threads(self) -> list[threading.Thread]:
+        """The writer threads (alive or about to end)."""
+        with self._cond:
+            return [*self._workers]
+
+    def busy(self) -> bool:
+        """True while a writer thread exists (under ``cond``)."""
+        return bool(self._workers)
+
+    def in_flight(self) -> int:
+        """Requests in flight now, over every recording (their one registry: the writes)."""
+        with self._cond:
+            return sum(r.writes.in_flight_count() for r in self._recordings())
+
+    def stop(self) -> None:
+        """No job is taken any more, and idle threads end (under ``cond``)."""
+        self.stopping = True
+        self._cond.notify_all()
+
+    def stall_wait(self, wait: float) -> float:
+        """``wait``, or less when ready writes wait behind requests that may stall."""
+        with self._cond:
+            if not self.ready():
+                return wait
+            starts = [r.writes.oldest_start() for r in self._recordings()]
+        oldest = min((start for start in starts if start is not None), default=None)
+        if oldest is not None:
+            # blocked behind requests that may stall: look again when they would
+            wait = min(wait, max(0.05, oldest + STALL_SECONDS - time.monotonic()))
+        return wait
+
+    def start(self) -> bool:
+        """Start writers for the ready writes; True when this thread wrote one itself.
+
+        Where no thread can start (interpreter exit on 3.12), the calling thread writes.
+        """
+        self._spawn_writers()
+        if self.can_spawn:
+            return False
+        job = self._take_job()
+        if job is None:
+            return False
+        self._perform(*job)
+        return True
+
+    def _spawn_writers(self) -> None:
+        while self.can_spawn:
+            with self._cond:
+                busy = len(self._workers) - self._idle
+                if self.stopping or self.ready() <= self._idle:
+                    return
+                if (
+                    busy >= self._max_writers + self._stalled_count()
+                    or len(self._workers) >= 2 * self._max_writers
+                ):
+                    return
+                thread = threading.Thread(
+                    target=self._work, name=f"{self._name}-writer-{next(_counter)}", daemon=True
+                )
+                self._workers.add(thread)
+            try:
+                thread.start()
+            except RuntimeError:  # interpreter exit (3.12): the dispatcher writes instead
+                with self._cond:
+                    self._workers.discard(thread)
+                    self.can_spawn = False
+                self._wake()
+
+    def _stalled_count(self) -> int:
+        """Requests in flight for :data:`STALL_SECONDS` or more (under ``cond``); their
+        namespaces get no second request meanwhile."""
+        now = time.monotonic()
+        return sum(r.writes.stalling(now, STALL_SECONDS) for r in self._recordings())
+
+    def _take_job(self) -> Job | None:
+        with self._cond:
+            if self.stopping:
+                return None
+            recordings = self._recordings()
+            for recording in recordings:
+                if recording.wanted:  # before the writes: they wait for it
+                    recording.wanted, recording.preparing = False, True
+                    return recording, None
+            in_flight = sum(r.writes.in_flight_count() for r in recordings)
+            if in_flight - self._stalled_count() >= self._max_writers:
+                return None
+            for recording in recordings:
+                write = recording.writes.take()
+                if write is not None:
+                    return recording, write
+        return None
+
+    def _work(self) -> None:
+        """Make ready writes until there are none for a while. Runs on a writer thread."""
+        _diagnostics.become_own_thread()
+        me = threading.current_thread()
+        idle_since = time.monotonic()
+        try:
+            while True:
+                job = self._take_job()
+                if job is not None:
+                    self._perform(*job)
+                    idle_since = time.monotonic()
+                    continue
+                with self._cond:
+                    left = idle_since + WRITER_LINGER_SECONDS - time.monotonic()
+                    if self.stopping or left <= 0:
+                        return
+                    self._idle += 1
+                    try:
+                        self._cond.wait(left)
+                    finally:
+                        self._idle -= 1
+        finally:
+            with self._cond:
+                self._workers.discard(me)
+
+    def _perform(self, recording: Recording, write: _pending.Write | None) -> None:
+        if write is None:
+            self._prepare(recording)
+            return
+        writes = recording.writes
+        try:
+            kind, stored = writes.attempt(write)
+        except Exception as error:
+            with self._cond:
+                writes.failed(write, error, stopping=self.stopping)
+                timed = writes.next_due() is not None
+                self._cond.notify_all()
+        else:
+            try:
+                writes.feed_back(write, stored)
+            except Exception as error:  # the write landed; only the bookkeeping failed
+                self._reporter.report(
+                    "feed-back", logging.ERROR, "Unable to note a written event: %r", error
+                )
+            with self._cond:
+                writes.succeeded(write, kind)
+                timed = writes.next_due() is not None
+                self._cond.notify_all()
+        self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
+        if timed:
+            self._wake()  # a retry or a held count now waits on its timer
+
+    def _prepare(self, recording: Recording) -> None:
+        """Set ``recording`` up here, not on the dispatcher: it may build a client (an
+        ``exec`` plugin) and ask the server which API it serves."""
+        try:
+            made = recording.set_up()
+        except Exception as error:  # rule 5: what was kept aside fails, on the dispatcher
+            with self._cond:
+                recording.preparing, recording.failure = False, error
+                self._cond.notify_all()
+        else:
+            with self._cond:
+                recording.install(made)
+                recording.preparing = False
+                self._cond.notify_all()
+        self._wake()  # the dispatcher hands on what it kept aside

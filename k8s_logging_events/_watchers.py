@@ -1,0 +1,78 @@
+"""The consumers of events that are not sinks: structured logging and users' watchers.
+
+On the dispatcher's side of the runtime (:mod:`k8s_logging_events._runtime`, whose thread
+rules at the top hold here too): the dispatcher builds each event and hands it to an
+:class:`Inline` consumer on its own thread, or puts it in the bounded queue of a
+:class:`WatchLoop`, whose thread calls the user's handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+from k8s_logging_events import _diagnostics, broadcaster, models
+
+__all__ = ["Inline", "WatchLoop"]
+
+IDLE_WAIT_SECONDS = 5.0
+"""The longest a watcher's thread waits for events before it looks whether it was stopped."""
+
+
+class Inline:
+    """A consumer that runs on the dispatcher itself (structured logging)."""
+
+    def __init__(self, handle: Callable[[models.Event], None]) -> None:
+        self.handle = handle
+        self.watcher = broadcaster.Watcher.detached()
+
+
+class WatchLoop:
+    """A user's event watcher: its own thread, fed through a bounded :class:`Watcher`."""
+
+    def __init__(
+        self,
+        handle: Callable[[models.Event], None],
+        capacity: int,
+        on_drop: Callable[[broadcaster.WatchEvent], None],
+        reporter: _diagnostics.RateLimitedReporter,
+        name: str,
+    ) -> None:
+        self.handle = handle
+        self.watcher = broadcaster.Watcher(None, capacity, on_drop)
+        self._reporter = reporter
+        self._name = name
+        self.processed = 0  # written by the loop's thread only
+        self.thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the loop's thread (raises RuntimeError where no thread can start)."""
+        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+        self.thread = thread
+        thread.start()
+
+    def renew(self) -> None:
+        """Forget the parent's thread and progress (in a child after fork)."""
+        self.thread = None
+        self.processed = 0
+
+    def caught_up(self, target: int) -> bool:
+        """True once every event delivered up to ``target`` has been handled."""
+        thread = self.thread
+        return self.processed >= target or thread is None or not thread.is_alive()
+
+    def _run(self) -> None:
+        _diagnostics.become_own_thread()
+        while True:
+            batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
+            if not batch and self.watcher.stopped and not self.watcher.pending():
+                break
+            for item in batch:
+                try:
+                    self.handle(item.object)
+                except Exception as error:  # one bad event must not end the watcher
+                    self._reporter.report(
+                        "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                    )
+            self.processed += len(batch)

@@ -1,0 +1,221 @@
+"""The writer pool: a sink that must ask the server its API is set up there, never on the
+dispatcher, and what was logged meanwhile is kept aside, bounded, and written exactly.
+
+Against the local API server over real HTTP, with the handler's ``api="auto"``: building the
+client (where a kubeconfig ``exec`` plugin may run) and the discovery request are recorded
+with the thread that made them, and a gate holds discovery to show what happens while it
+has not answered.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from k8s_logging_events import recorder, sink
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import FakeEventSink, LocalApiServer
+from tests.reliability_scenarios import ListHandler, app_logger, pod, stored_counts
+
+PODS = [pod(name) for name in ("web", "db", "cache")]
+
+
+@pytest.fixture(name="reports")
+def _reports() -> Iterator[ListHandler]:
+    """The library's reports."""
+    reports = ListHandler()
+    library = logging.getLogger("k8s_logging_events")
+    library.addHandler(reports)
+    yield reports
+    library.removeHandler(reports)
+
+
+@pytest.fixture(name="server")
+def _server() -> Iterator[LocalApiServer]:
+    with LocalApiServer() as server:
+        # core/v1 Events, whose counts read simply; the discovery request is still made
+        server.inject("GET", path="^/apis/events.k8s.io/v1$", status=404, times=None)
+        yield server
+
+
+class Discovery:
+    """Records which thread builds the client and asks the server its API; may hold the
+    question until the test opens the gate."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, held: bool) -> None:
+        self.threads: list[tuple[str, threading.Thread]] = []
+        self.asked = threading.Event()
+        self.gate = threading.Event()
+        if not held:
+            self.gate.set()
+        build, discover = sink.LazySink._build, sink.KubernetesEventSink.discover_api
+
+        def recorded_build(lazy: sink.LazySink) -> None:
+            self.threads.append(("build", threading.current_thread()))
+            build(lazy)
+
+        def held_discover(real: sink.KubernetesEventSink) -> str:
+            self.threads.append(("discover", threading.current_thread()))
+            self.asked.set()
+            assert self.gate.wait(30), "the test never opened the gate"
+            return discover(real)
+
+        monkeypatch.setattr(sink.LazySink, "_build", recorded_build)
+        monkeypatch.setattr(sink.KubernetesEventSink, "discover_api", held_discover)
+
+
+def _handler(server: LocalApiServer, **options: object) -> KubernetesEventHandler:
+    return KubernetesEventHandler(
+        sink=server.url,
+        api="auto",
+        component="pool",
+        **options,  # type: ignore[arg-type]
+    )
+
+
+@contextlib.contextmanager
+def _held(
+    server: LocalApiServer, monkeypatch: pytest.MonkeyPatch, **options: object
+) -> Iterator[tuple[KubernetesEventHandler, Discovery]]:
+    """A handler whose discovery waits for the gate; both end with the block."""
+    discovery = Discovery(monkeypatch, held=True)
+    handler = _handler(server, **options)
+    try:
+        yield handler, discovery
+    finally:
+        discovery.gate.set()
+        handler.close()
+
+
+def _log(handler: KubernetesEventHandler, count: int) -> None:
+    log = app_logger("pool")
+    log.addHandler(handler)
+    for index in range(count):
+        involved = PODS[index % len(PODS)]
+        log.warning("Back-off pulling image", extra={"involved": involved, "reason": "BackOff"})
+
+
+def _accounted(stats: dict[str, int]) -> int:
+    """The occurrences with an outcome; ``accepted`` when nothing is pending."""
+    outcomes = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
+    return sum(stats[outcome] for outcome in outcomes)
+
+
+def test_the_dispatcher_never_builds_the_client_nor_asks_the_server(server, monkeypatch) -> None:
+    """With ``api="auto"``, the client is built and the server asked which Events API it
+    serves on a writer thread: never on the dispatcher, never on the thread that logs."""
+    discovery = Discovery(monkeypatch, held=False)
+    handler = _handler(server)
+    try:
+        _log(handler, 30)
+        assert handler.drain(10)
+        events = handler.broadcaster
+        assert events is not None
+        dispatchers = [t for t in events.threads() if "-dispatcher-" in t.name]
+    finally:
+        handler.close()
+    assert [what for what, _ in discovery.threads] == ["build", "discover"]
+    assert len(dispatchers) == 1
+    for _, thread in discovery.threads:
+        assert thread is not dispatchers[0]
+        assert thread is not threading.current_thread()
+        assert "-writer-" in thread.name
+    assert stored_counts(server) == {"web": 10, "db": 10, "cache": 10}
+
+
+def test_occurrences_logged_before_discovery_answers_are_all_written(server, monkeypatch) -> None:
+    """While the server has not said its API, the dispatcher keeps the sink's occurrences
+    aside (pending in stats, nothing written); once it has, every one is written, in one
+    event per pod with the exact count, and a flush waits for that."""
+    with _held(server, monkeypatch) as (handler, discovery):
+        _log(handler, 150)
+        assert discovery.asked.wait(10)
+        _log(handler, 150)
+        stats = handler.stats()
+        assert (stats["accepted"], stats["pending"], _accounted(stats)) == (300, 300, 0)
+        assert not handler.drain(0.2)  # a flush waits for the set-up, within its deadline
+        assert server.events("default") == []
+        discovery.gate.set()
+        assert handler.drain(10)
+        stats = handler.stats()
+    assert stored_counts(server) == {"web": 100, "db": 100, "cache": 100}
+    assert (stats["pending"], stats["dropped"], stats["failed"]) == (0, 0, 0)
+    assert stats["created"] + stats["patched"] + stats["coalesced"] == 300
+    assert [what for what, _ in discovery.threads] == ["build", "discover"]
+
+
+def test_what_is_kept_aside_is_bounded_by_queue_length(server, monkeypatch) -> None:
+    """queue_length bounds the occurrences kept aside as it bounds pending writes: beyond
+    it they are dropped and counted, and every other one is written."""
+    with _held(server, monkeypatch, queue_length=20) as (handler, discovery):
+        for _ in range(8):  # in steps, so that the dispatcher takes each off the queue
+            _log(handler, 15)
+            events = handler.broadcaster  # made at the first record
+            assert events is not None
+            events.flush(0.05)
+        assert discovery.asked.is_set()
+        stats = handler.stats()
+        assert stats["pending"] <= 2 * 20
+        discovery.gate.set()
+        assert handler.drain(10)
+        stats = handler.stats()
+    assert stats["accepted"] == 120
+    assert stats["dropped"] >= 120 - 2 * 20
+    assert _accounted(stats) == 120
+    written = stats["created"] + stats["patched"] + stats["coalesced"]
+    assert sum(stored_counts(server).values()) == written == 120 - stats["dropped"]
+
+
+def test_close_gives_up_what_waits_for_a_set_up_that_never_ends(
+    server, monkeypatch, reports
+) -> None:
+    """A discovery that never answers costs the close its deadline and no more: what was
+    kept aside is given up, counted as failed, and said once."""
+    discovery = Discovery(monkeypatch, held=True)
+    handler = _handler(server, flush_timeout=0.3)
+    try:
+        _log(handler, 40)
+        assert discovery.asked.wait(10)
+        handler.close()
+        stats = handler.stats()
+    finally:
+        discovery.gate.set()  # the writer ends: the test leaves no thread behind
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (40, 40, 0)
+    assert _accounted(stats) == 40
+    (said,) = [m for m in reports.messages() if "still being set up" in m]
+    assert said.startswith("40 occurrences were not written")
+
+
+class _Unsure(FakeEventSink):
+    """A sink whose ``api_known`` raises, then whose ``api`` does."""
+
+    @property
+    def api_known(self) -> bool:
+        raise RuntimeError("api_known is broken")
+
+    @property
+    def api(self) -> str:
+        raise RuntimeError("api is broken")
+
+
+def test_a_sink_that_cannot_say_its_api_costs_its_occurrences_only() -> None:
+    """A sink whose ``api_known`` and ``api`` raise is set up on a writer, which fails:
+    its occurrences are counted as failed, and a second sink writes every one of them."""
+    broadcaster = recorder.EventBroadcaster(queue_length=100)
+    good = FakeEventSink()
+    broadcaster.start_recording_to_sink(_Unsure())
+    broadcaster.start_recording_to_sink(good)
+    record = broadcaster.new_recorder("pool")
+    try:
+        for index in range(12):
+            record.event(PODS[index % len(PODS)], "Warning", "BackOff", "Back-off pulling image")
+        assert broadcaster.flush(10)
+        stats = broadcaster.stats()
+    finally:
+        broadcaster.shutdown(5)
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (12, 12, 0)
+    assert sum(event.count for event in good.events) == 12
