@@ -22,14 +22,12 @@ from k8s_logging_events._demo._controller import (
     PULL_ATTEMPTS,
     SCENARIOS,
 )
+from k8s_logging_events._demo._values import OUTCOMES
 
 if TYPE_CHECKING:
-    from k8s_logging_events._demo import DemoOptions, DemoResult
+    from k8s_logging_events._demo._values import DemoOptions, DemoResult
 
-__all__ = ["OUTCOMES", "Writer"]
-
-OUTCOMES = ("created", "patched", "coalesced", "dropped", "failed")
-"""The final outcomes of an occurrence in ``stats()``."""
+__all__ = ["Writer"]
 
 _RULE = "=" * 78
 
