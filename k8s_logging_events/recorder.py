@@ -132,7 +132,6 @@ class EventBroadcaster:
             namer=self._namer,
             counters=self._counters,
             reporter=self._reporter,
-            clock=self._clock,
             sleep=options.sleep,
             name=name,
         )
