@@ -138,15 +138,17 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
-    """How the writes of one sink are retried and bounded."""
+    """How the writes of one sink are retried and bounded: the writers' part of
+    ``k8s_logging_events._options.BroadcasterOptions``, where each option is described
+    (and in docs/configuration.md), made once per broadcaster and shared by its sinks.
+
+    ``max_tries`` and ``sleep_duration`` are the fields of that name; ``max_pending`` is
+    its ``queue_length`` (events with a write waiting or in flight, at least 1).
+    """
 
     max_tries: int = MAX_TRIES_PER_EVENT
-    """Attempts per write before it is given up (client-go: 12)."""
     sleep_duration: float = DEFAULT_SLEEP_DURATION
-    """Seconds between attempts; the first back-off is this times a random number in [0, 1)."""
     max_pending: int = DEFAULT_MAX_PENDING
-    """Events with a write waiting or in flight; an occurrence of a new event beyond that is
-    dropped (and counted), so that memory stays bounded whatever the server does."""
 
 
 @dataclass(slots=True, eq=False)
