@@ -17,19 +17,20 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from k8s_logging_events import models, sink
+from k8s_logging_events import models, recorder, sink
 from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
 __all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
 
 
-class FakeRecorder:
+class FakeRecorder(recorder.RecorderCalls):
     """An event recorder that keeps one string per call instead of recording anything.
 
     Each call appends ``"<type> <reason> <message>"`` to :attr:`events`, as client-go's
     ``FakeRecorder`` does: with ``include_object``, `` involvedObject{kind=Pod,apiVersion=v1}``
     follows (from the object's own kind and apiVersion, empty when it has none), and
-    annotations follow as `` map[a:1 b:2]`` with sorted keys. Nothing is validated.
+    annotations follow as `` map[a:1 b:2]`` with sorted keys. In ``eventf`` and
+    ``annotated_eventf`` the whole string is the format. Nothing is validated.
 
     Args:
         include_object: add the involved object's kind and apiVersion to each string.
@@ -41,24 +42,16 @@ class FakeRecorder:
         """One string per recorded call, in order."""
         self._lock = threading.Lock()
 
-    def event(self, obj: object, type: str, reason: str, message: str) -> None:
-        """Keep ``"<type> <reason> <message>"``."""
-        self._keep(obj, f"{type} {reason} {message}", None)
-
-    def eventf(self, obj: object, type: str, reason: str, fmt: str, *args: object) -> None:
-        """Keep ``"<type> <reason> <fmt>" % args`` (the whole string is the format)."""
-        self._keep(obj, _format(f"{type} {reason} {fmt}", args), None)
-
-    def annotated_eventf(
+    def _recordf(
         self,
         obj: object,
-        annotations: Mapping[str, str],
+        annotations: Mapping[str, str] | None,
         type: str,
         reason: str,
         fmt: str,
-        *args: object,
+        args: tuple[object, ...],
     ) -> None:
-        """Like :meth:`eventf`, with the annotations appended."""
+        # the whole string is the format, as in client-go's FakeRecorder
         self._keep(obj, _format(f"{type} {reason} {fmt}", args), annotations)
 
     def record(
