@@ -327,9 +327,17 @@ class EventBroadcaster:
         self._counters.add("watcher_dropped")
 
 
+Notes = Mapping[str, str] | None
+"""The annotations of a recorder's call, if it has any."""
+
+FormatArgs = tuple[object, ...]
+"""The arguments of a recorder's format."""
+
+
 class RecorderCalls:
     """client-go's three calls of a recorder, said once for :class:`EventRecorder` and the
-    ``FakeRecorder`` of :mod:`k8s_logging_events.testing`: each is one :meth:`_recordf`."""
+    ``FakeRecorder`` of :mod:`k8s_logging_events.testing`: each is one :meth:`_recordf`
+    (with ``notes``, the annotations, if any)."""
 
     def event(self, obj: object, type: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` with this ``message``."""
@@ -352,13 +360,7 @@ class RecorderCalls:
         self._recordf(obj, annotations, type, reason, fmt, args)
 
     def _recordf(
-        self,
-        obj: object,
-        annotations: Mapping[str, str] | None,
-        type: str,
-        reason: str,
-        fmt: str,
-        args: tuple[object, ...],
+        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
         raise NotImplementedError
 
@@ -392,17 +394,11 @@ class EventRecorder(RecorderCalls):
         return self._source
 
     def _recordf(
-        self,
-        obj: object,
-        annotations: Mapping[str, str] | None,
-        type: str,
-        reason: str,
-        fmt: str,
-        args: tuple[object, ...],
+        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
         message = self._format(fmt, args)
         if message is not None:
-            self.record(obj, type, reason, message, annotations=annotations)
+            self.record(obj, type, reason, message, annotations=notes)
 
     def record(
         self,

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from k8s_logging_events import models, recorder, sink
+from k8s_logging_events.recorder import FormatArgs, Notes
 from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
 __all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
@@ -43,29 +44,16 @@ class FakeRecorder(recorder.RecorderCalls):
         self._lock = threading.Lock()
 
     def _recordf(
-        self,
-        obj: object,
-        annotations: Mapping[str, str] | None,
-        type: str,
-        reason: str,
-        fmt: str,
-        args: tuple[object, ...],
+        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
         # the whole string is the format, as in client-go's FakeRecorder
-        self._keep(obj, _format(f"{type} {reason} {fmt}", args), annotations)
+        self._keep(obj, _format(f"{type} {reason} {fmt}", args), notes)
 
-    def record(
-        self,
-        obj: object,
-        type: str,
-        reason: str,
-        message: str,
-        *,
-        annotations: Mapping[str, str] | None = None,
-        **_: object,
-    ) -> bool:
-        """Keep the call like :meth:`event` (with annotations); always returns True."""
-        self._keep(obj, f"{type} {reason} {message}", annotations)
+    def record(self, obj: object, type: str, reason: str, message: str, **fields: object) -> bool:
+        """Keep the call like :meth:`event`, with its ``annotations`` (the other fields are
+        not kept); always returns True."""
+        notes = fields.get("annotations")
+        self._keep(obj, f"{type} {reason} {message}", notes if isinstance(notes, Mapping) else None)
         return True
 
     def _keep(self, obj: object, text: str, annotations: Mapping[str, str] | None) -> None:
