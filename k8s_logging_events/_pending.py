@@ -138,13 +138,9 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
-    """How the writes of one sink are retried and bounded: the writers' part of
-    ``k8s_logging_events._options.BroadcasterOptions``, where each option is described
-    (and in docs/configuration.md), made once per broadcaster and shared by its sinks.
-
-    ``max_tries`` and ``sleep_duration`` are the fields of that name; ``max_pending`` is
-    its ``queue_length`` (events with a write waiting or in flight, at least 1).
-    """
+    """How the writes of each sink of a broadcaster are retried and bounded: the fields of
+    ``k8s_logging_events._options.BroadcasterOptions`` of that name (described there and in
+    docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1."""
 
     max_tries: int = MAX_TRIES_PER_EVENT
     sleep_duration: float = DEFAULT_SLEEP_DURATION
