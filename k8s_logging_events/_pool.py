@@ -86,6 +86,7 @@ class Recording:
         self.aside_count = 0
         self.wanted = False  # a writer should set the correlation up
         self.preparing = False  # a writer is setting it up
+        self.preparing_since = 0.0  # since when (real time): a set-up is a request, and stalls
         self.failure: Exception | None = None  # why the last setup failed
 
     @property
@@ -195,6 +196,7 @@ class WriterPool:
             if not self.ready():
                 return wait
             starts = [r.writes.oldest_start() for r in self._recordings()]
+            starts += [r.preparing_since for r in self._recordings() if r.preparing]
         oldest = min((start for start in starts if start is not None), default=None)
         if oldest is not None:
             # blocked behind requests that may stall: look again when they would
@@ -239,9 +241,13 @@ class WriterPool:
 
     def _stalled_count(self) -> int:
         """Requests in flight for :data:`STALL_SECONDS` or more (under ``cond``); their
-        namespaces get no second request meanwhile."""
+        namespaces get no second request meanwhile. A set-up (discovery) stalls as well."""
         now = time.monotonic()
-        return sum(r.writes.stalling(now, STALL_SECONDS) for r in self._recordings())
+        return sum(
+            r.writes.stalling(now, STALL_SECONDS)
+            + (r.preparing and now - r.preparing_since >= STALL_SECONDS)
+            for r in self._recordings()
+        )
 
     def _take_job(self) -> Job | None:
         with self._cond:
@@ -251,8 +257,10 @@ class WriterPool:
             for recording in recordings:
                 if recording.wanted:  # before the writes: they wait for it
                     recording.wanted, recording.preparing = False, True
+                    recording.preparing_since = time.monotonic()
                     return recording, None
-            in_flight = sum(r.writes.in_flight_count() for r in recordings)
+            # a set-up under way is a request in flight too
+            in_flight = sum(r.writes.in_flight_count() + r.preparing for r in recordings)
             if in_flight - self._stalled_count() >= self._shared.writers:
                 return None
             for recording in recordings:

@@ -173,7 +173,7 @@ def read(answer: Answer, method: str, path: str) -> Any:
             # the first send may have been stored before its connection broke: say what
             # the writer would have seen without the resend, a transport error, so that
             # it takes AlreadyExists for its own create, and a Conflict for its own
-            # guarded patch (see _writer and _continuation). Whatever the second send
+            # guarded patch (see _pending and _continuation). Whatever the second send
             # met (a 429, a 403 ...) says nothing of the first: as a status it would
             # make the writer count a create that landed as failed, or twice
             raise ProtocolError(

@@ -219,3 +219,46 @@ def test_a_sink_that_cannot_say_its_api_costs_its_occurrences_only() -> None:
         broadcaster.shutdown(5)
     assert (stats["accepted"], stats["failed"], stats["pending"]) == (12, 12, 0)
     assert sum(event.count for event in good.events) == 12
+
+
+class _Hanging(FakeEventSink):
+    """A sink whose API is a request that hangs until the test lets it answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = threading.Event()
+        self.gate = threading.Event()
+
+    @property
+    def api_known(self) -> bool:
+        return False
+
+    @property
+    def api(self) -> str:
+        self.asked.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        return sink.CORE_V1
+
+
+def test_a_set_up_that_hangs_stalls_like_a_request_and_holds_up_no_other_sink() -> None:
+    """A sink's set-up is a request (discovery): one that hangs past the stall time no
+    longer counts against ``writers``, as a write would not, so that with one writer a
+    second sink still writes every occurrence while the first has not answered."""
+    broadcaster = recorder.EventBroadcaster(queue_length=100, writers=1)
+    hanging, good = _Hanging(), FakeEventSink()
+    broadcaster.start_recording_to_sink(hanging)
+    broadcaster.start_recording_to_sink(good)
+    record = broadcaster.new_recorder("pool")
+    try:
+        for index in range(5):
+            record.event(pod(f"p{index}"), "Warning", "BackOff", "Back-off pulling image")
+        assert hanging.asked.wait(10)
+        written = good.wait_for_calls(5, timeout=10)
+        hanging.gate.set()
+        assert broadcaster.flush(10)
+    finally:
+        hanging.gate.set()
+        broadcaster.shutdown(5)
+    assert written, "the second sink waited for the first one's set-up"
+    assert sorted(e.involved_object.name for e in good.events) == [f"p{i}" for i in range(5)]
+    assert len(hanging.events) == 5
