@@ -18,15 +18,52 @@ import collections
 import functools
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from k8s_logging_events import _diagnostics, _pool, _runs, _watchers, broadcaster, models
+from k8s_logging_events import _pool, _runs, _watchers, broadcaster, models
 
-__all__ = ["Consumer", "HandOff"]
+__all__ = ["Consumer", "Consumers", "HandOff"]
 
 Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
 """What the dispatcher hands events to: a sink's recording, or a watcher."""
+
+
+class Consumers:
+    """The consumers of one runtime, in the order they were added; they outlive a fork.
+
+    Read and changed under the runtime's condition. A stopped consumer stays: a stopped
+    recording still has writes to finish.
+    """
+
+    __slots__ = ("_all",)
+
+    def __init__(self) -> None:
+        self._all: list[Consumer] = []
+
+    def add(self, consumer: Consumer, *, closing: bool) -> broadcaster.Watcher:
+        """Add ``consumer`` (stopped at once when the runtime is ``closing``)."""
+        if closing:
+            consumer.watcher.stop()
+        else:
+            self._all.append(consumer)
+        return consumer.watcher
+
+    def __iter__(self) -> Iterator[Consumer]:
+        """Every consumer, in the order added."""
+        return iter(list(self._all))
+
+    def live(self) -> list[Consumer]:
+        """The consumers not stopped: those a batch is handed to."""
+        return [c for c in self._all if not c.watcher.stopped]
+
+    def recordings(self) -> list[_pool.Recording]:
+        """The sinks' recordings, stopped ones included."""
+        return [c for c in self._all if isinstance(c, _pool.Recording)]
+
+    def loops(self) -> list[_watchers.WatchLoop]:
+        """The watchers with a thread of their own."""
+        return [c for c in self._all if isinstance(c, _watchers.WatchLoop)]
 
 
 class HandOff:
@@ -34,29 +71,27 @@ class HandOff:
 
     Args:
         cond: the runtime's condition, under which every outcome is counted.
+        shared: the runtime's setting (``capacity``: the occurrences a recording keeps
+            aside at most, ``queue_length``).
+        consumers: the runtime's consumers, which every batch is handed to.
         pool: the writer pool (whether it stops; it sets recordings up).
-        counters: the outcome counters.
-        reporter: where failures and drops are reported.
-        namer: names each Event when it is built from a queued occurrence.
-        capacity: the occurrences a recording keeps aside at most (``queue_length``).
     """
 
     def __init__(
         self,
         cond: threading.Condition,
+        shared: _pool.Shared,
         *,
+        consumers: Consumers,
         pool: _pool.WriterPool,
-        counters: _diagnostics.Counters,
-        reporter: _diagnostics.RateLimitedReporter,
-        namer: models.Namer,
-        capacity: int,
     ) -> None:
         self._cond = cond
+        self._shared = shared
+        self._counters = shared.counters
+        self._reporter = shared.reporter
+        self._build = functools.partial(models.materialize, namer=shared.namer)
+        self.consumers = consumers
         self._pool = pool
-        self._counters = counters
-        self._reporter = reporter
-        self._build = functools.partial(models.materialize, namer=namer)
-        self._capacity = capacity
         # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
         # recording) its occurrences already in that recording's writes or outcomes, so
         # that stats() never counts one both as queued and as written
@@ -64,10 +99,13 @@ class HandOff:
         self.handed: dict[int, int] = {}
         self.delivered = 0  # occurrences taken off the queue and handed on
 
-    def deliver(self, items: list[Any], consumers: list[Consumer]) -> None:
-        """Hand ``items`` on, then count what they met: none of them is queued any more."""
+    def deliver(self, items: list[Any]) -> None:
+        """Hand ``items`` on to the live consumers, then count what they met: none of them
+        is queued any more."""
+        with self._cond:
+            consumers = self.consumers.live()
         try:
-            self.hand_on(items, consumers)
+            self._hand_on(items, consumers)
         finally:  # each item now has an outcome or a pending write
             with self._cond:
                 self.delivered += len(items)
@@ -81,7 +119,7 @@ class HandOff:
         a recording's writes or outcomes (once: every sink gets each one; under ``cond``)."""
         return self.delivered + max(self.handed.values(), default=0)
 
-    def hand_on(self, items: list[Any], consumers: list[Consumer]) -> None:
+    def _hand_on(self, items: list[Any], consumers: list[Consumer]) -> None:
         """Hand ``items`` on to ``consumers``: outcomes met go to :attr:`settling`."""
         if self._pool.stopping:  # closed: what is still queued is dropped, not built
             self.settling["dropped"] += len(items)
@@ -199,7 +237,7 @@ class HandOff:
     def _set_aside(self, recording: _pool.Recording, items: list[Any]) -> None:
         """Keep ``items`` until a writer has set ``recording`` up (bounded: queue_length)."""
         with self._cond:
-            kept = items[: max(0, self._capacity - recording.aside_count)]
+            kept = items[: max(0, self._shared.capacity - recording.aside_count)]
             recording.aside += kept
             recording.aside_count += len(kept)
             self.handed[id(recording)] = self.handed.get(id(recording), 0) + len(items)
@@ -216,8 +254,10 @@ class HandOff:
             self._pool.prepare_soon(recording)
         self._reporter.emit_deferred()
 
-    def settle_aside(self, recordings: list[_pool.Recording]) -> None:
+    def settle_aside(self) -> None:
         """Hand on what was kept aside for a recording a writer has set up, or fail it."""
+        with self._cond:
+            recordings = self.consumers.recordings()
         for recording in recordings:
             if not recording.aside or recording.wanted or recording.preparing:
                 continue
@@ -255,11 +295,11 @@ class HandOff:
                     self._counters.add(outcome, occurrences)
                     recording.aside_count -= occurrences
 
-    def give_up_aside(self, recordings: list[_pool.Recording]) -> int:
+    def give_up_aside(self) -> int:
         """At close: what is still kept aside fails (the sink was never set up)."""
         with self._cond:
             failed = 0
-            for recording in recordings:
+            for recording in self.consumers.recordings():
                 failed += len(recording.aside)
                 recording.aside_count -= len(recording.aside)
                 recording.aside = []

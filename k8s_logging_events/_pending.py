@@ -138,15 +138,13 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
-    """How the writes of one sink are retried and bounded."""
+    """How the writes of each sink of a broadcaster are retried and bounded: the fields of
+    ``k8s_logging_events._options.BroadcasterOptions`` of that name (described there and in
+    docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1."""
 
     max_tries: int = MAX_TRIES_PER_EVENT
-    """Attempts per write before it is given up (client-go: 12)."""
     sleep_duration: float = DEFAULT_SLEEP_DURATION
-    """Seconds between attempts; the first back-off is this times a random number in [0, 1)."""
     max_pending: int = DEFAULT_MAX_PENDING
-    """Events with a write waiting or in flight; an occurrence of a new event beyond that is
-    dropped (and counted), so that memory stays bounded whatever the server does."""
 
 
 @dataclass(slots=True, eq=False)

@@ -12,6 +12,7 @@ dispatcher keeps.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import threading
@@ -20,7 +21,7 @@ from collections.abc import Callable, Sequence
 
 from k8s_logging_events import _apis, _diagnostics, _pending, broadcaster, models
 
-__all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "WriterPool"]
+__all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "WriterPool"]
 
 WRITER_LINGER_SECONDS = 0.5
 """How long an idle writer thread waits for more work before it ends."""
@@ -37,6 +38,23 @@ that correlation keeps objects apart (see :func:`~k8s_logging_events._runs.cut`)
 the sink's API: a request where the sink discovers it."""
 
 _counter = itertools.count()
+
+
+@dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
+class Shared:
+    """What one runtime gives its parts (the pool, the hand-off) for its whole life.
+
+    ``capacity`` and ``writers`` are ``queue_length`` and ``writers`` of
+    ``k8s_logging_events._options.BroadcasterOptions`` (docs/configuration.md), at least 1.
+    """
+
+    capacity: int
+    writers: int
+    namer: models.Namer
+    counters: _diagnostics.Counters
+    reporter: _diagnostics.RateLimitedReporter
+    name: str
+    """The prefix of the threads' names (for people reading a thread dump)."""
 
 
 class Recording:
@@ -119,30 +137,25 @@ class WriterPool:
     Args:
         cond: the runtime's condition; every method that reads or changes the writes
             takes it, and no request is made while holding it.
-        writers: requests in flight at once (stalled ones aside).
+        shared: the runtime's setting (``writers``: requests in flight at once, stalled
+            ones aside).
         recordings: the runtime's recordings, whose ready writes the threads make (read
             under ``cond``).
         wake: has the dispatcher look at its timers again (a write now waits on one).
-        reporter: where a failure to note a written event is reported.
-        name: the prefix of the threads' names.
     """
 
     def __init__(
         self,
         cond: threading.Condition,
+        shared: Shared,
         *,
-        writers: int,
         recordings: Callable[[], list[Recording]],
         wake: Callable[[], None],
-        reporter: _diagnostics.RateLimitedReporter,
-        name: str,
     ) -> None:
         self._cond = cond
-        self._max_writers = max(1, writers)
+        self._shared = shared
         self._recordings = recordings
         self._wake = wake
-        self._reporter = reporter
-        self._name = name
         self._workers: set[threading.Thread] = set()
         self._idle = 0
         self.can_spawn = True
@@ -211,13 +224,12 @@ class WriterPool:
                 if self.stopping or self.ready() <= self._idle:
                     return
                 if (
-                    busy >= self._max_writers + self._stalled_count()
-                    or len(self._workers) >= 2 * self._max_writers
+                    busy >= self._shared.writers + self._stalled_count()
+                    or len(self._workers) >= 2 * self._shared.writers
                 ):
                     return
-                thread = threading.Thread(
-                    target=self._work, name=f"{self._name}-writer-{next(_counter)}", daemon=True
-                )
+                name = f"{self._shared.name}-writer-{next(_counter)}"
+                thread = threading.Thread(target=self._work, name=name, daemon=True)
                 self._workers.add(thread)
             try:
                 thread.start()
@@ -249,7 +261,7 @@ class WriterPool:
                     return recording, None
             # a set-up under way is a request in flight too
             in_flight = sum(r.writes.in_flight_count() + r.preparing for r in recordings)
-            if in_flight - self._stalled_count() >= self._max_writers:
+            if in_flight - self._stalled_count() >= self._shared.writers:
                 return None
             for recording in recordings:
                 write = recording.writes.take()
@@ -298,14 +310,14 @@ class WriterPool:
             try:
                 writes.feed_back(write, stored)
             except Exception as error:  # the write landed; only the bookkeeping failed
-                self._reporter.report(
+                self._shared.reporter.report(
                     "feed-back", logging.ERROR, "Unable to note a written event: %r", error
                 )
             with self._cond:
                 writes.succeeded(write, kind)
                 timed = writes.next_due() is not None
                 self._cond.notify_all()
-        self._reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
+        self._shared.reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
             self._wake()  # a retry or a held count now waits on its timer
 

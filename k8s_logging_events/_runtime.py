@@ -67,6 +67,7 @@ from typing import Any
 
 from k8s_logging_events import (
     _diagnostics,
+    _flush,
     _handoff,
     _pending,
     _pool,
@@ -76,6 +77,7 @@ from k8s_logging_events import (
     models,
 )
 from k8s_logging_events import clock as clock_mod
+from k8s_logging_events._flush import WAKE, Deadline, Marker
 
 __all__ = ["DEFAULT_EXIT_TIMEOUT", "Runtime"]
 
@@ -118,34 +120,15 @@ REPORT_GRACE_SECONDS = 0.25
 _counter = itertools.count()
 
 
-class _Marker:
-    """A control item: the dispatcher sets ``reached`` once every item before it is handled."""
-
-    __slots__ = ("reached", "stop", "targets")
-
-    def __init__(self, *, stop: bool = False) -> None:
-        self.reached = threading.Event()
-        self.stop = stop
-        self.targets: dict[_pool.Recording | _watchers.WatchLoop, int] = {}
-
-
-_WAKE = _Marker()  # looks at the timers and the ready writes again; never waited for
-
-
 class Runtime:
     """The queue, the dispatcher and the writers of one EventBroadcaster.
 
-    Args:
-        queue_length: occurrences the queue holds; beyond it they are dropped and counted.
-        writers: requests in flight at once (stalled ones aside).
-        namer: names each Event when the dispatcher builds it from a queued occurrence
-            (:func:`~k8s_logging_events.models.materialize`).
-        counters: the outcome counters (shared with the recorder).
-        reporter: where drops, failures and the exit summary are reported.
-        clock: the time source of the writers' timers.
-        sleep: how the dispatcher waits for a timer; the default waits on the queue, and
-            tests pass :meth:`~k8s_logging_events.testing.FakeClock.sleep`.
-        name: the prefix of the threads' names (for people reading a thread dump).
+    ``queue_length``, ``writers`` and ``sleep`` are the fields of
+    ``k8s_logging_events._options.BroadcasterOptions`` (docs/configuration.md) of that
+    name; ``sleep`` None waits for a timer on the queue. The ``namer`` names each Event
+    when the dispatcher builds it (:func:`~k8s_logging_events.models.materialize`), the
+    ``counters`` (shared with the recorder) count the outcomes, the ``reporter`` reports
+    drops, failures and the exit summary, and ``name`` prefixes the threads' names.
     """
 
     def __init__(
@@ -156,20 +139,21 @@ class Runtime:
         namer: models.Namer,
         counters: _diagnostics.Counters,
         reporter: _diagnostics.RateLimitedReporter,
-        clock: clock_mod.Clock,
         sleep: clock_mod.Sleeper | None = None,
         name: str = "k8s-events",
     ) -> None:
-        self._capacity = max(1, queue_length)
-        self._max_writers = max(1, writers)
-        self._namer = namer
-        self._counters = counters
+        self._shared = _pool.Shared(
+            capacity=max(1, queue_length),
+            writers=max(1, writers),
+            namer=namer,
+            counters=counters,
+            reporter=reporter,
+            name=name,
+        )
         self._reporter = reporter
-        self._clock = clock
         self._sleep = sleep
-        self._name = name
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
-        self._consumers: list[_handoff.Consumer] = []
+        self._consumers = _handoff.Consumers()
         self._fresh()
         _process.renew_in_child(self)
 
@@ -185,19 +169,12 @@ class Runtime:
         self._dispatcher: threading.Thread | None = None
         self._pool = _pool.WriterPool(
             self._cond,
-            writers=self._max_writers,
-            recordings=self._recordings,
+            self._shared,
+            recordings=self._consumers.recordings,
             wake=self._wake_dispatcher,
-            reporter=self._reporter,
-            name=self._name,
         )
         self._handoff = _handoff.HandOff(
-            self._cond,
-            pool=self._pool,
-            counters=self._counters,
-            reporter=self._reporter,
-            namer=self._namer,
-            capacity=self._capacity,
+            self._cond, self._shared, consumers=self._consumers, pool=self._pool
         )
         self._wake_queued = False
         self._started = False
@@ -218,17 +195,17 @@ class Runtime:
                 "Unable to record an event: the recorder is shut down (will not retry)",
             )
             return False
-        if self._queue.qsize() >= self._capacity:
+        if self._queue.qsize() >= self._shared.capacity:
             self._queue_drops.add()
             self._reporter.report(
                 "queue-full",
                 logging.ERROR,
                 "Unable to record an event: %d are queued already (queue_length); dropped it",
-                self._capacity,
+                self._shared.capacity,
             )
             return False
         self._queue.put(item)
-        if self._queue.qsize() > self._capacity // 2:
+        if self._queue.qsize() > self._shared.capacity // 2:
             # a burst: give the dispatcher the interpreter lock once, or a caller in a tight
             # loop keeps three quarters of it and the queue overflows (docs/performance.md)
             time.sleep(0)
@@ -243,14 +220,12 @@ class Runtime:
             self._started = True
             _process.flush_when_child_ends(self)
             thread = threading.Thread(
-                target=self._dispatch, name=f"{self._name}-dispatcher-{next(_counter)}", daemon=True
+                target=self._dispatch,
+                name=f"{self._shared.name}-dispatcher-{next(_counter)}",
+                daemon=True,
             )
             self._dispatcher = thread
-            loops = [
-                c
-                for c in self._consumers
-                if isinstance(c, _watchers.WatchLoop) and c.thread is None
-            ]
+            loops = [loop for loop in self._consumers.loops() if loop.thread is None]
         try:
             thread.start()
             for loop in loops:
@@ -276,10 +251,10 @@ class Runtime:
         """Call ``handle`` with every later event on a thread of its own."""
         loop = _watchers.WatchLoop(
             handle,
-            self._capacity,
+            self._shared.capacity,
             on_drop,
             self._reporter,
-            f"{self._name}-watcher-{next(_counter)}",
+            f"{self._shared.name}-watcher-{next(_counter)}",
         )
         watcher = self._add(loop)
         if self._started and not watcher.stopped:
@@ -291,19 +266,10 @@ class Runtime:
 
     def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
         with self._cond:
-            if self._closing:
-                consumer.watcher.stop()
-            else:
-                self._consumers.append(consumer)
-        return consumer.watcher
-
-    def _live_consumers(self) -> list[_handoff.Consumer]:
-        with self._cond:
-            return [c for c in self._consumers if not c.watcher.stopped]
+            return self._consumers.add(consumer, closing=self._closing)
 
     def _recordings(self) -> list[_pool.Recording]:
-        # a stopped recording still has writes to finish
-        return [c for c in self._consumers if isinstance(c, _pool.Recording)]
+        return self._consumers.recordings()
 
     # --- the dispatcher -------------------------------------------------------------------
 
@@ -330,7 +296,7 @@ class Runtime:
         """
         if handled < LINGER_BATCH or self._sleep is not None:
             return
-        enough = min(BATCH_SIZE, max(1, self._capacity // 4))
+        enough = min(BATCH_SIZE, max(1, self._shared.capacity // 4))
         end = time.monotonic() + LINGER_SECONDS
         while not self._hurry.is_set() and self._queue.qsize() < enough:
             left = end - time.monotonic()
@@ -370,12 +336,12 @@ class Runtime:
         """Hand ``batch`` on, in order; True when a stop marker was reached."""
         run: list[Any] = []
         for item in batch:
-            if not isinstance(item, _Marker):
+            if not isinstance(item, Marker):
                 run.append(item)
                 continue
             self._deliver(run)
             run = []
-            if item is _WAKE:
+            if item is WAKE:
                 self._wake_queued = False
             else:
                 self._reach(item)
@@ -384,19 +350,13 @@ class Runtime:
         self._deliver(run)
         return False
 
-    def _reach(self, marker: _Marker) -> None:
+    def _reach(self, marker: Marker) -> None:
         with self._cond:
-            for recording in self._recordings():
-                # what is kept aside is submitted first, once the recording is set up
-                marker.targets[recording] = recording.writes.submitted + recording.aside_count
-            for consumer in self._consumers:
-                if isinstance(consumer, _watchers.WatchLoop):
-                    marker.targets[consumer] = consumer.watcher.delivered
-        marker.reached.set()
+            marker.reach(self._consumers.recordings(), self._consumers.loops())
 
     def _deliver(self, items: list[Any]) -> None:
         if items:
-            self._handoff.deliver(items, self._live_consumers())
+            self._handoff.deliver(items)
 
     # --- writers --------------------------------------------------------------------------
 
@@ -408,11 +368,11 @@ class Runtime:
         """
         if not self._wake_queued:
             self._wake_queued = True
-            self._queue.put(_WAKE)
+            self._queue.put(WAKE)
 
     def _tend(self) -> bool:
         """Promote due writes and start writers for them; True when it wrote one itself."""
-        self._handoff.settle_aside(self._recordings())
+        self._handoff.settle_aside()
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
@@ -443,22 +403,22 @@ class Runtime:
     def _flush(self, timeout: float | None) -> bool:
         if not self._started and self._queue.empty():
             return True
-        deadline = _Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
-        marker = _Marker()
+        deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        marker = Marker()
         self._queue.put(marker)
         with self._cond:
             self._flushes += 1
             self._hurry.set()
             self._set_draining(True)
         try:
-            if not self._wait_reached(marker, deadline):
+            if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
                 return False
             with self._cond:
                 for recording in self._recordings():
                     recording.writes.release_held()
                 self._cond.notify_all()  # idle writers take what was released at once
             self._wake_dispatcher()
-            return self._wait_written(marker, deadline)
+            return _flush.wait_written(marker, deadline, self._cond, self._working, self._pump)
         finally:
             with self._cond:
                 self._flushes -= 1
@@ -479,47 +439,20 @@ class Runtime:
         thread = self._dispatcher
         return thread is not None and thread.is_alive()
 
-    def _wait_reached(self, marker: _Marker, deadline: _Deadline) -> bool:
-        while not marker.reached.is_set():
-            if deadline.expired():
-                return False
-            if self._dispatcher_alive():
-                marker.reached.wait(min(deadline.remaining(), 0.1))
-            else:  # never started (interpreter exit) or gone: drain on this thread
-                self._pump(deadline)
-        return True
+    def _working(self) -> bool:
+        """True while a thread of ours may still do the work a flush waits for."""
+        return self._dispatcher_alive() or self._pool.busy()
 
-    def _pump(self, deadline: _Deadline) -> None:
+    def _pump(self, deadline: Deadline) -> None:
         """Do the dispatcher's work on the calling thread, within ``deadline``."""
         with contextlib.suppress(queue.Empty):
             while not deadline.expired():
                 item = self._queue.get_nowait()
-                if isinstance(item, _Marker) and item.stop:
+                if isinstance(item, Marker) and item.stop:
                     self._reach(item)
                     return
                 self._handle_batch([item])
         self._tend()
-
-    def _wait_written(self, marker: _Marker, deadline: _Deadline) -> bool:
-        def written() -> bool:
-            for target, value in marker.targets.items():
-                if isinstance(target, _pool.Recording):
-                    if target.aside_count or target.writes.oldest_pending() <= value:
-                        return False
-                elif not target.caught_up(value):
-                    return False
-            return True
-
-        while True:
-            with self._cond:
-                if written():
-                    return True
-                if deadline.expired():
-                    return False
-                if self._dispatcher_alive() or self._pool.busy():
-                    self._cond.wait(min(deadline.remaining(), 0.1))
-                    continue
-            self._pump(deadline)  # no thread to do the work: do it here
 
     def close(self, timeout: float | None) -> list[_pending.Write]:
         """Flush within ``timeout``, stop every thread, and give up what is left.
@@ -532,19 +465,19 @@ class Runtime:
                 return []
             self._closing = True
             self._hurry.set()
-        deadline = _Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())
         with self._cond:
             self._pool.stop()
             given_up = [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
-            consumers = list(self._consumers)
-        self._queue.put(_Marker(stop=True))
+            consumers, loops = list(self._consumers), self._consumers.loops()
+        self._queue.put(Marker(stop=True))
         # past the deadline, the threads still get a short grace to end, once for all
-        grace = _Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
+        grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)
         self._count_leftovers()
-        unprepared = self._handoff.give_up_aside(self._recordings())
+        unprepared = self._handoff.give_up_aside()
         if unprepared:
             self._reporter.report(
                 "exit-unprepared",
@@ -557,7 +490,7 @@ class Runtime:
         for consumer in consumers:
             consumer.watcher.stop()
         threads = self._pool.threads()
-        threads += [c.thread for c in consumers if isinstance(c, _watchers.WatchLoop) and c.thread]
+        threads += [loop.thread for loop in loops if loop.thread]
         for thread in threads:
             # a writer inside a request that does not answer is a daemon: not worth a grace
             self._join(thread, grace if not self._pool.in_flight() else deadline)
@@ -568,26 +501,15 @@ class Runtime:
         return given_up
 
     @staticmethod
-    def _join(thread: threading.Thread | None, deadline: _Deadline) -> None:
+    def _join(thread: threading.Thread | None, deadline: Deadline) -> None:
         if thread is None or thread is threading.current_thread():
             return
         with contextlib.suppress(RuntimeError):  # never started
             thread.join(deadline.remaining())
 
     def _count_leftovers(self) -> None:
-        stops = 0
-        with contextlib.suppress(queue.Empty):
-            while True:
-                item = self._queue.get_nowait()
-                if not isinstance(item, _Marker):
-                    self._queue_drops.add()
-                elif item.stop:
-                    stops += 1
-                else:
-                    item.reached.set()
-        # a dispatcher whose start raced with close() has yet to see its stop marker
-        for _ in range(stops):
-            self._queue.put(_Marker(stop=True))
+        for _ in range(_flush.leftovers(self._queue)):
+            self._queue_drops.add()
 
     # --- stats ----------------------------------------------------------------------------
 
@@ -607,7 +529,7 @@ class Runtime:
         with self._cond:
             accepted = self._accepted.value
             drops = self._queue_drops.value
-            values.update(self._counters.snapshot())
+            values.update(self._shared.counters.snapshot())
             values["accepted"] = accepted
             values["dropped"] += drops
             queued = accepted - drops - self._handoff.taken()
@@ -634,7 +556,7 @@ class Runtime:
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""
         found = [self._dispatcher, *self._pool.threads()]
-        found += [c.thread for c in self._consumers if isinstance(c, _watchers.WatchLoop)]
+        found += [loop.thread for loop in self._consumers.loops()]
         return [t for t in found if t is not None and t.is_alive()]
 
     # --- processes ------------------------------------------------------------------------
@@ -659,18 +581,3 @@ class Runtime:
             consumer.watcher._renew_after_fork()
             if isinstance(consumer, _pool.Recording | _watchers.WatchLoop):
                 consumer.renew()
-
-
-class _Deadline:
-    """A timeout turned into 'how much is left', in real time."""
-
-    __slots__ = ("end",)
-
-    def __init__(self, timeout: float) -> None:
-        self.end = time.monotonic() + max(0.0, timeout)
-
-    def remaining(self) -> float:
-        return max(0.0, self.end - time.monotonic())
-
-    def expired(self) -> bool:
-        return time.monotonic() >= self.end

@@ -35,7 +35,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, Self
 
 __all__ = [
     "ADDED",
@@ -101,7 +101,29 @@ class WatchEvent:
 _DropFunc = Callable[[WatchEvent], None]
 
 
-class Watcher:
+class EndsOnExit:
+    """A context manager that the end of its ``with`` block ends: ``__exit__`` calls
+    :meth:`_on_exit` (a :class:`Watcher` stops, a :class:`Broadcaster` shuts down, and so does
+    the local API server of :mod:`k8s_logging_events.testing`)."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._on_exit()
+
+    def _on_exit(self) -> None:
+        raise NotImplementedError
+
+
+class Watcher(EndsOnExit):
     """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
 
     Get one from :meth:`Broadcaster.watch` or :meth:`Broadcaster.watch_with_prefix` (or a
@@ -220,15 +242,7 @@ class Watcher:
         with self._cond:
             return len(self._items)
 
-    def __enter__(self) -> Watcher:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _on_exit(self) -> None:
         self.stop()
 
     def _readable(self) -> bool:
@@ -299,7 +313,7 @@ class _Marker:
         self._done.wait()
 
 
-class Broadcaster:
+class Broadcaster(EndsOnExit):
     """Knows how to deliver every item to every watcher, in the order the items came in.
 
     Args:
@@ -418,15 +432,7 @@ class Broadcaster:
         if thread is not None:
             thread.join()
 
-    def __enter__(self) -> Broadcaster:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _on_exit(self) -> None:
         self.shutdown()
 
     def _add_watcher(self, prefix: list[WatchEvent], on_drop: _DropFunc | None) -> Watcher:

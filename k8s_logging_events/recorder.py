@@ -132,7 +132,6 @@ class EventBroadcaster:
             namer=self._namer,
             counters=self._counters,
             reporter=self._reporter,
-            clock=self._clock,
             sleep=options.sleep,
             name=name,
         )
@@ -328,7 +327,45 @@ class EventBroadcaster:
         self._counters.add("watcher_dropped")
 
 
-class EventRecorder:
+Notes = Mapping[str, str] | None
+"""The annotations of a recorder's call, if it has any."""
+
+FormatArgs = tuple[object, ...]
+"""The arguments of a recorder's format."""
+
+
+class RecorderCalls:
+    """client-go's three calls of a recorder, said once for :class:`EventRecorder` and the
+    ``FakeRecorder`` of :mod:`k8s_logging_events.testing`: each is one :meth:`_recordf`
+    (with ``notes``, the annotations, if any)."""
+
+    def event(self, obj: object, type: str, reason: str, message: str) -> None:
+        """Record an event about ``obj`` with this ``message``."""
+        self._recordf(obj, None, type, reason, message, ())
+
+    def eventf(self, obj: object, type: str, reason: str, fmt: str, *args: object) -> None:
+        """Record an event whose message is ``fmt % args`` (``fmt`` as is without args)."""
+        self._recordf(obj, None, type, reason, fmt, args)
+
+    def annotated_eventf(
+        self,
+        obj: object,
+        annotations: Mapping[str, str],
+        type: str,
+        reason: str,
+        fmt: str,
+        *args: object,
+    ) -> None:
+        """Like :meth:`eventf`, with ``annotations`` on the event's metadata."""
+        self._recordf(obj, annotations, type, reason, fmt, args)
+
+    def _recordf(
+        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
+    ) -> None:
+        raise NotImplementedError
+
+
+class EventRecorder(RecorderCalls):
     """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
 
     None of its methods raises into the caller: an object it cannot refer to, an Event as
@@ -356,29 +393,12 @@ class EventRecorder:
         """Who these events come from."""
         return self._source
 
-    def event(self, obj: object, type: str, reason: str, message: str) -> None:
-        """Record an event about ``obj`` with this ``message``."""
-        self.record(obj, type, reason, message)
-
-    def eventf(self, obj: object, type: str, reason: str, fmt: str, *args: object) -> None:
-        """Record an event whose message is ``fmt % args`` (``fmt`` as is without args)."""
-        message = self._format(fmt, args)
-        if message is not None:
-            self.record(obj, type, reason, message)
-
-    def annotated_eventf(
-        self,
-        obj: object,
-        annotations: Mapping[str, str],
-        type: str,
-        reason: str,
-        fmt: str,
-        *args: object,
+    def _recordf(
+        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
-        """Like :meth:`eventf`, with ``annotations`` on the event's metadata."""
         message = self._format(fmt, args)
         if message is not None:
-            self.record(obj, type, reason, message, annotations=annotations)
+            self.record(obj, type, reason, message, annotations=notes)
 
     def record(
         self,

@@ -17,19 +17,21 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from k8s_logging_events import models, sink
+from k8s_logging_events import models, recorder, sink
+from k8s_logging_events.recorder import FormatArgs, Notes
 from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
 __all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
 
 
-class FakeRecorder:
+class FakeRecorder(recorder.RecorderCalls):
     """An event recorder that keeps one string per call instead of recording anything.
 
     Each call appends ``"<type> <reason> <message>"`` to :attr:`events`, as client-go's
     ``FakeRecorder`` does: with ``include_object``, `` involvedObject{kind=Pod,apiVersion=v1}``
     follows (from the object's own kind and apiVersion, empty when it has none), and
-    annotations follow as `` map[a:1 b:2]`` with sorted keys. Nothing is validated.
+    annotations follow as `` map[a:1 b:2]`` with sorted keys. In ``eventf`` and
+    ``annotated_eventf`` the whole string is the format. Nothing is validated.
 
     Args:
         include_object: add the involved object's kind and apiVersion to each string.
@@ -41,38 +43,17 @@ class FakeRecorder:
         """One string per recorded call, in order."""
         self._lock = threading.Lock()
 
-    def event(self, obj: object, type: str, reason: str, message: str) -> None:
-        """Keep ``"<type> <reason> <message>"``."""
-        self._keep(obj, f"{type} {reason} {message}", None)
-
-    def eventf(self, obj: object, type: str, reason: str, fmt: str, *args: object) -> None:
-        """Keep ``"<type> <reason> <fmt>" % args`` (the whole string is the format)."""
-        self._keep(obj, _format(f"{type} {reason} {fmt}", args), None)
-
-    def annotated_eventf(
-        self,
-        obj: object,
-        annotations: Mapping[str, str],
-        type: str,
-        reason: str,
-        fmt: str,
-        *args: object,
+    def _recordf(
+        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
-        """Like :meth:`eventf`, with the annotations appended."""
-        self._keep(obj, _format(f"{type} {reason} {fmt}", args), annotations)
+        # the whole string is the format, as in client-go's FakeRecorder
+        self._keep(obj, _format(f"{type} {reason} {fmt}", args), notes)
 
-    def record(
-        self,
-        obj: object,
-        type: str,
-        reason: str,
-        message: str,
-        *,
-        annotations: Mapping[str, str] | None = None,
-        **_: object,
-    ) -> bool:
-        """Keep the call like :meth:`event` (with annotations); always returns True."""
-        self._keep(obj, f"{type} {reason} {message}", annotations)
+    def record(self, obj: object, type: str, reason: str, message: str, **fields: object) -> bool:
+        """Keep the call like :meth:`event`, with its ``annotations`` (the other fields are
+        not kept); always returns True."""
+        notes = fields.get("annotations")
+        self._keep(obj, f"{type} {reason} {message}", notes if isinstance(notes, Mapping) else None)
         return True
 
     def _keep(self, obj: object, text: str, annotations: Mapping[str, str] | None) -> None:

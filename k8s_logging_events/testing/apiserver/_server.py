@@ -27,9 +27,9 @@ import json
 import os
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
+from k8s_logging_events.broadcaster import EndsOnExit
 from k8s_logging_events.clock import Clock, SystemClock, monotonic_source
 from k8s_logging_events.testing._wait import wait_for_event
 from k8s_logging_events.testing.apiserver._admission import EventRateLimit
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalApiServer"]
 
 
-class LocalApiServer(ServerControls):
+class LocalApiServer(ServerControls, EndsOnExit):
     """A Kubernetes Events API server on 127.0.0.1 for tests, demos and users' own tests.
 
     It serves ``/api/v1`` (Events, Namespaces and Pods) and ``/apis/events.k8s.io/v1``
@@ -225,12 +225,7 @@ class LocalApiServer(ServerControls):
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def _on_exit(self) -> None:
         self.stop()
 
     @property

@@ -1,0 +1,137 @@
+"""How a flush or a close of the runtime knows it is done, within one deadline.
+
+Beside the dispatcher (:mod:`k8s_logging_events._runtime`, whose thread rules at the top
+hold here too): a flush puts a :class:`Marker` in the runtime's queue behind everything
+accepted before it. When the dispatcher reaches the marker it records how far each consumer
+must get (each sink's submitted writes, each watcher's delivered events) and sets it; the
+flush then waits until every consumer has got that far. Where no thread does the work (the
+dispatcher never started, or is gone at interpreter exit), the waiting thread does it
+itself, through the runtime's ``pump``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from k8s_logging_events import _pool, _watchers
+
+__all__ = ["WAKE", "Deadline", "Marker", "leftovers", "wait_reached", "wait_written"]
+
+POLL_SECONDS = 0.1
+"""The longest a flush waits before it looks again whether a thread still does the work."""
+
+
+class Deadline:
+    """A timeout turned into 'how much is left', in real time (rule 8)."""
+
+    __slots__ = ("end",)
+
+    def __init__(self, timeout: float) -> None:
+        self.end = time.monotonic() + max(0.0, timeout)
+
+    def remaining(self) -> float:
+        """Seconds left, never below zero."""
+        return max(0.0, self.end - time.monotonic())
+
+    def expired(self) -> bool:
+        """True once the deadline has passed."""
+        return time.monotonic() >= self.end
+
+
+class Marker:
+    """A control item: the dispatcher sets ``reached`` once every item before it is handled."""
+
+    __slots__ = ("reached", "stop", "targets")
+
+    def __init__(self, *, stop: bool = False) -> None:
+        self.reached = threading.Event()
+        self.stop = stop
+        self.targets: dict[_pool.Recording | _watchers.WatchLoop, int] = {}
+
+    def reach(self, recordings: list[_pool.Recording], loops: list[_watchers.WatchLoop]) -> None:
+        """Record how far each consumer must get, then set ``reached`` (under the lock)."""
+        for recording in recordings:
+            # what is kept aside is submitted first, once the recording is set up
+            self.targets[recording] = recording.writes.submitted + recording.aside_count
+        for loop in loops:
+            self.targets[loop] = loop.watcher.delivered
+        self.reached.set()
+
+    def written(self) -> bool:
+        """True once every consumer got as far as :meth:`reach` recorded (under the lock)."""
+        for target, value in self.targets.items():
+            if isinstance(target, _pool.Recording):
+                if target.aside_count or target.writes.oldest_pending() <= value:
+                    return False
+            elif not target.caught_up(value):
+                return False
+        return True
+
+
+WAKE = Marker()
+"""Has the dispatcher look at its timers and ready writes again; never waited for."""
+
+Pump = Callable[[Deadline], None]
+"""Does the dispatcher's work on the calling thread, within the deadline."""
+
+
+def wait_reached(marker: Marker, deadline: Deadline, alive: Callable[[], bool], pump: Pump) -> bool:
+    """Wait until the dispatcher reaches ``marker``; False when ``deadline`` passed first."""
+    while not marker.reached.is_set():
+        if deadline.expired():
+            return False
+        if alive():
+            marker.reached.wait(min(deadline.remaining(), POLL_SECONDS))
+        else:  # never started (interpreter exit) or gone: drain on this thread
+            pump(deadline)
+    return True
+
+
+def wait_written(
+    marker: Marker,
+    deadline: Deadline,
+    cond: threading.Condition,
+    working: Callable[[], bool],
+    pump: Pump,
+) -> bool:
+    """Wait until ``marker``'s targets are written; False when ``deadline`` passed first.
+
+    ``working`` says whether a thread (the dispatcher, a writer) may still do the work, under
+    ``cond``; when none does, the waiting thread pumps.
+    """
+    while True:
+        with cond:
+            if marker.written():
+                return True
+            if deadline.expired():
+                return False
+            if working():
+                cond.wait(min(deadline.remaining(), POLL_SECONDS))
+                continue
+        pump(deadline)
+
+
+def leftovers(items: queue.SimpleQueue[Any]) -> int:
+    """Empty the queue after the stop: the occurrences left in it, to count as dropped.
+
+    A waiting flush is released; a stop marker goes back, because a dispatcher whose start
+    raced with close() has yet to see it.
+    """
+    left = stops = 0
+    with contextlib.suppress(queue.Empty):
+        while True:
+            item = items.get_nowait()
+            if not isinstance(item, Marker):
+                left += 1
+            elif item.stop:
+                stops += 1
+            else:
+                item.reached.set()
+    for _ in range(stops):
+        items.put(Marker(stop=True))
+    return left
