@@ -16,6 +16,7 @@ import pytest
 from k8s_logging_events import _diagnostics, _pending, correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink
 from tests._sinks import WithoutRead
+from tests.test_recorder import on_fake_time
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
@@ -35,21 +36,6 @@ def _made() -> Iterator[list[recorder.EventBroadcaster]]:
         b.shutdown(timeout=5)
 
 
-def _broadcaster(
-    made: list[recorder.EventBroadcaster], clock: FakeClock, **kw: object
-) -> recorder.EventBroadcaster:
-    options: dict[str, object] = {
-        "clock": clock,
-        "sleep": clock.sleep,
-        "sleep_duration": 0.0,
-        "rng": lambda: 0.5,
-    }
-    options.update(kw)
-    b = recorder.EventBroadcaster(**options)  # type: ignore[arg-type]
-    made.append(b)
-    return b
-
-
 def _accounted(stats: object) -> bool:
     values = dict(stats)  # type: ignore[call-overload]
     return bool(values["accepted"] == sum(values[k] for k in OUTCOMES))
@@ -64,7 +50,7 @@ def test_a_burst_of_identical_warnings_ends_as_one_event_with_the_exact_count(ma
     clock = FakeClock(START)
     # a real (interruptible) sleeper: the burst happens at one instant of the fake clock; a
     # sleeper that moved it would hand the spam filter new tokens while the burst lasts
-    b = _broadcaster(made, clock, queue_length=10_000, sleep=None)
+    b = on_fake_time(made, clock, queue_length=10_000, sleep=None)
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
     rec = b.new_recorder("ctl")
@@ -86,7 +72,7 @@ def test_held_back_counts_are_written_when_the_bucket_refills(made, wall_step) -
     between the burst and the held occurrences, neither an hour later (a step back) nor at
     once (a step forward)."""
     clock = FakeClock(START)
-    b = _broadcaster(made, clock)
+    b = on_fake_time(made, clock)
     fake = FakeEventSink()
     written = threading.Event()
 
@@ -116,7 +102,7 @@ def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None
     """flush bypasses the spam filter for the last write of each held-back event."""
     clock = FakeClock(START)
     never = threading.Event()
-    b = _broadcaster(made, clock, sleep=lambda seconds, cancel: never.wait(0) or cancel.wait(0.001))
+    b = on_fake_time(made, clock, sleep=lambda seconds, cancel: never.wait(0) or cancel.wait(0.001))
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
     rec = b.new_recorder("ctl")
@@ -129,7 +115,7 @@ def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None
 
 def test_a_failing_object_does_not_hold_up_the_others(made) -> None:
     """While one event backs off between retries, other events are written at once."""
-    b = _broadcaster(made, FakeClock(START), sleep=None, sleep_duration=60.0)
+    b = on_fake_time(made, FakeClock(START), sleep=None, sleep_duration=60.0)
     fake = FakeEventSink()
     others_written = threading.Event()
 
@@ -155,7 +141,7 @@ def test_a_failing_object_does_not_hold_up_the_others(made) -> None:
 
 def test_a_write_in_flight_does_not_block_other_keys_and_repeats_coalesce(made) -> None:
     """A stuck create holds only its own event; its repeats merge into one pending write."""
-    b = _broadcaster(made, FakeClock(START), writers=2)
+    b = on_fake_time(made, FakeClock(START), writers=2)
     fake = FakeEventSink()
     release = threading.Event()
     slow_started = threading.Event()
@@ -188,7 +174,7 @@ def test_a_write_in_flight_does_not_block_other_keys_and_repeats_coalesce(made) 
 
 def test_writes_for_one_event_never_overlap(made) -> None:
     """With several writer threads, one event's writes are strictly sequential and in order."""
-    b = _broadcaster(made, FakeClock(START), writers=4)
+    b = on_fake_time(made, FakeClock(START), writers=4)
     fake = FakeEventSink()
     in_flight: set[str] = set()
     overlaps: list[str] = []
@@ -220,7 +206,7 @@ def test_writes_for_one_event_never_overlap(made) -> None:
 
 def test_a_create_whose_answer_was_lost_continues_as_a_patch(made) -> None:
     """The create landed but the connection broke: the retry's AlreadyExists means 'ours'."""
-    b = _broadcaster(made, FakeClock(START))
+    b = on_fake_time(made, FakeClock(START))
     fake = FakeEventSink()
     lost = {"done": False}
     real_create = fake.create
@@ -247,7 +233,7 @@ def test_already_exists_on_a_first_create_is_given_up_quietly_by_a_sink_that_can
 ) -> None:
     """A name clash with no earlier attempt, where the event cannot be read: client-go's
     way, given up at debug level only."""
-    b = _broadcaster(made, FakeClock(START))
+    b = on_fake_time(made, FakeClock(START))
     fake = FakeEventSink()
     from k8s_logging_events import sink
 
@@ -262,7 +248,7 @@ def test_already_exists_on_a_first_create_is_given_up_quietly_by_a_sink_that_can
 def test_already_exists_then_nothing_to_read_creates_again(made) -> None:
     """A 409 AlreadyExists, then a read that finds nothing (the event expired in between):
     the create is made again, and the occurrence is written."""
-    b = _broadcaster(made, FakeClock(START))
+    b = on_fake_time(made, FakeClock(START))
     fake = FakeEventSink()
     from k8s_logging_events import sink
 
@@ -278,7 +264,7 @@ def test_already_exists_then_nothing_to_read_creates_again(made) -> None:
 
 def test_every_occurrence_is_accounted_for_across_many_objects_and_threads(made) -> None:
     """8 threads, 200 objects, repeats and distinct messages: the counters add up after flush."""
-    b = _broadcaster(made, FakeClock(START))
+    b = on_fake_time(made, FakeClock(START))
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
     rec = b.new_recorder("ctl")

@@ -31,21 +31,29 @@ def _clock() -> FakeClock:
     return FakeClock(START, tick=1.0)
 
 
+def on_fake_time(
+    made: list[recorder.EventBroadcaster], clock: FakeClock, /, **kw: object
+) -> recorder.EventBroadcaster:
+    """A broadcaster whose time and sleeps are ``clock``'s, retrying at once, unless ``kw``
+    says otherwise (kept in ``made`` for the test to shut down)."""
+    options: dict[str, object] = {
+        "clock": clock,
+        "sleep": clock.sleep,
+        "sleep_duration": 0.0,
+        "rng": lambda: 0.5,
+    }
+    options.update(kw)
+    b = recorder.EventBroadcaster(**options)  # type: ignore[arg-type]
+    made.append(b)
+    return b
+
+
 @pytest.fixture(name="make_broadcaster")
 def _make_broadcaster(clock: FakeClock) -> Iterator[object]:
     made: list[recorder.EventBroadcaster] = []
 
     def make(**kw: object) -> recorder.EventBroadcaster:
-        options: dict[str, object] = {
-            "clock": clock,
-            "sleep": clock.sleep,
-            "sleep_duration": 0.0,
-            "rng": lambda: 0.5,
-        }
-        options.update(kw)
-        b = recorder.EventBroadcaster(**options)  # type: ignore[arg-type]
-        made.append(b)
-        return b
+        return on_fake_time(made, clock, **kw)
 
     yield make
     for b in made:
