@@ -367,6 +367,9 @@ def checked_correlator(
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}
+    for name in ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"):
+        if name in values and values[name] is None:  # null, as 0, means the default
+            del values[name]
     if "spam_key" in values:
         named = choice("correlator.spam_key", values.pop("spam_key"), tuple(correlators.SPAM_KEYS))
         if values.get("spam_key_func") is not None:

@@ -450,9 +450,13 @@ def _is_loguru_exception(record: logging.LogRecord) -> bool:
         and isinstance(attrs.get(LOGURU_EXTRA), Mapping)
         and isinstance(attrs.get("msg"), str)
         and isinstance(record.exc_info, tuple)
-        and isinstance(record.exc_info[1], BaseException)
+        # None: opt(exception=True) outside an except block, where loguru writes _NONE_LINE
+        and (record.exc_info[1] is None or isinstance(record.exc_info[1], BaseException))
     )
 
+
+_NONE_LINE = "NoneType: None"
+"""What ``traceback`` (and so loguru) writes for an exception flag with no exception."""
 
 _TRACEBACK_STARTS = (
     "Traceback (most recent call last):",
@@ -476,7 +480,7 @@ def _without_loguru_traceback(text: str, exc_info: object) -> str:
     if found:
         return text[: min(found)].rstrip("\n")
     # the exception alone, never raised: loguru wrote only its last lines
-    last = _exception_line(exc) if exc is not None else ""
+    last = _exception_line(exc) if exc is not None else _NONE_LINE
     index = text.rfind(last) if last else -1
     return text[:index].rstrip("\n") if index >= 0 else text
 

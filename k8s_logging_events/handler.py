@@ -176,6 +176,10 @@ class KubernetesEventHandler(logging.Handler):
         _options.check_known(unknown, _OPTION_NAMES, "KubernetesEventHandler")
         given = locals()  # the keywords by name: the signature above is the list of options
         options = _options.checked({name: given[name] for name in _OPTION_NAMES})
+        if broadcaster is not None and not isinstance(broadcaster, recorder.EventBroadcaster):
+            raise ValueError(
+                f"broadcaster must be an EventBroadcaster or null, not {broadcaster!r}"
+            )
         pod = _pod.from_environment() if options.default_involved == _pod.POD else None
         super().__init__(level)
         self._options = options

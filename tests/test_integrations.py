@@ -226,6 +226,22 @@ def test_loguru_exception_follows_exception_detail_like_a_standard_record(
     assert [e["message"] for e in events] == ["Unable to log in"]
 
 
+def test_loguru_exception_flag_without_an_exception_leaves_the_message_alone(
+    server: LocalApiServer,
+) -> None:
+    """``logger.opt(exception=True)`` (or ``.exception()``) outside an ``except`` block:
+    loguru appends ``NoneType: None`` to its output. The event gets loguru's message alone,
+    as a standard record logged with ``exc_info=True`` there does."""
+
+    def log_calls(logger: Any) -> None:
+        logger.opt(exception=True).bind(involved=POD, reason="NoException").error("No error")
+        logger.bind(involved=POD, reason="NoExceptionEither").exception("Nothing raised")
+
+    events, shown = _loguru_events(server, log_calls)
+    assert any("NoneType: None" in text for text in shown), "loguru wrote it: the test can fail"
+    assert sorted(event["message"] for event in events) == ["No error", "Nothing raised"]
+
+
 def test_loguru_chained_and_unraised_exceptions_leave_the_message_alone(
     server: LocalApiServer,
 ) -> None:

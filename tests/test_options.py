@@ -149,6 +149,30 @@ def test_a_handler_that_failed_to_build_is_not_flushed_at_shutdown() -> None:
     assert list(logging._handlerList) == before  # type: ignore[attr-defined]
 
 
+def test_a_broadcaster_that_is_not_one_is_refused_and_leaves_logging_working() -> None:
+    """``broadcaster: x`` in a YAML file is a mistake like any other: a ValueError naming
+    the option when dictConfig applies it, and no half-built handler left in logging's list
+    for the next dictConfig or logging.shutdown() to flush (which then raised
+    AttributeError and broke every later configuration)."""
+    before = list(logging._handlerList)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="broadcaster") as error:
+        KubernetesEventHandler(broadcaster="not a broadcaster")  # type: ignore[arg-type]
+    assert "'not a broadcaster'" in str(error.value)
+    del error  # the traceback's frames would keep a half-built handler alive
+    assert list(logging._handlerList) == before  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "name", ["lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"]
+)
+def test_a_null_correlator_number_means_its_default(name: str) -> None:
+    """docs/configuration.md: "0 or null means the default". YAML's ``burst_size:`` with no
+    value (or ``~``) is null, and must build the same correlator as leaving the key out."""
+    checked = _options.checked_correlator({name: None})
+    assert checked == correlator.CorrelatorOptions()
+    KubernetesEventHandler(sink=None, correlator={name: None}).close()
+
+
 def test_a_missing_kubeconfig_is_named_and_its_occurrences_counted(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
