@@ -401,7 +401,7 @@ class Runtime:
             self._reporter.summarise()
 
     def _flush(self, timeout: float | None) -> bool:
-        if not self._started and self._queue.empty():
+        if (not self._started and self._queue.empty()) or self._settled():
             return True
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         marker = Marker()
@@ -426,6 +426,17 @@ class Runtime:
                     self._hurry.clear()
                 if not self._flushes:
                     self._set_draining(False)
+
+    def _settled(self) -> bool:
+        """True when every occurrence accepted so far has an outcome and every watcher has
+        handled what it was given: a flush has nothing to wait for, whatever its timeout."""
+        with self._cond:
+            if self._accepted.value - self._queue_drops.value - self._handoff.taken() > 0:
+                return False
+            if any(r.writes.pending() or r.aside_count for r in self._recordings()):
+                return False
+            loops = list(self._consumers.loops())
+        return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
 
     def _set_draining(self, on: bool) -> None:
         for recording in self._recordings():

@@ -402,12 +402,6 @@ def test_a_flush_outside_shutdown_says_what_is_still_pending(held, reports) -> N
         handler.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="drain(0) puts a flush marker in the queue and gives up before the dispatcher can "
-    "reach it, so it answers False even with pending 0: a poll needs a check that does not "
-    "wait for the dispatcher (found by review22b)",
-)
 def test_a_poll_with_drain_0_says_true_once_everything_has_an_outcome(make, held) -> None:
     """``drain(0)`` is the poll of docs/batch-jobs.md: once every occurrence accepted so far
     has an outcome (``pending`` 0), it answers True without waiting, before and after
