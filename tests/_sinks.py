@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from k8s_logging_events import models
-from k8s_logging_events.testing import FakeEventSink
+from k8s_logging_events import models, sink
 
 
 class WithoutRead:
-    """A user's sink: create, update and patch only, as the EventSink Protocol has them.
+    """A user's sink around ``inner``: create, update and patch only, as the EventSink
+    Protocol has them.
 
     Without ``read`` the writer keeps client-go's ways: no takeover, no guarded patches.
     """
 
-    def __init__(self, inner: FakeEventSink) -> None:
+    def __init__(self, inner: sink.EventSink) -> None:
         self.inner = inner
 
     def create(self, event: models.Event) -> models.Event:

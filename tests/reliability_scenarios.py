@@ -8,6 +8,7 @@ must hold.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import itertools
 import json
@@ -23,10 +24,10 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from k8s_logging_events import _diagnostics, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
@@ -72,6 +73,20 @@ def app_logger(prefix: str = "app") -> logging.Logger:
     logger.setLevel(logging.DEBUG)
     logger.propagate = False
     return logger
+
+
+_Handler = TypeVar("_Handler", bound=logging.Handler)
+
+
+@contextlib.contextmanager
+def on_library_logger(handler: _Handler) -> Iterator[_Handler]:
+    """``handler`` on the library's own logger for the block: it receives the reports."""
+    library = logging.getLogger("k8s_logging_events")
+    library.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        library.removeHandler(handler)
 
 
 class ListHandler(logging.Handler):

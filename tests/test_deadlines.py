@@ -23,6 +23,7 @@ from k8s_logging_events import _deadlines, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
+from tests.reliability_scenarios import on_library_logger
 
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 
@@ -95,11 +96,8 @@ class Reports(logging.Handler):
 
 @pytest.fixture(name="reports")
 def _reports() -> Iterator[Reports]:
-    reports = Reports()
-    library = logging.getLogger("k8s_logging_events")
-    library.addHandler(reports)
-    yield reports
-    library.removeHandler(reports)
+    with on_library_logger(Reports()) as reports:
+        yield reports
 
 
 # --- the rules, on their own --------------------------------------------------------------------

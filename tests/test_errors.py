@@ -22,6 +22,7 @@ import pytest
 from k8s_logging_events import _errors, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
+from tests.reliability_scenarios import on_library_logger
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
 SECRET = "s3cret-token-value"
@@ -139,11 +140,8 @@ def _clock() -> FakeClock:
 
 @pytest.fixture(name="reports")
 def _reports(clock: FakeClock) -> Iterator[ClockedReports]:
-    reports = ClockedReports(clock)
-    library = logging.getLogger("k8s_logging_events")
-    library.addHandler(reports)
-    yield reports
-    library.removeHandler(reports)
+    with on_library_logger(ClockedReports(clock)) as reports:
+        yield reports
 
 
 def _logger(name: str, handler: logging.Handler) -> logging.Logger:

@@ -33,6 +33,7 @@ from k8s_logging_events import _kubeconfig as kubeconfigs
 from k8s_logging_events import describe, handler, models, recorder
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests.reliability_scenarios import ListHandler, on_library_logger
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 POD = {
@@ -54,20 +55,6 @@ def make_sink() -> FakeEventSink:
 
 
 _names = itertools.count()
-
-
-class ListHandler(logging.Handler):
-    """Keeps every record it is given."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.records: list[logging.LogRecord] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.records.append(record)
-
-    def messages(self) -> list[str]:
-        return [record.getMessage() for record in self.records]
 
 
 class SnapshotHandler(logging.Handler):
@@ -132,11 +119,10 @@ def _log() -> logging.Logger:
 
 
 @pytest.fixture(name="reports")
-def _reports() -> ListHandler:
+def _reports() -> Iterator[ListHandler]:
     """What the library says about itself, on its own logger."""
-    reports = ListHandler()
-    logging.getLogger("k8s_logging_events").addHandler(reports)
-    return reports
+    with on_library_logger(ListHandler()) as reports:
+        yield reports
 
 
 @pytest.fixture(name="config_logger")

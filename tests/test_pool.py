@@ -10,7 +10,6 @@ has not answered.
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 from collections.abc import Iterator
 
@@ -19,7 +18,13 @@ import pytest
 from k8s_logging_events import recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeEventSink, LocalApiServer
-from tests.reliability_scenarios import ListHandler, app_logger, pod, stored_counts
+from tests.reliability_scenarios import (
+    ListHandler,
+    app_logger,
+    on_library_logger,
+    pod,
+    stored_counts,
+)
 
 PODS = [pod(name) for name in ("web", "db", "cache")]
 
@@ -27,11 +32,8 @@ PODS = [pod(name) for name in ("web", "db", "cache")]
 @pytest.fixture(name="reports")
 def _reports() -> Iterator[ListHandler]:
     """The library's reports."""
-    reports = ListHandler()
-    library = logging.getLogger("k8s_logging_events")
-    library.addHandler(reports)
-    yield reports
-    library.removeHandler(reports)
+    with on_library_logger(ListHandler()) as reports:
+        yield reports
 
 
 @pytest.fixture(name="server")

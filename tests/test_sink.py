@@ -19,6 +19,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from k8s_logging_events import _official, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
+from tests._sinks import WithoutRead
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
@@ -414,22 +415,6 @@ def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pi
     assert methods[-2:] == ["PATCH", "POST"]
 
 
-class _WithoutRead:
-    """The sink without ``read``: the writer keeps client-go's ways (no takeover)."""
-
-    def __init__(self, inner: sink.KubernetesEventSink) -> None:
-        self.inner = inner
-
-    def create(self, event: models.Event) -> models.Event:
-        return self.inner.create(event)
-
-    def update(self, event: models.Event) -> models.Event:
-        return self.inner.update(event)
-
-    def patch(self, event: models.Event, data: bytes) -> models.Event:
-        return self.inner.patch(event, data)
-
-
 @pytest.mark.parametrize("reads", [True, False], ids=["takeover", "client-go"])
 @pytest.mark.parametrize("status", [429, 403])
 def test_a_write_sent_again_may_have_landed_whatever_the_second_send_met(
@@ -444,7 +429,7 @@ def test_a_write_sent_again_may_have_landed_whatever_the_second_send_met(
         clock=clock, sleep=clock.sleep, sleep_duration=0.5, rng=lambda: 0.5
     )
     s = sink.KubernetesEventSink(server.api_client(), qps=0, request_timeout=(1.0, 2.0))
-    b.start_recording_to_sink(s if reads else _WithoutRead(s))
+    b.start_recording_to_sink(s if reads else WithoutRead(s))
     rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
     try:
         rec.event(_ref("web-0"), models.WARNING, "BackOff", "first")
