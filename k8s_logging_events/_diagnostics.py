@@ -80,7 +80,16 @@ OWN_HANDLER_MARK = "ignores_library_reports"
 
 _OWN_PREFIX = LOGGER_NAME + "."
 
-_own = threading.local()
+
+class _ThreadMark(threading.local):
+    """Whether this thread is one of the library's."""
+
+    # unmarked by default: a class attribute, found without the exception that getattr
+    # with a default raises and swallows on every thread not marked (every record's check)
+    mark = False
+
+
+_own = _ThreadMark()
 
 
 def become_own_thread() -> None:
@@ -98,7 +107,7 @@ def become_own_thread() -> None:
 
 def is_own_thread() -> bool:
     """True on a thread that called :func:`become_own_thread`."""
-    return getattr(_own, "mark", False)
+    return _own.mark
 
 
 def report(level: int, msg: str, *args: Any) -> None:

@@ -234,14 +234,15 @@ class KubernetesEventHandler(logging.Handler):
         extras = self._extras(record)
         if extras is None:
             return False
-        result: object = super().filter(record)  # a LogRecord from 3.12's filters
-        if not result:
-            return False
-        if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+ filters
-            record = result
-            extras = self._extras(record)
-            if extras is None:
+        if self.filters:  # none, nearly always: nothing to call
+            result: object = super().filter(record)  # a LogRecord from 3.12's filters
+            if not result:
                 return False
+            if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+
+                record = result
+                extras = self._extras(record)
+                if extras is None:
+                    return False
         self._emit_safely(record, extras)
         return True
 
@@ -398,14 +399,7 @@ class KubernetesEventHandler(logging.Handler):
         settings = self._settings
         if settings.formatter is not self.formatter:  # setFormatter() since the last record
             settings = self._settings = self._new_settings()
-        occurrence = _records.read(
-            record,
-            extras,
-            settings,
-            notes,
-            now=self._now(),
-            default_namespace=self._options.namespace,
-        )
+        occurrence = _records.read(record, extras, settings, notes, self._now())
         if notes.refusal is not None or notes.repairs:
             notes.report(self._sites, record)
         if occurrence is None:
@@ -422,6 +416,7 @@ class KubernetesEventHandler(logging.Handler):
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(
             source=self._source,
+            namespace=self._options.namespace,
             default_reason=self._options.default_reason,
             max_message_bytes=self._options.max_message_bytes,
             exception_detail=self._options.exception_detail,
