@@ -70,7 +70,12 @@ spells these out (a dict lookup each), and a test checks that it agrees."""
 _MAX_CALL_SITES = 4096
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
-_BUILT_IN_KINDS = _kinds.KIND_NAMES
+# the built-in kinds of which no object is an Event, whatever its apiVersion
+_PLAIN_KINDS = frozenset(
+    kind
+    for kind in _kinds.KIND_NAMES
+    if not any(_sanitise.is_event(kind, version) for version in _sanitise.EVENT_API_VERSIONS)
+)
 _OPTIONAL_EXTRAS = EXTRAS[1:]
 
 # the named tuple's own __new__ is a Python function that makes this very call
@@ -196,11 +201,13 @@ def read(
         return None
     # the optional extras are rare: no call for one that is absent (this runs on every record)
     annotations, action, related = get("annotations"), get("action"), get("related")
+    wanted_type = get("event_type")
+    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
     return _occurrence(
         (
             ref,
             ref.namespace or settings.namespace,
-            _event_type(record, get("event_type"), notes),
+            by_level if wanted_type is None else _event_type(wanted_type, by_level, notes),
             _reason(get("reason"), settings.default_reason, notes),
             message,
             None if annotations is None else _annotations(annotations, notes),
@@ -294,11 +301,11 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     except Exception as error:  # InvalidObjectError, or an object whose attributes raise
         notes.refuse("involved", "Unable to refer to the involved object: %s", error)
         return None
+    if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
+        return ref
     if _sanitise.is_event(ref.kind, ref.api_version):
         _about_an_event(ref.namespace, ref.name, notes)
         return None
-    if ref.namespace and ref.kind in _BUILT_IN_KINDS:  # the common case: nothing to repair
-        return ref
     ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
@@ -314,10 +321,7 @@ def _about_an_event(namespace: str, name: str, notes: Notes) -> None:
     )
 
 
-def _event_type(record: logging.LogRecord, wanted: object, notes: Notes) -> str:
-    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
-    if wanted is None:
-        return by_level
+def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
     if isinstance(wanted, str):
         for known in (models.NORMAL, models.WARNING):
             if wanted.strip().lower() == known.lower():

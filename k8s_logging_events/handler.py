@@ -257,15 +257,6 @@ class KubernetesEventHandler(logging.Handler):
         if extras is not None:  # emit called directly, bypassing filter
             self._emit_safely(record, extras)
 
-    def _emit_safely(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
-        try:
-            self._emit(record, extras)
-        except RecursionError:  # as the stdlib handlers do: a recursion must surface
-            raise
-        except Exception as error:  # a handler must never break the program that logs
-            self._counters["refused"].add()
-            self._sites.report(record, "internal", "No event for this record: %r", error)
-
     def flush(self) -> None:
         """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
 
@@ -391,27 +382,34 @@ class KubernetesEventHandler(logging.Handler):
 
     # --- the caller's thread ---------------------------------------------------------------
 
-    def _emit(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
-        if self._closed:
-            self._counters["after_close"].add()
-            return
-        notes = _records.Notes()
-        settings = self._settings
-        if settings.formatter is not self.formatter:  # setFormatter() since the last record
-            settings = self._settings = self._new_settings()
-        occurrence = _records.read(record, extras, settings, notes, self._now())
-        if notes.refusal is not None or notes.repairs:
-            notes.report(self._sites, record)
-        if occurrence is None:
+    def _emit_safely(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
+        # the whole path in one frame, around one try: it runs for every record
+        try:
+            if self._closed:
+                self._counters["after_close"].add()
+                return
+            notes = _records.Notes()
+            settings = self._settings
+            if settings.formatter is not self.formatter:  # setFormatter() since the last record
+                settings = self._settings = self._new_settings()
+            occurrence = _records.read(record, extras, settings, notes, self._now())
+            if notes.refusal is not None or notes.repairs:
+                notes.report(self._sites, record)
+            if occurrence is None:
+                self._counters["refused"].add()
+                return
+            if notes.repairs:
+                self._counters["repaired"].add()
+            offer = self._offer or self._start()
+            if offer is None:
+                self._counters["after_close"].add()
+                return
+            offer(occurrence)
+        except RecursionError:  # as the stdlib handlers do: a recursion must surface
+            raise
+        except Exception as error:  # a handler must never break the program that logs
             self._counters["refused"].add()
-            return
-        if notes.repairs:
-            self._counters["repaired"].add()
-        offer = self._offer or self._start()
-        if offer is None:
-            self._counters["after_close"].add()
-            return
-        offer(occurrence)
+            self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(

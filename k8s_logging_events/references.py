@@ -317,7 +317,13 @@ def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
         # cost a failed lookup on every record)
         return _metadata_by_name(metadata, obj)
     name, namespace, uid, version = values
-    if {type(name), type(namespace), type(uid), type(version)} <= _TEXT_OR_UNSET:
+    text_or_unset = _TEXT_OR_UNSET
+    if (
+        type(name) in text_or_unset
+        and type(namespace) in text_or_unset
+        and type(uid) in text_or_unset
+        and type(version) in text_or_unset
+    ):
         return name or "", namespace or "", uid or "", version or ""
     return _metadata_by_name(metadata, obj)  # an error naming the field
 
