@@ -80,7 +80,16 @@ OWN_HANDLER_MARK = "ignores_library_reports"
 
 _OWN_PREFIX = LOGGER_NAME + "."
 
-_own = threading.local()
+
+class _ThreadMark(threading.local):
+    """Whether this thread is one of the library's."""
+
+    # unmarked by default: a class attribute, found without the exception that getattr
+    # with a default raises and swallows on every thread not marked (every record's check)
+    mark = False
+
+
+_own = _ThreadMark()
 
 
 def become_own_thread() -> None:
@@ -98,7 +107,7 @@ def become_own_thread() -> None:
 
 def is_own_thread() -> bool:
     """True on a thread that called :func:`become_own_thread`."""
-    return getattr(_own, "mark", False)
+    return _own.mark
 
 
 def report(level: int, msg: str, *args: Any) -> None:
@@ -439,14 +448,15 @@ class Tally:
     counter in the middle of another bump.
     """
 
-    __slots__ = ("_count",)
+    __slots__ = ("_count", "add")
+
+    add: Callable[[], int]
+    """Add one; return the value before (a sequence number)."""
 
     def __init__(self) -> None:
         self._count = itertools.count()
-
-    def add(self) -> int:
-        """Add one; return the value before (a sequence number)."""
-        return next(self._count)
+        # the count's own __next__, bound: a bump on the caller's path is one C call
+        self.add = self._count.__next__
 
     @property
     def value(self) -> int:

@@ -13,10 +13,11 @@ reported once per call site by :class:`CallSites`. The record itself is never ch
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -69,7 +70,18 @@ spells these out (a dict lookup each), and a test checks that it agrees."""
 _MAX_CALL_SITES = 4096
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
-_BUILT_IN_KINDS = _kinds.KIND_NAMES
+# the built-in kinds of which no object is an Event, whatever its apiVersion
+_PLAIN_KINDS = frozenset(
+    kind
+    for kind in _kinds.KIND_NAMES
+    if not any(_sanitise.is_event(kind, version) for version in _sanitise.EVENT_API_VERSIONS)
+)
+_OPTIONAL_EXTRAS = EXTRAS[1:]
+
+# the named tuple's own __new__ is a Python function that makes this very call
+_occurrence: Callable[[tuple[object, ...]], models.Occurrence] = functools.partial(
+    tuple.__new__, models.Occurrence
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +89,8 @@ class Settings:
     """The handler options that shape an occurrence."""
 
     source: models.EventSource
+    namespace: str
+    """Where an event about a cluster-scoped object (or a repaired one) is filed."""
     default_reason: str
     max_message_bytes: int
     exception_detail: str
@@ -110,20 +124,28 @@ def find_extras(
     involved object is found. The record is only read, never changed.
     """
     attrs = record.__dict__
+    get = attrs.get
+    bound = get(LOGURU_EXTRA)
+    loguru = bound if bound is not None and isinstance(bound, Mapping) else None
+    event_dict = None if type(get("msg")) is str else structlog_event_dict(record)
+    involved = get("involved")
+    if involved is not None and loguru is None and event_dict is None:
+        # the common case, ``extra={"involved": ...}``, on every record: the record's own
+        # attributes alone, read in a plain loop (a comprehension is a call of its own)
+        if get(SKIP):
+            return None
+        found: dict[str, object] = {"involved": involved}
+        for name in _OPTIONAL_EXTRAS:
+            value = get(name)
+            if value is not None:
+                found[name] = value
+        return found
     layers: list[Mapping[str, object]] = [attrs]
-    bound = attrs.get(LOGURU_EXTRA)
-    if bound is not None and isinstance(bound, Mapping):
-        layers.append(bound)
-    event_dict = None if type(attrs.get("msg")) is str else structlog_event_dict(record)
+    if loguru is not None:
+        layers.append(loguru)
     if event_dict is not None:
         layers.append(event_dict)
-    involved = attrs.get("involved")
-    if len(layers) == 1 and involved is not None:
-        # the common case, ``extra={"involved": ...}``: one comprehension, on every record
-        if attrs.get(SKIP):
-            return None
-        return {name: value for name in EXTRAS if (value := attrs.get(name)) is not None}
-    found: dict[str, object] = {}
+    found = {}
     for layer in layers:
         if layer.get(SKIP):
             return None
@@ -164,9 +186,7 @@ def read(
     extras: Mapping[str, object],
     settings: Settings,
     notes: Notes,
-    *,
     now: datetime,
-    default_namespace: str,
 ) -> models.Occurrence | None:
     """Snapshot what the event needs from ``record``; None when it cannot be one.
 
@@ -181,17 +201,21 @@ def read(
         return None
     # the optional extras are rare: no call for one that is absent (this runs on every record)
     annotations, action, related = get("annotations"), get("action"), get("related")
-    return models.Occurrence(
-        ref,
-        ref.namespace or default_namespace,
-        _event_type(record, get("event_type"), notes),
-        _reason(get("reason"), settings.default_reason, notes),
-        message,
-        None if annotations is None else _annotations(annotations, notes),
-        "" if action is None else _action(action, notes),
-        None if related is None else _related(related, notes),
-        settings.source,
-        now,
+    wanted_type = get("event_type")
+    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
+    return _occurrence(
+        (
+            ref,
+            ref.namespace or settings.namespace,
+            by_level if wanted_type is None else _event_type(wanted_type, by_level, notes),
+            _reason(get("reason"), settings.default_reason, notes),
+            message,
+            None if annotations is None else _annotations(annotations, notes),
+            "" if action is None else _action(action, notes),
+            None if related is None else _related(related, notes),
+            settings.source,
+            now,
+        )
     )
 
 
@@ -212,11 +236,10 @@ def is_own(name: object) -> bool:
 class Notes:
     """The problems found in one record: at most one refusal, any number of repairs."""
 
-    __slots__ = ("refusal", "repairs")
-
-    def __init__(self) -> None:
-        self.refusal: tuple[str, str, tuple[object, ...]] | None = None
-        self.repairs: list[tuple[str, str, tuple[object, ...]]] = []
+    # defaults on the class, no __init__: one is made for every record, and nearly every
+    # record has nothing to note
+    refusal: tuple[str, str, tuple[object, ...]] | None = None
+    repairs: tuple[tuple[str, str, tuple[object, ...]], ...] = ()
 
     def refuse(self, kind: str, msg: str, *args: object) -> None:
         """Note why the record makes no event."""
@@ -224,7 +247,7 @@ class Notes:
 
     def repair(self, kind: str, msg: str, *args: object) -> None:
         """Note what was changed so that the event is valid."""
-        self.repairs.append((kind, msg, args))
+        self.repairs = (*self.repairs, (kind, msg, args))
 
     def report(self, sites: CallSites, record: logging.LogRecord) -> None:
         """Report every note, once per call site and kind."""
@@ -278,11 +301,11 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     except Exception as error:  # InvalidObjectError, or an object whose attributes raise
         notes.refuse("involved", "Unable to refer to the involved object: %s", error)
         return None
+    if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
+        return ref
     if _sanitise.is_event(ref.kind, ref.api_version):
         _about_an_event(ref.namespace, ref.name, notes)
         return None
-    if ref.namespace and ref.kind in _BUILT_IN_KINDS:  # the common case: nothing to repair
-        return ref
     ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
@@ -298,10 +321,7 @@ def _about_an_event(namespace: str, name: str, notes: Notes) -> None:
     )
 
 
-def _event_type(record: logging.LogRecord, wanted: object, notes: Notes) -> str:
-    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
-    if wanted is None:
-        return by_level
+def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
     if isinstance(wanted, str):
         for known in (models.NORMAL, models.WARNING):
             if wanted.strip().lower() == known.lower():

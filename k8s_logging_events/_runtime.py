@@ -195,7 +195,8 @@ class Runtime:
                 "Unable to record an event: the recorder is shut down (will not retry)",
             )
             return False
-        if self._queue.qsize() >= self._shared.capacity:
+        queued = self._queue.qsize()
+        if queued >= self._shared.capacity:
             self._queue_drops.add()
             self._reporter.report(
                 "queue-full",
@@ -205,7 +206,7 @@ class Runtime:
             )
             return False
         self._queue.put(item)
-        if self._queue.qsize() > self._shared.capacity // 2:
+        if queued >= self._shared.capacity // 2:  # over half full with this one
             # a burst: give the dispatcher the interpreter lock once, or a caller in a tight
             # loop keeps three quarters of it and the queue overflows (docs/performance.md)
             time.sleep(0)

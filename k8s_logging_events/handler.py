@@ -229,14 +229,15 @@ class KubernetesEventHandler(logging.Handler):
         extras = self._extras(record)
         if extras is None:
             return False
-        result: object = super().filter(record)  # a LogRecord from 3.12's filters
-        if not result:
-            return False
-        if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+ filters
-            record = result
-            extras = self._extras(record)
-            if extras is None:
+        if self.filters:  # none, nearly always: nothing to call
+            result: object = super().filter(record)  # a LogRecord from 3.12's filters
+            if not result:
                 return False
+            if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+
+                record = result
+                extras = self._extras(record)
+                if extras is None:
+                    return False
         self._emit_safely(record, extras)
         return True
 
@@ -250,15 +251,6 @@ class KubernetesEventHandler(logging.Handler):
         extras = self._extras(record)
         if extras is not None:  # emit called directly, bypassing filter
             self._emit_safely(record, extras)
-
-    def _emit_safely(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
-        try:
-            self._emit(record, extras)
-        except RecursionError:  # as the stdlib handlers do: a recursion must surface
-            raise
-        except Exception as error:  # a handler must never break the program that logs
-            self._counters["refused"].add()
-            self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def flush(self) -> None:
         """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
@@ -385,38 +377,39 @@ class KubernetesEventHandler(logging.Handler):
 
     # --- the caller's thread ---------------------------------------------------------------
 
-    def _emit(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
-        if self._closed:
-            self._counters["after_close"].add()
-            return
-        notes = _records.Notes()
-        settings = self._settings
-        if settings.formatter is not self.formatter:  # setFormatter() since the last record
-            settings = self._settings = self._new_settings()
-        occurrence = _records.read(
-            record,
-            extras,
-            settings,
-            notes,
-            now=self._now(),
-            default_namespace=self._options.namespace,
-        )
-        if notes.refusal is not None or notes.repairs:
-            notes.report(self._sites, record)
-        if occurrence is None:
+    def _emit_safely(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
+        # the whole path in one frame, around one try: it runs for every record
+        try:
+            if self._closed:
+                self._counters["after_close"].add()
+                return
+            notes = _records.Notes()
+            settings = self._settings
+            if settings.formatter is not self.formatter:  # setFormatter() since the last record
+                settings = self._settings = self._new_settings()
+            occurrence = _records.read(record, extras, settings, notes, self._now())
+            if notes.refusal is not None or notes.repairs:
+                notes.report(self._sites, record)
+            if occurrence is None:
+                self._counters["refused"].add()
+                return
+            if notes.repairs:
+                self._counters["repaired"].add()
+            offer = self._offer or self._start()
+            if offer is None:
+                self._counters["after_close"].add()
+                return
+            offer(occurrence)
+        except RecursionError:  # as the stdlib handlers do: a recursion must surface
+            raise
+        except Exception as error:  # a handler must never break the program that logs
             self._counters["refused"].add()
-            return
-        if notes.repairs:
-            self._counters["repaired"].add()
-        offer = self._offer or self._start()
-        if offer is None:
-            self._counters["after_close"].add()
-            return
-        offer(occurrence)
+            self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(
             source=self._source,
+            namespace=self._options.namespace,
             default_reason=self._options.default_reason,
             max_message_bytes=self._options.max_message_bytes,
             exception_detail=self._options.exception_detail,

@@ -116,6 +116,10 @@ _MAPPING_CLASSES: dict[type, bool] = {}
 # models missing from the shipped table, found once by the slow search
 _searched: dict[type, tuple[str, str]] = {}
 
+# the references made lately, by their fields: see _shared
+_MAX_SHARED = 4096
+_shared_refs: dict[tuple[str, ...], ObjectReference] = {}
+
 
 class InvalidObjectError(ValueError):
     """The object given as ``involved`` cannot be referred to by an event."""
@@ -183,6 +187,32 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     return ref, repairs
 
 
+def _shared(
+    kind: str,
+    namespace: str,
+    name: str,
+    uid: str,
+    api_version: str,
+    resource_version: str,
+    field_path: str = "",
+) -> ObjectReference:
+    """The reference with these fields: the one made last time, when there was one.
+
+    A frozen dataclass sets each field through ``object.__setattr__``: making one costs
+    as much as the rest of reading the object, and this runs for every record, nearly
+    always about an object logged about before. A reference is immutable, so equal ones
+    may be one object. The table forgets everything when full (a handful of references
+    made again), so it follows the objects logged about now, within a bounded size.
+    """
+    key = (kind, namespace, name, uid, api_version, resource_version, field_path)
+    ref = _shared_refs.get(key)
+    if ref is None:
+        if len(_shared_refs) >= _MAX_SHARED:
+            _shared_refs.clear()
+        ref = _shared_refs[key] = ObjectReference(*key)
+    return ref
+
+
 def _kind_of(obj: object) -> str:
     # the branch an object takes depends on its class alone: decide it once per class,
     # because this runs for every record on the application's thread
@@ -223,8 +253,8 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
         raise InvalidObjectError(f"cannot refer to {_describe(data)}: it has no 'metadata' mapping")
     kind = _field(data, "kind", data)
     api_version = _field(data, "apiVersion", data)
-    values = {attr: _field(metadata, key, data) for attr, key in _METADATA_FIELDS}
-    return _checked(ObjectReference(kind=kind, api_version=api_version, **values), data)
+    name, namespace, uid, version = (_field(metadata, key, data) for _, key in _METADATA_FIELDS)
+    return _checked(_shared(kind, namespace, name, uid, api_version, version), data)
 
 
 def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
@@ -235,7 +265,7 @@ def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
         if not value and snake != camel:
             value = _field(data, snake, data)
         values[attr] = value
-    ref = ObjectReference(**values)
+    ref = _shared(**values)
     if not ref.kind:
         raise InvalidObjectError(
             f"cannot refer to {_describe(data)}: it has no kind (expected {_EXPECTED_MAPPING})"
@@ -263,7 +293,7 @@ def _from_model(obj: Any) -> ObjectReference:
         class_kind, class_api_version = type_meta_for_model(type(obj))
         kind = kind or class_kind
         api_version = api_version or class_api_version
-    ref = ObjectReference(kind, namespace, name, uid, api_version, version)
+    ref = _shared(kind, namespace, name, uid, api_version, version)
     return ref if name and kind else _checked(ref, obj)
 
 
@@ -287,7 +317,13 @@ def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
         # cost a failed lookup on every record)
         return _metadata_by_name(metadata, obj)
     name, namespace, uid, version = values
-    if {type(name), type(namespace), type(uid), type(version)} <= _TEXT_OR_UNSET:
+    text_or_unset = _TEXT_OR_UNSET
+    if (
+        type(name) in text_or_unset
+        and type(namespace) in text_or_unset
+        and type(uid) in text_or_unset
+        and type(version) in text_or_unset
+    ):
         return name or "", namespace or "", uid or "", version or ""
     return _metadata_by_name(metadata, obj)  # an error naming the field
 
@@ -305,7 +341,7 @@ def _is_client_object_reference(obj: object) -> bool:
 
 
 def _from_client_reference(obj: Any) -> ObjectReference:
-    return ObjectReference(
+    return _shared(
         kind=_attr(obj, "kind", obj),
         namespace=_attr(obj, "namespace", obj),
         name=_attr(obj, "name", obj),

@@ -198,3 +198,34 @@ def test_a_flat_reference_to_a_cluster_scoped_object_has_no_namespace() -> None:
         {"apiVersion": "v1", "kind": "Node", "name": "node-1", "uid": "u-n", "namespace": None}
     )
     assert (ref.kind, ref.name, ref.namespace, ref.uid) == ("Node", "node-1", "", "u-n")
+
+
+def test_a_reference_is_a_snapshot_though_equal_ones_are_shared() -> None:
+    """An object read again unchanged gives the same reference; a change gives a new one.
+
+    References are shared (making a frozen dataclass is the costly part of reading a pod),
+    so the test checks what sharing must never change: each read sees the object as it is
+    then, and an earlier reference keeps the fields it was read with.
+    """
+    metadata = _meta()
+    pod = client.V1Pod(api_version="v1", kind="Pod", metadata=metadata)
+    first = object_reference(pod)
+    assert object_reference(client.V1Pod(api_version="v1", kind="Pod", metadata=_meta())) is first
+    metadata.resource_version = "8"
+    metadata.namespace = "staging"
+    second = object_reference(pod)
+    assert (second.namespace, second.resource_version) == ("staging", "8")
+    assert (first.namespace, first.resource_version) == ("prod", "7")
+    flat = {"kind": "Pod", "name": "web", "namespace": "prod", "uid": "u1"}
+    assert object_reference(dict(flat, fieldPath="spec")).field_path == "spec"
+    assert object_reference(flat).field_path == ""
+
+
+def test_the_shared_references_stay_bounded() -> None:
+    """More distinct objects than the table holds: it starts again, and every read is right."""
+    limit = references._MAX_SHARED
+    for index in range(limit + 10):
+        ref = object_reference({"kind": "Pod", "name": f"p{index}", "namespace": "ns"})
+        assert ref.name == f"p{index}"
+        assert len(references._shared_refs) <= limit
+    assert object_reference({"kind": "Pod", "name": "p0", "namespace": "ns"}).name == "p0"

@@ -1,0 +1,110 @@
+"""Reading a record into an occurrence on the caller's thread (``_records``).
+
+Most of this module is specified through the handler (``test_handler``, ``test_integrations``);
+these tests pin what the handler cannot show: the exact occurrence read from a record, and
+what is noted about it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from kubernetes import client
+
+from k8s_logging_events import _records, models
+
+NOW = datetime(2024, 1, 1, tzinfo=UTC)
+SOURCE = models.EventSource(component="tests", host="node-1")
+
+
+def _settings() -> _records.Settings:
+    return _records.Settings(
+        source=SOURCE,
+        namespace="fallback",
+        default_reason="Logging",
+        max_message_bytes=1024,
+        exception_detail="summary",
+        formatter=None,
+    )
+
+
+def _record(level: int = logging.WARNING, **extra: object) -> logging.LogRecord:
+    return logging.getLogger("tests.records").makeRecord(
+        "tests.records", level, __file__, 1, "Pulling %s", ("busybox",), None, extra=extra
+    )
+
+
+def _pod() -> client.V1Pod:
+    metadata = client.V1ObjectMeta(name="web-0", namespace="prod", uid="u1")
+    return client.V1Pod(api_version="v1", kind="Pod", metadata=metadata)
+
+
+def test_a_record_is_read_into_a_whole_occurrence_field_by_field() -> None:
+    """Every field of Occurrence holds what the record says, in its place, with nothing noted.
+
+    The reader builds the named tuple without its ``__new__`` (that costs a Python call per
+    record): a field added to Occurrence and not here must fail this test.
+    """
+    record = _record(involved=_pod(), reason="BackOff", action="Pulling", annotations={"a": "b"})
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert len(occurrence) == len(models.Occurrence._fields)
+    assert occurrence._asdict() == {
+        "ref": models.ObjectReference(
+            kind="Pod", namespace="prod", name="web-0", uid="u1", api_version="v1"
+        ),
+        "namespace": "prod",
+        "type": models.WARNING,
+        "reason": "BackOff",
+        "message": "Pulling busybox",
+        "annotations": {"a": "b"},
+        "action": "Pulling",
+        "related": None,
+        "source": SOURCE,
+        "time": NOW,
+    }
+    assert (notes.refusal, notes.repairs) == (None, ())
+
+
+def test_each_repair_is_noted_and_notes_are_not_shared() -> None:
+    """Two repairs in one record are both noted, in order; a fresh Notes starts empty."""
+    record = _record(logging.INFO, involved=_pod(), reason="back off", event_type="Fatal")
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert (occurrence.type, occurrence.reason) == (models.NORMAL, "BackOff")
+    assert [kind for kind, _, _ in notes.repairs] == ["event-type", "reason"]
+    assert _records.Notes().repairs == ()
+    assert _records.Notes().refusal is None
+
+
+def test_the_common_case_reads_the_same_extras_as_the_general_one() -> None:
+    """``extra={"involved": ...}`` alone takes a short way: same extras, Nones left out."""
+    pod = _pod()
+    plain = _record(involved=pod, reason="BackOff", action=None, field_path="spec")
+    assert _records.find_extras(plain) == {
+        "involved": pod,
+        "reason": "BackOff",
+        "field_path": "spec",
+    }
+    assert _records.find_extras(_record(involved=pod, k8s_skip=True)) is None
+    # the general way (loguru's bound values too): the record's own attribute still wins
+    layered = _record(involved=pod, extra={"reason": "Bound", "action": "Act"}, reason="Own")
+    assert _records.find_extras(layered) == {"involved": pod, "reason": "Own", "action": "Act"}
+
+
+def test_a_cluster_scoped_object_files_its_event_in_the_settings_namespace() -> None:
+    """A Node has no namespace: its event goes to the handler's ``namespace`` option."""
+    node = client.V1Node(api_version="v1", kind="Node", metadata=client.V1ObjectMeta(name="n1"))
+    record = _record(involved=node)
+    extras = _records.find_extras(record)
+    assert extras is not None
+    occurrence = _records.read(record, extras, _settings(), _records.Notes(), NOW)
+    assert occurrence is not None
+    assert (occurrence.ref.namespace, occurrence.namespace) == ("", "fallback")
