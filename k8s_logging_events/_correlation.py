@@ -279,19 +279,27 @@ class Observer:
 
     def observe(self, event: models.Event, key: str) -> tuple[models.Event, bool]:
         """Count ``event`` under ``key``; return it (as a repeat when True) or unchanged."""
-        repeat = False
-        last = self._cache.get(key)
-        if last is not None and last.count > 0:
-            event = dataclasses.replace(
-                event,
-                name=last.name,
-                resource_version=last.resource_version,
-                first_timestamp=last.first_timestamp,
-                count=last.count + 1,
-            )
-            repeat = True
+        repeat = self.count_repeats(event, key, 1)
+        if repeat is not None:
+            return repeat, True
         self.record(key, event)
-        return event, repeat
+        return event, False
+
+    def count_repeats(
+        self, latest: models.Event, key: str, occurrences: int
+    ) -> models.Event | None:
+        """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last.
+
+        Returns the stored event as the repeats leave it (its name, resource version and
+        first timestamp; the count raised; every other field ``latest``'s), or None when no
+        event is known under ``key``.
+        """
+        last = self.peek(key)
+        if last is None or last.count <= 0:
+            return None
+        repeat = _as_repeat(latest, last, last.count + occurrences)
+        self.record(key, repeat)
+        return repeat
 
     def peek(self, key: str) -> _Observation | None:
         """Return what is remembered under ``key`` without making it recently used."""
@@ -361,6 +369,35 @@ class SpamFilter:
 
 
 # -- helpers -------------------------------------------------------------------------------------
+
+
+def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models.Event:
+    """``latest`` as a repeat of ``stored``: what ``dataclasses.replace`` would build.
+
+    Spelled out because it runs for every run of repeats on the dispatcher, where the
+    generic ``replace`` costs twice as much; ``tests/test_correlation.py`` checks that every
+    other field is ``latest``'s.
+    """
+    return models.Event(
+        name=stored.name,
+        namespace=latest.namespace,
+        involved_object=latest.involved_object,
+        reason=latest.reason,
+        message=latest.message,
+        source=latest.source,
+        first_timestamp=stored.first_timestamp,
+        last_timestamp=latest.last_timestamp,
+        count=count,
+        type=latest.type,
+        event_time=latest.event_time,
+        series=latest.series,
+        action=latest.action,
+        related=latest.related,
+        reporting_controller=latest.reporting_controller,
+        reporting_instance=latest.reporting_instance,
+        annotations=latest.annotations,
+        resource_version=stored.resource_version,
+    )
 
 
 def _float32(value: float) -> float:

@@ -418,18 +418,9 @@ class EventCorrelator:
         latest = run[-1]
         if not self._aggregator.touch_if_unchanged(latest):
             return None
-        key = get_event_key(latest)
-        known = self._observer.peek(key)
-        if known is None or known.count <= 0:
+        observed = self._observer.count_repeats(latest, get_event_key(latest), len(run))
+        if observed is None:
             return None
-        observed = dataclasses.replace(
-            latest,
-            name=known.name,
-            resource_version=known.resource_version,
-            first_timestamp=known.first_timestamp,
-            count=known.count + len(run),
-        )
-        self._observer.record(key, observed)
         return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:

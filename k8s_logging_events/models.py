@@ -295,7 +295,7 @@ class Occurrence(NamedTuple):
             related=self.related,
             reporting_controller=self.source.component,
             reporting_instance=self.source.host,
-            annotations=self.annotations or {},
+            annotations=self.annotations or _EMPTY,
         )
 
 
