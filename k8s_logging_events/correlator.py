@@ -367,11 +367,12 @@ class EventCorrelator:
         held, occurrences)`` for the first occurrence when it is a new event (its create),
         then one for the rest together -- the latest observed event (its count counts them
         all), held only when the spam filter held every one of them back, and how many it
-        stands for; a run that repeats a known event is one entry. The spam filter takes one token per occurrence, the aggregator sees
-        each message once, the observer counts every occurrence. Where aggregation is under
-        way (or with key functions of one's own) the rest may be counted on several events
-        (a combined one, and the message's own): then one entry per stretch of the same
-        event, as a writer would merge them. Not in client-go.
+        stands for; a run that repeats a known event is one entry. The spam filter takes
+        one token per occurrence, the aggregator sees each message once, the observer
+        counts every occurrence. Where aggregation is under way (or with key functions of
+        one's own) the rest may be counted on several events (a combined one, and the
+        message's own): then one entry per stretch of the same event, as a writer would
+        merge them. Not in client-go.
         """
         if not events:
             return []

@@ -51,7 +51,8 @@ def test_a_run_of_repeats_is_the_latest_occurrence_on_the_stored_event() -> None
     for field in dataclasses.fields(Event):
         assert getattr(repeat, field.name) == getattr(expected, field.name), field.name
     again = observer.count_repeats(latest, "key", 1)
-    assert again is not None and again.count == 8
+    assert again is not None
+    assert again.count == 8
 
 
 def test_nothing_known_counts_nothing() -> None:

@@ -1484,8 +1484,10 @@ def _as_a_writer_merges(entries: list[tuple[Event, bool, int]]) -> list[tuple[Ev
     out: list[tuple[Event, bool, int]] = []
     for seen, held, occurrences in entries:
         last = out[-1][0] if out else None
-        if last is not None and (last.namespace, last.name) == (seen.namespace, seen.name) and (
-            len(out) > 1 or last.count > 1
+        if (
+            last is not None
+            and (last.namespace, last.name) == (seen.namespace, seen.name)
+            and (len(out) > 1 or last.count > 1)
         ):
             out[-1] = (seen, out[-1][1] and held, out[-1][2] + occurrences)
         else:
