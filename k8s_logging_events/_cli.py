@@ -1,7 +1,8 @@
 """The command line: ``python -m k8s_logging_events <command>``.
 
-Each command is an ``argparse`` subcommand registered by one ``_add_<command>`` function and
-run by the function it stores in ``args.run``:
+Each command is an ``argparse`` subcommand, one row of ``_COMMANDS``: its name, the function
+that declares its arguments, and the function that runs it (stored in ``args.run``), whose
+docstring is the command's help:
 
 ``demo``
     The demo that ``./dev demo`` runs (:mod:`k8s_logging_events._demo`): logging configured
@@ -20,6 +21,7 @@ run by the function it stores in ``args.run``:
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import signal
 import sys
@@ -40,9 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Kubernetes Events from Python logging: tools.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_demo(commands)
-    _add_apiserver(commands)
-    # Further subcommands register here, one ``_add_<name>(commands)`` call each.
+    for name, add_arguments, run in _COMMANDS:
+        summary, _, details = (inspect.getdoc(run) or name).partition("\n\n")
+        command = commands.add_parser(name, help=summary, description=details)
+        add_arguments(command)
+        command.set_defaults(run=run)
     return parser
 
 
@@ -56,19 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- demo -----------------------------------------------------------------------------
 
 
-def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "demo",
-        help="run the demo: a simulated controller whose logging becomes Kubernetes Events",
-        description=(
-            "Configure logging from examples/logging.yaml, reconcile three pods (image-pull "
-            "back-offs, aggregated probe failures, a burst for the spam filter), flush, and "
-            "print the events as kubectl describe shows them, with the handler's counters. "
-            "Without a cluster (no --kubeconfig, no KUBECONFIG) the events go to a local API "
-            "server that the demo starts and stops, the pods are created there, and the demo "
-            "ends with kubectl describe pod of one of them when kubectl is installed."
-        ),
-    )
+def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     target = parser.add_argument_group("where the events go")
     target.add_argument(
         "--kubeconfig",
@@ -106,10 +98,18 @@ def _add_demo(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         action="store_true",
         help="let the configuration's console handler print every record on stderr",
     )
-    parser.set_defaults(run=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
+    """run the demo: a simulated controller whose logging becomes Kubernetes Events
+
+    Configure logging from examples/logging.yaml, reconcile three pods (image-pull back-offs,
+    aggregated probe failures, a burst for the spam filter), flush, and print the events as
+    kubectl describe shows them, with the handler's counters. Without a cluster (no
+    --kubeconfig, no KUBECONFIG) the events go to a local API server that the demo starts and
+    stops, the pods are created there, and the demo ends with kubectl describe pod of one of
+    them when kubectl is installed.
+    """
     from pathlib import Path
 
     from k8s_logging_events import _demo  # imported only for this command
@@ -137,16 +137,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 # -- apiserver ------------------------------------------------------------------------
 
 
-def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = commands.add_parser(
-        "apiserver",
-        help="run a local Kubernetes Events API server until Ctrl-C",
-        description=(
-            "Serve core/v1 and events.k8s.io/v1 Events (and Namespaces and Pods) on HOST:PORT "
-            "until interrupted. Point kubectl at it with --server, or a kubernetes client with "
-            "Configuration(host=URL)."
-        ),
-    )
+def _apiserver_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument(
         "--port", type=int, default=0, help="port to listen on (0, the default, picks a free one)"
@@ -206,7 +197,6 @@ def _add_apiserver(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         help="answer every request this many seconds late (a network round trip to a real "
         "cluster; default 0)",
     )
-    parser.set_defaults(run=_run_apiserver)
 
 
 def _event_rate_limit(value: str) -> dict[str, Any]:
@@ -259,6 +249,12 @@ def _plugin_configuration(admission: dict[str, Any], path: Any) -> Any:
 
 
 def _run_apiserver(args: argparse.Namespace) -> int:
+    """run a local Kubernetes Events API server until Ctrl-C
+
+    Serve core/v1 and events.k8s.io/v1 Events (and Namespaces and Pods) on HOST:PORT until
+    interrupted. Point kubectl at it with --server, or a kubernetes client with
+    Configuration(host=URL).
+    """
     from k8s_logging_events.testing import LocalApiServer  # imported only for this command
 
     stop = threading.Event()
@@ -313,3 +309,12 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+_COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], Command], ...] = (
+    ("demo", _demo_arguments, _run_demo),
+    ("apiserver", _apiserver_arguments, _run_apiserver),
+)
+"""Each subcommand: its name, what declares its arguments, and what runs it, whose docstring
+gives the ``--help`` (the summary line in the command list, the rest as the description).
+A further subcommand is one more row."""

@@ -29,6 +29,28 @@ from datetime import UTC, datetime
 from k8s_logging_events import _correlation, _process, _sanitise, models
 from k8s_logging_events import clock as clocks
 
+# the keys and the stages live in _correlation; the keys keep their public names here
+from k8s_logging_events._correlation import (
+    COMBINED_MESSAGE_PREFIX,
+    SPAM_KEYS,
+    KeyFunc,
+    MessageFunc,
+    SpamKeyFunc,
+    aggregate_by_reason,
+    combined_message,
+    get_event_key,
+    get_spam_key,
+    spam_key_per_reason,
+)
+
+# names live in _sanitise; these stay importable from here, as client-go's util package has them
+from k8s_logging_events._sanitise import (
+    EventNamer,
+    generate_event_name,
+    is_dns_subdomain,
+    unix_nanos,
+)
+
 __all__ = [
     "COMBINED_MESSAGE_PREFIX",
     "DEFAULT_AGGREGATE_INTERVAL_SECONDS",
@@ -72,18 +94,6 @@ DEFAULT_AGGREGATE_MAX_EVENTS = 10
 DEFAULT_AGGREGATE_INTERVAL_SECONDS = 600.0
 """Seconds without a similar event after which aggregation starts counting messages afresh."""
 
-# the keys and the stages live in _correlation; the keys keep their public names here
-COMBINED_MESSAGE_PREFIX = _correlation.COMBINED_MESSAGE_PREFIX
-KeyFunc = _correlation.KeyFunc
-MessageFunc = _correlation.MessageFunc
-SpamKeyFunc = _correlation.SpamKeyFunc
-SPAM_KEYS = _correlation.SPAM_KEYS
-aggregate_by_reason = _correlation.aggregate_by_reason
-combined_message = _correlation.combined_message
-get_event_key = _correlation.get_event_key
-get_spam_key = _correlation.get_spam_key
-spam_key_per_reason = _correlation.spam_key_per_reason
-
 _VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # the timestamp the count patch is diffed against, as Go serialises it
@@ -99,12 +109,6 @@ _GO_JSON_ESCAPES = (
 
 
 # -- names and types ---------------------------------------------------------------------------
-
-# names live in _sanitise; these stay importable from here, as client-go's util package has them
-EventNamer = _sanitise.EventNamer
-generate_event_name = _sanitise.generate_event_name
-is_dns_subdomain = _sanitise.is_dns_subdomain
-unix_nanos = _sanitise.unix_nanos
 
 
 def validate_event_type(type: str) -> bool:

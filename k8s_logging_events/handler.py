@@ -50,6 +50,11 @@ from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
 
+# names kept public here, each the same object as where it lives
+from k8s_logging_events._options import COMPONENT_ENV, SinkOption, default_component, default_host
+from k8s_logging_events._records import EXCEPTION_DETAILS, EXTRAS
+from k8s_logging_events._sanitise import TRUNCATION_MARK
+
 __all__ = [
     "COMPONENT_ENV",
     "DEFAULT_FLUSH_TIMEOUT",
@@ -81,18 +86,8 @@ DEFAULT_FLUSH_TIMEOUT = 5.0
 """Seconds ``flush()`` and ``close()`` may wait for writes: bounded, so that
 ``logging.shutdown()`` at exit finishes promptly even when the API server is down."""
 
-COMPONENT_ENV = _options.COMPONENT_ENV
-default_component = _options.default_component
-default_host = _options.default_host
-
-EXCEPTION_DETAILS = _records.EXCEPTION_DETAILS
-EXTRAS = _records.EXTRAS
-TRUNCATION_MARK = _sanitise.TRUNCATION_MARK
-
 _BROADCASTER_STATS = ("accepted", "invalid", *_diagnostics.OUTCOMES, "pending", "pending_events")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
-
-SinkOption = _options.SinkOption
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
 

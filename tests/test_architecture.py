@@ -9,7 +9,10 @@ package's own ``__init__``, those made only for type checking and those inside f
 
 from __future__ import annotations
 
+import importlib
+
 import grimp
+import pytest
 
 import k8s_logging_events
 
@@ -63,3 +66,45 @@ def test_the_package_exports_a_sorted_all_of_real_names() -> None:
     assert names == sorted(names, key=lambda n: (not n.isupper(), n[0].islower(), n))
     for name in names:
         assert getattr(k8s_logging_events, name) is not None
+
+
+@pytest.mark.parametrize(
+    ("public", "home", "names"),
+    [
+        (
+            "correlator",
+            "_correlation",
+            [
+                "COMBINED_MESSAGE_PREFIX",
+                "SPAM_KEYS",
+                "KeyFunc",
+                "MessageFunc",
+                "SpamKeyFunc",
+                "aggregate_by_reason",
+                "combined_message",
+                "get_event_key",
+                "get_spam_key",
+                "spam_key_per_reason",
+            ],
+        ),
+        (
+            "correlator",
+            "_sanitise",
+            ["EventNamer", "generate_event_name", "is_dns_subdomain", "unix_nanos"],
+        ),
+        ("handler", "_options", ["COMPONENT_ENV", "default_component", "default_host"]),
+        ("handler", "_records", ["EXCEPTION_DETAILS", "EXTRAS"]),
+        ("handler", "_sanitise", ["TRUNCATION_MARK"]),
+    ],
+)
+def test_names_a_public_module_keeps_from_a_private_one_are_the_same_objects(
+    public: str, home: str, names: list[str]
+) -> None:
+    """A name kept public in ``correlator`` or ``handler`` but living in a private module is
+    listed in the public module's ``__all__`` and is that very object, not a copy or a
+    wrapper, so that a patch, an ``is`` test or an ``isinstance`` sees one thing."""
+    public_module = importlib.import_module(f"k8s_logging_events.{public}")
+    home_module = importlib.import_module(f"k8s_logging_events.{home}")
+    for name in names:
+        assert name in public_module.__all__
+        assert getattr(public_module, name) is getattr(home_module, name)

@@ -19,7 +19,8 @@ unnoticed). :class:`LocalApiServer` is the public facade; the private modules be
 * ``_validation``: the API server's checks; ``_selectors``: field and label selectors;
 * ``_objects`` and ``_store``: what is stored, and the store with its change history;
   ``_store_pods``: the store's Pods; ``_pods``: what the server knows of Pods (defaults,
-  validation, selectable fields);
+  validation, selectable fields); ``_resources``: each resource of each API as its lists
+  and watches select it (kind, selectable fields, field labels);
 * ``_watch``: watch streams; ``_patch``: the three patch formats;
 * ``_errors``: ``Status`` bodies and field errors; ``_gofmt``: values written as Go does.
 """

@@ -53,6 +53,7 @@ __all__ = [
     "HistoryExpiredError",
     "check_preconditions",
     "created_meta",
+    "in_selection",
     "meta_with",
     "select_page",
     "simple_name",
@@ -244,6 +245,18 @@ def created_meta(
     return created, generated
 
 
+def in_selection(
+    entry: Entry,
+    labels: LabelSelector,
+    fields: FieldSelector,
+    fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
+) -> bool:
+    """Whether a stored object is in a label and field selection (an empty one takes all)."""
+    if not labels.empty and not labels.matches(entry.obj["metadata"].get("labels")):
+        return False
+    return fields.empty or fields.matches(fields_of(entry.obj))
+
+
 def select_page(
     objects: Mapping[tuple[str, str], Entry],
     namespace: str | None,
@@ -264,11 +277,8 @@ def select_page(
         if (namespace is not None and key[0] != namespace) or (start is not None and key < start):
             continue
         entry = objects[key]
-        if not labels.empty and not labels.matches(entry.obj["metadata"].get("labels")):
-            continue
-        if not fields.empty and not fields.matches(fields_of(entry.obj)):
-            continue
-        selected.append(entry)
+        if in_selection(entry, labels, fields, fields_of):
+            selected.append(entry)
     if limit and len(selected) > limit:
         following = selected[limit]
         return selected[:limit], (following.namespace, following.name), len(selected) - limit

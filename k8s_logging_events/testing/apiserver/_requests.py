@@ -33,10 +33,9 @@ from k8s_logging_events.testing.apiserver._gofmt import (
     go_strings,
     summarize_data,
 )
-from k8s_logging_events.testing.apiserver._objects import CORE_API, Api, Entry
+from k8s_logging_events.testing.apiserver._objects import Api, Entry, in_selection
+from k8s_logging_events.testing.apiserver._resources import Resource, resource_of
 from k8s_logging_events.testing.apiserver._selectors import (
-    CORE_FIELD_LABELS,
-    EVENTS_FIELD_LABELS,
     FieldSelector,
     LabelSelector,
     SelectorError,
@@ -52,7 +51,6 @@ __all__ = [
     "WatchRequest",
     "delete_options",
     "error_response",
-    "event_field_converter",
     "is_dry_run",
     "json_body",
     "list_meta",
@@ -132,14 +130,12 @@ class WatchRequest:
     """What one watch asks for, parsed and checked by the REST layer."""
 
     api: Api
-    resource: str
-    """What is watched: ``events``, ``pods`` or ``namespaces``."""
+    resource: Resource
+    """What is watched: events, pods or namespaces."""
     namespace: str | None
     """Only this namespace's objects (all when None)."""
     labels: LabelSelector
     fields: FieldSelector
-    fields_of: Callable[[dict[str, Any]], Mapping[str, str]]
-    """The selectable fields of a stored object of the resource."""
     resource_version: str
     """As sent: "" (now, with the current state first), "0" (any), or a number."""
     timeout: float | None
@@ -150,17 +146,12 @@ class WatchRequest:
     """``allowWatchBookmarks``."""
     encode: Encoder
     """The object of each watch event (JSON, or a one-row Table)."""
-    kind: str = "Event"
-    """The kind a bookmark names."""
 
     def selects(self, entry: Entry) -> bool:
         """Whether an object is in this watch's selection."""
-        obj = entry.obj
         if self.namespace is not None and entry.namespace != self.namespace:
             return False
-        if not self.labels.empty and not self.labels.matches(obj["metadata"].get("labels")):
-            return False
-        return self.fields.empty or self.fields.matches(self.fields_of(obj))
+        return in_selection(entry, self.labels, self.fields, self.resource.fields_of)
 
 
 @dataclass(slots=True)
@@ -288,31 +279,18 @@ def table_version(request: HttpRequest) -> str | None:
 
 
 def selectors(
-    request: HttpRequest, convert: Callable[[str], str], field_selector: str | None = None
+    request: HttpRequest, api: Api, resource: str, field_selector: str | None = None
 ) -> tuple[LabelSelector, FieldSelector]:
-    """Parse ``labelSelector`` and ``fieldSelector`` (or ``field_selector``); 400 if bad."""
+    """Parse ``labelSelector`` and ``fieldSelector`` (or ``field_selector``) of a list or
+    watch of ``api``'s ``resource``, whose field labels it checks; 400 if bad."""
     if field_selector is None:
         field_selector = request.query.get("fieldSelector", "")
     try:
         labels = parse_label_selector(request.query.get("labelSelector", ""))
-        fields = parse_field_selector(field_selector, convert)
+        fields = parse_field_selector(field_selector, resource_of(api, resource).field_label)
     except SelectorError as exc:
         raise bad_request(str(exc)) from None
     return labels, fields
-
-
-def event_field_converter(api: Api) -> Callable[[str], str]:
-    """Map the field labels of ``api``'s Events onto the core names (and refuse others)."""
-
-    def convert(label: str) -> str:
-        if api is CORE_API:
-            if label in CORE_FIELD_LABELS:
-                return label
-        elif label in EVENTS_FIELD_LABELS:
-            return EVENTS_FIELD_LABELS[label]
-        raise SelectorError(f"field label not supported: {label}")
-
-    return convert
 
 
 def is_dry_run(request: HttpRequest, kind: str) -> bool:
@@ -343,21 +321,22 @@ def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
 
 
 Lister = Callable[
-    [LabelSelector, FieldSelector, int, tuple[str, str] | None],
+    [str, str | None, LabelSelector, FieldSelector, int, tuple[str, str] | None],
     tuple[list[Entry], int, tuple[str, str] | None, int],
 ]
-"""Reads a list's page: (labels, fields, limit, start key) -> (entries, resourceVersion,
-the next page's start key, how many remain)."""
+"""Reads a list's page (the store's ``list_page``): (resource, namespace, labels, fields,
+limit, start key) -> (entries, resourceVersion, the next page's start key, how many remain)."""
 
 
 def listed(
-    request: HttpRequest, convert: Callable[[str], str], lister: Lister
+    request: HttpRequest, api: Api, resource: str, namespace: str | None, lister: Lister
 ) -> tuple[list[Entry], dict[str, Any]]:
-    """The page a list request asks for (its selectors checked with ``convert``, its
-    ``limit`` and ``continue``), read with ``lister``, and the list's ``metadata``."""
-    labels, fields = selectors(request, convert)
+    """The page a list of ``api``'s ``resource`` in ``namespace`` (all when None) asks for
+    (its selectors, its ``limit`` and ``continue``), read with ``lister``, and the list's
+    ``metadata``."""
+    labels, fields = selectors(request, api, resource)
     limit, start = page(request)
-    entries, rv, following, remaining = lister(labels, fields, limit, start)
+    entries, rv, following, remaining = lister(resource, namespace, labels, fields, limit, start)
     return entries, list_meta(rv, following, remaining)
 
 

@@ -44,10 +44,6 @@ from k8s_logging_events.testing.apiserver._requests import (
 from k8s_logging_events.testing.apiserver._rest_events import EventsApi
 from k8s_logging_events.testing.apiserver._rest_pods import PodsApi
 from k8s_logging_events.testing.apiserver._schema import NAMESPACE, DecodeError, decode
-from k8s_logging_events.testing.apiserver._selectors import (
-    namespace_field_label,
-    namespace_fields,
-)
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables, table_or
 from k8s_logging_events.testing.apiserver._watch import watch_response
@@ -299,7 +295,7 @@ class RestApi:
         return not_allowed()
 
     def _list_namespaces(self, request: HttpRequest) -> HttpResponse:
-        labels, fields = selectors(request, namespace_field_label)
+        labels, fields = selectors(request, CORE_API, NAMESPACES_RESOURCE)
         entries, rv = self._store.list_namespaces(labels, fields)
         meta = {"resourceVersion": str(rv)}
         body = {
@@ -313,13 +309,10 @@ class RestApi:
     def _watch_namespaces(self, name: str | None, request: HttpRequest) -> HttpResponse:
         return watch_response(
             request,
-            api=CORE_API,
-            resource=NAMESPACES_RESOURCE,
-            kind="Namespace",
-            namespace=None,
-            name=name,
-            convert=namespace_field_label,
-            fields_of=namespace_fields,
+            CORE_API,
+            NAMESPACES_RESOURCE,
+            None,
+            name,
             json_of=lambda entry: go_json(_namespace_json(entry)),
             table=self._tables.namespaces,
         )

@@ -38,10 +38,8 @@ from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     delete_options,
-    event_field_converter,
     is_dry_run,
     list_response,
-    listed,
     ok,
     selectors,
     typed_body,
@@ -54,9 +52,8 @@ from k8s_logging_events.testing.apiserver._schema import (
     decode,
     events_to_core,
 )
-from k8s_logging_events.testing.apiserver._selectors import event_fields
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._tables import Tables, list_or_table, table_or
 from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["PATCH_TYPES", "EventsApi"]
@@ -89,13 +86,10 @@ class EventsApi:
         """Check a watch of events and describe it; the server streams it."""
         return watch_response(
             request,
-            api=api,
-            resource=EVENTS_RESOURCE,
-            kind="Event",
-            namespace=namespace,
-            name=name,
-            convert=event_field_converter(api),
-            fields_of=event_fields,
+            api,
+            EVENTS_RESOURCE,
+            namespace,
+            name,
             json_of=lambda entry: api.prefix + entry.item_json(api.name)[1:],
             table=functools.partial(self._tables.events, api=api),
         )
@@ -114,19 +108,8 @@ class EventsApi:
         )
 
     def list_events(self, api: Api, namespace: str | None, request: HttpRequest) -> HttpResponse:
-        entries, meta = listed(
-            request,
-            event_field_converter(api),
-            functools.partial(self._store.list_page, EVENTS_RESOURCE, namespace),
-        )
-        items = (entry.item_json(api.name) for entry in entries)
-        return table_or(
-            request,
-            entries,
-            meta,
-            functools.partial(self._tables.events, api=api),
-            lambda: list_response("EventList", api.api_version, meta, items),
-        )
+        table = functools.partial(self._tables.events, api=api)
+        return list_or_table(request, api, EVENTS_RESOURCE, namespace, self._store.list_page, table)
 
     def _decode_event(self, api: Api, request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
         """Decode a create/replace body into the canonical form (the handler's decode step)."""
@@ -291,7 +274,7 @@ class EventsApi:
 
     def delete_collection(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
         delete_options(request)
-        labels, fields = selectors(request, event_field_converter(api))
+        labels, fields = selectors(request, api, EVENTS_RESOURCE)
         entries = self._store.delete_events(namespace, labels, fields)
         meta = {"resourceVersion": str(self._store.resource_version)}
         items = (entry.item_json(api.name) for entry in entries)

@@ -11,27 +11,23 @@ What a pod is allowed to be is in ``_pods``.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import bad_request, namespace_mismatch
 from k8s_logging_events.testing.apiserver._objects import CORE_API, PODS_RESOURCE, Entry
-from k8s_logging_events.testing.apiserver._pods import POD_FIELD_LABELS, decode_pod, pod_fields
+from k8s_logging_events.testing.apiserver._pods import decode_pod
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     delete_options,
     is_dry_run,
-    list_response,
-    listed,
     not_allowed,
     typed_body,
     unknown_field_warnings,
 )
 from k8s_logging_events.testing.apiserver._schema import DecodeError
-from k8s_logging_events.testing.apiserver._selectors import SelectorError
 from k8s_logging_events.testing.apiserver._store import Store
-from k8s_logging_events.testing.apiserver._tables import Tables, table_or
+from k8s_logging_events.testing.apiserver._tables import Tables, list_or_table, table_or
 from k8s_logging_events.testing.apiserver._watch import watch_response
 
 __all__ = ["PodsApi", "pod_json"]
@@ -42,12 +38,6 @@ _POD_PREFIX = b'{"kind":"Pod","apiVersion":"v1",'
 def pod_json(entry: Entry) -> bytes:
     """A pod as a single-object body: kind and apiVersion first, as Go writes them."""
     return _POD_PREFIX + entry.item_json(CORE_API.name)[1:]
-
-
-def _convert(label: str) -> str:
-    if label in POD_FIELD_LABELS:
-        return label
-    raise SelectorError(f"field label not supported: {label}")
 
 
 class PodsApi:
@@ -91,16 +81,8 @@ class PodsApi:
         )
 
     def list_pods(self, namespace: str | None, request: HttpRequest) -> HttpResponse:
-        entries, meta = listed(
-            request, _convert, functools.partial(self._store.list_page, PODS_RESOURCE, namespace)
-        )
-        items = (entry.item_json(CORE_API.name) for entry in entries)
-        return table_or(
-            request,
-            entries,
-            meta,
-            self._tables.pods,
-            lambda: list_response("PodList", "v1", meta, items),
+        return list_or_table(
+            request, CORE_API, PODS_RESOURCE, namespace, self._store.list_page, self._tables.pods
         )
 
     def create_pod(self, namespace: str, request: HttpRequest) -> HttpResponse:
@@ -118,13 +100,10 @@ class PodsApi:
         """Check a watch of pods and describe it; the server streams it."""
         return watch_response(
             request,
-            api=CORE_API,
-            resource=PODS_RESOURCE,
-            kind="Pod",
-            namespace=namespace,
-            name=name,
-            convert=_convert,
-            fields_of=pod_fields,
+            CORE_API,
+            PODS_RESOURCE,
+            namespace,
+            name,
             json_of=pod_json,
             table=self._tables.pods,
         )

@@ -51,6 +51,7 @@ from k8s_logging_events.testing.apiserver._errors import (
 )
 from k8s_logging_events.testing.apiserver._objects import (
     ADDED,
+    CORE_API,
     DELETED,
     EVENTS_RESOURCE,
     MODIFIED,
@@ -63,18 +64,14 @@ from k8s_logging_events.testing.apiserver._objects import (
     History,
     check_preconditions,
     created_meta,
+    in_selection,
     meta_with,
     select_page,
     simple_name,
     unique_name,
 )
-from k8s_logging_events.testing.apiserver._pods import pod_fields
-from k8s_logging_events.testing.apiserver._selectors import (
-    FieldSelector,
-    LabelSelector,
-    event_fields,
-    namespace_fields,
-)
+from k8s_logging_events.testing.apiserver._resources import resource_of
+from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 from k8s_logging_events.testing.apiserver._store_pods import PodStore
 from k8s_logging_events.testing.apiserver._validation import (
     is_dns1123_label,
@@ -319,11 +316,11 @@ class Store(PodStore):
     ) -> tuple[list[Entry], int]:
         """Return the selected namespaces in name order and the current resourceVersion."""
         with self.lock:
+            fields_of = resource_of(CORE_API, NAMESPACES_RESOURCE).fields_of
             entries = [
                 entry
                 for name, entry in sorted(self._namespaces.items())
-                if labels.matches(entry.obj["metadata"].get("labels"))
-                and fields.matches(namespace_fields(entry.obj))
+                if in_selection(entry, labels, fields, fields_of)
             ]
             return entries, self._rv
 
@@ -416,10 +413,11 @@ class Store(PodStore):
     ) -> tuple[list[Entry], int, tuple[str, str] | None, int]:
         """Return a page of the selected events or pods (``resource``): the entries, the
         resourceVersion, the next page's start key and how many remain after it."""
-        objects: Mapping[tuple[str, str], Entry] = self._pods
-        fields_of: Callable[[dict[str, Any]], Mapping[str, str]] = pod_fields
-        if resource == EVENTS_RESOURCE:
-            objects, fields_of = self._events, event_fields
+        objects: Mapping[tuple[str, str], Entry] = (
+            self._events if resource == EVENTS_RESOURCE else self._pods
+        )
+        # events are stored in their core form, whichever API wrote them
+        fields_of = resource_of(CORE_API, resource).fields_of
         with self.lock:
             self._expire()
             page, following, remaining = select_page(

@@ -8,6 +8,8 @@ the wide columns, for namespaces NAME, STATUS and AGE, for pods NAME, READY, STA
 RESTARTS and AGE (IP, NODE, NOMINATED NODE and READINESS GATES wide; STATUS follows the
 printer's main rules: the phase, a container's waiting or terminated reason, Terminating).
 Ages read as kubectl prints them, with :func:`k8s_logging_events.describe.human_duration`.
+:func:`table_or` answers with the Table or the plain JSON, as the request asks, and
+:func:`list_or_table` so answers a list of events or pods.
 """
 
 from __future__ import annotations
@@ -23,11 +25,15 @@ from k8s_logging_events.testing.apiserver._objects import Api, Entry
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
+    Lister,
+    list_response,
+    listed,
     ok,
     table_version,
 )
+from k8s_logging_events.testing.apiserver._resources import resource_of
 
-__all__ = ["TableOf", "Tables", "table_or"]
+__all__ = ["TableOf", "Tables", "list_or_table", "table_or"]
 
 
 def _column(name: str, description: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
@@ -157,6 +163,25 @@ def table_or(
     if version is None:
         return answer()
     return ok(table(entries, version, request, meta))
+
+
+def list_or_table(
+    request: HttpRequest,
+    api: Api,
+    resource: str,
+    namespace: str | None,
+    lister: Lister,
+    table: TableOf,
+) -> HttpResponse:
+    """The answer to a list of ``api``'s ``resource`` in ``namespace`` (all when None): the
+    page the request asks for, read with ``lister``, as a Table when the request asks for
+    one, else as the ``EventList`` or ``PodList`` of ``api``'s version."""
+    entries, meta = listed(request, api, resource, namespace, lister)
+    kind = resource_of(api, resource).kind + "List"
+    items = (entry.item_json(api.name) for entry in entries)
+    return table_or(
+        request, entries, meta, table, lambda: list_response(kind, api.api_version, meta, items)
+    )
 
 
 def _row(cells: list[Any], entry: Entry, whole: Whole, include: str) -> dict[str, Any]:

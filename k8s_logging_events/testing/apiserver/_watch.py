@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import (
@@ -47,6 +47,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     selectors,
     table_version,
 )
+from k8s_logging_events.testing.apiserver._resources import resource_of
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import TableOf
 
@@ -78,22 +79,20 @@ def _encoder(request: HttpRequest, json_of: Callable[[Entry], bytes], table: Tab
 
 def watch_response(
     request: HttpRequest,
-    *,
     api: Api,
     resource: str,
-    kind: str,
     namespace: str | None,
     name: str | None,
-    convert: Callable[[str], str],
-    fields_of: Callable[[dict[str, Any]], Mapping[str, str]],
+    *,
     json_of: Callable[[Entry], bytes],
     table: TableOf,
 ) -> HttpResponse:
-    """Check a watch of ``resource`` and answer with the :class:`WatchRequest` to stream.
+    """Check a watch of ``api``'s ``resource`` in ``namespace`` (all when None) and answer
+    with the :class:`WatchRequest` to stream.
 
     ``name`` (from a ``/watch/.../NAME`` path) watches the collection selected by that name;
-    ``convert`` maps (and checks) the field selector's labels; each object is sent as
-    ``json_of`` renders it, or as a one-row ``table`` when the request asks for a Table.
+    each object is sent as ``json_of`` renders it, or as a one-row ``table`` when the request
+    asks for a Table.
     """
     if request.method != "GET":
         return not_allowed()
@@ -101,7 +100,7 @@ def watch_response(
     if name is not None:
         escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
         selector = f"{selector},metadata.name={escaped}" if selector else f"metadata.name={escaped}"
-    labels, fields = selectors(request, convert, selector)
+    labels, fields = selectors(request, api, resource, selector)
     rv = request.query.get("resourceVersion", "")
     if rv and not rv.isdigit():
         error = FieldError.invalid(
@@ -116,17 +115,15 @@ def watch_response(
     initial = request.query.get("sendInitialEvents")
     watch = WatchRequest(
         api=api,
-        resource=resource,
+        resource=resource_of(api, resource),
         namespace=namespace,
         labels=labels,
         fields=fields,
-        fields_of=fields_of,
         resource_version=rv,
         timeout=timeout,
         send_initial_events=None if initial is None else initial in ("true", "1"),
         bookmarks=request.query.get("allowWatchBookmarks") in ("true", "1"),
         encode=_encoder(request, json_of, table),
-        kind=kind,
     )
     return HttpResponse(200, b"", watch=watch)
 
@@ -207,13 +204,13 @@ def stream_watch(
             return
         wait = POLL_INTERVAL if remaining is None else min(POLL_INTERVAL, remaining)
         with store.changed:
-            if store.last_change(request.resource) <= cursor and not stopping.is_set():
+            if store.last_change(request.resource.name) <= cursor and not stopping.is_set():
                 store.changed.wait(timeout=wait)
         if not alive():
             return
         store.expire()
         try:
-            changes = store.changes_since(request.resource, cursor)
+            changes = store.changes_since(request.resource.name, cursor)
         except HistoryExpiredError as error:
             # this watch fell behind the whole history: what a resumed watch would get
             write(_line("ERROR", go_json(expired_status(error))))
@@ -238,10 +235,10 @@ def _start(
             store.expire()
             entries = [
                 entry
-                for entry in store.entries(request.resource, request.namespace)
+                for entry in store.entries(request.resource.name, request.namespace)
                 if request.selects(entry)
             ]
-            cursor = store.last_change(request.resource)
+            cursor = store.last_change(request.resource.name)
         if wanted not in ("", "0") and int(wanted) > cursor:
             cursor = int(wanted)
         return cursor, entries if initial else []
@@ -255,7 +252,7 @@ def _start(
         with store.changed:
             store.changed.wait(timeout=0.05)
     try:
-        store.changes_since(request.resource, requested)
+        store.changes_since(request.resource.name, requested)
     except HistoryExpiredError as error:
         return expired_status(error)
     return requested, []
@@ -263,7 +260,7 @@ def _start(
 
 def _bookmark(request: WatchRequest, rv: int) -> bytes:
     obj = {
-        "kind": request.kind,
+        "kind": request.resource.kind,
         "apiVersion": request.api.api_version,
         "metadata": {
             "resourceVersion": str(rv),
