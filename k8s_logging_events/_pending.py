@@ -181,12 +181,16 @@ class Write:
         return self.started is not None
 
     def absorb(self, newer: Write) -> None:
-        """Take over a newer occurrence: its count, timestamps and message win."""
+        """Take over a newer write's occurrences (see :meth:`merge`)."""
+        self.merge(newer.event, held=newer.held, occurrences=newer.occurrences)
+
+    def merge(self, event: models.Event, *, held: bool, occurrences: int) -> None:
+        """Take over newer occurrences: the latest's count, timestamps and message win."""
         if self.origin is None:
             self.origin = self.event
-        self.event = newer.event
-        self.occurrences += newer.occurrences
-        self.held = self.held and newer.held
+        self.event = event
+        self.occurrences += occurrences
+        self.held = self.held and held
 
     def creation(self) -> models.Event:
         """The event a create of this write sends.
@@ -296,26 +300,24 @@ class Writes:
         ``occurrences`` above 1: ``event`` is the latest of that many correlated together.
         """
         # the patch is made when the write happens: only the latest of a coalesced run is sent
-        write = Write(
-            event=event, create=self._p.is_first(event), held=held, occurrences=occurrences
-        )
         key = (event.namespace, event.name)
-        write.first = self.submitted + 1
+        first = self.submitted + 1
         self.submitted += occurrences
         slot = self._slots.get(key)
-        if slot is None:
-            if len(self._slots) >= self._options.max_pending:
-                self._drop(write)
-                return
-            slot = self._slots[key] = _Slot()
-        if slot.waiting is not None:
-            slot.waiting.absorb(write)
+        if slot is not None and slot.waiting is not None:  # in a burst: merged, no new write
             waiting = slot.waiting
+            waiting.merge(event, held=held, occurrences=occurrences)
             if slot.state == "timed" and not (
                 waiting.held or waiting.attempts or waiting.throttled
             ):
                 self._make_ready(key, slot)
             return
+        write = Write(event, self._p.is_first(event), held, occurrences, first=first)
+        if slot is None:
+            if len(self._slots) >= self._options.max_pending:
+                self._drop(write)
+                return
+            slot = self._slots[key] = _Slot()
         slot.waiting = write
         if slot.in_flight is None:
             self._schedule(key, slot)

@@ -98,19 +98,22 @@ def cut(
     built = {} if built is None else built
     if not by_object:
         return _in_order(items, keys, build, built)
-    groups: dict[Hashable, list[list[int]]] = {}
-    last_keys: dict[Hashable, object] = {}
+    # per group: its runs' positions, and the key of its last occurrence (one lookup of a
+    # group's key per occurrence: a tuple's hash is not cached)
+    groups: dict[Hashable, tuple[list[list[int]], list[object]]] = {}
     for position, item in enumerate(items):
         group_key, key = keys(item)
-        runs = groups.get(group_key)
-        if runs is None:
-            groups[group_key] = [[position]]
-        elif last_keys[group_key] == key:
+        group = groups.get(group_key)
+        if group is None:
+            groups[group_key] = ([[position]], [key])
+            continue
+        runs, last = group
+        if last[0] == key:
             runs[-1].append(position)
         else:
             runs.append([position])
-        last_keys[group_key] = key
-    return [Run(items, build, run, built) for runs in groups.values() for run in runs]
+            last[0] = key
+    return [Run(items, build, run, built) for runs, _ in groups.values() for run in runs]
 
 
 def _in_order(

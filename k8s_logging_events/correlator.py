@@ -367,22 +367,27 @@ class EventCorrelator:
         ``events`` differ at most in their names and timestamps (same source, object, type,
         reason, message and everything else the key functions read). The result is what
         :meth:`correlate` on each of them in turn would have asked a writer to write, with
-        the clock read once: ``(observed, held, occurrences)`` for the first occurrence,
+        the clock read once, merged as a writer merges the writes of one event: ``(observed,
+        held, occurrences)`` for the first occurrence when it is a new event (its create),
         then one for the rest together -- the latest observed event (its count counts them
         all), held only when the spam filter held every one of them back, and how many it
-        stands for. The spam filter takes one token per occurrence, the aggregator sees
-        each message once, the observer counts every occurrence. Where aggregation is under
-        way (or with key functions of one's own) the rest may be counted on several events
-        (a combined one, and the message's own): then one entry per stretch of the same
-        event, as a writer would merge them. Not in client-go.
+        stands for; a run that repeats a known event is one entry. The spam filter takes
+        one token per occurrence, the aggregator sees each message once, the observer
+        counts every occurrence. Where aggregation is under way (or with key functions of
+        one's own) the rest may be counted on several events (a combined one, and the
+        message's own): then one entry per stretch of the same event, as a writer would
+        merge them. Not in client-go.
         """
         if not events:
             return []
         with self._lock:
-            # a repeat of a known event is counted as the rest of a run is (the common case)
-            first = (self._repeat_run(events[:1]) if self._default_keys else None) or (
-                self._correlate(events[0])
-            )
+            # a run that repeats a known event is counted at once: a writer merges the first
+            # occurrence's write with the rest's (the latest wins, held if all were), and
+            # neither is a create, so one entry is what the two would have made
+            whole = self._repeat_run(events) if self._default_keys else None
+            if whole is not None:
+                return [(whole[0], whole[1], len(events))]
+            first = self._correlate(events[0])
             out = [(first[0], first[1], 1)]
             rest = events[1:]
             if not rest:
@@ -418,18 +423,9 @@ class EventCorrelator:
         latest = run[-1]
         if not self._aggregator.touch_if_unchanged(latest):
             return None
-        key = get_event_key(latest)
-        known = self._observer.peek(key)
-        if known is None or known.count <= 0:
+        observed = self._observer.count_repeats(latest, get_event_key(latest), len(run))
+        if observed is None:
             return None
-        observed = dataclasses.replace(
-            latest,
-            name=known.name,
-            resource_version=known.resource_version,
-            first_timestamp=known.first_timestamp,
-            count=known.count + len(run),
-        )
-        self._observer.record(key, observed)
         return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:

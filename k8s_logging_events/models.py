@@ -295,7 +295,7 @@ class Occurrence(NamedTuple):
             related=self.related,
             reporting_controller=self.source.component,
             reporting_instance=self.source.host,
-            annotations=self.annotations or {},
+            annotations=self.annotations or _EMPTY,
         )
 
 
@@ -310,8 +310,16 @@ def correlation_keys(item: object) -> tuple[Hashable, object]:
     """
     if isinstance(item, Occurrence):
         ref, source = item.ref, item.source
-        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
+        group: tuple[str, ...] = (
+            ref.name,
+            ref.namespace,
+            ref.uid,
+            ref.kind,
+            ref.api_version,
+            source.component,
+            source.host,
+            item.type,
+        )
         return group, (ref.resource_version, ref.field_path, item[1:-1])
     if isinstance(item, Event):
         ref, source = item.involved_object, item.source
