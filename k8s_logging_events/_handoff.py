@@ -127,7 +127,7 @@ class HandOff:
         recordings = [c for c in consumers if isinstance(c, _pool.Recording)]
         if len(recordings) == len(consumers):
             # only sinks (the handler's case): a run of repeats is correlated from its
-            # first and last items, and the others are never built
+            # last item (and its first, when that is a new event); the others are never built
             if not recordings:
                 self.settling["discarded"] += len(items)
                 return

@@ -2,9 +2,10 @@
 
 Between the runtime's queue and the correlators, on the dispatcher: the runtime drains the
 queue in batches, and a correlator counts a run of repeats (occurrences identical but for
-their time) from its first and last occurrence, so that in a burst most occurrences never
-become an Event. Correlating a batch in runs must write exactly what correlating its
-occurrences one by one, in the order they came, would have written (client-go's order):
+their time) from its last occurrence (and its first, when that one is a new event), so
+that in a burst most occurrences never become an Event. Correlating a batch in runs must
+write exactly what correlating its occurrences one by one, in the order they came, would
+have written (client-go's order):
 
 * when a sink's correlation state never crosses objects (client-go's key functions, or a
   series), occurrences may be taken object by object: those of one object keep their order,
@@ -38,7 +39,7 @@ Build = Callable[[Any], models.Event]
 class Run(Sequence[models.Event]):
     """Queued items identical for correlation, each built into an Event when first read.
 
-    A correlator reads the first and the last of a run of repeats, so in a burst most
+    A correlator reads the last (and maybe the first) of a run of repeats, so in a burst most
     occurrences are counted without ever becoming an Event (building one means naming it
     and a dataclass of 18 fields). What is built is kept, by position in the batch, for
     every run cut from that batch: every sink reads the same Event, and a slice
