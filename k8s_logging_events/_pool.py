@@ -18,8 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from k8s_logging_events import _apis, _diagnostics, _pending, broadcaster, models
+from k8s_logging_events import clock as clock_mod
 
 __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "WriterPool"]
 
@@ -38,6 +40,20 @@ that correlation keeps objects apart (see :func:`~k8s_logging_events._runs.cut`)
 the sink's API: a request where the sink discovers it."""
 
 _counter = itertools.count()
+
+
+class Settings(Protocol):
+    """What the runtime reads of its broadcaster's options, passed whole
+    (``k8s_logging_events._options.BroadcasterOptions``, described there once)."""
+
+    @property
+    def queue_length(self) -> int: ...
+
+    @property
+    def writers(self) -> int: ...
+
+    @property
+    def sleep(self) -> clock_mod.Sleeper | None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

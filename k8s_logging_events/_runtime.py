@@ -76,7 +76,6 @@ from k8s_logging_events import (
     broadcaster,
     models,
 )
-from k8s_logging_events import clock as clock_mod
 from k8s_logging_events._flush import WAKE, Deadline, Marker
 
 __all__ = ["DEFAULT_EXIT_TIMEOUT", "Runtime"]
@@ -123,35 +122,32 @@ _counter = itertools.count()
 class Runtime:
     """The queue, the dispatcher and the writers of one EventBroadcaster.
 
-    ``queue_length``, ``writers`` and ``sleep`` are the fields of
-    ``k8s_logging_events._options.BroadcasterOptions`` (docs/configuration.md) of that
-    name; ``sleep`` None waits for a timer on the queue. The ``namer`` names each Event
-    when the dispatcher builds it (:func:`~k8s_logging_events.models.materialize`), the
-    ``counters`` (shared with the recorder) count the outcomes, the ``reporter`` reports
-    drops, failures and the exit summary, and ``name`` prefixes the threads' names.
+    ``options`` are the broadcaster's (``sleep`` None waits for a timer on the queue). The
+    ``namer`` names each Event when the dispatcher builds it
+    (:func:`~k8s_logging_events.models.materialize`), the ``counters`` (shared with the
+    recorder) count the outcomes, the ``reporter`` reports drops, failures and the exit
+    summary, and ``name`` prefixes the threads' names.
     """
 
     def __init__(
         self,
+        options: _pool.Settings,
         *,
-        queue_length: int,
-        writers: int,
         namer: models.Namer,
         counters: _diagnostics.Counters,
         reporter: _diagnostics.RateLimitedReporter,
-        sleep: clock_mod.Sleeper | None = None,
         name: str = "k8s-events",
     ) -> None:
         self._shared = _pool.Shared(
-            capacity=max(1, queue_length),
-            writers=max(1, writers),
+            capacity=max(1, options.queue_length),
+            writers=max(1, options.writers),
             namer=namer,
             counters=counters,
             reporter=reporter,
             name=name,
         )
         self._reporter = reporter
-        self._sleep = sleep
+        self._sleep = options.sleep
         self.exit_timeout = DEFAULT_EXIT_TIMEOUT
         self._consumers = _handoff.Consumers()
         self._fresh()

@@ -127,13 +127,7 @@ class EventBroadcaster:
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._runtime = _runtime.Runtime(
-            queue_length=options.queue_length,
-            writers=options.writers,
-            namer=self._namer,
-            counters=self._counters,
-            reporter=self._reporter,
-            sleep=options.sleep,
-            name=name,
+            options, namer=self._namer, counters=self._counters, reporter=self._reporter, name=name
         )
         _process.renew_in_child(self)
 
