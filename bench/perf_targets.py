@@ -119,6 +119,10 @@ class KopfPoster:
 
         self.settings = kopf.OperatorSettings()
         self.settings.posting.level = logging.DEBUG
+        # Kopf posts log records only when asked (``posting.loggers``, off by default): without
+        # it the poster's filter refuses every record, and this row would compare us with a
+        # handler that does nothing
+        self.settings.posting.loggers = True
         self.handler = posting.K8sPoster()
         self.consumed = 0
         self._loop = asyncio.new_event_loop()
@@ -142,11 +146,16 @@ class KopfPoster:
         self._thread.start()
         ready.wait(10)
         posting.event_queue_loop_var.set(self._loop)
-        posting.event_queue_var.set(holder["queue"])
+        self._queue: asyncio.Queue[Any] = holder["queue"]
+        posting.event_queue_var.set(self._queue)
 
-    def wait_consumed(self, count: int) -> None:
+    def settle(self) -> None:
+        """Wait until the loop has queued and consumed every record posted so far."""
+        queued = threading.Event()
+        self._loop.call_soon_threadsafe(queued.set)  # runs after every earlier put
+        queued.wait(60)
         deadline = time.monotonic() + 60
-        while self.consumed < count and time.monotonic() < deadline:
+        while not self._queue.empty() and time.monotonic() < deadline:
             time.sleep(0.01)
 
     def close(self) -> None:
@@ -244,7 +253,7 @@ def caller_cost(server: ApiServerProcess, calls: int, objects: int, rounds: int)
     loggers: dict[str, tuple[logging.Logger, Callable[[], None]]] = {
         "ours": (_logger("ours", ours), lambda: _drain(ours)),
         "floor": (_logger("floor", logging.handlers.QueueHandler(listener_queue)), lambda: None),
-        "kopf": (_logger("kopf", kopf.handler), lambda: kopf.wait_consumed(kopf.consumed)),
+        "kopf": (_logger("kopf", kopf.handler), kopf.settle),
     }
     pods = make_pods(objects, "cost", NAMESPACE)
     extras = _records_extra(zipf_pods(pods, calls), kopf.settings)
