@@ -355,13 +355,16 @@ class _Attempt:
         try:
             stored = self.owner.patch(body, data)
         except _errors.ApiStatusError as error:
-            self.write.sent = None
             if error.is_not_found:
+                self.write.sent = None  # nothing was there to patch
                 self.action = _CREATE
                 return None
             if error.status == 409 and error.reason == "Conflict" and self.owner.readable:
+                self.write.sent = None  # refused by its guard: not applied
                 self.action = _READ  # another process wrote in between
                 return None
+            # any other answer: the writer judges whether the patch may have landed (a 5xx
+            # can come after the server stored it), and keeps it in doubt if so
             raise
         return self._done(stored, self._kind())
 

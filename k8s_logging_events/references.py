@@ -362,28 +362,37 @@ def _checked(ref: ObjectReference, original: object) -> ObjectReference:
 
 def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
     value = data.get(key)
+    if type(value) is str:
+        return value
     if value is None:
         return ""
+    return _plain_text(value, key, original)
+
+
+def _plain_text(value: object, name: str, original: object) -> str:
+    """A ``str`` subclass's text as a plain ``str``; anything else is refused.
+
+    References are shared by their fields (:func:`_shared`): a subclass with an equality of
+    its own could match the fields of another reference, and a subclass instance would keep
+    the caller's object alive in the table. Its text alone is what an event records.
+    """
     if not isinstance(value, str):
         raise InvalidObjectError(
-            f"cannot refer to {_describe(original)}: {key} is a {type(value).__name__}, "
+            f"cannot refer to {_describe(original)}: {name} is a {type(value).__name__}, "
             "not a string"
         )
-    return value
+    return str.__str__(value)
 
 
 def _attr(obj: object, name: str, original: object, other_spelling: str = "") -> str:
     value = getattr(obj, name, _MISSING)
     if value is _MISSING and other_spelling:
         value = getattr(obj, other_spelling, None)
+    if type(value) is str:
+        return value
     if value is None or value is _MISSING:
         return ""
-    if not isinstance(value, str):
-        raise InvalidObjectError(
-            f"cannot refer to {_describe(original)}: {name} is a {type(value).__name__}, "
-            "not a string"
-        )
-    return value
+    return _plain_text(value, name, original)
 
 
 def _describe(obj: object) -> str:

@@ -394,6 +394,28 @@ def test_a_patch_whose_answer_was_lost_is_not_counted_twice() -> None:
         assert event["count"] == 5
 
 
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_patch_answered_500_after_it_landed_is_not_counted_twice(api: str) -> None:
+    """The server stored the count patch, then answered 500 (etcd slow to confirm): a 5xx
+    leaves the write in doubt as a lost answer does, so the retry's 409 Conflict and read
+    find the count reached and add nothing (it used to add the occurrence again)."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock, api=api)
+        with _attached(handler) as log:
+            for _ in range(3):
+                log.warning("x", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            server.inject(method="PATCH", status=500, commit=True)
+            log.warning("x", extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            stats = handler.stats()
+        assert _lost(stats) == 0, stats
+        assert 500 in _statuses(server, "PATCH")
+        (event,) = _events(server)
+        assert (event.get("series") or {}).get("count", event.get("count")) == 4
+
+
 def test_a_create_whose_answer_was_lost_is_not_counted_twice() -> None:
     """The create landed, its answer did not: the retry's AlreadyExists reads our own
     event, whose count already holds what the create carried."""

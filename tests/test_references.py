@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -229,3 +230,42 @@ def test_the_shared_references_stay_bounded() -> None:
         assert ref.name == f"p{index}"
         assert len(references._shared_refs) <= limit
     assert object_reference({"kind": "Pod", "name": "p0", "namespace": "ns"}).name == "p0"
+
+
+class _Caseless(str):
+    """Text that compares and hashes without case (a str subclass with looser equality)."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str) and self.casefold() == other.casefold()
+
+    def __ne__(self, other: object) -> bool:
+        return not self == other
+
+    def __hash__(self) -> int:
+        return hash(self.casefold())
+
+
+class _Tagged(str):
+    """A str subclass carrying more than its text (as ruamel.yaml's quoted scalars do)."""
+
+    tag = "!quoted"
+
+
+def test_text_of_a_str_subclass_is_read_as_plain_text() -> None:
+    """Fields given as ``str`` subclasses are kept as plain ``str``: a reference holds none of
+    the caller's objects, and a subclass's own idea of equality cannot hand back the shared
+    reference of other text (it used to: ``BLUE`` came back as the earlier ``blue``)."""
+    plain = object_reference({"kind": "Widget", "name": "blue", "namespace": "prod"})
+    loose = object_reference({"kind": "Widget", "name": _Caseless("BLUE"), "namespace": "prod"})
+    assert loose.name == "BLUE"
+    assert type(loose.name) is str
+    metadata = client.V1ObjectMeta(name=_Caseless("BLUE"), namespace="prod")
+    from_model = object_reference(client.V1Pod(api_version="v1", kind="Pod", metadata=metadata))
+    assert from_model.name == "BLUE"
+    tagged = object_reference(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": _Tagged("web"), "namespace": "p"}}
+    )
+    assert [type(value) for value in dataclasses.astuple(tagged)] == [str] * 7
+    assert object_reference({"kind": "Widget", "name": "blue", "namespace": "prod"}) is plain
