@@ -462,20 +462,22 @@ class Runtime:
                 self._handle_batch([item])
         self._tend()
 
-    def close(self, timeout: float | None) -> list[_pending.Write]:
+    def close(self, timeout: float | None) -> tuple[list[_pending.Write], int]:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
-        Idempotent. Returns the writes that were given up (counted as failed), for the
-        caller's exit report; occurrences still queued are counted as dropped.
+        Idempotent. Returns, for the caller's exit report, the writes that were given up
+        (counted as failed) and how many occurrences were lost without one: still queued
+        (counted as dropped) or in the batch in hand when the threads stopped (failed).
         """
         with self._cond:
             if self._closing:
-                return []
+                return [], 0
             self._closing = True
             self._hurry.set()
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())
+        lost_before = self._lost()
         with self._cond:
             self._pool.stop()
             given_up = [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
@@ -506,7 +508,12 @@ class Runtime:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
         self._reporter.settle(REPORT_GRACE_SECONDS)
-        return given_up
+        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up)
+        return given_up, max(0, lost)
+
+    def _lost(self) -> int:
+        values = self.stats()
+        return values["dropped"] + values["failed"]
 
     @staticmethod
     def _join(thread: threading.Thread | None, deadline: Deadline) -> None:

@@ -245,16 +245,13 @@ class EventBroadcaster:
         """
         try:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-            given_up = self._runtime.close(deadline)
-            if given_up:
-                self._reporter.report(
-                    "exit",
-                    logging.WARNING,
-                    "%s",
-                    _diagnostics.unwritten_summary(
-                        given_up, self._sinks, when="before the deadline of shutdown"
-                    ),
+            given_up, lost = self._runtime.close(deadline)
+            if given_up or lost:
+                when = "before the deadline of shutdown"
+                summary = _diagnostics.unwritten_summary(
+                    given_up, self._sinks, when=when, queued=lost
                 )
+                self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.summarise()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
             self._reporter.report(

@@ -257,6 +257,32 @@ def test_close_after_a_timed_out_flush_does_not_wait_the_deadline_again(
     assert len([m for m in reports.messages if "before the deadline of shutdown" in m]) == 1
 
 
+def test_the_exit_report_counts_what_was_still_queued_at_close(reports) -> None:
+    """A batch job's end after a flush that ran out of time: the close waits no more, and
+    what it could not write is said once, every occurrence in it: the writes it gave up
+    and the occurrences still queued, dropped without a write (before, the report left
+    those out, and only stats() knew)."""
+    clock = FakeClock()  # never moved: the sink's rate limit lets about 10 writes go
+    with LocalApiServer(namespaces=["prod"]) as server:
+        handler = KubernetesEventHandler(
+            component="job", sink=server.url, clock=clock, flush_timeout=0.3
+        )
+        log = app_logger(handler)
+        for index in range(12):
+            log.warning("step %d failed", index, extra={"involved": pod(f"job-{index}")})
+        handler.flush()  # times out: two creates wait for the rate limit
+        for index in range(10):
+            log.warning("late", extra={"involved": pod(f"late-{index}")})
+        logging.shutdown([lambda: handler])
+    stats = handler.stats()
+    lost = stats["failed"] + stats["dropped"]
+    assert lost >= 10, stats  # the late ones at least
+    assert stats["accepted"] == sum(stats[k] for k in OUTCOMES), stats
+    exits = [m for m in reports.messages if "before the deadline of shutdown" in m]
+    assert exits == [exits[0]], reports.messages
+    assert exits[0].startswith(f"Unable to write {lost} event occurrence(s)"), exits[0]
+
+
 def test_pending_counts_occurrences_and_accounting_stays_exact(make, held) -> None:
     """Five occurrences of one event and three of another wait behind unanswered creates:
     pending is 8 (occurrences), pending_events 2, and accepted = outcomes + pending."""
