@@ -124,7 +124,6 @@ class KopfPoster:
         # handler that does nothing
         self.settings.posting.loggers = True
         self.handler = posting.K8sPoster()
-        self.consumed = 0
         self._loop = asyncio.new_event_loop()
         ready = threading.Event()
         holder: dict[str, Any] = {}
@@ -135,7 +134,6 @@ class KopfPoster:
             ready.set()
             while True:
                 await q.get()
-                self.consumed += 1
 
         def run() -> None:
             asyncio.set_event_loop(self._loop)
