@@ -1,21 +1,10 @@
 """The pod this process runs in, for the handler's ``default_involved="pod"``.
 
-This sits at the front door beside :mod:`k8s_logging_events._records`: a record without an
-involved object of its own becomes an event about the pod. The pod's identity comes from the
-Downward API, read once when the handler is built (never per record):
-
-* name: ``POD_NAME`` (``fieldRef: metadata.name``), else ``HOSTNAME``, which the kubelet
-  sets to the pod's name cut at 63 characters;
-* namespace: ``POD_NAMESPACE`` (``fieldRef: metadata.namespace``), else the service
-  account's namespace file;
-* uid: ``POD_UID`` (``fieldRef: metadata.uid``).
-
-``kubectl describe pod`` selects events by the pod's uid, so an event written without it is
-not shown there. Without ``POD_UID``, :class:`PodUidSink` (at the far end of the pipeline,
-around the handler's sink) reads the uid from the API server once, on the writer thread at
-the first write, and puts it into every event about the pod; when it cannot (no permission,
-no such pod, a sink that cannot read pods), the events are written without it and the
-reason is reported once, with the fix.
+A front door beside :mod:`k8s_logging_events._records`: a record without an involved object
+becomes an event about the pod, named once, when the handler is built, by the Downward API
+(:func:`from_environment`; the variables: docs/configuration.md, ``default_involved``).
+``kubectl describe pod`` selects events by uid, so without ``POD_UID`` :class:`PodUidSink`,
+around the handler's sink, reads it from the API server once, on a writer thread.
 """
 
 from __future__ import annotations
@@ -68,9 +57,7 @@ def from_environment(
 ) -> PodIdentity:
     """Read the pod's identity from the Downward API variables (and the namespace file).
 
-    Args:
-        environ: the environment (``os.environ`` by default).
-        namespace_file: the service account's namespace file (:data:`NAMESPACE_FILE`).
+    ``environ`` defaults to ``os.environ``, ``namespace_file`` to :data:`NAMESPACE_FILE`.
     """
     env = os.environ if environ is None else environ
     namespace_file = NAMESPACE_FILE if namespace_file is None else namespace_file
@@ -110,18 +97,15 @@ def from_environment(
 
 
 def report(identity: PodIdentity, *, can_read_uid: bool) -> None:
-    """Report, once (when the handler is built), what will keep the pod's events from view.
+    """Report, when the handler is built, what will keep the pod's events from view.
 
-    Args:
-        identity: what :func:`from_environment` found.
-        can_read_uid: whether the handler owns its sink, and so can read a missing uid.
+    ``can_read_uid``: the handler owns its sink, and so can read a missing uid.
     """
     if identity.problem:
-        _diagnostics.log_safely(_diagnostics.logger, logging.WARNING, "%s", identity.problem)
+        _diagnostics.report(logging.WARNING, "%s", identity.problem)
     ref = identity.ref
     if ref is not None and not ref.uid and not can_read_uid:
-        _diagnostics.log_safely(
-            _diagnostics.logger,
+        _diagnostics.report(
             logging.WARNING,
             "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
             "will not show them: POD_UID is not set and the handler cannot read the uid "
@@ -141,18 +125,13 @@ def _read_namespace_file(path: str) -> str:
 
 
 class PodUidSink:
-    """An EventSink around another that puts the pod's uid into events about the pod.
+    """An EventSink around ``inner`` that puts the uid into events about ``pod`` (which has none).
 
-    The uid is read once, through the wrapped sink's ``read_pod_uid`` (a GET of the pod),
-    on the writer thread at the first write about the pod. A connection failure makes that
-    write fail and be retried as any write is (and the read with it); a refusal (403, 404)
-    or a sink that cannot read pods is final: events are then written without the uid, and
-    the reason is reported once. What the wrapped sink returns carries the reference as it
-    was given, so that correlation sees one object throughout.
-
-    Args:
-        inner: the sink that writes.
-        pod: the pod's reference, without a uid.
+    The uid is read once, through ``inner.read_pod_uid`` (a GET of the pod), on the writer
+    thread at the first write about the pod. A connection failure or a 429 or 5xx fails
+    that write, to be retried with the read; a refusal (403, 404) or a sink that cannot
+    read pods is final: events go without the uid, and why is reported once. Answers carry
+    the reference as given, so that correlation sees one object throughout.
     """
 
     def __init__(self, inner: sinks.EventSink, pod: models.ObjectReference) -> None:
@@ -165,11 +144,6 @@ class PodUidSink:
     def _after_fork_in_child(self) -> None:
         # a writer of the parent holds the lock while it reads the pod (a request)
         self._lock = threading.Lock()
-
-    @property
-    def inner(self) -> sinks.EventSink:
-        """The wrapped sink."""
-        return self._inner
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` with the pod's uid filled in."""
@@ -192,27 +166,22 @@ class PodUidSink:
 
     @property
     def api(self) -> str:
-        """The wrapped sink's API."""
         return str(getattr(self._inner, "api", sinks.CORE_V1))
 
     @property
     def api_known(self) -> bool:
-        """Whether the wrapped sink knows its API without a request."""
         return _apis.api_known(self._inner)
 
     def drain(self, on: bool) -> None:
-        """Pass the drain switch on."""
         drain = getattr(self._inner, "drain", None)
         if callable(drain):
             drain(on)
 
     @property
     def waiting_for_rate_limit(self) -> int:
-        """The wrapped sink's requests waiting for its rate limit."""
         return int(getattr(self._inner, "waiting_for_rate_limit", 0) or 0)
 
     def close(self) -> None:
-        """Close the wrapped sink."""
         close = getattr(self._inner, "close", None)
         if callable(close):
             close()
@@ -242,7 +211,6 @@ class PodUidSink:
     def _read(self) -> models.ObjectReference:
         pod = self._pod
         reader = getattr(self._inner, "read_pod_uid", None)
-        why = ""
         if not callable(reader):
             why = f"the sink {type(self._inner).__name__} cannot read pods"
         else:
@@ -256,8 +224,7 @@ class PodUidSink:
                 why = f"the pod could not be read: {error}"
             else:
                 return dataclasses.replace(pod, uid=uid)
-        _diagnostics.log_safely(
-            _diagnostics.logger,
+        _diagnostics.report(
             logging.WARNING,
             "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
             "will not show them (it selects events by uid; `kubectl events --for pod/%s` and "
