@@ -47,13 +47,12 @@ ThreadHook = Callable[[threading.ExceptHookArgs], Any]
 
 
 class Watcher(Protocol):
-    """What a crash is reported to: a :class:`~.handler.KubernetesEventHandler`."""
+    """What a crash is reported to: a :class:`~.handler.KubernetesEventHandler`, whose
+    ``handle`` never raises nor waits, and whose ``flush`` waits at most ``flush_timeout``."""
 
-    def handle(self, record: logging.LogRecord) -> object:
-        """Turn ``record`` into an event (never raising, never waiting)."""
+    def handle(self, record: logging.LogRecord) -> object: ...
 
-    def flush(self) -> None:
-        """Wait, within the handler's ``flush_timeout``, until what it has is written."""
+    def flush(self) -> None: ...
 
 
 def watch(handler: Watcher, exception_detail: str) -> None:
@@ -62,20 +61,32 @@ def watch(handler: Watcher, exception_detail: str) -> None:
     ``handler`` is held weakly (dropped without ``close()``, it stops watching when
     collected); ``exception_detail`` is its option of that name (see :func:`crash_record`).
     """
-    global _watchers
+    global _watchers, _sys_hook, _thread_hook
     with _lock:
         kept = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
         _watchers = (*kept, (weakref.ref(handler), exception_detail))
-        _install()
+        # ours on top, unless they are there: over whatever is set now
+        if _sys_hook is None or sys.excepthook is not _sys_hook:
+            _sys_hook = _SysHook(sys.excepthook)
+            sys.excepthook = _sys_hook
+        if _thread_hook is None or threading.excepthook is not _thread_hook:
+            _thread_hook = _ThreadHook(threading.excepthook)
+            threading.excepthook = _thread_hook
 
 
 def unwatch(handler: Watcher) -> None:
     """Stop reporting to ``handler``; when none is left, restore the hooks that are ours."""
-    global _watchers
+    global _watchers, _sys_hook, _thread_hook
     with _lock:
         _watchers = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
-        if not _watchers:
-            _uninstall()
+        if _watchers:
+            return
+        # a hook set over ours chains to ours: it stays, and ours only passes calls on
+        if _sys_hook is not None and sys.excepthook is _sys_hook:
+            sys.excepthook = _sys_hook.previous
+        if _thread_hook is not None and threading.excepthook is _thread_hook:
+            threading.excepthook = _thread_hook.previous
+        _sys_hook = _thread_hook = None
 
 
 def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
@@ -170,28 +181,6 @@ def _flush(handlers: list[Watcher]) -> None:
             handler.flush()
         except (Exception, KeyboardInterrupt):  # Ctrl-C while waiting: stop waiting, quietly
             return
-
-
-# --- installing -------------------------------------------------------------------------------
-
-
-def _install() -> None:
-    global _sys_hook, _thread_hook
-    if _sys_hook is None or sys.excepthook is not _sys_hook:
-        _sys_hook = _SysHook(sys.excepthook)
-        sys.excepthook = _sys_hook
-    if _thread_hook is None or threading.excepthook is not _thread_hook:
-        _thread_hook = _ThreadHook(threading.excepthook)
-        threading.excepthook = _thread_hook
-
-
-def _uninstall() -> None:
-    global _sys_hook, _thread_hook
-    if _sys_hook is not None and sys.excepthook is _sys_hook:
-        sys.excepthook = _sys_hook.previous
-    if _thread_hook is not None and threading.excepthook is _thread_hook:
-        threading.excepthook = _thread_hook.previous
-    _sys_hook = _thread_hook = None
 
 
 def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:

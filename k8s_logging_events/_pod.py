@@ -71,27 +71,19 @@ def from_environment(
                 f"the pod name comes from HOSTNAME, which Kubernetes cuts to {HOSTNAME_LIMIT} "
                 f"characters, so it may not be the pod's name: {_DOWNWARD_API_HINT}"
             )
-    if not name or not namespace:
-        missing = " and ".join(
-            what
-            for what, value in (
-                ("a name (POD_NAME or HOSTNAME)", name),
-                (f"a namespace (POD_NAMESPACE or {namespace_file})", namespace),
-            )
-            if not value
-        )
+    missing = [] if name else ["a name (POD_NAME or HOSTNAME)"]
+    if not namespace:
+        missing.append(f"a namespace (POD_NAMESPACE or {namespace_file})")
+    if missing:
         return PodIdentity(
             None,
             f'default_involved="pod" but this process does not run in a pod, or cannot tell '
-            f"which: no {missing}. Records without an involved object make no events; "
-            f"{_DOWNWARD_API_HINT}",
+            f"which: no {' and '.join(missing)}. Records without an involved object make no "
+            f"events; {_DOWNWARD_API_HINT}",
         )
+    uid = env.get("POD_UID", "").strip()
     ref = models.ObjectReference(
-        kind="Pod",
-        api_version="v1",
-        name=name,
-        namespace=namespace,
-        uid=env.get("POD_UID", "").strip(),
+        kind="Pod", api_version="v1", name=name, namespace=namespace, uid=uid
     )
     return PodIdentity(ref, problem)
 
@@ -146,15 +138,13 @@ class PodUidSink:
         self._lock = threading.Lock()
 
     def create(self, event: models.Event) -> models.Event:
-        """Create ``event`` with the pod's uid filled in."""
         return self._restored(self._inner.create(self._with_uid(event)), event)
 
     def update(self, event: models.Event) -> models.Event:
-        """Replace ``event``, with the pod's uid filled in."""
         return self._restored(self._inner.update(self._with_uid(event)), event)
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Patch ``event`` (a patch never names the involved object)."""
+        # a patch never names the involved object: no uid to put in
         return self._restored(self._inner.patch(event, data), event)
 
     def read(self, event: models.Event) -> models.Event:
