@@ -1,21 +1,14 @@
 """Crash events: an uncaught exception becomes a ``Warning`` event about the pod.
 
-A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option (what
-users see: docs/integrations.md, "Crash loops and restarts"). It chains to
-``sys.excepthook`` and ``threading.excepthook``, hands each watching handler a
-:func:`crash_record`, then calls the previous hook; in the main thread it then flushes each
-handler, since the process is about to end.
-
-The rules:
-
-* The hooks are installed once, when the first handler watches, over whatever is set, and
-  restored when the last one stops, but only if still on top: a hook set over ours chains
-  to it, so ours stays and passes every call on. A handler built while another hook is on
-  top puts ours over it again; a crash is still reported once (``_in_hook``).
-* The previous hook always runs. Our part never raises; a previous hook that raises is the
-  interpreter's to report, as it would be without us.
-* After ``os.fork()`` the child keeps the hooks and the handlers (renewed by the handler's
-  own fork rule): a crash of the child is the child's event.
+A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option (its
+rules as users see them: docs/integrations.md, "Crash loops and restarts"). Our
+``sys.excepthook`` and ``threading.excepthook`` hand each watching handler a
+:func:`crash_record`, then call the hook they were installed over, which always runs; the
+main thread's then flushes each handler, since the process is about to end. Our part never
+raises. Installed once, over whatever is set, the hooks are restored when the last handler
+stops watching, but only if still on top: a hook set over ours chains to ours, which then
+only passes calls on. After ``os.fork()`` the child keeps hooks and handlers: a crash of the
+child is the child's event.
 """
 
 from __future__ import annotations

@@ -330,15 +330,10 @@ class RateLimitedReporter:
         """Write, for every kind, what the limit held back since its last line (flush, close)."""
         now = self._monotonic()
         with self._lock:
-            held_back = [
-                (kind, held, self._totals.get(kind, 0)) for kind, held in self._held.items()
-            ]
+            held_back = [(held, self._totals.get(kind, 0)) for kind, held in self._held.items()]
+            self._last.update(dict.fromkeys(self._held, now))
             self._held.clear()
-            for kind, _, _ in held_back:
-                self._last[kind] = now
-        for _, held, total in held_back:
-            if not would_log(self._log, held.level):
-                continue
+        for held, total in held_back:
             counted = f"{held.reports} report(s) like this since the last one"
             if held.occurrences:
                 counted += (

@@ -2,20 +2,18 @@
 
 It sits beside the pipeline and imports nothing of the library (docs/architecture.md).
 
-**Fork.** ``os.fork()`` copies only the forking thread, so a lock another thread held stays
+**Fork.** ``os.fork()`` copies only the forking thread: a lock another thread held stays
 held in the child. Whatever a library thread may hold registers with :func:`renew_in_child`
-when it is made, and its ``_after_fork_in_child()`` renews it in the child before anything
-else runs there, in the order they were made (the list: docs/reliability.md, "Fork"; a
-module registers ``sys.modules[__name__]``). This is the package's only
-``os.register_at_fork``; a child's counters therefore start at zero.
+when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"), and
+its ``_after_fork_in_child()`` renews it in the child, in the order made, before anything
+else runs there. This is the package's only ``os.register_at_fork``.
 
-**Exit.** A ``multiprocessing`` child ends with ``os._exit()``, so ``atexit`` (and
-``logging.shutdown()``) never runs there: :func:`flush_when_child_ends`.
+**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit`` there, so no
+``logging.shutdown()`` (:func:`flush_when_child_ends`).
 
-**Signals.** CPython runs Python signal handlers only on the main thread, and a signal taken
-by a library thread while the main thread waits in a lock is handled late or never, so the
-library's threads block the termination signals. A subprocess inherits its thread's mask,
-so they unblock them while one may start (:func:`subprocesses_may_start`).
+**Signals.** Python signal handlers run only on the main thread: a signal a library thread
+takes while the main thread waits in a lock is handled late or never, so the library's
+threads block the termination signals, except while a subprocess may start.
 """
 
 from __future__ import annotations
