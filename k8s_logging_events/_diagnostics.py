@@ -64,6 +64,7 @@ OWN_HANDLER_MARK = "ignores_library_reports"
 """A handler class attribute: true on handlers that drop this library's records (ours)."""
 
 _OWN_PREFIX = LOGGER_NAME + "."
+_Deferred = tuple[str, int, str, tuple[Any, ...], dict[str, Any]]
 
 
 class _ThreadMark(threading.local):
@@ -200,9 +201,6 @@ class StandardError:
 
 standard_error = StandardError()
 """Where warnings go when no handler would show them."""
-
-
-_Deferred = tuple[str, int, str, tuple[Any, ...], dict[str, Any]]
 
 
 @dataclass(slots=True)

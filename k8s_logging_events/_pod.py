@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping
 
 from k8s_logging_events import _apis, _diagnostics, _process, models
 from k8s_logging_events import sink as sinks
@@ -52,17 +51,11 @@ class PodIdentity:
     """Outside a pod: why there is no pod. Inside: what is doubtful (a name cut at 63)."""
 
 
-def from_environment(
-    environ: Mapping[str, str] | None = None, namespace_file: str | None = None
-) -> PodIdentity:
-    """Read the pod's identity from the Downward API variables (and the namespace file).
-
-    ``environ`` defaults to ``os.environ``, ``namespace_file`` to :data:`NAMESPACE_FILE`.
-    """
-    env = os.environ if environ is None else environ
-    namespace_file = NAMESPACE_FILE if namespace_file is None else namespace_file
+def from_environment() -> PodIdentity:
+    """Read the pod's identity from the Downward API variables (and :data:`NAMESPACE_FILE`)."""
+    env = os.environ
     name = env.get("POD_NAME", "").strip()
-    namespace = env.get("POD_NAMESPACE", "").strip() or _read_namespace_file(namespace_file)
+    namespace = env.get("POD_NAMESPACE", "").strip() or _read_namespace_file(NAMESPACE_FILE)
     problem = ""
     if not name:
         name = env.get("HOSTNAME", "").strip()
@@ -73,7 +66,7 @@ def from_environment(
             )
     missing = [] if name else ["a name (POD_NAME or HOSTNAME)"]
     if not namespace:
-        missing.append(f"a namespace (POD_NAMESPACE or {namespace_file})")
+        missing.append(f"a namespace (POD_NAMESPACE or {NAMESPACE_FILE})")
     if missing:
         return PodIdentity(
             None,
