@@ -271,9 +271,10 @@ class RateLimitedReporter:
                     self._settled.notify_all()
 
     def settle(self, timeout: float) -> bool:
-        """Write what was deferred and wait for other threads' reports to be out (for flush).
+        """Write what was deferred and wait for other threads' reports to be out.
 
-        Returns False when ``timeout`` seconds passed first.
+        So a report is out before the flush that saw its cause returns. Returns False when
+        ``timeout`` seconds passed first.
         """
         self.emit_deferred()
         with self._settled:
