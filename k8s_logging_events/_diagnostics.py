@@ -1,17 +1,13 @@
 """The library's own reports about itself, its counters, and what an exit left unwritten.
 
-This sits beside the pipeline (docs/architecture.md): every layer reports here, and every
-report goes through :func:`log_safely`, which never takes the ``logging`` module's lock
-(``dictConfig`` and ``logging.shutdown()`` hold it while they close a handler, which may
-wait for our threads) and writes a warning to standard error, rate-limited, when nothing
-else would show it (docs/in-cluster.md). :class:`RateLimitedReporter` writes each kind of
-report once per interval and counts what it held back. The handler turns none of these
-records, nor any record logged on one of the library's threads, into events.
-
-The counters of what became of every occurrence: :class:`Tally` (lock-free, for the
-caller's thread) and :class:`Counters` (under a lock, for the background threads).
-:func:`unwritten_summary` says what a flush or an exit could not write, and which option
-would help.
+This sits beside the pipeline (docs/architecture.md): every layer reports here, through
+:func:`log_safely`, which never takes the ``logging`` module's lock (``dictConfig`` and
+``logging.shutdown()`` hold it while they close a handler, which may wait for our threads)
+and writes a warning to standard error, rate-limited, when nothing else would show it
+(docs/in-cluster.md); :class:`RateLimitedReporter` writes each kind once per interval.
+The outcome counters: :class:`Tally` (lock-free, for the caller's thread) and
+:class:`Counters` (locked, for the background threads). :func:`unwritten_summary` says what
+a flush or an exit could not write, and which option would help.
 """
 
 from __future__ import annotations
