@@ -1,40 +1,14 @@
 """Crash events: an uncaught exception becomes a ``Warning`` event about the pod.
 
-This sits at the front door beside :mod:`k8s_logging_events.handler`, for its
-``crash_events`` option (with ``default_involved="pod"``). It chains to the interpreter's two
-hooks for exceptions nobody caught, ``sys.excepthook`` (the main thread, just before the
-process dies) and ``threading.excepthook`` (any other thread), and turns the exception into
-a record that it hands to each watching handler::
-
-    raise ValueError("bad config")      (nothing catches it)
-      -> sys.excepthook (ours)          a CRITICAL record, reason UncaughtException,
-                                        message "ValueError: bad config", about the pod
-         -> handler.handle(record)      each handler with crash_events: one event each
-         -> the previous hook           the traceback is printed as before
-         -> handler.flush()             main thread only: written before the process ends
-
-The rules:
-
-* The hooks are installed once for all handlers, when the first handler with
-  ``crash_events`` is built, chained to the hooks already set. When the last one closes they
-  are restored, but only if they are still ours: a hook installed over ours chains to it,
-  and taking ours out of its chain is not possible; ours then passes every call through. A
-  handler built while another library's hook is on top puts ours over it again; a crash is
-  still reported once, however often ours appears in the chain.
-* The previous hook always runs, so the traceback is still printed and other hooks
-  (Sentry's, pytest's) still see the exception. Our own part never raises; a previous hook
-  that raises is left to the interpreter to report, as it would be without us.
-* ``KeyboardInterrupt`` and ``SystemExit`` are the ways to stop a program on purpose, not
-  crashes: no event. Every other exception is one, ``asyncio.CancelledError`` included.
-* An exception in another thread may not end the process: its event is handed over at once,
-  and the background threads write it while the program goes on; nothing waits.
-* In the main thread the interpreter is about to exit: each handler is flushed (within its
-  ``flush_timeout``) before the hook returns, so the event is on the server even when
-  non-daemon threads keep the process alive or the exit is abrupt.
-* After ``os.fork()`` the child keeps the hooks and the handlers (renewed by the handler's
-  own fork rule): a crash of the child is the child's event.
-* Outside a pod (``default_involved`` found none) the hooks are installed all the same and
-  make no event, as the handler makes none for a record without an involved object.
+A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option (its
+rules as users see them: docs/integrations.md, "Crash loops and restarts"). Our
+``sys.excepthook`` and ``threading.excepthook`` hand each watching handler a
+:func:`crash_record`, then call the hook they were installed over, which always runs; the
+main thread's then flushes each handler, since the process is about to end. Our part never
+raises. Installed once, over whatever is set, the hooks are restored when the last handler
+stops watching, but only if still on top: a hook set over ours chains to ours, which then
+only passes calls on. After ``os.fork()`` the child keeps hooks and handlers: a crash of the
+child is the child's event.
 """
 
 from __future__ import annotations
@@ -55,7 +29,7 @@ REASON = "UncaughtException"
 """The reason of a crash event: ``kubectl describe pod`` shows ``UncaughtException (xN)``."""
 
 NOT_CRASHES: tuple[type[BaseException], ...] = (KeyboardInterrupt, SystemExit)
-"""Exceptions that stop a program on purpose: they make no crash event."""
+"""Exceptions that stop a program on purpose: no crash event (``CancelledError`` makes one)."""
 
 RECORD_NAME = "uncaught"
 """The ``name`` of a crash record (no logger made it), for formatters that show it."""
@@ -66,50 +40,55 @@ ThreadHook = Callable[[threading.ExceptHookArgs], Any]
 
 
 class Watcher(Protocol):
-    """What a crash is reported to: a :class:`~.handler.KubernetesEventHandler`."""
+    """What a crash is reported to: a :class:`~.handler.KubernetesEventHandler`, whose
+    ``handle`` never raises nor waits, and whose ``flush`` waits at most ``flush_timeout``."""
 
-    def handle(self, record: logging.LogRecord) -> object:
-        """Turn ``record`` into an event (never raising, never waiting)."""
+    def handle(self, record: logging.LogRecord) -> object: ...
 
-    def flush(self) -> None:
-        """Wait, within the handler's ``flush_timeout``, until what it has is written."""
+    def flush(self) -> None: ...
 
 
 def watch(handler: Watcher, exception_detail: str) -> None:
     """Report uncaught exceptions to ``handler``; install the hooks if they are not ours yet.
 
-    Args:
-        handler: the handler with ``crash_events``; held weakly, so a handler dropped without
-            ``close()`` stops watching when it is collected.
-        exception_detail: the handler's option: what the event's message says (see
-            :func:`crash_record`).
+    ``handler`` is held weakly (dropped without ``close()``, it stops watching when
+    collected); ``exception_detail`` is its option of that name (see :func:`crash_record`).
     """
-    global _watchers
+    global _watchers, _sys_hook, _thread_hook
     with _lock:
         kept = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
         _watchers = (*kept, (weakref.ref(handler), exception_detail))
-        _install()
+        # ours on top, unless they are there: over whatever is set now
+        if _sys_hook is None or sys.excepthook is not _sys_hook:
+            _sys_hook = _SysHook(sys.excepthook)
+            sys.excepthook = _sys_hook
+        if _thread_hook is None or threading.excepthook is not _thread_hook:
+            _thread_hook = _ThreadHook(threading.excepthook)
+            threading.excepthook = _thread_hook
 
 
 def unwatch(handler: Watcher) -> None:
     """Stop reporting to ``handler``; when none is left, restore the hooks that are ours."""
-    global _watchers
+    global _watchers, _sys_hook, _thread_hook
     with _lock:
         _watchers = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
-        if not _watchers:
-            _uninstall()
+        if _watchers:
+            return
+        # a hook set over ours chains to ours: it stays, and ours only passes calls on
+        if _sys_hook is not None and sys.excepthook is _sys_hook:
+            sys.excepthook = _sys_hook.previous
+        if _thread_hook is not None and threading.excepthook is _thread_hook:
+            threading.excepthook = _thread_hook.previous
+        _sys_hook = _thread_hook = None
 
 
 def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     """The record of an uncaught exception: CRITICAL, reason ``UncaughtException``.
 
-    Its message is the exception's summary, ``ExcType: text``, as the handler's
-    ``exception_detail: summary`` writes an exception; ``traceback`` adds the traceback
-    (the formatter renders it after the summary, so a cut keeps the summary); ``none``
-    leaves the text out, the type alone (an exception's text may hold what only the logs
-    should see). Where the traceback ends is the record's path, line and function.
+    Its message is ``ExcType: text`` (``exception_detail: none``: the type alone;
+    ``traceback`` adds the traceback, rendered after the summary so a cut keeps it). Where
+    the traceback ends is the record's path, line and function.
     """
-    # "none": the summary of the exception without its text, the type alone
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
     message = _records.exception_summary(shown)
     path, line, function = _innermost(exc_info[2])
@@ -131,7 +110,7 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
 
 
 class _SysHook:
-    """``sys.excepthook``: the main thread's exception; the process is about to end."""
+    """``sys.excepthook``: the main thread's; the process is about to end, so flush."""
 
     def __init__(self, previous: SysHook) -> None:
         self.previous = previous
@@ -154,7 +133,7 @@ class _SysHook:
 
 
 class _ThreadHook:
-    """``threading.excepthook``: a thread's exception; the process may go on."""
+    """``threading.excepthook``: another thread's; the process may go on, nothing waits."""
 
     def __init__(self, previous: ThreadHook) -> None:
         self.previous = previous
@@ -183,12 +162,7 @@ def _report(exc_info: ExcInfo) -> list[Watcher]:
         try:
             handler.handle(crash_record(exc_info, detail))
         except Exception as error:  # a crash report must not add a crash of its own
-            _diagnostics.log_safely(
-                _diagnostics.logger,
-                logging.WARNING,
-                "No event for an uncaught exception: %r",
-                error,
-            )
+            _diagnostics.report(logging.WARNING, "No event for an uncaught exception: %r", error)
         else:
             handed.append(handler)
     return handed
@@ -202,35 +176,6 @@ def _flush(handlers: list[Watcher]) -> None:
             return
 
 
-# --- installing -------------------------------------------------------------------------------
-
-
-def _install() -> None:
-    """Put our hooks on top, unless they are there: over whatever is set now."""
-    global _sys_hook, _thread_hook
-    if _sys_hook is None or sys.excepthook is not _sys_hook:
-        _sys_hook = _SysHook(sys.excepthook)
-        sys.excepthook = _sys_hook
-    if _thread_hook is None or threading.excepthook is not _thread_hook:
-        _thread_hook = _ThreadHook(threading.excepthook)
-        threading.excepthook = _thread_hook
-
-
-def _uninstall() -> None:
-    """Restore the previous hooks where ours are still on top.
-
-    A hook set over ours chains to ours: it stays, and ours, left in its chain, only
-    passes calls on from now (and is not reported through twice when a later handler puts
-    a new one on top).
-    """
-    global _sys_hook, _thread_hook
-    if _sys_hook is not None and sys.excepthook is _sys_hook:
-        sys.excepthook = _sys_hook.previous
-    if _thread_hook is not None and threading.excepthook is _thread_hook:
-        threading.excepthook = _thread_hook.previous
-    _sys_hook = _thread_hook = None
-
-
 def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
     if tb is None:
         return "(unknown file)", 0, None
@@ -241,7 +186,7 @@ def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
 
 
 def _after_fork_in_child() -> None:
-    """In a child after ``os.fork()`` (see ``_process``): the lock a parent's thread held."""
+    # the lock a thread of the parent may have held at the fork
     global _lock
     _lock = threading.Lock()
 

@@ -1,21 +1,10 @@
 """The pod this process runs in, for the handler's ``default_involved="pod"``.
 
-This sits at the front door beside :mod:`k8s_logging_events._records`: a record without an
-involved object of its own becomes an event about the pod. The pod's identity comes from the
-Downward API, read once when the handler is built (never per record):
-
-* name: ``POD_NAME`` (``fieldRef: metadata.name``), else ``HOSTNAME``, which the kubelet
-  sets to the pod's name cut at 63 characters;
-* namespace: ``POD_NAMESPACE`` (``fieldRef: metadata.namespace``), else the service
-  account's namespace file;
-* uid: ``POD_UID`` (``fieldRef: metadata.uid``).
-
-``kubectl describe pod`` selects events by the pod's uid, so an event written without it is
-not shown there. Without ``POD_UID``, :class:`PodUidSink` (at the far end of the pipeline,
-around the handler's sink) reads the uid from the API server once, on the writer thread at
-the first write, and puts it into every event about the pod; when it cannot (no permission,
-no such pod, a sink that cannot read pods), the events are written without it and the
-reason is reported once, with the fix.
+A front door beside :mod:`k8s_logging_events._records`: a record without an involved object
+becomes an event about the pod, named once, when the handler is built, by the Downward API
+(:func:`from_environment`; the variables: docs/configuration.md, ``default_involved``).
+``kubectl describe pod`` selects events by uid, so without ``POD_UID`` :class:`PodUidSink`,
+around the handler's sink, reads it from the API server once, on a writer thread.
 """
 
 from __future__ import annotations
@@ -24,7 +13,6 @@ import dataclasses
 import logging
 import os
 import threading
-from collections.abc import Mapping
 
 from k8s_logging_events import _apis, _diagnostics, _process, models
 from k8s_logging_events import sink as sinks
@@ -63,19 +51,11 @@ class PodIdentity:
     """Outside a pod: why there is no pod. Inside: what is doubtful (a name cut at 63)."""
 
 
-def from_environment(
-    environ: Mapping[str, str] | None = None, namespace_file: str | None = None
-) -> PodIdentity:
-    """Read the pod's identity from the Downward API variables (and the namespace file).
-
-    Args:
-        environ: the environment (``os.environ`` by default).
-        namespace_file: the service account's namespace file (:data:`NAMESPACE_FILE`).
-    """
-    env = os.environ if environ is None else environ
-    namespace_file = NAMESPACE_FILE if namespace_file is None else namespace_file
+def from_environment() -> PodIdentity:
+    """Read the pod's identity from the Downward API variables (and :data:`NAMESPACE_FILE`)."""
+    env = os.environ
     name = env.get("POD_NAME", "").strip()
-    namespace = env.get("POD_NAMESPACE", "").strip() or _read_namespace_file(namespace_file)
+    namespace = env.get("POD_NAMESPACE", "").strip() or _read_namespace_file(NAMESPACE_FILE)
     problem = ""
     if not name:
         name = env.get("HOSTNAME", "").strip()
@@ -84,44 +64,33 @@ def from_environment(
                 f"the pod name comes from HOSTNAME, which Kubernetes cuts to {HOSTNAME_LIMIT} "
                 f"characters, so it may not be the pod's name: {_DOWNWARD_API_HINT}"
             )
-    if not name or not namespace:
-        missing = " and ".join(
-            what
-            for what, value in (
-                ("a name (POD_NAME or HOSTNAME)", name),
-                (f"a namespace (POD_NAMESPACE or {namespace_file})", namespace),
-            )
-            if not value
-        )
+    missing = [] if name else ["a name (POD_NAME or HOSTNAME)"]
+    if not namespace:
+        missing.append(f"a namespace (POD_NAMESPACE or {NAMESPACE_FILE})")
+    if missing:
         return PodIdentity(
             None,
             f'default_involved="pod" but this process does not run in a pod, or cannot tell '
-            f"which: no {missing}. Records without an involved object make no events; "
-            f"{_DOWNWARD_API_HINT}",
+            f"which: no {' and '.join(missing)}. Records without an involved object make no "
+            f"events; {_DOWNWARD_API_HINT}",
         )
+    uid = env.get("POD_UID", "").strip()
     ref = models.ObjectReference(
-        kind="Pod",
-        api_version="v1",
-        name=name,
-        namespace=namespace,
-        uid=env.get("POD_UID", "").strip(),
+        kind="Pod", api_version="v1", name=name, namespace=namespace, uid=uid
     )
     return PodIdentity(ref, problem)
 
 
 def report(identity: PodIdentity, *, can_read_uid: bool) -> None:
-    """Report, once (when the handler is built), what will keep the pod's events from view.
+    """Report, when the handler is built, what will keep the pod's events from view.
 
-    Args:
-        identity: what :func:`from_environment` found.
-        can_read_uid: whether the handler owns its sink, and so can read a missing uid.
+    ``can_read_uid``: the handler owns its sink, and so can read a missing uid.
     """
     if identity.problem:
-        _diagnostics.log_safely(_diagnostics.logger, logging.WARNING, "%s", identity.problem)
+        _diagnostics.report(logging.WARNING, "%s", identity.problem)
     ref = identity.ref
     if ref is not None and not ref.uid and not can_read_uid:
-        _diagnostics.log_safely(
-            _diagnostics.logger,
+        _diagnostics.report(
             logging.WARNING,
             "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
             "will not show them: POD_UID is not set and the handler cannot read the uid "
@@ -141,18 +110,13 @@ def _read_namespace_file(path: str) -> str:
 
 
 class PodUidSink:
-    """An EventSink around another that puts the pod's uid into events about the pod.
+    """An EventSink around ``inner`` that puts the uid into events about ``pod`` (which has none).
 
-    The uid is read once, through the wrapped sink's ``read_pod_uid`` (a GET of the pod),
-    on the writer thread at the first write about the pod. A connection failure makes that
-    write fail and be retried as any write is (and the read with it); a refusal (403, 404)
-    or a sink that cannot read pods is final: events are then written without the uid, and
-    the reason is reported once. What the wrapped sink returns carries the reference as it
-    was given, so that correlation sees one object throughout.
-
-    Args:
-        inner: the sink that writes.
-        pod: the pod's reference, without a uid.
+    The uid is read once, through ``inner.read_pod_uid`` (a GET of the pod), on the writer
+    thread at the first write about the pod. A connection failure or a 429 or 5xx fails
+    that write, to be retried with the read; a refusal (403, 404) or a sink that cannot
+    read pods is final: events go without the uid, and why is reported once. Answers carry
+    the reference as given, so that correlation sees one object throughout.
     """
 
     def __init__(self, inner: sinks.EventSink, pod: models.ObjectReference) -> None:
@@ -166,21 +130,14 @@ class PodUidSink:
         # a writer of the parent holds the lock while it reads the pod (a request)
         self._lock = threading.Lock()
 
-    @property
-    def inner(self) -> sinks.EventSink:
-        """The wrapped sink."""
-        return self._inner
-
     def create(self, event: models.Event) -> models.Event:
-        """Create ``event`` with the pod's uid filled in."""
         return self._restored(self._inner.create(self._with_uid(event)), event)
 
     def update(self, event: models.Event) -> models.Event:
-        """Replace ``event``, with the pod's uid filled in."""
         return self._restored(self._inner.update(self._with_uid(event)), event)
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Patch ``event`` (a patch never names the involved object)."""
+        # a patch never names the involved object: no uid to put in
         return self._restored(self._inner.patch(event, data), event)
 
     def read(self, event: models.Event) -> models.Event:
@@ -192,27 +149,22 @@ class PodUidSink:
 
     @property
     def api(self) -> str:
-        """The wrapped sink's API."""
         return str(getattr(self._inner, "api", sinks.CORE_V1))
 
     @property
     def api_known(self) -> bool:
-        """Whether the wrapped sink knows its API without a request."""
         return _apis.api_known(self._inner)
 
     def drain(self, on: bool) -> None:
-        """Pass the drain switch on."""
         drain = getattr(self._inner, "drain", None)
         if callable(drain):
             drain(on)
 
     @property
     def waiting_for_rate_limit(self) -> int:
-        """The wrapped sink's requests waiting for its rate limit."""
         return int(getattr(self._inner, "waiting_for_rate_limit", 0) or 0)
 
     def close(self) -> None:
-        """Close the wrapped sink."""
         close = getattr(self._inner, "close", None)
         if callable(close):
             close()
@@ -242,7 +194,6 @@ class PodUidSink:
     def _read(self) -> models.ObjectReference:
         pod = self._pod
         reader = getattr(self._inner, "read_pod_uid", None)
-        why = ""
         if not callable(reader):
             why = f"the sink {type(self._inner).__name__} cannot read pods"
         else:
@@ -256,8 +207,7 @@ class PodUidSink:
                 why = f"the pod could not be read: {error}"
             else:
                 return dataclasses.replace(pod, uid=uid)
-        _diagnostics.log_safely(
-            _diagnostics.logger,
+        _diagnostics.report(
             logging.WARNING,
             "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
             "will not show them (it selects events by uid; `kubectl events --for pod/%s` and "

@@ -1,65 +1,19 @@
 """The process around the pipeline: fork, a ``multiprocessing`` child's exit, signal masks.
 
-This sits beside the pipeline, under everything that holds state: it imports nothing of the
-library, and whatever a background thread of the library may be using registers here. It is
-the one place that knows what a child renews after ``os.fork()`` (the only
-``os.register_at_fork`` of the package), what a ``multiprocessing`` child writes when its
-target returns, and which signals the library's threads leave to the application.
+It sits beside the pipeline and imports nothing of the library (docs/architecture.md).
 
-**Fork.** ``os.fork()`` copies one thread, the one that forks; every lock another thread
-held at that instant stays held in the child, by a thread the child does not have. So
-everything such a thread may be holding is renewed in the child, before anything else runs
-there. The objects register themselves with :func:`renew_in_child` when they are made, and
-each renews its own state in ``_after_fork_in_child()`` (renewed in the order they were
-made):
+**Fork.** ``os.fork()`` copies only the forking thread: a lock another thread held stays
+held in the child. Whatever a library thread may hold registers with :func:`renew_in_child`
+when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"), and
+its ``_after_fork_in_child()`` renews it in the child, in the order made, before anything
+else runs there. This is the package's only ``os.register_at_fork``.
 
-======================  ==============================================================
-registered              what the child renews
-======================  ==============================================================
-Runtime                 its queue, threads (started again on the next event), pending
-                        writes, correlators (made again on the next event), the queues
-                        of its watchers; the parent's queued and pending occurrences stay
-                        the parent's, so nothing is written twice
-EventBroadcaster        its ``invalid`` counter
-Counters                every outcome counter, back to zero
-RateLimitedReporter     its locks; reports the parent deferred, held back or counted are
-                        the parent's to write
-StandardError           its lock (the limit on what reaches standard error)
-EventNamer              its lock (a dispatcher holds it for every event it names)
-EventCorrelator,        their locks
-SeriesCorrelator
-Continuation            its lock (a writer holds it to note what it saw of an event)
-KubernetesEventSink     its rate-limit lock, its keep-alive connections (the child's
-                        copies are closed: the parent's stay open), the official client's
-                        connection pool
-LazySink, PodUidSink    their locks (a client build or a pod read under way in the parent
-                        is made again in the child when it needs it)
-KubernetesEventHandler  its lock, counters and call sites; its own broadcaster is left to
-                        the parent, and the child makes a new one at its next record
-_crash, metrics         their module locks (the uncaught-exception hooks', a scrape's)
-======================  ==============================================================
+**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit`` there, so no
+``logging.shutdown()`` (:func:`flush_when_child_ends`).
 
-(Modules register themselves: ``renew_in_child(sys.modules[__name__])`` with a
-module-level ``_after_fork_in_child()``.)
-
-A child's counters therefore start at zero and add up on their own: after a flush,
-``accepted`` equals the sum of the outcomes of what the child logged.
-
-Process-wide, a fork waits (a bounded time) while a writer thread imports the ``kubernetes``
-client, so that no child inherits a half-imported module (:func:`importing`).
-
-**Exit.** A ``multiprocessing`` child ends with ``os._exit()`` after running its finalizers:
-``atexit`` (so ``logging.shutdown()``) never runs there. What registers with
-:func:`flush_when_child_ends` is flushed (``flush_at_child_exit()``) when the target returns.
-
-**Signals.** A signal sent to the process goes to any thread that does not block it, and
-CPython runs its Python handler only when the main thread next runs Python code: one taken
-by a library thread while the main thread waits in a lock (a ``Pool`` worker between tasks)
-is handled late or never. The library's threads therefore block the termination signals
-(:func:`leave_signals_to_the_main_thread`). A subprocess inherits the mask of the thread
-that starts it, and a blocked SIGTERM or SIGINT would make it unstoppable, so a library
-thread unblocks them while it may start one: building the client or reading credentials,
-where a kubeconfig ``exec`` plugin runs (:func:`subprocesses_may_start`).
+**Signals.** Python signal handlers run only on the main thread: a signal a library thread
+takes while the main thread waits in a lock is handled late or never, so the library's
+threads block the termination signals, except while a subprocess may start.
 """
 
 from __future__ import annotations
@@ -123,7 +77,7 @@ def importing() -> threading.Lock:
     """The lock to hold while importing the ``kubernetes`` client on a library thread.
 
     A fork waits for it (at most :data:`FORK_IMPORT_WAIT_SECONDS`): a child must not inherit
-    a module half imported, whose import lock belongs to a thread it does not have.
+    a half-imported module, whose import lock belongs to a thread it does not have.
     """
     return _importing
 
@@ -174,10 +128,8 @@ def flush_when_child_ends(target: ExitFlushable) -> None:
         return
     _exit_hook_in = pid
     process = sys.modules.get("multiprocessing")
-    if process is None or process.parent_process() is None:
-        return
     util = sys.modules.get("multiprocessing.util")
-    if util is not None:
+    if process is not None and util is not None and process.parent_process() is not None:
         util.Finalize(None, _flush_all, exitpriority=100)
 
 
@@ -205,9 +157,8 @@ def leave_signals_to_the_main_thread() -> None:
 def subprocesses_may_start() -> Iterator[None]:
     """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start.
 
-    A subprocess inherits its thread's signal mask, through ``exec`` too: one started with
-    SIGTERM and SIGINT blocked ignores both, and may outlive the application. Nothing to do
-    on a thread that does not block them (the application's).
+    A subprocess inherits the mask through ``exec``: with SIGTERM and SIGINT blocked it
+    ignores both. Nothing to do on a thread that does not block them (the application's).
     """
     if not getattr(_mask, "blocked", False):
         yield

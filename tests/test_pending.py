@@ -345,7 +345,8 @@ class Pending:
         return done
 
     def outcomes(self) -> dict[str, int]:
-        return {name: self.counters.get(name) for name in OUTCOMES}
+        counted = self.counters.snapshot()
+        return {name: counted.get(name, 0) for name in OUTCOMES}
 
     def accounted(self) -> bool:
         """Every occurrence queued so far has exactly one outcome, and none is pending."""
