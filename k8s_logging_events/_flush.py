@@ -1,12 +1,10 @@
 """How a flush or a close of the runtime knows it is done, within one deadline.
 
-Beside the dispatcher (:mod:`k8s_logging_events._runtime`, whose thread rules at the top
-hold here too): a flush puts a :class:`Marker` in the runtime's queue behind everything
-accepted before it. When the dispatcher reaches the marker it records how far each consumer
-must get (each sink's submitted writes, each watcher's delivered events) and sets it; the
-flush then waits until every consumer has got that far. Where no thread does the work (the
-dispatcher never started, or is gone at interpreter exit), the waiting thread does it
-itself, through the runtime's ``pump``.
+Beside the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here):
+a flush queues a :class:`Marker` behind everything accepted before it; the dispatcher, on
+reaching it, records how far each consumer must get, and the flush waits until each has.
+Where no thread does the work (never started, or gone at interpreter exit), the waiting
+thread does it, through the runtime's ``pump``.
 """
 
 from __future__ import annotations
