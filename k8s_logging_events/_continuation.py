@@ -59,13 +59,23 @@ class Write(Protocol):
 
 
 class Policy(Protocol):
-    """What an attempt asks of the write policy (``_pending.WritePolicy``)."""
+    """What an attempt asks of the write policy (part of ``_pending.WritePolicy``)."""
 
-    def patch(self, event: models.Event) -> bytes: ...
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool: ...
-    def count_of(self, event: models.Event) -> int: ...
-    def with_count(self, event: models.Event, count: int) -> models.Event: ...
-    def same_event(self, ours: models.Event, stored: models.Event) -> bool: ...
+    def patch(self, event: models.Event) -> bytes:
+        """The strategic-merge patch that records a repeat on the stored event."""
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create means our own earlier create landed (for a
+        sink that cannot read events; one that can asks :meth:`same_event`)."""
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for (``count``, or its series count)."""
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences."""
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, found under our event's name, is our event (same key)."""
 
 
 class Sink(Protocol):

@@ -37,7 +37,6 @@ class Deadline:
         return max(0.0, self.end - time.monotonic())
 
     def expired(self) -> bool:
-        """True once the deadline has passed."""
         return time.monotonic() >= self.end
 
 

@@ -25,13 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from k8s_logging_events import (
-    _continuation,
-    _diagnostics,
-    _errors,
-    _sanitise,
-    models,
-)
+from k8s_logging_events import _continuation, _diagnostics, _errors, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -70,14 +64,12 @@ Correlate = Callable[[Sequence[models.Event]], list[tuple[models.Event, bool, in
 into the writes to queue: ``(event, held back, occurrences it carries)``, in order."""
 
 
-class WritePolicy(Protocol):
-    """What the writer needs to know about one API's way of recording repeats."""
+class WritePolicy(_continuation.Policy, Protocol):
+    """What the writer needs to know about one API's way of recording repeats (with what
+    an attempt asks of it: :class:`~._continuation.Policy`)."""
 
     def is_first(self, event: models.Event) -> bool:
         """True when ``event`` is the first occurrence, written by a create."""
-
-    def patch(self, event: models.Event) -> bytes:
-        """The strategic-merge patch that records a repeat on the stored event."""
 
     def hold_wait(self, event: models.Event) -> float:
         """Seconds until a held-back write of ``event`` may go."""
@@ -87,19 +79,6 @@ class WritePolicy(Protocol):
 
     def written(self, sent: models.Event, stored: models.Event) -> None:
         """Feed back what the server stored after a successful write of ``sent``."""
-
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create means our own earlier create landed (for a
-        sink that cannot read events; one that can asks :meth:`same_event`)."""
-
-    def count_of(self, event: models.Event) -> int:
-        """How many occurrences ``event`` stands for (``count``, or its series count)."""
-
-    def with_count(self, event: models.Event, count: int) -> models.Event:
-        """``event`` standing for ``count`` occurrences."""
-
-    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
-        """True when ``stored``, found under our event's name, is our event (same key)."""
 
 
 @runtime_checkable
@@ -136,23 +115,19 @@ class Write:
     occurrences: int = 1
     attempts: int = 0
     due: float = 0.0
-    # a create that failed in transport may have landed: AlreadyExists then means "ours"
-    maybe_landed: bool = False
-    # the request in flight: (count it sets, occurrences it carries, a create?)
-    sent: tuple[int, int, bool] | None = None
+    maybe_landed: bool = False  # a create failed in transport: AlreadyExists may mean ours
+    sent: tuple[int, int, bool] | None = None  # in flight: (count set, occurrences, create?)
     # earlier requests that may have landed, their answers lost (see _continuation)
     unsure: list[tuple[int, int, bool]] = dataclasses.field(default_factory=list)
     throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
-    # the submission number of its oldest occurrence (flush waits for those before it)
-    first: int = 0
+    first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)
     last_error: Exception | None = None
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
-    # time.monotonic() when the request in flight began (real time: it bounds a request
-    # that hangs in a socket); None while no request is in flight
+    # time.monotonic() when its request began (real time: it bounds one that hangs in a
+    # socket); None while none is in flight
     started: float | None = None
-    # the event of its first occurrence, once later ones were merged in (see creation())
-    origin: models.Event | None = None
+    origin: models.Event | None = None  # its first occurrence's, once others merged in
 
     @property
     def in_flight(self) -> bool:
@@ -226,7 +201,8 @@ class Writes:
         self._counters = counters
         self._options = options
         self._clock = clock
-        self._monotonic = clock_mod.monotonic_source(clock)
+        # due times are durations: on the monotonic reading, which a wall clock step does not move
+        self._now = clock_mod.monotonic_source(clock)
         self._reporter = reporter
         self._namer = namer or _sanitise.EventNamer()
         self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
@@ -302,8 +278,10 @@ class Writes:
             slot = self._slots.get(key)
             if slot is None or slot.state != "ready" or slot.waiting is None:
                 continue
-            write = slot.waiting
-            if not self._may_start(write):
+            write, namespace = slot.waiting, slot.waiting.namespace
+            if write.event.involved_object in self._busy_objects or (
+                namespace in self._stalled and self._in_flight.get(namespace)
+            ):  # its object, or its stalled namespace, has a request in flight
                 skipped.append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
@@ -314,12 +292,6 @@ class Writes:
             break
         self._ready.extendleft(reversed(skipped))
         return found
-
-    def _may_start(self, write: Write) -> bool:
-        if write.event.involved_object in self._busy_objects:
-            return False
-        namespace = write.namespace
-        return not (namespace in self._stalled and self._in_flight.get(namespace))
 
     def ready_count(self) -> int:
         return len(self._ready)
@@ -538,7 +510,3 @@ class Writes:
             occurrences=write.occurrences,
             outcome="lost",
         )
-
-    def _now(self) -> float:
-        # due times are durations: on the monotonic reading, which a wall clock step does not move
-        return self._monotonic()

@@ -152,8 +152,7 @@ class WriterPool:
 
     def ready(self) -> int:
         """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
-        recordings = self._recordings()
-        return sum(r.writes.ready_count() + r.wanted for r in recordings)
+        return sum(r.writes.ready_count() + r.wanted for r in self._recordings())
 
     def prepare_soon(self, recording: Recording) -> None:
         """Have a writer set ``recording`` up, unless one is or it is (under ``cond``)."""

@@ -444,9 +444,7 @@ class Runtime:
             )
         for consumer in consumers:
             consumer.watcher.stop()
-        threads = self._pool.threads()
-        threads += [loop.thread for loop in loops if loop.thread]
-        for thread in threads:
+        for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:
             # a writer inside a request that does not answer is a daemon: not worth a grace
             self._join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
