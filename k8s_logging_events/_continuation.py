@@ -135,17 +135,13 @@ class Continuation:
         self._reporter = reporter
         self._lock = threading.Lock()
         self._known: cachetools.LRUCache[tuple[str, str], Known] = cachetools.LRUCache(max(1, size))
-        self._readable = True  # False once a read was refused (403)
+        # False once the server refused a read (403): takeovers and guards are off
+        self.readable = True
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         # a writer of the parent may have held the lock at the fork
         self._lock = threading.Lock()
-
-    @property
-    def readable(self) -> bool:
-        """False once the server refused a read: takeovers and guards are off."""
-        return self._readable
 
     def known(self, namespace: str, name: str) -> Known | None:
         """What was last seen of the event the correlator calls ``namespace/name``."""
@@ -191,13 +187,13 @@ class Continuation:
         try:
             return self._read(event)
         except TypeError as error:  # a wrapper around a sink that cannot read
-            self._readable = False
+            self.readable = False
             raise _UnreadableError(str(error)) from error
 
     def refused(self, error: _errors.ApiStatusError, event: models.Event) -> None:
         """Reading is not permitted: say so once, and keep client-go's ways from now on."""
         with self._lock:  # writers that read at once all meet the 403; one of them says so
-            first, self._readable = self._readable, False
+            first, self.readable = self.readable, False
         if not first:
             return
         self._reporter.report(
@@ -212,7 +208,7 @@ class Continuation:
         )
 
     def new_name(self, event: models.Event, renames: int) -> str:
-        if self._readable:
+        if self.readable:
             return self._namer.renamed(event, renames, self._clock.now())
         return self._namer.fresh(event.involved_object.name, self._clock.now())
 
@@ -239,9 +235,8 @@ class _Attempt:
         self.local = policy.count_of(event)
         known = owner.known(*self.key)
         self.name = known.name if known is not None else event.name
-        self.offset = known.offset if known is not None else 0
         self.version = known.version if known is not None else ""
-        self.target = self.local + self.offset
+        self.target = self.local + (known.offset if known is not None else 0)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.created = False  # our own create, whose answer was lost, is on the server

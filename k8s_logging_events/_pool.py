@@ -197,13 +197,10 @@ class WriterPool:
         Where no thread can start (interpreter exit on 3.12), the calling thread writes.
         """
         self._spawn_writers()
-        if self.can_spawn:
-            return False
-        job = self._take_job()
-        if job is None:
-            return False
-        self._perform(*job)
-        return True
+        job = None if self.can_spawn else self._take_job()
+        if job is not None:
+            self._perform(*job)
+        return job is not None
 
     def _spawn_writers(self) -> None:
         while self.can_spawn:
