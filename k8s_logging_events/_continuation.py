@@ -111,12 +111,9 @@ def guarded_patch(patch: bytes, version: str) -> bytes:
 class Continuation:
     """The requests of one write attempt: continuing events for a sink that can read them.
 
-    Args:
-        event_sink: the sink; without a callable ``read``, attempts keep client-go's ways.
-        namer: renames an event whose name another one holds.
-        clock: the time of a new name.
-        reporter: says once that reading events is not permitted.
-        size: how many events' records are kept.
+    Without a callable ``read`` on ``event_sink``, attempts keep client-go's ways. ``namer``
+    renames an event whose name another holds, at ``clock``'s time; ``reporter`` says once
+    that reading is not permitted; ``size`` events' records are kept.
     """
 
     def __init__(
@@ -149,11 +146,9 @@ class Continuation:
             return self._known.get((namespace, name))
 
     def attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
-        """Make the requests of one attempt of ``write``; return its outcome and the answer.
-
-        The answer is in the correlator's terms (its name and count), to feed back. Raises
-        what the last request raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`.
-        """
+        """Make the requests of one attempt of ``write``; return its outcome and the answer, in
+        the correlator's terms (its name and count), to feed back. Raises what the last request
+        raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`."""
         if self._read is None:
             return self._client_go_attempt(write, policy)
         return _Attempt(self, write, policy).run()
@@ -350,13 +345,9 @@ class _Attempt:
         return "created" if self.write.create and self.created else "patched"
 
     def _unwritten(self, stored: models.Event, server: int) -> int:
-        """This write's occurrences that ``stored`` does not hold yet.
-
-        A request whose answer was lost may have landed: if the server's count reached the
-        count it carried (and, for a create, the stored event began when ours did), its
-        occurrences are taken as written. Another process could have added as many in
-        between; the rule then undercounts rather than counting anything twice.
-        """
+        """This write's occurrences that ``stored`` does not hold yet: a lost answer's are
+        taken as written once the server's count reached what it carried (for a create, with
+        the same start), undercounting rather than counting twice (docs/correlation.md)."""
         written = 0
         for target, occurrences, created in self.write.unsure:
             if server >= target and (not created or _same_start(stored, self.event)):

@@ -22,12 +22,8 @@ EXIT_PAIR_SECONDS = 1.0
 
 
 class ExitWaits:
-    """Decides each wait's timeout from the ones before it.
-
-    Args:
-        flush_timeout: the handler's ``flush_timeout``.
-        monotonic: how real time is read (tests may pass their own).
-    """
+    """Decides each wait's timeout from the ones before it, from the handler's
+    ``flush_timeout``; ``monotonic`` reads real time (tests may pass their own)."""
 
     def __init__(
         self, flush_timeout: float, monotonic: Callable[[], float] = time.monotonic

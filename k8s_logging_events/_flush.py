@@ -97,10 +97,7 @@ def wait_written(
     pump: Pump,
 ) -> bool:
     """Wait until ``marker``'s targets are written; False when ``deadline`` passed first.
-
-    ``working`` says whether a thread (the dispatcher, a writer) may still do the work, under
-    ``cond``; when none does, the waiting thread pumps.
-    """
+    ``working`` (under ``cond``): a thread of ours may still do the work; else this one pumps."""
     while True:
         with cond:
             if marker.written():
@@ -114,11 +111,9 @@ def wait_written(
 
 
 def leftovers(items: queue.SimpleQueue[Any]) -> int:
-    """Empty the queue after the stop: the occurrences left in it, to count as dropped.
-
-    A waiting flush is released; a stop marker goes back, because a dispatcher whose start
-    raced with close() has yet to see it.
-    """
+    """Empty the queue after the stop; return the occurrences left, to count as dropped. A
+    waiting flush is released; a stop marker goes back (a dispatcher whose start raced with
+    close() has yet to see it)."""
     left = stops = 0
     with contextlib.suppress(queue.Empty):
         while True:

@@ -191,11 +191,9 @@ class HandOff:
         *,
         aside: bool = False,
     ) -> None:
-        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``.
-
-        The occurrences submitted stop being queued (or, ``aside``, kept aside) under the
-        same lock as they become pending writes: :meth:`stats` never sees them twice.
-        """
+        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``. What is
+        submitted stops being queued (or kept aside) under the same lock as it becomes pending
+        writes: ``stats()`` never sees it twice."""
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
             if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
