@@ -8,8 +8,9 @@ the protocols of what it calls: the write policy (``correlator.CountPolicy``,
 client-go's create-or-patch logic and retry schedule, and adds (docs/concepts.md, "The
 writer"): per-event order without head-of-line blocking, one pending write per event
 (later occurrences coalesce into it), the ``max_pending`` bound, one request in flight per
-object and per stalled namespace, held-back counts kept, and exact accounting. Back-offs
-and held counts are measured on the clock's monotonic reading.
+object and per stalled namespace, held-back counts kept, and exact accounting (each
+occurrence ends created, patched, coalesced, dropped or failed). Back-offs and held counts
+are measured on the clock's monotonic reading.
 """
 
 from __future__ import annotations

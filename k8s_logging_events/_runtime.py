@@ -17,15 +17,18 @@ docs/architecture.md, that this module and its parts keep:
 5. An exception in a background step costs only the occurrences it was handling
    (``failed``) and never ends a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
-7. They block the termination signals, unblocked while one may start a subprocess
-   (:func:`~k8s_logging_events._process.subprocesses_may_start`).
+7. They block the termination signals, so that the application's handlers run promptly on
+   its main thread, and unblock them while they may start a subprocess, which would inherit
+   the mask (:func:`~k8s_logging_events._process.subprocesses_may_start`).
 8. Timestamps from the clock's ``now()``; scheduled durations on its monotonic reading;
-   deadlines and stall detection, which bound real waits, on :func:`time.monotonic`.
+   deadlines and stall detection, which bound real waits, on :func:`time.monotonic`; never
+   a duration on the wall clock, which NTP may step.
 9. After ``os.fork()``, everything a parent's thread may have held is renewed in the child
    first, in one registry (:mod:`~k8s_logging_events._process`).
 10. No I/O on the dispatcher: a sink that needs a request before its correlation can be
     set up (``api="auto"``) is set up by a job on the writer pool; its occurrences wait
-    aside meanwhile, bounded by ``queue_length``, counted as pending.
+    aside meanwhile, bounded by ``queue_length``, counted as pending, waited for by a
+    flush and given up by a close.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh, counters at zero; a
