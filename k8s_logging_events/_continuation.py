@@ -1,33 +1,12 @@
 """Counts across processes: continue an event another process wrote, never overwrite it.
 
-This sits under the pending writes (:mod:`k8s_logging_events._pending`):
-:meth:`Continuation.attempt` makes the requests of one write attempt, outside the runtime's
-lock. A sink that cannot read events gets client-go's ways: a repeat is patched, the rest
-(and a repeat whose event expired) created, and ``AlreadyExists`` after a create that may
-have landed continues as a patch. For a sink that can (``read``): with deterministic names
-(``_sanitise``) a restarted process, a second worker or another replica on the same node
-meets its own event again; client-go would then give the create up, or patch the other
-process's count with its own. Here:
-
-* **Takeover.** A create that meets ``409 AlreadyExists`` reads the stored event. If it is
-  ours (the same key; :meth:`~._pending.WritePolicy.same_event`), its count becomes the
-  server's count plus this process's occurrences not yet written, its ``firstTimestamp``
-  stays the server's. If it is not (two processes named different events alike), ours gets
-  a new name (``EventNamer.renamed``) and is created. A 404 between the two: create again.
-* **Guarded counts.** Every count patch carries the resourceVersion this writer last saw of
-  the event (its own record, updated from every answer: the correlator's copy lags behind
-  writes in flight). A single writer never meets a conflict and pays no extra request.
-  ``409 Conflict``: another process wrote in between; read again and re-apply only this
-  process's unwritten occurrences. Bounded steps per attempt, then
-  :class:`~._errors.ContentionError` (retried on the usual schedule, then failed).
-* **Translation.** After a takeover the server's count and the correlator's differ; the
-  record keeps the difference (``offset``) and the name on the server, so later patches are
-  right and the correlator keeps client-go's own counting. Its record of what was written is
-  bounded; a repeat whose record was forgotten reads the event first.
-* **Lost answers.** A request that may have landed (its answer lost) is remembered with the
-  count it carried; when the next read shows that count reached, it is not applied twice.
-* **No ``get`` on events** (403 on the read): client-go's behaviour, reported once: an event
-  whose name is taken gets a new, unique name, and patches go unguarded.
+Under the pending writes (:mod:`~k8s_logging_events._pending`): :meth:`Continuation.attempt`
+makes the requests of one write attempt, outside the runtime's lock. A sink that cannot
+read events gets client-go's ways (a repeat patched, the rest created, ``AlreadyExists``
+after a create that may have landed continued as a patch). One that can (``read``) gets
+takeover, guarded counts, translation of counts and names, lost answers never applied
+twice, and client-go's ways again, reported once, when the read is refused (403): each
+described in docs/correlation.md, "Across processes".
 """
 
 from __future__ import annotations
@@ -63,8 +42,6 @@ correlator's caches hold); a repeat of a forgotten one reads the event before it
 MAX_STEPS = 10
 """Requests one attempt may make (create, read, patch, read ...) before it waits its turn."""
 
-_CREATE, _READ, _PATCH = "create", "read", "patch"
-
 
 class Write(Protocol):
     """What an attempt reads and notes of the writer's pending write (``_pending.Write``)."""
@@ -72,12 +49,9 @@ class Write(Protocol):
     event: models.Event
     create: bool
     maybe_landed: bool
-    """A create of it failed in transport: it may have landed."""
     occurrences: int
     sent: tuple[int, int, bool] | None
-    """The request in flight: the count it sets, the occurrences it carries, a create?"""
     unsure: list[tuple[int, int, bool]]
-    """Earlier requests that may have landed, their answers lost (as ``sent``)."""
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
@@ -85,13 +59,23 @@ class Write(Protocol):
 
 
 class Policy(Protocol):
-    """What an attempt asks of the write policy (``_pending.WritePolicy``)."""
+    """What an attempt asks of the write policy (part of ``_pending.WritePolicy``)."""
 
-    def patch(self, event: models.Event) -> bytes: ...
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool: ...
-    def count_of(self, event: models.Event) -> int: ...
-    def with_count(self, event: models.Event, count: int) -> models.Event: ...
-    def same_event(self, ours: models.Event, stored: models.Event) -> bool: ...
+    def patch(self, event: models.Event) -> bytes:
+        """The strategic-merge patch that records a repeat on the stored event."""
+
+    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create means our own earlier create landed (for a
+        sink that cannot read events; one that can asks :meth:`same_event`)."""
+
+    def count_of(self, event: models.Event) -> int:
+        """How many occurrences ``event`` stands for (``count``, or its series count)."""
+
+    def with_count(self, event: models.Event, count: int) -> models.Event:
+        """``event`` standing for ``count`` occurrences."""
+
+    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, found under our event's name, is our event (same key)."""
 
 
 class Sink(Protocol):
@@ -103,16 +87,14 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Known:
-    """What this writer last saw of one of its events on the server."""
+    """What this writer last saw of one of its events on the server: its ``name`` there
+    (another than the correlator's after a rename), ``version`` and ``count`` in the latest
+    answer, and ``offset``, the server's count minus the correlator's (after a takeover)."""
 
     name: str
-    """The event's name on the server (another than the correlator's after a rename)."""
     version: str
-    """Its resourceVersion in the latest answer."""
     offset: int
-    """The server's count minus the correlator's (not 0 after a takeover)."""
     count: int
-    """The server's count in the latest answer."""
 
 
 def guarded_patch(patch: bytes, version: str) -> bytes:
@@ -129,12 +111,9 @@ def guarded_patch(patch: bytes, version: str) -> bytes:
 class Continuation:
     """The requests of one write attempt: continuing events for a sink that can read them.
 
-    Args:
-        event_sink: the sink; without a callable ``read``, attempts keep client-go's ways.
-        namer: renames an event whose name another one holds.
-        clock: the time of a new name.
-        reporter: says once that reading events is not permitted.
-        size: how many events' records are kept.
+    Without a callable ``read`` on ``event_sink``, attempts keep client-go's ways. ``namer``
+    renames an event whose name another holds, at ``clock``'s time; ``reporter`` says once
+    that reading is not permitted; ``size`` events' records are kept.
     """
 
     def __init__(
@@ -147,23 +126,19 @@ class Continuation:
     ) -> None:
         read = getattr(event_sink, "read", None)
         self._read: Callable[[models.Event], models.Event] | None = read if callable(read) else None
-        self._sink = event_sink
+        self.sink = event_sink
         self._namer = namer
         self._clock = clock
         self._reporter = reporter
         self._lock = threading.Lock()
         self._known: cachetools.LRUCache[tuple[str, str], Known] = cachetools.LRUCache(max(1, size))
-        self._readable = True  # False once a read was refused (403)
+        # False once the server refused a read (403): takeovers and guards are off
+        self.readable = True
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         # a writer of the parent may have held the lock at the fork
         self._lock = threading.Lock()
-
-    @property
-    def readable(self) -> bool:
-        """False once the server refused a read: takeovers and guards are off."""
-        return self._readable
 
     def known(self, namespace: str, name: str) -> Known | None:
         """What was last seen of the event the correlator calls ``namespace/name``."""
@@ -171,11 +146,9 @@ class Continuation:
             return self._known.get((namespace, name))
 
     def attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
-        """Make the requests of one attempt of ``write``; return its outcome and the answer.
-
-        The answer is in the correlator's terms (its name and count), to feed back. Raises
-        what the last request raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`.
-        """
+        """Make the requests of one attempt of ``write``; return its outcome and the answer, in
+        the correlator's terms (its name and count), to feed back. Raises what the last request
+        raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`."""
         if self._read is None:
             return self._client_go_attempt(write, policy)
         return _Attempt(self, write, policy).run()
@@ -184,13 +157,13 @@ class Continuation:
         """Patch a repeat, create the rest (and a repeat that expired): client-go's ways."""
         if not write.create:
             try:
-                return "patched", self._sink.patch(write.event, policy.patch(write.event))
+                return "patched", self.sink.patch(write.event, policy.patch(write.event))
             except _errors.ApiStatusError as error:
                 if not error.is_not_found:
                     raise
         fresh = dataclasses.replace(write.creation(), resource_version="")
         try:
-            return "created", self._sink.create(fresh)
+            return "created", self.sink.create(fresh)
         except _errors.ApiStatusError as error:
             if not (
                 error.is_already_exists and policy.exists_is_ours(write.event, write.maybe_landed)
@@ -198,9 +171,7 @@ class Continuation:
                 raise
         # our own earlier create landed (its answer was lost, or it raced): continue as a patch
         write.create = False
-        return "created", self._sink.patch(write.event, policy.patch(write.event))
-
-    # -- used by _Attempt -----------------------------------------------------------------
+        return "created", self.sink.patch(write.event, policy.patch(write.event))
 
     def remember(self, key: tuple[str, str], known: Known) -> None:
         with self._lock:
@@ -211,13 +182,13 @@ class Continuation:
         try:
             return self._read(event)
         except TypeError as error:  # a wrapper around a sink that cannot read
-            self._readable = False
+            self.readable = False
             raise _UnreadableError(str(error)) from error
 
     def refused(self, error: _errors.ApiStatusError, event: models.Event) -> None:
         """Reading is not permitted: say so once, and keep client-go's ways from now on."""
         with self._lock:  # writers that read at once all meet the 403; one of them says so
-            first, self._readable = self._readable, False
+            first, self.readable = self.readable, False
         if not first:
             return
         self._reporter.report(
@@ -232,19 +203,16 @@ class Continuation:
         )
 
     def new_name(self, event: models.Event, renames: int) -> str:
-        if self._readable:
+        if self.readable:
             return self._namer.renamed(event, renames, self._clock.now())
         return self._namer.fresh(event.involved_object.name, self._clock.now())
-
-    def create(self, event: models.Event) -> models.Event:
-        return self._sink.create(event)
-
-    def patch(self, event: models.Event, data: bytes) -> models.Event:
-        return self._sink.patch(event, data)
 
 
 class _UnreadableError(Exception):
     """The sink cannot read events after all."""
+
+
+Step = Callable[["_Attempt"], tuple[str, models.Event] | None]
 
 
 class _Attempt:
@@ -262,30 +230,23 @@ class _Attempt:
         self.local = policy.count_of(event)
         known = owner.known(*self.key)
         self.name = known.name if known is not None else event.name
-        self.offset = known.offset if known is not None else 0
         self.version = known.version if known is not None else ""
-        self.target = self.local + self.offset
+        self.target = self.local + (known.offset if known is not None else 0)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.created = False  # our own create, whose answer was lost, is on the server
-        if write.create:
-            self.action = _CREATE
-        elif known is not None and self.target > known.count:
-            self.action = _PATCH
-        elif owner.readable:
+        # the next request (a function, not a bound method: no cycle through self)
+        self.action: Step = _Attempt._create if write.create else _Attempt._patch
+        if not write.create and (known is None or self.target <= known.count):
             # nothing known of it (forgotten), or the counts drifted apart: read first
-            self.action = _READ
-        else:
-            self.action, self.version = _PATCH, ""
+            if owner.readable:
+                self.action = _Attempt._read
+            else:
+                self.version = ""
 
     def run(self) -> tuple[str, models.Event]:
         for _ in range(MAX_STEPS):
-            if self.action == _CREATE:
-                done = self._create()
-            elif self.action == _READ:
-                done = self._read()
-            else:
-                done = self._patch()
+            done = self.action(self)
             if done is not None:
                 return done
         raise _errors.ContentionError(
@@ -293,22 +254,20 @@ class _Attempt:
             f"{MAX_STEPS} requests (other writers); will try again"
         )
 
-    # -- the three requests -------------------------------------------------------------
-
     def _create(self) -> tuple[str, models.Event] | None:
         body = dataclasses.replace(
             self.policy.with_count(self.event, self.target), name=self.name, resource_version=""
         )
         self.write.sent = (self.target, self.write.occurrences, True)
         try:
-            stored = self.owner.create(body)
+            stored = self.owner.sink.create(body)
         except _errors.ApiStatusError as error:
             if not error.is_already_exists:
                 raise
             self.write.sent = None
             self.taken = True
             if self.owner.readable:
-                self.action = _READ
+                self.action = _Attempt._read
             else:
                 self._without_reading()
             return None
@@ -319,7 +278,7 @@ class _Attempt:
             stored = self.owner.read(dataclasses.replace(self.event, name=self.name))
         except _errors.ApiStatusError as error:
             if error.is_not_found:  # expired (or deleted) since: create it again
-                self.action = _CREATE
+                self.action = _Attempt._create
                 return None
             if error.status != 403:
                 raise
@@ -333,7 +292,7 @@ class _Attempt:
             # another event holds the name: ours gets a name of its own
             self.renames += 1
             self.name = self.owner.new_name(self.event, self.renames)
-            self.action = _CREATE
+            self.action = _Attempt._create
             return None
         server = self.policy.count_of(stored)
         self.target = server + self._unwritten(stored, server)
@@ -343,7 +302,7 @@ class _Attempt:
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
-        self.action = _PATCH
+        self.action = _Attempt._patch
         return None
 
     def _patch(self) -> tuple[str, models.Event] | None:
@@ -353,48 +312,42 @@ class _Attempt:
             data = guarded_patch(data, self.version)
         self.write.sent = (self.target, self.write.occurrences, False)
         try:
-            stored = self.owner.patch(body, data)
+            stored = self.owner.sink.patch(body, data)
         except _errors.ApiStatusError as error:
             if error.is_not_found:
                 self.write.sent = None  # nothing was there to patch
-                self.action = _CREATE
+                self.action = _Attempt._create
                 return None
             if error.status == 409 and error.reason == "Conflict" and self.owner.readable:
                 self.write.sent = None  # refused by its guard: not applied
-                self.action = _READ  # another process wrote in between
+                self.action = _Attempt._read  # another process wrote in between
                 return None
             # any other answer: the writer judges whether the patch may have landed (a 5xx
             # can come after the server stored it), and keeps it in doubt if so
             raise
         return self._done(stored, self._kind())
 
-    # -- helpers ------------------------------------------------------------------------
-
     def _without_reading(self) -> None:
         """What client-go does in our place, when the event cannot be read."""
         self.version = ""  # a guard that fails could not be resolved
         if not self.taken:  # a conflict, or a repeat of a forgotten event: patch our count
-            self.action = _PATCH
+            self.action = _Attempt._patch
         elif self.policy.exists_is_ours(self.event, bool(self.write.unsure)):
-            self.action = _PATCH  # our own create, whose answer was lost, landed
+            self.action = _Attempt._patch  # our own create, whose answer was lost, landed
             self.created = True
         else:  # another event holds the name: a new name, as client-go would have made
             self.renames += 1
             self.name = self.owner.new_name(self.event, self.renames)
-            self.action = _CREATE
+            self.action = _Attempt._create
 
     def _kind(self) -> str:
         """The outcome of a write that ended in a patch: created when our create it was."""
         return "created" if self.write.create and self.created else "patched"
 
     def _unwritten(self, stored: models.Event, server: int) -> int:
-        """This write's occurrences that ``stored`` does not hold yet.
-
-        A request whose answer was lost may have landed: if the server's count reached the
-        count it carried (and, for a create, the stored event began when ours did), its
-        occurrences are taken as written. Another process could have added as many in
-        between; the rule then undercounts rather than counting anything twice.
-        """
+        """This write's occurrences that ``stored`` does not hold yet: a lost answer's are
+        taken as written once the server's count reached what it carried (for a create, with
+        the same start), undercounting rather than counting twice (docs/correlation.md)."""
         written = 0
         for target, occurrences, created in self.write.unsure:
             if server >= target and (not created or _same_start(stored, self.event)):

@@ -1,24 +1,12 @@
 """How long the handler's ``flush()``, ``drain()`` and ``close()`` wait: one wait at exit.
 
-Beside the handler, at the front door. ``logging.shutdown()`` calls ``flush()`` and then
-``close()``, and a batch job often calls ``flush()`` (or ``drain()``) itself before it
-exits. Against a server that is down, each of those could wait the whole
-``flush_timeout`` for the same writes. :class:`ExitWaits` keeps them to one wait:
-
-* a ``close()`` right after a ``flush()`` (``logging.shutdown()``'s pair) shares the
-  flush's deadline;
-* after a wait that ran out of time, a ``flush()`` or ``close()`` that finds nothing
-  written since then (the server still takes nothing: down, refusing, hanging) does not
-  wait again: the exit gives the writes up (counted as ``failed`` and reported) instead
-  of waiting a second deadline for them, or for what a thread logged meanwhile and
-  would meet the same server. Once something is written again, waits are whole again.
-
-``drain(timeout)`` always waits as asked: it is an explicit question with an answer. It is
-no half of an exit's pair, and a drain shorter than ``flush_timeout`` that ran out (a poll
-with ``drain(0)``) gave the writes no deadline: the exit after it still waits its own. Only
-a drain that waited a whole ``flush_timeout`` in vain counts as a flush that did.
-Time here is real time (``time.monotonic``): these are waits for threads, not the event
-clock.
+Beside the handler. ``logging.shutdown()`` calls ``flush()`` then ``close()``, and a batch
+job often flushes (or drains) before it exits: against a server that is down, each could
+wait the whole ``flush_timeout`` for the same writes. :class:`ExitWaits` keeps them to one
+wait, by the rules of docs/batch-jobs.md: a ``close()`` right after a ``flush()`` shares
+its deadline; after a wait that ran out, a flush or close that finds nothing written since
+does not wait again; ``drain(timeout)`` waits as asked, and counts as a flush that ran out
+only when it waited a whole ``flush_timeout``. Real time (``time.monotonic``).
 """
 
 from __future__ import annotations
@@ -34,12 +22,8 @@ EXIT_PAIR_SECONDS = 1.0
 
 
 class ExitWaits:
-    """Decides each wait's timeout from the ones before it.
-
-    Args:
-        flush_timeout: the handler's ``flush_timeout``.
-        monotonic: how real time is read (tests may pass their own).
-    """
+    """Decides each wait's timeout from the ones before it, from the handler's
+    ``flush_timeout``; ``monotonic`` reads real time (tests may pass their own)."""
 
     def __init__(
         self, flush_timeout: float, monotonic: Callable[[], float] = time.monotonic

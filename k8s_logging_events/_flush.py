@@ -1,12 +1,10 @@
 """How a flush or a close of the runtime knows it is done, within one deadline.
 
-Beside the dispatcher (:mod:`k8s_logging_events._runtime`, whose thread rules at the top
-hold here too): a flush puts a :class:`Marker` in the runtime's queue behind everything
-accepted before it. When the dispatcher reaches the marker it records how far each consumer
-must get (each sink's submitted writes, each watcher's delivered events) and sets it; the
-flush then waits until every consumer has got that far. Where no thread does the work (the
-dispatcher never started, or is gone at interpreter exit), the waiting thread does it
-itself, through the runtime's ``pump``.
+Beside the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here):
+a flush queues a :class:`Marker` behind everything accepted before it; the dispatcher, on
+reaching it, records how far each consumer must get, and the flush waits until each has.
+Where no thread does the work (never started, or gone at interpreter exit), the waiting
+thread does it, through the runtime's ``pump``.
 """
 
 from __future__ import annotations
@@ -39,7 +37,6 @@ class Deadline:
         return max(0.0, self.end - time.monotonic())
 
     def expired(self) -> bool:
-        """True once the deadline has passed."""
         return time.monotonic() >= self.end
 
 
@@ -100,10 +97,7 @@ def wait_written(
     pump: Pump,
 ) -> bool:
     """Wait until ``marker``'s targets are written; False when ``deadline`` passed first.
-
-    ``working`` says whether a thread (the dispatcher, a writer) may still do the work, under
-    ``cond``; when none does, the waiting thread pumps.
-    """
+    ``working`` (under ``cond``): a thread of ours may still do the work; else this one pumps."""
     while True:
         with cond:
             if marker.written():
@@ -117,11 +111,9 @@ def wait_written(
 
 
 def leftovers(items: queue.SimpleQueue[Any]) -> int:
-    """Empty the queue after the stop: the occurrences left in it, to count as dropped.
-
-    A waiting flush is released; a stop marker goes back, because a dispatcher whose start
-    raced with close() has yet to see it.
-    """
+    """Empty the queue after the stop; return the occurrences left, to count as dropped. A
+    waiting flush is released; a stop marker goes back (a dispatcher whose start raced with
+    close() has yet to see it)."""
     left = stops = 0
     with contextlib.suppress(queue.Empty):
         while True:

@@ -1,15 +1,11 @@
 """The dispatcher's step: one batch of queued occurrences handed on to every consumer.
 
-On the dispatcher (:mod:`k8s_logging_events._runtime`, whose thread rules at the top hold
-here too), between the runtime's queue and the consumers: each sink's recording correlates
-the batch in runs of repeats (:mod:`~k8s_logging_events._runs`) and queues the writes for
-the writer pool (:mod:`~k8s_logging_events._pool`); structured logging and users' watchers
-(:mod:`~k8s_logging_events._watchers`) get each event, built once for all. A recording that
-a writer has still to set up (rule 10) has its occurrences kept aside until it is.
-
-Every occurrence ends in one outcome or one pending write, counted under the runtime's
-lock: what a batch meets is gathered in :attr:`HandOff.settling` and what it hands to a
-recording in :attr:`HandOff.handed`, which the runtime settles when the batch is done.
+On the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here): each
+sink's recording correlates the batch in runs (:mod:`~k8s_logging_events._runs`) and queues
+writes for the pool; watchers get each event, built once for all; a recording a writer has
+still to set up (rule 10) has its occurrences kept aside. Every occurrence ends in one
+outcome or one pending write, counted under the runtime's lock (:attr:`HandOff.settling`,
+:attr:`HandOff.handed`) when the batch is done.
 """
 
 from __future__ import annotations
@@ -18,7 +14,7 @@ import collections
 import functools
 import logging
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from k8s_logging_events import _pool, _runs, _watchers, broadcaster, models
@@ -30,11 +26,8 @@ Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
 
 
 class Consumers:
-    """The consumers of one runtime, in the order they were added; they outlive a fork.
-
-    Read and changed under the runtime's condition. A stopped consumer stays: a stopped
-    recording still has writes to finish.
-    """
+    """The consumers of one runtime, in the order added, under the runtime's condition; they
+    outlive a fork. A stopped consumer stays: a stopped recording still has writes to finish."""
 
     __slots__ = ("_all",)
 
@@ -50,7 +43,6 @@ class Consumers:
         return consumer.watcher
 
     def __iter__(self) -> Iterator[Consumer]:
-        """Every consumer, in the order added."""
         return iter(list(self._all))
 
     def live(self) -> list[Consumer]:
@@ -69,12 +61,8 @@ class Consumers:
 class HandOff:
     """Hands batches on, for one runtime (on its dispatcher, or a thread that drains).
 
-    Args:
-        cond: the runtime's condition, under which every outcome is counted.
-        shared: the runtime's setting (``capacity``: the occurrences a recording keeps
-            aside at most, ``queue_length``).
-        consumers: the runtime's consumers, which every batch is handed to.
-        pool: the writer pool (whether it stops; it sets recordings up).
+    ``cond`` is the runtime's condition, under which every outcome is counted; a recording
+    keeps ``shared.capacity`` occurrences aside at most; ``pool`` says whether it stops.
     """
 
     def __init__(
@@ -120,7 +108,6 @@ class HandOff:
         return self.delivered + max(self.handed.values(), default=0)
 
     def _hand_on(self, items: list[Any], consumers: list[Consumer]) -> None:
-        """Hand ``items`` on to ``consumers``: outcomes met go to :attr:`settling`."""
         if self._pool.stopping:  # closed: what is still queued is dropped, not built
             self.settling["dropped"] += len(items)
             return
@@ -130,7 +117,6 @@ class HandOff:
             # last item (and its first, when that is a new event); the others are never built
             if not recordings:
                 self.settling["discarded"] += len(items)
-                return
             self._record_all(recordings, items)
             return
         events = self._build_all(items, len(recordings))
@@ -139,15 +125,20 @@ class HandOff:
         self._record_all(recordings, events)
         for consumer in consumers:
             if isinstance(consumer, _watchers.Inline):
-                self._run_inline(consumer, events)
+                for event in events:
+                    try:
+                        consumer.handle(event)
+                    except Exception as error:  # a watcher's failure costs no occurrence
+                        self._reporter.report(
+                            "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                        )
             elif isinstance(consumer, _watchers.WatchLoop):
                 consumer.watcher._put_or_drop(
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )
 
     def _record_all(self, recordings: list[_pool.Recording], items: list[Any]) -> None:
-        """Correlate ``items`` (occurrences, or Events already built) for each sink, in runs
-        (one Event per occurrence for all)."""
+        """Correlate ``items`` (occurrences, or Events built) for each sink, in runs."""
         built: dict[int, models.Event] = {}
         cuts: dict[bool, list[_runs.Run]] = {}
         for recording in recordings:
@@ -180,7 +171,7 @@ class HandOff:
         )
 
     def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
-        """Build every item (watchers want each event); one that fails costs itself only."""
+        """Build every item for the watchers; one that fails costs itself only."""
         events: list[models.Event] = []
         for item in items:
             try:
@@ -200,11 +191,9 @@ class HandOff:
         *,
         aside: bool = False,
     ) -> None:
-        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``.
-
-        The occurrences submitted stop being queued (or, ``aside``, kept aside) under the
-        same lock as they become pending writes: :meth:`stats` never sees them twice.
-        """
+        """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``. What is
+        submitted stops being queued (or kept aside) under the same lock as it becomes pending
+        writes: ``stats()`` never sees it twice."""
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
             if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
@@ -231,8 +220,6 @@ class HandOff:
             else:
                 self.handed[id(recording)] = handed
         self._reporter.emit_deferred()
-
-    # --- recordings set up on a writer (rule 10 of the runtime) ---------------------------
 
     def _set_aside(self, recording: _pool.Recording, items: list[Any]) -> None:
         """Keep ``items`` until a writer has set ``recording`` up (bounded: queue_length)."""
@@ -305,12 +292,3 @@ class HandOff:
                 recording.aside = []
             self._counters.add("failed", failed)
         return failed
-
-    def _run_inline(self, consumer: _watchers.Inline, events: Iterable[models.Event]) -> None:
-        for event in events:
-            try:
-                consumer.handle(event)
-            except Exception as error:  # a watcher's failure costs no occurrence
-                self._reporter.report(
-                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                )

@@ -1,31 +1,16 @@
 """The pending writes of one sink: from correlated occurrences to create and patch calls.
 
-A pure policy, beside the correlator and the series and importing neither: plain state, no
-threads. The runtime (:mod:`k8s_logging_events._runtime`) owns the threads that make the
-requests and calls everything here under its lock. It owns the protocols of what it calls:
-the write policy of an Events API (:class:`WritePolicy`: ``correlator.CountPolicy``,
-``series.SeriesPolicy``) and the sink (:class:`EventSink`, public as
-``k8s_logging_events.sink.EventSink``); :mod:`~k8s_logging_events._continuation`, below it,
-makes the requests of one attempt for a sink that can read events. client-go writes one
-event at a time, so one object's retries stall everything behind it, and it loses what the
-spam filter held back. This keeps client-go's create-or-patch logic and retry schedule, and
-adds:
-
-* writes for one event (namespace and name) stay in order, and a key that is waiting to
-  retry never holds up another key;
-* at most one pending write per event: an occurrence that arrives while its event's write is
-  waiting, backing off or in flight updates that write (count, lastTimestamp, message) and is
-  counted as ``coalesced`` once the write lands;
-* a bound on pending writes (``max_pending``): beyond it, occurrences of new events are
-  dropped and counted;
-* one request in flight per involved object, and one per namespace whose requests stall, so
-  that hanging requests cannot take every writer;
-* occurrences the spam filter held back are kept: their latest count is written when the
-  event's token bucket next allows, and at flush;
-* exact accounting: each occurrence ends as created, patched, coalesced, dropped or failed.
-
-Back-offs and held counts are durations, measured on the injected clock's monotonic reading
-(never its wall clock, which NTP may step), so tests drive them with a fake clock.
+A pure policy beside the correlator and the series (importing neither): plain state, no
+threads; the runtime's writer pool calls it under the runtime's lock and makes the requests
+(:mod:`~k8s_logging_events._continuation`, below it, makes those of one attempt). It owns
+the protocols of what it calls: the write policy (``correlator.CountPolicy``,
+``series.SeriesPolicy``) and :class:`EventSink` (public as ``sink.EventSink``). It keeps
+client-go's create-or-patch logic and retry schedule, and adds (docs/concepts.md, "The
+writer"): per-event order without head-of-line blocking, one pending write per event
+(later occurrences coalesce into it), the ``max_pending`` bound, one request in flight per
+object and per stalled namespace, held-back counts kept, and exact accounting (each
+occurrence ends created, patched, coalesced, dropped or failed). Back-offs and held counts
+are measured on the clock's monotonic reading.
 """
 
 from __future__ import annotations
@@ -41,13 +26,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from k8s_logging_events import (
-    _continuation,
-    _diagnostics,
-    _errors,
-    _sanitise,
-    models,
-)
+from k8s_logging_events import _continuation, _diagnostics, _errors, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = [
@@ -78,8 +57,7 @@ _MAX_SKIPPED = 256
 """Ready writes one take() looks past (waiting for their object or namespace) at most."""
 
 _RESOLUTION = 1e-6
-"""A write due within a microsecond is due now: a sleeper that moves a fake clock moves it
-by at least that much, and would be asked again forever for less."""
+"""Due within a microsecond is due now: a fake clock's sleeper would be asked forever for less."""
 
 
 Correlate = Callable[[Sequence[models.Event]], list[tuple[models.Event, bool, int]]]
@@ -87,14 +65,12 @@ Correlate = Callable[[Sequence[models.Event]], list[tuple[models.Event, bool, in
 into the writes to queue: ``(event, held back, occurrences it carries)``, in order."""
 
 
-class WritePolicy(Protocol):
-    """What the writer needs to know about one API's way of recording repeats."""
+class WritePolicy(_continuation.Policy, Protocol):
+    """What the writer needs to know about one API's way of recording repeats (with what
+    an attempt asks of it: :class:`~._continuation.Policy`)."""
 
     def is_first(self, event: models.Event) -> bool:
         """True when ``event`` is the first occurrence, written by a create."""
-
-    def patch(self, event: models.Event) -> bytes:
-        """The strategic-merge patch that records a repeat on the stored event."""
 
     def hold_wait(self, event: models.Event) -> float:
         """Seconds until a held-back write of ``event`` may go."""
@@ -104,22 +80,6 @@ class WritePolicy(Protocol):
 
     def written(self, sent: models.Event, stored: models.Event) -> None:
         """Feed back what the server stored after a successful write of ``sent``."""
-
-    def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create means our own earlier create landed.
-
-        For a sink that cannot read events; one that can reads the event and asks
-        :meth:`same_event`.
-        """
-
-    def count_of(self, event: models.Event) -> int:
-        """How many occurrences ``event`` stands for (``count``, or its series count)."""
-
-    def with_count(self, event: models.Event, count: int) -> models.Event:
-        """``event`` standing for ``count`` occurrences."""
-
-    def same_event(self, ours: models.Event, stored: models.Event) -> bool:
-        """True when ``stored``, found under our event's name, is our event (same key)."""
 
 
 @runtime_checkable
@@ -138,9 +98,8 @@ class EventSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
-    """How the writes of each sink of a broadcaster are retried and bounded: the fields of
-    ``k8s_logging_events._options.BroadcasterOptions`` of that name (described there and in
-    docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1."""
+    """How each sink's writes are retried and bounded: the ``BroadcasterOptions`` fields of
+    that name (docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1."""
 
     max_tries: int = MAX_TRIES_PER_EVENT
     sleep_duration: float = DEFAULT_SLEEP_DURATION
@@ -157,32 +116,23 @@ class Write:
     occurrences: int = 1
     attempts: int = 0
     due: float = 0.0
-    # a create that failed in transport may have landed: AlreadyExists then means "ours"
-    maybe_landed: bool = False
-    # the request in flight: (count it sets, occurrences it carries, a create?)
-    sent: tuple[int, int, bool] | None = None
+    maybe_landed: bool = False  # a create failed in transport: AlreadyExists may mean ours
+    sent: tuple[int, int, bool] | None = None  # in flight: (count set, occurrences, create?)
     # earlier requests that may have landed, their answers lost (see _continuation)
     unsure: list[tuple[int, int, bool]] = dataclasses.field(default_factory=list)
     throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
-    # the submission number of its oldest occurrence (flush waits for those before it)
-    first: int = 0
+    first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)
     last_error: Exception | None = None
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
-    # time.monotonic() when the request in flight began (real time: it bounds a request
-    # that hangs in a socket); None while no request is in flight
+    # time.monotonic() when its request began (real time: it bounds one that hangs in a
+    # socket); None while none is in flight
     started: float | None = None
-    # the event of its first occurrence, once later ones were merged in (see creation())
-    origin: models.Event | None = None
+    origin: models.Event | None = None  # its first occurrence's, once others merged in
 
     @property
     def in_flight(self) -> bool:
-        """True while a request for this write has not come back."""
         return self.started is not None
-
-    def absorb(self, newer: Write) -> None:
-        """Take over a newer write's occurrences (see :meth:`merge`)."""
-        self.merge(newer.event, held=newer.held, occurrences=newer.occurrences)
 
     def merge(self, event: models.Event, *, held: bool, occurrences: int) -> None:
         """Take over newer occurrences: the latest's count, timestamps and message win."""
@@ -193,15 +143,10 @@ class Write:
         self.held = self.held and held
 
     def creation(self) -> models.Event:
-        """The event a create of this write sends.
-
-        A write stands for its first occurrence and the repeats merged into it, as a create
-        followed by count patches: what a patch cannot change (the involved object, the
-        reason, the source ...) is the first occurrence's, the count, last timestamp and
-        message (or series) the latest's. They differ only where a ``key_func`` groups
-        events about several objects, and then this is what client-go, writing one
-        occurrence at a time, leaves on the server.
-        """
+        """The event a create of this write sends: what a patch cannot change (object,
+        reason, source ...) from the first occurrence, count, last timestamp and message (or
+        series) from the latest, as client-go's create and patches would leave it where a
+        ``key_func`` groups events about several objects."""
         first, latest = self.origin, self.event
         if first is None:
             return latest
@@ -233,12 +178,10 @@ class _Slot:
 class Writes:
     """The pending writes of one sink: which event to write next, and when.
 
-    No threads and no lock of its own: the runtime calls every method under its lock,
-    except :meth:`attempt`, which makes the request and runs outside it. Writes for one
-    event stay in order (one in flight at a time, the next one merged while it waits); one
-    involved object has one request in flight at a time; and a namespace whose requests
-    stall (a stuck admission webhook) gets one at a time, so that it cannot hold every
-    writer while writes elsewhere wait.
+    No lock of its own: the runtime calls every method under its lock, except
+    :meth:`attempt` and :meth:`feed_back`, which run outside it. One request in flight per
+    event, per involved object, and per namespace whose requests stall (a stuck webhook
+    must not hold every writer).
     """
 
     def __init__(
@@ -259,7 +202,8 @@ class Writes:
         self._counters = counters
         self._options = options
         self._clock = clock
-        self._monotonic = clock_mod.monotonic_source(clock)
+        # due times are durations: on the monotonic reading, which a wall clock step does not move
+        self._now = clock_mod.monotonic_source(clock)
         self._reporter = reporter
         self._namer = namer or _sanitise.EventNamer()
         self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
@@ -292,13 +236,9 @@ class Writes:
             namer=self._namer,
         )
 
-    # --- new occurrences -----------------------------------------------------------------
-
     def submit_event(self, event: models.Event, *, held: bool, occurrences: int = 1) -> None:
-        """Queue a write of ``event``; a ``held`` one waits until the policy releases it.
-
-        ``occurrences`` above 1: ``event`` is the latest of that many correlated together.
-        """
+        """Queue a write of ``event`` (the latest of ``occurrences`` correlated together); a
+        ``held`` one waits until the policy releases it."""
         # the patch is made when the write happens: only the latest of a coalesced run is sent
         key = (event.namespace, event.name)
         first = self.submitted + 1
@@ -315,28 +255,22 @@ class Writes:
         write = Write(event, self._p.is_first(event), held, occurrences, first=first)
         if slot is None:
             if len(self._slots) >= self._options.max_pending:
-                self._drop(write)
+                self._counters.add("dropped", occurrences)
+                self._reporter.defer(
+                    "pending-full",
+                    logging.ERROR,
+                    "Unable to record event %s: %d events are waiting to be written already "
+                    "(queue_length); dropped it",
+                    event.name,
+                    self._options.max_pending,
+                )
                 return
             slot = self._slots[key] = _Slot()
         slot.waiting = write
         if slot.in_flight is None:
             self._schedule(key, slot)
 
-    def _drop(self, write: Write) -> None:
-        self._counters.add("dropped", write.occurrences)
-        self._reporter.defer(
-            "pending-full",
-            logging.ERROR,
-            "Unable to record event %s: %d events are waiting to be written already "
-            "(queue_length); dropped it",
-            write.event.name,
-            self._options.max_pending,
-        )
-
-    # --- what the runtime asks -----------------------------------------------------------
-
     def take(self) -> Write | None:
-        """Return the next write to make now (marked in flight), or None."""
         self.promote_due()
         skipped: list[Key] = []
         found = None
@@ -345,8 +279,10 @@ class Writes:
             slot = self._slots.get(key)
             if slot is None or slot.state != "ready" or slot.waiting is None:
                 continue
-            write = slot.waiting
-            if not self._may_start(write):
+            write, namespace = slot.waiting, slot.waiting.namespace
+            if write.event.involved_object in self._busy_objects or (
+                namespace in self._stalled and self._in_flight.get(namespace)
+            ):  # its object, or its stalled namespace, has a request in flight
                 skipped.append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
@@ -358,14 +294,7 @@ class Writes:
         self._ready.extendleft(reversed(skipped))
         return found
 
-    def _may_start(self, write: Write) -> bool:
-        if write.event.involved_object in self._busy_objects:
-            return False
-        namespace = write.namespace
-        return not (namespace in self._stalled and self._in_flight.get(namespace))
-
     def ready_count(self) -> int:
-        """Writes that may go now (some may wait for their object or namespace)."""
         return len(self._ready)
 
     def next_due(self) -> float | None:
@@ -379,7 +308,6 @@ class Writes:
         return None
 
     def in_flight_count(self) -> int:
-        """Requests in flight now (taken, their answer not yet noted)."""
         return sum(map(len, self._in_flight.values()))
 
     def oldest_start(self) -> float | None:
@@ -408,11 +336,10 @@ class Writes:
         return min((write.first for write in found if write is not None), default=math.inf)
 
     def pending(self) -> int:
-        """Return how many occurrences wait in a write, or in a request in flight."""
         return sum(write.occurrences for write in self.pending_writes())
 
     def pending_events(self) -> int:
-        """Return how many events have a write waiting or in flight (what memory holds)."""
+        """Events with a write waiting or in flight (what memory holds)."""
         return len(self._slots)
 
     def pending_writes(self) -> list[Write]:
@@ -420,17 +347,13 @@ class Writes:
         found = (w for slot in self._slots.values() for w in (slot.in_flight, slot.waiting))
         return [write for write in found if write is not None and not write.abandoned]
 
-    # --- the request (outside the runtime's lock) ----------------------------------------
-
     def attempt(self, write: Write) -> tuple[str, models.Event]:
-        """Make the requests of one attempt (:meth:`~._continuation.Continuation.attempt`)."""
+        """One attempt's requests (:meth:`~._continuation.Continuation.attempt`), unlocked."""
         return self._continuation.attempt(write, self._p)
 
     def feed_back(self, write: Write, stored: models.Event) -> None:
         """Tell the policy what the server stored (outside the runtime's lock: it locks)."""
         self._p.written(write.event, stored)
-
-    # --- results (under the runtime's lock) ----------------------------------------------
 
     def succeeded(self, write: Write, kind: str) -> None:
         """Count the occurrences ``write`` carried and schedule what waits behind it."""
@@ -466,7 +389,7 @@ class Writes:
         slot.in_flight = None
         newer, slot.waiting = slot.waiting, write
         if newer is not None:
-            write.absorb(newer)
+            write.merge(newer.event, held=newer.held, occurrences=newer.occurrences)
         write.due = self._now() + retry_in
         self._make_timed(key, slot, write.due)
         if write.throttled:
@@ -514,8 +437,6 @@ class Writes:
         self._timed.clear()
         return abandoned
 
-    # --- scheduling ----------------------------------------------------------------------
-
     def _landed(self, write: Write) -> None:
         write.started = None
         self._busy_objects.discard(write.event.involved_object)
@@ -556,7 +477,6 @@ class Writes:
         heapq.heappush(self._timed, (due, slot.generation, key))
 
     def promote_due(self) -> None:
-        """Make the timed writes whose time has come ready."""
         now = self._now() + _RESOLUTION
         while self._timed and self._timed[0][0] <= now:
             _, generation, key = heapq.heappop(self._timed)
@@ -591,8 +511,3 @@ class Writes:
             occurrences=write.occurrences,
             outcome="lost",
         )
-
-    def _now(self) -> float:
-        # due times are durations from now: on the monotonic reading, which a step of the
-        # wall clock (NTP, a VM resumed from a snapshot) does not move
-        return self._monotonic()

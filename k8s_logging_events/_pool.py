@@ -1,13 +1,10 @@
 """The writer pool: the threads that make the requests of every sink of one runtime.
 
-Between the dispatcher and the sinks (:mod:`k8s_logging_events._runtime`, whose thread
-rules at the top hold here too): the dispatcher queues correlated writes in a
-:class:`Recording`'s pending writes (:mod:`k8s_logging_events._pending`), and the pool
-starts writer threads while writes are ready, at most ``writers`` requests in flight
-(stalled ones aside), each thread ending after a short idle spell. The pool shares the
-runtime's condition (every write's outcome is counted under it, rule 2) and calls the
-runtime back only through ``wake``: a retry or a held count waits on a timer that the
-dispatcher keeps.
+Between the dispatcher and the sinks (the thread rules of :mod:`~k8s_logging_events._runtime`
+hold here): writer threads start while a :class:`Recording`'s pending writes are ready, at
+most ``writers`` requests in flight (stalled ones aside), and end after a short idle spell.
+The pool shares the runtime's condition (every outcome is counted under it) and calls the
+runtime back only through ``wake``: retries and held counts wait on the dispatcher's timer.
 """
 
 from __future__ import annotations
@@ -32,19 +29,16 @@ STALL_SECONDS = 1.0
 """A request in flight this long is stalled: it no longer counts against ``writers``, and its
 namespace gets no second request until it ends."""
 
-Correlate = _pending.Correlate
-
-Setup = Callable[[], tuple[_pending.WritePolicy, Correlate, bool]]
-"""Chooses a sink's write policy and correlation step, at its first event, and says whether
-that correlation keeps objects apart (see :func:`~k8s_logging_events._runs.cut`). It reads
-the sink's API: a request where the sink discovers it."""
+Made = tuple[_pending.WritePolicy, _pending.Correlate, bool]
+Setup = Callable[[], Made]
+"""Chooses a sink's write policy and correlation step at its first event, and says whether
+that correlation keeps objects apart (:func:`~k8s_logging_events._runs.cut`); may request."""
 
 _counter = itertools.count()
 
 
 class Settings(Protocol):
-    """What the runtime reads of its broadcaster's options, passed whole
-    (``k8s_logging_events._options.BroadcasterOptions``, described there once)."""
+    """What the runtime reads of its broadcaster's options (``_options.BroadcasterOptions``)."""
 
     @property
     def queue_length(self) -> int: ...
@@ -58,43 +52,33 @@ class Settings(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Shared:
-    """What one runtime gives its parts (the pool, the hand-off) for its whole life.
-
-    ``capacity`` and ``writers`` are ``queue_length`` and ``writers`` of
-    ``k8s_logging_events._options.BroadcasterOptions`` (docs/configuration.md), at least 1.
-    """
+    """What one runtime gives its parts (the pool, the hand-off) for its whole life;
+    ``capacity`` and ``writers`` are the options ``queue_length`` and ``writers``, at least 1."""
 
     capacity: int
     writers: int
     namer: models.Namer
     counters: _diagnostics.Counters
     reporter: _diagnostics.RateLimitedReporter
-    name: str
-    """The prefix of the threads' names (for people reading a thread dump)."""
+    name: str  # the prefix of the threads' names (for people reading a thread dump)
 
 
 class Recording:
     """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
 
-    The correlation is set up at the first occurrence, by ``setup``, which reads the sink's
-    API. Where that is a request or may run a credential plugin (``api="auto"``: see
-    :func:`~k8s_logging_events._apis.api_known`), a writer thread sets it up (rule 10 of
-    the runtime) and the dispatcher keeps the recording's occurrences ``aside`` meanwhile.
-
-    Args:
-        writes: the sink's pending writes.
-        setup: returns the write policy, the correlation step (so that a sink may decide
-            its API lazily) and whether that correlation's state never crosses objects.
+    ``setup`` sets the correlation up at the first occurrence. Where that is a request or
+    may run a credential plugin (:func:`~k8s_logging_events._apis.api_known`), a writer
+    does it (rule 10) and the dispatcher keeps the occurrences ``aside`` meanwhile.
     """
 
     def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
         self.writes = writes
-        self._setup = setup
+        self.setup = setup  # on a writer thread, outside the lock: it may request
         self.watcher = broadcaster.Watcher.detached()
         self._fresh()
 
     def _fresh(self) -> None:
-        self._correlate: Correlate | None = None
+        self._correlate: _pending.Correlate | None = None
         self._by_object = False
         # the queued items kept while a writer sets the correlation up, and how many
         # occurrences they stand for until each has an outcome or a write (stats)
@@ -107,7 +91,6 @@ class Recording:
 
     @property
     def ready(self) -> bool:
-        """True once the correlation is set up."""
         return self._correlate is not None
 
     def prepares_here(self) -> bool:
@@ -115,18 +98,13 @@ class Recording:
         return self.ready or _apis.api_known(self.writes.sink)
 
     def prepare(self) -> bool:
-        """Set the correlation up at its first use; True when it keeps objects apart, so
-        that a batch may be cut into runs object by object (:func:`_runs.cut`)."""
+        """Set the correlation up at its first use; True when it keeps objects apart."""
         if self._correlate is None:
-            self.install(self._setup())
+            self.install(self.setup())
         return self._by_object
 
-    def set_up(self) -> tuple[_pending.WritePolicy, Correlate, bool]:
-        """Run ``setup`` (on a writer thread, outside the lock: it may make requests)."""
-        return self._setup()
-
-    def install(self, made: tuple[_pending.WritePolicy, Correlate, bool]) -> None:
-        """Take what :meth:`set_up` made (under the runtime's lock, or on the dispatcher)."""
+    def install(self, made: Made) -> None:
+        """Take what :attr:`setup` made (under the runtime's lock, or on the dispatcher)."""
         policy, correlate, self._by_object = made
         self.writes.policy = policy
         self._correlate = correlate
@@ -138,7 +116,7 @@ class Recording:
         return self._correlate(run)
 
     def renew(self) -> None:
-        """Forget everything pending and every cache (in a child after fork)."""
+        """In a child after fork: forget everything pending and every cache."""
         self.writes = self.writes.renewed()
         self._fresh()
 
@@ -150,14 +128,9 @@ Job = tuple[Recording, _pending.Write | None]
 class WriterPool:
     """The writer threads of one runtime, and the requests they have in flight.
 
-    Args:
-        cond: the runtime's condition; every method that reads or changes the writes
-            takes it, and no request is made while holding it.
-        shared: the runtime's setting (``writers``: requests in flight at once, stalled
-            ones aside).
-        recordings: the runtime's recordings, whose ready writes the threads make (read
-            under ``cond``).
-        wake: has the dispatcher look at its timers again (a write now waits on one).
+    ``cond`` is the runtime's condition: every method that reads or changes the writes holds
+    it, and no request is made while holding it. ``recordings`` gives the runtime's
+    recordings (under ``cond``); ``wake`` has the dispatcher look at its timers again.
     """
 
     def __init__(
@@ -179,8 +152,7 @@ class WriterPool:
 
     def ready(self) -> int:
         """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
-        recordings = self._recordings()
-        return sum(r.writes.ready_count() + r.wanted for r in recordings)
+        return sum(r.writes.ready_count() + r.wanted for r in self._recordings())
 
     def prepare_soon(self, recording: Recording) -> None:
         """Have a writer set ``recording`` up, unless one is or it is (under ``cond``)."""
@@ -197,7 +169,7 @@ class WriterPool:
         return bool(self._workers)
 
     def in_flight(self) -> int:
-        """Requests in flight now, over every recording (their one registry: the writes)."""
+        """Requests in flight now, over every recording."""
         with self._cond:
             return sum(r.writes.in_flight_count() for r in self._recordings())
 
@@ -225,13 +197,10 @@ class WriterPool:
         Where no thread can start (interpreter exit on 3.12), the calling thread writes.
         """
         self._spawn_writers()
-        if self.can_spawn:
-            return False
-        job = self._take_job()
-        if job is None:
-            return False
-        self._perform(*job)
-        return True
+        job = None if self.can_spawn else self._take_job()
+        if job is not None:
+            self._perform(*job)
+        return job is not None
 
     def _spawn_writers(self) -> None:
         while self.can_spawn:
@@ -256,8 +225,8 @@ class WriterPool:
                 self._wake()
 
     def _stalled_count(self) -> int:
-        """Requests in flight for :data:`STALL_SECONDS` or more (under ``cond``); their
-        namespaces get no second request meanwhile. A set-up (discovery) stalls as well."""
+        """Requests (set-ups too) in flight for :data:`STALL_SECONDS` or more (under ``cond``);
+        ``stalling`` keeps their namespaces to one request meanwhile."""
         now = time.monotonic()
         return sum(
             r.writes.stalling(now, STALL_SECONDS)
@@ -286,7 +255,6 @@ class WriterPool:
         return None
 
     def _work(self) -> None:
-        """Make ready writes until there are none for a while. Runs on a writer thread."""
         _diagnostics.become_own_thread()
         me = threading.current_thread()
         idle_since = time.monotonic()
@@ -338,10 +306,9 @@ class WriterPool:
             self._wake()  # a retry or a held count now waits on its timer
 
     def _prepare(self, recording: Recording) -> None:
-        """Set ``recording`` up here, not on the dispatcher: it may build a client (an
-        ``exec`` plugin) and ask the server which API it serves."""
+        # here, not on the dispatcher: it may build a client (an exec plugin) and request
         try:
-            made = recording.set_up()
+            made = recording.setup()
         except Exception as error:  # rule 5: what was kept aside fails, on the dispatcher
             with self._cond:
                 recording.preparing, recording.failure = False, error

@@ -1,22 +1,13 @@
 """Runs of repeats: a batch of queued occurrences cut into runs to correlate at once.
 
-Between the runtime's queue and the correlators, on the dispatcher: the runtime drains the
-queue in batches, and a correlator counts a run of repeats (occurrences identical but for
-their time) from its last occurrence (and its first, when that one is a new event), so
-that in a burst most occurrences never become an Event. Correlating a batch in runs must
-write exactly what correlating its occurrences one by one, in the order they came, would
-have written (client-go's order):
-
-* when a sink's correlation state never crosses objects (client-go's key functions, or a
-  series), occurrences may be taken object by object: those of one object keep their order,
-  and a run gathers every repeat of a batch that is not interrupted by another occurrence
-  of the same object, however the threads that logged interleaved;
-* otherwise (a ``key_func`` or ``spam_key_func`` that groups occurrences of several
-  objects together) runs are only cut from consecutive occurrences, in arrival order.
-
-One difference remains with client-go's key functions: with more keys in play than the
-correlator's ``lru_cache_size``, the caches may evict a different key first, since an
-object's occurrences are counted together rather than interleaved with the others'.
+On the dispatcher, between the runtime's queue and the correlators: a correlator counts a
+run of repeats (identical but for their time) from its last occurrence (and its first, when
+that is a new event), so that in a burst most occurrences never become an Event. Runs must
+write exactly what correlating one by one, in arrival order, would (client-go's order):
+where a sink's correlation state never crosses objects, occurrences go object by object
+(each object's in order); otherwise (a ``key_func`` or ``spam_key_func`` grouping several
+objects) runs are cut from consecutive occurrences only. One difference remains: with more
+keys than ``lru_cache_size``, the caches may evict another key first than client-go would.
 """
 
 from __future__ import annotations
@@ -39,12 +30,9 @@ Build = Callable[[Any], models.Event]
 class Run(Sequence[models.Event]):
     """Queued items identical for correlation, each built into an Event when first read.
 
-    A correlator reads the last (and maybe the first) of a run of repeats, so in a burst most
-    occurrences are counted without ever becoming an Event (building one means naming it
-    and a dataclass of 18 fields). What is built is kept, by position in the batch, for
-    every run cut from that batch: every sink reads the same Event, and a slice
-    (``run[1:]``) shares the run's items and built events. A failure to build raises
-    where the event is read, and costs the run.
+    What is built is kept by position in the batch, shared by every run cut from it (every
+    sink reads the same Event) and by a slice (``run[1:]``). A failure to build raises where
+    the event is read, and costs the run.
     """
 
     __slots__ = ("_build", "_built", "_items", "_positions")
@@ -90,11 +78,9 @@ def cut(
 ) -> list[Run]:
     """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
 
-    With ``by_object``, occurrences go by correlation group, in their order within each
-    group, and inside a group consecutive identical occurrences form one run: only for a
-    correlation whose state never crosses groups. Without it, runs are consecutive
-    identical occurrences, in arrival order. ``built`` shares the built Events with the
-    runs of another cut of the same batch.
+    With ``by_object`` (for a correlation whose state never crosses groups), by correlation
+    group, each in its order; without, consecutive identical occurrences in arrival order.
+    ``built`` shares the built Events with another cut of the same batch.
     """
     built = {} if built is None else built
     if not by_object:

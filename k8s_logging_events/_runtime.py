@@ -1,57 +1,39 @@
 """The runtime: every background thread of one EventBroadcaster, and its whole lifecycle.
 
-This is the middle of the pipeline, between the recorder (the caller's thread) and the
-sinks. Nothing else in the package starts a thread::
-
-    caller's thread       one queue          dispatcher thread (one)        writers (bounded)
-    ---------------       ---------          -----------------------        -----------------
-    EventRecorder  --->   SimpleQueue  --->  drain in batches; build     -> requests, one per
-    .record: offer()      (reentrant put,    events; inline consumers       event key and per
-                          full = counted     (structured logging);          involved object in
-                          drop)              correlate; queue writes        flight; threads only
-                                                                            while there is work
-
-The rules this module keeps:
+The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
+queue on the caller's thread; one dispatcher drains it in batches, builds and correlates
+events and queues writes; writer threads (bounded, alive only while there is work) make
+the requests. Nothing else in the package starts a thread. The rules, in full in
+docs/architecture.md, that this module and its parts keep:
 
 1. No wait without a timeout.
-2. Never wait while holding a lock that another of our threads needs: the runtime's lock
-   is released by every wait (conditions) and never held across a request or a join.
-3. The caller's path (:meth:`Runtime.offer`) takes no lock at all: the queue's ``put`` is
-   reentrant and the counters are lock-free, because a signal handler runs on the thread
-   it interrupts and may log while that thread was logging.
-4. A background thread never waits for a lock that ``dictConfig`` or ``logging.shutdown()``
-   may hold while they wait for it: reports and structured logging go through
-   :func:`~k8s_logging_events._diagnostics.log_safely`, which never takes logging's lock.
-5. An exception in a background step costs only the occurrences it was handling (counted
-   as ``failed``) and never ends a thread.
+2. Never wait holding a lock another of our threads needs: every wait releases the
+   runtime's lock, and it is never held across a request or a join.
+3. The caller's path (:meth:`Runtime.offer`) takes no lock: the queue's ``put`` is
+   reentrant and the counters lock-free, because a signal handler may log on the thread
+   it interrupted while that thread was logging.
+4. A background thread never waits for a lock that ``dictConfig`` or
+   ``logging.shutdown()`` may hold: reports go through ``_diagnostics.log_safely``.
+5. An exception in a background step costs only the occurrences it was handling
+   (``failed``) and never ends a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
-7. The library's threads block the termination signals (SIGINT, SIGTERM, SIGHUP, SIGQUIT,
-   SIGALRM, SIGUSR1, SIGUSR2), so that the kernel hands them to the application's threads
-   and its handlers run promptly on its main thread. A subprocess inherits its thread's
-   mask, so a library thread unblocks them while it may start one (building the client,
-   reading credentials: a kubeconfig ``exec`` plugin), and no subprocess the library
-   causes inherits a blocked mask (:func:`~k8s_logging_events._process.subprocesses_may_start`).
-8. Two kinds of time: timestamps come from the clock's ``now()``; durations the library
-   schedules (back-offs, held counts, rate limits, report limits) are measured on the
-   clock's monotonic reading, so that a test drives them with a fake clock; deadlines and
-   stall detection, which bound real waits (a flush, a request hanging in a socket), on
-   :func:`time.monotonic`. Never a duration on the wall clock, which NTP may step.
-9. After ``os.fork()``, everything a thread of the parent may have held is renewed in the
-   child before anything runs there, in one registry (:mod:`~k8s_logging_events._process`).
-10. No I/O on the dispatcher, ever: a sink that must build its client or ask the server
-    which Events API it serves before its correlation can be set up (``api="auto"``:
-    :func:`~k8s_logging_events._apis.api_known`) is set up by a job on the writer pool
-    (:mod:`~k8s_logging_events._pool`); its occurrences wait aside meanwhile, bounded by
-    ``queue_length``, counted as pending, waited for by a flush and given up by a close.
+7. They block the termination signals, so that the application's handlers run promptly on
+   its main thread, and unblock them while they may start a subprocess, which would inherit
+   the mask (:func:`~k8s_logging_events._process.subprocesses_may_start`).
+8. Timestamps from the clock's ``now()``; scheduled durations on its monotonic reading;
+   deadlines and stall detection, which bound real waits, on :func:`time.monotonic`; never
+   a duration on the wall clock, which NTP may step.
+9. After ``os.fork()``, everything a parent's thread may have held is renewed in the child
+   first, in one registry (:mod:`~k8s_logging_events._process`).
+10. No I/O on the dispatcher: a sink that needs a request before its correlation can be
+    set up (``api="auto"``) is set up by a job on the writer pool; its occurrences wait
+    aside meanwhile, bounded by ``queue_length``, counted as pending, waited for by a
+    flush and given up by a close.
 
-Lifecycle: the dispatcher starts with the first occurrence; writer threads start when
-writes are ready and end after a short idle spell; :meth:`Runtime.flush` and
-:meth:`Runtime.close` are bounded by one deadline; after ``os.fork()`` the child starts
-afresh with its counters at zero (the parent's queued and pending writes are the parent's,
-never written twice); a ``multiprocessing`` child flushes when its target returns (a
-``Pool``'s workers when they end: ``close()`` and ``join()`` the pool before it is
-terminated); where no thread can be started any more (Python 3.12 during interpreter exit)
-the threads that exist, or the flushing thread, do the work.
+Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
+close share one deadline; a forked child starts afresh, counters at zero; a
+``multiprocessing`` child flushes when its target returns; where no thread can start any
+more (3.12 at interpreter exit) the flushing thread does the work.
 """
 
 from __future__ import annotations
@@ -84,25 +66,17 @@ DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
 
 BATCH_SIZE = 4096
-"""Occurrences the dispatcher takes at once: hand-offs and lock traffic per batch, not per item.
-
-Large, because the further behind the dispatcher falls in a burst, the more repeats of one
-object a batch holds, and a run of repeats is correlated at once: a deep queue drains
-faster per occurrence than a shallow one."""
+"""Occurrences the dispatcher takes at once. Large: the deeper the queue, the more repeats of
+one object a batch holds, correlated at once (a deep queue drains faster per occurrence)."""
 
 LINGER_BATCH = 64
 """A batch at least this long means a burst: the dispatcher then lets the next one gather."""
 
 LINGER_SECONDS = 0.05
-"""The longest the dispatcher lets the next batch of a burst gather.
-
-Under one interpreter lock, a dispatcher that takes the queue whenever it gets the lock
-handles a burst in batches of what one switch interval queued (a hundred or so), and each
-object in a batch costs a correlation; waiting a little gives batches of thousands, where
-the repeats of one object are counted at once (a third of the instructions per occurrence:
-``bench/instructions.py``). It stops at a full batch, at a quarter of the queue, or when a
-flush or close waits. An event of a burst reaches the API server at most this much later.
-"""
+"""The longest the dispatcher lets the next batch of a burst gather: batches of thousands
+instead of one switch interval's hundred, whose repeats are counted at once (a third of the
+instructions per occurrence: ``bench/instructions.py``). It stops at a full batch, a quarter
+of the queue, or when a flush or close waits; a burst's event is this much later at most."""
 
 LINGER_STEP_SECONDS = 0.005
 """How often a lingering dispatcher looks at the queue's length."""
@@ -122,11 +96,10 @@ _counter = itertools.count()
 class Runtime:
     """The queue, the dispatcher and the writers of one EventBroadcaster.
 
-    ``options`` are the broadcaster's (``sleep`` None waits for a timer on the queue). The
-    ``namer`` names each Event when the dispatcher builds it
-    (:func:`~k8s_logging_events.models.materialize`), the ``counters`` (shared with the
-    recorder) count the outcomes, the ``reporter`` reports drops, failures and the exit
-    summary, and ``name`` prefixes the threads' names.
+    ``options`` are the broadcaster's (``sleep`` None: wait for a timer on the queue);
+    ``namer`` names each Event as it is built; ``counters`` (shared with the recorder) count
+    the outcomes; ``reporter`` reports drops, failures and the exit summary; ``name``
+    prefixes the threads' names.
     """
 
     def __init__(
@@ -154,7 +127,7 @@ class Runtime:
         _process.renew_in_child(self)
 
     def _fresh(self) -> None:
-        """Everything tied to this process's threads: at construction and after fork."""
+        # everything tied to this process's threads: at construction and after fork
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._accepted = _diagnostics.Tally()
         self._queue_drops = _diagnostics.Tally()
@@ -177,8 +150,6 @@ class Runtime:
         self._closing = False
         self._closed = False
         self._flushes = 0
-
-    # --- the caller's path (no locks: see rule 3) -----------------------------------------
 
     def offer(self, item: object) -> bool:
         """Queue one occurrence without blocking; False (counted as dropped) when full."""
@@ -230,8 +201,6 @@ class Runtime:
         except RuntimeError:  # interpreter exit (3.12): flush() drains on its own thread
             self._pool.can_spawn = False
 
-    # --- consumers ------------------------------------------------------------------------
-
     def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
         """Correlate and write every later occurrence to ``recording``'s sink."""
         return self._add(recording)
@@ -268,10 +237,7 @@ class Runtime:
     def _recordings(self) -> list[_pool.Recording]:
         return self._consumers.recordings()
 
-    # --- the dispatcher -------------------------------------------------------------------
-
     def _dispatch(self) -> None:
-        """Drain the queue in batches and hand the events on. Runs on the dispatcher."""
         _diagnostics.become_own_thread()
         busy = False
         while True:
@@ -287,10 +253,7 @@ class Runtime:
                 )
 
     def _linger(self, handled: int) -> None:
-        """After a batch of a burst, let the next gather (see :data:`LINGER_SECONDS`).
-
-        Not with a test's sleeper (a fake clock does not wait for real time).
-        """
+        # not with a test's sleeper: a fake clock does not wait for real time
         if handled < LINGER_BATCH or self._sleep is not None:
             return
         enough = min(BATCH_SIZE, max(1, self._shared.capacity // 4))
@@ -307,7 +270,11 @@ class Runtime:
             self._wake.clear()
             self._sleep(due, self._wake)  # a test's sleeper moves a fake clock
             return []
-        wait = 0.0 if busy else self._wait_seconds(due)
+        wait = 0.0
+        if not busy:  # wait for the queue until the timers need the dispatcher
+            wait = self._pool.stall_wait(
+                IDLE_WAIT_SECONDS if due is None else min(due, IDLE_WAIT_SECONDS)
+            )
         try:
             first = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
         except queue.Empty:
@@ -319,15 +286,9 @@ class Runtime:
         return batch
 
     def _timer_due(self) -> float | None:
-        """Seconds (on the clock) until the next timed write is due, if there is one."""
         with self._cond:
             dues = [d for r in self._recordings() if (d := r.writes.next_due()) is not None]
         return min(dues, default=None)
-
-    def _wait_seconds(self, due: float | None) -> float:
-        """How long the dispatcher may wait for the queue before its timers need it."""
-        wait = IDLE_WAIT_SECONDS if due is None else min(due, IDLE_WAIT_SECONDS)
-        return self._pool.stall_wait(wait)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
         """Hand ``batch`` on, in order; True when a stop marker was reached."""
@@ -336,7 +297,8 @@ class Runtime:
             if not isinstance(item, Marker):
                 run.append(item)
                 continue
-            self._deliver(run)
+            if run:
+                self._handoff.deliver(run)
             run = []
             if item is WAKE:
                 self._wake_queued = False
@@ -344,31 +306,22 @@ class Runtime:
                 self._reach(item)
                 if item.stop:
                     return True
-        self._deliver(run)
+        if run:
+            self._handoff.deliver(run)
         return False
 
     def _reach(self, marker: Marker) -> None:
         with self._cond:
-            marker.reach(self._consumers.recordings(), self._consumers.loops())
-
-    def _deliver(self, items: list[Any]) -> None:
-        if items:
-            self._handoff.deliver(items)
-
-    # --- writers --------------------------------------------------------------------------
+            marker.reach(self._recordings(), self._consumers.loops())
 
     def _wake_dispatcher(self) -> None:
-        """Have the dispatcher look at its timers and ready writes again.
-
-        At most one wake-up waits in the queue: they must not take the room that
-        occurrences need (a queue full of wake-ups would drop what the application logs).
-        """
+        # at most one wake-up in the queue: they must not take the occurrences' room
         if not self._wake_queued:
             self._wake_queued = True
             self._queue.put(WAKE)
 
     def _tend(self) -> bool:
-        """Promote due writes and start writers for them; True when it wrote one itself."""
+        """Promote due writes and start writers; True when this thread wrote one itself."""
         self._handoff.settle_aside()
         with self._cond:
             for recording in self._recordings():
@@ -378,16 +331,13 @@ class Runtime:
             self._cond.notify_all()
         return self._pool.start()
 
-    # --- flush and close ------------------------------------------------------------------
-
     def flush(self, timeout: float | None) -> bool:
         """Write everything accepted before the call, held-back counts included.
 
-        Returns True once each of those occurrences has an outcome, False when ``timeout``
-        seconds passed first (None: :data:`DEFAULT_EXIT_TIMEOUT`). On one of the library's
-        own threads it returns False at once: it would wait for itself. The reports its
-        writes caused are written before it returns, and so is a summary of what the
-        reports' rate limit held back.
+        True once each has an outcome, False when ``timeout`` seconds passed first (None:
+        :data:`DEFAULT_EXIT_TIMEOUT`), or at once on one of the library's own threads (it
+        would wait for itself). The reports its writes caused, and a summary of what their
+        rate limit held back, are written before it returns.
         """
         if _diagnostics.is_own_thread():
             return False
@@ -425,8 +375,8 @@ class Runtime:
                     self._set_draining(False)
 
     def _settled(self) -> bool:
-        """True when every occurrence accepted so far has an outcome and every watcher has
-        handled what it was given: a flush has nothing to wait for, whatever its timeout."""
+        """Every occurrence accepted has an outcome, every watcher is caught up: a flush has
+        nothing to wait for, whatever its timeout."""
         with self._cond:
             if self._accepted.value - self._queue_drops.value - self._handoff.taken() > 0:
                 return False
@@ -448,11 +398,9 @@ class Runtime:
         return thread is not None and thread.is_alive()
 
     def _working(self) -> bool:
-        """True while a thread of ours may still do the work a flush waits for."""
         return self._dispatcher_alive() or self._pool.busy()
 
     def _pump(self, deadline: Deadline) -> None:
-        """Do the dispatcher's work on the calling thread, within ``deadline``."""
         with contextlib.suppress(queue.Empty):
             while not deadline.expired():
                 item = self._queue.get_nowait()
@@ -465,9 +413,9 @@ class Runtime:
     def close(self, timeout: float | None) -> tuple[list[_pending.Write], int]:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
-        Idempotent. Returns, for the caller's exit report, the writes that were given up
-        (counted as failed) and how many occurrences were lost without one: still queued
-        (counted as dropped) or in the batch in hand when the threads stopped (failed).
+        Idempotent. Returns, for the exit report, the writes given up (failed) and how many
+        occurrences were lost without one: still queued (dropped) or in the batch in hand
+        when the threads stopped (failed).
         """
         with self._cond:
             if self._closing:
@@ -499,9 +447,7 @@ class Runtime:
             )
         for consumer in consumers:
             consumer.watcher.stop()
-        threads = self._pool.threads()
-        threads += [loop.thread for loop in loops if loop.thread]
-        for thread in threads:
+        for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:
             # a writer inside a request that does not answer is a daemon: not worth a grace
             self._join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
@@ -526,15 +472,13 @@ class Runtime:
         for _ in range(_flush.leftovers(self._queue)):
             self._queue_drops.add()
 
-    # --- stats ----------------------------------------------------------------------------
-
     def stats(self) -> dict[str, int]:
-        """Return ``accepted``, the outcomes and ``pending``.
+        """``accepted``, the outcomes, ``pending`` and ``pending_events``.
 
-        ``pending`` counts occurrences without an outcome yet: queued, or waiting in a
-        write (once per sink): with one sink, ``accepted`` is the sum of the outcomes and
-        ``pending`` whenever no thread is in the middle of handing one on.
-        ``pending_events`` counts the events with a write waiting or in flight.
+        ``pending``: occurrences without an outcome yet, queued or in a write (once per
+        sink); with one sink, ``accepted`` is the sum of the outcomes and ``pending``
+        whenever no thread is handing one on. ``pending_events``: events with a write
+        waiting or in flight.
         """
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
@@ -574,20 +518,14 @@ class Runtime:
         found += [loop.thread for loop in self._consumers.loops()]
         return [t for t in found if t is not None and t.is_alive()]
 
-    # --- processes ------------------------------------------------------------------------
-
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing:
             self.flush(self.exit_timeout)
 
     def _after_fork_in_child(self) -> None:
-        """Start afresh: the parent's threads do not exist here and its writes are its own.
-
-        Called by ``_process`` in a child after ``os.fork()``. What the parent had queued,
-        pending or in flight stays the parent's (never written twice); the consumers stay,
-        with nothing queued, and their threads start again with the child's first event.
-        """
+        """After ``os.fork()``: what the parent queued or had pending stays the parent's
+        (never written twice); the consumers stay, their threads start with the first event."""
         closing = self._closing
         self._fresh()
         self._closing = self._closed = closing

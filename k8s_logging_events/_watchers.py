@@ -1,9 +1,8 @@
 """The consumers of events that are not sinks: structured logging and users' watchers.
 
-On the dispatcher's side of the runtime (:mod:`k8s_logging_events._runtime`, whose thread
-rules at the top hold here too): the dispatcher builds each event and hands it to an
-:class:`Inline` consumer on its own thread, or puts it in the bounded queue of a
-:class:`WatchLoop`, whose thread calls the user's handler.
+On the dispatcher's side (the thread rules of :mod:`~k8s_logging_events._runtime` hold
+here): an :class:`Inline` consumer runs on the dispatcher; a :class:`WatchLoop`'s own
+thread takes the events from a bounded queue and calls the user's handler.
 """
 
 from __future__ import annotations
