@@ -9,6 +9,7 @@ said once: for users in ``docs/configuration.md``, in code on the fields below.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import math
@@ -44,6 +45,7 @@ __all__ = [
 ]
 
 MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
+_RATE = "requests per second; 0: no limit"
 
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
@@ -60,8 +62,7 @@ class BroadcasterOptions:
     what ``EventBroadcaster(...)`` makes of its own keywords."""
 
     queue_length: int
-    """Occurrences the queue holds, and events with a write pending per sink; beyond either,
-    occurrences are dropped (counted)."""
+    """Occurrences the queue holds, and events with a write pending per sink; beyond: dropped."""
     writers: int
     """Requests in flight at once (writer threads exist only while there is work)."""
     max_tries: int
@@ -71,14 +72,12 @@ class BroadcasterOptions:
     correlator: correlators.CorrelatorOptions | None
     """The options every sink's correlator gets; None: client-go's."""
     event_names: str
-    """``"deterministic"`` (a hash of what makes the event itself, so that a restarted process
-    or a replica continues it) or ``"timestamp"`` (client-go's); see ``docs/correlation.md``."""
+    """``"deterministic"`` (a restarted process continues its events) or ``"timestamp"``
+    (client-go's); see ``docs/correlation.md``."""
     clock: clock_mod.Clock | None
-    """The time source of timestamps, correlation and back-offs (tests: a ``FakeClock``);
-    None: the system's."""
+    """The time of timestamps, correlation and back-offs (tests: FakeClock); None: the system's."""
     sleep: clock_mod.Sleeper | None
-    """How back-offs and the rate limit wait (tests: ``clock.sleep``); None: an interruptible
-    wait."""
+    """How back-offs and the rate limit wait (tests: ``clock.sleep``); None: interruptibly."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -86,13 +85,11 @@ class Options:
     """The checked options of one handler (all but ``level`` and ``broadcaster``)."""
 
     component: str
-    """Who reports the events (the ``From`` column), repaired into a qualified name; by default
-    :func:`default_component`."""
+    """Who reports the events (``From``), a qualified name; by default :func:`default_component`."""
     host: str
     """Where it runs (``source.host``, ``reportingInstance``); by default :func:`default_host`."""
     sink: Sink
-    """Where events are written: ``"auto"``, None, a URL or an EventSink (built from a ``"()"``
-    dict; see ``docs/configuration.md``, Sinks)."""
+    """Where events go: ``"auto"``, None, a URL or an EventSink (see docs/configuration.md)."""
     namespace: str
     """The namespace of events about cluster-scoped objects: only ``default`` is allowed."""
     default_reason: str
@@ -108,8 +105,7 @@ class Options:
     request_timeout: float | tuple[float, float] | None
     """Seconds to connect and to read (one number or a pair); None: the sink's default."""
     flush_timeout: float
-    """Seconds ``flush()`` and ``close()`` may wait (one wait for the pair at exit), and
-    ``drain()``'s default; also a ``multiprocessing`` child's at its end."""
+    """Seconds ``flush()`` and ``close()`` may wait together; ``drain()``'s, a child's at exit."""
     structured_logging: bool | str
     """Also log every event as a JSON line to standard error (True), or on that logger."""
     exception_detail: str
@@ -121,8 +117,7 @@ class Options:
     context: str | None
     """The kubeconfig context for ``sink: auto``; None: the file's current one."""
     default_involved: str | None
-    """``"pod"``: a record without an involved object is about the pod the process runs in
-    (from the Downward API); None: such records make no event."""
+    """``"pod"``: a record without an involved object is about this process's pod (else none)."""
     crash_events: bool
     """An uncaught exception becomes a ``Warning`` event about the ``default_involved`` pod."""
     broadcasting: BroadcasterOptions
@@ -140,11 +135,9 @@ def checked(given: Mapping[str, Any]) -> Options:
         max_message_bytes=whole(
             "max_message_bytes", given["max_message_bytes"], minimum=MIN_MESSAGE_BYTES
         ),
-        qps=number("qps", given["qps"], minimum=0, meaning="requests per second; 0: no limit"),
+        qps=number("qps", given["qps"], minimum=0, meaning=_RATE),
         burst=whole("burst", given["burst"], minimum=1),
-        drain_qps=number(
-            "drain_qps", given["drain_qps"], minimum=0, meaning="requests per second; 0: no limit"
-        ),
+        drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
         request_timeout=timeout(given["request_timeout"]),
         flush_timeout=number("flush_timeout", given["flush_timeout"], minimum=0, meaning="seconds"),
         structured_logging=structured(given["structured_logging"], given_broadcaster),
@@ -208,10 +201,8 @@ def number(
     if isinstance(value, int | float) and not isinstance(value, bool):
         converted = float(value)
     elif isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             converted = float(value.strip())
-        except ValueError:
-            converted = None
     if (
         converted is None
         or not math.isfinite(converted)

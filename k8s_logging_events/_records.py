@@ -104,31 +104,16 @@ def find_extras(
             if value is not None:
                 found[name] = value
         return found
-    layers: list[Mapping[str, object]] = [attrs]
-    if loguru is not None:
-        layers.append(loguru)
-    if event_dict is not None:
-        layers.append(event_dict)
+    layers: list[Mapping[str, object]] = [m for m in (attrs, loguru, event_dict) if m is not None]
+    if any(layer.get(SKIP) for layer in layers):
+        return None
     found = {}
-    for layer in layers:
-        if layer.get(SKIP):
-            return None
-        for name in EXTRAS:
-            if name not in found:
-                value = layer.get(name)
-                if value is not None:
-                    found[name] = value
+    for layer in reversed(layers):  # the first layer that has an extra wins
+        found.update({name: value for name in EXTRAS if (value := layer.get(name)) is not None})
     if "involved" not in found:
-        for layer in layers:
-            ref = layer.get(KOPF_REF)
-            if ref is not None:
-                found["involved"] = ref
-                break
-        else:
-            if default_involved is None:
-                return None
-            found["involved"] = default_involved
-    return found
+        kopf = [ref for layer in layers if (ref := layer.get(KOPF_REF)) is not None]
+        found["involved"] = kopf[0] if kopf else default_involved
+    return None if found["involved"] is None else found
 
 
 def structlog_event_dict(record: logging.LogRecord) -> dict[str, object] | None:
@@ -371,7 +356,25 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
     except Exception as error:  # a bad format string is the caller's bug, not a crash
         notes.refuse("message", "Unable to format the message: %r", error)
         return None
-    return _sanitised_message(text, settings.max_message_bytes, notes)
+    limit = settings.max_message_bytes
+    if len(text) <= limit and text.isascii() and "\x00" not in text:
+        return text  # short ASCII without NUL: the common message, checked in C
+    # a character is at most 4 bytes: only a message this long can be over the limit
+    head = text[: limit + 1] if len(text) * 4 > limit else text
+    if _sanitise.has_unsafe_text(head):
+        head = _sanitise.safe_text(head)
+        notes.repair(
+            "message-text", "NUL or unpaired surrogate characters in the message became U+FFFD"
+        )
+    cut = _sanitise.cut_bytes(head, limit, _sanitise.TRUNCATION_MARK)
+    if cut is not head:
+        notes.repair(
+            "message-size",
+            "The message is longer than %d bytes: cut at a character boundary, ending in %r",
+            limit,
+            _sanitise.TRUNCATION_MARK,
+        )
+    return cut
 
 
 def _format(record: logging.LogRecord, settings: Settings) -> str:
@@ -465,27 +468,6 @@ def _structlog_message(event_dict: dict[str, object]) -> str:
     if text is None or isinstance(text, str):
         return text or ""
     return str(text)
-
-
-def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
-    if len(text) <= limit and text.isascii() and "\x00" not in text:
-        return text  # short ASCII without NUL: the common message, checked in C
-    # a character is at most 4 bytes: only a message this long can be over the limit
-    head = text[: limit + 1] if len(text) * 4 > limit else text
-    if _sanitise.has_unsafe_text(head):
-        head = _sanitise.safe_text(head)
-        notes.repair(
-            "message-text", "NUL or unpaired surrogate characters in the message became U+FFFD"
-        )
-    cut = _sanitise.cut_bytes(head, limit, _sanitise.TRUNCATION_MARK)
-    if cut is not head:
-        notes.repair(
-            "message-size",
-            "The message is longer than %d bytes: cut at a character boundary, ending in %r",
-            limit,
-            _sanitise.TRUNCATION_MARK,
-        )
-    return cut
 
 
 def exception_summary(exc_info: object) -> str:

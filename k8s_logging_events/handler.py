@@ -77,20 +77,16 @@ _Offer = Callable[[models.Occurrence], bool]  # queues an occurrence, or counts 
 class KubernetesEventHandler(logging.Handler):
     """A :class:`logging.Handler` that records an Event for every record with ``involved``.
 
-    ``involved`` and the other extras (``reason``, ``action``, ``related``, ``annotations``,
-    ``event_type``, ``field_path``) are read from the record's attributes, else loguru's
-    ``record.extra``, else structlog's event dict; Kopf's ``k8s_ref`` stands for ``involved``,
-    and so does the process's pod with ``default_involved="pod"``. A true ``k8s_skip`` means
-    no event; so does a record of the ``k8s_logging_events`` logger. WARNING and above become
-    ``Warning`` events, the rest ``Normal``. The record is never changed; :meth:`emit` never
-    raises (but :class:`RecursionError`) nor waits for the API server.
+    ``involved`` (or Kopf's ``k8s_ref``, or the process's pod with ``default_involved``) and
+    the other extras are read from the record, loguru's ``extra`` or structlog's event dict
+    (docs/configuration.md, "The extras a record may carry"); ``k8s_skip`` means no event.
+    WARNING and above make ``Warning`` events. The record is never changed; :meth:`emit`
+    never raises (but :class:`RecursionError`) nor waits for the API server.
 
-    Every option is keyword-only, JSON/YAML-friendly and checked here, once; see
-    ``docs/configuration.md`` (in code, ``k8s_logging_events._options.Options``). ``level``
-    is the handler's level; ``broadcaster`` an existing
-    :class:`~k8s_logging_events.recorder.EventBroadcaster` to record into, which the handler
-    does not own (``close()`` only flushes it; ``sink`` and ``structured_logging`` cannot be
-    set with it).
+    Every option is keyword-only, JSON/YAML-friendly and checked here, once; each one's
+    meaning and default: docs/configuration.md, Options. ``broadcaster``: an
+    :class:`~k8s_logging_events.recorder.EventBroadcaster` to record into, not owned (a
+    close only flushes it; not with ``sink`` or ``structured_logging``).
 
     Raises:
         ValueError: an option is out of range or of the wrong kind (the message names it).
@@ -179,13 +175,9 @@ class KubernetesEventHandler(logging.Handler):
         return _records.find_extras(record, self._default_involved)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """Filter ``record`` and emit it, without the handler's lock.
-
-        ``logging.shutdown()`` and ``dictConfig`` hold that lock while a close may wait
-        ``flush_timeout``: threads that log must not wait behind it (after the close, their
-        records count as ``after_close``). Nothing here takes a non-reentrant lock: a signal
-        handler that logs may interrupt this very call.
-        """
+        """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
+        while it waits, and must not stall the threads that log. Nothing here takes a lock
+        that is not reentrant: a signal handler that logs may interrupt this very call."""
         extras = self._extras(record)
         if extras is None:
             return False
@@ -202,23 +194,15 @@ class KubernetesEventHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Record an event for ``record`` without waiting for the API; never raises.
-
-        Bad input is reported once per call site on the ``k8s_logging_events`` logger and
-        costs only its event. After :meth:`close`, records count as ``after_close``.
-        """
+        """Record an event for ``record`` without waiting for the API; never raises (bad input
+        is reported once per call site; see docs/configuration.md, Bad input)."""
         extras = self._extras(record)
         if extras is not None:  # emit called directly, bypassing filter
             self._emit_safely(record, extras)
 
     def flush(self) -> None:
-        """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
-
-        Held-back spam-filter counts go out too, at ``drain_qps``. A flush that runs out of
-        time says once what is pending and why; while the server then takes nothing, later
-        flushes and closes do not wait again. Returns None (:meth:`drain` says whether it
-        finished); never raises.
-        """
+        """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written
+        (see docs/configuration.md, Lifecycle); returns None, never raises."""
         # under the lock, logging.shutdown() flushes then closes: the close reports, once
         self._wait(None, report=not getattr(self._holding, "depth", 0))
 
@@ -234,12 +218,9 @@ class KubernetesEventHandler(logging.Handler):
         super().release()
 
     def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every occurrence accepted so far has an outcome; True when it did.
-
-        Like :meth:`flush`, but it waits ``timeout`` seconds (None: ``flush_timeout``) even
-        after a flush that ran out of time. True also when nothing was recorded; never
-        raises (False when the wait failed).
-        """
+        """Wait up to ``timeout`` seconds (None: ``flush_timeout``), even after a flush that ran
+        out of time, until every occurrence accepted so far has an outcome; True when it did
+        (or nothing was recorded), False otherwise. Never raises."""
         return self._wait(timeout, drain=True)
 
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
@@ -259,14 +240,9 @@ class KubernetesEventHandler(logging.Handler):
         return done
 
     def close(self) -> None:
-        """Flush within ``flush_timeout``, stop what the handler owns, and close it.
-
-        Idempotent, and safe under the handler's lock (``logging.shutdown()``, ``dictConfig``),
-        which no thread of the handler takes. After a :meth:`flush` both share one deadline:
-        exit takes ``flush_timeout`` (plus a quarter of a second for the threads) whatever
-        the server does. Writes still pending then count as ``failed`` and are reported
-        once, with the reason. A given ``broadcaster`` is flushed, not shut down.
-        """
+        """Flush within ``flush_timeout`` (one deadline with a flush just before), stop what the
+        handler owns, and close it; idempotent, never raises. Writes still pending then count
+        as ``failed``, reported once. A given ``broadcaster`` is only flushed."""
         try:
             _crash.unwatch(self)
             with self._lock:
@@ -304,13 +280,9 @@ class KubernetesEventHandler(logging.Handler):
         return self._broadcaster
 
     def stats(self) -> dict[str, int]:
-        """Return the broadcaster's counters plus the handler's own.
-
-        The broadcaster's (:meth:`~k8s_logging_events.recorder.EventBroadcaster.stats`) are 0
-        before the first event, and with a shared ``broadcaster`` count other recorders' events
-        too. The handler's: ``refused`` (records with ``involved`` but bad input), ``repaired``
-        (events recorded after a repair, e.g. a message cut to size), ``after_close``.
-        """
+        """Return the broadcaster's counters (0 before the first event; a given broadcaster's
+        count other recorders' events too) and the handler's ``refused``, ``repaired`` and
+        ``after_close`` (see docs/configuration.md, Counters)."""
         values = dict.fromkeys(_BROADCASTER_STATS, 0)
         active = self._broadcaster
         if active is not None:

@@ -54,10 +54,8 @@ crosses objects (its runs may be cut object by object)."""
 class EventBroadcaster:
     """Receives events from recorders and hands each one to every watcher started on it.
 
-    One dispatcher thread starts with the first event; writer threads run only while there
-    are writes. Every keyword but ``rng`` and ``name`` is a field of
-    ``k8s_logging_events._options.BroadcasterOptions``, described there
-    (``correlator_options`` is its ``correlator``); the defaults are client-go's.
+    Every keyword but ``rng`` and ``name`` is a field of ``_options.BroadcasterOptions``,
+    described there (``correlator_options`` is its ``correlator``); defaults are client-go's.
 
     Args:
         rng: the random source for the first back-off (``random.random`` by default).
@@ -151,27 +149,18 @@ class EventBroadcaster:
     def start_structured_logging(
         self, logger: logging.Logger | None = None, level: int = logging.INFO
     ) -> broadcaster.Watcher:
-        """Log every event as ``Event occurred`` with its fields as extras.
-
-        With no ``logger``, one JSON line to standard error with the keys ``msg``, ``object``
-        (``namespace/name``), ``fieldPath``, ``kind``, ``apiVersion``, ``type``, ``reason``
-        and ``message``. With a ``logger``, the same fields as record extras (the message as
-        ``event_message``: a record's ``message`` cannot be set), formatted by its handlers.
-        Logged on the dispatcher thread, never taking the ``logging`` module's lock.
-        """
+        """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on the
+        dispatcher thread, never taking the ``logging`` module's lock: on ``logger``, or as
+        one JSON line to standard error (docs/configuration.md, ``structured_logging``)."""
         target = logger or _structured.json_event_logger()
         return self._runtime.add_inline(
             lambda event: _structured.log_structured(target, level, event)
         )
 
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
-        """Correlate every event and write it to ``event_sink``, with a correlator of its own.
-
-        A sink whose ``api`` is ``events.k8s.io/v1`` gets series
-        (:mod:`k8s_logging_events.series`) instead of client-go's counts. ``api`` is read at
-        the first event; a sink with ``api_known = False`` (``api="auto"``) is asked on a
-        writer thread, and its first events wait for it (counted as pending).
-        """
+        """Correlate every event and write it to ``event_sink``, with a correlator of its own:
+        series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
+        thread while ``api_known`` is False), else client-go's counts."""
         writes = _pending.Writes(
             event_sink,
             None,
@@ -188,13 +177,8 @@ class EventBroadcaster:
         )
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything accepted so far has a final outcome; False after ``timeout``
-        seconds (None: 5 s).
-
-        Pending writes go out now, with the counts the spam filter held back, at the sink's
-        drain rate. A flush that runs out of time says once, on the ``k8s_logging_events``
-        logger, what is still pending and why.
-        """
+        """Wait until everything accepted so far has a final outcome, held-back counts included;
+        False after ``timeout`` seconds (None: 5 s), said once with what is still pending."""
         return self._flush(timeout, report=True)
 
     def _flush(self, timeout: float | None, *, report: bool) -> bool:
@@ -220,9 +204,8 @@ class EventBroadcaster:
     def shutdown(self, timeout: float | None = None) -> None:
         """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises.
 
-        What is still pending at the deadline is given up, counted as ``failed`` and reported
-        once with the reason. No thread outlives the call by more than a short grace, but a
-        writer stuck in a request (a daemon, abandoned).
+        What is pending at the deadline counts as ``failed``, reported once with the reason.
+        Only a writer stuck in a request (a daemon) outlives the call by more than a grace.
         """
         try:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
@@ -235,14 +218,8 @@ class EventBroadcaster:
             )
 
     def stats(self) -> Mapping[str, int]:
-        """Return the counters of what became of every occurrence.
-
-        ``accepted``: offered (dropped ones included); the final outcomes ``dropped``,
-        ``created``, ``patched``, ``coalesced``, ``failed``, ``discarded`` (no sink);
-        ``invalid``: calls refused before an event was built (not accepted); ``pending``:
-        occurrences without an outcome yet (per sink); ``pending_events``: events with a
-        write not finished. With one sink, ``accepted`` is the outcomes plus ``pending``.
-        """
+        """Return the counters of what became of every occurrence: ``accepted``, ``invalid``,
+        the outcomes, ``pending`` and ``pending_events`` (docs/configuration.md, Counters)."""
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
         return values
@@ -382,15 +359,9 @@ class EventRecorder(RecorderCalls):
     ) -> bool:
         """Record an event with every field a caller can set; True when it was queued.
 
-        Args:
-            obj: the involved object (see :func:`~.references.object_reference`).
-            type: ``Normal`` or ``Warning``.
-            reason: a short CamelCase reason (``BackOff``).
-            message: a readable description.
-            annotations: annotations for the event's metadata.
-            action: what was done (or failed), for events.k8s.io/v1.
-            related: a secondary object the event is also about.
-            field_path: the part of ``obj`` the event is about.
+        ``obj`` is the involved object (:func:`~.references.object_reference`), ``type``
+        ``Normal`` or ``Warning``; ``action`` what was done (events.k8s.io/v1), ``related`` a
+        secondary object, ``field_path`` the part of ``obj`` the event is about.
         """
         try:
             event = self._build(
