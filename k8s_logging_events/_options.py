@@ -20,14 +20,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events import (
-    _diagnostics,
-    _kubeconfig,
-    _pod,
-    _records,
-    _sanitise,
-    models,
-)
+from k8s_logging_events import _diagnostics, _kubeconfig, _pod, _records, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
@@ -168,10 +161,7 @@ def checked(given: Mapping[str, Any]) -> Options:
 
 
 def check_known(
-    given: Iterable[str],
-    known: Iterable[str],
-    what: str,
-    error: type[Exception] = TypeError,
+    given: Iterable[str], known: Iterable[str], what: str, error: type[Exception] = TypeError
 ) -> None:
     """Raise ``error`` for an unknown option, naming the closest known one."""
     known = sorted(known)
@@ -182,12 +172,7 @@ def check_known(
 
 
 def number(
-    name: str,
-    value: object,
-    *,
-    minimum: float,
-    integer: bool = False,
-    meaning: str = "",
+    name: str, value: object, *, minimum: float, integer: bool = False, meaning: str = ""
 ) -> float:
     """Return ``value`` as a finite number of at least ``minimum``, or raise ValueError.
 
@@ -312,9 +297,7 @@ def checked_sink(option: object, given: object) -> Sink:
     )
 
 
-def checked_correlator(
-    option: object,
-) -> correlators.CorrelatorOptions | None:
+def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
     """``correlator``: CorrelatorOptions, or a mapping of its fields, where ``spam_key`` may
     name the spam key (``object``, client-go's, or ``per-reason``)."""
     if option is None or isinstance(option, correlators.CorrelatorOptions):
@@ -328,20 +311,18 @@ def checked_correlator(
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}
-    for name in ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"):
-        if name in values and values[name] is None:  # null, as 0, means the default
-            del values[name]
     if "spam_key" in values:
         named = choice("correlator.spam_key", values.pop("spam_key"), tuple(correlators.SPAM_KEYS))
         if values.get("spam_key_func") is not None:
             raise ValueError("correlator: set spam_key or spam_key_func, not both")
         values["spam_key_func"] = correlators.SPAM_KEYS[named]
-    for name in ("lru_cache_size", "burst_size", "max_events"):
-        if name in values:
-            values[name] = int(number(f"correlator.{name}", values[name], minimum=0, integer=True))
-    for name in ("qps", "max_interval_seconds"):
-        if name in values:
-            values[name] = number(f"correlator.{name}", values[name], minimum=0)
+    for name in ("lru_cache_size", "burst_size", "max_events", "qps", "max_interval_seconds"):
+        if values.get(name) is None:  # null, as 0, means the default
+            values.pop(name, None)
+        else:
+            integer = name not in ("qps", "max_interval_seconds")
+            value = number(f"correlator.{name}", values[name], minimum=0, integer=integer)
+            values[name] = int(value) if integer else value
     return correlators.CorrelatorOptions(**values)
 
 

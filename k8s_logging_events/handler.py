@@ -407,11 +407,7 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         """Merge the bound extras under the call's ``extra``."""
-        merged = dict(self.extra or {})
-        call_extra = kwargs.get("extra")
-        if call_extra:
-            merged.update(call_extra)
-        kwargs["extra"] = merged
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
         return msg, kwargs
 
 

@@ -35,11 +35,7 @@ from k8s_logging_events import (
 )
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "MAX_QUEUED_EVENTS",
-    "EventBroadcaster",
-    "EventRecorder",
-]
+__all__ = ["MAX_QUEUED_EVENTS", "EventBroadcaster", "EventRecorder"]
 
 MAX_QUEUED_EVENTS = 1000
 """client-go's queue length, for the incoming queue and for each watcher's queue."""
