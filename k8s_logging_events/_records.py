@@ -20,6 +20,7 @@ from datetime import datetime
 from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, references
 
 __all__ = [
+    "ABOUT_AN_EVENT",
     "EXCEPTION_DETAILS",
     "EXTRAS",
     "MARKERS",
@@ -35,6 +36,9 @@ __all__ = [
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
 """What an event says of a record's exception: ``ExcType: text``, the formatted traceback,
 or nothing."""
+
+ABOUT_AN_EVENT = "Refusing to record an event about Event %s/%s: events about events multiply"
+"""The report of an event about an Event (its namespace and name), refused by both front doors."""
 
 EXTRAS = ("involved", "reason", "action", "related", "annotations", "event_type", "field_path")
 """The record attributes (``extra=`` keys) the handler reads."""
@@ -174,9 +178,6 @@ def is_own(name: object) -> bool:
     )
 
 
-# --- notes and reports ------------------------------------------------------------------------
-
-
 class Notes:
     """The problems found in one record: at most one refusal, any number of repairs."""
 
@@ -223,12 +224,9 @@ class CallSites:
             self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
 
 
-# --- the fields -------------------------------------------------------------------------------
-
-
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
     if isinstance(involved, models.Event):
-        _about_an_event(involved.namespace, involved.name, notes)
+        notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
         return None
     path = field_path if isinstance(field_path, str) else ""
     try:
@@ -242,21 +240,12 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
         return ref
     if _sanitise.is_event(ref.kind, ref.api_version):
-        _about_an_event(ref.namespace, ref.name, notes)
+        notes.refuse("event-about-event", ABOUT_AN_EVENT, ref.namespace, ref.name)
         return None
     ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref
-
-
-def _about_an_event(namespace: str, name: str, notes: Notes) -> None:
-    notes.refuse(
-        "event-about-event",
-        "Refusing to record an event about Event %s/%s: events about events multiply",
-        namespace,
-        name,
-    )
 
 
 def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
@@ -343,9 +332,6 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
         notes.repair("annotation-size", "Dropping annotations: %d bytes is over 256 KiB", size)
         return None
     return result
-
-
-# --- the message ------------------------------------------------------------------------------
 
 
 def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str | None:

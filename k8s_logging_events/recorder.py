@@ -23,6 +23,7 @@ from k8s_logging_events import (
     _pending,
     _pool,
     _process,
+    _records,
     _runtime,
     _sanitise,
     _structured,
@@ -383,21 +384,17 @@ class EventRecorder(RecorderCalls):
         related: object | None,
         field_path: str,
     ) -> models.Occurrence | None:
+        report = self._broadcaster._report
         try:
             ref = references.object_reference(obj, field_path=field_path)
         except (references.InvalidObjectError, RecursionError) as error:
-            self._broadcaster._report("invalid-object", "Unable to record event: %r", error)
+            report("invalid-object", "Unable to record event: %r", error)
             return None
         if _sanitise.is_event(ref.kind, ref.api_version):
-            self._broadcaster._report(
-                "event-about-event",
-                "Refusing to record an event about Event %s/%s: events about events multiply",
-                ref.namespace,
-                ref.name,
-            )
+            report("event-about-event", _records.ABOUT_AN_EVENT, ref.namespace, ref.name)
             return None
         if not correlator.validate_event_type(type):
-            self._broadcaster._report(
+            report(
                 "invalid-type",
                 "Unsupported event type: %r (only Normal and Warning are allowed)",
                 type,
