@@ -1,10 +1,9 @@
 """The handler's options: checked once, into one frozen :class:`Options`, passed down whole.
 
-At the front door, between ``handler`` and ``recorder``: a mistake in a ``dictConfig`` file
-must surface as a clear message when the configuration is applied (naming the option, the
-value and what is allowed, or the closest known option), never as a stalled thread later.
-The broadcaster gets its part, :class:`BroadcasterOptions`, whole. What each option means is
-said once: for users in ``docs/configuration.md``, in code on the fields below.
+At the front door: a mistake in a ``dictConfig`` file surfaces when it is applied, as a
+message naming the option and what is allowed, never as a stalled thread later. The
+broadcaster gets :class:`BroadcasterOptions` whole. Each option is described once: in
+``docs/configuration.md``, and in code on the fields below.
 """
 
 from __future__ import annotations

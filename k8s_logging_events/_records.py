@@ -1,10 +1,8 @@
 """What a record carries: from a ``logging.LogRecord`` to one occurrence, on the caller's thread.
 
 The handler's half of the pipeline's first step (``docs/architecture.md``): :func:`find_extras`
-finds the extras wherever the logging stack put them, :func:`read` snapshots them into the
-:class:`~k8s_logging_events.models.Occurrence` the handler queues, repaired where the server
-would refuse a field, and :class:`CallSites` reports each problem once per call site. The
-record itself is never changed.
+finds the extras, :func:`read` snapshots them into an occurrence, repaired where the server
+would refuse a field, and :class:`CallSites` reports each problem once per call site.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """The logging front door: :class:`KubernetesEventHandler` turns records into Events.
 
-The top of the pipeline (``docs/architecture.md``). On the caller's thread, a record about an
-object (``extra={"involved": obj}``, or where loguru, structlog or Kopf put it) is read into
-an occurrence by ``_records`` and offered to the broadcaster's queue, never blocking, never
-raising; all the rest runs on the runtime's threads. Options are checked once, when the
-handler is built (``_options``); the sink, the broadcaster and their threads start on the
-first event. :class:`EventLoggerAdapter` binds ``involved`` to a logger.
+The top of the pipeline (``docs/architecture.md``): on the caller's thread a record about an
+object is read into an occurrence (``_records``) and queued, never blocking nor raising; the
+options are checked once (``_options``), and the broadcaster starts at the first event.
+:class:`EventLoggerAdapter` binds ``involved`` to a logger.
 """
 
 from __future__ import annotations

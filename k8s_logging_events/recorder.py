@@ -1,9 +1,8 @@
 """Recording: the client-go ``event.go`` surface, from a recorder call to the watchers.
 
-:class:`EventRecorder` builds an occurrence on the caller's thread and offers it to the
-:class:`EventBroadcaster` without blocking (a full queue is a counted drop). The broadcaster's
-runtime (:mod:`k8s_logging_events._runtime`, ``docs/architecture.md``) hands each event to its
-watchers: a callback, a log line, a JSON line or a sink (correlation, then writes).
+:class:`EventRecorder` builds an occurrence on the caller's thread and queues it without
+blocking; the :class:`EventBroadcaster`'s runtime (``_runtime``, ``docs/architecture.md``)
+hands each event to its watchers: a callback, a log line, a JSON line or a sink.
 """
 
 from __future__ import annotations
@@ -304,9 +303,9 @@ class RecorderCalls:
 class EventRecorder(RecorderCalls):
     """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
 
-    Never raises into the caller: an object it cannot refer to, an Event as the involved
-    object, a type other than ``Normal``/``Warning`` or a format error is reported on the
-    ``k8s_logging_events`` logger and makes no event.
+    Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
+    but ``Normal``/``Warning``, a format error) is reported on the ``k8s_logging_events``
+    logger and makes no event.
     """
 
     def __init__(
