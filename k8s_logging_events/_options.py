@@ -391,11 +391,8 @@ def open_sink(
     elif option == "auto":
         found = _kubeconfig.find_configuration(options.kubeconfig, options.context)
         if found is None:
-            _diagnostics.report(
-                logging.WARNING,
-                "%s",
-                _kubeconfig.not_found_report(options.kubeconfig, options.context),
-            )
+            tried = _kubeconfig.not_found_report(options.kubeconfig, options.context)
+            _diagnostics.report(logging.WARNING, "%s", tried)
             return None, None
         built = lazy = sinks.LazySink(_factory(options, None), found, options.api)
     else:

@@ -368,9 +368,7 @@ class EventRecorder(RecorderCalls):
                 "invalid-event", "Unable to record event (will not retry): %s", error
             )
             return False
-        if event is None:
-            return False
-        return self._queue(event)
+        return event is not None and self._queue(event)
 
     def _build(
         self,
