@@ -55,7 +55,8 @@ DEFAULT_REASON = "Logging"
 """The reason of an event whose record names none (Kopf's choice too)."""
 
 DEFAULT_MAX_MESSAGE_BYTES = _sanitise.MESSAGE_MAX_BYTES
-"""The message limit in UTF-8 bytes: events.k8s.io/v1 refuses a longer one."""
+"""The message limit in UTF-8 bytes: events.k8s.io/v1 (and core/v1 with ``eventTime``)
+refuses a longer one."""
 
 DEFAULT_QUEUE_LENGTH = 10_000
 """Occurrences the queue holds before it drops: enough for a burst (client-go's 1,000 loses
@@ -238,9 +239,10 @@ class KubernetesEventHandler(logging.Handler):
         return done
 
     def close(self) -> None:
-        """Flush within ``flush_timeout`` (one deadline with a flush just before), stop what the
-        handler owns, and close it; idempotent, never raises. Writes still pending then count
-        as ``failed``, reported once. A given ``broadcaster`` is only flushed."""
+        """Flush within ``flush_timeout`` (one deadline with a flush just before; the threads
+        then get a quarter of a second to end), stop what the handler owns, and close it;
+        idempotent, never raises. Writes still pending count as ``failed``, reported once. A
+        given ``broadcaster`` is only flushed."""
         try:
             _crash.unwatch(self)
             with self._lock:

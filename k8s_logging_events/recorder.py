@@ -51,7 +51,8 @@ class EventBroadcaster:
     """Receives events from recorders and hands each one to every watcher started on it.
 
     Every keyword but ``rng`` and ``name`` is a field of ``_options.BroadcasterOptions``,
-    described there (``correlator_options`` is its ``correlator``); defaults are client-go's.
+    described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
+    names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
 
     Args:
         rng: the random source for the first back-off (``random.random`` by default).
@@ -174,7 +175,8 @@ class EventBroadcaster:
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until everything accepted so far has a final outcome, held-back counts included;
-        False after ``timeout`` seconds (None: 5 s), said once with what is still pending."""
+        False after ``timeout`` seconds (None: 5 s), said once with what is still pending. The
+        reports the writes caused are out before it returns."""
         return self._flush(timeout, report=True)
 
     def _flush(self, timeout: float | None, *, report: bool) -> bool:
