@@ -265,11 +265,8 @@ class EventBroadcaster:
         return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
 
 
-Notes = Mapping[str, str] | None
-"""The annotations of a recorder's call, if it has any."""
-
-FormatArgs = tuple[object, ...]
-"""The arguments of a recorder's format."""
+Notes = Mapping[str, str] | None  # the annotations of a recorder's call, if it has any
+FormatArgs = tuple[object, ...]  # the arguments of a recorder's format
 
 
 class RecorderCalls:
