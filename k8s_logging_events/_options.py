@@ -1,20 +1,14 @@
-"""The handler's options: checked once, into one frozen :class:`Options`, and passed down whole.
+"""The handler's options: checked once, into one frozen :class:`Options`, passed down whole.
 
-This sits at the front door, between :mod:`k8s_logging_events.handler` and
-:mod:`k8s_logging_events.recorder`: ``dictConfig`` hands the handler whatever a YAML or JSON
-file says, and a mistake there must surface as a clear message when the configuration is
-applied, never as a stalled writer or a spinning thread later. :func:`checked` turns the
-handler's keywords into :class:`Options` (every check names the option, the value and what
-is allowed; an unknown option names the closest known one). The handler keeps that object;
-the broadcaster it builds gets the part it owns, :class:`BroadcasterOptions`, whole, which
-is also what ``EventBroadcaster(...)`` makes of its own keywords.
-
-What each option means is said once: for users in ``docs/configuration.md`` (with its
-default), in code on the fields below.
+At the front door: a mistake in a ``dictConfig`` file surfaces when it is applied, as a
+message naming the option and what is allowed, never as a stalled thread later. The
+broadcaster gets :class:`BroadcasterOptions` whole. Each option is described once: in
+``docs/configuration.md``, and in code on the fields below.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import math
@@ -25,14 +19,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from k8s_logging_events import (
-    _diagnostics,
-    _kubeconfig,
-    _pod,
-    _records,
-    _sanitise,
-    models,
-)
+from k8s_logging_events import _diagnostics, _kubeconfig, _pod, _records, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
@@ -44,17 +31,13 @@ __all__ = [
     "check_known",
     "checked",
     "checked_correlator",
-    "checked_sink",
-    "component",
     "default_component",
     "default_host",
-    "number",
     "open_sink",
-    "timeout",
 ]
 
-MIN_MESSAGE_BYTES = 16
-"""The shortest ``max_message_bytes``: room for a word and the truncation mark."""
+MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
+_RATE = "requests per second; 0: no limit"
 
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
@@ -67,15 +50,11 @@ Sink = sinks.EventSink | str | None
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BroadcasterOptions:
-    """What one ``EventBroadcaster`` and its threads need: the handler's part for it.
-
-    The handler checks these with the rest of its options; ``EventBroadcaster(...)`` makes
-    the same object of its own keywords, whose defaults are client-go's.
-    """
+    """What one ``EventBroadcaster`` and its threads need: the handler's part for it, or
+    what ``EventBroadcaster(...)`` makes of its own keywords."""
 
     queue_length: int
-    """Occurrences the queue holds, and events whose write may be pending per sink; beyond
-    either bound, occurrences are dropped and counted."""
+    """Occurrences the queue holds, and events with a write pending per sink; beyond: dropped."""
     writers: int
     """Requests in flight at once (writer threads exist only while there is work)."""
     max_tries: int
@@ -85,15 +64,12 @@ class BroadcasterOptions:
     correlator: correlators.CorrelatorOptions | None
     """The options every sink's correlator gets; None: client-go's."""
     event_names: str
-    """``"deterministic"`` (a hash of what makes the event that event, so that a restarted
-    process or another replica continues it) or ``"timestamp"`` (client-go's
-    ``<object name>.<hex nanoseconds>``); see ``docs/correlation.md``."""
+    """``"deterministic"`` (a restarted process continues its events) or ``"timestamp"``
+    (client-go's); see ``docs/correlation.md``."""
     clock: clock_mod.Clock | None
-    """The time source of timestamps, correlation and back-offs (tests pass a
-    :class:`~k8s_logging_events.testing.FakeClock`); None: the system's."""
+    """The time of timestamps, correlation and back-offs (tests: FakeClock); None: the system's."""
     sleep: clock_mod.Sleeper | None
-    """How back-offs and the rate limit wait (tests pass ``clock.sleep``); None: a wait the
-    broadcaster can interrupt."""
+    """How back-offs and the rate limit wait (tests: ``clock.sleep``); None: interruptibly."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -101,13 +77,11 @@ class Options:
     """The checked options of one handler (all but ``level`` and ``broadcaster``)."""
 
     component: str
-    """Who reports the events (``source.component``, the ``From`` column), repaired into a
-    qualified name; by default :func:`default_component`."""
+    """Who reports the events (``From``), a qualified name; by default :func:`default_component`."""
     host: str
     """Where it runs (``source.host``, ``reportingInstance``); by default :func:`default_host`."""
     sink: Sink
-    """Where events are written: ``"auto"``, None, a URL or an EventSink (a ``"()"`` dict
-    is built into one when checked; see ``docs/configuration.md``, Sinks)."""
+    """Where events go: ``"auto"``, None, a URL or an EventSink (see docs/configuration.md)."""
     namespace: str
     """The namespace of events about cluster-scoped objects: only ``default`` is allowed."""
     default_reason: str
@@ -123,8 +97,7 @@ class Options:
     request_timeout: float | tuple[float, float] | None
     """Seconds to connect and to read (one number or a pair); None: the sink's default."""
     flush_timeout: float
-    """Seconds ``flush()`` and ``close()`` may wait (one wait for the pair at exit), and
-    ``drain()``'s default; also a ``multiprocessing`` child's time to write at its end."""
+    """Seconds ``flush()`` and ``close()`` may wait together; ``drain()``'s, a child's at exit."""
     structured_logging: bool | str
     """Also log every event as a JSON line to standard error (True), or on that logger."""
     exception_detail: str
@@ -136,8 +109,7 @@ class Options:
     context: str | None
     """The kubeconfig context for ``sink: auto``; None: the file's current one."""
     default_involved: str | None
-    """``"pod"``: a record without an involved object is about the pod the process runs in
-    (from the Downward API); None: only records with an involved object count."""
+    """``"pod"``: a record without an involved object is about this process's pod (else none)."""
     crash_events: bool
     """An uncaught exception becomes a ``Warning`` event about the ``default_involved`` pod."""
     broadcasting: BroadcasterOptions
@@ -145,11 +117,8 @@ class Options:
 
 
 def checked(given: Mapping[str, Any]) -> Options:
-    """Check the handler's keywords (every one of them, by name) into :class:`Options`.
-
-    Raises:
-        ValueError: an option is out of range or of the wrong kind (the message names it).
-    """
+    """Check the handler's keywords (all of them, by name) into :class:`Options`, or raise
+    ValueError naming the option."""
     given_broadcaster = given["broadcaster"]
     return Options(
         sink=checked_sink(given["sink"], given_broadcaster),
@@ -158,11 +127,9 @@ def checked(given: Mapping[str, Any]) -> Options:
         max_message_bytes=whole(
             "max_message_bytes", given["max_message_bytes"], minimum=MIN_MESSAGE_BYTES
         ),
-        qps=number("qps", given["qps"], minimum=0, meaning="requests per second; 0: no limit"),
+        qps=number("qps", given["qps"], minimum=0, meaning=_RATE),
         burst=whole("burst", given["burst"], minimum=1),
-        drain_qps=number(
-            "drain_qps", given["drain_qps"], minimum=0, meaning="requests per second; 0: no limit"
-        ),
+        drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
         request_timeout=timeout(given["request_timeout"]),
         flush_timeout=number("flush_timeout", given["flush_timeout"], minimum=0, meaning="seconds"),
         structured_logging=structured(given["structured_logging"], given_broadcaster),
@@ -193,12 +160,9 @@ def checked(given: Mapping[str, Any]) -> Options:
 
 
 def check_known(
-    given: Iterable[str],
-    known: Iterable[str],
-    what: str,
-    error: type[Exception] = TypeError,
+    given: Iterable[str], known: Iterable[str], what: str, error: type[Exception] = TypeError
 ) -> None:
-    """Raise ``error`` for an option that does not exist, naming the closest known one."""
+    """Raise ``error`` for an unknown option, naming the closest known one."""
     known = sorted(known)
     for name in given:
         close = difflib.get_close_matches(name, known, n=1)
@@ -207,17 +171,12 @@ def check_known(
 
 
 def number(
-    name: str,
-    value: object,
-    *,
-    minimum: float,
-    integer: bool = False,
-    meaning: str = "",
+    name: str, value: object, *, minimum: float, integer: bool = False, meaning: str = ""
 ) -> float:
     """Return ``value`` as a finite number of at least ``minimum``, or raise ValueError.
 
-    A number written as a string (``"5"``, as environment-driven configuration often
-    gives it) is accepted; NaN, infinity, booleans and anything else are not.
+    A number in a string (``"5"``, from environment-driven configuration) is accepted;
+    NaN, infinity and booleans are not.
     """
     allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
     if meaning:
@@ -226,10 +185,8 @@ def number(
     if isinstance(value, int | float) and not isinstance(value, bool):
         converted = float(value)
     elif isinstance(value, str):
-        try:
+        with contextlib.suppress(ValueError):
             converted = float(value.strip())
-        except ValueError:
-            converted = None
     if (
         converted is None
         or not math.isfinite(converted)
@@ -241,7 +198,6 @@ def number(
 
 
 def whole(name: str, value: object, *, minimum: int) -> int:
-    """:func:`number` for a whole number of at least ``minimum``."""
     return int(number(name, value, minimum=minimum, integer=True))
 
 
@@ -261,14 +217,12 @@ def timeout(value: object) -> float | tuple[float, float] | None:
 
 
 def choice(name: str, value: object, allowed: Sequence[str]) -> str:
-    """Return ``value`` when it is one of ``allowed``, or raise ValueError."""
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
     return value
 
 
 def optional_text(name: str, value: object) -> str | None:
-    """None, or a non-empty string."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
@@ -277,7 +231,6 @@ def optional_text(name: str, value: object) -> str | None:
 
 
 def namespace(value: object) -> str:
-    """Only ``default`` can hold core/v1 events without eventTime about cluster objects."""
     if value != models.DEFAULT_NAMESPACE:
         raise ValueError(
             f"namespace must be 'default', not {value!r}: the API server accepts core/v1 "
@@ -287,14 +240,12 @@ def namespace(value: object) -> str:
 
 
 def reason(value: object) -> str:
-    """``default_reason``: one UpperCamelCase word the server accepts."""
     if not isinstance(value, str) or not value or _sanitise.camel_case(value) != value:
         raise ValueError(f"default_reason must be one CamelCase word, not {value!r}")
     return value
 
 
 def structured(value: object, given: object) -> bool | str:
-    """``structured_logging``: a bool, or the name of a logger."""
     if not isinstance(value, bool | str):
         raise ValueError(f"structured_logging must be true, false or a logger name, not {value!r}")
     if value and given is not None:
@@ -303,7 +254,6 @@ def structured(value: object, given: object) -> bool | str:
 
 
 def default_involved(value: object) -> str | None:
-    """``default_involved``: None, or ``"pod"`` (the pod the process runs in)."""
     if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
         return None
     if isinstance(value, str) and value.strip().lower() == "pod":
@@ -315,7 +265,6 @@ def default_involved(value: object) -> str | None:
 
 
 def crash_events(value: object, involved: object) -> bool:
-    """``crash_events``: a bool, true only with ``default_involved: pod`` (what it is about)."""
     if not isinstance(value, bool):
         raise ValueError(f"crash_events must be true or false, not {value!r}")
     if value and default_involved(involved) is None:
@@ -328,7 +277,6 @@ def crash_events(value: object, involved: object) -> bool:
 
 
 def checked_sink(option: object, given: object) -> Sink:
-    """``sink``: "auto", None, an http(s) URL, an EventSink or a ``"()"`` dict."""
     if isinstance(option, str):
         lowered = option.strip().lower()
         if lowered in ("none", ""):
@@ -348,14 +296,9 @@ def checked_sink(option: object, given: object) -> Sink:
     )
 
 
-def checked_correlator(
-    option: object,
-) -> correlators.CorrelatorOptions | None:
-    """``correlator``: CorrelatorOptions, or a mapping of its field names.
-
-    The mapping may also name the spam key: ``spam_key: object`` (client-go's default, one
-    bucket per object) or ``spam_key: per-reason`` (one bucket per object and reason).
-    """
+def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
+    """``correlator``: CorrelatorOptions, or a mapping of its fields, where ``spam_key`` may
+    name the spam key (``object``, client-go's, or ``per-reason``)."""
     if option is None or isinstance(option, correlators.CorrelatorOptions):
         return option
     if not isinstance(option, Mapping):
@@ -367,29 +310,24 @@ def checked_correlator(
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}
-    for name in ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"):
-        if name in values and values[name] is None:  # null, as 0, means the default
-            del values[name]
     if "spam_key" in values:
         named = choice("correlator.spam_key", values.pop("spam_key"), tuple(correlators.SPAM_KEYS))
         if values.get("spam_key_func") is not None:
             raise ValueError("correlator: set spam_key or spam_key_func, not both")
         values["spam_key_func"] = correlators.SPAM_KEYS[named]
-    for name in ("lru_cache_size", "burst_size", "max_events"):
-        if name in values:
-            values[name] = int(number(f"correlator.{name}", values[name], minimum=0, integer=True))
-    for name in ("qps", "max_interval_seconds"):
-        if name in values:
-            values[name] = number(f"correlator.{name}", values[name], minimum=0)
+    for name in ("lru_cache_size", "burst_size", "max_events", "qps", "max_interval_seconds"):
+        if values.get(name) is None:  # null, as 0, means the default
+            values.pop(name, None)
+        else:
+            integer = name not in ("qps", "max_interval_seconds")
+            value = number(f"correlator.{name}", values[name], minimum=0, integer=integer)
+            values[name] = int(value) if integer else value
     return correlators.CorrelatorOptions(**values)
 
 
 def component(value: str) -> str:
-    """``component``: a qualified name, as ``reportingController`` must be; repaired if not.
-
-    ``Bad Name!`` becomes ``Bad-Name`` (the one rule: ``_sanitise.qualified_name``), and
-    the repair is reported once, here, when the handler is built.
-    """
+    """``component``: a qualified name, as ``reportingController`` must be; else repaired
+    (``Bad Name!`` becomes ``Bad-Name``) and reported once, here, when the handler is built."""
     fixed = _sanitise.qualified_name(value)
     if fixed != value:
         _diagnostics.report(
@@ -404,11 +342,9 @@ def component(value: str) -> str:
 
 
 def default_component() -> str:
-    """Return the default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the program.
-
-    The program is the module run with ``python -m`` (without ``.__main__``), else the
-    script's file name without ``.py``, else ``python``.
-    """
+    """Return the default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module
+    run with ``python -m`` (without ``.__main__``), else the script's name without ``.py``,
+    else ``python``."""
     configured = os.environ.get(COMPONENT_ENV, "").strip()
     if configured:
         return configured
@@ -426,7 +362,7 @@ def default_component() -> str:
 def default_host() -> str:
     """Return the default ``host``: ``$NODE_NAME``, else ``$HOSTNAME``, else the host name.
 
-    In a pod, set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node
+    In a pod, set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node,
     as the kubelet does; ``HOSTNAME`` is the pod's name.
     """
     for variable in ("NODE_NAME", "HOSTNAME"):
@@ -444,9 +380,9 @@ def open_sink(
 ) -> tuple[sinks.EventSink | None, sinks.LazySink | None]:
     """The sink the options name, and the lazy one among them (which the handler closes).
 
-    ``auto`` without any configuration is reported once (what was tried, what to set); the
-    client itself is built on a writer thread at the first write. With ``pod`` and no uid
-    for it, the sink reads the uid first (``kubectl describe`` selects by uid).
+    ``auto`` without any configuration is reported once; the client is built on a writer
+    thread at the first write. With ``pod`` and no uid for it, the sink reads the uid first
+    (``kubectl describe`` selects by uid).
     """
     option = options.sink
     lazy = None
@@ -455,11 +391,8 @@ def open_sink(
     elif option == "auto":
         found = _kubeconfig.find_configuration(options.kubeconfig, options.context)
         if found is None:
-            _diagnostics.report(
-                logging.WARNING,
-                "%s",
-                _kubeconfig.not_found_report(options.kubeconfig, options.context),
-            )
+            tried = _kubeconfig.not_found_report(options.kubeconfig, options.context)
+            _diagnostics.report(logging.WARNING, "%s", tried)
             return None, None
         built = lazy = sinks.LazySink(_factory(options, None), found, options.api)
     else:

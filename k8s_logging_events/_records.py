@@ -1,14 +1,8 @@
 """What a record carries: from a ``logging.LogRecord`` to one occurrence, on the caller's thread.
 
-This is the handler's half of the pipeline's first step. :func:`find_extras` finds what a
-record says about its event wherever the logging stack in use put it (see
-:func:`find_extras` for the order of the sources); :func:`read` takes the involved
-object's reference, the formatted message and the extras (``reason``, ``event_type``,
-``action``, ``related``, ``annotations``, ``field_path``) and returns the
-:class:`~k8s_logging_events.models.Occurrence` the recorder queues, repaired where the API
-server would refuse a field (through :mod:`~k8s_logging_events._sanitise`) or ``None`` when
-the record cannot be an event. What was repaired or refused is noted in :class:`Notes` and
-reported once per call site by :class:`CallSites`. The record itself is never changed.
+The handler's half of the pipeline's first step (``docs/architecture.md``): :func:`find_extras`
+finds the extras, :func:`read` snapshots them into an occurrence, repaired where the server
+would refuse a field, and :class:`CallSites` reports each problem once per call site.
 """
 
 from __future__ import annotations
@@ -24,48 +18,38 @@ from datetime import datetime
 from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, references
 
 __all__ = [
+    "ABOUT_AN_EVENT",
     "EXCEPTION_DETAILS",
     "EXTRAS",
     "MARKERS",
-    "SKIP",
     "CallSites",
     "Notes",
     "Settings",
     "exception_summary",
     "find_extras",
     "is_own",
-    "may_be_event",
     "read",
-    "structlog_event_dict",
 ]
 
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
-"""What an event says about a record's exception: ``ExcType: text``, the whole traceback
-(as the formatter renders it), or nothing."""
+"""What an event says of a record's exception: ``ExcType: text``, the formatted traceback,
+or nothing."""
+
+ABOUT_AN_EVENT = "Refusing to record an event about Event %s/%s: events about events multiply"
+"""The report of an event about an Event (its namespace and name), refused by both front doors."""
 
 EXTRAS = ("involved", "reason", "action", "related", "annotations", "event_type", "field_path")
 """The record attributes (``extra=`` keys) the handler reads."""
 
-SKIP = "k8s_skip"
-"""Kopf's flag, honoured on any record: true means the record never becomes an event."""
-
-KOPF_REF = "k8s_ref"
-"""Kopf's flat reference to the object a record is about; stands for ``involved``."""
-
-LOGURU_EXTRA = "extra"
-"""The record attribute where loguru's standard-handler sink puts its bound values."""
-
+SKIP = "k8s_skip"  # Kopf's flag, honoured on any record: true means no event
+KOPF_REF = "k8s_ref"  # Kopf's reference to the object a record is about: stands for involved
+LOGURU_EXTRA = "extra"  # where loguru's standard-handler sink puts its bound values
+# put by structlog's ProcessorFormatter.wrap_for_formatter (with _name): msg is the event dict
 STRUCTLOG_MARK = "_logger"
-"""An attribute that ``structlog.stdlib.ProcessorFormatter.wrap_for_formatter`` puts on
-every record it makes (with ``_name``); the record's ``msg`` is then the event dict."""
-
-STRUCTLOG_MESSAGE = "event"
-"""The key of structlog's event dict that holds the message."""
 
 MARKERS = frozenset(("involved", KOPF_REF, LOGURU_EXTRA, STRUCTLOG_MARK))
-"""Attributes of which a record needs at least one to be an event (unless the handler has a
-``default_involved``): a record with none of them is rejected at once. The handler's filter
-spells these out (a dict lookup each), and a test checks that it agrees."""
+"""A record without one of these (and a handler without ``default_involved``) is no event.
+The handler's filter spells them out, a dict lookup each; a test checks that it agrees."""
 
 _MAX_CALL_SITES = 4096
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
@@ -89,21 +73,11 @@ class Settings:
     """The handler options that shape an occurrence."""
 
     source: models.EventSource
-    namespace: str
-    """Where an event about a cluster-scoped object (or a repaired one) is filed."""
+    namespace: str  # where an event about a cluster-scoped object is filed
     default_reason: str
     max_message_bytes: int
     exception_detail: str
     formatter: logging.Formatter | None
-
-
-def may_be_event(record: logging.LogRecord) -> bool:
-    """True when ``record`` has an attribute that can carry an involved object.
-
-    The cheap first look of the handler's filter: a record made by a plain ``log.warning()``
-    has none of :data:`MARKERS`, and is refused by this one check.
-    """
-    return not record.__dict__.keys().isdisjoint(MARKERS)
 
 
 def find_extras(
@@ -111,17 +85,10 @@ def find_extras(
 ) -> dict[str, object] | None:
     """Return the extras of ``record`` (``involved`` among them), or None for no event.
 
-    Each extra is taken from the first of these that has it (not None):
-
-    1. the record's own attribute (``extra={...}``, structlog's ``render_to_log_kwargs``);
-    2. the ``extra`` mapping on the record (loguru's standard-handler sink, ``bind()``);
-    3. the record's ``msg`` when it is structlog's event dict
-       (``ProcessorFormatter.wrap_for_formatter``);
-    4. for ``involved`` only: Kopf's ``k8s_ref``, from the same places, then
-       ``default_involved`` (the pod, when the handler is so configured).
-
-    A true ``k8s_skip`` in any of those places means no event: None. None too when no
-    involved object is found. The record is only read, never changed.
+    Each extra comes from the first place that has it (not None): the record's attributes,
+    loguru's ``extra`` mapping, structlog's event dict; ``involved`` then from Kopf's
+    ``k8s_ref`` in those places, then ``default_involved``. A true ``k8s_skip`` in any of
+    them, or no involved object, means None.
     """
     attrs = record.__dict__
     get = attrs.get
@@ -130,8 +97,7 @@ def find_extras(
     event_dict = None if type(get("msg")) is str else structlog_event_dict(record)
     involved = get("involved")
     if involved is not None and loguru is None and event_dict is None:
-        # the common case, ``extra={"involved": ...}``, on every record: the record's own
-        # attributes alone, read in a plain loop (a comprehension is a call of its own)
+        # the common case, extra={"involved": ...}: a plain loop (a comprehension is a call)
         if get(SKIP):
             return None
         found: dict[str, object] = {"involved": involved}
@@ -140,45 +106,28 @@ def find_extras(
             if value is not None:
                 found[name] = value
         return found
-    layers: list[Mapping[str, object]] = [attrs]
-    if loguru is not None:
-        layers.append(loguru)
-    if event_dict is not None:
-        layers.append(event_dict)
+    layers: list[Mapping[str, object]] = [m for m in (attrs, loguru, event_dict) if m is not None]
+    if any(layer.get(SKIP) for layer in layers):
+        return None
     found = {}
-    for layer in layers:
-        if layer.get(SKIP):
-            return None
-        for name in EXTRAS:
-            if name not in found:
-                value = layer.get(name)
-                if value is not None:
-                    found[name] = value
+    for layer in reversed(layers):  # the first layer that has an extra wins
+        found.update({name: value for name in EXTRAS if (value := layer.get(name)) is not None})
     if "involved" not in found:
-        for layer in layers:
-            ref = layer.get(KOPF_REF)
-            if ref is not None:
-                found["involved"] = ref
-                break
-        else:
-            if default_involved is None:
-                return None
-            found["involved"] = default_involved
-    return found
+        kopf = [ref for layer in layers if (ref := layer.get(KOPF_REF)) is not None]
+        found["involved"] = kopf[0] if kopf else default_involved
+    return None if found["involved"] is None else found
 
 
 def structlog_event_dict(record: logging.LogRecord) -> dict[str, object] | None:
     """structlog's event dict when ``record`` came through ``wrap_for_formatter``, else None.
 
-    Recognised as structlog's ``ProcessorFormatter`` recognises it: ``msg`` is a dict and the
-    record has the ``_logger`` and ``_name`` attributes that ``wrap_for_formatter`` adds. A
-    dict logged by other code stays a message like any other.
+    Recognised as structlog's ``ProcessorFormatter`` does (its marks ``_logger`` and ``_name``):
+    a dict logged by other code stays a message like any other.
     """
     attrs = record.__dict__
     message = attrs.get("msg")
-    if isinstance(message, dict) and STRUCTLOG_MARK in attrs and "_name" in attrs:
-        return message
-    return None
+    marked = STRUCTLOG_MARK in attrs and "_name" in attrs
+    return message if isinstance(message, dict) and marked else None
 
 
 def read(
@@ -188,10 +137,8 @@ def read(
     notes: Notes,
     now: datetime,
 ) -> models.Occurrence | None:
-    """Snapshot what the event needs from ``record``; None when it cannot be one.
-
-    ``extras`` is what :func:`find_extras` found for ``record``, ``involved`` included.
-    """
+    """Snapshot what the event needs from ``record`` and its :func:`find_extras`; None when
+    it cannot be one."""
     get = extras.get
     ref = _reference(extras["involved"], get("field_path"), notes)
     if ref is None:
@@ -222,31 +169,24 @@ def read(
 def is_own(name: object) -> bool:
     """True for the library's own logger and its children: never an event.
 
-    A record's ``name`` may be None (loguru names a record after the module that logged,
-    and code run by ``exec`` has none): that is not the library's.
+    ``name`` may be None (a loguru record of code run by ``exec``): not the library's.
     """
     return name == _diagnostics.LOGGER_NAME or (
         isinstance(name, str) and name.startswith(_OWN_PREFIX)
     )
 
 
-# --- notes and reports ------------------------------------------------------------------------
-
-
 class Notes:
     """The problems found in one record: at most one refusal, any number of repairs."""
 
-    # defaults on the class, no __init__: one is made for every record, and nearly every
-    # record has nothing to note
+    # defaults on the class, no __init__: one per record, and nearly all note nothing
     refusal: tuple[str, str, tuple[object, ...]] | None = None
     repairs: tuple[tuple[str, str, tuple[object, ...]], ...] = ()
 
     def refuse(self, kind: str, msg: str, *args: object) -> None:
-        """Note why the record makes no event."""
         self.refusal = (kind, msg + " (no event)", args)
 
     def repair(self, kind: str, msg: str, *args: object) -> None:
-        """Note what was changed so that the event is valid."""
         self.repairs = (*self.repairs, (kind, msg, args))
 
     def report(self, sites: CallSites, record: logging.LogRecord) -> None:
@@ -262,11 +202,10 @@ class CallSites:
         self._lock = threading.RLock()  # the caller's path: a signal handler may re-enter
         self._seen: set[tuple[str, int, str]] = set()
         self._limit = limit
-        # past the limit (generated code?), fall back to once a minute per kind
+        # past the limit (generated code?), once a minute per kind
         self._overflow = _diagnostics.RateLimitedReporter()
 
     def report(self, record: logging.LogRecord, kind: str, msg: str, *args: object) -> None:
-        """Warn about ``kind`` at ``record``'s call site, unless that was done already."""
         pathname = str(getattr(record, "pathname", "") or "?")
         lineno = int(getattr(record, "lineno", 0) or 0)
         key = (pathname, lineno, kind)
@@ -283,19 +222,14 @@ class CallSites:
             self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
 
 
-# --- the fields -------------------------------------------------------------------------------
-
-
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
     if isinstance(involved, models.Event):
-        _about_an_event(involved.namespace, involved.name, notes)
+        notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
         return None
     path = field_path if isinstance(field_path, str) else ""
     try:
         ref = references.object_reference(involved, field_path=path)
-    except RecursionError:
-        # the object's own attribute lookup recursed (a lazy proxy gone wrong): its
-        # problem, not the handler's, and the stack has unwound to here
+    except RecursionError:  # a lazy proxy gone wrong: its problem, and the stack has unwound
         notes.refuse("involved", "Unable to refer to the involved object: its attributes recurse")
         return None
     except Exception as error:  # InvalidObjectError, or an object whose attributes raise
@@ -304,21 +238,12 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
         return ref
     if _sanitise.is_event(ref.kind, ref.api_version):
-        _about_an_event(ref.namespace, ref.name, notes)
+        notes.refuse("event-about-event", ABOUT_AN_EVENT, ref.namespace, ref.name)
         return None
     ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref
-
-
-def _about_an_event(namespace: str, name: str, notes: Notes) -> None:
-    notes.refuse(
-        "event-about-event",
-        "Refusing to record an event about Event %s/%s: events about events multiply",
-        namespace,
-        name,
-    )
 
 
 def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
@@ -338,8 +263,7 @@ def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
 def _reason(value: object, default: str, notes: Notes) -> str:
     if value is None or value == "":
         return default
-    # one short word of ASCII letters and digits, checked in C: nothing to repair (other
-    # scripts take the long way: their bytes, not their characters, count)
+    # one short ASCII word, checked in C (in other scripts, bytes count, not characters)
     limit = _sanitise.REASON_MAX_BYTES
     if type(value) is str and len(value) <= limit and value.isascii() and value.isalnum():
         return value
@@ -359,7 +283,7 @@ def _reason(value: object, default: str, notes: Notes) -> str:
 
 
 def _action(value: object, notes: Notes) -> str:
-    if value is None or value == "":
+    if value == "":
         return ""
     text = str.__str__(value) if isinstance(value, str) else str(value)
     fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
@@ -371,8 +295,6 @@ def _action(value: object, notes: Notes) -> str:
 
 
 def _related(value: object, notes: Notes) -> models.ObjectReference | None:
-    if value is None:
-        return None
     try:
         return references.object_reference(value)
     except (Exception, RecursionError) as error:  # a bad secondary object costs the link only
@@ -381,8 +303,6 @@ def _related(value: object, notes: Notes) -> models.ObjectReference | None:
 
 
 def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
-    if value is None:
-        return None
     if not isinstance(value, Mapping):
         notes.repair(
             "annotations", "Ignoring annotations: a %s is not a mapping", type(value).__name__
@@ -412,9 +332,6 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
     return result
 
 
-# --- the message ------------------------------------------------------------------------------
-
-
 def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str | None:
     try:
         text = _format(record, settings)
@@ -423,116 +340,7 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
     except Exception as error:  # a bad format string is the caller's bug, not a crash
         notes.refuse("message", "Unable to format the message: %r", error)
         return None
-    return _sanitised_message(text, settings.max_message_bytes, notes)
-
-
-def _format(record: logging.LogRecord, settings: Settings) -> str:
-    """Format without touching ``record``: a formatter sets attributes on what it formats."""
-    detail = settings.exception_detail
-    has_extra = record.exc_info is not None or record.stack_info is not None
-    event_dict = None if type(record.msg) is str else structlog_event_dict(record)
-    if settings.formatter is None and not has_extra:
-        return record.getMessage() if event_dict is None else _structlog_message(event_dict)
-    copy = _shallow_copy(record)
-    if _is_loguru_exception(record):
-        # loguru's standard-handler sink puts its whole traceback (with diagnose=True, the
-        # values of local variables) in the message: the event gets loguru's message alone,
-        # and the exception below, like any record's
-        copy.msg = _without_loguru_traceback(str(record.msg), record.exc_info)
-        copy.args = ()
-        copy.exc_text = None
-    if event_dict is not None:
-        # the formatter sees the message, never the dict's repr; without structlog's marks
-        # a structlog ProcessorFormatter takes the copy for a plain record, as it should
-        copy.msg = _structlog_message(event_dict)
-        copy.args = ()
-        copy.__dict__.pop(STRUCTLOG_MARK, None)
-        copy.__dict__.pop("_name", None)
-    summary = ""
-    if detail != "traceback":
-        summary = exception_summary(record.exc_info) if detail == "summary" else ""
-        copy.exc_info = None
-        copy.exc_text = None
-        copy.stack_info = None
-    text = (settings.formatter or _PLAIN).format(copy)
-    return f"{text}: {summary}" if summary else text
-
-
-def _is_loguru_exception(record: logging.LogRecord) -> bool:
-    """True for a record of loguru's standard-handler sink that carries an exception.
-
-    That sink marks it so: ``exc_text`` is ``"\\n"`` (the standard formatter never leaves
-    that), ``extra`` holds loguru's bound values, and ``msg`` is loguru's whole output.
-    """
-    attrs = record.__dict__
-    return (
-        attrs.get("exc_text") == "\n"
-        and isinstance(attrs.get(LOGURU_EXTRA), Mapping)
-        and isinstance(attrs.get("msg"), str)
-        and isinstance(record.exc_info, tuple)
-        # None: opt(exception=True) outside an except block, where loguru writes _NONE_LINE
-        and (record.exc_info[1] is None or isinstance(record.exc_info[1], BaseException))
-    )
-
-
-_NONE_LINE = "NoneType: None"
-"""What ``traceback`` (and so loguru) writes for an exception flag with no exception."""
-
-_TRACEBACK_STARTS = (
-    "Traceback (most recent call last):",
-    "Exception Group Traceback (most recent call last):",
-)
-
-
-def _without_loguru_traceback(text: str, exc_info: object) -> str:
-    """Loguru's output up to where its exception text begins.
-
-    Loguru writes the message, then the exception: the chain's first traceback (or, for an
-    exception of the chain that was never raised, its ``Type: text`` line) starts right
-    after the message. Everything from the earliest such start is cut; when a message
-    happens to contain one, more is cut, never less.
-    """
-    exc = exc_info[1] if isinstance(exc_info, tuple) else None
-    starts = list(_TRACEBACK_STARTS)
-    chain = _chain(exc)
-    starts += [_exception_line(e) for e in chain[1:] if e.__traceback__ is None]
-    found = [index for start in starts if start and (index := text.find(start)) >= 0]
-    if found:
-        return text[: min(found)].rstrip("\n")
-    # the exception alone, never raised: loguru wrote only its last lines
-    last = _exception_line(exc) if exc is not None else _NONE_LINE
-    index = text.rfind(last) if last else -1
-    return text[:index].rstrip("\n") if index >= 0 else text
-
-
-def _chain(exc: BaseException | None) -> list[BaseException]:
-    """``exc`` and the exceptions it was raised from or while handling, as loguru walks them."""
-    chain: list[BaseException] = []
-    while exc is not None and exc not in chain and len(chain) < 64:
-        chain.append(exc)
-        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
-    return chain
-
-
-def _exception_line(exc: BaseException) -> str:
-    """The ``Type: text`` line ``traceback`` writes for ``exc`` (without SyntaxError's lines)."""
-    try:
-        lines = traceback.format_exception_only(type(exc), exc)
-    except Exception:  # an exception whose __str__ fails: loguru's line differs anyway
-        return ""
-    return next((line.rstrip("\n") for line in lines if not line.startswith(" ")), "")
-
-
-def _structlog_message(event_dict: dict[str, object]) -> str:
-    """The message of structlog's event dict: its ``event`` key (structlog's own rule)."""
-    text = event_dict.get(STRUCTLOG_MESSAGE)
-    if text is None:
-        return ""
-    return text if isinstance(text, str) else str(text)
-
-
-def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
-    """Cut ``text`` to ``limit`` UTF-8 bytes and replace what cannot be stored."""
+    limit = settings.max_message_bytes
     if len(text) <= limit and text.isascii() and "\x00" not in text:
         return text  # short ASCII without NUL: the common message, checked in C
     # a character is at most 4 bytes: only a message this long can be over the limit
@@ -553,8 +361,101 @@ def _sanitised_message(text: str, limit: int, notes: Notes) -> str:
     return cut
 
 
+def _format(record: logging.LogRecord, settings: Settings) -> str:
+    # on a copy: a formatter sets attributes on what it formats
+    detail = settings.exception_detail
+    has_extra = record.exc_info is not None or record.stack_info is not None
+    event_dict = None if type(record.msg) is str else structlog_event_dict(record)
+    if settings.formatter is None and not has_extra:
+        return record.getMessage() if event_dict is None else _structlog_message(event_dict)
+    copy = logging.LogRecord.__new__(type(record))
+    copy.__dict__.update(record.__dict__)
+    if _is_loguru_exception(record):
+        # loguru puts its whole traceback (with diagnose=True, local variables) in the
+        # message: the event gets loguru's message alone, and the exception as any record's
+        copy.msg = _without_loguru_traceback(str(record.msg), record.exc_info)
+        copy.args = ()
+        copy.exc_text = None
+    if event_dict is not None:
+        # the formatter sees the message, not the dict; without its marks a structlog
+        # ProcessorFormatter takes the copy for a plain record, as it should
+        copy.msg = _structlog_message(event_dict)
+        copy.args = ()
+        copy.__dict__.pop(STRUCTLOG_MARK, None)
+        copy.__dict__.pop("_name", None)
+    summary = exception_summary(record.exc_info) if detail == "summary" else ""
+    if detail != "traceback":
+        copy.exc_info = None
+        copy.exc_text = None
+        copy.stack_info = None
+    text = (settings.formatter or _PLAIN).format(copy)
+    return f"{text}: {summary}" if summary else text
+
+
+def _is_loguru_exception(record: logging.LogRecord) -> bool:
+    """True for a record of loguru's standard-handler sink with an exception: ``exc_text``
+    is ``"\\n"`` (the stdlib never leaves that), and ``msg`` is loguru's whole output."""
+    attrs = record.__dict__
+    return (
+        attrs.get("exc_text") == "\n"
+        and isinstance(attrs.get(LOGURU_EXTRA), Mapping)
+        and isinstance(attrs.get("msg"), str)
+        and isinstance(record.exc_info, tuple)
+        # None: opt(exception=True) outside an except block, where loguru writes _NONE_LINE
+        and (record.exc_info[1] is None or isinstance(record.exc_info[1], BaseException))
+    )
+
+
+_NONE_LINE = "NoneType: None"  # what traceback (and loguru) writes for no exception
+
+_TRACEBACK_STARTS = (
+    "Traceback (most recent call last):",
+    "Exception Group Traceback (most recent call last):",
+)
+
+
+def _without_loguru_traceback(text: str, exc_info: object) -> str:
+    """Loguru's output up to where its exception text begins: the chain's first traceback,
+    or the ``Type: text`` line of an exception never raised. A message that contains such a
+    start loses more, never less."""
+    exc = exc_info[1] if isinstance(exc_info, tuple) else None
+    unraised = [_exception_line(e) for e in _chain(exc)[1:] if e.__traceback__ is None]
+    starts = [*_TRACEBACK_STARTS, *unraised]
+    found = [index for start in starts if start and (index := text.find(start)) >= 0]
+    if found:
+        return text[: min(found)].rstrip("\n")
+    # the exception alone, never raised: loguru wrote only its last lines
+    last = _exception_line(exc) if exc is not None else _NONE_LINE
+    index = text.rfind(last) if last else -1
+    return text[:index].rstrip("\n") if index >= 0 else text
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    # as loguru walks the chain
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 64:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return chain
+
+
+def _exception_line(exc: BaseException) -> str:
+    try:
+        lines = traceback.format_exception_only(type(exc), exc)
+    except Exception:  # an exception whose __str__ fails: loguru's line differs anyway
+        return ""
+    return next((line.rstrip("\n") for line in lines if not line.startswith(" ")), "")
+
+
+def _structlog_message(event_dict: dict[str, object]) -> str:
+    text = event_dict.get("event")  # structlog's own rule
+    if text is None or isinstance(text, str):
+        return text or ""
+    return str(text)
+
+
 def exception_summary(exc_info: object) -> str:
-    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` alone without text); "" for none."""
+    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` without text); "" for none."""
     if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
         return ""
     exc_type, exc = exc_info[0], exc_info[1]
@@ -564,9 +465,3 @@ def exception_summary(exc_info: object) -> str:
     except Exception:  # an exception whose __str__ fails still has a type
         text = "<unprintable>"
     return f"{name}: {text}" if text else str(name)
-
-
-def _shallow_copy(record: logging.LogRecord) -> logging.LogRecord:
-    copy = logging.LogRecord.__new__(type(record))
-    copy.__dict__.update(record.__dict__)
-    return copy

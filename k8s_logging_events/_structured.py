@@ -1,9 +1,6 @@
-"""How an event is logged: one line (client-go's ``StartLogging``), or a structured record.
-
-Beside the recorder, at the watchers' end of the pipeline: ``start_logging`` writes
-:func:`log_line` for each event, and ``start_structured_logging`` logs each one as an
-``Event occurred`` record with its fields as extras (:func:`log_structured`), by default
-as one JSON line to standard error through python-json-logger (:func:`json_event_logger`).
+"""How the watchers at the end of the pipeline log an event: client-go's ``StartLogging`` line,
+or an ``Event occurred`` record with the event's fields as extras (by default one JSON line
+to standard error through python-json-logger).
 """
 
 from __future__ import annotations
@@ -36,36 +33,30 @@ def _go_quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def _structured_fields(event: models.Event) -> dict[str, str]:
-    ref = event.involved_object
-    return {
-        "object": f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name,
-        "fieldPath": ref.field_path,
-        "kind": ref.kind,
-        "apiVersion": ref.api_version,
-        "type": event.type,
-        "reason": event.reason,
-        "event_message": event.message,
-    }
-
-
 def log_structured(target: logging.Logger, level: int, event: models.Event) -> None:
     """Log ``Event occurred`` with the event's fields as extras, never taking logging's lock."""
-    _diagnostics.log_safely(target, level, "Event occurred", **_structured_fields(event))
+    ref = event.involved_object
+    _diagnostics.log_safely(
+        target,
+        level,
+        "Event occurred",
+        object=f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name,
+        fieldPath=ref.field_path,
+        kind=ref.kind,
+        apiVersion=ref.api_version,
+        type=event.type,
+        reason=event.reason,
+        event_message=event.message,
+    )
 
 
 def json_event_logger() -> logging.Logger:
     """A private logger that writes each record as one JSON line to standard error."""
-    # a private logger, outside the logging tree: starting a watcher must not change the
-    # application's logging configuration
+    # outside the logging tree: starting a watcher must not change the application's logging
     private = logging.Logger("k8s_logging_events.events", logging.DEBUG)  # noqa: LOG001
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonFormatter(
-            "%(message)s",
-            rename_fields={"message": "msg", "event_message": "message"},
-        )
-    )
+    renames = {"message": "msg", "event_message": "message"}
+    handler.setFormatter(JsonFormatter("%(message)s", rename_fields=renames))
     private.addHandler(handler)
     private.propagate = False
     return private

@@ -1,28 +1,9 @@
 """The logging front door: :class:`KubernetesEventHandler` turns records into Events.
 
-This is the top of the pipeline. A record that carries ``extra={"involved": obj}`` (or an
-involved object where another logging stack puts it: loguru's ``record.extra``, structlog's
-event dict, Kopf's ``k8s_ref``; or none at all with ``default_involved="pod"``) is
-snapshotted on the caller's thread (object reference, type, reason, message, annotations),
-repaired where the API server would reject it, and queued by the broadcaster's offer,
-taken once and never blocking. Everything after that (correlation, the spam filter,
-retries, API writes) happens on the broadcaster's background threads
-(:mod:`k8s_logging_events._runtime`)::
-
-    logger.warning(..., extra={"involved": pod})
-      -> KubernetesEventHandler.filter   four dict lookups: no ``involved`` (nor ``k8s_ref``,
-                                         ``extra``, structlog's mark), no event
-      -> KubernetesEventHandler.emit     snapshot + repair, never raises, never blocks
-         -> the broadcaster's offer      -> the runtime's queue -> dispatcher -> writers
-
-The handler is built for ``logging.config.dictConfig``: every option is keyword-only,
-JSON/YAML-friendly and checked when the handler is built, into one frozen
-``_options.Options`` whose broadcaster part goes to the broadcaster whole;
-the sink, the broadcaster and the threads start lazily on the first
-record that carries ``involved``. Bad input (an object that cannot be referred to, an
-unprintable message, a reason the server would reject ...) is reported once per call site
-on the ``k8s_logging_events`` logger, whose records the handler itself never turns into
-events. :class:`EventLoggerAdapter` binds ``involved`` to a logger.
+The top of the pipeline (``docs/architecture.md``): on the caller's thread a record about an
+object is read into an occurrence (``_records``) and queued, never blocking nor raising; the
+options are checked once (``_options``), and the broadcaster starts at the first event.
+:class:`EventLoggerAdapter` binds ``involved`` to a logger.
 """
 
 from __future__ import annotations
@@ -75,48 +56,36 @@ DEFAULT_REASON = "Logging"
 
 DEFAULT_MAX_MESSAGE_BYTES = _sanitise.MESSAGE_MAX_BYTES
 """The message limit in UTF-8 bytes: events.k8s.io/v1 (and core/v1 with ``eventTime``)
-refuse a longer one, and ``kubectl describe`` is unreadable long before that."""
+refuses a longer one."""
 
 DEFAULT_QUEUE_LENGTH = 10_000
-"""Occurrences the queue holds before it drops: the background threads share the
-interpreter lock with the code that logs, so the queue must absorb a whole burst (client-go's
-1,000 loses part of a tight loop of 10,000 identical warnings)."""
+"""Occurrences the queue holds before it drops: enough for a burst (client-go's 1,000 loses
+part of a tight loop of 10,000 warnings, whose logging thread holds the interpreter lock)."""
 
 DEFAULT_FLUSH_TIMEOUT = 5.0
-"""Seconds ``flush()`` and ``close()`` may wait for writes: bounded, so that
-``logging.shutdown()`` at exit finishes promptly even when the API server is down."""
+"""Seconds ``flush()`` and ``close()`` may wait, so that exit is prompt with the server down."""
 
 _BROADCASTER_STATS = ("accepted", "invalid", *_diagnostics.OUTCOMES, "pending", "pending_events")
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
 
-_Offer = Callable[[models.Occurrence], bool]
-"""The broadcaster's way in, bound once: queues an occurrence, or counts it dropped."""
+_Offer = Callable[[models.Occurrence], bool]  # queues an occurrence, or counts it dropped
 
 
 class KubernetesEventHandler(logging.Handler):
     """A :class:`logging.Handler` that records an Event for every record with ``involved``.
 
-    The involved object and the other extras (``reason``, ``action``, ``related``,
-    ``annotations``, ``event_type``, ``field_path``) are read from the record's attributes,
-    else from loguru's ``record.extra`` mapping, else from structlog's event dict when it is
-    the record's ``msg``; Kopf's ``k8s_ref`` stands for ``involved``, and with
-    ``default_involved="pod"`` the pod the process runs in does. A true ``k8s_skip`` in any
-    of those places means no event. A record with none of them is ignored at the cost of
-    four dict lookups, and so are records from the ``k8s_logging_events`` logger (and its
-    children), even if the application routes them here. The extras fill in the event;
-    WARNING and above become ``Warning`` events, the rest ``Normal``. The record is never
-    changed, and :meth:`emit` never raises (except :class:`RecursionError`) and never
-    waits for the API server.
+    ``involved`` (or Kopf's ``k8s_ref``, or the process's pod with ``default_involved``) and
+    the other extras are read from the record, loguru's ``extra`` or structlog's event dict
+    (docs/configuration.md, "The extras a record may carry"); ``k8s_skip`` means no event.
+    WARNING and above make ``Warning`` events. The record is never changed; :meth:`emit`
+    never raises (but :class:`RecursionError`) nor waits for the API server.
 
-    Every option is keyword-only and JSON/YAML-friendly, for ``dictConfig``, and checked
-    here, once. What each one means and its default: ``docs/configuration.md`` (Options);
-    in code, the fields of ``k8s_logging_events._options.Options``. ``level`` is the
-    handler's level, as for any handler; ``broadcaster`` an
-    :class:`~k8s_logging_events.recorder.EventBroadcaster` to record into, which the handler
-    does not own (it starts nothing on it, ``close()`` only flushes it, and its own settings
-    stand for the pipeline's: ``sink`` and ``structured_logging`` cannot be set with it).
+    Every option is keyword-only, JSON/YAML-friendly and checked here, once; each one's
+    meaning and default: docs/configuration.md, Options. ``broadcaster``: an
+    :class:`~k8s_logging_events.recorder.EventBroadcaster` to record into, not owned (a
+    close only flushes it; not with ``sink`` or ``structured_logging``).
 
     Raises:
         ValueError: an option is out of range or of the wrong kind (the message names it).
@@ -126,11 +95,6 @@ class KubernetesEventHandler(logging.Handler):
     ignores_library_reports = True
     """The library's own reports never become events here (see ``_diagnostics``)."""
 
-    # the state that is tied to this process's threads, renewed after fork
-    _broadcaster: recorder.EventBroadcaster | None
-    _now: Callable[[], datetime]
-    _offer: _Offer | None
-    _lazy_sink: sinks.LazySink | None
     _settings: _records.Settings
 
     def __init__(
@@ -180,7 +144,7 @@ class KubernetesEventHandler(logging.Handler):
         self._options = options
         self._source = models.EventSource(component=options.component, host=options.host)
         self._given = broadcaster
-        # what a record without an involved object is about: None, or the pod's reference
+        # what a record without an involved object is about
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
         if pod is not None:
             _pod.report(pod, can_read_uid=broadcaster is None)
@@ -190,19 +154,12 @@ class KubernetesEventHandler(logging.Handler):
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
 
-    # --- the logging.Handler interface -----------------------------------------------------
-
     def filter(self, record: logging.LogRecord) -> bool:
-        """Let through only records about an object that come from another logger.
-
-        The first check is four lookups in the record's ``__dict__``: it is all that a
-        plain record costs (unless ``default_involved`` is set). A true ``k8s_skip`` is
-        refused here. The handler's own filters run after these checks.
-        """
+        """Let through only records about an object, from another logger, then the handler's
+        own filters: a plain record costs four dict lookups."""
         return self._extras(record) is not None and bool(super().filter(record))
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
-        """What ``record`` says about its event (see ``_records.find_extras``), or None."""
         attrs = record.__dict__
         if (  # the markers of _records.MARKERS, spelled out: four dict lookups, no call
             "involved" not in attrs
@@ -217,15 +174,9 @@ class KubernetesEventHandler(logging.Handler):
         return _records.find_extras(record, self._default_involved)
 
     def handle(self, record: logging.LogRecord) -> bool:
-        """Filter ``record`` and emit it, without any lock.
-
-        Not under the handler's ``lock``: ``logging.shutdown()`` and ``dictConfig`` hold that
-        one while they flush and close the handler, which may wait ``flush_timeout`` seconds
-        for the API server, and the threads that log must not wait behind it (what they log
-        once the handler is closed is counted as ``after_close``). Nothing on this path
-        takes a lock that is not reentrant: a signal handler that logs runs on the thread it
-        interrupted, possibly in the middle of this very call.
-        """
+        """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
+        while it waits, and must not stall the threads that log. Nothing here takes a lock
+        that is not reentrant: a signal handler that logs may interrupt this very call."""
         extras = self._extras(record)
         if extras is None:
             return False
@@ -242,37 +193,21 @@ class KubernetesEventHandler(logging.Handler):
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Record an event for ``record``, on this thread, without waiting for the API.
-
-        Never raises: bad input is reported once per call site on the
-        ``k8s_logging_events`` logger and costs only its own event. After :meth:`close`,
-        records are dropped quietly (counted as ``after_close``).
-        """
+        """Record an event for ``record`` without waiting for the API; never raises (bad input
+        is reported once per call site; see docs/configuration.md, Bad input)."""
         extras = self._extras(record)
         if extras is not None:  # emit called directly, bypassing filter
             self._emit_safely(record, extras)
 
     def flush(self) -> None:
-        """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written.
-
-        ``logging.Handler``'s ``flush()``: it returns None whatever happened (:meth:`drain`
-        says whether it finished). Held-back counts of the spam filter go out too, and the
-        sink's rate limit is lifted to ``drain_qps`` meanwhile. A flush that runs out of
-        time says once what is still pending and why; after it, while nothing more gets
-        written (the server takes nothing), a flush or close does not wait again. Never
-        raises.
-        """
-        # logging.shutdown() (at exit, and in dictConfig) holds the handler's lock to flush
-        # and then close: the close says what could not be written, once
+        """Wait up to ``flush_timeout`` seconds for everything recorded so far to be written
+        (see docs/configuration.md, Lifecycle); returns None, never raises."""
+        # under the lock, logging.shutdown() flushes then closes: the close reports, once
         self._wait(None, report=not getattr(self._holding, "depth", 0))
 
     def acquire(self) -> None:
-        """Take the handler's lock (``logging.Handler``'s); the handler notes who holds it.
-
-        ``logging.shutdown()`` (at exit, and in ``dictConfig``) holds it to flush and then
-        close: a :meth:`flush` under it leaves the report of what could not be written to
-        the close that follows. The handler's own paths never take this lock.
-        """
+        """Take the handler's lock, noting it: a :meth:`flush` under it (``logging.shutdown()``)
+        leaves its report to the close that follows. The handler itself never takes it."""
         super().acquire()
         self._holding.depth = getattr(self._holding, "depth", 0) + 1
 
@@ -282,13 +217,9 @@ class KubernetesEventHandler(logging.Handler):
         super().release()
 
     def drain(self, timeout: float | None = None) -> bool:
-        """Wait until every occurrence accepted so far has an outcome; True when it did.
-
-        Like :meth:`flush`, but the wait is ``timeout`` seconds (``flush_timeout`` when
-        None) even after a flush that ran out of time, and the answer says whether
-        everything was written, coalesced, failed or dropped in time (also True when
-        nothing was ever recorded). Never raises (False when the wait failed).
-        """
+        """Wait up to ``timeout`` seconds (None: ``flush_timeout``), even after a flush that ran
+        out of time, until every occurrence accepted so far has an outcome; True when it did
+        (or nothing was recorded), False otherwise. Never raises."""
         return self._wait(timeout, drain=True)
 
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
@@ -308,16 +239,10 @@ class KubernetesEventHandler(logging.Handler):
         return done
 
     def close(self) -> None:
-        """Flush within ``flush_timeout``, stop what the handler owns, and close it.
-
-        Idempotent and safe from ``logging.shutdown()`` and from a second ``dictConfig``
-        (both call it while holding the handler's lock, which no background thread of the
-        handler ever takes). ``logging.shutdown()`` calls :meth:`flush` and then this: the
-        two share one deadline, so the whole exit takes ``flush_timeout`` (plus a quarter
-        of a second for the threads to end) whatever the server does. Writes still pending
-        at the deadline are counted as ``failed`` and reported once, with the reason and
-        the option that would help. A given ``broadcaster`` is flushed, not shut down.
-        """
+        """Flush within ``flush_timeout`` (one deadline with a flush just before; the threads
+        then get a quarter of a second to end), stop what the handler owns, and close it;
+        idempotent, never raises. Writes still pending count as ``failed``, reported once. A
+        given ``broadcaster`` is only flushed."""
         try:
             _crash.unwatch(self)
             with self._lock:
@@ -325,15 +250,19 @@ class KubernetesEventHandler(logging.Handler):
                 self._closed = True
                 active, lazy = self._broadcaster, self._lazy_sink
             if first and active is not None:
-                self._stop(active, lazy)
+                timeout = self._waits.for_close(_written(active))
+                if active is self._given:
+                    active.flush(timeout)
+                else:
+                    active.shutdown(timeout)
+                if lazy is not None:
+                    lazy.close()
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error
             )
         finally:
             super().close()
-
-    # --- extras ----------------------------------------------------------------------------
 
     @property
     def source(self) -> models.EventSource:
@@ -351,18 +280,9 @@ class KubernetesEventHandler(logging.Handler):
         return self._broadcaster
 
     def stats(self) -> dict[str, int]:
-        """Return the broadcaster's counters plus the handler's own.
-
-        From the broadcaster (see :meth:`~k8s_logging_events.recorder.EventBroadcaster.stats`):
-        ``accepted``, ``invalid``, the outcomes ``dropped``, ``created``, ``patched``,
-        ``coalesced``, ``failed`` and ``discarded``, ``pending`` (occurrences without an
-        outcome yet) and ``pending_events`` (events with a write not finished), all 0 before
-        the first event. The handler's: ``refused`` (records with ``involved`` that made no
-        event because of bad input), ``repaired`` (events recorded after their input was
-        repaired, e.g. a message cut to size) and ``after_close`` (records dropped because
-        the handler was closed). With a shared ``broadcaster`` its counters include other
-        recorders' events.
-        """
+        """Return the broadcaster's counters (0 before the first event; a given broadcaster's
+        count other recorders' events too) and the handler's ``refused``, ``repaired`` and
+        ``after_close`` (see docs/configuration.md, Counters)."""
         values = dict.fromkeys(_BROADCASTER_STATS, 0)
         active = self._broadcaster
         if active is not None:
@@ -374,8 +294,6 @@ class KubernetesEventHandler(logging.Handler):
         """The handler's background threads alive right now (none before the first event)."""
         active = self._broadcaster
         return [] if active is None or active is self._given else active.threads()
-
-    # --- the caller's thread ---------------------------------------------------------------
 
     def _emit_safely(self, record: logging.LogRecord, extras: dict[str, object]) -> None:
         # the whole path in one frame, around one try: it runs for every record
@@ -416,8 +334,6 @@ class KubernetesEventHandler(logging.Handler):
             formatter=self.formatter,
         )
 
-    # --- lifecycle -------------------------------------------------------------------------
-
     def _fresh_state(self) -> None:
         """Reset everything tied to this process's threads (at construction and after fork)."""
         # reentrant: a signal handler that logs may interrupt a thread holding it
@@ -427,15 +343,15 @@ class KubernetesEventHandler(logging.Handler):
         self._sites = _records.CallSites()
         self._settings = self._new_settings()
         self._broadcaster = self._given
-        self._now = (self._options.broadcasting.clock or _SYSTEM_CLOCK).now
-        self._offer = None
+        self._now: Callable[[], datetime] = (self._options.broadcasting.clock or _SYSTEM_CLOCK).now
+        self._offer: _Offer | None = None
         if self._given is not None:
             self._now, self._offer = self._given._intake()
-        self._lazy_sink = None
+        self._lazy_sink: sinks.LazySink | None = None
         self._waits = _deadlines.ExitWaits(self._options.flush_timeout)
 
     def _start(self) -> _Offer | None:
-        """Create the broadcaster, its sink and watchers: on the first event."""
+        """Create the broadcaster, its sink and watchers, on the first event."""
         with self._lock:
             if self._closed:
                 return None
@@ -461,33 +377,17 @@ class KubernetesEventHandler(logging.Handler):
             )
         return active
 
-    def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
-        timeout = self._waits.for_close(_written(active))
-        if active is self._given:
-            active.flush(timeout)
-        else:
-            active.shutdown(timeout)
-        if lazy is not None:
-            lazy.close()
-
-    def _after_fork_in_child(self) -> None:
-        """Forget the parent's threads and queues: the child starts afresh on its next event.
-
-        Called by ``_process`` in a child after ``os.fork()``. What the parent had queued
-        stays in the parent's broadcaster, which the child never writes to, so nothing is
-        written twice; the child makes a broadcaster of its own at its next record. A given
-        broadcaster is kept: it renews itself (``_process``), with nothing pending.
-        """
-        self._fresh_state()
+    # in a forked child (``_process``): the parent's queue is forgotten, never written twice,
+    # and a given broadcaster renews itself
+    _after_fork_in_child = _fresh_state
 
 
 class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
     """A :class:`logging.LoggerAdapter` that adds ``involved`` (and default extras) to records.
 
     ``EventLoggerAdapter(log, pod, reason="Reconcile").info("Synced")`` logs with
-    ``extra={"involved": pod, "reason": "Reconcile"}``. A call's own ``extra`` is merged
-    over the bound one, key by key, and wins; every call gets a new dict, so neither the
-    bound extras nor the caller's are changed.
+    ``extra={"involved": pod, "reason": "Reconcile"}``. A call's own ``extra`` wins, key by
+    key, in a new dict: neither the bound extras nor the caller's change.
 
     Args:
         logger: the logger to log through.
@@ -507,11 +407,7 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         """Merge the bound extras under the call's ``extra``."""
-        merged = dict(self.extra or {})
-        call_extra = kwargs.get("extra")
-        if call_extra:
-            merged.update(call_extra)
-        kwargs["extra"] = merged
+        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
         return msg, kwargs
 
 

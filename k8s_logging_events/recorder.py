@@ -1,14 +1,8 @@
 """Recording: the client-go ``event.go`` surface, from a recorder call to the watchers.
 
-:class:`EventRecorder` builds an immutable :class:`~.models.Event` on the caller's thread and
-offers it to the :class:`EventBroadcaster` without ever blocking (a full queue is a counted
-drop). The broadcaster's runtime (:mod:`k8s_logging_events._runtime`) hands each event to its
-watchers on one dispatcher thread: a plain callback on a thread of its own
-(:meth:`~EventBroadcaster.start_event_watcher`, :meth:`~EventBroadcaster.start_logging`), a
-JSON line (:meth:`~EventBroadcaster.start_structured_logging`) or a sink
-(:meth:`~EventBroadcaster.start_recording_to_sink`: correlation, then create or patch calls
-on writer threads). :meth:`~EventBroadcaster.flush` and :meth:`~EventBroadcaster.shutdown` are
-deterministic, and :meth:`~EventBroadcaster.stats` accounts for every occurrence.
+:class:`EventRecorder` builds an occurrence on the caller's thread and queues it without
+blocking; the :class:`EventBroadcaster`'s runtime (``_runtime``, ``docs/architecture.md``)
+hands each event to its watchers: a callback, a log line, a JSON line or a sink.
 """
 
 from __future__ import annotations
@@ -28,6 +22,7 @@ from k8s_logging_events import (
     _pending,
     _pool,
     _process,
+    _records,
     _runtime,
     _sanitise,
     _structured,
@@ -40,30 +35,24 @@ from k8s_logging_events import (
 )
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "MAX_QUEUED_EVENTS",
-    "EventBroadcaster",
-    "EventRecorder",
-]
+__all__ = ["MAX_QUEUED_EVENTS", "EventBroadcaster", "EventRecorder"]
 
 MAX_QUEUED_EVENTS = 1000
 """client-go's queue length, for the incoming queue and for each watcher's queue."""
 
-THREAD_NAME = "k8s-events"
-"""The prefix of a broadcaster's thread names, unless ``name=`` says another."""
+THREAD_NAME = "k8s-events"  # the default prefix of a broadcaster's thread names
+
+_Step = tuple[_pending.WritePolicy, _pending.Correlate, bool]
+"""One sink's correlation: its write policy, the step, and whether the step's state never
+crosses objects (its runs may be cut object by object)."""
 
 
 class EventBroadcaster:
     """Receives events from recorders and hands each one to every watcher started on it.
 
-    The threads, the queue, flush and shutdown are the runtime's
-    (:mod:`k8s_logging_events._runtime`): one dispatcher thread that starts with the first
-    event, and writer threads only while there are writes to make.
-
-    Every keyword but ``rng`` and ``name`` is a field of
-    ``k8s_logging_events._options.BroadcasterOptions``, where each is described
-    (``correlator_options`` is its ``correlator``); the defaults are client-go's, names
-    included (``"timestamp"``; deterministic also when ``correlator_options`` ask).
+    Every keyword but ``rng`` and ``name`` is a field of ``_options.BroadcasterOptions``,
+    described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
+    names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
 
     Args:
         rng: the random source for the first back-off (``random.random`` by default).
@@ -98,7 +87,7 @@ class EventBroadcaster:
 
     @classmethod
     def _with_options(cls, options: _options.BroadcasterOptions) -> EventBroadcaster:
-        """A broadcaster built from options checked already (the handler's), taken whole."""
+        """A broadcaster built from options checked already (the handler's)."""
         made = cls.__new__(cls)
         made._set_up(options, rng=None, name=THREAD_NAME)
         return made
@@ -135,23 +124,20 @@ class EventBroadcaster:
         # the runtime, counters, reporter and namer renew themselves (see _process)
         self._invalid = _diagnostics.Tally()
 
-    # --- recorders -------------------------------------------------------------------------
-
     def new_recorder(self, source: models.EventSource | str) -> EventRecorder:
         """Return a recorder whose events come from ``source`` (a component name, or both)."""
         if isinstance(source, str):
             source = models.EventSource(component=source)
         return EventRecorder(self, source, clock=self._clock)
 
-    # --- watchers --------------------------------------------------------------------------
-
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handler`` with every event, in order, on a watcher thread of its own.
 
-        The returned watcher's ``stop()`` detaches the handler. After :meth:`shutdown` the
-        watcher is already ended and the handler is never called.
+        The watcher's ``stop()`` detaches it. After :meth:`shutdown`, it is never called.
         """
-        return self._runtime.add_watcher(handler, on_drop=self._count_log_drop)
+        return self._runtime.add_watcher(
+            handler, on_drop=lambda item: self._counters.add("watcher_dropped")
+        )
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
         """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
@@ -160,33 +146,18 @@ class EventBroadcaster:
     def start_structured_logging(
         self, logger: logging.Logger | None = None, level: int = logging.INFO
     ) -> broadcaster.Watcher:
-        """Log every event as ``Event occurred`` with its fields as extras.
-
-        With no ``logger``, each event is written as one JSON line to standard error through
-        python-json-logger, with the keys ``msg``, ``object`` (``namespace/name``),
-        ``fieldPath``, ``kind``, ``apiVersion``, ``type``, ``reason`` and ``message``. With a
-        ``logger``, the same fields arrive as record extras (the event's message as
-        ``event_message``, because a record's own ``message`` cannot be overridden), and the
-        logger's handlers choose the format. That logger's records carry no ``involved``, so
-        they never become events themselves. The lines are written on the dispatcher
-        thread, without ever taking the ``logging`` module's lock.
-        """
+        """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on the
+        dispatcher thread, never taking the ``logging`` module's lock: on ``logger``, or as
+        one JSON line to standard error (docs/configuration.md, ``structured_logging``)."""
         target = logger or _structured.json_event_logger()
         return self._runtime.add_inline(
             lambda event: _structured.log_structured(target, level, event)
         )
 
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
-        """Correlate every event and write it to ``event_sink``.
-
-        Each call gets its own correlator (own caches) and its own pending writes. A sink
-        whose ``api`` attribute is ``events.k8s.io/v1`` gets that API's series semantics
-        (:mod:`k8s_logging_events.series`) instead of client-go's count correlation; the
-        attribute is read when the first event arrives, so a sink may discover the API
-        lazily. A sink whose ``api`` makes a request says ``api_known = False`` until it
-        knows (the Kubernetes sink with ``api="auto"`` does): it is then read on a writer
-        thread, and the sink's first events wait for it (counted as pending).
-        """
+        """Correlate every event and write it to ``event_sink``, with a correlator of its own:
+        series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
+        thread while ``api_known`` is False), else client-go's counts."""
         writes = _pending.Writes(
             event_sink,
             None,
@@ -202,18 +173,10 @@ class EventBroadcaster:
             _pool.Recording(writes, lambda: self._correlation_for(event_sink))
         )
 
-    # --- flush, shutdown, stats ------------------------------------------------------------
-
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything accepted so far has reached a final outcome.
-
-        Pending writes go out now, including counts the spam filter held back, and a sink
-        with a ``drain`` method (the Kubernetes sink) lifts its rate limit to its drain rate
-        meanwhile. Returns True when everything is written, coalesced, failed or dropped;
-        False when ``timeout`` seconds passed first (None: 5 s). A flush that runs out of
-        time says once, on the ``k8s_logging_events`` logger, what is still pending and
-        why; the reports caused by the writes are out before it returns.
-        """
+        """Wait until everything accepted so far has a final outcome, held-back counts included;
+        False after ``timeout`` seconds (None: 5 s), said once with what is still pending. The
+        reports the writes caused are out before it returns."""
         return self._flush(timeout, report=True)
 
     def _flush(self, timeout: float | None, *, report: bool) -> bool:
@@ -224,34 +187,28 @@ class EventBroadcaster:
             return done
         if accepted != self._unfinished_reported:
             self._unfinished_reported = accepted  # once for the same occurrences
-            self._report_unfinished(_runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+            seconds = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+            when = f"within the flush's {seconds:g} s (they are still pending)"
+            self._report_unwritten("flush-timeout", *self._runtime.unwritten(), when)
         return done
 
-    def _report_unfinished(self, timeout: float) -> None:
-        writes, queued = self._runtime.unwritten()
+    def _report_unwritten(
+        self, kind: str, writes: Sequence[_pending.Write], queued: int, when: str
+    ) -> None:
         if writes or queued:
-            when = f"within the flush's {timeout:g} s (they are still pending)"
             summary = _diagnostics.unwritten_summary(writes, self._sinks, when=when, queued=queued)
-            self._reporter.report("flush-timeout", logging.WARNING, "%s", summary)
+            self._reporter.report(kind, logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush within ``timeout``, then stop every thread; idempotent, never raises.
+        """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises.
 
-        Unlike client-go, nothing is left to chance: what was queued is delivered to the
-        watchers and written if ``timeout`` (None: 5 s) allows; whatever is still pending at
-        the deadline is given up, counted as ``failed``, and reported once with the reason.
-        No thread of this broadcaster outlives the call by more than a short grace, except
-        a writer stuck in a request, which is a daemon and is abandoned.
+        What is pending at the deadline counts as ``failed``, reported once with the reason.
+        Only a writer stuck in a request (a daemon) outlives the call by more than a grace.
         """
         try:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
             given_up, lost = self._runtime.close(deadline)
-            if given_up or lost:
-                when = "before the deadline of shutdown"
-                summary = _diagnostics.unwritten_summary(
-                    given_up, self._sinks, when=when, queued=lost
-                )
-                self._reporter.report("exit", logging.WARNING, "%s", summary)
+            self._report_unwritten("exit", given_up, lost, "before the deadline of shutdown")
             self._reporter.summarise()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
             self._reporter.report(
@@ -259,16 +216,8 @@ class EventBroadcaster:
             )
 
     def stats(self) -> Mapping[str, int]:
-        """Return the counters of what became of every occurrence.
-
-        ``accepted`` counts occurrences offered to the broadcaster (dropped ones included);
-        ``dropped``, ``created``, ``patched``, ``coalesced``, ``failed`` and ``discarded``
-        (no sink to write to) are final outcomes; ``invalid`` counts calls refused before an
-        event was built (not accepted); ``pending`` counts occurrences without an outcome
-        yet (once per sink) and ``pending_events`` the events with a write not finished.
-        With one sink ``accepted`` equals the sum of the outcomes plus ``pending``, and of
-        the outcomes alone after :meth:`flush` returned True.
-        """
+        """Return the counters of what became of every occurrence: ``accepted``, ``invalid``,
+        the outcomes, ``pending`` and ``pending_events`` (docs/configuration.md, Counters)."""
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
         return values
@@ -296,39 +245,33 @@ class EventBroadcaster:
         """The broadcaster's threads alive right now (for diagnostics and tests)."""
         return self._runtime.threads()
 
-    # --- internals -------------------------------------------------------------------------
-
     def _intake(self) -> tuple[Callable[[], datetime], Callable[[models.Occurrence], bool]]:
-        """The way in for a front door that checks its occurrences itself (the handler):
-        the clock that dates them and the runtime's offer, bound once (it runs per record)."""
+        """For a front door that checks its own occurrences (the handler): the clock that dates
+        them and the runtime's offer, bound once."""
         return self._clock.now, self._runtime.offer
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()
         self._reporter.report(kind, logging.ERROR, msg, *args)
 
-    def _correlation_for(
-        self, event_sink: sink.EventSink
-    ) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
+    def _correlation_for(self, event_sink: sink.EventSink) -> _Step:
+        if _apis.api_of(event_sink) is _apis.EVENTS_V1:
+            return _in_series(self._clock, self._namer)
+        # core/v1: client-go's aggregation, counts and spam filter; repeats patch ``count``
         options = self._options.correlator or correlator.CorrelatorOptions()
-        correlation = _CORRELATIONS[_apis.api_of(event_sink).name]
-        return correlation(options, self._clock, self._namer)
+        if options.clock is None:
+            options = dataclasses.replace(options, clock=self._clock)
+        events = correlator.EventCorrelator(options, namer=self._namer)
+        return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
 
-    def _count_log_drop(self, item: broadcaster.WatchEvent) -> None:
-        self._counters.add("watcher_dropped")
 
-
-Notes = Mapping[str, str] | None
-"""The annotations of a recorder's call, if it has any."""
-
-FormatArgs = tuple[object, ...]
-"""The arguments of a recorder's format."""
+Notes = Mapping[str, str] | None  # the annotations of a recorder's call, if it has any
+FormatArgs = tuple[object, ...]  # the arguments of a recorder's format
 
 
 class RecorderCalls:
-    """client-go's three calls of a recorder, said once for :class:`EventRecorder` and the
-    ``FakeRecorder`` of :mod:`k8s_logging_events.testing`: each is one :meth:`_recordf`
-    (with ``notes``, the annotations, if any)."""
+    """client-go's three calls of a recorder, each one :meth:`_recordf`: shared by
+    :class:`EventRecorder` and ``testing.FakeRecorder``."""
 
     def event(self, obj: object, type: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` with this ``message``."""
@@ -359,9 +302,9 @@ class RecorderCalls:
 class EventRecorder(RecorderCalls):
     """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
 
-    None of its methods raises into the caller: an object it cannot refer to, an Event as
-    the involved object, an event type other than ``Normal``/``Warning`` or a format error
-    is reported on the ``k8s_logging_events`` logger and produces no event.
+    Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
+    but ``Normal``/``Warning``, a format error) is reported on the ``k8s_logging_events``
+    logger and makes no event.
     """
 
     def __init__(
@@ -373,8 +316,7 @@ class EventRecorder(RecorderCalls):
         default_namespace: str = models.DEFAULT_NAMESPACE,
     ) -> None:
         self._broadcaster = broadcaster
-        # bound once: a full queue is a counted drop, never a wait
-        self._queue = broadcaster._runtime.offer
+        self._queue = broadcaster._runtime.offer  # a full queue is a counted drop, never a wait
         self._source = source
         self._clock = clock or clock_mod.SystemClock()
         self._default_namespace = default_namespace
@@ -387,9 +329,16 @@ class EventRecorder(RecorderCalls):
     def _recordf(
         self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
-        message = self._format(fmt, args)
-        if message is not None:
-            self.record(obj, type, reason, message, annotations=notes)
+        message = fmt
+        if args:
+            try:
+                message = fmt % args
+            except Exception as error:  # a bad format string is the caller's bug, not a crash
+                self._broadcaster._report(
+                    "bad-format", "Unable to format event message %r: %s", fmt, error
+                )
+                return
+        self.record(obj, type, reason, message, annotations=notes)
 
     def record(
         self,
@@ -405,15 +354,9 @@ class EventRecorder(RecorderCalls):
     ) -> bool:
         """Record an event with every field a caller can set; True when it was queued.
 
-        Args:
-            obj: the involved object (see :func:`~.references.object_reference`).
-            type: ``Normal`` or ``Warning``.
-            reason: a short CamelCase reason (``BackOff``).
-            message: a readable description.
-            annotations: annotations for the event's metadata.
-            action: what was done (or failed), for events.k8s.io/v1.
-            related: a secondary object the event is also about.
-            field_path: the part of ``obj`` the event is about.
+        ``obj`` is the involved object (:func:`~.references.object_reference`), ``type``
+        ``Normal`` or ``Warning``; ``action`` what was done (events.k8s.io/v1), ``related`` a
+        secondary object, ``field_path`` the part of ``obj`` the event is about.
         """
         try:
             event = self._build(
@@ -424,9 +367,7 @@ class EventRecorder(RecorderCalls):
                 "invalid-event", "Unable to record event (will not retry): %s", error
             )
             return False
-        if event is None:
-            return False
-        return self._queue(event)
+        return event is not None and self._queue(event)
 
     def _build(
         self,
@@ -439,21 +380,17 @@ class EventRecorder(RecorderCalls):
         related: object | None,
         field_path: str,
     ) -> models.Occurrence | None:
+        report = self._broadcaster._report
         try:
             ref = references.object_reference(obj, field_path=field_path)
         except (references.InvalidObjectError, RecursionError) as error:
-            self._broadcaster._report("invalid-object", "Unable to record event: %r", error)
+            report("invalid-object", "Unable to record event: %r", error)
             return None
         if _sanitise.is_event(ref.kind, ref.api_version):
-            self._broadcaster._report(
-                "event-about-event",
-                "Refusing to record an event about Event %s/%s: events about events multiply",
-                ref.namespace,
-                ref.name,
-            )
+            report("event-about-event", _records.ABOUT_AN_EVENT, ref.namespace, ref.name)
             return None
         if not correlator.validate_event_type(type):
-            self._broadcaster._report(
+            report(
                 "invalid-type",
                 "Unsupported event type: %r (only Normal and Warning are allowed)",
                 type,
@@ -471,8 +408,7 @@ class EventRecorder(RecorderCalls):
                 self._broadcaster._reporter.report(
                     "invalid-related", logging.DEBUG, "Ignoring related object: %s", error
                 )
-        # the Event itself (its name, a dataclass of 18 fields) is built on the
-        # broadcaster's thread: the caller only snapshots what may change under it
+        # the Event itself (a dataclass of 18 fields) is built on the broadcaster's thread
         return models.Occurrence(
             ref=ref,
             namespace=ref.namespace or self._default_namespace,
@@ -486,48 +422,10 @@ class EventRecorder(RecorderCalls):
             time=self._clock.now(),
         )
 
-    def _format(self, fmt: str, args: tuple[object, ...]) -> str | None:
-        if not args:
-            return fmt
-        try:
-            return fmt % args
-        except Exception as error:  # a bad format string is the caller's bug, not a crash
-            self._broadcaster._report(
-                "bad-format", "Unable to format event message %r: %s", fmt, error
-            )
-            return None
 
-
-Correlation = Callable[
-    [correlator.CorrelatorOptions, clock_mod.Clock, correlator.EventNamer],
-    tuple[_pending.WritePolicy, _pending.Correlate, bool],
-]
-"""Makes a fresh correlation step for one sink, the write policy that goes with it, and
-whether the step's state never crosses objects (its runs may be cut object by object)."""
-
-
-def _counting(
-    options: correlator.CorrelatorOptions,
-    clock: clock_mod.Clock,
-    namer: correlator.EventNamer,
-) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
-    """core/v1: aggregation, counts and the spam filter; repeats patch ``count``."""
-    if options.clock is None:
-        options = dataclasses.replace(options, clock=clock)
-    events = correlator.EventCorrelator(options, namer=namer)
-    return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
-
-
-def _in_series(
-    options: correlator.CorrelatorOptions,
-    clock: clock_mod.Clock,
-    namer: correlator.EventNamer,
-) -> tuple[_pending.WritePolicy, _pending.Correlate, bool]:
-    """events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat.
-
-    With deterministic names, a series is keyed without the involved object's
-    resourceVersion and named after that key.
-    """
+def _in_series(clock: clock_mod.Clock, namer: correlator.EventNamer) -> _Step:
+    # events.k8s.io/v1: isomorphic occurrences form a series, written on a heartbeat; with
+    # deterministic names, keyed without the object's resourceVersion and named after the key
     deterministic = namer.deterministic
     key = series.series_key if deterministic else series.isomorphic_key
     grouped = series.SeriesCorrelator(clock=clock, key=key)
@@ -543,11 +441,3 @@ def _in_series(
 
     # every occurrence is observed on its own: runs gain nothing, arrival order is exact
     return series.SeriesPolicy(grouped), observe, False
-
-
-_CORRELATIONS: Mapping[str, Correlation] = {
-    _apis.CORE_V1.name: _counting,
-    _apis.EVENTS_V1.name: _in_series,
-}
-"""How each Events API correlates: client-go's counts and spam filter (core/v1), or series
-(events.k8s.io/v1)."""
