@@ -395,12 +395,14 @@ def _answer(number: int, request_line: bytes) -> bytes:
 
 class _StrayServer:
     """A raw HTTP server that answers each request, then sends its answer again: ``late``
-    (a few milliseconds after, while the client's connection is idle) or at once, in the
-    same send. ``strays`` is set each time the copy is out."""
+    (once the test says the client has read the answer and the connection is idle, by
+    releasing ``copy_now``) or at once, in the same send. ``strays`` is set each time the
+    copy is out."""
 
     def __init__(self, *, late: bool) -> None:
         self.late = late
         self.strays = threading.Semaphore(0)
+        self.copy_now = threading.Semaphore(0)
         self.answered = 0
         self._stop = threading.Event()
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -431,8 +433,10 @@ class _StrayServer:
                 answer = _answer(self.answered, line)
                 if self.late:
                     conn.sendall(answer)
-                    time.sleep(0.005)  # the fault: a copy, a few milliseconds later
-                    conn.sendall(answer)
+                    # the fault: a copy while the connection is idle. A fixed pause would let
+                    # a slow client read both at once, which is the other test's case.
+                    if self.copy_now.acquire(timeout=5):
+                        conn.sendall(answer)
                 else:
                     conn.sendall(answer + answer)
                 self.strays.release()
@@ -462,14 +466,15 @@ def _plain_channel(port: int) -> _http.Channel:
 @pytest.mark.parametrize("stray", [True], indirect=True, ids=["late"])
 @pytest.mark.parametrize("method", ["POST", "PATCH", "GET"])
 def test_bytes_that_come_while_a_connection_is_idle_are_never_an_answer(stray, method) -> None:
-    """The server sends each answer again a few milliseconds later, while the connection is
-    idle. The check before reuse finds the copy: that connection is closed, and every
+    """The server sends each answer again after the client has read it, while the
+    connection is idle. The check before reuse finds the copy: that connection is closed, and every
     request gets its own answer (before, each got the previous one's from then on)."""
     channel = _plain_channel(stray.port)
     try:
         for number in range(1, 6):
             answer = channel.request(method, f"/r{number}", JSON, [], b"{}")
             assert json.loads(answer.body)["request"] == f"{method} /r{number} HTTP/1.1"
+            stray.copy_now.release()
             assert stray.strays.acquire(timeout=5)  # the copy has come
         assert channel.out_of_step == 4  # every reuse met a copy
         assert channel.connections_opened == 5
