@@ -197,8 +197,8 @@ class Channel:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
         self._closed = False
+        # counts, for tests and diagnostics
         self.connections_opened = 0
-        """For tests and diagnostics, as the two counts below."""
         self.resends = 0
         """Requests sent again on a new connection: their kept-alive one was closed, or bytes
         came after their answer (idempotent ones only)."""
@@ -406,12 +406,7 @@ def _warn_unverified(host: str) -> None:
 
 def _timeval(seconds: float) -> bytes:
     """A ``struct timeval`` for ``seconds``; never all zero, which would mean "no timeout"."""
-    whole = math.floor(seconds)
-    micros = round((seconds - whole) * 1e6)
-    if micros >= 1_000_000:
-        whole, micros = whole + 1, 0
-    if whole <= 0 and micros <= 0:
-        whole, micros = 0, 1
+    whole, micros = divmod(max(round(seconds * 1e6), 1), 1_000_000)
     return struct.pack("@ll", whole, micros)
 
 

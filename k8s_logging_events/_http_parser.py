@@ -67,11 +67,10 @@ def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool
             raise ProtocolError("the server switched protocols unasked")
         # an interim answer (100 Continue, 103 Early Hints): the final one follows
     keep = _keeps_alive(version, headers.get("connection", ""))
-    chunked = "transfer-encoding" in headers  # only "chunked" gets past _parse_lines
     length = headers.get("content-length")
     if status in (204, 304):
         body = b""
-    elif chunked:  # it wins over Content-Length (RFC 9112, 6.3)
+    elif "transfer-encoding" in headers:  # only chunked gets past _fields; it wins (RFC 9112)
         body, data = _dechunk(receive, data)
     elif length is not None:
         size = content_length(length)

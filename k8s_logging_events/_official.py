@@ -69,11 +69,9 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
     if address is None:
         return None
     scheme, host, port, host_header, prefix = address
-    tls = None
-    if scheme == "https":
-        tls = _tls_settings(options, host)
-        if tls is None:
-            return None
+    tls = _tls_settings(options, host) if scheme == "https" else None
+    if scheme == "https" and tls is None:
+        return None
     socket_options = options.get("socket_options")
     if socket_options is not None and not all(
         isinstance(option, tuple) and len(option) == 3 for option in socket_options
@@ -128,11 +126,8 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
     import ssl
 
     cert_reqs = options.get("cert_reqs")
-    if cert_reqs in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED"):
-        verify = True
-    elif cert_reqs in (ssl.CERT_NONE, "CERT_NONE", "NONE"):
-        verify = False
-    else:
+    verify = cert_reqs in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED")
+    if not verify and cert_reqs not in (ssl.CERT_NONE, "CERT_NONE", "NONE"):
         return None
     assert_hostname = options.get("assert_hostname")
     if assert_hostname not in (None, False):

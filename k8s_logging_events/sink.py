@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from k8s_logging_events import (
@@ -99,21 +99,15 @@ class KubernetesEventSink:
     Args:
         api_client: the client to use. Without one, the sink builds a private one (never
             the process-global ``Configuration``) from the in-cluster service account, else
-            the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``). urllib3's own retries are
-            turned off either way: only the writer retries.
-        qps: the sustained rate of the client-side rate limit; 0 turns it off.
-        burst: how many requests may go at once after a quiet spell.
-        request_timeout: seconds to connect and to read each answer.
+            the kubeconfig. urllib3's own retries are off either way: only the writer retries.
+        qps, burst, request_timeout, drain_qps, api, kubeconfig, context: as the handler's
+            options of those names (docs/configuration.md); ``drain_qps`` applies while
+            :meth:`drain` is on.
         clock: the rate limit's time source (its monotonic reading).
         sleep: how the rate limit waits (interrupted by :meth:`close`).
-        api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"``, or ``"auto"``
-            (events.k8s.io/v1 if the server serves it: asked on first use, on a writer).
-        drain_qps: the rate limit while :meth:`drain` is on (0: none).
-        kubeconfig: the kubeconfig file to load when no ``api_client`` is given.
-        context: the kubeconfig context (its current one by default).
 
     Raises:
-        ValueError: ``api`` is none of the three.
+        ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``.
     """
 
     def __init__(
@@ -183,8 +177,7 @@ class KubernetesEventSink:
     @property
     def api_client(self) -> k8s_client.ApiClient:
         """The client this sink writes through."""
-        api_client: k8s_client.ApiClient = self._api_client
-        return api_client
+        return cast("k8s_client.ApiClient", self._api_client)
 
     @property
     def api(self) -> str:
