@@ -32,7 +32,7 @@ from k8s_logging_events._http_parser import Answer, OutOfStepError, ProtocolErro
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["IDEMPOTENT", "Channel", "SocketOption", "TlsSettings"]
+__all__ = ["IDEMPOTENT", "Channel", "Headers", "SocketOption", "TlsSettings"]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """Methods whose request may be sent again after its answer could not be trusted (RFC 9110,
@@ -40,6 +40,7 @@ IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 SocketOption = tuple[int, int, Any]
 """``(level, option, value)``, as ``socket.setsockopt`` takes them."""
+Headers = Sequence[tuple[str, str]]
 
 _RECV = 65536
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux")  # where the timeval layout is known
@@ -118,8 +119,7 @@ class _Connection:
             self.poll.register(sock.fileno(), select.POLLIN)
 
     def receive(self) -> bytes:
-        """What the server sent next (b"" once it closed); ``TimeoutError`` after the read
-        timeout."""
+        """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout."""
         sock = self.sock
         try:
             # TLS in timeout mode would first try a read that finds nothing, then poll, then
@@ -178,7 +178,7 @@ class Channel:
         self,
         host: str,
         port: int,
-        headers: Iterable[tuple[str, str]],
+        headers: Headers,
         *,
         prefix: str = "",
         connect_timeout: float,
@@ -200,8 +200,7 @@ class Channel:
         # counts, for tests and diagnostics
         self.connections_opened = 0
         self.resends = 0
-        """Requests sent again on a new connection: their kept-alive one was closed, or bytes
-        came after their answer (idempotent ones only)."""
+        """Requests resent on a new connection (a closed kept-alive one, bytes after an answer)."""
         self.out_of_step = 0
         """Connections closed for bytes no request asked for (after an answer, or idle)."""
 
@@ -210,12 +209,7 @@ class Channel:
         return len(self._idle)
 
     def request(
-        self,
-        method: str,
-        path: str,
-        content_type: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes,
+        self, method: str, path: str, content_type: str, headers: Headers, body: bytes
     ) -> Answer:
         """Send one request (``path`` quoted; ``headers`` its own: the credentials) and
         return the whole answer, any status.
@@ -268,15 +262,8 @@ class Channel:
             connection.close()
         self.close_idle()
 
-    # -- inside ------------------------------------------------------------------------
-
     def _head(
-        self,
-        method: str,
-        path: str,
-        content_type: str,
-        headers: Sequence[tuple[str, str]],
-        length: int,
+        self, method: str, path: str, content_type: str, headers: Headers, length: int
     ) -> bytes:
         type_line = self._content_types.get(content_type)
         if type_line is None:
@@ -358,11 +345,9 @@ class Channel:
             raise
 
     def _exchange(self, connection: _Connection, data: bytes) -> tuple[Answer, bool]:
-        """The answer, and whether the connection may carry another; closes it on any failure.
-
-        Nothing at all, or a reset, on a connection that carried answers before is the
-        server's close of an idle connection (:class:`_StaleError`): the request was not read.
-        """
+        """The answer, and whether the connection may carry another; any failure closes it.
+        Nothing, or a reset, on a used connection is the server's close of an idle one
+        (:class:`_StaleError`): the request was not read."""
         self._busy.add(connection)
         try:
             try:
@@ -410,7 +395,7 @@ def _timeval(seconds: float) -> bytes:
     return struct.pack("@ll", whole, micros)
 
 
-def _header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+def _header_lines(headers: Headers) -> bytes:
     """``Name: value`` lines; a line break in a name or value could inject a header."""
     lines = []
     for name, value in headers:

@@ -148,15 +148,12 @@ def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list
         merger: Any = kube_config.KubeConfigMerger
         merged: dict[str, Any] = merger(shown).config.value  # it expands ~ itself
         name = context or merged.get("current-context")
-        contexts = [_plain(c).get("context") or {} for c in _entries(merged, "contexts", name)]
-        user_name = _plain(contexts[0]).get("user") if contexts else None
-        users = [_plain(u).get("user") or {} for u in _entries(merged, "users", user_name)]
+        user_name = _plain(_entry(merged, "contexts", name).get("context")).get("user")
+        user = _plain(_entry(merged, "users", user_name).get("user"))
     except Exception:  # only a description: the client has loaded it already
         return f"the kubeconfig {shown}", []
     origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r})"
-    if not users:
-        return origin, []
-    return origin, [text for key, text in _USER_SOURCES if _plain(users[0]).get(key)]
+    return origin, [text for key, text in _USER_SOURCES if user.get(key)]
 
 
 def _plain(node: Any) -> dict[str, Any]:
@@ -165,5 +162,7 @@ def _plain(node: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _entries(config: dict[str, Any], section: str, name: object) -> list[Any]:
-    return [entry for entry in config.get(section) or () if _plain(entry).get("name") == name]
+def _entry(config: dict[str, Any], section: str, name: object) -> dict[str, Any]:
+    """The first entry of ``section`` named ``name`` ({} when there is none)."""
+    entries = (_plain(entry) for entry in config.get(section) or ())
+    return next((entry for entry in entries if entry.get("name") == name), {})
