@@ -165,13 +165,12 @@ class _Connection:
 class Channel:
     """HTTP/1.1 requests over kept-alive connections to one server.
 
-    Idle connections wait in a last-in, first-out pool (the warmest first), so there are
-    never more connections than requests once in flight together. Thread-safe: a request
-    has its connection to itself, and the pool is a ``deque`` (atomic ``append``, ``pop``).
-    ``headers`` go with every request, ``Host`` first; ``prefix`` goes before every path;
-    ``read_timeout`` bounds each part of an answer and the send; ``socket_options`` replace
-    urllib3's default ``TCP_NODELAY``, as in urllib3. ``ValueError``: a header holds a line
-    break.
+    Idle connections wait in a last-in, first-out pool (the warmest first): never more
+    connections than requests once in flight together. Thread-safe: a request has its
+    connection to itself, and the pool is a ``deque`` (atomic ``append`` and ``pop``).
+    ``headers`` go with every request (``Host`` first; ``ValueError`` for a line break);
+    ``read_timeout`` bounds the send and each read; ``socket_options`` replace urllib3's
+    default, ``TCP_NODELAY``, as urllib3's do.
     """
 
     def __init__(

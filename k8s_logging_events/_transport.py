@@ -133,12 +133,9 @@ def read(answer: Answer, method: str, path: str) -> Any:
     status = answer.status
     if not 200 <= status <= 299:
         if answer.resent and method != "GET":
-            # the first send may have been stored before its connection broke: say what
-            # the writer would have seen without the resend, a transport error, so that
-            # it takes AlreadyExists for its own create, and a Conflict for its own
-            # guarded patch (see _pending and _continuation). Whatever the second send
-            # met (a 429, a 403 ...) says nothing of the first: as a status it would
-            # make the writer count a create that landed as failed, or twice
+            # the first send may have been stored: as without the resend, a transport error,
+            # so that the writer takes AlreadyExists or a Conflict for its own (_pending,
+            # _continuation); the second send's status (429, 403 ...) says nothing of it
             raise ProtocolError(
                 f"the connection broke during {method} {path}; sent again, it met {status}"
             )

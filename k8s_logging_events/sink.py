@@ -160,10 +160,8 @@ class KubernetesEventSink:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
-        """Return a sink for an API server reached without credentials at ``url``.
-
-        For ``kubectl proxy`` (``http://127.0.0.1:8001``) and the local test server.
-        """
+        """A sink for an API server reached without credentials at ``url``: ``kubectl proxy``
+        (``http://127.0.0.1:8001``), the local test server."""
         from kubernetes import client
 
         configuration = client.Configuration()
@@ -192,10 +190,8 @@ class KubernetesEventSink:
         return self._api != "auto"
 
     def discover_api(self) -> str:
-        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not.
-
-        A server that cannot be reached counts as not serving it (core/v1 is everywhere).
-        """
+        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not, or
+        cannot be reached (core/v1 is everywhere)."""
         try:
             answer = self._send("GET", f"/apis/{EVENTS_V1}", _JSON)
             resources = answer.get("resources") or ()
@@ -223,21 +219,16 @@ class KubernetesEventSink:
 
     def read(self, event: models.Event) -> models.Event:
         """GET the stored event of ``event``'s namespace and name (to continue its count).
-
-        Needs the verb ``get`` on ``events``; a 403 or 404 is raised as :class:`ApiStatusError`.
-        """
+        Needs the verb ``get`` on ``events``: a 403 or 404 is an :class:`ApiStatusError`."""
         return self._answered(event, "GET", None)
 
     def _answered(
         self, event: models.Event, method: str, body: object, content_type: str = _JSON
     ) -> models.Event:
-        """Send ``event``'s request, and take only an answer about it.
-
-        Another object's, one the request cannot get, or another count than the one written
-        was meant for another request (docs/reliability.md, "The channel"): the idle
-        connections are closed and the request fails as in transport (a ``ProtocolError``:
-        it may have been carried out), for the writer to try again.
-        """
+        """Send ``event``'s request, and take only an answer about it. Another object's, one
+        the request cannot get, or another count than the one written was meant for another
+        request (docs/reliability.md, "The channel"): the idle connections are closed and the
+        request fails as in transport, for the writer to try again."""
         api = _apis.BY_NAME[self.api]
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
         try:
@@ -273,11 +264,7 @@ class KubernetesEventSink:
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
-
-        Raises:
-            ApiStatusError: the server refused (403: RBAC lacks ``get`` on ``pods``; 404: no
-                such pod).
-        """
+        :class:`ApiStatusError` 403: RBAC lacks ``get`` on ``pods``; 404: no such pod."""
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
         answer = self._send("GET", path, _JSON)
         metadata = answer.get("metadata") if isinstance(answer, dict) else None
