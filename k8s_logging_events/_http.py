@@ -77,10 +77,8 @@ class TlsSettings:
             context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
         context.post_handshake_auth = True  # a server may ask for the certificate later (1.3)
         context.hostname_checks_common_name = False
-        if self.verify:
-            context.check_hostname = self.check_hostname
-        else:
-            context.check_hostname = False
+        context.check_hostname = self.verify and self.check_hostname  # off before CERT_NONE
+        if not self.verify:
             context.verify_mode = ssl.CERT_NONE
         if self.ca_file or self.ca_data:
             try:
