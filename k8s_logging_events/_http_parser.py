@@ -66,7 +66,8 @@ def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool
         if status == 101:
             raise ProtocolError("the server switched protocols unasked")
         # an interim answer (100 Continue, 103 Early Hints): the final one follows
-    keep = _keeps_alive(version, headers.get("connection", ""))
+    tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
+    keep = "keep-alive" in tokens if version == b"HTTP/1.0" else "close" not in tokens
     length = headers.get("content-length")
     if status in (204, 304):
         body = b""
@@ -78,7 +79,11 @@ def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool
             data = _more(receive, data, "body")
         body, data = data[:size], data[size:]
     else:  # the body ends where the connection does
-        return Answer(status, reason, headers, _until_closed(receive, data)), False
+        while more := receive():
+            data += more
+            if len(data) > MAX_BODY:
+                raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
+        return Answer(status, reason, headers, data), False
     if data:  # nothing a well-behaved server sends: which request is this answer for?
         raise OutOfStepError(f"{len(data)} bytes came after the answer")
     return Answer(status, reason, headers, body), keep
@@ -130,13 +135,6 @@ def _fields(lines: list[bytes]) -> dict[str, str]:
     return fields
 
 
-def _keeps_alive(version: bytes, connection: str) -> bool:
-    tokens = {token.strip().lower() for token in connection.split(",")}
-    if version == b"HTTP/1.0":
-        return "keep-alive" in tokens
-    return "close" not in tokens
-
-
 def content_length(value: str, *, limit: bool = True) -> int:
     """The size a ``Content-Length`` gives (copies joined by ", " must agree); else, or
     (with ``limit``) past :data:`MAX_BODY`, a :class:`ProtocolError`."""
@@ -177,16 +175,6 @@ def _more(receive: Callable[[], bytes], data: bytes, part: str) -> bytes:
     if not more:
         raise ProtocolError(f"the server closed the connection in the middle of an answer's {part}")
     return data + more
-
-
-def _until_closed(receive: Callable[[], bytes], data: bytes) -> bytes:
-    while True:
-        more = receive()
-        if not more:
-            return data
-        data += more
-        if len(data) > MAX_BODY:
-            raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
 
 
 def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
