@@ -8,7 +8,8 @@ status; :func:`encode` and :func:`send` are the one body handling and error mapp
 * a 2xx answer: its JSON, decoded once; not JSON: ``ValueError`` (it may have landed: retry);
 * another status: ``ApiStatusError`` from the Kubernetes Status; but a write the channel
   sent twice is a transport error whatever the second send met (the first may be stored);
-* a TLS failure: ``ApiStatusError`` status 0, reason ``SSLError``, as the client says it;
+* a TLS failure: ``ApiStatusError`` status 0, reason ``SSLError``, as the client says it
+  (not retried: a certificate does not fix itself);
 * anything else (refused, reset, timed out, cut short): raised as is, for a retry.
 """
 
