@@ -1,28 +1,15 @@
 """A keep-alive HTTP/1.1 channel to the API server: the bottom of the sink's write path.
 
-At the very end of the pipeline, under :class:`~k8s_logging_events.sink.KubernetesEventSink`:
-the sink encodes an Event and reads the stored one back; a :class:`Channel` carries the
-bytes between the two. The official client still decides everything about the connection
--- the URL, TLS (CA, verification, client certificate, server name), socket options,
-proxies, credentials -- and ``_official.channel_for`` reads those decisions from its
-``ApiClient``; what the channel replaces is only the request machinery (urllib3's pool,
-``http.client``'s and ``email``'s header handling).
+The official client decides everything about the connection (``_official.channel_for``
+reads it); the channel replaces only its request machinery. Why: under the interpreter
+lock each system call that releases it may cost a writer a switch interval (5 ms), so a
+request makes as few as it can: one ``send`` of head and body, usually one ``recv`` of the
+whole answer; on Linux, plain sockets use the kernel's timeouts rather than a ``poll``.
 
-Why a channel of its own: under one interpreter lock, each system call that releases the
-lock may cost a writer up to a switch interval (5 ms) to get it back while other threads
-are busy, so the number of such calls per request counts as much as the CPU. A request
-here makes as few as it can: one ``send`` of the request line, the headers and the body
-together, and usually one ``recv`` of the whole answer. On Linux a plain connection's
-timeouts are the kernel's (``SO_RCVTIMEO``, ``SO_SNDTIMEO``) rather than a ``poll`` before
-each call.
-
-An answer belongs to the request it follows, and only because nothing else came on the
-connection: bytes that a server or a proxy sends after an answer would otherwise be read as
-the next request's answer, and every answer after it would be one request late. So a
-connection carries another request only when its answer ended exactly where the bytes did,
-and when nothing came while it was idle (one ``poll`` of no time before it is reused: the
-one check a request pays). Anything else closes it; the request is sent again only when
-that is safe (see :meth:`Channel.request`).
+An answer belongs to the request it follows only because nothing else came on the
+connection, so a connection is reused only when its answer ended where the bytes did and
+nothing came while it was idle (one ``poll`` of no time). See docs/reliability.md, "The
+channel".
 """
 
 from __future__ import annotations
@@ -40,30 +27,20 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from k8s_logging_events._http_parser import (
-    Answer,
-    OutOfStepError,
-    ProtocolError,
-    read_answer,
-)
+from k8s_logging_events._http_parser import Answer, OutOfStepError, ProtocolError, read_answer
 
 if TYPE_CHECKING:
     import ssl
 
-__all__ = [
-    "IDEMPOTENT",
-    "Channel",
-    "SocketOption",
-    "TlsSettings",
-    "is_tls_error",
-]
+__all__ = ["IDEMPOTENT", "Channel", "Headers", "SocketOption", "TlsSettings"]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-"""Methods whose request may be sent again after its answer could not be trusted: a second
-one changes nothing the first did not (RFC 9110, 9.2.2). Not POST, nor PATCH."""
+"""Methods whose request may be sent again after its answer could not be trusted (RFC 9110,
+9.2.2): not POST, nor PATCH."""
 
 SocketOption = tuple[int, int, Any]
 """``(level, option, value)``, as ``socket.setsockopt`` takes them."""
+Headers = Sequence[tuple[str, str]]
 
 _RECV = 65536
 _KERNEL_TIMEOUTS = sys.platform.startswith("linux")  # where the timeval layout is known
@@ -74,33 +51,23 @@ _NO_DELAY: tuple[SocketOption, ...] = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 
 class TlsSettings:
     """How to put TLS on a connection, as the official client's urllib3 pool would.
 
-    Each new connection gets a context of its own, built from these settings (urllib3
-    builds one per connection too): a CA bundle or client certificate rewritten on disk
-    is read again by the next connection.
+    Each new connection gets a context of its own, as in urllib3: a CA bundle or client
+    certificate rewritten on disk is read again by the next connection.
     """
 
     server_hostname: str
-    """The name sent in SNI and (when checked) matched against the certificate."""
+    """Sent in SNI and (when checked) matched against the certificate."""
     verify: bool = True
-    """Verify the server's certificate chain (``verify_ssl``)."""
     check_hostname: bool = True
-    """Match the certificate against :attr:`server_hostname` (off with ``assert_hostname``
-    False)."""
     ca_file: str | None = None
-    """A PEM bundle of the CAs to trust (``ssl_ca_cert``)."""
     ca_data: str | bytes | None = None
-    """CA certificates as PEM text or DER bytes (``ca_cert_data``)."""
+    """PEM text or DER bytes."""
     cert_file: str | None = None
-    """The client certificate (``cert_file``)."""
     key_file: str | None = None
-    """The client certificate's key (``key_file``)."""
 
     def context(self) -> ssl.SSLContext:
-        """A client context with urllib3's defaults and these settings.
-
-        Raises:
-            ssl.SSLError: the CA cannot be loaded (as urllib3 reports it).
-        """
+        """A client context with urllib3's defaults and these settings (``ssl.SSLError``:
+        the CA cannot be loaded, as urllib3 reports it)."""
         import ssl
 
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -110,10 +77,8 @@ class TlsSettings:
             context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN | ssl.VERIFY_X509_STRICT
         context.post_handshake_auth = True  # a server may ask for the certificate later (1.3)
         context.hostname_checks_common_name = False
-        if self.verify:
-            context.check_hostname = self.check_hostname
-        else:
-            context.check_hostname = False
+        context.check_hostname = self.verify and self.check_hostname  # off before CERT_NONE
+        if not self.verify:
             context.verify_mode = ssl.CERT_NONE
         if self.ca_file or self.ca_data:
             try:
@@ -133,26 +98,18 @@ class TlsSettings:
         return context
 
 
-def is_tls_error(error: BaseException) -> bool:
-    """True for an error of the ``ssl`` module (a failed handshake, a bad certificate ...)."""
-    ssl = sys.modules.get("ssl")  # not imported: no TLS connection was ever made
-    return ssl is not None and isinstance(error, ssl.SSLError)
-
-
 class _StaleError(Exception):
     """A kept-alive connection was closed by the server before any answer came back."""
 
 
 class _Connection:
-    """One socket to the server, with what the channel knows about it."""
-
     __slots__ = ("poll", "sock", "tls", "used", "wait_ms")
 
     def __init__(self, sock: socket.socket, tls: bool, wait_ms: int) -> None:
         self.sock = sock
         self.tls = tls
         self.used = 0
-        """How many answers it has carried: a used connection may have been closed since."""
+        """Answers carried: a used connection may have been closed by the server since."""
         self.wait_ms = wait_ms
         self.poll: Any = None  # select() fails for descriptors past FD_SETSIZE: poll()
         if hasattr(select, "poll"):
@@ -160,11 +117,7 @@ class _Connection:
             self.poll.register(sock.fileno(), select.POLLIN)
 
     def receive(self) -> bytes:
-        """What the server sent next (b"" once it closed), waiting up to the read timeout.
-
-        Raises:
-            TimeoutError: nothing came within the read timeout.
-        """
+        """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout."""
         sock = self.sock
         try:
             # TLS in timeout mode would first try a read that finds nothing, then poll, then
@@ -182,11 +135,7 @@ class _Connection:
             raise TimeoutError("the server did not answer within the read timeout") from None
 
     def quiet(self) -> bool:
-        """True when nothing came while the connection was idle: one ``poll`` of no time.
-
-        Anything there (the server's close, or bytes no request asked for, which would be
-        taken for the next answer) makes it unusable.
-        """
+        """True when nothing came while idle (neither the server's close nor stray bytes)."""
         try:
             if self.tls and cast("ssl.SSLSocket", self.sock).pending():
                 return False
@@ -198,8 +147,7 @@ class _Connection:
         return not readable
 
     def holds_bytes(self) -> bool:
-        """True when bytes wait to be read (not only the server's close); for an unusable
-        connection only: one more system call."""
+        """True when bytes wait (not only the server's close); one more system call."""
         try:
             if self.tls:
                 return bool(cast("ssl.SSLSocket", self.sock).pending())
@@ -208,7 +156,6 @@ class _Connection:
             return False
 
     def close(self) -> None:
-        """Close the socket (never raises)."""
         with contextlib.suppress(OSError):
             self.sock.close()
 
@@ -216,32 +163,19 @@ class _Connection:
 class Channel:
     """HTTP/1.1 requests over kept-alive connections to one server.
 
-    Idle connections wait in a last-in, first-out pool: a request takes the most recently
-    used one (warm, least likely to have been closed by the server) or opens a new one,
-    and puts it back once its answer was read to the end. So there are never more
-    connections than requests that were in flight at once. Thread-safe: each request has
-    its connection to itself, and the pool is a ``deque`` (atomic ``append`` and ``pop``).
-
-    Args:
-        host: the server's address (a name, or an IP address without brackets).
-        port: the server's port.
-        headers: headers sent with every request, ``Host`` first (checked for line breaks).
-        prefix: the path of the server's URL, put before every request's path.
-        connect_timeout: seconds to connect, and to finish a TLS handshake.
-        read_timeout: seconds to wait for each part of an answer (and to send a request).
-        tls: put TLS on every connection with these settings (None: plain HTTP).
-        socket_options: set on each new socket (None: ``TCP_NODELAY``, urllib3's default;
-            given options replace it, as in urllib3).
-
-    Raises:
-        ValueError: a header holds a line break.
+    Idle connections wait in a last-in, first-out pool (the warmest first): never more
+    connections than requests once in flight together. Thread-safe: a request has its
+    connection to itself, and the pool is a ``deque`` (atomic ``append`` and ``pop``).
+    ``headers`` go with every request (``Host`` first; ``ValueError`` for a line break);
+    ``read_timeout`` bounds the send and each read; ``socket_options`` replace urllib3's
+    default, ``TCP_NODELAY``, as urllib3's do.
     """
 
     def __init__(
         self,
         host: str,
         port: int,
-        headers: Iterable[tuple[str, str]],
+        headers: Headers,
         *,
         prefix: str = "",
         connect_timeout: float,
@@ -260,51 +194,30 @@ class Channel:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
         self._closed = False
+        # counts, for tests and diagnostics
         self.connections_opened = 0
-        """How many connections were opened so far (for tests and diagnostics)."""
         self.resends = 0
-        """How many requests were sent again on a new connection: after meeting a kept-alive
-        connection closed, or after bytes came after their answer (idempotent ones only)."""
+        """Requests resent on a new connection (a closed kept-alive one, bytes after an answer)."""
         self.out_of_step = 0
-        """How many connections were closed because bytes came that no request asked for:
-        after an answer, or while the connection was idle."""
+        """Connections closed for bytes no request asked for (after an answer, or idle)."""
 
     @property
     def idle_connections(self) -> int:
-        """How many kept-alive connections wait for a request now."""
         return len(self._idle)
 
     def request(
-        self,
-        method: str,
-        path: str,
-        content_type: str,
-        headers: Sequence[tuple[str, str]],
-        body: bytes,
+        self, method: str, path: str, content_type: str, headers: Headers, body: bytes
     ) -> Answer:
-        """Send one request and return the whole answer (any status).
+        """Send one request (``path`` quoted; ``headers`` its own: the credentials) and
+        return the whole answer, any status.
 
-        A kept-alive connection may have been closed by the server while it was idle. When
-        sending on one fails, or it closes before any byte of an answer, the request is sent
-        once more on a new connection (:attr:`Answer.resent` says so). When bytes follow
-        the answer, it may have been meant for another request: the connection is closed,
-        and the request sent once more on a new one if its method is :data:`IDEMPOTENT`
-        (else it is a :class:`ProtocolError`: a POST or a PATCH may have been carried out).
-        Any other failure closes the connection -- one in an unknown state never goes back
-        to the pool -- and is raised.
-
-        Args:
-            method: the HTTP method.
-            path: the path (already quoted), after the channel's prefix.
-            content_type: the ``Content-Type`` of ``body``.
-            headers: headers for this request only (the credentials).
-            body: the body.
-
-        Raises:
-            OSError: the request could not be sent or its answer not read: refused,
-                reset, timed out (``TimeoutError``), cut short or not HTTP
-                (:class:`ProtocolError`), TLS (``ssl.SSLError``, see :func:`is_tls_error`).
-            ValueError: a header or the path cannot be sent (a line break, not Latin-1).
+        Sent once more on a new connection (:attr:`Answer.resent`) when a kept-alive one
+        proves closed (sending fails, or it closes before any answer), or, for an
+        :data:`IDEMPOTENT` method, when bytes follow the answer (else a
+        :class:`ProtocolError`: a POST or PATCH may have been carried out). Any other
+        failure closes the connection and is raised: an ``OSError`` (refused, reset,
+        ``TimeoutError``, :class:`ProtocolError`, ``ssl.SSLError``), or a ``ValueError``
+        for a header or path that cannot be sent.
         """
         data = self._head(method, path, content_type, headers, len(body)) + body
         connection = self._take()
@@ -327,34 +240,27 @@ class Channel:
     def close(self) -> None:
         """Close the idle connections; those in use close when their request ends."""
         self._closed = True
-        self._close_idle()
+        self.close_idle()
 
     def close_idle(self) -> None:
         """Close the idle connections (one may be out of step with its requests)."""
-        self._close_idle()
+        while True:
+            try:
+                connection = self._idle.pop()
+            except IndexError:
+                return
+            connection.close()
 
     def forget_after_fork(self) -> None:
-        """In a child process: let go of the connections inherited from the parent.
-
-        They are the parent's (two processes cannot share a TLS session, nor take turns on
-        one connection), so the child opens its own. Only the child's copies of the
-        descriptors are closed, idle ones and those a thread of the parent was using: the
-        parent still holds them, so nothing reaches the server.
-        """
+        """In a child process: close its copies of the parent's connections, idle or busy (two
+        processes cannot share one; the parent's stay open, so nothing reaches the server)."""
         busy, self._busy = self._busy, set()
         for connection in busy:
             connection.close()
-        self._close_idle()
-
-    # -- inside ------------------------------------------------------------------------
+        self.close_idle()
 
     def _head(
-        self,
-        method: str,
-        path: str,
-        content_type: str,
-        headers: Sequence[tuple[str, str]],
-        length: int,
+        self, method: str, path: str, content_type: str, headers: Headers, length: int
     ) -> bytes:
         type_line = self._content_types.get(content_type)
         if type_line is None:
@@ -402,15 +308,7 @@ class Channel:
         self._busy.discard(connection)
         self._idle.append(connection)
         if self._closed:  # close() ran while this request was in flight
-            self._close_idle()
-
-    def _close_idle(self) -> None:
-        while True:
-            try:
-                connection = self._idle.pop()
-            except IndexError:
-                return
-            connection.close()
+            self.close_idle()
 
     def _open(self) -> _Connection:
         # nothing is logged here: the library's own records are few and rate-limited
@@ -444,10 +342,9 @@ class Channel:
             raise
 
     def _exchange(self, connection: _Connection, data: bytes) -> tuple[Answer, bool]:
-        """Send ``data`` and read the answer; closes the connection on any failure.
-
-        Returns the answer and whether the connection may carry another request.
-        """
+        """The answer, and whether the connection may carry another; any failure closes it.
+        Nothing, or a reset, on a used connection is the server's close of an idle one
+        (:class:`_StaleError`): the request was not read."""
         self._busy.add(connection)
         try:
             try:
@@ -458,32 +355,23 @@ class Channel:
                 if connection.used and not isinstance(error, TimeoutError):
                     raise _StaleError from error
                 raise
-            answer, keep = _read_answer(connection)
+            try:
+                first = connection.receive()
+            except ConnectionError as error:  # a reset
+                if connection.used:
+                    raise _StaleError from error
+                raise
+            if not first:
+                if connection.used:
+                    raise _StaleError
+                raise ProtocolError("the server closed the connection without answering")
+            answer, keep = read_answer(first, connection.receive)
         except BaseException:
             self._busy.discard(connection)
             connection.close()
             raise
         connection.used += 1
         return answer, keep
-
-
-def _read_answer(connection: _Connection) -> tuple[Answer, bool]:
-    """Read one whole answer off ``connection``; also say whether it can be kept alive.
-
-    Nothing at all, or a reset, on a connection that carried answers before is the server's
-    close of an idle connection (:class:`_StaleError`): the request was not read.
-    """
-    try:
-        data = connection.receive()
-    except ConnectionError as error:  # reset: on a kept-alive connection, the server's close
-        if connection.used:
-            raise _StaleError from error
-        raise
-    if not data:
-        if connection.used:
-            raise _StaleError
-        raise ProtocolError("the server closed the connection without answering")
-    return read_answer(data, connection.receive)
 
 
 def _warn_unverified(host: str) -> None:
@@ -500,16 +388,11 @@ def _warn_unverified(host: str) -> None:
 
 def _timeval(seconds: float) -> bytes:
     """A ``struct timeval`` for ``seconds``; never all zero, which would mean "no timeout"."""
-    whole = math.floor(seconds)
-    micros = round((seconds - whole) * 1e6)
-    if micros >= 1_000_000:
-        whole, micros = whole + 1, 0
-    if whole <= 0 and micros <= 0:
-        whole, micros = 0, 1
+    whole, micros = divmod(max(round(seconds * 1e6), 1), 1_000_000)
     return struct.pack("@ll", whole, micros)
 
 
-def _header_lines(headers: Iterable[tuple[str, str]]) -> bytes:
+def _header_lines(headers: Headers) -> bytes:
     """``Name: value`` lines; a line break in a name or value could inject a header."""
     lines = []
     for name, value in headers:

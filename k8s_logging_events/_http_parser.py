@@ -1,25 +1,10 @@
 """Reading an HTTP/1.1 answer: the parser under the sink's keep-alive channel (``_http``).
 
-At the very bottom of the sink's write path. :class:`~k8s_logging_events._http.Channel` sends a
-request, receives the first bytes of its answer, and hands them here with the means to
-receive more: :func:`read_answer` reads the status line, the headers (by lower-case name)
-and the body, by ``Content-Length``, de-chunked, or up to the close, and says whether the
-connection may carry another request. No sockets here: tests feed it bytes, split anywhere,
-and compare what it reads with ``h11``'s reading of the same bytes
-(``tests/test_http_parser.py``).
-
-It reads what RFC 9112 lets a client read, as ``h11`` does: lines ended by CRLF or a bare
-LF, header names that are tokens and values without control characters, a reason phrase
-that may be missing, chunk extensions and trailer fields (checked, then left aside), 1xx
-answers before the final one, ``Transfer-Encoding: chunked`` over ``Content-Length``. What
-it refuses is a :class:`ProtocolError` (a transport error: the connection is closed, and the
-request may or may not have been carried out): what is not HTTP/1.x, lengths that cannot be
-trusted, a transfer coding other than ``chunked``, a switch of protocols nobody asked for,
-an answer cut short; and, as :class:`OutOfStepError`, bytes after a complete answer, which
-may belong to another request. Where it differs from ``h11``, on purpose: it refuses an
-obsolete folded header line (``h11`` unfolds it) and a version other than 1.x; it keeps an
-HTTP/1.0 connection alive when the answer says ``keep-alive`` (as ``http.client`` does);
-it stops at :data:`MAX_HEAD` and :data:`MAX_BODY`.
+No sockets: the channel hands over the first bytes and a way to receive more. It reads what
+RFC 9112 lets a client read, as ``h11`` does, and tests compare the two on the same bytes
+(``tests/test_http_parser.py``; where it differs on purpose: docs/reliability.md). What it
+refuses is a :class:`ProtocolError`, a transport error (the request may or may not have
+been carried out); bytes after a complete answer are an :class:`OutOfStepError`.
 """
 
 from __future__ import annotations
@@ -46,27 +31,21 @@ MAX_BODY = 64 * 1024 * 1024
 
 
 class ProtocolError(ConnectionError):
-    """The connection closed before the answer was complete, or the answer was not HTTP/1.x.
-
-    A transport error like a reset connection: the request may or may not have been
-    carried out.
-    """
+    """The answer was cut short or not HTTP/1.x: like a reset, the request may or may not
+    have been carried out."""
 
 
 class Answer(NamedTuple):
     """The server's answer to one request."""
 
     status: int
-    """The HTTP status code."""
     reason: str
-    """The HTTP reason phrase (``Created``, ``Not Found`` ...)."""
     headers: dict[str, str]
-    """The headers, by lower-case name; a repeated header's values joined by ``", "``."""
+    """By lower-case name; a repeated header's values joined by ``", "``."""
     body: bytes
-    """The body, de-chunked."""
+    """De-chunked."""
     resent: bool = False
-    """True when the request was sent a second time, on a fresh connection, because the
-    kept-alive one it was first sent on turned out closed (see :meth:`Channel.request`)."""
+    """The request was sent a second time, on a new connection (see ``Channel.request``)."""
 
 
 class OutOfStepError(ProtocolError):
@@ -74,18 +53,9 @@ class OutOfStepError(ProtocolError):
 
 
 def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool]:
-    """Read one whole answer that starts with ``data``; also say whether the connection
-    that carried it can be kept alive.
-
-    Args:
-        data: the first bytes received (not empty).
-        receive: returns the next bytes the server sent, b"" once it closed (it may raise
-            ``TimeoutError`` or another ``OSError``, which passes through).
-
-    Raises:
-        ProtocolError: the answer is not one this reads (see the module's docstring), or the
-            connection closed before it was complete.
-    """
+    """The whole answer that starts with ``data`` (not empty), and whether its connection
+    can be kept alive; ``receive`` returns the next bytes, b"" once the server closed (what
+    it raises passes through)."""
     while True:
         data, head = _lines(receive, data, "head")
         if not head:
@@ -96,22 +66,24 @@ def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool
         if status == 101:
             raise ProtocolError("the server switched protocols unasked")
         # an interim answer (100 Continue, 103 Early Hints): the final one follows
-    keep = _keeps_alive(version, headers.get("connection", ""))
-    chunked = "transfer-encoding" in headers  # only "chunked" gets past _parse_lines
+    tokens = {token.strip().lower() for token in headers.get("connection", "").split(",")}
+    keep = "keep-alive" in tokens if version == b"HTTP/1.0" else "close" not in tokens
     length = headers.get("content-length")
     if status in (204, 304):
         body = b""
-    elif chunked:  # it wins over Content-Length (RFC 9112, 6.3)
+    elif "transfer-encoding" in headers:  # only chunked gets past _fields; it wins (RFC 9112)
         body, data = _dechunk(receive, data)
     elif length is not None:
-        size = int(length)
-        if size > MAX_BODY:
-            raise ProtocolError(f"an answer of {size} bytes is more than {MAX_BODY}")
+        size = content_length(length)
         while len(data) < size:
             data = _more(receive, data, "body")
         body, data = data[:size], data[size:]
     else:  # the body ends where the connection does
-        return Answer(status, reason, headers, _until_closed(receive, data)), False
+        while more := receive():
+            data += more
+            if len(data) > MAX_BODY:
+                raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
+        return Answer(status, reason, headers, data), False
     if data:  # nothing a well-behaved server sends: which request is this answer for?
         raise OutOfStepError(f"{len(data)} bytes came after the answer")
     return Answer(status, reason, headers, body), keep
@@ -141,8 +113,7 @@ def _parse_lines(lines: list[bytes]) -> tuple[bytes, int, str, dict[str, str]]:
 
 
 def _fields(lines: list[bytes]) -> dict[str, str]:
-    """Header (or trailer) fields by lower-case name, repeated ones joined by ", "; the
-    framing ones checked (an obsolete folded line is not a field line)."""
+    """Fields by lower-case name, repeated ones joined; the framing ones checked."""
     fields: dict[str, str] = {}
     for line in lines:
         field = _FIELD_LINE.fullmatch(line)
@@ -164,20 +135,9 @@ def _fields(lines: list[bytes]) -> dict[str, str]:
     return fields
 
 
-def _keeps_alive(version: bytes, connection: str) -> bool:
-    tokens = {token.strip().lower() for token in connection.split(",")}
-    if version == b"HTTP/1.0":
-        return "keep-alive" in tokens
-    return "close" not in tokens
-
-
 def content_length(value: str, *, limit: bool = True) -> int:
-    """The size a ``Content-Length`` gives (copies of one header joined by ", " must agree).
-
-    Raises:
-        ProtocolError: not a length, copies that disagree, or (with ``limit``) a body longer
-            than :data:`MAX_BODY`.
-    """
+    """The size a ``Content-Length`` gives (copies joined by ", " must agree); else, or
+    (with ``limit``) past :data:`MAX_BODY`, a :class:`ProtocolError`."""
     copies = {part.strip() for part in value.split(",")}
     if len(copies) != 1:
         raise ProtocolError(f"conflicting Content-Length headers: {value[:100]!r}")
@@ -191,18 +151,17 @@ def content_length(value: str, *, limit: bool = True) -> int:
 
 
 def _lines(receive: Callable[[], bytes], data: bytes, part: str) -> tuple[bytes, list[bytes]]:
-    """The lines up to the next blank line (none when ``data`` starts with one), and what
-    follows it."""
-    if data[:1] == b"\n" or data[:2] == b"\r\n":
-        return data[1 if data[:1] == b"\n" else 2 :], []
+    """What follows the next blank line, and the lines before it."""
     searched = 0
-    while (end := _BLANK_LINE.search(data, searched)) is None:
+    while not data.startswith((b"\n", b"\r\n")):
+        if (end := _BLANK_LINE.search(data, searched)) is not None:
+            break
         if len(data) > MAX_HEAD:
             raise ProtocolError(f"the answer's {part} is longer than {MAX_HEAD} bytes")
         searched = max(0, len(data) - 2)
         data = _more(receive, data, part)
-        if data[:1] == b"\n" or data[:2] == b"\r\n":  # the blank line came in two parts
-            return data[1 if data[:1] == b"\n" else 2 :], []
+    else:  # no lines, the blank one first (it may have come in two parts)
+        return data[1 if data[:1] == b"\n" else 2 :], []
     block = data[: end.start()]
     if block.endswith(b"\r"):  # the CR of the last line's CRLF
         block = block[:-1]
@@ -218,18 +177,7 @@ def _more(receive: Callable[[], bytes], data: bytes, part: str) -> bytes:
     return data + more
 
 
-def _until_closed(receive: Callable[[], bytes], data: bytes) -> bytes:
-    while True:
-        more = receive()
-        if not more:
-            return data
-        data += more
-        if len(data) > MAX_BODY:
-            raise ProtocolError(f"an answer of more than {MAX_BODY} bytes")
-
-
 def _dechunk(receive: Callable[[], bytes], data: bytes) -> tuple[bytes, bytes]:
-    """Read a chunked body that starts ``data``; return it and what follows it."""
     parts: list[bytes] = []
     total = 0
     while True:

@@ -1,12 +1,7 @@
 """Where the sink's client configuration comes from, and what credentials it sends.
 
-At the I/O end of the pipeline, beside the sink: ``sink: auto`` looks for the in-cluster
-service account, then the kubeconfig (:func:`find_configuration`, without loading
-anything); when there is none, :func:`not_found_report` says which sources were tried and
-what to set. :func:`default_api_client` loads the configuration into a private client, and
-:func:`describe_credentials` says what kind of credentials a client sends and where they
-come from (a token of the service account, a client certificate of the kubeconfig ...),
-never their value, for the report of a 401.
+Beside the sink, at the I/O end of the pipeline (docs/architecture.md). The kind and source
+of the credentials, never their value, go into the report of a 401.
 """
 
 from __future__ import annotations
@@ -51,8 +46,7 @@ def kubeconfig_paths(kubeconfig: str | None = None) -> list[str]:
 
 
 def uses_in_cluster(kubeconfig: str | None, context: str | None) -> bool:
-    """True when the client is built from the service account: in a pod, and neither a
-    kubeconfig nor a context was asked for (either one means a kubeconfig)."""
+    """In a pod, with neither a kubeconfig nor a context asked for (either means a kubeconfig)."""
     return kubeconfig is None and context is None and in_cluster()
 
 
@@ -105,11 +99,8 @@ def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tupl
 def default_api_client(
     kubeconfig: str | None = None, context: str | None = None
 ) -> tuple[Any, str]:
-    """A client of its own, from the in-cluster service account, else the kubeconfig.
-
-    Returns ``(api_client, credentials)``: the client (urllib3's retries off, so that only
-    the writer retries) and :func:`describe_credentials` of it.
-    """
+    """``(api_client, credentials)``: a private client from the in-cluster service account,
+    else the kubeconfig, with urllib3's retries off (only the writer retries)."""
     from kubernetes import client, config
 
     configuration = client.Configuration()
@@ -133,11 +124,7 @@ def default_api_client(
 
 
 def describe_credentials(configuration: Any, origin: str, sources: list[str] | None = None) -> str:
-    """Say what kind of credentials ``configuration`` sends and where they come from.
-
-    The kind (a bearer token, a client certificate, basic authentication, none) and the
-    source (``origin``, e.g. a kubeconfig and its context); never the value.
-    """
+    """The kind of credentials ``configuration`` sends, from ``origin``; never their value."""
     kinds = []
     if getattr(configuration, "cert_file", None):
         kinds.append("a client certificate")
@@ -159,19 +146,14 @@ def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list
         from kubernetes.config import kube_config
 
         merger: Any = kube_config.KubeConfigMerger
-        merged: dict[str, Any] = merger(
-            path or os.path.expanduser(os.path.join("~", ".kube", "config"))
-        ).config.value
+        merged: dict[str, Any] = merger(shown).config.value  # it expands ~ itself
         name = context or merged.get("current-context")
-        contexts = [_plain(c).get("context") or {} for c in _entries(merged, "contexts", name)]
-        user_name = _plain(contexts[0]).get("user") if contexts else None
-        users = [_plain(u).get("user") or {} for u in _entries(merged, "users", user_name)]
+        user_name = _plain(_entry(merged, "contexts", name).get("context")).get("user")
+        user = _plain(_entry(merged, "users", user_name).get("user"))
     except Exception:  # only a description: the client has loaded it already
         return f"the kubeconfig {shown}", []
     origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r})"
-    if not users:
-        return origin, []
-    return origin, [text for key, text in _USER_SOURCES if _plain(users[0]).get(key)]
+    return origin, [text for key, text in _USER_SOURCES if user.get(key)]
 
 
 def _plain(node: Any) -> dict[str, Any]:
@@ -180,5 +162,7 @@ def _plain(node: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _entries(config: dict[str, Any], section: str, name: object) -> list[Any]:
-    return [entry for entry in config.get(section) or () if _plain(entry).get("name") == name]
+def _entry(config: dict[str, Any], section: str, name: object) -> dict[str, Any]:
+    """The first entry of ``section`` named ``name`` ({} when there is none)."""
+    entries = (_plain(entry) for entry in config.get(section) or ())
+    return next((entry for entry in entries if entry.get("name") == name), {})

@@ -1,13 +1,9 @@
 """The official client's decisions, and the sink's two transports that follow them.
 
-Between :class:`~k8s_logging_events.sink.KubernetesEventSink` (through ``_transport``) and
-the wire, at the end of the pipeline: the official ``kubernetes`` client keeps what it is
-good at -- loading the configuration (in-cluster, kubeconfig, exec plugins), refreshing
-credentials, TLS settings, proxies -- and :func:`channel_for` reads what it decided from its
-``ApiClient``: the options of its urllib3 pool (derived in ``kubernetes/client/rest.py``),
-its URL and default headers. :class:`ChannelTransport` sends on that channel, with the
-client's credentials read at each request; whatever the channel could not do exactly as the
-client would keeps the client's own path, :class:`ClientTransport`.
+Under the sink's ``_transport`` (docs/architecture.md). The official client keeps what it
+is good at (configuration, exec plugins, credential refresh, TLS settings, proxies);
+:func:`channel_for` reads its decisions off its ``ApiClient``. Whatever the channel cannot
+do exactly as the client would keeps the client's own path, :class:`ClientTransport`.
 """
 
 from __future__ import annotations
@@ -46,6 +42,7 @@ _POOL_OPTIONS = frozenset(
         "block",
     }
 )
+_POOL_LOCKS = ("mutex", "not_empty", "not_full", "all_tasks_done")  # a pool's queue's
 # headers the channel writes itself, and so never takes from the client's default headers
 _OWN_HEADERS = frozenset(
     {"host", "accept", "content-type", "content-length", "transfer-encoding", "connection"}
@@ -53,18 +50,9 @@ _OWN_HEADERS = frozenset(
 
 
 def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channel | None:
-    """A channel that connects as ``api_client``'s own urllib3 pool would.
-
-    The pool's options are the ones the official client derived from its
-    ``Configuration`` (``kubernetes/client/rest.py``): TLS verification, CA file or data,
-    client certificate and key, the server name for SNI and the hostname check, socket
-    options. Headers are the client's default headers (its ``User-Agent`` ...) and cookie.
-
-    Returns:
-        None when the channel could not connect exactly as the client would -- a proxy,
-        an ``assert_hostname`` name, a pool option it does not know, an unusual URL or
-        header -- so that the official client keeps the requests.
-    """
+    """A channel that connects as ``api_client``'s own urllib3 pool would (its options,
+    URL, default headers and cookie); None where it could not exactly (a proxy, an
+    ``assert_hostname`` name, an unknown pool option, an odd URL or header)."""
     import urllib3
 
     configuration = api_client.configuration
@@ -81,11 +69,9 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
     if address is None:
         return None
     scheme, host, port, host_header, prefix = address
-    tls = None
-    if scheme == "https":
-        tls = _tls_settings(options, host)
-        if tls is None:
-            return None
+    tls = _tls_settings(options, host) if scheme == "https" else None
+    if scheme == "https" and tls is None:
+        return None
     socket_options = options.get("socket_options")
     if socket_options is not None and not all(
         isinstance(option, tuple) and len(option) == 3 for option in socket_options
@@ -140,11 +126,8 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
     import ssl
 
     cert_reqs = options.get("cert_reqs")
-    if cert_reqs in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED"):
-        verify = True
-    elif cert_reqs in (ssl.CERT_NONE, "CERT_NONE", "NONE"):
-        verify = False
-    else:
+    verify = cert_reqs in (None, ssl.CERT_REQUIRED, "CERT_REQUIRED", "REQUIRED")
+    if not verify and cert_reqs not in (ssl.CERT_NONE, "CERT_NONE", "NONE"):
         return None
     assert_hostname = options.get("assert_hostname")
     if assert_hostname not in (None, False):
@@ -165,41 +148,32 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
 
 
 class ChannelTransport:
-    """The sink's keep-alive channel, with ``api_client``'s credentials at each request.
-
-    A ``_transport.Transport``; the channel is :func:`channel_for`'s.
-    """
+    """A ``_transport.Transport``: the channel, with the client's credentials read per request."""
 
     def __init__(self, api_client: Any, channel: Channel) -> None:
         self._api_client = api_client
         self.channel = channel
 
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
-        """Send one request on the channel (see :meth:`Channel.request`)."""
         headers = credentials(self._api_client.configuration)
         return self.channel.request(method, path, content_type, headers, body)
 
     def distrust(self) -> None:
-        """Count the connection out of step and close the idle ones."""
         self.channel.out_of_step += 1
         self.channel.close_idle()
 
     def close(self) -> None:
-        """Close the channel's idle connections."""
         self.channel.close()
 
     def forget_after_fork(self) -> None:
-        """Let go of the parent's connections (see :meth:`Channel.forget_after_fork`)."""
         self.channel.forget_after_fork()
 
 
 class ClientTransport:
-    """The official client's own path: its request (URL, default headers, cookie,
-    credentials) and its urllib3 pool (TLS, proxy). A ``_transport.Transport``.
+    """A ``_transport.Transport``: the client's request building and urllib3 pool (proxies).
 
-    The body goes as encoded, not through the client's JSON serialisation: the bytes sent
-    are the same as on the channel. As in the client, a single timeout is the whole
-    request's, a pair is to connect and to read.
+    The body goes as encoded, the same bytes as on the channel. As in the client, a single
+    timeout is the whole request's, a pair is to connect and to read.
     """
 
     def __init__(self, api_client: Any, timeout: float | tuple[float, float]) -> None:
@@ -212,11 +186,6 @@ class ClientTransport:
             self._timeout = urllib3.Timeout(total=timeout)
 
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
-        """Send one request through the client's pool and return its whole answer.
-
-        Raises:
-            RequestConstructionError: the client could not build the request.
-        """
         try:
             # a refresh hook may run an exec credential plugin
             with _process.subprocesses_may_start():
@@ -260,29 +229,22 @@ def credentials(configuration: Any) -> list[tuple[str, str]]:
 
 
 def forget_pool_after_fork(api_client: Any) -> None:
-    """In a child after ``os.fork()``: let go of the client's urllib3 connections.
+    """In a child after ``os.fork()``: close the child's copies of the client's connections.
 
-    They are the parent's; the child's copies of their sockets are closed (the parent's
-    stay open). A thread of the parent may have held the pool's locks at the fork (urllib3
-    holds them while it takes or returns a connection): they are made anew first, as
-    CPython does for its own locks, or closing them (now, or when the pool is collected)
-    would wait forever.
+    A parent's thread may have held the pool's locks at the fork: they are made anew first
+    (as CPython does its own), or closing the pool would wait forever.
     """
     pool_manager: Any = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
     pools = getattr(pool_manager, "pools", None)
     if pool_manager is None or pools is None:
         return
     with contextlib.suppress(Exception):
-        _reinit(getattr(pools, "lock", None))
+        locks = [getattr(pools, "lock", None)]
         for pool in list(getattr(pools, "_container", {}).values()):
             idle = getattr(pool, "pool", None)
-            for name in ("mutex", "not_empty", "not_full", "all_tasks_done"):
-                _reinit(getattr(idle, name, None))
+            locks += [getattr(idle, name, None) for name in _POOL_LOCKS]
+        for lock in locks:  # a Lock, RLock or Condition
+            reinit = getattr(lock, "_at_fork_reinit", None)
+            if callable(reinit):
+                reinit()
         pool_manager.clear()
-
-
-def _reinit(lock: object) -> None:
-    """Release ``lock`` (a Lock, RLock or Condition) whatever thread of the parent held it."""
-    reinit = getattr(lock, "_at_fork_reinit", None)
-    if callable(reinit):
-        reinit()

@@ -1,32 +1,16 @@
 """The sink's one way to the API server: a transport, and what its answers mean to the writer.
 
-Between :class:`~k8s_logging_events.sink.KubernetesEventSink` and the wire, at the I/O tier.
-A :class:`Transport` sends one request, its body already encoded, and returns the server's
-:class:`~k8s_logging_events._http_parser.Answer` whatever its status. Two implement it, both
-in ``_official`` because the official client decides for both (URL, TLS, credentials):
+Between the sink and the wire (docs/architecture.md). A :class:`Transport` (both are in
+``_official``: the sink's channel, or the client's own path) returns an answer whatever its
+status; :func:`encode` and :func:`send` are the one body handling and error mapping:
 
-* the sink's own keep-alive channel (``_http.Channel``, built by ``_official.channel_for``
-  from the options of the client's urllib3 pool), with the client's credentials read at each
-  request (a refresh hook, an exec plugin, runs there);
-* the official client's path (its request serialisation with the credentials, then its
-  urllib3 pool, which knows proxies), wherever the channel could not connect exactly as the
-  client would.
-
-:func:`transport_for` chooses one, once per sink. :func:`encode` and :func:`send` are the one
-body handling and the one error mapping, the same whichever transport carried the request:
-
-* the body is encoded once, as compact JSON; one that cannot be is a
-  :class:`~k8s_logging_events.sink.RequestConstructionError` (nothing is sent);
-* a 2xx answer: its JSON body, decoded once; one that cannot be decoded is a ``ValueError``
-  (the write may have landed: worth a retry);
-* another status: an :class:`~k8s_logging_events.sink.ApiStatusError` read from the
-  Kubernetes Status (:func:`status_error`: reason, message, causes, ``Retry-After``, the name
-  the Status is about). But a write that the channel sent a second time, on a new connection,
-  is a transport error whatever the second send met: the first may have been stored;
-* a TLS failure: an ``ApiStatusError`` with status 0 and reason ``SSLError``, as the official
-  client reports it (not retried: a certificate does not fix itself);
-* anything else (refused, reset, timed out, cut short): raised as it is, for the writer to
-  retry.
+* a body that cannot be encoded: ``RequestConstructionError`` (nothing is sent);
+* a 2xx answer: its JSON, decoded once; not JSON: ``ValueError`` (it may have landed: retry);
+* another status: ``ApiStatusError`` from the Kubernetes Status; but a write the channel
+  sent twice is a transport error whatever the second send met (the first may be stored);
+* a TLS failure: ``ApiStatusError`` status 0, reason ``SSLError``, as the client says it
+  (not retried: a certificate does not fix itself);
+* anything else (refused, reset, timed out, cut short): raised as is, for a retry.
 """
 
 from __future__ import annotations
@@ -36,7 +20,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from k8s_logging_events import _http, _official
+from k8s_logging_events import _official
 from k8s_logging_events._errors import ApiStatusError, RequestConstructionError
 from k8s_logging_events._http_parser import Answer, ProtocolError
 
@@ -57,19 +41,12 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 
 
 def status_error(answer: Answer, method: str = "", path: str = "") -> ApiStatusError:
-    """Read the Kubernetes Status out of an error ``answer`` to ``method path``.
-
-    The reason is the Status's (``AlreadyExists`` ...), else the HTTP reason phrase; the
-    wait the server asked for is ``Retry-After``, else ``details.retryAfterSeconds``.
-    """
-    data: Mapping[str, Any] = {}
-    if answer.body:
-        try:
-            parsed = json.loads(answer.body.decode("utf-8", "replace"))
-        except ValueError:
-            parsed = None
-        if isinstance(parsed, Mapping):
-            data = parsed
+    """The Kubernetes Status of an error ``answer`` (its reason, else the HTTP reason phrase)."""
+    try:
+        parsed = json.loads(answer.body.decode("utf-8", "replace"))
+    except ValueError:  # not JSON, or no body at all
+        parsed = None
+    data: Mapping[str, Any] = parsed if isinstance(parsed, Mapping) else {}
     details = data.get("details") if isinstance(data.get("details"), Mapping) else {}
     assert isinstance(details, Mapping)
     causes = [
@@ -108,27 +85,21 @@ class Transport(Protocol):
     """Carries the sink's requests to one API server."""
 
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
-        """Send one request (``path`` quoted, ``body`` encoded) and return the whole answer,
-        any status; raise what the transport met (``OSError``, urllib3's errors ...)."""
-        ...
+        """The whole answer, any status; raises what the transport met (``OSError`` ...)."""
 
     def distrust(self) -> None:
         """An answer was meant for another request: let go of the idle connections."""
-        ...
 
     def close(self) -> None:
         """Close the idle connections; those in use close when their request ends."""
-        ...
 
     def forget_after_fork(self) -> None:
         """In a child process: let go of the parent's connections."""
-        ...
 
 
 def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Transport:
     """The sink's own channel where it connects exactly as ``api_client`` would, else the
-    official client's path (behind a proxy, an ``assert_hostname`` name, a pool option the
-    channel does not know ...)."""
+    official client's path (see :func:`_official.channel_for`)."""
     channel = _official.channel_for(api_client, timeout)
     if channel is None:
         return _official.ClientTransport(api_client, timeout)
@@ -136,8 +107,7 @@ def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Tran
 
 
 def encode(method: str, path: str, body: object) -> bytes:
-    """The body of a request: bytes as they are, anything else as compact JSON (the API
-    server reads any JSON; ASCII, no NaN), nothing for None."""
+    """Bytes as they are, None as nothing, anything else as compact ASCII JSON (no NaN)."""
     if body is None:
         return b""
     if isinstance(body, bytes):
@@ -149,13 +119,7 @@ def encode(method: str, path: str, body: object) -> bytes:
 
 
 def send(transport: Transport, method: str, path: str, content_type: str, body: bytes) -> Any:
-    """Send one request through ``transport``; return the decoded JSON of a 2xx answer.
-
-    Raises:
-        ApiStatusError: another status, or a TLS failure (status 0).
-        ValueError: a 2xx answer that is not JSON.
-        Exception: whatever else the transport met (retryable).
-    """
+    """Send one request; return the decoded JSON of a 2xx answer (errors: the module's)."""
     try:
         answer = transport.request(method, path, content_type, body)
     except Exception as error:
@@ -170,12 +134,9 @@ def read(answer: Answer, method: str, path: str) -> Any:
     status = answer.status
     if not 200 <= status <= 299:
         if answer.resent and method != "GET":
-            # the first send may have been stored before its connection broke: say what
-            # the writer would have seen without the resend, a transport error, so that
-            # it takes AlreadyExists for its own create, and a Conflict for its own
-            # guarded patch (see _pending and _continuation). Whatever the second send
-            # met (a 429, a 403 ...) says nothing of the first: as a status it would
-            # make the writer count a create that landed as failed, or twice
+            # the first send may have been stored: as without the resend, a transport error,
+            # so that the writer takes AlreadyExists or a Conflict for its own (_pending,
+            # _continuation); the second send's status (429, 403 ...) says nothing of it
             raise ProtocolError(
                 f"the connection broke during {method} {path}; sent again, it met {status}"
             )
@@ -188,13 +149,12 @@ def read(answer: Answer, method: str, path: str) -> Any:
 
 
 def is_tls_error(error: BaseException) -> bool:
-    """True for a failed handshake or a certificate refused, on either transport (the
-    ``ssl`` module's errors, urllib3's, and urllib3's retries given up on one)."""
-    if _http.is_tls_error(error):
-        return True
-    exceptions = sys.modules.get("urllib3.exceptions")
-    if exceptions is None:  # urllib3 never ran a request
-        return False
-    if isinstance(error, exceptions.MaxRetryError) and error.reason is not None:
+    """True for a failed handshake or a refused certificate on either transport (the ``ssl``
+    module's errors, urllib3's, and urllib3's retries given up on one)."""
+    # a module not imported yet raised nothing
+    ssl, exceptions = sys.modules.get("ssl"), sys.modules.get("urllib3.exceptions")
+    if exceptions is not None and isinstance(error, exceptions.MaxRetryError) and error.reason:
         error = error.reason
-    return isinstance(error, exceptions.SSLError) or _http.is_tls_error(error)
+    return (ssl is not None and isinstance(error, ssl.SSLError)) or (
+        exceptions is not None and isinstance(error, exceptions.SSLError)
+    )

@@ -1,9 +1,7 @@
 """Where events are written: the :class:`EventSink` protocol, the Kubernetes sink, errors.
 
-A sink sits at the end of the pipeline, below the writer of the recorder.
-:class:`KubernetesEventSink` writes core/v1 Events through the official ``kubernetes`` client
-(its own ``ApiClient``, never the process-global one), with a client-side rate limit. The
-writer decides what to do with each failure from its class alone:
+A sink is the end of the pipeline, below the recorder's writers (docs/architecture.md). The
+writer decides what to do with a failure from its class alone:
 
 * :class:`ApiStatusError` -- the server answered with a Status. 404 from a patch means
   "create instead"; 429 and 5xx are retried (honouring ``retry_after``); anything else is
@@ -11,11 +9,9 @@ writer decides what to do with each failure from its class alone:
 * :class:`RequestConstructionError` -- the request could not even be built: given up.
 * any other exception (refused, reset, timed out) -- retried.
 
-These errors, :func:`is_retryable` with them, are defined with the library's other errors
-and retry rules in :mod:`k8s_logging_events._errors`, and :class:`EventSink` with the
-pending writes that call it (:mod:`k8s_logging_events._pending`); this module gives them
-their public names, because they are the sink's: what a sink is, what it raises, and what
-a user catches or raises in a sink of their own.
+The errors and :func:`is_retryable` live in ``_errors``, :class:`EventSink` in
+``_pending``; this module gives them their public names: what a user catches, or raises
+in a sink of their own.
 """
 
 from __future__ import annotations
@@ -24,7 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import quote
 
 from k8s_logging_events import (
@@ -76,9 +72,9 @@ DEFAULT_BURST = 10
 """client-go's REST client default: up to ten requests at once after a quiet spell."""
 
 DEFAULT_DRAIN_QPS = 100.0
-"""The request rate while a flush drains what is pending (at exit, mostly): a job that logs
-about a hundred objects and exits must find them all written within the 5 s flush timeout,
-which 5 requests a second cannot do. The server's 429 and ``Retry-After`` still count."""
+"""The request rate while a flush drains (at exit, mostly): a job that logs about a hundred
+objects must see them written within the 5 s flush timeout. 429 and ``Retry-After`` still
+count."""
 
 DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 """Seconds to connect and to read an answer; a hung server must not hold a writer forever."""
@@ -87,8 +83,6 @@ _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
 
-# what a sink is, and the errors it raises, are the pending writes' (_pending) and the
-# library's (_errors); these are their public names
 EventSink = _pending.EventSink
 ApiStatusError = _errors.ApiStatusError
 RequestConstructionError = _errors.RequestConstructionError
@@ -98,37 +92,22 @@ is_retryable = _errors.is_retryable
 class KubernetesEventSink:
     """Writes Events to a Kubernetes API server through the official client.
 
-    core/v1 Events by default; events.k8s.io/v1 Events with ``api="events.k8s.io/v1"``, or
-    whichever the server serves with ``api="auto"`` (events.k8s.io/v1 when discovery finds
-    it, decided on first use, on the writer's thread).
-
-    The client decides where and how to connect (URL, TLS, credentials, proxy), but its
-    request machinery is not used: every request (writes, reads, discovery) takes one path,
-    through a transport chosen once (``_transport``): the body is this library's own JSON,
-    encoded once, sent on a keep-alive connection with pre-encoded headers (``_http``), and
-    the answer is read as JSON, once; no pydantic models are built on the write path, and
-    timestamps keep the exact form the API server expects. Behind a proxy, or wherever the
-    channel could not connect exactly as the client would, the client's own urllib3 pool
-    carries the same bytes, and its answers mean the same.
+    The client decides where and how to connect (URL, TLS, credentials, proxy); the sink
+    sends its own JSON, encoded once, on its own keep-alive channel, or through the client's
+    urllib3 pool where the channel cannot connect exactly as the client would (a proxy).
 
     Args:
-        api_client: the client to use. Without one, the sink builds its own from the
-            in-cluster service account (when ``KUBERNETES_SERVICE_HOST`` is set; the token is
-            re-read as it rotates) or else from the kubeconfig (``KUBECONFIG`` or
-            ``~/.kube/config``), in a private ``Configuration``: the process-global default is
-            never read or changed. Either way urllib3's own retries are turned off so that
-            only the writer retries.
-        qps: the sustained request rate of the client-side rate limit; 0 turns it off.
-        burst: how many requests may go at once after a quiet spell.
-        request_timeout: seconds to connect and to read each answer.
-        clock: the time source of the rate limit (its monotonic reading).
+        api_client: the client to use. Without one, the sink builds a private one (never
+            the process-global ``Configuration``) from the in-cluster service account, else
+            the kubeconfig. urllib3's own retries are off either way: only the writer retries.
+        qps, burst, request_timeout, drain_qps, api, kubeconfig, context: as the handler's
+            options of those names (docs/configuration.md); ``drain_qps`` applies while
+            :meth:`drain` is on.
+        clock: the rate limit's time source (its monotonic reading).
         sleep: how the rate limit waits (interrupted by :meth:`close`).
-        api: ``"v1"`` (core/v1, the default), ``"events.k8s.io/v1"`` or ``"auto"``.
-        drain_qps: the rate limit while :meth:`drain` is on (0: none), see
-            :data:`DEFAULT_DRAIN_QPS`.
-        kubeconfig: the kubeconfig file to load when no ``api_client`` is given (instead of
-            the in-cluster service account, ``KUBECONFIG`` or ``~/.kube/config``).
-        context: the kubeconfig context to use (its current context by default).
+
+    Raises:
+        ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``.
     """
 
     def __init__(
@@ -154,9 +133,8 @@ class KubernetesEventSink:
         self._api_client, self.credentials = _kubeconfig.client(api_client, kubeconfig, context)
         """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
-        self._clock = clock or clock_mod.SystemClock()
         # the rate limit measures durations: on the monotonic reading, never the wall clock
-        self._monotonic = clock_mod.monotonic_source(self._clock)
+        self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
         self._limit_lock = threading.Lock()
@@ -182,10 +160,8 @@ class KubernetesEventSink:
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
-        """Return a sink for an API server reached without credentials at ``url``.
-
-        For ``kubectl proxy`` (``http://127.0.0.1:8001``) and the local test server.
-        """
+        """A sink for an API server reached without credentials at ``url``: ``kubectl proxy``
+        (``http://127.0.0.1:8001``), the local test server."""
         from kubernetes import client
 
         configuration = client.Configuration()
@@ -199,8 +175,7 @@ class KubernetesEventSink:
     @property
     def api_client(self) -> k8s_client.ApiClient:
         """The client this sink writes through."""
-        api_client: k8s_client.ApiClient = self._api_client
-        return api_client
+        return cast("k8s_client.ApiClient", self._api_client)
 
     @property
     def api(self) -> str:
@@ -215,10 +190,8 @@ class KubernetesEventSink:
         return self._api != "auto"
 
     def discover_api(self) -> str:
-        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not.
-
-        A server that cannot be reached counts as not serving it (core/v1 is everywhere).
-        """
+        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not, or
+        cannot be reached (core/v1 is everywhere)."""
         try:
             answer = self._send("GET", f"/apis/{EVENTS_V1}", _JSON)
             resources = answer.get("resources") or ()
@@ -234,42 +207,43 @@ class KubernetesEventSink:
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""
-        path = self._path(event.namespace)
-        return self._answered(event, "POST", path, self._body(event), _JSON)
+        return self._answered(event, "POST", self._body(event))
 
     def update(self, event: models.Event) -> models.Event:
         """PUT ``event`` over the stored one of the same name."""
-        path = self._path(event.namespace, event.name)
-        return self._answered(event, "PUT", path, self._body(event), _JSON)
+        return self._answered(event, "PUT", self._body(event))
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
-        path = self._path(event.namespace, event.name)
-        return self._answered(event, "PATCH", path, data, _STRATEGIC_MERGE_PATCH)
+        return self._answered(event, "PATCH", data, _STRATEGIC_MERGE_PATCH)
+
+    def read(self, event: models.Event) -> models.Event:
+        """GET the stored event of ``event``'s namespace and name (to continue its count).
+        Needs the verb ``get`` on ``events``: a 403 or 404 is an :class:`ApiStatusError`."""
+        return self._answered(event, "GET", None)
 
     def _answered(
-        self, event: models.Event, method: str, path: str, body: object, content_type: str
+        self, event: models.Event, method: str, body: object, content_type: str = _JSON
     ) -> models.Event:
-        """Write ``event``, and make sure the answer is about it.
-
-        An answer about another object (another event's name), one the request cannot
-        have had (see :func:`_could_answer`), or a write's answer with another count than
-        the one written (an earlier answer about the same event) was meant for another
-        request, read off a connection out of step with its requests (bytes a proxy sent
-        that the channel's check before reuse came too early to see). It is not taken: the
-        idle connections are closed and the write fails as in transport
-        (:class:`~k8s_logging_events._http_parser.ProtocolError`; it may have been carried out),
-        for the writer to try again.
-        """
+        """Send ``event``'s request, and take only an answer about it. Another object's, one
+        the request cannot get, or another count than the one written was meant for another
+        request (docs/reliability.md, "The channel"): the idle connections are closed and the
+        request fails as in transport, for the writer to try again."""
+        api = _apis.BY_NAME[self.api]
+        path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
         try:
-            stored = self._write(method, path, body, content_type)
+            answer = self._send(method, path, content_type, body)
         except ApiStatusError as error:
             if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
                 raise
             raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
+        try:
+            stored = api.read(answer)
+        except (ValueError, TypeError, AttributeError) as error:
+            # an answer we cannot read: the write may have landed, so it is worth a retry
+            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
-        api = _apis.BY_NAME[self.api]
         written = _count_written(api, method, event, body)
         if written is not None and api.count_of(stored) != written:
             raise self._out_of_step(event, f"count {api.count_of(stored)}, not {written}")
@@ -282,36 +256,15 @@ class KubernetesEventSink:
             f"another request: {answer}"
         )
 
-    def read(self, event: models.Event) -> models.Event:
-        """GET the stored event of ``event``'s namespace and name (to continue its count).
-
-        Needs the verb ``get`` on ``events``; a 403 or 404 is raised as :class:`ApiStatusError`.
-        """
-        return self._answered(event, "GET", self._path(event.namespace, event.name), None, _JSON)
-
-    def _write(self, method: str, path: str, body: object, content_type: str) -> models.Event:
-        answer = self._send(method, path, content_type, body)
-        try:
-            return _apis.BY_NAME[self.api].read(answer)
-        except (ValueError, TypeError, AttributeError) as error:
-            # an answer we cannot read: the write may have landed, so it is worth a retry
-            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
-
     def _send(self, method: str, path: str, content_type: str, body: object = None) -> Any:
-        """The sink's one request path: the body encoded once, the rate limit waited for,
-        the request sent through the transport chosen at the start, its answer mapped to
-        the sink's errors (``_transport``); returns the decoded JSON of a 2xx answer."""
+        """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer."""
         data = _transport.encode(method, path, body)
         self._wait_for_rate_limit()
         return _transport.send(self._transport, method, path, content_type, data)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
-
-        Raises:
-            ApiStatusError: the server refused (403: RBAC lacks ``get`` on ``pods``; 404: no
-                such pod).
-        """
+        :class:`ApiStatusError` 403: RBAC lacks ``get`` on ``pods``; 404: no such pod."""
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
         answer = self._send("GET", path, _JSON)
         metadata = answer.get("metadata") if isinstance(answer, dict) else None
@@ -319,9 +272,6 @@ class KubernetesEventSink:
         if not isinstance(uid, str) or not uid:
             raise ValueError(f"the answer to GET {path} has no metadata.uid")
         return uid
-
-    def _path(self, namespace: str, name: str | None = None) -> str:
-        return _events_path(_apis.BY_NAME[self.api].prefix, namespace, name)
 
     def _body(self, event: models.Event) -> dict[str, Any]:
         return _apis.BY_NAME[self.api].body(event)
@@ -355,12 +305,8 @@ class KubernetesEventSink:
                     self.waiting_for_rate_limit -= 1
 
     def _after_fork_in_child(self) -> None:
-        """A new rate-limit lock and close flag; the parent's connections are the parent's
-        (the transport's, and the client's pool).
-
-        Called by ``_process`` in a child after ``os.fork()``: a writer thread of the parent
-        may have held the lock, and the child opens connections of its own.
-        """
+        """In a child after ``os.fork()`` (``_process``): a parent's writer may have held the
+        lock, and the child opens connections of its own."""
         self._limit_lock = threading.Lock()
         closed = self._closed.is_set()
         self._closed = threading.Event()
@@ -378,8 +324,7 @@ kubeconfig_paths = _kubeconfig.kubeconfig_paths
 def _count_written(
     api: _apis.EventsApi, method: str, event: models.Event, body: object
 ) -> int | None:
-    """The count a write sets (a server stores it as sent); None: not known (a read, or a
-    patch that sets none)."""
+    """The count a write sets (as the server stores it); None for a read, or a patch of none."""
     if method == "GET":
         return None
     if not isinstance(body, bytes):  # a create or a replace: the event itself
@@ -393,15 +338,15 @@ def _count_written(
 
 
 def _could_answer(method: str, error: ApiStatusError) -> bool:
-    """False for a Status no request of ``method`` gets from an API server: ``AlreadyExists``
-    to anything but a create; a 409 or a 422 to a read (which no admission webhook sees)."""
+    """False for a Status no ``method`` request gets: ``AlreadyExists`` but to a create; a
+    409 or 422 to a read (no admission webhook sees one)."""
     if error.is_already_exists:
         return method == "POST"
     return not (method == "GET" and error.status in (409, 422))
 
 
 def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
-    """The events URL path under ``prefix``; a namespace or name that cannot be is refused."""
+    """The events URL path under ``prefix``; refuses a namespace or name that cannot be."""
     parts = [namespace] if name is None else [namespace, name]
     for part in parts:
         if part in ("", ".", "..") or "/" in part or "%" in part:
@@ -411,9 +356,6 @@ def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
         return path if name is None else f"{path}/{quote(name, safe='')}"
     except UnicodeEncodeError as error:  # a lone surrogate: no URL can carry it
         raise RequestConstructionError(f"{parts!r} cannot be put in a URL: {error}") from None
-
-
-# --- a sink built on first use ----------------------------------------------------------
 
 
 class LazySink:
@@ -451,11 +393,8 @@ class LazySink:
         return self._resolve().patch(event, data)
 
     def read(self, event: models.Event) -> models.Event:
-        """Read the stored ``event`` through the real sink."""
-        reader = getattr(self._resolve(), "read", None)
-        if not callable(reader):
-            raise TypeError(f"{self._what}: this sink cannot read events")
-        stored: models.Event = reader(event)
+        """Read the stored ``event`` through the real sink (``TypeError``: it cannot)."""
+        stored: models.Event = self._method("read", "events")(event)
         return stored
 
     @property
@@ -481,16 +420,11 @@ class LazySink:
     def drain(self, on: bool) -> None:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
         self._draining = on
-        drain = getattr(self._real, "drain", None)
-        if callable(drain):
-            drain(on)
+        _call_optional(self._real, "drain", on)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
-        """The real sink's :meth:`KubernetesEventSink.read_pod_uid` (built first if need be)."""
-        reader = getattr(self._resolve(), "read_pod_uid", None)
-        if not callable(reader):
-            raise TypeError(f"{self._what}: this sink cannot read pods")
-        return str(reader(namespace, name))
+        """The real sink's :meth:`KubernetesEventSink.read_pod_uid` (``TypeError``: none)."""
+        return str(self._method("read_pod_uid", "pods")(namespace, name))
 
     @property
     def credentials(self) -> str:
@@ -510,9 +444,13 @@ class LazySink:
     def close(self) -> None:
         """Close the real sink, if it was built (a build still running closes it itself)."""
         self._closed = True
-        real = self._real
-        if real is not None:
-            _close_sink(real)
+        _call_optional(self._real, "close")
+
+    def _method(self, name: str, what: str) -> Callable[..., Any]:
+        method: object = getattr(self._resolve(), name, None)
+        if not callable(method):
+            raise TypeError(f"{self._what}: this sink cannot read {what}")
+        return method
 
     def _resolve(self) -> EventSink:
         real = self._real
@@ -545,18 +483,18 @@ class LazySink:
                 error,
             )
             return
-        drain = getattr(built, "drain", None)
-        if self._draining and callable(drain):  # a flush began while the client was built
-            drain(True)
+        if self._draining:  # a flush began while the client was built
+            _call_optional(built, "drain", True)
         self._real = built
         if self._closed:  # close() ran while the client was being built
-            _close_sink(built)
+            _call_optional(built, "close")
 
 
-def _close_sink(event_sink: object) -> None:
-    close = getattr(event_sink, "close", None)
-    if callable(close):
-        close()
+def _call_optional(event_sink: object, name: str, *args: object) -> None:
+    """Call a method a sink need not have (``drain``, ``close``), if it has it."""
+    method = getattr(event_sink, name, None)
+    if callable(method):
+        method(*args)
 
 
 def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
