@@ -186,13 +186,7 @@ class Watcher(EndsOnExit):
         Queued items stay readable, then the stream ends. Safe while the distributing thread
         is blocked delivering to this watcher, and from ``on_drop``.
         """
-        with self._cond:
-            if self._ended:
-                return
-            self._ended = True
-            # readers (the stream may be over) and a distributing thread waiting for room
-            self._cond.notify_all()
-        if self._broadcaster is not None:
+        if self._end() and self._broadcaster is not None:
             self._broadcaster._forget(self)
 
     @property
@@ -252,10 +246,13 @@ class Watcher(EndsOnExit):
                 with contextlib.suppress(Exception):
                     self._on_drop(event)
 
-    def _end(self) -> None:
+    def _end(self) -> bool:
+        """End the stream; return whether this call ended it."""
         with self._cond:
-            self._ended = True
+            ended, self._ended = self._ended, True
+            # readers (the stream may be over) and a distributing thread waiting for room
             self._cond.notify_all()
+        return not ended
 
     def _renew_after_fork(self) -> None:
         """In a child after ``os.fork()``: the parent's thread may have held the lock, and
@@ -397,13 +394,9 @@ class Broadcaster(EndsOnExit):
         self._refuse_on_loop_thread("watch")
         capacity = max(self._watch_capacity, len(prefix) + 1)
         watcher = Watcher(self, capacity, on_drop, prefix)
-
-        def add() -> None:
-            self._watchers[watcher] = None
-
         with self._lock:
             self._start_unless_stopped()
-            self._run_on_loop(add)
+            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
         return watcher
 
     def _forget(self, watcher: Watcher) -> None:

@@ -85,17 +85,10 @@ DEFAULT_AGGREGATE_INTERVAL_SECONDS = 600.0
 """Seconds without a similar event after which aggregation starts counting messages afresh."""
 
 _VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # the timestamp the count patch is diffed against, as Go serialises it
-_PATCH_BASE_TIMESTAMP = models.format_time(_EPOCH)
+_PATCH_BASE_TIMESTAMP = models.format_time(datetime(1970, 1, 1, tzinfo=UTC))
 # Go's json.Marshal escapes these so the JSON can sit inside HTML or JavaScript
-_GO_JSON_ESCAPES = (
-    ("<", "\\u003c"),
-    (">", "\\u003e"),
-    ("&", "\\u0026"),
-    ("\u2028", "\\u2028"),
-    ("\u2029", "\\u2029"),
-)
+_GO_JSON_ESCAPES = str.maketrans({char: f"\\u{ord(char):04x}" for char in "<>&\u2028\u2029"})
 _NUMBER_OPTIONS = ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds")
 
 
@@ -128,9 +121,7 @@ def count_patch(event: models.Event) -> bytes:
         patch["message"] = _sanitise.replace_surrogates(event.message)
     text = json.dumps(patch, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # outside strings the patch holds none of these characters, so replacing everywhere is safe
-    for char, escape in _GO_JSON_ESCAPES:
-        text = text.replace(char, escape)
-    return text.encode("utf-8")
+    return text.translate(_GO_JSON_ESCAPES).encode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -320,10 +311,8 @@ class EventCorrelator:
         out: list[tuple[models.Event, bool, int]] = []
         for event in events:
             observed, _, skip = self._correlate(event)
-            if out and (out[-1][0].namespace, out[-1][0].name) == (
-                observed.namespace,
-                observed.name,
-            ):
+            last = out[-1][0] if out else None
+            if last and (last.name, last.namespace) == (observed.name, observed.namespace):
                 _, held, occurrences = out[-1]
                 out[-1] = (observed, held and skip, occurrences + 1)
             else:

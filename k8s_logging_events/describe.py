@@ -1,11 +1,9 @@
 """Events as ``kubectl describe`` prints them: a Type, Reason, Age, From, Message table.
 
-This sits beside the pipeline, at its far end: it reads what a sink stored (``models.Event``
-objects, or API dicts of core/v1 or events.k8s.io/v1 Events) and renders the ``Events:``
-block of ``kubectl describe``, for the demo and for readable test failures. It is a port of
-kubectl's ``DescribeEvents`` (``pkg/describe/describe.go``) and of apimachinery's
-``duration.HumanDuration``, so the Age column reads exactly as it does in a terminal:
-``45s``, ``3m20s``, ``25m``, ``5h12m``, and ``10s (x12 over 3m)`` for a repeated event.
+Beside the pipeline, at its far end: renders what a sink stored (models, or API dicts of
+either Events API) for the demo and for readable test failures. A port of kubectl's
+``DescribeEvents`` and apimachinery's ``duration.HumanDuration``, so Age reads as in a
+terminal: ``3m20s``, or ``10s (x12 over 3m)`` for a repeated event.
 """
 
 from __future__ import annotations
@@ -77,17 +75,14 @@ def human_duration(delta: timedelta) -> str:
 
 
 def _two_units(major: int, major_unit: str, minor: int, minor_unit: str) -> str:
-    if minor == 0:
-        return f"{major}{major_unit}"
-    return f"{major}{major_unit}{minor}{minor_unit}"
+    return f"{major}{major_unit}" + (f"{minor}{minor_unit}" if minor else "")
 
 
 def event_from_api(data: Mapping[str, Any]) -> models.Event:
     """Read an Event as the API returns it, core/v1 or events.k8s.io/v1, into a model.
 
-    An events.k8s.io/v1 Event is mapped the way the API server converts it to core/v1:
-    ``regarding`` is the involved object, ``note`` the message, ``deprecatedCount``,
-    ``deprecatedSource`` and the ``deprecated*Timestamp`` fields the classic ones.
+    events.k8s.io/v1 is mapped as the API server converts it to core/v1 (``regarding``,
+    ``note``, ``deprecatedCount``, ``deprecatedSource``, ``deprecated*Timestamp``).
     """
     return (_apis.EVENTS_V1 if _is_events_v1(data) else _apis.CORE_V1).read(data)
 
@@ -128,14 +123,9 @@ def format_events(
 ) -> str:
     """Render the ``Events:`` block of ``kubectl describe`` for ``events``.
 
-    The columns are aligned as kubectl's tabwriter aligns them (two spaces between columns;
-    the message is not padded), the header and its dashes come first, and no events read
-    ``Events:  <none>``. The text ends with a newline.
-
-    Args:
-        events: models, API dicts of either version, or an ``EventList`` dict.
-        now: the time ages are measured from; the system clock's now by default.
-        show_host: add the source host to the From column (see :func:`event_rows`).
+    The arguments are :func:`event_rows`'. Columns aligned as kubectl's tabwriter does (two
+    spaces apart, the message unpadded) under the header and its dashes; no events read
+    ``Events:  <none>``. Ends with a newline.
     """
     rows = event_rows(events, now=now, show_host=show_host)
     if not rows:
