@@ -159,13 +159,8 @@ class Watcher(EndsOnExit):
 
         None when the stream has ended or the timeout passed; ``get(0)`` never waits.
         """
-        with self._cond:
-            self._cond.wait_for(self._readable, timeout)
-            if not self._items:
-                return None
-            event = self._items.popleft()
-            self._cond.notify_all()
-            return event
+        batch = self.get_batch(1, timeout)
+        return batch[0] if batch else None
 
     def get_batch(self, max_items: int = 256, timeout: float | None = None) -> list[WatchEvent]:
         """Return up to ``max_items`` queued items at once, waiting up to ``timeout`` for one.
@@ -173,7 +168,7 @@ class Watcher(EndsOnExit):
         Empty when the stream has ended or the timeout passed. One lock round trip per batch.
         """
         with self._cond:
-            self._cond.wait_for(self._readable, timeout)
+            self._cond.wait_for(lambda: bool(self._items) or self._ended, timeout)
             count = min(max_items, len(self._items))
             batch = [self._items.popleft() for _ in range(count)]
             if batch:
@@ -213,16 +208,10 @@ class Watcher(EndsOnExit):
     def _on_exit(self) -> None:
         self.stop()
 
-    def _readable(self) -> bool:
-        return bool(self._items) or self._ended
-
-    def _has_room_or_ended(self) -> bool:
-        return len(self._items) < self._capacity or self._ended
-
     def _put_waiting(self, event: WatchEvent) -> None:
         # WAIT: give up if the watcher ends meanwhile
         with self._cond:
-            self._cond.wait_for(self._has_room_or_ended)
+            self._cond.wait_for(lambda: len(self._items) < self._capacity or self._ended)
             if not self._ended:
                 self._items.append(event)
                 self._delivered += 1
@@ -323,7 +312,6 @@ class Broadcaster(EndsOnExit):
         # only the distributing thread touches it; a dict keeps the order of delivery among
         # watchers predictable (Go leaves it unspecified)
         self._watchers: dict[Watcher, None] = {}
-        self._exiting = False
 
     @property
     def stopped(self) -> bool:
@@ -444,7 +432,7 @@ class Broadcaster(EndsOnExit):
         return len(self._incoming) < _INCOMING_QUEUE_LENGTH
 
     def _loop(self) -> None:
-        while not self._exiting:
+        while not self._stopped:
             batch = self._take_batch()
             run: list[WatchEvent] = []
             for item in batch:
@@ -485,4 +473,3 @@ class Broadcaster(EndsOnExit):
     def _begin_exit(self) -> None:
         # the shutdown marker: nothing can be queued behind it, so the loop ends after it
         self._stopped = True
-        self._exiting = True

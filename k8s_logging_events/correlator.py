@@ -111,12 +111,9 @@ def count_patch(event: models.Event) -> bytes:
     patch: dict[str, object] = {}
     if event.count:
         patch["count"] = event.count
-    if event.last_timestamp is None:
-        patch["lastTimestamp"] = None
-    else:
-        last_timestamp = models.format_time(event.last_timestamp)
-        if last_timestamp != _PATCH_BASE_TIMESTAMP:
-            patch["lastTimestamp"] = last_timestamp
+    last = None if event.last_timestamp is None else models.format_time(event.last_timestamp)
+    if last != _PATCH_BASE_TIMESTAMP:  # a missing one is null, which clears the stored field
+        patch["lastTimestamp"] = last
     if event.message:
         patch["message"] = _sanitise.replace_surrogates(event.message)
     text = json.dumps(patch, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
@@ -134,31 +131,22 @@ class CorrelatorOptions:
 
     lru_cache_size: int = 0
     """Entries in each of the three caches; 0: :data:`DEFAULT_LRU_CACHE_SIZE` (4096)."""
-
     burst_size: int = 0
     """Tokens in a new spam bucket; 0: :data:`DEFAULT_SPAM_BURST` (25)."""
-
     qps: float = 0.0
     """Tokens added to a spam bucket per second; 0: :data:`DEFAULT_SPAM_QPS` (one per 300 s)."""
-
     key_func: KeyFunc | None = None
     """Groups events for aggregation; ``None``: :func:`aggregate_by_reason`."""
-
     message_func: MessageFunc | None = None
     """Writes the message of an aggregate event; ``None``: :func:`combined_message`."""
-
     max_events: int = 0
     """Distinct local keys in the interval that combine events; 0: 10."""
-
     max_interval_seconds: float = 0.0
     """Seconds without a similar event after which a group starts afresh; 0: 600."""
-
     clock: clocks.Clock | None = None
     """Where time comes from; ``None``: :class:`~k8s_logging_events.clock.SystemClock`."""
-
     spam_key_func: SpamKeyFunc | None = None
     """Names the spam bucket an event draws from; ``None``: :func:`get_spam_key`."""
-
     event_names: str = _sanitise.TIMESTAMP
     """How a correlator without a namer of its own names combined events: ``"timestamp"``
     (client-go's) or ``"deterministic"`` (see :class:`EventNamer`). A broadcaster's
