@@ -53,9 +53,8 @@ SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
 def get_event_key(event: models.Event) -> str:
     """Return the key that makes two events the same event, to be counted rather than repeated.
 
-    The source, the involved object but its resource version, the type, the reason and the
-    message, concatenated without separators as client-go does (so ``"ab"`` + ``"c"`` and
-    ``"a"`` + ``"bc"`` collide).
+    Source, involved object but its resource version, type, reason and message, concatenated
+    without separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide).
     """
     ref = event.involved_object
     return "".join(
@@ -78,8 +77,7 @@ def get_event_key(event: models.Event) -> str:
 def get_spam_key(event: models.Event) -> str:
     """Return the default spam key: one token bucket per source, object and event type.
 
-    Without field path, reason and message: every container of a pod and every reason share
-    one bucket. Concatenated without separators, as client-go does.
+    Every container (field path) and reason of an object share the bucket, as in client-go.
     """
     ref = event.involved_object
     return "".join(
@@ -99,10 +97,8 @@ def get_spam_key(event: models.Event) -> str:
 def spam_key_per_reason(event: models.Event) -> str:
     """Return a spam key per source, object, event type *and reason*.
 
-    So one noisy reason (a crash loop's ``BackOff``) cannot use up the bucket of every other
-    reason about its object (kubernetes issue #136061). Choose it with
-    ``CorrelatorOptions(spam_key_func=spam_key_per_reason)`` or the handler's
-    ``correlator: {spam_key: per-reason}``.
+    So one noisy reason (``BackOff``) cannot hold back every other about its object
+    (kubernetes issue #136061); the handler's ``correlator: {spam_key: per-reason}``.
     """
     return get_spam_key(event) + event.reason
 
@@ -115,8 +111,8 @@ SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
 def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
     """Group events that differ only in their message: the default :data:`KeyFunc`.
 
-    The aggregate key is the source, object without field path, type, reason, reporting
-    controller and instance, concatenated; the local key is the message.
+    Aggregate key: source, object but field path, type, reason, reporting controller and
+    instance, concatenated; local key: the message.
     """
     # the spam key is the source, the object without field path and the type, in that order
     aggregate_key = get_spam_key(event) + event.reason
@@ -206,11 +202,8 @@ class Aggregator:
         return aggregate, aggregate_key
 
     def touch_if_unchanged(self, event: models.Event) -> bool:
-        """Aggregate ``event`` when that only moves its group's time; False when it would not.
-
-        That is when its message is known to a group below the threshold, within the interval:
-        :meth:`aggregate` would return ``event`` itself.
-        """
+        """Aggregate ``event`` if that only moves its group's time (its message is known to a
+        group below the threshold, within the interval) and return True; else return False."""
         seen = self._monotonic()
         self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
         aggregate_key, local_key = self._key_func(event)
@@ -258,8 +251,7 @@ class Observer:
     ) -> models.Event | None:
         """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last.
 
-        Returns ``latest`` with the known name, resource version, first timestamp and the
-        count raised, or None when no event is known under ``key``.
+        Returns ``latest`` as a repeat of it, count raised, or None when none is known.
         """
         last = self.peek(key)
         if last is None or last.count <= 0:

@@ -100,12 +100,8 @@ def validate_event_type(type: str) -> bool:
 def count_patch(event: models.Event) -> bytes:
     """Return the strategic-merge patch that records ``event`` as a repeat of a stored event.
 
-    client-go's two-way diff from ``event`` with count 0, last timestamp 1970-01-01T00:00:00Z
-    and no message: sorted, compact JSON with at most ``count`` (left out when 0),
-    ``lastTimestamp`` (whole seconds with ``Z``; ``null`` when there is none, which clears the
-    stored field; left out within the first second of 1970) and ``message`` (left out when
-    empty). Strings are encoded as Go's ``json.Marshal`` does: ``<``, ``>``, ``&``, U+2028 and
-    U+2029 escaped, a lone surrogate replaced by U+FFFD. For example
+    client-go's diff from ``event`` with count 0, lastTimestamp 1970-01-01 and no message, as
+    Go's ``json.Marshal`` writes it (sorted, compact, ``<>&`` escaped, U+FFFD for a surrogate):
     ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``.
     """
     patch: dict[str, object] = {}
@@ -201,13 +197,8 @@ class CorrelateResult:
 class EventCorrelator:
     """Knows whether and how to write each event: aggregate, count, or hold back.
 
-    One correlator belongs to one writer, with caches of its own. Thread-safe: one lock
-    covers each whole step.
-
-    Args:
-        options: the configuration; ``None`` means every default.
-        namer: names the aggregate events; a broadcaster passes its recorders' namer, so that
-            no two of its events about one object get the same name.
+    One per writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means
+    every default. ``namer`` names aggregate events; a broadcaster passes its recorders' one.
     """
 
     def __init__(
@@ -240,11 +231,9 @@ class EventCorrelator:
 
     @property
     def keeps_objects_apart(self) -> bool:
-        """True when no state is shared between events about different objects.
+        """True when no state is shared between events about different objects (not in client-go).
 
-        So with client-go's key functions and :func:`spam_key_per_reason`; key functions of
-        one's own may group several objects, and then only the order of arrival gives
-        client-go's results. Not in client-go.
+        So with client-go's key functions and :func:`spam_key_per_reason`, not with one's own.
         """
         return self._options.key_func is aggregate_by_reason and (
             self._options.spam_key_func in (get_spam_key, spam_key_per_reason)
@@ -253,9 +242,7 @@ class EventCorrelator:
     def correlate(self, event: models.Event) -> CorrelateResult:
         """Aggregate, count and spam-filter ``event``, in client-go's order.
 
-        Held-back occurrences still raise the count the next written one carries. Returns
-        ``CorrelateResult(observed, patch, False, observed)`` to write, or
-        ``CorrelateResult(None, None, True, observed)`` when held back.
+        Held-back occurrences still raise the count the next written one carries.
         """
         with self._lock:
             observed, repeat, skip = self._correlate(event)
@@ -267,14 +254,11 @@ class EventCorrelator:
     def correlate_many(
         self, events: Sequence[models.Event]
     ) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of occurrences identical for correlation, in one locked step.
+        """Correlate a run of occurrences that differ only in names and timestamps, at once.
 
-        ``events`` differ at most in names and timestamps. Returns what :meth:`correlate` on
-        each in turn would have a writer write, the clock read once, merged as a writer merges
-        writes of one event: ``(observed, held, occurrences)`` entries, one per stretch of the
-        same event (held only when every occurrence in it was). A run repeating a known event
-        is one entry; a new event's first occurrence (its create) is an entry of its own.
-        Not in client-go.
+        Returns what :meth:`correlate` on each would have a writer write, merged as a writer
+        merges writes of one event: ``(observed, held, occurrences)`` per stretch of one event
+        (held if all its occurrences were), a new event's create on its own. Not in client-go.
         """
         if not events:
             return []
@@ -287,10 +271,8 @@ class EventCorrelator:
                 return [(*whole, len(events))]
             first, _, held = self._correlate(events[0])
             rest = events[1:]
-            if not rest:
-                return [(first, held, 1)]
-            merged = self._repeat_run(rest)
-            if merged is None:  # custom key functions or aggregation under way: one by one
+            merged = self._repeat_run(rest) if rest else None
+            if merged is None:  # custom key functions, aggregation under way, or no rest
                 return [(first, held, 1), *self._one_by_one(rest)]
             return [(first, held, 1), (*merged, len(rest))]
 
@@ -326,9 +308,8 @@ class EventCorrelator:
         return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:
-        """Record what the server stored for ``event`` (count, first timestamp, name, version).
+        """Record what a create or patch stored for ``event``: the next repeat patches that.
 
-        Call it with what a create or patch returned: the next repeat patches that object.
         Unlike client-go, a count below the one observed is not taken: our writer runs behind
         the correlator, so going back would count later occurrences twice.
         """
@@ -336,11 +317,8 @@ class EventCorrelator:
             self._update(get_event_key(event), event)
 
     def update_after_write(self, sent: models.Event, stored: models.Event) -> None:
-        """Like :meth:`update_state`, for a write of ``sent``, unless its key moved on.
-
-        If the key was evicted during a slow write and a newer event took it over, filing the
-        old name would make the next repeat patch the old event. Not in client-go.
-        """
+        """Like :meth:`update_state`, unless a newer event took ``sent``'s key over during a
+        slow write (the next repeat would patch the old event). Not in client-go."""
         key = get_event_key(stored)
         with self._lock:
             known = self._observer.peek(key)
@@ -355,18 +333,14 @@ class EventCorrelator:
         self._observer.record(key, event)
 
     def take_token(self, event: models.Event) -> bool:
-        """Take one token from ``event``'s spam bucket (a missing bucket is made full).
-
-        For a writer releasing held-back counts; changes nothing else. Not in client-go.
-        """
+        """Take one token from ``event``'s spam bucket (made full if missing); not in client-go."""
         with self._lock:
             return self._spam_filter.take(event)
 
     def token_wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s spam bucket has a whole token (0.0 if it has one).
+        """Return the seconds until ``event``'s spam bucket has a token (``math.inf``: never).
 
-        Takes nothing and makes no bucket; ``math.inf`` if a token can never come. Not in
-        client-go.
+        Takes nothing and makes no bucket. Not in client-go.
         """
         with self._lock:
             return self._spam_filter.wait(event)
