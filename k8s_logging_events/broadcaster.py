@@ -1,17 +1,13 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
 A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) for users who watch
-events (or anything else) themselves; it knows nothing of Kubernetes. Beside the pipeline:
-the runtime's dispatcher takes only :class:`Watcher` from here (the handle ``start_*``
-returns, and the queue of a watcher on a thread of its own).
-
-One distributing thread copies every item, in order, into each watcher's bounded queue;
-:class:`FullChannelBehavior` says what happens when one is full. Control operations (watch,
-stop, shutdown) travel through the same incoming queue as the items, so a watcher sees every
-item queued after it was added and none before. Differences from Go: a queue length of 0
-means 1; in DROP mode a skipped item is counted in :attr:`Watcher.dropped` and handed to
-``on_drop``; the thread starts on first use and :meth:`Broadcaster.shutdown` joins it; a call
-that would make the distributing thread wait for itself raises :class:`RuntimeError`.
+events themselves; it knows nothing of Kubernetes. Beside the pipeline, whose dispatcher
+takes only :class:`Watcher` from here. One distributing thread copies every item, in order,
+into each watcher's bounded queue; control operations (watch, stop, shutdown) travel with
+the items, so a watcher sees every item queued after it was added and none before.
+Unlike Go: a queue length of 0 means 1; DROP counts and reports what it skips; the thread
+starts on first use and shutdown joins it; a call that would make the distributing thread
+wait for itself raises :class:`RuntimeError`.
 """
 
 from __future__ import annotations
@@ -108,9 +104,8 @@ class EndsOnExit:
 class Watcher(EndsOnExit):
     """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
 
-    Get one from :meth:`Broadcaster.watch` (or :meth:`detached`), not by constructing it.
-    Read it by iterating or with :meth:`get`; the stream ends once it is stopped or the
-    broadcaster shut down *and* its queue is read. A context manager that stops it on exit.
+    Made by :meth:`Broadcaster.watch`; read by iterating or :meth:`get`, until it is stopped
+    (or the broadcaster shut down) and its queue read. A context manager that stops it.
     """
 
     __slots__ = (
@@ -143,10 +138,8 @@ class Watcher(EndsOnExit):
 
     @classmethod
     def detached(cls) -> Watcher:
-        """A watcher that is only a handle: no broadcaster, no items, :meth:`stop` detaches.
-
-        For a consumer the dispatcher feeds itself (a sink): it asks :attr:`stopped`.
-        """
+        """A watcher that is only a handle (no broadcaster, no items) for a consumer the
+        dispatcher feeds itself, which asks :attr:`stopped`."""
         return cls(None, 1, None)
 
     def __iter__(self) -> Iterator[WatchEvent]:
@@ -155,18 +148,14 @@ class Watcher(EndsOnExit):
             yield event
 
     def get(self, timeout: float | None = None) -> WatchEvent | None:
-        """Return the next item, waiting up to ``timeout`` seconds (forever if None).
-
-        None when the stream has ended or the timeout passed; ``get(0)`` never waits.
-        """
+        """Return the next item, waiting up to ``timeout`` seconds (forever if None); None when
+        the stream has ended or the timeout passed. ``get(0)`` never waits."""
         batch = self.get_batch(1, timeout)
         return batch[0] if batch else None
 
     def get_batch(self, max_items: int = 256, timeout: float | None = None) -> list[WatchEvent]:
-        """Return up to ``max_items`` queued items at once, waiting up to ``timeout`` for one.
-
-        Empty when the stream has ended or the timeout passed. One lock round trip per batch.
-        """
+        """Return up to ``max_items`` queued items at once, waiting up to ``timeout`` for one;
+        empty when the stream has ended or the timeout passed."""
         with self._cond:
             self._cond.wait_for(lambda: bool(self._items) or self._ended, timeout)
             count = min(max_items, len(self._items))
@@ -176,11 +165,8 @@ class Watcher(EndsOnExit):
             return batch
 
     def stop(self) -> None:
-        """Stop receiving items; idempotent, a no-op after the broadcaster's shutdown.
-
-        Queued items stay readable, then the stream ends. Safe while the distributing thread
-        is blocked delivering to this watcher, and from ``on_drop``.
-        """
+        """Stop receiving items (queued ones stay readable); idempotent. Safe from ``on_drop``
+        and while the distributing thread is blocked delivering to this watcher."""
         if self._end() and self._broadcaster is not None:
             self._broadcaster._forget(self)
 
@@ -273,18 +259,11 @@ class _Marker:
 class Broadcaster(EndsOnExit):
     """Knows how to deliver every item to every watcher, in the order the items came in.
 
-    Args:
-        queue_length: each watcher's queue length; 0 (a rendezvous in Go) means 1. Items not
-            yet distributed wait in an incoming queue of 25, as in Go.
-        full_channel_behavior: what to do with an item for a watcher whose queue is full.
-        name: the name of the distributing thread, a daemon started on first use.
-
-    Raises:
-        ValueError: ``queue_length`` is negative.
-
-    Any thread may call any method except the distributing thread (``on_drop``), where only
-    :meth:`Watcher.stop` is allowed and the others raise :class:`RuntimeError`. A context
-    manager that shuts it down on exit.
+    ``queue_length`` is each watcher's (0 means 1; a negative one raises :class:`ValueError`);
+    ``full_channel_behavior`` applies when one is full; ``name`` names the distributing thread.
+    Items wait for that thread in an incoming queue of 25, as in Go. On that thread
+    (``on_drop``) only :meth:`Watcher.stop` is allowed; other calls raise
+    :class:`RuntimeError`. A context manager that shuts it down on exit.
     """
 
     def __init__(
@@ -321,37 +300,29 @@ class Broadcaster(EndsOnExit):
     def watch(self, *, on_drop: _DropFunc | None = None) -> Watcher:
         """Add a watcher that gets every item queued after this call returns, and none before.
 
-        ``on_drop`` is called with each item skipped for it in DROP mode, on the distributing
-        thread (so it must be cheap; its exceptions are ignored). Raises
-        :class:`BroadcasterStopped` after :meth:`shutdown`.
+        ``on_drop`` gets each item DROP skips for it, on the distributing thread (keep it cheap;
+        its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
         """
         return self._add_watcher([], on_drop)
 
     def watch_with_prefix(
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
-        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue.
-
-        Its queue holds max(queue_length, len(events) + 1) items, so the prefix always fits.
-        """
+        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (which is
+        made long enough for them and one more)."""
         return self._add_watcher(list(events), on_drop)
 
     def action(self, type: str, obj: Any) -> None:
-        """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full.
-
-        Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
-        """
+        """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full;
+        :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action")
         with self._lock:
             self._start_unless_stopped()
             self._put(WatchEvent(type, obj), block=True)
 
     def action_or_drop(self, type: str, obj: Any) -> bool:
-        """Queue ``WatchEvent(type, obj)`` if there is room; return False at once if not.
-
-        Waits only, briefly, for a control operation in progress. Raises
-        :class:`BroadcasterStopped` after :meth:`shutdown`.
-        """
+        """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
+        only for a control operation); :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action_or_drop")
         with self._lock:
             self._start_unless_stopped()
@@ -360,8 +331,7 @@ class Broadcaster(EndsOnExit):
     def shutdown(self) -> None:
         """Deliver what is queued, end every watcher, and join the distributing thread.
 
-        Queued items stay readable, then streams end. Idempotent. In WAIT mode a full watcher
-        that nobody reads or stops blocks this forever.
+        Idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever.
         """
         self._refuse_on_loop_thread("shutdown")
         with self._lock:

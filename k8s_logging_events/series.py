@@ -60,10 +60,8 @@ def isomorphic_key(event: models.Event) -> tuple[object, ...]:
 
 
 def series_key(event: models.Event) -> tuple[object, ...]:
-    """:func:`isomorphic_key` without the involved object's resourceVersion (not in client-go).
-
-    Events about successive versions of one object are one series, as in core/v1.
-    """
+    """:func:`isomorphic_key` without the involved object's resourceVersion (not in client-go):
+    events about successive versions of one object are one series, as in core/v1."""
     ref = event.involved_object
     if ref.resource_version:
         ref = dataclasses.replace(ref, resource_version="")
@@ -93,10 +91,8 @@ def series_patch(event: models.Event) -> bytes:
 
 
 def qualified_name(component: str) -> str:
-    """Turn a component name into the qualified name ``reportingController`` must be.
-
-    ``[prefix/]name``, the prefix made a DNS subdomain: ``a..b/ctl`` becomes ``a.b/ctl``.
-    """
+    """Turn a component name into the qualified name (``[prefix/]name``) the reporting
+    controller must be, the prefix made a DNS subdomain: ``a..b/ctl`` becomes ``a.b/ctl``."""
     return _sanitise.qualified_name(component)
 
 
@@ -122,11 +118,8 @@ def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) 
 
 @dataclasses.dataclass(slots=True)
 class _Entry:
-    """What the cache remembers of one Event: its first occurrence and its series.
-
-    The times are monotonic: a step of the wall clock must neither cut short nor stretch
-    finishing and refreshing (client-go measures them so too).
-    """
+    """One Event's first occurrence and series; the times are monotonic, so that a step of the
+    wall clock neither cuts short nor stretches finishing and refreshing (as in client-go)."""
 
     event: models.Event
     last_seen: float
@@ -171,9 +164,8 @@ class SeriesCorrelator:
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
         """Record one occurrence; return the event to write and whether to hold it back.
 
-        The first comes back as is (a create), the second with ``series.count`` 2 (a patch),
-        later ones with the count raised and held back for the heartbeat (or flush). All carry
-        the first occurrence's fields, note included: events.k8s.io/v1 keeps them immutable.
+        The first comes as is (a create), the second as a series of 2, later ones counted and
+        held; all with the first's fields and note (immutable in events.k8s.io/v1).
         """
         key = self._key(event)
         seen = self._monotonic()
@@ -185,9 +177,7 @@ class SeriesCorrelator:
                 return event, False
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
-            entry.event = dataclasses.replace(
-                first, series=models.EventSeries(count=count, last_observed_time=now)
-            )
+            entry.event = dataclasses.replace(first, series=models.EventSeries(count, now))
             entry.last_seen = seen
             return entry.event, count > 2
 
