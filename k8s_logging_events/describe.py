@@ -15,13 +15,7 @@ from typing import Any
 from k8s_logging_events import _apis, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "COLUMNS",
-    "event_from_api",
-    "event_rows",
-    "format_events",
-    "human_duration",
-]
+__all__ = ["COLUMNS", "event_from_api", "event_rows", "format_events", "human_duration"]
 
 COLUMNS = ("Type", "Reason", "Age", "From", "Message")
 """The columns of kubectl's Events table, in order."""
@@ -36,15 +30,16 @@ _INDENT = "  "
 
 EventLike = models.Event | Mapping[str, Any]
 """What the renderer accepts: a model, or an Event as the API returns it (either version)."""
+# a sequence of them, or an EventList as the API returns it
+_Events = Iterable[EventLike] | Mapping[str, Any]
+_Row = tuple[str, str, str, str, str]
 
 
 def human_duration(delta: timedelta) -> str:
     """Return ``delta`` with 2-3 significant figures, as apimachinery's ``HumanDuration``.
 
-    Up to two minutes in seconds (``119s``), then ``3m20s`` under ten minutes, minutes under
-    three hours, ``5h12m`` under eight hours, hours under two days, ``3d4h`` under eight
-    days, days under two years, ``2y30d`` under eight years, then years. A negative
-    duration of up to a second (clock skew) reads ``0s``, anything earlier ``<invalid>``.
+    ``119s``, ``3m20s``, ``25m``, ``5h12m``, ``30h``, ``3d4h``, ``90d``, ``2y30d``, ``9y``. Up
+    to a second below zero (clock skew) reads ``0s``, anything earlier ``<invalid>``.
     """
     # Go's int(d.Seconds()) truncates toward zero, as Python's int() does
     seconds = int(delta.total_seconds())
@@ -95,11 +90,8 @@ def _is_events_v1(data: Mapping[str, Any]) -> bool:
 
 
 def event_rows(
-    events: Iterable[EventLike] | Mapping[str, Any],
-    *,
-    now: datetime | None = None,
-    show_host: bool = False,
-) -> list[tuple[str, str, str, str, str]]:
+    events: _Events, *, now: datetime | None = None, show_host: bool = False
+) -> list[_Row]:
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
 
     Args:
@@ -109,18 +101,14 @@ def event_rows(
             1.20 (since then it shows the component alone).
     """
     moment = now if now is not None else clock_mod.SystemClock().now()
-    models_ = [_as_event(item) for item in _items(events)]
+    items = (events.get("items") or ()) if isinstance(events, Mapping) else events
+    models_ = [_as_event(item) for item in items]
     # kubectl sorts by lastTimestamp; a stable sort keeps the input order among equals
     models_.sort(key=lambda event: event.last_timestamp or _EARLIEST)
     return [_row(event, moment, show_host) for event in models_]
 
 
-def format_events(
-    events: Iterable[EventLike] | Mapping[str, Any],
-    *,
-    now: datetime | None = None,
-    show_host: bool = False,
-) -> str:
+def format_events(events: _Events, *, now: datetime | None = None, show_host: bool = False) -> str:
     """Render the ``Events:`` block of ``kubectl describe`` for ``events``.
 
     The arguments are :func:`event_rows`'. Columns aligned as kubectl's tabwriter does (two
@@ -133,13 +121,6 @@ def format_events(
     return "Events:\n" + _tabulate([COLUMNS, _RULES, *rows])
 
 
-def _items(events: Iterable[EventLike] | Mapping[str, Any]) -> Iterable[EventLike]:
-    if isinstance(events, Mapping):
-        items: Sequence[EventLike] = events.get("items") or ()
-        return items
-    return events
-
-
 def _as_event(item: EventLike) -> models.Event:
     if isinstance(item, models.Event):
         return item
@@ -148,7 +129,7 @@ def _as_event(item: EventLike) -> models.Event:
     raise TypeError(f"expected an Event or an API dict, not {type(item).__name__}")
 
 
-def _row(event: models.Event, now: datetime, show_host: bool) -> tuple[str, str, str, str, str]:
+def _row(event: models.Event, now: datetime, show_host: bool) -> _Row:
     source = event.source.component or event.reporting_controller
     if show_host and event.source.host:
         source = f"{source}, {event.source.host}"
@@ -169,9 +150,7 @@ def _age(event: models.Event, now: datetime) -> str:
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return _UNKNOWN
-    return human_duration(now - moment)
+    return _UNKNOWN if moment is None else human_duration(now - moment)
 
 
 def _tabulate(rows: Sequence[Sequence[str]]) -> str:
