@@ -114,7 +114,6 @@ def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
     Aggregate key: source, object but field path, type, reason, reporting controller and
     instance, concatenated; local key: the message.
     """
-    # the spam key is the source, the object without field path and the type, in that order
     aggregate_key = get_spam_key(event) + event.reason
     return aggregate_key + event.reporting_controller + event.reporting_instance, event.message
 

@@ -18,7 +18,6 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
 from typing import Any, Final, Self
 
 __all__ = [
@@ -89,12 +88,7 @@ class EndsOnExit:
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._on_exit()
 
     def _on_exit(self) -> None:
@@ -419,8 +413,7 @@ class Broadcaster(EndsOnExit):
         self._watchers.clear()
 
     def _take_batch(self) -> list[WatchEvent | _Marker]:
-        # taking everything queued at once keeps hand-offs (and lock traffic) per batch,
-        # not per item, which is what lets the loop keep up with a burst
+        # everything at once: lock traffic per batch, not per item, keeps up with a burst
         with self._not_empty:
             self._not_empty.wait_for(lambda: bool(self._incoming))
             batch = list(self._incoming)

@@ -263,9 +263,8 @@ class EventCorrelator:
         if not events:
             return []
         with self._lock:
-            # a run that repeats a known event is counted at once: a writer merges the first
-            # occurrence's write with the rest's (the latest wins, held if all were), and
-            # neither is a create, so one entry is what the two would have made
+            # a run repeating a known event is one entry: a writer would merge the first
+            # occurrence's write with the rest's (the latest wins, held if all were)
             whole = self._repeat_run(events)
             if whole is not None:
                 return [(*whole, len(events))]
