@@ -294,13 +294,7 @@ class SpamFilter:
 
     def take(self, event: models.Event) -> bool:
         """Take a token from ``event``'s bucket; return whether one was there."""
-        key = self._key_func(event)
-        now = self._monotonic()
-        bucket = self._bucket(key, now)
-        taken = bucket.try_take(now)
-        # stored on every call, so a busy key stays in the cache
-        self._cache[key] = bucket
-        return taken
+        return self.take_many(event, 1) == 1
 
     def take_many(self, event: models.Event, count: int) -> int:
         """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
@@ -310,6 +304,7 @@ class SpamFilter:
         taken = 0
         while taken < count and bucket.try_take(now):
             taken += 1
+        # stored on every call, so a busy key stays in the cache
         self._cache[key] = bucket
         return taken
 
