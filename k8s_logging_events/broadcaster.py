@@ -47,8 +47,6 @@ ERROR: Final = "ERROR"
 # mux.go's incomingQueueLength: a small buffer absorbs a burst faster than the fan-out
 _INCOMING_QUEUE_LENGTH: Final = 25
 
-_STOPPED_MESSAGE: Final = "broadcaster already stopped"
-
 
 class FullChannelBehavior(enum.Enum):
     """What the distributing thread does with an item for a watcher whose queue is full."""
@@ -363,7 +361,7 @@ class Broadcaster(EndsOnExit):
     def _start_unless_stopped(self) -> None:
         # with the lock held
         if self._stopped:
-            raise BroadcasterStopped(_STOPPED_MESSAGE)
+            raise BroadcasterStopped("broadcaster already stopped")
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
