@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Final, Self
+from typing import Any, Final, NamedTuple, Self
 
 __all__ = [
     "ADDED",
@@ -229,23 +229,11 @@ class Watcher(EndsOnExit):
         self._delivered = self._dropped = 0
 
 
-class _Marker:
+class _Marker(NamedTuple):
     """A control operation sent through the incoming queue, run by the distributing thread."""
 
-    __slots__ = ("_done", "_fn")
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._fn = fn
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self._fn()
-        finally:
-            self._done.set()
-
-    def wait(self) -> None:
-        self._done.wait()
+    run: Callable[[], None]
+    done: threading.Event
 
 
 class Broadcaster(EndsOnExit):
@@ -368,9 +356,9 @@ class Broadcaster(EndsOnExit):
 
     def _run_on_loop(self, fn: Callable[[], None]) -> None:
         # with the lock held: nothing may overtake the marker
-        marker = _Marker(fn)
+        marker = _Marker(fn, threading.Event())
         self._put(marker, block=True)
-        marker.wait()
+        marker.done.wait()
 
     def _refuse_on_loop_thread(self, operation: str) -> None:
         if self._on_loop_thread():
@@ -402,7 +390,10 @@ class Broadcaster(EndsOnExit):
                     # items queued before a control operation are handed out before it runs
                     self._distribute(run)
                     run = []
-                    item.run()
+                    try:
+                        item.run()
+                    finally:
+                        item.done.set()
                 else:
                     run.append(item)
             self._distribute(run)
