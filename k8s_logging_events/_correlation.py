@@ -140,11 +140,8 @@ class Settings(NamedTuple):
 
 @dataclasses.dataclass(slots=True)
 class _AggregateRecord:
-    """The distinct local keys seen for one aggregate key, and when the last one came.
-
-    ``last_seen`` is monotonic: a step of the wall clock must not cut the interval short or
-    stretch it (Go's ``time.Time.Sub`` measures it so too).
-    """
+    """The distinct local keys seen for one aggregate key, and when the last came: monotonic,
+    so that a step of the wall clock neither cuts the interval short nor stretches it."""
 
     last_seen: float
     local_keys: set[str] = dataclasses.field(default_factory=set)

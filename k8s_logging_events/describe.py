@@ -94,11 +94,9 @@ def event_rows(
 ) -> list[_Row]:
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
 
-    Args:
-        events: models, API dicts of either version, or an ``EventList`` dict.
-        now: the time ages are measured from; the system clock's now by default.
-        show_host: write ``component, host`` in the From column, as kubectl did before
-            1.20 (since then it shows the component alone).
+    ``events``: models, API dicts of either version, or an ``EventList`` dict. ``now``: when
+    ages are measured from (the system clock's now by default). ``show_host``: From reads
+    ``component, host``, as in kubectl before 1.20.
     """
     moment = now if now is not None else clock_mod.SystemClock().now()
     items = (events.get("items") or ()) if isinstance(events, Mapping) else events
@@ -109,11 +107,10 @@ def event_rows(
 
 
 def format_events(events: _Events, *, now: datetime | None = None, show_host: bool = False) -> str:
-    """Render the ``Events:`` block of ``kubectl describe`` for ``events``.
+    """Render the ``Events:`` block of ``kubectl describe`` for :func:`event_rows`' arguments.
 
-    The arguments are :func:`event_rows`'. Columns aligned as kubectl's tabwriter does (two
-    spaces apart, the message unpadded) under the header and its dashes; no events read
-    ``Events:  <none>``. Ends with a newline.
+    Aligned as kubectl's tabwriter aligns it, ending with a newline; no events read
+    ``Events:  <none>``.
     """
     rows = event_rows(events, now=now, show_host=show_host)
     if not rows:
