@@ -1,17 +1,9 @@
-"""The rules of correlation: the keys client-go reads an event by, and the three stages.
+"""The rules of correlation: client-go's keys for an event, and the three stages.
 
-Below :mod:`k8s_logging_events.correlator`, which runs the stages in client-go's order under
-one lock and gives the keys their public names. The keys say which events are the same event
-(:func:`get_event_key`), which are similar (:func:`aggregate_by_reason`) and which bucket of
-the spam filter an event draws from (:func:`get_spam_key`); concatenated without separators,
-exactly as client-go does. The stages, each with its own bounded LRU cache:
-
-* :class:`Aggregator` combines similar events once too many distinct ones come close together;
-* :class:`Observer` counts repeats of an event;
-* :class:`SpamFilter` holds back what a source sends about an object beyond its token bucket.
-
-Pure logic on an injected clock (every interval and refill on its monotonic reading): no
-threads, no I/O.
+Below :mod:`k8s_logging_events.correlator`, which runs the stages (:class:`Aggregator`,
+:class:`Observer`, :class:`SpamFilter`, each with a bounded LRU cache) in client-go's order
+under one lock and gives the keys their public names; see docs/correlation.md. Pure logic on
+an injected clock (every interval and refill on its monotonic reading): no threads, no I/O.
 """
 
 from __future__ import annotations
@@ -49,10 +41,7 @@ COMBINED_MESSAGE_PREFIX = "(combined from similar events): "
 """Put before the latest message of an aggregate event, so readers know others were folded in."""
 
 KeyFunc: TypeAlias = Callable[[models.Event], tuple[str, str]]
-"""Groups events for aggregation: returns ``(aggregate key, local key)``.
-
-Events with equal aggregate keys are similar; the local key tells them apart within the group.
-"""
+"""Groups events for aggregation: ``(aggregate key, local key)``; similar events share the first."""
 
 MessageFunc: TypeAlias = Callable[[models.Event], str]
 """Writes the message of an aggregate event from the event that tipped the group over."""
@@ -60,16 +49,12 @@ MessageFunc: TypeAlias = Callable[[models.Event], str]
 SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
 """Names the spam-filter token bucket an event draws from."""
 
-# -- keys and messages -------------------------------------------------------------------------
-
 
 def get_event_key(event: models.Event) -> str:
     """Return the key that makes two events the same event, to be counted rather than repeated.
 
-    The source, the whole involved object except its resource version, the type, the reason
-    and the message, concatenated without separators exactly as client-go does (so
-    differently split fields can collide, e.g. component ``"ab"`` on host ``"c"`` and
-    component ``"a"`` on host ``"bc"``).
+    Source, involved object but its resource version, type, reason and message, concatenated
+    without separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide).
     """
     ref = event.involved_object
     return "".join(
@@ -92,9 +77,7 @@ def get_event_key(event: models.Event) -> str:
 def get_spam_key(event: models.Event) -> str:
     """Return the default spam key: one token bucket per source, object and event type.
 
-    Unlike :func:`get_event_key` it leaves out the field path, the reason and the message,
-    so every container of a pod and every reason share one bucket. Concatenated without
-    separators, as client-go does.
+    Every container (field path) and reason of an object share the bucket, as in client-go.
     """
     ref = event.involved_object
     return "".join(
@@ -114,11 +97,8 @@ def get_spam_key(event: models.Event) -> str:
 def spam_key_per_reason(event: models.Event) -> str:
     """Return a spam key per source, object, event type *and reason*.
 
-    With :func:`get_spam_key` one noisy reason (a crash loop's ``BackOff``) uses up the
-    bucket of its object, and every other reason about that object is held back with it
-    (kubernetes issue #136061). Keyed by reason too, each reason has its own bucket. Choose
-    it with ``CorrelatorOptions(spam_key_func=spam_key_per_reason)``, or in the handler's
-    options with ``correlator: {spam_key: per-reason}``.
+    So one noisy reason (``BackOff``) cannot hold back every other about its object
+    (kubernetes issue #136061); the handler's ``correlator: {spam_key: per-reason}``.
     """
     return get_spam_key(event) + event.reason
 
@@ -131,12 +111,9 @@ SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
 def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
     """Group events that differ only in their message: the default :data:`KeyFunc`.
 
-    Returns:
-        The aggregate key (source, object without field path, type, reason, reporting
-        controller and instance, concatenated without separators) and the message as the
-        local key.
+    Aggregate key: source, object but field path, type, reason, reporting controller and
+    instance, concatenated; local key: the message.
     """
-    # the spam key is the source, the object without field path and the type, in that order
     aggregate_key = get_spam_key(event) + event.reason
     return aggregate_key + event.reporting_controller + event.reporting_instance, event.message
 
@@ -144,9 +121,6 @@ def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
 def combined_message(event: models.Event) -> str:
     """Return :data:`COMBINED_MESSAGE_PREFIX` plus the message: the default :data:`MessageFunc`."""
     return COMBINED_MESSAGE_PREFIX + event.message
-
-
-# -- the stages' settings --------------------------------------------------------------------
 
 
 class Settings(NamedTuple):
@@ -164,21 +138,13 @@ class Settings(NamedTuple):
     event_names: str
 
 
-# -- the three stages --------------------------------------------------------------------------
-
-
+@dataclasses.dataclass(slots=True)
 class _AggregateRecord:
-    """The distinct local keys seen for one aggregate key, and when the last one came.
+    """The distinct local keys seen for one aggregate key, and when the last came: monotonic,
+    so that a step of the wall clock neither cuts the interval short nor stretches it."""
 
-    ``last_seen`` is a monotonic reading: the interval is a duration, which a step of the
-    wall clock must not cut short or stretch (Go's ``time.Time.Sub`` measures it so too).
-    """
-
-    __slots__ = ("last_seen", "local_keys")
-
-    def __init__(self) -> None:
-        self.local_keys: set[str] = set()
-        self.last_seen: float | None = None
+    last_seen: float
+    local_keys: set[str] = dataclasses.field(default_factory=set)
 
 
 class Aggregator:
@@ -205,12 +171,8 @@ class Aggregator:
 
         record = self._cache.get(aggregate_key)
         # the window slides: it is measured from the latest similar event, not the first
-        if (
-            record is None
-            or record.last_seen is None
-            or seen - record.last_seen > self._max_interval
-        ):
-            record = _AggregateRecord()
+        if record is None or seen - record.last_seen > self._max_interval:
+            record = _AggregateRecord(seen)
         record.local_keys.add(local_key)
         record.last_seen = seen
         self._cache[aggregate_key] = record
@@ -236,19 +198,14 @@ class Aggregator:
         return aggregate, aggregate_key
 
     def touch_if_unchanged(self, event: models.Event) -> bool:
-        """Aggregate ``event`` when that only moves its group's time; False when it would not.
-
-        True when ``event``'s message is already among its group's distinct messages, the
-        group is below the threshold and within the interval: :meth:`aggregate` would then
-        return ``event`` itself and change nothing but the group's last timestamp.
-        """
+        """Aggregate ``event`` if that only moves its group's time (its message is known to a
+        group below the threshold, within the interval) and return True; else return False."""
         seen = self._monotonic()
         self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
         aggregate_key, local_key = self._key_func(event)
         record = self._cache.get(aggregate_key)
         if (
             record is None
-            or record.last_seen is None
             or seen - record.last_seen > self._max_interval
             or local_key not in record.local_keys
             or len(record.local_keys) >= self._max_events
@@ -290,9 +247,7 @@ class Observer:
     ) -> models.Event | None:
         """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last.
 
-        Returns the stored event as the repeats leave it (its name, resource version and
-        first timestamp; the count raised; every other field ``latest``'s), or None when no
-        event is known under ``key``.
+        Returns ``latest`` as a repeat of it, count raised, or None when none is known.
         """
         last = self.peek(key)
         if last is None or last.count <= 0:
@@ -309,10 +264,7 @@ class Observer:
     def record(self, key: str, event: models.Event) -> None:
         """Remember ``event``'s count, first timestamp, name and resource version under ``key``."""
         self._cache[key] = _Observation(
-            count=event.count,
-            first_timestamp=event.first_timestamp,
-            name=event.name,
-            resource_version=event.resource_version,
+            event.count, event.first_timestamp, event.name, event.resource_version
         )
 
 
@@ -331,25 +283,15 @@ class SpamFilter:
         self._key_func = settings.spam_key_func
 
     def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
-        """Return the bucket for ``key``, a full new one if it is missing or was evicted."""
+        # a missing or evicted bucket comes back full
         bucket = self._cache.get(key)
         if bucket is None:
             bucket = _tokenbucket.TokenBucket(self._qps, self._burst, now)
         return bucket
 
-    def filter(self, event: models.Event) -> bool:
-        """Take a token for ``event``; return True (skip it) when there was none."""
-        return not self.take(event)
-
     def take(self, event: models.Event) -> bool:
         """Take a token from ``event``'s bucket; return whether one was there."""
-        key = self._key_func(event)
-        now = self._monotonic()
-        bucket = self._bucket(key, now)
-        taken = bucket.try_take(now)
-        # stored on every call, so a busy key stays in the cache
-        self._cache[key] = bucket
-        return taken
+        return self.take_many(event, 1) == 1
 
     def take_many(self, event: models.Event, count: int) -> int:
         """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
@@ -359,6 +301,7 @@ class SpamFilter:
         taken = 0
         while taken < count and bucket.try_take(now):
             taken += 1
+        # stored on every call, so a busy key stays in the cache
         self._cache[key] = bucket
         return taken
 
@@ -368,15 +311,11 @@ class SpamFilter:
         return self._bucket(self._key_func(event), now).wait_time(now)
 
 
-# -- helpers -------------------------------------------------------------------------------------
-
-
 def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models.Event:
     """``latest`` as a repeat of ``stored``: what ``dataclasses.replace`` would build.
 
-    Spelled out, in the order of Event's fields, because it runs for every run of repeats on
-    the dispatcher, where the generic ``replace`` costs twice as much;
-    ``tests/test_correlation.py`` checks every field against ``replace``.
+    Spelled out because it runs for every run of repeats on the dispatcher, where ``replace``
+    costs twice as much; ``tests/test_correlation.py`` checks every field against it.
     """
     e = latest
     return models.Event(

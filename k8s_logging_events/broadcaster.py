@@ -1,29 +1,13 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
-A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``), for users who watch
-events (or anything else) themselves. It knows nothing of Kubernetes: a :class:`WatchEvent` is
-just an action type and an object. It is beside the pipeline, not on the handler's path: an
-:class:`~k8s_logging_events.recorder.EventBroadcaster` hands its events to its watchers on the
-runtime's own dispatcher (:mod:`k8s_logging_events._runtime`), which takes only the
-:class:`Watcher` from here: the handle its ``start_*`` methods return, and the queue of a
-watcher that runs on a thread of its own.
-
-A producer puts an item in with :meth:`Broadcaster.action` (which waits for queue space) or
-:meth:`Broadcaster.action_or_drop` (which never does). One distributing thread copies every
-item, in order, into each watcher's own bounded queue. What happens when a watcher's queue
-is full is the :class:`FullChannelBehavior`. The control operations (:meth:`Broadcaster.watch`,
-:meth:`Watcher.stop`, :meth:`Broadcaster.shutdown`) travel through the same incoming queue as
-the items. That is why a watcher never sees an item queued before it was added, and sees every
-item queued after.
-
-Differences from Go:
-
-- a queue length of 0 (a rendezvous channel in Go) means a capacity of 1;
-- in DROP mode a skipped item is counted in :attr:`Watcher.dropped` and handed to the watcher's
-  ``on_drop`` callback instead of vanishing silently;
-- the distributing thread starts on first use, and :meth:`Broadcaster.shutdown` joins it;
-- calls that would make the distributing thread wait for itself raise :class:`RuntimeError`
-  instead of deadlocking.
+A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) for users who watch
+events themselves; it knows nothing of Kubernetes. Beside the pipeline, whose dispatcher
+takes only :class:`Watcher` from here. One distributing thread copies every item, in order,
+into each watcher's bounded queue; control operations (watch, stop, shutdown) travel with
+the items, so a watcher sees every item queued after it was added and none before.
+Unlike Go: a queue length of 0 means 1; DROP counts and reports what it skips; the thread
+starts on first use and shutdown joins it; a call that would make the distributing thread
+wait for itself raises :class:`RuntimeError`.
 """
 
 from __future__ import annotations
@@ -34,8 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, Final, Self
+from typing import Any, Final, NamedTuple, Self
 
 __all__ = [
     "ADDED",
@@ -61,26 +44,20 @@ DELETED: Final = "DELETED"
 ERROR: Final = "ERROR"
 """Watch-event type: an error occurred; the object describes it."""
 
-# mux.go's incomingQueueLength. Items should rarely pile up in front of the distributing
-# thread, but a small buffer absorbs a burst that arrives faster than it can fan out.
+# mux.go's incomingQueueLength: a small buffer absorbs a burst faster than the fan-out
 _INCOMING_QUEUE_LENGTH: Final = 25
-
-_STOPPED_MESSAGE: Final = "broadcaster already stopped"
 
 
 class FullChannelBehavior(enum.Enum):
-    """What the distributing thread does with an item for a watcher whose queue is full.
-
-    The choice applies per watcher, so in DROP mode one slow watcher cannot starve the others.
-    """
+    """What the distributing thread does with an item for a watcher whose queue is full."""
 
     WAIT = 0
-    """Wait until the watcher has room or is stopped: nothing is lost, but one slow watcher
-    holds up every other watcher and, once the incoming queue fills, every producer."""
+    """Wait for room or a stop: nothing is lost, but one slow watcher holds up every other
+    and, once the incoming queue fills, every producer."""
 
     DROP = 1
-    """Skip that watcher for that item, count it in :attr:`Watcher.dropped` and call the
-    watcher's ``on_drop``; the other watchers still get the item."""
+    """Skip that watcher for that item, count it in :attr:`Watcher.dropped` and call its
+    ``on_drop``; the other watchers still get it."""
 
 
 class BroadcasterStopped(RuntimeError):  # noqa: N818 - the name the API promises
@@ -102,21 +79,14 @@ _DropFunc = Callable[[WatchEvent], None]
 
 
 class EndsOnExit:
-    """A context manager that the end of its ``with`` block ends: ``__exit__`` calls
-    :meth:`_on_exit` (a :class:`Watcher` stops, a :class:`Broadcaster` shuts down, and so does
-    the local API server of :mod:`k8s_logging_events.testing`)."""
+    """A context manager whose ``__exit__`` calls :meth:`_on_exit` (stop, shut down)."""
 
     __slots__ = ()
 
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self._on_exit()
 
     def _on_exit(self) -> None:
@@ -126,11 +96,8 @@ class EndsOnExit:
 class Watcher(EndsOnExit):
     """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
 
-    Get one from :meth:`Broadcaster.watch` or :meth:`Broadcaster.watch_with_prefix` (or a
-    handle that carries nothing from :meth:`detached`); do not construct it directly. Read
-    it by iterating or with :meth:`get`. The stream ends once the watcher is stopped or the
-    broadcaster shut down *and* the items already in its queue have been read. A watcher is
-    also a context manager that stops it on exit.
+    Made by :meth:`Broadcaster.watch`; read by iterating or :meth:`get`, until it is stopped
+    (or the broadcaster shut down) and its queue read. A context manager that stops it.
     """
 
     __slots__ = (
@@ -157,20 +124,14 @@ class Watcher(EndsOnExit):
         self._items: deque[WatchEvent] = deque(prefix)
         self._delivered = len(self._items)
         self._dropped = 0
-        # True once nothing more will be added: set by stop() or by the broadcaster's shutdown.
-        self._ended = False
-        # Readers wait here for items and the distributing thread waits here for room.
+        self._ended = False  # nothing more will be added: stop() or the broadcaster's shutdown
+        # readers wait here for items, the distributing thread for room
         self._cond = threading.Condition()
 
     @classmethod
     def detached(cls) -> Watcher:
-        """A watcher that is only a handle: no broadcaster, no items, :meth:`stop` detaches.
-
-        What :class:`~k8s_logging_events.recorder.EventBroadcaster` returns for a consumer
-        that its dispatcher feeds itself (a sink, structured logging): the consumer asks
-        :attr:`stopped`, and the stream, which never carries an item, ends when it is
-        stopped (or the event broadcaster shut down).
-        """
+        """A watcher that is only a handle (no broadcaster, no items) for a consumer the
+        dispatcher feeds itself, which asks :attr:`stopped`."""
         return cls(None, 1, None)
 
     def __iter__(self) -> Iterator[WatchEvent]:
@@ -179,26 +140,16 @@ class Watcher(EndsOnExit):
             yield event
 
     def get(self, timeout: float | None = None) -> WatchEvent | None:
-        """Return the next item, waiting up to ``timeout`` seconds (forever if None).
-
-        Returns None when the stream has ended or the timeout passed; ``get(0)`` never waits.
-        """
-        with self._cond:
-            self._cond.wait_for(self._readable, timeout)
-            if not self._items:
-                return None
-            event = self._items.popleft()
-            self._cond.notify_all()
-            return event
+        """Return the next item, waiting up to ``timeout`` seconds (forever if None); None when
+        the stream has ended or the timeout passed. ``get(0)`` never waits."""
+        batch = self.get_batch(1, timeout)
+        return batch[0] if batch else None
 
     def get_batch(self, max_items: int = 256, timeout: float | None = None) -> list[WatchEvent]:
-        """Return up to ``max_items`` queued items at once, waiting up to ``timeout`` for one.
-
-        Returns an empty list when the stream has ended or the timeout passed. Taking items
-        in batches costs one lock round trip per batch, which matters to a busy consumer.
-        """
+        """Return up to ``max_items`` queued items at once, waiting up to ``timeout`` for one;
+        empty when the stream has ended or the timeout passed."""
         with self._cond:
-            self._cond.wait_for(self._readable, timeout)
+            self._cond.wait_for(lambda: bool(self._items) or self._ended, timeout)
             count = min(max_items, len(self._items))
             batch = [self._items.popleft() for _ in range(count)]
             if batch:
@@ -206,19 +157,9 @@ class Watcher(EndsOnExit):
             return batch
 
     def stop(self) -> None:
-        """Stop receiving items; idempotent, and a no-op after the broadcaster's shutdown.
-
-        Items already queued stay readable, then the stream ends. Safe while the distributing
-        thread is blocked delivering to this watcher, and from an ``on_drop`` callback.
-        """
-        with self._cond:
-            if self._ended:
-                return
-            self._ended = True
-            # Wake readers (the stream may now be over) and a distributing thread that waits
-            # for room here: it must give up on this watcher.
-            self._cond.notify_all()
-        if self._broadcaster is not None:
+        """Stop receiving items (queued ones stay readable); idempotent. Safe from ``on_drop``
+        and while the distributing thread is blocked delivering to this watcher."""
+        if self._end() and self._broadcaster is not None:
             self._broadcaster._forget(self)
 
     @property
@@ -245,23 +186,17 @@ class Watcher(EndsOnExit):
     def _on_exit(self) -> None:
         self.stop()
 
-    def _readable(self) -> bool:
-        return bool(self._items) or self._ended
-
-    def _has_room_or_ended(self) -> bool:
-        return len(self._items) < self._capacity or self._ended
-
     def _put_waiting(self, event: WatchEvent) -> None:
-        """Queue ``event``, waiting for room; give up if the watcher ends meanwhile (WAIT)."""
+        # WAIT: give up if the watcher ends meanwhile
         with self._cond:
-            self._cond.wait_for(self._has_room_or_ended)
+            self._cond.wait_for(lambda: len(self._items) < self._capacity or self._ended)
             if not self._ended:
                 self._items.append(event)
                 self._delivered += 1
                 self._cond.notify_all()
 
     def _put_or_drop(self, events: list[WatchEvent]) -> None:
-        """Queue what fits of ``events``; count the rest and report it to on_drop (DROP)."""
+        # DROP: queue what fits, count the rest and hand it to on_drop
         with self._cond:
             if self._ended:
                 return
@@ -274,62 +209,41 @@ class Watcher(EndsOnExit):
             self._dropped += len(dropped)
         if dropped and self._on_drop is not None:
             for event in dropped:
-                # A faulty callback must not kill the distributing thread every watcher needs.
+                # a faulty callback must not kill the thread every watcher needs
                 with contextlib.suppress(Exception):
                     self._on_drop(event)
 
-    def _end(self) -> None:
+    def _end(self) -> bool:
+        """End the stream; return whether this call ended it."""
         with self._cond:
-            self._ended = True
+            ended, self._ended = self._ended, True
+            # readers (the stream may be over) and a distributing thread waiting for room
             self._cond.notify_all()
+        return not ended
 
     def _renew_after_fork(self) -> None:
-        """In a child after ``os.fork()``: a new lock, and nothing queued or delivered.
-
-        The parent's thread may have held the lock at the fork; what was queued is the
-        parent's to handle.
-        """
+        """In a child after ``os.fork()``: the parent's thread may have held the lock, and
+        what was queued is the parent's to handle."""
         self._cond = threading.Condition()
         self._items.clear()
         self._delivered = self._dropped = 0
 
 
-class _Marker:
+class _Marker(NamedTuple):
     """A control operation sent through the incoming queue, run by the distributing thread."""
 
-    __slots__ = ("_done", "_fn")
-
-    def __init__(self, fn: Callable[[], None]) -> None:
-        self._fn = fn
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        try:
-            self._fn()
-        finally:
-            self._done.set()
-
-    def wait(self) -> None:
-        self._done.wait()
+    run: Callable[[], None]
+    done: threading.Event
 
 
 class Broadcaster(EndsOnExit):
     """Knows how to deliver every item to every watcher, in the order the items came in.
 
-    Args:
-        queue_length: each watcher's queue length. 0 (a rendezvous in Go) means 1.
-        full_channel_behavior: what to do with an item for a watcher whose queue is full.
-        name: the name of the distributing thread, a daemon thread started on first use.
-
-    Items not yet distributed wait in an incoming queue of 25, like Go's ``NewBroadcaster``.
-
-    Raises:
-        ValueError: ``queue_length`` is negative.
-
-    Every method may be called from any thread except the distributing thread, on which
-    ``on_drop`` callbacks run: from there only :meth:`Watcher.stop` is allowed, and the others
-    raise :class:`RuntimeError`, because they would wait for the thread that calls them. The
-    broadcaster is also a context manager that shuts it down on exit.
+    ``queue_length`` is each watcher's (0 means 1; a negative one raises :class:`ValueError`);
+    ``full_channel_behavior`` applies when one is full; ``name`` names the distributing thread.
+    Items wait for that thread in an incoming queue of 25, as in Go. On that thread
+    (``on_drop``) only :meth:`Watcher.stop` is allowed; other calls raise
+    :class:`RuntimeError`. A context manager that shuts it down on exit.
     """
 
     def __init__(
@@ -344,20 +258,19 @@ class Broadcaster(EndsOnExit):
         self._watch_capacity = max(queue_length, 1)
         self._behavior = FullChannelBehavior(full_channel_behavior)
         self._name = name
-        # Go's incomingBlock: serialises producers and control operations, and is held until
-        # a control operation has run, so that nothing overtakes it.
+        # Go's incomingBlock: serialises producers and control operations, held until a
+        # control operation has run, so that nothing overtakes it
         self._lock = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
-        # The incoming queue. Its two conditions share one lock, as in queue.Queue.
+        # the incoming queue; its two conditions share one lock, as in queue.Queue
         self._incoming: deque[WatchEvent | _Marker] = deque()
         self._queue_lock = threading.Lock()
         self._not_empty = threading.Condition(self._queue_lock)
         self._not_full = threading.Condition(self._queue_lock)
-        # Touched only by the distributing thread. A dict keeps insertion order, which makes
-        # the order of delivery among watchers predictable (Go leaves it unspecified).
+        # only the distributing thread touches it; a dict keeps the order of delivery among
+        # watchers predictable (Go leaves it unspecified)
         self._watchers: dict[Watcher, None] = {}
-        self._exiting = False
 
     @property
     def stopped(self) -> bool:
@@ -367,47 +280,29 @@ class Broadcaster(EndsOnExit):
     def watch(self, *, on_drop: _DropFunc | None = None) -> Watcher:
         """Add a watcher that gets every item queued after this call returns, and none before.
 
-        Args:
-            on_drop: called with each item skipped for this watcher in DROP mode. It runs on
-                the distributing thread, so it must be cheap; its exceptions are ignored.
-
-        Raises:
-            BroadcasterStopped: after :meth:`shutdown`.
+        ``on_drop`` gets each item DROP skips for it, on the distributing thread (keep it cheap;
+        its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
         """
         return self._add_watcher([], on_drop)
 
     def watch_with_prefix(
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
-        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue.
-
-        The watcher's queue holds max(queue_length, len(events) + 1) items, so the prefix
-        always fits with room for one more.
-
-        Raises:
-            BroadcasterStopped: after :meth:`shutdown`.
-        """
+        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (which is
+        made long enough for them and one more)."""
         return self._add_watcher(list(events), on_drop)
 
     def action(self, type: str, obj: Any) -> None:
-        """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full.
-
-        Raises:
-            BroadcasterStopped: after :meth:`shutdown`.
-        """
+        """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full;
+        :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action")
         with self._lock:
             self._start_unless_stopped()
             self._put(WatchEvent(type, obj), block=True)
 
     def action_or_drop(self, type: str, obj: Any) -> bool:
-        """Queue ``WatchEvent(type, obj)`` if there is room; return False at once if not.
-
-        It never waits for queue space, only, briefly, for a control operation in progress.
-
-        Raises:
-            BroadcasterStopped: after :meth:`shutdown`.
-        """
+        """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
+        only for a control operation); :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action_or_drop")
         with self._lock:
             self._start_unless_stopped()
@@ -416,19 +311,17 @@ class Broadcaster(EndsOnExit):
     def shutdown(self) -> None:
         """Deliver what is queued, end every watcher, and join the distributing thread.
 
-        Items already in a watcher's queue stay readable; then its stream ends. Idempotent.
-        In WAIT mode a full watcher that nobody reads or stops blocks this forever.
+        Idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever.
         """
         self._refuse_on_loop_thread("shutdown")
         with self._lock:
             if not self._stopped:
-                if self._thread is None:
-                    # Never used: no thread, no watchers, nothing to deliver.
+                if self._thread is None:  # never used: nothing to deliver
                     self._stopped = True
                 else:
                     self._run_on_loop(self._begin_exit)
             thread = self._thread
-        # Outside the lock, so that a second caller also waits for the thread to finish.
+        # outside the lock, so that a second caller waits for the thread too
         if thread is not None:
             thread.join()
 
@@ -439,20 +332,14 @@ class Broadcaster(EndsOnExit):
         self._refuse_on_loop_thread("watch")
         capacity = max(self._watch_capacity, len(prefix) + 1)
         watcher = Watcher(self, capacity, on_drop, prefix)
-
-        def add() -> None:
-            self._watchers[watcher] = None
-
         with self._lock:
             self._start_unless_stopped()
-            self._run_on_loop(add)
+            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
         return watcher
 
     def _forget(self, watcher: Watcher) -> None:
-        """Remove a watcher that has ended; called by :meth:`Watcher.stop`."""
         if self._on_loop_thread():
-            # Called from on_drop: we are the loop, so no queue round trip is needed, and
-            # waiting for one would never end.
+            # from on_drop: we are the loop, and waiting for a round trip would never end
             self._watchers.pop(watcher, None)
             return
         with self._lock:
@@ -460,18 +347,18 @@ class Broadcaster(EndsOnExit):
                 self._run_on_loop(lambda: self._watchers.pop(watcher, None))
 
     def _start_unless_stopped(self) -> None:
-        """Raise if shut down, else make sure the distributing thread runs (lock held)."""
+        # with the lock held
         if self._stopped:
-            raise BroadcasterStopped(_STOPPED_MESSAGE)
+            raise BroadcasterStopped("broadcaster already stopped")
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
 
     def _run_on_loop(self, fn: Callable[[], None]) -> None:
-        """Run ``fn`` on the distributing thread after all queued items (lock held)."""
-        marker = _Marker(fn)
+        # with the lock held: nothing may overtake the marker
+        marker = _Marker(fn, threading.Event())
         self._put(marker, block=True)
-        marker.wait()
+        marker.done.wait()
 
     def _refuse_on_loop_thread(self, operation: str) -> None:
         if self._on_loop_thread():
@@ -495,8 +382,7 @@ class Broadcaster(EndsOnExit):
         return len(self._incoming) < _INCOMING_QUEUE_LENGTH
 
     def _loop(self) -> None:
-        """Run on the distributing thread: take items in order and hand them out."""
-        while not self._exiting:
+        while not self._stopped:
             batch = self._take_batch()
             run: list[WatchEvent] = []
             for item in batch:
@@ -504,7 +390,10 @@ class Broadcaster(EndsOnExit):
                     # items queued before a control operation are handed out before it runs
                     self._distribute(run)
                     run = []
-                    item.run()
+                    try:
+                        item.run()
+                    finally:
+                        item.done.set()
                 else:
                     run.append(item)
             self._distribute(run)
@@ -513,20 +402,19 @@ class Broadcaster(EndsOnExit):
         self._watchers.clear()
 
     def _take_batch(self) -> list[WatchEvent | _Marker]:
-        # taking everything queued at once keeps hand-offs (and lock traffic) per batch,
-        # not per item, which is what lets the loop keep up with a burst
+        # everything at once: lock traffic per batch, not per item, keeps up with a burst
         with self._not_empty:
             self._not_empty.wait_for(lambda: bool(self._incoming))
             batch = list(self._incoming)
             self._incoming.clear()
-            # Only the holder of self._lock ever waits for room, so one wake-up is enough.
+            # only the holder of self._lock ever waits for room: one wake-up is enough
             self._not_full.notify()
             return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:
         if not events:
             return
-        # A copy, because an on_drop callback may stop a watcher while we iterate.
+        # a copy: an on_drop callback may stop a watcher while we iterate
         for watcher in tuple(self._watchers):
             if self._behavior is FullChannelBehavior.WAIT:
                 for event in events:
@@ -535,6 +423,5 @@ class Broadcaster(EndsOnExit):
                 watcher._put_or_drop(events)
 
     def _begin_exit(self) -> None:
-        """The shutdown marker: nothing can be queued behind it, so the loop ends after it."""
+        # the shutdown marker: nothing can be queued behind it, so the loop ends after it
         self._stopped = True
-        self._exiting = True

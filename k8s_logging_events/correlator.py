@@ -1,21 +1,11 @@
 """Correlation: what to do with each event before it is written, as client-go decides it.
 
 A port of client-go's ``tools/record/events_cache.go`` and ``tools/record/util``. The
-record-to-sink writer passes every event through :meth:`EventCorrelator.correlate`, which
-in this order
-
-1. *aggregates*: the tenth distinct message within ten minutes for one object and reason
-   becomes a new "(combined from similar events)" event;
-2. *observes*: a repeat of an event already seen takes the earlier event's name, first
-   timestamp and resource version, one more on its count, and a count patch;
-3. *filters*: a token bucket per source and object holds back what exceeds 25 at once,
-   refilled at one every five minutes.
-
-The writer then creates or patches and feeds the server's copy back through
+dispatcher passes every event through :meth:`EventCorrelator.correlate` (aggregate, count,
+spam-filter) and the writer feeds the server's copy back through
 :meth:`EventCorrelator.update_state`. Pure logic on an injected clock: no threads, no I/O.
-The keys client-go reads an event by and the three stages are in
-:mod:`~k8s_logging_events._correlation`, below this module, which runs them under one lock
-and gives the keys their public names.
+The keys and the three stages live in :mod:`~k8s_logging_events._correlation`; the rules
+are in ``docs/correlation.md``.
 """
 
 from __future__ import annotations
@@ -95,20 +85,11 @@ DEFAULT_AGGREGATE_INTERVAL_SECONDS = 600.0
 """Seconds without a similar event after which aggregation starts counting messages afresh."""
 
 _VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # the timestamp the count patch is diffed against, as Go serialises it
-_PATCH_BASE_TIMESTAMP = models.format_time(_EPOCH)
+_PATCH_BASE_TIMESTAMP = models.format_time(datetime(1970, 1, 1, tzinfo=UTC))
 # Go's json.Marshal escapes these so the JSON can sit inside HTML or JavaScript
-_GO_JSON_ESCAPES = (
-    ("<", "\\u003c"),
-    (">", "\\u003e"),
-    ("&", "\\u0026"),
-    ("\u2028", "\\u2028"),
-    ("\u2029", "\\u2029"),
-)
-
-
-# -- names and types ---------------------------------------------------------------------------
+_GO_JSON_ESCAPES = str.maketrans({char: f"\\u{ord(char):04x}" for char in "<>&\u2028\u2029"})
+_NUMBER_OPTIONS = ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds")
 
 
 def validate_event_type(type: str) -> bool:
@@ -116,128 +97,61 @@ def validate_event_type(type: str) -> bool:
     return type in _VALID_EVENT_TYPES
 
 
-# -- the count patch -----------------------------------------------------------------------------
-
-
 def count_patch(event: models.Event) -> bytes:
     """Return the strategic-merge patch that records ``event`` as a repeat of a stored event.
 
-    client-go builds it as a two-way diff from the same event with count 0, last timestamp
-    1970-01-01T00:00:00Z and an empty message to ``event``. Only these three fields can
-    differ, so the patch is a JSON object with at most these keys, sorted and compact:
-
-    * ``count``: left out when 0 (Go omits a zero count on both sides);
-    * ``lastTimestamp``: RFC 3339 in whole seconds with ``Z``; ``null`` when the event has no
-      last timestamp (Go writes a zero time as ``null``, which differs from the 1970 base,
-      and in a merge patch clears the stored field); left out when it falls in the first
-      second of 1970 (then it equals the base);
-    * ``message``: left out when empty.
-
-    Strings are encoded as Go's ``json.Marshal`` encodes them: UTF-8 as is, but ``<``, ``>``,
-    ``&``, U+2028 and U+2029 escaped as ``\\u003c`` and so on, and a lone surrogate (Go's
-    invalid UTF-8) replaced by U+FFFD. For example
+    client-go's diff from ``event`` with count 0, lastTimestamp 1970-01-01 and no message, as
+    Go's ``json.Marshal`` writes it (sorted, compact, ``<>&`` escaped, U+FFFD for a surrogate):
     ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``.
     """
     patch: dict[str, object] = {}
     if event.count:
         patch["count"] = event.count
-    if event.last_timestamp is None:
-        patch["lastTimestamp"] = None
-    else:
-        last_timestamp = models.format_time(event.last_timestamp)
-        if last_timestamp != _PATCH_BASE_TIMESTAMP:
-            patch["lastTimestamp"] = last_timestamp
+    last = None if event.last_timestamp is None else models.format_time(event.last_timestamp)
+    if last != _PATCH_BASE_TIMESTAMP:  # a missing one is null, which clears the stored field
+        patch["lastTimestamp"] = last
     if event.message:
         patch["message"] = _sanitise.replace_surrogates(event.message)
     text = json.dumps(patch, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     # outside strings the patch holds none of these characters, so replacing everywhere is safe
-    for char, escape in _GO_JSON_ESCAPES:
-        text = text.replace(char, escape)
-    return text.encode("utf-8")
-
-
-# -- options and result --------------------------------------------------------------------------
+    return text.translate(_GO_JSON_ESCAPES).encode("utf-8")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CorrelatorOptions:
-    """How an :class:`EventCorrelator` aggregates, counts and filters (``CorrelatorOptions``).
+    """How an :class:`EventCorrelator` aggregates, counts and filters (see docs/correlation.md).
 
     As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured
-    for a number. Negative numbers are refused with :class:`ValueError`.
+    for a number. Negative numbers (and NaN) raise :class:`ValueError`.
     """
 
     lru_cache_size: int = 0
-    """Entries in each of the three caches, bounding memory.
-
-    0 means :data:`DEFAULT_LRU_CACHE_SIZE` (4096).
-    """
-
+    """Entries in each of the three caches; 0: :data:`DEFAULT_LRU_CACHE_SIZE` (4096)."""
     burst_size: int = 0
-    """Tokens in a new spam bucket: how many events a source may send about an object at once.
-
-    0 means :data:`DEFAULT_SPAM_BURST` (25).
-    """
-
+    """Tokens in a new spam bucket; 0: :data:`DEFAULT_SPAM_BURST` (25)."""
     qps: float = 0.0
-    """Tokens added to a spam bucket per second, after the burst is spent.
-
-    0 means :data:`DEFAULT_SPAM_QPS` (one per 300 s), which trims long tails of repeats.
-    """
-
+    """Tokens added to a spam bucket per second; 0: :data:`DEFAULT_SPAM_QPS` (one per 300 s)."""
     key_func: KeyFunc | None = None
-    """Groups events for aggregation.
-
-    ``None`` means :func:`aggregate_by_reason`: events that differ only in their message.
-    """
-
+    """Groups events for aggregation; ``None``: :func:`aggregate_by_reason`."""
     message_func: MessageFunc | None = None
-    """Writes the message of an aggregate event.
-
-    ``None`` means :func:`combined_message`: the latest message after a prefix.
-    """
-
+    """Writes the message of an aggregate event; ``None``: :func:`combined_message`."""
     max_events: int = 0
-    """Distinct local keys within the interval at which events are combined.
-
-    0 means :data:`DEFAULT_AGGREGATE_MAX_EVENTS` (10).
-    """
-
+    """Distinct local keys in the interval that combine events; 0: 10."""
     max_interval_seconds: float = 0.0
-    """Seconds without a similar event after which an aggregation group starts afresh.
-
-    0 means :data:`DEFAULT_AGGREGATE_INTERVAL_SECONDS` (600).
-    """
-
+    """Seconds without a similar event after which a group starts afresh; 0: 600."""
     clock: clocks.Clock | None = None
-    """Where time comes from, so that tests can drive it.
-
-    ``None`` means :class:`~k8s_logging_events.clock.SystemClock`.
-    """
-
+    """Where time comes from; ``None``: :class:`~k8s_logging_events.clock.SystemClock`."""
     spam_key_func: SpamKeyFunc | None = None
-    """Names the spam bucket an event draws from.
-
-    ``None`` means :func:`get_spam_key`: one bucket per source, object and event type.
-    """
-
+    """Names the spam bucket an event draws from; ``None``: :func:`get_spam_key`."""
     event_names: str = _sanitise.TIMESTAMP
     """How a correlator without a namer of its own names combined events: ``"timestamp"``
-    (client-go's ``<name>.<hex nanoseconds>``) or ``"deterministic"`` (a hash of the
-    aggregate key, see :class:`EventNamer`). A broadcaster's correlators use the
-    broadcaster's namer, which is deterministic when either asks for it.
-    """
+    (client-go's) or ``"deterministic"`` (see :class:`EventNamer`). A broadcaster's
+    correlators use its namer, deterministic when either asks for it."""
 
     def __post_init__(self) -> None:
         _sanitise.check_event_names(self.event_names, "CorrelatorOptions.event_names")
-        numbers = {
-            "lru_cache_size": self.lru_cache_size,
-            "burst_size": self.burst_size,
-            "qps": self.qps,
-            "max_events": self.max_events,
-            "max_interval_seconds": self.max_interval_seconds,
-        }
-        for name, value in numbers.items():
+        for name in _NUMBER_OPTIONS:
+            value = getattr(self, name)
             # `not value >= 0` also refuses NaN
             if not value >= 0:
                 msg = f"CorrelatorOptions.{name} must not be negative, got {value!r}"
@@ -266,38 +180,25 @@ def _settle(options: CorrelatorOptions) -> _correlation.Settings:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CorrelateResult:
-    """What to do with one event (client-go's ``EventCorrelateResult``), as :meth:`correlate` says.
-
-    A plain frozen value: equal when its fields are equal, shown with all four.
-    """
+    """What to do with one event, as :meth:`EventCorrelator.correlate` says (client-go's
+    ``EventCorrelateResult``). A plain frozen value."""
 
     event: models.Event | None
     """The event to write, or ``None`` when ``skip`` is true."""
     patch: bytes | None
-    """The count patch when ``event`` repeats one already written (``event.count`` is then
-    above 1), else ``None``."""
+    """The count patch when ``event`` repeats one already written, else ``None``."""
     skip: bool
     """True when the spam filter held the event back: write nothing now."""
     observed: models.Event | None = None
-    """The event as counted, with name, first timestamp and count carried over: equal to
-    ``event`` when not skipped, and the held-back occurrence when skipped, so that its count
-    can be sent later. Not in client-go."""
-
-
-# -- the correlator ------------------------------------------------------------------------------
+    """The event as counted (name, first timestamp and count carried over), skipped or not,
+    so that a held-back count can be sent later. Not in client-go."""
 
 
 class EventCorrelator:
     """Knows whether and how to write each event: aggregate, count, or hold back.
 
-    One correlator belongs to one writer (client-go makes one per
-    ``StartRecordingToSink``); its caches are private to it. All methods are thread-safe:
-    one lock covers each whole step.
-
-    Args:
-        options: the configuration; ``None`` means every default.
-        namer: names the aggregate events; a broadcaster passes the one its recorders use,
-            so that no two of its events about one object get the same name.
+    One per writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means
+    every default. ``namer`` names aggregate events; a broadcaster passes its recorders' one.
     """
 
     def __init__(
@@ -330,12 +231,9 @@ class EventCorrelator:
 
     @property
     def keeps_objects_apart(self) -> bool:
-        """True when no state is shared between events about different objects.
+        """True when no state is shared between events about different objects (not in client-go).
 
-        So with client-go's key functions (and :func:`spam_key_per_reason`): each key
-        names the source, object and type. A ``key_func`` or ``spam_key_func`` of one's
-        own may group events about several objects, and then only their order of arrival
-        gives client-go's results. Not in client-go.
+        So with client-go's key functions and :func:`spam_key_per_reason`, not with one's own.
         """
         return self._options.key_func is aggregate_by_reason and (
             self._options.spam_key_func in (get_spam_key, spam_key_per_reason)
@@ -344,17 +242,11 @@ class EventCorrelator:
     def correlate(self, event: models.Event) -> CorrelateResult:
         """Aggregate, count and spam-filter ``event``, in client-go's order.
 
-        The count is recorded before the spam filter runs, so occurrences that are held
-        back still raise the count that the next written occurrence carries.
-
-        Returns:
-            ``CorrelateResult(observed, patch, False, observed)`` to write, or
-            ``CorrelateResult(None, None, True, observed)`` when the spam filter holds it back.
+        Held-back occurrences still raise the count the next written one carries.
         """
         with self._lock:
-            candidate, key = self._aggregator.aggregate(event)
-            observed, repeat = self._observer.observe(candidate, key)
-            if self._spam_filter.filter(observed):
+            observed, repeat, skip = self._correlate(event)
+            if skip:
                 return CorrelateResult(event=None, patch=None, skip=True, observed=observed)
             patch = count_patch(observed) if repeat else None
             return CorrelateResult(event=observed, patch=patch, skip=False, observed=observed)
@@ -362,64 +254,50 @@ class EventCorrelator:
     def correlate_many(
         self, events: Sequence[models.Event]
     ) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of occurrences identical for correlation, in one locked step.
+        """Correlate a run of occurrences that differ only in names and timestamps, at once.
 
-        ``events`` differ at most in their names and timestamps (same source, object, type,
-        reason, message and everything else the key functions read). The result is what
-        :meth:`correlate` on each of them in turn would have asked a writer to write, with
-        the clock read once, merged as a writer merges the writes of one event: ``(observed,
-        held, occurrences)`` for the first occurrence when it is a new event (its create),
-        then one for the rest together -- the latest observed event (its count counts them
-        all), held only when the spam filter held every one of them back, and how many it
-        stands for; a run that repeats a known event is one entry. The spam filter takes
-        one token per occurrence, the aggregator sees each message once, the observer
-        counts every occurrence. Where aggregation is under way (or with key functions of
-        one's own) the rest may be counted on several events (a combined one, and the
-        message's own): then one entry per stretch of the same event, as a writer would
-        merge them. Not in client-go.
+        Returns what :meth:`correlate` on each would have a writer write, merged as a writer
+        merges writes of one event: ``(observed, held, occurrences)`` per stretch of one event
+        (held if all its occurrences were), a new event's create on its own. Not in client-go.
         """
         if not events:
             return []
         with self._lock:
-            # a run that repeats a known event is counted at once: a writer merges the first
-            # occurrence's write with the rest's (the latest wins, held if all were), and
-            # neither is a create, so one entry is what the two would have made
-            whole = self._repeat_run(events) if self._default_keys else None
+            # a run repeating a known event is one entry: a writer would merge the first
+            # occurrence's write with the rest's (the latest wins, held if all were)
+            whole = self._repeat_run(events)
             if whole is not None:
-                return [(whole[0], whole[1], len(events))]
-            first = self._correlate(events[0])
-            out = [(first[0], first[1], 1)]
+                return [(*whole, len(events))]
+            first, _, held = self._correlate(events[0])
             rest = events[1:]
-            if not rest:
-                return out
-            merged = self._repeat_run(rest) if self._default_keys else None
-            if merged is None:  # custom key functions or aggregation under way: one by one
-                return out + self._one_by_one(rest)
-            out.append((merged[0], merged[1], len(rest)))
-            return out
+            merged = self._repeat_run(rest) if rest else None
+            if merged is None:  # custom key functions, aggregation under way, or no rest
+                return [(first, held, 1), *self._one_by_one(rest)]
+            return [(first, held, 1), (*merged, len(rest))]
 
     def _one_by_one(self, events: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
         """Correlate each of ``events``; consecutive results for one event are one entry."""
         out: list[tuple[models.Event, bool, int]] = []
         for event in events:
-            observed, skip = self._correlate(event)
-            if out and (out[-1][0].namespace, out[-1][0].name) == (
-                observed.namespace,
-                observed.name,
-            ):
+            observed, _, skip = self._correlate(event)
+            last = out[-1][0] if out else None
+            if last and (last.name, last.namespace) == (observed.name, observed.namespace):
                 _, held, occurrences = out[-1]
                 out[-1] = (observed, held and skip, occurrences + 1)
             else:
                 out.append((observed, skip, 1))
         return out
 
-    def _correlate(self, event: models.Event) -> tuple[models.Event, bool]:
+    def _correlate(self, event: models.Event) -> tuple[models.Event, bool, bool]:
+        """Return the observed event, whether it repeats a known one, whether it is held."""
         candidate, key = self._aggregator.aggregate(event)
-        observed, _ = self._observer.observe(candidate, key)
-        return observed, self._spam_filter.filter(observed)
+        observed, repeat = self._observer.observe(candidate, key)
+        return observed, repeat, not self._spam_filter.take(observed)
 
     def _repeat_run(self, run: Sequence[models.Event]) -> tuple[models.Event, bool] | None:
         """Count ``run`` (repeats of an event just observed) at once; None: not that simple."""
+        if not self._default_keys:
+            return None
         latest = run[-1]
         if not self._aggregator.touch_if_unchanged(latest):
             return None
@@ -429,27 +307,17 @@ class EventCorrelator:
         return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:
-        """Record what the server stored for ``event`` (count, first timestamp, name, version).
+        """Record what a create or patch stored for ``event``: the next repeat patches that.
 
-        Call it with the object a create or patch returned. It is filed under
-        :func:`get_event_key`, so the next repeat patches the stored object.
-
-        Unlike client-go, a count lower than the one already observed is not taken: our
-        writer runs behind the correlator, so by the time a write returns, later
-        occurrences may have been counted, and going back would count them twice. (client-go
-        correlates and writes one event at a time, where the two counts are always equal.)
+        Unlike client-go, a count below the one observed is not taken: our writer runs behind
+        the correlator, so going back would count later occurrences twice.
         """
         with self._lock:
             self._update(get_event_key(event), event)
 
     def update_after_write(self, sent: models.Event, stored: models.Event) -> None:
-        """Like :meth:`update_state`, for a write of ``sent``: unless its key moved on.
-
-        When the key was evicted from the cache while the write was slow, a newer event
-        may have taken it over; filing the old event's name under it would make the next
-        repeat patch the old event with the newer one's count. Not in client-go, which
-        writes one event at a time.
-        """
+        """Like :meth:`update_state`, unless a newer event took ``sent``'s key over during a
+        slow write (the next repeat would patch the old event). Not in client-go."""
         key = get_event_key(stored)
         with self._lock:
             known = self._observer.peek(key)
@@ -464,26 +332,17 @@ class EventCorrelator:
         self._observer.record(key, event)
 
     def take_token(self, event: models.Event) -> bool:
-        """Take one token from ``event``'s spam bucket, if there is one; change nothing else.
-
-        For a writer releasing the count of occurrences the filter held back. A missing
-        bucket is created full. Not in client-go.
-        """
+        """Take one token from ``event``'s spam bucket (made full if missing); not in client-go."""
         with self._lock:
             return self._spam_filter.take(event)
 
     def token_wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s spam bucket has a whole token (0.0 if it has one).
+        """Return the seconds until ``event``'s spam bucket has a token (``math.inf``: never).
 
-        Takes nothing and creates no bucket (a missing one would be full), though reading
-        an existing bucket keeps it recently used. ``math.inf`` if a token can never come.
-        Not in client-go.
+        Takes nothing and makes no bucket. Not in client-go.
         """
         with self._lock:
             return self._spam_filter.wait(event)
-
-
-# -- the write policy --------------------------------------------------------------------------
 
 
 class CountPolicy:
@@ -529,14 +388,9 @@ class CountPolicy:
         and the same message unless both are combined events (whose message changes)."""
         if (ours.source, ours.type, ours.reason) != (stored.source, stored.type, stored.reason):
             return False
-        if not _same_object(ours.involved_object, stored.involved_object):
+        ours_object = dataclasses.replace(ours.involved_object, resource_version="")
+        if ours_object != dataclasses.replace(stored.involved_object, resource_version=""):
             return False
         prefix = COMBINED_MESSAGE_PREFIX
         combined = ours.message.startswith(prefix) and stored.message.startswith(prefix)
         return combined or ours.message == stored.message
-
-
-def _same_object(ours: models.ObjectReference, stored: models.ObjectReference) -> bool:
-    return dataclasses.replace(ours, resource_version="") == dataclasses.replace(
-        stored, resource_version=""
-    )

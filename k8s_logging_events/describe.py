@@ -1,11 +1,9 @@
 """Events as ``kubectl describe`` prints them: a Type, Reason, Age, From, Message table.
 
-This sits beside the pipeline, at its far end: it reads what a sink stored (``models.Event``
-objects, or API dicts of core/v1 or events.k8s.io/v1 Events) and renders the ``Events:``
-block of ``kubectl describe``, for the demo and for readable test failures. It is a port of
-kubectl's ``DescribeEvents`` (``pkg/describe/describe.go``) and of apimachinery's
-``duration.HumanDuration``, so the Age column reads exactly as it does in a terminal:
-``45s``, ``3m20s``, ``25m``, ``5h12m``, and ``10s (x12 over 3m)`` for a repeated event.
+Beside the pipeline, at its far end: renders what a sink stored (models, or API dicts of
+either Events API) for the demo and for readable test failures. A port of kubectl's
+``DescribeEvents`` and apimachinery's ``duration.HumanDuration``, so Age reads as in a
+terminal: ``3m20s``, or ``10s (x12 over 3m)`` for a repeated event.
 """
 
 from __future__ import annotations
@@ -17,13 +15,7 @@ from typing import Any
 from k8s_logging_events import _apis, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "COLUMNS",
-    "event_from_api",
-    "event_rows",
-    "format_events",
-    "human_duration",
-]
+__all__ = ["COLUMNS", "event_from_api", "event_rows", "format_events", "human_duration"]
 
 COLUMNS = ("Type", "Reason", "Age", "From", "Message")
 """The columns of kubectl's Events table, in order."""
@@ -38,15 +30,16 @@ _INDENT = "  "
 
 EventLike = models.Event | Mapping[str, Any]
 """What the renderer accepts: a model, or an Event as the API returns it (either version)."""
+# a sequence of them, or an EventList as the API returns it
+_Events = Iterable[EventLike] | Mapping[str, Any]
+_Row = tuple[str, str, str, str, str]
 
 
 def human_duration(delta: timedelta) -> str:
     """Return ``delta`` with 2-3 significant figures, as apimachinery's ``HumanDuration``.
 
-    Up to two minutes in seconds (``119s``), then ``3m20s`` under ten minutes, minutes under
-    three hours, ``5h12m`` under eight hours, hours under two days, ``3d4h`` under eight
-    days, days under two years, ``2y30d`` under eight years, then years. A negative
-    duration of up to a second (clock skew) reads ``0s``, anything earlier ``<invalid>``.
+    ``119s``, ``3m20s``, ``25m``, ``5h12m``, ``30h``, ``3d4h``, ``90d``, ``2y30d``, ``9y``. Up
+    to a second below zero (clock skew) reads ``0s``, anything earlier ``<invalid>``.
     """
     # Go's int(d.Seconds()) truncates toward zero, as Python's int() does
     seconds = int(delta.total_seconds())
@@ -77,17 +70,14 @@ def human_duration(delta: timedelta) -> str:
 
 
 def _two_units(major: int, major_unit: str, minor: int, minor_unit: str) -> str:
-    if minor == 0:
-        return f"{major}{major_unit}"
-    return f"{major}{major_unit}{minor}{minor_unit}"
+    return f"{major}{major_unit}" + (f"{minor}{minor_unit}" if minor else "")
 
 
 def event_from_api(data: Mapping[str, Any]) -> models.Event:
     """Read an Event as the API returns it, core/v1 or events.k8s.io/v1, into a model.
 
-    An events.k8s.io/v1 Event is mapped the way the API server converts it to core/v1:
-    ``regarding`` is the involved object, ``note`` the message, ``deprecatedCount``,
-    ``deprecatedSource`` and the ``deprecated*Timestamp`` fields the classic ones.
+    events.k8s.io/v1 is mapped as the API server converts it to core/v1 (``regarding``,
+    ``note``, ``deprecatedCount``, ``deprecatedSource``, ``deprecated*Timestamp``).
     """
     return (_apis.EVENTS_V1 if _is_events_v1(data) else _apis.CORE_V1).read(data)
 
@@ -100,54 +90,32 @@ def _is_events_v1(data: Mapping[str, Any]) -> bool:
 
 
 def event_rows(
-    events: Iterable[EventLike] | Mapping[str, Any],
-    *,
-    now: datetime | None = None,
-    show_host: bool = False,
-) -> list[tuple[str, str, str, str, str]]:
+    events: _Events, *, now: datetime | None = None, show_host: bool = False
+) -> list[_Row]:
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
 
-    Args:
-        events: models, API dicts of either version, or an ``EventList`` dict.
-        now: the time ages are measured from; the system clock's now by default.
-        show_host: write ``component, host`` in the From column, as kubectl did before
-            1.20 (since then it shows the component alone).
+    ``events``: models, API dicts of either version, or an ``EventList`` dict. ``now``: when
+    ages are measured from (the system clock's now by default). ``show_host``: From reads
+    ``component, host``, as in kubectl before 1.20.
     """
     moment = now if now is not None else clock_mod.SystemClock().now()
-    models_ = [_as_event(item) for item in _items(events)]
+    items = (events.get("items") or ()) if isinstance(events, Mapping) else events
+    models_ = [_as_event(item) for item in items]
     # kubectl sorts by lastTimestamp; a stable sort keeps the input order among equals
     models_.sort(key=lambda event: event.last_timestamp or _EARLIEST)
     return [_row(event, moment, show_host) for event in models_]
 
 
-def format_events(
-    events: Iterable[EventLike] | Mapping[str, Any],
-    *,
-    now: datetime | None = None,
-    show_host: bool = False,
-) -> str:
-    """Render the ``Events:`` block of ``kubectl describe`` for ``events``.
+def format_events(events: _Events, *, now: datetime | None = None, show_host: bool = False) -> str:
+    """Render the ``Events:`` block of ``kubectl describe`` for :func:`event_rows`' arguments.
 
-    The columns are aligned as kubectl's tabwriter aligns them (two spaces between columns;
-    the message is not padded), the header and its dashes come first, and no events read
-    ``Events:  <none>``. The text ends with a newline.
-
-    Args:
-        events: models, API dicts of either version, or an ``EventList`` dict.
-        now: the time ages are measured from; the system clock's now by default.
-        show_host: add the source host to the From column (see :func:`event_rows`).
+    Aligned as kubectl's tabwriter aligns it, ending with a newline; no events read
+    ``Events:  <none>``.
     """
     rows = event_rows(events, now=now, show_host=show_host)
     if not rows:
         return "Events:  <none>\n"
     return "Events:\n" + _tabulate([COLUMNS, _RULES, *rows])
-
-
-def _items(events: Iterable[EventLike] | Mapping[str, Any]) -> Iterable[EventLike]:
-    if isinstance(events, Mapping):
-        items: Sequence[EventLike] = events.get("items") or ()
-        return items
-    return events
 
 
 def _as_event(item: EventLike) -> models.Event:
@@ -158,7 +126,7 @@ def _as_event(item: EventLike) -> models.Event:
     raise TypeError(f"expected an Event or an API dict, not {type(item).__name__}")
 
 
-def _row(event: models.Event, now: datetime, show_host: bool) -> tuple[str, str, str, str, str]:
+def _row(event: models.Event, now: datetime, show_host: bool) -> _Row:
     source = event.source.component or event.reporting_controller
     if show_host and event.source.host:
         source = f"{source}, {event.source.host}"
@@ -179,9 +147,7 @@ def _age(event: models.Event, now: datetime) -> str:
 
 
 def _since(moment: datetime | None, now: datetime) -> str:
-    if moment is None:
-        return _UNKNOWN
-    return human_duration(now - moment)
+    return _UNKNOWN if moment is None else human_duration(now - moment)
 
 
 def _tabulate(rows: Sequence[Sequence[str]]) -> str:

@@ -1,43 +1,10 @@
 """Prometheus metrics of the handler's counters (the ``metrics`` extra: ``prometheus_client``).
 
-This sits beside the front door, outside the pipeline: nothing on the logging path knows it
-exists. :func:`register` puts a collector into a ``prometheus_client`` registry; at every
-scrape it reads :meth:`KubernetesEventHandler.stats()
-<k8s_logging_events.handler.KubernetesEventHandler.stats>` and turns the counters into
-metric families, so logging costs nothing more for being measured::
-
-    from prometheus_client import start_http_server
-    from k8s_logging_events import metrics
-
-    metrics.register(handler)  # the default registry
-    start_http_server(9100)
-
-What is exposed, one series per ``component`` (the handler's ``source.component``):
-
-=================================================  ======  =================================
-metric                                             type    from ``stats()``
-=================================================  ======  =================================
-``k8s_logging_events_accepted_total``              counter ``accepted``
-``k8s_logging_events_occurrences_total{outcome}``  counter ``dropped``, ``created``,
-                                                           ``patched``, ``coalesced``,
-                                                           ``failed``, ``discarded``
-``k8s_logging_events_pending``                     gauge   ``pending``
-``k8s_logging_events_pending_events``              gauge   ``pending_events``
-``k8s_logging_events_rejected_total{cause}``       counter ``refused``, ``invalid``,
-                                                           ``after_close``
-``k8s_logging_events_repaired_total``              counter ``repaired``
-=================================================  ======  =================================
-
-``occurrences_total`` summed over ``outcome``, plus ``pending``, is ``accepted_total``
-(``pending`` counts occurrences without an outcome yet); ``pending_events`` counts the
-events with a write waiting or in flight (what memory holds, bounded by ``queue_length``).
-``rejected_total`` counts records that never became an occurrence (bad input, calls refused
-by the recorder, records after ``close()``), so it is apart from both; ``repaired_total``
-counts occurrences that were accepted after a repair, a part of ``accepted_total``.
-Handlers with the same ``component`` in one registry are summed.
-
-Importing this module without ``prometheus_client`` raises :class:`ImportError` saying how
-to install it; no other module of the package imports it.
+Beside the front door, outside the pipeline: nothing on the logging path knows it exists.
+:func:`register` puts a collector into a registry that reads ``handler.stats()`` at every
+scrape, so logging costs nothing more for being measured. The metrics (one series per
+``component``) and how they relate are in docs/metrics.md. Without ``prometheus_client``,
+importing this module raises :class:`ImportError` saying how to install it.
 """
 
 from __future__ import annotations
@@ -110,10 +77,7 @@ class Measured(Protocol):
 
 
 class EventMetrics:
-    """One handler's place in a registry's metrics; :meth:`unregister` takes it out.
-
-    Made by :func:`register`, not by hand.
-    """
+    """One handler's place in a registry, made by :func:`register`; :meth:`unregister` ends it."""
 
     def __init__(self, handler: Measured, registry: registries.CollectorRegistry) -> None:
         self._handler = handler
@@ -137,8 +101,7 @@ class EventMetrics:
     def unregister(self) -> None:
         """Stop exposing the handler's counters; idempotent.
 
-        When it was the registry's last handler, the collector leaves the registry, so the
-        metric names are free for another collector.
+        After the registry's last handler the collector leaves it, freeing the metric names.
         """
         with _lock:
             collector = _collectors.get(self._registry)
@@ -154,13 +117,10 @@ def register(
 ) -> EventMetrics:
     """Expose ``handler``'s counters in ``registry`` (``prometheus_client.REGISTRY`` by default).
 
-    Several handlers may share a registry: one collector serves them all, with the
-    handler's ``component`` as a label (handlers with the same component are summed). The
-    counters are read when the registry is scraped, never on the logging path.
-
-    Raises:
-        ValueError: ``handler`` is already registered in ``registry``, or another
-            collector there already exposes these metric names.
+    Handlers sharing a registry share one collector, labelled by ``component`` (handlers with
+    the same component are summed); counters are read at each scrape. Raises
+    :class:`ValueError` when ``handler`` is already in ``registry``, or another collector
+    there already exposes these metric names.
     """
     target = prometheus_client.REGISTRY if registry is None else registry
     metrics = EventMetrics(handler, target)
@@ -217,14 +177,7 @@ class _Collector:
         return iter(families)
 
 
-def _families() -> tuple[
-    CounterMetricFamily,
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    GaugeMetricFamily,
-    CounterMetricFamily,
-    CounterMetricFamily,
-]:
+def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
     return (
         CounterMetricFamily(
             ACCEPTED, "Occurrences accepted by the event handler.", labels=[_COMPONENT]

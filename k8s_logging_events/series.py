@@ -1,13 +1,10 @@
 """events.k8s.io/v1 series: client-go's ``tools/events`` way of recording repeats.
 
-This is the events.k8s.io/v1 counterpart of :mod:`k8s_logging_events.correlator`, between
-the recording watcher and the writer. Occurrences with the same *isomorphic key* (type,
-action, reason, reporting controller and instance, the whole involved object and the related
-object, but not the note) are one Event: the first is created, the second turns it into a
-series (``series.count`` 2), and later ones only update the series in the cache. The series
-is written when the event has been quiet for six minutes (then it is finished and the next
-occurrence starts a new Event), every thirty minutes while it goes on, and, unlike client-go,
-at every flush and close, so the count on the server is exact.
+The events.k8s.io/v1 counterpart of :mod:`k8s_logging_events.correlator`, on the dispatcher
+before the writer. Occurrences with one *isomorphic key* are one Event: the first is
+created, the second makes it a series, later ones only count in the cache. The series is
+written after six quiet minutes (it is then finished), every thirty minutes while it goes on
+and, unlike client-go, at every flush and close; see docs/events-v1.md.
 """
 
 from __future__ import annotations
@@ -57,16 +54,14 @@ MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
 
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
-    """The fields that make two occurrences one events.k8s.io/v1 Event (the note is not one)."""
+    """The fields that make two occurrences one events.k8s.io/v1 Event (the note is not one):
+    type, action, reason, reporting controller and instance, involved and related object."""
     return _key(event, event.involved_object)
 
 
 def series_key(event: models.Event) -> tuple[object, ...]:
-    """:func:`isomorphic_key` without the involved object's resourceVersion.
-
-    Events about successive versions of one object are one series under it, as they are
-    one event in core/v1; deterministic names follow this key. Not in client-go.
-    """
+    """:func:`isomorphic_key` without the involved object's resourceVersion (not in client-go):
+    events about successive versions of one object are one series, as in core/v1."""
     ref = event.involved_object
     if ref.resource_version:
         ref = dataclasses.replace(ref, resource_version="")
@@ -96,21 +91,17 @@ def series_patch(event: models.Event) -> bytes:
 
 
 def qualified_name(component: str) -> str:
-    """Turn a component name into a Kubernetes qualified name (``[prefix/]name``).
-
-    ``reportingController`` must be one; see :func:`k8s_logging_events._sanitise.qualified_name`
-    (the prefix is made a DNS subdomain, so ``a..b/ctl`` becomes ``a.b/ctl``).
-    """
+    """Turn a component name into the qualified name (``[prefix/]name``) the reporting
+    controller must be, the prefix made a DNS subdomain: ``a..b/ctl`` becomes ``a.b/ctl``."""
     return _sanitise.qualified_name(component)
 
 
 def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
     """Make ``event`` acceptable to events.k8s.io/v1 validation.
 
-    A missing action or reason gets a default, the reporting controller becomes a qualified
-    name, the reporting instance is cut to 128 bytes (the controller's name when empty), and
-    the note is cut to 1024 UTF-8 bytes at a character boundary, marked with ``" ..."``.
-    ``eventTime`` is set from the first timestamp.
+    Defaults for a missing action or reason, a qualified reporting controller, the reporting
+    instance cut to 128 bytes (the controller's name when empty), the note cut to 1024 UTF-8
+    bytes at a character boundary (marked ``" ..."``), ``eventTime`` from the first timestamp.
     """
     controller = qualified_name(event.reporting_controller or event.source.component)
     instance = event.reporting_instance or event.source.host or controller
@@ -127,11 +118,8 @@ def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) 
 
 @dataclasses.dataclass(slots=True)
 class _Entry:
-    """What the cache remembers of one Event: its first occurrence and its series.
-
-    The times are monotonic readings: finishing and refreshing are durations, which a step
-    of the wall clock must neither cut short nor stretch (client-go measures them so too).
-    """
+    """One Event's first occurrence and series; the times are monotonic, so that a step of the
+    wall clock neither cuts short nor stretches finishing and refreshing (as in client-go)."""
 
     event: models.Event
     last_seen: float
@@ -142,13 +130,11 @@ class SeriesCorrelator:
     """Groups isomorphic occurrences into series, as client-go's ``tools/events`` does.
 
     Args:
-        clock: the time source: ``now()`` for series times, ``monotonic()`` for finishing
-            quiet series and refreshing ongoing ones.
+        clock: ``now()`` for series times, ``monotonic()`` for finishing and refreshing.
         cache_size: how many Events are remembered at once (least recently used go first).
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
-        key: what makes occurrences one series: client-go's :func:`isomorphic_key`, or
-            :func:`series_key` (without the involved object's resourceVersion).
+        key: what makes occurrences one series: :func:`isomorphic_key` or :func:`series_key`.
     """
 
     def __init__(
@@ -178,10 +164,8 @@ class SeriesCorrelator:
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
         """Record one occurrence; return the event to write and whether to hold it back.
 
-        The first occurrence comes back as is (a create); the second with ``series.count``
-        2 (a patch, at once); later ones with the count raised and held back, so the writer
-        sends them on the heartbeat (or at flush). Held occurrences all carry the first
-        occurrence's fields, note included, as events.k8s.io/v1 keeps them immutable.
+        The first comes as is (a create), the second as a series of 2, later ones counted and
+        held; all with the first's fields and note (immutable in events.k8s.io/v1).
         """
         key = self._key(event)
         seen = self._monotonic()
@@ -193,9 +177,7 @@ class SeriesCorrelator:
                 return event, False
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
-            entry.event = dataclasses.replace(
-                first, series=models.EventSeries(count=count, last_observed_time=now)
-            )
+            entry.event = dataclasses.replace(first, series=models.EventSeries(count, now))
             entry.last_seen = seen
             return entry.event, count > 2
 
