@@ -69,12 +69,9 @@ def api_of(event_sink: object) -> EventsApi:
 
 
 def api_known(event_sink: object) -> bool:
-    """True when reading the sink's ``api`` makes no request and runs no credential plugin.
-
-    A sink that discovers its API or builds its client lazily says ``api_known = False``
-    until it has (its recording is then prepared on a writer thread, never the dispatcher's);
-    one that says nothing knows it; one whose answer raises does not.
-    """
+    """True when reading the sink's ``api`` makes no request and runs no credential plugin: a
+    sink that finds its API out later says ``api_known = False`` until then (its recording is
+    prepared on a writer, never the dispatcher); silence means known, raising unknown."""
     try:
         return bool(getattr(event_sink, "api_known", True))
     except Exception:  # a sink's own bug: never on the dispatcher's path

@@ -1,10 +1,8 @@
 """Kind and apiVersion of the ``kubernetes`` client's resource models, by class name.
 
-Items read from a list call carry no ``kind``/``apiVersion``; the reference builder takes them
-from this table, so the application thread never has to import the client's API modules to
-find a model's group. Generated from kubernetes 37 (``tests/test_references.py`` checks every
-entry against the client's own read methods); classes missing here fall back to that slower
-search.
+Items of list calls carry no ``kind``/``apiVersion``: the reference builder takes them from
+here, so the application thread never imports the client's API modules (kubernetes 37; each
+entry is checked in ``tests/test_references.py``; other classes fall back to a slow search).
 """
 
 from __future__ import annotations
@@ -106,11 +104,8 @@ KIND_NAMES = frozenset(_GROUPS)
 
 
 def built_in_kind(kind: str, api_version: str) -> str | None:
-    """The built-in kind ``kind`` names, in its one right spelling (``pod`` -> ``Pod``).
-
-    None when no built-in kind of that API group (any, when ``api_version`` is empty) is
-    spelled so, in any case: a custom resource's kind is left alone.
-    """
+    """The built-in kind ``kind`` names, in its one right spelling (``pod`` -> ``Pod``); None
+    when no built-in kind of that API group (any, without ``api_version``) is spelled so."""
     known = _BY_LOWER_CASE.get(kind.lower())
     if known is None:
         return None

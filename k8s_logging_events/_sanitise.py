@@ -109,11 +109,9 @@ def is_annotation_key(key: str) -> bool:
 
 
 def qualified_name(component: str) -> str:
-    """Turn a component name into a qualified name (``reportingController`` must be one).
-
-    Characters a name cannot hold become ``-``; the prefix is made a DNS subdomain, or left
-    out when nothing of it remains; an empty name becomes ``k8s-logging-events``.
-    """
+    """Turn a component name into a qualified name (``reportingController`` must be one):
+    other characters become ``-``, the prefix a DNS subdomain or nothing, an empty name
+    ``k8s-logging-events``."""
     if is_qualified_name(component):
         return component
     prefix, _, name = component.rpartition("/")

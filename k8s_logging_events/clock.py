@@ -48,10 +48,7 @@ class SystemClock:
 
 
 class Sleeper(Protocol):
-    """Knows how to wait for ``seconds`` unless ``cancel`` is set first.
-
-    Returns True when the wait was cut short by ``cancel``.
-    """
+    """Waits ``seconds`` unless ``cancel`` is set first; returns True when ``cancel`` cut it."""
 
     def __call__(self, seconds: float, cancel: threading.Event) -> bool: ...
 

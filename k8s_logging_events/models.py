@@ -71,12 +71,9 @@ class EventSeries:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A Kubernetes Event, immutable; change one with :func:`dataclasses.replace`.
-
-    Field names are the snake_case forms of the core/v1 names. ``reporting_controller`` is
-    written as ``reportingComponent`` in core/v1 JSON (and ``reportingController`` in
-    events.k8s.io/v1). Datetimes are timezone-aware UTC.
-    """
+    """A Kubernetes Event, immutable (change one with :func:`dataclasses.replace`): the core/v1
+    field names in snake_case (``reporting_controller`` is core/v1's ``reportingComponent``),
+    datetimes aware UTC."""
 
     name: str
     namespace: str

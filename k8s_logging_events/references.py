@@ -105,14 +105,13 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     """Return a reference to ``obj`` for an event's ``involvedObject``.
 
     Args:
-        obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (including
-            ``V1ObjectReference`` and items of list calls, which carry no kind or apiVersion:
-            those come from the model's class), a manifest dict with ``apiVersion``,
-            ``kind`` and ``metadata``, a flat reference mapping (``kind``, ``name``,
-            ``namespace``, ``uid``, ``apiVersion``; camelCase or snake_case keys), or an
+        obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (``V1ObjectReference``
+            too; items of list calls take kind and apiVersion from their class), a manifest
+            dict (``apiVersion``, ``kind``, ``metadata``), a flat reference mapping (``kind``,
+            ``name``, ``namespace``, ``uid``, ``apiVersion``, camelCase or snake_case), or an
             object with ``.metadata`` and ``.kind``/``.api_version``.
-        field_path: which part of the object the event is about, e.g.
-            ``spec.containers{app}``; overrides a field path already in a reference.
+        field_path: the part of the object the event is about (``spec.containers{app}``);
+            overrides one already in a reference.
 
     Raises:
         InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
@@ -128,13 +127,10 @@ Repair = tuple[str, str, tuple[object, ...]]
 
 
 def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectReference, list[Repair]]:
-    """``ref`` as ``kubectl describe`` finds it, and what was changed to get there.
-
-    Two repairs, each noted: a built-in kind written in another case (``pod``) gets its
-    one spelling (``Pod``), because kubectl selects events by the exact kind; a namespaced
-    built-in kind without a namespace (a Pod manifest without ``metadata.namespace``) is
-    filed in ``default_namespace``, object and event alike, instead of looking like a
-    cluster-scoped object that no ``kubectl describe -n`` shows.
+    """``ref`` as ``kubectl describe`` finds it, and what was changed to get there: a built-in
+    kind in another case (``pod``) gets its one spelling, as kubectl selects by the exact kind;
+    a namespaced built-in object without a namespace is filed in ``default_namespace``, where
+    ``kubectl describe -n`` shows it.
     """
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
@@ -363,11 +359,8 @@ def _describe(obj: object) -> str:
 
 
 def type_meta_for_model(cls: type) -> tuple[str, str]:
-    """Return ``(kind, apiVersion)`` for a ``kubernetes`` client model class, or ``("", "")``.
-
-    ``V1Pod`` gives ``("Pod", "v1")`` and ``V1Deployment`` gives ``("Deployment", "apps/v1")``:
-    the group comes from the path of the API method that reads that model.
-    """
+    """Return ``(kind, apiVersion)`` for a ``kubernetes`` client model class (``V1Deployment``:
+    ``("Deployment", "apps/v1")``), or ``("", "")``."""
     if not cls.__module__.startswith("kubernetes."):
         return "", ""
     known = _kinds.MODEL_TYPE_META.get(cls.__name__) or _searched.get(cls)
