@@ -40,13 +40,13 @@ class ObjectReference:
 
     def to_api(self) -> dict[str, str]:
         """Return the camelCase JSON form, without empty fields."""
-        pairs = ((camel, getattr(self, attr)) for attr, camel, _ in _FIELDS)
+        pairs = ((camel, getattr(self, attr)) for attr, camel in _FIELDS)
         return {key: value for key, value in pairs if value}
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> ObjectReference:
         """Build a reference from its camelCase JSON form; unknown keys are ignored."""
-        values = (data.get(camel) for _, camel, _ in _FIELDS)
+        values = (data.get(camel) for _, camel in _FIELDS)
         return cls(*("" if value is None else str(value) for value in values))
 
 
@@ -57,16 +57,16 @@ _METADATA_FIELDS = (
     ("resource_version", "resourceVersion"),
 )
 
-# each field, in the order of ObjectReference's, under its camelCase (Kopf, kubectl, the API)
-# and its snake_case (the client's to_dict()) spelling
+# each field, in the order of ObjectReference's, and its camelCase spelling (Kopf, kubectl,
+# the API); a flat mapping may spell it as the attribute is (the client's to_dict())
 _FIELDS = (
-    ("kind", "kind", "kind"),
-    ("namespace", "namespace", "namespace"),
-    ("name", "name", "name"),
-    ("uid", "uid", "uid"),
-    ("api_version", "apiVersion", "api_version"),
-    ("resource_version", "resourceVersion", "resource_version"),
-    ("field_path", "fieldPath", "field_path"),
+    ("kind", "kind"),
+    ("namespace", "namespace"),
+    ("name", "name"),
+    ("uid", "uid"),
+    ("api_version", "apiVersion"),
+    ("resource_version", "resourceVersion"),
+    ("field_path", "fieldPath"),
 )
 _EXPECTED_MAPPING = (
     "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
@@ -230,10 +230,10 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
 def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
     """A flat reference: Kopf's ``k8s_ref``, a kubectl-style or ``to_dict()`` reference."""
     values: dict[str, str] = {}
-    for attr, camel, snake in _FIELDS:
+    for attr, camel in _FIELDS:
         value = _field(data, camel, data)
-        if not value and snake != camel:
-            value = _field(data, snake, data)
+        if not value and attr != camel:
+            value = _field(data, attr, data)
         values[attr] = value
     return _checked(_shared(**values), data, f" (expected {_EXPECTED_MAPPING})")
 
@@ -302,7 +302,7 @@ def _is_client_object_reference(obj: object) -> bool:
 
 
 def _from_client_reference(obj: Any) -> ObjectReference:
-    return _shared(*(_attr(obj, attr, obj) for attr, _, _ in _FIELDS))
+    return _shared(*(_attr(obj, attr, obj) for attr, _ in _FIELDS))
 
 
 def _checked(ref: ObjectReference, original: object, expected: str = "") -> ObjectReference:
