@@ -297,16 +297,8 @@ def correlation_keys(item: object) -> tuple[Hashable, object]:
     """
     if isinstance(item, Occurrence):
         ref, source = item.ref, item.source
-        group: tuple[str, ...] = (
-            ref.name,
-            ref.namespace,
-            ref.uid,
-            ref.kind,
-            ref.api_version,
-            source.component,
-            source.host,
-            item.type,
-        )
+        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+        group += (source.component, source.host, item.type)
         return group, (ref.resource_version, ref.field_path, item[1:-1])
     if isinstance(item, Event):
         ref, source = item.involved_object, item.source
