@@ -1,13 +1,8 @@
 """One object per Events API: what differs between core/v1 and events.k8s.io/v1 on the wire.
 
-This sits beside the sink. core/v1 (client-go's ``tools/record``) and events.k8s.io/v1
-(client-go's ``tools/events``) differ in their paths, in how an Event is encoded and read
-back, and in where a write sets its count (``count``, or ``series.count``). Each
-:class:`EventsApi` keeps its API's answers to those questions together, so that the sink
-asks its API object for paths and bodies and compares no API names. How each API
-correlates (counts and the spam filter, or series on a heartbeat) and writes a repeat (a
-count patch, or a series patch) is chosen by whoever builds a recording (the recorder), with
-the correlator's or the series' write policy.
+Beside the sink: their paths, how an Event is encoded and read back, and where a write sets
+its count, so that the sink asks its API object and compares no API names. How each API
+correlates and writes a repeat is the recorder's choice (the correlator's or series' policy).
 """
 
 from __future__ import annotations
@@ -39,18 +34,6 @@ class EventsApi:
     """The count a patch sets (``count``, or ``series.count``), if it sets one."""
 
 
-def _count(event: models.Event) -> int:
-    return max(event.count, 1)
-
-
-def _series_count(event: models.Event) -> int:
-    return event.series.count if event.series is not None else 1
-
-
-def _patched_count(patch: Mapping[str, Any]) -> object:
-    return patch.get("count")
-
-
 def _patched_series_count(patch: Mapping[str, Any]) -> object:
     series = patch.get("series")
     return series.get("count") if isinstance(series, Mapping) else None
@@ -61,8 +44,8 @@ CORE_V1 = EventsApi(
     prefix="/api/v1",
     body=models.Event.to_api,
     read=models.Event.from_api,
-    count_of=_count,
-    patched_count=_patched_count,
+    count_of=lambda event: max(event.count, 1),
+    patched_count=lambda patch: patch.get("count"),
 )
 """core/v1 Events (client-go's ``tools/record``)."""
 
@@ -71,7 +54,7 @@ EVENTS_V1 = EventsApi(
     prefix="/apis/events.k8s.io/v1",
     body=models.Event.to_events_v1,
     read=models.Event.from_events_v1,
-    count_of=_series_count,
+    count_of=lambda event: event.series.count if event.series is not None else 1,
     patched_count=_patched_series_count,
 )
 """events.k8s.io/v1 Events, with series (client-go's ``tools/events``)."""
@@ -86,13 +69,9 @@ def api_of(event_sink: object) -> EventsApi:
 
 
 def api_known(event_sink: object) -> bool:
-    """True when reading the sink's ``api`` makes no request and runs no credential plugin.
-
-    A sink that discovers its API (``api="auto"``) or builds its client lazily says
-    ``api_known = False`` until it has: its recording is then prepared on a writer thread,
-    never on the dispatcher. A sink that says nothing knows its API; one whose answer
-    raises does not (a writer then finds out why).
-    """
+    """True when reading the sink's ``api`` makes no request and runs no credential plugin: a
+    sink that finds its API out later says ``api_known = False`` until then (its recording is
+    prepared on a writer, never the dispatcher); silence means known, raising unknown."""
     try:
         return bool(getattr(event_sink, "api_known", True))
     except Exception:  # a sink's own bug: never on the dispatcher's path

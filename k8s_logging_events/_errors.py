@@ -1,20 +1,9 @@
 """The library's errors, which of them are retried and when, and what each means to a human.
 
-One module of errors, at the bottom of the pipeline beside the diagnostics: the sink's
-transports raise them (:class:`ApiStatusError` for a Status answer;
-:class:`RequestConstructionError`), the takeover of an event raises :class:`ContentionError`,
-the pending writes decide with :class:`RetrySchedule` when to try again, and
-:func:`explain` says what a failure means and what to do (a 401 says which credentials were
-sent, a 403 which permission is missing and where the Role is, a refused connection which
-server is unreachable). ``k8s_logging_events.sink`` exposes the sink's errors by their
-public names.
-
-A failure spends one of ``max_tries`` attempts, as in client-go. A 429 does not: the server
-is asking the client to slow down, not saying the write failed. The write waits for the
-``Retry-After`` the server gave, or, when it gave none (the ``EventRateLimit`` admission
-plugin never does), for a back-off that doubles from :data:`THROTTLE_BASE_SECONDS` up to
-:data:`THROTTLE_MAX_SECONDS`, jittered so that a fleet sharing one bucket does not come back
-in step. Occurrences keep coalescing into the waiting write meanwhile.
+At the bottom of the pipeline beside the diagnostics: the sink's transports raise these
+errors (``k8s_logging_events.sink`` exposes them by their public names), the pending writes
+ask :class:`RetrySchedule` when to try again (a 429 spends no try: see
+docs/correlation.md), and :func:`explain` says what a failure means and what to do.
 """
 
 from __future__ import annotations
@@ -78,11 +67,10 @@ class ApiStatusError(Exception):
             not the HTTP reason phrase.
         message: the Status message.
         causes: the cause types from ``details.causes`` (``NamespaceTerminating`` ...).
-        retry_after: seconds the server asked the client to wait (``Retry-After`` or
-            ``details.retryAfterSeconds``), if it said.
-        name: the name of the object the Status is about (``details.name``), if it said.
-        method: the request's HTTP method, when the sink knows it (for reports).
-        path: the request's URL path, when the sink knows it (for reports).
+        retry_after: seconds to wait (``Retry-After`` or ``details.retryAfterSeconds``), if
+            the server said.
+        name: the object the Status is about (``details.name``), if it said.
+        method, path: the request's HTTP method and URL path, if the sink knows them.
     """
 
     def __init__(
@@ -144,11 +132,8 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class ContentionError(Exception):
-    """Other writers changed the event in every round of one attempt: try again later.
-
-    Retried on the usual schedule (it spends an attempt), so that writers contending for
-    one event spread out; the occurrences it carries were not written.
-    """
+    """Other writers changed the event in every round of one attempt: the occurrences were
+    not written; retried on the usual schedule (it spends a try), so writers spread out."""
 
 
 class Tries(Protocol):
@@ -161,15 +146,14 @@ class Tries(Protocol):
 
 
 class RetrySchedule:
-    """When a failed write is tried again: tenacity's retry, stop and wait strategies.
+    """When a failed write is tried again (tenacity's retry, stop and wait strategies).
 
-    * retry: the errors :func:`is_retryable` says are worth another try;
-    * stop: after ``max_tries`` tries spent, where a 429 spends none (client-go's 12);
-    * wait: the server's ``Retry-After`` first (exactly after a 429, at least after any
-      other failure); else client-go's schedule, ``sleep_duration`` times a random number
-      in [0, 1) then ``sleep_duration``, and after a 429 1, 2, 4 ... seconds up to
-      :data:`THROTTLE_MAX_SECONDS`, scaled by a random number in [0.5, 1); never beyond
-      :data:`MAX_WAIT_SECONDS`.
+    Errors :func:`is_retryable` accepts are retried until ``max_tries`` tries are spent (a
+    429 spends none). The wait is the server's ``Retry-After`` (exactly after a 429, at least
+    after other failures); else client-go's ``sleep_duration`` scaled by a random number in
+    [0, 1) the first time and whole after, and after a 429 one doubling from
+    :data:`THROTTLE_BASE_SECONDS` to :data:`THROTTLE_MAX_SECONDS`, scaled by [0.5, 1); never
+    beyond :data:`MAX_WAIT_SECONDS`.
 
     Args:
         max_tries: tries per write (429s aside).
@@ -282,12 +266,9 @@ def is_timeout(error: Exception) -> bool:
 
 
 def may_have_landed(error: Exception) -> bool:
-    """Tell whether a write that failed with ``error`` may have been stored all the same.
-
-    A transport error (the answer was lost) and a 5xx (a 500 or a 504 Timeout can come
-    after the server stored the object) leave it open; a 4xx answer, 429 included, says the
-    request was not carried out, and so does :class:`ContentionError`.
-    """
+    """Tell whether a write that failed with ``error`` may have been stored all the same:
+    after a lost answer or a 5xx (which can come after the store), not after a 4xx or a
+    :class:`ContentionError`."""
     if isinstance(error, ApiStatusError):
         return error.status >= 500
     return not isinstance(error, ContentionError | RequestConstructionError)
@@ -299,12 +280,9 @@ def cause(error: Exception) -> str:
 
 
 def explain(error: Exception, sink: object = None) -> str:
-    """The error described, then what it means and what to do, for the errors a user can fix.
-
-    A 401 says which credentials were sent (their kind and source, never their value); a
-    403 names the verb, resource and namespace that are not allowed and points to the Role
-    of :data:`RBAC_EXAMPLE`; an unreachable server is named.
-    """
+    """The error described, then what it means and what to do, for the errors a user can fix:
+    a 401 names the credentials sent (never their value), a 403 what is not allowed and the
+    Role of :data:`RBAC_EXAMPLE`, an unreachable server its host."""
     text = _diagnostics.describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:

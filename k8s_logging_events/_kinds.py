@@ -1,9 +1,8 @@
 """Kind and apiVersion of the ``kubernetes`` client's resource models, by class name.
 
-Items read from a list call carry no ``kind``/``apiVersion``; the reference builder takes them
-from this table, so the application thread never has to import the client's API modules to
-find a model's group. Generated from kubernetes 37 (``tests/test_references.py`` checks it
-against the client's own read methods); classes missing here fall back to that slower search.
+Items of list calls carry no ``kind``/``apiVersion``: the reference builder takes them from
+here, so the application thread never imports the client's API modules (kubernetes 37; each
+entry is checked in ``tests/test_references.py``; other classes fall back to a slow search).
 """
 
 from __future__ import annotations
@@ -16,170 +15,83 @@ __all__ = [
     "is_namespaced",
 ]
 
-MODEL_TYPE_META: dict[str, tuple[str, str]] = {
-    "CoreV1Event": ("Event", "v1"),
-    "EventsV1Event": ("Event", "events.k8s.io/v1"),
-    "ResourceV1ResourceClaim": ("ResourceClaim", "resource.k8s.io/v1"),
-    "V1CertificateSigningRequest": ("CertificateSigningRequest", "certificates.k8s.io/v1"),
-    "V1ClusterRole": ("ClusterRole", "rbac.authorization.k8s.io/v1"),
-    "V1ClusterRoleBinding": ("ClusterRoleBinding", "rbac.authorization.k8s.io/v1"),
-    "V1ClusterTrustBundle": ("ClusterTrustBundle", "certificates.k8s.io/v1"),
-    "V1ComponentStatus": ("ComponentStatus", "v1"),
-    "V1ConfigMap": ("ConfigMap", "v1"),
-    "V1ControllerRevision": ("ControllerRevision", "apps/v1"),
-    "V1CronJob": ("CronJob", "batch/v1"),
-    "V1CustomResourceDefinition": ("CustomResourceDefinition", "apiextensions.k8s.io/v1"),
-    "V1DaemonSet": ("DaemonSet", "apps/v1"),
-    "V1Deployment": ("Deployment", "apps/v1"),
-    "V1DeviceClass": ("DeviceClass", "resource.k8s.io/v1"),
-    "V1DeviceTaintRule": ("DeviceTaintRule", "resource.k8s.io/v1"),
-    "V1EndpointSlice": ("EndpointSlice", "discovery.k8s.io/v1"),
-    "V1Endpoints": ("Endpoints", "v1"),
-    "V1FlowSchema": ("FlowSchema", "flowcontrol.apiserver.k8s.io/v1"),
-    "V1HorizontalPodAutoscaler": ("HorizontalPodAutoscaler", "autoscaling/v1"),
-    "V1Ingress": ("Ingress", "networking.k8s.io/v1"),
-    "V1IngressClass": ("IngressClass", "networking.k8s.io/v1"),
-    "V1Job": ("Job", "batch/v1"),
-    "V1Lease": ("Lease", "coordination.k8s.io/v1"),
-    "V1LimitRange": ("LimitRange", "v1"),
-    "V1MutatingAdmissionPolicy": ("MutatingAdmissionPolicy", "admissionregistration.k8s.io/v1"),
-    "V1MutatingAdmissionPolicyBinding": (
-        "MutatingAdmissionPolicyBinding",
-        "admissionregistration.k8s.io/v1",
-    ),
-    "V1MutatingWebhookConfiguration": (
-        "MutatingWebhookConfiguration",
-        "admissionregistration.k8s.io/v1",
-    ),
-    "V1Namespace": ("Namespace", "v1"),
-    "V1NetworkPolicy": ("NetworkPolicy", "networking.k8s.io/v1"),
-    "V1Node": ("Node", "v1"),
-    "V1PersistentVolume": ("PersistentVolume", "v1"),
-    "V1PersistentVolumeClaim": ("PersistentVolumeClaim", "v1"),
-    "V1Pod": ("Pod", "v1"),
-    "V1PodCertificateRequest": ("PodCertificateRequest", "certificates.k8s.io/v1"),
-    "V1PodDisruptionBudget": ("PodDisruptionBudget", "policy/v1"),
-    "V1PodTemplate": ("PodTemplate", "v1"),
-    "V1PriorityClass": ("PriorityClass", "scheduling.k8s.io/v1"),
-    "V1PriorityLevelConfiguration": (
-        "PriorityLevelConfiguration",
-        "flowcontrol.apiserver.k8s.io/v1",
-    ),
-    "V1ReplicaSet": ("ReplicaSet", "apps/v1"),
-    "V1ReplicationController": ("ReplicationController", "v1"),
-    "V1ResourceClaimTemplate": ("ResourceClaimTemplate", "resource.k8s.io/v1"),
-    "V1ResourceQuota": ("ResourceQuota", "v1"),
-    "V1ResourceSlice": ("ResourceSlice", "resource.k8s.io/v1"),
-    "V1Role": ("Role", "rbac.authorization.k8s.io/v1"),
-    "V1RoleBinding": ("RoleBinding", "rbac.authorization.k8s.io/v1"),
-    "V1RuntimeClass": ("RuntimeClass", "node.k8s.io/v1"),
-    "V1Secret": ("Secret", "v1"),
-    "V1Service": ("Service", "v1"),
-    "V1ServiceAccount": ("ServiceAccount", "v1"),
-    "V1StatefulSet": ("StatefulSet", "apps/v1"),
-    "V1StorageClass": ("StorageClass", "storage.k8s.io/v1"),
-    "V1StorageVersionMigration": ("StorageVersionMigration", "storagemigration.k8s.io/v1"),
-    "V1ValidatingAdmissionPolicy": ("ValidatingAdmissionPolicy", "admissionregistration.k8s.io/v1"),
-    "V1ValidatingAdmissionPolicyBinding": (
-        "ValidatingAdmissionPolicyBinding",
-        "admissionregistration.k8s.io/v1",
-    ),
-    "V1ValidatingWebhookConfiguration": (
-        "ValidatingWebhookConfiguration",
-        "admissionregistration.k8s.io/v1",
-    ),
-    "V1VolumeAttachment": ("VolumeAttachment", "storage.k8s.io/v1"),
-    "V1VolumeAttributesClass": ("VolumeAttributesClass", "storage.k8s.io/v1"),
-    "V1alpha1Eviction": ("Eviction", "lifecycle.k8s.io/v1alpha1"),
-    "V1alpha1EvictionRequest": ("EvictionRequest", "lifecycle.k8s.io/v1alpha1"),
-    "V1alpha1MutatingAdmissionPolicy": (
-        "MutatingAdmissionPolicy",
-        "admissionregistration.k8s.io/v1alpha1",
-    ),
-    "V1alpha1MutatingAdmissionPolicyBinding": (
-        "MutatingAdmissionPolicyBinding",
-        "admissionregistration.k8s.io/v1alpha1",
-    ),
-    "V1alpha1StorageVersion": ("StorageVersion", "internal.apiserver.k8s.io/v1alpha1"),
-    "V1alpha2LeaseCandidate": ("LeaseCandidate", "coordination.k8s.io/v1alpha2"),
-    "V1alpha3CompositePodGroup": ("CompositePodGroup", "scheduling.k8s.io/v1alpha3"),
-    "V1alpha3DeviceTaintRule": ("DeviceTaintRule", "resource.k8s.io/v1alpha3"),
-    "V1alpha3PodGroup": ("PodGroup", "scheduling.k8s.io/v1alpha3"),
-    "V1alpha3ResourcePoolStatusRequest": ("ResourcePoolStatusRequest", "resource.k8s.io/v1alpha3"),
-    "V1alpha3Workload": ("Workload", "scheduling.k8s.io/v1alpha3"),
-    "V1beta1ClusterTrustBundle": ("ClusterTrustBundle", "certificates.k8s.io/v1beta1"),
-    "V1beta1DeviceClass": ("DeviceClass", "resource.k8s.io/v1beta1"),
-    "V1beta1LeaseCandidate": ("LeaseCandidate", "coordination.k8s.io/v1beta1"),
-    "V1beta1MutatingAdmissionPolicy": (
-        "MutatingAdmissionPolicy",
-        "admissionregistration.k8s.io/v1beta1",
-    ),
-    "V1beta1MutatingAdmissionPolicyBinding": (
-        "MutatingAdmissionPolicyBinding",
-        "admissionregistration.k8s.io/v1beta1",
-    ),
-    "V1beta1PodCertificateRequest": ("PodCertificateRequest", "certificates.k8s.io/v1beta1"),
-    "V1beta1PodGroup": ("PodGroup", "scheduling.k8s.io/v1beta1"),
-    "V1beta1ResourceClaim": ("ResourceClaim", "resource.k8s.io/v1beta1"),
-    "V1beta1ResourceClaimTemplate": ("ResourceClaimTemplate", "resource.k8s.io/v1beta1"),
-    "V1beta1ResourceSlice": ("ResourceSlice", "resource.k8s.io/v1beta1"),
-    "V1beta1StorageVersionMigration": (
-        "StorageVersionMigration",
-        "storagemigration.k8s.io/v1beta1",
-    ),
-    "V1beta1Workload": ("Workload", "scheduling.k8s.io/v1beta1"),
-    "V1beta2DeviceClass": ("DeviceClass", "resource.k8s.io/v1beta2"),
-    "V1beta2DeviceTaintRule": ("DeviceTaintRule", "resource.k8s.io/v1beta2"),
-    "V1beta2ResourceClaim": ("ResourceClaim", "resource.k8s.io/v1beta2"),
-    "V1beta2ResourceClaimTemplate": ("ResourceClaimTemplate", "resource.k8s.io/v1beta2"),
-    "V1beta2ResourceSlice": ("ResourceSlice", "resource.k8s.io/v1beta2"),
-    "V2HorizontalPodAutoscaler": ("HorizontalPodAutoscaler", "autoscaling/v2"),
+# the built-in kinds of each apiVersion whose objects live in a namespace (the client reads
+# them with a read_namespaced_* method): an event about one of them without a namespace
+# would be filed where kubectl describe never looks
+_NAMESPACED = {
+    "v1": "ConfigMap Endpoints Event LimitRange PersistentVolumeClaim Pod PodTemplate "
+    "ReplicationController ResourceQuota Secret Service ServiceAccount",
+    "apps/v1": "ControllerRevision DaemonSet Deployment ReplicaSet StatefulSet",
+    "autoscaling/v1": "HorizontalPodAutoscaler",
+    "autoscaling/v2": "HorizontalPodAutoscaler",
+    "batch/v1": "CronJob Job",
+    "certificates.k8s.io/v1": "PodCertificateRequest",
+    "certificates.k8s.io/v1beta1": "PodCertificateRequest",
+    "coordination.k8s.io/v1": "Lease",
+    "coordination.k8s.io/v1alpha2": "LeaseCandidate",
+    "coordination.k8s.io/v1beta1": "LeaseCandidate",
+    "discovery.k8s.io/v1": "EndpointSlice",
+    "events.k8s.io/v1": "Event",
+    "lifecycle.k8s.io/v1alpha1": "Eviction EvictionRequest",
+    "networking.k8s.io/v1": "Ingress NetworkPolicy",
+    "policy/v1": "PodDisruptionBudget",
+    "rbac.authorization.k8s.io/v1": "Role RoleBinding",
+    "resource.k8s.io/v1": "ResourceClaim ResourceClaimTemplate",
+    "resource.k8s.io/v1beta1": "ResourceClaim ResourceClaimTemplate",
+    "resource.k8s.io/v1beta2": "ResourceClaim ResourceClaimTemplate",
+    "scheduling.k8s.io/v1alpha3": "CompositePodGroup PodGroup Workload",
+    "scheduling.k8s.io/v1beta1": "PodGroup Workload",
+}
+_CLUSTER_SCOPED = {
+    "v1": "ComponentStatus Namespace Node PersistentVolume",
+    "admissionregistration.k8s.io/v1": "MutatingAdmissionPolicy MutatingAdmissionPolicyBinding "
+    "MutatingWebhookConfiguration ValidatingAdmissionPolicy ValidatingAdmissionPolicyBinding "
+    "ValidatingWebhookConfiguration",
+    "admissionregistration.k8s.io/v1alpha1": "MutatingAdmissionPolicy "
+    "MutatingAdmissionPolicyBinding",
+    "admissionregistration.k8s.io/v1beta1": "MutatingAdmissionPolicy "
+    "MutatingAdmissionPolicyBinding",
+    "apiextensions.k8s.io/v1": "CustomResourceDefinition",
+    "certificates.k8s.io/v1": "CertificateSigningRequest ClusterTrustBundle",
+    "certificates.k8s.io/v1beta1": "ClusterTrustBundle",
+    "flowcontrol.apiserver.k8s.io/v1": "FlowSchema PriorityLevelConfiguration",
+    "internal.apiserver.k8s.io/v1alpha1": "StorageVersion",
+    "networking.k8s.io/v1": "IngressClass",
+    "node.k8s.io/v1": "RuntimeClass",
+    "rbac.authorization.k8s.io/v1": "ClusterRole ClusterRoleBinding",
+    "resource.k8s.io/v1": "DeviceClass DeviceTaintRule ResourceSlice",
+    "resource.k8s.io/v1alpha3": "DeviceTaintRule ResourcePoolStatusRequest",
+    "resource.k8s.io/v1beta1": "DeviceClass ResourceSlice",
+    "resource.k8s.io/v1beta2": "DeviceClass DeviceTaintRule ResourceSlice",
+    "scheduling.k8s.io/v1": "PriorityClass",
+    "storage.k8s.io/v1": "StorageClass VolumeAttachment VolumeAttributesClass",
+    "storagemigration.k8s.io/v1": "StorageVersionMigration",
+    "storagemigration.k8s.io/v1beta1": "StorageVersionMigration",
+}
+# the client names a model <Version><Kind> (V1beta1PodGroup), with its group in front
+# where that name is another model's
+_GROUP_PREFIXES = {
+    ("Event", "v1"): "Core",
+    ("Event", "events.k8s.io/v1"): "Events",
+    ("ResourceClaim", "resource.k8s.io/v1"): "Resource",
 }
 
-NAMESPACED_KINDS = frozenset(
-    (
-        "CompositePodGroup",
-        "ConfigMap",
-        "ControllerRevision",
-        "CronJob",
-        "DaemonSet",
-        "Deployment",
-        "EndpointSlice",
-        "Endpoints",
-        "Event",
-        "Eviction",
-        "EvictionRequest",
-        "HorizontalPodAutoscaler",
-        "Ingress",
-        "Job",
-        "Lease",
-        "LeaseCandidate",
-        "LimitRange",
-        "NetworkPolicy",
-        "PersistentVolumeClaim",
-        "Pod",
-        "PodCertificateRequest",
-        "PodDisruptionBudget",
-        "PodGroup",
-        "PodTemplate",
-        "ReplicaSet",
-        "ReplicationController",
-        "ResourceClaim",
-        "ResourceClaimTemplate",
-        "ResourceQuota",
-        "Role",
-        "RoleBinding",
-        "Secret",
-        "Service",
-        "ServiceAccount",
-        "StatefulSet",
-        "Workload",
-    )
-)
-"""The built-in kinds whose objects live in a namespace (the client reads them with a
-``read_namespaced_*`` method; ``tests/test_references.py`` checks the list against it). An
-event about one of them without a namespace would be filed where ``kubectl describe`` never
-looks."""
+
+def _model_name(kind: str, api_version: str) -> str:
+    version = api_version.rpartition("/")[2].capitalize()
+    return f"{_GROUP_PREFIXES.get((kind, api_version), '')}{version}{kind}"
+
+
+MODEL_TYPE_META: dict[str, tuple[str, str]] = {
+    _model_name(kind, api_version): (kind, api_version)
+    for table in (_NAMESPACED, _CLUSTER_SCOPED)
+    for api_version, kinds in table.items()
+    for kind in kinds.split()
+}
+
+NAMESPACED_KINDS = frozenset(kind for kinds in _NAMESPACED.values() for kind in kinds.split())
+"""The built-in kinds whose objects live in a namespace (``tests/test_references.py`` checks
+them against the client)."""
 
 _GROUPS: dict[str, frozenset[str]] = {
     kind: frozenset(v.rpartition("/")[0] for k, v in MODEL_TYPE_META.values() if k == kind)
@@ -192,11 +104,8 @@ KIND_NAMES = frozenset(_GROUPS)
 
 
 def built_in_kind(kind: str, api_version: str) -> str | None:
-    """The built-in kind ``kind`` names, in its one right spelling (``pod`` -> ``Pod``).
-
-    None when no built-in kind of that API group (any, when ``api_version`` is empty) is
-    spelled so, in any case: a custom resource's kind is left alone.
-    """
+    """The built-in kind ``kind`` names, in its one right spelling (``pod`` -> ``Pod``); None
+    when no built-in kind of that API group (any, without ``api_version``) is spelled so."""
     known = _BY_LOWER_CASE.get(kind.lower())
     if known is None:
         return None

@@ -1,34 +1,12 @@
 """The one sanitiser: every rule the API server applies to an Event, and how events are named.
 
-This sits with the rules, below the correlator and beside the pipeline: the handler repairs
-a record's fields with it on the caller's thread, the recorder refuses what cannot be an
-event, the correlator names events with it and events.k8s.io/v1 series make their fields
-fit. The local API server in :mod:`k8s_logging_events.testing` validates on its own,
-independently of this module, so that a bug here cannot pass unnoticed.
-
-Each function says what the server would do with a value that breaks the rule, and what
-is done instead: names that cannot be names become UUIDs, text is cut at a character
-boundary to its byte limit, NUL and lone surrogates (which no UTF-8 can carry) become
-U+FFFD, reasons become one UpperCamelCase word.
-
-Event names: the recorder names each event it builds, the aggregator names its "(combined
-from similar events)" events, events.k8s.io/v1 series name theirs, and the writer renames an
-event whose name another event already holds, all through one :class:`EventNamer` per
-broadcaster.
-
-client-go names an event ``<object name>.<event time in Unix nanoseconds, hex>``: every
-process that starts again, every worker of a pre-fork server and every replica makes its own
-event, and two processes naming one object in the same instant make the same name. A
-*deterministic* name is a hash of what makes an event that event (its correlation key), so
-that a restarted process, a second worker or another replica on the same node meets its own
-event again and continues its count (see ``_continuation``):
-
-* the input is a version tag and the key's fields, JSON-encoded (never client-go's
-  concatenation without separators, where component ``ab`` on host ``c`` equals ``a`` on
-  ``bc``); a change of scheme changes the tag, so it cannot meet today's names;
-* the name is the involved object's name as a readable prefix, a dot and
-  :data:`HASH_HEX_DIGITS` hex digits of SHA-256 (64 bits): a valid DNS subdomain within 253
-  characters, the prefix cut (never the hash) and made valid where it is not.
+It sits with the rules, beside the pipeline (see docs/architecture.md): the handler repairs a
+record's fields with it on the caller's thread, the recorder refuses what cannot be an event,
+and the correlator and series name events through one :class:`EventNamer` per broadcaster.
+What cannot pass is made to: a name that cannot be a name becomes a UUID, text is cut at a
+character boundary to its byte limit, NUL and lone surrogates become U+FFFD, a reason becomes
+one UpperCamelCase word. Deterministic names are described in docs/correlation.md#names. The
+local API server in :mod:`k8s_logging_events.testing` validates independently of this module.
 """
 
 from __future__ import annotations
@@ -111,20 +89,14 @@ _DEFAULT_NAME = "k8s-logging-events"
 
 
 def is_dns_subdomain(value: str) -> bool:
-    """Tell whether ``value`` is a DNS-1123 subdomain, the rule for object names.
-
-    At most 253 characters of lowercase letters, digits, ``-`` and ``.``; each dot-separated
-    label starts and ends with a letter or digit.
-    """
+    """Tell whether ``value`` is a DNS-1123 subdomain (an object name): at most 253 characters
+    of lowercase letters, digits, ``-`` and ``.``, each label alphanumeric at both ends."""
     return len(value) <= DNS_SUBDOMAIN_MAX_LENGTH and _DNS_SUBDOMAIN.fullmatch(value) is not None
 
 
 def is_qualified_name(value: str) -> bool:
-    """Tell whether ``value`` is a qualified name: ``[dns-subdomain/]name``.
-
-    The name is at most 63 letters, digits, ``-``, ``_`` and ``.``, starting and ending
-    alphanumeric; the optional prefix is a DNS subdomain (``a..b`` is not one).
-    """
+    """Tell whether ``value`` is ``[dns-subdomain/]name``, the name at most 63 letters, digits,
+    ``-``, ``_`` and ``.``, alphanumeric at both ends."""
     prefix, slash, name = value.rpartition("/")
     if slash and not is_dns_subdomain(prefix):
         return False
@@ -137,12 +109,9 @@ def is_annotation_key(key: str) -> bool:
 
 
 def qualified_name(component: str) -> str:
-    """Turn a component name into a qualified name (``reportingController`` must be one).
-
-    Characters a name cannot hold become ``-``; the prefix is made a DNS subdomain (empty
-    labels, as in ``a..b``, are dropped) or left out when nothing of it remains; an empty
-    name becomes ``k8s-logging-events``.
-    """
+    """Turn a component name into a qualified name (``reportingController`` must be one):
+    other characters become ``-``, the prefix a DNS subdomain or nothing, an empty name
+    ``k8s-logging-events``."""
     if is_qualified_name(component):
         return component
     prefix, _, name = component.rpartition("/")
@@ -152,12 +121,8 @@ def qualified_name(component: str) -> str:
 
 
 def _subdomain_of(text: str, limit: int) -> str:
-    """``text`` made a DNS subdomain of at most ``limit`` characters ("" if nothing remains).
-
-    Lower-cased; every run of characters a subdomain cannot hold becomes ``-``; empty labels
-    (``a..b``) and the ``-`` at the ends of labels go; cut to ``limit``, never ending in ``-``
-    or ``.``.
-    """
+    # lower-cased, runs of other characters a "-", empty labels and "-" at label ends
+    # dropped, cut to limit: "" when nothing remains
     cleaned = _PREFIX_CHARS.sub("-", text.lower())
     labels = (label.strip("-") for label in cleaned.split("."))
     return ".".join(label for label in labels if label)[:limit].rstrip("-.")
@@ -184,10 +149,8 @@ def has_unsafe_text(text: str) -> bool:
 
 
 def cut_bytes(text: str, limit: int, mark: str = "") -> str:
-    """Cut ``text`` to ``limit`` UTF-8 bytes at a character boundary, ending in ``mark``.
-
-    ``mark`` counts towards the limit and is added only when something was cut.
-    """
+    """Cut ``text`` to ``limit`` UTF-8 bytes at a character boundary; ``mark`` (counted in the
+    limit) ends it when something was cut."""
     # a character is at most 4 bytes: only text this long can be over the limit
     if len(text) * 4 <= limit:
         return text
@@ -246,29 +209,16 @@ def unix_nanos(value: datetime) -> int:
 
 
 def generate_event_name(ref_name: str, unix_nanos: int) -> str:
-    """Name a new event after the object it is about and the time it happened.
-
-    Args:
-        ref_name: the involved object's name.
-        unix_nanos: the event time in nanoseconds since the Unix epoch.
-
-    Returns:
-        ``"<ref_name>.<unix_nanos in lowercase hex>"`` (a negative time gets a leading
-        ``-``, as Go's ``%x`` writes it), or a random UUID when that is not a valid
-        DNS-1123 subdomain (an upper-case, over-long or IPv6 object name, for instance).
-    """
+    """Return client-go's name of an event about ``ref_name`` at ``unix_nanos`` (nanoseconds
+    since the Unix epoch): ``"<ref_name>.<unix_nanos in lowercase hex>"`` (``-`` before a
+    negative time, as Go's ``%x``), or a random UUID when that is no DNS-1123 subdomain."""
     name = f"{ref_name}.{unix_nanos:x}"
     return name if is_dns_subdomain(name) else str(uuid.uuid4())
 
 
 def readable_prefix(ref_name: str) -> str:
-    """The start of a deterministic name: the object's name, made a valid DNS subdomain.
-
-    A valid name short enough is kept as it is. Otherwise it is lower-cased, every run of
-    characters a name cannot hold becomes ``-``, empty labels and the ``-`` at the ends of
-    labels go, and it is cut to fit; :data:`FALLBACK_PREFIX` when nothing remains (an empty
-    name, or one of symbols only). The hash after it tells events apart, not the prefix.
-    """
+    """The start of a deterministic name: the object's name made a DNS subdomain short enough,
+    or :data:`FALLBACK_PREFIX` when nothing of it remains (the hash tells events apart)."""
     if len(ref_name) <= _MAX_PREFIX and is_dns_subdomain(ref_name):
         return ref_name
     prefix = _subdomain_of(ref_name, _MAX_PREFIX)
@@ -286,24 +236,18 @@ def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
 
 
 class EventNamer:
-    """Names new events, by time as client-go does or deterministically.
+    """Names new events, by time as client-go does or deterministically; one per broadcaster
+    (its recorders, correlators, series and writers' renames), see docs/correlation.md#names.
 
-    One belongs to one broadcaster: its recorders, its correlators' combined events, its
-    series and its writers' renames all go through it.
-
-    With ``event_names="timestamp"``, names are client-go's. Python clocks have
-    microseconds, and a test clock may not move at all, so two events about one object can
-    share a time: the second then gets one nanosecond more than the last name given for
-    that object, so that its create does not meet ``AlreadyExists``. The first name for an
-    object follows from its time alone. Not in client-go, whose clock has nanoseconds.
-
-    With ``event_names="deterministic"``, a name is ``<readable prefix>.<64-bit hash>`` of
-    the event's correlation key (see the module's docstring); the names of recent keys are
-    remembered, so a burst hashes each key once.
+    ``"timestamp"``: client-go's names, except that an event about an object at a time no
+    later than the last name given for it gets one nanosecond more (Python clocks tick in
+    microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
+    ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key; the names of
+    recent keys are remembered, so a burst hashes each key once.
 
     Args:
-        size: how many objects (or keys) are remembered; least recently named go first.
-        event_names: ``"timestamp"`` (client-go's names) or ``"deterministic"``.
+        size: objects (or keys) remembered; least recently named go first.
+        event_names: ``"timestamp"`` or ``"deterministic"``.
     """
 
     def __init__(self, size: int = DEFAULT_SIZE, *, event_names: str = TIMESTAMP) -> None:
@@ -324,8 +268,6 @@ class EventNamer:
         """True when names follow from the events themselves."""
         return self.event_names == DETERMINISTIC
 
-    # -- client-go's names --------------------------------------------------------------
-
     def name(self, ref_name: str, time: datetime) -> str:
         """Return client-go's name of a new event about ``ref_name`` that happened at ``time``."""
         nanos = unix_nanos(time)
@@ -340,16 +282,10 @@ class EventNamer:
         return generate_event_name(ref_name, nanos)
 
     def fresh(self, ref_name: str, time: datetime) -> str:
-        """A time name no other process is likely to hold, for an event that needs a new one.
-
-        client-go's form with a random number of nanoseconds added: Python clocks tick in
-        microseconds, so a name another process took from its clock ends in ``000`` in
-        decimal nanoseconds, and this one does not.
-        """
+        """A time name no other process is likely to hold: a random number of nanoseconds
+        added, where another process's name from a Python clock ends in ``000``."""
         jitter = random.randrange(1, 1000)  # not a secret
         return generate_event_name(ref_name, unix_nanos(time) + jitter)
-
-    # -- names of events ----------------------------------------------------------------
 
     def event_name(
         self,
@@ -360,35 +296,23 @@ class EventNamer:
         message: str,
         time: datetime,
     ) -> str:
-        """Name a new core/v1 event: from its key (deterministic), else from ``time``.
-
-        The key is client-go's event key: the source's component and host, the involved
-        object (kind, namespace, name, uid, apiVersion, fieldPath; not its
-        resourceVersion), the type, the reason and the message.
-        """
+        """Name a new core/v1 event: from client-go's event key without the resourceVersion
+        (deterministic), else from ``time``."""
         if not self.deterministic:
             return self.name(ref.name, time)
         parts = ("event", source.component, source.host, *_reference_parts(ref))
         return self._hashed_name(ref.name, (*parts, type, reason, message))
 
     def combined_name(self, event: models.Event, aggregate_key: str, time: datetime) -> str:
-        """Name a "(combined from similar events)" event of ``aggregate_key``'s group.
-
-        Deterministic: a hash of the aggregate key (the correlator's ``key_func`` decides
-        what is similar) and a marker that keeps it apart from every plain event.
-        """
+        """Name a "(combined from similar events)" event of ``aggregate_key``'s group
+        (deterministic: its hash, with a marker that keeps it apart from plain events)."""
         if not self.deterministic:
             return self.name(event.involved_object.name, time)
         return self._hashed_name(event.involved_object.name, ("combined", aggregate_key))
 
     def series_name(self, event: models.Event) -> str:
-        """Name an events.k8s.io/v1 event after its series key (deterministic names only).
-
-        The key is client-go's isomorphic key without the involved object's resourceVersion:
-        type, action, reason, reporting controller and instance, the involved object and the
-        related one. The note is not in it, as it is not in the series. With timestamp
-        names, the event keeps the name it has.
-        """
+        """Name an events.k8s.io/v1 event after its series key: client-go's isomorphic key
+        without the resourceVersion (timestamp names: the event keeps its name)."""
         if not self.deterministic:
             return event.name
         ref, related = event.involved_object, event.related
@@ -399,12 +323,8 @@ class EventNamer:
         return self._hashed_name(ref.name, parts)
 
     def renamed(self, event: models.Event, attempt: int, time: datetime) -> str:
-        """A new name for ``event`` whose name another event holds (``attempt`` from 1).
-
-        Deterministic: a hash of the name it had and ``attempt``, so that the same process
-        started again finds the renamed event under the same new name. Timestamp names: a
-        :meth:`fresh` one.
-        """
+        """A new name for ``event`` whose name another event holds (``attempt`` from 1): a hash
+        of its name and ``attempt``, which a restarted process finds again, or :meth:`fresh`."""
         if not self.deterministic:
             return self.fresh(event.involved_object.name, time)
         return self._hashed_name(event.involved_object.name, ("renamed", event.name, str(attempt)))

@@ -1,11 +1,8 @@
 """A passive token bucket: the rate arithmetic of ``golang.org/x/time/rate``, on caller time.
 
-The correlator's spam filter keeps one bucket per source and object, and the sink's
-client-side rate limit keeps one per sink. The bucket never reads a clock and never sleeps:
-every call is given ``now`` in seconds on a monotonic reading (see
-:func:`k8s_logging_events.clock.monotonic_source`: a wall clock that NTP steps back would
-stop the refill), so the owner decides how often time is read and tests need no waiting.
-Not thread-safe by itself; the owner holds its own lock.
+The correlator's spam filter keeps one per source and object, the sink's rate limit one per
+sink. It never reads a clock nor sleeps: each call is given ``now`` in monotonic seconds
+(a wall clock stepped back would stop the refill). Not thread-safe: the owner holds a lock.
 """
 
 from __future__ import annotations
@@ -20,11 +17,9 @@ _NANOSECOND = 1e-9
 class TokenBucket:
     """Knows how many whole tokens may be taken now, refilling continuously at ``qps``.
 
-    The bucket starts full. Tokens accrue at ``qps`` per second up to ``burst``. Taking a
-    token that is not there changes nothing, so a refused caller loses no refill. As in Go's
-    ``rate.Limiter``, a take is allowed when the shortfall would be refilled in under one
-    nanosecond (Go waits in whole nanoseconds), which keeps float rounding at exact refill
-    boundaries from refusing a token that is due.
+    Starts full; tokens accrue at ``qps`` per second up to ``burst``; a refused take changes
+    nothing. As in Go's ``rate.Limiter``, a shortfall refilled in under a nanosecond counts as
+    none, so float rounding at a refill boundary cannot refuse a token that is due.
 
     Args:
         qps: tokens added per second; ``math.inf`` never limits (whatever ``burst`` is),
@@ -46,18 +41,14 @@ class TokenBucket:
         return f"TokenBucket(qps={self._qps!r}, burst={self._burst!r}, tokens={self._tokens!r})"
 
     def _available(self, now: float) -> float:
-        """Return the tokens there would be at ``now``, without storing them."""
         # time running backwards refills nothing (Go clamps the same way)
         elapsed = max(0.0, now - self._last)
         refill = elapsed * self._qps if self._qps > 0 else 0.0
         return min(float(self._burst), self._tokens + refill)
 
     def wait_time(self, now: float) -> float:
-        """Return the seconds until one whole token can be taken: 0.0 if it can be now.
-
-        Returns ``math.inf`` when a token can never come (``burst`` below 1, or no refill
-        and an empty bucket). Nothing is taken.
-        """
+        """Return the seconds until one whole token can be taken (0.0: now; ``math.inf``:
+        never, with ``burst`` below 1 or no refill and none left). Nothing is taken."""
         if self._qps == math.inf:
             return 0.0
         if self._burst < 1:
@@ -71,10 +62,7 @@ class TokenBucket:
         return 0.0 if wait < _NANOSECOND else wait
 
     def try_take(self, now: float) -> bool:
-        """Take one token if one is available at ``now``; return whether it was taken.
-
-        A refused take changes nothing.
-        """
+        """Take one token if one is available at ``now``; return whether it was taken."""
         if self.wait_time(now) > 0:
             return False
         if self._qps != math.inf:

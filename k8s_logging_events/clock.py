@@ -1,12 +1,9 @@
 """Time and sleeping, injected everywhere the pipeline waits or stamps.
 
-Two kinds of time, kept apart. Timestamps written into events come from :meth:`Clock.now`
-(the wall clock, which NTP or a resumed VM may step); every duration (back-offs, held
-counts, rate limits, report limits, deadlines) is measured on :meth:`Clock.monotonic`,
-which never steps. Nothing in the library reads the wall clock or sleeps directly: the
-correlator, the recorder and the writer take a :class:`Clock` (``clock=``) and a
-:class:`Sleeper` (``sleep=``), so tests drive both kinds of time with
-:class:`k8s_logging_events.testing.FakeClock` and never wait.
+Timestamps written into events come from :meth:`Clock.now` (the wall clock, which may step);
+every duration is measured on :meth:`Clock.monotonic`. Nothing in the library reads a clock
+or sleeps directly: each part takes a :class:`Clock` (``clock=``) and a :class:`Sleeper`
+(``sleep=``), so tests drive both with :class:`k8s_logging_events.testing.FakeClock`.
 """
 
 from __future__ import annotations
@@ -51,10 +48,7 @@ class SystemClock:
 
 
 class Sleeper(Protocol):
-    """Knows how to wait for ``seconds`` unless ``cancel`` is set first.
-
-    Returns True when the wait was cut short by ``cancel``.
-    """
+    """Waits ``seconds`` unless ``cancel`` is set first; returns True when ``cancel`` cut it."""
 
     def __call__(self, seconds: float, cancel: threading.Event) -> bool: ...
 
@@ -67,11 +61,8 @@ def event_sleep(seconds: float, cancel: threading.Event) -> bool:
 
 
 def monotonic_source(clock: object) -> Callable[[], float]:
-    """Return the function that measures durations for ``clock``: its ``monotonic``.
-
-    A clock written before :meth:`Clock.monotonic` existed has only ``now()``; its
-    durations are then measured on ``now()``, as they were, so that a test that steps
-    such a clock still moves every timer.
+    """Return the function that measures durations for ``clock``: its ``monotonic``, or for
+    a clock written before that existed, ``now()`` (so that stepping it still moves timers).
     """
     monotonic = getattr(clock, "monotonic", None)
     if callable(monotonic):

@@ -1,11 +1,9 @@
 """Immutable models of Kubernetes Events and the camelCase JSON boundary.
 
-This is the bottom of the pipeline, just above :mod:`~k8s_logging_events.references` (which
-owns :class:`ObjectReference`): every other module passes these values around, and only
-:meth:`Event.to_api` and :meth:`Event.from_api` know the wire format. An :class:`Occurrence`
-is what the caller's thread snapshots of one log call or recorder call; the dispatcher turns
-it into an Event (:func:`materialize`) and cuts runs of repeats by its
-:func:`correlation_keys`. No I/O, no threads.
+The bottom of the pipeline, just above :mod:`~k8s_logging_events.references` (which owns
+:class:`ObjectReference`): only :meth:`Event.to_api` and :meth:`Event.from_api` (and their
+events.k8s.io/v1 forms) know the wire format. The caller's thread snapshots an
+:class:`Occurrence`; the dispatcher builds it into an Event. No I/O, no threads.
 """
 
 from __future__ import annotations
@@ -16,7 +14,6 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-# the involved object's reference is the references module's; these names stay here too
 from k8s_logging_events.references import ObjectReference, object_reference
 
 __all__ = [
@@ -74,12 +71,9 @@ class EventSeries:
 
 @dataclass(frozen=True, slots=True)
 class Event:
-    """A Kubernetes Event, immutable; change one with :func:`dataclasses.replace`.
-
-    Field names are the snake_case forms of the core/v1 names. ``reporting_controller`` is
-    written as ``reportingComponent`` in core/v1 JSON (and ``reportingController`` in
-    events.k8s.io/v1). Datetimes are timezone-aware UTC.
-    """
+    """A Kubernetes Event, immutable (change one with :func:`dataclasses.replace`): the core/v1
+    field names in snake_case (``reporting_controller`` is core/v1's ``reportingComponent``),
+    datetimes aware UTC."""
 
     name: str
     namespace: str
@@ -187,10 +181,9 @@ class Event:
     def to_events_v1(self) -> dict[str, Any]:
         """Return the events.k8s.io/v1 JSON body of this event, with empty values left out.
 
-        The same fields under the server's conversion names (``regarding``, ``note``,
-        ``reportingController``). ``eventTime`` is ``event_time``, or ``first_timestamp``
-        when that is unset; the deprecated core/v1 fields (count, source, first and last
-        timestamps) are left out, because the events.k8s.io/v1 API refuses them on create.
+        The server's conversion names (``regarding``, ``note``, ``reportingController``);
+        ``eventTime`` is ``event_time`` or else ``first_timestamp``; the deprecated core/v1
+        fields (count, source, first and last timestamps), which the API refuses, left out.
         """
         core = self.to_api()
         for deprecated in ("count", "source", "firstTimestamp", "lastTimestamp"):
@@ -256,13 +249,9 @@ class Namer(Protocol):
 
 
 class Occurrence(NamedTuple):
-    """One occurrence as the caller's thread snapshots it; the Event is built later.
-
-    The one snapshot type of the pipeline: the handler reads it from a record
-    (:mod:`~k8s_logging_events._records`), a recorder from its arguments, and the runtime's
-    dispatcher turns it into an :class:`~k8s_logging_events.models.Event`. A named tuple,
-    immutable like the models, because the caller's thread builds one per log call: a
-    tuple is made in C, a frozen dataclass sets each field through a Python call.
+    """One occurrence as the caller's thread snapshots it (from a record or a recorder's
+    arguments); the dispatcher builds the Event later. A named tuple, because the caller's
+    thread makes one per log call and a tuple is made in C, a frozen dataclass in Python.
     """
 
     ref: ObjectReference
@@ -302,24 +291,14 @@ class Occurrence(NamedTuple):
 def correlation_keys(item: object) -> tuple[Hashable, object]:
     """What makes two queued items repeats of each other, for the runtime to cut runs.
 
-    The group is what every key of the correlator's state contains: the involved object
-    (kind, namespace, name, uid, apiVersion), the source and the type; items of different
-    groups share no state. The rest is every other field but the name and the
-    timestamps, compared with ``==``. Plain tuples of strings: this runs for every
-    occurrence, and hashing them needs no Python call.
+    The group is in every key of the correlator's state (the involved object without its
+    resourceVersion and fieldPath, the source, the type): groups share no state. The rest
+    is every other field but the name and timestamps. Plain tuples: hashed without a call.
     """
     if isinstance(item, Occurrence):
         ref, source = item.ref, item.source
-        group: tuple[str, ...] = (
-            ref.name,
-            ref.namespace,
-            ref.uid,
-            ref.kind,
-            ref.api_version,
-            source.component,
-            source.host,
-            item.type,
-        )
+        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+        group += (source.component, source.host, item.type)
         return group, (ref.resource_version, ref.field_path, item[1:-1])
     if isinstance(item, Event):
         ref, source = item.involved_object, item.source

@@ -1,14 +1,9 @@
 """What an event is about: :class:`ObjectReference`, and turning whatever a caller passed as
-``involved`` into one.
+``involved`` into one (:func:`object_reference` lists the forms it reads).
 
-This runs on the application's thread, at the front of the pipeline: the recorder calls
-:func:`object_reference` when an event is recorded, so the reference is a snapshot of the
-object at that moment. It accepts an ``ObjectReference`` (ours or the client's
-``V1ObjectReference``), any model of the official ``kubernetes`` client that has
-``metadata``, a manifest dict, a flat reference mapping (``{"apiVersion", "kind", "name",
-"namespace", "uid"}`` as Kopf and kubectl write it, or snake_case as the client's
-``to_dict()`` writes it), or any object with ``.metadata`` and ``.kind``/``.api_version``.
-Anything else raises :class:`InvalidObjectError`, which names what it got.
+This runs on the application's thread, at the front of the pipeline (docs/architecture.md):
+the recorder and the handler call :func:`object_reference` when an event is recorded, so the
+reference is a snapshot of the object at that moment.
 """
 
 from __future__ import annotations
@@ -45,33 +40,14 @@ class ObjectReference:
 
     def to_api(self) -> dict[str, str]:
         """Return the camelCase JSON form, without empty fields."""
-        pairs = (
-            ("kind", self.kind),
-            ("namespace", self.namespace),
-            ("name", self.name),
-            ("uid", self.uid),
-            ("apiVersion", self.api_version),
-            ("resourceVersion", self.resource_version),
-            ("fieldPath", self.field_path),
-        )
+        pairs = ((camel, getattr(self, attr)) for attr, camel in _FIELDS)
         return {key: value for key, value in pairs if value}
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> ObjectReference:
         """Build a reference from its camelCase JSON form; unknown keys are ignored."""
-        return cls(
-            kind=_text(data.get("kind")),
-            namespace=_text(data.get("namespace")),
-            name=_text(data.get("name")),
-            uid=_text(data.get("uid")),
-            api_version=_text(data.get("apiVersion")),
-            resource_version=_text(data.get("resourceVersion")),
-            field_path=_text(data.get("fieldPath")),
-        )
-
-
-def _text(value: object) -> str:
-    return "" if value is None else str(value)
+        values = (data.get(camel) for _, camel in _FIELDS)
+        return cls(*("" if value is None else str(value) for value in values))
 
 
 _METADATA_FIELDS = (
@@ -81,16 +57,16 @@ _METADATA_FIELDS = (
     ("resource_version", "resourceVersion"),
 )
 
-# a flat reference mapping: each field under its camelCase (Kopf, kubectl, the API) and its
-# snake_case (the client's to_dict()) spelling
-_FLAT_FIELDS = (
-    ("kind", "kind", "kind"),
-    ("namespace", "namespace", "namespace"),
-    ("name", "name", "name"),
-    ("uid", "uid", "uid"),
-    ("api_version", "apiVersion", "api_version"),
-    ("resource_version", "resourceVersion", "resource_version"),
-    ("field_path", "fieldPath", "field_path"),
+# each field, in the order of ObjectReference's, and its camelCase spelling (Kopf, kubectl,
+# the API); a flat mapping may spell it as the attribute is (the client's to_dict())
+_FIELDS = (
+    ("kind", "kind"),
+    ("namespace", "namespace"),
+    ("name", "name"),
+    ("uid", "uid"),
+    ("api_version", "apiVersion"),
+    ("resource_version", "resourceVersion"),
+    ("field_path", "fieldPath"),
 )
 _EXPECTED_MAPPING = (
     "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
@@ -129,14 +105,13 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     """Return a reference to ``obj`` for an event's ``involvedObject``.
 
     Args:
-        obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (including
-            ``V1ObjectReference`` and items of list calls, which carry no kind or apiVersion:
-            those come from the model's class), a manifest dict with ``apiVersion``,
-            ``kind`` and ``metadata``, a flat reference mapping (``kind``, ``name``,
-            ``namespace``, ``uid``, ``apiVersion``; camelCase or snake_case keys), or an
+        obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (``V1ObjectReference``
+            too; items of list calls take kind and apiVersion from their class), a manifest
+            dict (``apiVersion``, ``kind``, ``metadata``), a flat reference mapping (``kind``,
+            ``name``, ``namespace``, ``uid``, ``apiVersion``, camelCase or snake_case), or an
             object with ``.metadata`` and ``.kind``/``.api_version``.
-        field_path: which part of the object the event is about, e.g.
-            ``spec.containers{app}``; overrides a field path already in a reference.
+        field_path: the part of the object the event is about (``spec.containers{app}``);
+            overrides one already in a reference.
 
     Raises:
         InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
@@ -152,13 +127,10 @@ Repair = tuple[str, str, tuple[object, ...]]
 
 
 def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectReference, list[Repair]]:
-    """``ref`` as ``kubectl describe`` finds it, and what was changed to get there.
-
-    Two repairs, each noted: a built-in kind written in another case (``pod``) gets its
-    one spelling (``Pod``), because kubectl selects events by the exact kind; a namespaced
-    built-in kind without a namespace (a Pod manifest without ``metadata.namespace``) is
-    filed in ``default_namespace``, object and event alike, instead of looking like a
-    cluster-scoped object that no ``kubectl describe -n`` shows.
+    """``ref`` as ``kubectl describe`` finds it, and what was changed to get there: a built-in
+    kind in another case (``pod``) gets its one spelling, as kubectl selects by the exact kind;
+    a namespaced built-in object without a namespace is filed in ``default_namespace``, where
+    ``kubectl describe -n`` shows it.
     """
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
@@ -198,11 +170,9 @@ def _shared(
 ) -> ObjectReference:
     """The reference with these fields: the one made last time, when there was one.
 
-    A frozen dataclass sets each field through ``object.__setattr__``: making one costs
-    as much as the rest of reading the object, and this runs for every record, nearly
-    always about an object logged about before. A reference is immutable, so equal ones
-    may be one object. The table forgets everything when full (a handful of references
-    made again), so it follows the objects logged about now, within a bounded size.
+    Making a frozen dataclass costs as much as the rest of reading the object, and records
+    are nearly always about objects logged about before; references are immutable, so equal
+    ones may be one object. The table forgets everything when full, to stay bounded.
     """
     key = (kind, namespace, name, uid, api_version, resource_version, field_path)
     ref = _shared_refs.get(key)
@@ -260,21 +230,12 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
 def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
     """A flat reference: Kopf's ``k8s_ref``, a kubectl-style or ``to_dict()`` reference."""
     values: dict[str, str] = {}
-    for attr, camel, snake in _FLAT_FIELDS:
+    for attr, camel in _FIELDS:
         value = _field(data, camel, data)
-        if not value and snake != camel:
-            value = _field(data, snake, data)
+        if not value and attr != camel:
+            value = _field(data, attr, data)
         values[attr] = value
-    ref = _shared(**values)
-    if not ref.kind:
-        raise InvalidObjectError(
-            f"cannot refer to {_describe(data)}: it has no kind (expected {_EXPECTED_MAPPING})"
-        )
-    if not ref.name:
-        raise InvalidObjectError(
-            f"cannot refer to {_describe(data)}: it has no name (expected {_EXPECTED_MAPPING})"
-        )
-    return ref
+    return _checked(_shared(**values), data, f" (expected {_EXPECTED_MAPPING})")
 
 
 def _from_model(obj: Any) -> ObjectReference:
@@ -341,23 +302,16 @@ def _is_client_object_reference(obj: object) -> bool:
 
 
 def _from_client_reference(obj: Any) -> ObjectReference:
-    return _shared(
-        kind=_attr(obj, "kind", obj),
-        namespace=_attr(obj, "namespace", obj),
-        name=_attr(obj, "name", obj),
-        uid=_attr(obj, "uid", obj),
-        api_version=_attr(obj, "api_version", obj),
-        resource_version=_attr(obj, "resource_version", obj),
-        field_path=_attr(obj, "field_path", obj),
+    return _shared(*(_attr(obj, attr, obj) for attr, _ in _FIELDS))
+
+
+def _checked(ref: ObjectReference, original: object, expected: str = "") -> ObjectReference:
+    if ref.kind and ref.name:
+        return ref
+    missing = "name" if ref.kind else "kind"
+    raise InvalidObjectError(
+        f"cannot refer to {_describe(original)}: it has no {missing}{expected}"
     )
-
-
-def _checked(ref: ObjectReference, original: object) -> ObjectReference:
-    if not ref.kind:
-        raise InvalidObjectError(f"cannot refer to {_describe(original)}: it has no kind")
-    if not ref.name:
-        raise InvalidObjectError(f"cannot refer to {_describe(original)}: it has no name")
-    return ref
 
 
 def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
@@ -372,9 +326,8 @@ def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
 def _plain_text(value: object, name: str, original: object) -> str:
     """A ``str`` subclass's text as a plain ``str``; anything else is refused.
 
-    References are shared by their fields (:func:`_shared`): a subclass with an equality of
-    its own could match the fields of another reference, and a subclass instance would keep
-    the caller's object alive in the table. Its text alone is what an event records.
+    References are shared by their fields (:func:`_shared`): a subclass's own equality could
+    match another reference, and its instance would keep the caller's object alive.
     """
     if not isinstance(value, str):
         raise InvalidObjectError(
@@ -406,11 +359,8 @@ def _describe(obj: object) -> str:
 
 
 def type_meta_for_model(cls: type) -> tuple[str, str]:
-    """Return ``(kind, apiVersion)`` for a ``kubernetes`` client model class, or ``("", "")``.
-
-    ``V1Pod`` gives ``("Pod", "v1")`` and ``V1Deployment`` gives ``("Deployment", "apps/v1")``:
-    the group comes from the path of the API method that reads that model.
-    """
+    """Return ``(kind, apiVersion)`` for a ``kubernetes`` client model class (``V1Deployment``:
+    ``("Deployment", "apps/v1")``), or ``("", "")``."""
     if not cls.__module__.startswith("kubernetes."):
         return "", ""
     known = _kinds.MODEL_TYPE_META.get(cls.__name__) or _searched.get(cls)
@@ -430,10 +380,8 @@ def _search_type_meta(cls: type) -> tuple[str, str]:
 
 
 def _api_version_for(cls: type, prefix: str, version: str, kind: str) -> str:
-    try:
-        from kubernetes import client
-    except ImportError:  # pragma: no cover - kubernetes is a dependency
-        return ""
+    from kubernetes import client  # here: importing the package imports no client
+
     snake = _CAMEL_BOUNDARY.sub("_", kind).lower()
     suffix = f"{prefix}{version}Api"
     for api_name in dir(client):
@@ -441,30 +389,25 @@ def _api_version_for(cls: type, prefix: str, version: str, kind: str) -> str:
             continue
         api = getattr(client, api_name)
         for method in (f"read_namespaced_{snake}", f"read_{snake}"):
-            path = _read_path(api, method, cls)
-            if path:
-                return _version_from_path(path)
+            api_version = _read_api_version(api, method, cls)
+            if api_version:
+                return api_version
     return ""
 
 
-def _read_path(api: type, method: str, cls: type) -> str:
+def _read_api_version(api: type, method: str, cls: type) -> str:
+    # the apiVersion in the path that the client's read method (returning cls) requests
     function = getattr(api, method, None)
     if function is None or getattr(function, "__annotations__", {}).get("return") is not cls:
         return ""
     serializer = getattr(api, f"_{method}_serialize", None)
     code = getattr(serializer, "__code__", None)
     for const in getattr(code, "co_consts", ()):
-        if isinstance(const, str) and _API_PATH.match(const):
-            return const
+        match = _API_PATH.match(const) if isinstance(const, str) else None
+        if match is not None:
+            core_version, group, group_version = match.groups()
+            return core_version or f"{group}/{group_version}"
     return ""
-
-
-def _version_from_path(path: str) -> str:
-    match = _API_PATH.match(path)
-    if match is None:
-        return ""
-    core_version, group, group_version = match.groups()
-    return core_version or f"{group}/{group_version}"
 
 
 _READERS: dict[str, Callable[[Any], ObjectReference]] = {

@@ -49,6 +49,13 @@ def test_the_kind_table_agrees_with_the_clients_read_methods() -> None:
         assert references._search_type_meta(cls) == _kinds.MODEL_TYPE_META[name]
 
 
+def test_every_entry_of_the_kind_table_is_what_the_client_says() -> None:
+    """Each class of the table (built from kinds per apiVersion) is a client model whose read
+    method gives that kind and apiVersion, so a slip in the compact table cannot pass."""
+    for name, type_meta in _kinds.MODEL_TYPE_META.items():
+        assert references._search_type_meta(getattr(client, name)) == type_meta, name
+
+
 def test_the_namespaced_kinds_are_those_the_client_reads_by_namespace() -> None:
     """_kinds.NAMESPACED_KINDS agrees with the client: a read_namespaced_* method each."""
     camel = re.compile(r"(?<!^)(?=[A-Z])")
