@@ -1174,7 +1174,8 @@ class TestEventLoggerAdapter:
         records = ListHandler()
         log.addHandler(records)
         adapter = EventLoggerAdapter(log, POD, reason="Sync")
-        adapter.warning("failed", extra=[("reason", "Failed"), ("action", "Retry")])
+        pairs = [("reason", "Failed"), ("action", "Retry")]  # untyped callers pass these
+        adapter.warning("failed", extra=pairs)  # type: ignore[arg-type]
         (record,) = records.records
         assert (vars(record)["involved"], vars(record)["reason"], vars(record)["action"]) == (
             POD,
