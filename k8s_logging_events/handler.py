@@ -407,7 +407,9 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         """Merge the bound extras under the call's ``extra``."""
-        kwargs["extra"] = {**(self.extra or {}), **(kwargs.get("extra") or {})}
+        merged = dict(self.extra or {})
+        merged.update(kwargs.get("extra") or {})  # as dict.update takes it: pairs too
+        kwargs["extra"] = merged
         return msg, kwargs
 
 

@@ -174,7 +174,8 @@ class EventBroadcaster:
         )
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until everything accepted so far has a final outcome, held-back counts included;
+        """Wait until everything accepted so far has a final outcome, held-back counts included
+        (a sink with a ``drain`` method lifts its rate limit to its drain rate meanwhile);
         False after ``timeout`` seconds (None: 5 s), said once with what is still pending. The
         reports the writes caused are out before it returns."""
         return self._flush(timeout, report=True)
@@ -355,8 +356,10 @@ class EventRecorder(RecorderCalls):
         """Record an event with every field a caller can set; True when it was queued.
 
         ``obj`` is the involved object (:func:`~.references.object_reference`), ``type``
-        ``Normal`` or ``Warning``; ``action`` what was done (events.k8s.io/v1), ``related`` a
-        secondary object, ``field_path`` the part of ``obj`` the event is about.
+        ``Normal`` or ``Warning``, ``reason`` a short CamelCase word (``BackOff``),
+        ``annotations`` the event's metadata annotations; ``action`` what was done
+        (events.k8s.io/v1), ``related`` a secondary object, ``field_path`` the part of ``obj``
+        the event is about.
         """
         try:
             event = self._build(

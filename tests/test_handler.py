@@ -1168,6 +1168,21 @@ class TestEventLoggerAdapter:
         assert call_extra == {"reason": "Failed", "involved": NODE}
         assert adapter.extra == {"reason": "Sync", "action": "Reconcile", "involved": POD}
 
+    def test_call_extras_as_pairs_merge_as_a_dict_update_takes_them(self, log) -> None:
+        """A call's ``extra`` given as key-value pairs (what ``dict.update`` accepts) is merged
+        key by key like a mapping, and the log call does not raise into the application."""
+        records = ListHandler()
+        log.addHandler(records)
+        adapter = EventLoggerAdapter(log, POD, reason="Sync")
+        pairs = [("reason", "Failed"), ("action", "Retry")]  # untyped callers pass these
+        adapter.warning("failed", extra=pairs)  # type: ignore[arg-type]
+        (record,) = records.records
+        assert (vars(record)["involved"], vars(record)["reason"], vars(record)["action"]) == (
+            POD,
+            "Failed",
+            "Retry",
+        )
+
     def test_each_call_gets_its_own_dict(self, log) -> None:
         """The extras handed to the logger are a new dict every time."""
         adapter = EventLoggerAdapter(log, POD)
