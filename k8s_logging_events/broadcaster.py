@@ -289,7 +289,11 @@ class Broadcaster(EndsOnExit):
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
         """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (which is
-        made long enough for them and one more)."""
+        made long enough for them and one more).
+
+        Raises:
+            BroadcasterStopped: after :meth:`shutdown`.
+        """
         return self._add_watcher(list(events), on_drop)
 
     def action(self, type: str, obj: Any) -> None:

@@ -243,6 +243,10 @@ class EventCorrelator:
         """Aggregate, count and spam-filter ``event``, in client-go's order.
 
         Held-back occurrences still raise the count the next written one carries.
+
+        Returns:
+            ``CorrelateResult(observed, patch, False, observed)`` to write, or
+            ``CorrelateResult(None, None, True, observed)`` when the spam filter holds it back.
         """
         with self._lock:
             observed, repeat, skip = self._correlate(event)

@@ -30,16 +30,22 @@ _INDENT = "  "
 
 EventLike = models.Event | Mapping[str, Any]
 """What the renderer accepts: a model, or an Event as the API returns it (either version)."""
-# a sequence of them, or an EventList as the API returns it
-_Events = Iterable[EventLike] | Mapping[str, Any]
-_Row = tuple[str, str, str, str, str]
+
+EventsLike = Iterable[EventLike] | Mapping[str, Any]
+"""A sequence of what the renderer accepts, or an ``EventList`` as the API returns it."""
+
+Row = tuple[str, str, str, str, str]
+"""One line of the table: the values of :data:`COLUMNS`, in order."""
 
 
 def human_duration(delta: timedelta) -> str:
     """Return ``delta`` with 2-3 significant figures, as apimachinery's ``HumanDuration``.
 
-    ``119s``, ``3m20s``, ``25m``, ``5h12m``, ``30h``, ``3d4h``, ``90d``, ``2y30d``, ``9y``. Up
-    to a second below zero (clock skew) reads ``0s``, anything earlier ``<invalid>``.
+    Seconds under two minutes (``119s``), minutes and seconds under ten (``3m20s``), minutes
+    under three hours (``25m``), hours and minutes under eight (``5h12m``), hours under two
+    days (``30h``), days and hours under eight (``3d4h``), days under two years (``90d``),
+    years and days under eight (``2y30d``), then years (``9y``). Up to a second below zero
+    (clock skew) reads ``0s``, anything earlier ``<invalid>``.
     """
     # Go's int(d.Seconds()) truncates toward zero, as Python's int() does
     seconds = int(delta.total_seconds())
@@ -90,8 +96,8 @@ def _is_events_v1(data: Mapping[str, Any]) -> bool:
 
 
 def event_rows(
-    events: _Events, *, now: datetime | None = None, show_host: bool = False
-) -> list[_Row]:
+    events: EventsLike, *, now: datetime | None = None, show_host: bool = False
+) -> list[Row]:
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
 
     ``events``: models, API dicts of either version, or an ``EventList`` dict. ``now``: when
@@ -106,7 +112,9 @@ def event_rows(
     return [_row(event, moment, show_host) for event in models_]
 
 
-def format_events(events: _Events, *, now: datetime | None = None, show_host: bool = False) -> str:
+def format_events(
+    events: EventsLike, *, now: datetime | None = None, show_host: bool = False
+) -> str:
     """Render the ``Events:`` block of ``kubectl describe`` for :func:`event_rows`' arguments.
 
     Aligned as kubectl's tabwriter aligns it, ending with a newline; no events read
@@ -126,7 +134,7 @@ def _as_event(item: EventLike) -> models.Event:
     raise TypeError(f"expected an Event or an API dict, not {type(item).__name__}")
 
 
-def _row(event: models.Event, now: datetime, show_host: bool) -> _Row:
+def _row(event: models.Event, now: datetime, show_host: bool) -> Row:
     source = event.source.component or event.reporting_controller
     if show_host and event.source.host:
         source = f"{source}, {event.source.host}"

@@ -377,9 +377,10 @@ class KubernetesEventHandler(logging.Handler):
             )
         return active
 
-    # in a forked child (``_process``): the parent's queue is forgotten, never written twice,
-    # and a given broadcaster renews itself
-    _after_fork_in_child = _fresh_state
+    def _after_fork_in_child(self) -> None:
+        # in a forked child (``_process``): the parent's queue is forgotten, never written
+        # twice, and a given broadcaster renews itself
+        self._fresh_state()
 
 
 class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
