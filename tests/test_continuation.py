@@ -668,6 +668,27 @@ class TestContinuation:
         (ours,) = [e for e in fake.events if e.name != "web-0.abc"]
         assert ours.count == 2
 
+    def test_without_read_permission_a_forgotten_event_is_patched_without_a_read(self) -> None:
+        """Once reads are refused, a repeat of an event whose record was forgotten is not
+        read first (the server refuses reads): it is patched at once with the count the
+        correlator has, unguarded, as client-go would."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock, size=1)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+        fake.fail_next("read", sink.ApiStatusError(403, "Forbidden", "no get"))
+        fake.create(_event(name="web-0.other", count=4))  # another process's, under our name
+        cont.attempt(_write(_event(name="web-0.other")), policy)  # 403: reads are off
+        assert not cont.readable
+        assert cont.known("default", "web-0.abc") is None  # pushed out of the record
+        before = len(fake.calls)
+        kind, local = cont.attempt(_write(_event(count=3), occurrences=2), policy)
+        assert [c.method for c in fake.calls[before:]] == ["patch"]
+        assert b"resourceVersion" not in (fake.calls[-1].data or b"")
+        assert (kind, local.count) == ("patched", 3)
+        assert fake.get("default", "web-0.abc").count == 3  # type: ignore[union-attr]
+
     def test_a_sink_wrapper_that_cannot_read_keeps_client_go_ways(self) -> None:
         """PodUidSink around a sink without read: a TypeError on the read, no report."""
         clock = FakeClock(T0)

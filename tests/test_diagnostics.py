@@ -211,6 +211,29 @@ def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> No
     ]
 
 
+class _BrokenStream:
+    """A standard error that cannot be written to (a closed pipe)."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError("closed")
+
+    def flush(self) -> None:
+        raise BrokenPipeError("closed")
+
+
+@pytest.mark.parametrize("stream", [None, _BrokenStream()], ids=["none", "broken"])
+def test_a_standard_error_that_cannot_be_written_fails_no_caller(monkeypatch, stream) -> None:
+    """pythonw, a daemon that closed its standard error, a closed pipe: the fallback says
+    False (not written) and raises nothing into the report's caller, on any thread."""
+    monkeypatch.setattr("sys.stderr", stream)
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(burst=2, per_second=0.5, monotonic=clock.monotonic)
+    record = logging.LogRecord("k8s_logging_events", logging.WARNING, "", 0, "m", (), None)
+    assert fallback.write(record) is False
+    monkeypatch.setattr(_diagnostics, "standard_error", fallback)
+    _diagnostics.log_safely(private_logger("unwritable"), logging.ERROR, "nowhere to go")
+
+
 # --- in a fresh interpreter, as a user sees it -------------------------------------------------
 
 

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import socket
+import struct
 import threading
 import time
 import warnings
@@ -605,6 +606,31 @@ def test_an_answer_about_the_event_written_is_taken() -> None:
     assert missing.value.is_not_found
 
 
+@pytest.mark.parametrize("method", ["POST", "PATCH", "GET"])
+def test_a_success_whose_body_is_no_event_is_a_retryable_value_error(method) -> None:
+    """A 2xx answer whose JSON is not an event (a proxy's page, a truncated object): the
+    write may have landed, so it is a ValueError naming the request, which the writer
+    retries; the sink's own read of the body never escapes as an AttributeError."""
+    server = _Scripted([_raw("200 OK", {"metadata": 5})])
+    events_sink = sink.KubernetesEventSink.from_url(f"http://127.0.0.1:{server.port}", qps=0)
+    event = _event(name="web-0.1")
+    calls = {
+        "POST": lambda: events_sink.create(event),
+        "PATCH": lambda: events_sink.patch(event, b'{"count":2}'),
+        "GET": lambda: events_sink.read(event),
+    }
+    try:
+        with pytest.raises(ValueError, match=r"^unreadable answer to ") as raised:
+            calls[method]()
+    finally:
+        events_sink.close()
+        server.close()
+    path = "/api/v1/namespaces/default/events" + ("" if method == "POST" else "/web-0.1")
+    assert str(raised.value).startswith(f"unreadable answer to {method} {path}: ")
+    assert type(raised.value) is ValueError
+    assert sink.is_retryable(raised.value)
+
+
 def _relay(upstream: int, stop: threading.Event) -> tuple[socket.socket, list[threading.Thread]]:
     """A TCP relay to ``upstream`` (a proxy that misbehaves): it sends every second answer
     chunk of the server twice, the copy 3 ms later when the client has sent nothing since
@@ -721,3 +747,27 @@ def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_e
     assert (stats["accepted"], stats["failed"], stats["dropped"]) == (300, 0, 0)
     assert stats["created"] + stats["patched"] + stats["coalesced"] == 300
     assert _channel(relayed).out_of_step > 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "timeval"),
+    [
+        (10.0, (10, 0)),
+        (2.5, (2, 500_000)),
+        (0.25, (0, 250_000)),
+        (0.000_001, (0, 1)),
+        (0.999_999_6, (1, 0)),  # rounds up into the next whole second, never 1,000,000 µs
+        (3.000_000_4, (3, 0)),
+        (1e-9, (0, 1)),  # below a microsecond: the shortest timeout, not none
+        (0.0, (0, 1)),
+    ],
+)
+def test_the_kernel_timeout_is_the_read_timeout_to_the_microsecond_and_never_none(
+    seconds: float, timeval: tuple[int, int]
+) -> None:
+    """On Linux a plain connection's read and send timeouts are the kernel's
+    (``SO_RCVTIMEO``/``SO_SNDTIMEO``): a ``struct timeval`` of the read timeout, rounded to
+    the microsecond, its microseconds below a million, and never all zero, which the
+    kernel takes for "wait forever"."""
+    packed = _http._timeval(seconds)
+    assert struct.unpack("@ll", packed) == timeval

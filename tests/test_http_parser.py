@@ -484,3 +484,36 @@ def test_a_content_length_that_cannot_be_trusted_is_a_protocol_error(value: str)
 
 def test_repeated_equal_content_lengths_are_one() -> None:
     assert _http_parser.content_length("12, 12") == 12
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"Content-Length: 65\r\n\r\n",
+        b"Transfer-Encoding: chunked\r\n\r\n41\r\n",
+        b"\r\n",  # no length: the body ends with the connection
+    ],
+    ids=["content-length", "chunked", "until-closed"],
+)
+def test_a_body_longer_than_max_body_is_refused_however_it_is_framed(
+    framing: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server (or whatever answers in its place) cannot make the channel hold more than
+    ``MAX_BODY`` bytes of one answer: a ``Content-Length``, a chunk or a close-delimited body
+    past it is a ProtocolError, before the bytes are kept; one byte less is read."""
+    monkeypatch.setattr(_http_parser, "MAX_BODY", 64)
+    pieces = [b"HTTP/1.1 200 OK\r\n" + framing, b"x" * 65, b"\r\n0\r\n\r\n"]
+    if framing == b"\r\n":
+        pieces = pieces[:2]
+    with pytest.raises(ProtocolError, match="more than 64"):
+        _ours_or_raise(pieces)
+    shorter = [piece.replace(b"65", b"64").replace(b"41\r", b"40\r") for piece in pieces]
+    shorter[1] = b"x" * 64
+    assert _ours_or_raise(shorter).body == b"x" * 64
+
+
+def _ours_or_raise(pieces: list[bytes]) -> _http_parser.Answer:
+    """The parser's answer to ``pieces`` (then the close), or what it raised."""
+    rest = iter(pieces[1:])
+    answer, _ = _http_parser.read_answer(pieces[0], lambda: next(rest, b""))
+    return answer

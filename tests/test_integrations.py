@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _pod, _records, correlator, models
+from k8s_logging_events import _pod, _records, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from k8s_logging_events.testing._capture import capture_events
@@ -469,6 +469,65 @@ def test_outside_a_pod_default_involved_is_reported_once_and_makes_no_events(
         r.getMessage() for r in caplog.records if "does not run in a pod" in r.getMessage()
     ]
     assert "POD_NAME" in report
+
+
+@pytest.mark.parametrize(
+    ("variables", "missing"),
+    [
+        ({}, "a name (POD_NAME or HOSTNAME) and a namespace (POD_NAMESPACE or {file})"),
+        ({"HOSTNAME": "web-0"}, "a namespace (POD_NAMESPACE or {file})"),
+        ({"POD_NAMESPACE": "shop"}, "a name (POD_NAME or HOSTNAME)"),
+    ],
+    ids=["neither", "no-namespace", "no-name"],
+)
+def test_outside_a_pod_the_report_names_what_is_missing(
+    no_pod_env: pytest.MonkeyPatch, variables: dict[str, str], missing: str
+) -> None:
+    """The report says which of the pod's name and namespace could not be found, and
+    where each was looked for (the namespace file as it is set when the handler is built)."""
+    for name, value in variables.items():
+        no_pod_env.setenv(name, value)
+    identity = _pod.from_environment()
+    assert identity.ref is None
+    expected = missing.format(file=_pod.NAMESPACE_FILE)
+    assert f"cannot tell which: no {expected}. Records without" in identity.problem
+
+
+def test_a_given_broadcaster_without_pod_uid_is_reported_once_when_the_handler_is_built(
+    no_pod_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With a broadcaster of the application's, the handler owns no sink to read the pod's
+    uid through: events about the pod go without it, and the fix (POD_UID) is said once,
+    when the handler is built, on the library's logger."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    no_pod_env.setenv("POD_NAME", "shop-api-1")
+    no_pod_env.setenv("POD_NAMESPACE", "shop")
+    fake = FakeEventSink()
+    clock = FakeClock()
+    given = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep)
+    given.start_recording_to_sink(fake)
+    try:
+        event_handler = KubernetesEventHandler(broadcaster=given, default_involved="pod")
+        (report,) = [r for r in caplog.records if "without its uid" in r.getMessage()]
+        log = logging.getLogger("tests.integrations.givenpod")
+        log.addHandler(event_handler)
+        log.warning("one")
+        log.warning("two")
+        event_handler.close()
+        assert given.flush(5)
+    finally:
+        given.shutdown(2)
+    assert [(e.message, e.involved_object.name, e.involved_object.uid) for e in fake.events] == [
+        ("one", "shop-api-1", ""),
+        ("two", "shop-api-1", ""),
+    ]
+    assert report.name == "k8s_logging_events"
+    assert report.levelno == logging.WARNING
+    message = report.getMessage()
+    assert message.startswith("Events about pod shop/shop-api-1 are written without its uid")
+    assert "through a given broadcaster" in message
+    assert "POD_UID" in message
+    assert len([r for r in caplog.records if "without its uid" in r.getMessage()]) == 1
 
 
 def test_a_hostname_of_63_characters_is_reported_as_possibly_cut(

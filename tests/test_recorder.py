@@ -158,6 +158,43 @@ def test_structured_logging_passes_the_fields_as_extras(make_broadcaster) -> Non
     }
 
 
+def test_a_structured_logging_target_that_raises_costs_no_occurrence(
+    make_broadcaster, caplog
+) -> None:
+    """Structured logging runs on the dispatcher: a target logger that raises (a filter
+    with a bug) is reported on the library's logger for that event, and neither the sink's
+    writes nor the target's later events are lost."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    records: list[logging.LogRecord] = []
+    target = logging.getLogger("tests.recorder.structured-raises")
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    target.addHandler(_ListHandler(records))
+
+    def buggy(record: logging.LogRecord) -> bool:
+        if getattr(record, "reason", "") == "Broken":
+            raise RuntimeError("a filter with a bug")
+        return True
+
+    target.addFilter(buggy)
+    b.start_structured_logging(target, logging.INFO)
+    rec = b.new_recorder("c")
+    for number, reason in enumerate(("Fine", "Broken", "Fine")):
+        ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
+        rec.event(ref, models.NORMAL, reason, "text")
+    assert b.flush(5)
+    assert [getattr(r, "object", "") for r in records] == ["baz/p0", "baz/p2"]
+    assert len(fake.events) == 3
+    stats = dict(b.stats())
+    assert (stats["created"], stats["failed"], stats["dropped"]) == (3, 0, 0)
+    (report,) = [r for r in caplog.records if r.name == "k8s_logging_events"]
+    assert report.getMessage() == "Event watcher failed: RuntimeError('a filter with a bug')"
+    assert report.levelno == logging.ERROR
+
+
 def test_structured_logging_without_a_logger_writes_one_json_line(
     make_broadcaster, monkeypatch
 ) -> None:

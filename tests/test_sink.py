@@ -689,3 +689,22 @@ class TestReadAndGuardedPatches:
             assert lazy.read(_event()) == stored
         finally:
             lazy.close()
+
+    def test_the_lazy_sink_says_when_its_real_sink_cannot_read(
+        self, server: LocalApiServer
+    ) -> None:
+        """A real sink without ``read`` or ``read_pod_uid`` (a user's, as the EventSink
+        Protocol has it): the lazy sink raises TypeError naming itself and what cannot be
+        read, which the writer takes for "keep client-go's ways"; its writes still go."""
+        real = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        lazy = sink.LazySink(lambda: WithoutRead(real), "a test sink", "v1")
+        try:
+            with pytest.raises(TypeError, match=r"^a test sink: this sink cannot read events$"):
+                lazy.read(_event())
+            with pytest.raises(TypeError, match=r"^a test sink: this sink cannot read pods$"):
+                lazy.read_pod_uid("default", "web-0")
+            assert [r.method for r in server.requests] == []
+            assert lazy.create(_event()).name == "web-0.1"
+        finally:
+            lazy.close()
+            real.close()
