@@ -101,8 +101,8 @@ class KubernetesEventSink:
             the process-global ``Configuration``) from the in-cluster service account, else
             the kubeconfig. urllib3's own retries are off either way: only the writer retries.
         qps, burst, request_timeout, drain_qps, api, kubeconfig, context: as the handler's
-            options of those names (docs/configuration.md); ``drain_qps`` applies while
-            :meth:`drain` is on.
+            options of those names, with the same defaults (docs/configuration.md): core/v1,
+            and ``qps=0`` for no rate limit; ``drain_qps`` applies while :meth:`drain` is on.
         clock: the rate limit's time source (its monotonic reading).
         sleep: how the rate limit waits (interrupted by :meth:`close`).
 
