@@ -40,7 +40,8 @@ MAX_WAIT_SECONDS = 86_400.0
 that never refills must not overflow the timers; the write is looked at again after it."""
 
 THROTTLE_BASE_SECONDS = 1.0
-"""The first wait after a 429 without ``Retry-After``; each further one doubles it."""
+"""The first wait after a 429 without ``Retry-After`` (or with a zero one); each further one
+doubles it."""
 
 THROTTLE_MAX_SECONDS = 30.0
 """The longest wait after a 429 without ``Retry-After`` (before jitter takes up to half off):
@@ -222,8 +223,9 @@ class _Jittered(tenacity.wait.wait_base):
 
 
 class _ServerFirst(tenacity.wait.wait_base):
-    """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one), at
-    least it after another failure (``failed``); never NaN, never beyond a day."""
+    """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one, or
+    with a zero one), at least it after another failure (``failed``); never NaN, never
+    beyond a day."""
 
     def __init__(
         self, *, throttled: tenacity.wait.wait_base, failed: tenacity.wait.wait_base
@@ -235,7 +237,9 @@ class _ServerFirst(tenacity.wait.wait_base):
         error = _error_of(retry_state)
         asked = error.retry_after if isinstance(error, ApiStatusError) else None
         if is_throttled(error):
-            seconds = self._throttled(retry_state) if asked is None else asked
+            # a zero Retry-After is taken as none: 429s that spend no try and wait nothing
+            # would retry in a hot loop against the server for as long as it throttles
+            seconds = asked if asked else self._throttled(retry_state)
         else:
             seconds = max(self._failed(retry_state), asked or 0.0)
         return finite(seconds)

@@ -62,6 +62,16 @@ def test_a_429_with_retry_after_waits_exactly_that_long() -> None:
     assert schedule.after_failure(Tries(), huge) == _errors.MAX_WAIT_SECONDS
 
 
+def test_a_429_with_a_zero_retry_after_backs_off_as_without_one() -> None:
+    """A 429 spends no try, so ``Retry-After: 0`` taken literally would retry at once for as
+    long as the server throttles: a hot loop against it. It backs off as a 429 without one."""
+    schedule = _errors.RetrySchedule(2, 10.0, lambda: 0.999999)
+    tries = Tries()
+    waits = [schedule.after_failure(tries, _throttled(retry_after=0.0)) for _ in range(4)]
+    assert waits == pytest.approx([1, 2, 4, 8], rel=1e-5)
+    assert tries == Tries(attempts=0, throttled=4)
+
+
 def test_failures_follow_client_go_s_schedule_and_stop_after_max_tries() -> None:
     """The first back-off is sleep_duration times the random number, then sleep_duration;
     an error that is not worth another try gives up at once."""
@@ -211,6 +221,20 @@ def test_an_unreachable_server_warns_at_once_then_summarises_with_true_counts(
     lost = [m for m in messages if "retry limit" in m]
     assert lost, messages
     assert "3 occurrence(s) lost" in lost[0], messages
+
+
+def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock, tmp_path) -> None:
+    """Three 429s with ``Retry-After: 0`` and no client-side limit: the writer still waits
+    between them (1, 2, 4 s scaled into [0.5, 1)), then the create lands; nothing lost."""
+    path = _kubeconfig(server, tmp_path / "config", SECRET)
+    server.inject(method="POST", path="/events", status=429, retry_after=0, times=3)
+    start = clock.monotonic()
+    handler = _write(clock, kubeconfig=path, drain_qps=0)
+    posts = [r.status for r in server.requests if r.method == "POST" and "/events" in r.path]
+    assert posts == [429, 429, 429, 201]
+    assert clock.monotonic() - start >= 0.5 * (1 + 2 + 4)
+    assert handler.stats()["created"] == 1
+    assert len(server.events("default")) == 1
 
 
 def test_a_401_says_which_credentials_were_sent_never_their_value(
