@@ -220,7 +220,12 @@ def test_an_unreachable_server_warns_at_once_then_summarises_with_true_counts(
     assert any("(3 occurrence(s) in all)" in m for m in retries), messages
     lost = [m for m in messages if "retry limit" in m]
     assert lost, messages
-    assert "3 occurrence(s) lost" in lost[0], messages
+    # one write of all three, or (when a loaded machine lets the writer start before the
+    # second log call) the first alone and the other two behind it: one line or a line and
+    # its summary, whose running total is the true count either way
+    assert any("3 occurrence(s) lost" in m or "(3 occurrence(s) in all)" in m for m in lost), (
+        messages
+    )
 
 
 def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock, tmp_path) -> None:
