@@ -150,12 +150,12 @@ def checked(given: Mapping[str, Any]) -> Options:
             ),
             correlator=checked_correlator(given["correlator"]),
             event_names=_sanitise.check_event_names(given["event_names"]),
-            clock=given["clock"],
-            sleep=given["sleep"],
+            clock=clock(given["clock"]),
+            sleep=hook("sleep", given["sleep"]),
         ),
         # last: its repair is reported, and only for a handler that is built
-        component=component(given["component"] or default_component()),
-        host=given["host"] or default_host(),
+        component=component(optional_name("component", given["component"]) or default_component()),
+        host=optional_name("host", given["host"]) or default_host(),
     )
 
 
@@ -227,6 +227,32 @@ def optional_text(name: str, value: object) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string or null, not {value!r}")
+    return value
+
+
+def optional_name(name: str, value: object) -> str:
+    """``component`` and ``host``: text, or empty or null for the default (a YAML ``123`` or
+    list would otherwise fail every event later, on a writer)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string, or null for the default, not {value!r}")
+    return value
+
+
+def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
+    if value is not None and not callable(getattr(value, "now", None)):
+        raise ValueError(f"{name} must be a Clock (with now()) or null, not {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def hook(name: str, value: object) -> Any:
+    """A function option (``sleep``, the correlator's hooks): callable or null; a name
+    written without ``ext://`` is a string, and would fail every event later."""
+    if value is not None and not callable(value):
+        raise ValueError(
+            f"{name} must be a function (in dictConfig: ext://module.name) or null, not {value!r}"
+        )
     return value
 
 
@@ -315,6 +341,9 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
         if values.get("spam_key_func") is not None:
             raise ValueError("correlator: set spam_key or spam_key_func, not both")
         values["spam_key_func"] = correlators.SPAM_KEYS[named]
+    for name in ("key_func", "message_func", "spam_key_func"):
+        hook(f"correlator.{name}", values.get(name))
+    clock(values.get("clock"), "correlator.clock")
     for name in ("lru_cache_size", "burst_size", "max_events", "qps", "max_interval_seconds"):
         if values.get(name) is None:  # null, as 0, means the default
             values.pop(name, None)

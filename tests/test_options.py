@@ -163,6 +163,40 @@ def test_a_broadcaster_that_is_not_one_is_refused_and_leaves_logging_working() -
 
 
 @pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [
+        ("component", 123, ["component", "123", "string"]),
+        ("component", ["billing"], ["component", "'billing'", "string"]),
+        ("host", 123, ["host", "123", "string"]),
+        ("host", ["node-1"], ["host", "'node-1'", "string"]),
+        ("host", {"name": "node-1"}, ["host", "'node-1'", "string"]),
+        ("clock", "system", ["clock", "'system'"]),
+        ("sleep", "fast", ["sleep", "'fast'"]),
+        ("correlator", {"key_func": "myapp.events.key"}, ["correlator.key_func", "ext://"]),
+        ("correlator", {"spam_key_func": "per_reason"}, ["correlator.spam_key_func", "ext://"]),
+        ("correlator", {"message_func": 5}, ["correlator.message_func", "5"]),
+        ("correlator", {"clock": "system"}, ["correlator.clock", "'system'"]),
+    ],
+)
+def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_option(
+    option: str, value: object, words: list[str]
+) -> None:
+    """docs/configuration.md: every option is checked when dictConfig builds the handler, and
+    an invalid value is a ValueError naming the option. A YAML ``host: 123``, a list, or a
+    hook written without ``ext://`` once built a handler whose every event then failed on a
+    writer (or, for an unhashable host, vanished uncounted), and a ``clock`` that is not
+    one raised AttributeError and left a half-built handler in logging's list."""
+    before = list(logging._handlerList)  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
+        logging.config.dictConfig(_configuration("", sink=None, **{option: value}))
+    cause = error.value.__cause__
+    assert isinstance(cause, ValueError), repr(cause)
+    assert all(word in str(cause) for word in words), str(cause)
+    del error, cause  # the traceback's frames would keep a half-built handler alive
+    assert list(logging._handlerList) == before  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
     "name", ["lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"]
 )
 def test_a_null_correlator_number_means_its_default(name: str) -> None:
