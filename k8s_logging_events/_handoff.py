@@ -154,10 +154,19 @@ class HandOff:
                 continue
             runs = cuts.get(by_object)
             if runs is None:
-                runs = cuts[by_object] = _runs.cut(
-                    items, models.correlation_keys, self._build, by_object=by_object, built=built
-                )
+                runs = cuts[by_object] = self._cut(items, by_object, built)
             self._record(recording, runs, self.settling)
+
+    def _cut(
+        self, items: list[Any], by_object: bool, built: dict[int, models.Event]
+    ) -> list[_runs.Run]:
+        try:
+            return _runs.cut(
+                items, models.correlation_keys, self._build, by_object=by_object, built=built
+            )
+        except Exception:  # rule 5: an item whose keys fail must not cost the batch; one
+            # run per item, in order, correlates the same, and costs only that item's run
+            return [_runs.Run(items, self._build, [i], built) for i in range(len(items))]
 
     def _uncorrelated(
         self, settling: collections.Counter[str], occurrences: int, error: Exception
@@ -271,7 +280,7 @@ class HandOff:
         try:
             try:
                 by_object = recording.prepare()  # set up already: no I/O
-                runs = _runs.cut(items, models.correlation_keys, self._build, by_object=by_object)
+                runs = self._cut(items, by_object, {})
             except Exception as error:  # rule 5
                 self._uncorrelated(settling, len(items), error)
             else:

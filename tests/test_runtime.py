@@ -480,6 +480,38 @@ def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None
         b.shutdown(2)
 
 
+def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
+    """An exception while the dispatcher cuts a batch into runs (an occurrence's keys cannot
+    be computed) costs no other occurrence of the batch, and every one is counted."""
+    original = models.correlation_keys
+
+    def correlation_keys(item: models.Occurrence) -> tuple[object, object]:
+        if item.reason == "Unkeyed":
+            raise TypeError("unhashable")
+        return original(item)
+
+    monkeypatch.setattr(models, "correlation_keys", correlation_keys)
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("keys")
+        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+        runtime = b._runtime
+        runtime._started = True  # the dispatcher starts after the three: one batch
+        for reason in ("Fine", "Unkeyed", "AlsoFine"):
+            rec.event(ref, models.NORMAL, reason, "message")
+        runtime._started = False
+        runtime._start()
+        assert b.flush(5)
+        stats = dict(b.stats())
+        assert unaccounted(stats) == 0, stats
+        assert {event.reason for event in fake.events} >= {"Fine", "AlsoFine"}
+        assert stats["created"] + stats["failed"] == 3, stats
+    finally:
+        b.shutdown(2)
+
+
 # --- coalescing before correlating ------------------------------------------------------------
 
 
