@@ -237,10 +237,11 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
         return None
     if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
         return ref
+    ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
+    # after the repair: ``kind: event`` is an Event too, once its case is put right
     if _sanitise.is_event(ref.kind, ref.api_version):
         notes.refuse("event-about-event", ABOUT_AN_EVENT, ref.namespace, ref.name)
         return None
-    ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref

@@ -396,8 +396,13 @@ def test_invalid_names_fall_back_to_a_uuid(make_broadcaster) -> None:
             models.NORMAL,
             "event about Event",
         ),
+        (
+            {"apiVersion": "v1", "kind": "event", "metadata": {"name": "e", "namespace": "n"}},
+            models.NORMAL,
+            "event about Event",
+        ),
     ],
-    ids=["string", "no-kind", "bad-type", "event-about-event"],
+    ids=["string", "no-kind", "bad-type", "event-about-event", "event-in-another-case"],
 )
 def test_invalid_input_is_reported_on_the_library_logger_and_makes_no_event(
     make_broadcaster, caplog, obj, type_, fragment
