@@ -254,8 +254,8 @@ def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
                 return known
     notes.repair(
         "event-type",
-        "Unsupported event_type %r (only Normal and Warning): recorded as %s, from the level",
-        wanted,
+        "Unsupported event_type %s (only Normal and Warning): recorded as %s, from the level",
+        _shown(wanted),
         by_level,
     )
     return by_level
@@ -275,12 +275,21 @@ def _reason(value: object, default: str, notes: Notes) -> str:
     fixed = fixed or default
     notes.repair(
         "reason",
-        "The reason %.80r is not one CamelCase word of at most %d bytes: recorded as %r",
-        value,
+        "The reason %.80s is not one CamelCase word of at most %d bytes: recorded as %r",
+        _shown(value),
         _sanitise.REASON_MAX_BYTES,
         fixed,
     )
     return fixed
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` for a report: a value whose repr raises must not turn the report into
+    a logging error (or the record into a refusal)."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<a {type(value).__name__} that cannot be shown>"
 
 
 def _action(value: object, notes: Notes) -> str:
@@ -290,7 +299,10 @@ def _action(value: object, notes: Notes) -> str:
     fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
     if fixed != text or not isinstance(value, str):
         notes.repair(
-            "action", "The action %.80r was not a short string: recorded as %r", value, fixed
+            "action",
+            "The action %.80s was not a short string: recorded as %r",
+            _shown(value),
+            fixed,
         )
     return fixed
 
