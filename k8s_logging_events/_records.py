@@ -29,6 +29,7 @@ __all__ = [
     "find_extras",
     "is_own",
     "read",
+    "shown",
 ]
 
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
@@ -255,7 +256,7 @@ def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
     notes.repair(
         "event-type",
         "Unsupported event_type %s (only Normal and Warning): recorded as %s, from the level",
-        _shown(wanted),
+        shown(wanted),
         by_level,
     )
     return by_level
@@ -276,16 +277,16 @@ def _reason(value: object, default: str, notes: Notes) -> str:
     notes.repair(
         "reason",
         "The reason %.80s is not one CamelCase word of at most %d bytes: recorded as %r",
-        _shown(value),
+        shown(value),
         _sanitise.REASON_MAX_BYTES,
         fixed,
     )
     return fixed
 
 
-def _shown(value: object) -> str:
-    """``repr(value)`` for a report: a value whose repr raises must not turn the report into
-    a logging error (or the record into a refusal)."""
+def shown(value: object) -> str:
+    """``repr(value)`` for a report of bad input: a value whose repr raises must not turn the
+    report into a logging error (or the record into a refusal)."""
     try:
         return repr(value)
     except Exception:
@@ -301,7 +302,7 @@ def _action(value: object, notes: Notes) -> str:
         notes.repair(
             "action",
             "The action %.80s was not a short string: recorded as %r",
-            _shown(value),
+            shown(value),
             fixed,
         )
     return fixed

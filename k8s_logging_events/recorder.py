@@ -397,8 +397,8 @@ class EventRecorder(RecorderCalls):
         if not correlator.validate_event_type(type):
             report(
                 "invalid-type",
-                "Unsupported event type: %r (only Normal and Warning are allowed)",
-                type,
+                "Unsupported event type: %s (only Normal and Warning are allowed)",
+                _records.shown(type),
             )
             return None
         for repair, msg, args in repairs:
