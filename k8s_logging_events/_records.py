@@ -29,6 +29,7 @@ __all__ = [
     "find_extras",
     "is_own",
     "read",
+    "shown",
 ]
 
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
@@ -237,10 +238,11 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
         return None
     if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
         return ref
+    ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
+    # after the repair: ``kind: event`` is an Event too, once its case is put right
     if _sanitise.is_event(ref.kind, ref.api_version):
         notes.refuse("event-about-event", ABOUT_AN_EVENT, ref.namespace, ref.name)
         return None
-    ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref
@@ -253,8 +255,8 @@ def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
                 return known
     notes.repair(
         "event-type",
-        "Unsupported event_type %r (only Normal and Warning): recorded as %s, from the level",
-        wanted,
+        "Unsupported event_type %s (only Normal and Warning): recorded as %s, from the level",
+        shown(wanted),
         by_level,
     )
     return by_level
@@ -274,12 +276,21 @@ def _reason(value: object, default: str, notes: Notes) -> str:
     fixed = fixed or default
     notes.repair(
         "reason",
-        "The reason %.80r is not one CamelCase word of at most %d bytes: recorded as %r",
-        value,
+        "The reason %.80s is not one CamelCase word of at most %d bytes: recorded as %r",
+        shown(value),
         _sanitise.REASON_MAX_BYTES,
         fixed,
     )
     return fixed
+
+
+def shown(value: object) -> str:
+    """``repr(value)`` for a report of bad input: a value whose repr raises must not turn the
+    report into a logging error (or the record into a refusal)."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<a {type(value).__name__} that cannot be shown>"
 
 
 def _action(value: object, notes: Notes) -> str:
@@ -289,7 +300,10 @@ def _action(value: object, notes: Notes) -> str:
     fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
     if fixed != text or not isinstance(value, str):
         notes.repair(
-            "action", "The action %.80r was not a short string: recorded as %r", value, fixed
+            "action",
+            "The action %.80s was not a short string: recorded as %r",
+            shown(value),
+            fixed,
         )
     return fixed
 

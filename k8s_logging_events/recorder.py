@@ -389,17 +389,18 @@ class EventRecorder(RecorderCalls):
         except (references.InvalidObjectError, RecursionError) as error:
             report("invalid-object", "Unable to record event: %r", error)
             return None
+        ref, repairs = references.repaired(ref, self._default_namespace)
+        # after the repair: ``kind: event`` is an Event too, once its case is put right
         if _sanitise.is_event(ref.kind, ref.api_version):
             report("event-about-event", _records.ABOUT_AN_EVENT, ref.namespace, ref.name)
             return None
         if not correlator.validate_event_type(type):
             report(
                 "invalid-type",
-                "Unsupported event type: %r (only Normal and Warning are allowed)",
-                type,
+                "Unsupported event type: %s (only Normal and Warning are allowed)",
+                _records.shown(type),
             )
             return None
-        ref, repairs = references.repaired(ref, self._default_namespace)
         for repair, msg, args in repairs:
             self._broadcaster._reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
         related_ref = None

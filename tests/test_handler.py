@@ -510,6 +510,17 @@ EVENT_OBJECT = models.Event(
     involved_object=models.ObjectReference(kind="Pod", namespace="prod", name="web-0"),
 )
 
+
+class _Unrepresentable:
+    """A value whose ``str()`` and ``repr()`` raise (a broken proxy, a half-built object)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
 BAD_INPUTS = {
     "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
     "dict-without-kind": BadInput(
@@ -519,6 +530,10 @@ BAD_INPUTS = {
     "event-manifest-as-involved": BadInput(
         "events about events",
         {"involved": {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "e"}}},
+    ),
+    "event-manifest-with-its-kind-in-another-case": BadInput(
+        "events about events",
+        {"involved": {"apiVersion": "v1", "kind": "event", "metadata": {"name": "e"}}},
     ),
     "bad-format-arguments": BadInput("Unable to format the message", msg="%d pods", args=("many",)),
     "lone-surrogates": BadInput(
@@ -564,6 +579,11 @@ BAD_INPUTS = {
         {"event_type": "Error"},
         level=logging.INFO,
         check=lambda event: event.type == models.NORMAL,
+    ),
+    "event-type-whose-repr-raises": BadInput(
+        "Unsupported event_type",
+        {"event_type": _Unrepresentable()},
+        check=lambda event: event.type == models.WARNING,
     ),
     "related-that-is-not-an-object": BadInput(
         "Ignoring the related object",

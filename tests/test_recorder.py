@@ -385,6 +385,13 @@ def test_invalid_names_fall_back_to_a_uuid(make_broadcaster) -> None:
     assert event.name.count("-") == 4
 
 
+class _Unrepresentable:
+    """A value whose ``repr()`` raises (a broken proxy, a half-built object)."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
 @pytest.mark.parametrize(
     ("obj", "type_", "fragment"),
     [
@@ -396,8 +403,21 @@ def test_invalid_names_fall_back_to_a_uuid(make_broadcaster) -> None:
             models.NORMAL,
             "event about Event",
         ),
+        (
+            {"apiVersion": "v1", "kind": "event", "metadata": {"name": "e", "namespace": "n"}},
+            models.NORMAL,
+            "event about Event",
+        ),
+        (_pod(), _Unrepresentable(), "Unsupported event type: <a _Unrepresentable"),
     ],
-    ids=["string", "no-kind", "bad-type", "event-about-event"],
+    ids=[
+        "string",
+        "no-kind",
+        "bad-type",
+        "event-about-event",
+        "event-in-another-case",
+        "type-whose-repr-raises",
+    ],
 )
 def test_invalid_input_is_reported_on_the_library_logger_and_makes_no_event(
     make_broadcaster, caplog, obj, type_, fragment

@@ -108,3 +108,22 @@ def test_a_cluster_scoped_object_files_its_event_in_the_settings_namespace() -> 
     occurrence = _records.read(record, extras, _settings(), _records.Notes(), NOW)
     assert occurrence is not None
     assert (occurrence.ref.namespace, occurrence.namespace) == ("", "fallback")
+
+
+def test_an_event_named_in_another_case_is_still_refused_as_an_event() -> None:
+    """``kind: event`` (and ``EVENT``) is the built-in Event once its case is put right: an
+    event about it is refused as an event about an Event, not repaired into one."""
+    for kind in ("event", "EVENT"):
+        for involved in (
+            {"kind": kind, "name": "web.17a", "namespace": "prod"},
+            {"apiVersion": "v1", "kind": kind, "metadata": {"name": "e", "namespace": "prod"}},
+            {"apiVersion": "events.k8s.io/v1", "kind": kind, "metadata": {"name": "web.17a"}},
+        ):
+            record = _record(involved=involved, reason="BackOff")
+            extras = _records.find_extras(record)
+            assert extras is not None
+            notes = _records.Notes()
+            assert _records.read(record, extras, _settings(), notes, NOW) is None, involved
+            assert notes.refusal is not None
+            assert notes.refusal[0] == "event-about-event"
+            assert notes.repairs == ()
