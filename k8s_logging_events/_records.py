@@ -228,6 +228,10 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
         notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
         return None
     path = field_path if isinstance(field_path, str) else ""
+    if field_path is not None and not isinstance(field_path, str):
+        notes.repair(
+            "field_path", "Ignoring field_path of type %s: not a string", type(field_path).__name__
+        )
     try:
         ref = references.object_reference(involved, field_path=path)
     except RecursionError:  # a lazy proxy gone wrong: its problem, and the stack has unwound

@@ -585,6 +585,11 @@ BAD_INPUTS = {
         {"event_type": _Unrepresentable()},
         check=lambda event: event.type == models.WARNING,
     ),
+    "field-path-that-is-not-a-string": BadInput(
+        "Ignoring field_path of type int: not a string",
+        {"field_path": 5},
+        check=lambda event: not event.involved_object.field_path,
+    ),
     "related-that-is-not-an-object": BadInput(
         "Ignoring the related object",
         {"related": "node-1"},
