@@ -8,6 +8,7 @@ a test leaving a thread behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import logging.config
@@ -480,6 +481,19 @@ def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None
         b.shutdown(2)
 
 
+@contextlib.contextmanager
+def _one_batch(b: recorder.EventBroadcaster) -> Iterator[None]:
+    """What is recorded inside the block reaches the dispatcher as one batch: it starts
+    after the block."""
+    runtime = b._runtime
+    runtime._started = True
+    try:
+        yield
+    finally:
+        runtime._started = False
+        runtime._start()
+
+
 def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
     """An exception while the dispatcher cuts a batch into runs (an occurrence's keys cannot
     be computed) costs no other occurrence of the batch, and every one is counted."""
@@ -497,12 +511,9 @@ def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
         b.start_recording_to_sink(fake)
         rec = b.new_recorder("keys")
         ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
-        runtime = b._runtime
-        runtime._started = True  # the dispatcher starts after the three: one batch
-        for reason in ("Fine", "Unkeyed", "AlsoFine"):
-            rec.event(ref, models.NORMAL, reason, "message")
-        runtime._started = False
-        runtime._start()
+        with _one_batch(b):
+            for reason in ("Fine", "Unkeyed", "AlsoFine"):
+                rec.event(ref, models.NORMAL, reason, "message")
         assert b.flush(5)
         stats = dict(b.stats())
         assert unaccounted(stats) == 0, stats
@@ -534,13 +545,10 @@ def test_repeats_queued_together_build_only_the_first_and_last_event_of_their_ru
         b.start_recording_to_sink(fake)
         rec = b.new_recorder("burst")
         ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
-        runtime = b._runtime
-        runtime._started = True  # the dispatcher starts after the burst: one batch
-        for message in ("first", "second"):
-            for _ in range(300):
-                rec.event(ref, models.WARNING, "BackOff", message)
-        runtime._started = False
-        runtime._start()
+        with _one_batch(b):
+            for message in ("first", "second"):
+                for _ in range(300):
+                    rec.event(ref, models.WARNING, "BackOff", message)
         assert b.flush(5)
         assert Counter(built) == {"first": 2, "second": 2}
         counts = {event.message: event.count for event in fake.events}
