@@ -453,6 +453,23 @@ def test_an_extreme_spam_filter_rate_neither_overflows_nor_spins() -> None:
 # --- accounting -----------------------------------------------------------------------------
 
 
+REF = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+
+
+@contextlib.contextmanager
+def _recording(
+    name: str,
+) -> Iterator[tuple[recorder.EventBroadcaster, recorder.EventRecorder, FakeEventSink]]:
+    """A broadcaster recording to a fake sink, its recorder, and the sink; shut down after."""
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        yield b, b.new_recorder(name), fake
+    finally:
+        b.shutdown(2)
+
+
 def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None:
     """An exception while the dispatcher builds one event costs that occurrence only."""
     original = models.Occurrence.materialize
@@ -463,22 +480,15 @@ def test_an_event_that_cannot_be_built_is_counted_as_failed(monkeypatch) -> None
         return original(self, namer)
 
     monkeypatch.setattr(models.Occurrence, "materialize", materialize)
-    fake = FakeEventSink()
-    b = recorder.EventBroadcaster()
-    try:
-        b.start_recording_to_sink(fake)
-        rec = b.new_recorder("build")
-        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
-        rec.event(ref, models.NORMAL, "Fine", "one")
-        rec.event(ref, models.NORMAL, "Broken", "two")
-        rec.event(ref, models.NORMAL, "Fine", "three")
+    with _recording("build") as (b, rec, _):
+        rec.event(REF, models.NORMAL, "Fine", "one")
+        rec.event(REF, models.NORMAL, "Broken", "two")
+        rec.event(REF, models.NORMAL, "Fine", "three")
         assert b.flush(5)
         stats = dict(b.stats())
         assert stats["failed"] == 1
         assert stats["created"] == 2
         assert unaccounted(stats) == 0
-    finally:
-        b.shutdown(2)
 
 
 @contextlib.contextmanager
@@ -505,22 +515,15 @@ def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
         return original(item)
 
     monkeypatch.setattr(models, "correlation_keys", correlation_keys)
-    fake = FakeEventSink()
-    b = recorder.EventBroadcaster()
-    try:
-        b.start_recording_to_sink(fake)
-        rec = b.new_recorder("keys")
-        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+    with _recording("keys") as (b, rec, fake):
         with _one_batch(b):
             for reason in ("Fine", "Unkeyed", "AlsoFine"):
-                rec.event(ref, models.NORMAL, reason, "message")
+                rec.event(REF, models.NORMAL, reason, "message")
         assert b.flush(5)
         stats = dict(b.stats())
         assert unaccounted(stats) == 0, stats
         assert {event.reason for event in fake.events} >= {"Fine", "AlsoFine"}
         assert stats["created"] + stats["failed"] == 3, stats
-    finally:
-        b.shutdown(2)
 
 
 # --- coalescing before correlating ------------------------------------------------------------
@@ -539,23 +542,16 @@ def test_repeats_queued_together_build_only_the_first_and_last_event_of_their_ru
         return original(self, namer)
 
     monkeypatch.setattr(models.Occurrence, "materialize", materialize)
-    fake = FakeEventSink()
-    b = recorder.EventBroadcaster()
-    try:
-        b.start_recording_to_sink(fake)
-        rec = b.new_recorder("burst")
-        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+    with _recording("burst") as (b, rec, fake):
         with _one_batch(b):
             for message in ("first", "second"):
                 for _ in range(300):
-                    rec.event(ref, models.WARNING, "BackOff", message)
+                    rec.event(REF, models.WARNING, "BackOff", message)
         assert b.flush(5)
         assert Counter(built) == {"first": 2, "second": 2}
         counts = {event.message: event.count for event in fake.events}
         assert counts == {"first": 300, "second": 300}
         assert unaccounted(dict(b.stats())) == 0
-    finally:
-        b.shutdown(2)
 
 
 def test_a_flush_cuts_the_dispatchers_linger_short(monkeypatch) -> None:
