@@ -4,12 +4,13 @@ On the dispatcher, between the runtime's queue and the correlators: a correlator
 run of repeats (identical but for their time) from its last occurrence (and its first, when
 that is a new event), so that in a burst most occurrences never become an Event. Runs must
 write exactly what correlating one by one, in arrival order, would (client-go's order):
-where a sink's correlation state never crosses objects (client-go's key functions),
-occurrences go object by object (each object's in order); otherwise (a ``key_func`` or
-``spam_key_func`` of one's own, which may read an occurrence's time and raise for one
-repeat only, or the events.k8s.io/v1 series) each occurrence is a run of its own, in
-arrival order, and a failure costs it alone. One difference remains: with more keys than
-``lru_cache_size``, the caches may evict another key first than client-go would.
+where a sink's correlation state never crosses objects (client-go's key and message
+functions), occurrences go object by object (each object's in order); otherwise (a
+``key_func``, ``spam_key_func`` or ``message_func`` of one's own, which may read an
+occurrence's time and raise for one repeat only, or the events.k8s.io/v1 series) each
+occurrence is a run of its own, in arrival order, and a failure costs it alone. One
+difference remains: with more keys than ``lru_cache_size``, the caches may evict another
+key first than client-go would.
 """
 
 from __future__ import annotations
