@@ -43,8 +43,9 @@ MAX_QUEUED_EVENTS = 1000
 THREAD_NAME = "k8s-events"  # the default prefix of a broadcaster's thread names
 
 _Step = tuple[_pending.WritePolicy, _pending.Correlate, bool]
-"""One sink's correlation: its write policy, the step, and whether the step's state never
-crosses objects (its runs may be cut object by object)."""
+"""One sink's correlation: its write policy, the step, and whether its runs may be cut
+object by object (its state never crosses objects, and no function of the user's reads a
+run's repeats one by one)."""
 
 
 class EventBroadcaster:
