@@ -166,7 +166,7 @@ class HandOff:
             )
         except Exception:  # rule 5: an item whose keys fail must not cost the batch; one
             # run per item, in order, correlates the same, and costs only that item's run
-            return [_runs.Run(items, self._build, [i], built) for i in range(len(items))]
+            return _runs.one_by_one(items, self._build, built)
 
     def _uncorrelated(
         self, settling: collections.Counter[str], occurrences: int, error: Exception

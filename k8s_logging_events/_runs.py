@@ -4,10 +4,13 @@ On the dispatcher, between the runtime's queue and the correlators: a correlator
 run of repeats (identical but for their time) from its last occurrence (and its first, when
 that is a new event), so that in a burst most occurrences never become an Event. Runs must
 write exactly what correlating one by one, in arrival order, would (client-go's order):
-where a sink's correlation state never crosses objects, occurrences go object by object
-(each object's in order); otherwise (a ``key_func`` or ``spam_key_func`` grouping several
-objects) runs are cut from consecutive occurrences only. One difference remains: with more
-keys than ``lru_cache_size``, the caches may evict another key first than client-go would.
+where a sink's correlation state never crosses objects (client-go's key and message
+functions), occurrences go object by object (each object's in order); otherwise (a
+``key_func``, ``spam_key_func`` or ``message_func`` of one's own, which may read an
+occurrence's time and raise for one repeat only, or the events.k8s.io/v1 series) each
+occurrence is a run of its own, in arrival order, and a failure costs it alone. One
+difference remains: with more keys than ``lru_cache_size``, the caches may evict another
+key first than client-go would.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any, overload
 
 from k8s_logging_events import models
 
-__all__ = ["Keys", "Run", "cut"]
+__all__ = ["Keys", "Run", "cut", "one_by_one"]
 
 Keys = Callable[[Any], tuple[Hashable, object]]
 """An item's correlation group (the object, source and type: items of different groups share
@@ -79,12 +82,12 @@ def cut(
     """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
 
     With ``by_object`` (for a correlation whose state never crosses groups), by correlation
-    group, each in its order; without, consecutive identical occurrences in arrival order.
-    ``built`` shares the built Events with another cut of the same batch.
+    group, each in its order; without, one occurrence a run, in arrival order. ``built``
+    shares the built Events with another cut of the same batch.
     """
     built = {} if built is None else built
     if not by_object:
-        return _in_order(items, keys, build, built)
+        return one_by_one(items, build, built)
     # per group: its runs' positions, and the key of its last occurrence (one lookup of a
     # group's key per occurrence: a tuple's hash is not cached)
     groups: dict[Hashable, tuple[list[list[int]], list[object]]] = {}
@@ -103,21 +106,6 @@ def cut(
     return [Run(items, build, run, built) for runs, _ in groups.values() for run in runs]
 
 
-def _in_order(
-    items: Sequence[Any], keys: Keys, build: Build, built: dict[int, models.Event]
-) -> list[Run]:
-    runs: list[Run] = []
-    start = 0
-    last: object = _NOTHING
-    for position, item in enumerate(items):
-        both = keys(item)
-        if both != last and position > start:
-            runs.append(Run(items, build, range(start, position), built))
-            start = position
-        last = both
-    if start < len(items):
-        runs.append(Run(items, build, range(start, len(items)), built))
-    return runs
-
-
-_NOTHING = object()
+def one_by_one(items: Sequence[Any], build: Build, built: dict[int, models.Event]) -> list[Run]:
+    """Each occurrence a run of its own, in arrival order."""
+    return [Run(items, build, [position], built) for position in range(len(items))]

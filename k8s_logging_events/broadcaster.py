@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Self
 
+from k8s_logging_events import _process
+
 __all__ = [
     "ADDED",
     "DELETED",
@@ -271,6 +273,21 @@ class Broadcaster(EndsOnExit):
         # only the distributing thread touches it; a dict keeps the order of delivery among
         # watchers predictable (Go leaves it unspecified)
         self._watchers: dict[Watcher, None] = {}
+        _process.renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        """In a child after ``os.fork()``: the distributing thread is the parent's (it may have
+        held the locks), and what was queued is the parent's to deliver; a thread of the
+        child's own starts at the next use."""
+        self._lock = threading.Lock()
+        self._queue_lock = threading.Lock()
+        self._not_empty = threading.Condition(self._queue_lock)
+        self._not_full = threading.Condition(self._queue_lock)
+        self._incoming.clear()
+        if self._thread is not None and not self._stopped:
+            self._thread = None
+        for watcher in self._watchers:
+            watcher._renew_after_fork()
 
     @property
     def stopped(self) -> bool:

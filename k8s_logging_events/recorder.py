@@ -43,8 +43,9 @@ MAX_QUEUED_EVENTS = 1000
 THREAD_NAME = "k8s-events"  # the default prefix of a broadcaster's thread names
 
 _Step = tuple[_pending.WritePolicy, _pending.Correlate, bool]
-"""One sink's correlation: its write policy, the step, and whether the step's state never
-crosses objects (its runs may be cut object by object)."""
+"""One sink's correlation: its write policy, the step, and whether its runs may be cut
+object by object (its state never crosses objects, and no function of the user's reads a
+run's repeats one by one)."""
 
 
 class EventBroadcaster:
@@ -263,7 +264,14 @@ class EventBroadcaster:
         if options.clock is None:
             options = dataclasses.replace(options, clock=self._clock)
         events = correlator.EventCorrelator(options, namer=self._namer)
-        return correlator.CountPolicy(events), events.correlate_many, events.keeps_objects_apart
+        # runs of repeats correlate at once only under client-go's functions: a message_func
+        # of one's own may read an occurrence's time, and raise for one repeat of a run
+        in_runs = events.options.message_func is correlator.combined_message
+        return (
+            correlator.CountPolicy(events),
+            events.correlate_many,
+            (in_runs and events.keeps_objects_apart),
+        )
 
 
 Notes = Mapping[str, str] | None  # the annotations of a recorder's call, if it has any

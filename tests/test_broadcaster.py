@@ -7,6 +7,9 @@ or has not arrived; helper threads are joined with a timeout so a deadlock fails
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -23,6 +26,7 @@ from k8s_logging_events.broadcaster import (
     Watcher,
     WatchEvent,
 )
+from tests.reliability_scenarios import fork_quietly, read_child
 
 WAIT = FullChannelBehavior.WAIT
 DROP = FullChannelBehavior.DROP
@@ -486,3 +490,37 @@ def test_a_detached_watcher_is_a_handle_whose_stop_only_detaches() -> None:
     handle.stop()
     assert handle.stopped
     assert list(handle) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_uses_the_broadcaster_with_a_thread_of_its_own() -> None:
+    """A child forked while the distributing thread is busy (blocked delivering to a full
+    WAIT watcher) has no such thread: it still adds a watcher and queues an item that
+    reaches it and the inherited watcher, whose queue holds none of the parent's items, and
+    shuts down within seconds. (Before, its first watch() waited forever for the parent's
+    thread.)"""
+    b = Broadcaster(queue_length=1)
+    stuck = b.watch()
+    for n in range(3):  # the watcher holds one, the thread waits to hand it the next
+        b.action_or_drop(ADDED, n)
+    read_end, write_end = os.pipe()
+    pid = fork_quietly()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            signal.alarm(10)
+            own = b.watch()
+            b.action(MODIFIED, "child")
+            got = own.get(timeout=TIMEOUT)
+            b.shutdown()
+            said = {"got": repr(got), "stuck": [repr(e) for e in stuck.get_batch(timeout=0)]}
+            os.write(write_end, json.dumps(said).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = read_child(read_end, pid, timeout=20)
+    finally:
+        stuck.stop()
+        b.shutdown()
+    child = repr(WatchEvent(MODIFIED, "child"))
+    assert answer == {"got": child, "stuck": [child]}
