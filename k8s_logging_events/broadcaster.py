@@ -300,9 +300,15 @@ class Broadcaster(EndsOnExit):
         """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full;
         :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action")
-        with self._lock:
-            self._start_unless_stopped()
-            self._put(WatchEvent(type, obj), block=True)
+        item = WatchEvent(type, obj)
+        while True:
+            with self._lock:
+                self._start_unless_stopped()
+                if self._put(item, block=False):
+                    return
+            # wait for room without the lock, or action_or_drop would wait behind us
+            with self._not_full:
+                self._not_full.wait_for(self._incoming_has_room)
 
     def action_or_drop(self, type: str, obj: Any) -> bool:
         """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
@@ -411,8 +417,8 @@ class Broadcaster(EndsOnExit):
             self._not_empty.wait_for(lambda: bool(self._incoming))
             batch = list(self._incoming)
             self._incoming.clear()
-            # only the holder of self._lock ever waits for room: one wake-up is enough
-            self._not_full.notify()
+            # producers waiting in action() and the holder of self._lock may all wait
+            self._not_full.notify_all()
             return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:
