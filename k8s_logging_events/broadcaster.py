@@ -300,23 +300,26 @@ class Broadcaster(EndsOnExit):
         """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full;
         :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action")
-        item = WatchEvent(type, obj)
-        while True:
-            with self._lock:
-                self._start_unless_stopped()
-                if self._put(item, block=False):
-                    return
-            # wait for room without the lock, or action_or_drop would wait behind us
-            with self._not_full:
-                self._not_full.wait_for(self._incoming_has_room)
+        with self._lock:
+            self._start_unless_stopped()
+            self._put(WatchEvent(type, obj), block=True)
 
     def action_or_drop(self, type: str, obj: Any) -> bool:
         """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
         only for a control operation); :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action_or_drop")
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            # held by a control operation (worth the wait), or by action(), which waits only
+            # while the queue is full: then the answer is False at once, not after it
+            with self._not_full:
+                if not self._stopped and not self._incoming_has_room():
+                    return False
+            self._lock.acquire()
+        try:
             self._start_unless_stopped()
             return self._put(WatchEvent(type, obj), block=False)
+        finally:
+            self._lock.release()
 
     def shutdown(self) -> None:
         """Deliver what is queued, end every watcher, and join the distributing thread.
@@ -417,8 +420,8 @@ class Broadcaster(EndsOnExit):
             self._not_empty.wait_for(lambda: bool(self._incoming))
             batch = list(self._incoming)
             self._incoming.clear()
-            # producers waiting in action() and the holder of self._lock may all wait
-            self._not_full.notify_all()
+            # only the holder of self._lock ever waits for room: one wake-up is enough
+            self._not_full.notify()
             return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:

@@ -309,28 +309,40 @@ def test_action_or_drop_returns_false_when_the_incoming_queue_is_full(make: Make
 
 def test_action_or_drop_does_not_wait_behind_a_producer_waiting_for_room(make: Make) -> None:
     """A producer blocked in action() on a full incoming queue does not make action_or_drop()
-    wait for it: action_or_drop() still returns False at once; once the thread takes the
-    queue, the blocked action() completes and every item is delivered."""
+    wait for it: action_or_drop() still returns False at once. The blocked action() keeps
+    its place, as in Go: a shutdown() called meanwhile waits for it, and its item is handed
+    out before the watchers end."""
     broadcaster = make(1, DROP)
     gate = Gate()
     held = broadcaster.watch(on_drop=gate)
     send(broadcaster, event(1), event(2))  # event 2 finds `held` full: the thread waits
     assert gate.entered.wait(TIMEOUT)
     send(broadcaster, *(event(n) for n in range(3, 28)))  # the incoming queue's 25
-    blocked = start(send, broadcaster, event(28))
+    errors: list[BaseException] = []
+
+    def blocked_send() -> None:
+        try:
+            send(broadcaster, event(28))
+        except BaseException as error:
+            errors.append(error)
+
+    blocked = start(blocked_send)
     blocked.join(0.05)
     assert blocked.is_alive()  # waiting for room
 
     answer: list[bool] = []
     dropper = start(lambda: answer.append(broadcaster.action_or_drop(ADDED, {"n": 99})))
     dropper.join(TIMEOUT)
+    stopper = start(broadcaster.shutdown)
+    stopper.join(0.05)
     gate.open()
 
     assert answer == [False]
     assert finished(blocked)
-    broadcaster.shutdown()
+    assert finished(stopper)
+    assert errors == []
     assert list(held) == [event(1)]
-    assert held.dropped == 27
+    assert held.dropped == 27  # events 2 to 28: the blocked one was handed out too
 
 
 def test_drops_are_counted_and_reported_to_on_drop(make: Make) -> None:
