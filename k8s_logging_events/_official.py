@@ -197,8 +197,9 @@ class ClientTransport:
                 )
         except Exception as error:  # retrying cannot help
             raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
+        # no retries of urllib3's, whatever the client's configuration says: the writer's only
         response = self._api_client.rest_client.pool_manager.request(
-            method, url, body=body or None, headers=headers, timeout=self._timeout
+            method, url, body=body or None, headers=headers, timeout=self._timeout, retries=False
         )
         names = response.headers  # a repeated header's values joined by ", ", as the channel
         answer_headers = {str(name).lower(): str(names[name]) for name in names}

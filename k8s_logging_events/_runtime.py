@@ -3,7 +3,7 @@
 The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
 queue on the caller's thread; one dispatcher drains it in batches, builds and correlates
 events and queues writes; writer threads (bounded, alive only while there is work) make
-the requests. Nothing else in the package starts a thread. The rules, in full in
+the requests. Nothing else in the pipeline starts a thread. The rules, in full in
 docs/architecture.md, that this module and its parts keep:
 
 1. No wait without a timeout.

@@ -325,9 +325,18 @@ class Broadcaster(EndsOnExit):
         """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
         only for a control operation); :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action_or_drop")
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            # held by a control operation (worth the wait), or by action(), which waits only
+            # while the queue is full: then the answer is False at once, not after it
+            with self._not_full:
+                if not self._stopped and not self._incoming_has_room():
+                    return False
+            self._lock.acquire()
+        try:
             self._start_unless_stopped()
             return self._put(WatchEvent(type, obj), block=False)
+        finally:
+            self._lock.release()
 
     def shutdown(self) -> None:
         """Deliver what is queued, end every watcher, and join the distributing thread.

@@ -171,7 +171,14 @@ class KubernetesEventHandler(logging.Handler):
             return None
         if _records.is_own(record.name) or _diagnostics.is_own_thread():
             return None
-        return _records.find_extras(record, self._default_involved)
+        try:
+            return _records.find_extras(record, self._default_involved)
+        except RecursionError:
+            raise
+        except Exception as error:  # a k8s_skip whose truth raises, a broken extra mapping
+            self._counters["refused"].add()
+            self._sites.report(record, "internal", "No event for this record: %r", error)
+            return None
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock

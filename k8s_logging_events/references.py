@@ -253,7 +253,8 @@ def _from_model(obj: Any) -> ObjectReference:
         # items of a list call come back without type metadata: the class knows it
         class_kind, class_api_version = type_meta_for_model(type(obj))
         kind = kind or class_kind
-        api_version = api_version or class_api_version
+        # the dynamic client's objects answer None for any name: ask for the other spelling
+        api_version = api_version or class_api_version or _attr(obj, "apiVersion", obj)
     ref = _shared(kind, namespace, name, uid, api_version, version)
     return ref if name and kind else _checked(ref, obj)
 

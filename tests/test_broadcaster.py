@@ -89,6 +89,18 @@ class Gate:
         self._open.set()
 
 
+def held_with_a_full_queue(make: Make) -> tuple[Broadcaster, Gate, Watcher]:
+    """A DROP broadcaster whose thread is held by its one watcher (of one item: it got event
+    1, and event 2 holds the thread), with the incoming queue full of events 3 to 27."""
+    broadcaster = make(1, DROP)
+    gate = Gate()
+    held = broadcaster.watch(on_drop=gate)
+    send(broadcaster, event(1), event(2))  # event 2 finds `held` full: the thread waits
+    assert gate.entered.wait(TIMEOUT)
+    send(broadcaster, *(event(n) for n in range(3, 28)))  # the incoming queue's 25
+    return broadcaster, gate, held
+
+
 def threads_named(name: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == name]
 
@@ -236,13 +248,7 @@ def test_watcher_never_sees_items_queued_before_watch(make: Make) -> None:
     """A watcher added while earlier items still wait in a full incoming queue gets none of
     them, and gets everything sent after watch() returned; watch() called while the incoming
     queue is full still completes."""
-    broadcaster = make(1, DROP)
-    gate = Gate()
-    early = broadcaster.watch(on_drop=gate)
-    send(broadcaster, event(1), event(2))  # event 2 finds `early` full: the thread waits
-    assert gate.entered.wait(TIMEOUT)
-    queued = [event(n) for n in range(3, 28)]
-    send(broadcaster, *queued)  # the incoming queue's 25
+    broadcaster, gate, early = held_with_a_full_queue(make)
     assert broadcaster.action_or_drop(ADDED, {"n": 99}) is False
     added: list[Watcher] = []
     adder = start(lambda: added.append(broadcaster.watch()))
@@ -250,7 +256,7 @@ def test_watcher_never_sees_items_queued_before_watch(make: Make) -> None:
 
     assert finished(adder)
     assert early.get(TIMEOUT) == event(1)
-    assert early.dropped == 1 + len(queued)
+    assert early.dropped == 26  # events 2 to 27
     send(broadcaster, event(1000))
     broadcaster.shutdown()
 
@@ -309,6 +315,39 @@ def test_action_or_drop_returns_false_when_the_incoming_queue_is_full(make: Make
     assert broadcaster.action_or_drop(ADDED, {"n": 29}) is True
     broadcaster.shutdown()
     assert list(held) == [event(1)]
+
+
+def test_action_or_drop_does_not_wait_behind_a_producer_waiting_for_room(make: Make) -> None:
+    """A producer blocked in action() on a full incoming queue does not make action_or_drop()
+    wait for it: action_or_drop() still returns False at once. The blocked action() keeps
+    its place, as in Go: a shutdown() called meanwhile waits for it, and its item is handed
+    out before the watchers end."""
+    broadcaster, gate, held = held_with_a_full_queue(make)
+    errors: list[BaseException] = []
+
+    def blocked_send() -> None:
+        try:
+            send(broadcaster, event(28))
+        except BaseException as error:
+            errors.append(error)
+
+    blocked = start(blocked_send)
+    blocked.join(0.05)
+    assert blocked.is_alive()  # waiting for room
+
+    answer: list[bool] = []
+    dropper = start(lambda: answer.append(broadcaster.action_or_drop(ADDED, {"n": 99})))
+    dropper.join(TIMEOUT)
+    stopper = start(broadcaster.shutdown)
+    stopper.join(0.05)
+    gate.open()
+
+    assert answer == [False]
+    assert finished(blocked)
+    assert finished(stopper)
+    assert errors == []
+    assert list(held) == [event(1)]
+    assert held.dropped == 27  # events 2 to 28: the blocked one was handed out too
 
 
 def test_drops_are_counted_and_reported_to_on_drop(make: Make) -> None:

@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -521,6 +521,26 @@ class _Unrepresentable:
         raise RuntimeError("no repr")
 
 
+class _AmbiguousTruth:
+    """A value whose truth raises, as a numpy array's does."""
+
+    def __bool__(self) -> bool:
+        raise ValueError("the truth value of an array is ambiguous")
+
+
+class _UnreadableMapping(Mapping[str, object]):
+    """A mapping whose every lookup raises (a broken lazy proxy)."""
+
+    def __getitem__(self, key: str) -> object:
+        raise RuntimeError("unreadable")
+
+    def __iter__(self) -> Iterator[str]:
+        raise RuntimeError("unreadable")
+
+    def __len__(self) -> int:
+        raise RuntimeError("unreadable")
+
+
 BAD_INPUTS = {
     "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
     "dict-without-kind": BadInput(
@@ -654,6 +674,32 @@ class TestBadInput:
         log.warning("lazy", extra={"involved": Recursive()})
         assert handler.stats()["refused"] == 1
         assert any("recurse" in text for text in reports.messages())
+
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"involved": POD, "k8s_skip": _AmbiguousTruth()},
+            {"extra": {"involved": POD, "k8s_skip": _AmbiguousTruth()}},
+            {"involved": POD, "extra": _UnreadableMapping()},
+        ],
+        ids=["k8s-skip-whose-truth-raises", "loguru-k8s-skip-whose-truth-raises", "bad-extra"],
+    )
+    def test_extras_that_raise_when_read_are_refused_not_raised(
+        self, make, reports, extra: dict[str, object]
+    ) -> None:
+        """Reading the extras happens before the event is made, still on the caller's path:
+        a ``k8s_skip`` whose truth raises (a numpy array) or an ``extra`` mapping whose
+        lookups raise costs only this record's event (refused, reported); the call returns
+        and the other handlers get the record."""
+        log = _app_logger()
+        handler = make()
+        others = ListHandler()
+        log.addHandler(handler)
+        log.addHandler(others)
+        log.warning("hostile extras", extra=extra)
+        assert len(others.records) == 1
+        assert handler.stats()["refused"] == 1
+        assert any("No event for this record" in text for text in reports.messages())
 
     def test_a_recursion_error_in_the_formatter_still_propagates(self, make) -> None:
         """As in the stdlib handlers, a RecursionError of the logging machinery itself (here

@@ -146,3 +146,22 @@ def test_the_comparison_sees_a_difference() -> None:
     second.minimum_version = ssl.TLSVersion.TLSv1_3
     assert _fingerprint(first, "a") != _fingerprint(second, "a")
     assert _fingerprint(first, "a") == _fingerprint(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "a")
+
+
+def test_the_clients_own_path_leaves_every_retry_to_the_writer() -> None:
+    """On the official client's path (behind a proxy), urllib3 never retries by itself, not
+    even for a given client whose configuration leaves its retries on (the client's
+    default): a PUT whose connection breaks is sent once, as on the channel, and the writer
+    alone decides whether to try again."""
+    with LocalApiServer() as server:
+        configuration = server.api_client().configuration
+        configuration.retries = None  # the official client's default
+        api_client = client.ApiClient(configuration)
+        transport = _official.ClientTransport(api_client, 5.0)
+        fault = server.inject("PUT", action="drop", times=None)
+        try:
+            with pytest.raises(Exception):  # noqa: B017, PT011 - any transport error
+                transport.request("PUT", "/api/v1/namespaces/default/events/web-0.1", JSON, b"{}")
+        finally:
+            api_client.close()
+    assert fault.fired == 1

@@ -197,6 +197,29 @@ def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_optio
 
 
 @pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        ("http://", ["sink", "'http://'", "host"]),
+        ("https://:6443", ["sink", "'https://:6443'", "host"]),
+        ("http://127.0.0.1:99999", ["sink", "99999", "port"]),
+        ("http://127.0.0.1:port", ["sink", "'http://127.0.0.1:port'", "port"]),
+    ],
+)
+def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
+    url: str, words: list[str]
+) -> None:
+    """A sink URL that names no host, or no port a socket can have, is a mistake of the file:
+    refused when dictConfig builds the handler, not met at every write (where each event
+    spent its tries and was reported lost)."""
+    with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
+        logging.config.dictConfig(_configuration("", sink=url))
+    cause = error.value.__cause__
+    assert isinstance(cause, ValueError), repr(cause)
+    assert all(word in str(cause) for word in words), str(cause)
+    del error, cause  # the traceback's frames would keep a half-built handler alive
+
+
+@pytest.mark.parametrize(
     "name", ["lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds"]
 )
 def test_a_null_correlator_number_means_its_default(name: str) -> None:

@@ -141,6 +141,26 @@ def test_any_object_with_metadata_and_kind_is_referenced() -> None:
     )
 
 
+def test_an_object_of_the_clients_dynamic_api_is_referenced_with_its_api_version() -> None:
+    """The official client's dynamic objects answer None for any attribute they lack, the
+    snake_case ``api_version`` too: their camelCase ``apiVersion`` is read all the same."""
+    from kubernetes.dynamic.resource import ResourceInstance
+
+    manifest = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "prod", "uid": "u1"},
+    }
+    ref = object_reference(ResourceInstance(None, manifest))
+    assert (ref.kind, ref.api_version, ref.name, ref.namespace, ref.uid) == (
+        "Deployment",
+        "apps/v1",
+        "web",
+        "prod",
+        "u1",
+    )
+
+
 @pytest.mark.parametrize(
     ("value", "fragment"),
     [
