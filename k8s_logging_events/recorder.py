@@ -312,8 +312,9 @@ class EventRecorder(RecorderCalls):
     """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
 
     Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
-    but ``Normal``/``Warning``, a format error) is reported on the ``k8s_logging_events``
-    logger and makes no event.
+    but ``Normal``/``Warning``, a reason, message or action that is no ``str``, a format
+    error) is reported on the ``k8s_logging_events`` logger, counted ``invalid``, and makes
+    no event.
     """
 
     def __init__(
@@ -409,6 +410,16 @@ class EventRecorder(RecorderCalls):
                 _records.shown(type),
             )
             return None
+        texts: dict[str, object] = {"reason": reason, "message": message, "action": action}
+        for field, value in texts.items():
+            if not isinstance(value, str):  # typed str: anything else is the caller's mistake
+                report(
+                    "invalid-text",
+                    "Unable to record event: %s must be a str, not %s",
+                    field,
+                    value.__class__.__name__,
+                )
+                return None
         for repair, msg, args in repairs:
             self._broadcaster._reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
         related_ref = None

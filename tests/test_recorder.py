@@ -437,6 +437,39 @@ def test_invalid_input_is_reported_on_the_library_logger_and_makes_no_event(
     assert b.stats()["accepted"] == 0
 
 
+@pytest.mark.parametrize(
+    ("reason", "message", "action", "fragment"),
+    [
+        (5, "x", "", "reason must be a str, not int"),
+        (None, "x", "", "reason must be a str, not NoneType"),
+        ("R", None, "", "message must be a str, not NoneType"),
+        ("R", b"bytes", "", "message must be a str, not bytes"),
+        ("R", "x", 7, "action must be a str, not int"),
+    ],
+    ids=["int-reason", "no-reason", "no-message", "bytes-message", "int-action"],
+)
+def test_a_reason_message_or_action_that_is_no_string_is_invalid_input(
+    make_broadcaster, caplog, reason, message, action, fragment
+) -> None:
+    """A recorder's text fields are strings (client-go's types say so): another value is the
+    caller's mistake, reported on the library's logger and counted ``invalid`` when it is
+    recorded, never a ``failed`` write found later on the broadcaster's thread, nor an
+    event with a number where the API wants text."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    assert (
+        b.new_recorder("c").record(_pod(), models.WARNING, reason, message, action=action) is False
+    )
+    assert b.flush(5)
+    assert fake.calls == []
+    assert any(fragment in r.getMessage() for r in caplog.records), caplog.text
+    assert b.stats()["invalid"] == 1
+    assert b.stats()["accepted"] == 0
+    assert b.stats()["failed"] == 0
+
+
 def test_a_bad_format_string_is_reported_not_raised(make_broadcaster, caplog) -> None:
     """eventf with arguments that do not fit the format reports and records nothing."""
     b = make_broadcaster()
