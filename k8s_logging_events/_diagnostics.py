@@ -123,6 +123,13 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         standard_error.write(record)
 
 
+def holds_logging_lock() -> bool:
+    """True on a thread holding the ``logging`` module's lock, as ``dictConfig`` does while
+    it flushes and closes the handlers it replaces (False where that cannot be told)."""
+    is_owned = getattr(getattr(logging, "_lock", None), "_is_owned", None)
+    return bool(is_owned()) if callable(is_owned) else False
+
+
 def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
     """True when a handler not ours, or logging's last resort, will show the record."""
     found_any = False

@@ -233,6 +233,8 @@ class KubernetesEventHandler(logging.Handler):
         active = self._broadcaster
         if active is None:
             return True
+        if self._client_needs_logging_lock():
+            return False  # the close that follows waits, once dictConfig lets the client in
         waits = self._waits
         seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
         done = False
@@ -257,19 +259,47 @@ class KubernetesEventHandler(logging.Handler):
                 self._closed = True
                 active, lazy = self._broadcaster, self._lazy_sink
             if first and active is not None:
-                timeout = self._waits.for_close(_written(active))
-                if active is self._given:
-                    active.flush(timeout)
+                if self._client_needs_logging_lock():
+                    self._stop_later(active, lazy)
                 else:
-                    active.shutdown(timeout)
-                if lazy is not None:
-                    lazy.close()
+                    self._stop(active, lazy)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error
             )
         finally:
             super().close()
+
+    def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
+        timeout = self._waits.for_close(_written(active))
+        if active is self._given:
+            active.flush(timeout)
+        else:
+            active.shutdown(timeout)
+        if lazy is not None:
+            lazy.close()
+
+    def _stop_later(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
+        """Stop on a thread of its own, which the interpreter's exit waits for (it is no
+        daemon) within the same deadline: the caller holds a lock the writers need."""
+
+        def stop() -> None:
+            _process.leave_signals_to_the_main_thread()
+            try:
+                self._stop(active, lazy)
+            except Exception as error:  # rule 5: a background step never raises
+                _diagnostics.report(
+                    logging.WARNING, "Unable to close the event handler cleanly: %r", error
+                )
+
+        threading.Thread(target=stop, name=f"{recorder.THREAD_NAME}-close", daemon=False).start()
+
+    def _client_needs_logging_lock(self) -> bool:
+        """dictConfig flushes and closes the handlers it replaces under logging's lock, and a
+        writer still building the client imports modules that take it: a wait there would
+        last the whole timeout, then give the writes up."""
+        lazy = self._lazy_sink
+        return lazy is not None and not lazy.built and _diagnostics.holds_logging_lock()
 
     @property
     def source(self) -> models.EventSource:

@@ -417,6 +417,11 @@ class LazySink:
         real = self._real
         return real is not None and _apis.api_known(real)
 
+    @property
+    def built(self) -> bool:
+        """False while a write would still build the real sink (import the client first)."""
+        return self._real is not None or self._error is not None or self._closed
+
     def drain(self, on: bool) -> None:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
         self._draining = on

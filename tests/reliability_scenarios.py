@@ -971,3 +971,25 @@ print(json.dumps({"child": os.waitstatus_to_exitcode(status), "importing": impor
 
 
 """A fresh interpreter forks while the writer thread is still importing kubernetes."""
+
+RECONFIGURE_BEFORE_THE_CLIENT = r"""
+import json, logging, logging.config, sys, time
+
+config = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"events": {"class": "k8s_logging_events.KubernetesEventHandler",
+                            "sink": sys.argv[1], "component": "re", "flush_timeout": 20}},
+    "loggers": {"app": {"handlers": ["events"], "level": "INFO"}},
+}
+logging.config.dictConfig(config)
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "first", "namespace": "default"}}
+# the first event makes a writer thread import the kubernetes client, and the import asks for
+# logging's lock, which the second dictConfig holds while it closes the first handler
+logging.getLogger("app").warning("first", extra={"involved": pod})
+imported = "kubernetes" in sys.modules and not sys.modules["kubernetes"].__spec__._initializing
+started = time.monotonic()
+logging.config.dictConfig(config)
+print(json.dumps({"seconds": time.monotonic() - started, "imported": imported}), flush=True)
+"""
+"""A fresh interpreter configures logging again right after its first event."""

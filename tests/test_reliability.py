@@ -38,6 +38,7 @@ from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests.reliability_scenarios import (
     FORK_DURING_IMPORT_CHILD,
+    RECONFIGURE_BEFORE_THE_CLIENT,
     LIBRARY_LOGGER,
     REPO,
     ListHandler,
@@ -138,6 +139,31 @@ def test_reconfiguring_while_the_server_is_down_does_not_stall_the_threads(serve
     assert second["failed"] == 0
     assert result.reconfigure_seconds >= 0.9  # the old handler did wait for its writes
     assert result.slowest_call < 0.5, result.slowest_call
+
+
+@pytest.mark.timeout(60)
+def test_configuring_logging_again_before_the_client_is_built_neither_stalls_nor_loses(
+    server,
+) -> None:
+    """dictConfig closes the handler it replaces while it holds logging's lock; a writer still
+    importing the kubernetes client needs that lock, so the close must not wait for it there
+    (it used to wait the whole flush_timeout, then count the event failed). dictConfig returns
+    at once, and the first handler's event is still written before the process ends."""
+    done = subprocess.run(
+        [sys.executable, "-c", RECONFIGURE_BEFORE_THE_CLIENT, server.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert not report["imported"], "the client was built before dictConfig ran again"
+    assert report["seconds"] < 10, report  # flush_timeout is 20
+    assert stored_counts(server) == Counter({"first": 1}), done.stderr
+    assert stderr_problems(done.stderr) == []
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
