@@ -184,6 +184,25 @@ class StandardError:
             text = f"{record.name}: {record.msg!r} (unable to format it: {error!r})"
         if held:
             text += f" [{held} earlier report(s) held back from standard error]"
+        return self._write(text)
+
+    def summarise(self) -> None:
+        """Say how many lines the limit held back that no later line mentioned (at flush
+        and close: a short program never reaches the next line)."""
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
+            held, self.held_back = self.held_back, 0
+        finally:
+            self._lock.release()
+        if held:
+            self._write(
+                f"{LOGGER_NAME}: {held} more report(s) were held back from standard error "
+                "(its rate limit); a handler on the k8s_logging_events logger shows every one"
+            )
+
+    @staticmethod
+    def _write(text: str) -> bool:
         stream = sys.stderr
         if stream is None:  # pythonw, or a daemon that closed it
             return False
@@ -338,6 +357,7 @@ class RateLimitedReporter:
             elif total:
                 counted += f" ({total} occurrence(s) in all)"
             log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args)
+        standard_error.summarise()
 
 
 # -- counters ----------------------------------------------------------------------------

@@ -225,6 +225,8 @@ class KubernetesEventHandler(logging.Handler):
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
         active = self._broadcaster
         if active is None:
+            # nothing started, but refused records may have been reported (and held back)
+            _diagnostics.standard_error.summarise()
             return True
         waits = self._waits
         seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
@@ -257,6 +259,8 @@ class KubernetesEventHandler(logging.Handler):
                     active.shutdown(timeout)
                 if lazy is not None:
                     lazy.close()
+            elif first:
+                _diagnostics.standard_error.summarise()
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error

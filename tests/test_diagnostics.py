@@ -300,3 +300,29 @@ def test_a_dictconfig_with_the_default_disable_existing_loggers_still_shows_bad_
     assert "str 'web-0'" in refused[0]
     assert any("The reason 'not a reason'" in line for line in lines), result.stderr
     assert "No Kubernetes configuration" not in result.stderr  # sink: None says nothing
+
+
+def test_what_standard_error_held_back_is_said_at_exit(tmp_path) -> None:
+    """More reports than standard error takes at once (a program with many bad call
+    sites): the lines it held back are not lost silently when no later line comes; the
+    exit (the handler's flush and close) says how many there were."""
+    sites = _diagnostics.STDERR_BURST + 7
+    calls = "\n".join(
+        f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites)
+    )
+    code = (
+        "import logging\n"
+        "from k8s_logging_events import KubernetesEventHandler\n"
+        "logging.getLogger().addHandler(KubernetesEventHandler(sink=None))\n"
+        "log = logging.getLogger('app')\n"
+        f"{calls}\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    shown = [line for line in lines if "Unable to refer to the involved object" in line]
+    assert len(shown) == _diagnostics.STDERR_BURST, result.stderr
+    held = [line for line in lines if "held back from standard error" in line]
+    assert len(held) == 1, result.stderr
+    assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
+    assert "k8s_logging_events logger" in held[0], held[0]
