@@ -274,6 +274,28 @@ def test_loguru_chained_and_unraised_exceptions_leave_the_message_alone(
     assert all(PASSWORD not in repr(e) for e in events)
 
 
+def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer) -> None:
+    """An ExceptionGroup (asyncio's TaskGroup raises one): loguru indents its traceback
+    under ``  + ``; the event gets loguru's message and the group's summary, nothing of the
+    traceback's decoration."""
+
+    def calls(logger: Any) -> None:
+        try:
+            try:
+                _connect("admin")
+            except ConnectionError as error:
+                raise ExceptionGroup("unhandled errors in a TaskGroup", [error]) from None
+        except ExceptionGroup:
+            logger.bind(involved=POD, reason="SyncFailed").exception("Unable to sync")
+
+    events, shown = _loguru_events(server, calls)
+    assert any("+ Exception Group Traceback" in text for text in shown), "the test can fail"
+    assert [e["message"] for e in events] == [
+        "Unable to sync: ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)"
+    ]
+    assert all(PASSWORD not in repr(e) for e in events)
+
+
 # --- structlog --------------------------------------------------------------------------------
 
 
