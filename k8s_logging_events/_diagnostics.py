@@ -13,8 +13,10 @@ a flush or an exit could not write, and which option would help.
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import logging
+import socket
 import sys
 import threading
 import time
@@ -39,6 +41,7 @@ __all__ = [
     "logger",
     "report",
     "standard_error",
+    "unreachable",
     "unwritten_summary",
 ]
 
@@ -481,6 +484,31 @@ def unwritten_summary(
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
 
 
+_NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def unreachable(error: Exception) -> bool:
+    """True when the API server could not be reached at all: a connection refused or reset,
+    no route or no network to its host, a name that does not resolve (never an answer)."""
+    if getattr(error, "status", None) is not None:
+        return False
+    if isinstance(error, ConnectionError | socket.gaierror):
+        return True
+    if isinstance(error, OSError) and error.errno in _NO_WAY_THERE:
+        return True
+    text = str(error).lower()  # the official client's urllib3 errors carry the cause as text
+    return any(cause in text for cause in _UNREACHABLE_TEXTS)
+
+
+_UNREACHABLE_TEXTS = (
+    "refused",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+)
+
+
 def _why(error: Exception | None) -> str:
     if error is None:
         return "an error"
@@ -489,7 +517,7 @@ def _why(error: Exception | None) -> str:
         return "429 Too Many Requests (the API server throttles)"
     if isinstance(status, int):
         return f"{status} {getattr(error, 'reason', '')}".strip()
-    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
+    if unreachable(error):
         return "connection errors (the API server is unreachable)"
     if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
         return "timeouts"

@@ -307,9 +307,7 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path) -> None:
     sites): the lines it held back are not lost silently when no later line comes; the
     exit (the handler's flush and close) says how many there were."""
     sites = _diagnostics.STDERR_BURST + 7
-    calls = "\n".join(
-        f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites)
-    )
+    calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
     code = (
         "import logging\n"
         "from k8s_logging_events import KubernetesEventHandler\n"
