@@ -496,9 +496,12 @@ def test_outside_a_pod_default_involved_is_reported_once_and_makes_no_events(
 @pytest.mark.parametrize(
     ("variables", "missing"),
     [
-        ({}, "a name (POD_NAME or HOSTNAME) and a namespace (POD_NAMESPACE or {file})"),
-        ({"HOSTNAME": "web-0"}, "a namespace (POD_NAMESPACE or {file})"),
-        ({"POD_NAMESPACE": "shop"}, "a name (POD_NAME or HOSTNAME)"),
+        (
+            {},
+            "found neither a name (POD_NAME or HOSTNAME) nor a namespace (POD_NAMESPACE or {file})",
+        ),
+        ({"HOSTNAME": "web-0"}, "found no namespace (POD_NAMESPACE or {file})"),
+        ({"POD_NAMESPACE": "shop"}, "found no name (POD_NAME or HOSTNAME)"),
     ],
     ids=["neither", "no-namespace", "no-name"],
 )
@@ -512,7 +515,7 @@ def test_outside_a_pod_the_report_names_what_is_missing(
     identity = _pod.from_environment()
     assert identity.ref is None
     expected = missing.format(file=_pod.NAMESPACE_FILE)
-    assert f"cannot tell which: no {expected}. Records without" in identity.problem
+    assert f"cannot tell which: it {expected}. Records without" in identity.problem
 
 
 def test_a_given_broadcaster_without_pod_uid_is_reported_once_when_the_handler_is_built(
