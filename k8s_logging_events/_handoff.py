@@ -242,10 +242,11 @@ class HandOff:
                 self._reporter.defer(
                     "pending-full",
                     logging.ERROR,
-                    "Unable to record %d events: %d wait already for their sink to be set up "
-                    "(queue_length); dropped them",
-                    len(items) - len(kept),
+                    "Unable to record events: %d wait already for their sink to be set up "
+                    "(queue_length)",
                     recording.aside_count,
+                    occurrences=len(items) - len(kept),
+                    outcome="dropped",
                 )
             self._pool.prepare_soon(recording)
         self._reporter.emit_deferred()
