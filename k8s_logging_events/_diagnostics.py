@@ -165,8 +165,10 @@ class StandardError:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        # a thread of the parent may have held the lock at the fork
+        # a thread of the parent may have held the lock at the fork; what the limit held
+        # back is the parent's to summarise
         self._lock = threading.RLock()
+        self.held_back = 0
 
     def write(self, record: logging.LogRecord) -> bool:
         """Write ``record`` as ``name: message`` unless the limit holds it back."""

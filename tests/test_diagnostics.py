@@ -7,8 +7,12 @@ as a user would see it.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import logging.config
+import os
 import re
 import subprocess
 import textwrap
@@ -20,6 +24,7 @@ import pytest
 from k8s_logging_events import _diagnostics
 from k8s_logging_events.testing import FakeClock
 from tests._children import REPO, run_python
+from tests.reliability_scenarios import fork_quietly, read_child
 
 
 class ListHandler(logging.Handler):
@@ -209,6 +214,30 @@ def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> No
         "k8s_logging_events: m1",
         "k8s_logging_events: m1 [3 earlier report(s) held back from standard error]",
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_does_not_repeat_what_its_parent_held_back_from_standard_error() -> None:
+    """The lines standard error's limit held back in the parent are the parent's to
+    summarise: a forked child starts with none (as its reporter's counts start at zero)."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(burst=1, per_second=0.5, monotonic=clock.monotonic)
+    record = logging.LogRecord("k8s_logging_events", logging.WARNING, "", 0, "m", (), None)
+    with contextlib.redirect_stderr(io.StringIO()):
+        fallback.write(record)
+        assert not fallback.write(record)
+    assert fallback.held_back == 1
+    read_end, write_end = os.pipe()
+    pid = fork_quietly()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps({"held_back": fallback.held_back}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    assert read_child(read_end, pid, timeout=20) == {"held_back": 0}
+    assert fallback.held_back == 1
 
 
 class _BrokenStream:
