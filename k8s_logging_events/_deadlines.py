@@ -34,10 +34,12 @@ class ExitWaits:
         self._ended_at = -math.inf
         self._timed_out_at: int | None = None  # ``written`` when a wait last ran out of time
         self._drain_wait = 0.0  # the timeout of the latest drain()
+        self._skipped = False  # the latest flush did not wait (nothing written since)
 
     def for_flush(self, written: int) -> float:
         """The timeout of ``flush()``, when ``written`` occurrences have been written so far."""
-        timeout = 0.0 if self._timed_out_at == written else self._timeout
+        self._skipped = self._timed_out_at == written
+        timeout = 0.0 if self._skipped else self._timeout
         self._deadline = self._monotonic() + timeout
         return timeout
 
@@ -59,9 +61,11 @@ class ExitWaits:
 
     def ended(self, done: bool, written: int, *, drain: bool = False) -> None:
         """Note how a wait ended, and how many occurrences had been written by then."""
+        # a flush that did not wait ran out of nothing: what landed meanwhile counts
+        waited_in_vain = self._drain_wait >= self._timeout if drain else not self._skipped
         if done:
             self._timed_out_at = None
-        elif not drain or self._drain_wait >= self._timeout:
+        elif waited_in_vain:
             self._timed_out_at = written
         if not drain:
             self._ended_at = self._monotonic()

@@ -13,8 +13,10 @@ a flush or an exit could not write, and which option would help.
 from __future__ import annotations
 
 import collections
+import errno
 import itertools
 import logging
+import socket
 import sys
 import threading
 import time
@@ -39,6 +41,7 @@ __all__ = [
     "logger",
     "report",
     "standard_error",
+    "unreachable",
     "unwritten_summary",
 ]
 
@@ -169,8 +172,10 @@ class StandardError:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        # a thread of the parent may have held the lock at the fork
+        # a thread of the parent may have held the lock at the fork; what the limit held
+        # back is the parent's to summarise
         self._lock = threading.RLock()
+        self.held_back = 0
 
     def write(self, record: logging.LogRecord) -> bool:
         """Write ``record`` as ``name: message`` unless the limit holds it back."""
@@ -191,6 +196,25 @@ class StandardError:
             text = f"{record.name}: {record.msg!r} (unable to format it: {error!r})"
         if held:
             text += f" [{held} earlier report(s) held back from standard error]"
+        return self._write(text)
+
+    def summarise(self) -> None:
+        """Say how many lines the limit held back that no later line mentioned (at flush
+        and close: a short program never reaches the next line)."""
+        if not self._lock.acquire(timeout=1.0):
+            return
+        try:
+            held, self.held_back = self.held_back, 0
+        finally:
+            self._lock.release()
+        if held:
+            self._write(
+                f"{LOGGER_NAME}: {held} more report(s) were held back from standard error "
+                "(its rate limit); a handler on the k8s_logging_events logger shows every one"
+            )
+
+    @staticmethod
+    def _write(text: str) -> bool:
         stream = sys.stderr
         if stream is None:  # pythonw, or a daemon that closed it
             return False
@@ -345,6 +369,7 @@ class RateLimitedReporter:
             elif total:
                 counted += f" ({total} occurrence(s) in all)"
             log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args)
+        standard_error.summarise()
 
 
 # -- counters ----------------------------------------------------------------------------
@@ -468,6 +493,31 @@ def unwritten_summary(
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
 
 
+_NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def unreachable(error: Exception) -> bool:
+    """True when the API server could not be reached at all: a connection refused or reset,
+    no route or no network to its host, a name that does not resolve (never an answer)."""
+    if getattr(error, "status", None) is not None:
+        return False
+    if isinstance(error, ConnectionError | socket.gaierror):
+        return True
+    if isinstance(error, OSError) and error.errno in _NO_WAY_THERE:
+        return True
+    text = str(error).lower()  # the official client's urllib3 errors carry the cause as text
+    return any(cause in text for cause in _UNREACHABLE_TEXTS)
+
+
+_UNREACHABLE_TEXTS = (
+    "refused",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+)
+
+
 def _why(error: Exception | None) -> str:
     if error is None:
         return "an error"
@@ -476,7 +526,7 @@ def _why(error: Exception | None) -> str:
         return "429 Too Many Requests (the API server throttles)"
     if isinstance(status, int):
         return f"{status} {getattr(error, 'reason', '')}".strip()
-    if isinstance(error, ConnectionError) or "refused" in str(error).lower():
+    if unreachable(error):
         return "connection errors (the API server is unreachable)"
     if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
         return "timeouts"

@@ -297,7 +297,7 @@ def explain(error: Exception, sink: object = None) -> str:
         )
     if status == 403:
         return f"{text} ({_forbidden(error)})"
-    if _unreachable(error):
+    if _diagnostics.unreachable(error):
         host = str(getattr(sink, "host", "") or "")
         return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
     return text
@@ -320,10 +320,3 @@ def _forbidden(error: Any) -> str:
         f"{verb} on {match['resource']} in the API group {api_group}{where} with a Role "
         f"and a RoleBinding, as the Role in {RBAC_EXAMPLE} does"
     )
-
-
-def _unreachable(error: Exception) -> bool:
-    if getattr(error, "status", None) is not None:
-        return False
-    text = str(error).lower()
-    return isinstance(error, ConnectionError) or "refused" in text or "name or service" in text

@@ -177,6 +177,8 @@ class HandOff:
             logging.ERROR,
             "Unable to build or correlate an event (will not retry): %r",
             error,
+            occurrences=occurrences,
+            outcome="lost",
         )
 
     def _build_all(self, items: list[Any], recordings: int) -> list[models.Event]:
@@ -188,7 +190,12 @@ class HandOff:
             except Exception as error:  # rule 5: this occurrence fails, the batch goes on
                 self.settling["failed"] += max(1, recordings)
                 self._reporter.report(
-                    "build", logging.ERROR, "Unable to build an event (will not retry): %r", error
+                    "build",
+                    logging.ERROR,
+                    "Unable to build an event (will not retry): %r",
+                    error,
+                    occurrences=max(1, recordings),
+                    outcome="lost",
                 )
         return events
 
@@ -221,7 +228,12 @@ class HandOff:
                 except Exception as error:  # rule 5
                     self._counters.add("failed", occurrences)
                     self._reporter.defer(
-                        "submit", logging.ERROR, "Unable to queue a write: %r", error
+                        "submit",
+                        logging.ERROR,
+                        "Unable to queue a write: %r",
+                        error,
+                        occurrences=occurrences,
+                        outcome="lost",
                     )
                 handed += occurrences
             if aside:
@@ -242,10 +254,11 @@ class HandOff:
                 self._reporter.defer(
                     "pending-full",
                     logging.ERROR,
-                    "Unable to record %d events: %d wait already for their sink to be set up "
-                    "(queue_length); dropped them",
-                    len(items) - len(kept),
+                    "Unable to record events: %d wait already for their sink to be set up "
+                    "(queue_length)",
                     recording.aside_count,
+                    occurrences=len(items) - len(kept),
+                    outcome="dropped",
                 )
             self._pool.prepare_soon(recording)
         self._reporter.emit_deferred()
@@ -270,6 +283,8 @@ class HandOff:
                     logging.ERROR,
                     "Unable to set up the writes of a sink (will not retry): %r",
                     error,
+                    occurrences=failed,
+                    outcome="lost",
                 )
 
     def _replay(self, recording: _pool.Recording) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
+from urllib.parse import urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
@@ -18,6 +19,7 @@ __all__ = [
     "in_cluster",
     "kubeconfig_paths",
     "not_found_report",
+    "url_without_credentials",
 ]
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
@@ -86,6 +88,20 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
         "proxy), or run in a pod with a service account (in-cluster); sink=None records "
         "events nowhere without this warning"
     )
+
+
+def url_without_credentials(url: str) -> str:
+    """``url`` for a URL sink, which sends no credentials: one with a user name (or password)
+    in it is a ValueError that says where credentials go, and never shows them."""
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        raise ValueError(
+            f"sink: a URL sink ({shown}) sends no credentials, so a user name or password "
+            "in its URL would be ignored; give credentials in a kubeconfig (the kubeconfig "
+            "option, or KUBECONFIG, with sink: auto), or write through kubectl proxy"
+        )
+    return url
 
 
 def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:

@@ -311,7 +311,7 @@ def checked_sink(option: object, given: object) -> Sink:
         if lowered == "auto":
             return "auto" if given is None else None
         if given is None and lowered.startswith(("http://", "https://")):
-            return _checked_url(option.strip())
+            return _checked_url(_kubeconfig.url_without_credentials(option.strip()))
     if given is not None and option is not None:
         raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
     if option is None or isinstance(option, sinks.EventSink):

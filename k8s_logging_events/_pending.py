@@ -260,9 +260,11 @@ class Writes:
                     "pending-full",
                     logging.ERROR,
                     "Unable to record event %s: %d events are waiting to be written already "
-                    "(queue_length); dropped it",
+                    "(queue_length)",
                     event.name,
                     self._options.max_pending,
+                    occurrences=occurrences,
+                    outcome="dropped",
                 )
                 return
             slot = self._slots[key] = _Slot()

@@ -64,14 +64,17 @@ def from_environment() -> PodIdentity:
                 f"the pod name comes from HOSTNAME, which Kubernetes cuts to {HOSTNAME_LIMIT} "
                 f"characters, so it may not be the pod's name: {_DOWNWARD_API_HINT}"
             )
-    missing = [] if name else ["a name (POD_NAME or HOSTNAME)"]
+    missing = [] if name else ["name (POD_NAME or HOSTNAME)"]
     if not namespace:
-        missing.append(f"a namespace (POD_NAMESPACE or {NAMESPACE_FILE})")
+        missing.append(f"namespace (POD_NAMESPACE or {NAMESPACE_FILE})")
     if missing:
+        found = (
+            f"no {missing[0]}" if len(missing) == 1 else "neither a {} nor a {}".format(*missing)
+        )
         return PodIdentity(
             None,
             f'default_involved="pod" but this process does not run in a pod, or cannot tell '
-            f"which: no {' and '.join(missing)}. Records without an involved object make no "
+            f"which: it found {found}. Records without an involved object make no "
             f"events; {_DOWNWARD_API_HINT}",
         )
     uid = env.get("POD_UID", "").strip()

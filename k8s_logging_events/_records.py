@@ -428,6 +428,7 @@ _NONE_LINE = "NoneType: None"  # what traceback (and loguru) writes for no excep
 
 _TRACEBACK_STARTS = (
     "Traceback (most recent call last):",
+    "  + Exception Group Traceback (most recent call last):",  # as loguru indents a group
     "Exception Group Traceback (most recent call last):",
 )
 

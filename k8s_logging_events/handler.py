@@ -232,6 +232,8 @@ class KubernetesEventHandler(logging.Handler):
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
         active = self._broadcaster
         if active is None:
+            # nothing started, but refused records may have been reported (and held back)
+            _diagnostics.standard_error.summarise()
             return True
         if self._client_needs_logging_lock():
             return False  # the close that follows waits, once dictConfig lets the client in
@@ -263,6 +265,8 @@ class KubernetesEventHandler(logging.Handler):
                     self._stop_later(active, lazy)
                 else:
                     self._stop(active, lazy)
+            elif first:
+                _diagnostics.standard_error.summarise()
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error

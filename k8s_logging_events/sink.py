@@ -161,11 +161,16 @@ class KubernetesEventSink:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
         """A sink for an API server reached without credentials at ``url``: ``kubectl proxy``
-        (``http://127.0.0.1:8001``), the local test server."""
+        (``http://127.0.0.1:8001``), the local test server.
+
+        Raises:
+            ValueError: the URL has a user name or password in it (they would be ignored).
+        """
         from kubernetes import client
 
+        host = _kubeconfig.url_without_credentials(url).rstrip("/")
         configuration = client.Configuration()
-        configuration.host = url.rstrip("/")
+        configuration.host = host
         configuration.retries = False
         sink = cls(client.ApiClient(configuration), **options)
         sink._owns_client = True

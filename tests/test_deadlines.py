@@ -127,6 +127,20 @@ def test_after_a_wait_that_ran_out_nothing_waits_again_until_something_is_writte
     assert waits.for_flush(written=11) == 5.0
 
 
+def test_a_write_that_lands_during_a_flush_that_did_not_wait_counts_as_written_since() -> None:
+    """The rule is "nothing written since the wait that ran out": a flush that did not wait
+    ran out of nothing, so a write that landed while it returned still makes the next
+    flush (the exit's) wait, instead of moving the mark past it."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    assert waits.for_flush(written=10) == 5.0
+    ticks.now += 5.0
+    waits.ended(False, written=10)
+    assert waits.for_flush(written=10) == 0.0
+    waits.ended(False, written=11)  # one write landed meanwhile
+    assert waits.for_flush(written=11) == 5.0
+
+
 def test_a_close_right_after_a_flush_shares_its_deadline() -> None:
     """logging.shutdown()'s pair: the close gets what is left of the flush's timeout."""
     ticks = Ticks()

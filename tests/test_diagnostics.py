@@ -7,8 +7,12 @@ as a user would see it.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import logging
 import logging.config
+import os
 import re
 import subprocess
 import textwrap
@@ -20,6 +24,7 @@ import pytest
 from k8s_logging_events import _diagnostics
 from k8s_logging_events.testing import FakeClock
 from tests._children import REPO, run_python
+from tests.reliability_scenarios import fork_quietly, read_child
 
 
 class ListHandler(logging.Handler):
@@ -211,6 +216,30 @@ def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> No
     ]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_child_does_not_repeat_what_its_parent_held_back_from_standard_error() -> None:
+    """The lines standard error's limit held back in the parent are the parent's to
+    summarise: a forked child starts with none (as its reporter's counts start at zero)."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(burst=1, per_second=0.5, monotonic=clock.monotonic)
+    record = logging.LogRecord("k8s_logging_events", logging.WARNING, "", 0, "m", (), None)
+    with contextlib.redirect_stderr(io.StringIO()):
+        fallback.write(record)
+        assert not fallback.write(record)
+    assert fallback.held_back == 1
+    read_end, write_end = os.pipe()
+    pid = fork_quietly()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps({"held_back": fallback.held_back}).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    assert read_child(read_end, pid, timeout=20) == {"held_back": 0}
+    assert fallback.held_back == 1
+
+
 class _BrokenStream:
     """A standard error that cannot be written to (a closed pipe)."""
 
@@ -300,3 +329,27 @@ def test_a_dictconfig_with_the_default_disable_existing_loggers_still_shows_bad_
     assert "str 'web-0'" in refused[0]
     assert any("The reason 'not a reason'" in line for line in lines), result.stderr
     assert "No Kubernetes configuration" not in result.stderr  # sink: None says nothing
+
+
+def test_what_standard_error_held_back_is_said_at_exit(tmp_path) -> None:
+    """More reports than standard error takes at once (a program with many bad call
+    sites): the lines it held back are not lost silently when no later line comes; the
+    exit (the handler's flush and close) says how many there were."""
+    sites = _diagnostics.STDERR_BURST + 7
+    calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
+    code = (
+        "import logging\n"
+        "from k8s_logging_events import KubernetesEventHandler\n"
+        "logging.getLogger().addHandler(KubernetesEventHandler(sink=None))\n"
+        "log = logging.getLogger('app')\n"
+        f"{calls}\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    shown = [line for line in lines if "Unable to refer to the involved object" in line]
+    assert len(shown) == _diagnostics.STDERR_BURST, result.stderr
+    held = [line for line in lines if "held back from standard error" in line]
+    assert len(held) == 1, result.stderr
+    assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
+    assert "k8s_logging_events logger" in held[0], held[0]

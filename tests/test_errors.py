@@ -9,9 +9,11 @@ and the Role to grant it).
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _errors, sink
+from k8s_logging_events import _diagnostics, _errors, sink
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import FakeClock, LocalApiServer
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import on_library_logger
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
@@ -226,6 +228,49 @@ def test_an_unreachable_server_warns_at_once_then_summarises_with_true_counts(
     assert any("3 occurrence(s) lost" in m or "(3 occurrence(s) in all)" in m for m in lost), (
         messages
     )
+
+
+NO_WAY_THERE = [
+    OSError(errno.EHOSTUNREACH, "No route to host"),
+    OSError(errno.ENETUNREACH, "Network is unreachable"),
+    socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
+    socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
+]
+
+
+@pytest.mark.parametrize("error", NO_WAY_THERE, ids=["no-route", "no-network", "no-name", "dns"])
+def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
+    error, clock, reports
+) -> None:
+    """No route to the API server's host, no network, a name that does not resolve (as the
+    sink's channel raises them): the server is unreachable as surely as one that refuses
+    connections. The first report says so, and what a deadline gives up is summarised as
+    connection errors, not as ``OSError`` or ``gaierror``."""
+    fake = FakeEventSink()
+    fake.fail_next("create", error, times=3)
+    handler = KubernetesEventHandler(
+        component="ctl", sink=fake, clock=clock, sleep=clock.sleep, max_tries=3
+    )
+    log = _logger(f"unreachable{id(handler)}", handler)
+    try:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        assert handler.drain(10)
+    finally:
+        handler.close()
+    first = reports.messages()[0]
+    assert "attempt 1 of 3" in first, reports.messages()
+    assert "(the API server is unreachable)" in first, first
+
+    @dataclass
+    class Pending:
+        occurrences: int = 2
+        attempts: int = 1
+        throttled: int = 0
+        last_error: Exception | None = error
+        in_flight: bool = False
+
+    summary = _diagnostics.unwritten_summary([Pending()], [], when="at exit")
+    assert "2 after connection errors (the API server is unreachable)" in summary, summary
 
 
 def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock, tmp_path) -> None:

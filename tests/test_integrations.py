@@ -274,6 +274,28 @@ def test_loguru_chained_and_unraised_exceptions_leave_the_message_alone(
     assert all(PASSWORD not in repr(e) for e in events)
 
 
+def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer) -> None:
+    """An ExceptionGroup (asyncio's TaskGroup raises one): loguru indents its traceback
+    under ``  + ``; the event gets loguru's message and the group's summary, nothing of the
+    traceback's decoration."""
+
+    def calls(logger: Any) -> None:
+        try:
+            try:
+                _connect("admin")
+            except ConnectionError as error:
+                raise ExceptionGroup("unhandled errors in a TaskGroup", [error]) from None
+        except ExceptionGroup:
+            logger.bind(involved=POD, reason="SyncFailed").exception("Unable to sync")
+
+    events, shown = _loguru_events(server, calls)
+    assert any("+ Exception Group Traceback" in text for text in shown), "the test can fail"
+    assert [e["message"] for e in events] == [
+        "Unable to sync: ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)"
+    ]
+    assert all(PASSWORD not in repr(e) for e in events)
+
+
 # --- structlog --------------------------------------------------------------------------------
 
 
@@ -474,9 +496,12 @@ def test_outside_a_pod_default_involved_is_reported_once_and_makes_no_events(
 @pytest.mark.parametrize(
     ("variables", "missing"),
     [
-        ({}, "a name (POD_NAME or HOSTNAME) and a namespace (POD_NAMESPACE or {file})"),
-        ({"HOSTNAME": "web-0"}, "a namespace (POD_NAMESPACE or {file})"),
-        ({"POD_NAMESPACE": "shop"}, "a name (POD_NAME or HOSTNAME)"),
+        (
+            {},
+            "found neither a name (POD_NAME or HOSTNAME) nor a namespace (POD_NAMESPACE or {file})",
+        ),
+        ({"HOSTNAME": "web-0"}, "found no namespace (POD_NAMESPACE or {file})"),
+        ({"POD_NAMESPACE": "shop"}, "found no name (POD_NAME or HOSTNAME)"),
     ],
     ids=["neither", "no-namespace", "no-name"],
 )
@@ -490,7 +515,7 @@ def test_outside_a_pod_the_report_names_what_is_missing(
     identity = _pod.from_environment()
     assert identity.ref is None
     expected = missing.format(file=_pod.NAMESPACE_FILE)
-    assert f"cannot tell which: no {expected}. Records without" in identity.problem
+    assert f"cannot tell which: it {expected}. Records without" in identity.problem
 
 
 def test_a_given_broadcaster_without_pod_uid_is_reported_once_when_the_handler_is_built(

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _options, correlator, recorder
+from k8s_logging_events import _options, correlator, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 
@@ -440,3 +440,21 @@ def test_the_broadcasters_public_keywords_and_defaults_stay_client_gos() -> None
     }
     with pytest.raises(ValueError, match="event_names"):
         recorder.EventBroadcaster(event_names="hash")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://admin:S3cretPw@127.0.0.1:8001", "https://admin@api.example:6443"]
+)
+def test_a_url_sink_with_credentials_in_it_is_refused_without_showing_them(url: str) -> None:
+    """A URL sink sends no credentials: a user name and password written into the URL would
+    be ignored (every write a 401) and shown in every report that names the server. The
+    handler refuses it when it is built, naming the option and where credentials go, never
+    their value; so does a URL sink built by hand."""
+    with pytest.raises(ValueError, match="sink") as error:
+        KubernetesEventHandler(sink=url)
+    assert "kubeconfig" in str(error.value)
+    assert "S3cretPw" not in str(error.value)
+    assert "admin" not in str(error.value)
+    with pytest.raises(ValueError, match="kubeconfig") as error:
+        sink.KubernetesEventSink.from_url(url)
+    assert "S3cretPw" not in str(error.value)

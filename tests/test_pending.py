@@ -16,6 +16,7 @@ import pytest
 from k8s_logging_events import _diagnostics, _pending, correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink
 from tests._sinks import WithoutRead
+from tests.reliability_scenarios import ListHandler, on_library_logger
 from tests.test_recorder import on_fake_time
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -308,6 +309,7 @@ class Pending:
         self.counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
         options = correlator.CorrelatorOptions(clock=clock, burst_size=burst)
         self.correlator = correlator.EventCorrelator(options)
+        self.reporter = _diagnostics.RateLimitedReporter(clock=clock)
         self.writes = _pending.Writes(
             WithoutRead(self.fake),
             correlator.CountPolicy(self.correlator),
@@ -317,7 +319,7 @@ class Pending:
             ),
             clock=clock,
             rng=lambda: 0.5,
-            reporter=_diagnostics.RateLimitedReporter(clock=clock),
+            reporter=self.reporter,
         )
 
     def offer(self, occurrence: models.Event, times: int = 1) -> None:
@@ -538,6 +540,22 @@ class TestWritesOnItsOwn:
         assert sorted(pending.drive()) == ["created", "created"]
         assert [e.count for e in pending.fake.events] == [2, 1]
         assert pending.accounted()
+
+    def test_a_dropped_write_is_reported_with_its_true_number_of_occurrences(self) -> None:
+        """A write of several correlated occurrences that finds max_pending reached is
+        dropped whole: the reports (the first, then the summary of those held back) count
+        its occurrences, as stats() does, not one per write."""
+        pending = Pending(FakeClock(START), max_pending=1)
+        with on_library_logger(ListHandler()) as reports:
+            pending.writes.submit_event(_occurrence("a"), held=False)
+            for pod in ("b", "c"):
+                pending.writes.submit_event(_occurrence(pod), held=False, occurrences=7)
+            pending.reporter.emit_deferred()
+            pending.reporter.summarise()
+        assert pending.outcomes()["dropped"] == 14
+        first, summary = reports.messages()
+        assert first.endswith("; 7 occurrence(s) dropped"), first
+        assert "(14 occurrence(s) in all)" in summary, summary
 
     def test_abandon_gives_up_what_waits_then_what_is_in_flight(self) -> None:
         """abandon() counts what waits as failed and leaves requests in flight to land;

@@ -10,6 +10,7 @@ has not answered.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 from collections.abc import Iterator
 
@@ -170,6 +171,29 @@ def test_what_is_kept_aside_is_bounded_by_queue_length(server, monkeypatch) -> N
     assert _accounted(stats) == 120
     written = stats["created"] + stats["patched"] + stats["coalesced"]
     assert sum(stored_counts(server).values()) == written == 120 - stats["dropped"]
+
+
+def test_what_is_dropped_while_kept_aside_is_reported_in_occurrences(
+    server, monkeypatch, reports
+) -> None:
+    """The reports of occurrences dropped beyond queue_length while the sink is set up
+    count them as stats() does: the last summary's total is the number dropped."""
+    with _held(server, monkeypatch, queue_length=20) as (handler, discovery):
+        for _ in range(4):
+            _log(handler, 15)
+            events = handler.broadcaster
+            assert events is not None
+            events.flush(0.05)
+        discovery.gate.set()
+        assert handler.drain(10)
+        dropped = handler.stats()["dropped"]
+    assert dropped > 0
+    said = [m for m in reports.messages() if "queue_length" in m]
+    counted = [int(n) for m in said for n in re.findall(r"\((\d+) occurrence\(s\) in all\)", m)]
+    first = [int(n) for n in re.findall(r"; (\d+) occurrence\(s\) dropped$", said[0])]
+    totals = counted or first
+    assert totals, said
+    assert totals[-1] == dropped, said
 
 
 def test_close_gives_up_what_waits_for_a_set_up_that_never_ends(

@@ -14,6 +14,7 @@ import logging
 import logging.config
 import math
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -524,6 +525,38 @@ def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
         assert unaccounted(stats) == 0, stats
         assert {event.reason for event in fake.events} >= {"Fine", "AlsoFine"}
         assert stats["created"] + stats["failed"] == 3, stats
+
+
+def test_occurrences_that_cannot_be_correlated_are_reported_as_many_as_failed(caplog) -> None:
+    """A user's correlation hook that raises costs the occurrences it was given: the report
+    (and the summary of those like it) counts them as stats() does, not one per report."""
+
+    def key_func(event: models.Event) -> tuple[str, str]:
+        if event.reason == "Broken":
+            raise KeyError("the hook cannot key this event")
+        return correlator.aggregate_by_reason(event)
+
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster(
+        correlator_options=correlator.CorrelatorOptions(key_func=key_func)
+    )
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("hooks")
+        ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+        with caplog.at_level(logging.ERROR, logger=_diagnostics.LOGGER_NAME):
+            for _ in range(6):
+                rec.event(ref, models.WARNING, "Broken", "message")
+            rec.event(ref, models.WARNING, "Fine", "message")
+            assert b.flush(5)
+        stats = dict(b.stats())
+    finally:
+        b.shutdown(2)
+    assert stats["failed"] == 6, stats
+    said = [r.getMessage() for r in caplog.records if "correlate" in r.getMessage()]
+    lost = [int(n) for m in said for n in re.findall(r"(\d+) occurrence\(s\) lost", m)]
+    totals = [int(n) for m in said for n in re.findall(r"\((\d+) occurrence\(s\) in all\)", m)]
+    assert (totals[-1] if totals else sum(lost)) == 6, said
 
 
 # --- coalescing before correlating ------------------------------------------------------------
