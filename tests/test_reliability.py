@@ -38,8 +38,8 @@ from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests.reliability_scenarios import (
     FORK_DURING_IMPORT_CHILD,
-    RECONFIGURE_BEFORE_THE_CLIENT,
     LIBRARY_LOGGER,
+    RECONFIGURE_BEFORE_THE_CLIENT,
     REPO,
     ListHandler,
     TimedSink,
