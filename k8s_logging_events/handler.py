@@ -227,6 +227,14 @@ class KubernetesEventHandler(logging.Handler):
         """Wait up to ``timeout`` seconds (None: ``flush_timeout``), even after a flush that ran
         out of time, until every occurrence accepted so far has an outcome; True when it did
         (or nothing was recorded), False otherwise. Never raises."""
+        given: object = timeout  # typed float, but a caller may pass anything
+        if given is not None and not isinstance(given, int | float):
+            _diagnostics.report(
+                logging.WARNING,
+                "drain() waits a number of seconds, not %s",
+                _records.shown(given),
+            )
+            return False
         return self._wait(timeout, drain=True)
 
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:

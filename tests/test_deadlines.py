@@ -455,6 +455,26 @@ def test_a_poll_with_drain_0_says_true_once_everything_has_an_outcome(make, held
     assert handler.drain(0) is True
 
 
+@pytest.mark.parametrize(
+    "timeout", ["2", b"2", [2], object()], ids=["str", "bytes", "list", "object"]
+)
+def test_a_drain_timeout_that_is_no_number_is_reported_not_raised(
+    make, held, reports, timeout
+) -> None:
+    """``drain()`` never raises: a timeout that is no number of seconds (a string read from
+    the environment, say) is reported on the library's logger, and the answer is False
+    (nothing was waited for); the writes go on, and a later drain still answers."""
+    handler = make()
+    log = app_logger(handler)
+    log.warning("waiting", extra={"involved": pod("a")})
+    assert handler.drain(timeout) is False
+    assert any("drain" in m and "number" in m for m in reports.messages), reports.messages
+    held.release.set()
+    assert handler.drain(10) is True
+    assert handler.stats()["created"] == 1
+    handler.close()
+
+
 def test_a_poll_with_drain_0_before_exit_loses_nothing(make, held) -> None:
     """``drain(0)`` says False while a write is in flight; the exit after it still waits
     for that write (the server answers 0.2 s later) instead of giving it up at once."""
