@@ -69,6 +69,7 @@ _BROADCASTER_STATS = ("accepted", "invalid", *_diagnostics.OUTCOMES, "pending", 
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
+_STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second, and some
 
 _Offer = Callable[[models.Occurrence], bool]  # queues an occurrence, or counts it dropped
 
@@ -96,6 +97,7 @@ class KubernetesEventHandler(logging.Handler):
     """The library's own reports never become events here (see ``_diagnostics``)."""
 
     _settings: _records.Settings
+    _stopping: threading.Thread | None  # a close that goes on after dictConfig returns
 
     def __init__(
         self,
@@ -275,6 +277,9 @@ class KubernetesEventHandler(logging.Handler):
                     self._stop(active, lazy)
             elif first:
                 _diagnostics.standard_error.summarise()
+            elif self._stopping is not None and not _diagnostics.holds_logging_lock():
+                # closed again after dictConfig: once this returns, the counters are final
+                self._stopping.join(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error
@@ -304,14 +309,16 @@ class KubernetesEventHandler(logging.Handler):
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
                 )
 
-        threading.Thread(target=stop, name=f"{recorder.THREAD_NAME}-close", daemon=False).start()
+        thread = threading.Thread(target=stop, name=f"{recorder.THREAD_NAME}-close", daemon=False)
+        thread.start()
+        self._stopping = thread
 
     def _client_needs_logging_lock(self) -> bool:
         """dictConfig flushes and closes the handlers it replaces under logging's lock, and a
         writer still building the client imports modules that take it: a wait there would
         last the whole timeout, then give the writes up."""
         lazy = self._lazy_sink
-        return lazy is not None and not lazy.built and _diagnostics.holds_logging_lock()
+        return lazy is not None and lazy.imports_client and _diagnostics.holds_logging_lock()
 
     @property
     def source(self) -> models.EventSource:
@@ -397,6 +404,7 @@ class KubernetesEventHandler(logging.Handler):
         if self._given is not None:
             self._now, self._offer = self._given._intake()
         self._lazy_sink: sinks.LazySink | None = None
+        self._stopping = None
         self._waits = _deadlines.ExitWaits(self._options.flush_timeout)
 
     def _start(self) -> _Offer | None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -423,9 +424,13 @@ class LazySink:
         return real is not None and _apis.api_known(real)
 
     @property
-    def built(self) -> bool:
-        """False while a write would still build the real sink (import the client first)."""
-        return self._real is not None or self._error is not None or self._closed
+    def imports_client(self) -> bool:
+        """True while a write would still import the kubernetes client, whose modules take
+        the ``logging`` module's lock as they load."""
+        if self._real is not None or self._error is not None or self._closed:
+            return False
+        module = sys.modules.get("kubernetes")
+        return module is None or bool(getattr(module.__spec__, "_initializing", False))
 
     def drain(self, on: bool) -> None:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""

@@ -148,7 +148,8 @@ def test_configuring_logging_again_before_the_client_is_built_neither_stalls_nor
     """dictConfig closes the handler it replaces while it holds logging's lock; a writer still
     importing the kubernetes client needs that lock, so the close must not wait for it there
     (it used to wait the whole flush_timeout, then count the event failed). dictConfig returns
-    at once, and the first handler's event is still written before the process ends."""
+    at once, the first handler's event is still written, and closing that handler again
+    waits for it, so that its counters are final."""
     done = subprocess.run(
         [sys.executable, "-c", RECONFIGURE_BEFORE_THE_CLIENT, server.url],
         capture_output=True,
@@ -162,6 +163,8 @@ def test_configuring_logging_again_before_the_client_is_built_neither_stalls_nor
     report = json.loads(done.stdout.splitlines()[-1])
     assert not report["imported"], "the client was built before dictConfig ran again"
     assert report["seconds"] < 10, report  # flush_timeout is 20
+    assert report["stats"]["created"] == 1, report
+    assert unaccounted(report["stats"]) == 0, report
     assert stored_counts(server) == Counter({"first": 1}), done.stderr
     assert stderr_problems(done.stderr) == []
 
