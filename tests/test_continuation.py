@@ -462,6 +462,21 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
 
 
+def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:
+    """A user's sink that cannot read events, under the handler's deterministic names: a
+    restart meets its own name taken and, unable to continue that event, makes a new one
+    (client-go's behaviour, as on a 403): it neither gives up its first occurrence nor
+    patches the earlier process's event with its own count."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server, server.api_client() as api_client:
+        for _ in range(3):
+            user_sink = WithoutRead(sink.KubernetesEventSink(api_client, qps=0, clock=clock))
+            stats = _lifetime(user_sink, clock, _warnings(5))
+            assert _lost(stats) == 0, stats
+            clock.step(30)
+        assert [e["count"] for e in _events(server)] == [5, 5, 5]
+
+
 # -- 429 ------------------------------------------------------------------------------------
 
 
