@@ -305,6 +305,23 @@ def test_a_single_writer_never_conflicts_and_reads_nothing() -> None:
         assert event["count"] == 5
 
 
+def test_a_single_writer_reads_nothing_while_its_correlator_remembers_more_events() -> None:
+    """A correlator that remembers more events than the default 4,096 (``lru_cache_size``):
+    the writer's record of what it wrote keeps as many, so a single writer's repeats are
+    plain patches, never a read before each."""
+    clock = FakeClock(T0)
+    fake = FakeEventSink()
+    objects = [pod(f"web-{number}") for number in range(_continuation.DEFAULT_KNOWN_EVENTS + 8)]
+    handler = _handler(fake, clock, correlator={"lru_cache_size": 5000}, queue_length=20_000)
+    with _attached(handler) as log:
+        for _round in range(2):
+            for involved in objects:
+                log.warning(MESSAGE, extra={"involved": involved, "reason": "BackOff"})
+            _flush(handler)
+    methods = Counter(call.method for call in fake.calls)
+    assert methods == {"create": len(objects), "patch": len(objects)}
+
+
 def test_an_event_that_expires_between_the_409_and_the_read_is_created_again() -> None:
     """The create meets AlreadyExists, then the event expires before the read: 404, so the
     create is made again, with this process's own count."""
