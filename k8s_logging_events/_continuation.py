@@ -239,9 +239,12 @@ class _Attempt:
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.created = False  # our own create, whose answer was lost, is on the server
-        # the next request (a function, not a bound method: no cycle through self)
-        self.action: Step = _Attempt._create if write.create else _Attempt._patch
-        if not write.create and (known is None or self.target <= known.count):
+        # the next request (a function, not a bound method: no cycle through self); a create
+        # retried after its takeover read the event (none in doubt) patches what it read
+        taken_over = known is not None and not write.unsure
+        patch = not write.create or taken_over
+        self.action: Step = _Attempt._patch if patch else _Attempt._create
+        if patch and (known is None or self.target <= known.count):
             # nothing known of it (forgotten), or the counts drifted apart: read first
             if owner.readable:
                 self.action = _Attempt._read
@@ -306,6 +309,9 @@ class _Attempt:
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
+        # a retry (after a 429, say) patches it again rather than creating it again
+        known = Known(self.name, self.version, self.target - self.local, server)
+        self.owner.remember(self.key, known)
         self.action = _Attempt._patch
         return None
 

@@ -531,6 +531,23 @@ def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything
         assert first[-1] > first[0]  # growing
 
 
+def test_a_takeover_throttled_on_its_patch_retries_the_patch_not_the_create() -> None:
+    """A restart under EventRateLimit with a burst of 1: the create that meets AlreadyExists
+    takes the only token (the plugin charges it), so the takeover's patch meets 429. The
+    retry continues with the patch of the event it read, not with another create, which
+    would take the token again and leave the patch a 429 for ever."""
+    clock = FakeClock(T0)
+    limit = {"limits": [{"type": "SourceAndObject", "qps": 1, "burst": 1}]}
+    with LocalApiServer(clock=clock, event_rate_limit=limit) as server:
+        _lifetime(server, clock, _warnings(1))
+        clock.step(60)
+        stats = _lifetime(server, clock, _warnings(1))
+        assert _lost(stats) == 0, stats
+        assert _statuses(server, "POST") == [201, 409]
+        (event,) = _events(server)
+        assert event["count"] == 2
+
+
 # -- the module on its own, with the fake sink ----------------------------------------------
 
 
