@@ -3,7 +3,8 @@
 Under the pending writes (:mod:`~k8s_logging_events._pending`): :meth:`Continuation.attempt`
 makes the requests of one write attempt, outside the runtime's lock. A sink that cannot
 read events gets client-go's ways (a repeat patched, the rest created, ``AlreadyExists``
-after a create that may have landed continued as a patch). One that can (``read``) gets
+after a create that may have landed continued as a patch; under deterministic names, which
+every restart meets again, another ``AlreadyExists`` a new name). One that can (``read``) gets
 takeover, guarded counts, translation of counts and names, lost answers never applied
 twice, and client-go's ways again, reported once, when the read is refused (403): each
 described in docs/correlation.md, "Across processes".
@@ -111,7 +112,8 @@ def guarded_patch(patch: bytes, version: str) -> bytes:
 class Continuation:
     """The requests of one write attempt: continuing events for a sink that can read them.
 
-    Without a callable ``read`` on ``event_sink``, attempts keep client-go's ways. ``namer``
+    Without a callable ``read`` on ``event_sink``, attempts keep client-go's ways (those of a
+    refused read, under deterministic names). ``namer``
     renames an event whose name another holds, at ``clock``'s time; ``reporter`` says once
     that reading is not permitted; ``size`` events' records are kept.
     """
@@ -132,8 +134,9 @@ class Continuation:
         self._reporter = reporter
         self._lock = threading.Lock()
         self._known: cachetools.LRUCache[tuple[str, str], Known] = cachetools.LRUCache(max(1, size))
-        # False once the server refused a read (403): takeovers and guards are off
-        self.readable = True
+        # False once the server refused a read (403), or for a sink without read: takeovers
+        # and guards are off
+        self.readable = self._read is not None
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
@@ -149,8 +152,9 @@ class Continuation:
         """Make the requests of one attempt of ``write``; return its outcome and the answer, in
         the correlator's terms (its name and count), to feed back. Raises what the last request
         raised, or :class:`~._errors.ContentionError` after :data:`MAX_STEPS`."""
-        if self._read is None:
+        if self._read is None and not self._namer.deterministic:
             return self._client_go_attempt(write, policy)
+        # a deterministic name is taken by every restart: one that cannot be read is renamed
         return _Attempt(self, write, policy).run()
 
     def _client_go_attempt(self, write: Write, policy: Policy) -> tuple[str, models.Event]:
@@ -235,9 +239,12 @@ class _Attempt:
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.created = False  # our own create, whose answer was lost, is on the server
-        # the next request (a function, not a bound method: no cycle through self)
-        self.action: Step = _Attempt._create if write.create else _Attempt._patch
-        if not write.create and (known is None or self.target <= known.count):
+        # the next request (a function, not a bound method: no cycle through self); a create
+        # retried after its takeover read the event (none in doubt) patches what it read
+        taken_over = known is not None and not write.unsure
+        patch = not write.create or taken_over
+        self.action: Step = _Attempt._patch if patch else _Attempt._create
+        if patch and (known is None or self.target <= known.count):
             # nothing known of it (forgotten), or the counts drifted apart: read first
             if owner.readable:
                 self.action = _Attempt._read
@@ -302,6 +309,9 @@ class _Attempt:
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
+        # a retry (after a 429, say) patches it again rather than creating it again
+        known = Known(self.name, self.version, self.target - self.local, server)
+        self.owner.remember(self.key, known)
         self.action = _Attempt._patch
         return None
 

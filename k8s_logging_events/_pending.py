@@ -99,11 +99,15 @@ class EventSink(Protocol):
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
     """How each sink's writes are retried and bounded: the ``BroadcasterOptions`` fields of
-    that name (docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1."""
+    that name (docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1;
+    ``known_events`` the correlator's ``lru_cache_size``: a repeat of an event the correlator
+    remembers and the writer forgot reads the event first, so the writer remembers as many
+    (at least :data:`~._continuation.DEFAULT_KNOWN_EVENTS`)."""
 
     max_tries: int = MAX_TRIES_PER_EVENT
     sleep_duration: float = DEFAULT_SLEEP_DURATION
     max_pending: int = DEFAULT_MAX_PENDING
+    known_events: int = 0
 
 
 @dataclass(slots=True, eq=False)
@@ -206,7 +210,13 @@ class Writes:
         self._now = clock_mod.monotonic_source(clock)
         self._reporter = reporter
         self._namer = namer or _sanitise.EventNamer()
-        self._continuation = _continuation.Continuation(event_sink, self._namer, clock, reporter)
+        self._continuation = _continuation.Continuation(
+            event_sink,
+            self._namer,
+            clock,
+            reporter,
+            max(options.known_events, _continuation.DEFAULT_KNOWN_EVENTS),
+        )
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()

@@ -108,6 +108,7 @@ class EventBroadcaster:
             max_tries=options.max_tries,
             sleep_duration=options.sleep_duration,
             max_pending=max(1, options.queue_length),
+            known_events=(options.correlator or correlator.CorrelatorOptions()).lru_cache_size,
         )
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(event_names=event_names)

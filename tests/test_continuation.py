@@ -305,6 +305,23 @@ def test_a_single_writer_never_conflicts_and_reads_nothing() -> None:
         assert event["count"] == 5
 
 
+def test_a_single_writer_reads_nothing_while_its_correlator_remembers_more_events() -> None:
+    """A correlator that remembers more events than the default 4,096 (``lru_cache_size``):
+    the writer's record of what it wrote keeps as many, so a single writer's repeats are
+    plain patches, never a read before each."""
+    clock = FakeClock(T0)
+    fake = FakeEventSink()
+    objects = [pod(f"web-{number}") for number in range(_continuation.DEFAULT_KNOWN_EVENTS + 8)]
+    handler = _handler(fake, clock, correlator={"lru_cache_size": 5000}, queue_length=20_000)
+    with _attached(handler) as log:
+        for _round in range(2):
+            for involved in objects:
+                log.warning(MESSAGE, extra={"involved": involved, "reason": "BackOff"})
+            _flush(handler)
+    methods = Counter(call.method for call in fake.calls)
+    assert methods == {"create": len(objects), "patch": len(objects)}
+
+
 def test_an_event_that_expires_between_the_409_and_the_read_is_created_again() -> None:
     """The create meets AlreadyExists, then the event expires before the read: 404, so the
     create is made again, with this process's own count."""
@@ -462,6 +479,21 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
 
 
+def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:
+    """A user's sink that cannot read events, under the handler's deterministic names: a
+    restart meets its own name taken and, unable to continue that event, makes a new one
+    (client-go's behaviour, as on a 403): it neither gives up its first occurrence nor
+    patches the earlier process's event with its own count."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server, server.api_client() as api_client:
+        for _ in range(3):
+            user_sink = WithoutRead(sink.KubernetesEventSink(api_client, qps=0, clock=clock))
+            stats = _lifetime(user_sink, clock, _warnings(5))
+            assert _lost(stats) == 0, stats
+            clock.step(30)
+        assert [e["count"] for e in _events(server)] == [5, 5, 5]
+
+
 # -- 429 ------------------------------------------------------------------------------------
 
 
@@ -497,6 +529,23 @@ def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything
         first = waits[:8]
         assert all(0 < wait <= 30.0 for wait in first)
         assert first[-1] > first[0]  # growing
+
+
+def test_a_takeover_throttled_on_its_patch_retries_the_patch_not_the_create() -> None:
+    """A restart under EventRateLimit with a burst of 1: the create that meets AlreadyExists
+    takes the only token (the plugin charges it), so the takeover's patch meets 429. The
+    retry continues with the patch of the event it read, not with another create, which
+    would take the token again and leave the patch a 429 for ever."""
+    clock = FakeClock(T0)
+    limit = {"limits": [{"type": "SourceAndObject", "qps": 1, "burst": 1}]}
+    with LocalApiServer(clock=clock, event_rate_limit=limit) as server:
+        _lifetime(server, clock, _warnings(1))
+        clock.step(60)
+        stats = _lifetime(server, clock, _warnings(1))
+        assert _lost(stats) == 0, stats
+        assert _statuses(server, "POST") == [201, 409]
+        (event,) = _events(server)
+        assert event["count"] == 2
 
 
 # -- the module on its own, with the fake sink ----------------------------------------------
