@@ -19,6 +19,7 @@ from k8s_logging_events import _diagnostics
 __all__ = [
     "MAX_WAIT_SECONDS",
     "RBAC_EXAMPLE",
+    "THROTTLED_WARNING_AFTER",
     "THROTTLE_BASE_SECONDS",
     "THROTTLE_MAX_SECONDS",
     "ApiStatusError",
@@ -42,6 +43,9 @@ that never refills must not overflow the timers; the write is looked at again af
 THROTTLE_BASE_SECONDS = 1.0
 """The first wait after a 429 without ``Retry-After`` (or with a zero one); each further one
 doubles it."""
+
+THROTTLED_WARNING_AFTER = 4
+"""The 429 in a row at which a throttled write is reported as a WARNING (once per row)."""
 
 THROTTLE_MAX_SECONDS = 30.0
 """The longest wait after a 429 without ``Retry-After`` (before jitter takes up to half off):

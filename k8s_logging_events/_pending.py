@@ -404,6 +404,24 @@ class Writes:
             write.merge(newer.event, held=newer.held, occurrences=newer.occurrences)
         write.due = self._now() + retry_in
         self._make_timed(key, slot, write.due)
+        if write.throttled == _errors.THROTTLED_WARNING_AFTER:
+            # a server that throttles every write (a bucket that never refills) must not go
+            # unseen while the app runs; by now at most 1 + 2 + 4 s have passed
+            self._reporter.defer(
+                "throttled-long",
+                logging.WARNING,
+                "Event %s/%s was throttled %d time(s) in a row (the API server asks for fewer "
+                "requests: %s); it waits %.3g s more, kept (see qps, or the server's "
+                "EventRateLimit)",
+                write.event.namespace,
+                write.event.name,
+                write.throttled,
+                _diagnostics.describe_error(error),
+                retry_in,
+                occurrences=write.occurrences,
+                outcome="waiting",
+            )
+            return
         if write.throttled:
             self._reporter.defer(
                 "throttled",

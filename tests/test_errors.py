@@ -287,6 +287,31 @@ def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock
     assert len(server.events("default")) == 1
 
 
+def test_a_server_that_keeps_throttling_is_a_warning_within_ten_seconds(
+    server, clock, reports, tmp_path
+) -> None:
+    """A 429 spends no try and is only INFO, but a server that throttles every write (an
+    EventRateLimit bucket that never refills) would then go unseen while the app runs: the
+    fourth 429 in a row is a WARNING, within 10 s of the first (1, 2, 4 s of back-off at most),
+    with the occurrences that wait; the write still lands once the server takes it."""
+    path = _kubeconfig(server, tmp_path / "config", SECRET)
+    server.inject(method="POST", path="/events", status=429, times=6)
+    handler = _write(clock, times=3, kubeconfig=path, drain_qps=0)
+    warnings = [
+        (at, record.getMessage())
+        for at, record in reports.seen
+        if record.levelno >= logging.WARNING and "throttle" in record.getMessage()
+    ]
+    assert warnings, reports.messages()
+    at, line = warnings[0]
+    assert at <= 10.0, (at, line)
+    assert "4 time(s) in a row" in line, line
+    assert "3 occurrence(s)" in line, line
+    assert len(warnings) == 1, warnings  # once per run of 429s, not at every one after
+    assert handler.stats()["created"] == 1
+    assert server.events("default")[0]["count"] == 3
+
+
 def test_a_401_says_which_credentials_were_sent_never_their_value(
     server, clock, reports, tmp_path
 ) -> None:
