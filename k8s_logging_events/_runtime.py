@@ -9,9 +9,10 @@ docs/architecture.md, that this module and its parts keep:
 1. No wait without a timeout.
 2. Never wait holding a lock another of our threads needs: every wait releases the
    runtime's lock, and it is never held across a request or a join.
-3. The caller's path (:meth:`Runtime.offer`) takes no lock: the queue's ``put`` is
-   reentrant and the counters lock-free, because a signal handler may log on the thread
-   it interrupted while that thread was logging.
+3. The caller's path (:meth:`Runtime.offer`) takes no lock but, at its first call, the
+   reentrant one that starts the threads: the queue's ``put`` is reentrant and the
+   counters lock-free, because a signal handler may log on the thread it interrupted while
+   that thread was logging.
 4. A background thread never waits for a lock that ``dictConfig`` or
    ``logging.shutdown()`` may hold: reports go through ``_diagnostics.log_safely``.
 5. An exception in a background step costs only the occurrences it was handling
