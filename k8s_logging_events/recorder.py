@@ -316,6 +316,8 @@ class EventRecorder(RecorderCalls):
     but ``Normal``/``Warning``, a reason, message or action that is no ``str``, a format
     error) is reported on the ``k8s_logging_events`` logger, counted ``invalid``, and makes
     no event.
+    ``default_namespace`` files a namespaced built-in object that has no namespace; events
+    about objects without one still go to ``default``.
     """
 
     def __init__(
@@ -435,7 +437,8 @@ class EventRecorder(RecorderCalls):
         # the Event itself (a dataclass of 18 fields) is built on the broadcaster's thread
         return models.Occurrence(
             ref=ref,
-            namespace=ref.namespace or self._default_namespace,
+            # an object without a namespace: the server takes its events only in 'default'
+            namespace=ref.namespace or models.DEFAULT_NAMESPACE,
             type=type,
             reason=reason,
             message=message,

@@ -512,6 +512,24 @@ def test_list_pages_with_limit_and_continue(cluster):
     assert not rest.metadata._continue
 
 
+@pytest.mark.parametrize(
+    ("selectors", "remaining"),
+    [
+        ({}, 2),
+        ({"field_selector": "reason=Started"}, None),
+        ({"label_selector": "app!=db"}, None),
+    ],
+)
+def test_a_page_counts_what_remains_only_when_nothing_is_selected(cluster, selectors, remaining):
+    """remainingItemCount comes with a page of a list without selectors; with a label or
+    field selector the server cannot know it and leaves it out, as ListMeta promises."""
+    for name in ("e1", "e2", "e3"):
+        cluster.core.create_namespaced_event(cluster.namespace, core_event(name, cluster.namespace))
+    first = cluster.core.list_namespaced_event(cluster.namespace, limit=1, **selectors)
+    assert first.metadata._continue
+    assert first.metadata.remaining_item_count == remaining
+
+
 # -- patch ----------------------------------------------------------------------------
 
 

@@ -509,6 +509,33 @@ def test_a_pod_without_a_namespace_is_filed_in_default_and_reported(
     assert "2 report(s) like this" in reports[1]
 
 
+def test_a_recorders_default_namespace_never_takes_a_cluster_scoped_objects_event(
+    make_broadcaster,
+) -> None:
+    """default_namespace files namespaced objects that lack one; an event about an object
+    without a namespace (a Node, a Namespace, a custom kind) still goes to 'default', the
+    only namespace the API server accepts it in, as in client-go's recorder."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = recorder.EventRecorder(b, models.EventSource("c"), default_namespace="shop")
+    rec.event({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}, "Normal", "A", "m")
+    for kind, api_version in (("Node", "v1"), ("Namespace", "v1"), ("Widget", "example.com/v1")):
+        rec.event(
+            {"apiVersion": api_version, "kind": kind, "metadata": {"name": "n"}},
+            "Normal",
+            kind,
+            "m",
+        )
+    assert b.flush(5)
+    assert [(e.reason, e.namespace, e.involved_object.namespace) for e in fake.events] == [
+        ("A", "shop", "shop"),
+        ("Node", "default", ""),
+        ("Namespace", "default", ""),
+        ("Widget", "default", ""),
+    ]
+
+
 def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) -> None:
     """Annotations go on the created event's metadata."""
     b = make_broadcaster()

@@ -337,7 +337,9 @@ def listed(
     labels, fields = selectors(request, api, resource)
     limit, start = page(request)
     entries, rv, following, remaining = lister(resource, namespace, labels, fields, limit, start)
-    return entries, list_meta(rv, following, remaining)
+    # with a selector the count of what remains is unknown: the real server leaves it out
+    counted = remaining if labels.empty and fields.empty else None
+    return entries, list_meta(rv, following, counted)
 
 
 def delete_options(request: HttpRequest) -> dict[str, Any]:
@@ -352,11 +354,13 @@ def delete_options(request: HttpRequest) -> dict[str, Any]:
     return options
 
 
-def list_meta(rv: int, start: tuple[str, str] | None, remaining: int) -> dict[str, Any]:
-    """A list's ``metadata``: its resourceVersion, and ``continue`` when there is more."""
+def list_meta(rv: int, start: tuple[str, str] | None, remaining: int | None) -> dict[str, Any]:
+    """A list's ``metadata``: its resourceVersion, and ``continue`` when there is more (with
+    ``remainingItemCount`` unless ``remaining`` is None)."""
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
     if start is not None:
         token = json.dumps({"rv": rv, "start": list(start)}).encode()
         meta["continue"] = base64.urlsafe_b64encode(token).decode()
-        meta["remainingItemCount"] = remaining
+        if remaining is not None:
+            meta["remainingItemCount"] = remaining
     return meta
