@@ -397,6 +397,14 @@ def test_event_ttl_expires_events_after_their_last_write():
         assert error.value.status == 404
 
 
+@pytest.mark.parametrize("ttl", [0, -5, float("nan"), float("inf")])
+def test_an_event_ttl_that_is_no_positive_number_of_seconds_is_refused(ttl: float) -> None:
+    """event_ttl 0 or below made every event vanish at once, silently, and NaN failed on
+    the first write: each is a ValueError naming the option when the server is made."""
+    with pytest.raises(ValueError, match="event_ttl"):
+        LocalApiServer(event_ttl=ttl)
+
+
 def test_creation_timestamp_comes_from_the_clock():
     """creationTimestamp is the injected clock's time, in whole seconds."""
     clock = FakeClock(datetime(2024, 5, 6, 7, 8, 9, 500000, tzinfo=UTC))

@@ -27,6 +27,7 @@ from (the watch cache's job in a real API server, which keeps one per resource).
 from __future__ import annotations
 
 import json
+import math
 import random
 import threading
 import uuid
@@ -128,6 +129,8 @@ class Store(PodStore):
     ) -> None:
         if watch_history < 1:
             raise ValueError("watch_history must be at least 1")
+        if event_ttl is not None and not 0 < event_ttl < math.inf:
+            raise ValueError(f"event_ttl must be a positive number of seconds, not {event_ttl!r}")
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
         """Notified (under :attr:`lock`) after every change to a stored object."""
