@@ -13,6 +13,7 @@ import inspect
 import logging
 import logging.config
 import math
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -217,6 +218,27 @@ def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
     assert isinstance(cause, ValueError), repr(cause)
     assert all(word in str(cause) for word in words), str(cause)
     del error, cause  # the traceback's frames would keep a half-built handler alive
+
+
+def _one_argument_sleep(seconds: float) -> None:
+    """A sleep written for ``time.sleep``'s shape, not the writer's ``(seconds, cancel)``."""
+
+
+@pytest.mark.parametrize(
+    "sleep", [time.sleep, _one_argument_sleep, lambda: None], ids=["time.sleep", "one", "none"]
+)
+def test_a_sleep_of_another_shape_than_seconds_and_cancel_is_refused(sleep: Any) -> None:
+    """``sleep`` is called as ``sleep(seconds, cancel)``: ``time.sleep`` or a function of
+    another shape made the dispatcher fail every wait in a loop (hundreds of thousands of
+    reports, the occurrence pending until exit); it is a ValueError naming the option."""
+    with pytest.raises(ValueError, match="sleep"):
+        KubernetesEventHandler(sink=None, sleep=sleep)
+
+
+def test_a_sleep_of_the_writers_shape_is_taken() -> None:
+    """A FakeClock's ``sleep`` and any ``(seconds, cancel)`` function are accepted."""
+    for sleep in (FakeClock().sleep, lambda seconds, cancel: False):
+        KubernetesEventHandler(sink=None, sleep=sleep).close()
 
 
 @pytest.mark.parametrize(
