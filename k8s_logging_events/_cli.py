@@ -91,7 +91,8 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
         "--config",
         metavar="FILE",
         help="the logging configuration, YAML for dictConfig (default: examples/logging.yaml "
-        "of the source checkout); its event handler's sink is replaced",
+        "of the source checkout); its event handlers' sink and api are replaced (by where "
+        "the events go and --api)",
     )
     parser.add_argument(
         "--show-logs",

@@ -454,7 +454,15 @@ def _in_series(clock: clock_mod.Clock, namer: correlator.EventNamer) -> _Step:
     # deterministic names, keyed without the object's resourceVersion and named after the key
     deterministic = namer.deterministic
     key = series.series_key if deterministic else series.isomorphic_key
-    grouped = series.SeriesCorrelator(clock=clock, key=key)
+
+    def renamed(event: models.Event, generation: int) -> models.Event:
+        # the key names every series alike: a later one takes the name a restarted process
+        # would try next after the finished one (see EventNamer.renamed)
+        return dataclasses.replace(event, name=namer.renamed(event, generation, clock.now()))
+
+    grouped = series.SeriesCorrelator(
+        clock=clock, key=key, rename=renamed if deterministic else None
+    )
 
     def prepared(event: models.Event) -> models.Event:
         event = series.prepare_event(event)

@@ -124,6 +124,9 @@ class _Entry:
     event: models.Event
     last_seen: float
     last_written: float | None = None
+    generation: int = 0
+    """How many series of this key came before (finished); names the next one's Event."""
+    finished: bool = False
 
 
 class SeriesCorrelator:
@@ -135,6 +138,9 @@ class SeriesCorrelator:
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
         key: what makes occurrences one series: :func:`isomorphic_key` or :func:`series_key`.
+        rename: names the Event of a key's later series (the generation counts from 1), for
+            names that follow from the key alone and would otherwise meet the finished
+            series' Event again; None keeps the name each event comes with.
     """
 
     def __init__(
@@ -145,8 +151,10 @@ class SeriesCorrelator:
         finish_seconds: float = FINISH_SECONDS,
         refresh_seconds: float = REFRESH_SECONDS,
         key: Callable[[models.Event], tuple[object, ...]] = isomorphic_key,
+        rename: Callable[[models.Event, int], models.Event] | None = None,
     ) -> None:
         self._clock = clock or clock_mod.SystemClock()
+        self._rename = rename
         self._monotonic = clock_mod.monotonic_source(self._clock)
         self._key = key
         self._finish = finish_seconds
@@ -172,8 +180,11 @@ class SeriesCorrelator:
         now = self._clock.now()
         with self._lock:
             entry = self._cache.get(key)
-            if entry is None or seen - entry.last_seen > self._finish:
-                self._cache[key] = _Entry(event, seen)
+            if entry is None or entry.finished or seen - entry.last_seen > self._finish:
+                generation = 0 if entry is None else entry.generation + 1
+                if generation and self._rename is not None:
+                    event = self._rename(event, generation)
+                self._cache[key] = _Entry(event, seen, generation=generation)
                 return event, False
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
@@ -202,7 +213,8 @@ class SeriesCorrelator:
                 return False
             if seen - entry.last_seen >= self._finish:
                 # written because it went quiet: the series is over, a new one starts next
-                del self._cache[key]
+                # (remembered, so that the next one's Event gets a name of its own)
+                entry.finished = True
             return True
 
     def written(self, sent: models.Event) -> None:

@@ -486,3 +486,43 @@ def test_a_controller_with_an_invalid_prefix_is_repaired_not_refused(server) -> 
     assert [r.status for r in server.requests if r.method == "POST"] == [201]
     (stored,) = server.events_v1("default")
     assert stored["reportingController"] == "a.b/ctl"
+
+
+def test_with_deterministic_names_a_finished_series_is_followed_by_a_new_event(
+    server: LocalApiServer,
+) -> None:
+    """The handler's default names: six quiet minutes finish the series, and the next
+    occurrence creates a new Event (its own eventTime and count), as with client-go's names,
+    instead of continuing the finished one under the same name."""
+    clock = FakeClock(T0)
+    handler = KubernetesEventHandler(
+        component="shop",
+        host="node-1",
+        sink=server.url,
+        api=sink.EVENTS_V1,
+        qps=0,
+        clock=clock,
+        sleep=clock.sleep,
+    )
+    log = logging.getLogger("tests.series.finished")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+    try:
+        for _ in range(2):
+            log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+            handler.flush()
+        clock.step(series.FINISH_SECONDS + 40)
+        for _ in range(3):
+            log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+            handler.flush()
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
+    assert [(e["series"]["count"], e["eventTime"]) for e in events] == [
+        (2, "2024-01-01T00:00:00.000000Z"),
+        (3, "2024-01-01T00:06:40.000000Z"),
+    ]
+    stats = handler.stats()
+    assert stats["accepted"] == stats["created"] + stats["patched"] + stats["coalesced"] == 5
