@@ -297,7 +297,15 @@ def reason(value: object) -> str:
     return value
 
 
+def _flag(value: object) -> object:
+    """``"true"`` and ``"false"`` (an ini file's, a quoted YAML value's) as the booleans."""
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return value
+
+
 def structured(value: object, given: object) -> bool | str:
+    value = _flag(value)
     if not isinstance(value, bool | str):
         raise ValueError(f"structured_logging must be true, false or a logger name, not {value!r}")
     if value and given is not None:
@@ -317,6 +325,7 @@ def default_involved(value: object) -> str | None:
 
 
 def crash_events(value: object, involved: object) -> bool:
+    value = _flag(value)
     if not isinstance(value, bool):
         raise ValueError(f"crash_events must be true or false, not {value!r}")
     if value and default_involved(involved) is None:

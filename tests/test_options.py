@@ -220,6 +220,31 @@ def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
     del error, cause  # the traceback's frames would keep a half-built handler alive
 
 
+@pytest.mark.parametrize(
+    ("written", "meant"), [("false", False), ("True", True), (" FALSE ", False)]
+)
+def test_true_and_false_written_as_strings_are_the_booleans(written: str, meant: bool) -> None:
+    """An ini file (fileConfig) or a quoted YAML value gives "false" as a string: for
+    ``structured_logging`` it meant a logger named "false" (structured logging on), and
+    ``crash_events`` refused it; both take it as the boolean, as numbers written as strings
+    are taken as numbers."""
+    handler = KubernetesEventHandler(sink=None, structured_logging=written)
+    try:
+        assert handler._options.structured_logging is meant
+    finally:
+        handler.close()
+    env = {"POD_NAME": "p", "POD_NAMESPACE": "n", "POD_UID": "u"}
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        options: dict[str, Any] = {"default_involved": "pod", "crash_events": written}
+        handler = KubernetesEventHandler(sink=None, **options)
+    try:
+        assert handler._options.crash_events is meant
+    finally:
+        handler.close()
+
+
 def _one_argument_sleep(seconds: float) -> None:
     """A sleep written for ``time.sleep``'s shape, not the writer's ``(seconds, cancel)``."""
 
