@@ -78,6 +78,10 @@ class Policy(Protocol):
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``, found under our event's name, is our event (same key)."""
 
+    def finished(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, our event, is over for ``ours``: a later process must not
+        continue it (an events.k8s.io/v1 series quiet too long)."""
+
 
 class Sink(Protocol):
     """What an attempt writes with (``_pending.EventSink``; ``read`` is looked up)."""
@@ -295,8 +299,11 @@ class _Attempt:
         except _UnreadableError:
             self._without_reading()
             return None
-        if not self.policy.same_event(self.event, stored):
-            # another event holds the name: ours gets a name of its own
+        # another event holds the name, or ours that a restart must not continue (a
+        # finished series): ours gets a name of its own
+        if not self.policy.same_event(self.event, stored) or (
+            self.taken and self.policy.finished(self.event, stored)
+        ):
             self.renames += 1
             self.name = self.owner.new_name(self.event, self.renames)
             self.action = _Attempt._create
