@@ -43,6 +43,10 @@ correlator's caches hold); a repeat of a forgotten one reads the event before it
 MAX_STEPS = 10
 """Requests one attempt may make (create, read, patch, read ...) before it waits its turn."""
 
+MAX_FINISHED_SERIES = 100
+"""Finished series an attempt may read past, beyond :data:`MAX_STEPS` (a key that starts a
+series every seven minutes leaves about nine under the server's one-hour event TTL)."""
+
 
 class Write(Protocol):
     """What an attempt reads and notes of the writer's pending write (``_pending.Write``)."""
@@ -77,6 +81,10 @@ class Policy(Protocol):
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``, found under our event's name, is our event (same key)."""
+
+    def finished(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, our event, is over for ``ours``: a later process must not
+        continue it (an events.k8s.io/v1 series quiet too long)."""
 
 
 class Sink(Protocol):
@@ -238,6 +246,7 @@ class _Attempt:
         self.target = self.local + (known.offset if known is not None else 0)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
+        self.walked = 0  # finished series passed on the way to ours (see _read)
         self.created = False  # our own create, whose answer was lost, is on the server
         # the next request (a function, not a bound method: no cycle through self); a create
         # retried after its takeover read the event (none in doubt) patches what it read
@@ -252,10 +261,14 @@ class _Attempt:
                 self.version = ""
 
     def run(self) -> tuple[str, models.Event]:
-        for _ in range(MAX_STEPS):
+        steps = 0
+        while steps < MAX_STEPS:
+            walked = self.walked
             done = self.action(self)
             if done is not None:
                 return done
+            if walked == self.walked or self.walked > MAX_FINISHED_SERIES:
+                steps += 1
         raise _errors.ContentionError(
             f"409 Conflict: event {self.event.namespace}/{self.name} kept changing under "
             f"{MAX_STEPS} requests (other writers); will try again"
@@ -295,7 +308,16 @@ class _Attempt:
         except _UnreadableError:
             self._without_reading()
             return None
-        if not self.policy.same_event(self.event, stored):
+        same = self.policy.same_event(self.event, stored)
+        if same and self.taken and self.policy.finished(self.event, stored):
+            # ours, but a restart must not continue a finished series: the next one's name
+            # is read (a restart walks past every finished one, which is no contention)
+            self.renames += 1
+            self.name = self.owner.new_name(self.event, self.renames)
+            self.action = _Attempt._read
+            self.walked += 1
+            return None
+        if not same:
             # another event holds the name: ours gets a name of its own
             self.renames += 1
             self.name = self.owner.new_name(self.event, self.renames)

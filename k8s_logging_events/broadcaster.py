@@ -66,6 +66,10 @@ class BroadcasterStopped(RuntimeError):  # noqa: N818 - the name the API promise
     """Raised by :class:`Broadcaster` operations after :meth:`Broadcaster.shutdown`."""
 
 
+_RECHECK_SECONDS = 0.05
+"""How often action_or_drop(), waiting for the lock, looks again whether there is room."""
+
+
 @dataclass(frozen=True, slots=True)
 class WatchEvent:
     """One item a :class:`Broadcaster` delivers: an action type and the object it concerns."""
@@ -325,13 +329,15 @@ class Broadcaster(EndsOnExit):
         """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
         only for a control operation); :class:`BroadcasterStopped` after :meth:`shutdown`."""
         self._refuse_on_loop_thread("action_or_drop")
-        if not self._lock.acquire(blocking=False):
+        locked = self._lock.acquire(blocking=False)
+        while not locked:
             # held by a control operation (worth the wait), or by action(), which waits only
-            # while the queue is full: then the answer is False at once, not after it
+            # while the queue is full: then the answer is False at once, not after it (looked
+            # at again: the room seen may go to that producer, or another, who waits again)
             with self._not_full:
                 if not self._stopped and not self._incoming_has_room():
                     return False
-            self._lock.acquire()
+            locked = self._lock.acquire(timeout=_RECHECK_SECONDS)
         try:
             self._start_unless_stopped()
             return self._put(WatchEvent(type, obj), block=False)

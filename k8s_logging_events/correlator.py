@@ -387,6 +387,10 @@ class CountPolicy:
         """``event`` with ``count``."""
         return dataclasses.replace(event, count=count)
 
+    def finished(self, ours: models.Event, stored: models.Event) -> bool:
+        """False: a core/v1 event goes on as long as the server keeps it."""
+        return False
+
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True for the same source, involved object (any resourceVersion), type and reason,
         and the same message unless both are combined events (whose message changes)."""

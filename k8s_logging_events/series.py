@@ -201,8 +201,17 @@ class SeriesCorrelator:
                 return 0.0  # evicted or finished already: what is held may go
             return max(0.0, self._due(entry) - seen)
 
+    def finished_between(self, earlier: models.Event, later: models.Event) -> bool:
+        """True when ``later`` came more than the finish time after ``earlier``'s last
+        occurrence, by their timestamps (as a process that did not see the series tells)."""
+        last = _last_seen(earlier)
+        first = later.event_time or later.first_timestamp
+        if last is None or first is None:
+            return False
+        return (first - last).total_seconds() > self._finish
+
     def release(self, event: models.Event) -> bool:
-        """True when the held series of ``event`` is due; a finished series is forgotten."""
+        """True when the held series of ``event`` is due; a finished series is marked so."""
         key = self._key(event)
         seen = self._monotonic()
         with self._lock:
@@ -285,3 +294,15 @@ class SeriesPolicy:
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""
         return series_key(ours) == series_key(stored)
+
+    def finished(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``'s last occurrence came more than the finish time before
+        ``ours`` (a create of a restarted process): its series is over, ours starts anew."""
+        return self._correlator.finished_between(stored, ours)
+
+
+def _last_seen(event: models.Event) -> datetime | None:
+    """When ``event``'s latest occurrence was observed: its series', else its own time."""
+    if event.series is not None and event.series.last_observed_time is not None:
+        return event.series.last_observed_time
+    return event.event_time or event.first_timestamp

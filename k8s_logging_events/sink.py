@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, cast
@@ -425,12 +424,10 @@ class LazySink:
 
     @property
     def imports_client(self) -> bool:
-        """True while a write would still import the kubernetes client, whose modules take
-        the ``logging`` module's lock as they load."""
-        if self._real is not None or self._error is not None or self._closed:
-            return False
-        module = sys.modules.get("kubernetes")
-        return module is None or bool(getattr(module.__spec__, "_initializing", False))
+        """True while a write would still build the client: importing the kubernetes client
+        and making its ``Configuration`` (which gets and sets loggers) take the ``logging``
+        module's lock, even when the application imported the client itself."""
+        return self._real is None and self._error is None and not self._closed
 
     def drain(self, on: bool) -> None:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""

@@ -997,3 +997,7 @@ report = {"seconds": seconds, "imported": imported, "stats": first.stats()}
 print(json.dumps(report), flush=True)
 """
 """A fresh interpreter configures logging again right after its first event."""
+
+RECONFIGURE_WITH_THE_CLIENT_IMPORTED = "import kubernetes.client\n" + RECONFIGURE_BEFORE_THE_CLIENT
+"""The same, in an application that imported the kubernetes client itself (an operator):
+the writer still makes the client's Configuration, which gets loggers under logging's lock."""

@@ -350,6 +350,41 @@ def test_action_or_drop_does_not_wait_behind_a_producer_waiting_for_room(make: M
     assert held.dropped == 27  # events 2 to 28: the blocked one was handed out too
 
 
+def test_action_or_drop_does_not_wait_for_a_producer_that_took_the_room_it_saw(
+    make: Make,
+) -> None:
+    """action_or_drop() found room for one item while a producer in action() held the lock
+    (the thread had just taken one), but that producer, or another one waiting for the lock,
+    takes the room first and waits again for more: action_or_drop() still answers False at
+    once, not once the thread takes another item."""
+    broadcaster, gate, _ = held_with_a_full_queue(make)
+    blocked = start(send, broadcaster, event(28))  # holds the lock while it waits for room
+    blocked.join(0.05)
+    assert blocked.is_alive()
+    room_seen = [False]
+    real_check = broadcaster._incoming_has_room
+
+    def room_seen_once() -> bool:
+        # the interleaving: the first look finds the slot the thread just freed, which the
+        # producer takes before action_or_drop() gets the lock; later looks find none
+        if not room_seen[0]:
+            room_seen[0] = True
+            return True
+        return real_check()
+
+    broadcaster._incoming_has_room = room_seen_once  # type: ignore[method-assign]
+    answer: list[bool] = []
+    dropper = start(lambda: answer.append(broadcaster.action_or_drop(ADDED, {"n": 99})))
+    dropper.join(1.0)
+    try:
+        assert answer == [False]
+    finally:
+        gate.open()
+        assert finished(dropper)
+        assert finished(blocked)
+    assert room_seen[0]
+
+
 def test_drops_are_counted_and_reported_to_on_drop(make: Make) -> None:
     """In DROP mode each skipped item increments the watcher's dropped count and is passed to
     its on_drop; an on_drop that raises does not stop distribution."""

@@ -40,6 +40,7 @@ from tests.reliability_scenarios import (
     FORK_DURING_IMPORT_CHILD,
     LIBRARY_LOGGER,
     RECONFIGURE_BEFORE_THE_CLIENT,
+    RECONFIGURE_WITH_THE_CLIENT_IMPORTED,
     REPO,
     ListHandler,
     TimedSink,
@@ -162,6 +163,33 @@ def test_configuring_logging_again_before_the_client_is_built_neither_stalls_nor
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert not report["imported"], "the client was built before dictConfig ran again"
+    assert report["seconds"] < 10, report  # flush_timeout is 20
+    assert report["stats"]["created"] == 1, report
+    assert unaccounted(report["stats"]) == 0, report
+    assert stored_counts(server) == Counter({"first": 1}), done.stderr
+    assert stderr_problems(done.stderr) == []
+
+
+@pytest.mark.timeout(60)
+def test_configuring_logging_again_before_the_client_is_built_with_kubernetes_imported(
+    server,
+) -> None:
+    """An application that imported the kubernetes client itself still has its first
+    handler's writer make the client (a Configuration gets and sets loggers, under logging's
+    lock) after its first event: dictConfig run again at once must not wait flush_timeout
+    for it and count the event failed; the event is written and a later close waits for it."""
+    done = subprocess.run(
+        [sys.executable, "-c", RECONFIGURE_WITH_THE_CLIENT_IMPORTED, server.url],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=str(REPO),
+        timeout=50,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["imported"], "the scenario imports the client before its first event"
     assert report["seconds"] < 10, report  # flush_timeout is 20
     assert report["stats"]["created"] == 1, report
     assert unaccounted(report["stats"]) == 0, report

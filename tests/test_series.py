@@ -526,3 +526,96 @@ def test_with_deterministic_names_a_finished_series_is_followed_by_a_new_event(
     ]
     stats = handler.stats()
     assert stats["accepted"] == stats["created"] + stats["patched"] + stats["coalesced"] == 5
+
+
+def test_with_deterministic_names_a_restart_continues_the_ongoing_series_not_a_finished_one(
+    server: LocalApiServer,
+) -> None:
+    """A restart's first create meets the first series' name, whose series finished six
+    quiet minutes before: it follows the renames to the series that goes on, and continues
+    that one (client-go never continues a finished series). A restart after that one went
+    quiet too starts a new Event of its own."""
+    clock = FakeClock(T0)
+    log = logging.getLogger("tests.series.restart_after_finished")
+    log.propagate = False
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+
+    def run(occurrences: int) -> None:
+        handler = KubernetesEventHandler(
+            component="shop",
+            host="node-1",
+            sink=server.url,
+            api=sink.EVENTS_V1,
+            qps=0,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        log.addHandler(handler)
+        try:
+            for _ in range(occurrences):
+                log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+                handler.flush()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+
+    run(2)  # the first series: 00:00:00
+    clock.step(series.FINISH_SECONDS + 40)
+    run(2)  # a restart after the finish: a new Event at 00:06:40
+    clock.step(10)
+    run(1)  # a restart right after: continues the 00:06:40 series
+    clock.step(series.FINISH_SECONDS + 40)
+    run(1)  # both went quiet: a new Event
+    events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
+    assert [(e.get("series") or {}).get("count", 1) for e in events] == [2, 3, 1]
+    assert [e["eventTime"] for e in events] == [
+        "2024-01-01T00:00:00.000000Z",
+        "2024-01-01T00:06:40.000000Z",
+        "2024-01-01T00:13:30.000000Z",
+    ]
+
+
+def test_with_deterministic_names_a_restart_finds_the_ongoing_series_after_many_finished(
+    server: LocalApiServer,
+) -> None:
+    """A warning every seven minutes makes a finished series of each (a new Event each, all
+    kept by the server's event TTL): a restart walks past every finished one to the series
+    that goes on, however many there are, instead of giving its write up as contention."""
+    clock = FakeClock(T0)
+    log = logging.getLogger("tests.series.many_finished")
+    log.propagate = False
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+
+    def handler() -> KubernetesEventHandler:
+        made = KubernetesEventHandler(
+            component="shop",
+            host="node-1",
+            sink=server.url,
+            api=sink.EVENTS_V1,
+            qps=0,
+            clock=clock,
+            sleep=clock.sleep,
+        )
+        log.addHandler(made)
+        return made
+
+    first = handler()
+    try:
+        for _ in range(12):
+            clock.step(series.FINISH_SECONDS + 60)
+            log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+            first.flush()
+    finally:
+        log.removeHandler(first)
+        first.close()
+    clock.step(10)
+    restarted = handler()
+    try:
+        log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        restarted.flush()
+    finally:
+        log.removeHandler(restarted)
+        restarted.close()
+    events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
+    assert [(e.get("series") or {}).get("count", 1) for e in events] == [1] * 11 + [2]
+    assert restarted.stats()["patched"] == 1, restarted.stats()
