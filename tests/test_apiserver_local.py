@@ -397,8 +397,8 @@ def test_event_ttl_expires_events_after_their_last_write():
         assert error.value.status == 404
 
 
-@pytest.mark.parametrize("ttl", [0, -5, float("nan"), float("inf")])
-def test_an_event_ttl_that_is_no_positive_number_of_seconds_is_refused(ttl: float) -> None:
+@pytest.mark.parametrize("ttl", [0, -5, float("nan"), float("inf"), "60", True])
+def test_an_event_ttl_that_is_no_positive_number_of_seconds_is_refused(ttl: Any) -> None:
     """event_ttl 0 or below made every event vanish at once, silently, and NaN failed on
     the first write: each is a ValueError naming the option when the server is made."""
     with pytest.raises(ValueError, match="event_ttl"):

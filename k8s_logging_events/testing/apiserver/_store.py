@@ -129,7 +129,12 @@ class Store(PodStore):
     ) -> None:
         if watch_history < 1:
             raise ValueError("watch_history must be at least 1")
-        if event_ttl is not None and not 0 < event_ttl < math.inf:
+        given: object = event_ttl  # typed float, but a caller may pass anything
+        if given is not None and (
+            isinstance(given, bool)
+            or not isinstance(given, int | float)
+            or not 0 < given < math.inf
+        ):
             raise ValueError(f"event_ttl must be a positive number of seconds, not {event_ttl!r}")
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
