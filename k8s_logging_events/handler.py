@@ -97,7 +97,7 @@ class KubernetesEventHandler(logging.Handler):
     """The library's own reports never become events here (see ``_diagnostics``)."""
 
     _settings: _records.Settings
-    _stopping: threading.Thread | None  # a close that goes on after dictConfig returns
+    _stopping: threading.Event | None  # set when a close that went on after dictConfig ends
 
     def __init__(
         self,
@@ -270,16 +270,19 @@ class KubernetesEventHandler(logging.Handler):
                 first = not self._closed
                 self._closed = True
                 active, lazy = self._broadcaster, self._lazy_sink
+                if first and active is not None and self._client_needs_logging_lock():
+                    self._stopping = threading.Event()  # before a second close can look
+                stopping = self._stopping
             if first and active is not None:
-                if self._client_needs_logging_lock():
-                    self._stop_later(active, lazy)
+                if stopping is not None:
+                    self._stop_later(active, lazy, stopping)
                 else:
                     self._stop(active, lazy)
             elif first:
                 _diagnostics.standard_error.summarise()
-            elif self._stopping is not None and not _diagnostics.holds_logging_lock():
+            elif stopping is not None and not _diagnostics.holds_logging_lock():
                 # closed again after dictConfig: once this returns, the counters are final
-                self._stopping.join(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
+                stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error
@@ -296,7 +299,12 @@ class KubernetesEventHandler(logging.Handler):
         if lazy is not None:
             lazy.close()
 
-    def _stop_later(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
+    def _stop_later(
+        self,
+        active: recorder.EventBroadcaster,
+        lazy: sinks.LazySink | None,
+        stopped: threading.Event,
+    ) -> None:
         """Stop on a thread of its own, which the interpreter's exit waits for (it is no
         daemon) within the same deadline: the caller holds a lock the writers need."""
 
@@ -308,10 +316,14 @@ class KubernetesEventHandler(logging.Handler):
                 _diagnostics.report(
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
                 )
+            finally:
+                stopped.set()
 
-        thread = threading.Thread(target=stop, name=f"{recorder.THREAD_NAME}-close", daemon=False)
-        thread.start()
-        self._stopping = thread
+        name = f"{recorder.THREAD_NAME}-close"
+        try:
+            threading.Thread(target=stop, name=name, daemon=False).start()
+        except RuntimeError:  # no new thread at interpreter shutdown: stop here, as before
+            stop()
 
     def _client_needs_logging_lock(self) -> bool:
         """dictConfig flushes and closes the handlers it replaces under logging's lock, and a
