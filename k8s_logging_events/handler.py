@@ -309,7 +309,6 @@ class KubernetesEventHandler(logging.Handler):
         daemon) within the same deadline: the caller holds a lock the writers need."""
 
         def stop() -> None:
-            _process.leave_signals_to_the_main_thread()
             try:
                 self._stop(active, lazy)
             except Exception as error:  # rule 5: a background step never raises
@@ -319,9 +318,13 @@ class KubernetesEventHandler(logging.Handler):
             finally:
                 stopped.set()
 
+        def run() -> None:
+            _process.leave_signals_to_the_main_thread()
+            stop()
+
         name = f"{recorder.THREAD_NAME}-close"
         try:
-            threading.Thread(target=stop, name=name, daemon=False).start()
+            threading.Thread(target=run, name=name, daemon=False).start()
         except RuntimeError:  # no new thread at interpreter shutdown: stop here, as before
             stop()
 
