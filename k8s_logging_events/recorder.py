@@ -314,9 +314,10 @@ class EventRecorder(RecorderCalls):
 
     Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
     but ``Normal``/``Warning``, a reason, message or action that is no ``str``, annotations
-    the API server refuses, a format error) is reported on the ``k8s_logging_events`` logger, counted ``invalid``, and makes
-    no event. ``default_namespace`` files a namespaced built-in object that has no
-    namespace; events about objects without one still go to ``default``.
+    the API server refuses, a format error) is reported on the ``k8s_logging_events``
+    logger, counted ``invalid``, and makes no event. ``default_namespace`` files a
+    namespaced built-in object that has no namespace; events about objects without one
+    still go to ``default``.
     """
 
     def __init__(

@@ -522,7 +522,6 @@ class _Scripted(_StrayServer):
                 conn.sendall(self.answers.pop(0))
 
 
-
 class _Trickling(_StrayServer):
     """A raw HTTP server that answers each request one byte every ``pause`` seconds."""
 
@@ -562,6 +561,7 @@ def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -
         server.done.set()
         channel.close()
         server.close()
+
 
 def _raw(status: str, body: dict[str, Any]) -> bytes:
     data = json.dumps(body).encode()
