@@ -241,6 +241,48 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
     assert dict(counts) == expected, result.stderr[-3000:]
 
 
+MP_HUNG_CHILD = """
+import logging, multiprocessing, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+def target():
+    for number in range(5):
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "c-%d" % number, "namespace": "default"}}
+        logging.getLogger("app").warning("work", extra={"involved": pod})
+
+if __name__ == "__main__":
+    log = logging.getLogger("app")
+    log.setLevel(logging.INFO)
+    log.addHandler(KubernetesEventHandler(component="mp", sink=sys.argv[1], flush_timeout=0.5))
+    process = multiprocessing.get_context("fork").Process(target=target)
+    process.start()
+    process.join(60)
+"""
+
+
+def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path) -> None:
+    """A child's target returned while the server hangs: its events cannot be written
+    within ``flush_timeout``, and the child ends with os._exit, where logging.shutdown()
+    never reports. One report on the child's standard error says how many occurrences
+    were not written and why; they were lost without a word before."""
+    server.inject(action="hang", times=None)
+    script = tmp_path / "mp_hung_child.py"
+    script.write_text(textwrap.dedent(MP_HUNG_CHILD))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(script), server.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Unable to write 5 event occurrence(s)") == 1, result.stderr
+
+
 BATCH_CHILD = """
 import logging, sys
 from k8s_logging_events.handler import KubernetesEventHandler
