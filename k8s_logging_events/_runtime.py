@@ -455,7 +455,8 @@ class Runtime:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
         self._reporter.settle(REPORT_GRACE_SECONDS)
-        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up)
+        # those set aside for a sink still being set up were told above: once is enough
+        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared
         return given_up, max(0, lost)
 
     def _lost(self) -> int:

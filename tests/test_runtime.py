@@ -353,6 +353,29 @@ def test_exit_with_a_hanging_server_and_a_daemon_still_logging_takes_one_deadlin
     assert "request_timeout" in reports[0] or "flush_timeout" in reports[0]
 
 
+def test_occurrences_whose_sink_is_still_being_set_up_at_exit_are_reported_once(
+    server, caplog
+) -> None:
+    """``api: auto`` asks the server which Events API it serves before the first write;
+    when that question hangs past the deadline, one report says the occurrences were not
+    written and why. They were told twice, by that report and by the exit's summary."""
+    server.inject(action="hang", times=None)
+    handler = KubernetesEventHandler(
+        component="exit", sink=server.url, api="auto", flush_timeout=0.3, request_timeout=1
+    )
+    log = logging.getLogger("app.setup")
+    log.addHandler(handler)
+    for number in range(10):
+        log.warning("bye", extra={"involved": pod(f"setup-{number}")})
+    with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
+        handler.close()
+    said = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    said += [r.getMessage() for r in caplog.records if "Unable to write" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "10 occurrences" in said[0], said
+    assert handler.stats()["failed"] == 10
+
+
 EXIT_ON_ANY_PYTHON = """
 import logging, sys
 from k8s_logging_events.handler import KubernetesEventHandler
