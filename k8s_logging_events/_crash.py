@@ -47,6 +47,10 @@ class Watcher(Protocol):
 
     def flush(self) -> None: ...
 
+    def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
 
 def watch(handler: Watcher, exception_detail: str) -> None:
     """Report uncaught exceptions to ``handler``; install the hooks if they are not ours yet.
@@ -171,7 +175,13 @@ def _report(exc_info: ExcInfo) -> list[Watcher]:
 def _flush(handlers: list[Watcher]) -> None:
     for handler in handlers:
         try:
-            handler.flush()
+            # under its lock, as logging.shutdown() flushes: what is left is reported once,
+            # by the close at exit, which shares this deadline
+            handler.acquire()
+            try:
+                handler.flush()
+            finally:
+                handler.release()
         except (Exception, KeyboardInterrupt):  # Ctrl-C while waiting: stop waiting, quietly
             return
 

@@ -22,6 +22,7 @@ import select
 import socket
 import struct
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -346,6 +347,15 @@ class Channel:
         Nothing, or a reset, on a used connection is the server's close of an idle one
         (:class:`_StaleError`): the request was not read."""
         self._busy.add(connection)
+        # each read waits at most the read timeout; this bounds the whole answer too (an answer
+        # that trickles in, a byte at a time, would otherwise hold the request indefinitely)
+        deadline = time.monotonic() + self._read_timeout
+
+        def receive() -> bytes:
+            if time.monotonic() > deadline:
+                raise TimeoutError("the server did not answer within the read timeout")
+            return connection.receive()
+
         try:
             try:
                 connection.sock.sendall(data)
@@ -365,7 +375,7 @@ class Channel:
                 if connection.used:
                     raise _StaleError
                 raise ProtocolError("the server closed the connection without answering")
-            answer, keep = read_answer(first, connection.receive)
+            answer, keep = read_answer(first, receive)
         except BaseException:
             self._busy.discard(connection)
             connection.close()

@@ -135,7 +135,7 @@ def checked(given: Mapping[str, Any]) -> Options:
         burst=whole("burst", given["burst"], minimum=1),
         drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
         request_timeout=timeout(given["request_timeout"]),
-        flush_timeout=number("flush_timeout", given["flush_timeout"], minimum=0, meaning="seconds"),
+        flush_timeout=seconds("flush_timeout", given["flush_timeout"], minimum=0),
         structured_logging=structured(given["structured_logging"], given_broadcaster),
         exception_detail=choice(
             "exception_detail", given["exception_detail"], _records.EXCEPTION_DETAILS
@@ -149,9 +149,7 @@ def checked(given: Mapping[str, Any]) -> Options:
             queue_length=whole("queue_length", given["queue_length"], minimum=1),
             writers=whole("writers", given["writers"], minimum=1),
             max_tries=whole("max_tries", given["max_tries"], minimum=1),
-            sleep_duration=number(
-                "sleep_duration", given["sleep_duration"], minimum=0, meaning="seconds"
-            ),
+            sleep_duration=seconds("sleep_duration", given["sleep_duration"], minimum=0),
             correlator=checked_correlator(given["correlator"]),
             event_names=_sanitise.check_event_names(given["event_names"]),
             clock=clock(given["clock"]),
@@ -175,14 +173,22 @@ def check_known(
 
 
 def number(
-    name: str, value: object, *, minimum: float, integer: bool = False, meaning: str = ""
+    name: str,
+    value: object,
+    *,
+    minimum: float,
+    maximum: float = math.inf,
+    integer: bool = False,
+    meaning: str = "",
 ) -> float:
-    """Return ``value`` as a finite number of at least ``minimum``, or raise ValueError.
+    """Return ``value`` as a finite number from ``minimum`` to ``maximum``, or raise ValueError.
 
     A number in a string (``"5"``, from environment-driven configuration) is accepted;
     NaN, infinity and booleans are not.
     """
     allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
+    if maximum < math.inf:
+        allowed += f" and <= {maximum:g}"
     if meaning:
         allowed += f" ({meaning})"
     converted: float | None = None
@@ -194,11 +200,16 @@ def number(
     if (
         converted is None
         or not math.isfinite(converted)
-        or converted < minimum
+        or not minimum <= converted <= maximum
         or (integer and not converted.is_integer())
     ):
         raise ValueError(f"{name} must be {allowed}, not {value!r}")
     return converted
+
+
+def seconds(name: str, value: object, *, minimum: float, meaning: str = "seconds") -> float:
+    """A duration: at most what a wait or a socket accepts (more raises OverflowError there)."""
+    return number(name, value, minimum=minimum, maximum=threading.TIMEOUT_MAX, meaning=meaning)
 
 
 def whole(name: str, value: object, *, minimum: int) -> int:
@@ -211,10 +222,10 @@ def timeout(value: object) -> float | tuple[float, float] | None:
     if value is None:
         return None
     if isinstance(value, str | int | float):
-        return number("request_timeout", value, minimum=0.001, meaning=meaning)
+        return seconds("request_timeout", value, minimum=0.001, meaning=meaning)
     if isinstance(value, Sequence) and len(value) == 2:
         connect, read = (
-            number("request_timeout", item, minimum=0.001, meaning=meaning) for item in value
+            seconds("request_timeout", item, minimum=0.001, meaning=meaning) for item in value
         )
         return connect, read
     raise ValueError(f"request_timeout must be a number or a pair of numbers, not {value!r}")

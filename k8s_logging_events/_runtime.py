@@ -455,7 +455,8 @@ class Runtime:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
         self._reporter.settle(REPORT_GRACE_SECONDS)
-        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up)
+        # those set aside for a sink still being set up were told above: once is enough
+        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared
         return given_up, max(0, lost)
 
     def _lost(self) -> int:
@@ -521,8 +522,14 @@ class Runtime:
 
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
-        if self._started and not self._closing:
-            self.flush(self.exit_timeout)
+        if self._started and not self._closing and not self.flush(self.exit_timeout):
+            # the child ends with os._exit next: no close, no logging.shutdown() to tell it
+            writes, queued = self.unwritten()
+            sinks = [recording.writes.sink for recording in self._recordings()]
+            when = "before the multiprocessing child ended"
+            summary = _diagnostics.unwritten_summary(writes, sinks, when=when, queued=queued)
+            self._reporter.report("exit", logging.WARNING, "%s", summary)
+            self._reporter.settle(REPORT_GRACE_SECONDS)
 
     def _after_fork_in_child(self) -> None:
         """After ``os.fork()``: what the parent queued or had pending stays the parent's

@@ -17,7 +17,9 @@ import random
 import re
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from k8s_logging_events import _process, models
 
@@ -37,6 +39,7 @@ __all__ = [
     "TIMESTAMP",
     "TRUNCATION_MARK",
     "EventNamer",
+    "annotations_problem",
     "camel_case",
     "check_event_names",
     "cut_bytes",
@@ -106,6 +109,20 @@ def is_qualified_name(value: str) -> bool:
 def is_annotation_key(key: str) -> bool:
     """The server's rule for annotation keys: a qualified name, checked in lower case."""
     return key.count("/") <= 1 and is_qualified_name(key.lower())
+
+
+def annotations_problem(annotations: Mapping[Any, Any]) -> str | None:
+    """Why the API server would refuse ``annotations`` (None: it would take them)."""
+    keys = [key for key in annotations if not isinstance(key, str) or not is_annotation_key(key)]
+    if keys:
+        return f"annotation keys the API server refuses: {keys!r}"
+    keys = [key for key, value in annotations.items() if not isinstance(value, str)]
+    if keys:
+        return f"annotation values that are no str: {keys!r}"
+    size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+    if size > ANNOTATIONS_MAX_BYTES:
+        return f"annotations of {size} bytes, over 256 KiB"
+    return None
 
 
 def qualified_name(component: str) -> str:

@@ -313,10 +313,11 @@ class EventRecorder(RecorderCalls):
     """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
 
     Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
-    but ``Normal``/``Warning``, a reason, message or action that is no ``str``, a format
-    error) is reported on the ``k8s_logging_events`` logger, counted ``invalid``, and makes
-    no event. ``default_namespace`` files a namespaced built-in object that has no
-    namespace; events about objects without one still go to ``default``.
+    but ``Normal``/``Warning``, a reason, message or action that is no ``str``, annotations
+    the API server refuses, a format error) is reported on the ``k8s_logging_events``
+    logger, counted ``invalid``, and makes no event. ``default_namespace`` files a
+    namespaced built-in object that has no namespace; events about objects without one
+    still go to ``default``.
     """
 
     def __init__(
@@ -422,6 +423,10 @@ class EventRecorder(RecorderCalls):
                     value.__class__.__name__,
                 )
                 return None
+        problem = _sanitise.annotations_problem(annotations) if annotations else None
+        if problem:
+            report("invalid-annotations", "Unable to record event: %s", problem)
+            return None
         for repair, msg, args in repairs:
             self._broadcaster._reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
         related_ref = None

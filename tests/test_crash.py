@@ -232,6 +232,21 @@ class TestInAChildProcess:
         assert "ValueError: down" in err
         assert _crashes(k8s_apiserver) == []
 
+    def test_a_crash_on_a_hanging_server_says_once_what_was_not_written(
+        self, k8s_apiserver
+    ) -> None:
+        """The crash's flush and the exit's close share one deadline and one report: the
+        occurrences that could not be written are told once, by the exit (docs/reliability.md,
+        "One report when something could not be written"). The crash's flush once said it
+        too, so the same occurrences were reported twice."""
+        k8s_apiserver.inject(action="hang", times=None)
+        code, _, err = _run(
+            k8s_apiserver, "raise ValueError('hung')", options=", flush_timeout=0.5"
+        )
+        assert code == 1
+        assert "ValueError: hung" in err
+        assert err.count("Unable to write") == 1, err
+
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_a_forked_child_reports_its_own_crash(self, k8s_apiserver) -> None:
         """After fork the child keeps the hooks: its crash is its event; the parent ends

@@ -522,6 +522,47 @@ class _Scripted(_StrayServer):
                 conn.sendall(self.answers.pop(0))
 
 
+class _Trickling(_StrayServer):
+    """A raw HTTP server that answers each request one byte every ``pause`` seconds."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.done = threading.Event()  # set when the test has its result: stop trickling
+        super().__init__(late=False)
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn, contextlib.suppress(OSError):
+            if (request := _read_request(conn, b"")) is not None:
+                for byte in _answer(1, request[0]):
+                    conn.sendall(bytes([byte]))
+                    if self.done.wait(self.pause):
+                        return
+
+
+def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -> None:
+    """A server (or a proxy) that answers one byte at a time never lets a single read wait
+    out the read timeout, yet the request must end near it: ``request_timeout`` is
+    seconds per request (docs/configuration.md). Each request once took as long as the
+    server pleased (an answer of 100 bytes at one a second held a writer 100 s)."""
+    server = _Trickling(pause=0.05)  # the whole answer takes over 5 s
+    channel = _http.Channel(
+        "127.0.0.1",
+        server.port,
+        [("Host", f"127.0.0.1:{server.port}")],
+        connect_timeout=5,
+        read_timeout=0.3,
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            channel.request("POST", "/r1", JSON, [], b"{}")
+        assert time.monotonic() - started < 1.5
+    finally:
+        server.done.set()
+        channel.close()
+        server.close()
+
+
 def _raw(status: str, body: dict[str, Any]) -> bytes:
     data = json.dumps(body).encode()
     return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (

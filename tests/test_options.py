@@ -164,6 +164,31 @@ def test_a_broadcaster_that_is_not_one_is_refused_and_leaves_logging_working() -
 
 
 @pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("flush_timeout", 1e30),
+        ("sleep_duration", "1e30"),
+        ("request_timeout", 1e30),
+        ("request_timeout", [5, 1e30]),
+    ],
+)
+def test_seconds_too_many_to_wait_are_a_value_error_naming_the_option(
+    option: str, value: object
+) -> None:
+    """A finite number of seconds beyond what a wait or a socket accepts
+    (``threading.TIMEOUT_MAX``) is refused when dictConfig builds the handler. Accepted, a
+    ``flush_timeout: 1e30`` made every close fail with OverflowError (threads left running)
+    and a ``request_timeout: 1e30`` made every write fail, retried until lost."""
+    with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
+        logging.config.dictConfig(_configuration("", sink=None, **{option: value}))
+    cause = error.value.__cause__
+    assert isinstance(cause, ValueError), repr(cause)
+    assert option in str(cause), str(cause)
+    assert "<=" in str(cause), str(cause)
+    del error, cause
+
+
+@pytest.mark.parametrize(
     ("option", "value", "words"),
     [
         ("component", 123, ["component", "123", "string"]),

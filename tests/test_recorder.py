@@ -548,6 +548,31 @@ def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) ->
     assert event.message == "n=3"
 
 
+@pytest.mark.parametrize("api", [sink.CORE_V1, sink.EVENTS_V1])
+@pytest.mark.parametrize(
+    "annotations",
+    [{"a/b/c": "d"}, {"bad key!": "x"}, {"a" * 64: "x"}, {"ok": 6}, {"ok": "v" * 300_000}],
+    ids=["two-slashes", "space", "name-too-long", "not-a-string", "over-256KiB"],
+)
+def test_annotations_the_server_would_refuse_are_invalid_input_and_no_request(
+    make_broadcaster, k8s_apiserver, caplog, api, annotations
+) -> None:
+    """An annotation the API server refuses (a key that is no qualified name, a value that
+    is no string, more than 256 KiB in all) is the caller's mistake, like any other bad
+    input of a recorder: reported and counted ``invalid`` when it is recorded. It once went
+    out as a create answered 422 (400 for a number), counted ``failed`` on the
+    broadcaster's thread."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    b = make_broadcaster()
+    b.start_recording_to_sink(sink.KubernetesEventSink(k8s_apiserver.api_client(), qps=0, api=api))
+    b.new_recorder("c").annotated_eventf(_pod(namespace="default"), annotations, "Normal", "R", "m")
+    assert b.flush(5)
+    assert [r.status for r in k8s_apiserver.requests if r.method == "POST"] == []
+    assert b.stats()["invalid"] == 1
+    assert b.stats()["failed"] == 0
+    assert any("annotation" in r.getMessage() for r in caplog.records), caplog.text
+
+
 # --- client-go's TestMultiSinkCache ----------------------------------------------------------
 
 

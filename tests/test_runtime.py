@@ -241,6 +241,48 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
     assert dict(counts) == expected, result.stderr[-3000:]
 
 
+MP_HUNG_CHILD = """
+import logging, multiprocessing, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+def target():
+    for number in range(5):
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "c-%d" % number, "namespace": "default"}}
+        logging.getLogger("app").warning("work", extra={"involved": pod})
+
+if __name__ == "__main__":
+    log = logging.getLogger("app")
+    log.setLevel(logging.INFO)
+    log.addHandler(KubernetesEventHandler(component="mp", sink=sys.argv[1], flush_timeout=0.5))
+    process = multiprocessing.get_context("fork").Process(target=target)
+    process.start()
+    process.join(60)
+"""
+
+
+def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path) -> None:
+    """A child's target returned while the server hangs: its events cannot be written
+    within ``flush_timeout``, and the child ends with os._exit, where logging.shutdown()
+    never reports. One report on the child's standard error says how many occurrences
+    were not written and why; they were lost without a word before."""
+    server.inject(action="hang", times=None)
+    script = tmp_path / "mp_hung_child.py"
+    script.write_text(textwrap.dedent(MP_HUNG_CHILD))
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(script), server.url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.count("Unable to write 5 event occurrence(s)") == 1, result.stderr
+
+
 BATCH_CHILD = """
 import logging, sys
 from k8s_logging_events.handler import KubernetesEventHandler
@@ -309,6 +351,29 @@ def test_exit_with_a_hanging_server_and_a_daemon_still_logging_takes_one_deadlin
     reports = [line for line in result.stderr.splitlines() if "Unable to write" in line]
     assert len(reports) == 1, result.stderr
     assert "request_timeout" in reports[0] or "flush_timeout" in reports[0]
+
+
+def test_occurrences_whose_sink_is_still_being_set_up_at_exit_are_reported_once(
+    server, caplog
+) -> None:
+    """``api: auto`` asks the server which Events API it serves before the first write;
+    when that question hangs past the deadline, one report says the occurrences were not
+    written and why. They were told twice, by that report and by the exit's summary."""
+    server.inject(action="hang", times=None)
+    handler = KubernetesEventHandler(
+        component="exit", sink=server.url, api="auto", flush_timeout=0.3, request_timeout=1
+    )
+    log = logging.getLogger("app.setup")
+    log.addHandler(handler)
+    for number in range(10):
+        log.warning("bye", extra={"involved": pod(f"setup-{number}")})
+    with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
+        handler.close()
+    said = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
+    said += [r.getMessage() for r in caplog.records if "Unable to write" in r.getMessage()]
+    assert len(said) == 1, said
+    assert "10 occurrences" in said[0], said
+    assert handler.stats()["failed"] == 10
 
 
 EXIT_ON_ANY_PYTHON = """
