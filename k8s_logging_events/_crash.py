@@ -41,15 +41,12 @@ ThreadHook = Callable[[threading.ExceptHookArgs], Any]
 
 class Watcher(Protocol):
     """What a crash is reported to: a :class:`~.handler.KubernetesEventHandler`, whose
-    ``handle`` never raises nor waits, and whose ``flush`` waits at most ``flush_timeout``."""
+    ``handle`` never raises nor waits, and whose ``_flush_before_exit`` waits at most
+    ``flush_timeout`` and leaves what is left to the report of the close at exit."""
 
     def handle(self, record: logging.LogRecord) -> object: ...
 
-    def flush(self) -> None: ...
-
-    def acquire(self) -> None: ...
-
-    def release(self) -> None: ...
+    def _flush_before_exit(self) -> None: ...
 
 
 def watch(handler: Watcher, exception_detail: str) -> None:
@@ -175,13 +172,7 @@ def _report(exc_info: ExcInfo) -> list[Watcher]:
 def _flush(handlers: list[Watcher]) -> None:
     for handler in handlers:
         try:
-            # under its lock, as logging.shutdown() flushes: what is left is reported once,
-            # by the close at exit, which shares this deadline
-            handler.acquire()
-            try:
-                handler.flush()
-            finally:
-                handler.release()
+            handler._flush_before_exit()
         except (Exception, KeyboardInterrupt):  # Ctrl-C while waiting: stop waiting, quietly
             return
 

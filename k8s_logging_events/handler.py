@@ -214,6 +214,12 @@ class KubernetesEventHandler(logging.Handler):
         # under the lock, logging.shutdown() flushes then closes: the close reports, once
         self._wait(None, report=not getattr(self._holding, "depth", 0))
 
+    def _flush_before_exit(self) -> None:
+        """Like :meth:`flush`, for a process about to end (an uncaught exception): what is
+        still pending is left to the report of the close at exit, which shares the deadline,
+        so it is said once."""
+        self._wait(None, report=False)
+
     def acquire(self) -> None:
         """Take the handler's lock, noting it: a :meth:`flush` under it (``logging.shutdown()``)
         leaves its report to the close that follows. The handler itself never takes it."""
