@@ -488,14 +488,10 @@ def test_a_controller_with_an_invalid_prefix_is_repaired_not_refused(server) -> 
     assert stored["reportingController"] == "a.b/ctl"
 
 
-def test_with_deterministic_names_a_finished_series_is_followed_by_a_new_event(
-    server: LocalApiServer,
-) -> None:
-    """The handler's default names: six quiet minutes finish the series, and the next
-    occurrence creates a new Event (its own eventTime and count), as with client-go's names,
-    instead of continuing the finished one under the same name."""
-    clock = FakeClock(T0)
-    handler = KubernetesEventHandler(
+def _v1_handler(server: LocalApiServer, clock: FakeClock) -> KubernetesEventHandler:
+    """A handler with its default (deterministic) names writing events.k8s.io/v1 to
+    ``server``, on ``clock``, with no client-side rate limit."""
+    return KubernetesEventHandler(
         component="shop",
         host="node-1",
         sink=server.url,
@@ -504,6 +500,16 @@ def test_with_deterministic_names_a_finished_series_is_followed_by_a_new_event(
         clock=clock,
         sleep=clock.sleep,
     )
+
+
+def test_with_deterministic_names_a_finished_series_is_followed_by_a_new_event(
+    server: LocalApiServer,
+) -> None:
+    """The handler's default names: six quiet minutes finish the series, and the next
+    occurrence creates a new Event (its own eventTime and count), as with client-go's names,
+    instead of continuing the finished one under the same name."""
+    clock = FakeClock(T0)
+    handler = _v1_handler(server, clock)
     log = logging.getLogger("tests.series.finished")
     log.propagate = False
     log.addHandler(handler)
@@ -541,15 +547,7 @@ def test_with_deterministic_names_a_restart_continues_the_ongoing_series_not_a_f
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
 
     def run(occurrences: int) -> None:
-        handler = KubernetesEventHandler(
-            component="shop",
-            host="node-1",
-            sink=server.url,
-            api=sink.EVENTS_V1,
-            qps=0,
-            clock=clock,
-            sleep=clock.sleep,
-        )
+        handler = _v1_handler(server, clock)
         log.addHandler(handler)
         try:
             for _ in range(occurrences):
@@ -587,15 +585,7 @@ def test_with_deterministic_names_a_restart_finds_the_ongoing_series_after_many_
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
 
     def handler() -> KubernetesEventHandler:
-        made = KubernetesEventHandler(
-            component="shop",
-            host="node-1",
-            sink=server.url,
-            api=sink.EVENTS_V1,
-            qps=0,
-            clock=clock,
-            sleep=clock.sleep,
-        )
+        made = _v1_handler(server, clock)
         log.addHandler(made)
         return made
 
