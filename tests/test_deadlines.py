@@ -113,14 +113,21 @@ class Ticks:
         return self.now
 
 
+def _after_a_flush_that_ran_out(written: int) -> _deadlines.ExitWaits:
+    """Exit waits of a 5 s ``flush_timeout`` after a whole flush ran out of time with
+    ``written`` occurrences written."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    assert waits.for_flush(written=written) == 5.0
+    ticks.now += 5.0
+    waits.ended(False, written=written)
+    return waits
+
+
 def test_after_a_wait_that_ran_out_nothing_waits_again_until_something_is_written() -> None:
     """A timed-out flush: while nothing more is written (the server takes nothing), the
     next flush and the close wait 0 s; once a write lands, waits are whole again."""
-    ticks = Ticks()
-    waits = _deadlines.ExitWaits(5.0, ticks)
-    assert waits.for_flush(written=10) == 5.0
-    ticks.now += 5.0
-    waits.ended(False, written=10)
+    waits = _after_a_flush_that_ran_out(written=10)
     assert waits.for_flush(written=10) == 0.0
     waits.ended(False, written=10)
     assert waits.for_close(written=10) == 0.0
@@ -131,11 +138,7 @@ def test_a_write_that_lands_during_a_flush_that_did_not_wait_counts_as_written_s
     """The rule is "nothing written since the wait that ran out": a flush that did not wait
     ran out of nothing, so a write that landed while it returned still makes the next
     flush (the exit's) wait, instead of moving the mark past it."""
-    ticks = Ticks()
-    waits = _deadlines.ExitWaits(5.0, ticks)
-    assert waits.for_flush(written=10) == 5.0
-    ticks.now += 5.0
-    waits.ended(False, written=10)
+    waits = _after_a_flush_that_ran_out(written=10)
     assert waits.for_flush(written=10) == 0.0
     waits.ended(False, written=11)  # one write landed meanwhile
     assert waits.for_flush(written=11) == 5.0
