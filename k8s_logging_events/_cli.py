@@ -21,12 +21,14 @@ docstring is the command's help:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import os
+import select
 import signal
+import socket
 import sys
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -258,12 +260,6 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     """
     from k8s_logging_events.testing import LocalApiServer  # imported only for this command
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        del signum, frame
-        stop.set()
-
     try:
         server = LocalApiServer(
             host=args.host,
@@ -278,8 +274,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     except ValueError as error:
         print(f"apiserver: {error}", file=sys.stderr)
         return 2
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with _interrupt_wakes(signal.SIGINT, signal.SIGTERM) as interrupted:
         if args.delay > 0:
             server.inject(action="delay", delay=args.delay, times=None)
         try:
@@ -288,28 +283,56 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
             return 1
         try:
-            print(f"Kubernetes Events API on {server.url}", flush=True)
-            if args.event_rate_limit is not None:
-                limits = ", ".join(
-                    f"{limit['type']} {limit['qps']}/s burst {limit['burst']}"
-                    for limit in args.event_rate_limit["limits"]
-                )
-                print(f"  EventRateLimit: {limits}", flush=True)
-            if args.kubeconfig:
-                server.kubeconfig(args.kubeconfig)
-                print(f"  kubectl --kubeconfig {args.kubeconfig} get events -A", flush=True)
-            else:
-                print(f"  kubectl --server {server.url} get events -A", flush=True)
-            print("Press Ctrl-C to stop.", flush=True)
-            while not stop.wait(3600):
+            _print_serving(server, args)
+            while not select.select([interrupted], [], [], 3600)[0]:
                 pass
         finally:
             server.stop()
-        print("stopped", flush=True)
-        return 0
+    print("stopped", flush=True)
+    return 0
+
+
+def _print_serving(server: Any, args: argparse.Namespace) -> None:
+    print(f"Kubernetes Events API on {server.url}", flush=True)
+    if args.event_rate_limit is not None:
+        limits = ", ".join(
+            f"{limit['type']} {limit['qps']}/s burst {limit['burst']}"
+            for limit in args.event_rate_limit["limits"]
+        )
+        print(f"  EventRateLimit: {limits}", flush=True)
+    if args.kubeconfig:
+        server.kubeconfig(args.kubeconfig)
+        print(f"  kubectl --kubeconfig {args.kubeconfig} get events -A", flush=True)
+    else:
+        print(f"  kubectl --server {server.url} get events -A", flush=True)
+    print("Press Ctrl-C to stop.", flush=True)
+
+
+@contextlib.contextmanager
+def _interrupt_wakes(*signals: signal.Signals) -> Iterator[socket.socket]:
+    """While the block runs, each of ``signals`` makes the socket it yields readable.
+
+    The Python-level handler does nothing: a handler that took a lock (``Event.set``) would
+    hang for ever if the signal came while the main thread held that lock, which it does
+    for a moment on its way into ``Event.wait``. The interpreter's own C handler writes to
+    the wakeup socket whichever thread the signal lands on.
+    """
+    readable, writable = socket.socketpair()
+    writable.setblocking(False)
+    previous_fd = signal.set_wakeup_fd(writable.fileno(), warn_on_full_buffer=False)
+    previous = {sig: signal.signal(sig, _ignore) for sig in signals}
+    try:
+        yield readable
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        signal.set_wakeup_fd(previous_fd)
+        readable.close()
+        writable.close()
+
+
+def _ignore(signum: int, frame: FrameType | None) -> None:
+    del signum, frame
 
 
 _COMMANDS: tuple[tuple[str, Callable[[argparse.ArgumentParser], None], Command], ...] = (

@@ -24,6 +24,7 @@ from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests._api import T0, apiserver_command, core_event, failure, status
+from tests._children import run_python
 
 
 def names(server: LocalApiServer, namespace: str | None = "default") -> list[str]:
@@ -566,3 +567,55 @@ def test_cli_apiserver_serves_until_interrupted():
         assert (response.status, json.loads(response.read())["status"]["phase"]) == (200, "Active")
         connection.close()
     assert command.out.strip().endswith("stopped")
+
+
+_INTERRUPT_AT_EACH_STEP = """
+import os, signal, sys, threading
+from k8s_logging_events import _cli
+
+def interrupted_at(step):
+    # Raise SIGINT at the step-th call the main thread makes after printing its last line;
+    # True when that step came before the command settled into its wait.
+    state = dict(armed=False, calls=0, raised=False, late=False)
+
+    def on_call(frame, event, arg):
+        if event not in ("call", "c_call") or not state["armed"] or state["late"]:
+            return
+        if state["calls"] == step and not state["raised"]:
+            state["raised"] = True
+            signal.raise_signal(signal.SIGINT)
+        state["calls"] += 1
+
+    def printing(*args, **kwargs):
+        print(*args, **kwargs)
+        state["armed"] = state["armed"] or "Ctrl-C" in str(args[0])
+
+    def interrupt_late():
+        state["late"] = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    _cli.print = printing
+    timer = threading.Timer(1.0, interrupt_late)
+    timer.start()
+    sys.setprofile(on_call)
+    try:
+        assert _cli.main(["apiserver", "--port", "0"]) == 0
+    finally:
+        sys.setprofile(None)
+        timer.cancel()
+    return state["raised"]
+
+step = 0
+while interrupted_at(step) and step < 300:
+    step += 1
+print("steps", step + 1)
+"""
+
+
+def test_cli_apiserver_stops_on_ctrl_c_at_any_step_of_its_way_into_the_wait(tmp_path):
+    """A Ctrl-C that lands while the main thread is still on its way into its wait (a moment
+    when it holds the lock of what it waits on) stops the command like any other: its
+    handler takes no lock, so it cannot hang for ever, deaf to SIGINT and SIGTERM alike."""
+    result = run_python(_INTERRUPT_AT_EACH_STEP, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("stopped") == int(result.stdout.split()[-1])
