@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from k8s_logging_events import _kubeconfig as kubeconfigs
 from k8s_logging_events import describe, handler, models, recorder
@@ -545,6 +546,12 @@ BAD_INPUTS = {
     "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
     "dict-without-kind": BadInput(
         "has no kind", {"involved": {"apiVersion": "v1", "metadata": {"name": "web-0"}}}
+    ),
+    "reference-without-a-name": BadInput(
+        "has no name", {"involved": models.ObjectReference(kind="Pod", namespace="prod")}
+    ),
+    "client-reference-without-a-kind": BadInput(
+        "has no kind", {"involved": client.V1ObjectReference(name="web-0", namespace="prod")}
     ),
     "event-model-as-involved": BadInput("events about events", {"involved": EVENT_OBJECT}),
     "event-manifest-as-involved": BadInput(
