@@ -151,20 +151,24 @@ def read(
     annotations, action, related = get("annotations"), get("action"), get("related")
     wanted_type = get("event_type")
     by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
-    return _occurrence(
-        (
-            ref,
-            ref.namespace or settings.namespace,
-            by_level if wanted_type is None else _event_type(wanted_type, by_level, notes),
-            _reason(get("reason"), settings.default_reason, notes),
-            message,
-            None if annotations is None else _annotations(annotations, notes),
-            "" if action is None else _action(action, notes),
-            None if related is None else _related(related, notes),
-            settings.source,
-            now,
+    try:
+        return _occurrence(
+            (
+                ref,
+                ref.namespace or settings.namespace,
+                by_level if wanted_type is None else _event_type(wanted_type, by_level, notes),
+                _reason(get("reason"), settings.default_reason, notes),
+                message,
+                None if annotations is None else _annotations(annotations, notes),
+                "" if action is None else _action(action, notes),
+                None if related is None else _related(related, notes),
+                settings.source,
+                now,
+            )
         )
-    )
+    except RecursionError:  # an extra's str() recursing (a lazy proxy): its problem, as involved's
+        notes.refuse("extras", "Unable to read the extras: the text of one of them recurses")
+        return None
 
 
 def is_own(name: object) -> bool:

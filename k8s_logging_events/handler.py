@@ -175,9 +175,7 @@ class KubernetesEventHandler(logging.Handler):
             return None
         try:
             return _records.find_extras(record, self._default_involved)
-        except RecursionError:
-            raise
-        except Exception as error:  # a k8s_skip whose truth raises, a broken extra mapping
+        except Exception as error:  # a k8s_skip whose truth raises or recurses, a broken mapping
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None

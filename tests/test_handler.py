@@ -708,6 +708,33 @@ class TestBadInput:
         assert handler.stats()["refused"] == 1
         assert any("No event for this record" in text for text in reports.messages())
 
+    @pytest.mark.parametrize("name", ["reason", "action", "annotations", "k8s_skip"])
+    def test_an_extra_whose_text_recurses_is_refused_not_raised(
+        self, make, reports, name: str
+    ) -> None:
+        """A buggy lazy proxy as ``reason``, ``action``, an annotation's value or ``k8s_skip``:
+        its ``str()`` (or truth) recursing is the object's problem, as for ``involved``; the
+        logging call returns, the handlers after this one get the record, and it is counted
+        refused and reported."""
+
+        class Recursive:
+            def __str__(self) -> str:
+                return str(self)
+
+            def __bool__(self) -> bool:
+                return bool(self)
+
+        value: object = {"key": Recursive()} if name == "annotations" else Recursive()
+        log = _app_logger()
+        event_handler = make()
+        others = ListHandler()
+        log.addHandler(event_handler)
+        log.addHandler(others)
+        log.warning("lazy extra", extra={"involved": POD, name: value})
+        assert len(others.records) == 1
+        assert event_handler.stats()["refused"] == 1
+        assert any("recurs" in text.lower() for text in reports.messages()), reports.messages()
+
     def test_a_recursion_error_in_the_formatter_still_propagates(self, make) -> None:
         """As in the stdlib handlers, a RecursionError of the logging machinery itself (here
         the formatter) propagates; nothing else does."""
