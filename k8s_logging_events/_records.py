@@ -226,6 +226,10 @@ class CallSites:
         else:
             self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
 
+    def summarise(self) -> None:
+        """Say what the limit past the call sites held back (at flush and close)."""
+        self._overflow.summarise()
+
 
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
     if isinstance(involved, models.Event):

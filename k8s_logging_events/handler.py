@@ -244,10 +244,10 @@ class KubernetesEventHandler(logging.Handler):
         return self._wait(timeout, drain=True)
 
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
+        # refused records may have been reported (and held back), started or not
+        self._sites.summarise()
         active = self._broadcaster
         if active is None:
-            # nothing started, but refused records may have been reported (and held back)
-            _diagnostics.standard_error.summarise()
             return True
         if self._client_needs_logging_lock():
             return False  # the close that follows waits, once dictConfig lets the client in
@@ -277,13 +277,13 @@ class KubernetesEventHandler(logging.Handler):
                 if first and active is not None and self._client_needs_logging_lock():
                     self._stopping = threading.Event()  # before a second close can look
                 stopping = self._stopping
+            if first:
+                self._sites.summarise()
             if first and active is not None:
                 if stopping is not None:
                     self._stop_later(active, lazy, stopping)
                 else:
                     self._stop(active, lazy)
-            elif first:
-                _diagnostics.standard_error.summarise()
             elif stopping is not None and not _diagnostics.holds_logging_lock():
                 # closed again after dictConfig: once this returns, the counters are final
                 stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)

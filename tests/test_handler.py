@@ -666,6 +666,26 @@ class TestBadInput:
         log.warning("second site", extra={"involved": "web-0"})
         assert sum("Unable to refer" in text for text in reports.messages()) == 2
 
+    @pytest.mark.parametrize("ending", ["flush", "close"])
+    def test_what_the_call_site_limit_held_back_is_summarised_at_flush_and_close(
+        self, make, reports, ending: str
+    ) -> None:
+        """Past 4,096 call sites (generated code) a kind of problem is reported once a
+        minute; the reports that limit held back are summarised when the handler is flushed
+        or closed, as every rate-limited report is, so a short program does not lose them."""
+        event_handler = make(sink=None)
+        sites = 4096 + 3
+        for lineno in range(1, sites + 1):
+            record = logging.LogRecord("app", logging.WARNING, "gen.py", lineno, "m", (), None)
+            record.involved = "web-0"
+            event_handler.handle(record)
+        assert event_handler.stats()["refused"] == sites
+        assert len(reports.records) == 4096 + 1  # the first past the limit is said at once
+        getattr(event_handler, ending)()
+        summaries = [text for text in reports.messages()[4097:] if "Unable to refer" in text]
+        assert len(summaries) == 1, reports.messages()[4097:]
+        assert "2 report(s) like this" in summaries[0]
+
     def test_an_involved_object_whose_attributes_recurse_is_refused_not_raised(
         self, make, log, reports
     ) -> None:
