@@ -195,8 +195,9 @@ class Notes:
         self.repairs = (*self.repairs, (kind, msg, args))
 
     def report(self, sites: CallSites, record: logging.LogRecord) -> None:
-        """Report every note, once per call site and kind."""
-        for kind, msg, args in [*self.repairs, *([self.refusal] if self.refusal else [])]:
+        """Report every note, once per call site and kind: the refusal alone when there is
+        one (the repairs were of an event that is not made; the site's first event says them)."""
+        for kind, msg, args in [self.refusal] if self.refusal else self.repairs:
             sites.report(record, kind, msg, *args)
 
 

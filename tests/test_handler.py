@@ -797,6 +797,26 @@ class TestRepairs:
             ("default", "default"),
         ]
 
+    def test_a_refused_record_reports_no_repair_of_the_event_it_did_not_make(
+        self, make, fake, reports
+    ) -> None:
+        """A record refused for one problem (its message cannot be formatted) makes no event:
+        no report claims that its event was filed in 'default'. The repair is reported when
+        that call site first makes an event."""
+        log = _app_logger()  # not the fixture's: pytest's capture would format the bad record
+        event_handler = make()
+        log.addHandler(event_handler)
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}}
+        for count in ("many", 3):
+            log.warning("%d pods", count, extra={"involved": manifest})
+            if count == "many":
+                assert not [t for t in reports.messages() if "has no namespace" in t]
+                assert [t for t in reports.messages() if "Unable to format" in t]
+        _flushed(event_handler)
+        assert sum("has no namespace" in t for t in reports.messages()) == 1
+        assert event_handler.stats()["refused"] == event_handler.stats()["repaired"] == 1
+        assert [e.namespace for e in fake.events] == ["default"]
+
     def test_a_cluster_scoped_or_custom_kind_without_a_namespace_is_left_alone(
         self, make, log, fake, reports
     ) -> None:
