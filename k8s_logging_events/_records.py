@@ -53,6 +53,7 @@ MARKERS = frozenset(("involved", KOPF_REF, LOGURU_EXTRA, STRUCTLOG_MARK))
 The handler's filter spells them out, a dict lookup each; a test checks that it agrees."""
 
 _MAX_CALL_SITES = 4096
+_SHOWN_MAX = 200  # characters of a bad value quoted in a report
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
 # the built-in kinds of which no object is an Event, whatever its apiVersion
@@ -298,12 +299,14 @@ def _reason(value: object, default: str, notes: Notes) -> str:
 
 
 def shown(value: object) -> str:
-    """``repr(value)`` for a report of bad input: a value whose repr raises must not turn the
-    report into a logging error (or the record into a refusal)."""
+    """``repr(value)`` for a report of bad input, cut short: a value whose repr raises must
+    not turn the report into a logging error (or the record into a refusal), nor a huge one
+    the report into a huge line."""
     try:
-        return repr(value)
+        text = repr(value)
     except Exception:
         return f"<a {type(value).__name__} that cannot be shown>"
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
 
 
 def _action(value: object, notes: Notes) -> str:
@@ -349,9 +352,9 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
             coerced.append(name)
         result[name] = _sanitise.safe_text(text)
     if dropped:
-        notes.repair("annotation-key", "Dropping annotations with invalid keys: %r", dropped)
+        notes.repair("annotation-key", "Dropping annotations with invalid keys: %s", shown(dropped))
     if coerced:
-        notes.repair("annotation-value", "Annotations %r made strings with str()", coerced)
+        notes.repair("annotation-value", "Annotations %s made strings with str()", shown(coerced))
     size = sum(len(k.encode()) + len(v.encode()) for k, v in result.items())
     if size > _sanitise.ANNOTATIONS_MAX_BYTES:
         notes.repair("annotation-size", "Dropping annotations: %d bytes is over 256 KiB", size)

@@ -666,6 +666,28 @@ class TestBadInput:
         log.warning("second site", extra={"involved": "web-0"})
         assert sum("Unable to refer" in text for text in reports.messages()) == 2
 
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"event_type": "Warn" * 250_000},
+            {"annotations": {"not a key " * 100_000: "x"}},
+            {"annotations": {f"attempt-{n}": n for n in range(50_000)}},
+        ],
+        ids=["huge-event-type", "huge-invalid-annotation-key", "many-non-string-annotations"],
+    )
+    def test_a_huge_bad_extra_gets_a_short_report(
+        self, make, reports, extra: dict[str, object]
+    ) -> None:
+        """The report of a bad extra quotes it cut short, as it does an involved object: a
+        1 MB value must not make a 1 MB warning line (on standard error, in the logs)."""
+        log = _app_logger()
+        log.addHandler(make())
+        log.warning("big extra", extra={"involved": POD, **extra})
+        assert reports.records
+        for text in reports.messages():
+            assert len(text) < 1000, text[:300]
+            assert f"{__file__}:" in text
+
     @pytest.mark.parametrize("ending", ["flush", "close"])
     def test_what_the_call_site_limit_held_back_is_summarised_at_flush_and_close(
         self, make, reports, ending: str
