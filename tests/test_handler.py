@@ -310,6 +310,29 @@ class TestRecordToEvent:
         assert event_handler.broadcaster is None
         assert event_handler.stats()["accepted"] == 0
 
+    def test_a_handler_filter_may_add_the_involved_object(self, make, log, fake) -> None:
+        """``filters`` are applied as for any handler (docs/configuration.md): a filter on the
+        handler runs before the handler looks for ``involved``, so one that adds it (and a
+        reason) to every record it passes makes events, and one that rejects a record keeps
+        it from becoming one."""
+        event_handler = make()
+
+        def about_the_pod(record: logging.LogRecord) -> bool:
+            if record.getMessage().startswith("private"):
+                return False
+            record.involved = POD
+            record.reason = "Disk"
+            return True
+
+        event_handler.addFilter(about_the_pod)
+        log.addHandler(event_handler)
+        log.warning("disk almost full")
+        log.warning("private matter", extra={"involved": POD})
+        _flushed(event_handler)
+        assert [(e.reason, e.message, e.involved_object.name) for e in fake.events] == [
+            ("Disk", "disk almost full", "web-0")
+        ]
+
     @pytest.mark.parametrize(
         ("level", "expected"),
         [
