@@ -394,12 +394,16 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
 def _format(record: logging.LogRecord, settings: Settings) -> str:
     # on a copy: a formatter sets attributes on what it formats
     detail = settings.exception_detail
-    has_extra = record.exc_info is not None or record.stack_info is not None
+    # args None: perhaps a QueueHandler's record (no call for the others, on every record)
+    queued = _queued_traceback(record) if record.args is None and detail != "traceback" else None
+    has_extra = record.exc_info is not None or record.stack_info is not None or bool(queued)
     event_dict = None if type(record.msg) is str else structlog_event_dict(record)
     if settings.formatter is None and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = logging.LogRecord.__new__(type(record))
     copy.__dict__.update(record.__dict__)
+    if queued:
+        copy.msg = copy.message = queued[0]
     if _is_loguru_exception(record):
         # loguru puts its whole traceback (with diagnose=True, local variables) in the
         # message: the event gets loguru's message alone, and the exception as any record's
@@ -414,12 +418,45 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.__dict__.pop(STRUCTLOG_MARK, None)
         copy.__dict__.pop("_name", None)
     summary = exception_summary(record.exc_info) if detail == "summary" else ""
+    if queued and detail == "summary":
+        summary = queued[1]
     if detail != "traceback":
         copy.exc_info = None
         copy.exc_text = None
         copy.stack_info = None
     text = (settings.formatter or _PLAIN).format(copy)
     return f"{text}: {summary}" if summary else text
+
+
+_QUEUED_EXCEPTION = "\nTraceback (most recent call last):\n"
+_QUEUED_STACK = "\nStack (most recent call last):\n"
+_QUEUED_STARTS = (  # an exception group's traceback: no summary is read from it
+    _QUEUED_EXCEPTION,
+    _QUEUED_STACK,
+    "\n  + Exception Group Traceback (most recent call last):\n",
+)
+
+
+def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
+    """For a record a ``QueueHandler`` prepared, whose message holds the traceback and stack
+    text it formatted (its exception dropped): the message without them, and the exception's
+    last lines (``ExcType: text``); None for any other record."""
+    attrs = record.__dict__
+    text = attrs.get("msg")
+    # QueueHandler.prepare's marks: the formatted text as both message and msg, no args
+    if attrs.get("args") is not None or attrs.get("message") is not text:
+        return None
+    if not isinstance(text, str) or "(most recent call last):\n" not in text:
+        return None
+    found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
+    if not found:
+        return None
+    exception = text[text.find(_QUEUED_EXCEPTION) :] if _QUEUED_EXCEPTION in text else ""
+    exception = exception.split(_QUEUED_STACK)[0]  # a stack follows the traceback
+    lines = exception.split("\n")
+    frames = [index for index, line in enumerate(lines) if line.startswith(" ")]
+    summary = "\n".join(lines[frames[-1] + 1 :]) if frames else ""
+    return text[: min(found)], summary.strip("\n")
 
 
 def _is_loguru_exception(record: logging.LogRecord) -> bool:

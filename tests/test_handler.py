@@ -11,7 +11,9 @@ import itertools
 import json
 import logging
 import logging.config
+import logging.handlers
 import os
+import queue
 import re
 import select
 import signal
@@ -467,6 +469,33 @@ class TestExceptions:
         (event,) = fake.events
         assert event.message.startswith("Reconcile failed\nTraceback (most recent call last):")
         assert event.message.endswith("ValueError: image not found")
+
+    @pytest.mark.parametrize(
+        ("detail", "expected"),
+        [
+            ("summary", "Reconcile failed: ValueError: image not found"),
+            ("none", "Reconcile failed"),
+        ],
+    )
+    def test_a_record_through_a_queue_handler_gets_no_traceback_either(
+        self, make, log, fake, detail: str, expected: str
+    ) -> None:
+        """The stdlib's QueueHandler (before a QueueListener, or dictConfig's ``queue``
+        handler) formats a record before it queues it: the traceback and any stack become
+        part of its message, and its exception is dropped. The event still follows
+        ``exception_detail``: no traceback text unless asked for."""
+        event_handler = make(exception_detail=detail)
+        queued: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(queued, event_handler)
+        log.addHandler(logging.handlers.QueueHandler(queued))
+        listener.start()
+        try:
+            self._log_failure(log)
+            log.warning("Where from?", stack_info=True, extra={"involved": POD})
+        finally:
+            listener.stop()
+        _flushed(event_handler)
+        assert sorted(event.message for event in fake.events) == [expected, "Where from?"]
 
     def test_nothing_about_the_exception_when_asked(self, make, log, fake) -> None:
         """``none``: the message alone."""
