@@ -430,6 +430,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
 
 _QUEUED_EXCEPTION = "\nTraceback (most recent call last):\n"
 _QUEUED_STACK = "\nStack (most recent call last):\n"
+_QUEUED_NONE = "\nNoneType: None"  # what the stdlib formats for an exc_info of no exception
 _QUEUED_STARTS = (  # an exception group's traceback: no summary is read from it
     _QUEUED_EXCEPTION,
     _QUEUED_STACK,
@@ -446,17 +447,20 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
     # QueueHandler.prepare's marks: the formatted text as both message and msg, no args
     if attrs.get("args") is not None or attrs.get("message") is not text:
         return None
-    if not isinstance(text, str) or "(most recent call last):\n" not in text:
+    if not isinstance(text, str):
         return None
     found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
-    if not found:
+    head = text[: min(found)] if found else text
+    if head.endswith(_QUEUED_NONE):  # log.exception() outside an except block
+        head = head[: -len(_QUEUED_NONE)]
+    elif not found:
         return None
     exception = text[text.find(_QUEUED_EXCEPTION) :] if _QUEUED_EXCEPTION in text else ""
     exception = exception.split(_QUEUED_STACK)[0]  # a stack follows the traceback
     lines = exception.split("\n")
     frames = [index for index, line in enumerate(lines) if line.startswith(" ")]
     summary = "\n".join(lines[frames[-1] + 1 :]) if frames else ""
-    return text[: min(found)], summary.strip("\n")
+    return head, summary.strip("\n")
 
 
 def _is_loguru_exception(record: logging.LogRecord) -> bool:

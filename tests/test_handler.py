@@ -492,10 +492,12 @@ class TestExceptions:
         try:
             self._log_failure(log)
             log.warning("Where from?", stack_info=True, extra={"involved": POD})
+            log.error("No exception", exc_info=True, extra={"involved": POD})  # noqa: LOG014
         finally:
             listener.stop()
         _flushed(event_handler)
-        assert sorted(event.message for event in fake.events) == [expected, "Where from?"]
+        messages = sorted(event.message for event in fake.events)
+        assert messages == sorted([expected, "Where from?", "No exception"])
 
     def test_nothing_about_the_exception_when_asked(self, make, log, fake) -> None:
         """``none``: the message alone."""
