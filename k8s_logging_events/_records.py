@@ -53,6 +53,7 @@ MARKERS = frozenset(("involved", KOPF_REF, LOGURU_EXTRA, STRUCTLOG_MARK))
 The handler's filter spells them out, a dict lookup each; a test checks that it agrees."""
 
 _MAX_CALL_SITES = 4096
+_SHOWN_MAX = 200  # characters of a bad value quoted in a report
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
 # the built-in kinds of which no object is an Event, whatever its apiVersion
@@ -151,20 +152,24 @@ def read(
     annotations, action, related = get("annotations"), get("action"), get("related")
     wanted_type = get("event_type")
     by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
-    return _occurrence(
-        (
-            ref,
-            ref.namespace or settings.namespace,
-            by_level if wanted_type is None else _event_type(wanted_type, by_level, notes),
-            _reason(get("reason"), settings.default_reason, notes),
-            message,
-            None if annotations is None else _annotations(annotations, notes),
-            "" if action is None else _action(action, notes),
-            None if related is None else _related(related, notes),
-            settings.source,
-            now,
+    try:
+        return _occurrence(
+            (
+                ref,
+                ref.namespace or settings.namespace,
+                by_level if wanted_type is None else _event_type(wanted_type, by_level, notes),
+                _reason(get("reason"), settings.default_reason, notes),
+                message,
+                None if annotations is None else _annotations(annotations, notes),
+                "" if action is None else _action(action, notes),
+                None if related is None else _related(related, notes),
+                settings.source,
+                now,
+            )
         )
-    )
+    except RecursionError:  # an extra's str() recursing (a lazy proxy): its problem, as involved's
+        notes.refuse("extras", "Unable to read the extras: the text of one of them recurses")
+        return None
 
 
 def is_own(name: object) -> bool:
@@ -191,8 +196,9 @@ class Notes:
         self.repairs = (*self.repairs, (kind, msg, args))
 
     def report(self, sites: CallSites, record: logging.LogRecord) -> None:
-        """Report every note, once per call site and kind."""
-        for kind, msg, args in [*self.repairs, *([self.refusal] if self.refusal else [])]:
+        """Report every note, once per call site and kind: the refusal alone when there is
+        one (the repairs were of an event that is not made; the site's first event says them)."""
+        for kind, msg, args in [self.refusal] if self.refusal else self.repairs:
             sites.report(record, kind, msg, *args)
 
 
@@ -221,6 +227,10 @@ class CallSites:
             _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
         else:
             self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
+
+    def summarise(self) -> None:
+        """Say what the limit past the call sites held back (at flush and close)."""
+        self._overflow.summarise()
 
 
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
@@ -289,12 +299,14 @@ def _reason(value: object, default: str, notes: Notes) -> str:
 
 
 def shown(value: object) -> str:
-    """``repr(value)`` for a report of bad input: a value whose repr raises must not turn the
-    report into a logging error (or the record into a refusal)."""
+    """``repr(value)`` for a report of bad input, cut short: a value whose repr raises must
+    not turn the report into a logging error (or the record into a refusal), nor a huge one
+    the report into a huge line."""
     try:
-        return repr(value)
+        text = repr(value)
     except Exception:
         return f"<a {type(value).__name__} that cannot be shown>"
+    return text if len(text) <= _SHOWN_MAX else text[: _SHOWN_MAX - 3] + "..."
 
 
 def _action(value: object, notes: Notes) -> str:
@@ -340,9 +352,9 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
             coerced.append(name)
         result[name] = _sanitise.safe_text(text)
     if dropped:
-        notes.repair("annotation-key", "Dropping annotations with invalid keys: %r", dropped)
+        notes.repair("annotation-key", "Dropping annotations with invalid keys: %s", shown(dropped))
     if coerced:
-        notes.repair("annotation-value", "Annotations %r made strings with str()", coerced)
+        notes.repair("annotation-value", "Annotations %s made strings with str()", shown(coerced))
     size = sum(len(k.encode()) + len(v.encode()) for k, v in result.items())
     if size > _sanitise.ANNOTATIONS_MAX_BYTES:
         notes.repair("annotation-size", "Dropping annotations: %d bytes is over 256 KiB", size)
@@ -382,12 +394,16 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
 def _format(record: logging.LogRecord, settings: Settings) -> str:
     # on a copy: a formatter sets attributes on what it formats
     detail = settings.exception_detail
-    has_extra = record.exc_info is not None or record.stack_info is not None
+    # args None: perhaps a QueueHandler's record (no call for the others, on every record)
+    queued = _queued_traceback(record) if record.args is None and detail != "traceback" else None
+    has_extra = record.exc_info is not None or record.stack_info is not None or bool(queued)
     event_dict = None if type(record.msg) is str else structlog_event_dict(record)
     if settings.formatter is None and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = logging.LogRecord.__new__(type(record))
     copy.__dict__.update(record.__dict__)
+    if queued:
+        copy.msg = copy.message = queued[0]
     if _is_loguru_exception(record):
         # loguru puts its whole traceback (with diagnose=True, local variables) in the
         # message: the event gets loguru's message alone, and the exception as any record's
@@ -402,12 +418,49 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.__dict__.pop(STRUCTLOG_MARK, None)
         copy.__dict__.pop("_name", None)
     summary = exception_summary(record.exc_info) if detail == "summary" else ""
+    if queued and detail == "summary":
+        summary = queued[1]
     if detail != "traceback":
         copy.exc_info = None
         copy.exc_text = None
         copy.stack_info = None
     text = (settings.formatter or _PLAIN).format(copy)
     return f"{text}: {summary}" if summary else text
+
+
+_QUEUED_EXCEPTION = "\nTraceback (most recent call last):\n"
+_QUEUED_STACK = "\nStack (most recent call last):\n"
+_QUEUED_NONE = "\nNoneType: None"  # what the stdlib formats for an exc_info of no exception
+_QUEUED_STARTS = (  # an exception group's traceback: no summary is read from it
+    _QUEUED_EXCEPTION,
+    _QUEUED_STACK,
+    "\n  + Exception Group Traceback (most recent call last):\n",
+)
+
+
+def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
+    """For a record a ``QueueHandler`` prepared, whose message holds the traceback and stack
+    text it formatted (its exception dropped): the message without them, and the exception's
+    last lines (``ExcType: text``); None for any other record."""
+    attrs = record.__dict__
+    text = attrs.get("msg")
+    # QueueHandler.prepare's marks: the formatted text as both message and msg, no args
+    if attrs.get("args") is not None or attrs.get("message") is not text:
+        return None
+    if not isinstance(text, str):
+        return None
+    found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
+    head = text[: min(found)] if found else text
+    if head.endswith(_QUEUED_NONE):  # log.exception() outside an except block
+        head = head[: -len(_QUEUED_NONE)]
+    elif not found:
+        return None
+    exception = text[text.find(_QUEUED_EXCEPTION) :] if _QUEUED_EXCEPTION in text else ""
+    exception = exception.split(_QUEUED_STACK)[0]  # a stack follows the traceback
+    lines = exception.split("\n")
+    frames = [index for index, line in enumerate(lines) if line.startswith(" ")]
+    summary = "\n".join(lines[frames[-1] + 1 :]) if frames else ""
+    return head, summary.strip("\n")
 
 
 def _is_loguru_exception(record: logging.LogRecord) -> bool:

@@ -157,9 +157,12 @@ class KubernetesEventHandler(logging.Handler):
             _crash.watch(self, options.exception_detail)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Let through only records about an object, from another logger, then the handler's
-        own filters: a plain record costs four dict lookups."""
-        return self._extras(record) is not None and bool(super().filter(record))
+        """Apply the handler's own filters (which may add ``involved``), then let through only
+        records about an object, from another logger: without filters, a plain record costs
+        four dict lookups."""
+        result: object = super().filter(record) if self.filters else True
+        checked = result if isinstance(result, logging.LogRecord) else record  # 3.12+
+        return bool(result) and self._extras(checked) is not None
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
         attrs = record.__dict__
@@ -175,9 +178,7 @@ class KubernetesEventHandler(logging.Handler):
             return None
         try:
             return _records.find_extras(record, self._default_involved)
-        except RecursionError:
-            raise
-        except Exception as error:  # a k8s_skip whose truth raises, a broken extra mapping
+        except Exception as error:  # a k8s_skip whose truth raises or recurses, a broken mapping
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None
@@ -186,18 +187,15 @@ class KubernetesEventHandler(logging.Handler):
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
-        extras = self._extras(record)
-        if extras is None:
-            return False
-        if self.filters:  # none, nearly always: nothing to call
+        if self.filters:  # none, nearly always; they run first, as a filter may add involved
             result: object = super().filter(record)  # a LogRecord from 3.12's filters
             if not result:
                 return False
-            if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+
+            if isinstance(result, logging.LogRecord):  # 3.12+
                 record = result
-                extras = self._extras(record)
-                if extras is None:
-                    return False
+        extras = self._extras(record)
+        if extras is None:
+            return False
         self._emit_safely(record, extras)
         return True
 
@@ -246,10 +244,10 @@ class KubernetesEventHandler(logging.Handler):
         return self._wait(timeout, drain=True)
 
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
+        # refused records may have been reported (and held back), started or not
+        self._sites.summarise()
         active = self._broadcaster
         if active is None:
-            # nothing started, but refused records may have been reported (and held back)
-            _diagnostics.standard_error.summarise()
             return True
         if self._client_needs_logging_lock():
             return False  # the close that follows waits, once dictConfig lets the client in
@@ -279,13 +277,13 @@ class KubernetesEventHandler(logging.Handler):
                 if first and active is not None and self._client_needs_logging_lock():
                     self._stopping = threading.Event()  # before a second close can look
                 stopping = self._stopping
+            if first:
+                self._sites.summarise()
             if first and active is not None:
                 if stopping is not None:
                     self._stop_later(active, lazy, stopping)
                 else:
                     self._stop(active, lazy)
-            elif first:
-                _diagnostics.standard_error.summarise()
             elif stopping is not None and not _diagnostics.holds_logging_lock():
                 # closed again after dictConfig: once this returns, the counters are final
                 stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)

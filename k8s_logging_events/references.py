@@ -212,7 +212,10 @@ def _unknown(obj: object) -> ObjectReference:
 
 
 def _as_reference(obj: ObjectReference) -> ObjectReference:
-    return obj
+    # built by hand, it may hold other things than text, and lack a kind or a name
+    if not all(type(getattr(obj, attr)) is str for attr, _ in _FIELDS):
+        obj = _shared(*(_attr(obj, attr, obj) for attr, _ in _FIELDS))
+    return _checked(obj, obj)
 
 
 def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
@@ -303,7 +306,7 @@ def _is_client_object_reference(obj: object) -> bool:
 
 
 def _from_client_reference(obj: Any) -> ObjectReference:
-    return _shared(*(_attr(obj, attr, obj) for attr, _ in _FIELDS))
+    return _checked(_shared(*(_attr(obj, attr, obj) for attr, _ in _FIELDS)), obj)
 
 
 def _checked(ref: ObjectReference, original: object, expected: str = "") -> ObjectReference:

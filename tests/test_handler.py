@@ -11,7 +11,9 @@ import itertools
 import json
 import logging
 import logging.config
+import logging.handlers
 import os
+import queue
 import re
 import select
 import signal
@@ -28,6 +30,7 @@ from typing import Any
 
 import pytest
 import yaml
+from kubernetes import client
 
 from k8s_logging_events import _kubeconfig as kubeconfigs
 from k8s_logging_events import describe, handler, models, recorder
@@ -309,6 +312,29 @@ class TestRecordToEvent:
         assert event_handler.broadcaster is None
         assert event_handler.stats()["accepted"] == 0
 
+    def test_a_handler_filter_may_add_the_involved_object(self, make, log, fake) -> None:
+        """``filters`` are applied as for any handler (docs/configuration.md): a filter on the
+        handler runs before the handler looks for ``involved``, so one that adds it (and a
+        reason) to every record it passes makes events, and one that rejects a record keeps
+        it from becoming one."""
+        event_handler = make()
+
+        def about_the_pod(record: logging.LogRecord) -> bool:
+            if record.getMessage().startswith("private"):
+                return False
+            record.involved = POD
+            record.reason = "Disk"
+            return True
+
+        event_handler.addFilter(about_the_pod)
+        log.addHandler(event_handler)
+        log.warning("disk almost full")
+        log.warning("private matter", extra={"involved": POD})
+        _flushed(event_handler)
+        assert [(e.reason, e.message, e.involved_object.name) for e in fake.events] == [
+            ("Disk", "disk almost full", "web-0")
+        ]
+
     @pytest.mark.parametrize(
         ("level", "expected"),
         [
@@ -444,6 +470,35 @@ class TestExceptions:
         assert event.message.startswith("Reconcile failed\nTraceback (most recent call last):")
         assert event.message.endswith("ValueError: image not found")
 
+    @pytest.mark.parametrize(
+        ("detail", "expected"),
+        [
+            ("summary", "Reconcile failed: ValueError: image not found"),
+            ("none", "Reconcile failed"),
+        ],
+    )
+    def test_a_record_through_a_queue_handler_gets_no_traceback_either(
+        self, make, log, fake, detail: str, expected: str
+    ) -> None:
+        """The stdlib's QueueHandler (before a QueueListener, or dictConfig's ``queue``
+        handler) formats a record before it queues it: the traceback and any stack become
+        part of its message, and its exception is dropped. The event still follows
+        ``exception_detail``: no traceback text unless asked for."""
+        event_handler = make(exception_detail=detail)
+        queued: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(queued, event_handler)
+        log.addHandler(logging.handlers.QueueHandler(queued))
+        listener.start()
+        try:
+            self._log_failure(log)
+            log.warning("Where from?", stack_info=True, extra={"involved": POD})
+            log.error("No exception", exc_info=True, extra={"involved": POD})  # noqa: LOG014
+        finally:
+            listener.stop()
+        _flushed(event_handler)
+        messages = sorted(event.message for event in fake.events)
+        assert messages == sorted([expected, "Where from?", "No exception"])
+
     def test_nothing_about_the_exception_when_asked(self, make, log, fake) -> None:
         """``none``: the message alone."""
         event_handler = make(exception_detail="none")
@@ -545,6 +600,12 @@ BAD_INPUTS = {
     "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
     "dict-without-kind": BadInput(
         "has no kind", {"involved": {"apiVersion": "v1", "metadata": {"name": "web-0"}}}
+    ),
+    "reference-without-a-name": BadInput(
+        "has no name", {"involved": models.ObjectReference(kind="Pod", namespace="prod")}
+    ),
+    "client-reference-without-a-kind": BadInput(
+        "has no kind", {"involved": client.V1ObjectReference(name="web-0", namespace="prod")}
     ),
     "event-model-as-involved": BadInput("events about events", {"involved": EVENT_OBJECT}),
     "event-manifest-as-involved": BadInput(
@@ -659,6 +720,48 @@ class TestBadInput:
         log.warning("second site", extra={"involved": "web-0"})
         assert sum("Unable to refer" in text for text in reports.messages()) == 2
 
+    @pytest.mark.parametrize(
+        "extra",
+        [
+            {"event_type": "Warn" * 250_000},
+            {"annotations": {"not a key " * 100_000: "x"}},
+            {"annotations": {f"attempt-{n}": n for n in range(50_000)}},
+        ],
+        ids=["huge-event-type", "huge-invalid-annotation-key", "many-non-string-annotations"],
+    )
+    def test_a_huge_bad_extra_gets_a_short_report(
+        self, make, reports, extra: dict[str, object]
+    ) -> None:
+        """The report of a bad extra quotes it cut short, as it does an involved object: a
+        1 MB value must not make a 1 MB warning line (on standard error, in the logs)."""
+        log = _app_logger()
+        log.addHandler(make())
+        log.warning("big extra", extra={"involved": POD, **extra})
+        assert reports.records
+        for text in reports.messages():
+            assert len(text) < 1000, text[:300]
+            assert f"{__file__}:" in text
+
+    @pytest.mark.parametrize("ending", ["flush", "close"])
+    def test_what_the_call_site_limit_held_back_is_summarised_at_flush_and_close(
+        self, make, reports, ending: str
+    ) -> None:
+        """Past 4,096 call sites (generated code) a kind of problem is reported once a
+        minute; the reports that limit held back are summarised when the handler is flushed
+        or closed, as every rate-limited report is, so a short program does not lose them."""
+        event_handler = make(sink=None)
+        sites = 4096 + 3
+        for lineno in range(1, sites + 1):
+            record = logging.LogRecord("app", logging.WARNING, "gen.py", lineno, "m", (), None)
+            record.involved = "web-0"
+            event_handler.handle(record)
+        assert event_handler.stats()["refused"] == sites
+        assert len(reports.records) == 4096 + 1  # the first past the limit is said at once
+        getattr(event_handler, ending)()
+        summaries = [text for text in reports.messages()[4097:] if "Unable to refer" in text]
+        assert len(summaries) == 1, reports.messages()[4097:]
+        assert "2 report(s) like this" in summaries[0]
+
     def test_an_involved_object_whose_attributes_recurse_is_refused_not_raised(
         self, make, log, reports
     ) -> None:
@@ -701,6 +804,33 @@ class TestBadInput:
         assert handler.stats()["refused"] == 1
         assert any("No event for this record" in text for text in reports.messages())
 
+    @pytest.mark.parametrize("name", ["reason", "action", "annotations", "k8s_skip"])
+    def test_an_extra_whose_text_recurses_is_refused_not_raised(
+        self, make, reports, name: str
+    ) -> None:
+        """A buggy lazy proxy as ``reason``, ``action``, an annotation's value or ``k8s_skip``:
+        its ``str()`` (or truth) recursing is the object's problem, as for ``involved``; the
+        logging call returns, the handlers after this one get the record, and it is counted
+        refused and reported."""
+
+        class Recursive:
+            def __str__(self) -> str:
+                return str(self)
+
+            def __bool__(self) -> bool:
+                return bool(self)
+
+        value: object = {"key": Recursive()} if name == "annotations" else Recursive()
+        log = _app_logger()
+        event_handler = make()
+        others = ListHandler()
+        log.addHandler(event_handler)
+        log.addHandler(others)
+        log.warning("lazy extra", extra={"involved": POD, name: value})
+        assert len(others.records) == 1
+        assert event_handler.stats()["refused"] == 1
+        assert any("recurs" in text.lower() for text in reports.messages()), reports.messages()
+
     def test_a_recursion_error_in_the_formatter_still_propagates(self, make) -> None:
         """As in the stdlib handlers, a RecursionError of the logging machinery itself (here
         the formatter) propagates; nothing else does."""
@@ -742,6 +872,26 @@ class TestRepairs:
             ("default", "default"),
             ("default", "default"),
         ]
+
+    def test_a_refused_record_reports_no_repair_of_the_event_it_did_not_make(
+        self, make, fake, reports
+    ) -> None:
+        """A record refused for one problem (its message cannot be formatted) makes no event:
+        no report claims that its event was filed in 'default'. The repair is reported when
+        that call site first makes an event."""
+        log = _app_logger()  # not the fixture's: pytest's capture would format the bad record
+        event_handler = make()
+        log.addHandler(event_handler)
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}}
+        for count in ("many", 3):
+            log.warning("%d pods", count, extra={"involved": manifest})
+            if count == "many":
+                assert not [t for t in reports.messages() if "has no namespace" in t]
+                assert [t for t in reports.messages() if "Unable to format" in t]
+        _flushed(event_handler)
+        assert sum("has no namespace" in t for t in reports.messages()) == 1
+        assert event_handler.stats()["refused"] == event_handler.stats()["repaired"] == 1
+        assert [e.namespace for e in fake.events] == ["default"]
 
     def test_a_cluster_scoped_or_custom_kind_without_a_namespace_is_left_alone(
         self, make, log, fake, reports

@@ -176,10 +176,18 @@ def test_an_object_of_the_clients_dynamic_api_is_referenced_with_its_api_version
         ({"kind": "Pod", "metadata": {"name": 5}}, "name is a int, not a string"),
         ({"kind": "Pod", "metadata": {}}, "it has no name"),
         (client.V1Pod(), "its metadata is None"),
+        (models.ObjectReference(), "it has no kind"),
+        (models.ObjectReference(kind="Pod", namespace="prod"), "it has no name"),
+        (models.ObjectReference(kind="Pod", name=5), "name is a int, not a string"),  # type: ignore[arg-type]
+        (client.V1ObjectReference(), "it has no kind"),
+        (client.V1ObjectReference(name="web-0", namespace="prod"), "it has no kind"),
+        (client.V1ObjectReference(kind="Pod", namespace="prod"), "it has no name"),
     ],
 )
 def test_anything_else_raises_invalid_object_error_naming_it(value: object, fragment: str) -> None:
-    """The error is a ValueError that says what was passed and what is wrong with it."""
+    """The error is a ValueError that says what was passed and what is wrong with it; a
+    reference (ours or the client's) without a kind or a name is refused like a manifest
+    without one: an event about it would be about nothing ``kubectl`` can find."""
     with pytest.raises(
         InvalidObjectError, match=fragment.replace("(", r"\(").replace("'", "'")
     ) as info:
