@@ -244,6 +244,10 @@ class _Attempt:
         self.name = known.name if known is not None else event.name
         self.version = known.version if known is not None else ""
         self.target = self.local + (known.offset if known is not None else 0)
+        # a correlator that forgot the event (lru_cache_size) while this write waited counted
+        # again from 1 into it: its occurrences, not its latest count, say what it adds
+        floor = (known.count if known is not None else 0) + write.occurrences
+        self.target = max(self.target, floor)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
