@@ -214,6 +214,15 @@ class Continuation:
             error,
         )
 
+    def exists_is_ours(self, policy: Policy, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create that cannot be read met our own event.
+        Under deterministic names every restart meets its name taken, so only our own create
+        that may have landed is ours (not client-go's series rule: a restart's series would
+        overwrite the earlier run's count)."""
+        if self._namer.deterministic:
+            return maybe_landed
+        return policy.exists_is_ours(event, maybe_landed)
+
     def new_name(self, event: models.Event, renames: int) -> str:
         if self.readable:
             return self._namer.renamed(event, renames, self._clock.now())
@@ -368,7 +377,7 @@ class _Attempt:
         self.version = ""  # a guard that fails could not be resolved
         if not self.taken:  # a conflict, or a repeat of a forgotten event: patch our count
             self.action = _Attempt._patch
-        elif self.policy.exists_is_ours(self.event, bool(self.write.unsure)):
+        elif self.owner.exists_is_ours(self.policy, self.event, bool(self.write.unsure)):
             self.action = _Attempt._patch  # our own create, whose answer was lost, landed
             self.created = True
         else:  # another event holds the name: a new name, as client-go would have made

@@ -504,6 +504,32 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
 
 
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_403_on_the_read_gives_a_restart_whose_create_carries_repeats_an_event_of_its_own(
+    api: str,
+) -> None:
+    """Without ``get`` on events, a restart whose first create was throttled (429) carries
+    its repeats (events.k8s.io/v1: a series) when it meets the earlier run's event under its
+    name: it makes an event of its own, as the docs say, and never patches the earlier run's
+    event with its own count (which would overwrite that run's occurrences)."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        server.inject(method="GET", path="/events/", status=403, times=None)
+        assert _lost(_lifetime(server, clock, _warnings(5), api=api)) == 0
+        server.inject(method="POST", path="/events", status=429, retry_after=1)
+        handler = _handler(server, clock, api=api)
+        with _attached(handler) as log:
+            for _ in range(5):
+                log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            assert _lost(handler.stats()) == 0, handler.stats()
+        if api == "v1":
+            counts = sorted(event["count"] for event in server.events("default"))
+        else:
+            counts = sorted(event["series"]["count"] for event in server.events_v1("default"))
+    assert counts == [5, 5]
+
+
 def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:
     """A user's sink that cannot read events, under the handler's deterministic names: a
     restart meets its own name taken and, unable to continue that event, makes a new one
