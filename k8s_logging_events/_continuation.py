@@ -266,8 +266,7 @@ class _Attempt:
         taken_over = known is not None and not write.unsure
         patch = not write.create or taken_over
         self.action: Step = _Attempt._patch if patch else _Attempt._create
-        if patch and (known is None or self.target <= known.count):
-            # nothing known of it (forgotten), or the counts drifted apart: read first
+        if patch and known is None:  # nothing known of it (forgotten): read first
             if owner.readable:
                 self.action = _Attempt._read
             else:
