@@ -214,6 +214,15 @@ class Continuation:
             error,
         )
 
+    def exists_is_ours(self, policy: Policy, event: models.Event, maybe_landed: bool) -> bool:
+        """True when ``AlreadyExists`` on a create that cannot be read met our own event.
+        Under deterministic names every restart meets its name taken, so only our own create
+        that may have landed is ours (not client-go's series rule: a restart's series would
+        overwrite the earlier run's count)."""
+        if self._namer.deterministic:
+            return maybe_landed
+        return policy.exists_is_ours(event, maybe_landed)
+
     def new_name(self, event: models.Event, renames: int) -> str:
         if self.readable:
             return self._namer.renamed(event, renames, self._clock.now())
@@ -244,6 +253,10 @@ class _Attempt:
         self.name = known.name if known is not None else event.name
         self.version = known.version if known is not None else ""
         self.target = self.local + (known.offset if known is not None else 0)
+        # a correlator that forgot the event (lru_cache_size) while this write waited counted
+        # again from 1 into it: its occurrences, not its latest count, say what it adds
+        floor = (known.count if known is not None else 0) + write.occurrences
+        self.target = max(self.target, floor)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
@@ -253,8 +266,7 @@ class _Attempt:
         taken_over = known is not None and not write.unsure
         patch = not write.create or taken_over
         self.action: Step = _Attempt._patch if patch else _Attempt._create
-        if patch and (known is None or self.target <= known.count):
-            # nothing known of it (forgotten), or the counts drifted apart: read first
+        if patch and known is None:  # nothing known of it (forgotten): read first
             if owner.readable:
                 self.action = _Attempt._read
             else:
@@ -364,7 +376,7 @@ class _Attempt:
         self.version = ""  # a guard that fails could not be resolved
         if not self.taken:  # a conflict, or a repeat of a forgotten event: patch our count
             self.action = _Attempt._patch
-        elif self.policy.exists_is_ours(self.event, bool(self.write.unsure)):
+        elif self.owner.exists_is_ours(self.policy, self.event, bool(self.write.unsure)):
             self.action = _Attempt._patch  # our own create, whose answer was lost, landed
             self.created = True
         else:  # another event holds the name: a new name, as client-go would have made

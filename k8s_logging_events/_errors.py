@@ -275,11 +275,20 @@ def is_timeout(error: Exception) -> bool:
 
 def may_have_landed(error: Exception) -> bool:
     """Tell whether a write that failed with ``error`` may have been stored all the same:
-    after a lost answer or a 5xx (which can come after the store), not after a 4xx or a
-    :class:`ContentionError`."""
+    after a lost answer or a 5xx (which can come after the store), not after a 4xx, a
+    :class:`ContentionError` or a connection refused before anything was sent."""
     if isinstance(error, ApiStatusError):
         return error.status >= 500
-    return not isinstance(error, ContentionError | RequestConstructionError)
+    return not isinstance(error, ContentionError | RequestConstructionError) and not _refused(error)
+
+
+def _refused(error: BaseException | None) -> bool:
+    # refused at connect (or raised from that, as urllib3 does): nothing was sent
+    while error is not None:
+        if isinstance(error, ConnectionRefusedError):
+            return True
+        error = error.__cause__
+    return False
 
 
 def cause(error: Exception) -> str:

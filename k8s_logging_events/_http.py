@@ -225,7 +225,10 @@ class Channel:
         try:
             answer, keep = self._exchange(connection, data)
         except _StaleError:
-            connection, answer, keep = self._once_more(data)
+            try:
+                connection, answer, keep = self._once_more(data)
+            except ConnectionRefusedError as error:  # the first send may have been carried out
+                raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
         except OutOfStepError as error:
             self.out_of_step += 1
             if method not in IDEMPOTENT:

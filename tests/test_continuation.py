@@ -322,6 +322,31 @@ def test_a_single_writer_reads_nothing_while_its_correlator_remembers_more_event
     assert methods == {"create": len(objects), "patch": len(objects)}
 
 
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_correlator_that_forgets_an_event_while_its_write_waits_loses_no_count(
+    api: str,
+) -> None:
+    """A correlator smaller than the objects logged about (``lru_cache_size: 2``, three
+    pods in turn) forgets each event and counts it again from 1 while its write still waits;
+    under deterministic names those occurrences go into that same write, whose count must
+    cover every one of them: each event ends with the three logged, as stats() says."""
+    clock = FakeClock(T0)
+    objects = [pod(f"web-{number}") for number in range(3)]
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock, api=api, correlator={"lru_cache_size": 2})
+        with _attached(handler) as log:
+            for number in range(9):
+                log.warning(MESSAGE, extra={"involved": objects[number % 3], "reason": "BackOff"})
+            _flush(handler)
+        stats = handler.stats()
+        written = stats["created"] + stats["patched"] + stats["coalesced"]
+        if api == "v1":
+            counts = sorted(event["count"] for event in server.events("default"))
+        else:
+            counts = sorted(event["series"]["count"] for event in server.events_v1("default"))
+    assert (counts, written) == ([3, 3, 3], 9), stats
+
+
 def test_an_event_that_expires_between_the_409_and_the_read_is_created_again() -> None:
     """The create meets AlreadyExists, then the event expires before the read: 404, so the
     create is made again, with this process's own count."""
@@ -477,6 +502,32 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         # the two events' writes may read at once; once refused, nothing reads again
         assert _statuses(server, "GET").count(403) in (1, 2)
         assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_403_on_the_read_gives_a_restart_whose_create_carries_repeats_an_event_of_its_own(
+    api: str,
+) -> None:
+    """Without ``get`` on events, a restart whose first create was throttled (429) carries
+    its repeats (events.k8s.io/v1: a series) when it meets the earlier run's event under its
+    name: it makes an event of its own, as the docs say, and never patches the earlier run's
+    event with its own count (which would overwrite that run's occurrences)."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        server.inject(method="GET", path="/events/", status=403, times=None)
+        assert _lost(_lifetime(server, clock, _warnings(5), api=api)) == 0
+        server.inject(method="POST", path="/events", status=429, retry_after=1)
+        handler = _handler(server, clock, api=api)
+        with _attached(handler) as log:
+            for _ in range(5):
+                log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            assert _lost(handler.stats()) == 0, handler.stats()
+        if api == "v1":
+            counts = sorted(event["count"] for event in server.events("default"))
+        else:
+            counts = sorted(event["series"]["count"] for event in server.events_v1("default"))
+    assert counts == [5, 5]
 
 
 def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:

@@ -14,6 +14,7 @@ import json
 import logging
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,6 +112,7 @@ def test_a_5xx_waits_at_least_its_retry_after() -> None:
     ("error", "landed"),
     [
         (ConnectionResetError("reset"), True),
+        (ConnectionRefusedError("refused"), False),
         (sink.ApiStatusError(500, "InternalError"), True),
         (sink.ApiStatusError(429, "TooManyRequests"), False),
         (sink.ApiStatusError(409, "Conflict"), False),
@@ -119,9 +121,68 @@ def test_a_5xx_waits_at_least_its_retry_after() -> None:
     ],
 )
 def test_what_may_have_landed(error: Exception, landed: bool) -> None:
-    """Only a lost answer or a 5xx leaves open whether the server stored the write."""
+    """Only a lost answer or a 5xx leaves open whether the server stored the write (a
+    connection refused at connect sent nothing)."""
     assert _errors.may_have_landed(error) is landed
     assert _errors.is_throttled(error) is (getattr(error, "status", 0) == 429)
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_write_refused_at_connect_never_landed_so_another_writer_costs_it_nothing(
+    api: str,
+) -> None:
+    """The API server restarts (connections refused) while two workers of one source log
+    about one pod: worker A's patch is refused before anything is sent, so it cannot have
+    landed; meanwhile B writes its 5. A's retry meets B's newer event and must still add its
+    own 2, not take them as written because the server's count went past its target: the
+    server holds all 9 occurrences logged."""
+    clock = FakeClock()
+    gate, waiting = threading.Event(), threading.Event()
+
+    def held_sleep(seconds: float, cancel: threading.Event) -> bool:
+        waiting.set()  # A's write failed and waits for its retry until B has written
+        gate.wait(30)
+        return clock.sleep(seconds, cancel)
+
+    with LocalApiServer(clock=clock) as server:
+        handlers = [
+            KubernetesEventHandler(
+                component="ctl",
+                host="node-1",
+                sink=server.url,
+                api=api,
+                qps=0,
+                clock=clock,
+                sleep=sleep,
+                sleep_duration=1,
+                flush_timeout=20,
+            )
+            for sleep in (held_sleep, clock.sleep)
+        ]
+        logs = [_logger(f"refused{n}{api}", handler) for n, handler in enumerate(handlers)]
+        try:
+            for log, handler in zip(logs, handlers, strict=True):  # A creates, B continues
+                log.warning("Back-off", extra={"involved": POD})
+                assert handler.drain(10)
+            server.refuse_connections()
+            for _ in range(2):
+                logs[0].warning("Back-off", extra={"involved": POD})
+            assert waiting.wait(10)
+            server.accept_connections()
+            for _ in range(5):
+                logs[1].warning("Back-off", extra={"involved": POD})
+            assert handlers[1].drain(10)
+            gate.set()
+            assert handlers[0].drain(10)
+        finally:
+            gate.set()
+            for handler in handlers:
+                handler.close()
+        if api == "v1":
+            counts = [event["count"] for event in server.events()]
+        else:
+            counts = [event["series"]["count"] for event in server.events_v1()]
+    assert counts == [9]
 
 
 class ClockedReports(logging.Handler):

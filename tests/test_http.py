@@ -179,6 +179,24 @@ def test_a_create_stored_before_its_connection_broke_is_reported_as_lost(
     assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
 
 
+def test_a_create_stored_before_its_connection_broke_whose_resend_is_refused_may_have_landed(
+    served: LocalApiServer, make_sink: Any
+) -> None:
+    """The server stores the create, stops listening and closes without an answer; the
+    resend is refused. A refused connection alone means nothing was sent, but here the first
+    send may have been carried out, and it was: the writer must take it as maybe landed."""
+    events_sink = make_sink(served)
+    events_sink.create(_event(name="web-0.1"))
+    served.inject("POST", action="refuse", commit=True)
+    try:
+        with pytest.raises(ConnectionError) as raised:
+            events_sink.create(_event(name="web-0.2"))
+    finally:
+        served.accept_connections()
+    assert _errors.may_have_landed(raised.value)
+    assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
+
+
 def test_the_writer_counts_a_create_whose_answer_was_lost_once(
     served: LocalApiServer, make_sink: Any
 ) -> None:
