@@ -92,9 +92,9 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="the logging configuration, YAML for dictConfig (default: examples/logging.yaml "
-        "of the source checkout); its event handlers' sink and api are replaced (by where "
-        "the events go and --api)",
+        help="the logging configuration, YAML for dictConfig (default: examples/logging.yaml, "
+        "a copy of which ships inside the package); its event handlers' sink and api are "
+        "replaced (by where the events go and --api)",
     )
     parser.add_argument(
         "--show-logs",
