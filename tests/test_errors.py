@@ -387,7 +387,6 @@ def test_explain_leaves_other_errors_as_they_are() -> None:
     assert _errors.explain(error) == "422 Invalid: bad name"
 
 
-
 def test_a_certificate_the_client_does_not_trust_reads_without_a_status_code(
     clock, reports
 ) -> None:
