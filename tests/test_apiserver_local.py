@@ -639,6 +639,7 @@ def test_cli_apiserver_says_what_it_cannot_do_instead_of_a_traceback(
     without ``trustme`` ends the command with a one-line reason on standard error and a
     non-zero exit code (argparse's 2 for a bad argument), not a Python traceback."""
     monkeypatch.setitem(sys.modules, "trustme", None)  # import trustme: ImportError
+    code: object
     try:
         code = _cli.main(["apiserver", *args])
     except SystemExit as stop:  # argparse refusing the argument

@@ -276,7 +276,8 @@ def test_structured_logging_written_as_none_is_off(written: str | None) -> None:
     and ``default_involved: none`` are, and means what it says there: no structured
     logging, not a logger named "none" that every event is logged on (and that propagates
     to the root's console handlers)."""
-    handler = KubernetesEventHandler(sink=None, structured_logging=written)
+    options: dict[str, Any] = {"structured_logging": written}  # None: not in the signature
+    handler = KubernetesEventHandler(sink=None, **options)
     try:
         assert handler._options.structured_logging is False
     finally:
