@@ -7,7 +7,7 @@ threads and memory never weigh on another's), each printing a small table and it
 against a baseline measured in the same run:
 
 1. app_thread_cost.py     cost on the application's thread, vs QueueHandler, no handler and
-                          a synchronous create (and the proposals, as an EXPERIMENT)
+                          a synchronous create
 2. throughput.py          emit-to-server events/s: distinct, one hot object, Zipf mix
 3. write_amplification.py spam: API writes and final count vs client-go's algorithm
 4. memory.py              RSS from 10,000 to 1,000,000 events over distinct objects

@@ -139,7 +139,7 @@ def main(server: str | None = None, namespace: str = "default", resyncs: int = 3
                 namespace, field_selector=f"involvedObject.uid={metadata.uid}"
             ).items
             tables.append(f"Name:  {metadata.name}\n{describe(api_client, events)}")
-    report = "\n".join(tables)
+    report = "\n".join(tables) or f"No pods labelled {SELECTOR} in namespace {namespace}.\n"
     print(report, end="")
     return report
 

@@ -1,7 +1,9 @@
 """Testing code that logs events, with the fixtures of the ``k8s_logging_events`` plugin.
 
 The plugin comes with the package (no ``conftest.py`` needed). Run this file with
-``pytest examples/test_with_fixtures.py -p no:cacheprovider``.
+``.venv/bin/python -m pytest examples/test_with_fixtures.py -p no:cacheprovider`` in the
+checkout (its pytest settings, in ``pyproject.toml``, need the ``dev`` extra's
+``pytest-timeout``), or with plain ``pytest`` once copied into a project of your own.
 
 - ``k8s_events``: the events the test's logging produced, correlated and counted as in
   production but kept in memory, with a fake clock: nothing waits, nothing is sent.

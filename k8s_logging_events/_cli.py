@@ -92,9 +92,9 @@ def _demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--config",
         metavar="FILE",
-        help="the logging configuration, YAML for dictConfig (default: examples/logging.yaml "
-        "of the source checkout); its event handlers' sink and api are replaced (by where "
-        "the events go and --api)",
+        help="the logging configuration, YAML for dictConfig (default: examples/logging.yaml, "
+        "a copy of which ships inside the package); its event handlers' sink and api are "
+        "replaced (by where the events go and --api)",
     )
     parser.add_argument(
         "--show-logs",
@@ -143,7 +143,7 @@ def _run_demo(args: argparse.Namespace) -> int:
 def _apiserver_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=0, help="port to listen on (0, the default, picks a free one)"
+        "--port", type=_port, default=0, help="port to listen on (0, the default, picks a free one)"
     )
     parser.add_argument(
         "--namespace",
@@ -200,6 +200,14 @@ def _apiserver_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer every request this many seconds late (a network round trip to a real "
         "cluster; default 0)",
     )
+
+
+def _port(value: str) -> int:
+    """Read ``--port``: a number a socket can bind (argparse's ``type``)."""
+    port = int(value) if value.strip().isdigit() else -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port (0 to 65535)")
+    return port
 
 
 def _event_rate_limit(value: str) -> dict[str, Any]:
@@ -271,7 +279,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             token=args.token,
             event_rate_limit=args.event_rate_limit,
         )
-    except ValueError as error:
+    except (ValueError, RuntimeError) as error:  # RuntimeError: --tls without trustme
         print(f"apiserver: {error}", file=sys.stderr)
         return 2
     with _interrupt_wakes(signal.SIGINT, signal.SIGTERM) as interrupted:
@@ -283,7 +291,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             print(f"cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
             return 1
         try:
-            _print_serving(server, args)
+            try:
+                _print_serving(server, args)
+            except OSError as error:  # --kubeconfig FILE that cannot be written
+                print(f"apiserver: cannot write {args.kubeconfig}: {error}", file=sys.stderr)
+                return 1
             while not select.select([interrupted], [], [], 3600)[0]:
                 pass
         finally:

@@ -116,9 +116,14 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
     record = target.makeRecord(target.name, level, "(k8s_logging_events)", 0, msg, args, None)
     if extra:
         record.__dict__.update(extra)
+    ours = target.name == LOGGER_NAME or target.name.startswith(_OWN_PREFIX)
     if target.disabled:
-        ours = target.name == LOGGER_NAME or target.name.startswith(_OWN_PREFIX)
         if level >= logging.WARNING and ours:
+            standard_error.write(record)
+        return
+    if level >= logging.WARNING and ours and not target.hasHandlers():
+        # logging.lastResort would print it, one unlimited line each: the rate-limited stream
+        if target.filter(record):
             standard_error.write(record)
         return
     target.handle(record)

@@ -101,7 +101,8 @@ class ApiStatusError(Exception):
         self.name = name
 
     def __str__(self) -> str:
-        text = f"{self.status} {self.reason}".strip()
+        # status 0: no HTTP answer (a TLS failure, as the official client reports it)
+        text = f"{self.status or ''} {self.reason}".strip()
         return f"{text}: {self.message}" if self.message else text
 
     @property

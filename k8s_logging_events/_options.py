@@ -316,6 +316,9 @@ def _flag(value: object) -> object:
 
 
 def structured(value: object, given: object) -> bool | str:
+    # null, or "none" as YAML spells it unquoted (as for sink), is off, not a logger's name
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
+        return False
     value = _flag(value)
     if not isinstance(value, bool | str):
         raise ValueError(f"structured_logging must be true, false or a logger name, not {value!r}")

@@ -12,6 +12,7 @@ import http.client
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from k8s_logging_events import _cli
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests._api import T0, apiserver_command, core_event, failure, status
 from tests._children import run_python
@@ -619,3 +621,30 @@ def test_cli_apiserver_stops_on_ctrl_c_at_any_step_of_its_way_into_the_wait(tmp_
     result = run_python(_INTERRUPT_AT_EACH_STEP, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.count("stopped") == int(result.stdout.split()[-1])
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--port", "99999"], "port"),
+        (["--port", "0", "--kubeconfig", "/nonexistent/directory/kc"], "/nonexistent/directory/kc"),
+        (["--port", "0", "--tls"], "trustme"),
+    ],
+    ids=["port-out-of-range", "kubeconfig-unwritable", "tls-without-trustme"],
+)
+def test_cli_apiserver_says_what_it_cannot_do_instead_of_a_traceback(
+    args, said, capsys, monkeypatch
+):
+    """A port no socket can have, a kubeconfig path that cannot be written, or ``--tls``
+    without ``trustme`` ends the command with a one-line reason on standard error and a
+    non-zero exit code (argparse's 2 for a bad argument), not a Python traceback."""
+    monkeypatch.setitem(sys.modules, "trustme", None)  # import trustme: ImportError
+    code: object
+    try:
+        code = _cli.main(["apiserver", *args])
+    except SystemExit as stop:  # argparse refusing the argument
+        code = stop.code
+    err = capsys.readouterr().err
+    assert code not in (0, None)
+    assert said in err
+    assert "Traceback" not in err

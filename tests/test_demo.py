@@ -355,6 +355,13 @@ class TestErrors:
         assert "cannot list events in namespace 'default'" in captured.err
         assert "Reconciling" not in captured.out
 
+    def test_a_namespace_no_server_could_have(self, capsys) -> None:
+        """--namespace that is no DNS label, on the local server the demo starts."""
+        assert _cli.main(["demo", "--local", "--namespace", "Bad_NS"]) == 2
+        captured = capsys.readouterr()
+        assert "'Bad_NS' is not a valid namespace name" in captured.err
+        assert "Reconciling" not in captured.out
+
     def test_without_pyyaml(self, monkeypatch, capsys) -> None:
         """PyYAML is in the dev extra; without it the demo says how to get it."""
         monkeypatch.setitem(sys.modules, "yaml", None)

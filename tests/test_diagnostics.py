@@ -353,3 +353,30 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path) -> None:
     assert len(held) == 1, result.stderr
     assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
     assert "k8s_logging_events logger" in held[0], held[0]
+
+
+def test_with_the_handler_on_a_named_logger_standard_error_is_still_rate_limited(
+    tmp_path,
+) -> None:
+    """The event handler on the application's own logger, nothing on the root (no
+    ``basicConfig``): no handler anywhere shows the library's reports, so they go to
+    standard error through the same rate limit as when the event handler is on the root,
+    not one unlimited line each through ``logging.lastResort``."""
+    sites = _diagnostics.STDERR_BURST + 7
+    calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
+    code = (
+        "import logging\n"
+        "from k8s_logging_events import KubernetesEventHandler\n"
+        "log = logging.getLogger('app')\n"
+        "log.propagate = False\n"
+        "log.addHandler(KubernetesEventHandler(sink=None))\n"
+        f"{calls}\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    shown = [line for line in lines if "Unable to refer to the involved object" in line]
+    assert len(shown) == _diagnostics.STDERR_BURST, result.stderr
+    assert all(line.startswith("k8s_logging_events: ") for line in shown), result.stderr
+    held = [line for line in lines if "held back from standard error" in line]
+    assert len(held) == 1, result.stderr

@@ -446,3 +446,17 @@ def test_explain_leaves_other_errors_as_they_are() -> None:
     """An error a user cannot fix by configuration keeps its own words."""
     error = sink.ApiStatusError(422, "Invalid", "bad name")
     assert _errors.explain(error) == "422 Invalid: bad name"
+
+
+def test_a_certificate_the_client_does_not_trust_reads_without_a_status_code(
+    clock, reports
+) -> None:
+    """An ``https://`` URL sink checks the server against the system's CAs; a server whose
+    certificate they do not vouch for is a TLS failure, which had no HTTP answer and so no
+    status code: the report says ``SSLError: ... CERTIFICATE_VERIFY_FAILED``, not
+    ``0 SSLError``."""
+    with LocalApiServer(tls=True) as secured:
+        handler = _write(clock, sink=secured.url)
+    (line,) = [m for m in reports.messages() if "CERTIFICATE_VERIFY_FAILED" in m]
+    assert "): SSLError: " in line, line
+    assert handler.stats()["failed"] == 1

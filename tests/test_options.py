@@ -270,6 +270,20 @@ def test_true_and_false_written_as_strings_are_the_booleans(written: str, meant:
         handler.close()
 
 
+@pytest.mark.parametrize("written", ["none", "None", " NONE ", "null", "", None])
+def test_structured_logging_written_as_none_is_off(written: str | None) -> None:
+    """``structured_logging: none`` in a YAML file is the string "none", as ``sink: none``
+    and ``default_involved: none`` are, and means what it says there: no structured
+    logging, not a logger named "none" that every event is logged on (and that propagates
+    to the root's console handlers)."""
+    options: dict[str, Any] = {"structured_logging": written}  # None: not in the signature
+    handler = KubernetesEventHandler(sink=None, **options)
+    try:
+        assert handler._options.structured_logging is False
+    finally:
+        handler.close()
+
+
 def _one_argument_sleep(seconds: float) -> None:
     """A sleep written for ``time.sleep``'s shape, not the writer's ``(seconds, cancel)``."""
 

@@ -106,7 +106,10 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
         else:
             from k8s_logging_events.testing import LocalApiServer
 
-            server = stack.enter_context(LocalApiServer(namespaces=[options.namespace]))
+            try:
+                server = stack.enter_context(LocalApiServer(namespaces=[options.namespace]))
+            except ValueError as error:  # --namespace Bad_NS: no namespace could be called so
+                raise DemoError(f"--namespace: {error}") from None
             api_client = stack.enter_context(server.api_client())
             sink = target = server.url
             where = f"a local Events API server at {target}, started by the demo"
