@@ -157,9 +157,15 @@ class KubernetesEventHandler(logging.Handler):
             _crash.watch(self, options.exception_detail)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Let through only records about an object, from another logger, then the handler's
-        own filters: a plain record costs four dict lookups."""
-        return self._extras(record) is not None and bool(super().filter(record))
+        """The handler's own filters (which may add ``involved``), then only records about an
+        object, from another logger: without filters, a plain record costs four dict lookups."""
+        if self.filters:
+            result: object = super().filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):  # 3.12+: a filter may replace it
+                record = result
+        return self._extras(record) is not None
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
         attrs = record.__dict__
@@ -186,18 +192,16 @@ class KubernetesEventHandler(logging.Handler):
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
+        if self.filters:  # none, nearly always: nothing to call
+            # first, as on any handler: a filter may add the object (from a context variable)
+            result: object = super().filter(record)
+            if not result:
+                return False
+            if isinstance(result, logging.LogRecord):  # 3.12+: a filter may replace it
+                record = result
         extras = self._extras(record)
         if extras is None:
             return False
-        if self.filters:  # none, nearly always: nothing to call
-            result: object = super().filter(record)  # a LogRecord from 3.12's filters
-            if not result:
-                return False
-            if isinstance(result, logging.LogRecord) and result is not record:  # 3.12+
-                record = result
-                extras = self._extras(record)
-                if extras is None:
-                    return False
         self._emit_safely(record, extras)
         return True
 

@@ -309,6 +309,28 @@ class TestRecordToEvent:
         assert event_handler.broadcaster is None
         assert event_handler.stats()["accepted"] == 0
 
+    def test_the_handlers_own_filters_run_first_and_may_add_the_object(
+        self, make, log, fake
+    ) -> None:
+        """A filter on the handler sees each record before the handler does, as on any
+        handler: one that adds ``involved`` (say, from a context variable) makes events, and
+        one that refuses a record keeps it from being one."""
+        event_handler = make()
+
+        def attach(record: logging.LogRecord) -> bool:
+            record.involved = POD
+            return "secret" not in record.getMessage()
+
+        event_handler.addFilter(attach)
+        log.addHandler(event_handler)
+        log.warning("Attached by the handler's filter", extra={"reason": "Attached"})
+        log.warning("A secret", extra={"reason": "Refused"})
+        _flushed(event_handler)
+        assert [(event.reason, event.message) for event in fake.events] == [
+            ("Attached", "Attached by the handler's filter")
+        ]
+        assert event_handler.stats()["accepted"] == 1
+
     @pytest.mark.parametrize(
         ("level", "expected"),
         [
