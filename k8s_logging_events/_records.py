@@ -382,6 +382,8 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
 def _format(record: logging.LogRecord, settings: Settings) -> str:
     # on a copy: a formatter sets attributes on what it formats
     detail = settings.exception_detail
+    if record.args is None and detail != "traceback" and _is_queued(record):
+        record = _without_queued_traceback(record, detail == "summary")
     has_extra = record.exc_info is not None or record.stack_info is not None
     event_dict = None if type(record.msg) is str else structlog_event_dict(record)
     if settings.formatter is None and not has_extra:
@@ -447,6 +449,37 @@ def _without_loguru_traceback(text: str, exc_info: object) -> str:
     last = _exception_line(exc) if exc is not None else _NONE_LINE
     index = text.rfind(last) if last else -1
     return text[:index].rstrip("\n") if index >= 0 else text
+
+
+_STACK_START = "Stack (most recent call last):"  # what the stdlib's Formatter writes
+
+
+def _is_queued(record: logging.LogRecord) -> bool:
+    """True for a record a ``QueueHandler`` prepared: its formatted text, traceback and stack
+    included, is both ``msg`` and ``message``, with ``args`` None and ``exc_info`` gone."""
+    attrs = record.__dict__
+    msg = attrs.get("msg")
+    return type(msg) is str and attrs.get("message") is msg and record.exc_info is None
+
+
+def _without_queued_traceback(record: logging.LogRecord, summary: bool) -> logging.LogRecord:
+    """A copy of a queued record whose text stops where its traceback or stack begins; with
+    ``summary``, the exception's own lines (after its last frame) follow as ``: ExcType: text``."""
+    text = str(record.msg)
+    found = [i for start in (*_TRACEBACK_STARTS, _STACK_START) if (i := text.find(start)) >= 0]
+    if not found:
+        return record
+    head, tail = text[: min(found)].rstrip("\n"), text[min(found) :]
+    if summary and not tail.startswith(_STACK_START):
+        lines = tail.split("\n" + _STACK_START, 1)[0].rstrip("\n").split("\n")
+        last_frame = max((i for i, line in enumerate(lines) if line[:1].isspace()), default=0)
+        exception = "\n".join(lines[last_frame + 1 :])
+        head = f"{head}: {exception}" if exception else head
+    copy = logging.LogRecord.__new__(type(record))
+    copy.__dict__.update(record.__dict__)
+    copy.msg = copy.message = head
+    copy.stack_info = None  # 3.11's QueueHandler leaves it: its text is in msg already
+    return copy
 
 
 def _chain(exc: BaseException | None) -> list[BaseException]:

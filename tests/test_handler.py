@@ -11,7 +11,9 @@ import itertools
 import json
 import logging
 import logging.config
+import logging.handlers
 import os
+import queue
 import re
 import select
 import signal
@@ -473,6 +475,33 @@ class TestExceptions:
         self._log_failure(log)
         _flushed(event_handler)
         assert [event.message for event in fake.events] == ["Reconcile failed"]
+
+    @pytest.mark.parametrize(
+        ("detail", "expected"),
+        [
+            ("summary", "Reconcile failed: ValueError: image not found\nin registry"),
+            ("none", "Reconcile failed"),
+        ],
+    )
+    def test_behind_a_queue_handler_no_traceback_either(
+        self, make, log, fake, detail, expected
+    ) -> None:
+        """A ``QueueHandler`` in front formats the record before queueing it (traceback and
+        stack in its message, ``exc_info`` gone): the event still says only what
+        ``exception_detail`` asks for, no frame of any stack."""
+        event_handler = make(exception_detail=detail)
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        log.addHandler(logging.handlers.QueueHandler(records))
+        try:
+            try:
+                raise KeyError("cause")
+            except KeyError as cause:
+                raise ValueError("image not found\nin registry") from cause
+        except ValueError:
+            log.exception("Reconcile failed", stack_info=True, extra={"involved": POD})
+        event_handler.handle(records.get_nowait())
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == [expected]
 
 
 # --- the record is the application's ----------------------------------------------------------
