@@ -177,7 +177,10 @@ class KubernetesEventHandler(logging.Handler):
             and self._default_involved is None
         ):
             return None
-        if _records.is_own(record.name) or _diagnostics.is_own_thread():
+        if _records.is_own(record.name):
+            return None
+        if _diagnostics.is_own_thread():
+            self._refuse_on_own_thread(record)
             return None
         try:
             return _records.find_extras(record, self._default_involved)
@@ -187,6 +190,24 @@ class KubernetesEventHandler(logging.Handler):
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None
+
+    def _refuse_on_own_thread(self, record: logging.LogRecord) -> None:
+        """No event for a record logged on one of the library's threads (by an event watcher's
+        handler, say): each event could make the next. One about an object of its own is
+        counted and said once per call site; the rest (the client's HTTP logging) pass."""
+        try:
+            about = _records.find_extras(record)
+        except Exception:  # a broken extra: nothing to say about an object
+            about = None
+        if about is not None:
+            self._counters["refused"].add()
+            self._sites.report(
+                record,
+                "own-thread",
+                "No event for a record logged on the library's thread %s (an event watcher's "
+                "handler?): an event made there could make the next, without end",
+                threading.current_thread().name,
+            )
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock

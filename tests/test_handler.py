@@ -333,6 +333,28 @@ class TestRecordToEvent:
         ]
         assert event_handler.stats()["accepted"] == 1
 
+    def test_a_record_logged_by_an_event_watcher_is_refused_and_said(
+        self, make, log, fake, reports
+    ) -> None:
+        """An event watcher's handler runs on the library's thread: a record about an object
+        logged there makes no event (each event could make the next), but it is counted as
+        refused and said once, not lost in silence."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        watched = recorder.EventBroadcaster()
+
+        def mirror(event: models.Event) -> None:
+            for _ in range(2):
+                log.warning("Saw %s", event.reason, extra={"involved": POD, "reason": "Seen"})
+
+        watched.start_event_watcher(mirror)
+        watched.new_recorder("ctl").event(NODE, models.NORMAL, "Started", "Started")
+        watched.shutdown(10)
+        assert event_handler.stats()["refused"] == 2
+        assert fake.events == []
+        said = [text for text in reports.messages() if "an event watcher's handler" in text]
+        assert len(said) == 1, reports.messages()
+
     @pytest.mark.parametrize(
         ("level", "expected"),
         [
