@@ -466,7 +466,9 @@ def _without_queued_traceback(record: logging.LogRecord, summary: bool) -> loggi
     """A copy of a queued record whose text stops where its traceback or stack begins; with
     ``summary``, the exception's own lines (after its last frame) follow as ``: ExcType: text``."""
     text = str(record.msg)
-    found = [i for start in (*_TRACEBACK_STARTS, _STACK_START) if (i := text.find(start)) >= 0]
+    # the Formatter starts them on a line of their own (not inside a JSON string, say)
+    starts = (*_TRACEBACK_STARTS, _STACK_START)
+    found = [i + 1 for start in starts if (i := text.find("\n" + start)) >= 0]
     if not found:
         return record
     head, tail = text[: min(found)].rstrip("\n"), text[min(found) :]
