@@ -284,10 +284,10 @@ class KubernetesEventHandler(logging.Handler):
         try:
             # a flush that does not wait (the server takes nothing) has nothing new to say
             done = active._flush(seconds, report=report and seconds > 0)
-        except KeyboardInterrupt:
+        except (KeyboardInterrupt, SystemExit):
             if threading.main_thread().is_alive():
-                raise  # the program is running: Ctrl-C is the program's
-            # Ctrl-C while logging.shutdown() waits at exit: stop waiting, let the close give
+                raise  # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own
+            # a signal while logging.shutdown() waits at exit: stop waiting, let the close give
             # the writes up at once (counted, reported) and the other handlers be closed
             waits.cut()
         except Exception as error:  # flush runs from logging.shutdown: it must not raise

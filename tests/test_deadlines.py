@@ -405,6 +405,10 @@ atexit.register(lambda: print(json.dumps(handler.stats()), flush=True))
 import logging, logging.handlers
 from k8s_logging_events.handler import KubernetesEventHandler
 
+SIGNAL = getattr(signal, sys.argv[2])
+if SIGNAL == signal.SIGTERM:  # a service's graceful stop: SIGTERM ends the program
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
 buffered = logging.handlers.MemoryHandler(
     100, flushLevel=logging.CRITICAL, target=logging.StreamHandler(sys.stdout)
 )
@@ -426,24 +430,27 @@ def waiting_at_exit():
         frame = frame.f_back
     return frame is not None
 
-def press_ctrl_c():  # once logging.shutdown() waits for the writes
+def interrupt():  # once logging.shutdown() waits for the writes
     while not waiting_at_exit():
         time.sleep(0.01)
-    os.kill(os.getpid(), signal.SIGINT)
+    os.kill(os.getpid(), SIGNAL)
 
-threading.Thread(target=press_ctrl_c, daemon=True).start()
+threading.Thread(target=interrupt, daemon=True).start()
 """
 
 
-def test_ctrl_c_while_the_exit_waits_gives_the_writes_up_and_closes_the_other_handlers(
-    tmp_path,
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_exit_waits_gives_the_writes_up_and_closes_the_other_handlers(
+    tmp_path, signal_name
 ) -> None:
-    """Ctrl-C while logging.shutdown() waits for a server that does not answer cuts the wait
-    short: what was pending is counted as failed and said once, and the handlers after this
-    one are still flushed and closed (a MemoryHandler's lines are not lost), no traceback."""
+    """Ctrl-C (or SIGTERM, where a handler of the program exits) while logging.shutdown()
+    waits for a server that does not answer cuts the wait short: what was pending is counted
+    as failed and said once, and the handlers after this one are still flushed and closed (a
+    MemoryHandler's lines are not lost), no traceback."""
     with LocalApiServer() as server:
         server.inject(action="hang", times=None)
-        result = run_python(textwrap.dedent(INTERRUPTED_EXIT), server.url, cwd=tmp_path)
+        code = textwrap.dedent(INTERRUPTED_EXIT)
+        result = run_python(code, server.url, signal_name, cwd=tmp_path)
     assert "Exception ignored" not in result.stderr, result.stderr
     lines = result.stdout.splitlines()
     assert lines[:3] == ["step 0 failed", "step 1 failed", "step 2 failed"], result.stdout
