@@ -59,6 +59,10 @@ class ExitWaits:
             return max(0.0, self._deadline - now)
         return self._timeout
 
+    def cut(self) -> None:
+        """A wait was interrupted (Ctrl-C at exit): the close that follows gives up at once."""
+        self._deadline = self._monotonic()
+
     def ended(self, done: bool, written: int, *, drain: bool = False) -> None:
         """Note how a wait ended, and how many occurrences had been written by then."""
         # a flush that did not wait ran out of nothing: what landed meanwhile counts

@@ -174,7 +174,10 @@ class KubernetesEventHandler(logging.Handler):
             and self._default_involved is None
         ):
             return None
-        if _records.is_own(record.name) or _diagnostics.is_own_thread():
+        if _records.is_own(record.name):
+            return None
+        if _diagnostics.is_own_thread():
+            self._refuse_on_own_thread(record)
             return None
         try:
             return _records.find_extras(record, self._default_involved)
@@ -182,6 +185,24 @@ class KubernetesEventHandler(logging.Handler):
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None
+
+    def _refuse_on_own_thread(self, record: logging.LogRecord) -> None:
+        """No event for a record logged on one of the library's threads (by an event watcher's
+        handler, say): each event could make the next. One about an object of its own is
+        counted and said once per call site; the rest (the client's HTTP logging) pass."""
+        try:
+            about = _records.find_extras(record)
+        except Exception:  # a broken extra: nothing to say about an object
+            about = None
+        if about is not None:
+            self._counters["refused"].add()
+            self._sites.report(
+                record,
+                "own-thread",
+                "No event for a record logged on the library's thread %s (an event watcher's "
+                "handler?): an event made there could make the next, without end",
+                threading.current_thread().name,
+            )
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
@@ -257,6 +278,12 @@ class KubernetesEventHandler(logging.Handler):
         try:
             # a flush that does not wait (the server takes nothing) has nothing new to say
             done = active._flush(seconds, report=report and seconds > 0)
+        except (KeyboardInterrupt, SystemExit):
+            if threading.main_thread().is_alive():
+                raise  # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own
+            # a signal while logging.shutdown() waits at exit: stop waiting, let the close give
+            # the writes up at once (counted, reported) and the other handlers be closed
+            waits.cut()
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:

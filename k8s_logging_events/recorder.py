@@ -54,6 +54,8 @@ class EventBroadcaster:
     Every keyword but ``rng`` and ``name`` is a field of ``_options.BroadcasterOptions``,
     described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
     names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
+    Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
+    its threads are daemons, and nothing else writes what is still queued at exit.
 
     Args:
         rng: the random source for the first back-off (``random.random`` by default).

@@ -396,6 +396,70 @@ def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
     assert "event occurrence(s)" in given_up[0]
 
 
+INTERRUPTED_EXIT = """
+import atexit, json, os, signal, sys, threading, time
+
+# registered before logging is imported, so it runs after logging.shutdown()
+atexit.register(lambda: print(json.dumps(handler.stats()), flush=True))
+
+import logging, logging.handlers
+from k8s_logging_events.handler import KubernetesEventHandler
+
+SIGNAL = getattr(signal, sys.argv[2])
+if SIGNAL == signal.SIGTERM:  # a service's graceful stop: SIGTERM ends the program
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
+buffered = logging.handlers.MemoryHandler(
+    100, flushLevel=logging.CRITICAL, target=logging.StreamHandler(sys.stdout)
+)
+handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=30)
+log = logging.getLogger("job")
+log.addHandler(buffered)  # made first, so logging.shutdown() closes it after the handler
+log.addHandler(handler)
+for number in range(3):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "job-%d" % number, "namespace": "default"}}
+    log.warning("step %d failed", number, extra={"involved": pod})
+
+main = threading.main_thread()
+
+def waiting_at_exit():
+    frame = None if main.is_alive() else sys._current_frames().get(main.ident)
+    # the flush's waits: for the dispatcher (3.12 at exit: it writes itself), for the writes
+    while frame is not None and frame.f_code.co_name not in ("wait_reached", "wait_written"):
+        frame = frame.f_back
+    return frame is not None
+
+def interrupt():  # once logging.shutdown() waits for the writes
+    while not waiting_at_exit():
+        time.sleep(0.01)
+    os.kill(os.getpid(), SIGNAL)
+
+threading.Thread(target=interrupt, daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_exit_waits_gives_the_writes_up_and_closes_the_other_handlers(
+    tmp_path, signal_name
+) -> None:
+    """Ctrl-C (or SIGTERM, where a handler of the program exits) while logging.shutdown()
+    waits for a server that does not answer cuts the wait short: what was pending is counted
+    as failed and said once, and the handlers after this one are still flushed and closed (a
+    MemoryHandler's lines are not lost), no traceback."""
+    with LocalApiServer() as server:
+        server.inject(action="hang", times=None)
+        code = textwrap.dedent(INTERRUPTED_EXIT)
+        result = run_python(code, server.url, signal_name, cwd=tmp_path)
+    assert "Exception ignored" not in result.stderr, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[:3] == ["step 0 failed", "step 1 failed", "step 2 failed"], result.stdout
+    stats = json.loads(lines[-1])
+    assert (stats["failed"], stats["pending"]) == (3, 0), stats
+    given_up = [line for line in result.stderr.splitlines() if "deadline of shutdown" in line]
+    assert len(given_up) == 1, result.stderr
+
+
 class _CountingHandler(KubernetesEventHandler):
     """A user's subclass whose flush does something of its own, then the handler's."""
 

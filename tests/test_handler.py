@@ -335,6 +335,28 @@ class TestRecordToEvent:
             ("Disk", "disk almost full", "web-0")
         ]
 
+    def test_a_record_logged_by_an_event_watcher_is_refused_and_said(
+        self, make, log, fake, reports
+    ) -> None:
+        """An event watcher's handler runs on the library's thread: a record about an object
+        logged there makes no event (each event could make the next), but it is counted as
+        refused and said once, not lost in silence."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        watched = recorder.EventBroadcaster()
+
+        def mirror(event: models.Event) -> None:
+            for _ in range(2):
+                log.warning("Saw %s", event.reason, extra={"involved": POD, "reason": "Seen"})
+
+        watched.start_event_watcher(mirror)
+        watched.new_recorder("ctl").event(NODE, models.NORMAL, "Started", "Started")
+        watched.shutdown(10)
+        assert event_handler.stats()["refused"] == 2
+        assert fake.events == []
+        said = [text for text in reports.messages() if "an event watcher's handler" in text]
+        assert len(said) == 1, reports.messages()
+
     @pytest.mark.parametrize(
         ("level", "expected"),
         [
@@ -506,6 +528,33 @@ class TestExceptions:
         self._log_failure(log)
         _flushed(event_handler)
         assert [event.message for event in fake.events] == ["Reconcile failed"]
+
+    @pytest.mark.parametrize(
+        ("detail", "expected"),
+        [
+            ("summary", "Reconcile failed: ValueError: image not found\nin registry"),
+            ("none", "Reconcile failed"),
+        ],
+    )
+    def test_behind_a_queue_handler_no_traceback_either(
+        self, make, log, fake, detail, expected
+    ) -> None:
+        """A ``QueueHandler`` in front formats the record before queueing it (traceback and
+        stack in its message, ``exc_info`` gone): the event still says only what
+        ``exception_detail`` asks for, no frame of any stack."""
+        event_handler = make(exception_detail=detail)
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        log.addHandler(logging.handlers.QueueHandler(records))
+        try:
+            try:
+                raise KeyError("cause")
+            except KeyError as cause:
+                raise ValueError("image not found\nin registry") from cause
+        except ValueError:
+            log.exception("Reconcile failed", stack_info=True, extra={"involved": POD})
+        event_handler.handle(records.get_nowait())
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == [expected]
 
 
 # --- the record is the application's ----------------------------------------------------------
