@@ -579,26 +579,37 @@ def interrupted_at(step):
     # Raise SIGINT at the step-th call the main thread makes after printing its last line;
     # True when that step came before the command settled into its wait.
     state = dict(armed=False, calls=0, raised=False, late=False)
+    decided = threading.Lock()  # the step's SIGINT or the late one, never both
 
     def on_call(frame, event, arg):
-        if event not in ("call", "c_call") or not state["armed"] or state["late"]:
+        if event not in ("call", "c_call") or not state["armed"]:
             return
-        if state["calls"] == step and not state["raised"]:
+        with decided:
+            if state["late"] or state["raised"] or state["calls"] != step:
+                state["calls"] += 1
+                return
             state["raised"] = True
-            signal.raise_signal(signal.SIGINT)
-        state["calls"] += 1
+        signal.raise_signal(signal.SIGINT)
+
+    def interrupt_late():
+        # the step never came: the main thread waits; interrupt it as a user would
+        with decided:
+            if state["raised"]:
+                return
+            state["late"] = True
+        os.kill(os.getpid(), signal.SIGINT)
+
+    # started once the last line is printed: the command's handlers are in place from then
+    # until it stops, which only a SIGINT makes it do
+    timer = threading.Timer(1.0, interrupt_late)
 
     def printing(*args, **kwargs):
         print(*args, **kwargs)
-        state["armed"] = state["armed"] or "Ctrl-C" in str(args[0])
-
-    def interrupt_late():
-        state["late"] = True
-        os.kill(os.getpid(), signal.SIGINT)
+        if not state["armed"] and "Ctrl-C" in str(args[0]):
+            timer.start()
+            state["armed"] = True
 
     _cli.print = printing
-    timer = threading.Timer(1.0, interrupt_late)
-    timer.start()
     sys.setprofile(on_call)
     try:
         assert _cli.main(["apiserver", "--port", "0"]) == 0

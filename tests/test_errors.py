@@ -237,16 +237,27 @@ def _kubeconfig(server: LocalApiServer, path: Path, token: str | None) -> str:
 
 
 def _write(clock: FakeClock, times: int = 1, **options: Any) -> KubernetesEventHandler:
-    """Log ``times`` warnings about POD through a new handler, drain it, close it."""
-    handler = KubernetesEventHandler(
-        component="ctl", clock=clock, sleep=clock.sleep, qps=0, **options
-    )
+    """Log ``times`` warnings about POD through a new handler, drain it, close it.
+
+    The handler's first wait (a back-off, on ``clock``) lasts until every warning is
+    logged: on fake time a whole run of retries would otherwise take less than the
+    scheduler may leave between two logging calls, and the later warnings would come after
+    it rather than join the retried write."""
+    logged = threading.Event()
+
+    def sleep(seconds: float, cancel: threading.Event) -> bool:
+        logged.wait(10)
+        return clock.sleep(seconds, cancel)
+
+    handler = KubernetesEventHandler(component="ctl", clock=clock, sleep=sleep, qps=0, **options)
     log = _logger(f"write{id(handler)}", handler)
     try:
         for _ in range(times):
             log.warning("Back-off", extra={"involved": POD})
+        logged.set()
         assert handler.drain(10)
     finally:
+        logged.set()
         handler.close()
     return handler
 

@@ -4,7 +4,9 @@ The test writes a tiny WSGI app and the gunicorn configuration file of docs/inte
 (its ``sink`` pointed at a LocalApiServer), starts ``python -m
 gunicorn`` on a loopback port, makes requests whose handlers log events, sends SIGTERM to the
 master and checks that the local API server holds every occurrence exactly once. Every wait
-is bounded; nothing sleeps on the wall clock without a condition.
+is bounded; nothing sleeps on the wall clock. The test listens on the port itself and hands
+the socket to gunicorn (``fd://``): a port found free, then bound by gunicorn once it has
+started, could be taken meanwhile by any other process binding port 0.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -55,37 +56,29 @@ def app(environ, start_response):
 # the test's own settings, after the recipe of docs/integrations.md (which sets the
 # workers, the worker class and logconfig_dict)
 TEST_SETTINGS = """
-bind = "127.0.0.1:{port}"
+bind = "fd://{fd}"
 graceful_timeout = 15
 timeout = 30
 control_socket_disable = True  # gunicorn 25.1+: no control socket in ~/.gunicorn
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_until_serving(port: int, process: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"gunicorn exited early with {process.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)  # polling a port that is not open yet, under a deadline
-    raise AssertionError("gunicorn did not start listening in time")
+def _listening_socket() -> socket.socket:
+    """A socket listening on a free loopback port, for gunicorn to serve on: a connection
+    made before the workers are up waits in its backlog instead of being refused."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    return listener
 
 
 def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_path: Path) -> None:
-    port = _free_port()
-    with LocalApiServer(auto_create_namespaces=True) as server:
+    with LocalApiServer(auto_create_namespaces=True) as server, _listening_socket() as listener:
+        port = listener.getsockname()[1]
         (tmp_path / "shopapp.py").write_text(APP)
         config = tmp_path / "gunicorn_conf.py"
-        config.write_text(recipe("gunicorn", server.url) + TEST_SETTINGS.format(port=port))
+        settings = TEST_SETTINGS.format(fd=listener.fileno())
+        config.write_text(recipe("gunicorn", server.url) + settings)
         log_file = tmp_path / "gunicorn.log"
         with log_file.open("wb") as output:
             process = subprocess.Popen(
@@ -94,13 +87,15 @@ def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_pa
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONPATH": str(tmp_path)},
+                pass_fds=(listener.fileno(),),
             )
+            listener.close()  # gunicorn's now: the requests wait for its workers to accept
             try:
-                _wait_until_serving(port, process, time.monotonic() + 30)
                 pids = set()
                 for n in range(REQUESTS):
+                    # the first request also waits for gunicorn to start (bounded as before)
                     with urllib.request.urlopen(
-                        f"http://127.0.0.1:{port}/{n}", timeout=10
+                        f"http://127.0.0.1:{port}/{n}", timeout=30
                     ) as answer:
                         pids.add(answer.read().decode())
                 process.send_signal(signal.SIGTERM)

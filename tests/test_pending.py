@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -132,7 +133,10 @@ def test_a_failing_object_does_not_hold_up_the_others(made) -> None:
     rec.event(_pod("bad"), models.WARNING, "Failed", "x")
     for i in range(10):
         rec.event(_pod(f"good-{i}"), models.NORMAL, "Ok", "x")
-    assert others_written.wait(10)
+    assert others_written.wait(10)  # the last create is in flight
+    deadline = time.monotonic() + 10
+    while b.stats()["created"] < 10 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)  # until it is counted: shutdown(0.5) does not wait for it
     b.shutdown(timeout=0.5)
     stats = b.stats()
     assert stats["created"] == 10

@@ -66,7 +66,7 @@ def test_a_long_outage(server) -> None:
 
 
 def test_exit_with_the_default_flush_timeout_while_the_server_hangs(server) -> None:
-    """flush_timeout 5 s (the default) and 1,000 pending events: out within 6 s."""
+    """flush_timeout 5 s (the default) and 1,000 pending events: the exit waits 6 s at most."""
     server.inject(action="hang", times=None)
     result = run_exit_child(server.url, "exit", flush_timeout=5.0, records=1_000, objects=100)
     assert result.returncode == 0, result.stderr
