@@ -251,6 +251,41 @@ def test_body_of_the_wrong_type_is_bad_request(cluster):
     )
 
 
+TOO_LARGE = failure(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+
+
+def test_a_create_body_over_3_mib_is_request_entity_too_large(cluster):
+    """The API server reads at most 3 MiB of a request body (``MaxRequestBodyBytes``): a
+    larger create is 413 RequestEntityTooLarge, before the namespace is even looked up, and
+    nothing is stored. (core/v1 without eventTime has no message limit of its own.)"""
+    big = core_event("e1", cluster.namespace, message="x" * (3 * 1024 * 1024))
+    for namespace in (cluster.namespace, "no-such-namespace"):
+        with pytest.raises(ApiException) as error:
+            cluster.core.create_namespaced_event(namespace, big)
+        assert (error.value.status, status(error)) == (413, TOO_LARGE)
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type"),
+    [("PUT", "application/json"), ("PATCH", "application/merge-patch+json")],
+)
+def test_an_update_body_over_3_mib_is_request_entity_too_large(cluster, method, content_type):
+    """A PUT or PATCH body over 3 MiB is refused the same way and changes nothing."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    body = core_event("e1", cluster.namespace, message="x" * (3 * 1024 * 1024))
+    code, answer = raw(
+        cluster.api_client,
+        method,
+        f"/api/v1/namespaces/{cluster.namespace}/events/e1",
+        body,
+        content_type,
+    )
+    assert (code, answer) == (413, TOO_LARGE)
+    stored = cluster.core.read_namespaced_event("e1", cluster.namespace)
+    assert stored.message != body["message"]
+
+
 # -- validation -----------------------------------------------------------------------
 
 

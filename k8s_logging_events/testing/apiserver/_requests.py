@@ -48,7 +48,9 @@ __all__ = [
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "MAX_REQUEST_BODY_BYTES",
     "WatchRequest",
+    "check_body_size",
     "delete_options",
     "error_response",
     "is_dry_run",
@@ -65,6 +67,9 @@ __all__ = [
     "unknown_field_warnings",
     "unrecognized_body",
 ]
+
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+"""The most a write's body may hold: the apiserver's default ``MaxRequestBodyBytes``."""
 
 _UNPARSED: Any = object()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -198,6 +203,14 @@ def error_response(error: ApiError) -> HttpResponse:
     )
 
 
+def check_body_size(request: HttpRequest) -> None:
+    """Refuse a body over :data:`MAX_REQUEST_BODY_BYTES` as the handlers' limited read does:
+    413, before the body is decoded or the namespace looked up."""
+    if len(request.body) > MAX_REQUEST_BODY_BYTES:
+        message = f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}"
+        raise ApiError(status_body(413, "RequestEntityTooLarge", message))
+
+
 def unrecognized_body(kind: str, request: HttpRequest) -> ApiError:
     """400 for a create body that is not a JSON object (the decoder's first step)."""
     data = request.parsed()
@@ -221,8 +234,9 @@ def typed_body(request: HttpRequest, api_version: str, kind: str) -> dict[str, A
     and ``kind`` (when given) are ``api_version`` and ``kind``; returned without them.
 
     Raises:
-        ApiError: 400, with the decoder's message.
+        ApiError: 413 for a body too large; 400, with the decoder's message.
     """
+    check_body_size(request)
     data = request.parsed()
     if not isinstance(data, dict):
         raise unrecognized_body(kind, request)
@@ -344,6 +358,7 @@ def listed(
 
 def delete_options(request: HttpRequest) -> dict[str, Any]:
     """The ``DeleteOptions`` body of a DELETE (empty when there is none); 400 if not JSON."""
+    check_body_size(request)
     if not request.body.strip():
         return {}
     options = request.parsed()

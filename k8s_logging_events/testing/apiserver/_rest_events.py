@@ -37,6 +37,7 @@ from k8s_logging_events.testing.apiserver._patch import (
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
+    check_body_size,
     delete_options,
     is_dry_run,
     list_response,
@@ -167,6 +168,7 @@ class EventsApi:
         content_type = request.header("Content-Type").split(";", 1)[0].strip()
         if content_type not in PATCH_TYPES:
             raise unsupported_media_type(PATCH_TYPES)
+        check_body_size(request)
         apply = content_type == APPLY_PATCH
         if apply and not request.query.get("fieldManager"):
             error = FieldError.required("fieldManager", "is required for apply patch")
