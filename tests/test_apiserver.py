@@ -286,6 +286,51 @@ def test_an_update_body_over_3_mib_is_request_entity_too_large(cluster, method, 
     assert stored.message != body["message"]
 
 
+def test_field_validation_strict_refuses_an_unknown_field(cluster):
+    """``fieldValidation=Strict`` turns the dropped-field warning into 400 BadRequest, naming
+    every unknown field, and nothing is stored; ``Ignore`` stores it without a warning."""
+    path = f"/api/v1/namespaces/{cluster.namespace}/events"
+    body = {**core_event("e1", cluster.namespace), "bogus": 1, "other": 2}
+    code, answer = raw(cluster.api_client, "POST", path + "?fieldValidation=Strict", body)
+    assert (code, answer) == (
+        400,
+        failure(
+            400,
+            "BadRequest",
+            'Event in version "v1" cannot be handled as a Event: strict decoding error: '
+            'unknown field "bogus", unknown field "other"',
+        ),
+    )
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+    params = cluster.api_client.param_serialize(
+        "POST",
+        path + "?fieldValidation=Ignore",
+        header_params={"Content-Type": "application/json"},
+        body=body,
+    )
+    response = cluster.api_client.call_api(*params)
+    response.read()
+    assert response.status == 201
+    assert "Warning" not in response.getheaders()
+
+
+def test_an_unknown_field_validation_is_invalid_before_the_body_is_decoded(cluster):
+    """A ``fieldValidation`` other than Ignore, Warn or Strict is 422 on CreateOptions, and
+    the options are checked before the body: a bad body does not change the answer."""
+    code, body = raw(
+        cluster.api_client,
+        "POST",
+        f"/api/v1/namespaces/{cluster.namespace}/events?fieldValidation=Bogus",
+        {"metadata": {"name": "e1"}, "involvedObject": {}, "count": "two"},
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        'CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Bogus": '
+        'supported values: "", "Ignore", "Strict", "Warn"'
+    )
+
+
 # -- validation -----------------------------------------------------------------------
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "check_body_size",
     "delete_options",
     "error_response",
+    "field_validation",
     "is_dry_run",
     "json_body",
     "list_meta",
@@ -64,7 +65,6 @@ __all__ = [
     "selectors",
     "table_version",
     "typed_body",
-    "unknown_field_warnings",
     "unrecognized_body",
 ]
 
@@ -263,11 +263,6 @@ def typed_body(request: HttpRequest, api_version: str, kind: str) -> dict[str, A
     return {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
 
 
-def unknown_field_warnings(unknown: list[str]) -> list[tuple[str, str]]:
-    """The ``Warning`` headers for the unknown fields a decoder dropped."""
-    return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
-
-
 def not_allowed() -> HttpResponse:
     """405 for a method the path does not take."""
     message = "the server does not allow this method on the requested resource"
@@ -314,6 +309,33 @@ def is_dry_run(request: HttpRequest, kind: str) -> bool:
         return value == "All"
     error = FieldError("FieldValueNotSupported", "dryRun", value, 'supported values: "All"')
     raise invalid(kind, "", [error], "meta.k8s.io")
+
+
+_FIELD_VALIDATIONS = ("", "Ignore", "Strict", "Warn")
+
+
+def field_validation(request: HttpRequest, kind: str) -> str:
+    """``fieldValidation``: ``Ignore``, ``Warn`` (when absent) or ``Strict``; 422 otherwise."""
+    value = request.query.get("fieldValidation", "")
+    if value in _FIELD_VALIDATIONS:
+        return value or "Warn"
+    supported = ", ".join(f'"{choice}"' for choice in _FIELD_VALIDATIONS)
+    error = FieldError(
+        "FieldValueNotSupported", "fieldValidation", value, f"supported values: {supported}"
+    )
+    raise invalid(kind, "", [error], "meta.k8s.io")
+
+
+def unknown_fields(unknown: list[str], directive: str, what: str) -> list[tuple[str, str]]:
+    """What the decoder does with the unknown fields it dropped from ``what`` (``Event in
+    version "v1"``) under ``directive``: nothing (Ignore), ``Warning`` headers (Warn), or 400
+    (Strict)."""
+    if not unknown or directive == "Ignore":
+        return []
+    if directive == "Strict":
+        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise bad_request(f"{what}: strict decoding error: {fields}")
+    return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
 
 
 def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
