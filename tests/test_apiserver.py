@@ -331,6 +331,28 @@ def test_an_unknown_field_validation_is_invalid_before_the_body_is_decoded(clust
     )
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_create_body_in_a_media_type_the_server_does_not_decode_is_415(cluster, content_type):
+    """A create whose Content-Type is not one the server decodes is 415 UnsupportedMediaType
+    listing the types it takes, even when the body is JSON; nothing is stored."""
+    code, body = raw(
+        cluster.api_client,
+        "POST",
+        f"/api/v1/namespaces/{cluster.namespace}/events",
+        json.dumps(
+            cluster.api_client.sanitize_for_serialization(core_event("e1", cluster.namespace))
+        ),
+        content_type,
+    )
+    assert code == 415
+    assert body["reason"] == "UnsupportedMediaType"
+    assert body["message"].startswith(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    )
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
 # -- validation -----------------------------------------------------------------------
 
 

@@ -26,6 +26,7 @@ from k8s_logging_events.testing.apiserver._errors import (
     bad_request,
     invalid,
     status_body,
+    unsupported_media_type,
 )
 from k8s_logging_events.testing.apiserver._gofmt import (
     go_json,
@@ -48,9 +49,11 @@ __all__ = [
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "BODY_TYPES",
     "MAX_REQUEST_BODY_BYTES",
     "WatchRequest",
     "check_body_size",
+    "check_body_type",
     "delete_options",
     "error_response",
     "field_validation",
@@ -70,6 +73,10 @@ __all__ = [
 
 MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
 """The most a write's body may hold: the apiserver's default ``MaxRequestBodyBytes``."""
+
+BODY_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+"""The media types a real server decodes a create or update body from, in the order its 415
+lists them (the local server decodes only JSON)."""
 
 _UNPARSED: Any = object()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -201,6 +208,14 @@ def error_response(error: ApiError) -> HttpResponse:
         headers=list(error.headers),
         reason=error.status.get("reason", ""),
     )
+
+
+def check_body_type(request: HttpRequest) -> None:
+    """Refuse a create or update body in a media type no decoder takes, as the input
+    serializer's negotiation does: 415, before the body is read (none given means JSON)."""
+    media_type = request.header("Content-Type").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in BODY_TYPES:
+        raise unsupported_media_type(BODY_TYPES)
 
 
 def check_body_size(request: HttpRequest) -> None:

@@ -34,6 +34,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     check_body_size,
+    check_body_type,
     delete_options,
     error_response,
     json_body,
@@ -319,6 +320,7 @@ class RestApi:
         )
 
     def _create_namespace(self, request: HttpRequest) -> HttpResponse:
+        check_body_type(request)
         check_body_size(request)
         data = request.parsed()
         if not isinstance(data, dict):

@@ -38,6 +38,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     check_body_size,
+    check_body_type,
     delete_options,
     field_validation,
     is_dry_run,
@@ -118,7 +119,8 @@ class EventsApi:
     ) -> tuple[dict[str, Any], list[tuple[str, str]], bool]:
         """A create/replace body decoded into the canonical form, with its ``Warning``
         headers and whether it is a dry run: the handler's steps up to decoding, in order
-        (size, the ``options`` parameters, then the body)."""
+        (media type, size, the ``options`` parameters, then the body)."""
+        check_body_type(request)
         check_body_size(request)
         dry_run = is_dry_run(request, options)
         directive = field_validation(request, options)

@@ -20,6 +20,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     check_body_size,
+    check_body_type,
     delete_options,
     field_validation,
     is_dry_run,
@@ -92,6 +93,7 @@ class PodsApi:
         )
 
     def create_pod(self, namespace: str, request: HttpRequest) -> HttpResponse:
+        check_body_type(request)
         check_body_size(request)
         dry_run = is_dry_run(request, "CreateOptions")
         directive = field_validation(request, "CreateOptions")
