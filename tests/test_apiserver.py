@@ -869,6 +869,65 @@ def test_delete_with_a_stale_precondition_is_conflict(cluster):
     )
 
 
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"dryRun": ["Bogus"]},
+            'dryRun: Unsupported value: []string{"Bogus"}: supported values: "All"',
+        ),
+        (
+            {"propagationPolicy": "Bogus"},
+            'propagationPolicy: Unsupported value: "Bogus": supported values: "Foreground", '
+            '"Background", "Orphan", "nil"',
+        ),
+    ],
+)
+def test_delete_with_unsupported_options_is_invalid_and_deletes_nothing(cluster, options, message):
+    """DeleteOptions are checked before anything is deleted: an unknown dryRun or
+    propagationPolicy is 422 on DeleteOptions, and the event is still there."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    code, body = raw(
+        cluster.api_client,
+        "DELETE",
+        f"/api/v1/namespaces/{cluster.namespace}/events/e1",
+        {"kind": "DeleteOptions", "apiVersion": "v1", **options},
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == f'DeleteOptions.meta.k8s.io "" is invalid: {message}'
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).metadata.name == "e1"
+
+
+def test_delete_options_in_a_body_leave_the_query_unread(cluster):
+    """With a DeleteOptions body the server reads the options from the body alone: a
+    ``dryRun=All`` in the query of such a request does not make it a dry run."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    code, _ = raw(
+        cluster.api_client,
+        "DELETE",
+        f"/api/v1/namespaces/{cluster.namespace}/events/e1?dryRun=All",
+        {"kind": "DeleteOptions", "apiVersion": "v1"},
+    )
+    assert code == 200
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
+def test_an_unsupported_dry_run_on_create_names_the_list_it_was_read_into(cluster):
+    """``dryRun`` is a list of strings in CreateOptions, and the 422 prints it as Go does."""
+    code, body = raw(
+        cluster.api_client,
+        "POST",
+        f"/api/v1/namespaces/{cluster.namespace}/events?dryRun=foo",
+        core_event("e1", cluster.namespace),
+    )
+    assert code == 422
+    assert body["message"] == (
+        'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"foo"}: '
+        'supported values: "All"'
+    )
+
+
 def test_resource_version_increases_with_every_write(cluster):
     """One counter for all writes: create < patch < replace < (list after a delete)."""
     created = cluster.core.create_namespaced_event(

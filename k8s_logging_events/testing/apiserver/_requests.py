@@ -29,8 +29,10 @@ from k8s_logging_events.testing.apiserver._errors import (
     unsupported_media_type,
 )
 from k8s_logging_events.testing.apiserver._gofmt import (
+    GoText,
     go_json,
     go_json_error,
+    go_quote,
     go_strings,
     summarize_data,
 )
@@ -322,8 +324,18 @@ def is_dry_run(request: HttpRequest, kind: str) -> bool:
     value = request.query.get("dryRun", "")
     if value in ("", "All"):
         return value == "All"
-    error = FieldError("FieldValueNotSupported", "dryRun", value, 'supported values: "All"')
-    raise invalid(kind, "", [error], "meta.k8s.io")
+    raise invalid(kind, "", [_dry_run_error([value])], "meta.k8s.io")
+
+
+def _dry_run_error(values: list[str]) -> FieldError:
+    """``ValidateDryRun``'s error: the option is a list, printed as Go prints a slice."""
+    listed = ", ".join(go_quote(value) for value in values)
+    return FieldError(
+        "FieldValueNotSupported",
+        "dryRun",
+        GoText(f"[]string{{{listed}}}"),
+        'supported values: "All"',
+    )
 
 
 _FIELD_VALIDATIONS = ("", "Ignore", "Strict", "Warn")
@@ -393,16 +405,56 @@ def listed(
     return entries, list_meta(rv, following, counted)
 
 
+_PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+
+
 def delete_options(request: HttpRequest) -> dict[str, Any]:
-    """The ``DeleteOptions`` body of a DELETE (empty when there is none); 400 if not JSON."""
+    """The ``DeleteOptions`` of a DELETE: its body when it has one (the query is then not
+    read), else the query's ``dryRun`` and ``propagationPolicy``; 400 for a body that is not
+    JSON, 422 for values ``ValidateDeleteOptions`` refuses."""
     check_body_size(request)
-    if not request.body.strip():
-        return {}
-    options = request.parsed()
-    if not isinstance(options, dict):
-        raise bad_request(
-            f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
+    if request.body.strip():
+        options = request.parsed()
+        if not isinstance(options, dict):
+            raise bad_request(
+                f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
+            )
+    else:
+        options = {
+            key: request.query[key] for key in ("propagationPolicy",) if key in request.query
+        }
+        if "dryRun" in request.query:
+            options["dryRun"] = [request.query["dryRun"]]
+    errors: list[FieldError] = []
+    policy = options.get("propagationPolicy")
+    if policy is not None and options.get("orphanDependents") is not None:
+        errors.append(
+            FieldError.invalid(
+                "propagationPolicy",
+                policy,
+                "orphanDependents and deletionPropagation cannot be both set",
+            )
         )
+    if policy is not None and policy not in _PROPAGATION_POLICIES:
+        supported = ", ".join(f'"{choice}"' for choice in (*_PROPAGATION_POLICIES, "nil"))
+        errors.append(
+            FieldError(
+                "FieldValueNotSupported",
+                "propagationPolicy",
+                policy,
+                f"supported values: {supported}",
+            )
+        )
+    dry_run = options.get("dryRun") or []
+    if not isinstance(dry_run, list) or not all(isinstance(value, str) for value in dry_run):
+        raise bad_request(
+            "json: cannot unmarshal string into Go struct field DeleteOptions.dryRun of "
+            "type []string"
+        )
+    if any(value != "All" for value in dry_run):
+        errors.append(_dry_run_error(dry_run))
+    if errors:
+        raise invalid("DeleteOptions", "", errors, "meta.k8s.io")
     return options
 
 

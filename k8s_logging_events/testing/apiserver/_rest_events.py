@@ -263,7 +263,7 @@ class EventsApi:
     ) -> HttpResponse:
         options = delete_options(request)
         preconditions = options.get("preconditions") or {}
-        dry_run = options.get("dryRun") == ["All"] or request.query.get("dryRun") == "All"
+        dry_run = options.get("dryRun") == ["All"]
         if dry_run:
             entry = self._store.get_event(api, namespace, name)
         else:

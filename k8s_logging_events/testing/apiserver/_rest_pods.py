@@ -72,7 +72,7 @@ class PodsApi:
                 return self.single(self._store.get_pod(namespace, name), request)
             if method == "DELETE":
                 options = delete_options(request)
-                if options.get("dryRun") == ["All"] or request.query.get("dryRun") == "All":
+                if options.get("dryRun") == ["All"]:
                     return self.single(self._store.get_pod(namespace, name), request)
                 entry = self._store.delete_pod(namespace, name, options.get("preconditions"))
                 return self.single(entry, request)
