@@ -251,9 +251,8 @@ def typed_body(request: HttpRequest, api_version: str, kind: str) -> dict[str, A
     and ``kind`` (when given) are ``api_version`` and ``kind``; returned without them.
 
     Raises:
-        ApiError: 413 for a body too large; 400, with the decoder's message.
+        ApiError: 400, with the decoder's message.
     """
-    check_body_size(request)
     data = request.parsed()
     if not isinstance(data, dict):
         raise unrecognized_body(kind, request)
