@@ -251,6 +251,108 @@ def test_body_of_the_wrong_type_is_bad_request(cluster):
     )
 
 
+TOO_LARGE = failure(413, "RequestEntityTooLarge", "Request entity too large: limit is 3145728")
+
+
+def test_a_create_body_over_3_mib_is_request_entity_too_large(cluster):
+    """The API server reads at most 3 MiB of a request body (``MaxRequestBodyBytes``): a
+    larger create is 413 RequestEntityTooLarge, before the namespace is even looked up, and
+    nothing is stored. (core/v1 without eventTime has no message limit of its own.)"""
+    big = core_event("e1", cluster.namespace, message="x" * (3 * 1024 * 1024))
+    for namespace in (cluster.namespace, "no-such-namespace"):
+        with pytest.raises(ApiException) as error:
+            cluster.core.create_namespaced_event(namespace, big)
+        assert (error.value.status, status(error)) == (413, TOO_LARGE)
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type"),
+    [("PUT", "application/json"), ("PATCH", "application/merge-patch+json")],
+)
+def test_an_update_body_over_3_mib_is_request_entity_too_large(cluster, method, content_type):
+    """A PUT or PATCH body over 3 MiB is refused the same way and changes nothing."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    body = core_event("e1", cluster.namespace, message="x" * (3 * 1024 * 1024))
+    code, answer = raw(
+        cluster.api_client,
+        method,
+        f"/api/v1/namespaces/{cluster.namespace}/events/e1",
+        body,
+        content_type,
+    )
+    assert (code, answer) == (413, TOO_LARGE)
+    stored = cluster.core.read_namespaced_event("e1", cluster.namespace)
+    assert stored.message != body["message"]
+
+
+def test_field_validation_strict_refuses_an_unknown_field(cluster):
+    """``fieldValidation=Strict`` turns the dropped-field warning into 400 BadRequest, naming
+    every unknown field, and nothing is stored; ``Ignore`` stores it without a warning."""
+    path = f"/api/v1/namespaces/{cluster.namespace}/events"
+    body = {**core_event("e1", cluster.namespace), "bogus": 1, "other": 2}
+    code, answer = raw(cluster.api_client, "POST", path + "?fieldValidation=Strict", body)
+    assert (code, answer) == (
+        400,
+        failure(
+            400,
+            "BadRequest",
+            'Event in version "v1" cannot be handled as a Event: strict decoding error: '
+            'unknown field "bogus", unknown field "other"',
+        ),
+    )
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+    params = cluster.api_client.param_serialize(
+        "POST",
+        path + "?fieldValidation=Ignore",
+        header_params={"Content-Type": "application/json"},
+        body=body,
+    )
+    response = cluster.api_client.call_api(*params)
+    response.read()
+    assert response.status == 201
+    assert "Warning" not in response.getheaders()
+
+
+def test_an_unknown_field_validation_is_invalid_before_the_body_is_decoded(cluster):
+    """A ``fieldValidation`` other than Ignore, Warn or Strict is 422 on CreateOptions, and
+    the options are checked before the body: a bad body does not change the answer."""
+    code, body = raw(
+        cluster.api_client,
+        "POST",
+        f"/api/v1/namespaces/{cluster.namespace}/events?fieldValidation=Bogus",
+        {"metadata": {"name": "e1"}, "involvedObject": {}, "count": "two"},
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == (
+        'CreateOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Bogus": '
+        'supported values: "", "Ignore", "Strict", "Warn"'
+    )
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_a_create_body_in_a_media_type_the_server_does_not_decode_is_415(cluster, content_type):
+    """A create whose Content-Type is not one the server decodes is 415 UnsupportedMediaType
+    listing the types it takes, even when the body is JSON; nothing is stored."""
+    code, body = raw(
+        cluster.api_client,
+        "POST",
+        f"/api/v1/namespaces/{cluster.namespace}/events",
+        json.dumps(
+            cluster.api_client.sanitize_for_serialization(core_event("e1", cluster.namespace))
+        ),
+        content_type,
+    )
+    assert code == 415
+    assert body["reason"] == "UnsupportedMediaType"
+    assert body["message"].startswith(
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json, application/yaml, application/vnd.kubernetes.protobuf"
+    )
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
 # -- validation -----------------------------------------------------------------------
 
 
@@ -764,6 +866,65 @@ def test_delete_with_a_stale_precondition_is_conflict(cluster):
     assert error.value.status == 409
     assert status(error)["message"].startswith(
         'Operation cannot be fulfilled on events "e1": Precondition failed'
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (
+            {"dryRun": ["Bogus"]},
+            'dryRun: Unsupported value: []string{"Bogus"}: supported values: "All"',
+        ),
+        (
+            {"propagationPolicy": "Bogus"},
+            'propagationPolicy: Unsupported value: "Bogus": supported values: "Foreground", '
+            '"Background", "Orphan", "nil"',
+        ),
+    ],
+)
+def test_delete_with_unsupported_options_is_invalid_and_deletes_nothing(cluster, options, message):
+    """DeleteOptions are checked before anything is deleted: an unknown dryRun or
+    propagationPolicy is 422 on DeleteOptions, and the event is still there."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    code, body = raw(
+        cluster.api_client,
+        "DELETE",
+        f"/api/v1/namespaces/{cluster.namespace}/events/e1",
+        {"kind": "DeleteOptions", "apiVersion": "v1", **options},
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == f'DeleteOptions.meta.k8s.io "" is invalid: {message}'
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).metadata.name == "e1"
+
+
+def test_delete_options_in_a_body_leave_the_query_unread(cluster):
+    """With a DeleteOptions body the server reads the options from the body alone: a
+    ``dryRun=All`` in the query of such a request does not make it a dry run."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    code, _ = raw(
+        cluster.api_client,
+        "DELETE",
+        f"/api/v1/namespaces/{cluster.namespace}/events/e1?dryRun=All",
+        {"kind": "DeleteOptions", "apiVersion": "v1"},
+    )
+    assert code == 200
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
+def test_an_unsupported_dry_run_on_create_names_the_list_it_was_read_into(cluster):
+    """``dryRun`` is a list of strings in CreateOptions, and the 422 prints it as Go does."""
+    code, body = raw(
+        cluster.api_client,
+        "POST",
+        f"/api/v1/namespaces/{cluster.namespace}/events?dryRun=foo",
+        core_event("e1", cluster.namespace),
+    )
+    assert code == 422
+    assert body["message"] == (
+        'CreateOptions.meta.k8s.io "" is invalid: dryRun: Unsupported value: []string{"foo"}: '
+        'supported values: "All"'
     )
 
 

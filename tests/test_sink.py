@@ -384,6 +384,22 @@ def test_permanent_refusals_are_given_up_after_one_attempt(server, pipeline, cas
     assert b.stats()["failed"] == 1
 
 
+def test_an_event_over_the_servers_body_limit_is_given_up_after_one_attempt(
+    server, pipeline
+) -> None:
+    """An event whose body is over the API server's 3 MiB limit (here an involved object's
+    fieldPath of 4 MiB) meets 413 RequestEntityTooLarge: sent once, counted failed."""
+    b, rec = pipeline()
+    ref = models.ObjectReference(
+        kind="Pod", namespace="default", name="web-0", field_path="x" * (4 * 1024 * 1024)
+    )
+    rec.event(ref, models.WARNING, "R", "x")
+    assert b.flush(10)
+    assert [r.status for r in server.requests if r.method == "POST"] == [413]
+    assert b.stats()["failed"] == 1
+    assert server.events() == []
+
+
 def test_a_server_down_for_the_whole_test_does_not_delay_shutdown(server, pipeline) -> None:
     """shutdown(timeout=1) returns in about a second and accounts for every occurrence."""
     server.refuse_connections()

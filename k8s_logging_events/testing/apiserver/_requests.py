@@ -26,10 +26,13 @@ from k8s_logging_events.testing.apiserver._errors import (
     bad_request,
     invalid,
     status_body,
+    unsupported_media_type,
 )
 from k8s_logging_events.testing.apiserver._gofmt import (
+    GoText,
     go_json,
     go_json_error,
+    go_quote,
     go_strings,
     summarize_data,
 )
@@ -48,9 +51,14 @@ __all__ = [
     "Headers",
     "HttpRequest",
     "HttpResponse",
+    "BODY_TYPES",
+    "MAX_REQUEST_BODY_BYTES",
     "WatchRequest",
+    "check_body_size",
+    "check_body_type",
     "delete_options",
     "error_response",
+    "field_validation",
     "is_dry_run",
     "json_body",
     "list_meta",
@@ -62,9 +70,15 @@ __all__ = [
     "selectors",
     "table_version",
     "typed_body",
-    "unknown_field_warnings",
     "unrecognized_body",
 ]
+
+MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
+"""The most a write's body may hold: the apiserver's default ``MaxRequestBodyBytes``."""
+
+BODY_TYPES = ("application/json", "application/yaml", "application/vnd.kubernetes.protobuf")
+"""The media types a real server decodes a create or update body from, in the order its 415
+lists them (the local server decodes only JSON)."""
 
 _UNPARSED: Any = object()
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -198,6 +212,22 @@ def error_response(error: ApiError) -> HttpResponse:
     )
 
 
+def check_body_type(request: HttpRequest) -> None:
+    """Refuse a create or update body in a media type no decoder takes, as the input
+    serializer's negotiation does: 415, before the body is read (none given means JSON)."""
+    media_type = request.header("Content-Type").split(";", 1)[0].strip().lower()
+    if media_type and media_type not in BODY_TYPES:
+        raise unsupported_media_type(BODY_TYPES)
+
+
+def check_body_size(request: HttpRequest) -> None:
+    """Refuse a body over :data:`MAX_REQUEST_BODY_BYTES` as the handlers' limited read does:
+    413, before the body is decoded or the namespace looked up."""
+    if len(request.body) > MAX_REQUEST_BODY_BYTES:
+        message = f"Request entity too large: limit is {MAX_REQUEST_BODY_BYTES}"
+        raise ApiError(status_body(413, "RequestEntityTooLarge", message))
+
+
 def unrecognized_body(kind: str, request: HttpRequest) -> ApiError:
     """400 for a create body that is not a JSON object (the decoder's first step)."""
     data = request.parsed()
@@ -249,11 +279,6 @@ def typed_body(request: HttpRequest, api_version: str, kind: str) -> dict[str, A
     return {key: value for key, value in data.items() if key not in ("apiVersion", "kind")}
 
 
-def unknown_field_warnings(unknown: list[str]) -> list[tuple[str, str]]:
-    """The ``Warning`` headers for the unknown fields a decoder dropped."""
-    return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
-
-
 def not_allowed() -> HttpResponse:
     """405 for a method the path does not take."""
     message = "the server does not allow this method on the requested resource"
@@ -298,8 +323,45 @@ def is_dry_run(request: HttpRequest, kind: str) -> bool:
     value = request.query.get("dryRun", "")
     if value in ("", "All"):
         return value == "All"
-    error = FieldError("FieldValueNotSupported", "dryRun", value, 'supported values: "All"')
+    raise invalid(kind, "", [_dry_run_error([value])], "meta.k8s.io")
+
+
+def _dry_run_error(values: list[str]) -> FieldError:
+    """``ValidateDryRun``'s error: the option is a list, printed as Go prints a slice."""
+    listed = ", ".join(go_quote(value) for value in values)
+    return FieldError(
+        "FieldValueNotSupported",
+        "dryRun",
+        GoText(f"[]string{{{listed}}}"),
+        'supported values: "All"',
+    )
+
+
+_FIELD_VALIDATIONS = ("", "Ignore", "Strict", "Warn")
+
+
+def field_validation(request: HttpRequest, kind: str) -> str:
+    """``fieldValidation``: ``Ignore``, ``Warn`` (when absent) or ``Strict``; 422 otherwise."""
+    value = request.query.get("fieldValidation", "")
+    if value in _FIELD_VALIDATIONS:
+        return value or "Warn"
+    supported = ", ".join(f'"{choice}"' for choice in _FIELD_VALIDATIONS)
+    error = FieldError(
+        "FieldValueNotSupported", "fieldValidation", value, f"supported values: {supported}"
+    )
     raise invalid(kind, "", [error], "meta.k8s.io")
+
+
+def unknown_fields(unknown: list[str], directive: str, what: str) -> list[tuple[str, str]]:
+    """What the decoder does with the unknown fields it dropped from ``what`` (``Event in
+    version "v1"``) under ``directive``: nothing (Ignore), ``Warning`` headers (Warn), or 400
+    (Strict)."""
+    if not unknown or directive == "Ignore":
+        return []
+    if directive == "Strict":
+        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
+        raise bad_request(f"{what}: strict decoding error: {fields}")
+    return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
 
 
 def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
@@ -342,15 +404,56 @@ def listed(
     return entries, list_meta(rv, following, counted)
 
 
+_PROPAGATION_POLICIES = ("Foreground", "Background", "Orphan")
+
+
 def delete_options(request: HttpRequest) -> dict[str, Any]:
-    """The ``DeleteOptions`` body of a DELETE (empty when there is none); 400 if not JSON."""
-    if not request.body.strip():
-        return {}
-    options = request.parsed()
-    if not isinstance(options, dict):
-        raise bad_request(
-            f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
+    """The ``DeleteOptions`` of a DELETE: its body when it has one (the query is then not
+    read), else the query's ``dryRun`` and ``propagationPolicy``; 400 for a body that is not
+    JSON, 422 for values ``ValidateDeleteOptions`` refuses."""
+    check_body_size(request)
+    if request.body.strip():
+        options = request.parsed()
+        if not isinstance(options, dict):
+            raise bad_request(
+                f"couldn't get version/kind; json parse error: {go_json_error(request.body)}"
+            )
+    else:
+        options = {
+            key: request.query[key] for key in ("propagationPolicy",) if key in request.query
+        }
+        if "dryRun" in request.query:
+            options["dryRun"] = [request.query["dryRun"]]
+    errors: list[FieldError] = []
+    policy = options.get("propagationPolicy")
+    if policy is not None and options.get("orphanDependents") is not None:
+        errors.append(
+            FieldError.invalid(
+                "propagationPolicy",
+                policy,
+                "orphanDependents and deletionPropagation cannot be both set",
+            )
         )
+    if policy is not None and policy not in _PROPAGATION_POLICIES:
+        supported = ", ".join(f'"{choice}"' for choice in (*_PROPAGATION_POLICIES, "nil"))
+        errors.append(
+            FieldError(
+                "FieldValueNotSupported",
+                "propagationPolicy",
+                policy,
+                f"supported values: {supported}",
+            )
+        )
+    dry_run = options.get("dryRun") or []
+    if not isinstance(dry_run, list) or not all(isinstance(value, str) for value in dry_run):
+        raise bad_request(
+            "json: cannot unmarshal string into Go struct field DeleteOptions.dryRun of "
+            "type []string"
+        )
+    if any(value != "All" for value in dry_run):
+        errors.append(_dry_run_error(dry_run))
+    if errors:
+        raise invalid("DeleteOptions", "", errors, "meta.k8s.io")
     return options
 
 

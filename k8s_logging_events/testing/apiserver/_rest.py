@@ -33,6 +33,8 @@ from k8s_logging_events.testing.apiserver._objects import (
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
+    check_body_size,
+    check_body_type,
     delete_options,
     error_response,
     json_body,
@@ -318,6 +320,8 @@ class RestApi:
         )
 
     def _create_namespace(self, request: HttpRequest) -> HttpResponse:
+        check_body_type(request)
+        check_body_size(request)
         data = request.parsed()
         if not isinstance(data, dict):
             raise unrecognized_body("Namespace", request)

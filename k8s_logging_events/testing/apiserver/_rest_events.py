@@ -37,13 +37,16 @@ from k8s_logging_events.testing.apiserver._patch import (
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
+    check_body_size,
+    check_body_type,
     delete_options,
+    field_validation,
     is_dry_run,
     list_response,
     ok,
     selectors,
     typed_body,
-    unknown_field_warnings,
+    unknown_fields,
 )
 from k8s_logging_events.testing.apiserver._schema import (
     CORE_EVENT,
@@ -111,43 +114,50 @@ class EventsApi:
         table = functools.partial(self._tables.events, api=api)
         return list_or_table(request, api, EVENTS_RESOURCE, namespace, self._store.list_page, table)
 
-    def _decode_event(self, api: Api, request: HttpRequest) -> tuple[dict[str, Any], list[str]]:
-        """Decode a create/replace body into the canonical form (the handler's decode step)."""
+    def _decode_event(
+        self, api: Api, request: HttpRequest, options: str
+    ) -> tuple[dict[str, Any], list[tuple[str, str]], bool]:
+        """A create/replace body decoded into the canonical form, with its ``Warning``
+        headers and whether it is a dry run: the handler's steps up to decoding, in order
+        (media type, size, the ``options`` parameters, then the body)."""
+        check_body_type(request)
+        check_body_size(request)
+        dry_run = is_dry_run(request, options)
+        directive = field_validation(request, options)
         body = typed_body(request, api.api_version, "Event")
         unknown: list[str] = []
+        what = (
+            f'Event in version "{api.api_version.rsplit("/", 1)[-1]}" cannot be handled as a Event'
+        )
         try:
             decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, unknown)
         except DecodeError as exc:
-            version = api.api_version.rsplit("/", 1)[-1]
-            raise bad_request(
-                f'Event in version "{version}" cannot be handled as a Event: {exc}'
-            ) from None
+            raise bad_request(f"{what}: {exc}") from None
+        warnings = unknown_fields(unknown, directive, what)
         event = decoded if api is CORE_API else events_to_core(decoded)
         event["metadata"].pop("managedFields", None)
-        return event, unknown
+        return event, warnings, dry_run
 
     def create_event(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
-        event, unknown = self._decode_event(api, request)
+        event, warnings, dry_run = self._decode_event(api, request, "CreateOptions")
         body_namespace = event["metadata"].get("namespace", "")
         if body_namespace and body_namespace != namespace:
             raise namespace_mismatch()
-        dry_run = is_dry_run(request, "CreateOptions")
         event["metadata"]["namespace"] = namespace
         entry = self._store.create_event(api, event, dry_run=dry_run, user=request.user)
         response = self.single(api, entry, request, 201)
-        response.headers.extend(unknown_field_warnings(unknown))
+        response.headers.extend(warnings)
         return response
 
     def replace_event(
         self, api: Api, namespace: str, name: str, request: HttpRequest
     ) -> HttpResponse:
-        event, unknown = self._decode_event(api, request)
+        event, warnings, dry_run = self._decode_event(api, request, "UpdateOptions")
         meta = event["metadata"]
         if meta.get("namespace") and meta["namespace"] != namespace:
             raise namespace_mismatch()
         if meta.get("name", "") != name:
             raise name_mismatch(meta.get("name", ""), name)
-        dry_run = is_dry_run(request, "UpdateOptions")
         entry, created = self._store.update_event(
             api,
             namespace,
@@ -158,7 +168,7 @@ class EventsApi:
             user=request.user,
         )
         response = self.single(api, entry, request, 201 if created else 200)
-        response.headers.extend(unknown_field_warnings(unknown))
+        response.headers.extend(warnings)
         return response
 
     def patch_event(
@@ -167,6 +177,7 @@ class EventsApi:
         content_type = request.header("Content-Type").split(";", 1)[0].strip()
         if content_type not in PATCH_TYPES:
             raise unsupported_media_type(PATCH_TYPES)
+        check_body_size(request)
         apply = content_type == APPLY_PATCH
         if apply and not request.query.get("fieldManager"):
             error = FieldError.required("fieldManager", "is required for apply patch")
@@ -252,7 +263,7 @@ class EventsApi:
     ) -> HttpResponse:
         options = delete_options(request)
         preconditions = options.get("preconditions") or {}
-        dry_run = options.get("dryRun") == ["All"] or request.query.get("dryRun") == "All"
+        dry_run = options.get("dryRun") == ["All"]
         if dry_run:
             entry = self._store.get_event(api, namespace, name)
         else:

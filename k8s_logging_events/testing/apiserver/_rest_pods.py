@@ -19,11 +19,14 @@ from k8s_logging_events.testing.apiserver._pods import decode_pod
 from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
+    check_body_size,
+    check_body_type,
     delete_options,
+    field_validation,
     is_dry_run,
     not_allowed,
     typed_body,
-    unknown_field_warnings,
+    unknown_fields,
 )
 from k8s_logging_events.testing.apiserver._schema import DecodeError
 from k8s_logging_events.testing.apiserver._store import Store
@@ -38,6 +41,10 @@ _POD_PREFIX = b'{"kind":"Pod","apiVersion":"v1",'
 def pod_json(entry: Entry) -> bytes:
     """A pod as a single-object body: kind and apiVersion first, as Go writes them."""
     return _POD_PREFIX + entry.item_json(CORE_API.name)[1:]
+
+
+_CANNOT_HANDLE = 'Pod in version "v1" cannot be handled as a Pod'
+"""How the decoder's errors about a Pod body begin."""
 
 
 class PodsApi:
@@ -65,7 +72,7 @@ class PodsApi:
                 return self.single(self._store.get_pod(namespace, name), request)
             if method == "DELETE":
                 options = delete_options(request)
-                if options.get("dryRun") == ["All"] or request.query.get("dryRun") == "All":
+                if options.get("dryRun") == ["All"]:
                     return self.single(self._store.get_pod(namespace, name), request)
                 entry = self._store.delete_pod(namespace, name, options.get("preconditions"))
                 return self.single(entry, request)
@@ -86,14 +93,19 @@ class PodsApi:
         )
 
     def create_pod(self, namespace: str, request: HttpRequest) -> HttpResponse:
+        check_body_type(request)
+        check_body_size(request)
+        dry_run = is_dry_run(request, "CreateOptions")
+        directive = field_validation(request, "CreateOptions")
         pod, unknown = self._decode(request)
+        warnings = unknown_fields(unknown, directive, _CANNOT_HANDLE)
         body_namespace = pod["metadata"].get("namespace", "")
         if body_namespace and body_namespace != namespace:
             raise namespace_mismatch()
         pod["metadata"]["namespace"] = namespace
-        entry = self._store.create_pod(pod, dry_run=is_dry_run(request, "CreateOptions"))
+        entry = self._store.create_pod(pod, dry_run=dry_run)
         response = self.single(entry, request, 201)
-        response.headers.extend(unknown_field_warnings(unknown))
+        response.headers.extend(warnings)
         return response
 
     def watch(self, namespace: str | None, name: str | None, request: HttpRequest) -> HttpResponse:
@@ -115,6 +127,6 @@ class PodsApi:
         try:
             pod = decode_pod(body, unknown)
         except DecodeError as exc:
-            raise bad_request(f'Pod in version "v1" cannot be handled as a Pod: {exc}') from None
+            raise bad_request(f"{_CANNOT_HANDLE}: {exc}") from None
         pod["metadata"].pop("managedFields", None)
         return pod, unknown
