@@ -11,6 +11,8 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
+import threading
 import time
 from typing import Any
 
@@ -147,6 +149,52 @@ def test_stop_is_prompt_with_a_connection_stuck_before_its_handshake(secured):
         assert time.monotonic() - started < 2
     finally:
         stuck.close()
+
+
+def _shutting_connections_down_done(stopper: threading.Thread) -> bool:
+    """True once ``stopper``, running ``stop()``, has shut every connection down and joins
+    the connections' threads."""
+    frame = sys._current_frames().get(stopper.ident or -1)
+    while frame is not None:
+        if frame.f_code.co_name == "stop" and "threads" in frame.f_locals:
+            return True
+        frame = frame.f_back
+    return False
+
+
+def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls():
+    """A stop() that shuts the connections down while one is being wrapped in TLS (its plain
+    socket handed over to the wrapper, the wrapped one not yet recorded) still ends that
+    connection at once: the handshake does not start once the server stops."""
+    server = LocalApiServer(tls=True).start()
+    context = server._transport._ssl_context
+    wrap = context.wrap_socket
+    stopper = threading.Thread(target=server.stop)
+    handshaking: list[threading.Thread] = []
+
+    def wrap_then_stop(sock: socket.socket, **kwargs: Any) -> Any:
+        wrapped = wrap(sock, **kwargs)
+        handshaking.append(threading.current_thread())
+        stopper.start()
+        bound = time.monotonic() + 60  # only a hang reaches it
+        while not _shutting_connections_down_done(stopper) and time.monotonic() < bound:
+            time.sleep(0.001)
+        return wrapped
+
+    context.wrap_socket = wrap_then_stop
+    stuck = socket.create_connection(("127.0.0.1", server.port))
+    try:
+        bound = time.monotonic() + 60
+        while not stopper.is_alive() and not handshaking and time.monotonic() < bound:
+            time.sleep(0.001)
+        stopper.join(60)
+        assert not stopper.is_alive()
+        # stop() joined it: it did not wait out the handshake's timeout
+        assert handshaking
+        assert not handshaking[0].is_alive()
+    finally:
+        stuck.close()
+        server.stop()
 
 
 # -- kubectl --------------------------------------------------------------------------

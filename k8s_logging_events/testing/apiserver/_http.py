@@ -384,6 +384,10 @@ class Transport:
             self._connections.pop(id(plain), None)
             connection.sock = wrapped
             self._connections[id(wrapped)] = connection
+        if self.stopping.is_set():
+            # stop() may have shut the plain socket down after the wrap took it over: a
+            # shutdown that did nothing, so a handshake now would wait out its timeout
+            return
         wrapped.settimeout(HANDSHAKE_TIMEOUT)
         wrapped.do_handshake()
         wrapped.settimeout(None)
