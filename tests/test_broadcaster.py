@@ -10,7 +10,9 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -65,6 +67,22 @@ def start(target: Callable[..., Any], *args: Any) -> threading.Thread:
 def finished(thread: threading.Thread) -> bool:
     thread.join(TIMEOUT)
     return not thread.is_alive()
+
+
+def waits_for_room(thread: threading.Thread) -> bool:
+    """Return True once ``thread`` waits in action() for room in the full incoming queue
+    (found on its stack, not guessed from a pause); False if it never does within TIMEOUT."""
+    bound = time.monotonic() + TIMEOUT
+    while time.monotonic() < bound:
+        frame = sys._current_frames().get(thread.ident or -1)
+        names = set()
+        while frame is not None:
+            names.add(frame.f_code.co_name)
+            frame = frame.f_back
+        if {"_put", "wait_for"} <= names:
+            return True
+        thread.join(0.001)
+    return False
 
 
 def handed_out(broadcaster: Broadcaster) -> None:
@@ -332,8 +350,7 @@ def test_action_or_drop_does_not_wait_behind_a_producer_waiting_for_room(make: M
             errors.append(error)
 
     blocked = start(blocked_send)
-    blocked.join(0.05)
-    assert blocked.is_alive()  # waiting for room
+    assert waits_for_room(blocked)
 
     answer: list[bool] = []
     dropper = start(lambda: answer.append(broadcaster.action_or_drop(ADDED, {"n": 99})))
@@ -359,8 +376,7 @@ def test_action_or_drop_does_not_wait_for_a_producer_that_took_the_room_it_saw(
     once, not once the thread takes another item."""
     broadcaster, gate, _ = held_with_a_full_queue(make)
     blocked = start(send, broadcaster, event(28))  # holds the lock while it waits for room
-    blocked.join(0.05)
-    assert blocked.is_alive()
+    assert waits_for_room(blocked)
     room_seen = [False]
     real_check = broadcaster._incoming_has_room
 
