@@ -25,6 +25,7 @@ from k8s_logging_events._errors import ApiStatusError, RequestConstructionError
 from k8s_logging_events._http_parser import Answer, ProtocolError
 
 __all__ = [
+    "MAX_BODY_BYTES",
     "MAX_RETRY_AFTER_SECONDS",
     "Transport",
     "encode",
@@ -35,6 +36,11 @@ __all__ = [
     "status_error",
     "transport_for",
 ]
+
+MAX_BODY_BYTES = 3 * 1024 * 1024
+"""The most an API server reads of a request's body (its default ``MaxRequestBodyBytes``).
+A larger write is refused with 413, or, on a real server, its connection is cut while the
+body is still on its way: an error no retry can mend, better found before sending."""
 
 MAX_RETRY_AFTER_SECONDS = 3600.0
 """The longest ``Retry-After`` honoured; a larger (or absurd) one waits this long."""
@@ -107,15 +113,22 @@ def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Tran
 
 
 def encode(method: str, path: str, body: object) -> bytes:
-    """Bytes as they are, None as nothing, anything else as compact ASCII JSON (no NaN)."""
+    """Bytes as they are, None as nothing, anything else as compact ASCII JSON (no NaN), at
+    most :data:`MAX_BODY_BYTES` of it."""
     if body is None:
         return b""
     if isinstance(body, bytes):
         return body
     try:
-        return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
+        data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
     except (TypeError, ValueError) as error:
         raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
+    if len(data) > MAX_BODY_BYTES:
+        raise RequestConstructionError(
+            f"cannot send {method} {path}: its body of {len(data)} bytes is over the API "
+            f"server's limit of {MAX_BODY_BYTES}"
+        )
+    return data
 
 
 def send(transport: Transport, method: str, path: str, content_type: str, body: bytes) -> Any:
