@@ -162,12 +162,13 @@ def _shutting_connections_down_done(stopper: threading.Thread) -> bool:
     return False
 
 
-def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls():
+def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls(monkeypatch):
     """A stop() that shuts the connections down while one is being wrapped in TLS (its plain
     socket handed over to the wrapper, the wrapped one not yet recorded) still ends that
     connection at once: the handshake does not start once the server stops."""
     server = LocalApiServer(tls=True).start()
     context = server._transport._ssl_context
+    assert context is not None
     wrap = context.wrap_socket
     stopper = threading.Thread(target=server.stop)
     handshaking: list[threading.Thread] = []
@@ -181,7 +182,7 @@ def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls():
             time.sleep(0.001)
         return wrapped
 
-    context.wrap_socket = wrap_then_stop
+    monkeypatch.setattr(context, "wrap_socket", wrap_then_stop)
     stuck = socket.create_connection(("127.0.0.1", server.port))
     try:
         bound = time.monotonic() + 60
