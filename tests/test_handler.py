@@ -556,6 +556,24 @@ class TestExceptions:
         _flushed(event_handler)
         assert [event.message for event in fake.events] == [expected]
 
+    def test_behind_a_queue_handler_an_exception_text_with_indented_lines_is_summarised_whole(
+        self, make, log, fake
+    ) -> None:
+        """An exception whose text has indented lines (a validation error listing its
+        fields, as pydantic's does) is summarised behind a ``QueueHandler`` as without one:
+        its whole text, not cut at (or lost after) its last indented line."""
+        text = "2 validation errors for Pod\nspec.image\n  Field required\nspec.name\n  Too long"
+        event_handler = make(exception_detail="summary")
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        log.addHandler(logging.handlers.QueueHandler(records))
+        try:
+            raise ValueError(text)
+        except ValueError:
+            log.exception("Reconcile failed", extra={"involved": POD})
+        event_handler.handle(records.get_nowait())
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == [f"Reconcile failed: ValueError: {text}"]
+
 
 # --- the record is the application's ----------------------------------------------------------
 
