@@ -98,7 +98,8 @@ class Sink(Protocol):
 class Known:
     """What this writer last saw of one of its events on the server: its ``name`` there
     (another than the correlator's after a rename), ``version`` and ``count`` in the latest
-    answer, and ``offset``, the server's count minus the correlator's (after a takeover)."""
+    answer (after a read, the count the write in progress builds on), and ``offset``, the
+    server's count minus the correlator's (after a takeover)."""
 
     name: str
     version: str
@@ -343,8 +344,11 @@ class _Attempt:
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
-        # a retry (after a 429, say) patches it again rather than creating it again
-        known = Known(self.name, self.version, self.target - self.local, server)
+        # a retry (after a 429, say) patches it again rather than creating it again; its
+        # count is what this write builds on (part of it may be there already), so that the
+        # retry's floor adds the write's occurrences once
+        base = self.target - self.write.occurrences
+        known = Known(self.name, self.version, self.target - self.local, base)
         self.owner.remember(self.key, known)
         self.action = _Attempt._patch
         return None

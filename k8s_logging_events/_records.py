@@ -458,8 +458,13 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
     exception = text[text.find(_QUEUED_EXCEPTION) :] if _QUEUED_EXCEPTION in text else ""
     exception = exception.split(_QUEUED_STACK)[0]  # a stack follows the traceback
     lines = exception.split("\n")
-    frames = [index for index, line in enumerate(lines) if line.startswith(" ")]
-    summary = "\n".join(lines[frames[-1] + 1 :]) if frames else ""
+    frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
+    start = frames[-1] + 1 if frames else len(lines)
+    # the last frame's source and carets are indented; the exception's text starts after
+    # them, and may have indented lines of its own
+    while start < len(lines) and lines[start].startswith(" "):
+        start += 1
+    summary = "\n".join(lines[start:])
     return head, summary.strip("\n")
 
 

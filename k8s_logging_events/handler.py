@@ -160,9 +160,25 @@ class KubernetesEventHandler(logging.Handler):
         """Apply the handler's own filters (which may add ``involved``), then let through only
         records about an object, from another logger: without filters, a plain record costs
         four dict lookups."""
-        result: object = super().filter(record) if self.filters else True
-        checked = result if isinstance(result, logging.LogRecord) else record  # 3.12+
-        return bool(result) and self._extras(checked) is not None
+        checked = self._filtered(record) if self.filters else record
+        return checked is not None and self._extras(checked) is not None
+
+    def _filtered(self, record: logging.LogRecord) -> logging.LogRecord | None:
+        """The record the handler's own filters pass (3.12's may return another), or None.
+        They see every record, not only those about an object: one that raises costs the
+        record's event, never the log call (counted and said when it was about an object)."""
+        try:
+            result: object = super().filter(record)
+        except Exception as error:
+            if self._extras(record) is not None:
+                self._counters["refused"].add()
+                self._sites.report(
+                    record, "filter", "No event for this record: a filter raised %r", error
+                )
+            return None
+        if not result:
+            return None
+        return result if isinstance(result, logging.LogRecord) else record
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
         attrs = record.__dict__
@@ -209,11 +225,10 @@ class KubernetesEventHandler(logging.Handler):
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
         if self.filters:  # none, nearly always; they run first, as a filter may add involved
-            result: object = super().filter(record)  # a LogRecord from 3.12's filters
-            if not result:
+            filtered = self._filtered(record)
+            if filtered is None:
                 return False
-            if isinstance(result, logging.LogRecord):  # 3.12+
-                record = result
+            record = filtered
         extras = self._extras(record)
         if extras is None:
             return False

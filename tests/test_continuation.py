@@ -737,6 +737,40 @@ class TestContinuation:
         kind, local = cont.attempt(write, policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 10, 10)
 
+    def test_a_retry_after_a_read_adds_a_write_whose_occurrences_partly_landed_once(
+        self,
+    ) -> None:
+        """A patch of 3 lands with its answer lost (in doubt), 2 more occurrences join the
+        write, the retry's guard fails and its read finds the 3 there, then its patch is
+        throttled (429, not landed): the next retry adds the 2 still missing, ending at the
+        6 logged, not the whole write's 5 again on top of the read's count (9)."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+
+        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
+            fake.on_patch = None
+            fake.patch(event, data)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_patch = lands_but_the_answer_is_lost
+        write = _write(_event(count=4), occurrences=3)
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)  # as the writer notes a request in doubt
+        write.sent = None
+        write.merge(_event(count=6), held=False, occurrences=2)
+        fake.fail_next("patch", sink.ApiStatusError(409, "Conflict", "changed"))
+        fake.fail_next("patch", sink.ApiStatusError(429, "TooManyRequests", "slow down"))
+        with pytest.raises(sink.ApiStatusError):
+            cont.attempt(write, policy)
+        write.sent = None  # a 429 did not land: the writer forgets the request
+        kind, local = cont.attempt(write, policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 6, 6)
+
     def test_a_forgotten_event_is_read_before_its_patch(self) -> None:
         """The record of what was written is bounded; a repeat of an event whose record went
         reads it first, so that no count is lowered."""

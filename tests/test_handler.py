@@ -335,6 +335,41 @@ class TestRecordToEvent:
             ("Disk", "disk almost full", "web-0")
         ]
 
+    def test_a_handler_filter_that_raises_never_breaks_the_program_that_logs(
+        self, make, log, fake, reports
+    ) -> None:
+        """The handler's filters now see every record, also those about no object: a filter
+        written for records about objects (``record.involved["kind"]``) raises on the others.
+        That costs no log call its record (no exception into the application, the other
+        handlers still see it); a record about an object whose filter raised makes no event,
+        counted as refused and said once for its call site."""
+        event_handler = make()
+        seen = SnapshotHandler()
+
+        def pods_only(record: logging.LogRecord) -> bool:
+            return bool(vars(record)["involved"]["kind"] == "Pod")
+
+        def boom(record: logging.LogRecord) -> bool:
+            if vars(record).get("reason") == "Boom":
+                raise RuntimeError("a broken filter")
+            return True
+
+        event_handler.addFilter(pods_only)
+        event_handler.addFilter(boom)
+        log.addHandler(event_handler)
+        log.addHandler(seen)
+        log.warning("no object here")
+        log.warning("about the node", extra={"involved": NODE})
+        log.warning("about the pod", extra={"involved": POD})
+        for _ in range(2):
+            log.warning("broken", extra={"involved": POD, "reason": "Boom"})
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == ["about the pod"]
+        assert len(seen.snapshots) == 5
+        assert event_handler.stats()["refused"] == 2
+        said = [text for text in reports.messages() if "a broken filter" in text]
+        assert len(said) == 1, reports.messages()
+
     def test_a_record_logged_by_an_event_watcher_is_refused_and_said(
         self, make, log, fake, reports
     ) -> None:
@@ -555,6 +590,24 @@ class TestExceptions:
         event_handler.handle(records.get_nowait())
         _flushed(event_handler)
         assert [event.message for event in fake.events] == [expected]
+
+    def test_behind_a_queue_handler_an_exception_text_with_indented_lines_is_summarised_whole(
+        self, make, log, fake
+    ) -> None:
+        """An exception whose text has indented lines (a validation error listing its
+        fields, as pydantic's does) is summarised behind a ``QueueHandler`` as without one:
+        its whole text, not cut at (or lost after) its last indented line."""
+        text = "2 validation errors for Pod\nspec.image\n  Field required\nspec.name\n  Too long"
+        event_handler = make(exception_detail="summary")
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        log.addHandler(logging.handlers.QueueHandler(records))
+        try:
+            raise ValueError(text)
+        except ValueError:
+            log.exception("Reconcile failed", extra={"involved": POD})
+        event_handler.handle(records.get_nowait())
+        _flushed(event_handler)
+        assert [event.message for event in fake.events] == [f"Reconcile failed: ValueError: {text}"]
 
 
 # --- the record is the application's ----------------------------------------------------------
