@@ -194,7 +194,7 @@ def _apiserver_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--delay",
-        type=float,
+        type=_delay,
         default=0.0,
         metavar="SECONDS",
         help="answer every request this many seconds late (a network round trip to a real "
@@ -204,10 +204,21 @@ def _apiserver_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _port(value: str) -> int:
     """Read ``--port``: a number a socket can bind (argparse's ``type``)."""
-    port = int(value) if value.strip().isdigit() else -1
+    port = int(value) if value.strip().isdecimal() else -1  # isdigit() takes "²"
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{value!r} is not a port (0 to 65535)")
     return port
+
+
+def _delay(value: str) -> float:
+    """Read ``--delay``: seconds, zero or more (argparse's ``type``)."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds < float("inf"):  # NaN fails both
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number of seconds (0 or more)")
+    return seconds
 
 
 def _event_rate_limit(value: str) -> dict[str, Any]:

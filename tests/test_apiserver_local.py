@@ -638,15 +638,26 @@ def test_cli_apiserver_stops_on_ctrl_c_at_any_step_of_its_way_into_the_wait(tmp_
     ("args", "said"),
     [
         (["--port", "99999"], "port"),
+        (["--port", "\u00b2"], "is not a port"),
+        (["--port", "0", "--delay", "-1"], "is not a number of seconds"),
+        (["--port", "0", "--delay", "nan"], "is not a number of seconds"),
         (["--port", "0", "--kubeconfig", "/nonexistent/directory/kc"], "/nonexistent/directory/kc"),
         (["--port", "0", "--tls"], "trustme"),
     ],
-    ids=["port-out-of-range", "kubeconfig-unwritable", "tls-without-trustme"],
+    ids=[
+        "port-out-of-range",
+        "port-superscript-digit",
+        "negative-delay",
+        "delay-not-a-number",
+        "kubeconfig-unwritable",
+        "tls-without-trustme",
+    ],
 )
 def test_cli_apiserver_says_what_it_cannot_do_instead_of_a_traceback(
     args, said, capsys, monkeypatch
 ):
-    """A port no socket can have, a kubeconfig path that cannot be written, or ``--tls``
+    """A port no socket can have, a delay below zero, a kubeconfig path that cannot be
+    written, or ``--tls``
     without ``trustme`` ends the command with a one-line reason on standard error and a
     non-zero exit code (argparse's 2 for a bad argument), not a Python traceback."""
     monkeypatch.setitem(sys.modules, "trustme", None)  # import trustme: ImportError
