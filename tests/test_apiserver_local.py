@@ -657,9 +657,9 @@ def test_cli_apiserver_says_what_it_cannot_do_instead_of_a_traceback(
     args, said, capsys, monkeypatch
 ):
     """A port no socket can have, a delay below zero, a kubeconfig path that cannot be
-    written, or ``--tls``
-    without ``trustme`` ends the command with a one-line reason on standard error and a
-    non-zero exit code (argparse's 2 for a bad argument), not a Python traceback."""
+    written, or ``--tls`` without ``trustme`` ends the command with a one-line reason on
+    standard error and a non-zero exit code (argparse's 2 for a bad argument), not a Python
+    traceback."""
     monkeypatch.setitem(sys.modules, "trustme", None)  # import trustme: ImportError
     code: object
     try:
