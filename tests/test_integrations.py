@@ -360,6 +360,35 @@ def test_structlog_wrap_for_formatter_event_dict_gives_extras_and_message(
     assert "rendered" in stored[1][4]
 
 
+def test_structlog_wrap_for_formatter_exc_info_in_the_event_dict_gives_the_summary(
+    server: LocalApiServer, structlog_reset: Any
+) -> None:
+    """``log.error(..., exc_info=True)`` (or an exception object) through ``wrap_for_formatter``
+    leaves the exception in the event dict, not on the record: the event still ends in the
+    exception's summary, as ``log.exception()`` and a standard record's do."""
+    structlog = structlog_reset
+    structlog.configure(
+        processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    event_handler = events_handler(server)
+    logging.getLogger("tests.integrations.pfexc").addHandler(event_handler)
+    log = structlog.get_logger("tests.integrations.pfexc").bind(involved=POD)
+    try:
+        raise KeyError("replica-3")
+    except KeyError as error:
+        log.error("Unable to sync", reason="SyncFailed", exc_info=True)
+        log.error("Unable to scale", reason="ScaleFailed", exc_info=error)
+    log.error("Nothing raised", reason="Quiet", exc_info=True)  # noqa: LOG014 (no exception: none)
+    event_handler.close()
+    assert [(row[2], row[4]) for row in summary(server, "prod")] == [
+        ("Quiet", "Nothing raised"),
+        ("ScaleFailed", "Unable to scale: KeyError: 'replica-3'"),
+        ("SyncFailed", "Unable to sync: KeyError: 'replica-3'"),
+    ]
+
+
 def test_a_plain_dict_message_stays_a_message() -> None:
     """Only structlog's records (``_logger`` and ``_name`` set) have their dict read."""
     with capture_events() as events:
