@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
 import sys
 import threading
 import traceback
@@ -395,6 +396,17 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
 
 def _format(record: logging.LogRecord, settings: Settings) -> str:
     # on a copy: a formatter sets attributes on what it formats
+    msg = record.msg
+    if (
+        type(msg) is str
+        and "\x1b" in msg
+        and isinstance(record.__dict__.get(LOGURU_EXTRA), Mapping)
+    ):
+        # loguru's colorize=True: its whole output, traceback included, is in terminal colours
+        plain = logging.LogRecord.__new__(type(record))
+        plain.__dict__.update(record.__dict__)
+        plain.msg = _COLOURS.sub("", msg)
+        record = plain
     detail = settings.exception_detail
     # args None: perhaps a QueueHandler's record (no call for the others, on every record)
     queued = _queued_traceback(record) if record.args is None and detail != "traceback" else None
@@ -434,6 +446,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     return f"{text}: {summary}" if summary else text
 
 
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's colour and style sequences (SGR)
 _QUEUED_EXCEPTION = "\nTraceback (most recent call last):\n"
 _QUEUED_STACK = "\nStack (most recent call last):\n"
 _QUEUED_NONE = "\nNoneType: None"  # what the stdlib formats for an exc_info of no exception

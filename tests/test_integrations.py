@@ -274,6 +274,38 @@ def test_loguru_chained_and_unraised_exceptions_leave_the_message_alone(
     assert all(PASSWORD not in repr(e) for e in events)
 
 
+def test_loguru_colorize_puts_no_terminal_colours_in_the_event(server: LocalApiServer) -> None:
+    """``logger.add(handler, colorize=True)`` (a sink setting copied from a console's) has
+    loguru colour its whole output: the event holds the message and the summary alone, as
+    without colours, with no escape sequence for a terminal in it."""
+    from loguru import logger
+
+    event_handler = events_handler(server)
+    sink_id = logger.add(
+        event_handler, format="<red>{message}</red>", level="WARNING", colorize=True
+    )
+    try:
+        for _ in range(2):
+            logger.bind(involved=POD, reason="BackOff").warning("Back-off pulling image")
+        try:
+            _connect("admin")
+        except ConnectionError:
+            logger.bind(involved=POD, reason="LoginFailed").exception("Unable to log in")
+        unraised = logger.opt(exception=ValueError("bad port")).bind(involved=POD, reason="Bad")
+        unraised.warning("Unable to parse")
+    finally:
+        logger.remove(sink_id)
+    assert [(row[2], row[3], row[4]) for row in summary(server, "prod")] == [
+        ("BackOff", 2, "Back-off pulling image"),
+        ("Bad", 1, "Unable to parse: ValueError: bad port"),
+        (
+            "LoginFailed",
+            1,
+            "Unable to log in: ConnectionError: login refused for admin (14 characters)",
+        ),
+    ]
+
+
 def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer) -> None:
     """An ExceptionGroup (asyncio's TaskGroup raises one): loguru indents its traceback
     under ``  + ``; the event gets loguru's message and the group's summary, nothing of the
