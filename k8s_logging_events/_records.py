@@ -412,8 +412,9 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     queued = _queued_traceback(record) if record.args is None and detail != "traceback" else None
     event_dict = None if type(record.msg) is str else structlog_event_dict(record)
     exc_info = record.exc_info
-    if exc_info is None and event_dict is not None:
-        exc_info = _structlog_exc_info(event_dict.get("exc_info"))
+    if event_dict is not None and (exc_info is None or exc_info[0] is None):
+        # aexception() logs on an executor thread, where there is no exception to take
+        exc_info = _structlog_exc_info(event_dict.get("exc_info")) or exc_info
     has_extra = exc_info is not None or record.stack_info is not None or bool(queued)
     if settings.formatter is None and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)

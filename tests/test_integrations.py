@@ -8,6 +8,7 @@ restores stdlib logging.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.config
 from collections.abc import Iterator
@@ -396,8 +397,9 @@ def test_structlog_wrap_for_formatter_exc_info_in_the_event_dict_gives_the_summa
     server: LocalApiServer, structlog_reset: Any
 ) -> None:
     """``log.error(..., exc_info=True)`` (or an exception object) through ``wrap_for_formatter``
-    leaves the exception in the event dict, not on the record: the event still ends in the
-    exception's summary, as ``log.exception()`` and a standard record's do."""
+    leaves the exception in the event dict, not on the record (``aexception()`` logs on an
+    executor thread, where the record's is empty): the event still ends in the exception's
+    summary, as ``log.exception()`` and a standard record's do."""
     structlog = structlog_reset
     structlog.configure(
         processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
@@ -412,10 +414,12 @@ def test_structlog_wrap_for_formatter_exc_info_in_the_event_dict_gives_the_summa
     except KeyError as error:
         log.error("Unable to sync", reason="SyncFailed", exc_info=True)
         log.error("Unable to scale", reason="ScaleFailed", exc_info=error)
+        asyncio.run(log.aexception("Unable to resize", reason="ResizeFailed"))
     log.error("Nothing raised", reason="Quiet", exc_info=True)  # noqa: LOG014 (no exception: none)
     event_handler.close()
     assert [(row[2], row[4]) for row in summary(server, "prod")] == [
         ("Quiet", "Nothing raised"),
+        ("ResizeFailed", "Unable to resize: KeyError: 'replica-3'"),
         ("ScaleFailed", "Unable to scale: KeyError: 'replica-3'"),
         ("SyncFailed", "Unable to sync: KeyError: 'replica-3'"),
     ]
