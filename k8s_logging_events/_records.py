@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+import sys
 import threading
 import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from types import TracebackType
 
 from k8s_logging_events import _diagnostics, _kinds, _sanitise, models, references
 
@@ -393,11 +396,26 @@ def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str
 
 def _format(record: logging.LogRecord, settings: Settings) -> str:
     # on a copy: a formatter sets attributes on what it formats
+    msg = record.msg
+    if (
+        type(msg) is str
+        and "\x1b" in msg
+        and isinstance(record.__dict__.get(LOGURU_EXTRA), Mapping)
+    ):
+        # loguru's colorize=True: its whole output, traceback included, is in terminal colours
+        plain = logging.LogRecord.__new__(type(record))
+        plain.__dict__.update(record.__dict__)
+        plain.msg = _COLOURS.sub("", msg)
+        record = plain
     detail = settings.exception_detail
     # args None: perhaps a QueueHandler's record (no call for the others, on every record)
     queued = _queued_traceback(record) if record.args is None and detail != "traceback" else None
-    has_extra = record.exc_info is not None or record.stack_info is not None or bool(queued)
     event_dict = None if type(record.msg) is str else structlog_event_dict(record)
+    exc_info = record.exc_info
+    if event_dict is not None and (exc_info is None or exc_info[0] is None):
+        # aexception() logs on an executor thread, where there is no exception to take
+        exc_info = _structlog_exc_info(event_dict.get("exc_info")) or exc_info
+    has_extra = exc_info is not None or record.stack_info is not None or bool(queued)
     if settings.formatter is None and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = logging.LogRecord.__new__(type(record))
@@ -415,9 +433,10 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         # ProcessorFormatter takes the copy for a plain record, as it should
         copy.msg = _structlog_message(event_dict)
         copy.args = ()
+        copy.exc_info = exc_info
         copy.__dict__.pop(STRUCTLOG_MARK, None)
         copy.__dict__.pop("_name", None)
-    summary = exception_summary(record.exc_info) if detail == "summary" else ""
+    summary = exception_summary(exc_info) if detail == "summary" else ""
     if queued and detail == "summary":
         summary = queued[1]
     if detail != "traceback":
@@ -428,6 +447,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     return f"{text}: {summary}" if summary else text
 
 
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's colour and style sequences (SGR)
 _QUEUED_EXCEPTION = "\nTraceback (most recent call last):\n"
 _QUEUED_STACK = "\nStack (most recent call last):\n"
 _QUEUED_NONE = "\nNoneType: None"  # what the stdlib formats for an exc_info of no exception
@@ -522,6 +542,21 @@ def _exception_line(exc: BaseException) -> str:
     except Exception:  # an exception whose __str__ fails: loguru's line differs anyway
         return ""
     return next((line.rstrip("\n") for line in lines if not line.startswith(" ")), "")
+
+
+def _structlog_exc_info(
+    value: object,
+) -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
+    """The exception an event dict's ``exc_info`` names, as structlog reads it: an exception,
+    an ``exc_info`` triple, or true for the one being handled (this runs on the caller's
+    thread, inside its ``except``); None for none."""
+    if isinstance(value, tuple):
+        value = value[1] if len(value) == 3 else None
+    elif value and not isinstance(value, BaseException):
+        value = sys.exception()
+    if isinstance(value, BaseException):
+        return (type(value), value, value.__traceback__)
+    return None
 
 
 def _structlog_message(event_dict: dict[str, object]) -> str:

@@ -120,8 +120,14 @@ def register(
     Handlers sharing a registry share one collector, labelled by ``component`` (handlers with
     the same component are summed); counters are read at each scrape. Raises
     :class:`ValueError` when ``handler`` is already in ``registry``, or another collector
-    there already exposes these metric names.
+    there already exposes these metric names; :class:`TypeError` when ``handler`` has no
+    ``source`` and ``stats()`` (None from ``logging.getHandlerByName()`` with a wrong name).
     """
+    component = getattr(getattr(handler, "source", None), "component", None)
+    if not isinstance(component, str) or not callable(getattr(handler, "stats", None)):
+        # taken, it would break every scrape of the registry, the application's metrics too
+        hint = ": is its name in the configuration?" if handler is None else ""
+        raise TypeError(f"register() takes a KubernetesEventHandler, not {handler!r}{hint}")
     target = prometheus_client.REGISTRY if registry is None else registry
     metrics = EventMetrics(handler, target)
     with _lock:

@@ -8,6 +8,7 @@ restores stdlib logging.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import logging.config
 from collections.abc import Iterator
@@ -274,6 +275,38 @@ def test_loguru_chained_and_unraised_exceptions_leave_the_message_alone(
     assert all(PASSWORD not in repr(e) for e in events)
 
 
+def test_loguru_colorize_puts_no_terminal_colours_in_the_event(server: LocalApiServer) -> None:
+    """``logger.add(handler, colorize=True)`` (a sink setting copied from a console's) has
+    loguru colour its whole output: the event holds the message and the summary alone, as
+    without colours, with no escape sequence for a terminal in it."""
+    from loguru import logger
+
+    event_handler = events_handler(server)
+    sink_id = logger.add(
+        event_handler, format="<red>{message}</red>", level="WARNING", colorize=True
+    )
+    try:
+        for _ in range(2):
+            logger.bind(involved=POD, reason="BackOff").warning("Back-off pulling image")
+        try:
+            _connect("admin")
+        except ConnectionError:
+            logger.bind(involved=POD, reason="LoginFailed").exception("Unable to log in")
+        unraised = logger.opt(exception=ValueError("bad port")).bind(involved=POD, reason="Bad")
+        unraised.warning("Unable to parse")
+    finally:
+        logger.remove(sink_id)
+    assert [(row[2], row[3], row[4]) for row in summary(server, "prod")] == [
+        ("BackOff", 2, "Back-off pulling image"),
+        ("Bad", 1, "Unable to parse: ValueError: bad port"),
+        (
+            "LoginFailed",
+            1,
+            "Unable to log in: ConnectionError: login refused for admin (14 characters)",
+        ),
+    ]
+
+
 def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer) -> None:
     """An ExceptionGroup (asyncio's TaskGroup raises one): loguru indents its traceback
     under ``  + ``; the event gets loguru's message and the group's summary, nothing of the
@@ -358,6 +391,38 @@ def test_structlog_wrap_for_formatter_event_dict_gives_extras_and_message(
     assert [row[2] for row in stored] == ["BackOff", "Rendered"]
     assert "{" not in stored[1][4]
     assert "rendered" in stored[1][4]
+
+
+def test_structlog_wrap_for_formatter_exc_info_in_the_event_dict_gives_the_summary(
+    server: LocalApiServer, structlog_reset: Any
+) -> None:
+    """``log.error(..., exc_info=True)`` (or an exception object) through ``wrap_for_formatter``
+    leaves the exception in the event dict, not on the record (``aexception()`` logs on an
+    executor thread, where the record's is empty): the event still ends in the exception's
+    summary, as ``log.exception()`` and a standard record's do."""
+    structlog = structlog_reset
+    structlog.configure(
+        processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    event_handler = events_handler(server)
+    logging.getLogger("tests.integrations.pfexc").addHandler(event_handler)
+    log = structlog.get_logger("tests.integrations.pfexc").bind(involved=POD)
+    try:
+        raise KeyError("replica-3")
+    except KeyError as error:
+        log.error("Unable to sync", reason="SyncFailed", exc_info=True)
+        log.error("Unable to scale", reason="ScaleFailed", exc_info=error)
+        asyncio.run(log.aexception("Unable to resize", reason="ResizeFailed"))
+    log.error("Nothing raised", reason="Quiet", exc_info=True)  # noqa: LOG014 (no exception: none)
+    event_handler.close()
+    assert [(row[2], row[4]) for row in summary(server, "prod")] == [
+        ("Quiet", "Nothing raised"),
+        ("ResizeFailed", "Unable to resize: KeyError: 'replica-3'"),
+        ("ScaleFailed", "Unable to scale: KeyError: 'replica-3'"),
+        ("SyncFailed", "Unable to sync: KeyError: 'replica-3'"),
+    ]
 
 
 def test_a_plain_dict_message_stays_a_message() -> None:

@@ -234,6 +234,19 @@ class TestSeveralHandlers:
             metrics.register(handler, registry=registry)
         assert _scrape(registry) == _expected("shop", handler.stats())
 
+    @pytest.mark.parametrize("given", [None, "events", logging.NullHandler()])
+    def test_what_is_not_a_handler_of_ours_fails_at_once(self, make, registry, given) -> None:
+        """``logging.getHandlerByName()`` gives None for a name not configured: register()
+        raises TypeError, rather than break every later scrape of the registry (the
+        application's own metrics included)."""
+        prometheus_client.Counter("app_requests", "the application's", registry=registry).inc()
+        with pytest.raises(TypeError, match="KubernetesEventHandler"):
+            metrics.register(given, registry=registry)
+        assert "app_requests_total 1.0" in generate_latest(registry).decode()
+        handler = make(component="shop")
+        metrics.register(handler, registry=registry)  # the registry takes a real one after
+        assert _scrape(registry) == _expected("shop", handler.stats())
+
     def test_a_clash_with_another_collector_fails(self, make, registry) -> None:
         """Another collector that owns one of the names: register() raises ValueError."""
         prometheus_client.Gauge(metrics.PENDING, "someone else's", registry=registry)
