@@ -17,7 +17,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -805,6 +805,24 @@ class TestContinuation:
         assert fake.events[0].count == 4
         kind, local = cont.attempt(_write(_event(count=1)), policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 1, 5)
+
+    def test_a_restart_in_the_same_second_whose_create_was_lost_still_adds_its_count(
+        self,
+    ) -> None:
+        """A restart's create of 3 goes unanswered (it did not land: the name was taken by
+        the earlier run's event, 10), and its retry meets AlreadyExists: the event read began
+        half a second before ours (its eventTime says so), so it is the earlier run's, and
+        ours adds its 3 (13), not taken as already there because both began in one second."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=10, event_time=T0))  # the earlier run's
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        later = T0 + timedelta(microseconds=500_000)
+        write = _write(_event(count=3, event_time=later), occurrences=3)
+        write.unsure.append((3, 3, True))  # a create whose answer was lost
+        kind, local = cont.attempt(write, policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 3, 13)
 
     def test_a_forgotten_event_is_read_before_its_patch(self) -> None:
         """The record of what was written is bounded; a repeat of an event whose record went
