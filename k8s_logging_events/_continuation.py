@@ -98,8 +98,7 @@ class Sink(Protocol):
 class Known:
     """What this writer last saw of one of its events on the server: its ``name`` there
     (another than the correlator's after a rename), ``version`` and ``count`` in the latest
-    answer (after a read, the count the write in progress builds on), and ``offset``, the
-    server's count minus the correlator's (after a takeover)."""
+    answer, and ``offset``, the server's count minus the correlator's (after a takeover)."""
 
     name: str
     version: str
@@ -256,7 +255,10 @@ class _Attempt:
         self.target = self.local + (known.offset if known is not None else 0)
         # a correlator that forgot the event (lru_cache_size) while this write waited counted
         # again from 1 into it: its occurrences, not its latest count, say what it adds
-        floor = (known.count if known is not None else 0) + write.occurrences
+        count = known.count if known is not None else 0
+        # less what requests in doubt carried that the server's count (read) already holds
+        landed = max((sent for target, sent, _ in write.unsure if count >= target), default=0)
+        floor = count + write.occurrences - landed
         self.target = max(self.target, floor)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
@@ -344,11 +346,8 @@ class _Attempt:
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
-        # a retry (after a 429, say) patches it again rather than creating it again; its
-        # count is what this write builds on (part of it may be there already), so that the
-        # retry's floor adds the write's occurrences once
-        base = self.target - self.write.occurrences
-        known = Known(self.name, self.version, self.target - self.local, base)
+        # a retry (after a 429, say) patches it again rather than creating it again
+        known = Known(self.name, self.version, self.target - self.local, server)
         self.owner.remember(self.key, known)
         self.action = _Attempt._patch
         return None
@@ -418,6 +417,11 @@ class _Attempt:
 
 
 def _same_start(stored: models.Event, ours: models.Event) -> bool:
+    if stored.event_time is not None and ours.event_time is not None:
+        # microseconds: a restart within the second of the earlier run's start is not ours
+        return models.format_micro_time(stored.event_time) == models.format_micro_time(
+            ours.event_time
+        )
     theirs = stored.event_time or stored.first_timestamp
     mine = ours.event_time or ours.first_timestamp
     if theirs is None or mine is None:

@@ -484,8 +484,20 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
     # them, and may have indented lines of its own
     while start < len(lines) and lines[start].startswith(" "):
         start += 1
-    summary = "\n".join(lines[start:])
-    return head, summary.strip("\n")
+    summary = "\n".join(lines[start:]).strip("\n")
+    return head, _without_module(summary)
+
+
+def _without_module(summary: str) -> str:
+    """``ExcType: text`` of a formatted ``module.ExcType: text``: a traceback names a class by
+    its module too (not a builtin's), :func:`exception_summary` by its qualified name."""
+    name, colon, text = summary.partition(":")
+    parts = name.split(".")
+    if len(parts) == 1 or not all(part.isidentifier() for part in parts):
+        return summary
+    # the module's names are lower case by convention, the class's capitalised
+    first = next((i for i, part in enumerate(parts) if part[0].isupper()), len(parts) - 1)
+    return ".".join(parts[first:]) + colon + text
 
 
 def _is_loguru_exception(record: logging.LogRecord) -> bool:

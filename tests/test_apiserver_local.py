@@ -180,6 +180,14 @@ def test_delay_answers_late_but_normally(k8s_apiserver, k8s_core_v1):
     assert time.monotonic() - started >= 0.15
 
 
+def test_a_delay_longer_than_a_thread_can_wait_stalls_rather_than_drops(k8s_apiserver, k8s_core_v1):
+    """delay beyond what a thread can wait (``apiserver --delay 1e10``): the request waits
+    (here until the client times out), rather than having its connection dropped at once."""
+    k8s_apiserver.inject("GET", action="delay", delay=1e10)
+    with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+        k8s_core_v1.list_namespaced_event("default", _request_timeout=0.2)
+
+
 def test_refused_connections_fail_to_connect_until_accepted_again(k8s_apiserver, k8s_core_v1):
     """refuse_connections(): even pooled clients get ECONNREFUSED until accept_connections()."""
     k8s_core_v1.list_namespaced_event("default")

@@ -17,7 +17,7 @@ import logging
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -770,6 +770,59 @@ class TestContinuation:
         write.sent = None  # a 429 did not land: the writer forgets the request
         kind, local = cont.attempt(write, policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 6, 6)
+
+    def test_a_write_given_up_after_a_read_of_its_partly_landed_patch_lowers_no_count(
+        self,
+    ) -> None:
+        """A patch of 3 lands with its answer lost, 2 more join the write, the retry reads the
+        4 there and is throttled, and the write is given up (the server keeps 4). A correlator
+        that forgot the event (lru_cache_size) counts its next occurrence from 1: it adds one
+        to the 4 read (5), and never patches the count down to what the given-up write built
+        on (2)."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+
+        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
+            fake.on_patch = None
+            fake.patch(event, data)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_patch = lands_but_the_answer_is_lost
+        write = _write(_event(count=4), occurrences=3)
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)
+        write.sent = None
+        write.merge(_event(count=6), held=False, occurrences=2)
+        fake.fail_next("patch", sink.ApiStatusError(409, "Conflict", "changed"))
+        fake.fail_next("patch", sink.ApiStatusError(429, "TooManyRequests", "slow down"))
+        with pytest.raises(sink.ApiStatusError):
+            cont.attempt(write, policy)  # then given up: its 2 unwritten are counted failed
+        assert fake.events[0].count == 4
+        kind, local = cont.attempt(_write(_event(count=1)), policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 1, 5)
+
+    def test_a_restart_in_the_same_second_whose_create_was_lost_still_adds_its_count(
+        self,
+    ) -> None:
+        """A restart's create of 3 goes unanswered (it did not land: the name was taken by
+        the earlier run's event, 10), and its retry meets AlreadyExists: the event read began
+        half a second before ours (its eventTime says so), so it is the earlier run's, and
+        ours adds its 3 (13), not taken as already there because both began in one second."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=10, event_time=T0))  # the earlier run's
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        later = T0 + timedelta(microseconds=500_000)
+        write = _write(_event(count=3, event_time=later), occurrences=3)
+        write.unsure.append((3, 3, True))  # a create whose answer was lost
+        kind, local = cont.attempt(write, policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 3, 13)
 
     def test_a_forgotten_event_is_read_before_its_patch(self) -> None:
         """The record of what was written is bounded; a repeat of an event whose record went

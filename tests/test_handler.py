@@ -609,6 +609,34 @@ class TestExceptions:
         _flushed(event_handler)
         assert [event.message for event in fake.events] == [f"Reconcile failed: ValueError: {text}"]
 
+    def test_behind_a_queue_handler_an_exception_of_a_module_is_named_as_without_one(
+        self, make, log, fake
+    ) -> None:
+        """An exception whose class lives in a module (``client.ApiException``, one of the
+        application's) is named by its class behind a ``QueueHandler`` as without one, not
+        by the module path the formatted traceback gives it (``kubernetes.client...``)."""
+        event_handler = make(exception_detail="summary")
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        for error in (client.ApiException(status=404, reason="Not Found"), _ModuleError("boom")):
+            for queued in (False, True):
+                log.handlers = [logging.handlers.QueueHandler(records) if queued else event_handler]
+                try:
+                    raise error
+                except Exception:
+                    log.exception(
+                        "Reconcile failed", extra={"involved": POD, "reason": f"Queued{queued}"}
+                    )
+            event_handler.handle(records.get_nowait())
+        _flushed(event_handler)
+        messages = [event.message.rstrip("\n") for event in fake.events]
+        assert messages[0].startswith("Reconcile failed: ApiException: (404)"), messages
+        assert messages[2] == "Reconcile failed: _ModuleError: boom"
+        assert messages[1::2] == messages[0::2]
+
+
+class _ModuleError(Exception):
+    """An exception class of the application's (its module is this test's)."""
+
 
 # --- the record is the application's ----------------------------------------------------------
 

@@ -70,7 +70,8 @@ class Dispatcher:
             return
         record.fault = fault.action
         response = self._handle(request, exchange) if fault.commit else None
-        if fault.delay > 0 and self.stopping.wait(fault.delay):
+        # a wait past TIMEOUT_MAX raises OverflowError, which would drop the connection
+        if fault.delay > 0 and self.stopping.wait(min(fault.delay, threading.TIMEOUT_MAX)):
             exchange.drop()
             return
         if fault.action == "delay":
