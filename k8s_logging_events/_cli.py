@@ -347,9 +347,11 @@ def _interrupt_wakes(*signals: signal.Signals) -> Iterator[socket.socket]:
     try:
         yield readable
     finally:
+        # the wakeup first: a signal between the two steps then meets the quiet handler,
+        # never the application's with our socket still set as the interpreter's wakeup
+        signal.set_wakeup_fd(previous_fd)
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        signal.set_wakeup_fd(previous_fd)
         readable.close()
         writable.close()
 
