@@ -171,12 +171,14 @@ def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls(monkeypatc
     assert context is not None
     wrap = context.wrap_socket
     stopper = threading.Thread(target=server.stop)
+    stopping = threading.Event()
     handshaking: list[threading.Thread] = []
 
     def wrap_then_stop(sock: socket.socket, **kwargs: Any) -> Any:
         wrapped = wrap(sock, **kwargs)
         handshaking.append(threading.current_thread())
         stopper.start()
+        stopping.set()
         bound = time.monotonic() + 60  # only a hang reaches it
         while not _shutting_connections_down_done(stopper) and time.monotonic() < bound:
             time.sleep(0.001)
@@ -185,9 +187,7 @@ def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls(monkeypatc
     monkeypatch.setattr(context, "wrap_socket", wrap_then_stop)
     stuck = socket.create_connection(("127.0.0.1", server.port))
     try:
-        bound = time.monotonic() + 60
-        while not stopper.is_alive() and not handshaking and time.monotonic() < bound:
-            time.sleep(0.001)
+        assert stopping.wait(60)  # only a hang reaches the bound
         stopper.join(60)
         assert not stopper.is_alive()
         # stop() joined it: it did not wait out the handshake's timeout
