@@ -332,7 +332,7 @@ def test_reports_are_out_before_flush_returns(make, caplog) -> None:
     the summary of the two held back, saying 3 occurrence(s) as stats() says failed 3."""
     fake = FakeEventSink()
     fake.fail_next("create", sink.ApiStatusError(403, "Forbidden", "no"), times=3)
-    handler = make(sink=fake)
+    handler = make(sink=fake, flush_timeout=10)  # a bound for a hang: the flush must finish
     log = app_logger(handler)
     for name in ("a", "b", "c"):
         log.warning("refused", extra={"involved": pod(name)})
