@@ -175,8 +175,8 @@ def test_stop_is_prompt_when_it_comes_while_a_connection_turns_to_tls(monkeypatc
 
     def wrap_then_stop(sock: socket.socket, **kwargs: Any) -> Any:
         wrapped = wrap(sock, **kwargs)
-        handshaking.append(threading.current_thread())
         stopper.start()
+        handshaking.append(threading.current_thread())  # after start(): the test joins it then
         bound = time.monotonic() + 60  # only a hang reaches it
         while not _shutting_connections_down_done(stopper) and time.monotonic() < bound:
             time.sleep(0.001)
