@@ -471,7 +471,10 @@ def test_requests_that_hang_in_one_namespace_do_not_hold_up_other_objects(server
     try:
         assert len(server.events("healthy")) == 20
         busy = [t for t in handler.threads() if "writer" in t.name]
-        assert len(busy) <= 4
+        # the four writers, and the stuck namespace's one request once it is stalled (in flight
+        # for STALL_SECONDS it no longer counts against them: a loaded machine may still be
+        # writing the healthy ones then); its four requests at once would make eight
+        assert len(busy) <= 4 + 1
     finally:
         server.clear_faults()
         handler.close()
