@@ -1118,7 +1118,7 @@ class TestLifecycle:
         finally:
             gate.set()
         assert flushed - started >= 0.9
-        assert closed - flushed < 0.75
+        assert closed - flushed < 1.0  # a second wait would take the whole flush_timeout
         assert event_handler.stats()["failed"] == 1
 
     def test_a_given_broadcaster_is_used_but_not_owned(self, make, log, fake, clock) -> None:

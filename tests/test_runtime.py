@@ -367,6 +367,13 @@ def test_occurrences_whose_sink_is_still_being_set_up_at_exit_are_reported_once(
     log.addHandler(handler)
     for number in range(10):
         log.warning("bye", extra={"involved": pod(f"setup-{number}")})
+    # until the dispatcher has set all ten aside for the sink: what it has not taken off the
+    # queue by the deadline is dropped, not waiting for the set-up
+    assert handler.broadcaster is not None
+    runtime = handler.broadcaster._runtime
+    deadline = time.monotonic() + 10
+    while runtime._handoff.taken() < 10 and time.monotonic() < deadline:
+        threading.Event().wait(0.01)
     with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
         handler.close()
     said = [r.getMessage() for r in caplog.records if "not written" in r.getMessage()]
@@ -464,7 +471,10 @@ def test_requests_that_hang_in_one_namespace_do_not_hold_up_other_objects(server
     try:
         assert len(server.events("healthy")) == 20
         busy = [t for t in handler.threads() if "writer" in t.name]
-        assert len(busy) <= 4
+        # the four writers, and the stuck namespace's one request once it is stalled (in flight
+        # for STALL_SECONDS it no longer counts against them: a loaded machine may still be
+        # writing the healthy ones then); its four requests at once would make eight
+        assert len(busy) <= 4 + 1
     finally:
         server.clear_faults()
         handler.close()
