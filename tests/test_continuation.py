@@ -658,6 +658,38 @@ def _write(event: models.Event, occurrences: int = 1) -> _pending.Write:
     return _pending.Write(event=event, create=event.count <= 1, held=False, occurrences=occurrences)
 
 
+def _a_partly_landed_write_read_then_throttled() -> tuple[
+    FakeEventSink, correlator.CountPolicy, _continuation.Continuation, _pending.Write
+]:
+    """An event created (count 1), then a write of 3 whose patch lands with its answer lost,
+    joined by 2 more; its retry's guard fails (409), its read finds the 3 there (4), and its
+    patch is throttled (429). Returns the sink, policy, continuation and that write."""
+    clock = FakeClock(T0)
+    fake = FakeEventSink()
+    policy = _policy(clock)
+    cont = _continuation_for(fake, clock)
+    cont.attempt(_write(_event()), policy)  # created, count 1
+
+    def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
+        fake.on_patch = None
+        fake.patch(event, data)
+        raise ConnectionResetError("the answer was lost")
+
+    fake.on_patch = lands_but_the_answer_is_lost
+    write = _write(_event(count=4), occurrences=3)
+    with pytest.raises(ConnectionResetError):
+        cont.attempt(write, policy)
+    assert write.sent is not None
+    write.unsure.append(write.sent)  # as the writer notes a request in doubt
+    write.sent = None
+    write.merge(_event(count=6), held=False, occurrences=2)
+    fake.fail_next("patch", sink.ApiStatusError(409, "Conflict", "changed"))
+    fake.fail_next("patch", sink.ApiStatusError(429, "TooManyRequests", "slow down"))
+    with pytest.raises(sink.ApiStatusError):
+        cont.attempt(write, policy)
+    return fake, policy, cont, write
+
+
 class TestContinuation:
     def test_a_takeover_translates_every_later_patch(self) -> None:
         """The server held 10 when we met it: our 1 makes 11, our later 2 make 13 (not 3),
@@ -744,29 +776,7 @@ class TestContinuation:
         write, the retry's guard fails and its read finds the 3 there, then its patch is
         throttled (429, not landed): the next retry adds the 2 still missing, ending at the
         6 logged, not the whole write's 5 again on top of the read's count (9)."""
-        clock = FakeClock(T0)
-        fake = FakeEventSink()
-        policy = _policy(clock)
-        cont = _continuation_for(fake, clock)
-        cont.attempt(_write(_event()), policy)  # created, count 1
-
-        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
-            fake.on_patch = None
-            fake.patch(event, data)
-            raise ConnectionResetError("the answer was lost")
-
-        fake.on_patch = lands_but_the_answer_is_lost
-        write = _write(_event(count=4), occurrences=3)
-        with pytest.raises(ConnectionResetError):
-            cont.attempt(write, policy)
-        assert write.sent is not None
-        write.unsure.append(write.sent)  # as the writer notes a request in doubt
-        write.sent = None
-        write.merge(_event(count=6), held=False, occurrences=2)
-        fake.fail_next("patch", sink.ApiStatusError(409, "Conflict", "changed"))
-        fake.fail_next("patch", sink.ApiStatusError(429, "TooManyRequests", "slow down"))
-        with pytest.raises(sink.ApiStatusError):
-            cont.attempt(write, policy)
+        fake, policy, cont, write = _a_partly_landed_write_read_then_throttled()
         write.sent = None  # a 429 did not land: the writer forgets the request
         kind, local = cont.attempt(write, policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 6, 6)
@@ -779,29 +789,8 @@ class TestContinuation:
         that forgot the event (lru_cache_size) counts its next occurrence from 1: it adds one
         to the 4 read (5), and never patches the count down to what the given-up write built
         on (2)."""
-        clock = FakeClock(T0)
-        fake = FakeEventSink()
-        policy = _policy(clock)
-        cont = _continuation_for(fake, clock)
-        cont.attempt(_write(_event()), policy)  # created, count 1
-
-        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
-            fake.on_patch = None
-            fake.patch(event, data)
-            raise ConnectionResetError("the answer was lost")
-
-        fake.on_patch = lands_but_the_answer_is_lost
-        write = _write(_event(count=4), occurrences=3)
-        with pytest.raises(ConnectionResetError):
-            cont.attempt(write, policy)
-        assert write.sent is not None
-        write.unsure.append(write.sent)
-        write.sent = None
-        write.merge(_event(count=6), held=False, occurrences=2)
-        fake.fail_next("patch", sink.ApiStatusError(409, "Conflict", "changed"))
-        fake.fail_next("patch", sink.ApiStatusError(429, "TooManyRequests", "slow down"))
-        with pytest.raises(sink.ApiStatusError):
-            cont.attempt(write, policy)  # then given up: its 2 unwritten are counted failed
+        fake, policy, cont, _ = _a_partly_landed_write_read_then_throttled()
+        # then given up: its 2 unwritten are counted failed
         assert fake.events[0].count == 4
         kind, local = cont.attempt(_write(_event(count=1)), policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 1, 5)

@@ -331,45 +331,29 @@ def test_a_dictconfig_with_the_default_disable_existing_loggers_still_shows_bad_
     assert "No Kubernetes configuration" not in result.stderr  # sink: None says nothing
 
 
-def test_what_standard_error_held_back_is_said_at_exit(tmp_path) -> None:
+_PLACEMENTS = {
+    "root": "logging.getLogger().addHandler(KubernetesEventHandler(sink=None))\n"
+    "log = logging.getLogger('app')\n",
+    # nothing on the root (no basicConfig): no handler anywhere shows the reports
+    "named-logger": "log = logging.getLogger('app')\n"
+    "log.propagate = False\n"
+    "log.addHandler(KubernetesEventHandler(sink=None))\n",
+}
+
+
+@pytest.mark.parametrize("placement", list(_PLACEMENTS))
+def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> None:
     """More reports than standard error takes at once (a program with many bad call
-    sites): the lines it held back are not lost silently when no later line comes; the
-    exit (the handler's flush and close) says how many there were."""
+    sites), the event handler on the root or on the application's own logger alone: the
+    reports go to standard error through its rate limit (not one unlimited line each through
+    ``logging.lastResort``), and the lines it held back are not lost silently when no later
+    line comes; the exit (the handler's flush and close) says how many there were."""
     sites = _diagnostics.STDERR_BURST + 7
     calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
     code = (
         "import logging\n"
         "from k8s_logging_events import KubernetesEventHandler\n"
-        "logging.getLogger().addHandler(KubernetesEventHandler(sink=None))\n"
-        "log = logging.getLogger('app')\n"
-        f"{calls}\n"
-    )
-    result = _run(code, tmp_path)
-    assert result.returncode == 0, result.stderr
-    lines = result.stderr.splitlines()
-    shown = [line for line in lines if "Unable to refer to the involved object" in line]
-    assert len(shown) == _diagnostics.STDERR_BURST, result.stderr
-    held = [line for line in lines if "held back from standard error" in line]
-    assert len(held) == 1, result.stderr
-    assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
-    assert "k8s_logging_events logger" in held[0], held[0]
-
-
-def test_with_the_handler_on_a_named_logger_standard_error_is_still_rate_limited(
-    tmp_path,
-) -> None:
-    """The event handler on the application's own logger, nothing on the root (no
-    ``basicConfig``): no handler anywhere shows the library's reports, so they go to
-    standard error through the same rate limit as when the event handler is on the root,
-    not one unlimited line each through ``logging.lastResort``."""
-    sites = _diagnostics.STDERR_BURST + 7
-    calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
-    code = (
-        "import logging\n"
-        "from k8s_logging_events import KubernetesEventHandler\n"
-        "log = logging.getLogger('app')\n"
-        "log.propagate = False\n"
-        "log.addHandler(KubernetesEventHandler(sink=None))\n"
+        f"{_PLACEMENTS[placement]}"
         f"{calls}\n"
     )
     result = _run(code, tmp_path)
@@ -380,3 +364,5 @@ def test_with_the_handler_on_a_named_logger_standard_error_is_still_rate_limited
     assert all(line.startswith("k8s_logging_events: ") for line in shown), result.stderr
     held = [line for line in lines if "held back from standard error" in line]
     assert len(held) == 1, result.stderr
+    assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
+    assert "k8s_logging_events logger" in held[0], held[0]
