@@ -448,13 +448,19 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
 
 
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's colour and style sequences (SGR)
-_QUEUED_EXCEPTION = "\nTraceback (most recent call last):\n"
+_NONE_LINE = "NoneType: None"  # what traceback (and loguru) writes for no exception
+_TRACEBACK_STARTS = (
+    "Traceback (most recent call last):",
+    "  + Exception Group Traceback (most recent call last):",  # as loguru indents a group
+    "Exception Group Traceback (most recent call last):",
+)
+_QUEUED_EXCEPTION = f"\n{_TRACEBACK_STARTS[0]}\n"
 _QUEUED_STACK = "\nStack (most recent call last):\n"
-_QUEUED_NONE = "\nNoneType: None"  # what the stdlib formats for an exc_info of no exception
+_QUEUED_NONE = f"\n{_NONE_LINE}"  # what the stdlib formats for an exc_info of no exception
 _QUEUED_STARTS = (  # an exception group's traceback: no summary is read from it
     _QUEUED_EXCEPTION,
     _QUEUED_STACK,
-    "\n  + Exception Group Traceback (most recent call last):\n",
+    f"\n{_TRACEBACK_STARTS[1]}\n",
 )
 
 
@@ -512,15 +518,6 @@ def _is_loguru_exception(record: logging.LogRecord) -> bool:
         # None: opt(exception=True) outside an except block, where loguru writes _NONE_LINE
         and (record.exc_info[1] is None or isinstance(record.exc_info[1], BaseException))
     )
-
-
-_NONE_LINE = "NoneType: None"  # what traceback (and loguru) writes for no exception
-
-_TRACEBACK_STARTS = (
-    "Traceback (most recent call last):",
-    "  + Exception Group Traceback (most recent call last):",  # as loguru indents a group
-    "Exception Group Traceback (most recent call last):",
-)
 
 
 def _without_loguru_traceback(text: str, exc_info: object) -> str:
