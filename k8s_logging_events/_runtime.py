@@ -200,6 +200,7 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except RuntimeError:  # interpreter exit (3.12): flush() drains on its own thread
+            self._dispatcher = None
             self._pool.can_spawn = False
 
     def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
@@ -396,7 +397,9 @@ class Runtime:
 
     def _dispatcher_alive(self) -> bool:
         thread = self._dispatcher
-        return thread is not None and thread.is_alive()
+        # one still being started counts: a flush draining the queue beside it would hand a
+        # held occurrence's lower count on after a higher one, and over-count the event
+        return thread is not None and (thread.ident is None or thread.is_alive())
 
     def _working(self) -> bool:
         return self._dispatcher_alive() or self._pool.busy()

@@ -812,3 +812,54 @@ def test_stats_add_up_while_the_dispatcher_hands_a_batch_on() -> None:
     for stats in [*seen, dict(b.stats())]:
         outcomes = sum(stats[name] for name in _diagnostics.OUTCOMES)
         assert stats["accepted"] == outcomes + stats["pending"], stats
+
+
+def test_a_flush_while_the_dispatcher_is_being_started_leaves_the_queue_to_it(
+    monkeypatch,
+) -> None:
+    """A flush that comes while the first log call is still starting the dispatcher waits
+    for it rather than draining the queue on its own thread: the two side by side would hand
+    a spam-held occurrence's lower count on after a higher one, over-counting the event."""
+    entered, gate = threading.Event(), threading.Event()
+    original_start = threading.Thread.start
+
+    def start(thread: threading.Thread) -> None:
+        if "dispatcher" in thread.name:
+            entered.set()
+            gate.wait(10)
+        original_start(thread)
+
+    handled_on: list[str] = []
+    original_handle = _runtime.Runtime._handle_batch
+
+    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
+        handled_on.append(threading.current_thread().name)
+        return original_handle(self, batch)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
+    with _recording("starting") as (b, rec, fake):
+        logging_thread = threading.Thread(
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        original_start(logging_thread)
+        assert entered.wait(10)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        original_start(flusher)
+        bound = time.monotonic() + 10
+        while not handled_on and time.monotonic() < bound:
+            frame = sys._current_frames().get(flusher.ident or -1)
+            names = set()
+            while frame is not None:
+                names.add(frame.f_code.co_name)
+                frame = frame.f_back
+            if {"wait_reached", "wait"} <= names:
+                break
+            flusher.join(0.001)
+        gate.set()
+        for thread in (logging_thread, flusher):
+            thread.join(10)
+        assert flushed == [True]
+        assert [event.count for event in fake.events] == [1]
+    assert "test-flush" not in handled_on, handled_on
