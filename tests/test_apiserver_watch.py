@@ -53,8 +53,18 @@ def _raw_watch(server: LocalApiServer, path: str, accept: str = "application/jso
     return connection, connection.getresponse()
 
 
-def _lines(response: Any) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+def _lines(response: Any, count: int | None = None) -> list[dict[str, Any]]:
+    """The watch events of a stream until it ends, or its first ``count`` (the connection's
+    timeout bounds a stream that sends fewer)."""
+    if count is None:
+        return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+    lines: list[dict[str, Any]] = []
+    while len(lines) < count:
+        line = response.readline()
+        assert line, f"the stream ended after {lines}"
+        if line.strip():
+            lines.append(json.loads(line))
+    return lines
 
 
 # -- through the official client ------------------------------------------------------
@@ -162,6 +172,21 @@ def test_watch_ends_after_timeout_seconds(k8s_apiserver, k8s_core_v1):
     assert 0.9 <= time.monotonic() - started < 5
 
 
+def test_watch_with_timeout_seconds_zero_lasts_as_one_without(k8s_apiserver, k8s_core_v1):
+    """timeoutSeconds=0 is no timeout of the client's: a real server then picks its own
+    (30 to 60 minutes), so the stream stays open for later changes (before, it ended at once,
+    after the current events)."""
+    k8s_core_v1.create_namespaced_event("default", event("e0"))
+    w = watch.Watch()
+    stream = w.stream(
+        k8s_core_v1.list_namespaced_event, "default", timeout_seconds=0, _request_timeout=60
+    )
+    first = next(stream)
+    assert (first["type"], first["object"].metadata.name) == ("ADDED", "e0")
+    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    assert take(stream, 1, w) == [("ADDED", "e1", 1)]
+
+
 @pytest.mark.k8s_apiserver(watch_history=2)
 def test_watch_from_a_compacted_resource_version_is_410_expired(k8s_apiserver, k8s_core_v1):
     """Older than the kept history: the client raises ApiException 410 (Expired)."""
@@ -231,15 +256,16 @@ def test_watch_path_of_one_event_follows_only_that_event(k8s_apiserver, k8s_core
     """/api/v1/watch/namespaces/NS/events/NAME: the changes of that one event."""
     k8s_core_v1.create_namespaced_event("default", event("e1"))
     k8s_core_v1.create_namespaced_event("default", event("e2"))
-    connection, response = _raw_watch(
-        k8s_apiserver, "/api/v1/watch/namespaces/default/events/e2?timeoutSeconds=0"
-    )
+    connection, response = _raw_watch(k8s_apiserver, "/api/v1/watch/namespaces/default/events/e2")
     try:
-        lines = _lines(response)
+        k8s_core_v1.patch_namespaced_event("e1", "default", {"count": 2})
+        k8s_core_v1.patch_namespaced_event("e2", "default", {"count": 2})
+        lines = _lines(response, 2)
     finally:
         connection.close()
     assert [(line["type"], line["object"]["metadata"]["name"]) for line in lines] == [
-        ("ADDED", "e2")
+        ("ADDED", "e2"),
+        ("MODIFIED", "e2"),
     ]
 
 
@@ -249,11 +275,11 @@ def test_watch_as_table_sends_one_row_per_event_with_columns_first(k8s_apiserver
     k8s_core_v1.create_namespaced_event("default", event("e2", reason="BackOff"))
     connection, response = _raw_watch(
         k8s_apiserver,
-        "/api/v1/namespaces/default/events?watch=true&timeoutSeconds=0",
+        "/api/v1/namespaces/default/events?watch=true",
         "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
     )
     try:
-        first, second = _lines(response)
+        first, second = _lines(response, 2)
     finally:
         connection.close()
     assert first["object"]["kind"] == "Table"
@@ -273,10 +299,10 @@ def test_send_initial_events_ends_with_the_initial_events_end_bookmark(k8s_apise
     connection, response = _raw_watch(
         k8s_apiserver,
         "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
-        "&resourceVersionMatch=NotOlderThan&timeoutSeconds=0",
+        "&resourceVersionMatch=NotOlderThan",
     )
     try:
-        added, bookmark = _lines(response)
+        added, bookmark = _lines(response, 2)
     finally:
         connection.close()
     assert added["type"] == "ADDED"
