@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import resource
 import shutil
 import subprocess
 import threading
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -185,6 +188,47 @@ def test_watch_with_timeout_seconds_zero_lasts_as_one_without(k8s_apiserver, k8s
     assert (first["type"], first["object"].metadata.name) == ("ADDED", "e0")
     k8s_core_v1.create_namespaced_event("default", event("e1"))
     assert take(stream, 1, w) == [("ADDED", "e1", 1)]
+
+
+@pytest.fixture(name="descriptors_past_fd_setsize")
+def _descriptors_past_fd_setsize() -> Iterator[None]:
+    """Every socket opened meanwhile gets a descriptor past select()'s FD_SETSIZE (1024), as
+    in a process that holds many files and a raised ``ulimit -n`` (a CI container's)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limit[1] != resource.RLIM_INFINITY and limit[1] < 1200:
+        pytest.skip("the hard limit on open files is too low here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(limit[0], 1200), limit[1]))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
+
+def test_a_watch_on_a_descriptor_past_fd_setsize_streams_its_changes(descriptors_past_fd_setsize):
+    """The server looks at a watching connection (has its client gone?) with poll(), not
+    select(), which refuses descriptors past 1024: such a watch ended after the current
+    events, without an error, and never sent a change."""
+    with LocalApiServer() as server, server.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_event("default", event("e0"))
+        w = watch.Watch()
+        stream = w.stream(core.list_namespaced_event, "default", _request_timeout=60)
+        first = next(stream)
+        assert (first["type"], first["object"].metadata.name) == ("ADDED", "e0")
+        core.create_namespaced_event("default", event("e1"))
+        assert take(stream, 1, w) == [("ADDED", "e1", 1)]
+
+
+def test_a_hang_on_a_descriptor_past_fd_setsize_still_hangs(descriptors_past_fd_setsize):
+    """The "hang" fault waits for the client to give up there too (it was a drop: the client
+    saw the connection closed instead of its own read timeout)."""
+    with LocalApiServer() as server, server.api_client() as api_client:
+        server.inject(action="hang")
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            client.CoreV1Api(api_client).list_namespaced_event("default", _request_timeout=0.2)
 
 
 @pytest.mark.k8s_apiserver(watch_history=2)
