@@ -9,10 +9,13 @@ do exactly as the client would keeps the client's own path, :class:`ClientTransp
 from __future__ import annotations
 
 import contextlib
+import logging
+import sys
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from k8s_logging_events import _process
+from k8s_logging_events import _diagnostics, _process
 from k8s_logging_events._errors import RequestConstructionError
 from k8s_logging_events._http import Channel, TlsSettings
 from k8s_logging_events._http_parser import Answer
@@ -23,6 +26,7 @@ __all__ = [
     "channel_for",
     "credentials",
     "forget_pool_after_fork",
+    "plugin_may_run",
 ]
 
 # what the official client may give its urllib3 pool (kubernetes/client/rest.py); any other
@@ -188,7 +192,7 @@ class ClientTransport:
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
         try:
             # a refresh hook may run an exec credential plugin
-            with _process.subprocesses_may_start():
+            with plugin_may_run():
                 _, url, headers, _, _ = self._api_client.param_serialize(
                     method=method,
                     resource_path=path,
@@ -220,13 +224,45 @@ def credentials(configuration: Any) -> list[tuple[str, str]]:
     if getattr(configuration, "refresh_api_key_hook", None) is None:
         settings = configuration.auth_settings()
     else:  # it may run an exec credential plugin
-        with _process.subprocesses_may_start():
+        with plugin_may_run():
             settings = configuration.auth_settings()
     return [
         (str(auth["key"]), str(auth["value"]))
         for auth in settings.values()
         if auth.get("in") == "header" and auth.get("value")
     ]
+
+
+@contextlib.contextmanager
+def plugin_may_run() -> Iterator[None]:
+    """Around what may run a kubeconfig ``exec`` credential plugin: building a client, or
+    reading its credentials (an expired token runs the plugin again).
+
+    The plugin gets a clean signal mask (:func:`_process.subprocesses_may_start`). The
+    client reports a plugin that failed with the ``logging`` module's own ``error()``, which
+    configures the application's root logger when it has no handler (``basicConfig``, under
+    the lock ``dictConfig`` holds): on the library's threads that report is the library's.
+    """
+    kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
+    if kube_config is not None and getattr(kube_config, "logging", None) is logging:
+        kube_config.logging = _ClientLogging()
+    with _process.subprocesses_may_start():
+        yield
+
+
+class _ClientLogging:
+    """The ``logging`` module as the client's kubeconfig loader sees it: the module itself,
+    but for ``error()`` on one of the library's threads."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(logging, name)
+
+    @staticmethod
+    def error(msg: object, *args: object, **kwargs: Any) -> None:
+        if not _diagnostics.is_own_thread():
+            logging.error(msg, *args, **kwargs)  # noqa: LOG015 - as the client would
+            return
+        _diagnostics.report(logging.ERROR, f"Kubernetes client: {msg}", *args)
 
 
 def forget_pool_after_fork(api_client: Any) -> None:

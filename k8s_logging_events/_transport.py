@@ -9,7 +9,8 @@ status; :func:`encode` and :func:`send` are the one body handling and error mapp
 * another status: ``ApiStatusError`` from the Kubernetes Status; but a write the channel
   sent twice is a transport error whatever the second send met (the first may be stored);
 * a TLS failure: ``ApiStatusError`` status 0, reason ``SSLError``, as the client says it
-  (not retried: a certificate does not fix itself);
+  (not retried: a certificate does not fix itself), but for a connection the server closed
+  during the handshake, which is retried like any other connection closed;
 * anything else (refused, reset, timed out, cut short): raised as is, for a retry.
 """
 
@@ -163,11 +164,16 @@ def read(answer: Answer, method: str, path: str) -> Any:
 
 def is_tls_error(error: BaseException) -> bool:
     """True for a failed handshake or a refused certificate on either transport (the ``ssl``
-    module's errors, urllib3's, and urllib3's retries given up on one)."""
+    module's errors, urllib3's, and urllib3's retries given up on one); not for a connection
+    the server closed during the handshake (an EOF), which is a transport error."""
     # a module not imported yet raised nothing
     ssl, exceptions = sys.modules.get("ssl"), sys.modules.get("urllib3.exceptions")
     if exceptions is not None and isinstance(error, exceptions.MaxRetryError) and error.reason:
         error = error.reason
-    return (ssl is not None and isinstance(error, ssl.SSLError)) or (
-        exceptions is not None and isinstance(error, exceptions.SSLError)
-    )
+    if exceptions is not None and isinstance(error, exceptions.SSLError):
+        inner = error.args[0] if error.args else None  # urllib3 wraps the ssl module's error
+        closed = ssl is not None and isinstance(inner, ssl.SSLEOFError | ssl.SSLZeroReturnError)
+        return not closed
+    if ssl is None or isinstance(error, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return False
+    return isinstance(error, ssl.SSLError)

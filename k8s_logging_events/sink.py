@@ -483,7 +483,7 @@ class LazySink:
                 # os.fork() waits for this: a child must not inherit a half-imported module,
                 # whose import lock a thread it lacks would hold forever
                 import kubernetes  # noqa: F401 - the import is the point
-            with _process.subprocesses_may_start():  # an exec credential plugin
+            with _official.plugin_may_run():  # an exec credential plugin
                 built = self._factory()
         except Exception as error:  # a broken kubeconfig: say so once, then give up writes
             self._error = error

@@ -127,6 +127,25 @@ def test_client_certificates_authenticate_without_a_token():
     assert (alice.user, alice.groups) == ("alice", ("dev",))
 
 
+def test_a_verified_certificate_authenticates_whatever_token_comes_beside_it():
+    """kube-apiserver asks its x509 authenticator before its token authenticators, and the
+    first that authenticates wins: a good client certificate beside a wrong (or stale) token
+    is the certificate's user, not a 401. Without the certificate the wrong token is a 401."""
+    with LocalApiServer(tls=True, token="s3cret", client_certificates=True) as server:
+        alice = server.client_certificate("alice")
+        with server.api_client(credentials=False, client_certificate=alice) as api_client:
+            api_client.configuration.api_key = {"authorization": "wrong"}
+            api_client.configuration.api_key_prefix = {"authorization": "Bearer"}
+            client.CoreV1Api(api_client).create_namespaced_event("default", event("e1"))
+        with server.api_client(credentials=False) as api_client:
+            api_client.configuration.api_key = {"authorization": "wrong"}
+            api_client.configuration.api_key_prefix = {"authorization": "Bearer"}
+            with pytest.raises(ApiException) as error:
+                client.CoreV1Api(api_client).list_namespaced_event("default")
+        assert error.value.status == 401
+        assert [r.status for r in server.requests] == [201, 401]
+
+
 def test_options_that_do_not_fit_together_are_refused():
     """Client certificates need TLS; an empty token is a mistake."""
     with pytest.raises(ValueError, match="needs tls=True"):

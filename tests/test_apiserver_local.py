@@ -408,6 +408,22 @@ def test_event_ttl_expires_events_after_their_last_write():
         assert error.value.status == 404
 
 
+def test_a_step_of_the_wall_clock_neither_expires_events_nor_keeps_them():
+    """An event's time to live is a duration, as an etcd lease's is: a step of the wall clock
+    (NTP, a VM resumed from a snapshot) does not move it; time passing does (before, a step of
+    two hours forward emptied the server at once, and one back kept events two hours more)."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock, event_ttl=3600) as server, server.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_event("default", core_event("e1"))
+        clock.step_wall(7200)
+        assert names(server) == ["e1"]
+        clock.step_wall(-7200 - 7200)
+        core.create_namespaced_event("default", core_event("e2"))
+        clock.step(3601)
+        assert names(server) == []
+
+
 @pytest.mark.parametrize("ttl", [0, -5, float("nan"), float("inf"), "60", True])
 def test_an_event_ttl_that_is_no_positive_number_of_seconds_is_refused(ttl: Any) -> None:
     """event_ttl 0 or below made every event vanish at once, silently, and NaN failed on

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
+import resource
 import shutil
 import subprocess
 import threading
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
@@ -53,8 +56,18 @@ def _raw_watch(server: LocalApiServer, path: str, accept: str = "application/jso
     return connection, connection.getresponse()
 
 
-def _lines(response: Any) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+def _lines(response: Any, count: int | None = None) -> list[dict[str, Any]]:
+    """The watch events of a stream until it ends, or its first ``count`` (the connection's
+    timeout bounds a stream that sends fewer)."""
+    if count is None:
+        return [json.loads(line) for line in response.read().splitlines() if line.strip()]
+    lines: list[dict[str, Any]] = []
+    while len(lines) < count:
+        line = response.readline()
+        assert line, f"the stream ended after {lines}"
+        if line.strip():
+            lines.append(json.loads(line))
+    return lines
 
 
 # -- through the official client ------------------------------------------------------
@@ -162,6 +175,62 @@ def test_watch_ends_after_timeout_seconds(k8s_apiserver, k8s_core_v1):
     assert 0.9 <= time.monotonic() - started < 5
 
 
+def test_watch_with_timeout_seconds_zero_lasts_as_one_without(k8s_apiserver, k8s_core_v1):
+    """timeoutSeconds=0 is no timeout of the client's: a real server then picks its own
+    (30 to 60 minutes), so the stream stays open for later changes (before, it ended at once,
+    after the current events)."""
+    k8s_core_v1.create_namespaced_event("default", event("e0"))
+    w = watch.Watch()
+    stream = w.stream(
+        k8s_core_v1.list_namespaced_event, "default", timeout_seconds=0, _request_timeout=60
+    )
+    first = next(stream)
+    assert (first["type"], first["object"].metadata.name) == ("ADDED", "e0")
+    k8s_core_v1.create_namespaced_event("default", event("e1"))
+    assert take(stream, 1, w) == [("ADDED", "e1", 1)]
+
+
+@pytest.fixture(name="descriptors_past_fd_setsize")
+def _descriptors_past_fd_setsize() -> Iterator[None]:
+    """Every socket opened meanwhile gets a descriptor past select()'s FD_SETSIZE (1024), as
+    in a process that holds many files and a raised ``ulimit -n`` (a CI container's)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if limit[1] != resource.RLIM_INFINITY and limit[1] < 1200:
+        pytest.skip("the hard limit on open files is too low here")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(limit[0], 1200), limit[1]))
+    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    try:
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
+
+def test_a_watch_on_a_descriptor_past_fd_setsize_streams_its_changes(descriptors_past_fd_setsize):
+    """The server looks at a watching connection (has its client gone?) with poll(), not
+    select(), which refuses descriptors past 1024: such a watch ended after the current
+    events, without an error, and never sent a change."""
+    with LocalApiServer() as server, server.api_client() as api_client:
+        core = client.CoreV1Api(api_client)
+        core.create_namespaced_event("default", event("e0"))
+        w = watch.Watch()
+        stream = w.stream(core.list_namespaced_event, "default", _request_timeout=60)
+        first = next(stream)
+        assert (first["type"], first["object"].metadata.name) == ("ADDED", "e0")
+        core.create_namespaced_event("default", event("e1"))
+        assert take(stream, 1, w) == [("ADDED", "e1", 1)]
+
+
+def test_a_hang_on_a_descriptor_past_fd_setsize_still_hangs(descriptors_past_fd_setsize):
+    """The "hang" fault waits for the client to give up there too (it was a drop: the client
+    saw the connection closed instead of its own read timeout)."""
+    with LocalApiServer() as server, server.api_client() as api_client:
+        server.inject(action="hang")
+        with pytest.raises(urllib3.exceptions.ReadTimeoutError):
+            client.CoreV1Api(api_client).list_namespaced_event("default", _request_timeout=0.2)
+
+
 @pytest.mark.k8s_apiserver(watch_history=2)
 def test_watch_from_a_compacted_resource_version_is_410_expired(k8s_apiserver, k8s_core_v1):
     """Older than the kept history: the client raises ApiException 410 (Expired)."""
@@ -231,15 +300,16 @@ def test_watch_path_of_one_event_follows_only_that_event(k8s_apiserver, k8s_core
     """/api/v1/watch/namespaces/NS/events/NAME: the changes of that one event."""
     k8s_core_v1.create_namespaced_event("default", event("e1"))
     k8s_core_v1.create_namespaced_event("default", event("e2"))
-    connection, response = _raw_watch(
-        k8s_apiserver, "/api/v1/watch/namespaces/default/events/e2?timeoutSeconds=0"
-    )
+    connection, response = _raw_watch(k8s_apiserver, "/api/v1/watch/namespaces/default/events/e2")
     try:
-        lines = _lines(response)
+        k8s_core_v1.patch_namespaced_event("e1", "default", {"count": 2})
+        k8s_core_v1.patch_namespaced_event("e2", "default", {"count": 2})
+        lines = _lines(response, 2)
     finally:
         connection.close()
     assert [(line["type"], line["object"]["metadata"]["name"]) for line in lines] == [
-        ("ADDED", "e2")
+        ("ADDED", "e2"),
+        ("MODIFIED", "e2"),
     ]
 
 
@@ -249,11 +319,11 @@ def test_watch_as_table_sends_one_row_per_event_with_columns_first(k8s_apiserver
     k8s_core_v1.create_namespaced_event("default", event("e2", reason="BackOff"))
     connection, response = _raw_watch(
         k8s_apiserver,
-        "/api/v1/namespaces/default/events?watch=true&timeoutSeconds=0",
+        "/api/v1/namespaces/default/events?watch=true",
         "application/json;as=Table;v=v1;g=meta.k8s.io,application/json",
     )
     try:
-        first, second = _lines(response)
+        first, second = _lines(response, 2)
     finally:
         connection.close()
     assert first["object"]["kind"] == "Table"
@@ -273,10 +343,10 @@ def test_send_initial_events_ends_with_the_initial_events_end_bookmark(k8s_apise
     connection, response = _raw_watch(
         k8s_apiserver,
         "/api/v1/events?watch=1&sendInitialEvents=true&allowWatchBookmarks=true"
-        "&resourceVersionMatch=NotOlderThan&timeoutSeconds=0",
+        "&resourceVersionMatch=NotOlderThan",
     )
     try:
-        added, bookmark = _lines(response)
+        added, bookmark = _lines(response, 2)
     finally:
         connection.close()
     assert added["type"] == "ADDED"

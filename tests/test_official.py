@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ssl
+import sys
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -26,6 +27,7 @@ from urllib3.exceptions import InsecureRequestWarning
 
 from k8s_logging_events import _official
 from k8s_logging_events.testing import LocalApiServer
+from tests._children import run_python
 
 JSON = "application/json"
 
@@ -165,3 +167,68 @@ def test_the_clients_own_path_leaves_every_retry_to_the_writer() -> None:
         finally:
             api_client.close()
     assert fault.fired == 1
+
+
+_FAILING_PLUGIN = """#!{python}
+# an exec credential plugin: a token (already expired, so that the next request runs the
+# plugin again) until its {fail_at}th run, which prints what is no ExecCredential
+import json, pathlib
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+if run >= {fail_at}:
+    print("Please log in with: cloud auth login")
+else:
+    status = {{"token": "from-plugin", "expirationTimestamp": "2000-01-01T00:00:00Z"}}
+    kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+    print(json.dumps({{**kind, "status": status}}))
+"""
+
+_APPLICATION = """
+import logging, sys
+from k8s_logging_events import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="app", sink="auto", kubeconfig=sys.argv[1])
+log = logging.getLogger("app")  # the application configures its own logger, not the root
+log.addHandler(handler)
+log.warning("Back-off", extra={"involved": {"kind": "Pod", "name": "web-0"}, "reason": "BackOff"})
+handler.flush()
+print("root handlers:", len(logging.getLogger().handlers))
+logging.basicConfig(format="app-format %(message)s")  # the application's own, later
+logging.getLogger("other").warning("the application's warning")
+handler.close()
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "fail_at", [1, 2], ids=["while-the-client-is-built", "while-a-token-is-refreshed"]
+)
+def test_a_failing_exec_plugin_leaves_the_applications_root_logger_alone(
+    tmp_path: Path, fail_at: int
+) -> None:
+    """A kubeconfig ``exec`` plugin that prints something else than an ExecCredential (or
+    fails) is reported by the client through ``logging.error()``, which, with no handler on
+    the root logger, runs ``basicConfig()``. Run on the library's thread, that configured the
+    application's root logger: its records went to standard error in logging's default
+    format, and the application's own ``basicConfig()`` later did nothing. The failure is now
+    the library's report, and the root logger stays the application's."""
+    import yaml
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(_FAILING_PLUGIN.format(python=sys.executable, fail_at=fail_at))
+    plugin.chmod(0o755)
+    with LocalApiServer() as server:
+        config = yaml.safe_load(server.kubeconfig(credentials=False))
+        config["users"][0]["user"] = {
+            "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        }
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(config))
+        done = run_python(_APPLICATION, str(kubeconfig), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "root handlers: 0" in done.stdout
+    assert "app-format the application's warning" in done.stderr
+    assert "ERROR:root:" not in done.stderr
+    assert "k8s_logging_events: Kubernetes client: exec: failed to decode" in done.stderr

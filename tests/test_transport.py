@@ -8,9 +8,11 @@ can go.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import http.server
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -155,6 +157,84 @@ def test_tls_errors_are_told_apart_on_both_transports() -> None:
     assert _transport.is_tls_error(MaxRetryError(None, "/", SSLError("bad certificate")))  # type: ignore[arg-type]
     assert not _transport.is_tls_error(ConnectionRefusedError())
     assert not _transport.is_tls_error(MaxRetryError(None, "/", ConnectionRefusedError()))  # type: ignore[arg-type]
+
+
+class _ClosesFirstConnection:
+    """A TCP relay to ``port`` that closes its first connection as soon as it is accepted,
+    with a FIN, as a load balancer with no backend ready (or a server that is stopping) does."""
+
+    def __init__(self, port: int) -> None:
+        self._port = port
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._relayed: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, name="test-relay", daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.accept()[0].close()
+            while True:
+                inside, _ = self._listener.accept()
+                outside = socket.create_connection(("127.0.0.1", self._port))
+                self._relayed += [inside, outside]
+                for a, b in ((inside, outside), (outside, inside)):
+                    thread = threading.Thread(
+                        target=self._pipe, args=(a, b), name="test-relay-pipe", daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
+        self._listener.close()
+        self._threads[0].join(5)
+        # a client's closed connection may wait for the garbage collector (a response's file
+        # object holds it): end the relayed ones here
+        for relayed in self._relayed:
+            with contextlib.suppress(OSError):
+                relayed.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(5)
+        for relayed in self._relayed:
+            relayed.close()
+
+
+@pytest.mark.parametrize("path", ["channel", "official"])
+def test_a_connection_closed_during_the_tls_handshake_is_retried(path: str) -> None:
+    """An HTTPS connection the server (or a load balancer) closes before the handshake is
+    done fails with the ``ssl`` module's EOF error. That is a connection closed, not a
+    certificate refused: a transport error the writer retries, as a reset is (before, the
+    event was given up at once, "will not retry")."""
+    with LocalApiServer(tls=True, token="s3cret") as server, server.api_client() as api_client:
+        relay = _ClosesFirstConnection(server.port)
+        try:
+            api_client.configuration.host = f"https://127.0.0.1:{relay.port}"
+            relayed = client.ApiClient(api_client.configuration)
+            events_sink = sink.KubernetesEventSink(relayed, qps=0, api="v1")
+            if path == "official":
+                _on_official_path(events_sink)
+            try:
+                events_sink.create(_event())
+            except Exception as error:  # the ssl module's or urllib3's (not kept: its frames
+                # hold the client's connection open)
+                failure = (type(error).__name__, sink.is_retryable(error))
+            assert failure[0] != "ApiStatusError"
+            assert failure[1], failure
+            assert events_sink.create(_event()).count == 1
+        finally:
+            events_sink.close()
+            relayed.close()
+            relay.close()
 
 
 # -- one path, both transports -------------------------------------------------------------

@@ -165,13 +165,13 @@ class Authenticator:
         if not self.required:
             return ANONYMOUS
         certificate_user = _common_name(peer_certificate) if self.client_certificates else ""
+        if certificate_user:  # the first authenticator that succeeds wins: the token is not read
+            return certificate_user
         scheme, _, credential = authorization.strip().partition(" ")
+        token = credential.strip().encode()
         if self.token is not None and scheme.lower() == "bearer":
-            # a token that is sent and wrong is a 401 even when a certificate would do
-            if not hmac.compare_digest(credential.strip().encode(), self.token.encode()):
-                return None
-            return certificate_user or LOCAL_ADMIN
-        return certificate_user or None
+            return LOCAL_ADMIN if hmac.compare_digest(token, self.token.encode()) else None
+        return None
 
 
 def _common_name(certificate: dict[str, Any] | None) -> str:

@@ -253,10 +253,9 @@ class Exchange:
                 return False
             # a watching client sends nothing: readable means it closed (or broke) the connection
             try:
-                readable, _, _ = select.select([sock], [], [], 0)
+                return not _readable(sock, 0)
             except (OSError, ValueError):
                 return False
-            return not readable
 
         try:
             handler.wfile.write(head.encode("latin-1"))
@@ -277,5 +276,15 @@ class Exchange:
     def hang(self) -> None:
         """Never answer: wait until the client closes the connection or the server stops."""
         with contextlib.suppress(OSError, ValueError):
-            select.select([self._handler.connection], [], [])
+            _readable(self._handler.connection, None)
         self.drop()
+
+
+def _readable(sock: socket.socket, timeout: float | None) -> bool:
+    """True once ``sock`` is readable (bytes, or the client's close) within ``timeout`` seconds
+    (None: however long that takes). poll(), as select() refuses descriptors past 1024."""
+    if not hasattr(select, "poll"):
+        return bool(select.select([sock], [], [], timeout)[0])
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else timeout * 1000))

@@ -121,7 +121,8 @@ class Entry:
     obj: dict[str, Any]
     """The canonical form (core/v1 for events), without kind and apiVersion."""
     rv: int
-    written: datetime
+    written: float
+    """When it was last written, on the store clock's monotonic reading (expiry is a duration)."""
     _core: bytes | None = field(default=None, repr=False)
     _events: bytes | None = field(default=None, repr=False)
 

@@ -80,8 +80,9 @@ class LocalApiServer(ServerControls, EndsOnExit):
         port: the port; 0 picks a free one (read it back from :attr:`url`).
         namespaces: namespaces to create at start, beside the three built-in ones.
         auto_create_namespaces: create a missing namespace on the first write into it.
-        clock: the clock for ``creationTimestamp``, expiry and table ages (system clock
-            by default); a :class:`~k8s_logging_events.testing.FakeClock` works.
+        clock: the clock for ``creationTimestamp``, expiry (on its monotonic reading) and
+            table ages (system clock by default); a
+            :class:`~k8s_logging_events.testing.FakeClock` works.
         event_ttl: seconds after its last write an event disappears, as with the real
             server's ``--event-ttl`` (default 1 h there); None keeps events forever.
         max_events: keep at most this many events, forgetting the least recently written.

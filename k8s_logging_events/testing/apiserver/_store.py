@@ -33,10 +33,10 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from k8s_logging_events.clock import Clock
+from k8s_logging_events.clock import Clock, monotonic_source
 from k8s_logging_events.models import format_time
 from k8s_logging_events.testing.apiserver._admission import WriteAttributes
 from k8s_logging_events.testing.apiserver._auth import ANONYMOUS
@@ -101,7 +101,7 @@ class Store(PodStore):
     """Events, Namespaces and Pods, one lock, one resourceVersion counter.
 
     Args:
-        clock: where creation timestamps and expiry come from.
+        clock: creation timestamps (``now()``) and expiry (its monotonic reading).
         namespaces: namespaces to create beside ``default``, ``kube-system``, ``kube-public``.
         auto_create_namespaces: create a missing namespace on the first write into it
             instead of answering 404 as a real server does.
@@ -141,12 +141,13 @@ class Store(PodStore):
         """Notified (under :attr:`lock`) after every change to a stored object."""
         self._histories = {resource: History(watch_history) for resource in RESOURCES}
         self._clock = clock
+        self._monotonic = monotonic_source(clock)
         self._initial_namespaces = tuple(dict.fromkeys((*IMMORTAL_NAMESPACES, *namespaces)))
         for name in self._initial_namespaces:
             if is_dns1123_label(name):
                 raise ValueError(f"namespace {name!r} is not a valid namespace name")
         self.auto_create_namespaces = auto_create_namespaces
-        self._ttl = None if event_ttl is None else timedelta(seconds=event_ttl)
+        self._ttl = event_ttl
         self._max_events = max_events
         rng = random.Random(seed)
         self._generate = name_generator or (lambda prefix: simple_name(prefix, rng))
@@ -188,11 +189,15 @@ class Store(PodStore):
     def _now(self) -> datetime:
         return self._clock.now()
 
+    def _written_at(self) -> float:
+        return self._monotonic()
+
     def _expire(self) -> None:
-        """Drop events whose TTL ran out, as etcd's leases would."""
+        """Drop events whose TTL ran out, as etcd's leases would: on the monotonic reading,
+        so that a step of the wall clock neither expires events nor keeps them."""
         if self._ttl is None or not self._events:
             return
-        deadline = self._now() - self._ttl
+        deadline = self._written_at() - self._ttl
         while self._events:
             key, entry = next(iter(self._events.items()))
             if entry.written > deadline:
@@ -218,7 +223,7 @@ class Store(PodStore):
         ``DELETED`` change carrying its last state at that version."""
         rv = self._next_rv()
         last = {**entry.obj, "metadata": meta_with(entry.obj["metadata"], resourceVersion=str(rv))}
-        self._record(resource, Change(rv, DELETED, Entry(last, rv, self._now()), entry))
+        self._record(resource, Change(rv, DELETED, Entry(last, rv, self._written_at()), entry))
         return entry
 
     def _record(self, resource: str, change: Change) -> None:
@@ -276,7 +281,7 @@ class Store(PodStore):
     def _put_namespace(self, namespace: dict[str, Any]) -> Entry:
         rv = self._next_rv()
         namespace["metadata"] = meta_with(namespace["metadata"], resourceVersion=str(rv))
-        entry = Entry(namespace, rv, self._now())
+        entry = Entry(namespace, rv, self._written_at())
         name = namespace["metadata"]["name"]
         previous = self._namespaces.get(name)
         self._namespaces[name] = entry
@@ -471,10 +476,10 @@ class Store(PodStore):
     def _commit(self, key: tuple[str, str], event: dict[str, Any], *, dry_run: bool) -> Entry:
         if dry_run:
             event["metadata"] = meta_with(event["metadata"], resourceVersion=None)
-            return Entry(event, 0, self._now())
+            return Entry(event, 0, self._written_at())
         rv = self._next_rv()
         event["metadata"] = meta_with(event["metadata"], resourceVersion=str(rv))
-        entry = Entry(event, rv, self._now())
+        entry = Entry(event, rv, self._written_at())
         self._store_event(key, entry)
         return entry
 
@@ -542,7 +547,9 @@ class Store(PodStore):
                 raise invalid("Event", name, errors)
             self._admit_write(api, namespace, event, user, dry_run)
             if event == old or dry_run:
-                return (current if event == old else Entry(event, current.rv, self._now())), False
+                return (
+                    current if event == old else Entry(event, current.rv, self._written_at())
+                ), False
             return self._commit(key, event, dry_run=False), False
 
     def delete_event(

@@ -57,6 +57,9 @@ class PodStore:
     def _now(self) -> datetime:
         raise NotImplementedError
 
+    def _written_at(self) -> float:
+        raise NotImplementedError
+
     def _record(self, resource: str, change: Change) -> None:
         raise NotImplementedError
 
@@ -111,10 +114,10 @@ class PodStore:
             pod = {**pod, "metadata": meta}
             key = (namespace, meta["name"])
             if dry_run:
-                return Entry(pod, 0, self._now())
+                return Entry(pod, 0, self._written_at())
             rv = self._next_rv()
             pod["metadata"] = meta_with(meta, resourceVersion=str(rv))
-            entry = Entry(pod, rv, self._now())
+            entry = Entry(pod, rv, self._written_at())
             self._pods[key] = entry
             self._record(PODS_RESOURCE, Change(rv, ADDED, entry, None))
             return entry

@@ -15,8 +15,8 @@ the resource (:class:`~._store.Store`, the watch cache of a real server):
   one newer than the store gets ``504 Timeout`` after 3 s, both on the 200 stream;
 * ``fieldSelector`` / ``labelSelector`` as the watch cache applies them: a change that moves
   an object into the selection is an ``ADDED``, out of it a ``DELETED``;
-* ``timeoutSeconds`` ends the stream cleanly; so does the server's stop, at once, and a
-  client that goes away is noticed within half a second;
+* ``timeoutSeconds`` (but 0, which means none) ends the stream cleanly; so does the
+  server's stop, at once, and a client that goes away is noticed within half a second;
 * ``sendInitialEvents=true`` ends the initial events with the ``k8s.io/initial-events-end``
   bookmark; other bookmarks are not sent (a real server may omit them too).
 
@@ -109,7 +109,9 @@ def watch_response(
         raise invalid(resource, "", [error], api.group)
     raw_timeout = request.query.get("timeoutSeconds", "")
     try:
-        timeout = float(int(raw_timeout)) if raw_timeout else None
+        # 0 asks for no timeout of the client's: a real server then sets its own (30 to 60
+        # minutes), which a test never reaches
+        timeout = float(int(raw_timeout)) or None if raw_timeout else None
     except ValueError:
         raise bad_request(f'strconv.ParseInt: parsing "{raw_timeout}": invalid syntax') from None
     initial = request.query.get("sendInitialEvents")
