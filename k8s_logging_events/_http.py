@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
+from k8s_logging_events import _process
 from k8s_logging_events._http_parser import Answer, OutOfStepError, ProtocolError, read_answer
 
 if TYPE_CHECKING:
@@ -159,6 +160,37 @@ class _Connection:
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
+    """The TLS handshake, each step of OpenSSL's work under :func:`_process.openssl` and the
+    waits for the server outside it; each wait at most ``timeout`` (the connect timeout, as
+    in urllib3)."""
+    import ssl
+
+    sock.settimeout(0.0)
+    while True:
+        with _process.openssl():
+            try:
+                sock.do_handshake()
+                return
+            except ssl.SSLWantReadError:
+                writing = False
+            except ssl.SSLWantWriteError:
+                writing = True
+        if not _ready(sock, writing, timeout):
+            raise TimeoutError("_ssl.c: The handshake operation timed out")
+
+
+def _ready(sock: socket.socket, writing: bool, timeout: float) -> bool:
+    """Wait until ``sock`` can be read (or written); False after ``timeout`` seconds."""
+    if hasattr(select, "poll"):
+        poll = select.poll()
+        poll.register(sock.fileno(), select.POLLOUT if writing else select.POLLIN)
+        return bool(poll.poll(max(1, math.ceil(timeout * 1000))))
+    waiting = ([], [sock]) if writing else ([sock], [])
+    readable, writable, _ = select.select(*waiting, [], timeout)
+    return bool(readable or writable)
 
 
 class Channel:
@@ -326,10 +358,13 @@ class Channel:
             if self._tls is not None:
                 if not self._tls.verify:
                     _warn_unverified(self._address[0])
-                # the handshake runs under the connect timeout, as in urllib3
-                sock = self._tls.context().wrap_socket(
-                    sock, server_hostname=self._tls.server_hostname
-                )
+                with _process.openssl():  # a fork waits while OpenSSL works (_process)
+                    sock = self._tls.context().wrap_socket(
+                        sock,
+                        server_hostname=self._tls.server_hostname,
+                        do_handshake_on_connect=False,
+                    )
+                _handshake(sock, self._connect_timeout)
                 sock.settimeout(self._read_timeout)
                 return _Connection(sock, True, wait_ms)
             if _KERNEL_TIMEOUTS:

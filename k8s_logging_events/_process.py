@@ -33,12 +33,14 @@ __all__ = [
     "flush_when_child_ends",
     "importing",
     "leave_signals_to_the_main_thread",
+    "openssl",
     "renew_in_child",
     "subprocesses_may_start",
 ]
 
 FORK_IMPORT_WAIT_SECONDS = 10.0
-"""The longest a fork waits for a writer thread's import of the ``kubernetes`` client."""
+"""The longest a fork waits for a writer thread's import of the ``kubernetes`` client (and,
+as long again, for its work inside OpenSSL)."""
 
 MAIN_THREAD_SIGNALS = frozenset(
     getattr(signal, name)
@@ -65,7 +67,8 @@ class ExitFlushable(Protocol):
 _order = itertools.count()
 _renewable: weakref.WeakValueDictionary[int, Renewable] = weakref.WeakValueDictionary()
 _importing = threading.Lock()
-_fork_holds_import = False
+_openssl = threading.Lock()
+_held_at_fork: list[threading.Lock] = []
 
 
 def renew_in_child(target: Renewable) -> None:
@@ -82,22 +85,32 @@ def importing() -> threading.Lock:
     return _importing
 
 
+def openssl() -> threading.Lock:
+    """The lock to hold while a library thread works inside OpenSSL (a TLS context made, a
+    handshake step), never while it waits for the network.
+
+    A fork waits for it (at most :data:`FORK_IMPORT_WAIT_SECONDS`): OpenSSL's own locks
+    (its algorithm store's) held by a thread at the fork stay held in the child, whose every
+    later TLS connection, the application's too, would wait for them forever.
+    """
+    return _openssl
+
+
 def _before_fork() -> None:
-    global _fork_holds_import
-    _fork_holds_import = _importing.acquire(timeout=FORK_IMPORT_WAIT_SECONDS)
+    locks = (_importing, _openssl)
+    _held_at_fork.extend(lock for lock in locks if lock.acquire(timeout=FORK_IMPORT_WAIT_SECONDS))
 
 
 def _after_fork_in_parent() -> None:
-    global _fork_holds_import
-    if _fork_holds_import:
-        _fork_holds_import = False
-        _importing.release()
+    while _held_at_fork:
+        _held_at_fork.pop().release()
 
 
 def _after_fork_in_child() -> None:
-    global _importing, _fork_holds_import, _exit_hook_in
+    global _importing, _openssl, _exit_hook_in
     _importing = threading.Lock()
-    _fork_holds_import = False
+    _openssl = threading.Lock()
+    _held_at_fork.clear()
     _exit_hook_in = None
     for target in list(_renewable.values()):
         # one object that cannot renew itself must not leave the others unrenewed

@@ -117,7 +117,6 @@ def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_pa
     assert orders == sorted(f"order-{n}" for n in range(REQUESTS)), log_text
     assert all(e["count"] == 1 for e in stored if e["reason"] == "OrderFailed")
     slow = [e for e in stored if e["reason"] == "SlowUpstream"]
-    # one event per worker that served requests, their counts adding up to every request
-    assert sum(e["count"] for e in slow) == REQUESTS, log_text
-    assert 1 <= len(slow) <= 2
+    # the workers share a source: one event (deterministic names), counting every request
+    assert [e["count"] for e in slow] == [REQUESTS], log_text
     assert len(pids) <= 2

@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _process, recorder, sink
+from k8s_logging_events import _http, _process, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
 from tests.reliability_scenarios import (
@@ -233,6 +233,65 @@ def test_a_childs_counters_add_up_after_a_flush(server) -> None:
         "discarded": 0,
         "pending": 0,
     }
+
+
+# --- a fork while a writer works inside OpenSSL ----------------------------------------------
+
+_forking = threading.Event()
+if hasattr(os, "register_at_fork"):
+    # registered after the library's own hook, so it runs first: a fork has begun
+    os.register_at_fork(before=_forking.set)
+
+
+@needs_fork
+@pytest.mark.timeout(90)
+def test_a_fork_waits_while_a_writer_works_inside_openssl(monkeypatch) -> None:
+    """OpenSSL's own locks (its algorithm store's) that a writer thread holds at a fork stay
+    held in the child, where every later TLS connection, the application's too, waits for
+    them forever (before: about one child in 150 of those forked while the parent logged
+    over HTTPS never wrote an event). A writer is held inside the making of its TLS context
+    until the application forks: the fork waits until the writer is out, and the parent's
+    event is written."""
+    inside: list[bool] = []
+    making = threading.Event()
+    made = _http.TlsSettings.context
+
+    def context(settings: _http.TlsSettings) -> Any:
+        inside.append(True)
+        making.set()
+        _forking.wait(30)  # OpenSSL's work goes on until a fork has begun
+        try:
+            return made(settings)
+        finally:
+            inside.pop()
+
+    monkeypatch.setattr(_http.TlsSettings, "context", context)
+    _forking.clear()
+    with LocalApiServer(tls=True) as secured:
+        users = recorder.EventBroadcaster()
+        users.start_recording_to_sink(sink.KubernetesEventSink(secured.api_client(), qps=0))
+        handler = KubernetesEventHandler(component="fork", broadcaster=users, flush_timeout=20)
+        log = app_logger("openssl")
+        log.addHandler(handler)
+        try:
+            log.warning("parent", extra={"involved": pod("tls-parent")})
+            assert making.wait(30), "no writer made a TLS context"
+            read_end, write_end = os.pipe()
+            pid = fork_quietly()
+            if pid == 0:  # pragma: no cover - the child
+                try:
+                    os.close(read_end)
+                    os.write(write_end, json.dumps({"inside": bool(inside)}).encode())
+                finally:
+                    os._exit(0)
+            os.close(write_end)
+            report = read_child(read_end, pid, timeout=20)
+            handler.flush()
+        finally:
+            handler.close()
+            users.shutdown(5)
+        assert report == {"inside": False}, "the fork came while a writer was inside OpenSSL"
+        assert stored_counts(secured) == Counter({"tls-parent": 1})
 
 
 # --- multiprocessing with fork ----------------------------------------------------------------
