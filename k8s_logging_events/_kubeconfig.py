@@ -92,8 +92,16 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
 
 def url_without_credentials(url: str) -> str:
     """``url`` for a URL sink, which sends no credentials: one with a user name (or password)
-    in it is a ValueError that says where credentials go, and never shows them."""
+    in it is a ValueError that says where credentials go, and never shows them. So is a query
+    or fragment (a token, often): each request's path would follow it."""
     parts = urlsplit(url)
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
+        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="")
+        raise ValueError(
+            f"sink: a URL sink is the API server's base URL ({shown.geturl()}), which the "
+            "client puts each request's path after, so it takes no query or fragment; give "
+            "credentials in a kubeconfig (the kubeconfig option, or KUBECONFIG, with sink: auto)"
+        )
     if "@" in parts.netloc:
         shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
         raise ValueError(
