@@ -173,6 +173,15 @@ def read(
     except RecursionError:  # an extra's str() recursing (a lazy proxy): its problem, as involved's
         notes.refuse("extras", "Unable to read the extras: the text of one of them recurses")
         return None
+    except Exception as error:  # an extra whose str() or == raises: say which ones were read
+        notes.refuse("extras", _UNREADABLE_EXTRAS, error)
+        return None
+
+
+_UNREADABLE_EXTRAS = (
+    "Unable to read the extras (reason, event_type, annotations, action, related): one of "
+    "them raised %r when made text or compared"
+)
 
 
 def is_own(name: object) -> bool:
