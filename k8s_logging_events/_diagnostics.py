@@ -16,6 +16,7 @@ import collections
 import errno
 import itertools
 import logging
+import logging.handlers
 import socket
 import sys
 import threading
@@ -145,7 +146,7 @@ def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
     while current is not None:
         for handler in current.handlers:
             found_any = True
-            if not getattr(handler, OWN_HANDLER_MARK, False) and level >= handler.level:
+            if _shows(handler, level):
                 return True
         current = current.parent if current.propagate else None
     if found_any:
@@ -153,6 +154,22 @@ def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
     # with no handler at all, logging.lastResort writes warnings to standard error itself
     last_resort = logging.lastResort
     return last_resort is not None and level >= last_resort.level
+
+
+def _shows(handler: logging.Handler, level: int, depth: int = 0) -> bool:
+    """True when ``handler`` is not ours and takes ``level``; a ``QueueHandler`` whose
+    listener is known (3.12+ dictConfig sets ``listener``) shows what one of its handlers does."""
+    if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
+        return False
+    listener = getattr(handler, "listener", None)
+    behind = getattr(listener, "handlers", None)
+    if not isinstance(handler, logging.handlers.QueueHandler) or behind is None or depth > 3:
+        return True
+    # without respect_handler_level the listener hands every record to every handler
+    respects = getattr(listener, "respect_handler_level", False)
+    return any(
+        _shows(inner, level if respects else max(level, inner.level), depth + 1) for inner in behind
+    )
 
 
 class StandardError:

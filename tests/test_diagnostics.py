@@ -199,6 +199,30 @@ def test_a_handler_whose_level_hides_the_report_does_not_count_as_showing_it(cap
     assert capsys.readouterr().err == "k8s_logging_events.tests.levels: a warning\n"
 
 
+def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_it(
+    capsys,
+) -> None:
+    """docs/configuration.md's set-up on 3.12+: dictConfig's ``QueueHandler`` with
+    ``handlers: [events]``. Its listener hands the reports to the event handler alone, which
+    ignores them: every report was lost. What the listener's handlers show decides, as for
+    the logger's own handlers; a listener with a handler of the user's shows it."""
+    import logging.handlers
+    import queue
+
+    target = private_logger("queued")
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    queued = logging.handlers.QueueHandler(records)
+    # as dictConfig sets it on 3.12+ (the listener is not started: nothing is dequeued)
+    queued.listener = logging.handlers.QueueListener(records, OwnHandler())  # type: ignore[attr-defined]
+    target.addHandler(queued)
+    _diagnostics.log_safely(target, logging.WARNING, "behind a queue")
+    assert capsys.readouterr().err == "k8s_logging_events.tests.queued: behind a queue\n"
+    queued.listener = logging.handlers.QueueListener(records, OwnHandler(), ListHandler())  # type: ignore[attr-defined]
+    _diagnostics.log_safely(target, logging.WARNING, "shown by the user's handler")
+    assert capsys.readouterr().err == ""
+    assert records.qsize() == 2  # both went through the queue as well
+
+
 def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> None:
     """A burst, then one line every few seconds; the next line says how many it held back."""
     clock = FakeClock()
