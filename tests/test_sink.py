@@ -268,6 +268,53 @@ class TestKubernetesEventSink:
         assert caplog.records
         assert not [r for r in caplog.records if token in r.getMessage()]
 
+    def test_a_password_in_the_kubeconfigs_server_url_never_appears_in_a_report(
+        self,
+        server: LocalApiServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A kubeconfig whose ``server`` holds a user name and password (``https://admin:pw@
+        host``): a report of an unreachable server named it whole, the password with it. It
+        names the server without them."""
+        caplog.set_level(logging.DEBUG)
+        host = server.url.replace("http://", "http://admin:S3cretPw@")
+        kubeconfig = tmp_path / "config"
+        kubeconfig.write_text(
+            yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "clusters": [{"name": "c", "cluster": {"server": host}}],
+                    "users": [{"name": "u", "user": {}}],
+                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                    "current-context": "c",
+                }
+            )
+        )
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        server.refuse_connections()
+        s = sink.KubernetesEventSink(qps=0)
+        clock = FakeClock(T0)
+        b = recorder.EventBroadcaster(
+            clock=clock, sleep=clock.sleep, sleep_duration=0.0, max_tries=2
+        )
+        try:
+            b.start_recording_to_sink(s)
+            b.new_recorder("c").event(_ref(), models.WARNING, "R", "x")
+            assert b.flush(10)
+        finally:
+            b.shutdown(5)
+            s.close()
+            server.accept_connections()
+        assert b.stats()["failed"] == 1
+        unreachable = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+        assert unreachable, [r.getMessage() for r in caplog.records]
+        assert all(server.url in text for text in unreachable), unreachable
+        assert not [r for r in caplog.records if "S3cretPw" in r.getMessage()]
+
 
 # --- the writer and the sink together ----------------------------------------------------------
 
