@@ -459,6 +459,11 @@ def describe_error(error: Exception) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+STALL_SECONDS = 1.0
+"""A request in flight this long is stalled: it no longer counts against ``writers``, its
+namespace gets no second request until it ends, and a deadline calls it unanswered."""
+
+
 class _Write(Protocol):
     """What a summary reads of a pending write (``_pending.Write``)."""
 
@@ -466,18 +471,26 @@ class _Write(Protocol):
     attempts: int
     throttled: int
     last_error: Exception | None
+    started: float | None
 
     @property
     def in_flight(self) -> bool: ...
 
 
 def unwritten_summary(
-    writes: Sequence[_Write], sinks: Iterable[object], *, when: str, queued: int = 0
+    writes: Sequence[_Write],
+    sinks: Iterable[object],
+    *,
+    when: str,
+    queued: int = 0,
+    now: float | None = None,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
 
-    ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated.
+    ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
+    ``now``: ``time.monotonic()`` (the clock of ``started``) by default.
     """
+    now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
     waiting = unanswered = retrying = 0
@@ -486,6 +499,8 @@ def unwritten_summary(
         if write.in_flight and rate_limited > 0:
             rate_limited -= 1
             waiting += write.occurrences
+        elif write.in_flight and now - (write.started or now) < STALL_SECONDS:
+            waiting += write.occurrences  # sent just before: no sign of a hanging server
         elif write.in_flight:
             unanswered += write.occurrences
         elif write.attempts or write.throttled:
