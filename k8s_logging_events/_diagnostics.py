@@ -158,13 +158,16 @@ def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
 
 def _shows(handler: logging.Handler, level: int, depth: int = 0) -> bool:
     """True when ``handler`` is not ours and takes ``level``; a ``QueueHandler`` whose
-    listener is known (3.12+ dictConfig sets ``listener``) shows what one of its handlers does."""
+    listener is known (3.12+ dictConfig sets ``listener``) shows what one of its handlers does,
+    while the listener runs."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
         return False
     listener = getattr(handler, "listener", None)
     behind = getattr(listener, "handlers", None)
     if not isinstance(handler, logging.handlers.QueueHandler) or behind is None or depth > 3:
         return True
+    if getattr(listener, "_thread", True) is None:  # stopped (or never started): no one reads
+        return False
     # without respect_handler_level the listener hands every record to every handler
     respects = getattr(listener, "respect_handler_level", False)
     return any(

@@ -205,22 +205,35 @@ def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_i
     """docs/configuration.md's set-up on 3.12+: dictConfig's ``QueueHandler`` with
     ``handlers: [events]``. Its listener hands the reports to the event handler alone, which
     ignores them: every report was lost. What the listener's handlers show decides, as for
-    the logger's own handlers; a listener with a handler of the user's shows it."""
+    the logger's own handlers; a listener with a handler of the user's shows it, while it
+    runs. Once stopped (``atexit.register(listener.stop)``, which runs before
+    ``logging.shutdown()``), it shows nothing: the exit's report went into a queue no one
+    read."""
     import logging.handlers
     import queue
 
     target = private_logger("queued")
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     queued = logging.handlers.QueueHandler(records)
-    # as dictConfig sets it on 3.12+ (the listener is not started: nothing is dequeued)
-    queued.listener = logging.handlers.QueueListener(records, OwnHandler())  # type: ignore[attr-defined]
     target.addHandler(queued)
-    _diagnostics.log_safely(target, logging.WARNING, "behind a queue")
-    assert capsys.readouterr().err == "k8s_logging_events.tests.queued: behind a queue\n"
-    queued.listener = logging.handlers.QueueListener(records, OwnHandler(), ListHandler())  # type: ignore[attr-defined]
-    _diagnostics.log_safely(target, logging.WARNING, "shown by the user's handler")
-    assert capsys.readouterr().err == ""
-    assert records.qsize() == 2  # both went through the queue as well
+    user = ListHandler()
+    own_only = logging.handlers.QueueListener(records, OwnHandler())
+    with_user = logging.handlers.QueueListener(records, OwnHandler(), user)
+    try:
+        for listener, text in ((own_only, "behind a queue"), (with_user, "shown by the user's")):
+            queued.listener = listener  # type: ignore[attr-defined]  # as dictConfig sets it
+            listener.start()
+            try:
+                _diagnostics.log_safely(target, logging.WARNING, text)
+            finally:
+                listener.stop()
+        assert capsys.readouterr().err == "k8s_logging_events.tests.queued: behind a queue\n"
+        assert user.messages() == ["shown by the user's"]
+        _diagnostics.log_safely(target, logging.WARNING, "after the listener stopped")
+        err = capsys.readouterr().err
+        assert err == "k8s_logging_events.tests.queued: after the listener stopped\n"
+    finally:
+        target.removeHandler(queued)
 
 
 def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> None:
