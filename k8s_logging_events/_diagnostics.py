@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import gc
 import itertools
 import logging
 import logging.handlers
@@ -39,6 +40,7 @@ __all__ = [
     "describe_error",
     "is_own_thread",
     "log_safely",
+    "logs_for_itself",
     "logger",
     "report",
     "standard_error",
@@ -71,9 +73,19 @@ class _ThreadMark(threading.local):
     # unmarked by default: a class attribute, found without the exception that getattr
     # with a default raises and swallows on every thread not marked (every record's check)
     mark = False
+    collecting = False  # the cyclic collector is freeing garbage on this thread
 
 
 _own = _ThreadMark()
+
+
+def _note_collection(phase: str, info: dict[str, int]) -> None:
+    # the collector calls this on the thread it runs on, before and after it frees garbage
+    if _own.mark:
+        _own.collecting = phase == "start"
+
+
+gc.callbacks.append(_note_collection)
 
 
 def become_own_thread() -> None:
@@ -90,6 +102,12 @@ def become_own_thread() -> None:
 def is_own_thread() -> bool:
     """True on a thread that called :func:`become_own_thread`."""
     return _own.mark
+
+
+def logs_for_itself() -> bool:
+    """True when a record logged now is the library's own doing: on one of its threads, but
+    not while the cyclic collector runs the application's finalisers (``__del__``) there."""
+    return _own.mark and not _own.collecting
 
 
 def report(level: int, msg: str, *args: Any) -> None:
