@@ -19,6 +19,7 @@ __all__ = [
     "in_cluster",
     "kubeconfig_paths",
     "not_found_report",
+    "shown_url",
     "url_without_credentials",
 ]
 
