@@ -140,12 +140,19 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         if level >= logging.WARNING and ours:
             standard_error.write(record)
         return
-    if level >= logging.WARNING and ours and not target.hasHandlers():
-        # logging.lastResort would print it, one unlimited line each: the rate-limited stream
-        if target.filter(record):
+    try:
+        if level >= logging.WARNING and ours and not target.hasHandlers():
+            # logging.lastResort would print it, one unlimited line each: the rate-limited
+            # stream
+            if target.filter(record):
+                standard_error.write(record)
+            return
+        target.handle(record)
+    except Exception:  # a filter of the application's that raises: never the reporter's
+        # caller (a log call, a flush, one of our threads); the report is still seen
+        if level >= logging.WARNING:
             standard_error.write(record)
         return
-    target.handle(record)
     if level >= logging.WARNING and not _shown_elsewhere(target, level):
         standard_error.write(record)
 

@@ -236,6 +236,31 @@ def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_i
         target.removeHandler(queued)
 
 
+def test_a_filter_of_the_application_that_raises_fails_no_report_and_no_caller(capsys) -> None:
+    """A filter on the library's logger that raises (the application's bug) went up through
+    every report: into the log call whose input was bad, out of ``drain()``, and it ended a
+    writer thread. The report goes to standard error instead, and its caller carries on."""
+
+    def broken(record: logging.LogRecord) -> bool:
+        raise RuntimeError("a broken filter")
+
+    target = private_logger("broken-filter")
+    seen = ListHandler()
+    target.addHandler(seen)
+    target.addFilter(broken)
+    try:
+        _diagnostics.log_safely(target, logging.WARNING, "reported %d", 1)
+        target.removeHandler(seen)  # no handler: the filter is still asked
+        _diagnostics.log_safely(target, logging.WARNING, "reported %d", 2)
+    finally:
+        target.removeFilter(broken)
+    assert seen.records == []
+    assert capsys.readouterr().err.splitlines() == [
+        "k8s_logging_events.tests.broken-filter: reported 1",
+        "k8s_logging_events.tests.broken-filter: reported 2",
+    ]
+
+
 def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> None:
     """A burst, then one line every few seconds; the next line says how many it held back."""
     clock = FakeClock()
