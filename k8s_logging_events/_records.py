@@ -225,8 +225,11 @@ class CallSites:
         self._overflow = _diagnostics.RateLimitedReporter()
 
     def report(self, record: logging.LogRecord, kind: str, msg: str, *args: object) -> None:
-        pathname = str(getattr(record, "pathname", "") or "?")
-        lineno = int(getattr(record, "lineno", 0) or 0)
+        # makeLogRecord takes anything: a line that is no number, a path that is no text
+        pathname = getattr(record, "pathname", None)
+        pathname = pathname if isinstance(pathname, str) and pathname else "?"
+        lineno = getattr(record, "lineno", 0)
+        lineno = lineno if isinstance(lineno, int) else 0
         key = (pathname, lineno, kind)
         with self._lock:
             if key in self._seen:

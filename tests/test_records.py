@@ -165,3 +165,24 @@ def test_an_extra_whose_text_or_comparison_raises_is_a_refusal_that_names_the_ex
         text = msg % args
         assert kind == "extras", text
         assert all(word in text for word in ("reason", "annotations", "RuntimeError")), text
+
+
+def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
+    """A record rebuilt by ``logging.makeLogRecord`` (from JSON, say) may carry a line number
+    that is no number: the report of its bad input raised out of the handler into the log
+    call. The report names the file and line 0."""
+    record = logging.makeLogRecord({"msg": "m", "pathname": "shipped.py", "lineno": "x"})
+    reported: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, report: logging.LogRecord) -> None:
+            reported.append(report.getMessage())
+
+    library = logging.getLogger("k8s_logging_events")
+    keep = Keep()
+    library.addHandler(keep)
+    try:
+        _records.CallSites().report(record, "involved", "Unable to refer to %s", "it")
+    finally:
+        library.removeHandler(keep)
+    assert reported == ["Unable to refer to it (logged at shipped.py:0)"]
