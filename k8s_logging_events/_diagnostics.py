@@ -148,8 +148,10 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
                 standard_error.write(record)
             return
         target.handle(record)
-    except Exception:  # a filter of the application's that raises: never the reporter's
-        # caller (a log call, a flush, one of our threads); the report is still seen
+    except Exception:  # a filter of the application's on our logger that raises: never the
+        # reporter's caller (a log call, a flush, one of our threads); the report is still seen
+        if not ours:
+            raise  # a structured-logging target's: its consumer reports the failure
         if level >= logging.WARNING:
             standard_error.write(record)
         return
