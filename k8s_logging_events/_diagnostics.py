@@ -142,8 +142,7 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         return
     try:
         if level >= logging.WARNING and ours and not target.hasHandlers():
-            # logging.lastResort would print it, one unlimited line each: the rate-limited
-            # stream
+            # logging.lastResort would print it, one unlimited line each: the limited stream
             if target.filter(record):
                 standard_error.write(record)
             return
