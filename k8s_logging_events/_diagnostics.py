@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import collections
 import errno
+import gc
 import itertools
 import logging
+import logging.handlers
 import socket
 import sys
 import threading
@@ -38,6 +40,7 @@ __all__ = [
     "describe_error",
     "is_own_thread",
     "log_safely",
+    "logs_for_itself",
     "logger",
     "report",
     "standard_error",
@@ -70,9 +73,19 @@ class _ThreadMark(threading.local):
     # unmarked by default: a class attribute, found without the exception that getattr
     # with a default raises and swallows on every thread not marked (every record's check)
     mark = False
+    collecting = False  # the cyclic collector is freeing garbage on this thread
 
 
 _own = _ThreadMark()
+
+
+def _note_collection(phase: str, info: dict[str, int]) -> None:
+    # the collector calls this on the thread it runs on, before and after it frees garbage
+    if _own.mark:
+        _own.collecting = phase == "start"
+
+
+gc.callbacks.append(_note_collection)
 
 
 def become_own_thread() -> None:
@@ -89,6 +102,12 @@ def become_own_thread() -> None:
 def is_own_thread() -> bool:
     """True on a thread that called :func:`become_own_thread`."""
     return _own.mark
+
+
+def logs_for_itself() -> bool:
+    """True when a record logged now is the library's own doing: on one of its threads, but
+    not while the cyclic collector runs the application's finalisers (``__del__``) there."""
+    return _own.mark and not _own.collecting
 
 
 def report(level: int, msg: str, *args: Any) -> None:
@@ -121,12 +140,20 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         if level >= logging.WARNING and ours:
             standard_error.write(record)
         return
-    if level >= logging.WARNING and ours and not target.hasHandlers():
-        # logging.lastResort would print it, one unlimited line each: the rate-limited stream
-        if target.filter(record):
+    try:
+        if level >= logging.WARNING and ours and not target.hasHandlers():
+            # logging.lastResort would print it, one unlimited line each: the limited stream
+            if target.filter(record):
+                standard_error.write(record)
+            return
+        target.handle(record)
+    except Exception:  # a filter of the application's on our logger that raises: never the
+        # reporter's caller (a log call, a flush, one of our threads); the report is still seen
+        if not ours:
+            raise  # a structured-logging target's: its consumer reports the failure
+        if level >= logging.WARNING:
             standard_error.write(record)
         return
-    target.handle(record)
     if level >= logging.WARNING and not _shown_elsewhere(target, level):
         standard_error.write(record)
 
@@ -145,7 +172,7 @@ def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
     while current is not None:
         for handler in current.handlers:
             found_any = True
-            if not getattr(handler, OWN_HANDLER_MARK, False) and level >= handler.level:
+            if _shows(handler, level):
                 return True
         current = current.parent if current.propagate else None
     if found_any:
@@ -153,6 +180,25 @@ def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
     # with no handler at all, logging.lastResort writes warnings to standard error itself
     last_resort = logging.lastResort
     return last_resort is not None and level >= last_resort.level
+
+
+def _shows(handler: logging.Handler, level: int, depth: int = 0) -> bool:
+    """True when ``handler`` is not ours and takes ``level``; a ``QueueHandler`` whose
+    listener is known (3.12+ dictConfig sets ``listener``) shows what one of its handlers does,
+    while the listener runs."""
+    if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
+        return False
+    listener = getattr(handler, "listener", None)
+    behind = getattr(listener, "handlers", None)
+    if not isinstance(handler, logging.handlers.QueueHandler) or behind is None or depth > 3:
+        return True
+    if getattr(listener, "_thread", True) is None:  # stopped (or never started): no one reads
+        return False
+    # without respect_handler_level the listener hands every record to every handler
+    respects = getattr(listener, "respect_handler_level", False)
+    return any(
+        _shows(inner, level if respects else max(level, inner.level), depth + 1) for inner in behind
+    )
 
 
 class StandardError:
@@ -442,6 +488,11 @@ def describe_error(error: Exception) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
+STALL_SECONDS = 1.0
+"""A request in flight this long is stalled: it no longer counts against ``writers``, its
+namespace gets no second request until it ends, and a deadline calls it unanswered."""
+
+
 class _Write(Protocol):
     """What a summary reads of a pending write (``_pending.Write``)."""
 
@@ -449,18 +500,26 @@ class _Write(Protocol):
     attempts: int
     throttled: int
     last_error: Exception | None
+    started: float | None
 
     @property
     def in_flight(self) -> bool: ...
 
 
 def unwritten_summary(
-    writes: Sequence[_Write], sinks: Iterable[object], *, when: str, queued: int = 0
+    writes: Sequence[_Write],
+    sinks: Iterable[object],
+    *,
+    when: str,
+    queued: int = 0,
+    now: float | None = None,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
 
-    ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated.
+    ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
+    ``now``: ``time.monotonic()`` (the clock of ``started``) by default.
     """
+    now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
     waiting = unanswered = retrying = 0
@@ -469,6 +528,8 @@ def unwritten_summary(
         if write.in_flight and rate_limited > 0:
             rate_limited -= 1
             waiting += write.occurrences
+        elif write.in_flight and now - (write.started or now) < STALL_SECONDS:
+            waiting += write.occurrences  # sent just before: no sign of a hanging server
         elif write.in_flight:
             unanswered += write.occurrences
         elif write.attempts or write.throttled:

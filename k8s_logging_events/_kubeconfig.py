@@ -19,6 +19,7 @@ __all__ = [
     "in_cluster",
     "kubeconfig_paths",
     "not_found_report",
+    "shown_url",
     "url_without_credentials",
 ]
 
@@ -92,16 +93,28 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
 
 def url_without_credentials(url: str) -> str:
     """``url`` for a URL sink, which sends no credentials: one with a user name (or password)
-    in it is a ValueError that says where credentials go, and never shows them."""
+    in it is a ValueError that says where credentials go, and never shows them. So is a query
+    or fragment (a token, often): each request's path would follow it."""
     parts = urlsplit(url)
-    if "@" in parts.netloc:
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+    if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
         raise ValueError(
-            f"sink: a URL sink ({shown}) sends no credentials, so a user name or password "
+            f"sink: a URL sink is the API server's base URL ({shown_url(url)}), which the "
+            "client puts each request's path after, so it takes no query or fragment; give "
+            "credentials in a kubeconfig (the kubeconfig option, or KUBECONFIG, with sink: auto)"
+        )
+    if "@" in parts.netloc:
+        raise ValueError(
+            f"sink: a URL sink ({shown_url(url)}) sends no credentials, so a user name or password "
             "in its URL would be ignored; give credentials in a kubeconfig (the kubeconfig "
             "option, or KUBECONFIG, with sink: auto), or write through kubectl proxy"
         )
     return url
+
+
+def shown_url(url: str) -> str:
+    """``url`` as a report may show it: without a user name, password, query or fragment."""
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="").geturl()
 
 
 def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:

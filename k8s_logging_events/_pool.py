@@ -25,9 +25,8 @@ __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "Wri
 WRITER_LINGER_SECONDS = 0.5
 """How long an idle writer thread waits for more work before it ends."""
 
-STALL_SECONDS = 1.0
-"""A request in flight this long is stalled: it no longer counts against ``writers``, and its
-namespace gets no second request until it ends."""
+STALL_SECONDS = _diagnostics.STALL_SECONDS
+"""A request in flight this long is stalled (one value with the reports': ``_diagnostics``)."""
 
 Made = tuple[_pending.WritePolicy, _pending.Correlate, bool]
 Setup = Callable[[], Made]

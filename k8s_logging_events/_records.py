@@ -173,6 +173,15 @@ def read(
     except RecursionError:  # an extra's str() recursing (a lazy proxy): its problem, as involved's
         notes.refuse("extras", "Unable to read the extras: the text of one of them recurses")
         return None
+    except Exception as error:  # an extra whose str() or == raises: say which ones were read
+        notes.refuse("extras", _UNREADABLE_EXTRAS, error)
+        return None
+
+
+_UNREADABLE_EXTRAS = (
+    "Unable to read the extras (reason, event_type, annotations, action, related): one of "
+    "them raised %r when made text or compared"
+)
 
 
 def is_own(name: object) -> bool:
@@ -216,8 +225,11 @@ class CallSites:
         self._overflow = _diagnostics.RateLimitedReporter()
 
     def report(self, record: logging.LogRecord, kind: str, msg: str, *args: object) -> None:
-        pathname = str(getattr(record, "pathname", "") or "?")
-        lineno = int(getattr(record, "lineno", 0) or 0)
+        # makeLogRecord takes anything: a line that is no number, a path that is no text
+        pathname = getattr(record, "pathname", None)
+        pathname = pathname if isinstance(pathname, str) and pathname else "?"
+        lineno = getattr(record, "lineno", 0)
+        lineno = lineno if isinstance(lineno, int) else 0
         key = (pathname, lineno, kind)
         with self._lock:
             if key in self._seen:

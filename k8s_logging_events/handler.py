@@ -192,7 +192,7 @@ class KubernetesEventHandler(logging.Handler):
             return None
         if _records.is_own(record.name):
             return None
-        if _diagnostics.is_own_thread():
+        if _diagnostics.logs_for_itself():
             self._refuse_on_own_thread(record)
             return None
         try:

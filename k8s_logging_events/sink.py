@@ -207,8 +207,9 @@ class KubernetesEventSink:
 
     @property
     def host(self) -> str:
-        """The API server's URL."""
-        return str(self._api_client.configuration.host)
+        """The API server's URL, as reports show it: never a password a kubeconfig's
+        ``server`` may hold."""
+        return _kubeconfig.shown_url(str(self._api_client.configuration.host))
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""

@@ -355,6 +355,38 @@ class TestErrors:
         assert "cannot list events in namespace 'default'" in captured.err
         assert "Reconciling" not in captured.out
 
+    def test_a_configuration_that_is_not_yaml(self, tmp_path, capsys) -> None:
+        """--config naming a file PyYAML cannot parse: one line naming the file and where, not
+        PyYAML's traceback."""
+        path = tmp_path / "logging.yaml"
+        path.write_text("version: 1\nhandlers: [\n")
+        assert _cli.main(["demo", "--local", "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot read the logging configuration {path}" in err, err
+        assert "line 3" in err, err
+
+    def test_a_password_in_the_kubeconfigs_server_url_is_not_printed(
+        self, tmp_path, capsys
+    ) -> None:
+        """A kubeconfig whose server URL holds a user name and password: the access check's
+        error named the server with them."""
+        with LocalApiServer() as server:
+            url = server.url
+        with_password = url.replace("http://", "http://admin:S3cretPw@")
+        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, with_password))]) == 2
+        err = capsys.readouterr().err
+        assert f"cannot list events in namespace 'default' at {url}:" in err, err
+        assert "S3cretPw" not in err, err
+
+    def test_handlers_that_are_not_a_mapping(self, tmp_path, capsys) -> None:
+        """``handlers:`` written as a list: the demo said nothing but a traceback."""
+        path = tmp_path / "logging.yaml"
+        path.write_text("version: 1\nhandlers: [events, console]\n")
+        assert _cli.main(["demo", "--local", "--config", str(path)]) == 2
+        assert "configures no k8s_logging_events.handler.KubernetesEventHandler" in (
+            capsys.readouterr().err
+        )
+
     def test_a_namespace_no_server_could_have(self, capsys) -> None:
         """--namespace that is no DNS label, on the local server the demo starts."""
         assert _cli.main(["demo", "--local", "--namespace", "Bad_NS"]) == 2
@@ -386,6 +418,7 @@ def test_a_configuration_dictconfig_refuses(tmp_path, capsys) -> None:
     path.write_text(yaml.safe_dump(config))
 
     assert _cli.main(["demo", "--local", "--config", str(path)]) == 2
-    assert "cannot apply the logging configuration: Unable to configure handler 'events'" in (
-        capsys.readouterr().err
-    )
+    err = capsys.readouterr().err
+    assert "cannot apply the logging configuration: Unable to configure handler 'events'" in err
+    # and why, as the handler says it (dictConfig keeps it only as the cause)
+    assert "max_message_bytes" in err, err

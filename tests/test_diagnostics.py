@@ -199,6 +199,68 @@ def test_a_handler_whose_level_hides_the_report_does_not_count_as_showing_it(cap
     assert capsys.readouterr().err == "k8s_logging_events.tests.levels: a warning\n"
 
 
+def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_it(
+    capsys,
+) -> None:
+    """docs/configuration.md's set-up on 3.12+: dictConfig's ``QueueHandler`` with
+    ``handlers: [events]``. Its listener hands the reports to the event handler alone, which
+    ignores them: every report was lost. What the listener's handlers show decides, as for
+    the logger's own handlers; a listener with a handler of the user's shows it, while it
+    runs. Once stopped (``atexit.register(listener.stop)``, which runs before
+    ``logging.shutdown()``), it shows nothing: the exit's report went into a queue no one
+    read."""
+    import logging.handlers
+    import queue
+
+    target = private_logger("queued")
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    queued = logging.handlers.QueueHandler(records)
+    target.addHandler(queued)
+    user = ListHandler()
+    own_only = logging.handlers.QueueListener(records, OwnHandler())
+    with_user = logging.handlers.QueueListener(records, OwnHandler(), user)
+    try:
+        for listener, text in ((own_only, "behind a queue"), (with_user, "shown by the user's")):
+            queued.listener = listener  # type: ignore[attr-defined]  # as dictConfig sets it
+            listener.start()
+            try:
+                _diagnostics.log_safely(target, logging.WARNING, text)
+            finally:
+                listener.stop()
+        assert capsys.readouterr().err == "k8s_logging_events.tests.queued: behind a queue\n"
+        assert user.messages() == ["shown by the user's"]
+        _diagnostics.log_safely(target, logging.WARNING, "after the listener stopped")
+        err = capsys.readouterr().err
+        assert err == "k8s_logging_events.tests.queued: after the listener stopped\n"
+    finally:
+        target.removeHandler(queued)
+
+
+def test_a_filter_of_the_application_that_raises_fails_no_report_and_no_caller(capsys) -> None:
+    """A filter on the library's logger that raises (the application's bug) went up through
+    every report: into the log call whose input was bad, out of ``drain()``, and it ended a
+    writer thread. The report goes to standard error instead, and its caller carries on."""
+
+    def broken(record: logging.LogRecord) -> bool:
+        raise RuntimeError("a broken filter")
+
+    target = private_logger("broken-filter")
+    seen = ListHandler()
+    target.addHandler(seen)
+    target.addFilter(broken)
+    try:
+        _diagnostics.log_safely(target, logging.WARNING, "reported %d", 1)
+        target.removeHandler(seen)  # no handler: the filter is still asked
+        _diagnostics.log_safely(target, logging.WARNING, "reported %d", 2)
+    finally:
+        target.removeFilter(broken)
+    assert seen.records == []
+    assert capsys.readouterr().err.splitlines() == [
+        "k8s_logging_events.tests.broken-filter: reported 1",
+        "k8s_logging_events.tests.broken-filter: reported 2",
+    ]
+
+
 def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> None:
     """A burst, then one line every few seconds; the next line says how many it held back."""
     clock = FakeClock()
@@ -366,3 +428,38 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
     assert len(held) == 1, result.stderr
     assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
     assert "k8s_logging_events logger" in held[0], held[0]
+
+
+# --- what a deadline could not write --------------------------------------------------------
+
+
+class _Write:
+    """What :func:`_diagnostics.unwritten_summary` reads of a pending write."""
+
+    def __init__(self, occurrences: int, started: float | None = None) -> None:
+        self.occurrences = occurrences
+        self.attempts = 0
+        self.throttled = 0
+        self.last_error: Exception | None = None
+        self.started = started
+
+    @property
+    def in_flight(self) -> bool:
+        return self.started is not None
+
+
+def test_a_request_sent_just_before_the_deadline_is_not_called_a_hanging_server() -> None:
+    """A batch job of 1,000 events against a fast server, out of time at the drain rate: the
+    exit said "1 in requests the API server had not answered (a hanging server or admission
+    webhook ...); 911 queued behind those requests (raise writers ...)", sending the user after
+    a webhook, with writers no help. A request counts as unanswered once it has been in flight
+    as long as a stalled one; the rest wait for the rate limit or a writer."""
+    now = 1000.0
+    young = [_Write(1, started=now - 0.01)] + [_Write(1) for _ in range(911)]
+    summary = _diagnostics.unwritten_summary(young, [], when="at exit", now=now)
+    assert "hanging" not in summary, summary
+    assert "912 waiting for the client-side rate limit or a free writer" in summary, summary
+    stalled = [_Write(2, started=now - _diagnostics.STALL_SECONDS), _Write(1)]
+    summary = _diagnostics.unwritten_summary(stalled, [], when="at exit", now=now)
+    assert "2 in requests the API server had not answered (a hanging server" in summary, summary
+    assert "1 queued behind those requests" in summary, summary

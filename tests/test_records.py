@@ -127,3 +127,62 @@ def test_an_event_named_in_another_case_is_still_refused_as_an_event() -> None:
             assert notes.refusal is not None
             assert notes.refusal[0] == "event-about-event"
             assert notes.repairs == ()
+
+
+class _Hostile:
+    """A value whose text, comparison and truth all raise (a broken proxy, say)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+    def __eq__(self, other: object) -> bool:
+        raise RuntimeError("no comparison")
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __bool__(self) -> bool:
+        raise RuntimeError("no truth")
+
+
+def test_an_extra_whose_text_or_comparison_raises_is_a_refusal_that_names_the_extras() -> None:
+    """A ``reason``, ``action`` or annotation value that cannot be read raised out of the
+    reader, and the handler's last-resort catch said only "No event for this record:
+    RuntimeError(...)": the refusal names the extras it read and what they raised."""
+    for extra in (
+        {"reason": _Hostile()},
+        {"action": _Hostile()},
+        {"annotations": {"a": _Hostile()}},
+    ):
+        record = _record(involved=_pod(), **extra)
+        extras = _records.find_extras(record)
+        assert extras is not None
+        notes = _records.Notes()
+        assert _records.read(record, extras, _settings(), notes, NOW) is None, extra
+        assert notes.refusal is not None, extra
+        kind, msg, args = notes.refusal
+        text = msg % args
+        assert kind == "extras", text
+        assert all(word in text for word in ("reason", "annotations", "RuntimeError")), text
+
+
+def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
+    """A record rebuilt by ``logging.makeLogRecord`` (from JSON, say) may carry a line number
+    that is no number: the report of its bad input raised out of the handler into the log
+    call. The report names the file and line 0."""
+    record = logging.makeLogRecord({"msg": "m", "pathname": "shipped.py", "lineno": "x"})
+    reported: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, report: logging.LogRecord) -> None:
+            reported.append(report.getMessage())
+
+    library = logging.getLogger("k8s_logging_events")
+    keep = Keep()
+    library.addHandler(keep)
+    try:
+        _records.CallSites().report(record, "involved", "Unable to refer to %s", "it")
+    finally:
+        library.removeHandler(keep)
+    assert reported == ["Unable to refer to it (logged at shipped.py:0)"]

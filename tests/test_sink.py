@@ -198,21 +198,7 @@ class TestKubernetesEventSink:
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         """KUBECONFIG is honoured, and the process-global default configuration is untouched."""
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "local", "cluster": {"server": server.url}}],
-                    "users": [{"name": "me", "user": {"token": "s3cr3t-token-value"}}],
-                    "contexts": [{"name": "local", "context": {"cluster": "local", "user": "me"}}],
-                    "current-context": "local",
-                }
-            )
-        )
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"token": "s3cr3t-token-value"})
         default_before = client.Configuration.get_default_copy().host
         s = sink.KubernetesEventSink(qps=0)
         try:
@@ -235,38 +221,71 @@ class TestKubernetesEventSink:
         """Even at DEBUG, failed writes are reported without credentials; TLS checks stay on."""
         caplog.set_level(logging.DEBUG)
         token = "tok-" + "x" * 40
-        kubeconfig = tmp_path / "config"
-        kubeconfig.write_text(
-            yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Config",
-                    "clusters": [{"name": "c", "cluster": {"server": server.url}}],
-                    "users": [{"name": "u", "user": {"token": token}}],
-                    "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
-                    "current-context": "c",
-                }
-            )
-        )
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"token": token})
         s = sink.KubernetesEventSink(qps=0)
-        clock = FakeClock(T0)
-        b = recorder.EventBroadcaster(
-            clock=clock, sleep=clock.sleep, sleep_duration=0.0, max_tries=2
-        )
-        try:
-            assert s.api_client.configuration.verify_ssl is True
-            server.inject("POST", times=None, status=500)
-            b.start_recording_to_sink(s)
-            b.new_recorder("c").event(_ref(), models.WARNING, "R", "x")
-            assert b.flush(10)
-        finally:
-            b.shutdown(5)
-            s.close()
-        assert b.stats()["failed"] == 1
+        assert s.api_client.configuration.verify_ssl is True
+        server.inject("POST", times=None, status=500)
+        assert _one_event_fails(s)
         assert caplog.records
         assert not [r for r in caplog.records if token in r.getMessage()]
+
+    def test_a_password_in_the_kubeconfigs_server_url_never_appears_in_a_report(
+        self,
+        server: LocalApiServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+    ) -> None:
+        """A kubeconfig whose ``server`` holds a user name and password (``https://admin:pw@
+        host``): a report of an unreachable server named it whole, the password with it. It
+        names the server without them."""
+        caplog.set_level(logging.DEBUG)
+        host = server.url.replace("http://", "http://admin:S3cretPw@")
+        _use_kubeconfig(tmp_path, monkeypatch, host, {})
+        server.refuse_connections()
+        try:
+            assert _one_event_fails(sink.KubernetesEventSink(qps=0))
+        finally:
+            server.accept_connections()
+        unreachable = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+        assert unreachable, [r.getMessage() for r in caplog.records]
+        assert all(server.url in text for text in unreachable), unreachable
+        assert not [r for r in caplog.records if "S3cretPw" in r.getMessage()]
+
+
+def _use_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str, user: dict[str, str]
+) -> None:
+    """KUBECONFIG names a kubeconfig of one context: ``server`` and ``user``."""
+    kubeconfig = tmp_path / "config"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server}}],
+                "users": [{"name": "u", "user": user}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "c",
+            }
+        )
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+def _one_event_fails(s: sink.KubernetesEventSink) -> bool:
+    """Record one event through ``s`` (two tries, no waits); True when it failed."""
+    clock = FakeClock(T0)
+    b = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep, sleep_duration=0.0, max_tries=2)
+    try:
+        b.start_recording_to_sink(s)
+        b.new_recorder("c").event(_ref(), models.WARNING, "R", "x")
+        assert b.flush(10)
+    finally:
+        b.shutdown(5)
+        s.close()
+    return b.stats()["failed"] == 1
 
 
 # --- the writer and the sink together ----------------------------------------------------------

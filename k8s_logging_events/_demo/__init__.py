@@ -39,7 +39,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from k8s_logging_events import handler
+from k8s_logging_events import _kubeconfig, handler
 from k8s_logging_events._demo._controller import (
     SCENARIOS,
     Tally,
@@ -94,7 +94,7 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
             stack.callback(api_client.close)
             _check_access(api_client, options.namespace)
             sink: object = _cluster_sink(api_client, config, options.api)
-            target = str(api_client.configuration.host)
+            target = _kubeconfig.shown_url(str(api_client.configuration.host))
             where = f"the cluster at {target} (kubeconfig {kubeconfig})"
             note = "the pods are simulated: the cluster gets events about pods that do not exist"
             namespace = options.namespace
@@ -149,14 +149,19 @@ def _load_config(path: Path) -> dict[str, Any]:
         raise DemoError(
             f"cannot read the logging configuration {path}: {error.strerror}; pass --config FILE"
         ) from None
-    loaded = yaml.safe_load(text)
+    try:
+        loaded = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise DemoError(f"cannot read the logging configuration {path}: {error}") from None
     if not isinstance(loaded, dict) or not _event_handler_configs(loaded):
         raise DemoError(f"{path} configures no {_HANDLER_CLASS}")
     return loaded
 
 
 def _event_handler_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    handlers = config.get("handlers") or {}
+    handlers = config.get("handlers")
+    if not isinstance(handlers, Mapping):  # none, or written as a list
+        return []
     return [
         spec
         for spec in handlers.values()
@@ -200,7 +205,7 @@ def _check_access(api_client: Any, namespace: str) -> None:
     """Fail fast, before logging anything, when the cluster cannot be read."""
     from kubernetes import client
 
-    host = api_client.configuration.host
+    host = _kubeconfig.shown_url(str(api_client.configuration.host))
     try:
         client.CoreV1Api(api_client).list_namespaced_event(
             namespace, limit=1, _preload_content=False, _request_timeout=10
@@ -236,7 +241,8 @@ def _logging_configured(config: dict[str, Any]) -> Iterator[list[handler.Kuberne
         try:
             logging.config.dictConfig(config)
         except (ValueError, TypeError, AttributeError, ImportError) as error:
-            raise DemoError(f"cannot apply the logging configuration: {error}") from None
+            why = f": {error.__cause__}" if error.__cause__ is not None else ""
+            raise DemoError(f"cannot apply the logging configuration: {error}{why}") from None
         added = [h for lg in [root, *named] for h in lg.handlers]
         yield [h for h in added if isinstance(h, handler.KubernetesEventHandler)]
     finally:
