@@ -236,29 +236,29 @@ class KubernetesEventSink:
         request fails as in transport, for the writer to try again."""
         api = _apis.BY_NAME[self.api]
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
+        what = f"a write of event {event.namespace}/{event.name}"
         try:
             answer = self._send(method, path, content_type, body)
         except ApiStatusError as error:
             if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
                 raise
-            raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
+            raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         try:
             stored = api.read(answer)
         except (ValueError, TypeError, AttributeError) as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
-            raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
+            raise self._out_of_step(what, f"about {stored.namespace}/{stored.name}")
         written = _count_written(api, method, event, body)
         if written is not None and api.count_of(stored) != written:
-            raise self._out_of_step(event, f"count {api.count_of(stored)}, not {written}")
+            raise self._out_of_step(what, f"count {api.count_of(stored)}, not {written}")
         return stored
 
-    def _out_of_step(self, event: models.Event, answer: str) -> _http_parser.ProtocolError:
+    def _out_of_step(self, what: str, answer: str) -> _http_parser.ProtocolError:
         self._transport.distrust()
         return _http_parser.ProtocolError(
-            f"the answer to a write of event {event.namespace}/{event.name} was meant for "
-            f"another request: {answer}"
+            f"the answer to {what} was meant for another request: {answer}"
         )
 
     def _send(self, method: str, path: str, content_type: str, body: object = None) -> Any:
@@ -271,9 +271,19 @@ class KubernetesEventSink:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
         :class:`ApiStatusError` 403: RBAC lacks ``get`` on ``pods``; 404: no such pod."""
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
-        answer = self._send("GET", path, _JSON)
-        metadata = answer.get("metadata") if isinstance(answer, dict) else None
-        uid = metadata.get("uid") if isinstance(metadata, dict) else None
+        what = f"a read of pod {namespace}/{name}"
+        try:
+            answer = self._send("GET", path, _JSON)
+        except ApiStatusError as error:
+            if error.name in ("", name):
+                raise
+            raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
+        pod: dict[str, Any] = answer if isinstance(answer, dict) else {}
+        metadata: dict[str, Any] = pod.get("metadata") or {}
+        metadata = metadata if isinstance(metadata, dict) else {}
+        if pod.get("kind") != "Pod" or metadata.get("name") != name:
+            raise self._out_of_step(what, f"about {pod.get('kind')} {metadata.get('name')}")
+        uid = metadata.get("uid")
         if not isinstance(uid, str) or not uid:
             raise ValueError(f"the answer to GET {path} has no metadata.uid")
         return uid
