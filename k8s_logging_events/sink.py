@@ -265,6 +265,8 @@ class KubernetesEventSink:
         """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer."""
         data = _transport.encode(method, path, body)
         self._wait_for_rate_limit()
+        if self._closed.is_set():  # what was pending at close() is counted already
+            raise ConnectionAbortedError("the sink was closed")
         return _transport.send(self._transport, method, path, content_type, data)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
@@ -292,7 +294,8 @@ class KubernetesEventSink:
         return _apis.BY_NAME[self.api].body(event)
 
     def close(self) -> None:
-        """Stop waiting on the rate limit and close the client if this sink made it."""
+        """Stop waiting on the rate limit, send nothing more (``ConnectionAbortedError``),
+        and close the client if this sink made it."""
         self._closed.set()
         self._transport.close()
         if self._owns_client:
