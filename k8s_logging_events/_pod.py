@@ -118,8 +118,9 @@ class PodUidSink:
     The uid is read once, through ``inner.read_pod_uid`` (a GET of the pod), on the writer
     thread at the first write about the pod. A connection failure or a 429 or 5xx fails
     that write, to be retried with the read; a refusal (403, 404) or a sink that cannot
-    read pods is final: events go without the uid, and why is reported once. Answers carry
-    the reference as given, so that correlation sees one object throughout.
+    read pods is final: events go without the uid, and why is reported once. Answers about
+    the pod carry the reference as given, so that correlation sees one object throughout;
+    an event stored about another uid (an earlier pod of this name) is left as it is.
     """
 
     def __init__(self, inner: sinks.EventSink, pod: models.ObjectReference) -> None:
@@ -181,7 +182,9 @@ class PodUidSink:
         return dataclasses.replace(event, involved_object=ref)
 
     def _restored(self, answer: models.Event, given: models.Event) -> models.Event:
-        if given.involved_object == self._pod and answer.involved_object != self._pod:
+        # only an answer about this pod, with the uid read: an event read under our name may
+        # be about an earlier pod of this name (a StatefulSet's, made anew), not ours
+        if given.involved_object == self._pod and answer.involved_object == self._resolved:
             return dataclasses.replace(answer, involved_object=self._pod)
         return answer
 

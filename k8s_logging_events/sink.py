@@ -237,44 +237,56 @@ class KubernetesEventSink:
         request fails as in transport, for the writer to try again."""
         api = _apis.BY_NAME[self.api]
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
+        what = f"a write of event {event.namespace}/{event.name}"
         try:
             answer = self._send(method, path, content_type, body)
         except ApiStatusError as error:
             if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
                 raise
-            raise self._out_of_step(event, f"{error} (about {error.name!r})") from None
+            raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         try:
             stored = api.read(answer)
         except (ValueError, TypeError, AttributeError) as error:
             # an answer we cannot read: the write may have landed, so it is worth a retry
             raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
-            raise self._out_of_step(event, f"about {stored.namespace}/{stored.name}")
+            raise self._out_of_step(what, f"about {stored.namespace}/{stored.name}")
         written = _count_written(api, method, event, body)
         if written is not None and api.count_of(stored) != written:
-            raise self._out_of_step(event, f"count {api.count_of(stored)}, not {written}")
+            raise self._out_of_step(what, f"count {api.count_of(stored)}, not {written}")
         return stored
 
-    def _out_of_step(self, event: models.Event, answer: str) -> _http_parser.ProtocolError:
+    def _out_of_step(self, what: str, answer: str) -> _http_parser.ProtocolError:
         self._transport.distrust()
         return _http_parser.ProtocolError(
-            f"the answer to a write of event {event.namespace}/{event.name} was meant for "
-            f"another request: {answer}"
+            f"the answer to {what} was meant for another request: {answer}"
         )
 
     def _send(self, method: str, path: str, content_type: str, body: object = None) -> Any:
         """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer."""
         data = _transport.encode(method, path, body)
         self._wait_for_rate_limit()
+        if self._closed.is_set():  # what was pending at close() is counted already
+            raise ConnectionAbortedError("the sink was closed")
         return _transport.send(self._transport, method, path, content_type, data)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).
         :class:`ApiStatusError` 403: RBAC lacks ``get`` on ``pods``; 404: no such pod."""
         path = f"/api/v1/namespaces/{quote(namespace, safe='')}/pods/{quote(name, safe='')}"
-        answer = self._send("GET", path, _JSON)
-        metadata = answer.get("metadata") if isinstance(answer, dict) else None
-        uid = metadata.get("uid") if isinstance(metadata, dict) else None
+        what = f"a read of pod {namespace}/{name}"
+        try:
+            answer = self._send("GET", path, _JSON)
+        except ApiStatusError as error:
+            if error.name in ("", name):
+                raise
+            raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
+        pod: dict[str, Any] = answer if isinstance(answer, dict) else {}
+        metadata: dict[str, Any] = pod.get("metadata") or {}
+        metadata = metadata if isinstance(metadata, dict) else {}
+        if pod.get("kind") != "Pod" or metadata.get("name") != name:
+            raise self._out_of_step(what, f"about {pod.get('kind')} {metadata.get('name')}")
+        uid = metadata.get("uid")
         if not isinstance(uid, str) or not uid:
             raise ValueError(f"the answer to GET {path} has no metadata.uid")
         return uid
@@ -283,7 +295,8 @@ class KubernetesEventSink:
         return _apis.BY_NAME[self.api].body(event)
 
     def close(self) -> None:
-        """Stop waiting on the rate limit and close the client if this sink made it."""
+        """Stop waiting on the rate limit, send nothing more (``ConnectionAbortedError``),
+        and close the client if this sink made it."""
         self._closed.set()
         self._transport.close()
         if self._owns_client:

@@ -643,6 +643,45 @@ def test_an_answer_about_another_object_is_never_taken_for_the_write(method, ans
         server.close()
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        _raw(
+            "201 Created",
+            {
+                **_event(name="web-0.1").to_api(),
+                "metadata": {"name": "web-0.1", "namespace": "default", "uid": "uid-of-an-event"},
+            },
+        ),
+        _raw(
+            "200 OK",
+            {
+                "kind": "Pod",
+                "apiVersion": "v1",
+                "metadata": {"name": "web-1", "namespace": "default", "uid": "uid-of-web-1"},
+            },
+        ),
+        _raw("404 Not Found", _status(404, "NotFound", "web-0.1")),
+    ],
+    ids=["an-event", "another-pod", "not-found-about-an-event"],
+)
+def test_an_answer_about_another_object_is_never_taken_for_the_pods_uid(answer) -> None:
+    """The read of the pod's uid (``default_involved: pod`` without ``POD_UID``) takes only
+    an answer about that pod: another request's answer (an event's uid, another pod's, a
+    Status about an event) would put a wrong uid into every event about the pod, or none,
+    for good. It fails as in transport, to be read again, and the idle connections close."""
+    server = _Scripted([answer])
+    events_sink = sink.KubernetesEventSink.from_url(f"http://127.0.0.1:{server.port}", qps=0)
+    try:
+        with pytest.raises(_http_parser.ProtocolError, match="meant for another request") as raised:
+            events_sink.read_pod_uid("default", "web-0")
+        assert sink.is_retryable(raised.value)
+        assert _channel(events_sink).idle_connections == 0
+    finally:
+        events_sink.close()
+        server.close()
+
+
 def test_an_answer_about_the_event_written_is_taken() -> None:
     """AlreadyExists about the event a create wrote, NotFound about the event a patch
     wrote: real answers, which the writer acts on."""

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from k8s_logging_events import _pod, _records, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
@@ -511,6 +512,32 @@ def test_a_crash_looping_pod_continues_its_own_event_on_every_restart(
         log.removeHandler(event_handler)
     assert summary(server, "shop") == [
         ("Pod/shop-api-1", pod["metadata"]["uid"], "Logging", 20, "Cannot reach the database")
+    ]
+
+
+def test_a_pod_made_anew_under_its_name_never_continues_the_event_of_the_pod_before(
+    server: LocalApiServer, no_pod_env: pytest.MonkeyPatch
+) -> None:
+    """default_involved="pod" without POD_UID, in a StatefulSet's pod ``web-0`` that a
+    rolling update deleted and made again (same name, new uid): the new pod's event is its
+    own, with its uid, so that ``kubectl describe pod web-0`` shows it; the old pod's event
+    under the same name keeps its count."""
+    no_pod_env.setenv("POD_NAME", "web-0")
+    no_pod_env.setenv("POD_NAMESPACE", "shop")
+    for uid in ("uid-before", "uid-after"):
+        server.add_pod("web-0", "shop", uid=uid)
+        event_handler = events_handler(server, default_involved="pod", level="WARNING")
+        log = logging.getLogger("tests.integrations.recreated")
+        log.addHandler(event_handler)
+        for _ in range(3):
+            log.warning("Invalid configuration")
+        event_handler.close()
+        log.removeHandler(event_handler)
+        with server.api_client() as api_client:
+            client.CoreV1Api(api_client).delete_namespaced_pod("web-0", "shop")
+    assert summary(server, "shop") == [
+        ("Pod/web-0", "uid-after", "Logging", 3, "Invalid configuration"),
+        ("Pod/web-0", "uid-before", "Logging", 3, "Invalid configuration"),
     ]
 
 

@@ -733,6 +733,38 @@ class TestReadAndGuardedPatches:
         finally:
             lazy.close()
 
+    def test_a_lazy_sink_closed_while_its_client_is_built_sends_nothing(
+        self, server: LocalApiServer
+    ) -> None:
+        """A handler closed (its deadline at exit passed, what was pending counted as
+        failed) while a writer still builds the client (an exec plugin, a slow in-cluster
+        set-up): the write that waited for the client is not sent once it is built; an
+        event on the server would be one that ``stats()`` counts as failed."""
+        building, built = threading.Event(), threading.Event()
+
+        def factory() -> sink.KubernetesEventSink:
+            building.set()
+            assert built.wait(30)  # only a hang reaches the bound
+            return sink.KubernetesEventSink.from_url(server.url, qps=0)
+
+        lazy = sink.LazySink(factory, "a slow client", "v1")
+        raised: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                lazy.create(_event())
+            except Exception as error:  # what the writer would meet
+                raised.append(error)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        assert building.wait(30)
+        lazy.close()
+        built.set()
+        writer.join(30)
+        assert [type(error) for error in raised] == [ConnectionAbortedError]
+        assert server.requests == []
+
     def test_the_lazy_sink_says_when_its_real_sink_cannot_read(
         self, server: LocalApiServer
     ) -> None:
