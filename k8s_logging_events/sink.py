@@ -389,6 +389,9 @@ class LazySink:
         self._what = what
         self._api = api
         self._lock = threading.Lock()
+        # held only for an instant (never across a build): drain() and the end of a build
+        # agree on the rate, whichever comes first
+        self._drain_lock = threading.Lock()
         self._real: EventSink | None = None
         self._error: Exception | None = None
         self._closed = False
@@ -396,8 +399,9 @@ class LazySink:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """A new lock: a build under way in the parent is made again here when needed."""
+        """New locks: a build under way in the parent is made again here when needed."""
         self._lock = threading.Lock()
+        self._drain_lock = threading.Lock()
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` through the real sink."""
@@ -445,8 +449,9 @@ class LazySink:
 
     def drain(self, on: bool) -> None:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
-        self._draining = on
-        _call_optional(self._real, "drain", on)
+        with self._drain_lock:
+            self._draining = on
+            _call_optional(self._real, "drain", on)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """The real sink's :meth:`KubernetesEventSink.read_pod_uid` (``TypeError``: none)."""
@@ -509,9 +514,10 @@ class LazySink:
                 error,
             )
             return
-        if self._draining:  # a flush began while the client was built
-            _call_optional(built, "drain", True)
-        self._real = built
+        with self._drain_lock:
+            if self._draining:  # a flush began while the client was built
+                _call_optional(built, "drain", True)
+            self._real = built
         if self._closed:  # close() ran while the client was being built
             _call_optional(built, "close")
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import sys
 import threading
 import time
 import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 import pytest
@@ -18,7 +21,7 @@ from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
 from k8s_logging_events import _official, models, recorder, sink
-from k8s_logging_events.testing import FakeClock, LocalApiServer
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._sinks import WithoutRead
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -764,6 +767,43 @@ class TestReadAndGuardedPatches:
         writer.join(30)
         assert [type(error) for error in raised] == [ConnectionAbortedError]
         assert server.requests == []
+
+    def test_a_flush_that_begins_as_the_client_is_published_still_drains_it(self) -> None:
+        """``drain(True)`` from a flush that lands between the build's look at the drain
+        state and the moment the built sink is published still switches that sink to its
+        drain rate (else a batch job's exit writes at the normal rate, 5 a second)."""
+        rates: list[bool] = []
+
+        class Draining(FakeEventSink):
+            def drain(self, on: bool) -> None:
+                rates.append(on)
+
+        lazy = sink.LazySink(Draining, "a test sink", "v1")
+        lines, first = inspect.getsourcelines(sink.LazySink._build)
+        publish = first + next(i for i, line in enumerate(lines) if "self._real = built" in line)
+        drainer = threading.Thread(target=lazy.drain, args=(True,), name="test-flush")
+
+        def at_publish(frame: FrameType, event: str, arg: object) -> Any:
+            if event == "line" and frame.f_lineno == publish and drainer.ident is None:
+                drainer.start()
+                while drainer.is_alive():  # until it is done, or waits at drain()'s lock
+                    top = sys._current_frames().get(drainer.ident or -1)
+                    if top is not None and top.f_code is sink.LazySink.drain.__code__:
+                        break
+                    drainer.join(0.001)
+            return at_publish
+
+        def tracer(frame: FrameType, event: str, arg: object) -> Any:
+            return at_publish if frame.f_code is sink.LazySink._build.__code__ else None
+
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            lazy.create(_event())
+        finally:
+            sys.settrace(previous)
+        drainer.join(30)
+        assert rates == [True]
 
     def test_the_lazy_sink_says_when_its_real_sink_cannot_read(
         self, server: LocalApiServer
