@@ -226,8 +226,9 @@ def credentials(configuration: Any) -> list[tuple[str, str]]:
     else:  # it may run an exec credential plugin
         with plugin_may_run():
             settings = configuration.auth_settings()
+    # a token file's line break is kept by the client's in-cluster loader; client-go trims it
     return [
-        (str(auth["key"]), str(auth["value"]))
+        (str(auth["key"]), str(auth["value"]).strip())
         for auth in settings.values()
         if auth.get("in") == "header" and auth.get("value")
     ]

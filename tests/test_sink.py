@@ -526,6 +526,19 @@ class TestLeanRequestPath:
             finally:
                 events_sink.close()
 
+    def test_a_token_read_with_its_file_s_line_break_still_authenticates(self) -> None:
+        """The official client's in-cluster loader keeps a token file's trailing line break
+        (``"bearer " + content``); like client-go, which trims it, the sink sends the token
+        without it, where every write failed as "cannot be sent" and was retried in vain."""
+        with LocalApiServer(tls=True, token="s3cret") as server:
+            api_client = server.api_client()
+            api_client.configuration.api_key = {"authorization": "s3cret\n"}
+            events_sink = sink.KubernetesEventSink(api_client, qps=0)
+            try:
+                assert events_sink.create(_event()).name == "web-0.1"
+            finally:
+                events_sink.close()
+
     def test_the_refresh_hook_runs_at_each_request(self) -> None:
         with LocalApiServer(tls=True, token="fresh") as server:
             api_client = server.api_client()
