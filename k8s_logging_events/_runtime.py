@@ -352,6 +352,10 @@ class Runtime:
     def _flush(self, timeout: float | None) -> bool:
         if (not self._started and self._queue.empty()) or self._settled():
             return True
+        # through the start lock: a log call that is still making the dispatcher is waited
+        # for (draining beside it would hand occurrences on out of order); none made (closing,
+        # interpreter exit): this thread drains
+        self._start()
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         marker = Marker()
         self._queue.put(marker)

@@ -863,3 +863,59 @@ def test_a_flush_while_the_dispatcher_is_being_started_leaves_the_queue_to_it(
         assert flushed == [True]
         assert [event.count for event in fake.events] == [1]
     assert "test-flush" not in handled_on, handled_on
+
+
+def _stack_names(thread: threading.Thread) -> set[str]:
+    """The names of the functions on ``thread``'s stack right now."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = set()
+    while frame is not None:
+        names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
+    monkeypatch,
+) -> None:
+    """A flush that comes while the first log call has marked the runtime started but not
+    yet made its dispatcher thread waits for that thread rather than draining the queue on
+    its own: the two side by side would hand occurrences on out of order."""
+    entered, gate = threading.Event(), threading.Event()
+    original_hook = _runtime._process.flush_when_child_ends
+
+    def flush_when_child_ends(target: object) -> None:
+        if threading.current_thread().name == "test-logs":
+            entered.set()
+            gate.wait(10)
+        original_hook(target)  # type: ignore[arg-type]
+
+    handled_on: list[str] = []
+    original_handle = _runtime.Runtime._handle_batch
+
+    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
+        handled_on.append(threading.current_thread().name)
+        return original_handle(self, batch)
+
+    monkeypatch.setattr(_runtime._process, "flush_when_child_ends", flush_when_child_ends)
+    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
+    with _recording("making") as (b, rec, fake):
+        logging_thread = threading.Thread(
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        assert entered.wait(10)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        flusher.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while not handled_on and flusher.is_alive() and time.monotonic() < bound:
+            if "_start" in _stack_names(flusher):
+                break  # it waits for the log call to finish making the thread
+            flusher.join(0.001)
+        gate.set()
+        for thread in (logging_thread, flusher):
+            thread.join(10)
+        assert flushed == [True]
+        assert [event.count for event in fake.events] == [1]
+    assert "test-flush" not in handled_on, handled_on
