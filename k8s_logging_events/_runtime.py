@@ -224,8 +224,10 @@ class Runtime:
             self._reporter,
             f"{self._shared.name}-watcher-{next(_counter)}",
         )
-        watcher = self._add(loop)
-        if self._started and not watcher.stopped:
+        with self._start_lock:  # the first log call starts the loops it finds: once each
+            watcher = self._add(loop)
+            start = self._started and not watcher.stopped
+        if start:
             try:
                 loop.start()
             except RuntimeError:

@@ -9,6 +9,7 @@ a test leaving a thread behind.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import logging.config
@@ -919,3 +920,55 @@ def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
         assert flushed == [True]
         assert [event.count for event in fake.events] == [1]
     assert "test-flush" not in handled_on, handled_on
+
+
+def _waits_for_the_start_lock(thread: threading.Thread) -> bool:
+    """True when ``thread`` is blocked taking the runtime's start lock."""
+    lines, first = inspect.getsourcelines(_runtime.Runtime._start)
+    at = first + next(n for n, line in enumerate(lines) if "with self._start_lock" in line)
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and (frame.f_code.co_name, frame.f_lineno) == ("_start", at)
+
+
+def test_a_watcher_added_while_the_first_log_call_starts_the_threads_gets_one_thread(
+    monkeypatch,
+) -> None:
+    """An event watcher added on one thread while another thread's first log call starts
+    the runtime's threads gets exactly one thread of its own, not one from each: two would
+    call its handler side by side, events out of order."""
+    added, gate = threading.Event(), threading.Event()
+    original_add = _runtime.Runtime._add
+
+    def add(self: _runtime.Runtime, consumer: object) -> object:
+        watcher = original_add(self, consumer)  # type: ignore[arg-type]
+        if threading.current_thread().name == "test-watch":
+            added.set()
+            gate.wait(10)
+        return watcher
+
+    monkeypatch.setattr(_runtime.Runtime, "_add", add)
+    seen: list[str] = []
+    with _recording("watching") as (b, rec, _):
+        watching = threading.Thread(
+            target=b.start_event_watcher,
+            args=(lambda e: seen.append(e.message),),
+            name="test-watch",
+        )
+        watching.start()
+        assert added.wait(10)
+        logging_thread = threading.Thread(  # the first log call: starts the threads
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while logging_thread.is_alive() and time.monotonic() < bound:
+            if _waits_for_the_start_lock(logging_thread):
+                break  # it waits for the watcher to be added
+            logging_thread.join(0.001)
+        gate.set()
+        for thread in (watching, logging_thread):
+            thread.join(10)
+        assert b.flush(10)
+        loops = [t.name for t in threading.enumerate() if "-watcher-" in t.name]
+        assert len(loops) == 1, loops
+    assert seen == ["m"]
