@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _runtime, correlator, models, recorder
+from k8s_logging_events import _diagnostics, _process, _runtime, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -883,13 +883,13 @@ def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
     yet made its dispatcher thread waits for that thread rather than draining the queue on
     its own: the two side by side would hand occurrences on out of order."""
     entered, gate = threading.Event(), threading.Event()
-    original_hook = _runtime._process.flush_when_child_ends
+    original_hook = _process.flush_when_child_ends
 
-    def flush_when_child_ends(target: object) -> None:
+    def flush_when_child_ends(target: _process.ExitFlushable) -> None:
         if threading.current_thread().name == "test-logs":
             entered.set()
             gate.wait(10)
-        original_hook(target)  # type: ignore[arg-type]
+        original_hook(target)
 
     handled_on: list[str] = []
     original_handle = _runtime.Runtime._handle_batch
@@ -898,7 +898,7 @@ def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
         handled_on.append(threading.current_thread().name)
         return original_handle(self, batch)
 
-    monkeypatch.setattr(_runtime._process, "flush_when_child_ends", flush_when_child_ends)
+    monkeypatch.setattr(_process, "flush_when_child_ends", flush_when_child_ends)
     monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
     with _recording("making") as (b, rec, fake):
         logging_thread = threading.Thread(
