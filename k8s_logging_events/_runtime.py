@@ -137,6 +137,7 @@ class Runtime:
         self._wake = threading.Event()
         self._hurry = threading.Event()  # set while a flush or close waits: no lingering
         self._dispatcher: threading.Thread | None = None
+        self._dispatcher_ended = False
         self._pool = _pool.WriterPool(
             self._cond,
             self._shared,
@@ -244,17 +245,20 @@ class Runtime:
     def _dispatch(self) -> None:
         _diagnostics.become_own_thread()
         busy = False
-        while True:
-            try:
-                batch = self._next_batch(busy)
-                if self._handle_batch(batch) or (not batch and self._pool.stopping):
-                    return
-                busy = self._tend()
-                self._linger(len(batch))
-            except Exception as error:  # rule 5: report, and go on with the next batch
-                self._reporter.report(
-                    "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
-                )
+        try:
+            while True:
+                try:
+                    batch = self._next_batch(busy)
+                    if self._handle_batch(batch) or (not batch and self._pool.stopping):
+                        return
+                    busy = self._tend()
+                    self._linger(len(batch))
+                except Exception as error:  # rule 5: report, and go on with the next batch
+                    self._reporter.report(
+                        "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
+                    )
+        finally:  # from now on, a flush does the work on its own thread
+            self._dispatcher_ended = True
 
     def _linger(self, handled: int) -> None:
         # not with a test's sleeper: a fake clock does not wait for real time
@@ -402,10 +406,10 @@ class Runtime:
                     drain(on)
 
     def _dispatcher_alive(self) -> bool:
-        thread = self._dispatcher
-        # one still being started counts: a flush draining the queue beside it would hand a
-        # held occurrence's lower count on after a higher one, and over-count the event
-        return thread is not None and (thread.ident is None or thread.is_alive())
+        # from its making to its last step (is_alive() is False while the thread boots): a
+        # flush draining the queue beside it would hand a held occurrence's lower count on
+        # after a higher one, and over-count the event
+        return self._dispatcher is not None and not self._dispatcher_ended
 
     def _working(self) -> bool:
         return self._dispatcher_alive() or self._pool.busy()

@@ -972,3 +972,47 @@ def test_a_watcher_added_while_the_first_log_call_starts_the_threads_gets_one_th
         loops = [t.name for t in threading.enumerate() if "-watcher-" in t.name]
         assert len(loops) == 1, loops
     assert seen == ["m"]
+
+
+def test_a_flush_while_the_dispatcher_thread_boots_leaves_the_queue_to_it(monkeypatch) -> None:
+    """A flush that comes while the dispatcher thread has its identity but is not yet marked
+    started (``is_alive()`` is still False there) waits for it rather than draining the
+    queue on its own thread: the two side by side would hand occurrences on out of order."""
+    booting, gate = threading.Event(), threading.Event()
+    original_native_id = threading.Thread._set_native_id  # type: ignore[attr-defined]
+
+    def set_native_id(thread: threading.Thread) -> None:
+        original_native_id(thread)
+        if "dispatcher" in thread.name:
+            booting.set()
+            gate.wait(10)
+
+    handled_on: list[str] = []
+    original_handle = _runtime.Runtime._handle_batch
+
+    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
+        handled_on.append(threading.current_thread().name)
+        return original_handle(self, batch)
+
+    monkeypatch.setattr(threading.Thread, "_set_native_id", set_native_id)
+    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
+    with _recording("booting") as (b, rec, fake):
+        logging_thread = threading.Thread(
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        assert booting.wait(10)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        flusher.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while not handled_on and flusher.is_alive() and time.monotonic() < bound:
+            if {"wait_reached", "wait"} <= _stack_names(flusher):
+                break  # it waits for the dispatcher
+            flusher.join(0.001)
+        gate.set()
+        for thread in (logging_thread, flusher):
+            thread.join(10)
+        assert flushed == [True]
+        assert [event.count for event in fake.events] == [1]
+    assert "test-flush" not in handled_on, handled_on
