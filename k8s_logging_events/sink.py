@@ -311,8 +311,10 @@ class KubernetesEventSink:
 
     def _after_fork_in_child(self) -> None:
         """In a child after ``os.fork()`` (``_process``): a parent's writer may have held the
-        lock, and the child opens connections of its own."""
+        lock, and the child opens connections of its own; a flush the parent was draining
+        is not the child's: it writes at the normal rate."""
         self._limit_lock = threading.Lock()
+        self._bucket = self._normal
         closed = self._closed.is_set()
         self._closed = threading.Event()
         if closed:
@@ -382,8 +384,10 @@ class LazySink:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """A new lock: a build under way in the parent is made again here when needed."""
+        """A new lock: a build under way in the parent is made again here when needed; a
+        flush the parent was draining is not the child's."""
         self._lock = threading.Lock()
+        self._draining = False
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` through the real sink."""
