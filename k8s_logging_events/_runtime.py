@@ -151,6 +151,7 @@ class Runtime:
         self._started = False
         self._closing = False
         self._closed = False
+        self._closer: int | None = None  # the thread that closes
         self._flushes = 0
 
     def offer(self, item: object) -> bool:
@@ -433,8 +434,15 @@ class Runtime:
         """
         with self._cond:
             if self._closing:
+                if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():
+                    # another thread closes (not one this signal handler interrupted): once
+                    # this returns, the counters are final
+                    seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+                    bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
+                    self._cond.wait_for(lambda: self._closed, bound)
                 return [], 0
             self._closing = True
+            self._closer = threading.get_ident()
             self._hurry.set()
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         if self._started or not self._queue.empty():
@@ -467,6 +475,7 @@ class Runtime:
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
+            self._cond.notify_all()  # a second close waits for this one
         self._reporter.settle(REPORT_GRACE_SECONDS)
         # those set aside for a sink still being set up were told above: once is enough
         lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared

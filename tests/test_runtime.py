@@ -1016,3 +1016,39 @@ def test_a_flush_while_the_dispatcher_thread_boots_leaves_the_queue_to_it(monkey
         assert flushed == [True]
         assert [event.count for event in fake.events] == [1]
     assert "test-flush" not in handled_on, handled_on
+
+
+def test_a_shutdown_while_another_thread_shuts_down_returns_once_that_one_is_done() -> None:
+    """``shutdown()`` from two threads at once: the second returns only once the first has
+    written or given up everything, so that the counters are final when either returns."""
+    fake = _HeldSink()
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("twice")
+    try:
+        rec.event(REF, models.WARNING, "BackOff", "m")
+        assert fake.entered.wait(10)
+        first = threading.Thread(target=b.shutdown, args=(10,), name="test-shutdown-first")
+        first.start()
+        seen: list[dict[str, int]] = []
+
+        def shut_down_and_read() -> None:
+            b.shutdown(10)
+            seen.append(dict(b.stats()))
+
+        second = threading.Thread(target=shut_down_and_read, name="test-shutdown-second")
+        bound = time.monotonic() + 10  # reached only by a hang
+        while "wait_written" not in _stack_names(first) and time.monotonic() < bound:
+            first.join(0.001)
+        second.start()
+        while second.is_alive() and time.monotonic() < bound:
+            if {"close", "wait_for"} <= _stack_names(second):
+                break  # it waits for the first
+            second.join(0.001)
+        fake.go.set()
+        for thread in (first, second):
+            thread.join(10)
+        assert [(stats["created"], stats["pending"]) for stats in seen] == [(1, 0)], seen
+    finally:
+        fake.go.set()
+        b.shutdown(2)
