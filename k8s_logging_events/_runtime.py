@@ -80,7 +80,7 @@ instructions per occurrence: ``bench/instructions.py``). It stops at a full batc
 of the queue, or when a flush or close waits; a burst's event is this much later at most."""
 
 LINGER_STEP_SECONDS = 0.005
-"""How often a lingering dispatcher looks at the queue's length."""
+"""How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
 
 IDLE_WAIT_SECONDS = 5.0
 """The longest the dispatcher waits for the queue before it looks at its timers again."""
@@ -135,7 +135,9 @@ class Runtime:
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
-        self._hurry = threading.Event()  # set while a flush or close waits: no lingering
+        # true while a flush or close waits: no lingering. A plain flag, not an Event: a
+        # flush sets it, and an Event's lock is not reentrant for a signal handler's flush
+        self._hurry = False
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_ended = False
         self._pool = _pool.WriterPool(
@@ -267,11 +269,11 @@ class Runtime:
             return
         enough = min(BATCH_SIZE, max(1, self._shared.capacity // 4))
         end = time.monotonic() + LINGER_SECONDS
-        while not self._hurry.is_set() and self._queue.qsize() < enough:
+        while not self._hurry and self._queue.qsize() < enough:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            self._hurry.wait(min(left, LINGER_STEP_SECONDS))
+            time.sleep(min(left, LINGER_STEP_SECONDS))
 
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
@@ -368,7 +370,7 @@ class Runtime:
         self._queue.put(marker)
         with self._cond:
             self._flushes += 1
-            self._hurry.set()
+            self._hurry = True
             self._set_draining(True)
         try:
             if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
@@ -383,7 +385,7 @@ class Runtime:
             with self._cond:
                 self._flushes -= 1
                 if not self._flushes and not self._closing:
-                    self._hurry.clear()
+                    self._hurry = False
                 if not self._flushes:
                     self._set_draining(False)
 
@@ -443,7 +445,7 @@ class Runtime:
                 return [], 0
             self._closing = True
             self._closer = threading.get_ident()
-            self._hurry.set()
+            self._hurry = True
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())

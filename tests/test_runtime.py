@@ -1052,3 +1052,57 @@ def test_a_shutdown_while_another_thread_shuts_down_returns_once_that_one_is_don
     finally:
         fake.go.set()
         b.shutdown(2)
+
+
+FLUSH_INSIDE_A_FLUSH_CHILD = """
+import json, signal, sys, threading
+from k8s_logging_events import models, recorder
+from k8s_logging_events.testing import FakeEventSink
+
+ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+rounds = []
+for step in range(8):
+    entered, go = threading.Event(), threading.Event()
+
+    class Held(FakeEventSink):
+        def create(self, event):
+            entered.set()
+            go.wait(30)
+            return super().create(event)
+
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(Held())
+    runtime = b._runtime
+    b.new_recorder("sig").event(ref, models.WARNING, "BackOff", "m")
+    assert entered.wait(30)
+    calls, nested = [0], []
+
+    def on_signal(signum, frame):  # an application's SIGTERM handler that flushes
+        nested.append(b.flush(0.2))
+        go.set()
+
+    def profile(frame, event, arg):
+        # the step-th call the flush makes once it counts itself, under the runtime's lock
+        if event in ("call", "c_call") and runtime._flushes and not nested:
+            if calls[0] == step:
+                signal.raise_signal(signal.SIGUSR1)
+            calls[0] += 1
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    sys.setprofile(profile)
+    outer = b.flush(30)
+    sys.setprofile(None)
+    rounds.append([outer, len(nested)])
+    b.shutdown(5)
+print(json.dumps(rounds))
+"""
+
+
+def test_a_signal_handler_that_flushes_inside_a_flush_never_hangs() -> None:
+    """A signal handler that flushes (an application's SIGTERM handler), landing at each of
+    the first steps of a flush on the main thread, under the runtime's lock, returns: nothing
+    it takes there is a lock the interrupted flush may hold and that is not reentrant (the
+    flag that cuts the dispatcher's linger short was an Event, whose lock is not)."""
+    result = run_child(FLUSH_INSIDE_A_FLUSH_CHILD, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[True, 1]] * 8
