@@ -98,7 +98,7 @@ class KubernetesEventHandler(logging.Handler):
 
     _settings: _records.Settings
     _stopping: threading.Event | None  # set when the first close's stop ends
-    _stopper: int | None  # the thread that stops
+    _stopper: int | None  # the thread that stops, when it is the one that closed first
 
     def __init__(
         self,
@@ -320,7 +320,7 @@ class KubernetesEventHandler(logging.Handler):
                 later = first and active is not None and self._client_needs_logging_lock()
                 if first and active is not None:
                     self._stopping = threading.Event()  # before a second close can look
-                    self._stopper = threading.get_ident()
+                    self._stopper = None if later else threading.get_ident()
                 stopping = self._stopping
             if first:
                 self._sites.summarise()
