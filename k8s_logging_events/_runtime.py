@@ -324,6 +324,7 @@ class Runtime:
     def _reach(self, marker: Marker) -> None:
         with self._cond:
             marker.reach(self._recordings(), self._consumers.loops())
+        marker.reached.set()  # out of the lock (see Marker.reach)
 
     def _wake_dispatcher(self) -> None:
         # at most one wake-up in the queue: they must not take the occurrences' room

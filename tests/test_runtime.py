@@ -1106,3 +1106,68 @@ def test_a_signal_handler_that_flushes_inside_a_flush_never_hangs() -> None:
     result = run_child(FLUSH_INSIDE_A_FLUSH_CHILD, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [[True, 1]] * 8
+
+
+FLUSH_WHILE_THE_FLUSH_WAITS_CHILD = """
+import json, signal, sys, threading
+from k8s_logging_events import models, recorder
+from k8s_logging_events.testing import FakeEventSink
+
+ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+b = recorder.EventBroadcaster()
+b.start_recording_to_sink(FakeEventSink())
+go = threading.Event()
+b._runtime.add_inline(lambda event: go.wait(30))  # holds the dispatcher until the signal
+dispatcher = []
+nested = []
+
+
+def blocked_in_reach():
+    frame = sys._current_frames().get(dispatcher[0].ident)
+    names = set()
+    while frame is not None:
+        names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    return {"_reach", "set"} <= names
+
+
+def on_signal(signum, frame):  # an application's SIGTERM handler that flushes
+    go.set()
+    for _ in range(100_000):  # until the dispatcher waits for the marker's lock
+        if blocked_in_reach():
+            break
+        threading.Event().wait(0.0001)
+    nested.append(b.flush(0.2))
+
+
+def profile(frame, event, arg):
+    # the flush waits for its marker, inside the marker's own lock (Condition.wait's start)
+    if event == "call" and frame.f_code.co_name == "wait" and not nested and not fired:
+        caller = frame.f_back
+        if caller is not None and caller.f_code.co_name == "wait" and "wait_reached" in (
+            caller.f_back.f_code.co_name if caller.f_back else ""
+        ):
+            fired.append(True)
+            signal.raise_signal(signal.SIGUSR1)
+
+
+fired = []
+b.new_recorder("sig").event(ref, models.WARNING, "BackOff", "m")
+dispatcher.extend(t for t in b.threads() if "dispatcher" in t.name)
+signal.signal(signal.SIGUSR1, on_signal)
+sys.setprofile(profile)
+outer = b.flush(30)
+sys.setprofile(None)
+b.shutdown(5)
+print(json.dumps({"fired": fired, "outer": outer, "nested": len(nested)}))
+"""
+
+
+def test_a_signal_handler_that_flushes_while_a_flush_waits_for_its_marker_never_hangs() -> None:
+    """A signal handler that flushes, landing while the main thread's flush waits for its
+    marker (inside the marker's lock) just as the dispatcher reaches that marker, returns:
+    the dispatcher marks a marker reached outside the runtime's lock, so the handler's flush
+    can take that lock (it waits its own short timeout, then the first flush completes)."""
+    result = run_child(FLUSH_WHILE_THE_FLUSH_WAITS_CHILD, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"fired": [True], "outer": True, "nested": 1}
