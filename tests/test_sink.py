@@ -753,3 +753,24 @@ def test_a_child_forked_while_the_parent_drains_writes_at_the_normal_rate(server
         assert sum(clock.sleeps) >= 2.0, clock.sleeps  # one a second after the burst of one
     finally:
         lazy.close()
+
+
+def test_drain_may_be_switched_from_inside_a_switch_on_the_same_thread(server) -> None:
+    """A flush switches the sink's rate on the caller's thread; a signal handler that
+    flushes may interrupt that switch there, and switches it again: the rate's lock is
+    reentrant, so the inner switch does not wait for ever for its own thread."""
+    s = sink.KubernetesEventSink.from_url(server.url, qps=1, drain_qps=10)
+    switched: list[bool] = []
+
+    def inner_switch() -> None:
+        with s._limit_lock:  # where the outer switch holds it when the signal lands
+            s.drain(True)
+            switched.append(True)
+
+    thread = threading.Thread(target=inner_switch, name="test-switch", daemon=True)
+    try:
+        thread.start()
+        thread.join(10)  # reached only by a hang
+        assert switched == [True]
+    finally:
+        s.close()
