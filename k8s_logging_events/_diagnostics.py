@@ -456,18 +456,19 @@ class Tally:
 
 
 class Counters:
-    """Named integer counters, under a lock."""
+    """Named integer counters, under a lock: reentrant, as ``stats()`` reads them on the
+    caller's thread, where a signal handler that flushes or reads them may interrupt it."""
 
     __slots__ = ("__weakref__", "_lock", "_values")
 
     def __init__(self, names: tuple[str, ...] = ()) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._values: dict[str, int] = dict.fromkeys(names, 0)
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         """Every counter back to zero, under a new lock: a child counts its own outcomes."""
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._values = dict.fromkeys(self._values, 0)
 
     def add(self, name: str, amount: int = 1) -> None:

@@ -51,13 +51,14 @@ class Marker:
         self.targets: dict[_pool.Recording | _watchers.WatchLoop, int] = {}
 
     def reach(self, recordings: list[_pool.Recording], loops: list[_watchers.WatchLoop]) -> None:
-        """Record how far each consumer must get, then set ``reached`` (under the lock)."""
+        """Record how far each consumer must get (under the lock); the caller sets
+        ``reached`` once out of it: a flush waits for it inside the Event's own lock, where a
+        signal handler's flush may wait for the runtime's."""
         for recording in recordings:
             # what is kept aside is submitted first, once the recording is set up
             self.targets[recording] = recording.writes.submitted + recording.aside_count
         for loop in loops:
             self.targets[loop] = loop.watcher.delivered
-        self.reached.set()
 
     def written(self) -> bool:
         """True once every consumer got as far as :meth:`reach` recorded (under the lock)."""

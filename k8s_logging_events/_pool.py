@@ -259,20 +259,23 @@ class WriterPool:
         idle_since = time.monotonic()
         try:
             while True:
-                job = self._take_job()
-                if job is not None:
-                    self._perform(*job)
-                    idle_since = time.monotonic()
-                    continue
+                # the last look for work and the end are one step: a write queued between
+                # them would find this thread still counted as a writer, and none to take it
                 with self._cond:
-                    left = idle_since + WRITER_LINGER_SECONDS - time.monotonic()
-                    if self.stopping or left <= 0:
-                        return
-                    self._idle += 1
-                    try:
-                        self._cond.wait(left)
-                    finally:
-                        self._idle -= 1
+                    job = self._take_job()
+                    if job is None:
+                        left = idle_since + WRITER_LINGER_SECONDS - time.monotonic()
+                        if self.stopping or left <= 0:
+                            self._workers.discard(me)
+                            return
+                        self._idle += 1
+                        try:
+                            self._cond.wait(left)
+                        finally:
+                            self._idle -= 1
+                        continue
+                self._perform(*job)
+                idle_since = time.monotonic()
         finally:
             with self._cond:
                 self._workers.discard(me)

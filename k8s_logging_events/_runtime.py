@@ -80,7 +80,7 @@ instructions per occurrence: ``bench/instructions.py``). It stops at a full batc
 of the queue, or when a flush or close waits; a burst's event is this much later at most."""
 
 LINGER_STEP_SECONDS = 0.005
-"""How often a lingering dispatcher looks at the queue's length."""
+"""How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
 
 IDLE_WAIT_SECONDS = 5.0
 """The longest the dispatcher waits for the queue before it looks at its timers again."""
@@ -135,8 +135,11 @@ class Runtime:
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
-        self._hurry = threading.Event()  # set while a flush or close waits: no lingering
+        # true while a flush or close waits: no lingering. A plain flag, not an Event: a
+        # flush sets it, and an Event's lock is not reentrant for a signal handler's flush
+        self._hurry = False
         self._dispatcher: threading.Thread | None = None
+        self._dispatcher_ended = False
         self._pool = _pool.WriterPool(
             self._cond,
             self._shared,
@@ -150,6 +153,7 @@ class Runtime:
         self._started = False
         self._closing = False
         self._closed = False
+        self._closer: int | None = None  # the thread that closes
         self._flushes = 0
 
     def offer(self, item: object) -> bool:
@@ -224,8 +228,10 @@ class Runtime:
             self._reporter,
             f"{self._shared.name}-watcher-{next(_counter)}",
         )
-        watcher = self._add(loop)
-        if self._started and not watcher.stopped:
+        with self._start_lock:  # the first log call starts the loops it finds: once each
+            watcher = self._add(loop)
+            start = self._started and not watcher.stopped
+        if start:
             try:
                 loop.start()
             except RuntimeError:
@@ -242,17 +248,20 @@ class Runtime:
     def _dispatch(self) -> None:
         _diagnostics.become_own_thread()
         busy = False
-        while True:
-            try:
-                batch = self._next_batch(busy)
-                if self._handle_batch(batch) or (not batch and self._pool.stopping):
-                    return
-                busy = self._tend()
-                self._linger(len(batch))
-            except Exception as error:  # rule 5: report, and go on with the next batch
-                self._reporter.report(
-                    "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
-                )
+        try:
+            while True:
+                try:
+                    batch = self._next_batch(busy)
+                    if self._handle_batch(batch) or (not batch and self._pool.stopping):
+                        return
+                    busy = self._tend()
+                    self._linger(len(batch))
+                except Exception as error:  # rule 5: report, and go on with the next batch
+                    self._reporter.report(
+                        "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
+                    )
+        finally:  # from now on, a flush does the work on its own thread
+            self._dispatcher_ended = True
 
     def _linger(self, handled: int) -> None:
         # not with a test's sleeper: a fake clock does not wait for real time
@@ -260,11 +269,11 @@ class Runtime:
             return
         enough = min(BATCH_SIZE, max(1, self._shared.capacity // 4))
         end = time.monotonic() + LINGER_SECONDS
-        while not self._hurry.is_set() and self._queue.qsize() < enough:
+        while not self._hurry and self._queue.qsize() < enough:
             left = end - time.monotonic()
             if left <= 0:
                 return
-            self._hurry.wait(min(left, LINGER_STEP_SECONDS))
+            time.sleep(min(left, LINGER_STEP_SECONDS))
 
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
@@ -315,6 +324,7 @@ class Runtime:
     def _reach(self, marker: Marker) -> None:
         with self._cond:
             marker.reach(self._recordings(), self._consumers.loops())
+        marker.reached.set()  # out of the lock (see Marker.reach)
 
     def _wake_dispatcher(self) -> None:
         # at most one wake-up in the queue: they must not take the occurrences' room
@@ -352,12 +362,16 @@ class Runtime:
     def _flush(self, timeout: float | None) -> bool:
         if (not self._started and self._queue.empty()) or self._settled():
             return True
+        # through the start lock: a log call that is still making the dispatcher is waited
+        # for (draining beside it would hand occurrences on out of order); none made (closing,
+        # interpreter exit): this thread drains
+        self._start()
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         marker = Marker()
         self._queue.put(marker)
         with self._cond:
             self._flushes += 1
-            self._hurry.set()
+            self._hurry = True
             self._set_draining(True)
         try:
             if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
@@ -372,7 +386,7 @@ class Runtime:
             with self._cond:
                 self._flushes -= 1
                 if not self._flushes and not self._closing:
-                    self._hurry.clear()
+                    self._hurry = False
                 if not self._flushes:
                     self._set_draining(False)
 
@@ -396,10 +410,10 @@ class Runtime:
                     drain(on)
 
     def _dispatcher_alive(self) -> bool:
-        thread = self._dispatcher
-        # one still being started counts: a flush draining the queue beside it would hand a
-        # held occurrence's lower count on after a higher one, and over-count the event
-        return thread is not None and (thread.ident is None or thread.is_alive())
+        # from its making to its last step (is_alive() is False while the thread boots): a
+        # flush draining the queue beside it would hand a held occurrence's lower count on
+        # after a higher one, and over-count the event
+        return self._dispatcher is not None and not self._dispatcher_ended
 
     def _working(self) -> bool:
         return self._dispatcher_alive() or self._pool.busy()
@@ -423,9 +437,16 @@ class Runtime:
         """
         with self._cond:
             if self._closing:
+                if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():
+                    # another thread closes (not one this signal handler interrupted): once
+                    # this returns, the counters are final
+                    seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+                    bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
+                    self._cond.wait_for(lambda: self._closed, bound)
                 return [], 0
             self._closing = True
-            self._hurry.set()
+            self._closer = threading.get_ident()
+            self._hurry = True
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         if self._started or not self._queue.empty():
             self.flush(deadline.remaining())
@@ -457,6 +478,7 @@ class Runtime:
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
+            self._cond.notify_all()  # a second close waits for this one
         self._reporter.settle(REPORT_GRACE_SECONDS)
         # those set aside for a sink still being set up were told above: once is enough
         lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared

@@ -97,7 +97,8 @@ class KubernetesEventHandler(logging.Handler):
     """The library's own reports never become events here (see ``_diagnostics``)."""
 
     _settings: _records.Settings
-    _stopping: threading.Event | None  # set when a close that went on after dictConfig ends
+    _stopping: threading.Event | None  # set when the first close's stop ends
+    _stopper: int | None  # the thread that stops, when it is the one that closed first
 
     def __init__(
         self,
@@ -316,18 +317,28 @@ class KubernetesEventHandler(logging.Handler):
                 first = not self._closed
                 self._closed = True
                 active, lazy = self._broadcaster, self._lazy_sink
-                if first and active is not None and self._client_needs_logging_lock():
+                later = first and active is not None and self._client_needs_logging_lock()
+                if first and active is not None:
                     self._stopping = threading.Event()  # before a second close can look
+                    self._stopper = None if later else threading.get_ident()
                 stopping = self._stopping
             if first:
                 self._sites.summarise()
-            if first and active is not None:
-                if stopping is not None:
+            if first and active is not None and stopping is not None:
+                if later:
                     self._stop_later(active, lazy, stopping)
                 else:
-                    self._stop(active, lazy)
-            elif stopping is not None and not _diagnostics.holds_logging_lock():
-                # closed again after dictConfig: once this returns, the counters are final
+                    try:
+                        self._stop(active, lazy)
+                    finally:
+                        stopping.set()
+            elif (
+                stopping is not None
+                and self._stopper != threading.get_ident()  # a signal handler's, inside it
+                and not _diagnostics.holds_logging_lock()
+            ):
+                # closed again while another thread (or one after dictConfig) stops: once
+                # this returns, the counters are final
                 stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
@@ -466,6 +477,7 @@ class KubernetesEventHandler(logging.Handler):
             self._now, self._offer = self._given._intake()
         self._lazy_sink: sinks.LazySink | None = None
         self._stopping = None
+        self._stopper = None
         self._waits = _deadlines.ExitWaits(self._options.flush_timeout)
 
     def _start(self) -> _Offer | None:

@@ -137,7 +137,9 @@ class KubernetesEventSink:
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
-        self._limit_lock = threading.Lock()
+        # reentrant: a flush switches the rate on the caller's thread, where a signal
+        # handler's flush may interrupt it
+        self._limit_lock = threading.RLock()
         now = self._monotonic()
         self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
         # draining is never slower than the normal rate: no limit stays no limit
@@ -325,8 +327,10 @@ class KubernetesEventSink:
 
     def _after_fork_in_child(self) -> None:
         """In a child after ``os.fork()`` (``_process``): a parent's writer may have held the
-        lock, and the child opens connections of its own."""
-        self._limit_lock = threading.Lock()
+        lock, and the child opens connections of its own; a flush the parent was draining
+        is not the child's: it writes at the normal rate."""
+        self._limit_lock = threading.RLock()
+        self._bucket = self._normal
         closed = self._closed.is_set()
         self._closed = threading.Event()
         if closed:
@@ -399,9 +403,11 @@ class LazySink:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """New locks: a build under way in the parent is made again here when needed."""
+        """New locks: a build under way in the parent is made again here when needed; a
+        flush the parent was draining is not the child's."""
         self._lock = threading.Lock()
         self._drain_lock = threading.Lock()
+        self._draining = False
 
     def create(self, event: models.Event) -> models.Event:
         """Create ``event`` through the real sink."""

@@ -463,3 +463,50 @@ def test_a_request_sent_just_before_the_deadline_is_not_called_a_hanging_server(
     summary = _diagnostics.unwritten_summary(stalled, [], when="at exit", now=now)
     assert "2 in requests the API server had not answered (a hanging server" in summary, summary
     assert "1 queued behind those requests" in summary, summary
+
+
+_FLUSH_FROM_A_SIGNAL_INSIDE_STATS = """
+import json, logging, signal, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import LocalApiServer
+
+with LocalApiServer() as server:
+    handler = KubernetesEventHandler(component="sig", sink=server.url, qps=0, flush_timeout=10)
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    log.warning("one", extra={"involved": pod})
+    handler.flush()  # written: a flush in the signal handler has nothing to wait for
+    nested = []
+
+    def on_signal(signum, frame):  # an application's SIGTERM handler, say
+        handler.flush()
+        nested.append(handler.stats()["created"])
+
+    def profile(frame, event, arg):
+        # the signal lands while the main thread is inside the counters' lock
+        if event == "c_call" and frame.f_code.co_name == "snapshot" and not fired:
+            fired.append(True)
+            signal.raise_signal(signal.SIGUSR1)
+
+    fired = []
+    signal.signal(signal.SIGUSR1, on_signal)
+    sys.setprofile(profile)
+    outer = handler.stats()
+    sys.setprofile(None)
+    print(json.dumps({"fired": fired, "nested": nested, "accepted": outer["accepted"]}))
+    handler.close()
+"""
+
+
+def test_a_signal_handler_that_flushes_while_the_main_thread_reads_the_counters_returns(
+    tmp_path,
+) -> None:
+    """A signal handler (an application's SIGTERM handler) that flushes, or reads stats(),
+    while the main thread it interrupted is inside the counters' lock (reading stats(), or
+    in a flush, which reads them) does not wait for that lock for ever: the counters' lock
+    is reentrant, as every lock on the caller's path is."""
+    result = run_python(_FLUSH_FROM_A_SIGNAL_INSIDE_STATS, cwd=tmp_path, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"fired": [True], "nested": [1], "accepted": 1}

@@ -1617,3 +1617,59 @@ class TestDefaults:
         event_handler = KubernetesEventHandler(sink=None)
         event_handler.close()
         assert models.EventSource("ctl", "node-7") == event_handler.source
+
+
+def _stack(thread: threading.Thread) -> list[str]:
+    """The names of the functions on ``thread``'s stack right now, innermost first."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = []
+    while frame is not None:
+        names.append(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def test_a_close_while_another_thread_closes_returns_once_that_close_is_done() -> None:
+    """Two threads close the handler at once (an application's shutdown thread, and
+    ``logging.shutdown()`` at exit): the second returns only once the first has written or
+    given up everything, so that its counters are final when it returns, as after any close."""
+    entered, go = threading.Event(), threading.Event()
+
+    class Held(FakeEventSink):
+        def create(self, event: models.Event) -> models.Event:
+            entered.set()
+            go.wait(10)
+            return super().create(event)
+
+    events = KubernetesEventHandler(component="twice", sink=Held(), flush_timeout=10)
+    log = logging.getLogger("tests.handler.twice")
+    log.propagate = False
+    log.addHandler(events)
+    try:
+        log.warning("one", extra={"involved": {"kind": "Pod", "name": "web", "namespace": "ns"}})
+        assert entered.wait(10)
+        first = threading.Thread(target=events.close, name="test-close-first")
+        first.start()
+        seen: list[dict[str, int]] = []
+
+        def close_and_read() -> None:
+            events.close()
+            seen.append(events.stats())
+
+        second = threading.Thread(target=close_and_read, name="test-close-second")
+        bound = time.monotonic() + 10  # reached only by a hang
+        while "wait_written" not in _stack(first) and time.monotonic() < bound:
+            first.join(0.001)
+        second.start()
+        while second.is_alive() and time.monotonic() < bound:
+            if _stack(second)[:2] == ["wait", "wait"] and "close" in _stack(second):
+                break  # it waits for the first close
+            second.join(0.001)
+        go.set()
+        for thread in (first, second):
+            thread.join(10)
+        assert [(stats["created"], stats["pending"]) for stats in seen] == [(1, 0)], seen
+    finally:
+        go.set()
+        log.removeHandler(events)
+        events.close()

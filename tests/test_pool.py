@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from k8s_logging_events import recorder, sink
+from k8s_logging_events import _pool, _runtime, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import (
@@ -302,3 +302,63 @@ def test_a_set_up_that_hangs_stalls_like_a_request_and_holds_up_no_other_sink() 
     assert written, "the second sink waited for the first one's set-up"
     assert sorted(e.involved_object.name for e in good.events) == [f"p{i}" for i in range(5)]
     assert len(hanging.events) == 5
+
+
+def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch) -> None:
+    """A write queued just as the only writer, finding no work, decides to end is taken by
+    it or by a new writer: never left ready with no thread for it while the dispatcher
+    sleeps (a flush would wait for the dispatcher's idle wake-up, and time out)."""
+    monkeypatch.setattr(_pool, "WRITER_LINGER_SECONDS", 0.0)  # a writer ends once idle
+    monkeypatch.setattr(_runtime, "IDLE_WAIT_SECONDS", 60.0)  # the sleep only a hang ends
+    armed, paused, gate = threading.Event(), threading.Event(), threading.Event()
+    original_take = _pool.WriterPool._take_job
+
+    def take_job(self: _pool.WriterPool) -> _pool.Job | None:
+        job = original_take(self)
+        # held where its lock is free, between its last look for work and its end
+        if job is None and armed.is_set() and not self._cond._is_owned():  # type: ignore[attr-defined]
+            armed.clear()
+            paused.set()
+            gate.wait(10)
+        return job
+
+    tended: list[int] = []
+    original_tend = _runtime.Runtime._tend
+
+    def tend(self: _runtime.Runtime) -> bool:
+        delivered = self._handoff.delivered
+        try:
+            return original_tend(self)
+        finally:
+            tended.append(delivered)
+
+    monkeypatch.setattr(_pool.WriterPool, "_take_job", take_job)
+    monkeypatch.setattr(_runtime.Runtime, "_tend", tend)
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster(writers=1)
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("ending")
+        runtime, pool = b._runtime, b._runtime._pool
+        armed.set()
+        rec.event(pod("first"), models.WARNING, "BackOff", "one")
+        bound = time.monotonic() + 10  # reached only by a hang
+        while not paused.is_set() and not (fake.events and not pool.threads()):
+            assert time.monotonic() < bound
+            time.sleep(0.001)
+        writers = pool.threads()
+        rec.event(pod("second"), models.WARNING, "BackOff", "two")
+        while not tended or tended[-1] < 2:  # the dispatcher has looked for writers for it
+            assert time.monotonic() < bound
+            time.sleep(0.001)
+        gate.set()
+        for writer in writers:
+            writer.join(10)
+        with runtime._cond:
+            stranded = pool.ready() and not pool.busy()
+        assert not stranded
+        assert b.flush(10)
+        assert sorted(e.message for e in fake.events) == ["one", "two"]
+    finally:
+        gate.set()
+        b.shutdown(2)

@@ -9,6 +9,7 @@ a test leaving a thread behind.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import logging
 import logging.config
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _runtime, correlator, models, recorder
+from k8s_logging_events import _diagnostics, _process, _runtime, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -863,3 +864,310 @@ def test_a_flush_while_the_dispatcher_is_being_started_leaves_the_queue_to_it(
         assert flushed == [True]
         assert [event.count for event in fake.events] == [1]
     assert "test-flush" not in handled_on, handled_on
+
+
+def _stack_names(thread: threading.Thread) -> set[str]:
+    """The names of the functions on ``thread``'s stack right now."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    names = set()
+    while frame is not None:
+        names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    return names
+
+
+def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
+    monkeypatch,
+) -> None:
+    """A flush that comes while the first log call has marked the runtime started but not
+    yet made its dispatcher thread waits for that thread rather than draining the queue on
+    its own: the two side by side would hand occurrences on out of order."""
+    entered, gate = threading.Event(), threading.Event()
+    original_hook = _process.flush_when_child_ends
+
+    def flush_when_child_ends(target: _process.ExitFlushable) -> None:
+        if threading.current_thread().name == "test-logs":
+            entered.set()
+            gate.wait(10)
+        original_hook(target)
+
+    handled_on: list[str] = []
+    original_handle = _runtime.Runtime._handle_batch
+
+    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
+        handled_on.append(threading.current_thread().name)
+        return original_handle(self, batch)
+
+    monkeypatch.setattr(_process, "flush_when_child_ends", flush_when_child_ends)
+    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
+    with _recording("making") as (b, rec, fake):
+        logging_thread = threading.Thread(
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        assert entered.wait(10)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        flusher.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while not handled_on and flusher.is_alive() and time.monotonic() < bound:
+            if "_start" in _stack_names(flusher):
+                break  # it waits for the log call to finish making the thread
+            flusher.join(0.001)
+        gate.set()
+        for thread in (logging_thread, flusher):
+            thread.join(10)
+        assert flushed == [True]
+        assert [event.count for event in fake.events] == [1]
+    assert "test-flush" not in handled_on, handled_on
+
+
+def _waits_for_the_start_lock(thread: threading.Thread) -> bool:
+    """True when ``thread`` is blocked taking the runtime's start lock."""
+    lines, first = inspect.getsourcelines(_runtime.Runtime._start)
+    at = first + next(n for n, line in enumerate(lines) if "with self._start_lock" in line)
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and (frame.f_code.co_name, frame.f_lineno) == ("_start", at)
+
+
+def test_a_watcher_added_while_the_first_log_call_starts_the_threads_gets_one_thread(
+    monkeypatch,
+) -> None:
+    """An event watcher added on one thread while another thread's first log call starts
+    the runtime's threads gets exactly one thread of its own, not one from each: two would
+    call its handler side by side, events out of order."""
+    added, gate = threading.Event(), threading.Event()
+    original_add = _runtime.Runtime._add
+
+    def add(self: _runtime.Runtime, consumer: object) -> object:
+        watcher = original_add(self, consumer)  # type: ignore[arg-type]
+        if threading.current_thread().name == "test-watch":
+            added.set()
+            gate.wait(10)
+        return watcher
+
+    monkeypatch.setattr(_runtime.Runtime, "_add", add)
+    seen: list[str] = []
+    with _recording("watching") as (b, rec, _):
+        watching = threading.Thread(
+            target=b.start_event_watcher,
+            args=(lambda e: seen.append(e.message),),
+            name="test-watch",
+        )
+        watching.start()
+        assert added.wait(10)
+        logging_thread = threading.Thread(  # the first log call: starts the threads
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while logging_thread.is_alive() and time.monotonic() < bound:
+            if _waits_for_the_start_lock(logging_thread):
+                break  # it waits for the watcher to be added
+            logging_thread.join(0.001)
+        gate.set()
+        for thread in (watching, logging_thread):
+            thread.join(10)
+        assert b.flush(10)
+        loops = [t.name for t in threading.enumerate() if "-watcher-" in t.name]
+        assert len(loops) == 1, loops
+    assert seen == ["m"]
+
+
+def test_a_flush_while_the_dispatcher_thread_boots_leaves_the_queue_to_it(monkeypatch) -> None:
+    """A flush that comes while the dispatcher thread has its identity but is not yet marked
+    started (``is_alive()`` is still False there) waits for it rather than draining the
+    queue on its own thread: the two side by side would hand occurrences on out of order."""
+    booting, gate = threading.Event(), threading.Event()
+    original_native_id = threading.Thread._set_native_id  # type: ignore[attr-defined]
+
+    def set_native_id(thread: threading.Thread) -> None:
+        original_native_id(thread)
+        if "dispatcher" in thread.name:
+            booting.set()
+            gate.wait(10)
+
+    handled_on: list[str] = []
+    original_handle = _runtime.Runtime._handle_batch
+
+    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
+        handled_on.append(threading.current_thread().name)
+        return original_handle(self, batch)
+
+    monkeypatch.setattr(threading.Thread, "_set_native_id", set_native_id)
+    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
+    with _recording("booting") as (b, rec, fake):
+        logging_thread = threading.Thread(
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        assert booting.wait(10)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        flusher.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while not handled_on and flusher.is_alive() and time.monotonic() < bound:
+            if {"wait_reached", "wait"} <= _stack_names(flusher):
+                break  # it waits for the dispatcher
+            flusher.join(0.001)
+        gate.set()
+        for thread in (logging_thread, flusher):
+            thread.join(10)
+        assert flushed == [True]
+        assert [event.count for event in fake.events] == [1]
+    assert "test-flush" not in handled_on, handled_on
+
+
+def test_a_shutdown_while_another_thread_shuts_down_returns_once_that_one_is_done() -> None:
+    """``shutdown()`` from two threads at once: the second returns only once the first has
+    written or given up everything, so that the counters are final when either returns."""
+    fake = _HeldSink()
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("twice")
+    try:
+        rec.event(REF, models.WARNING, "BackOff", "m")
+        assert fake.entered.wait(10)
+        first = threading.Thread(target=b.shutdown, args=(10,), name="test-shutdown-first")
+        first.start()
+        seen: list[dict[str, int]] = []
+
+        def shut_down_and_read() -> None:
+            b.shutdown(10)
+            seen.append(dict(b.stats()))
+
+        second = threading.Thread(target=shut_down_and_read, name="test-shutdown-second")
+        bound = time.monotonic() + 10  # reached only by a hang
+        while "wait_written" not in _stack_names(first) and time.monotonic() < bound:
+            first.join(0.001)
+        second.start()
+        while second.is_alive() and time.monotonic() < bound:
+            if {"close", "wait_for"} <= _stack_names(second):
+                break  # it waits for the first
+            second.join(0.001)
+        fake.go.set()
+        for thread in (first, second):
+            thread.join(10)
+        assert [(stats["created"], stats["pending"]) for stats in seen] == [(1, 0)], seen
+    finally:
+        fake.go.set()
+        b.shutdown(2)
+
+
+FLUSH_INSIDE_A_FLUSH_CHILD = """
+import json, signal, sys, threading
+from k8s_logging_events import models, recorder
+from k8s_logging_events.testing import FakeEventSink
+
+ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+rounds = []
+for step in range(8):
+    entered, go = threading.Event(), threading.Event()
+
+    class Held(FakeEventSink):
+        def create(self, event):
+            entered.set()
+            go.wait(30)
+            return super().create(event)
+
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(Held())
+    runtime = b._runtime
+    b.new_recorder("sig").event(ref, models.WARNING, "BackOff", "m")
+    assert entered.wait(30)
+    calls, nested = [0], []
+
+    def on_signal(signum, frame):  # an application's SIGTERM handler that flushes
+        nested.append(b.flush(0.2))
+        go.set()
+
+    def profile(frame, event, arg):
+        # the step-th call the flush makes once it counts itself, under the runtime's lock
+        if event in ("call", "c_call") and runtime._flushes and not nested:
+            if calls[0] == step:
+                signal.raise_signal(signal.SIGUSR1)
+            calls[0] += 1
+
+    signal.signal(signal.SIGUSR1, on_signal)
+    sys.setprofile(profile)
+    outer = b.flush(30)
+    sys.setprofile(None)
+    rounds.append([outer, len(nested)])
+    b.shutdown(5)
+print(json.dumps(rounds))
+"""
+
+
+def test_a_signal_handler_that_flushes_inside_a_flush_never_hangs() -> None:
+    """A signal handler that flushes (an application's SIGTERM handler), landing at each of
+    the first steps of a flush on the main thread, under the runtime's lock, returns: nothing
+    it takes there is a lock the interrupted flush may hold and that is not reentrant (the
+    flag that cuts the dispatcher's linger short was an Event, whose lock is not)."""
+    result = run_child(FLUSH_INSIDE_A_FLUSH_CHILD, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [[True, 1]] * 8
+
+
+FLUSH_WHILE_THE_FLUSH_WAITS_CHILD = """
+import json, signal, sys, threading
+from k8s_logging_events import models, recorder
+from k8s_logging_events.testing import FakeEventSink
+
+ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="v1")
+b = recorder.EventBroadcaster()
+b.start_recording_to_sink(FakeEventSink())
+go = threading.Event()
+b._runtime.add_inline(lambda event: go.wait(30))  # holds the dispatcher until the signal
+dispatcher = []
+nested = []
+
+
+def blocked_in_reach():
+    frame = sys._current_frames().get(dispatcher[0].ident)
+    names = set()
+    while frame is not None:
+        names.add(frame.f_code.co_name)
+        frame = frame.f_back
+    return {"_reach", "set"} <= names
+
+
+def on_signal(signum, frame):  # an application's SIGTERM handler that flushes
+    go.set()
+    for _ in range(100_000):  # until the dispatcher waits for the marker's lock
+        if blocked_in_reach():
+            break
+        threading.Event().wait(0.0001)
+    nested.append(b.flush(0.2))
+
+
+def profile(frame, event, arg):
+    # the flush waits for its marker, inside the marker's own lock (Condition.wait's start)
+    if event == "call" and frame.f_code.co_name == "wait" and not nested and not fired:
+        caller = frame.f_back
+        if caller is not None and caller.f_code.co_name == "wait" and "wait_reached" in (
+            caller.f_back.f_code.co_name if caller.f_back else ""
+        ):
+            fired.append(True)
+            signal.raise_signal(signal.SIGUSR1)
+
+
+fired = []
+b.new_recorder("sig").event(ref, models.WARNING, "BackOff", "m")
+dispatcher.extend(t for t in b.threads() if "dispatcher" in t.name)
+signal.signal(signal.SIGUSR1, on_signal)
+sys.setprofile(profile)
+outer = b.flush(30)
+sys.setprofile(None)
+b.shutdown(5)
+print(json.dumps({"fired": fired, "outer": outer, "nested": len(nested)}))
+"""
+
+
+def test_a_signal_handler_that_flushes_while_a_flush_waits_for_its_marker_never_hangs() -> None:
+    """A signal handler that flushes, landing while the main thread's flush waits for its
+    marker (inside the marker's lock) just as the dispatcher reaches that marker, returns:
+    the dispatcher marks a marker reached outside the runtime's lock, so the handler's flush
+    can take that lock (it waits its own short timeout, then the first flush completes)."""
+    result = run_child(FLUSH_WHILE_THE_FLUSH_WAITS_CHILD, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"fired": [True], "outer": True, "nested": 1}

@@ -836,3 +836,45 @@ class TestReadAndGuardedPatches:
         finally:
             lazy.close()
             real.close()
+
+
+def test_a_child_forked_while_the_parent_drains_writes_at_the_normal_rate(server) -> None:
+    """``drain`` lifts the rate limit while the parent's flush drains; a child forked then
+    has no flush of its own under way, so it writes at ``qps``, not ``drain_qps`` (renewed
+    as ``_process`` renews it in the child), whether or not its real sink was built yet."""
+    clock = FakeClock(T0)
+    real = sink.KubernetesEventSink.from_url(
+        server.url, qps=1, burst=1, drain_qps=1000, clock=clock, sleep=clock.sleep
+    )
+    lazy = sink.LazySink(lambda: real, "a test", "v1")
+    try:
+        lazy.drain(True)
+        real.drain(True)
+        real._after_fork_in_child()  # what a child forked now runs first
+        lazy._after_fork_in_child()
+        for number in range(3):
+            lazy.create(_event(f"web-0.{number}"))
+        assert sum(clock.sleeps) >= 2.0, clock.sleeps  # one a second after the burst of one
+    finally:
+        lazy.close()
+
+
+def test_drain_may_be_switched_from_inside_a_switch_on_the_same_thread(server) -> None:
+    """A flush switches the sink's rate on the caller's thread; a signal handler that
+    flushes may interrupt that switch there, and switches it again: the rate's lock is
+    reentrant, so the inner switch does not wait for ever for its own thread."""
+    s = sink.KubernetesEventSink.from_url(server.url, qps=1, drain_qps=10)
+    switched: list[bool] = []
+
+    def inner_switch() -> None:
+        with s._limit_lock:  # where the outer switch holds it when the signal lands
+            s.drain(True)
+            switched.append(True)
+
+    thread = threading.Thread(target=inner_switch, name="test-switch", daemon=True)
+    try:
+        thread.start()
+        thread.join(10)  # reached only by a hang
+        assert switched == [True]
+    finally:
+        s.close()
