@@ -863,3 +863,73 @@ def test_a_flush_while_the_dispatcher_is_being_started_leaves_the_queue_to_it(
         assert flushed == [True]
         assert [event.count for event in fake.events] == [1]
     assert "test-flush" not in handled_on, handled_on
+
+
+def test_a_flush_while_the_dispatcher_thread_begins_to_run_leaves_the_queue_to_it(
+    monkeypatch,
+) -> None:
+    """A flush that comes once the dispatcher's thread has an identity but before it is
+    marked started (Thread.start() has not returned) still leaves the queue to it: the two
+    draining side by side would over-count a spam-held event."""
+    entered, gate = threading.Event(), threading.Event()
+    original_set_native_id = threading.Thread._set_native_id  # type: ignore[attr-defined]
+
+    def set_native_id(thread: threading.Thread) -> None:
+        # runs on the new thread, after its ident is set, before it counts as started
+        if "dispatcher" in thread.name:
+            entered.set()
+            gate.wait(10)
+        original_set_native_id(thread)
+
+    handled_on: list[str] = []
+    original_handle = _runtime.Runtime._handle_batch
+
+    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
+        handled_on.append(threading.current_thread().name)
+        return original_handle(self, batch)
+
+    monkeypatch.setattr(threading.Thread, "_set_native_id", set_native_id)
+    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
+    with _recording("beginning") as (b, rec, fake):
+        logging_thread = threading.Thread(
+            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
+        )
+        logging_thread.start()
+        assert entered.wait(10)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        flusher.start()
+        flusher.join(0.3)  # long enough for a flush to have looked and pumped
+        gate.set()
+        for thread in (logging_thread, flusher):
+            thread.join(10)
+        assert flushed == [True]
+        assert [event.count for event in fake.events] == [1]
+    assert "test-flush" not in handled_on, handled_on
+
+
+def test_a_log_call_interrupted_while_it_starts_the_dispatcher_leaves_flush_working(
+    monkeypatch,
+) -> None:
+    """A KeyboardInterrupt that reaches the first log call while it starts the dispatcher
+    (before the thread exists) goes to the application, and costs nothing more: the next
+    log call starts the dispatcher, and a flush writes everything at once rather than
+    waiting its whole timeout for a thread that never began."""
+    original_start = threading.Thread.start
+    interrupts = [KeyboardInterrupt()]
+
+    def start(thread: threading.Thread) -> None:
+        if "dispatcher" in thread.name and interrupts:
+            raise interrupts.pop()
+        original_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with _recording("interrupted") as (b, rec, fake):
+        with pytest.raises(KeyboardInterrupt):
+            rec.event(REF, models.NORMAL, "First", "m")
+        rec.event(REF, models.NORMAL, "Second", "m")
+        began = time.monotonic()
+        assert b.flush(5)
+        assert time.monotonic() - began < 2.5
+        assert sorted(event.reason for event in fake.events) == ["First", "Second"]
+        assert any("dispatcher" in thread.name for thread in b._runtime.threads())
