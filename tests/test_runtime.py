@@ -928,8 +928,6 @@ def test_a_log_call_interrupted_while_it_starts_the_dispatcher_leaves_flush_work
         with pytest.raises(KeyboardInterrupt):
             rec.event(REF, models.NORMAL, "First", "m")
         rec.event(REF, models.NORMAL, "Second", "m")
-        began = time.monotonic()
         assert b.flush(5)
-        assert time.monotonic() - began < 2.5
         assert sorted(event.reason for event in fake.events) == ["First", "Second"]
         assert any("dispatcher" in thread.name for thread in b._runtime.threads())
