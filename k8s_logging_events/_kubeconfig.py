@@ -102,7 +102,7 @@ def url_without_credentials(url: str) -> str:
             "client puts each request's path after, so it takes no query or fragment; give "
             "credentials in a kubeconfig (the kubeconfig option, or KUBECONFIG, with sink: auto)"
         )
-    if "@" in parts.netloc:
+    if "@" in url.partition("//")[2]:  # a password's "/" may end the netloc before its "@"
         raise ValueError(
             f"sink: a URL sink ({shown_url(url)}) sends no credentials, so a user name or password "
             "in its URL would be ignored; give credentials in a kubeconfig (the kubeconfig "
@@ -112,17 +112,33 @@ def url_without_credentials(url: str) -> str:
 
 
 def shown_url(url: str) -> str:
-    """``url`` as a report may show it: without a user name, password, query or fragment."""
-    parts = urlsplit(url)
-    return parts._replace(netloc=parts.netloc.rpartition("@")[2], query="", fragment="").geturl()
+    """``url`` as a report may show it: without a user name, password, query or fragment.
+    A password written unencoded may hold ``/``, ``#`` or ``?``: all before the last ``@``
+    goes."""
+    scheme, slashes, rest = url.partition("//")
+    parts = urlsplit(scheme + slashes + rest.rpartition("@")[2])
+    return parts._replace(query="", fragment="").geturl()
 
 
 def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
-    """``api_client`` (or :func:`default_api_client` without one) and its credentials."""
+    """``api_client`` (or :func:`default_api_client` without one) and its credentials.
+
+    A server URL whose user name or password holds an unencoded ``/``, ``#`` or ``?`` is a
+    ValueError: its host cannot be read, and the client's errors would quote the password.
+    """
     if api_client is None:
-        return default_api_client(kubeconfig, context)
-    origin = "the given ApiClient's configuration"
-    return api_client, describe_credentials(api_client.configuration, origin)
+        api_client, credentials = default_api_client(kubeconfig, context)
+    else:
+        origin = "the given ApiClient's configuration"
+        credentials = describe_credentials(api_client.configuration, origin)
+    url = str(api_client.configuration.host)
+    if "@" in url.partition("//")[2] and "@" not in urlsplit(url).netloc:
+        raise ValueError(
+            f"the API server URL ({shown_url(url)}) cannot be read: the user name or password "
+            "in it holds '/', '#' or '?' (percent-encode them, or give the credentials as the "
+            "kubeconfig's user)"
+        )
+    return api_client, credentials
 
 
 def default_api_client(

@@ -261,7 +261,9 @@ class _ClientLogging:
     @staticmethod
     def error(msg: object, *args: object, **kwargs: Any) -> None:
         if not _diagnostics.is_own_thread():
-            logging.error(msg, *args, **kwargs)  # noqa: LOG015 - as the client would
+            # as the client would, its caller's file and line in the record, not this one's
+            kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
+            logging.error(msg, *args, **kwargs)  # noqa: LOG015
             return
         _diagnostics.report(logging.ERROR, f"Kubernetes client: {msg}", *args)
 

@@ -68,7 +68,8 @@ _order = itertools.count()
 _renewable: weakref.WeakValueDictionary[int, Renewable] = weakref.WeakValueDictionary()
 _importing = threading.Lock()
 _openssl = threading.Lock()
-_held_at_fork: list[threading.Lock] = []
+# per forking thread: two threads may fork at once, and each releases only what it took
+_held_at_fork = threading.local()
 
 
 def renew_in_child(target: Renewable) -> None:
@@ -98,19 +99,20 @@ def openssl() -> threading.Lock:
 
 def _before_fork() -> None:
     locks = (_importing, _openssl)
-    _held_at_fork.extend(lock for lock in locks if lock.acquire(timeout=FORK_IMPORT_WAIT_SECONDS))
+    _held_at_fork.locks = [lock for lock in locks if lock.acquire(timeout=FORK_IMPORT_WAIT_SECONDS)]
 
 
 def _after_fork_in_parent() -> None:
-    while _held_at_fork:
-        _held_at_fork.pop().release()
+    held, _held_at_fork.locks = getattr(_held_at_fork, "locks", []), []
+    for lock in reversed(held):
+        lock.release()
 
 
 def _after_fork_in_child() -> None:
     global _importing, _openssl, _exit_hook_in
     _importing = threading.Lock()
     _openssl = threading.Lock()
-    _held_at_fork.clear()
+    _held_at_fork.locks = []
     _exit_hook_in = None
     for target in list(_renewable.values()):
         # one object that cannot renew itself must not leave the others unrenewed

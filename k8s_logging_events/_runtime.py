@@ -140,6 +140,7 @@ class Runtime:
         self._hurry = False
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_ended = False
+        self._starting: tuple[threading.Thread, int] | None = None  # and by whom
         self._pool = _pool.WriterPool(
             self._cond,
             self._shared,
@@ -198,14 +199,24 @@ class Runtime:
                 daemon=True,
             )
             self._dispatcher = thread
+            self._starting = (thread, threading.get_ident())
             loops = [loop for loop in self._consumers.loops() if loop.thread is None]
         try:
             thread.start()
             for loop in loops:
                 loop.start()
-        except RuntimeError:  # interpreter exit (3.12): flush() drains on its own thread
-            self._dispatcher = None
+        except BaseException as error:
+            with self._start_lock:
+                if thread.ident is None:  # it never began, and now never will (_dispatch)
+                    self._dispatcher = None
+                    # an interrupt: the next occurrence starts it; at interpreter exit (3.12)
+                    # flush() drains on its own thread
+                    self._started = isinstance(error, RuntimeError)
+            if not isinstance(error, RuntimeError):
+                raise
             self._pool.can_spawn = False
+        finally:
+            self._starting = None
 
     def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
         """Correlate and write every later occurrence to ``recording``'s sink."""
@@ -247,6 +258,9 @@ class Runtime:
 
     def _dispatch(self) -> None:
         _diagnostics.become_own_thread()
+        with self._start_lock:  # a start interrupted before this thread began gave it up
+            if self._dispatcher is not threading.current_thread():
+                return
         busy = False
         try:
             while True:
@@ -410,10 +424,16 @@ class Runtime:
                     drain(on)
 
     def _dispatcher_alive(self) -> bool:
+        thread, starting = self._dispatcher, self._starting
+        if thread is None or self._dispatcher_ended:
+            return False
         # from its making to its last step (is_alive() is False while the thread boots): a
         # flush draining the queue beside it would hand a held occurrence's lower count on
-        # after a higher one, and over-count the event
-        return self._dispatcher is not None and not self._dispatcher_ended
+        # after a higher one, and over-count the event. Not for a signal handler on the thread
+        # still starting it: the dispatcher cannot begin before that handler returns
+        if starting is not None and starting[0] is thread:
+            return starting[1] != threading.get_ident() or thread.is_alive()
+        return True
 
     def _working(self) -> bool:
         return self._dispatcher_alive() or self._pool.busy()

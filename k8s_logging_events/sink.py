@@ -107,7 +107,8 @@ class KubernetesEventSink:
         sleep: how the rate limit waits (interrupted by :meth:`close`).
 
     Raises:
-        ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``.
+        ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
+            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``.
     """
 
     def __init__(

@@ -13,6 +13,7 @@ quietly connecting otherwise than the client would.
 from __future__ import annotations
 
 import contextlib
+import logging
 import ssl
 import sys
 import warnings
@@ -232,3 +233,27 @@ def test_a_failing_exec_plugin_leaves_the_applications_root_logger_alone(
     assert "app-format the application's warning" in done.stderr
     assert "ERROR:root:" not in done.stderr
     assert "k8s_logging_events: Kubernetes client: exec: failed to decode" in done.stderr
+
+
+def test_the_clients_error_on_an_application_thread_keeps_its_caller(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once the library has stood in for ``logging`` in the client's kubeconfig loader, the
+    application's own use of that loader is unchanged: its ``error()`` on an application
+    thread is a record on the root logger, as before, whose file, function and line are
+    the caller's (a format with ``%(filename)s`` showed the library's module instead)."""
+    from kubernetes.config import kube_config
+
+    with _official.plugin_may_run():
+        pass
+    stand_in: Any = getattr(kube_config, "logging")  # noqa: B009 - not exported
+    with caplog.at_level(logging.ERROR):
+        stand_in.error("exec: %s", "failed")
+        line = sys._getframe().f_lineno - 1
+    (record,) = [r for r in caplog.records if r.getMessage() == "exec: failed"]
+    assert record.name == "root"
+    assert (record.filename, record.funcName, record.lineno) == (
+        "test_official.py",
+        "test_the_clients_error_on_an_application_thread_keeps_its_caller",
+        line,
+    )

@@ -569,3 +569,23 @@ def test_a_url_sink_with_a_query_or_fragment_is_refused_without_showing_it(url: 
     with pytest.raises(ValueError, match="sink") as error:
         sink.KubernetesEventSink.from_url(url)
     assert "S3cretTok" not in str(error.value)
+
+
+@pytest.mark.parametrize("mark", ["/", "#", "?"])
+def test_a_url_sink_whose_password_holds_a_slash_hash_or_question_mark_is_refused_unshown(
+    mark: str,
+) -> None:
+    """A password written into a URL sink unencoded may hold ``/``, ``#`` or ``?``, which end
+    the URL's host part early: the user name and password then read as a host and port, or
+    the rest as a path or fragment. The URL is still refused for its credentials, and the
+    refusal shows neither the user name nor any part of the password."""
+    url = f"http://admin:S3cr{mark}etPw@127.0.0.1:8001"
+    with pytest.raises(ValueError, match="sink") as error:
+        KubernetesEventHandler(sink=url)
+    assert "S3cr" not in str(error.value)
+    assert "etPw" not in str(error.value)
+    assert "admin" not in str(error.value)
+    with pytest.raises(ValueError, match="kubeconfig") as error:
+        sink.KubernetesEventSink.from_url(url)
+    assert "S3cr" not in str(error.value)
+    assert "admin" not in str(error.value)

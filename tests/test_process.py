@@ -503,3 +503,60 @@ def test_a_thread_that_blocks_the_signals_unblocks_them_only_while_a_subprocess_
     assert not wanted & seen["inside"]
     assert wanted <= seen["after"]
     assert not wanted & seen["application"]
+
+
+def test_two_forks_at_once_each_hold_the_locks_until_their_own_fork_is_done(monkeypatch) -> None:
+    """Two threads fork at once (a pool of threads each starting a process): the second fork
+    waits for the locks the first holds, and once it has them it holds them until its own
+    fork is done. The first fork's end in the parent releases only the locks it took: had it
+    released the second's too, a writer could be inside OpenSSL or an import while the
+    second child is made, and that child's TLS connections would wait forever."""
+    importing, openssl = threading.Lock(), threading.Lock()
+    second_waits, second_holds = threading.Event(), threading.Event()
+
+    class ReleaseThenLetTheOtherIn:
+        """A lock whose last release by the first fork waits until the second fork has them."""
+
+        def __init__(self, lock: threading.Lock) -> None:
+            self.lock = lock
+
+        def acquire(self, timeout: float = -1) -> bool:
+            if threading.current_thread().name == "second-fork":
+                second_waits.set()
+            return self.lock.acquire(timeout=timeout)
+
+        def release(self) -> None:
+            self.lock.release()
+            last = not importing.locked() and not openssl.locked()
+            if last and threading.current_thread().name == "first-fork":
+                second_holds.wait(5)
+
+    monkeypatch.setattr(_process, "_importing", ReleaseThenLetTheOtherIn(importing))
+    monkeypatch.setattr(_process, "_openssl", ReleaseThenLetTheOtherIn(openssl))
+    first_done, second_may_end = threading.Event(), threading.Event()
+    held_after_first: list[bool] = []
+
+    def first() -> None:
+        _process._before_fork()
+        second.start()
+        assert second_waits.wait(10)  # the second fork waits for the locks
+        _process._after_fork_in_parent()
+        held_after_first.extend([importing.locked(), openssl.locked()])
+        first_done.set()
+
+    def second_fork() -> None:
+        _process._before_fork()
+        second_holds.set()
+        second_may_end.wait(10)
+        _process._after_fork_in_parent()
+
+    second = threading.Thread(target=second_fork, name="second-fork")
+    first_thread = threading.Thread(target=first, name="first-fork")
+    first_thread.start()
+    assert first_done.wait(20)
+    second_may_end.set()
+    for thread in (first_thread, second):
+        thread.join(10)
+    assert held_after_first == [True, True]
+    assert not importing.locked()
+    assert not openssl.locked()

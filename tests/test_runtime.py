@@ -1171,3 +1171,28 @@ def test_a_signal_handler_that_flushes_while_a_flush_waits_for_its_marker_never_
     result = run_child(FLUSH_WHILE_THE_FLUSH_WAITS_CHILD, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"fired": [True], "outer": True, "nested": 1}
+
+
+def test_a_log_call_interrupted_while_it_starts_the_dispatcher_leaves_flush_working(
+    monkeypatch,
+) -> None:
+    """A KeyboardInterrupt that reaches the first log call while it starts the dispatcher
+    (before the thread exists) goes to the application, and costs nothing more: the next
+    log call starts the dispatcher, and a flush writes everything at once rather than
+    waiting its whole timeout for a thread that never began."""
+    original_start = threading.Thread.start
+    interrupts = [KeyboardInterrupt()]
+
+    def start(thread: threading.Thread) -> None:
+        if "dispatcher" in thread.name and interrupts:
+            raise interrupts.pop()
+        original_start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start)
+    with _recording("interrupted") as (b, rec, fake):
+        with pytest.raises(KeyboardInterrupt):
+            rec.event(REF, models.NORMAL, "First", "m")
+        rec.event(REF, models.NORMAL, "Second", "m")
+        assert b.flush(5)
+        assert sorted(event.reason for event in fake.events) == ["First", "Second"]
+        assert any("dispatcher" in thread.name for thread in b._runtime.threads())

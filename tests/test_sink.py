@@ -20,7 +20,8 @@ import yaml
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _official, models, recorder, sink
+from k8s_logging_events import _kubeconfig, _official, models, recorder, sink
+from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._sinks import WithoutRead
 
@@ -254,6 +255,44 @@ class TestKubernetesEventSink:
         assert unreachable, [r.getMessage() for r in caplog.records]
         assert all(server.url in text for text in unreachable), unreachable
         assert not [r for r in caplog.records if "S3cretPw" in r.getMessage()]
+
+    @pytest.mark.parametrize("mark", ["/", "#", "?"])
+    def test_a_password_with_a_slash_hash_or_question_mark_never_appears_either(
+        self,
+        server: LocalApiServer,
+        tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture,
+        mark: str,
+    ) -> None:
+        """The same with a password written unencoded that holds ``/``, ``#`` or ``?``: the
+        URL's host part ends early, so the user name and password read as a host and port,
+        and the client's every error quoted them. Such a server URL is refused when the sink
+        is built (no request could reach it), and neither the refusal, nor a handler's report
+        of it, nor a URL as shown, holds the user name or any part of the password."""
+        caplog.set_level(logging.DEBUG)
+        host = server.url.replace("http://", f"http://admin:S3cr{mark}etPw@")
+        assert "S3cr" not in _kubeconfig.shown_url(host)
+        assert "admin" not in _kubeconfig.shown_url(host)
+        _use_kubeconfig(tmp_path, monkeypatch, host, {})
+        with pytest.raises(ValueError, match="percent-encode") as error:
+            sink.KubernetesEventSink(qps=0)
+        assert "S3cr" not in str(error.value)
+        assert "admin" not in str(error.value)
+        handler = KubernetesEventHandler()
+        try:
+            app = logging.getLogger("test.sink.password")
+            app.addHandler(handler)
+            try:
+                app.warning("one", extra={"involved": _ref()})
+                handler.flush()
+            finally:
+                app.removeHandler(handler)
+        finally:
+            handler.close()
+        texts = [r.getMessage() for r in caplog.records]
+        assert [t for t in texts if "percent-encode" in t], texts
+        assert not [t for t in texts if "S3cr" in t or "etPw" in t or "admin:" in t], texts
 
 
 def _use_kubeconfig(
