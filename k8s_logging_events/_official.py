@@ -265,7 +265,11 @@ class _ClientLogging:
             kwargs["stacklevel"] = kwargs.get("stacklevel", 1) + 1
             logging.error(msg, *args, **kwargs)  # noqa: LOG015
             return
-        _diagnostics.report(logging.ERROR, f"Kubernetes client: {msg}", *args)
+        # a plugin that keeps failing fails at every credential read: once a minute is enough
+        _CLIENT_ERRORS.report("client-error", logging.ERROR, f"Kubernetes client: {msg}", *args)
+
+
+_CLIENT_ERRORS = _diagnostics.RateLimitedReporter()
 
 
 def forget_pool_after_fork(api_client: Any) -> None:

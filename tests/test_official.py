@@ -16,6 +16,7 @@ import contextlib
 import logging
 import ssl
 import sys
+import threading
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -26,7 +27,7 @@ import pytest
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _official
+from k8s_logging_events import _diagnostics, _official
 from k8s_logging_events.testing import LocalApiServer
 from tests._children import run_python
 
@@ -257,3 +258,28 @@ def test_the_clients_error_on_an_application_thread_keeps_its_caller(
         "test_the_clients_error_on_an_application_thread_keeps_its_caller",
         line,
     )
+
+
+def test_the_clients_errors_on_a_library_thread_are_rate_limited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An exec plugin that keeps failing fails at every credential read, and the client
+    says so each time: on the library's threads those lines are one report a minute, as
+    every other report of the library, not one per write and retry."""
+    from kubernetes.config import kube_config
+
+    with _official.plugin_may_run():
+        pass
+    stand_in: Any = getattr(kube_config, "logging")  # noqa: B009 - not exported
+
+    def library_thread() -> None:
+        _diagnostics.become_own_thread()
+        for _ in range(5):
+            stand_in.error("exec: %s", "failed")
+
+    with caplog.at_level(logging.ERROR, logger=_diagnostics.LOGGER_NAME):
+        thread = threading.Thread(target=library_thread, name="test-writer")
+        thread.start()
+        thread.join(10)
+    said = [r.getMessage() for r in caplog.records if "exec: failed" in r.getMessage()]
+    assert said == ["Kubernetes client: exec: failed"], said
