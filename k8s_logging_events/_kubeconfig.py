@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
+    "check_readable",
     "client",
     "default_api_client",
     "describe_credentials",
@@ -121,24 +122,27 @@ def shown_url(url: str) -> str:
 
 
 def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
-    """``api_client`` (or :func:`default_api_client` without one) and its credentials.
-
-    A server URL whose user name or password holds an unencoded ``/``, ``#`` or ``?`` is a
-    ValueError: its host cannot be read, and the client's errors would quote the password.
-    """
+    """``api_client`` (or :func:`default_api_client` without one) and its credentials;
+    a ValueError for a server URL :func:`check_readable` refuses."""
     if api_client is None:
         api_client, credentials = default_api_client(kubeconfig, context)
     else:
         origin = "the given ApiClient's configuration"
         credentials = describe_credentials(api_client.configuration, origin)
-    url = str(api_client.configuration.host)
+    check_readable(str(api_client.configuration.host))
+    return api_client, credentials
+
+
+def check_readable(url: str) -> None:
+    """Raise ValueError for a server URL whose user name or password holds an unencoded
+    ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors would quote the
+    password."""
     if "@" in url.partition("//")[2] and "@" not in urlsplit(url).netloc:
         raise ValueError(
             f"the API server URL ({shown_url(url)}) cannot be read: the user name or password "
             "in it holds '/', '#' or '?' (percent-encode them, or give the credentials as the "
             "kubeconfig's user)"
         )
-    return api_client, credentials
 
 
 def default_api_client(

@@ -378,6 +378,20 @@ class TestErrors:
         assert f"cannot list events in namespace 'default' at {url}:" in err, err
         assert "S3cretPw" not in err, err
 
+    @pytest.mark.parametrize("mark", ["/", "#", "?"])
+    def test_a_password_that_hides_the_host_is_not_printed_either(
+        self, tmp_path, capsys, mark
+    ) -> None:
+        """A password holding an unencoded ``/``, ``#`` or ``?``: the client read the host
+        from the password, and its error quoted the part before the mark."""
+        with LocalApiServer() as server:
+            url = server.url
+        with_password = url.replace("http://", f"http://admin:S3cr{mark}etPw@")
+        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, with_password))]) == 2
+        err = capsys.readouterr().err
+        assert "percent-encode them" in err, err
+        assert "S3cr" not in err, err
+
     def test_handlers_that_are_not_a_mapping(self, tmp_path, capsys) -> None:
         """``handlers:`` written as a list: the demo said nothing but a traceback."""
         path = tmp_path / "logging.yaml"

@@ -198,6 +198,10 @@ def _cluster_client(kubeconfig: str) -> Any:
     except Exception as error:  # ConfigException, a missing file, bad YAML ...
         raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}") from None
     configuration.retries = False  # only the event writer retries
+    try:
+        _kubeconfig.check_readable(str(configuration.host))
+    except ValueError as error:
+        raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}") from None
     return client.ApiClient(configuration)
 
 
