@@ -394,8 +394,9 @@ class LazySink:
         self._api = api
         self._lock = threading.Lock()
         # held only for an instant (never across a build): drain() and the end of a build
-        # agree on the rate, whichever comes first
-        self._drain_lock = threading.Lock()
+        # agree on the rate, whichever comes first; reentrant, as drain() runs on a flushing
+        # caller's thread, where a signal handler's flush may interrupt it
+        self._drain_lock = threading.RLock()
         self._real: EventSink | None = None
         self._error: Exception | None = None
         self._closed = False
@@ -406,7 +407,7 @@ class LazySink:
         """New locks: a build under way in the parent is made again here when needed; a
         flush the parent was draining is not the child's."""
         self._lock = threading.Lock()
-        self._drain_lock = threading.Lock()
+        self._drain_lock = threading.RLock()
         self._draining = False
 
     def create(self, event: models.Event) -> models.Event:

@@ -878,3 +878,34 @@ def test_drain_may_be_switched_from_inside_a_switch_on_the_same_thread(server) -
         assert switched == [True]
     finally:
         s.close()
+
+
+def test_a_lazy_sink_drain_may_be_switched_from_inside_a_switch_on_the_same_thread() -> None:
+    """The handler's sink is a LazySink: a flush switches its rate on the caller's thread,
+    holding the lock that makes the switch and the build's publication agree; a signal
+    handler that flushes (an application's SIGTERM handler) may interrupt that switch there
+    and switch again: that lock is reentrant, so the inner switch does not wait for ever
+    for its own thread, and reaches the real sink."""
+    rates: list[bool] = []
+
+    class Draining(FakeEventSink):
+        def drain(self, on: bool) -> None:
+            rates.append(on)
+
+    lazy = sink.LazySink(Draining, "a test sink", "v1")
+    lazy.create(_event())  # the real sink is built
+    switched: list[bool] = []
+
+    def inner_switch() -> None:
+        with lazy._drain_lock:  # where the outer switch holds it when the signal lands
+            lazy.drain(True)
+            switched.append(True)
+
+    thread = threading.Thread(target=inner_switch, name="test-lazy-switch", daemon=True)
+    try:
+        thread.start()
+        thread.join(10)  # reached only by a hang
+        assert switched == [True]
+        assert rates == [True]
+    finally:
+        lazy.close()
