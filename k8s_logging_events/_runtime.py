@@ -374,7 +374,8 @@ class Runtime:
             self._hurry = True
             self._set_draining(True)
         try:
-            if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
+            alive, pump = self._dispatcher_alive, self._pump
+            if not _flush.wait_reached(marker, deadline, alive, pump, self._cond):
                 return False
             with self._cond:
                 for recording in self._recordings():

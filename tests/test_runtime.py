@@ -1171,3 +1171,22 @@ def test_a_signal_handler_that_flushes_while_a_flush_waits_for_its_marker_never_
     result = run_child(FLUSH_WHILE_THE_FLUSH_WAITS_CHILD, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"fired": [True], "outer": True, "nested": 1}
+
+
+def test_a_flush_on_a_thread_holding_the_runtimes_lock_leaves_it_to_the_dispatcher() -> None:
+    """A signal handler that flushes (an application's SIGTERM handler) may land while its
+    thread holds the runtime's reentrant lock: reading ``stats()`` (a metrics loop, or the
+    handler's own flush counting what was written). The flush waits for the dispatcher to
+    reach its marker without keeping that lock from it, and returns True once the write is
+    done: it waited its whole timeout, then the close at exit gave the write up."""
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(fake)
+    try:
+        b.new_recorder("held").event(REF, models.WARNING, "BackOff", "Back-off")
+        with b._runtime._cond:  # where stats() holds it when the signal lands
+            done = b.flush(3)
+        assert done
+        assert (b.stats()["created"], len(fake.events)) == (1, 1)
+    finally:
+        b.shutdown(5)
