@@ -137,8 +137,7 @@ class KubernetesEventSink:
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
-        # reentrant: a flush switches the rate on the caller's thread, where a signal
-        # handler's flush may interrupt it
+        # the writers' (a flush's switch of the rate takes none); reentrant all the same
         self._limit_lock = threading.RLock()
         now = self._monotonic()
         self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
@@ -157,8 +156,8 @@ class KubernetesEventSink:
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
-        with self._limit_lock:
-            self._bucket = self._draining if on else self._normal
+        # one assignment, no lock: a signal handler's flush landing here waits for writers
+        self._bucket = self._draining if on else self._normal
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
