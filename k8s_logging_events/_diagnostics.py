@@ -456,8 +456,9 @@ class Tally:
 
 
 class Counters:
-    """Named integer counters, under a lock: reentrant, as ``stats()`` reads them on the
-    caller's thread, where a signal handler that flushes or reads them may interrupt it."""
+    """Named integer counters, added under a reentrant lock, read without one (a copy is one
+    step): a signal handler that flushes, landing in a read under the runtime's lock, lets
+    that lock go while it waits for writers, which count under it."""
 
     __slots__ = ("__weakref__", "_lock", "_values")
 
@@ -476,8 +477,7 @@ class Counters:
             self._values[name] = self._values.get(name, 0) + amount
 
     def snapshot(self) -> Mapping[str, int]:
-        with self._lock:
-            return dict(self._values)
+        return dict(self._values)
 
 
 # -- what was not written ---------------------------------------------------------------

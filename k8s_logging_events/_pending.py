@@ -338,13 +338,14 @@ class Writes:
 
     def release_held(self) -> None:
         """At flush, held-back counts go out without waiting for a token."""
-        for key, slot in self._slots.items():
+        for key, slot in list(self._slots.items()):
             if slot.state == "timed" and slot.waiting is not None and slot.waiting.held:
                 self._make_ready(key, slot)
 
     def oldest_pending(self) -> float:
         """The submission number of the oldest occurrence not yet written (inf: none)."""
-        found = (w for slot in self._slots.values() for w in (slot.in_flight, slot.waiting))
+        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile
+        found = (w for slot in list(self._slots.values()) for w in (slot.in_flight, slot.waiting))
         return min((write.first for write in found if write is not None), default=math.inf)
 
     def pending(self) -> int:
@@ -356,7 +357,7 @@ class Writes:
 
     def pending_writes(self) -> list[Write]:
         """The writes waiting or in flight, for a report of what a flush could not write."""
-        found = (w for slot in self._slots.values() for w in (slot.in_flight, slot.waiting))
+        found = (w for slot in list(self._slots.values()) for w in (slot.in_flight, slot.waiting))
         return [write for write in found if write is not None and not write.abandoned]
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:

@@ -336,6 +336,7 @@ class KubernetesEventHandler(logging.Handler):
                 stopping is not None
                 and self._stopper != threading.get_ident()  # a signal handler's, inside it
                 and not _diagnostics.holds_logging_lock()
+                and not _diagnostics.is_own_thread()  # the stop waits for our threads
             ):
                 # closed again while another thread (or one after dictConfig) stops: once
                 # this returns, the counters are final

@@ -138,8 +138,7 @@ class KubernetesEventSink:
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
-        # reentrant: a flush switches the rate on the caller's thread, where a signal
-        # handler's flush may interrupt it
+        # the writers' (a flush's switch of the rate takes none); reentrant all the same
         self._limit_lock = threading.RLock()
         now = self._monotonic()
         self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
@@ -158,8 +157,8 @@ class KubernetesEventSink:
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
-        with self._limit_lock:
-            self._bucket = self._draining if on else self._normal
+        # one assignment, no lock: a signal handler's flush landing here waits for writers
+        self._bucket = self._draining if on else self._normal
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
@@ -395,8 +394,9 @@ class LazySink:
         self._api = api
         self._lock = threading.Lock()
         # held only for an instant (never across a build): drain() and the end of a build
-        # agree on the rate, whichever comes first
-        self._drain_lock = threading.Lock()
+        # agree on the rate, whichever comes first; reentrant, as drain() runs on a flushing
+        # caller's thread, where a signal handler's flush may interrupt it
+        self._drain_lock = threading.RLock()
         self._real: EventSink | None = None
         self._error: Exception | None = None
         self._closed = False
@@ -407,7 +407,7 @@ class LazySink:
         """New locks: a build under way in the parent is made again here when needed; a
         flush the parent was draining is not the child's."""
         self._lock = threading.Lock()
-        self._drain_lock = threading.Lock()
+        self._drain_lock = threading.RLock()
         self._draining = False
 
     def create(self, event: models.Event) -> models.Event:

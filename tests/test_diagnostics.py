@@ -485,8 +485,8 @@ with LocalApiServer() as server:
         nested.append(handler.stats()["created"])
 
     def profile(frame, event, arg):
-        # the signal lands while the main thread is inside the counters' lock
-        if event == "c_call" and frame.f_code.co_name == "snapshot" and not fired:
+        # the signal lands while the main thread reads the counters (once inside their lock)
+        if event == "call" and frame.f_code.co_name == "snapshot" and not fired:
             fired.append(True)
             signal.raise_signal(signal.SIGUSR1)
 
@@ -510,3 +510,60 @@ def test_a_signal_handler_that_flushes_while_the_main_thread_reads_the_counters_
     result = run_python(_FLUSH_FROM_A_SIGNAL_INSIDE_STATS, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"fired": [True], "nested": [1], "accepted": 1}
+
+
+_FLUSH_FROM_A_SIGNAL_INSIDE_STATS_WITH_A_WRITE_PENDING = """
+import json, linecache, logging, signal, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.testing import LocalApiServer
+
+with LocalApiServer() as server:
+    handler = KubernetesEventHandler(component="sig", sink=server.url, qps=0, flush_timeout=10)
+    log = logging.getLogger("app")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    log.warning("one", extra={"involved": pod})
+    handler.flush()  # the client is built
+    server.inject("POST", None, action="delay", delay=0.3)  # the next write is in flight
+    log.warning("two", extra={"involved": pod})
+    nested = []
+
+    def on_signal(signum, frame):  # an application's SIGTERM handler, say
+        handler.flush()
+        nested.append(handler.stats()["created"])
+
+    def in_snapshot(frame, event, arg):
+        # the signal lands as the main thread copies the counters, under the runtime's lock
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if event == "line" and "dict(self._values)" in line and not fired:
+            fired.append(True)
+            signal.raise_signal(signal.SIGUSR1)
+        return in_snapshot
+
+    def tracer(frame, event, arg):
+        return in_snapshot if frame.f_code.co_name == "snapshot" and not fired else None
+
+    fired = []
+    signal.signal(signal.SIGUSR1, on_signal)
+    sys.settrace(tracer)
+    outer = handler.stats()
+    sys.settrace(None)
+    print(json.dumps({"fired": fired, "nested": nested, "accepted": outer["accepted"]}))
+    handler.close()
+"""
+
+
+def test_a_signal_handler_that_flushes_while_the_counters_are_read_writes_what_is_pending(
+    tmp_path,
+) -> None:
+    """A signal handler that flushes (an application's SIGTERM handler), landing while the
+    main thread reads the counters (stats(), under the runtime's lock) with a write in
+    flight, waits for that write and sees it created: the read holds no lock of its own
+    (the writer counts its outcome under the runtime's lock, which the waiting flush lets
+    go of), so the flush neither waits its whole timeout nor for ever."""
+    result = run_python(
+        _FLUSH_FROM_A_SIGNAL_INSIDE_STATS_WITH_A_WRITE_PENDING, cwd=tmp_path, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == {"fired": [True], "nested": [2], "accepted": 2}

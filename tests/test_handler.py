@@ -1673,3 +1673,34 @@ def test_a_close_while_another_thread_closes_returns_once_that_close_is_done() -
         go.set()
         log.removeHandler(events)
         events.close()
+
+
+def test_a_close_on_a_library_thread_while_the_handler_closes_does_not_wait_for_it() -> None:
+    """A close that runs on one of the library's threads (an application object's
+    ``__del__`` that closes the handler, collected on a writer) while the handler closes
+    returns at once: the close under way waits for that very thread, which would otherwise
+    wait for it in turn until the deadline, and its write would count as failed."""
+    logged = threading.Event()
+
+    class ClosesOnItsThread(FakeEventSink):
+        def create(self, event: models.Event) -> models.Event:
+            assert logged.wait(10)  # only a hang reaches the bound
+            bound = time.monotonic() + 10
+            while not events.closed and time.monotonic() < bound:
+                logged.wait(0.001)  # until the first close is under way
+            events.close()  # what the __del__ does, on this writer
+            return super().create(event)
+
+    events = KubernetesEventHandler(component="own", sink=ClosesOnItsThread(), flush_timeout=2)
+    log = logging.getLogger("tests.handler.own")
+    log.propagate = False
+    log.addHandler(events)
+    try:
+        log.warning("one", extra={"involved": {"kind": "Pod", "name": "web", "namespace": "ns"}})
+        logged.set()
+        events.close()
+        stats = events.stats()
+        assert (stats["created"], stats["failed"], stats["pending"]) == (1, 0, 0), stats
+    finally:
+        log.removeHandler(events)
+        events.close()

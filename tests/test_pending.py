@@ -7,8 +7,10 @@ its own: plain state, driven step by step with a FakeClock and a fake sink.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
+import types
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -293,6 +295,53 @@ def test_every_occurrence_is_accounted_for_across_many_objects_and_threads(made)
 
 
 # -- Writes on its own: plain state, a FakeClock, a fake sink, no threads ----------------------
+
+
+def test_a_shutdown_landing_inside_a_flush_on_its_own_thread_leaves_the_flush_quiet(
+    made,
+) -> None:
+    """An application's SIGTERM handler that shuts down (``logging.shutdown()``) may land
+    while a flush on the same thread looks over the pending writes, under the runtime's
+    reentrant lock; the shutdown gives those writes up (failed) there, and the flush then
+    returns its answer instead of raising "dictionary changed size during iteration" into
+    the application (``flush`` runs from ``logging.shutdown`` too)."""
+    entered, go = threading.Event(), threading.Event()
+
+    class Held(FakeEventSink):
+        def create(self, event: models.Event) -> models.Event:
+            entered.set()
+            go.wait(30)  # only a hang reaches the bound
+            return super().create(event)
+
+    b = recorder.EventBroadcaster()
+    made.append(b)
+    b.start_recording_to_sink(Held())
+    b.new_recorder("sig").event(_pod(), models.WARNING, "BackOff", "Back-off")
+    assert entered.wait(30)
+    # the look over the pending writes, resumed after its first write: where the signal lands
+    scan = next(c for c in _pending.Writes.oldest_pending.__code__.co_consts if _is_code(c))
+    resumed: list[bool] = []
+
+    def signal_lands(frame: types.FrameType, event: str, arg: object) -> None:
+        if event == "call" and frame.f_code is scan:
+            resumed.append(True)
+            if len(resumed) == 2:
+                b.shutdown(0.2)  # what the signal handler does, on this thread
+
+    previous = sys.gettrace()
+    sys.settrace(signal_lands)
+    try:
+        b.flush(30)
+    finally:
+        sys.settrace(previous)
+        go.set()
+    assert len(resumed) >= 2
+    assert b.stats()["failed"] == 1
+    assert _accounted(b.stats())
+
+
+def _is_code(value: object) -> bool:
+    return isinstance(value, types.CodeType)
 
 
 class Pending:

@@ -1196,3 +1196,44 @@ def test_a_log_call_interrupted_while_it_starts_the_dispatcher_leaves_flush_work
         assert b.flush(5)
         assert sorted(event.reason for event in fake.events) == ["First", "Second"]
         assert any("dispatcher" in thread.name for thread in b._runtime.threads())
+
+
+def test_a_flush_on_a_thread_holding_the_runtimes_lock_leaves_it_to_the_dispatcher() -> None:
+    """A signal handler that flushes (an application's SIGTERM handler) may land while its
+    thread holds the runtime's reentrant lock: reading ``stats()`` (a metrics loop, or the
+    handler's own flush counting what was written). The flush waits for the dispatcher to
+    reach its marker without keeping that lock from it, and returns True once the write is
+    done: it waited its whole timeout, then the close at exit gave the write up."""
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(fake)
+    try:
+        b.new_recorder("held").event(REF, models.WARNING, "BackOff", "Back-off")
+        with b._runtime._cond:  # where stats() holds it when the signal lands
+            done = b.flush(3)
+        assert done
+        assert (b.stats()["created"], len(fake.events)) == (1, 1)
+    finally:
+        b.shutdown(5)
+
+
+def test_a_shutdown_on_a_thread_holding_the_runtimes_lock_lets_the_threads_end() -> None:
+    """A signal handler that shuts down (``logging.shutdown()`` in an application's SIGTERM
+    handler) may land while its thread holds the runtime's reentrant lock, reading
+    ``stats()``. The shutdown writes what was accepted and then waits for the threads to
+    end without keeping that lock from them: they had each a last step under it to take, so
+    they stayed alive to the deadline, and the shutdown took its whole timeout."""
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(fake)
+    try:
+        b.new_recorder("held").event(REF, models.WARNING, "BackOff", "Back-off")
+        assert b.flush(5)
+        b.new_recorder("held").event(REF, models.WARNING, "BackOff", "Back-off")
+        with b._runtime._cond:  # where stats() holds it when the signal lands
+            b.shutdown(3)
+            alive = [thread.name for thread in b.threads()]
+        assert alive == []
+        assert (b.stats()["created"], b.stats()["patched"], b.stats()["failed"]) == (1, 1, 0)
+    finally:
+        b.shutdown(5)

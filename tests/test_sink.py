@@ -917,3 +917,84 @@ def test_drain_may_be_switched_from_inside_a_switch_on_the_same_thread(server) -
         assert switched == [True]
     finally:
         s.close()
+
+
+def test_a_lazy_sink_drain_may_be_switched_from_inside_a_switch_on_the_same_thread() -> None:
+    """The handler's sink is a LazySink: a flush switches its rate on the caller's thread,
+    holding the lock that makes the switch and the build's publication agree; a signal
+    handler that flushes (an application's SIGTERM handler) may interrupt that switch there
+    and switch again: that lock is reentrant, so the inner switch does not wait for ever
+    for its own thread, and reaches the real sink."""
+    rates: list[bool] = []
+
+    class Draining(FakeEventSink):
+        def drain(self, on: bool) -> None:
+            rates.append(on)
+
+    lazy = sink.LazySink(Draining, "a test sink", "v1")
+    lazy.create(_event())  # the real sink is built
+    switched: list[bool] = []
+
+    def inner_switch() -> None:
+        with lazy._drain_lock:  # where the outer switch holds it when the signal lands
+            lazy.drain(True)
+            switched.append(True)
+
+    thread = threading.Thread(target=inner_switch, name="test-lazy-switch", daemon=True)
+    try:
+        thread.start()
+        thread.join(10)  # reached only by a hang
+        assert switched == [True]
+        assert rates == [True]
+    finally:
+        lazy.close()
+
+
+def test_a_flush_landing_in_a_rate_switch_lets_a_waiting_writer_take_its_token(server) -> None:
+    """A signal handler that flushes (an application's SIGTERM handler) may land as the
+    main thread's flush switches the sink to its drain rate; a writer waiting for a token
+    then takes one at the drain rate and writes, and the handler's flush returns True: the
+    switch holds no lock the writer needs (it kept the rate's lock, and the writer waited
+    for it until the handler's flush had run out of time)."""
+    waiting, go = threading.Event(), threading.Event()
+
+    def sleep(seconds: float, cancel: threading.Event) -> bool:
+        waiting.set()
+        go.wait(10)  # only a hang reaches the bound
+        return cancel.is_set()
+
+    s = sink.KubernetesEventSink.from_url(server.url, qps=1, burst=1, drain_qps=1000, sleep=sleep)
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(s)
+    switch = inspect.getsourcelines(sink.KubernetesEventSink.drain)
+    line = switch[1] + next(i for i, text in enumerate(switch[0]) if "self._bucket =" in text)
+    nested: list[bool] = []
+
+    def at_switch(frame: FrameType, event: str, arg: object) -> Any:
+        if event == "line" and frame.f_lineno == line and not nested:
+            nested.append(False)
+            go.set()  # the writer looks at the rate again
+            nested[0] = b.flush(3)  # what the signal handler does, on this thread
+        return at_switch
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        return at_switch if frame.f_code is sink.KubernetesEventSink.drain.__code__ else None
+
+    try:
+        recorder_ = b.new_recorder("switch")
+        recorder_.event(_ref(), models.WARNING, "BackOff", "one")  # takes the only token
+        recorder_.event(_ref(), models.WARNING, "Failed", "two")  # waits for the next
+        assert waiting.wait(10)
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            assert b.flush(5)
+        finally:
+            sys.settrace(previous)
+            go.set()
+        assert nested == [True]
+        assert b.stats()["created"] == 2
+    finally:
+        go.set()
+        b.shutdown(5)
+        s.close()
