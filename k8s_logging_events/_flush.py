@@ -78,26 +78,15 @@ Pump = Callable[[Deadline], None]
 """Does the dispatcher's work on the calling thread, within the deadline."""
 
 
-def wait_reached(
-    marker: Marker,
-    deadline: Deadline,
-    alive: Callable[[], bool],
-    pump: Pump,
-    cond: threading.Condition,
-) -> bool:
-    """Wait until the dispatcher reaches ``marker``; False when ``deadline`` passed first.
-    A thread that holds ``cond`` already (a signal handler's flush, landing in ``stats()``)
-    waits on it, which lets the dispatcher take it meanwhile (rule 2)."""
+def wait_reached(marker: Marker, deadline: Deadline, alive: Callable[[], bool], pump: Pump) -> bool:
+    """Wait until the dispatcher reaches ``marker``; False when ``deadline`` passed first."""
     while not marker.reached.is_set():
         if deadline.expired():
             return False
-        if not alive():  # never started (interpreter exit) or gone: drain on this thread
-            pump(deadline)
-        elif getattr(cond, "_is_owned")():  # noqa: B009 - private, as Condition uses it
-            with cond:
-                cond.wait(min(deadline.remaining(), POLL_SECONDS))
-        else:
+        if alive():
             marker.reached.wait(min(deadline.remaining(), POLL_SECONDS))
+        else:  # never started (interpreter exit) or gone: drain on this thread
+            pump(deadline)
     return True
 
 

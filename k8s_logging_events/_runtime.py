@@ -388,8 +388,7 @@ class Runtime:
             self._hurry = True
             self._set_draining(True)
         try:
-            alive, pump = self._dispatcher_alive, self._pump
-            if not _flush.wait_reached(marker, deadline, alive, pump, self._cond):
+            if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
                 return False
             with self._cond:
                 for recording in self._recordings():
@@ -509,14 +508,9 @@ class Runtime:
         values = self.stats()
         return values["dropped"] + values["failed"]
 
-    def _join(self, thread: threading.Thread | None, deadline: Deadline) -> None:
+    @staticmethod
+    def _join(thread: threading.Thread | None, deadline: Deadline) -> None:
         if thread is None or thread is threading.current_thread():
-            return
-        if getattr(self._cond, "_is_owned")():  # noqa: B009 - private, as Condition uses it
-            # a signal handler's close, landing under the lock: the thread's last step takes it
-            with self._cond:
-                while thread.is_alive() and not deadline.expired():
-                    self._cond.wait(min(deadline.remaining(), _flush.POLL_SECONDS))
             return
         with contextlib.suppress(RuntimeError):  # never started
             thread.join(deadline.remaining())
