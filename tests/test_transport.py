@@ -24,6 +24,7 @@ from kubernetes import client
 from k8s_logging_events import _http_parser, _official, _transport, sink
 from k8s_logging_events._http_parser import Answer
 from k8s_logging_events.testing import LocalApiServer
+from tests._ports import refused_url
 from tests.test_sink import _event, _on_channel, _on_official_path
 
 JSON = "application/json"
@@ -289,13 +290,12 @@ def test_every_request_takes_the_one_path(server: LocalApiServer, either: Any) -
 
 def test_an_unreachable_server_is_answered_core_v1_by_discovery() -> None:
     """A server that cannot be reached does not serve events.k8s.io/v1 (core/v1 is safe)."""
-    with LocalApiServer() as server:
-        url = server.url
-    events_sink = sink.KubernetesEventSink.from_url(url, qps=0, api="auto")
-    try:
-        assert events_sink.api == sink.CORE_V1
-    finally:
-        events_sink.close()
+    with refused_url() as url:
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, api="auto")
+        try:
+            assert events_sink.api == sink.CORE_V1
+        finally:
+            events_sink.close()
 
 
 # -- behind a proxy: the official client's path ------------------------------------------------
