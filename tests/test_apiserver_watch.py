@@ -9,6 +9,7 @@ rows for kubectl, and a server stop that ends open watches at once.
 
 from __future__ import annotations
 
+import gc
 import http.client
 import json
 import os
@@ -198,13 +199,22 @@ def _descriptors_past_fd_setsize() -> Iterator[None]:
     if limit[1] != resource.RLIM_INFINITY and limit[1] < 1200:
         pytest.skip("the hard limit on open files is too low here")
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(limit[0], 1200), limit[1]))
-    held = [os.open(os.devnull, os.O_RDONLY) for _ in range(1030)]
+    # garbage of earlier tests (a client's pooled socket) closed meanwhile would free a low
+    # descriptor for the next socket: collected first, and no collection until the end
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    held = [os.open(os.devnull, os.O_RDONLY)]
     try:
+        while held[-1] < 1030:  # every descriptor below is taken, however many were open
+            held.append(os.open(os.devnull, os.O_RDONLY))
         yield
     finally:
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+        if collecting:
+            gc.enable()
 
 
 def test_a_watch_on_a_descriptor_past_fd_setsize_streams_its_changes(descriptors_past_fd_setsize):
