@@ -384,10 +384,10 @@ class TestErrors:
     ) -> None:
         """A password holding an unencoded ``/``, ``#`` or ``?``: the client read the host
         from the password, and its error quoted the part before the mark."""
-        with LocalApiServer() as server:
-            url = server.url
-        with_password = url.replace("http://", f"http://admin:S3cr{mark}etPw@")
-        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, with_password))]) == 2
+        with refused_url() as url:
+            with_password = url.replace("http://", f"http://admin:S3cr{mark}etPw@")
+            kubeconfig = _kubeconfig(tmp_path, with_password)
+            assert _cli.main(["demo", "--kubeconfig", str(kubeconfig)]) == 2
         err = capsys.readouterr().err
         assert "percent-encode them" in err, err
         assert "S3cr" not in err, err
