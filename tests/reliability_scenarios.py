@@ -752,6 +752,8 @@ def run_threads(
     for worker in workers:
         worker.start()
     try:
+        if refuse_during_reconfigure:
+            _wait_for_clients(handlers)
         reconfiguring_now.wait()
         reconfiguring = time.monotonic()
         configure("second")
@@ -768,6 +770,10 @@ def run_threads(
         for worker in workers:
             worker.join(120)
         for handler in handlers:
+            if isinstance(handler, KubernetesEventHandler) and not handler.closed:
+                # the last third's writes, which a loaded machine may not end within the
+                # short flush_timeout that the old handler's close is given
+                handler.drain(60)
             handler.close()
         log.handlers.clear()
     seconds = time.monotonic() - started
@@ -781,6 +787,19 @@ def run_threads(
         slowest_call=max(slowest),
         seconds=seconds,
     )
+
+
+def _wait_for_clients(handlers: list[logging.Handler]) -> None:
+    """Until each event handler's writer has built its client (on its first write): a
+    handler that dictConfig closes before then stops on a thread of its own, once dictConfig
+    has returned (test_configuring_logging_again_before_the_client_is_built_...), and may
+    write everything once the server is back; a loaded machine may take that long."""
+    bound = time.monotonic() + 30  # reached only by a hang
+    for handler in handlers:
+        lazy = getattr(handler, "_lazy_sink", None)
+        while lazy is not None and lazy.imports_client:
+            assert time.monotonic() < bound, "the handler never built its client"
+            threading.Event().wait(0.001)
 
 
 def check_threads(result: ThreadsResult) -> None:

@@ -15,6 +15,7 @@ import yaml
 
 from k8s_logging_events import _cli, _demo
 from k8s_logging_events.testing import LocalApiServer
+from tests._ports import refused_url
 
 # what the simulated controller logs, per pod prefix and reason
 EXPECTED = {
@@ -348,9 +349,8 @@ class TestErrors:
 
     def test_an_unreachable_cluster_fails_before_logging(self, tmp_path, capsys) -> None:
         """The access check comes first: no events are logged at a server that is not there."""
-        with LocalApiServer() as server:
-            url = server.url
-        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, url))]) == 2
+        with refused_url() as url:
+            assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, url))]) == 2
         captured = capsys.readouterr()
         assert "cannot list events in namespace 'default'" in captured.err
         assert "Reconciling" not in captured.out
@@ -370,10 +370,10 @@ class TestErrors:
     ) -> None:
         """A kubeconfig whose server URL holds a user name and password: the access check's
         error named the server with them."""
-        with LocalApiServer() as server:
-            url = server.url
-        with_password = url.replace("http://", "http://admin:S3cretPw@")
-        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, with_password))]) == 2
+        with refused_url() as url:
+            with_password = url.replace("http://", "http://admin:S3cretPw@")
+            kubeconfig = _kubeconfig(tmp_path, with_password)
+            assert _cli.main(["demo", "--kubeconfig", str(kubeconfig)]) == 2
         err = capsys.readouterr().err
         assert f"cannot list events in namespace 'default' at {url}:" in err, err
         assert "S3cretPw" not in err, err
@@ -384,10 +384,10 @@ class TestErrors:
     ) -> None:
         """A password holding an unencoded ``/``, ``#`` or ``?``: the client read the host
         from the password, and its error quoted the part before the mark."""
-        with LocalApiServer() as server:
-            url = server.url
-        with_password = url.replace("http://", f"http://admin:S3cr{mark}etPw@")
-        assert _cli.main(["demo", "--kubeconfig", str(_kubeconfig(tmp_path, with_password))]) == 2
+        with refused_url() as url:
+            with_password = url.replace("http://", f"http://admin:S3cr{mark}etPw@")
+            kubeconfig = _kubeconfig(tmp_path, with_password)
+            assert _cli.main(["demo", "--kubeconfig", str(kubeconfig)]) == 2
         err = capsys.readouterr().err
         assert "percent-encode them" in err, err
         assert "S3cr" not in err, err

@@ -1,0 +1,18 @@
+"""A loopback address where nothing listens, held for as long as a test needs it."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from collections.abc import Iterator
+
+
+@contextlib.contextmanager
+def refused_url() -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` whose connections are refused (``ECONNREFUSED``) until
+    the ``with`` block ends: the port is bound but never listened on, so that no other
+    process can take it meanwhile (a port found free, then used later, may be another
+    test's server by then, one that answers)."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{held.getsockname()[1]}"
