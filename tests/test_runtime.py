@@ -815,57 +815,6 @@ def test_stats_add_up_while_the_dispatcher_hands_a_batch_on() -> None:
         assert stats["accepted"] == outcomes + stats["pending"], stats
 
 
-def test_a_flush_while_the_dispatcher_is_being_started_leaves_the_queue_to_it(
-    monkeypatch,
-) -> None:
-    """A flush that comes while the first log call is still starting the dispatcher waits
-    for it rather than draining the queue on its own thread: the two side by side would hand
-    a spam-held occurrence's lower count on after a higher one, over-counting the event."""
-    entered, gate = threading.Event(), threading.Event()
-    original_start = threading.Thread.start
-
-    def start(thread: threading.Thread) -> None:
-        if "dispatcher" in thread.name:
-            entered.set()
-            gate.wait(10)
-        original_start(thread)
-
-    handled_on: list[str] = []
-    original_handle = _runtime.Runtime._handle_batch
-
-    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
-        handled_on.append(threading.current_thread().name)
-        return original_handle(self, batch)
-
-    monkeypatch.setattr(threading.Thread, "start", start)
-    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
-    with _recording("starting") as (b, rec, fake):
-        logging_thread = threading.Thread(
-            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
-        )
-        original_start(logging_thread)
-        assert entered.wait(10)
-        flushed: list[bool] = []
-        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
-        original_start(flusher)
-        bound = time.monotonic() + 10
-        while not handled_on and time.monotonic() < bound:
-            frame = sys._current_frames().get(flusher.ident or -1)
-            names = set()
-            while frame is not None:
-                names.add(frame.f_code.co_name)
-                frame = frame.f_back
-            if {"wait_reached", "wait"} <= names:
-                break
-            flusher.join(0.001)
-        gate.set()
-        for thread in (logging_thread, flusher):
-            thread.join(10)
-        assert flushed == [True]
-        assert [event.count for event in fake.events] == [1]
-    assert "test-flush" not in handled_on, handled_on
-
-
 def _stack_names(thread: threading.Thread) -> set[str]:
     """The names of the functions on ``thread``'s stack right now."""
     frame = sys._current_frames().get(thread.ident or -1)
@@ -876,21 +825,55 @@ def _stack_names(thread: threading.Thread) -> set[str]:
     return names
 
 
-def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
-    monkeypatch,
+def _hold_the_start(
+    monkeypatch: pytest.MonkeyPatch, where: str, entered: threading.Event, gate: threading.Event
 ) -> None:
-    """A flush that comes while the first log call has marked the runtime started but not
-    yet made its dispatcher thread waits for that thread rather than draining the queue on
-    its own: the two side by side would hand occurrences on out of order."""
+    """Hold the first log call's start of the dispatcher at ``where`` until ``gate`` opens."""
+
+    def hold() -> None:
+        entered.set()
+        gate.wait(10)
+
+    if where == "making":  # marked started, its thread not yet made (under the start lock)
+        original_hook = _process.flush_when_child_ends
+
+        def flush_when_child_ends(target: _process.ExitFlushable) -> None:
+            if threading.current_thread().name == "test-logs":
+                hold()
+            original_hook(target)
+
+        monkeypatch.setattr(_process, "flush_when_child_ends", flush_when_child_ends)
+    elif where == "starting":  # made, Thread.start() not yet called
+        original_start = threading.Thread.start
+
+        def start(thread: threading.Thread) -> None:
+            if "dispatcher" in thread.name:
+                hold()
+            original_start(thread)
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+    else:  # booting: the new thread has its identity, but is_alive() is still False
+        original_native_id = threading.Thread._set_native_id  # type: ignore[attr-defined]
+
+        def set_native_id(thread: threading.Thread) -> None:
+            original_native_id(thread)
+            if "dispatcher" in thread.name:
+                hold()
+
+        monkeypatch.setattr(threading.Thread, "_set_native_id", set_native_id)
+
+
+@pytest.mark.parametrize("where", ["making", "starting", "booting"])
+def test_a_flush_while_the_first_log_call_starts_the_dispatcher_leaves_the_queue_to_it(
+    monkeypatch, where
+) -> None:
+    """A flush that comes while the first log call is still starting the dispatcher (its
+    thread not yet made, not yet started, or booting) waits for it rather than draining the
+    queue on its own thread: the two side by side would hand a spam-held occurrence's lower
+    count on after a higher one, over-counting the event."""
     entered, gate = threading.Event(), threading.Event()
-    original_hook = _process.flush_when_child_ends
-
-    def flush_when_child_ends(target: _process.ExitFlushable) -> None:
-        if threading.current_thread().name == "test-logs":
-            entered.set()
-            gate.wait(10)
-        original_hook(target)
-
+    start = threading.Thread.start  # the test's own threads start unheld
+    _hold_the_start(monkeypatch, where, entered, gate)
     handled_on: list[str] = []
     original_handle = _runtime.Runtime._handle_batch
 
@@ -898,21 +881,22 @@ def test_a_flush_before_the_dispatcher_thread_is_made_leaves_the_queue_to_it(
         handled_on.append(threading.current_thread().name)
         return original_handle(self, batch)
 
-    monkeypatch.setattr(_process, "flush_when_child_ends", flush_when_child_ends)
     monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
-    with _recording("making") as (b, rec, fake):
+    with _recording(where) as (b, rec, fake):
         logging_thread = threading.Thread(
             target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
         )
-        logging_thread.start()
+        start(logging_thread)
         assert entered.wait(10)
         flushed: list[bool] = []
         flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
-        flusher.start()
+        start(flusher)
+        # it waits for the log call to finish making the thread, or for the dispatcher
+        waits = {"_start"} if where == "making" else {"wait_reached", "wait"}
         bound = time.monotonic() + 10  # reached only by a hang
         while not handled_on and flusher.is_alive() and time.monotonic() < bound:
-            if "_start" in _stack_names(flusher):
-                break  # it waits for the log call to finish making the thread
+            if waits <= _stack_names(flusher):
+                break
             flusher.join(0.001)
         gate.set()
         for thread in (logging_thread, flusher):
@@ -972,50 +956,6 @@ def test_a_watcher_added_while_the_first_log_call_starts_the_threads_gets_one_th
         loops = [t.name for t in threading.enumerate() if "-watcher-" in t.name]
         assert len(loops) == 1, loops
     assert seen == ["m"]
-
-
-def test_a_flush_while_the_dispatcher_thread_boots_leaves_the_queue_to_it(monkeypatch) -> None:
-    """A flush that comes while the dispatcher thread has its identity but is not yet marked
-    started (``is_alive()`` is still False there) waits for it rather than draining the
-    queue on its own thread: the two side by side would hand occurrences on out of order."""
-    booting, gate = threading.Event(), threading.Event()
-    original_native_id = threading.Thread._set_native_id  # type: ignore[attr-defined]
-
-    def set_native_id(thread: threading.Thread) -> None:
-        original_native_id(thread)
-        if "dispatcher" in thread.name:
-            booting.set()
-            gate.wait(10)
-
-    handled_on: list[str] = []
-    original_handle = _runtime.Runtime._handle_batch
-
-    def handle_batch(self: _runtime.Runtime, batch: list[object]) -> bool:
-        handled_on.append(threading.current_thread().name)
-        return original_handle(self, batch)
-
-    monkeypatch.setattr(threading.Thread, "_set_native_id", set_native_id)
-    monkeypatch.setattr(_runtime.Runtime, "_handle_batch", handle_batch)
-    with _recording("booting") as (b, rec, fake):
-        logging_thread = threading.Thread(
-            target=rec.event, args=(REF, models.WARNING, "BackOff", "m"), name="test-logs"
-        )
-        logging_thread.start()
-        assert booting.wait(10)
-        flushed: list[bool] = []
-        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
-        flusher.start()
-        bound = time.monotonic() + 10  # reached only by a hang
-        while not handled_on and flusher.is_alive() and time.monotonic() < bound:
-            if {"wait_reached", "wait"} <= _stack_names(flusher):
-                break  # it waits for the dispatcher
-            flusher.join(0.001)
-        gate.set()
-        for thread in (logging_thread, flusher):
-            thread.join(10)
-        assert flushed == [True]
-        assert [event.count for event in fake.events] == [1]
-    assert "test-flush" not in handled_on, handled_on
 
 
 def test_a_shutdown_while_another_thread_shuts_down_returns_once_that_one_is_done() -> None:
