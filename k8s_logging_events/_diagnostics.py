@@ -456,9 +456,9 @@ class Tally:
 
 
 class Counters:
-    """Named integer counters, added under a reentrant lock, read without one (a copy is one
-    step): a signal handler that flushes, landing in a read under the runtime's lock, lets
-    that lock go while it waits for writers, which count under it."""
+    """Named integer counters, added under a reentrant lock (a signal handler may count on
+    the thread it interrupts), read without one: a copy of the dict is one step, and a
+    read never waits for a writer."""
 
     __slots__ = ("__weakref__", "_lock", "_values")
 

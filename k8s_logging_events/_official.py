@@ -27,6 +27,7 @@ __all__ = [
     "credentials",
     "forget_pool_after_fork",
     "plugin_may_run",
+    "summarise_client_errors",
 ]
 
 # what the official client may give its urllib3 pool (kubernetes/client/rest.py); any other
@@ -270,6 +271,11 @@ class _ClientLogging:
 
 
 _CLIENT_ERRORS = _diagnostics.RateLimitedReporter()
+
+
+def summarise_client_errors() -> None:
+    """Write what the limit on the client's errors held back (at a flush's end, a close's)."""
+    _CLIENT_ERRORS.summarise()
 
 
 def forget_pool_after_fork(api_client: Any) -> None:

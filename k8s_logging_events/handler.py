@@ -19,6 +19,7 @@ from k8s_logging_events import (
     _crash,
     _deadlines,
     _diagnostics,
+    _official,
     _options,
     _pod,
     _process,
@@ -304,6 +305,7 @@ class KubernetesEventHandler(logging.Handler):
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
             waits.ended(done, _written(active), drain=drain)
+            _official.summarise_client_errors()  # a process's, not the broadcaster's
         return done
 
     def close(self) -> None:
@@ -356,6 +358,7 @@ class KubernetesEventHandler(logging.Handler):
             active.shutdown(timeout)
         if lazy is not None:
             lazy.close()
+        _official.summarise_client_errors()
 
     def _stop_later(
         self,

@@ -157,7 +157,7 @@ class KubernetesEventSink:
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
-        # one assignment, no lock: a signal handler's flush landing here waits for writers
+        # one assignment, no lock: a signal handler's flush landing here waits for no lock of ours
         self._bucket = self._draining if on else self._normal
 
     @classmethod

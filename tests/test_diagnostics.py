@@ -485,7 +485,7 @@ with LocalApiServer() as server:
         nested.append(handler.stats()["created"])
 
     def profile(frame, event, arg):
-        # the signal lands while the main thread reads the counters (once inside their lock)
+        # the signal lands while the main thread reads the counters, under the runtime's lock
         if event == "call" and frame.f_code.co_name == "snapshot" and not fired:
             fired.append(True)
             signal.raise_signal(signal.SIGUSR1)
@@ -504,9 +504,9 @@ def test_a_signal_handler_that_flushes_while_the_main_thread_reads_the_counters_
     tmp_path,
 ) -> None:
     """A signal handler (an application's SIGTERM handler) that flushes, or reads stats(),
-    while the main thread it interrupted is inside the counters' lock (reading stats(), or
-    in a flush, which reads them) does not wait for that lock for ever: the counters' lock
-    is reentrant, as every lock on the caller's path is."""
+    while the main thread it interrupted reads the counters (stats(), under the runtime's
+    lock) does not wait for that lock for ever: it is reentrant, as every lock on the
+    caller's path is, and with everything written the flush has nothing to wait for."""
     result = run_python(_FLUSH_FROM_A_SIGNAL_INSIDE_STATS, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"fired": [True], "nested": [1], "accepted": 1}

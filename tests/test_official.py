@@ -261,12 +261,16 @@ def test_the_clients_error_on_an_application_thread_keeps_its_caller(
 
 
 def test_the_clients_errors_on_a_library_thread_are_rate_limited(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An exec plugin that keeps failing fails at every credential read, and the client
     says so each time: on the library's threads those lines are one report a minute, as
-    every other report of the library, not one per write and retry."""
+    every other report of the library, not one per write and retry. The limit is the
+    process's: a reporter of the test's own, so that no earlier test's plugin error (within
+    the minute) holds this one back, and none of this test's holds a later one back."""
     from kubernetes.config import kube_config
+
+    monkeypatch.setattr(_official, "_CLIENT_ERRORS", _diagnostics.RateLimitedReporter())
 
     with _official.plugin_may_run():
         pass
@@ -283,3 +287,57 @@ def test_the_clients_errors_on_a_library_thread_are_rate_limited(
         thread.join(10)
     said = [r.getMessage() for r in caplog.records if "exec: failed" in r.getMessage()]
     assert said == ["Kubernetes client: exec: failed"], said
+
+
+def test_what_the_limit_on_the_clients_errors_held_back_is_said_at_flush_and_close(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the limit on the client's errors held back (a plugin failing at every write and
+    retry of a short program) is summarised when the handler flushes and when it closes,
+    as every other limit of the library: never left to a next error the program may not
+    live to make."""
+    from kubernetes.config import kube_config
+
+    from k8s_logging_events.handler import KubernetesEventHandler
+    from k8s_logging_events.testing import FakeEventSink
+
+    monkeypatch.setattr(_official, "_CLIENT_ERRORS", _diagnostics.RateLimitedReporter())
+    with _official.plugin_may_run():
+        pass
+    stand_in: Any = getattr(kube_config, "logging")  # noqa: B009 - not exported
+
+    def fail(times: int) -> None:
+        def library_thread() -> None:
+            _diagnostics.become_own_thread()
+            for _ in range(times):
+                stand_in.error("exec: %s", "failed")
+
+        thread = threading.Thread(target=library_thread, name="test-writer")
+        thread.start()
+        thread.join(10)
+
+    def said() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "exec: failed" in r.getMessage()]
+
+    event_handler = KubernetesEventHandler(component="c", host="h", sink=FakeEventSink())
+    log = logging.getLogger("test_official.held_back")
+    log.propagate = False
+    log.addHandler(event_handler)
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"}}
+        log.warning("the plugin failed to give its credentials", extra={"involved": pod})
+        with caplog.at_level(logging.ERROR, logger=_diagnostics.LOGGER_NAME):
+            fail(5)
+            event_handler.flush()
+            assert said()[1:] == [
+                "Kubernetes client: exec: failed [4 report(s) like this since the last one]"
+            ]
+            fail(3)
+            event_handler.close()
+            assert said()[2:] == [
+                "Kubernetes client: exec: failed [3 report(s) like this since the last one]"
+            ]
+    finally:
+        log.removeHandler(event_handler)
+        log.propagate = True
+        event_handler.close()
