@@ -898,24 +898,26 @@ def test_a_child_forked_while_the_parent_drains_writes_at_the_normal_rate(server
         lazy.close()
 
 
-def test_drain_may_be_switched_from_inside_a_switch_on_the_same_thread(server) -> None:
-    """A flush switches the sink's rate on the caller's thread; a signal handler that
-    flushes may interrupt that switch there, and switches it again: the rate's lock is
-    reentrant, so the inner switch does not wait for ever for its own thread."""
+def test_a_switch_to_the_drain_rate_waits_for_no_writer(server) -> None:
+    """A flush switches the sink's rate on the caller's thread, under the runtime's lock; a
+    writer holding the rate's lock (it waits for a token under it) must not hold the switch
+    up: a signal handler's flush landing in a switch that waited would keep the runtime's
+    lock from every writer until its timeout. The switch is one assignment, taking no lock."""
     s = sink.KubernetesEventSink.from_url(server.url, qps=1, drain_qps=10)
     switched: list[bool] = []
 
-    def inner_switch() -> None:
-        with s._limit_lock:  # where the outer switch holds it when the signal lands
-            s.drain(True)
-            switched.append(True)
+    def switch() -> None:
+        s.drain(True)
+        switched.append(True)
 
-    thread = threading.Thread(target=inner_switch, name="test-switch", daemon=True)
+    thread = threading.Thread(target=switch, name="test-switch", daemon=True)
     try:
-        thread.start()
-        thread.join(10)  # reached only by a hang
+        with s._limit_lock:  # where a writer holds it while it waits for a token
+            thread.start()
+            thread.join(10)  # reached only by a switch that waits for the writer
         assert switched == [True]
     finally:
+        thread.join(10)
         s.close()
 
 
