@@ -1,13 +1,9 @@
 """The library's own reports about itself, its counters, and what an exit left unwritten.
 
-This sits beside the pipeline (docs/architecture.md): every layer reports here, through
-:func:`log_safely`, which never takes the ``logging`` module's lock (``dictConfig`` and
-``logging.shutdown()`` hold it while they close a handler, which may wait for our threads)
-and writes a warning to standard error, rate-limited, when nothing else would show it
-(docs/in-cluster.md); :class:`RateLimitedReporter` writes each kind once per interval.
-The outcome counters: :class:`Tally` (lock-free, for the caller's thread) and
-:class:`Counters` (locked, for the background threads). :func:`unwritten_summary` says what
-a flush or an exit could not write, and which option would help.
+Beside the pipeline (docs/architecture.md): every layer reports through :func:`log_safely`,
+which never takes the ``logging`` module's lock (``dictConfig`` and ``logging.shutdown()``
+hold it while closing a handler that may wait for our threads) and writes a warning to
+standard error, rate-limited, when nothing else would show it (docs/in-cluster.md).
 """
 
 from __future__ import annotations
@@ -116,10 +112,8 @@ def report(level: int, msg: str, *args: Any) -> None:
 
 
 def would_log(target: logging.Logger, level: int) -> bool:
-    """``Logger.isEnabledFor`` without the lock it takes after a level change cleared its cache.
-
-    A disabled logger still passes: its warnings go to standard error (:func:`log_safely`).
-    """
+    """``Logger.isEnabledFor`` without the lock it takes after a level change cleared its
+    cache; a disabled logger still passes (its warnings go to standard error)."""
     return target.manager.disable < level and level >= target.getEffectiveLevel()
 
 
@@ -314,8 +308,7 @@ class RateLimitedReporter:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """The state a new reporter starts with; in a child, what the parent deferred, held
-        back or counted is the parent's."""
+        # also the initial state: in a child, what the parent deferred or held back is its own
         self._lock = threading.RLock()
         self._last: dict[str, float] = {}
         self._held: dict[str, _Held] = {}
@@ -325,11 +318,8 @@ class RateLimitedReporter:
         self._settled = threading.Condition(threading.RLock())
 
     def defer(self, kind: str, level: int, msg: str, *args: Any, **counts: Any) -> None:
-        """Keep a report for :meth:`emit_deferred`, for code that holds a lock right now.
-
-        Writing may wait for a logging handler's lock, and a thread must not wait while it
-        holds a lock another of the library's threads needs.
-        """
+        """Keep a report for :meth:`emit_deferred`, for code holding a lock another of our
+        threads needs (writing may wait for a logging handler's lock)."""
         self._deferred.append((kind, level, msg, args, counts))
 
     def emit_deferred(self) -> None:
@@ -349,11 +339,8 @@ class RateLimitedReporter:
                     self._settled.notify_all()
 
     def settle(self, timeout: float) -> bool:
-        """Write what was deferred and wait for other threads' reports to be out.
-
-        So a report is out before the flush that saw its cause returns. Returns False when
-        ``timeout`` seconds passed first.
-        """
+        """Write what was deferred and wait for other threads' reports to be out (so a report
+        is out before the flush that saw its cause returns); False after ``timeout`` seconds."""
         self.emit_deferred()
         with self._settled:
             return self._settled.wait_for(
@@ -468,7 +455,7 @@ class Counters:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """Every counter back to zero, under a new lock: a child counts its own outcomes."""
+        # a child counts its own outcomes, under a lock no thread of the parent holds
         self._lock = threading.RLock()
         self._values = dict.fromkeys(self._values, 0)
 
@@ -495,7 +482,7 @@ namespace gets no second request until it ends, and a deadline calls it unanswer
 
 
 class _Write(Protocol):
-    """What a summary reads of a pending write (``_pending.Write``)."""
+    """What a summary reads of a ``_pending.Write``."""
 
     occurrences: int
     attempts: int

@@ -98,22 +98,23 @@ class EventBroadcaster:
     def _set_up(
         self, options: _options.BroadcasterOptions, *, rng: Callable[[], float] | None, name: str
     ) -> None:
-        self._options = options
-        event_names = options.event_names
-        if (
-            options.correlator is not None
-            and options.correlator.event_names == _sanitise.DETERMINISTIC
-        ):
-            event_names = _sanitise.DETERMINISTIC
+        self._correlator_options = options.correlator or correlator.CorrelatorOptions()
+        # deterministic names when the broadcaster or its correlator options ask for them
+        deterministic = _sanitise.DETERMINISTIC in (
+            options.event_names,
+            self._correlator_options.event_names,
+        )
         self._clock = options.clock or clock_mod.SystemClock()
         self._writer_options = _pending.WriterOptions(
             max_tries=options.max_tries,
             sleep_duration=options.sleep_duration,
             max_pending=max(1, options.queue_length),
-            known_events=(options.correlator or correlator.CorrelatorOptions()).lru_cache_size,
+            known_events=self._correlator_options.lru_cache_size,
         )
         self._rng = rng or random.random
-        self._namer = _sanitise.EventNamer(event_names=event_names)
+        self._namer = _sanitise.EventNamer(
+            event_names=_sanitise.DETERMINISTIC if deterministic else options.event_names
+        )
         self._invalid = _diagnostics.Tally()
         self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
@@ -264,7 +265,7 @@ class EventBroadcaster:
         if _apis.api_of(event_sink) is _apis.EVENTS_V1:
             return _in_series(self._clock, self._namer)
         # core/v1: client-go's aggregation, counts and spam filter; repeats patch ``count``
-        options = self._options.correlator or correlator.CorrelatorOptions()
+        options = self._correlator_options
         if options.clock is None:
             options = dataclasses.replace(options, clock=self._clock)
         events = correlator.EventCorrelator(options, namer=self._namer)
