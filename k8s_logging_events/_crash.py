@@ -119,18 +119,7 @@ class _SysHook:
     def __call__(
         self, exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
     ) -> None:
-        if getattr(_in_hook, "on", False):  # an older hook of ours down the chain: reported
-            self.previous(exc_type, exc, tb)
-            return
-        _in_hook.on = True
-        try:
-            reported = _report((exc_type, exc, tb))
-            try:
-                self.previous(exc_type, exc, tb)
-            finally:
-                _flush(reported)
-        finally:
-            _in_hook.on = False
+        _chain((exc_type, exc, tb), lambda: self.previous(exc_type, exc, tb), flush=True)
 
 
 class _ThreadHook:
@@ -140,15 +129,25 @@ class _ThreadHook:
         self.previous = previous
 
     def __call__(self, args: threading.ExceptHookArgs) -> None:
-        if getattr(_in_hook, "on", False):
-            self.previous(args)
-            return
-        _in_hook.on = True
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+        _chain(exc_info, lambda: self.previous(args), flush=False)
+
+
+def _chain(exc_info: ExcInfo, previous: Callable[[], object], *, flush: bool) -> None:
+    # the hook it was installed over always runs, whatever our part does
+    if getattr(_in_hook, "on", False):  # an older hook of ours down the chain: reported
+        previous()
+        return
+    _in_hook.on = True
+    try:
+        reported = _report(exc_info)
         try:
-            _report((args.exc_type, args.exc_value, args.exc_traceback))
-            self.previous(args)
+            previous()
         finally:
-            _in_hook.on = False
+            if flush:
+                _flush(reported)
+    finally:
+        _in_hook.on = False
 
 
 def _report(exc_info: ExcInfo) -> list[Watcher]:
