@@ -1,13 +1,12 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
-A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) for users who watch
-events themselves; it knows nothing of Kubernetes. Beside the pipeline, whose dispatcher
-takes only :class:`Watcher` from here. One distributing thread copies every item, in order,
-into each watcher's bounded queue; control operations (watch, stop, shutdown) travel with
-the items, so a watcher sees every item queued after it was added and none before.
-Unlike Go: a queue length of 0 means 1; DROP counts and reports what it skips; the thread
-starts on first use and shutdown joins it; a call that would make the distributing thread
-wait for itself raises :class:`RuntimeError`.
+A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) that knows nothing of
+Kubernetes; beside the pipeline, whose dispatcher takes only :class:`Watcher` from here. One
+distributing thread copies every item, in order, into each watcher's bounded queue; control
+operations (watch, stop, shutdown) travel with the items, so a watcher sees every item
+queued after it was added and none before. Unlike Go: a queue length of 0 means 1; DROP
+counts and reports what it skips; the thread starts on first use and shutdown joins it; a
+call that would make the distributing thread wait for itself raises :class:`RuntimeError`.
 """
 
 from __future__ import annotations
@@ -85,7 +84,7 @@ _DropFunc = Callable[[WatchEvent], None]
 
 
 class EndsOnExit:
-    """A context manager whose ``__exit__`` calls :meth:`_on_exit` (stop, shut down)."""
+    """A context manager whose ``__exit__`` calls :meth:`_on_exit`."""
 
     __slots__ = ()
 
@@ -220,7 +219,7 @@ class Watcher(EndsOnExit):
                     self._on_drop(event)
 
     def _end(self) -> bool:
-        """End the stream; return whether this call ended it."""
+        # True when this call ended the stream
         with self._cond:
             ended, self._ended = self._ended, True
             # readers (the stream may be over) and a distributing thread waiting for room
@@ -228,15 +227,14 @@ class Watcher(EndsOnExit):
         return not ended
 
     def _renew_after_fork(self) -> None:
-        """In a child after ``os.fork()``: the parent's thread may have held the lock, and
-        what was queued is the parent's to handle."""
+        # a thread of the parent may have held the lock; what was queued is the parent's
         self._cond = threading.Condition()
         self._items.clear()
         self._delivered = self._dropped = 0
 
 
 class _Marker(NamedTuple):
-    """A control operation sent through the incoming queue, run by the distributing thread."""
+    """A control operation, run by the distributing thread in its place in the queue."""
 
     run: Callable[[], None]
     done: threading.Event
@@ -280,9 +278,8 @@ class Broadcaster(EndsOnExit):
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """In a child after ``os.fork()``: the distributing thread is the parent's (it may have
-        held the locks), and what was queued is the parent's to deliver; a thread of the
-        child's own starts at the next use."""
+        # the distributing thread (which may have held the locks) and what was queued are the
+        # parent's; a thread of the child's own starts at the next use
         self._lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._not_empty = threading.Condition(self._queue_lock)
@@ -309,12 +306,8 @@ class Broadcaster(EndsOnExit):
     def watch_with_prefix(
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
-        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (which is
-        made long enough for them and one more).
-
-        Raises:
-            BroadcasterStopped: after :meth:`shutdown`.
-        """
+        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (made long
+        enough for them and one more); :class:`BroadcasterStopped` after :meth:`shutdown`."""
         return self._add_watcher(list(events), on_drop)
 
     def action(self, type: str, obj: Any) -> None:
@@ -382,8 +375,7 @@ class Broadcaster(EndsOnExit):
             if not self._stopped:
                 self._run_on_loop(lambda: self._watchers.pop(watcher, None))
 
-    def _start_unless_stopped(self) -> None:
-        # with the lock held
+    def _start_unless_stopped(self) -> None:  # with the lock held
         if self._stopped:
             raise BroadcasterStopped("broadcaster already stopped")
         if self._thread is None:

@@ -85,14 +85,12 @@ def event_from_api(data: Mapping[str, Any]) -> models.Event:
     events.k8s.io/v1 is mapped as the API server converts it to core/v1 (``regarding``,
     ``note``, ``deprecatedCount``, ``deprecatedSource``, ``deprecated*Timestamp``).
     """
-    return (_apis.EVENTS_V1 if _is_events_v1(data) else _apis.CORE_V1).read(data)
-
-
-def _is_events_v1(data: Mapping[str, Any]) -> bool:
     api_version = str(data.get("apiVersion") or "")
-    if api_version.startswith("events.k8s.io/"):
-        return True
-    return not api_version and "involvedObject" not in data and "regarding" in data
+    # without an apiVersion, the fields tell: only events.k8s.io/v1 has regarding
+    events_v1 = api_version.startswith("events.k8s.io/") or (
+        not api_version and "involvedObject" not in data and "regarding" in data
+    )
+    return (_apis.EVENTS_V1 if events_v1 else _apis.CORE_V1).read(data)
 
 
 def event_rows(
