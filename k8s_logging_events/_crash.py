@@ -1,14 +1,11 @@
 """Crash events: an uncaught exception becomes a ``Warning`` event about the pod.
 
-A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option (its
-rules as users see them: docs/integrations.md, "Crash loops and restarts"). Our
-``sys.excepthook`` and ``threading.excepthook`` hand each watching handler a
-:func:`crash_record`, then call the hook they were installed over, which always runs; the
-main thread's then flushes each handler, since the process is about to end. Our part never
-raises. Installed once, over whatever is set, the hooks are restored when the last handler
-stops watching, but only if still on top: a hook set over ours chains to ours, which then
-only passes calls on. After ``os.fork()`` the child keeps hooks and handlers: a crash of the
-child is the child's event.
+A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option
+(docs/integrations.md, "Crash loops and restarts"). Our ``sys.excepthook`` and
+``threading.excepthook`` hand each watching handler a :func:`crash_record`, then call the
+hook below, which always runs; the main thread's then flushes, as the process is ending.
+Our part never raises. The hooks are restored when the last handler stops watching, only if
+still on top. A forked child keeps hooks and handlers: its crash is its own event.
 """
 
 from __future__ import annotations
@@ -185,8 +182,7 @@ def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
     return code.co_filename, tb.tb_lineno, code.co_name
 
 
-def _after_fork_in_child() -> None:
-    # the lock a thread of the parent may have held at the fork
+def _after_fork_in_child() -> None:  # the lock a thread of the parent may have held
     global _lock
     _lock = threading.Lock()
 

@@ -233,8 +233,7 @@ _collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, _Collector]
 _lock = threading.Lock()
 
 
-def _after_fork_in_child() -> None:
-    """In a child after ``os.fork()`` (see ``_process``): the lock a scrape may have held."""
+def _after_fork_in_child() -> None:  # the lock a scrape in the parent may have held
     global _lock
     _lock = threading.Lock()
 
