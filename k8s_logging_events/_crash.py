@@ -104,9 +104,6 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     return record
 
 
-# --- the hooks --------------------------------------------------------------------------------
-
-
 class _SysHook:
     """``sys.excepthook``: the main thread's; the process is about to end, so flush."""
 

@@ -410,8 +410,6 @@ class RateLimitedReporter:
         standard_error.summarise()
 
 
-# -- counters ----------------------------------------------------------------------------
-
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 """The final outcomes; once flushed, ``accepted`` equals their sum for each sink.
 
@@ -467,9 +465,6 @@ class Counters:
         return dict(self._values)
 
 
-# -- what was not written ---------------------------------------------------------------
-
-
 def describe_error(error: Exception) -> str:
     """A short text for ``error``: its message, cut to 300 characters."""
     text = str(error) or type(error).__name__
@@ -511,7 +506,7 @@ def unwritten_summary(
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
     waiting = unanswered = retrying = 0
-    errors: dict[str, int] = {}
+    errors: collections.Counter[str] = collections.Counter()
     for write in writes:
         if write.in_flight and rate_limited > 0:
             rate_limited -= 1
@@ -522,8 +517,7 @@ def unwritten_summary(
             unanswered += write.occurrences
         elif write.attempts or write.throttled:
             retrying += write.occurrences
-            why = _why(write.last_error)
-            errors[why] = errors.get(why, 0) + write.occurrences
+            errors[_why(write.last_error)] += write.occurrences
         else:
             waiting += write.occurrences
     parts = []

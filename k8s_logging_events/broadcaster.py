@@ -301,14 +301,20 @@ class Broadcaster(EndsOnExit):
         ``on_drop`` gets each item DROP skips for it, on the distributing thread (keep it cheap;
         its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
         """
-        return self._add_watcher([], on_drop)
+        return self.watch_with_prefix((), on_drop=on_drop)
 
     def watch_with_prefix(
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
         """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (made long
         enough for them and one more); :class:`BroadcasterStopped` after :meth:`shutdown`."""
-        return self._add_watcher(list(events), on_drop)
+        self._refuse_on_loop_thread("watch")
+        prefix = list(events)
+        watcher = Watcher(self, max(self._watch_capacity, len(prefix) + 1), on_drop, prefix)
+        with self._lock:
+            self._start_unless_stopped()
+            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
+        return watcher
 
     def action(self, type: str, obj: Any) -> None:
         """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full;
@@ -357,15 +363,6 @@ class Broadcaster(EndsOnExit):
     def _on_exit(self) -> None:
         self.shutdown()
 
-    def _add_watcher(self, prefix: list[WatchEvent], on_drop: _DropFunc | None) -> Watcher:
-        self._refuse_on_loop_thread("watch")
-        capacity = max(self._watch_capacity, len(prefix) + 1)
-        watcher = Watcher(self, capacity, on_drop, prefix)
-        with self._lock:
-            self._start_unless_stopped()
-            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
-        return watcher
-
     def _forget(self, watcher: Watcher) -> None:
         if self._on_loop_thread():
             # from on_drop: we are the loop, and waiting for a round trip would never end
@@ -411,7 +408,13 @@ class Broadcaster(EndsOnExit):
 
     def _loop(self) -> None:
         while not self._stopped:
-            batch = self._take_batch()
+            # everything at once: lock traffic per batch, not per item, keeps up with a burst
+            with self._not_empty:
+                self._not_empty.wait_for(lambda: bool(self._incoming))
+                batch = list(self._incoming)
+                self._incoming.clear()
+                # only the holder of self._lock ever waits for room: one wake-up is enough
+                self._not_full.notify()
             run: list[WatchEvent] = []
             for item in batch:
                 if isinstance(item, _Marker):
@@ -428,16 +431,6 @@ class Broadcaster(EndsOnExit):
         for watcher in self._watchers:
             watcher._end()
         self._watchers.clear()
-
-    def _take_batch(self) -> list[WatchEvent | _Marker]:
-        # everything at once: lock traffic per batch, not per item, keeps up with a burst
-        with self._not_empty:
-            self._not_empty.wait_for(lambda: bool(self._incoming))
-            batch = list(self._incoming)
-            self._incoming.clear()
-            # only the holder of self._lock ever waits for room: one wake-up is enough
-            self._not_full.notify()
-            return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:
         if not events:
