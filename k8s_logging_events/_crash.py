@@ -47,11 +47,9 @@ class Watcher(Protocol):
 
 
 def watch(handler: Watcher, exception_detail: str) -> None:
-    """Report uncaught exceptions to ``handler``; install the hooks if they are not ours yet.
-
-    ``handler`` is held weakly (dropped without ``close()``, it stops watching when
-    collected); ``exception_detail`` is its option of that name (see :func:`crash_record`).
-    """
+    """Report uncaught exceptions to ``handler``, held weakly (dropped without ``close()``,
+    it stops watching when collected); install the hooks if they are not ours yet.
+    ``exception_detail`` is its option of that name (see :func:`crash_record`)."""
     global _watchers, _sys_hook, _thread_hook
     with _lock:
         kept = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
@@ -81,12 +79,10 @@ def unwatch(handler: Watcher) -> None:
 
 
 def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
-    """The record of an uncaught exception: CRITICAL, reason ``UncaughtException``.
-
-    Its message is ``ExcType: text`` (``exception_detail: none``: the type alone;
-    ``traceback`` adds the traceback, rendered after the summary so a cut keeps it). Where
-    the traceback ends is the record's path, line and function.
-    """
+    """The record of an uncaught exception: CRITICAL, reason ``UncaughtException``, message
+    ``ExcType: text`` (``exception_detail: none``: the type alone; ``traceback`` adds the
+    traceback, rendered after the summary so a cut keeps it); where the traceback ends is
+    the record's path, line and function."""
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
     message = _records.exception_summary(shown)
     path, line, function = _innermost(exc_info[2])

@@ -85,12 +85,9 @@ gc.callbacks.append(_note_collection)
 
 
 def become_own_thread() -> None:
-    """Start each of the library's threads: mark it, and leave signals to the application.
-
-    The mark is identity, not a name: a marked thread's records never become events, and a
-    flush there returns at once (it would wait for itself). Termination signals are blocked
-    on it (:func:`~k8s_logging_events._process.leave_signals_to_the_main_thread`).
-    """
+    """Start each of the library's threads: mark it (identity, not a name: its records never
+    become events, and a flush there returns at once rather than wait for itself), and block
+    termination signals on it."""
     _own.mark = True
     _process.leave_signals_to_the_main_thread()
 
@@ -118,11 +115,9 @@ def would_log(target: logging.Logger, level: int) -> bool:
 
 
 def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra: Any) -> None:
-    """Log through ``target`` without ever taking the ``logging`` module's lock.
-
-    A warning (or worse) also goes to :data:`standard_error` when no handler outside this
-    library would show it, and, for the library's own loggers, when ``dictConfig`` disabled
-    the logger (``disable_existing_loggers``).
+    """Log through ``target`` without ever taking the ``logging`` module's lock. A warning
+    also goes to :data:`standard_error` when no handler outside this library would show it,
+    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``).
     """
     if not would_log(target, level):
         return
@@ -357,10 +352,8 @@ class RateLimitedReporter:
         outcome: str = "affected",
     ) -> bool:
         """Log ``msg % args`` unless ``kind`` was logged within the interval; True if it was.
-
         ``occurrences``: how many occurrences this report stands for, if it counts any; the
-        line then ends with ``; N occurrence(s) <outcome>`` (``lost``, ``dropped`` ...).
-        """
+        line then ends with ``; N occurrence(s) <outcome>`` (``lost``, ``dropped`` ...)."""
         if not would_log(self._log, level):
             return False
         now = self._monotonic()
@@ -418,11 +411,9 @@ OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 
 
 class Tally:
-    """A counter that only goes up, safe to bump from any thread and from signal handlers.
-
+    """A counter that only goes up, safe to bump from any thread and from signal handlers:
     ``next()`` on an :func:`itertools.count` is one atomic step in CPython: no lock to be
-    interrupted holding, no update lost when a signal handler bumps it mid-bump.
-    """
+    interrupted holding, no update lost when a signal handler bumps it mid-bump."""
 
     __slots__ = ("_count", "add")
 
@@ -498,10 +489,8 @@ def unwritten_summary(
     now: float | None = None,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
-
     ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
-    ``now``: ``time.monotonic()`` (the clock of ``started``) by default.
-    """
+    ``now``: ``time.monotonic()`` (the clock of ``started``) by default."""
     now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)

@@ -173,10 +173,8 @@ class RetrySchedule:
         self._rng = rng
 
     def after_failure(self, tries: Tries, error: Exception) -> float | None:
-        """Count ``error`` on ``tries``; return seconds until the next try, None to give up.
-
-        A 429 counts one more in a row; any other error spends a try and ends the row.
-        """
+        """Count ``error`` on ``tries`` (a 429 one more in a row; any other error a try, and
+        the row ends); return seconds until the next try, None to give up."""
         throttled = is_throttled(error)
         if throttled:
             tries.throttled += 1

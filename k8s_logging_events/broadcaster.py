@@ -297,10 +297,8 @@ class Broadcaster(EndsOnExit):
 
     def watch(self, *, on_drop: _DropFunc | None = None) -> Watcher:
         """Add a watcher that gets every item queued after this call returns, and none before.
-
         ``on_drop`` gets each item DROP skips for it, on the distributing thread (keep it cheap;
-        its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
-        """
+        its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`."""
         return self.watch_with_prefix((), on_drop=on_drop)
 
     def watch_with_prefix(
@@ -344,10 +342,8 @@ class Broadcaster(EndsOnExit):
             self._lock.release()
 
     def shutdown(self) -> None:
-        """Deliver what is queued, end every watcher, and join the distributing thread.
-
-        Idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever.
-        """
+        """Deliver what is queued, end every watcher, and join the distributing thread;
+        idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever."""
         self._refuse_on_loop_thread("shutdown")
         with self._lock:
             if not self._stopped:

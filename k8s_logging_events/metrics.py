@@ -99,10 +99,8 @@ class EventMetrics:
         return self._handler.source.component
 
     def unregister(self) -> None:
-        """Stop exposing the handler's counters; idempotent.
-
-        After the registry's last handler the collector leaves it, freeing the metric names.
-        """
+        """Stop exposing the handler's counters; idempotent. After the registry's last
+        handler the collector leaves it, freeing the metric names."""
         with _lock:
             collector = _collectors.get(self._registry)
             if collector is None or not collector.remove(self):
