@@ -96,18 +96,19 @@ class EventBroadcaster:
     def _set_up(
         self, options: _options.BroadcasterOptions, *, rng: Callable[[], float] | None, name: str
     ) -> None:
-        self._correlator_options = options.correlator or correlator.CorrelatorOptions()
+        self._options = options
+        correlator_options = options.correlator or correlator.CorrelatorOptions()
         # deterministic names when the broadcaster or its correlator options ask for them
         deterministic = _sanitise.DETERMINISTIC in (
             options.event_names,
-            self._correlator_options.event_names,
+            correlator_options.event_names,
         )
         self._clock = options.clock or clock_mod.SystemClock()
         self._writer_options = _pending.WriterOptions(
             max_tries=options.max_tries,
             sleep_duration=options.sleep_duration,
             max_pending=max(1, options.queue_length),
-            known_events=self._correlator_options.lru_cache_size,
+            known_events=correlator_options.lru_cache_size,
         )
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(
@@ -263,7 +264,7 @@ class EventBroadcaster:
         if _apis.api_of(event_sink) is _apis.EVENTS_V1:
             return _in_series(self._clock, self._namer)
         # core/v1: client-go's aggregation, counts and spam filter; repeats patch ``count``
-        options = self._correlator_options
+        options = self._options.correlator or correlator.CorrelatorOptions()
         if options.clock is None:
             options = dataclasses.replace(options, clock=self._clock)
         events = correlator.EventCorrelator(options, namer=self._namer)
