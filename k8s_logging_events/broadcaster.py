@@ -99,11 +99,9 @@ class EndsOnExit:
 
 
 class Watcher(EndsOnExit):
-    """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
-
-    Made by :meth:`Broadcaster.watch`; read by iterating or :meth:`get`, until it is stopped
-    (or the broadcaster shut down) and its queue read. A context manager that stops it.
-    """
+    """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order. Made by
+    :meth:`Broadcaster.watch`; read by iterating or :meth:`get`, until it is stopped (or the
+    broadcaster shut down) and its queue read. A context manager that stops it."""
 
     __slots__ = (
         "_broadcaster",

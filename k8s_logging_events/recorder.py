@@ -135,10 +135,8 @@ class EventBroadcaster:
         return EventRecorder(self, source, clock=self._clock)
 
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
-        """Call ``handler`` with every event, in order, on a watcher thread of its own.
-
-        The watcher's ``stop()`` detaches it. After :meth:`shutdown`, it is never called.
-        """
+        """Call ``handler`` with every event, in order, on a watcher thread of its own, until
+        the watcher's ``stop()`` or :meth:`shutdown`."""
         return self._runtime.add_watcher(
             handler, on_drop=lambda item: self._counters.add("watcher_dropped")
         )
