@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
@@ -169,7 +170,10 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         """Read every handler's counters now (a scrape), summed per component."""
         accepted, occurrences, pending, events, rejected, repaired = families = _families()
-        for component, values in _per_component(self._members).items():
+        summed: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        for member in self._members:  # handlers of one component are summed
+            summed[member.component].update(member.handler.stats())
+        for component, values in summed.items():
             accepted.add_metric([component], values.get("accepted", 0))
             for outcome in _diagnostics.OUTCOMES:
                 occurrences.add_metric([component, outcome], values.get(outcome, 0))
@@ -213,15 +217,6 @@ def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
             labels=[_COMPONENT],
         ),
     )
-
-
-def _per_component(members: tuple[EventMetrics, ...]) -> dict[str, dict[str, int]]:
-    summed: dict[str, dict[str, int]] = {}
-    for member in members:
-        totals = summed.setdefault(member.component, {})
-        for name, value in member.handler.stats().items():
-            totals[name] = totals.get(name, 0) + value
-    return summed
 
 
 # a registry's one collector; weak keys: a registry dropped by its user takes it along
