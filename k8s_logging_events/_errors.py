@@ -164,19 +164,27 @@ class RetrySchedule:
     def __init__(self, max_tries: int, sleep_duration: float, rng: Callable[[], float]) -> None:
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
-            stop=tenacity.stop_after_attempt(max(1, max_tries)),
+            stop=tenacity.stop_after_attempt(max(1, max_tries)) & _SpendsATry(),
+            wait=_ServerFirst(
+                throttled=_Jittered(
+                    tenacity.wait_exponential(
+                        multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
+                    ),
+                    rng,
+                    low=0.5,
+                ),
+                failed=tenacity.wait_chain(
+                    # clients started together must not retry in lockstep
+                    _Jittered(tenacity.wait_fixed(sleep_duration), rng, low=0.0),
+                    tenacity.wait_fixed(sleep_duration),
+                ),
+            ),
         )
-        self._backoff = tenacity.wait_exponential(
-            multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
-        )
-        self._sleep_duration = float(sleep_duration)
-        self._rng = rng
 
     def after_failure(self, tries: Tries, error: Exception) -> float | None:
         """Count ``error`` on ``tries`` (a 429 one more in a row; any other error a try, and
         the row ends); return seconds until the next try, None to give up."""
-        throttled = is_throttled(error)
-        if throttled:
+        if is_throttled(error):
             tries.throttled += 1
             count = tries.throttled
         else:
@@ -186,17 +194,57 @@ class RetrySchedule:
         state = tenacity.RetryCallState(self._retrying, None, (), {})
         state.attempt_number = count
         state.set_exception((type(error), error, error.__traceback__))
-        # a 429 spends no try: the stop strategy never ends a row of them
-        if not self._retrying.retry(state) or (not throttled and self._retrying.stop(state)):
+        retrying = self._retrying
+        if not retrying.retry(state) or retrying.stop(state):
             return None
+        return float(retrying.wait(state))
+
+
+class _SpendsATry(tenacity.stop.stop_base):
+    """False for a 429, so that ``stop_after_attempt(n) & _SpendsATry()`` never stops one."""
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        return not is_throttled(_error_of(retry_state))
+
+
+class _Jittered(tenacity.wait.wait_base):
+    """``wait`` scaled by a random number in [low, 1), from ``rng``."""
+
+    def __init__(self, wait: tenacity.wait.wait_base, rng: Callable[[], float], low: float) -> None:
+        self._wait = wait
+        self._rng = rng
+        self._low = low
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        return self._wait(retry_state) * (self._low + (1.0 - self._low) * self._rng())
+
+
+class _ServerFirst(tenacity.wait.wait_base):
+    """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one, or
+    with a zero one), at least it after another failure (``failed``); never NaN, never
+    beyond a day."""
+
+    def __init__(
+        self, *, throttled: tenacity.wait.wait_base, failed: tenacity.wait.wait_base
+    ) -> None:
+        self._throttled = throttled
+        self._failed = failed
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        error = _error_of(retry_state)
         asked = error.retry_after if isinstance(error, ApiStatusError) else None
-        if throttled:
+        if is_throttled(error):
             # a zero Retry-After is taken as none: 429s that spend no try and wait nothing
             # would retry in a hot loop against the server for as long as it throttles
-            return finite(asked or self._backoff(state) * (0.5 + 0.5 * self._rng()))
-        # the first wait is jittered: clients started together must not retry in lockstep
-        waited = self._sleep_duration * (self._rng() if count == 1 else 1.0)
-        return finite(max(waited, asked or 0.0))
+            seconds = asked if asked else self._throttled(retry_state)
+        else:
+            seconds = max(self._failed(retry_state), asked or 0.0)
+        return finite(seconds)
+
+
+def _error_of(retry_state: tenacity.RetryCallState) -> BaseException | None:
+    outcome = retry_state.outcome
+    return None if outcome is None else outcome.exception()
 
 
 def is_throttled(error: BaseException | None) -> bool:
