@@ -1,14 +1,11 @@
 """Crash events: an uncaught exception becomes a ``Warning`` event about the pod.
 
-A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option (its
-rules as users see them: docs/integrations.md, "Crash loops and restarts"). Our
-``sys.excepthook`` and ``threading.excepthook`` hand each watching handler a
-:func:`crash_record`, then call the hook they were installed over, which always runs; the
-main thread's then flushes each handler, since the process is about to end. Our part never
-raises. Installed once, over whatever is set, the hooks are restored when the last handler
-stops watching, but only if still on top: a hook set over ours chains to ours, which then
-only passes calls on. After ``os.fork()`` the child keeps hooks and handlers: a crash of the
-child is the child's event.
+A front door beside :mod:`k8s_logging_events.handler`, for its ``crash_events`` option
+(docs/integrations.md, "Crash loops and restarts"). Our ``sys.excepthook`` and
+``threading.excepthook`` hand each watching handler a :func:`crash_record`, then call the
+hook below, which always runs; the main thread's then flushes, as the process is ending.
+Our part never raises. The hooks are restored when the last handler stops watching, only if
+still on top. A forked child keeps hooks and handlers: its crash is its own event.
 """
 
 from __future__ import annotations
@@ -50,11 +47,9 @@ class Watcher(Protocol):
 
 
 def watch(handler: Watcher, exception_detail: str) -> None:
-    """Report uncaught exceptions to ``handler``; install the hooks if they are not ours yet.
-
-    ``handler`` is held weakly (dropped without ``close()``, it stops watching when
-    collected); ``exception_detail`` is its option of that name (see :func:`crash_record`).
-    """
+    """Report uncaught exceptions to ``handler``, held weakly (dropped without ``close()``,
+    it stops watching when collected); install the hooks if they are not ours yet.
+    ``exception_detail`` is its option of that name (see :func:`crash_record`)."""
     global _watchers, _sys_hook, _thread_hook
     with _lock:
         kept = tuple(entry for entry in _watchers if entry[0]() not in (None, handler))
@@ -84,12 +79,10 @@ def unwatch(handler: Watcher) -> None:
 
 
 def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
-    """The record of an uncaught exception: CRITICAL, reason ``UncaughtException``.
-
-    Its message is ``ExcType: text`` (``exception_detail: none``: the type alone;
-    ``traceback`` adds the traceback, rendered after the summary so a cut keeps it). Where
-    the traceback ends is the record's path, line and function.
-    """
+    """The record of an uncaught exception: CRITICAL, reason ``UncaughtException``, message
+    ``ExcType: text`` (``exception_detail: none``: the type alone; ``traceback`` adds the
+    traceback, rendered after the summary so a cut keeps it); where the traceback ends is
+    the record's path, line and function."""
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
     message = _records.exception_summary(shown)
     path, line, function = _innermost(exc_info[2])
@@ -107,9 +100,6 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     return record
 
 
-# --- the hooks --------------------------------------------------------------------------------
-
-
 class _SysHook:
     """``sys.excepthook``: the main thread's; the process is about to end, so flush."""
 
@@ -119,18 +109,7 @@ class _SysHook:
     def __call__(
         self, exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
     ) -> None:
-        if getattr(_in_hook, "on", False):  # an older hook of ours down the chain: reported
-            self.previous(exc_type, exc, tb)
-            return
-        _in_hook.on = True
-        try:
-            reported = _report((exc_type, exc, tb))
-            try:
-                self.previous(exc_type, exc, tb)
-            finally:
-                _flush(reported)
-        finally:
-            _in_hook.on = False
+        _chain((exc_type, exc, tb), lambda: self.previous(exc_type, exc, tb), flush=True)
 
 
 class _ThreadHook:
@@ -140,15 +119,25 @@ class _ThreadHook:
         self.previous = previous
 
     def __call__(self, args: threading.ExceptHookArgs) -> None:
-        if getattr(_in_hook, "on", False):
-            self.previous(args)
-            return
-        _in_hook.on = True
+        exc_info = (args.exc_type, args.exc_value, args.exc_traceback)
+        _chain(exc_info, lambda: self.previous(args), flush=False)
+
+
+def _chain(exc_info: ExcInfo, previous: Callable[[], object], *, flush: bool) -> None:
+    # the hook it was installed over always runs, whatever our part does
+    if getattr(_in_hook, "on", False):  # an older hook of ours down the chain: reported
+        previous()
+        return
+    _in_hook.on = True
+    try:
+        reported = _report(exc_info)
         try:
-            _report((args.exc_type, args.exc_value, args.exc_traceback))
-            self.previous(args)
+            previous()
         finally:
-            _in_hook.on = False
+            if flush:
+                _flush(reported)
+    finally:
+        _in_hook.on = False
 
 
 def _report(exc_info: ExcInfo) -> list[Watcher]:
@@ -186,8 +175,7 @@ def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
     return code.co_filename, tb.tb_lineno, code.co_name
 
 
-def _after_fork_in_child() -> None:
-    # the lock a thread of the parent may have held at the fork
+def _after_fork_in_child() -> None:  # the lock a thread of the parent may have held
     global _lock
     _lock = threading.Lock()
 

@@ -1,13 +1,9 @@
 """The library's own reports about itself, its counters, and what an exit left unwritten.
 
-This sits beside the pipeline (docs/architecture.md): every layer reports here, through
-:func:`log_safely`, which never takes the ``logging`` module's lock (``dictConfig`` and
-``logging.shutdown()`` hold it while they close a handler, which may wait for our threads)
-and writes a warning to standard error, rate-limited, when nothing else would show it
-(docs/in-cluster.md); :class:`RateLimitedReporter` writes each kind once per interval.
-The outcome counters: :class:`Tally` (lock-free, for the caller's thread) and
-:class:`Counters` (locked, for the background threads). :func:`unwritten_summary` says what
-a flush or an exit could not write, and which option would help.
+Beside the pipeline (docs/architecture.md): every layer reports through :func:`log_safely`,
+which never takes the ``logging`` module's lock (``dictConfig`` and ``logging.shutdown()``
+hold it while closing a handler that may wait for our threads) and writes a warning to
+standard error, rate-limited, when nothing else would show it (docs/in-cluster.md).
 """
 
 from __future__ import annotations
@@ -89,12 +85,9 @@ gc.callbacks.append(_note_collection)
 
 
 def become_own_thread() -> None:
-    """Start each of the library's threads: mark it, and leave signals to the application.
-
-    The mark is identity, not a name: a marked thread's records never become events, and a
-    flush there returns at once (it would wait for itself). Termination signals are blocked
-    on it (:func:`~k8s_logging_events._process.leave_signals_to_the_main_thread`).
-    """
+    """Start each of the library's threads: mark it (identity, not a name: its records never
+    become events, and a flush there returns at once rather than wait for itself), and block
+    termination signals on it."""
     _own.mark = True
     _process.leave_signals_to_the_main_thread()
 
@@ -116,19 +109,15 @@ def report(level: int, msg: str, *args: Any) -> None:
 
 
 def would_log(target: logging.Logger, level: int) -> bool:
-    """``Logger.isEnabledFor`` without the lock it takes after a level change cleared its cache.
-
-    A disabled logger still passes: its warnings go to standard error (:func:`log_safely`).
-    """
+    """``Logger.isEnabledFor`` without the lock it takes after a level change cleared its
+    cache; a disabled logger still passes (its warnings go to standard error)."""
     return target.manager.disable < level and level >= target.getEffectiveLevel()
 
 
 def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra: Any) -> None:
-    """Log through ``target`` without ever taking the ``logging`` module's lock.
-
-    A warning (or worse) also goes to :data:`standard_error` when no handler outside this
-    library would show it, and, for the library's own loggers, when ``dictConfig`` disabled
-    the logger (``disable_existing_loggers``).
+    """Log through ``target`` without ever taking the ``logging`` module's lock. A warning
+    also goes to :data:`standard_error` when no handler outside this library would show it,
+    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``).
     """
     if not would_log(target, level):
         return
@@ -314,8 +303,7 @@ class RateLimitedReporter:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """The state a new reporter starts with; in a child, what the parent deferred, held
-        back or counted is the parent's."""
+        # also the initial state: in a child, what the parent deferred or held back is its own
         self._lock = threading.RLock()
         self._last: dict[str, float] = {}
         self._held: dict[str, _Held] = {}
@@ -325,11 +313,8 @@ class RateLimitedReporter:
         self._settled = threading.Condition(threading.RLock())
 
     def defer(self, kind: str, level: int, msg: str, *args: Any, **counts: Any) -> None:
-        """Keep a report for :meth:`emit_deferred`, for code that holds a lock right now.
-
-        Writing may wait for a logging handler's lock, and a thread must not wait while it
-        holds a lock another of the library's threads needs.
-        """
+        """Keep a report for :meth:`emit_deferred`, for code holding a lock another of our
+        threads needs (writing may wait for a logging handler's lock)."""
         self._deferred.append((kind, level, msg, args, counts))
 
     def emit_deferred(self) -> None:
@@ -349,11 +334,8 @@ class RateLimitedReporter:
                     self._settled.notify_all()
 
     def settle(self, timeout: float) -> bool:
-        """Write what was deferred and wait for other threads' reports to be out.
-
-        So a report is out before the flush that saw its cause returns. Returns False when
-        ``timeout`` seconds passed first.
-        """
+        """Write what was deferred and wait for other threads' reports to be out (so a report
+        is out before the flush that saw its cause returns); False after ``timeout`` seconds."""
         self.emit_deferred()
         with self._settled:
             return self._settled.wait_for(
@@ -370,10 +352,8 @@ class RateLimitedReporter:
         outcome: str = "affected",
     ) -> bool:
         """Log ``msg % args`` unless ``kind`` was logged within the interval; True if it was.
-
         ``occurrences``: how many occurrences this report stands for, if it counts any; the
-        line then ends with ``; N occurrence(s) <outcome>`` (``lost``, ``dropped`` ...).
-        """
+        line then ends with ``; N occurrence(s) <outcome>`` (``lost``, ``dropped`` ...)."""
         if not would_log(self._log, level):
             return False
         now = self._monotonic()
@@ -423,8 +403,6 @@ class RateLimitedReporter:
         standard_error.summarise()
 
 
-# -- counters ----------------------------------------------------------------------------
-
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 """The final outcomes; once flushed, ``accepted`` equals their sum for each sink.
 
@@ -433,11 +411,9 @@ OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 
 
 class Tally:
-    """A counter that only goes up, safe to bump from any thread and from signal handlers.
-
+    """A counter that only goes up, safe to bump from any thread and from signal handlers:
     ``next()`` on an :func:`itertools.count` is one atomic step in CPython: no lock to be
-    interrupted holding, no update lost when a signal handler bumps it mid-bump.
-    """
+    interrupted holding, no update lost when a signal handler bumps it mid-bump."""
 
     __slots__ = ("_count", "add")
 
@@ -468,7 +444,7 @@ class Counters:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """Every counter back to zero, under a new lock: a child counts its own outcomes."""
+        # a child counts its own outcomes, under a lock no thread of the parent holds
         self._lock = threading.RLock()
         self._values = dict.fromkeys(self._values, 0)
 
@@ -478,9 +454,6 @@ class Counters:
 
     def snapshot(self) -> Mapping[str, int]:
         return dict(self._values)
-
-
-# -- what was not written ---------------------------------------------------------------
 
 
 def describe_error(error: Exception) -> str:
@@ -495,7 +468,7 @@ namespace gets no second request until it ends, and a deadline calls it unanswer
 
 
 class _Write(Protocol):
-    """What a summary reads of a pending write (``_pending.Write``)."""
+    """What a summary reads of a ``_pending.Write``."""
 
     occurrences: int
     attempts: int
@@ -516,15 +489,13 @@ def unwritten_summary(
     now: float | None = None,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
-
     ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
-    ``now``: ``time.monotonic()`` (the clock of ``started``) by default.
-    """
+    ``now``: ``time.monotonic()`` (the clock of ``started``) by default."""
     now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
     waiting = unanswered = retrying = 0
-    errors: dict[str, int] = {}
+    errors: collections.Counter[str] = collections.Counter()
     for write in writes:
         if write.in_flight and rate_limited > 0:
             rate_limited -= 1
@@ -535,8 +506,7 @@ def unwritten_summary(
             unanswered += write.occurrences
         elif write.attempts or write.throttled:
             retrying += write.occurrences
-            why = _why(write.last_error)
-            errors[why] = errors.get(why, 0) + write.occurrences
+            errors[_why(write.last_error)] += write.occurrences
         else:
             waiting += write.occurrences
     parts = []

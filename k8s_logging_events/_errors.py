@@ -156,15 +156,9 @@ class RetrySchedule:
 
     Errors :func:`is_retryable` accepts are retried until ``max_tries`` tries are spent (a
     429 spends none). The wait is the server's ``Retry-After`` (exactly after a 429, at least
-    after other failures); else client-go's ``sleep_duration`` scaled by a random number in
-    [0, 1) the first time and whole after, and after a 429 one doubling from
-    :data:`THROTTLE_BASE_SECONDS` to :data:`THROTTLE_MAX_SECONDS`, scaled by [0.5, 1); never
-    beyond :data:`MAX_WAIT_SECONDS`.
-
-    Args:
-        max_tries: tries per write (429s aside).
-        sleep_duration: seconds between tries.
-        rng: the random source (injected in tests).
+    after other failures); else ``sleep_duration`` scaled by ``rng()`` in [0, 1) the first
+    time and whole after, and after a 429 one doubling from :data:`THROTTLE_BASE_SECONDS` to
+    :data:`THROTTLE_MAX_SECONDS`, scaled by [0.5, 1); never beyond :data:`MAX_WAIT_SECONDS`.
     """
 
     def __init__(self, max_tries: int, sleep_duration: float, rng: Callable[[], float]) -> None:
@@ -188,10 +182,8 @@ class RetrySchedule:
         )
 
     def after_failure(self, tries: Tries, error: Exception) -> float | None:
-        """Count ``error`` on ``tries``; return seconds until the next try, None to give up.
-
-        A 429 counts one more in a row; any other error spends a try and ends the row.
-        """
+        """Count ``error`` on ``tries`` (a 429 one more in a row; any other error a try, and
+        the row ends); return seconds until the next try, None to give up."""
         if is_throttled(error):
             tries.throttled += 1
             count = tries.throttled

@@ -1,13 +1,12 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
-A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) for users who watch
-events themselves; it knows nothing of Kubernetes. Beside the pipeline, whose dispatcher
-takes only :class:`Watcher` from here. One distributing thread copies every item, in order,
-into each watcher's bounded queue; control operations (watch, stop, shutdown) travel with
-the items, so a watcher sees every item queued after it was added and none before.
-Unlike Go: a queue length of 0 means 1; DROP counts and reports what it skips; the thread
-starts on first use and shutdown joins it; a call that would make the distributing thread
-wait for itself raises :class:`RuntimeError`.
+A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) that knows nothing of
+Kubernetes; beside the pipeline, whose dispatcher takes only :class:`Watcher` from here. One
+distributing thread copies every item, in order, into each watcher's bounded queue; control
+operations (watch, stop, shutdown) travel with the items, so a watcher sees every item
+queued after it was added and none before. Unlike Go: a queue length of 0 means 1; DROP
+counts and reports what it skips; the thread starts on first use and shutdown joins it; a
+call that would make the distributing thread wait for itself raises :class:`RuntimeError`.
 """
 
 from __future__ import annotations
@@ -85,7 +84,7 @@ _DropFunc = Callable[[WatchEvent], None]
 
 
 class EndsOnExit:
-    """A context manager whose ``__exit__`` calls :meth:`_on_exit` (stop, shut down)."""
+    """A context manager whose ``__exit__`` calls :meth:`_on_exit`."""
 
     __slots__ = ()
 
@@ -100,11 +99,9 @@ class EndsOnExit:
 
 
 class Watcher(EndsOnExit):
-    """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order.
-
-    Made by :meth:`Broadcaster.watch`; read by iterating or :meth:`get`, until it is stopped
-    (or the broadcaster shut down) and its queue read. A context manager that stops it.
-    """
+    """Knows how to hand one consumer the items of a :class:`Broadcaster`, in order. Made by
+    :meth:`Broadcaster.watch`; read by iterating or :meth:`get`, until it is stopped (or the
+    broadcaster shut down) and its queue read. A context manager that stops it."""
 
     __slots__ = (
         "_broadcaster",
@@ -220,7 +217,7 @@ class Watcher(EndsOnExit):
                     self._on_drop(event)
 
     def _end(self) -> bool:
-        """End the stream; return whether this call ended it."""
+        # True when this call ended the stream
         with self._cond:
             ended, self._ended = self._ended, True
             # readers (the stream may be over) and a distributing thread waiting for room
@@ -228,15 +225,14 @@ class Watcher(EndsOnExit):
         return not ended
 
     def _renew_after_fork(self) -> None:
-        """In a child after ``os.fork()``: the parent's thread may have held the lock, and
-        what was queued is the parent's to handle."""
+        # a thread of the parent may have held the lock; what was queued is the parent's
         self._cond = threading.Condition()
         self._items.clear()
         self._delivered = self._dropped = 0
 
 
 class _Marker(NamedTuple):
-    """A control operation sent through the incoming queue, run by the distributing thread."""
+    """A control operation, run by the distributing thread in its place in the queue."""
 
     run: Callable[[], None]
     done: threading.Event
@@ -280,9 +276,8 @@ class Broadcaster(EndsOnExit):
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        """In a child after ``os.fork()``: the distributing thread is the parent's (it may have
-        held the locks), and what was queued is the parent's to deliver; a thread of the
-        child's own starts at the next use."""
+        # the distributing thread (which may have held the locks) and what was queued are the
+        # parent's; a thread of the child's own starts at the next use
         self._lock = threading.Lock()
         self._queue_lock = threading.Lock()
         self._not_empty = threading.Condition(self._queue_lock)
@@ -300,22 +295,22 @@ class Broadcaster(EndsOnExit):
 
     def watch(self, *, on_drop: _DropFunc | None = None) -> Watcher:
         """Add a watcher that gets every item queued after this call returns, and none before.
-
         ``on_drop`` gets each item DROP skips for it, on the distributing thread (keep it cheap;
-        its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
-        """
-        return self._add_watcher([], on_drop)
+        its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`."""
+        return self.watch_with_prefix((), on_drop=on_drop)
 
     def watch_with_prefix(
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
-        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (which is
-        made long enough for them and one more).
-
-        Raises:
-            BroadcasterStopped: after :meth:`shutdown`.
-        """
-        return self._add_watcher(list(events), on_drop)
+        """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (made long
+        enough for them and one more); :class:`BroadcasterStopped` after :meth:`shutdown`."""
+        self._refuse_on_loop_thread("watch")
+        prefix = list(events)
+        watcher = Watcher(self, max(self._watch_capacity, len(prefix) + 1), on_drop, prefix)
+        with self._lock:
+            self._start_unless_stopped()
+            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
+        return watcher
 
     def action(self, type: str, obj: Any) -> None:
         """Queue ``WatchEvent(type, obj)`` for every watcher, waiting while the queue is full;
@@ -345,10 +340,8 @@ class Broadcaster(EndsOnExit):
             self._lock.release()
 
     def shutdown(self) -> None:
-        """Deliver what is queued, end every watcher, and join the distributing thread.
-
-        Idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever.
-        """
+        """Deliver what is queued, end every watcher, and join the distributing thread;
+        idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever."""
         self._refuse_on_loop_thread("shutdown")
         with self._lock:
             if not self._stopped:
@@ -364,15 +357,6 @@ class Broadcaster(EndsOnExit):
     def _on_exit(self) -> None:
         self.shutdown()
 
-    def _add_watcher(self, prefix: list[WatchEvent], on_drop: _DropFunc | None) -> Watcher:
-        self._refuse_on_loop_thread("watch")
-        capacity = max(self._watch_capacity, len(prefix) + 1)
-        watcher = Watcher(self, capacity, on_drop, prefix)
-        with self._lock:
-            self._start_unless_stopped()
-            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
-        return watcher
-
     def _forget(self, watcher: Watcher) -> None:
         if self._on_loop_thread():
             # from on_drop: we are the loop, and waiting for a round trip would never end
@@ -382,8 +366,7 @@ class Broadcaster(EndsOnExit):
             if not self._stopped:
                 self._run_on_loop(lambda: self._watchers.pop(watcher, None))
 
-    def _start_unless_stopped(self) -> None:
-        # with the lock held
+    def _start_unless_stopped(self) -> None:  # with the lock held
         if self._stopped:
             raise BroadcasterStopped("broadcaster already stopped")
         if self._thread is None:
@@ -419,7 +402,13 @@ class Broadcaster(EndsOnExit):
 
     def _loop(self) -> None:
         while not self._stopped:
-            batch = self._take_batch()
+            # everything at once: lock traffic per batch, not per item, keeps up with a burst
+            with self._not_empty:
+                self._not_empty.wait_for(lambda: bool(self._incoming))
+                batch = list(self._incoming)
+                self._incoming.clear()
+                # only the holder of self._lock ever waits for room: one wake-up is enough
+                self._not_full.notify()
             run: list[WatchEvent] = []
             for item in batch:
                 if isinstance(item, _Marker):
@@ -436,16 +425,6 @@ class Broadcaster(EndsOnExit):
         for watcher in self._watchers:
             watcher._end()
         self._watchers.clear()
-
-    def _take_batch(self) -> list[WatchEvent | _Marker]:
-        # everything at once: lock traffic per batch, not per item, keeps up with a burst
-        with self._not_empty:
-            self._not_empty.wait_for(lambda: bool(self._incoming))
-            batch = list(self._incoming)
-            self._incoming.clear()
-            # only the holder of self._lock ever waits for room: one wake-up is enough
-            self._not_full.notify()
-            return batch
 
     def _distribute(self, events: list[WatchEvent]) -> None:
         if not events:

@@ -23,11 +23,9 @@ class Clock(Protocol):
 
     def now(self) -> datetime:
         """Return the current time as a timezone-aware UTC datetime."""
-        ...
 
     def monotonic(self) -> float:
         """Return seconds on a clock that never goes back: only differences mean anything."""
-        ...
 
 
 class SystemClock:

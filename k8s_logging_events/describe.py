@@ -80,30 +80,24 @@ def _two_units(major: int, major_unit: str, minor: int, minor_unit: str) -> str:
 
 
 def event_from_api(data: Mapping[str, Any]) -> models.Event:
-    """Read an Event as the API returns it, core/v1 or events.k8s.io/v1, into a model.
-
-    events.k8s.io/v1 is mapped as the API server converts it to core/v1 (``regarding``,
-    ``note``, ``deprecatedCount``, ``deprecatedSource``, ``deprecated*Timestamp``).
-    """
-    return (_apis.EVENTS_V1 if _is_events_v1(data) else _apis.CORE_V1).read(data)
-
-
-def _is_events_v1(data: Mapping[str, Any]) -> bool:
+    """Read an Event as the API returns it, core/v1 or events.k8s.io/v1, into a model; the
+    latter mapped as the API server converts it to core/v1 (``regarding``, ``note``,
+    ``deprecatedCount``, ``deprecatedSource``, ``deprecated*Timestamp``)."""
     api_version = str(data.get("apiVersion") or "")
-    if api_version.startswith("events.k8s.io/"):
-        return True
-    return not api_version and "involvedObject" not in data and "regarding" in data
+    # without an apiVersion, the fields tell: only events.k8s.io/v1 has regarding
+    events_v1 = api_version.startswith("events.k8s.io/") or (
+        not api_version and "involvedObject" not in data and "regarding" in data
+    )
+    return (_apis.EVENTS_V1 if events_v1 else _apis.CORE_V1).read(data)
 
 
 def event_rows(
     events: EventsLike, *, now: datetime | None = None, show_host: bool = False
 ) -> list[Row]:
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
-
     ``events``: models, API dicts of either version, or an ``EventList`` dict. ``now``: when
     ages are measured from (the system clock's now by default). ``show_host``: From reads
-    ``component, host``, as in kubectl before 1.20.
-    """
+    ``component, host``, as in kubectl before 1.20."""
     moment = now if now is not None else clock_mod.SystemClock().now()
     items = (events.get("items") or ()) if isinstance(events, Mapping) else events
     models_ = [_as_event(item) for item in items]
@@ -115,11 +109,9 @@ def event_rows(
 def format_events(
     events: EventsLike, *, now: datetime | None = None, show_host: bool = False
 ) -> str:
-    """Render the ``Events:`` block of ``kubectl describe`` for :func:`event_rows`' arguments.
-
-    Aligned as kubectl's tabwriter aligns it, ending with a newline; no events read
-    ``Events:  <none>``.
-    """
+    """Render the ``Events:`` block of ``kubectl describe`` for :func:`event_rows`' arguments,
+    aligned as kubectl's tabwriter aligns it, ending with a newline; no events read
+    ``Events:  <none>``."""
     rows = event_rows(events, now=now, show_host=show_host)
     if not rows:
         return "Events:  <none>\n"

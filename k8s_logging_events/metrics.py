@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from typing import Protocol
 
@@ -99,10 +100,8 @@ class EventMetrics:
         return self._handler.source.component
 
     def unregister(self) -> None:
-        """Stop exposing the handler's counters; idempotent.
-
-        After the registry's last handler the collector leaves it, freeing the metric names.
-        """
+        """Stop exposing the handler's counters; idempotent. After the registry's last
+        handler the collector leaves it, freeing the metric names."""
         with _lock:
             collector = _collectors.get(self._registry)
             if collector is None or not collector.remove(self):
@@ -171,7 +170,10 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         """Read every handler's counters now (a scrape), summed per component."""
         accepted, occurrences, pending, events, rejected, repaired = families = _families()
-        for component, values in _per_component(self._members).items():
+        summed: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        for member in self._members:  # handlers of one component are summed
+            summed[member.component].update(member.handler.stats())
+        for component, values in summed.items():
             accepted.add_metric([component], values.get("accepted", 0))
             for outcome in _diagnostics.OUTCOMES:
                 occurrences.add_metric([component, outcome], values.get(outcome, 0))
@@ -217,15 +219,6 @@ def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
     )
 
 
-def _per_component(members: tuple[EventMetrics, ...]) -> dict[str, dict[str, int]]:
-    summed: dict[str, dict[str, int]] = {}
-    for member in members:
-        totals = summed.setdefault(member.component, {})
-        for name, value in member.handler.stats().items():
-            totals[name] = totals.get(name, 0) + value
-    return summed
-
-
 # a registry's one collector; weak keys: a registry dropped by its user takes it along
 _collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, _Collector] = (
     weakref.WeakKeyDictionary()
@@ -233,8 +226,7 @@ _collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, _Collector]
 _lock = threading.Lock()
 
 
-def _after_fork_in_child() -> None:
-    """In a child after ``os.fork()`` (see ``_process``): the lock a scrape may have held."""
+def _after_fork_in_child() -> None:  # the lock a scrape in the parent may have held
     global _lock
     _lock = threading.Lock()
 

@@ -55,11 +55,9 @@ class EventBroadcaster:
     described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
     names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
     Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
-    its threads are daemons, and nothing else writes what is still queued at exit.
-
-    Args:
-        rng: the random source for the first back-off (``random.random`` by default).
-        name: the prefix of this broadcaster's thread names.
+    its threads are daemons, and nothing else writes what is still queued at exit. ``rng``:
+    the random source for the first back-off (``random.random``); ``name``: the prefix of
+    this broadcaster's thread names.
     """
 
     def __init__(
@@ -99,21 +97,23 @@ class EventBroadcaster:
         self, options: _options.BroadcasterOptions, *, rng: Callable[[], float] | None, name: str
     ) -> None:
         self._options = options
-        event_names = options.event_names
-        if (
-            options.correlator is not None
-            and options.correlator.event_names == _sanitise.DETERMINISTIC
-        ):
-            event_names = _sanitise.DETERMINISTIC
+        correlator_options = options.correlator or correlator.CorrelatorOptions()
+        # deterministic names when the broadcaster or its correlator options ask for them
+        deterministic = _sanitise.DETERMINISTIC in (
+            options.event_names,
+            correlator_options.event_names,
+        )
         self._clock = options.clock or clock_mod.SystemClock()
         self._writer_options = _pending.WriterOptions(
             max_tries=options.max_tries,
             sleep_duration=options.sleep_duration,
             max_pending=max(1, options.queue_length),
-            known_events=(options.correlator or correlator.CorrelatorOptions()).lru_cache_size,
+            known_events=correlator_options.lru_cache_size,
         )
         self._rng = rng or random.random
-        self._namer = _sanitise.EventNamer(event_names=event_names)
+        self._namer = _sanitise.EventNamer(
+            event_names=_sanitise.DETERMINISTIC if deterministic else options.event_names
+        )
         self._invalid = _diagnostics.Tally()
         self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
@@ -135,10 +135,8 @@ class EventBroadcaster:
         return EventRecorder(self, source, clock=self._clock)
 
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
-        """Call ``handler`` with every event, in order, on a watcher thread of its own.
-
-        The watcher's ``stop()`` detaches it. After :meth:`shutdown`, it is never called.
-        """
+        """Call ``handler`` with every event, in order, on a watcher thread of its own, until
+        the watcher's ``stop()`` or :meth:`shutdown`."""
         return self._runtime.add_watcher(
             handler, on_drop=lambda item: self._counters.add("watcher_dropped")
         )
