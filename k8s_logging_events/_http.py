@@ -24,7 +24,7 @@ import struct
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -199,9 +199,9 @@ class Channel:
     Idle connections wait in a last-in, first-out pool (the warmest first): never more
     connections than requests once in flight together. Thread-safe: a request has its
     connection to itself, and the pool is a ``deque`` (atomic ``append`` and ``pop``).
-    ``headers`` go with every request (``Host`` first; ``ValueError`` for a line break);
-    ``read_timeout`` bounds the send and each read; ``socket_options`` replace urllib3's
-    default, ``TCP_NODELAY``, as urllib3's do.
+    ``headers`` go with every request (``Host`` first; ``ValueError`` for a line break),
+    and what ``credentials`` returns, read per request; ``read_timeout`` bounds the send and
+    each read; ``socket_options`` replace urllib3's default, ``TCP_NODELAY``, as urllib3's do.
     """
 
     def __init__(
@@ -215,8 +215,10 @@ class Channel:
         read_timeout: float,
         tls: TlsSettings | None = None,
         socket_options: Iterable[SocketOption] | None = None,
+        credentials: Callable[[], Headers] = lambda: (),
     ) -> None:
         self._address = (host, port)
+        self._credentials = credentials
         self._prefix = prefix
         self._fixed = _header_lines(headers)
         self._connect_timeout = connect_timeout
@@ -238,11 +240,8 @@ class Channel:
     def idle_connections(self) -> int:
         return len(self._idle)
 
-    def request(
-        self, method: str, path: str, content_type: str, headers: Headers, body: bytes
-    ) -> Answer:
-        """Send one request (``path`` quoted; ``headers`` its own: the credentials) and
-        return the whole answer, any status.
+    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
+        """Send one request (``path`` quoted) and return the whole answer, any status.
 
         Sent once more on a new connection (:attr:`Answer.resent`) when a kept-alive one
         proves closed (sending fails, or it closes before any answer), or, for an
@@ -252,7 +251,7 @@ class Channel:
         ``TimeoutError``, :class:`ProtocolError`, ``ssl.SSLError``), or a ``ValueError``
         for a header or path that cannot be sent.
         """
-        data = self._head(method, path, content_type, headers, len(body)) + body
+        data = self._head(method, path, content_type, self._credentials(), len(body)) + body
         connection = self._take()
         try:
             answer, keep = self._exchange(connection, data)
@@ -276,6 +275,11 @@ class Channel:
     def close(self) -> None:
         """Close the idle connections; those in use close when their request ends."""
         self._closed = True
+        self.close_idle()
+
+    def distrust(self) -> None:
+        """An answer was meant for another request: close the idle connections."""
+        self.out_of_step += 1
         self.close_idle()
 
     def close_idle(self) -> None:
