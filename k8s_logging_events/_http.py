@@ -110,8 +110,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, tls: bool, wait_ms: int) -> None:
         self.sock = sock
         self.tls = tls
-        self.used = 0
-        """Answers carried: a used connection may have been closed by the server since."""
+        self.used = 0  # answers carried: a used connection may have been closed since
         self.wait_ms = wait_ms
         self.poll: Any = None  # select() fails for descriptors past FD_SETSIZE: poll()
         if hasattr(select, "poll"):
@@ -120,19 +119,17 @@ class _Connection:
 
     def receive(self) -> bytes:
         """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout."""
-        sock = self.sock
         try:
             # TLS in timeout mode would first try a read that finds nothing, then poll, then
             # read again: one poll first saves the empty read (unless TLS holds data already)
-            poll = self.poll
             if (
                 self.tls
-                and poll is not None
-                and not cast("ssl.SSLSocket", sock).pending()
-                and not poll.poll(self.wait_ms)
+                and self.poll is not None
+                and not cast("ssl.SSLSocket", self.sock).pending()
+                and not self.poll.poll(self.wait_ms)
             ):
                 raise TimeoutError("the server did not answer within the read timeout")
-            return sock.recv(_RECV)
+            return self.sock.recv(_RECV)
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("the server did not answer within the read timeout") from None
 
@@ -163,9 +160,8 @@ class _Connection:
 
 
 def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
-    """The TLS handshake, each step of OpenSSL's work under :func:`_process.openssl` and the
-    waits for the server outside it; each wait at most ``timeout`` (the connect timeout, as
-    in urllib3)."""
+    """Each step of OpenSSL's work under :func:`_process.openssl`, the waits for the server
+    outside it, each at most ``timeout`` (the connect timeout, as in urllib3)."""
     import ssl
 
     sock.settimeout(0.0)
@@ -229,12 +225,12 @@ class Channel:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
         self._closed = False
-        # counts, for tests and diagnostics
+        # counts, for tests and diagnostics: requests resent on a new connection (a closed
+        # kept-alive one, bytes after an answer); connections closed for bytes no request
+        # asked for (after an answer, or idle)
         self.connections_opened = 0
         self.resends = 0
-        """Requests resent on a new connection (a closed kept-alive one, bytes after an answer)."""
         self.out_of_step = 0
-        """Connections closed for bytes no request asked for (after an answer, or idle)."""
 
     @property
     def idle_connections(self) -> int:
@@ -320,7 +316,7 @@ class Channel:
         )
 
     def _once_more(self, data: bytes) -> tuple[_Connection, Answer, bool]:
-        """Send ``data`` again on a new connection, where it can only fail for good."""
+        # on a new connection, where it can only fail for good
         self.resends += 1
         connection = self._open()
         try:
