@@ -1,15 +1,9 @@
 """A keep-alive HTTP/1.1 channel to the API server: the bottom of the sink's write path.
 
 The official client decides everything about the connection (``_official.channel_for``
-reads it); the channel replaces only its request machinery. Why: under the interpreter
-lock each system call that releases it may cost a writer a switch interval (5 ms), so a
-request makes as few as it can: one ``send`` of head and body, usually one ``recv`` of the
-whole answer; on Linux, plain sockets use the kernel's timeouts rather than a ``poll``.
-
-An answer belongs to the request it follows only because nothing else came on the
-connection, so a connection is reused only when its answer ended where the bytes did and
-nothing came while it was idle (one ``poll`` of no time). See docs/reliability.md, "The
-channel".
+reads it); the channel replaces only its request machinery, with as few system calls as it
+can (why: docs/performance.md). A connection is reused only when its answer ended where the
+bytes did and nothing came while it was idle (docs/reliability.md, "The channel").
 """
 
 from __future__ import annotations

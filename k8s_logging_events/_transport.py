@@ -1,8 +1,8 @@
 """The sink's one way to the API server: a transport, and what its answers mean to the writer.
 
-Between the sink and the wire (docs/architecture.md). A :class:`Transport` (both are in
-``_official``: the sink's channel, or the client's own path) returns an answer whatever its
-status; :func:`encode` and :func:`send` are the one body handling and error mapping:
+Between the sink and the wire (docs/architecture.md). A :class:`Transport` (the sink's
+channel, or the client's own path in ``_official``) returns an answer whatever its status;
+:func:`encode` and :func:`send` are the one body handling and error mapping:
 
 * a body that cannot be encoded: ``RequestConstructionError`` (nothing is sent);
 * a 2xx answer: its JSON, decoded once; not JSON: ``ValueError`` (it may have landed: retry);
