@@ -170,9 +170,8 @@ class KubernetesEventSink:
         """
         from kubernetes import client
 
-        host = _kubeconfig.url_without_credentials(url).rstrip("/")
         configuration = client.Configuration()
-        configuration.host = host
+        configuration.host = _kubeconfig.url_without_credentials(url).rstrip("/")
         configuration.retries = False
         sink = cls(client.ApiClient(configuration), **options)
         sink._owns_client = True
@@ -424,8 +423,7 @@ class LazySink:
 
     def read(self, event: models.Event) -> models.Event:
         """Read the stored ``event`` through the real sink (``TypeError``: it cannot)."""
-        stored: models.Event = self._method("read", "events")(event)
-        return stored
+        return cast("models.Event", self._method("read", "events")(event))
 
     @property
     def api(self) -> str:
