@@ -85,10 +85,8 @@ def from_environment() -> PodIdentity:
 
 
 def report(identity: PodIdentity, *, can_read_uid: bool) -> None:
-    """Report, when the handler is built, what will keep the pod's events from view.
-
-    ``can_read_uid``: the handler owns its sink, and so can read a missing uid.
-    """
+    """Report, when the handler is built, what will keep the pod's events from view
+    (``can_read_uid``: the handler owns its sink, and so can read a missing uid)."""
     if identity.problem:
         _diagnostics.report(logging.WARNING, "%s", identity.problem)
     ref = identity.ref

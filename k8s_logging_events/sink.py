@@ -163,11 +163,8 @@ class KubernetesEventSink:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
         """A sink for an API server reached without credentials at ``url``: ``kubectl proxy``
-        (``http://127.0.0.1:8001``), the local test server.
-
-        Raises:
-            ValueError: the URL has a user name or password in it (they would be ignored).
-        """
+        (``http://127.0.0.1:8001``), the local test server. ``ValueError``: the URL holds a
+        user name or password (they would be ignored), a query or a fragment."""
         from kubernetes import client
 
         configuration = client.Configuration()
