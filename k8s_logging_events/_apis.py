@@ -13,7 +13,7 @@ from typing import Any
 
 from k8s_logging_events import models
 
-__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "EventsApi", "api_known", "api_of"]
+__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "EventsApi", "api_known", "api_of", "call_optional"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,3 +76,10 @@ def api_known(event_sink: object) -> bool:
         return bool(getattr(event_sink, "api_known", True))
     except Exception:  # a sink's own bug: never on the dispatcher's path
         return False
+
+
+def call_optional(event_sink: object, name: str, *args: object) -> None:
+    """Call a method a sink need not have (``drain``, ``close``), if it has it."""
+    method = getattr(event_sink, name, None)
+    if callable(method):
+        method(*args)

@@ -1,15 +1,9 @@
 """A keep-alive HTTP/1.1 channel to the API server: the bottom of the sink's write path.
 
 The official client decides everything about the connection (``_official.channel_for``
-reads it); the channel replaces only its request machinery. Why: under the interpreter
-lock each system call that releases it may cost a writer a switch interval (5 ms), so a
-request makes as few as it can: one ``send`` of head and body, usually one ``recv`` of the
-whole answer; on Linux, plain sockets use the kernel's timeouts rather than a ``poll``.
-
-An answer belongs to the request it follows only because nothing else came on the
-connection, so a connection is reused only when its answer ended where the bytes did and
-nothing came while it was idle (one ``poll`` of no time). See docs/reliability.md, "The
-channel".
+reads it); the channel replaces only its request machinery, with as few system calls as it
+can (why: docs/performance.md). A connection is reused only when its answer ended where the
+bytes did and nothing came while it was idle (docs/reliability.md, "The channel").
 """
 
 from __future__ import annotations
@@ -24,7 +18,7 @@ import struct
 import sys
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
@@ -110,8 +104,7 @@ class _Connection:
     def __init__(self, sock: socket.socket, tls: bool, wait_ms: int) -> None:
         self.sock = sock
         self.tls = tls
-        self.used = 0
-        """Answers carried: a used connection may have been closed by the server since."""
+        self.used = 0  # answers carried: a used connection may have been closed since
         self.wait_ms = wait_ms
         self.poll: Any = None  # select() fails for descriptors past FD_SETSIZE: poll()
         if hasattr(select, "poll"):
@@ -120,19 +113,17 @@ class _Connection:
 
     def receive(self) -> bytes:
         """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout."""
-        sock = self.sock
         try:
             # TLS in timeout mode would first try a read that finds nothing, then poll, then
             # read again: one poll first saves the empty read (unless TLS holds data already)
-            poll = self.poll
             if (
                 self.tls
-                and poll is not None
-                and not cast("ssl.SSLSocket", sock).pending()
-                and not poll.poll(self.wait_ms)
+                and self.poll is not None
+                and not cast("ssl.SSLSocket", self.sock).pending()
+                and not self.poll.poll(self.wait_ms)
             ):
                 raise TimeoutError("the server did not answer within the read timeout")
-            return sock.recv(_RECV)
+            return self.sock.recv(_RECV)
         except BlockingIOError:  # SO_RCVTIMEO ran out
             raise TimeoutError("the server did not answer within the read timeout") from None
 
@@ -163,9 +154,8 @@ class _Connection:
 
 
 def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
-    """The TLS handshake, each step of OpenSSL's work under :func:`_process.openssl` and the
-    waits for the server outside it; each wait at most ``timeout`` (the connect timeout, as
-    in urllib3)."""
+    """Each step of OpenSSL's work under :func:`_process.openssl`, the waits for the server
+    outside it, each at most ``timeout`` (the connect timeout, as in urllib3)."""
     import ssl
 
     sock.settimeout(0.0)
@@ -199,9 +189,9 @@ class Channel:
     Idle connections wait in a last-in, first-out pool (the warmest first): never more
     connections than requests once in flight together. Thread-safe: a request has its
     connection to itself, and the pool is a ``deque`` (atomic ``append`` and ``pop``).
-    ``headers`` go with every request (``Host`` first; ``ValueError`` for a line break);
-    ``read_timeout`` bounds the send and each read; ``socket_options`` replace urllib3's
-    default, ``TCP_NODELAY``, as urllib3's do.
+    ``headers`` go with every request (``Host`` first; ``ValueError`` for a line break),
+    and what ``credentials`` returns, read per request; ``read_timeout`` bounds the send and
+    each read; ``socket_options`` replace urllib3's default, ``TCP_NODELAY``, as urllib3's do.
     """
 
     def __init__(
@@ -215,8 +205,10 @@ class Channel:
         read_timeout: float,
         tls: TlsSettings | None = None,
         socket_options: Iterable[SocketOption] | None = None,
+        credentials: Callable[[], Headers] = lambda: (),
     ) -> None:
         self._address = (host, port)
+        self._credentials = credentials
         self._prefix = prefix
         self._fixed = _header_lines(headers)
         self._connect_timeout = connect_timeout
@@ -227,22 +219,19 @@ class Channel:
         self._idle: collections.deque[_Connection] = collections.deque()
         self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
         self._closed = False
-        # counts, for tests and diagnostics
+        # counts, for tests and diagnostics: requests resent on a new connection (a closed
+        # kept-alive one, bytes after an answer); connections closed for bytes no request
+        # asked for (after an answer, or idle)
         self.connections_opened = 0
         self.resends = 0
-        """Requests resent on a new connection (a closed kept-alive one, bytes after an answer)."""
         self.out_of_step = 0
-        """Connections closed for bytes no request asked for (after an answer, or idle)."""
 
     @property
     def idle_connections(self) -> int:
         return len(self._idle)
 
-    def request(
-        self, method: str, path: str, content_type: str, headers: Headers, body: bytes
-    ) -> Answer:
-        """Send one request (``path`` quoted; ``headers`` its own: the credentials) and
-        return the whole answer, any status.
+    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
+        """Send one request (``path`` quoted) and return the whole answer, any status.
 
         Sent once more on a new connection (:attr:`Answer.resent`) when a kept-alive one
         proves closed (sending fails, or it closes before any answer), or, for an
@@ -252,7 +241,7 @@ class Channel:
         ``TimeoutError``, :class:`ProtocolError`, ``ssl.SSLError``), or a ``ValueError``
         for a header or path that cannot be sent.
         """
-        data = self._head(method, path, content_type, headers, len(body)) + body
+        data = self._head(method, path, content_type, self._credentials(), len(body)) + body
         connection = self._take()
         try:
             answer, keep = self._exchange(connection, data)
@@ -276,6 +265,11 @@ class Channel:
     def close(self) -> None:
         """Close the idle connections; those in use close when their request ends."""
         self._closed = True
+        self.close_idle()
+
+    def distrust(self) -> None:
+        """An answer was meant for another request: close the idle connections."""
+        self.out_of_step += 1
         self.close_idle()
 
     def close_idle(self) -> None:
@@ -316,7 +310,7 @@ class Channel:
         )
 
     def _once_more(self, data: bytes) -> tuple[_Connection, Answer, bool]:
-        """Send ``data`` again on a new connection, where it can only fail for good."""
+        # on a new connection, where it can only fail for good
         self.resends += 1
         connection = self._open()
         try:

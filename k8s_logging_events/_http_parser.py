@@ -60,7 +60,14 @@ def read_answer(data: bytes, receive: Callable[[], bytes]) -> tuple[Answer, bool
         data, head = _lines(receive, data, "head")
         if not head:
             raise ProtocolError("a blank line where the status line should be")
-        version, status, reason, headers = _parse_lines(head)
+        status_line = _STATUS_LINE.fullmatch(head[0])
+        if status_line is None:
+            raise ProtocolError(f"not an HTTP/1.x status line: {head[0][:100]!r}")
+        version, code, reason_bytes = status_line.groups()
+        status, reason = int(code), (reason_bytes or b"").decode("latin-1")
+        if status < 100:
+            raise ProtocolError(f"not an HTTP status: {status}")
+        headers = _fields(head[1:])
         if not 100 <= status <= 199:
             break
         if status == 101:
@@ -98,18 +105,6 @@ _FIELD_LINE = re.compile(
 _CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,20})(?:;.*)?[ \t]*")
 _BLANK_LINE = re.compile(rb"\n\r?\n")
 _LINE_END = re.compile(rb"\r?\n")
-
-
-def _parse_lines(lines: list[bytes]) -> tuple[bytes, int, str, dict[str, str]]:
-    status_line = _STATUS_LINE.fullmatch(lines[0])
-    if status_line is None:
-        raise ProtocolError(f"not an HTTP/1.x status line: {lines[0][:100]!r}")
-    version, code, reason = status_line.groups()
-    status = int(code)
-    if status < 100:
-        raise ProtocolError(f"not an HTTP status: {status}")
-    headers = _fields(lines[1:])
-    return version, status, (reason or b"").decode("latin-1"), headers
 
 
 def _fields(lines: list[bytes]) -> dict[str, str]:

@@ -73,14 +73,13 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
             "names a kubeconfig context)"
         )
     elif kubeconfig is None:
+        why = f"no token at {SERVICE_ACCOUNT_TOKEN}"
         if not os.environ.get("KUBERNETES_SERVICE_HOST"):
-            tried.append("the in-cluster service account (KUBERNETES_SERVICE_HOST is not set)")
-        else:
-            tried.append(f"the in-cluster service account (no token at {SERVICE_ACCOUNT_TOKEN})")
+            why = "KUBERNETES_SERVICE_HOST is not set"
+        tried.append(f"the in-cluster service account ({why})")
+    source = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default path"
     if kubeconfig:
         source = "the kubeconfig option"
-    else:
-        source = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default path"
     tried += [f"the kubeconfig {p} ({source}: no such file)" for p in kubeconfig_paths(kubeconfig)]
     return (
         "No Kubernetes configuration found, so events go to no API server (they are counted "
@@ -189,7 +188,7 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
 
 
 def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list[str]]:
-    """The kubeconfig's name, context and user, and the kinds of credentials its user has."""
+    """The kubeconfig's name, context and user, and its user's kinds of credentials."""
     shown = path or os.path.join("~", ".kube", "config")
     try:
         from kubernetes.config import kube_config
@@ -206,12 +205,11 @@ def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list
 
 
 def _plain(node: Any) -> dict[str, Any]:
-    """A kubeconfig entry as a dict (the client wraps the entries of lists in ConfigNodes)."""
+    # the client wraps the entries of lists in ConfigNodes
     value = getattr(node, "value", node)
     return value if isinstance(value, dict) else {}
 
 
 def _entry(config: dict[str, Any], section: str, name: object) -> dict[str, Any]:
-    """The first entry of ``section`` named ``name`` ({} when there is none)."""
     entries = (_plain(entry) for entry in config.get(section) or ())
     return next((entry for entry in entries if entry.get("name") == name), {})

@@ -21,7 +21,6 @@ from k8s_logging_events._http import Channel, TlsSettings
 from k8s_logging_events._http_parser import Answer
 
 __all__ = [
-    "ChannelTransport",
     "ClientTransport",
     "channel_for",
     "credentials",
@@ -68,19 +67,19 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
     if type(pool_manager) is not urllib3.PoolManager or pool_manager.headers:
         return None
     options: dict[str, Any] = dict(pool_manager.connection_pool_kw)
-    if any(value is not None and key not in _POOL_OPTIONS for key, value in options.items()):
-        return None
+    socket_options = options.get("socket_options")
     address = _address(str(configuration.host))
-    if address is None:
+    if (
+        address is None
+        or any(value is not None and key not in _POOL_OPTIONS for key, value in options.items())
+        or not all(
+            isinstance(option, tuple) and len(option) == 3 for option in socket_options or ()
+        )
+    ):
         return None
     scheme, host, port, host_header, prefix = address
     tls = _tls_settings(options, host) if scheme == "https" else None
     if scheme == "https" and tls is None:
-        return None
-    socket_options = options.get("socket_options")
-    if socket_options is not None and not all(
-        isinstance(option, tuple) and len(option) == 3 for option in socket_options
-    ):
         return None
     headers = [("Host", host_header), ("Accept", "application/json")]
     for name, value in dict(getattr(api_client, "default_headers", None) or {}).items():
@@ -102,6 +101,7 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
             read_timeout=read,
             tls=tls,
             socket_options=socket_options,
+            credentials=lambda: credentials(configuration),
         )
     except ValueError:  # a header that cannot be sent: the official client says why
         return None
@@ -150,28 +150,6 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
         cert_file=options.get("cert_file") or None,
         key_file=options.get("key_file") or None,
     )
-
-
-class ChannelTransport:
-    """A ``_transport.Transport``: the channel, with the client's credentials read per request."""
-
-    def __init__(self, api_client: Any, channel: Channel) -> None:
-        self._api_client = api_client
-        self.channel = channel
-
-    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
-        headers = credentials(self._api_client.configuration)
-        return self.channel.request(method, path, content_type, headers, body)
-
-    def distrust(self) -> None:
-        self.channel.out_of_step += 1
-        self.channel.close_idle()
-
-    def close(self) -> None:
-        self.channel.close()
-
-    def forget_after_fork(self) -> None:
-        self.channel.forget_after_fork()
 
 
 class ClientTransport:

@@ -85,10 +85,8 @@ def from_environment() -> PodIdentity:
 
 
 def report(identity: PodIdentity, *, can_read_uid: bool) -> None:
-    """Report, when the handler is built, what will keep the pod's events from view.
-
-    ``can_read_uid``: the handler owns its sink, and so can read a missing uid.
-    """
+    """Report, when the handler is built, what will keep the pod's events from view
+    (``can_read_uid``: the handler owns its sink, and so can read a missing uid)."""
     if identity.problem:
         _diagnostics.report(logging.WARNING, "%s", identity.problem)
     ref = identity.ref
@@ -160,18 +158,14 @@ class PodUidSink:
         return _apis.api_known(self._inner)
 
     def drain(self, on: bool) -> None:
-        drain = getattr(self._inner, "drain", None)
-        if callable(drain):
-            drain(on)
+        _apis.call_optional(self._inner, "drain", on)
 
     @property
     def waiting_for_rate_limit(self) -> int:
         return int(getattr(self._inner, "waiting_for_rate_limit", 0) or 0)
 
     def close(self) -> None:
-        close = getattr(self._inner, "close", None)
-        if callable(close):
-            close()
+        _apis.call_optional(self._inner, "close")
 
     def _with_uid(self, event: models.Event) -> models.Event:
         if event.involved_object != self._pod:

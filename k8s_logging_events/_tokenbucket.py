@@ -15,18 +15,11 @@ _NANOSECOND = 1e-9
 
 
 class TokenBucket:
-    """Knows how many whole tokens may be taken now, refilling continuously at ``qps``.
-
-    Starts full; tokens accrue at ``qps`` per second up to ``burst``; a refused take changes
-    nothing. As in Go's ``rate.Limiter``, a shortfall refilled in under a nanosecond counts as
-    none, so float rounding at a refill boundary cannot refuse a token that is due.
-
-    Args:
-        qps: tokens added per second; ``math.inf`` never limits (whatever ``burst`` is),
-            0 or less never refills.
-        burst: the capacity, and the number of tokens at the start; below 1 refuses every
-            take unless ``qps`` is infinite.
-        now: the current time in seconds; refill is measured from here.
+    """Starts full (``burst`` tokens, also the capacity) at ``now``; tokens accrue at ``qps``
+    per second; a refused take changes nothing. ``qps=math.inf`` never limits, 0 or less
+    never refills; a ``burst`` below 1 refuses every take (unless ``qps`` is infinite). As in
+    Go's ``rate.Limiter``, a shortfall refilled in under a nanosecond counts as none, so float
+    rounding at a refill boundary cannot refuse a token that is due.
     """
 
     __slots__ = ("_burst", "_last", "_qps", "_tokens")
@@ -47,8 +40,7 @@ class TokenBucket:
         return min(float(self._burst), self._tokens + refill)
 
     def wait_time(self, now: float) -> float:
-        """Return the seconds until one whole token can be taken (0.0: now; ``math.inf``:
-        never, with ``burst`` below 1 or no refill and none left). Nothing is taken."""
+        """Seconds until one whole token can be taken (``math.inf``: never); takes nothing."""
         if self._qps == math.inf:
             return 0.0
         if self._burst < 1:
@@ -62,7 +54,7 @@ class TokenBucket:
         return 0.0 if wait < _NANOSECOND else wait
 
     def try_take(self, now: float) -> bool:
-        """Take one token if one is available at ``now``; return whether it was taken."""
+        """Take one token if one is available at ``now``; whether it was taken."""
         if self.wait_time(now) > 0:
             return False
         if self._qps != math.inf:

@@ -1,8 +1,8 @@
 """The sink's one way to the API server: a transport, and what its answers mean to the writer.
 
-Between the sink and the wire (docs/architecture.md). A :class:`Transport` (both are in
-``_official``: the sink's channel, or the client's own path) returns an answer whatever its
-status; :func:`encode` and :func:`send` are the one body handling and error mapping:
+Between the sink and the wire (docs/architecture.md). A :class:`Transport` (the sink's
+channel, or the client's own path in ``_official``) returns an answer whatever its status;
+:func:`encode` and :func:`send` are the one body handling and error mapping:
 
 * a body that cannot be encoded: ``RequestConstructionError`` (nothing is sent);
 * a 2xx answer: its JSON, decoded once; not JSON: ``ValueError`` (it may have landed: retry);
@@ -17,6 +17,7 @@ status; :func:`encode` and :func:`send` are the one body handling and error mapp
 from __future__ import annotations
 
 import json
+import math
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -54,8 +55,8 @@ def status_error(answer: Answer, method: str = "", path: str = "") -> ApiStatusE
     except ValueError:  # not JSON, or no body at all
         parsed = None
     data: Mapping[str, Any] = parsed if isinstance(parsed, Mapping) else {}
-    details = data.get("details") if isinstance(data.get("details"), Mapping) else {}
-    assert isinstance(details, Mapping)
+    details = data.get("details")
+    details = details if isinstance(details, Mapping) else {}
     causes = [
         str(cause.get("reason") or cause.get("type") or "")
         for cause in details.get("causes") or ()
@@ -83,34 +84,30 @@ def retry_after(header: str | None, details: Mapping[str, Any]) -> float | None:
         seconds = float(value)
     except ValueError:
         return None  # an HTTP date or garbage: fall back to the schedule
-    if seconds != seconds:  # NaN
-        return None
-    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
+    return None if math.isnan(seconds) else min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 class Transport(Protocol):
-    """Carries the sink's requests to one API server."""
+    """Carries the sink's requests to one API server: ``request`` returns the whole answer,
+    any status, and raises what the transport met; ``distrust``: an answer was meant for
+    another request, let go of the idle connections; ``close`` closes the idle connections
+    (those in use close when their request ends); ``forget_after_fork`` lets go of the
+    parent's connections in a child process."""
 
-    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
-        """The whole answer, any status; raises what the transport met (``OSError`` ...)."""
+    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer: ...
 
-    def distrust(self) -> None:
-        """An answer was meant for another request: let go of the idle connections."""
+    def distrust(self) -> None: ...
 
-    def close(self) -> None:
-        """Close the idle connections; those in use close when their request ends."""
+    def close(self) -> None: ...
 
-    def forget_after_fork(self) -> None:
-        """In a child process: let go of the parent's connections."""
+    def forget_after_fork(self) -> None: ...
 
 
 def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Transport:
     """The sink's own channel where it connects exactly as ``api_client`` would, else the
     official client's path (see :func:`_official.channel_for`)."""
     channel = _official.channel_for(api_client, timeout)
-    if channel is None:
-        return _official.ClientTransport(api_client, timeout)
-    return _official.ChannelTransport(api_client, channel)
+    return channel if channel is not None else _official.ClientTransport(api_client, timeout)
 
 
 def encode(method: str, path: str, body: object) -> bytes:

@@ -163,16 +163,12 @@ class KubernetesEventSink:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
         """A sink for an API server reached without credentials at ``url``: ``kubectl proxy``
-        (``http://127.0.0.1:8001``), the local test server.
-
-        Raises:
-            ValueError: the URL has a user name or password in it (they would be ignored).
-        """
+        (``http://127.0.0.1:8001``), the local test server. ``ValueError``: the URL holds a
+        user name or password (they would be ignored), a query or a fragment."""
         from kubernetes import client
 
-        host = _kubeconfig.url_without_credentials(url).rstrip("/")
         configuration = client.Configuration()
-        configuration.host = host
+        configuration.host = _kubeconfig.url_without_credentials(url).rstrip("/")
         configuration.retries = False
         sink = cls(client.ApiClient(configuration), **options)
         sink._owns_client = True
@@ -424,8 +420,7 @@ class LazySink:
 
     def read(self, event: models.Event) -> models.Event:
         """Read the stored ``event`` through the real sink (``TypeError``: it cannot)."""
-        stored: models.Event = self._method("read", "events")(event)
-        return stored
+        return cast("models.Event", self._method("read", "events")(event))
 
     @property
     def api(self) -> str:
@@ -458,7 +453,7 @@ class LazySink:
         """Switch the real sink's drain rate on or off (when it is built, if it is not yet)."""
         with self._drain_lock:
             self._draining = on
-            _call_optional(self._real, "drain", on)
+            _apis.call_optional(self._real, "drain", on)
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """The real sink's :meth:`KubernetesEventSink.read_pod_uid` (``TypeError``: none)."""
@@ -482,7 +477,7 @@ class LazySink:
     def close(self) -> None:
         """Close the real sink, if it was built (a build still running closes it itself)."""
         self._closed = True
-        _call_optional(self._real, "close")
+        _apis.call_optional(self._real, "close")
 
     def _method(self, name: str, what: str) -> Callable[..., Any]:
         method: object = getattr(self._resolve(), name, None)
@@ -523,17 +518,10 @@ class LazySink:
             return
         with self._drain_lock:
             if self._draining:  # a flush began while the client was built
-                _call_optional(built, "drain", True)
+                _apis.call_optional(built, "drain", True)
             self._real = built
         if self._closed:  # close() ran while the client was being built
-            _call_optional(built, "close")
-
-
-def _call_optional(event_sink: object, name: str, *args: object) -> None:
-    """Call a method a sink need not have (``drain``, ``close``), if it has it."""
-    method = getattr(event_sink, name, None)
-    if callable(method):
-        method(*args)
+            _apis.call_optional(built, "close")
 
 
 def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:

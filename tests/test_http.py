@@ -28,7 +28,6 @@ from k8s_logging_events import (
     _errors,
     _http,
     _http_parser,
-    _official,
     models,
     recorder,
     sink,
@@ -65,8 +64,8 @@ def _make_sink() -> Iterator[Any]:
 
 def _channel(events_sink: sink.KubernetesEventSink) -> _http.Channel:
     transport = events_sink._transport
-    assert isinstance(transport, _official.ChannelTransport), "not on the sink's channel"
-    return transport.channel
+    assert isinstance(transport, _http.Channel), "not on the sink's channel"
+    return transport
 
 
 def _posts(server: LocalApiServer) -> list[Any]:
@@ -491,7 +490,7 @@ def test_bytes_that_come_while_a_connection_is_idle_are_never_an_answer(stray, m
     channel = _plain_channel(stray.port)
     try:
         for number in range(1, 6):
-            answer = channel.request(method, f"/r{number}", JSON, [], b"{}")
+            answer = channel.request(method, f"/r{number}", JSON, b"{}")
             assert json.loads(answer.body)["request"] == f"{method} /r{number} HTTP/1.1"
             stray.copy_now.release()
             assert stray.strays.acquire(timeout=5)  # the copy has come
@@ -511,12 +510,12 @@ def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None
     try:
         for method in ("POST", "PATCH"):
             with pytest.raises(_http_parser.ProtocolError) as raised:
-                channel.request(method, "/events", JSON, [], b"{}")
+                channel.request(method, "/events", JSON, b"{}")
             assert sink.is_retryable(raised.value)
             assert _errors.may_have_landed(raised.value)
         answered = stray.answered
         with pytest.raises(_http_parser.ProtocolError):  # the resent GET meets a copy again
-            channel.request("GET", "/pods/web-0", JSON, [], b"")
+            channel.request("GET", "/pods/web-0", JSON, b"")
         assert stray.answered == answered + 2
         assert channel.resends == 1
         assert channel.out_of_step == 4
@@ -573,7 +572,7 @@ def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -
     try:
         started = time.monotonic()
         with pytest.raises(TimeoutError):
-            channel.request("POST", "/r1", JSON, [], b"{}")
+            channel.request("POST", "/r1", JSON, b"{}")
         assert time.monotonic() - started < 1.5
     finally:
         server.done.set()

@@ -124,7 +124,7 @@ def test_the_channel_builds_the_tls_context_urllib3_builds(
             with _contexts_used() as official:
                 _one_request(_official.ClientTransport(api_client, 5.0))
             with _contexts_used() as lean:
-                _one_request(_official.ChannelTransport(api_client, channel))
+                _one_request(channel)
         finally:
             channel.close()
             api_client.close()

@@ -20,7 +20,7 @@ import yaml
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _kubeconfig, _official, models, recorder, sink
+from k8s_logging_events import _http, _kubeconfig, _official, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._sinks import WithoutRead
@@ -61,7 +61,7 @@ def _on_official_path(events_sink: sink.KubernetesEventSink) -> sink.KubernetesE
 
 def _on_channel(events_sink: sink.KubernetesEventSink) -> bool:
     """Whether the sink sends on its own keep-alive channel."""
-    return isinstance(events_sink._transport, _official.ChannelTransport)
+    return isinstance(events_sink._transport, _http.Channel)
 
 
 @pytest.fixture(name="server")
