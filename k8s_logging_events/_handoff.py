@@ -2,10 +2,9 @@
 
 On the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here): each
 sink's recording correlates the batch in runs (:mod:`~k8s_logging_events._runs`) and queues
-writes for the pool; watchers get each event, built once for all; a recording a writer has
-still to set up (rule 10) has its occurrences kept aside. Every occurrence ends in one
-outcome or one pending write, counted under the runtime's lock (:attr:`HandOff.settling`,
-:attr:`HandOff.handed`) when the batch is done.
+writes; watchers get each event, built once for all; a recording still to be set up (rule
+10) has its occurrences kept aside. Every occurrence ends in one outcome or one pending
+write, counted under the runtime's lock when the batch is done.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ class Consumers:
         return iter(list(self._all))
 
     def live(self) -> list[Consumer]:
-        """The consumers not stopped: those a batch is handed to."""
+        """The consumers not stopped (those a batch is handed to)."""
         return [c for c in self._all if not c.watcher.stopped]
 
     def recordings(self) -> list[_pool.Recording]:
@@ -54,7 +53,6 @@ class Consumers:
         return [c for c in self._all if isinstance(c, _pool.Recording)]
 
     def loops(self) -> list[_watchers.WatchLoop]:
-        """The watchers with a thread of their own."""
         return [c for c in self._all if isinstance(c, _watchers.WatchLoop)]
 
 
@@ -112,14 +110,11 @@ class HandOff:
             self.settling["dropped"] += len(items)
             return
         recordings = [c for c in consumers if isinstance(c, _pool.Recording)]
-        if len(recordings) == len(consumers):
-            # only sinks (the handler's case): a run of repeats is correlated from its
-            # last item (and its first, when that is a new event); the others are never built
-            if not recordings:
-                self.settling["discarded"] += len(items)
-            self._record_all(recordings, items)
-            return
-        events = self._build_all(items, len(recordings))
+        # only sinks (the handler's case): a run of repeats is correlated from its last item
+        # (and its first, when that is a new event); the others are never built
+        events = items
+        if len(recordings) < len(consumers):
+            events = self._build_all(items, len(recordings))
         if not recordings:
             self.settling["discarded"] += len(events)
         self._record_all(recordings, events)

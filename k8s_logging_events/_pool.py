@@ -1,10 +1,9 @@
 """The writer pool: the threads that make the requests of every sink of one runtime.
 
 Between the dispatcher and the sinks (the thread rules of :mod:`~k8s_logging_events._runtime`
-hold here): writer threads start while a :class:`Recording`'s pending writes are ready, at
-most ``writers`` requests in flight (stalled ones aside), and end after a short idle spell.
-The pool shares the runtime's condition (every outcome is counted under it) and calls the
-runtime back only through ``wake``: retries and held counts wait on the dispatcher's timer.
+hold here): writers start while writes are ready, at most ``writers`` requests in flight
+(stalled ones aside), and end after a short idle spell. The pool shares the runtime's
+condition and calls it back only through ``wake`` (retries and held counts wait on its timer).
 """
 
 from __future__ import annotations
@@ -159,7 +158,6 @@ class WriterPool:
             recording.wanted = True
 
     def threads(self) -> list[threading.Thread]:
-        """The writer threads (alive or about to end)."""
         with self._cond:
             return [*self._workers]
 
@@ -168,7 +166,6 @@ class WriterPool:
         return bool(self._workers)
 
     def in_flight(self) -> int:
-        """Requests in flight now, over every recording."""
         with self._cond:
             return sum(r.writes.in_flight_count() for r in self._recordings())
 
@@ -191,10 +188,8 @@ class WriterPool:
         return wait
 
     def start(self) -> bool:
-        """Start writers for the ready writes; True when this thread wrote one itself.
-
-        Where no thread can start (interpreter exit on 3.12), the calling thread writes.
-        """
+        """Start writers for the ready writes; where none can start (3.12 at interpreter
+        exit), write one on this thread and return True."""
         self._spawn_writers()
         job = None if self.can_spawn else self._take_job()
         if job is not None:
@@ -224,8 +219,8 @@ class WriterPool:
                 self._wake()
 
     def _stalled_count(self) -> int:
-        """Requests (set-ups too) in flight for :data:`STALL_SECONDS` or more (under ``cond``);
-        ``stalling`` keeps their namespaces to one request meanwhile."""
+        # requests (set-ups too) in flight for STALL_SECONDS or more; ``stalling`` keeps
+        # their namespaces to one request meanwhile
         now = time.monotonic()
         return sum(
             r.writes.stalling(now, STALL_SECONDS)

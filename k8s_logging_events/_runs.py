@@ -28,6 +28,7 @@ no correlation state under client-go's key functions) and the rest of what a rep
 common with it (all but the time)."""
 
 Build = Callable[[Any], models.Event]
+Built = dict[int, models.Event]
 
 
 class Run(Sequence[models.Event]):
@@ -41,16 +42,12 @@ class Run(Sequence[models.Event]):
     __slots__ = ("_build", "_built", "_items", "_positions")
 
     def __init__(
-        self,
-        items: Sequence[Any],
-        build: Build,
-        positions: Sequence[int] | None = None,
-        built: dict[int, models.Event] | None = None,
+        self, items: Sequence[Any], build: Build, positions: Sequence[int], built: Built
     ) -> None:
         self._items = items
         self._build = build
-        self._positions = range(len(items)) if positions is None else positions
-        self._built = {} if built is None else built
+        self._positions = positions
+        self._built = built
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -72,12 +69,7 @@ class Run(Sequence[models.Event]):
 
 
 def cut(
-    items: Sequence[Any],
-    keys: Keys,
-    build: Build,
-    *,
-    by_object: bool,
-    built: dict[int, models.Event] | None = None,
+    items: Sequence[Any], keys: Keys, build: Build, *, by_object: bool, built: Built | None = None
 ) -> list[Run]:
     """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
 
@@ -106,6 +98,6 @@ def cut(
     return [Run(items, build, run, built) for runs, _ in groups.values() for run in runs]
 
 
-def one_by_one(items: Sequence[Any], build: Build, built: dict[int, models.Event]) -> list[Run]:
+def one_by_one(items: Sequence[Any], build: Build, built: Built) -> list[Run]:
     """Each occurrence a run of its own, in arrival order."""
     return [Run(items, build, [position], built) for position in range(len(items))]
