@@ -1,19 +1,19 @@
 """The process around the pipeline: fork, a ``multiprocessing`` child's exit, signal masks.
 
-It sits beside the pipeline and imports nothing of the library (docs/architecture.md).
+Beside the pipeline, importing nothing of the library (docs/architecture.md).
 
 **Fork.** ``os.fork()`` copies only the forking thread: a lock another thread held stays
 held in the child. Whatever a library thread may hold registers with :func:`renew_in_child`
-when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"), and
-its ``_after_fork_in_child()`` renews it in the child, in the order made, before anything
-else runs there. This is the package's only ``os.register_at_fork``.
+when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"); its
+``_after_fork_in_child()`` renews it in the child, in the order made, first. The package's
+only ``os.register_at_fork``.
 
-**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit`` there, so no
+**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`).
 
-**Signals.** Python signal handlers run only on the main thread: a signal a library thread
-takes while the main thread waits in a lock is handled late or never, so the library's
-threads block the termination signals, except while a subprocess may start.
+**Signals.** Signal handlers run on the main thread only: a signal a library thread takes
+while the main thread waits in a lock is handled late or never, so the library's threads
+block the termination signals, except while a subprocess may start.
 """
 
 from __future__ import annotations
@@ -51,14 +51,10 @@ MAIN_THREAD_SIGNALS = frozenset(
 
 
 class Renewable(Protocol):
-    """Something a thread of the library may be using, with what a child must renew."""
-
     def _after_fork_in_child(self) -> None: ...
 
 
 class ExitFlushable(Protocol):
-    """Something that writes what it holds when a ``multiprocessing`` child ends."""
-
     def flush_at_child_exit(self) -> None: ...
 
 

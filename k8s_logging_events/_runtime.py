@@ -65,10 +65,9 @@ LINGER_BATCH = 64
 """A batch at least this long means a burst: the dispatcher then lets the next one gather."""
 
 LINGER_SECONDS = 0.05
-"""The longest the dispatcher lets the next batch of a burst gather: batches of thousands
-instead of one switch interval's hundred, whose repeats are counted at once (a third of the
-instructions per occurrence: ``bench/instructions.py``). It stops at a full batch, a quarter
-of the queue, or when a flush or close waits; a burst's event is this much later at most."""
+"""The longest a burst's next batch may gather: thousands, not one switch interval's hundred
+(a third of the instructions per occurrence: ``bench/instructions.py``); a full batch, a
+quarter of the queue, or a waiting flush or close ends it. An event is this much later at most."""
 
 LINGER_STEP_SECONDS = 0.005
 """How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
