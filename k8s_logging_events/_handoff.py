@@ -255,7 +255,8 @@ class HandOff:
                     occurrences=len(items) - len(kept),
                     outcome="dropped",
                 )
-            self._pool.prepare_soon(recording)
+            # a writer sets it up, unless one is already
+            recording.wanted = recording.wanted or not (recording.ready or recording.preparing)
         self._reporter.emit_deferred()
 
     def settle_aside(self) -> None:

@@ -152,11 +152,6 @@ class WriterPool:
         """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
         return sum(r.writes.ready_count() + r.wanted for r in self._recordings())
 
-    def prepare_soon(self, recording: Recording) -> None:
-        """Have a writer set ``recording`` up, unless one is or it is (under ``cond``)."""
-        if not (recording.ready or recording.preparing or recording.wanted):
-            recording.wanted = True
-
     def threads(self) -> list[threading.Thread]:
         with self._cond:
             return [*self._workers]
