@@ -270,10 +270,8 @@ class HandOff:
                 self._replay(recording)
             elif recording.failure is not None:
                 with self._cond:
-                    failed, error = len(recording.aside), recording.failure
-                    recording.aside, recording.failure = [], None
-                    recording.aside_count -= failed
-                    self._counters.add("failed", failed)
+                    error, recording.failure = recording.failure, None
+                    failed = self._fail_aside(recording)
                 self._reporter.report(
                     "correlate",
                     logging.ERROR,
@@ -305,10 +303,10 @@ class HandOff:
     def give_up_aside(self) -> int:
         """At close: what is still kept aside fails (the sink was never set up)."""
         with self._cond:
-            failed = 0
-            for recording in self.consumers.recordings():
-                failed += len(recording.aside)
-                recording.aside_count -= len(recording.aside)
-                recording.aside = []
-            self._counters.add("failed", failed)
+            return sum(self._fail_aside(recording) for recording in self.consumers.recordings())
+
+    def _fail_aside(self, recording: _pool.Recording) -> int:  # under cond
+        failed, recording.aside = len(recording.aside), []
+        recording.aside_count -= failed
+        self._counters.add("failed", failed)
         return failed

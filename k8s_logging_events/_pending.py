@@ -316,13 +316,10 @@ class Writes:
 
     def stalling(self, now: float, stall_seconds: float) -> int:
         """Count requests in flight for longer than ``stall_seconds`` (real time)."""
-        stalled = 0
-        for writes in self._in_flight.values():
-            for write in writes:
-                if write.started is not None and now - write.started >= stall_seconds:
-                    stalled += 1
-                    self._stalled.add(write.event.namespace)
-        return stalled
+        writes = [w for ws in self._in_flight.values() for w in ws if w.started is not None]
+        stalled = [w for w in writes if now - (w.started or 0.0) >= stall_seconds]
+        self._stalled.update(write.event.namespace for write in stalled)
+        return len(stalled)
 
     def release_held(self) -> None:
         """At flush, held-back counts go out without waiting for a token."""

@@ -389,9 +389,8 @@ class Runtime:
         finally:
             with self._cond:
                 self._flushes -= 1
-                if not self._flushes and not self._closing:
-                    self._hurry = False
                 if not self._flushes:
+                    self._hurry = self._closing  # a close keeps it till the end
                     self._set_draining(False)
 
     def _settled(self) -> bool:
