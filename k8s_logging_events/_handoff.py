@@ -58,10 +58,8 @@ class Consumers:
 
 class HandOff:
     """Hands batches on, for one runtime (on its dispatcher, or a thread that drains).
-
     ``cond`` is the runtime's condition, under which every outcome is counted; a recording
-    keeps ``shared.capacity`` occurrences aside at most; ``pool`` says whether it stops.
-    """
+    keeps ``shared.capacity`` occurrences aside at most; ``pool`` says whether it stops."""
 
     def __init__(
         self,

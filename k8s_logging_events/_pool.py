@@ -63,11 +63,8 @@ class Shared:
 
 class Recording:
     """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
-
-    ``setup`` sets the correlation up at the first occurrence. Where that is a request or
-    may run a credential plugin (:func:`~k8s_logging_events._apis.api_known`), a writer
-    does it (rule 10) and the dispatcher keeps the occurrences ``aside`` meanwhile.
-    """
+    ``setup`` sets the correlation up at the first occurrence; where that may request (see
+    :func:`~._apis.api_known`), a writer does it (rule 10) and the occurrences wait ``aside``."""
 
     def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
         self.writes = writes
@@ -124,12 +121,9 @@ Job = tuple[Recording, _pending.Write | None]
 
 
 class WriterPool:
-    """The writer threads of one runtime, and the requests they have in flight.
-
-    ``cond`` is the runtime's condition: every method that reads or changes the writes holds
-    it, and no request is made while holding it. ``recordings`` gives the runtime's
-    recordings (under ``cond``); ``wake`` has the dispatcher look at its timers again.
-    """
+    """The writer threads of one runtime. ``cond`` is the runtime's condition: held to read
+    or change the writes, never across a request; ``recordings`` gives the runtime's
+    recordings (under ``cond``); ``wake`` has the dispatcher look at its timers again."""
 
     def __init__(
         self,

@@ -74,22 +74,17 @@ def renew_in_child(target: Renewable) -> None:
 
 
 def importing() -> threading.Lock:
-    """The lock to hold while importing the ``kubernetes`` client on a library thread.
-
-    A fork waits for it (at most :data:`FORK_IMPORT_WAIT_SECONDS`): a child must not inherit
-    a half-imported module, whose import lock belongs to a thread it does not have.
-    """
+    """The lock to hold while importing the ``kubernetes`` client on a library thread. A
+    fork waits for it (:data:`FORK_IMPORT_WAIT_SECONDS` at most): a child must not inherit a
+    half-imported module, whose import lock belongs to a thread it does not have."""
     return _importing
 
 
 def openssl() -> threading.Lock:
     """The lock to hold while a library thread works inside OpenSSL (a TLS context made, a
-    handshake step), never while it waits for the network.
-
-    A fork waits for it (at most :data:`FORK_IMPORT_WAIT_SECONDS`): OpenSSL's own locks
-    (its algorithm store's) held by a thread at the fork stay held in the child, whose every
-    later TLS connection, the application's too, would wait for them forever.
-    """
+    handshake step), never while it waits for the network. A fork waits for it (as long as
+    for :func:`importing`): OpenSSL's own locks held by a thread at the fork stay held in the
+    child, whose every later TLS connection, the application's too, would wait forever."""
     return _openssl
 
 
@@ -166,11 +161,9 @@ def leave_signals_to_the_main_thread() -> None:
 
 @contextlib.contextmanager
 def subprocesses_may_start() -> Iterator[None]:
-    """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start.
-
-    A subprocess inherits the mask through ``exec``: with SIGTERM and SIGINT blocked it
-    ignores both. Nothing to do on a thread that does not block them (the application's).
-    """
+    """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start: it
+    inherits the mask through ``exec``, and would ignore SIGTERM and SIGINT. Nothing to do on
+    a thread that does not block them (the application's)."""
     if not getattr(_mask, "blocked", False):
         yield
         return

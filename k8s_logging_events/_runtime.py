@@ -88,9 +88,8 @@ class Runtime:
     """The queue, the dispatcher and the writers of one EventBroadcaster.
 
     ``options`` are the broadcaster's (``sleep`` None: wait for a timer on the queue);
-    ``namer`` names each Event as it is built; ``counters`` (shared with the recorder) count
-    the outcomes; ``reporter`` reports drops, failures and the exit summary; ``name``
-    prefixes the threads' names.
+    ``namer`` names each Event; ``counters`` (the recorder's too) count the outcomes;
+    ``reporter`` reports drops, failures and the exit summary; ``name`` prefixes threads'.
     """
 
     def __init__(
@@ -351,9 +350,9 @@ class Runtime:
         """Write everything accepted before the call, held-back counts included.
 
         True once each has an outcome, False when ``timeout`` seconds passed first (None:
-        :data:`DEFAULT_EXIT_TIMEOUT`), or at once on one of the library's own threads (it
-        would wait for itself). The reports its writes caused, and a summary of what their
-        rate limit held back, are written before it returns.
+        :data:`DEFAULT_EXIT_TIMEOUT`), or at once on a library thread (it would wait for
+        itself). The reports its writes caused, and what their rate limit held back, are out
+        before it returns.
         """
         if _diagnostics.is_own_thread():
             return False
