@@ -105,8 +105,7 @@ class Recording:
         self._correlate = correlate
 
     def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
-        self.prepare()
+        """Correlate a run of repeats (on the dispatcher, unlocked, after :meth:`prepare`)."""
         assert self._correlate is not None
         return self._correlate(run)
 
