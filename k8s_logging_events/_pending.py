@@ -408,8 +408,7 @@ class Writes:
                 occurrences=write.occurrences,
                 outcome="waiting",
             )
-            return
-        if write.throttled:
+        elif write.throttled:
             self._reporter.defer(
                 "throttled",
                 logging.INFO,
@@ -420,22 +419,21 @@ class Writes:
                 retry_in,
                 _diagnostics.describe_error(error),
             )
-            return
-        # each occurrence counts once among the delayed, however often its write fails
-        delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
-        self._reporter.defer(
-            f"retry:{_errors.cause(error)}",
-            logging.WARNING,
-            "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
-            write.event.namespace,
-            write.event.name,
-            write.attempts,
-            self._options.max_tries,
-            retry_in,
-            _errors.explain(error, self.sink),
-            occurrences=delayed,
-            outcome="delayed",
-        )
+        else:  # each occurrence counts once among the delayed, however often its write fails
+            delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
+            self._reporter.defer(
+                f"retry:{_errors.cause(error)}",
+                logging.WARNING,
+                "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
+                write.event.namespace,
+                write.event.name,
+                write.attempts,
+                self._options.max_tries,
+                retry_in,
+                _errors.explain(error, self.sink),
+                occurrences=delayed,
+                outcome="delayed",
+            )
 
     def abandon(self, *, in_flight: bool) -> list[Write]:
         """Give up (count as failed) every waiting write, and those in flight too."""

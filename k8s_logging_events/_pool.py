@@ -188,10 +188,10 @@ class WriterPool:
         while self.can_spawn:
             with self._cond:
                 busy = len(self._workers) - self._idle
-                if self.stopping or self.ready() <= self._idle:
-                    return
                 if (
-                    busy >= self._shared.writers + self._stalled_count()
+                    self.stopping
+                    or self.ready() <= self._idle
+                    or busy >= self._shared.writers + self._stalled_count()
                     or len(self._workers) >= 2 * self._shared.writers
                 ):
                     return
