@@ -76,9 +76,8 @@ class HandOff:
         self._build = functools.partial(models.materialize, namer=shared.namer)
         self.consumers = consumers
         self._pool = pool
-        # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
-        # recording) its occurrences already in that recording's writes or outcomes, so
-        # that stats() never counts one both as queued and as written
+        # of the batch in hand: outcomes met, counted once handed on; by recording, occurrences
+        # already in its writes or outcomes (stats() counts none as queued and written)
         self.settling: collections.Counter[str] = collections.Counter()
         self.handed: dict[int, int] = {}
         self.delivered = 0  # occurrences taken off the queue and handed on

@@ -124,8 +124,7 @@ class Write:
     first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)
     last_error: Exception | None = None
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
-    # time.monotonic() when its request began (real time: it bounds one that hangs in a
-    # socket); None while none is in flight
+    # time.monotonic() at its request's start (real time: it bounds a hung socket), or None
     started: float | None = None
     origin: models.Event | None = None  # its first occurrence's, once others merged in
 

@@ -75,8 +75,7 @@ class Recording:
     def _fresh(self) -> None:
         self._correlate: _pending.Correlate | None = None
         self._by_object = False
-        # the queued items kept while a writer sets the correlation up, and how many
-        # occurrences they stand for until each has an outcome or a write (stats)
+        # kept while a writer sets the correlation up; counted till an outcome or write (stats)
         self.aside: list[object] = []
         self.aside_count = 0
         self.wanted = False  # a writer should set the correlation up
@@ -207,8 +206,7 @@ class WriterPool:
                 self._wake()
 
     def _stalled_count(self) -> int:
-        # requests (set-ups too) in flight for STALL_SECONDS or more; ``stalling`` keeps
-        # their namespaces to one request meanwhile
+        # requests and set-ups in flight STALL_SECONDS or more (stalling() marks namespaces)
         now = time.monotonic()
         return sum(
             r.writes.stalling(now, STALL_SECONDS)
