@@ -83,8 +83,7 @@ class HandOff:
         self.delivered = 0  # occurrences taken off the queue and handed on
 
     def deliver(self, items: list[Any]) -> None:
-        """Hand ``items`` on to the live consumers, then count what they met: none of them
-        is queued any more."""
+        """Hand ``items`` on to the live consumers, then count what they met (none is queued)."""
         with self._cond:
             consumers = self.consumers.live()
         try:

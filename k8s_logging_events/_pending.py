@@ -63,8 +63,7 @@ into the writes to queue: ``(event, held back, occurrences it carries)``, in ord
 
 
 class WritePolicy(_continuation.Policy, Protocol):
-    """What the writer needs to know about one API's way of recording repeats (with what
-    an attempt asks of it: :class:`~._continuation.Policy`)."""
+    """One API's way of recording repeats, as the writer asks it (and an attempt: its base)."""
 
     def is_first(self, event: models.Event) -> bool:
         """True when ``event`` is the first occurrence, written by a create."""

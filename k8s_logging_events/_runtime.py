@@ -393,8 +393,7 @@ class Runtime:
                     self._set_draining(False)
 
     def _settled(self) -> bool:
-        """Every occurrence accepted has an outcome, every watcher is caught up: a flush has
-        nothing to wait for, whatever its timeout."""
+        """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
         with self._cond:
             if self._accepted.value - self._queue_drops.value - self._handoff.taken() > 0:
                 return False
