@@ -2,10 +2,9 @@
 
 On the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here): each
 sink's recording correlates the batch in runs (:mod:`~k8s_logging_events._runs`) and queues
-writes for the pool; watchers get each event, built once for all; a recording a writer has
-still to set up (rule 10) has its occurrences kept aside. Every occurrence ends in one
-outcome or one pending write, counted under the runtime's lock (:attr:`HandOff.settling`,
-:attr:`HandOff.handed`) when the batch is done.
+writes; watchers get each event, built once for all; a recording still to be set up (rule
+10) has its occurrences kept aside. Every occurrence ends in one outcome or one pending
+write, counted under the runtime's lock when the batch is done.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ class Consumers:
         return iter(list(self._all))
 
     def live(self) -> list[Consumer]:
-        """The consumers not stopped: those a batch is handed to."""
+        """The consumers not stopped (those a batch is handed to)."""
         return [c for c in self._all if not c.watcher.stopped]
 
     def recordings(self) -> list[_pool.Recording]:
@@ -54,16 +53,13 @@ class Consumers:
         return [c for c in self._all if isinstance(c, _pool.Recording)]
 
     def loops(self) -> list[_watchers.WatchLoop]:
-        """The watchers with a thread of their own."""
         return [c for c in self._all if isinstance(c, _watchers.WatchLoop)]
 
 
 class HandOff:
     """Hands batches on, for one runtime (on its dispatcher, or a thread that drains).
-
     ``cond`` is the runtime's condition, under which every outcome is counted; a recording
-    keeps ``shared.capacity`` occurrences aside at most; ``pool`` says whether it stops.
-    """
+    keeps ``shared.capacity`` occurrences aside at most; ``pool`` says whether it stops."""
 
     def __init__(
         self,
@@ -80,16 +76,14 @@ class HandOff:
         self._build = functools.partial(models.materialize, namer=shared.namer)
         self.consumers = consumers
         self._pool = pool
-        # of the batch in hand: the outcomes it met, counted once it is handed on, and (by
-        # recording) its occurrences already in that recording's writes or outcomes, so
-        # that stats() never counts one both as queued and as written
+        # of the batch in hand: outcomes met, counted once handed on; by recording, occurrences
+        # already in its writes or outcomes (stats() counts none as queued and written)
         self.settling: collections.Counter[str] = collections.Counter()
         self.handed: dict[int, int] = {}
         self.delivered = 0  # occurrences taken off the queue and handed on
 
     def deliver(self, items: list[Any]) -> None:
-        """Hand ``items`` on to the live consumers, then count what they met: none of them
-        is queued any more."""
+        """Hand ``items`` on to the live consumers, then count what they met (none is queued)."""
         with self._cond:
             consumers = self.consumers.live()
         try:
@@ -112,14 +106,11 @@ class HandOff:
             self.settling["dropped"] += len(items)
             return
         recordings = [c for c in consumers if isinstance(c, _pool.Recording)]
-        if len(recordings) == len(consumers):
-            # only sinks (the handler's case): a run of repeats is correlated from its
-            # last item (and its first, when that is a new event); the others are never built
-            if not recordings:
-                self.settling["discarded"] += len(items)
-            self._record_all(recordings, items)
-            return
-        events = self._build_all(items, len(recordings))
+        # only sinks (the handler's case): a run of repeats is correlated from its last item
+        # (and its first, when that is a new event); the others are never built
+        events = items
+        if len(recordings) < len(consumers):
+            events = self._build_all(items, len(recordings))
         if not recordings:
             self.settling["discarded"] += len(events)
         self._record_all(recordings, events)
@@ -260,7 +251,8 @@ class HandOff:
                     occurrences=len(items) - len(kept),
                     outcome="dropped",
                 )
-            self._pool.prepare_soon(recording)
+            # a writer sets it up, unless one is already
+            recording.wanted = recording.wanted or not (recording.ready or recording.preparing)
         self._reporter.emit_deferred()
 
     def settle_aside(self) -> None:
@@ -274,10 +266,8 @@ class HandOff:
                 self._replay(recording)
             elif recording.failure is not None:
                 with self._cond:
-                    failed, error = len(recording.aside), recording.failure
-                    recording.aside, recording.failure = [], None
-                    recording.aside_count -= failed
-                    self._counters.add("failed", failed)
+                    error, recording.failure = recording.failure, None
+                    failed = self._fail_aside(recording)
                 self._reporter.report(
                     "correlate",
                     logging.ERROR,
@@ -309,10 +299,10 @@ class HandOff:
     def give_up_aside(self) -> int:
         """At close: what is still kept aside fails (the sink was never set up)."""
         with self._cond:
-            failed = 0
-            for recording in self.consumers.recordings():
-                failed += len(recording.aside)
-                recording.aside_count -= len(recording.aside)
-                recording.aside = []
-            self._counters.add("failed", failed)
+            return sum(self._fail_aside(recording) for recording in self.consumers.recordings())
+
+    def _fail_aside(self, recording: _pool.Recording) -> int:  # under cond
+        failed, recording.aside = len(recording.aside), []
+        recording.aside_count -= failed
+        self._counters.add("failed", failed)
         return failed

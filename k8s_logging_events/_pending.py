@@ -1,16 +1,13 @@
 """The pending writes of one sink: from correlated occurrences to create and patch calls.
 
 A pure policy beside the correlator and the series (importing neither): plain state, no
-threads; the runtime's writer pool calls it under the runtime's lock and makes the requests
-(:mod:`~k8s_logging_events._continuation`, below it, makes those of one attempt). It owns
-the protocols of what it calls: the write policy (``correlator.CountPolicy``,
-``series.SeriesPolicy``) and :class:`EventSink` (public as ``sink.EventSink``). It keeps
-client-go's create-or-patch logic and retry schedule, and adds (docs/concepts.md, "The
-writer"): per-event order without head-of-line blocking, one pending write per event
-(later occurrences coalesce into it), the ``max_pending`` bound, one request in flight per
-object and per stalled namespace, held-back counts kept, and exact accounting (each
-occurrence ends created, patched, coalesced, dropped or failed). Back-offs and held counts
-are measured on the clock's monotonic reading.
+threads; the writer pool calls it under the runtime's lock and makes the requests (those of
+one attempt: :mod:`~k8s_logging_events._continuation`). It owns the protocols of what it
+calls: the write policy and :class:`EventSink` (public as ``sink.EventSink``). client-go's
+create-or-patch and retries, plus (docs/concepts.md, "The writer"): per-event order without
+head-of-line blocking, one pending write per event, the ``max_pending`` bound, one request
+in flight per object and per stalled namespace, and exact accounting. Back-offs and held
+counts are measured on the clock's monotonic reading.
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -66,8 +63,7 @@ into the writes to queue: ``(event, held back, occurrences it carries)``, in ord
 
 
 class WritePolicy(_continuation.Policy, Protocol):
-    """What the writer needs to know about one API's way of recording repeats (with what
-    an attempt asks of it: :class:`~._continuation.Policy`)."""
+    """One API's way of recording repeats, as the writer asks it (and an attempt: its base)."""
 
     def is_first(self, event: models.Event) -> bool:
         """True when ``event`` is the first occurrence, written by a create."""
@@ -99,10 +95,8 @@ class EventSink(Protocol):
 @dataclass(frozen=True, slots=True)
 class WriterOptions:
     """How each sink's writes are retried and bounded: the ``BroadcasterOptions`` fields of
-    that name (docs/configuration.md); ``max_pending`` is its ``queue_length``, at least 1;
-    ``known_events`` the correlator's ``lru_cache_size``: a repeat of an event the correlator
-    remembers and the writer forgot reads the event first, so the writer remembers as many
-    (at least :data:`~._continuation.DEFAULT_KNOWN_EVENTS`)."""
+    that name; ``max_pending`` is its ``queue_length``, at least 1; ``known_events`` the
+    correlator's ``lru_cache_size`` (a repeat of an event the writer forgot reads it first)."""
 
     max_tries: int = MAX_TRIES_PER_EVENT
     sleep_duration: float = DEFAULT_SLEEP_DURATION
@@ -129,8 +123,7 @@ class Write:
     first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)
     last_error: Exception | None = None
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
-    # time.monotonic() when its request began (real time: it bounds one that hangs in a
-    # socket); None while none is in flight
+    # time.monotonic() at its request's start (real time: it bounds a hung socket), or None
     started: float | None = None
     origin: models.Event | None = None  # its first occurrence's, once others merged in
 
@@ -147,10 +140,9 @@ class Write:
         self.held = self.held and held
 
     def creation(self) -> models.Event:
-        """The event a create of this write sends: what a patch cannot change (object,
-        reason, source ...) from the first occurrence, count, last timestamp and message (or
-        series) from the latest, as client-go's create and patches would leave it where a
-        ``key_func`` groups events about several objects."""
+        """What a create of this write sends: what a patch cannot change from the first
+        occurrence, the rest from the latest, as client-go's create and patches would leave
+        it where a ``key_func`` groups events about several objects."""
         first, latest = self.origin, self.event
         if first is None:
             return latest
@@ -161,11 +153,6 @@ class Write:
             message=latest.message,
             series=latest.series,
         )
-
-    @property
-    def namespace(self) -> str:
-        """Where the event is written (requests there may all hang together)."""
-        return self.event.namespace
 
 
 @dataclass(slots=True)
@@ -182,10 +169,9 @@ class _Slot:
 class Writes:
     """The pending writes of one sink: which event to write next, and when.
 
-    No lock of its own: the runtime calls every method under its lock, except
-    :meth:`attempt` and :meth:`feed_back`, which run outside it. One request in flight per
-    event, per involved object, and per namespace whose requests stall (a stuck webhook
-    must not hold every writer).
+    No lock of its own: every method runs under the runtime's lock but :meth:`attempt` and
+    :meth:`feed_back`. One request in flight per event, per involved object, and per namespace
+    whose requests stall (a stuck webhook must not hold every writer).
     """
 
     def __init__(
@@ -291,7 +277,7 @@ class Writes:
             slot = self._slots.get(key)
             if slot is None or slot.state != "ready" or slot.waiting is None:
                 continue
-            write, namespace = slot.waiting, slot.waiting.namespace
+            write, namespace = slot.waiting, slot.waiting.event.namespace
             if write.event.involved_object in self._busy_objects or (
                 namespace in self._stalled and self._in_flight.get(namespace)
             ):  # its object, or its stalled namespace, has a request in flight
@@ -300,7 +286,7 @@ class Writes:
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
             self._busy_objects.add(write.event.involved_object)
             write.started = time.monotonic()
-            self._in_flight.setdefault(write.namespace, []).append(write)
+            self._in_flight.setdefault(write.event.namespace, []).append(write)
             found = write
             break
         self._ready.extendleft(reversed(skipped))
@@ -328,13 +314,10 @@ class Writes:
 
     def stalling(self, now: float, stall_seconds: float) -> int:
         """Count requests in flight for longer than ``stall_seconds`` (real time)."""
-        stalled = 0
-        for writes in self._in_flight.values():
-            for write in writes:
-                if write.started is not None and now - write.started >= stall_seconds:
-                    stalled += 1
-                    self._stalled.add(write.namespace)
-        return stalled
+        writes = [w for ws in self._in_flight.values() for w in ws if w.started is not None]
+        stalled = [w for w in writes if now - (w.started or 0.0) >= stall_seconds]
+        self._stalled.update(write.event.namespace for write in stalled)
+        return len(stalled)
 
     def release_held(self) -> None:
         """At flush, held-back counts go out without waiting for a token."""
@@ -344,21 +327,22 @@ class Writes:
 
     def oldest_pending(self) -> float:
         """The submission number of the oldest occurrence not yet written (inf: none)."""
-        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile
-        found = (w for slot in list(self._slots.values()) for w in (slot.in_flight, slot.waiting))
-        return min((write.first for write in found if write is not None), default=math.inf)
+        return min((write.first for write in self._writes()), default=math.inf)
 
     def pending(self) -> int:
         return sum(write.occurrences for write in self.pending_writes())
 
     def pending_events(self) -> int:
-        """Events with a write waiting or in flight (what memory holds)."""
         return len(self._slots)
 
     def pending_writes(self) -> list[Write]:
         """The writes waiting or in flight, for a report of what a flush could not write."""
-        found = (w for slot in list(self._slots.values()) for w in (slot.in_flight, slot.waiting))
-        return [write for write in found if write is not None and not write.abandoned]
+        return [write for write in self._writes() if not write.abandoned]
+
+    def _writes(self) -> Iterator[Write]:
+        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile
+        for slot in list(self._slots.values()):
+            yield from (write for write in (slot.in_flight, slot.waiting) if write is not None)
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:
         """One attempt's requests (:meth:`~._continuation.Continuation.attempt`), unlocked."""
@@ -371,7 +355,7 @@ class Writes:
     def succeeded(self, write: Write, kind: str) -> None:
         """Count the occurrences ``write`` carried and schedule what waits behind it."""
         self._landed(write)
-        self._stalled.discard(write.namespace)
+        self._stalled.discard(write.event.namespace)
         if write.abandoned:
             return
         self._counters.add(kind)
@@ -383,7 +367,7 @@ class Writes:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
         self._landed(write)
         if _errors.is_timeout(error):
-            self._stalled.add(write.namespace)
+            self._stalled.add(write.event.namespace)
         if write.abandoned:
             return
         write.last_error = error
@@ -422,8 +406,7 @@ class Writes:
                 occurrences=write.occurrences,
                 outcome="waiting",
             )
-            return
-        if write.throttled:
+        elif write.throttled:
             self._reporter.defer(
                 "throttled",
                 logging.INFO,
@@ -434,25 +417,24 @@ class Writes:
                 retry_in,
                 _diagnostics.describe_error(error),
             )
-            return
-        # each occurrence counts once among the delayed, however often its write fails
-        delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
-        self._reporter.defer(
-            f"retry:{_errors.cause(error)}",
-            logging.WARNING,
-            "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
-            write.event.namespace,
-            write.event.name,
-            write.attempts,
-            self._options.max_tries,
-            retry_in,
-            _errors.explain(error, self.sink),
-            occurrences=delayed,
-            outcome="delayed",
-        )
+        else:  # each occurrence counts once among the delayed, however often its write fails
+            delayed, write.delayed = write.occurrences - write.delayed, write.occurrences
+            self._reporter.defer(
+                f"retry:{_errors.cause(error)}",
+                logging.WARNING,
+                "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
+                write.event.namespace,
+                write.event.name,
+                write.attempts,
+                self._options.max_tries,
+                retry_in,
+                _errors.explain(error, self.sink),
+                occurrences=delayed,
+                outcome="delayed",
+            )
 
     def abandon(self, *, in_flight: bool) -> list[Write]:
-        """Give up every waiting write (and those in flight too): counted as failed."""
+        """Give up (count as failed) every waiting write, and those in flight too."""
         abandoned: list[Write] = []
         for key, slot in list(self._slots.items()):
             writes = (slot.waiting, slot.in_flight) if in_flight else (slot.waiting,)
@@ -471,11 +453,11 @@ class Writes:
     def _landed(self, write: Write) -> None:
         write.started = None
         self._busy_objects.discard(write.event.involved_object)
-        writes = self._in_flight.get(write.namespace)
+        writes = self._in_flight.get(write.event.namespace)
         if writes is not None and write in writes:
             writes.remove(write)
             if not writes:
-                del self._in_flight[write.namespace]
+                del self._in_flight[write.event.namespace]
 
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)

@@ -1,10 +1,9 @@
 """The writer pool: the threads that make the requests of every sink of one runtime.
 
 Between the dispatcher and the sinks (the thread rules of :mod:`~k8s_logging_events._runtime`
-hold here): writer threads start while a :class:`Recording`'s pending writes are ready, at
-most ``writers`` requests in flight (stalled ones aside), and end after a short idle spell.
-The pool shares the runtime's condition (every outcome is counted under it) and calls the
-runtime back only through ``wake``: retries and held counts wait on the dispatcher's timer.
+hold here): writers start while writes are ready, at most ``writers`` requests in flight
+(stalled ones aside), and end after a short idle spell. The pool shares the runtime's
+condition and calls it back only through ``wake`` (retries and held counts wait on its timer).
 """
 
 from __future__ import annotations
@@ -64,11 +63,8 @@ class Shared:
 
 class Recording:
     """One ``start_recording_to_sink``: a correlation step and the writes of one sink.
-
-    ``setup`` sets the correlation up at the first occurrence. Where that is a request or
-    may run a credential plugin (:func:`~k8s_logging_events._apis.api_known`), a writer
-    does it (rule 10) and the dispatcher keeps the occurrences ``aside`` meanwhile.
-    """
+    ``setup`` sets the correlation up at the first occurrence; where that may request (see
+    :func:`~._apis.api_known`), a writer does it (rule 10) and the occurrences wait ``aside``."""
 
     def __init__(self, writes: _pending.Writes, setup: Setup) -> None:
         self.writes = writes
@@ -79,8 +75,7 @@ class Recording:
     def _fresh(self) -> None:
         self._correlate: _pending.Correlate | None = None
         self._by_object = False
-        # the queued items kept while a writer sets the correlation up, and how many
-        # occurrences they stand for until each has an outcome or a write (stats)
+        # kept while a writer sets the correlation up; counted till an outcome or write (stats)
         self.aside: list[object] = []
         self.aside_count = 0
         self.wanted = False  # a writer should set the correlation up
@@ -109,8 +104,7 @@ class Recording:
         self._correlate = correlate
 
     def correlate(self, run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of identical occurrences (on the dispatcher, outside the lock)."""
-        self.prepare()
+        """Correlate a run of repeats (on the dispatcher, unlocked, after :meth:`prepare`)."""
         assert self._correlate is not None
         return self._correlate(run)
 
@@ -125,12 +119,9 @@ Job = tuple[Recording, _pending.Write | None]
 
 
 class WriterPool:
-    """The writer threads of one runtime, and the requests they have in flight.
-
-    ``cond`` is the runtime's condition: every method that reads or changes the writes holds
-    it, and no request is made while holding it. ``recordings`` gives the runtime's
-    recordings (under ``cond``); ``wake`` has the dispatcher look at its timers again.
-    """
+    """The writer threads of one runtime. ``cond`` is the runtime's condition: held to read
+    or change the writes, never across a request; ``recordings`` gives the runtime's
+    recordings (under ``cond``); ``wake`` has the dispatcher look at its timers again."""
 
     def __init__(
         self,
@@ -153,13 +144,7 @@ class WriterPool:
         """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
         return sum(r.writes.ready_count() + r.wanted for r in self._recordings())
 
-    def prepare_soon(self, recording: Recording) -> None:
-        """Have a writer set ``recording`` up, unless one is or it is (under ``cond``)."""
-        if not (recording.ready or recording.preparing or recording.wanted):
-            recording.wanted = True
-
     def threads(self) -> list[threading.Thread]:
-        """The writer threads (alive or about to end)."""
         with self._cond:
             return [*self._workers]
 
@@ -168,7 +153,6 @@ class WriterPool:
         return bool(self._workers)
 
     def in_flight(self) -> int:
-        """Requests in flight now, over every recording."""
         with self._cond:
             return sum(r.writes.in_flight_count() for r in self._recordings())
 
@@ -191,10 +175,8 @@ class WriterPool:
         return wait
 
     def start(self) -> bool:
-        """Start writers for the ready writes; True when this thread wrote one itself.
-
-        Where no thread can start (interpreter exit on 3.12), the calling thread writes.
-        """
+        """Start writers for the ready writes; where none can start (3.12 at interpreter
+        exit), write one on this thread and return True."""
         self._spawn_writers()
         job = None if self.can_spawn else self._take_job()
         if job is not None:
@@ -205,10 +187,10 @@ class WriterPool:
         while self.can_spawn:
             with self._cond:
                 busy = len(self._workers) - self._idle
-                if self.stopping or self.ready() <= self._idle:
-                    return
                 if (
-                    busy >= self._shared.writers + self._stalled_count()
+                    self.stopping
+                    or self.ready() <= self._idle
+                    or busy >= self._shared.writers + self._stalled_count()
                     or len(self._workers) >= 2 * self._shared.writers
                 ):
                     return
@@ -224,8 +206,7 @@ class WriterPool:
                 self._wake()
 
     def _stalled_count(self) -> int:
-        """Requests (set-ups too) in flight for :data:`STALL_SECONDS` or more (under ``cond``);
-        ``stalling`` keeps their namespaces to one request meanwhile."""
+        # requests and set-ups in flight STALL_SECONDS or more (stalling() marks namespaces)
         now = time.monotonic()
         return sum(
             r.writes.stalling(now, STALL_SECONDS)

@@ -1,19 +1,19 @@
 """The process around the pipeline: fork, a ``multiprocessing`` child's exit, signal masks.
 
-It sits beside the pipeline and imports nothing of the library (docs/architecture.md).
+Beside the pipeline, importing nothing of the library (docs/architecture.md).
 
 **Fork.** ``os.fork()`` copies only the forking thread: a lock another thread held stays
 held in the child. Whatever a library thread may hold registers with :func:`renew_in_child`
-when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"), and
-its ``_after_fork_in_child()`` renews it in the child, in the order made, before anything
-else runs there. This is the package's only ``os.register_at_fork``.
+when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"); its
+``_after_fork_in_child()`` renews it in the child, in the order made, first. The package's
+only ``os.register_at_fork``.
 
-**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit`` there, so no
+**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`).
 
-**Signals.** Python signal handlers run only on the main thread: a signal a library thread
-takes while the main thread waits in a lock is handled late or never, so the library's
-threads block the termination signals, except while a subprocess may start.
+**Signals.** Signal handlers run on the main thread only: a signal a library thread takes
+while the main thread waits in a lock is handled late or never, so the library's threads
+block the termination signals, except while a subprocess may start.
 """
 
 from __future__ import annotations
@@ -51,14 +51,10 @@ MAIN_THREAD_SIGNALS = frozenset(
 
 
 class Renewable(Protocol):
-    """Something a thread of the library may be using, with what a child must renew."""
-
     def _after_fork_in_child(self) -> None: ...
 
 
 class ExitFlushable(Protocol):
-    """Something that writes what it holds when a ``multiprocessing`` child ends."""
-
     def flush_at_child_exit(self) -> None: ...
 
 
@@ -78,22 +74,17 @@ def renew_in_child(target: Renewable) -> None:
 
 
 def importing() -> threading.Lock:
-    """The lock to hold while importing the ``kubernetes`` client on a library thread.
-
-    A fork waits for it (at most :data:`FORK_IMPORT_WAIT_SECONDS`): a child must not inherit
-    a half-imported module, whose import lock belongs to a thread it does not have.
-    """
+    """The lock to hold while importing the ``kubernetes`` client on a library thread. A
+    fork waits for it (:data:`FORK_IMPORT_WAIT_SECONDS` at most): a child must not inherit a
+    half-imported module, whose import lock belongs to a thread it does not have."""
     return _importing
 
 
 def openssl() -> threading.Lock:
     """The lock to hold while a library thread works inside OpenSSL (a TLS context made, a
-    handshake step), never while it waits for the network.
-
-    A fork waits for it (at most :data:`FORK_IMPORT_WAIT_SECONDS`): OpenSSL's own locks
-    (its algorithm store's) held by a thread at the fork stay held in the child, whose every
-    later TLS connection, the application's too, would wait for them forever.
-    """
+    handshake step), never while it waits for the network. A fork waits for it (as long as
+    for :func:`importing`): OpenSSL's own locks held by a thread at the fork stay held in the
+    child, whose every later TLS connection, the application's too, would wait forever."""
     return _openssl
 
 
@@ -170,11 +161,9 @@ def leave_signals_to_the_main_thread() -> None:
 
 @contextlib.contextmanager
 def subprocesses_may_start() -> Iterator[None]:
-    """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start.
-
-    A subprocess inherits the mask through ``exec``: with SIGTERM and SIGINT blocked it
-    ignores both. Nothing to do on a thread that does not block them (the application's).
-    """
+    """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start: it
+    inherits the mask through ``exec``, and would ignore SIGTERM and SIGINT. Nothing to do on
+    a thread that does not block them (the application's)."""
     if not getattr(_mask, "blocked", False):
         yield
         return

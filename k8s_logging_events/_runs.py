@@ -1,16 +1,13 @@
 """Runs of repeats: a batch of queued occurrences cut into runs to correlate at once.
 
-On the dispatcher, between the runtime's queue and the correlators: a correlator counts a
-run of repeats (identical but for their time) from its last occurrence (and its first, when
-that is a new event), so that in a burst most occurrences never become an Event. Runs must
-write exactly what correlating one by one, in arrival order, would (client-go's order):
-where a sink's correlation state never crosses objects (client-go's key and message
-functions), occurrences go object by object (each object's in order); otherwise (a
-``key_func``, ``spam_key_func`` or ``message_func`` of one's own, which may read an
-occurrence's time and raise for one repeat only, or the events.k8s.io/v1 series) each
-occurrence is a run of its own, in arrival order, and a failure costs it alone. One
-difference remains: with more keys than ``lru_cache_size``, the caches may evict another
-key first than client-go would.
+On the dispatcher, between the runtime's queue and the correlators, which count a run of
+repeats (identical but for their time) from its last occurrence (and its first, when new):
+in a burst most occurrences never become an Event. Runs write exactly what correlating one
+by one in arrival order would: object by object where a sink's correlation state never
+crosses objects (client-go's key and message functions); otherwise (functions of one's own,
+which may read an occurrence's time and raise for one repeat, or the events.k8s.io/v1
+series) one occurrence a run, in arrival order. One difference remains: with more keys than
+``lru_cache_size``, the caches may evict another key first than client-go would.
 """
 
 from __future__ import annotations
@@ -28,29 +25,25 @@ no correlation state under client-go's key functions) and the rest of what a rep
 common with it (all but the time)."""
 
 Build = Callable[[Any], models.Event]
+Built = dict[int, models.Event]
 
 
 class Run(Sequence[models.Event]):
     """Queued items identical for correlation, each built into an Event when first read.
 
-    What is built is kept by position in the batch, shared by every run cut from it (every
-    sink reads the same Event) and by a slice (``run[1:]``). A failure to build raises where
-    the event is read, and costs the run.
+    What is built is kept by position in the batch, shared by every run cut from it and by a
+    slice (``run[1:]``). A failure to build raises where the event is read: it costs the run.
     """
 
     __slots__ = ("_build", "_built", "_items", "_positions")
 
     def __init__(
-        self,
-        items: Sequence[Any],
-        build: Build,
-        positions: Sequence[int] | None = None,
-        built: dict[int, models.Event] | None = None,
+        self, items: Sequence[Any], build: Build, positions: Sequence[int], built: Built
     ) -> None:
         self._items = items
         self._build = build
-        self._positions = range(len(items)) if positions is None else positions
-        self._built = {} if built is None else built
+        self._positions = positions
+        self._built = built
 
     def __len__(self) -> int:
         return len(self._positions)
@@ -72,19 +65,11 @@ class Run(Sequence[models.Event]):
 
 
 def cut(
-    items: Sequence[Any],
-    keys: Keys,
-    build: Build,
-    *,
-    by_object: bool,
-    built: dict[int, models.Event] | None = None,
+    items: Sequence[Any], keys: Keys, build: Build, *, by_object: bool, built: Built | None = None
 ) -> list[Run]:
-    """Cut a batch into runs of occurrences identical for correlation, to correlate at once.
-
-    With ``by_object`` (for a correlation whose state never crosses groups), by correlation
-    group, each in its order; without, one occurrence a run, in arrival order. ``built``
-    shares the built Events with another cut of the same batch.
-    """
+    """Cut a batch into runs: with ``by_object`` (a correlation whose state never crosses
+    groups), by correlation group, each in its order; without, one occurrence a run, in
+    arrival order. ``built`` shares the built Events with another cut of the same batch."""
     built = {} if built is None else built
     if not by_object:
         return one_by_one(items, build, built)
@@ -106,6 +91,6 @@ def cut(
     return [Run(items, build, run, built) for runs, _ in groups.values() for run in runs]
 
 
-def one_by_one(items: Sequence[Any], build: Build, built: dict[int, models.Event]) -> list[Run]:
+def one_by_one(items: Sequence[Any], build: Build, built: Built) -> list[Run]:
     """Each occurrence a run of its own, in arrival order."""
     return [Run(items, build, [position], built) for position in range(len(items))]

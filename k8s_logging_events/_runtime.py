@@ -1,40 +1,31 @@
 """The runtime: every background thread of one EventBroadcaster, and its whole lifecycle.
 
 The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
-queue on the caller's thread; one dispatcher drains it in batches, builds and correlates
-events and queues writes; writer threads (bounded, alive only while there is work) make
-the requests. Nothing else in the pipeline starts a thread. The rules, in full in
-docs/architecture.md, that this module and its parts keep:
+queue on the caller's thread; one dispatcher drains it in batches and hands them on; writer
+threads (bounded, alive only while there is work) make the requests. Nothing else starts a
+thread. The thread rules, in full in docs/architecture.md, in brief:
 
 1. No wait without a timeout.
-2. Never wait holding a lock another of our threads needs: every wait releases the
-   runtime's lock, and it is never held across a request or a join.
-3. The caller's path (:meth:`Runtime.offer`) takes no lock but, at its first call, the
-   reentrant one that starts the threads: the queue's ``put`` is reentrant and the
-   counters lock-free, because a signal handler may log on the thread it interrupted while
-   that thread was logging.
-4. A background thread never waits for a lock that ``dictConfig`` or
-   ``logging.shutdown()`` may hold: reports go through ``_diagnostics.log_safely``.
-5. An exception in a background step costs only the occurrences it was handling
-   (``failed``) and never ends a thread.
+2. Never wait holding a lock another of our threads needs (nor across a request or a join).
+3. :meth:`Runtime.offer` takes no lock but, at its first call, the reentrant one that starts
+   the threads; its queue's ``put`` is reentrant and its counters lock-free: a signal
+   handler may log on the thread it interrupted while that one logged.
+4. A background thread never waits for a lock ``dictConfig`` or ``logging.shutdown()`` may
+   hold: reports go through ``_diagnostics.log_safely``.
+5. An exception in a background step costs only its own occurrences (``failed``), never a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
-7. They block the termination signals, so that the application's handlers run promptly on
-   its main thread, and unblock them while they may start a subprocess, which would inherit
-   the mask (:func:`~k8s_logging_events._process.subprocesses_may_start`).
-8. Timestamps from the clock's ``now()``; scheduled durations on its monotonic reading;
-   deadlines and stall detection, which bound real waits, on :func:`time.monotonic`; never
-   a duration on the wall clock, which NTP may step.
-9. After ``os.fork()``, everything a parent's thread may have held is renewed in the child
-   first, in one registry (:mod:`~k8s_logging_events._process`).
-10. No I/O on the dispatcher: a sink that needs a request before its correlation can be
-    set up (``api="auto"``) is set up by a job on the writer pool; its occurrences wait
-    aside meanwhile, bounded by ``queue_length``, counted as pending, waited for by a
-    flush and given up by a close.
+7. They block the termination signals, but while a subprocess may start (it would inherit
+   the mask: :func:`~k8s_logging_events._process.subprocesses_may_start`).
+8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
+   waits (deadlines, stalls) on :func:`time.monotonic`; never a duration on the wall clock.
+9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
+10. No I/O on the dispatcher: a sink whose correlation needs a request (``api="auto"``) is
+    set up by a writer; its occurrences wait aside meanwhile (bounded by ``queue_length``,
+    pending, waited for by a flush, given up by a close).
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
-close share one deadline; a forked child starts afresh, counters at zero; a
-``multiprocessing`` child flushes when its target returns; where no thread can start any
-more (3.12 at interpreter exit) the flushing thread does the work.
+close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
+when its target returns; where no thread can start (3.12 at exit) the flushing thread works.
 """
 
 from __future__ import annotations
@@ -74,10 +65,9 @@ LINGER_BATCH = 64
 """A batch at least this long means a burst: the dispatcher then lets the next one gather."""
 
 LINGER_SECONDS = 0.05
-"""The longest the dispatcher lets the next batch of a burst gather: batches of thousands
-instead of one switch interval's hundred, whose repeats are counted at once (a third of the
-instructions per occurrence: ``bench/instructions.py``). It stops at a full batch, a quarter
-of the queue, or when a flush or close waits; a burst's event is this much later at most."""
+"""The longest a burst's next batch may gather: thousands, not one switch interval's hundred
+(a third of the instructions per occurrence: ``bench/instructions.py``); a full batch, a
+quarter of the queue, or a waiting flush or close ends it. An event is this much later at most."""
 
 LINGER_STEP_SECONDS = 0.005
 """How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
@@ -98,9 +88,8 @@ class Runtime:
     """The queue, the dispatcher and the writers of one EventBroadcaster.
 
     ``options`` are the broadcaster's (``sleep`` None: wait for a timer on the queue);
-    ``namer`` names each Event as it is built; ``counters`` (shared with the recorder) count
-    the outcomes; ``reporter`` reports drops, failures and the exit summary; ``name``
-    prefixes the threads' names.
+    ``namer`` names each Event; ``counters`` (the recorder's too) count the outcomes;
+    ``reporter`` reports drops, failures and the exit summary; ``name`` prefixes threads'.
     """
 
     def __init__(
@@ -361,9 +350,9 @@ class Runtime:
         """Write everything accepted before the call, held-back counts included.
 
         True once each has an outcome, False when ``timeout`` seconds passed first (None:
-        :data:`DEFAULT_EXIT_TIMEOUT`), or at once on one of the library's own threads (it
-        would wait for itself). The reports its writes caused, and a summary of what their
-        rate limit held back, are written before it returns.
+        :data:`DEFAULT_EXIT_TIMEOUT`), or at once on a library thread (it would wait for
+        itself). The reports its writes caused, and what their rate limit held back, are out
+        before it returns.
         """
         if _diagnostics.is_own_thread():
             return False
@@ -399,14 +388,12 @@ class Runtime:
         finally:
             with self._cond:
                 self._flushes -= 1
-                if not self._flushes and not self._closing:
-                    self._hurry = False
                 if not self._flushes:
+                    self._hurry = self._closing  # a close keeps it till the end
                     self._set_draining(False)
 
     def _settled(self) -> bool:
-        """Every occurrence accepted has an outcome, every watcher is caught up: a flush has
-        nothing to wait for, whatever its timeout."""
+        """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
         with self._cond:
             if self._accepted.value - self._queue_drops.value - self._handoff.taken() > 0:
                 return False

@@ -1,8 +1,7 @@
 """The consumers of events that are not sinks: structured logging and users' watchers.
 
-On the dispatcher's side (the thread rules of :mod:`~k8s_logging_events._runtime` hold
-here): an :class:`Inline` consumer runs on the dispatcher; a :class:`WatchLoop`'s own
-thread takes the events from a bounded queue and calls the user's handler.
+Beside the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here):
+an :class:`Inline` one runs on it; a :class:`WatchLoop`'s own thread calls the user's handler.
 """
 
 from __future__ import annotations
@@ -51,8 +50,7 @@ class WatchLoop:
         self.thread = thread
         thread.start()
 
-    def renew(self) -> None:
-        """Forget the parent's thread and progress (in a child after fork)."""
+    def renew(self) -> None:  # in a child after fork
         self.thread = None
         self.processed = 0
 
