@@ -82,7 +82,7 @@ _MISSING = object()
 _MAX_CLASSES = 1024
 
 # which reader each class of object needs, decided on first sight
-_CLASS_KINDS: dict[type, str] = {}
+_READERS: dict[type, Callable[[Any], ObjectReference]] = {}
 
 _TEXT_OR_UNSET = frozenset((str, type(None)))
 
@@ -116,7 +116,7 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     Raises:
         InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
     """
-    ref: ObjectReference = _READERS[_kind_of(obj)](obj)
+    ref = _reader_of(obj)(obj)
     if field_path and field_path != ref.field_path:
         return dataclasses.replace(ref, field_path=field_path)
     return ref
@@ -159,22 +159,14 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     return ref, repairs
 
 
-def _shared(
-    kind: str,
-    namespace: str,
-    name: str,
-    uid: str,
-    api_version: str,
-    resource_version: str,
-    field_path: str = "",
-) -> ObjectReference:
-    """The reference with these fields: the one made last time, when there was one.
+def _shared(*key: str) -> ObjectReference:
+    """The reference with these fields (ObjectReference's order, all seven): the one made
+    last time, when there was one.
 
     Making a frozen dataclass costs as much as the rest of reading the object, and records
     are nearly always about objects logged about before; references are immutable, so equal
     ones may be one object. The table forgets everything when full, to stay bounded.
     """
-    key = (kind, namespace, name, uid, api_version, resource_version, field_path)
     ref = _shared_refs.get(key)
     if ref is None:
         if len(_shared_refs) >= _MAX_SHARED:
@@ -183,25 +175,25 @@ def _shared(
     return ref
 
 
-def _kind_of(obj: object) -> str:
+def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
     # the branch an object takes depends on its class alone: decide it once per class,
     # because this runs for every record on the application's thread
     cls = type(obj)
-    kind = _CLASS_KINDS.get(cls)
-    if kind is None:
+    reader = _READERS.get(cls)
+    if reader is None:
         if issubclass(cls, ObjectReference):
-            kind = "reference"
+            reader = _as_reference
         elif issubclass(cls, Mapping):
-            kind = "manifest"
-        elif _is_client_object_reference(obj):
-            kind = "client-reference"
+            reader = _from_manifest
+        elif cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes."):
+            reader = _from_client_reference
         elif hasattr(obj, "metadata"):
-            kind = "model"
+            reader = _from_model
         else:
-            return "unknown"  # not cached: an instance may grow a metadata attribute
-        if len(_CLASS_KINDS) < _MAX_CLASSES:
-            _CLASS_KINDS[cls] = kind
-    return kind
+            return _unknown  # not cached: an instance may grow a metadata attribute
+        if len(_READERS) < _MAX_CLASSES:
+            _READERS[cls] = reader
+    return reader
 
 
 def _unknown(obj: object) -> ObjectReference:
@@ -227,18 +219,18 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
     kind = _field(data, "kind", data)
     api_version = _field(data, "apiVersion", data)
     name, namespace, uid, version = (_field(metadata, key, data) for _, key in _METADATA_FIELDS)
-    return _checked(_shared(kind, namespace, name, uid, api_version, version), data)
+    return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), data)
 
 
 def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
     """A flat reference: Kopf's ``k8s_ref``, a kubectl-style or ``to_dict()`` reference."""
-    values: dict[str, str] = {}
+    values: list[str] = []
     for attr, camel in _FIELDS:
         value = _field(data, camel, data)
         if not value and attr != camel:
             value = _field(data, attr, data)
-        values[attr] = value
-    return _checked(_shared(**values), data, f" (expected {_EXPECTED_MAPPING})")
+        values.append(value)
+    return _checked(_shared(*values), data, f" (expected {_EXPECTED_MAPPING})")
 
 
 def _from_model(obj: Any) -> ObjectReference:
@@ -258,7 +250,7 @@ def _from_model(obj: Any) -> ObjectReference:
         kind = kind or class_kind
         # the dynamic client's objects answer None for any name: ask for the other spelling
         api_version = api_version or class_api_version or _attr(obj, "apiVersion", obj)
-    ref = _shared(kind, namespace, name, uid, api_version, version)
+    ref = _shared(kind, namespace, name, uid, api_version, version, "")
     return ref if name and kind else _checked(ref, obj)
 
 
@@ -280,29 +272,22 @@ def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
         # other libraries spell it resourceVersion; look for the other spelling only when
         # the attribute is missing (an empty value on a pydantic model would otherwise
         # cost a failed lookup on every record)
-        return _metadata_by_name(metadata, obj)
-    name, namespace, uid, version = values
-    text_or_unset = _TEXT_OR_UNSET
-    if (
-        type(name) in text_or_unset
-        and type(namespace) in text_or_unset
-        and type(uid) in text_or_unset
-        and type(version) in text_or_unset
-    ):
-        return name or "", namespace or "", uid or "", version or ""
-    return _metadata_by_name(metadata, obj)  # an error naming the field
-
-
-def _metadata_by_name(metadata: Any, obj: object) -> tuple[str, str, str, str]:
+        pass
+    else:
+        name, namespace, uid, version = values
+        text_or_unset = _TEXT_OR_UNSET
+        if (
+            type(name) in text_or_unset
+            and type(namespace) in text_or_unset
+            and type(uid) in text_or_unset
+            and type(version) in text_or_unset
+        ):
+            return name or "", namespace or "", uid or "", version or ""
+    # by name (an error naming the field, when a value is no text)
     name, namespace, uid, version = (
         _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS
     )
     return name, namespace, uid, version
-
-
-def _is_client_object_reference(obj: object) -> bool:
-    cls = type(obj)
-    return cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes.")
 
 
 def _from_client_reference(obj: Any) -> ObjectReference:
@@ -378,25 +363,17 @@ def _search_type_meta(cls: type) -> tuple[str, str]:
     match = _MODEL_NAME.match(cls.__name__)
     if match is None:
         return "", ""
-    prefix, version, kind = match.groups()
-    api_version = _api_version_for(cls, prefix or "", version, kind)
-    return (kind, api_version) if api_version else ("", "")
-
-
-def _api_version_for(cls: type, prefix: str, version: str, kind: str) -> str:
     from kubernetes import client  # here: importing the package imports no client
 
+    prefix, version, kind = match.groups()
     snake = _CAMEL_BOUNDARY.sub("_", kind).lower()
-    suffix = f"{prefix}{version}Api"
-    for api_name in dir(client):
-        if not api_name.endswith(suffix):
-            continue
-        api = getattr(client, api_name)
+    suffix = f"{prefix or ''}{version}Api"
+    for api in (getattr(client, name) for name in dir(client) if name.endswith(suffix)):
         for method in (f"read_namespaced_{snake}", f"read_{snake}"):
             api_version = _read_api_version(api, method, cls)
             if api_version:
-                return api_version
-    return ""
+                return kind, api_version
+    return "", ""
 
 
 def _read_api_version(api: type, method: str, cls: type) -> str:
@@ -412,12 +389,3 @@ def _read_api_version(api: type, method: str, cls: type) -> str:
             core_version, group, group_version = match.groups()
             return core_version or f"{group}/{group_version}"
     return ""
-
-
-_READERS: dict[str, Callable[[Any], ObjectReference]] = {
-    "reference": _as_reference,
-    "manifest": _from_manifest,
-    "client-reference": _from_client_reference,
-    "model": _from_model,
-    "unknown": _unknown,
-}
