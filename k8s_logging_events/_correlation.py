@@ -56,22 +56,9 @@ def get_event_key(event: models.Event) -> str:
     Source, involved object but its resource version, type, reason and message, concatenated
     without separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide).
     """
-    ref = event.involved_object
-    return "".join(
-        (
-            event.source.component,
-            event.source.host,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.field_path,
-            ref.uid,
-            ref.api_version,
-            event.type,
-            event.reason,
-            event.message,
-        )
-    )
+    ref, source = event.involved_object, event.source
+    parts = (source.component, source.host, ref.kind, ref.namespace, ref.name, ref.field_path)
+    return "".join((*parts, ref.uid, ref.api_version, event.type, event.reason, event.message))
 
 
 def get_spam_key(event: models.Event) -> str:
@@ -79,19 +66,9 @@ def get_spam_key(event: models.Event) -> str:
 
     Every container (field path) and reason of an object share the bucket, as in client-go.
     """
-    ref = event.involved_object
-    return "".join(
-        (
-            event.source.component,
-            event.source.host,
-            ref.kind,
-            ref.namespace,
-            ref.name,
-            ref.uid,
-            ref.api_version,
-            event.type,
-        )
-    )
+    ref, source = event.involved_object, event.source
+    parts = (source.component, source.host, ref.kind, ref.namespace, ref.name, ref.uid)
+    return "".join((*parts, ref.api_version, event.type))
 
 
 def spam_key_per_reason(event: models.Event) -> str:
@@ -277,7 +254,11 @@ class SpamFilter:
         )
         self._burst = settings.burst_size
         # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
-        self._qps = _float32(settings.qps)
+        # (beyond the float32 range, Go's conversion gives infinity)
+        try:
+            self._qps: float = struct.unpack("f", struct.pack("f", settings.qps))[0]
+        except OverflowError:
+            self._qps = math.inf
         # refill is a duration: measured on the monotonic reading, never the wall clock
         self._monotonic = clocks.monotonic_source(settings.clock)
         self._key_func = settings.spam_key_func
@@ -324,13 +305,3 @@ def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models
         e.action, e.related, e.reporting_controller, e.reporting_instance, e.annotations,
         stored.resource_version,
     )  # fmt: skip
-
-
-def _float32(value: float) -> float:
-    """Round ``value`` to the nearest single-precision float, as a Go ``float32`` holds it."""
-    try:
-        rounded: float = struct.unpack("f", struct.pack("f", value))[0]
-    except OverflowError:
-        # beyond the float32 range Go's conversion gives infinity
-        return math.inf
-    return rounded

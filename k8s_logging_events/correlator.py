@@ -1,11 +1,9 @@
 """Correlation: what to do with each event before it is written, as client-go decides it.
 
-A port of client-go's ``tools/record/events_cache.go`` and ``tools/record/util``. The
-dispatcher passes every event through :meth:`EventCorrelator.correlate` (aggregate, count,
-spam-filter) and the writer feeds the server's copy back through
-:meth:`EventCorrelator.update_state`. Pure logic on an injected clock: no threads, no I/O.
-The keys and the three stages live in :mod:`~k8s_logging_events._correlation`; the rules
-are in ``docs/correlation.md``.
+A port of client-go's ``tools/record/events_cache.go`` and ``tools/record/util``, on the
+dispatcher (aggregate, count, spam-filter), fed back by the writer. Pure logic on an injected
+clock. The keys and stages live in :mod:`~k8s_logging_events._correlation`; the rules in
+``docs/correlation.md``.
 """
 
 from __future__ import annotations
@@ -231,23 +229,15 @@ class EventCorrelator:
 
     @property
     def keeps_objects_apart(self) -> bool:
-        """True when no state is shared between events about different objects (not in client-go).
-
-        So with client-go's key functions and :func:`spam_key_per_reason`, not with one's own.
-        """
+        """True when events about different objects share no state: with client-go's key
+        functions and :func:`spam_key_per_reason`, not with one's own (not in client-go)."""
         return self._options.key_func is aggregate_by_reason and (
             self._options.spam_key_func in (get_spam_key, spam_key_per_reason)
         )
 
     def correlate(self, event: models.Event) -> CorrelateResult:
-        """Aggregate, count and spam-filter ``event``, in client-go's order.
-
-        Held-back occurrences still raise the count the next written one carries.
-
-        Returns:
-            ``CorrelateResult(observed, patch, False, observed)`` to write, or
-            ``CorrelateResult(None, None, True, observed)`` when the spam filter holds it back.
-        """
+        """Aggregate, count and spam-filter ``event``, in client-go's order; held-back
+        occurrences still raise the count the next written one carries."""
         with self._lock:
             observed, repeat, skip = self._correlate(event)
             if skip:
@@ -280,7 +270,7 @@ class EventCorrelator:
             return [(first, held, 1), (*merged, len(rest))]
 
     def _one_by_one(self, events: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        """Correlate each of ``events``; consecutive results for one event are one entry."""
+        # consecutive results for one event are one entry
         out: list[tuple[models.Event, bool, int]] = []
         for event in events:
             observed, _, skip = self._correlate(event)
@@ -293,7 +283,7 @@ class EventCorrelator:
         return out
 
     def _correlate(self, event: models.Event) -> tuple[models.Event, bool, bool]:
-        """Return the observed event, whether it repeats a known one, whether it is held."""
+        # the observed event, whether it repeats a known one, whether it is held
         candidate, key = self._aggregator.aggregate(event)
         observed, repeat = self._observer.observe(candidate, key)
         return observed, repeat, not self._spam_filter.take(observed)
@@ -341,10 +331,8 @@ class EventCorrelator:
             return self._spam_filter.take(event)
 
     def token_wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s spam bucket has a token (``math.inf``: never).
-
-        Takes nothing and makes no bucket. Not in client-go.
-        """
+        """Seconds until ``event``'s spam bucket has a token (``math.inf``: never); takes
+        nothing and makes no bucket. Not in client-go."""
         with self._lock:
             return self._spam_filter.wait(event)
 
