@@ -20,6 +20,9 @@ import cachetools
 from k8s_logging_events import _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
+# the reporting controller's rule lives in _sanitise; it stays importable from here
+from k8s_logging_events._sanitise import qualified_name
+
 __all__ = [
     "DEFAULT_ACTION",
     "FINISH_SECONDS",
@@ -88,12 +91,6 @@ def series_patch(event: models.Event) -> bytes:
         "lastObservedTime": models.format_micro_time(event.series.last_observed_time),
     }
     return json.dumps({"series": series}, separators=(",", ":"), sort_keys=True).encode()
-
-
-def qualified_name(component: str) -> str:
-    """Turn a component name into the qualified name (``[prefix/]name``) the reporting
-    controller must be, the prefix made a DNS subdomain: ``a..b/ctl`` becomes ``a.b/ctl``."""
-    return _sanitise.qualified_name(component)
 
 
 def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
@@ -204,7 +201,9 @@ class SeriesCorrelator:
     def finished_between(self, earlier: models.Event, later: models.Event) -> bool:
         """True when ``later`` came more than the finish time after ``earlier``'s last
         occurrence, by their timestamps (as a process that did not see the series tells)."""
-        last = _last_seen(earlier)
+        # the earlier one's latest occurrence: its series', else its own time
+        last = earlier.series.last_observed_time if earlier.series is not None else None
+        last = last or earlier.event_time or earlier.first_timestamp
         first = later.event_time or later.first_timestamp
         if last is None or first is None:
             return False
@@ -299,10 +298,3 @@ class SeriesPolicy:
         """True when ``stored``'s last occurrence came more than the finish time before
         ``ours`` (a create of a restarted process): its series is over, ours starts anew."""
         return self._correlator.finished_between(stored, ours)
-
-
-def _last_seen(event: models.Event) -> datetime | None:
-    """When ``event``'s latest occurrence was observed: its series', else its own time."""
-    if event.series is not None and event.series.last_observed_time is not None:
-        return event.series.last_observed_time
-    return event.event_time or event.first_timestamp
