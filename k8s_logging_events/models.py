@@ -295,33 +295,19 @@ def correlation_keys(item: object) -> tuple[Hashable, object]:
     resourceVersion and fieldPath, the source, the type): groups share no state. The rest
     is every other field but the name and timestamps. Plain tuples: hashed without a call.
     """
+    rest: tuple[object, ...]
     if isinstance(item, Occurrence):
-        ref, source = item.ref, item.source
-        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        return group, (ref.resource_version, ref.field_path, item[1:-1])
-    if isinstance(item, Event):
+        ref, source, rest = item.ref, item.source, item[1:-1]
+    elif isinstance(item, Event):
         ref, source = item.involved_object, item.source
-        group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        rest = (
-            ref.resource_version,
-            ref.field_path,
-            item.namespace,
-            item.reason,
-            item.message,
-            item.action,
-            item.related,
-            item.reporting_controller,
-            item.reporting_instance,
-            item.annotations,
-            item.count,
-            item.event_time,
-            item.series,
-            item.resource_version,
-        )
-        return group, rest
-    return id(item), None  # not ours to cut: a run of its own, and fails to build
+        rest = (item.namespace, item.reason, item.message, item.action, item.related)
+        rest += (item.reporting_controller, item.reporting_instance, item.annotations)
+        rest += (item.count, item.event_time, item.series, item.resource_version)
+    else:
+        return id(item), None  # not ours to cut: a run of its own, and fails to build
+    group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+    group += (source.component, source.host, item.type)
+    return group, (ref.resource_version, ref.field_path, rest)
 
 
 def materialize(item: object, namer: Namer) -> Event:
