@@ -407,13 +407,12 @@ class _Attempt:
 
 
 def _same_start(stored: models.Event, ours: models.Event) -> bool:
-    if stored.event_time is not None and ours.event_time is not None:
-        # microseconds: a restart within the second of the earlier run's start is not ours
-        return models.format_micro_time(stored.event_time) == models.format_micro_time(
-            ours.event_time
-        )
     theirs = stored.event_time or stored.first_timestamp
     mine = ours.event_time or ours.first_timestamp
     if theirs is None or mine is None:
         return theirs is mine
-    return models.format_time(theirs) == models.format_time(mine)
+    # to the microsecond when both have an eventTime: a restart within the second of the
+    # earlier run's start is not ours
+    micro = stored.event_time is not None and ours.event_time is not None
+    form = models.format_micro_time if micro else models.format_time
+    return form(theirs) == form(mine)

@@ -195,8 +195,6 @@ class Aggregator:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Observation:
-    """What the observer remembers of an event it has seen."""
-
     count: int
     first_timestamp: datetime | None
     name: str
@@ -204,7 +202,7 @@ class _Observation:
 
 
 class Observer:
-    """Counts repeats of an event and prepares the patch that records one."""
+    """Counts repeats of an event."""
 
     def __init__(self, settings: Settings) -> None:
         self._cache: cachetools.LRUCache[str, _Observation] = cachetools.LRUCache(
@@ -222,10 +220,8 @@ class Observer:
     def count_repeats(
         self, latest: models.Event, key: str, occurrences: int
     ) -> models.Event | None:
-        """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last.
-
-        Returns ``latest`` as a repeat of it, count raised, or None when none is known.
-        """
+        """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last:
+        return ``latest`` as a repeat of it, count raised, or None when none is known."""
         last = self.peek(key)
         if last is None or last.count <= 0:
             return None
@@ -234,12 +230,11 @@ class Observer:
         return repeat
 
     def peek(self, key: str) -> _Observation | None:
-        """Return what is remembered under ``key`` without making it recently used."""
-        # ``in`` and the Mapping-level lookup leave cachetools' LRU order alone
+        # without making it recently used: ``in`` and the Mapping-level lookup leave
+        # cachetools' LRU order alone
         return cachetools.Cache.__getitem__(self._cache, key) if key in self._cache else None
 
     def record(self, key: str, event: models.Event) -> None:
-        """Remember ``event``'s count, first timestamp, name and resource version under ``key``."""
         self._cache[key] = _Observation(
             event.count, event.first_timestamp, event.name, event.resource_version
         )
@@ -271,7 +266,6 @@ class SpamFilter:
         return bucket
 
     def take(self, event: models.Event) -> bool:
-        """Take a token from ``event``'s bucket; return whether one was there."""
         return self.take_many(event, 1) == 1
 
     def take_many(self, event: models.Event, count: int) -> int:
@@ -287,7 +281,7 @@ class SpamFilter:
         return taken
 
     def wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
+        """Seconds until ``event``'s bucket has a whole token; takes nothing."""
         now = self._monotonic()
         return self._bucket(self._key_func(event), now).wait_time(now)
 

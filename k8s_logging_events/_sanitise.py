@@ -228,11 +228,6 @@ def _readable_prefix(ref_name: str) -> str:
     return prefix if is_dns_subdomain(prefix) else FALLBACK_PREFIX
 
 
-def _digest(parts: tuple[str, ...]) -> str:
-    data = json.dumps((NAME_SCHEME, *parts), separators=(",", ":"))  # ASCII: escapes all else
-    return hashlib.sha256(data.encode("ascii")).hexdigest()[:HASH_HEX_DIGITS]
-
-
 def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
     # never the resourceVersion: events about successive versions of an object are one event
     return (ref.kind, ref.namespace, ref.name, ref.uid, ref.api_version, ref.field_path)
@@ -337,7 +332,9 @@ class EventNamer:
         name = hashed.get(parts)
         if name is not None:
             return name
-        name = f"{_readable_prefix(ref_name)}.{_digest(parts)}"
+        data = json.dumps((NAME_SCHEME, *parts), separators=(",", ":"))  # ASCII: escapes all else
+        digest = hashlib.sha256(data.encode("ascii")).hexdigest()[:HASH_HEX_DIGITS]
+        name = f"{_readable_prefix(ref_name)}.{digest}"
         with self._lock:
             hashed[parts] = name
             if len(hashed) > self._size:
