@@ -1,10 +1,8 @@
 """The rules of correlation: client-go's keys for an event, and the three stages.
 
-Below :mod:`k8s_logging_events.correlator`, which runs the stages (:class:`Aggregator`,
-:class:`Observer`, :class:`SpamFilter`, each with a bounded LRU cache) in client-go's order
-under one lock and gives the keys their public names; see docs/correlation.md. Pure logic on
-an injected clock (every interval and refill on its monotonic reading): no threads, no I/O.
-"""
+Below :mod:`k8s_logging_events.correlator`, which runs the stages (each with a bounded LRU
+cache) in client-go's order under one lock; see docs/correlation.md. Pure logic on an
+injected clock (every interval and refill on its monotonic reading)."""
 
 from __future__ import annotations
 
@@ -51,32 +49,26 @@ SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
 
 
 def get_event_key(event: models.Event) -> str:
-    """Return the key that makes two events the same event, to be counted rather than repeated.
-
-    Source, involved object but its resource version, type, reason and message, concatenated
-    without separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide).
-    """
+    """The key that makes two events the same event, to be counted rather than repeated: source,
+    involved object but its resource version, type, reason and message, concatenated without
+    separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide)."""
     ref, source = event.involved_object, event.source
     parts = (source.component, source.host, ref.kind, ref.namespace, ref.name, ref.field_path)
     return "".join((*parts, ref.uid, ref.api_version, event.type, event.reason, event.message))
 
 
 def get_spam_key(event: models.Event) -> str:
-    """Return the default spam key: one token bucket per source, object and event type.
-
-    Every container (field path) and reason of an object share the bucket, as in client-go.
-    """
+    """The default spam key: one token bucket per source, object and event type (every
+    container and reason of an object share it, as in client-go)."""
     ref, source = event.involved_object, event.source
     parts = (source.component, source.host, ref.kind, ref.namespace, ref.name, ref.uid)
     return "".join((*parts, ref.api_version, event.type))
 
 
 def spam_key_per_reason(event: models.Event) -> str:
-    """Return a spam key per source, object, event type *and reason*.
-
-    So one noisy reason (``BackOff``) cannot hold back every other about its object
-    (kubernetes issue #136061); the handler's ``correlator: {spam_key: per-reason}``.
-    """
+    """A spam key per source, object, event type *and reason*, so one noisy reason
+    (``BackOff``) cannot hold back every other about its object (kubernetes issue #136061);
+    the handler's ``correlator: {spam_key: per-reason}``."""
     return get_spam_key(event) + event.reason
 
 
@@ -86,11 +78,9 @@ SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
 
 
 def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
-    """Group events that differ only in their message: the default :data:`KeyFunc`.
-
-    Aggregate key: source, object but field path, type, reason, reporting controller and
-    instance, concatenated; local key: the message.
-    """
+    """Group events that differ only in their message: the default :data:`KeyFunc`. Aggregate
+    key: source, object but field path, type, reason, reporting controller and instance,
+    concatenated; local key: the message."""
     aggregate_key = get_spam_key(event) + event.reason
     return aggregate_key + event.reporting_controller + event.reporting_instance, event.message
 
@@ -287,11 +277,9 @@ class SpamFilter:
 
 
 def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models.Event:
-    """``latest`` as a repeat of ``stored``: what ``dataclasses.replace`` would build.
-
-    Spelled out because it runs for every run of repeats on the dispatcher, where ``replace``
-    costs twice as much; ``tests/test_correlation.py`` checks every field against it.
-    """
+    """``latest`` as a repeat of ``stored``, as ``dataclasses.replace`` would build it: spelled out
+    because ``replace`` costs twice as much on the dispatcher (``tests/test_correlation.py``
+    checks every field)."""
     e = latest
     return models.Event(
         stored.name, e.namespace, e.involved_object, e.reason, e.message, e.source,

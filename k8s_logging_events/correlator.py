@@ -96,12 +96,10 @@ def validate_event_type(type: str) -> bool:
 
 
 def count_patch(event: models.Event) -> bytes:
-    """Return the strategic-merge patch that records ``event`` as a repeat of a stored event.
-
-    client-go's diff from ``event`` with count 0, lastTimestamp 1970-01-01 and no message, as
-    Go's ``json.Marshal`` writes it (sorted, compact, ``<>&`` escaped, U+FFFD for a surrogate):
-    ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``.
-    """
+    """The strategic-merge patch that records ``event`` as a repeat of a stored event: client-go's
+    diff from ``event`` with count 0, lastTimestamp 1970-01-01 and no message, as Go's
+    ``json.Marshal`` writes it (sorted, compact, ``<>&`` escaped, U+FFFD for a surrogate):
+    ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``."""
     patch: dict[str, object] = {}
     if event.count:
         patch["count"] = event.count
@@ -118,10 +116,8 @@ def count_patch(event: models.Event) -> bytes:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CorrelatorOptions:
     """How an :class:`EventCorrelator` aggregates, counts and filters (see docs/correlation.md).
-
-    As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured
-    for a number. Negative numbers (and NaN) raise :class:`ValueError`.
-    """
+    As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured for a
+    number. Negative numbers (and NaN) raise :class:`ValueError`."""
 
     lru_cache_size: int = 0
     """Entries in each of the three caches; 0: :data:`DEFAULT_LRU_CACHE_SIZE` (4096)."""
@@ -193,11 +189,9 @@ class CorrelateResult:
 
 
 class EventCorrelator:
-    """Knows whether and how to write each event: aggregate, count, or hold back.
-
-    One per writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means
-    every default. ``namer`` names aggregate events; a broadcaster passes its recorders' one.
-    """
+    """Knows whether and how to write each event: aggregate, count, or hold back. One per
+    writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means every
+    default. ``namer`` names aggregate events; a broadcaster passes its recorders' one."""
 
     def __init__(
         self, options: CorrelatorOptions | None = None, *, namer: EventNamer | None = None
@@ -248,12 +242,10 @@ class EventCorrelator:
     def correlate_many(
         self, events: Sequence[models.Event]
     ) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of occurrences that differ only in names and timestamps, at once.
-
-        Returns what :meth:`correlate` on each would have a writer write, merged as a writer
-        merges writes of one event: ``(observed, held, occurrences)`` per stretch of one event
-        (held if all its occurrences were), a new event's create on its own. Not in client-go.
-        """
+        """Correlate a run of occurrences that differ only in names and timestamps, at once: what
+        :meth:`correlate` on each would have a writer write, merged as a writer merges writes of one
+        event: ``(observed, held, occurrences)`` per stretch of one event (held if all its
+        occurrences were), a new event's create on its own. Not in client-go."""
         if not events:
             return []
         with self._lock:
@@ -301,11 +293,9 @@ class EventCorrelator:
         return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:
-        """Record what a create or patch stored for ``event``: the next repeat patches that.
-
-        Unlike client-go, a count below the one observed is not taken: our writer runs behind
-        the correlator, so going back would count later occurrences twice.
-        """
+        """Record what a create or patch stored for ``event``: the next repeat patches that. Unlike
+        client-go, a count below the one observed is not taken: our writer runs behind the
+        correlator, so going back would count later occurrences twice."""
         with self._lock:
             self._update(get_event_key(event), event)
 

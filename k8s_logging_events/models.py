@@ -1,10 +1,8 @@
 """Immutable models of Kubernetes Events and the camelCase JSON boundary.
 
-The bottom of the pipeline, just above :mod:`~k8s_logging_events.references` (which owns
-:class:`ObjectReference`): only :meth:`Event.to_api` and :meth:`Event.from_api` (and their
-events.k8s.io/v1 forms) know the wire format. The caller's thread snapshots an
-:class:`Occurrence`; the dispatcher builds it into an Event. No I/O, no threads.
-"""
+The bottom of the pipeline, above :mod:`~k8s_logging_events.references`: only the ``to_*`` and
+``from_*`` methods of :class:`Event` know the wire format. The caller's thread snapshots an
+:class:`Occurrence`; the dispatcher builds it into an Event. No I/O, no threads."""
 
 from __future__ import annotations
 
@@ -179,12 +177,10 @@ class Event:
         )
 
     def to_events_v1(self) -> dict[str, Any]:
-        """Return the events.k8s.io/v1 JSON body of this event, with empty values left out.
-
-        The server's conversion names (``regarding``, ``note``, ``reportingController``);
-        ``eventTime`` is ``event_time`` or else ``first_timestamp``; the deprecated core/v1
-        fields (count, source, first and last timestamps), which the API refuses, left out.
-        """
+        """Return the events.k8s.io/v1 JSON body of this event, with empty values left out: the
+        server's conversion names (``regarding``, ``note``, ``reportingController``), ``eventTime``
+        from ``event_time`` or ``first_timestamp``, without the deprecated core/v1 fields the API
+        refuses (count, source, first and last timestamps)."""
         core = self.to_api()
         for deprecated in ("count", "source", "firstTimestamp", "lastTimestamp"):
             core.pop(deprecated, None)
@@ -289,12 +285,10 @@ class Occurrence(NamedTuple):
 
 
 def correlation_keys(item: object) -> tuple[Hashable, object]:
-    """What makes two queued items repeats of each other, for the runtime to cut runs.
-
-    The group is in every key of the correlator's state (the involved object without its
-    resourceVersion and fieldPath, the source, the type): groups share no state. The rest
-    is every other field but the name and timestamps. Plain tuples: hashed without a call.
-    """
+    """What makes two queued items repeats of each other, for the runtime to cut runs. The group
+    is in every key of the correlator's state (the involved object without its resourceVersion
+    and fieldPath, the source, the type): groups share no state. The rest is every other field
+    but the name and timestamps. Plain tuples: hashed without a call."""
     rest: tuple[object, ...]
     if isinstance(item, Occurrence):
         ref, source, rest = item.ref, item.source, item[1:-1]

@@ -1,10 +1,7 @@
-"""What an event is about: :class:`ObjectReference`, and turning whatever a caller passed as
-``involved`` into one (:func:`object_reference` lists the forms it reads).
-
-This runs on the application's thread, at the front of the pipeline (docs/architecture.md):
-the recorder and the handler call :func:`object_reference` when an event is recorded, so the
-reference is a snapshot of the object at that moment.
-"""
+"""What an event is about: :class:`ObjectReference`, and :func:`object_reference`, which turns
+whatever a caller passed as ``involved`` into one. At the front of the pipeline, on the
+application's thread (docs/architecture.md): the reference is a snapshot of the object when
+the event is recorded."""
 
 from __future__ import annotations
 
@@ -160,13 +157,10 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
 
 
 def _shared(*key: str) -> ObjectReference:
-    """The reference with these fields (ObjectReference's order, all seven): the one made
-    last time, when there was one.
-
-    Making a frozen dataclass costs as much as the rest of reading the object, and records
-    are nearly always about objects logged about before; references are immutable, so equal
-    ones may be one object. The table forgets everything when full, to stay bounded.
-    """
+    """The reference with these fields (ObjectReference's order, all seven): the one made last
+    time, when there was one. Making a frozen dataclass costs as much as the rest of reading
+    the object, and records are nearly always about objects logged about before; references
+    are immutable, so equal ones may be one object. The table forgets all when full."""
     ref = _shared_refs.get(key)
     if ref is None:
         if len(_shared_refs) >= _MAX_SHARED:
@@ -313,11 +307,9 @@ def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
 
 
 def _plain_text(value: object, name: str, original: object) -> str:
-    """A ``str`` subclass's text as a plain ``str``; anything else is refused.
-
-    References are shared by their fields (:func:`_shared`): a subclass's own equality could
-    match another reference, and its instance would keep the caller's object alive.
-    """
+    """A ``str`` subclass's text as a plain ``str``; anything else is refused. References are
+    shared by their fields (:func:`_shared`): a subclass's own equality could match another
+    reference, and its instance would keep the caller's object alive."""
     if not isinstance(value, str):
         raise InvalidObjectError(
             f"cannot refer to {_describe(original)}: {name} is a {type(value).__name__}, "

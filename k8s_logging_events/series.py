@@ -1,11 +1,9 @@
 """events.k8s.io/v1 series: client-go's ``tools/events`` way of recording repeats.
 
-The events.k8s.io/v1 counterpart of :mod:`k8s_logging_events.correlator`, on the dispatcher
-before the writer. Occurrences with one *isomorphic key* are one Event: the first is
-created, the second makes it a series, later ones only count in the cache. The series is
-written after six quiet minutes (it is then finished), every thirty minutes while it goes on
-and, unlike client-go, at every flush and close; see docs/events-v1.md.
-"""
+The counterpart of :mod:`k8s_logging_events.correlator`, on the dispatcher before the writer:
+occurrences with one *isomorphic key* are one Event, created first, then patched as a series
+after six quiet minutes, every thirty minutes while it goes on and, unlike client-go, at
+every flush and close; see docs/events-v1.md."""
 
 from __future__ import annotations
 
@@ -94,12 +92,10 @@ def series_patch(event: models.Event) -> bytes:
 
 
 def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
-    """Make ``event`` acceptable to events.k8s.io/v1 validation.
-
-    Defaults for a missing action or reason, a qualified reporting controller, the reporting
-    instance cut to 128 bytes (the controller's name when empty), the note cut to 1024 UTF-8
-    bytes at a character boundary (marked ``" ..."``), ``eventTime`` from the first timestamp.
-    """
+    """Make ``event`` acceptable to events.k8s.io/v1 validation: defaults for a missing action or
+    reason, a qualified reporting controller, the reporting instance cut to 128 bytes (the
+    controller's name when empty), the note cut to 1024 UTF-8 bytes at a character boundary
+    (marked ``" ..."``), ``eventTime`` from the first timestamp."""
     controller = qualified_name(event.reporting_controller or event.source.component)
     instance = event.reporting_instance or event.source.host or controller
     return dataclasses.replace(
@@ -167,11 +163,9 @@ class SeriesCorrelator:
         self._lock = threading.Lock()
 
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
-        """Record one occurrence; return the event to write and whether to hold it back.
-
-        The first comes as is (a create), the second as a series of 2, later ones counted and
-        held; all with the first's fields and note (immutable in events.k8s.io/v1).
-        """
+        """Record one occurrence; return the event to write and whether to hold it back. The first
+        comes as is (a create), the second as a series of 2, later ones counted and held; all with
+        the first's fields and note (immutable in events.k8s.io/v1)."""
         key = self._key(event)
         seen = self._monotonic()
         now = self._clock.now()
