@@ -49,26 +49,17 @@ __all__ = [
     "unix_nanos",
 ]
 
-MESSAGE_MAX_BYTES = 1024
-"""``note`` in events.k8s.io/v1 (and core/v1 ``message`` once ``eventTime`` is set)."""
-
-REASON_MAX_BYTES = 128
-"""``reason`` in events.k8s.io/v1, and core/v1 with ``eventTime``."""
-
-TRUNCATION_MARK = " ..."
-"""What ends a text that was cut to its limit."""
-
-ACTION_MAX_BYTES = 128
-"""``action``, and ``reportingInstance``."""
-
-ANNOTATIONS_MAX_BYTES = 256 * 1024
-"""The total size of an object's annotations, keys and values."""
-
+# the API server's limits (_BYTES in UTF-8, _LENGTH in characters)
+MESSAGE_MAX_BYTES = 1024  # events.k8s.io/v1 note (core/v1 message once eventTime is set)
+REASON_MAX_BYTES = 128  # reason in events.k8s.io/v1, and core/v1 with eventTime
+ACTION_MAX_BYTES = 128  # action, and reportingInstance
+ANNOTATIONS_MAX_BYTES = 256 * 1024  # all of an object's annotations, keys and values
 _DNS_SUBDOMAIN_MAX_LENGTH = 253  # an object name
 _QUALIFIED_NAME_MAX_LENGTH = 63  # the name part of [prefix/]name
 
+TRUNCATION_MARK = " ..."  # what ends a text that was cut to its limit
+# the apiVersions under which kind: Event is an Event (none given counts too)
 EVENT_API_VERSIONS = frozenset({"", "v1", "events.k8s.io/v1", "events.k8s.io/v1beta1"})
-"""The apiVersions under which ``kind: Event`` is an Event (none given counts too)."""
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -237,16 +228,12 @@ class EventNamer:
     """Names new events, by time as client-go does or deterministically; one per broadcaster
     (its recorders, correlators, series and writers' renames), see docs/correlation.md#names.
 
-    ``"timestamp"``: client-go's names, except that an event about an object at a time no
-    later than the last name given for it gets one nanosecond more (Python clocks tick in
-    microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
+    ``event_names="timestamp"``: client-go's names, except that an event about an object at a
+    time no later than the last name given for it gets one nanosecond more (Python clocks tick
+    in microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
     ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key; the names of
-    recent keys are remembered, so a burst hashes each key once.
-
-    Args:
-        size: objects (or keys) remembered (4096); least recently named go first.
-        event_names: ``"timestamp"`` or ``"deterministic"``.
-    """
+    recent keys are remembered, so a burst hashes each key once. ``size``: objects (or keys)
+    remembered (4096); least recently named go first."""
 
     def __init__(self, size: int = 4096, *, event_names: str = TIMESTAMP) -> None:
         self.event_names = check_event_names(event_names)
