@@ -66,10 +66,8 @@ class Policy(Protocol):
         """The strategic-merge patch that records a repeat on the stored event."""
 
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create that cannot be read met our own event. Under
-        deterministic names every restart meets its name taken, so only our own create that may
-        have landed is ours (not client-go's series rule: a restart's series would overwrite the
-        earlier run's count)."""
+        """True when ``AlreadyExists`` on a create means our own earlier create landed (for a
+        sink that cannot read events)."""
 
     def count_of(self, event: models.Event) -> int:
         """How many occurrences ``event`` stands for (``count``, or its series count)."""

@@ -50,8 +50,7 @@ DEFAULT_ACTION = "Logged"
 MAX_NOTE_BYTES = _sanitise.MESSAGE_MAX_BYTES
 """The API server's limit on ``note``, in UTF-8 bytes."""
 
-MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
-"""The API server's limit on reason, action and reportingInstance."""
+MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES  # reason, action and reportingInstance
 
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
@@ -70,15 +69,8 @@ def series_key(event: models.Event) -> tuple[object, ...]:
 
 
 def _key(event: models.Event, ref: models.ObjectReference) -> tuple[object, ...]:
-    return (
-        event.type,
-        event.action,
-        event.reason,
-        event.reporting_controller,
-        event.reporting_instance,
-        ref,
-        event.related,
-    )
+    fields = (event.type, event.action, event.reason, event.reporting_controller)
+    return (*fields, event.reporting_instance, ref, event.related)
 
 
 def series_patch(event: models.Event) -> bytes:
