@@ -132,26 +132,21 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
     if kind is not None and kind != ref.kind:
-        repairs.append(
-            (
-                "kind-case",
-                "The involved object's kind %r is recorded as %r: kinds are case-sensitive, "
-                "and kubectl finds events by the exact kind",
-                (ref.kind, kind),
-            )
+        message = (
+            "The involved object's kind %r is recorded as %r: kinds are case-sensitive, and "
+            "kubectl finds events by the exact kind"
         )
+        repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
-        repairs.append(
-            (
-                "namespace",
-                "The involved %s %r has no namespace, though %s objects live in one: the "
-                "event is filed in namespace %r (kubectl describe -n %s shows it there). "
-                "Give the object's namespace (metadata.namespace in a manifest, namespace "
-                "in a flat reference) to file the event with the object",
-                (ref.kind, ref.name, ref.kind, default_namespace, default_namespace),
-            )
+        message = (
+            "The involved %s %r has no namespace, though %s objects live in one: the event is "
+            "filed in namespace %r (kubectl describe -n %s shows it there). Give the object's "
+            "namespace (metadata.namespace in a manifest, namespace in a flat reference) to "
+            "file the event with the object"
         )
+        args = (ref.kind, ref.name, ref.kind, default_namespace, default_namespace)
+        repairs.append(("namespace", message, args))
         ref = dataclasses.replace(ref, namespace=default_namespace)
     return ref, repairs
 
