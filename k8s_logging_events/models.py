@@ -110,6 +110,7 @@ class Event:
             "metadata": {k: v for k, v in metadata.items() if v},
             "involvedObject": self.involved_object.to_api(),
         }
+        source = (("component", self.source.component), ("host", self.source.host))
         optional: tuple[tuple[str, Any], ...] = (
             ("reason", self.reason),
             ("message", self.message),
@@ -118,19 +119,12 @@ class Event:
             ("action", self.action),
             ("reportingComponent", self.reporting_controller),
             ("reportingInstance", self.reporting_instance),
+            ("source", {k: v for k, v in source if v}),
+            ("firstTimestamp", self.first_timestamp and format_time(self.first_timestamp)),
+            ("lastTimestamp", self.last_timestamp and format_time(self.last_timestamp)),
+            ("eventTime", self.event_time and format_micro_time(self.event_time)),
         )
         body.update((key, value) for key, value in optional if value)
-        source = {
-            k: v for k, v in (("component", self.source.component), ("host", self.source.host)) if v
-        }
-        if source:
-            body["source"] = source
-        if self.first_timestamp is not None:
-            body["firstTimestamp"] = format_time(self.first_timestamp)
-        if self.last_timestamp is not None:
-            body["lastTimestamp"] = format_time(self.last_timestamp)
-        if self.event_time is not None:
-            body["eventTime"] = format_micro_time(self.event_time)
         if self.series is not None:
             body["series"] = {
                 "count": self.series.count,
