@@ -1,13 +1,9 @@
 """Counts across processes: continue an event another process wrote, never overwrite it.
 
 Under the pending writes (:mod:`~k8s_logging_events._pending`): :meth:`Continuation.attempt`
-makes the requests of one write attempt, outside the runtime's lock. A sink that cannot
-read events gets client-go's ways (a repeat patched, the rest created, ``AlreadyExists``
-after a create that may have landed continued as a patch; under deterministic names, which
-every restart meets again, another ``AlreadyExists`` a new name). One that can (``read``) gets
-takeover, guarded counts, translation of counts and names, lost answers never applied
-twice, and client-go's ways again, reported once, when the read is refused (403): each
-described in docs/correlation.md, "Across processes".
+makes the requests of one write attempt, outside the runtime's lock. A sink that cannot read
+events gets client-go's ways; one that can gets takeover, guarded counts, translated counts
+and names, lost answers never applied twice (docs/correlation.md, "Across processes").
 """
 
 from __future__ import annotations
@@ -71,7 +67,7 @@ class Policy(Protocol):
 
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
         """True when ``AlreadyExists`` on a create means our own earlier create landed (for a
-        sink that cannot read events; one that can asks :meth:`same_event`)."""
+        sink that cannot read events)."""
 
     def count_of(self, event: models.Event) -> int:
         """How many occurrences ``event`` stands for (``count``, or its series count)."""
@@ -83,8 +79,7 @@ class Policy(Protocol):
         """True when ``stored``, found under our event's name, is our event (same key)."""
 
     def finished(self, ours: models.Event, stored: models.Event) -> bool:
-        """True when ``stored``, our event, is over for ``ours``: a later process must not
-        continue it (an events.k8s.io/v1 series quiet too long)."""
+        """True when a later process must not continue ``stored``, our event (a series over)."""
 
 
 class Sink(Protocol):
@@ -121,9 +116,9 @@ class Continuation:
     """The requests of one write attempt: continuing events for a sink that can read them.
 
     Without a callable ``read`` on ``event_sink``, attempts keep client-go's ways (those of a
-    refused read, under deterministic names). ``namer``
-    renames an event whose name another holds, at ``clock``'s time; ``reporter`` says once
-    that reading is not permitted; ``size`` events' records are kept.
+    refused read, under deterministic names). ``namer`` renames an event whose name another
+    holds, at ``clock``'s time; ``reporter`` says once that reading is not permitted; ``size``
+    events' records are kept.
     """
 
     def __init__(
@@ -245,31 +240,28 @@ class _Attempt:
         self.policy = policy
         # the first occurrence's object and reason, the latest count and message (a create
         # followed by count patches, as client-go writes one occurrence at a time)
-        event = write.creation()
-        self.event = event
+        event = self.event = write.creation()
         self.key = (event.namespace, event.name)
         self.local = policy.count_of(event)
-        known = owner.known(*self.key)
-        self.name = known.name if known is not None else event.name
-        self.version = known.version if known is not None else ""
-        self.target = self.local + (known.offset if known is not None else 0)
+        found = owner.known(*self.key)
+        known = found or Known(event.name, "", 0, 0)
+        self.name, self.version = known.name, known.version
         # a correlator that forgot the event (lru_cache_size) while this write waited counted
-        # again from 1 into it: its occurrences, not its latest count, say what it adds
-        count = known.count if known is not None else 0
-        # less what requests in doubt carried that the server's count (read) already holds
-        landed = max((sent for target, sent, _ in write.unsure if count >= target), default=0)
-        floor = count + write.occurrences - landed
-        self.target = max(self.target, floor)
+        # again from 1 into it: its occurrences, not its latest count, say what it adds, less
+        # what requests in doubt carried that the server's count (read) already holds
+        landed = max((sent for target, sent, _ in write.unsure if known.count >= target), default=0)
+        floor = known.count + write.occurrences - landed
+        self.target = max(self.local + known.offset, floor)
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
         self.created = False  # our own create, whose answer was lost, is on the server
         # the next request (a function, not a bound method: no cycle through self); a create
         # retried after its takeover read the event (none in doubt) patches what it read
-        taken_over = known is not None and not write.unsure
+        taken_over = found is not None and not write.unsure
         patch = not write.create or taken_over
         self.action: Step = _Attempt._patch if patch else _Attempt._create
-        if patch and known is None:  # nothing known of it (forgotten): read first
+        if patch and found is None:  # nothing known of it (forgotten): read first
             if owner.readable:
                 self.action = _Attempt._read
             else:
@@ -327,16 +319,11 @@ class _Attempt:
         if same and self.taken and self.policy.finished(self.event, stored):
             # ours, but a restart must not continue a finished series: the next one's name
             # is read (a restart walks past every finished one, which is no contention)
-            self.renames += 1
-            self.name = self.owner.new_name(self.event, self.renames)
-            self.action = _Attempt._read
+            self._rename(_Attempt._read)
             self.walked += 1
             return None
-        if not same:
-            # another event holds the name: ours gets a name of its own
-            self.renames += 1
-            self.name = self.owner.new_name(self.event, self.renames)
-            self.action = _Attempt._create
+        if not same:  # another event holds the name: ours gets a name of its own
+            self._rename(_Attempt._create)
             return None
         server = self.policy.count_of(stored)
         self.target = server + self._unwritten(stored, server)
@@ -383,9 +370,12 @@ class _Attempt:
             self.action = _Attempt._patch  # our own create, whose answer was lost, landed
             self.created = True
         else:  # another event holds the name: a new name, as client-go would have made
-            self.renames += 1
-            self.name = self.owner.new_name(self.event, self.renames)
-            self.action = _Attempt._create
+            self._rename(_Attempt._create)
+
+    def _rename(self, then: Step) -> None:
+        self.renames += 1
+        self.name = self.owner.new_name(self.event, self.renames)
+        self.action = then
 
     def _kind(self) -> str:
         """The outcome of a write that ended in a patch: created when our create it was."""
@@ -417,13 +407,12 @@ class _Attempt:
 
 
 def _same_start(stored: models.Event, ours: models.Event) -> bool:
-    if stored.event_time is not None and ours.event_time is not None:
-        # microseconds: a restart within the second of the earlier run's start is not ours
-        return models.format_micro_time(stored.event_time) == models.format_micro_time(
-            ours.event_time
-        )
     theirs = stored.event_time or stored.first_timestamp
     mine = ours.event_time or ours.first_timestamp
     if theirs is None or mine is None:
         return theirs is mine
-    return models.format_time(theirs) == models.format_time(mine)
+    # to the microsecond when both have an eventTime: a restart within the second of the
+    # earlier run's start is not ours
+    micro = stored.event_time is not None and ours.event_time is not None
+    form = models.format_micro_time if micro else models.format_time
+    return form(theirs) == form(mine)

@@ -1,10 +1,8 @@
 """The rules of correlation: client-go's keys for an event, and the three stages.
 
-Below :mod:`k8s_logging_events.correlator`, which runs the stages (:class:`Aggregator`,
-:class:`Observer`, :class:`SpamFilter`, each with a bounded LRU cache) in client-go's order
-under one lock and gives the keys their public names; see docs/correlation.md. Pure logic on
-an injected clock (every interval and refill on its monotonic reading): no threads, no I/O.
-"""
+Below :mod:`k8s_logging_events.correlator`, which runs the stages (each with a bounded LRU
+cache) in client-go's order under one lock; see docs/correlation.md. Pure logic on an
+injected clock (every interval and refill on its monotonic reading)."""
 
 from __future__ import annotations
 
@@ -51,11 +49,9 @@ SpamKeyFunc: TypeAlias = Callable[[models.Event], str]
 
 
 def get_event_key(event: models.Event) -> str:
-    """Return the key that makes two events the same event, to be counted rather than repeated.
-
-    Source, involved object but its resource version, type, reason and message, concatenated
-    without separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide).
-    """
+    """The key that makes two events the same event, to be counted rather than repeated: source,
+    involved object but its resource version, type, reason and message, concatenated without
+    separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide)."""
     ref = event.involved_object
     return "".join(
         (
@@ -75,10 +71,8 @@ def get_event_key(event: models.Event) -> str:
 
 
 def get_spam_key(event: models.Event) -> str:
-    """Return the default spam key: one token bucket per source, object and event type.
-
-    Every container (field path) and reason of an object share the bucket, as in client-go.
-    """
+    """The default spam key: one token bucket per source, object and event type (every
+    container and reason of an object share it, as in client-go)."""
     ref = event.involved_object
     return "".join(
         (
@@ -95,11 +89,9 @@ def get_spam_key(event: models.Event) -> str:
 
 
 def spam_key_per_reason(event: models.Event) -> str:
-    """Return a spam key per source, object, event type *and reason*.
-
-    So one noisy reason (``BackOff``) cannot hold back every other about its object
-    (kubernetes issue #136061); the handler's ``correlator: {spam_key: per-reason}``.
-    """
+    """A spam key per source, object, event type *and reason*, so one noisy reason
+    (``BackOff``) cannot hold back every other about its object (kubernetes issue #136061);
+    the handler's ``correlator: {spam_key: per-reason}``."""
     return get_spam_key(event) + event.reason
 
 
@@ -109,11 +101,9 @@ SPAM_KEYS = {"object": get_spam_key, "per-reason": spam_key_per_reason}
 
 
 def aggregate_by_reason(event: models.Event) -> tuple[str, str]:
-    """Group events that differ only in their message: the default :data:`KeyFunc`.
-
-    Aggregate key: source, object but field path, type, reason, reporting controller and
-    instance, concatenated; local key: the message.
-    """
+    """Group events that differ only in their message: the default :data:`KeyFunc`. Aggregate
+    key: source, object but field path, type, reason, reporting controller and instance,
+    concatenated; local key: the message."""
     aggregate_key = get_spam_key(event) + event.reason
     return aggregate_key + event.reporting_controller + event.reporting_instance, event.message
 
@@ -218,8 +208,6 @@ class Aggregator:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Observation:
-    """What the observer remembers of an event it has seen."""
-
     count: int
     first_timestamp: datetime | None
     name: str
@@ -227,7 +215,7 @@ class _Observation:
 
 
 class Observer:
-    """Counts repeats of an event and prepares the patch that records one."""
+    """Counts repeats of an event."""
 
     def __init__(self, settings: Settings) -> None:
         self._cache: cachetools.LRUCache[str, _Observation] = cachetools.LRUCache(
@@ -245,10 +233,8 @@ class Observer:
     def count_repeats(
         self, latest: models.Event, key: str, occurrences: int
     ) -> models.Event | None:
-        """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last.
-
-        Returns ``latest`` as a repeat of it, count raised, or None when none is known.
-        """
+        """Count ``occurrences`` repeats of the event known under ``key``, ``latest`` the last:
+        return ``latest`` as a repeat of it, count raised, or None when none is known."""
         last = self.peek(key)
         if last is None or last.count <= 0:
             return None
@@ -257,12 +243,11 @@ class Observer:
         return repeat
 
     def peek(self, key: str) -> _Observation | None:
-        """Return what is remembered under ``key`` without making it recently used."""
-        # ``in`` and the Mapping-level lookup leave cachetools' LRU order alone
+        # without making it recently used: ``in`` and the Mapping-level lookup leave
+        # cachetools' LRU order alone
         return cachetools.Cache.__getitem__(self._cache, key) if key in self._cache else None
 
     def record(self, key: str, event: models.Event) -> None:
-        """Remember ``event``'s count, first timestamp, name and resource version under ``key``."""
         self._cache[key] = _Observation(
             event.count, event.first_timestamp, event.name, event.resource_version
         )
@@ -277,7 +262,11 @@ class SpamFilter:
         )
         self._burst = settings.burst_size
         # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
-        self._qps = _float32(settings.qps)
+        # (beyond the float32 range, Go's conversion gives infinity)
+        try:
+            self._qps: float = struct.unpack("f", struct.pack("f", settings.qps))[0]
+        except OverflowError:
+            self._qps = math.inf
         # refill is a duration: measured on the monotonic reading, never the wall clock
         self._monotonic = clocks.monotonic_source(settings.clock)
         self._key_func = settings.spam_key_func
@@ -290,7 +279,6 @@ class SpamFilter:
         return bucket
 
     def take(self, event: models.Event) -> bool:
-        """Take a token from ``event``'s bucket; return whether one was there."""
         return self.take_many(event, 1) == 1
 
     def take_many(self, event: models.Event, count: int) -> int:
@@ -306,17 +294,15 @@ class SpamFilter:
         return taken
 
     def wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s bucket has a whole token; take nothing."""
+        """Seconds until ``event``'s bucket has a whole token; takes nothing."""
         now = self._monotonic()
         return self._bucket(self._key_func(event), now).wait_time(now)
 
 
 def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models.Event:
-    """``latest`` as a repeat of ``stored``: what ``dataclasses.replace`` would build.
-
-    Spelled out because it runs for every run of repeats on the dispatcher, where ``replace``
-    costs twice as much; ``tests/test_correlation.py`` checks every field against it.
-    """
+    """``latest`` as a repeat of ``stored``, as ``dataclasses.replace`` would build it: spelled out
+    because ``replace`` costs twice as much on the dispatcher (``tests/test_correlation.py``
+    checks every field)."""
     e = latest
     return models.Event(
         stored.name, e.namespace, e.involved_object, e.reason, e.message, e.source,
@@ -324,13 +310,3 @@ def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models
         e.action, e.related, e.reporting_controller, e.reporting_instance, e.annotations,
         stored.resource_version,
     )  # fmt: skip
-
-
-def _float32(value: float) -> float:
-    """Round ``value`` to the nearest single-precision float, as a Go ``float32`` holds it."""
-    try:
-        rounded: float = struct.unpack("f", struct.pack("f", value))[0]
-    except OverflowError:
-        # beyond the float32 range Go's conversion gives infinity
-        return math.inf
-    return rounded

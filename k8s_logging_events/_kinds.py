@@ -2,8 +2,7 @@
 
 Items of list calls carry no ``kind``/``apiVersion``: the reference builder takes them from
 here, so the application thread never imports the client's API modules (kubernetes 37; each
-entry is checked in ``tests/test_references.py``; other classes fall back to a slow search).
-"""
+entry is checked in ``tests/test_references.py``; other classes fall back to a slow search)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,8 @@
 """The one sanitiser: every rule the API server applies to an Event, and how events are named.
 
-It sits with the rules, beside the pipeline (see docs/architecture.md): the handler repairs a
-record's fields with it on the caller's thread, the recorder refuses what cannot be an event,
-and the correlator and series name events through one :class:`EventNamer` per broadcaster.
-What cannot pass is made to: a name that cannot be a name becomes a UUID, text is cut at a
-character boundary to its byte limit, NUL and lone surrogates become U+FFFD, a reason becomes
-one UpperCamelCase word. Deterministic names are described in docs/correlation.md#names. The
+Beside the pipeline (docs/architecture.md): the handler repairs a record's fields with it on
+the caller's thread, the recorder refuses what cannot be an event, the correlator and series
+name events through one :class:`EventNamer` per broadcaster (docs/correlation.md#names). The
 local API server in :mod:`k8s_logging_events.testing` validates independently of this module.
 """
 
@@ -27,14 +24,11 @@ __all__ = [
     "ACTION_MAX_BYTES",
     "ANNOTATIONS_MAX_BYTES",
     "DETERMINISTIC",
-    "DNS_SUBDOMAIN_MAX_LENGTH",
     "EVENT_API_VERSIONS",
-    "EVENT_NAMES",
     "FALLBACK_PREFIX",
     "HASH_HEX_DIGITS",
     "MESSAGE_MAX_BYTES",
     "NAME_SCHEME",
-    "QUALIFIED_NAME_MAX_LENGTH",
     "REASON_MAX_BYTES",
     "TIMESTAMP",
     "TRUNCATION_MARK",
@@ -50,35 +44,22 @@ __all__ = [
     "is_event",
     "is_qualified_name",
     "qualified_name",
-    "readable_prefix",
     "replace_surrogates",
     "safe_text",
     "unix_nanos",
 ]
 
-MESSAGE_MAX_BYTES = 1024
-"""``note`` in events.k8s.io/v1 (and core/v1 ``message`` once ``eventTime`` is set)."""
+# the API server's limits (_BYTES in UTF-8, _LENGTH in characters)
+MESSAGE_MAX_BYTES = 1024  # events.k8s.io/v1 note (core/v1 message once eventTime is set)
+REASON_MAX_BYTES = 128  # reason in events.k8s.io/v1, and core/v1 with eventTime
+ACTION_MAX_BYTES = 128  # action, and reportingInstance
+ANNOTATIONS_MAX_BYTES = 256 * 1024  # all of an object's annotations, keys and values
+_DNS_SUBDOMAIN_MAX_LENGTH = 253  # an object name
+_QUALIFIED_NAME_MAX_LENGTH = 63  # the name part of [prefix/]name
 
-REASON_MAX_BYTES = 128
-"""``reason`` in events.k8s.io/v1, and core/v1 with ``eventTime``."""
-
-TRUNCATION_MARK = " ..."
-"""What ends a text that was cut to its limit."""
-
-ACTION_MAX_BYTES = 128
-"""``action``, and ``reportingInstance``."""
-
-ANNOTATIONS_MAX_BYTES = 256 * 1024
-"""The total size of an object's annotations, keys and values."""
-
-DNS_SUBDOMAIN_MAX_LENGTH = 253
-"""An object name (RFC 1123 subdomain)."""
-
-QUALIFIED_NAME_MAX_LENGTH = 63
-"""The name part of a qualified name (``[prefix/]name``)."""
-
+TRUNCATION_MARK = " ..."  # what ends a text that was cut to its limit
+# the apiVersions under which kind: Event is an Event (none given counts too)
 EVENT_API_VERSIONS = frozenset({"", "v1", "events.k8s.io/v1", "events.k8s.io/v1beta1"})
-"""The apiVersions under which ``kind: Event`` is an Event (none given counts too)."""
 
 _LABEL = r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?"
 _DNS_SUBDOMAIN = re.compile(rf"{_LABEL}(?:\.{_LABEL})*")
@@ -94,7 +75,7 @@ _DEFAULT_NAME = "k8s-logging-events"
 def is_dns_subdomain(value: str) -> bool:
     """Tell whether ``value`` is a DNS-1123 subdomain (an object name): at most 253 characters
     of lowercase letters, digits, ``-`` and ``.``, each label alphanumeric at both ends."""
-    return len(value) <= DNS_SUBDOMAIN_MAX_LENGTH and _DNS_SUBDOMAIN.fullmatch(value) is not None
+    return len(value) <= _DNS_SUBDOMAIN_MAX_LENGTH and _DNS_SUBDOMAIN.fullmatch(value) is not None
 
 
 def is_qualified_name(value: str) -> bool:
@@ -103,7 +84,7 @@ def is_qualified_name(value: str) -> bool:
     prefix, slash, name = value.rpartition("/")
     if slash and not is_dns_subdomain(prefix):
         return False
-    return len(name) <= QUALIFIED_NAME_MAX_LENGTH and _QUALIFIED_NAME.fullmatch(name) is not None
+    return len(name) <= _QUALIFIED_NAME_MAX_LENGTH and _QUALIFIED_NAME.fullmatch(name) is not None
 
 
 def is_annotation_key(key: str) -> bool:
@@ -132,8 +113,8 @@ def qualified_name(component: str) -> str:
     if is_qualified_name(component):
         return component
     prefix, _, name = component.rpartition("/")
-    name = _NAME_CHARS.sub("-", name)[:QUALIFIED_NAME_MAX_LENGTH].strip("-_.") or _DEFAULT_NAME
-    prefix = _subdomain_of(prefix, DNS_SUBDOMAIN_MAX_LENGTH)
+    name = _NAME_CHARS.sub("-", name)[:_QUALIFIED_NAME_MAX_LENGTH].strip("-_.") or _DEFAULT_NAME
+    prefix = _subdomain_of(prefix, _DNS_SUBDOMAIN_MAX_LENGTH)
     return f"{prefix}/{name}" if is_dns_subdomain(prefix) else name
 
 
@@ -192,8 +173,7 @@ DETERMINISTIC = "deterministic"
 TIMESTAMP = "timestamp"
 """client-go's ``<object name>.<hex Unix nanoseconds>``: the client-go ports' default."""
 
-EVENT_NAMES = (DETERMINISTIC, TIMESTAMP)
-"""The values of the ``event_names`` options."""
+_EVENT_NAMES = (DETERMINISTIC, TIMESTAMP)
 
 NAME_SCHEME = "k8s-logging-events/event-name/1"
 """The version tag that starts every hash input; another scheme gets another tag."""
@@ -204,17 +184,14 @@ HASH_HEX_DIGITS = 16
 FALLBACK_PREFIX = "event"
 """The prefix of a deterministic name when nothing of the object's name can be used."""
 
-DEFAULT_SIZE = 4096
-"""Objects (timestamp names) or keys (deterministic names) a namer remembers."""
-
-_MAX_PREFIX = DNS_SUBDOMAIN_MAX_LENGTH - 1 - HASH_HEX_DIGITS
+_MAX_PREFIX = _DNS_SUBDOMAIN_MAX_LENGTH - 1 - HASH_HEX_DIGITS
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def check_event_names(value: object, option: str = "event_names") -> str:
     """Return ``value`` when it is ``"deterministic"`` or ``"timestamp"``; else ValueError."""
-    if not isinstance(value, str) or value not in EVENT_NAMES:
-        allowed = " or ".join(map(repr, EVENT_NAMES))
+    if not isinstance(value, str) or value not in _EVENT_NAMES:
+        allowed = " or ".join(map(repr, _EVENT_NAMES))
         raise ValueError(f"{option} must be {allowed}, not {value!r}")
     return value
 
@@ -233,18 +210,13 @@ def generate_event_name(ref_name: str, unix_nanos: int) -> str:
     return name if is_dns_subdomain(name) else str(uuid.uuid4())
 
 
-def readable_prefix(ref_name: str) -> str:
+def _readable_prefix(ref_name: str) -> str:
     """The start of a deterministic name: the object's name made a DNS subdomain short enough,
     or :data:`FALLBACK_PREFIX` when nothing of it remains (the hash tells events apart)."""
     if len(ref_name) <= _MAX_PREFIX and is_dns_subdomain(ref_name):
         return ref_name
     prefix = _subdomain_of(ref_name, _MAX_PREFIX)
     return prefix if is_dns_subdomain(prefix) else FALLBACK_PREFIX
-
-
-def _digest(parts: tuple[str, ...]) -> str:
-    data = json.dumps((NAME_SCHEME, *parts), separators=(",", ":"))  # ASCII: escapes all else
-    return hashlib.sha256(data.encode("ascii")).hexdigest()[:HASH_HEX_DIGITS]
 
 
 def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
@@ -256,18 +228,14 @@ class EventNamer:
     """Names new events, by time as client-go does or deterministically; one per broadcaster
     (its recorders, correlators, series and writers' renames), see docs/correlation.md#names.
 
-    ``"timestamp"``: client-go's names, except that an event about an object at a time no
-    later than the last name given for it gets one nanosecond more (Python clocks tick in
-    microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
+    ``event_names="timestamp"``: client-go's names, except that an event about an object at a
+    time no later than the last name given for it gets one nanosecond more (Python clocks tick
+    in microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
     ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key; the names of
-    recent keys are remembered, so a burst hashes each key once.
+    recent keys are remembered, so a burst hashes each key once. ``size``: objects (or keys)
+    remembered (4096); least recently named go first."""
 
-    Args:
-        size: objects (or keys) remembered; least recently named go first.
-        event_names: ``"timestamp"`` or ``"deterministic"``.
-    """
-
-    def __init__(self, size: int = DEFAULT_SIZE, *, event_names: str = TIMESTAMP) -> None:
+    def __init__(self, size: int = 4096, *, event_names: str = TIMESTAMP) -> None:
         self.event_names = check_event_names(event_names)
         self._lock = threading.Lock()
         self._size = max(1, size)
@@ -351,7 +319,9 @@ class EventNamer:
         name = hashed.get(parts)
         if name is not None:
             return name
-        name = f"{readable_prefix(ref_name)}.{_digest(parts)}"
+        data = json.dumps((NAME_SCHEME, *parts), separators=(",", ":"))  # ASCII: escapes all else
+        digest = hashlib.sha256(data.encode("ascii")).hexdigest()[:HASH_HEX_DIGITS]
+        name = f"{_readable_prefix(ref_name)}.{digest}"
         with self._lock:
             hashed[parts] = name
             if len(hashed) > self._size:

@@ -1,11 +1,9 @@
 """Correlation: what to do with each event before it is written, as client-go decides it.
 
-A port of client-go's ``tools/record/events_cache.go`` and ``tools/record/util``. The
-dispatcher passes every event through :meth:`EventCorrelator.correlate` (aggregate, count,
-spam-filter) and the writer feeds the server's copy back through
-:meth:`EventCorrelator.update_state`. Pure logic on an injected clock: no threads, no I/O.
-The keys and the three stages live in :mod:`~k8s_logging_events._correlation`; the rules
-are in ``docs/correlation.md``.
+A port of client-go's ``tools/record/events_cache.go`` and ``tools/record/util``, on the
+dispatcher (aggregate, count, spam-filter), fed back by the writer. Pure logic on an injected
+clock. The keys and stages live in :mod:`~k8s_logging_events._correlation`; the rules in
+``docs/correlation.md``.
 """
 
 from __future__ import annotations
@@ -98,12 +96,10 @@ def validate_event_type(type: str) -> bool:
 
 
 def count_patch(event: models.Event) -> bytes:
-    """Return the strategic-merge patch that records ``event`` as a repeat of a stored event.
-
-    client-go's diff from ``event`` with count 0, lastTimestamp 1970-01-01 and no message, as
-    Go's ``json.Marshal`` writes it (sorted, compact, ``<>&`` escaped, U+FFFD for a surrogate):
-    ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``.
-    """
+    """The strategic-merge patch that records ``event`` as a repeat of a stored event: client-go's
+    diff from ``event`` with count 0, lastTimestamp 1970-01-01 and no message, as Go's
+    ``json.Marshal`` writes it (sorted, compact, ``<>&`` escaped, U+FFFD for a surrogate):
+    ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``."""
     patch: dict[str, object] = {}
     if event.count:
         patch["count"] = event.count
@@ -120,10 +116,8 @@ def count_patch(event: models.Event) -> bytes:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CorrelatorOptions:
     """How an :class:`EventCorrelator` aggregates, counts and filters (see docs/correlation.md).
-
-    As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured
-    for a number. Negative numbers (and NaN) raise :class:`ValueError`.
-    """
+    As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured for a
+    number. Negative numbers (and NaN) raise :class:`ValueError`."""
 
     lru_cache_size: int = 0
     """Entries in each of the three caches; 0: :data:`DEFAULT_LRU_CACHE_SIZE` (4096)."""
@@ -195,11 +189,9 @@ class CorrelateResult:
 
 
 class EventCorrelator:
-    """Knows whether and how to write each event: aggregate, count, or hold back.
-
-    One per writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means
-    every default. ``namer`` names aggregate events; a broadcaster passes its recorders' one.
-    """
+    """Knows whether and how to write each event: aggregate, count, or hold back. One per
+    writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means every
+    default. ``namer`` names aggregate events; a broadcaster passes its recorders' one."""
 
     def __init__(
         self, options: CorrelatorOptions | None = None, *, namer: EventNamer | None = None
@@ -231,23 +223,15 @@ class EventCorrelator:
 
     @property
     def keeps_objects_apart(self) -> bool:
-        """True when no state is shared between events about different objects (not in client-go).
-
-        So with client-go's key functions and :func:`spam_key_per_reason`, not with one's own.
-        """
+        """True when events about different objects share no state: with client-go's key
+        functions and :func:`spam_key_per_reason`, not with one's own (not in client-go)."""
         return self._options.key_func is aggregate_by_reason and (
             self._options.spam_key_func in (get_spam_key, spam_key_per_reason)
         )
 
     def correlate(self, event: models.Event) -> CorrelateResult:
-        """Aggregate, count and spam-filter ``event``, in client-go's order.
-
-        Held-back occurrences still raise the count the next written one carries.
-
-        Returns:
-            ``CorrelateResult(observed, patch, False, observed)`` to write, or
-            ``CorrelateResult(None, None, True, observed)`` when the spam filter holds it back.
-        """
+        """Aggregate, count and spam-filter ``event``, in client-go's order; held-back
+        occurrences still raise the count the next written one carries."""
         with self._lock:
             observed, repeat, skip = self._correlate(event)
             if skip:
@@ -258,12 +242,10 @@ class EventCorrelator:
     def correlate_many(
         self, events: Sequence[models.Event]
     ) -> list[tuple[models.Event, bool, int]]:
-        """Correlate a run of occurrences that differ only in names and timestamps, at once.
-
-        Returns what :meth:`correlate` on each would have a writer write, merged as a writer
-        merges writes of one event: ``(observed, held, occurrences)`` per stretch of one event
-        (held if all its occurrences were), a new event's create on its own. Not in client-go.
-        """
+        """Correlate a run of occurrences that differ only in names and timestamps, at once: what
+        :meth:`correlate` on each would have a writer write, merged as a writer merges writes of one
+        event: ``(observed, held, occurrences)`` per stretch of one event (held if all its
+        occurrences were), a new event's create on its own. Not in client-go."""
         if not events:
             return []
         with self._lock:
@@ -280,7 +262,7 @@ class EventCorrelator:
             return [(first, held, 1), (*merged, len(rest))]
 
     def _one_by_one(self, events: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
-        """Correlate each of ``events``; consecutive results for one event are one entry."""
+        # consecutive results for one event are one entry
         out: list[tuple[models.Event, bool, int]] = []
         for event in events:
             observed, _, skip = self._correlate(event)
@@ -293,7 +275,7 @@ class EventCorrelator:
         return out
 
     def _correlate(self, event: models.Event) -> tuple[models.Event, bool, bool]:
-        """Return the observed event, whether it repeats a known one, whether it is held."""
+        # the observed event, whether it repeats a known one, whether it is held
         candidate, key = self._aggregator.aggregate(event)
         observed, repeat = self._observer.observe(candidate, key)
         return observed, repeat, not self._spam_filter.take(observed)
@@ -311,11 +293,9 @@ class EventCorrelator:
         return observed, self._spam_filter.take_many(observed, len(run)) == 0
 
     def update_state(self, event: models.Event) -> None:
-        """Record what a create or patch stored for ``event``: the next repeat patches that.
-
-        Unlike client-go, a count below the one observed is not taken: our writer runs behind
-        the correlator, so going back would count later occurrences twice.
-        """
+        """Record what a create or patch stored for ``event``: the next repeat patches that. Unlike
+        client-go, a count below the one observed is not taken: our writer runs behind the
+        correlator, so going back would count later occurrences twice."""
         with self._lock:
             self._update(get_event_key(event), event)
 
@@ -341,10 +321,8 @@ class EventCorrelator:
             return self._spam_filter.take(event)
 
     def token_wait(self, event: models.Event) -> float:
-        """Return the seconds until ``event``'s spam bucket has a token (``math.inf``: never).
-
-        Takes nothing and makes no bucket. Not in client-go.
-        """
+        """Seconds until ``event``'s spam bucket has a token (``math.inf``: never); takes
+        nothing and makes no bucket. Not in client-go."""
         with self._lock:
             return self._spam_filter.wait(event)
 

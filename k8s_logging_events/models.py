@@ -1,10 +1,8 @@
 """Immutable models of Kubernetes Events and the camelCase JSON boundary.
 
-The bottom of the pipeline, just above :mod:`~k8s_logging_events.references` (which owns
-:class:`ObjectReference`): only :meth:`Event.to_api` and :meth:`Event.from_api` (and their
-events.k8s.io/v1 forms) know the wire format. The caller's thread snapshots an
-:class:`Occurrence`; the dispatcher builds it into an Event. No I/O, no threads.
-"""
+The bottom of the pipeline, above :mod:`~k8s_logging_events.references`: only the ``to_*`` and
+``from_*`` methods of :class:`Event` know the wire format. The caller's thread snapshots an
+:class:`Occurrence`; the dispatcher builds it into an Event. No I/O, no threads."""
 
 from __future__ import annotations
 
@@ -112,6 +110,7 @@ class Event:
             "metadata": {k: v for k, v in metadata.items() if v},
             "involvedObject": self.involved_object.to_api(),
         }
+        source = (("component", self.source.component), ("host", self.source.host))
         optional: tuple[tuple[str, Any], ...] = (
             ("reason", self.reason),
             ("message", self.message),
@@ -120,19 +119,12 @@ class Event:
             ("action", self.action),
             ("reportingComponent", self.reporting_controller),
             ("reportingInstance", self.reporting_instance),
+            ("source", {k: v for k, v in source if v}),
+            ("firstTimestamp", self.first_timestamp and format_time(self.first_timestamp)),
+            ("lastTimestamp", self.last_timestamp and format_time(self.last_timestamp)),
+            ("eventTime", self.event_time and format_micro_time(self.event_time)),
         )
         body.update((key, value) for key, value in optional if value)
-        source = {
-            k: v for k, v in (("component", self.source.component), ("host", self.source.host)) if v
-        }
-        if source:
-            body["source"] = source
-        if self.first_timestamp is not None:
-            body["firstTimestamp"] = format_time(self.first_timestamp)
-        if self.last_timestamp is not None:
-            body["lastTimestamp"] = format_time(self.last_timestamp)
-        if self.event_time is not None:
-            body["eventTime"] = format_micro_time(self.event_time)
         if self.series is not None:
             body["series"] = {
                 "count": self.series.count,
@@ -179,12 +171,10 @@ class Event:
         )
 
     def to_events_v1(self) -> dict[str, Any]:
-        """Return the events.k8s.io/v1 JSON body of this event, with empty values left out.
-
-        The server's conversion names (``regarding``, ``note``, ``reportingController``);
-        ``eventTime`` is ``event_time`` or else ``first_timestamp``; the deprecated core/v1
-        fields (count, source, first and last timestamps), which the API refuses, left out.
-        """
+        """Return the events.k8s.io/v1 JSON body of this event, with empty values left out: the
+        server's conversion names (``regarding``, ``note``, ``reportingController``), ``eventTime``
+        from ``event_time`` or ``first_timestamp``, without the deprecated core/v1 fields the API
+        refuses (count, source, first and last timestamps)."""
         core = self.to_api()
         for deprecated in ("count", "source", "firstTimestamp", "lastTimestamp"):
             core.pop(deprecated, None)
@@ -289,39 +279,23 @@ class Occurrence(NamedTuple):
 
 
 def correlation_keys(item: object) -> tuple[Hashable, object]:
-    """What makes two queued items repeats of each other, for the runtime to cut runs.
-
-    The group is in every key of the correlator's state (the involved object without its
-    resourceVersion and fieldPath, the source, the type): groups share no state. The rest
-    is every other field but the name and timestamps. Plain tuples: hashed without a call.
-    """
+    """What makes two queued items repeats of each other, for the runtime to cut runs. The group
+    is in every key of the correlator's state (the involved object without its resourceVersion
+    and fieldPath, the source, the type): groups share no state. The rest is every other field
+    but the name and timestamps. Plain tuples: hashed without a call."""
+    rest: tuple[object, ...]
     if isinstance(item, Occurrence):
-        ref, source = item.ref, item.source
-        group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        return group, (ref.resource_version, ref.field_path, item[1:-1])
-    if isinstance(item, Event):
+        ref, source, rest = item.ref, item.source, item[1:-1]
+    elif isinstance(item, Event):
         ref, source = item.involved_object, item.source
-        group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-        group += (source.component, source.host, item.type)
-        rest = (
-            ref.resource_version,
-            ref.field_path,
-            item.namespace,
-            item.reason,
-            item.message,
-            item.action,
-            item.related,
-            item.reporting_controller,
-            item.reporting_instance,
-            item.annotations,
-            item.count,
-            item.event_time,
-            item.series,
-            item.resource_version,
-        )
-        return group, rest
-    return id(item), None  # not ours to cut: a run of its own, and fails to build
+        rest = (item.namespace, item.reason, item.message, item.action, item.related)
+        rest += (item.reporting_controller, item.reporting_instance, item.annotations)
+        rest += (item.count, item.event_time, item.series, item.resource_version)
+    else:
+        return id(item), None  # not ours to cut: a run of its own, and fails to build
+    group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
+    group += (source.component, source.host, item.type)
+    return group, (ref.resource_version, ref.field_path, rest)
 
 
 def materialize(item: object, namer: Namer) -> Event:

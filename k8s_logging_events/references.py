@@ -1,10 +1,7 @@
-"""What an event is about: :class:`ObjectReference`, and turning whatever a caller passed as
-``involved`` into one (:func:`object_reference` lists the forms it reads).
-
-This runs on the application's thread, at the front of the pipeline (docs/architecture.md):
-the recorder and the handler call :func:`object_reference` when an event is recorded, so the
-reference is a snapshot of the object at that moment.
-"""
+"""What an event is about: :class:`ObjectReference`, and :func:`object_reference`, which turns
+whatever a caller passed as ``involved`` into one. At the front of the pipeline, on the
+application's thread (docs/architecture.md): the reference is a snapshot of the object when
+the event is recorded."""
 
 from __future__ import annotations
 
@@ -82,7 +79,7 @@ _MISSING = object()
 _MAX_CLASSES = 1024
 
 # which reader each class of object needs, decided on first sight
-_CLASS_KINDS: dict[type, str] = {}
+_READERS: dict[type, Callable[[Any], ObjectReference]] = {}
 
 _TEXT_OR_UNSET = frozenset((str, type(None)))
 
@@ -116,7 +113,7 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     Raises:
         InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
     """
-    ref: ObjectReference = _READERS[_kind_of(obj)](obj)
+    ref = _reader_of(obj)(obj)
     if field_path and field_path != ref.field_path:
         return dataclasses.replace(ref, field_path=field_path)
     return ref
@@ -135,46 +132,30 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
     if kind is not None and kind != ref.kind:
-        repairs.append(
-            (
-                "kind-case",
-                "The involved object's kind %r is recorded as %r: kinds are case-sensitive, "
-                "and kubectl finds events by the exact kind",
-                (ref.kind, kind),
-            )
+        message = (
+            "The involved object's kind %r is recorded as %r: kinds are case-sensitive, and "
+            "kubectl finds events by the exact kind"
         )
+        repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
-        repairs.append(
-            (
-                "namespace",
-                "The involved %s %r has no namespace, though %s objects live in one: the "
-                "event is filed in namespace %r (kubectl describe -n %s shows it there). "
-                "Give the object's namespace (metadata.namespace in a manifest, namespace "
-                "in a flat reference) to file the event with the object",
-                (ref.kind, ref.name, ref.kind, default_namespace, default_namespace),
-            )
+        message = (
+            "The involved %s %r has no namespace, though %s objects live in one: the event is "
+            "filed in namespace %r (kubectl describe -n %s shows it there). Give the object's "
+            "namespace (metadata.namespace in a manifest, namespace in a flat reference) to "
+            "file the event with the object"
         )
+        args = (ref.kind, ref.name, ref.kind, default_namespace, default_namespace)
+        repairs.append(("namespace", message, args))
         ref = dataclasses.replace(ref, namespace=default_namespace)
     return ref, repairs
 
 
-def _shared(
-    kind: str,
-    namespace: str,
-    name: str,
-    uid: str,
-    api_version: str,
-    resource_version: str,
-    field_path: str = "",
-) -> ObjectReference:
-    """The reference with these fields: the one made last time, when there was one.
-
-    Making a frozen dataclass costs as much as the rest of reading the object, and records
-    are nearly always about objects logged about before; references are immutable, so equal
-    ones may be one object. The table forgets everything when full, to stay bounded.
-    """
-    key = (kind, namespace, name, uid, api_version, resource_version, field_path)
+def _shared(*key: str) -> ObjectReference:
+    """The reference with these fields (ObjectReference's order, all seven): the one made last
+    time, when there was one. Making a frozen dataclass costs as much as the rest of reading
+    the object, and records are nearly always about objects logged about before; references
+    are immutable, so equal ones may be one object. The table forgets all when full."""
     ref = _shared_refs.get(key)
     if ref is None:
         if len(_shared_refs) >= _MAX_SHARED:
@@ -183,25 +164,25 @@ def _shared(
     return ref
 
 
-def _kind_of(obj: object) -> str:
+def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
     # the branch an object takes depends on its class alone: decide it once per class,
     # because this runs for every record on the application's thread
     cls = type(obj)
-    kind = _CLASS_KINDS.get(cls)
-    if kind is None:
+    reader = _READERS.get(cls)
+    if reader is None:
         if issubclass(cls, ObjectReference):
-            kind = "reference"
+            reader = _as_reference
         elif issubclass(cls, Mapping):
-            kind = "manifest"
-        elif _is_client_object_reference(obj):
-            kind = "client-reference"
+            reader = _from_manifest
+        elif cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes."):
+            reader = _from_client_reference
         elif hasattr(obj, "metadata"):
-            kind = "model"
+            reader = _from_model
         else:
-            return "unknown"  # not cached: an instance may grow a metadata attribute
-        if len(_CLASS_KINDS) < _MAX_CLASSES:
-            _CLASS_KINDS[cls] = kind
-    return kind
+            return _unknown  # not cached: an instance may grow a metadata attribute
+        if len(_READERS) < _MAX_CLASSES:
+            _READERS[cls] = reader
+    return reader
 
 
 def _unknown(obj: object) -> ObjectReference:
@@ -227,18 +208,18 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
     kind = _field(data, "kind", data)
     api_version = _field(data, "apiVersion", data)
     name, namespace, uid, version = (_field(metadata, key, data) for _, key in _METADATA_FIELDS)
-    return _checked(_shared(kind, namespace, name, uid, api_version, version), data)
+    return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), data)
 
 
 def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
     """A flat reference: Kopf's ``k8s_ref``, a kubectl-style or ``to_dict()`` reference."""
-    values: dict[str, str] = {}
+    values: list[str] = []
     for attr, camel in _FIELDS:
         value = _field(data, camel, data)
         if not value and attr != camel:
             value = _field(data, attr, data)
-        values[attr] = value
-    return _checked(_shared(**values), data, f" (expected {_EXPECTED_MAPPING})")
+        values.append(value)
+    return _checked(_shared(*values), data, f" (expected {_EXPECTED_MAPPING})")
 
 
 def _from_model(obj: Any) -> ObjectReference:
@@ -258,7 +239,7 @@ def _from_model(obj: Any) -> ObjectReference:
         kind = kind or class_kind
         # the dynamic client's objects answer None for any name: ask for the other spelling
         api_version = api_version or class_api_version or _attr(obj, "apiVersion", obj)
-    ref = _shared(kind, namespace, name, uid, api_version, version)
+    ref = _shared(kind, namespace, name, uid, api_version, version, "")
     return ref if name and kind else _checked(ref, obj)
 
 
@@ -280,29 +261,22 @@ def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
         # other libraries spell it resourceVersion; look for the other spelling only when
         # the attribute is missing (an empty value on a pydantic model would otherwise
         # cost a failed lookup on every record)
-        return _metadata_by_name(metadata, obj)
-    name, namespace, uid, version = values
-    text_or_unset = _TEXT_OR_UNSET
-    if (
-        type(name) in text_or_unset
-        and type(namespace) in text_or_unset
-        and type(uid) in text_or_unset
-        and type(version) in text_or_unset
-    ):
-        return name or "", namespace or "", uid or "", version or ""
-    return _metadata_by_name(metadata, obj)  # an error naming the field
-
-
-def _metadata_by_name(metadata: Any, obj: object) -> tuple[str, str, str, str]:
+        pass
+    else:
+        name, namespace, uid, version = values
+        text_or_unset = _TEXT_OR_UNSET
+        if (
+            type(name) in text_or_unset
+            and type(namespace) in text_or_unset
+            and type(uid) in text_or_unset
+            and type(version) in text_or_unset
+        ):
+            return name or "", namespace or "", uid or "", version or ""
+    # by name (an error naming the field, when a value is no text)
     name, namespace, uid, version = (
         _attr(metadata, attr, obj, key) for attr, key in _METADATA_FIELDS
     )
     return name, namespace, uid, version
-
-
-def _is_client_object_reference(obj: object) -> bool:
-    cls = type(obj)
-    return cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes.")
 
 
 def _from_client_reference(obj: Any) -> ObjectReference:
@@ -328,11 +302,9 @@ def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
 
 
 def _plain_text(value: object, name: str, original: object) -> str:
-    """A ``str`` subclass's text as a plain ``str``; anything else is refused.
-
-    References are shared by their fields (:func:`_shared`): a subclass's own equality could
-    match another reference, and its instance would keep the caller's object alive.
-    """
+    """A ``str`` subclass's text as a plain ``str``; anything else is refused. References are
+    shared by their fields (:func:`_shared`): a subclass's own equality could match another
+    reference, and its instance would keep the caller's object alive."""
     if not isinstance(value, str):
         raise InvalidObjectError(
             f"cannot refer to {_describe(original)}: {name} is a {type(value).__name__}, "
@@ -378,25 +350,17 @@ def _search_type_meta(cls: type) -> tuple[str, str]:
     match = _MODEL_NAME.match(cls.__name__)
     if match is None:
         return "", ""
-    prefix, version, kind = match.groups()
-    api_version = _api_version_for(cls, prefix or "", version, kind)
-    return (kind, api_version) if api_version else ("", "")
-
-
-def _api_version_for(cls: type, prefix: str, version: str, kind: str) -> str:
     from kubernetes import client  # here: importing the package imports no client
 
+    prefix, version, kind = match.groups()
     snake = _CAMEL_BOUNDARY.sub("_", kind).lower()
-    suffix = f"{prefix}{version}Api"
-    for api_name in dir(client):
-        if not api_name.endswith(suffix):
-            continue
-        api = getattr(client, api_name)
+    suffix = f"{prefix or ''}{version}Api"
+    for api in (getattr(client, name) for name in dir(client) if name.endswith(suffix)):
         for method in (f"read_namespaced_{snake}", f"read_{snake}"):
             api_version = _read_api_version(api, method, cls)
             if api_version:
-                return api_version
-    return ""
+                return kind, api_version
+    return "", ""
 
 
 def _read_api_version(api: type, method: str, cls: type) -> str:
@@ -412,12 +376,3 @@ def _read_api_version(api: type, method: str, cls: type) -> str:
             core_version, group, group_version = match.groups()
             return core_version or f"{group}/{group_version}"
     return ""
-
-
-_READERS: dict[str, Callable[[Any], ObjectReference]] = {
-    "reference": _as_reference,
-    "manifest": _from_manifest,
-    "client-reference": _from_client_reference,
-    "model": _from_model,
-    "unknown": _unknown,
-}

@@ -1,11 +1,9 @@
 """events.k8s.io/v1 series: client-go's ``tools/events`` way of recording repeats.
 
-The events.k8s.io/v1 counterpart of :mod:`k8s_logging_events.correlator`, on the dispatcher
-before the writer. Occurrences with one *isomorphic key* are one Event: the first is
-created, the second makes it a series, later ones only count in the cache. The series is
-written after six quiet minutes (it is then finished), every thirty minutes while it goes on
-and, unlike client-go, at every flush and close; see docs/events-v1.md.
-"""
+The counterpart of :mod:`k8s_logging_events.correlator`, on the dispatcher before the writer:
+occurrences with one *isomorphic key* are one Event, created first, then patched as a series
+after six quiet minutes, every thirty minutes while it goes on and, unlike client-go, at
+every flush and close; see docs/events-v1.md."""
 
 from __future__ import annotations
 
@@ -19,6 +17,9 @@ import cachetools
 
 from k8s_logging_events import _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
+
+# the reporting controller's rule lives in _sanitise; it stays importable from here
+from k8s_logging_events._sanitise import qualified_name
 
 __all__ = [
     "DEFAULT_ACTION",
@@ -49,8 +50,7 @@ DEFAULT_ACTION = "Logged"
 MAX_NOTE_BYTES = _sanitise.MESSAGE_MAX_BYTES
 """The API server's limit on ``note``, in UTF-8 bytes."""
 
-MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES
-"""The API server's limit on reason, action and reportingInstance."""
+MAX_FIELD_BYTES = _sanitise.REASON_MAX_BYTES  # reason, action and reportingInstance
 
 
 def isomorphic_key(event: models.Event) -> tuple[object, ...]:
@@ -69,15 +69,8 @@ def series_key(event: models.Event) -> tuple[object, ...]:
 
 
 def _key(event: models.Event, ref: models.ObjectReference) -> tuple[object, ...]:
-    return (
-        event.type,
-        event.action,
-        event.reason,
-        event.reporting_controller,
-        event.reporting_instance,
-        ref,
-        event.related,
-    )
+    fields = (event.type, event.action, event.reason, event.reporting_controller)
+    return (*fields, event.reporting_instance, ref, event.related)
 
 
 def series_patch(event: models.Event) -> bytes:
@@ -90,19 +83,11 @@ def series_patch(event: models.Event) -> bytes:
     return json.dumps({"series": series}, separators=(",", ":"), sort_keys=True).encode()
 
 
-def qualified_name(component: str) -> str:
-    """Turn a component name into the qualified name (``[prefix/]name``) the reporting
-    controller must be, the prefix made a DNS subdomain: ``a..b/ctl`` becomes ``a.b/ctl``."""
-    return _sanitise.qualified_name(component)
-
-
 def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
-    """Make ``event`` acceptable to events.k8s.io/v1 validation.
-
-    Defaults for a missing action or reason, a qualified reporting controller, the reporting
-    instance cut to 128 bytes (the controller's name when empty), the note cut to 1024 UTF-8
-    bytes at a character boundary (marked ``" ..."``), ``eventTime`` from the first timestamp.
-    """
+    """Make ``event`` acceptable to events.k8s.io/v1 validation: defaults for a missing action or
+    reason, a qualified reporting controller, the reporting instance cut to 128 bytes (the
+    controller's name when empty), the note cut to 1024 UTF-8 bytes at a character boundary
+    (marked ``" ..."``), ``eventTime`` from the first timestamp."""
     controller = qualified_name(event.reporting_controller or event.source.component)
     instance = event.reporting_instance or event.source.host or controller
     return dataclasses.replace(
@@ -170,11 +155,9 @@ class SeriesCorrelator:
         self._lock = threading.Lock()
 
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
-        """Record one occurrence; return the event to write and whether to hold it back.
-
-        The first comes as is (a create), the second as a series of 2, later ones counted and
-        held; all with the first's fields and note (immutable in events.k8s.io/v1).
-        """
+        """Record one occurrence; return the event to write and whether to hold it back. The first
+        comes as is (a create), the second as a series of 2, later ones counted and held; all with
+        the first's fields and note (immutable in events.k8s.io/v1)."""
         key = self._key(event)
         seen = self._monotonic()
         now = self._clock.now()
@@ -204,7 +187,9 @@ class SeriesCorrelator:
     def finished_between(self, earlier: models.Event, later: models.Event) -> bool:
         """True when ``later`` came more than the finish time after ``earlier``'s last
         occurrence, by their timestamps (as a process that did not see the series tells)."""
-        last = _last_seen(earlier)
+        # the earlier one's latest occurrence: its series', else its own time
+        last = earlier.series.last_observed_time if earlier.series is not None else None
+        last = last or earlier.event_time or earlier.first_timestamp
         first = later.event_time or later.first_timestamp
         if last is None or first is None:
             return False
@@ -299,10 +284,3 @@ class SeriesPolicy:
         """True when ``stored``'s last occurrence came more than the finish time before
         ``ours`` (a create of a restarted process): its series is over, ours starts anew."""
         return self._correlator.finished_between(stored, ours)
-
-
-def _last_seen(event: models.Event) -> datetime | None:
-    """When ``event``'s latest occurrence was observed: its series', else its own time."""
-    if event.series is not None and event.series.last_observed_time is not None:
-        return event.series.last_observed_time
-    return event.event_time or event.first_timestamp
