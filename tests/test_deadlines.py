@@ -424,6 +424,12 @@ for number in range(3):
            "metadata": {"name": "job-%d" % number, "namespace": "default"}}
     log.warning("step %d failed", number, extra={"involved": pod})
 
+# the three writes reach the silent server before the exit begins: what the signal then
+# gives up is in flight (failed), not still queued (dropped), on a loaded machine too
+waited_until = time.monotonic() + 30
+while handler.stats()["pending_events"] < 3 and time.monotonic() < waited_until:
+    time.sleep(0.01)
+
 main = threading.main_thread()
 
 def waiting_at_exit():
