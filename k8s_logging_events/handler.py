@@ -159,9 +159,8 @@ class KubernetesEventHandler(logging.Handler):
             _crash.watch(self, options.exception_detail)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Apply the handler's own filters (which may add ``involved``), then let through only
-        records about an object, from another logger: without filters, a plain record costs
-        four dict lookups."""
+        """Apply the handler's own filters (which may add ``involved``), then pass only records
+        about an object, from another logger (a plain record costs four dict lookups)."""
         checked = self._filtered(record) if self.filters else record
         return checked is not None and self._extras(checked) is not None
 
@@ -251,14 +250,13 @@ class KubernetesEventHandler(logging.Handler):
         self._wait(None, report=not getattr(self._holding, "depth", 0))
 
     def _flush_before_exit(self) -> None:
-        """Like :meth:`flush`, for a process about to end (an uncaught exception): what is
-        still pending is left to the report of the close at exit, which shares the deadline,
-        so it is said once."""
+        """:meth:`flush` before an uncaught exception ends the process: what is pending is
+        said once, by the close at exit, which shares the deadline."""
         self._wait(None, report=False)
 
     def acquire(self) -> None:
-        """Take the handler's lock, noting it: a :meth:`flush` under it (``logging.shutdown()``)
-        leaves its report to the close that follows. The handler itself never takes it."""
+        """Take the handler's lock (the handler never does): a :meth:`flush` under it
+        (``logging.shutdown()``) leaves its report to the close that follows."""
         super().acquire()
         self._holding.depth = getattr(self._holding, "depth", 0) + 1
 
@@ -369,8 +367,10 @@ class KubernetesEventHandler(logging.Handler):
         """Stop on a thread of its own, which the interpreter's exit waits for (it is no
         daemon) within the same deadline: the caller holds a lock the writers need."""
 
-        def stop() -> None:
+        def stop(on_thread: bool = True) -> None:
             try:
+                if on_thread:
+                    _process.leave_signals_to_the_main_thread()
                 self._stop(active, lazy)
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(
@@ -379,15 +379,11 @@ class KubernetesEventHandler(logging.Handler):
             finally:
                 stopped.set()
 
-        def run() -> None:
-            _process.leave_signals_to_the_main_thread()
-            stop()
-
         name = f"{recorder.THREAD_NAME}-close"
         try:
-            threading.Thread(target=run, name=name, daemon=False).start()
+            threading.Thread(target=stop, name=name, daemon=False).start()
         except RuntimeError:  # no new thread at interpreter shutdown: stop here, as before
-            stop()
+            stop(on_thread=False)
 
     def _client_needs_logging_lock(self) -> bool:
         """dictConfig flushes and closes the handlers it replaces under logging's lock, and a
@@ -412,9 +408,8 @@ class KubernetesEventHandler(logging.Handler):
         return self._broadcaster
 
     def stats(self) -> dict[str, int]:
-        """Return the broadcaster's counters (0 before the first event; a given broadcaster's
-        count other recorders' events too) and the handler's ``refused``, ``repaired`` and
-        ``after_close`` (see docs/configuration.md, Counters)."""
+        """The broadcaster's counters (0 before the first event; a given broadcaster's count
+        other recorders' events too) and the handler's own (docs/configuration.md, Counters)."""
         values = dict.fromkeys(_BROADCASTER_STATS, 0)
         active = self._broadcaster
         if active is not None:
@@ -467,7 +462,9 @@ class KubernetesEventHandler(logging.Handler):
         )
 
     def _fresh_state(self) -> None:
-        """Reset everything tied to this process's threads (at construction and after fork)."""
+        """Everything tied to this process's threads: at construction, and in a forked child
+        (``_process``), where the parent's queue is forgotten, never written twice, and a
+        given broadcaster renews itself."""
         # reentrant: a signal handler that logs may interrupt a thread holding it
         self._lock = threading.RLock()
         self._holding = threading.local()  # .depth: acquire() calls not released, per thread
@@ -489,32 +486,26 @@ class KubernetesEventHandler(logging.Handler):
         with self._lock:
             if self._closed:
                 return None
+            if self._offer is not None:
+                return self._offer
+            options = self._options
+            active = recorder.EventBroadcaster._with_options(options.broadcasting)
+            active.exit_timeout = options.flush_timeout
+            event_sink, self._lazy_sink = _options.open_sink(options, self._default_involved)
+            if event_sink is not None:
+                active.start_recording_to_sink(event_sink)
+            target = options.structured_logging
+            if target:
+                active.start_structured_logging(
+                    logging.getLogger(target) if isinstance(target, str) else None
+                )
+            now, offer = active._intake()
+            # a signal handler that logged while this thread was building may have won
             if self._offer is None:
-                active = self._new_broadcaster()
-                now, offer = active._intake()
-                # a signal handler that logged while this thread was building may have won
-                if self._offer is None:
-                    self._broadcaster, self._now, self._offer = active, now, offer
+                self._broadcaster, self._now, self._offer = active, now, offer
             return self._offer
 
-    def _new_broadcaster(self) -> recorder.EventBroadcaster:
-        options = self._options
-        active = recorder.EventBroadcaster._with_options(options.broadcasting)
-        active.exit_timeout = options.flush_timeout
-        event_sink, self._lazy_sink = _options.open_sink(options, self._default_involved)
-        if event_sink is not None:
-            active.start_recording_to_sink(event_sink)
-        if options.structured_logging:
-            target = options.structured_logging
-            active.start_structured_logging(
-                logging.getLogger(target) if isinstance(target, str) else None
-            )
-        return active
-
-    def _after_fork_in_child(self) -> None:
-        # in a forked child (``_process``): the parent's queue is forgotten, never written
-        # twice, and a given broadcaster renews itself
-        self._fresh_state()
+    _after_fork_in_child = _fresh_state
 
 
 class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
