@@ -1,9 +1,8 @@
-"""The logging front door: :class:`KubernetesEventHandler` turns records into Events.
+"""The logging front door, top of the pipeline (docs/architecture.md): records to Events.
 
-The top of the pipeline (``docs/architecture.md``): on the caller's thread a record about an
-object is read into an occurrence (``_records``) and queued, never blocking nor raising; the
-options are checked once (``_options``), and the broadcaster starts at the first event.
-:class:`EventLoggerAdapter` binds ``involved`` to a logger.
+On the caller's thread a record about an object becomes an occurrence (``_records``) and is
+queued, never blocking nor raising; options are checked once (``_options``); the broadcaster
+starts at the first event. :class:`EventLoggerAdapter` binds ``involved`` to a logger.
 """
 
 from __future__ import annotations
@@ -204,9 +203,8 @@ class KubernetesEventHandler(logging.Handler):
             return None
 
     def _refuse_on_own_thread(self, record: logging.LogRecord) -> None:
-        """No event for a record logged on one of the library's threads (by an event watcher's
-        handler, say): each event could make the next. One about an object of its own is
-        counted and said once per call site; the rest (the client's HTTP logging) pass."""
+        """No event for a record logged on a library thread (an event watcher's handler): each
+        could make the next. One about an object is counted and said once per call site."""
         try:
             about = _records.find_extras(record)
         except Exception:  # a broken extra: nothing to say about an object
@@ -364,8 +362,8 @@ class KubernetesEventHandler(logging.Handler):
         lazy: sinks.LazySink | None,
         stopped: threading.Event,
     ) -> None:
-        """Stop on a thread of its own, which the interpreter's exit waits for (it is no
-        daemon) within the same deadline: the caller holds a lock the writers need."""
+        """Stop on a thread of its own (no daemon: the exit waits for it, within the deadline):
+        the caller holds a lock the writers need."""
 
         def stop(on_thread: bool = True) -> None:
             try:
@@ -386,9 +384,8 @@ class KubernetesEventHandler(logging.Handler):
             stop(on_thread=False)
 
     def _client_needs_logging_lock(self) -> bool:
-        """dictConfig flushes and closes the handlers it replaces under logging's lock, and a
-        writer still building the client imports modules that take it: a wait there would
-        last the whole timeout, then give the writes up."""
+        """dictConfig flushes and closes the handlers it replaces under logging's lock, which a
+        writer building the client takes to import: a wait there would time out in vain."""
         lazy = self._lazy_sink
         return lazy is not None and lazy.imports_client and _diagnostics.holds_logging_lock()
 
