@@ -351,10 +351,9 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
             dropped.append(name)
             continue
         item = value[key]
-        text = item if isinstance(item, str) else str(item)
         if not isinstance(key, str) or not isinstance(item, str):
             coerced.append(name)
-        result[name] = _sanitise.safe_text(text)
+        result[name] = _sanitise.safe_text(item if isinstance(item, str) else str(item))
     if dropped:
         notes.repair("annotation-key", "Dropping annotations with invalid keys: %s", shown(dropped))
     if coerced:
