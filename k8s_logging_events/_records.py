@@ -320,10 +320,7 @@ def _action(value: object, notes: Notes) -> str:
     fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
     if fixed != text or not isinstance(value, str):
         notes.repair(
-            "action",
-            "The action %.80s was not a short string: recorded as %r",
-            shown(value),
-            fixed,
+            "action", "The action %.80s was not a short string: recorded as %r", shown(value), fixed
         )
     return fixed
 
@@ -470,10 +467,9 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
     last lines (``ExcType: text``); None for any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
-    # QueueHandler.prepare's marks: the formatted text as both message and msg, no args
-    if attrs.get("args") is not None or attrs.get("message") is not text:
-        return None
-    if not isinstance(text, str):
+    # QueueHandler.prepare's marks: the formatted text as both message and msg, no args (the
+    # caller's check)
+    if attrs.get("message") is not text or not isinstance(text, str):
         return None
     found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
     head = text[: min(found)] if found else text

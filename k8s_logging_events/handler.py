@@ -270,9 +270,7 @@ class KubernetesEventHandler(logging.Handler):
         given: object = timeout  # typed float, but a caller may pass anything
         if given is not None and not isinstance(given, int | float):
             _diagnostics.report(
-                logging.WARNING,
-                "drain() waits a number of seconds, not %s",
-                _records.shown(given),
+                logging.WARNING, "drain() waits a number of seconds, not %s", _records.shown(given)
             )
             return False
         return self._wait(timeout, drain=True)
@@ -323,13 +321,7 @@ class KubernetesEventHandler(logging.Handler):
             if first:
                 self._sites.summarise()
             if first and active is not None and stopping is not None:
-                if later:
-                    self._stop_later(active, lazy, stopping)
-                else:
-                    try:
-                        self._stop(active, lazy)
-                    finally:
-                        stopping.set()
+                self._stop(active, lazy, stopping, later=later)
             elif (
                 stopping is not None
                 and self._stopper != threading.get_ident()  # a signal handler's, inside it
@@ -346,30 +338,30 @@ class KubernetesEventHandler(logging.Handler):
         finally:
             super().close()
 
-    def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
-        timeout = self._waits.for_close(_written(active))
-        if active is self._given:
-            active.flush(timeout)
-        else:
-            active.shutdown(timeout)
-        if lazy is not None:
-            lazy.close()
-        _official.summarise_client_errors()
-
-    def _stop_later(
+    def _stop(
         self,
         active: recorder.EventBroadcaster,
         lazy: sinks.LazySink | None,
         stopped: threading.Event,
+        *,
+        later: bool,
     ) -> None:
-        """Stop on a thread of its own (no daemon: the exit waits for it, within the deadline):
-        the caller holds a lock the writers need."""
+        """Stop what the handler owns, then set ``stopped``. ``later``: the caller holds a lock
+        the writers need, so stop on a thread of its own (no daemon: the exit waits for it,
+        within the deadline)."""
 
         def stop(on_thread: bool = True) -> None:
             try:
                 if on_thread:
                     _process.leave_signals_to_the_main_thread()
-                self._stop(active, lazy)
+                timeout = self._waits.for_close(_written(active))
+                if active is self._given:
+                    active.flush(timeout)
+                else:
+                    active.shutdown(timeout)
+                if lazy is not None:
+                    lazy.close()
+                _official.summarise_client_errors()
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
@@ -377,6 +369,9 @@ class KubernetesEventHandler(logging.Handler):
             finally:
                 stopped.set()
 
+        if not later:
+            stop(on_thread=False)
+            return
         name = f"{recorder.THREAD_NAME}-close"
         try:
             threading.Thread(target=stop, name=name, daemon=False).start()
