@@ -120,9 +120,8 @@ class Options:
 
 def checked(given: Mapping[str, Any]) -> Options:
     """The handler's keywords (all, by name) checked into :class:`Options`; else ValueError."""
-    given_broadcaster = given["broadcaster"]
     return Options(
-        sink=checked_sink(given["sink"], given_broadcaster),
+        sink=checked_sink(given["sink"], given["broadcaster"]),
         namespace=namespace(given["namespace"]),
         default_reason=reason(given["default_reason"]),
         max_message_bytes=whole(
@@ -133,7 +132,7 @@ def checked(given: Mapping[str, Any]) -> Options:
         drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
         request_timeout=timeout(given["request_timeout"]),
         flush_timeout=seconds("flush_timeout", given["flush_timeout"], minimum=0),
-        structured_logging=structured(given["structured_logging"], given_broadcaster),
+        structured_logging=structured(given["structured_logging"], given["broadcaster"]),
         exception_detail=choice(
             "exception_detail", given["exception_detail"], _records.EXCEPTION_DETAILS
         ),

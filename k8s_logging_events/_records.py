@@ -467,8 +467,7 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
     last lines (``ExcType: text``); None for any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
-    # QueueHandler.prepare's marks: the formatted text as both message and msg, no args (the
-    # caller's check)
+    # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
     if attrs.get("message") is not text or not isinstance(text, str):
         return None
     found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]

@@ -147,7 +147,6 @@ class KubernetesEventHandler(logging.Handler):
         self._options = options
         self._source = models.EventSource(component=options.component, host=options.host)
         self._given = broadcaster
-        # what a record without an involved object is about
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
         if pod is not None:
             _pod.report(pod, can_read_uid=broadcaster is None)
