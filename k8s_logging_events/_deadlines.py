@@ -42,9 +42,8 @@ class ExitWaits:
 
     def for_drain(self, timeout: float | None) -> float:
         """The timeout of ``drain(timeout)``: as asked, else ``flush_timeout``."""
-        wait = self._timeout if timeout is None else max(0.0, timeout)
-        self._drain_wait = wait
-        return wait
+        self._drain_wait = self._timeout if timeout is None else max(0.0, timeout)
+        return self._drain_wait
 
     def for_close(self, written: int) -> float:
         """The timeout of ``close()``: what is left of a flush just before, or nothing again."""
