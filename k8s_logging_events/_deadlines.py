@@ -1,12 +1,9 @@
 """How long the handler's ``flush()``, ``drain()`` and ``close()`` wait: one wait at exit.
 
-Beside the handler. ``logging.shutdown()`` calls ``flush()`` then ``close()``, and a batch
-job often flushes (or drains) before it exits: against a server that is down, each could
-wait the whole ``flush_timeout`` for the same writes. :class:`ExitWaits` keeps them to one
-wait, by the rules of docs/batch-jobs.md: a ``close()`` right after a ``flush()`` shares
-its deadline; after a wait that ran out, a flush or close that finds nothing written since
-does not wait again; ``drain(timeout)`` waits as asked, and counts as a flush that ran out
-only when it waited a whole ``flush_timeout``. Real time (``time.monotonic``).
+Beside the handler: ``logging.shutdown()`` flushes then closes, and a batch job often
+flushes (or drains) first; with the server down, each could wait the whole ``flush_timeout``
+for the same writes. :class:`ExitWaits` keeps them to one wait, by the rules of
+docs/batch-jobs.md. Real time (``time.monotonic``).
 """
 
 from __future__ import annotations
@@ -22,8 +19,8 @@ EXIT_PAIR_SECONDS = 1.0
 
 
 class ExitWaits:
-    """Decides each wait's timeout from the ones before it, from the handler's
-    ``flush_timeout``; ``monotonic`` reads real time (tests may pass their own)."""
+    """Decides each wait's timeout from the handler's ``flush_timeout`` and the waits before it
+    (tests may pass their own ``monotonic``)."""
 
     def __init__(
         self, flush_timeout: float, monotonic: Callable[[], float] = time.monotonic
@@ -45,9 +42,8 @@ class ExitWaits:
 
     def for_drain(self, timeout: float | None) -> float:
         """The timeout of ``drain(timeout)``: as asked, else ``flush_timeout``."""
-        wait = self._timeout if timeout is None else max(0.0, timeout)
-        self._drain_wait = wait
-        return wait
+        self._drain_wait = self._timeout if timeout is None else max(0.0, timeout)
+        return self._drain_wait
 
     def for_close(self, written: int) -> float:
         """The timeout of ``close()``: what is left of a flush just before, or nothing again."""

@@ -1,10 +1,9 @@
 """How a flush or a close of the runtime knows it is done, within one deadline.
 
-Beside the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here):
-a flush queues a :class:`Marker` behind everything accepted before it; the dispatcher, on
-reaching it, records how far each consumer must get, and the flush waits until each has.
-Where no thread does the work (never started, or gone at interpreter exit), the waiting
-thread does it, through the runtime's ``pump``.
+Beside the dispatcher, under :mod:`~k8s_logging_events._runtime`'s thread rules: a flush
+queues a :class:`Marker` behind all accepted before it; the dispatcher, reaching it, records
+how far each consumer must get, and the flush waits until each has. Where no thread does the
+work (never started, or gone at exit), the waiting thread does it, through ``pump``.
 """
 
 from __future__ import annotations
@@ -51,9 +50,8 @@ class Marker:
         self.targets: dict[_pool.Recording | _watchers.WatchLoop, int] = {}
 
     def reach(self, recordings: list[_pool.Recording], loops: list[_watchers.WatchLoop]) -> None:
-        """Record how far each consumer must get (under the lock); the caller sets
-        ``reached`` once out of it: a flush waits for it inside the Event's own lock, where a
-        signal handler's flush may wait for the runtime's."""
+        """Record how far each consumer must get (under the lock); the caller sets ``reached``
+        out of it: a flush waits in the Event's lock, where a signal handler's may wait for ours."""
         for recording in recordings:
             # what is kept aside is submitted first, once the recording is set up
             self.targets[recording] = recording.writes.submitted + recording.aside_count
@@ -112,9 +110,8 @@ def wait_written(
 
 
 def leftovers(items: queue.SimpleQueue[Any]) -> int:
-    """Empty the queue after the stop; return the occurrences left, to count as dropped. A
-    waiting flush is released; a stop marker goes back (a dispatcher whose start raced with
-    close() has yet to see it)."""
+    """Empty the queue after the stop; the occurrences left, to count as dropped. A waiting
+    flush is released; a stop marker goes back (a dispatcher that raced close() must see it)."""
     left = stops = 0
     with contextlib.suppress(queue.Empty):
         while True:

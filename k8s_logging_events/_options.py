@@ -1,9 +1,8 @@
-"""The handler's options: checked once, into one frozen :class:`Options`, passed down whole.
+"""The handler's options: checked once, at the front door, into one frozen :class:`Options`.
 
-At the front door: a mistake in a ``dictConfig`` file surfaces when it is applied, as a
-message naming the option and what is allowed, never as a stalled thread later. The
-broadcaster gets :class:`BroadcasterOptions` whole. Each option is described once: in
-``docs/configuration.md``, and in code on the fields below.
+A mistake in a ``dictConfig`` file surfaces when it is applied, naming the option and what is
+allowed, never as a stalled thread later; the broadcaster gets :class:`BroadcasterOptions`
+whole. Each option is described in ``docs/configuration.md``, and in code on the fields below.
 """
 
 from __future__ import annotations
@@ -54,8 +53,7 @@ Sink = sinks.EventSink | str | None
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BroadcasterOptions:
-    """What one ``EventBroadcaster`` and its threads need: the handler's part for it, or
-    what ``EventBroadcaster(...)`` makes of its own keywords."""
+    """What one ``EventBroadcaster`` and its threads need, from the handler or its own keywords."""
 
     queue_length: int
     """Occurrences the queue holds, and events with a write pending per sink; beyond: dropped."""
@@ -68,8 +66,8 @@ class BroadcasterOptions:
     correlator: correlators.CorrelatorOptions | None
     """The options every sink's correlator gets; None: client-go's."""
     event_names: str
-    """``"deterministic"`` (a restarted process continues its events) or ``"timestamp"``
-    (client-go's); see ``docs/correlation.md``."""
+    """``"deterministic"`` (a restarted process continues its events) or client-go's
+    ``"timestamp"``; see ``docs/correlation.md``."""
     clock: clock_mod.Clock | None
     """The time of timestamps, correlation and back-offs (tests: FakeClock); None: the system's."""
     sleep: clock_mod.Sleeper | None
@@ -121,11 +119,9 @@ class Options:
 
 
 def checked(given: Mapping[str, Any]) -> Options:
-    """Check the handler's keywords (all of them, by name) into :class:`Options`, or raise
-    ValueError naming the option."""
-    given_broadcaster = given["broadcaster"]
+    """The handler's keywords (all, by name) checked into :class:`Options`; else ValueError."""
     return Options(
-        sink=checked_sink(given["sink"], given_broadcaster),
+        sink=checked_sink(given["sink"], given["broadcaster"]),
         namespace=namespace(given["namespace"]),
         default_reason=reason(given["default_reason"]),
         max_message_bytes=whole(
@@ -136,7 +132,7 @@ def checked(given: Mapping[str, Any]) -> Options:
         drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
         request_timeout=timeout(given["request_timeout"]),
         flush_timeout=seconds("flush_timeout", given["flush_timeout"], minimum=0),
-        structured_logging=structured(given["structured_logging"], given_broadcaster),
+        structured_logging=structured(given["structured_logging"], given["broadcaster"]),
         exception_detail=choice(
             "exception_detail", given["exception_detail"], _records.EXCEPTION_DETAILS
         ),
@@ -181,11 +177,8 @@ def number(
     integer: bool = False,
     meaning: str = "",
 ) -> float:
-    """Return ``value`` as a finite number from ``minimum`` to ``maximum``, or raise ValueError.
-
-    A number in a string (``"5"``, from environment-driven configuration) is accepted;
-    NaN, infinity and booleans are not.
-    """
+    """``value`` as a finite number from ``minimum`` to ``maximum``, else ValueError; a number
+    in a string (``"5"``, from the environment) is one, NaN, infinity and booleans are not."""
     allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
     if maximum < math.inf:
         allowed += f" and <= {maximum:g}"
@@ -416,8 +409,8 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
 
 
 def component(value: str) -> str:
-    """``component``: a qualified name, as ``reportingController`` must be; else repaired
-    (``Bad Name!`` becomes ``Bad-Name``) and reported once, here, when the handler is built."""
+    """``component`` as a qualified name (``reportingController``): ``Bad Name!`` becomes
+    ``Bad-Name``, reported once, when the handler is built."""
     fixed = _sanitise.qualified_name(value)
     if fixed != value:
         _diagnostics.report(
@@ -432,14 +425,12 @@ def component(value: str) -> str:
 
 
 def default_component() -> str:
-    """Return the default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module
-    run with ``python -m`` (without ``.__main__``), else the script's name without ``.py``,
-    else ``python``."""
+    """The default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module run with
+    ``python -m`` (without ``.__main__``), else the script's name without ``.py``, else python."""
     configured = os.environ.get(COMPONENT_ENV, "").strip()
     if configured:
         return configured
-    main = sys.modules.get("__main__")
-    spec = getattr(main, "__spec__", None)
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = str(getattr(spec, "name", "") or "")
     if module:
         return module.removesuffix(".__main__")
@@ -450,11 +441,9 @@ def default_component() -> str:
 
 
 def default_host() -> str:
-    """Return the default ``host``: ``$NODE_NAME``, else ``$HOSTNAME``, else the host name.
-
-    In a pod, set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node,
-    as the kubelet does; ``HOSTNAME`` is the pod's name.
-    """
+    """The default ``host``: ``$NODE_NAME``, else ``$HOSTNAME``, else the host name. In a pod,
+    set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node, as the
+    kubelet does; ``HOSTNAME`` is the pod's name."""
     for variable in ("NODE_NAME", "HOSTNAME"):
         value = os.environ.get(variable, "").strip()
         if value:
@@ -468,12 +457,9 @@ def default_host() -> str:
 def open_sink(
     options: Options, pod: models.ObjectReference | None
 ) -> tuple[sinks.EventSink | None, sinks.LazySink | None]:
-    """The sink the options name, and the lazy one among them (which the handler closes).
-
-    ``auto`` without any configuration is reported once; the client is built on a writer
-    thread at the first write. With ``pod`` and no uid for it, the sink reads the uid first
-    (``kubectl describe`` selects by uid).
-    """
+    """The sink the options name, and the lazy one among them (which the handler closes);
+    its client is built on a writer at the first write. ``auto`` without any configuration
+    is reported once. With ``pod`` and no uid, the sink reads it first (kubectl selects by uid)."""
     option = options.sink
     lazy = None
     if option is None or isinstance(option, sinks.EventSink):

@@ -1,8 +1,7 @@
-"""What a record carries: from a ``logging.LogRecord`` to one occurrence, on the caller's thread.
+"""From a ``logging.LogRecord`` to one occurrence, on the caller's thread (docs/architecture.md).
 
-The handler's half of the pipeline's first step (``docs/architecture.md``): :func:`find_extras`
-finds the extras, :func:`read` snapshots them into an occurrence, repaired where the server
-would refuse a field, and :class:`CallSites` reports each problem once per call site.
+:func:`find_extras` finds the extras, :func:`read` snapshots them into an occurrence, repaired
+where the server would refuse a field; :class:`CallSites` reports each problem once per site.
 """
 
 from __future__ import annotations
@@ -36,8 +35,7 @@ __all__ = [
 ]
 
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
-"""What an event says of a record's exception: ``ExcType: text``, the formatted traceback,
-or nothing."""
+"""What an event says of a record's exception: ``ExcType: text``, the traceback, or nothing."""
 
 ABOUT_AN_EVENT = "Refusing to record an event about Event %s/%s: events about events multiply"
 """The report of an event about an Event (its namespace and name), refused by both front doors."""
@@ -88,13 +86,10 @@ class Settings:
 def find_extras(
     record: logging.LogRecord, default_involved: object = None
 ) -> dict[str, object] | None:
-    """Return the extras of ``record`` (``involved`` among them), or None for no event.
-
-    Each extra comes from the first place that has it (not None): the record's attributes,
-    loguru's ``extra`` mapping, structlog's event dict; ``involved`` then from Kopf's
-    ``k8s_ref`` in those places, then ``default_involved``. A true ``k8s_skip`` in any of
-    them, or no involved object, means None.
-    """
+    """The extras of ``record`` (``involved`` among them), or None for no event (a true
+    ``k8s_skip`` in any place, or no involved object). Each comes from the first place that has
+    it (not None): the record's attributes, loguru's ``extra``, structlog's event dict;
+    ``involved`` then from Kopf's ``k8s_ref`` in those places, then ``default_involved``."""
     attrs = record.__dict__
     get = attrs.get
     bound = get(LOGURU_EXTRA)
@@ -124,11 +119,8 @@ def find_extras(
 
 
 def structlog_event_dict(record: logging.LogRecord) -> dict[str, object] | None:
-    """structlog's event dict when ``record`` came through ``wrap_for_formatter``, else None.
-
-    Recognised as structlog's ``ProcessorFormatter`` does (its marks ``_logger`` and ``_name``):
-    a dict logged by other code stays a message like any other.
-    """
+    """structlog's event dict when ``record`` came through ``wrap_for_formatter`` (its marks
+    ``_logger`` and ``_name``, as ``ProcessorFormatter`` checks); other code's dict is a message."""
     attrs = record.__dict__
     message = attrs.get("msg")
     marked = STRUCTLOG_MARK in attrs and "_name" in attrs
@@ -185,10 +177,8 @@ _UNREADABLE_EXTRAS = (
 
 
 def is_own(name: object) -> bool:
-    """True for the library's own logger and its children: never an event.
-
-    ``name`` may be None (a loguru record of code run by ``exec``): not the library's.
-    """
+    """True for the library's own logger and its children: never an event (``name`` may be
+    None: loguru's record of code run by ``exec``)."""
     return name == _diagnostics.LOGGER_NAME or (
         isinstance(name, str) and name.startswith(_OWN_PREFIX)
     )
@@ -314,9 +304,8 @@ def _reason(value: object, default: str, notes: Notes) -> str:
 
 
 def shown(value: object) -> str:
-    """``repr(value)`` for a report of bad input, cut short: a value whose repr raises must
-    not turn the report into a logging error (or the record into a refusal), nor a huge one
-    the report into a huge line."""
+    """``repr(value)`` for a report of bad input, cut short; a repr that raises must not turn
+    the report into a logging error (or the record into a refusal)."""
     try:
         text = repr(value)
     except Exception:
@@ -331,10 +320,7 @@ def _action(value: object, notes: Notes) -> str:
     fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
     if fixed != text or not isinstance(value, str):
         notes.repair(
-            "action",
-            "The action %.80s was not a short string: recorded as %r",
-            shown(value),
-            fixed,
+            "action", "The action %.80s was not a short string: recorded as %r", shown(value), fixed
         )
     return fixed
 
@@ -362,10 +348,9 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
             dropped.append(name)
             continue
         item = value[key]
-        text = item if isinstance(item, str) else str(item)
         if not isinstance(key, str) or not isinstance(item, str):
             coerced.append(name)
-        result[name] = _sanitise.safe_text(text)
+        result[name] = _sanitise.safe_text(item if isinstance(item, str) else str(item))
     if dropped:
         notes.repair("annotation-key", "Dropping annotations with invalid keys: %s", shown(dropped))
     if coerced:
@@ -482,10 +467,8 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
     last lines (``ExcType: text``); None for any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
-    # QueueHandler.prepare's marks: the formatted text as both message and msg, no args
-    if attrs.get("args") is not None or attrs.get("message") is not text:
-        return None
-    if not isinstance(text, str):
+    # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
+    if attrs.get("message") is not text or not isinstance(text, str):
         return None
     found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
     head = text[: min(found)] if found else text
@@ -507,8 +490,8 @@ def _queued_traceback(record: logging.LogRecord) -> tuple[str, str] | None:
 
 
 def _without_module(summary: str) -> str:
-    """``ExcType: text`` of a formatted ``module.ExcType: text``: a traceback names a class by
-    its module too (not a builtin's), :func:`exception_summary` by its qualified name."""
+    """``ExcType: text`` of a traceback's ``module.ExcType: text``, as :func:`exception_summary`
+    names it."""
     name, colon, text = summary.partition(":")
     parts = name.split(".")
     if len(parts) == 1 or not all(part.isidentifier() for part in parts):
@@ -569,8 +552,7 @@ def _structlog_exc_info(
     value: object,
 ) -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
     """The exception an event dict's ``exc_info`` names, as structlog reads it: an exception,
-    an ``exc_info`` triple, or true for the one being handled (this runs on the caller's
-    thread, inside its ``except``); None for none."""
+    a triple, or true for the one being handled (on the caller's thread, in its ``except``)."""
     if isinstance(value, tuple):
         value = value[1] if len(value) == 3 else None
     elif value and not isinstance(value, BaseException):

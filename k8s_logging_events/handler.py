@@ -1,9 +1,8 @@
-"""The logging front door: :class:`KubernetesEventHandler` turns records into Events.
+"""The logging front door, top of the pipeline (docs/architecture.md): records to Events.
 
-The top of the pipeline (``docs/architecture.md``): on the caller's thread a record about an
-object is read into an occurrence (``_records``) and queued, never blocking nor raising; the
-options are checked once (``_options``), and the broadcaster starts at the first event.
-:class:`EventLoggerAdapter` binds ``involved`` to a logger.
+On the caller's thread a record about an object becomes an occurrence (``_records``) and is
+queued, never blocking nor raising; options are checked once (``_options``); the broadcaster
+starts at the first event. :class:`EventLoggerAdapter` binds ``involved`` to a logger.
 """
 
 from __future__ import annotations
@@ -148,7 +147,6 @@ class KubernetesEventHandler(logging.Handler):
         self._options = options
         self._source = models.EventSource(component=options.component, host=options.host)
         self._given = broadcaster
-        # what a record without an involved object is about
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
         if pod is not None:
             _pod.report(pod, can_read_uid=broadcaster is None)
@@ -159,9 +157,8 @@ class KubernetesEventHandler(logging.Handler):
             _crash.watch(self, options.exception_detail)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Apply the handler's own filters (which may add ``involved``), then let through only
-        records about an object, from another logger: without filters, a plain record costs
-        four dict lookups."""
+        """Apply the handler's own filters (which may add ``involved``), then pass only records
+        about an object, from another logger (a plain record costs four dict lookups)."""
         checked = self._filtered(record) if self.filters else record
         return checked is not None and self._extras(checked) is not None
 
@@ -205,9 +202,8 @@ class KubernetesEventHandler(logging.Handler):
             return None
 
     def _refuse_on_own_thread(self, record: logging.LogRecord) -> None:
-        """No event for a record logged on one of the library's threads (by an event watcher's
-        handler, say): each event could make the next. One about an object of its own is
-        counted and said once per call site; the rest (the client's HTTP logging) pass."""
+        """No event for a record logged on a library thread (an event watcher's handler): each
+        could make the next. One about an object is counted and said once per call site."""
         try:
             about = _records.find_extras(record)
         except Exception:  # a broken extra: nothing to say about an object
@@ -251,14 +247,13 @@ class KubernetesEventHandler(logging.Handler):
         self._wait(None, report=not getattr(self._holding, "depth", 0))
 
     def _flush_before_exit(self) -> None:
-        """Like :meth:`flush`, for a process about to end (an uncaught exception): what is
-        still pending is left to the report of the close at exit, which shares the deadline,
-        so it is said once."""
+        """:meth:`flush` before an uncaught exception ends the process: what is pending is
+        said once, by the close at exit, which shares the deadline."""
         self._wait(None, report=False)
 
     def acquire(self) -> None:
-        """Take the handler's lock, noting it: a :meth:`flush` under it (``logging.shutdown()``)
-        leaves its report to the close that follows. The handler itself never takes it."""
+        """Take the handler's lock (the handler never does): a :meth:`flush` under it
+        (``logging.shutdown()``) leaves its report to the close that follows."""
         super().acquire()
         self._holding.depth = getattr(self._holding, "depth", 0) + 1
 
@@ -274,9 +269,7 @@ class KubernetesEventHandler(logging.Handler):
         given: object = timeout  # typed float, but a caller may pass anything
         if given is not None and not isinstance(given, int | float):
             _diagnostics.report(
-                logging.WARNING,
-                "drain() waits a number of seconds, not %s",
-                _records.shown(given),
+                logging.WARNING, "drain() waits a number of seconds, not %s", _records.shown(given)
             )
             return False
         return self._wait(timeout, drain=True)
@@ -327,13 +320,7 @@ class KubernetesEventHandler(logging.Handler):
             if first:
                 self._sites.summarise()
             if first and active is not None and stopping is not None:
-                if later:
-                    self._stop_later(active, lazy, stopping)
-                else:
-                    try:
-                        self._stop(active, lazy)
-                    finally:
-                        stopping.set()
+                self._stop(active, lazy, stopping, later=later)
             elif (
                 stopping is not None
                 and self._stopper != threading.get_ident()  # a signal handler's, inside it
@@ -350,28 +337,30 @@ class KubernetesEventHandler(logging.Handler):
         finally:
             super().close()
 
-    def _stop(self, active: recorder.EventBroadcaster, lazy: sinks.LazySink | None) -> None:
-        timeout = self._waits.for_close(_written(active))
-        if active is self._given:
-            active.flush(timeout)
-        else:
-            active.shutdown(timeout)
-        if lazy is not None:
-            lazy.close()
-        _official.summarise_client_errors()
-
-    def _stop_later(
+    def _stop(
         self,
         active: recorder.EventBroadcaster,
         lazy: sinks.LazySink | None,
         stopped: threading.Event,
+        *,
+        later: bool,
     ) -> None:
-        """Stop on a thread of its own, which the interpreter's exit waits for (it is no
-        daemon) within the same deadline: the caller holds a lock the writers need."""
+        """Stop what the handler owns, then set ``stopped``. ``later``: the caller holds a lock
+        the writers need, so stop on a thread of its own (no daemon: the exit waits for it,
+        within the deadline)."""
 
-        def stop() -> None:
+        def stop(on_thread: bool = True) -> None:
             try:
-                self._stop(active, lazy)
+                if on_thread:
+                    _process.leave_signals_to_the_main_thread()
+                timeout = self._waits.for_close(_written(active))
+                if active is self._given:
+                    active.flush(timeout)
+                else:
+                    active.shutdown(timeout)
+                if lazy is not None:
+                    lazy.close()
+                _official.summarise_client_errors()
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
@@ -379,20 +368,18 @@ class KubernetesEventHandler(logging.Handler):
             finally:
                 stopped.set()
 
-        def run() -> None:
-            _process.leave_signals_to_the_main_thread()
-            stop()
-
+        if not later:
+            stop(on_thread=False)
+            return
         name = f"{recorder.THREAD_NAME}-close"
         try:
-            threading.Thread(target=run, name=name, daemon=False).start()
+            threading.Thread(target=stop, name=name, daemon=False).start()
         except RuntimeError:  # no new thread at interpreter shutdown: stop here, as before
-            stop()
+            stop(on_thread=False)
 
     def _client_needs_logging_lock(self) -> bool:
-        """dictConfig flushes and closes the handlers it replaces under logging's lock, and a
-        writer still building the client imports modules that take it: a wait there would
-        last the whole timeout, then give the writes up."""
+        """dictConfig flushes and closes the handlers it replaces under logging's lock, which a
+        writer building the client takes to import: a wait there would time out in vain."""
         lazy = self._lazy_sink
         return lazy is not None and lazy.imports_client and _diagnostics.holds_logging_lock()
 
@@ -412,9 +399,8 @@ class KubernetesEventHandler(logging.Handler):
         return self._broadcaster
 
     def stats(self) -> dict[str, int]:
-        """Return the broadcaster's counters (0 before the first event; a given broadcaster's
-        count other recorders' events too) and the handler's ``refused``, ``repaired`` and
-        ``after_close`` (see docs/configuration.md, Counters)."""
+        """The broadcaster's counters (0 before the first event; a given broadcaster's count
+        other recorders' events too) and the handler's own (docs/configuration.md, Counters)."""
         values = dict.fromkeys(_BROADCASTER_STATS, 0)
         active = self._broadcaster
         if active is not None:
@@ -467,7 +453,9 @@ class KubernetesEventHandler(logging.Handler):
         )
 
     def _fresh_state(self) -> None:
-        """Reset everything tied to this process's threads (at construction and after fork)."""
+        """Everything tied to this process's threads: at construction, and in a forked child
+        (``_process``), where the parent's queue is forgotten, never written twice, and a
+        given broadcaster renews itself."""
         # reentrant: a signal handler that logs may interrupt a thread holding it
         self._lock = threading.RLock()
         self._holding = threading.local()  # .depth: acquire() calls not released, per thread
@@ -489,32 +477,26 @@ class KubernetesEventHandler(logging.Handler):
         with self._lock:
             if self._closed:
                 return None
+            if self._offer is not None:
+                return self._offer
+            options = self._options
+            active = recorder.EventBroadcaster._with_options(options.broadcasting)
+            active.exit_timeout = options.flush_timeout
+            event_sink, self._lazy_sink = _options.open_sink(options, self._default_involved)
+            if event_sink is not None:
+                active.start_recording_to_sink(event_sink)
+            target = options.structured_logging
+            if target:
+                active.start_structured_logging(
+                    logging.getLogger(target) if isinstance(target, str) else None
+                )
+            now, offer = active._intake()
+            # a signal handler that logged while this thread was building may have won
             if self._offer is None:
-                active = self._new_broadcaster()
-                now, offer = active._intake()
-                # a signal handler that logged while this thread was building may have won
-                if self._offer is None:
-                    self._broadcaster, self._now, self._offer = active, now, offer
+                self._broadcaster, self._now, self._offer = active, now, offer
             return self._offer
 
-    def _new_broadcaster(self) -> recorder.EventBroadcaster:
-        options = self._options
-        active = recorder.EventBroadcaster._with_options(options.broadcasting)
-        active.exit_timeout = options.flush_timeout
-        event_sink, self._lazy_sink = _options.open_sink(options, self._default_involved)
-        if event_sink is not None:
-            active.start_recording_to_sink(event_sink)
-        if options.structured_logging:
-            target = options.structured_logging
-            active.start_structured_logging(
-                logging.getLogger(target) if isinstance(target, str) else None
-            )
-        return active
-
-    def _after_fork_in_child(self) -> None:
-        # in a forked child (``_process``): the parent's queue is forgotten, never written
-        # twice, and a given broadcaster renews itself
-        self._fresh_state()
+    _after_fork_in_child = _fresh_state
 
 
 class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
