@@ -18,7 +18,6 @@ from k8s_logging_events import (
     _crash,
     _deadlines,
     _diagnostics,
-    _official,
     _options,
     _pod,
     _process,
@@ -298,7 +297,6 @@ class KubernetesEventHandler(logging.Handler):
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         finally:
             waits.ended(done, _written(active), drain=drain)
-            _official.summarise_client_errors()  # a process's, not the broadcaster's
         return done
 
     def close(self) -> None:
@@ -360,7 +358,6 @@ class KubernetesEventHandler(logging.Handler):
                     active.shutdown(timeout)
                 if lazy is not None:
                     lazy.close()
-                _official.summarise_client_errors()
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error

@@ -18,6 +18,7 @@ from typing import Any
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _official,
     _options,
     _pending,
     _pool,
@@ -185,7 +186,10 @@ class EventBroadcaster:
     def _flush(self, timeout: float | None, *, report: bool) -> bool:
         """:meth:`flush`; ``report=False`` leaves a timeout to the close that follows."""
         accepted = self._runtime.accepted
-        done = self._runtime.flush(timeout)
+        try:
+            done = self._runtime.flush(timeout)
+        finally:
+            _official.summarise_client_errors()  # the process's limit, said at every flush
         if done or not report or _diagnostics.is_own_thread():
             return done
         if accepted != self._unfinished_reported:
@@ -214,6 +218,7 @@ class EventBroadcaster:
             given_up, lost = self._runtime.close(deadline)
             self._report_unwritten("exit", given_up, lost, "before the deadline of shutdown")
             self._reporter.summarise()
+            _official.summarise_client_errors()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
             self._reporter.report(
                 "shutdown", logging.WARNING, "Unable to shut down cleanly: %r", error

@@ -18,7 +18,7 @@ import ssl
 import sys
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -289,16 +289,18 @@ def test_the_clients_errors_on_a_library_thread_are_rate_limited(
     assert said == ["Kubernetes client: exec: failed"], said
 
 
+@pytest.mark.parametrize("front_door", ["handler", "recorder"])
 def test_what_the_limit_on_the_clients_errors_held_back_is_said_at_flush_and_close(
-    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, front_door: str
 ) -> None:
     """What the limit on the client's errors held back (a plugin failing at every write and
-    retry of a short program) is summarised when the handler flushes and when it closes,
-    as every other limit of the library: never left to a next error the program may not
-    live to make."""
+    retry of a short program) is summarised at every flush and at the close, as every other
+    limit of the library: never left to a next error the program may not live to make. For
+    the logging handler and for a program that uses client-go's recorder API alone."""
     from kubernetes.config import kube_config
 
     from k8s_logging_events.handler import KubernetesEventHandler
+    from k8s_logging_events.recorder import EventBroadcaster
     from k8s_logging_events.testing import FakeEventSink
 
     monkeypatch.setattr(_official, "_CLIENT_ERRORS", _diagnostics.RateLimitedReporter())
@@ -319,25 +321,37 @@ def test_what_the_limit_on_the_clients_errors_held_back_is_said_at_flush_and_clo
     def said() -> list[str]:
         return [r.getMessage() for r in caplog.records if "exec: failed" in r.getMessage()]
 
-    event_handler = KubernetesEventHandler(component="c", host="h", sink=FakeEventSink())
-    log = logging.getLogger("test_official.held_back")
-    log.propagate = False
-    log.addHandler(event_handler)
-    try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"}}
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"}}
+    flush: Callable[[], object]
+    close: Callable[[], object]
+    if front_door == "handler":
+        event_handler = KubernetesEventHandler(component="c", host="h", sink=FakeEventSink())
+        log = logging.getLogger("test_official.held_back")
+        log.propagate = False
+        log.addHandler(event_handler)
         log.warning("the plugin failed to give its credentials", extra={"involved": pod})
+        flush, close = event_handler.flush, event_handler.close
+
+        def restore() -> None:
+            log.removeHandler(event_handler)
+            log.propagate = True
+            event_handler.close()
+    else:
+        events = EventBroadcaster()
+        events.start_recording_to_sink(FakeEventSink())
+        events.new_recorder("c").event(pod, "Warning", "NoCredentials", "the plugin failed")
+        flush, close, restore = events.flush, events.shutdown, events.shutdown
+    try:
         with caplog.at_level(logging.ERROR, logger=_diagnostics.LOGGER_NAME):
             fail(5)
-            event_handler.flush()
+            flush()
             assert said()[1:] == [
                 "Kubernetes client: exec: failed [4 report(s) like this since the last one]"
             ]
             fail(3)
-            event_handler.close()
+            close()
             assert said()[2:] == [
                 "Kubernetes client: exec: failed [3 report(s) like this since the last one]"
             ]
     finally:
-        log.removeHandler(event_handler)
-        log.propagate = True
-        event_handler.close()
+        restore()
