@@ -194,12 +194,21 @@ class KubernetesEventSink:
 
     def discover_api(self) -> str:
         """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not, or
-        cannot be reached (core/v1 is everywhere)."""
+        cannot say (core/v1 is everywhere), the latter reported: the choice holds for the
+        sink's life, and processes that chose differently do not continue each other's
+        counts."""
         try:
             answer = self._send("GET", f"/apis/{EVENTS_V1}", _JSON)
             resources = answer.get("resources") or ()
             served = any(r.get("name") == "events" for r in resources if isinstance(r, dict))
-        except Exception:  # refused, unreachable or unreadable: core/v1 is the safe answer
+        except Exception as error:  # refused, unreachable or unreadable: core/v1 is safe
+            if getattr(error, "status", None) != 404:  # a 404 says: not served
+                _diagnostics.report(
+                    logging.WARNING,
+                    "api 'auto' could not learn whether events.k8s.io/v1 is served: %s; "
+                    "this sink writes core/v1 Events",
+                    _errors.explain(error, self),
+                )
             return CORE_V1
         return EVENTS_V1 if served else CORE_V1
 

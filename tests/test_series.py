@@ -356,12 +356,40 @@ def test_auto_uses_events_k8s_io_when_discovery_shows_it(server: LocalApiServer)
         s.api_client.close()
 
 
-def test_auto_falls_back_to_core_v1_when_the_group_is_not_served(server: LocalApiServer) -> None:
-    """A server without events.k8s.io/v1 (404 on discovery) gets core/v1 Events."""
+def test_auto_falls_back_to_core_v1_when_the_group_is_not_served(
+    server: LocalApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server without events.k8s.io/v1 (404 on discovery) gets core/v1 Events, quietly:
+    that is the server's answer, not a failure."""
     server.inject("GET", path="^/apis/events.k8s.io/v1$", status=404)
     s = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
     try:
-        assert s.api == sink.CORE_V1
+        with caplog.at_level(logging.DEBUG, logger="k8s_logging_events"):
+            assert s.api == sink.CORE_V1
+        assert caplog.records == []
+    finally:
+        s.api_client.close()
+
+
+@pytest.mark.parametrize("status", [429, 500, 503])
+def test_auto_says_so_when_discovery_fails_and_it_writes_core_v1(
+    server: LocalApiServer, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """A discovery the server fails (throttled, down for a moment) still gets core/v1 Events,
+    which every server takes, but not silently: the choice holds for the sink's life, and
+    a process that chose otherwise writes other events about the same objects."""
+    server.inject("GET", path="^/apis/events.k8s.io/v1$", status=status)
+    s = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
+    try:
+        with caplog.at_level(logging.WARNING, logger="k8s_logging_events"):
+            assert s.api == sink.CORE_V1
+        (said,) = [r.getMessage() for r in caplog.records]
+        assert "could not learn whether events.k8s.io/v1 is served" in said
+        assert str(status) in said
+        assert "writes core/v1 Events" in said
+        assert s.api == sink.CORE_V1  # asked once: no second request, no second report
+        assert len([r for r in server.requests if r.path == "/apis/events.k8s.io/v1"]) == 1
+        assert len(caplog.records) == 1
     finally:
         s.api_client.close()
 
