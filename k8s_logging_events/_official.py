@@ -101,7 +101,7 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
             read_timeout=read,
             tls=tls,
             socket_options=socket_options,
-            credentials=lambda: credentials(configuration),
+            credentials=lambda: credentials(api_client.configuration),  # as it is then
         )
     except ValueError:  # a header that cannot be sent: the official client says why
         return None

@@ -602,6 +602,29 @@ class TestLeanRequestPath:
             assert [e["metadata"]["name"] for e in server.events("default")] == ["web-0.2"]
             assert len(refreshed) == 2
 
+    @pytest.mark.parametrize("path", ["lean", "official"])
+    def test_credentials_are_those_of_the_clients_configuration_at_each_request(
+        self, path: str
+    ) -> None:
+        """Each request reads the credentials of the configuration the client has then, on
+        either path: one the application puts in the client's place after the sink was made
+        (a rotated token) is the one sent."""
+        with LocalApiServer(tls=True, token="s3cret") as server:
+            api_client = server.api_client()
+            api_client.configuration.api_key = {"authorization": "expired"}
+            events_sink = sink.KubernetesEventSink(api_client, qps=0)
+            if path == "official":
+                _on_official_path(events_sink)
+            try:
+                assert _on_channel(events_sink) == (path == "lean")
+                with pytest.raises(sink.ApiStatusError):
+                    events_sink.create(_event(name="web-0.1"))
+                api_client.configuration = server.api_client().configuration
+                events_sink.create(_event(name="web-0.2"))
+            finally:
+                events_sink.close()
+            assert [e["metadata"]["name"] for e in server.events("default")] == ["web-0.2"]
+
     def test_client_certificates(self) -> None:
         with LocalApiServer(tls=True, client_certificates=True) as server:
             events_sink = sink.KubernetesEventSink(server.api_client(), qps=0)
