@@ -231,7 +231,9 @@ class EventCorrelator:
 
     def correlate(self, event: models.Event) -> CorrelateResult:
         """Aggregate, count and spam-filter ``event``, in client-go's order; held-back
-        occurrences still raise the count the next written one carries."""
+        occurrences still raise the count the next written one carries. Returns
+        ``CorrelateResult(observed, patch, False, observed)`` to write, or
+        ``CorrelateResult(None, None, True, observed)`` when the spam filter holds it back."""
         with self._lock:
             observed, repeat, skip = self._correlate(event)
             if skip:

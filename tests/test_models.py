@@ -149,3 +149,78 @@ def test_from_events_v1_reads_the_v1_names_and_the_deprecated_fields() -> None:
         7,
     )
     assert back.source == models.EventSource(component="x")
+
+
+_OTHER_REF = models.ObjectReference(
+    kind="Pod", namespace="prod", name="db", uid="u2", api_version="v1"
+)
+_NEW_TIME = T0 + timedelta(seconds=30)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"namespace": "staging"},
+        {"involved_object": _OTHER_REF},
+        {"involved_object": dataclasses.replace(_event().involved_object, resource_version="9")},
+        {"involved_object": dataclasses.replace(_event().involved_object, field_path="spec.x")},
+        {"reason": "Pulled"},
+        {"message": "Pulled image"},
+        {"source": models.EventSource(component="ctl", host="node-2")},
+        {"count": 2},
+        {"type": models.NORMAL},
+        {"event_time": T0},
+        {"series": models.EventSeries(2, T0)},
+        {"action": "Pull"},
+        {"related": _OTHER_REF},
+        {"reporting_controller": "other"},
+        {"reporting_instance": "node-2"},
+        {"annotations": {"a": "b"}},
+        {"resource_version": "7"},
+    ],
+    ids=lambda change: next(iter(change)),
+)
+def test_events_differing_in_any_field_but_name_and_times_are_not_one_run(
+    change: dict[str, object],
+) -> None:
+    """The runtime cuts a batch into runs of repeats by these keys: an Event that differs in
+    anything written but its name and timestamps is no repeat of another."""
+    assert models.correlation_keys(_event(**change)) != models.correlation_keys(_event())
+
+
+def test_events_differing_only_in_name_and_times_are_one_run() -> None:
+    """Name, first and last timestamps are what a repeat may change."""
+    repeat = _event(name="web.17b", first_timestamp=_NEW_TIME, last_timestamp=_NEW_TIME)
+    assert models.correlation_keys(repeat) == models.correlation_keys(_event())
+
+
+def test_an_occurrence_and_the_event_built_from_it_are_never_one_run() -> None:
+    """A queued Event (already built) and an Occurrence share a group when about one object,
+    source and type, but never a run: the two kinds are correlated apart."""
+    event = _event(count=1, reporting_controller="ctl", reporting_instance="node-1")
+    occurrence = models.Occurrence(
+        ref=event.involved_object,
+        namespace=event.namespace,
+        type=event.type,
+        reason=event.reason,
+        message=event.message,
+        annotations=None,
+        action="",
+        related=None,
+        source=event.source,
+        time=T0,
+    )
+    built = occurrence.materialize(_FixedNamer(event.name))
+    assert built == event
+    occurrence_group, occurrence_rest = models.correlation_keys(occurrence)
+    event_group, event_rest = models.correlation_keys(event)
+    assert occurrence_group == event_group
+    assert occurrence_rest != event_rest
+
+
+class _FixedNamer:
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def event_name(self, *_: object) -> str:
+        return self._name

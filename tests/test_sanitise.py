@@ -58,6 +58,39 @@ class TestDeterministicNames:
         assert _name() == "web-0." + hashlib.sha256(data).hexdigest()[:16]
         assert _sanitise.NAME_SCHEME == "k8s-logging-events/event-name/1"
 
+    def test_combined_renamed_and_series_hashes_are_pinned(self) -> None:
+        """Pinned like plain names: a restart under a new release must find the combined,
+        renamed and series events the earlier one wrote, or their counts start over."""
+        namer = _sanitise.EventNamer(event_names="deterministic")
+        related = dataclasses.replace(REF, name="db-0", resource_version="7")
+        event = models.Event(
+            name="web-0.1",
+            namespace="prod",
+            involved_object=REF,
+            type=models.WARNING,
+            reason="BackOff",
+            action="Pull",
+            related=related,
+            reporting_controller="shop",
+            reporting_instance="node-1",
+        )
+        ref_parts = ["Pod", "prod", "web-0", "uid-1", "v1", ""]
+        series = ["series", "Warning", "Pull", "BackOff", "shop", "node-1", *ref_parts]
+        series += ["related", "Pod", "prod", "db-0", "uid-1", "v1", "", "7"]
+        expected = {
+            "combined": ["combined", "key"],
+            "renamed": ["renamed", "web-0.1", "2"],
+            "series": series,
+        }
+        names = {
+            "combined": namer.combined_name(event, "key", T0),
+            "renamed": namer.renamed(event, 2, T0),
+            "series": namer.series_name(event),
+        }
+        for kind, parts in expected.items():
+            data = json.dumps([_sanitise.NAME_SCHEME, *parts], separators=(",", ":")).encode()
+            assert names[kind] == "web-0." + hashlib.sha256(data).hexdigest()[:16], kind
+
     @pytest.mark.parametrize(
         "change",
         [
