@@ -304,7 +304,8 @@ class Broadcaster(EndsOnExit):
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
         """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (made long
-        enough for them and one more); :class:`BroadcasterStopped` after :meth:`shutdown`."""
+        enough for them and one more). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
+        """
         self._refuse_on_loop_thread("watch")
         prefix = list(events)
         watcher = Watcher(self, max(self._watch_capacity, len(prefix) + 1), on_drop, prefix)
