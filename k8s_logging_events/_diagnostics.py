@@ -303,7 +303,7 @@ class RateLimitedReporter:
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        # also the initial state: in a child, what the parent deferred or held back is its own
+        # also the initial state: what the parent deferred, held back or counted is the parent's
         self._lock = threading.RLock()
         self._last: dict[str, float] = {}
         self._held: dict[str, _Held] = {}

@@ -297,13 +297,15 @@ class Broadcaster(EndsOnExit):
         """Add a watcher that gets every item queued after this call returns, and none before.
         ``on_drop`` gets each item DROP skips for it, on the distributing thread (keep it cheap;
         its exceptions are ignored). Raises :class:`BroadcasterStopped` after :meth:`shutdown`."""
-        return self.watch_with_prefix((), on_drop=on_drop)
+        # this class's, not a subclass's override: watch() stays Go's Watch, with no prefix
+        return Broadcaster.watch_with_prefix(self, (), on_drop=on_drop)
 
     def watch_with_prefix(
         self, events: Iterable[WatchEvent], *, on_drop: _DropFunc | None = None
     ) -> Watcher:
         """Like :meth:`watch`, but ``events`` come first in the new watcher's queue (made long
-        enough for them and one more); :class:`BroadcasterStopped` after :meth:`shutdown`."""
+        enough for them and one more). Raises :class:`BroadcasterStopped` after :meth:`shutdown`.
+        """
         self._refuse_on_loop_thread("watch")
         prefix = list(events)
         watcher = Watcher(self, max(self._watch_capacity, len(prefix) + 1), on_drop, prefix)

@@ -57,8 +57,8 @@ class EventBroadcaster:
     names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
     Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
     its threads are daemons, and nothing else writes what is still queued at exit. ``rng``:
-    the random source for the first back-off (``random.random``); ``name``: the prefix of
-    this broadcaster's thread names.
+    the random source for the first back-off (``random.random`` by default); ``name``: the
+    prefix of this broadcaster's thread names.
     """
 
     def __init__(

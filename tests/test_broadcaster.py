@@ -295,6 +295,27 @@ def test_prefix_comes_before_broadcast_items(make: Make) -> None:
     assert list(watcher) == [*prefix, event(1), event(2)]
 
 
+def test_watch_does_not_go_through_a_subclass_watch_with_prefix() -> None:
+    """watch() and watch_with_prefix() are two entry points, as Go's Watch and
+    WatchWithPrefix are: a subclass that replays its history through watch_with_prefix()
+    leaves watch() as it was, a watcher that gets nothing queued before it."""
+
+    class Replaying(Broadcaster):
+        def watch_with_prefix(self, events: Any, *, on_drop: Any = None) -> Watcher:
+            history = [WatchEvent(ADDED, "old")]
+            return super().watch_with_prefix([*history, *events], on_drop=on_drop)
+
+    broadcaster = Replaying(10, WAIT)
+    try:
+        replayed, fresh = broadcaster.watch_with_prefix(()), broadcaster.watch()
+        send(broadcaster, event(1))
+    finally:
+        broadcaster.shutdown()
+
+    assert list(replayed) == [WatchEvent(ADDED, "old"), event(1)]
+    assert list(fresh) == [event(1)]
+
+
 @pytest.mark.parametrize(
     ("queue_length", "prefix_length", "capacity"),
     [(2, 3, 4), (3, 1, 3), (1, 0, 1), (0, 0, 1)],
