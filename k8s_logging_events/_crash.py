@@ -109,7 +109,10 @@ class _SysHook:
     def __call__(
         self, exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
     ) -> None:
-        _chain((exc_type, exc, tb), lambda: self.previous(exc_type, exc, tb), flush=True)
+        # threading calls it on a dying thread when threading.excepthook raises: the
+        # process goes on there, so nothing waits
+        flush = threading.current_thread() is threading.main_thread()
+        _chain((exc_type, exc, tb), lambda: self.previous(exc_type, exc, tb), flush=flush)
 
 
 class _ThreadHook:

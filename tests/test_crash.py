@@ -456,6 +456,33 @@ class TestHooks:
         assert len(calls) == len(hooks["sys"]) == 1
         assert sum(_counted(k8s_apiserver).values()) == 1
 
+    def test_a_thread_hook_that_raises_makes_no_wait_on_that_thread(
+        self, make, hooks, k8s_apiserver, monkeypatch
+    ) -> None:
+        """When the hook below ours in threading.excepthook raises, the threading module
+        hands that error to sys.excepthook on the dying thread. The process goes on, so
+        nothing waits there: only the main thread's uncaught exception flushes."""
+        handler = make()
+        ours = _crash._thread_hook
+        assert ours is not None
+        flushed_on: list[str] = []
+        monkeypatch.setattr(
+            handler,
+            "_flush_before_exit",
+            lambda: flushed_on.append(threading.current_thread().name),
+        )
+
+        def raises(args: Any) -> None:
+            raise RuntimeError("the hook below ours is broken")
+
+        ours.previous = raises
+        worker = threading.Thread(target=lambda: 1 / 0, name="tenant-worker")
+        worker.start()
+        worker.join()
+        handler.flush()
+        assert flushed_on == []
+        assert [args[0] for args in hooks["sys"]] == [RuntimeError]  # still passed on
+
     @pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(2)])
     def test_stopping_on_purpose_is_passed_on_without_an_event(
         self, make, hooks, k8s_apiserver, exc
