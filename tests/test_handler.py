@@ -35,6 +35,7 @@ from kubernetes import client
 
 from k8s_logging_events import _kubeconfig as kubeconfigs
 from k8s_logging_events import describe, handler, models, recorder
+from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import ListHandler, on_library_logger
@@ -1220,7 +1221,7 @@ class TestLifecycle:
             built.wait(10)  # until the close is under way; only a hang reaches the bound
             return fake
 
-        monkeypatch.setattr(handler.sinks.KubernetesEventSink, "from_url", held_build)
+        monkeypatch.setattr(sinks.KubernetesEventSink, "from_url", held_build)
         event_handler = make(sink="http://127.0.0.1:1", flush_timeout=30)
         log.addHandler(event_handler)
         log.warning("one", extra={"involved": POD})
