@@ -35,6 +35,7 @@ from kubernetes import client
 
 from k8s_logging_events import _kubeconfig as kubeconfigs
 from k8s_logging_events import describe, handler, models, recorder
+from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import ListHandler, on_library_logger
@@ -1173,6 +1174,84 @@ class TestLifecycle:
             assert len(fake.events) == 2
         finally:
             shared.shutdown(10)
+
+    def test_a_close_that_cannot_stop_says_so_once_and_a_second_close_does_not_wait(
+        self, make, log, fake, clock, reports
+    ) -> None:
+        """A given broadcaster whose flush raises (a user's subclass): close() does not raise,
+        says "Unable to close the event handler cleanly" once, and counts the stop as over,
+        so a close from another thread returns at once (not after ``flush_timeout``) and
+        says nothing more."""
+
+        class Broken(recorder.EventBroadcaster):
+            def flush(self, timeout: float | None = None) -> bool:
+                raise RuntimeError("cannot flush")
+
+        shared = Broken(clock=clock, sleep=clock.sleep)
+        try:
+            shared.start_recording_to_sink(fake)
+            event_handler = make(sink="auto", broadcaster=shared, flush_timeout=30)
+            log.addHandler(event_handler)
+            log.warning("one", extra={"involved": POD})
+            event_handler.close()
+            assert event_handler.closed
+            again = threading.Thread(target=event_handler.close, name="test-close-again")
+            again.start()
+            again.join(10)  # only a wait for the stop that already ended reaches the bound
+            assert not again.is_alive()
+            said = [t for t in reports.messages() if "Unable to close the event handler" in t]
+            assert said == [
+                "Unable to close the event handler cleanly: RuntimeError('cannot flush')"
+            ]
+        finally:
+            shared.shutdown(10)
+
+    def test_a_close_under_logging_lock_that_fails_reports_from_its_own_thread(
+        self, make, log, reports, monkeypatch
+    ) -> None:
+        """dictConfig closes a handler under logging's lock while its writer still builds the
+        client: the stop runs on a thread of its own (``k8s-events-close``, no daemon, so the
+        exit waits for it). When that stop fails it is said once, from that thread, and a
+        close after dictConfig returns once the stop is over, without saying it again."""
+        building, built = threading.Event(), threading.Event()
+        fake = FakeEventSink()
+
+        def held_build(url: str, **keywords: Any) -> FakeEventSink:
+            building.set()
+            built.wait(10)  # until the close is under way; only a hang reaches the bound
+            return fake
+
+        monkeypatch.setattr(sinks.KubernetesEventSink, "from_url", held_build)
+        event_handler = make(sink="http://127.0.0.1:1", flush_timeout=30)
+        log.addHandler(event_handler)
+        log.warning("one", extra={"involved": POD})
+        assert building.wait(10)
+        active = event_handler.broadcaster
+        assert active is not None
+        shutdown = active.shutdown
+
+        def failing(timeout: float | None = None) -> None:
+            shutdown(timeout)
+            raise RuntimeError("cannot stop")
+
+        monkeypatch.setattr(active, "shutdown", failing)
+        started = set(threading.enumerate())
+        with logging._lock:  # type: ignore[attr-defined]  # what dictConfig holds
+            event_handler.close()
+        built.set()
+        (closing,) = [t for t in threading.enumerate() if t not in started]
+        assert (closing.name, closing.daemon) == ("k8s-events-close", False)
+        event_handler.close()  # after dictConfig: waits for the stop on that thread
+        closing.join(10)  # ended already: the close above waited for it
+        assert not closing.is_alive()
+        said = [r for r in reports.records if "Unable to close the event handler" in r.msg]
+        assert [(r.threadName, r.getMessage()) for r in said] == [
+            (
+                "k8s-events-close",
+                "Unable to close the event handler cleanly: RuntimeError('cannot stop')",
+            )
+        ]
+        assert event_handler.stats()["created"] == 1
 
     def test_a_given_broadcasters_clock_dates_the_events(self, make, log, fake) -> None:
         """With a given broadcaster and no ``clock`` of its own, the handler dates each
