@@ -57,10 +57,10 @@ _MAX_CALL_SITES = 4096
 _SHOWN_MAX = 200  # characters of a bad value quoted in a report
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
-# the built-in kinds of which no object is an Event, whatever its apiVersion
+# the built-in namespaced kinds of which no object is an Event, whatever its apiVersion
 _PLAIN_KINDS = frozenset(
     kind
-    for kind in _kinds.KIND_NAMES
+    for kind in _kinds.NAMESPACED_KINDS
     if not any(_sanitise.is_event(kind, version) for version in _sanitise.EVENT_API_VERSIONS)
 )
 _OPTIONAL_EXTRAS = EXTRAS[1:]

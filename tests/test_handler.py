@@ -1075,6 +1075,44 @@ class TestRepairs:
         refs = sorted((e.involved_object.kind, e.involved_object.namespace) for e in fake.events)
         assert refs == [("Node", ""), ("pod", "")]
 
+    def test_a_cluster_scoped_object_given_a_namespace_is_filed_without_it_in_default(
+        self, make, log, fake, reports
+    ) -> None:
+        """A Node (or a ClusterRole) given with a namespace by mistake: the event was filed
+        in that namespace with the namespace on the object, where ``kubectl describe node``
+        (which selects ``involvedObject.namespace=""``) never finds it. The object keeps no
+        namespace and the event goes to ``default``, as for any cluster-scoped object; one
+        warning per call site, counted as repaired. A custom kind's scope is unknown: its
+        namespace stays."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        node = {"kind": "Node", "name": "node-1", "namespace": "shop", "apiVersion": "v1"}
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "reader", "namespace": "default"},
+        }
+        widget = {"apiVersion": "example.com/v1", "kind": "Node", "metadata": {"name": "w"}}
+        for _ in range(2):
+            log.warning("node", extra={"involved": node})
+        log.warning("role", extra={"involved": role})
+        log.warning(
+            "widget", extra={"involved": {**widget, "metadata": {"name": "w", "namespace": "shop"}}}
+        )
+        _flushed(event_handler)
+        filed = [t for t in reports.messages() if "cluster-scoped" in t]
+        assert len(filed) == 2, reports.messages()
+        assert "'shop'" in filed[0]
+        assert event_handler.stats()["repaired"] == 3
+        placed = sorted(
+            (e.involved_object.kind, e.namespace, e.involved_object.namespace) for e in fake.events
+        )
+        assert placed == [
+            ("ClusterRole", "default", ""),
+            ("Node", "default", ""),
+            ("Node", "shop", "shop"),
+        ]
+
     def test_a_flat_reference_with_a_lower_case_kind_gets_the_kinds_spelling(
         self, make, log, fake, reports
     ) -> None:

@@ -81,6 +81,19 @@ def test_repaired_spells_built_in_kinds_and_files_namespaced_objects_in_default(
     assert references.repaired(node, "default") == (node, [])
 
 
+def test_repaired_takes_the_namespace_off_a_built_in_cluster_scoped_object() -> None:
+    """A Node or ClusterRole given a namespace loses it (``kubectl describe`` selects its
+    events by an empty namespace), noted once; a custom kind of the same name keeps it."""
+    node = models.ObjectReference(kind="Node", name="n", namespace="shop", api_version="v1")
+    ref, repairs = references.repaired(node, "default")
+    assert (ref.namespace, [kind for kind, _, _ in repairs]) == ("", ["cluster-scoped"])
+    flat = models.ObjectReference(kind="node", name="n", namespace="shop")
+    ref, repairs = references.repaired(flat, "default")
+    assert (ref.kind, ref.namespace, len(repairs)) == ("Node", "", 2)
+    custom = models.ObjectReference(kind="Node", name="n", namespace="shop", api_version="x.io/v1")
+    assert references.repaired(custom, "default") == (custom, [])
+
+
 def test_a_manifest_dict_is_referenced() -> None:
     """A manifest dict with apiVersion, kind and metadata works."""
     manifest = {
