@@ -255,7 +255,8 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     except Exception as error:  # InvalidObjectError, or an object whose attributes raise
         notes.refuse("involved", "Unable to refer to the involved object: %s", error)
         return None
-    if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
+    # the common case: nothing to refuse, repair or complete
+    if ref.namespace and ref.api_version and ref.kind in _PLAIN_KINDS:
         return ref
     ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     # after the repair: ``kind: event`` is an Event too, once its case is put right

@@ -128,7 +128,8 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     kind in another case (``pod``) gets its one spelling, as kubectl selects by the exact kind;
     a namespaced built-in object without a namespace is filed in ``default_namespace``, where
     ``kubectl describe -n`` shows it; a cluster-scoped one given a namespace loses it, as
-    ``kubectl describe`` selects its events by an empty namespace.
+    ``kubectl describe`` selects its events by an empty namespace. A built-in kind without an
+    apiVersion gets its one apiVersion, unreported (``kubectl events --for`` selects by it).
     """
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
@@ -139,6 +140,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         )
         repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
+    if kind is not None and not ref.api_version and _kinds.only_api_version(kind):
+        # completed, as a list item's is: kubectl events --for selects by the apiVersion
+        ref = dataclasses.replace(ref, api_version=_kinds.only_api_version(kind))
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
         message = (
             "The involved %s %r has no namespace, though %s objects live in one: the event is "

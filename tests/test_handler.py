@@ -1130,6 +1130,31 @@ class TestRepairs:
         assert "'pod' is recorded as 'Pod'" in report
         assert event_handler.stats()["repaired"] == 2
 
+    def test_a_built_in_kind_without_an_api_version_gets_its_one_api_version(
+        self, make, log, fake, reports
+    ) -> None:
+        """A flat reference ``{"kind": "Pod", "name": ..., "namespace": ...}`` without
+        apiVersion made an event that ``kubectl events --for pod/NAME`` (which selects
+        ``involvedObject.apiVersion=v1``) never lists. A built-in kind served in one version
+        gets it, silently, as list items do; a kind of several versions (an HPA) or a
+        custom one stays as given."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        for kind in ("Pod", "pod", "Deployment", "Node", "HorizontalPodAutoscaler", "Widget"):
+            flat = {"kind": kind, "name": f"{kind.lower()}-1", "namespace": "shop"}
+            log.warning("no apiVersion", extra={"involved": flat, "reason": kind.title()})
+        _flushed(event_handler)
+        versions = {e.reason: e.involved_object.api_version for e in fake.events}
+        assert versions == {
+            "Pod": "v1",
+            "Deployment": "apps/v1",
+            "Node": "v1",
+            "Horizontalpodautoscaler": "",
+            "Widget": "",
+        }, versions
+        assert event_handler.stats()["repaired"] == 2  # the kind's case, the Node's namespace
+        assert not [t for t in reports.messages() if "apiVersion" in t]
+
     def test_an_invalid_component_is_repaired_once_at_construction(
         self, make, log, fake, reports
     ) -> None:

@@ -68,9 +68,12 @@ def test_the_namespaced_kinds_are_those_the_client_reads_by_namespace() -> None:
 
 def test_repaired_spells_built_in_kinds_and_files_namespaced_objects_in_default() -> None:
     """One rule: pod -> Pod (not a custom resource's kind), and a namespaced built-in
-    object without a namespace goes to the default namespace; each change is noted."""
+    object without a namespace goes to the default namespace; each change is noted (the
+    apiVersion of a kind served in one version alone is completed, unnoted)."""
     ref, repairs = references.repaired(models.ObjectReference(kind="pod", name="p"), "default")
-    assert ref == models.ObjectReference(kind="Pod", name="p", namespace="default")
+    assert ref == models.ObjectReference(
+        kind="Pod", name="p", namespace="default", api_version="v1"
+    )
     assert [kind for kind, _, _ in repairs] == ["kind-case", "namespace"]
     custom = models.ObjectReference(kind="pod", name="p", api_version="example.com/v1")
     assert references.repaired(custom, "default") == (custom, [])
