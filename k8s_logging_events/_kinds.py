@@ -11,6 +11,8 @@ __all__ = [
     "MODEL_TYPE_META",
     "NAMESPACED_KINDS",
     "built_in_kind",
+    "only_api_version",
+    "is_cluster_scoped",
     "is_namespaced",
 ]
 
@@ -91,6 +93,11 @@ MODEL_TYPE_META: dict[str, tuple[str, str]] = {
 NAMESPACED_KINDS = frozenset(kind for kinds in _NAMESPACED.values() for kind in kinds.split())
 """The built-in kinds whose objects live in a namespace (``tests/test_references.py`` checks
 them against the client)."""
+_VERSIONS = {
+    kind: tuple(v for k, v in MODEL_TYPE_META.values() if k == kind)
+    for kind, _ in MODEL_TYPE_META.values()
+}
+_CLUSTER_SCOPED_KINDS = frozenset(k for kinds in _CLUSTER_SCOPED.values() for k in kinds.split())
 
 _GROUPS: dict[str, frozenset[str]] = {
     kind: frozenset(v.rpartition("/")[0] for k, v in MODEL_TYPE_META.values() if k == kind)
@@ -115,3 +122,15 @@ def built_in_kind(kind: str, api_version: str) -> str | None:
 def is_namespaced(kind: str, api_version: str) -> bool:
     """True for a built-in namespaced kind (of its own API group, or with no apiVersion)."""
     return kind in NAMESPACED_KINDS and built_in_kind(kind, api_version) == kind
+
+
+def only_api_version(kind: str) -> str:
+    """The apiVersion of built-in ``kind`` when it is served in one alone (``Pod``: ``v1``),
+    else ``""``: ``kubectl events --for`` selects events by it."""
+    versions = _VERSIONS.get(kind, ())
+    return versions[0] if len(versions) == 1 else ""
+
+
+def is_cluster_scoped(kind: str, api_version: str) -> bool:
+    """True for a built-in cluster-scoped kind (of its own API group, or with no apiVersion)."""
+    return kind in _CLUSTER_SCOPED_KINDS and built_in_kind(kind, api_version) == kind

@@ -57,10 +57,10 @@ _MAX_CALL_SITES = 4096
 _SHOWN_MAX = 200  # characters of a bad value quoted in a report
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
 _PLAIN = logging.Formatter("%(message)s")
-# the built-in kinds of which no object is an Event, whatever its apiVersion
+# the built-in namespaced kinds of which no object is an Event, whatever its apiVersion
 _PLAIN_KINDS = frozenset(
     kind
-    for kind in _kinds.KIND_NAMES
+    for kind in _kinds.NAMESPACED_KINDS
     if not any(_sanitise.is_event(kind, version) for version in _sanitise.EVENT_API_VERSIONS)
 )
 _OPTIONAL_EXTRAS = EXTRAS[1:]
@@ -255,7 +255,8 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     except Exception as error:  # InvalidObjectError, or an object whose attributes raise
         notes.refuse("involved", "Unable to refer to the involved object: %s", error)
         return None
-    if ref.namespace and ref.kind in _PLAIN_KINDS:  # the common case: nothing to refuse or repair
+    # the common case: nothing to refuse, repair or complete
+    if ref.namespace and ref.api_version and ref.kind in _PLAIN_KINDS:
         return ref
     ref, repairs = references.repaired(ref, models.DEFAULT_NAMESPACE)
     # after the repair: ``kind: event`` is an Event too, once its case is put right

@@ -127,7 +127,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     """``ref`` as ``kubectl describe`` finds it, and what was changed to get there: a built-in
     kind in another case (``pod``) gets its one spelling, as kubectl selects by the exact kind;
     a namespaced built-in object without a namespace is filed in ``default_namespace``, where
-    ``kubectl describe -n`` shows it.
+    ``kubectl describe -n`` shows it; a cluster-scoped one given a namespace loses it, as
+    ``kubectl describe`` selects its events by an empty namespace. A built-in kind without an
+    apiVersion gets its one apiVersion, unreported (``kubectl events --for`` selects by it).
     """
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
@@ -138,6 +140,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         )
         repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
+    if kind is not None and not ref.api_version and _kinds.only_api_version(kind):
+        # completed, as a list item's is: kubectl events --for selects by the apiVersion
+        ref = dataclasses.replace(ref, api_version=_kinds.only_api_version(kind))
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
         message = (
             "The involved %s %r has no namespace, though %s objects live in one: the event is "
@@ -148,6 +153,15 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         args = (ref.kind, ref.name, ref.kind, default_namespace, default_namespace)
         repairs.append(("namespace", message, args))
         ref = dataclasses.replace(ref, namespace=default_namespace)
+    elif ref.namespace and _kinds.is_cluster_scoped(ref.kind, ref.api_version):
+        message = (
+            "The involved %s %r was given the namespace %r, though %s objects are "
+            "cluster-scoped: it is recorded without one and the event filed in namespace %r "
+            "(kubectl describe finds events about it only there)"
+        )
+        args = (ref.kind, ref.name, ref.namespace, ref.kind, default_namespace)
+        repairs.append(("cluster-scoped", message, args))
+        ref = dataclasses.replace(ref, namespace="")
     return ref, repairs
 
 

@@ -35,6 +35,23 @@ def test_events_logged_in_the_block_are_captured(log) -> None:
     assert len(events) == 2
 
 
+def test_involved_finds_the_event_about_the_object_as_it_was_logged(log) -> None:
+    """``involved=`` is the object the test logged about, even where the handler filed it
+    otherwise (a Pod manifest without a namespace, a kind spelled ``pod``, a Node given a
+    namespace): the criterion is repaired as the handler repaired the object."""
+    objects = [
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0"}},
+        {"kind": "pod", "name": "web-1", "namespace": "prod"},
+        {"apiVersion": "v1", "kind": "Node", "name": "node-1", "namespace": "prod"},
+    ]
+    with capture_events() as events:
+        for index, involved in enumerate(objects):
+            log.warning("Not ready", extra={"involved": involved, "reason": f"NotReady{index}"})
+    for index, involved in enumerate(objects):
+        assert events.assert_has(involved=involved).reason == f"NotReady{index}"
+    events.assert_none(involved={"kind": "Pod", "name": "web-0", "namespace": "prod"})
+
+
 def test_info_records_reach_the_handler_under_the_default_root_level(log) -> None:
     """The root's level is INFO during the block, and is restored afterwards."""
     root = logging.getLogger()

@@ -324,6 +324,34 @@ class TestOutput:
         assert "Back-off pulling image" not in quiet
         assert loud.count("Back-off pulling image") == EXPECTED["web", "BackOff"]
 
+    def test_the_flush_line_names_the_rate_flush_drains_at(self, tmp_path) -> None:
+        """flush() drains at drain_qps (100 requests/s by default), not at the 5 a second of
+        normal running: the line that gives flush()'s time says so, with the configuration's
+        numbers, and a sink the demo builds for a cluster drains at that rate too."""
+        out = io.StringIO()
+        _demo.run(_demo.DemoOptions(local=True), out=out)
+        text = " ".join(out.getvalue().split())
+        assert "it drains at 100 requests/s (drain_qps)" in text
+        assert "otherwise the sink's rate limit is 5 requests/s after a burst of 10" in text
+
+        config = yaml.safe_load(_demo.DEFAULT_CONFIG.read_text())
+        config["handlers"]["events"].update(qps=2, burst=3, drain_qps=7)
+        path = tmp_path / "logging.yaml"
+        path.write_text(yaml.safe_dump(config))
+        with LocalApiServer(namespaces=["shop"]) as server:
+            out = io.StringIO()
+            _demo.run(
+                _demo.DemoOptions(
+                    kubeconfig=str(_kubeconfig(tmp_path, server.url)), namespace="shop", config=path
+                ),
+                out=out,
+            )
+            with server.api_client() as api_client:
+                sink: Any = _demo._cluster_sink(api_client, config, "v1")
+                sink.drain(True)
+                assert sink._bucket._qps == 7
+        assert "it drains at 7 requests/s (drain_qps)" in " ".join(out.getvalue().split())
+
 
 class TestErrors:
     """A demo that cannot run says why, with exit code 2 and no traceback."""

@@ -1076,6 +1076,44 @@ class TestRepairs:
         refs = sorted((e.involved_object.kind, e.involved_object.namespace) for e in fake.events)
         assert refs == [("Node", ""), ("pod", "")]
 
+    def test_a_cluster_scoped_object_given_a_namespace_is_filed_without_it_in_default(
+        self, make, log, fake, reports
+    ) -> None:
+        """A Node (or a ClusterRole) given with a namespace by mistake: the event was filed
+        in that namespace with the namespace on the object, where ``kubectl describe node``
+        (which selects ``involvedObject.namespace=""``) never finds it. The object keeps no
+        namespace and the event goes to ``default``, as for any cluster-scoped object; one
+        warning per call site, counted as repaired. A custom kind's scope is unknown: its
+        namespace stays."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        node = {"kind": "Node", "name": "node-1", "namespace": "shop", "apiVersion": "v1"}
+        role = {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": "reader", "namespace": "default"},
+        }
+        widget = {"apiVersion": "example.com/v1", "kind": "Node", "metadata": {"name": "w"}}
+        for _ in range(2):
+            log.warning("node", extra={"involved": node})
+        log.warning("role", extra={"involved": role})
+        log.warning(
+            "widget", extra={"involved": {**widget, "metadata": {"name": "w", "namespace": "shop"}}}
+        )
+        _flushed(event_handler)
+        filed = [t for t in reports.messages() if "cluster-scoped" in t]
+        assert len(filed) == 2, reports.messages()
+        assert "'shop'" in filed[0]
+        assert event_handler.stats()["repaired"] == 3
+        placed = sorted(
+            (e.involved_object.kind, e.namespace, e.involved_object.namespace) for e in fake.events
+        )
+        assert placed == [
+            ("ClusterRole", "default", ""),
+            ("Node", "default", ""),
+            ("Node", "shop", "shop"),
+        ]
+
     def test_a_flat_reference_with_a_lower_case_kind_gets_the_kinds_spelling(
         self, make, log, fake, reports
     ) -> None:
@@ -1092,6 +1130,31 @@ class TestRepairs:
         (report,) = [t for t in reports.messages() if "case-sensitive" in t]
         assert "'pod' is recorded as 'Pod'" in report
         assert event_handler.stats()["repaired"] == 2
+
+    def test_a_built_in_kind_without_an_api_version_gets_its_one_api_version(
+        self, make, log, fake, reports
+    ) -> None:
+        """A flat reference ``{"kind": "Pod", "name": ..., "namespace": ...}`` without
+        apiVersion made an event that ``kubectl events --for pod/NAME`` (which selects
+        ``involvedObject.apiVersion=v1``) never lists. A built-in kind served in one version
+        gets it, silently, as list items do; a kind of several versions (an HPA) or a
+        custom one stays as given."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        for kind in ("Pod", "pod", "Deployment", "Node", "HorizontalPodAutoscaler", "Widget"):
+            flat = {"kind": kind, "name": f"{kind.lower()}-1", "namespace": "shop"}
+            log.warning("no apiVersion", extra={"involved": flat, "reason": kind.title()})
+        _flushed(event_handler)
+        versions = {e.reason: e.involved_object.api_version for e in fake.events}
+        assert versions == {
+            "Pod": "v1",
+            "Deployment": "apps/v1",
+            "Node": "v1",
+            "Horizontalpodautoscaler": "",
+            "Widget": "",
+        }, versions
+        assert event_handler.stats()["repaired"] == 2  # the kind's case, the Node's namespace
+        assert not [t for t in reports.messages() if "apiVersion" in t]
 
     def test_an_invalid_component_is_repaired_once_at_construction(
         self, make, log, fake, reports

@@ -68,9 +68,12 @@ def test_the_namespaced_kinds_are_those_the_client_reads_by_namespace() -> None:
 
 def test_repaired_spells_built_in_kinds_and_files_namespaced_objects_in_default() -> None:
     """One rule: pod -> Pod (not a custom resource's kind), and a namespaced built-in
-    object without a namespace goes to the default namespace; each change is noted."""
+    object without a namespace goes to the default namespace; each change is noted (the
+    apiVersion of a kind served in one version alone is completed, unnoted)."""
     ref, repairs = references.repaired(models.ObjectReference(kind="pod", name="p"), "default")
-    assert ref == models.ObjectReference(kind="Pod", name="p", namespace="default")
+    assert ref == models.ObjectReference(
+        kind="Pod", name="p", namespace="default", api_version="v1"
+    )
     assert [kind for kind, _, _ in repairs] == ["kind-case", "namespace"]
     custom = models.ObjectReference(kind="pod", name="p", api_version="example.com/v1")
     assert references.repaired(custom, "default") == (custom, [])
@@ -79,6 +82,19 @@ def test_repaired_spells_built_in_kinds_and_files_namespaced_objects_in_default(
     assert (ref.kind, ref.namespace, len(repairs)) == ("Deployment", "default", 2)
     node = models.ObjectReference(kind="Node", name="n", api_version="v1")
     assert references.repaired(node, "default") == (node, [])
+
+
+def test_repaired_takes_the_namespace_off_a_built_in_cluster_scoped_object() -> None:
+    """A Node or ClusterRole given a namespace loses it (``kubectl describe`` selects its
+    events by an empty namespace), noted once; a custom kind of the same name keeps it."""
+    node = models.ObjectReference(kind="Node", name="n", namespace="shop", api_version="v1")
+    ref, repairs = references.repaired(node, "default")
+    assert (ref.namespace, [kind for kind, _, _ in repairs]) == ("", ["cluster-scoped"])
+    flat = models.ObjectReference(kind="node", name="n", namespace="shop")
+    ref, repairs = references.repaired(flat, "default")
+    assert (ref.kind, ref.namespace, len(repairs)) == ("Node", "", 2)
+    custom = models.ObjectReference(kind="Node", name="n", namespace="shop", api_version="x.io/v1")
+    assert references.repaired(custom, "default") == (custom, [])
 
 
 def test_a_manifest_dict_is_referenced() -> None:

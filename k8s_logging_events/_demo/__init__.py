@@ -225,12 +225,13 @@ def _check_access(api_client: Any, namespace: str) -> None:
 def _cluster_sink(api_client: Any, config: Mapping[str, Any], api: str) -> object:
     """The sink for a real cluster: it writes through the client the demo reads with.
 
-    The configuration's ``qps`` and ``burst`` apply to it as to a sink the handler builds.
+    The configuration's ``qps``, ``burst`` and ``drain_qps`` apply to it as to a sink the
+    handler builds.
     """
     from k8s_logging_events.sink import KubernetesEventSink
 
-    qps, burst = _rate_limit(config)
-    return KubernetesEventSink(api_client, qps=qps, burst=burst, api=api)
+    qps, burst, drain_qps = _rate_limit(config)
+    return KubernetesEventSink(api_client, qps=qps, burst=burst, api=api, drain_qps=drain_qps)
 
 
 @contextlib.contextmanager
@@ -322,10 +323,15 @@ def _run_controller(
     )
 
 
-def _rate_limit(config: Mapping[str, Any]) -> tuple[float, int]:
-    """The (qps, burst) of the first event handler's sink, as configured or by default."""
+def _rate_limit(config: Mapping[str, Any]) -> tuple[float, int, float]:
+    """The (qps, burst, drain_qps) of the first event handler's sink, as configured or by
+    default."""
     spec = _event_handler_configs(config)[0]
-    return float(spec.get("qps", 5.0)), int(spec.get("burst", 10))
+    return (
+        float(spec.get("qps", 5.0)),
+        int(spec.get("burst", 10)),
+        float(spec.get("drain_qps", 100.0)),
+    )
 
 
 def _summed(all_stats: Iterator[Mapping[str, int]]) -> dict[str, int]:

@@ -75,15 +75,17 @@ class Writer:
         self.line(f"  {'':<26} logged {logged}")
 
     def flushed(
-        self, logging_seconds: float, flush_seconds: float, rate: tuple[float, int]
+        self, logging_seconds: float, flush_seconds: float, rate: tuple[float, int, float]
     ) -> None:
         self.line(
             f"Logging took {logging_seconds * 1000:.0f} ms: emit() never waits for the API. "
             f"flush() took {flush_seconds:.1f} s"
         )
-        qps, burst = rate
-        if qps > 0:
-            self.line(f"(the sink's rate limit: {qps:g} requests/s after a burst of {burst}).")
+        qps, burst, drain_qps = rate
+        if qps > 0:  # a flush drains at drain_qps, never slower than qps (0: no limit)
+            drains = "with no limit" if drain_qps <= 0 else f"at {max(drain_qps, qps):g} requests/s"
+            self.line(f"(it drains {drains} (drain_qps); otherwise the sink's rate")
+            self.line(f"limit is {qps:g} requests/s after a burst of {burst}).")
 
     def report(self, result: DemoResult) -> None:
         self.line()

@@ -143,13 +143,17 @@ class CapturedEvents:
             message: the exact message.
             message_contains: a part of the message.
             involved: the object itself (a model, manifest or reference): same kind,
-                namespace and name (and uid, when both have one).
+                namespace and name (and uid, when both have one), after the repairs the
+                handler makes (a namespaced object without a namespace is in ``default``).
             object_kind: the involved object's kind.
             object_name: the involved object's name.
             object_namespace: the involved object's namespace.
             count: the exact number of occurrences the event counts.
         """
-        wanted = references.object_reference(involved) if involved is not None else None
+        wanted = None
+        if involved is not None:  # as the handler filed it: pod -> Pod, no namespace -> default
+            ref = references.object_reference(involved)
+            wanted = references.repaired(ref, models.DEFAULT_NAMESPACE)[0]
         exact: dict[str, object] = {
             "type": type,
             "reason": reason,
