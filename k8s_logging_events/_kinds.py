@@ -11,9 +11,9 @@ __all__ = [
     "MODEL_TYPE_META",
     "NAMESPACED_KINDS",
     "built_in_kind",
-    "only_api_version",
     "is_cluster_scoped",
     "is_namespaced",
+    "only_api_version",
 ]
 
 # the built-in kinds of each apiVersion whose objects live in a namespace (the client reads

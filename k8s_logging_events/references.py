@@ -140,9 +140,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         )
         repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
-    if kind is not None and not ref.api_version and _kinds.only_api_version(kind):
+    if kind is not None and not ref.api_version and (version := _kinds.only_api_version(kind)):
         # completed, as a list item's is: kubectl events --for selects by the apiVersion
-        ref = dataclasses.replace(ref, api_version=_kinds.only_api_version(kind))
+        ref = dataclasses.replace(ref, api_version=version)
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
         message = (
             "The involved %s %r has no namespace, though %s objects live in one: the event is "
