@@ -159,7 +159,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
             "cluster-scoped: it is recorded without one and the event filed in namespace %r "
             "(kubectl describe finds events about it only there)"
         )
-        args = (ref.kind, ref.name, ref.namespace, ref.kind, default_namespace)
+        # not default_namespace (a recorder's own, for namespaced objects): the server takes
+        # a cluster-scoped object's events in 'default' alone (models.DEFAULT_NAMESPACE)
+        args = (ref.kind, ref.name, ref.namespace, ref.kind, "default")
         repairs.append(("cluster-scoped", message, args))
         ref = dataclasses.replace(ref, namespace="")
     return ref, repairs
