@@ -141,8 +141,10 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
     if kind is not None and not ref.api_version and (version := _kinds.only_api_version(kind)):
-        # completed, as a list item's is: kubectl events --for selects by the apiVersion
-        ref = dataclasses.replace(ref, api_version=version)
+        # completed, as a list item's is: kubectl events --for selects by the apiVersion;
+        # silent and on every record about a flat reference, so shared, not made anew
+        fields = (ref.kind, ref.namespace, ref.name, ref.uid, version, ref.resource_version)
+        ref = _shared(*fields, ref.field_path)
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
         message = (
             "The involved %s %r has no namespace, though %s objects live in one: the event is "
