@@ -141,8 +141,10 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
     if kind is not None and not ref.api_version and (version := _kinds.only_api_version(kind)):
-        # completed, as a list item's is: kubectl events --for selects by the apiVersion
-        ref = dataclasses.replace(ref, api_version=version)
+        # completed, as a list item's is: kubectl events --for selects by the apiVersion;
+        # silent and on every record about a flat reference, so shared, not made anew
+        fields = (ref.kind, ref.namespace, ref.name, ref.uid, version, ref.resource_version)
+        ref = _shared(*fields, ref.field_path)
     if not ref.namespace and _kinds.is_namespaced(ref.kind, ref.api_version):
         message = (
             "The involved %s %r has no namespace, though %s objects live in one: the event is "
@@ -159,7 +161,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
             "cluster-scoped: it is recorded without one and the event filed in namespace %r "
             "(kubectl describe finds events about it only there)"
         )
-        args = (ref.kind, ref.name, ref.namespace, ref.kind, default_namespace)
+        # not default_namespace (a recorder's own, for namespaced objects): the server takes
+        # a cluster-scoped object's events in 'default' alone (models.DEFAULT_NAMESPACE)
+        args = (ref.kind, ref.name, ref.namespace, ref.kind, "default")
         repairs.append(("cluster-scoped", message, args))
         ref = dataclasses.replace(ref, namespace="")
     return ref, repairs

@@ -537,6 +537,27 @@ def test_a_recorders_default_namespace_never_takes_a_cluster_scoped_objects_even
     ]
 
 
+def test_a_cluster_scoped_object_given_a_namespace_is_reported_where_its_event_goes(
+    make_broadcaster, caplog
+) -> None:
+    """A Node given a namespace by mistake, through a recorder whose default_namespace is
+    'shop': the object loses the namespace and its event goes to 'default' (the only
+    namespace the server takes it in), and the warning names 'default', where the event
+    is, never the recorder's default_namespace, where nobody will find it."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    rec = recorder.EventRecorder(b, models.EventSource("c"), default_namespace="shop")
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "n", "namespace": "x"}}
+    rec.event(node, "Normal", "Rebooted", "m")
+    assert b.flush(5)
+    (event,) = fake.events
+    assert (event.namespace, event.involved_object.namespace) == ("default", "")
+    (report,) = [r.getMessage() for r in caplog.records if "cluster-scoped" in r.getMessage()]
+    assert "filed in namespace 'default'" in report, report
+    assert "'shop'" not in report, report
+
+
 def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) -> None:
     """Annotations go on the created event's metadata."""
     b = make_broadcaster()

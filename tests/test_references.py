@@ -84,6 +84,21 @@ def test_repaired_spells_built_in_kinds_and_files_namespaced_objects_in_default(
     assert references.repaired(node, "default") == (node, [])
 
 
+def test_a_completed_api_version_gives_the_one_shared_reference() -> None:
+    """Completing ``{"kind": "Pod", ...}`` with ``v1`` is silent and happens on every record
+    about a flat reference (on the caller's path): like the references read from objects,
+    equal completed references are one object, not a new one per record."""
+    flat = {"kind": "Pod", "name": "web-0", "namespace": "shop"}
+    first = references.repaired(references.object_reference(flat), "default")[0]
+    again = references.repaired(references.object_reference(dict(flat)), "default")[0]
+    assert first.api_version == "v1"
+    assert again is first
+    model = references.object_reference(
+        {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop"}}
+    )
+    assert model is first  # the manifest with its apiVersion: the same reference
+
+
 def test_repaired_takes_the_namespace_off_a_built_in_cluster_scoped_object() -> None:
     """A Node or ClusterRole given a namespace loses it (``kubectl describe`` selects its
     events by an empty namespace), noted once; a custom kind of the same name keeps it."""
