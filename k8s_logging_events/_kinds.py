@@ -10,10 +10,10 @@ __all__ = [
     "KIND_NAMES",
     "MODEL_TYPE_META",
     "NAMESPACED_KINDS",
+    "ONE_API_VERSION",
     "built_in_kind",
     "is_cluster_scoped",
     "is_namespaced",
-    "only_api_version",
 ]
 
 # the built-in kinds of each apiVersion whose objects live in a namespace (the client reads
@@ -97,6 +97,9 @@ _VERSIONS = {
     kind: tuple(v for k, v in MODEL_TYPE_META.values() if k == kind)
     for kind, _ in MODEL_TYPE_META.values()
 }
+ONE_API_VERSION = {kind: versions[0] for kind, versions in _VERSIONS.items() if len(versions) == 1}
+"""The apiVersion of each built-in kind served in one alone (``Pod``: ``v1``): a reference
+without one gets it, as ``kubectl events --for`` selects events by it."""
 _CLUSTER_SCOPED_KINDS = frozenset(k for kinds in _CLUSTER_SCOPED.values() for k in kinds.split())
 
 _GROUPS: dict[str, frozenset[str]] = {
@@ -122,13 +125,6 @@ def built_in_kind(kind: str, api_version: str) -> str | None:
 def is_namespaced(kind: str, api_version: str) -> bool:
     """True for a built-in namespaced kind (of its own API group, or with no apiVersion)."""
     return kind in NAMESPACED_KINDS and built_in_kind(kind, api_version) == kind
-
-
-def only_api_version(kind: str) -> str:
-    """The apiVersion of built-in ``kind`` when it is served in one alone (``Pod``: ``v1``),
-    else ``""``: ``kubectl events --for`` selects events by it."""
-    versions = _VERSIONS.get(kind, ())
-    return versions[0] if len(versions) == 1 else ""
 
 
 def is_cluster_scoped(kind: str, api_version: str) -> bool:

@@ -105,7 +105,8 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
         obj: an :class:`~.ObjectReference`, a ``kubernetes`` client model (``V1ObjectReference``
             too; items of list calls take kind and apiVersion from their class), a manifest
             dict (``apiVersion``, ``kind``, ``metadata``), a flat reference mapping (``kind``,
-            ``name``, ``namespace``, ``uid``, ``apiVersion``, camelCase or snake_case), or an
+            ``name``, ``namespace``, ``uid``, ``apiVersion``, camelCase or snake_case; a
+            built-in kind served in one version alone gets it when none is given), or an
             object with ``.metadata`` and ``.kind``/``.api_version``.
         field_path: the part of the object the event is about (``spec.containers{app}``);
             overrides one already in a reference.
@@ -140,7 +141,7 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
         )
         repairs.append(("kind-case", message, (ref.kind, kind)))
         ref = dataclasses.replace(ref, kind=kind)
-    if kind is not None and not ref.api_version and (version := _kinds.only_api_version(kind)):
+    if kind is not None and not ref.api_version and (version := _kinds.ONE_API_VERSION.get(kind)):
         # completed, as a list item's is: kubectl events --for selects by the apiVersion;
         # silent and on every record about a flat reference, so shared, not made anew
         fields = (ref.kind, ref.namespace, ref.name, ref.uid, version, ref.resource_version)
@@ -237,6 +238,10 @@ def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
         if not value and attr != camel:
             value = _field(data, attr, data)
         values.append(value)
+    if not values[4]:
+        # a built-in kind's one apiVersion, read here as a list item's is: the reference is
+        # then shared whole, and the next record about it needs no completing
+        values[4] = _kinds.ONE_API_VERSION.get(values[0], "")
     return _checked(_shared(*values), data, f" (expected {_EXPECTED_MAPPING})")
 
 

@@ -97,6 +97,8 @@ def test_a_completed_api_version_gives_the_one_shared_reference() -> None:
         {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop"}}
     )
     assert model is first  # the manifest with its apiVersion: the same reference
+    # read with it already, as a list item is: a record about it takes the fast path again
+    assert references.object_reference(dict(flat)) is first
 
 
 def test_repaired_takes_the_namespace_off_a_built_in_cluster_scoped_object() -> None:
