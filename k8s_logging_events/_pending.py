@@ -340,9 +340,13 @@ class Writes:
         return [write for write in self._writes() if not write.abandoned]
 
     def _writes(self) -> Iterator[Write]:
-        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile
+        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile;
+        # no generator per slot: a flush's waiter walks them all at every write that lands
         for slot in list(self._slots.values()):
-            yield from (write for write in (slot.in_flight, slot.waiting) if write is not None)
+            if slot.in_flight is not None:
+                yield slot.in_flight
+            if slot.waiting is not None:
+                yield slot.waiting
 
     def attempt(self, write: Write) -> tuple[str, models.Event]:
         """One attempt's requests (:meth:`~._continuation.Continuation.attempt`), unlocked."""
