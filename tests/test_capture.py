@@ -119,6 +119,23 @@ def test_a_named_logger_and_handler_options(log) -> None:
     events.assert_none(object_name="db-0")
 
 
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        ({"clock": 5}, "takes a FakeClock as clock, not 5"),
+        ({"sink": "http://127.0.0.1:1"}, "it takes no sink or sleep"),
+        ({"sleep": lambda seconds: None}, "it takes no sink or sleep"),
+    ],
+)
+def test_a_wrong_option_is_refused_naming_it(log, given, said) -> None:
+    """A clock that is none, or a sink or sleeper of one's own, is refused before anything
+    is attached, with the option's name (not an error from inside the handler's making)."""
+    handlers = list(log.handlers)
+    with pytest.raises(TypeError, match=said), capture_events(log, **given):
+        pass
+    assert log.handlers == handlers
+
+
 def test_spam_is_counted_exactly_without_waiting(log) -> None:
     """Past the spam filter's burst, held-back occurrences are still counted (fake clock)."""
     with capture_events() as events:

@@ -337,7 +337,15 @@ def capture_events(
         flush_timeout: seconds a look at the events may wait for pending writes.
         **options: any other :class:`~k8s_logging_events.handler.KubernetesEventHandler`
             option (``correlator``, ``max_message_bytes``, ``exception_detail`` ...).
+
+    Raises:
+        TypeError: ``clock`` is no clock with ``sleep`` (a :class:`FakeClock`), or ``sink``
+            or ``sleep`` is given (the capture is the sink, the clock the sleeper).
     """
+    if "sink" in options or "sleep" in options:
+        raise TypeError("capture_events() keeps the events in memory: it takes no sink or sleep")
+    if clock is not None and not callable(getattr(clock, "sleep", None)):
+        raise TypeError(f"capture_events() takes a FakeClock as clock, not {clock!r}")
     target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
     fake_clock = clock or FakeClock()
     sink = FakeEventSink()
