@@ -37,7 +37,8 @@ DEFAULT_KNOWN_EVENTS = 4096
 correlator's caches hold); a repeat of a forgotten one reads the event before its patch."""
 
 MAX_STEPS = 10
-"""Requests one attempt may make (create, read, patch, read ...) before it waits its turn."""
+"""Requests one attempt may make (create, read, patch, read ...) before it waits its turn
+(a short jittered wait: :data:`~._errors.CONTENTION_BASE_SECONDS`)."""
 
 MAX_FINISHED_SERIES = 100
 """Finished series an attempt may read past, beyond :data:`MAX_STEPS` (a key that starts a

@@ -17,6 +17,7 @@ import tenacity
 from k8s_logging_events import _diagnostics
 
 __all__ = [
+    "CONTENTION_BASE_SECONDS",
     "MAX_WAIT_SECONDS",
     "RBAC_EXAMPLE",
     "THROTTLED_WARNING_AFTER",
@@ -43,6 +44,11 @@ that never refills must not overflow the timers; the write is looked at again af
 THROTTLE_BASE_SECONDS = 1.0
 """The first wait after a 429 without ``Retry-After`` (or with a zero one); each further one
 doubles it."""
+
+CONTENTION_BASE_SECONDS = 0.1
+"""The longest first wait after an attempt lost every round to other writers; each further
+one doubles it (never beyond ``sleep_duration``), each scaled by [0, 1): workers that flush
+one event at one instant (an exit) spread out within the exit's ``flush_timeout``."""
 
 THROTTLED_WARNING_AFTER = 4
 """The 429 in a row at which a throttled write is reported as a WARNING (once per row)."""
@@ -139,7 +145,8 @@ def is_retryable(error: BaseException) -> bool:
 
 class ContentionError(Exception):
     """Other writers changed the event in every round of one attempt: the occurrences were
-    not written; retried on the usual schedule (it spends a try), so writers spread out."""
+    not written; retried soon, on a short jittered wait that grows (it spends a try), so
+    that writers spread out."""
 
 
 class Tries(Protocol):
@@ -158,7 +165,9 @@ class RetrySchedule:
     429 spends none). The wait is the server's ``Retry-After`` (exactly after a 429, at least
     after other failures); else ``sleep_duration`` scaled by ``rng()`` in [0, 1) the first
     time and whole after, and after a 429 one doubling from :data:`THROTTLE_BASE_SECONDS` to
-    :data:`THROTTLE_MAX_SECONDS`, scaled by [0.5, 1); never beyond :data:`MAX_WAIT_SECONDS`.
+    :data:`THROTTLE_MAX_SECONDS`, scaled by [0.5, 1); after a :class:`ContentionError` one
+    doubling from :data:`CONTENTION_BASE_SECONDS` up to ``sleep_duration``, scaled by [0, 1);
+    never beyond :data:`MAX_WAIT_SECONDS`.
     """
 
     def __init__(self, max_tries: int, sleep_duration: float, rng: Callable[[], float]) -> None:
@@ -177,6 +186,13 @@ class RetrySchedule:
                     # clients started together must not retry in lockstep
                     _Jittered(tenacity.wait_fixed(sleep_duration), rng, low=0.0),
                     tenacity.wait_fixed(sleep_duration),
+                ),
+                contended=_Jittered(
+                    tenacity.wait_exponential(
+                        multiplier=CONTENTION_BASE_SECONDS, max=max(0.0, sleep_duration)
+                    ),
+                    rng,
+                    low=0.0,
                 ),
             ),
         )
@@ -221,14 +237,20 @@ class _Jittered(tenacity.wait.wait_base):
 
 class _ServerFirst(tenacity.wait.wait_base):
     """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one, or
-    with a zero one), at least it after another failure (``failed``); never NaN, never
-    beyond a day."""
+    with a zero one), at least it after another failure (``failed``; ``contended`` after an
+    attempt lost to other writers, which had no answer of its own); never NaN, never beyond
+    a day."""
 
     def __init__(
-        self, *, throttled: tenacity.wait.wait_base, failed: tenacity.wait.wait_base
+        self,
+        *,
+        throttled: tenacity.wait.wait_base,
+        failed: tenacity.wait.wait_base,
+        contended: tenacity.wait.wait_base,
     ) -> None:
         self._throttled = throttled
         self._failed = failed
+        self._contended = contended
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         error = _error_of(retry_state)
@@ -237,6 +259,9 @@ class _ServerFirst(tenacity.wait.wait_base):
             # a zero Retry-After is taken as none: 429s that spend no try and wait nothing
             # would retry in a hot loop against the server for as long as it throttles
             seconds = asked if asked else self._throttled(retry_state)
+        elif isinstance(error, ContentionError):
+            # no fault of the server: a writer of the same event won the round
+            seconds = self._contended(retry_state)
         else:
             seconds = max(self._failed(retry_state), asked or 0.0)
         return finite(seconds)

@@ -99,6 +99,27 @@ def test_a_429_never_spends_a_try_and_another_failure_ends_the_run_of_429s() -> 
     assert schedule.after_failure(tries, _throttled()) == pytest.approx(1, rel=1e-5)
 
 
+def test_an_attempt_lost_to_other_writers_tries_again_soon_on_a_growing_jittered_wait() -> None:
+    """A ContentionError (other processes wrote the event in every round of one attempt) is
+    no failure of the server: the next try waits at most 0.1 s, then 0.2, 0.4 ... (never
+    beyond sleep_duration), each scaled into [0, 1) by the random source, so that workers
+    flushing one event at one instant (an exit) spread out and each gets its turn within
+    the exit's flush_timeout (5 s), not after sleep_duration (10 s). Each spends a try."""
+    high = _errors.RetrySchedule(12, 10.0, lambda: 0.999999)
+    tries = Tries()
+    waits = [high.after_failure(tries, _errors.ContentionError("others")) for _ in range(9)]
+    assert waits == pytest.approx([0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 10, 10], rel=1e-5)
+    assert tries == Tries(attempts=9, throttled=0)
+    low = _errors.RetrySchedule(12, 10.0, lambda: 0.0)
+    assert low.after_failure(Tries(), _errors.ContentionError("others")) == 0.0
+    short = _errors.RetrySchedule(2, 0.05, lambda: 0.999999)
+    tries = Tries()
+    assert [short.after_failure(tries, _errors.ContentionError("x")) for _ in range(2)] == [
+        pytest.approx(0.05, rel=1e-5),
+        None,
+    ]
+
+
 def test_a_5xx_waits_at_least_its_retry_after() -> None:
     """Retry-After on another failure lengthens the schedule's wait, never shortens it."""
     schedule = _errors.RetrySchedule(12, 10.0, lambda: 0.5)
