@@ -150,6 +150,10 @@ class _Collector:
         # the handlers, and per component what those that left it while others stayed had
         # counted: one value, swapped whole, so that a scrape never sees one without the other
         self._state: tuple[tuple[EventMetrics, ...], dict[str, Counter[str]]] = ((), {})
+        # each of those handlers' share, while it lives: taken back if it is registered again
+        self._shares: weakref.WeakKeyDictionary[Measured, tuple[str, Counter[str]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def empty(self) -> bool:
@@ -162,6 +166,10 @@ class _Collector:
                 f"{metrics.handler!r} is already registered in this registry: "
                 "call unregister() on the EventMetrics that register() returned first"
             )
+        kept = self._shares.pop(metrics.handler, None)
+        if kept is not None:  # its counts are read from it again, not added twice
+            component, share = kept
+            retired = {**retired, component: retired[component] - share}
         self._state = ((*members, metrics), retired)
 
     def remove(self, metrics: EventMetrics) -> bool:
@@ -177,13 +185,18 @@ class _Collector:
             for gauge in _GAUGES:
                 del counts[gauge]
             retired[component] = retired.get(component, Counter()) + counts
+            self._shares[metrics.handler] = (component, counts)
         else:  # its series go with it
             retired.pop(component, None)
+            for handler, (of, _) in list(self._shares.items()):
+                if of == component:
+                    del self._shares[handler]
         self._state = (kept, retired)
         return True
 
     def forget_retired(self) -> None:
         self._state = (self._state[0], {})
+        self._shares.clear()
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples: the registry checks names with them."""

@@ -310,6 +310,28 @@ class TestUnregister:
         metrics.register(second, registry=registry)
         assert _scrape(registry) == _expected("shop", second.stats())
 
+    def test_a_handler_registered_again_is_counted_once(self, make, registry) -> None:
+        """A handler that left while its component's series lived, registered again: the
+        counts kept for it are its own, now read from it again, not added a second time."""
+        first, second = make(component="shop"), make(component="shop")
+        metrics.register(first, registry=registry)
+        leaving = metrics.register(second, registry=registry)
+        log = _logger(second)
+        log.warning("Late", extra={"involved": _pod("web-9"), "reason": "Late"})
+        second.flush()
+        leaving.unregister()
+        log.warning("Later", extra={"involved": _pod("web-8"), "reason": "Later"})
+        _busy(_logger(first))
+        first.flush()
+        second.flush()
+        before = _scrape(registry)
+
+        metrics.register(second, registry=registry)
+        one, two = first.stats(), second.stats()
+        assert _scrape(registry) == _expected("shop", {name: one[name] + two[name] for name in one})
+        counters = {key for key in before if not key[0].startswith(metrics.PENDING)}
+        assert all(_scrape(registry)[key] >= before[key] for key in counters)
+
     @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
     def test_a_forked_child_does_not_inherit_what_left_in_the_parent(self) -> None:
         """In the parent, an unregistered handler's counts stay in its component's series;
