@@ -83,6 +83,11 @@ _READERS: dict[type, Callable[[Any], ObjectReference]] = {}
 
 _TEXT_OR_UNSET = frozenset((str, type(None)))
 
+# the dynamic client's objects and list items (not its resources, which raise for a name)
+_DYNAMIC_OBJECTS = frozenset(
+    ("kubernetes.dynamic.resource", name) for name in ("ResourceInstance", "ResourceField")
+)
+
 # whether a class of metadata objects is a Mapping, decided on first sight
 _MAPPING_CLASSES: dict[type, bool] = {}
 
@@ -196,7 +201,7 @@ def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
             reader = _from_manifest
         elif cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes."):
             reader = _from_client_reference
-        elif any(base.__module__.startswith("kubernetes.dynamic.") for base in cls.__mro__):
+        elif any((base.__module__, base.__name__) in _DYNAMIC_OBJECTS for base in cls.__mro__):
             reader = _from_dynamic
         elif hasattr(obj, "metadata"):
             reader = _from_model

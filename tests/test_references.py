@@ -215,6 +215,9 @@ def test_an_object_of_the_clients_dynamic_api_is_referenced_as_the_same_object_t
     dynamic = pods.get(name="web-0", namespace="default")
     item = pods.get(namespace="default").items[0]
     assert [object_reference(obj) for obj in (manifest, dynamic, item)] == [expected] * 3
+    for not_an_object in (pods, dynamic_client):  # a resource of the API, and the client
+        with pytest.raises(InvalidObjectError, match="expected a kubernetes client model"):
+            object_reference(not_an_object)
 
 
 @pytest.mark.parametrize(
