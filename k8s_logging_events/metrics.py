@@ -64,6 +64,7 @@ REPAIRED = "k8s_logging_events_repaired_total"
 """Occurrences accepted after their input was repaired, per ``component``."""
 
 _COMPONENT = "component"
+_GAUGES = ("pending", "pending_events")  # the stats() fields behind PENDING, PENDING_EVENTS
 
 
 class Measured(Protocol):
@@ -100,8 +101,11 @@ class EventMetrics:
         return self._handler.source.component
 
     def unregister(self) -> None:
-        """Stop exposing the handler's counters; idempotent. After the registry's last
-        handler the collector leaves it, freeing the metric names."""
+        """Stop exposing the handler's counters; idempotent. While another handler of its
+        component stays, what it counted stays in the component's counters (a counter never
+        goes down while its series lives) and its share of the gauges leaves; the series
+        leave with the component's last handler. After the registry's last handler the
+        collector leaves it, freeing the metric names."""
         with _lock:
             collector = _collectors.get(self._registry)
             if collector is None or not collector.remove(self):
@@ -143,25 +147,56 @@ class _Collector:
     """The one collector of a registry: reads every registered handler's ``stats()``."""
 
     def __init__(self) -> None:
-        self._members: tuple[EventMetrics, ...] = ()
+        # the handlers, and per component what those that left it while others stayed had
+        # counted: one value, swapped whole, so that a scrape never sees one without the other
+        self._state: tuple[tuple[EventMetrics, ...], dict[str, Counter[str]]] = ((), {})
+        # each of those handlers' share, while it lives: taken back if it is registered again
+        self._shares: weakref.WeakKeyDictionary[Measured, tuple[str, Counter[str]]] = (
+            weakref.WeakKeyDictionary()
+        )
 
     @property
     def empty(self) -> bool:
-        return not self._members
+        return not self._state[0]
 
     def add(self, metrics: EventMetrics) -> None:
-        if any(member.handler is metrics.handler for member in self._members):
+        members, retired = self._state
+        if any(member.handler is metrics.handler for member in members):
             raise ValueError(
                 f"{metrics.handler!r} is already registered in this registry: "
                 "call unregister() on the EventMetrics that register() returned first"
             )
-        self._members = (*self._members, metrics)
+        kept = self._shares.pop(metrics.handler, None)
+        if kept is not None:  # its counts are read from it again, not added twice
+            component, share = kept
+            retired = {**retired, component: retired[component] - share}
+        self._state = ((*members, metrics), retired)
 
     def remove(self, metrics: EventMetrics) -> bool:
-        kept = tuple(member for member in self._members if member is not metrics)
-        removed = len(kept) != len(self._members)
-        self._members = kept
-        return removed
+        members, retired = self._state
+        kept = tuple(member for member in members if member is not metrics)
+        if len(kept) == len(members):
+            return False
+        component, retired = metrics.component, dict(retired)
+        if any(member.component == component for member in kept):
+            # a counter of a living series never goes down (Prometheus would read a reset):
+            # the leaving handler's counts stay in it, its gauges leave
+            counts = Counter(metrics.handler.stats())
+            for gauge in _GAUGES:
+                del counts[gauge]
+            retired[component] = retired.get(component, Counter()) + counts
+            self._shares[metrics.handler] = (component, counts)
+        else:  # its series go with it
+            retired.pop(component, None)
+            for handler, (of, _) in list(self._shares.items()):
+                if of == component:
+                    del self._shares[handler]
+        self._state = (kept, retired)
+        return True
+
+    def forget_retired(self) -> None:
+        self._state = (self._state[0], {})
+        self._shares.clear()
 
     def describe(self) -> Iterator[Metric]:
         """The families without samples: the registry checks names with them."""
@@ -170,8 +205,11 @@ class _Collector:
     def collect(self) -> Iterator[Metric]:
         """Read every handler's counters now (a scrape), summed per component."""
         accepted, occurrences, pending, events, rejected, repaired = families = _families()
+        members, retired = self._state
         summed: defaultdict[str, Counter[str]] = defaultdict(Counter)
-        for member in self._members:  # handlers of one component are summed
+        for component, counts in retired.items():
+            summed[component].update(counts)
+        for member in members:  # handlers of one component are summed
             summed[member.component].update(member.handler.stats())
         for component, values in summed.items():
             accepted.add_metric([component], values.get("accepted", 0))
@@ -226,9 +264,13 @@ _collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, _Collector]
 _lock = threading.Lock()
 
 
-def _after_fork_in_child() -> None:  # the lock a scrape in the parent may have held
+def _after_fork_in_child() -> None:
+    # the lock a scrape in the parent may have held; and what the parent's handlers that
+    # left had counted: a child's counters start afresh, as its handlers' stats() do
     global _lock
     _lock = threading.Lock()
+    for collector in _collectors.values():
+        collector.forget_retired()
 
 
 _process.renew_in_child(sys.modules[__name__])

@@ -83,6 +83,11 @@ _READERS: dict[type, Callable[[Any], ObjectReference]] = {}
 
 _TEXT_OR_UNSET = frozenset((str, type(None)))
 
+# the dynamic client's objects and list items (not its resources, which raise for a name)
+_DYNAMIC_OBJECTS = frozenset(
+    ("kubernetes.dynamic.resource", name) for name in ("ResourceInstance", "ResourceField")
+)
+
 # whether a class of metadata objects is a Mapping, decided on first sight
 _MAPPING_CLASSES: dict[type, bool] = {}
 
@@ -106,8 +111,9 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
             too; items of list calls take kind and apiVersion from their class), a manifest
             dict (``apiVersion``, ``kind``, ``metadata``), a flat reference mapping (``kind``,
             ``name``, ``namespace``, ``uid``, ``apiVersion``, camelCase or snake_case; a
-            built-in kind served in one version alone gets it when none is given), or an
-            object with ``.metadata`` and ``.kind``/``.api_version``.
+            built-in kind served in one version alone gets it when none is given), an
+            object of the client's dynamic API (``kubernetes.dynamic``), or an object with
+            ``.metadata`` and ``.kind``/``.api_version``.
         field_path: the part of the object the event is about (``spec.containers{app}``);
             overrides one already in a reference.
 
@@ -195,6 +201,8 @@ def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
             reader = _from_manifest
         elif cls.__name__ == "V1ObjectReference" and cls.__module__.startswith("kubernetes."):
             reader = _from_client_reference
+        elif any((base.__module__, base.__name__) in _DYNAMIC_OBJECTS for base in cls.__mro__):
+            reader = _from_dynamic
         elif hasattr(obj, "metadata"):
             reader = _from_model
         else:
@@ -260,10 +268,20 @@ def _from_model(obj: Any) -> ObjectReference:
         # items of a list call come back without type metadata: the class knows it
         class_kind, class_api_version = type_meta_for_model(type(obj))
         kind = kind or class_kind
-        # the dynamic client's objects answer None for any name: ask for the other spelling
-        api_version = api_version or class_api_version or _attr(obj, "apiVersion", obj)
+        api_version = api_version or class_api_version
     ref = _shared(kind, namespace, name, uid, api_version, version, "")
     return ref if name and kind else _checked(ref, obj)
+
+
+def _from_dynamic(obj: Any) -> ObjectReference:
+    # the client's dynamic objects (kubernetes.dynamic) answer None for any name they lack,
+    # resource_version too: read them by the API's spelling alone (resourceVersion)
+    metadata = obj.metadata
+    if metadata is None:
+        raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
+    name, namespace, uid, version = (_attr(metadata, key, obj) for _, key in _METADATA_FIELDS)
+    kind, api_version = _attr(obj, "kind", obj), _attr(obj, "apiVersion", obj)
+    return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), obj)
 
 
 def _is_mapping(cls: type) -> bool:

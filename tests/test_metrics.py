@@ -8,6 +8,7 @@ parser) must say what ``stats()`` says.
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import os
 import re
@@ -278,6 +279,77 @@ class TestUnregister:
         metrics.register(billing, registry=registry).unregister()
         assert _scrape(registry) == _expected("shop", shop.stats())
 
+    def test_a_counter_of_a_component_never_goes_down(self, make, registry) -> None:
+        """Two handlers of one component: when one leaves, what it counted stays in the
+        series' counters (a fall would read as a counter reset, and rate() would spike),
+        and only its gauges leave; the series goes with the component's last handler, and
+        a series begun afresh starts from its handler's own counts."""
+        first, second = make(component="shop"), make(component="shop")
+        staying = metrics.register(first, registry=registry)
+        leaving = metrics.register(second, registry=registry)
+        _busy(_logger(first))
+        log = _logger(second)
+        log.warning("Late", extra={"involved": _pod("web-9"), "reason": "Late"})
+        first.flush()
+        second.flush()
+        gone = second.stats()
+        assert gone["created"] == 1
+
+        leaving.unregister()
+        log.warning("Later", extra={"involved": _pod("web-8")})  # no longer exposed
+        _logger(first).warning("Again", extra={"involved": _pod("web-7"), "reason": "Again"})
+        first.flush()
+        second.flush()
+        gauges = ("pending", "pending_events")
+        kept = {name: value * (name not in gauges) for name, value in gone.items()}
+        summed = {name: value + kept[name] for name, value in first.stats().items()}
+        assert _scrape(registry) == _expected("shop", summed)
+
+        staying.unregister()
+        assert _scrape(registry) == {}
+        metrics.register(second, registry=registry)
+        assert _scrape(registry) == _expected("shop", second.stats())
+
+    def test_a_handler_registered_again_is_counted_once(self, make, registry) -> None:
+        """A handler that left while its component's series lived, registered again: the
+        counts kept for it are its own, now read from it again, not added a second time."""
+        first, second = make(component="shop"), make(component="shop")
+        metrics.register(first, registry=registry)
+        leaving = metrics.register(second, registry=registry)
+        log = _logger(second)
+        log.warning("Late", extra={"involved": _pod("web-9"), "reason": "Late"})
+        second.flush()
+        leaving.unregister()
+        log.warning("Later", extra={"involved": _pod("web-8"), "reason": "Later"})
+        _busy(_logger(first))
+        first.flush()
+        second.flush()
+        before = _scrape(registry)
+
+        metrics.register(second, registry=registry)
+        one, two = first.stats(), second.stats()
+        assert _scrape(registry) == _expected("shop", {name: one[name] + two[name] for name in one})
+        counters = {key for key in before if not key[0].startswith(metrics.PENDING)}
+        assert all(_scrape(registry)[key] >= before[key] for key in counters)
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_a_forked_child_does_not_inherit_what_left_in_the_parent(self) -> None:
+        """In the parent, an unregistered handler's counts stay in its component's series;
+        a forked child's handlers start their counters afresh, and so does its series: a
+        scrape in the child says what the child's stats() says."""
+        done = subprocess.run(
+            [sys.executable, "-c", _FORKING],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=ROOT,
+        )
+        assert done.returncode == 0, done.stderr
+        parent, child = (json.loads(line) for line in done.stdout.splitlines())
+        assert parent == {"scraped": 4.0, "stats": 1}
+        assert child["scraped"] == child["stats"]
+
     def test_the_names_are_free_again(self, make, registry) -> None:
         """The last unregister() takes the collector out: the names can be used again."""
         handler = make(component="shop")
@@ -296,6 +368,45 @@ class TestUnregister:
         finally:
             exported.unregister()
         assert _scrape(prometheus_client.REGISTRY) == {}
+
+
+# Two handlers of one component (no sink: occurrences are discarded); one logs three times
+# and leaves; the other logs once. Prints the accepted series and stats() in the parent, then
+# in a forked child.
+_FORKING = textwrap.dedent(
+    """
+    import json, logging, os, sys
+    from prometheus_client import CollectorRegistry
+    from k8s_logging_events import KubernetesEventHandler, metrics
+
+    registry = CollectorRegistry()
+    staying = KubernetesEventHandler(component="web", sink=None)
+    leaving = KubernetesEventHandler(component="web", sink=None)
+    metrics.register(staying, registry=registry)
+    exposed = metrics.register(leaving, registry=registry)
+    pod = {"kind": "Pod", "name": "web-0", "namespace": "default"}
+    for handler, times in ((leaving, 3), (staying, 1)):
+        log = logging.getLogger(f"forking.{times}")
+        log.propagate = False
+        log.addHandler(handler)
+        for _ in range(times):
+            log.warning("Back-off", extra={"involved": pod})
+        handler.flush()
+    exposed.unregister()
+
+    def report():
+        value = registry.get_sample_value(metrics.ACCEPTED, {"component": "web"})
+        print(json.dumps({"scraped": value, "stats": staying.stats()["accepted"]}), flush=True)
+
+    report()
+    pid = os.fork()
+    if pid == 0:
+        report()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    sys.exit(os.waitstatus_to_exitcode(status))
+    """
+)
 
 
 # Makes ``prometheus_client`` impossible to import, as if it were not installed.

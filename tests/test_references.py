@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
 
 from k8s_logging_events import _kinds, models, references
 from k8s_logging_events.references import InvalidObjectError, object_reference
+from k8s_logging_events.testing import LocalApiServer
 
 
 def _meta() -> client.V1ObjectMeta:
@@ -192,6 +195,29 @@ def test_an_object_of_the_clients_dynamic_api_is_referenced_with_its_api_version
         "prod",
         "u1",
     )
+
+
+def test_an_object_of_the_clients_dynamic_api_is_referenced_as_the_same_object_typed(
+    k8s_apiserver: LocalApiServer, k8s_api_client: Any, tmp_path: Path
+) -> None:
+    """A pod read through ``kubernetes.dynamic`` (one get, or an item of a list) gives the
+    reference the same pod gives as a typed model or as its manifest, resourceVersion too:
+    the dynamic objects spell fields as the API does and answer None for ``resource_version``."""
+    from kubernetes.dynamic import DynamicClient
+
+    k8s_apiserver.add_pod("web-0", "default")
+    dynamic_client = DynamicClient(k8s_api_client, cache_file=str(tmp_path / "discovery.json"))
+    pods = dynamic_client.resources.get(api_version="v1", kind="Pod")
+    typed = client.CoreV1Api(k8s_api_client).read_namespaced_pod("web-0", "default")
+    expected = object_reference(typed)
+    assert expected.resource_version
+    manifest = k8s_api_client.sanitize_for_serialization(typed)
+    dynamic = pods.get(name="web-0", namespace="default")
+    item = pods.get(namespace="default").items[0]
+    assert [object_reference(obj) for obj in (manifest, dynamic, item)] == [expected] * 3
+    for not_an_object in (pods, dynamic_client):  # a resource of the API, and the client
+        with pytest.raises(InvalidObjectError, match="expected a kubernetes client model"):
+            object_reference(not_an_object)
 
 
 @pytest.mark.parametrize(
