@@ -173,10 +173,10 @@ def _shown_elsewhere(target: logging.Logger, record: logging.LogRecord) -> bool:
 
 
 def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:
-    """True when ``handler`` is not ours and takes ``record`` at ``level`` (its filters too:
-    a console kept to the application's loggers shows no report); a ``QueueHandler`` whose
-    listener is known (3.12+ dictConfig sets ``listener``) shows what one of its handlers does,
-    while the listener runs."""
+    """True when ``handler`` is not ours and takes ``record`` at ``level`` (and its filters
+    by logger name: a console kept to the application's loggers shows no report); a
+    ``QueueHandler`` whose listener is known (3.12+ dictConfig sets ``listener``) shows what
+    one of its handlers does, while the listener runs."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
         return False
     if handler.filters and not _passes(handler, record):
@@ -196,10 +196,13 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
 
 
 def _passes(handler: logging.Handler, record: logging.LogRecord) -> bool:
-    try:
-        return bool(handler.filter(record))
-    except Exception:  # the application's filter failed: it showed nothing
-        return False
+    """False when a ``logging.Filter`` by logger name on ``handler`` drops ``record``: those
+    answer alike when asked again; any other filter may keep state, and is not asked twice."""
+    return all(
+        type(rule).filter is not logging.Filter.filter or rule.filter(record)
+        for rule in handler.filters
+        if isinstance(rule, logging.Filter)
+    )
 
 
 class StandardError:
