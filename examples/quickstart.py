@@ -1,4 +1,4 @@
-"""The quick start: one handler, one log call, one Event.
+"""The quick start: one handler, three identical warnings, one Event with count 3.
 
 Run it with ``python examples/quickstart.py``. Without a server it starts the library's
 local Events API server and writes there; ``--server URL`` (or ``$EVENTS_API_SERVER``) names

@@ -143,7 +143,7 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         if level >= logging.WARNING:
             standard_error.write(record)
         return
-    if level >= logging.WARNING and not _shown_elsewhere(target, level):
+    if level >= logging.WARNING and not _shown_elsewhere(target, record):
         standard_error.write(record)
 
 
@@ -154,14 +154,15 @@ def holds_logging_lock() -> bool:
     return bool(is_owned()) if callable(is_owned) else False
 
 
-def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
+def _shown_elsewhere(target: logging.Logger, record: logging.LogRecord) -> bool:
     """True when a handler not ours, or logging's last resort, will show the record."""
+    level = record.levelno
     found_any = False
     current: logging.Logger | None = target
     while current is not None:
         for handler in current.handlers:
             found_any = True
-            if _shows(handler, level):
+            if _shows(handler, record, level):
                 return True
         current = current.parent if current.propagate else None
     if found_any:
@@ -171,11 +172,14 @@ def _shown_elsewhere(target: logging.Logger, level: int) -> bool:
     return last_resort is not None and level >= last_resort.level
 
 
-def _shows(handler: logging.Handler, level: int, depth: int = 0) -> bool:
-    """True when ``handler`` is not ours and takes ``level``; a ``QueueHandler`` whose
-    listener is known (3.12+ dictConfig sets ``listener``) shows what one of its handlers does,
-    while the listener runs."""
+def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:
+    """True when ``handler`` is not ours and takes ``record`` at ``level`` (and its filters
+    by logger name: a console kept to the application's loggers shows no report); a
+    ``QueueHandler`` whose listener is known (3.12+ dictConfig sets ``listener``) shows what
+    one of its handlers does, while the listener runs."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
+        return False
+    if handler.filters and not _passes(handler, record):
         return False
     listener = getattr(handler, "listener", None)
     behind = getattr(listener, "handlers", None)
@@ -186,7 +190,18 @@ def _shows(handler: logging.Handler, level: int, depth: int = 0) -> bool:
     # without respect_handler_level the listener hands every record to every handler
     respects = getattr(listener, "respect_handler_level", False)
     return any(
-        _shows(inner, level if respects else max(level, inner.level), depth + 1) for inner in behind
+        _shows(inner, record, level if respects else max(level, inner.level), depth + 1)
+        for inner in behind
+    )
+
+
+def _passes(handler: logging.Handler, record: logging.LogRecord) -> bool:
+    """False when a ``logging.Filter`` by logger name on ``handler`` drops ``record``: those
+    answer alike when asked again; any other filter may keep state, and is not asked twice."""
+    return all(
+        type(rule).filter is not logging.Filter.filter or rule.filter(record)
+        for rule in handler.filters
+        if isinstance(rule, logging.Filter)
     )
 
 

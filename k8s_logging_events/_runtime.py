@@ -155,6 +155,8 @@ class Runtime:
                 "after-close",
                 logging.ERROR,
                 "Unable to record an event: the recorder is shut down (will not retry)",
+                occurrences=1,
+                outcome="dropped",
             )
             return False
         queued = self._queue.qsize()
@@ -163,8 +165,10 @@ class Runtime:
             self._reporter.report(
                 "queue-full",
                 logging.ERROR,
-                "Unable to record an event: %d are queued already (queue_length); dropped it",
+                "Unable to record an event: %d are queued already (queue_length)",
                 self._shared.capacity,
+                occurrences=1,
+                outcome="dropped",
             )
             return False
         self._queue.put(item)

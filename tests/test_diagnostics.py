@@ -199,6 +199,44 @@ def test_a_handler_whose_level_hides_the_report_does_not_count_as_showing_it(cap
     assert capsys.readouterr().err == "k8s_logging_events.tests.levels: a warning\n"
 
 
+def test_a_handler_whose_filter_drops_the_report_does_not_count_as_showing_it(capsys) -> None:
+    """A console handler that keeps the application's records alone (a ``logging.Filter``
+    on its logger names, a common set-up) shows no report of the library's: every one was
+    lost, none reached standard error. The handler's filter decides, as its level does."""
+    target = private_logger("filtered")
+    app_only = ListHandler()
+    app_only.addFilter(logging.Filter("shop"))
+    target.addHandler(app_only)
+    _diagnostics.log_safely(target, logging.WARNING, "dropped by the filter")
+    assert app_only.records == []
+    assert capsys.readouterr().err == "k8s_logging_events.tests.filtered: dropped by the filter\n"
+
+
+def test_a_filter_with_state_is_asked_once_and_the_report_is_not_printed_twice(capsys) -> None:
+    """A filter of the application's that keeps state (the cookbook's one that lets each
+    message through once) would answer differently when asked again: it is asked only by
+    the handler, which showed the report, so standard error does not print it a second time."""
+
+    class OncePerMessage(logging.Filter):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: set[str] = set()
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            message = record.getMessage()
+            fresh = message not in self.seen
+            self.seen.add(message)
+            return fresh
+
+    target = private_logger("once")
+    console = ListHandler()
+    console.addFilter(OncePerMessage())
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "shown once")
+    assert console.messages() == ["shown once"]
+    assert capsys.readouterr().err == ""
+
+
 def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_it(
     capsys,
 ) -> None:

@@ -20,6 +20,7 @@ import yaml
 from k8s_logging_events import _pod, correlator
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
+from k8s_logging_events.testing._logstate import LoggingState
 from tests._recipes import code_blocks, recipe, recipes
 
 WIDGET = {
@@ -82,6 +83,7 @@ def test_every_code_block_is_a_tagged_recipe() -> None:
     assert set(recipes()) == {
         "kopf",
         "loguru",
+        "loguru-intercept",
         "structlog-kwargs",
         "structlog-formatter",
         "django",
@@ -138,6 +140,30 @@ def test_loguru(server: LocalApiServer) -> None:
             logger.remove(namespace["sink_id"])
     assert read_back(server, "loguru") == [
         ("shop", "Pod/web-0", "uid-1", "BackOff", 10, "Back-off pulling image shop:2.1"),
+    ]
+
+
+def test_loguru_taking_over_the_standard_library(server: LocalApiServer, capsys) -> None:
+    """loguru's InterceptHandler on the root: a report made while loguru hands the handler a
+    record (a repaired reason) reaches loguru's other sinks, and the recipe's filter keeps it
+    from re-entering the handler's sink (loguru's "Logging error" and its traceback)."""
+    from loguru import logger
+
+    shown: list[str] = []
+    console = logger.add(lambda message: shown.append(str(message)), level="WARNING")
+    namespace: dict[str, Any] = {}
+    saved = LoggingState.save()
+    try:
+        exec(recipe("loguru-intercept", server.url), namespace)
+    finally:
+        if "sink_id" in namespace:
+            logger.remove(namespace["sink_id"])
+        logger.remove(console)
+        saved.restore()
+    assert "Logging error in Loguru Handler" not in capsys.readouterr().err
+    assert any("recorded as 'BackOff'" in line for line in shown)
+    assert read_back(server, "loguru-intercept") == [
+        ("shop", "Pod/web-0", "uid-1", "BackOff", 1, "Back-off pulling image shop:2.1"),
     ]
 
 

@@ -122,6 +122,33 @@ def test_a_logger_disabled_during_the_test_is_named_too(pytester: pytest.Pyteste
     assert "'shop.app'" in output
 
 
+def test_the_library_reports_reach_caplog_after_an_earlier_test_disabled_its_logger(
+    pytester: pytest.Pytester,
+) -> None:
+    """The library's logger exists from the plugin's start, so an earlier test's dictConfig
+    (default disable_existing_loggers, no fixture) disables it: while k8s_events captures,
+    the library's reports still reach caplog; after the test it is as the test found it."""
+    result = _run(
+        pytester,
+        """
+        import logging
+        import shop_app
+
+        def test_first_configures_logging_without_the_fixture():
+            shop_app.configure()
+            assert logging.getLogger("k8s_logging_events").disabled
+
+        def test_second_sees_the_report_of_bad_input(k8s_events, caplog):
+            logging.getLogger("shop.other").warning("x", extra={"involved": 42})
+            assert "Unable to refer to the involved object" in caplog.text
+
+        def test_third_finds_the_logger_as_the_second_found_it():
+            assert logging.getLogger("k8s_logging_events").disabled
+        """,
+    )
+    result.assert_outcomes(passed=3)
+
+
 def test_the_state_restores_levels_handlers_and_disabled_flags() -> None:
     """What LoggingState puts back: each logger as it was, new loggers as new ones (but
     the NullHandler a library adds at import stays), and logging.disable()."""

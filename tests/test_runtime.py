@@ -33,7 +33,13 @@ from k8s_logging_events import _diagnostics, _process, _runtime, correlator, mod
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
-from tests.reliability_scenarios import pod, stored_counts, unaccounted
+from tests.reliability_scenarios import (
+    ListHandler,
+    on_library_logger,
+    pod,
+    stored_counts,
+    unaccounted,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -1136,3 +1142,44 @@ def test_a_log_call_interrupted_while_it_starts_the_dispatcher_leaves_flush_work
         assert b.flush(5)
         assert sorted(event.reason for event in fake.events) == ["First", "Second"]
         assert any("dispatcher" in thread.name for thread in b._runtime.threads())
+
+
+def test_occurrences_dropped_by_a_full_queue_are_reported_in_true_numbers() -> None:
+    """A queue that is full drops each further occurrence: the reports say how many
+    occurrences were dropped (one line, then held-back lines summarised at the flush with
+    the count since and in all), and that number is stats()'s dropped."""
+    released = threading.Event()
+
+    class Blocking(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            released.wait(10)  # the dispatcher, handing structured logging its event, waits
+
+    blocker = logging.getLogger("tests.runtime.blocked-dispatcher")
+    blocker.propagate = False
+    blocker.setLevel(logging.DEBUG)
+    blocker.addHandler(Blocking())
+    handler = KubernetesEventHandler(
+        component="ctl", sink=None, structured_logging=blocker.name, queue_length=2
+    )
+    log = logging.getLogger("tests.runtime.queue-full")
+    log.propagate = False
+    log.addHandler(handler)
+    reports = ListHandler()
+    try:
+        with on_library_logger(reports):
+            for index in range(12):
+                log.warning("x %d", index, extra={"involved": pod(f"web-{index}")})
+            released.set()
+            assert handler.drain(10)
+    finally:
+        released.set()
+        log.removeHandler(handler)
+        handler.close()
+        blocker.handlers.clear()
+    dropped = handler.stats()["dropped"]
+    assert dropped > 0
+    lines = [text for text in reports.messages() if "queued already" in text]
+    first = re.search(r"; (\d+) occurrence\(s\) dropped$", lines[0])
+    assert first is not None, lines
+    in_all = re.search(r"\((\d+) occurrence\(s\) in all\)", lines[-1])
+    assert int(in_all.group(1) if in_all else first.group(1)) == dropped, lines

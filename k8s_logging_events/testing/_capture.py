@@ -31,7 +31,7 @@ from typing import Any
 from k8s_logging_events import describe, handler, models, references
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink
-from k8s_logging_events.testing._logstate import disabled_loggers
+from k8s_logging_events.testing._logstate import disabled_loggers, enable_library_logger
 
 __all__ = ["CapturedEvents", "capture_events"]
 
@@ -364,10 +364,12 @@ def capture_events(
     target.addHandler(event_handler)
     captured = CapturedEvents(event_handler, sink, fake_clock, flush_timeout=flush_timeout)
     captured._watch(target)
+    library_was_disabled = enable_library_logger()
     try:
         with _reattach_after_reconfiguration(captured):
             yield captured
     finally:
+        enable_library_logger(not library_was_disabled)
         captured._unwatch()
         target.removeHandler(event_handler)
         if level is not None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-__all__ = ["LoggingState", "disabled_loggers"]
+__all__ = ["LoggingState", "disabled_loggers", "enable_library_logger"]
 
 _LIBRARY = "k8s_logging_events"
 
@@ -55,6 +55,15 @@ class LoggingState:
             _apply(logger, saved)
         _apply(logging.getLogger(), self._root)
         logging.disable(self._disable)
+
+
+def enable_library_logger(enabled: bool = True) -> bool:
+    """Enable (or disable) the library's own logger; return whether it was disabled. Its
+    reports are part of what a capture shows, and any ``dictConfig`` with the default
+    ``disable_existing_loggers`` disables it: it exists from the plugin's start."""
+    library = logging.getLogger(_LIBRARY)
+    was_disabled, library.disabled = library.disabled, not enabled
+    return was_disabled
 
 
 def disabled_loggers() -> list[str]:
