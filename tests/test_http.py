@@ -246,7 +246,7 @@ def test_a_late_answer_times_out_and_its_connection_is_not_reused(
 
     The old connection may still carry the late answer, so it never goes back to the pool.
     """
-    events_sink = make_sink(served, request_timeout=(5.0, 0.2))
+    events_sink = make_sink(served, request_timeout=(5.0, 1.0))
     events_sink.create(_event(name="web-0.1"))
     served.inject("POST", action="delay", delay=60)  # ends when the server stops
     with pytest.raises(TimeoutError) as raised:
@@ -573,7 +573,7 @@ def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -
         started = time.monotonic()
         with pytest.raises(TimeoutError):
             channel.request("POST", "/r1", JSON, b"{}")
-        assert time.monotonic() - started < 1.5
+        assert time.monotonic() - started < 3.0  # the whole answer takes over 5 s
     finally:
         server.done.set()
         channel.close()
