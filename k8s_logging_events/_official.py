@@ -60,10 +60,9 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
     import urllib3
 
     configuration = api_client.configuration
-    if getattr(configuration, "proxy", None):
-        return None
     pool_manager = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
-    # a ProxyManager (or SOCKS) is a subclass: only the plain pool connects directly
+    # a ProxyManager (or SOCKS) is a subclass: only the plain pool connects directly (the
+    # client's choice: a proxy that no_proxy bypasses for this server leaves the plain pool)
     if type(pool_manager) is not urllib3.PoolManager or pool_manager.headers:
         return None
     options: dict[str, Any] = dict(pool_manager.connection_pool_kw)

@@ -28,7 +28,7 @@ import pytest
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _diagnostics, _http_parser, _official, models, sink
+from k8s_logging_events import _diagnostics, _http, _http_parser, _official, models, sink
 from k8s_logging_events.testing import LocalApiServer
 from tests._children import run_python
 
@@ -221,6 +221,36 @@ def test_an_oversized_answer_is_refused_alike_and_never_read_whole(path, monkeyp
         events_sink.close()
         server.close()
     assert server.sent < server.size
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", None])
+def test_a_proxy_the_client_bypasses_for_the_server_leaves_the_channel_in_use(
+    no_proxy, monkeypatch
+) -> None:
+    """A proxy in the environment (HTTP_PROXY) that NO_PROXY bypasses for the API server, as
+    in a pod behind a corporate proxy: the client connects directly (a plain pool), and so
+    does the sink's own channel; the sink took the client's path, as if behind the proxy.
+    Without NO_PROXY, the proxy's requests stay on the client's path."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # never reached
+    if no_proxy is not None:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    with LocalApiServer() as server:
+        events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        try:
+            pool = events_sink.api_client.rest_client.pool_manager
+            on_channel = isinstance(events_sink._transport, _http.Channel)
+            if no_proxy is not None:
+                ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+                events_sink.create(
+                    models.Event(name="web-0.1", namespace="default", involved_object=ref)
+                )
+        finally:
+            events_sink.close()
+    assert (type(pool).__name__, on_channel) == (
+        ("PoolManager", True) if no_proxy is not None else ("ProxyManager", False)
+    )
 
 
 _FAILING_PLUGIN = """#!{python}
