@@ -14,6 +14,7 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import cachetools
@@ -257,6 +258,7 @@ class _Attempt:
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
         self.created = False  # our own create, whose answer was lost, is on the server
+        self.floor: datetime | None = None  # the latest time of the event read (continued)
         # the next request (a function, not a bound method: no cycle through self); a create
         # retried after its takeover read the event (none in doubt) patches what it read
         taken_over = found is not None and not write.unsure
@@ -327,6 +329,7 @@ class _Attempt:
             self._rename(_Attempt._create)
             return None
         server = self.policy.count_of(stored)
+        self.floor = _latest(stored)
         self.target = server + self._unwritten(stored, server)
         self.version = stored.resource_version
         # the requests that may have landed stay in doubt until a write succeeds: a read may
@@ -342,6 +345,7 @@ class _Attempt:
 
     def _patch(self) -> tuple[str, models.Event] | None:
         body = dataclasses.replace(self.policy.with_count(self.event, self.target), name=self.name)
+        body = _not_before(body, self.floor)
         data = self.policy.patch(body)
         if self.version and self.owner.readable:
             data = guarded_patch(data, self.version)
@@ -405,6 +409,26 @@ class _Attempt:
             self.policy.with_count(stored, self.local), name=self.event.name
         )
         return kind, local
+
+
+def _latest(event: models.Event) -> datetime | None:
+    """The latest time ``event`` holds (its series' last observation, last timestamp ...)."""
+    series = event.series.last_observed_time if event.series is not None else None
+    times = (series, event.last_timestamp, event.event_time, event.first_timestamp)
+    return max((time for time in times if time is not None), default=None)
+
+
+def _not_before(event: models.Event, floor: datetime | None) -> models.Event:
+    """``event`` last seen no earlier than ``floor``: an occurrence that waited (a retry, a
+    conflict) while another process wrote later never moves the stored last time back, nor
+    before the first."""
+    if floor is None:
+        return event
+    if event.last_timestamp is not None and event.last_timestamp < floor:
+        event = dataclasses.replace(event, last_timestamp=floor)
+    if event.series is not None and event.series.last_observed_time < floor:
+        event = dataclasses.replace(event, series=models.EventSeries(event.series.count, floor))
+    return event
 
 
 def _same_start(stored: models.Event, ours: models.Event) -> bool:

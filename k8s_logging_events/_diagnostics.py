@@ -509,7 +509,8 @@ def unwritten_summary(
     now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
-    waiting = unanswered = retrying = 0
+    plugins = _process.awaiting_credentials()  # writers held by a credential plugin
+    waiting = unanswered = in_plugins = retrying = 0
     errors: collections.Counter[str] = collections.Counter()
     for write in writes:
         if write.in_flight and rate_limited > 0:
@@ -517,6 +518,9 @@ def unwritten_summary(
             waiting += write.occurrences
         elif write.in_flight and now - (write.started or now) < STALL_SECONDS:
             waiting += write.occurrences  # sent just before: no sign of a hanging server
+        elif write.in_flight and plugins > 0:
+            plugins -= 1
+            in_plugins += write.occurrences
         elif write.in_flight:
             unanswered += write.occurrences
         elif write.attempts or write.throttled:
@@ -530,7 +534,13 @@ def unwritten_summary(
             f"{unanswered} in requests the API server had not answered "
             "(a hanging server or admission webhook; see request_timeout and flush_timeout)"
         )
-    if waiting and unanswered:
+    if in_plugins:
+        parts.append(
+            f"{in_plugins} waiting for the Kubernetes client's set-up or credentials (a "
+            "kubeconfig exec plugin or auth provider runs without a timeout: see it, and "
+            "flush_timeout)"
+        )
+    if waiting and (unanswered or in_plugins):
         parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
     elif waiting:
         parts.append(

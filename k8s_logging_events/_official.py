@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
-from k8s_logging_events import _diagnostics, _process
+from k8s_logging_events import _diagnostics, _http_parser, _process
 from k8s_logging_events._errors import RequestConstructionError
 from k8s_logging_events._http import Channel, TlsSettings
-from k8s_logging_events._http_parser import Answer
+from k8s_logging_events._http_parser import Answer, ProtocolError
 
 __all__ = [
     "ClientTransport",
@@ -60,10 +60,9 @@ def channel_for(api_client: Any, timeout: float | tuple[float, float]) -> Channe
     import urllib3
 
     configuration = api_client.configuration
-    if getattr(configuration, "proxy", None):
-        return None
     pool_manager = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
-    # a ProxyManager (or SOCKS) is a subclass: only the plain pool connects directly
+    # a ProxyManager (or SOCKS) is a subclass: only the plain pool connects directly (the
+    # client's choice: a proxy that no_proxy bypasses for this server leaves the plain pool)
     if type(pool_manager) is not urllib3.PoolManager or pool_manager.headers:
         return None
     options: dict[str, Any] = dict(pool_manager.connection_pool_kw)
@@ -182,11 +181,25 @@ class ClientTransport:
             raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
         # no retries of urllib3's, whatever the client's configuration says: the writer's only
         response = self._api_client.rest_client.pool_manager.request(
-            method, url, body=body or None, headers=headers, timeout=self._timeout, retries=False
+            method,
+            url,
+            body=body or None,
+            headers=headers,
+            timeout=self._timeout,
+            retries=False,
+            preload_content=False,
         )
+        try:
+            # no more than the channel reads: a proxy's endless page must not fill the memory
+            data = response.read(_http_parser.MAX_BODY + 1)
+            if len(data) > _http_parser.MAX_BODY:
+                response.close()  # the rest unread: the connection cannot carry another
+                raise ProtocolError(f"an answer of more than {_http_parser.MAX_BODY} bytes")
+        finally:
+            response.release_conn()
         names = response.headers  # a repeated header's values joined by ", ", as the channel
         answer_headers = {str(name).lower(): str(names[name]) for name in names}
-        return Answer(response.status, response.reason or "", answer_headers, response.data)
+        return Answer(response.status, response.reason or "", answer_headers, data)
 
     def distrust(self) -> None:
         """Nothing to do: urllib3 checks a connection for bytes before each reuse."""

@@ -30,6 +30,8 @@ from typing import Protocol
 
 __all__ = [
     "MAIN_THREAD_SIGNALS",
+    "await_credentials",
+    "awaiting_credentials",
     "flush_when_child_ends",
     "importing",
     "leave_signals_to_the_main_thread",
@@ -105,6 +107,7 @@ def _after_fork_in_child() -> None:
     _openssl = threading.Lock()
     _held_at_fork.locks = []
     _exit_hook_in = None
+    _awaiting.clear()
     for target in list(_renewable.values()):
         # one object that cannot renew itself must not leave the others unrenewed
         with contextlib.suppress(Exception):
@@ -148,6 +151,29 @@ def _flush_all() -> None:
 # --- signals -----------------------------------------------------------------------------
 
 _mask = threading.local()
+# the threads now waiting for the client's set-up or credentials, which a subprocess may give
+# (an exec plugin, without a timeout): a write held there waits for that, not for the API
+# server (the reports say which)
+_awaiting: set[int] = set()
+
+
+def awaiting_credentials() -> int:
+    """How many threads now wait for the client's set-up or credentials (an exec plugin)."""
+    return len(_awaiting)
+
+
+@contextlib.contextmanager
+def await_credentials() -> Iterator[None]:
+    """Count the calling thread in :func:`awaiting_credentials` for this block (the client's
+    build, which may run a plugin, or a wait for another thread's)."""
+    ident = threading.get_ident()
+    outermost = ident not in _awaiting
+    _awaiting.add(ident)
+    try:
+        yield
+    finally:
+        if outermost:
+            _awaiting.discard(ident)
 
 
 def leave_signals_to_the_main_thread() -> None:
@@ -163,14 +189,16 @@ def leave_signals_to_the_main_thread() -> None:
 def subprocesses_may_start() -> Iterator[None]:
     """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start: it
     inherits the mask through ``exec``, and would ignore SIGTERM and SIGINT. Nothing to do on
-    a thread that does not block them (the application's)."""
-    if not getattr(_mask, "blocked", False):
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, MAIN_THREAD_SIGNALS)
-    _mask.blocked = False
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
-        _mask.blocked = True
+    a thread that does not block them (the application's). The thread is counted as
+    awaiting credentials meanwhile (:func:`await_credentials`)."""
+    with await_credentials():
+        if not getattr(_mask, "blocked", False):
+            yield
+            return
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, MAIN_THREAD_SIGNALS)
+        _mask.blocked = False
+        try:
+            yield
+        finally:
+            signal.pthread_sigmask(signal.SIG_BLOCK, MAIN_THREAD_SIGNALS)
+            _mask.blocked = True

@@ -498,7 +498,8 @@ class LazySink:
         real = self._real
         if real is not None:
             return real
-        with self._lock:
+        # a build may wait for a credential plugin: so does a write waiting for that build
+        with _process.await_credentials(), self._lock:
             if self._real is None and self._error is None and not self._closed:
                 self._build()
             if self._real is not None:

@@ -38,6 +38,7 @@ from k8s_logging_events import (
     sink,
 )
 from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.series import SeriesCorrelator, SeriesPolicy
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests import fleet_scenarios
 from tests._sinks import WithoutRead
@@ -915,3 +916,48 @@ class TestContinuation:
         guarded = _continuation.guarded_patch
         assert guarded(b'{"count":2}', "7") == b'{"count":2,"metadata":{"resourceVersion":"7"}}'
         assert guarded(b"{}", "7") == b'{"metadata":{"resourceVersion":"7"}}'
+
+    def test_a_takeover_never_moves_the_last_time_back_nor_before_the_first(self) -> None:
+        """Our occurrence (T0) waited out a 503 while another process created the event 3 s
+        later: the takeover's patch wrote lastTimestamp T0, before the stored firstTimestamp
+        and back from the other's T0+3 s. Continuing another's event, the last time is never
+        earlier than the one stored (the count is still ours added)."""
+        later = T0 + timedelta(seconds=3)
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(first_timestamp=later, last_timestamp=later))
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), _policy(clock))
+        (stored,) = fake.events
+        assert (stored.count, stored.first_timestamp, stored.last_timestamp) == (2, later, later)
+
+    def test_a_conflict_never_moves_the_last_time_back(self) -> None:
+        """Another process patches a later lastTimestamp between our read and our patch: the
+        re-read patch adds our count and keeps that later time."""
+        later = T0 + timedelta(seconds=30)
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        cont = _continuation_for(fake, clock)
+        policy = _policy(clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+        _another_process_writes_first(
+            fake, b'{"count":5,"lastTimestamp":"2024-01-01T12:00:30Z"}', times=1
+        )
+        cont.attempt(_write(_event(count=2, last_timestamp=T0 + timedelta(seconds=1))), policy)
+        (stored,) = fake.events
+        assert (stored.count, stored.last_timestamp) == (6, later)
+
+    def test_a_series_takeover_never_observes_before_the_event_time(self) -> None:
+        """events.k8s.io/v1: the same takeover gave series.lastObservedTime T0 on an event
+        whose eventTime is T0+3 s; the series' last observation is never earlier than the
+        stored event's latest time."""
+        later = T0 + timedelta(seconds=3)
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(event_time=later, first_timestamp=None, last_timestamp=None))
+        policy = SeriesPolicy(SeriesCorrelator(clock=clock))
+        cont = _continuation_for(fake, clock)
+        ours = _event(event_time=T0, first_timestamp=None, last_timestamp=None)
+        cont.attempt(_write(ours), policy)
+        (stored,) = fake.events
+        assert stored.series == models.EventSeries(2, later)

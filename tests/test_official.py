@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import socket
 import ssl
 import sys
 import threading
@@ -27,7 +28,7 @@ import pytest
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _diagnostics, _official
+from k8s_logging_events import _diagnostics, _http, _http_parser, _official, models, sink
 from k8s_logging_events.testing import LocalApiServer
 from tests._children import run_python
 
@@ -169,6 +170,87 @@ def test_the_clients_own_path_leaves_every_retry_to_the_writer() -> None:
         finally:
             api_client.close()
     assert fault.fired == 1
+
+
+class _Oversized:
+    """A raw server that answers every request 201 with a body of ``size`` spaces, and
+    counts the bytes it could send before the client went away."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.sent = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self._thread = threading.Thread(target=self._serve, name="test-oversized", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError), self._listener.accept()[0] as conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n" % self.size)
+            chunk = b" " * 65536
+            while self.sent < self.size:
+                conn.sendall(chunk)
+                self.sent += len(chunk)
+            conn.shutdown(socket.SHUT_WR)
+            while conn.recv(65536):  # the rest of the request: unread, the close would reset
+                pass
+
+    def close(self) -> None:
+        self._listener.close()
+        self._thread.join(10)
+
+
+@pytest.mark.parametrize("path", ["channel", "official"])
+def test_an_oversized_answer_is_refused_alike_and_never_read_whole(path, monkeypatch) -> None:
+    """An answer larger than the parser's limit (a proxy's or a broken server's): the channel
+    refused it, but the official client's path (behind a proxy) read it whole into memory,
+    300 MB of it, before failing to decode it. Both refuse it as a transport error, having
+    read no more than the limit (the limit is made 1 MiB here, the body 48 MiB)."""
+    monkeypatch.setattr(_http_parser, "MAX_BODY", 1024 * 1024)
+    server = _Oversized(48 * 1024 * 1024)
+    events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0, request_timeout=10)
+    if path == "official":
+        events_sink._transport = _official.ClientTransport(events_sink.api_client, 10)
+    ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0", api_version="v1")
+    event = models.Event(name="web-0.1", namespace="default", involved_object=ref, reason="R")
+    try:
+        with pytest.raises(_http_parser.ProtocolError, match="more than 1048576"):
+            events_sink.create(event)
+    finally:
+        events_sink.close()
+        server.close()
+    assert server.sent < server.size
+
+
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", None])
+def test_a_proxy_the_client_bypasses_for_the_server_leaves_the_channel_in_use(
+    no_proxy, monkeypatch
+) -> None:
+    """A proxy in the environment (HTTP_PROXY) that NO_PROXY bypasses for the API server, as
+    in a pod behind a corporate proxy: the client connects directly (a plain pool), and so
+    does the sink's own channel; the sink took the client's path, as if behind the proxy.
+    Without NO_PROXY, the proxy's requests stay on the client's path."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # never reached
+    if no_proxy is not None:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    with LocalApiServer() as server:
+        events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        try:
+            pool = events_sink.api_client.rest_client.pool_manager
+            on_channel = isinstance(events_sink._transport, _http.Channel)
+            if no_proxy is not None:
+                ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+                events_sink.create(
+                    models.Event(name="web-0.1", namespace="default", involved_object=ref)
+                )
+        finally:
+            events_sink.close()
+    assert (type(pool).__name__, on_channel) == (
+        ("PoolManager", True) if no_proxy is not None else ("ProxyManager", False)
+    )
 
 
 _FAILING_PLUGIN = """#!{python}

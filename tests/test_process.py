@@ -475,6 +475,59 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
         assert time.monotonic() - started < 6
 
 
+@pytest.mark.timeout(60)
+def test_a_flush_that_waits_for_a_hanging_exec_plugin_says_so_not_the_api_server(
+    server, tmp_path
+) -> None:
+    """A kubeconfig ``exec`` plugin that hangs while the client is built holds the write on
+    a writer thread, as a hanging request would, and a write of another namespace waits on
+    another writer for that build. The flush's report said "in requests the API server had not
+    answered (a hanging server or admission webhook; see request_timeout ...)", sending the
+    user after the server, with request_timeout no help (the plugin has no timeout). It names
+    the client's set-up or credentials, for both writes, and blames no server."""
+    import yaml
+
+    plugin = tmp_path / "plugin.py"
+    plugin.write_text(_PLUGIN.format(python=sys.executable, hang_at=1))
+    plugin.chmod(0o755)
+    config = yaml.safe_load(server.kubeconfig(credentials=False))
+    config["users"][0]["user"] = {
+        "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+    }
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    handler = KubernetesEventHandler(
+        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=1.5
+    )
+    log = app_logger("plugin")
+    log.addHandler(handler)
+    reports = ListHandler()
+    own = logging.getLogger("k8s_logging_events")
+    own.addHandler(reports)
+    pid = None
+    try:
+        for namespace in ("default", "kube-system"):
+            log.warning(
+                "Back-off", extra={"involved": pod("web-0", namespace), "reason": "BackOff"}
+            )
+        pid_file = tmp_path / "pid"
+        assert _wait_for(pid_file.exists, 20), "the plugin never ran"
+        pid = int(pid_file.read_text())
+        assert _wait_for(lambda: _process.awaiting_credentials() == 2, 20)
+        handler.flush()  # both writes have waited longer than a stall by its end
+        said = [r.getMessage() for r in reports.records if "Unable to write" in r.getMessage()]
+        assert len(said) == 1, said
+        assert "2 waiting for the Kubernetes client's set-up or credentials" in said[0]
+        assert "API server had not answered" not in said[0], said[0]
+    finally:
+        own.removeHandler(reports)
+        if pid is not None and not _ended(pid):
+            os.kill(pid, signal.SIGKILL)
+        handler.close()
+        # the writers leave the build once the plugin is gone: no later report sees them
+        assert _wait_for(lambda: _process.awaiting_credentials() == 0, 20)
+
+
 def test_a_thread_that_blocks_the_signals_unblocks_them_only_while_a_subprocess_may_start() -> None:
     """The library's threads block the termination signals (the application handles them on
     its main thread); subprocesses_may_start() lifts that for its block, then restores it;

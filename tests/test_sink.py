@@ -727,9 +727,11 @@ class TestLeanRequestPath:
             assert len(server.events("default")) == 1
 
     def test_a_proxy_takes_the_official_path(self) -> None:
+        """A client made with a proxy (its pool is the proxy's) keeps its own path."""
         with LocalApiServer() as server:
-            api_client = server.api_client()
-            api_client.configuration.proxy = "http://127.0.0.1:9"
+            configuration = server.api_client().configuration
+            configuration.proxy = "http://127.0.0.1:9"
+            api_client = client.ApiClient(configuration)
             events_sink = sink.KubernetesEventSink(api_client, qps=0)
             try:
                 assert not _on_channel(events_sink)
