@@ -146,7 +146,10 @@ def read(
     # the optional extras are rare: no call for one that is absent (this runs on every record)
     annotations, action, related = get("annotations"), get("action"), get("related")
     wanted_type = get("event_type")
-    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
+    try:
+        by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
+    except Exception:  # makeLogRecord leaves levelno None unless it is given
+        by_level = _level_type(getattr(record, "levelno", None), notes)
     try:
         return _occurrence(
             (
@@ -266,6 +269,17 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref
+
+
+def _level_type(level: object, notes: Notes) -> str:
+    """The type of an event whose record's level is no number: Normal, said."""
+    notes.repair(
+        "level",
+        "The record's level %s is not a number: recorded as a %s event",
+        shown(level),
+        models.NORMAL,
+    )
+    return models.NORMAL
 
 
 def _event_type(wanted: object, by_level: str, notes: Notes) -> str:

@@ -881,6 +881,28 @@ class TestBadInput:
         assert case.check(event), event
         assert event.count == 2
 
+    @pytest.mark.parametrize("levelno", [None, "WARNING"], ids=["none", "a-level-name"])
+    def test_a_record_without_a_numeric_level_becomes_a_normal_event(
+        self, make, fake, reports, levelno: object
+    ) -> None:
+        """``logging.makeLogRecord`` (a record rebuilt from JSON, a test's hand-made record)
+        leaves ``levelno`` None unless given: the comparison with WARNING raised inside the
+        handler, which refused the record with a bare TypeError. The event is Normal, and the
+        record's level is said once."""
+        event_handler = make()
+        fields = {"msg": "made by hand", "involved": POD, "pathname": "made.py", "lineno": 7}
+        record = logging.makeLogRecord({**fields, "levelno": levelno})
+        assert event_handler.handle(record)
+        assert event_handler.handle(logging.makeLogRecord({**fields, "levelno": levelno}))
+        stats = event_handler.stats()
+        assert (stats["refused"], stats["repaired"]) == (0, 2), stats
+        matching = [text for text in reports.messages() if "is not a number" in text]
+        assert len(matching) == 1, reports.messages()
+        assert "made.py:7" in matching[0]
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (event.type, event.message, event.count) == (models.NORMAL, "made by hand", 2)
+
     def test_a_second_call_site_is_reported_again(self, make, log, reports) -> None:
         """Once per call site, not once per process: another line gets its own report."""
         log.addHandler(make())
