@@ -242,15 +242,16 @@ class CallSites:
 
 
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
-    if isinstance(involved, models.Event):
-        notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
-        return None
     path = field_path if isinstance(field_path, str) else ""
     if field_path is not None and not isinstance(field_path, str):
         notes.repair(
             "field_path", "Ignoring field_path of type %s: not a string", type(field_path).__name__
         )
     try:
+        # in the try: isinstance asks a proxy's __class__, which may raise
+        if isinstance(involved, models.Event):
+            notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
+            return None
         ref = references.object_reference(involved, field_path=path)
     except RecursionError:  # a lazy proxy gone wrong: its problem, and the stack has unwound
         notes.refuse("involved", "Unable to refer to the involved object: its attributes recurse")

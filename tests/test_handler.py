@@ -744,6 +744,15 @@ class _Unrepresentable:
         raise RuntimeError("no repr")
 
 
+class _BrokenProxy:
+    """A lazy proxy whose target failed to load: even its ``__class__`` raises (as a
+    ``SimpleLazyObject``'s does when its factory raises)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("the proxied object could not be loaded")
+
+
 class _AmbiguousTruth:
     """A value whose truth raises, as a numpy array's does."""
 
@@ -766,6 +775,10 @@ class _UnreadableMapping(Mapping[str, object]):
 
 BAD_INPUTS = {
     "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
+    "proxy-whose-class-raises": BadInput(
+        "Unable to refer to the involved object: the proxied object could not be loaded",
+        {"involved": _BrokenProxy()},
+    ),
     "dict-without-kind": BadInput(
         "has no kind", {"involved": {"apiVersion": "v1", "metadata": {"name": "web-0"}}}
     ),
