@@ -456,6 +456,20 @@ class Counters:
         return dict(self._values)
 
 
+def readable(error: Exception) -> Exception:
+    """``error``, or, when its text cannot be read (its ``__str__`` or ``__repr__`` raises),
+    a RuntimeError caused by it that names its type: the retry decision and every report
+    read an error's text, and must not raise on a writer thread."""
+    try:
+        str(error)
+        repr(error)
+    except Exception:
+        stand_in = RuntimeError(f"{type(error).__name__} (its text cannot be read)")
+        stand_in.__cause__ = error
+        return stand_in
+    return error
+
+
 def describe_error(error: Exception) -> str:
     """A short text for ``error``: its message, cut to 300 characters."""
     text = str(error) or type(error).__name__

@@ -362,3 +362,44 @@ def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch)
     finally:
         gate.set()
         b.shutdown(2)
+
+
+class _UnprintableError(Exception):
+    """An error whose text cannot be read (a broken library's exception)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+def test_a_sink_error_whose_text_cannot_be_read_costs_its_write_not_a_writer() -> None:
+    """A sink raised an exception whose ``__str__`` raises: reading its text for the retry
+    decision and the report raised again, and killed the writer thread (threading's
+    excepthook saw it); its write stayed in flight until close gave it up. The write is
+    retried and given up as with any error, counted failed, and said with the error's type;
+    no writer dies."""
+    died: list[threading.ExceptHookArgs] = []
+    hook, threading.excepthook = threading.excepthook, died.append
+    fake = FakeEventSink()
+
+    def unprintable(event: models.Event) -> models.Event:
+        raise _UnprintableError
+
+    fake.on_create = unprintable
+    broadcaster = recorder.EventBroadcaster(queue_length=100, max_tries=2, sleep_duration=0.001)
+    broadcaster.start_recording_to_sink(fake)
+    record = broadcaster.new_recorder("pool")
+    try:
+        with on_library_logger(ListHandler()) as reports:
+            for index in range(3):
+                record.event(PODS[index], "Warning", "BackOff", "Back-off pulling image")
+            flushed = broadcaster.flush(5)
+            stats = broadcaster.stats()
+    finally:
+        broadcaster.shutdown(5)
+        threading.excepthook = hook
+    assert died == []
+    assert flushed
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (3, 3, 0)
+    assert any("_UnprintableError" in text for text in reports.messages()), reports.messages()
