@@ -19,6 +19,7 @@ import re
 import select
 import signal
 import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -38,7 +39,8 @@ from k8s_logging_events import describe, handler, models, recorder
 from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
-from tests.reliability_scenarios import ListHandler, on_library_logger
+from tests._children import REPO, run_python
+from tests.reliability_scenarios import ListHandler, on_library_logger, stored_counts
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 POD = {
@@ -1256,6 +1258,37 @@ class TestLifecycle:
         assert flushed - started >= 0.9
         assert closed - flushed < 1.0  # a second wait would take the whole flush_timeout
         assert event_handler.stats()["failed"] == 1
+
+    def test_a_handler_dropped_without_close_still_writes_at_exit(self) -> None:
+        """A handler removed from its logger and dropped without ``close()`` (a task's own
+        handler, say): ``logging.shutdown()`` flushes only the handlers still alive, and
+        the dropped one's threads kept on without it, so at exit all it had accepted was
+        lost and nothing said so. A started handler stays alive until it is closed: the
+        exit writes its events."""
+        child = textwrap.dedent(
+            """
+            import gc, logging, sys
+            from k8s_logging_events.handler import KubernetesEventHandler
+
+            def task():
+                handler = KubernetesEventHandler(sink=sys.argv[1], qps=0, flush_timeout=30)
+                log = logging.getLogger("task")
+                log.addHandler(handler)
+                for number in range(20):
+                    pod = {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "task-%d" % number, "namespace": "default"}}
+                    log.warning("Done", extra={"involved": pod})
+                log.removeHandler(handler)
+
+            task()
+            gc.collect()
+            """
+        )
+        with LocalApiServer() as server:
+            result = run_python(child, server.url, cwd=REPO)
+            counts = stored_counts(server)
+        assert result.returncode == 0, result.stderr
+        assert counts == {f"task-{number}": 1 for number in range(20)}, result.stderr
 
     def test_a_given_broadcaster_is_used_but_not_owned(self, make, log, fake, clock) -> None:
         """The handler records into it and flushes it, but leaves it running."""
