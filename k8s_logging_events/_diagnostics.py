@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from k8s_logging_events import _process, _tokenbucket
 from k8s_logging_events import clock as clock_mod
@@ -38,11 +38,15 @@ __all__ = [
     "log_safely",
     "logs_for_itself",
     "logger",
+    "optional",
+    "readable",
     "report",
     "standard_error",
     "unreachable",
     "unwritten_summary",
 ]
+
+_T = TypeVar("_T")
 
 LOGGER_NAME = "k8s_logging_events"
 """The library's logger; the handler never turns its records into events."""
@@ -471,6 +475,30 @@ class Counters:
         return dict(self._values)
 
 
+def optional(owner: object, name: str, convert: Callable[[Any], _T], default: _T) -> _T:
+    """``convert(owner.name)`` of an attribute ``owner`` need not have (a sink's ``host``,
+    ``credentials``), else ``default``, also when reading or converting it raises: a report
+    about a failure must not fail, nor kill the writer thread that makes it."""
+    try:
+        return convert(getattr(owner, name, default) or default)
+    except Exception:
+        return default
+
+
+def readable(error: Exception) -> Exception:
+    """``error``, or, when its text cannot be read (its ``__str__`` or ``__repr__`` raises),
+    a RuntimeError caused by it that names its type: the retry decision and every report
+    read an error's text, and must not raise on a writer thread."""
+    try:
+        str(error)
+        repr(error)
+    except Exception:
+        stand_in = RuntimeError(f"{type(error).__name__} (its text cannot be read)")
+        stand_in.__cause__ = error
+        return stand_in
+    return error
+
+
 def describe_error(error: Exception) -> str:
     """A short text for ``error``: its message, cut to 300 characters."""
     text = str(error) or type(error).__name__
@@ -508,7 +536,7 @@ def unwritten_summary(
     ``now``: ``time.monotonic()`` (the clock of ``started``) by default."""
     now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
-    rate_limited = sum(int(getattr(s, "waiting_for_rate_limit", 0) or 0) for s in sinks)
+    rate_limited = sum(optional(s, "waiting_for_rate_limit", int, 0) for s in sinks)
     plugins = _process.awaiting_credentials()  # writers held by a credential plugin
     waiting = unanswered = in_plugins = retrying = 0
     errors: collections.Counter[str] = collections.Counter()

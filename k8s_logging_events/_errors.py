@@ -321,7 +321,7 @@ def explain(error: Exception, sink: object = None) -> str:
     text = _diagnostics.describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:
-        sent = str(getattr(sink, "credentials", "") or "unknown credentials")
+        sent = _diagnostics.optional(sink, "credentials", str, "") or "unknown credentials"
         return (
             f"{text} (the API server did not accept the credentials sent: {sent}; check "
             "that they are meant for this server and not expired)"
@@ -329,7 +329,7 @@ def explain(error: Exception, sink: object = None) -> str:
     if status == 403:
         return f"{text} ({_forbidden(error)})"
     if _diagnostics.unreachable(error):
-        host = str(getattr(sink, "host", "") or "")
+        host = _diagnostics.optional(sink, "host", str, "")
         return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
     return text
 

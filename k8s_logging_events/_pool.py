@@ -270,7 +270,7 @@ class WriterPool:
             kind, stored = writes.attempt(write)
         except Exception as error:
             with self._cond:
-                writes.failed(write, error, stopping=self.stopping)
+                writes.failed(write, _diagnostics.readable(error), stopping=self.stopping)
                 timed = writes.next_due() is not None
                 self._cond.notify_all()
         else:

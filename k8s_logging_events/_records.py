@@ -146,7 +146,10 @@ def read(
     # the optional extras are rare: no call for one that is absent (this runs on every record)
     annotations, action, related = get("annotations"), get("action"), get("related")
     wanted_type = get("event_type")
-    by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
+    try:
+        by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
+    except Exception:  # makeLogRecord leaves levelno None unless it is given
+        by_level = _level_type(getattr(record, "levelno", None), notes)
     try:
         return _occurrence(
             (
@@ -239,15 +242,16 @@ class CallSites:
 
 
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
-    if isinstance(involved, models.Event):
-        notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
-        return None
     path = field_path if isinstance(field_path, str) else ""
     if field_path is not None and not isinstance(field_path, str):
         notes.repair(
             "field_path", "Ignoring field_path of type %s: not a string", type(field_path).__name__
         )
     try:
+        # in the try: isinstance asks a proxy's __class__, which may raise
+        if isinstance(involved, models.Event):
+            notes.refuse("event-about-event", ABOUT_AN_EVENT, involved.namespace, involved.name)
+            return None
         ref = references.object_reference(involved, field_path=path)
     except RecursionError:  # a lazy proxy gone wrong: its problem, and the stack has unwound
         notes.refuse("involved", "Unable to refer to the involved object: its attributes recurse")
@@ -266,6 +270,17 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     for kind, msg, args in repairs:
         notes.repair(kind, msg, *args)
     return ref
+
+
+def _level_type(level: object, notes: Notes) -> str:
+    """The type of an event whose record's level is no number: Normal, said."""
+    notes.repair(
+        "level",
+        "The record's level %s is not a number: recorded as a %s event",
+        shown(level),
+        models.NORMAL,
+    )
+    return models.NORMAL
 
 
 def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
@@ -307,6 +322,8 @@ def _reason(value: object, default: str, notes: Notes) -> str:
 def shown(value: object) -> str:
     """``repr(value)`` for a report of bad input, cut short; a repr that raises must not turn
     the report into a logging error (or the record into a refusal)."""
+    if isinstance(value, str | bytes) and len(value) > _SHOWN_MAX:
+        value = value[:_SHOWN_MAX]  # a 10 MB text is not made a 10 MB repr to show 200
     try:
         text = repr(value)
     except Exception:
@@ -318,7 +335,9 @@ def _action(value: object, notes: Notes) -> str:
     if value == "":
         return ""
     text = str.__str__(value) if isinstance(value, str) else str(value)
-    fixed = _sanitise.cut_bytes(_sanitise.safe_text(text), _sanitise.ACTION_MAX_BYTES)
+    # cut first: what the limit keeps is all that needs a look, on the caller's thread
+    head = text[: _sanitise.ACTION_MAX_BYTES + 1]
+    fixed = _sanitise.cut_bytes(_sanitise.safe_text(head), _sanitise.ACTION_MAX_BYTES)
     if fixed != text or not isinstance(value, str):
         notes.repair(
             "action", "The action %.80s was not a short string: recorded as %r", shown(value), fixed
@@ -343,6 +362,7 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
     result: dict[str, str] = {}
     coerced: list[str] = []
     dropped: list[str] = []
+    size = 0  # in characters, at most the bytes: past the limit, stop looking
     for key in list(value):
         name = key if isinstance(key, str) else str(key)
         if not _sanitise.is_annotation_key(name):
@@ -351,16 +371,24 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
         item = value[key]
         if not isinstance(key, str) or not isinstance(item, str):
             coerced.append(name)
-        result[name] = _sanitise.safe_text(item if isinstance(item, str) else str(item))
+        text = item if isinstance(item, str) else str(item)
+        size += len(name) + len(text)
+        if size > _sanitise.ANNOTATIONS_MAX_BYTES:
+            notes.repair("annotation-size", _ANNOTATIONS_TOO_BIG)
+            return None
+        result[name] = _sanitise.safe_text(text)
     if dropped:
         notes.repair("annotation-key", "Dropping annotations with invalid keys: %s", shown(dropped))
     if coerced:
         notes.repair("annotation-value", "Annotations %s made strings with str()", shown(coerced))
     size = sum(len(k.encode()) + len(v.encode()) for k, v in result.items())
     if size > _sanitise.ANNOTATIONS_MAX_BYTES:
-        notes.repair("annotation-size", "Dropping annotations: %d bytes is over 256 KiB", size)
+        notes.repair("annotation-size", _ANNOTATIONS_TOO_BIG)
         return None
     return result
+
+
+_ANNOTATIONS_TOO_BIG = "Dropping annotations: more than 256 KiB in all"
 
 
 def _message(record: logging.LogRecord, settings: Settings, notes: Notes) -> str | None:

@@ -199,15 +199,28 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except BaseException as error:
+            # 3.12 refuses threads once the interpreter exits (the main thread has ended):
+            # flush() then drains on its own thread; while the program runs, no thread to
+            # be had (a pids limit) is said, and the next occurrence tries again, as after
+            # an interrupt
+            exiting = isinstance(error, RuntimeError) and not threading.main_thread().is_alive()
             with self._start_lock:
-                if thread.ident is None:  # it never began, and now never will (_dispatch)
+                never_began = thread.ident is None  # and now never will (_dispatch)
+                if never_began:
                     self._dispatcher = None
-                    # an interrupt: the next occurrence starts it; at interpreter exit (3.12)
-                    # flush() drains on its own thread
-                    self._started = isinstance(error, RuntimeError)
+                    self._started = exiting
             if not isinstance(error, RuntimeError):
                 raise
-            self._pool.can_spawn = False
+            if exiting:
+                self._pool.can_spawn = False
+            elif never_began:
+                self._reporter.report(
+                    "dispatcher-start",
+                    logging.ERROR,
+                    "Unable to start the event dispatcher thread (%s): occurrences wait in "
+                    "the queue until a later one starts it, or a flush writes them",
+                    error,
+                )
         finally:
             self._starting = None
 

@@ -70,6 +70,9 @@ _REASON_BREAKS = re.compile("[\\s\x00-\x1f\x7f\ud800-\udfff]+")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9_.-]+")
 _PREFIX_CHARS = re.compile(r"[^a-z0-9.-]+")
 _DEFAULT_NAME = "k8s-logging-events"
+# what camel_case reads of a text: a reason keeps 128 bytes, so only blanks this long between
+# its words could make a longer text matter
+_CAMEL_CASE_SCAN = 4096
 
 
 def is_dns_subdomain(value: str) -> bool:
@@ -159,7 +162,9 @@ def cut_bytes(text: str, limit: int, mark: str = "") -> str:
 
 
 def camel_case(text: str) -> str:
-    """Join the words of ``text`` in UpperCamelCase and cut it to :data:`REASON_MAX_BYTES`."""
+    """Join the words of ``text`` in UpperCamelCase and cut it to :data:`REASON_MAX_BYTES`
+    (read from its first 4,096 characters: a 10 MB text is not split whole)."""
+    text = text[:_CAMEL_CASE_SCAN]
     if _REASON_BREAKS.search(text) is not None:
         text = "".join(word[:1].upper() + word[1:] for word in _REASON_BREAKS.split(text))
     return cut_bytes(text, REASON_MAX_BYTES)

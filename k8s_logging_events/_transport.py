@@ -84,6 +84,8 @@ def retry_after(header: str | None, details: Mapping[str, Any]) -> float | None:
         seconds = float(value)
     except ValueError:
         return None  # an HTTP date or garbage: fall back to the schedule
+    except OverflowError:  # an integer no float holds (JSON has no limit): absurdly long
+        return MAX_RETRY_AFTER_SECONDS
     return None if math.isnan(seconds) else min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 

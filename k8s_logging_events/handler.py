@@ -72,6 +72,11 @@ _STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second,
 
 _Offer = Callable[[models.Occurrence], bool]  # queues an occurrence, or counts it dropped
 
+# started handlers not closed yet, by id (a subclass may be unhashable): logging.shutdown()
+# flushes only the handlers still alive, and one dropped without close() (removed from its
+# logger) would lose what it accepted
+_STARTED: dict[int, KubernetesEventHandler] = {}
+
 
 class KubernetesEventHandler(logging.Handler):
     """A :class:`logging.Handler` that records an Event for every record with ``involved``.
@@ -309,6 +314,7 @@ class KubernetesEventHandler(logging.Handler):
             with self._lock:
                 first = not self._closed
                 self._closed = True
+                _STARTED.pop(id(self), None)
                 active, lazy = self._broadcaster, self._lazy_sink
                 later = first and active is not None and self._client_needs_logging_lock()
                 if first and active is not None:
@@ -491,6 +497,7 @@ class KubernetesEventHandler(logging.Handler):
             # a signal handler that logged while this thread was building may have won
             if self._offer is None:
                 self._broadcaster, self._now, self._offer = active, now, offer
+                _STARTED[id(self)] = self
             return self._offer
 
     _after_fork_in_child = _fresh_state

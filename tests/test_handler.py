@@ -19,6 +19,7 @@ import re
 import select
 import signal
 import sys
+import textwrap
 import threading
 import time
 import warnings
@@ -38,7 +39,8 @@ from k8s_logging_events import describe, handler, models, recorder
 from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
-from tests.reliability_scenarios import ListHandler, on_library_logger
+from tests._children import REPO, run_python
+from tests.reliability_scenarios import ListHandler, on_library_logger, stored_counts
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 POD = {
@@ -744,6 +746,15 @@ class _Unrepresentable:
         raise RuntimeError("no repr")
 
 
+class _BrokenProxy:
+    """A lazy proxy whose target failed to load: even its ``__class__`` raises (as a
+    ``SimpleLazyObject``'s does when its factory raises)."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        raise RuntimeError("the proxied object could not be loaded")
+
+
 class _AmbiguousTruth:
     """A value whose truth raises, as a numpy array's does."""
 
@@ -766,6 +777,10 @@ class _UnreadableMapping(Mapping[str, object]):
 
 BAD_INPUTS = {
     "string-as-involved": BadInput("Unable to refer to the involved object", {"involved": "web-0"}),
+    "proxy-whose-class-raises": BadInput(
+        "Unable to refer to the involved object: the proxied object could not be loaded",
+        {"involved": _BrokenProxy()},
+    ),
     "dict-without-kind": BadInput(
         "has no kind", {"involved": {"apiVersion": "v1", "metadata": {"name": "web-0"}}}
     ),
@@ -880,6 +895,28 @@ class TestBadInput:
         (event,) = fake.events
         assert case.check(event), event
         assert event.count == 2
+
+    @pytest.mark.parametrize("levelno", [None, "WARNING"], ids=["none", "a-level-name"])
+    def test_a_record_without_a_numeric_level_becomes_a_normal_event(
+        self, make, fake, reports, levelno: object
+    ) -> None:
+        """``logging.makeLogRecord`` (a record rebuilt from JSON, a test's hand-made record)
+        leaves ``levelno`` None unless given: the comparison with WARNING raised inside the
+        handler, which refused the record with a bare TypeError. The event is Normal, and the
+        record's level is said once."""
+        event_handler = make()
+        fields = {"msg": "made by hand", "involved": POD, "pathname": "made.py", "lineno": 7}
+        record = logging.makeLogRecord({**fields, "levelno": levelno})
+        assert event_handler.handle(record)
+        assert event_handler.handle(logging.makeLogRecord({**fields, "levelno": levelno}))
+        stats = event_handler.stats()
+        assert (stats["refused"], stats["repaired"]) == (0, 2), stats
+        matching = [text for text in reports.messages() if "is not a number" in text]
+        assert len(matching) == 1, reports.messages()
+        assert "made.py:7" in matching[0]
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (event.type, event.message, event.count) == (models.NORMAL, "made by hand", 2)
 
     def test_a_second_call_site_is_reported_again(self, make, log, reports) -> None:
         """Once per call site, not once per process: another line gets its own report."""
@@ -1221,6 +1258,37 @@ class TestLifecycle:
         assert flushed - started >= 0.9
         assert closed - flushed < 1.0  # a second wait would take the whole flush_timeout
         assert event_handler.stats()["failed"] == 1
+
+    def test_a_handler_dropped_without_close_still_writes_at_exit(self) -> None:
+        """A handler removed from its logger and dropped without ``close()`` (a task's own
+        handler, say): ``logging.shutdown()`` flushes only the handlers still alive, and
+        the dropped one's threads kept on without it, so at exit all it had accepted was
+        lost and nothing said so. A started handler stays alive until it is closed: the
+        exit writes its events."""
+        child = textwrap.dedent(
+            """
+            import gc, logging, sys
+            from k8s_logging_events.handler import KubernetesEventHandler
+
+            def task():
+                handler = KubernetesEventHandler(sink=sys.argv[1], qps=0, flush_timeout=30)
+                log = logging.getLogger("task")
+                log.addHandler(handler)
+                for number in range(20):
+                    pod = {"apiVersion": "v1", "kind": "Pod",
+                           "metadata": {"name": "task-%d" % number, "namespace": "default"}}
+                    log.warning("Done", extra={"involved": pod})
+                log.removeHandler(handler)
+
+            task()
+            gc.collect()
+            """
+        )
+        with LocalApiServer() as server:
+            result = run_python(child, server.url, cwd=REPO)
+            counts = stored_counts(server)
+        assert result.returncode == 0, result.stderr
+        assert counts == {f"task-{number}": 1 for number in range(20)}, result.stderr
 
     def test_a_given_broadcaster_is_used_but_not_owned(self, make, log, fake, clock) -> None:
         """The handler records into it and flushes it, but leaves it running."""

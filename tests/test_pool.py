@@ -13,11 +13,11 @@ import contextlib
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import pytest
 
-from k8s_logging_events import _pool, _runtime, models, recorder, sink
+from k8s_logging_events import _diagnostics, _pool, _runtime, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import (
@@ -362,3 +362,88 @@ def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch)
     finally:
         gate.set()
         b.shutdown(2)
+
+
+class _UnprintableError(Exception):
+    """An error whose text cannot be read (a broken library's exception)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+    __repr__ = __str__
+
+
+def test_a_sink_error_whose_text_cannot_be_read_costs_its_write_not_a_writer() -> None:
+    """A sink raised an exception whose ``__str__`` raises: reading its text for the retry
+    decision and the report raised again, and killed the writer thread (threading's
+    excepthook saw it); its write stayed in flight until close gave it up. The write is
+    retried and given up as with any error, counted failed, and said with the error's type;
+    no writer dies."""
+    fake = FakeEventSink()
+
+    def unprintable(event: models.Event) -> models.Event:
+        raise _UnprintableError
+
+    fake.on_create = unprintable
+    died, flushed, stats, reports = _record_through(fake, 3)
+    assert died == []
+    assert flushed
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (3, 3, 0)
+    assert any("_UnprintableError" in text for text in reports), reports
+
+
+def _record_through(
+    event_sink: FakeEventSink, events: int
+) -> tuple[list[threading.ExceptHookArgs], bool, Mapping[str, int], list[str]]:
+    """Record ``events`` events about distinct pods into ``event_sink`` (two tries each) and
+    flush: what threading's excepthook saw, whether the flush ended, the counters, and the
+    library's reports."""
+    died: list[threading.ExceptHookArgs] = []
+    hook, threading.excepthook = threading.excepthook, died.append
+    broadcaster = recorder.EventBroadcaster(queue_length=100, max_tries=2, sleep_duration=0.001)
+    broadcaster.start_recording_to_sink(event_sink)
+    record = broadcaster.new_recorder("pool")
+    try:
+        with on_library_logger(ListHandler()) as reports:
+            for index in range(events):
+                record.event(PODS[index], "Warning", "BackOff", "Back-off pulling image")
+            flushed = broadcaster.flush(5)
+            stats = broadcaster.stats()
+    finally:
+        broadcaster.shutdown(5)
+        threading.excepthook = hook
+    return died, flushed, stats, reports.messages()
+
+
+class _UnsaidSink(FakeEventSink):
+    """A sink whose optional descriptions (``host``, ``credentials``, the rate limit's
+    waiting count) raise: a lazily built client of a user's own sink, say."""
+
+    def _unsaid(self) -> str:
+        raise RuntimeError("not built yet")
+
+    host = property(_unsaid)
+    credentials = property(_unsaid)
+    waiting_for_rate_limit = property(_unsaid)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [sink.ApiStatusError(401, "Unauthorized"), ConnectionRefusedError(111, "refused")],
+    ids=["401", "unreachable"],
+)
+def test_a_sink_whose_descriptions_raise_costs_its_write_not_a_writer(error: Exception) -> None:
+    """The report of a 401 names the sink's credentials, that of an unreachable server its
+    host, and the summary of what a flush could not write its rate limit's waiting count:
+    read from a sink whose properties raise, they raised on the writer thread and killed it
+    (threading's excepthook saw it); the summary of what was not written failed the same
+    way. They are left out; the write fails as any other, counted and said."""
+    unsaid = _UnsaidSink()
+    unsaid.fail_next("create", error, times=10)
+    died, flushed, stats, reports = _record_through(unsaid, 1)
+    assert died == []
+    assert flushed
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (1, 1, 0)
+    assert any("Unable to write event" in text for text in reports), reports
+    summary = _diagnostics.unwritten_summary([], [unsaid], when="at the deadline", queued=1)
+    assert "1 event occurrence(s)" in summary

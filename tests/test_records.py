@@ -8,11 +8,14 @@ what is noted about it.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
+from typing import Any
 
+import pytest
 from kubernetes import client
 
-from k8s_logging_events import _records, models
+from k8s_logging_events import _records, _sanitise, models
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 SOURCE = models.EventSource(component="tests", host="node-1")
@@ -186,3 +189,64 @@ def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
     finally:
         library.removeHandler(keep)
     assert reported == ["Unable to refer to it (logged at shipped.py:0)"]
+
+
+class _LongestScan:
+    """A sanitiser pattern that keeps the length of the longest text it was given."""
+
+    def __init__(self, pattern: re.Pattern[str]) -> None:
+        self._pattern = pattern
+        self.longest = 0
+
+    def __getattr__(self, name: str) -> object:
+        method = getattr(self._pattern, name)
+
+        def scan(text: str, *args: object) -> object:
+            self.longest = max(self.longest, len(text))
+            return method(text, *args)
+
+        return scan
+
+
+HUGE = 10_000_000
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"reason": "image pull " * (HUGE // 11)},
+        {"action": "\udcff" * HUGE},
+        {"annotations": {"body": "\udcff" * HUGE}},
+    ],
+    ids=["reason", "action", "annotation-value"],
+)
+def test_a_huge_extra_is_cut_before_it_is_scanned(monkeypatch, extra: dict[str, Any]) -> None:
+    """A 10 MB reason, action or annotation value is read on the caller's thread: split
+    into words or searched whole, it took the logging call a second of CPU (a message that
+    size takes a millisecond: it is cut first). Only what a limit can keep is scanned; the
+    event carries the same repair as before."""
+    patterns = ("_REASON_BREAKS", "_UNSAFE_TEXT")
+    scans = {name: _LongestScan(getattr(_sanitise, name)) for name in patterns}
+    for name, scan in scans.items():
+        monkeypatch.setattr(_sanitise, name, scan)
+    record = _record(involved=_pod(), **extra)
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert max(scan.longest for scan in scans.values()) <= 4096
+    assert notes.refusal is None
+    assert len(notes.repairs) == 1, notes.repairs
+    made = {
+        "reason": occurrence.reason,
+        "action": occurrence.action,
+        "annotations": occurrence.annotations,
+    }
+    expected = {
+        "reason": ("ImagePull" * 15)[:128],  # the reason's 128 bytes
+        "action": "\ufffd" * 42,  # the most U+FFFD (3 bytes each) in the action's 128
+        "annotations": None,  # over 256 KiB in all: dropped
+    }
+    (name,) = extra
+    assert made[name] == expected[name]

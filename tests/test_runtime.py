@@ -412,6 +412,42 @@ def test_exit_writes_everything_on_this_python_even_where_no_thread_can_start(se
     assert stored_counts(server, None) == Counter({f"exit-{n}": 5 for n in range(8)})
 
 
+def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_it(
+    monkeypatch, caplog
+) -> None:
+    """No thread to be had while the program runs (a container's pids limit): the start of
+    the dispatcher raised RuntimeError, which was taken for the interpreter's exit. Nothing
+    was written until a flush, nothing said so, and no later occurrence tried again. The
+    failure is reported, and the next occurrence starts the dispatcher."""
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def no_thread_for_the_first_dispatcher(thread: threading.Thread) -> None:
+        if "dispatcher" in thread.name and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_dispatcher)
+    fake = FakeEventSink()
+    handler = KubernetesEventHandler(component="pids", sink=fake)
+    log = app_logger(handler)
+    try:
+        with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
+            log.warning("first", extra={"involved": pod("web-0")})
+            assert refused
+            assert [t for t in handler.threads() if "dispatcher" in t.name] == []
+            log.warning("second", extra={"involved": pod("web-1")})
+            started = [t for t in handler.threads() if "dispatcher" in t.name]
+        reports = [r.getMessage() for r in caplog.records if "dispatcher" in r.getMessage()]
+    finally:
+        handler.close()
+    assert len(started) == 1
+    assert len(reports) == 1, reports
+    assert "can't start new thread" in reports[0]
+    assert sorted(e.involved_object.name for e in fake.events) == ["web-0", "web-1"]
+
+
 # --- bounds and hangs -----------------------------------------------------------------------
 
 

@@ -89,6 +89,7 @@ def test_an_answer_that_is_no_status_keeps_the_http_reason(body: bytes) -> None:
         ("1e12", {}, _transport.MAX_RETRY_AFTER_SECONDS),
         ("nan", {}, None),
         (None, {"retryAfterSeconds": True}, None),
+        (None, {"retryAfterSeconds": 10**400}, _transport.MAX_RETRY_AFTER_SECONDS),
         (None, {}, None),
     ],
 )
@@ -96,6 +97,18 @@ def test_retry_after_is_the_header_else_the_status_details(
     header: str | None, details: dict[str, Any], seconds: float | None
 ) -> None:
     assert _transport.retry_after(header, details) == seconds
+
+
+@pytest.mark.parametrize("code", [429, 422])
+def test_a_wait_too_big_for_a_float_still_leaves_the_status_an_api_status_error(code: int) -> None:
+    """A Status whose ``retryAfterSeconds`` is an integer too big for a float (JSON allows
+    it): reading the wait raised OverflowError out of the answer, so a 429 was not waited
+    out but retried as a broken connection, and a 422 retried instead of given up, each
+    reported as "int too large to convert to float". It is the longest wait honoured."""
+    body = b'{"kind":"Status","code":%d,"details":{"retryAfterSeconds":1%s}}' % (code, b"0" * 400)
+    error = _transport.status_error(Answer(code, "", {}, body))
+    assert (error.status, error.retry_after) == (code, _transport.MAX_RETRY_AFTER_SECONDS)
+    assert error.is_retryable is (code == 429)
 
 
 def test_both_transports_give_headers_by_lower_case_name() -> None:
