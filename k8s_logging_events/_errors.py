@@ -3,18 +3,23 @@
 At the bottom of the pipeline beside the diagnostics: the sink's transports raise these
 errors (``k8s_logging_events.sink`` exposes them by their public names), the pending writes
 ask :class:`RetrySchedule` when to try again (a 429 spends no try: see
-docs/correlation.md), and :func:`explain` says what a failure means and what to do.
+docs/correlation.md), :func:`explain` says what a failure means and what to do, and
+:func:`unwritten_summary` what a flush or an exit could not write, and why.
 """
 
 from __future__ import annotations
 
+import collections
+import errno
 import re
-from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+import socket
+import time
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol, TypeVar
 
 import tenacity
 
-from k8s_logging_events import _diagnostics
+from k8s_logging_events import _process
 
 __all__ = [
     "CONTENTION_BASE_SECONDS",
@@ -26,16 +31,24 @@ __all__ = [
     "ApiStatusError",
     "ContentionError",
     "RequestConstructionError",
+    "STALL_SECONDS",
     "RetrySchedule",
     "Tries",
     "cause",
+    "describe_error",
     "explain",
     "finite",
     "is_retryable",
     "is_throttled",
     "is_timeout",
     "may_have_landed",
+    "optional",
+    "readable",
+    "unreachable",
+    "unwritten_summary",
 ]
+
+_T = TypeVar("_T")
 
 MAX_WAIT_SECONDS = 86_400.0
 """The longest wait the writer schedules (a day): a ``Retry-After: 1e10`` or a spam filter
@@ -318,18 +331,18 @@ def explain(error: Exception, sink: object = None) -> str:
     """The error described, then what it means and what to do, for the errors a user can fix:
     a 401 names the credentials sent (never their value), a 403 what is not allowed and the
     Role of :data:`RBAC_EXAMPLE`, an unreachable server its host."""
-    text = _diagnostics.describe_error(error)
+    text = describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:
-        sent = _diagnostics.optional(sink, "credentials", str, "") or "unknown credentials"
+        sent = optional(sink, "credentials", str, "") or "unknown credentials"
         return (
             f"{text} (the API server did not accept the credentials sent: {sent}; check "
             "that they are meant for this server and not expired)"
         )
     if status == 403:
         return f"{text} ({_forbidden(error)})"
-    if _diagnostics.unreachable(error):
-        host = _diagnostics.optional(sink, "host", str, "")
+    if unreachable(error):
+        host = optional(sink, "host", str, "")
         return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
     return text
 
@@ -351,3 +364,154 @@ def _forbidden(error: Any) -> str:
         f"{verb} on {match['resource']} in the API group {api_group}{where} with a Role "
         f"and a RoleBinding, as the Role in {RBAC_EXAMPLE} does"
     )
+
+
+# -- what a failure means to a human, and what a flush or an exit left unwritten --------
+
+
+def optional(owner: object, name: str, convert: Callable[[Any], _T], default: _T) -> _T:
+    """``convert(owner.name)`` of an attribute ``owner`` need not have (a sink's ``host``,
+    ``credentials``), else ``default``, also when reading or converting it raises: a report
+    about a failure must not fail, nor kill the writer thread that makes it."""
+    try:
+        return convert(getattr(owner, name, default) or default)
+    except Exception:
+        return default
+
+
+def readable(error: Exception) -> Exception:
+    """``error``, or, when its text cannot be read (its ``__str__`` or ``__repr__`` raises),
+    a RuntimeError caused by it that names its type: the retry decision and every report
+    read an error's text, and must not raise on a writer thread."""
+    try:
+        str(error)
+        repr(error)
+    except Exception:
+        stand_in = RuntimeError(f"{type(error).__name__} (its text cannot be read)")
+        stand_in.__cause__ = error
+        return stand_in
+    return error
+
+
+def describe_error(error: Exception) -> str:
+    """A short text for ``error``: its message, cut to 300 characters."""
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+STALL_SECONDS = 1.0
+"""A request in flight this long is stalled: it no longer counts against ``writers``, its
+namespace gets no second request until it ends, and a deadline calls it unanswered."""
+
+
+class _Write(Protocol):
+    """What a summary reads of a ``_pending.Write``."""
+
+    occurrences: int
+    attempts: int
+    throttled: int
+    last_error: Exception | None
+    started: float | None
+
+    @property
+    def in_flight(self) -> bool: ...
+
+
+def unwritten_summary(
+    writes: Sequence[_Write],
+    sinks: Iterable[object],
+    *,
+    when: str,
+    queued: int = 0,
+    now: float | None = None,
+) -> str:
+    """Say how many occurrences were not written by ``when``, why, and which option helps.
+    ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
+    ``now``: ``time.monotonic()`` (the clock of ``started``) by default."""
+    now = time.monotonic() if now is None else now
+    occurrences = sum(write.occurrences for write in writes) + queued
+    rate_limited = sum(optional(s, "waiting_for_rate_limit", int, 0) for s in sinks)
+    plugins = _process.awaiting_credentials()  # writers held by a credential plugin
+    waiting = unanswered = in_plugins = retrying = 0
+    errors: collections.Counter[str] = collections.Counter()
+    for write in writes:
+        if write.in_flight and rate_limited > 0:
+            rate_limited -= 1
+            waiting += write.occurrences
+        elif write.in_flight and now - (write.started or now) < STALL_SECONDS:
+            waiting += write.occurrences  # sent just before: no sign of a hanging server
+        elif write.in_flight and plugins > 0:
+            plugins -= 1
+            in_plugins += write.occurrences
+        elif write.in_flight:
+            unanswered += write.occurrences
+        elif write.attempts or write.throttled:
+            retrying += write.occurrences
+            errors[_why(write.last_error)] += write.occurrences
+        else:
+            waiting += write.occurrences
+    parts = []
+    if unanswered:
+        parts.append(
+            f"{unanswered} in requests the API server had not answered "
+            "(a hanging server or admission webhook; see request_timeout and flush_timeout)"
+        )
+    if in_plugins:
+        parts.append(
+            f"{in_plugins} waiting for the Kubernetes client's set-up or credentials (a "
+            "kubeconfig exec plugin or auth provider runs without a timeout: see it, and "
+            "flush_timeout)"
+        )
+    if waiting and (unanswered or in_plugins):
+        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
+    elif waiting:
+        parts.append(
+            f"{waiting} waiting for the client-side rate limit or a free writer "
+            "(raise drain_qps, writers or flush_timeout)"
+        )
+    if retrying:
+        causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
+        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
+    if queued:
+        parts.append(f"{queued} not yet handed to a writer (see flush_timeout)")
+    return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
+
+
+_NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
+
+
+def unreachable(error: Exception) -> bool:
+    """True when the API server could not be reached at all: a connection refused or reset,
+    no route or no network to its host, a name that does not resolve (never an answer)."""
+    if getattr(error, "status", None) is not None:
+        return False
+    if isinstance(error, ConnectionError | socket.gaierror):
+        return True
+    if isinstance(error, OSError) and error.errno in _NO_WAY_THERE:
+        return True
+    text = str(error).lower()  # the official client's urllib3 errors carry the cause as text
+    return any(cause in text for cause in _UNREACHABLE_TEXTS)
+
+
+_UNREACHABLE_TEXTS = (
+    "refused",
+    "name or service not known",
+    "temporary failure in name resolution",
+    "no route to host",
+    "network is unreachable",
+)
+
+
+def _why(error: Exception | None) -> str:
+    if error is None:
+        return "an error"
+    status = getattr(error, "status", None)
+    if status == 429:
+        return "429 Too Many Requests (the API server throttles)"
+    if isinstance(status, int):
+        return f"{status} {getattr(error, 'reason', '')}".strip()
+    if unreachable(error):
+        return "connection errors (the API server is unreachable)"
+    if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
+        return "timeouts"
+    return type(error).__name__

@@ -405,7 +405,7 @@ class Writes:
                 write.event.namespace,
                 write.event.name,
                 write.throttled,
-                _diagnostics.describe_error(error),
+                _errors.describe_error(error),
                 retry_in,
                 occurrences=write.occurrences,
                 outcome="waiting",
@@ -419,7 +419,7 @@ class Writes:
                 write.event.namespace,
                 write.event.name,
                 retry_in,
-                _diagnostics.describe_error(error),
+                _errors.describe_error(error),
             )
         else:  # each occurrence counts once among the delayed, however often its write fails
             delayed, write.delayed = write.occurrences - write.delayed, write.occurrences

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from k8s_logging_events import _apis, _diagnostics, _pending, broadcaster, models
+from k8s_logging_events import _apis, _diagnostics, _errors, _pending, broadcaster, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "WriterPool"]
@@ -24,7 +24,7 @@ __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "Wri
 WRITER_LINGER_SECONDS = 0.5
 """How long an idle writer thread waits for more work before it ends."""
 
-STALL_SECONDS = _diagnostics.STALL_SECONDS
+STALL_SECONDS = _errors.STALL_SECONDS
 """A request in flight this long is stalled (one value with the reports': ``_diagnostics``)."""
 
 Made = tuple[_pending.WritePolicy, _pending.Correlate, bool]
@@ -270,7 +270,7 @@ class WriterPool:
             kind, stored = writes.attempt(write)
         except Exception as error:
             with self._cond:
-                writes.failed(write, _diagnostics.readable(error), stopping=self.stopping)
+                writes.failed(write, _errors.readable(error), stopping=self.stopping)
                 timed = writes.next_due() is not None
                 self._cond.notify_all()
         else:

@@ -41,6 +41,7 @@ from typing import Any
 
 from k8s_logging_events import (
     _diagnostics,
+    _errors,
     _flush,
     _handoff,
     _pending,
@@ -576,7 +577,7 @@ class Runtime:
             writes, queued = self.unwritten()
             sinks = [recording.writes.sink for recording in self._recordings()]
             when = "before the multiprocessing child ended"
-            summary = _diagnostics.unwritten_summary(writes, sinks, when=when, queued=queued)
+            summary = _errors.unwritten_summary(writes, sinks, when=when, queued=queued)
             self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.settle(REPORT_GRACE_SECONDS)
 

@@ -18,6 +18,7 @@ from typing import Any
 from k8s_logging_events import (
     _apis,
     _diagnostics,
+    _errors,
     _official,
     _options,
     _pending,
@@ -203,7 +204,7 @@ class EventBroadcaster:
         self, kind: str, writes: Sequence[_pending.Write], queued: int, when: str
     ) -> None:
         if writes or queued:
-            summary = _diagnostics.unwritten_summary(writes, self._sinks, when=when, queued=queued)
+            summary = _errors.unwritten_summary(writes, self._sinks, when=when, queued=queued)
             self._reporter.report(kind, logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:

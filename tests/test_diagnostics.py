@@ -468,41 +468,6 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
     assert "k8s_logging_events logger" in held[0], held[0]
 
 
-# --- what a deadline could not write --------------------------------------------------------
-
-
-class _Write:
-    """What :func:`_diagnostics.unwritten_summary` reads of a pending write."""
-
-    def __init__(self, occurrences: int, started: float | None = None) -> None:
-        self.occurrences = occurrences
-        self.attempts = 0
-        self.throttled = 0
-        self.last_error: Exception | None = None
-        self.started = started
-
-    @property
-    def in_flight(self) -> bool:
-        return self.started is not None
-
-
-def test_a_request_sent_just_before_the_deadline_is_not_called_a_hanging_server() -> None:
-    """A batch job of 1,000 events against a fast server, out of time at the drain rate: the
-    exit said "1 in requests the API server had not answered (a hanging server or admission
-    webhook ...); 911 queued behind those requests (raise writers ...)", sending the user after
-    a webhook, with writers no help. A request counts as unanswered once it has been in flight
-    as long as a stalled one; the rest wait for the rate limit or a writer."""
-    now = 1000.0
-    young = [_Write(1, started=now - 0.01)] + [_Write(1) for _ in range(911)]
-    summary = _diagnostics.unwritten_summary(young, [], when="at exit", now=now)
-    assert "hanging" not in summary, summary
-    assert "912 waiting for the client-side rate limit or a free writer" in summary, summary
-    stalled = [_Write(2, started=now - _diagnostics.STALL_SECONDS), _Write(1)]
-    summary = _diagnostics.unwritten_summary(stalled, [], when="at exit", now=now)
-    assert "2 in requests the API server had not answered (a hanging server" in summary, summary
-    assert "1 queued behind those requests" in summary, summary
-
-
 _FLUSH_FROM_A_SIGNAL_INSIDE_STATS = """
 import json, logging, signal, sys
 from k8s_logging_events.handler import KubernetesEventHandler

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _errors, sink
+from k8s_logging_events import _errors, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import on_library_logger
@@ -363,7 +363,7 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
         in_flight: bool = False
         started: float | None = None
 
-    summary = _diagnostics.unwritten_summary([Pending()], [], when="at exit")
+    summary = _errors.unwritten_summary([Pending()], [], when="at exit")
     assert "2 after connection errors (the API server is unreachable)" in summary, summary
 
 
@@ -493,3 +493,38 @@ def test_a_certificate_the_client_does_not_trust_reads_without_a_status_code(
     (line,) = [m for m in reports.messages() if "CERTIFICATE_VERIFY_FAILED" in m]
     assert "): SSLError: " in line, line
     assert handler.stats()["failed"] == 1
+
+
+# --- what a deadline could not write --------------------------------------------------------
+
+
+class _Write:
+    """What :func:`_errors.unwritten_summary` reads of a pending write."""
+
+    def __init__(self, occurrences: int, started: float | None = None) -> None:
+        self.occurrences = occurrences
+        self.attempts = 0
+        self.throttled = 0
+        self.last_error: Exception | None = None
+        self.started = started
+
+    @property
+    def in_flight(self) -> bool:
+        return self.started is not None
+
+
+def test_a_request_sent_just_before_the_deadline_is_not_called_a_hanging_server() -> None:
+    """A batch job of 1,000 events against a fast server, out of time at the drain rate: the
+    exit said "1 in requests the API server had not answered (a hanging server or admission
+    webhook ...); 911 queued behind those requests (raise writers ...)", sending the user after
+    a webhook, with writers no help. A request counts as unanswered once it has been in flight
+    as long as a stalled one; the rest wait for the rate limit or a writer."""
+    now = 1000.0
+    young = [_Write(1, started=now - 0.01)] + [_Write(1) for _ in range(911)]
+    summary = _errors.unwritten_summary(young, [], when="at exit", now=now)
+    assert "hanging" not in summary, summary
+    assert "912 waiting for the client-side rate limit or a free writer" in summary, summary
+    stalled = [_Write(2, started=now - _errors.STALL_SECONDS), _Write(1)]
+    summary = _errors.unwritten_summary(stalled, [], when="at exit", now=now)
+    assert "2 in requests the API server had not answered (a hanging server" in summary, summary
+    assert "1 queued behind those requests" in summary, summary

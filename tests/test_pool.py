@@ -17,7 +17,7 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _pool, _runtime, models, recorder, sink
+from k8s_logging_events import _errors, _pool, _runtime, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import (
@@ -445,5 +445,5 @@ def test_a_sink_whose_descriptions_raise_costs_its_write_not_a_writer(error: Exc
     assert flushed
     assert (stats["accepted"], stats["failed"], stats["pending"]) == (1, 1, 0)
     assert any("Unable to write event" in text for text in reports), reports
-    summary = _diagnostics.unwritten_summary([], [unsaid], when="at the deadline", queued=1)
+    summary = _errors.unwritten_summary([], [unsaid], when="at the deadline", queued=1)
     assert "1 event occurrence(s)" in summary
