@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from k8s_logging_events import _diagnostics, _process, _records
+from k8s_logging_events import _diagnostics, _process, _tracebacks
 
 __all__ = ["NOT_CRASHES", "REASON", "crash_record", "unwatch", "watch"]
 
@@ -84,7 +84,7 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     traceback, rendered after the summary so a cut keeps it); where the traceback ends is
     the record's path, line and function."""
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
-    message = _records.exception_summary(shown)
+    message = _tracebacks.exception_summary(shown)
     path, line, function = _innermost(exc_info[2])
     record = logging.getLogRecordFactory()(
         RECORD_NAME,

@@ -1,0 +1,114 @@
+"""An exception as an event tells it, on the caller's thread (docs/architecture.md).
+
+:func:`exception_summary` is the one line (``ExcType: text``) an event gives an exception by
+default; :func:`queued` and :func:`without_loguru_traceback` take apart the traceback text a
+``QueueHandler`` or loguru has already written into a record's message.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+
+__all__ = ["exception_summary", "queued", "without_loguru_traceback"]
+
+_NONE_LINE = "NoneType: None"  # what traceback (and loguru) writes for no exception
+_TRACEBACK_STARTS = (
+    "Traceback (most recent call last):",
+    "  + Exception Group Traceback (most recent call last):",  # as loguru indents a group
+    "Exception Group Traceback (most recent call last):",
+)
+_QUEUED_EXCEPTION = f"\n{_TRACEBACK_STARTS[0]}\n"
+_QUEUED_STACK = "\nStack (most recent call last):\n"
+_QUEUED_NONE = f"\n{_NONE_LINE}"  # what the stdlib formats for an exc_info of no exception
+_QUEUED_STARTS = (  # an exception group's traceback: no summary is read from it
+    _QUEUED_EXCEPTION,
+    _QUEUED_STACK,
+    f"\n{_TRACEBACK_STARTS[1]}\n",
+)
+
+
+def queued(record: logging.LogRecord) -> tuple[str, str] | None:
+    """For a record a ``QueueHandler`` prepared, whose message holds the traceback and stack
+    text it formatted (its exception dropped): the message without them, and the exception's
+    last lines (``ExcType: text``); None for any other record."""
+    attrs = record.__dict__
+    text = attrs.get("msg")
+    # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
+    if attrs.get("message") is not text or not isinstance(text, str):
+        return None
+    found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
+    head = text[: min(found)] if found else text
+    if head.endswith(_QUEUED_NONE):  # log.exception() outside an except block
+        head = head[: -len(_QUEUED_NONE)]
+    elif not found:
+        return None
+    exception = text[text.find(_QUEUED_EXCEPTION) :] if _QUEUED_EXCEPTION in text else ""
+    exception = exception.split(_QUEUED_STACK)[0]  # a stack follows the traceback
+    lines = exception.split("\n")
+    frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
+    start = frames[-1] + 1 if frames else len(lines)
+    # the last frame's source and carets are indented; the exception's text starts after
+    # them, and may have indented lines of its own
+    while start < len(lines) and lines[start].startswith(" "):
+        start += 1
+    summary = "\n".join(lines[start:]).strip("\n")
+    return head, _without_module(summary)
+
+
+def _without_module(summary: str) -> str:
+    """``ExcType: text`` of a traceback's ``module.ExcType: text``, as :func:`exception_summary`
+    names it."""
+    name, colon, text = summary.partition(":")
+    parts = name.split(".")
+    if len(parts) == 1 or not all(part.isidentifier() for part in parts):
+        return summary
+    # the module's names are lower case by convention, the class's capitalised
+    first = next((i for i, part in enumerate(parts) if part[0].isupper()), len(parts) - 1)
+    return ".".join(parts[first:]) + colon + text
+
+
+def without_loguru_traceback(text: str, exc_info: object) -> str:
+    """Loguru's output up to where its exception text begins: the chain's first traceback,
+    or the ``Type: text`` line of an exception never raised. A message that contains such a
+    start loses more, never less."""
+    exc = exc_info[1] if isinstance(exc_info, tuple) else None
+    unraised = [_exception_line(e) for e in _chain(exc)[1:] if e.__traceback__ is None]
+    starts = [*_TRACEBACK_STARTS, *unraised]
+    found = [index for start in starts if start and (index := text.find(start)) >= 0]
+    if found:
+        return text[: min(found)].rstrip("\n")
+    # the exception alone, never raised: loguru wrote only its last lines
+    last = _exception_line(exc) if exc is not None else _NONE_LINE
+    index = text.rfind(last) if last else -1
+    return text[:index].rstrip("\n") if index >= 0 else text
+
+
+def _chain(exc: BaseException | None) -> list[BaseException]:
+    # as loguru walks the chain
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain and len(chain) < 64:
+        chain.append(exc)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return chain
+
+
+def _exception_line(exc: BaseException) -> str:
+    try:
+        lines = traceback.format_exception_only(type(exc), exc)
+    except Exception:  # an exception whose __str__ fails: loguru's line differs anyway
+        return ""
+    return next((line.rstrip("\n") for line in lines if not line.startswith(" ")), "")
+
+
+def exception_summary(exc_info: object) -> str:
+    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` without text); "" for none."""
+    if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
+        return ""
+    exc_type, exc = exc_info[0], exc_info[1]
+    name = getattr(exc_type, "__qualname__", None) or str(exc_type)
+    try:
+        text = str(exc)
+    except Exception:  # an exception whose __str__ fails still has a type
+        text = "<unprintable>"
+    return f"{name}: {text}" if text else str(name)

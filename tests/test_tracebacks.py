@@ -1,0 +1,108 @@
+"""An exception as an event tells it: the one-line summary, and traceback text taken apart.
+
+The handler's tests show these through whole records (QueueHandler, loguru, structlog); these
+pin the rules themselves, on records and texts made here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import queue
+import sys
+
+from k8s_logging_events import _tracebacks
+
+
+def _raised(error: BaseException) -> tuple[type[BaseException], BaseException, object]:
+    try:
+        raise error
+    except BaseException:
+        info = sys.exc_info()
+    assert info[0] is not None
+    assert info[1] is not None
+    return info[0], info[1], info[2]
+
+
+def _queued(record: logging.LogRecord) -> logging.LogRecord:
+    """``record`` as a ``QueueHandler`` puts it on its queue: traceback text in the message."""
+    handler = logging.handlers.QueueHandler(queue.SimpleQueue())
+    prepared = handler.prepare(record)
+    assert isinstance(prepared, logging.LogRecord)
+    return prepared
+
+
+def _record(msg: str, exc_info: object = None, **attrs: object) -> logging.LogRecord:
+    record = logging.LogRecord("shop", logging.ERROR, __file__, 1, msg, None, exc_info)  # type: ignore[arg-type]
+    record.__dict__.update(attrs)
+    return record
+
+
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_the_summary_is_the_exception_type_and_its_text() -> None:
+    """``ExcType: text``; the type alone without text; nothing without an exception."""
+    assert _tracebacks.exception_summary(_raised(KeyError("web-0"))) == "KeyError: 'web-0'"
+    assert _tracebacks.exception_summary(_raised(ValueError())) == "ValueError"
+    assert _tracebacks.exception_summary((None, None, None)) == ""
+    assert _tracebacks.exception_summary(None) == ""
+    assert _tracebacks.exception_summary(True) == ""
+
+
+def test_an_exception_whose_text_raises_still_has_a_summary() -> None:
+    """The type is named, its text said to be unprintable; nothing raises."""
+    summary = _tracebacks.exception_summary(_raised(_UnprintableError()))
+    assert summary == "_UnprintableError: <unprintable>"
+
+
+def test_a_queued_record_gives_its_message_and_the_exceptions_last_line() -> None:
+    """A ``QueueHandler`` formats the traceback into the message and drops the exception:
+    the message comes back without it, and the summary reads ``ExcType: text`` from its last
+    line, the module's name taken off as the summary of a live exception has it."""
+    prepared = _queued(_record("pull failed", _raised(TimeoutError("no answer in 10 s"))))
+    assert "Traceback (most recent call last)" in prepared.msg
+    assert _tracebacks.queued(prepared) == ("pull failed", "TimeoutError: no answer in 10 s")
+    error = json.JSONDecodeError("Expecting value", "x", 0)
+    prepared = _queued(_record("bad answer", _raised(error)))
+    assert "json.decoder.JSONDecodeError" in prepared.msg
+    summary = _tracebacks.exception_summary(_raised(error))
+    assert _tracebacks.queued(prepared) == ("bad answer", summary)
+    assert summary.startswith("JSONDecodeError: Expecting value")
+
+
+def test_a_queued_record_without_an_exception_is_not_taken_apart() -> None:
+    """A plain queued record, and any record that a QueueHandler did not prepare: None."""
+    assert _tracebacks.queued(_queued(_record("plain"))) is None
+    assert _tracebacks.queued(_record("Traceback (most recent call last):\n  File x")) is None
+
+
+def test_a_queued_exception_text_of_several_lines_is_kept_whole() -> None:
+    """Lines of the exception's own text after the frames belong to the summary."""
+    prepared = _queued(_record("bad", _raised(ValueError("first line\nsecond line"))))
+    queued = _tracebacks.queued(prepared)
+    assert queued is not None
+    assert queued == ("bad", "ValueError: first line\nsecond line")
+
+
+def test_loguru_output_loses_its_traceback_and_keeps_its_message() -> None:
+    """Loguru's sink writes its message, then the traceback: the message alone is kept; an
+    exception never raised (only its ``Type: text`` line written) is cut there too."""
+    raised = _raised(OSError("disk full"))
+    text = "12:00 | ERROR | write failed\nTraceback (most recent call last):\n  File ...\nOSError"
+    assert _tracebacks.without_loguru_traceback(text, raised) == "12:00 | ERROR | write failed"
+    unraised = ValueError("bad value")
+    text = "12:00 | ERROR | check failed\nValueError: bad value"
+    info = (ValueError, unraised, None)
+    assert _tracebacks.without_loguru_traceback(text, info) == "12:00 | ERROR | check failed"
+
+
+def test_loguru_output_without_an_exception_loses_the_none_line() -> None:
+    """``opt(exception=True)`` outside an ``except`` block: loguru writes ``NoneType: None``."""
+    text = "12:00 | ERROR | nothing raised\nNoneType: None"
+    assert _tracebacks.without_loguru_traceback(text, (None, None, None)) == (
+        "12:00 | ERROR | nothing raised"
+    )
