@@ -22,6 +22,7 @@ __all__ = [
     "ABOUT_AN_EVENT",
     "EXCEPTION_DETAILS",
     "EXTRAS",
+    "INVOLVED_NONE",
     "MARKERS",
     "CallSites",
     "Notes",
@@ -34,6 +35,11 @@ __all__ = [
 
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
 """What an event says of a record's exception: ``ExcType: text``, the traceback, or nothing."""
+
+INVOLVED_NONE = (
+    "Unable to refer to the involved object: the involved object is None (leave involved "
+    "out of a record that is about no object)"
+)
 
 ABOUT_AN_EVENT = "Refusing to record an event about Event %s/%s: events about events multiply"
 """The report of an event about an Event (its namespace and name), refused by both front doors."""

@@ -199,11 +199,16 @@ class KubernetesEventHandler(logging.Handler):
             self._refuse_on_own_thread(record)
             return None
         try:
-            return _records.find_extras(record, self._default_involved)
+            extras = _records.find_extras(record, self._default_involved)
         except Exception as error:  # a k8s_skip whose truth raises or recurses, a broken mapping
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None
+        if extras is None and attrs.get("involved", False) is None and _records.SKIP not in attrs:
+            # a variable that was None when logged (a lookup that found nothing): say so
+            self._counters["refused"].add()
+            self._sites.report(record, "involved", _records.INVOLVED_NONE)
+        return extras
 
     def _refuse_on_own_thread(self, record: logging.LogRecord) -> None:
         """No event for a record logged on a library thread (an event watcher's handler): each

@@ -918,6 +918,40 @@ class TestBadInput:
         (event,) = fake.events
         assert (event.type, event.message, event.count) == (models.NORMAL, "made by hand", 2)
 
+    def test_an_involved_object_that_is_none_is_said_and_counted(self, make, log, reports) -> None:
+        """``extra={"involved": pod}`` with ``pod`` None (not fetched yet, a lookup that found
+        nothing) made no event and no word: the user saw events missing without a cause. It
+        is refused, counted and said once per call site; the record flows on as any other.
+        With ``k8s_skip`` or ``default_involved`` it is no refusal."""
+        event_handler = make()
+        others = ListHandler()
+        log.addHandler(event_handler)
+        log.addHandler(others)
+        for _ in range(2):
+            log.warning("Back-off pulling image", extra={"involved": None, "reason": "BackOff"})
+        log.warning("skipped", extra={"involved": None, "k8s_skip": True})
+        log.warning("plain record")
+        assert len(others.records) == 4
+        assert event_handler.stats()["refused"] == 2
+        matching = [text for text in reports.messages() if "involved object is None" in text]
+        assert len(matching) == 1, reports.messages()
+        assert f"{__file__}:" in matching[0]
+        assert event_handler.broadcaster is None
+
+    def test_an_involved_none_is_the_pod_with_default_involved(
+        self, make, log, reports, monkeypatch
+    ) -> None:
+        """``default_involved: pod`` stands for a record without an object of its own."""
+        monkeypatch.setenv("POD_NAME", "web-0")
+        monkeypatch.setenv("POD_NAMESPACE", "shop")
+        monkeypatch.setenv("POD_UID", "uid-1")
+        event_handler = make(default_involved="pod")
+        log.addHandler(event_handler)
+        log.warning("about the pod", extra={"involved": None})
+        stats = event_handler.stats()
+        assert (stats["refused"], stats["accepted"]) == (0, 1), stats
+        assert not [text for text in reports.messages() if "is None" in text]
+
     def test_a_second_call_site_is_reported_again(self, make, log, reports) -> None:
         """Once per call site, not once per process: another line gets its own report."""
         log.addHandler(make())
