@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import logging.config
 
 import pytest
 
@@ -165,3 +166,19 @@ def test_the_k8s_events_fixture_captures_what_the_test_logged(k8s_events) -> Non
         log.warning("Back-off pulling image", extra={"involved": pod, "reason": "BackOff"})
     event = k8s_events.assert_has(reason="BackOff", object_name="web-0", count=3)
     assert event.type == "Warning"
+
+
+def test_the_library_reports_reach_caplog_after_the_code_under_test_runs_dictconfig(
+    caplog,
+) -> None:
+    """The code under test configures logging (dictConfig's default disables every existing
+    logger, the library's own too): the capture keeps its handler, and the library's reports
+    of bad input still reach caplog, nor is its logger named among those disabled."""
+    with capture_events() as events:
+        logging.config.dictConfig({"version": 1, "loggers": {"shop": {"level": "INFO"}}})
+        log = logging.getLogger(f"tests.capture.app{next(_names)}")  # the application's, new
+        log.warning("bad", extra={"involved": 42})
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+    assert "Unable to refer to the involved object" in caplog.text
+    events.assert_has(reason="BackOff")
+    assert "k8s_logging_events" not in events._hint()

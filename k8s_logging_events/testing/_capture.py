@@ -415,6 +415,7 @@ def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
     def configure(*args: Any, **kwargs: Any) -> Any:
         before = _enabled_loggers()
         result = original(*args, **kwargs)
+        enable_library_logger()  # its reports stay part of what the capture shows
         disabled = before - _enabled_loggers()
         for captured in _active_captures:
             captured._after_reconfiguration(how, disabled)
