@@ -10,6 +10,7 @@ import pytest
 
 from k8s_logging_events import models
 from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.sink import ApiStatusError
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "prod"}}
@@ -182,3 +183,17 @@ def test_the_library_reports_reach_caplog_after_the_code_under_test_runs_dictcon
     assert "Unable to refer to the involved object" in caplog.text
     events.assert_has(reason="BackOff")
     assert "k8s_logging_events" not in events._hint()
+
+
+def test_reports_made_as_the_block_ends_reach_caplog_too(log, caplog) -> None:
+    """The library's logger starts disabled (an earlier test's dictConfig): a write that
+    fails when the block's end flushes it is reported as the capture closes its handler,
+    and that report reaches caplog, as those made inside the block do; after it, the logger
+    is disabled again."""
+    library = logging.getLogger("k8s_logging_events")
+    library.disabled = True
+    with capture_events() as events:
+        events.sink.fail_next("create", ApiStatusError(403, "Forbidden", "events is forbidden"))
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+    assert "403 Forbidden" in caplog.text
+    assert library.disabled

@@ -369,13 +369,13 @@ def capture_events(
         with _reattach_after_reconfiguration(captured):
             yield captured
     finally:
-        enable_library_logger(not library_was_disabled)
         captured._unwatch()
         target.removeHandler(event_handler)
         if level is not None:
             target.setLevel(previous_level)
         event_handler.capturing = False
-        event_handler.close()
+        event_handler.close()  # its reports (writes that failed at the end) are the capture's
+        enable_library_logger(not library_was_disabled)
 
 
 class _CapturingHandler(handler.KubernetesEventHandler):
