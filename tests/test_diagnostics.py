@@ -16,12 +16,13 @@ import os
 import re
 import subprocess
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from k8s_logging_events import _diagnostics
+from k8s_logging_events import _diagnostics, _process
 from k8s_logging_events.testing import FakeClock
 from tests._children import REPO, run_python
 from tests.reliability_scenarios import fork_quietly, read_child
@@ -474,12 +475,15 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
 class _Write:
     """What :func:`_diagnostics.unwritten_summary` reads of a pending write."""
 
-    def __init__(self, occurrences: int, started: float | None = None) -> None:
+    def __init__(
+        self, occurrences: int, started: float | None = None, writer: int | None = None
+    ) -> None:
         self.occurrences = occurrences
         self.attempts = 0
         self.throttled = 0
         self.last_error: Exception | None = None
         self.started = started
+        self.writer = writer
 
     @property
     def in_flight(self) -> bool:
@@ -501,6 +505,26 @@ def test_a_request_sent_just_before_the_deadline_is_not_called_a_hanging_server(
     summary = _diagnostics.unwritten_summary(stalled, [], when="at exit", now=now)
     assert "2 in requests the API server had not answered (a hanging server" in summary, summary
     assert "1 queued behind those requests" in summary, summary
+
+
+def test_a_write_is_said_to_wait_for_credentials_only_when_its_own_writer_does() -> None:
+    """Two handlers: one's writer waits for a hanging exec plugin, the other's requests hang
+    on its API server. The second's flush said its writes waited "for the Kubernetes
+    client's set-up or credentials" (any thread of the process counted), sending its user
+    after a plugin it does not have. A write is said to wait for credentials when the
+    thread making its request does."""
+    now = 1000.0
+    started = now - _diagnostics.STALL_SECONDS
+    with _process.await_credentials():  # this thread: the other handler's writer
+        ours = threading.get_ident()
+        elsewhere = [_Write(1, started=started, writer=-1), _Write(1, started=started, writer=-2)]
+        summary = _diagnostics.unwritten_summary(elsewhere, [], when="at exit", now=now)
+        assert "2 in requests the API server had not answered" in summary, summary
+        assert "credentials" not in summary, summary
+        held = [_Write(1, started=started, writer=-1), _Write(3, started=started, writer=ours)]
+        summary = _diagnostics.unwritten_summary(held, [], when="at exit", now=now)
+    assert "3 waiting for the Kubernetes client's set-up or credentials" in summary, summary
+    assert "1 in requests the API server had not answered" in summary, summary
 
 
 _FLUSH_FROM_A_SIGNAL_INSIDE_STATS = """

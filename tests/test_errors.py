@@ -362,6 +362,7 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
         last_error: Exception | None = error
         in_flight: bool = False
         started: float | None = None
+        writer: int | None = None
 
     summary = _diagnostics.unwritten_summary([Pending()], [], when="at exit")
     assert "2 after connection errors (the API server is unreachable)" in summary, summary
