@@ -148,6 +148,10 @@ class Continuation:
         # a writer of the parent may have held the lock at the fork
         self._lock = threading.Lock()
 
+    def now(self) -> datetime:
+        """The time on this process's clock (what a stored time may not be later than)."""
+        return self._clock.now()
+
     def known(self, namespace: str, name: str) -> Known | None:
         """What was last seen of the event the correlator calls ``namespace/name``."""
         with self._lock:
@@ -329,7 +333,7 @@ class _Attempt:
             self._rename(_Attempt._create)
             return None
         server = self.policy.count_of(stored)
-        self.floor = _latest(stored)
+        self.floor = _latest(stored, self.owner.now())
         self.target = server + self._unwritten(stored, server)
         self.version = stored.resource_version
         # the requests that may have landed stay in doubt until a write succeeds: a read may
@@ -411,11 +415,14 @@ class _Attempt:
         return kind, local
 
 
-def _latest(event: models.Event) -> datetime | None:
-    """The latest time ``event`` holds (its series' last observation, last timestamp ...)."""
+def _latest(event: models.Event, now: datetime) -> datetime | None:
+    """The latest time ``event`` holds (its series' last observation, last timestamp ...), at
+    most ``now``: a later one is another clock's (ahead) or garbage, and copied on, it would
+    outlive every write of ours (a series never found quiet)."""
     series = event.series.last_observed_time if event.series is not None else None
     times = (series, event.last_timestamp, event.event_time, event.first_timestamp)
-    return max((time for time in times if time is not None), default=None)
+    latest = max((time for time in times if time is not None), default=None)
+    return latest if latest is None or latest <= now else now
 
 
 def _not_before(event: models.Event, floor: datetime | None) -> models.Event:

@@ -412,6 +412,7 @@ class _Write(Protocol):
     throttled: int
     last_error: Exception | None
     started: float | None
+    writer: int | None
 
     @property
     def in_flight(self) -> bool: ...
@@ -431,7 +432,7 @@ def unwritten_summary(
     now = time.monotonic() if now is None else now
     occurrences = sum(write.occurrences for write in writes) + queued
     rate_limited = sum(optional(s, "waiting_for_rate_limit", int, 0) for s in sinks)
-    plugins = _process.awaiting_credentials()  # writers held by a credential plugin
+    plugins = _process.awaiting_credentials()  # the threads a credential plugin holds
     waiting = unanswered = in_plugins = retrying = 0
     errors: collections.Counter[str] = collections.Counter()
     for write in writes:
@@ -440,8 +441,7 @@ def unwritten_summary(
             waiting += write.occurrences
         elif write.in_flight and now - (write.started or now) < STALL_SECONDS:
             waiting += write.occurrences  # sent just before: no sign of a hanging server
-        elif write.in_flight and plugins > 0:
-            plugins -= 1
+        elif write.in_flight and write.writer in plugins:
             in_plugins += write.occurrences
         elif write.in_flight:
             unanswered += write.occurrences

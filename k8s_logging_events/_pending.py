@@ -125,6 +125,7 @@ class Write:
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
     # time.monotonic() at its request's start (real time: it bounds a hung socket), or None
     started: float | None = None
+    writer: int | None = None  # the thread that makes its request (its ident), once taken
     origin: models.Event | None = None  # its first occurrence's, once others merged in
 
     @property

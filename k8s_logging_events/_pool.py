@@ -266,6 +266,7 @@ class WriterPool:
             self._prepare(recording)
             return
         writes = recording.writes
+        write.writer = threading.get_ident()  # a credential plugin it waits for is its own
         try:
             kind, stored = writes.attempt(write)
         except Exception as error:

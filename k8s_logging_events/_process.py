@@ -157,9 +157,9 @@ _mask = threading.local()
 _awaiting: set[int] = set()
 
 
-def awaiting_credentials() -> int:
-    """How many threads now wait for the client's set-up or credentials (an exec plugin)."""
-    return len(_awaiting)
+def awaiting_credentials() -> frozenset[int]:
+    """The threads now waiting for the client's set-up or credentials (an exec plugin)."""
+    return frozenset(_awaiting)
 
 
 @contextlib.contextmanager

@@ -153,7 +153,9 @@ def read(
     try:
         by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
     except Exception:  # makeLogRecord leaves levelno None unless it is given
-        by_level = _level_type(getattr(record, "levelno", None), notes)
+        # said only where the level decides the type (an event_type decides it otherwise)
+        level = getattr(record, "levelno", None)
+        by_level = models.NORMAL if wanted_type is not None else _level_type(level, notes)
     try:
         return _occurrence(
             (

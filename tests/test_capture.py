@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import itertools
 import logging
+import logging.config
+import re
 
 import pytest
 
 from k8s_logging_events import models
 from k8s_logging_events.handler import KubernetesEventHandler
+from k8s_logging_events.sink import ApiStatusError
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "prod"}}
@@ -165,3 +168,34 @@ def test_the_k8s_events_fixture_captures_what_the_test_logged(k8s_events) -> Non
         log.warning("Back-off pulling image", extra={"involved": pod, "reason": "BackOff"})
     event = k8s_events.assert_has(reason="BackOff", object_name="web-0", count=3)
     assert event.type == "Warning"
+
+
+def test_the_library_reports_reach_caplog_after_the_code_under_test_runs_dictconfig(
+    caplog,
+) -> None:
+    """The code under test configures logging (dictConfig's default disables every existing
+    logger, the library's own too): the capture keeps its handler, and the library's reports
+    of bad input still reach caplog, nor is its logger named among those disabled."""
+    with capture_events() as events:
+        logging.config.dictConfig({"version": 1, "loggers": {"shop": {"level": "INFO"}}})
+        log = logging.getLogger(f"tests.capture.app{next(_names)}")  # the application's, new
+        log.warning("bad", extra={"involved": 42})
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+    assert "Unable to refer to the involved object" in caplog.text
+    events.assert_has(reason="BackOff")
+    hint = events._hint()  # other tests' loggers may be named; never the library's own
+    assert not re.search(r"[(, ]k8s_logging_events[,)]", hint), hint
+
+
+def test_reports_made_as_the_block_ends_reach_caplog_too(log, caplog) -> None:
+    """The library's logger starts disabled (an earlier test's dictConfig): a write that
+    fails when the block's end flushes it is reported as the capture closes its handler,
+    and that report reaches caplog, as those made inside the block do; after it, the logger
+    is disabled again."""
+    library = logging.getLogger("k8s_logging_events")
+    library.disabled = True
+    with capture_events() as events:
+        events.sink.fail_next("create", ApiStatusError(403, "Forbidden", "events is forbidden"))
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+    assert "403 Forbidden" in caplog.text
+    assert library.disabled

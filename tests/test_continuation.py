@@ -927,6 +927,7 @@ class TestContinuation:
         fake = FakeEventSink()
         fake.create(_event(first_timestamp=later, last_timestamp=later))
         cont = _continuation_for(fake, clock)
+        clock.step(5)  # the wait
         cont.attempt(_write(_event()), _policy(clock))
         (stored,) = fake.events
         assert (stored.count, stored.first_timestamp, stored.last_timestamp) == (2, later, later)
@@ -943,9 +944,25 @@ class TestContinuation:
         _another_process_writes_first(
             fake, b'{"count":5,"lastTimestamp":"2024-01-01T12:00:30Z"}', times=1
         )
+        clock.step(31)  # our occurrence at T0+1 s waited its turn
         cont.attempt(_write(_event(count=2, last_timestamp=T0 + timedelta(seconds=1))), policy)
         (stored,) = fake.events
         assert (stored.count, stored.last_timestamp) == (6, later)
+
+    def test_a_takeover_copies_no_time_from_beyond_its_own_clock(self) -> None:
+        """Another writer, its clock a year ahead (or a garbage time), stored lastTimestamp
+        a year from now: the takeover's patch copied it, and every later takeover (each
+        restart, each conflict) copied it again, so that a restarted process never found the
+        series quiet and the wrong time stayed. A stored time later than our clock's is not
+        copied: the last time written is ours, never beyond our clock."""
+        ahead = T0 + timedelta(days=365)
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(first_timestamp=T0 - timedelta(seconds=5), last_timestamp=ahead))
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), _policy(clock))
+        (stored,) = fake.events
+        assert (stored.count, stored.last_timestamp) == (2, T0)
 
     def test_a_series_takeover_never_observes_before_the_event_time(self) -> None:
         """events.k8s.io/v1: the same takeover gave series.lastObservedTime T0 on an event
@@ -958,6 +975,7 @@ class TestContinuation:
         policy = SeriesPolicy(SeriesCorrelator(clock=clock))
         cont = _continuation_for(fake, clock)
         ours = _event(event_time=T0, first_timestamp=None, last_timestamp=None)
+        clock.step(5)  # the wait
         cont.attempt(_write(ours), policy)
         (stored,) = fake.events
         assert stored.series == models.EventSeries(2, later)

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _errors, sink
+from k8s_logging_events import _errors, _process, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import on_library_logger
@@ -362,6 +362,7 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
         last_error: Exception | None = error
         in_flight: bool = False
         started: float | None = None
+        writer: int | None = None
 
     summary = _errors.unwritten_summary([Pending()], [], when="at exit")
     assert "2 after connection errors (the API server is unreachable)" in summary, summary
@@ -501,12 +502,15 @@ def test_a_certificate_the_client_does_not_trust_reads_without_a_status_code(
 class _Write:
     """What :func:`_errors.unwritten_summary` reads of a pending write."""
 
-    def __init__(self, occurrences: int, started: float | None = None) -> None:
+    def __init__(
+        self, occurrences: int, started: float | None = None, writer: int | None = None
+    ) -> None:
         self.occurrences = occurrences
         self.attempts = 0
         self.throttled = 0
         self.last_error: Exception | None = None
         self.started = started
+        self.writer = writer
 
     @property
     def in_flight(self) -> bool:
@@ -528,3 +532,23 @@ def test_a_request_sent_just_before_the_deadline_is_not_called_a_hanging_server(
     summary = _errors.unwritten_summary(stalled, [], when="at exit", now=now)
     assert "2 in requests the API server had not answered (a hanging server" in summary, summary
     assert "1 queued behind those requests" in summary, summary
+
+
+def test_a_write_is_said_to_wait_for_credentials_only_when_its_own_writer_does() -> None:
+    """Two handlers: one's writer waits for a hanging exec plugin, the other's requests hang
+    on its API server. The second's flush said its writes waited "for the Kubernetes
+    client's set-up or credentials" (any thread of the process counted), sending its user
+    after a plugin it does not have. A write is said to wait for credentials when the
+    thread making its request does."""
+    now = 1000.0
+    started = now - _errors.STALL_SECONDS
+    with _process.await_credentials():  # this thread: the other handler's writer
+        ours = threading.get_ident()
+        elsewhere = [_Write(1, started=started, writer=-1), _Write(1, started=started, writer=-2)]
+        summary = _errors.unwritten_summary(elsewhere, [], when="at exit", now=now)
+        assert "2 in requests the API server had not answered" in summary, summary
+        assert "credentials" not in summary, summary
+        held = [_Write(1, started=started, writer=-1), _Write(3, started=started, writer=ours)]
+        summary = _errors.unwritten_summary(held, [], when="at exit", now=now)
+    assert "3 waiting for the Kubernetes client's set-up or credentials" in summary, summary
+    assert "1 in requests the API server had not answered" in summary, summary

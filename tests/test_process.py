@@ -513,7 +513,7 @@ def test_a_flush_that_waits_for_a_hanging_exec_plugin_says_so_not_the_api_server
         pid_file = tmp_path / "pid"
         assert _wait_for(pid_file.exists, 20), "the plugin never ran"
         pid = int(pid_file.read_text())
-        assert _wait_for(lambda: _process.awaiting_credentials() == 2, 20)
+        assert _wait_for(lambda: len(_process.awaiting_credentials()) == 2, 20)
         handler.flush()  # both writes have waited longer than a stall by its end
         said = [r.getMessage() for r in reports.records if "Unable to write" in r.getMessage()]
         assert len(said) == 1, said
@@ -525,7 +525,7 @@ def test_a_flush_that_waits_for_a_hanging_exec_plugin_says_so_not_the_api_server
             os.kill(pid, signal.SIGKILL)
         handler.close()
         # the writers leave the build once the plugin is gone: no later report sees them
-        assert _wait_for(lambda: _process.awaiting_credentials() == 0, 20)
+        assert _wait_for(lambda: not _process.awaiting_credentials(), 20)
 
 
 def test_a_thread_that_blocks_the_signals_unblocks_them_only_while_a_subprocess_may_start() -> None:

@@ -87,6 +87,21 @@ def test_each_repair_is_noted_and_notes_are_not_shared() -> None:
     assert _records.Notes().refusal is None
 
 
+def test_a_record_without_a_numeric_level_but_with_its_event_type_needs_no_repair() -> None:
+    """``logging.makeLogRecord`` leaves ``levelno`` None; with ``event_type`` given the level
+    decides nothing: the event has the type asked for, and no repair is noted (the report
+    said the event was recorded as Normal, and it was a Warning)."""
+    fields = {"msg": "m", "involved": _pod(), "event_type": "Warning"}
+    record = logging.makeLogRecord(fields)
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert occurrence.type == models.WARNING
+    assert notes.repairs == ()
+
+
 def test_the_common_case_reads_the_same_extras_as_the_general_one() -> None:
     """``extra={"involved": ...}`` alone takes a short way: same extras, Nones left out."""
     pod = _pod()

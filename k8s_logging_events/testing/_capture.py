@@ -369,13 +369,13 @@ def capture_events(
         with _reattach_after_reconfiguration(captured):
             yield captured
     finally:
-        enable_library_logger(not library_was_disabled)
         captured._unwatch()
         target.removeHandler(event_handler)
         if level is not None:
             target.setLevel(previous_level)
         event_handler.capturing = False
-        event_handler.close()
+        event_handler.close()  # its reports (writes that failed at the end) are the capture's
+        enable_library_logger(not library_was_disabled)
 
 
 class _CapturingHandler(handler.KubernetesEventHandler):
@@ -415,6 +415,7 @@ def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
     def configure(*args: Any, **kwargs: Any) -> Any:
         before = _enabled_loggers()
         result = original(*args, **kwargs)
+        enable_library_logger()  # its reports stay part of what the capture shows
         disabled = before - _enabled_loggers()
         for captured in _active_captures:
             captured._after_reconfiguration(how, disabled)
