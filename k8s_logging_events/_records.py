@@ -290,7 +290,7 @@ def _level_type(level: object, notes: Notes) -> str:
 
 
 def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
-    if isinstance(wanted, str):
+    if isinstance(wanted, str) and len(wanted) <= _SHOWN_MAX:  # a longer one is no type
         for known in (models.NORMAL, models.WARNING):
             if wanted.strip().lower() == known.lower():
                 return known
@@ -372,7 +372,7 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
     for key in list(value):
         name = key if isinstance(key, str) else str(key)
         if not _sanitise.is_annotation_key(name):
-            dropped.append(name)
+            dropped.append(str.__str__(name[:_SHOWN_MAX]))  # quoted in a report: a piece
             continue
         item = value[key]
         if not isinstance(key, str) or not isinstance(item, str):

@@ -226,6 +226,60 @@ class _LongestScan:
 HUGE = 10_000_000
 
 
+class _WatchedText(str):
+    """A text that keeps its length whenever it is stripped, lowered or quoted whole."""
+
+    scanned = 0
+
+    def strip(self, chars: str | None = None) -> str:
+        _WatchedText.scanned = max(_WatchedText.scanned, len(self))
+        return super().strip(chars)
+
+    def lower(self) -> str:
+        _WatchedText.scanned = max(_WatchedText.scanned, len(self))
+        return super().lower()
+
+    def __repr__(self) -> str:
+        _WatchedText.scanned = max(_WatchedText.scanned, len(self))
+        return super().__repr__()
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        {"annotations": {_WatchedText("k" * HUGE): "v", "team": "shop"}},
+        {"event_type": _WatchedText("Warning" * (HUGE // 7))},
+    ],
+    ids=["annotation-key", "event-type"],
+)
+def test_a_huge_annotation_key_or_event_type_is_refused_without_a_scan(
+    monkeypatch, extra: dict[str, Any]
+) -> None:
+    """A 10 MB annotation key was matched against the key rule whole, then quoted whole in
+    the report's list of dropped keys; a 10 MB event_type was stripped and lowered whole,
+    twice: 20-30 ms of the logging call. Neither can be valid: each is refused on its length,
+    the report quotes a short piece, and the valid annotation stays."""
+    patterns = ("_DNS_SUBDOMAIN", "_QUALIFIED_NAME")
+    scans = {name: _LongestScan(getattr(_sanitise, name)) for name in patterns}
+    for name, scan in scans.items():
+        monkeypatch.setattr(_sanitise, name, scan)
+    _WatchedText.scanned = 0
+    record = _record(involved=_pod(), **extra)
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert max(scan.longest for scan in scans.values()) <= 4096
+    assert _WatchedText.scanned <= 4096
+    ((_, _, args),) = notes.repairs
+    assert all(len(str(arg)) <= 4096 for arg in args), [len(str(arg)) for arg in args]
+    if "annotations" in extra:
+        assert occurrence.annotations == {"team": "shop"}
+    else:  # the type the level gives, as for any unsupported event_type
+        assert occurrence.type == (models.WARNING if record.levelno >= 30 else models.NORMAL)
+
+
 @pytest.mark.parametrize(
     "extra",
     [
