@@ -480,15 +480,20 @@ def unwritten_summary(
 _NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def unreachable(error: Exception) -> bool:
+def unreachable(error: BaseException) -> bool:
     """True when the API server could not be reached at all: a connection refused or reset,
-    no route or no network to its host, a name that does not resolve (never an answer)."""
+    no route or no network to its host, a name that does not resolve; never an answer, even
+    one cut short or not HTTP, nor a connection closed without one. The socket's own errors
+    say it (they carry an ``errno``, which the transports' errors of their making lack), on
+    the channel as they are, on the official client's path inside urllib3's."""
     if getattr(error, "status", None) is not None:
         return False
-    if isinstance(error, ConnectionError | socket.gaierror):
+    if isinstance(error, socket.gaierror):
         return True
-    if isinstance(error, OSError) and error.errno in _NO_WAY_THERE:
-        return True
+    if isinstance(error, OSError) and error.errno is not None:
+        return isinstance(error, ConnectionError) or error.errno in _NO_WAY_THERE
+    if any(unreachable(inner) for inner in error.args if isinstance(inner, BaseException)):
+        return True  # urllib3's ProtocolError("Connection aborted.", ConnectionResetError(...))
     text = str(error).lower()  # the official client's urllib3 errors carry the cause as text
     return any(cause in text for cause in _UNREACHABLE_TEXTS)
 
