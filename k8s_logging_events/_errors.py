@@ -423,13 +423,15 @@ def unwritten_summary(
     *,
     when: str,
     queued: int = 0,
+    preparing: int = 0,
     now: float | None = None,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
     ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
-    ``now``: ``time.monotonic()`` (the clock of ``started``) by default."""
+    ``preparing``: those kept aside while their sink is set up; ``now``:
+    ``time.monotonic()`` (the clock of ``started``) by default."""
     now = time.monotonic() if now is None else now
-    occurrences = sum(write.occurrences for write in writes) + queued
+    occurrences = sum(write.occurrences for write in writes) + queued + preparing
     rate_limited = sum(optional(s, "waiting_for_rate_limit", int, 0) for s in sinks)
     plugins = _process.awaiting_credentials()  # writers held by a credential plugin
     waiting = unanswered = in_plugins = retrying = 0
@@ -472,6 +474,11 @@ def unwritten_summary(
     if retrying:
         causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
         parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
+    if preparing:
+        parts.append(
+            f"{preparing} waiting for their sink to be set up (its client built, the server "
+            "asked which Events API it serves; see flush_timeout)"
+        )
     if queued:
         parts.append(f"{queued} not yet handed to a writer (see flush_timeout)")
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
