@@ -424,13 +424,15 @@ def unwritten_summary(
     *,
     when: str,
     queued: int = 0,
+    preparing: int = 0,
     now: float | None = None,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
     ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
-    ``now``: ``time.monotonic()`` (the clock of ``started``) by default."""
+    ``preparing``: those kept aside while their sink is set up; ``now``:
+    ``time.monotonic()`` (the clock of ``started``) by default."""
     now = time.monotonic() if now is None else now
-    occurrences = sum(write.occurrences for write in writes) + queued
+    occurrences = sum(write.occurrences for write in writes) + queued + preparing
     rate_limited = sum(optional(s, "waiting_for_rate_limit", int, 0) for s in sinks)
     plugins = _process.awaiting_credentials()  # the threads a credential plugin holds
     waiting = unanswered = in_plugins = retrying = 0
@@ -472,6 +474,11 @@ def unwritten_summary(
     if retrying:
         causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
         parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
+    if preparing:
+        parts.append(
+            f"{preparing} waiting for their sink to be set up (its client built, the server "
+            "asked which Events API it serves; see flush_timeout)"
+        )
     if queued:
         parts.append(f"{queued} not yet handed to a writer (see flush_timeout)")
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
@@ -480,15 +487,20 @@ def unwritten_summary(
 _NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def unreachable(error: Exception) -> bool:
+def unreachable(error: BaseException) -> bool:
     """True when the API server could not be reached at all: a connection refused or reset,
-    no route or no network to its host, a name that does not resolve (never an answer)."""
+    no route or no network to its host, a name that does not resolve; never an answer, even
+    one cut short or not HTTP, nor a connection closed without one. The socket's own errors
+    say it (they carry an ``errno``, which the transports' errors of their making lack), on
+    the channel as they are, on the official client's path inside urllib3's."""
     if getattr(error, "status", None) is not None:
         return False
-    if isinstance(error, ConnectionError | socket.gaierror):
+    if isinstance(error, socket.gaierror):
         return True
-    if isinstance(error, OSError) and error.errno in _NO_WAY_THERE:
-        return True
+    if isinstance(error, OSError) and error.errno is not None:
+        return isinstance(error, ConnectionError) or error.errno in _NO_WAY_THERE
+    if any(unreachable(inner) for inner in error.args if isinstance(inner, BaseException)):
+        return True  # urllib3's ProtocolError("Connection aborted.", ConnectionResetError(...))
     text = str(error).lower()  # the official client's urllib3 errors carry the cause as text
     return any(cause in text for cause in _UNREACHABLE_TEXTS)
 

@@ -154,8 +154,9 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
 class ClientTransport:
     """A ``_transport.Transport``: the client's request building and urllib3 pool (proxies).
 
-    The body goes as encoded, the same bytes as on the channel. As in the client, a single
-    timeout is the whole request's, a pair is to connect and to read.
+    The body goes as encoded, the same bytes as on the channel, and the credentials as the
+    channel reads them (:func:`credentials`). As in the client, a single timeout is the
+    whole request's, a pair is to connect and to read.
     """
 
     def __init__(self, api_client: Any, timeout: float | tuple[float, float]) -> None:
@@ -168,17 +169,17 @@ class ClientTransport:
             self._timeout = urllib3.Timeout(total=timeout)
 
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
+        # read as the channel reads them: a failure (a token file mid-rotation) is retried
+        sent = credentials(self._api_client.configuration)
         try:
-            # a refresh hook may run an exec credential plugin
-            with plugin_may_run():
-                _, url, headers, _, _ = self._api_client.param_serialize(
-                    method=method,
-                    resource_path=path,
-                    header_params={"Content-Type": content_type, "Accept": "application/json"},
-                    auth_settings=["BearerToken"],
-                )
+            _, url, headers, _, _ = self._api_client.param_serialize(
+                method=method,
+                resource_path=path,
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+            )
         except Exception as error:  # retrying cannot help
             raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
+        headers.update(sent)
         # no retries of urllib3's, whatever the client's configuration says: the writer's only
         response = self._api_client.rest_client.pool_manager.request(
             method,

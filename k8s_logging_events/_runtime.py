@@ -551,13 +551,13 @@ class Runtime:
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
         return values
 
-    def unwritten(self) -> tuple[list[_pending.Write], int]:
-        """The writes still pending, and the occurrences still queued (for a report)."""
+    def unwritten(self) -> tuple[list[_pending.Write], int, int]:
+        """The writes pending, the occurrences queued, and those aside (for a report)."""
         with self._cond:
             writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
             queued = self._accepted.value - self._queue_drops.value - self._handoff.taken()
-            queued += max((r.aside_count for r in self._recordings()), default=0)
-        return writes, max(0, queued)
+            aside = max((r.aside_count for r in self._recordings()), default=0)
+        return writes, max(0, queued), aside
 
     @property
     def accepted(self) -> int:
@@ -574,10 +574,12 @@ class Runtime:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
             # the child ends with os._exit next: no close, no logging.shutdown() to tell it
-            writes, queued = self.unwritten()
+            writes, queued, aside = self.unwritten()
             sinks = [recording.writes.sink for recording in self._recordings()]
             when = "before the multiprocessing child ended"
-            summary = _errors.unwritten_summary(writes, sinks, when=when, queued=queued)
+            summary = _errors.unwritten_summary(
+                writes, sinks, when=when, queued=queued, preparing=aside
+            )
             self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.settle(REPORT_GRACE_SECONDS)
 

@@ -1,12 +1,14 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
 A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) that knows nothing of
-Kubernetes; beside the pipeline, whose dispatcher takes only :class:`Watcher` from here. One
-distributing thread copies every item, in order, into each watcher's bounded queue; control
-operations (watch, stop, shutdown) travel with the items, so a watcher sees every item
-queued after it was added and none before. Unlike Go: a queue length of 0 means 1; DROP
-counts and reports what it skips; the thread starts on first use and shutdown joins it; a
-call that would make the distributing thread wait for itself raises :class:`RuntimeError`.
+Kubernetes, for users who watch events themselves. It is not on the pipeline's path: the
+runtime takes only :class:`Watcher` and :class:`WatchEvent` from here, to hand events to an
+``EventBroadcaster``'s watchers and to give each ``start_*`` its handle. One distributing
+thread copies every item, in order, into each watcher's bounded queue; control operations
+(watch, stop, shutdown) travel with the items, so a watcher sees every item queued after it
+was added and none before. Unlike Go: a queue length of 0 means 1; DROP counts and reports
+what it skips; the thread starts on first use and shutdown joins it; a call that would make
+the distributing thread wait for itself raises :class:`RuntimeError`.
 """
 
 from __future__ import annotations

@@ -197,14 +197,22 @@ class EventBroadcaster:
             self._unfinished_reported = accepted  # once for the same occurrences
             seconds = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
             when = f"within the flush's {seconds:g} s (they are still pending)"
-            self._report_unwritten("flush-timeout", *self._runtime.unwritten(), when)
+            writes, queued, preparing = self._runtime.unwritten()
+            self._report_unwritten("flush-timeout", writes, queued, when, preparing)
         return done
 
     def _report_unwritten(
-        self, kind: str, writes: Sequence[_pending.Write], queued: int, when: str
+        self,
+        kind: str,
+        writes: Sequence[_pending.Write],
+        queued: int,
+        when: str,
+        preparing: int = 0,
     ) -> None:
-        if writes or queued:
-            summary = _errors.unwritten_summary(writes, self._sinks, when=when, queued=queued)
+        if writes or queued or preparing:
+            summary = _errors.unwritten_summary(
+                writes, self._sinks, when=when, queued=queued, preparing=preparing
+            )
             self._reporter.report(kind, logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:

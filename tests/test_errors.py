@@ -9,11 +9,13 @@ and the Role to grant it).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import re
 import socket
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +27,9 @@ import pytest
 from k8s_logging_events import _errors, _process, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._ports import refused_url
 from tests.reliability_scenarios import on_library_logger
+from tests.test_sink import _event, _on_official_path
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
 SECRET = "s3cret-token-value"
@@ -366,6 +370,91 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
 
     summary = _errors.unwritten_summary([Pending()], [], when="at exit")
     assert "2 after connection errors (the API server is unreachable)" in summary, summary
+
+
+def _read_request(connection: socket.socket) -> None:
+    """Read one request whole: a close with bytes unread would reset the connection."""
+    received = b""
+    while b"\r\n\r\n" not in received and (data := connection.recv(4096)):
+        received += data
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = re.search(rb"(?im)^content-length:\s*(\d+)", head)
+    wanted = int(length[1]) if length else 0
+    while len(body) < wanted and (data := connection.recv(4096)):
+        body += data
+
+
+@contextlib.contextmanager
+def _raw_server(answer: bytes | None) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of a server that reads each request and then sends
+    ``answer`` and closes (None: resets the connection, as a crashed peer or a firewall
+    does). The API server's misbehaviour is the point: the local one answers properly."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    address = listener.getsockname()
+    over = threading.Event()
+
+    def serve() -> None:
+        with listener:
+            while True:
+                connection, _ = listener.accept()
+                if over.is_set():  # the test's own connection, to end the accept
+                    connection.close()
+                    return
+                with connection, contextlib.suppress(OSError):  # a client gone: the next
+                    connection.settimeout(10)
+                    _read_request(connection)
+                    if answer is None:  # linger 0: the close sends a reset
+                        connection.setsockopt(
+                            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                        )
+                    else:
+                        connection.sendall(answer)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{address[1]}"
+    finally:
+        over.set()
+        with contextlib.suppress(OSError):
+            socket.create_connection(address, timeout=10).close()
+        thread.join(10)
+
+
+@pytest.mark.parametrize("transport", ["channel", "official"])
+@pytest.mark.parametrize(
+    ("answer", "unreachable"),
+    [
+        ("refused", True),
+        (None, True),
+        (b"", False),
+        (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),
+        (b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{", False),
+    ],
+    ids=["refused", "reset", "closed-without-answer", "not-http", "cut-short"],
+)
+def test_a_server_is_called_unreachable_alike_on_both_transports(
+    transport: str, answer: bytes | str | None, unreachable: bool
+) -> None:
+    """A refused or reset connection means the API server could not be reached: the report
+    says it is unreachable, on the sink's own channel as on the official client's path
+    (behind a proxy; urllib3 wraps the reset in an error of its own). A server that took
+    the connection and then closed it without a word, or answered what is not HTTP, or cut
+    its answer short, was reached: neither transport calls it unreachable."""
+    with contextlib.ExitStack() as stack:
+        served = refused_url() if isinstance(answer, str) else _raw_server(answer)
+        url = stack.enter_context(served)
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=10)
+        stack.callback(events_sink.close)
+        if transport == "official":
+            _on_official_path(events_sink)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
+            events_sink.create(_event())
+    error = raised.value
+    assert sink.is_retryable(error)
+    explained = _errors.explain(error, events_sink)
+    assert ("is unreachable" in explained) is unreachable, explained
+    assert _errors.unreachable(error) is unreachable, repr(error)
 
 
 def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock, tmp_path) -> None:

@@ -304,6 +304,31 @@ def test_a_set_up_that_hangs_stalls_like_a_request_and_holds_up_no_other_sink() 
     assert len(hanging.events) == 5
 
 
+def test_a_flush_that_times_out_during_a_set_up_says_what_the_occurrences_wait_for(
+    reports,
+) -> None:
+    """A flush that runs out of time while a sink is still being set up (its client built,
+    the server asked which API it serves, where an exec plugin or a discovery may hang) says
+    that is what its occurrences wait for, as the close after it does; not that they were
+    never handed to a writer, which points at flush_timeout alone."""
+    broadcaster = recorder.EventBroadcaster(queue_length=100)
+    hanging = _Hanging()
+    broadcaster.start_recording_to_sink(hanging)
+    record = broadcaster.new_recorder("pool")
+    try:
+        for index in range(3):
+            record.event(pod(f"p{index}"), "Warning", "BackOff", "Back-off pulling image")
+        assert hanging.asked.wait(10)
+        assert not broadcaster.flush(0.2)
+    finally:
+        hanging.gate.set()
+        broadcaster.shutdown(5)
+    (said,) = [m for m in reports.messages() if "within the flush's" in m]
+    assert said.startswith("Unable to write 3 event occurrence(s)"), said
+    assert "3 waiting for their sink to be set up" in said, said
+    assert "not yet handed to a writer" not in said, said
+
+
 def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch) -> None:
     """A write queued just as the only writer, finding no work, decides to end is taken by
     it or by a new writer: never left ready with no thread for it while the dispatcher

@@ -308,6 +308,39 @@ def test_every_request_takes_the_one_path(server: LocalApiServer, either: Any) -
     assert post.raw_body == _transport.encode("POST", "", either._body(event))
 
 
+@pytest.mark.parametrize("path", ["channel", "official"])
+def test_credentials_that_cannot_be_read_for_now_are_retried_on_both_transports(
+    path: str,
+) -> None:
+    """The client's refresh hook (an in-cluster token file caught mid-rotation, an auth
+    provider's token endpoint down) raises: the write fails with that error, worth a retry,
+    on the sink's channel as on the official client's path, never given up at once as a
+    request that cannot be built; the next attempt, with the credentials back, lands. The
+    official path sends them as the channel does, a token file's line break trimmed."""
+    with LocalApiServer(token="s3cret") as server, server.api_client() as api_client:
+        configuration = api_client.configuration
+        failures = [FileNotFoundError(2, "No such file or directory", "token")]
+
+        def refresh(configuration: Any) -> None:
+            configuration.api_key["authorization"] = "s3cret\n"
+            if failures:
+                raise failures.pop()
+
+        configuration.refresh_api_key_hook = refresh
+        events_sink = sink.KubernetesEventSink(api_client, qps=0)
+        if path == "official":
+            _on_official_path(events_sink)
+        try:
+            with pytest.raises(FileNotFoundError) as raised:
+                events_sink.create(_event())
+            assert sink.is_retryable(raised.value)
+            assert events_sink.create(_event()).name == _event().name
+        finally:
+            events_sink.close()
+        (post,) = [r for r in server.requests if r.method == "POST"]
+        assert post.headers["authorization"] == "Bearer s3cret"
+
+
 def test_an_unreachable_server_is_answered_core_v1_by_discovery() -> None:
     """A server that cannot be reached does not serve events.k8s.io/v1 (core/v1 is safe)."""
     with refused_url() as url:
