@@ -245,9 +245,11 @@ class EventBroadcaster:
 
     def stats(self) -> Mapping[str, int]:
         """Return the counters of what became of every occurrence: ``accepted``, ``invalid``,
-        the outcomes, ``pending`` and ``pending_events`` (docs/configuration.md, Counters)."""
+        the outcomes, ``pending``, ``pending_events`` and ``watcher_dropped``
+        (docs/configuration.md, Counters)."""
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
+        values.setdefault("watcher_dropped", 0)
         return values
 
     @property
