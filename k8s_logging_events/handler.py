@@ -204,7 +204,7 @@ class KubernetesEventHandler(logging.Handler):
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None
-        if extras is None and attrs.get("involved", False) is None and _records.SKIP not in attrs:
+        if extras is None and _records.involved_is_none(record):
             # a variable that was None when logged (a lookup that found nothing): say so
             self._counters["refused"].add()
             self._sites.report(record, "involved", _records.INVOLVED_NONE)
