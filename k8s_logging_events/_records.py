@@ -28,6 +28,7 @@ __all__ = [
     "Notes",
     "Settings",
     "find_extras",
+    "involved_is_none",
     "is_own",
     "read",
     "shown",
@@ -120,6 +121,19 @@ def find_extras(
         kopf = [ref for layer in layers if (ref := layer.get(KOPF_REF)) is not None]
         found["involved"] = kopf[0] if kopf else default_involved
     return None if found["involved"] is None else found
+
+
+def involved_is_none(record: logging.LogRecord) -> bool:
+    """True when a place :func:`find_extras` reads (the record's attributes, loguru's
+    ``extra``, structlog's event dict) gives ``involved`` as None and none has ``k8s_skip``:
+    a lookup that found nothing, which is said, not a silent lack of an event."""
+    attrs = record.__dict__
+    bound = attrs.get(LOGURU_EXTRA)
+    places = [attrs, bound if isinstance(bound, Mapping) else None, structlog_event_dict(record)]
+    found = [place for place in places if place is not None]
+    return any(place.get("involved", False) is None for place in found) and not any(
+        SKIP in place for place in found
+    )
 
 
 def structlog_event_dict(record: logging.LogRecord) -> dict[str, object] | None:

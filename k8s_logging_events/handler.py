@@ -207,11 +207,12 @@ class KubernetesEventHandler(logging.Handler):
             return None
         try:
             extras = _records.find_extras(record, self._default_involved)
+            involved_none = extras is None and _records.involved_is_none(record)
         except Exception as error:  # a k8s_skip whose truth raises or recurses, a broken mapping
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
             return None
-        if extras is None and attrs.get("involved", False) is None and _records.SKIP not in attrs:
+        if involved_none:
             # a variable that was None when logged (a lookup that found nothing): say so
             self._counters["refused"].add()
             self._sites.report(record, "involved", _records.INVOLVED_NONE)

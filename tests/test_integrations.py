@@ -197,6 +197,30 @@ def _exception(logger: Any) -> None:
         logger.bind(involved=POD, reason="LoginFailed").exception("Unable to log in")
 
 
+def test_loguru_bound_involved_none_is_said_and_counted(
+    server: LocalApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``logger.bind(involved=pod)`` with ``pod`` None (a lookup that found nothing) made no
+    event and no word, as ``extra={"involved": None}`` does not: it is refused, counted and
+    said once per call site, wherever the logging stack put it."""
+    from loguru import logger
+
+    event_handler = events_handler(server)
+    sink_id = logger.add(event_handler, format="{message}", level="WARNING")
+    try:
+        for _ in range(2):
+            logger.bind(involved=None, reason="BackOff").warning("Back-off pulling image")
+        logger.bind(involved=None, k8s_skip=True).warning("skipped")
+        logger.warning("no object: no event, no word")
+        stats = event_handler.stats()
+    finally:
+        logger.remove(sink_id)
+    assert (stats["refused"], stats["accepted"]) == (2, 0), stats
+    said = [r.getMessage() for r in caplog.records if "involved object is None" in r.getMessage()]
+    assert len(said) == 1, said
+    assert server.events() == []
+
+
 def test_loguru_exception_with_diagnose_never_puts_a_local_value_in_the_event(
     server: LocalApiServer,
 ) -> None:
@@ -392,6 +416,31 @@ def test_structlog_wrap_for_formatter_event_dict_gives_extras_and_message(
     assert [row[2] for row in stored] == ["BackOff", "Rendered"]
     assert "{" not in stored[1][4]
     assert "rendered" in stored[1][4]
+
+
+def test_structlog_event_dict_involved_none_is_said_and_counted(
+    server: LocalApiServer, structlog_reset: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``log.warning(..., involved=pod)`` with ``pod`` None through ``wrap_for_formatter``
+    (the event dict as the record's msg) is refused, counted and said, not silently dropped."""
+    structlog = structlog_reset
+    structlog.configure(
+        processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    event_handler = events_handler(server)
+    logging.getLogger("tests.integrations.none").addHandler(event_handler)
+    log = structlog.get_logger("tests.integrations.none")
+    for _ in range(2):
+        log.warning("Back-off pulling image", involved=None, reason="BackOff")
+    log.warning("no object: no event, no word", status=503)
+    stats = event_handler.stats()
+    event_handler.close()
+    assert (stats["refused"], stats["accepted"]) == (2, 0), stats
+    said = [r.getMessage() for r in caplog.records if "involved object is None" in r.getMessage()]
+    assert len(said) == 1, said
+    assert server.events() == []
 
 
 def test_structlog_wrap_for_formatter_exc_info_in_the_event_dict_gives_the_summary(
