@@ -20,7 +20,7 @@ from k8s_logging_events import _pool, _runs, _watchers, broadcaster, models
 
 __all__ = ["Consumer", "Consumers", "HandOff"]
 
-Consumer = _pool.Recording | _watchers.Inline | _watchers.WatchLoop
+Consumer = _pool.Recording | _watchers.WatchLoop
 """What the dispatcher hands events to: a sink's recording, or a watcher."""
 
 
@@ -115,15 +115,7 @@ class HandOff:
             self.settling["discarded"] += len(events)
         self._record_all(recordings, events)
         for consumer in consumers:
-            if isinstance(consumer, _watchers.Inline):
-                for event in events:
-                    try:
-                        consumer.handle(event)
-                    except Exception as error:  # a watcher's failure costs no occurrence
-                        self._reporter.report(
-                            "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                        )
-            elif isinstance(consumer, _watchers.WatchLoop):
+            if isinstance(consumer, _watchers.WatchLoop):
                 consumer.watcher._put_or_drop(
                     [broadcaster.WatchEvent(broadcaster.ADDED, e) for e in events]
                 )

@@ -229,10 +229,6 @@ class Runtime:
         """Correlate and write every later occurrence to ``recording``'s sink."""
         return self._add(recording)
 
-    def add_inline(self, handle: Callable[[models.Event], None]) -> broadcaster.Watcher:
-        """Call ``handle`` with every later event, on the dispatcher (it must be quick)."""
-        return self._add(_watchers.Inline(handle))
-
     def add_watcher(
         self,
         handle: Callable[[models.Event], None],

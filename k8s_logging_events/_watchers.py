@@ -1,7 +1,8 @@
 """The consumers of events that are not sinks: structured logging and users' watchers.
 
 Beside the dispatcher (the thread rules of :mod:`~k8s_logging_events._runtime` hold here):
-an :class:`Inline` one runs on it; a :class:`WatchLoop`'s own thread calls the user's handler.
+a :class:`WatchLoop`'s own thread calls the handler, so that nothing it writes to can hold
+up the dispatcher.
 """
 
 from __future__ import annotations
@@ -12,18 +13,10 @@ from collections.abc import Callable
 
 from k8s_logging_events import _diagnostics, broadcaster, models
 
-__all__ = ["Inline", "WatchLoop"]
+__all__ = ["WatchLoop"]
 
 IDLE_WAIT_SECONDS = 5.0
 """The longest a watcher's thread waits for events before it looks whether it was stopped."""
-
-
-class Inline:
-    """A consumer that runs on the dispatcher itself (structured logging)."""
-
-    def __init__(self, handle: Callable[[models.Event], None]) -> None:
-        self.handle = handle
-        self.watcher = broadcaster.Watcher.detached()
 
 
 class WatchLoop:

@@ -64,7 +64,14 @@ part of a tight loop of 10,000 warnings, whose logging thread holds the interpre
 DEFAULT_FLUSH_TIMEOUT = 5.0
 """Seconds ``flush()`` and ``close()`` may wait, so that exit is prompt with the server down."""
 
-_BROADCASTER_STATS = ("accepted", "invalid", *_diagnostics.OUTCOMES, "pending", "pending_events")
+_BROADCASTER_STATS = (
+    "accepted",
+    "invalid",
+    *_diagnostics.OUTCOMES,
+    "pending",
+    "pending_events",
+    "watcher_dropped",
+)
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()

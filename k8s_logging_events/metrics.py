@@ -38,6 +38,7 @@ __all__ = [
     "REJECTED",
     "REJECTED_CAUSES",
     "REPAIRED",
+    "WATCHER_DROPPED",
     "EventMetrics",
     "register",
 ]
@@ -62,6 +63,10 @@ REJECTED_CAUSES = ("refused", "invalid", "after_close")
 
 REPAIRED = "k8s_logging_events_repaired_total"
 """Occurrences accepted after their input was repaired, per ``component``."""
+
+WATCHER_DROPPED = "k8s_logging_events_watcher_dropped_total"
+"""Events a watcher (structured logging) did not get, being ``queue_length`` behind, per
+``component``."""
 
 _COMPONENT = "component"
 _GAUGES = ("pending", "pending_events")  # the stats() fields behind PENDING, PENDING_EVENTS
@@ -204,7 +209,7 @@ class _Collector:
 
     def collect(self) -> Iterator[Metric]:
         """Read every handler's counters now (a scrape), summed per component."""
-        accepted, occurrences, pending, events, rejected, repaired = families = _families()
+        accepted, occurrences, pending, events, rejected, repaired, behind = families = _families()
         members, retired = self._state
         summed: defaultdict[str, Counter[str]] = defaultdict(Counter)
         for component, counts in retired.items():
@@ -220,6 +225,7 @@ class _Collector:
             for cause in REJECTED_CAUSES:
                 rejected.add_metric([component, cause], values.get(cause, 0))
             repaired.add_metric([component], values.get("repaired", 0))
+            behind.add_metric([component], values.get("watcher_dropped", 0))
         return iter(families)
 
 
@@ -252,6 +258,11 @@ def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
         CounterMetricFamily(
             REPAIRED,
             "Occurrences accepted after their input was repaired.",
+            labels=[_COMPONENT],
+        ),
+        CounterMetricFamily(
+            WATCHER_DROPPED,
+            "Events a watcher (structured logging) did not get, being queue_length behind.",
             labels=[_COMPONENT],
         ),
     )

@@ -139,8 +139,17 @@ class EventBroadcaster:
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handler`` with every event, in order, on a watcher thread of its own, until
         the watcher's ``stop()`` or :meth:`shutdown`."""
-        return self._runtime.add_watcher(
-            handler, on_drop=lambda item: self._counters.add("watcher_dropped")
+        return self._runtime.add_watcher(handler, on_drop=self._watcher_dropped)
+
+    def _watcher_dropped(self, item: broadcaster.WatchEvent) -> None:
+        # on the dispatcher: a watcher that fell behind loses lines, never the sinks' writes
+        self._counters.add("watcher_dropped")
+        self._reporter.report(
+            "watcher-dropped",
+            logging.WARNING,
+            "An event watcher (structured logging, or start_event_watcher's handler) is "
+            "queue_length events behind: events are dropped for it (counted as "
+            "watcher_dropped); the sinks still get them",
         )
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
@@ -150,11 +159,12 @@ class EventBroadcaster:
     def start_structured_logging(
         self, logger: logging.Logger | None = None, level: int = logging.INFO
     ) -> broadcaster.Watcher:
-        """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on the
-        dispatcher thread, never taking the ``logging`` module's lock: on ``logger``, or as
-        one JSON line to standard error (docs/configuration.md, ``structured_logging``)."""
+        """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on a
+        watcher thread of its own (a stream that blocks holds up no sink), never taking the
+        ``logging`` module's lock: on ``logger``, or as one JSON line to standard error
+        (docs/configuration.md, ``structured_logging``)."""
         target = logger or _structured.json_event_logger()
-        return self._runtime.add_inline(
+        return self.start_event_watcher(
             lambda event: _structured.log_structured(target, level, event)
         )
 
@@ -235,9 +245,11 @@ class EventBroadcaster:
 
     def stats(self) -> Mapping[str, int]:
         """Return the counters of what became of every occurrence: ``accepted``, ``invalid``,
-        the outcomes, ``pending`` and ``pending_events`` (docs/configuration.md, Counters)."""
+        the outcomes, ``pending``, ``pending_events`` and ``watcher_dropped``
+        (docs/configuration.md, Counters)."""
         values = self._runtime.stats()
         values["invalid"] = self._invalid.value
+        values.setdefault("watcher_dropped", 0)
         return values
 
     @property

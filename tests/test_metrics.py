@@ -65,6 +65,7 @@ def _expected(component: str, stats: dict[str, int]) -> dict[Any, float]:
         (metrics.PENDING, (label,)): stats["pending"],
         (metrics.PENDING_EVENTS, (label,)): stats["pending_events"],
         (metrics.REPAIRED, (label,)): stats["repaired"],
+        (metrics.WATCHER_DROPPED, (label,)): stats["watcher_dropped"],
     }
     for outcome in OUTCOMES:
         samples[(metrics.OCCURRENCES, (label, ("outcome", outcome)))] = stats[outcome]
@@ -161,6 +162,7 @@ class TestScrape:
             metrics.OCCURRENCES.removesuffix("_total"): "counter",
             metrics.REJECTED.removesuffix("_total"): "counter",
             metrics.REPAIRED.removesuffix("_total"): "counter",
+            metrics.WATCHER_DROPPED.removesuffix("_total"): "counter",
             metrics.PENDING: "gauge",
             metrics.PENDING_EVENTS: "gauge",
         }
@@ -170,7 +172,8 @@ class TestScrape:
 
     def test_every_stats_field_is_exposed(self, make) -> None:
         """Each field of stats() has its series: a new counter needs a decision here."""
-        exposed = {"accepted", "pending", "pending_events", "repaired", *OUTCOMES}
+        exposed = {"accepted", "pending", "pending_events", "repaired", "watcher_dropped"}
+        exposed |= set(OUTCOMES)
         exposed |= set(metrics.REJECTED_CAUSES)
         assert set(make().stats()) == exposed
 

@@ -161,7 +161,7 @@ def test_structured_logging_passes_the_fields_as_extras(make_broadcaster) -> Non
 def test_a_structured_logging_target_that_raises_costs_no_occurrence(
     make_broadcaster, caplog
 ) -> None:
-    """Structured logging runs on the dispatcher: a target logger that raises (a filter
+    """A structured logging target logger that raises (a filter
     with a bug) is reported on the library's logger for that event, and neither the sink's
     writes nor the target's later events are lost."""
     caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
@@ -193,6 +193,89 @@ def test_a_structured_logging_target_that_raises_costs_no_occurrence(
     (report,) = [r for r in caplog.records if r.name == "k8s_logging_events"]
     assert report.getMessage() == "Event watcher failed: RuntimeError('a filter with a bug')"
     assert report.levelno == logging.ERROR
+
+
+def test_a_structured_logging_target_that_blocks_holds_up_no_sink(make_broadcaster) -> None:
+    """Structured logging ran on the dispatcher: a handler of its target that blocks (standard
+    error piped to a reader that stopped reading) held up every sink's next batch, nothing
+    reached the API server. It runs on a watcher thread of its own; the sink's writes go on."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    entered, release = threading.Event(), threading.Event()
+
+    class _Blocking(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entered.set()
+            release.wait(60)  # bounded: a broken test must not hang the suite
+
+    target = logging.getLogger("tests.recorder.structured-blocks")
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    blocking = _Blocking()
+    target.addHandler(blocking)
+    try:
+        b.start_structured_logging(target, logging.INFO)
+        rec = b.new_recorder("c")
+        rec.event(
+            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
+        )
+        assert entered.wait(30), "the structured line was never written"
+        for number in range(1, 4):  # the target's handler is blocked inside its first line
+            ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
+            rec.event(ref, models.NORMAL, "Started", "text")
+        assert fake.wait_for_calls(4, timeout=30), fake.calls  # four creates, none held up
+    finally:
+        release.set()
+        target.removeHandler(blocking)
+    assert b.flush(5)
+    assert dict(b.stats())["created"] == 4
+
+
+def test_a_watcher_that_falls_behind_loses_lines_said_and_counted(make_broadcaster, caplog) -> None:
+    """A blocked structured logging target, ``queue_length`` events behind: the events it
+    cannot take are dropped for it alone, counted as ``watcher_dropped`` and said (once, then
+    summed at the flush); the sink gets every one."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    b = make_broadcaster(queue_length=4)
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    entered, release = threading.Event(), threading.Event()
+    seen: list[str] = []
+
+    class _Blocking(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entered.set()
+            release.wait(60)  # bounded: a broken test must not hang the suite
+            seen.append(record.__dict__["object"])
+
+    target = logging.getLogger("tests.recorder.structured-behind")
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    blocking = _Blocking()
+    target.addHandler(blocking)
+    try:
+        b.start_structured_logging(target, logging.INFO)
+        rec = b.new_recorder("c")
+        rec.event(
+            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
+        )
+        assert entered.wait(30), "the structured line was never written"
+        for number in range(1, 13):
+            ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
+            rec.event(ref, models.NORMAL, "Started", "text")
+            assert fake.wait_for_calls(number + 1, timeout=30), fake.calls
+    finally:
+        release.set()
+    assert b.flush(5)
+    target.removeHandler(blocking)
+    stats = dict(b.stats())
+    assert stats["created"] == 13
+    assert stats["watcher_dropped"] == 13 - len(seen) > 0, (stats, seen)
+    reports = [r.getMessage() for r in caplog.records if "watcher_dropped" in r.getMessage()]
+    _first, summary = reports  # the first drop, then at the flush what the limit held back
+    held = stats["watcher_dropped"] - 1
+    assert f"[{held} report(s) like this since the last one]" in summary, reports
 
 
 def test_structured_logging_without_a_logger_writes_one_json_line(

@@ -26,10 +26,19 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _process, _runtime, correlator, models, recorder
+from k8s_logging_events import (
+    _diagnostics,
+    _handoff,
+    _process,
+    _runtime,
+    correlator,
+    models,
+    recorder,
+)
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -1099,7 +1108,16 @@ ref = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="
 b = recorder.EventBroadcaster()
 b.start_recording_to_sink(FakeEventSink())
 go = threading.Event()
-b._runtime.add_inline(lambda event: go.wait(30))  # holds the dispatcher until the signal
+handoff = b._runtime._handoff
+hand_on = handoff._hand_on
+
+
+def held(items, consumers):  # holds the dispatcher until the signal
+    go.wait(30)
+    hand_on(items, consumers)
+
+
+handoff._hand_on = held
 dispatcher = []
 nested = []
 
@@ -1180,23 +1198,19 @@ def test_a_log_call_interrupted_while_it_starts_the_dispatcher_leaves_flush_work
         assert any("dispatcher" in thread.name for thread in b._runtime.threads())
 
 
-def test_occurrences_dropped_by_a_full_queue_are_reported_in_true_numbers() -> None:
+def test_occurrences_dropped_by_a_full_queue_are_reported_in_true_numbers(monkeypatch) -> None:
     """A queue that is full drops each further occurrence: the reports say how many
     occurrences were dropped (one line, then held-back lines summarised at the flush with
     the count since and in all), and that number is stats()'s dropped."""
     released = threading.Event()
+    hand_on = _handoff.HandOff._hand_on
 
-    class Blocking(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            released.wait(10)  # the dispatcher, handing structured logging its event, waits
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        released.wait(10)  # the dispatcher waits with its first batch: the queue fills
+        hand_on(self, items, consumers)
 
-    blocker = logging.getLogger("tests.runtime.blocked-dispatcher")
-    blocker.propagate = False
-    blocker.setLevel(logging.DEBUG)
-    blocker.addHandler(Blocking())
-    handler = KubernetesEventHandler(
-        component="ctl", sink=None, structured_logging=blocker.name, queue_length=2
-    )
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    handler = KubernetesEventHandler(component="ctl", sink=None, queue_length=2)
     log = logging.getLogger("tests.runtime.queue-full")
     log.propagate = False
     log.addHandler(handler)
@@ -1211,7 +1225,6 @@ def test_occurrences_dropped_by_a_full_queue_are_reported_in_true_numbers() -> N
         released.set()
         log.removeHandler(handler)
         handler.close()
-        blocker.handlers.clear()
     dropped = handler.stats()["dropped"]
     assert dropped > 0
     lines = [text for text in reports.messages() if "queued already" in text]
