@@ -34,8 +34,9 @@ class WatchLoop:
         self.watcher = broadcaster.Watcher(None, capacity, on_drop)
         self._reporter = reporter
         self._name = name
-        self.processed = 0  # written by the loop's thread only
+        self.processed = 0  # written by the loop's thread, or by run_here when there is none
         self.thread: threading.Thread | None = None
+        self._here = threading.Lock()  # one draining flush at a time, never waited for
 
     def start(self) -> None:
         """Start the loop's thread (raises RuntimeError where no thread can start)."""
@@ -45,6 +46,7 @@ class WatchLoop:
 
     def renew(self) -> None:  # in a child after fork
         self.thread = None
+        self._here = threading.Lock()
         self.processed = 0
 
     def caught_up(self, target: int) -> bool:
@@ -52,17 +54,31 @@ class WatchLoop:
         thread = self.thread
         return self.processed >= target or thread is None or not thread.is_alive()
 
+    def run_here(self) -> None:
+        """Handle what is queued on the calling thread (a flush draining), when the loop has
+        no thread running: at exit, where none could start (3.12), nothing else would."""
+        thread = self.thread
+        if (thread is None or not thread.is_alive()) and self._here.acquire(blocking=False):
+            try:
+                while batch := self.watcher.get_batch(timeout=0):
+                    self._handle(batch)
+            finally:
+                self._here.release()
+
     def _run(self) -> None:
         _diagnostics.become_own_thread()
         while True:
             batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
             if not batch and self.watcher.stopped and not self.watcher.pending():
                 break
-            for item in batch:
-                try:
-                    self.handle(item.object)
-                except Exception as error:  # one bad event must not end the watcher
-                    self._reporter.report(
-                        "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                    )
-            self.processed += len(batch)
+            self._handle(batch)
+
+    def _handle(self, batch: list[broadcaster.WatchEvent]) -> None:
+        for item in batch:
+            try:
+                self.handle(item.object)
+            except Exception as error:  # one bad event must not end the watcher
+                self._reporter.report(
+                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                )
+        self.processed += len(batch)
