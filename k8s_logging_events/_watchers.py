@@ -19,6 +19,13 @@ IDLE_WAIT_SECONDS = 5.0
 """The longest a watcher's thread waits for events before it looks whether it was stopped."""
 
 
+_BEHIND = (
+    "An event watcher (structured logging, or start_event_watcher's handler) is queue_length "
+    "events behind: events are dropped for it (counted as watcher_dropped); the sinks still "
+    "get them"
+)
+
+
 class WatchLoop:
     """A user's event watcher: its own thread, fed through a bounded :class:`Watcher`."""
 
@@ -37,6 +44,7 @@ class WatchLoop:
         self.processed = 0  # written by the loop's thread, or by run_here when there is none
         self.thread: threading.Thread | None = None
         self._here = threading.Lock()  # one draining flush at a time, never waited for
+        self._told = 0  # the watcher's drops reported so far
 
     def start(self) -> None:
         """Start the loop's thread (raises RuntimeError where no thread can start)."""
@@ -47,7 +55,7 @@ class WatchLoop:
     def renew(self) -> None:  # in a child after fork
         self.thread = None
         self._here = threading.Lock()
-        self.processed = 0
+        self.processed = self._told = 0
 
     def caught_up(self, target: int) -> bool:
         """True once every event delivered up to ``target`` has been handled."""
@@ -81,4 +89,13 @@ class WatchLoop:
                 self._reporter.report(
                     "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
                 )
+        self._say_dropped()  # before the count a flush waits for: said before it returns
         self.processed += len(batch)
+
+    def _say_dropped(self) -> None:
+        # here, not on the dispatcher: a report may go where this watcher's lines block (its
+        # stream, standard error), and there it must hold up no sink
+        dropped = self.watcher.dropped
+        for _ in range(dropped - self._told):
+            self._reporter.report("watcher-dropped", logging.WARNING, _BEHIND)
+        self._told = dropped
