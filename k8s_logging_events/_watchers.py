@@ -67,11 +67,14 @@ class WatchLoop:
         no thread running: at exit, where none could start (3.12), nothing else would."""
         thread = self.thread
         if (thread is None or not thread.is_alive()) and self._here.acquire(blocking=False):
-            try:
-                while batch := self.watcher.get_batch(timeout=0):
-                    self._handle(batch)
+            try:  # its lines are the library's, as on the loop's thread
+                _diagnostics.as_own_thread(self._drain)
             finally:
                 self._here.release()
+
+    def _drain(self) -> None:
+        while batch := self.watcher.get_batch(timeout=0):
+            self._handle(batch)
 
     def _run(self) -> None:
         _diagnostics.become_own_thread()

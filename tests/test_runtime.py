@@ -451,6 +451,44 @@ def test_structured_logging_writes_its_line_at_exit_where_no_thread_can_start(se
     assert stored_counts(server, None) == Counter({"last": 1})
 
 
+STRUCTURED_INTO_ITS_OWN_HANDLER = """
+import atexit, logging, sys, threading
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(
+    component="exit", sink=sys.argv[1], structured_logging="app.events", default_involved="pod"
+)
+logging.getLogger().addHandler(handler)  # the structured lines propagate back to it
+logging.getLogger().setLevel(logging.INFO)
+
+def refuse(thread):  # Python 3.12 and later, once the interpreter exits
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+def first_at_exit():
+    threading.Thread.start = refuse
+    logging.getLogger("app").warning("bye")
+
+atexit.register(first_at_exit)
+"""
+
+
+def test_structured_lines_written_at_exit_make_no_events_of_their_own(server) -> None:
+    """With ``default_involved: pod``, every record becomes an event, but the structured
+    lines the library writes on its own threads never do. At exit, where no thread can
+    start, the flush writes them on the application's thread: they became events about the
+    pod too, each line one more event, until the deadline."""
+    result = run_python(
+        textwrap.dedent(STRUCTURED_INTO_ITS_OWN_HANDLER),
+        server.url,
+        cwd=REPO,
+        POD_NAME="web-0",
+        POD_NAMESPACE="default",
+        POD_UID="u-1",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [e["message"] for e in server.events("default")] == ["bye"], result.stderr
+
+
 def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_it(
     monkeypatch, caplog
 ) -> None:
