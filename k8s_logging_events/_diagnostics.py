@@ -30,6 +30,7 @@ __all__ = [
     "RateLimitedReporter",
     "StandardError",
     "Tally",
+    "as_own_thread",
     "become_own_thread",
     "is_own_thread",
     "log_safely",
@@ -85,6 +86,17 @@ def become_own_thread() -> None:
     termination signals on it."""
     _own.mark = True
     _process.leave_signals_to_the_main_thread()
+
+
+def as_own_thread(work: Callable[[], None]) -> None:
+    """Run ``work`` marked as one of the library's threads (its records are no events), on a
+    thread that is not: a flush doing a watcher's work at exit, where no thread can start."""
+    was = _own.mark
+    _own.mark = True
+    try:
+        work()
+    finally:
+        _own.mark = was
 
 
 def is_own_thread() -> bool:

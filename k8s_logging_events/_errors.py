@@ -487,7 +487,7 @@ def unwritten_summary(
 _NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
-def unreachable(error: BaseException) -> bool:
+def unreachable(error: BaseException, _depth: int = 0) -> bool:
     """True when the API server could not be reached at all: a connection refused or reset,
     no route or no network to its host, a name that does not resolve; never an answer, even
     one cut short or not HTTP, nor a connection closed without one. The socket's own errors
@@ -499,7 +499,8 @@ def unreachable(error: BaseException) -> bool:
         return True
     if isinstance(error, OSError) and error.errno is not None:
         return isinstance(error, ConnectionError) or error.errno in _NO_WAY_THERE
-    if any(unreachable(inner) for inner in error.args if isinstance(inner, BaseException)):
+    inner = [e for e in error.args if isinstance(e, BaseException)] if _depth < 3 else []
+    if any(unreachable(e, _depth + 1) for e in inner):  # bounded: an error may hold itself
         return True  # urllib3's ProtocolError("Connection aborted.", ConnectionResetError(...))
     text = str(error).lower()  # the official client's urllib3 errors carry the cause as text
     return any(cause in text for cause in _UNREACHABLE_TEXTS)

@@ -448,6 +448,8 @@ class Runtime:
                     return
                 self._handle_batch([item])
         self._tend()
+        for loop in self._consumers.loops():
+            loop.run_here()
 
     def close(self, timeout: float | None) -> tuple[list[_pending.Write], int]:
         """Flush within ``timeout``, stop every thread, and give up what is left.

@@ -19,6 +19,13 @@ IDLE_WAIT_SECONDS = 5.0
 """The longest a watcher's thread waits for events before it looks whether it was stopped."""
 
 
+_BEHIND = (
+    "An event watcher (structured logging, or start_event_watcher's handler) is queue_length "
+    "events behind: events are dropped for it (counted as watcher_dropped); the sinks still "
+    "get them"
+)
+
+
 class WatchLoop:
     """A user's event watcher: its own thread, fed through a bounded :class:`Watcher`."""
 
@@ -34,8 +41,10 @@ class WatchLoop:
         self.watcher = broadcaster.Watcher(None, capacity, on_drop)
         self._reporter = reporter
         self._name = name
-        self.processed = 0  # written by the loop's thread only
+        self.processed = 0  # written by the loop's thread, or by run_here when there is none
         self.thread: threading.Thread | None = None
+        self._here = threading.Lock()  # one draining flush at a time, never waited for
+        self._told = 0  # the watcher's drops reported so far
 
     def start(self) -> None:
         """Start the loop's thread (raises RuntimeError where no thread can start)."""
@@ -45,12 +54,27 @@ class WatchLoop:
 
     def renew(self) -> None:  # in a child after fork
         self.thread = None
-        self.processed = 0
+        self._here = threading.Lock()
+        self.processed = self._told = 0
 
     def caught_up(self, target: int) -> bool:
         """True once every event delivered up to ``target`` has been handled."""
         thread = self.thread
         return self.processed >= target or thread is None or not thread.is_alive()
+
+    def run_here(self) -> None:
+        """Handle what is queued on the calling thread (a flush draining), when the loop has
+        no thread running: at exit, where none could start (3.12), nothing else would."""
+        thread = self.thread
+        if (thread is None or not thread.is_alive()) and self._here.acquire(blocking=False):
+            try:  # its lines are the library's, as on the loop's thread
+                _diagnostics.as_own_thread(self._drain)
+            finally:
+                self._here.release()
+
+    def _drain(self) -> None:
+        while batch := self.watcher.get_batch(timeout=0):
+            self._handle(batch)
 
     def _run(self) -> None:
         _diagnostics.become_own_thread()
@@ -58,11 +82,23 @@ class WatchLoop:
             batch = self.watcher.get_batch(timeout=IDLE_WAIT_SECONDS)
             if not batch and self.watcher.stopped and not self.watcher.pending():
                 break
-            for item in batch:
-                try:
-                    self.handle(item.object)
-                except Exception as error:  # one bad event must not end the watcher
-                    self._reporter.report(
-                        "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
-                    )
-            self.processed += len(batch)
+            self._handle(batch)
+
+    def _handle(self, batch: list[broadcaster.WatchEvent]) -> None:
+        for item in batch:
+            try:
+                self.handle(item.object)
+            except Exception as error:  # one bad event must not end the watcher
+                self._reporter.report(
+                    "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
+                )
+        self._say_dropped()  # before the count a flush waits for: said before it returns
+        self.processed += len(batch)
+
+    def _say_dropped(self) -> None:
+        # here, not on the dispatcher: a report may go where this watcher's lines block (its
+        # stream, standard error), and there it must hold up no sink
+        dropped = self.watcher.dropped
+        for _ in range(dropped - self._told):
+            self._reporter.report("watcher-dropped", logging.WARNING, _BEHIND)
+        self._told = dropped

@@ -139,17 +139,9 @@ class EventBroadcaster:
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handler`` with every event, in order, on a watcher thread of its own, until
         the watcher's ``stop()`` or :meth:`shutdown`."""
-        return self._runtime.add_watcher(handler, on_drop=self._watcher_dropped)
-
-    def _watcher_dropped(self, item: broadcaster.WatchEvent) -> None:
-        # on the dispatcher: a watcher that fell behind loses lines, never the sinks' writes
-        self._counters.add("watcher_dropped")
-        self._reporter.report(
-            "watcher-dropped",
-            logging.WARNING,
-            "An event watcher (structured logging, or start_event_watcher's handler) is "
-            "queue_length events behind: events are dropped for it (counted as "
-            "watcher_dropped); the sinks still get them",
+        # counted on the dispatcher, said by the watcher's own thread (_watchers)
+        return self._runtime.add_watcher(
+            handler, on_drop=lambda item: self._counters.add("watcher_dropped")
         )
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:

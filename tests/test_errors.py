@@ -372,6 +372,32 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
     assert "2 after connection errors (the API server is unreachable)" in summary, summary
 
 
+def test_an_error_that_holds_itself_among_its_args_is_reported_not_a_dead_writer(
+    clock, reports
+) -> None:
+    """A sink's error that holds itself among its args (a wrapper handed its own cause back):
+    asking whether the server was unreachable looked inside the args without end, so the
+    writer died with a RecursionError printed to standard error. It is an error like any
+    other: reported, tried again, given up and counted as failed, the writer alive."""
+    error = RuntimeError("boom")
+    error.args = ("boom", error)
+    fake = FakeEventSink()
+    fake.fail_next("create", error, times=2)
+    handler = KubernetesEventHandler(
+        component="ctl", sink=fake, clock=clock, sleep=clock.sleep, max_tries=2
+    )
+    log = _logger(f"cyclic{id(handler)}", handler)
+    try:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        assert handler.drain(10)
+        stats = handler.stats()
+    finally:
+        handler.close()
+    assert (stats["failed"], stats["pending"]) == (1, 0), stats
+    assert "attempt 1 of 2" in reports.messages()[0], reports.messages()
+    assert not _errors.unreachable(error)
+
+
 def _read_request(connection: socket.socket) -> None:
     """Read one request whole: a close with bytes unread would reset the connection."""
     received = b""

@@ -278,6 +278,51 @@ def test_a_watcher_that_falls_behind_loses_lines_said_and_counted(make_broadcast
     assert f"[{held} report(s) like this since the last one]" in summary, reports
 
 
+def test_a_watcher_behind_a_blocked_stream_is_said_where_no_sink_waits(make_broadcaster) -> None:
+    """Standard error piped to a reader that stopped: structured logging blocks in its line,
+    falls ``queue_length`` behind, and the library's report that says so goes to the same
+    stream (here: the same blocked handler on the library's logger). Said on the dispatcher,
+    that report held up every sink, as structured logging once did; the watcher says it on
+    its own thread, and the sink gets every write meanwhile."""
+    b = make_broadcaster(queue_length=4)
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    entered, release = threading.Event(), threading.Event()
+
+    class _Blocking(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entered.set()
+            release.wait(60)  # bounded: a broken test must not hang the suite
+
+    target = logging.getLogger("tests.recorder.structured-stream")
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    library = logging.getLogger("k8s_logging_events")
+    blocking = _Blocking()
+    target.addHandler(blocking)
+    library.addHandler(blocking)
+    try:
+        b.start_structured_logging(target, logging.INFO)
+        rec = b.new_recorder("c")
+        rec.event(
+            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
+        )
+        assert entered.wait(30), "the structured line was never written"
+        written = True
+        for number in range(1, 13):  # one at a time: no write waits, so none is dropped
+            ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
+            rec.event(ref, models.NORMAL, "Started", "text")
+            if not (written := fake.wait_for_calls(number + 1, timeout=30)):
+                break
+    finally:
+        release.set()
+        library.removeHandler(blocking)
+        target.removeHandler(blocking)
+    assert written, fake.calls
+    assert b.flush(5)
+    assert dict(b.stats())["watcher_dropped"] > 0
+
+
 def test_structured_logging_without_a_logger_writes_one_json_line(
     make_broadcaster, monkeypatch
 ) -> None:

@@ -421,6 +421,74 @@ def test_exit_writes_everything_on_this_python_even_where_no_thread_can_start(se
     assert stored_counts(server, None) == Counter({f"exit-{n}": 5 for n in range(8)})
 
 
+STRUCTURED_AT_EXIT = """
+import atexit, logging, sys, threading
+from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("app")
+log.addHandler(KubernetesEventHandler(component="exit", sink=sys.argv[1], structured_logging=True))
+
+def refuse(thread):  # Python 3.12 and later, once the interpreter exits
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+def first_at_exit():
+    threading.Thread.start = refuse
+    log.warning("bye", extra={"involved": {"kind": "Pod", "name": "last", "namespace": "default"}})
+
+atexit.register(first_at_exit)
+"""
+
+
+def test_structured_logging_writes_its_line_at_exit_where_no_thread_can_start(server) -> None:
+    """A program whose first event comes at exit (an atexit handler), where Python 3.12 and
+    later start no thread: the flush at shutdown writes the event on its own thread, and the
+    structured line with it. Once structured logging had a thread of its own, its line
+    waited for a thread that never came: written nowhere, counted nowhere."""
+    result = run_child(STRUCTURED_AT_EXIT, server.url)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    assert [(line["object"], line["message"]) for line in lines] == [("default/last", "bye")]
+    assert stored_counts(server, None) == Counter({"last": 1})
+
+
+STRUCTURED_INTO_ITS_OWN_HANDLER = """
+import atexit, logging, sys, threading
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(
+    component="exit", sink=sys.argv[1], structured_logging="app.events", default_involved="pod"
+)
+logging.getLogger().addHandler(handler)  # the structured lines propagate back to it
+logging.getLogger().setLevel(logging.INFO)
+
+def refuse(thread):  # Python 3.12 and later, once the interpreter exits
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+def first_at_exit():
+    threading.Thread.start = refuse
+    logging.getLogger("app").warning("bye")
+
+atexit.register(first_at_exit)
+"""
+
+
+def test_structured_lines_written_at_exit_make_no_events_of_their_own(server) -> None:
+    """With ``default_involved: pod``, every record becomes an event, but the structured
+    lines the library writes on its own threads never do. At exit, where no thread can
+    start, the flush writes them on the application's thread: they became events about the
+    pod too, each line one more event, until the deadline."""
+    result = run_python(
+        textwrap.dedent(STRUCTURED_INTO_ITS_OWN_HANDLER),
+        server.url,
+        cwd=REPO,
+        POD_NAME="web-0",
+        POD_NAMESPACE="default",
+        POD_UID="u-1",
+    )
+    assert result.returncode == 0, result.stderr
+    assert [e["message"] for e in server.events("default")] == ["bye"], result.stderr
+
+
 def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_it(
     monkeypatch, caplog
 ) -> None:
