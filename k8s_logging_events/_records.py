@@ -124,13 +124,12 @@ def find_extras(
 
 
 def involved_is_none(record: logging.LogRecord) -> bool:
-    """True when a place :func:`find_extras` reads (the record's attributes, loguru's
-    ``extra``, structlog's event dict) gives ``involved`` as None and none has ``k8s_skip``:
-    a lookup that found nothing, which is said, not a silent lack of an event."""
+    """True when a call gave ``involved`` as None (the record's attributes, structlog's event
+    dict) and no place has ``k8s_skip``: a lookup that found nothing, which is said, not a
+    silent lack of an event. Not loguru's ``extra``: ``logger.configure(extra=...)`` is where
+    loguru users put defaults (``involved: None``, so that a format naming it works)."""
     attrs = record.__dict__
-    bound = attrs.get(LOGURU_EXTRA)
-    places = [attrs, bound if isinstance(bound, Mapping) else None, structlog_event_dict(record)]
-    found = [place for place in places if place is not None]
+    found = [place for place in (attrs, structlog_event_dict(record)) if place is not None]
     return any(place.get("involved", False) is None for place in found) and not any(
         SKIP in place for place in found
     )
