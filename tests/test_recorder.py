@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -195,6 +196,53 @@ def test_a_structured_logging_target_that_raises_costs_no_occurrence(
     assert report.levelno == logging.ERROR
 
 
+class _Blocked(logging.Handler):
+    """A handler whose first line blocks until released, as a write to standard error piped
+    to a reader that stopped reading; it keeps the ``object`` of each line it wrote."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.unblock = threading.Event(), threading.Event()
+        self.seen: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.entered.set()
+        self.unblock.wait(60)  # bounded: a broken test must not hang the suite
+        self.seen.append(str(record.__dict__.get("object", "")))
+
+
+@contextlib.contextmanager
+def _blocked_structured_logging(
+    b: recorder.EventBroadcaster, name: str, *also: logging.Logger
+) -> Iterator[tuple[_Blocked, recorder.EventRecorder]]:
+    """Structured logging of ``b`` on logger ``name`` (and the handler on ``also``), blocked in
+    its first line, which the recorder it yields has just logged; released and removed after."""
+    blocked = _Blocked()
+    target = logging.getLogger(name)
+    target.propagate = False
+    target.setLevel(logging.DEBUG)
+    for logger in (target, *also):
+        logger.addHandler(blocked)
+    try:
+        b.start_structured_logging(target, logging.INFO)
+        rec = b.new_recorder("c")
+        rec.event(
+            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
+        )
+        assert blocked.entered.wait(30), "the structured line was never written"
+        yield blocked, rec
+    finally:
+        blocked.unblock.set()
+        assert b.flush(5)
+        for logger in (target, *also):
+            logger.removeHandler(blocked)
+
+
+def _started(rec: recorder.EventRecorder, number: int) -> None:
+    ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
+    rec.event(ref, models.NORMAL, "Started", "text")
+
+
 def test_a_structured_logging_target_that_blocks_holds_up_no_sink(make_broadcaster) -> None:
     """Structured logging ran on the dispatcher: a handler of its target that blocks (standard
     error piped to a reader that stopped reading) held up every sink's next batch, nothing
@@ -202,33 +250,10 @@ def test_a_structured_logging_target_that_blocks_holds_up_no_sink(make_broadcast
     b = make_broadcaster()
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
-    entered, release = threading.Event(), threading.Event()
-
-    class _Blocking(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            entered.set()
-            release.wait(60)  # bounded: a broken test must not hang the suite
-
-    target = logging.getLogger("tests.recorder.structured-blocks")
-    target.propagate = False
-    target.setLevel(logging.DEBUG)
-    blocking = _Blocking()
-    target.addHandler(blocking)
-    try:
-        b.start_structured_logging(target, logging.INFO)
-        rec = b.new_recorder("c")
-        rec.event(
-            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
-        )
-        assert entered.wait(30), "the structured line was never written"
+    with _blocked_structured_logging(b, "tests.recorder.structured-blocks") as (_, rec):
         for number in range(1, 4):  # the target's handler is blocked inside its first line
-            ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
-            rec.event(ref, models.NORMAL, "Started", "text")
+            _started(rec, number)
         assert fake.wait_for_calls(4, timeout=30), fake.calls  # four creates, none held up
-    finally:
-        release.set()
-        target.removeHandler(blocking)
-    assert b.flush(5)
     assert dict(b.stats())["created"] == 4
 
 
@@ -240,38 +265,13 @@ def test_a_watcher_that_falls_behind_loses_lines_said_and_counted(make_broadcast
     b = make_broadcaster(queue_length=4)
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
-    entered, release = threading.Event(), threading.Event()
-    seen: list[str] = []
-
-    class _Blocking(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            entered.set()
-            release.wait(60)  # bounded: a broken test must not hang the suite
-            seen.append(record.__dict__["object"])
-
-    target = logging.getLogger("tests.recorder.structured-behind")
-    target.propagate = False
-    target.setLevel(logging.DEBUG)
-    blocking = _Blocking()
-    target.addHandler(blocking)
-    try:
-        b.start_structured_logging(target, logging.INFO)
-        rec = b.new_recorder("c")
-        rec.event(
-            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
-        )
-        assert entered.wait(30), "the structured line was never written"
+    with _blocked_structured_logging(b, "tests.recorder.structured-behind") as (blocked, rec):
         for number in range(1, 13):
-            ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
-            rec.event(ref, models.NORMAL, "Started", "text")
+            _started(rec, number)
             assert fake.wait_for_calls(number + 1, timeout=30), fake.calls
-    finally:
-        release.set()
-    assert b.flush(5)
-    target.removeHandler(blocking)
     stats = dict(b.stats())
     assert stats["created"] == 13
-    assert stats["watcher_dropped"] == 13 - len(seen) > 0, (stats, seen)
+    assert stats["watcher_dropped"] == 13 - len(blocked.seen) > 0, (stats, blocked.seen)
     reports = [r.getMessage() for r in caplog.records if "watcher_dropped" in r.getMessage()]
     _first, summary = reports  # the first drop, then at the flush what the limit held back
     held = stats["watcher_dropped"] - 1
@@ -287,39 +287,14 @@ def test_a_watcher_behind_a_blocked_stream_is_said_where_no_sink_waits(make_broa
     b = make_broadcaster(queue_length=4)
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
-    entered, release = threading.Event(), threading.Event()
-
-    class _Blocking(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            entered.set()
-            release.wait(60)  # bounded: a broken test must not hang the suite
-
-    target = logging.getLogger("tests.recorder.structured-stream")
-    target.propagate = False
-    target.setLevel(logging.DEBUG)
     library = logging.getLogger("k8s_logging_events")
-    blocking = _Blocking()
-    target.addHandler(blocking)
-    library.addHandler(blocking)
-    try:
-        b.start_structured_logging(target, logging.INFO)
-        rec = b.new_recorder("c")
-        rec.event(
-            models.ObjectReference(kind="Pod", namespace="baz", name="p0"), "Normal", "A", "x"
-        )
-        assert entered.wait(30), "the structured line was never written"
-        written = True
+    written = True
+    with _blocked_structured_logging(b, "tests.recorder.structured-stream", library) as (_, rec):
         for number in range(1, 13):  # one at a time: no write waits, so none is dropped
-            ref = models.ObjectReference(kind="Pod", namespace="baz", name=f"p{number}")
-            rec.event(ref, models.NORMAL, "Started", "text")
+            _started(rec, number)
             if not (written := fake.wait_for_calls(number + 1, timeout=30)):
                 break
-    finally:
-        release.set()
-        library.removeHandler(blocking)
-        target.removeHandler(blocking)
     assert written, fake.calls
-    assert b.flush(5)
     assert dict(b.stats())["watcher_dropped"] > 0
 
 
