@@ -226,6 +226,25 @@ class _LongestScan:
 HUGE = 10_000_000
 
 
+def _read_scanned(
+    monkeypatch: pytest.MonkeyPatch,
+    patterns: tuple[str, ...],
+    record: logging.LogRecord,
+    notes: _records.Notes,
+) -> models.Occurrence:
+    """``record`` read into an occurrence, checking that none of the sanitiser's
+    ``patterns`` was given more than 4,096 characters to scan."""
+    scans = {name: _LongestScan(getattr(_sanitise, name)) for name in patterns}
+    for name, scan in scans.items():
+        monkeypatch.setattr(_sanitise, name, scan)
+    extras = _records.find_extras(record)
+    assert extras is not None
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert max(scan.longest for scan in scans.values()) <= 4096
+    return occurrence
+
+
 class _WatchedText(str):
     """A text that keeps its length whenever it is stripped, lowered or quoted whole."""
 
@@ -259,18 +278,10 @@ def test_a_huge_annotation_key_or_event_type_is_refused_without_a_scan(
     the report's list of dropped keys; a 10 MB event_type was stripped and lowered whole,
     twice: 20-30 ms of the logging call. Neither can be valid: each is refused on its length,
     the report quotes a short piece, and the valid annotation stays."""
-    patterns = ("_DNS_SUBDOMAIN", "_QUALIFIED_NAME")
-    scans = {name: _LongestScan(getattr(_sanitise, name)) for name in patterns}
-    for name, scan in scans.items():
-        monkeypatch.setattr(_sanitise, name, scan)
     _WatchedText.scanned = 0
     record = _record(involved=_pod(), **extra)
-    extras = _records.find_extras(record)
-    assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
-    assert occurrence is not None
-    assert max(scan.longest for scan in scans.values()) <= 4096
+    occurrence = _read_scanned(monkeypatch, ("_DNS_SUBDOMAIN", "_QUALIFIED_NAME"), record, notes)
     assert _WatchedText.scanned <= 4096
     ((_, _, args),) = notes.repairs
     assert all(len(str(arg)) <= 4096 for arg in args), [len(str(arg)) for arg in args]
@@ -294,17 +305,9 @@ def test_a_huge_extra_is_cut_before_it_is_scanned(monkeypatch, extra: dict[str, 
     into words or searched whole, it took the logging call a second of CPU (a message that
     size takes a millisecond: it is cut first). Only what a limit can keep is scanned; the
     event carries the same repair as before."""
-    patterns = ("_REASON_BREAKS", "_UNSAFE_TEXT")
-    scans = {name: _LongestScan(getattr(_sanitise, name)) for name in patterns}
-    for name, scan in scans.items():
-        monkeypatch.setattr(_sanitise, name, scan)
     record = _record(involved=_pod(), **extra)
-    extras = _records.find_extras(record)
-    assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
-    assert occurrence is not None
-    assert max(scan.longest for scan in scans.values()) <= 4096
+    occurrence = _read_scanned(monkeypatch, ("_REASON_BREAKS", "_UNSAFE_TEXT"), record, notes)
     assert notes.refusal is None
     assert len(notes.repairs) == 1, notes.repairs
     made = {
