@@ -371,9 +371,11 @@ class TestErrors:
         )
 
     def test_an_unusable_kubeconfig(self, tmp_path, capsys) -> None:
-        """--kubeconfig naming no file."""
+        """--kubeconfig naming no file: the error says how to run without a cluster."""
         assert _cli.main(["demo", "--kubeconfig", str(tmp_path / "none")]) == 2
-        assert "cannot use the kubeconfig" in capsys.readouterr().err
+        err = capsys.readouterr().err
+        assert "cannot use the kubeconfig" in err
+        assert "--local runs the demo on a local API server" in err
 
     def test_an_unreachable_cluster_fails_before_logging(self, tmp_path, capsys) -> None:
         """The access check comes first: no events are logged at a server that is not there."""

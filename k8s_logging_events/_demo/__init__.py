@@ -184,6 +184,10 @@ def _use_sink(config: dict[str, Any], sink: object, *, show_logs: bool, api: str
             spec["filters"] = [*spec.get("filters", []), _LIBRARY_ONLY]
 
 
+# a newcomer whose KUBECONFIG points at nothing usable may not know the demo runs without one
+_LOCAL_HINT = " (--local runs the demo on a local API server instead)"
+
+
 def _cluster_client(kubeconfig: str) -> Any:
     """A client for the kubeconfig's current context, in a private configuration."""
     from kubernetes import client
@@ -196,12 +200,12 @@ def _cluster_client(kubeconfig: str) -> Any:
             config_file=kubeconfig, client_configuration=configuration, persist_config=False
         )
     except Exception as error:  # ConfigException, a missing file, bad YAML ...
-        raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}") from None
+        raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}{_LOCAL_HINT}") from None
     configuration.retries = False  # only the event writer retries
     try:
         _kubeconfig.check_readable(str(configuration.host))
     except ValueError as error:
-        raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}") from None
+        raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}{_LOCAL_HINT}") from None
     return client.ApiClient(configuration)
 
 
@@ -218,7 +222,7 @@ def _check_access(api_client: Any, namespace: str) -> None:
         status = getattr(error, "status", None)
         reason = f"{status} {getattr(error, 'reason', '')}" if status else str(error)
         raise DemoError(
-            f"cannot list events in namespace {namespace!r} at {host}: {reason}"
+            f"cannot list events in namespace {namespace!r} at {host}: {reason}{_LOCAL_HINT}"
         ) from None
 
 
