@@ -525,7 +525,9 @@ class LocalApiServer(ServerControls, EndsOnExit):
         return loaded
 
     def reset(self) -> None:
-        """Forget all events and namespaces but the initial ones (resourceVersions go on)."""
+        """Forget all events and pods, and the namespaces but the initial ones.
+
+        resourceVersions go on from where they were."""
         self._store.reset()
 
     def __repr__(self) -> str:
