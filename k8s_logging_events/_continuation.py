@@ -325,8 +325,10 @@ class _Attempt:
         same = self.policy.same_event(self.event, stored)
         if same and self.taken and self.policy.finished(self.event, stored):
             # ours, but a restart must not continue a finished series: the next one's name
-            # is read (a restart walks past every finished one, which is no contention)
-            self._rename(_Attempt._read)
+            # (a first rename of this one's, as the correlator names it) is read; a restart
+            # walks past every finished one, which is no contention
+            self.name = self.owner.new_name(dataclasses.replace(self.event, name=self.name), 1)
+            self.action = _Attempt._read
             self.walked += 1
             return None
         if not same:  # another event holds the name: ours gets a name of its own

@@ -637,3 +637,52 @@ def test_with_deterministic_names_a_restart_finds_the_ongoing_series_after_many_
     events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
     assert [(e.get("series") or {}).get("count", 1) for e in events] == [1] * 11 + [2]
     assert restarted.stats()["patched"] == 1, restarted.stats()
+
+
+def test_with_deterministic_names_a_restart_continues_a_later_series_of_a_run_that_walked(
+    server: LocalApiServer,
+) -> None:
+    """A run that started by walking past a finished series (a restart) names its own next
+    series where every restart looks for it: a restart a few seconds after that series
+    continues it, instead of a new Event beside it (the run's next series took a name off
+    the walk, a rename of its own first series' name, which no restart tries)."""
+    clock = FakeClock(T0)
+    log = logging.getLogger("tests.series.walked_then_next")
+    log.propagate = False
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+
+    def warn(handler: KubernetesEventHandler) -> None:
+        log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        handler.flush()
+
+    first = _v1_handler(server, clock)
+    log.addHandler(first)
+    warn(first)  # 00:00:00, the first series
+    log.removeHandler(first)
+    first.close()
+    clock.step(series.FINISH_SECONDS + 60)
+    walked = _v1_handler(server, clock)  # a restart: walks past the finished one
+    log.addHandler(walked)
+    try:
+        warn(walked)  # 00:07:00, the second series
+        clock.step(series.FINISH_SECONDS + 60)
+        warn(walked)  # 00:14:00, the third series (the run's second)
+        clock.step(10)
+        warn(walked)
+    finally:
+        log.removeHandler(walked)
+        walked.close()
+    clock.step(10)
+    restarted = _v1_handler(server, clock)
+    log.addHandler(restarted)
+    try:
+        warn(restarted)  # 00:14:20: the third series goes on
+    finally:
+        log.removeHandler(restarted)
+        restarted.close()
+    events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
+    assert [((e.get("series") or {}).get("count", 1), e["eventTime"]) for e in events] == [
+        (1, "2024-01-01T00:00:00.000000Z"),
+        (1, "2024-01-01T00:07:00.000000Z"),
+        (3, "2024-01-01T00:14:00.000000Z"),
+    ]
