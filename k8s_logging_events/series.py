@@ -160,7 +160,8 @@ class SeriesCorrelator:
         the first's fields and note (immutable in events.k8s.io/v1)."""
         key = self._key(event)
         seen = self._monotonic()
-        now = self._clock.now()
+        # when the occurrence was recorded, not when the dispatcher came to it
+        now = event.event_time or event.first_timestamp or self._clock.now()
         with self._lock:
             entry = self._cache.get(key)
             if entry is None or entry.finished or seen - entry.last_seen > self._finish:

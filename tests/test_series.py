@@ -65,6 +65,17 @@ class TestSeriesCorrelator:
         assert third.series == models.EventSeries(3, T0 + timedelta(seconds=2))
         assert held is True
 
+    def test_the_series_is_last_observed_when_its_latest_occurrence_happened(self) -> None:
+        """lastObservedTime is the latest occurrence's own time (docs/events-v1.md), not when
+        the dispatcher got to it: a burst correlated ten seconds late keeps its times."""
+        clock = FakeClock(T0)
+        first, second = _event(clock), _event(clock, first_timestamp=T0 + timedelta(seconds=1))
+        clock.step(10)  # the dispatcher comes to the burst late
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(first)
+        stored, _ = grouped.observe(second)
+        assert stored.series == models.EventSeries(2, T0 + timedelta(seconds=1))
+
     def test_the_note_is_not_in_the_key_and_the_first_note_is_kept(self) -> None:
         """Different messages form one series; the event keeps its first note."""
         clock = FakeClock(T0)
