@@ -405,6 +405,25 @@ def test_auto_says_so_when_discovery_fails_and_it_writes_core_v1(
         s.api_client.close()
 
 
+def test_auto_refused_discovery_says_which_permission_is_missing(
+    server: LocalApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 403 on the discovery read names that read (get on its path, which the
+    system:discovery ClusterRole grants), not create and patch on events: granting those
+    would leave the sink on core/v1."""
+    server.inject("GET", path="^/apis/events.k8s.io/v1$", status=403)
+    s = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
+    try:
+        with caplog.at_level(logging.WARNING, logger="k8s_logging_events"):
+            assert s.api == sink.CORE_V1
+        (said,) = [r.getMessage() for r in caplog.records]
+        assert "may not get /apis/events.k8s.io/v1" in said
+        assert "system:discovery" in said
+        assert "create and patch" not in said
+    finally:
+        s.api_client.close()
+
+
 # --- the handler with api="events.k8s.io/v1", under hostile input -----------------------------
 
 
