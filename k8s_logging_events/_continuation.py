@@ -285,7 +285,7 @@ class _Attempt:
                 steps += 1
         raise _errors.ContentionError(
             f"409 Conflict: event {self.event.namespace}/{self.name} kept changing under "
-            f"{MAX_STEPS} requests (other writers); will try again"
+            f"{MAX_STEPS} requests (other writers)"
         )
 
     def _create(self) -> tuple[str, models.Event] | None:

@@ -578,6 +578,24 @@ def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:
         assert [e["count"] for e in _events(server)] == [5, 5, 5]
 
 
+def test_a_series_patch_that_keeps_conflicting_says_it_was_given_up_not_retried(caplog) -> None:
+    """Other writers win every round on a series patch (409 Conflict each time) until
+    max_tries: the occurrence is failed, and its report says so, not "will try again"."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock, api=sink.EVENTS_V1, max_tries=2)
+        with _attached(handler) as log, caplog.at_level(logging.WARNING, logger=LIBRARY):
+            log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            server.inject(method="PATCH", status=409, times=None)
+            log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            handler.flush()
+            assert handler.stats()["failed"] == 1, handler.stats()
+        (given_up,) = [r.getMessage() for r in caplog.records if "(retry limit)" in r.getMessage()]
+        assert "kept changing" in given_up
+        assert "will try again" not in given_up
+
+
 # -- 429 ------------------------------------------------------------------------------------
 
 
