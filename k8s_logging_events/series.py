@@ -123,9 +123,10 @@ class SeriesCorrelator:
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
         key: what makes occurrences one series: :func:`isomorphic_key` or :func:`series_key`.
-        rename: names the Event of a key's later series (the generation counts from 1), for
-            names that follow from the key alone and would otherwise meet the finished
-            series' Event again; None keeps the name each event comes with.
+        rename: names the Event of a key's later series, given its first occurrence under
+            the name of the series before it and the generation (from 1), for names that
+            follow from the key alone and would otherwise meet the finished series' Event
+            again; None keeps the name each event comes with.
     """
 
     def __init__(
@@ -166,8 +167,11 @@ class SeriesCorrelator:
             entry = self._cache.get(key)
             if entry is None or entry.finished or seen - entry.last_seen > self._finish:
                 generation = 0 if entry is None else entry.generation + 1
-                if generation and self._rename is not None:
-                    event = self._rename(event, generation)
+                if entry is not None and self._rename is not None:
+                    # named from the series before it (under that one's name)
+                    event = self._rename(
+                        dataclasses.replace(event, name=entry.event.name), generation
+                    )
                 self._cache[key] = _Entry(event, seen, generation=generation)
                 return event, False
             first = entry.event
