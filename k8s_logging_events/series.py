@@ -111,6 +111,8 @@ class _Entry:
     last_written: float | None = None
     generation: int = 0
     """How many series of this key came before (finished); names the next one's Event."""
+    previous: str = ""
+    """The name of the Event of the series before, when this one was renamed after it."""
     finished: bool = False
 
 
@@ -167,18 +169,25 @@ class SeriesCorrelator:
             entry = self._cache.get(key)
             if entry is None or entry.finished or seen - entry.last_seen > self._finish:
                 generation = 0 if entry is None else entry.generation + 1
+                previous = ""
                 if entry is not None and self._rename is not None:
                     # named from the series before it (under that one's name)
-                    event = self._rename(
-                        dataclasses.replace(event, name=entry.event.name), generation
-                    )
-                self._cache[key] = _Entry(event, seen, generation=generation)
+                    previous = entry.event.name
+                    event = self._rename(dataclasses.replace(event, name=previous), generation)
+                self._cache[key] = _Entry(event, seen, generation=generation, previous=previous)
                 return event, False
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
             entry.event = dataclasses.replace(first, series=models.EventSeries(count, now))
             entry.last_seen = seen
             return entry.event, count > 2
+
+    def previous(self, event: models.Event) -> str:
+        """The name of the Event of the series before ``event``'s, if ``event`` was renamed
+        after it (the series before went quiet here); "" otherwise."""
+        with self._lock:
+            entry = self._cache.get(self._key(event))
+            return entry.previous if entry is not None and entry.event.name == event.name else ""
 
     def hold_wait(self, event: models.Event) -> float:
         """Seconds until the held series of ``event`` is due: finished, or refreshed."""
@@ -284,6 +293,11 @@ class SeriesPolicy:
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""
         return series_key(ours) == series_key(stored)
+
+    def previous(self, event: models.Event) -> str:
+        """The Event of the series before ``event``'s (which went quiet here, but another
+        process may have kept it going), or "" for a first series."""
+        return self._correlator.previous(event)
 
     def finished(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``'s last occurrence came more than the finish time before

@@ -38,7 +38,7 @@ from k8s_logging_events import (
     sink,
 )
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.series import SeriesCorrelator, SeriesPolicy
+from k8s_logging_events.series import FINISH_SECONDS, SeriesCorrelator, SeriesPolicy
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests import fleet_scenarios
 from tests._sinks import WithoutRead
@@ -248,6 +248,38 @@ def test_sixteen_replicas_at_one_instant_lose_nothing_and_keep_their_own_host(
         )
         assert all(e["count"] == 5 for e in events)
         assert all(_lost(r.stats) == 0 for r in reports)
+
+
+def test_a_worker_quiet_for_six_minutes_joins_the_series_another_worker_kept_going() -> None:
+    """events.k8s.io/v1, two workers of one source: the first goes quiet while the second
+    keeps the series going; the first's next occurrence finds its own series finished, but
+    the series on the server is not: it continues that one (one Event, the exact sum), not
+    a new Event beside it, as often as that happens. A series nobody kept going is followed
+    by a new Event, which a restart continues."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        first = _handler(server, clock, api=sink.EVENTS_V1)
+        second = _handler(server, clock, api=sink.EVENTS_V1)
+        with _attached(first) as quiet, _attached(second) as busy:
+
+            def warn(log: logging.Logger, handler: KubernetesEventHandler) -> None:
+                log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+                _flush(handler)
+
+            warn(quiet, first)
+            for _ in range(2):
+                for _ in range(5):
+                    clock.step(120)
+                    warn(busy, second)
+                warn(quiet, first)  # ten minutes after its last: the series went on without it
+            clock.step(FINISH_SECONDS + 60)
+            warn(quiet, first)  # now every worker was quiet: a new series
+            stats = [first.stats(), second.stats()]
+        clock.step(10)
+        stats.append(_lifetime(server, clock, _warnings(1), api=sink.EVENTS_V1))  # a restart
+        assert all(_lost(s) == 0 for s in stats), stats
+        events = sorted(server.events_v1("default"), key=lambda e: e["eventTime"])
+        assert [(e.get("series") or {}).get("count", 1) for e in events] == [13, 2]
 
 
 def test_contention_on_one_event_under_load_keeps_the_exact_sum() -> None:
