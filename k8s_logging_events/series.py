@@ -194,8 +194,8 @@ class SeriesCorrelator:
         seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(self._key(event))
-            if entry is None:
-                return 0.0  # evicted or finished already: what is held may go
+            if entry is None or entry.event.name != event.name:
+                return 0.0  # evicted, or a new series followed it: what is held may go
             return max(0.0, self._due(entry) - seen)
 
     def finished_between(self, earlier: models.Event, later: models.Event) -> bool:
@@ -215,8 +215,8 @@ class SeriesCorrelator:
         seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(key)
-            if entry is None:
-                return True  # evicted or finished already: write what is held
+            if entry is None or entry.event.name != event.name:
+                return True  # evicted, or a new series followed it: write what is held
             if self._due(entry) > seen:
                 return False
             if seen - entry.last_seen >= self._finish:

@@ -118,6 +118,18 @@ class TestSeriesCorrelator:
         assert (fresh.series, held) == (None, False)
         assert fresh.name != first.name
 
+    def test_a_held_count_of_a_series_that_a_new_one_followed_is_due_at_once(self) -> None:
+        """The next occurrence came after six quiet minutes, before the held count of the
+        series before it was written: that count is due now, not when the new series is."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        for _ in range(3):
+            held, _ = grouped.observe(_event(clock))
+        clock.step(370)
+        fresh, _ = grouped.observe(_event(clock, name="web-0.later"))
+        assert (grouped.hold_wait(held), grouped.release(held)) == (0.0, True)
+        assert grouped.release(fresh) is False  # the new series' own time is its own
+
     def test_an_ongoing_series_is_refreshed_every_thirty_minutes(self) -> None:
         """While occurrences keep coming, the series is due thirty minutes after its last write."""
         clock = FakeClock(T0)
