@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -280,6 +281,53 @@ def test_a_worker_quiet_for_six_minutes_joins_the_series_another_worker_kept_goi
         assert all(_lost(s) == 0 for s in stats), stats
         events = sorted(server.events_v1("default"), key=lambda e: e["eventTime"])
         assert [(e.get("series") or {}).get("count", 1) for e in events] == [13, 2]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_workers_restarts_and_quiet_spells_never_split_a_series_events_k8s_io_v1(
+    seed: int,
+) -> None:
+    """events.k8s.io/v1, one key: one to three workers of one source log, restart and go
+    quiet in a random (seeded) order. The server holds every occurrence, and the key's
+    Events are further apart than the six quiet minutes that finish a series: none was
+    started beside a series that went on (kept going by another worker, met by a restart,
+    or named by a worker that began by walking past finished ones)."""
+    rng = random.Random(seed)
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server, contextlib.ExitStack() as stack:
+
+        def start() -> tuple[KubernetesEventHandler, logging.Logger]:
+            handler = _handler(server, clock, api=sink.EVENTS_V1)
+            return handler, stack.enter_context(_attached(handler))
+
+        workers = [start() for _ in range(rng.choice((1, 2, 3)))]
+        logged = 0
+        for _ in range(40):
+            action, number = rng.random(), rng.randrange(len(workers))
+            handler, log = workers[number]
+            if action < 0.6:
+                log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+                _flush(handler)
+                logged += 1
+            elif action < 0.7:  # a restart
+                handler.close()
+                workers[number] = start()
+            else:
+                clock.step(rng.choice((10, 60, 200, 300, 400, 500)))
+        stack.close()
+        events = server.events_v1("default")
+    assert sum((e.get("series") or {}).get("count", 1) for e in events) == logged
+    spans = sorted(_span(event) for event in events)
+    gaps = [(later[0] - earlier[1]).total_seconds() for earlier, later in itertools.pairwise(spans)]
+    assert all(gap > FINISH_SECONDS for gap in gaps), (gaps, spans)
+
+
+def _span(event: dict[str, Any]) -> tuple[datetime, datetime]:
+    """When an events.k8s.io/v1 event's first and last occurrences were observed."""
+    first = models.parse_time(event["eventTime"])
+    assert first is not None
+    last = models.parse_time((event.get("series") or {}).get("lastObservedTime"))
+    return first, last or first
 
 
 def test_contention_on_one_event_under_load_keeps_the_exact_sum() -> None:
