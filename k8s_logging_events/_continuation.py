@@ -83,6 +83,10 @@ class Policy(Protocol):
     def finished(self, ours: models.Event, stored: models.Event) -> bool:
         """True when a later process must not continue ``stored``, our event (a series over)."""
 
+    def previous(self, event: models.Event) -> str:
+        """The name of the event ``event`` follows, which another process may have kept
+        going (a series that went quiet here), or ""."""
+
 
 class Sink(Protocol):
     """What an attempt writes with (``_pending.EventSink``; ``read`` is looked up)."""
@@ -273,6 +277,12 @@ class _Attempt:
                 self.action = _Attempt._read
             else:
                 self.version = ""
+        # a new series after ours went quiet: another process may have kept it going
+        self.previous = (
+            "" if patch or write.unsure or not owner.readable else policy.previous(event)
+        )
+        if self.previous:
+            self.action = _Attempt._follow_previous
 
     def run(self) -> tuple[str, models.Event]:
         steps = 0
@@ -285,7 +295,7 @@ class _Attempt:
                 steps += 1
         raise _errors.ContentionError(
             f"409 Conflict: event {self.event.namespace}/{self.name} kept changing under "
-            f"{MAX_STEPS} requests (other writers); will try again"
+            f"{MAX_STEPS} requests (other writers)"
         )
 
     def _create(self) -> tuple[str, models.Event] | None:
@@ -325,13 +335,44 @@ class _Attempt:
         same = self.policy.same_event(self.event, stored)
         if same and self.taken and self.policy.finished(self.event, stored):
             # ours, but a restart must not continue a finished series: the next one's name
-            # is read (a restart walks past every finished one, which is no contention)
-            self._rename(_Attempt._read)
+            # (a first rename of this one's, as the correlator names it) is read; a restart
+            # walks past every finished one, which is no contention
+            self.name = self.owner.new_name(dataclasses.replace(self.event, name=self.name), 1)
+            self.action = _Attempt._read
             self.walked += 1
             return None
         if not same:  # another event holds the name: ours gets a name of its own
             self._rename(_Attempt._create)
             return None
+        return self._continue(stored)
+
+    def _follow_previous(self) -> tuple[str, models.Event] | None:
+        """Continue the series before ours if another process kept it going (its last
+        occurrence within the finish time of our first); else create ours after it."""
+        self.action = _Attempt._create
+        known = self.owner.known(self.event.namespace, self.previous)
+        before = dataclasses.replace(self.event, name=known.name if known else self.previous)
+        try:
+            stored = self.owner.read(before)
+        except _errors.ApiStatusError as error:
+            if error.status == 403:
+                self.owner.refused(error, self.event)
+            elif not error.is_not_found:
+                raise
+            return None
+        except _UnreadableError:
+            return None
+        if not self.policy.same_event(self.event, stored):
+            return None
+        if self.policy.finished(self.event, stored):
+            # named after the one before where it is on the server, as a walk names it
+            self.name = self.owner.new_name(before, 1)
+            return None
+        self.name = before.name
+        return self._continue(stored)
+
+    def _continue(self, stored: models.Event) -> tuple[str, models.Event] | None:
+        """Continue ``stored``, our event under :attr:`name`: the server's count plus ours."""
         server = self.policy.count_of(stored)
         self.floor = _latest(stored, self.owner.now())
         self.target = server + self._unwritten(stored, server)

@@ -80,6 +80,7 @@ _RESOURCE_PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/[^/]+)(?:/namespaces/(?P<namespace>[^/]+))?"
     r"/(?P<resource>[^/]+)"
 )
+_DISCOVERY_PATH = re.compile(r"^/(?:api(?:/[^/]+)?|apis(?:/[^/]+){0,2})/?$")
 
 
 class ApiStatusError(Exception):
@@ -349,7 +350,13 @@ def explain(error: Exception, sink: object = None) -> str:
 
 def _forbidden(error: Any) -> str:
     verb = _VERBS.get(str(getattr(error, "method", "")).upper(), "")
-    match = _RESOURCE_PATH.match(str(getattr(error, "path", "")))
+    path = str(getattr(error, "path", ""))
+    match = _RESOURCE_PATH.match(path)
+    if verb == "get" and _DISCOVERY_PATH.match(path):  # api "auto" asking what is served
+        return (
+            f"the client's credentials may not get {path}, the server's list of what it "
+            "serves: the system:discovery ClusterRole grants it to every authenticated user"
+        )
     if not verb or match is None:
         return (
             "the client's credentials may not do this: grant create and patch on events "

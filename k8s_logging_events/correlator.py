@@ -367,6 +367,10 @@ class CountPolicy:
         """``event`` with ``count``."""
         return dataclasses.replace(event, count=count)
 
+    def previous(self, event: models.Event) -> str:
+        """core/v1 events have no series: none came before."""
+        return ""
+
     def finished(self, ours: models.Event, stored: models.Event) -> bool:
         """False: a core/v1 event goes on as long as the server keeps it."""
         return False

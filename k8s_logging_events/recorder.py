@@ -480,9 +480,10 @@ def _in_series(clock: clock_mod.Clock, namer: correlator.EventNamer) -> _Step:
     key = series.series_key if deterministic else series.isomorphic_key
 
     def renamed(event: models.Event, generation: int) -> models.Event:
-        # the key names every series alike: a later one takes the name a restarted process
-        # would try next after the finished one (see EventNamer.renamed)
-        return dataclasses.replace(event, name=namer.renamed(event, generation, clock.now()))
+        # the key names every series alike: a later one (``event`` under the name of the one
+        # before) takes the name a process walks to from the finished one's, a first rename
+        # of it (see _continuation), wherever the walk started
+        return dataclasses.replace(event, name=namer.renamed(event, 1, clock.now()))
 
     grouped = series.SeriesCorrelator(
         clock=clock, key=key, rename=renamed if deterministic else None

@@ -111,6 +111,8 @@ class _Entry:
     last_written: float | None = None
     generation: int = 0
     """How many series of this key came before (finished); names the next one's Event."""
+    previous: str = ""
+    """The name of the Event of the series before, when this one was renamed after it."""
     finished: bool = False
 
 
@@ -123,9 +125,10 @@ class SeriesCorrelator:
         finish_seconds: quiet time after which a series is finished (client-go: 6 minutes).
         refresh_seconds: how often an ongoing series is written (client-go: 30 minutes).
         key: what makes occurrences one series: :func:`isomorphic_key` or :func:`series_key`.
-        rename: names the Event of a key's later series (the generation counts from 1), for
-            names that follow from the key alone and would otherwise meet the finished
-            series' Event again; None keeps the name each event comes with.
+        rename: names the Event of a key's later series, given its first occurrence under
+            the name of the series before it and the generation (from 1), for names that
+            follow from the key alone and would otherwise meet the finished series' Event
+            again; None keeps the name each event comes with.
     """
 
     def __init__(
@@ -160,14 +163,18 @@ class SeriesCorrelator:
         the first's fields and note (immutable in events.k8s.io/v1)."""
         key = self._key(event)
         seen = self._monotonic()
-        now = self._clock.now()
+        # when the occurrence was recorded, not when the dispatcher came to it
+        now = event.event_time or event.first_timestamp or self._clock.now()
         with self._lock:
             entry = self._cache.get(key)
             if entry is None or entry.finished or seen - entry.last_seen > self._finish:
                 generation = 0 if entry is None else entry.generation + 1
-                if generation and self._rename is not None:
-                    event = self._rename(event, generation)
-                self._cache[key] = _Entry(event, seen, generation=generation)
+                previous = ""
+                if entry is not None and self._rename is not None:
+                    # named from the series before it (under that one's name)
+                    previous = entry.event.name
+                    event = self._rename(dataclasses.replace(event, name=previous), generation)
+                self._cache[key] = _Entry(event, seen, generation=generation, previous=previous)
                 return event, False
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
@@ -175,13 +182,20 @@ class SeriesCorrelator:
             entry.last_seen = seen
             return entry.event, count > 2
 
+    def previous(self, event: models.Event) -> str:
+        """The name of the Event of the series before ``event``'s, if ``event`` was renamed
+        after it (the series before went quiet here); "" otherwise."""
+        with self._lock:
+            entry = self._cache.get(self._key(event))
+            return entry.previous if entry is not None and entry.event.name == event.name else ""
+
     def hold_wait(self, event: models.Event) -> float:
         """Seconds until the held series of ``event`` is due: finished, or refreshed."""
         seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(self._key(event))
-            if entry is None:
-                return 0.0  # evicted or finished already: what is held may go
+            if entry is None or entry.event.name != event.name:
+                return 0.0  # evicted, or a new series followed it: what is held may go
             return max(0.0, self._due(entry) - seen)
 
     def finished_between(self, earlier: models.Event, later: models.Event) -> bool:
@@ -201,8 +215,8 @@ class SeriesCorrelator:
         seen = self._monotonic()
         with self._lock:
             entry = self._cache.get(key)
-            if entry is None:
-                return True  # evicted or finished already: write what is held
+            if entry is None or entry.event.name != event.name:
+                return True  # evicted, or a new series followed it: write what is held
             if self._due(entry) > seen:
                 return False
             if seen - entry.last_seen >= self._finish:
@@ -279,6 +293,11 @@ class SeriesPolicy:
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""
         return series_key(ours) == series_key(stored)
+
+    def previous(self, event: models.Event) -> str:
+        """The Event of the series before ``event``'s (which went quiet here, but another
+        process may have kept it going), or "" for a first series."""
+        return self._correlator.previous(event)
 
     def finished(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``'s last occurrence came more than the finish time before

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import random
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ from k8s_logging_events import (
     sink,
 )
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.series import SeriesCorrelator, SeriesPolicy
+from k8s_logging_events.series import FINISH_SECONDS, SeriesCorrelator, SeriesPolicy
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests import fleet_scenarios
 from tests._sinks import WithoutRead
@@ -248,6 +249,85 @@ def test_sixteen_replicas_at_one_instant_lose_nothing_and_keep_their_own_host(
         )
         assert all(e["count"] == 5 for e in events)
         assert all(_lost(r.stats) == 0 for r in reports)
+
+
+def test_a_worker_quiet_for_six_minutes_joins_the_series_another_worker_kept_going() -> None:
+    """events.k8s.io/v1, two workers of one source: the first goes quiet while the second
+    keeps the series going; the first's next occurrence finds its own series finished, but
+    the series on the server is not: it continues that one (one Event, the exact sum), not
+    a new Event beside it, as often as that happens. A series nobody kept going is followed
+    by a new Event, which a restart continues."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        first = _handler(server, clock, api=sink.EVENTS_V1)
+        second = _handler(server, clock, api=sink.EVENTS_V1)
+        with _attached(first) as quiet, _attached(second) as busy:
+
+            def warn(log: logging.Logger, handler: KubernetesEventHandler) -> None:
+                log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+                _flush(handler)
+
+            warn(quiet, first)
+            for _ in range(2):
+                for _ in range(5):
+                    clock.step(120)
+                    warn(busy, second)
+                warn(quiet, first)  # ten minutes after its last: the series went on without it
+            clock.step(FINISH_SECONDS + 60)
+            warn(quiet, first)  # now every worker was quiet: a new series
+            stats = [first.stats(), second.stats()]
+        clock.step(10)
+        stats.append(_lifetime(server, clock, _warnings(1), api=sink.EVENTS_V1))  # a restart
+        assert all(_lost(s) == 0 for s in stats), stats
+        events = sorted(server.events_v1("default"), key=lambda e: e["eventTime"])
+        assert [(e.get("series") or {}).get("count", 1) for e in events] == [13, 2]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_workers_restarts_and_quiet_spells_never_split_a_series_events_k8s_io_v1(
+    seed: int,
+) -> None:
+    """events.k8s.io/v1, one key: one to three workers of one source log, restart and go
+    quiet in a random (seeded) order. The server holds every occurrence, and the key's
+    Events are further apart than the six quiet minutes that finish a series: none was
+    started beside a series that went on (kept going by another worker, met by a restart,
+    or named by a worker that began by walking past finished ones)."""
+    rng = random.Random(seed)
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server, contextlib.ExitStack() as stack:
+
+        def start() -> tuple[KubernetesEventHandler, logging.Logger]:
+            handler = _handler(server, clock, api=sink.EVENTS_V1)
+            return handler, stack.enter_context(_attached(handler))
+
+        workers = [start() for _ in range(rng.choice((1, 2, 3)))]
+        logged = 0
+        for _ in range(40):
+            action, number = rng.random(), rng.randrange(len(workers))
+            handler, log = workers[number]
+            if action < 0.6:
+                log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+                _flush(handler)
+                logged += 1
+            elif action < 0.7:  # a restart
+                handler.close()
+                workers[number] = start()
+            else:
+                clock.step(rng.choice((10, 60, 200, 300, 400, 500)))
+        stack.close()
+        events = server.events_v1("default")
+    assert sum((e.get("series") or {}).get("count", 1) for e in events) == logged
+    spans = sorted(_span(event) for event in events)
+    gaps = [(later[0] - earlier[1]).total_seconds() for earlier, later in itertools.pairwise(spans)]
+    assert all(gap > FINISH_SECONDS for gap in gaps), (gaps, spans)
+
+
+def _span(event: dict[str, Any]) -> tuple[datetime, datetime]:
+    """When an events.k8s.io/v1 event's first and last occurrences were observed."""
+    first = models.parse_time(event["eventTime"])
+    assert first is not None
+    last = models.parse_time((event.get("series") or {}).get("lastObservedTime"))
+    return first, last or first
 
 
 def test_contention_on_one_event_under_load_keeps_the_exact_sum() -> None:
@@ -576,6 +656,24 @@ def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:
             assert _lost(stats) == 0, stats
             clock.step(30)
         assert [e["count"] for e in _events(server)] == [5, 5, 5]
+
+
+def test_a_series_patch_that_keeps_conflicting_says_it_was_given_up_not_retried(caplog) -> None:
+    """Other writers win every round on a series patch (409 Conflict each time) until
+    max_tries: the occurrence is failed, and its report says so, not "will try again"."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock, api=sink.EVENTS_V1, max_tries=2)
+        with _attached(handler) as log, caplog.at_level(logging.WARNING, logger=LIBRARY):
+            log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            server.inject(method="PATCH", status=409, times=None)
+            log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            handler.flush()
+            assert handler.stats()["failed"] == 1, handler.stats()
+        (given_up,) = [r.getMessage() for r in caplog.records if "(retry limit)" in r.getMessage()]
+        assert "kept changing" in given_up
+        assert "will try again" not in given_up
 
 
 # -- 429 ------------------------------------------------------------------------------------

@@ -65,6 +65,17 @@ class TestSeriesCorrelator:
         assert third.series == models.EventSeries(3, T0 + timedelta(seconds=2))
         assert held is True
 
+    def test_the_series_is_last_observed_when_its_latest_occurrence_happened(self) -> None:
+        """lastObservedTime is the latest occurrence's own time (docs/events-v1.md), not when
+        the dispatcher got to it: a burst correlated ten seconds late keeps its times."""
+        clock = FakeClock(T0)
+        first, second = _event(clock), _event(clock, first_timestamp=T0 + timedelta(seconds=1))
+        clock.step(10)  # the dispatcher comes to the burst late
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(first)
+        stored, _ = grouped.observe(second)
+        assert stored.series == models.EventSeries(2, T0 + timedelta(seconds=1))
+
     def test_the_note_is_not_in_the_key_and_the_first_note_is_kept(self) -> None:
         """Different messages form one series; the event keeps its first note."""
         clock = FakeClock(T0)
@@ -106,6 +117,18 @@ class TestSeriesCorrelator:
         fresh, held = grouped.observe(_event(clock))
         assert (fresh.series, held) == (None, False)
         assert fresh.name != first.name
+
+    def test_a_held_count_of_a_series_that_a_new_one_followed_is_due_at_once(self) -> None:
+        """The next occurrence came after six quiet minutes, before the held count of the
+        series before it was written: that count is due now, not when the new series is."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        for _ in range(3):
+            held, _ = grouped.observe(_event(clock))
+        clock.step(370)
+        fresh, _ = grouped.observe(_event(clock, name="web-0.later"))
+        assert (grouped.hold_wait(held), grouped.release(held)) == (0.0, True)
+        assert grouped.release(fresh) is False  # the new series' own time is its own
 
     def test_an_ongoing_series_is_refreshed_every_thirty_minutes(self) -> None:
         """While occurrences keep coming, the series is due thirty minutes after its last write."""
@@ -394,6 +417,25 @@ def test_auto_says_so_when_discovery_fails_and_it_writes_core_v1(
         s.api_client.close()
 
 
+def test_auto_refused_discovery_says_which_permission_is_missing(
+    server: LocalApiServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A 403 on the discovery read names that read (get on its path, which the
+    system:discovery ClusterRole grants), not create and patch on events: granting those
+    would leave the sink on core/v1."""
+    server.inject("GET", path="^/apis/events.k8s.io/v1$", status=403)
+    s = sink.KubernetesEventSink(server.api_client(), qps=0, api="auto")
+    try:
+        with caplog.at_level(logging.WARNING, logger="k8s_logging_events"):
+            assert s.api == sink.CORE_V1
+        (said,) = [r.getMessage() for r in caplog.records]
+        assert "may not get /apis/events.k8s.io/v1" in said
+        assert "system:discovery" in said
+        assert "create and patch" not in said
+    finally:
+        s.api_client.close()
+
+
 # --- the handler with api="events.k8s.io/v1", under hostile input -----------------------------
 
 
@@ -637,3 +679,52 @@ def test_with_deterministic_names_a_restart_finds_the_ongoing_series_after_many_
     events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
     assert [(e.get("series") or {}).get("count", 1) for e in events] == [1] * 11 + [2]
     assert restarted.stats()["patched"] == 1, restarted.stats()
+
+
+def test_with_deterministic_names_a_restart_continues_a_later_series_of_a_run_that_walked(
+    server: LocalApiServer,
+) -> None:
+    """A run that started by walking past a finished series (a restart) names its own next
+    series where every restart looks for it: a restart a few seconds after that series
+    continues it, instead of a new Event beside it (the run's next series took a name off
+    the walk, a rename of its own first series' name, which no restart tries)."""
+    clock = FakeClock(T0)
+    log = logging.getLogger("tests.series.walked_then_next")
+    log.propagate = False
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+
+    def warn(handler: KubernetesEventHandler) -> None:
+        log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        handler.flush()
+
+    first = _v1_handler(server, clock)
+    log.addHandler(first)
+    warn(first)  # 00:00:00, the first series
+    log.removeHandler(first)
+    first.close()
+    clock.step(series.FINISH_SECONDS + 60)
+    walked = _v1_handler(server, clock)  # a restart: walks past the finished one
+    log.addHandler(walked)
+    try:
+        warn(walked)  # 00:07:00, the second series
+        clock.step(series.FINISH_SECONDS + 60)
+        warn(walked)  # 00:14:00, the third series (the run's second)
+        clock.step(10)
+        warn(walked)
+    finally:
+        log.removeHandler(walked)
+        walked.close()
+    clock.step(10)
+    restarted = _v1_handler(server, clock)
+    log.addHandler(restarted)
+    try:
+        warn(restarted)  # 00:14:20: the third series goes on
+    finally:
+        log.removeHandler(restarted)
+        restarted.close()
+    events = sorted(server.events_v1(), key=lambda e: e["eventTime"])
+    assert [((e.get("series") or {}).get("count", 1), e["eventTime"]) for e in events] == [
+        (1, "2024-01-01T00:00:00.000000Z"),
+        (1, "2024-01-01T00:07:00.000000Z"),
+        (3, "2024-01-01T00:14:00.000000Z"),
+    ]
