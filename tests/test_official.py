@@ -172,6 +172,36 @@ def test_the_clients_own_path_leaves_every_retry_to_the_writer() -> None:
     assert fault.fired == 1
 
 
+def test_tls_material_from_a_kubeconfig_s_data_outlives_the_clients_cleanup_at_exit(
+    tmp_path: Path,
+) -> None:
+    """The official client writes a kubeconfig's ``certificate-authority-data`` and
+    ``client-certificate-data``/``client-key-data`` to temporary files, and deletes them in
+    an ``atexit`` function registered when it loads the kubeconfig: it runs before
+    ``logging.shutdown()`` flushes the handler. Each connection that flush opened failed
+    (``cannot load the CA certificates``), and the events written at exit were lost. The
+    channel keeps what the files held when it was made, for files deleted since."""
+    from kubernetes.config import kube_config
+
+    with LocalApiServer(tls=True, client_certificates=True) as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path, client_certificate=server.client_certificate("alice"))
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(path), qps=0)
+        transport = events_sink._transport
+        try:
+            assert isinstance(transport, _http.Channel)
+            configuration = events_sink.api_client.configuration
+            files = [configuration.ssl_ca_cert, configuration.cert_file, configuration.key_file]
+            assert set(files) <= set(kube_config._temp_files.values())
+            for file in files:  # as the client's clean-up at exit does
+                Path(file).unlink()
+            answer = transport.request("GET", "/api/v1/namespaces/default", JSON, b"")
+        finally:
+            events_sink.close()
+        assert answer.status == 200  # the certificate authenticated the request
+        assert transport.connections_opened == 1
+
+
 class _Oversized:
     """A raw server that answers every request 201 with a body of ``size`` spaces, and
     counts the bytes it could send before the client went away."""
