@@ -7,6 +7,9 @@ of the credentials, never their value, go into the report of a 401.
 from __future__ import annotations
 
 import os
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +23,7 @@ __all__ = [
     "in_cluster",
     "kubeconfig_paths",
     "not_found_report",
+    "refused",
     "shown_url",
     "url_without_credentials",
 ]
@@ -120,11 +124,16 @@ def shown_url(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
-def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
+def client(
+    api_client: Any,
+    kubeconfig: str | None,
+    context: str | None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> tuple[Any, str]:
     """``api_client`` (or :func:`default_api_client` without one) and its credentials;
     a ValueError for a server URL :func:`check_readable` refuses."""
     if api_client is None:
-        api_client, credentials = default_api_client(kubeconfig, context)
+        api_client, credentials = default_api_client(kubeconfig, context, monotonic)
     else:
         origin = "the given ApiClient's configuration"
         credentials = describe_credentials(api_client.configuration, origin)
@@ -145,30 +154,139 @@ def check_readable(url: str) -> None:
 
 
 def default_api_client(
-    kubeconfig: str | None = None, context: str | None = None
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[Any, str]:
     """``(api_client, credentials)``: a private client from the in-cluster service account,
-    else the kubeconfig, with urllib3's retries off (only the writer retries)."""
+    else the kubeconfig, with urllib3's retries off (only the writer retries), whose token
+    is loaded again as client-go does (:class:`_Renewal`; durations on ``monotonic``)."""
     from kubernetes import client, config
 
-    configuration = client.Configuration()
+    configuration: Any = client.Configuration()
     loader: Any = config
+    user: dict[str, Any] = {}
     if uses_in_cluster(kubeconfig, context):
-        loader.load_incluster_config(client_configuration=configuration)
+
+        def load(target: Any) -> None:
+            loader.load_incluster_config(client_configuration=target)
+
+        reload = load
         origin = f"the service account token file {SERVICE_ACCOUNT_TOKEN} (in-cluster)"
         sources = ["a bearer token"]
     else:
         # the client reads KUBECONFIG once, at import; read it now so a later change counts
         path = kubeconfig or os.environ.get("KUBECONFIG") or None
-        loader.load_kube_config(
-            config_file=path,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-        origin, sources = _kubeconfig_origin(path, context)
+
+        def load(target: Any) -> None:
+            loader.load_kube_config(
+                config_file=path, context=context, client_configuration=target, persist_config=False
+            )
+
+        def reload(target: Any) -> None:
+            # the loader's load_and_set but for the cluster's part, which would write the CA
+            # and client certificate of -data to temporary files again: after the client's
+            # clean-up at exit, for good
+            from kubernetes.config import kube_config as module
+
+            kube_config: Any = module
+            users = kube_config._get_kube_config_loader(
+                filename=path or kube_config.KUBE_CONFIG_DEFAULT_LOCATION, active_context=context
+            )
+            users._load_authentication()
+            users._set_config(target)
+
+        origin, user = _kubeconfig_origin(path, context)
+        sources = [text for key, text in _USER_SOURCES if user.get(key)]
+    load(configuration)
+    if _token(configuration) or (sources and not configuration.cert_file):
+        renewal = _Renewal(reload, configuration, bool(user.get("tokenFile")), monotonic)
+        configuration.refresh_api_key_hook = renewal
+        # even empty: the client calls the hook only for a configuration with a token
+        configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
     return client.ApiClient(configuration), describe_credentials(configuration, origin, sources)
+
+
+RENEW_SECONDS = 60.0
+"""How old a token read from a kubeconfig's ``tokenFile`` gets before it is read again
+(client-go's period)."""
+
+
+class _Renewal:
+    """The refresh hook of a configuration the sink built (a plain callable to the client).
+
+    Its token comes from a copy loaded as the configuration was, which the client's own hook
+    refreshes (an exec plugin's token past its expiry, the in-cluster token each minute). As
+    client-go does, the copy is loaded anew after a 401 (:func:`refused`), while it holds no
+    token (an exec plugin that failed: raised, for the writer to retry, not sent without
+    credentials), and when a ``tokenFile``'s token is :data:`RENEW_SECONDS` old. A load that
+    fails keeps the token there was. No lock: writers loading at once load twice.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[Any], None],
+        configuration: Any,
+        periodic: bool,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._load = load
+        self._periodic = periodic
+        self._monotonic = monotonic
+        self._copy = SimpleNamespace(
+            api_key=dict(configuration.api_key),
+            refresh_api_key_hook=configuration.refresh_api_key_hook,
+        )
+        self._loaded_at = monotonic()
+        self._stale = False
+
+    def renew(self) -> None:
+        """Load the credentials again before the next request."""
+        self._stale = True
+
+    def __call__(self, configuration: Any) -> None:
+        copy = self._copy
+        due = self._periodic and self._monotonic() - self._loaded_at >= RENEW_SECONDS
+        if self._stale or due or not _token(copy):
+            copy = self._reload(copy)
+        elif copy.refresh_api_key_hook is not None:
+            copy.refresh_api_key_hook(copy)
+        # an empty token keeps the client calling this hook
+        configuration.api_key = {"BearerToken": _token(copy)}
+
+    def _reload(self, old: Any) -> Any:
+        self._stale = False
+        self._loaded_at = self._monotonic()
+        fresh = SimpleNamespace(api_key={}, refresh_api_key_hook=None)
+        try:
+            self._load(fresh)
+        except Exception:
+            if not _token(old):
+                raise
+            return old
+        if not _token(fresh):
+            if _token(old):
+                return old
+            raise RuntimeError(
+                "no credentials: the kubeconfig's user gave no token (for an exec plugin, the "
+                "Kubernetes client's error says why); loaded again at the next try"
+            )
+        self._copy = fresh
+        return fresh
+
+
+def refused(configuration: Any) -> None:
+    """The server answered 401: a configuration the sink built loads its token again before
+    the next request (as client-go does); another's is left as it is."""
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if isinstance(hook, _Renewal):
+        hook.renew()
+
+
+def _token(configuration: Any) -> str:
+    api_key = getattr(configuration, "api_key", None) or {}
+    return str(api_key.get("BearerToken") or api_key.get("authorization") or "")
 
 
 def describe_credentials(configuration: Any, origin: str, sources: list[str] | None = None) -> str:
@@ -177,7 +295,9 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
     if getattr(configuration, "cert_file", None):
         kinds.append("a client certificate")
     api_key = getattr(configuration, "api_key", None) or {}
-    has_token = bool(api_key.get("authorization") or api_key.get("BearerToken"))
+    # a token loaded again (_Renewal) may come later: an exec plugin that failed so far
+    renewed = isinstance(getattr(configuration, "refresh_api_key_hook", None), _Renewal)
+    has_token = renewed or bool(api_key.get("authorization") or api_key.get("BearerToken"))
     if has_token:
         kinds += [s for s in sources or ["a bearer token"] if "certificate" not in s]
     if getattr(configuration, "username", None) and not has_token:
@@ -187,8 +307,8 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
     return f"{' and '.join(dict.fromkeys(kinds))}, from {origin}"
 
 
-def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list[str]]:
-    """The kubeconfig's name, context and user, and its user's kinds of credentials."""
+def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, dict[str, Any]]:
+    """The kubeconfig's name, context and user, and its user's entry."""
     shown = path or os.path.join("~", ".kube", "config")
     try:
         from kubernetes.config import kube_config
@@ -198,10 +318,9 @@ def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list
         name = context or merged.get("current-context")
         user_name = _plain(_entry(merged, "contexts", name).get("context")).get("user")
         user = _plain(_entry(merged, "users", user_name).get("user"))
-    except Exception:  # only a description: the client has loaded it already
-        return f"the kubeconfig {shown}", []
-    origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r})"
-    return origin, [text for key, text in _USER_SOURCES if user.get(key)]
+    except Exception:  # only a description: the client loads it, and says what is wrong
+        return f"the kubeconfig {shown}", {}
+    return f"the kubeconfig {shown} (context {name!r}, user {user_name!r})", user
 
 
 def _plain(node: Any) -> dict[str, Any]:

@@ -295,6 +295,107 @@ class TestKubernetesEventSink:
         assert not [t for t in texts if "S3cr" in t or "etPw" in t or "admin:" in t], texts
 
 
+# -- credentials loaded again, as client-go loads them ---------------------------------------------
+
+
+def _sent_tokens(server: LocalApiServer, method: str = "POST") -> list[str]:
+    """The ``Authorization`` header of each ``method`` request ("" for none)."""
+    sent = [r.headers for r in server.requests if r.method == method]
+    return [next((v for k, v in h.items() if k.lower() == "authorization"), "") for h in sent]
+
+
+_PLUGIN_FAILING_ONCE = """#!{python}
+# an exec credential plugin whose first run fails (its identity provider unreachable)
+import json, pathlib, sys
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+if run == 1:
+    sys.exit("cannot reach the identity provider")
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": {{"token": "from-plugin-run-" + str(run)}}}}))
+"""
+
+
+class TestCredentialsLoadedAgain:
+    """The official client loads a kubeconfig's credentials once (an exec plugin's token
+    again past its expiry) and the in-cluster token once a minute; client-go loads them again
+    where they may have changed. The sink's own client follows client-go."""
+
+    def test_an_exec_plugin_that_failed_while_the_client_was_built_runs_again(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An exec plugin that failed once while the client was built (its identity provider
+        unreachable for a moment) left the client with no token and no way to get one: every
+        write of the process's life went without credentials (401 on a real server). While it
+        has given no token, the plugin runs again at the next request."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_FAILING_ONCE.format(python=sys.executable))
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            assert (tmp_path / "runs").read_text() == "1"  # it failed while the client was built
+            s.create(_event(name="web-0.1"))
+            s.create(_event(name="web-0.2"))
+        finally:
+            s.close()
+        assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 2
+
+    def test_a_kubeconfig_token_file_is_read_again_each_minute(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A kubeconfig's ``tokenFile`` (a projected token that another process renews) was
+        read once, when the client was built: once that token expired, every write was refused
+        for the process's life. It is read again when the token sent is a minute old."""
+        token = tmp_path / "token"
+        token.write_text("first\n")
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"tokenFile": str(token)})
+        clock = FakeClock(T0)
+        s = sink.KubernetesEventSink(qps=0, clock=clock)
+        try:
+            s.create(_event(name="web-0.1"))
+            token.write_text("second\n")
+            clock.step(59)
+            s.create(_event(name="web-0.2"))
+            clock.step(1)
+            s.create(_event(name="web-0.3"))
+        finally:
+            s.close()
+        assert _sent_tokens(server) == ["Bearer first", "Bearer first", "Bearer second"]
+
+    def test_after_a_401_the_in_cluster_token_is_read_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """In a pod, the client reads the service account token again once a minute: a token
+        the server refused (401: rotated and expired, or revoked) was sent until then, and
+        every event meanwhile lost. A 401 has the next request read the token file again."""
+        from kubernetes.config import incluster_config
+
+        with LocalApiServer(tls=True) as server:
+            token, ca = tmp_path / "token", tmp_path / "ca.crt"
+            token.write_text("first")
+            ca.write_bytes(server.ca_pem or b"")
+            monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+            monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+            s = sink.KubernetesEventSink(qps=0)
+            try:
+                assert s.credentials.endswith("(in-cluster)")
+                token.write_text("second")  # the kubelet renewed it
+                server.inject("POST", status=401)
+                with pytest.raises(sink.ApiStatusError):
+                    s.create(_event(name="web-0.1"))
+                s.create(_event(name="web-0.2"))
+            finally:
+                s.close()
+            assert _sent_tokens(server) == ["bearer first", "bearer second"]
+
+
 def _use_kubeconfig(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str, user: dict[str, str]
 ) -> None:
