@@ -317,10 +317,13 @@ def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, dict
         merged: dict[str, Any] = merger(shown).config.value  # it expands ~ itself
         name = context or merged.get("current-context")
         user_name = _plain(_entry(merged, "contexts", name).get("context")).get("user")
-        user = _plain(_entry(merged, "users", user_name).get("user"))
+        entry = _entry(merged, "users", user_name)
     except Exception:  # only a description: the client loads it, and says what is wrong
         return f"the kubeconfig {shown}", {}
-    return f"the kubeconfig {shown} (context {name!r}, user {user_name!r})", user
+    # a user it lacks means no credentials, to the client as to client-go: say why
+    lacks = ", which it does not have" if user_name and not entry else ""
+    origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r}{lacks})"
+    return origin, _plain(entry.get("user"))
 
 
 def _plain(node: Any) -> dict[str, Any]:

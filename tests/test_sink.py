@@ -295,6 +295,25 @@ class TestKubernetesEventSink:
         assert not [t for t in texts if "S3cr" in t or "etPw" in t or "admin:" in t], texts
 
 
+def test_a_context_naming_a_user_the_kubeconfig_lacks_says_so_in_the_401s_report(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A context whose user is not in the kubeconfig (a typo, a file of KUBECONFIG's list
+    left out) gives no credentials, in the official client as in client-go: the report of
+    the 401 said "no credentials (..., user 'ci')" as if that user had none. It says the
+    kubeconfig has no such user."""
+    _use_kubeconfig(tmp_path, monkeypatch, server.url, {"token": "t"})
+    config = yaml.safe_load((tmp_path / "config").read_text())
+    config["contexts"][0]["context"]["user"] = "ci"
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    s = sink.KubernetesEventSink(qps=0)
+    s.close()
+    assert s.credentials == (
+        f"no credentials (the kubeconfig {tmp_path / 'config'} (context 'c', user 'ci', "
+        "which it does not have))"
+    )
+
+
 # -- credentials loaded again, as client-go loads them ---------------------------------------------
 
 
