@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
+    "NoCredentialsError",
     "check_readable",
     "client",
     "default_api_client",
@@ -208,6 +209,11 @@ def default_api_client(
     return client.ApiClient(configuration), describe_credentials(configuration, origin, sources)
 
 
+class NoCredentialsError(RuntimeError):
+    """The kubeconfig's user gave no token yet (an exec plugin failed): the write is retried,
+    and the credentials loaded again first."""
+
+
 RENEW_SECONDS = 60.0
 """How old a token read from a kubeconfig's ``tokenFile`` gets before it is read again
 (client-go's period)."""
@@ -268,7 +274,7 @@ class _Renewal:
         if not _token(fresh):
             if _token(old):
                 return old
-            raise RuntimeError(
+            raise NoCredentialsError(
                 "no credentials: the kubeconfig's user gave no token (for an exec plugin, the "
                 "Kubernetes client's error says why); loaded again at the next try"
             )

@@ -363,6 +363,27 @@ class TestCredentialsLoadedAgain:
             s.close()
         assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 2
 
+    def test_a_write_is_not_sent_without_the_token_an_exec_plugin_keeps_failing_to_give(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While the plugin fails, a write fails before anything is sent, with an error the
+        writer retries (as client-go's request fails), and the plugin runs at each try."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('no identity provider')\n")
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            for _ in range(2):
+                with pytest.raises(_kubeconfig.NoCredentialsError, match="no credentials") as info:
+                    s.create(_event())
+                assert sink.is_retryable(info.value)
+        finally:
+            s.close()
+        assert "exec plugin" in s.credentials
+        assert server.requests == []
+
     def test_a_kubeconfig_token_file_is_read_again_each_minute(
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
