@@ -6,7 +6,9 @@ of the credentials, never their value, go into the report of a 401.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -206,7 +208,22 @@ def default_api_client(
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
-    return client.ApiClient(configuration), describe_credentials(configuration, origin, sources)
+    api_client = client.ApiClient(configuration)
+    _hold_written_ca(api_client)
+    return api_client, describe_credentials(configuration, origin, sources)
+
+
+def _hold_written_ca(api_client: Any) -> None:
+    """A CA the client wrote to a temporary file (a kubeconfig's ``certificate-authority-data``)
+    is held in memory by its pool: the client deletes the file at exit, before
+    ``logging.shutdown()`` flushes the handler, and urllib3 reads it at each new connection."""
+    kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
+    written = getattr(kube_config, "_temp_files", None) or {}
+    options = api_client.rest_client.pool_manager.connection_pool_kw
+    path = options.get("ca_certs")
+    if path and not options.get("ca_cert_data") and path in written.values():
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="ascii") as file:
+            options["ca_cert_data"], options["ca_certs"] = file.read(), None
 
 
 class NoCredentialsError(RuntimeError):
