@@ -202,7 +202,8 @@ def default_api_client(
         origin, user = _kubeconfig_origin(path, context)
         sources = [text for key, text in _USER_SOURCES if user.get(key)]
     load(configuration)
-    if _token(configuration) or (sources and not configuration.cert_file):
+    # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
+    if _token(configuration) or (user.get("exec") and not configuration.cert_file):
         renewal = _Renewal(reload, configuration, bool(user.get("tokenFile")), monotonic)
         configuration.refresh_api_key_hook = renewal
         # even empty: the client calls the hook only for a configuration with a token

@@ -384,6 +384,21 @@ class TestCredentialsLoadedAgain:
         assert "exec plugin" in s.credentials
         assert server.requests == []
 
+    def test_an_auth_provider_the_client_lacks_is_no_plugin_to_wait_for(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An auth provider the client no longer has (``azure``) never gives a token: the
+        write goes as the client sends it (a 401 on a real server, reported at once), and is
+        not retried as if a plugin might give one at the next try."""
+        provider = {"name": "azure", "config": {"access-token": "t"}}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"auth-provider": provider})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            s.create(_event())
+        finally:
+            s.close()
+        assert _sent_tokens(server) == [""]
+
     def test_a_kubeconfig_token_file_is_read_again_each_minute(
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
