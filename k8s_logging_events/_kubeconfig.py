@@ -199,7 +199,7 @@ def default_api_client(
             users._load_authentication()
             users._set_config(target)
 
-        origin, user = _kubeconfig_origin(path, context)
+        origin, context, user = _kubeconfig_origin(path, context)
         sources = [text for key, text in _USER_SOURCES if user.get(key)]
     load(configuration)
     # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
@@ -331,23 +331,30 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
     return f"{' and '.join(dict.fromkeys(kinds))}, from {origin}"
 
 
-def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, dict[str, Any]]:
-    """The kubeconfig's name, context and user, and its user's entry."""
+def _kubeconfig_origin(
+    path: str | None, context: str | None
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The kubeconfig's name, context and user; the context (None: the client's choice); its
+    user's entry."""
     shown = path or os.path.join("~", ".kube", "config")
     try:
         from kubernetes.config import kube_config
 
-        merger: Any = kube_config.KubeConfigMerger
-        merged: dict[str, Any] = merger(shown).config.value  # it expands ~ itself
-        name = context or merged.get("current-context")
+        merging: Any = kube_config.KubeConfigMerger
+        merger = merging(shown)  # it expands ~ itself
+        merged: dict[str, Any] = merger.config.value
+        # of several files, the first to name a current context wins, as for every key in
+        # kubectl and client-go (the client takes the last's)
+        named = (merger.config_files[file].get("current-context") for file in merger.paths)
+        name = context or next(filter(None, named), None)
         user_name = _plain(_entry(merged, "contexts", name).get("context")).get("user")
         entry = _entry(merged, "users", user_name)
     except Exception:  # only a description: the client loads it, and says what is wrong
-        return f"the kubeconfig {shown}", {}
+        return f"the kubeconfig {shown}", context, {}
     # a user it lacks means no credentials, to the client as to client-go: say why
     lacks = ", which it does not have" if user_name and not entry else ""
     origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r}{lacks})"
-    return origin, _plain(entry.get("user"))
+    return origin, name, _plain(entry.get("user"))
 
 
 def _plain(node: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -312,6 +313,34 @@ def test_a_context_naming_a_user_the_kubeconfig_lacks_says_so_in_the_401s_report
         f"no credentials (the kubeconfig {tmp_path / 'config'} (context 'c', user 'ci', "
         "which it does not have))"
     )
+
+
+def test_the_first_file_of_kubeconfig_that_names_a_current_context_wins(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBECONFIG lists several files: kubectl and client-go take the current context of the
+    first file that names one (as every other key), the official client the last's: the
+    sink wrote to the cluster, as the user, of a context kubectl did not use."""
+    for name in ("first", "second"):
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": server.url}}],
+            "users": [{"name": name, "user": {"token": f"token-of-{name}"}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        }
+        (tmp_path / name).write_text(yaml.safe_dump(config))
+    files = [str(tmp_path / "none"), str(tmp_path / "first"), str(tmp_path / "second")]
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join(files))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    s = sink.KubernetesEventSink(qps=0)
+    try:
+        s.create(_event())
+    finally:
+        s.close()
+    assert "(context 'first', user 'first')" in s.credentials
+    assert _sent_tokens(server) == ["Bearer token-of-first"]
 
 
 # -- credentials loaded again, as client-go loads them ---------------------------------------------
