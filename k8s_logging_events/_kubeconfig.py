@@ -1,4 +1,5 @@
-"""Where the sink's client configuration comes from, and what credentials it sends.
+"""Where the sink's client configuration comes from, what credentials it sends, and when its
+own client loads them again.
 
 Beside the sink, at the I/O end of the pipeline (docs/architecture.md). The kind and source
 of the credentials, never their value, go into the report of a 401.
