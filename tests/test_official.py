@@ -179,7 +179,9 @@ def test_tls_material_from_a_kubeconfig_s_data_outlives_the_clients_cleanup_at_e
     ``client-certificate-data``/``client-key-data`` to temporary files, and deletes them in
     an ``atexit`` function registered when it loads the kubeconfig: it runs before
     ``logging.shutdown()`` flushes the handler. Each connection that flush opened failed
-    (``cannot load the CA certificates``), and the events written at exit were lost. The
+    (``cannot load the CA certificates``), and the events written at exit were lost; a
+    forked child that ends normally (a gunicorn worker) runs that clean-up too, and the
+    parent then lost every event a new connection carried. The
     channel keeps what the files held when it was made, for files deleted since (here for
     a client the application loaded itself; a sink's own holds the CA in memory)."""
     from kubernetes import config
