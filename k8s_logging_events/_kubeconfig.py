@@ -205,7 +205,7 @@ def default_api_client(
     load(configuration)
     # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
     if _token(configuration) or (user.get("exec") and not configuration.cert_file):
-        renewal = _Renewal(reload, configuration, bool(user.get("tokenFile")), monotonic)
+        renewal = _Renewal(reload, configuration, origin, bool(user.get("tokenFile")), monotonic)
         configuration.refresh_api_key_hook = renewal
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
@@ -253,10 +253,12 @@ class _Renewal:
         self,
         load: Callable[[Any], None],
         configuration: Any,
+        origin: str,
         periodic: bool,
         monotonic: Callable[[], float],
     ) -> None:
         self._load = load
+        self._origin = origin
         self._periodic = periodic
         self._monotonic = monotonic
         self._copy = SimpleNamespace(
@@ -294,8 +296,8 @@ class _Renewal:
             if _token(old):
                 return old
             raise NoCredentialsError(
-                "no credentials: the kubeconfig's user gave no token (for an exec plugin, the "
-                "Kubernetes client's error says why); loaded again at the next try"
+                f"no credentials: the exec plugin of {self._origin} gave no token (the "
+                "Kubernetes client's error says why); it runs again at the next try"
             )
         self._copy = fresh
         return fresh

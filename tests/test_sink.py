@@ -405,8 +405,12 @@ class TestCredentialsLoadedAgain:
         s = sink.KubernetesEventSink(qps=0)
         try:
             for _ in range(2):
-                with pytest.raises(_kubeconfig.NoCredentialsError, match="no credentials") as info:
+                with pytest.raises(_kubeconfig.NoCredentialsError) as info:
                     s.create(_event())
+                assert str(info.value).startswith(
+                    f"no credentials: the exec plugin of the kubeconfig {tmp_path / 'config'} "
+                    "(context 'c', user 'u') gave no token"
+                )
                 assert sink.is_retryable(info.value)
         finally:
             s.close()
