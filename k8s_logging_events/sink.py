@@ -131,7 +131,8 @@ class KubernetesEventSink:
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
         self._api_client: Any
-        # durations (the rate limit, a token file's age): the monotonic reading, never the wall
+        # durations (the rate limit, a token file's age) on the monotonic reading, never the
+        # wall clock
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._api_client, self.credentials = _kubeconfig.client(
             api_client, kubeconfig, context, self._monotonic
