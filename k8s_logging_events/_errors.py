@@ -331,7 +331,7 @@ def cause(error: Exception) -> str:
 def explain(error: Exception, sink: object = None) -> str:
     """The error described, then what it means and what to do, for the errors a user can fix:
     a 401 names the credentials sent (never their value), a 403 what is not allowed and the
-    Role of :data:`RBAC_EXAMPLE`, an unreachable server its host."""
+    Role of :data:`RBAC_EXAMPLE`, a TLS failure and an unreachable server their host."""
     text = describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:
@@ -342,6 +342,14 @@ def explain(error: Exception, sink: object = None) -> str:
         )
     if status == 403:
         return f"{text} ({_forbidden(error)})"
+    if status == 0 and str(getattr(error, "reason", "")).startswith("SSLError"):
+        host = optional(sink, "host", str, "")
+        return (
+            f"{text} (TLS with the API server{f' at {host}' if host else ''} failed: check "
+            "the CA the client trusts (a kubeconfig's certificate-authority or "
+            "certificate-authority-data; in a pod, the service account's ca.crt), the name "
+            "it checks (the server's, or tls-server-name) and the client certificate)"
+        )
     if unreachable(error):
         host = optional(sink, "host", str, "")
         return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"

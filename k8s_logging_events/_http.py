@@ -16,10 +16,11 @@ import select
 import socket
 import struct
 import sys
+import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from k8s_logging_events import _process
@@ -48,7 +49,10 @@ class TlsSettings:
     """How to put TLS on a connection, as the official client's urllib3 pool would.
 
     Each new connection gets a context of its own, as in urllib3: a CA bundle or client
-    certificate rewritten on disk is read again by the next connection.
+    certificate rewritten on disk is read again by the next connection. A file deleted since
+    is loaded from ``kept``, what it held when the settings were made: the official client
+    deletes the files it wrote for a kubeconfig's ``-data`` at exit, before ``logging``'s
+    shutdown flushes the handler.
     """
 
     server_hostname: str
@@ -60,6 +64,8 @@ class TlsSettings:
     """PEM text or DER bytes."""
     cert_file: str | None = None
     key_file: str | None = None
+    kept: Mapping[str, bytes] = field(default_factory=dict)
+    """The files' contents by path, when the settings were made."""
 
     def context(self) -> ssl.SSLContext:
         """A client context with urllib3's defaults and these settings (``ssl.SSLError``:
@@ -82,16 +88,37 @@ class TlsSettings:
             except ssl.SSLError:
                 raise
             except OSError as error:  # a missing file: urllib3 calls that an SSLError
-                raise ssl.SSLError(f"cannot load the CA certificates: {error}") from error
+                kept = self.kept.get(self.ca_file or "")
+                if kept is None or os.path.exists(self.ca_file or ""):
+                    raise ssl.SSLError(f"cannot load the CA certificates: {error}") from error
+                context.load_verify_locations(cadata=kept.decode("latin-1"))
+                if self.ca_data:
+                    context.load_verify_locations(cadata=self.ca_data)
         else:
             context.load_default_certs()
         if self.cert_file:
-            context.load_cert_chain(self.cert_file, self.key_file)
+            self._load_cert_chain(context)
         context.set_alpn_protocols(["http/1.1"])
         keylog = os.environ.get("SSLKEYLOGFILE")
         if keylog:  # urllib3 honours it: packet captures of the sink's traffic keep working
             context.keylog_filename = os.path.expandvars(keylog)
         return context
+
+    def _load_cert_chain(self, context: ssl.SSLContext) -> None:
+        """The client certificate and key, from a private copy of those kept when a file
+        is gone (the ``ssl`` module loads them from files only), deleted at once."""
+        paths = [self.cert_file or "", self.key_file or ""]
+        kept = [self.kept.get(path) for path in paths if path]
+        if all(map(os.path.exists, filter(None, paths))) or None in kept:
+            context.load_cert_chain(self.cert_file or "", self.key_file)
+            return
+        descriptor, name = tempfile.mkstemp(suffix=".pem")  # readable by its owner only
+        try:
+            with os.fdopen(descriptor, "wb") as file:
+                file.write(b"\n".join(cast("list[bytes]", kept)))
+            context.load_cert_chain(name)
+        finally:
+            os.unlink(name)
 
 
 class _StaleError(Exception):

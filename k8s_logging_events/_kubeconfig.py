@@ -1,4 +1,5 @@
-"""Where the sink's client configuration comes from, and what credentials it sends.
+"""Where the sink's client configuration comes from, what credentials it sends, and when its
+own client loads them again.
 
 Beside the sink, at the I/O end of the pipeline (docs/architecture.md). The kind and source
 of the credentials, never their value, go into the report of a 401.
@@ -6,12 +7,18 @@ of the credentials, never their value, go into the report of a 401.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
+    "NoCredentialsError",
     "check_readable",
     "client",
     "default_api_client",
@@ -20,6 +27,7 @@ __all__ = [
     "in_cluster",
     "kubeconfig_paths",
     "not_found_report",
+    "refused",
     "shown_url",
     "url_without_credentials",
 ]
@@ -120,11 +128,16 @@ def shown_url(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
-def client(api_client: Any, kubeconfig: str | None, context: str | None) -> tuple[Any, str]:
+def client(
+    api_client: Any,
+    kubeconfig: str | None,
+    context: str | None,
+    monotonic: Callable[[], float] = time.monotonic,
+) -> tuple[Any, str]:
     """``api_client`` (or :func:`default_api_client` without one) and its credentials;
     a ValueError for a server URL :func:`check_readable` refuses."""
     if api_client is None:
-        api_client, credentials = default_api_client(kubeconfig, context)
+        api_client, credentials = default_api_client(kubeconfig, context, monotonic)
     else:
         origin = "the given ApiClient's configuration"
         credentials = describe_credentials(api_client.configuration, origin)
@@ -145,30 +158,162 @@ def check_readable(url: str) -> None:
 
 
 def default_api_client(
-    kubeconfig: str | None = None, context: str | None = None
+    kubeconfig: str | None = None,
+    context: str | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> tuple[Any, str]:
     """``(api_client, credentials)``: a private client from the in-cluster service account,
-    else the kubeconfig, with urllib3's retries off (only the writer retries)."""
+    else the kubeconfig, with urllib3's retries off (only the writer retries), whose token
+    is loaded again as client-go does (:class:`_Renewal`; durations on ``monotonic``)."""
     from kubernetes import client, config
 
-    configuration = client.Configuration()
+    configuration: Any = client.Configuration()
     loader: Any = config
+    user: dict[str, Any] = {}
     if uses_in_cluster(kubeconfig, context):
-        loader.load_incluster_config(client_configuration=configuration)
+
+        def load(target: Any) -> None:
+            loader.load_incluster_config(client_configuration=target)
+
+        reload = load
         origin = f"the service account token file {SERVICE_ACCOUNT_TOKEN} (in-cluster)"
         sources = ["a bearer token"]
     else:
         # the client reads KUBECONFIG once, at import; read it now so a later change counts
         path = kubeconfig or os.environ.get("KUBECONFIG") or None
-        loader.load_kube_config(
-            config_file=path,
-            context=context,
-            client_configuration=configuration,
-            persist_config=False,
-        )
-        origin, sources = _kubeconfig_origin(path, context)
+
+        def load(target: Any) -> None:
+            loader.load_kube_config(
+                config_file=path, context=context, client_configuration=target, persist_config=False
+            )
+
+        def reload(target: Any) -> None:
+            # the loader's load_and_set but for the cluster's part, which would write the CA
+            # and client certificate of -data to temporary files again: after the client's
+            # clean-up at exit, for good
+            from kubernetes.config import kube_config as module
+
+            kube_config: Any = module
+            users = kube_config._get_kube_config_loader(
+                filename=path or kube_config.KUBE_CONFIG_DEFAULT_LOCATION, active_context=context
+            )
+            users._load_authentication()
+            users._set_config(target)
+
+        origin, context, user = _kubeconfig_origin(path, context)
+        sources = [text for key, text in _USER_SOURCES if user.get(key)]
+    load(configuration)
+    # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
+    if _token(configuration) or (user.get("exec") and not configuration.cert_file):
+        renewal = _Renewal(reload, configuration, origin, bool(user.get("tokenFile")), monotonic)
+        configuration.refresh_api_key_hook = renewal
+        # even empty: the client calls the hook only for a configuration with a token
+        configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
-    return client.ApiClient(configuration), describe_credentials(configuration, origin, sources)
+    api_client = client.ApiClient(configuration)
+    _hold_written_ca(api_client)
+    return api_client, describe_credentials(configuration, origin, sources)
+
+
+def _hold_written_ca(api_client: Any) -> None:
+    """A CA the client wrote to a temporary file (a kubeconfig's ``certificate-authority-data``)
+    is held in memory by its pool: the client deletes the file at exit, before
+    ``logging.shutdown()`` flushes the handler, and urllib3 reads it at each new connection."""
+    kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
+    written = getattr(kube_config, "_temp_files", None) or {}
+    options = api_client.rest_client.pool_manager.connection_pool_kw
+    path = options.get("ca_certs")
+    if path and not options.get("ca_cert_data") and path in written.values():
+        with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="ascii") as file:
+            options["ca_cert_data"], options["ca_certs"] = file.read(), None
+
+
+class NoCredentialsError(RuntimeError):
+    """The kubeconfig's user gave no token yet (an exec plugin failed): the write is retried,
+    and the credentials loaded again first."""
+
+
+RENEW_SECONDS = 60.0
+"""How old a token read from a kubeconfig's ``tokenFile`` gets before it is read again
+(client-go's period)."""
+
+
+class _Renewal:
+    """The refresh hook of a configuration the sink built (a plain callable to the client).
+
+    Its token comes from a copy loaded as the configuration was, which the client's own hook
+    refreshes (an exec plugin's token past its expiry, the in-cluster token each minute). As
+    client-go does, the copy is loaded anew after a 401 (:func:`refused`), while it holds no
+    token (an exec plugin that failed: raised, for the writer to retry, not sent without
+    credentials), and when a ``tokenFile``'s token is :data:`RENEW_SECONDS` old. A load that
+    fails keeps the token there was. No lock: writers loading at once load twice.
+    """
+
+    def __init__(
+        self,
+        load: Callable[[Any], None],
+        configuration: Any,
+        origin: str,
+        periodic: bool,
+        monotonic: Callable[[], float],
+    ) -> None:
+        self._load = load
+        self._origin = origin
+        self._periodic = periodic
+        self._monotonic = monotonic
+        self._copy = SimpleNamespace(
+            api_key=dict(configuration.api_key),
+            refresh_api_key_hook=configuration.refresh_api_key_hook,
+        )
+        self._loaded_at = monotonic()
+        self._stale = False
+
+    def renew(self) -> None:
+        """Load the credentials again before the next request."""
+        self._stale = True
+
+    def __call__(self, configuration: Any) -> None:
+        copy = self._copy
+        due = self._periodic and self._monotonic() - self._loaded_at >= RENEW_SECONDS
+        if self._stale or due or not _token(copy):
+            copy = self._reload(copy)
+        elif copy.refresh_api_key_hook is not None:
+            copy.refresh_api_key_hook(copy)
+        # an empty token keeps the client calling this hook
+        configuration.api_key = {"BearerToken": _token(copy)}
+
+    def _reload(self, old: Any) -> Any:
+        self._stale = False
+        self._loaded_at = self._monotonic()
+        fresh = SimpleNamespace(api_key={}, refresh_api_key_hook=None)
+        try:
+            self._load(fresh)
+        except Exception:
+            if not _token(old):
+                raise
+            return old
+        if not _token(fresh):
+            if _token(old):
+                return old
+            raise NoCredentialsError(
+                f"no credentials: the exec plugin of {self._origin} gave no token (the "
+                "Kubernetes client's error says why); it runs again at the next try"
+            )
+        self._copy = fresh
+        return fresh
+
+
+def refused(configuration: Any) -> None:
+    """The server answered 401: a configuration the sink built loads its token again before
+    the next request (as client-go does); another's is left as it is."""
+    hook = getattr(configuration, "refresh_api_key_hook", None)
+    if isinstance(hook, _Renewal):
+        hook.renew()
+
+
+def _token(configuration: Any) -> str:
+    api_key = getattr(configuration, "api_key", None) or {}
+    return str(api_key.get("BearerToken") or api_key.get("authorization") or "")
 
 
 def describe_credentials(configuration: Any, origin: str, sources: list[str] | None = None) -> str:
@@ -177,7 +322,9 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
     if getattr(configuration, "cert_file", None):
         kinds.append("a client certificate")
     api_key = getattr(configuration, "api_key", None) or {}
-    has_token = bool(api_key.get("authorization") or api_key.get("BearerToken"))
+    # a token loaded again (_Renewal) may come later: an exec plugin that failed so far
+    renewed = isinstance(getattr(configuration, "refresh_api_key_hook", None), _Renewal)
+    has_token = renewed or bool(api_key.get("authorization") or api_key.get("BearerToken"))
     if has_token:
         kinds += [s for s in sources or ["a bearer token"] if "certificate" not in s]
     if getattr(configuration, "username", None) and not has_token:
@@ -187,21 +334,30 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
     return f"{' and '.join(dict.fromkeys(kinds))}, from {origin}"
 
 
-def _kubeconfig_origin(path: str | None, context: str | None) -> tuple[str, list[str]]:
-    """The kubeconfig's name, context and user, and its user's kinds of credentials."""
+def _kubeconfig_origin(
+    path: str | None, context: str | None
+) -> tuple[str, str | None, dict[str, Any]]:
+    """The kubeconfig's name, context and user; the context (None: the client's choice); its
+    user's entry."""
     shown = path or os.path.join("~", ".kube", "config")
     try:
         from kubernetes.config import kube_config
 
-        merger: Any = kube_config.KubeConfigMerger
-        merged: dict[str, Any] = merger(shown).config.value  # it expands ~ itself
-        name = context or merged.get("current-context")
+        merging: Any = kube_config.KubeConfigMerger
+        merger = merging(shown)  # it expands ~ itself
+        merged: dict[str, Any] = merger.config.value
+        # of several files, the first to name a current context wins, as for every key in
+        # kubectl and client-go (the client takes the last's)
+        named = (merger.config_files[file].get("current-context") for file in merger.paths)
+        name = context or next(filter(None, named), None)
         user_name = _plain(_entry(merged, "contexts", name).get("context")).get("user")
-        user = _plain(_entry(merged, "users", user_name).get("user"))
-    except Exception:  # only a description: the client has loaded it already
-        return f"the kubeconfig {shown}", []
-    origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r})"
-    return origin, [text for key, text in _USER_SOURCES if user.get(key)]
+        entry = _entry(merged, "users", user_name)
+    except Exception:  # only a description: the client loads it, and says what is wrong
+        return f"the kubeconfig {shown}", context, {}
+    # a user it lacks means no credentials, to the client as to client-go: say why
+    lacks = ", which it does not have" if user_name and not entry else ""
+    origin = f"the kubeconfig {shown} (context {name!r}, user {user_name!r}{lacks})"
+    return origin, name, _plain(entry.get("user"))
 
 
 def _plain(node: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -140,15 +140,26 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
     if "%" in name:  # an IPv6 zone: the ssl module would take it for a DNS name
         name = name[: name.rfind("%")]
     ca_data = options.get("ca_cert_data")
+    files = [options.get(key) or None for key in ("ca_certs", "cert_file", "key_file")]
     return TlsSettings(
         server_hostname=name.rstrip("."),
         verify=verify,
         check_hostname=verify and assert_hostname is None,
-        ca_file=options.get("ca_certs") or None,
+        ca_file=files[0],
         ca_data=ca_data if isinstance(ca_data, str | bytes) and ca_data else None,
-        cert_file=options.get("cert_file") or None,
-        key_file=options.get("key_file") or None,
+        cert_file=files[1],
+        key_file=files[2],
+        kept=_contents(file for file in files if file),
     )
+
+
+def _contents(paths: Iterable[str]) -> dict[str, bytes]:
+    """What the files hold now, by path (one that cannot be read is left out)."""
+    kept = {}
+    for path in paths:
+        with contextlib.suppress(OSError), open(path, "rb") as file:
+            kept[path] = file.read()
+    return kept
 
 
 class ClientTransport:

@@ -131,11 +131,14 @@ class KubernetesEventSink:
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
         self._api_client: Any
-        self._api_client, self.credentials = _kubeconfig.client(api_client, kubeconfig, context)
+        # durations (the rate limit, a token file's age) on the monotonic reading, never the
+        # wall clock
+        self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
+        self._api_client, self.credentials = _kubeconfig.client(
+            api_client, kubeconfig, context, self._monotonic
+        )
         """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
-        # the rate limit measures durations: on the monotonic reading, never the wall clock
-        self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
         # the writers' (a flush's switch of the rate takes none); reentrant all the same
@@ -275,7 +278,12 @@ class KubernetesEventSink:
         self._wait_for_rate_limit()
         if self._closed.is_set():  # what was pending at close() is counted already
             raise ConnectionAbortedError("the sink was closed")
-        return _transport.send(self._transport, method, path, content_type, data)
+        try:
+            return _transport.send(self._transport, method, path, content_type, data)
+        except ApiStatusError as error:
+            if error.status == 401:  # the next request loads the credentials again
+                _kubeconfig.refused(self._api_client.configuration)
+            raise
 
     def read_pod_uid(self, namespace: str, name: str) -> str:
         """GET the pod ``namespace/name`` and return its uid (for ``default_involved="pod"``).

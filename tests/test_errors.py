@@ -611,6 +611,19 @@ def test_a_certificate_the_client_does_not_trust_reads_without_a_status_code(
     assert handler.stats()["failed"] == 1
 
 
+def test_a_tls_failure_names_the_server_and_what_to_check(clock, reports) -> None:
+    """A refused certificate said only OpenSSL's words (``unable to get local issuer
+    certificate``), neither the server nor the settings that decide it. The report names
+    the server and the kubeconfig's and the pod's settings to check."""
+    with LocalApiServer(tls=True) as secured:
+        _write(clock, sink=secured.url)
+    (line,) = [m for m in reports.messages() if "CERTIFICATE_VERIFY_FAILED" in m]
+    assert f"TLS with the API server at {secured.url} failed" in line, line
+    assert "certificate-authority-data" in line
+    assert "ca.crt" in line
+    assert "tls-server-name" in line
+
+
 # --- what a deadline could not write --------------------------------------------------------
 
 

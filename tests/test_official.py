@@ -172,6 +172,66 @@ def test_the_clients_own_path_leaves_every_retry_to_the_writer() -> None:
     assert fault.fired == 1
 
 
+def test_tls_material_from_a_kubeconfig_s_data_outlives_the_clients_cleanup_at_exit(
+    tmp_path: Path,
+) -> None:
+    """The official client writes a kubeconfig's ``certificate-authority-data`` and
+    ``client-certificate-data``/``client-key-data`` to temporary files, and deletes them in
+    an ``atexit`` function registered when it loads the kubeconfig: it runs before
+    ``logging.shutdown()`` flushes the handler. Each connection that flush opened failed
+    (``cannot load the CA certificates``), and the events written at exit were lost; a
+    forked child that ends normally (a gunicorn worker) runs that clean-up too, and the
+    parent then lost every event a new connection carried. The
+    channel keeps what the files held when it was made, for files deleted since (here for
+    a client the application loaded itself; a sink's own holds the CA in memory)."""
+    from kubernetes import config
+    from kubernetes.config import kube_config
+
+    with LocalApiServer(tls=True, client_certificates=True) as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path, client_certificate=server.client_certificate("alice"))
+        configuration = client.Configuration()
+        config.load_kube_config(str(path), client_configuration=configuration)
+        events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+        transport = events_sink._transport
+        try:
+            assert isinstance(transport, _http.Channel)
+            files = [configuration.ssl_ca_cert, configuration.cert_file, configuration.key_file]
+            assert set(files) <= set(kube_config._temp_files.values())
+            assert all(files)
+            for file in files:  # as the client's clean-up at exit does
+                Path(str(file)).unlink()
+            answer = transport.request("GET", "/api/v1/namespaces/default", JSON, b"")
+        finally:
+            events_sink.close()
+            events_sink.api_client.close()
+        assert answer.status == 200  # the certificate authenticated the request
+        assert transport.connections_opened == 1
+
+
+def test_a_kubeconfig_s_certificate_authority_data_outlives_the_clean_up_on_the_clients_path(
+    tmp_path: Path,
+) -> None:
+    """The same on the official client's path (a proxy: ``proxy-url``, ``HTTPS_PROXY``),
+    whose urllib3 pool read the CA file the client wrote at each new connection: the sink's
+    own client holds a kubeconfig's ``certificate-authority-data`` in memory."""
+    from kubernetes.config import kube_config
+
+    with LocalApiServer(tls=True, token="s3cret") as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        before = set(kube_config._temp_files.values())
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(path), qps=0)
+        transport = _official.ClientTransport(events_sink.api_client, 5.0)
+        try:
+            for file in set(kube_config._temp_files.values()) - before:
+                Path(file).unlink()  # as the client's clean-up at exit does
+            answer = transport.request("GET", "/api/v1/namespaces/default", JSON, b"")
+        finally:
+            events_sink.close()
+        assert answer.status == 200
+
+
 class _Oversized:
     """A raw server that answers every request 201 with a body of ``size`` spaces, and
     counts the bytes it could send before the client went away."""

@@ -383,7 +383,7 @@ def test_multiprocessing_fork_children_of_a_users_broadcaster_under_load(server)
 
 _PLUGIN = """#!{python}
 # an exec credential plugin: a token (already expired, so that the next request runs the
-# plugin again), until its {hang_at}th run, which hangs (as a Go plugin does, it keeps the
+# plugin again), but at its {hang_at}th run, which hangs (as a Go plugin does, it keeps the
 # signal mask it was started with)
 import json, os, pathlib, time
 
@@ -391,7 +391,7 @@ here = pathlib.Path(__file__).parent
 runs = here / "runs"
 run = int(runs.read_text()) + 1 if runs.exists() else 1
 runs.write_text(str(run))
-if run >= {hang_at}:
+if run == {hang_at}:
     (here / "pid.tmp").write_text(str(os.getpid()))
     os.replace(here / "pid.tmp", here / "pid")
     time.sleep(60)
@@ -434,7 +434,8 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
     which block SIGTERM and SIGINT for the application's sake: when building the client
     (its first run) or when refreshing an expired token (before a write). A plugin that
     hangs there must not inherit that mask (/proc/<pid>/status SigBlk), and SIGTERM must end
-    it; the handler then writes without its token, and closes promptly."""
+    it; the write then goes on (with the token it had, or the plugin's next run's: never
+    without one), and the handler closes promptly."""
     import yaml
 
     plugin = tmp_path / "plugin.py"
@@ -467,6 +468,10 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
         pid = None
         handler.flush()
         assert stored_counts(server) == {"web-0": 1}
+        sent = [r.headers for r in server.requests if r.method == "POST"]
+        assert [h.get("Authorization", h.get("authorization")) for h in sent] == [
+            "Bearer from-plugin"
+        ]
     finally:
         if pid is not None and not _ended(pid):
             os.kill(pid, signal.SIGKILL)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
+import os
 import sys
 import threading
 import time
@@ -293,6 +294,194 @@ class TestKubernetesEventSink:
         texts = [r.getMessage() for r in caplog.records]
         assert [t for t in texts if "percent-encode" in t], texts
         assert not [t for t in texts if "S3cr" in t or "etPw" in t or "admin:" in t], texts
+
+
+def test_a_context_naming_a_user_the_kubeconfig_lacks_says_so_in_the_401s_report(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A context whose user is not in the kubeconfig (a typo, a file of KUBECONFIG's list
+    left out) gives no credentials, in the official client as in client-go: the report of
+    the 401 said "no credentials (..., user 'ci')" as if that user had none. It says the
+    kubeconfig has no such user."""
+    _use_kubeconfig(tmp_path, monkeypatch, server.url, {"token": "t"})
+    config = yaml.safe_load((tmp_path / "config").read_text())
+    config["contexts"][0]["context"]["user"] = "ci"
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    s = sink.KubernetesEventSink(qps=0)
+    s.close()
+    assert s.credentials == (
+        f"no credentials (the kubeconfig {tmp_path / 'config'} (context 'c', user 'ci', "
+        "which it does not have))"
+    )
+
+
+def test_the_first_file_of_kubeconfig_that_names_a_current_context_wins(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KUBECONFIG lists several files: kubectl and client-go take the current context of the
+    first file that names one (as every other key), the official client the last's: the
+    sink wrote to the cluster, as the user, of a context kubectl did not use."""
+    for name in ("first", "second"):
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": name, "cluster": {"server": server.url}}],
+            "users": [{"name": name, "user": {"token": f"token-of-{name}"}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "current-context": name,
+        }
+        (tmp_path / name).write_text(yaml.safe_dump(config))
+    files = [str(tmp_path / "none"), str(tmp_path / "first"), str(tmp_path / "second")]
+    monkeypatch.setenv("KUBECONFIG", os.pathsep.join(files))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    s = sink.KubernetesEventSink(qps=0)
+    try:
+        s.create(_event())
+    finally:
+        s.close()
+    assert "(context 'first', user 'first')" in s.credentials
+    assert _sent_tokens(server) == ["Bearer token-of-first"]
+
+
+# -- credentials loaded again, as client-go loads them ---------------------------------------------
+
+
+def _sent_tokens(server: LocalApiServer, method: str = "POST") -> list[str]:
+    """The ``Authorization`` header of each ``method`` request ("" for none)."""
+    sent = [r.headers for r in server.requests if r.method == method]
+    return [next((v for k, v in h.items() if k.lower() == "authorization"), "") for h in sent]
+
+
+_PLUGIN_FAILING_ONCE = """#!{python}
+# an exec credential plugin whose first run fails (its identity provider unreachable)
+import json, pathlib, sys
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+if run == 1:
+    sys.exit("cannot reach the identity provider")
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": {{"token": "from-plugin-run-" + str(run)}}}}))
+"""
+
+
+class TestCredentialsLoadedAgain:
+    """The official client loads a kubeconfig's credentials once (an exec plugin's token
+    again past its expiry) and the in-cluster token once a minute; client-go loads them again
+    where they may have changed. The sink's own client follows client-go."""
+
+    def test_an_exec_plugin_that_failed_while_the_client_was_built_runs_again(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An exec plugin that failed once while the client was built (its identity provider
+        unreachable for a moment) left the client with no token and no way to get one: every
+        write of the process's life went without credentials (401 on a real server). While it
+        has given no token, the plugin runs again at the next request."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_FAILING_ONCE.format(python=sys.executable))
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            assert (tmp_path / "runs").read_text() == "1"  # it failed while the client was built
+            s.create(_event(name="web-0.1"))
+            s.create(_event(name="web-0.2"))
+        finally:
+            s.close()
+        assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 2
+
+    def test_a_write_is_not_sent_without_the_token_an_exec_plugin_keeps_failing_to_give(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """While the plugin fails, a write fails before anything is sent, with an error the
+        writer retries (as client-go's request fails), and the plugin runs at each try."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(f"#!{sys.executable}\nimport sys\nsys.exit('no identity provider')\n")
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            for _ in range(2):
+                with pytest.raises(_kubeconfig.NoCredentialsError) as info:
+                    s.create(_event())
+                assert str(info.value).startswith(
+                    f"no credentials: the exec plugin of the kubeconfig {tmp_path / 'config'} "
+                    "(context 'c', user 'u') gave no token"
+                )
+                assert sink.is_retryable(info.value)
+        finally:
+            s.close()
+        assert "exec plugin" in s.credentials
+        assert server.requests == []
+
+    def test_an_auth_provider_the_client_lacks_is_no_plugin_to_wait_for(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An auth provider the client no longer has (``azure``) never gives a token: the
+        write goes as the client sends it (a 401 on a real server, reported at once), and is
+        not retried as if a plugin might give one at the next try."""
+        provider = {"name": "azure", "config": {"access-token": "t"}}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"auth-provider": provider})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            s.create(_event())
+        finally:
+            s.close()
+        assert _sent_tokens(server) == [""]
+
+    def test_a_kubeconfig_token_file_is_read_again_each_minute(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A kubeconfig's ``tokenFile`` (a projected token that another process renews) was
+        read once, when the client was built: once that token expired, every write was refused
+        for the process's life. It is read again when the token sent is a minute old."""
+        token = tmp_path / "token"
+        token.write_text("first\n")
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"tokenFile": str(token)})
+        clock = FakeClock(T0)
+        s = sink.KubernetesEventSink(qps=0, clock=clock)
+        try:
+            s.create(_event(name="web-0.1"))
+            token.write_text("second\n")
+            clock.step(59)
+            s.create(_event(name="web-0.2"))
+            clock.step(1)
+            s.create(_event(name="web-0.3"))
+        finally:
+            s.close()
+        assert _sent_tokens(server) == ["Bearer first", "Bearer first", "Bearer second"]
+
+    def test_after_a_401_the_in_cluster_token_is_read_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """In a pod, the client reads the service account token again once a minute: a token
+        the server refused (401: rotated and expired, or revoked) was sent until then, and
+        every event meanwhile lost. A 401 has the next request read the token file again."""
+        from kubernetes.config import incluster_config
+
+        with LocalApiServer(tls=True) as server:
+            token, ca = tmp_path / "token", tmp_path / "ca.crt"
+            token.write_text("first")
+            ca.write_bytes(server.ca_pem or b"")
+            monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+            monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+            s = sink.KubernetesEventSink(qps=0)
+            try:
+                assert s.credentials.endswith("(in-cluster)")
+                token.write_text("second")  # the kubelet renewed it
+                server.inject("POST", status=401)
+                with pytest.raises(sink.ApiStatusError):
+                    s.create(_event(name="web-0.1"))
+                s.create(_event(name="web-0.2"))
+            finally:
+                s.close()
+            assert _sent_tokens(server) == ["bearer first", "bearer second"]
 
 
 def _use_kubeconfig(
