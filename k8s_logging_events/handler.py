@@ -307,14 +307,15 @@ class KubernetesEventHandler(logging.Handler):
             done = active._flush(seconds, report=report and seconds > 0)
         except (KeyboardInterrupt, SystemExit):
             if threading.main_thread().is_alive():
-                raise  # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own
+                # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own, and
+                # a wait it cut short did not run out of time: the exit still waits its own
+                raise
             # a signal while logging.shutdown() waits at exit: stop waiting, let the close give
             # the writes up at once (counted, reported) and the other handlers be closed
             waits.cut()
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
-        finally:
-            waits.ended(done, _written(active), drain=drain)
+        waits.ended(done, _written(active), drain=drain)
         return done
 
     def close(self) -> None:
