@@ -163,6 +163,7 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
+        self._closed_by_config = False  # and its records not said yet (see _said_closed)
         _process.renew_in_child(self)
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
@@ -328,6 +329,8 @@ class KubernetesEventHandler(logging.Handler):
             with self._lock:
                 first = not self._closed
                 self._closed = True
+                # dictConfig and fileConfig close every handler, also one left on its logger
+                self._closed_by_config |= first and _diagnostics.holds_logging_lock()
                 _STARTED.pop(id(self), None)
                 active, lazy = self._broadcaster, self._lazy_sink
                 later = first and active is not None and self._client_needs_logging_lock()
@@ -435,6 +438,8 @@ class KubernetesEventHandler(logging.Handler):
         try:
             if self._closed:
                 self._counters["after_close"].add()
+                if self._closed_by_config:
+                    self._said_closed()
                 return
             notes = _records.Notes()
             settings = self._settings
@@ -458,6 +463,18 @@ class KubernetesEventHandler(logging.Handler):
         except Exception as error:  # a handler must never break the program that logs
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
+
+    def _said_closed(self) -> None:
+        """Say once that records reach this handler, which logging.config closed: the program
+        may not know (a StreamHandler beside it goes on printing)."""
+        self._closed_by_config = False
+        _diagnostics.report(
+            logging.WARNING,
+            "No event for records that reach this handler after logging.config closed it "
+            "(dictConfig and fileConfig close every handler, also one they do not configure "
+            "and that stays on its logger); they are counted as after_close. Name the handler "
+            "in that configuration, or add a new one after the call",
+        )
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(
