@@ -451,12 +451,14 @@ class Runtime:
         for loop in self._consumers.loops():
             loop.run_here()
 
-    def close(self, timeout: float | None) -> tuple[list[_pending.Write], int]:
+    def close(
+        self, timeout: float | None
+    ) -> tuple[list[_pending.Write], int, BaseException | None]:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
-        Idempotent. Returns, for the exit report, the writes given up (failed) and how many
-        occurrences were lost without one: still queued (dropped) or in the batch in hand
-        when the threads stopped (failed).
+        Idempotent. Returns, for the exit report, the writes given up (failed), how many
+        occurrences were lost without one (still queued: dropped; in the batch in hand when
+        the threads stopped: failed), and the Ctrl-C or SystemExit that cut the wait short.
         """
         with self._cond:
             if self._closing:
@@ -466,13 +468,18 @@ class Runtime:
                     seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
                     bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
                     self._cond.wait_for(lambda: self._closed, bound)
-                return [], 0
+                return [], 0, None
             self._closing = True
             self._closer = threading.get_ident()
             self._hurry = True
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        interrupted: BaseException | None = None
         if self._started or not self._queue.empty():
-            self.flush(deadline.remaining())
+            try:
+                self.flush(deadline.remaining())
+            except (KeyboardInterrupt, SystemExit) as error:
+                # told to stop: give up what is left now, never stay half closed
+                interrupted, deadline = error, Deadline(0)
         lost_before = self._lost()
         with self._cond:
             self._pool.stop()
@@ -505,7 +512,7 @@ class Runtime:
         self._reporter.settle(REPORT_GRACE_SECONDS)
         # those set aside for a sink still being set up were told above: once is enough
         lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared
-        return given_up, max(0, lost)
+        return given_up, max(0, lost), interrupted
 
     def _lost(self) -> int:
         values = self.stats()

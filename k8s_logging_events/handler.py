@@ -7,6 +7,7 @@ starts at the first event. :class:`EventLoggerAdapter` binds ``involved`` to a l
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -351,6 +352,10 @@ class KubernetesEventHandler(logging.Handler):
                 # closed again while another thread (or one after dictConfig) stops: once
                 # this returns, the counters are final
                 stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
+        except (KeyboardInterrupt, SystemExit):
+            if threading.main_thread().is_alive():
+                raise  # the program's own (what was pending is given up, counted, reported)
+            # at exit, as for a flush: logging.shutdown() must still close the other handlers
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error
@@ -378,14 +383,15 @@ class KubernetesEventHandler(logging.Handler):
                 if active is self._given:
                     active.flush(timeout)
                 else:
-                    active.shutdown(timeout)
-                if lazy is not None:
-                    lazy.close()
+                    active.shutdown(timeout)  # may raise the program's Ctrl-C, once stopped
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
                 )
             finally:
+                if lazy is not None:
+                    with contextlib.suppress(Exception):
+                        lazy.close()
                 stopped.set()
 
         if not later:
