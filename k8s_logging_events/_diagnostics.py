@@ -13,6 +13,7 @@ import gc
 import itertools
 import logging
 import logging.handlers
+import operator
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ __all__ = [
     "StandardError",
     "Tally",
     "as_own_thread",
+    "at_once",
     "become_own_thread",
     "is_own_thread",
     "log_safely",
@@ -460,6 +462,16 @@ class Tally:
     def value(self) -> int:
         # repr is "count(N)": the one way to read an itertools.count without moving it
         return int(repr(self._count)[6:-1])
+
+
+_consume = collections.deque[object](maxlen=0).extend  # runs an iterator to its end, in C
+
+
+def at_once(*calls: tuple[Any, ...]) -> None:
+    """Make ``calls``, each ``(function, *args)`` of a C function (a bound built-in method),
+    with no Python step between: a signal handler (Ctrl-C, a SIGTERM handler's exit) runs
+    before them all or after, never between (CPython runs those between Python steps)."""
+    _consume(itertools.starmap(operator.call, calls))
 
 
 class Counters:

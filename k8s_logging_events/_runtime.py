@@ -83,6 +83,7 @@ REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
 _counter = itertools.count()
+_Closed = tuple[list[_pending.Write], int, BaseException | None]  # what close() gave up
 
 
 class Runtime:
@@ -149,9 +150,10 @@ class Runtime:
 
     def offer(self, item: object) -> bool:
         """Queue one occurrence without blocking; False (counted as dropped) when full."""
-        self._accepted.add()
+        # accepted in one step with its queueing or drop (a Ctrl-C between: no outcome ever)
+        queued = self._queue.qsize()
         if self._closing:
-            self._queue_drops.add()
+            _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
             self._reporter.report(
                 "after-close",
                 logging.ERROR,
@@ -160,9 +162,8 @@ class Runtime:
                 outcome="dropped",
             )
             return False
-        queued = self._queue.qsize()
         if queued >= self._shared.capacity:
-            self._queue_drops.add()
+            _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
             self._reporter.report(
                 "queue-full",
                 logging.ERROR,
@@ -172,7 +173,7 @@ class Runtime:
                 outcome="dropped",
             )
             return False
-        self._queue.put(item)
+        _diagnostics.at_once((self._accepted.add,), (self._queue.put, item))
         if queued >= self._shared.capacity // 2:  # over half full with this one
             # a burst: give the dispatcher the interpreter lock once, or a caller in a tight
             # loop keeps three quarters of it and the queue overflows (docs/performance.md)
@@ -451,9 +452,7 @@ class Runtime:
         for loop in self._consumers.loops():
             loop.run_here()
 
-    def close(
-        self, timeout: float | None
-    ) -> tuple[list[_pending.Write], int, BaseException | None]:
+    def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
         Idempotent. Returns, for the exit report, the writes given up (failed), how many

@@ -1300,3 +1300,58 @@ def test_occurrences_dropped_by_a_full_queue_are_reported_in_true_numbers(monkey
     assert first is not None, lines
     in_all = re.search(r"\((\d+) occurrence\(s\) in all\)", lines[-1])
     assert int(in_all.group(1) if in_all else first.group(1)) == dropped, lines
+
+
+class _InterruptAt:
+    """A tracer that raises KeyboardInterrupt at the ``step``-th opcode of the runtime's
+    ``offer`` (as a Ctrl-C, or a SIGTERM handler's sys.exit(), may land between two steps
+    of a log call on the main thread); ``fired`` once it did."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.fired = False
+
+    def __call__(self, frame: Any, event: str, arg: object) -> Any:
+        if event != "call" or frame.f_code is not _runtime.Runtime.offer.__code__:
+            return None
+        frame.f_trace_opcodes = True
+        return self._opcode
+
+    def _opcode(self, frame: Any, event: str, arg: object) -> Any:
+        if event == "opcode" and not self.fired:
+            self.step -= 1
+            if self.step == 0:
+                self.fired = True
+                raise KeyboardInterrupt
+        return self._opcode
+
+
+@pytest.mark.parametrize("closed", [False, True], ids=["queued", "after-shutdown"])
+def test_an_interrupt_at_any_step_of_an_offer_leaves_every_occurrence_accounted(
+    closed: bool,
+) -> None:
+    """Wherever an interrupt lands in the offer of an occurrence (queued, or dropped after a
+    shutdown), the occurrence was either accepted and has an outcome once flushed, or was
+    never accepted: ``accepted`` is the sum of the outcomes and nothing stays pending (an
+    interrupt between the count and the queue left an accepted occurrence that never had
+    one, ``pending`` 1 for ever)."""
+    previous = sys.gettrace()
+    for step in range(1, 500):
+        interrupt = _InterruptAt(step)
+        with _recording("interrupted") as (b, rec, _):
+            if closed:
+                b.shutdown(2)
+            sys.settrace(interrupt)
+            try:
+                rec.event(REF, models.NORMAL, "Interrupted", "m")
+            except KeyboardInterrupt:
+                pass
+            finally:
+                sys.settrace(previous)
+            assert b.flush(5)
+            stats = dict(b.stats())
+        assert (unaccounted(stats), stats["pending"]) == (0, 0), (step, stats)
+        if not interrupt.fired:
+            break  # past the offer's last step
+    assert not interrupt.fired  # the loop ran past the offer's end
+    assert step > 10
