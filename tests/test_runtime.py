@@ -1315,6 +1315,8 @@ class _InterruptAt:
         if event != "call" or frame.f_code is not _runtime.Runtime.offer.__code__:
             return None
         frame.f_trace_opcodes = True
+        frame.f_trace = self._opcode
+        sys.settrace(self)  # 3.12 and later instrument the frame for opcodes only then
         return self._opcode
 
     def _opcode(self, frame: Any, event: str, arg: object) -> Any:
