@@ -476,8 +476,7 @@ class Runtime:
         if self._started or not self._queue.empty():
             try:
                 self.flush(deadline.remaining())
-            except (KeyboardInterrupt, SystemExit) as error:
-                # told to stop: give up what is left now, never stay half closed
+            except (KeyboardInterrupt, SystemExit) as error:  # told to stop: never half closed
                 interrupted, deadline = error, Deadline(0)
         lost_before = self._lost()
         with self._cond:
@@ -577,9 +576,10 @@ class Runtime:
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
-            # the child ends with os._exit next: no close, no logging.shutdown() to tell it
+            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once
             writes, queued, aside = self.unwritten()
             sinks = [recording.writes.sink for recording in self._recordings()]
+            self.close(0)
             when = "before the multiprocessing child ended"
             summary = _errors.unwritten_summary(
                 writes, sinks, when=when, queued=queued, preparing=aside

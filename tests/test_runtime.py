@@ -258,8 +258,14 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
 
 
 MP_HUNG_CHILD = """
-import logging, multiprocessing, sys
+import logging, multiprocessing, os, sys
 from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.addHandler(
+    KubernetesEventHandler(component="mp", sink=os.environ["EVENTS_URL"], flush_timeout=0.5)
+)
 
 def target():
     for number in range(5):
@@ -268,27 +274,26 @@ def target():
         logging.getLogger("app").warning("work", extra={"involved": pod})
 
 if __name__ == "__main__":
-    log = logging.getLogger("app")
-    log.setLevel(logging.INFO)
-    log.addHandler(KubernetesEventHandler(component="mp", sink=sys.argv[1], flush_timeout=0.5))
-    process = multiprocessing.get_context("fork").Process(target=target)
+    process = multiprocessing.get_context(sys.argv[1]).Process(target=target)
     process.start()
     process.join(60)
 """
 
 
-def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path) -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path, method) -> None:
     """A child's target returned while the server hangs: its events cannot be written
-    within ``flush_timeout``, and the child ends with os._exit, where logging.shutdown()
-    never reports. One report on the child's standard error says how many occurrences
-    were not written and why; they were lost without a word before."""
+    within ``flush_timeout``. A fork child ends with os._exit, where logging.shutdown()
+    never reports; a spawn child's exit runs it next, which must neither wait nor say it
+    again. One report on the child's standard error says how many occurrences were not
+    written and why (lost without a word before; a spawn child waited and said it twice)."""
     server.inject(action="hang", times=None)
     script = tmp_path / "mp_hung_child.py"
     script.write_text(textwrap.dedent(MP_HUNG_CHILD))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
     env.pop("KUBECONFIG", None)
     result = subprocess.run(
-        [sys.executable, str(script), server.url],
+        [sys.executable, str(script), method],
         capture_output=True,
         text=True,
         env=env,
