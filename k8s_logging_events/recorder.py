@@ -218,7 +218,8 @@ class EventBroadcaster:
             self._reporter.report(kind, logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises.
+        """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises
+        but the program's own Ctrl-C or ``SystemExit`` that cut the wait short (after the stop).
 
         What is pending at the deadline counts as ``failed``, reported once with the reason.
         Only a writer stuck in a request (a daemon) outlives the call by more than a grace. A
