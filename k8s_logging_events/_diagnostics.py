@@ -13,6 +13,7 @@ import gc
 import itertools
 import logging
 import logging.handlers
+import operator
 import sys
 import threading
 import time
@@ -31,6 +32,7 @@ __all__ = [
     "StandardError",
     "Tally",
     "as_own_thread",
+    "at_once",
     "become_own_thread",
     "is_own_thread",
     "log_safely",
@@ -65,19 +67,28 @@ class _ThreadMark(threading.local):
     # unmarked by default: a class attribute, found without the exception that getattr
     # with a default raises and swallows on every thread not marked (every record's check)
     mark = False
-    collecting = False  # the cyclic collector is freeing garbage on this thread
+    start: object = None  # the info of the latest collection that began on this thread
 
 
 _own = _ThreadMark()
 
+# The cyclic collector calls these on the thread it runs on, before ("start") and after
+# ("stop") it frees garbage. No Python code: a signal that came while it collected has its
+# handler run by the first Python code after, and what a gc callback raises is swallowed (a
+# SIGTERM handler's SystemExit, Ctrl-C: the program would go on as if never signalled).
+_phases = collections.OrderedDict(start=None, stop=None)  # the latest phase last
+_latest: dict[str, object] = {}  # the info of the latest collection, by phase
+_callbacks: tuple[Callable[..., object], ...] = (
+    _phases.move_to_end,  # its second argument, the (never empty) info, is True: "last"
+    _latest.__setitem__,
+    _own.__setattr__,
+)
+gc.callbacks.extend(_callbacks)
 
-def _note_collection(phase: str, info: dict[str, int]) -> None:
-    # the collector calls this on the thread it runs on, before and after it frees garbage
-    if _own.mark:
-        _own.collecting = phase == "start"
 
-
-gc.callbacks.append(_note_collection)
+def _collecting_here() -> bool:
+    """True while the cyclic collector frees garbage on this thread (runs finalisers)."""
+    return next(reversed(_phases)) == "start" and _own.start is _latest.get("start")
 
 
 def become_own_thread() -> None:
@@ -107,7 +118,7 @@ def is_own_thread() -> bool:
 def logs_for_itself() -> bool:
     """True when a record logged now is the library's own doing: on one of its threads, but
     not while the cyclic collector runs the application's finalisers (``__del__``) there."""
-    return _own.mark and not _own.collecting
+    return _own.mark and not _collecting_here()
 
 
 def report(level: int, msg: str, *args: Any) -> None:
@@ -451,6 +462,16 @@ class Tally:
     def value(self) -> int:
         # repr is "count(N)": the one way to read an itertools.count without moving it
         return int(repr(self._count)[6:-1])
+
+
+_consume = collections.deque[object](maxlen=0).extend  # runs an iterator to its end, in C
+
+
+def at_once(*calls: tuple[Any, ...]) -> None:
+    """Make ``calls``, each ``(function, *args)`` of a C function (a bound built-in method),
+    with no Python step between: a signal handler (Ctrl-C, a SIGTERM handler's exit) runs
+    before them all or after, never between (CPython runs those between Python steps)."""
+    _consume(itertools.starmap(operator.call, calls))
 
 
 class Counters:

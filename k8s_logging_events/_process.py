@@ -126,6 +126,7 @@ if hasattr(os, "register_at_fork"):
 
 _to_flush: weakref.WeakSet[ExitFlushable] = weakref.WeakSet()
 _exit_hook_in: int | None = None
+_finalized_in: int | None = None  # the process whose multiprocessing finalizers flush
 
 
 def flush_when_child_ends(target: ExitFlushable) -> None:
@@ -136,10 +137,26 @@ def flush_when_child_ends(target: ExitFlushable) -> None:
     if _exit_hook_in == pid:
         return
     _exit_hook_in = pid
-    process = sys.modules.get("multiprocessing")
     util = sys.modules.get("multiprocessing.util")
-    if process is not None and util is not None and process.parent_process() is not None:
-        util.Finalize(None, _flush_all, exitpriority=100)
+    multiprocessing = sys.modules.get("multiprocessing")
+    if util is None or multiprocessing is None:
+        return
+    if multiprocessing.parent_process() is not None:
+        _when_child_begins(None)
+    else:
+        # not a child yet, maybe soon: a spawn or forkserver child imports the main module
+        # (which may log) while it is prepared, then clears its finalizers and calls these
+        util.register_after_fork(_to_flush, _when_child_begins)
+
+
+def _when_child_begins(_: object) -> None:
+    """Have this multiprocessing child's finalizers (just cleared, when it begins) flush."""
+    global _exit_hook_in, _finalized_in
+    util = sys.modules.get("multiprocessing.util")
+    if util is None or _finalized_in == os.getpid():
+        return
+    _exit_hook_in = _finalized_in = os.getpid()
+    util.Finalize(None, _flush_all, exitpriority=100)
 
 
 def _flush_all() -> None:

@@ -83,6 +83,7 @@ REPORT_GRACE_SECONDS = 0.25
 """What flush() and close() give a report another thread is writing to be out."""
 
 _counter = itertools.count()
+_Closed = tuple[list[_pending.Write], int, BaseException | None]  # what close() gave up
 
 
 class Runtime:
@@ -149,9 +150,10 @@ class Runtime:
 
     def offer(self, item: object) -> bool:
         """Queue one occurrence without blocking; False (counted as dropped) when full."""
-        self._accepted.add()
+        # accepted in one step with its queueing or drop (a Ctrl-C between: no outcome ever)
+        queued = self._queue.qsize()
         if self._closing:
-            self._queue_drops.add()
+            _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
             self._reporter.report(
                 "after-close",
                 logging.ERROR,
@@ -160,9 +162,8 @@ class Runtime:
                 outcome="dropped",
             )
             return False
-        queued = self._queue.qsize()
         if queued >= self._shared.capacity:
-            self._queue_drops.add()
+            _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
             self._reporter.report(
                 "queue-full",
                 logging.ERROR,
@@ -172,7 +173,7 @@ class Runtime:
                 outcome="dropped",
             )
             return False
-        self._queue.put(item)
+        _diagnostics.at_once((self._accepted.add,), (self._queue.put, item))
         if queued >= self._shared.capacity // 2:  # over half full with this one
             # a burst: give the dispatcher the interpreter lock once, or a caller in a tight
             # loop keeps three quarters of it and the queue overflows (docs/performance.md)
@@ -451,12 +452,12 @@ class Runtime:
         for loop in self._consumers.loops():
             loop.run_here()
 
-    def close(self, timeout: float | None) -> tuple[list[_pending.Write], int]:
+    def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left.
 
-        Idempotent. Returns, for the exit report, the writes given up (failed) and how many
-        occurrences were lost without one: still queued (dropped) or in the batch in hand
-        when the threads stopped (failed).
+        Idempotent. Returns, for the exit report, the writes given up (failed), how many
+        occurrences were lost without one (still queued: dropped; in the batch in hand when
+        the threads stopped: failed), and the Ctrl-C or SystemExit that cut the wait short.
         """
         with self._cond:
             if self._closing:
@@ -466,13 +467,17 @@ class Runtime:
                     seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
                     bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
                     self._cond.wait_for(lambda: self._closed, bound)
-                return [], 0
+                return [], 0, None
             self._closing = True
             self._closer = threading.get_ident()
             self._hurry = True
         deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        interrupted: BaseException | None = None
         if self._started or not self._queue.empty():
-            self.flush(deadline.remaining())
+            try:
+                self.flush(deadline.remaining())
+            except (KeyboardInterrupt, SystemExit) as error:  # told to stop: never half closed
+                interrupted, deadline = error, Deadline(0)
         lost_before = self._lost()
         with self._cond:
             self._pool.stop()
@@ -505,7 +510,7 @@ class Runtime:
         self._reporter.settle(REPORT_GRACE_SECONDS)
         # those set aside for a sink still being set up were told above: once is enough
         lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared
-        return given_up, max(0, lost)
+        return given_up, max(0, lost), interrupted
 
     def _lost(self) -> int:
         values = self.stats()
@@ -571,9 +576,10 @@ class Runtime:
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
-            # the child ends with os._exit next: no close, no logging.shutdown() to tell it
+            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once
             writes, queued, aside = self.unwritten()
             sinks = [recording.writes.sink for recording in self._recordings()]
+            self.close(0)
             when = "before the multiprocessing child ended"
             summary = _errors.unwritten_summary(
                 writes, sinks, when=when, queued=queued, preparing=aside

@@ -7,6 +7,7 @@ starts at the first event. :class:`EventLoggerAdapter` binds ``involved`` to a l
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import threading
@@ -163,6 +164,7 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
+        self._closed_by_config = False  # and its records not said yet (see _said_closed)
         _process.renew_in_child(self)
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
@@ -307,14 +309,15 @@ class KubernetesEventHandler(logging.Handler):
             done = active._flush(seconds, report=report and seconds > 0)
         except (KeyboardInterrupt, SystemExit):
             if threading.main_thread().is_alive():
-                raise  # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own
+                # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own, and
+                # a wait it cut short did not run out of time: the exit still waits its own
+                raise
             # a signal while logging.shutdown() waits at exit: stop waiting, let the close give
             # the writes up at once (counted, reported) and the other handlers be closed
             waits.cut()
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
-        finally:
-            waits.ended(done, _written(active), drain=drain)
+        waits.ended(done, _written(active), drain=drain)
         return done
 
     def close(self) -> None:
@@ -327,6 +330,8 @@ class KubernetesEventHandler(logging.Handler):
             with self._lock:
                 first = not self._closed
                 self._closed = True
+                # dictConfig and fileConfig close every handler, also one left on its logger
+                self._closed_by_config |= first and _diagnostics.holds_logging_lock()
                 _STARTED.pop(id(self), None)
                 active, lazy = self._broadcaster, self._lazy_sink
                 later = first and active is not None and self._client_needs_logging_lock()
@@ -347,6 +352,10 @@ class KubernetesEventHandler(logging.Handler):
                 # closed again while another thread (or one after dictConfig) stops: once
                 # this returns, the counters are final
                 stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
+        except (KeyboardInterrupt, SystemExit):
+            if threading.main_thread().is_alive():
+                raise  # the program's own (what was pending is given up, counted, reported)
+            # at exit, as for a flush: logging.shutdown() must still close the other handlers
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(
                 logging.WARNING, "Unable to close the event handler cleanly: %r", error
@@ -374,14 +383,15 @@ class KubernetesEventHandler(logging.Handler):
                 if active is self._given:
                     active.flush(timeout)
                 else:
-                    active.shutdown(timeout)
-                if lazy is not None:
-                    lazy.close()
+                    active.shutdown(timeout)  # may raise the program's Ctrl-C, once stopped
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
                 )
             finally:
+                if lazy is not None:
+                    with contextlib.suppress(Exception):
+                        lazy.close()
                 stopped.set()
 
         if not later:
@@ -434,6 +444,8 @@ class KubernetesEventHandler(logging.Handler):
         try:
             if self._closed:
                 self._counters["after_close"].add()
+                if self._closed_by_config:
+                    self._said_closed()
                 return
             notes = _records.Notes()
             settings = self._settings
@@ -457,6 +469,18 @@ class KubernetesEventHandler(logging.Handler):
         except Exception as error:  # a handler must never break the program that logs
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
+
+    def _said_closed(self) -> None:
+        """Say once that records reach this handler, which logging.config closed: the program
+        may not know (a StreamHandler beside it goes on printing)."""
+        self._closed_by_config = False
+        _diagnostics.report(
+            logging.WARNING,
+            "No event for records that reach this handler after logging.config closed it "
+            "(dictConfig and fileConfig close every handler, also one they do not configure "
+            "and that stays on its logger); they are counted as after_close. Name the handler "
+            "in that configuration, or add a new one after the call",
+        )
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(

@@ -218,15 +218,17 @@ class EventBroadcaster:
             self._reporter.report(kind, logging.WARNING, "%s", summary)
 
     def shutdown(self, timeout: float | None = None) -> None:
-        """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises.
+        """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises
+        but the program's own Ctrl-C or ``SystemExit`` that cut the wait short (after the stop).
 
         What is pending at the deadline counts as ``failed``, reported once with the reason.
         Only a writer stuck in a request (a daemon) outlives the call by more than a grace. A
         call while another thread shuts down returns once that one is done.
         """
+        interrupted: BaseException | None = None
         try:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-            given_up, lost = self._runtime.close(deadline)
+            given_up, lost, interrupted = self._runtime.close(deadline)
             self._report_unwritten("exit", given_up, lost, "before the deadline of shutdown")
             self._reporter.summarise()
             _official.summarise_client_errors()
@@ -234,6 +236,8 @@ class EventBroadcaster:
             self._reporter.report(
                 "shutdown", logging.WARNING, "Unable to shut down cleanly: %r", error
             )
+        if interrupted is not None:
+            raise interrupted  # the program's Ctrl-C or exit, once the writes are given up
 
     def stats(self) -> Mapping[str, int]:
         """Return the counters of what became of every occurrence: ``accepted``, ``invalid``,

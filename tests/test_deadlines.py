@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import re
+import signal
+import sys
 import textwrap
 import threading
 import time
@@ -563,3 +565,120 @@ def test_a_poll_with_drain_0_before_exit_loses_nothing(make, held) -> None:
     logging.shutdown([lambda: handler])
     stats = handler.stats()
     assert (stats["created"], stats["failed"]) == (1, 0), stats
+
+
+def _in_a_wait(thread: threading.Thread) -> bool:
+    """True while ``thread`` waits in a flush for the dispatcher or for the writes."""
+    frame = sys._current_frames().get(thread.ident or 0)
+    while frame is not None and frame.f_code.co_name not in ("wait_reached", "wait_written"):
+        frame = frame.f_back
+    return frame is not None
+
+
+def _when_waiting(thread: threading.Thread, then: Callable[[], None]) -> threading.Thread:
+    """Call ``then`` on a thread of its own once ``thread`` waits in a flush (within 30 s)."""
+
+    def watch() -> None:
+        until = time.monotonic() + 30
+        while not _in_a_wait(thread) and time.monotonic() < until:
+            time.sleep(0.005)
+        then()
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    return watcher
+
+
+@pytest.mark.parametrize("wait", ["flush", "drain"])
+def test_a_flush_a_signal_handler_ends_is_no_wait_that_ran_out(make, held, wait) -> None:
+    """A pod being stopped: SIGTERM, whose handler calls sys.exit(), lands while the program's
+    own flush() (or drain()) waits for a write in flight. That wait did not run out of time:
+    the close at exit still waits its flush_timeout, and the write that lands meanwhile is
+    created, not given up at once as after a wait that ran out."""
+    main = threading.current_thread()
+    assert main is threading.main_thread()
+    handler = make(flush_timeout=30)
+    log = app_logger(handler)
+    log.warning("stopping", extra={"involved": pod("web")})
+    assert held.wait_for_calls(1, timeout=30)  # the write is in flight
+
+    def on_term(signum: int, frame: object) -> None:
+        sys.exit(143)
+
+    def wait_for_the_write() -> None:
+        handler.flush() if wait == "flush" else handler.drain()
+        time.sleep(30)  # the signal is on its way
+
+    previous = signal.signal(signal.SIGUSR1, on_term)
+    try:
+        interrupter = _when_waiting(
+            main, lambda: signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+        )
+        with pytest.raises(SystemExit):
+            wait_for_the_write()
+        interrupter.join(30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    releaser = _when_waiting(main, held.release.set)  # the server answers once close waits
+    handler.close()
+    held.release.set()
+    releaser.join(30)
+    stats = handler.stats()
+    assert (stats["created"], stats["failed"]) == (1, 0), stats
+
+
+class _Ended(threading.Thread):
+    """The main thread as logging.shutdown() sees it at exit: no longer alive."""
+
+    def is_alive(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize("when", ["running", "at exit"])
+def test_a_close_a_signal_handler_ends_gives_the_writes_up_and_lets_the_exit_go_on(
+    make, held, reports, monkeypatch, when
+) -> None:
+    """SIGTERM (whose handler calls sys.exit()) lands while close() waits for a write in
+    flight. The close is done, not left half-way: what was pending is counted as failed and
+    said once, and the threads are stopped (it was left pending, unaccounted and unsaid, the
+    dispatcher running, and the exit's own close returned at once). A close the program
+    made lets SystemExit reach it; the close logging.shutdown() makes at exit keeps it, as
+    a flush there does, so that the other handlers are still closed."""
+    main = threading.current_thread()
+    assert main is threading.main_thread()
+    handler = make(flush_timeout=30)
+    log = app_logger(handler)
+    log.warning("stopping", extra={"involved": pod("web")})
+    assert held.wait_for_calls(1, timeout=30)
+    if when == "at exit":
+        monkeypatch.setattr(threading, "main_thread", lambda: _Ended())
+    exits: list[int] = []
+
+    def on_term(signum: int, frame: object) -> None:
+        sys.exit(143)
+
+    def close_then_idle() -> None:
+        handler.close()
+        time.sleep(30)  # the signal is on its way (at exit: it was kept)
+
+    previous = signal.signal(signal.SIGUSR1, on_term)
+    try:
+        interrupter = _when_waiting(
+            main, lambda: signal.pthread_kill(main.ident or 0, signal.SIGUSR1)
+        )
+        try:
+            handler.close() if when == "at exit" else close_then_idle()
+        except SystemExit as stop:
+            exits.append(int(stop.code or 0))
+        interrupter.join(30)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert exits == ([143] if when == "running" else [])
+    held.release.set()
+    handler.close()  # the exit's, as logging.shutdown() makes it
+    stats = handler.stats()
+    assert (stats["pending"], stats["failed"]) == (0, 1), stats
+    assert len([m for m in reports.messages if "Unable to write 1 event" in m]) == 1
+    assert handler.broadcaster is not None
+    dispatcher = [t for t in handler.threads() if "dispatcher" in t.name]
+    assert dispatcher == []  # stopped; a writer ends once its request does (it was held)

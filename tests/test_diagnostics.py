@@ -14,7 +14,9 @@ import logging
 import logging.config
 import os
 import re
+import signal
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -513,3 +515,45 @@ def test_a_signal_handler_that_flushes_while_the_main_thread_reads_the_counters_
     result = run_python(_FLUSH_FROM_A_SIGNAL_INSIDE_STATS, cwd=tmp_path, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == {"fired": [True], "nested": [1], "accepted": 1}
+
+
+_COLLECTING_SERVICE = """
+import gc, signal, sys
+import k8s_logging_events
+
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(3))  # the graceful stop
+heap = [[n] for n in range(300_000)]  # a service's objects, each in a cycle
+for item in heap:
+    item.append(item)
+print("ready", flush=True)
+while True:  # nearly all its time in the collector: the signal lands there
+    gc.collect()
+"""
+
+
+def test_a_sigterm_that_lands_while_the_collector_runs_still_stops_the_program(
+    tmp_path,
+) -> None:
+    """The library's garbage-collector callbacks run no Python code: a SIGTERM that arrives
+    while the collector runs has its handler run by the first Python code after it, and what
+    a gc callback raises is swallowed. The program's sys.exit() must reach the program, not
+    be printed as "Exception ignored in" while the pod goes on until it is killed."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(_COLLECTING_SERVICE)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=str(tmp_path),
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"
+        child.send_signal(signal.SIGTERM)
+        _, err = child.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        child.kill()
+        _, err = child.communicate()
+        raise AssertionError(f"SIGTERM did not stop the program: {err[-2000:]}") from None
+    assert child.returncode == 3, err
+    assert "Exception ignored" not in err, err

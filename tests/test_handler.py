@@ -227,6 +227,25 @@ class TestDictConfig:
             event.message.startswith("(combined from similar events)") for event in sink.events
         )
 
+    def test_a_handler_dictconfig_closed_but_left_attached_says_so_once(
+        self, make, log, reports
+    ) -> None:
+        """A handler added in code, then a dictConfig that does not configure it (uvicorn's
+        default log_config, say): dictConfig closes every handler there is, and this one stays
+        on its logger, where a StreamHandler would go on printing. Its records are no events:
+        counted as after_close, and said once on the library's logger, not dropped unseen."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        log.warning("before", extra={"involved": POD})
+        _dict_config({"loggers": {"uvicorn": {"level": "INFO"}}})
+        assert event_handler.closed
+        log.warning("after", extra={"involved": POD})
+        log.warning("after again", extra={"involved": POD})
+        assert event_handler.stats()["after_close"] == 2
+        said = [m for m in reports.messages() if "after_close" in m]
+        assert len(said) == 1, reports.messages()
+        assert "dictConfig" in said[0]
+
     def test_the_sink_can_be_built_by_a_nested_factory(
         self, config_logger, fresh_module_objects
     ) -> None:

@@ -16,6 +16,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ import pytest
 from k8s_logging_events import _http, _process, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
+from tests._children import REPO
 from tests.reliability_scenarios import (
     ListHandler,
     app_logger,
@@ -618,3 +620,53 @@ def test_two_forks_at_once_each_hold_the_locks_until_their_own_fork_is_done(monk
     assert held_after_first == [True, True]
     assert not importing.locked()
     assert not openssl.locked()
+
+
+_LOGS_AT_IMPORT = """
+import logging, multiprocessing, os, sys
+from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("worker")
+log.propagate = False
+log.addHandler(KubernetesEventHandler(component="worker", sink=os.environ["EVENTS_URL"]))
+# a module that says it is loaded (with default_involved: pod, every record does): in a
+# forkserver child this runs while multiprocessing prepares it, before it is its child
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "loaded", "namespace": "default"}}
+log.warning("loaded", extra={"involved": pod})
+
+def work():
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "work", "namespace": "default"}}
+    for step in range(3):
+        log.warning("step %d", step, extra={"involved": pod})
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context(sys.argv[1]).Process(target=work)
+    child.start()
+    child.join(60)
+    print(child.exitcode)
+"""
+
+
+@pytest.mark.parametrize("method", ["forkserver", "spawn"])
+def test_a_child_whose_module_logs_while_multiprocessing_prepares_it_still_writes(
+    server, tmp_path, method
+) -> None:
+    """A forkserver (or spawn) child imports the main module again while multiprocessing
+    prepares it, before it is its child; a module that logs an event there started the
+    handler then. The child still writes what its target logged when it ends with
+    os._exit (before: nothing of the child reached the server, and nothing was said)."""
+    script = tmp_path / "worker.py"
+    script.write_text(_LOGS_AT_IMPORT)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
+    environment.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(script), method],
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=str(tmp_path),
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout.split() == ["0"], result.stderr
+    assert stored_counts(server)["work"] == 3, result.stderr

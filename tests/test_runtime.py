@@ -258,8 +258,14 @@ def test_multiprocessing_children_write_what_they_logged_once(server, method, tm
 
 
 MP_HUNG_CHILD = """
-import logging, multiprocessing, sys
+import logging, multiprocessing, os, sys
 from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("app")
+log.setLevel(logging.INFO)
+log.addHandler(
+    KubernetesEventHandler(component="mp", sink=os.environ["EVENTS_URL"], flush_timeout=0.5)
+)
 
 def target():
     for number in range(5):
@@ -268,27 +274,26 @@ def target():
         logging.getLogger("app").warning("work", extra={"involved": pod})
 
 if __name__ == "__main__":
-    log = logging.getLogger("app")
-    log.setLevel(logging.INFO)
-    log.addHandler(KubernetesEventHandler(component="mp", sink=sys.argv[1], flush_timeout=0.5))
-    process = multiprocessing.get_context("fork").Process(target=target)
+    process = multiprocessing.get_context(sys.argv[1]).Process(target=target)
     process.start()
     process.join(60)
 """
 
 
-def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path) -> None:
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path, method) -> None:
     """A child's target returned while the server hangs: its events cannot be written
-    within ``flush_timeout``, and the child ends with os._exit, where logging.shutdown()
-    never reports. One report on the child's standard error says how many occurrences
-    were not written and why; they were lost without a word before."""
+    within ``flush_timeout``. A fork child ends with os._exit, where logging.shutdown()
+    never reports; a spawn child's exit runs it next, which must neither wait nor say it
+    again. One report on the child's standard error says how many occurrences were not
+    written and why (lost without a word before; a spawn child waited and said it twice)."""
     server.inject(action="hang", times=None)
     script = tmp_path / "mp_hung_child.py"
     script.write_text(textwrap.dedent(MP_HUNG_CHILD))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
     env.pop("KUBECONFIG", None)
     result = subprocess.run(
-        [sys.executable, str(script), server.url],
+        [sys.executable, str(script), method],
         capture_output=True,
         text=True,
         env=env,
@@ -1300,3 +1305,60 @@ def test_occurrences_dropped_by_a_full_queue_are_reported_in_true_numbers(monkey
     assert first is not None, lines
     in_all = re.search(r"\((\d+) occurrence\(s\) in all\)", lines[-1])
     assert int(in_all.group(1) if in_all else first.group(1)) == dropped, lines
+
+
+class _InterruptAt:
+    """A tracer that raises KeyboardInterrupt at the ``step``-th opcode of the runtime's
+    ``offer`` (as a Ctrl-C, or a SIGTERM handler's sys.exit(), may land between two steps
+    of a log call on the main thread); ``fired`` once it did."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+        self.fired = False
+
+    def __call__(self, frame: Any, event: str, arg: object) -> Any:
+        if event != "call" or frame.f_code is not _runtime.Runtime.offer.__code__:
+            return None
+        frame.f_trace_opcodes = True
+        frame.f_trace = self._opcode
+        sys.settrace(self)  # 3.12 and later instrument the frame for opcodes only then
+        return self._opcode
+
+    def _opcode(self, frame: Any, event: str, arg: object) -> Any:
+        if event == "opcode" and not self.fired:
+            self.step -= 1
+            if self.step == 0:
+                self.fired = True
+                raise KeyboardInterrupt
+        return self._opcode
+
+
+@pytest.mark.parametrize("closed", [False, True], ids=["queued", "after-shutdown"])
+def test_an_interrupt_at_any_step_of_an_offer_leaves_every_occurrence_accounted(
+    closed: bool,
+) -> None:
+    """Wherever an interrupt lands in the offer of an occurrence (queued, or dropped after a
+    shutdown), the occurrence was either accepted and has an outcome once flushed, or was
+    never accepted: ``accepted`` is the sum of the outcomes and nothing stays pending (an
+    interrupt between the count and the queue left an accepted occurrence that never had
+    one, ``pending`` 1 for ever)."""
+    previous = sys.gettrace()
+    for step in range(1, 500):
+        interrupt = _InterruptAt(step)
+        with _recording("interrupted") as (b, rec, _):
+            if closed:
+                b.shutdown(2)
+            sys.settrace(interrupt)
+            try:
+                rec.event(REF, models.NORMAL, "Interrupted", "m")
+            except KeyboardInterrupt:
+                pass
+            finally:
+                sys.settrace(previous)
+            assert b.flush(5)
+            stats = dict(b.stats())
+        assert (unaccounted(stats), stats["pending"]) == (0, 0), (step, stats)
+        if not interrupt.fired:
+            break  # past the offer's last step
+    assert not interrupt.fired  # the loop ran past the offer's end
+    assert step > 10
