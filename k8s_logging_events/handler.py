@@ -74,6 +74,12 @@ _BROADCASTER_STATS = (
 )
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
+_AFTER_CLOSE = (
+    "A record reached a closed event handler: it makes no more events (counted as "
+    "after_close). To log events again, add a new KubernetesEventHandler rather than one "
+    "that was closed (loguru's remove() and configure() close the handlers they remove)"
+)
+
 _SYSTEM_CLOCK = clock_mod.SystemClock()
 _STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second, and some
 
@@ -433,7 +439,7 @@ class KubernetesEventHandler(logging.Handler):
         # the whole path in one frame, around one try: it runs for every record
         try:
             if self._closed:
-                self._counters["after_close"].add()
+                self._after_close()
                 return
             notes = _records.Notes()
             settings = self._settings
@@ -449,7 +455,7 @@ class KubernetesEventHandler(logging.Handler):
                 self._counters["repaired"].add()
             offer = self._offer or self._start()
             if offer is None:
-                self._counters["after_close"].add()
+                self._after_close()
                 return
             offer(occurrence)
         except RecursionError:  # as the stdlib handlers do: a recursion must surface
@@ -457,6 +463,11 @@ class KubernetesEventHandler(logging.Handler):
         except Exception as error:  # a handler must never break the program that logs
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
+
+    def _after_close(self) -> None:
+        # said once, by the first: a handler re-added after close() (loguru) loses them all
+        if self._counters["after_close"].add() == 0:
+            _diagnostics.report(logging.WARNING, _AFTER_CLOSE)
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(
