@@ -200,11 +200,11 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except BaseException as error:
-            # 3.12 refuses threads once the interpreter exits (the main thread has ended):
-            # flush() then drains on its own thread; while the program runs, no thread to
+            # 3.12 refuses threads once the interpreter exits: flush() then drains on its own
+            # thread; while the program runs (its main thread returned or not), no thread to
             # be had (a pids limit) is said, and the next occurrence tries again, as after
             # an interrupt
-            exiting = isinstance(error, RuntimeError) and not threading.main_thread().is_alive()
+            exiting = _process.refused_at_exit(error)
             with self._start_lock:
                 never_began = thread.ident is None  # and now never will (_dispatch)
                 if never_began:

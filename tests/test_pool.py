@@ -389,6 +389,40 @@ def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch)
         b.shutdown(2)
 
 
+def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypatch) -> None:
+    """No thread for a writer for a moment (a pids limit: "can't start new thread"): the
+    dispatcher makes that write itself, and the next write gets a writer again. The failure
+    was taken for the interpreter's exit: the dispatcher made every later request itself,
+    one at a time, for the rest of the process (one hanging request held up the queue)."""
+    start = threading.Thread.start
+    refused: list[str] = []
+    started: list[str] = []
+
+    def no_thread_for_the_first_writer(thread: threading.Thread) -> None:
+        if "writer" in thread.name and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        if "writer" in thread.name:
+            started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_writer)
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("limited")
+        rec.event(pod("first"), models.WARNING, "BackOff", "one")
+        assert b.flush(10)
+        assert refused
+        rec.event(pod("second"), models.WARNING, "BackOff", "two")
+        assert b.flush(10)
+    finally:
+        b.shutdown(2)
+    assert sorted(e.message for e in fake.events) == ["one", "two"]
+    assert started, "no writer was started after the first could not be"
+
+
 class _UnprintableError(Exception):
     """An error whose text cannot be read (a broken library's exception)."""
 

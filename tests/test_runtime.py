@@ -525,6 +525,55 @@ def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_i
     assert sorted(e.involved_object.name for e in fake.events) == ["web-0", "web-1"]
 
 
+AFTER_MAIN_RETURNED = """
+import json, logging, sys, threading
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="late", sink=sys.argv[1])
+log = logging.getLogger("app")
+log.addHandler(handler)
+start = threading.Thread.start
+
+def no_thread_for_the_first_dispatcher(thread):  # a pids limit, reached for a moment
+    threading.Thread.start = start
+    raise RuntimeError("can't start new thread")
+
+def worker():  # a thread of the application's that goes on after the main thread returned
+    threading.main_thread().join(60)
+    threading.Thread.start = no_thread_for_the_first_dispatcher
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": "default"}}
+    log.warning("first", extra={"involved": pod, "reason": "First"})
+    log.warning("second", extra={"involved": pod, "reason": "Second"})
+    threads = [t.name.rsplit("-", 1)[0] for t in handler.threads()]
+    handler.flush()
+    print(json.dumps({"threads": threads, "stats": handler.stats()}))
+
+threading.Thread(target=worker, daemon=False).start()
+"""
+
+
+def test_a_thread_limit_after_the_main_thread_returned_is_no_exit(server) -> None:
+    """A dispatcher that cannot start (RuntimeError "can't start new thread": a pids limit)
+    while a thread of the application still runs after the main thread has returned. That
+    was taken for the interpreter's exit (the main thread is no longer alive): nothing said,
+    no later occurrence tried again, every event waited for the exit. Only the interpreter's
+    own refusal at exit means exit; this one is said, and the next occurrence starts it."""
+    result = run_child(AFTER_MAIN_RETURNED, server.url)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    if (3, 12) <= sys.version_info[:3] < (3, 12, 3):
+        # there, once the main thread returned, the interpreter refuses every thread itself
+        # (CPython's gh-113964): the second occurrence meets that, and the flush writes both
+        assert outcome["threads"] == [], result.stderr
+    else:
+        assert "k8s-events-dispatcher" in outcome["threads"], result.stderr
+    said = [line for line in result.stderr.splitlines() if "dispatcher" in line]
+    assert len(said) == 1, result.stderr
+    assert "can't start new thread" in said[0]
+    assert outcome["stats"]["created"] + outcome["stats"]["patched"] == 2
+    assert sorted(e["reason"] for e in server.events("default")) == ["First", "Second"]
+
+
 # --- bounds and hangs -----------------------------------------------------------------------
 
 
