@@ -75,9 +75,9 @@ _BROADCASTER_STATS = (
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 _AFTER_CLOSE = (
-    "A record reached a closed event handler: it makes no more events (counted as "
-    "after_close). To log events again, add a new KubernetesEventHandler rather than one "
-    "that was closed (loguru's remove() and configure() close the handlers they remove)"
+    "A record reached a closed event handler: no event (counted as after_close; said once "
+    "per handler). A handler added again after close() makes no events: add a new "
+    "KubernetesEventHandler (loguru's remove() and configure() close the handlers they remove)"
 )
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
