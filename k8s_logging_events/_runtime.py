@@ -246,10 +246,7 @@ class Runtime:
             watcher = self._add(loop)
             start = self._started and not watcher.stopped
         if start:
-            try:
-                loop.start()
-            except RuntimeError:
-                watcher.stop()
+            loop.start()
         return watcher
 
     def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
@@ -350,7 +347,11 @@ class Runtime:
             self._queue.put(WAKE)
 
     def _tend(self) -> bool:
-        """Promote due writes and start writers; True when this thread wrote one itself."""
+        """Promote due writes and start writers (and a watcher's thread that could not start);
+        True when this thread wrote one itself."""
+        for loop in self._consumers.loops():
+            if loop.refused:
+                loop.start()
         self._handoff.settle_aside()
         with self._cond:
             for recording in self._recordings():

@@ -525,6 +525,49 @@ def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_i
     assert sorted(e.involved_object.name for e in fake.events) == ["web-0", "web-1"]
 
 
+def test_a_watcher_whose_thread_cannot_start_for_a_moment_is_said_and_started_later(
+    monkeypatch, caplog
+) -> None:
+    """start_event_watcher() while no thread is to be had for a moment (a pids limit): the
+    watcher was stopped, unsaid, and its handler never called. It stays, the failure is
+    reported, and a later event gives it its thread."""
+    start = threading.Thread.start
+    refused: list[str] = []
+
+    def no_thread_for_the_first_watcher(thread: threading.Thread) -> None:
+        if "watcher" in thread.name and not refused:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    b = recorder.EventBroadcaster()
+    handled, seen = threading.Event(), []
+
+    def handle(event: models.Event) -> None:
+        seen.append((event.message, threading.current_thread().name))
+        handled.set()
+
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("limited")
+        rec.event(pod("web-0"), models.WARNING, "BackOff", "first")
+        assert b.flush(10)
+        monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_watcher)
+        with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
+            watcher = b.start_event_watcher(handle)
+            assert refused
+            assert not watcher.stopped
+            rec.event(pod("web-0"), models.WARNING, "BackOff", "second")
+            assert handled.wait(10)  # only a hang waits this long
+        reports = [r.getMessage() for r in caplog.records if "watcher" in r.getMessage()]
+    finally:
+        b.shutdown(2)
+    assert [message for message, _ in seen] == ["second"]
+    assert "watcher" in seen[0][1]  # on a thread of its own, started after all
+    assert len(reports) == 1, reports
+    assert "can't start new thread" in reports[0]
+
+
 AFTER_MAIN_RETURNED = """
 import json, logging, sys, threading
 from k8s_logging_events.handler import KubernetesEventHandler
