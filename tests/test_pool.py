@@ -26,6 +26,7 @@ from tests.reliability_scenarios import (
     on_library_logger,
     pod,
     stored_counts,
+    thread_limit_once,
 )
 
 PODS = [pod(name) for name in ("web", "db", "cache")]
@@ -394,19 +395,7 @@ def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypa
     dispatcher makes that write itself, and the next write gets a writer again. The failure
     was taken for the interpreter's exit: the dispatcher made every later request itself,
     one at a time, for the rest of the process (one hanging request held up the queue)."""
-    start = threading.Thread.start
-    refused: list[str] = []
-    started: list[str] = []
-
-    def no_thread_for_the_first_writer(thread: threading.Thread) -> None:
-        if "writer" in thread.name and not refused:
-            refused.append(thread.name)
-            raise RuntimeError("can't start new thread")
-        if "writer" in thread.name:
-            started.append(thread.name)
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_writer)
+    limit = thread_limit_once(monkeypatch, "writer")
     fake = FakeEventSink()
     b = recorder.EventBroadcaster()
     try:
@@ -414,13 +403,13 @@ def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypa
         rec = b.new_recorder("limited")
         rec.event(pod("first"), models.WARNING, "BackOff", "one")
         assert b.flush(10)
-        assert refused
+        assert limit.refused
         rec.event(pod("second"), models.WARNING, "BackOff", "two")
         assert b.flush(10)
     finally:
         b.shutdown(2)
     assert sorted(e.message for e in fake.events) == ["one", "two"]
-    assert started, "no writer was started after the first could not be"
+    assert limit.started, "no writer was started after the first could not be"
 
 
 class _UnprintableError(Exception):

@@ -47,6 +47,7 @@ from tests.reliability_scenarios import (
     on_library_logger,
     pod,
     stored_counts,
+    thread_limit_once,
     unaccounted,
 )
 
@@ -496,23 +497,14 @@ def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_i
     the dispatcher raised RuntimeError, which was taken for the interpreter's exit. Nothing
     was written until a flush, nothing said so, and no later occurrence tried again. The
     failure is reported, and the next occurrence starts the dispatcher."""
-    start = threading.Thread.start
-    refused: list[str] = []
-
-    def no_thread_for_the_first_dispatcher(thread: threading.Thread) -> None:
-        if "dispatcher" in thread.name and not refused:
-            refused.append(thread.name)
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_dispatcher)
+    limit = thread_limit_once(monkeypatch, "dispatcher")
     fake = FakeEventSink()
     handler = KubernetesEventHandler(component="pids", sink=fake)
     log = app_logger(handler)
     try:
         with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
             log.warning("first", extra={"involved": pod("web-0")})
-            assert refused
+            assert limit.refused
             assert [t for t in handler.threads() if "dispatcher" in t.name] == []
             log.warning("second", extra={"involved": pod("web-1")})
             started = [t for t in handler.threads() if "dispatcher" in t.name]
@@ -531,15 +523,6 @@ def test_a_watcher_whose_thread_cannot_start_for_a_moment_is_said_and_started_la
     """start_event_watcher() while no thread is to be had for a moment (a pids limit): the
     watcher was stopped, unsaid, and its handler never called. It stays, the failure is
     reported, and a later event gives it its thread."""
-    start = threading.Thread.start
-    refused: list[str] = []
-
-    def no_thread_for_the_first_watcher(thread: threading.Thread) -> None:
-        if "watcher" in thread.name and not refused:
-            refused.append(thread.name)
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
     b = recorder.EventBroadcaster()
     handled, seen = threading.Event(), []
 
@@ -552,10 +535,10 @@ def test_a_watcher_whose_thread_cannot_start_for_a_moment_is_said_and_started_la
         rec = b.new_recorder("limited")
         rec.event(pod("web-0"), models.WARNING, "BackOff", "first")
         assert b.flush(10)
-        monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_watcher)
+        limit = thread_limit_once(monkeypatch, "watcher")
         with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
             watcher = b.start_event_watcher(handle)
-            assert refused
+            assert limit.refused
             assert not watcher.stopped
             rec.event(pod("web-0"), models.WARNING, "BackOff", "second")
             assert handled.wait(10)  # only a hang waits this long
