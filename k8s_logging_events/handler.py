@@ -76,8 +76,9 @@ _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 _AFTER_CLOSE = (
     "A record reached a closed event handler: no event (counted as after_close; said once "
-    "per handler). A handler added again after close() makes no events: add a new "
-    "KubernetesEventHandler (loguru's remove() and configure() close the handlers they remove)"
+    "per handler). After close() (by logging.shutdown() at exit, dictConfig, loguru's remove() "
+    "or configure()) a handler makes no events: one added again must be a new "
+    "KubernetesEventHandler"
 )
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
