@@ -60,6 +60,10 @@ _SHUTDOWN_GRACE_SECONDS = 0.25
 """What the distributing thread gets to end past shutdown's deadline, and again once every
 watcher was ended."""
 
+_STOP_WAIT_SECONDS = 1.0
+"""The longest :meth:`Watcher.stop` waits to take its watcher off the distributing thread's
+list."""
+
 # mux.go's incomingQueueLength: a small buffer absorbs a burst faster than the fan-out
 _INCOMING_QUEUE_LENGTH: Final = 25
 
@@ -176,7 +180,8 @@ class Watcher(EndsOnExit):
 
     def stop(self) -> None:
         """Stop receiving items (queued ones stay readable); idempotent. Safe from ``on_drop``
-        and while the distributing thread is blocked delivering to this watcher."""
+        and while the distributing thread is blocked delivering to this watcher (or held by
+        another: it then waits a second at most)."""
         if self._end() and self._broadcaster is not None:
             self._broadcaster._forget(self)
 
@@ -432,9 +437,15 @@ class Broadcaster(EndsOnExit):
             # from on_drop: we are the loop, and waiting for a round trip would never end
             self._watchers.pop(watcher, None)
             return
-        with self._lock:
-            if not self._stopped:
-                self._run_on_loop(lambda: self._watchers.pop(watcher, None))
+        # ended already, it gets nothing more: its removal, through a thread another watcher
+        # may hold, is tidying, not worth a hang (else it goes later, or at shutdown)
+        until = time.monotonic() + _STOP_WAIT_SECONDS
+        if self._lock.acquire(timeout=_STOP_WAIT_SECONDS):
+            try:
+                if not self._stopped:
+                    self._run_on_loop(lambda: self._watchers.pop(watcher, None), until)
+            finally:
+                self._lock.release()
 
     def _start_unless_stopped(self) -> None:  # with the lock held
         if self._stopped:

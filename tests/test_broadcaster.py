@@ -647,6 +647,30 @@ def test_shutdown_does_not_wait_forever_for_an_on_drop_that_never_returns(
         gate.open()
 
 
+def test_stop_does_not_wait_forever_behind_a_watcher_nobody_reads(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping one watcher while the thread is held by another (a full WAIT watcher nobody
+    reads): the stopped one ends at once and gets nothing more; its removal from the
+    thread's list, which went through the held thread, no longer holds stop() (here its
+    wait is made 0): it is tidied away later, at the latest by shutdown."""
+    monkeypatch.setattr(broadcaster_module, "_STOP_WAIT_SECONDS", 0.0, raising=False)
+    broadcaster = make(1, WAIT)
+    abandoned = broadcaster.watch()
+    other = broadcaster.watch()
+    send(broadcaster, event(1), event(2))  # event 2 waits for room in `abandoned`
+    assert delivering(broadcaster._thread)
+
+    stopper = start(other.stop)
+
+    try:
+        assert finished(stopper)
+    finally:
+        abandoned.stop()  # where stop() waited forever, so that the test ends
+    assert other.stopped
+    assert list(other) in ([], [event(1)])  # its stream has ended (event 1 if it came alone)
+
+
 def test_get_returns_none_on_timeout_without_ending_the_stream(make: Make) -> None:
     """get(0) on an empty live watcher returns None at once and the watcher keeps working."""
     broadcaster = make()
