@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from k8s_logging_events import _apis, _diagnostics, _errors, _pending, broadcaster, models
+from k8s_logging_events import _apis, _diagnostics, _errors, _pending, _process, broadcaster, models
 from k8s_logging_events import clock as clock_mod
 
 __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "WriterPool"]
@@ -176,14 +176,15 @@ class WriterPool:
 
     def start(self) -> bool:
         """Start writers for the ready writes; where none can start (3.12 at interpreter
-        exit), write one on this thread and return True."""
-        self._spawn_writers()
-        job = None if self.can_spawn else self._take_job()
+        exit, or a thread limit for now), write one on this thread and return True."""
+        refused = self._spawn_writers()
+        job = None if self.can_spawn and not refused else self._take_job()
         if job is not None:
             self._perform(*job)
         return job is not None
 
-    def _spawn_writers(self) -> None:
+    def _spawn_writers(self) -> bool:
+        """Start the writers wanted; True when one could not start."""
         while self.can_spawn:
             with self._cond:
                 busy = len(self._workers) - self._idle
@@ -193,17 +194,19 @@ class WriterPool:
                     or busy >= self._shared.writers + self._stalled_count()
                     or len(self._workers) >= 2 * self._shared.writers
                 ):
-                    return
+                    return False
                 name = f"{self._shared.name}-writer-{next(_counter)}"
                 thread = threading.Thread(target=self._work, name=name, daemon=True)
                 self._workers.add(thread)
             try:
                 thread.start()
-            except RuntimeError:  # interpreter exit (3.12): the dispatcher writes instead
+            except RuntimeError as error:  # the dispatcher writes instead: for good at exit
                 with self._cond:
                     self._workers.discard(thread)
-                    self.can_spawn = False
+                    self.can_spawn = not _process.refused_at_exit(error)
                 self._wake()
+                return True
+        return False
 
     def _stalled_count(self) -> int:
         # requests and set-ups in flight STALL_SECONDS or more (stalling() marks namespaces)

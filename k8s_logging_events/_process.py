@@ -9,7 +9,8 @@ when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "
 only ``os.register_at_fork``.
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
-``logging.shutdown()`` (:func:`flush_when_child_ends`).
+``logging.shutdown()`` (:func:`flush_when_child_ends`). At the interpreter's exit Python 3.12
+starts no thread (:func:`refused_at_exit`).
 
 **Signals.** Signal handlers run on the main thread only: a signal a library thread takes
 while the main thread waits in a lock is handled late or never, so the library's threads
@@ -36,6 +37,7 @@ __all__ = [
     "importing",
     "leave_signals_to_the_main_thread",
     "openssl",
+    "refused_at_exit",
     "renew_in_child",
     "subprocesses_may_start",
 ]
@@ -163,6 +165,14 @@ def _flush_all() -> None:
     for target in list(_to_flush):
         with contextlib.suppress(Exception):
             target.flush_at_child_exit()
+
+
+def refused_at_exit(error: BaseException) -> bool:
+    """True when a thread's ``start()`` raised ``error`` because the interpreter exits (3.12;
+    3.12.0 to 3.12.2 from the main thread's return on): no thread will start again, and the
+    flush at exit does the work. Not a thread limit ("can't start new thread"), which the
+    program outlives, whether or not its main thread has returned."""
+    return isinstance(error, RuntimeError) and "interpreter shutdown" in str(error)
 
 
 # --- signals -----------------------------------------------------------------------------

@@ -201,11 +201,11 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except BaseException as error:
-            # 3.12 refuses threads once the interpreter exits (the main thread has ended):
-            # flush() then drains on its own thread; while the program runs, no thread to
+            # 3.12 refuses threads once the interpreter exits: flush() then drains on its own
+            # thread; while the program runs (its main thread returned or not), no thread to
             # be had (a pids limit) is said, and the next occurrence tries again, as after
             # an interrupt
-            exiting = isinstance(error, RuntimeError) and not threading.main_thread().is_alive()
+            exiting = _process.refused_at_exit(error)
             with self._start_lock:
                 never_began = thread.ident is None  # and now never will (_dispatch)
                 if never_began:
@@ -247,10 +247,7 @@ class Runtime:
             watcher = self._add(loop)
             start = self._started and not watcher.stopped
         if start:
-            try:
-                loop.start()
-            except RuntimeError:
-                watcher.stop()
+            loop.start()
         return watcher
 
     def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
@@ -351,7 +348,11 @@ class Runtime:
             self._queue.put(WAKE)
 
     def _tend(self) -> bool:
-        """Promote due writes and start writers; True when this thread wrote one itself."""
+        """Promote due writes and start writers (and a watcher's thread that could not start);
+        True when this thread wrote one itself."""
+        for loop in self._consumers.loops():
+            if loop.refused:
+                loop.start()
         self._handoff.settle_aside()
         with self._cond:
             for recording in self._recordings():

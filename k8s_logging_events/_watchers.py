@@ -11,7 +11,7 @@ import logging
 import threading
 from collections.abc import Callable
 
-from k8s_logging_events import _diagnostics, broadcaster, models
+from k8s_logging_events import _diagnostics, _process, broadcaster, models
 
 __all__ = ["WatchLoop"]
 
@@ -44,17 +44,40 @@ class WatchLoop:
         self.processed = 0  # written by the loop's thread, or by run_here when there is none
         self.thread: threading.Thread | None = None
         self._here = threading.Lock()  # one draining flush at a time, never waited for
+        self._starting = threading.Lock()  # one start at a time, never waited for
         self._told = 0  # the watcher's drops reported so far
+        self.refused = False  # no thread to be had at its start: the dispatcher tries again
 
     def start(self) -> None:
-        """Start the loop's thread (raises RuntimeError where no thread can start)."""
-        thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-        self.thread = thread
-        thread.start()
+        """Give the loop a thread unless it has one. Where none can start, a flush handles its
+        events meanwhile; after a thread limit (said, :attr:`refused`) a later call tries
+        again; at the interpreter's exit none does."""
+        if self.thread is not None or self.watcher.stopped:
+            return
+        if not self._starting.acquire(blocking=False):
+            return
+        try:
+            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
+            self.thread = thread
+            thread.start()
+            self.refused = False
+        except RuntimeError as error:
+            self.thread = None
+            self.refused = not _process.refused_at_exit(error)
+            if self.refused:
+                self._reporter.report(
+                    "watcher-start",
+                    logging.ERROR,
+                    "Unable to start an event watcher's thread (%s): its events wait until a "
+                    "later event starts it, or a flush handles them",
+                    error,
+                )
+        finally:
+            self._starting.release()
 
     def renew(self) -> None:  # in a child after fork
         self.thread = None
-        self._here = threading.Lock()
+        self._here, self._starting = threading.Lock(), threading.Lock()
         self.processed = self._told = 0
 
     def caught_up(self, target: int) -> bool:

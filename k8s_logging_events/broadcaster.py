@@ -7,24 +7,28 @@ runtime takes only :class:`Watcher` and :class:`WatchEvent` from here, to hand e
 thread copies every item, in order, into each watcher's bounded queue; control operations
 (watch, stop, shutdown) travel with the items, so a watcher sees every item queued after it
 was added and none before. Unlike Go: a queue length of 0 means 1; DROP counts and reports
-what it skips; the thread starts on first use and shutdown joins it; a call that would make
-the distributing thread wait for itself raises :class:`RuntimeError`.
+what it skips; the thread starts on first use and shutdown joins it, within a deadline (past
+it, every watcher ends and what is left is said); a call that would make the distributing
+thread wait for itself raises :class:`RuntimeError`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, NamedTuple, Self
 
-from k8s_logging_events import _process
+from k8s_logging_events import _diagnostics, _process
 
 __all__ = [
     "ADDED",
+    "DEFAULT_SHUTDOWN_TIMEOUT",
     "DELETED",
     "ERROR",
     "MODIFIED",
@@ -46,6 +50,19 @@ DELETED: Final = "DELETED"
 
 ERROR: Final = "ERROR"
 """Watch-event type: an error occurred; the object describes it."""
+
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
+"""Seconds :meth:`Broadcaster.shutdown` waits, given no timeout, for what is queued to be
+handed out (a WAIT watcher nobody reads, or an ``on_drop`` that does not return, would hold
+it forever)."""
+
+_SHUTDOWN_GRACE_SECONDS = 0.25
+"""What the distributing thread gets to end past shutdown's deadline, and again once every
+watcher was ended."""
+
+_STOP_WAIT_SECONDS = 1.0
+"""The longest :meth:`Watcher.stop` waits to take its watcher off the distributing thread's
+list."""
 
 # mux.go's incomingQueueLength: a small buffer absorbs a burst faster than the fan-out
 _INCOMING_QUEUE_LENGTH: Final = 25
@@ -163,7 +180,8 @@ class Watcher(EndsOnExit):
 
     def stop(self) -> None:
         """Stop receiving items (queued ones stay readable); idempotent. Safe from ``on_drop``
-        and while the distributing thread is blocked delivering to this watcher."""
+        and while the distributing thread is blocked delivering to this watcher (or held by
+        another: it then waits a second at most)."""
         if self._end() and self._broadcaster is not None:
             self._broadcaster._forget(self)
 
@@ -275,6 +293,10 @@ class Broadcaster(EndsOnExit):
         # only the distributing thread touches it; a dict keeps the order of delivery among
         # watchers predictable (Go leaves it unspecified)
         self._watchers: dict[Watcher, None] = {}
+        # control operations whose callers wait (under the queue lock): a shutdown that gives
+        # up lets them go
+        self._waiting: set[_Marker] = set()
+        self._abandoned = False  # a shutdown gave up waiting for the thread
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
@@ -285,6 +307,7 @@ class Broadcaster(EndsOnExit):
         self._not_empty = threading.Condition(self._queue_lock)
         self._not_full = threading.Condition(self._queue_lock)
         self._incoming.clear()
+        self._waiting = set()
         if self._thread is not None and not self._stopped:
             self._thread = None
         for watcher in self._watchers:
@@ -313,7 +336,8 @@ class Broadcaster(EndsOnExit):
         watcher = Watcher(self, max(self._watch_capacity, len(prefix) + 1), on_drop, prefix)
         with self._lock:
             self._start_unless_stopped()
-            self._run_on_loop(lambda: self._watchers.setdefault(watcher))
+            if not self._run_on_loop(lambda: self._watchers.setdefault(watcher)):
+                raise BroadcasterStopped("broadcaster already stopped")  # a shutdown gave up
         return watcher
 
     def action(self, type: str, obj: Any) -> None:
@@ -322,7 +346,8 @@ class Broadcaster(EndsOnExit):
         self._refuse_on_loop_thread("action")
         with self._lock:
             self._start_unless_stopped()
-            self._put(WatchEvent(type, obj), block=True)
+            if not self._put(WatchEvent(type, obj), block=True):  # a shutdown gave up
+                raise BroadcasterStopped("broadcaster already stopped")
 
     def action_or_drop(self, type: str, obj: Any) -> bool:
         """Queue ``WatchEvent(type, obj)`` if there is room, else return False at once (it waits
@@ -343,20 +368,66 @@ class Broadcaster(EndsOnExit):
         finally:
             self._lock.release()
 
-    def shutdown(self) -> None:
-        """Deliver what is queued, end every watcher, and join the distributing thread;
-        idempotent. In WAIT mode a full watcher that nobody reads or stops blocks it forever."""
+    def shutdown(self, timeout: float | None = None) -> None:
+        """Deliver what is queued, end every watcher, and join the distributing thread, within
+        ``timeout`` seconds (None: :data:`DEFAULT_SHUTDOWN_TIMEOUT`); idempotent.
+
+        Go's Shutdown waits as long as the thread is held: by a full WAIT watcher that nobody
+        reads or stops, or an ``on_drop`` that does not return. Past the deadline every
+        watcher ends (what it holds stays readable), what is still queued is never handed
+        out, producers waiting for room get :class:`BroadcasterStopped`, and a report on the
+        ``k8s_logging_events`` logger says how many items were left, and whether the thread
+        (a daemon) is still busy.
+        """
         self._refuse_on_loop_thread("shutdown")
-        with self._lock:
-            if not self._stopped:
-                if self._thread is None:  # never used: nothing to deliver
-                    self._stopped = True
-                else:
-                    self._run_on_loop(self._begin_exit)
-            thread = self._thread
-        # outside the lock, so that a second caller waits for the thread too
+        seconds = DEFAULT_SHUTDOWN_TIMEOUT if timeout is None else timeout
+        seconds = min(max(0.0, seconds), threading.TIMEOUT_MAX)
+        until = time.monotonic() + seconds
+        if self._lock.acquire(timeout=seconds):  # a producer waiting for room holds it
+            try:
+                if not self._stopped:
+                    if self._thread is None:  # never used: nothing to deliver
+                        self._stopped = True
+                    else:
+                        self._run_on_loop(self._begin_exit, until)
+            finally:
+                self._lock.release()
+        # outside the lock, so that a second caller waits for the thread too; past the
+        # deadline, a short grace (a shutdown(0) of a thread that is only slow)
+        thread = self._thread
         if thread is not None:
-            thread.join()
+            thread.join(max(until - time.monotonic(), _SHUTDOWN_GRACE_SECONDS))
+            if thread.is_alive():
+                self._abandon(thread, seconds)
+
+    def _abandon(self, thread: threading.Thread, seconds: float) -> None:
+        """Past shutdown's deadline: end every watcher, drop what is queued, let every
+        waiting caller go, and say so (once)."""
+        with self._not_full:
+            if self._abandoned:
+                return
+            self._abandoned = self._stopped = True
+            left, waiting = list(self._incoming), list(self._waiting)
+            self._incoming.clear()
+            self._not_full.notify_all()
+            self._not_empty.notify_all()
+        for marker in waiting:
+            marker.done.set()  # what it asked for never runs
+        for watcher in tuple(self._watchers):
+            watcher._end()  # the thread, waiting for room in one, goes on
+        thread.join(_SHUTDOWN_GRACE_SECONDS)
+        items = sum(isinstance(item, WatchEvent) for item in left)
+        busy = "; the thread is still busy and was left to itself" if thread.is_alive() else ""
+        _diagnostics.report(
+            logging.WARNING,
+            "Broadcaster %s: shutdown gave up after %.3g s, its thread held (a full WAIT "
+            "watcher nobody reads, or an on_drop that does not return): every watcher was "
+            "ended (what it holds stays readable) and %d queued item(s) were not handed out%s",
+            self._name,
+            seconds,
+            items,
+            busy,
+        )
 
     def _on_exit(self) -> None:
         self.shutdown()
@@ -366,9 +437,15 @@ class Broadcaster(EndsOnExit):
             # from on_drop: we are the loop, and waiting for a round trip would never end
             self._watchers.pop(watcher, None)
             return
-        with self._lock:
-            if not self._stopped:
-                self._run_on_loop(lambda: self._watchers.pop(watcher, None))
+        # ended already, it gets nothing more: its removal, through a thread another watcher
+        # may hold, is tidying, not worth a hang (else it goes later, or at shutdown)
+        until = time.monotonic() + _STOP_WAIT_SECONDS
+        if self._lock.acquire(timeout=_STOP_WAIT_SECONDS):
+            try:
+                if not self._stopped:
+                    self._run_on_loop(lambda: self._watchers.pop(watcher, None), until)
+            finally:
+                self._lock.release()
 
     def _start_unless_stopped(self) -> None:  # with the lock held
         if self._stopped:
@@ -377,11 +454,27 @@ class Broadcaster(EndsOnExit):
             self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
             self._thread.start()
 
-    def _run_on_loop(self, fn: Callable[[], None]) -> None:
-        # with the lock held: nothing may overtake the marker
-        marker = _Marker(fn, threading.Event())
-        self._put(marker, block=True)
-        marker.done.wait()
+    def _run_on_loop(self, fn: Callable[[], None], until: float | None = None) -> bool:
+        """Run ``fn`` on the distributing thread, in its place in the queue (with the lock
+        held: nothing may overtake it); False when it did not run by ``until`` (a monotonic
+        time; None: until a shutdown gives up)."""
+        ran: list[bool] = []
+
+        def run() -> None:
+            fn()
+            ran.append(True)
+
+        marker = _Marker(run, threading.Event())
+        with self._queue_lock:
+            self._waiting.add(marker)
+        try:
+            if self._put(marker, block=True, until=until):
+                left = None if until is None else max(0.0, until - time.monotonic())
+                marker.done.wait(left)
+        finally:
+            with self._queue_lock:
+                self._waiting.discard(marker)
+        return bool(ran)
 
     def _refuse_on_loop_thread(self, operation: str) -> None:
         if self._on_loop_thread():
@@ -391,11 +484,13 @@ class Broadcaster(EndsOnExit):
     def _on_loop_thread(self) -> bool:
         return threading.current_thread() is self._thread
 
-    def _put(self, item: WatchEvent | _Marker, *, block: bool) -> bool:
+    def _put(self, item: WatchEvent | _Marker, *, block: bool, until: float | None = None) -> bool:
+        # False when not queued: no room (by ``until`` when blocking), or a shutdown gave up
         with self._not_full:
             if block:
-                self._not_full.wait_for(self._incoming_has_room)
-            elif not self._incoming_has_room():
+                left = None if until is None else max(0.0, until - time.monotonic())
+                self._not_full.wait_for(lambda: self._incoming_has_room() or self._abandoned, left)
+            if self._abandoned or not self._incoming_has_room():
                 return False
             self._incoming.append(item)
             self._not_empty.notify()
@@ -408,7 +503,7 @@ class Broadcaster(EndsOnExit):
         while not self._stopped:
             # everything at once: lock traffic per batch, not per item, keeps up with a burst
             with self._not_empty:
-                self._not_empty.wait_for(lambda: bool(self._incoming))
+                self._not_empty.wait_for(lambda: bool(self._incoming) or self._stopped)
                 batch = list(self._incoming)
                 self._incoming.clear()
                 # only the holder of self._lock ever waits for room: one wake-up is enough

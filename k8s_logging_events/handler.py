@@ -75,6 +75,15 @@ _BROADCASTER_STATS = (
 )
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
+_AFTER_CLOSE = (
+    "A record reached a closed event handler: no event (counted as after_close; said once "
+    "per handler). After close() (by logging.shutdown() at exit, dictConfig, loguru's remove() "
+    "or configure()) a handler makes no events: one added again must be a new "
+    "KubernetesEventHandler. dictConfig and fileConfig close every handler, also one added in "
+    "code that they do not configure and that stays on its logger: name it in that "
+    "configuration, or add a new one after the call"
+)
+
 _SYSTEM_CLOCK = clock_mod.SystemClock()
 _STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second, and some
 
@@ -164,7 +173,6 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
-        self._closed_by_config = False  # and its records not said yet (see _said_closed)
         _process.renew_in_child(self)
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
@@ -330,8 +338,6 @@ class KubernetesEventHandler(logging.Handler):
             with self._lock:
                 first = not self._closed
                 self._closed = True
-                # dictConfig and fileConfig close every handler, also one left on its logger
-                self._closed_by_config |= first and _diagnostics.holds_logging_lock()
                 _STARTED.pop(id(self), None)
                 active, lazy = self._broadcaster, self._lazy_sink
                 later = first and active is not None and self._client_needs_logging_lock()
@@ -443,9 +449,7 @@ class KubernetesEventHandler(logging.Handler):
         # the whole path in one frame, around one try: it runs for every record
         try:
             if self._closed:
-                self._counters["after_close"].add()
-                if self._closed_by_config:
-                    self._said_closed()
+                self._after_close()
                 return
             notes = _records.Notes()
             settings = self._settings
@@ -461,7 +465,7 @@ class KubernetesEventHandler(logging.Handler):
                 self._counters["repaired"].add()
             offer = self._offer or self._start()
             if offer is None:
-                self._counters["after_close"].add()
+                self._after_close()
                 return
             offer(occurrence)
         except RecursionError:  # as the stdlib handlers do: a recursion must surface
@@ -470,17 +474,10 @@ class KubernetesEventHandler(logging.Handler):
             self._counters["refused"].add()
             self._sites.report(record, "internal", "No event for this record: %r", error)
 
-    def _said_closed(self) -> None:
-        """Say once that records reach this handler, which logging.config closed: the program
-        may not know (a StreamHandler beside it goes on printing)."""
-        self._closed_by_config = False
-        _diagnostics.report(
-            logging.WARNING,
-            "No event for records that reach this handler after logging.config closed it "
-            "(dictConfig and fileConfig close every handler, also one they do not configure "
-            "and that stays on its logger); they are counted as after_close. Name the handler "
-            "in that configuration, or add a new one after the call",
-        )
+    def _after_close(self) -> None:
+        # said once, by the first: a handler re-added after close() (loguru) loses them all
+        if self._counters["after_close"].add() == 0:
+            _diagnostics.report(logging.WARNING, _AFTER_CLOSE)
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(

@@ -89,6 +89,33 @@ def on_library_logger(handler: _Handler) -> Iterator[_Handler]:
         library.removeHandler(handler)
 
 
+@dataclass
+class ThreadLimit:
+    """Names of the threads (named with ``part``) refused once, then started."""
+
+    part: str
+    refused: list[str]
+    started: list[str]
+
+
+def thread_limit_once(monkeypatch: Any, part: str) -> ThreadLimit:
+    """Patch ``threading.Thread.start``: the first thread whose name holds ``part`` meets
+    RuntimeError("can't start new thread"), as at a container's pids limit; later ones start."""
+    start = threading.Thread.start
+    limit = ThreadLimit(part, [], [])
+
+    def limited(thread: threading.Thread) -> None:
+        if part in thread.name:
+            if not limit.refused:
+                limit.refused.append(thread.name)
+                raise RuntimeError("can't start new thread")
+            limit.started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    return limit
+
+
 class ListHandler(logging.Handler):
     """Keeps every record it is given."""
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from k8s_logging_events import broadcaster as broadcaster_module
 from k8s_logging_events.broadcaster import (
     ADDED,
     DELETED,
@@ -28,7 +29,7 @@ from k8s_logging_events.broadcaster import (
     Watcher,
     WatchEvent,
 )
-from tests.reliability_scenarios import fork_quietly, read_child
+from tests.reliability_scenarios import ListHandler, fork_quietly, on_library_logger, read_child
 
 WAIT = FullChannelBehavior.WAIT
 DROP = FullChannelBehavior.DROP
@@ -95,28 +96,46 @@ class Gate:
     """An ``on_drop`` that holds the distributing thread until the gate opens: once it was
     entered, the thread has taken everything sent before, and takes nothing more."""
 
-    def __init__(self) -> None:
+    def __init__(self, hold: float = TIMEOUT) -> None:
         self.entered = threading.Event()
         self._open = threading.Event()
+        self._hold = hold
 
     def __call__(self, _: WatchEvent) -> None:
         self.entered.set()
-        self._open.wait(TIMEOUT)
+        self._open.wait(self._hold)
 
     def open(self) -> None:
         self._open.set()
 
 
-def held_with_a_full_queue(make: Make) -> tuple[Broadcaster, Gate, Watcher]:
+def held_with_a_full_queue(make: Make, hold: float = TIMEOUT) -> tuple[Broadcaster, Gate, Watcher]:
     """A DROP broadcaster whose thread is held by its one watcher (of one item: it got event
-    1, and event 2 holds the thread), with the incoming queue full of events 3 to 27."""
+    1, and event 2 holds the thread, ``hold`` seconds at most), with the incoming queue full
+    of events 3 to 27."""
     broadcaster = make(1, DROP)
-    gate = Gate()
+    gate = Gate(hold)
     held = broadcaster.watch(on_drop=gate)
     send(broadcaster, event(1), event(2))  # event 2 finds `held` full: the thread waits
     assert gate.entered.wait(TIMEOUT)
     send(broadcaster, *(event(n) for n in range(3, 28)))  # the incoming queue's 25
     return broadcaster, gate, held
+
+
+def blocked_sender(broadcaster: Broadcaster) -> tuple[threading.Thread, list[BaseException]]:
+    """A producer whose action() (of event 28) waits for room in the full incoming queue,
+    and the errors it meets."""
+    errors: list[BaseException] = []
+
+    def blocked_send() -> None:
+        try:
+            send(broadcaster, event(28))
+        except BaseException as error:
+            errors.append(error)
+
+    blocked = start(blocked_send)
+    assert waits_for_room(blocked)
+    return blocked, errors
 
 
 def threads_named(name: str) -> list[threading.Thread]:
@@ -362,16 +381,7 @@ def test_action_or_drop_does_not_wait_behind_a_producer_waiting_for_room(make: M
     its place, as in Go: a shutdown() called meanwhile waits for it, and its item is handed
     out before the watchers end."""
     broadcaster, gate, held = held_with_a_full_queue(make)
-    errors: list[BaseException] = []
-
-    def blocked_send() -> None:
-        try:
-            send(broadcaster, event(28))
-        except BaseException as error:
-            errors.append(error)
-
-    blocked = start(blocked_send)
-    assert waits_for_room(blocked)
+    blocked, errors = blocked_sender(broadcaster)
 
     answer: list[bool] = []
     dropper = start(lambda: answer.append(broadcaster.action_or_drop(ADDED, {"n": 99})))
@@ -559,6 +569,106 @@ def test_shutdown_of_a_never_used_broadcaster_starts_no_thread(make: Make) -> No
 
     assert broadcaster.stopped
     assert threads_named(name) == []
+
+
+# --- a shutdown that never hangs (Go's Shutdown waits as long as a watcher does) ---------------
+
+
+def delivering(thread: threading.Thread | None) -> bool:
+    """True once ``thread`` waits to put an item in a full WAIT watcher (found on its stack)."""
+    bound = time.monotonic() + TIMEOUT
+    while thread is not None and time.monotonic() < bound:
+        frame = sys._current_frames().get(thread.ident or -1)
+        while frame is not None:
+            if frame.f_code.co_name == "_put_waiting":
+                return True
+            frame = frame.f_back
+        thread.join(0.001)
+    return False
+
+
+@pytest.fixture(name="reports")
+def _reports() -> Iterator[ListHandler]:
+    """The library's reports."""
+    with on_library_logger(ListHandler()) as reports:
+        yield reports
+
+
+def test_shutdown_past_its_deadline_ends_a_watcher_nobody_reads_and_says_so(
+    make: Make, reports: ListHandler
+) -> None:
+    """A WAIT watcher whose reader is gone (its function blocks forever) holds the thread;
+    shutdown(timeout) hands out what it can until then, then ends every watcher (what they
+    hold stays readable), lets the thread end, and says how many queued items were never
+    handed out. Before, it waited forever, as Go's Shutdown does."""
+    broadcaster = make(1, WAIT)
+    abandoned = broadcaster.watch()
+    send(broadcaster, event(1), event(2))  # event 2 waits for room in `abandoned`
+    assert delivering(broadcaster._thread)
+    send(broadcaster, *(event(n) for n in range(3, 8)))
+    thread = broadcaster._thread
+    assert thread is not None
+
+    stopper = start(broadcaster.shutdown, 0.0)
+
+    try:
+        assert finished(stopper)
+        assert finished(thread)
+    finally:
+        abandoned.stop()  # where shutdown waited forever, so that the test ends
+    assert broadcaster.stopped
+    assert list(abandoned) == [event(1)]
+    [said] = [text for text in reports.messages() if "shutdown" in text]
+    assert "5 queued item(s) were not handed out" in said, said
+    with pytest.raises(BroadcasterStopped, match=STOPPED):
+        send(broadcaster, event(8))
+
+
+def test_shutdown_does_not_wait_forever_for_an_on_drop_that_never_returns(
+    make: Make, reports: ListHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ``on_drop`` that blocks holds the thread where nothing can free it: shutdown()
+    (its default deadline here made 0) returns, says the thread is still busy and was left
+    to itself (a daemon), and the producer waiting for room meanwhile is told the
+    broadcaster stopped rather than waiting on."""
+    monkeypatch.setattr(broadcaster_module, "DEFAULT_SHUTDOWN_TIMEOUT", 0.0, raising=False)
+    broadcaster, gate, _ = held_with_a_full_queue(make, hold=60)  # the test's end opens it
+    blocked, errors = blocked_sender(broadcaster)
+    try:
+        stopper = start(broadcaster.shutdown)
+        assert finished(stopper)
+        assert finished(blocked)
+        assert broadcaster.stopped
+        assert [type(e) for e in errors] == [BroadcasterStopped]
+        [said] = [text for text in reports.messages() if "shutdown" in text]
+        assert "25 queued item(s) were not handed out" in said, said
+        assert "still busy" in said, said
+    finally:
+        gate.open()
+
+
+def test_stop_does_not_wait_forever_behind_a_watcher_nobody_reads(
+    make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Stopping one watcher while the thread is held by another (a full WAIT watcher nobody
+    reads): the stopped one ends at once and gets nothing more; its removal from the
+    thread's list, which went through the held thread, no longer holds stop() (here its
+    wait is made 0): it is tidied away later, at the latest by shutdown."""
+    monkeypatch.setattr(broadcaster_module, "_STOP_WAIT_SECONDS", 0.0, raising=False)
+    broadcaster = make(1, WAIT)
+    abandoned = broadcaster.watch()
+    other = broadcaster.watch()
+    send(broadcaster, event(1), event(2))  # event 2 waits for room in `abandoned`
+    assert delivering(broadcaster._thread)
+
+    stopper = start(other.stop)
+
+    try:
+        assert finished(stopper)
+    finally:
+        abandoned.stop()  # where stop() waited forever, so that the test ends
+    assert other.stopped
+    assert list(other) in ([], [event(1)])  # its stream has ended (event 1 if it came alone)
 
 
 def test_get_returns_none_on_timeout_without_ending_the_stream(make: Make) -> None:

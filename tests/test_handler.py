@@ -1272,7 +1272,7 @@ class TestLifecycle:
     """flush, close, logging.shutdown, owned and shared broadcasters."""
 
     def test_close_writes_what_was_logged_and_is_idempotent(self, make, log, fake) -> None:
-        """close() drains first; a second close() does nothing; later records drop quietly."""
+        """close() drains first; a second close() does nothing; later records are dropped."""
         event_handler = make()
         log.addHandler(event_handler)
         for name in ("a", "b", "c"):
@@ -1283,6 +1283,21 @@ class TestLifecycle:
         log.info("after close", extra={"involved": POD})
         assert event_handler.stats()["after_close"] == 1
         assert len(fake.events) == 3
+
+    def test_records_reaching_a_closed_handler_are_said_once(self, make, log, fake, reports):
+        """A closed handler still attached (or attached again, as logging allows) makes no
+        events: each record is counted as after_close, and the first one is said on the
+        library's logger, with what to do instead. Before, they were lost without a word."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        event_handler.close()
+        for number in range(3):
+            log.warning("after close %d", number, extra={"involved": POD})
+        said = [text for text in reports.messages() if "closed" in text]
+        assert len(said) == 1, reports.messages()
+        assert "KubernetesEventHandler" in said[0]
+        assert event_handler.stats()["after_close"] == 3
+        assert fake.events == []
 
     def test_logging_shutdown_flushes_and_closes(self, make, log, fake) -> None:
         """What interpreter exit does (flush, then close) writes everything and stops."""

@@ -21,6 +21,7 @@ from k8s_logging_events import _pod, _records, correlator, models, recorder
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from k8s_logging_events.testing._capture import capture_events
+from tests.reliability_scenarios import ListHandler, on_library_logger
 
 POD = {
     "apiVersion": "v1",
@@ -156,6 +157,31 @@ def test_loguru_bound_values_make_counted_events(server: LocalApiServer) -> None
     typed = next(e for e in server.events("prod") if e["message"] == "typed")
     assert typed["type"] == "Normal"
     assert typed["metadata"]["annotations"] == {"a.io/x": "1"}
+
+
+def test_loguru_re_adding_a_removed_handler_is_said(server: LocalApiServer) -> None:
+    """logger.remove() closes the handler; adding the same handler again makes no events.
+    The first record it gets is said on the library's logger (it names the fix: a new
+    handler), and every one is counted as after_close. Before, every later event was lost
+    without a word."""
+    from loguru import logger
+
+    event_handler = events_handler(server)
+    sink_id = logger.add(event_handler, format="{message}", level="WARNING")
+    logger.bind(involved=POD, reason="Before").warning("written")
+    logger.remove(sink_id)
+    with on_library_logger(ListHandler()) as reports:
+        sink_id = logger.add(event_handler, format="{message}", level="WARNING")
+        try:
+            for _ in range(3):
+                logger.bind(involved=POD, reason="After").warning("lost")
+        finally:
+            logger.remove(sink_id)
+    said = [text for text in reports.messages() if "closed" in text]
+    assert len(said) == 1, reports.messages()
+    assert "new KubernetesEventHandler" in said[0]
+    assert event_handler.stats()["after_close"] == 3
+    assert [e["reason"] for e in server.events("prod")] == ["Before"]
 
 
 PASSWORD = "hunter2-5f1c9e"  # the secret the events must never hold

@@ -26,6 +26,7 @@ from tests.reliability_scenarios import (
     on_library_logger,
     pod,
     stored_counts,
+    thread_limit_once,
 )
 
 PODS = [pod(name) for name in ("web", "db", "cache")]
@@ -387,6 +388,28 @@ def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch)
     finally:
         gate.set()
         b.shutdown(2)
+
+
+def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypatch) -> None:
+    """No thread for a writer for a moment (a pids limit: "can't start new thread"): the
+    dispatcher makes that write itself, and the next write gets a writer again. The failure
+    was taken for the interpreter's exit: the dispatcher made every later request itself,
+    one at a time, for the rest of the process (one hanging request held up the queue)."""
+    limit = thread_limit_once(monkeypatch, "writer")
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("limited")
+        rec.event(pod("first"), models.WARNING, "BackOff", "one")
+        assert b.flush(10)
+        assert limit.refused
+        rec.event(pod("second"), models.WARNING, "BackOff", "two")
+        assert b.flush(10)
+    finally:
+        b.shutdown(2)
+    assert sorted(e.message for e in fake.events) == ["one", "two"]
+    assert limit.started, "no writer was started after the first could not be"
 
 
 class _UnprintableError(Exception):

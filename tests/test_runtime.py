@@ -47,6 +47,7 @@ from tests.reliability_scenarios import (
     on_library_logger,
     pod,
     stored_counts,
+    thread_limit_once,
     unaccounted,
 )
 
@@ -501,23 +502,14 @@ def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_i
     the dispatcher raised RuntimeError, which was taken for the interpreter's exit. Nothing
     was written until a flush, nothing said so, and no later occurrence tried again. The
     failure is reported, and the next occurrence starts the dispatcher."""
-    start = threading.Thread.start
-    refused: list[str] = []
-
-    def no_thread_for_the_first_dispatcher(thread: threading.Thread) -> None:
-        if "dispatcher" in thread.name and not refused:
-            refused.append(thread.name)
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", no_thread_for_the_first_dispatcher)
+    limit = thread_limit_once(monkeypatch, "dispatcher")
     fake = FakeEventSink()
     handler = KubernetesEventHandler(component="pids", sink=fake)
     log = app_logger(handler)
     try:
         with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
             log.warning("first", extra={"involved": pod("web-0")})
-            assert refused
+            assert limit.refused
             assert [t for t in handler.threads() if "dispatcher" in t.name] == []
             log.warning("second", extra={"involved": pod("web-1")})
             started = [t for t in handler.threads() if "dispatcher" in t.name]
@@ -528,6 +520,89 @@ def test_a_dispatcher_that_cannot_start_is_said_and_the_next_occurrence_starts_i
     assert len(reports) == 1, reports
     assert "can't start new thread" in reports[0]
     assert sorted(e.involved_object.name for e in fake.events) == ["web-0", "web-1"]
+
+
+def test_a_watcher_whose_thread_cannot_start_for_a_moment_is_said_and_started_later(
+    monkeypatch, caplog
+) -> None:
+    """start_event_watcher() while no thread is to be had for a moment (a pids limit): the
+    watcher was stopped, unsaid, and its handler never called. It stays, the failure is
+    reported, and a later event gives it its thread."""
+    b = recorder.EventBroadcaster()
+    handled, seen = threading.Event(), []
+
+    def handle(event: models.Event) -> None:
+        seen.append((event.message, threading.current_thread().name))
+        handled.set()
+
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("limited")
+        rec.event(pod("web-0"), models.WARNING, "BackOff", "first")
+        assert b.flush(10)
+        limit = thread_limit_once(monkeypatch, "watcher")
+        with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
+            watcher = b.start_event_watcher(handle)
+            assert limit.refused
+            assert not watcher.stopped
+            rec.event(pod("web-0"), models.WARNING, "BackOff", "second")
+            assert handled.wait(10)  # only a hang waits this long
+        reports = [r.getMessage() for r in caplog.records if "watcher" in r.getMessage()]
+    finally:
+        b.shutdown(2)
+    assert [message for message, _ in seen] == ["second"]
+    assert "watcher" in seen[0][1]  # on a thread of its own, started after all
+    assert len(reports) == 1, reports
+    assert "can't start new thread" in reports[0]
+
+
+AFTER_MAIN_RETURNED = """
+import json, logging, sys, threading
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="late", sink=sys.argv[1])
+log = logging.getLogger("app")
+log.addHandler(handler)
+start = threading.Thread.start
+
+def no_thread_for_the_first_dispatcher(thread):  # a pids limit, reached for a moment
+    threading.Thread.start = start
+    raise RuntimeError("can't start new thread")
+
+def worker():  # a thread of the application's that goes on after the main thread returned
+    threading.main_thread().join(60)
+    threading.Thread.start = no_thread_for_the_first_dispatcher
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "late", "namespace": "default"}}
+    log.warning("first", extra={"involved": pod, "reason": "First"})
+    log.warning("second", extra={"involved": pod, "reason": "Second"})
+    threads = [t.name.rsplit("-", 1)[0] for t in handler.threads()]
+    handler.flush()
+    print(json.dumps({"threads": threads, "stats": handler.stats()}))
+
+threading.Thread(target=worker, daemon=False).start()
+"""
+
+
+def test_a_thread_limit_after_the_main_thread_returned_is_no_exit(server) -> None:
+    """A dispatcher that cannot start (RuntimeError "can't start new thread": a pids limit)
+    while a thread of the application still runs after the main thread has returned. That
+    was taken for the interpreter's exit (the main thread is no longer alive): nothing said,
+    no later occurrence tried again, every event waited for the exit. Only the interpreter's
+    own refusal at exit means exit; this one is said, and the next occurrence starts it."""
+    result = run_child(AFTER_MAIN_RETURNED, server.url)
+    assert result.returncode == 0, result.stderr
+    outcome = json.loads(result.stdout)
+    if (3, 12) <= sys.version_info[:3] < (3, 12, 3):
+        # there, once the main thread returned, the interpreter refuses every thread itself
+        # (CPython's gh-113964): the second occurrence meets that, and the flush writes both
+        assert outcome["threads"] == [], result.stderr
+    else:
+        assert "k8s-events-dispatcher" in outcome["threads"], result.stderr
+    said = [line for line in result.stderr.splitlines() if "dispatcher" in line]
+    assert len(said) == 1, result.stderr
+    assert "can't start new thread" in said[0]
+    assert outcome["stats"]["created"] + outcome["stats"]["patched"] == 2
+    assert sorted(e["reason"] for e in server.events("default")) == ["First", "Second"]
 
 
 # --- bounds and hangs -----------------------------------------------------------------------
