@@ -348,8 +348,7 @@ class Runtime:
             self._queue.put(WAKE)
 
     def _tend(self) -> bool:
-        """Promote due writes and start writers (and a watcher's thread that could not start);
-        True when this thread wrote one itself."""
+        """Promote due writes, start writers and refused watchers; True when it wrote one."""
         for loop in self._consumers.loops():
             if loop.refused:
                 loop.start()
