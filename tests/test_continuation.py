@@ -1077,3 +1077,37 @@ class TestContinuation:
         cont.attempt(_write(ours), policy)
         (stored,) = fake.events
         assert stored.series == models.EventSeries(2, later)
+
+    def test_a_series_our_lost_patch_continued_is_not_taken_for_finished_on_its_retry(
+        self,
+    ) -> None:
+        """events.k8s.io/v1, a restart whose wall clock was stepped back 40 minutes: its
+        create of 20 meets the earlier run's series (11, last seen 15 minutes after it began,
+        8 after ours began: not finished) and continues it, 31; the patch lands but its answer
+        is lost, and it set the last observation to our clock, before the series began. The
+        retry meets the same event, which it continued itself: not a finished series to walk
+        past, so ours is not created again elsewhere (31 more: ours twice, theirs copied)."""
+        clock = FakeClock(T0 - timedelta(minutes=40))  # our wall clock, stepped back
+        fake = FakeEventSink()
+        v1: dict[str, Any] = {"first_timestamp": None, "last_timestamp": None}
+        earlier = models.EventSeries(11, T0 + timedelta(minutes=15))
+        fake.create(_event(count=11, event_time=T0, series=earlier, **v1))  # the earlier run's
+        policy = SeriesPolicy(SeriesCorrelator(clock=clock))
+        cont = _continuation_for(fake, clock)
+        began = T0 + timedelta(minutes=7)  # before the step back
+        ours = _event(event_time=began, series=models.EventSeries(20, clock.now()), **v1)
+        write = _pending.Write(event=ours, create=True, held=False, occurrences=20)
+
+        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
+            fake.on_patch = None
+            fake.patch(event, data)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_patch = lands_but_the_answer_is_lost
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)  # as the writer notes a request in doubt
+        write.sent = None
+        cont.attempt(write, policy)
+        assert [(e.event_time, e.series and e.series.count) for e in fake.events] == [(T0, 31)]
