@@ -55,6 +55,7 @@ class Write(Protocol):
     occurrences: int
     sent: tuple[int, int, bool] | None
     unsure: list[tuple[int, int, bool]]
+    named: str
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
@@ -256,6 +257,10 @@ class _Attempt:
         found = owner.known(*self.key)
         known = found or Known(event.name, "", 0, 0)
         self.name, self.version = known.name, known.version
+        if found is None and write.unsure and write.named:
+            self.name = write.named  # a create in doubt is retried under the name it went
+        # the event this process continued already (a restart's walk never passes it by)
+        self.continued = found.name if found is not None else None
         # a correlator that forgot the event (lru_cache_size) while this write waited counted
         # again from 1 into it: its occurrences, not its latest count, say what it adds, less
         # what requests in doubt carried that the server's count (read) already holds
@@ -333,7 +338,8 @@ class _Attempt:
             self._without_reading()
             return None
         same = self.policy.same_event(self.event, stored)
-        if same and self.taken and self.policy.finished(self.event, stored):
+        ours_already = self.name == self.continued  # our own write may have moved its times
+        if same and self.taken and not ours_already and self.policy.finished(self.event, stored):
             # ours, but a restart must not continue a finished series: the next one's name
             # (a first rename of this one's, as the correlator names it) is read; a restart
             # walks past every finished one, which is no contention
@@ -366,7 +372,7 @@ class _Attempt:
             return None
         if self.policy.finished(self.event, stored):
             # named after the one before where it is on the server, as a walk names it
-            self.name = self.owner.new_name(before, 1)
+            self.name = self.write.named = self.owner.new_name(before, 1)
             return None
         self.name = before.name
         return self._continue(stored)

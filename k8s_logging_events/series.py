@@ -201,9 +201,11 @@ class SeriesCorrelator:
     def finished_between(self, earlier: models.Event, later: models.Event) -> bool:
         """True when ``later`` came more than the finish time after ``earlier``'s last
         occurrence, by their timestamps (as a process that did not see the series tells)."""
-        # the earlier one's latest occurrence: its series', else its own time
-        last = earlier.series.last_observed_time if earlier.series is not None else None
-        last = last or earlier.event_time or earlier.first_timestamp
+        # the earlier one's latest time: a wall clock stepped back can leave its series' last
+        # observation before its first, and it was observed then too
+        series_last = earlier.series.last_observed_time if earlier.series is not None else None
+        times = (series_last, earlier.event_time or earlier.first_timestamp)
+        last = max((time for time in times if time is not None), default=None)
         first = later.event_time or later.first_timestamp
         if last is None or first is None:
             return False

@@ -12,6 +12,7 @@ are processes (tests/fleet_scenarios.py).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import logging
 import random
@@ -39,7 +40,7 @@ from k8s_logging_events import (
     sink,
 )
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.series import FINISH_SECONDS, SeriesCorrelator, SeriesPolicy
+from k8s_logging_events.series import FINISH_SECONDS, SeriesCorrelator, SeriesPolicy, series_key
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests import fleet_scenarios
 from tests._sinks import WithoutRead
@@ -1077,3 +1078,84 @@ class TestContinuation:
         cont.attempt(_write(ours), policy)
         (stored,) = fake.events
         assert stored.series == models.EventSeries(2, later)
+
+    def test_a_series_our_lost_patch_continued_is_not_taken_for_finished_on_its_retry(
+        self,
+    ) -> None:
+        """events.k8s.io/v1, a restart whose wall clock was stepped back 40 minutes: its
+        create of 20 meets the earlier run's series (11, last seen 15 minutes after it began,
+        8 after ours began: not finished) and continues it, 31; the patch lands but its answer
+        is lost, and it set the last observation to our clock, before the series began. The
+        retry meets the same event, which it continued itself: not a finished series to walk
+        past, so ours is not created again elsewhere (31 more: ours twice, theirs copied)."""
+        clock = FakeClock(T0 - timedelta(minutes=40))  # our wall clock, stepped back
+        fake = FakeEventSink()
+        v1: dict[str, Any] = {"first_timestamp": None, "last_timestamp": None}
+        earlier = models.EventSeries(11, T0 + timedelta(minutes=15))
+        fake.create(_event(count=11, event_time=T0, series=earlier, **v1))  # the earlier run's
+        policy = SeriesPolicy(SeriesCorrelator(clock=clock))
+        cont = _continuation_for(fake, clock)
+        began = T0 + timedelta(minutes=7)  # before the step back
+        ours = _event(event_time=began, series=models.EventSeries(20, clock.now()), **v1)
+        write = _pending.Write(event=ours, create=True, held=False, occurrences=20)
+
+        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
+            fake.on_patch = None
+            fake.patch(event, data)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_patch = lands_but_the_answer_is_lost
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)  # as the writer notes a request in doubt
+        write.sent = None
+        cont.attempt(write, policy)
+        assert [(e.event_time, e.series and e.series.count) for e in fake.events] == [(T0, 31)]
+
+    def test_a_new_series_whose_create_was_lost_is_retried_under_the_name_it_went_under(
+        self,
+    ) -> None:
+        """events.k8s.io/v1: this process wrote its series under another name than its own
+        (it had walked to the Event that went on). That series went quiet; the next one's
+        create reads it first, finds it finished and names ours after it, where it is on the
+        server. The create lands but its answer is lost: the retry goes to the same name and
+        finds our own event there, instead of creating the series again under the name the
+        correlator gave it (the occurrence counted twice)."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        namer = _sanitise.EventNamer(event_names="deterministic")
+
+        def renamed(event: models.Event, generation: int) -> models.Event:
+            return dataclasses.replace(event, name=namer.renamed(event, 1, clock.now()))
+
+        grouped = SeriesCorrelator(clock=clock, key=series_key, rename=renamed)
+        policy = SeriesPolicy(grouped)
+        cont = _continuation_for(fake, clock)
+        v1: dict[str, Any] = {"first_timestamp": None, "last_timestamp": None}
+        grouped.observe(_event(name="web-0.first", event_time=T0, **v1))
+        walked = fake.create(
+            _event(name="web-0.walked", event_time=T0, series=models.EventSeries(2, T0), **v1)
+        )
+        known = _continuation.Known(walked.name, walked.resource_version, 0, 2)
+        cont.remember(("default", "web-0.first"), known)  # where our first series went
+        clock.step(FINISH_SECONDS + 60)
+        ours, _ = grouped.observe(_event(name="web-0.first", event_time=clock.now(), **v1))
+        assert policy.previous(ours) == "web-0.first"
+        write = _pending.Write(event=ours, create=True, held=False, occurrences=1)
+
+        def lands_but_the_answer_is_lost(event: models.Event) -> None:
+            fake.on_create = None
+            fake.create(event)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_create = lands_but_the_answer_is_lost
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)  # as the writer notes a request in doubt
+        write.sent = None
+        cont.attempt(write, policy)
+        assert [e.name for e in fake.events if e.name != walked.name] == [
+            namer.renamed(dataclasses.replace(ours, name=walked.name), 1, clock.now())
+        ]

@@ -728,3 +728,58 @@ def test_with_deterministic_names_a_restart_continues_a_later_series_of_a_run_th
         (1, "2024-01-01T00:07:00.000000Z"),
         (3, "2024-01-01T00:14:00.000000Z"),
     ]
+
+
+def test_a_lost_create_whose_clock_stepped_back_is_not_taken_for_a_finished_series(
+    server: LocalApiServer,
+) -> None:
+    """NTP steps the clock back an hour between a series' first occurrence and its second,
+    while its create waits to retry: the create carries a series whose last observation is
+    an hour before its eventTime. Its answer is lost after it was stored, and the retry meets
+    our own event under its name: that is our event (its latest time is its eventTime), not
+    a series finished six minutes before ours, so nothing is written again under another
+    name and the server counts the two occurrences once."""
+    clock = FakeClock(T0)
+    first_wait, go = threading.Event(), threading.Event()
+
+    def sleep(seconds: float, cancel: threading.Event) -> bool:
+        if not go.is_set():  # the retry's wait after the 503: hold it until told, time still
+            first_wait.set()
+            return go.wait(30)  # bounded: only a hang reaches it
+        return clock.sleep(seconds, cancel)
+
+    server.inject(method="POST", status=503)  # the first create: not stored
+    server.inject(method="POST", status=500, commit=True)  # the retry: stored, answer lost
+    handler = KubernetesEventHandler(
+        component="shop",
+        host="node-1",
+        sink=server.url,
+        api=sink.EVENTS_V1,
+        qps=0,
+        clock=clock,
+        sleep=sleep,
+    )
+    log = logging.getLogger("tests.series.stepped_back_lost_create")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+    try:
+        log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        assert first_wait.wait(30), "the first create was answered 503 and waits to retry"
+        clock.step_wall(-3600)
+        log.warning("Back-off", extra={"involved": pod, "reason": "BackOff"})
+        go.set()
+        assert handler.drain(30)
+    finally:
+        go.set()
+        log.removeHandler(handler)
+        handler.close()
+    events = server.events_v1()
+    assert [(e["eventTime"], e["series"]) for e in events] == [
+        (
+            "2024-01-01T00:00:00.000000Z",
+            {"count": 2, "lastObservedTime": "2023-12-31T23:00:00.000000Z"},
+        )
+    ]
+    stats = handler.stats()
+    assert stats["accepted"] == stats["created"] + stats["patched"] + stats["coalesced"] == 2
