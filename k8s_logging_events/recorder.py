@@ -57,7 +57,9 @@ class EventBroadcaster:
     described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
     names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
     Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
-    its threads are daemons, and nothing else writes what is still queued at exit. ``rng``:
+    its threads are daemons, and nothing else writes what is still queued at exit. ``sleep``
+    is called as ``sleep(seconds, cancel)``; one of another shape (``time.sleep``) raises
+    :class:`ValueError`. ``rng``:
     the random source for the first back-off (``random.random`` by default); ``name``: the
     prefix of this broadcaster's thread names.
     """
@@ -84,7 +86,9 @@ class EventBroadcaster:
             correlator=correlator_options,
             event_names=_sanitise.check_event_names(event_names),
             clock=clock,
-            sleep=sleep,
+            # a sleep of another shape would fail every back-off in a loop: refused, as the
+            # handler refuses it
+            sleep=_options.sleeper(sleep),
         )
         self._set_up(options, rng=rng, name=name)
 

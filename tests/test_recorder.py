@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -406,6 +407,20 @@ def test_the_retry_schedule_is_a_random_first_sleep_then_fixed(make_broadcaster)
     assert b.flush(5)
     assert len(fake.calls) == 12
     assert [round(s, 6) for s in clock.sleeps] == [2.5] + [10.0] * 10
+
+
+def _one_argument_sleep(seconds: float) -> None:
+    """A sleep written for ``time.sleep``'s shape, not the writer's ``(seconds, cancel)``."""
+
+
+@pytest.mark.parametrize("sleep", [time.sleep, _one_argument_sleep], ids=["time.sleep", "one"])
+def test_a_broadcaster_refuses_a_sleep_of_another_shape(sleep: object) -> None:
+    """``EventBroadcaster(sleep=time.sleep)`` (or any function not of ``(seconds, cancel)``)
+    made the dispatcher fail every wait in a hot loop, tens of thousands of reports a second,
+    and the first retried event stayed pending until exit. It is refused as the handler
+    refuses it: a ValueError naming the option, before any thread starts."""
+    with pytest.raises(ValueError, match="sleep"):
+        recorder.EventBroadcaster(sleep=sleep)  # type: ignore[arg-type]
 
 
 def test_retry_after_is_honoured(make_broadcaster) -> None:
