@@ -225,7 +225,8 @@ class EventBroadcaster:
         """Flush within ``timeout`` (None: 5 s), then stop every thread; idempotent, never raises.
 
         What is pending at the deadline counts as ``failed``, reported once with the reason.
-        Only a writer stuck in a request (a daemon) outlives the call by more than a grace. A
+        Only a writer stuck in a request, or a watcher whose handler does not return (both
+        daemons), outlives the call by more than a grace. A
         call while another thread shuts down returns once that one is done.
         """
         try:
