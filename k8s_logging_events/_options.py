@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import inspect
 import logging
 import math
 import os
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -267,23 +265,7 @@ def hook(name: str, value: object) -> Any:
 def sleeper(value: object) -> clock_mod.Sleeper | None:
     """``sleep``: called as ``sleep(seconds, cancel)``; ``time.sleep`` (or another shape)
     would fail every wait of the writer, over and over."""
-    function: clock_mod.Sleeper | None = hook("sleep", value)
-    if function is None:
-        return None
-    try:
-        inspect.signature(function).bind(0.0, threading.Event())
-    except TypeError:
-        fits = False
-    except ValueError:  # a builtin without a signature: time.sleep is the likely one
-        fits = function is not time.sleep  # type: ignore[comparison-overlap]
-    else:
-        fits = True
-    if not fits:
-        raise ValueError(
-            "sleep must be a function of (seconds, cancel) that returns whether cancel cut "
-            f"the wait (a FakeClock's sleep, say), or null; {function!r} is not"
-        )
-    return function
+    return clock_mod.checked_sleeper(hook("sleep", value))
 
 
 def namespace(value: object) -> str:

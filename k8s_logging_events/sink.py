@@ -104,11 +104,13 @@ class KubernetesEventSink:
             options of those names, with the same defaults (docs/configuration.md): core/v1,
             and ``qps=0`` for no rate limit; ``drain_qps`` applies while :meth:`drain` is on.
         clock: the rate limit's time source (its monotonic reading).
-        sleep: how the rate limit waits (interrupted by :meth:`close`).
+        sleep: how the rate limit waits (interrupted by :meth:`close`), called as
+            ``sleep(seconds, cancel)``.
 
     Raises:
         ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
-            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``.
+            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``;
+            ``sleep`` is of another shape (``time.sleep``).
     """
 
     def __init__(
@@ -136,7 +138,8 @@ class KubernetesEventSink:
         self._timeout = request_timeout
         # the rate limit measures durations: on the monotonic reading, never the wall clock
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
-        self._sleep = sleep or clock_mod.event_sleep
+        # one of another shape would fail every request the rate limit holds
+        self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
         self._closed = threading.Event()
         # the writers' (a flush's switch of the rate takes none); reentrant all the same
         self._limit_lock = threading.RLock()
