@@ -167,7 +167,12 @@ class EventBroadcaster:
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
         """Correlate every event and write it to ``event_sink``, with a correlator of its own:
         series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
-        thread while ``api_known`` is False), else client-go's counts."""
+        thread while ``api_known`` is False), else client-go's counts. What is no
+        :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
+        given: object = event_sink  # typed, yet a URL may come: every event would then fail
+        if not isinstance(given, sink.EventSink):
+            msg = f"not an EventSink (create, update, patch): {given!r}"
+            raise TypeError(msg)
         writes = _pending.Writes(
             event_sink,
             None,

@@ -423,6 +423,22 @@ def test_a_broadcaster_refuses_a_sleep_of_another_shape(sleep: object) -> None:
         recorder.EventBroadcaster(sleep=sleep)  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(
+    "given", ["http://127.0.0.1:6443", None, object()], ids=["url", "none", "object"]
+)
+def test_recording_to_something_that_is_no_sink_is_refused(make_broadcaster, given) -> None:
+    """``start_recording_to_sink("http://...")`` (the handler's ``sink=`` takes a URL) was
+    taken: every event then failed twelve times ('str' object has no attribute 'create') and
+    was lost. What is no EventSink (create, update, patch) is a TypeError at the call, as the
+    handler refuses it, and the broadcaster records to nothing new."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError, match="EventSink"):
+        b.start_recording_to_sink(given)
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
+    assert b.flush(5)
+    assert b.stats()["failed"] == 0
+
+
 def test_retry_after_is_honoured(make_broadcaster) -> None:
     """A 429 asking for 2 s is waited out even when the schedule says less."""
     clock = FakeClock(START)
