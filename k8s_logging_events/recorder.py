@@ -135,10 +135,14 @@ class EventBroadcaster:
         self._invalid = _diagnostics.Tally()
 
     def new_recorder(self, source: models.EventSource | str) -> EventRecorder:
-        """Return a recorder whose events come from ``source`` (a component name, or both)."""
-        if isinstance(source, str):
-            source = models.EventSource(component=source)
-        return EventRecorder(self, source, clock=self._clock)
+        """Return a recorder whose events come from ``source`` (a component name, or both);
+        anything else raises :class:`TypeError` (its every event would fail)."""
+        given: object = source
+        if isinstance(given, str):
+            given = models.EventSource(component=given)
+        if not isinstance(given, models.EventSource):
+            raise TypeError(f"source must be a component name or an EventSource, not {given!r}")
+        return EventRecorder(self, given, clock=self._clock)
 
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handler`` with every event, in order, on a watcher thread of its own, until

@@ -439,6 +439,20 @@ def test_recording_to_something_that_is_no_sink_is_refused(make_broadcaster, giv
     assert b.stats()["failed"] == 0
 
 
+@pytest.mark.parametrize(
+    "source", [None, {"component": "ctl"}, 5], ids=["none", "mapping", "number"]
+)
+def test_a_recorder_for_a_source_that_is_no_event_source_is_refused(
+    make_broadcaster, source
+) -> None:
+    """``new_recorder`` takes a component name or an EventSource. Anything else was taken,
+    and every event of that recorder then failed on the dispatcher ('NoneType' object has no
+    attribute 'component') and was lost; it is a TypeError at the call."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError, match="EventSource"):
+        b.new_recorder(source)
+
+
 def test_retry_after_is_honoured(make_broadcaster) -> None:
     """A 429 asking for 2 s is waited out even when the schedule says less."""
     clock = FakeClock(START)
