@@ -146,7 +146,8 @@ class EventBroadcaster:
 
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handler`` with every event, in order, on a watcher thread of its own, until
-        the watcher's ``stop()`` or :meth:`shutdown`."""
+        the watcher's ``stop()`` or :meth:`shutdown`. Not callable: :class:`TypeError`."""
+        _callable("handler", handler)
         # counted on the dispatcher, said by the watcher's own thread (_watchers)
         return self._runtime.add_watcher(
             handler, on_drop=lambda item: self._counters.add("watcher_dropped")
@@ -154,6 +155,7 @@ class EventBroadcaster:
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
         """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
+        _callable("logf", logf)
         return self.start_event_watcher(lambda event: logf(_structured.log_line(event)))
 
     def start_structured_logging(
@@ -162,7 +164,11 @@ class EventBroadcaster:
         """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on a
         watcher thread of its own (a stream that blocks holds up no sink), never taking the
         ``logging`` module's lock: on ``logger``, or as one JSON line to standard error
-        (docs/configuration.md, ``structured_logging``)."""
+        (docs/configuration.md, ``structured_logging``). A ``logger`` that is no
+        :class:`logging.Logger` (a name, say) raises :class:`TypeError`."""
+        given: object = logger
+        if given is not None and not isinstance(given, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger or None, not {given!r}")
         target = logger or _structured.json_event_logger()
         return self.start_event_watcher(
             lambda event: _structured.log_structured(target, level, event)
@@ -306,6 +312,12 @@ class EventBroadcaster:
             events.correlate_many,
             (in_runs and events.keeps_objects_apart),
         )
+
+
+def _callable(name: str, given: object) -> None:
+    # what cannot be called would fail at every event, never once at the start
+    if not callable(given):
+        raise TypeError(f"{name} must be callable, not {given!r}")
 
 
 Notes = Mapping[str, str] | None  # the annotations of a recorder's call, if it has any

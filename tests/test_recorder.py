@@ -453,6 +453,27 @@ def test_a_recorder_for_a_source_that_is_no_event_source_is_refused(
         b.new_recorder(source)
 
 
+@pytest.mark.parametrize(
+    "start",
+    [
+        lambda b: b.start_event_watcher(None),
+        lambda b: b.start_logging("events.log"),
+        lambda b: b.start_structured_logging("my.events"),
+    ],
+    ids=["watcher", "logging", "structured"],
+)
+def test_a_watcher_of_something_it_cannot_call_is_refused(make_broadcaster, start) -> None:
+    """A handler or ``logf`` that is not callable, or a logger name where a Logger goes, was
+    taken and failed at every event (reported each time, never one line written). It is a
+    TypeError when the watcher is started, and no watcher thread is left behind."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError):
+        start(b)
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
+    assert b.flush(5)
+    assert not [t for t in b.threads() if "watcher" in t.name]
+
+
 def test_retry_after_is_honoured(make_broadcaster) -> None:
     """A 429 asking for 2 s is waited out even when the schedule says less."""
     clock = FakeClock(START)
