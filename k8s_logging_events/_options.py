@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from k8s_logging_events import _diagnostics, _kubeconfig, _pod, _records, _sanitise, models
+from k8s_logging_events import (
+    _diagnostics,
+    _kubeconfig,
+    _pending,
+    _pod,
+    _records,
+    _sanitise,
+    models,
+)
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
@@ -337,7 +345,7 @@ def checked_sink(option: object, given: object) -> Sink:
             return _checked_url(_kubeconfig.url_without_credentials(option.strip()))
     if given is not None and option is not None:
         raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
-    if option is None or isinstance(option, sinks.EventSink):
+    if option is None or _pending.is_event_sink(option):
         return option
     if isinstance(option, Mapping) and "()" in option:
         return sinks.sink_from_config(option)
@@ -444,7 +452,7 @@ def open_sink(
     is reported once. With ``pod`` and no uid, the sink reads it first (kubectl selects by uid)."""
     option = options.sink
     lazy = None
-    if option is None or isinstance(option, sinks.EventSink):
+    if not isinstance(option, str):  # checked: None or an EventSink
         built: sinks.EventSink | None = option
     elif option == "auto":
         found = _kubeconfig.find_configuration(options.kubeconfig, options.context)

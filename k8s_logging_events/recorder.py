@@ -179,9 +179,8 @@ class EventBroadcaster:
         series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
         thread while ``api_known`` is False), else client-go's counts. What is no
         :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
-        given: object = event_sink  # typed, yet a URL may come: every event would then fail
-        if not isinstance(given, sink.EventSink):
-            msg = f"not an EventSink (create, update, patch): {given!r}"
+        if not _pending.is_event_sink(event_sink):  # a URL, say: every event would fail
+            msg = f"not an EventSink (create, update, patch): {event_sink!r}"
             raise TypeError(msg)
         writes = _pending.Writes(
             event_sink,

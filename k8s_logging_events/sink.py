@@ -546,6 +546,6 @@ def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
         configurator = logging.config.BaseConfigurator({})
     # indexed access converts ext:// and cfg:// values; a copy keeps the config intact
     built = configurator.configure_custom({key: spec[key] for key in spec})
-    if not isinstance(built, EventSink):
+    if not _pending.is_event_sink(built):
         raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
     return built

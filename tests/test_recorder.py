@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 
@@ -472,6 +473,32 @@ def test_a_watcher_of_something_it_cannot_call_is_refused(make_broadcaster, star
     b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
     assert b.flush(5)
     assert not [t for t in b.threads() if "watcher" in t.name]
+
+
+class _Delegating:
+    """A sink that hands every call to another one through ``__getattr__`` (a wrapper that
+    counts or traces calls, as a user writes one)."""
+
+    def __init__(self, inner: FakeEventSink) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_sink_whose_methods_are_found_only_on_access_is_a_sink(make_broadcaster) -> None:
+    """``isinstance`` on the EventSink protocol looks methods up statically from Python 3.12:
+    a ``MagicMock`` or a wrapper that delegates through ``__getattr__`` is no EventSink there,
+    yet writes every event. Both are taken on every Python, and events reach them."""
+    b = make_broadcaster()
+    fake, mocked = FakeEventSink(), mock.MagicMock()
+    mocked.create.side_effect = lambda event: event  # a sink returns what it stored
+    b.start_recording_to_sink(_Delegating(fake))
+    b.start_recording_to_sink(mocked)
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
+    assert b.flush(5)
+    assert [e.message for e in fake.events] == ["x"]
+    assert mocked.create.call_count == 1
 
 
 def test_retry_after_is_honoured(make_broadcaster) -> None:
