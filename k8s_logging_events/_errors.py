@@ -340,7 +340,8 @@ def explain(error: Exception, sink: object = None) -> str:
             f"{text} (the API server did not accept the credentials sent: {sent}; check "
             "that they are meant for this server and not expired)"
         )
-    if status == 403:
+    # a namespace being deleted refuses everyone: no Role would help
+    if status == 403 and not getattr(error, "is_namespace_terminating", False):
         return f"{text} ({_forbidden(error)})"
     if status == 0 and str(getattr(error, "reason", "")).startswith("SSLError"):
         host = optional(sink, "host", str, "")

@@ -9,20 +9,26 @@ from __future__ import annotations
 
 import contextlib
 import difflib
-import inspect
 import logging
 import math
 import os
 import socket
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from k8s_logging_events import _diagnostics, _kubeconfig, _pod, _records, _sanitise, models
+from k8s_logging_events import (
+    _diagnostics,
+    _kubeconfig,
+    _pending,
+    _pod,
+    _records,
+    _sanitise,
+    models,
+)
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
@@ -267,23 +273,7 @@ def hook(name: str, value: object) -> Any:
 def sleeper(value: object) -> clock_mod.Sleeper | None:
     """``sleep``: called as ``sleep(seconds, cancel)``; ``time.sleep`` (or another shape)
     would fail every wait of the writer, over and over."""
-    function: clock_mod.Sleeper | None = hook("sleep", value)
-    if function is None:
-        return None
-    try:
-        inspect.signature(function).bind(0.0, threading.Event())
-    except TypeError:
-        fits = False
-    except ValueError:  # a builtin without a signature: time.sleep is the likely one
-        fits = function is not time.sleep  # type: ignore[comparison-overlap]
-    else:
-        fits = True
-    if not fits:
-        raise ValueError(
-            "sleep must be a function of (seconds, cancel) that returns whether cancel cut "
-            f"the wait (a FakeClock's sleep, say), or null; {function!r} is not"
-        )
-    return function
+    return clock_mod.checked_sleeper(hook("sleep", value))
 
 
 def namespace(value: object) -> str:
@@ -355,7 +345,7 @@ def checked_sink(option: object, given: object) -> Sink:
             return _checked_url(_kubeconfig.url_without_credentials(option.strip()))
     if given is not None and option is not None:
         raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
-    if option is None or isinstance(option, sinks.EventSink):
+    if option is None or _pending.is_event_sink(option):
         return option
     if isinstance(option, Mapping) and "()" in option:
         return sinks.sink_from_config(option)
@@ -462,7 +452,7 @@ def open_sink(
     is reported once. With ``pod`` and no uid, the sink reads it first (kubectl selects by uid)."""
     option = options.sink
     lazy = None
-    if option is None or isinstance(option, sinks.EventSink):
+    if not isinstance(option, str):  # checked: None or an EventSink
         built: sinks.EventSink | None = option
     elif option == "auto":
         found = _kubeconfig.find_configuration(options.kubeconfig, options.context)

@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeGuard, runtime_checkable
 
 from k8s_logging_events import _continuation, _diagnostics, _errors, _sanitise, models
 from k8s_logging_events import clock as clock_mod
@@ -34,6 +34,7 @@ __all__ = [
     "WritePolicy",
     "WriterOptions",
     "Writes",
+    "is_event_sink",
 ]
 
 MAX_TRIES_PER_EVENT = 12
@@ -90,6 +91,13 @@ class EventSink(Protocol):
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
+
+
+def is_event_sink(value: object) -> TypeGuard[EventSink]:
+    """True when ``value`` has callable ``create``, ``update`` and ``patch``, found as a call
+    finds them: ``isinstance`` on :class:`EventSink` looks them up statically from Python
+    3.12, and refuses a ``Mock`` or a wrapper that delegates through ``__getattr__``."""
+    return all(callable(getattr(value, name, None)) for name in ("create", "update", "patch"))
 
 
 @dataclass(frozen=True, slots=True)

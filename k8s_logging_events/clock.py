@@ -8,13 +8,22 @@ or sleeps directly: each part takes a :class:`Clock` (``clock=``) and a :class:`
 
 from __future__ import annotations
 
+import inspect
 import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
-__all__ = ["Clock", "Sleeper", "SystemClock", "event_sleep", "monotonic_source", "seconds"]
+__all__ = [
+    "Clock",
+    "Sleeper",
+    "SystemClock",
+    "checked_sleeper",
+    "event_sleep",
+    "monotonic_source",
+    "seconds",
+]
 
 
 @runtime_checkable
@@ -49,6 +58,28 @@ class Sleeper(Protocol):
     """Waits ``seconds`` unless ``cancel`` is set first; returns True when ``cancel`` cut it."""
 
     def __call__(self, seconds: float, cancel: threading.Event) -> bool: ...
+
+
+def checked_sleeper(function: Sleeper | None) -> Sleeper | None:
+    """Return ``function`` when it can be called as ``sleep(seconds, cancel)`` (or is None); a
+    function of another shape, ``time.sleep`` among them, would fail every wait over and over:
+    ValueError."""
+    if function is None:
+        return None
+    try:
+        inspect.signature(function).bind(0.0, threading.Event())
+    except TypeError:
+        fits = False
+    except ValueError:  # a builtin without a signature: time.sleep is the likely one
+        fits = function is not time.sleep  # type: ignore[comparison-overlap]
+    else:
+        fits = True
+    if not fits:
+        raise ValueError(
+            "sleep must be a function of (seconds, cancel) that returns whether cancel cut "
+            f"the wait (a FakeClock's sleep, say), or null; {function!r} is not"
+        )
+    return function
 
 
 def event_sleep(seconds: float, cancel: threading.Event) -> bool:

@@ -57,7 +57,9 @@ class EventBroadcaster:
     described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
     names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
     Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
-    its threads are daemons, and nothing else writes what is still queued at exit. ``rng``:
+    its threads are daemons, and nothing else writes what is still queued at exit. ``sleep``
+    is called as ``sleep(seconds, cancel)``; one of another shape (``time.sleep``) raises
+    :class:`ValueError`. ``rng``:
     the random source for the first back-off (``random.random`` by default); ``name``: the
     prefix of this broadcaster's thread names.
     """
@@ -84,7 +86,9 @@ class EventBroadcaster:
             correlator=correlator_options,
             event_names=_sanitise.check_event_names(event_names),
             clock=clock,
-            sleep=sleep,
+            # a sleep of another shape would fail every back-off in a loop: refused, as the
+            # handler refuses it
+            sleep=_options.sleeper(sleep),
         )
         self._set_up(options, rng=rng, name=name)
 
@@ -131,14 +135,19 @@ class EventBroadcaster:
         self._invalid = _diagnostics.Tally()
 
     def new_recorder(self, source: models.EventSource | str) -> EventRecorder:
-        """Return a recorder whose events come from ``source`` (a component name, or both)."""
-        if isinstance(source, str):
-            source = models.EventSource(component=source)
-        return EventRecorder(self, source, clock=self._clock)
+        """Return a recorder whose events come from ``source`` (a component name, or both);
+        anything else raises :class:`TypeError` (its every event would fail)."""
+        given: object = source
+        if isinstance(given, str):
+            given = models.EventSource(component=given)
+        if not isinstance(given, models.EventSource):
+            raise TypeError(f"source must be a component name or an EventSource, not {given!r}")
+        return EventRecorder(self, given, clock=self._clock)
 
     def start_event_watcher(self, handler: Callable[[models.Event], None]) -> broadcaster.Watcher:
         """Call ``handler`` with every event, in order, on a watcher thread of its own, until
-        the watcher's ``stop()`` or :meth:`shutdown`."""
+        the watcher's ``stop()`` or :meth:`shutdown`. Not callable: :class:`TypeError`."""
+        _callable("handler", handler)
         # counted on the dispatcher, said by the watcher's own thread (_watchers)
         return self._runtime.add_watcher(
             handler, on_drop=lambda item: self._counters.add("watcher_dropped")
@@ -146,6 +155,7 @@ class EventBroadcaster:
 
     def start_logging(self, logf: Callable[[str], None]) -> broadcaster.Watcher:
         """Call ``logf`` with one line per event, in client-go's ``StartLogging`` format."""
+        _callable("logf", logf)
         return self.start_event_watcher(lambda event: logf(_structured.log_line(event)))
 
     def start_structured_logging(
@@ -154,7 +164,11 @@ class EventBroadcaster:
         """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on a
         watcher thread of its own (a stream that blocks holds up no sink), never taking the
         ``logging`` module's lock: on ``logger``, or as one JSON line to standard error
-        (docs/configuration.md, ``structured_logging``)."""
+        (docs/configuration.md, ``structured_logging``). A ``logger`` that is no
+        :class:`logging.Logger` (a name, say) raises :class:`TypeError`."""
+        given: object = logger
+        if given is not None and not isinstance(given, logging.Logger):
+            raise TypeError(f"logger must be a logging.Logger or None, not {given!r}")
         target = logger or _structured.json_event_logger()
         return self.start_event_watcher(
             lambda event: _structured.log_structured(target, level, event)
@@ -163,7 +177,11 @@ class EventBroadcaster:
     def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
         """Correlate every event and write it to ``event_sink``, with a correlator of its own:
         series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
-        thread while ``api_known`` is False), else client-go's counts."""
+        thread while ``api_known`` is False), else client-go's counts. What is no
+        :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
+        if not _pending.is_event_sink(event_sink):  # a URL, say: every event would fail
+            msg = f"not an EventSink (create, update, patch): {event_sink!r}"
+            raise TypeError(msg)
         writes = _pending.Writes(
             event_sink,
             None,
@@ -222,7 +240,8 @@ class EventBroadcaster:
         but the program's own Ctrl-C or ``SystemExit`` that cut the wait short (after the stop).
 
         What is pending at the deadline counts as ``failed``, reported once with the reason.
-        Only a writer stuck in a request (a daemon) outlives the call by more than a grace. A
+        Only a writer stuck in a request, or a watcher whose handler does not return (both
+        daemons), outlives the call by more than a grace. A
         call while another thread shuts down returns once that one is done.
         """
         interrupted: BaseException | None = None
@@ -296,6 +315,12 @@ class EventBroadcaster:
             events.correlate_many,
             (in_runs and events.keeps_objects_apart),
         )
+
+
+def _callable(name: str, given: object) -> None:
+    # what cannot be called would fail at every event, never once at the start
+    if not callable(given):
+        raise TypeError(f"{name} must be callable, not {given!r}")
 
 
 Notes = Mapping[str, str] | None  # the annotations of a recorder's call, if it has any

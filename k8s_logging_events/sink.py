@@ -104,11 +104,13 @@ class KubernetesEventSink:
             options of those names, with the same defaults (docs/configuration.md): core/v1,
             and ``qps=0`` for no rate limit; ``drain_qps`` applies while :meth:`drain` is on.
         clock: the rate limit's time source (its monotonic reading).
-        sleep: how the rate limit waits (interrupted by :meth:`close`).
+        sleep: how the rate limit waits (interrupted by :meth:`close`), called as
+            ``sleep(seconds, cancel)``.
 
     Raises:
         ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
-            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``.
+            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``;
+            ``sleep`` is of another shape (``time.sleep``).
     """
 
     def __init__(
@@ -128,6 +130,8 @@ class KubernetesEventSink:
         if api not in (CORE_V1, EVENTS_V1, "auto"):
             raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
         self._api = api
+        # one of another shape would fail every request the rate limit holds
+        self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
         self._api_client: Any
@@ -139,7 +143,6 @@ class KubernetesEventSink:
         )
         """What kind of credentials the sink sends, and from where (never their value)."""
         self._timeout = request_timeout
-        self._sleep = sleep or clock_mod.event_sleep
         self._closed = threading.Event()
         # the writers' (a flush's switch of the rate takes none); reentrant all the same
         self._limit_lock = threading.RLock()
@@ -551,6 +554,6 @@ def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
         configurator = logging.config.BaseConfigurator({})
     # indexed access converts ext:// and cfg:// values; a copy keeps the config intact
     built = configurator.configure_custom({key: spec[key] for key in spec})
-    if not isinstance(built, EventSink):
+    if not _pending.is_event_sink(built):
         raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
     return built

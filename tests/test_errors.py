@@ -591,6 +591,25 @@ def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
     assert 'in the API group "events.k8s.io"' in text
 
 
+def test_a_403_of_a_terminating_namespace_gives_no_rbac_advice() -> None:
+    """A create refused because its namespace is being deleted (403 with the cause
+    NamespaceTerminating) is no missing permission: its report told the user to grant the
+    verb create on events with a Role, which changes nothing. It keeps its own words."""
+    message = (
+        'events "p.1" is forbidden: unable to create new content in namespace dying because '
+        "it is being terminated"
+    )
+    error = sink.ApiStatusError(
+        403,
+        "Forbidden",
+        message,
+        causes=("NamespaceTerminating",),
+        method="POST",
+        path="/api/v1/namespaces/dying/events",
+    )
+    assert _errors.explain(error) == f"403 Forbidden: {message}"
+
+
 def test_explain_leaves_other_errors_as_they_are() -> None:
     """An error a user cannot fix by configuration keeps its own words."""
     error = sink.ApiStatusError(422, "Invalid", "bad name")

@@ -7,8 +7,10 @@ import io
 import json
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 
@@ -406,6 +408,97 @@ def test_the_retry_schedule_is_a_random_first_sleep_then_fixed(make_broadcaster)
     assert b.flush(5)
     assert len(fake.calls) == 12
     assert [round(s, 6) for s in clock.sleeps] == [2.5] + [10.0] * 10
+
+
+def _one_argument_sleep(seconds: float) -> None:
+    """A sleep written for ``time.sleep``'s shape, not the writer's ``(seconds, cancel)``."""
+
+
+@pytest.mark.parametrize("sleep", [time.sleep, _one_argument_sleep], ids=["time.sleep", "one"])
+def test_a_broadcaster_refuses_a_sleep_of_another_shape(sleep: object) -> None:
+    """``EventBroadcaster(sleep=time.sleep)`` (or any function not of ``(seconds, cancel)``)
+    made the dispatcher fail every wait in a hot loop, tens of thousands of reports a second,
+    and the first retried event stayed pending until exit. It is refused as the handler
+    refuses it: a ValueError naming the option, before any thread starts."""
+    with pytest.raises(ValueError, match="sleep"):
+        recorder.EventBroadcaster(sleep=sleep)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "given", ["http://127.0.0.1:6443", None, object()], ids=["url", "none", "object"]
+)
+def test_recording_to_something_that_is_no_sink_is_refused(make_broadcaster, given) -> None:
+    """``start_recording_to_sink("http://...")`` (the handler's ``sink=`` takes a URL) was
+    taken: every event then failed twelve times ('str' object has no attribute 'create') and
+    was lost. What is no EventSink (create, update, patch) is a TypeError at the call, as the
+    handler refuses it, and the broadcaster records to nothing new."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError, match="EventSink"):
+        b.start_recording_to_sink(given)
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
+    assert b.flush(5)
+    assert b.stats()["failed"] == 0
+
+
+@pytest.mark.parametrize(
+    "source", [None, {"component": "ctl"}, 5], ids=["none", "mapping", "number"]
+)
+def test_a_recorder_for_a_source_that_is_no_event_source_is_refused(
+    make_broadcaster, source
+) -> None:
+    """``new_recorder`` takes a component name or an EventSource. Anything else was taken,
+    and every event of that recorder then failed on the dispatcher ('NoneType' object has no
+    attribute 'component') and was lost; it is a TypeError at the call."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError, match="EventSource"):
+        b.new_recorder(source)
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        lambda b: b.start_event_watcher(None),
+        lambda b: b.start_logging("events.log"),
+        lambda b: b.start_structured_logging("my.events"),
+    ],
+    ids=["watcher", "logging", "structured"],
+)
+def test_a_watcher_of_something_it_cannot_call_is_refused(make_broadcaster, start) -> None:
+    """A handler or ``logf`` that is not callable, or a logger name where a Logger goes, was
+    taken and failed at every event (reported each time, never one line written). It is a
+    TypeError when the watcher is started, and no watcher thread is left behind."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError):
+        start(b)
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
+    assert b.flush(5)
+    assert not [t for t in b.threads() if "watcher" in t.name]
+
+
+class _Delegating:
+    """A sink that hands every call to another one through ``__getattr__`` (a wrapper that
+    counts or traces calls, as a user writes one)."""
+
+    def __init__(self, inner: FakeEventSink) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.inner, name)
+
+
+def test_a_sink_whose_methods_are_found_only_on_access_is_a_sink(make_broadcaster) -> None:
+    """``isinstance`` on the EventSink protocol looks methods up statically from Python 3.12:
+    a ``MagicMock`` or a wrapper that delegates through ``__getattr__`` is no EventSink there,
+    yet writes every event. Both are taken on every Python, and events reach them."""
+    b = make_broadcaster()
+    fake, mocked = FakeEventSink(), mock.MagicMock()
+    mocked.create.side_effect = lambda event: event  # a sink returns what it stored
+    b.start_recording_to_sink(_Delegating(fake))
+    b.start_recording_to_sink(mocked)
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "x")
+    assert b.flush(5)
+    assert [e.message for e in fake.events] == ["x"]
+    assert mocked.create.call_count == 1
 
 
 def test_retry_after_is_honoured(make_broadcaster) -> None:

@@ -199,6 +199,15 @@ class TestKubernetesEventSink:
         assert [round(x, 6) for x in clock.sleeps] == [0.2, 0.2]
         assert len(server.events()) == 12
 
+    @pytest.mark.parametrize("sleep", [time.sleep, lambda seconds: None], ids=["time", "one"])
+    def test_a_sleep_of_another_shape_is_refused(self, sleep: Any) -> None:
+        """``KubernetesEventSink(sleep=time.sleep)`` was taken: every create or patch the rate
+        limit made wait then raised TypeError (retried twelve times by a broadcaster, then
+        lost). It is refused when the sink is built, as the handler and the broadcaster refuse
+        it: the rate limit calls ``sleep(seconds, cancel)``."""
+        with pytest.raises(ValueError, match="sleep"):
+            sink.KubernetesEventSink(client.ApiClient(), sleep=sleep)
+
     def test_without_a_client_it_reads_the_kubeconfig_into_a_private_configuration(
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:

@@ -86,6 +86,24 @@ class TestFakeRecorder:
         recorder.eventf(POD, "Normal", "R%s", "m%s", "x", "y")
         assert recorder.events == ["Normal Rx my"]
 
+    @pytest.mark.parametrize(
+        ("fmt", "args"), [("%d items", ("many",)), ("%s and %s", ("one",)), ("%(k)s", (1,))]
+    )
+    def test_a_format_its_arguments_do_not_fit_keeps_a_string_and_never_raises(
+        self, fmt: str, args: tuple[object, ...]
+    ) -> None:
+        """The fake stands for an EventRecorder, whose calls never raise into the caller, and
+        keeps one string per call as client-go's does (Go's Sprintf never fails): code under
+        test that passes arguments its format does not take must not crash only under the fake.
+        The string is the call's format, unformatted, and its include_object suffix."""
+        recorder = FakeRecorder(include_object=True)
+        recorder.eventf(POD, "Normal", "R", fmt, *args)
+        recorder.annotated_eventf(POD, {"a": "1"}, "Warning", "W", fmt, *args)
+        assert recorder.events == [
+            f"Normal R {fmt} involvedObject{{kind=Pod,apiVersion=v1}}",
+            f"Warning W {fmt} involvedObject{{kind=Pod,apiVersion=v1}} map[a:1]",
+        ]
+
 
 class TestFakeEventSink:
     def _event(self) -> models.Event:

@@ -31,7 +31,8 @@ class FakeRecorder(recorder.RecorderCalls):
     ``FakeRecorder`` does: with ``include_object``, `` involvedObject{kind=Pod,apiVersion=v1}``
     follows (from the object's own kind and apiVersion, empty when it has none), and
     annotations follow as `` map[a:1 b:2]`` with sorted keys. In ``eventf`` and
-    ``annotated_eventf`` the whole string is the format. Nothing is validated.
+    ``annotated_eventf`` the whole string is the format (kept unformatted when its arguments
+    do not fit it: a call never raises). Nothing is validated.
 
     Args:
         include_object: add the involved object's kind and apiVersion to each string.
@@ -68,7 +69,12 @@ class FakeRecorder(recorder.RecorderCalls):
 
 
 def _format(fmt: str, args: tuple[object, ...]) -> str:
-    return fmt % args if args else fmt
+    if not args:
+        return fmt
+    try:
+        return fmt % args
+    except Exception:  # a recorder never raises into its caller (Go's Sprintf never fails)
+        return fmt
 
 
 def _type_meta(obj: object) -> tuple[str, str]:
