@@ -217,8 +217,9 @@ def default_api_client(
 
 def _hold_written_ca(api_client: Any) -> None:
     """A CA the client wrote to a temporary file (a kubeconfig's ``certificate-authority-data``)
-    is held in memory by its pool: the client deletes the file at exit, before
-    ``logging.shutdown()`` flushes the handler, and urllib3 reads it at each new connection."""
+    is held in memory by its pool, and so are a client certificate and key behind a proxy:
+    the client deletes the files at exit, before ``logging.shutdown()`` flushes the handler,
+    and urllib3 reads them at each new connection."""
     kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
     written = getattr(kube_config, "_temp_files", None) or {}
     options = api_client.rest_client.pool_manager.connection_pool_kw
@@ -226,6 +227,23 @@ def _hold_written_ca(api_client: Any) -> None:
     if path and not options.get("ca_cert_data") and path in written.values():
         with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="ascii") as file:
             options["ca_cert_data"], options["ca_certs"] = file.read(), None
+    import ssl
+
+    import urllib3
+    from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs
+
+    # the client certificate, too, on the client's own path (a proxy: the channel keeps its
+    # own copies); urllib3 loads one from files only, but keeps a given context's
+    if type(api_client.rest_client.pool_manager) is not urllib3.PoolManager and {
+        options.get("cert_file"),
+        options.get("key_file"),
+    } <= set(written.values()):
+        with contextlib.suppress(OSError, ssl.SSLError):
+            context = create_urllib3_context(cert_reqs=resolve_cert_reqs(options.get("cert_reqs")))
+            context.load_cert_chain(options["cert_file"], options.get("key_file"))
+            if not options.get("ca_certs") and not options.get("ca_cert_data"):
+                context.load_default_certs()  # as urllib3 does for a context of its own
+            options.update(ssl_context=context, cert_file=None, key_file=None)
 
 
 class NoCredentialsError(RuntimeError):
