@@ -261,10 +261,11 @@ class _Renewal:
 
     Its token comes from a copy loaded as the configuration was, which the client's own hook
     refreshes (an exec plugin's token past its expiry, the in-cluster token each minute). As
-    client-go does, the copy is loaded anew after a 401 (:func:`refused`), while it holds no
-    token (an exec plugin that failed: raised, for the writer to retry, not sent without
-    credentials), and when a ``tokenFile``'s token is :data:`RENEW_SECONDS` old. A load that
-    fails keeps the token there was. No lock: writers loading at once load twice.
+    client-go does, the copy is loaded anew after a 401 (:func:`refused`; once a minute at
+    most), while it holds no token (an exec plugin that failed: raised, for the writer to
+    retry, not sent without credentials), and when a ``tokenFile``'s token is
+    :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. No lock: writers
+    loading at once load twice.
     """
 
     def __init__(
@@ -285,10 +286,15 @@ class _Renewal:
         )
         self._loaded_at = monotonic()
         self._stale = False
+        self._refused_at = float("-inf")
 
     def renew(self) -> None:
-        """Load the credentials again before the next request."""
-        self._stale = True
+        """Load the credentials again before the next request, if no 401 did in the last
+        :data:`RENEW_SECONDS`: a server that refuses them all (a role mapping removed) must
+        not run an exec plugin per request."""
+        now = self._monotonic()
+        if now - self._refused_at >= RENEW_SECONDS:
+            self._refused_at, self._stale = now, True
 
     def __call__(self, configuration: Any) -> None:
         copy = self._copy

@@ -483,6 +483,33 @@ class TestCredentialsLoadedAgain:
                 s.close()
             assert _sent_tokens(server) == ["bearer first", "bearer second"]
 
+    def test_a_401_storm_runs_the_exec_plugin_once_a_minute_at_most(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A server that refuses the plugin's token (a role mapping removed) refused every
+        write, and each 401 ran the plugin again before the next request: a process spawned
+        per event (``aws eks get-token`` takes a second of CPU), all the while every event was
+        lost anyway. After a 401 the plugin runs again at once, then a minute later at most."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_FAILING_ONCE.format(python=sys.executable))
+        plugin.chmod(0o755)
+        (tmp_path / "runs").write_text("1")  # its runs give tokens from the first on
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        with LocalApiServer(token="s3cret") as server:
+            _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+            clock = FakeClock(T0)
+            s = sink.KubernetesEventSink(qps=0, clock=clock)
+            try:
+                for number in range(6):
+                    with pytest.raises(sink.ApiStatusError):
+                        s.create(_event(name=f"web-0.{number}"))
+                    clock.step(20)
+            finally:
+                s.close()
+        # built; after the first 401; after the 401 a minute later
+        runs = [2] + [3] * 3 + [4] * 2
+        assert _sent_tokens(server) == [f"Bearer from-plugin-run-{run}" for run in runs]
+
 
 def _use_kubeconfig(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str, user: dict[str, str]
