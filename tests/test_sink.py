@@ -24,6 +24,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from k8s_logging_events import _http, _kubeconfig, _official, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._children import run_python
 from tests._sinks import WithoutRead
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -509,6 +510,31 @@ class TestCredentialsLoadedAgain:
         # built; after the first 401; after the 401 a minute later
         runs = [2] + [3] * 3 + [4] * 2
         assert _sent_tokens(server) == [f"Bearer from-plugin-run-{run}" for run in runs]
+
+    def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
+        """A short program (a Job, a cron task) logs a warning and ends: the sink's client
+        is built by the exit flush, after the Kubernetes client's clean-up at exit ran, and
+        the files it wrote for the kubeconfig's ``-data`` (the CA, the client certificate
+        and its private key) were left in the temporary directory for good, a set a run.
+        The sink deletes them as it closes at exit; the warning is still written."""
+        with LocalApiServer(tls=True, client_certificates=True) as server:
+            server.kubeconfig(tmp_path / "config", client_certificate=server.client_certificate())
+            temporary = tmp_path / "tmp"
+            temporary.mkdir()
+            child = run_python(
+                "import logging\n"
+                "from k8s_logging_events import KubernetesEventHandler\n"
+                "log = logging.getLogger('job')\n"
+                "log.addHandler(KubernetesEventHandler(component='job', host='node-1'))\n"
+                "log.warning('done', extra={'involved': {'kind': 'Pod', 'namespace': "
+                "'default', 'name': 'job-0', 'uid': 'u'}, 'reason': 'Done'})\n",
+                cwd=tmp_path,
+                KUBECONFIG=str(tmp_path / "config"),
+                TMPDIR=str(temporary),
+            )
+            assert child.returncode == 0, child.stderr
+            assert [e["reason"] for e in server.events()] == ["Done"]
+        assert list(temporary.iterdir()) == []
 
 
 def _use_kubeconfig(
