@@ -209,6 +209,7 @@ def default_api_client(
     # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
     if _token(configuration) or (user.get("exec") and not configuration.cert_file):
         renewal = _Renewal(reload, configuration, origin, bool(user.get("tokenFile")), monotonic)
+        renewal.costly = bool(user.get("exec") or user.get("auth-provider"))
         configuration.refresh_api_key_hook = renewal
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
@@ -281,8 +282,8 @@ class _Renewal:
 
     Its token comes from a copy loaded as the configuration was, which the client's own hook
     refreshes (an exec plugin's token past its expiry, the in-cluster token each minute). As
-    client-go does, the copy is loaded anew after a 401 (:func:`refused`; once a minute at
-    most), while it holds no token (an exec plugin that failed: raised, for the writer to
+    client-go does, the copy is loaded anew after a 401 (:func:`refused`; a plugin's once a
+    minute at most), while it holds no token (an exec plugin that failed: raised, for the writer to
     retry, not sent without credentials), and when a ``tokenFile``'s token is
     :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. No lock: writers
     loading at once load twice.
@@ -307,13 +308,15 @@ class _Renewal:
         self._loaded_at = monotonic()
         self._stale = False
         self._refused_at = float("-inf")
+        self.costly = False
+        """Loading runs a plugin (``exec``, an auth provider), not only reads a file."""
 
     def renew(self) -> None:
-        """Load the credentials again before the next request, if no 401 did in the last
-        :data:`RENEW_SECONDS`: a server that refuses them all (a role mapping removed) must
-        not run an exec plugin per request."""
+        """Load the credentials again before the next request; for costly ones, if no 401
+        did in the last :data:`RENEW_SECONDS`: a server that refuses them all (a role
+        mapping removed) must not run an exec plugin per request."""
         now = self._monotonic()
-        if now - self._refused_at >= RENEW_SECONDS:
+        if not self.costly or now - self._refused_at >= RENEW_SECONDS:
             self._refused_at, self._stale = now, True
 
     def __call__(self, configuration: Any) -> None:

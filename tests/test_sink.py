@@ -536,6 +536,36 @@ class TestCredentialsLoadedAgain:
             assert [e["reason"] for e in server.events()] == ["Done"]
         assert list(temporary.iterdir()) == []
 
+    def test_each_401_reads_a_rotated_token_file_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Reading a token file costs little: unlike a plugin's, it is read again after each
+        401, however close together (a token rotated twice within a minute)."""
+        from kubernetes.config import incluster_config
+
+        with LocalApiServer(tls=True) as server:
+            token, ca = tmp_path / "token", tmp_path / "ca.crt"
+            token.write_text("first")
+            ca.write_bytes(server.ca_pem or b"")
+            monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+            monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+            clock = FakeClock(T0)
+            s = sink.KubernetesEventSink(qps=0, clock=clock)
+            try:
+                for number, renewed in enumerate(["second", "third"]):
+                    server.inject("POST", status=401)
+                    with pytest.raises(sink.ApiStatusError):
+                        s.create(_event(name=f"web-0.{number}"))
+                    token.write_text(renewed)  # the kubelet renewed it
+                    clock.step(10)
+                s.create(_event(name="web-0.9"))
+            finally:
+                s.close()
+            assert _sent_tokens(server) == ["bearer first", "bearer second", "bearer third"]
+
 
 def _use_kubeconfig(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, server: str, user: dict[str, str]
