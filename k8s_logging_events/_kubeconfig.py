@@ -283,8 +283,8 @@ class _Renewal:
     Its token comes from a copy loaded as the configuration was, which the client's own hook
     refreshes (an exec plugin's token past its expiry, the in-cluster token each minute). As
     client-go does, the copy is loaded anew after a 401 (:func:`refused`; a plugin's once a
-    minute at most), while it holds no token (an exec plugin that failed: raised, for the writer to
-    retry, not sent without credentials), and when a ``tokenFile``'s token is
+    minute at most), while it holds no token (an exec plugin that failed: raised, for the
+    writer to retry, not sent without credentials), and when a ``tokenFile``'s token is
     :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. No lock: writers
     loading at once load twice.
     """
