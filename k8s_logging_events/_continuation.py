@@ -362,7 +362,7 @@ class _Attempt:
             stored = self.owner.read(before)
         except _errors.ApiStatusError as error:
             if error.status == 403:
-                self.owner.refused(error, self.event)
+                self.owner.refused(error, before)
             elif not error.is_not_found:
                 raise
             return None

@@ -7,9 +7,11 @@ of the credentials, never their value, go into the report of a 401.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -20,6 +22,7 @@ __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
     "NoCredentialsError",
     "check_readable",
+    "clean_up_at_exit",
     "client",
     "default_api_client",
     "describe_credentials",
@@ -206,6 +209,7 @@ def default_api_client(
     # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
     if _token(configuration) or (user.get("exec") and not configuration.cert_file):
         renewal = _Renewal(reload, configuration, origin, bool(user.get("tokenFile")), monotonic)
+        renewal.costly = bool(user.get("exec") or user.get("auth-provider"))
         configuration.refresh_api_key_hook = renewal
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
@@ -217,8 +221,9 @@ def default_api_client(
 
 def _hold_written_ca(api_client: Any) -> None:
     """A CA the client wrote to a temporary file (a kubeconfig's ``certificate-authority-data``)
-    is held in memory by its pool: the client deletes the file at exit, before
-    ``logging.shutdown()`` flushes the handler, and urllib3 reads it at each new connection."""
+    is held in memory by its pool, and so are a client certificate and key behind a proxy:
+    the client deletes the files at exit, before ``logging.shutdown()`` flushes the handler,
+    and urllib3 reads them at each new connection."""
     kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
     written = getattr(kube_config, "_temp_files", None) or {}
     options = api_client.rest_client.pool_manager.connection_pool_kw
@@ -226,6 +231,40 @@ def _hold_written_ca(api_client: Any) -> None:
     if path and not options.get("ca_cert_data") and path in written.values():
         with contextlib.suppress(OSError, UnicodeDecodeError), open(path, encoding="ascii") as file:
             options["ca_cert_data"], options["ca_certs"] = file.read(), None
+    import ssl
+
+    import urllib3
+    from urllib3.util.ssl_ import create_urllib3_context, resolve_cert_reqs
+
+    # the client certificate, too, on the client's own path (a proxy: the channel keeps its
+    # own copies); urllib3 loads one from files only, but keeps a given context's
+    if type(api_client.rest_client.pool_manager) is not urllib3.PoolManager and {
+        options.get("cert_file"),
+        options.get("key_file"),
+    } <= set(written.values()):
+        with contextlib.suppress(OSError, ssl.SSLError):
+            context = create_urllib3_context(cert_reqs=resolve_cert_reqs(options.get("cert_reqs")))
+            context.load_cert_chain(options["cert_file"], options.get("key_file"))
+            if not options.get("ca_certs") and not options.get("ca_cert_data"):
+                context.load_default_certs()  # as urllib3 does for a context of its own
+            options.update(ssl_context=context, cert_file=None, key_file=None)
+
+
+# set by an atexit function: registered after logging's, it runs before logging's shutdown
+# flushes and closes the handlers, by when the client's own clean-up of its files has run
+# (registered before logging's shutdown runs, as logging is imported first), or never will
+_exiting = threading.Event()
+atexit.register(_exiting.set)
+
+
+def clean_up_at_exit() -> None:
+    """At exit, delete the temporary files the client wrote since its own clean-up at exit:
+    a client first built by the exit flush left a kubeconfig's ``-data``, a private key
+    among them, behind for good."""
+    kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
+    clean_up = getattr(kube_config, "_cleanup_temp_files", None)
+    if callable(clean_up) and _exiting.is_set():
+        clean_up()
 
 
 class NoCredentialsError(RuntimeError):
@@ -243,10 +282,11 @@ class _Renewal:
 
     Its token comes from a copy loaded as the configuration was, which the client's own hook
     refreshes (an exec plugin's token past its expiry, the in-cluster token each minute). As
-    client-go does, the copy is loaded anew after a 401 (:func:`refused`), while it holds no
-    token (an exec plugin that failed: raised, for the writer to retry, not sent without
-    credentials), and when a ``tokenFile``'s token is :data:`RENEW_SECONDS` old. A load that
-    fails keeps the token there was. No lock: writers loading at once load twice.
+    client-go does, the copy is loaded anew after a 401 (:func:`refused`; a plugin's once a
+    minute at most), while it holds no token (an exec plugin that failed: raised, for the
+    writer to retry, not sent without credentials), and when a ``tokenFile``'s token is
+    :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. No lock: writers
+    loading at once load twice.
     """
 
     def __init__(
@@ -267,10 +307,17 @@ class _Renewal:
         )
         self._loaded_at = monotonic()
         self._stale = False
+        self._refused_at = float("-inf")
+        self.costly = False
+        """Loading runs a plugin (``exec``, an auth provider), not only reads a file."""
 
     def renew(self) -> None:
-        """Load the credentials again before the next request."""
-        self._stale = True
+        """Load the credentials again before the next request; for costly ones, if no 401
+        did in the last :data:`RENEW_SECONDS`: a server that refuses them all (a role
+        mapping removed) must not run an exec plugin per request."""
+        now = self._monotonic()
+        if not self.costly or now - self._refused_at >= RENEW_SECONDS:
+            self._refused_at, self._stale = now, True
 
     def __call__(self, configuration: Any) -> None:
         copy = self._copy

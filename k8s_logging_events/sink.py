@@ -319,6 +319,7 @@ class KubernetesEventSink:
         self._transport.close()
         if self._owns_client:
             self._api_client.close()
+            _kubeconfig.clean_up_at_exit()
 
     def _wait_for_rate_limit(self) -> None:
         while True:

@@ -284,6 +284,29 @@ def test_a_worker_quiet_for_six_minutes_joins_the_series_another_worker_kept_goi
         assert [(e.get("series") or {}).get("count", 1) for e in events] == [13, 2]
 
 
+def test_a_403_on_the_read_of_the_series_before_names_the_event_it_could_not_read(
+    caplog,
+) -> None:
+    """events.k8s.io/v1: a new series after six quiet minutes reads the series before it
+    first. Without ``get`` on events, the warning named the new series' Event, which it had
+    not read (and which did not exist yet): it names the one it could not read."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock, api=sink.EVENTS_V1)
+        with _attached(handler) as log, caplog.at_level(logging.WARNING, logger=LIBRARY):
+            log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+            (before,) = [e["metadata"]["name"] for e in server.events_v1("default")]
+            clock.step(FINISH_SECONDS + 60)
+            server.inject(method="GET", path="/events/", status=403, times=None)
+            log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+            _flush(handler)
+        (report,) = [
+            r.getMessage() for r in caplog.records if "grant the verb get" in r.getMessage()
+        ]
+        assert f"Unable to read event default/{before} " in report
+
+
 @pytest.mark.parametrize("seed", range(8))
 def test_workers_restarts_and_quiet_spells_never_split_a_series_events_k8s_io_v1(
     seed: int,

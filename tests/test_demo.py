@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import sys
@@ -206,6 +207,29 @@ class TestEndToEnd:
         assert _server_counts(stored) == Counter(from_env.stored)
         assert local.ok
         assert local.target != server.url
+
+    def test_of_several_kubeconfig_files_the_first_current_context_is_the_cluster(
+        self, tmp_path, monkeypatch
+    ) -> None:
+        """KUBECONFIG lists two files that each name a current context: kubectl (and the
+        sink's own client) use the first's, the demo used the last's (the Kubernetes client's
+        rule): it wrote to another cluster than the one kubectl then showed."""
+        with LocalApiServer() as first, LocalApiServer() as last:
+            (tmp_path / "a").mkdir()
+            (tmp_path / "b").mkdir()
+            files = [_kubeconfig(tmp_path / "a", first.url), _kubeconfig(tmp_path / "b", last.url)]
+            text = yaml.safe_load(files[1].read_text())
+            for entry in ("clusters", "contexts"):
+                text[entry][0]["name"] = "other"
+            text["contexts"][0]["context"]["cluster"] = "other"
+            text["current-context"] = "other"
+            files[1].write_text(yaml.safe_dump(text))
+            monkeypatch.setenv("KUBECONFIG", os.pathsep.join(map(str, files)))
+            result = _demo.run(_demo.DemoOptions(config=_fast_config(tmp_path)), out=io.StringIO())
+            assert result.ok
+            assert result.target == first.url
+            assert last.events() == []
+            assert _server_counts(first.events()) == Counter(result.stored)
 
 
 KUBECTL = shutil.which("kubectl")

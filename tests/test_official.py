@@ -13,6 +13,7 @@ quietly connecting otherwise than the client would.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import socket
 import ssl
@@ -230,6 +231,88 @@ def test_a_kubeconfig_s_certificate_authority_data_outlives_the_clean_up_on_the_
         finally:
             events_sink.close()
         assert answer.status == 200
+
+
+class _ConnectProxy:
+    """A forward proxy that tunnels each ``CONNECT`` to where it names, as a corporate
+    proxy does for HTTPS; it counts the tunnels it opened."""
+
+    def __init__(self) -> None:
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        self.tunnels = 0
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                downstream, _ = self._listener.accept()
+                thread = threading.Thread(target=self._tunnel, args=(downstream,), daemon=True)
+                self._threads.append(thread)
+                thread.start()
+
+    def _tunnel(self, downstream: socket.socket) -> None:
+        with contextlib.suppress(OSError), downstream:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += downstream.recv(4096) or b"\r\n\r\n"
+            host, _, port = head.split()[1].decode().rpartition(":")
+            with socket.create_connection((host, int(port)), timeout=10) as upstream:
+                self.tunnels += 1
+                downstream.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                back = threading.Thread(target=self._pipe, args=(upstream, downstream))
+                back.start()
+                self._pipe(downstream, upstream)
+                back.join(10)
+
+    @staticmethod
+    def _pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        """Stop accepting (a shut down listener wakes ``accept``), and wait for the tunnels,
+        which end as their client closes its connections."""
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for thread in self._threads:
+            thread.join(10)
+
+
+def test_a_kubeconfig_s_client_certificate_data_outlives_the_clean_up_behind_a_proxy(
+    tmp_path: Path,
+) -> None:
+    """Behind a proxy (a cluster's ``proxy-url``), the sink's own client sends on the
+    official client's path, whose urllib3 pool loads the client certificate and key from
+    the files the client wrote for ``client-certificate-data``/``client-key-data`` at each
+    new connection. The client deletes them at exit before ``logging.shutdown()`` flushes
+    the handler (a forked child that ends normally, too): every connection of the exit
+    flush failed (``No such file or directory``) and its events were lost. The sink's own
+    client holds the certificate and key in memory, as it does the CA."""
+    from kubernetes.config import kube_config
+
+    proxy = _ConnectProxy()
+    with LocalApiServer(tls=True, client_certificates=True) as server:
+        path = tmp_path / "kubeconfig"
+        text = json.loads(server.kubeconfig(client_certificate=server.client_certificate("a")))
+        text["clusters"][0]["cluster"]["proxy-url"] = proxy.url
+        path.write_text(json.dumps(text))
+        before = set(kube_config._temp_files.values())
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(path), qps=0)
+        try:
+            assert isinstance(events_sink._transport, _official.ClientTransport)
+            for file in set(kube_config._temp_files.values()) - before:
+                Path(file).unlink()  # as the client's clean-up at exit does
+            answer = events_sink._transport.request("GET", "/api/v1/namespaces/default", JSON, b"")
+        finally:
+            events_sink.close()
+            proxy.close()
+        assert answer.status == 200  # the certificate authenticated the request
+        assert proxy.tunnels == 1
 
 
 class _Oversized:

@@ -24,6 +24,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from k8s_logging_events import _http, _kubeconfig, _official, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._children import run_python
 from tests._sinks import WithoutRead
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -491,6 +492,88 @@ class TestCredentialsLoadedAgain:
             finally:
                 s.close()
             assert _sent_tokens(server) == ["bearer first", "bearer second"]
+
+    def test_a_401_storm_runs_the_exec_plugin_once_a_minute_at_most(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A server that refuses the plugin's token (a role mapping removed) refused every
+        write, and each 401 ran the plugin again before the next request: a process spawned
+        per event (``aws eks get-token`` takes a second of CPU), all the while every event was
+        lost anyway. After a 401 the plugin runs again at once, then a minute later at most."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_FAILING_ONCE.format(python=sys.executable))
+        plugin.chmod(0o755)
+        (tmp_path / "runs").write_text("1")  # its runs give tokens from the first on
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        with LocalApiServer(token="s3cret") as server:
+            _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+            clock = FakeClock(T0)
+            s = sink.KubernetesEventSink(qps=0, clock=clock)
+            try:
+                for number in range(6):
+                    with pytest.raises(sink.ApiStatusError):
+                        s.create(_event(name=f"web-0.{number}"))
+                    clock.step(20)
+            finally:
+                s.close()
+        # built; after the first 401; after the 401 a minute later
+        runs = [2] + [3] * 3 + [4] * 2
+        assert _sent_tokens(server) == [f"Bearer from-plugin-run-{run}" for run in runs]
+
+    def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
+        """A short program (a Job, a cron task) logs a warning and ends: the sink's client
+        is built by the exit flush, after the Kubernetes client's clean-up at exit ran, and
+        the files it wrote for the kubeconfig's ``-data`` (the CA, the client certificate
+        and its private key) were left in the temporary directory for good, a set a run.
+        The sink deletes them as it closes at exit; the warning is still written."""
+        with LocalApiServer(tls=True, client_certificates=True) as server:
+            server.kubeconfig(tmp_path / "config", client_certificate=server.client_certificate())
+            temporary = tmp_path / "tmp"
+            temporary.mkdir()
+            child = run_python(
+                "import logging\n"
+                "from k8s_logging_events import KubernetesEventHandler\n"
+                "log = logging.getLogger('job')\n"
+                "log.addHandler(KubernetesEventHandler(component='job', host='node-1'))\n"
+                "log.warning('done', extra={'involved': {'kind': 'Pod', 'namespace': "
+                "'default', 'name': 'job-0', 'uid': 'u'}, 'reason': 'Done'})\n",
+                cwd=tmp_path,
+                KUBECONFIG=str(tmp_path / "config"),
+                TMPDIR=str(temporary),
+            )
+            assert child.returncode == 0, child.stderr
+            assert [e["reason"] for e in server.events()] == ["Done"]
+        assert list(temporary.iterdir()) == []
+
+    def test_each_401_reads_a_rotated_token_file_again(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Reading a token file costs little: unlike a plugin's, it is read again after each
+        401, however close together (a token rotated twice within a minute)."""
+        from kubernetes.config import incluster_config
+
+        with LocalApiServer(tls=True) as server:
+            token, ca = tmp_path / "token", tmp_path / "ca.crt"
+            token.write_text("first")
+            ca.write_bytes(server.ca_pem or b"")
+            monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+            monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+            monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+            clock = FakeClock(T0)
+            s = sink.KubernetesEventSink(qps=0, clock=clock)
+            try:
+                for number, renewed in enumerate(["second", "third"]):
+                    server.inject("POST", status=401)
+                    with pytest.raises(sink.ApiStatusError):
+                        s.create(_event(name=f"web-0.{number}"))
+                    token.write_text(renewed)  # the kubelet renewed it
+                    clock.step(10)
+                s.create(_event(name="web-0.9"))
+            finally:
+                s.close()
+            assert _sent_tokens(server) == ["bearer first", "bearer second", "bearer third"]
 
 
 def _use_kubeconfig(

@@ -189,24 +189,18 @@ _LOCAL_HINT = " (--local runs the demo on a local API server instead)"
 
 
 def _cluster_client(kubeconfig: str) -> Any:
-    """A client for the kubeconfig's current context, in a private configuration."""
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    configuration = client.Configuration()
-    loader: Any = kube_config
+    """A client for the kubeconfig's current context (of several files, the first's, as
+    kubectl's), as the sink makes its own: urllib3's retries off (only the writer retries)."""
     try:
-        loader.load_kube_config(
-            config_file=kubeconfig, client_configuration=configuration, persist_config=False
-        )
+        api_client, _ = _kubeconfig.default_api_client(kubeconfig)
     except Exception as error:  # ConfigException, a missing file, bad YAML ...
         raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}{_LOCAL_HINT}") from None
-    configuration.retries = False  # only the event writer retries
     try:
-        _kubeconfig.check_readable(str(configuration.host))
+        _kubeconfig.check_readable(str(api_client.configuration.host))
     except ValueError as error:
+        api_client.close()
         raise DemoError(f"cannot use the kubeconfig {kubeconfig}: {error}{_LOCAL_HINT}") from None
-    return client.ApiClient(configuration)
+    return api_client
 
 
 def _check_access(api_client: Any, namespace: str) -> None:
