@@ -32,6 +32,8 @@ class ExitWaits:
         self._timed_out_at: int | None = None  # ``written`` when a wait last ran out of time
         self._drain_wait = 0.0  # the timeout of the latest drain()
         self._skipped = False  # the latest flush did not wait (nothing written since)
+        self.cut_short = False
+        """A wait was interrupted (:meth:`cut`): what the close gives up is not a deadline's."""
 
     def for_flush(self, written: int) -> float:
         """The timeout of ``flush()``, when ``written`` occurrences have been written so far."""
@@ -58,6 +60,7 @@ class ExitWaits:
     def cut(self) -> None:
         """A wait was interrupted (Ctrl-C at exit): the close that follows gives up at once."""
         self._deadline = self._monotonic()
+        self.cut_short = True
 
     def ended(self, done: bool, written: int, *, drain: bool = False) -> None:
         """Note how a wait ended, and how many occurrences had been written by then."""

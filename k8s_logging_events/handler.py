@@ -389,6 +389,7 @@ class KubernetesEventHandler(logging.Handler):
                 if active is self._given:
                     active.flush(timeout)
                 else:
+                    active._cut_short = self._waits.cut_short  # said so, not a deadline
                     active.shutdown(timeout)  # may raise the program's Ctrl-C, once stopped
             except Exception as error:  # rule 5: a background step never raises
                 _diagnostics.report(

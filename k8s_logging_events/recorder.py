@@ -125,6 +125,7 @@ class EventBroadcaster:
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
+        self._cut_short = False  # the handler's flush at exit was ended by Ctrl-C or an exit
         self._runtime = _runtime.Runtime(
             options, namer=self._namer, counters=self._counters, reporter=self._reporter, name=name
         )
@@ -248,7 +249,11 @@ class EventBroadcaster:
         try:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
             given_up, lost, interrupted = self._runtime.close(deadline)
-            self._report_unwritten("exit", given_up, lost, "before the deadline of shutdown")
+            # a Ctrl-C or exit that cut the wait short is no deadline: more time would not help
+            when = "before the deadline of shutdown"
+            if interrupted is not None or self._cut_short:
+                when = "when shutdown was cut short (Ctrl-C or an exit)"
+            self._report_unwritten("exit", given_up, lost, when)
             self._reporter.summarise()
             _official.summarise_client_errors()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
