@@ -475,8 +475,9 @@ class KubernetesEventHandler(logging.Handler):
             self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def _after_close(self) -> None:
-        # said once, by the first: a handler re-added after close() (loguru) loses them all
-        if self._counters["after_close"].add() == 0:
+        # said once, by the first: a handler re-added after close() (loguru) loses them all;
+        # not once the main thread has returned: a thread logging on is the exit, not a fault
+        if self._counters["after_close"].add() == 0 and threading.main_thread().is_alive():
             _diagnostics.report(logging.WARNING, _AFTER_CLOSE)
 
     def _new_settings(self) -> _records.Settings:

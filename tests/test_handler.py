@@ -1299,6 +1299,31 @@ class TestLifecycle:
         assert event_handler.stats()["after_close"] == 3
         assert fake.events == []
 
+    def test_a_thread_logging_after_the_exits_close_is_counted_not_said(self, tmp_path) -> None:
+        """At exit, once the main thread has returned and logging.shutdown() closed the
+        handler, a thread that goes on logging (a daemon heartbeat) is the exit, not a
+        handler added again: its records are counted as after_close, and nothing advising
+        a new handler is printed (it was, now and then, at the end of every such program)."""
+        code = textwrap.dedent(
+            """
+            import logging, threading
+            from k8s_logging_events import KubernetesEventHandler
+            from k8s_logging_events.testing import FakeEventSink
+            handler = KubernetesEventHandler(sink=FakeEventSink())
+            logging.getLogger().addHandler(handler)
+            pod = {"kind": "Pod", "metadata": {"name": "p", "namespace": "d"}}
+            def late():
+                threading.main_thread().join()
+                logging.shutdown()  # as at exit
+                logging.getLogger("beat").warning("tick", extra={"involved": pod})
+                print("after_close", handler.stats()["after_close"])
+            threading.Thread(target=late).start()
+            """
+        )
+        done = run_python(code, cwd=tmp_path)
+        assert "after_close 1" in done.stdout, (done.stdout, done.stderr)
+        assert "closed event handler" not in done.stderr, done.stderr
+
     def test_logging_shutdown_flushes_and_closes(self, make, log, fake) -> None:
         """What interpreter exit does (flush, then close) writes everything and stops."""
         event_handler = make()
