@@ -34,6 +34,7 @@ __all__ = [
     "as_own_thread",
     "at_once",
     "become_own_thread",
+    "configuring_elsewhere",
     "is_own_thread",
     "log_safely",
     "logs_for_itself",
@@ -163,6 +164,17 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         return
     if level >= logging.WARNING and not _shown_elsewhere(target, record):
         standard_error.write(record)
+
+
+def configuring_elsewhere() -> bool:
+    """True while another thread holds the ``logging`` module's lock, as ``dictConfig`` does
+    while it replaces handlers; never waits for it."""
+    lock = getattr(logging, "_lock", None)
+    if lock is None or lock.acquire(blocking=False):
+        if lock is not None:
+            lock.release()
+        return False
+    return True
 
 
 def holds_logging_lock() -> bool:

@@ -96,7 +96,10 @@ class EventSink(Protocol):
 def is_event_sink(value: object) -> TypeGuard[EventSink]:
     """True when ``value`` has callable ``create``, ``update`` and ``patch``, found as a call
     finds them: ``isinstance`` on :class:`EventSink` looks them up statically from Python
-    3.12, and refuses a ``Mock`` or a wrapper that delegates through ``__getattr__``."""
+    3.12, and refuses a ``Mock`` or a wrapper that delegates through ``__getattr__``. A class
+    is none: its methods lack the instance (``sink=MySink``, the call forgotten)."""
+    if isinstance(value, type):
+        return False
     return all(callable(getattr(value, name, None)) for name in ("create", "update", "patch"))
 
 

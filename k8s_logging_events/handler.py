@@ -476,8 +476,13 @@ class KubernetesEventHandler(logging.Handler):
             self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def _after_close(self) -> None:
-        # said once, by the first: a handler re-added after close() (loguru) loses them all
-        if self._counters["after_close"].add() == 0:
+        # said once: a handler re-added after close() (loguru) loses them all; not once the
+        # main thread has returned (a thread logging on is the exit), nor while a dictConfig
+        # replaces it (a record between its close and its successor)
+        self._counters["after_close"].add()
+        if not threading.main_thread().is_alive() or _diagnostics.configuring_elsewhere():
+            return
+        if self._after_close_said.add() == 0:
             _diagnostics.report(logging.WARNING, _AFTER_CLOSE)
 
     def _new_settings(self) -> _records.Settings:
@@ -498,6 +503,7 @@ class KubernetesEventHandler(logging.Handler):
         self._lock = threading.RLock()
         self._holding = threading.local()  # .depth: acquire() calls not released, per thread
         self._counters = {name: _diagnostics.Tally() for name in _HANDLER_STATS}
+        self._after_close_said = _diagnostics.Tally()
         self._sites = _records.CallSites()
         self._settings = self._new_settings()
         self._broadcaster = self._given

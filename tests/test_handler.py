@@ -1299,6 +1299,64 @@ class TestLifecycle:
         assert event_handler.stats()["after_close"] == 3
         assert fake.events == []
 
+    def test_a_record_meeting_a_dictconfig_under_way_is_counted_not_said(
+        self, make, log, reports
+    ) -> None:
+        """A thread logging while dictConfig replaces a handler it names (a reload, Kopf or
+        gunicorn configuring logging) reaches the old one, closed, before the new one is in
+        place: counted as after_close, as docs/reliability.md says, but not said with advice
+        to name the handler in the configuration it is named in (3 times in 20 reloads).
+        A record once no configuration holds logging's lock is still said, once."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        event_handler.close()
+        assert log.isEnabledFor(logging.WARNING)  # cached: no wait for logging's lock below
+        held, release = threading.Event(), threading.Event()
+
+        def configuring() -> None:
+            with logging._lock:  # type: ignore[attr-defined]  # what dictConfig holds
+                held.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=configuring)
+        thread.start()
+        try:
+            assert held.wait(30)
+            log.warning("during", extra={"involved": POD})
+        finally:
+            release.set()
+            thread.join(30)
+        assert event_handler.stats()["after_close"] == 1
+        assert not [m for m in reports.messages() if "closed" in m], reports.messages()
+        log.warning("after", extra={"involved": POD})
+        log.warning("after again", extra={"involved": POD})
+        assert len([m for m in reports.messages() if "closed" in m]) == 1, reports.messages()
+
+    def test_a_thread_logging_after_the_exits_close_is_counted_not_said(self, tmp_path) -> None:
+        """At exit, once the main thread has returned and logging.shutdown() closed the
+        handler, a thread that goes on logging (a daemon heartbeat) is the exit, not a
+        handler added again: its records are counted as after_close, and nothing advising
+        a new handler is printed (it was, now and then, at the end of every such program)."""
+        code = textwrap.dedent(
+            """
+            import logging, threading
+            from k8s_logging_events import KubernetesEventHandler
+            from k8s_logging_events.testing import FakeEventSink
+            handler = KubernetesEventHandler(sink=FakeEventSink())
+            logging.getLogger().addHandler(handler)
+            pod = {"kind": "Pod", "metadata": {"name": "p", "namespace": "d"}}
+            def late():
+                threading.main_thread().join()
+                logging.shutdown()  # as at exit
+                logging.getLogger("beat").warning("tick", extra={"involved": pod})
+                print("after_close", handler.stats()["after_close"])
+            threading.Thread(target=late).start()
+            """
+        )
+        done = run_python(code, cwd=tmp_path)
+        assert "after_close 1" in done.stdout, (done.stdout, done.stderr)
+        assert "closed event handler" not in done.stderr, done.stderr
+
     def test_logging_shutdown_flushes_and_closes(self, make, log, fake) -> None:
         """What interpreter exit does (flush, then close) writes everything and stops."""
         event_handler = make()

@@ -315,6 +315,16 @@ def test_a_mock_sink_is_a_sink_on_every_python() -> None:
         handler.close()
 
 
+def test_a_sink_class_rather_than_an_instance_is_refused() -> None:
+    """``sink=MySink`` (or ``"ext://mymodule.MySink"`` in dictConfig) names a class whose
+    ``create``/``update``/``patch`` lack their instance: it was taken, and every write then
+    failed on a TypeError, retried for minutes. It is refused at once, naming the class."""
+    classes: tuple[Any, ...] = (FakeEventSink, sink.KubernetesEventSink)  # as dictConfig gives
+    for given in classes:
+        with pytest.raises(ValueError, match=given.__name__):
+            KubernetesEventHandler(sink=given)
+
+
 def test_a_sleep_of_the_writers_shape_is_taken() -> None:
     """A FakeClock's ``sleep`` and any ``(seconds, cancel)`` function are accepted."""
     for sleep in (FakeClock().sleep, lambda seconds, cancel: False):

@@ -501,6 +501,15 @@ def test_a_sink_whose_methods_are_found_only_on_access_is_a_sink(make_broadcaste
     assert mocked.create.call_count == 1
 
 
+def test_a_sink_class_rather_than_an_instance_is_refused(make_broadcaster) -> None:
+    """``start_recording_to_sink(FakeEventSink)`` (the class, its instance forgotten) has
+    ``create``/``update``/``patch`` that can never be called without an instance: it raises
+    TypeError at the call instead of failing every event's write."""
+    b = make_broadcaster()
+    with pytest.raises(TypeError, match="EventSink"):
+        b.start_recording_to_sink(FakeEventSink)
+
+
 def test_retry_after_is_honoured(make_broadcaster) -> None:
     """A 429 asking for 2 s is waited out even when the schedule says less."""
     clock = FakeClock(START)
