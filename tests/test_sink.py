@@ -470,17 +470,8 @@ class TestCredentialsLoadedAgain:
         """In a pod, the client reads the service account token again once a minute: a token
         the server refused (401: rotated and expired, or revoked) was sent until then, and
         every event meanwhile lost. A 401 has the next request read the token file again."""
-        from kubernetes.config import incluster_config
-
         with LocalApiServer(tls=True) as server:
-            token, ca = tmp_path / "token", tmp_path / "ca.crt"
-            token.write_text("first")
-            ca.write_bytes(server.ca_pem or b"")
-            monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
-            monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
-            monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
-            monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-            monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+            token = _in_a_pod(server, tmp_path, monkeypatch)
             s = sink.KubernetesEventSink(qps=0)
             try:
                 assert s.credentials.endswith("(in-cluster)")
@@ -550,17 +541,8 @@ class TestCredentialsLoadedAgain:
     ) -> None:
         """Reading a token file costs little: unlike a plugin's, it is read again after each
         401, however close together (a token rotated twice within a minute)."""
-        from kubernetes.config import incluster_config
-
         with LocalApiServer(tls=True) as server:
-            token, ca = tmp_path / "token", tmp_path / "ca.crt"
-            token.write_text("first")
-            ca.write_bytes(server.ca_pem or b"")
-            monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
-            monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
-            monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
-            monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
-            monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+            token = _in_a_pod(server, tmp_path, monkeypatch)
             clock = FakeClock(T0)
             s = sink.KubernetesEventSink(qps=0, clock=clock)
             try:
@@ -574,6 +556,23 @@ class TestCredentialsLoadedAgain:
             finally:
                 s.close()
             assert _sent_tokens(server) == ["bearer first", "bearer second", "bearer third"]
+
+
+def _in_a_pod(server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make ``server`` this process's in-cluster API server, with the service account's
+    token (``first``) and CA in ``tmp_path``; return the token file, for the kubelet's
+    renewals."""
+    from kubernetes.config import incluster_config
+
+    token, ca = tmp_path / "token", tmp_path / "ca.crt"
+    token.write_text("first")
+    ca.write_bytes(server.ca_pem or b"")
+    monkeypatch.setattr(_kubeconfig, "SERVICE_ACCOUNT_TOKEN", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_TOKEN_FILENAME", str(token))
+    monkeypatch.setattr(incluster_config, "SERVICE_CERT_FILENAME", str(ca))
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+    monkeypatch.setenv("KUBERNETES_SERVICE_PORT", str(server.port))
+    return token
 
 
 def _use_kubeconfig(
