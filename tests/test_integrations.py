@@ -446,17 +446,23 @@ def test_structlog_wrap_for_formatter_event_dict_gives_extras_and_message(
     assert "rendered" in stored[1][4]
 
 
-def test_structlog_event_dict_involved_none_is_said_and_counted(
-    server: LocalApiServer, structlog_reset: Any, caplog: pytest.LogCaptureFixture
-) -> None:
-    """``log.warning(..., involved=pod)`` with ``pod`` None through ``wrap_for_formatter``
-    (the event dict as the record's msg) is refused, counted and said, not silently dropped."""
-    structlog = structlog_reset
+def _wrapping_for_formatter(structlog: Any) -> Any:
+    """``structlog``, configured as its docs' stdlib recipe: the event dict goes to logging
+    as the record's msg (``ProcessorFormatter.wrap_for_formatter``)."""
     structlog.configure(
         processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
     )
+    return structlog
+
+
+def test_structlog_event_dict_involved_none_is_said_and_counted(
+    server: LocalApiServer, structlog_reset: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``log.warning(..., involved=pod)`` with ``pod`` None through ``wrap_for_formatter``
+    (the event dict as the record's msg) is refused, counted and said, not silently dropped."""
+    structlog = _wrapping_for_formatter(structlog_reset)
     event_handler = events_handler(server)
     logging.getLogger("tests.integrations.none").addHandler(event_handler)
     log = structlog.get_logger("tests.integrations.none")
@@ -478,12 +484,7 @@ def test_structlog_wrap_for_formatter_exc_info_in_the_event_dict_gives_the_summa
     leaves the exception in the event dict, not on the record (``aexception()`` logs on an
     executor thread, where the record's is empty): the event still ends in the exception's
     summary, as ``log.exception()`` and a standard record's do."""
-    structlog = structlog_reset
-    structlog.configure(
-        processors=[structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
-    )
+    structlog = _wrapping_for_formatter(structlog_reset)
     event_handler = events_handler(server)
     logging.getLogger("tests.integrations.pfexc").addHandler(event_handler)
     log = structlog.get_logger("tests.integrations.pfexc").bind(involved=POD)
