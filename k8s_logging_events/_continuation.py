@@ -55,7 +55,6 @@ class Write(Protocol):
     occurrences: int
     sent: tuple[int, int, bool] | None
     unsure: list[tuple[int, int, bool]]
-    named: str
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
@@ -257,10 +256,8 @@ class _Attempt:
         found = owner.known(*self.key)
         known = found or Known(event.name, "", 0, 0)
         self.name, self.version = known.name, known.version
-        if found is None and write.unsure and write.named:
-            self.name = write.named  # a create in doubt is retried under the name it went
         # the event this process continued already (a restart's walk never passes it by)
-        self.continued = found.name if found is not None else None
+        self.continued = found.name if found is not None and found.version else None
         # a correlator that forgot the event (lru_cache_size) while this write waited counted
         # again from 1 into it: its occurrences, not its latest count, say what it adds, less
         # what requests in doubt carried that the server's count (read) already holds
@@ -277,7 +274,8 @@ class _Attempt:
         taken_over = found is not None and not write.unsure
         patch = not write.create or taken_over
         self.action: Step = _Attempt._patch if patch else _Attempt._create
-        if patch and found is None:  # nothing known of it (forgotten): read first
+        # nothing known of it (forgotten), or only the name a create went under: read first
+        if patch and (found is None or not (found.version or found.name == event.name)):
             if owner.readable:
                 self.action = _Attempt._read
             else:
@@ -371,8 +369,11 @@ class _Attempt:
         if not self.policy.same_event(self.event, stored):
             return None
         if self.policy.finished(self.event, stored):
-            # named after the one before where it is on the server, as a walk names it
-            self.name = self.write.named = self.owner.new_name(before, 1)
+            # named after the one before where it is on the server, as a walk names it; kept
+            # beyond this write (one given up in doubt), so that a retry or the next
+            # occurrence goes where the create went
+            self.name = self.owner.new_name(before, 1)
+            self.owner.remember(self.key, Known(self.name, "", 0, 0))
             return None
         self.name = before.name
         return self._continue(stored)

@@ -138,7 +138,6 @@ class Write:
     started: float | None = None
     writer: int | None = None  # the thread that makes its request (its ident), once taken
     origin: models.Event | None = None  # its first occurrence's, once others merged in
-    named: str = ""  # the name its create went under, when not the event's (_continuation)
 
     @property
     def in_flight(self) -> bool:

@@ -1182,3 +1182,44 @@ class TestContinuation:
         assert [e.name for e in fake.events if e.name != walked.name] == [
             namer.renamed(dataclasses.replace(ours, name=walked.name), 1, clock.now())
         ]
+
+    def test_the_next_occurrence_after_a_lost_create_given_up_goes_where_it_went(self) -> None:
+        """events.k8s.io/v1: a new series' create went under the name after the Event where
+        this process's series lived (it had walked there). The create landed but its answer
+        was lost, and the writer gave the write up (out of attempts). The next occurrence of
+        the series continues the Event the create left, instead of creating the series again
+        under the correlator's own name (two Events, the first occurrence counted twice)."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        namer = _sanitise.EventNamer(event_names="deterministic")
+
+        def renamed(event: models.Event, generation: int) -> models.Event:
+            return dataclasses.replace(event, name=namer.renamed(event, 1, clock.now()))
+
+        grouped = SeriesCorrelator(clock=clock, key=series_key, rename=renamed)
+        policy = SeriesPolicy(grouped)
+        cont = _continuation_for(fake, clock)
+        v1: dict[str, Any] = {"first_timestamp": None, "last_timestamp": None}
+        grouped.observe(_event(name="web-0.first", event_time=T0, **v1))
+        walked = fake.create(
+            _event(name="web-0.walked", event_time=T0, series=models.EventSeries(2, T0), **v1)
+        )
+        known = _continuation.Known(walked.name, walked.resource_version, 0, 2)
+        cont.remember(("default", "web-0.first"), known)  # where our first series went
+        clock.step(FINISH_SECONDS + 60)
+        ours, _ = grouped.observe(_event(name="web-0.first", event_time=clock.now(), **v1))
+        write = _pending.Write(event=ours, create=True, held=False, occurrences=1)
+
+        def lands_but_the_answer_is_lost(event: models.Event) -> None:
+            fake.on_create = None
+            fake.create(event)
+            raise ConnectionResetError("the answer was lost")
+
+        fake.on_create = lands_but_the_answer_is_lost
+        with pytest.raises(ConnectionResetError):
+            cont.attempt(write, policy)
+        clock.step(1)  # the write was given up; the series goes on
+        second, held = grouped.observe(_event(name="web-0.first", event_time=clock.now(), **v1))
+        cont.attempt(_pending.Write(event=second, create=False, held=held), policy)
+        ours_on_server = [e for e in fake.events if e.name != walked.name]
+        assert [policy.count_of(e) for e in ours_on_server] == [2]
