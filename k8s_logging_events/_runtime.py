@@ -478,17 +478,29 @@ class Runtime:
                 self.flush(deadline.remaining())
             except (KeyboardInterrupt, SystemExit) as error:  # told to stop: never half closed
                 interrupted, deadline = error, Deadline(0)
-        lost_before = self._lost()
+        lost_before, given_up, aside = self._lost(), list[_pending.Write](), list[int]()
+        while not self._closed:
+            try:
+                self._stop(deadline, given_up, aside)
+            except (KeyboardInterrupt, SystemExit) as error:  # again (a second Ctrl-C): at once
+                interrupted, deadline = interrupted or error, Deadline(0)
+        self._reporter.settle(REPORT_GRACE_SECONDS)
+        # those set aside for a sink still being set up were told there: once is enough
+        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - sum(aside)
+        return given_up, max(0, lost), interrupted
+
+    def _stop(self, deadline: Deadline, given_up: list[_pending.Write], aside: list[int]) -> None:
+        # stop every thread, give up what is left (into given_up; set aside unprepared: aside)
         with self._cond:
             self._pool.stop()
-            given_up = [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
+            given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
             consumers, loops = list(self._consumers), self._consumers.loops()
         self._queue.put(Marker(stop=True))
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)
         self._count_leftovers()
-        unprepared = self._handoff.give_up_aside()
+        aside.append(unprepared := self._handoff.give_up_aside())
         if unprepared:
             self._reporter.report(
                 "exit-unprepared",
@@ -507,10 +519,6 @@ class Runtime:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
             self._cond.notify_all()  # a second close waits for this one
-        self._reporter.settle(REPORT_GRACE_SECONDS)
-        # those set aside for a sink still being set up were told above: once is enough
-        lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - unprepared
-        return given_up, max(0, lost), interrupted
 
     def _lost(self) -> int:
         values = self.stats()

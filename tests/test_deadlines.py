@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _deadlines, models, recorder, sink
+from k8s_logging_events import _deadlines, _runtime, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -685,3 +685,41 @@ def test_a_close_a_signal_handler_ends_gives_the_writes_up_and_lets_the_exit_go_
     assert handler.broadcaster is not None
     dispatcher = [t for t in handler.threads() if "dispatcher" in t.name]
     assert dispatcher == []  # stopped; a writer ends once its request does (it was held)
+
+
+def test_a_second_ctrl_c_while_a_cut_close_stops_still_leaves_it_closed(
+    make, held, reports, monkeypatch
+) -> None:
+    """Ctrl-C cuts close()'s wait short, and a second Ctrl-C (an impatient user) lands while
+    the close stops the threads. The close still ends closed: what was pending counts as
+    failed and is said once, the dispatcher stops, and the first Ctrl-C reaches the program.
+    It was left half closed: the writes pending, uncounted and unsaid, and the exit's own
+    flush waited the whole flush_timeout again for them."""
+    handler = make(flush_timeout=30)
+    log = app_logger(handler)
+    log.warning("stopping", extra={"involved": pod("web")})
+    assert held.wait_for_calls(1, timeout=30)
+    runtime = _runtime.Runtime
+    join = runtime._join
+    second: list[KeyboardInterrupt] = []
+
+    def first_ctrl_c(self: object, timeout: float | None) -> bool:
+        raise KeyboardInterrupt
+
+    def second_ctrl_c(thread: threading.Thread | None, deadline: Any) -> None:
+        if not second:
+            second.append(KeyboardInterrupt())
+            raise second[0]
+        join(thread, deadline)
+
+    monkeypatch.setattr(runtime, "flush", first_ctrl_c)
+    monkeypatch.setattr(runtime, "_join", staticmethod(second_ctrl_c))
+    with pytest.raises(KeyboardInterrupt) as raised:
+        handler.close()
+    assert second
+    assert raised.value is not second[0]  # the first one, the program's
+    held.release.set()
+    stats = handler.stats()
+    assert (stats["pending"], stats["failed"]) == (0, 1), stats
+    assert len([m for m in reports.messages if "Unable to write 1 event" in m]) == 1
+    assert [t for t in handler.threads() if "dispatcher" in t.name] == []
