@@ -19,9 +19,8 @@ thread. The thread rules, in full in docs/architecture.md, in brief:
 8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
    waits (deadlines, stalls) on :func:`time.monotonic`; never a duration on the wall clock.
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
-10. No I/O on the dispatcher: a sink whose correlation needs a request (``api="auto"``) is
-    set up by a writer; its occurrences wait aside meanwhile (bounded by ``queue_length``,
-    pending, waited for by a flush, given up by a close).
+10. No I/O on the dispatcher: a sink that needs a request to correlate (``api="auto"``) is
+    set up by a writer; its occurrences wait aside (bounded, pending, flushed, given up).
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
@@ -66,9 +65,9 @@ LINGER_BATCH = 64
 """A batch at least this long means a burst: the dispatcher then lets the next one gather."""
 
 LINGER_SECONDS = 0.05
-"""The longest a burst's next batch may gather: thousands, not one switch interval's hundred
-(a third of the instructions per occurrence: ``bench/instructions.py``); a full batch, a
-quarter of the queue, or a waiting flush or close ends it. An event is this much later at most."""
+"""The longest a burst's next batch gathers (thousands, not a switch interval's hundred: a
+third fewer instructions each), and so an event's delay at most; a full batch, a quarter of
+the queue, or a waiting flush or close ends it."""
 
 LINGER_STEP_SECONDS = 0.005
 """How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
@@ -126,8 +125,7 @@ class Runtime:
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
-        # true while a flush or close waits: no lingering. A plain flag, not an Event: a
-        # flush sets it, and an Event's lock is not reentrant for a signal handler's flush
+        # a flush or close waits: no lingering (a flag: an Event's lock is not reentrant)
         self._hurry = False
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_ended = False
@@ -175,8 +173,7 @@ class Runtime:
             return False
         _diagnostics.at_once((self._accepted.add,), (self._queue.put, item))
         if queued >= self._shared.capacity // 2:  # over half full with this one
-            # a burst: give the dispatcher the interpreter lock once, or a caller in a tight
-            # loop keeps three quarters of it and the queue overflows (docs/performance.md)
+            # a burst: yield the interpreter lock once, or a tight loop overflows the queue
             time.sleep(0)
         if not self._started:
             self._start()
@@ -201,10 +198,9 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except BaseException as error:
-            # 3.12 refuses threads once the interpreter exits: flush() then drains on its own
-            # thread; while the program runs (its main thread returned or not), no thread to
-            # be had (a pids limit) is said, and the next occurrence tries again, as after
-            # an interrupt
+            # 3.12 refuses threads at interpreter exit: flush() then drains on its own thread;
+            # while the program runs, no thread to be had (a pids limit) is said, and the next
+            # occurrence tries again, as after an interrupt
             exiting = _process.refused_at_exit(error)
             with self._start_lock:
                 never_began = thread.ident is None  # and now never will (_dispatch)
@@ -453,17 +449,14 @@ class Runtime:
             loop.run_here()
 
     def close(self, timeout: float | None) -> _Closed:
-        """Flush within ``timeout``, stop every thread, and give up what is left.
-
-        Idempotent. Returns, for the exit report, the writes given up (failed), how many
-        occurrences were lost without one (still queued: dropped; in the batch in hand when
-        the threads stopped: failed), and the Ctrl-C or SystemExit that cut the wait short.
-        """
+        """Flush within ``timeout``, stop every thread, and give up what is left; idempotent.
+        Returns, for the exit report, the writes given up (failed), how many occurrences were
+        lost without one (still queued: dropped; in the batch in hand when the threads
+        stopped: failed), and the Ctrl-C or SystemExit that cut the wait short."""
         with self._cond:
             if self._closing:
                 if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():
-                    # another thread closes (not one this signal handler interrupted): once
-                    # this returns, the counters are final
+                    # another thread closes (not one this signal interrupted): its counters final
                     seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
                     bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
                     self._cond.wait_for(lambda: self._closed, bound)
@@ -505,9 +498,8 @@ class Runtime:
             self._reporter.report(
                 "exit-unprepared",
                 logging.WARNING,
-                "%d occurrences were not written: their sink was still being set up (its "
-                "client built, the server asked which Events API it serves) at the deadline "
-                "of shutdown",
+                "%d occurrences were not written: their sink was still being set up (its client "
+                "built, the server asked which Events API it serves) at the deadline of shutdown",
                 unprepared,
             )
         for consumer in consumers:
