@@ -813,6 +813,26 @@ def _write(event: models.Event, occurrences: int = 1) -> _pending.Write:
     return _pending.Write(event=event, create=event.count <= 1, held=False, occurrences=occurrences)
 
 
+def _attempt_whose_answer_is_lost(
+    fake: FakeEventSink, method: str, cont: Any, write: _pending.Write, policy: Any
+) -> None:
+    """Attempt ``write`` once while ``fake``'s next ``method`` ("create" or "patch") lands but
+    its answer is lost; then mark the request in doubt, as the writer does."""
+    call = getattr(fake, method)
+
+    def lands_but_the_answer_is_lost(*args: Any) -> None:
+        setattr(fake, f"on_{method}", None)
+        call(*args)
+        raise ConnectionResetError("the answer was lost")
+
+    setattr(fake, f"on_{method}", lands_but_the_answer_is_lost)
+    with pytest.raises(ConnectionResetError):
+        cont.attempt(write, policy)
+    assert write.sent is not None
+    write.unsure.append(write.sent)
+    write.sent = None
+
+
 def _a_partly_landed_write_read_then_throttled() -> tuple[
     FakeEventSink, correlator.CountPolicy, _continuation.Continuation, _pending.Write
 ]:
@@ -825,18 +845,8 @@ def _a_partly_landed_write_read_then_throttled() -> tuple[
     cont = _continuation_for(fake, clock)
     cont.attempt(_write(_event()), policy)  # created, count 1
 
-    def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
-        fake.on_patch = None
-        fake.patch(event, data)
-        raise ConnectionResetError("the answer was lost")
-
-    fake.on_patch = lands_but_the_answer_is_lost
     write = _write(_event(count=4), occurrences=3)
-    with pytest.raises(ConnectionResetError):
-        cont.attempt(write, policy)
-    assert write.sent is not None
-    write.unsure.append(write.sent)  # as the writer notes a request in doubt
-    write.sent = None
+    _attempt_whose_answer_is_lost(fake, "patch", cont, write, policy)
     write.merge(_event(count=6), held=False, occurrences=2)
     fake.fail_next("patch", sink.ApiStatusError(409, "Conflict", "changed"))
     fake.fail_next("patch", sink.ApiStatusError(429, "TooManyRequests", "slow down"))
@@ -907,18 +917,8 @@ class TestContinuation:
         earlier = fake.get("default", "web-0.abc")
         assert earlier is not None
 
-        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
-            fake.on_patch = None
-            fake.patch(event, data)
-            raise ConnectionResetError("the answer was lost")
-
-        fake.on_patch = lands_but_the_answer_is_lost
         write = _write(_event(count=10), occurrences=9)
-        with pytest.raises(ConnectionResetError):
-            cont.attempt(write, policy)
-        assert write.sent is not None
-        write.unsure.append(write.sent)  # as the writer notes a request in doubt
-        write.sent = None
+        _attempt_whose_answer_is_lost(fake, "patch", cont, write, policy)
         stale = [earlier]
         fake.on_read = lambda event: stale.pop() if stale else None
         kind, local = cont.attempt(write, policy)
@@ -1121,18 +1121,7 @@ class TestContinuation:
         began = T0 + timedelta(minutes=7)  # before the step back
         ours = _event(event_time=began, series=models.EventSeries(20, clock.now()), **v1)
         write = _pending.Write(event=ours, create=True, held=False, occurrences=20)
-
-        def lands_but_the_answer_is_lost(event: models.Event, data: bytes) -> None:
-            fake.on_patch = None
-            fake.patch(event, data)
-            raise ConnectionResetError("the answer was lost")
-
-        fake.on_patch = lands_but_the_answer_is_lost
-        with pytest.raises(ConnectionResetError):
-            cont.attempt(write, policy)
-        assert write.sent is not None
-        write.unsure.append(write.sent)  # as the writer notes a request in doubt
-        write.sent = None
+        _attempt_whose_answer_is_lost(fake, "patch", cont, write, policy)
         cont.attempt(write, policy)
         assert [(e.event_time, e.series and e.series.count) for e in fake.events] == [(T0, 31)]
 
@@ -1166,18 +1155,7 @@ class TestContinuation:
         ours, _ = grouped.observe(_event(name="web-0.first", event_time=clock.now(), **v1))
         assert policy.previous(ours) == "web-0.first"
         write = _pending.Write(event=ours, create=True, held=False, occurrences=1)
-
-        def lands_but_the_answer_is_lost(event: models.Event) -> None:
-            fake.on_create = None
-            fake.create(event)
-            raise ConnectionResetError("the answer was lost")
-
-        fake.on_create = lands_but_the_answer_is_lost
-        with pytest.raises(ConnectionResetError):
-            cont.attempt(write, policy)
-        assert write.sent is not None
-        write.unsure.append(write.sent)  # as the writer notes a request in doubt
-        write.sent = None
+        _attempt_whose_answer_is_lost(fake, "create", cont, write, policy)
         cont.attempt(write, policy)
         assert [e.name for e in fake.events if e.name != walked.name] == [
             namer.renamed(dataclasses.replace(ours, name=walked.name), 1, clock.now())
@@ -1209,15 +1187,7 @@ class TestContinuation:
         clock.step(FINISH_SECONDS + 60)
         ours, _ = grouped.observe(_event(name="web-0.first", event_time=clock.now(), **v1))
         write = _pending.Write(event=ours, create=True, held=False, occurrences=1)
-
-        def lands_but_the_answer_is_lost(event: models.Event) -> None:
-            fake.on_create = None
-            fake.create(event)
-            raise ConnectionResetError("the answer was lost")
-
-        fake.on_create = lands_but_the_answer_is_lost
-        with pytest.raises(ConnectionResetError):
-            cont.attempt(write, policy)
+        _attempt_whose_answer_is_lost(fake, "create", cont, write, policy)
         clock.step(1)  # the write was given up; the series goes on
         second, held = grouped.observe(_event(name="web-0.first", event_time=clock.now(), **v1))
         cont.attempt(_pending.Write(event=second, create=False, held=held), policy)
