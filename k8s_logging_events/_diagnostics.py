@@ -213,6 +213,11 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
         return False
     if handler.filters and not _passes(handler, record):
         return False
+    closed = getattr(handler, "_closed", False) and getattr(handler, "stream", None) is None
+    if closed and isinstance(handler, logging.FileHandler) and handler.mode == "w":
+        # closed by logging.shutdown() before ours, it drops records (FileHandler.emit), where
+        # one of mode "a" opens its file again
+        return False
     if not isinstance(handler, logging.handlers.QueueHandler) or depth > 3:
         return True
     listener = getattr(handler, "listener", None) or _reading(handler.queue)

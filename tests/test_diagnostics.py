@@ -332,6 +332,31 @@ def test_a_queue_read_in_another_process_counts_as_showing_reports(capsys) -> No
     assert capsys.readouterr().err == ""
 
 
+def test_a_log_file_closed_before_the_exits_report_does_not_count_as_showing_it(
+    capsys, tmp_path
+) -> None:
+    """dictConfig with the event handler and a ``FileHandler`` of mode ``"w"`` (a log file
+    written afresh each run). ``logging.shutdown()`` closes the newer handler first, the
+    file, and a closed ``FileHandler`` of mode ``"w"`` drops what it is given: the reports
+    made while the event handler closed (writes given up, the exit's summary) were in the
+    file no more, nor anywhere else. They go to standard error; a file of mode ``"a"``,
+    which ``FileHandler`` opens again, still shows them."""
+    target = private_logger("file")
+    for mode, shown in (("w", False), ("a", True)):
+        path = tmp_path / f"app-{mode}.log"
+        log_file = logging.FileHandler(path, mode=mode)
+        target.addHandler(log_file)
+        try:
+            log_file.close()  # as logging.shutdown() does, before it closes ours
+            _diagnostics.log_safely(target, logging.WARNING, f"after the close ({mode})")
+        finally:
+            target.removeHandler(log_file)
+            log_file.close()
+        err = capsys.readouterr().err
+        assert ("after the close" in path.read_text()) is shown
+        assert ("after the close" in err) is not shown, err
+
+
 def test_a_filter_of_the_application_that_raises_fails_no_report_and_no_caller(capsys) -> None:
     """A filter on the library's logger that raises (the application's bug) went up through
     every report: into the log call whose input was bad, out of ``drain()``, and it ended a
