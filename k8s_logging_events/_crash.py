@@ -109,6 +109,10 @@ class _SysHook:
     def __call__(
         self, exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
     ) -> None:
+        if hasattr(sys, "ps1"):  # an interactive prompt's (python -i, code.interact, a
+            # framework's shell): the session goes on, a mistyped line is no crash
+            self.previous(exc_type, exc, tb)
+            return
         # threading calls it on a dying thread when threading.excepthook raises: the
         # process goes on there, so nothing waits
         flush = threading.current_thread() is threading.main_thread()

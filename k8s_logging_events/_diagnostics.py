@@ -14,6 +14,7 @@ import itertools
 import logging
 import logging.handlers
 import operator
+import queue
 import sys
 import threading
 import time
@@ -205,16 +206,24 @@ def _shown_elsewhere(target: logging.Logger, record: logging.LogRecord) -> bool:
 def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:
     """True when ``handler`` is not ours and takes ``record`` at ``level`` (and its filters
     by logger name: a console kept to the application's loggers shows no report); a
-    ``QueueHandler`` whose listener is known (3.12+ dictConfig sets ``listener``) shows what
-    one of its handlers does, while the listener runs."""
+    ``QueueHandler`` shows what one of its listener's handlers does, while the listener runs
+    (3.12+ dictConfig sets ``listener``; else a ``QueueListener`` reading its queue); on a
+    queue of this process that no listener reads, nothing."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
         return False
     if handler.filters and not _passes(handler, record):
         return False
-    listener = getattr(handler, "listener", None)
-    behind = getattr(listener, "handlers", None)
-    if not isinstance(handler, logging.handlers.QueueHandler) or behind is None or depth > 3:
+    closed = getattr(handler, "_closed", False) and getattr(handler, "stream", None) is None
+    if closed and isinstance(handler, logging.FileHandler) and handler.mode == "w":
+        # closed by logging.shutdown() before ours, it drops records (FileHandler.emit), where
+        # one of mode "a" opens its file again
+        return False
+    if not isinstance(handler, logging.handlers.QueueHandler) or depth > 3:
         return True
+    listener = getattr(handler, "listener", None) or _reading(handler.queue)
+    behind = getattr(listener, "handlers", None)
+    if behind is None:  # no listener here: one of another process reads (multiprocessing)
+        return not isinstance(handler.queue, queue.Queue | queue.SimpleQueue)
     if getattr(listener, "_thread", True) is None:  # stopped (or never started): no one reads
         return False
     # without respect_handler_level the listener hands every record to every handler
@@ -223,6 +232,18 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
         _shows(inner, record, level if respects else max(level, inner.level), depth + 1)
         for inner in behind
     )
+
+
+def _reading(queued: object) -> object:
+    """The running ``QueueListener`` that reads ``queued``, found by its thread (a listener of
+    the user's own making, which no handler names); None if none does. The threads are read
+    from ``threading._active`` without the lock ``enumerate()`` takes, which a signal handler
+    reporting on the main thread may find held there."""
+    for thread in tuple(getattr(threading, "_active", {}).values()):
+        listener = getattr(getattr(thread, "_target", None), "__self__", None)
+        if isinstance(listener, logging.handlers.QueueListener) and listener.queue is queued:
+            return listener
+    return None
 
 
 def _passes(handler: logging.Handler, record: logging.LogRecord) -> bool:

@@ -454,13 +454,13 @@ def unwritten_summary(
     waiting = unanswered = in_plugins = retrying = 0
     errors: collections.Counter[str] = collections.Counter()
     for write in writes:
-        if write.in_flight and rate_limited > 0:
+        if write.in_flight and write.writer in plugins:  # not sent yet, however young
+            in_plugins += write.occurrences
+        elif write.in_flight and rate_limited > 0:
             rate_limited -= 1
             waiting += write.occurrences
         elif write.in_flight and now - (write.started or now) < STALL_SECONDS:
             waiting += write.occurrences  # sent just before: no sign of a hanging server
-        elif write.in_flight and write.writer in plugins:
-            in_plugins += write.occurrences
         elif write.in_flight:
             unanswered += write.occurrences
         elif write.attempts or write.throttled:

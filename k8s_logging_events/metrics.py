@@ -24,7 +24,7 @@ try:
 except ImportError as error:  # pragma: no cover - tested in a subprocess without it
     raise ImportError(
         "k8s_logging_events.metrics needs prometheus_client: "
-        "pip install k8s-logging-events[metrics]",
+        "pip install 'k8s-logging-events[metrics]'",
         name=error.name,
     ) from error
 

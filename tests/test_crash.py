@@ -483,6 +483,22 @@ class TestHooks:
         assert flushed_on == []
         assert [args[0] for args in hooks["sys"]] == [RuntimeError]  # still passed on
 
+    def test_an_error_at_an_interactive_prompt_is_no_crash(
+        self, make, hooks, k8s_apiserver, monkeypatch
+    ) -> None:
+        """``kubectl exec`` into the pod and ``python manage.py shell`` (code.interact), or
+        ``python -i``: every mistyped line went through sys.excepthook and became an
+        ``UncaughtException`` event about the pod, each after a flush, though the session
+        went on. At a prompt (``sys.ps1`` is set) the previous hook alone runs."""
+        handler = make()
+        monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+        exc_info = _raised(NameError("name 'undefined_name' is not defined"))
+        sys.excepthook(*exc_info)
+        assert hooks["sys"] == [exc_info]
+        handler.flush()
+        assert handler.stats()["accepted"] == 0
+        assert _crashes(k8s_apiserver) == []
+
     @pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(2)])
     def test_stopping_on_purpose_is_passed_on_without_an_event(
         self, make, hooks, k8s_apiserver, exc

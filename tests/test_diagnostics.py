@@ -276,6 +276,87 @@ def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_i
         target.removeHandler(queued)
 
 
+def test_a_queue_listener_of_the_users_making_decides_as_dictconfigs_does(capsys) -> None:
+    """docs/configuration.md's set-up by hand (3.11 has no dictConfig for it): a
+    ``QueueHandler`` on the root, a ``QueueListener`` feeding the console and the event
+    handler, ``atexit.register(listener.stop)``. No handler names that listener, so the
+    ``QueueHandler`` counted as showing every report: the exit's summary of unwritten events,
+    and the reports about the last records, went into a queue no one read any more, and
+    nothing was shown. The running listener that reads the queue is found by its thread;
+    with none, a queue of this process is read by no one."""
+    import logging.handlers
+    import queue
+
+    target = private_logger("by-hand")
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    queued = logging.handlers.QueueHandler(records)
+    target.addHandler(queued)
+    user = ListHandler()
+    own_only = logging.handlers.QueueListener(records, OwnHandler())
+    with_user = logging.handlers.QueueListener(records, OwnHandler(), user)
+    try:
+        for listener, text in ((own_only, "behind a queue"), (with_user, "shown by the user's")):
+            listener.start()
+            try:
+                _diagnostics.log_safely(target, logging.WARNING, text)
+            finally:
+                listener.stop()
+        assert capsys.readouterr().err == "k8s_logging_events.tests.by-hand: behind a queue\n"
+        assert user.messages() == ["shown by the user's"]
+        _diagnostics.log_safely(target, logging.WARNING, "after the listener stopped")
+        err = capsys.readouterr().err
+        assert err == "k8s_logging_events.tests.by-hand: after the listener stopped\n"
+    finally:
+        target.removeHandler(queued)
+
+
+def test_a_queue_read_in_another_process_counts_as_showing_reports(capsys) -> None:
+    """The multiprocessing recipe: a worker's ``QueueHandler`` on a queue its parent's
+    listener reads. No listener of the worker reads it, and the reports still reach a
+    human: they are not written to the worker's standard error as well."""
+    import logging.handlers
+
+    class CrossProcessQueue(list[logging.LogRecord]):  # multiprocessing.Queue's one call
+        def put_nowait(self, item: logging.LogRecord) -> None:
+            self.append(item)
+
+    target = private_logger("worker")
+    sent = CrossProcessQueue()
+    queued = logging.handlers.QueueHandler(sent)  # type: ignore[arg-type]
+    target.addHandler(queued)
+    try:
+        _diagnostics.log_safely(target, logging.WARNING, "to the parent")
+    finally:
+        target.removeHandler(queued)
+    assert [record.getMessage() for record in sent] == ["to the parent"]
+    assert capsys.readouterr().err == ""
+
+
+def test_a_log_file_closed_before_the_exits_report_does_not_count_as_showing_it(
+    capsys, tmp_path
+) -> None:
+    """dictConfig with the event handler and a ``FileHandler`` of mode ``"w"`` (a log file
+    written afresh each run). ``logging.shutdown()`` closes the newer handler first, the
+    file, and a closed ``FileHandler`` of mode ``"w"`` drops what it is given: the reports
+    made while the event handler closed (writes given up, the exit's summary) were in the
+    file no more, nor anywhere else. They go to standard error; a file of mode ``"a"``,
+    which ``FileHandler`` opens again, still shows them."""
+    target = private_logger("file")
+    for mode, shown in (("w", False), ("a", True)):
+        path = tmp_path / f"app-{mode}.log"
+        log_file = logging.FileHandler(path, mode=mode)
+        target.addHandler(log_file)
+        try:
+            log_file.close()  # as logging.shutdown() does, before it closes ours
+            _diagnostics.log_safely(target, logging.WARNING, f"after the close ({mode})")
+        finally:
+            target.removeHandler(log_file)
+            log_file.close()
+        err = capsys.readouterr().err
+        assert ("after the close" in path.read_text()) is shown
+        assert ("after the close" in err) is not shown, err
+
+
 def test_a_filter_of_the_application_that_raises_fails_no_report_and_no_caller(capsys) -> None:
     """A filter on the library's logger that raises (the application's bug) went up through
     every report: into the log call whose input was bad, out of ``drain()``, and it ended a

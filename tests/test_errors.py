@@ -699,3 +699,17 @@ def test_a_write_is_said_to_wait_for_credentials_only_when_its_own_writer_does()
         summary = _errors.unwritten_summary(held, [], when="at exit", now=now)
     assert "3 waiting for the Kubernetes client's set-up or credentials" in summary, summary
     assert "1 in requests the API server had not answered" in summary, summary
+
+
+def test_a_write_waiting_for_credentials_is_said_so_however_young() -> None:
+    """A job with flush_timeout 0.5 s exited while its writers still built the Kubernetes
+    client: the exit said "5 waiting for the client-side rate limit or a free writer (raise
+    drain_qps, writers ...)", neither of which helps, because the writes had started less
+    than a second before. A writer held by the client's set-up is said to be, at any age."""
+    now = 1000.0
+    with _process.await_credentials():
+        ours = threading.get_ident()
+        young = [_Write(4, started=now - 0.3, writer=ours), _Write(1)]
+        summary = _errors.unwritten_summary(young, [], when="at exit", now=now)
+    assert "4 waiting for the Kubernetes client's set-up or credentials" in summary, summary
+    assert "1 queued behind those requests" in summary, summary

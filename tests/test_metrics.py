@@ -446,7 +446,9 @@ class TestWithoutPrometheusClient:
     """The extra is optional: only k8s_logging_events.metrics needs it."""
 
     def test_importing_metrics_says_what_to_install(self) -> None:
-        """ImportError naming the extra to install, chained to the original one."""
+        """ImportError naming the extra to install, chained to the original one; the command
+        quoted as docs/metrics.md quotes it, so that it runs as pasted in zsh too (unquoted,
+        zsh answers "no matches found" for the brackets)."""
         done = _run_without_prometheus(
             """
             try:
@@ -460,7 +462,7 @@ class TestWithoutPrometheusClient:
         )
         assert done.returncode == 0, done.stderr
         lines = done.stdout.splitlines()
-        assert "pip install k8s-logging-events[metrics]" in lines[0]
+        assert "pip install 'k8s-logging-events[metrics]'" in lines[0]
         assert lines[1] == "ModuleNotFoundError prometheus_client"
 
     def test_no_other_module_needs_it(self) -> None:
