@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import threading
 from datetime import UTC, datetime, timedelta
 
@@ -60,6 +61,17 @@ class TestFakeClock:
         clock.now()
         clock.now()
         assert clock.monotonic() - start == 2.0
+
+    @pytest.mark.parametrize("seconds", [-3600.0, -1e-6, math.nan])
+    def test_time_passing_never_goes_back(self, seconds: float) -> None:
+        """A negative (or NaN) step or tick is refused, naming step_wall: a monotonic reading
+        moved back would leave every spam bucket and window frozen until it caught up."""
+        clock = FakeClock(T0)
+        with pytest.raises(ValueError, match="step_wall"):
+            clock.step(seconds)
+        with pytest.raises(ValueError, match="step_wall"):
+            FakeClock(T0, tick=seconds)
+        assert (clock.now(), clock.monotonic()) == (T0, 0.0)
 
     def test_naive_start_is_taken_as_utc(self) -> None:
         """A naive datetime is read as UTC, so now() is always aware."""

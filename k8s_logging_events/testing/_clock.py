@@ -25,9 +25,13 @@ class FakeClock:
     Args:
         start: the initial time (aware, or taken as UTC); 2024-01-01T00:00:00Z by default.
         tick: seconds added after every ``now()`` call; 0 keeps time still.
+
+    A negative ``tick`` or ``step()`` raises :class:`ValueError`: the monotonic reading
+    never goes back (a wall clock set back is ``step_wall(-seconds)``).
     """
 
     def __init__(self, start: datetime | None = None, *, tick: float = 0.0) -> None:
+        _forward("tick", tick)
         start = start or _DEFAULT_START
         self._now = start if start.tzinfo else start.replace(tzinfo=UTC)
         self._tick = timedelta(seconds=tick)
@@ -52,6 +56,7 @@ class FakeClock:
 
     def step(self, seconds: float) -> None:
         """Let ``seconds`` pass: both the wall clock and the monotonic reading move."""
+        _forward("step", seconds)
         with self._lock:
             self._now += timedelta(seconds=seconds)
             self._monotonic += seconds
@@ -81,3 +86,14 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self._now.isoformat()})"
+
+
+def _forward(name: str, seconds: float) -> None:
+    # a monotonic reading that went back would stop every refill and window until it caught
+    # up: what a test means by a step back is the wall clock's, which durations never see
+    if not seconds >= 0:
+        msg = (
+            f"FakeClock {name} must not be negative (or NaN), got {seconds!r}: time passing "
+            "never goes back; step_wall(seconds) or set(t) moves the wall clock alone"
+        )
+        raise ValueError(msg)
