@@ -155,7 +155,7 @@ def checked(given: Mapping[str, Any]) -> Options:
             correlator=checked_correlator(given["correlator"]),
             event_names=_sanitise.check_event_names(given["event_names"]),
             clock=clock(given["clock"]),
-            sleep=sleeper(given["sleep"], given["clock"]),
+            sleep=sleeper(given["sleep"]),
         ),
         # last: its repair is reported, and only for a handler that is built
         component=component(optional_name("component", given["component"]) or default_component()),
@@ -270,10 +270,10 @@ def hook(name: str, value: object) -> Any:
     return value
 
 
-def sleeper(value: object, clock: object) -> clock_mod.Sleeper | None:
+def sleeper(value: object) -> clock_mod.Sleeper | None:
     """``sleep``: called as ``sleep(seconds, cancel)``; ``time.sleep`` (or another shape)
-    would fail every wait of the writer, over and over; another clock's would not wait."""
-    return clock_mod.checked_sleeper(hook("sleep", value), clock)
+    would fail every wait of the writer, over and over."""
+    return clock_mod.checked_sleeper(hook("sleep", value))
 
 
 def namespace(value: object) -> str:

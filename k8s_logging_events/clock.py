@@ -60,20 +60,12 @@ class Sleeper(Protocol):
     def __call__(self, seconds: float, cancel: threading.Event) -> bool: ...
 
 
-def checked_sleeper(function: Sleeper | None, clock: object = None) -> Sleeper | None:
+def checked_sleeper(function: Sleeper | None) -> Sleeper | None:
     """Return ``function`` when it can be called as ``sleep(seconds, cancel)`` (or is None); a
     function of another shape, ``time.sleep`` among them, would fail every wait over and over:
-    ValueError. So does the ``sleep`` of a clock other than ``clock`` (None: the system's)."""
+    ValueError."""
     if function is None:
         return None
-    owner = getattr(function, "__self__", None)
-    if callable(getattr(owner, "now", None)) and owner is not clock:
-        # it moves its own clock's time, not the time waits are measured on: every wait
-        # would end at once and be asked again, a busy loop until real time catches up
-        raise ValueError(
-            f"sleep is the sleep of {owner!r}, but durations are measured on {clock!r} "
-            "(null: the system clock): give that clock as clock too"
-        )
     try:
         inspect.signature(function).bind(0.0, threading.Event())
     except TypeError:

@@ -88,7 +88,7 @@ class EventBroadcaster:
             clock=clock,
             # a sleep of another shape would fail every back-off in a loop: refused, as the
             # handler refuses it
-            sleep=_options.sleeper(sleep, clock),
+            sleep=_options.sleeper(sleep),
         )
         self._set_up(options, rng=rng, name=name)
 

@@ -131,7 +131,7 @@ class KubernetesEventSink:
             raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
         self._api = api
         # one of another shape would fail every request the rate limit holds
-        self._sleep = clock_mod.checked_sleeper(sleep, clock) or clock_mod.event_sleep
+        self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
         self._owns_client = api_client is None
         # typed as Any: the client's methods carry no annotations
         self._api_client: Any

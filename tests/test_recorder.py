@@ -566,8 +566,7 @@ def test_cluster_scoped_objects_get_events_in_default(make_broadcaster) -> None:
 
 def test_event_names_stay_unique_when_the_clock_does_not_move(make_broadcaster) -> None:
     """Two events in the same clock instant get different names (no AlreadyExists)."""
-    stopped = FakeClock(START)
-    b = make_broadcaster(clock=stopped, sleep=stopped.sleep)
+    b = make_broadcaster(clock=FakeClock(START))
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
     rec = b.new_recorder("c")
