@@ -765,6 +765,23 @@ class _Unrepresentable:
         raise RuntimeError("no repr")
 
 
+class _UnprintableError(Exception):
+    """An exception whose ``str()`` and ``repr()`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _RaisesUnprintable:
+    """A format argument whose ``str()`` raises an exception that cannot be shown."""
+
+    def __str__(self) -> str:
+        raise _UnprintableError
+
+
 class _BrokenProxy:
     """A lazy proxy whose target failed to load: even its ``__class__`` raises (as a
     ``SimpleLazyObject``'s does when its factory raises)."""
@@ -819,6 +836,12 @@ BAD_INPUTS = {
         {"involved": {"apiVersion": "v1", "kind": "event", "metadata": {"name": "e"}}},
     ),
     "bad-format-arguments": BadInput("Unable to format the message", msg="%d pods", args=("many",)),
+    # the report named the error with %r: a logging error in every handler that showed it
+    "format-argument-raising-an-error-that-cannot-be-shown": BadInput(
+        "Unable to format the message: <a _UnprintableError that cannot be shown>",
+        msg="%s",
+        args=(_RaisesUnprintable(),),
+    ),
     "lone-surrogates": BadInput(
         "U+FFFD",
         msg="read b'\\xff' as \udcff",
