@@ -960,6 +960,22 @@ class TestBadInput:
         (event,) = fake.events
         assert (event.type, event.message, event.count) == (models.NORMAL, "made by hand", 2)
 
+    def test_a_record_without_a_name_is_no_exception(self, make, fake) -> None:
+        """A record built by hand without ``name`` (``LogRecord.__new__`` filled from a dict,
+        as some log shippers rebuild them) raised AttributeError out of ``handle()``: the
+        handler read ``record.name``. It is read as absent, and the record is an event."""
+        event_handler = make()
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        vars(record).update(
+            logging.makeLogRecord({"msg": "rebuilt", "involved": POD, "levelno": 30}).__dict__
+        )
+        del record.name
+        assert event_handler.handle(record)
+        event_handler.emit(record)
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (event.message, event.count) == ("rebuilt", 2)
+
     def test_an_involved_object_that_is_none_is_said_and_counted(self, make, log, reports) -> None:
         """``extra={"involved": pod}`` with ``pod`` None (not fetched yet, a lookup that found
         nothing) made no event and no word: the user saw events missing without a cause. It
