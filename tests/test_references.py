@@ -268,6 +268,35 @@ def test_a_huge_or_broken_repr_does_not_swamp_or_break_the_message() -> None:
     assert len(str(info.value)) < 250
 
 
+def test_a_refused_object_is_described_only_when_its_error_is_shown() -> None:
+    """A record about an object that cannot be referred to is refused on every log call, and
+    reported once per call site; the error made the object's repr when raised, so each call
+    about ``pods.items`` (a thousand pods) took seconds. It is described when shown."""
+    shown = []
+
+    class Counted:
+        def __repr__(self) -> str:
+            shown.append(self)
+            return "Counted()"
+
+    with pytest.raises(InvalidObjectError) as info:
+        object_reference(Counted())
+    assert shown == []
+    assert str(info.value).startswith("cannot refer to Counted Counted(): expected")
+    assert len(shown) == 1
+
+
+def test_client_models_in_a_description_are_named_not_printed_whole() -> None:
+    """A client model's repr pretty-prints all of it (seconds for a list of a thousand
+    pods, to show 80 characters): a description names it by its class."""
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace="prod"))
+    with pytest.raises(InvalidObjectError) as info:
+        object_reference([pod] * 1000)
+    assert str(info.value).startswith("cannot refer to list [<V1Pod>, <V1Pod>, <V1Pod>,")
+    with pytest.raises(InvalidObjectError, match=r"^cannot refer to V1Pod <V1Pod>: it has no"):
+        object_reference(client.V1Pod(metadata=client.V1ObjectMeta(namespace="prod")))
+
+
 @pytest.mark.parametrize(
     "flat",
     [
