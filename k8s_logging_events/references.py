@@ -74,7 +74,8 @@ _EXPECTED_MAPPING = (
 # then the kind.
 _MODEL_NAME = re.compile(r"^([A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)([A-Z]\w*)$")
 _API_PATH = re.compile(r"^/(?:api/(v\w+)|apis/([^/]+)/(v\w+))/")
-_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+# where the client's method names put an underscore: CSIStorageCapacity is csi_storage_capacity
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 _MISSING = object()
 _MAX_CLASSES = 1024
