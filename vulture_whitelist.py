@@ -20,6 +20,7 @@ from k8s_logging_events.correlator import EventCorrelator
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.metrics import _Collector
 from k8s_logging_events.recorder import EventBroadcaster, EventRecorder
+from k8s_logging_events.references import _ShortRepr
 from k8s_logging_events.testing import FakeClock, FakeEventSink, FakeRecorder, LocalApiServer
 from k8s_logging_events.testing.apiserver import RecordedRequest
 from k8s_logging_events.testing.apiserver._exchange import Handler
@@ -43,6 +44,7 @@ configuration.retries  # read by the kubernetes client's urllib3 pool manager
 configuration.ssl_ca_cert  # read by the kubernetes client's urllib3 pool manager
 configuration.api_key_prefix  # read by the kubernetes client's authentication settings
 _Collector.collect  # a prometheus_client collector: the registry calls it on each scrape
+_ShortRepr.repr_instance  # reprlib.Repr's hook for an object of no built-in type
 # http.server's request handler: class settings it reads and hooks it calls
 Handler.protocol_version
 Handler.disable_nagle_algorithm

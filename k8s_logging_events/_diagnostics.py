@@ -141,10 +141,12 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
     """
     if not would_log(target, level):
         return
+    ours = target.name == LOGGER_NAME or target.name.startswith(_OWN_PREFIX)
+    if ours:
+        args = tuple(_Shown(arg) if issubclass(type(arg), BaseException) else arg for arg in args)
     record = target.makeRecord(target.name, level, "(k8s_logging_events)", 0, msg, args, None)
     if extra:
         record.__dict__.update(extra)
-    ours = target.name == LOGGER_NAME or target.name.startswith(_OWN_PREFIX)
     if target.disabled:
         if level >= logging.WARNING and ours:
             standard_error.write(record)
@@ -165,6 +167,29 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         return
     if level >= logging.WARNING and not _shown_elsewhere(target, record):
         standard_error.write(record)
+
+
+class _Shown:
+    """An exception named in a report, shown by its type when its own ``str()`` or
+    ``repr()`` raises (the application's): else the report is a logging error in every
+    handler that shows it. Wrapped, not tried: a report is formatted once, when shown."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __str__(self) -> str:
+        return self._safely(str)
+
+    def __repr__(self) -> str:
+        return self._safely(repr)
+
+    def _safely(self, show: Callable[[object], str]) -> str:
+        try:
+            return show(self.error)
+        except Exception:
+            return f"<a {type(self.error).__name__} that cannot be shown>"
 
 
 def configuring_elsewhere() -> bool:

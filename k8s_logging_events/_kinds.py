@@ -42,6 +42,7 @@ _NAMESPACED = {
     "resource.k8s.io/v1beta2": "ResourceClaim ResourceClaimTemplate",
     "scheduling.k8s.io/v1alpha3": "CompositePodGroup PodGroup Workload",
     "scheduling.k8s.io/v1beta1": "PodGroup Workload",
+    "storage.k8s.io/v1": "CSIStorageCapacity",
 }
 _CLUSTER_SCOPED = {
     "v1": "ComponentStatus Namespace Node PersistentVolume",
@@ -53,11 +54,12 @@ _CLUSTER_SCOPED = {
     "admissionregistration.k8s.io/v1beta1": "MutatingAdmissionPolicy "
     "MutatingAdmissionPolicyBinding",
     "apiextensions.k8s.io/v1": "CustomResourceDefinition",
+    "apiregistration.k8s.io/v1": "APIService",
     "certificates.k8s.io/v1": "CertificateSigningRequest ClusterTrustBundle",
     "certificates.k8s.io/v1beta1": "ClusterTrustBundle",
     "flowcontrol.apiserver.k8s.io/v1": "FlowSchema PriorityLevelConfiguration",
     "internal.apiserver.k8s.io/v1alpha1": "StorageVersion",
-    "networking.k8s.io/v1": "IngressClass",
+    "networking.k8s.io/v1": "IngressClass IPAddress ServiceCIDR",
     "node.k8s.io/v1": "RuntimeClass",
     "rbac.authorization.k8s.io/v1": "ClusterRole ClusterRoleBinding",
     "resource.k8s.io/v1": "DeviceClass DeviceTaintRule ResourceSlice",
@@ -65,7 +67,7 @@ _CLUSTER_SCOPED = {
     "resource.k8s.io/v1beta1": "DeviceClass ResourceSlice",
     "resource.k8s.io/v1beta2": "DeviceClass DeviceTaintRule ResourceSlice",
     "scheduling.k8s.io/v1": "PriorityClass",
-    "storage.k8s.io/v1": "StorageClass VolumeAttachment VolumeAttributesClass",
+    "storage.k8s.io/v1": "CSIDriver CSINode StorageClass VolumeAttachment VolumeAttributesClass",
     "storagemigration.k8s.io/v1": "StorageVersionMigration",
     "storagemigration.k8s.io/v1beta1": "StorageVersionMigration",
 }

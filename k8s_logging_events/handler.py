@@ -210,7 +210,7 @@ class KubernetesEventHandler(logging.Handler):
             and self._default_involved is None
         ):
             return None
-        if _records.is_own(record.name):
+        if _records.is_own(attrs.get("name")):  # a record made by hand may have none
             return None
         if _diagnostics.logs_for_itself():
             self._refuse_on_own_thread(record)

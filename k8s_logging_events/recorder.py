@@ -401,7 +401,10 @@ class EventRecorder(RecorderCalls):
                 message = fmt % args
             except Exception as error:  # a bad format string is the caller's bug, not a crash
                 self._broadcaster._report(
-                    "bad-format", "Unable to format event message %r: %s", fmt, error
+                    "bad-format",
+                    "Unable to format event message %s: %s",
+                    _records.shown(fmt),
+                    error,
                 )
                 return
         self.record(obj, type, reason, message, annotations=notes)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -73,7 +74,8 @@ _EXPECTED_MAPPING = (
 # then the kind.
 _MODEL_NAME = re.compile(r"^([A-Z][a-z]+)?(V\d+(?:alpha\d+|beta\d+)?)([A-Z]\w*)$")
 _API_PATH = re.compile(r"^/(?:api/(v\w+)|apis/([^/]+)/(v\w+))/")
-_CAMEL_BOUNDARY = re.compile(r"(?<!^)(?=[A-Z])")
+# where the client's method names put an underscore: CSIStorageCapacity is csi_storage_capacity
+_CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 _MISSING = object()
 _MAX_CLASSES = 1024
@@ -100,7 +102,21 @@ _shared_refs: dict[tuple[str, ...], ObjectReference] = {}
 
 
 class InvalidObjectError(ValueError):
-    """The object given as ``involved`` cannot be referred to by an event."""
+    """The object given as ``involved`` cannot be referred to by an event.
+
+    Raised as ``InvalidObjectError(problem, obj)``, it describes ``obj`` when it is shown, not
+    when raised: a refused record is reported once per call site, and the repr of a list of
+    a thousand pods takes seconds, on every log call about it.
+    """
+
+    def __str__(self) -> str:
+        if len(self.args) != 2:
+            return super().__str__()
+        problem, obj = self.args
+        return f"cannot refer to {_describe(obj)}: {problem}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({str(self)!r})"
 
 
 def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
@@ -214,8 +230,9 @@ def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
 
 def _unknown(obj: object) -> ObjectReference:
     raise InvalidObjectError(
-        f"cannot refer to {_describe(obj)}: expected a kubernetes client model, a manifest "
-        "(apiVersion, kind, metadata), a flat reference (kind, name) or an ObjectReference"
+        "expected a kubernetes client model, a manifest (apiVersion, kind, metadata), a flat "
+        "reference (kind, name) or an ObjectReference",
+        obj,
     )
 
 
@@ -231,7 +248,7 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
         return _from_flat(data)
     metadata = data.get("metadata")
     if not isinstance(metadata, Mapping):
-        raise InvalidObjectError(f"cannot refer to {_describe(data)}: it has no 'metadata' mapping")
+        raise InvalidObjectError("it has no 'metadata' mapping", data)
     kind = _field(data, "kind", data)
     api_version = _field(data, "apiVersion", data)
     name, namespace, uid, version = (_field(metadata, key, data) for _, key in _METADATA_FIELDS)
@@ -256,7 +273,7 @@ def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
 def _from_model(obj: Any) -> ObjectReference:
     metadata = obj.metadata
     if metadata is None:
-        raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
+        raise InvalidObjectError("its metadata is None", obj)
     if _is_mapping(type(metadata)):
         name, namespace, uid, version = (_field(metadata, key, obj) for _, key in _METADATA_FIELDS)
     else:
@@ -278,7 +295,7 @@ def _from_dynamic(obj: Any) -> ObjectReference:
     # resource_version too: read them by the API's spelling alone (resourceVersion)
     metadata = obj.metadata
     if metadata is None:
-        raise InvalidObjectError(f"cannot refer to {_describe(obj)}: its metadata is None")
+        raise InvalidObjectError("its metadata is None", obj)
     name, namespace, uid, version = (_attr(metadata, key, obj) for _, key in _METADATA_FIELDS)
     kind, api_version = _attr(obj, "kind", obj), _attr(obj, "apiVersion", obj)
     return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), obj)
@@ -328,9 +345,7 @@ def _checked(ref: ObjectReference, original: object, expected: str = "") -> Obje
     if ref.kind and ref.name:
         return ref
     missing = "name" if ref.kind else "kind"
-    raise InvalidObjectError(
-        f"cannot refer to {_describe(original)}: it has no {missing}{expected}"
-    )
+    raise InvalidObjectError(f"it has no {missing}{expected}", original)
 
 
 def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
@@ -347,10 +362,7 @@ def _plain_text(value: object, name: str, original: object) -> str:
     shared by their fields (:func:`_shared`): a subclass's own equality could match another
     reference, and its instance would keep the caller's object alive."""
     if not isinstance(value, str):
-        raise InvalidObjectError(
-            f"cannot refer to {_describe(original)}: {name} is a {type(value).__name__}, "
-            "not a string"
-        )
+        raise InvalidObjectError(f"{name} is a {type(value).__name__}, not a string", original)
     return str.__str__(value)
 
 
@@ -365,9 +377,24 @@ def _attr(obj: object, name: str, original: object, other_spelling: str = "") ->
     return _plain_text(value, name, original)
 
 
+class _ShortRepr(reprlib.Repr):
+    """A repr cut short while it is made, not after: a list of a thousand pods, or a client
+    model (whose repr pretty-prints it whole), takes seconds to show in full."""
+
+    def repr_instance(self, obj: object, level: int) -> str:
+        if str(type(obj).__module__).startswith("kubernetes."):
+            return f"<{type(obj).__name__}>"
+        text = repr(obj)
+        return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
+
+
+_short_repr = _ShortRepr()
+_short_repr.maxother = 80
+
+
 def _describe(obj: object) -> str:
     try:
-        text = repr(obj)
+        text = _short_repr.repr(obj)
     except Exception:  # a broken __repr__ must not hide the real problem
         text = "<unrepresentable>"
     if len(text) > 80:

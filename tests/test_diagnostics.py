@@ -382,6 +382,29 @@ def test_a_filter_of_the_application_that_raises_fails_no_report_and_no_caller(c
     ]
 
 
+class _UnprintableError(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+def test_a_report_naming_an_error_that_cannot_be_shown_is_still_shown(capsys) -> None:
+    """A report quoting the application's exception (``Unable to format the message: %r``)
+    whose ``str()`` and ``repr()`` raise was a ``--- Logging error ---`` traceback in every
+    handler that showed it. The error is named by its type, the rest of the report kept."""
+    target = private_logger("unprintable")
+    seen = ListHandler()
+    target.addHandler(seen)
+    try:
+        _diagnostics.log_safely(target, logging.WARNING, "failed %d: %r", 3, _UnprintableError())
+    finally:
+        target.removeHandler(seen)
+    assert seen.messages() == ["failed 3: <a _UnprintableError that cannot be shown>"]
+    assert "Logging error" not in capsys.readouterr().err
+
+
 def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> None:
     """A burst, then one line every few seconds; the next line says how many it held back."""
     clock = FakeClock()

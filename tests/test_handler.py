@@ -765,6 +765,23 @@ class _Unrepresentable:
         raise RuntimeError("no repr")
 
 
+class _UnprintableError(Exception):
+    """An exception whose ``str()`` and ``repr()`` raise."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no str")
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+class _RaisesUnprintable:
+    """A format argument whose ``str()`` raises an exception that cannot be shown."""
+
+    def __str__(self) -> str:
+        raise _UnprintableError
+
+
 class _BrokenProxy:
     """A lazy proxy whose target failed to load: even its ``__class__`` raises (as a
     ``SimpleLazyObject``'s does when its factory raises)."""
@@ -819,6 +836,12 @@ BAD_INPUTS = {
         {"involved": {"apiVersion": "v1", "kind": "event", "metadata": {"name": "e"}}},
     ),
     "bad-format-arguments": BadInput("Unable to format the message", msg="%d pods", args=("many",)),
+    # the report named the error with %r: a logging error in every handler that showed it
+    "format-argument-raising-an-error-that-cannot-be-shown": BadInput(
+        "Unable to format the message: <a _UnprintableError that cannot be shown>",
+        msg="%s",
+        args=(_RaisesUnprintable(),),
+    ),
     "lone-surrogates": BadInput(
         "U+FFFD",
         msg="read b'\\xff' as \udcff",
@@ -936,6 +959,22 @@ class TestBadInput:
         _flushed(event_handler)
         (event,) = fake.events
         assert (event.type, event.message, event.count) == (models.NORMAL, "made by hand", 2)
+
+    def test_a_record_without_a_name_is_no_exception(self, make, fake) -> None:
+        """A record built by hand without ``name`` (``LogRecord.__new__`` filled from a dict,
+        as some log shippers rebuild them) raised AttributeError out of ``handle()``: the
+        handler read ``record.name``. It is read as absent, and the record is an event."""
+        event_handler = make()
+        record = logging.LogRecord.__new__(logging.LogRecord)
+        vars(record).update(
+            logging.makeLogRecord({"msg": "rebuilt", "involved": POD, "levelno": 30}).__dict__
+        )
+        del record.name
+        assert event_handler.handle(record)
+        event_handler.emit(record)
+        _flushed(event_handler)
+        (event,) = fake.events
+        assert (event.message, event.count) == ("rebuilt", 2)
 
     def test_an_involved_object_that_is_none_is_said_and_counted(self, make, log, reports) -> None:
         """``extra={"involved": pod}`` with ``pod`` None (not fetched yet, a lookup that found

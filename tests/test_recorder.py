@@ -686,6 +686,20 @@ def test_a_bad_format_string_is_reported_not_raised(make_broadcaster, caplog) ->
     assert any("Unable to format" in r.getMessage() for r in caplog.records)
 
 
+def test_a_bad_format_string_is_quoted_short_in_its_report(make_broadcaster, caplog) -> None:
+    """The report of a format that does not fit its arguments quoted the whole format: a
+    2 MB template made a 2 MB line on the library's logger. It quotes the start, as every
+    report of bad input does."""
+    b = make_broadcaster()
+    b.start_recording_to_sink(FakeEventSink())
+    b.new_recorder("c").eventf(_pod(), models.NORMAL, "R", "%d " + "x" * 2_000_000, "many")
+    assert b.flush(5)
+    (report,) = [r.getMessage() for r in caplog.records if "Unable to format" in r.getMessage()]
+    assert "%d xxx" in report
+    assert len(report) < 1000
+    assert b.stats()["invalid"] == 1
+
+
 def test_a_pod_without_a_namespace_is_filed_in_default_and_reported(
     make_broadcaster, caplog
 ) -> None:

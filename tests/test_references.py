@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,10 @@ def test_a_client_model_with_type_meta_is_referenced_as_is() -> None:
         (client.V1CronJob, "CronJob", "batch/v1"),
         (client.V1ClusterRole, "ClusterRole", "rbac.authorization.k8s.io/v1"),
         (client.V2HorizontalPodAutoscaler, "HorizontalPodAutoscaler", "autoscaling/v2"),
+        # kinds spelt with an acronym were missing, so their list items were refused
+        (client.V1CSINode, "CSINode", "storage.k8s.io/v1"),
+        (client.V1CSIStorageCapacity, "CSIStorageCapacity", "storage.k8s.io/v1"),
+        (client.V1ServiceCIDR, "ServiceCIDR", "networking.k8s.io/v1"),
     ],
 )
 def test_list_items_without_type_meta_take_it_from_their_class(
@@ -59,12 +62,24 @@ def test_every_entry_of_the_kind_table_is_what_the_client_says() -> None:
         assert references._search_type_meta(getattr(client, name)) == type_meta, name
 
 
+def test_every_resource_model_of_the_client_is_in_the_kind_table() -> None:
+    """A model the client reads (kind and metadata) is in the table: one missing from it
+    (CSINode, APIService ...) was looked for by the slow search on the logging thread, which
+    did not find kinds spelt with an acronym either, and its list items were refused."""
+    models_read = {
+        name: type_meta
+        for name in dir(client)
+        if name.startswith("V") and "metadata" in getattr(getattr(client, name), "model_fields", {})
+        if (type_meta := references._search_type_meta(getattr(client, name))) != ("", "")
+    }
+    assert {name: models_read[name] for name in models_read.keys() - _kinds.MODEL_TYPE_META} == {}
+
+
 def test_the_namespaced_kinds_are_those_the_client_reads_by_namespace() -> None:
     """_kinds.NAMESPACED_KINDS agrees with the client: a read_namespaced_* method each."""
-    camel = re.compile(r"(?<!^)(?=[A-Z])")
     apis = [getattr(client, name) for name in dir(client) if name.endswith("Api")]
     for kind in _kinds.KIND_NAMES:
-        snake = camel.sub("_", kind).lower()
+        snake = references._CAMEL_BOUNDARY.sub("_", kind).lower()
         namespaced = any(hasattr(api, f"read_namespaced_{snake}") for api in apis)
         assert (kind in _kinds.NAMESPACED_KINDS) == namespaced, kind
 
@@ -266,6 +281,35 @@ def test_a_huge_or_broken_repr_does_not_swamp_or_break_the_message() -> None:
     with pytest.raises(InvalidObjectError) as info:
         object_reference("x" * 10_000)
     assert len(str(info.value)) < 250
+
+
+def test_a_refused_object_is_described_only_when_its_error_is_shown() -> None:
+    """A record about an object that cannot be referred to is refused on every log call, and
+    reported once per call site; the error made the object's repr when raised, so each call
+    about ``pods.items`` (a thousand pods) took seconds. It is described when shown."""
+    shown = []
+
+    class Counted:
+        def __repr__(self) -> str:
+            shown.append(self)
+            return "Counted()"
+
+    with pytest.raises(InvalidObjectError) as info:
+        object_reference(Counted())
+    assert shown == []
+    assert str(info.value).startswith("cannot refer to Counted Counted(): expected")
+    assert len(shown) == 1
+
+
+def test_client_models_in_a_description_are_named_not_printed_whole() -> None:
+    """A client model's repr pretty-prints all of it (seconds for a list of a thousand
+    pods, to show 80 characters): a description names it by its class."""
+    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace="prod"))
+    with pytest.raises(InvalidObjectError) as info:
+        object_reference([pod] * 1000)
+    assert str(info.value).startswith("cannot refer to list [<V1Pod>, <V1Pod>, <V1Pod>,")
+    with pytest.raises(InvalidObjectError, match=r"^cannot refer to V1Pod <V1Pod>: it has no"):
+        object_reference(client.V1Pod(metadata=client.V1ObjectMeta(namespace="prod")))
 
 
 @pytest.mark.parametrize(
