@@ -93,14 +93,25 @@ def openssl() -> threading.Lock:
 
 
 def _before_fork() -> None:
+    # the wait runs no signal handler, as os.fork() alone runs none: one that forks would
+    # recurse into this wait, one that raises (sys.exit on SIGTERM) would cut it short and
+    # the child could inherit a half-made import; it runs once the locks are released
+    _held_at_fork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     locks = (_importing, _openssl)
     _held_at_fork.locks = [lock for lock in locks if lock.acquire(timeout=FORK_IMPORT_WAIT_SECONDS)]
+
+
+def _unblock_signals() -> None:
+    mask, _held_at_fork.mask = getattr(_held_at_fork, "mask", None), None
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _after_fork_in_parent() -> None:
     held, _held_at_fork.locks = getattr(_held_at_fork, "locks", []), []
     for lock in reversed(held):
         lock.release()
+    _unblock_signals()  # after the release: a handler that forks again finds the locks free
 
 
 def _after_fork_in_child() -> None:
@@ -114,6 +125,7 @@ def _after_fork_in_child() -> None:
         # one object that cannot renew itself must not leave the others unrenewed
         with contextlib.suppress(Exception):
             target._after_fork_in_child()
+    _unblock_signals()
 
 
 if hasattr(os, "register_at_fork"):

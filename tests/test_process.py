@@ -622,6 +622,53 @@ def test_two_forks_at_once_each_hold_the_locks_until_their_own_fork_is_done(monk
     assert not openssl.locked()
 
 
+@needs_fork
+@pytest.mark.timeout(60)
+def test_a_signal_during_a_forks_wait_is_handled_once_the_fork_is_done(monkeypatch) -> None:
+    """A fork waits while a writer imports the client; a signal that comes meanwhile is not
+    handled inside that wait, as ``os.fork()`` alone handles none there. Before, its handler
+    ran in the middle of the fork's hooks: one that forked (under a periodic timer) recursed
+    into the wait, fork inside fork (three forks asked for made six, nested six deep), and
+    one that raised (``sys.exit`` on SIGTERM) cut the wait short. Now the handler runs once,
+    after the locks are released."""
+    importing = threading.Lock()
+    waiting, handled = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    class Waited:
+        def acquire(self, timeout: float = -1) -> bool:
+            waiting.set()
+            return importing.acquire(timeout=timeout)
+
+        def release(self) -> None:
+            importing.release()
+
+    def signalled(*_: object) -> None:
+        seen.append(importing.locked())
+        handled.set()
+
+    def writer_importing() -> None:
+        assert waiting.wait(10)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+        handled.wait(0.5)  # handled at once, unless the fork's wait keeps it out
+        importing.release()
+
+    monkeypatch.setattr(_process, "_importing", Waited())
+    previous = signal.signal(signal.SIGUSR1, signalled)
+    importing.acquire()
+    writer = threading.Thread(target=writer_importing)
+    writer.start()
+    try:
+        _process._before_fork()
+        handled_in_the_wait = handled.is_set()
+        _process._after_fork_in_parent()
+    finally:
+        writer.join(10)
+        signal.signal(signal.SIGUSR1, previous)
+    assert not handled_in_the_wait
+    assert seen == [False]  # once, with the locks released
+
+
 _LOGS_AT_IMPORT = """
 import logging, multiprocessing, os, sys
 from k8s_logging_events.handler import KubernetesEventHandler
