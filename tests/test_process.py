@@ -717,3 +717,51 @@ def test_a_child_whose_module_logs_while_multiprocessing_prepares_it_still_write
     )
     assert result.stdout.split() == ["0"], result.stderr
     assert stored_counts(server)["work"] == 3, result.stderr
+
+
+_HOOK_BEFORE_THE_LIBRARY = """
+import logging, os
+log = logging.getLogger("hooked")
+log.propagate = False
+hooked = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hook", "namespace": "default"}}
+# an application's own hook, registered before the library is imported (as before a
+# dictConfig that names the handler's class): in the child it runs before the library's
+os.register_at_fork(after_in_child=lambda: log.warning("forked", extra={"involved": hooked}))
+
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="hooked", sink=os.environ["EVENTS_URL"])
+log.addHandler(handler)
+parent = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "parent", "namespace": "default"}}
+log.warning("parent", extra={"involved": parent})
+handler.flush()
+pid = os.fork()
+if pid == 0:
+    handler.flush()
+    os._exit(0 if handler.stats()["created"] == 1 else 1)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@needs_fork
+def test_an_event_logged_by_a_fork_hook_that_runs_before_the_librarys_is_written(
+    server, tmp_path
+) -> None:
+    """A child's fork hooks run in the order registered: one registered before the library
+    was imported runs before the library renews itself in the child, and may log. Its event
+    is written by the child (before: it went into the parent's queue, which the renewal then
+    forgot: no event, no count, nothing said)."""
+    script = tmp_path / "hooked.py"
+    script.write_text(_HOOK_BEFORE_THE_LIBRARY)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
+    environment.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout.split() == ["0"], result.stderr
+    assert stored_counts(server) == Counter({"parent": 1, "hook": 1}), result.stderr
