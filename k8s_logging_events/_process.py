@@ -5,8 +5,9 @@ Beside the pipeline, importing nothing of the library (docs/architecture.md).
 **Fork.** ``os.fork()`` copies only the forking thread: a lock another thread held stays
 held in the child. Whatever a library thread may hold registers with :func:`renew_in_child`
 when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"); its
-``_after_fork_in_child()`` renews it in the child, in the order made, first. The package's
-only ``os.register_at_fork``.
+``_after_fork_in_child()`` renews it in the child, in the order made, first (or earlier, at
+:func:`renewed`: a log call from a hook that runs before it). The package's only
+``os.register_at_fork``.
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At the interpreter's exit Python 3.12
@@ -39,6 +40,7 @@ __all__ = [
     "openssl",
     "refused_at_exit",
     "renew_in_child",
+    "renewed",
     "subprocesses_may_start",
 ]
 
@@ -70,6 +72,7 @@ _importing = threading.Lock()
 _openssl = threading.Lock()
 # per forking thread: two threads may fork at once, and each releases only what it took
 _held_at_fork = threading.local()
+_renewed_in = os.getpid()  # the process whose objects are its own, not a parent's copies
 
 
 def renew_in_child(target: Renewable) -> None:
@@ -93,18 +96,39 @@ def openssl() -> threading.Lock:
 
 
 def _before_fork() -> None:
+    # the wait runs no signal handler, as os.fork() alone runs none: one that forks would
+    # recurse into this wait, one that raises (sys.exit on SIGTERM) would cut it short and
+    # the child could inherit a half-made import; it runs once the locks are released
+    _held_at_fork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     locks = (_importing, _openssl)
     _held_at_fork.locks = [lock for lock in locks if lock.acquire(timeout=FORK_IMPORT_WAIT_SECONDS)]
+
+
+def _unblock_signals() -> None:
+    mask, _held_at_fork.mask = getattr(_held_at_fork, "mask", None), None
+    if mask is not None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _after_fork_in_parent() -> None:
     held, _held_at_fork.locks = getattr(_held_at_fork, "locks", []), []
     for lock in reversed(held):
         lock.release()
+    _unblock_signals()  # after the release: a handler that forks again finds the locks free
+
+
+def renewed() -> None:
+    """Renew now in a forked child whose fork hooks have not reached the library's yet: a
+    hook registered before the library was imported runs first, and may log."""
+    if _renewed_in != os.getpid():
+        _after_fork_in_child()
 
 
 def _after_fork_in_child() -> None:
-    global _importing, _openssl, _exit_hook_in
+    global _importing, _openssl, _exit_hook_in, _renewed_in
+    if _renewed_in == os.getpid():  # renewed already (renewed()): what it queued stays
+        return
+    _renewed_in = os.getpid()
     _importing = threading.Lock()
     _openssl = threading.Lock()
     _held_at_fork.locks = []
@@ -114,6 +138,7 @@ def _after_fork_in_child() -> None:
         # one object that cannot renew itself must not leave the others unrenewed
         with contextlib.suppress(Exception):
             target._after_fork_in_child()
+    _unblock_signals()
 
 
 if hasattr(os, "register_at_fork"):

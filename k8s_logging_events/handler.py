@@ -249,6 +249,7 @@ class KubernetesEventHandler(logging.Handler):
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
+        _process.renewed()  # a fork hook that logs may come before the library's renewal
         if self.filters:  # none, nearly always; they run first, as a filter may add involved
             filtered = self._filtered(record)
             if filtered is None:
@@ -263,6 +264,7 @@ class KubernetesEventHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         """Record an event for ``record`` without waiting for the API; never raises (bad input
         is reported once per call site; see docs/configuration.md, Bad input)."""
+        _process.renewed()
         extras = self._extras(record)
         if extras is not None:  # emit called directly, bypassing filter
             self._emit_safely(record, extras)

@@ -429,6 +429,7 @@ class EventRecorder(RecorderCalls):
         (events.k8s.io/v1), ``related`` a secondary object, ``field_path`` the part of ``obj``
         the event is about.
         """
+        _process.renewed()
         try:
             event = self._build(
                 obj, type, reason, message, annotations, action, related, field_path

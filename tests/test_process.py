@@ -622,6 +622,53 @@ def test_two_forks_at_once_each_hold_the_locks_until_their_own_fork_is_done(monk
     assert not openssl.locked()
 
 
+@needs_fork
+@pytest.mark.timeout(60)
+def test_a_signal_during_a_forks_wait_is_handled_once_the_fork_is_done(monkeypatch) -> None:
+    """A fork waits while a writer imports the client; a signal that comes meanwhile is not
+    handled inside that wait, as ``os.fork()`` alone handles none there. Before, its handler
+    ran in the middle of the fork's hooks: one that forked (under a periodic timer) recursed
+    into the wait, fork inside fork (three forks asked for made six, nested six deep), and
+    one that raised (``sys.exit`` on SIGTERM) cut the wait short. Now the handler runs once,
+    after the locks are released."""
+    importing = threading.Lock()
+    waiting, handled = threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    class Waited:
+        def acquire(self, timeout: float = -1) -> bool:
+            waiting.set()
+            return importing.acquire(timeout=timeout)
+
+        def release(self) -> None:
+            importing.release()
+
+    def signalled(*_: object) -> None:
+        seen.append(importing.locked())
+        handled.set()
+
+    def writer_importing() -> None:
+        assert waiting.wait(10)
+        signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGUSR1)
+        handled.wait(0.5)  # handled at once, unless the fork's wait keeps it out
+        importing.release()
+
+    monkeypatch.setattr(_process, "_importing", Waited())
+    previous = signal.signal(signal.SIGUSR1, signalled)
+    importing.acquire()
+    writer = threading.Thread(target=writer_importing)
+    writer.start()
+    try:
+        _process._before_fork()
+        handled_in_the_wait = handled.is_set()
+        _process._after_fork_in_parent()
+    finally:
+        writer.join(10)
+        signal.signal(signal.SIGUSR1, previous)
+    assert not handled_in_the_wait
+    assert seen == [False]  # once, with the locks released
+
+
 _LOGS_AT_IMPORT = """
 import logging, multiprocessing, os, sys
 from k8s_logging_events.handler import KubernetesEventHandler
@@ -670,3 +717,51 @@ def test_a_child_whose_module_logs_while_multiprocessing_prepares_it_still_write
     )
     assert result.stdout.split() == ["0"], result.stderr
     assert stored_counts(server)["work"] == 3, result.stderr
+
+
+_HOOK_BEFORE_THE_LIBRARY = """
+import logging, os
+log = logging.getLogger("hooked")
+log.propagate = False
+hooked = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "hook", "namespace": "default"}}
+# an application's own hook, registered before the library is imported (as before a
+# dictConfig that names the handler's class): in the child it runs before the library's
+os.register_at_fork(after_in_child=lambda: log.warning("forked", extra={"involved": hooked}))
+
+from k8s_logging_events.handler import KubernetesEventHandler
+
+handler = KubernetesEventHandler(component="hooked", sink=os.environ["EVENTS_URL"])
+log.addHandler(handler)
+parent = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "parent", "namespace": "default"}}
+log.warning("parent", extra={"involved": parent})
+handler.flush()
+pid = os.fork()
+if pid == 0:
+    handler.flush()
+    os._exit(0 if handler.stats()["created"] == 1 else 1)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@needs_fork
+def test_an_event_logged_by_a_fork_hook_that_runs_before_the_librarys_is_written(
+    server, tmp_path
+) -> None:
+    """A child's fork hooks run in the order registered: one registered before the library
+    was imported runs before the library renews itself in the child, and may log. Its event
+    is written by the child (before: it went into the parent's queue, which the renewal then
+    forgot: no event, no count, nothing said)."""
+    script = tmp_path / "hooked.py"
+    script.write_text(_HOOK_BEFORE_THE_LIBRARY)
+    environment = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
+    environment.pop("KUBECONFIG", None)
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert result.stdout.split() == ["0"], result.stderr
+    assert stored_counts(server) == Counter({"parent": 1, "hook": 1}), result.stderr
