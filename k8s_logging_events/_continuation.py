@@ -369,11 +369,14 @@ class _Attempt:
         if not self.policy.same_event(self.event, stored):
             return None
         if self.policy.finished(self.event, stored):
-            # named after the one before where it is on the server, as a walk names it; kept
-            # beyond this write (one given up in doubt), so that a retry or the next
-            # occurrence goes where the create went
+            # named after the one before where it is on the server, as a walk names it; a name
+            # other than the correlator's is kept beyond this write (one given up in doubt),
+            # so that a retry or the next occurrence goes where the create went. The
+            # correlator's own is not: a record of it without a resourceVersion would be
+            # patched unguarded, over what another process created there meanwhile
             self.name = self.owner.new_name(before, 1)
-            self.owner.remember(self.key, Known(self.name, "", 0, 0))
+            if self.name != self.event.name:
+                self.owner.remember(self.key, Known(self.name, "", 0, 0))
             return None
         self.name = before.name
         return self._continue(stored)

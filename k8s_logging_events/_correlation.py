@@ -10,7 +10,7 @@ import dataclasses
 import math
 import struct
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import NamedTuple, TypeAlias
 
 import cachetools
@@ -204,6 +204,19 @@ class Aggregator:
         record.last_seen = seen
         self._cache[aggregate_key] = record
         return True
+
+    def combines(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored``, found under the name of ``ours``, is ``ours``, a combined event,
+        with another latest message. Under deterministic names, ``ours`` not named as a plain
+        event says so (its name is its group's, whatever a ``message_func`` writes); under
+        time names, both messages must say so."""
+        namer = self._namer
+        if not namer.deterministic:
+            prefix = COMBINED_MESSAGE_PREFIX
+            return ours.message.startswith(prefix) and stored.message.startswith(prefix)
+        ref, anytime = ours.involved_object, datetime.min.replace(tzinfo=UTC)  # names nothing
+        plain = namer.event_name(ours.source, ref, ours.type, ours.reason, ours.message, anytime)
+        return ours.name != plain
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

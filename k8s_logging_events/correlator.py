@@ -322,6 +322,11 @@ class EventCorrelator:
         with self._lock:
             return self._spam_filter.take(event)
 
+    def combines(self, ours: models.Event, stored: models.Event) -> bool:
+        """True when ``stored`` is ``ours``, a combined event, with another latest message (see
+        :meth:`CountPolicy.same_event`). Not in client-go."""
+        return self._aggregator.combines(ours, stored)
+
     def token_wait(self, event: models.Event) -> float:
         """Seconds until ``event``'s spam bucket has a token (``math.inf``: never); takes
         nothing and makes no bucket. Not in client-go."""
@@ -377,12 +382,10 @@ class CountPolicy:
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True for the same source, involved object (any resourceVersion), type and reason,
-        and the same message unless both are combined events (whose message changes)."""
+        and the same message unless ours is a combined event (whose message changes)."""
         if (ours.source, ours.type, ours.reason) != (stored.source, stored.type, stored.reason):
             return False
         ours_object = dataclasses.replace(ours.involved_object, resource_version="")
         if ours_object != dataclasses.replace(stored.involved_object, resource_version=""):
             return False
-        prefix = COMBINED_MESSAGE_PREFIX
-        combined = ours.message.startswith(prefix) and stored.message.startswith(prefix)
-        return combined or ours.message == stored.message
+        return ours.message == stored.message or self._correlator.combines(ours, stored)

@@ -284,6 +284,38 @@ def test_a_worker_quiet_for_six_minutes_joins_the_series_another_worker_kept_goi
         assert [(e.get("series") or {}).get("count", 1) for e in events] == [13, 2]
 
 
+def test_a_new_series_create_retried_after_a_failed_read_never_overwrites_anothers_count() -> None:
+    """events.k8s.io/v1, two workers of one source, six quiet minutes: the second starts
+    the next series (5 occurrences); the first's create of it meets AlreadyExists, and its
+    read of the Event fails (500). Seen before the fix: the retry patched the series
+    unguarded with its own count, 2 where 7 had happened. Now it reads and adds to it."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        first = _handler(server, clock, api=sink.EVENTS_V1)
+        second = _handler(server, clock, api=sink.EVENTS_V1)
+        with _attached(first) as quiet, _attached(second) as busy:
+
+            def warn(log: logging.Logger, handler: KubernetesEventHandler, times: int) -> None:
+                for _ in range(times):
+                    log.warning(MESSAGE, extra={"involved": pod("web-0"), "reason": "BackOff"})
+                _flush(handler)
+
+            warn(quiet, first, 1)
+            warn(busy, second, 1)
+            clock.step(FINISH_SECONDS + 60)
+            warn(busy, second, 5)
+            (later,) = [e for e in server.events_v1("default") if e["series"]["count"] == 5]
+            name = later["metadata"]["name"]
+            server.inject(method="GET", path=f"/{name}$", action="status", status=500, times=1)
+            warn(quiet, first, 2)
+            stats = [first.stats(), second.stats()]
+        assert all(_lost(s) == 0 for s in stats), stats
+        events = sorted(server.events_v1("default"), key=lambda e: e["eventTime"])
+        assert [e["series"]["count"] for e in events] == [2, 7]
+        patches = [r for r in server.requests if r.method == "PATCH" and name in r.path]
+        assert all("resourceVersion" in r.body["metadata"] for r in patches), patches
+
+
 def test_a_403_on_the_read_of_the_series_before_names_the_event_it_could_not_read(
     caplog,
 ) -> None:

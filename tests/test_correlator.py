@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import math
 import struct
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,8 +18,9 @@ from hypothesis import strategies as st
 
 from k8s_logging_events import clock as clocks
 from k8s_logging_events import correlator as corr
+from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.models import Event, EventSource, ObjectReference
-from k8s_logging_events.testing import FakeClock
+from k8s_logging_events.testing import FakeClock, LocalApiServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SOURCE = EventSource(component="kubelet", host="kublet.node1")
@@ -1569,3 +1572,50 @@ def _check_correlate_many(
         for message in range(13):
             probe = event(obj, message, 99_999)
             assert twins[0].correlate(probe) == twins[1].correlate(probe)
+
+
+# -- combined events across processes ------------------------------------------------------------
+
+
+def _bracketed(event: Event) -> str:
+    return f"[similar] {event.message}"
+
+
+@pytest.mark.parametrize("message_func", [None, _bracketed])
+def test_a_combined_event_of_ones_own_message_func_continues_across_restarts(
+    message_func: Any,
+) -> None:
+    """Seen before the fix: with a ``message_func`` of one's own, every restart left a
+    combined event of its own beside the earlier run's (three rows of x3 for three runs):
+    its message lacks client-go's prefix, so the stored one was taken for another's and
+    ours renamed. Its name, the aggregate key's, says it is ours: one row, the sum."""
+    clock = FakeClock(datetime(2024, 1, 1, 12, tzinfo=UTC))
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "uid": "u"}}
+    with LocalApiServer(clock=clock) as server:
+        for run in range(3):
+            handler = KubernetesEventHandler(
+                component="shop",
+                host="node-1",
+                sink=server.url,
+                qps=0,
+                clock=clock,
+                sleep=clock.sleep,
+                correlator={"message_func": message_func},
+            )
+            log = logging.getLogger(f"tests.correlator.combined.{run}")
+            log.propagate = False
+            log.addHandler(handler)
+            try:
+                for n in range(12):  # the 10th to 12th distinct messages are combined
+                    extra = {"involved": manifest, "reason": "Unhealthy"}
+                    log.warning("probe %d failed in run %d", n, run, extra=extra)
+            finally:
+                log.removeHandler(handler)
+                handler.close()
+            clock.step(30)
+        prefix = "[similar] " if message_func else corr.COMBINED_MESSAGE_PREFIX
+        combined = [e for e in server.events("default") if e["message"].startswith(prefix)]
+        assert [(e["count"], e["message"]) for e in combined] == [
+            (9, f"{prefix}probe 11 failed in run 2")
+        ]
+        assert len(server.events("default")) == 3 * 9 + 1  # the plain ones: a message each run
