@@ -504,11 +504,12 @@ _NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
 def unreachable(error: BaseException, _depth: int = 0) -> bool:
-    """True when the API server could not be reached at all: a connection refused or reset,
-    no route or no network to its host, a name that does not resolve; never an answer, even
-    one cut short or not HTTP, nor a connection closed without one. The socket's own errors
-    say it (they carry an ``errno``, which the transports' errors of their making lack), on
-    the channel as they are, on the official client's path inside urllib3's."""
+    """True when the API server could not be reached at all: a connection refused, reset or
+    not made within the connect timeout, no route or no network to its host, a name that does
+    not resolve; never an answer, even one cut short or not HTTP, nor a connection closed
+    without one. The socket's own errors say it (they carry an ``errno``, which the
+    transports' errors of their making lack), on the channel as they are, on the official
+    client's path inside urllib3's."""
     if getattr(error, "status", None) is not None:
         return False
     if isinstance(error, socket.gaierror):
@@ -524,6 +525,7 @@ def unreachable(error: BaseException, _depth: int = 0) -> bool:
 
 _UNREACHABLE_TEXTS = (
     "refused",
+    "connect timeout",  # urllib3's and the channel's: dropped packets (a firewall, a NetworkPolicy)
     "name or service not known",
     "temporary failure in name resolution",
     "no route to host",

@@ -371,7 +371,13 @@ class Channel:
         # nothing is logged here: the library's own records are few and rate-limited
         # (_diagnostics), and a server that refuses would make one per attempt
         self.connections_opened += 1
-        sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+        try:
+            sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+        except TimeoutError:  # a bare "timed out" named neither the server nor the connect
+            host, port = self._address
+            raise TimeoutError(
+                f"no connection to {host} port {port} (connect timeout={self._connect_timeout:g})"
+            ) from None
         try:
             for level, option, value in self._socket_options:
                 sock.setsockopt(level, option, value)

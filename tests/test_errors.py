@@ -27,7 +27,7 @@ import pytest
 from k8s_logging_events import _errors, _process, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
-from tests._ports import refused_url
+from tests._ports import blackholed_url, refused_url
 from tests.reliability_scenarios import on_library_logger
 from tests.test_sink import _event, _on_official_path
 
@@ -452,25 +452,32 @@ def _raw_server(answer: bytes | None) -> Iterator[str]:
     ("answer", "unreachable"),
     [
         ("refused", True),
+        ("blackholed", True),
         (None, True),
         (b"", False),
         (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),
         (b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{", False),
     ],
-    ids=["refused", "reset", "closed-without-answer", "not-http", "cut-short"],
+    ids=["refused", "connect-timeout", "reset", "closed-without-answer", "not-http", "cut-short"],
 )
 def test_a_server_is_called_unreachable_alike_on_both_transports(
     transport: str, answer: bytes | str | None, unreachable: bool
 ) -> None:
-    """A refused or reset connection means the API server could not be reached: the report
-    says it is unreachable, on the sink's own channel as on the official client's path
-    (behind a proxy; urllib3 wraps the reset in an error of its own). A server that took
-    the connection and then closed it without a word, or answered what is not HTTP, or cut
-    its answer short, was reached: neither transport calls it unreachable."""
+    """A refused or reset connection, or one not made within the connect timeout (a firewall
+    or a NetworkPolicy that drops packets), means the API server could not be reached: the
+    report says it is unreachable and names it, on the sink's own channel as on the official
+    client's path (behind a proxy; urllib3 wraps the reset in an error of its own). The
+    channel once said only "timed out" for a connect timeout. A server that took the
+    connection and then closed it without a word, or answered what is not HTTP, or cut its
+    answer short, was reached: neither transport calls it unreachable."""
     with contextlib.ExitStack() as stack:
-        served = refused_url() if isinstance(answer, str) else _raw_server(answer)
+        served = (
+            {"refused": refused_url, "blackholed": blackholed_url}[answer]()
+            if isinstance(answer, str)
+            else _raw_server(answer)
+        )
         url = stack.enter_context(served)
-        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=10)
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
         stack.callback(events_sink.close)
         if transport == "official":
             _on_official_path(events_sink)
@@ -480,6 +487,7 @@ def test_a_server_is_called_unreachable_alike_on_both_transports(
     assert sink.is_retryable(error)
     explained = _errors.explain(error, events_sink)
     assert ("is unreachable" in explained) is unreachable, explained
+    assert (f"the API server at {url} is unreachable" in explained) is unreachable, explained
     assert _errors.unreachable(error) is unreachable, repr(error)
 
 
