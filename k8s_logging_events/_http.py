@@ -138,16 +138,17 @@ class _Connection:
             self.poll = select.poll()
             self.poll.register(sock.fileno(), select.POLLIN)
 
-    def receive(self) -> bytes:
-        """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout."""
+    def receive(self, wait_ms: int | None = None) -> bytes:
+        """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout,
+        or ``wait_ms`` when given (shorter: what is left of a request's)."""
         try:
             # TLS in timeout mode would first try a read that finds nothing, then poll, then
             # read again: one poll first saves the empty read (unless TLS holds data already)
             if (
-                self.tls
+                (self.tls or wait_ms is not None)
                 and self.poll is not None
-                and not cast("ssl.SSLSocket", self.sock).pending()
-                and not self.poll.poll(self.wait_ms)
+                and not (self.tls and cast("ssl.SSLSocket", self.sock).pending())
+                and not self.poll.poll(self.wait_ms if wait_ms is None else wait_ms)
             ):
                 raise TimeoutError("the server did not answer within the read timeout")
             return self.sock.recv(_RECV)
@@ -412,14 +413,16 @@ class Channel:
         Nothing, or a reset, on a used connection is the server's close of an idle one
         (:class:`_StaleError`): the request was not read."""
         self._busy.add(connection)
-        # each read waits at most the read timeout; this bounds the whole answer too (an answer
-        # that trickles in, a byte at a time, would otherwise hold the request indefinitely)
+        # the read timeout bounds the whole answer: each read after the first waits what is left
+        # of it (an answer that trickles in, or stalls after its first bytes, held the request
+        # up to twice as long, or indefinitely)
         deadline = time.monotonic() + self._read_timeout
 
         def receive() -> bytes:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError("the server did not answer within the read timeout")
-            return connection.receive()
+            return connection.receive(math.ceil(left * 1000))
 
         try:
             try:

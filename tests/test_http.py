@@ -580,6 +580,29 @@ def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -
         server.close()
 
 
+def test_an_answer_that_stalls_after_its_first_bytes_ends_at_the_read_timeout() -> None:
+    """A server whose answer starts just before the read timeout runs out, then stalls: the
+    request ends at the read timeout, not one more read timeout after the answer's first
+    bytes (it once took nearly twice ``request_timeout``, which bounds the whole answer)."""
+    server = _Trickling(pause=0.9)  # the next byte comes at 0.9 s, the one after at 1.8 s
+    channel = _http.Channel(
+        "127.0.0.1",
+        server.port,
+        [("Host", f"127.0.0.1:{server.port}")],
+        connect_timeout=5,
+        read_timeout=1.0,
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            channel.request("POST", "/r1", JSON, b"{}")
+        assert time.monotonic() - started < 1.4
+    finally:
+        server.done.set()
+        channel.close()
+        server.close()
+
+
 def _raw(status: str, body: dict[str, Any]) -> bytes:
     data = json.dumps(body).encode()
     return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
