@@ -13,6 +13,7 @@ import collections
 import errno
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -331,7 +332,8 @@ def cause(error: Exception) -> str:
 def explain(error: Exception, sink: object = None) -> str:
     """The error described, then what it means and what to do, for the errors a user can fix:
     a 401 names the credentials sent (never their value), a 403 what is not allowed and the
-    Role of :data:`RBAC_EXAMPLE`, a TLS failure and an unreachable server their host."""
+    Role of :data:`RBAC_EXAMPLE`, a TLS failure and an unreachable server their host, a
+    proxy that failed the proxy settings."""
     text = describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:
@@ -351,10 +353,24 @@ def explain(error: Exception, sink: object = None) -> str:
             "certificate-authority-data; in a pod, the service account's ca.crt), the name "
             "it checks (the server's, or tls-server-name) and the client certificate)"
         )
+    if _through_proxy(error):
+        host = optional(sink, "host", str, "")
+        return (
+            f"{text} (the proxy the client goes through to the API server"
+            f"{f' at {host}' if host else ''} failed: check the proxy and the settings that "
+            "choose it, HTTPS_PROXY and NO_PROXY, or a kubeconfig's proxy-url)"
+        )
     if unreachable(error):
         host = optional(sink, "host", str, "")
         return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
     return text
+
+
+def _through_proxy(error: BaseException) -> bool:
+    """True for a proxy that could not be reached or would not carry the request (urllib3's
+    ``ProxyError``): the API server itself may be fine."""
+    exceptions = sys.modules.get("urllib3.exceptions")  # not imported: nothing it raised
+    return exceptions is not None and isinstance(error, exceptions.ProxyError)
 
 
 def _forbidden(error: Any) -> str:
@@ -510,7 +526,7 @@ def unreachable(error: BaseException, _depth: int = 0) -> bool:
     without one. The socket's own errors say it (they carry an ``errno``, which the
     transports' errors of their making lack), on the channel as they are, on the official
     client's path inside urllib3's."""
-    if getattr(error, "status", None) is not None:
+    if getattr(error, "status", None) is not None or _through_proxy(error):
         return False
     if isinstance(error, socket.gaierror):
         return True

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from k8s_logging_events import _errors, _process, sink
 from k8s_logging_events.handler import KubernetesEventHandler
@@ -489,6 +490,36 @@ def test_a_server_is_called_unreachable_alike_on_both_transports(
     assert ("is unreachable" in explained) is unreachable, explained
     assert (f"the API server at {url} is unreachable" in explained) is unreachable, explained
     assert _errors.unreachable(error) is unreachable, repr(error)
+
+
+@pytest.mark.parametrize(
+    "proxy", [None, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"], ids=["refused", "403"]
+)
+def test_a_proxy_that_fails_is_named_and_not_the_api_server(proxy: bytes | None) -> None:
+    """``HTTPS_PROXY`` (or a kubeconfig's ``proxy-url``) names a proxy that refuses
+    connections, or will not tunnel to the server (a ``NO_PROXY`` that misses the cluster's
+    address): the report says the proxy failed and where to look; it once said the API
+    server was unreachable, which sent the user to look at a server that was fine."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(LocalApiServer(tls=True))
+        configuration = server.api_client().configuration
+        configuration.proxy = stack.enter_context(
+            refused_url() if proxy is None else _raw_server(proxy)
+        )
+        events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+        stack.callback(events_sink.api_client.close)
+        stack.callback(events_sink.close)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - what urllib3 raises
+            events_sink.create(_event())
+    explained = _errors.explain(raised.value, events_sink)
+    assert "is unreachable" not in explained, explained
+    assert (
+        f"the proxy the client goes through to the API server at {server.url} failed" in explained
+    )
+    assert "HTTPS_PROXY and NO_PROXY" in explained, explained
+    assert not _errors.unreachable(raised.value)
+    assert sink.is_retryable(raised.value)
+    assert server.events("default") == []
 
 
 def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock, tmp_path) -> None:
