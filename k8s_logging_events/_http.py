@@ -444,9 +444,14 @@ class Channel:
                     raise _StaleError
                 raise ProtocolError("the server closed the connection without answering")
             answer, keep = read_answer(first, receive)
-        except BaseException:
+        except BaseException as error:
             self._busy.discard(connection)
             connection.close()
+            ssl = sys.modules.get("ssl")
+            if connection.used and ssl is not None and isinstance(error, ssl.SSLError):
+                # its handshake and certificates proved good with earlier answers: a record
+                # that cannot be read now is a connection broken, not TLS refused (not retried)
+                raise ProtocolError(f"the TLS connection broke: {error}") from error
             raise
         connection.used += 1
         return answer, keep
