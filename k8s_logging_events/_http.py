@@ -183,9 +183,11 @@ class _Connection:
 
 def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
     """Each step of OpenSSL's work under :func:`_process.openssl`, the waits for the server
-    outside it, each at most ``timeout`` (the connect timeout, as in urllib3)."""
+    outside it, all of them within ``timeout`` (the connect timeout, as in urllib3: a server
+    that trickles its part in held each wait short of it, and the handshake indefinitely)."""
     import ssl
 
+    deadline = time.monotonic() + timeout
     sock.settimeout(0.0)
     while True:
         with _process.openssl():
@@ -196,7 +198,7 @@ def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
                 writing = False
             except ssl.SSLWantWriteError:
                 writing = True
-        if not _ready(sock, writing, timeout):
+        if not _ready(sock, writing, max(0.0, deadline - time.monotonic())):
             raise TimeoutError("_ssl.c: The handshake operation timed out")
 
 

@@ -692,6 +692,75 @@ def test_a_tls_connection_that_breaks_after_answering_is_a_transport_error(
     assert "the TLS connection broke" in str(raised.value)
 
 
+class _TricklingRelay:
+    """A TCP relay to ``port`` that passes the client's bytes on at once and the server's
+    one byte every ``pause`` seconds (a congested or hostile middlebox)."""
+
+    def __init__(self, port: int, pause: float) -> None:
+        self._port = port
+        self._pause = pause
+        self._done = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        self._threads = [threading.Thread(target=self._relay, name="test-trickling-relay")]
+        self._threads[0].start()
+
+    def _relay(self) -> None:
+        with contextlib.suppress(OSError):
+            inside = self._listener.accept()[0]
+            outside = socket.create_connection(("127.0.0.1", self._port))
+            self._sockets += [inside, outside]
+            forward = threading.Thread(target=self._pipe, args=(inside, outside, 0.0))
+            self._threads.append(forward)
+            forward.start()
+            self._pipe(outside, inside, self._pause)
+
+    def _pipe(self, source: socket.socket, target: socket.socket, pause: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 if pause else 65536):
+                target.sendall(data)
+                if self._done.wait(pause):
+                    return
+
+    def close(self) -> None:
+        self._done.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(5)
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_a_tls_handshake_that_trickles_in_ends_within_the_connect_timeout() -> None:
+    """A server (or a middlebox) that sends its part of the TLS handshake a byte at a time
+    never lets one wait run out the connect timeout; the handshake must end within it all
+    the same, as urllib3's does (the ssl module gives a handshake one deadline). It once
+    held the request for as long as the server's certificates took to trickle in."""
+    with LocalApiServer(tls=True) as server:
+        relay = _TricklingRelay(server.port, pause=0.02)  # the server's part takes over 20 s
+        channel = _http.Channel(
+            "127.0.0.1",
+            relay.port,
+            [("Host", f"127.0.0.1:{relay.port}")],
+            connect_timeout=0.5,
+            read_timeout=5,
+            tls=_http.TlsSettings(
+                "127.0.0.1", ca_file=server.api_client().configuration.ssl_ca_cert
+            ),
+        )
+        try:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                channel.request("GET", "/api/v1", JSON, b"")
+            assert time.monotonic() - started < 1.5
+        finally:
+            channel.close()
+            relay.close()
+
+
 def _raw(status: str, body: dict[str, Any]) -> bytes:
     data = json.dumps(body).encode()
     return b"HTTP/1.1 %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
