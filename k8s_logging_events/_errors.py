@@ -309,16 +309,26 @@ def is_timeout(error: Exception) -> bool:
 def may_have_landed(error: Exception) -> bool:
     """Tell whether a write that failed with ``error`` may have been stored all the same:
     after a lost answer or a 5xx (which can come after the store), not after a 4xx, a
-    :class:`ContentionError` or a connection refused before anything was sent."""
+    :class:`ContentionError` or a connection not made (refused, a name that does not
+    resolve, the connect timeout), when nothing was sent."""
     if isinstance(error, ApiStatusError):
         return error.status >= 500
-    return not isinstance(error, ContentionError | RequestConstructionError) and not _refused(error)
+    return not isinstance(error, ContentionError | RequestConstructionError) and not _unsent(error)
 
 
-def _refused(error: BaseException | None) -> bool:
-    # refused at connect (or raised from that, as urllib3 does): nothing was sent
+def _unsent(error: BaseException | None) -> bool:
+    # no connection made (or raised from that): taking AlreadyExists for our own create then
+    # would take another worker's event of the same name for ours
+    exceptions = sys.modules.get("urllib3.exceptions")  # its ConnectTimeoutError: refused too
+    unsent = (
+        ConnectionRefusedError,
+        socket.gaierror,
+        getattr(exceptions, "ConnectTimeoutError", ()),
+    )
     while error is not None:
-        if isinstance(error, ConnectionRefusedError):
+        if isinstance(error, unsent) or (
+            isinstance(error, TimeoutError) and "(connect timeout=" in str(error)  # the channel's
+        ):
             return True
         error = error.__cause__
     return False

@@ -276,15 +276,12 @@ class Channel:
         try:
             answer, keep = self._exchange(connection, data)
         except _StaleError:
-            try:
-                connection, answer, keep = self._once_more(data)
-            except ConnectionRefusedError as error:  # the first send may have been carried out
-                raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
+            connection, answer, keep = self._once_more(data, f"{method} {path}")
         except OutOfStepError as error:
             self.out_of_step += 1
             if method not in IDEMPOTENT:
                 raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
-            connection, answer, keep = self._once_more(data)
+            connection, answer, keep = self._once_more(data, f"{method} {path}")
         if keep:
             self._give_back(connection)
         else:
@@ -339,10 +336,13 @@ class Channel:
             length,
         )
 
-    def _once_more(self, data: bytes) -> tuple[_Connection, Answer, bool]:
+    def _once_more(self, data: bytes, request: str) -> tuple[_Connection, Answer, bool]:
         # on a new connection, where it can only fail for good
         self.resends += 1
-        connection = self._open()
+        try:
+            connection = self._open()
+        except OSError as error:  # not "nothing was sent": the first send may have landed
+            raise ProtocolError(f"{error}: {request} may have been carried out") from None
         try:
             answer, keep = self._exchange(connection, data)
         except OutOfStepError as error:

@@ -492,6 +492,37 @@ def test_a_server_is_called_unreachable_alike_on_both_transports(
     assert _errors.unreachable(error) is unreachable, repr(error)
 
 
+@contextlib.contextmanager
+def _unresolvable_url() -> Iterator[str]:
+    yield "http://k8s-logging-events.invalid:6443"  # .invalid never resolves (RFC 6761)
+
+
+@pytest.mark.parametrize("transport", ["channel", "official"])
+@pytest.mark.parametrize(
+    ("server", "landed"),
+    [(refused_url, False), (blackholed_url, False), (_unresolvable_url, False), (None, True)],
+    ids=["refused", "connect-timeout", "unresolvable", "reset-after-sending"],
+)
+def test_a_write_that_found_no_connection_never_landed_on_both_transports(
+    transport: str, server: Any, landed: bool
+) -> None:
+    """A create that got no connection (refused, not made within the connect timeout, a
+    name that does not resolve) sent nothing: the writer must not take a later
+    ``AlreadyExists`` for its own create, which would take another worker's event of the
+    same name for it and count its occurrence as written. Only a refusal was told apart;
+    the others were "may have landed". A reset after the request was sent may have."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(_raw_server(None) if server is None else server())
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
+        stack.callback(events_sink.close)
+        if transport == "official":
+            _on_official_path(events_sink)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
+            events_sink.create(_event())
+    assert sink.is_retryable(raised.value)
+    assert _errors.may_have_landed(raised.value) is landed, repr(raised.value)
+
+
 @pytest.mark.parametrize(
     "proxy", [None, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"], ids=["refused", "403"]
 )
