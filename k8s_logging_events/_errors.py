@@ -13,6 +13,7 @@ import collections
 import errno
 import re
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Protocol, TypeVar
@@ -308,16 +309,26 @@ def is_timeout(error: Exception) -> bool:
 def may_have_landed(error: Exception) -> bool:
     """Tell whether a write that failed with ``error`` may have been stored all the same:
     after a lost answer or a 5xx (which can come after the store), not after a 4xx, a
-    :class:`ContentionError` or a connection refused before anything was sent."""
+    :class:`ContentionError` or a connection not made (refused, a name that does not
+    resolve, the connect timeout), when nothing was sent."""
     if isinstance(error, ApiStatusError):
         return error.status >= 500
-    return not isinstance(error, ContentionError | RequestConstructionError) and not _refused(error)
+    return not isinstance(error, ContentionError | RequestConstructionError) and not _unsent(error)
 
 
-def _refused(error: BaseException | None) -> bool:
-    # refused at connect (or raised from that, as urllib3 does): nothing was sent
+def _unsent(error: BaseException | None) -> bool:
+    # no connection made (or raised from that): taking AlreadyExists for our own create then
+    # would take another worker's event of the same name for ours
+    exceptions = sys.modules.get("urllib3.exceptions")  # its ConnectTimeoutError: refused too
+    unsent = (
+        ConnectionRefusedError,
+        socket.gaierror,
+        getattr(exceptions, "ConnectTimeoutError", ()),
+    )
     while error is not None:
-        if isinstance(error, ConnectionRefusedError):
+        if isinstance(error, unsent) or (
+            isinstance(error, TimeoutError) and "(connect timeout=" in str(error)  # the channel's
+        ):
             return True
         error = error.__cause__
     return False
@@ -331,7 +342,8 @@ def cause(error: Exception) -> str:
 def explain(error: Exception, sink: object = None) -> str:
     """The error described, then what it means and what to do, for the errors a user can fix:
     a 401 names the credentials sent (never their value), a 403 what is not allowed and the
-    Role of :data:`RBAC_EXAMPLE`, a TLS failure and an unreachable server their host."""
+    Role of :data:`RBAC_EXAMPLE`, a TLS failure and an unreachable server their host, a
+    proxy that failed the proxy settings."""
     text = describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:
@@ -351,10 +363,24 @@ def explain(error: Exception, sink: object = None) -> str:
             "certificate-authority-data; in a pod, the service account's ca.crt), the name "
             "it checks (the server's, or tls-server-name) and the client certificate)"
         )
+    if _through_proxy(error):
+        host = optional(sink, "host", str, "")
+        return (
+            f"{text} (the proxy the client goes through to the API server"
+            f"{f' at {host}' if host else ''} failed: check the proxy and the settings that "
+            "choose it, HTTPS_PROXY and NO_PROXY, or a kubeconfig's proxy-url)"
+        )
     if unreachable(error):
         host = optional(sink, "host", str, "")
         return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
     return text
+
+
+def _through_proxy(error: BaseException) -> bool:
+    """True for a proxy that could not be reached or would not carry the request (urllib3's
+    ``ProxyError``): the API server itself may be fine."""
+    exceptions = sys.modules.get("urllib3.exceptions")  # not imported: nothing it raised
+    return exceptions is not None and isinstance(error, exceptions.ProxyError)
 
 
 def _forbidden(error: Any) -> str:
@@ -504,12 +530,13 @@ _NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
 
 
 def unreachable(error: BaseException, _depth: int = 0) -> bool:
-    """True when the API server could not be reached at all: a connection refused or reset,
-    no route or no network to its host, a name that does not resolve; never an answer, even
-    one cut short or not HTTP, nor a connection closed without one. The socket's own errors
-    say it (they carry an ``errno``, which the transports' errors of their making lack), on
-    the channel as they are, on the official client's path inside urllib3's."""
-    if getattr(error, "status", None) is not None:
+    """True when the API server could not be reached at all: a connection refused, reset or
+    not made within the connect timeout, no route or no network to its host, a name that does
+    not resolve; never an answer, even one cut short or not HTTP, nor a connection closed
+    without one. The socket's own errors say it (they carry an ``errno``, which the
+    transports' errors of their making lack), on the channel as they are, on the official
+    client's path inside urllib3's."""
+    if getattr(error, "status", None) is not None or _through_proxy(error):
         return False
     if isinstance(error, socket.gaierror):
         return True
@@ -524,6 +551,7 @@ def unreachable(error: BaseException, _depth: int = 0) -> bool:
 
 _UNREACHABLE_TEXTS = (
     "refused",
+    "connect timeout",  # urllib3's and the channel's: dropped packets (a firewall, a NetworkPolicy)
     "name or service not known",
     "temporary failure in name resolution",
     "no route to host",

@@ -138,16 +138,17 @@ class _Connection:
             self.poll = select.poll()
             self.poll.register(sock.fileno(), select.POLLIN)
 
-    def receive(self) -> bytes:
-        """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout."""
+    def receive(self, wait_ms: int | None = None) -> bytes:
+        """The next bytes (b"" once the server closed); ``TimeoutError`` past the read timeout,
+        or ``wait_ms`` when given (shorter: what is left of a request's)."""
         try:
             # TLS in timeout mode would first try a read that finds nothing, then poll, then
             # read again: one poll first saves the empty read (unless TLS holds data already)
             if (
-                self.tls
+                (self.tls or wait_ms is not None)
                 and self.poll is not None
-                and not cast("ssl.SSLSocket", self.sock).pending()
-                and not self.poll.poll(self.wait_ms)
+                and not (self.tls and cast("ssl.SSLSocket", self.sock).pending())
+                and not self.poll.poll(self.wait_ms if wait_ms is None else wait_ms)
             ):
                 raise TimeoutError("the server did not answer within the read timeout")
             return self.sock.recv(_RECV)
@@ -182,9 +183,11 @@ class _Connection:
 
 def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
     """Each step of OpenSSL's work under :func:`_process.openssl`, the waits for the server
-    outside it, each at most ``timeout`` (the connect timeout, as in urllib3)."""
+    outside it, all of them within ``timeout`` (the connect timeout, as in urllib3: a server
+    that trickles its part in held each wait short of it, and the handshake indefinitely)."""
     import ssl
 
+    deadline = time.monotonic() + timeout
     sock.settimeout(0.0)
     while True:
         with _process.openssl():
@@ -195,7 +198,7 @@ def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
                 writing = False
             except ssl.SSLWantWriteError:
                 writing = True
-        if not _ready(sock, writing, timeout):
+        if not _ready(sock, writing, max(0.0, deadline - time.monotonic())):
             raise TimeoutError("_ssl.c: The handshake operation timed out")
 
 
@@ -273,15 +276,12 @@ class Channel:
         try:
             answer, keep = self._exchange(connection, data)
         except _StaleError:
-            try:
-                connection, answer, keep = self._once_more(data)
-            except ConnectionRefusedError as error:  # the first send may have been carried out
-                raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
+            connection, answer, keep = self._once_more(data, f"{method} {path}")
         except OutOfStepError as error:
             self.out_of_step += 1
             if method not in IDEMPOTENT:
                 raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
-            connection, answer, keep = self._once_more(data)
+            connection, answer, keep = self._once_more(data, f"{method} {path}")
         if keep:
             self._give_back(connection)
         else:
@@ -336,10 +336,13 @@ class Channel:
             length,
         )
 
-    def _once_more(self, data: bytes) -> tuple[_Connection, Answer, bool]:
+    def _once_more(self, data: bytes, request: str) -> tuple[_Connection, Answer, bool]:
         # on a new connection, where it can only fail for good
         self.resends += 1
-        connection = self._open()
+        try:
+            connection = self._open()
+        except OSError as error:  # not "nothing was sent": the first send may have landed
+            raise ProtocolError(f"{error}: {request} may have been carried out") from None
         try:
             answer, keep = self._exchange(connection, data)
         except OutOfStepError as error:
@@ -371,7 +374,13 @@ class Channel:
         # nothing is logged here: the library's own records are few and rate-limited
         # (_diagnostics), and a server that refuses would make one per attempt
         self.connections_opened += 1
-        sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+        try:
+            sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+        except TimeoutError:  # a bare "timed out" named neither the server nor the connect
+            host, port = self._address
+            raise TimeoutError(
+                f"no connection to {host} port {port} (connect timeout={self._connect_timeout:g})"
+            ) from None
         try:
             for level, option, value in self._socket_options:
                 sock.setsockopt(level, option, value)
@@ -406,14 +415,16 @@ class Channel:
         Nothing, or a reset, on a used connection is the server's close of an idle one
         (:class:`_StaleError`): the request was not read."""
         self._busy.add(connection)
-        # each read waits at most the read timeout; this bounds the whole answer too (an answer
-        # that trickles in, a byte at a time, would otherwise hold the request indefinitely)
+        # the read timeout bounds the whole answer: each read after the first waits what is left
+        # of it (an answer that trickles in, or stalls after its first bytes, held the request
+        # up to twice as long, or indefinitely)
         deadline = time.monotonic() + self._read_timeout
 
         def receive() -> bytes:
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise TimeoutError("the server did not answer within the read timeout")
-            return connection.receive()
+            return connection.receive(math.ceil(left * 1000))
 
         try:
             try:
@@ -435,9 +446,14 @@ class Channel:
                     raise _StaleError
                 raise ProtocolError("the server closed the connection without answering")
             answer, keep = read_answer(first, receive)
-        except BaseException:
+        except BaseException as error:
             self._busy.discard(connection)
             connection.close()
+            ssl = sys.modules.get("ssl")
+            if connection.used and ssl is not None and isinstance(error, ssl.SSLError):
+                # its handshake and certificates proved good with earlier answers: a record
+                # that cannot be read now is a connection broken, not TLS refused (not retried)
+                raise ProtocolError(f"the TLS connection broke: {error}") from error
             raise
         connection.used += 1
         return answer, keep

@@ -202,6 +202,12 @@ class ClientTransport:
             preload_content=False,
         )
         try:
+            if response.status < 200:  # http.client skips 100 Continue alone: not the answer
+                response.close()  # the real one, unread, must not meet the next request
+                raise ProtocolError(
+                    f"an interim answer, {response.status}, where {method} {path}'s answer "
+                    "was expected: the request may have been carried out"
+                )
             # no more than the channel reads: a proxy's endless page must not fill the memory
             data = response.read(_http_parser.MAX_BODY + 1)
             if len(data) > _http_parser.MAX_BODY:

@@ -10,7 +10,8 @@ channel, or the client's own path in ``_official``) returns an answer whatever i
   sent twice is a transport error whatever the second send met (the first may be stored);
 * a TLS failure: ``ApiStatusError`` status 0, reason ``SSLError``, as the client says it
   (not retried: a certificate does not fix itself), but for a connection the server closed
-  during the handshake, which is retried like any other connection closed;
+  during the handshake, which is retried like any other connection closed (as is a TLS
+  record the channel cannot read on a connection that answered before);
 * anything else (refused, reset, timed out, cut short): raised as is, for a retry.
 """
 

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from k8s_logging_events import _errors, _process, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
-from tests._ports import refused_url
+from tests._ports import blackholed_url, refused_url
 from tests.reliability_scenarios import on_library_logger
 from tests.test_sink import _event, _on_official_path
 
@@ -452,25 +453,32 @@ def _raw_server(answer: bytes | None) -> Iterator[str]:
     ("answer", "unreachable"),
     [
         ("refused", True),
+        ("blackholed", True),
         (None, True),
         (b"", False),
         (b"SSH-2.0-OpenSSH_9.6\r\n\r\n", False),
         (b"HTTP/1.1 201 Created\r\nContent-Length: 100\r\n\r\n{", False),
     ],
-    ids=["refused", "reset", "closed-without-answer", "not-http", "cut-short"],
+    ids=["refused", "connect-timeout", "reset", "closed-without-answer", "not-http", "cut-short"],
 )
 def test_a_server_is_called_unreachable_alike_on_both_transports(
     transport: str, answer: bytes | str | None, unreachable: bool
 ) -> None:
-    """A refused or reset connection means the API server could not be reached: the report
-    says it is unreachable, on the sink's own channel as on the official client's path
-    (behind a proxy; urllib3 wraps the reset in an error of its own). A server that took
-    the connection and then closed it without a word, or answered what is not HTTP, or cut
-    its answer short, was reached: neither transport calls it unreachable."""
+    """A refused or reset connection, or one not made within the connect timeout (a firewall
+    or a NetworkPolicy that drops packets), means the API server could not be reached: the
+    report says it is unreachable and names it, on the sink's own channel as on the official
+    client's path (behind a proxy; urllib3 wraps the reset in an error of its own). The
+    channel once said only "timed out" for a connect timeout. A server that took the
+    connection and then closed it without a word, or answered what is not HTTP, or cut its
+    answer short, was reached: neither transport calls it unreachable."""
     with contextlib.ExitStack() as stack:
-        served = refused_url() if isinstance(answer, str) else _raw_server(answer)
+        served = (
+            {"refused": refused_url, "blackholed": blackholed_url}[answer]()
+            if isinstance(answer, str)
+            else _raw_server(answer)
+        )
         url = stack.enter_context(served)
-        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=10)
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
         stack.callback(events_sink.close)
         if transport == "official":
             _on_official_path(events_sink)
@@ -480,7 +488,69 @@ def test_a_server_is_called_unreachable_alike_on_both_transports(
     assert sink.is_retryable(error)
     explained = _errors.explain(error, events_sink)
     assert ("is unreachable" in explained) is unreachable, explained
+    assert (f"the API server at {url} is unreachable" in explained) is unreachable, explained
     assert _errors.unreachable(error) is unreachable, repr(error)
+
+
+@contextlib.contextmanager
+def _unresolvable_url() -> Iterator[str]:
+    yield "http://k8s-logging-events.invalid:6443"  # .invalid never resolves (RFC 6761)
+
+
+@pytest.mark.parametrize("transport", ["channel", "official"])
+@pytest.mark.parametrize(
+    ("server", "landed"),
+    [(refused_url, False), (blackholed_url, False), (_unresolvable_url, False), (None, True)],
+    ids=["refused", "connect-timeout", "unresolvable", "reset-after-sending"],
+)
+def test_a_write_that_found_no_connection_never_landed_on_both_transports(
+    transport: str, server: Any, landed: bool
+) -> None:
+    """A create that got no connection (refused, not made within the connect timeout, a
+    name that does not resolve) sent nothing: the writer must not take a later
+    ``AlreadyExists`` for its own create, which would take another worker's event of the
+    same name for it and count its occurrence as written. Only a refusal was told apart;
+    the others were "may have landed". A reset after the request was sent may have."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(_raw_server(None) if server is None else server())
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
+        stack.callback(events_sink.close)
+        if transport == "official":
+            _on_official_path(events_sink)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
+            events_sink.create(_event())
+    assert sink.is_retryable(raised.value)
+    assert _errors.may_have_landed(raised.value) is landed, repr(raised.value)
+
+
+@pytest.mark.parametrize(
+    "proxy", [None, b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n"], ids=["refused", "403"]
+)
+def test_a_proxy_that_fails_is_named_and_not_the_api_server(proxy: bytes | None) -> None:
+    """``HTTPS_PROXY`` (or a kubeconfig's ``proxy-url``) names a proxy that refuses
+    connections, or will not tunnel to the server (a ``NO_PROXY`` that misses the cluster's
+    address): the report says the proxy failed and where to look; it once said the API
+    server was unreachable, which sent the user to look at a server that was fine."""
+    with contextlib.ExitStack() as stack:
+        server = stack.enter_context(LocalApiServer(tls=True))
+        configuration = server.api_client().configuration
+        configuration.proxy = stack.enter_context(
+            refused_url() if proxy is None else _raw_server(proxy)
+        )
+        events_sink = sink.KubernetesEventSink(client.ApiClient(configuration), qps=0)
+        stack.callback(events_sink.api_client.close)
+        stack.callback(events_sink.close)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - what urllib3 raises
+            events_sink.create(_event())
+    explained = _errors.explain(raised.value, events_sink)
+    assert "is unreachable" not in explained, explained
+    assert (
+        f"the proxy the client goes through to the API server at {server.url} failed" in explained
+    )
+    assert "HTTPS_PROXY and NO_PROXY" in explained, explained
+    assert not _errors.unreachable(raised.value)
+    assert sink.is_retryable(raised.value)
+    assert server.events("default") == []
 
 
 def test_a_server_answering_429_with_retry_after_0_is_not_hammered(server, clock, tmp_path) -> None:

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from k8s_logging_events import (
     _errors,
@@ -578,6 +580,185 @@ def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -
         server.done.set()
         channel.close()
         server.close()
+
+
+def test_an_answer_that_stalls_after_its_first_bytes_ends_at_the_read_timeout() -> None:
+    """A server whose answer starts just before the read timeout runs out, then stalls: the
+    request ends at the read timeout, not one more read timeout after the answer's first
+    bytes (it once took nearly twice ``request_timeout``, which bounds the whole answer)."""
+    server = _Trickling(pause=0.9)  # the next byte comes at 0.9 s, the one after at 1.8 s
+    channel = _http.Channel(
+        "127.0.0.1",
+        server.port,
+        [("Host", f"127.0.0.1:{server.port}")],
+        connect_timeout=5,
+        read_timeout=1.0,
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            channel.request("POST", "/r1", JSON, b"{}")
+        assert time.monotonic() - started < 1.4
+    finally:
+        server.done.set()
+        channel.close()
+        server.close()
+
+
+class _TlsBreaksSecondAnswer:
+    """An HTTPS server whose first answer on each connection is an event, and whose second
+    is bytes that are not TLS (a middlebox that writes into the stream)."""
+
+    def __init__(self) -> None:
+        import trustme  # the dev extra's
+
+        self._ca = trustme.CA()
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._ca.issue_cert("127.0.0.1").configure_cert(self._context)
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._open: list[socket.socket] = []
+        self._threads = [threading.Thread(target=self._accept, name="test-tls-breaks")]
+        self._threads[0].start()
+
+    def configuration(self, directory: str) -> Any:
+        from kubernetes import client
+
+        configuration = client.Configuration(host=f"https://127.0.0.1:{self.port}")
+        configuration.ssl_ca_cert = os.path.join(directory, "ca.pem")
+        self._ca.cert_pem.write_to_path(configuration.ssl_ca_cert)
+        return configuration
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn = self._context.wrap_socket(self._listener.accept()[0], server_side=True)
+                self._open.append(conn)
+                conn.settimeout(5)
+                self._threads.append(threading.Thread(target=self._serve, args=(conn,)))
+                self._threads[-1].start()
+
+    @staticmethod
+    def _serve(conn: ssl.SSLSocket) -> None:
+        stored = json.dumps(_event().to_api()).encode()
+        with contextlib.suppress(OSError):
+            _read_request(conn, b"")
+            conn.sendall(
+                b"HTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (len(stored), stored)
+            )
+            if _read_request(conn, b"") is None:
+                return
+            with socket.socket(fileno=os.dup(conn.fileno())) as raw:  # under the TLS layer
+                raw.sendall(b"HTTP/1.1 408 Request Timeout\r\n\r\n")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accept (Linux)
+        self._listener.close()
+        for conn in self._open:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(5)
+        for conn in self._open:
+            conn.close()
+
+
+def test_a_tls_connection_that_breaks_after_answering_is_a_transport_error(
+    tmp_path: Any,
+) -> None:
+    """A kept-alive HTTPS connection whose next answer is not TLS (a middlebox writing into
+    the stream, a corrupted record): its handshake and certificates proved good, so this
+    is a connection broken, retried (the write may have landed), not a TLS failure. It was
+    reported as one ("check the CA the client trusts ..."), and the write was not retried."""
+    server = _TlsBreaksSecondAnswer()
+    try:
+        events_sink = sink.KubernetesEventSink(
+            client.ApiClient(server.configuration(str(tmp_path))), qps=0
+        )
+        try:
+            events_sink.create(_event())
+            with pytest.raises(Exception) as raised:  # noqa: PT011 - a transport's error
+                events_sink.create(_event())
+            assert events_sink.create(_event()).name == _event().name  # a new connection
+        finally:
+            events_sink.close()
+            events_sink.api_client.close()
+    finally:
+        server.close()
+    assert not isinstance(raised.value, sink.ApiStatusError), raised.value
+    assert sink.is_retryable(raised.value)
+    assert _errors.may_have_landed(raised.value)
+    assert "the TLS connection broke" in str(raised.value)
+
+
+class _TricklingRelay:
+    """A TCP relay to ``port`` that passes the client's bytes on at once and the server's
+    one byte every ``pause`` seconds (a congested or hostile middlebox)."""
+
+    def __init__(self, port: int, pause: float) -> None:
+        self._port = port
+        self._pause = pause
+        self._done = threading.Event()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._sockets: list[socket.socket] = [self._listener]
+        self._threads = [threading.Thread(target=self._relay, name="test-trickling-relay")]
+        self._threads[0].start()
+
+    def _relay(self) -> None:
+        with contextlib.suppress(OSError):
+            inside = self._listener.accept()[0]
+            outside = socket.create_connection(("127.0.0.1", self._port))
+            self._sockets += [inside, outside]
+            forward = threading.Thread(target=self._pipe, args=(inside, outside, 0.0))
+            self._threads.append(forward)
+            forward.start()
+            self._pipe(outside, inside, self._pause)
+
+    def _pipe(self, source: socket.socket, target: socket.socket, pause: float) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(1 if pause else 65536):
+                target.sendall(data)
+                if self._done.wait(pause):
+                    return
+
+    def close(self) -> None:
+        self._done.set()
+        for sock in self._sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        for thread in self._threads:
+            thread.join(5)
+        for sock in self._sockets:
+            sock.close()
+
+
+def test_a_tls_handshake_that_trickles_in_ends_within_the_connect_timeout() -> None:
+    """A server (or a middlebox) that sends its part of the TLS handshake a byte at a time
+    never lets one wait run out the connect timeout; the handshake must end within it all
+    the same, as urllib3's does (the ssl module gives a handshake one deadline). It once
+    held the request for as long as the server's certificates took to trickle in."""
+    with LocalApiServer(tls=True) as server:
+        relay = _TricklingRelay(server.port, pause=0.02)  # the server's part takes over 20 s
+        channel = _http.Channel(
+            "127.0.0.1",
+            relay.port,
+            [("Host", f"127.0.0.1:{relay.port}")],
+            connect_timeout=0.5,
+            read_timeout=5,
+            tls=_http.TlsSettings(
+                "127.0.0.1", ca_file=server.api_client().configuration.ssl_ca_cert
+            ),
+        )
+        try:
+            started = time.monotonic()
+            with pytest.raises(TimeoutError):
+                channel.request("GET", "/api/v1", JSON, b"")
+            assert time.monotonic() - started < 1.5
+        finally:
+            channel.close()
+            relay.close()
 
 
 def _raw(status: str, body: dict[str, Any]) -> bytes:

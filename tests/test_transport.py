@@ -21,10 +21,11 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import client
 
-from k8s_logging_events import _http_parser, _official, _transport, sink
+from k8s_logging_events import _errors, _http_parser, _official, _transport, sink
 from k8s_logging_events._http_parser import Answer
 from k8s_logging_events.testing import LocalApiServer
 from tests._ports import refused_url
+from tests.test_errors import _raw_server
 from tests.test_sink import _event, _on_channel, _on_official_path
 
 JSON = "application/json"
@@ -256,6 +257,39 @@ def test_a_connection_closed_during_the_tls_handshake_is_retried(path: str) -> N
             events_sink.close()
             relayed.close()
             relay.close()
+
+
+@pytest.mark.parametrize("path", ["channel", "official"])
+@pytest.mark.parametrize("interim", [b"102 Processing", b"103 Early Hints\r\nLink: </a>"])
+def test_an_interim_answer_is_never_taken_for_the_answer(path: str, interim: bytes) -> None:
+    """A server (or a proxy) sends an interim answer, then the final one, after storing the
+    event. The channel reads past the interim answer; the official client's http.client
+    skips only 100 Continue and returns the 102 or 103 as the answer. That answer once
+    became a refusal, not retried (a 4xx-like status): the event, stored, was counted as
+    failed. It is a transport error there, retried, and the event may have landed."""
+    stored = json.dumps(_event().to_api()).encode()
+    answer = b"HTTP/1.1 %s\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: %d\r\n\r\n%s" % (
+        interim,
+        len(stored),
+        stored,
+    )
+    with _raw_server(answer) as url:
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=10)
+        try:
+            if path == "official":
+                _on_official_path(events_sink)
+            try:
+                outcome: object = events_sink.create(_event()).name
+            except Exception as error:  # whatever the transport raises
+                outcome = (sink.is_retryable(error), _errors.may_have_landed(error), str(error))
+        finally:
+            events_sink.close()
+    if path == "channel":
+        assert outcome == _event().name
+    else:
+        assert isinstance(outcome, tuple), outcome
+        assert outcome[:2] == (True, True), outcome
+        assert "an interim answer" in outcome[2], outcome
 
 
 # -- one path, both transports -------------------------------------------------------------
