@@ -37,6 +37,7 @@ __all__ = [
     "COMPONENT_ENV",
     "BroadcasterOptions",
     "Options",
+    "broadcasting",
     "check_known",
     "checked",
     "checked_correlator",
@@ -147,19 +148,26 @@ def checked(given: Mapping[str, Any]) -> Options:
         context=optional_text("context", given["context"]),
         default_involved=default_involved(given["default_involved"]),
         crash_events=crash_events(given["crash_events"], given["default_involved"]),
-        broadcasting=BroadcasterOptions(
-            queue_length=whole("queue_length", given["queue_length"], minimum=1),
-            writers=whole("writers", given["writers"], minimum=1),
-            max_tries=whole("max_tries", given["max_tries"], minimum=1),
-            sleep_duration=seconds("sleep_duration", given["sleep_duration"], minimum=0),
-            correlator=checked_correlator(given["correlator"]),
-            event_names=_sanitise.check_event_names(given["event_names"]),
-            clock=clock(given["clock"]),
-            sleep=sleeper(given["sleep"]),
+        broadcasting=broadcasting(
+            **{name: given[name] for name in BroadcasterOptions.__dataclass_fields__}
         ),
         # last: its repair is reported, and only for a handler that is built
         component=component(optional_name("component", given["component"]) or default_component()),
         host=optional_name("host", given["host"]) or default_host(),
+    )
+
+
+def broadcasting(**given: Any) -> BroadcasterOptions:
+    """The broadcaster's part, checked: the handler's keywords and ``EventBroadcaster``'s."""
+    return BroadcasterOptions(
+        queue_length=whole("queue_length", given["queue_length"], minimum=1),
+        writers=whole("writers", given["writers"], minimum=1),
+        max_tries=whole("max_tries", given["max_tries"], minimum=1),
+        sleep_duration=seconds("sleep_duration", given["sleep_duration"], minimum=0),
+        correlator=checked_correlator(given["correlator"]),
+        event_names=_sanitise.check_event_names(given["event_names"]),
+        clock=clock(given["clock"]),
+        sleep=sleeper(given["sleep"]),
     )
 
 

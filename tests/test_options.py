@@ -612,3 +612,33 @@ def test_a_url_sink_whose_password_holds_a_slash_hash_or_question_mark_is_refuse
         sink.KubernetesEventSink.from_url(url)
     assert "S3cr" not in str(error.value)
     assert "admin" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "words"),
+    [
+        ({"sleep_duration": "soon"}, ["sleep_duration", "'soon'"]),
+        ({"sleep_duration": -1}, ["sleep_duration", "-1"]),
+        ({"sleep_duration": math.nan}, ["sleep_duration", "nan"]),
+        ({"writers": 0}, ["writers", ">= 1"]),
+        ({"writers": "four"}, ["writers", "'four'"]),
+        ({"queue_length": 0}, ["queue_length", ">= 1"]),
+        ({"max_tries": 0}, ["max_tries", ">= 1"]),
+        ({"clock": "x"}, ["clock", "'x'"]),
+        ({"correlator_options": []}, ["correlator", "[]"]),
+    ],
+)
+def test_the_broadcasters_keywords_are_checked_as_the_handlers_options(
+    keywords: dict[str, Any], words: list[str]
+) -> None:
+    """``EventBroadcaster(sleep_duration="soon")`` was built and failed at
+    ``start_recording_to_sink`` with a bare TypeError; ``sleep_duration=-1`` or NaN retried at
+    once, ``writers=0`` and ``queue_length=0`` were quietly taken as 1, and ``max_tries=0``
+    as one try. Each is a ValueError naming the keyword, as the handler's option is (and a
+    number written as a string is that number, as there)."""
+    with pytest.raises(ValueError, match=r".") as error:
+        recorder.EventBroadcaster(**keywords)
+    assert all(word in str(error.value) for word in words), str(error.value)
+    built = recorder.EventBroadcaster(sleep_duration="1")  # type: ignore[arg-type]
+    assert built._options.sleep_duration == 1.0
+    built.shutdown(0)
