@@ -424,17 +424,18 @@ def component(value: str) -> str:
 
 def default_component() -> str:
     """The default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module run with
-    ``python -m`` (without ``.__main__``), else the script's name without ``.py``, else python."""
+    ``python -m`` (without ``.__main__``), else the script's name without ``.py`` (a zipapp's
+    without ``.pyz``, a directory's), else python."""
     configured = os.environ.get(COMPONENT_ENV, "").strip()
     if configured:
         return configured
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = str(getattr(spec, "name", "") or "")
-    if module:
+    if module not in ("", "__main__"):  # a zipapp's or a directory's is named __main__
         return module.removesuffix(".__main__")
-    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    script = os.path.basename(sys.argv[0].rstrip("/")) if sys.argv and sys.argv[0] else ""
     if script and script not in ("-c", "-"):
-        return script.removesuffix(".py")
+        return script.removesuffix(".pyz").removesuffix(".py")
     return "python"
 
 

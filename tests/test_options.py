@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.machinery
 import inspect
 import logging
 import logging.config
 import math
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -642,3 +644,22 @@ def test_the_broadcasters_keywords_are_checked_as_the_handlers_options(
     built = recorder.EventBroadcaster(sleep_duration="1")  # type: ignore[arg-type]
     assert built._options.sleep_duration == 1.0
     built.shutdown(0)
+
+
+@pytest.mark.parametrize(
+    ("argv0", "named"),
+    [("/srv/billing.pyz", "billing"), ("./billing/", "billing")],
+)
+def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
+    monkeypatch: pytest.MonkeyPatch, argv0: str, named: str
+) -> None:
+    """``python billing.pyz`` (a zipapp, as shiv builds) and ``python billing/`` run its
+    ``__main__.py`` as a module named ``__main__``: the default component was ``main``, with a
+    warning that the component ``'__main__'`` (which no one wrote) is not a qualified name.
+    Such a program is named after its path, as a script is."""
+    monkeypatch.delenv(_options.COMPONENT_ENV, raising=False)
+    main = type(sys)("__main__")
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert _options.default_component() == named
