@@ -235,12 +235,14 @@ def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_optio
         ("https://:6443", ["sink", "'https://:6443'", "host"]),
         ("http://127.0.0.1:99999", ["sink", "99999", "port"]),
         ("http://127.0.0.1:port", ["sink", "'http://127.0.0.1:port'", "port"]),
+        ("http://[::1:8001", ["sink", "no URL", "IPv6"]),
     ],
 )
 def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
     url: str, words: list[str]
 ) -> None:
-    """A sink URL that names no host, or no port a socket can have, is a mistake of the file:
+    """A sink URL that names no host, or no port a socket can have, or is no URL at all (an
+    unclosed IPv6 bracket, whose error named no option), is a mistake of the file:
     refused when dictConfig builds the handler, not met at every write (where each event
     spent its tries and was reported lost)."""
     with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
