@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import logging
 import math
 import os
@@ -268,12 +269,21 @@ def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
     return value  # type: ignore[return-value]
 
 
-def hook(name: str, value: object) -> Any:
-    """A function option (``sleep``, the correlator's hooks): callable or null; a name
-    written without ``ext://`` is a string, and would fail every event later."""
-    if value is not None and not callable(value):
+def hook(name: str, value: object, shape: str = "") -> Any:
+    """A function option (``sleep``, the correlator's hooks of ``shape="(event)"``): callable
+    or null; a name written without ``ext://`` is a string, and a function that cannot take
+    one argument (``ext://os.getcwd``) would fail every event later, on the dispatcher."""
+    fits = value is None or callable(value)
+    if fits and value is not None and shape:
+        with contextlib.suppress(ValueError):  # a builtin without a signature: trusted
+            try:
+                inspect.signature(value).bind(None)  # type: ignore[arg-type]
+            except TypeError:
+                fits = False
+    if not fits:
         raise ValueError(
-            f"{name} must be a function (in dictConfig: ext://module.name) or null, not {value!r}"
+            f"{name} must be a function{' of ' + shape if shape else ''} (in dictConfig: "
+            f"ext://module.name) or null, not {value!r}"
         )
     return value
 
@@ -394,7 +404,7 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
             raise ValueError("correlator: set spam_key or spam_key_func, not both")
         values["spam_key_func"] = correlators.SPAM_KEYS[named]
     for name in ("key_func", "message_func", "spam_key_func"):
-        hook(f"correlator.{name}", values.get(name))
+        hook(f"correlator.{name}", values.get(name), "(event)")
     clock(values.get("clock"), "correlator.clock")
     for name in ("lru_cache_size", "burst_size", "max_events", "qps", "max_interval_seconds"):
         if values.get(name) is None:  # null, as 0, means the default

@@ -14,6 +14,7 @@ import inspect
 import logging
 import logging.config
 import math
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -205,6 +206,9 @@ def test_seconds_too_many_to_wait_are_a_value_error_naming_the_option(
         ("correlator", {"spam_key_func": "per_reason"}, ["correlator.spam_key_func", "ext://"]),
         ("correlator", {"message_func": 5}, ["correlator.message_func", "5"]),
         ("correlator", {"clock": "system"}, ["correlator.clock", "'system'"]),
+        ("correlator", {"key_func": os.getcwd}, ["correlator.key_func", "of (event)", "getcwd"]),
+        ("correlator", {"message_func": lambda: "x"}, ["correlator.message_func", "of (event)"]),
+        ("correlator", {"spam_key_func": lambda e, k: k}, ["correlator.spam_key_func", "(event)"]),
     ],
 )
 def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_option(
@@ -214,7 +218,9 @@ def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_optio
     an invalid value is a ValueError naming the option. A YAML ``host: 123``, a list, or a
     hook written without ``ext://`` once built a handler whose every event then failed on a
     writer (or, for an unhashable host, vanished uncounted), and a ``clock`` that is not
-    one raised AttributeError and left a half-built handler in logging's list."""
+    one raised AttributeError and left a half-built handler in logging's list. So did a
+    correlator hook that cannot take the event (``ext://os.getcwd``): every event failed on
+    the dispatcher (a ``message_func`` at the first aggregation, minutes later)."""
     before = list(logging._handlerList)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
         logging.config.dictConfig(_configuration("", sink=None, **{option: value}))
