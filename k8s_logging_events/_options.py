@@ -11,11 +11,9 @@ import contextlib
 import difflib
 import inspect
 import logging
-import math
 import os
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +31,7 @@ from k8s_logging_events import (
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
+from k8s_logging_events._numbers import RATE, number, seconds, timeout, whole
 
 __all__ = [
     "COMPONENT_ENV",
@@ -48,7 +47,6 @@ __all__ = [
 ]
 
 MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
-_RATE = "requests per second; 0: no limit"
 
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
@@ -135,9 +133,9 @@ def checked(given: Mapping[str, Any]) -> Options:
         max_message_bytes=whole(
             "max_message_bytes", given["max_message_bytes"], minimum=MIN_MESSAGE_BYTES
         ),
-        qps=number("qps", given["qps"], minimum=0, meaning=_RATE),
+        qps=number("qps", given["qps"], minimum=0, meaning=RATE),
         burst=whole("burst", given["burst"], minimum=1),
-        drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
+        drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=RATE),
         request_timeout=timeout(given["request_timeout"]),
         flush_timeout=seconds("flush_timeout", given["flush_timeout"], minimum=0),
         structured_logging=structured(given["structured_logging"], given["broadcaster"]),
@@ -181,62 +179,6 @@ def check_known(
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
         raise error(f"{what} has no option {name!r}{hint}")
-
-
-def number(
-    name: str,
-    value: object,
-    *,
-    minimum: float,
-    maximum: float = math.inf,
-    integer: bool = False,
-    meaning: str = "",
-) -> float:
-    """``value`` as a finite number from ``minimum`` to ``maximum``, else ValueError; a number
-    in a string (``"5"``, from the environment) is one, NaN, infinity and booleans are not."""
-    allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
-    if maximum < math.inf:
-        allowed += f" and <= {maximum:g}"
-    if meaning:
-        allowed += f" ({meaning})"
-    converted: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        converted = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            converted = float(value.strip())
-    if (
-        converted is None
-        or not math.isfinite(converted)
-        or not minimum <= converted <= maximum
-        or (integer and not converted.is_integer())
-    ):
-        raise ValueError(f"{name} must be {allowed}, not {value!r}")
-    return converted
-
-
-def seconds(name: str, value: object, *, minimum: float, meaning: str = "seconds") -> float:
-    """A duration: at most what a wait or a socket accepts (more raises OverflowError there)."""
-    return number(name, value, minimum=minimum, maximum=threading.TIMEOUT_MAX, meaning=meaning)
-
-
-def whole(name: str, value: object, *, minimum: int) -> int:
-    return int(number(name, value, minimum=minimum, integer=True))
-
-
-def timeout(value: object) -> float | tuple[float, float] | None:
-    """``request_timeout``: None, seconds for both, or ``[connect, read]`` seconds."""
-    meaning = "seconds to connect and to read"
-    if value is None:
-        return None
-    if isinstance(value, str | int | float):
-        return seconds("request_timeout", value, minimum=0.001, meaning=meaning)
-    if isinstance(value, Sequence) and len(value) == 2:
-        connect, read = (
-            seconds("request_timeout", item, minimum=0.001, meaning=meaning) for item in value
-        )
-        return connect, read
-    raise ValueError(f"request_timeout must be a number or a pair of numbers, not {value!r}")
 
 
 def choice(name: str, value: object, allowed: Sequence[str]) -> str:
