@@ -197,12 +197,13 @@ def optional_text(name: str, value: object) -> str | None:
 
 def optional_name(name: str, value: object) -> str:
     """``component`` and ``host``: text, or empty or null for the default (a YAML ``123`` or
-    list would otherwise fail every event later, on a writer)."""
+    list would otherwise fail every event later, on a writer); stripped, as the environment's
+    (a name read from a file ends with a newline)."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, or null for the default, not {value!r}")
-    return value
+    return value.strip()
 
 
 def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:

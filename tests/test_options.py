@@ -671,3 +671,24 @@ def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
     monkeypatch.setitem(sys.modules, "__main__", main)
     monkeypatch.setattr(sys, "argv", [argv0])
     assert _options.default_component() == named
+
+
+@pytest.mark.parametrize("blank", ["  ", "\n", " \t"])
+def test_component_and_host_are_stripped_and_blank_means_the_default(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """``host=Path("/etc/hostname").read_text()`` ends with a newline, which went into every
+    event's ``source.host`` and ``reportingInstance``; a blank ``component`` became
+    ``k8s-logging-events`` with a warning about a name no one meant, where an empty one is
+    the default. Both are stripped, as ``K8S_LOGGING_EVENTS_COMPONENT`` and ``NODE_NAME``
+    are: blank means the default."""
+    monkeypatch.setenv(_options.COMPONENT_ENV, "billing")
+    monkeypatch.setenv("NODE_NAME", "node-7")
+    handler = KubernetesEventHandler(sink=None, component=blank, host=blank)
+    read = KubernetesEventHandler(sink=None, component=" shop\n", host="node-1\n")
+    try:
+        assert (handler.source.component, handler.source.host) == ("billing", "node-7")
+        assert (read.source.component, read.source.host) == ("shop", "node-1")
+    finally:
+        handler.close()
+        read.close()
