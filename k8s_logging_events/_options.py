@@ -35,6 +35,7 @@ from k8s_logging_events._numbers import RATE, number, seconds, timeout, whole
 
 __all__ = [
     "COMPONENT_ENV",
+    "CORRELATOR_KEYS",
     "BroadcasterOptions",
     "Options",
     "broadcasting",
@@ -50,6 +51,12 @@ MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
 
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
+
+CORRELATOR_KEYS = (
+    *(name for name in correlators.CorrelatorOptions.__dataclass_fields__ if name != "event_names"),
+    "spam_key",
+)
+"""The keys of the ``correlator`` option: CorrelatorOptions' fields, and the spam key's name."""
 
 SinkOption = sinks.EventSink | str | Mapping[str, Any] | None
 """What ``sink=`` accepts: ``"auto"``, ``None``, a URL, an EventSink, or a ``"()"`` dict."""
@@ -173,11 +180,14 @@ def broadcasting(**given: Any) -> BroadcasterOptions:
 def check_known(
     given: Iterable[str], known: Iterable[str], what: str, error: type[Exception] = TypeError
 ) -> None:
-    """Raise ``error`` for an unknown option, naming the closest known one."""
+    """Raise ``error`` for an unknown option, naming the closest known one, or ``correlator``
+    when it is one of its keys (``burst_size`` is no misspelt ``burst``)."""
     known = sorted(known)
     for name in given:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+        if name in CORRELATOR_KEYS:
+            hint = f": it is a key of correlator (correlator: {{{name}: ...}})"
         raise error(f"{what} has no option {name!r}{hint}")
 
 
@@ -336,8 +346,7 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
         raise ValueError(f"correlator must be a mapping of correlator options, not {option!r}")
     if "event_names" in option:
         raise ValueError("correlator: set event_names on the handler itself, not here")
-    fields = correlators.CorrelatorOptions.__dataclass_fields__
-    known = [*(name for name in fields if name != "event_names"), "spam_key"]
+    known = CORRELATOR_KEYS
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}

@@ -121,6 +121,18 @@ def test_an_unknown_correlator_option_names_the_closest_known_one() -> None:
         KubernetesEventHandler(sink=None, correlator={"burst": 3})
 
 
+@pytest.mark.parametrize("name", ["burst_size", "max_events", "spam_key", "lru_cache_size"])
+def test_a_correlator_key_given_to_the_handler_itself_names_correlator(name: str) -> None:
+    """``burst_size: 25`` written beside the handler's options rather than under
+    ``correlator:`` was met with "did you mean 'burst'?" (the sink's rate limit, another
+    thing altogether) and ``max_events`` with "did you mean 'crash_events'?". The message
+    says where the key belongs."""
+    with pytest.raises(TypeError, match=name) as error:
+        KubernetesEventHandler(sink=None, **{name: 25})  # type: ignore[arg-type]
+    assert f"correlator: {{{name}: ...}}" in str(error.value)
+    assert "did you mean" not in str(error.value)
+
+
 def _configuration(logger: str, **options: Any) -> dict[str, Any]:
     """A dictConfig configuration: a handler ``events`` with ``options``, used by ``logger``
     alone ("" for the root logger)."""
