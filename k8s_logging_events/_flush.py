@@ -29,7 +29,8 @@ class Deadline:
     __slots__ = ("end",)
 
     def __init__(self, timeout: float) -> None:
-        self.end = time.monotonic() + max(0.0, timeout)
+        # at most what a wait takes: shutdown(float("inf")) joined threads with an OverflowError
+        self.end = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX)
 
     def remaining(self) -> float:
         """Seconds left, never below zero."""

@@ -106,7 +106,10 @@ def url_without_credentials(url: str) -> str:
     """``url`` for a URL sink, which sends no credentials: one with a user name (or password)
     in it is a ValueError that says where credentials go, and never shows them. So is a query
     or fragment (a token, often): each request's path would follow it."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as error:  # an unclosed "[" (IPv6): shown_url could not cut the URL
+        raise ValueError(f"sink: the URL sink is no URL ({error})") from None
     if parts.query or parts.fragment or url.rstrip().endswith(("?", "#")):
         raise ValueError(
             f"sink: a URL sink is the API server's base URL ({shown_url(url)}), which the "

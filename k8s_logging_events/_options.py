@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import inspect
 import logging
-import math
 import os
 import socket
 import sys
-import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,11 +31,14 @@ from k8s_logging_events import (
 from k8s_logging_events import clock as clock_mod
 from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
+from k8s_logging_events._numbers import RATE, number, seconds, timeout, whole
 
 __all__ = [
     "COMPONENT_ENV",
+    "CORRELATOR_KEYS",
     "BroadcasterOptions",
     "Options",
+    "broadcasting",
     "check_known",
     "checked",
     "checked_correlator",
@@ -46,10 +48,15 @@ __all__ = [
 ]
 
 MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
-_RATE = "requests per second; 0: no limit"
 
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
+
+CORRELATOR_KEYS = (
+    *(name for name in correlators.CorrelatorOptions.__dataclass_fields__ if name != "event_names"),
+    "spam_key",
+)
+"""The keys of the ``correlator`` option: CorrelatorOptions' fields, and the spam key's name."""
 
 SinkOption = sinks.EventSink | str | Mapping[str, Any] | None
 """What ``sink=`` accepts: ``"auto"``, ``None``, a URL, an EventSink, or a ``"()"`` dict."""
@@ -133,9 +140,9 @@ def checked(given: Mapping[str, Any]) -> Options:
         max_message_bytes=whole(
             "max_message_bytes", given["max_message_bytes"], minimum=MIN_MESSAGE_BYTES
         ),
-        qps=number("qps", given["qps"], minimum=0, meaning=_RATE),
+        qps=number("qps", given["qps"], minimum=0, meaning=RATE),
         burst=whole("burst", given["burst"], minimum=1),
-        drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=_RATE),
+        drain_qps=number("drain_qps", given["drain_qps"], minimum=0, meaning=RATE),
         request_timeout=timeout(given["request_timeout"]),
         flush_timeout=seconds("flush_timeout", given["flush_timeout"], minimum=0),
         structured_logging=structured(given["structured_logging"], given["broadcaster"]),
@@ -147,15 +154,8 @@ def checked(given: Mapping[str, Any]) -> Options:
         context=optional_text("context", given["context"]),
         default_involved=default_involved(given["default_involved"]),
         crash_events=crash_events(given["crash_events"], given["default_involved"]),
-        broadcasting=BroadcasterOptions(
-            queue_length=whole("queue_length", given["queue_length"], minimum=1),
-            writers=whole("writers", given["writers"], minimum=1),
-            max_tries=whole("max_tries", given["max_tries"], minimum=1),
-            sleep_duration=seconds("sleep_duration", given["sleep_duration"], minimum=0),
-            correlator=checked_correlator(given["correlator"]),
-            event_names=_sanitise.check_event_names(given["event_names"]),
-            clock=clock(given["clock"]),
-            sleep=sleeper(given["sleep"]),
+        broadcasting=broadcasting(
+            **{name: given[name] for name in BroadcasterOptions.__dataclass_fields__}
         ),
         # last: its repair is reported, and only for a handler that is built
         component=component(optional_name("component", given["component"]) or default_component()),
@@ -163,71 +163,32 @@ def checked(given: Mapping[str, Any]) -> Options:
     )
 
 
+def broadcasting(**given: Any) -> BroadcasterOptions:
+    """The broadcaster's part, checked: the handler's keywords and ``EventBroadcaster``'s."""
+    return BroadcasterOptions(
+        queue_length=whole("queue_length", given["queue_length"], minimum=1),
+        writers=whole("writers", given["writers"], minimum=1),
+        max_tries=whole("max_tries", given["max_tries"], minimum=1),
+        sleep_duration=seconds("sleep_duration", given["sleep_duration"], minimum=0),
+        correlator=checked_correlator(given["correlator"]),
+        event_names=_sanitise.check_event_names(given["event_names"]),
+        clock=clock(given["clock"]),
+        sleep=sleeper(given["sleep"]),
+    )
+
+
 def check_known(
     given: Iterable[str], known: Iterable[str], what: str, error: type[Exception] = TypeError
 ) -> None:
-    """Raise ``error`` for an unknown option, naming the closest known one."""
+    """Raise ``error`` for an unknown option, naming the closest known one, or ``correlator``
+    when it is one of its keys (``burst_size`` is no misspelt ``burst``)."""
     known = sorted(known)
     for name in given:
         close = difflib.get_close_matches(name, known, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known)}"
+        if name in CORRELATOR_KEYS:
+            hint = f": it is a key of correlator (correlator: {{{name}: ...}})"
         raise error(f"{what} has no option {name!r}{hint}")
-
-
-def number(
-    name: str,
-    value: object,
-    *,
-    minimum: float,
-    maximum: float = math.inf,
-    integer: bool = False,
-    meaning: str = "",
-) -> float:
-    """``value`` as a finite number from ``minimum`` to ``maximum``, else ValueError; a number
-    in a string (``"5"``, from the environment) is one, NaN, infinity and booleans are not."""
-    allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
-    if maximum < math.inf:
-        allowed += f" and <= {maximum:g}"
-    if meaning:
-        allowed += f" ({meaning})"
-    converted: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        converted = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            converted = float(value.strip())
-    if (
-        converted is None
-        or not math.isfinite(converted)
-        or not minimum <= converted <= maximum
-        or (integer and not converted.is_integer())
-    ):
-        raise ValueError(f"{name} must be {allowed}, not {value!r}")
-    return converted
-
-
-def seconds(name: str, value: object, *, minimum: float, meaning: str = "seconds") -> float:
-    """A duration: at most what a wait or a socket accepts (more raises OverflowError there)."""
-    return number(name, value, minimum=minimum, maximum=threading.TIMEOUT_MAX, meaning=meaning)
-
-
-def whole(name: str, value: object, *, minimum: int) -> int:
-    return int(number(name, value, minimum=minimum, integer=True))
-
-
-def timeout(value: object) -> float | tuple[float, float] | None:
-    """``request_timeout``: None, seconds for both, or ``[connect, read]`` seconds."""
-    meaning = "seconds to connect and to read"
-    if value is None:
-        return None
-    if isinstance(value, str | int | float):
-        return seconds("request_timeout", value, minimum=0.001, meaning=meaning)
-    if isinstance(value, Sequence) and len(value) == 2:
-        connect, read = (
-            seconds("request_timeout", item, minimum=0.001, meaning=meaning) for item in value
-        )
-        return connect, read
-    raise ValueError(f"request_timeout must be a number or a pair of numbers, not {value!r}")
 
 
 def choice(name: str, value: object, allowed: Sequence[str]) -> str:
@@ -246,12 +207,13 @@ def optional_text(name: str, value: object) -> str | None:
 
 def optional_name(name: str, value: object) -> str:
     """``component`` and ``host``: text, or empty or null for the default (a YAML ``123`` or
-    list would otherwise fail every event later, on a writer)."""
+    list would otherwise fail every event later, on a writer); stripped, as the environment's
+    (a name read from a file ends with a newline)."""
     if value is None:
         return ""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, or null for the default, not {value!r}")
-    return value
+    return value.strip()
 
 
 def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
@@ -260,12 +222,21 @@ def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
     return value  # type: ignore[return-value]
 
 
-def hook(name: str, value: object) -> Any:
-    """A function option (``sleep``, the correlator's hooks): callable or null; a name
-    written without ``ext://`` is a string, and would fail every event later."""
-    if value is not None and not callable(value):
+def hook(name: str, value: object, shape: str = "") -> Any:
+    """A function option (``sleep``, the correlator's hooks of ``shape="(event)"``): callable
+    or null; a name written without ``ext://`` is a string, and a function that cannot take
+    one argument (``ext://os.getcwd``) would fail every event later, on the dispatcher."""
+    fits = value is None or callable(value)
+    if fits and value is not None and shape:
+        with contextlib.suppress(ValueError):  # a builtin without a signature: trusted
+            try:
+                inspect.signature(value).bind(None)  # type: ignore[arg-type]
+            except TypeError:
+                fits = False
+    if not fits:
         raise ValueError(
-            f"{name} must be a function (in dictConfig: ext://module.name) or null, not {value!r}"
+            f"{name} must be a function{' of ' + shape if shape else ''} (in dictConfig: "
+            f"ext://module.name) or null, not {value!r}"
         )
     return value
 
@@ -375,8 +346,7 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
         raise ValueError(f"correlator must be a mapping of correlator options, not {option!r}")
     if "event_names" in option:
         raise ValueError("correlator: set event_names on the handler itself, not here")
-    fields = correlators.CorrelatorOptions.__dataclass_fields__
-    known = [*(name for name in fields if name != "event_names"), "spam_key"]
+    known = CORRELATOR_KEYS
     check_known([str(k) for k in option if k not in known], known, "correlator", ValueError)
     # indexed access: dictConfig converts ext:// and cfg:// values only that way
     values = {str(key): option[key] for key in option}
@@ -386,7 +356,7 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
             raise ValueError("correlator: set spam_key or spam_key_func, not both")
         values["spam_key_func"] = correlators.SPAM_KEYS[named]
     for name in ("key_func", "message_func", "spam_key_func"):
-        hook(f"correlator.{name}", values.get(name))
+        hook(f"correlator.{name}", values.get(name), "(event)")
     clock(values.get("clock"), "correlator.clock")
     for name in ("lru_cache_size", "burst_size", "max_events", "qps", "max_interval_seconds"):
         if values.get(name) is None:  # null, as 0, means the default
@@ -416,17 +386,18 @@ def component(value: str) -> str:
 
 def default_component() -> str:
     """The default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module run with
-    ``python -m`` (without ``.__main__``), else the script's name without ``.py``, else python."""
+    ``python -m`` (without ``.__main__``), else the script's name without ``.py`` (a zipapp's
+    without ``.pyz``, a directory's), else python."""
     configured = os.environ.get(COMPONENT_ENV, "").strip()
     if configured:
         return configured
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = str(getattr(spec, "name", "") or "")
-    if module:
+    if module not in ("", "__main__"):  # a zipapp's or a directory's is named __main__
         return module.removesuffix(".__main__")
-    script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    script = os.path.basename(sys.argv[0].rstrip("/")) if sys.argv and sys.argv[0] else ""
     if script and script not in ("-c", "-"):
-        return script.removesuffix(".py")
+        return script.removesuffix(".pyz").removesuffix(".py")
     return "python"
 
 

@@ -103,8 +103,8 @@ class Runtime:
         name: str = "k8s-events",
     ) -> None:
         self._shared = _pool.Shared(
-            capacity=max(1, options.queue_length),
-            writers=max(1, options.writers),
+            capacity=options.queue_length,
+            writers=options.writers,
             namer=namer,
             counters=counters,
             reporter=reporter,

@@ -57,9 +57,10 @@ class EventBroadcaster:
     described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
     names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
     Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
-    its threads are daemons, and nothing else writes what is still queued at exit. ``sleep``
-    is called as ``sleep(seconds, cancel)``; one of another shape (``time.sleep``) raises
-    :class:`ValueError`. ``rng``:
+    its threads are daemons, and nothing else writes what is still queued at exit. Each
+    keyword is checked as the handler's option of that name: a value of the wrong kind or
+    out of range (``writers=0``, ``sleep_duration=-1``, ``sleep=time.sleep``, whose shape
+    is not ``sleep(seconds, cancel)``) raises :class:`ValueError` naming it. ``rng``:
     the random source for the first back-off (``random.random`` by default); ``name``: the
     prefix of this broadcaster's thread names.
     """
@@ -78,17 +79,16 @@ class EventBroadcaster:
         name: str = THREAD_NAME,
         event_names: str = _sanitise.TIMESTAMP,
     ) -> None:
-        options = _options.BroadcasterOptions(
+        # checked as the handler's are: a string or a NaN would fail later, on a thread
+        options = _options.broadcasting(
             queue_length=queue_length,
             writers=writers,
             max_tries=max_tries,
             sleep_duration=sleep_duration,
             correlator=correlator_options,
-            event_names=_sanitise.check_event_names(event_names),
+            event_names=event_names,
             clock=clock,
-            # a sleep of another shape would fail every back-off in a loop: refused, as the
-            # handler refuses it
-            sleep=_options.sleeper(sleep),
+            sleep=sleep,
         )
         self._set_up(options, rng=rng, name=name)
 
@@ -113,7 +113,7 @@ class EventBroadcaster:
         self._writer_options = _pending.WriterOptions(
             max_tries=options.max_tries,
             sleep_duration=options.sleep_duration,
-            max_pending=max(1, options.queue_length),
+            max_pending=options.queue_length,
             known_events=correlator_options.lru_cache_size,
         )
         self._rng = rng or random.random

@@ -29,6 +29,7 @@ from k8s_logging_events import (
     _errors,
     _http_parser,
     _kubeconfig,
+    _numbers,
     _official,
     _pending,
     _process,
@@ -110,7 +111,8 @@ class KubernetesEventSink:
     Raises:
         ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
             server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``;
-            ``sleep`` is of another shape (``time.sleep``).
+            ``sleep`` is of another shape (``time.sleep``); ``qps``, ``burst``,
+            ``drain_qps`` or ``request_timeout`` is no number of their range (as the handler's).
     """
 
     def __init__(
@@ -129,6 +131,11 @@ class KubernetesEventSink:
     ) -> None:
         if api not in (CORE_V1, EVENTS_V1, "auto"):
             raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
+        # checked as the handler's options are: a request_timeout of -1 or "5" failed every write
+        qps = _numbers.number("qps", qps, minimum=0, meaning=_numbers.RATE)
+        burst = _numbers.whole("burst", burst, minimum=1)
+        drain_qps = _numbers.number("drain_qps", drain_qps, minimum=0, meaning=_numbers.RATE)
+        request_timeout = _numbers.timeout(request_timeout) or DEFAULT_REQUEST_TIMEOUT
         self._api = api
         # one of another shape would fail every request the rate limit holds
         self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import importlib.machinery
 import inspect
 import logging
 import logging.config
 import math
+import os
+import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -118,6 +121,18 @@ def test_an_unknown_correlator_option_names_the_closest_known_one() -> None:
         KubernetesEventHandler(sink=None, correlator={"burst": 3})
 
 
+@pytest.mark.parametrize("name", ["burst_size", "max_events", "spam_key", "lru_cache_size"])
+def test_a_correlator_key_given_to_the_handler_itself_names_correlator(name: str) -> None:
+    """``burst_size: 25`` written beside the handler's options rather than under
+    ``correlator:`` was met with "did you mean 'burst'?" (the sink's rate limit, another
+    thing altogether) and ``max_events`` with "did you mean 'crash_events'?". The message
+    says where the key belongs."""
+    with pytest.raises(TypeError, match=name) as error:
+        KubernetesEventHandler(sink=None, **{name: 25})  # type: ignore[arg-type]
+    assert f"correlator: {{{name}: ...}}" in str(error.value)
+    assert "did you mean" not in str(error.value)
+
+
 def _configuration(logger: str, **options: Any) -> dict[str, Any]:
     """A dictConfig configuration: a handler ``events`` with ``options``, used by ``logger``
     alone ("" for the root logger)."""
@@ -203,6 +218,9 @@ def test_seconds_too_many_to_wait_are_a_value_error_naming_the_option(
         ("correlator", {"spam_key_func": "per_reason"}, ["correlator.spam_key_func", "ext://"]),
         ("correlator", {"message_func": 5}, ["correlator.message_func", "5"]),
         ("correlator", {"clock": "system"}, ["correlator.clock", "'system'"]),
+        ("correlator", {"key_func": os.getcwd}, ["correlator.key_func", "of (event)", "getcwd"]),
+        ("correlator", {"message_func": lambda: "x"}, ["correlator.message_func", "of (event)"]),
+        ("correlator", {"spam_key_func": lambda e, k: k}, ["correlator.spam_key_func", "(event)"]),
     ],
 )
 def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_option(
@@ -212,7 +230,9 @@ def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_optio
     an invalid value is a ValueError naming the option. A YAML ``host: 123``, a list, or a
     hook written without ``ext://`` once built a handler whose every event then failed on a
     writer (or, for an unhashable host, vanished uncounted), and a ``clock`` that is not
-    one raised AttributeError and left a half-built handler in logging's list."""
+    one raised AttributeError and left a half-built handler in logging's list. So did a
+    correlator hook that cannot take the event (``ext://os.getcwd``): every event failed on
+    the dispatcher (a ``message_func`` at the first aggregation, minutes later)."""
     before = list(logging._handlerList)  # type: ignore[attr-defined]
     with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
         logging.config.dictConfig(_configuration("", sink=None, **{option: value}))
@@ -233,12 +253,14 @@ def test_a_value_of_the_wrong_kind_from_a_file_is_a_value_error_naming_the_optio
         ("https://:6443", ["sink", "'https://:6443'", "host"]),
         ("http://127.0.0.1:99999", ["sink", "99999", "port"]),
         ("http://127.0.0.1:port", ["sink", "'http://127.0.0.1:port'", "port"]),
+        ("http://[::1:8001", ["sink", "no URL", "IPv6"]),
     ],
 )
 def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
     url: str, words: list[str]
 ) -> None:
-    """A sink URL that names no host, or no port a socket can have, is a mistake of the file:
+    """A sink URL that names no host, or no port a socket can have, or is no URL at all (an
+    unclosed IPv6 bracket, whose error named no option), is a mistake of the file:
     refused when dictConfig builds the handler, not met at every write (where each event
     spent its tries and was reported lost)."""
     with pytest.raises(ValueError, match="Unable to configure handler 'events'") as error:
@@ -612,3 +634,73 @@ def test_a_url_sink_whose_password_holds_a_slash_hash_or_question_mark_is_refuse
         sink.KubernetesEventSink.from_url(url)
     assert "S3cr" not in str(error.value)
     assert "admin" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    ("keywords", "words"),
+    [
+        ({"sleep_duration": "soon"}, ["sleep_duration", "'soon'"]),
+        ({"sleep_duration": -1}, ["sleep_duration", "-1"]),
+        ({"sleep_duration": math.nan}, ["sleep_duration", "nan"]),
+        ({"writers": 0}, ["writers", ">= 1"]),
+        ({"writers": "four"}, ["writers", "'four'"]),
+        ({"queue_length": 0}, ["queue_length", ">= 1"]),
+        ({"max_tries": 0}, ["max_tries", ">= 1"]),
+        ({"clock": "x"}, ["clock", "'x'"]),
+        ({"correlator_options": []}, ["correlator", "[]"]),
+    ],
+)
+def test_the_broadcasters_keywords_are_checked_as_the_handlers_options(
+    keywords: dict[str, Any], words: list[str]
+) -> None:
+    """``EventBroadcaster(sleep_duration="soon")`` was built and failed at
+    ``start_recording_to_sink`` with a bare TypeError; ``sleep_duration=-1`` or NaN retried at
+    once, ``writers=0`` and ``queue_length=0`` were quietly taken as 1, and ``max_tries=0``
+    as one try. Each is a ValueError naming the keyword, as the handler's option is (and a
+    number written as a string is that number, as there)."""
+    with pytest.raises(ValueError, match=r".") as error:
+        recorder.EventBroadcaster(**keywords)
+    assert all(word in str(error.value) for word in words), str(error.value)
+    built = recorder.EventBroadcaster(sleep_duration="1")  # type: ignore[arg-type]
+    assert built._options.sleep_duration == 1.0
+    built.shutdown(0)
+
+
+@pytest.mark.parametrize(
+    ("argv0", "named"),
+    [("/srv/billing.pyz", "billing"), ("./billing/", "billing")],
+)
+def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
+    monkeypatch: pytest.MonkeyPatch, argv0: str, named: str
+) -> None:
+    """``python billing.pyz`` (a zipapp, as shiv builds) and ``python billing/`` run its
+    ``__main__.py`` as a module named ``__main__``: the default component was ``main``, with a
+    warning that the component ``'__main__'`` (which no one wrote) is not a qualified name.
+    Such a program is named after its path, as a script is."""
+    monkeypatch.delenv(_options.COMPONENT_ENV, raising=False)
+    main = type(sys)("__main__")
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert _options.default_component() == named
+
+
+@pytest.mark.parametrize("blank", ["  ", "\n", " \t"])
+def test_component_and_host_are_stripped_and_blank_means_the_default(
+    monkeypatch: pytest.MonkeyPatch, blank: str
+) -> None:
+    """``host=Path("/etc/hostname").read_text()`` ends with a newline, which went into every
+    event's ``source.host`` and ``reportingInstance``; a blank ``component`` became
+    ``k8s-logging-events`` with a warning about a name no one meant, where an empty one is
+    the default. Both are stripped, as ``K8S_LOGGING_EVENTS_COMPONENT`` and ``NODE_NAME``
+    are: blank means the default."""
+    monkeypatch.setenv(_options.COMPONENT_ENV, "billing")
+    monkeypatch.setenv("NODE_NAME", "node-7")
+    handler = KubernetesEventHandler(sink=None, component=blank, host=blank)
+    read = KubernetesEventHandler(sink=None, component=" shop\n", host="node-1\n")
+    try:
+        assert (handler.source.component, handler.source.host) == ("billing", "node-7")
+        assert (read.source.component, read.source.host) == ("shop", "node-1")
+    finally:
+        handler.close()
+        read.close()

@@ -6,6 +6,7 @@ import contextlib
 import io
 import json
 import logging
+import math
 import threading
 import time
 from collections.abc import Iterator
@@ -890,6 +891,20 @@ def test_shutdown_leaves_no_thread_and_later_events_are_counted_drops(
     rec.event(_pod(), models.NORMAL, "R", "x")
     assert b.stats()["dropped"] == 1
     assert any("shut down" in r.getMessage() for r in caplog.records)
+
+
+def test_shutdown_without_a_time_limit_stops_every_thread(make_broadcaster, caplog) -> None:
+    """``shutdown(timeout=float("inf"))``, "take as long as it needs", wrote what was pending
+    and then failed to join its threads (OverflowError: timestamp out of range), said as
+    "Unable to shut down cleanly" and leaving a writer running. It waits at most what a wait
+    can take, and stops cleanly."""
+    b = make_broadcaster()
+    b.start_recording_to_sink(fake := FakeEventSink())
+    b.new_recorder("c").event(_pod(), models.NORMAL, "R", "x")
+    b.shutdown(timeout=math.inf)
+    assert len(fake.events) == 1
+    assert b.threads() == []
+    assert not [r for r in caplog.records if "Unable to shut down" in r.getMessage()]
 
 
 def test_shutdown_with_a_failing_sink_gives_up_and_accounts_for_everything(

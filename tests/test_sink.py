@@ -1255,3 +1255,34 @@ def test_a_lazy_sink_drain_may_be_switched_from_inside_a_switch_on_the_same_thre
         assert rates == [True]
     finally:
         lazy.close()
+
+
+@pytest.mark.parametrize(
+    ("keywords", "words"),
+    [
+        ({"request_timeout": -1}, ["request_timeout", "-1"]),
+        ({"request_timeout": "soon"}, ["request_timeout", "'soon'"]),
+        ({"request_timeout": [1]}, ["request_timeout", "pair"]),
+        ({"request_timeout": float("inf")}, ["request_timeout", "inf"]),
+        ({"qps": float("nan")}, ["qps", "nan"]),
+        ({"burst": 0}, ["burst", ">= 1"]),
+        ({"drain_qps": "fast"}, ["drain_qps", "'fast'"]),
+    ],
+)
+def test_the_sinks_keywords_are_checked_as_the_handlers_options(
+    keywords: dict[str, Any], words: list[str]
+) -> None:
+    """The sink's ``qps``, ``burst``, ``drain_qps`` and ``request_timeout`` are "as the
+    handler's options of those names", but were taken unchecked: ``request_timeout=-1``,
+    ``"5"``, ``[1]`` or infinity built a sink (in dictConfig, ``sink: {"()": ...}``) whose
+    every write then failed on a writer, and a NaN qps quietly meant no rate limit. Each is
+    a ValueError naming the keyword when the sink is built; a number written as a string is
+    that number, as for the handler."""
+    with pytest.raises(ValueError, match=r".") as error:
+        sink.KubernetesEventSink.from_url("http://127.0.0.1:1", **keywords)
+    assert all(word in str(error.value) for word in words), str(error.value)
+    built = sink.KubernetesEventSink.from_url("http://127.0.0.1:1", request_timeout="5", qps="2")
+    try:
+        assert built._timeout == 5.0
+    finally:
+        built.close()
