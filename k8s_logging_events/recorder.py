@@ -359,6 +359,20 @@ class RecorderCalls:
     def _recordf(
         self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
+        message = fmt
+        if args:
+            try:
+                message = fmt % args
+            except Exception as error:  # a bad format string is the caller's bug, not a crash
+                self._refuse_format("Unable to format event message %r: %s", fmt, error)
+                return
+        self._record_call(obj, notes, type, reason, message)
+
+    def _refuse_format(self, msg: str, *args: object) -> None:
+        """Say on the library's logger that a call made no event: its format did not fit."""
+        _diagnostics.report(logging.ERROR, msg, *args)
+
+    def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
         raise NotImplementedError
 
 
@@ -392,18 +406,10 @@ class EventRecorder(RecorderCalls):
         """Who these events come from."""
         return self._source
 
-    def _recordf(
-        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
-    ) -> None:
-        message = fmt
-        if args:
-            try:
-                message = fmt % args
-            except Exception as error:  # a bad format string is the caller's bug, not a crash
-                self._broadcaster._report(
-                    "bad-format", "Unable to format event message %r: %s", fmt, error
-                )
-                return
+    def _refuse_format(self, msg: str, *args: object) -> None:
+        self._broadcaster._report("bad-format", msg, *args)
+
+    def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
         self.record(obj, type, reason, message, annotations=notes)
 
     def record(
