@@ -468,12 +468,18 @@ def unwritten_summary(
     queued: int = 0,
     preparing: int = 0,
     now: float | None = None,
+    cut_short: bool = False,
 ) -> str:
     """Say how many occurrences were not written by ``when``, why, and which option helps.
     ``writes``: pending or given-up writes; ``queued``: occurrences not yet correlated;
     ``preparing``: those kept aside while their sink is set up; ``now``:
-    ``time.monotonic()`` (the clock of ``started``) by default."""
+    ``time.monotonic()`` (the clock of ``started``) by default; ``cut_short``: a Ctrl-C or an
+    exit ended the wait, which no more ``flush_timeout`` would have helped."""
     now = time.monotonic() if now is None else now
+
+    def more(joined: str) -> str:  # the advice that more time helps, not after a Ctrl-C
+        return "" if cut_short else f"{joined} flush_timeout"
+
     occurrences = sum(write.occurrences for write in writes) + queued + preparing
     rate_limited = sum(optional(s, "waiting_for_rate_limit", int, 0) for s in sinks)
     plugins = _process.awaiting_credentials()  # the threads a credential plugin holds
@@ -498,31 +504,37 @@ def unwritten_summary(
     if unanswered:
         parts.append(
             f"{unanswered} in requests the API server had not answered "
-            "(a hanging server or admission webhook; see request_timeout and flush_timeout)"
+            f"(a hanging server or admission webhook; see request_timeout{more(' and')})"
         )
     if in_plugins:
         parts.append(
             f"{in_plugins} waiting for the Kubernetes client's set-up or credentials (a "
-            "kubeconfig exec plugin or auth provider runs without a timeout: see it, and "
-            "flush_timeout)"
+            "kubeconfig exec plugin or auth provider runs without a timeout: "
+            f"see it{more(', and')})"
         )
     if waiting and (unanswered or in_plugins):
-        parts.append(f"{waiting} queued behind those requests (raise writers or flush_timeout)")
+        parts.append(f"{waiting} queued behind those requests (raise writers{more(' or')})")
     elif waiting:
         parts.append(
             f"{waiting} waiting for the client-side rate limit or a free writer "
-            "(raise drain_qps, writers or flush_timeout)"
+            + (
+                "(raise drain_qps or writers)"
+                if cut_short
+                else "(raise drain_qps, writers or flush_timeout)"
+            )
         )
     if retrying:
         causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
-        parts.append(f"{retrying} waiting to retry ({causes}; see flush_timeout)")
+        parts.append(f"{retrying} waiting to retry ({causes}{more('; see')})")
     if preparing:
         parts.append(
             f"{preparing} waiting for their sink to be set up (its client built, the server "
-            "asked which Events API it serves; see flush_timeout)"
+            f"asked which Events API it serves{more('; see')})"
         )
     if queued:
-        parts.append(f"{queued} not yet handed to a writer (see flush_timeout)")
+        parts.append(
+            f"{queued} not yet handed to a writer{'' if cut_short else ' (see flush_timeout)'}"
+        )
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
 
 

@@ -39,6 +39,11 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self.end
 
+    def within(self, timeout: float) -> Deadline:
+        """End ``timeout`` seconds from now at the latest (sooner when cut already)."""
+        self.end = min(self.end, time.monotonic() + max(0.0, timeout))
+        return self
+
 
 class Marker:
     """A control item: the dispatcher sets ``reached`` once every item before it is handled."""

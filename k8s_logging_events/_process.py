@@ -11,7 +11,8 @@ when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At the interpreter's exit Python 3.12
-starts no thread (:func:`refused_at_exit`).
+starts no thread (:func:`refused_at_exit`). The exit waits for a stop left to a thread of its
+own (:data:`AT_EXIT`), which a Ctrl-C cuts short.
 
 **Signals.** Signal handlers run on the main thread only: a signal a library thread takes
 while the main thread waits in a lock is handled late or never, so the library's threads
@@ -20,6 +21,7 @@ block the termination signals, except while a subprocess may start.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import os
@@ -27,10 +29,11 @@ import signal
 import sys
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 __all__ = [
+    "AT_EXIT",
     "MAIN_THREAD_SIGNALS",
     "await_credentials",
     "awaiting_credentials",
@@ -43,6 +46,9 @@ __all__ = [
     "renewed",
     "subprocesses_may_start",
 ]
+
+CUT_STOP_SECONDS = 1.0
+"""What a stop cut short at exit gets to give its writes up, count and say them."""
 
 FORK_IMPORT_WAIT_SECONDS = 10.0
 """The longest a fork waits for a writer thread's import of the ``kubernetes`` client (and,
@@ -190,6 +196,27 @@ def _flush_all() -> None:
     for target in list(_to_flush):
         with contextlib.suppress(Exception):
             target.flush_at_child_exit()
+
+
+AT_EXIT: dict[threading.Event, tuple[float, Callable[[], None]]] = {}
+"""Stops on threads of their own (daemons: a Ctrl-C while the interpreter joined one printed
+a traceback, and the exit went on with their writes uncounted), each with the longest the
+exit waits until its Event is set, and what cuts it short."""
+
+
+def _wait_for_stops() -> None:
+    try:
+        for stopped, (bound, _) in list(AT_EXIT.items()):
+            stopped.wait(bound)
+    except (KeyboardInterrupt, SystemExit):  # they give their writes up at once
+        for _, cut in list(AT_EXIT.values()):
+            cut()
+        with contextlib.suppress(KeyboardInterrupt, SystemExit):
+            for stopped in list(AT_EXIT):
+                stopped.wait(CUT_STOP_SECONDS)
+
+
+atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
 
 
 def refused_at_exit(error: BaseException) -> bool:

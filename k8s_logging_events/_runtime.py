@@ -125,8 +125,8 @@ class Runtime:
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._wake = threading.Event()
-        # a flush or close waits: no lingering (a flag: an Event's lock is not reentrant)
-        self._hurry = False
+        self._close_deadline = Deadline(float("inf"))  # cut() ends it, a close sets it
+        self._hurry = False  # a flush or close waits: no lingering (an Event's lock: no reentry)
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_ended = False
         self._starting: tuple[threading.Thread, int] | None = None  # and by whom
@@ -357,14 +357,11 @@ class Runtime:
             self._cond.notify_all()
         return self._pool.start()
 
-    def flush(self, timeout: float | None) -> bool:
-        """Write everything accepted before the call, held-back counts included.
-
-        True once each has an outcome, False when ``timeout`` seconds passed first (None:
-        :data:`DEFAULT_EXIT_TIMEOUT`), or at once on a library thread (it would wait for
-        itself). The reports its writes caused, and what their rate limit held back, are out
-        before it returns.
-        """
+    def flush(self, timeout: float | Deadline | None) -> bool:
+        """Write everything accepted before the call, held-back counts included: True once
+        each has an outcome, False when ``timeout`` (seconds, None: 5, or a close's Deadline)
+        passed first, or at once on a library thread (it would wait for itself). The reports
+        its writes caused, and what their rate limit held back, are out before it returns."""
         if _diagnostics.is_own_thread():
             return False
         try:
@@ -373,14 +370,15 @@ class Runtime:
             self._reporter.settle(REPORT_GRACE_SECONDS)
             self._reporter.summarise()
 
-    def _flush(self, timeout: float | None) -> bool:
+    def _flush(self, timeout: float | Deadline | None) -> bool:
         if (not self._started and self._queue.empty()) or self._settled():
             return True
         # through the start lock: a log call that is still making the dispatcher is waited
         # for (draining beside it would hand occurrences on out of order); none made (closing,
         # interpreter exit): this thread drains
         self._start()
-        deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+        deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
         marker = Marker()
         self._queue.put(marker)
         with self._cond:
@@ -425,10 +423,9 @@ class Runtime:
         thread, starting = self._dispatcher, self._starting
         if thread is None or self._dispatcher_ended:
             return False
-        # from its making to its last step (is_alive() is False while the thread boots): a
-        # flush draining the queue beside it would hand a held occurrence's lower count on
-        # after a higher one, and over-count the event. Not for a signal handler on the thread
-        # still starting it: the dispatcher cannot begin before that handler returns
+        # from its making to its last step (is_alive() is False while it boots): a flush
+        # draining beside it would hand a held occurrence's lower count on after a higher one,
+        # over-counting the event. Not for a signal handler on the thread still starting it
         if starting is not None and starting[0] is thread:
             return starting[1] != threading.get_ident() or thread.is_alive()
         return True
@@ -464,11 +461,11 @@ class Runtime:
             self._closing = True
             self._closer = threading.get_ident()
             self._hurry = True
-        deadline = Deadline(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        deadline = self._close_deadline.within(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
         interrupted: BaseException | None = None
         if self._started or not self._queue.empty():
             try:
-                self.flush(deadline.remaining())
+                self.flush(deadline)
             except (KeyboardInterrupt, SystemExit) as error:  # told to stop: never half closed
                 interrupted, deadline = error, Deadline(0)
         lost_before, given_up, aside = self._lost(), list[_pending.Write](), list[int]()
@@ -481,6 +478,10 @@ class Runtime:
         # those set aside for a sink still being set up were told there: once is enough
         lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - sum(aside)
         return given_up, max(0, lost), interrupted
+
+    def cut(self) -> None:
+        """Ctrl-C for a close on another thread (signals reach only the main one): at once."""
+        self._close_deadline.end = 0.0
 
     def _stop(self, deadline: Deadline, given_up: list[_pending.Write], aside: list[int]) -> None:
         # stop every thread, give up what is left (into given_up; set aside unprepared: aside)
@@ -538,8 +539,7 @@ class Runtime:
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
         values = dict.fromkeys(_diagnostics.OUTCOMES, 0)
-        # all of it under the lock that every write's outcome and every hand-off takes, so
-        # that no occurrence is seen both queued and written, nor neither
+        # under the lock of every outcome and hand-off: none seen both queued and written
         with self._cond:
             accepted = self._accepted.value
             drops = self._queue_drops.value

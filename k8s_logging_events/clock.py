@@ -62,21 +62,20 @@ class Sleeper(Protocol):
 
 def checked_sleeper(function: Sleeper | None) -> Sleeper | None:
     """Return ``function`` when it can be called as ``sleep(seconds, cancel)`` (or is None); a
-    function of another shape, ``time.sleep`` among them, would fail every wait over and over:
-    ValueError."""
+    function of another shape would fail every wait over and over, and a coroutine function
+    (``asyncio.sleep``) or a class would return something never awaited that reads as True
+    (cut): ValueError."""
     if function is None:
         return None
     try:
         inspect.signature(function).bind(0.0, threading.Event())
-    except TypeError:
+        fits = not inspect.iscoroutinefunction(function) and not inspect.isclass(function)
+    except (TypeError, ValueError):  # ValueError: no signature (time.sleep, a partial of it)
         fits = False
-    except ValueError:  # a builtin without a signature: time.sleep is the likely one
-        fits = function is not time.sleep  # type: ignore[comparison-overlap]
-    else:
-        fits = True
     if not fits:
         raise ValueError(
-            "sleep must be a function of (seconds, cancel) that returns whether cancel cut "
+            "sleep must be a plain function of (seconds, cancel), called on a thread, that "
+            "returns whether cancel cut "
             f"the wait (a FakeClock's sleep, say), or null; {function!r} is not"
         )
     return function

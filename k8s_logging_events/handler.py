@@ -380,8 +380,8 @@ class KubernetesEventHandler(logging.Handler):
         later: bool,
     ) -> None:
         """Stop what the handler owns, then set ``stopped``. ``later``: the caller holds a lock
-        the writers need, so stop on a thread of its own (no daemon: the exit waits for it,
-        within the deadline)."""
+        the writers need, so stop on a thread of its own (the exit waits for it, within the
+        deadline; a Ctrl-C then cuts it short)."""
 
         def stop(on_thread: bool = True) -> None:
             try:
@@ -401,14 +401,21 @@ class KubernetesEventHandler(logging.Handler):
                 if lazy is not None:
                     with contextlib.suppress(Exception):
                         lazy.close()
+                _process.AT_EXIT.pop(stopped, None)
                 stopped.set()
+
+        def cut() -> None:  # Ctrl-C while the exit waits for it
+            self._waits.cut()
+            active._cut_short = True
+            active._runtime.cut()
 
         if not later:
             stop(on_thread=False)
             return
         name = f"{recorder.THREAD_NAME}-close"
+        _process.AT_EXIT[stopped] = (self._options.flush_timeout + _STOP_MARGIN_SECONDS, cut)
         try:
-            threading.Thread(target=stop, name=name, daemon=False).start()
+            threading.Thread(target=stop, name=name, daemon=True).start()
         except RuntimeError:  # no new thread at interpreter shutdown: stop here, as before
             stop(on_thread=False)
 

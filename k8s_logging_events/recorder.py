@@ -229,10 +229,17 @@ class EventBroadcaster:
         queued: int,
         when: str,
         preparing: int = 0,
+        *,
+        cut_short: bool = False,
     ) -> None:
         if writes or queued or preparing:
             summary = _errors.unwritten_summary(
-                writes, self._sinks, when=when, queued=queued, preparing=preparing
+                writes,
+                self._sinks,
+                when=when,
+                queued=queued,
+                preparing=preparing,
+                cut_short=cut_short,
             )
             self._reporter.report(kind, logging.WARNING, "%s", summary)
 
@@ -250,10 +257,11 @@ class EventBroadcaster:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
             given_up, lost, interrupted = self._runtime.close(deadline)
             # a Ctrl-C or exit that cut the wait short is no deadline: more time would not help
+            cut_short = interrupted is not None or self._cut_short
             when = "before the deadline of shutdown"
-            if interrupted is not None or self._cut_short:
+            if cut_short:
                 when = "when shutdown was cut short (Ctrl-C or an exit)"
-            self._report_unwritten("exit", given_up, lost, when)
+            self._report_unwritten("exit", given_up, lost, when, cut_short=cut_short)
             self._reporter.summarise()
             _official.summarise_client_errors()
         except Exception as error:  # shutdown runs from logging.shutdown: it must not raise
@@ -359,6 +367,22 @@ class RecorderCalls:
     def _recordf(
         self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
     ) -> None:
+        message = fmt
+        if args:
+            try:
+                message = fmt % args
+            except Exception as error:  # a bad format string is the caller's bug, not a crash
+                self._refuse_format(
+                    "Unable to format event message %s: %s", _records.shown(fmt), error
+                )
+                return
+        self._record_call(obj, notes, type, reason, message)
+
+    def _refuse_format(self, msg: str, *args: object) -> None:
+        """Say on the library's logger that a call made no event: its format did not fit."""
+        _diagnostics.report(logging.ERROR, msg, *args)
+
+    def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
         raise NotImplementedError
 
 
@@ -392,21 +416,10 @@ class EventRecorder(RecorderCalls):
         """Who these events come from."""
         return self._source
 
-    def _recordf(
-        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
-    ) -> None:
-        message = fmt
-        if args:
-            try:
-                message = fmt % args
-            except Exception as error:  # a bad format string is the caller's bug, not a crash
-                self._broadcaster._report(
-                    "bad-format",
-                    "Unable to format event message %s: %s",
-                    _records.shown(fmt),
-                    error,
-                )
-                return
+    def _refuse_format(self, msg: str, *args: object) -> None:
+        self._broadcaster._report("bad-format", msg, *args)
+
+    def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
         self.record(obj, type, reason, message, annotations=notes)
 
     def record(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 import threading
 import time
@@ -11,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _diagnostics, clock, models, sink
+from k8s_logging_events import _diagnostics, clock, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests.reliability_scenarios import ListHandler, app_logger, pod, stored_counts, unaccounted
@@ -310,3 +312,35 @@ class TestWallClockSteps:
             "first",
             "again [and 1 more like it since the last report]",
         ]
+
+
+class _SleepClass:
+    """A class of the sleeper's shape: calling it makes an instance, never a bool."""
+
+    def __init__(self, seconds: float, cancel: threading.Event) -> None:
+        self.seconds = seconds
+
+
+async def _async_sleep(seconds: float, cancel: threading.Event) -> bool:
+    return False
+
+
+@pytest.mark.parametrize(
+    "sleep",
+    [functools.partial(time.sleep), asyncio.sleep, _async_sleep, _SleepClass],
+    ids=["partial-of-time.sleep", "asyncio.sleep", "async-def", "class"],
+)
+def test_a_sleep_that_cannot_wait_on_a_writer_thread_is_refused_at_configuration(
+    sleep: Any,
+) -> None:
+    """``sleep`` is called as ``sleep(seconds, cancel)`` on the library's threads. A partial of
+    ``time.sleep`` was taken and failed every wait (the dispatcher reported a TypeError in a
+    loop, hundreds of thousands of times, and writes failed); ``asyncio.sleep``, an
+    ``async def`` or a class was taken and returned a coroutine never awaited (or an
+    instance) at every wait, which reads as True: cancelled, so writes failed "the sink was
+    closed while waiting for its rate limit". Each is a ValueError naming the option, from
+    the handler and the broadcaster alike."""
+    with pytest.raises(ValueError, match="sleep"):
+        KubernetesEventHandler(sink=None, sleep=sleep)
+    with pytest.raises(ValueError, match="sleep"):
+        recorder.EventBroadcaster(sleep=sleep)

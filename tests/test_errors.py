@@ -783,3 +783,27 @@ def test_a_write_waiting_for_credentials_is_said_so_however_young() -> None:
         summary = _errors.unwritten_summary(young, [], when="at exit", now=now)
     assert "4 waiting for the Kubernetes client's set-up or credentials" in summary, summary
     assert "1 queued behind those requests" in summary, summary
+
+
+def test_a_wait_cut_short_is_never_told_to_raise_flush_timeout() -> None:
+    """A Ctrl-C (or an exit) that ends the exit's wait is no deadline: the summary said
+    "when shutdown was cut short (Ctrl-C or an exit)" and then, for each cause, "raise
+    drain_qps, writers or flush_timeout", "see flush_timeout" ..., advice that would not
+    have helped. Cut short, no cause advises flush_timeout; at a deadline, every one does."""
+    now = 1000.0
+    started = now - _errors.STALL_SECONDS
+    retrying = _Write(1)
+    retrying.attempts, retrying.last_error = 1, ConnectionRefusedError(111, "refused")
+    with _process.await_credentials():
+        every_cause = [_Write(1, started=started, writer=threading.get_ident()), retrying]
+        cases = [every_cause, [_Write(1, started=started, writer=-1)], [_Write(1)]]
+        for writes in cases:
+            cut, ran_out = (
+                _errors.unwritten_summary(
+                    writes, [], when="w", queued=1, preparing=1, now=now, cut_short=cut_short
+                )
+                for cut_short in (True, False)
+            )
+            assert "flush_timeout" not in cut, cut
+            causes = cut.count(" waiting ") + cut.count(" in requests ") + cut.count(" not yet ")
+            assert ran_out.count("flush_timeout") == causes, (cut, ran_out)

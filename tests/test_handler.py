@@ -1506,8 +1506,8 @@ class TestLifecycle:
         self, make, log, reports, monkeypatch
     ) -> None:
         """dictConfig closes a handler under logging's lock while its writer still builds the
-        client: the stop runs on a thread of its own (``k8s-events-close``, no daemon, so the
-        exit waits for it). When that stop fails it is said once, from that thread, and a
+        client: the stop runs on a thread of its own (``k8s-events-close``, a daemon the
+        exit waits for). When that stop fails it is said once, from that thread, and a
         close after dictConfig returns once the stop is over, without saying it again."""
         building, built = threading.Event(), threading.Event()
         fake = FakeEventSink()
@@ -1536,7 +1536,7 @@ class TestLifecycle:
             event_handler.close()
         built.set()
         (closing,) = [t for t in threading.enumerate() if t not in started]
-        assert (closing.name, closing.daemon) == ("k8s-events-close", False)
+        assert (closing.name, closing.daemon) == ("k8s-events-close", True)
         event_handler.close()  # after dictConfig: waits for the stop on that thread
         closing.join(10)  # ended already: the close above waited for it
         assert not closing.is_alive()
@@ -2079,3 +2079,78 @@ def test_a_close_on_a_library_thread_while_the_handler_closes_does_not_wait_for_
     finally:
         log.removeHandler(events)
         events.close()
+
+
+_STOP_LEFT_BY_DICTCONFIG = """
+import atexit, json, os, signal, sys, threading, time
+
+# registered before logging is imported, so it runs last at exit
+started = time.monotonic()
+atexit.register(lambda: print(json.dumps(
+    {**handler.stats(), "seconds": time.monotonic() - started}), flush=True))
+
+import logging, logging.config
+from k8s_logging_events import sink as sinks
+from k8s_logging_events.handler import KubernetesEventHandler
+
+real, building, release = sinks.KubernetesEventSink.from_url, threading.Event(), threading.Event()
+
+def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
+    building.set()
+    release.wait(30)
+    return real(url, **keywords)
+
+sinks.KubernetesEventSink.from_url = held_build
+handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=30)
+log = logging.getLogger("job")
+log.addHandler(handler)
+for number in range(3):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "job-%d" % number, "namespace": "default"}}
+    log.warning("step %d failed", number, extra={"involved": pod})
+building.wait(30)
+logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+release.set()
+waited_until = time.monotonic() + 30
+while handler.stats()["pending_events"] < 3 and time.monotonic() < waited_until:
+    time.sleep(0.01)
+
+def stop_waits():
+    for thread in threading.enumerate():
+        frame = sys._current_frames().get(thread.ident) if thread.name.endswith("-close") else None
+        while frame is not None and frame.f_code.co_name != "wait_written":
+            frame = frame.f_back
+        if frame is not None:
+            return True
+    return False
+
+def interrupt():  # once the main thread has returned and the stop waits for the writes
+    while threading.main_thread().is_alive() or not stop_waits():
+        time.sleep(0.01)
+    os.kill(os.getpid(), signal.SIGINT)
+
+threading.Thread(target=interrupt, daemon=True).start()
+"""
+
+
+def test_ctrl_c_while_the_exit_waits_for_a_stop_dictconfig_left_cuts_it_short(
+    tmp_path: Path,
+) -> None:
+    """dictConfig replaced the handler while its writer built the client, so the handler
+    stopped on a thread of its own (``k8s-events-close``), and the exit waits for it; the
+    server does not answer. Ctrl-C during that wait printed "Exception ignored in: <module
+    'threading'> ... KeyboardInterrupt" and the exit went on while the stop still waited: the
+    three writes were never counted nor said, and the process lived on for the stop's 30 s.
+    Ctrl-C cuts that stop short as it cuts a close: the writes count as failed, said once
+    as cut short, and the process ends at once, without a traceback."""
+    with LocalApiServer() as server:
+        server.inject(action="hang", times=None)
+        result = run_python(textwrap.dedent(_STOP_LEFT_BY_DICTCONFIG), server.url, cwd=tmp_path)
+    assert "Traceback" not in result.stderr, result.stderr
+    assert "Exception ignored" not in result.stderr, result.stderr
+    stats = json.loads(result.stdout.splitlines()[-1])
+    assert (stats["failed"], stats["pending"]) == (3, 0), stats
+    assert stats["seconds"] < 15, stats  # the stop's deadline (30 s) was not waited out
+    given_up = [line for line in result.stderr.splitlines() if "Unable to write" in line]
+    assert len(given_up) == 1, result.stderr
+    assert "when shutdown was cut short (Ctrl-C or an exit)" in given_up[0], given_up

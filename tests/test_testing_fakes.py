@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from k8s_logging_events import models, sink
-from k8s_logging_events.testing import FakeClock, FakeEventSink, FakeRecorder
+from k8s_logging_events import models, recorder, sink
+from k8s_logging_events.testing import FakeClock, FakeEventSink, FakeRecorder, LocalApiServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "n"}}
+POD_IN_DEFAULT = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "p", "namespace": "default"},
+}
 
 
 class TestFakeClock:
@@ -92,29 +98,45 @@ class TestFakeRecorder:
         recorder.annotated_eventf(POD, {"b": "2", "a": "1"}, "Normal", "R", "m")
         assert recorder.events == ["Normal R m involvedObject{kind=Pod,apiVersion=v1} map[a:1 b:2]"]
 
-    def test_the_whole_string_is_the_format_for_eventf(self) -> None:
-        """client-go formats type + reason + fmt together, so a % in the reason is a verb."""
-        recorder = FakeRecorder()
-        recorder.eventf(POD, "Normal", "R%s", "m%s", "x", "y")
-        assert recorder.events == ["Normal Rx my"]
-
     @pytest.mark.parametrize(
-        ("fmt", "args"), [("%d items", ("many",)), ("%s and %s", ("one",)), ("%(k)s", (1,))]
+        ("reason", "fmt", "args"),
+        [
+            ("R", "%d items", ("many",)),
+            ("R", "%s and %s", ("one",)),
+            ("R", "%(k)s", (1,)),
+            ("R%s", "m%s", ("x", "y")),
+            ("Reason%", "ok %s", ("x",)),
+        ],
     )
-    def test_a_format_its_arguments_do_not_fit_keeps_a_string_and_never_raises(
-        self, fmt: str, args: tuple[object, ...]
+    def test_a_format_keeps_what_the_recorder_writes(
+        self,
+        k8s_apiserver: LocalApiServer,
+        caplog: pytest.LogCaptureFixture,
+        reason: str,
+        fmt: str,
+        args: tuple[object, ...],
     ) -> None:
-        """The fake stands for an EventRecorder, whose calls never raise into the caller, and
-        keeps one string per call as client-go's does (Go's Sprintf never fails): code under
-        test that passes arguments its format does not take must not crash only under the fake.
-        The string is the call's format, unformatted, and its include_object suffix."""
-        recorder = FakeRecorder(include_object=True)
-        recorder.eventf(POD, "Normal", "R", fmt, *args)
-        recorder.annotated_eventf(POD, {"a": "1"}, "Warning", "W", fmt, *args)
-        assert recorder.events == [
-            f"Normal R {fmt} involvedObject{{kind=Pod,apiVersion=v1}}",
-            f"Warning W {fmt} involvedObject{{kind=Pod,apiVersion=v1}} map[a:1]",
-        ]
+        """A test against the fake predicts production: the fake keeps a string for exactly
+        the calls a real EventRecorder makes an event of, with the same message, and says the
+        same on the ``k8s_logging_events`` logger for a format its arguments do not fit (it
+        kept the format unformatted, or formatted the reason too, where the recorder made no
+        event or one with the reason as given). A call never raises."""
+        real = recorder.EventBroadcaster()
+        try:
+            real.start_recording_to_sink(sink.KubernetesEventSink.from_url(k8s_apiserver.url))
+            with caplog.at_level(logging.ERROR, logger="k8s_logging_events"):
+                real.new_recorder("c").eventf(POD_IN_DEFAULT, "Normal", reason, fmt, *args)
+                assert real.flush(10)
+                said_by_recorder = [r.getMessage() for r in caplog.records]
+                caplog.clear()
+                fake = FakeRecorder()
+                fake.eventf(POD_IN_DEFAULT, "Normal", reason, fmt, *args)
+                said_by_fake = [r.getMessage() for r in caplog.records]
+        finally:
+            real.shutdown(10)
+        written = [f"{e['type']} {e['reason']} {e['message']}" for e in k8s_apiserver.events()]
+        assert fake.events == written
+        assert said_by_fake == said_by_recorder
 
 
 class TestFakeEventSink:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from k8s_logging_events import models, recorder, sink
-from k8s_logging_events.recorder import FormatArgs, Notes
+from k8s_logging_events.recorder import Notes
 from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
 __all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
@@ -30,9 +30,11 @@ class FakeRecorder(recorder.RecorderCalls):
     Each call appends ``"<type> <reason> <message>"`` to :attr:`events`, as client-go's
     ``FakeRecorder`` does: with ``include_object``, `` involvedObject{kind=Pod,apiVersion=v1}``
     follows (from the object's own kind and apiVersion, empty when it has none), and
-    annotations follow as `` map[a:1 b:2]`` with sorted keys. In ``eventf`` and
-    ``annotated_eventf`` the whole string is the format (kept unformatted when its arguments
-    do not fit it: a call never raises). Nothing is validated.
+    annotations follow as `` map[a:1 b:2]`` with sorted keys. ``eventf`` and
+    ``annotated_eventf`` format their message as an ``EventRecorder`` does: a format
+    its arguments do not fit keeps no string and is reported on the ``k8s_logging_events``
+    logger, as the recorder makes no event of it (a call never raises). Nothing else is
+    validated.
 
     Args:
         include_object: add the involved object's kind and apiVersion to each string.
@@ -44,11 +46,8 @@ class FakeRecorder(recorder.RecorderCalls):
         """One string per recorded call, in order."""
         self._lock = threading.Lock()
 
-    def _recordf(
-        self, obj: object, notes: Notes, type: str, reason: str, fmt: str, args: FormatArgs
-    ) -> None:
-        # the whole string is the format, as in client-go's FakeRecorder
-        self._keep(obj, _format(f"{type} {reason} {fmt}", args), notes)
+    def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
+        self._keep(obj, f"{type} {reason} {message}", notes)
 
     def record(self, obj: object, type: str, reason: str, message: str, **fields: object) -> bool:
         """Keep the call like :meth:`event`, with its ``annotations`` (the other fields are
@@ -66,15 +65,6 @@ class FakeRecorder(recorder.RecorderCalls):
             text += f" map[{pairs}]"
         with self._lock:
             self.events.append(text)
-
-
-def _format(fmt: str, args: tuple[object, ...]) -> str:
-    if not args:
-        return fmt
-    try:
-        return fmt % args
-    except Exception:  # a recorder never raises into its caller (Go's Sprintf never fails)
-        return fmt
 
 
 def _type_meta(obj: object) -> tuple[str, str]:
