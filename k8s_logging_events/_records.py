@@ -61,7 +61,9 @@ The handler's filter spells them out, a dict lookup each; a test checks that it 
 _MAX_CALL_SITES = 4096
 _SHOWN_MAX = 200  # characters of a bad value quoted in a report
 _OWN_PREFIX = _diagnostics.LOGGER_NAME + "."
-_PLAIN = logging.Formatter("%(message)s")
+# the handler's own formatter: basicConfig gives its format (meant for a console, often
+# with the time, which makes each repeat an event of its own) only to a handler without one
+PLAIN = logging.Formatter("%(message)s")
 # the built-in namespaced kinds of which no object is an Event, whatever its apiVersion
 _PLAIN_KINDS = frozenset(
     kind
@@ -461,7 +463,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         # aexception() logs on an executor thread, where there is no exception to take
         exc_info = _structlog_exc_info(event_dict.get("exc_info")) or exc_info
     has_extra = exc_info is not None or record.stack_info is not None or bool(queued)
-    if settings.formatter is None and not has_extra:
+    if (settings.formatter is None or settings.formatter is PLAIN) and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = logging.LogRecord.__new__(type(record))
     copy.__dict__.update(record.__dict__)
@@ -488,7 +490,7 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.exc_info = None
         copy.exc_text = None
         copy.stack_info = None
-    text = (settings.formatter or _PLAIN).format(copy)
+    text = (settings.formatter or PLAIN).format(copy)
     return f"{text}: {summary}" if summary else text
 
 

@@ -7,8 +7,10 @@ default; :func:`queued` and :func:`without_loguru_traceback` take apart the trac
 
 from __future__ import annotations
 
+import itertools
 import logging
 import traceback
+from collections.abc import Iterator
 
 __all__ = ["exception_summary", "queued", "without_loguru_traceback"]
 
@@ -102,10 +104,32 @@ def _exception_line(exc: BaseException) -> str:
 
 
 def exception_summary(exc_info: object) -> str:
-    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` without text); "" for none."""
+    """``ExcType: text`` of an ``exc_info`` triple (``ExcType`` without text); "" for none.
+    A group's is followed by those of the exceptions in it (``: A: a; B: b``)."""
     if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
         return ""
     exc_type, exc = exc_info[0], exc_info[1]
+    summary = _summary(exc_type, exc)
+    if isinstance(exc, BaseExceptionGroup):
+        # asyncio's TaskGroup: the group's own text says how many failed, never why
+        seen = dict.fromkeys(_summary(type(leaf), leaf) for leaf in _leaves(exc))
+        summary = f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
+    return summary
+
+
+_GROUP_SHOWN = 10  # distinct summaries of a group's exceptions, of its first hundred
+_GROUP_READ = 100
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    def walk(inner: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+        for exc in inner.exceptions:
+            yield from walk(exc) if isinstance(exc, BaseExceptionGroup) else (exc,)
+
+    return itertools.islice(walk(group), _GROUP_READ)
+
+
+def _summary(exc_type: object, exc: object) -> str:
     name = getattr(exc_type, "__qualname__", None) or str(exc_type)
     try:
         text = str(exc)

@@ -165,6 +165,7 @@ class KubernetesEventHandler(logging.Handler):
             )
         pod = _pod.from_environment() if options.default_involved == _pod.POD else None
         super().__init__(level)
+        self.formatter = _records.PLAIN
         self._options = options
         self._source = models.EventSource(component=options.component, host=options.host)
         self._given = broadcaster

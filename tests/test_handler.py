@@ -533,6 +533,21 @@ class TestRecordToEvent:
         _flushed(event_handler)
         assert [event.message for event in fake.events] == ["[WARNING] pulled nginx"]
 
+    def test_basicconfigs_console_format_stays_out_of_the_events(self, make, fake) -> None:
+        """``basicConfig(format=..., handlers=[console, events])`` gives its format to every
+        handler without a formatter: with a time in it, each repeat was an event of its own,
+        `count: 1`, its message starting with the time. The event is the message alone."""
+        event_handler = make()
+        logging.getLogger().handlers.clear()  # basicConfig does nothing on a configured root
+        logging.basicConfig(
+            format="%(asctime)s %(levelname)s %(message)s", handlers=[event_handler]
+        )
+        app = logging.getLogger("tests.handler.basic")
+        for _ in range(3):
+            app.warning("pulled %s", "nginx", extra={"involved": POD})
+        _flushed(event_handler)
+        assert [(event.message, event.count) for event in fake.events] == [("pulled nginx", 3)]
+
     def test_the_librarys_own_logger_never_makes_events(self, make, fake) -> None:
         """Records of ``k8s_logging_events`` (and children) are ignored even if routed here."""
         event_handler = make()

@@ -362,8 +362,8 @@ def test_loguru_colorize_puts_no_terminal_colours_in_the_event(server: LocalApiS
 
 def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer) -> None:
     """An ExceptionGroup (asyncio's TaskGroup raises one): loguru indents its traceback
-    under ``  + ``; the event gets loguru's message and the group's summary, nothing of the
-    traceback's decoration."""
+    under ``  + ``; the event gets loguru's message and the group's summary (with that of the
+    exception in it), nothing of the traceback's decoration."""
 
     def calls(logger: Any) -> None:
         try:
@@ -377,7 +377,8 @@ def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer)
     events, shown = _loguru_events(server, calls)
     assert any("+ Exception Group Traceback" in text for text in shown), "the test can fail"
     assert [e["message"] for e in events] == [
-        "Unable to sync: ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception)"
+        "Unable to sync: ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception): "
+        "ConnectionError: login refused for admin (14 characters)"
     ]
     assert all(PASSWORD not in repr(e) for e in events)
 

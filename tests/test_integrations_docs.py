@@ -129,6 +129,26 @@ def test_kopf(server: LocalApiServer) -> None:
     ]
 
 
+def test_kopf_verbose_keeps_its_debug_lines_on_the_console_not_in_events(
+    server: LocalApiServer,
+) -> None:
+    """Under ``kopf run --verbose`` (the root at DEBUG) the recipe used to set ``kopf.objects``
+    to INFO, hiding Kopf's per-object DEBUG lines from the console; without that, they became
+    events (whole bodies among them). The logger stays as Kopf set it, the handler at INFO."""
+    import kopf
+    from kopf._core.actions.loggers import ObjectLogger
+
+    logging.getLogger().setLevel(logging.DEBUG)  # what kopf run --verbose does first
+    exec(recipe("kopf", server.url), {})
+    objects = logging.getLogger("kopf.objects")
+    assert objects.getEffectiveLevel() == logging.DEBUG
+    logger = ObjectLogger(body=WIDGET, settings=kopf.OperatorSettings())  # type: ignore[arg-type]
+    logger.debug("Resuming is in progress: %r", WIDGET)
+    logger.info("Widget synced")
+    close_event_handlers("kopf.objects")
+    assert [row[4:] for row in read_back(server, "kopf")] == [(1, "Widget synced")]
+
+
 def test_loguru(server: LocalApiServer) -> None:
     from loguru import logger
 

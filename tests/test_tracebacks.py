@@ -53,6 +53,25 @@ def test_the_summary_is_the_exception_type_and_its_text() -> None:
     assert _tracebacks.exception_summary(True) == ""
 
 
+def test_an_exception_groups_summary_names_the_exceptions_in_it() -> None:
+    """asyncio's TaskGroup raises a group whose own text says how many tasks failed, not why:
+    the event said ``ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions)``
+    and nothing more. The summaries of the exceptions in it (nested groups included) follow,
+    each once, at most ten."""
+    group = ExceptionGroup(
+        "unhandled errors in a TaskGroup",
+        [ConnectionError("refused"), ExceptionGroup("inner", [KeyError("web-0")])],
+    )
+    assert _tracebacks.exception_summary(_raised(group)) == (
+        "ExceptionGroup: unhandled errors in a TaskGroup (2 sub-exceptions): "
+        "ConnectionError: refused; KeyError: 'web-0'"
+    )
+    many = ExceptionGroup("gather", [ValueError("same")] * 3 + [ValueError(n) for n in range(20)])
+    summary = _tracebacks.exception_summary(_raised(many))
+    assert summary.startswith("ExceptionGroup: gather (23 sub-exceptions): ValueError: same; ")
+    assert summary.endswith("; ValueError: 8")  # ten distinct, the repeats said once
+
+
 def test_an_exception_whose_text_raises_still_has_a_summary() -> None:
     """The type is named, its text said to be unprintable; nothing raises."""
     summary = _tracebacks.exception_summary(_raised(_UnprintableError()))
