@@ -269,6 +269,24 @@ def test_anything_else_raises_invalid_object_error_naming_it(value: object, frag
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    "namespace", ["Shop Bad", "a/../b", "shop-", "x" * 64, "sh\u00f6p", "ns\udcff"]
+)
+def test_a_namespace_that_is_no_dns_label_is_refused(namespace: str) -> None:
+    """The server refuses an event in a namespace that is no DNS-1123 label (its URL may not
+    even carry it): refused here, on the caller's thread, whatever form names it; 63
+    characters are still a namespace."""
+    forms: list[object] = [
+        {"kind": "Pod", "name": "web-0", "namespace": namespace},
+        client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace=namespace)),
+        models.ObjectReference(kind="Pod", name="web-0", namespace=namespace),
+    ]
+    for form in forms:
+        with pytest.raises(InvalidObjectError, match="is no DNS label"):
+            object_reference(form)
+    assert object_reference({"kind": "Pod", "name": "web-0", "namespace": "x" * 63})
+
+
 def test_a_huge_or_broken_repr_does_not_swamp_or_break_the_message() -> None:
     """The description of a bad object is cut short, and a failing repr is survived."""
 
