@@ -402,8 +402,10 @@ class _ShortRepr(reprlib.Repr):
     model (whose repr pretty-prints it whole), takes seconds to show in full."""
 
     def repr_instance(self, obj: object, level: int) -> str:
-        if str(type(obj).__module__).startswith("kubernetes."):
-            return f"<{type(obj).__name__}>"
+        if str(type(obj).__module__).startswith("kubernetes."):  # named as a human finds it
+            name = getattr(getattr(obj, "metadata", None), "name", None)
+            shown = f" {name[:80]!r}" if isinstance(name, str) else ""
+            return f"<{type(obj).__name__}{shown}>"
         text = repr(obj)
         return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
 

@@ -321,11 +321,16 @@ def test_a_refused_object_is_described_only_when_its_error_is_shown() -> None:
 
 def test_client_models_in_a_description_are_named_not_printed_whole() -> None:
     """A client model's repr pretty-prints all of it (seconds for a list of a thousand
-    pods, to show 80 characters): a description names it by its class."""
-    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace="prod"))
+    pods, to show 80 characters): a description names it by its class and its name, which
+    a human needs to find it (``<V1Pod>`` alone told not which of a list's pods it was)."""
+    metadata = client.V1ObjectMeta(name="web-0", namespace="prod")
+    pod = client.V1Pod(metadata=metadata)
     with pytest.raises(InvalidObjectError) as info:
         object_reference([pod] * 1000)
-    assert str(info.value).startswith("cannot refer to list [<V1Pod>, <V1Pod>, <V1Pod>,")
+    assert str(info.value).startswith("cannot refer to list [<V1Pod 'web-0'>, <V1Pod 'web-0'>,")
+    metadata.namespace = "Prod"
+    with pytest.raises(InvalidObjectError, match=r"^cannot refer to V1Pod <V1Pod 'web-0'>: its"):
+        object_reference(pod)
     with pytest.raises(InvalidObjectError, match=r"^cannot refer to V1Pod <V1Pod>: it has no"):
         object_reference(client.V1Pod(metadata=client.V1ObjectMeta(namespace="prod")))
 
