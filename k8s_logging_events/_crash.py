@@ -109,14 +109,26 @@ class _SysHook:
     def __call__(
         self, exc_type: type[BaseException], exc: BaseException, tb: types.TracebackType | None
     ) -> None:
-        if hasattr(sys, "ps1"):  # an interactive prompt's (python -i, code.interact, a
-            # framework's shell): the session goes on, a mistyped line is no crash
+        if hasattr(sys, "ps1") and _at_prompt(tb):  # the session goes on: no crash
             self.previous(exc_type, exc, tb)
             return
         # threading calls it on a dying thread when threading.excepthook raises: the
         # process goes on there, so nothing waits
         flush = threading.current_thread() is threading.main_thread()
         _chain((exc_type, exc, tb), lambda: self.previous(exc_type, exc, tb), flush=flush)
+
+
+def _at_prompt(tb: types.TracebackType | None) -> bool:
+    """True for an error typed at a prompt: a console of the ``code`` module (``code.interact``,
+    a framework's shell, 3.13's REPL) calls the hook from its frames; the interpreter's own
+    (``python -i``) ran the line as ``<stdin>``. ``sys.ps1`` tells only that a prompt was
+    shown: 3.11 and 3.12 leave it set after ``code.interact()`` returns."""
+    if tb is not None and tb.tb_frame.f_code.co_filename == "<stdin>":
+        return True
+    frame: types.FrameType | None = sys._getframe()
+    while frame is not None and frame.f_globals.get("__name__") != "code":
+        frame = frame.f_back
+    return frame is not None
 
 
 class _ThreadHook:

@@ -6,6 +6,7 @@ where the server would refuse a field; :class:`CallSites` reports each problem o
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
 import re
@@ -304,7 +305,17 @@ def _level_type(level: object, notes: Notes) -> str:
     return models.NORMAL
 
 
+def _meant(value: object) -> object:
+    """The text value of a plain ``Enum`` member (``Reason.BACK_OFF = "BackOff"``), which is
+    what a caller means by it: its ``str()`` is ``Reason.BACK_OFF`` (a ``str`` Enum's is the
+    value already)."""
+    if isinstance(value, enum.Enum) and isinstance(value.value, str):
+        return value.value
+    return value
+
+
 def _event_type(wanted: object, by_level: str, notes: Notes) -> str:
+    wanted = _meant(wanted)
     if isinstance(wanted, str) and len(wanted) <= _SHOWN_MAX:  # a longer one is no type
         for known in (models.NORMAL, models.WARNING):
             if wanted.strip().lower() == known.lower():
@@ -325,6 +336,7 @@ def _reason(value: object, default: str, notes: Notes) -> str:
     limit = _sanitise.REASON_MAX_BYTES
     if type(value) is str and len(value) <= limit and value.isascii() and value.isalnum():
         return value
+    value = _meant(value)
     text = str.__str__(value) if isinstance(value, str) else str(value)
     fixed = _sanitise.camel_case(text)
     if fixed == text and isinstance(value, str):
@@ -353,6 +365,7 @@ def shown(value: object) -> str:
 
 
 def _action(value: object, notes: Notes) -> str:
+    value = _meant(value)
     if value == "":
         return ""
     text = str.__str__(value) if isinstance(value, str) else str(value)

@@ -77,6 +77,9 @@ _API_PATH = re.compile(r"^/(?:api/(v\w+)|apis/([^/]+)/(v\w+))/")
 # where the client's method names put an underscore: CSIStorageCapacity is csi_storage_capacity
 _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
+# a namespace is a DNS-1123 label, or the server refuses the event (its URL may not carry it)
+_NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+
 _MISSING = object()
 _MAX_CLASSES = 1024
 
@@ -99,6 +102,8 @@ _searched: dict[type, tuple[str, str]] = {}
 # the references made lately, by their fields: see _shared
 _MAX_SHARED = 4096
 _shared_refs: dict[tuple[str, ...], ObjectReference] = {}
+# the namespaces found valid ("" is none, which is valid); forgets all when full
+_namespaces = {""}
 
 
 class InvalidObjectError(ValueError):
@@ -134,9 +139,12 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
             overrides one already in a reference.
 
     Raises:
-        InvalidObjectError: ``obj`` is none of the above, or lacks a kind or a name.
+        InvalidObjectError: ``obj`` is none of the above, lacks a kind or a name, or has a
+            namespace that is no DNS label.
     """
     ref = _reader_of(obj)(obj)
+    if ref.namespace not in _namespaces:  # one look-up a record; the rule once a namespace
+        _check_namespace(ref.namespace, obj)
     if field_path and field_path != ref.field_path:
         return dataclasses.replace(ref, field_path=field_path)
     return ref
@@ -226,6 +234,18 @@ def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
         if len(_READERS) < _MAX_CLASSES:
             _READERS[cls] = reader
     return reader
+
+
+def _check_namespace(namespace: str, obj: object) -> None:
+    if _NAMESPACE.fullmatch(namespace) is None:  # bounded: it scans no more than 63 characters
+        raise InvalidObjectError(
+            f"its namespace {namespace[:80]!r} is no DNS label (at most 63 lowercase letters, "
+            "digits and '-', alphanumeric at both ends), where the server files events",
+            obj,
+        )
+    if len(_namespaces) >= _MAX_SHARED:
+        _namespaces.clear()
+    _namespaces.update(("", namespace))
 
 
 def _unknown(obj: object) -> ObjectReference:
@@ -382,8 +402,10 @@ class _ShortRepr(reprlib.Repr):
     model (whose repr pretty-prints it whole), takes seconds to show in full."""
 
     def repr_instance(self, obj: object, level: int) -> str:
-        if str(type(obj).__module__).startswith("kubernetes."):
-            return f"<{type(obj).__name__}>"
+        if str(type(obj).__module__).startswith("kubernetes."):  # named as a human finds it
+            name = getattr(getattr(obj, "metadata", None), "name", None)
+            shown = f" {name[:80]!r}" if isinstance(name, str) else ""
+            return f"<{type(obj).__name__}{shown}>"
         text = repr(obj)
         return text if len(text) <= self.maxother else text[: self.maxother - 3] + "..."
 

@@ -9,6 +9,7 @@ interpreter would.
 
 from __future__ import annotations
 
+import code
 import functools
 import gc
 import logging
@@ -489,15 +490,30 @@ class TestHooks:
         """``kubectl exec`` into the pod and ``python manage.py shell`` (code.interact), or
         ``python -i``: every mistyped line went through sys.excepthook and became an
         ``UncaughtException`` event about the pod, each after a flush, though the session
-        went on. At a prompt (``sys.ps1`` is set) the previous hook alone runs."""
+        went on. At a prompt (a console of the ``code`` module's, or the interpreter's,
+        which runs what was typed as ``<stdin>``) the previous hook alone runs."""
         handler = make()
         monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
-        exc_info = _raised(NameError("name 'undefined_name' is not defined"))
-        sys.excepthook(*exc_info)
-        assert hooks["sys"] == [exc_info]
+        code.InteractiveConsole().push("undefined_name")
+        with pytest.raises(NameError) as typed:
+            exec(compile("undefined_name\n", "<stdin>", "single"), {})
+        sys.excepthook(NameError, typed.value, typed.tb.tb_next)  # the interpreter's prompt
+        assert [args[0] for args in hooks["sys"]] == [NameError, NameError]
         handler.flush()
         assert handler.stats()["accepted"] == 0
         assert _crashes(k8s_apiserver) == []
+
+    def test_a_crash_after_a_debug_console_closed_is_still_one(
+        self, make, hooks, k8s_apiserver, monkeypatch
+    ) -> None:
+        """Python 3.11 and 3.12 leave ``sys.ps1`` set after ``code.interact()`` returns (a
+        debug console of a service, pdb's ``interact``): the service's real crash later made
+        no event, for the rest of the process's life. Only a prompt's own errors are none."""
+        handler = make()
+        monkeypatch.setattr(sys, "ps1", ">>> ", raising=False)
+        sys.excepthook(*_raised(RuntimeError("the real crash")))
+        handler.flush()
+        assert len(_crashes(k8s_apiserver)) == 1
 
     @pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(2)])
     def test_stopping_on_purpose_is_passed_on_without_an_event(

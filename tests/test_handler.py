@@ -841,6 +841,11 @@ BAD_INPUTS = {
     "client-reference-without-a-kind": BadInput(
         "has no kind", {"involved": client.V1ObjectReference(name="web-0", namespace="prod")}
     ),
+    # the server refuses it: it was sent, and counted failed with no call site named
+    "namespace-that-is-no-dns-label": BadInput(
+        "its namespace 'Shop Bad' is no DNS label",
+        {"involved": {"kind": "Pod", "name": "web-0", "namespace": "Shop Bad"}},
+    ),
     "event-model-as-involved": BadInput("events about events", {"involved": EVENT_OBJECT}),
     "event-manifest-as-involved": BadInput(
         "events about events",

@@ -7,6 +7,7 @@ what is noted about it.
 
 from __future__ import annotations
 
+import enum
 import logging
 import re
 from datetime import UTC, datetime
@@ -322,3 +323,49 @@ def test_a_huge_extra_is_cut_before_it_is_scanned(monkeypatch, extra: dict[str, 
     }
     (name,) = extra
     assert made[name] == expected[name]
+
+
+class _Reason(enum.Enum):
+    BACK_OFF = "BackOff"
+    PULLED = "image pulled"
+
+
+class _Type(enum.Enum):
+    WARNING = "Warning"
+
+
+class _Action(enum.Enum):
+    PULL = "Pulling"
+
+
+def test_a_plain_enum_member_stands_for_its_text_value() -> None:
+    """``reason=Reason.BACK_OFF`` of a plain ``Enum`` (not a ``str`` one) is its value, as a
+    ``StrEnum``'s is: its ``str()`` is ``Reason.BACK_OFF``, which was recorded as the reason
+    and reported as repaired. So are an event_type's and an action's; a value that needs a
+    repair still gets one."""
+    record = _record(
+        logging.INFO,
+        involved=_pod(),
+        reason=_Reason.BACK_OFF,
+        event_type=_Type.WARNING,
+        action=_Action.PULL,
+    )
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert (occurrence.reason, occurrence.type, occurrence.action) == (
+        "BackOff",
+        "Warning",
+        "Pulling",
+    )
+    assert notes.repairs == ()
+    record = _record(involved=_pod(), reason=_Reason.PULLED)
+    notes = _records.Notes()
+    occurrence = _records.read(record, _records.find_extras(record) or {}, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert (occurrence.reason, [kind for kind, _, _ in notes.repairs]) == (
+        "ImagePulled",
+        ["reason"],
+    )

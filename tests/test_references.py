@@ -269,6 +269,24 @@ def test_anything_else_raises_invalid_object_error_naming_it(value: object, frag
     assert isinstance(info.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    "namespace", ["Shop Bad", "a/../b", "shop-", "x" * 64, "sh\u00f6p", "ns\udcff"]
+)
+def test_a_namespace_that_is_no_dns_label_is_refused(namespace: str) -> None:
+    """The server refuses an event in a namespace that is no DNS-1123 label (its URL may not
+    even carry it): refused here, on the caller's thread, whatever form names it; 63
+    characters are still a namespace."""
+    forms: list[object] = [
+        {"kind": "Pod", "name": "web-0", "namespace": namespace},
+        client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace=namespace)),
+        models.ObjectReference(kind="Pod", name="web-0", namespace=namespace),
+    ]
+    for form in forms:
+        with pytest.raises(InvalidObjectError, match="is no DNS label"):
+            object_reference(form)
+    assert object_reference({"kind": "Pod", "name": "web-0", "namespace": "x" * 63})
+
+
 def test_a_huge_or_broken_repr_does_not_swamp_or_break_the_message() -> None:
     """The description of a bad object is cut short, and a failing repr is survived."""
 
@@ -303,11 +321,16 @@ def test_a_refused_object_is_described_only_when_its_error_is_shown() -> None:
 
 def test_client_models_in_a_description_are_named_not_printed_whole() -> None:
     """A client model's repr pretty-prints all of it (seconds for a list of a thousand
-    pods, to show 80 characters): a description names it by its class."""
-    pod = client.V1Pod(metadata=client.V1ObjectMeta(name="web-0", namespace="prod"))
+    pods, to show 80 characters): a description names it by its class and its name, which
+    a human needs to find it (``<V1Pod>`` alone told not which of a list's pods it was)."""
+    metadata = client.V1ObjectMeta(name="web-0", namespace="prod")
+    pod = client.V1Pod(metadata=metadata)
     with pytest.raises(InvalidObjectError) as info:
         object_reference([pod] * 1000)
-    assert str(info.value).startswith("cannot refer to list [<V1Pod>, <V1Pod>, <V1Pod>,")
+    assert str(info.value).startswith("cannot refer to list [<V1Pod 'web-0'>, <V1Pod 'web-0'>,")
+    metadata.namespace = "Prod"
+    with pytest.raises(InvalidObjectError, match=r"^cannot refer to V1Pod <V1Pod 'web-0'>: its"):
+        object_reference(pod)
     with pytest.raises(InvalidObjectError, match=r"^cannot refer to V1Pod <V1Pod>: it has no"):
         object_reference(client.V1Pod(metadata=client.V1ObjectMeta(namespace="prod")))
 
