@@ -85,6 +85,9 @@ class _Forks(threading.local):
 
 _held_at_fork = _Forks()
 _renewed_in = os.getpid()  # the process whose objects are its own, not a parent's copies
+# one item per fork under way in this process (appended and popped in C: threads fork at
+# once): only while it has one may this process be a child not renewed yet
+_forking: list[None] = []
 
 
 def renew_in_child(target: Renewable) -> None:
@@ -111,6 +114,7 @@ def _before_fork() -> None:
     # the wait runs no handler of a signal this thread takes, as os.fork() alone runs none:
     # one that forks would recurse into this wait, one that raises (sys.exit on SIGTERM)
     # would cut it short and the child could inherit a half-made import
+    _forking.append(None)
     forks = _held_at_fork.stack
     held = [lock for _, taken in forks for lock in taken]  # an outer fork's: no import runs
     taken: list[threading.Lock] = []
@@ -122,6 +126,8 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_parent() -> None:
+    if _forking:
+        _forking.pop()
     forks = _held_at_fork.stack
     if forks:
         mask, taken = forks.pop()
@@ -133,7 +139,13 @@ def _after_fork_in_parent() -> None:
 
 def renewed() -> None:
     """Renew now in a forked child whose fork hooks have not reached the library's yet: a
-    hook registered before the library was imported runs first, and may log."""
+    hook registered before the library was imported runs first, and may log. Cheap on the
+    caller's path: no system call unless a fork is under way."""
+    if _forking:
+        _renew()
+
+
+def _renew() -> None:
     global _importing, _openssl, _exit_hook_in, _renewed_in
     if _renewed_in == os.getpid():
         return
@@ -149,7 +161,8 @@ def renewed() -> None:
 
 
 def _after_fork_in_child() -> None:
-    renewed()
+    _renew()
+    _forking.clear()  # the parent's; this process forks none yet
     forks = _held_at_fork.stack
     if forks:  # its locks were the parent's, renewed
         signal.pthread_sigmask(signal.SIG_SETMASK, forks.pop()[0])
