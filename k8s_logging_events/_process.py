@@ -56,6 +56,13 @@ MAIN_THREAD_SIGNALS = frozenset(
 )
 """The signals the library's threads block: an application handles them on its main thread."""
 
+_FAULTS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+    if hasattr(signal, name)
+)
+"""Never blocked by a fork's wait: a blocked fault ends the process without faulthandler's stack."""
+
 
 class Renewable(Protocol):
     def _after_fork_in_child(self) -> None: ...
@@ -119,7 +126,7 @@ def _before_fork() -> None:
     held = [lock for _, taken in forks for lock in taken]  # an outer fork's: no import runs
     taken: list[threading.Lock] = []
     forks.append((signal.pthread_sigmask(signal.SIG_BLOCK, ()), taken))
-    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _FAULTS)
     waits = [lock for lock in (_importing, _openssl) if lock not in held]
     # in C, no handler runs between a lock's acquire and its append: after-hooks release it
     taken.extend(filter(operator.methodcaller("acquire", timeout=FORK_IMPORT_WAIT_SECONDS), waits))

@@ -890,3 +890,34 @@ def test_a_log_call_asks_the_system_nothing_to_tell_a_forks_child(server, monkey
         handler.close()
     assert calls == []
     assert stored_counts(server)["p"] == 3
+
+
+_CRASH_IN_A_FORK_HOOK = """
+import ctypes, faulthandler, os
+faulthandler.enable()
+# a C library's fork hook that crashes, registered before the library's: it runs after it
+os.register_at_fork(before=lambda: ctypes.string_at(0))
+import k8s_logging_events.handler
+os.fork()
+"""
+
+
+@needs_fork
+def test_a_crash_within_a_forks_hooks_still_shows_where(tmp_path) -> None:
+    """A segmentation fault in another library's fork hook, or in ``fork()`` itself, while
+    the fork's hooks block the signals: faulthandler still prints the Python stack. Before,
+    the fault was blocked too, and the kernel ended the process with no word."""
+    script = tmp_path / "crash.py"
+    script.write_text(_CRASH_IN_A_FORK_HOOK)
+    environment = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == -signal.SIGSEGV
+    assert "Segmentation fault" in result.stderr
+    assert "crash.py" in result.stderr
