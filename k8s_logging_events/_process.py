@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import operator
 import os
 import signal
 import sys
@@ -61,6 +62,13 @@ MAIN_THREAD_SIGNALS = frozenset(
 )
 """The signals the library's threads block: an application handles them on its main thread."""
 
+_FAULTS = frozenset(
+    getattr(signal, name)
+    for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
+    if hasattr(signal, name)
+)
+"""Never blocked by a fork's wait: a blocked fault ends the process without faulthandler's stack."""
+
 
 class Renewable(Protocol):
     def _after_fork_in_child(self) -> None: ...
@@ -76,9 +84,23 @@ _order = itertools.count()
 _renewable: weakref.WeakValueDictionary[int, Renewable] = weakref.WeakValueDictionary()
 _importing = threading.Lock()
 _openssl = threading.Lock()
-# per forking thread: two threads may fork at once, and each releases only what it took
-_held_at_fork = threading.local()
+
+
+class _Forks(threading.local):
+    """Per forking thread (two threads may fork at once, and each releases only what it
+    took), a stack: a fork may come within a fork's hooks (another library's hook, or a
+    signal's handler, which Python runs between any two steps once another thread took it),
+    of the signal mask to restore and the locks taken."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[set[int | signal.Signals], list[threading.Lock]]] = []
+
+
+_held_at_fork = _Forks()
 _renewed_in = os.getpid()  # the process whose objects are its own, not a parent's copies
+# one item per fork under way in this process (appended and popped in C: threads fork at
+# once): only while it has one may this process be a child not renewed yet
+_forking: list[None] = []
 
 
 def renew_in_child(target: Renewable) -> None:
@@ -102,49 +124,61 @@ def openssl() -> threading.Lock:
 
 
 def _before_fork() -> None:
-    # the wait runs no signal handler, as os.fork() alone runs none: one that forks would
-    # recurse into this wait, one that raises (sys.exit on SIGTERM) would cut it short and
-    # the child could inherit a half-made import; it runs once the locks are released
-    _held_at_fork.mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    locks = (_importing, _openssl)
-    _held_at_fork.locks = [lock for lock in locks if lock.acquire(timeout=FORK_IMPORT_WAIT_SECONDS)]
-
-
-def _unblock_signals() -> None:
-    mask, _held_at_fork.mask = getattr(_held_at_fork, "mask", None), None
-    if mask is not None:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    # the wait runs no handler of a signal this thread takes, as os.fork() alone runs none:
+    # one that forks would recurse into this wait, one that raises (sys.exit on SIGTERM)
+    # would cut it short and the child could inherit a half-made import
+    _forking.append(None)
+    forks = _held_at_fork.stack
+    held = [lock for _, taken in forks for lock in taken]  # an outer fork's: no import runs
+    taken: list[threading.Lock] = []
+    forks.append((signal.pthread_sigmask(signal.SIG_BLOCK, ()), taken))
+    signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals() - _FAULTS)
+    waits = [lock for lock in (_importing, _openssl) if lock not in held]
+    # in C, no handler runs between a lock's acquire and its append: after-hooks release it
+    taken.extend(filter(operator.methodcaller("acquire", timeout=FORK_IMPORT_WAIT_SECONDS), waits))
 
 
 def _after_fork_in_parent() -> None:
-    held, _held_at_fork.locks = getattr(_held_at_fork, "locks", []), []
-    for lock in reversed(held):
-        lock.release()
-    _unblock_signals()  # after the release: a handler that forks again finds the locks free
+    if _forking:
+        _forking.pop()
+    forks = _held_at_fork.stack
+    if forks:
+        mask, taken = forks.pop()
+        for lock in reversed(taken):
+            lock.release()
+        # after the release: a handler that forks again finds the locks free
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def renewed() -> None:
     """Renew now in a forked child whose fork hooks have not reached the library's yet: a
-    hook registered before the library was imported runs first, and may log."""
-    if _renewed_in != os.getpid():
-        _after_fork_in_child()
+    hook registered before the library was imported runs first, and may log. Cheap on the
+    caller's path: no system call unless a fork is under way."""
+    if _forking:
+        _renew()
 
 
-def _after_fork_in_child() -> None:
+def _renew() -> None:
     global _importing, _openssl, _exit_hook_in, _renewed_in
-    if _renewed_in == os.getpid():  # renewed already (renewed()): what it queued stays
+    if _renewed_in == os.getpid():
         return
     _renewed_in = os.getpid()
     _importing = threading.Lock()
     _openssl = threading.Lock()
-    _held_at_fork.locks = []
     _exit_hook_in = None
     _awaiting.clear()
     for target in list(_renewable.values()):
         # one object that cannot renew itself must not leave the others unrenewed
         with contextlib.suppress(Exception):
             target._after_fork_in_child()
-    _unblock_signals()
+
+
+def _after_fork_in_child() -> None:
+    _renew()
+    _forking.clear()  # the parent's; this process forks none yet
+    forks = _held_at_fork.stack
+    if forks:  # its locks were the parent's, renewed
+        signal.pthread_sigmask(signal.SIG_SETMASK, forks.pop()[0])
 
 
 if hasattr(os, "register_at_fork"):
