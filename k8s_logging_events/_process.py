@@ -140,6 +140,7 @@ def _after_fork_in_child() -> None:
     _held_at_fork.locks = []
     _exit_hook_in = None
     _awaiting.clear()
+    AT_EXIT.clear()  # the parent's stops: their threads are not here, their Events never set
     for target in list(_renewable.values()):
         # one object that cannot renew itself must not leave the others unrenewed
         with contextlib.suppress(Exception):
