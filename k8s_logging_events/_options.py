@@ -395,7 +395,8 @@ def default_component() -> str:
     module = str(getattr(spec, "name", "") or "")
     if module not in ("", "__main__"):  # a zipapp's or a directory's is named __main__
         return module.removesuffix(".__main__")
-    script = os.path.basename(sys.argv[0].rstrip("/")) if sys.argv and sys.argv[0] else ""
+    # absolute: python . (or ./, billing/..) is the directory it names, not "."
+    script = os.path.basename(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
     if script and script not in ("-c", "-"):
         return script.removesuffix(".pyz").removesuffix(".py")
     return "python"

@@ -715,6 +715,23 @@ def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
     assert _options.default_component() == named
 
 
+@pytest.mark.parametrize("argv0", [".", "./", "billing/.."])
+def test_the_current_directory_run_as_a_script_is_named_after_the_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv0: str
+) -> None:
+    """``python .`` (a container's ``CMD ["python", "."]``, a project's own directory) was
+    named ``.`` (``..`` for ``python billing/..``), with a warning that the component ``'.'``,
+    which no one wrote, is not a qualified name: it is named after the directory it is."""
+    (tmp_path / "billing-api" / "billing").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "billing-api")
+    monkeypatch.delenv(_options.COMPONENT_ENV, raising=False)
+    main = type(sys)("__main__")
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert _options.default_component() == "billing-api"
+
+
 @pytest.mark.parametrize("blank", ["  ", "\n", " \t"])
 def test_component_and_host_are_stripped_and_blank_means_the_default(
     monkeypatch: pytest.MonkeyPatch, blank: str
