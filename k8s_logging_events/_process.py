@@ -197,6 +197,7 @@ def _flush_all() -> None:
     for target in list(_to_flush):
         with contextlib.suppress(Exception):
             target.flush_at_child_exit()
+    _wait_for_stops()  # os._exit follows, no atexit: a stop's daemon thread would be killed
 
 
 AT_EXIT: dict[threading.Event, tuple[float, Callable[[], None]]] = {}

@@ -814,3 +814,48 @@ def test_a_forked_child_does_not_wait_at_exit_for_a_stop_running_in_its_parent(
         result = run_python(_FORK_WHILE_A_STOP_RUNS, server.url, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert float(result.stdout.split()[-1]) < 10, result.stdout
+
+
+_CHILD_ENDS_WHILE_A_STOP_RUNS = """
+import logging, logging.config, multiprocessing, sys, threading
+from k8s_logging_events import sink as sinks
+from k8s_logging_events.handler import KubernetesEventHandler
+
+def work(url):
+    real = sinks.KubernetesEventSink.from_url
+    building, release = threading.Event(), threading.Event()
+
+    def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
+        building.set()
+        release.wait(30)
+        return real(url, **keywords)
+
+    sinks.KubernetesEventSink.from_url = held_build
+    handler = KubernetesEventHandler(component="work", sink=url, flush_timeout=30)
+    log = logging.getLogger("work")
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    log.warning("step failed", extra={"involved": pod})
+    building.wait(30)
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    release.set()  # the stop goes on on k8s-events-close as the target returns
+
+child = multiprocessing.get_context("fork").Process(target=work, args=(sys.argv[1],))
+child.start()
+child.join(60)
+print(child.exitcode)
+"""
+
+
+@needs_fork
+def test_a_multiprocessing_child_ends_once_a_stop_left_by_dictconfig_wrote(
+    server, tmp_path
+) -> None:
+    """In a multiprocessing child, dictConfig replaced a handler while its writer built the
+    client, so the handler stopped on a thread of its own; the target then returned and the
+    child ended with os._exit, which no exit hook precedes: that thread was killed, the
+    event never written, never counted, nothing said. The child's end waits for the stop
+    as an interpreter's exit does."""
+    result = run_python(_CHILD_ENDS_WHILE_A_STOP_RUNS, server.url, cwd=tmp_path)
+    assert result.stdout.split() == ["0"], result.stderr
+    assert stored_counts(server)["p"] == 1, result.stderr
