@@ -7,9 +7,7 @@ whole. Each option is described in ``docs/configuration.md``, and in code on the
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import inspect
 import logging
 import os
 import socket
@@ -226,13 +224,7 @@ def hook(name: str, value: object, shape: str = "") -> Any:
     """A function option (``sleep``, the correlator's hooks of ``shape="(event)"``): callable
     or null; a name written without ``ext://`` is a string, and a function that cannot take
     one argument (``ext://os.getcwd``) would fail every event later, on the dispatcher."""
-    fits = value is None or callable(value)
-    if fits and value is not None and shape:
-        with contextlib.suppress(ValueError):  # a builtin without a signature: trusted
-            try:
-                inspect.signature(value).bind(None)  # type: ignore[arg-type]
-            except TypeError:
-                fits = False
+    fits = value is None or (correlators.takes_event(value) if shape else callable(value))
     if not fits:
         raise ValueError(
             f"{name} must be a function{' of ' + shape if shape else ''} (in dictConfig: "
