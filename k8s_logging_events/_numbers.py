@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import numbers
 import threading
 from collections.abc import Sequence
 
@@ -27,19 +28,18 @@ def number(
     integer: bool = False,
     meaning: str = "",
 ) -> float:
-    """``value`` as a finite number from ``minimum`` to ``maximum``, else ValueError; a number
-    in a string (``"5"``, from the environment) is one, NaN, infinity and booleans are not."""
+    """``value`` as a finite number from ``minimum`` to ``maximum``, else ValueError; any real
+    number (a Fraction, numpy's) or one in a string (``"5"``, from the environment) is one,
+    NaN, infinity and booleans are not."""
     allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
     if maximum < math.inf:
         allowed += f" and <= {maximum:g}"
     if meaning:
         allowed += f" ({meaning})"
     converted: float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        converted = float(value)
-    elif isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            converted = float(value.strip())
+    if not isinstance(value, bool) and isinstance(value, numbers.Real | str):
+        with contextlib.suppress(ValueError, OverflowError):  # 10**400: out of range
+            converted = float(value.strip() if isinstance(value, str) else value)
     if (
         converted is None
         or not math.isfinite(converted)
@@ -64,7 +64,7 @@ def timeout(value: object) -> float | tuple[float, float] | None:
     meaning = "seconds to connect and to read"
     if value is None:
         return None
-    if isinstance(value, str | int | float):
+    if isinstance(value, str | numbers.Real):
         return seconds("request_timeout", value, minimum=0.001, meaning=meaning)
     if isinstance(value, Sequence) and len(value) == 2:
         connect, read = (

@@ -7,9 +7,7 @@ whole. Each option is described in ``docs/configuration.md``, and in code on the
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import inspect
 import logging
 import os
 import socket
@@ -226,13 +224,7 @@ def hook(name: str, value: object, shape: str = "") -> Any:
     """A function option (``sleep``, the correlator's hooks of ``shape="(event)"``): callable
     or null; a name written without ``ext://`` is a string, and a function that cannot take
     one argument (``ext://os.getcwd``) would fail every event later, on the dispatcher."""
-    fits = value is None or callable(value)
-    if fits and value is not None and shape:
-        with contextlib.suppress(ValueError):  # a builtin without a signature: trusted
-            try:
-                inspect.signature(value).bind(None)  # type: ignore[arg-type]
-            except TypeError:
-                fits = False
+    fits = value is None or (correlators.takes_event(value) if shape else callable(value))
     if not fits:
         raise ValueError(
             f"{name} must be a function{' of ' + shape if shape else ''} (in dictConfig: "
@@ -395,7 +387,8 @@ def default_component() -> str:
     module = str(getattr(spec, "name", "") or "")
     if module not in ("", "__main__"):  # a zipapp's or a directory's is named __main__
         return module.removesuffix(".__main__")
-    script = os.path.basename(sys.argv[0].rstrip("/")) if sys.argv and sys.argv[0] else ""
+    # absolute: python . (or ./, billing/..) is the directory it names, not "."
+    script = os.path.basename(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
     if script and script not in ("-c", "-"):
         return script.removesuffix(".pyz").removesuffix(".py")
     return "python"

@@ -167,6 +167,7 @@ def _renew() -> None:
     _openssl = threading.Lock()
     _exit_hook_in = None
     _awaiting.clear()
+    AT_EXIT.clear()  # the parent's stops: their threads are not here, their Events never set
     for target in list(_renewable.values()):
         # one object that cannot renew itself must not leave the others unrenewed
         with contextlib.suppress(Exception):
@@ -230,6 +231,7 @@ def _flush_all() -> None:
     for target in list(_to_flush):
         with contextlib.suppress(Exception):
             target.flush_at_child_exit()
+    _wait_for_stops()  # os._exit follows, no atexit: a stop's daemon thread would be killed
 
 
 AT_EXIT: dict[threading.Event, tuple[float, Callable[[], None]]] = {}

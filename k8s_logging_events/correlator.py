@@ -9,6 +9,7 @@ clock. The keys and stages live in :mod:`~k8s_logging_events._correlation`; the 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import threading
 from collections.abc import Sequence
@@ -90,6 +91,20 @@ _GO_JSON_ESCAPES = str.maketrans({char: f"\\u{ord(char):04x}" for char in "<>&\u
 _NUMBER_OPTIONS = ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds")
 
 
+def takes_event(function: object) -> bool:
+    """Whether ``function`` can be called with one event, as each correlator hook is; one of
+    another shape (``os.getcwd``) would fail every event on the dispatcher."""
+    if not callable(function):
+        return False
+    try:
+        inspect.signature(function).bind(None)
+    except ValueError:  # a builtin without a signature: trusted
+        return True
+    except TypeError:
+        return False
+    return True
+
+
 def validate_event_type(type: str) -> bool:
     """Tell whether ``type`` is an event type client-go accepts: exactly Normal or Warning."""
     return type in _VALID_EVENT_TYPES
@@ -117,7 +132,8 @@ def count_patch(event: models.Event) -> bytes:
 class CorrelatorOptions:
     """How an :class:`EventCorrelator` aggregates, counts and filters (see docs/correlation.md).
     As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured for a
-    number. Negative numbers (and NaN) raise :class:`ValueError`."""
+    number. Negative numbers (and NaN), and a hook that cannot take one event, raise
+    :class:`ValueError`."""
 
     lru_cache_size: int = 0
     """Entries in each of the three caches; 0: :data:`DEFAULT_LRU_CACHE_SIZE` (4096)."""
@@ -150,6 +166,11 @@ class CorrelatorOptions:
             if not value >= 0:
                 msg = f"CorrelatorOptions.{name} must not be negative, got {value!r}"
                 raise ValueError(msg)
+        for name in ("key_func", "message_func", "spam_key_func"):
+            value = getattr(self, name)
+            if value is not None and not takes_event(value):
+                msg = f"CorrelatorOptions.{name} must be a function of (event) or None, not "
+                raise ValueError(msg + repr(value))
 
     def resolved(self) -> CorrelatorOptions:
         """Return a copy with every zero or ``None`` field replaced by its default."""

@@ -1619,3 +1619,23 @@ def test_a_combined_event_of_ones_own_message_func_continues_across_restarts(
             (9, f"{prefix}probe 11 failed in run 2")
         ]
         assert len(server.events("default")) == 3 * 9 + 1  # the plain ones: a message each run
+
+
+class _KeyOfReason:
+    def __call__(self, event: Event) -> str:
+        return event.reason
+
+
+@pytest.mark.parametrize("name", ["key_func", "message_func", "spam_key_func"])
+def test_a_hook_that_cannot_take_the_event_is_refused_when_the_options_are_made(
+    name: str,
+) -> None:
+    """``CorrelatorOptions(message_func=lambda: "x")`` written in code was taken: every event
+    then failed on the dispatcher (counted failed), a message_func only at the first
+    aggregation, minutes later; dictConfig's mapping already refused it. The options refuse
+    it when made, naming the field; functions that take the event in any way are taken."""
+    with pytest.raises(ValueError, match=f"CorrelatorOptions.{name} must be a function of"):
+        corr.CorrelatorOptions(**{name: lambda: "x"})  # type: ignore[arg-type]
+    for fits in (str, _KeyOfReason(), lambda event, *more, scale=1: "x", lambda *args: "x"):
+        options: dict[str, Any] = {name: fits}
+        assert getattr(corr.CorrelatorOptions(**options), name) is fits

@@ -18,6 +18,7 @@ import os
 import sys
 import time
 from datetime import UTC, datetime
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -94,6 +95,35 @@ def test_numbers_written_as_strings_are_taken_as_the_numbers_they_spell(written:
     )
     assert len(as_numbers.encode()) <= 48
     assert as_strings == as_numbers
+
+
+def test_any_real_number_is_a_number() -> None:
+    """A Fraction (numpy's numbers too: any ``numbers.Real``) is a number: ``max_message_bytes=
+    Fraction(48)`` was refused as "must be a whole number", now it cuts where 48 does."""
+    as_numbers = _written_message(max_message_bytes=48, qps=2.5, flush_timeout=5, writers=2)
+    as_fractions = _written_message(
+        max_message_bytes=Fraction(48), qps=Fraction(5, 2), flush_timeout=Fraction(5), writers=2
+    )
+    assert as_fractions == as_numbers
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda **option: KubernetesEventHandler(sink=None, **option),
+        lambda **option: sink.KubernetesEventSink.from_url("http://127.0.0.1:1", **option),
+    ],
+    ids=["handler", "sink"],
+)
+@pytest.mark.parametrize("name", ["qps", "burst", "drain_qps", "request_timeout"])
+def test_a_number_too_large_for_a_float_is_a_value_error_naming_the_option(
+    build: Any, name: str
+) -> None:
+    """``burst=10**400`` (an exponent's typo, a computed value) raised a bare OverflowError
+    ("int too large to convert to float") that named no option: it is out of range, a
+    ValueError naming the option like any other."""
+    with pytest.raises(ValueError, match=f"^{name} must be"):
+        build(**{name: 10**400})
 
 
 @pytest.mark.parametrize(
@@ -683,6 +713,23 @@ def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
     monkeypatch.setitem(sys.modules, "__main__", main)
     monkeypatch.setattr(sys, "argv", [argv0])
     assert _options.default_component() == named
+
+
+@pytest.mark.parametrize("argv0", [".", "./", "billing/.."])
+def test_the_current_directory_run_as_a_script_is_named_after_the_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv0: str
+) -> None:
+    """``python .`` (a container's ``CMD ["python", "."]``, a project's own directory) was
+    named ``.`` (``..`` for ``python billing/..``), with a warning that the component ``'.'``,
+    which no one wrote, is not a qualified name: it is named after the directory it is."""
+    (tmp_path / "billing-api" / "billing").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "billing-api")
+    monkeypatch.delenv(_options.COMPONENT_ENV, raising=False)
+    main = type(sys)("__main__")
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setattr(sys, "argv", [argv0])
+    assert _options.default_component() == "billing-api"
 
 
 @pytest.mark.parametrize("blank", ["  ", "\n", " \t"])

@@ -30,7 +30,7 @@ import pytest
 from k8s_logging_events import _http, _process, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
-from tests._children import REPO
+from tests._children import REPO, run_python
 from tests.reliability_scenarios import (
     ListHandler,
     app_logger,
@@ -921,3 +921,97 @@ def test_a_crash_within_a_forks_hooks_still_shows_where(tmp_path) -> None:
     assert result.returncode == -signal.SIGSEGV
     assert "Segmentation fault" in result.stderr
     assert "crash.py" in result.stderr
+
+
+_FORK_WHILE_A_STOP_RUNS = """
+import os, sys, threading, time, warnings
+import logging, logging.config
+from k8s_logging_events import sink as sinks
+from k8s_logging_events.handler import KubernetesEventHandler
+
+real, building, release = sinks.KubernetesEventSink.from_url, threading.Event(), threading.Event()
+
+def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
+    building.set()
+    release.wait(30)
+    return real(url, **keywords)
+
+sinks.KubernetesEventSink.from_url = held_build
+handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=30)
+log = logging.getLogger("job")
+log.addHandler(handler)
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "job", "namespace": "default"}}
+log.warning("step failed", extra={"involved": pod})
+building.wait(30)
+logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+release.set()  # the stop on k8s-events-close now waits for the hanging server
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    pid = os.fork()
+if pid == 0:
+    sys.exit(0)  # a worker's normal end: the interpreter's exit, atexit hooks included
+began = time.monotonic()
+os.waitpid(pid, 0)
+print(time.monotonic() - began, flush=True)
+os._exit(0)  # the parent's own stop (30 s against a hanging server) is not this test's
+"""
+
+
+@needs_fork
+def test_a_forked_child_does_not_wait_at_exit_for_a_stop_running_in_its_parent(
+    tmp_path,
+) -> None:
+    """dictConfig left a handler's stop to a thread of its own (``k8s-events-close``) and the
+    program forked a worker meanwhile: the worker has no such thread, yet its exit waited
+    for it, the stop's whole bound (flush_timeout and a second: 31 s here). A child's exit
+    waits only for stops of its own."""
+    with LocalApiServer() as server:
+        server.inject(action="hang", times=None)
+        result = run_python(_FORK_WHILE_A_STOP_RUNS, server.url, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout.split()[-1]) < 10, result.stdout
+
+
+_CHILD_ENDS_WHILE_A_STOP_RUNS = """
+import logging, logging.config, multiprocessing, sys, threading
+from k8s_logging_events import sink as sinks
+from k8s_logging_events.handler import KubernetesEventHandler
+
+def work(url):
+    real = sinks.KubernetesEventSink.from_url
+    building, release = threading.Event(), threading.Event()
+
+    def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
+        building.set()
+        release.wait(30)
+        return real(url, **keywords)
+
+    sinks.KubernetesEventSink.from_url = held_build
+    handler = KubernetesEventHandler(component="work", sink=url, flush_timeout=30)
+    log = logging.getLogger("work")
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    log.warning("step failed", extra={"involved": pod})
+    building.wait(30)
+    logging.config.dictConfig({"version": 1, "disable_existing_loggers": False})
+    release.set()  # the stop goes on on k8s-events-close as the target returns
+
+child = multiprocessing.get_context("fork").Process(target=work, args=(sys.argv[1],))
+child.start()
+child.join(60)
+print(child.exitcode)
+"""
+
+
+@needs_fork
+def test_a_multiprocessing_child_ends_once_a_stop_left_by_dictconfig_wrote(
+    server, tmp_path
+) -> None:
+    """In a multiprocessing child, dictConfig replaced a handler while its writer built the
+    client, so the handler stopped on a thread of its own; the target then returned and the
+    child ended with os._exit, which no exit hook precedes: that thread was killed, the
+    event never written, never counted, nothing said. The child's end waits for the stop
+    as an interpreter's exit does."""
+    result = run_python(_CHILD_ENDS_WHILE_A_STOP_RUNS, server.url, cwd=tmp_path)
+    assert result.stdout.split() == ["0"], result.stderr
+    assert stored_counts(server)["p"] == 1, result.stderr
