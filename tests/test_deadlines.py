@@ -413,11 +413,18 @@ from k8s_logging_events.handler import KubernetesEventHandler
 SIGNAL = getattr(signal, sys.argv[2])
 if SIGNAL == signal.SIGTERM:  # a service's graceful stop: SIGTERM ends the program
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+else:  # Ctrl-C raises, as in a terminal: a test run a shell put in the background (&)
+    # passes on SIGINT ignored, and Python leaves it so
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 buffered = logging.handlers.MemoryHandler(
     100, flushLevel=logging.CRITICAL, target=logging.StreamHandler(sys.stdout)
 )
-handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=30)
+# no read times out while the exit waits, on a loaded machine too: a timeout's retry would
+# be reported before the signal comes
+handler = KubernetesEventHandler(
+    component="job", sink=sys.argv[1], flush_timeout=30, request_timeout=(5, 120)
+)
 log = logging.getLogger("job")
 log.addHandler(buffered)  # made first, so logging.shutdown() closes it after the handler
 log.addHandler(handler)
