@@ -480,6 +480,8 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = logging.LogRecord.__new__(type(record))
     copy.__dict__.update(record.__dict__)
+    if copy.exc_info:  # made again: another handler's formatter (in colour?) left its own
+        copy.exc_text = None
     if queued:
         copy.msg = copy.message = queued[0]
     if _is_loguru_exception(record):
@@ -487,7 +489,6 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         # message: the event gets loguru's message alone, and the exception as any record's
         copy.msg = _tracebacks.without_loguru_traceback(str(record.msg), record.exc_info)
         copy.args = ()
-        copy.exc_text = None
     if event_dict is not None:
         # the formatter sees the message, not the dict; without its marks a structlog
         # ProcessorFormatter takes the copy for a plain record, as it should

@@ -112,7 +112,8 @@ def exception_summary(exc_info: object) -> str:
     summary = _summary(exc_type, exc)
     if isinstance(exc, BaseExceptionGroup):
         # asyncio's TaskGroup: the group's own text says how many failed, never why
-        seen = dict.fromkeys(_summary(type(leaf), leaf) for leaf in _leaves(exc))
+        leaves = itertools.islice(_leaves(exc), _GROUP_READ)
+        seen = dict.fromkeys(_summary(type(leaf), leaf) for leaf in leaves)
         summary = f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
     return summary
 
@@ -122,11 +123,14 @@ _GROUP_READ = 100
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-    def walk(inner: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
-        for exc in inner.exceptions:
-            yield from walk(exc) if isinstance(exc, BaseExceptionGroup) else (exc,)
-
-    return itertools.islice(walk(group), _GROUP_READ)
+    # no recursion: a frame per nested group raised RecursionError into the caller's log call
+    todo: list[BaseException] = [group]
+    while todo:
+        exc = todo.pop()
+        if isinstance(exc, BaseExceptionGroup):  # never empty: a leaf a child at least
+            todo.extend(reversed(exc.exceptions[:_GROUP_READ]))
+        else:
+            yield exc
 
 
 def _summary(exc_type: object, exc: object) -> str:

@@ -102,8 +102,8 @@ _searched: dict[type, tuple[str, str]] = {}
 # the references made lately, by their fields: see _shared
 _MAX_SHARED = 4096
 _shared_refs: dict[tuple[str, ...], ObjectReference] = {}
-# the namespaces found valid ("" is none, which is valid); forgets all when full
-_namespaces = {""}
+# the namespaces found valid; forgets all when full
+_namespaces: set[str] = set()
 
 
 class InvalidObjectError(ValueError):
@@ -143,7 +143,9 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
             namespace that is no DNS label.
     """
     ref = _reader_of(obj)(obj)
-    if ref.namespace not in _namespaces:  # one look-up a record; the rule once a namespace
+    # one look-up a record, the rule once a namespace; "" (none) never looked up: another
+    # thread emptying the set refused the events of cluster-scoped objects meanwhile
+    if ref.namespace and ref.namespace not in _namespaces:
         _check_namespace(ref.namespace, obj)
     if field_path and field_path != ref.field_path:
         return dataclasses.replace(ref, field_path=field_path)
@@ -245,7 +247,7 @@ def _check_namespace(namespace: str, obj: object) -> None:
         )
     if len(_namespaces) >= _MAX_SHARED:
         _namespaces.clear()
-    _namespaces.update(("", namespace))
+    _namespaces.add(namespace)
 
 
 def _unknown(obj: object) -> ObjectReference:

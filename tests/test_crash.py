@@ -515,11 +515,21 @@ class TestHooks:
         handler.flush()
         assert len(_crashes(k8s_apiserver)) == 1
 
-    @pytest.mark.parametrize("exc", [KeyboardInterrupt(), SystemExit(2)])
+    @pytest.mark.parametrize(
+        "exc",
+        [
+            KeyboardInterrupt(),
+            SystemExit(2),
+            BaseExceptionGroup("nursery", [KeyboardInterrupt()]),
+            BaseExceptionGroup("", [SystemExit(0), BaseExceptionGroup("", [KeyboardInterrupt()])]),
+        ],
+    )
     def test_stopping_on_purpose_is_passed_on_without_an_event(
         self, make, hooks, k8s_apiserver, exc
     ) -> None:
-        """KeyboardInterrupt and SystemExit reach the previous hooks, and make no event."""
+        """KeyboardInterrupt and SystemExit reach the previous hooks, and make no event; so
+        does a group of them alone, as trio's and anyio's task groups raise Ctrl-C (it was
+        an ``UncaughtException`` event, ``BaseExceptionGroup: ...: KeyboardInterrupt``)."""
         handler = make()
         sys.excepthook(*_raised(exc))
         thread_args = threading.ExceptHookArgs((type(exc), exc, None, None))

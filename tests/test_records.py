@@ -7,9 +7,11 @@ what is noted about it.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import re
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -369,3 +371,32 @@ def test_a_plain_enum_member_stands_for_its_text_value() -> None:
         "ImagePulled",
         ["reason"],
     )
+
+
+class _ColourFormatter(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        return f"\x1b[31m{super().formatException(ei)}\x1b[0m"
+
+
+def test_a_traceback_another_handler_formatted_first_is_rendered_anew() -> None:
+    """With ``exception_detail="traceback"``, a console handler ahead of this one whose
+    formatter colours tracebacks leaves its rendering on the record (``exc_text``, the stdlib
+    formatter's cache): the event's message was the console's, terminal colours and all.
+    The handler's own formatter renders the exception itself."""
+    try:
+        raise ValueError("bad size")
+    except ValueError:
+        record = _record(involved=_pod())
+        record.exc_info = sys.exc_info()
+    _ColourFormatter().format(record)
+    assert "\x1b[31m" in str(record.exc_text)
+    settings = dataclasses.replace(
+        _settings(), exception_detail="traceback", formatter=_records.PLAIN
+    )
+    occurrence = _records.read(
+        record, _records.find_extras(record) or {}, settings, _records.Notes(), NOW
+    )
+    assert occurrence is not None
+    assert occurrence.message.startswith("Pulling busybox\nTraceback (most recent call last):")
+    assert occurrence.message.endswith("ValueError: bad size")
+    assert "\x1b[31m" in str(record.exc_text)  # the record itself is left as it was

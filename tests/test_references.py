@@ -430,3 +430,13 @@ def test_text_of_a_str_subclass_is_read_as_plain_text() -> None:
     )
     assert [type(value) for value in dataclasses.astuple(tagged)] == [str] * 7
     assert object_reference({"kind": "Widget", "name": "blue", "namespace": "prod"}) is plain
+
+
+def test_a_cluster_scoped_object_needs_no_namespace_known_valid(monkeypatch) -> None:
+    """The valid namespaces are kept in a set another thread empties when it is full; while
+    it was empty, every cluster-scoped object's reference was refused: its namespace ``''``
+    "is no DNS label". No namespace is checked against nothing."""
+    monkeypatch.setattr(references, "_namespaces", set())
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "node-1"}}
+    assert references.object_reference(node).namespace == ""
+    assert references._namespaces == set()

@@ -72,6 +72,16 @@ def test_an_exception_groups_summary_names_the_exceptions_in_it() -> None:
     assert summary.endswith("; ValueError: 8")  # ten distinct, the repeats said once
 
 
+def test_a_group_nested_deeper_than_the_stack_is_summarised() -> None:
+    """Each nested group took a frame: a group nested as deep as the stack left room for (a
+    log call in deep code, nested TaskGroups) raised RecursionError into the log call."""
+    group: ExceptionGroup[Exception] = ExceptionGroup("inner", [KeyError("web-0")])
+    for _ in range(2 * sys.getrecursionlimit()):
+        group = ExceptionGroup("outer", [group])
+    summary = _tracebacks.exception_summary(_raised(group))
+    assert summary == "ExceptionGroup: outer (1 sub-exception): KeyError: 'web-0'"
+
+
 def test_an_exception_whose_text_raises_still_has_a_summary() -> None:
     """The type is named, its text said to be unprintable; nothing raises."""
     summary = _tracebacks.exception_summary(_raised(_UnprintableError()))
