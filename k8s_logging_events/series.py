@@ -145,9 +145,7 @@ class SeriesCorrelator:
         self._finish = finish_seconds
         self._refresh = refresh_seconds
         self._lock = threading.Lock()
-        self._cache: cachetools.LRUCache[tuple[object, ...], _Entry] = cachetools.LRUCache(
-            cache_size
-        )
+        self._cache = cachetools.LRUCache[tuple[object, ...], _Entry](cache_size)
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
