@@ -52,17 +52,40 @@ def get_event_key(event: models.Event) -> str:
     """The key that makes two events the same event, to be counted rather than repeated: source,
     involved object but its resource version, type, reason and message, concatenated without
     separators as client-go does (so ``"ab"`` + ``"c"`` and ``"a"`` + ``"bc"`` collide)."""
-    ref, source = event.involved_object, event.source
-    fields = (source.component, source.host, ref.kind, ref.namespace, ref.name, ref.field_path)
-    return "".join((*fields, ref.uid, ref.api_version, event.type, event.reason, event.message))
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.field_path,
+            ref.uid,
+            ref.api_version,
+            event.type,
+            event.reason,
+            event.message,
+        )
+    )
 
 
 def get_spam_key(event: models.Event) -> str:
     """The default spam key: one token bucket per source, object and event type (every
     container and reason of an object share it, as in client-go)."""
-    ref, source = event.involved_object, event.source
-    fields = (source.component, source.host, ref.kind, ref.namespace, ref.name, ref.uid)
-    return "".join((*fields, ref.api_version, event.type))
+    ref = event.involved_object
+    return "".join(
+        (
+            event.source.component,
+            event.source.host,
+            ref.kind,
+            ref.namespace,
+            ref.name,
+            ref.uid,
+            ref.api_version,
+            event.type,
+        )
+    )
 
 
 def spam_key_per_reason(event: models.Event) -> str:
