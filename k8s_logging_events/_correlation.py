@@ -141,9 +141,7 @@ class Aggregator:
     """Combines similar events once too many distinct ones come close together."""
 
     def __init__(self, settings: Settings, namer: _sanitise.EventNamer) -> None:
-        self._cache: cachetools.LRUCache[str, _AggregateRecord] = cachetools.LRUCache(
-            settings.lru_cache_size
-        )
+        self._cache = cachetools.LRUCache[str, _AggregateRecord](settings.lru_cache_size)
         self._namer = namer
         self._key_func = settings.key_func
         self._message_func = settings.message_func
@@ -231,9 +229,7 @@ class Observer:
     """Counts repeats of an event."""
 
     def __init__(self, settings: Settings) -> None:
-        self._cache: cachetools.LRUCache[str, _Observation] = cachetools.LRUCache(
-            settings.lru_cache_size
-        )
+        self._cache = cachetools.LRUCache[str, _Observation](settings.lru_cache_size)
 
     def observe(self, event: models.Event, key: str) -> tuple[models.Event, bool]:
         """Count ``event`` under ``key``; return it (as a repeat when True) or unchanged."""
@@ -270,9 +266,7 @@ class SpamFilter:
     """Holds back what a source sends about an object beyond its token bucket."""
 
     def __init__(self, settings: Settings) -> None:
-        self._cache: cachetools.LRUCache[str, _tokenbucket.TokenBucket] = cachetools.LRUCache(
-            settings.lru_cache_size
-        )
+        self._cache = cachetools.LRUCache[str, _tokenbucket.TokenBucket](settings.lru_cache_size)
         self._burst = settings.burst_size
         # client-go keeps qps as a float32, so its refill is 1/300 rounded to single precision
         # (beyond the float32 range, Go's conversion gives infinity)
@@ -286,10 +280,7 @@ class SpamFilter:
 
     def _bucket(self, key: str, now: float) -> _tokenbucket.TokenBucket:
         # a missing or evicted bucket comes back full
-        bucket = self._cache.get(key)
-        if bucket is None:
-            bucket = _tokenbucket.TokenBucket(self._qps, self._burst, now)
-        return bucket
+        return self._cache.get(key) or _tokenbucket.TokenBucket(self._qps, self._burst, now)
 
     def take(self, event: models.Event) -> bool:
         return self.take_many(event, 1) == 1

@@ -122,7 +122,7 @@ class HandOff:
 
     def _record_all(self, recordings: list[_pool.Recording], items: list[Any]) -> None:
         """Correlate ``items`` (occurrences, or Events built) for each sink, in runs."""
-        built: dict[int, models.Event] = {}
+        built: _runs.Built = {}
         cuts: dict[bool, list[_runs.Run]] = {}
         for recording in recordings:
             if not recording.ready and (recording.aside_count or not recording.prepares_here()):
@@ -140,9 +140,7 @@ class HandOff:
                 runs = cuts[by_object] = self._cut(items, by_object, built)
             self._record(recording, runs, self.settling)
 
-    def _cut(
-        self, items: list[Any], by_object: bool, built: dict[int, models.Event]
-    ) -> list[_runs.Run]:
+    def _cut(self, items: list[Any], by_object: bool, built: _runs.Built) -> list[_runs.Run]:
         try:
             return _runs.cut(
                 items, models.correlation_keys, self._build, by_object=by_object, built=built

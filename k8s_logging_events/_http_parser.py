@@ -157,9 +157,7 @@ def _lines(receive: Callable[[], bytes], data: bytes, part: str) -> tuple[bytes,
         data = _more(receive, data, part)
     else:  # no lines, the blank one first (it may have come in two parts)
         return data[1 if data[:1] == b"\n" else 2 :], []
-    block = data[: end.start()]
-    if block.endswith(b"\r"):  # the CR of the last line's CRLF
-        block = block[:-1]
+    block = data[: end.start()].removesuffix(b"\r")  # the CR of the last line's CRLF
     if block.count(b"\n") == block.count(b"\r\n"):  # CRLF only, as servers send: no regex
         return data[end.end() :], block.split(b"\r\n")
     return data[end.end() :], _LINE_END.split(block)

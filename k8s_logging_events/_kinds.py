@@ -104,10 +104,7 @@ ONE_API_VERSION = {kind: versions[0] for kind, versions in _VERSIONS.items() if 
 without one gets it, as ``kubectl events --for`` selects events by it."""
 _CLUSTER_SCOPED_KINDS = frozenset(k for kinds in _CLUSTER_SCOPED.values() for k in kinds.split())
 
-_GROUPS: dict[str, frozenset[str]] = {
-    kind: frozenset(v.rpartition("/")[0] for k, v in MODEL_TYPE_META.values() if k == kind)
-    for kind, _ in MODEL_TYPE_META.values()
-}
+_GROUPS = {kind: frozenset(v.rpartition("/")[0] for v in vs) for kind, vs in _VERSIONS.items()}
 _BY_LOWER_CASE = {kind.lower(): kind for kind in _GROUPS}
 
 KIND_NAMES = frozenset(_GROUPS)

@@ -371,10 +371,9 @@ def describe_credentials(configuration: Any, origin: str, sources: list[str] | N
     kinds = []
     if getattr(configuration, "cert_file", None):
         kinds.append("a client certificate")
-    api_key = getattr(configuration, "api_key", None) or {}
     # a token loaded again (_Renewal) may come later: an exec plugin that failed so far
     renewed = isinstance(getattr(configuration, "refresh_api_key_hook", None), _Renewal)
-    has_token = renewed or bool(api_key.get("authorization") or api_key.get("BearerToken"))
+    has_token = renewed or bool(_token(configuration))
     if has_token:
         kinds += [s for s in sources or ["a bearer token"] if "certificate" not in s]
     if getattr(configuration, "username", None) and not has_token:

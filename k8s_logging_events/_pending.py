@@ -207,14 +207,9 @@ class Writes:
         # due times are durations: on the monotonic reading, which a wall clock step does not move
         self._now = clock_mod.monotonic_source(clock)
         self._reporter = reporter
-        self._namer = namer or _sanitise.EventNamer()
-        self._continuation = _continuation.Continuation(
-            event_sink,
-            self._namer,
-            clock,
-            reporter,
-            max(options.known_events, _continuation.DEFAULT_KNOWN_EVENTS),
-        )
+        self._namer = namer = namer or _sanitise.EventNamer()
+        known = max(options.known_events, _continuation.DEFAULT_KNOWN_EVENTS)
+        self._continuation = _continuation.Continuation(event_sink, namer, clock, reporter, known)
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()

@@ -57,8 +57,7 @@ class WatchLoop:
         if not self._starting.acquire(blocking=False):
             return
         try:
-            thread = threading.Thread(target=self._run, name=self._name, daemon=True)
-            self.thread = thread
+            self.thread = thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             thread.start()
             self.refused = False
         except RuntimeError as error:

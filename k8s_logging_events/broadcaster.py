@@ -280,35 +280,31 @@ class Broadcaster(EndsOnExit):
         self._watch_capacity = max(queue_length, 1)
         self._behavior = FullChannelBehavior(full_channel_behavior)
         self._name = name
-        # Go's incomingBlock: serialises producers and control operations, held until a
-        # control operation has run, so that nothing overtakes it
-        self._lock = threading.Lock()
         self._stopped = False
         self._thread: threading.Thread | None = None
-        # the incoming queue; its two conditions share one lock, as in queue.Queue
-        self._incoming: deque[WatchEvent | _Marker] = deque()
-        self._queue_lock = threading.Lock()
-        self._not_empty = threading.Condition(self._queue_lock)
-        self._not_full = threading.Condition(self._queue_lock)
+        self._incoming: deque[WatchEvent | _Marker] = deque()  # the incoming queue
         # only the distributing thread touches it; a dict keeps the order of delivery among
         # watchers predictable (Go leaves it unspecified)
         self._watchers: dict[Watcher, None] = {}
-        # control operations whose callers wait (under the queue lock): a shutdown that gives
-        # up lets them go
-        self._waiting: set[_Marker] = set()
         self._abandoned = False  # a shutdown gave up waiting for the thread
+        self._after_fork_in_child()  # the locks, made where a child after fork makes them
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
         # the distributing thread (which may have held the locks) and what was queued are the
-        # parent's; a thread of the child's own starts at the next use
+        # parent's; a thread of the child's own starts at the next use.
+        # Go's incomingBlock: serialises producers and control operations, held until a
+        # control operation has run, so that nothing overtakes it
         self._lock = threading.Lock()
+        # the incoming queue's two conditions share one lock, as in queue.Queue
         self._queue_lock = threading.Lock()
         self._not_empty = threading.Condition(self._queue_lock)
         self._not_full = threading.Condition(self._queue_lock)
         self._incoming.clear()
-        self._waiting = set()
-        if self._thread is not None and not self._stopped:
+        # control operations whose callers wait (under the queue lock): a shutdown that gives
+        # up lets them go
+        self._waiting: set[_Marker] = set()
+        if not self._stopped:
             self._thread = None
         for watcher in self._watchers:
             watcher._renew_after_fork()

@@ -153,8 +153,4 @@ def _since(moment: datetime | None, now: datetime) -> str:
 def _tabulate(rows: Sequence[Sequence[str]]) -> str:
     # every cell but the last is padded to its column's widest cell plus the padding
     widths = [max(len(row[i]) for row in rows) + _PADDING for i in range(len(COLUMNS) - 1)]
-    lines = []
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
-        lines.append(_INDENT + "".join(cells) + row[-1])
-    return "\n".join(lines) + "\n"
+    return "".join(f"{_INDENT}{''.join(map(str.ljust, row, widths))}{row[-1]}\n" for row in rows)

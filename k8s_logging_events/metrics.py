@@ -186,9 +186,8 @@ class _Collector:
         if any(member.component == component for member in kept):
             # a counter of a living series never goes down (Prometheus would read a reset):
             # the leaving handler's counts stay in it, its gauges leave
-            counts = Counter(metrics.handler.stats())
-            for gauge in _GAUGES:
-                del counts[gauge]
+            stats = metrics.handler.stats()
+            counts = Counter({name: n for name, n in stats.items() if name not in _GAUGES})
             retired[component] = retired.get(component, Counter()) + counts
             self._shares[metrics.handler] = (component, counts)
         else:  # its series go with it

@@ -139,10 +139,10 @@ class Event:
         """Build an event from a core/v1 JSON body; unknown keys are ignored."""
         metadata: Mapping[str, Any] = data.get("metadata") or {}
         source: Mapping[str, Any] = data.get("source") or {}
-        series: Mapping[str, Any] | None = data.get("series")
+        series: Mapping[str, Any] = data.get("series") or {}
         related: Mapping[str, Any] | None = data.get("related")
         annotations: Mapping[str, Any] = metadata.get("annotations") or {}
-        last_observed = parse_time(series.get("lastObservedTime")) if series else None
+        observed, series_count = parse_time(series.get("lastObservedTime")), series.get("count")
         return cls(
             name=_str(metadata.get("name")),
             namespace=_str(metadata.get("namespace")),
@@ -156,17 +156,11 @@ class Event:
             action=_str(data.get("action")),
             reporting_controller=_str(data.get("reportingComponent")),
             reporting_instance=_str(data.get("reportingInstance")),
-            source=EventSource(
-                component=_str(source.get("component")), host=_str(source.get("host"))
-            ),
+            source=EventSource(_str(source.get("component")), _str(source.get("host"))),
             first_timestamp=parse_time(data.get("firstTimestamp")),
             last_timestamp=parse_time(data.get("lastTimestamp")),
             event_time=parse_time(data.get("eventTime")),
-            series=(
-                EventSeries(count=int(series.get("count") or 0), last_observed_time=last_observed)
-                if series and last_observed is not None
-                else None
-            ),
+            series=None if observed is None else EventSeries(int(series_count or 0), observed),
             related=ObjectReference.from_api(related) if related else None,
         )
 
@@ -209,13 +203,9 @@ def parse_time(value: object) -> datetime | None:
     """Parse an RFC 3339 timestamp as the API writes it (or a datetime) into aware UTC."""
     if value is None or value == "":
         return None
-    if isinstance(value, datetime):
-        parsed = value
-    else:
-        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _str(value: object) -> str:

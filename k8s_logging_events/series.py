@@ -76,11 +76,8 @@ def _key(event: models.Event, ref: models.ObjectReference) -> tuple[object, ...]
 def series_patch(event: models.Event) -> bytes:
     """The strategic-merge patch that writes ``event``'s series, and nothing else."""
     assert event.series is not None, "only a series is patched in events.k8s.io/v1"
-    series = {
-        "count": event.series.count,
-        "lastObservedTime": models.format_micro_time(event.series.last_observed_time),
-    }
-    return json.dumps({"series": series}, separators=(",", ":"), sort_keys=True).encode()
+    patch = {"series": event.to_api()["series"]}  # the model owns the wire form
+    return json.dumps(patch, separators=(",", ":"), sort_keys=True).encode()
 
 
 def prepare_event(event: models.Event, *, default_action: str = DEFAULT_ACTION) -> models.Event:
@@ -148,9 +145,7 @@ class SeriesCorrelator:
         self._finish = finish_seconds
         self._refresh = refresh_seconds
         self._lock = threading.Lock()
-        self._cache: cachetools.LRUCache[tuple[object, ...], _Entry] = cachetools.LRUCache(
-            cache_size
-        )
+        self._cache = cachetools.LRUCache[tuple[object, ...], _Entry](cache_size)
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
