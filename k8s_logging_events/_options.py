@@ -7,6 +7,7 @@ whole. Each option is described in ``docs/configuration.md``, and in code on the
 
 from __future__ import annotations
 
+import configparser
 import difflib
 import logging
 import os
@@ -255,9 +256,10 @@ def reason(value: object) -> str:
 
 
 def _flag(value: object) -> object:
-    """``"true"`` and ``"false"`` (an ini file's, a quoted YAML value's) as the booleans."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    """Text that configparser's ``getboolean`` reads as a boolean (``"true"``, ``"yes"``,
+    ``"off"``, ``"0"``: an ini file's, a quoted YAML value's) as that boolean."""
+    if isinstance(value, str):
+        return configparser.ConfigParser.BOOLEAN_STATES.get(value.strip().lower(), value)
     return value
 
 

@@ -302,13 +302,25 @@ def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
 
 
 @pytest.mark.parametrize(
-    ("written", "meant"), [("false", False), ("True", True), (" FALSE ", False)]
+    ("written", "meant"),
+    [
+        ("false", False),
+        ("True", True),
+        (" FALSE ", False),
+        ("yes", True),
+        ("No", False),
+        ("on", True),
+        ("OFF", False),
+        ("1", True),
+        ("0", False),
+    ],
 )
 def test_true_and_false_written_as_strings_are_the_booleans(written: str, meant: bool) -> None:
-    """An ini file (fileConfig) or a quoted YAML value gives "false" as a string: for
-    ``structured_logging`` it meant a logger named "false" (structured logging on), and
-    ``crash_events`` refused it; both take it as the boolean, as numbers written as strings
-    are taken as numbers."""
+    """An ini file (fileConfig) or a quoted YAML value gives "false" (or "yes", "off" ...) as
+    a string: for ``structured_logging`` it meant a logger named "false" or "yes"
+    (structured logging on), and ``crash_events`` refused it; both take what configparser's
+    ``getboolean`` (and YAML 1.1, unquoted) reads as a boolean as that boolean, as numbers
+    written as strings are taken as numbers."""
     handler = KubernetesEventHandler(sink=None, structured_logging=written)
     try:
         assert handler._options.structured_logging is meant
