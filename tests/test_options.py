@@ -338,6 +338,18 @@ def test_true_and_false_written_as_strings_are_the_booleans(written: str, meant:
         handler.close()
 
 
+@pytest.mark.parametrize("option", ["kubeconfig", "context"])
+@pytest.mark.parametrize("given", ["http://127.0.0.1:8001", FakeEventSink()], ids=["url", "object"])
+def test_kubeconfig_or_context_with_a_sink_of_its_own_is_refused(option: str, given: Any) -> None:
+    """``kubeconfig`` and ``context`` choose the cluster of ``sink: auto``; beside a sink URL
+    or an EventSink they were silently ignored, and the events went elsewhere than the
+    user meant. The handler refuses the pair when it is built, naming both options, as it
+    refuses ``sink`` beside ``broadcaster``."""
+    options: dict[str, Any] = {option: "x"}
+    with pytest.raises(ValueError, match=f"{option} cannot be set together with a sink"):
+        KubernetesEventHandler(sink=given, **options)
+
+
 @pytest.mark.parametrize("written", ["none", "None", " NONE ", "null", "", None])
 def test_structured_logging_written_as_none_is_off(written: str | None) -> None:
     """``structured_logging: none`` in a YAML file is the string "none", as ``sink: none``
