@@ -7,6 +7,7 @@ whole. Each option is described in ``docs/configuration.md``, and in code on the
 
 from __future__ import annotations
 
+import configparser
 import difflib
 import logging
 import os
@@ -131,8 +132,9 @@ class Options:
 
 def checked(given: Mapping[str, Any]) -> Options:
     """The handler's keywords (all, by name) checked into :class:`Options`; else ValueError."""
+    sink = checked_sink(given["sink"], given["broadcaster"])
     return Options(
-        sink=checked_sink(given["sink"], given["broadcaster"]),
+        sink=sink,
         namespace=namespace(given["namespace"]),
         default_reason=reason(given["default_reason"]),
         max_message_bytes=whole(
@@ -148,8 +150,8 @@ def checked(given: Mapping[str, Any]) -> Options:
             "exception_detail", given["exception_detail"], _records.EXCEPTION_DETAILS
         ),
         api=choice("api", given["api"], (sinks.CORE_V1, sinks.EVENTS_V1, "auto")),
-        kubeconfig=optional_text("kubeconfig", given["kubeconfig"]),
-        context=optional_text("context", given["context"]),
+        kubeconfig=for_auto("kubeconfig", given["kubeconfig"], sink),
+        context=for_auto("context", given["context"], sink),
         default_involved=default_involved(given["default_involved"]),
         crash_events=crash_events(given["crash_events"], given["default_involved"]),
         broadcasting=broadcasting(
@@ -195,11 +197,17 @@ def choice(name: str, value: object, allowed: Sequence[str]) -> str:
     return value
 
 
-def optional_text(name: str, value: object) -> str | None:
+def for_auto(name: str, value: object, sink: Sink) -> str | None:
+    """``kubeconfig`` and ``context``, which choose the cluster of ``sink: auto`` alone."""
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string or null, not {value!r}")
+    if sink not in (None, "auto"):
+        raise ValueError(
+            f"{name} cannot be set together with a sink URL or EventSink: it chooses the "
+            "cluster for sink 'auto' only (leave sink unset, or drop the option)"
+        )
     return value
 
 
@@ -255,9 +263,10 @@ def reason(value: object) -> str:
 
 
 def _flag(value: object) -> object:
-    """``"true"`` and ``"false"`` (an ini file's, a quoted YAML value's) as the booleans."""
-    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
-        return value.strip().lower() == "true"
+    """Text that configparser's ``getboolean`` reads as a boolean (``"true"``, ``"yes"``,
+    ``"off"``, ``"0"``: an ini file's, a quoted YAML value's) as that boolean."""
+    if isinstance(value, str):
+        return configparser.ConfigParser.BOOLEAN_STATES.get(value.strip().lower(), value)
     return value
 
 

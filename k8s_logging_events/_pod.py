@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 
-from k8s_logging_events import _apis, _diagnostics, _process, models
+from k8s_logging_events import _apis, _diagnostics, _process, models, references
 from k8s_logging_events import sink as sinks
 
 __all__ = [
@@ -81,6 +81,15 @@ def from_environment() -> PodIdentity:
     ref = models.ObjectReference(
         kind="Pod", api_version="v1", name=name, namespace=namespace, uid=uid
     )
+    try:  # the rule for every involved object's namespace, said once here, not per record
+        references.object_reference(ref)
+    except references.InvalidObjectError as error:
+        return PodIdentity(
+            None,
+            f'default_involved="pod" cannot name pod {name!r}: {error.args[0]} (read from '
+            f"POD_NAMESPACE or {NAMESPACE_FILE}). Records without an involved object make "
+            f"no events; {_DOWNWARD_API_HINT}",
+        )
     return PodIdentity(ref, problem)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 __all__ = ["exception_summary", "queued", "without_loguru_traceback"]
 
@@ -23,17 +23,14 @@ _TRACEBACK_STARTS = (
 _QUEUED_EXCEPTION = f"\n{_TRACEBACK_STARTS[0]}\n"
 _QUEUED_STACK = "\nStack (most recent call last):\n"
 _QUEUED_NONE = f"\n{_NONE_LINE}"  # what the stdlib formats for an exc_info of no exception
-_QUEUED_STARTS = (  # an exception group's traceback: no summary is read from it
-    _QUEUED_EXCEPTION,
-    _QUEUED_STACK,
-    f"\n{_TRACEBACK_STARTS[1]}\n",
-)
+_QUEUED_STARTS = (_QUEUED_EXCEPTION, _QUEUED_STACK, f"\n{_TRACEBACK_STARTS[1]}\n")
 
 
 def queued(record: logging.LogRecord) -> tuple[str, str] | None:
     """For a record a ``QueueHandler`` prepared, whose message holds the traceback and stack
     text it formatted (its exception dropped): the message without them, and the exception's
-    last lines (``ExcType: text``); None for any other record."""
+    last lines (``ExcType: text``; a group's as :func:`exception_summary` has it); None for
+    any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
     # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
@@ -45,17 +42,44 @@ def queued(record: logging.LogRecord) -> tuple[str, str] | None:
         head = head[: -len(_QUEUED_NONE)]
     elif not found:
         return None
-    exception = text[text.find(_QUEUED_EXCEPTION) :] if _QUEUED_EXCEPTION in text else ""
-    exception = exception.split(_QUEUED_STACK)[0]  # a stack follows the traceback
-    lines = exception.split("\n")
+    exception = text[min(found) :].split(_QUEUED_STACK)[0] if found else ""  # a stack follows
+    group = exception.rfind(_QUEUED_STARTS[2])
+    if group > exception.rfind(_QUEUED_EXCEPTION):  # the exception raised last is a group
+        return head, _group_summary(exception[group:].split("\n")[2:])
+    return head, _exception_text(exception.split("\n"))
+
+
+def _exception_text(lines: list[str]) -> str:
+    """The exception's own text at the end of its traceback's ``lines``, after the last
+    frame, whose source and carets are indented (the text may have indented lines of its
+    own); all of them for an exception never raised."""
     frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
-    start = frames[-1] + 1 if frames else len(lines)
-    # the last frame's source and carets are indented; the exception's text starts after
-    # them, and may have indented lines of its own
+    start = frames[-1] + 1 if frames else 0
     while start < len(lines) and lines[start].startswith(" "):
         start += 1
-    summary = "\n".join(lines[start:]).strip("\n")
-    return head, _without_module(summary)
+    return _without_module("\n".join(lines[start:]).strip("\n"))
+
+
+def _group_summary(lines: list[str]) -> str:
+    """:func:`exception_summary` of a group from its traceback's ``lines`` (those after its
+    first): each exception in it is a traceback of its own behind ``| ``, after a ``+---``
+    line; one a ``+-+`` line follows is a group, ``+--- ... ---`` leads to none (``and 5
+    more exceptions``)."""
+    opened, sections = [""], [list[str]()]  # the line each section follows, and its lines
+    for line in lines:
+        line = line.lstrip(" ")
+        if line.startswith("+"):
+            opened.append(line)
+            sections.append([])
+        elif line.startswith("|"):
+            sections[-1].append(line[2:])
+    opened.append("")
+    leaves = (
+        _exception_text(section)
+        for index, section in enumerate(sections[1:], 1)
+        if section and " ... " not in opened[index] and not opened[index + 1].startswith("+-+")
+    )
+    return _with_leaves(_exception_text(sections[0]), leaves)
 
 
 def _without_module(summary: str) -> str:
@@ -111,15 +135,18 @@ def exception_summary(exc_info: object) -> str:
     exc_type, exc = exc_info[0], exc_info[1]
     summary = _summary(exc_type, exc)
     if isinstance(exc, BaseExceptionGroup):
-        # asyncio's TaskGroup: the group's own text says how many failed, never why
-        leaves = itertools.islice(_leaves(exc), _GROUP_READ)
-        seen = dict.fromkeys(_summary(type(leaf), leaf) for leaf in leaves)
-        summary = f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
+        summary = _with_leaves(summary, (_summary(type(leaf), leaf) for leaf in _leaves(exc)))
     return summary
 
 
 _GROUP_SHOWN = 10  # distinct summaries of a group's exceptions, of its first hundred
 _GROUP_READ = 100
+
+
+def _with_leaves(summary: str, leaves: Iterable[str]) -> str:
+    # asyncio's TaskGroup: the group's own text says how many failed, never why
+    seen = dict.fromkeys(itertools.islice(leaves, _GROUP_READ))
+    return f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:

@@ -648,9 +648,10 @@ class TestConfiguration:
             logging.config.dictConfig(config)
         assert "crash_events needs default_involved" in str(raised.value.__cause__)
 
-    @pytest.mark.parametrize("value", ["yes", 1, None])
+    @pytest.mark.parametrize("value", ["enabled", 1, None])
     def test_a_bool_only(self, value) -> None:
-        """true or false, nothing that merely looks like one."""
+        """A boolean, or text that configparser's getboolean reads as one ("yes"), nothing
+        else that merely looks like one."""
         with pytest.raises(ValueError, match="crash_events must be true or false"):
             KubernetesEventHandler(sink=None, default_involved="pod", crash_events=value)
 

@@ -664,6 +664,34 @@ def test_outside_a_pod_default_involved_is_reported_once_and_makes_no_events(
     assert "POD_NAME" in report
 
 
+@pytest.mark.parametrize("namespace", ["$(NS)", "Shop Bad"])
+def test_a_namespace_that_is_no_dns_label_is_reported_once_as_no_pod(
+    no_pod_env: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, namespace: str
+) -> None:
+    """A POD_NAMESPACE the server would refuse (``$(NS)`` that Kubernetes left unexpanded) is
+    said once, when the handler is built, by the rule for every namespace; records without an
+    involved object then make no events, as outside a pod, and no report of their own."""
+    caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
+    no_pod_env.setenv("POD_NAME", "shop-api-1")
+    no_pod_env.setenv("POD_NAMESPACE", namespace)
+    sink = FakeEventSink()
+    clock = FakeClock()
+    event_handler = KubernetesEventHandler(
+        sink=sink, default_involved="pod", clock=clock, sleep=clock.sleep
+    )
+    log = logging.getLogger("tests.integrations.badpodnamespace")
+    log.addHandler(event_handler)
+    log.warning("one")
+    log.warning("two")
+    log.warning("still about an object", extra={"involved": POD})
+    event_handler.close()
+    assert [e.message for e in sink.events] == ["still about an object"]
+    (report,) = [r.getMessage() for r in caplog.records if r.name == "k8s_logging_events"]
+    assert f"namespace {namespace!r} is no DNS label" in report
+    assert "POD_NAMESPACE" in report
+    assert "Records without an involved object make no events" in report
+
+
 @pytest.mark.parametrize(
     ("variables", "missing"),
     [

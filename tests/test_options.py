@@ -302,13 +302,25 @@ def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
 
 
 @pytest.mark.parametrize(
-    ("written", "meant"), [("false", False), ("True", True), (" FALSE ", False)]
+    ("written", "meant"),
+    [
+        ("false", False),
+        ("True", True),
+        (" FALSE ", False),
+        ("yes", True),
+        ("No", False),
+        ("on", True),
+        ("OFF", False),
+        ("1", True),
+        ("0", False),
+    ],
 )
 def test_true_and_false_written_as_strings_are_the_booleans(written: str, meant: bool) -> None:
-    """An ini file (fileConfig) or a quoted YAML value gives "false" as a string: for
-    ``structured_logging`` it meant a logger named "false" (structured logging on), and
-    ``crash_events`` refused it; both take it as the boolean, as numbers written as strings
-    are taken as numbers."""
+    """An ini file (fileConfig) or a quoted YAML value gives "false" (or "yes", "off" ...) as
+    a string: for ``structured_logging`` it meant a logger named "false" or "yes"
+    (structured logging on), and ``crash_events`` refused it; both take what configparser's
+    ``getboolean`` (and YAML 1.1, unquoted) reads as a boolean as that boolean, as numbers
+    written as strings are taken as numbers."""
     handler = KubernetesEventHandler(sink=None, structured_logging=written)
     try:
         assert handler._options.structured_logging is meant
@@ -324,6 +336,18 @@ def test_true_and_false_written_as_strings_are_the_booleans(written: str, meant:
         assert handler._options.crash_events is meant
     finally:
         handler.close()
+
+
+@pytest.mark.parametrize("option", ["kubeconfig", "context"])
+@pytest.mark.parametrize("given", ["http://127.0.0.1:8001", FakeEventSink()], ids=["url", "object"])
+def test_kubeconfig_or_context_with_a_sink_of_its_own_is_refused(option: str, given: Any) -> None:
+    """``kubeconfig`` and ``context`` choose the cluster of ``sink: auto``; beside a sink URL
+    or an EventSink they were silently ignored, and the events went elsewhere than the
+    user meant. The handler refuses the pair when it is built, naming both options, as it
+    refuses ``sink`` beside ``broadcaster``."""
+    options: dict[str, Any] = {option: "x"}
+    with pytest.raises(ValueError, match=f"{option} cannot be set together with a sink"):
+        KubernetesEventHandler(sink=given, **options)
 
 
 @pytest.mark.parametrize("written", ["none", "None", " NONE ", "null", "", None])

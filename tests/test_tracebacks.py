@@ -12,6 +12,8 @@ import logging.handlers
 import queue
 import sys
 
+import pytest
+
 from k8s_logging_events import _tracebacks
 
 
@@ -115,6 +117,54 @@ def test_a_queued_exception_text_of_several_lines_is_kept_whole() -> None:
     queued = _tracebacks.queued(prepared)
     assert queued is not None
     assert queued == ("bad", "ValueError: first line\nsecond line")
+
+
+def _group_during_another() -> ExceptionGroup[Exception]:
+    """A group raised while another exception was handled, of raised exceptions, one of them
+    raised while handling a third."""
+    raised = []
+    for error in (ValueError("bad size"), KeyError("web-0")):
+        try:
+            try:
+                raise error
+            except KeyError as inner:
+                raise LookupError("no pod") from inner
+        except Exception as caught:  # collected, as a TaskGroup does
+            raised.append(caught)
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        try:
+            raise ExceptionGroup("unhandled errors in a TaskGroup", raised)
+        except ExceptionGroup as group:
+            return group
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        ExceptionGroup("unhandled errors in a TaskGroup", [ValueError("bad"), KeyError("web-0")]),
+        ExceptionGroup("outer", [ExceptionGroup("inner", [ValueError("a\nb")]), TypeError("t")]),
+        ExceptionGroup("gather", [ValueError(n) for n in range(20)]),
+        ExceptionGroup("decode", [json.JSONDecodeError("Expecting value", "x", 0)]),
+        _group_during_another(),
+    ],
+    ids=["flat", "nested", "wider-than-shown", "module", "chained"],
+)
+def test_a_queued_exception_group_has_the_summary_of_a_direct_record(
+    group: ExceptionGroup[Exception],
+) -> None:
+    """Behind a QueueHandler, a group's event said nothing of it (the summary was empty), or,
+    raised while another exception was handled, gave the whole group's traceback as its
+    summary. Read from the traceback text, the summary is the group's and those of the
+    exceptions in it, as a direct record's."""
+    info = _raised(group)
+    prepared = _queued(
+        _record("reconcile failed", info, stack_info="Stack (most recent call last):\n  x")
+    )
+    assert "Exception Group Traceback" in prepared.msg
+    summary = _tracebacks.exception_summary(info)
+    assert _tracebacks.queued(prepared) == ("reconcile failed", summary)
 
 
 def test_loguru_output_loses_its_traceback_and_keeps_its_message() -> None:
