@@ -249,31 +249,7 @@ def test_a_queue_handler_that_feeds_only_our_handler_does_not_count_as_showing_i
     runs. Once stopped (``atexit.register(listener.stop)``, which runs before
     ``logging.shutdown()``), it shows nothing: the exit's report went into a queue no one
     read."""
-    import logging.handlers
-    import queue
-
-    target = private_logger("queued")
-    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
-    queued = logging.handlers.QueueHandler(records)
-    target.addHandler(queued)
-    user = ListHandler()
-    own_only = logging.handlers.QueueListener(records, OwnHandler())
-    with_user = logging.handlers.QueueListener(records, OwnHandler(), user)
-    try:
-        for listener, text in ((own_only, "behind a queue"), (with_user, "shown by the user's")):
-            queued.listener = listener  # type: ignore[attr-defined]  # as dictConfig sets it
-            listener.start()
-            try:
-                _diagnostics.log_safely(target, logging.WARNING, text)
-            finally:
-                listener.stop()
-        assert capsys.readouterr().err == "k8s_logging_events.tests.queued: behind a queue\n"
-        assert user.messages() == ["shown by the user's"]
-        _diagnostics.log_safely(target, logging.WARNING, "after the listener stopped")
-        err = capsys.readouterr().err
-        assert err == "k8s_logging_events.tests.queued: after the listener stopped\n"
-    finally:
-        target.removeHandler(queued)
+    _reports_behind_listeners(capsys, "queued", named_by_the_handler=True)
 
 
 def test_a_queue_listener_of_the_users_making_decides_as_dictconfigs_does(capsys) -> None:
@@ -284,10 +260,17 @@ def test_a_queue_listener_of_the_users_making_decides_as_dictconfigs_does(capsys
     and the reports about the last records, went into a queue no one read any more, and
     nothing was shown. The running listener that reads the queue is found by its thread;
     with none, a queue of this process is read by no one."""
+    _reports_behind_listeners(capsys, "by-hand", named_by_the_handler=False)
+
+
+def _reports_behind_listeners(capsys, name: str, *, named_by_the_handler: bool) -> None:
+    """A report through a ``QueueHandler`` is shown to stderr when its listener feeds only our
+    handler, by the user's handler when the listener has one, and to stderr once stopped;
+    the listener named on the handler (as dictConfig does) or found reading the queue."""
     import logging.handlers
     import queue
 
-    target = private_logger("by-hand")
+    target = private_logger(name)
     records: queue.Queue[logging.LogRecord] = queue.Queue()
     queued = logging.handlers.QueueHandler(records)
     target.addHandler(queued)
@@ -296,16 +279,18 @@ def test_a_queue_listener_of_the_users_making_decides_as_dictconfigs_does(capsys
     with_user = logging.handlers.QueueListener(records, OwnHandler(), user)
     try:
         for listener, text in ((own_only, "behind a queue"), (with_user, "shown by the user's")):
+            if named_by_the_handler:
+                queued.listener = listener  # type: ignore[attr-defined]  # as dictConfig sets it
             listener.start()
             try:
                 _diagnostics.log_safely(target, logging.WARNING, text)
             finally:
                 listener.stop()
-        assert capsys.readouterr().err == "k8s_logging_events.tests.by-hand: behind a queue\n"
+        assert capsys.readouterr().err == f"k8s_logging_events.tests.{name}: behind a queue\n"
         assert user.messages() == ["shown by the user's"]
         _diagnostics.log_safely(target, logging.WARNING, "after the listener stopped")
         err = capsys.readouterr().err
-        assert err == "k8s_logging_events.tests.by-hand: after the listener stopped\n"
+        assert err == f"k8s_logging_events.tests.{name}: after the listener stopped\n"
     finally:
         target.removeHandler(queued)
 
