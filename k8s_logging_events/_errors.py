@@ -143,8 +143,12 @@ class ApiStatusError(Exception):
 
     @property
     def is_retryable(self) -> bool:
-        """True for throttling (429) and server-side trouble (5xx)."""
-        return self.status == 429 or self.status >= 500
+        """True for throttling (429) and server-side trouble (5xx), but for etcd's refusal of
+        an object over its request limit (1.5 MiB by default): the server passes it on as an
+        unclassified 500, and the same event meets it again on every try."""
+        if self.status >= 500:
+            return self.message != "etcdserver: request is too large"
+        return self.status == 429
 
 
 class RequestConstructionError(Exception):

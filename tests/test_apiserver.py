@@ -286,6 +286,28 @@ def test_an_update_body_over_3_mib_is_request_entity_too_large(cluster, method, 
     assert stored.message != body["message"]
 
 
+def test_an_event_over_etcds_request_limit_is_an_unclassified_500(cluster):
+    """A body under the 3 MiB the API server reads can still hold an event over etcd's
+    default request limit (1.5 MiB): the create, or the patch that grows an event past it,
+    is the 500 etcd's refusal becomes, without a reason, and nothing is stored."""
+    big = "x" * (2 * 1024 * 1024)
+    with pytest.raises(ApiException) as error:
+        cluster.core.create_namespaced_event(
+            cluster.namespace, core_event("e1", cluster.namespace, message=big)
+        )
+    assert error.value.status == 500
+    assert status(error)["message"] == "etcdserver: request is too large"
+    assert "reason" not in status(error)
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    with pytest.raises(ApiException) as error:
+        cluster.core.patch_namespaced_event("e1", cluster.namespace, {"message": big})
+    assert (error.value.status, status(error)["message"]) == (
+        500,
+        "etcdserver: request is too large",
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).message != big
+
+
 def test_field_validation_strict_refuses_an_unknown_field(cluster):
     """``fieldValidation=Strict`` turns the dropped-field warning into 400 BadRequest, naming
     every unknown field, and nothing is stored; ``Ignore`` stores it without a warning."""

@@ -211,6 +211,36 @@ def test_a_write_refused_at_connect_never_landed_so_another_writer_costs_it_noth
     assert counts == [9]
 
 
+def test_an_event_over_etcds_request_limit_is_given_up_after_one_attempt() -> None:
+    """A message of 2 MB (``max_message_bytes`` raised for whole tracebacks) makes a body
+    under the 3 MiB the API server reads but an event over etcd's request limit: the
+    server's 500 ``etcdserver: request is too large`` would come again on every try, each
+    one resending the megabytes and holding back the object's other events, so the write is
+    given up at the first, counted failed and said so."""
+    clock = FakeClock()
+    with LocalApiServer(clock=clock) as server:
+        handler = KubernetesEventHandler(
+            component="ctl",
+            sink=server.url,
+            max_message_bytes=3_000_000,
+            clock=clock,
+            sleep=clock.sleep,
+            flush_timeout=20,
+        )
+        log = _logger("etcd-limit", handler)
+        with on_library_logger(ClockedReports(clock)) as reports:
+            try:
+                log.error("dump: %s", "x" * 2_000_000, extra={"involved": POD})
+                assert handler.drain(10)
+                stats = handler.stats()
+            finally:
+                log.removeHandler(handler)
+                handler.close()
+        posts = [r for r in server.requests if r.method == "POST"]
+    assert (len(posts), stats["failed"], clock.sleeps) == (1, 1, [])
+    assert any("request is too large" in text for text in reports.messages()), reports.messages()
+
+
 class ClockedReports(logging.Handler):
     """Keeps the library's reports with the fake clock's monotonic reading when each came."""
 
