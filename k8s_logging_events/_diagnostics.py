@@ -249,14 +249,25 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
     behind = getattr(listener, "handlers", None)
     if behind is None:  # no listener here: one of another process reads (multiprocessing)
         return not isinstance(handler.queue, queue.Queue | queue.SimpleQueue)
-    if getattr(listener, "_thread", True) is None:  # stopped (or never started): no one reads
-        return False
+    if getattr(listener, "_thread", True) is None or _stopping(listener):
+        return False  # stopped (or never started): no one reads
     # without respect_handler_level the listener hands every record to every handler
     respects = getattr(listener, "respect_handler_level", False)
     return any(
         _shows(inner, record, level if respects else max(level, inner.level), depth + 1)
         for inner in behind
     )
+
+
+def _stopping(listener: Any) -> bool:
+    """True once ``listener``'s stop marker is in its queue (``stop()``, at exit): a report
+    queued now, as one its own thread makes about the records before the marker, is read by
+    no one. Peeked without the queue's lock, which a reporting signal handler's thread may
+    hold."""
+    try:
+        return any(item is listener._sentinel for item in listener.queue.queue)
+    except (AttributeError, RuntimeError):  # no deque (a SimpleQueue), or one changed meanwhile
+        return False
 
 
 def _reading(queued: object) -> object:

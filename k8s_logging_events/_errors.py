@@ -312,11 +312,12 @@ def is_timeout(error: Exception) -> bool:
 
 def may_have_landed(error: Exception) -> bool:
     """Tell whether a write that failed with ``error`` may have been stored all the same:
-    after a lost answer or a 5xx (which can come after the store), not after a 4xx, a
+    after a lost answer or a 5xx (which can come after the store), not after a 4xx (unless
+    a broken connection, its cause, lost the answer to the first send), a
     :class:`ContentionError` or a connection not made (refused, a name that does not
     resolve, the connect timeout), when nothing was sent."""
     if isinstance(error, ApiStatusError):
-        return error.status >= 500
+        return error.status >= 500 or isinstance(error.__cause__, ConnectionError)
     return not isinstance(error, ContentionError | RequestConstructionError) and not _unsent(error)
 
 

@@ -15,6 +15,7 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -223,8 +224,14 @@ def optional_name(name: str, value: object) -> str:
 
 
 def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
-    if value is not None and not callable(getattr(value, "now", None)):
+    if value is None:
+        return None
+    now = getattr(value, "now", None)
+    if not callable(now):
         raise ValueError(f"{name} must be a Clock (with now()) or null, not {value!r}")
+    read = now()  # a naive time would fail, on a writer, every one compared with a server's
+    if not isinstance(read, datetime) or read.utcoffset() is None:
+        raise ValueError(f"{name} must give aware datetimes (in UTC); {value!r} gave {read}")
     return value  # type: ignore[return-value]
 
 

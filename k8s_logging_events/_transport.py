@@ -150,10 +150,14 @@ def read(answer: Answer, method: str, path: str) -> Any:
         if answer.resent and method != "GET":
             # the first send may have been stored: as without the resend, a transport error,
             # so that the writer takes AlreadyExists or a Conflict for its own (_pending,
-            # _continuation); the second send's status (429, 403 ...) says nothing of it
-            raise ProtocolError(
+            # _continuation); the second send's status (403 ...) says nothing of it, but a
+            # 429 still asks for a wait, and it is waited out with the break as its cause
+            broke = ProtocolError(
                 f"the connection broke during {method} {path}; sent again, it met {status}"
             )
+            if status != 429:
+                raise broke
+            raise status_error(answer, method, path) from broke
         raise status_error(answer, method, path)
     try:
         return json.loads(answer.body or b"")

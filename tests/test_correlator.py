@@ -1192,6 +1192,22 @@ class TestWallClockSteps:
         # the combined event is stamped with the wall clock as it now reads
         assert result.event.first_timestamp == T0 + timedelta(seconds=wall_step)
 
+    def test_a_repeat_after_a_step_back_is_stamped_by_the_clock_before_the_first(self) -> None:
+        """client-go's rule, kept: a clock ten minutes ahead is set right, and the repeat's
+        lastTimestamp is the clock's, earlier than the first (which stays). Moved up to the
+        first, it would be a time ahead of the clock: ``kubectl describe`` would read
+        ``<invalid>`` for its age too (not only for the first), and it would sort as the
+        newest event until the clock caught up."""
+        clock = FakeClock()
+        correlator = new_correlator(clock)
+        correlator.correlate(_similar(0, last_timestamp=clock.now()))
+        clock.step_wall(-600)
+        repeat = correlator.correlate(_similar(0, last_timestamp=clock.now())).event
+
+        assert repeat is not None
+        assert (repeat.count, repeat.first_timestamp) == (2, T0)
+        assert repeat.last_timestamp == T0 - timedelta(seconds=600)
+
     def test_aggregation_groups_still_expire_after_the_interval(self) -> None:
         """Ten minutes and a second of monotonic time end a group, a wall step back or not."""
         clock = FakeClock()

@@ -646,3 +646,36 @@ def test_a_sigterm_that_lands_while_the_collector_runs_still_stops_the_program(
         raise AssertionError(f"SIGTERM did not stop the program: {err[-2000:]}") from None
     assert child.returncode == 3, err
     assert "Exception ignored" not in err, err
+
+
+def test_a_report_queued_behind_its_listeners_stop_marker_is_shown_to_standard_error(
+    capsys,
+) -> None:
+    """``atexit.register(listener.stop)`` with the event handler behind the listener: the
+    stop marker is queued, and the listener's thread hands the event handler the records
+    before it. A report the handler makes there (about those records) was queued after the
+    marker, where no one reads it, and counted as shown: lost. It goes to standard error."""
+    import logging.handlers
+    import queue
+
+    target = private_logger("stopping")
+    records: queue.Queue[logging.LogRecord] = queue.Queue()
+    queued = logging.handlers.QueueHandler(records)
+    target.addHandler(queued)
+
+    class Reporting(OwnHandler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if record.getMessage() == "last record":
+                _diagnostics.log_safely(target, logging.WARNING, "about the last record")
+
+    user = ListHandler()
+    listener = logging.handlers.QueueListener(records, Reporting(), user)
+    records.put(logging.makeLogRecord({"msg": "last record"}))
+    listener.enqueue_sentinel()  # as stop() does, before the thread reaches the record
+    listener.start()
+    try:
+        listener.stop()
+    finally:
+        target.removeHandler(queued)
+    assert user.messages() == ["last record"]
+    assert capsys.readouterr().err == "k8s_logging_events.tests.stopping: about the last record\n"

@@ -99,6 +99,7 @@ def test_kopf(server: LocalApiServer) -> None:
     import kopf
     from kopf._core.actions.loggers import LocalObjectLogger, ObjectLogger
 
+    kopf.configure()  # as kopf run does first (INFO)
     namespace: dict[str, Any] = {}
     exec(recipe("kopf", server.url), namespace)
     settings = kopf.OperatorSettings()
@@ -147,6 +148,26 @@ def test_kopf_verbose_keeps_its_debug_lines_on_the_console_not_in_events(
     logger.info("Widget synced")
     close_event_handlers("kopf.objects")
     assert [row[4:] for row in read_back(server, "kopf")] == [(1, "Widget synced")]
+
+
+def test_kopf_quiet_keeps_its_info_lines_off_the_console(server: LocalApiServer, capsys) -> None:
+    """Under ``kopf run --quiet`` (the root at WARNING) the recipe raised ``kopf.objects`` to
+    INFO, taking it for ``kopf.run()`` in code: every per-object INFO line was printed. The
+    logger stays as Kopf set it: warnings alone reach the console, and the events, as Kopf's
+    own posting did."""
+    import kopf
+    from kopf._core.actions.loggers import ObjectLogger
+
+    kopf.configure(quiet=True)  # what kopf run --quiet does first
+    exec(recipe("kopf", server.url), {})
+    logger = ObjectLogger(body=WIDGET, settings=kopf.OperatorSettings())  # type: ignore[arg-type]
+    logger.info("Widget synced")
+    logger.warning("Backend not ready")
+    close_event_handlers("kopf.objects")
+    err = capsys.readouterr().err
+    assert "Backend not ready" in err
+    assert "Widget synced" not in err
+    assert [row[4:] for row in read_back(server, "kopf")] == [(1, "Backend not ready")]
 
 
 def test_loguru(server: LocalApiServer) -> None:

@@ -775,3 +775,36 @@ def test_component_and_host_are_stripped_and_blank_means_the_default(
     finally:
         handler.close()
         read.close()
+
+
+class _NaiveClock:
+    """A clock of one's own whose ``now()`` forgot the time zone (``datetime.now()``)."""
+
+    def now(self) -> datetime:
+        return datetime(2024, 1, 1)  # noqa: DTZ001 - the mistake under test
+
+    def monotonic(self) -> float:
+        return 0.0
+
+
+@pytest.mark.parametrize(
+    ("build", "named"),
+    [
+        (lambda: KubernetesEventHandler(sink=FakeEventSink(), clock=_NaiveClock()), "clock"),
+        (lambda: recorder.EventBroadcaster(clock=_NaiveClock()), "clock"),
+        (
+            lambda: KubernetesEventHandler(
+                sink=FakeEventSink(), correlator={"clock": _NaiveClock()}
+            ),
+            "correlator.clock",
+        ),
+    ],
+)
+def test_a_clock_whose_now_is_naive_is_refused_when_built(build: Any, named: str) -> None:
+    """A ``clock`` whose ``now()`` returns a naive datetime was taken, and every occurrence
+    that met an event on the server (a restart's, another worker's) failed on the writer
+    ("can't compare offset-naive and offset-aware datetimes"), retried, then counted as
+    failed. It is a ValueError when the handler or broadcaster is built, naming the option."""
+    with pytest.raises(ValueError, match=rf"^{named} must .*aware") as error:
+        build()
+    assert "2024-01-01 00:00:00" in str(error.value)

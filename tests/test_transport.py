@@ -21,12 +21,12 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import client
 
-from k8s_logging_events import _errors, _http_parser, _official, _transport, sink
+from k8s_logging_events import _errors, _http_parser, _official, _transport, models, recorder, sink
 from k8s_logging_events._http_parser import Answer
-from k8s_logging_events.testing import LocalApiServer
+from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests._ports import refused_url
 from tests.test_errors import _raw_server
-from tests.test_sink import _event, _on_channel, _on_official_path
+from tests.test_sink import _event, _on_channel, _on_official_path, _ref
 
 JSON = "application/json"
 
@@ -119,8 +119,8 @@ def test_both_transports_give_headers_by_lower_case_name() -> None:
 
 
 @pytest.mark.parametrize("method", ["POST", "PATCH", "PUT"])
-@pytest.mark.parametrize("status", [409, 429, 403, 500])
-def test_a_write_sent_twice_is_a_transport_error_whatever_the_second_send_met(
+@pytest.mark.parametrize("status", [409, 403, 500])
+def test_a_write_sent_twice_is_a_transport_error_whatever_else_the_second_send_met(
     method: str, status: int
 ) -> None:
     """The first send may have been stored before its connection broke."""
@@ -465,3 +465,35 @@ def test_behind_a_proxy_every_request_goes_through_it() -> None:
     assert (raised.value.status, raised.value.retry_after) == (429, 3.0)
     assert len(proxy.targets) == 3
     assert all(target.startswith(server.url + "/api/v1/") for target in proxy.targets)
+
+
+def test_a_429_met_by_the_resend_after_a_broken_connection_is_waited_out_as_any_429(
+    server: LocalApiServer,
+) -> None:
+    """The server stores a create and closes its kept-alive connection without an answer;
+    sent again on a new one, the create meets 429 with Retry-After: 7. The writer took that
+    for a broken connection: it spent a try (with one try, the event was given up, counted
+    failed) and did not wait the 7 s. It waits them out, spends no try, and still knows the
+    first send may have landed: the retry's AlreadyExists is its own create, stored once."""
+    clock = FakeClock()
+    broadcaster = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep, max_tries=1)
+    events_sink = sink.KubernetesEventSink(server.api_client(), qps=0)
+    try:
+        broadcaster.start_recording_to_sink(events_sink)
+        record = broadcaster.new_recorder(models.EventSource(component="ctl", host="node-1"))
+        record.event(_ref("warm"), models.NORMAL, "Started", "x")  # a connection to reuse
+        assert broadcaster.flush(10)
+        server.inject("POST", action="drop", commit=True)
+        server.inject("POST", status=429, retry_after=7)
+        record.event(_ref("web-0"), models.WARNING, "BackOff", "x")
+        assert broadcaster.flush(10)
+        assert 7.0 in clock.sleeps
+        assert (broadcaster.stats()["created"], broadcaster.stats()["failed"]) == (2, 0)
+        assert [(e["involvedObject"]["name"], e["count"]) for e in server.events()] == [
+            ("warm", 1),
+            ("web-0", 1),
+        ]
+    finally:
+        broadcaster.shutdown(5)
+        events_sink.close()
+        events_sink.api_client.close()
