@@ -306,6 +306,21 @@ class TestKubernetesEventSink:
         assert not [t for t in texts if "S3cr" in t or "etPw" in t or "admin:" in t], texts
 
 
+@pytest.mark.parametrize(
+    "url", ["admin:S3cretPw@127.0.0.1:8001", "127.0.0.1:8001", "ftp://127.0.0.1:8001"]
+)
+def test_from_url_refuses_what_is_no_http_url_without_showing_a_password(url: str) -> None:
+    """``from_url("admin:S3cretPw@127.0.0.1:8001")``, the scheme left out: the check for a
+    user name looked only after ``//``, so the sink was built, its every write failed ("No
+    host specified") and its ``host`` and ``credentials``, which the reports of a 401 or an
+    unreachable server quote, held the password. It is refused as the handler's sink option
+    is (``ValueError``), and the refusal never shows the password."""
+    with pytest.raises(ValueError, match=r"credentials|host") as error:
+        sink.KubernetesEventSink.from_url(url)
+    assert "S3cret" not in str(error.value)
+    assert "S3cret" not in _kubeconfig.shown_url(url)
+
+
 def test_a_context_naming_a_user_the_kubeconfig_lacks_says_so_in_the_401s_report(
     server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
