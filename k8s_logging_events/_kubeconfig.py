@@ -164,15 +164,15 @@ def client(
     return api_client, credentials
 
 
-def check_readable(url: str) -> None:
-    """Raise ValueError for a server URL whose user name or password holds an unencoded
-    ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors would quote the
-    password."""
+def check_readable(url: str, what: str = "the API server URL") -> None:
+    """Raise ValueError for a URL (the server's, a proxy's) whose user name or password holds
+    an unencoded ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors
+    (urllib3's, for a proxy, as the client is built) would quote the password."""
     if "@" in url.partition("//")[2] and "@" not in urlsplit(url).netloc:
+        elsewhere = ", or give the credentials as the kubeconfig's user" if "server" in what else ""
         raise ValueError(
-            f"the API server URL ({shown_url(url)}) cannot be read: the user name or password "
-            "in it holds '/', '#' or '?' (percent-encode them, or give the credentials as the "
-            "kubeconfig's user)"
+            f"{what} ({shown_url(url)}) cannot be read: the user name or password in it holds "
+            f"'/', '#' or '?' (percent-encode them{elsewhere})"
         )
 
 
@@ -230,6 +230,8 @@ def default_api_client(
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
+    # a kubeconfig's proxy-url, else HTTPS_PROXY or HTTP_PROXY: urllib3 reads it right here
+    check_readable(str(getattr(configuration, "proxy", None) or ""), "the proxy URL")
     api_client = client.ApiClient(configuration)
     _hold_written_ca(api_client)
     return api_client, describe_credentials(configuration, origin, sources)
