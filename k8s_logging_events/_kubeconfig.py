@@ -103,9 +103,10 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
 
 
 def url_without_credentials(url: str) -> str:
-    """``url`` for a URL sink, which sends no credentials: one with a user name (or password)
-    in it is a ValueError that says where credentials go, and never shows them. So is a query
-    or fragment (a token, often): each request's path would follow it."""
+    """``url`` for a URL sink, which sends no credentials: an http(s) URL with a host and a
+    port a socket can have, else a ValueError that never shows a user name or password. So
+    is one with a user name (or password) in it, which says where credentials go, and one
+    with a query or fragment (a token, often): each request's path would follow it."""
     try:
         parts = urlsplit(url)
     except ValueError as error:  # an unclosed "[" (IPv6): shown_url could not cut the URL
@@ -116,22 +117,34 @@ def url_without_credentials(url: str) -> str:
             "client puts each request's path after, so it takes no query or fragment; give "
             "credentials in a kubeconfig (the kubeconfig option, or KUBECONFIG, with sink: auto)"
         )
-    if "@" in url.partition("//")[2]:  # a password's "/" may end the netloc before its "@"
+    if "@" in _after_scheme(url)[1]:  # a password's "/" may end the netloc before its "@"
         raise ValueError(
             f"sink: a URL sink ({shown_url(url)}) sends no credentials, so a user name or password "
             "in its URL would be ignored; give credentials in a kubeconfig (the kubeconfig "
             "option, or KUBECONFIG, with sink: auto), or write through kubectl proxy"
         )
+    try:
+        parts.port  # noqa: B018 - a port that is no number, or out of range, raises
+    except ValueError as error:
+        raise ValueError(f"sink {url!r} has no valid port: {error}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"sink {url!r} names no host (http(s)://host[:port])")
     return url
 
 
 def shown_url(url: str) -> str:
     """``url`` as a report may show it: without a user name, password, query or fragment.
     A password written unencoded may hold ``/``, ``#`` or ``?``: all before the last ``@``
-    goes."""
-    scheme, slashes, rest = url.partition("//")
-    parts = urlsplit(scheme + slashes + rest.rpartition("@")[2])
+    goes (of a URL without ``//`` too, ``user:password@host``)."""
+    scheme, rest = _after_scheme(url)
+    parts = urlsplit(scheme + rest.rpartition("@")[2])
     return parts._replace(query="", fragment="").geturl()
+
+
+def _after_scheme(url: str) -> tuple[str, str]:
+    """``url`` cut after its ``//``; the whole of it is the rest when it has none."""
+    scheme, slashes, rest = url.partition("//")
+    return (scheme + slashes, rest) if slashes else ("", url)
 
 
 def client(
@@ -151,15 +164,15 @@ def client(
     return api_client, credentials
 
 
-def check_readable(url: str) -> None:
-    """Raise ValueError for a server URL whose user name or password holds an unencoded
-    ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors would quote the
-    password."""
+def check_readable(url: str, what: str = "the API server URL") -> None:
+    """Raise ValueError for a URL (the server's, a proxy's) whose user name or password holds
+    an unencoded ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors
+    (urllib3's, for a proxy, as the client is built) would quote the password."""
     if "@" in url.partition("//")[2] and "@" not in urlsplit(url).netloc:
+        elsewhere = ", or give the credentials as the kubeconfig's user" if "server" in what else ""
         raise ValueError(
-            f"the API server URL ({shown_url(url)}) cannot be read: the user name or password "
-            "in it holds '/', '#' or '?' (percent-encode them, or give the credentials as the "
-            "kubeconfig's user)"
+            f"{what} ({shown_url(url)}) cannot be read: the user name or password in it holds "
+            f"'/', '#' or '?' (percent-encode them{elsewhere})"
         )
 
 
@@ -217,6 +230,8 @@ def default_api_client(
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
+    # a kubeconfig's proxy-url, else HTTPS_PROXY or HTTP_PROXY: urllib3 reads it right here
+    check_readable(str(getattr(configuration, "proxy", None) or ""), "the proxy URL")
     api_client = client.ApiClient(configuration)
     _hold_written_ca(api_client)
     return api_client, describe_credentials(configuration, origin, sources)

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from k8s_logging_events import (
     _diagnostics,
@@ -321,28 +320,17 @@ def checked_sink(option: object, given: object) -> Sink:
         if lowered == "auto":
             return "auto" if given is None else None
         if given is None and lowered.startswith(("http://", "https://")):
-            return _checked_url(_kubeconfig.url_without_credentials(option.strip()))
+            return _kubeconfig.url_without_credentials(option.strip())
     if given is not None and option is not None:
         raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
     if option is None or _pending.is_event_sink(option):
         return option
     if isinstance(option, Mapping) and "()" in option:
         return sinks.sink_from_config(option)
+    shown = _kubeconfig.shown_url(option) if isinstance(option, str) else option
     raise ValueError(
-        f"sink must be 'auto', None, an http(s) URL, an EventSink or a '()' dict, not {option!r}"
+        f"sink must be 'auto', None, an http(s) URL, an EventSink or a '()' dict, not {shown!r}"
     )
-
-
-def _checked_url(url: str) -> str:
-    """A sink URL names a host and, if any, a port a socket can have."""
-    parts = urlsplit(url)
-    try:
-        parts.port  # noqa: B018 - a port that is no number, or out of range, raises
-    except ValueError as error:
-        raise ValueError(f"sink {url!r} has no valid port: {error}") from None
-    if not parts.hostname:
-        raise ValueError(f"sink {url!r} names no host (http(s)://host[:port])")
-    return url
 
 
 def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:

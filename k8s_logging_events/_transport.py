@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -30,6 +31,7 @@ from k8s_logging_events._http_parser import Answer, ProtocolError
 __all__ = [
     "MAX_BODY_BYTES",
     "MAX_RETRY_AFTER_SECONDS",
+    "MAX_SERVER_TEXT",
     "Transport",
     "encode",
     "is_tls_error",
@@ -49,8 +51,24 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 """The longest ``Retry-After`` honoured; a larger (or absurd) one waits this long."""
 
 
+MAX_SERVER_TEXT = 1024
+"""The most characters of a Status's message (or reason, name, cause) an error keeps."""
+
+# line breaks and terminal controls: the server's text (a webhook's, a proxy's page) ends up
+# in the library's reports, where they would forge log lines or drive the terminal
+_CONTROLS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _server_text(value: object) -> str:
+    """``value`` as the server's text is shown: controls escaped, cut to :data:`MAX_SERVER_TEXT`."""
+    text = str(value or "")[: MAX_SERVER_TEXT + 1]
+    text = _CONTROLS.sub(lambda match: repr(match[0])[1:-1], text)
+    return text if len(text) <= MAX_SERVER_TEXT else f"{text[: MAX_SERVER_TEXT - 4]} ..."
+
+
 def status_error(answer: Answer, method: str = "", path: str = "") -> ApiStatusError:
-    """The Kubernetes Status of an error ``answer`` (its reason, else the HTTP reason phrase)."""
+    """The Kubernetes Status of an error ``answer`` (its reason, else the HTTP reason phrase),
+    its texts as :func:`_server_text` shows them."""
     try:
         parsed = json.loads(answer.body.decode("utf-8", "replace"))
     except ValueError:  # not JSON, or no body at all
@@ -59,17 +77,17 @@ def status_error(answer: Answer, method: str = "", path: str = "") -> ApiStatusE
     details = data.get("details")
     details = details if isinstance(details, Mapping) else {}
     causes = [
-        str(cause.get("reason") or cause.get("type") or "")
+        _server_text(cause.get("reason") or cause.get("type"))
         for cause in details.get("causes") or ()
         if isinstance(cause, Mapping)
     ]
     return ApiStatusError(
         answer.status,
-        str(data.get("reason") or answer.reason or ""),
-        str(data.get("message") or ""),
+        _server_text(data.get("reason") or answer.reason),
+        _server_text(data.get("message")),
         causes=[cause for cause in causes if cause],
         retry_after=retry_after(answer.headers.get("retry-after"), details),
-        name=str(details.get("name") or ""),
+        name=_server_text(details.get("name")),
         method=method,
         path=path,
     )

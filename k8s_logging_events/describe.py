@@ -110,12 +110,16 @@ def format_events(
     events: EventsLike, *, now: datetime | None = None, show_host: bool = False
 ) -> str:
     """Render the ``Events:`` block of ``kubectl describe`` for :func:`event_rows`' arguments,
-    aligned as kubectl's tabwriter aligns it, ending with a newline; no events read
+    aligned as kubectl's tabwriter aligns it, ending with a newline, its terminal escapes
+    and carriage returns written ``^[`` and ``\\r`` as kubectl writes them; no events read
     ``Events:  <none>``."""
     rows = event_rows(events, now=now, show_host=show_host)
     if not rows:
         return "Events:  <none>\n"
-    return "Events:\n" + _tabulate([COLUMNS, _RULES, *rows])
+    # anyone who may create events writes these cells: as kubectl's terminalEscaper, an
+    # escape sequence must not drive the reader's terminal
+    escaped = [tuple(cell.replace("\x1b", "^[").replace("\r", "\\r") for cell in r) for r in rows]
+    return "Events:\n" + _tabulate([COLUMNS, _RULES, *escaped])
 
 
 def _as_event(item: EventLike) -> models.Event:

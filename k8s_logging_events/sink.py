@@ -176,8 +176,9 @@ class KubernetesEventSink:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
         """A sink for an API server reached without credentials at ``url``: ``kubectl proxy``
-        (``http://127.0.0.1:8001``), the local test server. ``ValueError``: the URL holds a
-        user name or password (they would be ignored), a query or a fragment."""
+        (``http://127.0.0.1:8001``), the local test server. ``ValueError``: no http(s) URL
+        with a host and a port, or one that holds a user name or password (they would be
+        ignored), a query or a fragment, as for the handler's ``sink`` option."""
         from kubernetes import client
 
         configuration = client.Configuration()

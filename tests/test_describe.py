@@ -159,6 +159,17 @@ class TestTable:
         )
         assert expected == describe.format_events([pulled, backoff], now=NOW)
 
+    def test_terminal_escapes_are_written_as_kubectl_writes_them(self) -> None:
+        """Anyone who may create events in the namespace writes the cells: the demo printed
+        an escape sequence (a window title, a cleared screen) or a carriage return (a line
+        written over) as it came, into the reader's terminal. As kubectl's describe, ESC is
+        written ``^[`` and a carriage return ``\\r``."""
+        event = _event("Pulled\x1b[2J", message="ok\rhidden \x1b]0;title\x07", component="k\x1b")
+        text = describe.format_events([event], now=NOW)
+        assert "\x1b" not in text
+        assert "\r" not in text
+        assert text.endswith("  Normal  Pulled^[[2J  5s    k^[   ok\\rhidden ^[]0;title\x07\n")
+
     def test_no_events_read_none(self) -> None:
         """An empty list renders kubectl's one line."""
         assert describe.format_events([], now=NOW) == "Events:  <none>\n"

@@ -301,6 +301,17 @@ def test_a_sink_url_without_a_host_or_port_is_a_value_error_naming_the_option(
     del error, cause  # the traceback's frames would keep a half-built handler alive
 
 
+@pytest.mark.parametrize("url", ["ftp://admin:S3cretPw@host", "admin:S3cretPw@127.0.0.1:8001"])
+def test_a_sink_that_is_no_http_url_is_refused_without_its_password(url: str) -> None:
+    """A sink option that is no http(s) URL (another scheme, none) but holds a user name and
+    password: the refusal quoted it whole, password included, into the log of dictConfig's
+    failure. It shows the URL as the reports do, without them."""
+    with pytest.raises(ValueError, match="sink must be") as error:
+        KubernetesEventHandler(sink=url)
+    assert "S3cret" not in str(error.value)
+    assert "admin" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     ("written", "meant"),
     [

@@ -306,6 +306,60 @@ class TestKubernetesEventSink:
         assert not [t for t in texts if "S3cr" in t or "etPw" in t or "admin:" in t], texts
 
 
+@pytest.mark.parametrize("where", ["proxy-url", "HTTP_PROXY"])
+def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
+    server: LocalApiServer,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    where: str,
+) -> None:
+    """A proxy URL (a kubeconfig's ``proxy-url``, or the environment's) whose password
+    holds an unencoded ``/`` or ``#``: urllib3 cannot read its host as the client is built,
+    and the warning quoted its error, ``Failed to parse: 'admin:S3cr' is not a valid host
+    or port``, the user name and part of the password. As a server URL's, it is refused
+    without them."""
+    caplog.set_level(logging.DEBUG)
+    proxy = "http://admin:S3cr/et#Pw@127.0.0.1:9"
+    _use_kubeconfig(tmp_path, monkeypatch, server.url, {"token": "t"})
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    if where == "proxy-url":
+        config = yaml.safe_load((tmp_path / "config").read_text())
+        config["clusters"][0]["cluster"]["proxy-url"] = proxy
+        (tmp_path / "config").write_text(yaml.safe_dump(config))
+    else:
+        monkeypatch.setenv(where, proxy)
+    with pytest.raises(ValueError, match=r"the proxy URL .*percent-encode") as error:
+        sink.KubernetesEventSink(qps=0)
+    assert "S3cr" not in str(error.value)
+    assert "admin" not in str(error.value)
+    handler = KubernetesEventHandler()
+    try:
+        handler.handle(logging.makeLogRecord({"msg": "one", "involved": _ref()}))
+        handler.flush()
+    finally:
+        handler.close()
+    texts = [r.getMessage() for r in caplog.records]
+    assert [t for t in texts if "proxy URL" in t], texts
+    assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
+
+
+@pytest.mark.parametrize(
+    "url", ["admin:S3cretPw@127.0.0.1:8001", "127.0.0.1:8001", "ftp://127.0.0.1:8001"]
+)
+def test_from_url_refuses_what_is_no_http_url_without_showing_a_password(url: str) -> None:
+    """``from_url("admin:S3cretPw@127.0.0.1:8001")``, the scheme left out: the check for a
+    user name looked only after ``//``, so the sink was built, its every write failed ("No
+    host specified") and its ``host`` and ``credentials``, which the reports of a 401 or an
+    unreachable server quote, held the password. It is refused as the handler's sink option
+    is (``ValueError``), and the refusal never shows the password."""
+    with pytest.raises(ValueError, match=r"credentials|host") as error:
+        sink.KubernetesEventSink.from_url(url)
+    assert "S3cret" not in str(error.value)
+    assert "S3cret" not in _kubeconfig.shown_url(url)
+
+
 def test_a_context_naming_a_user_the_kubeconfig_lacks_says_so_in_the_401s_report(
     server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -78,6 +78,25 @@ def test_an_answer_that_is_no_status_keeps_the_http_reason(body: bytes) -> None:
     assert error.is_retryable
 
 
+def test_the_servers_text_in_an_error_is_one_bounded_line() -> None:
+    """A Status's message is the server's text (an admission webhook's, a proxy's page): its
+    line breaks and terminal escapes forged lines in the library's warnings and a 64 MB one
+    was quoted whole (the pod read's warning). Controls are escaped, the text cut."""
+    forged = "denied\nWARNING forged line\x1b[2J\u2028"
+    with (
+        LocalApiServer() as server,
+        contextlib.closing(sink.KubernetesEventSink.from_url(server.url, qps=0)) as events,
+    ):
+        server.inject(method="POST", status=403, message=forged + "x" * 100_000)
+        with pytest.raises(_errors.ApiStatusError) as caught:
+            events.create(_event())
+    text = str(caught.value)
+    assert "denied\\nWARNING forged line\\x1b[2J\\u2028xxx" in text
+    assert text.isprintable()
+    assert len(caught.value.message) == _transport.MAX_SERVER_TEXT
+    assert caught.value.message.endswith("x ...")
+
+
 @pytest.mark.parametrize(
     ("header", "details", "seconds"),
     [
