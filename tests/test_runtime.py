@@ -186,6 +186,36 @@ def test_logging_from_a_signal_handler_while_the_main_thread_logs_never_freezes(
     assert counts["sig"] == fired
 
 
+def test_flushes_at_once_switch_the_sinks_drain_on_and_off_once() -> None:
+    """A sink may be shared by several broadcasters (one ``sink: ext://...`` object for two
+    handlers), so it drains until as many ends of drains as beginnings came: two flushes of one
+    broadcaster at once must switch it on once and off once, or it would drain for good."""
+    switches: list[bool] = []
+    release = threading.Event()
+
+    class SlowSink(FakeEventSink):
+        def drain(self, on: bool) -> None:
+            switches.append(on)
+
+        def create(self, event: models.Event) -> models.Event:
+            release.wait(10)
+            return super().create(event)
+
+    events = recorder.EventBroadcaster()
+    events.start_recording_to_sink(SlowSink())
+    events.new_recorder("app").event(pod("web-0"), "Normal", "Started", "Started")
+    first = threading.Thread(target=events.flush, args=(10,), name="test-flush", daemon=True)
+    try:
+        first.start()
+        assert not events.flush(0.2)  # a second flush meanwhile, while the write hangs
+        release.set()
+        first.join(10)
+        assert switches == [True, False]
+    finally:
+        release.set()
+        events.shutdown()
+
+
 # --- processes ------------------------------------------------------------------------------
 
 MP_CHILD = """
