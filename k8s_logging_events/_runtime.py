@@ -113,7 +113,7 @@ class Runtime:
         )
         self._reporter = reporter
         self._sleep = options.sleep
-        self.exit_timeout = DEFAULT_EXIT_TIMEOUT
+        self.exit_timeout, self.about = DEFAULT_EXIT_TIMEOUT, ""  # about: whose, in reports
         self._consumers = _handoff.Consumers()
         self._fresh()
         _process.renew_in_child(self)
@@ -580,7 +580,7 @@ class Runtime:
             writes, queued, aside = self.unwritten()
             sinks = [recording.writes.sink for recording in self._recordings()]
             self.close(0)
-            when = "before the multiprocessing child ended"
+            when = self.about + "before the multiprocessing child ended"
             summary = _errors.unwritten_summary(
                 writes, sinks, when=when, queued=queued, preparing=aside
             )

@@ -317,7 +317,8 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path, met
     within ``flush_timeout``. A fork child ends with os._exit, where logging.shutdown()
     never reports; a spawn child's exit runs it next, which must neither wait nor say it
     again. One report on the child's standard error says how many occurrences were not
-    written and why (lost without a word before; a spawn child waited and said it twice)."""
+    written and why (lost without a word before; a spawn child waited and said it twice),
+    naming the handler's component, as the exit's report does."""
     server.inject(action="hang", times=None)
     script = tmp_path / "mp_hung_child.py"
     script.write_text(textwrap.dedent(MP_HUNG_CHILD))
@@ -332,7 +333,7 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path, met
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("Unable to write 5 event occurrence(s)") == 1, result.stderr
+    assert result.stderr.count("Unable to write 5 event occurrence(s) of mp ") == 1, result.stderr
 
 
 BATCH_CHILD = """
