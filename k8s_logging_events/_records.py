@@ -6,12 +6,14 @@ where the server would refuse a field; :class:`CallSites` reports each problem o
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
 import re
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -229,8 +231,12 @@ class Notes:
             sites.report(record, kind, msg, *args)
 
 
+_said = threading.local()  # .last: the record and the kind this thread said last
+
+
 class CallSites:
-    """Reports each kind of problem once per call site (``pathname:lineno``)."""
+    """Reports each kind of problem once per call site (``pathname:lineno``), and a record
+    that reaches several handlers of ours once."""
 
     def __init__(self, limit: int = _MAX_CALL_SITES) -> None:
         self._lock = threading.RLock()  # the caller's path: a signal handler may re-enter
@@ -252,6 +258,11 @@ class CallSites:
             fresh = len(self._seen) < self._limit
             if fresh:
                 self._seen.add(key)
+        last = getattr(_said, "last", None)
+        if last is not None and last[0]() is record and last[1] == kind:
+            return  # the record reached another handler of ours first, which said it
+        with contextlib.suppress(TypeError):  # a record of no weakref-able class: said again
+            _said.last = (weakref.ref(record), kind)
         text = msg + " (logged at %s:%d)"
         if fresh:
             _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)

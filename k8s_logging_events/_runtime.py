@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events import (
+    _apis,
     _diagnostics,
     _errors,
     _flush,
@@ -112,7 +113,7 @@ class Runtime:
         )
         self._reporter = reporter
         self._sleep = options.sleep
-        self.exit_timeout = DEFAULT_EXIT_TIMEOUT
+        self.exit_timeout, self.about = DEFAULT_EXIT_TIMEOUT, ""  # about: whose, in reports
         self._consumers = _handoff.Consumers()
         self._fresh()
         _process.renew_in_child(self)
@@ -412,12 +413,11 @@ class Runtime:
         return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
 
     def _set_draining(self, on: bool) -> None:
-        for recording in self._recordings():
+        # once each way per recording: a sink shared by several broadcasters counts its drains
+        for recording in [r for r in self._recordings() if r.writes.flushing != on]:
             recording.writes.flushing = on
-            drain = getattr(recording.writes.sink, "drain", None)
-            if callable(drain):
-                with contextlib.suppress(Exception):
-                    drain(on)
+            with contextlib.suppress(Exception):
+                _apis.call_optional(recording.writes.sink, "drain", on)
 
     def _dispatcher_alive(self) -> bool:
         thread, starting = self._dispatcher, self._starting
@@ -580,7 +580,7 @@ class Runtime:
             writes, queued, aside = self.unwritten()
             sinks = [recording.writes.sink for recording in self._recordings()]
             self.close(0)
-            when = "before the multiprocessing child ended"
+            when = self.about + "before the multiprocessing child ended"
             summary = _errors.unwritten_summary(
                 writes, sinks, when=when, queued=queued, preparing=aside
             )

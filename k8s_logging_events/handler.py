@@ -76,9 +76,9 @@ _BROADCASTER_STATS = (
 _HANDLER_STATS = ("refused", "repaired", "after_close")
 
 _AFTER_CLOSE = (
-    "A record reached a closed event handler: no event (counted as after_close; said once "
-    "per handler). After close() (by logging.shutdown() at exit, dictConfig, loguru's remove() "
-    "or configure()) a handler makes no events: one added again must be a new "
+    "A record reached the closed event handler of %s: no event (counted as after_close; said "
+    "once per handler). After close() (by logging.shutdown() at exit, dictConfig, loguru's "
+    "remove() or configure()) a handler makes no events: one added again must be a new "
     "KubernetesEventHandler. dictConfig and fileConfig close every handler, also one added in "
     "code that they do not configure and that stays on its logger: name it in that "
     "configuration, or add a new one after the call"
@@ -493,7 +493,7 @@ class KubernetesEventHandler(logging.Handler):
         if not threading.main_thread().is_alive() or _diagnostics.configuring_elsewhere():
             return
         if self._after_close_said.add() == 0:
-            _diagnostics.report(logging.WARNING, _AFTER_CLOSE)
+            _diagnostics.report(logging.WARNING, _AFTER_CLOSE, self._source.component)
 
     def _new_settings(self) -> _records.Settings:
         return _records.Settings(
@@ -534,7 +534,7 @@ class KubernetesEventHandler(logging.Handler):
             if self._offer is not None:
                 return self._offer
             options = self._options
-            active = recorder.EventBroadcaster._with_options(options.broadcasting)
+            active = recorder.EventBroadcaster._with_options(options)
             active.exit_timeout = options.flush_timeout
             event_sink, self._lazy_sink = _options.open_sink(options, self._default_involved)
             if event_sink is not None:

@@ -171,6 +171,17 @@ class _Collector:
                 f"{metrics.handler!r} is already registered in this registry: "
                 "call unregister() on the EventMetrics that register() returned first"
             )
+        # handlers given one broadcaster (broadcaster=) each read its counters whole
+        given = getattr(metrics.handler, "broadcaster", None)
+        for member in members:
+            if given is not None and getattr(member.handler, "broadcaster", None) is given:
+                raise ValueError(
+                    f"the handler of component {metrics.component!r} records into the "
+                    f"broadcaster of one of {member.component!r} registered here already: "
+                    "each reads that broadcaster's counters whole, so every occurrence would "
+                    "count twice; register one of them (one that replaced the other: unregister "
+                    "that one first, the broadcaster's counters go on)"
+                )
         kept = self._shares.pop(metrics.handler, None)
         if kept is not None:  # its counts are read from it again, not added twice
             component, share = kept

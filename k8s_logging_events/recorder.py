@@ -93,10 +93,12 @@ class EventBroadcaster:
         self._set_up(options, rng=rng, name=name)
 
     @classmethod
-    def _with_options(cls, options: _options.BroadcasterOptions) -> EventBroadcaster:
-        """A broadcaster built from options checked already (the handler's)."""
+    def _with_options(cls, options: _options.Options) -> EventBroadcaster:
+        """A handler's broadcaster, of its options checked already; its reports of what it
+        could not write name the handler's component (a program may have several)."""
         made = cls.__new__(cls)
-        made._set_up(options, rng=None, name=THREAD_NAME)
+        made._set_up(options.broadcasting, rng=None, name=THREAD_NAME)
+        made._runtime.about = f"of {options.component} "
         return made
 
     def _set_up(
@@ -236,7 +238,7 @@ class EventBroadcaster:
             summary = _errors.unwritten_summary(
                 writes,
                 self._sinks,
-                when=when,
+                when=self._runtime.about + when,
                 queued=queued,
                 preparing=preparing,
                 cut_short=cut_short,

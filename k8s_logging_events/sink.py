@@ -161,7 +161,7 @@ class KubernetesEventSink:
             self._draining = (
                 _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
             )
-        self._bucket = self._normal
+        self._drains, self._undrains = _diagnostics.Tally(), _diagnostics.Tally()
         # chosen once: the sink's own channel, or the official client's path
         self._transport = _transport.transport_for(self._api_client, request_timeout)
         self.waiting_for_rate_limit = 0
@@ -169,9 +169,15 @@ class KubernetesEventSink:
         _process.renew_in_child(self)
 
     def drain(self, on: bool) -> None:
-        """Switch to the drain rate (``drain_qps``) while a flush drains, and back."""
-        # one assignment, no lock: a signal handler's flush landing here waits for no lock of ours
-        self._bucket = self._draining if on else self._normal
+        """Switch to the drain rate (``drain_qps``) while a flush drains, and back: a sink
+        shared by several broadcasters drains until the last of their flushes ends."""
+        # lock-free counts: a signal handler's flush landing here waits for no lock of ours
+        (self._drains if on else self._undrains).add()
+
+    @property
+    def _bucket(self) -> _tokenbucket.TokenBucket | None:
+        draining = self._drains.value > self._undrains.value
+        return self._draining if draining else self._normal
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
@@ -355,7 +361,7 @@ class KubernetesEventSink:
         lock, and the child opens connections of its own; a flush the parent was draining
         is not the child's: it writes at the normal rate."""
         self._limit_lock = threading.RLock()
-        self._bucket = self._normal
+        self._drains, self._undrains = _diagnostics.Tally(), _diagnostics.Tally()
         closed = self._closed.is_set()
         self._closed = threading.Event()
         if closed:

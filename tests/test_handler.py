@@ -1330,6 +1330,40 @@ class TestRepairs:
 class TestLifecycle:
     """flush, close, logging.shutdown, owned and shared broadcasters."""
 
+    def test_reports_of_one_of_several_handlers_name_its_component(
+        self, make, log, reports
+    ) -> None:
+        """Two libraries' handlers in one program: what one of them could not write at its
+        close, and a record reaching it closed, are said naming its component; two lines
+        alike ("Unable to write 1 event occurrence(s) before the deadline of shutdown") left
+        the user guessing which handler's server or flush_timeout they were about."""
+        release = threading.Event()
+        hanging = FakeEventSink()
+
+        def hang(event: models.Event) -> None:
+            release.wait(10)
+
+        hanging.on_create = hang
+        billing = make(component="billing")
+        shipping = make(component="shipping", sink=hanging, flush_timeout=0.2)
+        other = _app_logger()
+        log.addHandler(billing)
+        other.addHandler(shipping)
+        try:
+            log.warning("Charged", extra={"involved": POD})
+            other.warning("Not shipped", extra={"involved": POD, "reason": "Late"})
+            billing.close()
+            shipping.close()
+        finally:
+            release.set()
+        other.warning("After", extra={"involved": POD, "reason": "Late"})
+        unwritten = [m for m in reports.messages() if m.startswith("Unable to write")]
+        assert len(unwritten) == 1, reports.messages()
+        assert "event occurrence(s) of shipping before the deadline" in unwritten[0]
+        closed = [m for m in reports.messages() if "after_close" in m]
+        assert len(closed) == 1, reports.messages()
+        assert "closed event handler of shipping:" in closed[0]
+
     def test_close_writes_what_was_logged_and_is_idempotent(self, make, log, fake) -> None:
         """close() drains first; a second close() does nothing; later records are dropped."""
         event_handler = make()

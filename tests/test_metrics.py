@@ -25,8 +25,9 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from k8s_logging_events import KubernetesEventHandler, metrics
+from k8s_logging_events import KubernetesEventHandler, metrics, recorder
 from k8s_logging_events._diagnostics import OUTCOMES
+from k8s_logging_events.testing import FakeEventSink
 
 ROOT = Path(__file__).resolve().parent.parent
 _names = itertools.count()
@@ -238,6 +239,28 @@ class TestSeveralHandlers:
             metrics.register(handler, registry=registry)
         assert _scrape(registry) == _expected("shop", handler.stats())
 
+    def test_handlers_given_one_broadcaster_are_not_both_registered(self, registry) -> None:
+        """Handlers given one broadcaster (``broadcaster=``) each read its counters whole:
+        registered both, every occurrence was counted once per handler (3 logged, 9 in the
+        sums). The second is a ValueError, as a handler registered twice is."""
+        events = recorder.EventBroadcaster()
+        events.start_recording_to_sink(FakeEventSink())
+        billing = KubernetesEventHandler(component="billing", broadcaster=events)
+        shipping = KubernetesEventHandler(component="shipping", broadcaster=events)
+        try:
+            metrics.register(billing, registry=registry)
+            with pytest.raises(ValueError, match="count twice"):
+                metrics.register(shipping, registry=registry)
+            _logger(billing).warning("Late", extra={"involved": _pod("web-0")})
+            _logger(shipping).warning("Lost", extra={"involved": _pod("web-0")})
+            assert events.flush(10)
+            assert _scrape(registry) == _expected("billing", billing.stats())
+            assert billing.stats()["accepted"] == 2
+        finally:
+            billing.close()
+            shipping.close()
+            events.shutdown()
+
     @pytest.mark.parametrize("given", [None, "events", logging.NullHandler()])
     def test_what_is_not_a_handler_of_ours_fails_at_once(self, make, registry, given) -> None:
         """``logging.getHandlerByName()`` gives None for a name not configured: register()
@@ -380,7 +403,7 @@ _FORKING = textwrap.dedent(
     """
     import json, logging, os, sys
     from prometheus_client import CollectorRegistry
-    from k8s_logging_events import KubernetesEventHandler, metrics
+    from k8s_logging_events import KubernetesEventHandler, metrics, recorder
 
     registry = CollectorRegistry()
     staying = KubernetesEventHandler(component="web", sink=None)

@@ -209,6 +209,35 @@ def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
     assert reported == ["Unable to refer to it (logged at shipped.py:0)"]
 
 
+def test_a_record_that_reaches_two_handlers_is_reported_once() -> None:
+    """A library's handler on its logger and the application's on the root: a record with
+    bad input reached both, and each said the same report, word for word. The second handler
+    still refuses it (counted by each), but the record's report is said once; another
+    record is said as before."""
+    first, second = _records.CallSites(), _records.CallSites()  # each handler has its own
+    record = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 7})
+    other = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 8})
+    reported: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, report: logging.LogRecord) -> None:
+            reported.append(report.getMessage())
+
+    library = logging.getLogger("k8s_logging_events")
+    keep = Keep()
+    library.addHandler(keep)
+    try:
+        first.report(record, "involved", "Unable to refer to %s", "it")
+        second.report(record, "involved", "Unable to refer to %s", "it")
+        second.report(other, "involved", "Unable to refer to %s", "it")
+    finally:
+        library.removeHandler(keep)
+    assert reported == [
+        "Unable to refer to it (logged at app.py:7)",
+        "Unable to refer to it (logged at app.py:8)",
+    ]
+
+
 class _LongestScan:
     """A sanitiser pattern that keeps the length of the longest text it was given."""
 

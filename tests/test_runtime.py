@@ -186,6 +186,36 @@ def test_logging_from_a_signal_handler_while_the_main_thread_logs_never_freezes(
     assert counts["sig"] == fired
 
 
+def test_flushes_at_once_switch_the_sinks_drain_on_and_off_once() -> None:
+    """A sink may be shared by several broadcasters (one ``sink: ext://...`` object for two
+    handlers), so it drains until as many ends of drains as beginnings came: two flushes of one
+    broadcaster at once must switch it on once and off once, or it would drain for good."""
+    switches: list[bool] = []
+    release = threading.Event()
+
+    class SlowSink(FakeEventSink):
+        def drain(self, on: bool) -> None:
+            switches.append(on)
+
+        def create(self, event: models.Event) -> models.Event:
+            release.wait(10)
+            return super().create(event)
+
+    events = recorder.EventBroadcaster()
+    events.start_recording_to_sink(SlowSink())
+    events.new_recorder("app").event(pod("web-0"), "Normal", "Started", "Started")
+    first = threading.Thread(target=events.flush, args=(10,), name="test-flush", daemon=True)
+    try:
+        first.start()
+        assert not events.flush(0.2)  # a second flush meanwhile, while the write hangs
+        release.set()
+        first.join(10)
+        assert switches == [True, False]
+    finally:
+        release.set()
+        events.shutdown()
+
+
 # --- processes ------------------------------------------------------------------------------
 
 MP_CHILD = """
@@ -287,7 +317,8 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path, met
     within ``flush_timeout``. A fork child ends with os._exit, where logging.shutdown()
     never reports; a spawn child's exit runs it next, which must neither wait nor say it
     again. One report on the child's standard error says how many occurrences were not
-    written and why (lost without a word before; a spawn child waited and said it twice)."""
+    written and why (lost without a word before; a spawn child waited and said it twice),
+    naming the handler's component, as the exit's report does."""
     server.inject(action="hang", times=None)
     script = tmp_path / "mp_hung_child.py"
     script.write_text(textwrap.dedent(MP_HUNG_CHILD))
@@ -302,7 +333,7 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(server, tmp_path, met
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stderr.count("Unable to write 5 event occurrence(s)") == 1, result.stderr
+    assert result.stderr.count("Unable to write 5 event occurrence(s) of mp ") == 1, result.stderr
 
 
 BATCH_CHILD = """

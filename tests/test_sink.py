@@ -1340,3 +1340,26 @@ def test_the_sinks_keywords_are_checked_as_the_handlers_options(
         assert built._timeout == 5.0
     finally:
         built.close()
+
+
+def test_a_shared_sink_drains_until_the_last_of_its_flushes_ends(server) -> None:
+    """One sink given to two handlers (``sink: ext://...``) is switched by both broadcasters'
+    flushes: the end of one flush must not bring back the normal rate while the other still
+    drains (its writes at ``qps`` ran out of ``flush_timeout`` at exit)."""
+    clock = FakeClock(T0)
+    s = sink.KubernetesEventSink.from_url(
+        server.url, qps=1, burst=1, drain_qps=1000, clock=clock, sleep=clock.sleep
+    )
+    try:
+        s.drain(True)  # one broadcaster's flush begins
+        s.drain(True)  # the other's
+        s.drain(False)  # the first ends
+        for number in range(3):
+            s.create(_event(f"web-0.{number}"))
+        assert sum(clock.sleeps) < 0.01, clock.sleeps
+        s.drain(False)  # the last ends: the normal rate again
+        for number in range(3, 5):
+            s.create(_event(f"web-0.{number}"))
+        assert sum(clock.sleeps) >= 1.0, clock.sleeps
+    finally:
+        s.close()
