@@ -141,6 +141,13 @@ def shown_url(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+def checked_proxy(configuration: Any) -> None:
+    """Check the proxy URL of ``configuration`` (a kubeconfig's ``proxy-url``, else
+    ``HTTPS_PROXY`` or ``HTTP_PROXY``) before a client is built on it, as urllib3 reads it
+    right then."""
+    check_readable(str(getattr(configuration, "proxy", None) or ""), "the proxy URL")
+
+
 def _after_scheme(url: str) -> tuple[str, str]:
     """``url`` cut after its ``//``; the whole of it is the rest when it has none."""
     scheme, slashes, rest = url.partition("//")
@@ -230,8 +237,7 @@ def default_api_client(
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
-    # a kubeconfig's proxy-url, else HTTPS_PROXY or HTTP_PROXY: urllib3 reads it right here
-    check_readable(str(getattr(configuration, "proxy", None) or ""), "the proxy URL")
+    checked_proxy(configuration)
     api_client = client.ApiClient(configuration)
     _hold_written_ca(api_client)
     return api_client, describe_credentials(configuration, origin, sources)
