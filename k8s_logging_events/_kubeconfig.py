@@ -8,6 +8,7 @@ of the credentials, never their value, go into the report of a 401.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import os
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
@@ -144,8 +145,15 @@ def shown_url(url: str) -> str:
 def checked_proxy(configuration: Any) -> None:
     """Check the proxy URL of ``configuration`` (a kubeconfig's ``proxy-url``, else
     ``HTTPS_PROXY`` or ``HTTP_PROXY``) before a client is built on it, as urllib3 reads it
-    right then."""
-    check_readable(str(getattr(configuration, "proxy", None) or ""), "the proxy URL")
+    right then; and send its user name and password as Basic ``Proxy-Authorization``, as
+    Go's transport (kubectl's) does: urllib3 ignores them, and the proxy answered 407."""
+    url = str(getattr(configuration, "proxy", None) or "")
+    check_readable(url, "the proxy URL")
+    parts = urlsplit(url)
+    if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        configuration.proxy_headers = {"Proxy-Authorization": authorization}
 
 
 def _after_scheme(url: str) -> tuple[str, str]:
