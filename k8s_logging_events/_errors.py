@@ -144,10 +144,12 @@ class ApiStatusError(Exception):
     @property
     def is_retryable(self) -> bool:
         """True for throttling (429) and server-side trouble (5xx), but for etcd's refusal of
-        an object over its request limit (1.5 MiB by default): the server passes it on as an
-        unclassified 500, and the same event meets it again on every try."""
+        an object over its request limit (1.5 MiB by default; over 2 MiB, its client's refusal
+        in gRPC's words): the server passes it on as an unclassified 500, with or without its
+        gRPC code, and the same event meets it again on every try."""
         if self.status >= 500:
-            return self.message != "etcdserver: request is too large"
+            message = self.message.lower()
+            return "request is too large" not in message and "larger than max" not in message
         return self.status == 429
 
 

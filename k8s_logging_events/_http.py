@@ -64,8 +64,9 @@ class TlsSettings:
     """PEM text or DER bytes."""
     cert_file: str | None = None
     key_file: str | None = None
-    kept: Mapping[str, bytes] = field(default_factory=dict)
-    """The files' contents by path, when the settings were made."""
+    kept: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    """The files' contents by path, when the settings were made (a private key among them:
+    never in a repr, which a debugger or a traceback's locals may show)."""
 
     def context(self) -> ssl.SSLContext:
         """A client context with urllib3's defaults and these settings (``ssl.SSLError``:

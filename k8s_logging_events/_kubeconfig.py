@@ -8,6 +8,7 @@ of the credentials, never their value, go into the report of a 401.
 from __future__ import annotations
 
 import atexit
+import base64
 import contextlib
 import os
 import sys
@@ -16,7 +17,7 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
@@ -141,6 +142,20 @@ def shown_url(url: str) -> str:
     return parts._replace(query="", fragment="").geturl()
 
 
+def checked_proxy(configuration: Any) -> None:
+    """Check the proxy URL of ``configuration`` (a kubeconfig's ``proxy-url``, else
+    ``HTTPS_PROXY`` or ``HTTP_PROXY``) before a client is built on it, as urllib3 reads it
+    right then; and send its user name and password as Basic ``Proxy-Authorization``, as
+    Go's transport (kubectl's) does: urllib3 ignores them, and the proxy answered 407."""
+    url = str(getattr(configuration, "proxy", None) or "")
+    check_readable(url, "the proxy URL")
+    parts = urlsplit(url)
+    if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
+        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        configuration.proxy_headers = {"Proxy-Authorization": authorization}
+
+
 def _after_scheme(url: str) -> tuple[str, str]:
     """``url`` cut after its ``//``; the whole of it is the rest when it has none."""
     scheme, slashes, rest = url.partition("//")
@@ -230,8 +245,7 @@ def default_api_client(
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
     configuration.retries = False
-    # a kubeconfig's proxy-url, else HTTPS_PROXY or HTTP_PROXY: urllib3 reads it right here
-    check_readable(str(getattr(configuration, "proxy", None) or ""), "the proxy URL")
+    checked_proxy(configuration)
     api_client = client.ApiClient(configuration)
     _hold_written_ca(api_client)
     return api_client, describe_credentials(configuration, origin, sources)

@@ -162,8 +162,11 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
 
 def _summary(exc_type: object, exc: object) -> str:
     name = getattr(exc_type, "__qualname__", None) or str(exc_type)
+    notes = getattr(exc, "__notes__", None)
     try:
         text = str(exc)
-    except Exception:  # an exception whose __str__ fails still has a type
-        text = "<unprintable>"
-    return f"{name}: {text}" if text else str(name)
+        # add_note's, on lines after the text as a traceback (a QueueHandler's record) has them
+        notes = [str(note) for note in notes] if isinstance(notes, list | tuple) else []
+    except Exception:  # an exception whose __str__ (or a note's) fails still has a type
+        text, notes = "<unprintable>", []
+    return "\n".join([f"{name}: {text}" if text else str(name), *notes])

@@ -190,6 +190,7 @@ class KubernetesEventSink:
         configuration = client.Configuration()
         configuration.host = _kubeconfig.url_without_credentials(url).rstrip("/")
         configuration.retries = False
+        _kubeconfig.checked_proxy(configuration)  # the environment's, read as host is set
         sink = cls(client.ApiClient(configuration), **options)
         sink._owns_client = True
         sink.credentials = f"no credentials (the sink option names the URL {url} only)"

@@ -290,7 +290,7 @@ def test_an_event_over_etcds_request_limit_is_an_unclassified_500(cluster):
     """A body under the 3 MiB the API server reads can still hold an event over etcd's
     default request limit (1.5 MiB): the create, or the patch that grows an event past it,
     is the 500 etcd's refusal becomes, without a reason, and nothing is stored."""
-    big = "x" * (2 * 1024 * 1024)
+    big = "x" * 1_800_000
     with pytest.raises(ApiException) as error:
         cluster.core.create_namespaced_event(
             cluster.namespace, core_event("e1", cluster.namespace, message=big)
@@ -306,6 +306,21 @@ def test_an_event_over_etcds_request_limit_is_an_unclassified_500(cluster):
         "etcdserver: request is too large",
     )
     assert cluster.core.read_namespaced_event("e1", cluster.namespace).message != big
+
+
+def test_an_event_over_etcds_client_send_limit_is_a_500_in_grpcs_words(cluster):
+    """Over 2 MiB, etcd's client in the API server refuses to send the write at all: the
+    same unclassified 500, worded by gRPC, and nothing is stored."""
+    with pytest.raises(ApiException) as error:
+        cluster.core.create_namespaced_event(
+            cluster.namespace, core_event("e1", cluster.namespace, message="x" * 2_200_000)
+        )
+    assert (error.value.status, "reason" in status(error)) == (500, False)
+    assert status(error)["message"].startswith(
+        "rpc error: code = ResourceExhausted desc = trying to send message larger than max ("
+    )
+    assert status(error)["message"].endswith(" vs. 2097152)")
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
 
 
 def test_field_validation_strict_refuses_an_unknown_field(cluster):

@@ -241,6 +241,48 @@ def test_an_event_over_etcds_request_limit_is_given_up_after_one_attempt() -> No
     assert any("request is too large" in text for text in reports.messages()), reports.messages()
 
 
+@pytest.mark.parametrize(
+    "message",
+    [
+        "rpc error: code = ResourceExhausted desc = trying to send message larger than max "
+        "(2200431 vs. 2097152)",
+        "rpc error: code = InvalidArgument desc = etcdserver: request is too large",
+        "etcdserver: Request is too large",
+    ],
+)
+def test_etcds_refusal_of_a_large_event_is_not_retried_in_any_wording(message: str) -> None:
+    """Over 2 MiB, etcd's client refuses the write in gRPC's words before etcd sees it, and
+    the refusal may come with its gRPC code or another casing: each is the same
+    unclassified 500 that no retry mends."""
+    assert not sink.ApiStatusError(500, "", message).is_retryable
+    assert sink.ApiStatusError(500, "", "etcdserver: request timed out").is_retryable
+
+
+def test_an_event_over_etcds_client_send_limit_is_given_up_after_one_attempt() -> None:
+    """A message of 2.2 MB: under the 3 MiB the API server reads, over the 2 MiB etcd's
+    client sends, whose refusal, worded by gRPC, is given up at the first try as etcd's."""
+    clock = FakeClock()
+    with LocalApiServer(clock=clock) as server:
+        handler = KubernetesEventHandler(
+            component="ctl",
+            sink=server.url,
+            max_message_bytes=3_000_000,
+            clock=clock,
+            sleep=clock.sleep,
+            flush_timeout=20,
+        )
+        log = _logger("grpc-limit", handler)
+        try:
+            log.error("dump: %s", "x" * 2_200_000, extra={"involved": POD})
+            assert handler.drain(10)
+            stats = handler.stats()
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        posts = [r for r in server.requests if r.method == "POST"]
+    assert (len(posts), stats["failed"], clock.sleeps) == (1, 1, [])
+
+
 class ClockedReports(logging.Handler):
     """Keeps the library's reports with the fake clock's monotonic reading when each came."""
 

@@ -1049,3 +1049,14 @@ def test_the_kernel_timeout_is_the_read_timeout_to_the_microsecond_and_never_non
     kernel takes for "wait forever"."""
     packed = _http._timeval(seconds)
     assert struct.unpack("@ll", packed) == timeval
+
+
+def test_tls_settings_never_show_the_private_key_they_keep() -> None:
+    """The settings keep the client key's bytes (for a file the official client deletes at
+    exit): their repr, which a debugger or a report of the channel's locals shows, held the
+    key. It names the files, never their contents."""
+    key = b"-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+    settings = _http.TlsSettings("api", key_file="/tmp/client.key", kept={"/tmp/client.key": key})
+    assert "/tmp/client.key" in repr(settings)
+    assert "PRIVATE KEY" not in repr(settings)
+    assert "MIIEvQIBADANBgkqhkiG9w0BAQEFAASC" not in repr(settings)

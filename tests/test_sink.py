@@ -360,6 +360,22 @@ def test_from_url_refuses_what_is_no_http_url_without_showing_a_password(url: st
     assert "S3cret" not in _kubeconfig.shown_url(url)
 
 
+def test_from_url_refuses_an_environment_proxy_it_cannot_read_without_showing_its_password(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``HTTP_PROXY`` with an unencoded ``/`` in its password, and a URL sink (the client
+    reads the environment's proxy): urllib3's error, ``Failed to parse: 'admin:S3cr' is not
+    a valid host or port``, showed the user name and part of the password, as the
+    kubeconfig's path no longer does. It is the same ``ValueError`` without them."""
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", "http://admin:S3cr/et@127.0.0.1:9")
+    with pytest.raises(ValueError, match=r"the proxy URL .*percent-encode") as error:
+        sink.KubernetesEventSink.from_url("http://10.0.0.1:8001")
+    assert "S3cr" not in str(error.value)
+    assert "admin" not in str(error.value)
+
+
 def test_a_context_naming_a_user_the_kubeconfig_lacks_says_so_in_the_401s_report(
     server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -167,6 +167,38 @@ def test_a_queued_exception_group_has_the_summary_of_a_direct_record(
     assert _tracebacks.queued(prepared) == ("reconcile failed", summary)
 
 
+def _noted(error: Exception, *notes: str) -> Exception:
+    for note in notes:
+        error.add_note(note)
+    return error
+
+
+@pytest.mark.parametrize(
+    ("error", "summary"),
+    [
+        (
+            _noted(KeyError("web-0"), "while reconciling shop/web"),
+            "KeyError: 'web-0'\nwhile reconciling shop/web",
+        ),
+        (_noted(ValueError(), "a\nb", "c"), "ValueError\na\nb\nc"),
+        (
+            ExceptionGroup("g", [_noted(ValueError("bad"), "item 5")]),
+            "ExceptionGroup: g (1 sub-exception): ValueError: bad\nitem 5",
+        ),
+    ],
+    ids=["one", "no-text", "in-a-group"],
+)
+def test_an_exceptions_notes_are_in_its_summary_queued_or_not(
+    error: Exception, summary: str
+) -> None:
+    """``add_note``: a QueueHandler's record, whose traceback text shows the notes after the
+    exception's text, had them in its summary, a direct record's did not, though the docs
+    say both are treated alike. Both have them, on lines after the text, as a traceback."""
+    info = _raised(error)
+    assert _tracebacks.exception_summary(info) == summary
+    assert _tracebacks.queued(_queued(_record("failed", info))) == ("failed", summary)
+
+
 def test_loguru_output_loses_its_traceback_and_keeps_its_message() -> None:
     """Loguru's sink writes its message, then the traceback: the message alone is kept; an
     exception never raised (only its ``Type: text`` line written) is cut there too."""

@@ -101,6 +101,10 @@ ETCD_MAX_REQUEST_BYTES = 1536 * 1024
 JSON, close to the protobuf a real server stores) fails with the unclassified 500 that
 kube-apiserver passes on from etcd, although its body was under the 3 MiB it reads."""
 
+GRPC_MAX_SEND_BYTES = 2 * 1024 * 1024
+"""etcd's client refuses to send a write over 2 MiB, before etcd sees it: another wording of
+the same unclassified 500."""
+
 
 class Store(PodStore):
     """Events, Namespaces and Pods, one lock, one resourceVersion counter.
@@ -483,7 +487,13 @@ class Store(PodStore):
             event["metadata"] = meta_with(event["metadata"], resourceVersion=None)
             return Entry(event, 0, self._written_at())
         stored = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-        if len(stored.encode("utf-8", "surrogatepass")) > ETCD_MAX_REQUEST_BYTES:
+        size = len(stored.encode("utf-8", "surrogatepass"))
+        if size > GRPC_MAX_SEND_BYTES:
+            raise unknown_error(
+                "rpc error: code = ResourceExhausted desc = trying to send message larger "
+                f"than max ({size} vs. {GRPC_MAX_SEND_BYTES})"
+            )
+        if size > ETCD_MAX_REQUEST_BYTES:
             raise unknown_error("etcdserver: request is too large")
         rv = self._next_rv()
         event["metadata"] = meta_with(event["metadata"], resourceVersion=str(rv))
