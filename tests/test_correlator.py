@@ -1646,8 +1646,15 @@ def test_a_hook_that_cannot_take_the_event_is_refused_when_the_options_are_made(
 # -- counts past the API's int32 -----------------------------------------------------------------
 
 
-def _set_stored_count(server: LocalApiServer, api: str, event: dict[str, Any], count: int) -> None:
-    """What two billion occurrences over weeks leave: the stored count just below 2**31."""
+def _server_events(server: LocalApiServer, api: str) -> list[dict[str, Any]]:
+    return server.events("default") if api == "v1" else server.events_v1("default")
+
+
+def _change_stored(
+    server: LocalApiServer, api: str, event: dict[str, Any], count: int | None
+) -> None:
+    """What two billion occurrences over weeks leave: the stored count just below 2**31;
+    ``None``: the event deleted (expired)."""
     name = event["metadata"]["name"]
     body: dict[str, Any]
     if api == "v1":
@@ -1657,8 +1664,8 @@ def _set_stored_count(server: LocalApiServer, api: str, event: dict[str, Any], c
         body = {"series": {"count": count, "lastObservedTime": event["eventTime"]}}
     request = urllib.request.Request(
         server.url + path,
-        data=json.dumps(body).encode(),
-        method="PATCH",
+        data=None if count is None else json.dumps(body).encode(),
+        method="PATCH" if count is not None else "DELETE",
         headers={"Content-Type": "application/strategic-merge-patch+json"},
     )
     with urllib.request.urlopen(request) as answer:
@@ -1670,7 +1677,9 @@ def test_a_count_past_the_int32_range_is_written_as_its_largest_value(api: str) 
     """Seen before the fix: an event repeated for weeks (a hot loop) whose count passed
     2**31 - 1, the API's int32, had every later write refused (422, "cannot unmarshal
     number 2147483648 into ... int32"), each occurrence lost, for as long as the loop went
-    on. Its count stays at 2147483647 and its last time moves on: written, nothing lost."""
+    on; created again after it expired, the answer's count was taken for another request's
+    (retried until given up). Its count stays at 2147483647 and its last time moves on:
+    written, nothing lost."""
     clock = FakeClock(datetime(2024, 1, 1, 12, tzinfo=UTC))
     metadata = {"name": "web-0", "namespace": "default", "uid": "u"}
     manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata}
@@ -1687,14 +1696,18 @@ def test_a_count_past_the_int32_range_is_written_as_its_largest_value(api: str) 
                     log.warning("hot loop", extra={"involved": manifest, "reason": "Hot"})
                     clock.step(1)
                 handler.flush()
+                if run:  # then it expires, and the next occurrence creates it again
+                    _change_stored(server, api, _server_events(server, api)[0], None)
+                    log.warning("hot loop", extra={"involved": manifest, "reason": "Hot"})
+                    handler.flush()
                 stats = handler.stats()
             finally:
                 log.removeHandler(handler)
                 handler.close()
-            assert stats["failed"] == stats["dropped"] == 0, stats
-            read = server.events if api == "v1" else server.events_v1
-            (event,) = read("default")
+            assert stats["failed"] == stats["dropped"] == stats["pending"] == 0, stats
+            assert not clock.sleeps, clock.sleeps  # no write retried
+            (event,) = _server_events(server, api)
             if not run:
-                _set_stored_count(server, api, event, 2**31 - 2)
+                _change_stored(server, api, event, 2**31 - 2)
         count = event["count"] if api == "v1" else event["series"]["count"]
         assert count == 2**31 - 1
