@@ -41,6 +41,10 @@ WARNING = "Warning"
 DEFAULT_NAMESPACE = "default"
 """Where events about cluster-scoped objects go (the server accepts only this or none)."""
 
+MAX_COUNT = 2**31 - 1
+"""The largest count the API stores (an int32): a count beyond is written as this, since the
+server refuses the whole write of a larger one."""
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 # core/v1 field names that events.k8s.io/v1 spells differently (the server's conversion)
@@ -115,7 +119,7 @@ class Event:
             ("reason", self.reason),
             ("message", self.message),
             ("type", self.type),
-            ("count", self.count),
+            ("count", min(self.count, MAX_COUNT)),
             ("action", self.action),
             ("reportingComponent", self.reporting_controller),
             ("reportingInstance", self.reporting_instance),
@@ -127,7 +131,7 @@ class Event:
         body.update((key, value) for key, value in optional if value)
         if self.series is not None:
             body["series"] = {
-                "count": self.series.count,
+                "count": min(self.series.count, MAX_COUNT),
                 "lastObservedTime": format_micro_time(self.series.last_observed_time),
             }
         if self.related is not None:

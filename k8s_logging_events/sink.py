@@ -382,8 +382,8 @@ def _count_written(
     """The count a write sets (as the server stores it); None for a read, or a patch of none."""
     if method == "GET":
         return None
-    if not isinstance(body, bytes):  # a create or a replace: the event itself
-        return api.count_of(event)
+    if not isinstance(body, bytes):  # a create or a replace: the event itself, as sent
+        return min(api.count_of(event), models.MAX_COUNT)
     try:
         patch = json.loads(body)
     except ValueError:

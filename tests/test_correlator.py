@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import logging
 import math
 import struct
 import threading
+import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -1655,3 +1657,73 @@ def test_a_hook_that_cannot_take_the_event_is_refused_when_the_options_are_made(
     for fits in (str, _KeyOfReason(), lambda event, *more, scale=1: "x", lambda *args: "x"):
         options: dict[str, Any] = {name: fits}
         assert getattr(corr.CorrelatorOptions(**options), name) is fits
+
+
+# -- counts past the API's int32 -----------------------------------------------------------------
+
+
+def _server_events(server: LocalApiServer, api: str) -> list[dict[str, Any]]:
+    return server.events("default") if api == "v1" else server.events_v1("default")
+
+
+def _change_stored(
+    server: LocalApiServer, api: str, event: dict[str, Any], count: int | None
+) -> None:
+    """What two billion occurrences over weeks leave: the stored count just below 2**31;
+    ``None``: the event deleted (expired)."""
+    name = event["metadata"]["name"]
+    body: dict[str, Any]
+    if api == "v1":
+        path, body = f"/api/v1/namespaces/default/events/{name}", {"count": count}
+    else:
+        path = f"/apis/events.k8s.io/v1/namespaces/default/events/{name}"
+        body = {"series": {"count": count, "lastObservedTime": event["eventTime"]}}
+    request = urllib.request.Request(
+        server.url + path,
+        data=None if count is None else json.dumps(body).encode(),
+        method="PATCH" if count is not None else "DELETE",
+        headers={"Content-Type": "application/strategic-merge-patch+json"},
+    )
+    with urllib.request.urlopen(request) as answer:
+        assert answer.status == 200
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_count_past_the_int32_range_is_written_as_its_largest_value(api: str) -> None:
+    """Seen before the fix: an event repeated for weeks (a hot loop) whose count passed
+    2**31 - 1, the API's int32, had every later write refused (422, "cannot unmarshal
+    number 2147483648 into ... int32"), each occurrence lost, for as long as the loop went
+    on; created again after it expired, the answer's count was taken for another request's
+    (retried until given up). Its count stays at 2147483647 and its last time moves on:
+    written, nothing lost."""
+    clock = FakeClock(datetime(2024, 1, 1, 12, tzinfo=UTC))
+    metadata = {"name": "web-0", "namespace": "default", "uid": "u"}
+    manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": metadata}
+    with LocalApiServer(clock=clock) as server:
+        for run, occurrences in enumerate((2, 3)):
+            handler = KubernetesEventHandler(
+                component="shop", sink=server.url, api=api, qps=0, clock=clock, sleep=clock.sleep
+            )
+            log = logging.getLogger(f"tests.correlator.int32.{run}")
+            log.propagate = False
+            log.addHandler(handler)
+            try:
+                for _ in range(occurrences):
+                    log.warning("hot loop", extra={"involved": manifest, "reason": "Hot"})
+                    clock.step(1)
+                handler.flush()
+                if run:  # then it expires, and the next occurrence creates it again
+                    _change_stored(server, api, _server_events(server, api)[0], None)
+                    log.warning("hot loop", extra={"involved": manifest, "reason": "Hot"})
+                    handler.flush()
+                stats = handler.stats()
+            finally:
+                log.removeHandler(handler)
+                handler.close()
+            assert stats["failed"] == stats["dropped"] == stats["pending"] == 0, stats
+            assert not clock.sleeps, clock.sleeps  # no write retried
+            (event,) = _server_events(server, api)
+            if not run:
+                _change_stored(server, api, event, 2**31 - 2)
+        count = event["count"] if api == "v1" else event["series"]["count"]
+        assert count == 2**31 - 1

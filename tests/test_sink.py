@@ -105,6 +105,17 @@ class TestKubernetesEventSink:
         assert patch.content_type == "application/strategic-merge-patch+json"
         assert patch.body == json.loads(data)
 
+    def test_a_create_past_the_int32_count_is_stored_at_the_largest_and_taken(
+        self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
+    ) -> None:
+        """Seen before the fix: an event counted past 2**31 - 1 (weeks of a hot loop) that
+        expired and was created again: the server's answer (count 2147483647, the largest
+        the API holds) was taken for another request's ("count 2147483647, not
+        2147483649"), and the write retried."""
+        stored = events_sink.create(_event(count=2**31 + 1))
+        assert stored.count == models.MAX_COUNT
+        assert server.events("default")[0]["count"] == models.MAX_COUNT
+
     def test_update_replaces_the_event(
         self, server: LocalApiServer, events_sink: sink.KubernetesEventSink
     ) -> None:
