@@ -1572,6 +1572,14 @@ def test_correlate_many_while_aggregating(last: int) -> None:
     _check_correlate_many(history, runs, 25, 0.0)
 
 
+@pytest.mark.parametrize("burst", [13, 14, 16])
+def test_correlate_many_while_aggregating_as_the_spam_bucket_runs_out(burst: int) -> None:
+    """A run combined one occurrence at a time whose spam bucket empties within it: the
+    stretch is held only if every one of its occurrences was (the rest are written)."""
+    history = [(0, message, 0) for message in range(12)]
+    _check_correlate_many(history, [(0, 12, 6)], burst, 0.0)
+
+
 def _check_correlate_many(
     history: list[tuple[int, int, int]],
     runs: list[tuple[int, int, int]],
