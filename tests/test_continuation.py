@@ -1052,6 +1052,43 @@ class TestContinuation:
         assert (kind, local.count) == ("patched", 3)
         assert fake.get("default", "web-0.abc").count == 3  # type: ignore[union-attr]
 
+    def test_without_read_a_repeat_whose_event_expired_is_created_again(self) -> None:
+        """client-go's ways, for a sink that cannot read under time names: the count patch of
+        an event the server let expire meets 404, and the event is created again with its
+        count, not given up."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        cont = _continuation.Continuation(
+            WithoutRead(fake),
+            _sanitise.EventNamer(),
+            clock,
+            _diagnostics.RateLimitedReporter(clock=clock),
+        )
+        kind, stored = cont.attempt(_write(_event(count=3)), _policy(clock))
+        assert [c.method for c in fake.calls] == ["patch", "create"]
+        assert (kind, stored.count) == ("created", 3)
+
+    def test_without_read_a_series_create_meeting_its_event_patches_it(self) -> None:
+        """client-go's ways for events.k8s.io/v1: a series patch met 404, and its create then
+        met AlreadyExists (the first occurrence's create landed in between): the series is
+        patched onto that event, as client-go retries, not given up."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event())
+        cont = _continuation.Continuation(
+            WithoutRead(fake),
+            _sanitise.EventNamer(),
+            clock,
+            _diagnostics.RateLimitedReporter(clock=clock),
+        )
+        fake.fail_next("patch", sink.ApiStatusError(404, "NotFound", "not yet"))
+        repeat = _event(series=models.EventSeries(2, T0 + timedelta(seconds=1)))
+        write = _pending.Write(event=repeat, create=False, held=False, occurrences=1)
+        kind, _ = cont.attempt(write, SeriesPolicy(SeriesCorrelator(clock=clock)))
+        assert [c.method for c in fake.calls[1:]] == ["patch", "create", "patch"]
+        assert kind == "created"
+        assert fake.events[0].series == models.EventSeries(2, T0 + timedelta(seconds=1))
+
     def test_a_sink_wrapper_that_cannot_read_keeps_client_go_ways(self) -> None:
         """PodUidSink around a sink without read: a TypeError on the read, no report."""
         clock = FakeClock(T0)

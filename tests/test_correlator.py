@@ -608,6 +608,11 @@ class TestCountPatch:
         """An empty message equals the base, so it is not in the patch."""
         assert _patch_of(message="") == b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z"}'
 
+    def test_a_count_of_one_is_written(self) -> None:
+        """Only a zero count equals the base: 1 is in the patch, as Go's diff keeps it."""
+        patch = _patch_of(count=1)
+        assert patch == b'{"count":1,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'
+
     def test_zero_count_left_out(self) -> None:
         """A zero count equals the base (Go omits it), so it is not in the patch."""
         assert _patch_of(count=0) == b'{"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'
@@ -960,6 +965,19 @@ class TestObserver:
 
         assert result.event is not None
         assert (result.event.count, result.event.name) == (8, "srv")
+
+    def test_update_state_below_the_observed_count_keeps_the_observed_one(self) -> None:
+        """A write answered after later repeats were counted (the writer runs behind) feeds back
+        a lower count: its name is taken, its count is not, so no occurrence counts twice."""
+        correlator = new_correlator(FakeClock())
+        for _ in range(3):
+            correlator.correlate(_similar(0))
+        correlator.update_state(_similar(0, count=1, name="srv"))
+
+        result = correlator.correlate(_similar(0))
+
+        assert result.event is not None
+        assert (result.event.count, result.event.name) == (4, "srv")
 
     def test_update_state_of_an_unseen_event(self) -> None:
         """update_state files the event under its event key, so its next occurrence is a repeat."""
@@ -1554,6 +1572,14 @@ def test_correlate_many_while_aggregating(last: int) -> None:
     history = [(0, message, 0) for message in range(12)]
     runs = [(0, last, 5), (0, 11, 3), (0, 3, 30), (1, 2, 4)]
     _check_correlate_many(history, runs, 25, 0.0)
+
+
+@pytest.mark.parametrize("burst", [13, 14, 16])
+def test_correlate_many_while_aggregating_as_the_spam_bucket_runs_out(burst: int) -> None:
+    """A run combined one occurrence at a time whose spam bucket empties within it: the
+    stretch is held only if every one of its occurrences was (the rest are written)."""
+    history = [(0, message, 0) for message in range(12)]
+    _check_correlate_many(history, [(0, 12, 6)], burst, 0.0)
 
 
 def _check_correlate_many(

@@ -92,6 +92,21 @@ def test_failures_follow_client_go_s_schedule_and_stop_after_max_tries() -> None
     assert schedule.after_failure(Tries(), sink.RequestConstructionError("bad")) is None
 
 
+@pytest.mark.parametrize(
+    ("status", "retried"),
+    [(429, True), (500, True), (503, True), (400, False), (404, False), (409, False), (422, False)],
+)
+def test_throttling_and_every_5xx_are_retried_other_statuses_are_not(
+    status: int, retried: bool
+) -> None:
+    """The server's trouble (any 5xx, 500 too) and throttling are worth another try; a 4xx,
+    the server refusing the write itself, is not."""
+    error = sink.ApiStatusError(status, "Reason")
+    assert sink.is_retryable(error) is retried
+    schedule = _errors.RetrySchedule(3, 10.0, lambda: 0.25)
+    assert (schedule.after_failure(Tries(), error) is not None) is retried
+
+
 def test_a_429_never_spends_a_try_and_another_failure_ends_the_run_of_429s() -> None:
     """With one try allowed, 429s still wait; the next other failure gives up, and a 429
     after it starts its back-off again from 1 s."""
@@ -879,3 +894,19 @@ def test_a_wait_cut_short_is_never_told_to_raise_flush_timeout() -> None:
             assert "flush_timeout" not in cut, cut
             causes = cut.count(" waiting ") + cut.count(" in requests ") + cut.count(" not yet ")
             assert ran_out.count("flush_timeout") == causes, (cut, ran_out)
+
+
+def test_a_write_throttled_only_waits_to_retry_after_its_429s_and_every_part_is_counted() -> None:
+    """A write met only 429s (no try spent) is waiting to retry after them, not for the
+    client-side rate limit; the total counts the occurrences still queued and those whose
+    sink is being set up as well as the pending writes'."""
+    throttled = _Write(3)
+    throttled.throttled, throttled.last_error = 2, _throttled()
+    summary = _errors.unwritten_summary(
+        [throttled, _Write(1)], [], when="at exit", queued=4, preparing=5, now=1000.0
+    )
+    assert summary.startswith("Unable to write 13 event occurrence(s) at exit: "), summary
+    assert "3 waiting to retry (3 after 429 Too Many Requests" in summary, summary
+    assert "1 waiting for the client-side rate limit or a free writer" in summary, summary
+    assert "5 waiting for their sink to be set up" in summary, summary
+    assert "4 not yet handed to a writer" in summary, summary

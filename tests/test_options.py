@@ -51,6 +51,13 @@ from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
         ({"correlator": {"qps": math.nan}}, ["correlator.qps", "nan"]),
         ({"correlator": {"burst_size": "many"}}, ["correlator.burst_size", "'many'"]),
         ({"kubeconfig": ""}, ["kubeconfig", "''"]),
+        ({"qps": math.inf}, ["qps", "inf"]),
+        ({"burst": 0}, ["burst", ">= 1"]),
+        ({"request_timeout": [0, 5]}, ["request_timeout", ">= 0.001", "0"]),
+        (
+            {"correlator": {"spam_key": "object", "spam_key_func": correlator.get_spam_key}},
+            ["spam_key", "spam_key_func", "not both"],
+        ),
     ],
 )
 def test_a_bad_value_names_the_option_the_value_and_what_is_allowed(
@@ -427,6 +434,23 @@ def test_a_null_correlator_number_means_its_default(name: str) -> None:
     checked = _options.checked_correlator({name: None})
     assert checked == correlator.CorrelatorOptions()
     KubernetesEventHandler(sink=None, correlator={name: None}).close()
+
+
+def test_the_correlators_rate_and_interval_may_be_fractions() -> None:
+    """qps and max_interval_seconds are numbers of any kind, the other keys whole numbers."""
+    checked = _options.checked_correlator({"qps": "0.25", "max_interval_seconds": 90.5})
+    assert checked == correlator.CorrelatorOptions(qps=0.25, max_interval_seconds=90.5)
+
+
+def test_structured_logging_with_a_broadcaster_of_ones_own_is_refused() -> None:
+    """docs/configuration.md: with a broadcaster of one's own the handler starts no watcher
+    on it, so setting structured_logging too is an error, not an option silently ignored."""
+    broadcaster = recorder.EventBroadcaster()
+    try:
+        with pytest.raises(ValueError, match="structured_logging cannot be set together"):
+            KubernetesEventHandler(broadcaster=broadcaster, structured_logging=True)
+    finally:
+        broadcaster.shutdown()
 
 
 def test_a_missing_kubeconfig_is_named_and_its_occurrences_counted(

@@ -220,6 +220,11 @@ class TestTimestampNames:
         assert prefix == "web-0"
         assert 0 < nanos - _sanitise.unix_nanos(T0) < 1000
 
+    def test_unix_nanos_counts_every_microsecond(self) -> None:
+        """Go's UnixNano exactly: events a microsecond apart get names of their own."""
+        moment = datetime(2024, 1, 1, 0, 0, 1, 234_567, tzinfo=UTC)
+        assert _sanitise.unix_nanos(moment) == 1_704_067_201_234_567_000
+
     def test_unknown_event_names_are_refused(self) -> None:
         with pytest.raises(ValueError, match="'deterministic' or 'timestamp'"):
             _sanitise.EventNamer(event_names="hash")
@@ -296,3 +301,33 @@ class TestWhoNamesHow:
         for n in range(5):
             _name(namer, message=str(n))
         assert len(namer._hashed) == 2
+
+
+class TestServerRules:
+    """What the API server refuses, told before a write: a refused write loses the event."""
+
+    def test_an_annotation_key_has_one_slash_at_most(self) -> None:
+        assert _sanitise.is_annotation_key("example.com/team")
+        assert not _sanitise.is_annotation_key("example.com/team/owner")
+
+    def test_annotations_may_fill_256_kib_exactly(self) -> None:
+        value = "x" * (_sanitise.ANNOTATIONS_MAX_BYTES - 1)
+        assert _sanitise.annotations_problem({"k": value}) is None
+        assert "over 256 KiB" in (_sanitise.annotations_problem({"k": value + "x"}) or "")
+
+    @pytest.mark.parametrize(
+        ("api_version", "event"),
+        [
+            ("", True),
+            ("v1", True),
+            ("events.k8s.io/v1", True),
+            ("events.k8s.io/v1beta1", True),
+            ("example.com/v1", False),
+        ],
+    )
+    def test_an_event_is_kind_event_of_any_events_api(self, api_version: str, event: bool) -> None:
+        """Events about events multiply, and the server refuses them, whichever API wrote them."""
+        assert _sanitise.is_event("Event", api_version) is event
+
+    def test_a_reason_joins_words_keeping_their_other_letters(self) -> None:
+        assert _sanitise.camel_case("pull IMAGE failed") == "PullIMAGEFailed"

@@ -103,6 +103,16 @@ class TestSeriesCorrelator:
         other, held = grouped.observe(_event(clock, **change))
         assert (other.series, held) == (None, False)
 
+    def test_the_series_key_leaves_the_objects_resource_version_out(self) -> None:
+        """Under series_key (the handler's, with deterministic names) events about successive
+        versions of one object are one series, as in core/v1."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock, key=series.series_key)
+        for version in ("6", "7"):
+            about = dataclasses.replace(POD, resource_version=version)
+            latest, _ = grouped.observe(_event(clock, involved_object=about))
+        assert latest.series == models.EventSeries(2, T0)
+
     def test_a_series_quiet_for_six_minutes_is_released_then_finished(self) -> None:
         """Held occurrences become due six minutes after the last one; then a new Event starts."""
         clock = FakeClock(T0)
@@ -209,6 +219,14 @@ class TestPrepareEvent:
         assert event.action == series.DEFAULT_ACTION
         assert len(event.reporting_instance) == 128
         assert event.event_time == T0
+
+    def test_a_missing_reporting_instance_is_the_source_host(self) -> None:
+        """reportingInstance, which events.k8s.io/v1 requires, is where the event came from
+        (source.host), else the reporting controller."""
+        event = _event(FakeClock(T0), reporting_instance="")
+        assert series.prepare_event(event).reporting_instance == "node-1"
+        without_host = dataclasses.replace(event, source=models.EventSource(component="ctl"))
+        assert series.prepare_event(without_host).reporting_instance == "ctl"
 
 
 # --- against the local server -----------------------------------------------------------------

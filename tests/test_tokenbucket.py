@@ -62,6 +62,13 @@ class TestTokenBucket:
         assert not bucket.try_take(50.0)
         assert bucket.try_take(101.0)
 
+    def test_time_going_back_takes_no_tokens_away(self) -> None:
+        """A clock that steps back leaves a full bucket full: its next take is given."""
+        bucket = TokenBucket(1.0, 2, now=100.0)
+
+        assert bucket.wait_time(50.0) == 0.0
+        assert [bucket.try_take(50.0) for _ in range(3)] == [True, True, False]
+
     @pytest.mark.parametrize(
         ("qps", "burst", "wait"),
         [
@@ -72,10 +79,10 @@ class TestTokenBucket:
         ],
     )
     def test_edge_rates(self, qps: float, burst: int, wait: float) -> None:
-        """No refill or no capacity waits forever once empty; an infinite rate never waits."""
+        """No refill or no capacity waits forever once empty (its burst is given first); an
+        infinite rate never waits."""
         bucket = TokenBucket(qps, burst, now=0.0)
-        for _ in range(burst):
-            bucket.try_take(0.0)
+        assert all(bucket.try_take(0.0) for _ in range(burst))
 
         assert bucket.wait_time(1e9) == wait
         assert bucket.try_take(1e9) == (wait == 0.0)
