@@ -231,7 +231,7 @@ class Notes:
             sites.report(record, kind, msg, *args)
 
 
-_said = threading.local()  # .last: the record and the kind this thread said last
+_said = threading.local()  # .last: the record this thread said last, and its kinds said
 
 
 class CallSites:
@@ -259,10 +259,13 @@ class CallSites:
             if fresh:
                 self._seen.add(key)
         last = getattr(_said, "last", None)
-        if last is not None and last[0]() is record and last[1] == kind:
-            return  # the record reached another handler of ours first, which said it
-        with contextlib.suppress(TypeError):  # a record of no weakref-able class: said again
-            _said.last = (weakref.ref(record), kind)
+        if last is not None and last[0]() is record:
+            if kind in last[1]:
+                return  # the record reached another handler of ours first, which said it
+            last[1].add(kind)  # each of its problems: a handler says them one after another
+        else:
+            with contextlib.suppress(TypeError):  # a record of no weakref-able class: said again
+                _said.last = (weakref.ref(record), {kind})
         text = msg + " (logged at %s:%d)"
         if fresh:
             _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)

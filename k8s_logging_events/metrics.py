@@ -182,10 +182,18 @@ class _Collector:
                     "count twice; register one of them (one that replaced the other: unregister "
                     "that one first, the broadcaster's counters go on)"
                 )
-        kept = self._shares.pop(metrics.handler, None)
-        if kept is not None:  # its counts are read from it again, not added twice
-            component, share = kept
-            retired = {**retired, component: retired[component] - share}
+        # what was kept for it is read from it again, not added twice; so is the broadcaster's
+        # part of what was kept for a handler of that broadcaster it replaces
+        ours = set(given.stats()) if given is not None else set()
+        for handler, (component, share) in list(self._shares.items()):
+            if handler is metrics.handler:
+                read_again = share
+            elif component == metrics.component and getattr(handler, "broadcaster", 0) is given:
+                read_again = Counter({name: n for name, n in share.items() if name in ours})
+            else:
+                continue
+            self._shares[handler] = (component, share - read_again)
+            retired = {**retired, component: retired[component] - read_again}
         self._state = ((*members, metrics), retired)
 
     def remove(self, metrics: EventMetrics) -> bool:

@@ -261,6 +261,34 @@ class TestSeveralHandlers:
             shipping.close()
             events.shutdown()
 
+    def test_a_handler_replacing_another_of_its_broadcaster_counts_it_once(self, registry) -> None:
+        """The documented path for a handler that replaces another of one broadcaster (as
+        dictConfig does): unregister the old, register the new. While another handler of the
+        component stayed registered, what the old had counted was kept in the series and read
+        again from the broadcaster through the new: 1 logged, 2 accepted in the series. What
+        the old handler counted itself (repaired) is not the broadcaster's, and stays."""
+        events = recorder.EventBroadcaster()
+        events.start_recording_to_sink(FakeEventSink())
+        staying = KubernetesEventHandler(component="shop", sink=FakeEventSink())
+        old = KubernetesEventHandler(component="shop", broadcaster=events)
+        new = KubernetesEventHandler(component="shop", broadcaster=events)
+        try:
+            metrics.register(staying, registry=registry)
+            leaving = metrics.register(old, registry=registry)
+            _logger(old).warning("x" * 5000, extra={"involved": _pod("web-0")})  # repaired
+            assert events.flush(10)
+            old.close()
+            leaving.unregister()
+            metrics.register(new, registry=registry)
+            shop = {"component": "shop"}
+            assert registry.get_sample_value(metrics.ACCEPTED, shop) == 1
+            # the old handler's own counter is not the broadcaster's: it stays, never falls
+            assert registry.get_sample_value(metrics.REPAIRED, shop) == 1
+        finally:
+            for handler in (staying, old, new):
+                handler.close()
+            events.shutdown()
+
     @pytest.mark.parametrize("given", [None, "events", logging.NullHandler()])
     def test_what_is_not_a_handler_of_ours_fails_at_once(self, make, registry, given) -> None:
         """``logging.getHandlerByName()`` gives None for a name not configured: register()
@@ -403,7 +431,7 @@ _FORKING = textwrap.dedent(
     """
     import json, logging, os, sys
     from prometheus_client import CollectorRegistry
-    from k8s_logging_events import KubernetesEventHandler, metrics, recorder
+    from k8s_logging_events import KubernetesEventHandler, metrics
 
     registry = CollectorRegistry()
     staying = KubernetesEventHandler(component="web", sink=None)

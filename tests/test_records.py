@@ -238,6 +238,33 @@ def test_a_record_that_reaches_two_handlers_is_reported_once() -> None:
     ]
 
 
+def test_a_record_with_two_problems_that_reaches_two_handlers_says_each_once() -> None:
+    """A record whose field_path and reason are both wrong reached a library's handler and
+    the application's: each handler says both problems, one after the other, so each was
+    said twice (only the last problem said was recognised). Now each problem is said once."""
+    first, second = _records.CallSites(), _records.CallSites()  # each handler has its own
+    record = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 7})
+    reported: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, report: logging.LogRecord) -> None:
+            reported.append(report.getMessage())
+
+    library = logging.getLogger("k8s_logging_events")
+    keep = Keep()
+    library.addHandler(keep)
+    try:
+        for sites in (first, second):
+            sites.report(record, "field_path", "Ignoring %s", "field_path")
+            sites.report(record, "reason", "Recorded %s", "reason")
+    finally:
+        library.removeHandler(keep)
+    assert reported == [
+        "Ignoring field_path (logged at app.py:7)",
+        "Recorded reason (logged at app.py:7)",
+    ]
+
+
 class _LongestScan:
     """A sanitiser pattern that keeps the length of the longest text it was given."""
 
