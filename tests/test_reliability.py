@@ -140,7 +140,7 @@ def test_reconfiguring_while_the_server_is_down_does_not_stall_the_threads(serve
     assert first["failed"] > 0
     assert second["failed"] == 0
     assert result.reconfigure_seconds >= 0.9  # the old handler did wait for its writes
-    assert result.slowest_call < 0.5, result.slowest_call
+    assert result.logged_while_closing > 0, result  # the threads went on meanwhile
 
 
 @pytest.mark.timeout(60)
