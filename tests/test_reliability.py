@@ -102,13 +102,13 @@ def test_exit_writes_pending_events_when_the_server_is_up(server, mode) -> None:
 
 
 def test_exit_is_prompt_when_the_server_hangs(server) -> None:
-    """Every request hangs: the exit waits for its writes no more than flush_timeout + 1 s
-    (a second deadline would take 2 s), and the process ends quietly."""
+    """Every request hangs: the exit waits for its writes one flush_timeout, not two (a
+    loaded machine may stretch one by a second), and the process ends quietly."""
     server.inject(action="hang", times=None)
-    flush_timeout = 1.0
+    flush_timeout = 2.0
     result = run_exit_child(server.url, "exit", flush_timeout=flush_timeout, records=50)
     assert result.returncode == 0, result.stderr
-    assert result.exit_seconds <= flush_timeout + 1.0, result.exit_seconds
+    assert result.exit_seconds < 2 * flush_timeout, result.exit_seconds
     assert stderr_problems(result.stderr) == [], result.stderr
     stats = result.late["stats"]
     assert stats["accepted"] == 50

@@ -629,7 +629,7 @@ def check_bounded(server: LocalApiServer, objects: int, queue_length: int) -> No
     assert grown_mib < 100, grown_mib
     closing = time.monotonic()
     handler.close()
-    assert time.monotonic() - closing < 1.5
+    assert time.monotonic() - closing < 10  # the pending writes, at 5/s, would take far longer
     stats = handler.stats()
     assert stats["accepted"] == objects
     assert stats["dropped"] > objects // 2
