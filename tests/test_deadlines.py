@@ -369,7 +369,7 @@ atexit.register(lambda: print(json.dumps({"exited": time.monotonic()}), flush=Tr
 import logging, threading
 from k8s_logging_events.handler import KubernetesEventHandler
 
-handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=2, qps=0)
+handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=3, qps=0)
 log = logging.getLogger("job")
 log.addHandler(handler)
 for number in range(5):
@@ -391,8 +391,8 @@ print(json.dumps({"flushed": time.monotonic()}), flush=True)
 
 
 def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
-    """Against a server that does not answer: the job's flush() waits flush_timeout (2 s)
-    and says what is pending; the exit that follows does not wait 2 s more (nothing was
+    """Against a server that does not answer: the job's flush() waits flush_timeout (3 s)
+    and says what is pending; the exit that follows does not wait 3 s more (nothing was
     written since, though a thread kept logging), and says once what it gave up."""
     with LocalApiServer() as server:
         server.inject(action="hang", times=None)
@@ -401,9 +401,10 @@ def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
     times: dict[str, float] = {}
     for line in result.stdout.splitlines():
         times.update(json.loads(line))
-    assert times["flushed"] - times["flushing"] >= 2.0
-    # a second full deadline would take 2 s; the threads' grace is a quarter of a second
-    assert times["exited"] - times["flushed"] < 1.5, times
+    assert times["flushed"] - times["flushing"] >= 3.0
+    # a second full deadline would take 3 s; the threads' grace is a quarter of a second,
+    # which a loaded machine may stretch to more than one
+    assert times["exited"] - times["flushed"] < 3.0, times
     pending = [line for line in result.stderr.splitlines() if "still pending" in line]
     given_up = [line for line in result.stderr.splitlines() if "deadline of shutdown" in line]
     assert len(pending) == 1, result.stderr
