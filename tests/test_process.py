@@ -450,7 +450,7 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
     handler = KubernetesEventHandler(
-        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=5
+        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=30
     )
     log = app_logger("plugin")
     log.addHandler(handler)
