@@ -712,6 +712,9 @@ class ThreadsResult:
     stored: int
     reconfigure_seconds: float
     slowest_call: float
+    logged_while_closing: int
+    """Log calls the threads began and ended while dictConfig flushed and closed the old
+    handler (a call stalled behind that wait ends after it: none)."""
     seconds: float
 
 
@@ -756,6 +759,22 @@ def run_threads(
     manifests = [pod(f"threads-{n}") for n in range(objects)]
     errors: list[BaseException] = []
     slowest = [0.0] * threads
+    # dictConfig's logging.shutdown() flushes, then closes the old handler; the second half
+    # of the middle third is logged once that began
+    old, closing, closed = handlers[0], threading.Event(), threading.Event()
+    old_flush, old_close = old.flush, old.close
+    while_closing = [0] * threads  # calls begun and ended between the two
+
+    def flush() -> None:
+        closing.set()
+        old_flush()
+
+    def close() -> None:
+        old_close()
+        closed.set()
+        old.close = old_close  # type: ignore[method-assign]
+
+    old.flush, old.close = flush, close  # type: ignore[method-assign]
     # a third of the records before dictConfig starts, a third while it runs, a third after
     reconfiguring_now = threading.Barrier(threads + 1, timeout=60)
     reconfigured = threading.Barrier(threads + 1, timeout=60)
@@ -766,14 +785,19 @@ def run_threads(
             for number in range(records):
                 if number == records // 3:
                     reconfiguring_now.wait()
+                elif number == records // 2:
+                    # the rest of the middle third goes on while the old handler waits
+                    closing.wait(60)
                 elif number == 2 * records // 3:
                     reconfigured.wait()
                 target = rng.randrange(objects)
+                began_while_closing = closing.is_set()
                 before = time.perf_counter()
                 log.warning(
                     "Liveness probe failed: %d", target % 7, extra={"involved": manifests[target]}
                 )
                 slowest[worker] = max(slowest[worker], time.perf_counter() - before)
+                while_closing[worker] += began_while_closing and not closed.is_set()
         except BaseException as error:
             errors.append(error)
 
@@ -819,6 +843,7 @@ def run_threads(
         stored=sum(stored_counts(server).values()),
         reconfigure_seconds=reconfigure_seconds,
         slowest_call=max(slowest),
+        logged_while_closing=sum(while_closing),
         seconds=seconds,
     )
 

@@ -27,6 +27,7 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 from k8s_logging_events.testing import LocalApiServer
+from k8s_logging_events.testing.apiserver._http import JOIN_TIMEOUT
 from tests._api import core_event, failure
 
 MICRO = "2024-01-01T00:00:05.123456Z"
@@ -173,7 +174,7 @@ def test_watch_ends_after_timeout_seconds(k8s_apiserver, k8s_core_v1):
         watch.Watch().stream(k8s_core_v1.list_namespaced_event, "default", timeout_seconds=1)
     )
     assert items == []
-    assert 0.9 <= time.monotonic() - started < 5
+    assert time.monotonic() - started >= 0.9  # one that never ends meets pytest's timeout
 
 
 def test_watch_with_timeout_seconds_zero_lasts_as_one_without(k8s_apiserver, k8s_core_v1):
@@ -450,8 +451,9 @@ def test_stop_ends_an_open_watch_promptly():
         stopper.start()
         with pytest.raises((http.client.IncompleteRead, ConnectionError)):
             response.read()
-        stopper.join(5)
-        assert time.monotonic() - started < 2
+        stopper.join(30)
+        # a watch that ended only with its connection would keep stop() in a join that long
+        assert time.monotonic() - started < JOIN_TIMEOUT
     finally:
         connection.close()
         server.stop()

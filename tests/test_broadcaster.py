@@ -422,7 +422,7 @@ def test_action_or_drop_does_not_wait_for_a_producer_that_took_the_room_it_saw(
     broadcaster._incoming_has_room = room_seen_once  # type: ignore[method-assign]
     answer: list[bool] = []
     dropper = start(lambda: answer.append(broadcaster.action_or_drop(ADDED, {"n": 99})))
-    dropper.join(1.0)
+    dropper.join(TIMEOUT)  # one that waits for room waits until the gate opens, below
     try:
         assert answer == [False]
     finally:

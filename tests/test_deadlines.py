@@ -102,6 +102,19 @@ def _reports() -> Iterator[Reports]:
         yield reports
 
 
+def waits_asked(monkeypatch: pytest.MonkeyPatch) -> list[float | None]:
+    """From now on, the timeout of each wait for the handler's writes (a flush's, a drain's)."""
+    asked: list[float | None] = []
+    original = recorder.EventBroadcaster._flush
+
+    def wait(self: recorder.EventBroadcaster, timeout: float | None, *, report: bool) -> bool:
+        asked.append(timeout)
+        return original(self, timeout, report=report)
+
+    monkeypatch.setattr(recorder.EventBroadcaster, "_flush", wait)
+    return asked
+
+
 # --- the rules, on their own --------------------------------------------------------------------
 
 
@@ -203,13 +216,11 @@ def test_flush_keeps_the_handler_signature_and_drain_answers(make, held) -> None
 
 
 def test_a_flush_that_runs_out_of_time_says_once_what_is_pending_and_why(
-    make, held, reports
+    make, held, reports, monkeypatch
 ) -> None:
     """The first timed-out flush reports the pending occurrences and the option that helps;
     while nothing is written, later flushes neither wait nor report again (what was logged
     meanwhile is in the exit's report); once the server answers, a flush waits again."""
-    # a flush that does not wait takes no time at all; 1 s tells it from one that waits even
-    # on a loaded machine
     handler = make(flush_timeout=1.0)
     log = app_logger(handler)
     for _ in range(3):
@@ -222,10 +233,10 @@ def test_a_flush_that_runs_out_of_time_says_once_what_is_pending_and_why(
     assert "3 event occurrence(s)" in unfinished[0]
     assert "flush_timeout" in unfinished[0]
     log.warning("more", extra={"involved": pod("b")})  # meets the same server
+    waits = waits_asked(monkeypatch)
     for _ in range(2):
-        started = time.monotonic()
         handler.flush()
-        assert time.monotonic() - started < 1.0
+    assert waits == [0.0, 0.0]
     assert len([m for m in reports.messages if "still pending" in m]) == 1
     held.release.set()
     assert handler.drain(10)
@@ -267,12 +278,11 @@ def test_close_after_a_timed_out_flush_does_not_wait_the_deadline_again(
     log.warning("job done", extra={"involved": pod("job")})
     started = time.monotonic()
     handler.flush()
-    flushed = time.monotonic()
+    assert time.monotonic() - started >= 1.0
+    waits = waits_asked(monkeypatch)
     logging.shutdown([lambda: handler])  # what the interpreter's exit does: flush, close
-    closed = time.monotonic()
-    assert flushed - started >= 1.0
-    assert given == [0.0]
-    assert closed - flushed < 1.0  # a second deadline would take 1 s at least
+    assert waits == [0.0]  # the flush's
+    assert given == [0.0]  # the close's
     stats = handler.stats()
     assert (stats["failed"], stats["pending"]) == (1, 0)
     assert len([m for m in reports.messages if "before the deadline of shutdown" in m]) == 1
@@ -359,7 +369,7 @@ atexit.register(lambda: print(json.dumps({"exited": time.monotonic()}), flush=Tr
 import logging, threading
 from k8s_logging_events.handler import KubernetesEventHandler
 
-handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=2, qps=0)
+handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=3, qps=0)
 log = logging.getLogger("job")
 log.addHandler(handler)
 for number in range(5):
@@ -381,8 +391,8 @@ print(json.dumps({"flushed": time.monotonic()}), flush=True)
 
 
 def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
-    """Against a server that does not answer: the job's flush() waits flush_timeout (2 s)
-    and says what is pending; the exit that follows does not wait 2 s more (nothing was
+    """Against a server that does not answer: the job's flush() waits flush_timeout (3 s)
+    and says what is pending; the exit that follows does not wait 3 s more (nothing was
     written since, though a thread kept logging), and says once what it gave up."""
     with LocalApiServer() as server:
         server.inject(action="hang", times=None)
@@ -391,9 +401,10 @@ def test_a_batch_job_that_flushes_then_exits_waits_once(tmp_path) -> None:
     times: dict[str, float] = {}
     for line in result.stdout.splitlines():
         times.update(json.loads(line))
-    assert times["flushed"] - times["flushing"] >= 2.0
-    # a second full deadline would take 2 s; the threads' grace is a quarter of a second
-    assert times["exited"] - times["flushed"] < 1.5, times
+    assert times["flushed"] - times["flushing"] >= 3.0
+    # a second full deadline would take 3 s; the threads' grace is a quarter of a second,
+    # which a loaded machine may stretch to more than one
+    assert times["exited"] - times["flushed"] < 3.0, times
     pending = [line for line in result.stderr.splitlines() if "still pending" in line]
     given_up = [line for line in result.stderr.splitlines() if "deadline of shutdown" in line]
     assert len(pending) == 1, result.stderr

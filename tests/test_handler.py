@@ -1827,7 +1827,7 @@ class TestConcurrency:
             return attempt + 1
 
         try:
-            assert asyncio.run(asyncio.wait_for(reconcile(), timeout=5)) == 50
+            assert asyncio.run(asyncio.wait_for(reconcile(), timeout=30)) == 50
         finally:
             gate.set()
         _flushed(event_handler)

@@ -416,7 +416,10 @@ _APPLICATION = """
 import logging, sys
 from k8s_logging_events import KubernetesEventHandler
 
-handler = KubernetesEventHandler(component="app", sink="auto", kubeconfig=sys.argv[1])
+# a loaded machine may take more than the default 5 s to build the client and run the plugin
+handler = KubernetesEventHandler(
+    component="app", sink="auto", kubeconfig=sys.argv[1], flush_timeout=30
+)
 log = logging.getLogger("app")  # the application configures its own logger, not the root
 log.addHandler(handler)
 log.warning("Back-off", extra={"involved": {"kind": "Pod", "name": "web-0"}, "reason": "BackOff"})

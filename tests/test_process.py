@@ -450,7 +450,7 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
     kubeconfig = tmp_path / "kubeconfig"
     kubeconfig.write_text(yaml.safe_dump(config))
     handler = KubernetesEventHandler(
-        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=5
+        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=30
     )
     log = app_logger("plugin")
     log.addHandler(handler)
@@ -466,7 +466,7 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
         assert [s.name for s in _process.MAIN_THREAD_SIGNALS if blocked & (1 << (s - 1))] == []
 
         os.kill(pid, signal.SIGTERM)
-        assert _wait_for(lambda: _ended(pid), 5), "SIGTERM did not end the plugin"
+        assert _wait_for(lambda: _ended(pid), 30), "SIGTERM did not end the plugin"
         pid = None
         handler.flush()
         assert stored_counts(server) == {"web-0": 1}

@@ -836,7 +836,7 @@ def test_a_server_down_for_the_whole_test_does_not_delay_shutdown(server, pipeli
         rec.event(_ref(f"p{i % 5}"), models.WARNING, "R", "x")
     started = time.monotonic()
     b.shutdown(timeout=1)
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 5  # a retry's back-off alone is 10 s
     stats = b.stats()
     assert stats["accepted"] == 50
     assert _accounted(stats)
