@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from k8s_logging_events import _errors, _process, sink
+from k8s_logging_events import _errors, _process, models, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._ports import blackholed_url, refused_url
@@ -227,25 +227,23 @@ def test_a_write_refused_at_connect_never_landed_so_another_writer_costs_it_noth
 
 
 def test_an_event_over_etcds_request_limit_is_given_up_after_one_attempt() -> None:
-    """A message of 2 MB (``max_message_bytes`` raised for whole tracebacks) makes a body
-    under the 3 MiB the API server reads but an event over etcd's request limit: the
-    server's 500 ``etcdserver: request is too large`` would come again on every try, each
-    one resending the megabytes and holding back the object's other events, so the write is
-    given up at the first, counted failed and said so."""
+    """An involved object's fieldPath of 2 MB (the one field without a limit of its own)
+    makes a body under the 3 MiB the API server reads but an event over etcd's request
+    limit: the server's 500 ``etcdserver: request is too large`` would come again on every
+    try, each one resending the megabytes and holding back the object's other events, so
+    the write is given up at the first, counted failed and said so."""
     clock = FakeClock()
+    involved = models.ObjectReference(
+        kind="Pod", namespace="default", name="web-0", field_path="x" * 2_000_000
+    )
     with LocalApiServer(clock=clock) as server:
         handler = KubernetesEventHandler(
-            component="ctl",
-            sink=server.url,
-            max_message_bytes=3_000_000,
-            clock=clock,
-            sleep=clock.sleep,
-            flush_timeout=20,
+            component="ctl", sink=server.url, clock=clock, sleep=clock.sleep, flush_timeout=20
         )
         log = _logger("etcd-limit", handler)
         with on_library_logger(ClockedReports(clock)) as reports:
             try:
-                log.error("dump: %s", "x" * 2_000_000, extra={"involved": POD})
+                log.error("dump", extra={"involved": involved})
                 assert handler.drain(10)
                 stats = handler.stats()
             finally:
@@ -274,21 +272,20 @@ def test_etcds_refusal_of_a_large_event_is_not_retried_in_any_wording(message: s
 
 
 def test_an_event_over_etcds_client_send_limit_is_given_up_after_one_attempt() -> None:
-    """A message of 2.2 MB: under the 3 MiB the API server reads, over the 2 MiB etcd's
-    client sends, whose refusal, worded by gRPC, is given up at the first try as etcd's."""
+    """An event of 2.2 MB (its involved object's fieldPath): under the 3 MiB the API server
+    reads, over the 2 MiB etcd's client sends, whose refusal, worded by gRPC, is given up at
+    the first try as etcd's."""
     clock = FakeClock()
+    involved = models.ObjectReference(
+        kind="Pod", namespace="default", name="web-0", field_path="x" * 2_200_000
+    )
     with LocalApiServer(clock=clock) as server:
         handler = KubernetesEventHandler(
-            component="ctl",
-            sink=server.url,
-            max_message_bytes=3_000_000,
-            clock=clock,
-            sleep=clock.sleep,
-            flush_timeout=20,
+            component="ctl", sink=server.url, clock=clock, sleep=clock.sleep, flush_timeout=20
         )
         log = _logger("grpc-limit", handler)
         try:
-            log.error("dump: %s", "x" * 2_200_000, extra={"involved": POD})
+            log.error("dump", extra={"involved": involved})
             assert handler.drain(10)
             stats = handler.stats()
         finally:
