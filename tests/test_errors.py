@@ -430,15 +430,7 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
     connection errors, not as ``OSError`` or ``gaierror``."""
     fake = FakeEventSink()
     fake.fail_next("create", error, times=3)
-    handler = KubernetesEventHandler(
-        component="ctl", sink=fake, clock=clock, sleep=clock.sleep, max_tries=3
-    )
-    log = _logger(f"unreachable{id(handler)}", handler)
-    try:
-        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
-        assert handler.drain(10)
-    finally:
-        handler.close()
+    _write(clock, sink=fake, max_tries=3)
     first = reports.messages()[0]
     assert "attempt 1 of 3" in first, reports.messages()
     assert "(the API server is unreachable)" in first, first
@@ -468,16 +460,7 @@ def test_an_error_that_holds_itself_among_its_args_is_reported_not_a_dead_writer
     error.args = ("boom", error)
     fake = FakeEventSink()
     fake.fail_next("create", error, times=2)
-    handler = KubernetesEventHandler(
-        component="ctl", sink=fake, clock=clock, sleep=clock.sleep, max_tries=2
-    )
-    log = _logger(f"cyclic{id(handler)}", handler)
-    try:
-        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
-        assert handler.drain(10)
-        stats = handler.stats()
-    finally:
-        handler.close()
+    stats = _write(clock, sink=fake, max_tries=2).stats()
     assert (stats["failed"], stats["pending"]) == (1, 0), stats
     assert "attempt 1 of 2" in reports.messages()[0], reports.messages()
     assert not _errors.unreachable(error)
@@ -532,6 +515,22 @@ def _raw_server(answer: bytes | None) -> Iterator[str]:
         thread.join(10)
 
 
+def _failed_create(
+    served: contextlib.AbstractContextManager[str], transport: str
+) -> tuple[str, sink.KubernetesEventSink, Exception]:
+    """The URL ``served`` gives, the sink (closed) and what its create there raised, through
+    ``transport`` (``channel`` or ``official``), with 0.2 s to connect."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(served)
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
+        stack.callback(events_sink.close)
+        if transport == "official":
+            _on_official_path(events_sink)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
+            events_sink.create(_event())
+    return url, events_sink, raised.value
+
+
 @pytest.mark.parametrize("transport", ["channel", "official"])
 @pytest.mark.parametrize(
     ("answer", "unreachable"),
@@ -555,20 +554,12 @@ def test_a_server_is_called_unreachable_alike_on_both_transports(
     channel once said only "timed out" for a connect timeout. A server that took the
     connection and then closed it without a word, or answered what is not HTTP, or cut its
     answer short, was reached: neither transport calls it unreachable."""
-    with contextlib.ExitStack() as stack:
-        served = (
-            {"refused": refused_url, "blackholed": blackholed_url}[answer]()
-            if isinstance(answer, str)
-            else _raw_server(answer)
-        )
-        url = stack.enter_context(served)
-        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
-        stack.callback(events_sink.close)
-        if transport == "official":
-            _on_official_path(events_sink)
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
-            events_sink.create(_event())
-    error = raised.value
+    served = (
+        {"refused": refused_url, "blackholed": blackholed_url}[answer]()
+        if isinstance(answer, str)
+        else _raw_server(answer)
+    )
+    url, events_sink, error = _failed_create(served, transport)
     assert sink.is_retryable(error)
     explained = _errors.explain(error, events_sink)
     assert ("is unreachable" in explained) is unreachable, explained
@@ -595,16 +586,9 @@ def test_a_write_that_found_no_connection_never_landed_on_both_transports(
     ``AlreadyExists`` for its own create, which would take another worker's event of the
     same name for it and count its occurrence as written. Only a refusal was told apart;
     the others were "may have landed". A reset after the request was sent may have."""
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(_raw_server(None) if server is None else server())
-        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
-        stack.callback(events_sink.close)
-        if transport == "official":
-            _on_official_path(events_sink)
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
-            events_sink.create(_event())
-    assert sink.is_retryable(raised.value)
-    assert _errors.may_have_landed(raised.value) is landed, repr(raised.value)
+    _, _, error = _failed_create(_raw_server(None) if server is None else server(), transport)
+    assert sink.is_retryable(error)
+    assert _errors.may_have_landed(error) is landed, repr(error)
 
 
 @pytest.mark.parametrize(
