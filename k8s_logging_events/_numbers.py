@@ -33,7 +33,7 @@ def number(
     NaN, infinity and booleans are not."""
     allowed = f"{'a whole number' if integer else 'a number'} >= {minimum:g}"
     if maximum < math.inf:
-        allowed += f" and <= {maximum:g}"
+        allowed += f" and <= {maximum:.15g}"  # 1048576, not 1.04858e+06
     if meaning:
         allowed += f" ({meaning})"
     converted: float | None = None
@@ -55,8 +55,8 @@ def seconds(name: str, value: object, *, minimum: float, meaning: str = "seconds
     return number(name, value, minimum=minimum, maximum=threading.TIMEOUT_MAX, meaning=meaning)
 
 
-def whole(name: str, value: object, *, minimum: int) -> int:
-    return int(number(name, value, minimum=minimum, integer=True))
+def whole(name: str, value: object, *, minimum: int, maximum: float = math.inf) -> int:
+    return int(number(name, value, minimum=minimum, maximum=maximum, integer=True))
 
 
 def timeout(value: object) -> float | tuple[float, float] | None:

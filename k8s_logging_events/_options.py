@@ -47,6 +47,9 @@ __all__ = [
 ]
 
 MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""The longest ``max_message_bytes``: the rest of an event (annotations up to 256 KiB) still
+fits under etcd's default request limit of 1.5 MiB, over which no write of it is stored."""
 
 COMPONENT_ENV = "K8S_LOGGING_EVENTS_COMPONENT"
 """The environment variable that sets the default ``component`` (the ``From`` column)."""
@@ -138,7 +141,10 @@ def checked(given: Mapping[str, Any]) -> Options:
         namespace=namespace(given["namespace"]),
         default_reason=reason(given["default_reason"]),
         max_message_bytes=whole(
-            "max_message_bytes", given["max_message_bytes"], minimum=MIN_MESSAGE_BYTES
+            "max_message_bytes",
+            given["max_message_bytes"],
+            minimum=MIN_MESSAGE_BYTES,
+            maximum=MAX_MESSAGE_BYTES,
         ),
         qps=number("qps", given["qps"], minimum=0, meaning=RATE),
         burst=whole("burst", given["burst"], minimum=1),

@@ -4,7 +4,8 @@ Between the sink and the wire (docs/architecture.md). A :class:`Transport` (the 
 channel, or the client's own path in ``_official``) returns an answer whatever its status;
 :func:`encode` and :func:`send` are the one body handling and error mapping:
 
-* a body that cannot be encoded: ``RequestConstructionError`` (nothing is sent);
+* a body that cannot be encoded, or one over the server's limit: ``RequestConstructionError``
+  (nothing is sent);
 * a 2xx answer: its JSON, decoded once; not JSON: ``ValueError`` (it may have landed: retry);
 * another status: ``ApiStatusError`` from the Kubernetes Status; but a write the channel
   sent twice is a transport error whatever the second send met (the first may be stored);
@@ -132,14 +133,16 @@ def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Tran
 
 
 def encode(method: str, path: str, body: object) -> bytes:
-    """Bytes as they are, None as nothing, anything else as compact ASCII JSON (no NaN), at
-    most :data:`MAX_BODY_BYTES` of it."""
+    """Bytes as they are (a patch), None as nothing, anything else as compact ASCII JSON (no
+    NaN); whichever, at most :data:`MAX_BODY_BYTES` of it."""
     if body is None:
         return b""
-    if isinstance(body, bytes):
-        return body
     try:
-        data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
+        data = (
+            body
+            if isinstance(body, bytes)
+            else json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
+        )
     except (TypeError, ValueError) as error:
         raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error
     if len(data) > MAX_BODY_BYTES:

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from k8s_logging_events import _errors, _process, sink
+from k8s_logging_events import _errors, _process, models, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._ports import blackholed_url, refused_url
@@ -227,25 +227,23 @@ def test_a_write_refused_at_connect_never_landed_so_another_writer_costs_it_noth
 
 
 def test_an_event_over_etcds_request_limit_is_given_up_after_one_attempt() -> None:
-    """A message of 2 MB (``max_message_bytes`` raised for whole tracebacks) makes a body
-    under the 3 MiB the API server reads but an event over etcd's request limit: the
-    server's 500 ``etcdserver: request is too large`` would come again on every try, each
-    one resending the megabytes and holding back the object's other events, so the write is
-    given up at the first, counted failed and said so."""
+    """An involved object's fieldPath of 2 MB (the one field without a limit of its own)
+    makes a body under the 3 MiB the API server reads but an event over etcd's request
+    limit: the server's 500 ``etcdserver: request is too large`` would come again on every
+    try, each one resending the megabytes and holding back the object's other events, so
+    the write is given up at the first, counted failed and said so."""
     clock = FakeClock()
+    involved = models.ObjectReference(
+        kind="Pod", namespace="default", name="web-0", field_path="x" * 2_000_000
+    )
     with LocalApiServer(clock=clock) as server:
         handler = KubernetesEventHandler(
-            component="ctl",
-            sink=server.url,
-            max_message_bytes=3_000_000,
-            clock=clock,
-            sleep=clock.sleep,
-            flush_timeout=20,
+            component="ctl", sink=server.url, clock=clock, sleep=clock.sleep, flush_timeout=20
         )
         log = _logger("etcd-limit", handler)
         with on_library_logger(ClockedReports(clock)) as reports:
             try:
-                log.error("dump: %s", "x" * 2_000_000, extra={"involved": POD})
+                log.error("dump", extra={"involved": involved})
                 assert handler.drain(10)
                 stats = handler.stats()
             finally:
@@ -274,21 +272,20 @@ def test_etcds_refusal_of_a_large_event_is_not_retried_in_any_wording(message: s
 
 
 def test_an_event_over_etcds_client_send_limit_is_given_up_after_one_attempt() -> None:
-    """A message of 2.2 MB: under the 3 MiB the API server reads, over the 2 MiB etcd's
-    client sends, whose refusal, worded by gRPC, is given up at the first try as etcd's."""
+    """An event of 2.2 MB (its involved object's fieldPath): under the 3 MiB the API server
+    reads, over the 2 MiB etcd's client sends, whose refusal, worded by gRPC, is given up at
+    the first try as etcd's."""
     clock = FakeClock()
+    involved = models.ObjectReference(
+        kind="Pod", namespace="default", name="web-0", field_path="x" * 2_200_000
+    )
     with LocalApiServer(clock=clock) as server:
         handler = KubernetesEventHandler(
-            component="ctl",
-            sink=server.url,
-            max_message_bytes=3_000_000,
-            clock=clock,
-            sleep=clock.sleep,
-            flush_timeout=20,
+            component="ctl", sink=server.url, clock=clock, sleep=clock.sleep, flush_timeout=20
         )
         log = _logger("grpc-limit", handler)
         try:
-            log.error("dump: %s", "x" * 2_200_000, extra={"involved": POD})
+            log.error("dump", extra={"involved": involved})
             assert handler.drain(10)
             stats = handler.stats()
         finally:
@@ -433,15 +430,7 @@ def test_a_server_without_a_route_or_a_name_is_reported_as_unreachable(
     connection errors, not as ``OSError`` or ``gaierror``."""
     fake = FakeEventSink()
     fake.fail_next("create", error, times=3)
-    handler = KubernetesEventHandler(
-        component="ctl", sink=fake, clock=clock, sleep=clock.sleep, max_tries=3
-    )
-    log = _logger(f"unreachable{id(handler)}", handler)
-    try:
-        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
-        assert handler.drain(10)
-    finally:
-        handler.close()
+    _write(clock, sink=fake, max_tries=3)
     first = reports.messages()[0]
     assert "attempt 1 of 3" in first, reports.messages()
     assert "(the API server is unreachable)" in first, first
@@ -471,16 +460,7 @@ def test_an_error_that_holds_itself_among_its_args_is_reported_not_a_dead_writer
     error.args = ("boom", error)
     fake = FakeEventSink()
     fake.fail_next("create", error, times=2)
-    handler = KubernetesEventHandler(
-        component="ctl", sink=fake, clock=clock, sleep=clock.sleep, max_tries=2
-    )
-    log = _logger(f"cyclic{id(handler)}", handler)
-    try:
-        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
-        assert handler.drain(10)
-        stats = handler.stats()
-    finally:
-        handler.close()
+    stats = _write(clock, sink=fake, max_tries=2).stats()
     assert (stats["failed"], stats["pending"]) == (1, 0), stats
     assert "attempt 1 of 2" in reports.messages()[0], reports.messages()
     assert not _errors.unreachable(error)
@@ -535,6 +515,22 @@ def _raw_server(answer: bytes | None) -> Iterator[str]:
         thread.join(10)
 
 
+def _failed_create(
+    served: contextlib.AbstractContextManager[str], transport: str
+) -> tuple[str, sink.KubernetesEventSink, Exception]:
+    """The URL ``served`` gives, the sink (closed) and what its create there raised, through
+    ``transport`` (``channel`` or ``official``), with 0.2 s to connect."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(served)
+        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
+        stack.callback(events_sink.close)
+        if transport == "official":
+            _on_official_path(events_sink)
+        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
+            events_sink.create(_event())
+    return url, events_sink, raised.value
+
+
 @pytest.mark.parametrize("transport", ["channel", "official"])
 @pytest.mark.parametrize(
     ("answer", "unreachable"),
@@ -558,20 +554,12 @@ def test_a_server_is_called_unreachable_alike_on_both_transports(
     channel once said only "timed out" for a connect timeout. A server that took the
     connection and then closed it without a word, or answered what is not HTTP, or cut its
     answer short, was reached: neither transport calls it unreachable."""
-    with contextlib.ExitStack() as stack:
-        served = (
-            {"refused": refused_url, "blackholed": blackholed_url}[answer]()
-            if isinstance(answer, str)
-            else _raw_server(answer)
-        )
-        url = stack.enter_context(served)
-        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
-        stack.callback(events_sink.close)
-        if transport == "official":
-            _on_official_path(events_sink)
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
-            events_sink.create(_event())
-    error = raised.value
+    served = (
+        {"refused": refused_url, "blackholed": blackholed_url}[answer]()
+        if isinstance(answer, str)
+        else _raw_server(answer)
+    )
+    url, events_sink, error = _failed_create(served, transport)
     assert sink.is_retryable(error)
     explained = _errors.explain(error, events_sink)
     assert ("is unreachable" in explained) is unreachable, explained
@@ -598,16 +586,9 @@ def test_a_write_that_found_no_connection_never_landed_on_both_transports(
     ``AlreadyExists`` for its own create, which would take another worker's event of the
     same name for it and count its occurrence as written. Only a refusal was told apart;
     the others were "may have landed". A reset after the request was sent may have."""
-    with contextlib.ExitStack() as stack:
-        url = stack.enter_context(_raw_server(None) if server is None else server())
-        events_sink = sink.KubernetesEventSink.from_url(url, qps=0, request_timeout=(0.2, 10))
-        stack.callback(events_sink.close)
-        if transport == "official":
-            _on_official_path(events_sink)
-        with pytest.raises(Exception) as raised:  # noqa: PT011 - whatever each transport raises
-            events_sink.create(_event())
-    assert sink.is_retryable(raised.value)
-    assert _errors.may_have_landed(raised.value) is landed, repr(raised.value)
+    _, _, error = _failed_create(_raw_server(None) if server is None else server(), transport)
+    assert sink.is_retryable(error)
+    assert _errors.may_have_landed(error) is landed, repr(error)
 
 
 @pytest.mark.parametrize(

@@ -2144,17 +2144,10 @@ atexit.register(lambda: print(json.dumps(
     {**handler.stats(), "seconds": time.monotonic() - started}), flush=True))
 
 import logging, logging.config
-from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import KubernetesEventHandler
+from tests._children import hold_the_client_build
 
-real, building, release = sinks.KubernetesEventSink.from_url, threading.Event(), threading.Event()
-
-def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
-    building.set()
-    release.wait(30)
-    return real(url, **keywords)
-
-sinks.KubernetesEventSink.from_url = held_build
+building, release = hold_the_client_build()  # the writer builds the client as dictConfig runs
 handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=30)
 log = logging.getLogger("job")
 log.addHandler(handler)

@@ -477,10 +477,10 @@ def _stray(request: pytest.FixtureRequest) -> Iterator[_StrayServer]:
         server.close()
 
 
-def _plain_channel(port: int) -> _http.Channel:
-    return _http.Channel(
-        "127.0.0.1", port, [("Host", f"127.0.0.1:{port}")], connect_timeout=5, read_timeout=5
-    )
+def _local_channel(port: int, **settings: Any) -> _http.Channel:
+    """A channel to 127.0.0.1:``port``, 5 s to connect and to read unless ``settings`` say."""
+    settings = {"connect_timeout": 5, "read_timeout": 5, **settings}
+    return _http.Channel("127.0.0.1", port, [("Host", f"127.0.0.1:{port}")], **settings)
 
 
 @pytest.mark.parametrize("stray", [True], indirect=True, ids=["late"])
@@ -489,7 +489,7 @@ def test_bytes_that_come_while_a_connection_is_idle_are_never_an_answer(stray, m
     """The server sends each answer again after the client has read it, while the
     connection is idle. The check before reuse finds the copy: that connection is closed, and every
     request gets its own answer (before, each got the previous one's from then on)."""
-    channel = _plain_channel(stray.port)
+    channel = _local_channel(stray.port)
     try:
         for number in range(1, 6):
             answer = channel.request(method, f"/r{number}", JSON, b"{}")
@@ -508,7 +508,7 @@ def test_bytes_right_after_an_answer_fail_a_post_and_resend_a_get(stray) -> None
     """The copy follows the answer in the same read: that answer may have been meant for
     another request. A POST (or a PATCH) may have been carried out: a transport error, for
     the writer to retry as it may. A GET is sent once more, on a new connection."""
-    channel = _plain_channel(stray.port)
+    channel = _local_channel(stray.port)
     try:
         for method in ("POST", "PATCH"):
             with pytest.raises(_http_parser.ProtocolError) as raised:
@@ -558,52 +558,42 @@ class _Trickling(_StrayServer):
                         return
 
 
+def _seconds_to_time_out(channel: _http.Channel, method: str, path: str) -> float:
+    """How long ``method path`` on ``channel`` takes to end in the TimeoutError it must."""
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        channel.request(method, path, JSON, b"{}" if method == "POST" else b"")
+    return time.monotonic() - started
+
+
+def _trickled_request_seconds(pause: float, read_timeout: float) -> float:
+    """The seconds to time out of a POST to a server that answers a byte every ``pause``."""
+    server = _Trickling(pause)
+    channel = _local_channel(server.port, read_timeout=read_timeout)
+    try:
+        return _seconds_to_time_out(channel, "POST", "/r1")
+    finally:
+        server.done.set()
+        channel.close()
+        server.close()
+
+
 def test_an_answer_that_trickles_in_times_out_within_the_read_timeout_in_all() -> None:
     """A server (or a proxy) that answers one byte at a time never lets a single read wait
     out the read timeout, yet the request must end near it: ``request_timeout`` is
     seconds per request (docs/configuration.md). Each request once took as long as the
     server pleased (an answer of 100 bytes at one a second held a writer 100 s)."""
-    server = _Trickling(pause=0.05)  # the whole answer takes over 5 s
-    channel = _http.Channel(
-        "127.0.0.1",
-        server.port,
-        [("Host", f"127.0.0.1:{server.port}")],
-        connect_timeout=5,
-        read_timeout=0.3,
-    )
-    try:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            channel.request("POST", "/r1", JSON, b"{}")
-        assert time.monotonic() - started < 4.5  # the whole answer takes over 5 s
-    finally:
-        server.done.set()
-        channel.close()
-        server.close()
+    # the whole answer takes over 5 s
+    assert _trickled_request_seconds(pause=0.05, read_timeout=0.3) < 4.5
 
 
 def test_an_answer_that_stalls_after_its_first_bytes_ends_at_the_read_timeout() -> None:
     """A server whose answer starts just before the read timeout runs out, then stalls: the
     request ends at the read timeout, not one more read timeout after the answer's first
     bytes (it once took nearly twice ``request_timeout``, which bounds the whole answer)."""
-    server = _Trickling(pause=0.9)  # the next byte comes at 0.9 s, the one after at 1.8 s
-    channel = _http.Channel(
-        "127.0.0.1",
-        server.port,
-        [("Host", f"127.0.0.1:{server.port}")],
-        connect_timeout=5,
-        read_timeout=1.0,
-    )
-    try:
-        started = time.monotonic()
-        with pytest.raises(TimeoutError):
-            channel.request("POST", "/r1", JSON, b"{}")
-        # one more read timeout after the first byte would end at 1.9 s at the earliest
-        assert time.monotonic() - started < 1.8
-    finally:
-        server.done.set()
-        channel.close()
-        server.close()
+    # the next byte comes at 0.9 s, the one after at 1.8 s: one more read timeout after
+    # the first byte would end at 1.9 s at the earliest
+    assert _trickled_request_seconds(pause=0.9, read_timeout=1.0) < 1.8
 
 
 class _TlsBreaksSecondAnswer:
@@ -742,21 +732,12 @@ def test_a_tls_handshake_that_trickles_in_ends_within_the_connect_timeout() -> N
     held the request for as long as the server's certificates took to trickle in."""
     with LocalApiServer(tls=True) as server:
         relay = _TricklingRelay(server.port, pause=0.02)  # the server's part takes over 20 s
-        channel = _http.Channel(
-            "127.0.0.1",
-            relay.port,
-            [("Host", f"127.0.0.1:{relay.port}")],
-            connect_timeout=0.5,
-            read_timeout=5,
-            tls=_http.TlsSettings(
-                "127.0.0.1", ca_file=server.api_client().configuration.ssl_ca_cert
-            ),
-        )
+        ca_file = server.api_client().configuration.ssl_ca_cert
+        tls = _http.TlsSettings("127.0.0.1", ca_file=ca_file)
+        channel = _local_channel(relay.port, connect_timeout=0.5, tls=tls)
         try:
-            started = time.monotonic()
-            with pytest.raises(TimeoutError):
-                channel.request("GET", "/api/v1", JSON, b"")
-            assert time.monotonic() - started < 10  # (the whole handshake: over 20 s)
+            # the whole handshake takes over 20 s
+            assert _seconds_to_time_out(channel, "GET", "/api/v1") < 10
         finally:
             channel.close()
             relay.close()

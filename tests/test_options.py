@@ -46,6 +46,7 @@ from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
         ({"writers": True}, ["writers", "True"]),
         ({"queue_length": 0}, ["queue_length", ">= 1"]),
         ({"max_message_bytes": 8}, ["max_message_bytes", ">= 16"]),
+        ({"max_message_bytes": 2_000_000}, ["max_message_bytes", "2000000", "<= 1048576"]),
         ({"api": "v2"}, ["api", "'v2'", "'events.k8s.io/v1'"]),
         ({"exception_detail": "all"}, ["exception_detail", "'summary'"]),
         ({"correlator": {"qps": math.nan}}, ["correlator.qps", "nan"]),
@@ -112,6 +113,32 @@ def test_any_real_number_is_a_number() -> None:
         max_message_bytes=Fraction(48), qps=Fraction(5, 2), flush_timeout=Fraction(5), writers=2
     )
     assert as_fractions == as_numbers
+
+
+def test_the_longest_max_message_bytes_makes_events_a_cluster_stores() -> None:
+    """``max_message_bytes`` is at most 1 MiB: a message cut there, with 256 KiB of
+    annotations besides, is an event under etcd's default 1.5 MiB request limit, stored
+    through core/v1 (the one API without a 1024-byte limit); a longer one could never be,
+    so one byte more is refused when the handler is built."""
+    with pytest.raises(ValueError, match="max_message_bytes"):
+        KubernetesEventHandler(sink=None, max_message_bytes=_options.MAX_MESSAGE_BYTES + 1)
+    with LocalApiServer() as server:
+        handler = KubernetesEventHandler(
+            sink=server.url, api="v1", qps=0, max_message_bytes=_options.MAX_MESSAGE_BYTES
+        )
+        log = logging.getLogger("tests.options.longest")
+        log.propagate = False
+        log.addHandler(handler)
+        annotations = {"example.com/dump": "a" * (256 * 1024 - len("example.com/dump"))}
+        try:
+            log.warning("x" * 2_000_000, extra={"involved": POD, "annotations": annotations})
+            assert handler.drain(10)
+        finally:
+            log.removeHandler(handler)
+            handler.close()
+        (event,) = server.events()
+    assert len(event["message"]) == _options.MAX_MESSAGE_BYTES
+    assert event["metadata"]["annotations"] == annotations
 
 
 @pytest.mark.parametrize(

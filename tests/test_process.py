@@ -16,13 +16,13 @@ import logging
 import multiprocessing
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
 import warnings
 from collections import Counter
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,7 +30,7 @@ import pytest
 from k8s_logging_events import _http, _process, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
-from tests._children import REPO, run_python
+from tests._children import run_python
 from tests.reliability_scenarios import (
     ListHandler,
     app_logger,
@@ -426,6 +426,36 @@ def _wait_for(check: Any, timeout: float) -> bool:
     return bool(check())
 
 
+def _plugin_kubeconfig(server: LocalApiServer, directory: Path, hang_at: int) -> str:
+    """A kubeconfig file for ``server`` whose token comes from the ``exec`` plugin
+    :data:`_PLUGIN`, which hangs at its ``hang_at``th run (both files in ``directory``)."""
+    import yaml
+
+    plugin = directory / "plugin.py"
+    plugin.write_text(_PLUGIN.format(python=sys.executable, hang_at=hang_at))
+    plugin.chmod(0o755)
+    config = yaml.safe_load(server.kubeconfig(credentials=False))
+    config["users"][0]["user"] = {
+        "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+    }
+    kubeconfig = directory / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(config))
+    return str(kubeconfig)
+
+
+def _hanging_plugin(directory: Path) -> int:
+    """The pid of the plugin's run that hangs, once it runs."""
+    pid_file = directory / "pid"
+    assert _wait_for(pid_file.exists, 20), "the plugin never ran"
+    return int(pid_file.read_text())
+
+
+def _kill(pid: int | None) -> None:
+    """End the plugin's run ``pid`` if it still runs (None: the test ended it)."""
+    if pid is not None and not _ended(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads /proc")
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize(
@@ -438,28 +468,16 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
     hangs there must not inherit that mask (/proc/<pid>/status SigBlk), and SIGTERM must end
     it; the write then goes on (with the token it had, or the plugin's next run's: never
     without one), and the handler closes promptly."""
-    import yaml
-
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(_PLUGIN.format(python=sys.executable, hang_at=hang_at))
-    plugin.chmod(0o755)
-    config = yaml.safe_load(server.kubeconfig(credentials=False))
-    config["users"][0]["user"] = {
-        "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
-    }
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig = _plugin_kubeconfig(server, tmp_path, hang_at)
     handler = KubernetesEventHandler(
-        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=30
+        component="plugin", sink="auto", kubeconfig=kubeconfig, flush_timeout=30
     )
     log = app_logger("plugin")
     log.addHandler(handler)
     pid = None
     try:
         log.warning("Back-off", extra={"involved": pod("web-0"), "reason": "BackOff"})
-        pid_file = tmp_path / "pid"
-        assert _wait_for(pid_file.exists, 20), "the plugin never ran"
-        pid = int(pid_file.read_text())
+        pid = _hanging_plugin(tmp_path)
         status = _status(pid)
         assert int(status["PPid"]) == os.getpid(), "started by this process"
         blocked = int(status["SigBlk"], 16)
@@ -475,8 +493,7 @@ def test_an_exec_plugin_the_library_started_is_ended_by_sigterm(server, tmp_path
             "Bearer from-plugin"
         ]
     finally:
-        if pid is not None and not _ended(pid):
-            os.kill(pid, signal.SIGKILL)
+        _kill(pid)
         started = time.monotonic()
         handler.close()
         assert time.monotonic() - started < 6
@@ -492,19 +509,9 @@ def test_a_flush_that_waits_for_a_hanging_exec_plugin_says_so_not_the_api_server
     answered (a hanging server or admission webhook; see request_timeout ...)", sending the
     user after the server, with request_timeout no help (the plugin has no timeout). It names
     the client's set-up or credentials, for both writes, and blames no server."""
-    import yaml
-
-    plugin = tmp_path / "plugin.py"
-    plugin.write_text(_PLUGIN.format(python=sys.executable, hang_at=1))
-    plugin.chmod(0o755)
-    config = yaml.safe_load(server.kubeconfig(credentials=False))
-    config["users"][0]["user"] = {
-        "exec": {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
-    }
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump(config))
+    kubeconfig = _plugin_kubeconfig(server, tmp_path, hang_at=1)
     handler = KubernetesEventHandler(
-        component="plugin", sink="auto", kubeconfig=str(kubeconfig), flush_timeout=1.5
+        component="plugin", sink="auto", kubeconfig=kubeconfig, flush_timeout=1.5
     )
     log = app_logger("plugin")
     log.addHandler(handler)
@@ -517,9 +524,7 @@ def test_a_flush_that_waits_for_a_hanging_exec_plugin_says_so_not_the_api_server
             log.warning(
                 "Back-off", extra={"involved": pod("web-0", namespace), "reason": "BackOff"}
             )
-        pid_file = tmp_path / "pid"
-        assert _wait_for(pid_file.exists, 20), "the plugin never ran"
-        pid = int(pid_file.read_text())
+        pid = _hanging_plugin(tmp_path)
         assert _wait_for(lambda: len(_process.awaiting_credentials()) == 2, 20)
         handler.flush()  # both writes have waited longer than a stall by its end
         said = [r.getMessage() for r in reports.records if "Unable to write" in r.getMessage()]
@@ -528,8 +533,7 @@ def test_a_flush_that_waits_for_a_hanging_exec_plugin_says_so_not_the_api_server
         assert "API server had not answered" not in said[0], said[0]
     finally:
         own.removeHandler(reports)
-        if pid is not None and not _ended(pid):
-            os.kill(pid, signal.SIGKILL)
+        _kill(pid)
         handler.close()
         # the writers leave the build once the plugin is gone: no later report sees them
         assert _wait_for(lambda: not _process.awaiting_credentials(), 20)
@@ -798,18 +802,13 @@ def test_a_child_whose_module_logs_while_multiprocessing_prepares_it_still_write
     prepares it, before it is its child; a module that logs an event there started the
     handler then. The child still writes what its target logged when it ends with
     os._exit (before: nothing of the child reached the server, and nothing was said)."""
-    script = tmp_path / "worker.py"
-    script.write_text(_LOGS_AT_IMPORT)
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
-    environment.pop("KUBECONFIG", None)
-    result = subprocess.run(
-        [sys.executable, str(script), method],
-        capture_output=True,
-        text=True,
-        env=environment,
-        cwd=str(tmp_path),
+    result = run_python(
+        _LOGS_AT_IMPORT,
+        method,
+        cwd=tmp_path,
         timeout=120,
-        check=False,
+        file="worker.py",
+        EVENTS_URL=server.url,
     )
     assert result.stdout.split() == ["0"], result.stderr
     assert stored_counts(server)["work"] == 3, result.stderr
@@ -847,17 +846,8 @@ def test_an_event_logged_by_a_fork_hook_that_runs_before_the_librarys_is_written
     was imported runs before the library renews itself in the child, and may log. Its event
     is written by the child (before: it went into the parent's queue, which the renewal then
     forgot: no event, no count, nothing said)."""
-    script = tmp_path / "hooked.py"
-    script.write_text(_HOOK_BEFORE_THE_LIBRARY)
-    environment = {**os.environ, "PYTHONPATH": str(REPO), "EVENTS_URL": server.url}
-    environment.pop("KUBECONFIG", None)
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
+    result = run_python(
+        _HOOK_BEFORE_THE_LIBRARY, cwd=tmp_path, timeout=120, file="hooked.py", EVENTS_URL=server.url
     )
     assert result.stdout.split() == ["0"], result.stderr
     assert stored_counts(server) == Counter({"parent": 1, "hook": 1}), result.stderr
@@ -907,36 +897,19 @@ def test_a_crash_within_a_forks_hooks_still_shows_where(tmp_path) -> None:
     """A segmentation fault in another library's fork hook, or in ``fork()`` itself, while
     the fork's hooks block the signals: faulthandler still prints the Python stack. Before,
     the fault was blocked too, and the kernel ended the process with no word."""
-    script = tmp_path / "crash.py"
-    script.write_text(_CRASH_IN_A_FORK_HOOK)
-    environment = {**os.environ, "PYTHONPATH": str(REPO)}
-    result = subprocess.run(
-        [sys.executable, str(script)],
-        capture_output=True,
-        text=True,
-        env=environment,
-        timeout=120,
-        check=False,
-    )
+    result = run_python(_CRASH_IN_A_FORK_HOOK, cwd=tmp_path, timeout=120, file="crash.py")
     assert result.returncode == -signal.SIGSEGV
     assert "Segmentation fault" in result.stderr
     assert "crash.py" in result.stderr
 
 
 _FORK_WHILE_A_STOP_RUNS = """
-import os, sys, threading, time, warnings
+import os, sys, time, warnings
 import logging, logging.config
-from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import KubernetesEventHandler
+from tests._children import hold_the_client_build
 
-real, building, release = sinks.KubernetesEventSink.from_url, threading.Event(), threading.Event()
-
-def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
-    building.set()
-    release.wait(30)
-    return real(url, **keywords)
-
-sinks.KubernetesEventSink.from_url = held_build
+building, release = hold_the_client_build()  # the writer builds the client as dictConfig runs
 handler = KubernetesEventHandler(component="job", sink=sys.argv[1], flush_timeout=30)
 log = logging.getLogger("job")
 log.addHandler(handler)
@@ -973,20 +946,12 @@ def test_a_forked_child_does_not_wait_at_exit_for_a_stop_running_in_its_parent(
 
 
 _CHILD_ENDS_WHILE_A_STOP_RUNS = """
-import logging, logging.config, multiprocessing, sys, threading
-from k8s_logging_events import sink as sinks
+import logging, logging.config, multiprocessing, sys
 from k8s_logging_events.handler import KubernetesEventHandler
+from tests._children import hold_the_client_build
 
 def work(url):
-    real = sinks.KubernetesEventSink.from_url
-    building, release = threading.Event(), threading.Event()
-
-    def held_build(url, **keywords):  # the writer builds the client as dictConfig runs
-        building.set()
-        release.wait(30)
-        return real(url, **keywords)
-
-    sinks.KubernetesEventSink.from_url = held_build
+    building, release = hold_the_client_build()  # the writer builds it as dictConfig runs
     handler = KubernetesEventHandler(component="work", sink=url, flush_timeout=30)
     log = logging.getLogger("work")
     log.addHandler(handler)

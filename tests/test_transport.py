@@ -362,6 +362,19 @@ def test_every_request_takes_the_one_path(server: LocalApiServer, either: Any) -
     assert post.raw_body == _transport.encode("POST", "", either._body(event))
 
 
+def test_a_patch_over_the_servers_body_limit_is_refused_without_being_sent(
+    server: LocalApiServer, either: Any
+) -> None:
+    """The create's rule holds for a patch too (an aggregate whose latest message is larger
+    than its first's): a body over 3 MiB is never sent, as a real server would cut the
+    connection while it is on its way, and the retries would meet that again."""
+    stored = either.create(_event(action="Pull", reporting_controller="c", reporting_instance="i"))
+    note = "x" * _transport.MAX_BODY_BYTES
+    with pytest.raises(sink.RequestConstructionError, match="over the API server's limit"):
+        either.patch(stored, json.dumps({"note": note}).encode())
+    assert [r.method for r in server.requests if r.method == "PATCH"] == []
+
+
 @pytest.mark.parametrize("path", ["channel", "official"])
 def test_credentials_that_cannot_be_read_for_now_are_retried_on_both_transports(
     path: str,
