@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
@@ -151,7 +151,11 @@ def checked_proxy(configuration: Any) -> None:
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)
     if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        # as Go decodes them: the bytes themselves (a Latin-1 password's %E9, or that byte
+        # unencoded, which os.environ holds as a surrogate), never U+FFFD
+        pair = unquote_to_bytes(
+            f"{parts.username}:{parts.password or ''}".encode("utf-8", "surrogateescape")
+        )
         authorization = "Basic " + base64.b64encode(pair).decode("ascii")
         configuration.proxy_headers = {"Proxy-Authorization": authorization}
 
