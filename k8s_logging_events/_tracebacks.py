@@ -162,11 +162,18 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
 
 def _summary(exc_type: object, exc: object) -> str:
     name = getattr(exc_type, "__qualname__", None) or str(exc_type)
-    notes = getattr(exc, "__notes__", None)
+    text = _shown(exc, "<unprintable>")  # an exception whose __str__ fails still has a type
+    try:  # add_note's, on lines after the text as a traceback (a QueueHandler's record) has them
+        notes = getattr(exc, "__notes__", None)
+    except Exception:  # a property that fails: no notes, never no event
+        notes = None
+    notes = notes if isinstance(notes, list | tuple) else ()
+    lines = [_shown(note, "<note str() failed>") for note in notes]
+    return "\n".join([f"{name}: {text}" if text else str(name), *lines])
+
+
+def _shown(value: object, failed: str) -> str:
     try:
-        text = str(exc)
-        # add_note's, on lines after the text as a traceback (a QueueHandler's record) has them
-        notes = [str(note) for note in notes] if isinstance(notes, list | tuple) else []
-    except Exception:  # an exception whose __str__ (or a note's) fails still has a type
-        text, notes = "<unprintable>", []
-    return "\n".join([f"{name}: {text}" if text else str(name), *notes])
+        return str(value)
+    except Exception:  # one that fails loses its own text, never the others'
+        return failed

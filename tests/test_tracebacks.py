@@ -199,6 +199,30 @@ def test_an_exceptions_notes_are_in_its_summary_queued_or_not(
     assert _tracebacks.queued(_queued(_record("failed", info))) == ("failed", summary)
 
 
+class _UnreadableNotesError(Exception):
+    @property
+    def __notes__(self) -> list[str]:  # type: ignore[override]
+        raise RuntimeError("no notes")
+
+
+class _UnprintableNote(str):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_notes_that_cannot_be_shown_leave_the_exceptions_own_text() -> None:
+    """Seen before the fix: a note whose str() raises made the summary
+    ``ValueError: <unprintable>``, the exception's own text lost; a ``__notes__`` that raises
+    (a property of the exception's class) made the log call's event fail ("Unable to
+    format the message", no event). The text stays; such a note is shown as Python's
+    traceback shows it, and notes that cannot be read are left out."""
+    noted = _noted(ValueError("real text"), _UnprintableNote("n"), "kept")
+    summary = _tracebacks.exception_summary(_raised(noted))
+    assert summary == "ValueError: real text\n<note str() failed>\nkept"
+    summary = _tracebacks.exception_summary(_raised(_UnreadableNotesError("own text")))
+    assert summary == "_UnreadableNotesError: own text"
+
+
 def test_loguru_output_loses_its_traceback_and_keeps_its_message() -> None:
     """Loguru's sink writes its message, then the traceback: the message alone is kept; an
     exception never raised (only its ``Type: text`` line written) is cut there too."""
