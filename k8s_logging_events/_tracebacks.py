@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import traceback
 from collections.abc import Iterable, Iterator
 
@@ -141,12 +142,16 @@ def exception_summary(exc_info: object) -> str:
 
 _GROUP_SHOWN = 10  # distinct summaries of a group's exceptions, of its first hundred
 _GROUP_READ = 100
+_GROUP_TEXT_END = re.compile(r" \(\d+ sub-exceptions?\)$", re.MULTILINE)  # BaseExceptionGroup's
 
 
 def _with_leaves(summary: str, leaves: Iterable[str]) -> str:
     # asyncio's TaskGroup: the group's own text says how many failed, never why
     seen = dict.fromkeys(itertools.islice(leaves, _GROUP_READ))
-    return f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
+    # after the group's text, before its notes (else read as the exceptions' label)
+    found = _GROUP_TEXT_END.search(summary)
+    end = found.end() if found else len(summary)
+    return f"{summary[:end]}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}{summary[end:]}"
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
