@@ -184,15 +184,26 @@ def client(
 
 
 def check_readable(url: str, what: str = "the API server URL") -> None:
-    """Raise ValueError for a URL (the server's, a proxy's) whose user name or password holds
-    an unencoded ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors
-    (urllib3's, for a proxy, as the client is built) would quote the password."""
-    if "@" in url.partition("//")[2] and "@" not in urlsplit(url).netloc:
+    """Raise ValueError for a URL (the server's, a proxy's) with a user name or password that
+    urllib3 cannot read (the client's errors, for a proxy as the client is built, would
+    quote the password): one holding an unencoded ``/``, ``#`` or ``?`` hides its host,
+    and a port out of range has urllib3 quote the whole URL."""
+    if "@" not in url.partition("//")[2]:
+        return
+    if "@" not in urlsplit(url).netloc:
         elsewhere = ", or give the credentials as the kubeconfig's user" if "server" in what else ""
         raise ValueError(
             f"{what} ({shown_url(url)}) cannot be read: the user name or password in it holds "
             f"'/', '#' or '?' (percent-encode them{elsewhere})"
         )
+    from urllib3.util import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as error:  # urllib3's LocationParseError; never chained: it quotes
+        shown = shown_url(url)
+        why = str(error).replace(url, shown)
+        raise ValueError(f"{what} ({shown}) cannot be read: {why}") from None
 
 
 def default_api_client(
