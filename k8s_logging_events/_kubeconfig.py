@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
@@ -151,7 +151,11 @@ def checked_proxy(configuration: Any) -> None:
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)
     if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
-        pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        # as Go decodes them: the bytes themselves (a Latin-1 password's %E9, or that byte
+        # unencoded, which os.environ holds as a surrogate), never U+FFFD
+        pair = unquote_to_bytes(
+            f"{parts.username}:{parts.password or ''}".encode("utf-8", "surrogateescape")
+        )
         authorization = "Basic " + base64.b64encode(pair).decode("ascii")
         configuration.proxy_headers = {"Proxy-Authorization": authorization}
 
@@ -180,15 +184,26 @@ def client(
 
 
 def check_readable(url: str, what: str = "the API server URL") -> None:
-    """Raise ValueError for a URL (the server's, a proxy's) whose user name or password holds
-    an unencoded ``/``, ``#`` or ``?``: its host cannot be read, and the client's errors
-    (urllib3's, for a proxy, as the client is built) would quote the password."""
-    if "@" in url.partition("//")[2] and "@" not in urlsplit(url).netloc:
+    """Raise ValueError for a URL (the server's, a proxy's) with a user name or password that
+    urllib3 cannot read (the client's errors, for a proxy as the client is built, would
+    quote the password): one holding an unencoded ``/``, ``#`` or ``?`` hides its host,
+    and a port out of range has urllib3 quote the whole URL."""
+    if "@" not in url.partition("//")[2]:
+        return
+    if "@" not in urlsplit(url).netloc:
         elsewhere = ", or give the credentials as the kubeconfig's user" if "server" in what else ""
         raise ValueError(
             f"{what} ({shown_url(url)}) cannot be read: the user name or password in it holds "
             f"'/', '#' or '?' (percent-encode them{elsewhere})"
         )
+    from urllib3.util import parse_url
+
+    try:
+        parse_url(url)
+    except ValueError as error:  # urllib3's LocationParseError; never chained: it quotes
+        shown = shown_url(url)
+        why = str(error).replace(url, shown)
+        raise ValueError(f"{what} ({shown}) cannot be read: {why}") from None
 
 
 def default_api_client(

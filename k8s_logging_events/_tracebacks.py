@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import re
 import traceback
 from collections.abc import Iterable, Iterator
 
@@ -141,12 +142,16 @@ def exception_summary(exc_info: object) -> str:
 
 _GROUP_SHOWN = 10  # distinct summaries of a group's exceptions, of its first hundred
 _GROUP_READ = 100
+_GROUP_TEXT_END = re.compile(r" \(\d+ sub-exceptions?\)$", re.MULTILINE)  # BaseExceptionGroup's
 
 
 def _with_leaves(summary: str, leaves: Iterable[str]) -> str:
     # asyncio's TaskGroup: the group's own text says how many failed, never why
     seen = dict.fromkeys(itertools.islice(leaves, _GROUP_READ))
-    return f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
+    # after the group's text, before its notes (else read as the exceptions' label)
+    found = _GROUP_TEXT_END.search(summary)
+    end = found.end() if found else len(summary)
+    return f"{summary[:end]}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}{summary[end:]}"
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -162,11 +167,18 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
 
 def _summary(exc_type: object, exc: object) -> str:
     name = getattr(exc_type, "__qualname__", None) or str(exc_type)
-    notes = getattr(exc, "__notes__", None)
+    text = _shown(exc, "<unprintable>")  # an exception whose __str__ fails still has a type
+    try:  # add_note's, on lines after the text as a traceback (a QueueHandler's record) has them
+        notes = getattr(exc, "__notes__", None)
+    except Exception:  # a property that fails: no notes, never no event
+        notes = None
+    notes = notes if isinstance(notes, list | tuple) else ()
+    lines = [_shown(note, "<note str() failed>") for note in notes]
+    return "\n".join([f"{name}: {text}" if text else str(name), *lines])
+
+
+def _shown(value: object, failed: str) -> str:
     try:
-        text = str(exc)
-        # add_note's, on lines after the text as a traceback (a QueueHandler's record) has them
-        notes = [str(note) for note in notes] if isinstance(notes, list | tuple) else []
-    except Exception:  # an exception whose __str__ (or a note's) fails still has a type
-        text, notes = "<unprintable>", []
-    return "\n".join([f"{name}: {text}" if text else str(name), *notes])
+        return str(value)
+    except Exception:  # one that fails loses its own text, never the others'
+        return failed

@@ -185,18 +185,49 @@ def _noted(error: Exception, *notes: str) -> Exception:
             ExceptionGroup("g", [_noted(ValueError("bad"), "item 5")]),
             "ExceptionGroup: g (1 sub-exception): ValueError: bad\nitem 5",
         ),
+        (
+            _noted(ExceptionGroup("g", [ValueError("bad"), KeyError("k")]), "shard 3"),
+            "ExceptionGroup: g (2 sub-exceptions): ValueError: bad; KeyError: 'k'\nshard 3",
+        ),
     ],
-    ids=["one", "no-text", "in-a-group"],
+    ids=["one", "no-text", "in-a-group", "a-groups-own"],
 )
 def test_an_exceptions_notes_are_in_its_summary_queued_or_not(
     error: Exception, summary: str
 ) -> None:
     """``add_note``: a QueueHandler's record, whose traceback text shows the notes after the
     exception's text, had them in its summary, a direct record's did not, though the docs
-    say both are treated alike. Both have them, on lines after the text, as a traceback."""
+    say both are treated alike. Both have them, on lines after the text, as a traceback.
+    Seen before the fix: a group's own note came between its text and its exceptions',
+    read as their label (``g (2 sub-exceptions)\nshard 3: ValueError: bad; ...``); it
+    comes after them."""
     info = _raised(error)
     assert _tracebacks.exception_summary(info) == summary
     assert _tracebacks.queued(_queued(_record("failed", info))) == ("failed", summary)
+
+
+class _UnreadableNotesError(Exception):
+    @property
+    def __notes__(self) -> list[str]:  # type: ignore[override]
+        raise RuntimeError("no notes")
+
+
+class _UnprintableNote(str):
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_notes_that_cannot_be_shown_leave_the_exceptions_own_text() -> None:
+    """Seen before the fix: a note whose str() raises made the summary
+    ``ValueError: <unprintable>``, the exception's own text lost; a ``__notes__`` that raises
+    (a property of the exception's class) made the log call's event fail ("Unable to
+    format the message", no event). The text stays; such a note is shown as Python's
+    traceback shows it, and notes that cannot be read are left out."""
+    noted = _noted(ValueError("real text"), _UnprintableNote("n"), "kept")
+    summary = _tracebacks.exception_summary(_raised(noted))
+    assert summary == "ValueError: real text\n<note str() failed>\nkept"
+    summary = _tracebacks.exception_summary(_raised(_UnreadableNotesError("own text")))
+    assert summary == "_UnreadableNotesError: own text"
 
 
 def test_loguru_output_loses_its_traceback_and_keeps_its_message() -> None:

@@ -509,17 +509,29 @@ def test_behind_a_proxy_every_request_goes_through_it() -> None:
     assert all(target.startswith(server.url + "/api/v1/") for target in proxy.targets)
 
 
+@pytest.mark.parametrize(
+    ("userinfo", "sent"),
+    [
+        ("admin:p%2Fss%20w", b"admin:p/ss w"),
+        ("admin:caf%E9", b"admin:caf\xe9"),  # Latin-1, not UTF-8: the byte itself
+        ("admin:caf\udce9", b"admin:caf\xe9"),  # that byte unencoded, as os.environ has it
+    ],
+    ids=["encoded", "latin-1", "raw-byte"],
+)
 def test_a_proxy_urls_user_name_and_password_are_sent_as_basic_proxy_authorization(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, userinfo: str, sent: bytes
 ) -> None:
     """``HTTP_PROXY=http://admin:p%2Fss%20w@proxy``: Go's transport (kubectl's) sends the
     URL's user name and password, decoded, as Basic ``Proxy-Authorization``; urllib3 sends
     nothing, so every write met the proxy's 407 and was given up, with no word of why. They
-    are sent, and the proxy carries the writes."""
-    proxy = _ForwardProxy(authorization="Basic " + base64.b64encode(b"admin:p/ss w").decode())
+    are sent, and the proxy carries the writes. Seen before the fix: a byte that is not
+    UTF-8 (``%E9``, a Latin-1 password's) was sent as U+FFFD, and the proxy answered 407 as
+    before; unencoded in the environment, the sink could not be built (UnicodeEncodeError).
+    Go sends the bytes themselves."""
+    proxy = _ForwardProxy(authorization="Basic " + base64.b64encode(sent).decode())
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("//", "//admin:p%2Fss%20w@"))
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.replace("//", f"//{userinfo}@"))
     try:
         with LocalApiServer() as server:
             events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
