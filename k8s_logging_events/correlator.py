@@ -117,7 +117,7 @@ def count_patch(event: models.Event) -> bytes:
     ``b'{"count":2,"lastTimestamp":"2024-01-01T00:00:05Z","message":"m"}'``."""
     patch: dict[str, object] = {}
     if event.count:
-        patch["count"] = min(event.count, models.MAX_COUNT)
+        patch["count"] = models.stored_count(event.count)
     last = None if event.last_timestamp is None else models.format_time(event.last_timestamp)
     if last != _PATCH_BASE_TIMESTAMP:  # a missing one is null, which clears the stored field
         patch["lastTimestamp"] = last

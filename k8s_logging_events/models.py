@@ -45,6 +45,12 @@ MAX_COUNT = 2**31 - 1
 """The largest count the API stores (an int32): a count beyond is written as this, since the
 server refuses the whole write of a larger one."""
 
+
+def stored_count(count: int) -> int:
+    """``count`` as the API stores it: at most :data:`MAX_COUNT`."""
+    return min(count, MAX_COUNT)
+
+
 _EMPTY: Mapping[str, str] = MappingProxyType({})
 
 # core/v1 field names that events.k8s.io/v1 spells differently (the server's conversion)
@@ -119,7 +125,7 @@ class Event:
             ("reason", self.reason),
             ("message", self.message),
             ("type", self.type),
-            ("count", min(self.count, MAX_COUNT)),
+            ("count", stored_count(self.count)),
             ("action", self.action),
             ("reportingComponent", self.reporting_controller),
             ("reportingInstance", self.reporting_instance),
@@ -131,7 +137,7 @@ class Event:
         body.update((key, value) for key, value in optional if value)
         if self.series is not None:
             body["series"] = {
-                "count": min(self.series.count, MAX_COUNT),
+                "count": stored_count(self.series.count),
                 "lastObservedTime": format_micro_time(self.series.last_observed_time),
             }
         if self.related is not None:

@@ -383,7 +383,7 @@ def _count_written(
     if method == "GET":
         return None
     if not isinstance(body, bytes):  # a create or a replace: the event itself, as sent
-        return min(api.count_of(event), models.MAX_COUNT)
+        return models.stored_count(api.count_of(event))
     try:
         patch = json.loads(body)
     except ValueError:
