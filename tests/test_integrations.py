@@ -9,6 +9,7 @@ restores stdlib logging.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import logging.config
 from collections.abc import Iterator
@@ -216,6 +217,10 @@ def _loguru_events(
     return server.events("prod"), shown
 
 
+def _loguru_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in importlib.metadata.version("loguru").split(".")[:3])
+
+
 def _exception(logger: Any) -> None:
     try:
         _connect("admin")
@@ -375,7 +380,10 @@ def test_loguru_exception_group_leaves_the_message_alone(server: LocalApiServer)
             logger.bind(involved=POD, reason="SyncFailed").exception("Unable to sync")
 
     events, shown = _loguru_events(server, calls)
-    assert any("+ Exception Group Traceback" in text for text in shown), "the test can fail"
+    # loguru 0.7.0, the oldest the dev extra allows, writes a group's traceback as any
+    # other (no indented sub-exceptions): the event must be the same whichever it has
+    indented = any("+ Exception Group Traceback" in text for text in shown)
+    assert indented or _loguru_version() < (0, 7, 1), "the test can fail"
     assert [e["message"] for e in events] == [
         "Unable to sync: ExceptionGroup: unhandled errors in a TaskGroup (1 sub-exception): "
         "ConnectionError: login refused for admin (14 characters)"
