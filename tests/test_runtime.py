@@ -811,6 +811,26 @@ def _one_batch(b: recorder.EventBroadcaster) -> Iterator[None]:
         runtime._start()
 
 
+def test_the_queue_takes_queue_length_occurrences_and_drops_the_rest() -> None:
+    """With queue_length 3 and the dispatcher not yet taking any, five occurrences: three
+    are queued and written (one event, count 3), two are dropped and counted."""
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster(queue_length=3)
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("bound")
+        with _one_batch(b):
+            for _ in range(5):
+                rec.event(REF, models.NORMAL, "Fine", "message")
+        assert b.flush(5)
+        stats = dict(b.stats())
+        assert (stats["accepted"], stats["dropped"]) == (5, 2), stats
+        assert [event.count for event in fake.events] == [3]
+        assert unaccounted(stats) == 0, stats
+    finally:
+        b.shutdown(2)
+
+
 def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
     """An exception while the dispatcher cuts a batch into runs (an occurrence's keys cannot
     be computed) costs no other occurrence of the batch, and every one is counted."""
