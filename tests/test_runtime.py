@@ -813,7 +813,8 @@ def _one_batch(b: recorder.EventBroadcaster) -> Iterator[None]:
 
 def test_the_queue_takes_queue_length_occurrences_and_drops_the_rest() -> None:
     """With queue_length 3 and the dispatcher not yet taking any, five occurrences: three
-    are queued and written (one event, count 3), two are dropped and counted."""
+    are queued (pending meanwhile) and written (one event, count 3), two are dropped and
+    counted."""
     fake = FakeEventSink()
     b = recorder.EventBroadcaster(queue_length=3)
     try:
@@ -822,6 +823,7 @@ def test_the_queue_takes_queue_length_occurrences_and_drops_the_rest() -> None:
         with _one_batch(b):
             for _ in range(5):
                 rec.event(REF, models.NORMAL, "Fine", "message")
+            assert b.stats()["pending"] == 3  # queued, not yet handed on: pending all the same
         assert b.flush(5)
         stats = dict(b.stats())
         assert (stats["accepted"], stats["dropped"]) == (5, 2), stats
