@@ -833,6 +833,37 @@ def test_the_queue_takes_queue_length_occurrences_and_drops_the_rest() -> None:
         b.shutdown(2)
 
 
+def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwritten(
+    monkeypatch,
+) -> None:
+    """The dispatcher stuck with its first batch at shutdown: the four occurrences queued
+    behind it are dropped, counted, and the exit report says four were not written."""
+    entered, released = threading.Event(), threading.Event()
+    hand_on = _handoff.HandOff._hand_on
+
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        entered.set()
+        released.wait(10)
+        hand_on(self, items, consumers)
+
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("stuck")
+        rec.event(REF, models.NORMAL, "First", "message")
+        assert entered.wait(10)
+        for _ in range(4):
+            rec.event(REF, models.NORMAL, "Queued", "message")
+        with on_library_logger(ListHandler()) as reports:
+            b.shutdown(0.1)
+    finally:
+        released.set()
+    assert b.stats()["dropped"] == 4
+    (summary,) = [text for text in reports.messages() if "deadline of shutdown" in text]
+    assert summary.startswith("Unable to write 4 event occurrence(s)"), summary
+
+
 def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
     """An exception while the dispatcher cuts a batch into runs (an occurrence's keys cannot
     be computed) costs no other occurrence of the batch, and every one is counted."""
