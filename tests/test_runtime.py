@@ -864,6 +864,19 @@ def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwrit
     assert summary.startswith("Unable to write 4 event occurrence(s)"), summary
 
 
+def test_a_flush_on_a_library_thread_returns_false_at_once() -> None:
+    """A watcher that flushes (its handler calls flush()) would wait for itself: its flush
+    says False at once, and the application's flush, which waits for that watcher, still
+    finds everything written."""
+    answers: list[bool] = []
+    with _recording("own") as (b, rec, fake):
+        b.start_event_watcher(lambda event: answers.append(b.flush(30)))
+        rec.event(REF, models.NORMAL, "Fine", "message")
+        assert b.flush(10)
+        assert answers == [False]
+        assert len(fake.events) == 1
+
+
 def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
     """An exception while the dispatcher cuts a batch into runs (an occurrence's keys cannot
     be computed) costs no other occurrence of the batch, and every one is counted."""
