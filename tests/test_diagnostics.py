@@ -130,6 +130,18 @@ def test_the_next_report_after_the_interval_carries_what_was_held_back(
     )
 
 
+def test_a_summary_starts_the_interval_again(clock, seen, reporter) -> None:
+    """What summarise() said counts as a line of its kind: a report of that kind right
+    after it is held back for the interval, not written again at once."""
+    for _ in range(2):
+        reporter.report("drop", logging.ERROR, "dropped", occurrences=1, outcome="dropped")
+    clock.step(50)
+    reporter.summarise()
+    clock.step(30)  # 80 s after the first line, 30 s after the summary
+    reporter.report("drop", logging.ERROR, "dropped", occurrences=1, outcome="dropped")
+    assert len(seen.messages()) == 2
+
+
 def test_a_report_without_a_count_says_how_many_like_it_were_held_back(seen, reporter) -> None:
     """Reports that stand for no occurrences (a failing watcher) count lines."""
     for _ in range(4):
