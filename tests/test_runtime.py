@@ -32,6 +32,7 @@ import pytest
 
 from k8s_logging_events import (
     _diagnostics,
+    _flush,
     _handoff,
     _process,
     _runtime,
@@ -862,6 +863,50 @@ def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwrit
     assert b.stats()["dropped"] == 4
     (summary,) = [text for text in reports.messages() if "deadline of shutdown" in text]
     assert summary.startswith("Unable to write 4 event occurrence(s)"), summary
+
+
+def test_a_flush_waiting_on_another_thread_returns_when_shutdown_drops_the_queue(
+    monkeypatch,
+) -> None:
+    """The dispatcher stuck with its first batch, a thread flushes with a long timeout, and
+    the application shuts down: what was queued is dropped (an outcome each), and the
+    waiting flush returns then, not at its own deadline."""
+    entered, released = threading.Event(), threading.Event()
+    hand_on = _handoff.HandOff._hand_on
+
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        entered.set()
+        released.wait(60)
+        hand_on(self, items, consumers)
+
+    waiting = threading.Event()
+    wait_reached = _flush.wait_reached
+
+    def noted(*args: Any) -> bool:
+        waiting.set()  # its marker is queued
+        return wait_reached(*args)
+
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    monkeypatch.setattr(_flush, "wait_reached", noted)
+    b = recorder.EventBroadcaster()
+    answers: list[bool] = []
+    flusher = threading.Thread(target=lambda: answers.append(b.flush(60)))
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("stuck")
+        rec.event(REF, models.NORMAL, "First", "message")
+        assert entered.wait(10)
+        rec.event(REF, models.NORMAL, "Queued", "message")
+        flusher.start()
+        assert waiting.wait(10)
+        b.shutdown(0.1)
+        flusher.join(20)
+        assert not flusher.is_alive()
+    finally:
+        released.set()
+        flusher.join(60)
+    assert answers == [True]
+    assert b.stats()["dropped"] == 1
 
 
 def test_a_flush_on_a_library_thread_returns_false_at_once() -> None:
