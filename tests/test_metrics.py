@@ -433,7 +433,7 @@ _FORKING = textwrap.dedent(
     """
     import json, logging, os, sys
     from prometheus_client import CollectorRegistry
-    from k8s_logging_events import KubernetesEventHandler, metrics, models, recorder
+    from k8s_logging_events import KubernetesEventHandler, metrics, recorder
 
     registry = CollectorRegistry()
     staying = KubernetesEventHandler(component="web", sink=None)
