@@ -225,6 +225,17 @@ def test_drop_mode_gives_full_watchers_only_what_fits(make: Make) -> None:
         assert watcher.dropped == 1
 
 
+def test_a_watcher_counts_what_it_was_given_in_either_mode(make: Make) -> None:
+    """delivered counts the events queued for a watcher, in WAIT mode as in DROP mode."""
+    for behavior in (WAIT, DROP):
+        broadcaster = make(5, behavior)
+        watcher = broadcaster.watch()
+        send(broadcaster, event(1), event(2), event(3))
+        broadcaster.shutdown()
+        assert (watcher.delivered, watcher.dropped) == (3, 0)
+        assert list(watcher) == [event(1), event(2), event(3)]
+
+
 @pytest.mark.parametrize("used", [False, True], ids=["never-used", "used"])
 def test_watch_after_shutdown_raises(make: Make, used: bool) -> None:
     """watch() and watch_with_prefix() raise BroadcasterStopped after shutdown

@@ -172,6 +172,19 @@ def test_a_close_right_after_a_flush_shares_its_deadline() -> None:
     assert waits.for_close(written=3) == 5.0  # long after: a close of its own
 
 
+def test_a_flush_cut_short_at_exit_leaves_the_close_after_it_no_time() -> None:
+    """A Ctrl-C that ended the exit's flush one second into its five: the close that
+    follows gives the writes up at once, it does not wait the four seconds left."""
+    ticks = Ticks()
+    waits = _deadlines.ExitWaits(5.0, ticks)
+    waits.for_flush(written=3)
+    ticks.now += 1.0
+    waits.cut()
+    waits.ended(False, written=3)
+    assert waits.for_close(written=4) == 0.0
+    assert waits.cut_short
+
+
 def test_drain_always_waits_as_asked() -> None:
     """drain(timeout) is a question: it waits its timeout even after a timed-out flush."""
     waits = _deadlines.ExitWaits(5.0, Ticks())

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -130,6 +131,18 @@ def test_the_next_report_after_the_interval_carries_what_was_held_back(
     )
 
 
+def test_a_summary_starts_the_interval_again(clock, seen, reporter) -> None:
+    """What summarise() said counts as a line of its kind: a report of that kind right
+    after it is held back for the interval, not written again at once."""
+    for _ in range(2):
+        reporter.report("drop", logging.ERROR, "dropped", occurrences=1, outcome="dropped")
+    clock.step(50)
+    reporter.summarise()
+    clock.step(30)  # 80 s after the first line, 30 s after the summary
+    reporter.report("drop", logging.ERROR, "dropped", occurrences=1, outcome="dropped")
+    assert len(seen.messages()) == 2
+
+
 def test_a_report_without_a_count_says_how_many_like_it_were_held_back(seen, reporter) -> None:
     """Reports that stand for no occurrences (a failing watcher) count lines."""
     for _ in range(4):
@@ -155,6 +168,33 @@ def test_settle_writes_deferred_reports_before_returning(seen, reporter) -> None
     assert seen.messages() == []
     assert reporter.settle(1.0)
     assert seen.messages() == ["deferred report; 2 occurrence(s) lost"]
+
+
+def test_settle_waits_for_a_report_another_thread_is_writing() -> None:
+    """A report a writer thread took from the deferred ones but has not finished writing (its
+    handler is slow) is not out yet: settle() says so when its time runs out."""
+    entered, release = threading.Event(), threading.Event()
+
+    class Slow(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            entered.set()
+            release.wait(10)
+
+    slow = Slow()
+    target = private_logger("slow")
+    target.addHandler(slow)
+    reporter = _diagnostics.RateLimitedReporter(log=target)
+    writer = threading.Thread(target=reporter.emit_deferred)
+    try:
+        reporter.defer("slow", logging.WARNING, "slow report")
+        writer.start()
+        assert entered.wait(10)
+        assert not reporter.settle(0.05)
+    finally:
+        release.set()
+        writer.join(10)
+        target.removeHandler(slow)
+    assert reporter.settle(1.0)
 
 
 # --- reaching a human ---------------------------------------------------------------------
@@ -399,11 +439,14 @@ def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> No
     assert written == [True, True, False, False, False]
     clock.step(2)
     assert fallback.write(record)
+    clock.step(2)
+    assert fallback.write(record)  # those three were said: the next line is plain
     lines = capsys.readouterr().err.splitlines()
     assert lines == [
         "k8s_logging_events: m1",
         "k8s_logging_events: m1",
         "k8s_logging_events: m1 [3 earlier report(s) held back from standard error]",
+        "k8s_logging_events: m1",
     ]
 
 

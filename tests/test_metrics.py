@@ -25,7 +25,7 @@ import yaml
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from k8s_logging_events import KubernetesEventHandler, metrics, recorder
+from k8s_logging_events import KubernetesEventHandler, metrics, models, recorder
 from k8s_logging_events._diagnostics import OUTCOMES
 from k8s_logging_events.testing import FakeEventSink
 
@@ -103,6 +103,17 @@ def _busy(log: logging.Logger) -> None:
     log.info("Synced", extra={"involved": _pod("web-1"), "reason": "Synced"})
     log.warning("no such thing", extra={"involved": "just a string"})  # refused
     log.warning("x" * 5000, extra={"involved": _pod("web-2")})  # cut to size: repaired
+
+
+class _Stats:
+    """What register() reads of a handler: its source and fixed stats()."""
+
+    def __init__(self, component: str, **counts: int) -> None:
+        self.source = models.EventSource(component=component)
+        self._counts = counts
+
+    def stats(self) -> dict[str, int]:
+        return dict(self._counts)
 
 
 class TestScrape:
@@ -363,6 +374,25 @@ class TestUnregister:
         assert _scrape(registry) == {}
         metrics.register(second, registry=registry)
         assert _scrape(registry) == _expected("shop", second.stats())
+
+    def test_a_leaving_handlers_pending_leaves_the_gauges(self, registry) -> None:
+        """A handler of a component that stays leaves with what it still had pending: the
+        gauges say the staying handler's, while its counters keep what the leaver counted."""
+        staying = _Stats("shop", accepted=4, created=4, pending=0, pending_events=0)
+        leaving = _Stats("shop", accepted=9, created=2, pending=7, pending_events=3)
+        metrics.register(staying, registry=registry)
+        metrics.register(leaving, registry=registry).unregister()
+        label = (("component", "shop"),)
+        scraped = _scrape(registry)
+        assert scraped[(metrics.PENDING, label)] == 0
+        assert scraped[(metrics.PENDING_EVENTS, label)] == 0
+        assert scraped[(metrics.ACCEPTED, label)] == 13
+
+    def test_the_last_handler_leaving_frees_the_metric_names(self, make, registry) -> None:
+        """Once a registry's last handler is unregistered, its metric names are free for
+        another collector (the application's own, or a fresh registration)."""
+        metrics.register(make(component="shop"), registry=registry).unregister()
+        prometheus_client.Gauge(metrics.PENDING, "taken by another", registry=registry)
 
     def test_a_handler_registered_again_is_counted_once(self, make, registry) -> None:
         """A handler that left while its component's series lived, registered again: the

@@ -635,3 +635,152 @@ class TestWritesOnItsOwn:
             "failed": 2,
         }
         assert pending.accounted()
+
+
+class TestEveryOccurrenceHasOneOutcome:
+    """Mutations of the outcome bookkeeping that the tests above let live."""
+
+    def test_repeats_waiting_behind_a_failed_write_join_its_retry(self) -> None:
+        """Occurrences queued while a create is in flight wait behind it; when it fails, its
+        retry carries them too (not one of them lost): one create of count 3 after the
+        back-off, all three accounted for."""
+        clock = FakeClock(START)
+        pending = Pending(clock)
+        pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+        pending.offer(_occurrence())
+        first = pending.writes.take()
+        assert first is not None
+        pending.offer(_occurrence(), times=2)
+        assert pending.perform(first) == "failed"
+        assert pending.writes.pending() == 3
+        clock.step(5.0)
+        assert pending.drive() == ["created"]
+        assert [e.count for e in pending.fake.events] == [3]
+        assert pending.outcomes()["coalesced"] == 2
+        assert pending.accounted()
+
+    def test_abandon_counts_every_occurrence_a_waiting_write_carries(self) -> None:
+        """A write merging three occurrences, given up at close, counts three failed, and
+        the event it waited for is no longer pending once its request in flight lands."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence("a"))
+        in_flight = pending.writes.take()
+        assert in_flight is not None
+        pending.offer(_occurrence("a"), times=3)
+        pending.offer(_occurrence("b"), times=2)
+        assert len(pending.writes.abandon(in_flight=False)) == 2
+        assert pending.outcomes()["failed"] == 5
+        assert pending.writes.pending_events() == 1  # a's request, still in flight
+        assert pending.perform(in_flight) == "created"
+        assert pending.writes.pending_events() == 0
+        assert pending.accounted()
+
+    def test_a_write_of_several_occurrences_counts_each_as_submitted(self) -> None:
+        """A flush waits until every occurrence submitted has an outcome: a write of five
+        correlated occurrences counts five, its outcome (one create, four coalesced) too."""
+        pending = Pending(FakeClock(START))
+        pending.writes.submit_event(_occurrence(), held=False, occurrences=5)
+        assert pending.writes.submitted == 5
+        assert pending.drive() == ["created"]
+        assert pending.outcomes()["coalesced"] == 4
+        assert pending.accounted()
+
+    def test_a_failure_while_stopping_is_given_up_not_retried(self) -> None:
+        """At close, a failed write is not scheduled again: its occurrences count failed."""
+        pending = Pending(FakeClock(START))
+        pending.offer(_occurrence(), times=1)
+        write = pending.writes.take()
+        assert write is not None
+        pending.writes.failed(write, ConnectionRefusedError("refused"), stopping=True)
+        assert pending.writes.next_due() is None
+        assert pending.writes.pending_events() == 0
+        assert pending.outcomes()["failed"] == 1
+        assert pending.accounted()
+
+    def test_a_flush_does_not_cut_a_retry_back_off_short(self) -> None:
+        """A flush releases held-back counts at once, but a write backing off after a failure
+        still waits its back-off (the server is not hammered by every flush)."""
+        clock = FakeClock(START)
+        pending = Pending(clock)
+        pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+        pending.offer(_occurrence())
+        assert pending.drive() == ["failed"]
+        pending.writes.flushing = True
+        pending.writes.release_held()
+        assert pending.drive() == []
+        clock.step(5.0)
+        assert pending.drive() == ["created"]
+
+    def test_a_repeat_does_not_cut_a_throttled_write_wait_short(self) -> None:
+        """After a 429, a new occurrence joins the write but does not make it go before the
+        server's Retry-After has passed."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=1)
+        throttled = sink.ApiStatusError(429, "TooManyRequests", "slow down", retry_after=3.0)
+        pending.fake.fail_next("create", throttled)
+        pending.offer(_occurrence())
+        assert pending.drive() == ["failed"]
+        pending.offer(_occurrence())
+        assert pending.drive() == []
+        clock.step(3.0)
+        assert pending.drive() == ["created"]
+        assert [e.count for e in pending.fake.events] == [2]
+
+    def test_a_count_allowed_by_the_spam_filter_is_not_held_by_a_later_one(self) -> None:
+        """A repeat within the burst waits behind the create in flight; a further repeat the
+        spam filter holds back merges into it, and the write goes as soon as the create
+        landed, carrying both: what was allowed stays allowed."""
+        pending = Pending(FakeClock(START), burst=2)
+        pending.offer(_occurrence())
+        first = pending.writes.take()
+        assert first is not None
+        pending.offer(_occurrence(), times=2)  # the second within the burst, the third held
+        assert pending.perform(first) == "created"
+        assert pending.drive() == ["patched"]
+        assert [e.count for e in pending.fake.events] == [3]
+
+    def test_each_occurrence_is_reported_delayed_once_however_often_it_fails(self) -> None:
+        """One occurrence whose write fails twice is one delayed occurrence in the reports."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=5)
+        pending.fake.fail_next("create", ConnectionRefusedError("refused"), times=2)
+        with on_library_logger(ListHandler()) as reports:
+            pending.offer(_occurrence())
+            assert pending.drive() == ["failed"]
+            clock.step(10.0)
+            assert pending.drive() == ["failed"]
+            pending.reporter.emit_deferred()
+            pending.reporter.summarise()
+        first, summary = reports.messages()
+        assert first.endswith("; 1 occurrence(s) delayed"), first
+        assert "(1 occurrence(s) in all)" in summary, summary
+
+    def test_a_request_that_timed_out_stalls_its_namespace(self) -> None:
+        """After a timeout, the namespace gets one request in flight at a time (a hanging
+        webhook must not take every writer): a third event waits for the second's answer."""
+        pending = Pending(FakeClock(START))
+        for name in ("web", "db"):
+            pending.offer(_occurrence(name))
+        web, db = pending.writes.take(), pending.writes.take()
+        assert web is not None
+        assert db is not None
+        pending.fake.fail_next("create", TimeoutError("timed out"))
+        assert pending.perform(web) == "failed"
+        pending.offer(_occurrence("cache"))
+        assert pending.writes.take() is None
+        assert pending.perform(db) == "created"
+        cache = pending.writes.take()
+        assert cache is not None
+        assert cache.event.involved_object.name == "cache"
+
+    def test_a_write_given_up_after_its_last_try_says_retry_limit(self) -> None:
+        """The report of a write whose every try failed names the retry limit, not a refusal
+        that is never retried."""
+        pending = Pending(FakeClock(START), max_tries=1)
+        pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+        with on_library_logger(ListHandler()) as reports:
+            pending.offer(_occurrence())
+            assert pending.drive() == ["failed"]
+            pending.reporter.emit_deferred()
+        (given_up,) = reports.messages()
+        assert "(retry limit)" in given_up, given_up

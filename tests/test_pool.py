@@ -17,9 +17,9 @@ from collections.abc import Iterator, Mapping
 
 import pytest
 
-from k8s_logging_events import _errors, _pool, _runtime, models, recorder, sink
+from k8s_logging_events import _errors, _pool, _runtime, _sanitise, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import FakeEventSink, LocalApiServer
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import (
     ListHandler,
     app_logger,
@@ -28,6 +28,8 @@ from tests.reliability_scenarios import (
     stored_counts,
     thread_limit_once,
 )
+from tests.test_pending import START, Pending
+from tests.test_pending import _occurrence as occurrence
 
 PODS = [pod(name) for name in ("web", "db", "cache")]
 
@@ -495,3 +497,76 @@ def test_a_sink_whose_descriptions_raise_costs_its_write_not_a_writer(error: Exc
     assert any("Unable to write event" in text for text in reports), reports
     summary = _errors.unwritten_summary([], [unsaid], when="at the deadline", queued=1)
     assert "1 event occurrence(s)" in summary
+
+
+class _OnePool:
+    """A writer pool of ``writers`` over one recording of pending writes (the harness of
+    test_pending), driven on this thread: which job it hands out, how a write ends."""
+
+    def __init__(self, *, writers: int) -> None:
+        self.pending = Pending(FakeClock(START))
+        self.recording = _pool.Recording(self.pending.writes, setup=lambda: pytest.fail("setup"))
+        self.woken = 0
+        shared = _pool.Shared(
+            capacity=100,
+            writers=writers,
+            namer=_sanitise.EventNamer(),
+            counters=self.pending.counters,
+            reporter=self.pending.reporter,
+            name="test",
+        )
+        self.cond = threading.Condition(threading.RLock())
+        self.pool = _pool.WriterPool(
+            self.cond, shared, recordings=lambda: [self.recording], wake=self._wake
+        )
+
+    def _wake(self) -> None:
+        self.woken += 1
+
+    def take(self) -> _pool.Job | None:
+        with self.cond:
+            return self.pool._take_job()
+
+
+def _occurrences(pool: _OnePool, *pods: str) -> None:
+    for name in pods:
+        pool.pending.offer(occurrence(name))
+
+
+def test_no_more_requests_are_in_flight_than_writers() -> None:
+    """Three events ready, two writers: two requests go, the third waits for an answer."""
+    one = _OnePool(writers=2)
+    _occurrences(one, "web", "db", "cache")
+    first, second = one.take(), one.take()
+    assert first is not None
+    assert second is not None
+    assert one.take() is None
+    one.pool._perform(*first)
+    assert one.take() is not None
+
+
+def test_a_write_failing_while_the_pool_stops_is_given_up_at_once() -> None:
+    """At close no retry is scheduled for a request that fails: its occurrence is failed."""
+    one = _OnePool(writers=1)
+    _occurrences(one, "web")
+    job = one.take()
+    assert job is not None
+    one.pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+    with one.cond:
+        one.pool.stop()
+    one.pool._perform(*job)
+    assert one.pending.writes.next_due() is None
+    assert one.pending.outcomes()["failed"] == 1
+
+
+def test_a_retry_scheduled_by_a_writer_wakes_the_dispatcher() -> None:
+    """A failed write waits on the dispatcher's timer: the writer has it look at its timers
+    again (else the retry waits for the next log call or the idle wait)."""
+    one = _OnePool(writers=1)
+    _occurrences(one, "web")
+    job = one.take()
+    assert job is not None
+    one.pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+    one.pool._perform(*job)
+    assert one.pending.writes.next_due() is not None
+    assert one.woken == 1

@@ -32,6 +32,7 @@ import pytest
 
 from k8s_logging_events import (
     _diagnostics,
+    _flush,
     _handoff,
     _process,
     _runtime,
@@ -809,6 +810,116 @@ def _one_batch(b: recorder.EventBroadcaster) -> Iterator[None]:
     finally:
         runtime._started = False
         runtime._start()
+
+
+def test_the_queue_takes_queue_length_occurrences_and_drops_the_rest() -> None:
+    """With queue_length 3 and the dispatcher not yet taking any, five occurrences: three
+    are queued (pending meanwhile) and written (one event, count 3), two are dropped and
+    counted."""
+    fake = FakeEventSink()
+    b = recorder.EventBroadcaster(queue_length=3)
+    try:
+        b.start_recording_to_sink(fake)
+        rec = b.new_recorder("bound")
+        with _one_batch(b):
+            for _ in range(5):
+                rec.event(REF, models.NORMAL, "Fine", "message")
+            assert b.stats()["pending"] == 3  # queued, not yet handed on: pending all the same
+        assert b.flush(5)
+        stats = dict(b.stats())
+        assert (stats["accepted"], stats["dropped"]) == (5, 2), stats
+        assert [event.count for event in fake.events] == [3]
+        assert unaccounted(stats) == 0, stats
+    finally:
+        b.shutdown(2)
+
+
+def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwritten(
+    monkeypatch,
+) -> None:
+    """The dispatcher stuck with its first batch at shutdown: the four occurrences queued
+    behind it are dropped, counted, and the exit report says four were not written."""
+    entered, released = threading.Event(), threading.Event()
+    hand_on = _handoff.HandOff._hand_on
+
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        entered.set()
+        released.wait(10)
+        hand_on(self, items, consumers)
+
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("stuck")
+        rec.event(REF, models.NORMAL, "First", "message")
+        assert entered.wait(10)
+        for _ in range(4):
+            rec.event(REF, models.NORMAL, "Queued", "message")
+        with on_library_logger(ListHandler()) as reports:
+            b.shutdown(0.1)
+    finally:
+        released.set()
+    assert b.stats()["dropped"] == 4
+    (summary,) = [text for text in reports.messages() if "deadline of shutdown" in text]
+    assert summary.startswith("Unable to write 4 event occurrence(s)"), summary
+
+
+def test_a_flush_waiting_on_another_thread_returns_when_shutdown_drops_the_queue(
+    monkeypatch,
+) -> None:
+    """The dispatcher stuck with its first batch, a thread flushes with a long timeout, and
+    the application shuts down: what was queued is dropped (an outcome each), and the
+    waiting flush returns then, not at its own deadline."""
+    entered, released = threading.Event(), threading.Event()
+    hand_on = _handoff.HandOff._hand_on
+
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        entered.set()
+        released.wait(60)
+        hand_on(self, items, consumers)
+
+    waiting = threading.Event()
+    wait_reached = _flush.wait_reached
+
+    def noted(*args: Any) -> bool:
+        waiting.set()  # its marker is queued
+        return wait_reached(*args)
+
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    monkeypatch.setattr(_flush, "wait_reached", noted)
+    b = recorder.EventBroadcaster()
+    answers: list[bool] = []
+    flusher = threading.Thread(target=lambda: answers.append(b.flush(60)))
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("stuck")
+        rec.event(REF, models.NORMAL, "First", "message")
+        assert entered.wait(10)
+        rec.event(REF, models.NORMAL, "Queued", "message")
+        flusher.start()
+        assert waiting.wait(10)
+        b.shutdown(0.1)
+        flusher.join(20)
+        assert not flusher.is_alive()
+    finally:
+        released.set()
+        flusher.join(60)
+    assert answers == [True]
+    assert b.stats()["dropped"] == 1
+
+
+def test_a_flush_on_a_library_thread_returns_false_at_once() -> None:
+    """A watcher that flushes (its handler calls flush()) would wait for itself: its flush
+    says False at once, and the application's flush, which waits for that watcher, still
+    finds everything written."""
+    answers: list[bool] = []
+    with _recording("own") as (b, rec, fake):
+        b.start_event_watcher(lambda event: answers.append(b.flush(30)))
+        rec.event(REF, models.NORMAL, "Fine", "message")
+        assert b.flush(10)
+        assert answers == [False]
+        assert len(fake.events) == 1
 
 
 def test_an_occurrence_whose_keys_fail_costs_only_itself(monkeypatch) -> None:
