@@ -349,8 +349,8 @@ def cause(error: Exception) -> str:
 def explain(error: Exception, sink: object = None) -> str:
     """The error described, then what it means and what to do, for the errors a user can fix:
     a 401 names the credentials sent (never their value), a 403 what is not allowed and the
-    Role of :data:`RBAC_EXAMPLE`, a TLS failure and an unreachable server their host, a
-    proxy that failed the proxy settings."""
+    Role of :data:`RBAC_EXAMPLE`, a 404 of an API not served the api option, a TLS failure
+    and an unreachable server their host, a proxy that failed the proxy settings."""
     text = describe_error(error)
     status = getattr(error, "status", None)
     if status == 401:
@@ -362,6 +362,13 @@ def explain(error: Exception, sink: object = None) -> str:
     # a namespace being deleted refuses everyone: no Role would help
     if status == 403 and not getattr(error, "is_namespace_terminating", False):
         return f"{text} ({_forbidden(error)})"
+    # a 404 naming no object (no event, no namespace) is the server's for a path it lacks
+    written = _RESOURCE_PATH.match(str(getattr(error, "path", "")))
+    if status == 404 and not getattr(error, "name", "") and written and written["group"]:
+        return (
+            f"{text} (the API server does not serve events.k8s.io/v1, the Events API the "
+            "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
+        )
     if status == 0 and str(getattr(error, "reason", "")).startswith("SSLError"):
         host = optional(sink, "host", str, "")
         return (

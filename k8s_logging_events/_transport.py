@@ -133,15 +133,20 @@ def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Tran
 
 
 def encode(method: str, path: str, body: object) -> bytes:
-    """Bytes as they are (a patch), None as nothing, anything else as compact ASCII JSON (no
+    """Bytes as they are (a patch), None as nothing, anything else as compact UTF-8 JSON (no
     NaN); whichever, at most :data:`MAX_BODY_BYTES` of it."""
     if body is None:
         return b""
     try:
+        # UTF-8, not \u escapes (three times a two-byte character's bytes): a message of
+        # max_message_bytes stays well under the limit; a lone surrogate, which UTF-8 cannot
+        # carry, is escaped as JSON escapes it (only a JSON string holds one)
         data = (
             body
             if isinstance(body, bytes)
-            else json.dumps(body, separators=(",", ":"), allow_nan=False).encode("ascii")
+            else json.dumps(
+                body, separators=(",", ":"), allow_nan=False, ensure_ascii=False
+            ).encode("utf-8", "backslashreplace")
         )
     except (TypeError, ValueError) as error:
         raise RequestConstructionError(f"cannot encode {method} {path}: {error}") from error

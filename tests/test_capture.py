@@ -158,6 +158,38 @@ def test_the_table_measures_ages_from_the_fake_clock(log) -> None:
     assert repr(events) == "<CapturedEvents: 1 event(s)>"
 
 
+@pytest.mark.parametrize("api", ["events.k8s.io/v1", "auto"])
+def test_events_k8s_io_v1_repeats_form_one_series_without_aggregation_or_spam_filter(
+    log, api
+) -> None:
+    """Code that writes events.k8s.io/v1 (``auto`` chooses it on every cluster since
+    Kubernetes 1.19) sees its repeats as production writes them: one Event per object and
+    reason, keeping its first note, counted by its series; never core/v1's "(combined from
+    similar events)" rows, nor its spam filter, which holds back past 25 at once."""
+    with capture_events(api=api) as events:
+        for lag in range(30):
+            log.warning("Readiness probe failed: lag %ds", lag, extra={"involved": POD})
+    event = events.assert_has(object_name="web-0", count=30)
+    assert event.message == "Readiness probe failed: lag 0s"
+    assert event.series is not None
+    assert event.series.count == 30
+    assert "(count 30, Warning" in events.report()
+    events.assert_none(message_contains="combined from similar events")
+
+
+@pytest.mark.k8s_events(api="events.k8s.io/v1")
+def test_the_k8s_events_marker_passes_handler_options_to_the_fixture(k8s_events) -> None:
+    """``@pytest.mark.k8s_events(api=...)``: the fixture captures as that API writes."""
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop"}}
+    log = logging.getLogger("tests.capture.fixture")
+    for lag in range(12):
+        log.warning("Probe failed: lag %ds", lag, extra={"involved": pod, "reason": "Unhealthy"})
+    event = k8s_events.wait_for(reason="Unhealthy", min_count=12, timeout=5)
+    assert event.series is not None
+    assert event.series.count == 12
+    assert len(k8s_events) == 1
+
+
 def test_the_k8s_events_fixture_captures_what_the_test_logged(k8s_events) -> None:
     """The pytest plugin's fixture sees a record with `involved`, counted."""
     import logging

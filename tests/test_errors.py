@@ -4,7 +4,7 @@ First client-go's schedule and the wait after a 429. Then write failures as a us
 them (reported while the app runs, explained, counted), against the local Events API server
 over real HTTP, with a FakeClock for every back-off and report interval: an unreachable
 server, a 401 (which credentials were sent, never their value), a 403 (which permission,
-and the Role to grant it).
+and the Role to grant it), a 404 of events.k8s.io/v1 where the server does not serve it.
 """
 
 from __future__ import annotations
@@ -727,6 +727,31 @@ def test_explain_names_the_group_of_an_events_k8s_io_write() -> None:
     text = _errors.explain(error)
     assert "may not patch events.events.k8s.io in namespace shop" in text
     assert 'in the API group "events.k8s.io"' in text
+
+
+def test_events_k8s_io_v1_where_the_server_does_not_serve_it_says_to_choose_another_api(
+    clock, reports
+) -> None:
+    """``api: events.k8s.io/v1`` on a cluster without that group: every create is the
+    server's plain 404 for a path it does not serve. The report says so, and what to set;
+    a 404 about a named object (a namespace that does not exist) keeps its own words."""
+    with LocalApiServer() as bare:
+        bare.inject(path="^/apis/events.k8s.io/", status=404, times=None)
+        handler = _write(clock, times=3, sink=bare.url, api="events.k8s.io/v1")
+    lost = [m for m in reports.messages() if "404" in m]
+    assert lost, reports.messages()
+    assert all("does not serve events.k8s.io/v1" in m for m in lost), lost
+    assert "set api: auto" in lost[0]
+    assert handler.stats()["failed"] == 3
+    missing = sink.ApiStatusError(
+        404,
+        "NotFound",
+        'namespaces "shop" not found',
+        name="shop",
+        method="POST",
+        path="/apis/events.k8s.io/v1/namespaces/shop/events",
+    )
+    assert _errors.explain(missing) == '404 NotFound: namespaces "shop" not found'
 
 
 def test_a_403_of_a_terminating_namespace_gives_no_rbac_advice() -> None:

@@ -22,7 +22,16 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import client
 
-from k8s_logging_events import _errors, _http_parser, _official, _transport, models, recorder, sink
+from k8s_logging_events import (
+    _errors,
+    _http_parser,
+    _official,
+    _options,
+    _transport,
+    models,
+    recorder,
+    sink,
+)
 from k8s_logging_events._http_parser import Answer
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 from tests._ports import refused_url
@@ -169,9 +178,11 @@ def test_a_success_is_read_once_as_json() -> None:
     assert _transport.read(Answer(200, "OK", {}, b'{"a": [1]}'), "GET", "/p") == {"a": [1]}
 
 
-def test_the_body_is_encoded_once_as_compact_ascii_json() -> None:
-    """Bytes go as they are (a patch); None is no body."""
-    assert _transport.encode("POST", "/p", {"a": "é", "b": [1]}) == b'{"a":"\\u00e9","b":[1]}'
+def test_the_body_is_encoded_once_as_compact_utf8_json() -> None:
+    """Bytes go as they are (a patch); None is no body; a lone surrogate, which UTF-8 cannot
+    carry, as JSON's escape (an API server reads it as U+FFFD)."""
+    assert _transport.encode("POST", "/p", {"a": "é", "b": [1]}) == '{"a":"é","b":[1]}'.encode()
+    assert _transport.encode("POST", "/p", {"a": "\udc80"}) == b'{"a":"\\udc80"}'
     assert _transport.encode("PATCH", "/p", b'{"count": 2}') == b'{"count": 2}'
     assert _transport.encode("GET", "/p", None) == b""
 
@@ -360,6 +371,26 @@ def test_every_request_takes_the_one_path(server: LocalApiServer, either: Any) -
     assert [method for method, _ in requests] == ["GET", "POST", "PATCH", "GET", "GET"]
     (post,) = [r for r in server.requests if r.method == "POST"]
     assert post.raw_body == _transport.encode("POST", "", either._body(event))
+
+
+@pytest.mark.parametrize("transport", ["channel", "official"])
+def test_the_longest_message_of_two_byte_characters_is_sent_within_the_body_limit(
+    server: LocalApiServer, transport: str
+) -> None:
+    """A core/v1 event whose message is ``max_message_bytes`` at its largest (1 MiB) of
+    Cyrillic text is stored, as one of ASCII is: sent as UTF-8, its body is 1 MiB. As
+    \\u escapes it was over 3 MiB, and the event was refused before sending, never stored."""
+    events_sink = sink.KubernetesEventSink(server.api_client(), qps=0, api="v1")
+    if transport == "official":
+        _on_official_path(events_sink)
+    message = "д" * (_options.MAX_MESSAGE_BYTES // 2)
+    try:
+        events_sink.create(_event(message=message))
+    finally:
+        events_sink.close()
+        events_sink.api_client.close()
+    (stored,) = server.events()
+    assert stored["message"] == message
 
 
 def test_a_patch_over_the_servers_body_limit_is_refused_without_being_sent(

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from k8s_logging_events import describe, handler, models, references
+from k8s_logging_events import _apis, describe, handler, models, references
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink
 from k8s_logging_events.testing._logstate import disabled_loggers, enable_library_logger
@@ -166,7 +166,7 @@ class CapturedEvents:
         exact = {key: value for key, value in exact.items() if value is not None}
         found = []
         for event in self.events:
-            fields = _fields(event)
+            fields = _fields(event, self._count(event))
             if any(fields[key] != value for key, value in exact.items()):
                 continue
             if message_contains is not None and message_contains not in event.message:
@@ -258,7 +258,7 @@ class CapturedEvents:
         deadline = time.monotonic() + timeout
         while True:
             written = len(self.sink.calls)
-            found = [event for event in self.find(**criteria) if event.count >= min_count]
+            found = [e for e in self.find(**criteria) if self._count(e) >= min_count]
             if found:
                 return found[0]
             remaining = deadline - time.monotonic()
@@ -297,8 +297,12 @@ class CapturedEvents:
         ]
         if events:
             lines.append("Involved objects, in the same order:")
-            lines.extend(f"  {_object_text(event)}" for event in events)
+            lines.extend(f"  {_object_text(event, self._count(event))}" for event in events)
         return "\n".join(lines)
+
+    def _count(self, event: models.Event) -> int:
+        """The occurrences ``event`` stands for, as its API counts them (series or count)."""
+        return _apis.api_of(self.sink).count_of(event)
 
     def __len__(self) -> int:
         return len(self.events)
@@ -336,7 +340,8 @@ def capture_events(
         clock: the handler's clock and sleeper; a new :class:`FakeClock` by default.
         flush_timeout: seconds a look at the events may wait for pending writes.
         **options: any other :class:`~k8s_logging_events.handler.KubernetesEventHandler`
-            option (``correlator``, ``max_message_bytes``, ``exception_detail`` ...).
+            option (``correlator``, ``max_message_bytes``, ``exception_detail`` ...);
+            ``api`` chooses the rules events are written by (``auto``: events.k8s.io/v1).
 
     Raises:
         TypeError: ``clock`` is no clock with ``sleep`` (a :class:`FakeClock`), or ``sink``
@@ -348,7 +353,9 @@ def capture_events(
         raise TypeError(f"capture_events() takes a FakeClock as clock, not {clock!r}")
     target = logger if isinstance(logger, logging.Logger) else logging.getLogger(logger)
     fake_clock = clock or FakeClock()
-    sink = FakeEventSink()
+    api = options.get("api", _apis.CORE_V1.name)
+    # the handler follows its sink's api; auto as on any cluster since Kubernetes 1.19
+    sink = _ApiSink(_apis.EVENTS_V1.name if api == "auto" else api)
     event_handler = _CapturingHandler(
         component=component,
         host=host,
@@ -376,6 +383,14 @@ def capture_events(
         event_handler.capturing = False
         event_handler.close()  # its reports (writes that failed at the end) are the capture's
         enable_library_logger(not library_was_disabled)
+
+
+class _ApiSink(FakeEventSink):
+    """The capture's sink, whose ``api`` the handler writes by (the series' or the counts')."""
+
+    def __init__(self, api: str) -> None:
+        super().__init__()
+        self.api = api
 
 
 class _CapturingHandler(handler.KubernetesEventHandler):
@@ -432,7 +447,7 @@ def _enabled_loggers() -> set[str]:
     }
 
 
-def _fields(event: models.Event) -> dict[str, object]:
+def _fields(event: models.Event, count: int) -> dict[str, object]:
     ref = event.involved_object
     return {
         "type": event.type,
@@ -441,7 +456,7 @@ def _fields(event: models.Event) -> dict[str, object]:
         "object_kind": ref.kind,
         "object_name": ref.name,
         "object_namespace": ref.namespace,
-        "count": event.count,
+        "count": count,
     }
 
 
@@ -458,7 +473,7 @@ def _describe_criteria(criteria: dict[str, Any]) -> str:
     return "with " + ", ".join(f"{key}={value!r}" for key, value in given.items())
 
 
-def _object_text(event: models.Event) -> str:
+def _object_text(event: models.Event, count: int) -> str:
     ref = event.involved_object
     where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
-    return f"{ref.kind} {where} (count {event.count}, {event.type} {event.reason})"
+    return f"{ref.kind} {where} (count {count}, {event.type} {event.reason})"

@@ -31,9 +31,10 @@ Fixtures (all function-scoped):
     logger (at INFO) for the test and writes to an in-memory sink. Read ``k8s_events.events``
     or assert with ``k8s_events.assert_has(reason="BackOff", count=3)``; a failed assertion
     prints the captured events as ``kubectl describe`` would, and, when nothing was
-    captured while loggers are disabled, names them. After the test the logging
-    configuration is restored as the test found it (handlers, levels, propagation,
-    disabled flags), whatever the test's code configured.
+    captured while loggers are disabled, names them. The ``k8s_events`` marker's keyword
+    arguments go to :func:`capture_events`: ``@pytest.mark.k8s_events(api="auto")``. After
+    the test the logging configuration is restored as the test found it (handlers, levels,
+    propagation, disabled flags), whatever the test's code configured.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "k8s_apiserver(**kwargs): keyword arguments for the LocalApiServer of the "
         "k8s_apiserver fixture",
+    )
+    config.addinivalue_line(
+        "markers", "k8s_events(**kwargs): capture_events options for the k8s_events fixture"
     )
 
 
@@ -108,8 +112,10 @@ def k8s_events_v1(k8s_api_client: Any) -> Any:
 
 
 @pytest.fixture
-def k8s_events() -> Iterator[CapturedEvents]:
-    """The events the test's logging produced (records with ``extra={"involved": ...}``).
+def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
+    """The events the test's logging produced (records with ``extra={"involved": ...}``),
+    captured with the ``k8s_events`` marker's keyword arguments (``api=...``, any handler
+    option) as :func:`capture_events` options.
 
     After the test, the logging configuration is put back as the test found it (every
     logger's handlers, level, propagation and disabled flag), so that a test whose code
@@ -117,9 +123,10 @@ def k8s_events() -> Iterator[CapturedEvents]:
     """
     from k8s_logging_events.testing._capture import capture_events
 
+    marker = request.node.get_closest_marker("k8s_events")
     saved = LoggingState.save()
     try:
-        with capture_events() as captured:
+        with capture_events(**(marker.kwargs if marker is not None else {})) as captured:
             yield captured
     finally:
         saved.restore()
