@@ -7,8 +7,8 @@ whole. Each option is described in ``docs/configuration.md``, and in code on the
 
 from __future__ import annotations
 
-import configparser
 import difflib
+import importlib
 import logging
 import os
 import socket
@@ -274,11 +274,17 @@ def reason(value: object) -> str:
     return value
 
 
+# configparser's BOOLEAN_STATES, without importing configparser for this one dict
+_FLAGS = dict.fromkeys(("1", "yes", "true", "on"), True) | dict.fromkeys(
+    ("0", "no", "false", "off"), False
+)
+
+
 def _flag(value: object) -> object:
     """Text that configparser's ``getboolean`` reads as a boolean (``"true"``, ``"yes"``,
     ``"off"``, ``"0"``: an ini file's, a quoted YAML value's) as that boolean."""
     if isinstance(value, str):
-        return configparser.ConfigParser.BOOLEAN_STATES.get(value.strip().lower(), value)
+        return _FLAGS.get(value.strip().lower(), value)
     return value
 
 
@@ -291,6 +297,10 @@ def structured(value: object, given: object) -> bool | str:
         raise ValueError(f"structured_logging must be true, false or a logger name, not {value!r}")
     if value and given is not None:
         raise ValueError("structured_logging cannot be set together with broadcaster")
+    if value is True:
+        # now, as the handler is built: its pipeline starts inside the first emit, where an
+        # import could block (another thread importing) or fail (at exit)
+        importlib.import_module("pythonjsonlogger.json")
     return value
 
 

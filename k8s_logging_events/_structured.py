@@ -9,8 +9,6 @@ import json
 import logging
 import sys
 
-from pythonjsonlogger.json import JsonFormatter
-
 from k8s_logging_events import _diagnostics, models
 
 __all__ = ["json_event_logger", "log_line", "log_structured"]
@@ -52,6 +50,9 @@ def log_structured(target: logging.Logger, level: int, event: models.Event) -> N
 
 def json_event_logger() -> logging.Logger:
     """A private logger that writes each record as one JSON line to standard error."""
+    # imported here, when the watcher is built, not by every import of the library
+    from pythonjsonlogger.json import JsonFormatter
+
     # outside the logging tree: starting a watcher must not change the application's logging
     private = logging.Logger("k8s_logging_events.events", logging.DEBUG)  # noqa: LOG001
     handler = logging.StreamHandler(sys.stderr)

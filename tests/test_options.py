@@ -28,6 +28,7 @@ import pytest
 from k8s_logging_events import _options, correlator, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._children import run_python
 
 
 @pytest.mark.parametrize(
@@ -870,3 +871,19 @@ def test_a_clock_whose_now_is_naive_is_refused_when_built(build: Any, named: str
     with pytest.raises(ValueError, match=rf"^{named} must .*aware") as error:
         build()
     assert "2024-01-01 00:00:00" in str(error.value)
+
+
+def test_the_json_formatter_is_imported_when_a_handler_needs_it_and_not_before(tmp_path) -> None:
+    """``import k8s_logging_events`` imports neither python-json-logger nor configparser;
+    a handler built with ``structured_logging: true`` has imported the JSON formatter before
+    its first event (the pipeline starts inside emit, where no import may happen)."""
+    code = """
+import sys
+import k8s_logging_events
+print(sorted({"pythonjsonlogger", "configparser"} & set(sys.modules)))
+from k8s_logging_events.testing import FakeEventSink
+k8s_logging_events.KubernetesEventHandler(sink=FakeEventSink(), structured_logging=True)
+print("pythonjsonlogger.json" in sys.modules)
+"""
+    child = run_python(code, cwd=tmp_path)
+    assert (child.returncode, child.stdout.split("\n")[:2]) == (0, ["[]", "True"]), child.stderr

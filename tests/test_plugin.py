@@ -184,3 +184,24 @@ def test_the_state_restores_levels_handlers_and_disabled_flags() -> None:
     )
     assert logging.root.manager.disable == logging.NOTSET
     assert "tests.plugin.known" not in disabled_loggers()
+
+
+def test_a_session_that_uses_no_fixture_does_not_load_the_server(
+    pytester: pytest.Pytester,
+) -> None:
+    """The plugin is in every pytest session of a project that installs the library: one
+    whose tests use none of its fixtures never imports the local API server or kubernetes."""
+    result = _run(
+        pytester,
+        """
+        import sys
+
+        def test_plain(request):
+            assert request.config.pluginmanager.hasplugin("k8s_logging_events")
+
+        def test_last_nothing_heavy_was_imported():
+            loaded = {"k8s_logging_events.testing.apiserver", "kubernetes"} & set(sys.modules)
+            assert not loaded
+        """,
+    )
+    result.assert_outcomes(passed=2)

@@ -9,16 +9,21 @@ waits, through a watch, until an event is on a server. ``capture_events`` (and t
 plugin's fixtures) put these together for a test.
 """
 
-from k8s_logging_events.testing._capture import CapturedEvents, capture_events
+import importlib
+from typing import TYPE_CHECKING
+
 from k8s_logging_events.testing._clock import FakeClock
-from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
 from k8s_logging_events.testing._wait import events_table, wait_for_event
-from k8s_logging_events.testing.apiserver import (
-    ClientCertificate,
-    Fault,
-    LocalApiServer,
-    RecordedRequest,
-)
+
+if TYPE_CHECKING:
+    from k8s_logging_events.testing._capture import CapturedEvents, capture_events
+    from k8s_logging_events.testing._fakes import FakeEventSink, FakeRecorder, SinkCall
+    from k8s_logging_events.testing.apiserver import (
+        ClientCertificate,
+        Fault,
+        LocalApiServer,
+        RecordedRequest,
+    )
 
 __all__ = [
     "CapturedEvents",
@@ -34,3 +39,23 @@ __all__ = [
     "events_table",
     "wait_for_event",
 ]
+
+# imported when first asked for: the pytest plugin lives in this package, and every pytest
+# session of a project that installs the library loads it, most without using the server
+_LAZY = {
+    "CapturedEvents": "_capture",
+    "capture_events": "_capture",
+    "FakeEventSink": "_fakes",
+    "FakeRecorder": "_fakes",
+    "SinkCall": "_fakes",
+    "ClientCertificate": "apiserver",
+    "Fault": "apiserver",
+    "LocalApiServer": "apiserver",
+    "RecordedRequest": "apiserver",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)

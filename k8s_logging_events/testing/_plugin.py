@@ -40,13 +40,17 @@ Fixtures (all function-scoped):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 from k8s_logging_events.testing._logstate import LoggingState
-from k8s_logging_events.testing.apiserver import LocalApiServer
+
+# the fixtures import what they use: this module is loaded into every pytest session of a
+# project that installs the library, most of which never start a server
+if TYPE_CHECKING:
+    from k8s_logging_events.testing._capture import CapturedEvents
+    from k8s_logging_events.testing.apiserver import LocalApiServer
 
 __all__ = [
     "k8s_api_client",
@@ -73,6 +77,8 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture
 def k8s_apiserver(request: pytest.FixtureRequest) -> Iterator[LocalApiServer]:
     """A running :class:`LocalApiServer` for one test, set up by the ``k8s_apiserver`` marker."""
+    from k8s_logging_events.testing.apiserver import LocalApiServer
+
     marker = request.node.get_closest_marker("k8s_apiserver")
     options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
     with LocalApiServer(**options) as server:
@@ -115,6 +121,8 @@ def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
     logger's handlers, level, propagation and disabled flag), so that a test whose code
     calls ``dictConfig`` does not silence the loggers of the tests after it.
     """
+    from k8s_logging_events.testing._capture import capture_events
+
     marker = request.node.get_closest_marker("k8s_events")
     saved = LoggingState.save()
     try:
