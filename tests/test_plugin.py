@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from k8s_logging_events.testing import CapturedEvents
 from k8s_logging_events.testing._logstate import LoggingState, disabled_loggers
 
 pytest_plugins = ["pytester"]
@@ -147,6 +148,14 @@ def test_the_library_reports_reach_caplog_after_an_earlier_test_disabled_its_log
         """,
     )
     result.assert_outcomes(passed=3)
+
+
+@pytest.mark.k8s_events("tests.plugin.operator")
+def test_the_markers_positional_argument_is_the_logger_captured(k8s_events: CapturedEvents) -> None:
+    """``@pytest.mark.k8s_events("name")`` attaches the fixture's handler to that logger, as
+    ``capture_events("name")`` does, rather than dropping the argument for the root."""
+    assert k8s_events.handler in logging.getLogger("tests.plugin.operator").handlers
+    assert k8s_events.handler not in logging.getLogger().handlers
 
 
 def test_the_state_restores_levels_handlers_and_disabled_flags() -> None:
