@@ -12,6 +12,7 @@ import textwrap
 
 import pytest
 
+from k8s_logging_events import testing
 from k8s_logging_events.testing import CapturedEvents
 from k8s_logging_events.testing._logstate import LoggingState, disabled_loggers
 
@@ -214,3 +215,9 @@ def test_a_session_that_uses_no_fixture_does_not_load_the_server(
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_dir_of_the_testing_package_lists_the_names_it_loads_lazily() -> None:
+    """``dir(k8s_logging_events.testing)`` (a REPL's completion, ``help()``) shows every
+    public name, the ones imported only when first used among them."""
+    assert set(testing.__all__) <= set(dir(testing))
