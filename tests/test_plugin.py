@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from pathlib import Path
 
+import mypy.api
 import pytest
 
 from k8s_logging_events import testing
@@ -221,3 +223,16 @@ def test_dir_of_the_testing_package_lists_the_names_it_loads_lazily() -> None:
     """``dir(k8s_logging_events.testing)`` (a REPL's completion, ``help()``) shows every
     public name, the ones imported only when first used among them."""
     assert set(testing.__all__) <= set(dir(testing))
+
+
+def test_a_type_checker_reports_a_misspelt_name_of_the_testing_package(tmp_path: Path) -> None:
+    """The lazily loaded names are typed by their imports; a name the package does not have
+    is an error for mypy, not an ``object`` answered by the module's ``__getattr__``."""
+    user = tmp_path / "test_operator.py"
+    user.write_text("from k8s_logging_events.testing import LocalApiSrver\n", encoding="utf-8")
+    # the package's own module only: a user's mypy run sees the same names, in a second
+    report, _, status = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), str(testing.__file__)]
+    )
+    assert status == 1
+    assert 'has no attribute "LocalApiSrver"; maybe "LocalApiServer"?' in report
