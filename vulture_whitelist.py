@@ -38,6 +38,7 @@ bench_poster = cast(Any, None)  # bench/perf_targets.py's KopfPoster (bench/ is 
 # -- protocols: read by the interpreter, the standard library or a dependency -----------------
 
 k8s_logging_events.__getattr__  # a module __getattr__ (PEP 562): answers __version__
+k8s_logging_events.testing.__dir__  # a module __dir__ (PEP 562): read by dir()
 logging.Manager.emittedNoHandlerWarning  # read by logging's last-resort warning (bench)
 retry_state.attempt_number  # read by tenacity's stop and wait strategies
 configuration.retries  # read by the kubernetes client's urllib3 pool manager

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import logging
 import textwrap
+from pathlib import Path
 
+import mypy.api
 import pytest
 
+from k8s_logging_events import testing
+from k8s_logging_events.testing import CapturedEvents
 from k8s_logging_events.testing._logstate import LoggingState, disabled_loggers
 
 pytest_plugins = ["pytester"]
@@ -149,6 +153,14 @@ def test_the_library_reports_reach_caplog_after_an_earlier_test_disabled_its_log
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.k8s_events("tests.plugin.operator")
+def test_the_markers_positional_argument_is_the_logger_captured(k8s_events: CapturedEvents) -> None:
+    """``@pytest.mark.k8s_events("name")`` attaches the fixture's handler to that logger, as
+    ``capture_events("name")`` does, rather than dropping the argument for the root."""
+    assert k8s_events.handler in logging.getLogger("tests.plugin.operator").handlers
+    assert k8s_events.handler not in logging.getLogger().handlers
+
+
 def test_the_state_restores_levels_handlers_and_disabled_flags() -> None:
     """What LoggingState puts back: each logger as it was, new loggers as new ones (but
     the NullHandler a library adds at import stays), and logging.disable()."""
@@ -205,3 +217,22 @@ def test_a_session_that_uses_no_fixture_does_not_load_the_server(
         """,
     )
     result.assert_outcomes(passed=2)
+
+
+def test_dir_of_the_testing_package_lists_the_names_it_loads_lazily() -> None:
+    """``dir(k8s_logging_events.testing)`` (a REPL's completion, ``help()``) shows every
+    public name, the ones imported only when first used among them."""
+    assert set(testing.__all__) <= set(dir(testing))
+
+
+def test_a_type_checker_reports_a_misspelt_name_of_the_testing_package(tmp_path: Path) -> None:
+    """The lazily loaded names are typed by their imports; a name the package does not have
+    is an error for mypy, not an ``object`` answered by the module's ``__getattr__``."""
+    user = tmp_path / "test_operator.py"
+    user.write_text("from k8s_logging_events.testing import LocalApiSrver\n", encoding="utf-8")
+    # the package's own module only: a user's mypy run sees the same names, in a second
+    report, _, status = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), str(testing.__file__)]
+    )
+    assert status == 1
+    assert 'has no attribute "LocalApiSrver"; maybe "LocalApiServer"?' in report

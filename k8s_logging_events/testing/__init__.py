@@ -55,7 +55,16 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+# hidden from type checkers, which see the imports above: given a module __getattr__, they
+# would take any other name (a misspelt one) as an object instead of reporting it
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> object:
+        if name not in _LAZY:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    # the lazy names are public too: dir(), a REPL's completion and help() list them
+    return sorted(globals().keys() | _LAZY.keys())

@@ -31,8 +31,8 @@ Fixtures (all function-scoped):
     logger (at INFO) for the test and writes to an in-memory sink. Read ``k8s_events.events``
     or assert with ``k8s_events.assert_has(reason="BackOff", count=3)``; a failed assertion
     prints the captured events as ``kubectl describe`` would, and, when nothing was
-    captured while loggers are disabled, names them. The ``k8s_events`` marker's keyword
-    arguments go to :func:`capture_events`: ``@pytest.mark.k8s_events(api="auto")``. After
+    captured while loggers are disabled, names them. The ``k8s_events`` marker's arguments go
+    to :func:`capture_events`: ``@pytest.mark.k8s_events("my.operator", api="auto")``. After
     the test the logging configuration is restored as the test found it (handlers, levels,
     propagation, disabled flags), whatever the test's code configured.
 """
@@ -79,9 +79,9 @@ def k8s_apiserver(request: pytest.FixtureRequest) -> Iterator[LocalApiServer]:
     """A running :class:`LocalApiServer` for one test, set up by the ``k8s_apiserver`` marker."""
     from k8s_logging_events.testing.apiserver import LocalApiServer
 
-    marker = request.node.get_closest_marker("k8s_apiserver")
-    options: dict[str, Any] = dict(marker.kwargs) if marker is not None else {}
-    with LocalApiServer(**options) as server:
+    marker = request.node.get_closest_marker("k8s_apiserver") or pytest.mark.k8s_apiserver.mark
+    # its positional arguments too: dropped, they would be a setting silently not applied
+    with LocalApiServer(*marker.args, **marker.kwargs) as server:
         yield server
 
 
@@ -114,8 +114,8 @@ def k8s_events_v1(k8s_api_client: Any) -> Any:
 @pytest.fixture
 def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
     """The events the test's logging produced (records with ``extra={"involved": ...}``),
-    captured with the ``k8s_events`` marker's keyword arguments (``api=...``, any handler
-    option) as :func:`capture_events` options.
+    captured with the ``k8s_events`` marker's arguments (the logger, ``api=...``, any handler
+    option) as :func:`capture_events`'s.
 
     After the test, the logging configuration is put back as the test found it (every
     logger's handlers, level, propagation and disabled flag), so that a test whose code
@@ -123,10 +123,10 @@ def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
     """
     from k8s_logging_events.testing._capture import capture_events
 
-    marker = request.node.get_closest_marker("k8s_events")
+    marker = request.node.get_closest_marker("k8s_events") or pytest.mark.k8s_events.mark
     saved = LoggingState.save()
     try:
-        with capture_events(**(marker.kwargs if marker is not None else {})) as captured:
+        with capture_events(*marker.args, **marker.kwargs) as captured:
             yield captured
     finally:
         saved.restore()
