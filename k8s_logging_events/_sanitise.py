@@ -108,7 +108,10 @@ def annotations_problem(annotations: Mapping[Any, Any]) -> str | None:
     keys = [key for key, value in annotations.items() if not isinstance(value, str)]
     if keys:
         return f"annotation values that are no str: {keys!r}"
-    size = sum(len(key.encode()) + len(value.encode()) for key, value in annotations.items())
+    # keys are ASCII; a lone surrogate is stored as U+FFFD, three bytes as surrogatepass has it
+    size = sum(
+        len(key) + len(value.encode("utf-8", "surrogatepass")) for key, value in annotations.items()
+    )
     if size > ANNOTATIONS_MAX_BYTES:
         return f"annotations of {size} bytes, over 256 KiB"
     return None

@@ -80,7 +80,11 @@ def _group_summary(lines: list[str]) -> str:
         for index, section in enumerate(sections[1:], 1)
         if section and " ... " not in opened[index] and not opened[index + 1].startswith("+-+")
     )
-    return _with_leaves(_exception_text(sections[0]), leaves)
+    # only this text's wording tells the group's text from its notes, which follow it
+    text = _exception_text(sections[0])
+    found = _GROUP_TEXT_END.search(text)
+    end = found.end() if found else len(text)
+    return _with_leaves(text[:end], leaves) + text[end:]
 
 
 def _without_module(summary: str) -> str:
@@ -134,10 +138,11 @@ def exception_summary(exc_info: object) -> str:
     if not isinstance(exc_info, tuple) or len(exc_info) < 2 or exc_info[0] is None:
         return ""
     exc_type, exc = exc_info[0], exc_info[1]
-    summary = _summary(exc_type, exc)
-    if isinstance(exc, BaseExceptionGroup):
-        summary = _with_leaves(summary, (_summary(type(leaf), leaf) for leaf in _leaves(exc)))
-    return summary
+    lines = _summary(exc_type, exc)
+    if isinstance(exc, BaseExceptionGroup):  # after its text, before its notes
+        leaves = ("\n".join(_summary(type(leaf), leaf)) for leaf in _leaves(exc))
+        lines[0] = _with_leaves(lines[0], leaves)
+    return "\n".join(lines)
 
 
 _GROUP_SHOWN = 10  # distinct summaries of a group's exceptions, of its first hundred
@@ -148,10 +153,7 @@ _GROUP_TEXT_END = re.compile(r" \(\d+ sub-exceptions?\)$", re.MULTILINE)  # Base
 def _with_leaves(summary: str, leaves: Iterable[str]) -> str:
     # asyncio's TaskGroup: the group's own text says how many failed, never why
     seen = dict.fromkeys(itertools.islice(leaves, _GROUP_READ))
-    # after the group's text, before its notes (else read as the exceptions' label)
-    found = _GROUP_TEXT_END.search(summary)
-    end = found.end() if found else len(summary)
-    return f"{summary[:end]}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}{summary[end:]}"
+    return f"{summary}: {'; '.join(itertools.islice(seen, _GROUP_SHOWN))}"
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
@@ -165,7 +167,8 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]
             yield exc
 
 
-def _summary(exc_type: object, exc: object) -> str:
+def _summary(exc_type: object, exc: object) -> list[str]:
+    """``ExcType: text`` and the exception's notes."""
     name = getattr(exc_type, "__qualname__", None) or str(exc_type)
     text = _shown(exc, "<unprintable>")  # an exception whose __str__ fails still has a type
     try:  # add_note's, on lines after the text as a traceback (a QueueHandler's record) has them
@@ -174,7 +177,7 @@ def _summary(exc_type: object, exc: object) -> str:
         notes = None
     notes = notes if isinstance(notes, list | tuple) else ()
     lines = [_shown(note, "<note str() failed>") for note in notes]
-    return "\n".join([f"{name}: {text}" if text else str(name), *lines])
+    return [f"{name}: {text}" if text else str(name), *lines]
 
 
 def _shown(value: object, failed: str) -> str:

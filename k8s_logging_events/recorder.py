@@ -495,6 +495,8 @@ class EventRecorder(RecorderCalls):
                     value.__class__.__name__,
                 )
                 return None
+        # as the server stores them (U+FFFD): a retry's read must find the event it sent
+        reason, message, action = map(_sanitise.replace_surrogates, (reason, message, action))
         problem = _sanitise.annotations_problem(annotations) if annotations else None
         if problem:
             report("invalid-annotations", "Unable to record event: %s", problem)

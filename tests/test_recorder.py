@@ -16,7 +16,7 @@ from unittest import mock
 import pytest
 
 from k8s_logging_events import correlator, models, recorder, sink
-from k8s_logging_events.testing import FakeClock, FakeEventSink
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._sinks import WithoutRead
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
@@ -983,3 +983,32 @@ def test_the_recorder_is_client_gos_surface_and_no_pass_through() -> None:
     assert not hasattr(recorder.EventRecorder, "now")
     for name in ("event", "eventf", "annotated_eventf"):
         assert callable(getattr(recorder.EventRecorder, name))
+
+
+@pytest.mark.parametrize(
+    ("api", "field"),
+    [("v1", "message"), ("v1", "reason"), ("events.k8s.io/v1", "action")],
+)
+def test_a_text_with_a_lone_surrogate_is_kept_as_the_server_stores_it(api: str, field: str) -> None:
+    """Seen before the fix: a recorder's message (reason, action) holding a lone surrogate
+    (a file name read with surrogateescape) was stored as U+FFFD but kept as the surrogate,
+    so a create whose answer was lost met AlreadyExists, read the stored event, took it for
+    another's (its key differed) and wrote a second: the occurrence shown twice. The
+    recorder keeps its texts as the server stores them, and the retry finds its own event."""
+    texts = {"reason": "Failed", "message": "bad file", "action": "Read"}
+    texts[field] += "\udc80"
+    clock = FakeClock(datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC))
+    b = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep)
+    with LocalApiServer(clock=clock) as server, server.api_client() as api_client:
+        server.inject(method="POST", action="drop", commit=True)
+        try:
+            b.start_recording_to_sink(sink.KubernetesEventSink(api_client, qps=0, api=api))
+            ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+            b.new_recorder("ctl").record(
+                ref, models.WARNING, texts["reason"], texts["message"], action=texts["action"]
+            )
+            assert b.flush(20)
+        finally:
+            b.shutdown(5)
+        (stored,) = server.events()
+    assert stored[field].endswith("\ufffd")

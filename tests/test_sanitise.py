@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _sanitise, correlator, models, recorder
+from k8s_logging_events import _sanitise, correlator, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import FakeClock, FakeEventSink
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 
 T0 = datetime(2024, 1, 1, 12, 0, 0, 123456, tzinfo=UTC)
 SOURCE = models.EventSource(component="shop", host="node-1")
@@ -314,6 +314,28 @@ class TestServerRules:
         value = "x" * (_sanitise.ANNOTATIONS_MAX_BYTES - 1)
         assert _sanitise.annotations_problem({"k": value}) is None
         assert "over 256 KiB" in (_sanitise.annotations_problem({"k": value + "x"}) or "")
+
+    def test_an_annotation_with_a_lone_surrogate_is_written_as_the_server_stores_it(self) -> None:
+        """Seen before the fix: a recorder's annotation value holding a lone surrogate (a
+        file name read with surrogateescape) made no event, only "Unable to record event:
+        'utf-8' codec can't encode character", though the server takes it (as U+FFFD, as a
+        message's). It is stored; its size counted as U+FFFD's three bytes."""
+        assert "over 256 KiB" in (
+            _sanitise.annotations_problem(
+                {"k": "x" * (_sanitise.ANNOTATIONS_MAX_BYTES - 3) + "\udc80"}
+            )
+            or ""
+        )
+        ref = {"kind": "Pod", "apiVersion": "v1", "name": "web-0", "namespace": "default"}
+        with LocalApiServer() as server, server.api_client() as api_client:
+            events = recorder.EventBroadcaster()
+            events.start_recording_to_sink(sink.KubernetesEventSink(api_client, qps=0, api="v1"))
+            events.new_recorder("ctl").annotated_eventf(
+                ref, {"example.com/file": "r\udc80port.csv"}, "Warning", "Failed", "bad file"
+            )
+            events.shutdown(timeout=10)
+            (stored,) = server.events()
+        assert stored["metadata"]["annotations"] == {"example.com/file": "r\ufffdport.csv"}
 
     @pytest.mark.parametrize(
         ("api_version", "event"),

@@ -248,3 +248,29 @@ def test_loguru_output_without_an_exception_loses_the_none_line() -> None:
     assert _tracebacks.without_loguru_traceback(text, (None, None, None)) == (
         "12:00 | ERROR | nothing raised"
     )
+
+
+class _CustomTextGroup(ExceptionGroup[Exception]):
+    def __str__(self) -> str:  # as some libraries' groups: no "(N sub-exceptions)"
+        return "3 shards failed"
+
+
+@pytest.mark.parametrize(
+    "group",
+    [
+        _noted(_CustomTextGroup("g", [ValueError("bad")]), "shard 3"),
+        _noted(ExceptionGroup("x (2 sub-exceptions)\ny", [ValueError("bad")]), "shard 3"),
+    ],
+    ids=["own-str", "count-like-line-in-text"],
+)
+def test_a_groups_exceptions_come_after_its_whole_text_and_before_its_notes(
+    group: Exception,
+) -> None:
+    """Seen before the fix: the exceptions were placed after the first line ending in
+    ``(N sub-exceptions)``, so a group whose ``__str__`` has none had them after its note
+    (``3 shards failed\nshard 3: ValueError: bad``, read as the note's label), one whose
+    text has such a line in its middle had them inside its text. Where the group is at
+    hand, its text and notes are told apart by what they are, not by that wording."""
+    text = str(group)
+    summary = _tracebacks.exception_summary(_raised(group))
+    assert summary == f"{type(group).__qualname__}: {text}: ValueError: bad\nshard 3"
