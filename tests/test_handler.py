@@ -2138,6 +2138,7 @@ def test_a_close_on_a_library_thread_while_the_handler_closes_does_not_wait_for_
 _STOP_LEFT_BY_DICTCONFIG = """
 import atexit, json, os, signal, sys, threading, time
 
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's `&` started us ignoring it
 # registered before logging is imported, so it runs last at exit; timed from the Ctrl-C,
 # not from the start: a loaded machine took 30 s to import and log before the exit began
 interrupted_at = []
