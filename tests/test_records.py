@@ -19,6 +19,7 @@ import pytest
 from kubernetes import client
 
 from k8s_logging_events import _records, _sanitise, models
+from tests.reliability_scenarios import ListHandler, on_library_logger
 
 NOW = datetime(2024, 1, 1, tzinfo=UTC)
 SOURCE = models.EventSource(component="tests", host="node-1")
@@ -217,22 +218,11 @@ def test_a_record_that_reaches_two_handlers_is_reported_once() -> None:
     first, second = _records.CallSites(), _records.CallSites()  # each handler has its own
     record = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 7})
     other = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 8})
-    reported: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, report: logging.LogRecord) -> None:
-            reported.append(report.getMessage())
-
-    library = logging.getLogger("k8s_logging_events")
-    keep = Keep()
-    library.addHandler(keep)
-    try:
+    with on_library_logger(ListHandler()) as reports:
         first.report(record, "involved", "Unable to refer to %s", "it")
         second.report(record, "involved", "Unable to refer to %s", "it")
         second.report(other, "involved", "Unable to refer to %s", "it")
-    finally:
-        library.removeHandler(keep)
-    assert reported == [
+    assert [report.getMessage() for report in reports.records] == [
         "Unable to refer to it (logged at app.py:7)",
         "Unable to refer to it (logged at app.py:8)",
     ]
@@ -244,22 +234,11 @@ def test_a_record_with_two_problems_that_reaches_two_handlers_says_each_once() -
     said twice (only the last problem said was recognised). Now each problem is said once."""
     first, second = _records.CallSites(), _records.CallSites()  # each handler has its own
     record = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 7})
-    reported: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, report: logging.LogRecord) -> None:
-            reported.append(report.getMessage())
-
-    library = logging.getLogger("k8s_logging_events")
-    keep = Keep()
-    library.addHandler(keep)
-    try:
+    with on_library_logger(ListHandler()) as reports:
         for sites in (first, second):
             sites.report(record, "field_path", "Ignoring %s", "field_path")
             sites.report(record, "reason", "Recorded %s", "reason")
-    finally:
-        library.removeHandler(keep)
-    assert reported == [
+    assert [report.getMessage() for report in reports.records] == [
         "Ignoring field_path (logged at app.py:7)",
         "Recorded reason (logged at app.py:7)",
     ]
