@@ -1395,3 +1395,21 @@ def test_a_shared_sink_drains_until_the_last_of_its_flushes_ends(server) -> None
         assert sum(clock.sleeps) >= 1.0, clock.sleeps
     finally:
         s.close()
+
+
+def test_a_switch_off_with_no_drain_on_leaves_the_next_drain_whole(server) -> None:
+    """``drain(False)`` called once more than ``drain(True)`` (by a caller of its own) ends
+    no drain: the next flush's ``drain(True)`` drains. It was counted as an end all the same,
+    so every later flush's drain was one short and wrote at ``qps`` (a job's exit, 5 a second)."""
+    clock = FakeClock(T0)
+    s = sink.KubernetesEventSink.from_url(
+        server.url, qps=1, burst=1, drain_qps=1000, clock=clock, sleep=clock.sleep
+    )
+    try:
+        s.drain(False)
+        s.drain(True)
+        for number in range(3):
+            s.create(_event(f"web-0.{number}"))
+        assert sum(clock.sleeps) < 0.01, clock.sleeps
+    finally:
+        s.close()
