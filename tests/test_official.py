@@ -367,23 +367,29 @@ def test_an_oversized_answer_is_refused_alike_and_never_read_whole(path, monkeyp
     assert server.sent < server.size
 
 
+@pytest.mark.parametrize("origin", ["url", "kubeconfig"])
 @pytest.mark.parametrize("path", ["channel", "official"])
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", None])
 def test_a_loopback_server_is_reached_directly_with_a_proxy_in_the_environment(
-    no_proxy, path, monkeypatch
+    no_proxy, path, origin, monkeypatch, tmp_path
 ) -> None:
     """``HTTP_PROXY`` names a corporate proxy (here a closed port) and the API server is on
-    the loopback interface (``kubectl proxy``): the sink writes to it directly, on its own
-    channel or on the client's path, with a ``NO_PROXY`` that names it or with none, as
-    kubectl does (Go's transport never sends loopback through the environment's proxy).
-    Without ``NO_PROXY``, every write went to the proxy, and failed."""
+    the loopback interface (``kubectl proxy``, or a kubeconfig's local cluster): the sink
+    writes to it directly, on its own channel or on the client's path, with a ``NO_PROXY``
+    that names it or with none, as kubectl does (Go's transport never sends loopback
+    through the environment's proxy). Without ``NO_PROXY``, every write went to the proxy,
+    and failed."""
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     if no_proxy is not None:
         monkeypatch.setenv("NO_PROXY", no_proxy)
     with refused_url() as proxy, LocalApiServer() as server:
         monkeypatch.setenv("HTTP_PROXY", proxy)
-        events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        if origin == "url":
+            events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        else:
+            server.kubeconfig(tmp_path / "config")
+            events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "config"), qps=0)
         assert isinstance(events_sink._transport, _http.Channel)
         if path == "official":
             events_sink._transport = _official.ClientTransport(events_sink.api_client, 5.0)
