@@ -261,12 +261,12 @@ def test_a_child_forked_after_shutdown_records_nothing() -> None:
                     "after shutdown",
                 )
             stats = users.stats()
-            answer = {
+            said = {
                 "counted": [stats["accepted"], stats["dropped"]],
                 "threads": threading.active_count(),
                 "said": reports.messages(),
             }
-            os.write(write_end, json.dumps(answer).encode())
+            os.write(write_end, json.dumps(said).encode())
         finally:
             os._exit(0)
     os.close(write_end)

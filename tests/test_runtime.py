@@ -881,7 +881,7 @@ def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwrit
     assert summary.startswith("Unable to write 4 event occurrence(s)"), summary
     assert b._runtime._dispatcher is not None
     b._runtime._dispatcher.join(10)
-    stats = b.stats()
+    stats = dict(b.stats())
     assert (stats["dropped"], stats["failed"], unaccounted(stats)) == (5, 0, 0), stats
 
 
