@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import base64
 import contextlib
+import ipaddress
 import os
 import sys
 import threading
@@ -146,7 +147,15 @@ def checked_proxy(configuration: Any) -> None:
     """Check the proxy URL of ``configuration`` (a kubeconfig's ``proxy-url``, else
     ``HTTPS_PROXY`` or ``HTTP_PROXY``) before a client is built on it, as urllib3 reads it
     right then; and send its user name and password as Basic ``Proxy-Authorization``, as
-    Go's transport (kubectl's) does: urllib3 ignores them, and the proxy answered 407."""
+    Go's transport (kubectl's) does: urllib3 ignores them, and the proxy answered 407.
+    The environment's proxy is not for a loopback host, which Go's never proxies: every
+    write to ``kubectl proxy`` went to a corporate proxy, and failed."""
+    host = urlsplit(str(configuration.host)).hostname or ""
+    with contextlib.suppress(ValueError):  # a name, not an address: only localhost is loopback
+        if configuration._proxy_from_env and (
+            host == "localhost" or ipaddress.ip_address(host).is_loopback
+        ):
+            configuration.proxy = None
     url = str(getattr(configuration, "proxy", None) or "")
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)

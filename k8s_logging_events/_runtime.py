@@ -577,14 +577,13 @@ class Runtime:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
             # the child ends (os._exit; spawn: an exit that must not wait again): give up, once
-            writes, queued, aside = self.unwritten()
+            writes, queued, _ = self.unwritten()  # those aside: close() says them
             sinks = [recording.writes.sink for recording in self._recordings()]
             self.close(0)
-            when = self.about + "before the multiprocessing child ended"
-            summary = _errors.unwritten_summary(
-                writes, sinks, when=when, queued=queued, preparing=aside
-            )
-            self._reporter.report("exit", logging.WARNING, "%s", summary)
+            if writes or queued:
+                when = self.about + "before the multiprocessing child ended"
+                summary = _errors.unwritten_summary(writes, sinks, when=when, queued=queued)
+                self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.settle(REPORT_GRACE_SECONDS)
 
     def _after_fork_in_child(self) -> None:

@@ -170,9 +170,11 @@ class KubernetesEventSink:
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back: a sink
-        shared by several broadcasters drains until the last of their flushes ends."""
+        shared by several broadcasters drains until the last of their flushes ends; a switch
+        off with no drain on ends none (the next drain would have been one short for good)."""
         # lock-free counts: a signal handler's flush landing here waits for no lock of ours
-        (self._drains if on else self._undrains).add()
+        if on or self._drains.value > self._undrains.value:
+            (self._drains if on else self._undrains).add()
 
     @property
     def _bucket(self) -> _tokenbucket.TokenBucket | None:

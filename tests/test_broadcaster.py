@@ -756,3 +756,31 @@ def test_a_forked_child_uses_the_broadcaster_with_a_thread_of_its_own() -> None:
         b.shutdown()
     child = repr(WatchEvent(MODIFIED, "child"))
     assert answer == {"got": child, "stuck": [child]}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_childs_watcher_counts_only_the_childs_items() -> None:
+    """A DROP watcher kept one of the parent's items and skipped two; in a child forked
+    then, its ``delivered`` and ``dropped`` start at zero, as its queue does: the parent's
+    items are not the child's (structured logging warns of each item its watcher skipped,
+    and a child would warn of the parent's again)."""
+    b = Broadcaster(queue_length=1, full_channel_behavior=DROP)
+    watcher = b.watch()
+    for n in range(3):
+        b.action(ADDED, n)
+    handed_out(b)
+    assert (watcher.delivered, watcher.dropped) == (1, 2)
+    read_end, write_end = os.pipe()
+    pid = fork_quietly()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            counts = {"delivered": watcher.delivered, "dropped": watcher.dropped}
+            os.write(write_end, json.dumps(counts).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    try:
+        answer = read_child(read_end, pid, timeout=20)
+    finally:
+        b.shutdown()
+    assert answer == {"delivered": 0, "dropped": 0}

@@ -32,6 +32,7 @@ from urllib3.exceptions import InsecureRequestWarning
 from k8s_logging_events import _diagnostics, _http, _http_parser, _official, models, sink
 from k8s_logging_events.testing import LocalApiServer
 from tests._children import run_python
+from tests._ports import refused_url
 
 JSON = "application/json"
 
@@ -366,34 +367,61 @@ def test_an_oversized_answer_is_refused_alike_and_never_read_whole(path, monkeyp
     assert server.sent < server.size
 
 
+@pytest.mark.parametrize("origin", ["url", "kubeconfig"])
+@pytest.mark.parametrize("path", ["channel", "official"])
 @pytest.mark.parametrize("no_proxy", ["127.0.0.1", None])
-def test_a_proxy_the_client_bypasses_for_the_server_leaves_the_channel_in_use(
-    no_proxy, monkeypatch
+def test_a_loopback_server_is_reached_directly_with_a_proxy_in_the_environment(
+    no_proxy, path, origin, monkeypatch, tmp_path
 ) -> None:
-    """A proxy in the environment (HTTP_PROXY) that NO_PROXY bypasses for the API server, as
-    in a pod behind a corporate proxy: the client connects directly (a plain pool), and so
-    does the sink's own channel; the sink took the client's path, as if behind the proxy.
-    Without NO_PROXY, the proxy's requests stay on the client's path."""
+    """``HTTP_PROXY`` names a corporate proxy (here a closed port) and the API server is on
+    the loopback interface (``kubectl proxy``, or a kubeconfig's local cluster): the sink
+    writes to it directly, on its own channel or on the client's path, with a ``NO_PROXY``
+    that names it or with none, as kubectl does (Go's transport never sends loopback
+    through the environment's proxy). Without ``NO_PROXY``, every write went to the proxy,
+    and failed."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    if no_proxy is not None:
+        monkeypatch.setenv("NO_PROXY", no_proxy)
+    with refused_url() as proxy, LocalApiServer() as server:
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        if origin == "url":
+            events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        else:
+            server.kubeconfig(tmp_path / "config")
+            events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "config"), qps=0)
+        assert isinstance(events_sink._transport, _http.Channel)
+        if path == "official":
+            events_sink._transport = _official.ClientTransport(events_sink.api_client, 5.0)
+        ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+        try:
+            events_sink.create(
+                models.Event(name="web-0.1", namespace="default", involved_object=ref)
+            )
+        finally:
+            events_sink.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "pool"),
+    [
+        ("http://localhost:8001", "PoolManager"),
+        ("http://[::1]:8001", "PoolManager"),
+        ("http://127.0.0.2:8001", "PoolManager"),
+        ("http://192.0.2.1:8001", "ProxyManager"),
+    ],
+)
+def test_only_a_loopback_server_bypasses_the_environments_proxy(url, pool, monkeypatch) -> None:
+    """Go's rule: ``localhost`` and every loopback address (127.0.0.0/8, ::1); any other
+    server goes through ``HTTP_PROXY`` unless ``NO_PROXY`` names it (and a kubeconfig's
+    ``proxy-url`` applies to a loopback server too, as in Go: the client certificate test
+    above tunnels through one)."""
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # never reached
-    if no_proxy is not None:
-        monkeypatch.setenv("NO_PROXY", no_proxy)
-    with LocalApiServer() as server:
-        events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
-        try:
-            pool = events_sink.api_client.rest_client.pool_manager
-            on_channel = isinstance(events_sink._transport, _http.Channel)
-            if no_proxy is not None:
-                ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
-                events_sink.create(
-                    models.Event(name="web-0.1", namespace="default", involved_object=ref)
-                )
-        finally:
-            events_sink.close()
-    assert (type(pool).__name__, on_channel) == (
-        ("PoolManager", True) if no_proxy is not None else ("ProxyManager", False)
-    )
+    events_sink = sink.KubernetesEventSink.from_url(url, qps=0)
+    events_sink.close()
+    assert type(events_sink.api_client.rest_client.pool_manager).__name__ == pool
 
 
 _FAILING_PLUGIN = """#!{python}

@@ -27,15 +27,16 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _http, _process, recorder, sink
+from k8s_logging_events import _http, _process, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import LocalApiServer
+from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 from tests._children import run_python
 from tests.reliability_scenarios import (
     ListHandler,
     app_logger,
     check_forks,
     fork_quietly,
+    on_library_logger,
     pod,
     read_child,
     run_forks,
@@ -235,6 +236,44 @@ def test_a_childs_counters_add_up_after_a_flush(server) -> None:
         "discarded": 0,
         "pending": 0,
     }
+
+
+@needs_fork
+@pytest.mark.timeout(90)
+def test_a_child_forked_after_shutdown_records_nothing() -> None:
+    """A broadcaster shut down, then the process forks: the child's is shut down too. An
+    event recorded there is dropped and said to come after shutdown, and starts no thread
+    (a pipeline its parent closed, started again in the child)."""
+    users = recorder.EventBroadcaster()
+    users.start_recording_to_sink(FakeEventSink())
+    record = users.new_recorder("closed")
+    users.shutdown(5)
+    read_end, write_end = os.pipe()
+    pid = fork_quietly()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            with on_library_logger(ListHandler()) as reports:
+                record.event(
+                    models.ObjectReference(kind="Pod", namespace="default", name="late"),
+                    models.NORMAL,
+                    "Late",
+                    "after shutdown",
+                )
+            stats = users.stats()
+            said = {
+                "counted": [stats["accepted"], stats["dropped"]],
+                "threads": threading.active_count(),
+                "said": reports.messages(),
+            }
+            os.write(write_end, json.dumps(said).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    answer = read_child(read_end, pid, timeout=20)
+    assert answer is not None
+    assert (answer["counted"], answer["threads"]) == ([1, 1], 1), answer
+    assert [m for m in answer["said"] if "recorder is shut down" in m], answer
 
 
 # --- a fork while a writer works inside OpenSSL ----------------------------------------------

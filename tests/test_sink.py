@@ -322,7 +322,6 @@ class TestKubernetesEventSink:
     "proxy", ["http://admin:S3cr/et#Pw@127.0.0.1:9", "http://admin:S3cretPw@127.0.0.1:99999"]
 )
 def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
-    server: LocalApiServer,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
@@ -337,7 +336,8 @@ def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
     urllib3 words ``Failed to parse: http://admin:S3cretPw@...``, showed the whole password
     in each report; it is refused alike."""
     caplog.set_level(logging.DEBUG)
-    _use_kubeconfig(tmp_path, monkeypatch, server.url, {"token": "t"})
+    # no loopback server: the environment's proxy is never for one
+    _use_kubeconfig(tmp_path, monkeypatch, "http://10.0.0.1:8001", {"token": "t"})
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     if where == "proxy-url":
@@ -1393,5 +1393,23 @@ def test_a_shared_sink_drains_until_the_last_of_its_flushes_ends(server) -> None
         for number in range(3, 5):
             s.create(_event(f"web-0.{number}"))
         assert sum(clock.sleeps) >= 1.0, clock.sleeps
+    finally:
+        s.close()
+
+
+def test_a_switch_off_with_no_drain_on_leaves_the_next_drain_whole(server) -> None:
+    """``drain(False)`` called once more than ``drain(True)`` (by a caller of its own) ends
+    no drain: the next flush's ``drain(True)`` drains. It was counted as an end all the same,
+    so every later flush's drain was one short and wrote at ``qps`` (a job's exit, 5 a second)."""
+    clock = FakeClock(T0)
+    s = sink.KubernetesEventSink.from_url(
+        server.url, qps=1, burst=1, drain_qps=1000, clock=clock, sleep=clock.sleep
+    )
+    try:
+        s.drain(False)
+        s.drain(True)
+        for number in range(3):
+            s.create(_event(f"web-0.{number}"))
+        assert sum(clock.sleeps) < 0.01, clock.sleeps
     finally:
         s.close()
