@@ -457,11 +457,14 @@ def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch)
 
 def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypatch) -> None:
     """No thread for a writer for a moment (a pids limit: "can't start new thread"): the
-    dispatcher makes that write itself, and the next write gets a writer again. The failure
-    was taken for the interpreter's exit: the dispatcher made every later request itself,
-    one at a time, for the rest of the process (one hanging request held up the queue)."""
+    write waits for a writer started a moment later, and the next write gets one too. The
+    failure was once taken for the interpreter's exit: the dispatcher made every later
+    request itself, one at a time, for the rest of the process (one hanging request held up
+    the queue); later the dispatcher still made that one write itself (rule 10: never)."""
     limit = thread_limit_once(monkeypatch, "writer")
     fake = FakeEventSink()
+    writers: list[threading.Thread] = []
+    fake.on_create = lambda _: writers.append(threading.current_thread())
     b = recorder.EventBroadcaster()
     try:
         b.start_recording_to_sink(fake)
@@ -475,6 +478,7 @@ def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypa
         b.shutdown(2)
     assert sorted(e.message for e in fake.events) == ["one", "two"]
     assert limit.started, "no writer was started after the first could not be"
+    assert ["-writer-" in thread.name for thread in writers] == [True, True]
 
 
 class _UnprintableError(Exception):
