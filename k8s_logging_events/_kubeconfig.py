@@ -7,18 +7,18 @@ of the credentials, never their value, go into the report of a 401.
 
 from __future__ import annotations
 
-import atexit
 import base64
 import contextlib
 import ipaddress
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
+
+from k8s_logging_events import _process
 
 __all__ = [
     "SERVICE_ACCOUNT_TOKEN",
@@ -306,20 +306,13 @@ def _hold_written_ca(api_client: Any) -> None:
             options.update(ssl_context=context, cert_file=None, key_file=None)
 
 
-# set by an atexit function: registered after logging's, it runs before logging's shutdown
-# flushes and closes the handlers, by when the client's own clean-up of its files has run
-# (registered before logging's shutdown runs, as logging is imported first), or never will
-_exiting = threading.Event()
-atexit.register(_exiting.set)
-
-
 def clean_up_at_exit() -> None:
     """At exit, delete the temporary files the client wrote since its own clean-up at exit:
     a client first built by the exit flush left a kubeconfig's ``-data``, a private key
     among them, behind for good."""
     kube_config: Any = sys.modules.get("kubernetes.config.kube_config")
     clean_up = getattr(kube_config, "_cleanup_temp_files", None)
-    if callable(clean_up) and _exiting.is_set():
+    if callable(clean_up) and _process.EXITING.is_set():
         clean_up()
 
 

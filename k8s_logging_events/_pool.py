@@ -24,6 +24,9 @@ __all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "Wri
 WRITER_LINGER_SECONDS = 0.5
 """How long an idle writer thread waits for more work before it ends."""
 
+SPAWN_RETRY_SECONDS = 0.05
+"""How soon the dispatcher tries again to start a writer that could not start (a pids limit)."""
+
 STALL_SECONDS = _errors.STALL_SECONDS
 """A request in flight this long is stalled (one value with the reports': ``_diagnostics``)."""
 
@@ -166,6 +169,8 @@ class WriterPool:
         with self._cond:
             if not self.ready():
                 return wait
+            if not self._workers:  # none could start: try again soon
+                return min(wait, SPAWN_RETRY_SECONDS)
             starts = [r.writes.oldest_start() for r in self._recordings()]
             starts += [r.preparing_since for r in self._recordings() if r.preparing]
         oldest = min((start for start in starts if start is not None), default=None)
@@ -174,14 +179,22 @@ class WriterPool:
             wait = min(wait, max(0.05, oldest + STALL_SECONDS - time.monotonic()))
         return wait
 
-    def start(self) -> bool:
+    def start(self, *, here: bool) -> bool:
         """Start writers for the ready writes; where none can start (3.12 at interpreter
-        exit, or a thread limit for now), write one on this thread and return True."""
+        exit, or a thread limit for now), write one on this thread when ``here`` (a flushing
+        thread; never the dispatcher, rule 10) and return True."""
         refused = self._spawn_writers()
-        job = None if self.can_spawn and not refused else self._take_job()
+        job = None if not here or (self.can_spawn and not refused) else self._take_job()
         if job is not None:
             self._perform(*job)
         return job is not None
+
+    def write_here(self, timeout: float) -> None:
+        """Make one ready write on this thread, else wait up to ``timeout`` for one: a flush's
+        work while the dispatcher lives and no writer can start (3.12 at interpreter exit)."""
+        if not self.start(here=True):
+            with self._cond:
+                self._cond.wait(timeout)
 
     def _spawn_writers(self) -> bool:
         """Start the writers wanted; True when one could not start."""
@@ -200,11 +213,10 @@ class WriterPool:
                 self._workers.add(thread)
             try:
                 thread.start()
-            except RuntimeError as error:  # the dispatcher writes instead: for good at exit
-                with self._cond:
+            except RuntimeError as error:  # tried again soon (stall_wait); for good at exit,
+                with self._cond:  # where a flush writes on its own thread
                     self._workers.discard(thread)
                     self.can_spawn = not _process.refused_at_exit(error)
-                self._wake()
                 return True
         return False
 

@@ -12,7 +12,7 @@ when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At the interpreter's exit Python 3.12
 starts no thread (:func:`refused_at_exit`). The exit waits for a stop left to a thread of its
-own (:data:`AT_EXIT`), which a Ctrl-C cuts short.
+own (:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
 
 **Signals.** Signal handlers run on the main thread only: a signal a library thread takes
 while the main thread waits in a lock is handled late or never, so the library's threads
@@ -35,6 +35,7 @@ from typing import Protocol
 
 __all__ = [
     "AT_EXIT",
+    "EXITING",
     "MAIN_THREAD_SIGNALS",
     "await_credentials",
     "awaiting_credentials",
@@ -252,7 +253,14 @@ def _wait_for_stops() -> None:
                 stopped.wait(CUT_STOP_SECONDS)
 
 
+EXITING = threading.Event()
+"""Set when the interpreter's exit begins: before the stops are waited for and before
+``logging.shutdown()`` flushes and closes the handlers (both registered after logging's,
+this one last), by when the kubernetes client's clean-up of its files has run (it registers
+as it loads, after this package), or never will."""
+
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
+atexit.register(EXITING.set)
 
 
 def refused_at_exit(error: BaseException) -> bool:

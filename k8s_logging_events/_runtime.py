@@ -233,13 +233,8 @@ class Runtime:
         on_drop: Callable[[broadcaster.WatchEvent], None],
     ) -> broadcaster.Watcher:
         """Call ``handle`` with every later event on a thread of its own."""
-        loop = _watchers.WatchLoop(
-            handle,
-            self._shared.capacity,
-            on_drop,
-            self._reporter,
-            f"{self._shared.name}-watcher-{next(_counter)}",
-        )
+        name = f"{self._shared.name}-watcher-{next(_counter)}"
+        loop = _watchers.WatchLoop(handle, self._shared.capacity, on_drop, self._reporter, name)
         with self._start_lock:  # the first log call starts the loops it finds: once each
             watcher = self._add(loop)
             start = self._started and not watcher.stopped
@@ -344,8 +339,8 @@ class Runtime:
             self._wake_queued = True
             self._queue.put(WAKE)
 
-    def _tend(self) -> bool:
-        """Promote due writes, start writers and refused watchers; True when it wrote one."""
+    def _tend(self, *, here: bool = False) -> bool:
+        """Promote due writes, start writers and refused watchers; True when it wrote one here."""
         for loop in self._consumers.loops():
             if loop.refused:
                 loop.start()
@@ -356,7 +351,7 @@ class Runtime:
             if not self._pool.ready():
                 return False
             self._cond.notify_all()
-        return self._pool.start()
+        return self._pool.start(here=here)
 
     def flush(self, timeout: float | Deadline | None) -> bool:
         """Write everything accepted before the call, held-back counts included: True once
@@ -431,9 +426,11 @@ class Runtime:
         return True
 
     def _working(self) -> bool:
-        return self._dispatcher_alive() or self._pool.busy()
+        return self._pool.busy() or (self._dispatcher_alive() and self._pool.can_spawn)
 
     def _pump(self, deadline: Deadline) -> None:
+        if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
+            return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
         with contextlib.suppress(queue.Empty):
             while not deadline.expired():
                 item = self._queue.get_nowait()
@@ -441,7 +438,7 @@ class Runtime:
                     self._reach(item)
                     return
                 self._handle_batch([item])
-        self._tend()
+        self._tend(here=True)
         for loop in self._consumers.loops():
             loop.run_here()
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import re
+import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
@@ -145,6 +148,66 @@ def test_the_dispatcher_never_builds_the_client_nor_asks_the_server(server, monk
         assert thread is not threading.current_thread()
         assert "-writer-" in thread.name
     assert stored_counts(server) == {"web": 10, "db": 10, "cache": 10}
+
+
+class IoThreads:
+    """Records the thread of every socket call (a connection, a name looked up, bytes sent
+    or read, on the sink's channel and on urllib3's) and of every subprocess started (a
+    kubeconfig ``exec`` plugin)."""
+
+    CALLS = ("connect", "connect_ex", "send", "sendall", "recv", "recv_into")
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.threads: dict[int, threading.Thread] = {}  # by id(): an ident is reused
+        for name in self.CALLS:
+            monkeypatch.setattr(socket.socket, name, self._seen(getattr(socket.socket, name)))
+        monkeypatch.setattr(socket, "getaddrinfo", self._seen(socket.getaddrinfo))
+        monkeypatch.setattr(subprocess.Popen, "__init__", self._seen(subprocess.Popen.__init__))
+
+    def _seen(self, call: Any) -> Any:
+        def seen(*args: Any, **kwargs: Any) -> Any:
+            thread = threading.current_thread()
+            self.threads[id(thread)] = thread
+            return call(*args, **kwargs)
+
+        return seen
+
+
+def test_no_socket_call_nor_subprocess_is_made_on_the_dispatcher(server, monkeypatch) -> None:
+    """Rule 10, over a handler's whole life: the client built and the server asked its API
+    (``api="auto"``), the pod's uid read (``default_involved="pod"``), creates, a retry
+    after a 500, count patches, a second process's takeover of the same event (a create
+    met by AlreadyExists, then a read), flush and close. Every socket call and subprocess is
+    made on another thread than a dispatcher (the writers', the server's). (Where no writer
+    thread can start, a pids limit, the dispatcher still makes the write itself: below.)"""
+    monkeypatch.setenv("POD_NAME", "web-0")
+    monkeypatch.setenv("POD_NAMESPACE", "default")
+    monkeypatch.delenv("POD_UID", raising=False)
+    server.add_pod("web-0")
+    server.inject("POST", path="/events$", status=500)
+    io = IoThreads(monkeypatch)
+    dispatchers: list[threading.Thread] = []
+    for _ in range(2):  # the second handler, a restarted process, continues the counts
+        handler = _handler(server, default_involved="pod")
+        try:
+            _log(handler, 30)
+            own = app_logger("pool")
+            own.addHandler(handler)
+            own.warning("Started", extra={"reason": "Started"})  # about the pod itself
+            assert handler.drain(10)
+            events = handler.broadcaster
+            assert events is not None
+            dispatchers += [t for t in events.threads() if "-dispatcher-" in t.name]
+        finally:
+            handler.close()
+    assert len(dispatchers) == 2
+    assert io.threads, "no I/O was recorded: the check would see none on the dispatcher"
+    on_dispatchers = [t for t in io.threads.values() if any(t is d for d in dispatchers)]
+    assert not on_dispatchers
+    assert stored_counts(server) == {"web": 20, "db": 20, "cache": 20, "web-0": 2}
+    gets = [r.path for r in server.requests if r.method == "GET"]
+    assert "/api/v1/namespaces/default/pods/web-0" in gets  # the uid, read by each
+    assert any("/events/" in path for path in gets)  # the takeover's read
 
 
 def test_occurrences_logged_before_discovery_answers_are_all_written(server, monkeypatch) -> None:
@@ -394,11 +457,14 @@ def test_a_write_queued_as_the_last_writer_ends_still_gets_a_writer(monkeypatch)
 
 def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypatch) -> None:
     """No thread for a writer for a moment (a pids limit: "can't start new thread"): the
-    dispatcher makes that write itself, and the next write gets a writer again. The failure
-    was taken for the interpreter's exit: the dispatcher made every later request itself,
-    one at a time, for the rest of the process (one hanging request held up the queue)."""
+    write waits for a writer started a moment later, and the next write gets one too. The
+    failure was once taken for the interpreter's exit: the dispatcher made every later
+    request itself, one at a time, for the rest of the process (one hanging request held up
+    the queue); later the dispatcher still made that one write itself (rule 10: never)."""
     limit = thread_limit_once(monkeypatch, "writer")
     fake = FakeEventSink()
+    writers: list[threading.Thread] = []
+    fake.on_create = lambda _: writers.append(threading.current_thread())
     b = recorder.EventBroadcaster()
     try:
         b.start_recording_to_sink(fake)
@@ -412,6 +478,7 @@ def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypa
         b.shutdown(2)
     assert sorted(e.message for e in fake.events) == ["one", "two"]
     assert limit.started, "no writer was started after the first could not be"
+    assert ["-writer-" in thread.name for thread in writers] == [True, True]
 
 
 class _UnprintableError(Exception):

@@ -1019,3 +1019,33 @@ def test_a_multiprocessing_child_ends_once_a_stop_left_by_dictconfig_wrote(
     result = run_python(_CHILD_ENDS_WHILE_A_STOP_RUNS, server.url, cwd=tmp_path)
     assert result.stdout.split() == ["0"], result.stderr
     assert stored_counts(server)["p"] == 1, result.stderr
+
+
+_REGISTRARS = """
+import atexit, json, os, pkgutil, sys, importlib
+seen = []
+def registrar(name, real):
+    def register(*args, **kwargs):
+        seen.append([name, sys._getframe(1).f_globals["__name__"]])
+        return real(*args, **kwargs)
+    return register
+atexit.register = registrar("atexit", atexit.register)
+os.register_at_fork = registrar("fork", os.register_at_fork)
+import k8s_logging_events
+for module in pkgutil.walk_packages(k8s_logging_events.__path__, "k8s_logging_events."):
+    if module.name.split(".")[1] != "__main__":
+        importlib.import_module(module.name)
+print(json.dumps(sorted(seen)))
+"""
+
+
+def test_the_packages_only_fork_and_exit_hooks_are_the_process_registrys(tmp_path) -> None:
+    """Importing every module of the package registers one ``os.register_at_fork`` hook
+    and the ``atexit`` functions, all from ``_process``: what else must be renewed in a
+    child or done at exit registers there (a module with its own atexit function once
+    ran it in an order of its own)."""
+    child = run_python(_REGISTRARS, cwd=tmp_path)
+    assert child.returncode == 0, child.stderr
+    registered = [r for r in json.loads(child.stdout) if r[1].startswith("k8s_logging_events")]
+    assert {module for _, module in registered} == {"k8s_logging_events._process"}
+    assert [kind for kind, _ in registered].count("fork") == 1

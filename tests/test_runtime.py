@@ -474,6 +474,59 @@ def test_exit_writes_everything_on_this_python_even_where_no_thread_can_start(se
     assert stored_counts(server, None) == Counter({f"exit-{n}": 5 for n in range(8)})
 
 
+WRITERS_REFUSED_AT_EXIT = """
+import atexit, json, logging, socket, sys, threading, time
+from k8s_logging_events import _pool
+from k8s_logging_events.handler import KubernetesEventHandler
+
+_pool.WRITER_LINGER_SECONDS = 0.0  # the writers end once idle; the dispatcher waits on
+handler = KubernetesEventHandler(component="exit", sink=sys.argv[1])
+log = logging.getLogger("app")
+log.addHandler(handler)
+
+def pod(number):
+    return {"kind": "Pod", "metadata": {"name": "exit-%d" % number, "namespace": "default"}}
+
+log.warning("hello", extra={"involved": pod(0)})
+assert handler.drain(10)
+pool = handler.broadcaster._runtime._pool
+deadline = time.monotonic() + 10
+while pool.threads() and time.monotonic() < deadline:
+    threading.Event().wait(0.01)
+
+senders = set()
+sendall = socket.socket.sendall
+def recorded(sock, *args):
+    senders.add(threading.current_thread().name)
+    return sendall(sock, *args)
+socket.socket.sendall = recorded
+
+def refuse(thread):  # Python 3.12 and later, once the interpreter exits
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+def at_exit():
+    threading.Thread.start = refuse
+    for number in range(1, 9):
+        log.warning("bye", extra={"involved": pod(number)})
+    handler.flush()  # as logging.shutdown() does next
+    print(json.dumps(sorted(senders)), flush=True)
+
+atexit.register(at_exit)
+"""
+
+
+def test_writes_no_writer_can_start_at_exit_are_made_by_the_flush_not_the_dispatcher(
+    server,
+) -> None:
+    """Python 3.12 starts no thread at exit: the dispatcher, alive, hands on what was logged
+    there, and the flush makes the writes on its own thread, never the dispatcher (rule 10:
+    it once made them itself, one request after the other)."""
+    result = run_child(WRITERS_REFUSED_AT_EXIT, server.url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == ["MainThread"]
+    assert stored_counts(server, None) == Counter({f"exit-{n}": 1 for n in range(9)})
+
+
 STRUCTURED_AT_EXIT = """
 import atexit, logging, sys, threading
 from k8s_logging_events.handler import KubernetesEventHandler
