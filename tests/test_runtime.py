@@ -352,6 +352,65 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(
     assert said in reports[0], result.stderr
 
 
+class _SetUpHangs(FakeEventSink):
+    """A sink whose API is a request that answers only once the test is over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    @property
+    def api_known(self) -> bool:
+        return False
+
+    @property
+    def api(self) -> str:
+        self.gate.wait(30)
+        return "v1"
+
+
+def test_a_child_says_once_what_is_set_aside_as_it_gives_up(monkeypatch) -> None:
+    """A ``multiprocessing`` child's flush runs out of time with an occurrence in the
+    dispatcher's hands; as the child gives up, the dispatcher sets it aside for its sink,
+    still being set up. One report says it was not written, and why: the child's summary,
+    from a look taken before giving up, said it again as never handed to a writer."""
+    entered, released, handed = threading.Event(), threading.Event(), threading.Event()
+    hand_on = _handoff.HandOff._hand_on
+
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        entered.set()
+        released.wait(10)
+        hand_on(self, items, consumers)
+        handed.set()
+
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    b = recorder.EventBroadcaster()
+    hanging = _SetUpHangs()
+    b.start_recording_to_sink(hanging)
+    runtime = b._runtime
+    runtime.exit_timeout = 0.1
+    close = runtime.close
+
+    def close_as_it_is_set_aside(timeout: float | None) -> Any:
+        released.set()
+        assert handed.wait(10)
+        return close(timeout)
+
+    monkeypatch.setattr(runtime, "close", close_as_it_is_set_aside)
+    try:
+        b.new_recorder("child").event(REF, models.NORMAL, "Late", "message")
+        assert entered.wait(10)
+        with on_library_logger(ListHandler()) as reports:
+            runtime.flush_at_child_exit()
+    finally:
+        released.set()
+        hanging.gate.set()
+    said = [text for text in reports.messages() if "occurrence" in text]
+    assert len(said) == 1, said
+    assert said[0].startswith("1 occurrences were not written: their sink was still"), said
+    assert (b.stats()["failed"], unaccounted(dict(b.stats()))) == (1, 0)
+
+
 BATCH_CHILD = """
 import logging, sys
 from k8s_logging_events.handler import KubernetesEventHandler
