@@ -204,6 +204,9 @@ class HandOff:
         with self._cond:
             handed = 0 if aside else self.handed.get(id(recording), 0)
             for event, held, occurrences in writes:
+                if self._pool.stopping:  # a write submitted after close() gave up all would
+                    settling["dropped"] += occurrences  # wait for good, pending
+                    continue
                 try:
                     recording.writes.submit_event(event, held=held, occurrences=occurrences)
                 except Exception as error:  # rule 5

@@ -34,6 +34,7 @@ from k8s_logging_events import (
     _diagnostics,
     _flush,
     _handoff,
+    _pool,
     _process,
     _runtime,
     correlator,
@@ -942,6 +943,46 @@ def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwrit
     b._runtime._dispatcher.join(10)
     stats = dict(b.stats())
     assert (stats["dropped"], stats["failed"], unaccounted(stats)) == (5, 0, 0), stats
+
+
+def test_a_run_correlated_as_shutdown_stops_the_writers_is_never_left_pending(
+    monkeypatch,
+) -> None:
+    """Shutdown stops the writers while the dispatcher, past its grace, correlates the
+    first run of a batch: that run's write, never sent, gets an outcome (``dropped``: never
+    tried), as do the runs after it; none is left pending. It was submitted after close()
+    gave up every write, and stayed pending for good: ``pending`` 1 after shutdown, and
+    ``accepted`` never the sum of the outcomes (docs/metrics.md)."""
+    gates = {"Zero": threading.Event(), "First": threading.Event()}
+    held = {reason: threading.Event() for reason in gates}
+    correlate = _pool.Recording.correlate
+
+    def correlated(self: _pool.Recording, run: Any) -> Any:
+        reason = run[-1].reason
+        if reason in gates:
+            held[reason].set()
+            gates[reason].wait(10)
+        return correlate(self, run)
+
+    monkeypatch.setattr(_pool.Recording, "correlate", correlated)
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("stopped")
+        rec.event(REF, models.NORMAL, "Zero", "message")
+        assert held["Zero"].wait(10)
+        for reason in ("First", "Second", "Third"):  # one batch, three runs
+            rec.event(REF, models.NORMAL, reason, "message")
+        gates["Zero"].set()
+        assert held["First"].wait(10)
+        b.shutdown(0.1)
+    finally:
+        for gate in gates.values():
+            gate.set()
+    assert b._runtime._dispatcher is not None
+    b._runtime._dispatcher.join(10)
+    stats = dict(b.stats())
+    assert (stats["created"], stats["pending"], unaccounted(stats)) == (1, 0, 0), stats
 
 
 def test_a_flush_waiting_on_another_thread_returns_when_shutdown_drops_the_queue(
