@@ -448,8 +448,8 @@ class Runtime:
     def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left; idempotent.
         Returns, for the exit report, the writes given up (failed), how many occurrences were
-        lost without one (still queued: dropped; in the batch in hand when the threads
-        stopped: failed), and the Ctrl-C or SystemExit that cut the wait short."""
+        lost without one (still queued, or in the batch in hand when the threads stopped:
+        dropped, never tried), and the Ctrl-C or SystemExit that cut the wait short."""
         with self._cond:
             if self._closing:
                 if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():

@@ -952,7 +952,9 @@ def test_a_run_correlated_as_shutdown_stops_the_writers_is_never_left_pending(
     first run of a batch: that run's write, never sent, gets an outcome (``dropped``: never
     tried), as do the runs after it; none is left pending. It was submitted after close()
     gave up every write, and stayed pending for good: ``pending`` 1 after shutdown, and
-    ``accepted`` never the sum of the outcomes (docs/metrics.md)."""
+    ``accepted`` never the sum of the outcomes (docs/metrics.md). The runs after it, never
+    correlated, were counted ``failed``, which says the server was tried (an alert for
+    the server's side), where ``stats()`` had them queued."""
     gates = {"Zero": threading.Event(), "First": threading.Event()}
     held = {reason: threading.Event() for reason in gates}
     correlate = _pool.Recording.correlate
@@ -983,6 +985,7 @@ def test_a_run_correlated_as_shutdown_stops_the_writers_is_never_left_pending(
     b._runtime._dispatcher.join(10)
     stats = dict(b.stats())
     assert (stats["created"], stats["pending"], unaccounted(stats)) == (1, 0, 0), stats
+    assert (stats["dropped"], stats["failed"]) == (3, 0), stats
 
 
 def test_a_flush_waiting_on_another_thread_returns_when_shutdown_drops_the_queue(
