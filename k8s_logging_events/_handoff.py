@@ -190,12 +190,13 @@ class HandOff:
     ) -> None:
         """Correlate ``runs`` and submit their writes; outcomes met go to ``settling``. What is
         submitted stops being queued (or kept aside) under the same lock as it becomes pending
-        writes: ``stats()`` never sees it twice."""
+        writes: ``stats()`` never sees it twice. Once the writers stop (a close), the rest is
+        never tried: dropped, as what is still queued (docs/metrics.md)."""
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
-            if self._pool.stopping:  # closed meanwhile: nothing more is written (and a long
-                # batch must not outlast close(), which counts what is left after it)
-                settling["failed"] += sum(len(left) for left in runs[index:])
+            if self._pool.stopping:  # a long batch must not outlast close(), which counts
+                # what is left after it
+                settling["dropped"] += sum(len(left) for left in runs[index:])
                 break
             try:
                 writes += recording.correlate(run)
@@ -204,6 +205,9 @@ class HandOff:
         with self._cond:
             handed = 0 if aside else self.handed.get(id(recording), 0)
             for event, held, occurrences in writes:
+                if self._pool.stopping:  # a write submitted after close() gave up all would
+                    settling["dropped"] += occurrences  # wait for good, pending
+                    continue
                 try:
                     recording.writes.submit_event(event, held=held, occurrences=occurrences)
                 except Exception as error:  # rule 5

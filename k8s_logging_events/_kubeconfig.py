@@ -152,9 +152,10 @@ def checked_proxy(configuration: Any) -> None:
     write to ``kubectl proxy`` went to a corporate proxy, and failed."""
     host = urlsplit(str(configuration.host)).hostname or ""
     with contextlib.suppress(ValueError):  # a name, not an address: only localhost is loopback
-        if configuration._proxy_from_env and (
-            host == "localhost" or ipaddress.ip_address(host).is_loopback
-        ):
+        address = ipaddress.ip_address("::1" if host == "localhost" else host)
+        # ::ffff:127.0.0.1 is loopback to Go, to Python's is_loopback only from 3.13
+        address = getattr(address, "ipv4_mapped", None) or address
+        if configuration._proxy_from_env and address.is_loopback:
             configuration.proxy = None
     url = str(getattr(configuration, "proxy", None) or "")
     check_readable(url, "the proxy URL")

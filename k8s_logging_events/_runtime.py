@@ -445,8 +445,8 @@ class Runtime:
     def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left; idempotent.
         Returns, for the exit report, the writes given up (failed), how many occurrences were
-        lost without one (still queued: dropped; in the batch in hand when the threads
-        stopped: failed), and the Ctrl-C or SystemExit that cut the wait short."""
+        lost without one (still queued, or in the batch in hand when the threads stopped:
+        dropped, never tried), and the Ctrl-C or SystemExit that cut the wait short."""
         with self._cond:
             if self._closing:
                 if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():
@@ -573,13 +573,13 @@ class Runtime:
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
-            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once
-            writes, queued, _ = self.unwritten()  # those aside: close() says them
-            sinks = [recording.writes.sink for recording in self._recordings()]
-            self.close(0)
-            if writes or queued:
+            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once;
+            # what close() gave up, as at exit (not a look before it: the threads went on)
+            given_up, lost, _ = self.close(0)
+            if given_up or lost:
+                sinks = [recording.writes.sink for recording in self._recordings()]
                 when = self.about + "before the multiprocessing child ended"
-                summary = _errors.unwritten_summary(writes, sinks, when=when, queued=queued)
+                summary = _errors.unwritten_summary(given_up, sinks, when=when, queued=lost)
                 self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.settle(REPORT_GRACE_SECONDS)
 

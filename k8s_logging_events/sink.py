@@ -161,7 +161,7 @@ class KubernetesEventSink:
             self._draining = (
                 _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
             )
-        self._drains, self._undrains = _diagnostics.Tally(), _diagnostics.Tally()
+        self._drains: list[None] = []  # one per drain on
         # chosen once: the sink's own channel, or the official client's path
         self._transport = _transport.transport_for(self._api_client, request_timeout)
         self.waiting_for_rate_limit = 0
@@ -172,14 +172,17 @@ class KubernetesEventSink:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back: a sink
         shared by several broadcasters drains until the last of their flushes ends; a switch
         off with no drain on ends none (the next drain would have been one short for good)."""
-        # lock-free counts: a signal handler's flush landing here waits for no lock of ours
-        if on or self._drains.value > self._undrains.value:
-            (self._drains if on else self._undrains).add()
+        # lock-free, each switch one atomic step (a signal handler's flush landing here waits
+        # for no lock of ours): a switch off looks and ends at once; two that looked first,
+        # then ended, ended two drains for the one there was
+        if on:
+            self._drains.append(None)
+        else:
+            del self._drains[-1:]
 
     @property
     def _bucket(self) -> _tokenbucket.TokenBucket | None:
-        draining = self._drains.value > self._undrains.value
-        return self._draining if draining else self._normal
+        return self._draining if self._drains else self._normal
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
@@ -364,7 +367,7 @@ class KubernetesEventSink:
         lock, and the child opens connections of its own; a flush the parent was draining
         is not the child's: it writes at the normal rate."""
         self._limit_lock = threading.RLock()
-        self._drains, self._undrains = _diagnostics.Tally(), _diagnostics.Tally()
+        self._drains = []
         closed = self._closed.is_set()
         self._closed = threading.Event()
         if closed:

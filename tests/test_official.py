@@ -408,14 +408,18 @@ def test_a_loopback_server_is_reached_directly_with_a_proxy_in_the_environment(
         ("http://localhost:8001", "PoolManager"),
         ("http://[::1]:8001", "PoolManager"),
         ("http://127.0.0.2:8001", "PoolManager"),
+        ("http://[::ffff:127.0.0.1]:8001", "PoolManager"),
+        ("http://localhost.:8001", "ProxyManager"),
         ("http://192.0.2.1:8001", "ProxyManager"),
     ],
 )
 def test_only_a_loopback_server_bypasses_the_environments_proxy(url, pool, monkeypatch) -> None:
-    """Go's rule: ``localhost`` and every loopback address (127.0.0.0/8, ::1); any other
-    server goes through ``HTTP_PROXY`` unless ``NO_PROXY`` names it (and a kubeconfig's
-    ``proxy-url`` applies to a loopback server too, as in Go: the client certificate test
-    above tunnels through one)."""
+    """Go's rule: ``localhost`` and every loopback address (127.0.0.0/8, ::1, and 127.0.0.1
+    written as IPv6, ``::ffff:127.0.0.1``, which went through the proxy: Python's
+    ``is_loopback`` says it is none before 3.13); any other server, ``localhost.`` too, goes
+    through ``HTTP_PROXY`` unless ``NO_PROXY`` names it (and a kubeconfig's ``proxy-url``
+    applies to a loopback server too, as in Go: the client certificate test above tunnels
+    through one)."""
     for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # never reached

@@ -34,6 +34,7 @@ from k8s_logging_events import (
     _diagnostics,
     _flush,
     _handoff,
+    _pool,
     _process,
     _runtime,
     correlator,
@@ -350,6 +351,65 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(
     reports = [line for line in result.stderr.splitlines() if "occurrence" in line]
     assert len(reports) == 1, result.stderr
     assert said in reports[0], result.stderr
+
+
+class _SetUpHangs(FakeEventSink):
+    """A sink whose API is a request that answers only once the test is over."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    @property
+    def api_known(self) -> bool:
+        return False
+
+    @property
+    def api(self) -> str:
+        self.gate.wait(30)
+        return "v1"
+
+
+def test_a_child_says_once_what_is_set_aside_as_it_gives_up(monkeypatch) -> None:
+    """A ``multiprocessing`` child's flush runs out of time with an occurrence in the
+    dispatcher's hands; as the child gives up, the dispatcher sets it aside for its sink,
+    still being set up. One report says it was not written, and why: the child's summary,
+    from a look taken before giving up, said it again as never handed to a writer."""
+    entered, released, handed = threading.Event(), threading.Event(), threading.Event()
+    hand_on = _handoff.HandOff._hand_on
+
+    def held(self: _handoff.HandOff, items: list[Any], consumers: list[Any]) -> None:
+        entered.set()
+        released.wait(10)
+        hand_on(self, items, consumers)
+        handed.set()
+
+    monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
+    b = recorder.EventBroadcaster()
+    hanging = _SetUpHangs()
+    b.start_recording_to_sink(hanging)
+    runtime = b._runtime
+    runtime.exit_timeout = 0.1
+    close = runtime.close
+
+    def close_as_it_is_set_aside(timeout: float | None) -> Any:
+        released.set()
+        assert handed.wait(10)
+        return close(timeout)
+
+    monkeypatch.setattr(runtime, "close", close_as_it_is_set_aside)
+    try:
+        b.new_recorder("child").event(REF, models.NORMAL, "Late", "message")
+        assert entered.wait(10)
+        with on_library_logger(ListHandler()) as reports:
+            runtime.flush_at_child_exit()
+    finally:
+        released.set()
+        hanging.gate.set()
+    said = [text for text in reports.messages() if "occurrence" in text]
+    assert len(said) == 1, said
+    assert said[0].startswith("1 occurrences were not written: their sink was still"), said
+    assert (b.stats()["failed"], unaccounted(dict(b.stats()))) == (1, 0)
 
 
 BATCH_CHILD = """
@@ -936,6 +996,49 @@ def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwrit
     b._runtime._dispatcher.join(10)
     stats = dict(b.stats())
     assert (stats["dropped"], stats["failed"], unaccounted(stats)) == (5, 0, 0), stats
+
+
+def test_a_run_correlated_as_shutdown_stops_the_writers_is_never_left_pending(
+    monkeypatch,
+) -> None:
+    """Shutdown stops the writers while the dispatcher, past its grace, correlates the
+    first run of a batch: that run's write, never sent, gets an outcome (``dropped``: never
+    tried), as do the runs after it; none is left pending. It was submitted after close()
+    gave up every write, and stayed pending for good: ``pending`` 1 after shutdown, and
+    ``accepted`` never the sum of the outcomes (docs/metrics.md). The runs after it, never
+    correlated, were counted ``failed``, which says the server was tried (an alert for
+    the server's side), where ``stats()`` had them queued."""
+    gates = {"Zero": threading.Event(), "First": threading.Event()}
+    held = {reason: threading.Event() for reason in gates}
+    correlate = _pool.Recording.correlate
+
+    def correlated(self: _pool.Recording, run: Any) -> Any:
+        reason = run[-1].reason
+        if reason in gates:
+            held[reason].set()
+            gates[reason].wait(10)
+        return correlate(self, run)
+
+    monkeypatch.setattr(_pool.Recording, "correlate", correlated)
+    b = recorder.EventBroadcaster()
+    try:
+        b.start_recording_to_sink(FakeEventSink())
+        rec = b.new_recorder("stopped")
+        rec.event(REF, models.NORMAL, "Zero", "message")
+        assert held["Zero"].wait(10)
+        for reason in ("First", "Second", "Third"):  # one batch, three runs
+            rec.event(REF, models.NORMAL, reason, "message")
+        gates["Zero"].set()
+        assert held["First"].wait(10)
+        b.shutdown(0.1)
+    finally:
+        for gate in gates.values():
+            gate.set()
+    assert b._runtime._dispatcher is not None
+    b._runtime._dispatcher.join(10)
+    stats = dict(b.stats())
+    assert (stats["created"], stats["pending"], unaccounted(stats)) == (1, 0, 0), stats
+    assert (stats["dropped"], stats["failed"]) == (3, 0), stats
 
 
 def test_a_flush_waiting_on_another_thread_returns_when_shutdown_drops_the_queue(

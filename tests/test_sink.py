@@ -1413,3 +1413,43 @@ def test_a_switch_off_with_no_drain_on_leaves_the_next_drain_whole(server) -> No
         assert sum(clock.sleeps) < 0.01, clock.sleeps
     finally:
         s.close()
+
+
+@pytest.mark.parametrize("step", [1, 2, 3])
+def test_a_flush_ending_inside_a_lone_switch_off_leaves_the_next_drain_whole(server, step) -> None:
+    """A lone ``drain(False)`` while a flush ends its drain (on another thread, or in a
+    signal handler that lands at any ``step`` of the lone one): together they end the one
+    drain there was, no more, and the next flush drains. Both looked at the counts first,
+    both then ended a drain, and every later flush's drain was one short (at ``qps``)."""
+    clock = FakeClock(T0)
+    s = sink.KubernetesEventSink.from_url(
+        server.url, qps=1, burst=1, drain_qps=1000, clock=clock, sleep=clock.sleep
+    )
+    steps = 0
+
+    def flush_ends(frame: FrameType, event: str, arg: object) -> Any:
+        nonlocal steps
+        steps += event == "line"
+        if steps == step and event == "line":
+            s.drain(False)  # untraced: trace functions are not traced
+        return flush_ends
+
+    def tracer(frame: FrameType, event: str, arg: object) -> Any:
+        return flush_ends if frame.f_code is sink.KubernetesEventSink.drain.__code__ else None
+
+    try:
+        s.drain(True)  # the flush's drain
+        previous = sys.gettrace()
+        sys.settrace(tracer)
+        try:
+            s.drain(False)  # the lone switch off
+        finally:
+            sys.settrace(previous)
+        if steps < step:  # the lone one was done first
+            s.drain(False)
+        s.drain(True)  # the next flush
+        for number in range(3):
+            s.create(_event(f"web-0.{number}"))
+        assert sum(clock.sleeps) < 0.01, clock.sleeps
+    finally:
+        s.close()
