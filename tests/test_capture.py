@@ -66,6 +66,18 @@ def test_info_records_reach_the_handler_under_the_default_root_level(log) -> Non
     events.assert_has(reason="Started")
 
 
+def test_a_logger_already_more_verbose_keeps_its_level(log, caplog) -> None:
+    """The capture only lowers the level: a root at DEBUG stays at DEBUG, so that caplog and
+    the application's handlers still see the DEBUG records the code under test logs."""
+    caplog.set_level(logging.DEBUG)
+    with capture_events() as events:
+        log.debug("Reconciling web-0")
+        log.info("Started", extra={"involved": POD, "reason": "Started"})
+        assert logging.getLogger().level == logging.DEBUG
+    assert [record.getMessage() for record in caplog.records] == ["Reconciling web-0", "Started"]
+    events.assert_has(reason="Started")
+
+
 def test_a_failed_assertion_shows_what_was_captured(log) -> None:
     """The message names the criteria and prints the events as kubectl describe does."""
     with capture_events() as events:

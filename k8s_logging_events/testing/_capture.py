@@ -334,7 +334,8 @@ def capture_events(
     Args:
         logger: where to attach the handler: a logger, a logger name, or the root logger.
         level: the logger's level during the block (restored after), so that INFO records
-            reach the handler under the root's default WARNING; None leaves it alone.
+            reach the handler under the root's default WARNING; never raised (a logger at
+            DEBUG stays there); None leaves it alone.
         component: the events' ``source.component`` (the From column).
         host: the events' ``source.host``.
         clock: the handler's clock and sleeper; a new :class:`FakeClock` by default.
@@ -365,9 +366,11 @@ def capture_events(
         flush_timeout=flush_timeout,
         **options,
     )
-    previous_level = target.level
+    previous_level, effective = target.level, target.getEffectiveLevel()
     if level is not None:
-        target.setLevel(level)
+        target.setLevel(level)  # a name too
+        # lowered only: a level raised would hide records from the other handlers (caplog's)
+        target.setLevel(min(target.level, effective))
     target.addHandler(event_handler)
     captured = CapturedEvents(event_handler, sink, fake_clock, flush_timeout=flush_timeout)
     captured._watch(target)
