@@ -77,6 +77,34 @@ def test_a_test_that_configures_logging_does_not_break_the_next_one(
     result.assert_outcomes(passed=2)
 
 
+def test_a_handler_the_test_found_still_writes_after_the_test_replaced_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """dictConfig closes the handlers it replaces: the session's log file (mode "w", which a
+    closed FileHandler never reopens) that the fixture puts back is still written to."""
+    pytester.makeconftest(
+        """
+        import logging
+        logging.getLogger().addHandler(logging.FileHandler("session.log", mode="w"))
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging
+        import shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_writes_to_the_session_log():
+            logging.getLogger("shop.other").warning("after the first test")
+            assert open("session.log").read() == "after the first test\\n"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_capturing_nothing_while_a_logger_is_disabled_says_so(
     pytester: pytest.Pytester,
 ) -> None:
