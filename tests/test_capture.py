@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import logging.config
@@ -76,6 +77,28 @@ def test_a_logger_already_more_verbose_keeps_its_level(log, caplog) -> None:
         assert logging.getLogger().level == logging.DEBUG
     assert [record.getMessage() for record in caplog.records] == ["Reconciling web-0", "Started"]
     events.assert_has(reason="Started")
+
+
+def test_wait_for_in_a_coroutine_says_that_it_blocked_the_event_loop(log) -> None:
+    """An async test's wait_for blocks the loop the code under test runs on, so that code
+    never logs: the failure says so, rather than only that nothing was captured."""
+
+    async def operator() -> None:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+
+    async def async_test(events: CapturedEvents) -> None:
+        task = asyncio.create_task(operator())
+        try:
+            events.wait_for(reason="BackOff", timeout=0)
+        finally:
+            await task
+
+    with capture_events() as events:
+        with pytest.raises(AssertionError, match="this thread runs an asyncio event loop"):
+            asyncio.run(async_test(events))
+        with pytest.raises(AssertionError) as outside_a_loop:
+            events.wait_for(reason="Pulled", timeout=0)
+    assert "asyncio" not in str(outside_a_loop.value)
 
 
 def test_a_failed_assertion_shows_what_was_captured(log) -> None:

@@ -19,6 +19,7 @@ events fails with a message that says what happened and how to fix it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -266,7 +267,7 @@ class CapturedEvents:
                 wanted = _describe_criteria({**criteria, "min_count": min_count})
                 raise AssertionError(
                     f"No captured event {wanted} after {timeout:g} s.\n{self.report()}"
-                    f"{self._hint()}"
+                    f"{self._hint()}{_blocked_loop_hint()}"
                 )
             # a held-back occurrence is written only by a flush: look again soon regardless
             self.sink.wait_for_calls(written + 1, timeout=min(remaining, 0.1))
@@ -448,6 +449,19 @@ def _enabled_loggers() -> set[str]:
         for name, logger in logging.Logger.manager.loggerDict.items()
         if isinstance(logger, logging.Logger) and not logger.disabled
     }
+
+
+def _blocked_loop_hint() -> str:
+    """wait_for was called from a coroutine: the tasks that would have logged never ran."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return ""
+    return (
+        "\nwait_for blocks its thread, and this thread runs an asyncio event loop: no task "
+        "on it could run, nor log, while it waited. Await the code under test (its task, "
+        "or asyncio.sleep) before looking at the events."
+    )
 
 
 def _fields(event: models.Event, count: int) -> dict[str, object]:
