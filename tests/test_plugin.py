@@ -181,6 +181,34 @@ def test_the_library_reports_reach_caplog_after_an_earlier_test_disabled_its_log
     result.assert_outcomes(passed=3)
 
 
+def test_the_library_reports_reach_caplog_in_a_k8s_apiserver_test_after_a_conftest_dictconfig(
+    pytester: pytest.Pytester,
+) -> None:
+    """A conftest's dictConfig (default disable_existing_loggers) disables the library's
+    logger, which exists from the plugin's start: a test of the user's own handler on the
+    k8s_apiserver fixture still sees the library's reports in caplog."""
+    pytester.makeconftest("import shop_app\nshop_app.configure()\n")
+    result = _run(
+        pytester,
+        """
+        import logging
+        from k8s_logging_events import KubernetesEventHandler
+
+        def test_a_refused_object_is_reported(k8s_apiserver, caplog):
+            handler = KubernetesEventHandler(sink=k8s_apiserver.url)
+            try:
+                handler.handle(logging.makeLogRecord({"involved": 42, "msg": "x"}))
+            finally:
+                handler.close()
+            assert "Unable to refer to the involved object" in caplog.text
+
+        def test_after_it_the_logger_is_as_the_test_found_it():
+            assert logging.getLogger("k8s_logging_events").disabled
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 @pytest.mark.k8s_events("tests.plugin.operator")
 def test_the_markers_positional_argument_is_the_logger_captured(k8s_events: CapturedEvents) -> None:
     """``@pytest.mark.k8s_events("name")`` attaches the fixture's handler to that logger, as
