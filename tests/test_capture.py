@@ -254,6 +254,16 @@ def test_the_library_reports_reach_caplog_after_the_code_under_test_runs_dictcon
     assert not re.search(r"[(, ]k8s_logging_events[,)]", hint), hint
 
 
+def test_the_dictconfig_wrapper_outside_its_capture_configures_as_logging_does() -> None:
+    """A test that patched dictConfig before its capture began gets the capture's wrapper
+    back from monkeypatch after the capture ended: outside a capture the wrapper does what
+    the configuration says, and leaves the library's logger disabled as it says."""
+    with capture_events():
+        outliving = logging.config.dictConfig
+    outliving({"version": 1})  # disable_existing_loggers: true
+    assert logging.getLogger("k8s_logging_events").disabled
+
+
 def test_reports_made_as_the_block_ends_reach_caplog_too(log, caplog) -> None:
     """The library's logger starts disabled (an earlier test's dictConfig): a write that
     fails when the block's end flushes it is reported as the capture closes its handler,

@@ -432,6 +432,8 @@ def _reattach_after_reconfiguration(captured: CapturedEvents) -> Iterator[None]:
 def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
     @functools.wraps(original)
     def configure(*args: Any, **kwargs: Any) -> Any:
+        if not _active_captures:  # put back after its capture (a monkeypatch undone later)
+            return original(*args, **kwargs)
         before = _enabled_loggers()
         result = original(*args, **kwargs)
         enable_library_logger()  # its reports stay part of what the capture shows
