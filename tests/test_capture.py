@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import logging.config
@@ -64,6 +65,40 @@ def test_info_records_reach_the_handler_under_the_default_root_level(log) -> Non
         assert root.level == logging.INFO
     assert root.level == logging.WARNING
     events.assert_has(reason="Started")
+
+
+def test_a_logger_already_more_verbose_keeps_its_level(log, caplog) -> None:
+    """The capture only lowers the level: a root at DEBUG stays at DEBUG, so that caplog and
+    the application's handlers still see the DEBUG records the code under test logs."""
+    caplog.set_level(logging.DEBUG)
+    with capture_events() as events:
+        log.debug("Reconciling web-0")
+        log.info("Started", extra={"involved": POD, "reason": "Started"})
+        assert logging.getLogger().level == logging.DEBUG
+    assert [record.getMessage() for record in caplog.records] == ["Reconciling web-0", "Started"]
+    events.assert_has(reason="Started")
+
+
+def test_wait_for_in_a_coroutine_says_that_it_blocked_the_event_loop(log) -> None:
+    """An async test's wait_for blocks the loop the code under test runs on, so that code
+    never logs: the failure says so, rather than only that nothing was captured."""
+
+    async def operator() -> None:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+
+    async def async_test(events: CapturedEvents) -> None:
+        task = asyncio.create_task(operator())
+        try:
+            events.wait_for(reason="BackOff", timeout=0)
+        finally:
+            await task
+
+    with capture_events() as events:
+        with pytest.raises(AssertionError, match="this thread runs an asyncio event loop"):
+            asyncio.run(async_test(events))
+        with pytest.raises(AssertionError) as outside_a_loop:
+            events.wait_for(reason="Pulled", timeout=0)
+    assert "asyncio" not in str(outside_a_loop.value)
 
 
 def test_a_failed_assertion_shows_what_was_captured(log) -> None:
@@ -217,6 +252,16 @@ def test_the_library_reports_reach_caplog_after_the_code_under_test_runs_dictcon
     events.assert_has(reason="BackOff")
     hint = events._hint()  # other tests' loggers may be named; never the library's own
     assert not re.search(r"[(, ]k8s_logging_events[,)]", hint), hint
+
+
+def test_the_dictconfig_wrapper_outside_its_capture_configures_as_logging_does() -> None:
+    """A test that patched dictConfig before its capture began gets the capture's wrapper
+    back from monkeypatch after the capture ended: outside a capture the wrapper does what
+    the configuration says, and leaves the library's logger disabled as it says."""
+    with capture_events():
+        outliving = logging.config.dictConfig
+    outliving({"version": 1})  # disable_existing_loggers: true
+    assert logging.getLogger("k8s_logging_events").disabled
 
 
 def test_reports_made_as_the_block_ends_reach_caplog_too(log, caplog) -> None:

@@ -77,6 +77,34 @@ def test_a_test_that_configures_logging_does_not_break_the_next_one(
     result.assert_outcomes(passed=2)
 
 
+def test_a_handler_the_test_found_still_writes_after_the_test_replaced_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """dictConfig closes the handlers it replaces: the session's log file (mode "w", which a
+    closed FileHandler never reopens) that the fixture puts back is still written to."""
+    pytester.makeconftest(
+        """
+        import logging
+        logging.getLogger().addHandler(logging.FileHandler("session.log", mode="w"))
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging
+        import shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_writes_to_the_session_log():
+            logging.getLogger("shop.other").warning("after the first test")
+            assert open("session.log").read() == "after the first test\\n"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_capturing_nothing_while_a_logger_is_disabled_says_so(
     pytester: pytest.Pytester,
 ) -> None:
@@ -151,6 +179,34 @@ def test_the_library_reports_reach_caplog_after_an_earlier_test_disabled_its_log
         """,
     )
     result.assert_outcomes(passed=3)
+
+
+def test_the_library_reports_reach_caplog_in_a_k8s_apiserver_test_after_a_conftest_dictconfig(
+    pytester: pytest.Pytester,
+) -> None:
+    """A conftest's dictConfig (default disable_existing_loggers) disables the library's
+    logger, which exists from the plugin's start: a test of the user's own handler on the
+    k8s_apiserver fixture still sees the library's reports in caplog."""
+    pytester.makeconftest("import shop_app\nshop_app.configure()\n")
+    result = _run(
+        pytester,
+        """
+        import logging
+        from k8s_logging_events import KubernetesEventHandler
+
+        def test_a_refused_object_is_reported(k8s_apiserver, caplog):
+            handler = KubernetesEventHandler(sink=k8s_apiserver.url)
+            try:
+                handler.handle(logging.makeLogRecord({"involved": 42, "msg": "x"}))
+            finally:
+                handler.close()
+            assert "Unable to refer to the involved object" in caplog.text
+
+        def test_after_it_the_logger_is_as_the_test_found_it():
+            assert logging.getLogger("k8s_logging_events").disabled
+        """,
+    )
+    result.assert_outcomes(passed=2)
 
 
 @pytest.mark.k8s_events("tests.plugin.operator")

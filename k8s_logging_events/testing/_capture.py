@@ -19,6 +19,7 @@ events fails with a message that says what happened and how to fix it.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
@@ -266,7 +267,7 @@ class CapturedEvents:
                 wanted = _describe_criteria({**criteria, "min_count": min_count})
                 raise AssertionError(
                     f"No captured event {wanted} after {timeout:g} s.\n{self.report()}"
-                    f"{self._hint()}"
+                    f"{self._hint()}{_blocked_loop_hint()}"
                 )
             # a held-back occurrence is written only by a flush: look again soon regardless
             self.sink.wait_for_calls(written + 1, timeout=min(remaining, 0.1))
@@ -334,7 +335,8 @@ def capture_events(
     Args:
         logger: where to attach the handler: a logger, a logger name, or the root logger.
         level: the logger's level during the block (restored after), so that INFO records
-            reach the handler under the root's default WARNING; None leaves it alone.
+            reach the handler under the root's default WARNING; never raised (a logger at
+            DEBUG stays there); None leaves it alone.
         component: the events' ``source.component`` (the From column).
         host: the events' ``source.host``.
         clock: the handler's clock and sleeper; a new :class:`FakeClock` by default.
@@ -365,9 +367,11 @@ def capture_events(
         flush_timeout=flush_timeout,
         **options,
     )
-    previous_level = target.level
+    previous_level, effective = target.level, target.getEffectiveLevel()
     if level is not None:
-        target.setLevel(level)
+        target.setLevel(level)  # a name too
+        # lowered only: a level raised would hide records from the other handlers (caplog's)
+        target.setLevel(min(target.level, effective))
     target.addHandler(event_handler)
     captured = CapturedEvents(event_handler, sink, fake_clock, flush_timeout=flush_timeout)
     captured._watch(target)
@@ -428,6 +432,8 @@ def _reattach_after_reconfiguration(captured: CapturedEvents) -> Iterator[None]:
 def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
     @functools.wraps(original)
     def configure(*args: Any, **kwargs: Any) -> Any:
+        if not _active_captures:  # put back after its capture (a monkeypatch undone later)
+            return original(*args, **kwargs)
         before = _enabled_loggers()
         result = original(*args, **kwargs)
         enable_library_logger()  # its reports stay part of what the capture shows
@@ -445,6 +451,19 @@ def _enabled_loggers() -> set[str]:
         for name, logger in logging.Logger.manager.loggerDict.items()
         if isinstance(logger, logging.Logger) and not logger.disabled
     }
+
+
+def _blocked_loop_hint() -> str:
+    """wait_for was called from a coroutine: the tasks that would have logged never ran."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return ""
+    return (
+        "\nwait_for blocks its thread, and this thread runs an asyncio event loop: no task "
+        "on it could run, nor log, while it waited. Await the code under test (its task, "
+        "or asyncio.sleep) before looking at the events."
+    )
 
 
 def _fields(event: models.Event, count: int) -> dict[str, object]:

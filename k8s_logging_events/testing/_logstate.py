@@ -34,6 +34,12 @@ class LoggingState:
         self._loggers = {name: _snapshot(logger) for name, logger in _loggers().items()}
         self._root = _snapshot(logging.getLogger())
         self._disable = logging.root.manager.disable
+        # dictConfig and basicConfig(force=True) close the handlers they replace, and one put
+        # back closed may write nothing more (a FileHandler of mode "w"): kept open till then
+        found = {h for saved in [*self._loggers.values(), self._root] for h in saved.handlers}
+        self._shielded = [h for h in found if "close" not in vars(h)]
+        for handler in self._shielded:
+            handler.close = handler.flush  # type: ignore[method-assign]
 
     @classmethod
     def save(cls) -> LoggingState:
@@ -41,7 +47,8 @@ class LoggingState:
         return cls()
 
     def restore(self) -> None:
-        """Put every logger back as it was; loggers made since get a new logger's state.
+        """Put every logger back as it was, its handlers open; loggers made since get a new
+        logger's state.
 
         A logger created since the save (by the code under test) loses the handlers,
         level and propagation a configuration gave it, and is enabled; a ``NullHandler``
@@ -55,6 +62,8 @@ class LoggingState:
             _apply(logger, saved)
         _apply(logging.getLogger(), self._root)
         logging.disable(self._disable)
+        for handler in self._shielded:
+            del handler.close
 
 
 def enable_library_logger(enabled: bool = True) -> bool:

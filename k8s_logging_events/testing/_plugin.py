@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from k8s_logging_events.testing._logstate import LoggingState
+from k8s_logging_events.testing._logstate import LoggingState, enable_library_logger
 
 # the fixtures import what they use: this module is loaded into every pytest session of a
 # project that installs the library, most of which never start a server
@@ -80,9 +80,15 @@ def k8s_apiserver(request: pytest.FixtureRequest) -> Iterator[LocalApiServer]:
     from k8s_logging_events.testing.apiserver import LocalApiServer
 
     marker = request.node.get_closest_marker("k8s_apiserver") or pytest.mark.k8s_apiserver.mark
-    # its positional arguments too: dropped, they would be a setting silently not applied
-    with LocalApiServer(*marker.args, **marker.kwargs) as server:
-        yield server
+    # the reports of the test's handlers reach caplog, as with k8s_events: the logger exists
+    # from this plugin's start, so a conftest's dictConfig has disabled it
+    library_was_disabled = enable_library_logger()
+    try:
+        # its positional arguments too: dropped, they would be a setting silently not applied
+        with LocalApiServer(*marker.args, **marker.kwargs) as server:
+            yield server
+    finally:
+        enable_library_logger(not library_was_disabled)
 
 
 @pytest.fixture
