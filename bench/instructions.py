@@ -4,10 +4,14 @@ On a shared machine (half of each core stolen by other guests, at times) timings
 30-50 % from run to run, ratios less but still too much to tell a 10 % change.
 ``valgrind --tool=callgrind`` counts the instructions a process executes: the same code,
 inputs and interpreter give the same count, whatever else the machine is doing. Each figure
-is the difference between a run that does the work N times and one that does it 0 times
-(the interpreter's start and the imports cancel out), divided by N. Single-threaded by
-construction: the occurrences the caller queues are kept in a list, and the dispatcher's
-step (``Runtime._handle_batch``) is driven on the main thread over that list.
+counts the work alone, divided by N: callgrind collects only inside ``sys.call_tracing``,
+which the script calls once, with the work, after a warm-up and ``gc.collect()`` and
+``gc.freeze()``, so the collector's passes fall where the work puts them and walk only what
+it made. (A run of N minus a run of none, as before, moved by 2 % between trees that differ
+only in their imports, and between sittings: a collector's pass fell inside the work or not,
+and the start and the exit missed the type cache differently; docs/performance.md.)
+Single-threaded by construction: the occurrences the caller queues are kept in a list, and
+the dispatcher's step (``Runtime._handle_batch``) is driven on the main thread over that list.
 
 1. caller: instructions per ``log.warning("Back-off pulling image %s", ..., extra={"involved":
    pod, "reason": "BackOff"})`` with our handler (its queue replaced by a list), with a
@@ -22,7 +26,8 @@ step (``Runtime._handle_batch``) is driven on the main thread over that list.
 
 ``--tree`` measures another checkout of the project (say, a ``git worktree`` of an older
 commit) with the same script, for a before/after. Takes a few minutes: every run is under
-valgrind, about 50 times slower than normal. Needs valgrind (Debian's package).
+valgrind, about 50 times slower than normal. Needs valgrind (Debian's package), and an
+interpreter whose symbols it reads (``sys_call_tracing``: a pyenv build's are there).
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -40,7 +46,7 @@ TREE = os.path.dirname(HERE)
 ZIPF_EXPONENT = 1.5
 
 CALLER = """
-import logging, logging.handlers, queue, sys
+import gc, logging, logging.handlers, queue, sys
 tree, mode, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sys.path[:0] = [tree, tree + "/bench"]
 from _common import make_pods
@@ -57,12 +63,17 @@ log.propagate = False
 log.addHandler(handlers[mode]())
 pods = make_pods(1000, "cost", "default")
 extras = [{"involved": pods[i % 1000], "reason": "BackOff"} for i in range(200 + count)]
-for extra in extras:  # the first 200 warm up, and are in both runs
-    log.warning("Back-off pulling image %s", "busybox", extra=extra)
+def calls(extras):
+    for extra in extras:
+        log.warning("Back-off pulling image %s", "busybox", extra=extra)
+calls(extras[:200])  # warm up
+gc.collect()  # the collector's counts and heap as the work alone leaves them (see above)
+gc.freeze()
+sys.call_tracing(calls, (extras[200:],))
 """
 
 DISPATCHER = """
-import logging, random, sys
+import gc, logging, random, sys
 tree, batch, count = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 sys.path[:0] = [tree, tree + "/bench"]
 from _common import make_pods
@@ -87,29 +98,34 @@ runtime._started = True  # no dispatcher thread: this thread does its work
 def dispatch(items):
     for start in range(0, len(items), batch):
         runtime._handle_batch(items[start:start + batch])
-dispatch(kept[:2000])  # warm: the correlator knows the objects; in both runs
-dispatch(kept[2000:2000 + count])
+dispatch(kept[:2000])  # warm: the correlator knows the objects
+gc.collect()  # the collector's counts and heap as the work alone leaves them (see above)
+gc.freeze()
+sys.call_tracing(dispatch, (kept[2000:2000 + count],))
 """
 
 
 def instructions(script: str, *args: object) -> int:
-    """Instructions executed by ``python -c script args`` (hash seed fixed), per callgrind."""
+    """Instructions executed inside ``sys.call_tracing`` by ``python -c script args`` (hash
+    seed fixed), per callgrind."""
     command = ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null"]
+    command += ["--collect-atstart=no", "--toggle-collect=sys_call_tracing"]
     command += [sys.executable, "-c", script, *map(str, args)]
     env = dict(os.environ, PYTHONHASHSEED="0")
     done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     found = re.search(r"Collected : (\d+)", done.stderr)
     if done.returncode != 0 or found is None:
         raise RuntimeError(f"callgrind failed: {done.stderr[-2000:]}")
+    if found.group(1) == "0":
+        raise RuntimeError(f"callgrind found no symbol sys_call_tracing in {sys.executable}")
     return int(found.group(1))
 
 
-def per_unit(script: str, tree: str, setting: object, count: int) -> float:
-    """Instructions per unit of work: a run with ``count`` units minus a run with none."""
-    with ThreadPoolExecutor(2) as pool:  # the two runs are independent: use both cores
-        full = pool.submit(instructions, script, tree, setting, count)
-        empty = pool.submit(instructions, script, tree, setting, 0)
-        return (full.result() - empty.result()) / count
+def per_unit(script: str, tree: str, settings: Sequence[object], count: int) -> list[float]:
+    """Instructions per unit of work, for each setting, ``count`` units in one run each."""
+    with ThreadPoolExecutor(2) as pool:  # the runs are independent: use both cores
+        runs = pool.map(lambda setting: instructions(script, tree, setting, count), settings)
+        return [total / count for total in runs]
 
 
 def main() -> int:
@@ -133,7 +149,8 @@ def main() -> int:
 
 def caller_section(tree: str, calls: int) -> None:
     """Instructions per log call: ours, QueueHandler, NullHandler."""
-    caller = {mode: per_unit(CALLER, tree, mode, calls) for mode in ("ours", "floor", "null")}
+    modes = ("ours", "floor", "null")
+    caller = dict(zip(modes, per_unit(CALLER, tree, modes, calls), strict=True))
     print(f"caller, per log call ({calls:,} calls, V1Pod involved):")
     labels = {"ours": "our handler", "floor": "QueueHandler", "null": "NullHandler"}
     for mode, label in labels.items():
@@ -149,8 +166,8 @@ def dispatcher_section(tree: str, occurrences: int) -> None:
     script = DISPATCHER.replace("EXPONENT", str(ZIPF_EXPONENT))
     script = script.replace("MAX", str(occurrences))
     print(f"dispatcher, per occurrence ({occurrences:,}, Zipf s={ZIPF_EXPONENT} over 1,000 pods):")
-    for batch in (128, 4096):
-        value = per_unit(script, tree, batch, occurrences)
+    batches = (128, 4096)
+    for batch, value in zip(batches, per_unit(script, tree, batches, occurrences), strict=True):
         print(f"  batches of {batch:<5} {value:>10,.0f}")
 
 

@@ -21,7 +21,7 @@ against a baseline measured in the same run:
                           EventRateLimit emulation and a restart: occurrences logged vs
                           counted, events, writes per occurrence, 429s, 409s, drain time,
                           against one create per record (Kopf's way)
-10. instructions.py        with --instructions only (six minutes under valgrind): the
+10. instructions.py        with --instructions only (three minutes under valgrind): the
                           caller's and the dispatcher's instructions, which a noisy machine
                           cannot disturb
 
