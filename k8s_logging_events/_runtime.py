@@ -211,7 +211,7 @@ class Runtime:
             if not isinstance(error, RuntimeError):
                 raise
             if exiting:
-                self._pool.can_spawn = False
+                self._pool.can_spawn, self._pool.refused = False, True
             elif never_began:
                 self._reporter.report(
                     "dispatcher-start",
@@ -426,7 +426,7 @@ class Runtime:
         return True
 
     def _working(self) -> bool:
-        return self._pool.busy() or (self._dispatcher_alive() and self._pool.can_spawn)
+        return self._pool.busy() or (self._dispatcher_alive() and not self._pool.refused)
 
     def _pump(self, deadline: Deadline) -> None:
         if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
