@@ -429,18 +429,19 @@ class Runtime:
         return self._pool.busy() or (self._dispatcher_alive() and not self._pool.refused)
 
     def _pump(self, deadline: Deadline) -> None:
-        if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
-            return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
-        with contextlib.suppress(queue.Empty):
-            while not deadline.expired():
-                item = self._queue.get_nowait()
-                if isinstance(item, Marker) and item.stop:
-                    self._reach(item)
-                    return
-                self._handle_batch([item])
-        self._tend(here=True)
-        for loop in self._consumers.loops():
-            loop.run_here()
+        with _process.requests_end_by(deadline.end):  # a request here keeps the deadline too
+            if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
+                return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
+            with contextlib.suppress(queue.Empty):
+                while not deadline.expired():
+                    item = self._queue.get_nowait()
+                    if isinstance(item, Marker) and item.stop:
+                        self._reach(item)
+                        return
+                    self._handle_batch([item])
+            self._tend(here=True)
+            for loop in self._consumers.loops():
+                loop.run_here()
 
     def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left; idempotent.

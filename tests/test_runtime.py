@@ -527,6 +527,54 @@ def test_writes_no_writer_can_start_at_exit_are_made_by_the_flush_not_the_dispat
     assert stored_counts(server, None) == Counter({f"exit-{n}": 1 for n in range(9)})
 
 
+HANGING_SERVER_AT_EXIT = """
+import atexit, json, logging, sys, threading, time
+from k8s_logging_events import _pool
+from k8s_logging_events.handler import KubernetesEventHandler
+
+_pool.WRITER_LINGER_SECONDS = 0.0  # the writers end once idle; the dispatcher waits on
+handler = KubernetesEventHandler(component="exit", sink=sys.argv[1], flush_timeout=1)
+log = logging.getLogger("app")
+log.addHandler(handler)
+
+def pod(namespace):
+    return {"kind": "Pod", "metadata": {"name": "web", "namespace": namespace}}
+
+log.warning("hello", extra={"involved": pod("kube-system")})  # the server answers there
+assert handler.drain(10)
+pool = handler.broadcaster._runtime._pool
+deadline = time.monotonic() + 10
+while pool.threads() and time.monotonic() < deadline:
+    threading.Event().wait(0.01)
+
+def refuse(thread):  # Python 3.12 and later, once the interpreter exits
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+def at_exit():
+    threading.Thread.start = refuse
+    log.warning("bye", extra={"involved": pod("default")})  # the server hangs there
+    started = time.monotonic()
+    handler.flush()  # as logging.shutdown() does next
+    handler.close()
+    print(json.dumps([time.monotonic() - started, handler.broadcaster.stats()["failed"]]))
+
+atexit.register(at_exit)
+"""
+
+
+def test_a_flush_writing_at_exit_on_its_own_thread_keeps_its_deadline(server) -> None:
+    """No writer can start at exit (3.12): the flush makes the request on its own thread, to
+    a server that never answers. Flush and close end within ``flush_timeout`` (1 s) and
+    their grace, the occurrence counted as failed; the request's own read timeout (10 s)
+    held the exit instead."""
+    server.inject("POST", path="/namespaces/default/events", times=None, action="hang")
+    result = run_child(HANGING_SERVER_AT_EXIT, server.url)
+    assert result.returncode == 0, result.stderr
+    elapsed, failed = json.loads(result.stdout)
+    assert elapsed < 3, result.stderr
+    assert failed == 1
+
+
 STRUCTURED_AT_EXIT = """
 import atexit, logging, sys, threading
 from k8s_logging_events.handler import KubernetesEventHandler
