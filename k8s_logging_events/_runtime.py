@@ -142,8 +142,7 @@ class Runtime:
         )
         self._wake_queued = False
         self._started = False
-        self._closing = False
-        self._closed = False
+        self._closing = self._closed = False
         self._closer: int | None = None  # the thread that closes
         self._flushes = 0
 
@@ -285,8 +284,8 @@ class Runtime:
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
         if due is not None and due > 0 and self._sleep is not None and self._queue.empty():
-            self._wake.clear()
             self._sleep(due, self._wake)  # a test's sleeper moves a fake clock
+            self._wake.clear()  # after: each wake follows an item, which the next look finds
             return []
         wait = 0.0
         if not busy:  # wait for the queue until the timers need the dispatcher
@@ -338,6 +337,8 @@ class Runtime:
         if not self._wake_queued:
             self._wake_queued = True
             self._queue.put(WAKE)
+        if self._sleep is not None:  # and cut a test's sleeper (a lock: not on emit's path)
+            self._wake.set()
 
     def _tend(self, *, here: bool = False) -> bool:
         """Promote due writes, start writers and refused watchers; True when it wrote one here."""
@@ -377,6 +378,7 @@ class Runtime:
         deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
         marker = Marker()
         self._queue.put(marker)
+        self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
         with self._cond:
             self._flushes += 1
             self._hurry = True
@@ -488,6 +490,7 @@ class Runtime:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
             consumers, loops = list(self._consumers), self._consumers.loops()
         self._queue.put(Marker(stop=True))
+        self._wake_dispatcher()  # from a test's sleeper
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)

@@ -527,6 +527,34 @@ def test_writes_no_writer_can_start_at_exit_are_made_by_the_flush_not_the_dispat
     assert stored_counts(server, None) == Counter({f"exit-{n}": 1 for n in range(9)})
 
 
+def test_a_flush_and_a_close_wake_a_dispatcher_waiting_in_a_tests_sleeper(server) -> None:
+    """``sleep`` given a sleeper that waits until its ``cancel`` is set: the dispatcher,
+    waiting there for a retry's back-off, is woken by a flush, which gets what was logged
+    since written, and by a close. The cancel was never set: the occurrence logged meanwhile
+    waited out the back-off, the flush its whole timeout, the dispatcher past the close."""
+    asleep = threading.Event()
+
+    def sleeper(seconds: float, cancel: threading.Event) -> bool:
+        asleep.set()
+        return cancel.wait(30)  # the clock is a FakeClock: only a wake ends the back-off
+
+    server.inject("POST", path="/events", status=500)
+    clock = FakeClock()
+    handler = KubernetesEventHandler(
+        sink=server.url, component="s", clock=clock, sleep=sleeper, flush_timeout=1
+    )
+    log = app_logger(handler)
+    try:
+        log.warning("first", extra={"involved": pod("web-0")})
+        assert asleep.wait(10), "the retry's back-off never began"
+        log.warning("second", extra={"involved": pod("web-1")})
+        assert not handler.drain(1)  # the first waits for its retry: the clock stands still
+        assert stored_counts(server) == {"web-1": 1}
+    finally:
+        handler.close()
+    assert not [t for t in handler.threads() if "dispatcher" in t.name]
+
+
 HANGING_SERVER_AT_EXIT = """
 import atexit, json, logging, sys, threading, time
 from k8s_logging_events import _pool
