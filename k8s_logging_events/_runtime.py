@@ -357,9 +357,9 @@ class Runtime:
     def flush(self, timeout: float | Deadline | None) -> bool:
         """Write everything accepted before the call, held-back counts included: True once
         each has an outcome, False when ``timeout`` (seconds, None: 5, or a close's Deadline)
-        passed first, or at once on a library thread (it would wait for itself). The reports
-        its writes caused, and what their rate limit held back, are out before it returns."""
-        if _diagnostics.is_own_thread():
+        passed first, or at once where it would wait for itself (a library thread; one in our
+        lock: a signal handler's inside stats()); its writes' reports are out before it returns."""
+        if _diagnostics.is_own_thread() or getattr(self._cond, "_is_owned", bool)():
             return False
         try:
             return self._flush(timeout)

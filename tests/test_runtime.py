@@ -555,6 +555,44 @@ def test_a_flush_and_a_close_wake_a_dispatcher_waiting_in_a_tests_sleeper(server
     assert not [t for t in handler.threads() if "dispatcher" in t.name]
 
 
+def test_a_signal_handlers_flush_on_a_thread_inside_stats_returns_at_once(
+    server, monkeypatch
+) -> None:
+    """A signal handler (SIGTERM's, say) flushes on the main thread while that thread is
+    inside stats(), which holds the runtime's lock: the flush returns False at once, and
+    once the handler has returned a flush writes everything. It waited its whole timeout
+    instead, the dispatcher waiting for the lock the flushing thread held."""
+    handler = KubernetesEventHandler(sink=server.url, component="signal")
+    log = app_logger(handler)
+    log.warning("first", extra={"involved": pod("web-0")})
+    events = handler.broadcaster
+    assert events is not None
+    flushed: list[tuple[bool, float]] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        started = time.monotonic()
+        flushed.append((events.flush(3), time.monotonic() - started))
+
+    snapshot = _diagnostics.Counters.snapshot
+
+    def interrupted(counters: _diagnostics.Counters) -> Any:
+        if not flushed:
+            signal.raise_signal(signal.SIGUSR1)  # handled here, inside the runtime's lock
+        return snapshot(counters)
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        monkeypatch.setattr(_diagnostics.Counters, "snapshot", interrupted)
+        events.stats()
+        assert events.flush(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        handler.close()
+    assert [ok for ok, _ in flushed] == [False]
+    assert flushed[0][1] < 1, flushed
+    assert stored_counts(server) == {"web-0": 1}
+
+
 HANGING_SERVER_AT_EXIT = """
 import atexit, json, logging, sys, threading, time
 from k8s_logging_events import _pool
