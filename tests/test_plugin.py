@@ -105,6 +105,40 @@ def test_a_handler_the_test_found_still_writes_after_the_test_replaced_it(
     result.assert_outcomes(passed=2)
 
 
+def test_handlers_on_no_logger_still_write_after_the_test_replaced_the_configuration(
+    pytester: pytest.Pytester,
+) -> None:
+    """dictConfig closes every handler alive, not only the loggers': a MemoryHandler's
+    target and a QueueListener's handler (log files of mode "w") still write after it."""
+    pytester.makeconftest(
+        """
+        import logging, logging.handlers, queue
+        buffered = logging.handlers.MemoryHandler(1, target=logging.FileHandler("b.log", "w"))
+        records = queue.Queue()
+        listener = logging.handlers.QueueListener(records, logging.FileHandler("q.log", "w"))
+        listener.start()
+        logging.getLogger().addHandler(buffered)
+        logging.getLogger().addHandler(logging.handlers.QueueHandler(records))
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging
+        import conftest, shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_writes_to_both_files():
+            logging.getLogger("shop.other").warning("after the first test")
+            conftest.listener.stop()
+            assert open("b.log").read() == open("q.log").read() == "after the first test\\n"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_capturing_nothing_while_a_logger_is_disabled_says_so(
     pytester: pytest.Pytester,
 ) -> None:

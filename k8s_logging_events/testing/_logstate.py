@@ -12,11 +12,14 @@ message should mention.
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 
 __all__ = ["LoggingState", "disabled_loggers", "enable_library_logger"]
 
 _LIBRARY = "k8s_logging_events"
+# every handler alive, as weak references: what logging.shutdown() flushes and closes at exit
+_HANDLERS: list[weakref.ref[logging.Handler]] = vars(logging)["_handlerList"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +37,11 @@ class LoggingState:
         self._loggers = {name: _snapshot(logger) for name, logger in _loggers().items()}
         self._root = _snapshot(logging.getLogger())
         self._disable = logging.root.manager.disable
-        # dictConfig and basicConfig(force=True) close the handlers they replace, and one put
-        # back closed may write nothing more (a FileHandler of mode "w"): kept open till then
+        # dictConfig and basicConfig(force=True) close every handler alive (a MemoryHandler's
+        # target, a QueueListener's too), and one closed may write nothing more (a
+        # FileHandler of mode "w"): kept open till then
         found = {h for saved in [*self._loggers.values(), self._root] for h in saved.handlers}
+        found.update(h for h in (ref() for ref in _HANDLERS) if h is not None)
         self._shielded = [h for h in found if "close" not in vars(h)]
         for handler in self._shielded:
             handler.close = handler.flush  # type: ignore[method-assign]
