@@ -139,6 +139,33 @@ def test_handlers_on_no_logger_still_write_after_the_test_replaced_the_configura
     result.assert_outcomes(passed=2)
 
 
+def test_the_handlers_put_back_are_flushed_at_exit(pytester: pytest.Pytester) -> None:
+    """dictConfig empties the list logging.shutdown flushes at exit: a buffering handler put
+    back after the test still writes what it holds when the session's interpreter exits."""
+    pytester.makeconftest(
+        """
+        import logging, logging.handlers
+        target = logging.FileHandler("exit.log")
+        logging.getLogger().addHandler(logging.handlers.MemoryHandler(100, target=target))
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging
+        import shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_logs_into_the_buffer():
+            logging.getLogger("shop.other").warning("held until exit")
+        """,
+    )
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "exit.log").read_text() == "held until exit\n"
+
+
 def test_capturing_nothing_while_a_logger_is_disabled_says_so(
     pytester: pytest.Pytester,
 ) -> None:

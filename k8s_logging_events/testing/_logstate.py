@@ -37,6 +37,7 @@ class LoggingState:
         self._loggers = {name: _snapshot(logger) for name, logger in _loggers().items()}
         self._root = _snapshot(logging.getLogger())
         self._disable = logging.root.manager.disable
+        self._alive = list(_HANDLERS)
         # dictConfig and basicConfig(force=True) close every handler alive (a MemoryHandler's
         # target, a QueueListener's too), and one closed may write nothing more (a
         # FileHandler of mode "w"): kept open till then
@@ -67,6 +68,8 @@ class LoggingState:
             _apply(logger, saved)
         _apply(logging.getLogger(), self._root)
         logging.disable(self._disable)
+        # dictConfig empties the list: the handlers put back are flushed at exit again
+        _HANDLERS[:] = [*self._alive, *(ref for ref in _HANDLERS if ref not in self._alive)]
         for handler in self._shielded:
             del handler.close
 
