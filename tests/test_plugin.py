@@ -166,6 +166,32 @@ def test_the_handlers_put_back_are_flushed_at_exit(pytester: pytest.Pytester) ->
     assert (pytester.path / "exit.log").read_text() == "held until exit\n"
 
 
+def test_a_filter_the_test_put_on_a_logger_is_removed_after_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A dictConfig's filter on the app's logger, added during a test, silenced its records
+    in every later test; after the test each logger has the filters it had before."""
+    result = _run(
+        pytester,
+        f"""
+        import logging, logging.config
+        import shop_app
+
+        def test_first_filters_every_record(k8s_events):
+            logging.config.dictConfig({{
+                "version": 1, "disable_existing_loggers": False,
+                "filters": {{"none": {{"()": lambda: lambda record: False}}}},
+                "loggers": {{"shop.app": {{"filters": ["none"]}}}},
+            }})
+
+        def test_second_captures_its_event(k8s_events):
+            shop_app.back_off({POD})
+            k8s_events.assert_has(reason="BackOff")
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_capturing_nothing_while_a_logger_is_disabled_says_so(
     pytester: pytest.Pytester,
 ) -> None:

@@ -4,9 +4,9 @@ On the test side of the pipeline. A test whose application calls ``dictConfig`` 
 default ``disable_existing_loggers: true``), raises a logger's level or swaps handlers
 changes the process's logging for every later test: a later test's logger that is still
 disabled logs nothing, and its capture finds no event. :class:`LoggingState` records every
-logger's handlers, level, propagation and disabled flag (and ``logging.disable()``) before
-the test and restores them after it; :func:`disabled_loggers` names the loggers a failure
-message should mention.
+logger's handlers, filters, level, propagation and disabled flag (and ``logging.disable()``)
+before the test and restores them after it; :func:`disabled_loggers` names the loggers a
+failure message should mention.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ _HANDLERS: list[weakref.ref[logging.Handler]] = vars(logging)["_handlerList"]
 @dataclass(frozen=True, slots=True)
 class _Logger:
     handlers: tuple[logging.Handler, ...]
+    filters: tuple[logging._FilterType, ...]
     level: int
     propagate: bool
     disabled: bool
@@ -64,7 +65,7 @@ class LoggingState:
             saved = self._loggers.get(name)
             if saved is None:
                 kept = tuple(h for h in logger.handlers if isinstance(h, logging.NullHandler))
-                saved = _Logger(kept, logging.NOTSET, True, False)
+                saved = _Logger(kept, (), logging.NOTSET, True, False)
             _apply(logger, saved)
         _apply(logging.getLogger(), self._root)
         logging.disable(self._disable)
@@ -101,11 +102,18 @@ def _loggers() -> dict[str, logging.Logger]:
 
 
 def _snapshot(logger: logging.Logger) -> _Logger:
-    return _Logger(tuple(logger.handlers), logger.level, logger.propagate, logger.disabled)
+    return _Logger(
+        tuple(logger.handlers),
+        tuple(logger.filters),
+        logger.level,
+        logger.propagate,
+        logger.disabled,
+    )
 
 
 def _apply(logger: logging.Logger, saved: _Logger) -> None:
     logger.handlers[:] = saved.handlers
+    logger.filters[:] = saved.filters
     logger.setLevel(saved.level)
     logger.propagate = saved.propagate
     logger.disabled = saved.disabled
