@@ -166,6 +166,41 @@ def test_the_handlers_put_back_are_flushed_at_exit(pytester: pytest.Pytester) ->
     assert (pytester.path / "exit.log").read_text() == "held until exit\n"
 
 
+def test_a_conftests_named_handler_is_found_by_name_after_the_test_reconfigured(
+    pytester: pytest.Pytester,
+) -> None:
+    """dictConfig forgets the handlers' names: a later incremental dictConfig of the
+    conftest's handler found none of that name, or the test's handler that took it; the
+    names are put back with the test."""
+    pytester.makeconftest(
+        """
+        import logging.config
+        logging.config.dictConfig({
+            "version": 1, "disable_existing_loggers": False,
+            "handlers": {"console": {"class": "logging.StreamHandler"}},
+            "root": {"handlers": ["console"]},
+        })
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging, logging.config
+        import shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_quiets_the_conftests_handler():
+            logging.config.dictConfig(
+                {"version": 1, "incremental": True, "handlers": {"console": {"level": "ERROR"}}}
+            )
+            assert logging.getLogger().handlers[0].level == logging.ERROR
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_a_filter_the_test_put_on_a_logger_is_removed_after_it(
     pytester: pytest.Pytester,
 ) -> None:

@@ -20,6 +20,8 @@ __all__ = ["LoggingState", "disabled_loggers", "enable_library_logger"]
 _LIBRARY = "k8s_logging_events"
 # every handler alive, as weak references: what logging.shutdown() flushes and closes at exit
 _HANDLERS: list[weakref.ref[logging.Handler]] = vars(logging)["_handlerList"]
+# the handlers by name, which an incremental dictConfig changes: cleared by any other one
+_NAMED: weakref.WeakValueDictionary[str, logging.Handler] = vars(logging)["_handlers"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +40,7 @@ class LoggingState:
         self._loggers = {name: _snapshot(logger) for name, logger in _loggers().items()}
         self._root = _snapshot(logging.getLogger())
         self._disable = logging.root.manager.disable
-        self._alive = list(_HANDLERS)
+        self._alive, self._named = list(_HANDLERS), dict(_NAMED)
         # dictConfig and basicConfig(force=True) close every handler alive (a MemoryHandler's
         # target, a QueueListener's too), and one closed may write nothing more (a
         # FileHandler of mode "w"): kept open till then
@@ -71,6 +73,8 @@ class LoggingState:
         logging.disable(self._disable)
         # dictConfig empties the list: the handlers put back are flushed at exit again
         _HANDLERS[:] = [*self._alive, *(ref for ref in _HANDLERS if ref not in self._alive)]
+        _NAMED.clear()
+        _NAMED.update(self._named)
         for handler in self._shielded:
             del handler.close
 
