@@ -157,7 +157,7 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
             if target.filter(record):
                 standard_error.write(record)
             return
-        target.handle(record)
+        shown = _handle(target, record)
     except Exception:  # a filter of the application's on our logger that raises: never the
         # reporter's caller (a log call, a flush, one of our threads); the report is still seen
         if not ours:
@@ -165,7 +165,7 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         if level >= logging.WARNING:
             standard_error.write(record)
         return
-    if level >= logging.WARNING and not _shown_elsewhere(target, record):
+    if level >= logging.WARNING and not shown:
         standard_error.write(record)
 
 
@@ -210,22 +210,36 @@ def holds_logging_lock() -> bool:
     return bool(is_owned()) if callable(is_owned) else False
 
 
-def _shown_elsewhere(target: logging.Logger, record: logging.LogRecord) -> bool:
-    """True when a handler not ours, or logging's last resort, will show the record."""
-    level = record.levelno
-    found_any = False
+def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
+    """``target.handle(record)``, and True when a handler not ours showed it (or logging's
+    last resort did, or a filter on ``target`` dropped it). The handlers are called here, as
+    ``Logger.callHandlers`` calls them, to hear what their filters answer, asked once,
+    whatever they are (a function, a ``Filter`` subclass); a logger whose dispatch is not
+    logging's own (Sentry patches ``callHandlers``) dispatches, and the answers are foretold."""
+    cls = type(target)
+    hear = cls.handle.__module__ == cls.callHandlers.__module__ == "logging"
+    if not hear:
+        target.handle(record)
+    else:
+        kept = target.filter(record)  # 3.12+: the record, or one a filter put in its place
+        if not kept:
+            return True  # the application's filter on the logger silences it, as a level does
+        record = kept if isinstance(kept, logging.LogRecord) else record
+    level, shown, found_any = record.levelno, False, False
     current: logging.Logger | None = target
     while current is not None:
         for handler in current.handlers:
             found_any = True
-            if _shows(handler, record, level):
-                return True
+            # a handler overriding handle() may answer None: it took the record
+            if level >= handler.level and not (hear and handler.handle(record) is False):
+                shown = shown or _shows(handler, record, level)
         current = current.parent if current.propagate else None
-    if found_any:
-        return False
-    # with no handler at all, logging.lastResort writes warnings to standard error itself
     last_resort = logging.lastResort
-    return last_resort is not None and level >= last_resort.level
+    if found_any or last_resort is None or level < last_resort.level:
+        return shown
+    if hear:
+        last_resort.handle(record)
+    return True
 
 
 def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:

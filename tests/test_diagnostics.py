@@ -254,6 +254,55 @@ def test_a_handler_whose_filter_drops_the_report_does_not_count_as_showing_it(ca
     assert capsys.readouterr().err == "k8s_logging_events.tests.filtered: dropped by the filter\n"
 
 
+@pytest.mark.parametrize("kind", ["function", "Filter subclass"])
+def test_a_console_kept_to_the_apps_loggers_by_any_filter_does_not_count_as_showing_it(
+    capsys, kind: str
+) -> None:
+    """A console kept to the application's loggers by a function (``addFilter(lambda r:
+    r.name.startswith("shop"))``) or a ``logging.Filter`` subclass used to count as showing
+    every report, which it dropped: none was seen anywhere. What the handler's filters
+    answered, asked once as the handler asks them, decides."""
+
+    def shop_only(record: logging.LogRecord) -> bool:
+        return record.name.startswith("shop")
+
+    class ShopOnly(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return shop_only(record)
+
+    target = private_logger(f"kept-{kind}")
+    console = ListHandler()
+    console.addFilter(shop_only if kind == "function" else ShopOnly())
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "dropped by the %s", kind)
+    assert console.records == []
+    assert capsys.readouterr().err == f"{target.name}: dropped by the {kind}\n"
+
+
+def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys) -> None:
+    """Sentry's logging integration (on by default) patches ``Logger.callHandlers`` to see
+    every record: the library's reports pass through it as any record does, and what its
+    handlers show is still told from what they would show."""
+    seen: list[str] = []
+    original = logging.Logger.callHandlers
+
+    def patched(self: logging.Logger, record: logging.LogRecord) -> None:
+        seen.append(record.getMessage())
+        original(self, record)
+
+    monkeypatch.setattr(logging.Logger, "callHandlers", patched)
+    target = private_logger("patched")
+    console = ListHandler()
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "shown by the console")
+    target.removeHandler(console)
+    target.addHandler(OwnHandler())
+    _diagnostics.log_safely(target, logging.WARNING, "shown by no one")
+    assert seen == ["shown by the console", "shown by no one"]
+    assert console.messages() == ["shown by the console"]
+    assert capsys.readouterr().err == f"{target.name}: shown by no one\n"
+
+
 def test_a_filter_with_state_is_asked_once_and_the_report_is_not_printed_twice(capsys) -> None:
     """A filter of the application's that keeps state (the cookbook's one that lets each
     message through once) would answer differently when asked again: it is asked only by
