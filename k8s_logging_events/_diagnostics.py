@@ -134,10 +134,13 @@ def would_log(target: logging.Logger, level: int) -> bool:
     return target.manager.disable < level and level >= target.getEffectiveLevel()
 
 
-def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra: Any) -> None:
+def log_safely(
+    target: logging.Logger, level: int, msg: str, *args: Any, limited: bool = True, **extra: Any
+) -> None:
     """Log through ``target`` without ever taking the ``logging`` module's lock. A warning
     also goes to :data:`standard_error` when no handler outside this library would show it,
-    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``).
+    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``);
+    through its limit unless ``limited`` is False (a report already limited per kind).
     """
     if not would_log(target, level):
         return
@@ -149,13 +152,13 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         record.__dict__.update(extra)
     if target.disabled:
         if level >= logging.WARNING and ours:
-            standard_error.write(record)
+            standard_error.write(record, limited)
         return
     try:
         if level >= logging.WARNING and ours and not target.hasHandlers():
             # logging.lastResort would print it, one unlimited line each: the limited stream
             if target.filter(record):
-                standard_error.write(record)
+                standard_error.write(record, limited)
             return
         shown = _handle(target, record)
     except Exception:  # a filter of the application's on our logger that raises: never the
@@ -163,10 +166,10 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         if not ours:
             raise  # a structured-logging target's: its consumer reports the failure
         if level >= logging.WARNING:
-            standard_error.write(record)
+            standard_error.write(record, limited)
         return
     if level >= logging.WARNING and not shown:
-        standard_error.write(record)
+        standard_error.write(record, limited)
 
 
 class _Shown:
@@ -333,14 +336,15 @@ class StandardError:
         self._lock = threading.RLock()
         self.held_back = 0
 
-    def write(self, record: logging.LogRecord) -> bool:
-        """Write ``record`` as ``name: message`` unless the limit holds it back."""
+    def write(self, record: logging.LogRecord, limited: bool = True) -> bool:
+        """Write ``record`` as ``name: message`` unless the limit (when ``limited``) holds it
+        back."""
         now = self._monotonic()
         # bounded: a child forked while another thread held the lock must not hang here
         if not self._lock.acquire(timeout=1.0):
             return False
         try:
-            if not self._bucket.try_take(now):
+            if limited and not self._bucket.try_take(now):
                 self.held_back += 1
                 return False
             held, self.held_back = self.held_back, 0
@@ -496,7 +500,9 @@ class RateLimitedReporter:
             msg += f" [and {spell.reports} more like it since the last report]"
         elif occurrences is not None:
             msg, args = f"{msg}; %d occurrence(s) {outcome}", (*args, occurrences)
-        log_safely(self._log, level, msg, *args)
+        # limited here, once a minute per kind: standard error's limit would hold back the
+        # lines that count lost occurrences (the exit's) behind a flood of bad call sites
+        log_safely(self._log, level, msg, *args, limited=False)
         return True
 
     def summarise(self) -> None:
@@ -515,7 +521,7 @@ class RateLimitedReporter:
                 )
             elif total:
                 counted += f" ({total} occurrence(s) in all)"
-            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args)
+            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=False)
         standard_error.summarise()
 
 

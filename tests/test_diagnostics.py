@@ -15,6 +15,7 @@ import logging.config
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -649,6 +650,36 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
     assert len(held) == 1, result.stderr
     assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
     assert "k8s_logging_events logger" in held[0], held[0]
+
+
+def test_the_exits_summary_of_lost_occurrences_is_not_held_back_after_many_bad_call_sites(
+    tmp_path,
+) -> None:
+    """More bad call sites than standard error takes at once, then an event the server
+    never takes: the exit's line saying what was not written, and why, came after the limit
+    had spent its burst, and only "1 more report(s) were held back" was printed. The limit
+    is for what may come in thousands (each bad call site says itself once); reports limited
+    per kind (lost occurrences, the exit's summary) are never held back by it."""
+    sites = _diagnostics.STDERR_BURST + 7
+    calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
+    with socket.socket() as unused:  # bound, never listening: every connection is refused
+        unused.bind(("127.0.0.1", 0))
+        code = (
+            "import logging\n"
+            "from k8s_logging_events import KubernetesEventHandler\n"
+            "logging.getLogger().addHandler(KubernetesEventHandler(\n"
+            f"    sink='http://127.0.0.1:{unused.getsockname()[1]}', flush_timeout=0.5))\n"
+            "log = logging.getLogger('app')\n"
+            f"{calls}\n"
+            "log.warning('lost', extra={'involved': {'kind': 'Node', 'name': 'n1'}})\n"
+        )
+        result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    lost = [line for line in lines if "Unable to write 1 event occurrence(s)" in line]
+    assert len(lost) == 1, result.stderr
+    assert lost[0].startswith("k8s_logging_events: "), lost[0]
+    assert "flush_timeout" in lost[0], lost[0]
 
 
 _FLUSH_FROM_A_SIGNAL_INSIDE_STATS = """
