@@ -198,6 +198,20 @@ def test_the_clock_moves_only_when_the_test_steps_it(log) -> None:
         assert events.clock.monotonic() == 0.0
 
 
+def test_events_are_in_the_tables_order_a_series_by_its_first_occurrence(log) -> None:
+    """``events`` lists what ``table()`` shows, in its order (kubectl's, by lastTimestamp):
+    an events.k8s.io/v1 series keeps its first occurrence's, so a series repeated after a
+    later event still comes first, and the report's objects line up with its rows."""
+    with capture_events(api="events.k8s.io/v1") as events:
+        for pod, message in ((POD, "first"), (DB, "second"), (POD, "third")):
+            log.warning(message, extra={"involved": pod, "reason": "BackOff"})
+            events.flush()
+            events.clock.step(60)
+        assert [event.involved_object.name for event in events.events] == ["web-0", "db-0"]
+        rows = [line.split()[-1] for line in events.table().splitlines()[3:]]
+        assert rows == ["first", "second"]
+
+
 def test_the_table_measures_ages_from_the_fake_clock(log) -> None:
     """Moving the clock ages the events in the table and in failure messages."""
     with capture_events() as events:
