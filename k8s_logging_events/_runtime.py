@@ -284,7 +284,7 @@ class Runtime:
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
         if due is not None and due > 0 and self._sleep is not None and self._queue.empty():
-            self._sleep(due, self._wake)  # a test's sleeper moves a fake clock
+            self._sleep(due, self._wake)  # a fake clock moves by retries' back-offs, not holds
             self._wake.clear()  # after: each wake follows an item, which the next look finds
             return []
         wait = 0.0
@@ -303,9 +303,9 @@ class Runtime:
         return batch
 
     def _timer_due(self) -> float | None:
-        with self._cond:
-            dues = [d for r in self._recordings() if (d := r.writes.next_due()) is not None]
-        return min(dues, default=None)
+        with self._cond:  # a test's sleeper: the next retry's, never a held count's
+            dues = [r.writes.next_due(held=self._sleep is None) for r in self._recordings()]
+        return min((due for due in dues if due is not None), default=None)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
         """Hand ``batch`` on, in order; True when a stop marker was reached."""
