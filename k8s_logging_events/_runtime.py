@@ -19,8 +19,8 @@ thread. The thread rules, in full in docs/architecture.md, in brief:
 8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
    waits (deadlines, stalls) on :func:`time.monotonic`; never a duration on the wall clock.
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
-10. No I/O on the dispatcher: a sink that needs a request to correlate (``api="auto"``) is
-    set up by a writer; its occurrences wait aside (bounded, pending, flushed, given up).
+10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
+    that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
