@@ -221,8 +221,9 @@ class Writes:
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
-        self._busy_objects: set[models.ObjectReference] = set()
-        self._in_flight: dict[str, list[Write]] = {}  # by namespace
+        # the writes in flight, by involved object (one request in flight per object); not
+        # derived from the slots: a close gives up the slots, and their requests are still out
+        self._in_flight: dict[models.ObjectReference, Write] = {}
         self._stalled: set[str] = set()  # namespaces whose last request timed out
         self.submitted = 0
         self.flushing = False
@@ -291,16 +292,16 @@ class Writes:
             if slot is None or slot.state != "ready" or slot.waiting is None:
                 continue
             write, namespace = slot.waiting, slot.waiting.event.namespace
-            if write.event.involved_object in self._busy_objects or (
-                namespace in self._stalled and self._in_flight.get(namespace)
+            if write.event.involved_object in self._in_flight or (
+                namespace in self._stalled
+                and any(w.event.namespace == namespace for w in self._in_flight.values())
             ):  # its object, or its stalled namespace, has a request in flight
                 skipped.append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
             write.held = False  # sent (a flush sends held counts): a retry waits its back-off
-            self._busy_objects.add(write.event.involved_object)
             write.started = time.monotonic()
-            self._in_flight.setdefault(write.event.namespace, []).append(write)
+            self._in_flight[write.event.involved_object] = write
             found = write
             break
         self._ready.extendleft(reversed(skipped))
@@ -325,16 +326,15 @@ class Writes:
         return held or not (slot.waiting is not None and slot.waiting.held)
 
     def in_flight_count(self) -> int:
-        return sum(map(len, self._in_flight.values()))
+        return len(self._in_flight)
 
     def oldest_start(self) -> float | None:
         """When the oldest request in flight began (real time); None when none is."""
-        return min((w.started or 0.0 for ws in self._in_flight.values() for w in ws), default=None)
+        return min((w.started or 0.0 for w in self._in_flight.values()), default=None)
 
     def stalling(self, now: float, stall_seconds: float) -> int:
         """Count requests in flight for longer than ``stall_seconds`` (real time)."""
-        writes = [w for ws in self._in_flight.values() for w in ws if w.started is not None]
-        stalled = [w for w in writes if now - (w.started or 0.0) >= stall_seconds]
+        stalled = [w for w in self._in_flight.values() if now - (w.started or 0.0) >= stall_seconds]
         self._stalled.update(write.event.namespace for write in stalled)
         return len(stalled)
 
@@ -475,12 +475,8 @@ class Writes:
 
     def _landed(self, write: Write) -> None:
         write.started = None
-        self._busy_objects.discard(write.event.involved_object)
-        writes = self._in_flight.get(write.event.namespace)
-        if writes is not None and write in writes:
-            writes.remove(write)
-            if not writes:
-                del self._in_flight[write.event.namespace]
+        if self._in_flight.get(write.event.involved_object) is write:
+            del self._in_flight[write.event.involved_object]
 
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)
