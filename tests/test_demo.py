@@ -359,7 +359,8 @@ class TestOutput:
         assert "otherwise the sink's rate limit is 5 requests/s after a burst of 10" in text
 
         config = yaml.safe_load(_demo.DEFAULT_CONFIG.read_text())
-        config["handlers"]["events"].update(qps=2, burst=3, drain_qps=7)
+        # drain_qps: not the default, and quick to drain (at 7/s the demo's flush took 1.5 s)
+        config["handlers"]["events"].update(qps=2, burst=3, drain_qps=70)
         path = tmp_path / "logging.yaml"
         path.write_text(yaml.safe_dump(config))
         with LocalApiServer(namespaces=["shop"]) as server:
@@ -373,8 +374,8 @@ class TestOutput:
             with server.api_client() as api_client:
                 sink: Any = _demo._cluster_sink(api_client, config, "v1")
                 sink.drain(True)
-                assert sink._bucket._qps == 7
-        assert "it drains at 7 requests/s (drain_qps)" in " ".join(out.getvalue().split())
+                assert sink._bucket._qps == 70
+        assert "it drains at 70 requests/s (drain_qps)" in " ".join(out.getvalue().split())
 
 
 class TestErrors:

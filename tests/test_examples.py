@@ -241,6 +241,8 @@ class TestPytestExample:
                 str(EXAMPLES / "test_with_fixtures.py"),
                 "-p",
                 "no:cacheprovider",
+                "-p",  # Hypothesis's plugin, which the example does not use, is slow to import
+                "no:hypothesispytest",
                 "-q",
             ],
             capture_output=True,

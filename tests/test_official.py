@@ -448,9 +448,10 @@ _APPLICATION = """
 import logging, sys
 from k8s_logging_events import KubernetesEventHandler
 
-# a loaded machine may take more than the default 5 s to build the client and run the plugin
+# a loaded machine may take more than the default 5 s to build the client and run the plugin;
+# one try: the flush ends once the plugin has failed, not at its deadline (no retry can succeed)
 handler = KubernetesEventHandler(
-    component="app", sink="auto", kubeconfig=sys.argv[1], flush_timeout=30
+    component="app", sink="auto", kubeconfig=sys.argv[1], flush_timeout=30, max_tries=1
 )
 log = logging.getLogger("app")  # the application configures its own logger, not the root
 log.addHandler(handler)

@@ -47,7 +47,10 @@ POD = '{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namesp
 def _run(pytester: pytest.Pytester, tests: str) -> pytest.RunResult:
     pytester.makepyfile(shop_app=APP)
     pytester.makepyfile(test_shop=textwrap.dedent(tests))
-    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q")
+    # without Hypothesis's plugin, which no case uses: importing it is most of the child's start
+    return pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-q"
+    )
 
 
 def test_a_test_that_configures_logging_does_not_break_the_next_one(

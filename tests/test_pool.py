@@ -198,7 +198,8 @@ def test_no_socket_call_nor_subprocess_is_made_on_the_dispatcher(server, monkeyp
     io = IoThreads(monkeypatch)
     dispatchers: list[threading.Thread] = []
     for _ in range(2):  # the second handler, a restarted process, continues the counts
-        handler = _handler(server, default_involved="pod")
+        # the retry comes at once, not after a random part of the default 10 s
+        handler = _handler(server, default_involved="pod", sleep_duration=0)
         try:
             _log(handler, 30)
             own = app_logger("pool")
