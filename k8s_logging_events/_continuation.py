@@ -9,8 +9,10 @@ and names, lost answers never applied twice (docs/correlation.md, "Across proces
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +27,11 @@ from k8s_logging_events import clock as clock_mod
 __all__ = [
     "DEFAULT_KNOWN_EVENTS",
     "MAX_STEPS",
+    "WRITERS",
     "Continuation",
     "Known",
     "Policy",
+    "Sent",
     "Sink",
     "Write",
     "guarded_patch",
@@ -45,6 +49,20 @@ MAX_FINISHED_SERIES = 100
 """Finished series an attempt may read past, beyond :data:`MAX_STEPS` (a key that starts a
 series every seven minutes leaves about nine under the server's one-hour event TTL)."""
 
+WRITERS = "k8s-logging-events/writers"
+"""The annotation in which the writers of an event (a random token each) note their latest
+request that landed, in the request itself: ``token:number`` entries, the latest first, at
+most :data:`MAX_WRITERS`. It tells whether a request in doubt landed where the count cannot:
+another writer may have raised the count past what ours set (docs/correlation.md, rule 5)."""
+
+MAX_WRITERS = 16
+_ENTRY_BYTES = 32  # beyond an entry's longest: a token's 12 hex digits, a colon, a number
+_RECORD_BYTES = len(WRITERS) + MAX_WRITERS * _ENTRY_BYTES
+
+Sent = tuple[int, int, bool, int]
+"""A request that may have landed: the count it set, the write's occurrences it carried, True
+for a create, and its number in the writers' record (0: it carried none)."""
+
 
 class Write(Protocol):
     """What an attempt reads and notes of the writer's pending write (``_pending.Write``)."""
@@ -53,8 +71,8 @@ class Write(Protocol):
     create: bool
     maybe_landed: bool
     occurrences: int
-    sent: tuple[int, int, bool] | None
-    unsure: list[tuple[int, int, bool]]
+    sent: Sent | None
+    unsure: list[Sent]
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
@@ -98,24 +116,32 @@ class Sink(Protocol):
 @dataclass(frozen=True, slots=True)
 class Known:
     """What this writer last saw of one of its events on the server: its ``name`` there
-    (another than the correlator's after a rename), ``version`` and ``count`` in the latest
-    answer, and ``offset``, the server's count minus the correlator's (after a takeover)."""
+    (another than the correlator's after a rename), ``version``, ``count`` and ``writers``
+    (see :func:`_writers`) in the latest answer, and ``offset``, the server's count minus the
+    correlator's (after a takeover)."""
 
     name: str
     version: str
     offset: int
     count: int
+    writers: str | None = None
 
 
-def guarded_patch(patch: bytes, version: str) -> bytes:
+def guarded_patch(patch: bytes, version: str, writers: str | None = None) -> bytes:
     """``patch`` (a JSON object) with ``metadata.resourceVersion``: the server refuses it
-    with ``409 Conflict`` when the event changed since ``version``."""
-    meta = b'"metadata":{"resourceVersion":' + json.dumps(version).encode() + b"}"
+    with ``409 Conflict`` when the event changed since ``version``; and the record of
+    :data:`WRITERS` set to ``writers``, if given, in the same change."""
+    field = b'"metadata":{"resourceVersion":' + json.dumps(version).encode()
+    if writers is not None:
+        field += (
+            b',"annotations":{"' + WRITERS.encode() + b'":' + json.dumps(writers).encode() + b"}"
+        )
+    field += b"}"
     body = patch.rstrip()
     if not body.endswith(b"}"):
         return patch
     head = body[:-1].rstrip()
-    return head + (b"" if head.endswith(b"{") else b",") + meta + b"}"
+    return head + (b"" if head.endswith(b"{") else b",") + field + b"}"
 
 
 class Continuation:
@@ -146,11 +172,19 @@ class Continuation:
         # False once the server refused a read (403), or for a sink without read: takeovers
         # and guards are off
         self.readable = self._read is not None
+        self._new_writer()
         _process.renew_in_child(self)
 
+    def _new_writer(self) -> None:
+        """This writer's token in the records of :data:`WRITERS`, and its requests' numbers."""
+        self.token = secrets.token_hex(6)
+        self.requests = itertools.count(1)
+
     def _after_fork_in_child(self) -> None:
-        # a writer of the parent may have held the lock at the fork
+        # a writer of the parent may have held the lock at the fork; the child is another
+        # writer, whose requests must not pass for the parent's
         self._lock = threading.Lock()
+        self._new_writer()
 
     def now(self) -> datetime:
         """The time on this process's clock (what a stored time may not be later than)."""
@@ -261,9 +295,11 @@ class _Attempt:
         # a correlator that forgot the event (lru_cache_size) while this write waited counted
         # again from 1 into it: its occurrences, not its latest count, say what it adds, less
         # what requests in doubt carried that the server's count (read) already holds
-        landed = max((sent for target, sent, _ in write.unsure if known.count >= target), default=0)
+        token, count, writers = owner.token, known.count, known.writers
+        landed = max((s[1] for s in write.unsure if _landed(s, count, writers, token)), default=0)
         floor = known.count + write.occurrences - landed
         self.target = max(self.local + known.offset, floor)
+        self.writers = known.writers
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
@@ -302,10 +338,17 @@ class _Attempt:
         )
 
     def _create(self) -> tuple[str, models.Event] | None:
+        # a fresh record: what the event holds under the key is a recorder's value, not one read
+        room = self.owner.readable and _writers(self.event) is not None
+        number, writers = self._stamp("" if room else None)
+        ours = {} if writers is None else {WRITERS: writers}
         body = dataclasses.replace(
-            self.policy.with_count(self.event, self.target), name=self.name, resource_version=""
+            self.policy.with_count(self.event, self.target),
+            name=self.name,
+            resource_version="",
+            annotations={**self.event.annotations, **ours},
         )
-        self.write.sent = (self.target, self.write.occurrences, True)
+        self.write.sent = (self.target, self.write.occurrences, True, number)
         try:
             stored = self.owner.sink.create(body)
         except _errors.ApiStatusError as error:
@@ -385,15 +428,15 @@ class _Attempt:
         """Continue ``stored``, our event under :attr:`name`: the server's count plus ours."""
         server = self.policy.count_of(stored)
         self.floor = _latest(stored, self.owner.now())
+        self.version, self.writers = stored.resource_version, _writers(stored)
         self.target = server + self._unwritten(stored, server)
-        self.version = stored.resource_version
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
         # a retry (after a 429, say) patches it again rather than creating it again
-        known = Known(self.name, self.version, self.target - self.local, server)
+        known = Known(self.name, self.version, self.target - self.local, server, self.writers)
         self.owner.remember(self.key, known)
         self.action = _Attempt._patch
         return None
@@ -402,9 +445,11 @@ class _Attempt:
         body = dataclasses.replace(self.policy.with_count(self.event, self.target), name=self.name)
         body = _not_before(body, self.floor)
         data = self.policy.patch(body)
+        number = 0
         if self.version and self.owner.readable:
-            data = guarded_patch(data, self.version)
-        self.write.sent = (self.target, self.write.occurrences, False)
+            number, writers = self._stamp(self.writers)
+            data = guarded_patch(data, self.version, writers)
+        self.write.sent = (self.target, self.write.occurrences, False, number)
         try:
             stored = self.owner.sink.patch(body, data)
         except _errors.ApiStatusError as error:
@@ -432,6 +477,14 @@ class _Attempt:
         else:  # another event holds the name: a new name, as client-go would have made
             self._rename(_Attempt._create)
 
+    def _stamp(self, writers: str | None) -> tuple[int, str | None]:
+        """The next request's number, and the record ``writers`` with it as ours (none
+        without room for it)."""
+        if writers is None:
+            return 0, None
+        number = next(self.owner.requests)
+        return number, _noted(writers, self.owner.token, number)
+
     def _rename(self, then: Step) -> None:
         self.renames += 1
         self.name = self.owner.new_name(self.event, self.renames)
@@ -442,14 +495,13 @@ class _Attempt:
         return "created" if self.write.create and self.created else "patched"
 
     def _unwritten(self, stored: models.Event, server: int) -> int:
-        """This write's occurrences that ``stored`` does not hold yet: a lost answer's are
-        taken as written once the server's count reached what it carried (for a create, with
-        the same start), undercounting rather than counting twice (docs/correlation.md)."""
-        written = 0
-        for target, occurrences, created in self.write.unsure:
-            if server >= target and (not created or _same_start(stored, self.event)):
-                written = max(written, occurrences)
-                self.created = self.created or created
+        """This write's occurrences that ``stored`` (read: :attr:`writers` set) does not hold
+        yet: those of the latest request in doubt that landed (:func:`_landed`)."""
+        written, start = 0, _same_start(stored, self.event)
+        for sent in self.write.unsure:
+            if _landed(sent, server, self.writers, self.owner.token, start):
+                written = max(written, sent[1])
+                self.created = self.created or sent[2]
         return max(0, self.write.occurrences - written)
 
     def _done(self, stored: models.Event, kind: str) -> tuple[str, models.Event]:
@@ -458,12 +510,49 @@ class _Attempt:
         write.unsure.clear()
         count = self.policy.count_of(stored)
         offset = count - self.local
-        self.owner.remember(self.key, Known(self.name, stored.resource_version, offset, count))
+        known = Known(self.name, stored.resource_version, offset, count, _writers(stored))
+        self.owner.remember(self.key, known)
         # the correlator sees its own name and count: the translation stays here
         local = dataclasses.replace(
             self.policy.with_count(stored, self.local), name=self.event.name
         )
         return kind, local
+
+
+def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool = True) -> bool:
+    """Whether a request in doubt landed, as the record ``writers`` (:data:`WRITERS`) of the
+    event read tells: our entry at its number or later, yes; none of ours in a record with
+    room for more, no. Where it cannot tell (no record, ours pushed out, a request that set
+    none), once the ``count`` read reached what the request set (for a create, with the same
+    ``start``): rather an occurrence missed than one counted twice (docs/correlation.md)."""
+    target, _, created, number = sent
+    entries = (writers or "").split()
+    mine = [entry.partition(":")[2] for entry in entries if entry.partition(":")[0] == token]
+    if number and mine:
+        return mine[0].isdecimal() and int(mine[0]) >= number
+    if number and entries and len(entries) < MAX_WRITERS:
+        return False
+    return count >= target and (start or not created)
+
+
+def _noted(writers: str, token: str, number: int) -> str:
+    """The record ``writers`` with ours first, at ``number``; other writers' well-formed
+    entries after it, the oldest dropped beyond :data:`MAX_WRITERS`."""
+    entries = writers.split()
+    others = [e for e in entries if e.partition(":")[0] != token and len(e) < _ENTRY_BYTES]
+    return " ".join([f"{token}:{number}", *others[: MAX_WRITERS - 1]])
+
+
+def _writers(event: models.Event) -> str | None:
+    """The record of :data:`WRITERS` on ``event`` ("": none yet), or None when its other
+    annotations leave no room for one within the server's limit."""
+    record = event.annotations.get(WRITERS)
+    if record is not None and len(event.annotations) == 1:
+        return record  # no others to leave room for: a writer's steady state
+    size = _sanitise.annotations_bytes(event.annotations) + _RECORD_BYTES
+    if record is not None:
+        size -= _sanitise.annotations_bytes({WRITERS: record})
+    return (record or "") if size <= _sanitise.ANNOTATIONS_MAX_BYTES else None
 
 
 def _latest(event: models.Event, now: datetime) -> datetime | None:
