@@ -116,9 +116,9 @@ class Sink(Protocol):
 @dataclass(frozen=True, slots=True)
 class Known:
     """What this writer last saw of one of its events on the server: its ``name`` there
-    (another than the correlator's after a rename), ``version``, ``count`` and ``writers``
-    (see :func:`_writers`) in the latest answer, and ``offset``, the server's count minus the
-    correlator's (after a takeover)."""
+    (another than the correlator's after a rename), ``version`` and ``count`` in the latest
+    answer, ``offset``, the server's count minus the correlator's (after a takeover), and
+    ``writers``, the record its requests extend (None: it knows of no other writer)."""
 
     name: str
     version: str
@@ -304,6 +304,7 @@ class _Attempt:
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
         self.created = False  # our own create, whose answer was lost, is on the server
+        self.contended = False  # a request was refused for the event's state (409, taken)
         self.floor: datetime | None = None  # the latest time of the event read (continued)
         # the next request (a function, not a bound method: no cycle through self); a create
         # retried after its takeover read the event (none in doubt) patches what it read
@@ -338,15 +339,15 @@ class _Attempt:
         )
 
     def _create(self) -> tuple[str, models.Event] | None:
-        # a fresh record: what the event holds under the key is a recorder's value, not one read
-        room = self.owner.readable and _writers(self.event) is not None
+        # a fresh record, if shared: what the event holds under the key is a recorder's value
+        room = self.writers is not None and _writers(self.event) is not None
         number, writers = self._stamp("" if room else None)
-        ours = {} if writers is None else {WRITERS: writers}
+        given = {key: value for key, value in self.event.annotations.items() if key != WRITERS}
         body = dataclasses.replace(
             self.policy.with_count(self.event, self.target),
             name=self.name,
             resource_version="",
-            annotations={**self.event.annotations, **ours},
+            annotations=given if writers is None else {**given, WRITERS: writers},
         )
         self.write.sent = (self.target, self.write.occurrences, True, number)
         try:
@@ -355,7 +356,7 @@ class _Attempt:
             if not error.is_already_exists:
                 raise
             self.write.sent = None
-            self.taken = True
+            self.taken = self.contended = True
             if self.owner.readable:
                 self.action = _Attempt._read
             else:
@@ -421,15 +422,18 @@ class _Attempt:
             if self.name != self.event.name:
                 self.owner.remember(self.key, Known(self.name, "", 0, 0))
             return None
-        self.name = before.name
+        self.name, self.contended = before.name, True  # another process kept it going
         return self._continue(stored)
 
     def _continue(self, stored: models.Event) -> tuple[str, models.Event] | None:
         """Continue ``stored``, our event under :attr:`name`: the server's count plus ours."""
-        server = self.policy.count_of(stored)
+        server, start = self.policy.count_of(stored), _same_start(stored, self.event)
         self.floor = _latest(stored, self.owner.now())
-        self.version, self.writers = stored.resource_version, _writers(stored)
-        self.target = server + self._unwritten(stored, server)
+        self.version = stored.resource_version
+        # a refusal is another writer's doing unless a request of ours in doubt set the count
+        ours = any(server == s[0] and (start or not s[2]) for s in self.write.unsure)
+        self._see(stored, self.contended and not ours)
+        self.target = server + self._unwritten(server, start)
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still
         # know of them, or what they carried would be counted twice
@@ -458,7 +462,7 @@ class _Attempt:
                 self.action = _Attempt._create
                 return None
             if error.status == 409 and error.reason == "Conflict" and self.owner.readable:
-                self.write.sent = None  # refused by its guard: not applied
+                self.write.sent, self.contended = None, True  # refused by its guard
                 self.action = _Attempt._read  # another process wrote in between
                 return None
             # any other answer: the writer judges whether the patch may have landed (a 5xx
@@ -494,15 +498,21 @@ class _Attempt:
         """The outcome of a write that ended in a patch: created when our create it was."""
         return "created" if self.write.create and self.created else "patched"
 
-    def _unwritten(self, stored: models.Event, server: int) -> int:
-        """This write's occurrences that ``stored`` (read: :attr:`writers` set) does not hold
-        yet: those of the latest request in doubt that landed (:func:`_landed`)."""
-        written, start = 0, _same_start(stored, self.event)
-        for sent in self.write.unsure:
-            if _landed(sent, server, self.writers, self.owner.token, start):
-                written = max(written, sent[1])
-                self.created = self.created or sent[2]
-        return max(0, self.write.occurrences - written)
+    def _see(self, stored: models.Event, evidence: bool = False) -> None:
+        """Note the record of writers on ``stored``, which this writer's requests extend from
+        the first sign of another writer (the record, or ``evidence``); alone, they carry none."""
+        record = _writers(stored)
+        shared = evidence or bool(record) or self.writers is not None
+        self.writers = record if shared else None
+
+    def _unwritten(self, server: int, start: bool) -> int:
+        """This write's occurrences that the event read (``server``: its count, ``start``: its
+        first time ours) does not hold yet: those of the latest request in doubt that landed
+        (:func:`_landed`)."""
+        token, writers = self.owner.token, self.writers
+        landed = [s for s in self.write.unsure if _landed(s, server, writers, token, start)]
+        self.created = self.created or any(s[2] for s in landed)
+        return max(0, self.write.occurrences - max((s[1] for s in landed), default=0))
 
     def _done(self, stored: models.Event, kind: str) -> tuple[str, models.Event]:
         write = self.write
@@ -510,7 +520,8 @@ class _Attempt:
         write.unsure.clear()
         count = self.policy.count_of(stored)
         offset = count - self.local
-        known = Known(self.name, stored.resource_version, offset, count, _writers(stored))
+        self._see(stored)
+        known = Known(self.name, stored.resource_version, offset, count, self.writers)
         self.owner.remember(self.key, known)
         # the correlator sees its own name and count: the translation stays here
         local = dataclasses.replace(
@@ -524,7 +535,8 @@ def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool
     event read tells: our entry at its number or later, yes; none of ours in a record with
     room for more, no. Where it cannot tell (no record, ours pushed out, a request that set
     none), once the ``count`` read reached what the request set (for a create, with the same
-    ``start``): rather an occurrence missed than one counted twice (docs/correlation.md)."""
+    ``start``), or passed it where a record came after ours (which set none: another writer
+    then wrote on top of ours, if ours landed). Rather missed than counted twice."""
     target, _, created, number = sent
     entries = (writers or "").split()
     mine = [entry.partition(":")[2] for entry in entries if entry.partition(":")[0] == token]
@@ -532,7 +544,8 @@ def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool
         return mine[0].isdecimal() and int(mine[0]) >= number
     if number and entries and len(entries) < MAX_WRITERS:
         return False
-    return count >= target and (start or not created)
+    reached = count > target if entries and not number else count >= target
+    return reached and (start or not created)
 
 
 def _noted(writers: str, token: str, number: int) -> str:
@@ -546,13 +559,9 @@ def _noted(writers: str, token: str, number: int) -> str:
 def _writers(event: models.Event) -> str | None:
     """The record of :data:`WRITERS` on ``event`` ("": none yet), or None when its other
     annotations leave no room for one within the server's limit."""
-    record = event.annotations.get(WRITERS)
-    if record is not None and len(event.annotations) == 1:
-        return record  # no others to leave room for: a writer's steady state
-    size = _sanitise.annotations_bytes(event.annotations) + _RECORD_BYTES
-    if record is not None:
-        size -= _sanitise.annotations_bytes({WRITERS: record})
-    return (record or "") if size <= _sanitise.ANNOTATIONS_MAX_BYTES else None
+    others = {key: value for key, value in event.annotations.items() if key != WRITERS}
+    room = _sanitise.annotations_bytes(others) + _RECORD_BYTES <= _sanitise.ANNOTATIONS_MAX_BYTES
+    return event.annotations.get(WRITERS, "") if room else None
 
 
 def _latest(event: models.Event, now: datetime) -> datetime | None:

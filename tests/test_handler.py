@@ -34,8 +34,8 @@ import pytest
 import yaml
 from kubernetes import client
 
-from k8s_logging_events import _continuation, describe, handler, models, recorder
 from k8s_logging_events import _kubeconfig as kubeconfigs
+from k8s_logging_events import describe, handler, models, recorder
 from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
@@ -503,7 +503,7 @@ class TestRecordToEvent:
         ) == ("ScalingReplicaSet", "Scale", "Scaled up")
         assert event.related is not None
         assert event.related.name == "node-1"
-        assert _given(event) == {"example.com/revision": "7"}
+        assert dict(event.annotations) == {"example.com/revision": "7"}
         assert event.involved_object.field_path == "spec.containers{app}"
         assert models.EventSource("ctl", "node-1") == event.source
 
@@ -750,11 +750,6 @@ class TestRecordsStayIntact:
 # --- bad input ----------------------------------------------------------------------------------
 
 
-def _given(event: models.Event) -> dict[str, str]:
-    """The annotations an event was given (not the record of its writers, which the writer adds)."""
-    return {k: v for k, v in event.annotations.items() if k != _continuation.WRITERS}
-
-
 @dataclass(frozen=True)
 class BadInput:
     """One kind of bad input: how it is logged, what is reported, what becomes of it."""
@@ -895,15 +890,15 @@ BAD_INPUTS = {
     "annotations-with-non-string-values": BadInput(
         "made strings with str()",
         {"annotations": {"attempt": 3, "retry": True}},
-        check=lambda event: _given(event) == {"attempt": "3", "retry": "True"},
+        check=lambda event: dict(event.annotations) == {"attempt": "3", "retry": "True"},
     ),
     "annotation-key-the-server-rejects": BadInput(
         "invalid keys",
         {"annotations": {"not a key": "x", "example.com/ok": "y"}},
-        check=lambda event: _given(event) == {"example.com/ok": "y"},
+        check=lambda event: dict(event.annotations) == {"example.com/ok": "y"},
     ),
     "annotations-not-a-mapping": BadInput(
-        "not a mapping", {"annotations": ["a=b"]}, check=lambda event: not _given(event)
+        "not a mapping", {"annotations": ["a=b"]}, check=lambda event: not event.annotations
     ),
     "unknown-event-type": BadInput(
         "Unsupported event_type",

@@ -15,7 +15,7 @@ from unittest import mock
 
 import pytest
 
-from k8s_logging_events import _continuation, correlator, models, recorder, sink
+from k8s_logging_events import correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._sinks import WithoutRead
 
@@ -779,15 +779,14 @@ def test_a_cluster_scoped_object_given_a_namespace_is_reported_where_its_event_g
 
 
 def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) -> None:
-    """Annotations go on the created event's metadata (beside the record of its writers)."""
+    """Annotations go on the created event's metadata."""
     b = make_broadcaster()
     fake = FakeEventSink()
     b.start_recording_to_sink(fake)
     b.new_recorder("c").annotated_eventf(_pod(), {"a": "1"}, models.NORMAL, "R", "n=%d", 3)
     assert b.flush(5)
     (event,) = fake.events
-    assert dict(event.annotations).keys() == {"a", _continuation.WRITERS}
-    assert event.annotations["a"] == "1"
+    assert dict(event.annotations) == {"a": "1"}
     assert event.message == "n=3"
 
 

@@ -335,7 +335,7 @@ class TestServerRules:
             )
             events.shutdown(timeout=10)
             (stored,) = server.events()
-        assert stored["metadata"]["annotations"]["example.com/file"] == "r\ufffdport.csv"
+        assert stored["metadata"]["annotations"] == {"example.com/file": "r\ufffdport.csv"}
 
     @pytest.mark.parametrize(
         ("api_version", "event"),

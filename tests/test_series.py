@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from k8s_logging_events import KubernetesEventHandler, _continuation, models, recorder, series, sink
+from k8s_logging_events import KubernetesEventHandler, models, recorder, series, sink
 from k8s_logging_events.testing import FakeClock, LocalApiServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -292,11 +292,9 @@ def test_the_second_occurrence_patches_a_series_of_two(server, pipeline) -> None
     assert b.flush(10)
     patch = _writes(server)[-1]
     assert patch.method == "PATCH"
-    # the series, the resourceVersion it was counted from (a precondition, not a change) and
-    # the record of writers that changes with it
+    # the series, and the resourceVersion it was counted from (a precondition, not a change)
     assert sorted(patch.body) == ["metadata", "series"]
-    assert list(patch.body["metadata"]) == ["resourceVersion", "annotations"]
-    assert list(patch.body["metadata"]["annotations"]) == [_continuation.WRITERS]
+    assert list(patch.body["metadata"]) == ["resourceVersion"]
     assert patch.body["series"]["count"] == 2
     (event,) = server.events_v1()
     assert event["series"]["count"] == 2
@@ -383,10 +381,7 @@ def test_only_the_series_is_ever_patched(server, pipeline) -> None:
     patches = [r for r in _writes(server) if r.method == "PATCH"]
     assert patches
     assert all(set(r.body) <= {"series", "metadata"} for r in patches)
-    # a precondition and the record of writers, no change of the event's own
-    metadata = [r.body.get("metadata", {}) for r in patches]
-    assert all(set(m) <= {"resourceVersion", "annotations"} for m in metadata)
-    assert all(list(m.get("annotations", {})) in ([], [_continuation.WRITERS]) for m in metadata)
+    assert all(list(r.body.get("metadata", {})) in ([], ["resourceVersion"]) for r in patches)
     assert all(r.status in (200, 201) for r in _writes(server))
     (event,) = server.events_v1()
     assert (event["series"]["count"], event["note"]) == (40, "note 0")
