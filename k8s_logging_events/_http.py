@@ -376,7 +376,8 @@ class Channel:
         # (_diagnostics), and a server that refuses would make one per attempt
         self.connections_opened += 1
         try:
-            sock = socket.create_connection(self._address, timeout=self._connect_timeout)
+            connect = _process.request_seconds(self._connect_timeout)
+            sock = socket.create_connection(self._address, timeout=connect)
         except TimeoutError:  # a bare "timed out" named neither the server nor the connect
             host, port = self._address
             raise TimeoutError(
@@ -419,7 +420,8 @@ class Channel:
         # the read timeout bounds the whole answer: each read after the first waits what is left
         # of it (an answer that trickles in, or stalls after its first bytes, held the request
         # up to twice as long, or indefinitely)
-        deadline = time.monotonic() + self._read_timeout
+        read = _process.request_seconds(self._read_timeout)
+        deadline = time.monotonic() + read
 
         def receive() -> bytes:
             left = deadline - time.monotonic()
@@ -437,7 +439,7 @@ class Channel:
                     raise _StaleError from error
                 raise
             try:
-                first = connection.receive()
+                first = connection.receive() if read == self._read_timeout else receive()
             except ConnectionError as error:  # a reset
                 if connection.used:
                     raise _StaleError from error

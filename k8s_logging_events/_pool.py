@@ -140,7 +140,8 @@ class WriterPool:
         self._wake = wake
         self._workers: set[threading.Thread] = set()
         self._idle = 0
-        self.can_spawn = True
+        self.can_spawn = True  # False for good: the interpreter exits (3.12)
+        self.refused = False  # the last writer could not start: a flush writes on its own thread
         self.stopping = False
 
     def ready(self) -> int:
@@ -183,21 +184,22 @@ class WriterPool:
         """Start writers for the ready writes; where none can start (3.12 at interpreter
         exit, or a thread limit for now), write one on this thread when ``here`` (a flushing
         thread; never the dispatcher, rule 10) and return True."""
-        refused = self._spawn_writers()
-        job = None if not here or (self.can_spawn and not refused) else self._take_job()
+        self._spawn_writers()
+        job = self._take_job() if here and self.refused else None
         if job is not None:
             self._perform(*job)
         return job is not None
 
     def write_here(self, timeout: float) -> None:
         """Make one ready write on this thread, else wait up to ``timeout`` for one: a flush's
-        work while the dispatcher lives and no writer can start (3.12 at interpreter exit)."""
+        work while the dispatcher lives and no writer can start (3.12 at interpreter exit, a
+        thread limit)."""
         if not self.start(here=True):
             with self._cond:
                 self._cond.wait(timeout)
 
-    def _spawn_writers(self) -> bool:
-        """Start the writers wanted; True when one could not start."""
+    def _spawn_writers(self) -> None:
+        """Start the writers wanted; :attr:`refused` says whether the last could not."""
         while self.can_spawn:
             with self._cond:
                 busy = len(self._workers) - self._idle
@@ -207,18 +209,27 @@ class WriterPool:
                     or busy >= self._shared.writers + self._stalled_count()
                     or len(self._workers) >= 2 * self._shared.writers
                 ):
-                    return False
+                    return
                 name = f"{self._shared.name}-writer-{next(_counter)}"
                 thread = threading.Thread(target=self._work, name=name, daemon=True)
                 self._workers.add(thread)
             try:
                 thread.start()
-            except RuntimeError as error:  # tried again soon (stall_wait); for good at exit,
-                with self._cond:  # where a flush writes on its own thread
+            except RuntimeError as error:  # tried again soon (stall_wait), for good at exit;
+                with self._cond:  # a flush writes on its own thread meanwhile
                     self._workers.discard(thread)
                     self.can_spawn = not _process.refused_at_exit(error)
-                return True
-        return False
+                    self.refused = True
+                if self.can_spawn:  # a thread limit: writes wait unseen till a flush
+                    self._shared.reporter.report(
+                        "writer-start",
+                        logging.ERROR,
+                        "Unable to start an event writer thread (%s): writes wait until one "
+                        "starts, or a flush makes them",
+                        error,
+                    )
+                return
+            self.refused = False
 
     def _stalled_count(self) -> int:
         # requests and set-ups in flight STALL_SECONDS or more (stalling() marks namespaces)

@@ -13,6 +13,8 @@ when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At the interpreter's exit Python 3.12
 starts no thread (:func:`refused_at_exit`). The exit waits for a stop left to a thread of its
 own (:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
+A flush that makes requests on its own thread bounds them by its deadline
+(:func:`requests_end_by`).
 
 **Signals.** Signal handlers run on the main thread only: a signal a library thread takes
 while the main thread waits in a lock is handled late or never, so the library's threads
@@ -29,6 +31,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -45,6 +48,8 @@ __all__ = [
     "openssl",
     "refused_at_exit",
     "renew_in_child",
+    "request_seconds",
+    "requests_end_by",
     "renewed",
     "subprocesses_may_start",
 ]
@@ -269,6 +274,28 @@ def refused_at_exit(error: BaseException) -> bool:
     flush at exit does the work. Not a thread limit ("can't start new thread"), which the
     program outlives, whether or not its main thread has returned."""
     return isinstance(error, RuntimeError) and "interpreter shutdown" in str(error)
+
+
+_requests = threading.local()
+
+
+@contextlib.contextmanager
+def requests_end_by(end: float) -> Iterator[None]:
+    """Requests made on this thread in the block end by ``end`` (:func:`time.monotonic`):
+    a flush writing on its own thread (no writer can start: 3.12 at exit) keeps its
+    deadline, where the request timeout alone held the exit up to 10 s past it."""
+    previous = getattr(_requests, "end", None)
+    _requests.end = end if previous is None else min(previous, end)
+    try:
+        yield
+    finally:
+        _requests.end = previous
+
+
+def request_seconds(seconds: float) -> float:
+    """``seconds``, a request's timeout, or less: what is left of :func:`requests_end_by`."""
+    end = getattr(_requests, "end", None)
+    return seconds if end is None else max(0.001, min(seconds, end - time.monotonic()))
 
 
 # --- signals -----------------------------------------------------------------------------

@@ -142,8 +142,7 @@ class Runtime:
         )
         self._wake_queued = False
         self._started = False
-        self._closing = False
-        self._closed = False
+        self._closing = self._closed = False
         self._closer: int | None = None  # the thread that closes
         self._flushes = 0
 
@@ -211,7 +210,7 @@ class Runtime:
             if not isinstance(error, RuntimeError):
                 raise
             if exiting:
-                self._pool.can_spawn = False
+                self._pool.can_spawn, self._pool.refused = False, True
             elif never_began:
                 self._reporter.report(
                     "dispatcher-start",
@@ -285,8 +284,8 @@ class Runtime:
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
         if due is not None and due > 0 and self._sleep is not None and self._queue.empty():
-            self._wake.clear()
             self._sleep(due, self._wake)  # a test's sleeper moves a fake clock
+            self._wake.clear()  # after: each wake follows an item, which the next look finds
             return []
         wait = 0.0
         if not busy:  # wait for the queue until the timers need the dispatcher
@@ -338,6 +337,8 @@ class Runtime:
         if not self._wake_queued:
             self._wake_queued = True
             self._queue.put(WAKE)
+        if self._sleep is not None:  # and cut a test's sleeper (a lock: not on emit's path)
+            self._wake.set()
 
     def _tend(self, *, here: bool = False) -> bool:
         """Promote due writes, start writers and refused watchers; True when it wrote one here."""
@@ -356,9 +357,9 @@ class Runtime:
     def flush(self, timeout: float | Deadline | None) -> bool:
         """Write everything accepted before the call, held-back counts included: True once
         each has an outcome, False when ``timeout`` (seconds, None: 5, or a close's Deadline)
-        passed first, or at once on a library thread (it would wait for itself). The reports
-        its writes caused, and what their rate limit held back, are out before it returns."""
-        if _diagnostics.is_own_thread():
+        passed first, or at once where it would wait for itself (a library thread; one in our
+        lock: a signal handler's inside stats()); its writes' reports are out before it returns."""
+        if _diagnostics.is_own_thread() or getattr(self._cond, "_is_owned", bool)():
             return False
         try:
             return self._flush(timeout)
@@ -377,6 +378,7 @@ class Runtime:
         deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
         marker = Marker()
         self._queue.put(marker)
+        self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
         with self._cond:
             self._flushes += 1
             self._hurry = True
@@ -426,21 +428,22 @@ class Runtime:
         return True
 
     def _working(self) -> bool:
-        return self._pool.busy() or (self._dispatcher_alive() and self._pool.can_spawn)
+        return self._pool.busy() or (self._dispatcher_alive() and not self._pool.refused)
 
     def _pump(self, deadline: Deadline) -> None:
-        if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
-            return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
-        with contextlib.suppress(queue.Empty):
-            while not deadline.expired():
-                item = self._queue.get_nowait()
-                if isinstance(item, Marker) and item.stop:
-                    self._reach(item)
-                    return
-                self._handle_batch([item])
-        self._tend(here=True)
-        for loop in self._consumers.loops():
-            loop.run_here()
+        with _process.requests_end_by(deadline.end):  # a request here keeps the deadline too
+            if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
+                return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
+            with contextlib.suppress(queue.Empty):
+                while not deadline.expired():
+                    item = self._queue.get_nowait()
+                    if isinstance(item, Marker) and item.stop:
+                        self._reach(item)
+                        return
+                    self._handle_batch([item])
+            self._tend(here=True)
+            for loop in self._consumers.loops():
+                loop.run_here()
 
     def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left; idempotent.
@@ -487,6 +490,7 @@ class Runtime:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
             consumers, loops = list(self._consumers), self._consumers.loops()
         self._queue.put(Marker(stop=True))
+        self._wake_dispatcher()  # from a test's sleeper
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         self._join(self._dispatcher, grace)

@@ -105,6 +105,128 @@ def test_a_handler_the_test_found_still_writes_after_the_test_replaced_it(
     result.assert_outcomes(passed=2)
 
 
+def test_handlers_on_no_logger_still_write_after_the_test_replaced_the_configuration(
+    pytester: pytest.Pytester,
+) -> None:
+    """dictConfig closes every handler alive, not only the loggers': a MemoryHandler's
+    target and a QueueListener's handler (log files of mode "w") still write after it."""
+    pytester.makeconftest(
+        """
+        import logging, logging.handlers, queue
+        buffered = logging.handlers.MemoryHandler(1, target=logging.FileHandler("b.log", "w"))
+        records = queue.Queue()
+        listener = logging.handlers.QueueListener(records, logging.FileHandler("q.log", "w"))
+        listener.start()
+        logging.getLogger().addHandler(buffered)
+        logging.getLogger().addHandler(logging.handlers.QueueHandler(records))
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging
+        import conftest, shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_writes_to_both_files():
+            logging.getLogger("shop.other").warning("after the first test")
+            conftest.listener.stop()
+            assert open("b.log").read() == open("q.log").read() == "after the first test\\n"
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_the_handlers_put_back_are_flushed_at_exit(pytester: pytest.Pytester) -> None:
+    """dictConfig empties the list logging.shutdown flushes at exit: a buffering handler put
+    back after the test still writes what it holds when the session's interpreter exits."""
+    pytester.makeconftest(
+        """
+        import logging, logging.handlers
+        target = logging.FileHandler("exit.log")
+        logging.getLogger().addHandler(logging.handlers.MemoryHandler(100, target=target))
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging
+        import shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_logs_into_the_buffer():
+            logging.getLogger("shop.other").warning("held until exit")
+        """,
+    )
+    result.assert_outcomes(passed=2)
+    assert (pytester.path / "exit.log").read_text() == "held until exit\n"
+
+
+def test_a_conftests_named_handler_is_found_by_name_after_the_test_reconfigured(
+    pytester: pytest.Pytester,
+) -> None:
+    """dictConfig forgets the handlers' names: a later incremental dictConfig of the
+    conftest's handler found none of that name, or the test's handler that took it; the
+    names are put back with the test."""
+    pytester.makeconftest(
+        """
+        import logging.config
+        logging.config.dictConfig({
+            "version": 1, "disable_existing_loggers": False,
+            "handlers": {"console": {"class": "logging.StreamHandler"}},
+            "root": {"handlers": ["console"]},
+        })
+        """
+    )
+    result = _run(
+        pytester,
+        """
+        import logging, logging.config
+        import shop_app
+
+        def test_first_configures_logging(k8s_events):
+            shop_app.configure()
+
+        def test_second_quiets_the_conftests_handler():
+            logging.config.dictConfig(
+                {"version": 1, "incremental": True, "handlers": {"console": {"level": "ERROR"}}}
+            )
+            assert logging.getLogger().handlers[0].level == logging.ERROR
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
+def test_a_filter_the_test_put_on_a_logger_is_removed_after_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """A dictConfig's filter on the app's logger, added during a test, silenced its records
+    in every later test; after the test each logger has the filters it had before."""
+    result = _run(
+        pytester,
+        f"""
+        import logging, logging.config
+        import shop_app
+
+        def test_first_filters_every_record(k8s_events):
+            logging.config.dictConfig({{
+                "version": 1, "disable_existing_loggers": False,
+                "filters": {{"none": {{"()": lambda: lambda record: False}}}},
+                "loggers": {{"shop.app": {{"filters": ["none"]}}}},
+            }})
+
+        def test_second_captures_its_event(k8s_events):
+            shop_app.back_off({POD})
+            k8s_events.assert_has(reason="BackOff")
+        """,
+    )
+    result.assert_outcomes(passed=2)
+
+
 def test_capturing_nothing_while_a_logger_is_disabled_says_so(
     pytester: pytest.Pytester,
 ) -> None:

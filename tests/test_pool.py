@@ -10,6 +10,7 @@ has not answered.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import socket
 import subprocess
@@ -20,7 +21,16 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _errors, _pool, _runtime, _sanitise, models, recorder, sink
+from k8s_logging_events import (
+    _diagnostics,
+    _errors,
+    _pool,
+    _runtime,
+    _sanitise,
+    models,
+    recorder,
+    sink,
+)
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests.reliability_scenarios import (
@@ -479,6 +489,43 @@ def test_a_writer_that_cannot_start_for_a_moment_is_started_again_later(monkeypa
     assert sorted(e.message for e in fake.events) == ["one", "two"]
     assert limit.started, "no writer was started after the first could not be"
     assert ["-writer-" in thread.name for thread in writers] == [True, True]
+
+
+def test_while_no_writer_can_start_a_flush_makes_the_writes_on_its_own_thread(
+    server, monkeypatch, caplog
+) -> None:
+    """A pids limit that lasts (every writer's start meets "can't start new thread"): it is
+    said (rate-limited), and a flush sets the sink up (``api="auto"``) and makes the writes on its
+    own thread, never on the dispatcher. Unsaid, the flush waited its whole timeout and
+    wrote nothing, each write waiting for a writer the dispatcher tried again to start."""
+    refused: list[str] = []
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:
+        if "-writer-" in thread.name:
+            refused.append(thread.name)
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    io = IoThreads(monkeypatch)
+    handler = _handler(server)
+    try:
+        with caplog.at_level(logging.WARNING, logger=_diagnostics.LOGGER_NAME):
+            _log(handler, 9)
+            assert handler.drain(3)
+        events = handler.broadcaster
+        assert events is not None
+        dispatchers = [t for t in events.threads() if "-dispatcher-" in t.name]
+    finally:
+        handler.close()
+    reports = [r.getMessage() for r in caplog.records if "writer thread" in r.getMessage()]
+    assert 0 < len(reports) < len(refused), reports  # said, within its rate limit
+    assert "can't start new thread" in reports[0]
+    assert stored_counts(server) == {"web": 3, "db": 3, "cache": 3}
+    assert threading.current_thread() in io.threads.values()
+    assert dispatchers
+    assert not [t for t in io.threads.values() if any(t is d for d in dispatchers)]
 
 
 class _UnprintableError(Exception):

@@ -587,6 +587,120 @@ def test_writes_no_writer_can_start_at_exit_are_made_by_the_flush_not_the_dispat
     assert stored_counts(server, None) == Counter({f"exit-{n}": 1 for n in range(9)})
 
 
+def test_a_flush_and_a_close_wake_a_dispatcher_waiting_in_a_tests_sleeper(server) -> None:
+    """``sleep`` given a sleeper that waits until its ``cancel`` is set: the dispatcher,
+    waiting there for a retry's back-off, is woken by a flush, which gets what was logged
+    since written, and by a close. The cancel was never set: the occurrence logged meanwhile
+    waited out the back-off, the flush its whole timeout, the dispatcher past the close."""
+    asleep = threading.Event()
+
+    def sleeper(seconds: float, cancel: threading.Event) -> bool:
+        asleep.set()
+        return cancel.wait(30)  # the clock is a FakeClock: only a wake ends the back-off
+
+    server.inject("POST", path="/events", status=500)
+    clock = FakeClock()
+    handler = KubernetesEventHandler(
+        sink=server.url, component="s", clock=clock, sleep=sleeper, flush_timeout=1
+    )
+    log = app_logger(handler)
+    try:
+        log.warning("first", extra={"involved": pod("web-0")})
+        assert asleep.wait(10), "the retry's back-off never began"
+        log.warning("second", extra={"involved": pod("web-1")})
+        assert not handler.drain(1)  # the first waits for its retry: the clock stands still
+        assert stored_counts(server) == {"web-1": 1}
+    finally:
+        handler.close()
+    assert not [t for t in handler.threads() if "dispatcher" in t.name]
+
+
+def test_a_signal_handlers_flush_on_a_thread_inside_stats_returns_at_once(
+    server, monkeypatch
+) -> None:
+    """A signal handler (SIGTERM's, say) flushes on the main thread while that thread is
+    inside stats(), which holds the runtime's lock: the flush returns False at once, and
+    once the handler has returned a flush writes everything. It waited its whole timeout
+    instead, the dispatcher waiting for the lock the flushing thread held."""
+    handler = KubernetesEventHandler(sink=server.url, component="signal")
+    log = app_logger(handler)
+    log.warning("first", extra={"involved": pod("web-0")})
+    events = handler.broadcaster
+    assert events is not None
+    flushed: list[tuple[bool, float]] = []
+
+    def on_signal(signum: int, frame: object) -> None:
+        started = time.monotonic()
+        flushed.append((events.flush(3), time.monotonic() - started))
+
+    snapshot = _diagnostics.Counters.snapshot
+
+    def interrupted(counters: _diagnostics.Counters) -> Any:
+        if not flushed:
+            signal.raise_signal(signal.SIGUSR1)  # handled here, inside the runtime's lock
+        return snapshot(counters)
+
+    previous = signal.signal(signal.SIGUSR1, on_signal)
+    try:
+        monkeypatch.setattr(_diagnostics.Counters, "snapshot", interrupted)
+        events.stats()
+        assert events.flush(10)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        handler.close()
+    assert [ok for ok, _ in flushed] == [False]
+    assert flushed[0][1] < 1, flushed
+    assert stored_counts(server) == {"web-0": 1}
+
+
+HANGING_SERVER_AT_EXIT = """
+import atexit, json, logging, sys, threading, time
+from k8s_logging_events import _pool
+from k8s_logging_events.handler import KubernetesEventHandler
+
+_pool.WRITER_LINGER_SECONDS = 0.0  # the writers end once idle; the dispatcher waits on
+handler = KubernetesEventHandler(component="exit", sink=sys.argv[1], flush_timeout=1)
+log = logging.getLogger("app")
+log.addHandler(handler)
+
+def pod(namespace):
+    return {"kind": "Pod", "metadata": {"name": "web", "namespace": namespace}}
+
+log.warning("hello", extra={"involved": pod("kube-system")})  # the server answers there
+assert handler.drain(10)
+pool = handler.broadcaster._runtime._pool
+deadline = time.monotonic() + 10
+while pool.threads() and time.monotonic() < deadline:
+    threading.Event().wait(0.01)
+
+def refuse(thread):  # Python 3.12 and later, once the interpreter exits
+    raise RuntimeError("can't create new thread at interpreter shutdown")
+
+def at_exit():
+    threading.Thread.start = refuse
+    log.warning("bye", extra={"involved": pod("default")})  # the server hangs there
+    started = time.monotonic()
+    handler.flush()  # as logging.shutdown() does next
+    handler.close()
+    print(json.dumps([time.monotonic() - started, handler.broadcaster.stats()["failed"]]))
+
+atexit.register(at_exit)
+"""
+
+
+def test_a_flush_writing_at_exit_on_its_own_thread_keeps_its_deadline(server) -> None:
+    """No writer can start at exit (3.12): the flush makes the request on its own thread, to
+    a server that never answers. Flush and close end within ``flush_timeout`` (1 s) and
+    their grace, the occurrence counted as failed; the request's own read timeout (10 s)
+    held the exit instead."""
+    server.inject("POST", path="/namespaces/default/events", times=None, action="hang")
+    result = run_child(HANGING_SERVER_AT_EXIT, server.url)
+    assert result.returncode == 0, result.stderr
+    elapsed, failed = json.loads(result.stdout)
+    assert elapsed < 3, result.stderr
+    assert failed == 1
+
+
 STRUCTURED_AT_EXIT = """
 import atexit, logging, sys, threading
 from k8s_logging_events.handler import KubernetesEventHandler

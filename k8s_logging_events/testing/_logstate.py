@@ -4,24 +4,30 @@ On the test side of the pipeline. A test whose application calls ``dictConfig`` 
 default ``disable_existing_loggers: true``), raises a logger's level or swaps handlers
 changes the process's logging for every later test: a later test's logger that is still
 disabled logs nothing, and its capture finds no event. :class:`LoggingState` records every
-logger's handlers, level, propagation and disabled flag (and ``logging.disable()``) before
-the test and restores them after it; :func:`disabled_loggers` names the loggers a failure
-message should mention.
+logger's handlers, filters, level, propagation and disabled flag (and ``logging.disable()``)
+before the test and restores them after it; :func:`disabled_loggers` names the loggers a
+failure message should mention.
 """
 
 from __future__ import annotations
 
 import logging
+import weakref
 from dataclasses import dataclass
 
 __all__ = ["LoggingState", "disabled_loggers", "enable_library_logger"]
 
 _LIBRARY = "k8s_logging_events"
+# every handler alive, as weak references: what logging.shutdown() flushes and closes at exit
+_HANDLERS: list[weakref.ref[logging.Handler]] = vars(logging)["_handlerList"]
+# the handlers by name, which an incremental dictConfig changes: cleared by any other one
+_NAMED: weakref.WeakValueDictionary[str, logging.Handler] = vars(logging)["_handlers"]
 
 
 @dataclass(frozen=True, slots=True)
 class _Logger:
     handlers: tuple[logging.Handler, ...]
+    filters: tuple[logging._FilterType, ...]
     level: int
     propagate: bool
     disabled: bool
@@ -34,9 +40,12 @@ class LoggingState:
         self._loggers = {name: _snapshot(logger) for name, logger in _loggers().items()}
         self._root = _snapshot(logging.getLogger())
         self._disable = logging.root.manager.disable
-        # dictConfig and basicConfig(force=True) close the handlers they replace, and one put
-        # back closed may write nothing more (a FileHandler of mode "w"): kept open till then
+        self._alive, self._named = list(_HANDLERS), dict(_NAMED)
+        # dictConfig and basicConfig(force=True) close every handler alive (a MemoryHandler's
+        # target, a QueueListener's too), and one closed may write nothing more (a
+        # FileHandler of mode "w"): kept open till then
         found = {h for saved in [*self._loggers.values(), self._root] for h in saved.handlers}
+        found.update(h for h in (ref() for ref in _HANDLERS) if h is not None)
         self._shielded = [h for h in found if "close" not in vars(h)]
         for handler in self._shielded:
             handler.close = handler.flush  # type: ignore[method-assign]
@@ -58,10 +67,14 @@ class LoggingState:
             saved = self._loggers.get(name)
             if saved is None:
                 kept = tuple(h for h in logger.handlers if isinstance(h, logging.NullHandler))
-                saved = _Logger(kept, logging.NOTSET, True, False)
+                saved = _Logger(kept, (), logging.NOTSET, True, False)
             _apply(logger, saved)
         _apply(logging.getLogger(), self._root)
         logging.disable(self._disable)
+        # dictConfig empties the list: the handlers put back are flushed at exit again
+        _HANDLERS[:] = [*self._alive, *(ref for ref in _HANDLERS if ref not in self._alive)]
+        _NAMED.clear()
+        _NAMED.update(self._named)
         for handler in self._shielded:
             del handler.close
 
@@ -93,11 +106,18 @@ def _loggers() -> dict[str, logging.Logger]:
 
 
 def _snapshot(logger: logging.Logger) -> _Logger:
-    return _Logger(tuple(logger.handlers), logger.level, logger.propagate, logger.disabled)
+    return _Logger(
+        tuple(logger.handlers),
+        tuple(logger.filters),
+        logger.level,
+        logger.propagate,
+        logger.disabled,
+    )
 
 
 def _apply(logger: logging.Logger, saved: _Logger) -> None:
     logger.handlers[:] = saved.handlers
+    logger.filters[:] = saved.filters
     logger.setLevel(saved.level)
     logger.propagate = saved.propagate
     logger.disabled = saved.disabled

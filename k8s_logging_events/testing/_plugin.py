@@ -33,8 +33,8 @@ Fixtures (all function-scoped):
     prints the captured events as ``kubectl describe`` would, and, when nothing was
     captured while loggers are disabled, names them. The ``k8s_events`` marker's arguments go
     to :func:`capture_events`: ``@pytest.mark.k8s_events("my.operator", api="auto")``. After
-    the test the logging configuration is restored as the test found it (handlers, levels,
-    propagation, disabled flags), whatever the test's code configured.
+    the test the logging configuration is restored as the test found it (handlers, filters,
+    levels, propagation, disabled flags), whatever the test's code configured.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
     option) as :func:`capture_events`'s.
 
     After the test, the logging configuration is put back as the test found it (every
-    logger's handlers, level, propagation and disabled flag), so that a test whose code
+    logger's handlers, filters, level, propagation and disabled flag), so that a test whose code
     calls ``dictConfig`` does not silence the loggers of the tests after it.
     """
     from k8s_logging_events.testing._capture import capture_events
