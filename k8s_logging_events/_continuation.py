@@ -340,7 +340,7 @@ class _Attempt:
 
     def _create(self) -> tuple[str, models.Event] | None:
         # a fresh record, if shared: what the event holds under the key is a recorder's value
-        room = self.writers is not None and _writers(self.event) is not None
+        room = self.owner.readable and self.writers is not None and _writers(self.event) is not None
         number, writers = self._stamp("" if room else None)
         given = {key: value for key, value in self.event.annotations.items() if key != WRITERS}
         body = dataclasses.replace(
