@@ -71,7 +71,7 @@ def api_of(event_sink: object) -> EventsApi:
 def api_known(event_sink: object) -> bool:
     """True when reading the sink's ``api`` makes no request and runs no credential plugin: a
     sink that finds its API out later says ``api_known = False`` until then (its recording is
-    prepared on a writer, never the dispatcher); silence means known, raising unknown."""
+    prepared on a writer: rule 10); silence means known, raising unknown."""
     try:
         return bool(getattr(event_sink, "api_known", True))
     except Exception:  # a sink's own bug: never on the dispatcher's path

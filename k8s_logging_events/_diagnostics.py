@@ -134,10 +134,13 @@ def would_log(target: logging.Logger, level: int) -> bool:
     return target.manager.disable < level and level >= target.getEffectiveLevel()
 
 
-def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra: Any) -> None:
+def log_safely(
+    target: logging.Logger, level: int, msg: str, *args: Any, limited: bool = True, **extra: Any
+) -> None:
     """Log through ``target`` without ever taking the ``logging`` module's lock. A warning
     also goes to :data:`standard_error` when no handler outside this library would show it,
-    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``).
+    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``);
+    through its limit unless ``limited`` is False (a report already limited per kind).
     """
     if not would_log(target, level):
         return
@@ -149,24 +152,24 @@ def log_safely(target: logging.Logger, level: int, msg: str, *args: Any, **extra
         record.__dict__.update(extra)
     if target.disabled:
         if level >= logging.WARNING and ours:
-            standard_error.write(record)
+            standard_error.write(record, limited)
         return
     try:
         if level >= logging.WARNING and ours and not target.hasHandlers():
             # logging.lastResort would print it, one unlimited line each: the limited stream
             if target.filter(record):
-                standard_error.write(record)
+                standard_error.write(record, limited)
             return
-        target.handle(record)
+        shown = _handle(target, record)
     except Exception:  # a filter of the application's on our logger that raises: never the
         # reporter's caller (a log call, a flush, one of our threads); the report is still seen
         if not ours:
             raise  # a structured-logging target's: its consumer reports the failure
         if level >= logging.WARNING:
-            standard_error.write(record)
+            standard_error.write(record, limited)
         return
-    if level >= logging.WARNING and not _shown_elsewhere(target, record):
-        standard_error.write(record)
+    if level >= logging.WARNING and not shown:
+        standard_error.write(record, limited)
 
 
 class _Shown:
@@ -210,22 +213,36 @@ def holds_logging_lock() -> bool:
     return bool(is_owned()) if callable(is_owned) else False
 
 
-def _shown_elsewhere(target: logging.Logger, record: logging.LogRecord) -> bool:
-    """True when a handler not ours, or logging's last resort, will show the record."""
-    level = record.levelno
-    found_any = False
+def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
+    """``target.handle(record)``, and True when a handler not ours showed it (or logging's
+    last resort did, or a filter on ``target`` dropped it). The handlers are called here, as
+    ``Logger.callHandlers`` calls them, to hear what their filters answer, asked once,
+    whatever they are (a function, a ``Filter`` subclass); a logger whose dispatch is not
+    logging's own (Sentry patches ``callHandlers``) dispatches, and the answers are foretold."""
+    cls = type(target)
+    hear = cls.handle.__module__ == cls.callHandlers.__module__ == "logging"
+    if not hear:
+        target.handle(record)
+    else:
+        kept = target.filter(record)  # 3.12+: the record, or one a filter put in its place
+        if not kept:
+            return True  # the application's filter on the logger silences it, as a level does
+        record = kept if isinstance(kept, logging.LogRecord) else record
+    level, shown, found_any = record.levelno, False, False
     current: logging.Logger | None = target
     while current is not None:
         for handler in current.handlers:
             found_any = True
-            if _shows(handler, record, level):
-                return True
+            # a handler overriding handle() may answer None: it took the record
+            if level >= handler.level and not (hear and handler.handle(record) is False):
+                shown = shown or _shows(handler, record, level)
         current = current.parent if current.propagate else None
-    if found_any:
-        return False
-    # with no handler at all, logging.lastResort writes warnings to standard error itself
     last_resort = logging.lastResort
-    return last_resort is not None and level >= last_resort.level
+    if found_any or last_resort is None or level < last_resort.level:
+        return shown
+    if hear:
+        last_resort.handle(record)
+    return True
 
 
 def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:
@@ -319,14 +336,15 @@ class StandardError:
         self._lock = threading.RLock()
         self.held_back = 0
 
-    def write(self, record: logging.LogRecord) -> bool:
-        """Write ``record`` as ``name: message`` unless the limit holds it back."""
+    def write(self, record: logging.LogRecord, limited: bool = True) -> bool:
+        """Write ``record`` as ``name: message`` unless the limit (when ``limited``) holds it
+        back."""
         now = self._monotonic()
         # bounded: a child forked while another thread held the lock must not hang here
         if not self._lock.acquire(timeout=1.0):
             return False
         try:
-            if not self._bucket.try_take(now):
+            if limited and not self._bucket.try_take(now):
                 self.held_back += 1
                 return False
             held, self.held_back = self.held_back, 0
@@ -482,7 +500,9 @@ class RateLimitedReporter:
             msg += f" [and {spell.reports} more like it since the last report]"
         elif occurrences is not None:
             msg, args = f"{msg}; %d occurrence(s) {outcome}", (*args, occurrences)
-        log_safely(self._log, level, msg, *args)
+        # limited here, once a minute per kind: standard error's limit would hold back the
+        # lines that count lost occurrences (the exit's) behind a flood of bad call sites
+        log_safely(self._log, level, msg, *args, limited=False)
         return True
 
     def summarise(self) -> None:
@@ -501,7 +521,7 @@ class RateLimitedReporter:
                 )
             elif total:
                 counted += f" ({total} occurrence(s) in all)"
-            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args)
+            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=False)
         standard_error.summarise()
 
 

@@ -291,6 +291,7 @@ class Writes:
                 skipped.append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
+            write.held = False  # sent (a flush sends held counts): a retry waits its back-off
             self._busy_objects.add(write.event.involved_object)
             write.started = time.monotonic()
             self._in_flight.setdefault(write.event.namespace, []).append(write)
@@ -302,15 +303,20 @@ class Writes:
     def ready_count(self) -> int:
         return len(self._ready)
 
-    def next_due(self) -> float | None:
-        """Seconds (monotonic) until the next timed write is due; None if there is none."""
-        while self._timed:
-            due, generation, key = self._timed[0]
-            slot = self._slots.get(key)
-            if slot is not None and slot.generation == generation and slot.state == "timed":
-                return max(0.0, due - self._now())
-            heapq.heappop(self._timed)
-        return None
+    def next_due(self, *, held: bool = True) -> float | None:
+        """Seconds (monotonic) until the next timed write is due; None if there is none.
+        ``held`` False: the next retry's, passing counts held back (for a token, a series)."""
+        while self._timed and not self._is_timed(*self._timed[0][1:]):
+            heapq.heappop(self._timed)  # superseded
+        entries = self._timed[:1] if held else self._timed
+        dues = [due for due, gen, key in entries if self._is_timed(gen, key, held=held)]
+        return max(0.0, min(dues) - self._now()) if dues else None
+
+    def _is_timed(self, generation: int, key: Key, *, held: bool = True) -> bool:
+        slot = self._slots.get(key)
+        if slot is None or (slot.generation, slot.state) != (generation, "timed"):
+            return False
+        return held or not (slot.waiting is not None and slot.waiting.held)
 
     def in_flight_count(self) -> int:
         return sum(map(len, self._in_flight.values()))

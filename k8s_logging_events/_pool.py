@@ -181,11 +181,11 @@ class WriterPool:
         return wait
 
     def start(self, *, here: bool) -> bool:
-        """Start writers for the ready writes; where none can start (3.12 at interpreter
-        exit, or a thread limit for now), write one on this thread when ``here`` (a flushing
-        thread; never the dispatcher, rule 10) and return True."""
+        """Start writers for the ready writes; where none can start, write one on this thread
+        and return True: a flushing one (``here``), or, where no thread can ever start again
+        (3.12's exit), the dispatcher too (rule 10's one exception: no other thread exists)."""
         self._spawn_writers()
-        job = self._take_job() if here and self.refused else None
+        job = self._take_job() if (here and self.refused) or not self.can_spawn else None
         if job is not None:
             self._perform(*job)
         return job is not None
@@ -316,7 +316,7 @@ class WriterPool:
             self._wake()  # a retry or a held count now waits on its timer
 
     def _prepare(self, recording: Recording) -> None:
-        # here, not on the dispatcher: it may build a client (an exec plugin) and request
+        # a writer's job (rule 10): it may build a client (an exec plugin) and request
         try:
             made = recording.setup()
         except Exception as error:  # rule 5: what was kept aside fails, on the dispatcher

@@ -19,8 +19,8 @@ thread. The thread rules, in full in docs/architecture.md, in brief:
 8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
    waits (deadlines, stalls) on :func:`time.monotonic`; never a duration on the wall clock.
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
-10. No I/O on the dispatcher: a sink that needs a request to correlate (``api="auto"``) is
-    set up by a writer; its occurrences wait aside (bounded, pending, flushed, given up).
+10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
+    that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
@@ -284,7 +284,7 @@ class Runtime:
     def _next_batch(self, busy: bool) -> list[Any]:
         due = None if busy else self._timer_due()
         if due is not None and due > 0 and self._sleep is not None and self._queue.empty():
-            self._sleep(due, self._wake)  # a test's sleeper moves a fake clock
+            self._sleep(due, self._wake)  # a fake clock moves by retries' back-offs, not holds
             self._wake.clear()  # after: each wake follows an item, which the next look finds
             return []
         wait = 0.0
@@ -303,9 +303,9 @@ class Runtime:
         return batch
 
     def _timer_due(self) -> float | None:
-        with self._cond:
-            dues = [d for r in self._recordings() if (d := r.writes.next_due()) is not None]
-        return min(dues, default=None)
+        with self._cond:  # a test's sleeper: the next retry's, never a held count's
+            dues = [r.writes.next_due(held=self._sleep is None) for r in self._recordings()]
+        return min((due for due in dues if due is not None), default=None)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
         """Hand ``batch`` on, in order; True when a stop marker was reached."""

@@ -182,6 +182,36 @@ def test_spam_is_counted_exactly_without_waiting(log) -> None:
         events.assert_has(reason="BackOff", count=100)
 
 
+def test_the_clock_moves_only_when_the_test_steps_it(log) -> None:
+    """A count the spam filter holds back waits for the test's ``clock.step()`` or a look:
+    the handler's threads never move the fake clock on to the next token (300 s), so the
+    ages and spans in the table are the test's own."""
+    with capture_events(correlator={"burst_size": 2}) as events:
+        for written in (1, 2):  # the burst: a create, then a patch
+            log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+            assert events.sink.wait_for_calls(written, timeout=10)
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})  # held back
+        assert not events.sink.wait_for_calls(3, timeout=0.5), "written without a token"
+        assert (events.clock.monotonic(), events.clock.sleeps) == (0.0, [])
+        events.assert_has(reason="BackOff", count=3)
+        assert "0s (x3 over 0s)" in events.table()
+        assert events.clock.monotonic() == 0.0
+
+
+def test_events_are_in_the_tables_order_a_series_by_its_first_occurrence(log) -> None:
+    """``events`` lists what ``table()`` shows, in its order (kubectl's, by lastTimestamp):
+    an events.k8s.io/v1 series keeps its first occurrence's, so a series repeated after a
+    later event still comes first, and the report's objects line up with its rows."""
+    with capture_events(api="events.k8s.io/v1") as events:
+        for pod, message in ((POD, "first"), (DB, "second"), (POD, "third")):
+            log.warning(message, extra={"involved": pod, "reason": "BackOff"})
+            events.flush()
+            events.clock.step(60)
+        assert [event.involved_object.name for event in events.events] == ["web-0", "db-0"]
+        rows = [line.split()[-1] for line in events.table().splitlines()[3:]]
+        assert rows == ["first", "second"]
+
+
 def test_the_table_measures_ages_from_the_fake_clock(log) -> None:
     """Moving the clock ages the events in the table and in failure messages."""
     with capture_events() as events:

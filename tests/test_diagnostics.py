@@ -15,6 +15,7 @@ import logging.config
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -252,6 +253,55 @@ def test_a_handler_whose_filter_drops_the_report_does_not_count_as_showing_it(ca
     _diagnostics.log_safely(target, logging.WARNING, "dropped by the filter")
     assert app_only.records == []
     assert capsys.readouterr().err == "k8s_logging_events.tests.filtered: dropped by the filter\n"
+
+
+@pytest.mark.parametrize("kind", ["function", "Filter subclass"])
+def test_a_console_kept_to_the_apps_loggers_by_any_filter_does_not_count_as_showing_it(
+    capsys, kind: str
+) -> None:
+    """A console kept to the application's loggers by a function (``addFilter(lambda r:
+    r.name.startswith("shop"))``) or a ``logging.Filter`` subclass used to count as showing
+    every report, which it dropped: none was seen anywhere. What the handler's filters
+    answered, asked once as the handler asks them, decides."""
+
+    def shop_only(record: logging.LogRecord) -> bool:
+        return record.name.startswith("shop")
+
+    class ShopOnly(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            return shop_only(record)
+
+    target = private_logger(f"kept-{kind}")
+    console = ListHandler()
+    console.addFilter(shop_only if kind == "function" else ShopOnly())
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "dropped by the %s", kind)
+    assert console.records == []
+    assert capsys.readouterr().err == f"{target.name}: dropped by the {kind}\n"
+
+
+def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys) -> None:
+    """Sentry's logging integration (on by default) patches ``Logger.callHandlers`` to see
+    every record: the library's reports pass through it as any record does, and what its
+    handlers show is still told from what they would show."""
+    seen: list[str] = []
+    original = logging.Logger.callHandlers
+
+    def patched(self: logging.Logger, record: logging.LogRecord) -> None:
+        seen.append(record.getMessage())
+        original(self, record)
+
+    monkeypatch.setattr(logging.Logger, "callHandlers", patched)
+    target = private_logger("patched")
+    console = ListHandler()
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "shown by the console")
+    target.removeHandler(console)
+    target.addHandler(OwnHandler())
+    _diagnostics.log_safely(target, logging.WARNING, "shown by no one")
+    assert seen == ["shown by the console", "shown by no one"]
+    assert console.messages() == ["shown by the console"]
+    assert capsys.readouterr().err == f"{target.name}: shown by no one\n"
 
 
 def test_a_filter_with_state_is_asked_once_and_the_report_is_not_printed_twice(capsys) -> None:
@@ -600,6 +650,36 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
     assert len(held) == 1, result.stderr
     assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
     assert "k8s_logging_events logger" in held[0], held[0]
+
+
+def test_the_exits_summary_of_lost_occurrences_is_not_held_back_after_many_bad_call_sites(
+    tmp_path,
+) -> None:
+    """More bad call sites than standard error takes at once, then an event the server
+    never takes: the exit's line saying what was not written, and why, came after the limit
+    had spent its burst, and only "1 more report(s) were held back" was printed. The limit
+    is for what may come in thousands (each bad call site says itself once); reports limited
+    per kind (lost occurrences, the exit's summary) are never held back by it."""
+    sites = _diagnostics.STDERR_BURST + 7
+    calls = "\n".join(f"log.warning('m', extra={{'involved': 'site-{n}'}})" for n in range(sites))
+    with socket.socket() as unused:  # bound, never listening: every connection is refused
+        unused.bind(("127.0.0.1", 0))
+        code = (
+            "import logging\n"
+            "from k8s_logging_events import KubernetesEventHandler\n"
+            "logging.getLogger().addHandler(KubernetesEventHandler(\n"
+            f"    sink='http://127.0.0.1:{unused.getsockname()[1]}', flush_timeout=0.5))\n"
+            "log = logging.getLogger('app')\n"
+            f"{calls}\n"
+            "log.warning('lost', extra={'involved': {'kind': 'Node', 'name': 'n1'}})\n"
+        )
+        result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    lost = [line for line in lines if "Unable to write 1 event occurrence(s)" in line]
+    assert len(lost) == 1, result.stderr
+    assert lost[0].startswith("k8s_logging_events: "), lost[0]
+    assert "flush_timeout" in lost[0], lost[0]
 
 
 _FLUSH_FROM_A_SIGNAL_INSIDE_STATS = """

@@ -414,3 +414,44 @@ def test_a_type_checker_reports_a_misspelt_name_of_the_testing_package(tmp_path:
     )
     assert status == 1
     assert 'has no attribute "LocalApiSrver"; maybe "LocalApiServer"?' in report
+
+
+def test_a_failed_test_shows_what_it_captured_as_caplog_shows_its_records(
+    pytester: pytest.Pytester,
+) -> None:
+    """A plain ``assert`` that fails in a test using ``k8s_events`` shows a "Captured events
+    call" section with the capture's table, as caplog shows "Captured log call"; a test that
+    passes, or fails without the fixture, shows none."""
+    result = _run(
+        pytester,
+        f"""
+        import shop_app
+
+        POD = {POD}
+
+        def test_fails_with_a_plain_assert(k8s_events):
+            shop_app.back_off(POD)
+            assert len(k8s_events.events) == 2
+
+        def test_passes(k8s_events):
+            shop_app.back_off(POD)
+
+        def test_fails_without_the_fixture():
+            assert False
+        """,
+    )
+    result.assert_outcomes(passed=1, failed=2)
+    text = result.stdout.str()
+    assert text.count("Captured events call") == 1
+    result.stdout.re_match_lines(
+        [
+            r".*Captured events call.*",
+            r"Captured 1 event\(s\):",
+            r"Events:",
+            r"\s+Type\s+Reason\s+Age\s+From\s+Message",
+            r".*",
+            r"\s+Warning\s+BackOff\s+0s\s+pytest\s+Back-off",
+            r"Involved objects, in the same order:",
+            r"\s+Pod shop/web-0 \(count 1, Warning BackOff\)",
+        ]
+    )

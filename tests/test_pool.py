@@ -188,8 +188,8 @@ def test_no_socket_call_nor_subprocess_is_made_on_the_dispatcher(server, monkeyp
     (``api="auto"``), the pod's uid read (``default_involved="pod"``), creates, a retry
     after a 500, count patches, a second process's takeover of the same event (a create
     met by AlreadyExists, then a read), flush and close. Every socket call and subprocess is
-    made on another thread than a dispatcher (the writers', the server's). (Where no writer
-    thread can start, a pids limit, the dispatcher still makes the write itself: below.)"""
+    made on another thread than a dispatcher (the writers', the server's). (Where no
+    thread can ever start again, 3.12's exit, the dispatcher writes too: below.)"""
     monkeypatch.setenv("POD_NAME", "web-0")
     monkeypatch.setenv("POD_NAMESPACE", "default")
     monkeypatch.delenv("POD_UID", raising=False)
@@ -526,6 +526,39 @@ def test_while_no_writer_can_start_a_flush_makes_the_writes_on_its_own_thread(
     assert threading.current_thread() in io.threads.values()
     assert dispatchers
     assert not [t for t in io.threads.values() if any(t is d for d in dispatchers)]
+
+
+def test_where_no_thread_can_ever_start_again_the_dispatcher_writes_as_events_come(
+    server, monkeypatch
+) -> None:
+    """Python 3.12.0 to 3.12.2 refuse every new thread once the main thread has returned,
+    while the application's other threads log on (for hours, maybe). The dispatcher, then
+    the library's only thread, makes the writes itself (rule 10's one exception): each
+    event reaches the server as it is logged, with no flush. They waited for the exit's
+    flush instead, which had only ``flush_timeout`` for all of them."""
+    monkeypatch.setattr(_pool, "WRITER_LINGER_SECONDS", 0.0)  # a writer ends once idle
+    handler = _handler(server)
+    try:
+        _log(handler, 3)
+        assert handler.drain(10)
+        (dispatcher,) = [t for t in handler.threads() if "-dispatcher-" in t.name]
+        bound = time.monotonic() + 10  # reached only by a hang
+        while handler.threads() != [dispatcher]:  # the writers end
+            assert time.monotonic() < bound
+            threading.Event().wait(0.01)
+
+        def refuse(thread: threading.Thread) -> None:  # as 3.12's exit does, for good
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        monkeypatch.setattr(threading.Thread, "start", refuse)
+        io = IoThreads(monkeypatch)
+        _log(handler, 6)
+        while stored_counts(server) != {"web": 3, "db": 3, "cache": 3}:
+            assert time.monotonic() < bound, stored_counts(server)
+            threading.Event().wait(0.01)
+    finally:
+        handler.close()
+    assert [t for t in io.threads.values() if t is dispatcher], "the dispatcher wrote nothing"
 
 
 class _UnprintableError(Exception):

@@ -105,7 +105,8 @@ class CapturedEvents:
 
     @property
     def events(self) -> list[models.Event]:
-        """The stored events, oldest first (by last occurrence), after a flush."""
+        """The stored events, after a flush, in the table's order: kubectl's, by
+        ``lastTimestamp`` (for events.k8s.io/v1, the series' first occurrence)."""
         self.flush()
         return sorted(self.sink.events, key=lambda event: event.last_timestamp or _EARLIEST)
 

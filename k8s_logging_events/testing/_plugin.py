@@ -34,12 +34,13 @@ Fixtures (all function-scoped):
     captured while loggers are disabled, names them. The ``k8s_events`` marker's arguments go
     to :func:`capture_events`: ``@pytest.mark.k8s_events("my.operator", api="auto")``. After
     the test the logging configuration is restored as the test found it (handlers, filters,
-    levels, propagation, disabled flags), whatever the test's code configured.
+    levels, propagation, disabled flags), whatever the test's code configured. A test that
+    fails shows what it captured, as caplog its records, in a "Captured events call" section.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -59,7 +60,10 @@ __all__ = [
     "k8s_events",
     "k8s_events_v1",
     "pytest_configure",
+    "pytest_runtest_makereport",
 ]
+
+_CAPTURED = pytest.StashKey["CapturedEvents"]()
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -72,6 +76,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "k8s_events(**kwargs): capture_events options for the k8s_events fixture"
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test that used ``k8s_events`` shows what it captured, as caplog its records."""
+    report = yield
+    captured = item.stash.get(_CAPTURED, None)
+    if captured is not None and report.failed and report.when == "call":
+        try:
+            shown = captured.report()
+        except AssertionError as error:  # the handler was removed, or writes still hang
+            shown = str(error)
+        report.sections.append(("Captured events call", shown))
+    return report
 
 
 @pytest.fixture
@@ -133,6 +153,9 @@ def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
     saved = LoggingState.save()
     try:
         with capture_events(*marker.args, **marker.kwargs) as captured:
+            request.node.stash[_CAPTURED] = captured
             yield captured
     finally:
+        if _CAPTURED in request.node.stash:  # its events are the test's, not kept for the session
+            del request.node.stash[_CAPTURED]
         saved.restore()
