@@ -5,7 +5,7 @@ threads; the writer pool calls it under the runtime's lock and makes the request
 one attempt: :mod:`~k8s_logging_events._continuation`). It owns the protocols of what it
 calls: the write policy and :class:`EventSink` (public as ``sink.EventSink``). client-go's
 create-or-patch and retries, plus (docs/concepts.md, "The writer"): per-event order without
-head-of-line blocking, one pending write per event, the ``max_pending`` bound, one request
+head-of-line blocking, one pending write per event, the ``queue_length`` bound, one request
 in flight per object and per stalled namespace, and exact accounting. Back-offs and held
 counts are measured on the clock's monotonic reading.
 """
@@ -30,9 +30,9 @@ __all__ = [
     "MAX_TRIES_PER_EVENT",
     "Correlate",
     "EventSink",
+    "Limits",
     "Write",
     "WritePolicy",
-    "WriterOptions",
     "Writes",
     "is_event_sink",
 ]
@@ -45,9 +45,6 @@ DEFAULT_SLEEP_DURATION = 10.0
 
 DEFAULT_WRITERS = 4
 """Requests in flight at once: enough that a few failing objects leave room for the rest."""
-
-DEFAULT_MAX_PENDING = 10_000
-"""Events with a write pending, per sink, when nothing else says (the handler's queue_length)."""
 
 Key = tuple[str, str]
 
@@ -103,16 +100,24 @@ def is_event_sink(value: object) -> TypeGuard[EventSink]:
     return all(callable(getattr(value, name, None)) for name in ("create", "update", "patch"))
 
 
-@dataclass(frozen=True, slots=True)
-class WriterOptions:
-    """How each sink's writes are retried and bounded: the ``BroadcasterOptions`` fields of
-    that name; ``max_pending`` is its ``queue_length``, at least 1; ``known_events`` the
-    correlator's ``lru_cache_size`` (a repeat of an event the writer forgot reads it first)."""
+class Limits(Protocol):
+    """What the writer reads of its broadcaster's options (``_options.BroadcasterOptions``):
+    ``queue_length`` bounds the events with a write pending; the correlator's
+    ``lru_cache_size`` the events it knows (a repeat of one it forgot reads it first)."""
 
-    max_tries: int = MAX_TRIES_PER_EVENT
-    sleep_duration: float = DEFAULT_SLEEP_DURATION
-    max_pending: int = DEFAULT_MAX_PENDING
-    known_events: int = 0
+    @property
+    def queue_length(self) -> int: ...
+    @property
+    def max_tries(self) -> int: ...
+    @property
+    def sleep_duration(self) -> float: ...
+    @property
+    def correlator(self) -> _Remembering | None: ...
+
+
+class _Remembering(Protocol):
+    @property
+    def lru_cache_size(self) -> int: ...
 
 
 @dataclass(slots=True, eq=False)
@@ -192,7 +197,7 @@ class Writes:
         policy: WritePolicy | None,
         counters: _diagnostics.Counters,
         *,
-        options: WriterOptions,
+        options: Limits,
         clock: clock_mod.Clock,
         rng: Callable[[], float],
         reporter: _diagnostics.RateLimitedReporter,
@@ -208,15 +213,17 @@ class Writes:
         self._now = clock_mod.monotonic_source(clock)
         self._reporter = reporter
         self._namer = namer = namer or _sanitise.EventNamer()
-        known = max(options.known_events, _continuation.DEFAULT_KNOWN_EVENTS)
+        cached = options.correlator.lru_cache_size if options.correlator else 0
+        known = max(cached, _continuation.DEFAULT_KNOWN_EVENTS)
         self._continuation = _continuation.Continuation(event_sink, namer, clock, reporter, known)
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
-        self._busy_objects: set[models.ObjectReference] = set()
-        self._in_flight: dict[str, list[Write]] = {}  # by namespace
+        # the writes in flight, by involved object (one request in flight per object); not
+        # derived from the slots: a close gives up the slots, and their requests are still out
+        self._in_flight: dict[models.ObjectReference, Write] = {}
         self._stalled: set[str] = set()  # namespaces whose last request timed out
         self.submitted = 0
         self.flushing = False
@@ -257,7 +264,7 @@ class Writes:
             return
         write = Write(event, self._p.is_first(event), held, occurrences, first=first)
         if slot is None:
-            if len(self._slots) >= self._options.max_pending:
+            if len(self._slots) >= self._options.queue_length:
                 self._counters.add("dropped", occurrences)
                 self._reporter.defer(
                     "pending-full",
@@ -265,7 +272,7 @@ class Writes:
                     "Unable to record event %s: %d events are waiting to be written already "
                     "(queue_length)",
                     event.name,
-                    self._options.max_pending,
+                    self._options.queue_length,
                     occurrences=occurrences,
                     outcome="dropped",
                 )
@@ -285,16 +292,16 @@ class Writes:
             if slot is None or slot.state != "ready" or slot.waiting is None:
                 continue
             write, namespace = slot.waiting, slot.waiting.event.namespace
-            if write.event.involved_object in self._busy_objects or (
-                namespace in self._stalled and self._in_flight.get(namespace)
+            if write.event.involved_object in self._in_flight or (
+                namespace in self._stalled
+                and any(w.event.namespace == namespace for w in self._in_flight.values())
             ):  # its object, or its stalled namespace, has a request in flight
                 skipped.append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
             write.held = False  # sent (a flush sends held counts): a retry waits its back-off
-            self._busy_objects.add(write.event.involved_object)
             write.started = time.monotonic()
-            self._in_flight.setdefault(write.event.namespace, []).append(write)
+            self._in_flight[write.event.involved_object] = write
             found = write
             break
         self._ready.extendleft(reversed(skipped))
@@ -319,16 +326,15 @@ class Writes:
         return held or not (slot.waiting is not None and slot.waiting.held)
 
     def in_flight_count(self) -> int:
-        return sum(map(len, self._in_flight.values()))
+        return len(self._in_flight)
 
     def oldest_start(self) -> float | None:
         """When the oldest request in flight began (real time); None when none is."""
-        return min((w.started or 0.0 for ws in self._in_flight.values() for w in ws), default=None)
+        return min((w.started or 0.0 for w in self._in_flight.values()), default=None)
 
     def stalling(self, now: float, stall_seconds: float) -> int:
         """Count requests in flight for longer than ``stall_seconds`` (real time)."""
-        writes = [w for ws in self._in_flight.values() for w in ws if w.started is not None]
-        stalled = [w for w in writes if now - (w.started or 0.0) >= stall_seconds]
+        stalled = [w for w in self._in_flight.values() if now - (w.started or 0.0) >= stall_seconds]
         self._stalled.update(write.event.namespace for write in stalled)
         return len(stalled)
 
@@ -469,12 +475,8 @@ class Writes:
 
     def _landed(self, write: Write) -> None:
         write.started = None
-        self._busy_objects.discard(write.event.involved_object)
-        writes = self._in_flight.get(write.event.namespace)
-        if writes is not None and write in writes:
-            writes.remove(write)
-            if not writes:
-                del self._in_flight[write.event.namespace]
+        if self._in_flight.get(write.event.involved_object) is write:
+            del self._in_flight[write.event.involved_object]
 
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)

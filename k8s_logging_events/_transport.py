@@ -22,7 +22,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from k8s_logging_events import _official
@@ -54,6 +54,9 @@ MAX_RETRY_AFTER_SECONDS = 3600.0
 
 MAX_SERVER_TEXT = 1024
 """The most characters of a Status's message (or reason, name, cause) an error keeps."""
+
+Parse = Callable[[Any], Any]
+"""What a caller makes of the decoded JSON of a 2xx answer (an Event, say)."""
 
 # line breaks and terminal controls: the server's text (a webhook's, a proxy's page) ends up
 # in the library's reports, where they would forge log lines or drive the terminal
@@ -158,19 +161,26 @@ def encode(method: str, path: str, body: object) -> bytes:
     return data
 
 
-def send(transport: Transport, method: str, path: str, content_type: str, body: bytes) -> Any:
-    """Send one request; return the decoded JSON of a 2xx answer (errors: the module's)."""
+def send(
+    transport: Transport,
+    method: str,
+    path: str,
+    content_type: str,
+    body: bytes,
+    parse: Parse | None = None,
+) -> Any:
+    """Send one request; return the ``parse``d JSON of a 2xx answer (errors: the module's)."""
     try:
         answer = transport.request(method, path, content_type, body)
     except Exception as error:
         if is_tls_error(error):  # as the official client reports it
             raise ApiStatusError(0, f"SSLError: {error}") from None
         raise
-    return read(answer, method, path)
+    return read(answer, method, path, parse)
 
 
-def read(answer: Answer, method: str, path: str) -> Any:
-    """The decoded JSON of a 2xx ``answer`` to ``method path``; raise for any other."""
+def read(answer: Answer, method: str, path: str, parse: Parse | None = None) -> Any:
+    """The decoded JSON of a 2xx ``answer`` to ``method path``, ``parse``d; raise for any other."""
     status = answer.status
     if not 200 <= status <= 299:
         if answer.resent and method != "GET":
@@ -186,8 +196,9 @@ def read(answer: Answer, method: str, path: str) -> Any:
             raise status_error(answer, method, path) from broke
         raise status_error(answer, method, path)
     try:
-        return json.loads(answer.body or b"")
-    except ValueError as error:
+        decoded = json.loads(answer.body or b"")
+        return decoded if parse is None else parse(decoded)
+    except (ValueError, TypeError, AttributeError) as error:
         # an answer we cannot read: the write may have landed, so it is worth a retry
         raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 

@@ -112,12 +112,6 @@ class EventBroadcaster:
             correlator_options.event_names,
         )
         self._clock = options.clock or clock_mod.SystemClock()
-        self._writer_options = _pending.WriterOptions(
-            max_tries=options.max_tries,
-            sleep_duration=options.sleep_duration,
-            max_pending=options.queue_length,
-            known_events=correlator_options.lru_cache_size,
-        )
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(
             event_names=_sanitise.DETERMINISTIC if deterministic else options.event_names
@@ -189,7 +183,7 @@ class EventBroadcaster:
             event_sink,
             None,
             self._counters,
-            options=self._writer_options,
+            options=self._options,
             clock=self._clock,
             rng=self._rng,
             reporter=self._reporter,

@@ -272,16 +272,11 @@ class KubernetesEventSink:
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
         what = f"a write of event {event.namespace}/{event.name}"
         try:
-            answer = self._send(method, path, content_type, body)
+            stored: models.Event = self._send(method, path, content_type, body, api.read)
         except ApiStatusError as error:
             if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
                 raise
             raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
-        try:
-            stored = api.read(answer)
-        except (ValueError, TypeError, AttributeError) as error:
-            # an answer we cannot read: the write may have landed, so it is worth a retry
-            raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(what, f"about {stored.namespace}/{stored.name}")
         written = _count_written(api, method, event, body)
@@ -295,14 +290,22 @@ class KubernetesEventSink:
             f"the answer to {what} was meant for another request: {answer}"
         )
 
-    def _send(self, method: str, path: str, content_type: str, body: object = None) -> Any:
-        """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer."""
+    def _send(
+        self,
+        method: str,
+        path: str,
+        content_type: str,
+        body: object = None,
+        parse: _transport.Parse | None = None,
+    ) -> Any:
+        """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer,
+        or what ``parse`` makes of it."""
         data = _transport.encode(method, path, body)
         self._wait_for_rate_limit()
         if self._closed.is_set():  # what was pending at close() is counted already
             raise ConnectionAbortedError("the sink was closed")
         try:
-            return _transport.send(self._transport, method, path, content_type, data)
+            return _transport.send(self._transport, method, path, content_type, data, parse)
         except ApiStatusError as error:
             if error.status == 401:  # the next request loads the credentials again
                 _kubeconfig.refused(self._api_client.configuration)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _pending, correlator, models, recorder, sink
+from k8s_logging_events import _diagnostics, _options, _pending, correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink
 from tests._sinks import WithoutRead
 from tests.reliability_scenarios import ListHandler, on_library_logger
@@ -376,8 +376,15 @@ class Pending:
             WithoutRead(self.fake),
             correlator.CountPolicy(self.correlator),
             self.counters,
-            options=_pending.WriterOptions(
-                max_tries=max_tries, sleep_duration=sleep_duration, max_pending=max_pending
+            options=_options.broadcasting(
+                queue_length=max_pending,
+                writers=1,
+                max_tries=max_tries,
+                sleep_duration=sleep_duration,
+                correlator=None,
+                event_names="timestamp",
+                clock=clock,
+                sleep=None,
             ),
             clock=clock,
             rng=lambda: 0.5,

@@ -174,6 +174,14 @@ def test_a_success_that_cannot_be_read_is_worth_a_retry(body: bytes) -> None:
     assert sink.is_retryable(raised.value)
 
 
+def test_a_success_its_caller_cannot_parse_is_worth_a_retry_too() -> None:
+    """JSON that is no event (a proxy's object) fails as undecodable JSON does, in one text."""
+    answer = Answer(201, "Created", {}, b'{"metadata": 5}')
+    with pytest.raises(ValueError, match=r"^unreadable answer to POST /p: ") as raised:
+        _transport.read(answer, "POST", "/p", models.Event.from_api)
+    assert sink.is_retryable(raised.value)
+
+
 def test_a_success_is_read_once_as_json() -> None:
     assert _transport.read(Answer(200, "OK", {}, b'{"a": [1]}'), "GET", "/p") == {"a": [1]}
 
