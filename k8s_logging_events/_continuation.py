@@ -9,8 +9,10 @@ and names, lost answers never applied twice (docs/correlation.md, "Across proces
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
+import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,9 +27,11 @@ from k8s_logging_events import clock as clock_mod
 __all__ = [
     "DEFAULT_KNOWN_EVENTS",
     "MAX_STEPS",
+    "WRITERS",
     "Continuation",
     "Known",
     "Policy",
+    "Sent",
     "Sink",
     "Write",
     "guarded_patch",
@@ -45,6 +49,20 @@ MAX_FINISHED_SERIES = 100
 """Finished series an attempt may read past, beyond :data:`MAX_STEPS` (a key that starts a
 series every seven minutes leaves about nine under the server's one-hour event TTL)."""
 
+WRITERS = "k8s-logging-events/writers"
+"""The annotation in which the writers of an event (a random token each) note their latest
+request that landed, in the request itself: ``token:number`` entries, the latest first, at
+most :data:`MAX_WRITERS`. It tells whether a request in doubt landed where the count cannot:
+another writer may have raised the count past what ours set (docs/correlation.md, rule 5)."""
+
+MAX_WRITERS = 16
+_ENTRY_BYTES = 32  # beyond an entry's longest: a token's 12 hex digits, a colon, a number
+_RECORD_BYTES = len(WRITERS) + MAX_WRITERS * _ENTRY_BYTES
+
+Sent = tuple[int, int, bool, int]
+"""A request that may have landed: the count it set, the write's occurrences it carried, True
+for a create, and its number in the writers' record (0: it carried none)."""
+
 
 class Write(Protocol):
     """What an attempt reads and notes of the writer's pending write (``_pending.Write``)."""
@@ -53,8 +71,8 @@ class Write(Protocol):
     create: bool
     maybe_landed: bool
     occurrences: int
-    sent: tuple[int, int, bool] | None
-    unsure: list[tuple[int, int, bool]]
+    sent: Sent | None
+    unsure: list[Sent]
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
@@ -99,23 +117,31 @@ class Sink(Protocol):
 class Known:
     """What this writer last saw of one of its events on the server: its ``name`` there
     (another than the correlator's after a rename), ``version`` and ``count`` in the latest
-    answer, and ``offset``, the server's count minus the correlator's (after a takeover)."""
+    answer, ``offset``, the server's count minus the correlator's (after a takeover), and
+    ``writers``, the record its requests extend (None: it knows of no other writer)."""
 
     name: str
     version: str
     offset: int
     count: int
+    writers: str | None = None
 
 
-def guarded_patch(patch: bytes, version: str) -> bytes:
+def guarded_patch(patch: bytes, version: str, writers: str | None = None) -> bytes:
     """``patch`` (a JSON object) with ``metadata.resourceVersion``: the server refuses it
-    with ``409 Conflict`` when the event changed since ``version``."""
-    meta = b'"metadata":{"resourceVersion":' + json.dumps(version).encode() + b"}"
+    with ``409 Conflict`` when the event changed since ``version``; and the record of
+    :data:`WRITERS` set to ``writers``, if given, in the same change."""
+    field = b'"metadata":{"resourceVersion":' + json.dumps(version).encode()
+    if writers is not None:
+        field += (
+            b',"annotations":{"' + WRITERS.encode() + b'":' + json.dumps(writers).encode() + b"}"
+        )
+    field += b"}"
     body = patch.rstrip()
     if not body.endswith(b"}"):
         return patch
     head = body[:-1].rstrip()
-    return head + (b"" if head.endswith(b"{") else b",") + meta + b"}"
+    return head + (b"" if head.endswith(b"{") else b",") + field + b"}"
 
 
 class Continuation:
@@ -146,11 +172,19 @@ class Continuation:
         # False once the server refused a read (403), or for a sink without read: takeovers
         # and guards are off
         self.readable = self._read is not None
+        self._new_writer()
         _process.renew_in_child(self)
 
+    def _new_writer(self) -> None:
+        """This writer's token in the records of :data:`WRITERS`, and its requests' numbers."""
+        self.token = secrets.token_hex(6)
+        self.requests = itertools.count(1)
+
     def _after_fork_in_child(self) -> None:
-        # a writer of the parent may have held the lock at the fork
+        # a writer of the parent may have held the lock at the fork; the child is another
+        # writer, whose requests must not pass for the parent's
         self._lock = threading.Lock()
+        self._new_writer()
 
     def now(self) -> datetime:
         """The time on this process's clock (what a stored time may not be later than)."""
@@ -261,13 +295,16 @@ class _Attempt:
         # a correlator that forgot the event (lru_cache_size) while this write waited counted
         # again from 1 into it: its occurrences, not its latest count, say what it adds, less
         # what requests in doubt carried that the server's count (read) already holds
-        landed = max((sent for target, sent, _ in write.unsure if known.count >= target), default=0)
+        token, count, writers = owner.token, known.count, known.writers
+        landed = max((s[1] for s in write.unsure if _landed(s, count, writers, token)), default=0)
         floor = known.count + write.occurrences - landed
         self.target = max(self.local + known.offset, floor)
+        self.writers = known.writers
         self.renames = 0
         self.taken = False  # the name was taken when a create met AlreadyExists
         self.walked = 0  # finished series passed on the way to ours (see _read)
         self.created = False  # our own create, whose answer was lost, is on the server
+        self.contended = False  # a request was refused for the event's state (409, taken)
         self.floor: datetime | None = None  # the latest time of the event read (continued)
         # the next request (a function, not a bound method: no cycle through self); a create
         # retried after its takeover read the event (none in doubt) patches what it read
@@ -302,17 +339,24 @@ class _Attempt:
         )
 
     def _create(self) -> tuple[str, models.Event] | None:
+        # a fresh record, if shared: what the event holds under the key is a recorder's value
+        room = self.owner.readable and self.writers is not None and _writers(self.event) is not None
+        number, writers = self._stamp("" if room else None)
+        given = {key: value for key, value in self.event.annotations.items() if key != WRITERS}
         body = dataclasses.replace(
-            self.policy.with_count(self.event, self.target), name=self.name, resource_version=""
+            self.policy.with_count(self.event, self.target),
+            name=self.name,
+            resource_version="",
+            annotations=given if writers is None else {**given, WRITERS: writers},
         )
-        self.write.sent = (self.target, self.write.occurrences, True)
+        self.write.sent = (self.target, self.write.occurrences, True, number)
         try:
             stored = self.owner.sink.create(body)
         except _errors.ApiStatusError as error:
             if not error.is_already_exists:
                 raise
             self.write.sent = None
-            self.taken = True
+            self.taken = self.contended = True
             if self.owner.readable:
                 self.action = _Attempt._read
             else:
@@ -378,22 +422,25 @@ class _Attempt:
             if self.name != self.event.name:
                 self.owner.remember(self.key, Known(self.name, "", 0, 0))
             return None
-        self.name = before.name
+        self.name, self.contended = before.name, True  # another process kept it going
         return self._continue(stored)
 
     def _continue(self, stored: models.Event) -> tuple[str, models.Event] | None:
         """Continue ``stored``, our event under :attr:`name`: the server's count plus ours."""
-        server = self.policy.count_of(stored)
+        server, start = self.policy.count_of(stored), _same_start(stored, self.event)
         self.floor = _latest(stored, self.owner.now())
-        self.target = server + self._unwritten(stored, server)
         self.version = stored.resource_version
+        # a refusal is another writer's doing unless a request of ours in doubt set the count
+        ours = any(server == s[0] and (start or not s[2]) for s in self.write.unsure)
+        self._see(stored, self.contended and not ours)
+        self.target = server + self._unwritten(server, start)
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still
         # know of them, or what they carried would be counted twice
         if self.target <= server:  # what this write carries is there already
             return self._done(stored, self._kind())
         # a retry (after a 429, say) patches it again rather than creating it again
-        known = Known(self.name, self.version, self.target - self.local, server)
+        known = Known(self.name, self.version, self.target - self.local, server, self.writers)
         self.owner.remember(self.key, known)
         self.action = _Attempt._patch
         return None
@@ -402,9 +449,11 @@ class _Attempt:
         body = dataclasses.replace(self.policy.with_count(self.event, self.target), name=self.name)
         body = _not_before(body, self.floor)
         data = self.policy.patch(body)
+        number = 0
         if self.version and self.owner.readable:
-            data = guarded_patch(data, self.version)
-        self.write.sent = (self.target, self.write.occurrences, False)
+            number, writers = self._stamp(self.writers)
+            data = guarded_patch(data, self.version, writers)
+        self.write.sent = (self.target, self.write.occurrences, False, number)
         try:
             stored = self.owner.sink.patch(body, data)
         except _errors.ApiStatusError as error:
@@ -413,7 +462,7 @@ class _Attempt:
                 self.action = _Attempt._create
                 return None
             if error.status == 409 and error.reason == "Conflict" and self.owner.readable:
-                self.write.sent = None  # refused by its guard: not applied
+                self.write.sent, self.contended = None, True  # refused by its guard
                 self.action = _Attempt._read  # another process wrote in between
                 return None
             # any other answer: the writer judges whether the patch may have landed (a 5xx
@@ -432,6 +481,14 @@ class _Attempt:
         else:  # another event holds the name: a new name, as client-go would have made
             self._rename(_Attempt._create)
 
+    def _stamp(self, writers: str | None) -> tuple[int, str | None]:
+        """The next request's number, and the record ``writers`` with it as ours (none
+        without room for it)."""
+        if writers is None:
+            return 0, None
+        number = next(self.owner.requests)
+        return number, _noted(writers, self.owner.token, number)
+
     def _rename(self, then: Step) -> None:
         self.renames += 1
         self.name = self.owner.new_name(self.event, self.renames)
@@ -441,16 +498,21 @@ class _Attempt:
         """The outcome of a write that ended in a patch: created when our create it was."""
         return "created" if self.write.create and self.created else "patched"
 
-    def _unwritten(self, stored: models.Event, server: int) -> int:
-        """This write's occurrences that ``stored`` does not hold yet: a lost answer's are
-        taken as written once the server's count reached what it carried (for a create, with
-        the same start), undercounting rather than counting twice (docs/correlation.md)."""
-        written = 0
-        for target, occurrences, created in self.write.unsure:
-            if server >= target and (not created or _same_start(stored, self.event)):
-                written = max(written, occurrences)
-                self.created = self.created or created
-        return max(0, self.write.occurrences - written)
+    def _see(self, stored: models.Event, evidence: bool = False) -> None:
+        """Note the record of writers on ``stored``, which this writer's requests extend from
+        the first sign of another writer (the record, or ``evidence``); alone, they carry none."""
+        record = _writers(stored)
+        shared = evidence or bool(record) or self.writers is not None
+        self.writers = record if shared else None
+
+    def _unwritten(self, server: int, start: bool) -> int:
+        """This write's occurrences that the event read (``server``: its count, ``start``: its
+        first time ours) does not hold yet: those of the latest request in doubt that landed
+        (:func:`_landed`)."""
+        token, writers = self.owner.token, self.writers
+        landed = [s for s in self.write.unsure if _landed(s, server, writers, token, start)]
+        self.created = self.created or any(s[2] for s in landed)
+        return max(0, self.write.occurrences - max((s[1] for s in landed), default=0))
 
     def _done(self, stored: models.Event, kind: str) -> tuple[str, models.Event]:
         write = self.write
@@ -458,12 +520,48 @@ class _Attempt:
         write.unsure.clear()
         count = self.policy.count_of(stored)
         offset = count - self.local
-        self.owner.remember(self.key, Known(self.name, stored.resource_version, offset, count))
+        self._see(stored)
+        known = Known(self.name, stored.resource_version, offset, count, self.writers)
+        self.owner.remember(self.key, known)
         # the correlator sees its own name and count: the translation stays here
         local = dataclasses.replace(
             self.policy.with_count(stored, self.local), name=self.event.name
         )
         return kind, local
+
+
+def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool = True) -> bool:
+    """Whether a request in doubt landed, as the record ``writers`` (:data:`WRITERS`) of the
+    event read tells: our entry at its number or later, yes; none of ours in a record with
+    room for more, no. Where it cannot tell (no record, ours pushed out, a request that set
+    none), once the ``count`` read reached what the request set (for a create, with the same
+    ``start``), or passed it where a record came after ours (which set none: another writer
+    then wrote on top of ours, if ours landed). Rather missed than counted twice."""
+    target, _, created, number = sent
+    entries = (writers or "").split()
+    mine = [entry.partition(":")[2] for entry in entries if entry.partition(":")[0] == token]
+    if number and mine:
+        return mine[0].isdecimal() and int(mine[0]) >= number
+    if number and entries and len(entries) < MAX_WRITERS:
+        return False
+    reached = count > target if entries and not number else count >= target
+    return reached and (start or not created)
+
+
+def _noted(writers: str, token: str, number: int) -> str:
+    """The record ``writers`` with ours first, at ``number``; other writers' well-formed
+    entries after it, the oldest dropped beyond :data:`MAX_WRITERS`."""
+    entries = writers.split()
+    others = [e for e in entries if e.partition(":")[0] != token and len(e) < _ENTRY_BYTES]
+    return " ".join([f"{token}:{number}", *others[: MAX_WRITERS - 1]])
+
+
+def _writers(event: models.Event) -> str | None:
+    """The record of :data:`WRITERS` on ``event`` ("": none yet), or None when its other
+    annotations leave no room for one within the server's limit."""
+    others = {key: value for key, value in event.annotations.items() if key != WRITERS}
+    room = _sanitise.annotations_bytes(others) + _RECORD_BYTES <= _sanitise.ANNOTATIONS_MAX_BYTES
+    return event.annotations.get(WRITERS, "") if room else None
 
 
 def _latest(event: models.Event, now: datetime) -> datetime | None:

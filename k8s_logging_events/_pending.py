@@ -131,9 +131,9 @@ class Write:
     attempts: int = 0
     due: float = 0.0
     maybe_landed: bool = False  # a create failed in transport: AlreadyExists may mean ours
-    sent: tuple[int, int, bool] | None = None  # in flight: (count set, occurrences, create?)
+    sent: _continuation.Sent | None = None  # in flight (see _continuation.Sent)
     # earlier requests that may have landed, their answers lost (see _continuation)
-    unsure: list[tuple[int, int, bool]] = dataclasses.field(default_factory=list)
+    unsure: list[_continuation.Sent] = dataclasses.field(default_factory=list)
     throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
     first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)

@@ -429,8 +429,7 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
         notes.repair("annotation-key", "Dropping annotations with invalid keys: %s", shown(dropped))
     if coerced:
         notes.repair("annotation-value", "Annotations %s made strings with str()", shown(coerced))
-    size = sum(len(k.encode()) + len(v.encode()) for k, v in result.items())
-    if size > _sanitise.ANNOTATIONS_MAX_BYTES:
+    if _sanitise.annotations_bytes(result) > _sanitise.ANNOTATIONS_MAX_BYTES:
         notes.repair("annotation-size", _ANNOTATIONS_TOO_BIG)
         return None
     return result

@@ -33,6 +33,7 @@ __all__ = [
     "TIMESTAMP",
     "TRUNCATION_MARK",
     "EventNamer",
+    "annotations_bytes",
     "annotations_problem",
     "camel_case",
     "check_event_names",
@@ -108,13 +109,18 @@ def annotations_problem(annotations: Mapping[Any, Any]) -> str | None:
     keys = [key for key, value in annotations.items() if not isinstance(value, str)]
     if keys:
         return f"annotation values that are no str: {keys!r}"
-    # keys are ASCII; a lone surrogate is stored as U+FFFD, three bytes as surrogatepass has it
-    size = sum(
-        len(key) + len(value.encode("utf-8", "surrogatepass")) for key, value in annotations.items()
-    )
+    size = annotations_bytes(annotations)
     if size > ANNOTATIONS_MAX_BYTES:
         return f"annotations of {size} bytes, over 256 KiB"
     return None
+
+
+def annotations_bytes(annotations: Mapping[str, str]) -> int:
+    """What ``annotations`` count against :data:`ANNOTATIONS_MAX_BYTES`."""
+    # keys are ASCII; a lone surrogate is stored as U+FFFD, three bytes as surrogatepass has it
+    return sum(
+        len(key) + len(value.encode("utf-8", "surrogatepass")) for key, value in annotations.items()
+    )
 
 
 def qualified_name(component: str) -> str:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import itertools
+import json
 import logging
 import random
 import threading
@@ -640,6 +641,178 @@ def test_a_create_whose_answer_was_lost_is_not_counted_twice() -> None:
         assert event["count"] == 1
 
 
+def _count(event: dict[str, Any]) -> int:
+    """Occurrences the event stands for: its series', else its count (an events.k8s.io/v1
+    event of one, in the core view, has neither)."""
+    return int((event.get("series") or {}).get("count") or event.get("count") or 1)
+
+
+def _records(server: LocalApiServer) -> list[str | None]:
+    """The record of writers each create and patch of an event set (None: it set none)."""
+    bodies = [r.body for r in server.requests if r.method in ("POST", "PATCH") and r.body]
+    return [(b["metadata"].get("annotations") or {}).get(_continuation.WRITERS) for b in bodies]
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_write_in_doubt_that_did_not_land_counts_though_another_writer_raised_the_count(
+    api: str,
+) -> None:
+    """Two workers write one event, each knowing of the other (B took A's event over, A met
+    B's change). A's count patch meets B's change, so the server refuses it (Conflict on its
+    stale resourceVersion), and that answer is lost: A's write is in doubt. B's write put the
+    server's count at what A's request set, which rule 5's count alone took for A's request
+    landed (A's occurrence lost). The writers' record on the event says it did not land, and
+    it is written: every occurrence counted, none twice."""
+    clock_a, clock_b = FakeClock(T0), FakeClock(T0)
+    with LocalApiServer(clock=clock_a) as server:
+        a, b = _handler(server, clock_a, api=api), _handler(server, clock_b, api=api)
+        with _attached(a) as log_a, _attached(b) as log_b:
+            extra = {"involved": pod("web-0"), "reason": "BackOff"}
+            for log, handler in [(log_a, a), (log_b, b), (log_a, a), (log_b, b)]:
+                log.warning(MESSAGE, extra=extra)
+                _flush(handler)
+            server.inject("PATCH", "/events", action="drop", commit=True)
+            log_a.warning(MESSAGE, extra=extra)
+            _flush(a)
+            stats = [a.stats(), b.stats()]
+        assert all(_lost(s) == 0 for s in stats), stats
+        assert None in _statuses(server, "PATCH")  # the dropped answer
+        (event,) = _events(server)
+        assert _count(event) == 5
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_first_write_in_doubt_after_another_writer_began(api: str, method: str) -> None:
+    """A writer notes itself on an event only once it knows another writes it too: until
+    then its requests carry no record. A's first request after B began (a create that meets
+    B's event, or a patch that meets B's change) is refused and its answer lost; B's write
+    put the count at what A's request set. A patch is still decided exactly: B, who took
+    A's event over, left a record that A's request, which set none, cannot have come after,
+    so A's would have had B's count pass it. A create is not: B's create carried no record
+    either (it knew of no other writer), and the count alone takes A's as landed: A's
+    occurrence is missed (one, in this window), never counted twice."""
+    clock_a, clock_b = FakeClock(T0), FakeClock(T0)
+    with LocalApiServer(clock=clock_a) as server:
+        a, b = _handler(server, clock_a, api=api), _handler(server, clock_b, api=api)
+        with _attached(a) as log_a, _attached(b) as log_b:
+            extra = {"involved": pod("web-0"), "reason": "BackOff"}
+            if method == "PATCH":  # A's create comes first: its next write is a patch
+                log_a.warning(MESSAGE, extra=extra)
+                _flush(a)
+            log_b.warning(MESSAGE, extra=extra)
+            _flush(b)
+            server.inject(method, "/events", action="drop", commit=True)
+            log_a.warning(MESSAGE, extra=extra)
+            _flush(a)
+            stats = [a.stats(), b.stats()]
+        assert all(_lost(s) == 0 for s in stats), stats
+        assert None in _statuses(server, method)  # the dropped answer
+        (event,) = _events(server)
+        assert _count(event) == (3 if method == "PATCH" else 1)  # the create's one missed
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_single_writer_sets_no_record_of_writers(api: str) -> None:
+    """One writer alone, also with an answer lost (a patch answered 500 after it landed):
+    its create and count patches carry only the event, the count and the resourceVersion
+    precondition, no record of writers (a value given under its key is dropped). A restart
+    that takes the event over cannot tell its earlier run from another process, and notes
+    itself from then on."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        handler = _handler(server, clock, api=api)
+        notes = {"a.io/x": "1", _continuation.WRITERS: "given:1"}
+        extra = {"involved": pod("web-0"), "reason": "BackOff", "annotations": notes}
+        with _attached(handler) as log:
+            for n in range(4):
+                if n == 2:
+                    server.inject(method="PATCH", status=500, commit=True)
+                log.warning(MESSAGE, extra=extra)
+                _flush(handler)
+        assert 500 in _statuses(server, "PATCH")
+        assert _records(server) == [None] * 5
+        assert [e["metadata"]["annotations"] for e in _events(server)] == [{"a.io/x": "1"}]
+        restart = _handler(server, clock, api=api)
+        with _attached(restart) as log:
+            log.warning(MESSAGE, extra=extra)
+            _flush(restart)
+        create, patch = _records(server)[5:]  # the create met the event, taken over
+        assert (create, bool(patch)) == (None, True)
+        (event,) = _events(server)
+        assert (_count(event), event["metadata"]["annotations"]["a.io/x"]) == (5, "1")
+
+
+def test_two_writers_under_lost_answers_keep_the_exact_sum() -> None:
+    """Two workers log about three Pods from two threads while a fifth of the event writes
+    lose their answer (dropped or 500, after the server handled them: stored, or refused
+    for a stale resourceVersion the other worker moved on): each Pod's count is exactly
+    what was logged about it, nothing failed. Exact once each worker has met the other's
+    writes on each event, as here before the faults begin (before that, see the test above)."""
+    with LocalApiServer() as server, contextlib.ExitStack() as stack:
+        handlers = [_handler(server, FakeClock(T0), sleep_duration=0.1, max_tries=50) for _ in "ab"]
+        logs = [stack.enter_context(_attached(handler)) for handler in handlers]
+        logged = [Counter[str]() for _ in handlers]
+        for n in (0, 1, 0):  # A creates, B takes over, A meets B's change: each knows the other
+            for name in ("web-0", "web-1", "web-2"):
+                logs[n].warning("again", extra={"involved": pod(name), "reason": "BackOff"})
+                logged[n][name] += 1
+            _flush(handlers[n])
+        lost: dict[str, Any] = {"times": None, "commit": True, "probability": 0.1}
+        server.inject(None, "/events", action="drop", seed=1, **lost)
+        server.inject(None, "/events", status=500, seed=2, **lost)
+        errors: list[BaseException] = []
+
+        def worker(n: int) -> None:
+            rng, mine, handler, log = random.Random(n), logged[n], handlers[n], logs[n]
+            try:
+                for _ in range(30):
+                    for _ in range(rng.randint(1, 3)):
+                        name = f"web-{rng.randrange(3)}"
+                        log.warning("again", extra={"involved": pod(name), "reason": "BackOff"})
+                        mine[name] += 1
+                    _flush(handler, 60)
+            except BaseException as error:  # reported by the test thread
+                errors.append(error)
+
+        threads = [threading.Thread(target=worker, args=(n,), name=f"test-w{n}") for n in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+        assert not errors, errors
+        stats = [handler.stats() for handler in handlers]
+        assert all(_lost(s) == 0 for s in stats), stats
+        counts = {e["involvedObject"]["name"]: e["count"] for e in _events(server)}
+        assert counts == dict(sum(logged, Counter[str]()))
+        assert any(r.fault for r in server.requests)
+
+
+def test_the_record_of_writers_keeps_a_users_annotations_within_the_servers_limit() -> None:
+    """The record joins the annotations a user gave an event two writers write (here a
+    restart takes the earlier run's over); where they leave no room for it within the
+    server's 256 KiB, it is left off (the event written all the same, not refused for its
+    size), and the count alone judges a lost answer there (rule 5)."""
+    clock = FakeClock(T0)
+    size = _sanitise.ANNOTATIONS_MAX_BYTES - len("team") - 30  # less than a record takes
+    small, full = {"team": "shop"}, {"team": "x" * size}
+    with LocalApiServer(clock=clock) as server:
+        for _ in range(2):  # a run, and its restart
+            handler = _handler(server, clock)
+            with _attached(handler) as log:
+                for name, notes in (("web-0", small), ("web-1", full)):
+                    extra = {"involved": pod(name), "reason": "BackOff", "annotations": notes}
+                    log.warning(MESSAGE, extra=extra)
+                    _flush(handler)
+                stats = handler.stats()
+            assert _lost(stats) == 0, stats
+        events = {e["involvedObject"]["name"]: e for e in _events(server)}
+        assert [events[name]["count"] for name in ("web-0", "web-1")] == [2, 2]
+        web_0 = events["web-0"]["metadata"]["annotations"]
+        assert web_0.pop(_continuation.WRITERS)
+        assert (web_0, events["web-1"]["metadata"]["annotations"]) == (small, full)
+
+
 # -- without get on events ------------------------------------------------------------------
 
 
@@ -996,9 +1169,37 @@ class TestContinuation:
         cont = _continuation_for(fake, clock)
         later = T0 + timedelta(microseconds=500_000)
         write = _write(_event(count=3, event_time=later), occurrences=3)
-        write.unsure.append((3, 3, True))  # a create whose answer was lost
+        write.unsure.append((3, 3, True, 0))  # a create whose answer was lost (before records)
         kind, local = cont.attempt(write, policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 3, 13)
+
+    def test_a_lost_patch_whose_entry_other_writers_pushed_out_is_judged_by_its_count(
+        self,
+    ) -> None:
+        """Our patch of 9 lands, its answer lost; then 16 other writers add one each, and the
+        record, which keeps the latest 16, no longer holds ours. It cannot tell, so the count
+        decides as before it (26 reached what ours set, 10): landed, never added twice."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+        write = _write(_event(count=10), occurrences=9)
+        _attempt_whose_answer_is_lost(fake, "patch", cont, write, policy)
+        for _ in range(_continuation.MAX_WRITERS):  # each a process of its own, taking over
+            _continuation_for(fake, clock).attempt(_write(_event()), _policy(clock))
+        kind, local = cont.attempt(write, policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 10, 26)
+        record = fake.events[0].annotations[_continuation.WRITERS].split()
+        assert len(record) == _continuation.MAX_WRITERS
+        assert not [entry for entry in record if entry.startswith(cont.token)]
+
+    def test_a_forked_child_is_another_writer(self) -> None:
+        """A child's requests must not pass for its parent's in the record of writers."""
+        cont = _continuation_for(FakeEventSink(), FakeClock(T0))
+        parent = cont.token
+        cont._after_fork_in_child()
+        assert cont.token != parent
 
     def test_a_forgotten_event_is_read_before_its_patch(self) -> None:
         """The record of what was written is bounded; a repeat of an event whose record went
@@ -1107,6 +1308,11 @@ class TestContinuation:
         guarded = _continuation.guarded_patch
         assert guarded(b'{"count":2}', "7") == b'{"count":2,"metadata":{"resourceVersion":"7"}}'
         assert guarded(b"{}", "7") == b'{"metadata":{"resourceVersion":"7"}}'
+        key = _continuation.WRITERS
+        assert json.loads(guarded(b'{"count":2}', "7", "a:1")) == {
+            "count": 2,
+            "metadata": {"resourceVersion": "7", "annotations": {key: "a:1"}},
+        }
 
     def test_a_takeover_never_moves_the_last_time_back_nor_before_the_first(self) -> None:
         """Our occurrence (T0) waited out a 503 while another process created the event 3 s
