@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import inspect
 import itertools
 import logging
 import logging.handlers
@@ -18,6 +19,7 @@ import queue
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -219,8 +221,12 @@ def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
     ``Logger.callHandlers`` calls them, to hear what their filters answer, asked once,
     whatever they are (a function, a ``Filter`` subclass); a logger whose dispatch is not
     logging's own (Sentry patches ``callHandlers``) dispatches, and the answers are foretold."""
-    cls = type(target)
-    hear = cls.handle.__module__ == cls.callHandlers.__module__ == "logging"
+    # logging's own, known by type and code, not by name and module, which a wrapper takes
+    # (functools.wraps, wrapt's proxies: New Relic's agent), nor by logging.__file__, which a
+    # frozen interpreter's compiled code does not name
+    own, cls = logging.getLevelName.__code__.co_filename, type(target)
+    dispatch = (inspect.getattr_static(cls, "handle"), inspect.getattr_static(cls, "callHandlers"))
+    hear = all(type(f) is types.FunctionType and f.__code__.co_filename == own for f in dispatch)
     if not hear:
         target.handle(record)
     else:

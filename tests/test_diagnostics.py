@@ -8,6 +8,7 @@ as a user would see it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -280,10 +281,28 @@ def test_a_console_kept_to_the_apps_loggers_by_any_filter_does_not_count_as_show
     assert capsys.readouterr().err == f"{target.name}: dropped by the {kind}\n"
 
 
-def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys) -> None:
+def test_a_frozen_interpreters_logging_still_counts_as_logging_own(monkeypatch, capsys) -> None:
+    """In a frozen application (PyInstaller) ``logging.__file__`` names the unpacked bundle
+    while logging's compiled code names the path it was built from: its own dispatch was
+    taken for a patched one, and a console whose function filter drops the report was
+    foretold to show it, which nothing did."""
+    monkeypatch.setattr(logging, "__file__", "/tmp/_MEIabc123/logging/__init__.pyc")
+    target = private_logger("frozen")
+    console = ListHandler()
+    console.addFilter(lambda record: record.name.startswith("shop"))
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "dropped by the function")
+    assert console.records == []
+    assert capsys.readouterr().err == f"{target.name}: dropped by the function\n"
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["own name", "the wrapped one's name"])
+def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys, named) -> None:
     """Sentry's logging integration (on by default) patches ``Logger.callHandlers`` to see
     every record: the library's reports pass through it as any record does, and what its
-    handlers show is still told from what they would show."""
+    handlers show is still told from what they would show. New Relic's agent wraps it with
+    a wrapper that takes the wrapped function's name and module (``functools.wraps`` does
+    too): that wrapper saw none of the reports, taken for logging's own dispatch."""
     seen: list[str] = []
     original = logging.Logger.callHandlers
 
@@ -291,6 +310,8 @@ def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys) ->
         seen.append(record.getMessage())
         original(self, record)
 
+    if named:
+        patched = functools.wraps(original)(patched)
     monkeypatch.setattr(logging.Logger, "callHandlers", patched)
     target = private_logger("patched")
     console = ListHandler()
