@@ -366,18 +366,21 @@ class StandardError:
 
     def summarise(self) -> None:
         """Say how many lines the limit held back that no later line mentioned (at flush
-        and close: a short program never reaches the next line)."""
+        and close: a short program never reaches the next line), within the limit (a
+        program may flush every second) but at exit."""
         if not self._lock.acquire(timeout=1.0):
             return
         try:
+            last = not threading.main_thread().is_alive()
+            if not self.held_back or not (last or self._bucket.try_take(self._monotonic())):
+                return
             held, self.held_back = self.held_back, 0
         finally:
             self._lock.release()
-        if held:
-            self._write(
-                f"{LOGGER_NAME}: {held} more report(s) were held back from standard error "
-                "(its rate limit); a handler on the k8s_logging_events logger shows every one"
-            )
+        self._write(
+            f"{LOGGER_NAME}: {held} more report(s) were held back from standard error "
+            "(its rate limit); a handler on the k8s_logging_events logger shows every one"
+        )
 
     @staticmethod
     def _write(text: str) -> bool:
@@ -514,6 +517,7 @@ class RateLimitedReporter:
     def summarise(self) -> None:
         """Write, for every kind, what the limit held back since its last line (flush, close)."""
         now = self._monotonic()
+        alive = threading.main_thread().is_alive()  # limited but at exit: a flush may poll
         with self._lock:
             held_back = [(held, self._totals.get(kind, 0)) for kind, held in self._held.items()]
             self._last.update(dict.fromkeys(self._held, now))
@@ -527,7 +531,7 @@ class RateLimitedReporter:
                 )
             elif total:
                 counted += f" ({total} occurrence(s) in all)"
-            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=False)
+            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=alive)
         standard_error.summarise()
 
 

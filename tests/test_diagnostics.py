@@ -673,6 +673,34 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
     assert "k8s_logging_events logger" in held[0], held[0]
 
 
+def test_summaries_at_frequent_flushes_do_not_flood_standard_error(monkeypatch, capsys) -> None:
+    """An application polling ``drain(0)`` (or flushing after each request) while every
+    write fails: each flush summarised what the once-a-minute limit held back since the last
+    one, a line per flush, all of them on standard error (and once its limit held those
+    back, a line per flush saying so). Those summaries keep to its limit (the burst, then
+    one every few seconds), and what it held back is counted."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(monotonic=clock.monotonic)
+    monkeypatch.setattr(_diagnostics, "standard_error", fallback)
+    target = private_logger("polled")  # no handler: standard error shows it
+    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=target)
+    flushes = _diagnostics.STDERR_BURST * 5
+    for _ in range(flushes):
+        reporter.report("give-up", logging.WARNING, "Unable to write", occurrences=1)
+        reporter.report("give-up", logging.WARNING, "Unable to write", occurrences=1)
+        reporter.summarise()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == _diagnostics.STDERR_BURST + 1, lines  # the report, then the burst
+    clock.step(1 / _diagnostics.STDERR_PER_SECOND)
+    reporter.summarise()
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        f"k8s_logging_events: {flushes - _diagnostics.STDERR_BURST} more report(s) "
+        "were held back from standard error (its rate limit); a handler on the "
+        "k8s_logging_events logger shows every one"
+    ], said
+
+
 def test_the_exits_summary_of_lost_occurrences_is_not_held_back_after_many_bad_call_sites(
     tmp_path,
 ) -> None:
