@@ -701,6 +701,33 @@ def test_summaries_at_frequent_flushes_do_not_flood_standard_error(monkeypatch, 
     ], said
 
 
+def test_the_count_of_lost_occurrences_held_back_is_said_at_exit_past_the_limit(
+    tmp_path,
+) -> None:
+    """Standard error's burst spent on bad call sites, then a second failed write within
+    the minute: the exit's summary of what the once-a-minute limit held back (the lost
+    occurrences' count) is the last chance to say it, and is not held back by the limit
+    that keeps the flushes' summaries from flooding."""
+    code = (
+        "import atexit, logging\n"
+        "from k8s_logging_events import _diagnostics\n"
+        "target = logging.getLogger('k8s_logging_events.tests.exit')\n"
+        "target.propagate = False\n"
+        "reporter = _diagnostics.RateLimitedReporter(log=target)\n"
+        "atexit.register(reporter.summarise)\n"
+        "for n in range(_diagnostics.STDERR_BURST):\n"
+        "    _diagnostics.report(logging.WARNING, 'bad call site %d', n)\n"
+        "for lost in (1, 2):\n"
+        "    reporter.report('give-up', logging.WARNING, 'Unable to write', occurrences=lost)\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "k8s_logging_events.tests.exit: Unable to write [1 report(s) like this since the last "
+        "one: 2 occurrence(s) affected since then (3 occurrence(s) in all)]"
+    ), result.stderr
+
+
 def test_the_exits_summary_of_lost_occurrences_is_not_held_back_after_many_bad_call_sites(
     tmp_path,
 ) -> None:
