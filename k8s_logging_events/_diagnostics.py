@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import gc
+import inspect
 import itertools
 import logging
 import logging.handlers
@@ -18,6 +19,7 @@ import queue
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -219,8 +221,12 @@ def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
     ``Logger.callHandlers`` calls them, to hear what their filters answer, asked once,
     whatever they are (a function, a ``Filter`` subclass); a logger whose dispatch is not
     logging's own (Sentry patches ``callHandlers``) dispatches, and the answers are foretold."""
-    cls = type(target)
-    hear = cls.handle.__module__ == cls.callHandlers.__module__ == "logging"
+    # logging's own, known by type and code, not by name and module, which a wrapper takes
+    # (functools.wraps, wrapt's proxies: New Relic's agent), nor by logging.__file__, which a
+    # frozen interpreter's compiled code does not name
+    own, cls = logging.getLevelName.__code__.co_filename, type(target)
+    dispatch = (inspect.getattr_static(cls, "handle"), inspect.getattr_static(cls, "callHandlers"))
+    hear = all(type(f) is types.FunctionType and f.__code__.co_filename == own for f in dispatch)
     if not hear:
         target.handle(record)
     else:
@@ -360,18 +366,21 @@ class StandardError:
 
     def summarise(self) -> None:
         """Say how many lines the limit held back that no later line mentioned (at flush
-        and close: a short program never reaches the next line)."""
+        and close: a short program never reaches the next line), within the limit (a
+        program may flush every second) but at exit."""
         if not self._lock.acquire(timeout=1.0):
             return
         try:
+            last = not threading.main_thread().is_alive()
+            if not self.held_back or not (last or self._bucket.try_take(self._monotonic())):
+                return
             held, self.held_back = self.held_back, 0
         finally:
             self._lock.release()
-        if held:
-            self._write(
-                f"{LOGGER_NAME}: {held} more report(s) were held back from standard error "
-                "(its rate limit); a handler on the k8s_logging_events logger shows every one"
-            )
+        self._write(
+            f"{LOGGER_NAME}: {held} more report(s) were held back from standard error "
+            "(its rate limit); a handler on the k8s_logging_events logger shows every one"
+        )
 
     @staticmethod
     def _write(text: str) -> bool:
@@ -508,6 +517,7 @@ class RateLimitedReporter:
     def summarise(self) -> None:
         """Write, for every kind, what the limit held back since its last line (flush, close)."""
         now = self._monotonic()
+        alive = threading.main_thread().is_alive()  # limited but at exit: a flush may poll
         with self._lock:
             held_back = [(held, self._totals.get(kind, 0)) for kind, held in self._held.items()]
             self._last.update(dict.fromkeys(self._held, now))
@@ -521,7 +531,7 @@ class RateLimitedReporter:
                 )
             elif total:
                 counted += f" ({total} occurrence(s) in all)"
-            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=False)
+            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=alive)
         standard_error.summarise()
 
 

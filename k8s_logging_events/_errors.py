@@ -522,9 +522,9 @@ def unwritten_summary(
         )
     if in_plugins:
         parts.append(
-            f"{in_plugins} waiting for the Kubernetes client's set-up or credentials (a "
-            "kubeconfig exec plugin or auth provider runs without a timeout: "
-            f"see it{more(', and')})"
+            f"{in_plugins} waiting for the Kubernetes client's set-up or credentials (importing "
+            "and building the client, and any exec plugin or auth provider its kubeconfig runs, "
+            f"have no timeout{more(': see')})"
         )
     if waiting and (unanswered or in_plugins):
         parts.append(f"{waiting} queued behind those requests (raise writers{more(' or')})")

@@ -8,6 +8,7 @@ as a user would see it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import json
 import logging
@@ -280,10 +281,28 @@ def test_a_console_kept_to_the_apps_loggers_by_any_filter_does_not_count_as_show
     assert capsys.readouterr().err == f"{target.name}: dropped by the {kind}\n"
 
 
-def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys) -> None:
+def test_a_frozen_interpreters_logging_still_counts_as_logging_own(monkeypatch, capsys) -> None:
+    """In a frozen application (PyInstaller) ``logging.__file__`` names the unpacked bundle
+    while logging's compiled code names the path it was built from: its own dispatch was
+    taken for a patched one, and a console whose function filter drops the report was
+    foretold to show it, which nothing did."""
+    monkeypatch.setattr(logging, "__file__", "/tmp/_MEIabc123/logging/__init__.pyc")
+    target = private_logger("frozen")
+    console = ListHandler()
+    console.addFilter(lambda record: record.name.startswith("shop"))
+    target.addHandler(console)
+    _diagnostics.log_safely(target, logging.WARNING, "dropped by the function")
+    assert console.records == []
+    assert capsys.readouterr().err == f"{target.name}: dropped by the function\n"
+
+
+@pytest.mark.parametrize("named", [False, True], ids=["own name", "the wrapped one's name"])
+def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys, named) -> None:
     """Sentry's logging integration (on by default) patches ``Logger.callHandlers`` to see
     every record: the library's reports pass through it as any record does, and what its
-    handlers show is still told from what they would show."""
+    handlers show is still told from what they would show. New Relic's agent wraps it with
+    a wrapper that takes the wrapped function's name and module (``functools.wraps`` does
+    too): that wrapper saw none of the reports, taken for logging's own dispatch."""
     seen: list[str] = []
     original = logging.Logger.callHandlers
 
@@ -291,6 +310,8 @@ def test_a_patched_call_handlers_still_sees_every_report(monkeypatch, capsys) ->
         seen.append(record.getMessage())
         original(self, record)
 
+    if named:
+        patched = functools.wraps(original)(patched)
     monkeypatch.setattr(logging.Logger, "callHandlers", patched)
     target = private_logger("patched")
     console = ListHandler()
@@ -650,6 +671,61 @@ def test_what_standard_error_held_back_is_said_at_exit(tmp_path, placement) -> N
     assert len(held) == 1, result.stderr
     assert f" {sites - _diagnostics.STDERR_BURST} " in held[0], held[0]
     assert "k8s_logging_events logger" in held[0], held[0]
+
+
+def test_summaries_at_frequent_flushes_do_not_flood_standard_error(monkeypatch, capsys) -> None:
+    """An application polling ``drain(0)`` (or flushing after each request) while every
+    write fails: each flush summarised what the once-a-minute limit held back since the last
+    one, a line per flush, all of them on standard error (and once its limit held those
+    back, a line per flush saying so). Those summaries keep to its limit (the burst, then
+    one every few seconds), and what it held back is counted."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(monotonic=clock.monotonic)
+    monkeypatch.setattr(_diagnostics, "standard_error", fallback)
+    target = private_logger("polled")  # no handler: standard error shows it
+    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=target)
+    flushes = _diagnostics.STDERR_BURST * 5
+    for _ in range(flushes):
+        reporter.report("give-up", logging.WARNING, "Unable to write", occurrences=1)
+        reporter.report("give-up", logging.WARNING, "Unable to write", occurrences=1)
+        reporter.summarise()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == _diagnostics.STDERR_BURST + 1, lines  # the report, then the burst
+    clock.step(1 / _diagnostics.STDERR_PER_SECOND)
+    reporter.summarise()
+    said = capsys.readouterr().err.splitlines()
+    assert said == [
+        f"k8s_logging_events: {flushes - _diagnostics.STDERR_BURST} more report(s) "
+        "were held back from standard error (its rate limit); a handler on the "
+        "k8s_logging_events logger shows every one"
+    ], said
+
+
+def test_the_count_of_lost_occurrences_held_back_is_said_at_exit_past_the_limit(
+    tmp_path,
+) -> None:
+    """Standard error's burst spent on bad call sites, then a second failed write within
+    the minute: the exit's summary of what the once-a-minute limit held back (the lost
+    occurrences' count) is the last chance to say it, and is not held back by the limit
+    that keeps the flushes' summaries from flooding."""
+    code = (
+        "import atexit, logging\n"
+        "from k8s_logging_events import _diagnostics\n"
+        "target = logging.getLogger('k8s_logging_events.tests.exit')\n"
+        "target.propagate = False\n"
+        "reporter = _diagnostics.RateLimitedReporter(log=target)\n"
+        "atexit.register(reporter.summarise)\n"
+        "for n in range(_diagnostics.STDERR_BURST):\n"
+        "    _diagnostics.report(logging.WARNING, 'bad call site %d', n)\n"
+        "for lost in (1, 2):\n"
+        "    reporter.report('give-up', logging.WARNING, 'Unable to write', occurrences=lost)\n"
+    )
+    result = _run(code, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines()[-1] == (
+        "k8s_logging_events.tests.exit: Unable to write [1 report(s) like this since the last "
+        "one: 2 occurrence(s) affected since then (3 occurrence(s) in all)]"
+    ), result.stderr
 
 
 def test_the_exits_summary_of_lost_occurrences_is_not_held_back_after_many_bad_call_sites(

@@ -861,6 +861,24 @@ def test_a_write_waiting_for_credentials_is_said_so_however_young() -> None:
     assert "1 queued behind those requests" in summary, summary
 
 
+def test_a_write_waiting_for_the_clients_set_up_is_not_blamed_on_a_plugin() -> None:
+    """A sink given as a URL, no kubeconfig, and a client merely slow to import and build:
+    the exit blamed "a kubeconfig exec plugin or auth provider", which there was none of.
+    What was waited for is said as the runtime knows it: the client's import and build, and
+    any plugin its kubeconfig runs; none of them has a timeout."""
+    now = 1000.0
+    with _process.await_credentials():
+        held = [_Write(2, started=now - 0.3, writer=threading.get_ident())]
+        summary = _errors.unwritten_summary(held, [], when="at exit", now=now)
+        cut = _errors.unwritten_summary(held, [], when="at exit", now=now, cut_short=True)
+    assert (
+        "2 waiting for the Kubernetes client's set-up or credentials (importing and building "
+        "the client, and any exec plugin or auth provider its kubeconfig runs, have no "
+        "timeout: see flush_timeout)"
+    ) in summary, summary
+    assert "have no timeout)" in cut, cut
+
+
 def test_a_wait_cut_short_is_never_told_to_raise_flush_timeout() -> None:
     """A Ctrl-C (or an exit) that ends the exit's wait is no deadline: the summary said
     "when shutdown was cut short (Ctrl-C or an exit)" and then, for each cause, "raise

@@ -48,6 +48,8 @@ def app(environ, start_response):
                      "namespace": "shop", "uid": "uid-shop"},
         "reason": "SlowUpstream",
     })
+    # no event: the library reports it (once per call site) where gunicorn's errors go
+    log.warning("Order lost", extra={"involved": 42, "reason": "OrderLost"})
     body = str(os.getpid()).encode()
     start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
     return [body]
@@ -73,19 +75,21 @@ def _listening_socket() -> socket.socket:
 
 
 def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_path: Path) -> None:
+    """Every occurrence reaches the server once, SIGTERM included; the library's reports
+    go where gunicorn's errors go (standard error), not to the access log's stdout."""
     with LocalApiServer(auto_create_namespaces=True) as server, _listening_socket() as listener:
         port = listener.getsockname()[1]
         (tmp_path / "shopapp.py").write_text(APP)
         config = tmp_path / "gunicorn_conf.py"
         settings = TEST_SETTINGS.format(fd=listener.fileno())
         config.write_text(recipe("gunicorn", server.url) + settings)
-        log_file = tmp_path / "gunicorn.log"
-        with log_file.open("wb") as output:
+        log_file, out_file = tmp_path / "gunicorn.log", tmp_path / "stdout.log"
+        with log_file.open("wb") as errors, out_file.open("wb") as output:
             process = subprocess.Popen(
                 [sys.executable, "-m", "gunicorn", "-c", str(config), "shopapp:app"],
                 cwd=tmp_path,
                 stdout=output,
-                stderr=subprocess.STDOUT,
+                stderr=errors,
                 env={**os.environ, "PYTHONPATH": str(tmp_path)},
                 pass_fds=(listener.fileno(),),
             )
@@ -105,6 +109,7 @@ def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_pa
                     process.kill()
                     process.wait(timeout=10)
         log_text = log_file.read_text(errors="replace")
+        out_text = out_file.read_text(errors="replace")
         assert returncode == 0, log_text
         stored = server.events("shop")
     for e in sorted(stored, key=lambda e: (e["reason"], e["involvedObject"]["name"])):
@@ -120,3 +125,7 @@ def test_gunicorn_workers_write_each_occurrence_once_and_flush_on_sigterm(tmp_pa
     # the workers share a source: one event (deterministic names), counting every request
     assert [e["count"] for e in slow] == [REQUESTS], log_text
     assert len(pids) <= 2
+    # the library's reports land beside gunicorn's errors, not in the stdout of the access log
+    assert "Booting worker" in log_text, log_text
+    assert "Unable to refer to the involved object" in log_text, log_text
+    assert "Unable to refer" not in out_text, out_text
