@@ -198,7 +198,7 @@ def read(answer: Answer, method: str, path: str, parse: Parse | None = None) -> 
     try:
         decoded = json.loads(answer.body or b"")
         return decoded if parse is None else parse(decoded)
-    except (ValueError, TypeError, AttributeError) as error:
+    except Exception as error:  # odd JSON fails as anything: a count 1e400, nesting too deep
         # an answer we cannot read: the write may have landed, so it is worth a retry
         raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 

@@ -182,6 +182,20 @@ def test_a_success_its_caller_cannot_parse_is_worth_a_retry_too() -> None:
     assert sink.is_retryable(raised.value)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [b'{"metadata": {"name": "e"}, "count": 1e400}', b"[" * 100_000],
+    ids=["a-count-past-any-integer", "nested-past-the-decoder-s-depth"],
+)
+def test_any_answer_its_caller_cannot_read_is_said_unreadable(body: bytes) -> None:
+    """Odd JSON that fails neither as ValueError nor TypeError (an OverflowError, a
+    RecursionError) is still said to be an unreadable answer, and retried."""
+    answer = Answer(201, "Created", {}, body)
+    with pytest.raises(ValueError, match=r"^unreadable answer to POST /p: ") as raised:
+        _transport.read(answer, "POST", "/p", models.Event.from_api)
+    assert sink.is_retryable(raised.value)
+
+
 def test_a_success_is_read_once_as_json() -> None:
     assert _transport.read(Answer(200, "OK", {}, b'{"a": [1]}'), "GET", "/p") == {"a": [1]}
 
