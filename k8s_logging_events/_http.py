@@ -396,7 +396,7 @@ class Channel:
                         server_hostname=self._tls.server_hostname,
                         do_handshake_on_connect=False,
                     )
-                _handshake(sock, self._connect_timeout)
+                _handshake(sock, _process.request_seconds(self._connect_timeout))
                 sock.settimeout(self._read_timeout)
                 return _Connection(sock, True, wait_ms)
             if _KERNEL_TIMEOUTS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sys
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -171,13 +172,19 @@ class ClientTransport:
     """
 
     def __init__(self, api_client: Any, timeout: float | tuple[float, float]) -> None:
+        self._api_client = api_client
+        self._timeout = timeout
+
+    def _timeout_now(self) -> Any:
+        # a flush writing on its own thread keeps its deadline here too (requests_end_by):
+        # the client's own timeout alone held the exit up to request_timeout past it
         import urllib3
 
-        self._api_client = api_client
-        if isinstance(timeout, tuple):
-            self._timeout = urllib3.Timeout(connect=timeout[0], read=timeout[1])
-        else:
-            self._timeout = urllib3.Timeout(total=timeout)
+        left = _process.request_seconds(math.inf)  # inf: no flush's deadline on this thread
+        if isinstance(self._timeout, tuple):
+            total = None if left == math.inf else left
+            return urllib3.Timeout(connect=self._timeout[0], read=self._timeout[1], total=total)
+        return urllib3.Timeout(total=min(self._timeout, left))
 
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
         # read as the channel reads them: a failure (a token file mid-rotation) is retried
@@ -197,7 +204,7 @@ class ClientTransport:
             url,
             body=body or None,
             headers=headers,
-            timeout=self._timeout,
+            timeout=self._timeout_now(),
             retries=False,
             preload_content=False,
         )

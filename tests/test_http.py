@@ -30,6 +30,7 @@ from k8s_logging_events import (
     _errors,
     _http,
     _http_parser,
+    _process,
     models,
     recorder,
     sink,
@@ -741,6 +742,21 @@ def test_a_tls_handshake_that_trickles_in_ends_within_the_connect_timeout() -> N
         finally:
             channel.close()
             relay.close()
+
+
+def test_a_tls_handshake_ends_by_the_flushs_deadline() -> None:
+    """A flush writing on its own thread (no writer can start: Python 3.12 at exit) ends its
+    requests by its deadline (``_process.requests_end_by``), the TLS handshake included: a
+    server that accepted the connection and never answered the handshake held it for the
+    whole connect timeout (5 s here) past a 0.5 s deadline."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never speaks
+        tls = _http.TlsSettings("127.0.0.1")
+        channel = _local_channel(listener.getsockname()[1], tls=tls)
+        try:
+            with _process.requests_end_by(time.monotonic() + 0.5):
+                assert _seconds_to_time_out(channel, "GET", "/api/v1") < 2.5
+        finally:
+            channel.close()
 
 
 def _raw(status: str, body: dict[str, Any]) -> bytes:

@@ -19,6 +19,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from importlib.metadata import version
@@ -29,7 +30,7 @@ import pytest
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _diagnostics, _http, _http_parser, _official, models, sink
+from k8s_logging_events import _diagnostics, _http, _http_parser, _official, _process, models, sink
 from k8s_logging_events.testing import LocalApiServer
 from tests._children import run_python
 from tests._ports import refused_url
@@ -616,3 +617,25 @@ def test_what_the_limit_on_the_clients_errors_held_back_is_said_at_flush_and_clo
             ]
     finally:
         restore()
+
+
+@pytest.mark.parametrize("timeout", [10.0, (10.0, 10.0)])
+def test_the_official_path_ends_a_request_by_the_flushs_deadline(timeout) -> None:
+    """A flush that writes on its own thread (no writer can start: Python 3.12 at exit)
+    bounds its requests by its deadline (``_process.requests_end_by``). The channel did; on
+    the official client's path (a proxy) a server that never answered held the exit for the
+    whole ``request_timeout`` (10 s here) past a 1 s ``flush_timeout``."""
+    with LocalApiServer() as server:
+        server.inject("GET", path="/namespaces/default$", times=None, action="hang")
+        events_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        transport = _official.ClientTransport(events_sink.api_client, timeout)
+        started = time.monotonic()
+        try:
+            with (
+                _process.requests_end_by(started + 0.5),
+                pytest.raises(Exception, match="timed out"),
+            ):
+                transport.request("GET", "/api/v1/namespaces/default", JSON, b"")
+        finally:
+            events_sink.close()
+        assert time.monotonic() - started < 3
