@@ -12,6 +12,7 @@ import dataclasses
 import itertools
 import json
 import logging
+import re
 import secrets
 import threading
 from collections.abc import Callable
@@ -56,8 +57,8 @@ most :data:`MAX_WRITERS`. It tells whether a request in doubt landed where the c
 another writer may have raised the count past what ours set (docs/correlation.md, rule 5)."""
 
 MAX_WRITERS = 16
-_ENTRY_BYTES = 32  # beyond an entry's longest: a token's 12 hex digits, a colon, a number
-_RECORD_BYTES = len(WRITERS) + MAX_WRITERS * _ENTRY_BYTES
+_ENTRY = re.compile(r"[0-9a-f]{12}:[0-9]{1,18}")  # a token's 12 hex digits, a request's number
+_RECORD_BYTES = len(WRITERS) + MAX_WRITERS * 32  # an entry's 31 bytes at most, and a space
 
 Sent = tuple[int, int, bool, int]
 """A request that may have landed: the count it set, the write's occurrences it carried, True
@@ -131,12 +132,10 @@ def guarded_patch(patch: bytes, version: str, writers: str | None = None) -> byt
     """``patch`` (a JSON object) with ``metadata.resourceVersion``: the server refuses it
     with ``409 Conflict`` when the event changed since ``version``; and the record of
     :data:`WRITERS` set to ``writers``, if given, in the same change."""
-    field = b'"metadata":{"resourceVersion":' + json.dumps(version).encode()
+    meta: dict[str, object] = {"resourceVersion": version}
     if writers is not None:
-        field += (
-            b',"annotations":{"' + WRITERS.encode() + b'":' + json.dumps(writers).encode() + b"}"
-        )
-    field += b"}"
+        meta["annotations"] = {WRITERS: writers}
+    field = b'"metadata":' + json.dumps(meta, separators=(",", ":")).encode()
     body = patch.rstrip()
     if not body.endswith(b"}"):
         return patch
@@ -533,15 +532,17 @@ class _Attempt:
 def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool = True) -> bool:
     """Whether a request in doubt landed, as the record ``writers`` (:data:`WRITERS`) of the
     event read tells: our entry at its number or later, yes; none of ours in a record with
-    room for more, no. Where it cannot tell (no record, ours pushed out, a request that set
-    none), once the ``count`` read reached what the request set (for a create, with the same
-    ``start``), or passed it where a record came after ours (which set none: another writer
-    then wrote on top of ours, if ours landed). Rather missed than counted twice."""
+    room for more, no. Where it cannot tell (no record, a garbled one, ours pushed out, a
+    request that set none), once the ``count`` read reached what the request set (for a
+    create, same ``start``), or passed it where a record came after ours (which set none:
+    another writer then wrote on top of ours, if ours landed). Rather missed than twice."""
     target, _, created, number = sent
     entries = (writers or "").split()
-    mine = [entry.partition(":")[2] for entry in entries if entry.partition(":")[0] == token]
+    if not all(map(_ENTRY.fullmatch, entries)):  # another program wrote the key: no record
+        entries = []
+    mine = [int(entry.partition(":")[2]) for entry in entries if entry.startswith(token)]
     if number and mine:
-        return mine[0].isdecimal() and int(mine[0]) >= number
+        return mine[0] >= number
     if number and entries and len(entries) < MAX_WRITERS:
         return False
     reached = count > target if entries and not number else count >= target
@@ -551,8 +552,7 @@ def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool
 def _noted(writers: str, token: str, number: int) -> str:
     """The record ``writers`` with ours first, at ``number``; other writers' well-formed
     entries after it, the oldest dropped beyond :data:`MAX_WRITERS`."""
-    entries = writers.split()
-    others = [e for e in entries if e.partition(":")[0] != token and len(e) < _ENTRY_BYTES]
+    others = [e for e in writers.split() if _ENTRY.fullmatch(e) and not e.startswith(token)]
     return " ".join([f"{token}:{number}", *others[: MAX_WRITERS - 1]])
 
 

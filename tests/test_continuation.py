@@ -1194,6 +1194,46 @@ class TestContinuation:
         assert len(record) == _continuation.MAX_WRITERS
         assert not [entry for entry in record if entry.startswith(cont.token)]
 
+    @pytest.mark.parametrize(
+        "garbage",
+        [
+            "a:b:c",
+            "-5",
+            "ünïcödé-wrïtér-ünïcödé-wrïtér:1 " * 15,
+            "x:1 " * 10_000,
+            "{token}:-1",
+            "{token}:" + "9" * 5000,
+        ],
+    )
+    def test_a_record_another_program_garbled_falls_back_to_the_count(self, garbage: str) -> None:
+        """Our patch of 9 lands on an event two writers write, its answer lost; then another
+        program writes the key with what no writer of ours sets (a user's value, non-ASCII,
+        10,000 entries, a negative or 5,000-digit number, even under our token). The record
+        cannot tell, so the count decides (12 reached what ours set): landed, never added
+        twice, never an error; and only well-formed entries are carried on."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        cont.attempt(_write(_event()), policy)  # created, count 1
+        _continuation_for(fake, clock).attempt(_write(_event()), _policy(clock))  # taken over
+        cont.attempt(_write(_event(count=2)), policy)  # 409, read: each knows the other, 3
+        write = _write(_event(count=11), occurrences=9)
+        _attempt_whose_answer_is_lost(fake, "patch", cont, write, policy)
+        value = json.dumps(garbage.format(token=cont.token))
+        stored = fake.events[0]
+        fake.patch(
+            stored,
+            b'{"metadata":{"annotations":{"%s":%s}}}'
+            % (_continuation.WRITERS.encode(), value.encode()),
+        )
+        kind, local = cont.attempt(write, policy)
+        assert (kind, local.count, fake.events[0].count) == ("patched", 11, 12)
+        cont.attempt(_write(_event(count=12)), policy)
+        record = fake.events[0].annotations[_continuation.WRITERS]
+        assert (fake.events[0].count, record.split()) == (13, [record.split()[0]])
+        assert record.startswith(cont.token + ":")
+
     def test_a_forked_child_is_another_writer(self) -> None:
         """A child's requests must not pass for its parent's in the record of writers."""
         cont = _continuation_for(FakeEventSink(), FakeClock(T0))
