@@ -39,7 +39,6 @@ from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events import (
-    _apis,
     _diagnostics,
     _errors,
     _flush,
@@ -382,7 +381,7 @@ class Runtime:
         with self._cond:
             self._flushes += 1
             self._hurry = True
-            self._set_draining(True)
+            _flush.set_draining(self._recordings(), on=True)
         try:
             if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
                 return False
@@ -397,7 +396,7 @@ class Runtime:
                 self._flushes -= 1
                 if not self._flushes:
                     self._hurry = self._closing  # a close keeps it till the end
-                    self._set_draining(False)
+                    _flush.set_draining(self._recordings(), on=False)
 
     def _settled(self) -> bool:
         """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
@@ -408,13 +407,6 @@ class Runtime:
                 return False
             loops = list(self._consumers.loops())
         return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
-
-    def _set_draining(self, on: bool) -> None:
-        # once each way per recording: a sink shared by several broadcasters counts its drains
-        for recording in [r for r in self._recordings() if r.writes.flushing != on]:
-            recording.writes.flushing = on
-            with contextlib.suppress(Exception):
-                _apis.call_optional(recording.writes.sink, "drain", on)
 
     def _dispatcher_alive(self) -> bool:
         thread, starting = self._dispatcher, self._starting
@@ -493,7 +485,7 @@ class Runtime:
         self._wake_dispatcher()  # from a test's sleeper
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
-        self._join(self._dispatcher, grace)
+        _flush.join(self._dispatcher, grace)
         self._count_leftovers()
         aside.append(unprepared := self._handoff.give_up_aside())
         if unprepared:
@@ -508,7 +500,7 @@ class Runtime:
             consumer.watcher.stop()
         for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:
             # a writer inside a request that does not answer is a daemon: not worth a grace
-            self._join(thread, grace if not self._pool.in_flight() else deadline)
+            _flush.join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
@@ -517,13 +509,6 @@ class Runtime:
     def _lost(self) -> int:
         values = self.stats()
         return values["dropped"] + values["failed"]
-
-    @staticmethod
-    def _join(thread: threading.Thread | None, deadline: Deadline) -> None:
-        if thread is None or thread is threading.current_thread():
-            return
-        with contextlib.suppress(RuntimeError):  # never started
-            thread.join(deadline.remaining())
 
     def _count_leftovers(self) -> None:
         for _ in range(_flush.leftovers(self._queue)):
