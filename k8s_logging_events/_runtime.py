@@ -21,6 +21,8 @@ thread. The thread rules, in full in docs/architecture.md, in brief:
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
 10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
     that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
+11. One thread hands occurrences on at a time, in order: the dispatcher, else one flushing
+    thread holding the baton; a flush on a thread holding it (a signal's) returns False.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
@@ -124,6 +126,7 @@ class Runtime:
         self._queue_drops = _diagnostics.Tally()
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
+        self._baton = threading.RLock()  # rule 11 (reentrant: to know its holder)
         self._wake = threading.Event()
         self._close_deadline = Deadline(float("inf"))  # cut() ends it, a close sets it
         self._hurry = False  # a flush or close waits: no lingering (an Event's lock: no reentry)
@@ -252,6 +255,9 @@ class Runtime:
         with self._start_lock:  # a start interrupted before this thread began gave it up
             if self._dispatcher is not threading.current_thread():
                 return
+        while not self._baton.acquire(timeout=IDLE_WAIT_SECONDS):
+            continue  # a flush handing on lets go at its next occurrence (rule 11)
+        self._baton.release()  # and none takes it up while this thread lives
         busy = False
         try:
             while True:
@@ -259,6 +265,7 @@ class Runtime:
                     batch = self._next_batch(busy)
                     if self._handle_batch(batch) or (not batch and self._pool.stopping):
                         return
+                    self._handoff.settle_aside()
                     busy = self._tend()
                     self._linger(len(batch))
                 except Exception as error:  # rule 5: report, and go on with the next batch
@@ -344,7 +351,6 @@ class Runtime:
         for loop in self._consumers.loops():
             if loop.refused:
                 loop.start()
-        self._handoff.settle_aside()
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
@@ -357,8 +363,10 @@ class Runtime:
         """Write everything accepted before the call, held-back counts included: True once
         each has an outcome, False when ``timeout`` (seconds, None: 5, or a close's Deadline)
         passed first, or at once where it would wait for itself (a library thread; one in our
-        lock: a signal handler's inside stats()); its writes' reports are out before it returns."""
-        if _diagnostics.is_own_thread() or getattr(self._cond, "_is_owned", bool)():
+        lock or handing on: a signal handler's inside stats() or a flush); its writes' reports
+        are out before it returns."""
+        locks = (self._cond, self._baton)
+        if _diagnostics.is_own_thread() or any(getattr(x, "_is_owned", bool)() for x in locks):
             return False
         try:
             return self._flush(timeout)
@@ -426,14 +434,21 @@ class Runtime:
         with _process.requests_end_by(deadline.end):  # a request here keeps the deadline too
             if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
                 return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
-            with contextlib.suppress(queue.Empty):
-                while not deadline.expired():
-                    item = self._queue.get_nowait()
-                    if isinstance(item, Marker) and item.stop:
-                        self._reach(item)
-                        return
-                    self._handle_batch([item])
-            self._tend(here=True)
+            if not self._baton.acquire(timeout=min(deadline.remaining(), _flush.POLL_SECONDS)):
+                return  # another flush hands on (rule 11): it reaches our marker too
+            try:
+                with contextlib.suppress(queue.Empty):
+                    while not deadline.expired() and not self._dispatcher_alive():
+                        item = self._queue.get_nowait()
+                        if isinstance(item, Marker) and item.stop:
+                            self._reach(item)
+                            return
+                        self._handle_batch([item])
+                if not self._dispatcher_alive():
+                    self._handoff.settle_aside()
+            finally:
+                self._baton.release()
+            self._tend(here=True)  # out of the baton: it may request
             for loop in self._consumers.loops():
                 loop.run_here()
 
