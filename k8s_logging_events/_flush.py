@@ -15,9 +15,18 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from k8s_logging_events import _pool, _watchers
+from k8s_logging_events import _apis, _pool, _watchers
 
-__all__ = ["WAKE", "Deadline", "Marker", "leftovers", "wait_reached", "wait_written"]
+__all__ = [
+    "WAKE",
+    "Deadline",
+    "Marker",
+    "join",
+    "leftovers",
+    "set_draining",
+    "wait_reached",
+    "wait_written",
+]
 
 POLL_SECONDS = 0.1
 """The longest a flush waits before it looks again whether a thread still does the work."""
@@ -113,6 +122,23 @@ def wait_written(
                 cond.wait(min(deadline.remaining(), POLL_SECONDS))
                 continue
         pump(deadline)
+
+
+def set_draining(recordings: list[_pool.Recording], *, on: bool) -> None:
+    """Tell each sink a flush drains (``on``) or no longer does: once each way per recording
+    (a sink shared by several broadcasters counts its drains)."""
+    for recording in [r for r in recordings if r.writes.flushing != on]:
+        recording.writes.flushing = on
+        with contextlib.suppress(Exception):
+            _apis.call_optional(recording.writes.sink, "drain", on)
+
+
+def join(thread: threading.Thread | None, deadline: Deadline) -> None:
+    """Wait for ``thread`` (not this one, nor one never started) to end, within ``deadline``."""
+    if thread is None or thread is threading.current_thread():
+        return
+    with contextlib.suppress(RuntimeError):  # never started
+        thread.join(deadline.remaining())
 
 
 def leftovers(items: queue.SimpleQueue[Any]) -> int:

@@ -57,7 +57,7 @@ class Consumers:
 
 
 class HandOff:
-    """Hands batches on, for one runtime (on its dispatcher, or a thread that drains).
+    """Hands batches on, for one runtime (on its dispatcher, or a thread that drains: rule 11).
     ``cond`` is the runtime's condition, under which every outcome is counted; a recording
     keeps ``shared.capacity`` occurrences aside at most; ``pool`` says whether it stops."""
 

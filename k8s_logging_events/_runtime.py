@@ -21,6 +21,8 @@ thread. The thread rules, in full in docs/architecture.md, in brief:
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
 10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
     that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
+11. One thread hands occurrences on at a time, in order: the dispatcher, else one flushing
+    thread holding the baton; a flush on a thread holding it (a signal's) returns False.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
@@ -39,7 +41,6 @@ from collections.abc import Callable
 from typing import Any
 
 from k8s_logging_events import (
-    _apis,
     _diagnostics,
     _errors,
     _flush,
@@ -125,6 +126,7 @@ class Runtime:
         self._queue_drops = _diagnostics.Tally()
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
+        self._baton = threading.RLock()  # rule 11 (reentrant: to know its holder)
         self._wake = threading.Event()
         self._close_deadline = Deadline(float("inf"))  # cut() ends it, a close sets it
         self._hurry = False  # a flush or close waits: no lingering (an Event's lock: no reentry)
@@ -253,6 +255,9 @@ class Runtime:
         with self._start_lock:  # a start interrupted before this thread began gave it up
             if self._dispatcher is not threading.current_thread():
                 return
+        while not self._baton.acquire(timeout=IDLE_WAIT_SECONDS):
+            continue  # a flush handing on lets go at its next occurrence (rule 11)
+        self._baton.release()  # and none takes it up while this thread lives
         busy = False
         try:
             while True:
@@ -260,6 +265,7 @@ class Runtime:
                     batch = self._next_batch(busy)
                     if self._handle_batch(batch) or (not batch and self._pool.stopping):
                         return
+                    self._handoff.settle_aside()
                     busy = self._tend()
                     self._linger(len(batch))
                 except Exception as error:  # rule 5: report, and go on with the next batch
@@ -345,7 +351,6 @@ class Runtime:
         for loop in self._consumers.loops():
             if loop.refused:
                 loop.start()
-        self._handoff.settle_aside()
         with self._cond:
             for recording in self._recordings():
                 recording.writes.promote_due()
@@ -358,8 +363,10 @@ class Runtime:
         """Write everything accepted before the call, held-back counts included: True once
         each has an outcome, False when ``timeout`` (seconds, None: 5, or a close's Deadline)
         passed first, or at once where it would wait for itself (a library thread; one in our
-        lock: a signal handler's inside stats()); its writes' reports are out before it returns."""
-        if _diagnostics.is_own_thread() or getattr(self._cond, "_is_owned", bool)():
+        lock or handing on: a signal handler's inside stats() or a flush); its writes' reports
+        are out before it returns."""
+        locks = (self._cond, self._baton)
+        if _diagnostics.is_own_thread() or any(getattr(x, "_is_owned", bool)() for x in locks):
             return False
         try:
             return self._flush(timeout)
@@ -382,7 +389,7 @@ class Runtime:
         with self._cond:
             self._flushes += 1
             self._hurry = True
-            self._set_draining(True)
+            _flush.set_draining(self._recordings(), on=True)
         try:
             if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
                 return False
@@ -397,7 +404,7 @@ class Runtime:
                 self._flushes -= 1
                 if not self._flushes:
                     self._hurry = self._closing  # a close keeps it till the end
-                    self._set_draining(False)
+                    _flush.set_draining(self._recordings(), on=False)
 
     def _settled(self) -> bool:
         """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
@@ -408,13 +415,6 @@ class Runtime:
                 return False
             loops = list(self._consumers.loops())
         return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
-
-    def _set_draining(self, on: bool) -> None:
-        # once each way per recording: a sink shared by several broadcasters counts its drains
-        for recording in [r for r in self._recordings() if r.writes.flushing != on]:
-            recording.writes.flushing = on
-            with contextlib.suppress(Exception):
-                _apis.call_optional(recording.writes.sink, "drain", on)
 
     def _dispatcher_alive(self) -> bool:
         thread, starting = self._dispatcher, self._starting
@@ -434,14 +434,21 @@ class Runtime:
         with _process.requests_end_by(deadline.end):  # a request here keeps the deadline too
             if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
                 return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
-            with contextlib.suppress(queue.Empty):
-                while not deadline.expired():
-                    item = self._queue.get_nowait()
-                    if isinstance(item, Marker) and item.stop:
-                        self._reach(item)
-                        return
-                    self._handle_batch([item])
-            self._tend(here=True)
+            if not self._baton.acquire(timeout=min(deadline.remaining(), _flush.POLL_SECONDS)):
+                return  # another flush hands on (rule 11): it reaches our marker too
+            try:
+                with contextlib.suppress(queue.Empty):
+                    while not deadline.expired() and not self._dispatcher_alive():
+                        item = self._queue.get_nowait()
+                        if isinstance(item, Marker) and item.stop:
+                            self._reach(item)
+                            return
+                        self._handle_batch([item])
+                if not self._dispatcher_alive():
+                    self._handoff.settle_aside()
+            finally:
+                self._baton.release()
+            self._tend(here=True)  # out of the baton: it may request
             for loop in self._consumers.loops():
                 loop.run_here()
 
@@ -493,7 +500,7 @@ class Runtime:
         self._wake_dispatcher()  # from a test's sleeper
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
-        self._join(self._dispatcher, grace)
+        _flush.join(self._dispatcher, grace)
         self._count_leftovers()
         aside.append(unprepared := self._handoff.give_up_aside())
         if unprepared:
@@ -508,7 +515,7 @@ class Runtime:
             consumer.watcher.stop()
         for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:
             # a writer inside a request that does not answer is a daemon: not worth a grace
-            self._join(thread, grace if not self._pool.in_flight() else deadline)
+            _flush.join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
             given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
             self._closed = True
@@ -517,13 +524,6 @@ class Runtime:
     def _lost(self) -> int:
         values = self.stats()
         return values["dropped"] + values["failed"]
-
-    @staticmethod
-    def _join(thread: threading.Thread | None, deadline: Deadline) -> None:
-        if thread is None or thread is threading.current_thread():
-            return
-        with contextlib.suppress(RuntimeError):  # never started
-            thread.join(deadline.remaining())
 
     def _count_leftovers(self) -> None:
         for _ in range(_flush.leftovers(self._queue)):

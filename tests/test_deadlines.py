@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from k8s_logging_events import _deadlines, _runtime, models, recorder, sink
+from k8s_logging_events import _deadlines, _flush, _runtime, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -732,8 +732,7 @@ def test_a_second_ctrl_c_while_a_cut_close_stops_still_leaves_it_closed(
     log = app_logger(handler)
     log.warning("stopping", extra={"involved": pod("web")})
     assert held.wait_for_calls(1, timeout=30)
-    runtime = _runtime.Runtime
-    join = runtime._join
+    runtime, join = _runtime.Runtime, _flush.join
     second: list[KeyboardInterrupt] = []
 
     def first_ctrl_c(self: object, timeout: float | None) -> bool:
@@ -746,7 +745,7 @@ def test_a_second_ctrl_c_while_a_cut_close_stops_still_leaves_it_closed(
         join(thread, deadline)
 
     monkeypatch.setattr(runtime, "flush", first_ctrl_c)
-    monkeypatch.setattr(runtime, "_join", staticmethod(second_ctrl_c))
+    monkeypatch.setattr(_flush, "join", second_ctrl_c)
     with pytest.raises(KeyboardInterrupt) as raised:
         handler.close()
     assert second

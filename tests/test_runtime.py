@@ -24,7 +24,7 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -1068,11 +1068,12 @@ REF = models.ObjectReference(kind="Pod", namespace="ns", name="p", api_version="
 
 @contextlib.contextmanager
 def _recording(
-    name: str,
+    name: str, **options: Any
 ) -> Iterator[tuple[recorder.EventBroadcaster, recorder.EventRecorder, FakeEventSink]]:
-    """A broadcaster recording to a fake sink, its recorder, and the sink; shut down after."""
+    """A broadcaster (of ``options``) recording to a fake sink, its recorder, and the sink;
+    shut down after."""
     fake = FakeEventSink()
-    b = recorder.EventBroadcaster()
+    b = recorder.EventBroadcaster(**options)
     try:
         b.start_recording_to_sink(fake)
         yield b, b.new_recorder(name), fake
@@ -1597,12 +1598,17 @@ def test_a_flush_while_the_first_log_call_starts_the_dispatcher_leaves_the_queue
     assert "test-flush" not in handled_on, handled_on
 
 
+def _waits_at(thread: threading.Thread, function: Callable[..., Any], text: str) -> bool:
+    """True when ``thread`` is blocked in ``function``, on a line that holds ``text``."""
+    lines, first = inspect.getsourcelines(function)
+    at = {first + n for n, line in enumerate(lines) if text in line}
+    frame = sys._current_frames().get(thread.ident or -1)
+    return frame is not None and frame.f_code is function.__code__ and frame.f_lineno in at
+
+
 def _waits_for_the_start_lock(thread: threading.Thread) -> bool:
     """True when ``thread`` is blocked taking the runtime's start lock."""
-    lines, first = inspect.getsourcelines(_runtime.Runtime._start)
-    at = first + next(n for n, line in enumerate(lines) if "with self._start_lock" in line)
-    frame = sys._current_frames().get(thread.ident or -1)
-    return frame is not None and (frame.f_code.co_name, frame.f_lineno) == ("_start", at)
+    return _waits_at(thread, _runtime.Runtime._start, "with self._start_lock")
 
 
 def test_a_watcher_added_while_the_first_log_call_starts_the_threads_gets_one_thread(
@@ -1929,3 +1935,160 @@ def test_an_interrupt_at_any_step_of_an_offer_leaves_every_occurrence_accounted(
             break  # past the offer's last step
     assert not interrupt.fired  # the loop ran past the offer's end
     assert step > 10
+
+
+# --- one thread hands occurrences on at a time ------------------------------------------------
+
+
+def _pids_limit(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """A lasting pids limit: none of the broadcaster's threads starts while ``limit[0]``
+    (the tests' own threads do)."""
+    start, limit = threading.Thread.start, [True]
+
+    def start_or_refuse(thread: threading.Thread) -> None:
+        if limit[0] and thread.name.startswith(recorder.THREAD_NAME):
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", start_or_refuse)
+    return limit
+
+
+def _hold_first_hand_on(
+    monkeypatch: pytest.MonkeyPatch, holder: str, entered: threading.Event, gate: threading.Event
+) -> list[tuple[str, list[object]]]:
+    """Note each hand-on as it begins (the thread's name, its occurrences' times); hold the
+    first on the thread named ``holder`` until ``gate`` opens."""
+    handed: list[tuple[str, list[object]]] = []
+    original = _handoff.HandOff.deliver
+
+    def deliver(self: _handoff.HandOff, items: list[Any]) -> None:
+        name = threading.current_thread().name
+        handed.append((name, [item.time for item in items]))
+        if name == holder and not entered.is_set():
+            entered.set()
+            gate.wait(10)
+        original(self, items)
+
+    monkeypatch.setattr(_handoff.HandOff, "deliver", deliver)
+    return handed
+
+
+def _waits_to_hand_on(thread: threading.Thread) -> bool:
+    """True when ``thread`` waits for its turn to hand occurrences on."""
+    return any(
+        _waits_at(thread, function, "_baton.acquire(")
+        for function in (_runtime.Runtime._dispatch, _runtime.Runtime._pump)
+    )
+
+
+def _log_repeats(rec: recorder.EventRecorder, clock: FakeClock, times: int) -> list[object]:
+    """Log one event ``times`` times, 5 s apart; the times of the occurrences."""
+    logged: list[object] = []
+    for _ in range(times):
+        logged.append(clock.now())
+        rec.event(REF, models.WARNING, "BackOff", "m")
+        clock.step(5)
+    return logged
+
+
+def test_two_flushes_while_no_thread_can_start_hand_occurrences_on_one_at_a_time(
+    monkeypatch,
+) -> None:
+    """A lasting pids limit: no dispatcher, so a flush hands the queued occurrences on
+    itself. Two flushes at once both did, side by side, through what is built for one caller
+    (a batch's outcomes, the correlator): the second handed a later repeat on while the first
+    still held an earlier one, and the event kept the older time as its last. One thread
+    hands occurrences on at a time, in the order they were logged."""
+    _pids_limit(monkeypatch)
+    entered, gate = threading.Event(), threading.Event()
+    handed = _hold_first_hand_on(monkeypatch, "test-flush-a", entered, gate)
+    clock = FakeClock()
+    with _recording("two-flushes", clock=clock) as (b, rec, fake):
+        logged = _log_repeats(rec, clock, 2)
+        flushed: dict[str, bool] = {}
+        first, second = (
+            threading.Thread(target=lambda n=n: flushed.update({n: b.flush(10)}), name=n)
+            for n in ("test-flush-a", "test-flush-b")
+        )
+        first.start()
+        assert entered.wait(10)
+        second.start()
+        bound = time.monotonic() + 10  # reached only by a hang
+        while second.is_alive() and time.monotonic() < bound:
+            if any(name == "test-flush-b" for name, _ in handed) or _waits_to_hand_on(second):
+                break
+            second.join(0.001)
+        gate.set()
+        for thread in (first, second):
+            thread.join(10)
+        assert flushed == {"test-flush-a": True, "test-flush-b": True}
+        (event,) = fake.events
+        assert (event.count, event.last_timestamp) == (2, logged[-1])
+    assert [t for _, times in handed for t in times] == logged
+
+
+def test_a_dispatcher_started_while_a_flush_hands_occurrences_on_waits_for_that_flush(
+    monkeypatch,
+) -> None:
+    """A pids limit that lifts while a flush hands the queued occurrences on itself: the
+    next log call started the dispatcher, which took the rest of the queue and handed it on
+    while the flush still held the first occurrence, and the event kept an older time as its
+    last. The dispatcher hands on once the flush let go, after the occurrence it held."""
+    limit = _pids_limit(monkeypatch)
+    entered, gate = threading.Event(), threading.Event()
+    handed = _hold_first_hand_on(monkeypatch, "test-flush", entered, gate)
+    clock = FakeClock()
+    with _recording("lifted", clock=clock) as (b, rec, fake):
+        logged = _log_repeats(rec, clock, 2)
+        flushed: list[bool] = []
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        flusher.start()
+        assert entered.wait(10)
+        limit[0] = False
+        logged += _log_repeats(rec, clock, 1)  # starts the dispatcher
+        (dispatcher,) = [t for t in b._runtime.threads() if "dispatcher" in t.name]
+        bound = time.monotonic() + 10  # reached only by a hang
+        while time.monotonic() < bound:
+            if any("dispatcher" in name for name, _ in handed) or _waits_to_hand_on(dispatcher):
+                break
+            dispatcher.join(0.001)
+        gate.set()
+        flusher.join(10)
+        assert flushed == [True]
+        assert b.flush(10)
+        (event,) = fake.events
+        assert (event.count, event.last_timestamp) == (3, logged[-1])
+    assert [t for _, times in handed for t in times] == logged
+
+
+def test_a_signal_handlers_flush_inside_a_flush_handing_occurrences_on_returns_false(
+    monkeypatch,
+) -> None:
+    """A signal handler that flushes (an application's SIGTERM handler) on the thread it
+    interrupted while that one's flush hands occurrences on (no dispatcher: a pids limit):
+    the nested flush handed the rest of the queue on inside the outer one's hand-on, a later
+    repeat first, and cleared what the outer one had counted. It returns False at once
+    (it would wait for itself); the outer flush hands everything on, in order."""
+    _pids_limit(monkeypatch)
+    clock = FakeClock()
+    nested: list[bool] = []
+    with _recording("nested", clock=clock) as (b, rec, fake):
+        logged = _log_repeats(rec, clock, 2)
+        hand_on = _handoff.HandOff._hand_on.__code__
+
+        def profile(frame: Any, event: str, arg: object) -> None:
+            if event == "call" and frame.f_code is hand_on and not nested:
+                nested.append(b.flush(0.2))  # as a signal handler landing here would
+
+        previous = sys.getprofile()
+        sys.setprofile(profile)
+        try:
+            outer = b.flush(10)
+        finally:
+            sys.setprofile(previous)
+        (event,) = fake.events
+        assert (event.count, event.last_timestamp) == (2, logged[-1])
+        assert (outer, nested) == (True, [False])
+        stats = dict(b.stats())
+        assert (unaccounted(stats), stats["pending"]) == (0, 0), stats
