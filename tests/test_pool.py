@@ -33,6 +33,7 @@ from k8s_logging_events import (
 )
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
+from tests._sinks import SetUpHangs
 from tests.reliability_scenarios import (
     ListHandler,
     app_logger,
@@ -338,31 +339,12 @@ def test_a_sink_that_cannot_say_its_api_costs_its_occurrences_only() -> None:
     assert sum(event.count for event in good.events) == 12
 
 
-class _Hanging(FakeEventSink):
-    """A sink whose API is a request that hangs until the test lets it answer."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.asked = threading.Event()
-        self.gate = threading.Event()
-
-    @property
-    def api_known(self) -> bool:
-        return False
-
-    @property
-    def api(self) -> str:
-        self.asked.set()
-        assert self.gate.wait(30), "the test never opened the gate"
-        return sink.CORE_V1
-
-
 def test_a_set_up_that_hangs_stalls_like_a_request_and_holds_up_no_other_sink() -> None:
     """A sink's set-up is a request (discovery): one that hangs past the stall time no
     longer counts against ``writers``, as a write would not, so that with one writer a
     second sink still writes every occurrence while the first has not answered."""
     broadcaster = recorder.EventBroadcaster(queue_length=100, writers=1)
-    hanging, good = _Hanging(), FakeEventSink()
+    hanging, good = SetUpHangs(), FakeEventSink()
     broadcaster.start_recording_to_sink(hanging)
     broadcaster.start_recording_to_sink(good)
     record = broadcaster.new_recorder("pool")
@@ -389,7 +371,7 @@ def test_a_flush_that_times_out_during_a_set_up_says_what_the_occurrences_wait_f
     that is what its occurrences wait for, as the close after it does; not that they were
     never handed to a writer, which points at flush_timeout alone."""
     broadcaster = recorder.EventBroadcaster(queue_length=100)
-    hanging = _Hanging()
+    hanging = SetUpHangs()
     broadcaster.start_recording_to_sink(hanging)
     record = broadcaster.new_recorder("pool")
     try:

@@ -44,6 +44,7 @@ from k8s_logging_events import (
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
+from tests._sinks import SetUpHangs
 from tests.reliability_scenarios import (
     ListHandler,
     on_library_logger,
@@ -353,23 +354,6 @@ def test_a_multiprocessing_child_that_cannot_write_says_so(
     assert said in reports[0], result.stderr
 
 
-class _SetUpHangs(FakeEventSink):
-    """A sink whose API is a request that answers only once the test is over."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gate = threading.Event()
-
-    @property
-    def api_known(self) -> bool:
-        return False
-
-    @property
-    def api(self) -> str:
-        self.gate.wait(30)
-        return "v1"
-
-
 def test_a_child_says_once_what_is_set_aside_as_it_gives_up(monkeypatch) -> None:
     """A ``multiprocessing`` child's flush runs out of time with an occurrence in the
     dispatcher's hands; as the child gives up, the dispatcher sets it aside for its sink,
@@ -386,7 +370,7 @@ def test_a_child_says_once_what_is_set_aside_as_it_gives_up(monkeypatch) -> None
 
     monkeypatch.setattr(_handoff.HandOff, "_hand_on", held)
     b = recorder.EventBroadcaster()
-    hanging = _SetUpHangs()
+    hanging = SetUpHangs()
     b.start_recording_to_sink(hanging)
     runtime = b._runtime
     runtime.exit_timeout = 0.1
