@@ -87,8 +87,9 @@ class Marker:
 WAKE = Marker()
 """Has the dispatcher look at its timers and ready writes again; never waited for."""
 
-Pump = Callable[[Deadline], None]
-"""Does the dispatcher's work on the calling thread, within the deadline."""
+Pump = Callable[[Deadline], bool]
+"""Does the dispatcher's work on the calling thread, within the deadline; False when it found
+nothing to do at once (nor waited): the caller waits a moment before it looks again."""
 
 
 def wait_reached(marker: Marker, deadline: Deadline, alive: Callable[[], bool], pump: Pump) -> bool:
@@ -112,16 +113,18 @@ def wait_written(
 ) -> bool:
     """Wait until ``marker``'s targets are written; False when ``deadline`` passed first.
     ``working`` (under ``cond``): a thread of ours may still do the work; else this one pumps."""
+    idle = False  # the last pump found nothing to do: no write ready (a retry's back-off)
     while True:
         with cond:
             if marker.written():
                 return True
             if deadline.expired():
                 return False
-            if working():
+            if working() or idle:
                 cond.wait(min(deadline.remaining(), POLL_SECONDS))
+                idle = False
                 continue
-        pump(deadline)
+        idle = not pump(deadline)
 
 
 def set_draining(recordings: list[_pool.Recording], *, on: bool) -> None:

@@ -190,14 +190,6 @@ class WriterPool:
             self._perform(*job)
         return job is not None
 
-    def write_here(self, timeout: float) -> None:
-        """Make one ready write on this thread, else wait up to ``timeout`` for one: a flush's
-        work while the dispatcher lives and no writer can start (3.12 at interpreter exit, a
-        thread limit)."""
-        if not self.start(here=True):
-            with self._cond:
-                self._cond.wait(timeout)
-
     def _spawn_writers(self) -> None:
         """Start the writers wanted; :attr:`refused` says whether the last could not."""
         while self.can_spawn:

@@ -430,27 +430,27 @@ class Runtime:
     def _working(self) -> bool:
         return self._pool.busy() or (self._dispatcher_alive() and not self._pool.refused)
 
-    def _pump(self, deadline: Deadline) -> None:
+    def _pump(self, deadline: Deadline) -> bool:
         with _process.requests_end_by(deadline.end):  # a request here keeps the deadline too
             if self._dispatcher_alive():  # it hands on; no writer can start: this thread writes
-                return self._pool.write_here(min(deadline.remaining(), _flush.POLL_SECONDS))
+                return self._pool.start(here=True)
             if not self._baton.acquire(timeout=min(deadline.remaining(), _flush.POLL_SECONDS)):
-                return  # another flush hands on (rule 11): it reaches our marker too
+                return True  # another flush hands on (rule 11): it reaches our marker too
             try:
                 with contextlib.suppress(queue.Empty):
                     while not deadline.expired() and not self._dispatcher_alive():
                         item = self._queue.get_nowait()
                         if isinstance(item, Marker) and item.stop:
                             self._reach(item)
-                            return
+                            return True
                         self._handle_batch([item])
                 if not self._dispatcher_alive():
                     self._handoff.settle_aside()
             finally:
                 self._baton.release()
-            self._tend(here=True)  # out of the baton: it may request
             for loop in self._consumers.loops():
                 loop.run_here()
+            return self._tend(here=True)  # out of the baton: it may request
 
     def close(self, timeout: float | None) -> _Closed:
         """Flush within ``timeout``, stop every thread, and give up what is left; idempotent.

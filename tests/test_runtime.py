@@ -40,6 +40,7 @@ from k8s_logging_events import (
     correlator,
     models,
     recorder,
+    sink,
 )
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
@@ -2076,3 +2077,33 @@ def test_a_signal_handlers_flush_inside_a_flush_handing_occurrences_on_returns_f
         assert (outer, nested) == (True, [False])
         stats = dict(b.stats())
         assert (unaccounted(stats), stats["pending"]) == (0, 0), stats
+
+
+def test_a_flush_where_no_thread_can_start_waits_out_a_retrys_back_off_without_spinning(
+    monkeypatch,
+) -> None:
+    """A lasting pids limit (no dispatcher, no writer) and a write waiting out its retry
+    back-off: the flush had nothing to do on its own thread until the back-off ended, yet
+    looked again at once, over and over (some sixty thousand times a second, a core busy
+    until its deadline). Finding nothing to do, it waits a moment before it looks again."""
+    _pids_limit(monkeypatch)
+    pumps: list[float] = []
+    original = _runtime.Runtime._pump
+
+    def pump(self: _runtime.Runtime, deadline: _flush.Deadline) -> bool:
+        pumps.append(deadline.remaining())
+        return original(self, deadline)
+
+    monkeypatch.setattr(_runtime.Runtime, "_pump", pump)
+    fake = FakeEventSink()
+    fake.fail_next("create", sink.ApiStatusError(500, "InternalError", "boom"))
+    b = recorder.EventBroadcaster(clock=FakeClock())  # the back-off ends only if it moves
+    try:
+        b.start_recording_to_sink(fake)
+        b.new_recorder("patient").event(REF, models.WARNING, "BackOff", "m")
+        assert not b.flush(0.5)
+        looks = len(pumps)
+        assert (len(fake.calls), b.stats()["pending"]) == (1, 1)
+    finally:
+        b.shutdown(0)
+    assert looks <= 2 * 0.5 / _flush.POLL_SECONDS, looks
