@@ -920,6 +920,21 @@ def read_child(fd: int, pid: int, timeout: float) -> dict[str, Any] | None:
     return loaded
 
 
+def answer_from_fork(child: Callable[[], object], timeout: float = 20) -> dict[str, Any] | None:
+    """Run ``child`` in a forked child and return what it returned, sent back as JSON; None
+    when the child did not answer within ``timeout`` (it is then killed)."""
+    read_end, write_end = os.pipe()
+    pid = fork_quietly()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(read_end)
+            os.write(write_end, json.dumps(child()).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    return read_child(read_end, pid, timeout)
+
+
 def run_forks(
     server: LocalApiServer,
     *,

@@ -7,7 +7,6 @@ or has not arrived; helper threads are joined with a timeout so a deadlock fails
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -29,7 +28,11 @@ from k8s_logging_events.broadcaster import (
     Watcher,
     WatchEvent,
 )
-from tests.reliability_scenarios import ListHandler, fork_quietly, on_library_logger, read_child
+from tests.reliability_scenarios import (
+    ListHandler,
+    answer_from_fork,
+    on_library_logger,
+)
 
 WAIT = FullChannelBehavior.WAIT
 DROP = FullChannelBehavior.DROP
@@ -735,22 +738,17 @@ def test_a_forked_child_uses_the_broadcaster_with_a_thread_of_its_own() -> None:
     stuck = b.watch()
     for n in range(3):  # the watcher holds one, the thread waits to hand it the next
         b.action_or_drop(ADDED, n)
-    read_end, write_end = os.pipe()
-    pid = fork_quietly()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            signal.alarm(10)
-            own = b.watch()
-            b.action(MODIFIED, "child")
-            got = own.get(timeout=TIMEOUT)
-            b.shutdown()
-            said = {"got": repr(got), "stuck": [repr(e) for e in stuck.get_batch(timeout=0)]}
-            os.write(write_end, json.dumps(said).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
+
+    def in_child() -> dict[str, object]:
+        signal.alarm(10)
+        own = b.watch()
+        b.action(MODIFIED, "child")
+        got = own.get(timeout=TIMEOUT)
+        b.shutdown()
+        return {"got": repr(got), "stuck": [repr(e) for e in stuck.get_batch(timeout=0)]}
+
     try:
-        answer = read_child(read_end, pid, timeout=20)
+        answer = answer_from_fork(in_child)
     finally:
         stuck.stop()
         b.shutdown()
@@ -770,17 +768,10 @@ def test_a_forked_childs_watcher_counts_only_the_childs_items() -> None:
         b.action(ADDED, n)
     handed_out(b)
     assert (watcher.delivered, watcher.dropped) == (1, 2)
-    read_end, write_end = os.pipe()
-    pid = fork_quietly()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            counts = {"delivered": watcher.delivered, "dropped": watcher.dropped}
-            os.write(write_end, json.dumps(counts).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
     try:
-        answer = read_child(read_end, pid, timeout=20)
+        answer = answer_from_fork(
+            lambda: {"delivered": watcher.delivered, "dropped": watcher.dropped}
+        )
     finally:
         b.shutdown()
     assert answer == {"delivered": 0, "dropped": 0}

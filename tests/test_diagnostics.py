@@ -29,7 +29,7 @@ import pytest
 from k8s_logging_events import _diagnostics
 from k8s_logging_events.testing import FakeClock
 from tests._children import REPO, run_python
-from tests.reliability_scenarios import fork_quietly, read_child
+from tests.reliability_scenarios import answer_from_fork
 
 
 class ListHandler(logging.Handler):
@@ -532,16 +532,7 @@ def test_a_child_does_not_repeat_what_its_parent_held_back_from_standard_error()
         fallback.write(record)
         assert not fallback.write(record)
     assert fallback.held_back == 1
-    read_end, write_end = os.pipe()
-    pid = fork_quietly()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(read_end)
-            os.write(write_end, json.dumps({"held_back": fallback.held_back}).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
-    assert read_child(read_end, pid, timeout=20) == {"held_back": 0}
+    assert answer_from_fork(lambda: {"held_back": fallback.held_back}) == {"held_back": 0}
     assert fallback.held_back == 1
 
 

@@ -33,6 +33,7 @@ from k8s_logging_events.testing import FakeEventSink, LocalApiServer
 from tests._children import run_python
 from tests.reliability_scenarios import (
     ListHandler,
+    answer_from_fork,
     app_logger,
     check_forks,
     fork_quietly,
@@ -209,19 +210,14 @@ def test_a_childs_counters_add_up_after_a_flush(server) -> None:
         log.warning("parent", extra={"involved": pod(f"parent-{number}")})
     handler.flush()
     assert handler.stats()["created"] == 6
-    read_end, write_end = os.pipe()
-    pid = fork_quietly()
-    if pid == 0:  # pragma: no cover - the child
-        try:
-            os.close(read_end)
-            log.warning("child", extra={"involved": pod("child")})
-            handler.flush()
-            os.write(write_end, json.dumps(handler.stats()).encode())
-        finally:
-            os._exit(0)
-    os.close(write_end)
+
+    def child() -> object:
+        log.warning("child", extra={"involved": pod("child")})
+        handler.flush()
+        return handler.stats()
+
     try:
-        stats = read_child(read_end, pid, timeout=20)
+        stats = answer_from_fork(child)
     finally:
         handler.close()
         users.shutdown(5)
@@ -317,16 +313,7 @@ def test_a_fork_waits_while_a_writer_works_inside_openssl(monkeypatch) -> None:
         try:
             log.warning("parent", extra={"involved": pod("tls-parent")})
             assert making.wait(30), "no writer made a TLS context"
-            read_end, write_end = os.pipe()
-            pid = fork_quietly()
-            if pid == 0:  # pragma: no cover - the child
-                try:
-                    os.close(read_end)
-                    os.write(write_end, json.dumps({"inside": bool(inside)}).encode())
-                finally:
-                    os._exit(0)
-            os.close(write_end)
-            report = read_child(read_end, pid, timeout=20)
+            report = answer_from_fork(lambda: {"inside": bool(inside)})
             handler.flush()
         finally:
             handler.close()
