@@ -246,15 +246,11 @@ class KubernetesEventHandler(logging.Handler):
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
         _process.renewed()  # a fork hook that logs may come before the library's renewal
-        if self.filters:  # none, nearly always; they run first, as a filter may add involved
-            filtered = self._filtered(record)
-            if filtered is None:
-                return False
-            record = filtered
-        extras = self._extras(record)
-        if extras is None:
+        # filters (none, nearly always) run first, as a filter may add involved
+        checked = self._filtered(record) if self.filters else record
+        if checked is None or (extras := self._extras(checked)) is None:
             return False
-        self._emit_safely(record, extras)
+        self._emit_safely(checked, extras)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:

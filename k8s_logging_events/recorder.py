@@ -312,11 +312,8 @@ class EventBroadcaster:
         # runs of repeats correlate at once only under client-go's functions: a message_func
         # of one's own may read an occurrence's time, and raise for one repeat of a run
         in_runs = events.options.message_func is correlator.combined_message
-        return (
-            correlator.CountPolicy(events),
-            events.correlate_many,
-            (in_runs and events.keeps_objects_apart),
-        )
+        policy = correlator.CountPolicy(events)
+        return policy, events.correlate_many, in_runs and events.keeps_objects_apart
 
 
 def _callable(name: str, given: object) -> None:
