@@ -383,8 +383,7 @@ def default_component() -> str:
     """The default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module run with
     ``python -m`` (without ``.__main__``), else the script's name without ``.py`` (a zipapp's
     without ``.pyz``, a directory's), else python."""
-    configured = os.environ.get(COMPONENT_ENV, "").strip()
-    if configured:
+    if configured := os.environ.get(COMPONENT_ENV, "").strip():
         return configured
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = str(getattr(spec, "name", "") or "")
@@ -402,8 +401,7 @@ def default_host() -> str:
     set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node, as the
     kubelet does; ``HOSTNAME`` is the pod's name."""
     for variable in ("NODE_NAME", "HOSTNAME"):
-        value = os.environ.get(variable, "").strip()
-        if value:
+        if value := os.environ.get(variable, "").strip():
             return value
     try:
         return socket.gethostname()

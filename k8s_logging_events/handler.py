@@ -90,8 +90,7 @@ _STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second,
 _Offer = Callable[[models.Occurrence], bool]  # queues an occurrence, or counts it dropped
 
 # started handlers not closed yet, by id (a subclass may be unhashable): logging.shutdown()
-# flushes only the handlers still alive, and one dropped without close() (removed from its
-# logger) would lose what it accepted
+# flushes only live handlers, and one removed from its logger unclosed would lose its events
 _STARTED: dict[int, KubernetesEventHandler] = {}
 
 
@@ -476,9 +475,8 @@ class KubernetesEventHandler(logging.Handler):
             self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def _after_close(self) -> None:
-        # said once: a handler re-added after close() (loguru) loses them all; not once the
-        # main thread has returned (a thread logging on is the exit), nor while a dictConfig
-        # replaces it (a record between its close and its successor)
+        # said once (a handler re-added after close() by loguru loses them all); not after the
+        # main thread returned (that is the exit), nor between a dictConfig's close and successor
         self._counters["after_close"].add()
         if not threading.main_thread().is_alive() or _diagnostics.configuring_elsewhere():
             return

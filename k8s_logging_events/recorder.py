@@ -238,8 +238,8 @@ class EventBroadcaster:
 
         What is pending at the deadline counts as ``failed``, reported once with the reason.
         Only a writer stuck in a request, or a watcher whose handler does not return (both
-        daemons), outlives the call by more than a grace. A
-        call while another thread shuts down returns once that one is done.
+        daemons), outlives the call by more than a grace. A call while another thread shuts
+        down returns once that one is done.
         """
         interrupted: BaseException | None = None
         try:
@@ -502,9 +502,8 @@ def _in_series(clock: clock_mod.Clock, namer: correlator.EventNamer) -> _Step:
     key = series.series_key if deterministic else series.isomorphic_key
 
     def renamed(event: models.Event, generation: int) -> models.Event:
-        # the key names every series alike: a later one (``event`` under the name of the one
-        # before) takes the name a process walks to from the finished one's, a first rename
-        # of it (see _continuation), wherever the walk started
+        # the key names every series alike: a later one takes the name a process walks to
+        # from the finished one's, its first rename (see _continuation), wherever it started
         return dataclasses.replace(event, name=namer.renamed(event, 1, clock.now()))
 
     grouped = series.SeriesCorrelator(
