@@ -55,15 +55,21 @@ def client_go(occurrences: int, seconds_between: float) -> dict[str, object]:
     rec = recorder.EventBroadcaster(clock=clock).new_recorder(
         models.EventSource(component="bench", host="node-1")
     )
+    built: list[object] = []
+
+    def keep(item: object) -> bool:  # the recorder's queue: its occurrence kept, not queued
+        built.append(item)
+        return True
+
+    rec._queue = keep
     writes = 0
     last_count = 0
     namer = correlator.EventNamer()
     for _ in range(occurrences):
-        pending = rec._build(
-            POD, models.WARNING, "BackOff", "Back-off pulling image busybox", None, "", None, ""
-        )
-        assert pending is not None
-        event = pending.materialize(namer)
+        assert rec.record(POD, models.WARNING, "BackOff", "Back-off pulling image busybox")
+        occurrence = built.pop()
+        assert isinstance(occurrence, models.Occurrence)
+        event = occurrence.materialize(namer)
         result = events.correlate(event)
         if not result.skip and result.event is not None:
             writes += 1

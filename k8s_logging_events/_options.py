@@ -81,8 +81,7 @@ class BroadcasterOptions:
     correlator: correlators.CorrelatorOptions | None
     """The options every sink's correlator gets; None: client-go's."""
     event_names: str
-    """``"deterministic"`` (a restarted process continues its events) or client-go's
-    ``"timestamp"``; see ``docs/correlation.md``."""
+    """``"deterministic"`` (continued after a restart) or client-go's ``"timestamp"``."""
     clock: clock_mod.Clock | None
     """The time of timestamps, correlation and back-offs (tests: FakeClock); None: the system's."""
     sleep: clock_mod.Sleeper | None
@@ -136,10 +135,18 @@ class Options:
 def checked(given: Mapping[str, Any]) -> Options:
     """The handler's keywords (all, by name) checked into :class:`Options`; else ValueError."""
     sink = checked_sink(given["sink"], given["broadcaster"])
+    if given["namespace"] != models.DEFAULT_NAMESPACE:
+        raise ValueError(
+            f"namespace must be 'default', not {given['namespace']!r}: the API server accepts "
+            "core/v1 events without eventTime about cluster-scoped objects only there"
+        )
+    reason = given["default_reason"]
+    if not isinstance(reason, str) or not reason or _sanitise.camel_case(reason) != reason:
+        raise ValueError(f"default_reason must be one CamelCase word, not {reason!r}")
     return Options(
         sink=sink,
-        namespace=namespace(given["namespace"]),
-        default_reason=reason(given["default_reason"]),
+        namespace=models.DEFAULT_NAMESPACE,
+        default_reason=reason,
         max_message_bytes=whole(
             "max_message_bytes",
             given["max_message_bytes"],
@@ -179,7 +186,8 @@ def broadcasting(**given: Any) -> BroadcasterOptions:
         correlator=checked_correlator(given["correlator"]),
         event_names=_sanitise.check_event_names(given["event_names"]),
         clock=clock(given["clock"]),
-        sleep=sleeper(given["sleep"]),
+        # sleep(seconds, cancel): time.sleep would fail every wait of the writer, over and over
+        sleep=clock_mod.checked_sleeper(hook("sleep", given["sleep"])),
     )
 
 
@@ -218,9 +226,8 @@ def for_auto(name: str, value: object, sink: Sink) -> str | None:
 
 
 def optional_name(name: str, value: object) -> str:
-    """``component`` and ``host``: text, or empty or null for the default (a YAML ``123`` or
-    list would otherwise fail every event later, on a writer); stripped, as the environment's
-    (a name read from a file ends with a newline)."""
+    """``component`` and ``host``: text (a YAML ``123`` would fail every event later), stripped
+    (a name read from a file ends with a newline), or empty or null for the default."""
     if value is None:
         return ""
     if not isinstance(value, str):
@@ -241,36 +248,14 @@ def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
 
 
 def hook(name: str, value: object, shape: str = "") -> Any:
-    """A function option (``sleep``, the correlator's hooks of ``shape="(event)"``): callable
-    or null; a name written without ``ext://`` is a string, and a function that cannot take
-    one argument (``ext://os.getcwd``) would fail every event later, on the dispatcher."""
+    """A function option, or null: a name without ``ext://`` is a string, and one that takes
+    no argument (``ext://os.getcwd``) would fail every event later, on the dispatcher."""
     fits = value is None or (correlators.takes_event(value) if shape else callable(value))
     if not fits:
         raise ValueError(
             f"{name} must be a function{' of ' + shape if shape else ''} (in dictConfig: "
             f"ext://module.name) or null, not {value!r}"
         )
-    return value
-
-
-def sleeper(value: object) -> clock_mod.Sleeper | None:
-    """``sleep``: called as ``sleep(seconds, cancel)``; ``time.sleep`` (or another shape)
-    would fail every wait of the writer, over and over."""
-    return clock_mod.checked_sleeper(hook("sleep", value))
-
-
-def namespace(value: object) -> str:
-    if value != models.DEFAULT_NAMESPACE:
-        raise ValueError(
-            f"namespace must be 'default', not {value!r}: the API server accepts core/v1 "
-            "events without eventTime about cluster-scoped objects only there"
-        )
-    return models.DEFAULT_NAMESPACE
-
-
-def reason(value: object) -> str:
-    if not isinstance(value, str) or not value or _sanitise.camel_case(value) != value:
-        raise ValueError(f"default_reason must be one CamelCase word, not {value!r}")
     return value
 
 
@@ -281,8 +266,7 @@ _FLAGS = dict.fromkeys(("1", "yes", "true", "on"), True) | dict.fromkeys(
 
 
 def _flag(value: object) -> object:
-    """Text that configparser's ``getboolean`` reads as a boolean (``"true"``, ``"yes"``,
-    ``"off"``, ``"0"``: an ini file's, a quoted YAML value's) as that boolean."""
+    """Text ``configparser.getboolean`` reads as a boolean (an ini file's) as that boolean."""
     if isinstance(value, str):
         return _FLAGS.get(value.strip().lower(), value)
     return value
@@ -381,8 +365,7 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
 
 
 def component(value: str) -> str:
-    """``component`` as a qualified name (``reportingController``): ``Bad Name!`` becomes
-    ``Bad-Name``, reported once, when the handler is built."""
+    """``component`` as a qualified name (``Bad Name!``: ``Bad-Name``, reported once)."""
     fixed = _sanitise.qualified_name(value)
     if fixed != value:
         _diagnostics.report(
@@ -400,8 +383,7 @@ def default_component() -> str:
     """The default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module run with
     ``python -m`` (without ``.__main__``), else the script's name without ``.py`` (a zipapp's
     without ``.pyz``, a directory's), else python."""
-    configured = os.environ.get(COMPONENT_ENV, "").strip()
-    if configured:
+    if configured := os.environ.get(COMPONENT_ENV, "").strip():
         return configured
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     module = str(getattr(spec, "name", "") or "")
@@ -419,8 +401,7 @@ def default_host() -> str:
     set ``NODE_NAME`` from the Downward API (``spec.nodeName``) to report the node, as the
     kubelet does; ``HOSTNAME`` is the pod's name."""
     for variable in ("NODE_NAME", "HOSTNAME"):
-        value = os.environ.get(variable, "").strip()
-        if value:
+        if value := os.environ.get(variable, "").strip():
             return value
     try:
         return socket.gethostname()

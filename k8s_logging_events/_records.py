@@ -129,10 +129,8 @@ def find_extras(
 
 
 def involved_is_none(record: logging.LogRecord) -> bool:
-    """True when a call gave ``involved`` as None (the record's attributes, structlog's event
-    dict) and no place has ``k8s_skip``: a lookup that found nothing, which is said, not a
-    silent lack of an event. Not loguru's ``extra``: ``logger.configure(extra=...)`` is where
-    loguru users put defaults (``involved: None``, so that a format naming it works)."""
+    """True when a call gave ``involved`` as None (a lookup that found nothing: said) without
+    ``k8s_skip``; not in loguru's ``extra``, where ``configure(extra=...)`` puts defaults."""
     attrs = record.__dict__
     found = [place for place in (attrs, structlog_event_dict(record)) if place is not None]
     return any(place.get("involved", False) is None for place in found) and not any(
@@ -141,8 +139,7 @@ def involved_is_none(record: logging.LogRecord) -> bool:
 
 
 def structlog_event_dict(record: logging.LogRecord) -> dict[str, object] | None:
-    """structlog's event dict when ``record`` came through ``wrap_for_formatter`` (its marks
-    ``_logger`` and ``_name``, as ``ProcessorFormatter`` checks); other code's dict is a message."""
+    """structlog's event dict, from ``wrap_for_formatter`` (marked ``_logger`` and ``_name``)."""
     attrs = record.__dict__
     message = attrs.get("msg")
     marked = STRUCTLOG_MARK in attrs and "_name" in attrs
@@ -171,9 +168,14 @@ def read(
     try:
         by_level = models.WARNING if record.levelno >= logging.WARNING else models.NORMAL
     except Exception:  # makeLogRecord leaves levelno None unless it is given
-        # said only where the level decides the type (an event_type decides it otherwise)
-        level = getattr(record, "levelno", None)
-        by_level = models.NORMAL if wanted_type is not None else _level_type(level, notes)
+        level, by_level = getattr(record, "levelno", None), models.NORMAL
+        if wanted_type is None:  # said only where the level decides the type
+            notes.repair(
+                "level",
+                "The record's level %s is not a number: recorded as a %s event",
+                shown(level),
+                models.NORMAL,
+            )
     try:
         return _occurrence(
             (
@@ -193,14 +195,13 @@ def read(
         notes.refuse("extras", "Unable to read the extras: the text of one of them recurses")
         return None
     except Exception as error:  # an extra whose str() or == raises: say which ones were read
-        notes.refuse("extras", _UNREADABLE_EXTRAS, error)
+        notes.refuse(
+            "extras",
+            "Unable to read the extras (reason, event_type, annotations, action, related): one "
+            "of them raised %r when made text or compared",
+            error,
+        )
         return None
-
-
-_UNREADABLE_EXTRAS = (
-    "Unable to read the extras (reason, event_type, annotations, action, related): one of "
-    "them raised %r when made text or compared"
-)
 
 
 def is_own(name: object) -> bool:
@@ -225,8 +226,7 @@ class Notes:
         self.repairs = (*self.repairs, (kind, msg, args))
 
     def report(self, sites: CallSites, record: logging.LogRecord) -> None:
-        """Report every note, once per call site and kind: the refusal alone when there is
-        one (the repairs were of an event that is not made; the site's first event says them)."""
+        """Report every note, once per call site and kind: a refusal alone (no event, no repair)."""
         for kind, msg, args in [self.refusal] if self.refusal else self.repairs:
             sites.report(record, kind, msg, *args)
 
@@ -308,21 +308,8 @@ def _reference(involved: object, field_path: object, notes: Notes) -> models.Obj
     return ref
 
 
-def _level_type(level: object, notes: Notes) -> str:
-    """The type of an event whose record's level is no number: Normal, said."""
-    notes.repair(
-        "level",
-        "The record's level %s is not a number: recorded as a %s event",
-        shown(level),
-        models.NORMAL,
-    )
-    return models.NORMAL
-
-
 def _meant(value: object) -> object:
-    """The text value of a plain ``Enum`` member (``Reason.BACK_OFF = "BackOff"``), which is
-    what a caller means by it: its ``str()`` is ``Reason.BACK_OFF`` (a ``str`` Enum's is the
-    value already)."""
+    """A plain ``Enum`` member's text value (``BackOff``), what a caller means, not its str()."""
     if isinstance(value, enum.Enum) and isinstance(value.value, str):
         return value.value
     return value
@@ -525,8 +512,7 @@ _COLOURS = re.compile(r"\x1b\[[0-9;]*m")  # a terminal's colour and style sequen
 
 
 def _is_loguru_exception(record: logging.LogRecord) -> bool:
-    """True for a record of loguru's standard-handler sink with an exception: ``exc_text``
-    is ``"\\n"`` (the stdlib never leaves that), and ``msg`` is loguru's whole output."""
+    """A loguru record with an exception: ``exc_text`` ``"\\n"`` (never the stdlib's)."""
     attrs = record.__dict__
     return (
         attrs.get("exc_text") == "\n"
@@ -541,8 +527,8 @@ def _is_loguru_exception(record: logging.LogRecord) -> bool:
 def _structlog_exc_info(
     value: object,
 ) -> tuple[type[BaseException], BaseException, TracebackType | None] | None:
-    """The exception an event dict's ``exc_info`` names, as structlog reads it: an exception,
-    a triple, or true for the one being handled (on the caller's thread, in its ``except``)."""
+    """The exception an event dict's ``exc_info`` names, as structlog reads it (true: the
+    one being handled, on the caller's thread)."""
     if isinstance(value, tuple):
         value = value[1] if len(value) == 3 else None
     elif value and not isinstance(value, BaseException):

@@ -90,8 +90,7 @@ _STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second,
 _Offer = Callable[[models.Occurrence], bool]  # queues an occurrence, or counts it dropped
 
 # started handlers not closed yet, by id (a subclass may be unhashable): logging.shutdown()
-# flushes only the handlers still alive, and one dropped without close() (removed from its
-# logger) would lose what it accepted
+# flushes only live handlers, and one removed from its logger unclosed would lose its events
 _STARTED: dict[int, KubernetesEventHandler] = {}
 
 
@@ -185,9 +184,8 @@ class KubernetesEventHandler(logging.Handler):
         return checked is not None and self._extras(checked) is not None
 
     def _filtered(self, record: logging.LogRecord) -> logging.LogRecord | None:
-        """The record the handler's own filters pass (3.12's may return another), or None.
-        They see every record, not only those about an object: one that raises costs the
-        record's event, never the log call (counted and said when it was about an object)."""
+        """The record the handler's filters pass (3.12's may return another), or None; one that
+        raises costs the record's event, never the log call (said when about an object)."""
         try:
             result: object = super().filter(record)
         except Exception as error:
@@ -214,7 +212,20 @@ class KubernetesEventHandler(logging.Handler):
         if _records.is_own(attrs.get("name")):  # a record made by hand may have none
             return None
         if _diagnostics.logs_for_itself():
-            self._refuse_on_own_thread(record)
+            # a record on a library thread (an event watcher's handler) could make the next
+            try:
+                about = _records.find_extras(record)
+            except Exception:  # a broken extra: nothing to say about an object
+                about = None
+            if about is not None:
+                self._counters["refused"].add()
+                self._sites.report(
+                    record,
+                    "own-thread",
+                    "No event for a record logged on the library's thread %s (an event "
+                    "watcher's handler?): an event made there could make the next, without end",
+                    threading.current_thread().name,
+                )
             return None
         try:
             extras = _records.find_extras(record, self._default_involved)
@@ -229,37 +240,16 @@ class KubernetesEventHandler(logging.Handler):
             self._sites.report(record, "involved", _records.INVOLVED_NONE)
         return extras
 
-    def _refuse_on_own_thread(self, record: logging.LogRecord) -> None:
-        """No event for a record logged on a library thread (an event watcher's handler): each
-        could make the next. One about an object is counted and said once per call site."""
-        try:
-            about = _records.find_extras(record)
-        except Exception:  # a broken extra: nothing to say about an object
-            about = None
-        if about is not None:
-            self._counters["refused"].add()
-            self._sites.report(
-                record,
-                "own-thread",
-                "No event for a record logged on the library's thread %s (an event watcher's "
-                "handler?): an event made there could make the next, without end",
-                threading.current_thread().name,
-            )
-
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
         _process.renewed()  # a fork hook that logs may come before the library's renewal
-        if self.filters:  # none, nearly always; they run first, as a filter may add involved
-            filtered = self._filtered(record)
-            if filtered is None:
-                return False
-            record = filtered
-        extras = self._extras(record)
-        if extras is None:
+        # filters (none, nearly always) run first, as a filter may add involved
+        checked = self._filtered(record) if self.filters else record
+        if checked is None or (extras := self._extras(checked)) is None:
             return False
-        self._emit_safely(record, extras)
+        self._emit_safely(checked, extras)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -350,8 +340,8 @@ class KubernetesEventHandler(logging.Handler):
                 stopping = self._stopping
             if first:
                 self._sites.summarise()
-            if first and active is not None and stopping is not None:
-                self._stop(active, lazy, stopping, later=later)
+                if active is not None and stopping is not None:
+                    self._stop(active, lazy, stopping, later=later)
             elif (
                 stopping is not None
                 and self._stopper != threading.get_ident()  # a signal handler's, inside it
@@ -380,9 +370,8 @@ class KubernetesEventHandler(logging.Handler):
         *,
         later: bool,
     ) -> None:
-        """Stop what the handler owns, then set ``stopped``. ``later``: the caller holds a lock
-        the writers need, so stop on a thread of its own (the exit waits for it, within the
-        deadline; a Ctrl-C then cuts it short)."""
+        """Stop what the handler owns, then set ``stopped``; ``later``: on a thread of its own,
+        as the caller holds a lock the writers need (the exit waits for it, or a Ctrl-C)."""
 
         def stop(on_thread: bool = True) -> None:
             try:
@@ -486,9 +475,8 @@ class KubernetesEventHandler(logging.Handler):
             self._sites.report(record, "internal", "No event for this record: %r", error)
 
     def _after_close(self) -> None:
-        # said once: a handler re-added after close() (loguru) loses them all; not once the
-        # main thread has returned (a thread logging on is the exit), nor while a dictConfig
-        # replaces it (a record between its close and its successor)
+        # said once (a handler re-added after close() by loguru loses them all); not after the
+        # main thread returned (that is the exit), nor between a dictConfig's close and successor
         self._counters["after_close"].add()
         if not threading.main_thread().is_alive() or _diagnostics.configuring_elsewhere():
             return
@@ -506,9 +494,8 @@ class KubernetesEventHandler(logging.Handler):
         )
 
     def _fresh_state(self) -> None:
-        """Everything tied to this process's threads: at construction, and in a forked child
-        (``_process``), where the parent's queue is forgotten, never written twice, and a
-        given broadcaster renews itself."""
+        """Everything tied to this process's threads: at construction, and in a forked child,
+        where the parent's queue is forgotten (never written twice)."""
         # reentrant: a signal handler that logs may interrupt a thread holding it
         self._lock = threading.RLock()
         self._holding = threading.local()  # .depth: acquire() calls not released, per thread

@@ -44,10 +44,9 @@ MAX_QUEUED_EVENTS = 1000
 
 THREAD_NAME = "k8s-events"  # the default prefix of a broadcaster's thread names
 
+# one sink's correlation: its write policy, the step, and whether its runs may be cut object
+# by object (its state never crosses objects, no function of the user's reads a run's repeats)
 _Step = tuple[_pending.WritePolicy, _pending.Correlate, bool]
-"""One sink's correlation: its write policy, the step, and whether its runs may be cut
-object by object (its state never crosses objects, and no function of the user's reads a
-run's repeats one by one)."""
 
 
 class EventBroadcaster:
@@ -105,17 +104,12 @@ class EventBroadcaster:
         self, options: _options.BroadcasterOptions, *, rng: Callable[[], float] | None, name: str
     ) -> None:
         self._options = options
-        correlator_options = options.correlator or correlator.CorrelatorOptions()
-        # deterministic names when the broadcaster or its correlator options ask for them
-        deterministic = _sanitise.DETERMINISTIC in (
-            options.event_names,
-            correlator_options.event_names,
-        )
+        names = (options.correlator or correlator.CorrelatorOptions()).event_names
+        if names != _sanitise.DETERMINISTIC:  # unless its correlator options ask for them
+            names = options.event_names
         self._clock = options.clock or clock_mod.SystemClock()
         self._rng = rng or random.random
-        self._namer = _sanitise.EventNamer(
-            event_names=_sanitise.DETERMINISTIC if deterministic else options.event_names
-        )
+        self._namer = _sanitise.EventNamer(event_names=names)
         self._invalid = _diagnostics.Tally()
         self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
@@ -177,8 +171,7 @@ class EventBroadcaster:
         thread while ``api_known`` is False), else client-go's counts. What is no
         :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
         if not _pending.is_event_sink(event_sink):  # a URL, say: every event would fail
-            msg = f"not an EventSink (create, update, patch): {event_sink!r}"
-            raise TypeError(msg)
+            raise TypeError(f"not an EventSink (create, update, patch): {event_sink!r}")
         writes = _pending.Writes(
             event_sink,
             None,
@@ -245,8 +238,8 @@ class EventBroadcaster:
 
         What is pending at the deadline counts as ``failed``, reported once with the reason.
         Only a writer stuck in a request, or a watcher whose handler does not return (both
-        daemons), outlives the call by more than a grace. A
-        call while another thread shuts down returns once that one is done.
+        daemons), outlives the call by more than a grace. A call while another thread shuts
+        down returns once that one is done.
         """
         interrupted: BaseException | None = None
         try:
@@ -319,11 +312,8 @@ class EventBroadcaster:
         # runs of repeats correlate at once only under client-go's functions: a message_func
         # of one's own may read an occurrence's time, and raise for one repeat of a run
         in_runs = events.options.message_func is correlator.combined_message
-        return (
-            correlator.CountPolicy(events),
-            events.correlate_many,
-            (in_runs and events.keeps_objects_apart),
-        )
+        policy = correlator.CountPolicy(events)
+        return policy, events.correlate_many, in_runs and events.keeps_objects_apart
 
 
 def _callable(name: str, given: object) -> None:
@@ -439,87 +429,70 @@ class EventRecorder(RecorderCalls):
         the event is about.
         """
         _process.renewed()
-        try:
-            event = self._build(
-                obj, type, reason, message, annotations, action, related, field_path
-            )
-        except Exception as error:  # a recorder must never raise into the caller
-            self._broadcaster._report(
-                "invalid-event", "Unable to record event (will not retry): %s", error
-            )
-            return False
-        return event is not None and self._queue(event)
-
-    def _build(
-        self,
-        obj: object,
-        type: str,
-        reason: str,
-        message: str,
-        annotations: Mapping[str, str] | None,
-        action: str,
-        related: object | None,
-        field_path: str,
-    ) -> models.Occurrence | None:
-        report = self._broadcaster._report
-        try:
-            ref = references.object_reference(obj, field_path=field_path)
-        except (references.InvalidObjectError, RecursionError) as error:
-            report("invalid-object", "Unable to record event: %r", error)
-            return None
-        ref, repairs = references.repaired(ref, self._default_namespace)
-        # after the repair: ``kind: event`` is an Event too, once its case is put right
-        if _sanitise.is_event(ref.kind, ref.api_version):
-            report("event-about-event", _records.ABOUT_AN_EVENT, ref.namespace, ref.name)
-            return None
-        if not correlator.validate_event_type(type):
-            report(
-                "invalid-type",
-                "Unsupported event type: %s (only Normal and Warning are allowed)",
-                _records.shown(type),
-            )
-            return None
-        texts: dict[str, object] = {"reason": reason, "message": message, "action": action}
-        for field, value in texts.items():
-            if not isinstance(value, str):  # typed str: anything else is the caller's mistake
-                report(
-                    "invalid-text",
-                    "Unable to record event: %s must be a str, not %s",
-                    field,
-                    value.__class__.__name__,
-                )
-                return None
-        # as the server stores them (U+FFFD): a retry's read must find the event it sent
-        reason, message, action = map(_sanitise.replace_surrogates, (reason, message, action))
-        problem = _sanitise.annotations_problem(annotations) if annotations else None
-        if problem:
-            report("invalid-annotations", "Unable to record event: %s", problem)
-            return None
-        for repair, msg, args in repairs:
-            self._broadcaster._reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
-        related_ref = None
-        if related is not None:
+        report, reporter = self._broadcaster._report, self._broadcaster._reporter
+        try:  # a recorder must never raise into the caller
             try:
-                related_ref = references.object_reference(related)
-            except references.InvalidObjectError as error:
-                # like client-go, a bad secondary object only costs the link, not the event
-                self._broadcaster._reporter.report(
-                    "invalid-related", logging.DEBUG, "Ignoring related object: %s", error
+                ref = references.object_reference(obj, field_path=field_path)
+            except (references.InvalidObjectError, RecursionError) as error:
+                report("invalid-object", "Unable to record event: %r", error)
+                return False
+            ref, repairs = references.repaired(ref, self._default_namespace)
+            # after the repair: ``kind: event`` is an Event too, once its case is put right
+            if _sanitise.is_event(ref.kind, ref.api_version):
+                report("event-about-event", _records.ABOUT_AN_EVENT, ref.namespace, ref.name)
+                return False
+            if not correlator.validate_event_type(type):
+                report(
+                    "invalid-type",
+                    "Unsupported event type: %s (only Normal and Warning are allowed)",
+                    _records.shown(type),
                 )
-        # the Event itself (a dataclass of 18 fields) is built on the broadcaster's thread
-        return models.Occurrence(
-            ref=ref,
-            # an object without a namespace: the server takes its events only in 'default'
-            namespace=ref.namespace or models.DEFAULT_NAMESPACE,
-            type=type,
-            reason=reason,
-            message=message,
-            annotations=dict(annotations) if annotations else None,
-            action=action,
-            related=related_ref,
-            source=self._source,
-            time=self._clock.now(),
-        )
+                return False
+            texts: dict[str, object] = {"reason": reason, "message": message, "action": action}
+            for field, value in texts.items():
+                if not isinstance(value, str):  # typed str: anything else is the caller's mistake
+                    report(
+                        "invalid-text",
+                        "Unable to record event: %s must be a str, not %s",
+                        field,
+                        value.__class__.__name__,
+                    )
+                    return False
+            # as the server stores them (U+FFFD): a retry's read must find the event it sent
+            reason, message, action = map(_sanitise.replace_surrogates, (reason, message, action))
+            problem = _sanitise.annotations_problem(annotations) if annotations else None
+            if problem:
+                report("invalid-annotations", "Unable to record event: %s", problem)
+                return False
+            for repair, msg, args in repairs:
+                reporter.report(f"repaired:{repair}", logging.WARNING, msg, *args)
+            related_ref = None
+            if related is not None:
+                try:
+                    related_ref = references.object_reference(related)
+                except references.InvalidObjectError as error:
+                    # like client-go, a bad secondary object only costs the link, not the event
+                    reporter.report(
+                        "invalid-related", logging.DEBUG, "Ignoring related object: %s", error
+                    )
+            # the Event itself (a dataclass of 18 fields) is built on the broadcaster's thread
+            event = models.Occurrence(
+                ref=ref,
+                # an object without a namespace: the server takes its events only in 'default'
+                namespace=ref.namespace or models.DEFAULT_NAMESPACE,
+                type=type,
+                reason=reason,
+                message=message,
+                annotations=dict(annotations) if annotations else None,
+                action=action,
+                related=related_ref,
+                source=self._source,
+                time=self._clock.now(),
+            )
+        except Exception as error:
+            report("invalid-event", "Unable to record event (will not retry): %s", error)
+            return False
+        return self._queue(event)
 
 
 def _in_series(clock: clock_mod.Clock, namer: correlator.EventNamer) -> _Step:
@@ -529,9 +502,8 @@ def _in_series(clock: clock_mod.Clock, namer: correlator.EventNamer) -> _Step:
     key = series.series_key if deterministic else series.isomorphic_key
 
     def renamed(event: models.Event, generation: int) -> models.Event:
-        # the key names every series alike: a later one (``event`` under the name of the one
-        # before) takes the name a process walks to from the finished one's, a first rename
-        # of it (see _continuation), wherever the walk started
+        # the key names every series alike: a later one takes the name a process walks to
+        # from the finished one's, its first rename (see _continuation), wherever it started
         return dataclasses.replace(event, name=namer.renamed(event, 1, clock.now()))
 
     grouped = series.SeriesCorrelator(
