@@ -159,11 +159,13 @@ class KubernetesEventSink:
         self._draining = self._normal
         if self._normal is not None and (drain_qps <= 0 or drain_qps > qps):
             self._draining = (
-                _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
+                _tokenbucket.TokenBucket(drain_qps, burst, now) if drain_qps > 0 else None
             )
         self._drains: list[None] = []  # one per drain on
-        # chosen once: the sink's own channel, or the official client's path
-        self._transport = _transport.transport_for(self._api_client, request_timeout)
+        # chosen once: the sink's own channel where it connects exactly as the client would
+        self._transport: _transport.Transport = _official.channel_for(
+            self._api_client, request_timeout
+        ) or _official.ClientTransport(self._api_client, request_timeout)
         self.waiting_for_rate_limit = 0
         """How many requests are waiting for the rate limit right now."""
         _process.renew_in_child(self)
@@ -246,11 +248,11 @@ class KubernetesEventSink:
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""
-        return self._answered(event, "POST", self._body(event))
+        return self._answered(event, "POST")
 
     def update(self, event: models.Event) -> models.Event:
         """PUT ``event`` over the stored one of the same name."""
-        return self._answered(event, "PUT", self._body(event))
+        return self._answered(event, "PUT")
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
@@ -259,16 +261,18 @@ class KubernetesEventSink:
     def read(self, event: models.Event) -> models.Event:
         """GET the stored event of ``event``'s namespace and name (to continue its count).
         Needs the verb ``get`` on ``events``: a 403 or 404 is an :class:`ApiStatusError`."""
-        return self._answered(event, "GET", None)
+        return self._answered(event, "GET")
 
     def _answered(
-        self, event: models.Event, method: str, body: object, content_type: str = _JSON
+        self, event: models.Event, method: str, body: object = None, content_type: str = _JSON
     ) -> models.Event:
         """Send ``event``'s request, and take only an answer about it. Another object's, one
         the request cannot get, or another count than the one written was meant for another
         request (docs/reliability.md, "The channel"): the idle connections are closed and the
         request fails as in transport, for the writer to try again."""
         api = _apis.BY_NAME[self.api]
+        if method in ("POST", "PUT"):  # a create or a replace sends the event itself
+            body = api.body(event)
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
         what = f"a write of event {event.namespace}/{event.name}"
         try:
@@ -331,9 +335,6 @@ class KubernetesEventSink:
         if not isinstance(uid, str) or not uid:
             raise ValueError(f"the answer to GET {path} has no metadata.uid")
         return uid
-
-    def _body(self, event: models.Event) -> dict[str, Any]:
-        return _apis.BY_NAME[self.api].body(event)
 
     def close(self) -> None:
         """Stop waiting on the rate limit, send nothing more (``ConnectionAbortedError``),
