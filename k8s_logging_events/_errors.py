@@ -242,9 +242,7 @@ def is_throttled(error: BaseException | None) -> bool:
 
 def finite(seconds: float) -> float:
     """A wait that arithmetic and timers can hold: never NaN, never beyond a day."""
-    if not seconds >= 0:  # NaN too
-        return 0.0
-    return min(seconds, MAX_WAIT_SECONDS)
+    return min(seconds, MAX_WAIT_SECONDS) if seconds >= 0 else 0.0  # NaN too
 
 
 def is_timeout(error: Exception) -> bool:
@@ -489,9 +487,6 @@ def unwritten_summary(
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
 
 
-_NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
-
-
 def unreachable(error: BaseException, _depth: int = 0) -> bool:
     """True when the API server could not be reached at all: a connection refused, reset or
     not made within the connect timeout, no route or no network to its host, a name that does
@@ -504,7 +499,10 @@ def unreachable(error: BaseException, _depth: int = 0) -> bool:
     if isinstance(error, socket.gaierror):
         return True
     if isinstance(error, OSError) and error.errno is not None:
-        return isinstance(error, ConnectionError) or error.errno in _NO_WAY_THERE
+        return isinstance(error, ConnectionError) or error.errno in (
+            errno.ENETUNREACH,
+            errno.EHOSTUNREACH,
+        )
     inner = [e for e in error.args if isinstance(e, BaseException)] if _depth < 3 else []
     if any(unreachable(e, _depth + 1) for e in inner):  # bounded: an error may hold itself
         return True  # urllib3's ProtocolError("Connection aborted.", ConnectionResetError(...))

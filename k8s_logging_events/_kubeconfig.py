@@ -91,8 +91,7 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
             why = "KUBERNETES_SERVICE_HOST is not set"
         tried.append(f"the in-cluster service account ({why})")
     source = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default path"
-    if kubeconfig:
-        source = "the kubeconfig option"
+    source = "the kubeconfig option" if kubeconfig else source
     tried += [f"the kubeconfig {p} ({source}: no such file)" for p in kubeconfig_paths(kubeconfig)]
     return (
         "No Kubernetes configuration found, so events go to no API server (they are counted "

@@ -278,7 +278,13 @@ class KubernetesEventSink:
         try:
             stored: models.Event = self._send(method, path, content_type, body, api.read)
         except ApiStatusError as error:
-            if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
+            # AlreadyExists answers a create alone; no admission webhook answers a read 409 or 422
+            could = (
+                method == "POST"
+                if error.is_already_exists
+                else not (method == "GET" and error.status in (409, 422))
+            )
+            if error.name in ("", event.name, event.namespace) and could:
                 raise
             raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
@@ -399,14 +405,6 @@ def _count_written(
         return None
     count = api.patched_count(patch) if isinstance(patch, dict) else None
     return count if isinstance(count, int) and not isinstance(count, bool) else None
-
-
-def _could_answer(method: str, error: ApiStatusError) -> bool:
-    """False for a Status no ``method`` request gets: ``AlreadyExists`` but to a create; a
-    409 or 422 to a read (no admission webhook sees one)."""
-    if error.is_already_exists:
-        return method == "POST"
-    return not (method == "GET" and error.status in (409, 422))
 
 
 def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
