@@ -280,11 +280,13 @@ class Channel:
             if method not in IDEMPOTENT:
                 raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
             connection, answer, keep = self._once_more(data, f"{method} {path}")
-        if keep:
-            self._give_back(connection)
-        else:
-            self._busy.discard(connection)
+        self._busy.discard(connection)
+        if not keep:
             connection.close()
+            return answer
+        self._idle.append(connection)
+        if self._closed:  # close() ran while this request was in flight
+            self.close_idle()
         return answer
 
     def close(self) -> None:
@@ -361,12 +363,6 @@ class Channel:
             self.out_of_step += 1
         connection.close()
         return self._open()
-
-    def _give_back(self, connection: _Connection) -> None:
-        self._busy.discard(connection)
-        self._idle.append(connection)
-        if self._closed:  # close() ran while this request was in flight
-            self.close_idle()
 
     def _open(self) -> _Connection:
         # nothing is logged here: the library's own records are few and rate-limited
