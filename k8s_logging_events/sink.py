@@ -289,7 +289,16 @@ class KubernetesEventSink:
             raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(what, f"about {stored.namespace}/{stored.name}")
-        written = _count_written(api, method, event, body)
+        written: int | None = None  # the count the write sets, as the server stores it
+        if method in ("POST", "PUT"):
+            written = models.stored_count(api.count_of(event))
+        elif isinstance(body, bytes):  # a patch: the count it sets, if it sets one
+            try:
+                patch = json.loads(body)
+            except ValueError:
+                patch = None
+            count = api.patched_count(patch) if isinstance(patch, dict) else None
+            written = count if isinstance(count, int) and not isinstance(count, bool) else None
         if written is not None and api.count_of(stored) != written:
             raise self._out_of_step(what, f"count {api.count_of(stored)}, not {written}")
         return stored
@@ -389,22 +398,6 @@ class KubernetesEventSink:
 
 find_configuration = _kubeconfig.find_configuration
 kubeconfig_paths = _kubeconfig.kubeconfig_paths
-
-
-def _count_written(
-    api: _apis.EventsApi, method: str, event: models.Event, body: object
-) -> int | None:
-    """The count a write sets (as the server stores it); None for a read, or a patch of none."""
-    if method == "GET":
-        return None
-    if not isinstance(body, bytes):  # a create or a replace: the event itself, as sent
-        return models.stored_count(api.count_of(event))
-    try:
-        patch = json.loads(body)
-    except ValueError:
-        return None
-    count = api.patched_count(patch) if isinstance(patch, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) else None
 
 
 def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
