@@ -140,15 +140,21 @@ class KubernetesEventSink:
         # one of another shape would fail every request the rate limit holds
         self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
         self._owns_client = api_client is None
-        # typed as Any: the client's methods carry no annotations
-        self._api_client: Any
         # durations (the rate limit, a token file's age) on the monotonic reading, never the
         # wall clock
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
-        self._api_client, self.credentials = _kubeconfig.client(
-            api_client, kubeconfig, context, self._monotonic
-        )
+        self.credentials: str
         """What kind of credentials the sink sends, and from where (never their value)."""
+        if api_client is None:
+            api_client, self.credentials = _kubeconfig.default_api_client(
+                kubeconfig, context, self._monotonic
+            )
+        else:
+            origin = "the given ApiClient's configuration"
+            self.credentials = _kubeconfig.describe_credentials(api_client.configuration, origin)
+        _kubeconfig.check_readable(str(api_client.configuration.host))
+        # typed as Any: the client's methods carry no annotations
+        self._api_client: Any = api_client
         self._timeout = request_timeout
         self._closed = threading.Event()
         # the writers' (a flush's switch of the rate takes none); reentrant all the same
