@@ -399,12 +399,10 @@ STALL_SECONDS = 1.0
 namespace gets no second request until it ends, and a deadline calls it unanswered."""
 
 
-class _Write(Protocol):
+class _Write(Tries, Protocol):
     """What a summary reads of a ``_pending.Write``."""
 
     occurrences: int
-    attempts: int
-    throttled: int
     last_error: Exception | None
     started: float | None
     writer: int | None
