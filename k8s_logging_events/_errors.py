@@ -194,103 +194,45 @@ class RetrySchedule:
     def __init__(self, max_tries: int, sleep_duration: float, rng: Callable[[], float]) -> None:
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception(is_retryable),
-            stop=tenacity.stop_after_attempt(max(1, max_tries)) & _SpendsATry(),
-            wait=_ServerFirst(
-                throttled=_Jittered(
-                    tenacity.wait_exponential(
-                        multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
-                    ),
-                    rng,
-                    low=0.5,
-                ),
-                failed=tenacity.wait_chain(
-                    # clients started together must not retry in lockstep
-                    _Jittered(tenacity.wait_fixed(sleep_duration), rng, low=0.0),
-                    tenacity.wait_fixed(sleep_duration),
-                ),
-                contended=_Jittered(
-                    tenacity.wait_exponential(
-                        multiplier=CONTENTION_BASE_SECONDS, max=max(0.0, sleep_duration)
-                    ),
-                    rng,
-                    low=0.0,
-                ),
-            ),
+            stop=tenacity.stop_after_attempt(max(1, max_tries)),
         )
+        self._throttled = tenacity.wait_exponential(
+            multiplier=THROTTLE_BASE_SECONDS, max=THROTTLE_MAX_SECONDS
+        )
+        self._contended = tenacity.wait_exponential(
+            multiplier=CONTENTION_BASE_SECONDS, max=max(0.0, sleep_duration)
+        )
+        self._sleep_duration = sleep_duration
+        self._rng = rng
 
     def after_failure(self, tries: Tries, error: Exception) -> float | None:
         """Count ``error`` on ``tries`` (a 429 one more in a row; any other error a try, and
         the row ends); return seconds until the next try, None to give up."""
-        if is_throttled(error):
+        throttled = is_throttled(error)
+        if throttled:
             tries.throttled += 1
-            count = tries.throttled
         else:
             tries.throttled = 0
             tries.attempts += 1
-            count = tries.attempts
         state = tenacity.RetryCallState(self._retrying, None, (), {})
-        state.attempt_number = count
+        state.attempt_number = tries.throttled if throttled else tries.attempts
         state.set_exception((type(error), error, error.__traceback__))
-        retrying = self._retrying
-        if not retrying.retry(state) or retrying.stop(state):
+        # a 429 spends no try: the stop never counts one
+        if not self._retrying.retry(state) or (not throttled and self._retrying.stop(state)):
             return None
-        return float(retrying.wait(state))
-
-
-class _SpendsATry(tenacity.stop.stop_base):
-    """False for a 429, so that ``stop_after_attempt(n) & _SpendsATry()`` never stops one."""
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
-        return not is_throttled(_error_of(retry_state))
-
-
-class _Jittered(tenacity.wait.wait_base):
-    """``wait`` scaled by a random number in [low, 1), from ``rng``."""
-
-    def __init__(self, wait: tenacity.wait.wait_base, rng: Callable[[], float], low: float) -> None:
-        self._wait = wait
-        self._rng = rng
-        self._low = low
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        return self._wait(retry_state) * (self._low + (1.0 - self._low) * self._rng())
-
-
-class _ServerFirst(tenacity.wait.wait_base):
-    """``Retry-After`` over our wait: exactly it after a 429 (``throttled`` without one, or
-    with a zero one), at least it after another failure (``failed``; ``contended`` after an
-    attempt lost to other writers, which had no answer of its own); never NaN, never beyond
-    a day."""
-
-    def __init__(
-        self,
-        *,
-        throttled: tenacity.wait.wait_base,
-        failed: tenacity.wait.wait_base,
-        contended: tenacity.wait.wait_base,
-    ) -> None:
-        self._throttled = throttled
-        self._failed = failed
-        self._contended = contended
-
-    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
-        error = _error_of(retry_state)
         asked = error.retry_after if isinstance(error, ApiStatusError) else None
-        if is_throttled(error):
+        if throttled:
             # a zero Retry-After is taken as none: 429s that spend no try and wait nothing
             # would retry in a hot loop against the server for as long as it throttles
-            seconds = asked if asked else self._throttled(retry_state)
+            seconds = asked or self._throttled(state) * (0.5 + 0.5 * self._rng())
         elif isinstance(error, ContentionError):
             # no fault of the server: a writer of the same event won the round
-            seconds = self._contended(retry_state)
+            seconds = self._contended(state) * self._rng()
         else:
-            seconds = max(self._failed(retry_state), asked or 0.0)
+            # jittered the first time: clients started together must not retry in lockstep
+            first = self._rng() if state.attempt_number == 1 else 1.0
+            seconds = max(self._sleep_duration * first, asked or 0.0)
         return finite(seconds)
-
-
-def _error_of(retry_state: tenacity.RetryCallState) -> BaseException | None:
-    outcome = retry_state.outcome
-    return None if outcome is None else outcome.exception()
 
 
 def is_throttled(error: BaseException | None) -> bool:
@@ -300,9 +242,7 @@ def is_throttled(error: BaseException | None) -> bool:
 
 def finite(seconds: float) -> float:
     """A wait that arithmetic and timers can hold: never NaN, never beyond a day."""
-    if not seconds >= 0:  # NaN too
-        return 0.0
-    return min(seconds, MAX_WAIT_SECONDS)
+    return min(seconds, MAX_WAIT_SECONDS) if seconds >= 0 else 0.0  # NaN too
 
 
 def is_timeout(error: Exception) -> bool:
@@ -369,24 +309,23 @@ def explain(error: Exception, sink: object = None) -> str:
             f"{text} (the API server does not serve events.k8s.io/v1, the Events API the "
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
+    host = optional(sink, "host", str, "")
+    at = f" at {host}" if host else ""
     if status == 0 and str(getattr(error, "reason", "")).startswith("SSLError"):
-        host = optional(sink, "host", str, "")
         return (
-            f"{text} (TLS with the API server{f' at {host}' if host else ''} failed: check "
+            f"{text} (TLS with the API server{at} failed: check "
             "the CA the client trusts (a kubeconfig's certificate-authority or "
             "certificate-authority-data; in a pod, the service account's ca.crt), the name "
             "it checks (the server's, or tls-server-name) and the client certificate)"
         )
     if _through_proxy(error):
-        host = optional(sink, "host", str, "")
         return (
-            f"{text} (the proxy the client goes through to the API server"
-            f"{f' at {host}' if host else ''} failed: check the proxy and the settings that "
-            "choose it, HTTPS_PROXY and NO_PROXY, or a kubeconfig's proxy-url)"
+            f"{text} (the proxy the client goes through to the API server{at} failed: check "
+            "the proxy and the settings that choose it, HTTPS_PROXY and NO_PROXY, or a "
+            "kubeconfig's proxy-url)"
         )
     if unreachable(error):
-        host = optional(sink, "host", str, "")
-        return f"{text} (the API server{f' at {host}' if host else ''} is unreachable)"
+        return f"{text} (the API server{at} is unreachable)"
     return text
 
 
@@ -460,12 +399,10 @@ STALL_SECONDS = 1.0
 namespace gets no second request until it ends, and a deadline calls it unanswered."""
 
 
-class _Write(Protocol):
+class _Write(Tries, Protocol):
     """What a summary reads of a ``_pending.Write``."""
 
     occurrences: int
-    attempts: int
-    throttled: int
     last_error: Exception | None
     started: float | None
     writer: int | None
@@ -529,13 +466,9 @@ def unwritten_summary(
     if waiting and (unanswered or in_plugins):
         parts.append(f"{waiting} queued behind those requests (raise writers{more(' or')})")
     elif waiting:
+        advice = "drain_qps or writers" if cut_short else "drain_qps, writers or flush_timeout"
         parts.append(
-            f"{waiting} waiting for the client-side rate limit or a free writer "
-            + (
-                "(raise drain_qps or writers)"
-                if cut_short
-                else "(raise drain_qps, writers or flush_timeout)"
-            )
+            f"{waiting} waiting for the client-side rate limit or a free writer (raise {advice})"
         )
     if retrying:
         causes = ", ".join(f"{n} after {why}" for why, n in sorted(errors.items()))
@@ -552,9 +485,6 @@ def unwritten_summary(
     return f"Unable to write {occurrences} event occurrence(s) {when}: {'; '.join(parts)}"
 
 
-_NO_WAY_THERE = (errno.ENETUNREACH, errno.EHOSTUNREACH)
-
-
 def unreachable(error: BaseException, _depth: int = 0) -> bool:
     """True when the API server could not be reached at all: a connection refused, reset or
     not made within the connect timeout, no route or no network to its host, a name that does
@@ -567,7 +497,10 @@ def unreachable(error: BaseException, _depth: int = 0) -> bool:
     if isinstance(error, socket.gaierror):
         return True
     if isinstance(error, OSError) and error.errno is not None:
-        return isinstance(error, ConnectionError) or error.errno in _NO_WAY_THERE
+        return isinstance(error, ConnectionError) or error.errno in (
+            errno.ENETUNREACH,
+            errno.EHOSTUNREACH,
+        )
     inner = [e for e in error.args if isinstance(e, BaseException)] if _depth < 3 else []
     if any(unreachable(e, _depth + 1) for e in inner):  # bounded: an error may hold itself
         return True  # urllib3's ProtocolError("Connection aborted.", ConnectionResetError(...))

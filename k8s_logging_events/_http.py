@@ -199,19 +199,16 @@ def _handshake(sock: ssl.SSLSocket, timeout: float) -> None:
                 writing = False
             except ssl.SSLWantWriteError:
                 writing = True
-        if not _ready(sock, writing, max(0.0, deadline - time.monotonic())):
+        left = max(0.0, deadline - time.monotonic())
+        if hasattr(select, "poll"):
+            poll = select.poll()
+            poll.register(sock.fileno(), select.POLLOUT if writing else select.POLLIN)
+            ready = bool(poll.poll(max(1, math.ceil(left * 1000))))
+        else:
+            waiting = ([], [sock]) if writing else ([sock], [])
+            ready = any(select.select(*waiting, [], left)[:2])
+        if not ready:
             raise TimeoutError("_ssl.c: The handshake operation timed out")
-
-
-def _ready(sock: socket.socket, writing: bool, timeout: float) -> bool:
-    """Wait until ``sock`` can be read (or written); False after ``timeout`` seconds."""
-    if hasattr(select, "poll"):
-        poll = select.poll()
-        poll.register(sock.fileno(), select.POLLOUT if writing else select.POLLIN)
-        return bool(poll.poll(max(1, math.ceil(timeout * 1000))))
-    waiting = ([], [sock]) if writing else ([sock], [])
-    readable, writable, _ = select.select(*waiting, [], timeout)
-    return bool(readable or writable)
 
 
 class Channel:
@@ -283,11 +280,13 @@ class Channel:
             if method not in IDEMPOTENT:
                 raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
             connection, answer, keep = self._once_more(data, f"{method} {path}")
-        if keep:
-            self._give_back(connection)
-        else:
-            self._busy.discard(connection)
+        self._busy.discard(connection)
+        if not keep:
             connection.close()
+            return answer
+        self._idle.append(connection)
+        if self._closed:  # close() ran while this request was in flight
+            self.close_idle()
         return answer
 
     def close(self) -> None:
@@ -365,12 +364,6 @@ class Channel:
         connection.close()
         return self._open()
 
-    def _give_back(self, connection: _Connection) -> None:
-        self._busy.discard(connection)
-        self._idle.append(connection)
-        if self._closed:  # close() ran while this request was in flight
-            self.close_idle()
-
     def _open(self) -> _Connection:
         # nothing is logged here: the library's own records are few and rate-limited
         # (_diagnostics), and a server that refuses would make one per attempt
@@ -388,8 +381,15 @@ class Channel:
                 sock.setsockopt(level, option, value)
             wait_ms = max(1, math.ceil(self._read_timeout * 1000))
             if self._tls is not None:
-                if not self._tls.verify:
-                    _warn_unverified(self._address[0])
+                if not self._tls.verify:  # as urllib3 warns: its filters and disable_warnings apply
+                    from urllib3.exceptions import InsecureRequestWarning
+
+                    warnings.warn(
+                        f"Unverified HTTPS connection to host {self._address[0]!r}: the server's "
+                        "certificate is not checked (verify_ssl is off)",
+                        InsecureRequestWarning,
+                        stacklevel=3,
+                    )
                 with _process.openssl():  # a fork waits while OpenSSL works (_process)
                     sock = self._tls.context().wrap_socket(
                         sock,
@@ -460,18 +460,6 @@ class Channel:
             raise
         connection.used += 1
         return answer, keep
-
-
-def _warn_unverified(host: str) -> None:
-    """Warn as urllib3 does (its class: its filters, ``urllib3.disable_warnings()``, apply)."""
-    from urllib3.exceptions import InsecureRequestWarning
-
-    warnings.warn(
-        f"Unverified HTTPS connection to host {host!r}: the server's certificate is not "
-        "checked (verify_ssl is off)",
-        InsecureRequestWarning,
-        stacklevel=4,
-    )
 
 
 def _timeval(seconds: float) -> bytes:

@@ -25,7 +25,6 @@ __all__ = [
     "NoCredentialsError",
     "check_readable",
     "clean_up_at_exit",
-    "client",
     "default_api_client",
     "describe_credentials",
     "find_configuration",
@@ -91,8 +90,7 @@ def not_found_report(kubeconfig: str | None = None, context: str | None = None) 
             why = "KUBERNETES_SERVICE_HOST is not set"
         tried.append(f"the in-cluster service account ({why})")
     source = "KUBECONFIG" if os.environ.get("KUBECONFIG") else "the default path"
-    if kubeconfig:
-        source = "the kubeconfig option"
+    source = "the kubeconfig option" if kubeconfig else source
     tried += [f"the kubeconfig {p} ({source}: no such file)" for p in kubeconfig_paths(kubeconfig)]
     return (
         "No Kubernetes configuration found, so events go to no API server (they are counted "
@@ -174,23 +172,6 @@ def _after_scheme(url: str) -> tuple[str, str]:
     """``url`` cut after its ``//``; the whole of it is the rest when it has none."""
     scheme, slashes, rest = url.partition("//")
     return (scheme + slashes, rest) if slashes else ("", url)
-
-
-def client(
-    api_client: Any,
-    kubeconfig: str | None,
-    context: str | None,
-    monotonic: Callable[[], float] = time.monotonic,
-) -> tuple[Any, str]:
-    """``api_client`` (or :func:`default_api_client` without one) and its credentials;
-    a ValueError for a server URL :func:`check_readable` refuses."""
-    if api_client is None:
-        api_client, credentials = default_api_client(kubeconfig, context, monotonic)
-    else:
-        origin = "the given ApiClient's configuration"
-        credentials = describe_credentials(api_client.configuration, origin)
-    check_readable(str(api_client.configuration.host))
-    return api_client, credentials
 
 
 def check_readable(url: str, what: str = "the API server URL") -> None:

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import math
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,6 +142,10 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
         name = name[: name.rfind("%")]
     ca_data = options.get("ca_cert_data")
     files = [options.get(key) or None for key in ("ca_certs", "cert_file", "key_file")]
+    kept = {}  # what the files hold now (one that cannot be read is left out)
+    for path in filter(None, files):
+        with contextlib.suppress(OSError), open(path, "rb") as file:
+            kept[path] = file.read()
     return TlsSettings(
         server_hostname=name.rstrip("."),
         verify=verify,
@@ -150,17 +154,8 @@ def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:
         ca_data=ca_data if isinstance(ca_data, str | bytes) and ca_data else None,
         cert_file=files[1],
         key_file=files[2],
-        kept=_contents(file for file in files if file),
+        kept=kept,
     )
-
-
-def _contents(paths: Iterable[str]) -> dict[str, bytes]:
-    """What the files hold now, by path (one that cannot be read is left out)."""
-    kept = {}
-    for path in paths:
-        with contextlib.suppress(OSError), open(path, "rb") as file:
-            kept[path] = file.read()
-    return kept
 
 
 class ClientTransport:
@@ -175,18 +170,9 @@ class ClientTransport:
         self._api_client = api_client
         self._timeout = timeout
 
-    def _timeout_now(self) -> Any:
-        # a flush writing on its own thread keeps its deadline here too (requests_end_by):
-        # the client's own timeout alone held the exit up to request_timeout past it
+    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
         import urllib3
 
-        left = _process.request_seconds(math.inf)  # inf: no flush's deadline on this thread
-        if isinstance(self._timeout, tuple):
-            total = None if left == math.inf else left
-            return urllib3.Timeout(connect=self._timeout[0], read=self._timeout[1], total=total)
-        return urllib3.Timeout(total=min(self._timeout, left))
-
-    def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer:
         # read as the channel reads them: a failure (a token file mid-rotation) is retried
         sent = credentials(self._api_client.configuration)
         try:
@@ -198,13 +184,21 @@ class ClientTransport:
         except Exception as error:  # retrying cannot help
             raise RequestConstructionError(f"cannot build {method} {path}: {error}") from error
         headers.update(sent)
+        # a flush writing on its own thread keeps its deadline here too (requests_end_by):
+        # the client's own timeout alone held the exit up to request_timeout past it
+        left = _process.request_seconds(math.inf)  # inf: no flush's deadline on this thread
+        if isinstance(self._timeout, tuple):
+            total = None if left == math.inf else left
+            timeout = urllib3.Timeout(connect=self._timeout[0], read=self._timeout[1], total=total)
+        else:
+            timeout = urllib3.Timeout(total=min(self._timeout, left))
         # no retries of urllib3's, whatever the client's configuration says: the writer's only
         response = self._api_client.rest_client.pool_manager.request(
             method,
             url,
             body=body or None,
             headers=headers,
-            timeout=self._timeout_now(),
+            timeout=timeout,
             retries=False,
             preload_content=False,
         )

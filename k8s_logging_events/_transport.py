@@ -25,7 +25,6 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from k8s_logging_events import _official
 from k8s_logging_events._errors import ApiStatusError, RequestConstructionError
 from k8s_logging_events._http_parser import Answer, ProtocolError
 
@@ -40,7 +39,6 @@ __all__ = [
     "retry_after",
     "send",
     "status_error",
-    "transport_for",
 ]
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -126,13 +124,6 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
     def forget_after_fork(self) -> None: ...
-
-
-def transport_for(api_client: Any, timeout: float | tuple[float, float]) -> Transport:
-    """The sink's own channel where it connects exactly as ``api_client`` would, else the
-    official client's path (see :func:`_official.channel_for`)."""
-    channel = _official.channel_for(api_client, timeout)
-    return channel if channel is not None else _official.ClientTransport(api_client, timeout)
 
 
 def encode(method: str, path: str, body: object) -> bytes:

@@ -140,15 +140,21 @@ class KubernetesEventSink:
         # one of another shape would fail every request the rate limit holds
         self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
         self._owns_client = api_client is None
-        # typed as Any: the client's methods carry no annotations
-        self._api_client: Any
         # durations (the rate limit, a token file's age) on the monotonic reading, never the
         # wall clock
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
-        self._api_client, self.credentials = _kubeconfig.client(
-            api_client, kubeconfig, context, self._monotonic
-        )
+        self.credentials: str
         """What kind of credentials the sink sends, and from where (never their value)."""
+        if api_client is None:
+            api_client, self.credentials = _kubeconfig.default_api_client(
+                kubeconfig, context, self._monotonic
+            )
+        else:
+            origin = "the given ApiClient's configuration"
+            self.credentials = _kubeconfig.describe_credentials(api_client.configuration, origin)
+        _kubeconfig.check_readable(str(api_client.configuration.host))
+        # typed as Any: the client's methods carry no annotations
+        self._api_client: Any = api_client
         self._timeout = request_timeout
         self._closed = threading.Event()
         # the writers' (a flush's switch of the rate takes none); reentrant all the same
@@ -159,11 +165,13 @@ class KubernetesEventSink:
         self._draining = self._normal
         if self._normal is not None and (drain_qps <= 0 or drain_qps > qps):
             self._draining = (
-                _tokenbucket.TokenBucket(drain_qps, max(burst, 1), now) if drain_qps > 0 else None
+                _tokenbucket.TokenBucket(drain_qps, burst, now) if drain_qps > 0 else None
             )
         self._drains: list[None] = []  # one per drain on
-        # chosen once: the sink's own channel, or the official client's path
-        self._transport = _transport.transport_for(self._api_client, request_timeout)
+        # chosen once: the sink's own channel where it connects exactly as the client would
+        self._transport: _transport.Transport = _official.channel_for(
+            self._api_client, request_timeout
+        ) or _official.ClientTransport(self._api_client, request_timeout)
         self.waiting_for_rate_limit = 0
         """How many requests are waiting for the rate limit right now."""
         _process.renew_in_child(self)
@@ -246,11 +254,11 @@ class KubernetesEventSink:
 
     def create(self, event: models.Event) -> models.Event:
         """POST ``event`` to its namespace and return what the server stored."""
-        return self._answered(event, "POST", self._body(event))
+        return self._answered(event, "POST")
 
     def update(self, event: models.Event) -> models.Event:
         """PUT ``event`` over the stored one of the same name."""
-        return self._answered(event, "PUT", self._body(event))
+        return self._answered(event, "PUT")
 
     def patch(self, event: models.Event, data: bytes) -> models.Event:
         """Apply the strategic-merge patch ``data`` to the stored ``event``."""
@@ -259,27 +267,44 @@ class KubernetesEventSink:
     def read(self, event: models.Event) -> models.Event:
         """GET the stored event of ``event``'s namespace and name (to continue its count).
         Needs the verb ``get`` on ``events``: a 403 or 404 is an :class:`ApiStatusError`."""
-        return self._answered(event, "GET", None)
+        return self._answered(event, "GET")
 
     def _answered(
-        self, event: models.Event, method: str, body: object, content_type: str = _JSON
+        self, event: models.Event, method: str, body: object = None, content_type: str = _JSON
     ) -> models.Event:
         """Send ``event``'s request, and take only an answer about it. Another object's, one
         the request cannot get, or another count than the one written was meant for another
         request (docs/reliability.md, "The channel"): the idle connections are closed and the
         request fails as in transport, for the writer to try again."""
         api = _apis.BY_NAME[self.api]
+        if method in ("POST", "PUT"):  # a create or a replace sends the event itself
+            body = api.body(event)
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
         what = f"a write of event {event.namespace}/{event.name}"
         try:
             stored: models.Event = self._send(method, path, content_type, body, api.read)
         except ApiStatusError as error:
-            if error.name in ("", event.name, event.namespace) and _could_answer(method, error):
+            # AlreadyExists answers a create alone; no admission webhook answers a read 409 or 422
+            could = (
+                method == "POST"
+                if error.is_already_exists
+                else not (method == "GET" and error.status in (409, 422))
+            )
+            if error.name in ("", event.name, event.namespace) and could:
                 raise
             raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(what, f"about {stored.namespace}/{stored.name}")
-        written = _count_written(api, method, event, body)
+        written: int | None = None  # the count the write sets, as the server stores it
+        if method in ("POST", "PUT"):
+            written = models.stored_count(api.count_of(event))
+        elif isinstance(body, bytes):  # a patch: the count it sets, if it sets one
+            try:
+                patch = json.loads(body)
+            except ValueError:
+                patch = None
+            count = api.patched_count(patch) if isinstance(patch, dict) else None
+            written = count if isinstance(count, int) and not isinstance(count, bool) else None
         if written is not None and api.count_of(stored) != written:
             raise self._out_of_step(what, f"count {api.count_of(stored)}, not {written}")
         return stored
@@ -332,9 +357,6 @@ class KubernetesEventSink:
             raise ValueError(f"the answer to GET {path} has no metadata.uid")
         return uid
 
-    def _body(self, event: models.Event) -> dict[str, Any]:
-        return _apis.BY_NAME[self.api].body(event)
-
     def close(self) -> None:
         """Stop waiting on the rate limit, send nothing more (``ConnectionAbortedError``),
         and close the client if this sink made it."""
@@ -382,30 +404,6 @@ class KubernetesEventSink:
 
 find_configuration = _kubeconfig.find_configuration
 kubeconfig_paths = _kubeconfig.kubeconfig_paths
-
-
-def _count_written(
-    api: _apis.EventsApi, method: str, event: models.Event, body: object
-) -> int | None:
-    """The count a write sets (as the server stores it); None for a read, or a patch of none."""
-    if method == "GET":
-        return None
-    if not isinstance(body, bytes):  # a create or a replace: the event itself, as sent
-        return models.stored_count(api.count_of(event))
-    try:
-        patch = json.loads(body)
-    except ValueError:
-        return None
-    count = api.patched_count(patch) if isinstance(patch, dict) else None
-    return count if isinstance(count, int) and not isinstance(count, bool) else None
-
-
-def _could_answer(method: str, error: ApiStatusError) -> bool:
-    """False for a Status no ``method`` request gets: ``AlreadyExists`` but to a create; a
-    409 or 422 to a read (no admission webhook sees one)."""
-    if error.is_already_exists:
-        return method == "POST"
-    return not (method == "GET" and error.status in (409, 422))
 
 
 def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:

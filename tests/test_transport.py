@@ -23,6 +23,7 @@ import pytest
 from kubernetes import client
 
 from k8s_logging_events import (
+    _apis,
     _errors,
     _http_parser,
     _official,
@@ -392,7 +393,7 @@ def test_every_request_takes_the_one_path(server: LocalApiServer, either: Any) -
     assert requests[0] == ("GET", "/apis/events.k8s.io/v1")
     assert [method for method, _ in requests] == ["GET", "POST", "PATCH", "GET", "GET"]
     (post,) = [r for r in server.requests if r.method == "POST"]
-    assert post.raw_body == _transport.encode("POST", "", either._body(event))
+    assert post.raw_body == _transport.encode("POST", "", _apis.BY_NAME[either.api].body(event))
 
 
 @pytest.mark.parametrize("transport", ["channel", "official"])
