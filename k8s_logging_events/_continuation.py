@@ -77,7 +77,6 @@ class Write(Protocol):
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
-        ...
 
 
 class Policy(Protocol):
@@ -365,18 +364,17 @@ class _Attempt:
         except _UnreadableError:
             self._without_reading()
             return None
-        same = self.policy.same_event(self.event, stored)
-        ours_already = self.name == self.continued  # our own write may have moved its times
-        if same and self.taken and not ours_already and self.policy.finished(self.event, stored):
+        if not self.policy.same_event(self.event, stored):  # another event holds the name
+            self._rename(_Attempt._create)
+            return None
+        # the one this process continued is never finished: our own write may have moved its times
+        if self.taken and self.name != self.continued and self.policy.finished(self.event, stored):
             # ours, but a restart must not continue a finished series: the next one's name
             # (a first rename of this one's, as the correlator names it) is read; a restart
             # walks past every finished one, which is no contention
             self.name = self.owner.new_name(dataclasses.replace(self.event, name=self.name), 1)
             self.action = _Attempt._read
             self.walked += 1
-            return None
-        if not same:  # another event holds the name: ours gets a name of its own
-            self._rename(_Attempt._create)
             return None
         return self._continue(stored)
 
