@@ -243,15 +243,6 @@ class Continuation:
                 )
             raise _UnreadableError from error
 
-    def exists_is_ours(self, policy: Policy, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create that cannot be read met our own event.
-        Under deterministic names every restart meets its name taken, so only our own create
-        that may have landed is ours (not client-go's series rule: a restart's series would
-        overwrite the earlier run's count)."""
-        if self._namer.deterministic:
-            return maybe_landed
-        return policy.exists_is_ours(event, maybe_landed)
-
     def new_name(self, event: models.Event, renames: int) -> str:
         if self.readable:
             return self._namer.renamed(event, renames, self._clock.now())
@@ -365,7 +356,7 @@ class _Attempt:
             self._without_reading()
             return None
         if not self.policy.same_event(self.event, stored):  # another event holds the name
-            self._rename(_Attempt._create)
+            self._rename()
             return None
         # the one this process continued is never finished: our own write may have moved its times
         if self.taken and self.name != self.continued and self.policy.finished(self.event, stored):
@@ -459,13 +450,19 @@ class _Attempt:
     def _without_reading(self) -> None:
         """What client-go does in our place, when the event cannot be read."""
         self.version = ""  # a guard that fails could not be resolved
+        # whether AlreadyExists met our own create: under deterministic names every restart
+        # meets its name taken, so only a create of ours that may have landed is (not
+        # client-go's series rule: a restart's series would overwrite the earlier run's count)
+        ours = bool(self.write.unsure)
+        if not self.owner._namer.deterministic:
+            ours = self.policy.exists_is_ours(self.event, ours)
         if not self.taken:  # a conflict, or a repeat of a forgotten event: patch our count
             self.action = _Attempt._patch
-        elif self.owner.exists_is_ours(self.policy, self.event, bool(self.write.unsure)):
+        elif ours:
             self.action = _Attempt._patch  # our own create, whose answer was lost, landed
             self.created = True
         else:  # another event holds the name: a new name, as client-go would have made
-            self._rename(_Attempt._create)
+            self._rename()
 
     def _stamp(self, writers: str | None) -> tuple[int, str | None]:
         """The next request's number, and the record ``writers`` (none: no room) with ours
@@ -477,10 +474,11 @@ class _Attempt:
         others = [e for e in writers.split() if _ENTRY.fullmatch(e) and not e.startswith(token)]
         return number, " ".join([f"{token}:{number}", *others[: MAX_WRITERS - 1]])
 
-    def _rename(self, then: Step) -> None:
+    def _rename(self) -> None:
+        """Create the event under a name of its own."""
         self.renames += 1
         self.name = self.owner.new_name(self.event, self.renames)
-        self.action = then
+        self.action = _Attempt._create
 
     def _kind(self) -> str:
         """The outcome of a write that ended in a patch: created when our create it was."""

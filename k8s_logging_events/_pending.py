@@ -418,8 +418,7 @@ class Writes:
                 "Event %s/%s was throttled %d time(s) in a row (the API server asks for fewer "
                 "requests: %s); it waits %.3g s more, kept (see qps, or the server's "
                 "EventRateLimit)",
-                write.event.namespace,
-                write.event.name,
+                *key,
                 write.throttled,
                 _errors.describe_error(error),
                 retry_in,
@@ -432,8 +431,7 @@ class Writes:
                 logging.INFO,
                 "Event %s/%s waits %.3g s before its next attempt: the API server asks for "
                 "fewer requests (%s)",
-                write.event.namespace,
-                write.event.name,
+                *key,
                 retry_in,
                 _errors.describe_error(error),
             )
@@ -443,8 +441,7 @@ class Writes:
                 f"retry:{_errors.cause(error)}",
                 logging.WARNING,
                 "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
-                write.event.namespace,
-                write.event.name,
+                *key,
                 write.attempts,
                 self._options.max_tries,
                 retry_in,
