@@ -147,8 +147,7 @@ class Write:
 
     def merge(self, event: models.Event, *, held: bool, occurrences: int) -> None:
         """Take over newer occurrences: the latest's count, timestamps and message win."""
-        if self.origin is None:
-            self.origin = self.event
+        self.origin = self.origin or self.event
         self.event = event
         self.occurrences += occurrences
         self.held = self.held and held
