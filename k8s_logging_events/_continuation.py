@@ -77,7 +77,6 @@ class Write(Protocol):
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
-        ...
 
 
 class Policy(Protocol):
@@ -87,8 +86,7 @@ class Policy(Protocol):
         """The strategic-merge patch that records a repeat on the stored event."""
 
     def exists_is_ours(self, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create means our own earlier create landed (for a
-        sink that cannot read events)."""
+        """True when ``AlreadyExists`` on a create means our earlier create landed (unread)."""
 
     def count_of(self, event: models.Event) -> int:
         """How many occurrences ``event`` stands for (``count``, or its series count)."""
@@ -103,8 +101,7 @@ class Policy(Protocol):
         """True when a later process must not continue ``stored``, our event (a series over)."""
 
     def previous(self, event: models.Event) -> str:
-        """The name of the event ``event`` follows, which another process may have kept
-        going (a series that went quiet here), or ""."""
+        """The name of the series ``event`` follows (quiet here, maybe kept going), or ""."""
 
 
 class Sink(Protocol):
@@ -166,28 +163,19 @@ class Continuation:
         self._namer = namer
         self._clock = clock
         self._reporter = reporter
-        self._lock = threading.Lock()
         self._known: cachetools.LRUCache[tuple[str, str], Known] = cachetools.LRUCache(max(1, size))
         # False once the server refused a read (403), or for a sink without read: takeovers
         # and guards are off
         self.readable = self._read is not None
-        self._new_writer()
+        self._after_fork_in_child()
         _process.renew_in_child(self)
 
-    def _new_writer(self) -> None:
-        """This writer's token in the records of :data:`WRITERS`, and its requests' numbers."""
+    def _after_fork_in_child(self) -> None:
+        # at the start too: a child is another writer (its token in the records of WRITERS,
+        # its requests' numbers), and a writer of the parent may have held the lock at the fork
+        self._lock = threading.Lock()
         self.token = secrets.token_hex(6)
         self.requests = itertools.count(1)
-
-    def _after_fork_in_child(self) -> None:
-        # a writer of the parent may have held the lock at the fork; the child is another
-        # writer, whose requests must not pass for the parent's
-        self._lock = threading.Lock()
-        self._new_writer()
-
-    def now(self) -> datetime:
-        """The time on this process's clock (what a stored time may not be later than)."""
-        return self._clock.now()
 
     def known(self, namespace: str, name: str) -> Known | None:
         """What was last seen of the event the correlator calls ``namespace/name``."""
@@ -227,39 +215,33 @@ class Continuation:
         with self._lock:
             self._known[key] = known
 
-    def read(self, event: models.Event) -> models.Event:
+    def read(self, event: models.Event, about: models.Event) -> models.Event:
+        """``event`` as stored. :class:`_UnreadableError` when it cannot be read; a refused
+        read (403) is said once, ``about`` the correlator's event: client-go's ways from now."""
         assert self._read is not None
         try:
             return self._read(event)
         except TypeError as error:  # a wrapper around a sink that cannot read
             self.readable = False
-            raise _UnreadableError(str(error)) from error
-
-    def refused(self, error: _errors.ApiStatusError, event: models.Event) -> None:
-        """Reading is not permitted: say so once, and keep client-go's ways from now on."""
-        with self._lock:  # writers that read at once all meet the 403; one of them says so
-            first, self.readable = self.readable, False
-        if not first:
-            return
-        self._reporter.report(
-            "read-forbidden",
-            logging.WARNING,
-            "Unable to read event %s/%s to continue its count (%s): grant the verb get on "
-            "events in the Role (see docs/in-cluster.md). Until then, an event whose name "
-            "is taken gets a new name and counts from this process only, as with client-go",
-            event.namespace,
-            event.name,
-            error,
-        )
-
-    def exists_is_ours(self, policy: Policy, event: models.Event, maybe_landed: bool) -> bool:
-        """True when ``AlreadyExists`` on a create that cannot be read met our own event.
-        Under deterministic names every restart meets its name taken, so only our own create
-        that may have landed is ours (not client-go's series rule: a restart's series would
-        overwrite the earlier run's count)."""
-        if self._namer.deterministic:
-            return maybe_landed
-        return policy.exists_is_ours(event, maybe_landed)
+            raise _UnreadableError from error
+        except _errors.ApiStatusError as error:
+            if error.status != 403:
+                raise
+            with self._lock:  # writers that read at once all meet the 403; one of them says so
+                first, self.readable = self.readable, False
+            if first:
+                self._reporter.report(
+                    "read-forbidden",
+                    logging.WARNING,
+                    "Unable to read event %s/%s to continue its count (%s): grant the verb get "
+                    "on events in the Role (see docs/in-cluster.md). Until then, an event whose "
+                    "name is taken gets a new name and counts from this process only, as with "
+                    "client-go",
+                    about.namespace,
+                    about.name,
+                    error,
+                )
+            raise _UnreadableError from error
 
     def new_name(self, event: models.Event, renames: int) -> str:
         if self.readable:
@@ -307,8 +289,7 @@ class _Attempt:
         self.floor: datetime | None = None  # the latest time of the event read (continued)
         # the next request (a function, not a bound method: no cycle through self); a create
         # retried after its takeover read the event (none in doubt) patches what it read
-        taken_over = found is not None and not write.unsure
-        patch = not write.create or taken_over
+        patch = not write.create or (found is not None and not write.unsure)
         self.action: Step = _Attempt._patch if patch else _Attempt._create
         # nothing known of it (forgotten), or only the name a create went under: read first
         if patch and (found is None or not (found.version or found.name == event.name)):
@@ -365,31 +346,26 @@ class _Attempt:
 
     def _read(self) -> tuple[str, models.Event] | None:
         try:
-            stored = self.owner.read(dataclasses.replace(self.event, name=self.name))
+            stored = self.owner.read(dataclasses.replace(self.event, name=self.name), self.event)
         except _errors.ApiStatusError as error:
-            if error.is_not_found:  # expired (or deleted) since: create it again
-                self.action = _Attempt._create
-                return None
-            if error.status != 403:
+            if not error.is_not_found:
                 raise
-            self.owner.refused(error, self.event)
-            self._without_reading()
+            self.action = _Attempt._create  # expired (or deleted) since: create it again
             return None
         except _UnreadableError:
             self._without_reading()
             return None
-        same = self.policy.same_event(self.event, stored)
-        ours_already = self.name == self.continued  # our own write may have moved its times
-        if same and self.taken and not ours_already and self.policy.finished(self.event, stored):
+        if not self.policy.same_event(self.event, stored):  # another event holds the name
+            self._rename()
+            return None
+        # the one this process continued is never finished: our own write may have moved its times
+        if self.taken and self.name != self.continued and self.policy.finished(self.event, stored):
             # ours, but a restart must not continue a finished series: the next one's name
             # (a first rename of this one's, as the correlator names it) is read; a restart
             # walks past every finished one, which is no contention
             self.name = self.owner.new_name(dataclasses.replace(self.event, name=self.name), 1)
             self.action = _Attempt._read
             self.walked += 1
-            return None
-        if not same:  # another event holds the name: ours gets a name of its own
-            self._rename(_Attempt._create)
             return None
         return self._continue(stored)
 
@@ -400,14 +376,10 @@ class _Attempt:
         known = self.owner.known(self.event.namespace, self.previous)
         before = dataclasses.replace(self.event, name=known.name if known else self.previous)
         try:
-            stored = self.owner.read(before)
-        except _errors.ApiStatusError as error:
-            if error.status == 403:
-                self.owner.refused(error, before)
-            elif not error.is_not_found:
+            stored = self.owner.read(before, before)
+        except (_errors.ApiStatusError, _UnreadableError) as error:
+            if isinstance(error, _errors.ApiStatusError) and not error.is_not_found:
                 raise
-            return None
-        except _UnreadableError:
             return None
         if not self.policy.same_event(self.event, stored):
             return None
@@ -427,12 +399,18 @@ class _Attempt:
     def _continue(self, stored: models.Event) -> tuple[str, models.Event] | None:
         """Continue ``stored``, our event under :attr:`name`: the server's count plus ours."""
         server, start = self.policy.count_of(stored), _same_start(stored, self.event)
-        self.floor = _latest(stored, self.owner.now())
+        self.floor = _latest(stored, self.owner._clock.now())
         self.version = stored.resource_version
         # a refusal is another writer's doing unless a request of ours in doubt set the count
         ours = any(server == s[0] and (start or not s[2]) for s in self.write.unsure)
         self._see(stored, self.contended and not ours)
-        self.target = server + self._unwritten(server, start)
+        # this write's occurrences that the event does not hold yet: past those of the latest
+        # request in doubt that landed
+        token, writers = self.owner.token, self.writers
+        landed = [s for s in self.write.unsure if _landed(s, server, writers, token, start)]
+        self.created = self.created or any(s[2] for s in landed)
+        unwritten = self.write.occurrences - max((s[1] for s in landed), default=0)
+        self.target = server + max(0, unwritten)
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still
         # know of them, or what they carried would be counted twice
@@ -472,26 +450,35 @@ class _Attempt:
     def _without_reading(self) -> None:
         """What client-go does in our place, when the event cannot be read."""
         self.version = ""  # a guard that fails could not be resolved
+        # whether AlreadyExists met our own create: under deterministic names every restart
+        # meets its name taken, so only a create of ours that may have landed is (not
+        # client-go's series rule: a restart's series would overwrite the earlier run's count)
+        ours = bool(self.write.unsure)
+        if not self.owner._namer.deterministic:
+            ours = self.policy.exists_is_ours(self.event, ours)
         if not self.taken:  # a conflict, or a repeat of a forgotten event: patch our count
             self.action = _Attempt._patch
-        elif self.owner.exists_is_ours(self.policy, self.event, bool(self.write.unsure)):
+        elif ours:
             self.action = _Attempt._patch  # our own create, whose answer was lost, landed
             self.created = True
         else:  # another event holds the name: a new name, as client-go would have made
-            self._rename(_Attempt._create)
+            self._rename()
 
     def _stamp(self, writers: str | None) -> tuple[int, str | None]:
-        """The next request's number, and the record ``writers`` with it as ours (none
-        without room for it)."""
+        """The next request's number, and the record ``writers`` (none: no room) with ours
+        first at it, other writers' well-formed entries after, the oldest beyond
+        :data:`MAX_WRITERS` dropped."""
         if writers is None:
             return 0, None
-        number = next(self.owner.requests)
-        return number, _noted(writers, self.owner.token, number)
+        number, token = next(self.owner.requests), self.owner.token
+        others = [e for e in writers.split() if _ENTRY.fullmatch(e) and not e.startswith(token)]
+        return number, " ".join([f"{token}:{number}", *others[: MAX_WRITERS - 1]])
 
-    def _rename(self, then: Step) -> None:
+    def _rename(self) -> None:
+        """Create the event under a name of its own."""
         self.renames += 1
         self.name = self.owner.new_name(self.event, self.renames)
-        self.action = then
+        self.action = _Attempt._create
 
     def _kind(self) -> str:
         """The outcome of a write that ended in a patch: created when our create it was."""
@@ -504,29 +491,16 @@ class _Attempt:
         shared = evidence or bool(record) or self.writers is not None
         self.writers = record if shared else None
 
-    def _unwritten(self, server: int, start: bool) -> int:
-        """This write's occurrences that the event read (``server``: its count, ``start``: its
-        first time ours) does not hold yet: those of the latest request in doubt that landed
-        (:func:`_landed`)."""
-        token, writers = self.owner.token, self.writers
-        landed = [s for s in self.write.unsure if _landed(s, server, writers, token, start)]
-        self.created = self.created or any(s[2] for s in landed)
-        return max(0, self.write.occurrences - max((s[1] for s in landed), default=0))
-
     def _done(self, stored: models.Event, kind: str) -> tuple[str, models.Event]:
-        write = self.write
-        write.sent = None
-        write.unsure.clear()
+        self.write.sent = None
+        self.write.unsure.clear()
         count = self.policy.count_of(stored)
-        offset = count - self.local
         self._see(stored)
-        known = Known(self.name, stored.resource_version, offset, count, self.writers)
+        known = Known(self.name, stored.resource_version, count - self.local, count, self.writers)
         self.owner.remember(self.key, known)
         # the correlator sees its own name and count: the translation stays here
-        local = dataclasses.replace(
-            self.policy.with_count(stored, self.local), name=self.event.name
-        )
-        return kind, local
+        local = self.policy.with_count(stored, self.local)
+        return kind, dataclasses.replace(local, name=self.event.name)
 
 
 def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool = True) -> bool:
@@ -547,13 +521,6 @@ def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool
         return False
     reached = count > target if entries and not number else count >= target
     return reached and (start or not created)
-
-
-def _noted(writers: str, token: str, number: int) -> str:
-    """The record ``writers`` with ours first, at ``number``; other writers' well-formed
-    entries after it, the oldest dropped beyond :data:`MAX_WRITERS`."""
-    others = [e for e in writers.split() if _ENTRY.fullmatch(e) and not e.startswith(token)]
-    return " ".join([f"{token}:{number}", *others[: MAX_WRITERS - 1]])
 
 
 def _writers(event: models.Event) -> str | None:

@@ -3,11 +3,8 @@
 A pure policy beside the correlator and the series (importing neither): plain state, no
 threads; the writer pool calls it under the runtime's lock and makes the requests (those of
 one attempt: :mod:`~k8s_logging_events._continuation`). It owns the protocols of what it
-calls: the write policy and :class:`EventSink` (public as ``sink.EventSink``). client-go's
-create-or-patch and retries, plus (docs/concepts.md, "The writer"): per-event order without
-head-of-line blocking, one pending write per event, the ``queue_length`` bound, one request
-in flight per object and per stalled namespace, and exact accounting. Back-offs and held
-counts are measured on the clock's monotonic reading.
+calls (the write policy, :class:`EventSink`), client-go's create-or-patch and retries, and
+what docs/concepts.md promises of "The writer". Waits are on the clock's monotonic reading.
 """
 
 from __future__ import annotations
@@ -150,8 +147,7 @@ class Write:
 
     def merge(self, event: models.Event, *, held: bool, occurrences: int) -> None:
         """Take over newer occurrences: the latest's count, timestamps and message win."""
-        if self.origin is None:
-            self.origin = self.event
+        self.origin = self.origin or self.event
         self.event = event
         self.occurrences += occurrences
         self.held = self.held and held
@@ -421,8 +417,7 @@ class Writes:
                 "Event %s/%s was throttled %d time(s) in a row (the API server asks for fewer "
                 "requests: %s); it waits %.3g s more, kept (see qps, or the server's "
                 "EventRateLimit)",
-                write.event.namespace,
-                write.event.name,
+                *key,
                 write.throttled,
                 _errors.describe_error(error),
                 retry_in,
@@ -435,8 +430,7 @@ class Writes:
                 logging.INFO,
                 "Event %s/%s waits %.3g s before its next attempt: the API server asks for "
                 "fewer requests (%s)",
-                write.event.namespace,
-                write.event.name,
+                *key,
                 retry_in,
                 _errors.describe_error(error),
             )
@@ -446,8 +440,7 @@ class Writes:
                 f"retry:{_errors.cause(error)}",
                 logging.WARNING,
                 "Unable to write event %s/%s (attempt %d of %d, will retry in %.1f s): %s",
-                write.event.namespace,
-                write.event.name,
+                *key,
                 write.attempts,
                 self._options.max_tries,
                 retry_in,
@@ -481,13 +474,11 @@ class Writes:
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)
         slot = self._slots.get(key)
-        if slot is None:
-            return
-        slot.in_flight = None
-        if slot.waiting is None:
+        if slot is not None and slot.waiting is None:
             del self._slots[key]
-            return
-        self._schedule(key, slot)
+        elif slot is not None:
+            slot.in_flight = None
+            self._schedule(key, slot)
 
     def _schedule(self, key: Key, slot: _Slot) -> None:
         write = slot.waiting
@@ -512,9 +503,9 @@ class Writes:
         now = self._now() + _RESOLUTION
         while self._timed and self._timed[0][0] <= now:
             _, generation, key = heapq.heappop(self._timed)
-            slot = self._slots.get(key)
-            if slot is None or slot.generation != generation or slot.state != "timed":
+            if not self._is_timed(generation, key):
                 continue  # superseded entry
+            slot = self._slots[key]
             write = slot.waiting
             assert write is not None
             if write.held and not self.flushing and not self._p.release(write.event):

@@ -162,8 +162,7 @@ class CorrelatorOptions:
         _sanitise.check_event_names(self.event_names, "CorrelatorOptions.event_names")
         for name in _NUMBER_OPTIONS:
             value = getattr(self, name)
-            # `not value >= 0` also refuses NaN
-            if not value >= 0:
+            if not value >= 0:  # also refuses NaN
                 msg = f"CorrelatorOptions.{name} must not be negative, got {value!r}"
                 raise ValueError(msg)
         for name in ("key_func", "message_func", "spam_key_func"):
