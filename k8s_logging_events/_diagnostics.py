@@ -76,10 +76,9 @@ class _ThreadMark(threading.local):
 
 _own = _ThreadMark()
 
-# The cyclic collector calls these on the thread it runs on, before ("start") and after
-# ("stop") it frees garbage. No Python code: a signal that came while it collected has its
-# handler run by the first Python code after, and what a gc callback raises is swallowed (a
-# SIGTERM handler's SystemExit, Ctrl-C: the program would go on as if never signalled).
+# The cyclic collector calls these on its thread before ("start") and after ("stop") it frees
+# garbage. No Python code: a signal handler would run in it, and what a gc callback raises
+# (a SIGTERM handler's SystemExit, Ctrl-C) is swallowed, as if never signalled.
 _phases = collections.OrderedDict(start=None, stop=None)  # the latest phase last
 _latest: dict[str, object] = {}  # the info of the latest collection, by phase
 _callbacks: tuple[Callable[..., object], ...] = (
@@ -140,9 +139,8 @@ def log_safely(
     target: logging.Logger, level: int, msg: str, *args: Any, limited: bool = True, **extra: Any
 ) -> None:
     """Log through ``target`` without ever taking the ``logging`` module's lock. A warning
-    also goes to :data:`standard_error` when no handler outside this library would show it,
-    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``);
-    through its limit unless ``limited`` is False (a report already limited per kind).
+    also goes to :data:`standard_error` (its limit unless ``limited`` is False) when no handler
+    outside this library would show it, and for our loggers when ``dictConfig`` disabled them.
     """
     if not would_log(target, level):
         return
@@ -184,28 +182,24 @@ class _Shown:
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
-    def __str__(self) -> str:
-        return self._safely(str)
-
-    def __repr__(self) -> str:
-        return self._safely(repr)
-
-    def _safely(self, show: Callable[[object], str]) -> str:
+    def __str__(self, show: Callable[[object], str] = str) -> str:
         try:
             return show(self.error)
         except Exception:
             return f"<a {type(self.error).__name__} that cannot be shown>"
+
+    def __repr__(self) -> str:
+        return self.__str__(repr)
 
 
 def configuring_elsewhere() -> bool:
     """True while another thread holds the ``logging`` module's lock, as ``dictConfig`` does
     while it replaces handlers; never waits for it."""
     lock = getattr(logging, "_lock", None)
-    if lock is None or lock.acquire(blocking=False):
-        if lock is not None:
-            lock.release()
-        return False
-    return True
+    if lock is None or not lock.acquire(blocking=False):
+        return lock is not None
+    lock.release()
+    return False
 
 
 def holds_logging_lock() -> bool:
@@ -216,14 +210,12 @@ def holds_logging_lock() -> bool:
 
 
 def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
-    """``target.handle(record)``, and True when a handler not ours showed it (or logging's
-    last resort did, or a filter on ``target`` dropped it). The handlers are called here, as
-    ``Logger.callHandlers`` calls them, to hear what their filters answer, asked once,
-    whatever they are (a function, a ``Filter`` subclass); a logger whose dispatch is not
-    logging's own (Sentry patches ``callHandlers``) dispatches, and the answers are foretold."""
-    # logging's own, known by type and code, not by name and module, which a wrapper takes
-    # (functools.wraps, wrapt's proxies: New Relic's agent), nor by logging.__file__, which a
-    # frozen interpreter's compiled code does not name
+    """``target.handle(record)``; True when a handler not ours showed it (or the last resort
+    did, or a filter on ``target`` dropped it). Called here as ``callHandlers`` calls them, to
+    hear their filters' answers once; a logger whose dispatch is not logging's own (Sentry
+    patches ``callHandlers``) dispatches itself, and the answers are foretold."""
+    # logging's own by code, not by name and module, which a wrapper takes (functools.wraps,
+    # New Relic's wrapt proxies), nor logging.__file__, which frozen code does not name
     own, cls = logging.getLevelName.__code__.co_filename, type(target)
     dispatch = (inspect.getattr_static(cls, "handle"), inspect.getattr_static(cls, "callHandlers"))
     hear = all(type(f) is types.FunctionType and f.__code__.co_filename == own for f in dispatch)
@@ -252,11 +244,9 @@ def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
 
 
 def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:
-    """True when ``handler`` is not ours and takes ``record`` at ``level`` (and its filters
-    by logger name: a console kept to the application's loggers shows no report); a
-    ``QueueHandler`` shows what one of its listener's handlers does, while the listener runs
-    (3.12+ dictConfig sets ``listener``; else a ``QueueListener`` reading its queue); on a
-    queue of this process that no listener reads, nothing."""
+    """True when ``handler`` is not ours and takes ``record`` at ``level``, its name filters
+    too; a ``QueueHandler`` shows what its running listener's handlers do (3.12+ dictConfig's
+    ``listener``, else one reading its queue), nothing on a queue of ours no one reads."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
         return False
     if handler.filters and not _passes(handler, record):
@@ -283,10 +273,8 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
 
 
 def _stopping(listener: Any) -> bool:
-    """True once ``listener``'s stop marker is in its queue (``stop()``, at exit): a report
-    queued now, as one its own thread makes about the records before the marker, is read by
-    no one. Peeked without the queue's lock, which a reporting signal handler's thread may
-    hold."""
+    """True once ``listener``'s stop marker is queued (a report queued now is read by no one);
+    peeked without the queue's lock, which a reporting signal handler's thread may hold."""
     try:
         return any(item is listener._sentinel for item in listener.queue.queue)
     except (AttributeError, RuntimeError):  # no deque (a SimpleQueue), or one changed meanwhile
@@ -294,10 +282,8 @@ def _stopping(listener: Any) -> bool:
 
 
 def _reading(queued: object) -> object:
-    """The running ``QueueListener`` that reads ``queued``, found by its thread (a listener of
-    the user's own making, which no handler names); None if none does. The threads are read
-    from ``threading._active`` without the lock ``enumerate()`` takes, which a signal handler
-    reporting on the main thread may find held there."""
+    """The running ``QueueListener`` reading ``queued`` (one no handler names), or None; from
+    ``threading._active`` without ``enumerate()``'s lock, which a signal handler may find held."""
     for thread in tuple(getattr(threading, "_active", {}).values()):
         listener = getattr(getattr(thread, "_target", None), "__self__", None)
         if isinstance(listener, logging.handlers.QueueListener) and listener.queue is queued:
@@ -306,8 +292,8 @@ def _reading(queued: object) -> object:
 
 
 def _passes(handler: logging.Handler, record: logging.LogRecord) -> bool:
-    """False when a ``logging.Filter`` by logger name on ``handler`` drops ``record``: those
-    answer alike when asked again; any other filter may keep state, and is not asked twice."""
+    """False when a plain ``logging.Filter`` (by name, asked again alike) drops ``record``; any
+    other filter may keep state, and is not asked twice."""
     return all(
         type(rule).filter is not logging.Filter.filter or rule.filter(record)
         for rule in handler.filters
@@ -332,8 +318,7 @@ class StandardError:
         self._monotonic = monotonic
         self._lock = threading.RLock()
         self._bucket = _tokenbucket.TokenBucket(per_second, burst, monotonic())
-        self.held_back = 0
-        """Lines the limit has held back and not yet mentioned."""
+        self.held_back = 0  # lines the limit held back and no line mentioned yet
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
@@ -365,9 +350,8 @@ class StandardError:
         return self._write(text)
 
     def summarise(self) -> None:
-        """Say how many lines the limit held back that no later line mentioned (at flush
-        and close: a short program never reaches the next line), within the limit (a
-        program may flush every second) but at exit."""
+        """Say how many lines the limit held back that no later line mentioned (at flush and
+        close: a short program never reaches the next line), within the limit but at exit."""
         if not self._lock.acquire(timeout=1.0):
             return
         try:
