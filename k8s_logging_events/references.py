@@ -66,9 +66,6 @@ _FIELDS = (
     ("resource_version", "resourceVersion"),
     ("field_path", "fieldPath"),
 )
-_EXPECTED_MAPPING = (
-    "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
-)
 
 # V1Pod, V1beta1CronJob, CoreV1Event, EventsV1Event: an optional group prefix, the version,
 # then the kind.
@@ -146,7 +143,16 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     # one look-up a record, the rule once a namespace; "" (none) never looked up: another
     # thread emptying the set refused the events of cluster-scoped objects meanwhile
     if ref.namespace and ref.namespace not in _namespaces:
-        _check_namespace(ref.namespace, obj)
+        if _NAMESPACE.fullmatch(ref.namespace) is None:  # bounded: it scans 63 characters at most
+            raise InvalidObjectError(
+                f"its namespace {ref.namespace[:80]!r} is no DNS label (at most 63 lowercase "
+                "letters, digits and '-', alphanumeric at both ends), where the server files "
+                "events",
+                obj,
+            )
+        if len(_namespaces) >= _MAX_SHARED:
+            _namespaces.clear()
+        _namespaces.add(ref.namespace)
     if field_path and field_path != ref.field_path:
         return dataclasses.replace(ref, field_path=field_path)
     return ref
@@ -238,18 +244,6 @@ def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
     return reader
 
 
-def _check_namespace(namespace: str, obj: object) -> None:
-    if _NAMESPACE.fullmatch(namespace) is None:  # bounded: it scans no more than 63 characters
-        raise InvalidObjectError(
-            f"its namespace {namespace[:80]!r} is no DNS label (at most 63 lowercase letters, "
-            "digits and '-', alphanumeric at both ends), where the server files events",
-            obj,
-        )
-    if len(_namespaces) >= _MAX_SHARED:
-        _namespaces.clear()
-    _namespaces.add(namespace)
-
-
 def _unknown(obj: object) -> ObjectReference:
     raise InvalidObjectError(
         "expected a kubernetes client model, a manifest (apiVersion, kind, metadata), a flat "
@@ -289,7 +283,10 @@ def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
         # a built-in kind's one apiVersion, read here as a list item's is: the reference is
         # then shared whole, and the next record about it needs no completing
         values[4] = _kinds.ONE_API_VERSION.get(values[0], "")
-    return _checked(_shared(*values), data, f" (expected {_EXPECTED_MAPPING})")
+    expected = (
+        "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
+    )
+    return _checked(_shared(*values), data, f" (expected {expected})")
 
 
 def _from_model(obj: Any) -> ObjectReference:
@@ -438,7 +435,8 @@ def type_meta_for_model(cls: type) -> tuple[str, str]:
 
 
 def _search_type_meta(cls: type) -> tuple[str, str]:
-    """Find a model's group by the path of the client API method that reads it (slow)."""
+    """Find a model's apiVersion in the path its client read method (returning it) requests
+    (slow)."""
     match = _MODEL_NAME.match(cls.__name__)
     if match is None:
         return "", ""
@@ -449,22 +447,13 @@ def _search_type_meta(cls: type) -> tuple[str, str]:
     suffix = f"{prefix or ''}{version}Api"
     for api in (getattr(client, name) for name in dir(client) if name.endswith(suffix)):
         for method in (f"read_namespaced_{snake}", f"read_{snake}"):
-            api_version = _read_api_version(api, method, cls)
-            if api_version:
-                return kind, api_version
+            function = getattr(api, method, None)
+            if getattr(function, "__annotations__", {}).get("return") is not cls:
+                continue
+            code = getattr(getattr(api, f"_{method}_serialize", None), "__code__", None)
+            for const in getattr(code, "co_consts", ()):
+                path = _API_PATH.match(const) if isinstance(const, str) else None
+                if path is not None:
+                    core_version, group, group_version = path.groups()
+                    return kind, core_version or f"{group}/{group_version}"
     return "", ""
-
-
-def _read_api_version(api: type, method: str, cls: type) -> str:
-    # the apiVersion in the path that the client's read method (returning cls) requests
-    function = getattr(api, method, None)
-    if function is None or getattr(function, "__annotations__", {}).get("return") is not cls:
-        return ""
-    serializer = getattr(api, f"_{method}_serialize", None)
-    code = getattr(serializer, "__code__", None)
-    for const in getattr(code, "co_consts", ()):
-        match = _API_PATH.match(const) if isinstance(const, str) else None
-        if match is not None:
-            core_version, group, group_version = match.groups()
-            return core_version or f"{group}/{group_version}"
-    return ""
