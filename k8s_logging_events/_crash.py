@@ -86,16 +86,9 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
     message = _tracebacks.exception_summary(shown)
     path, line, function = _innermost(exc_info[2])
-    record = logging.getLogRecordFactory()(
-        RECORD_NAME,
-        logging.CRITICAL,
-        path,
-        line,
-        message,
-        (),
-        exc_info if exception_detail == "traceback" else None,
-        function,
-    )
+    kept = exc_info if exception_detail == "traceback" else None
+    factory = logging.getLogRecordFactory()
+    record = factory(RECORD_NAME, logging.CRITICAL, path, line, message, (), kept, function)
     record.reason = REASON
     return record
 
@@ -119,10 +112,9 @@ class _SysHook:
 
 
 def _at_prompt(tb: types.TracebackType | None) -> bool:
-    """True for an error typed at a prompt: a console of the ``code`` module (``code.interact``,
-    a framework's shell, 3.13's REPL) calls the hook from its frames; the interpreter's own
-    (``python -i``) ran the line as ``<stdin>``. ``sys.ps1`` tells only that a prompt was
-    shown: 3.11 and 3.12 leave it set after ``code.interact()`` returns."""
+    """True for an error typed at a prompt: a ``code`` module console (a framework's shell,
+    3.13's REPL) calls the hook from its frames, ``python -i`` ran it as ``<stdin>``; ``sys.ps1``
+    alone tells little: 3.11 and 3.12 leave it set after ``code.interact()`` returns."""
     if tb is not None and tb.tb_frame.f_code.co_filename == "<stdin>":
         return True
     frame: types.FrameType | None = sys._getframe()
