@@ -177,10 +177,7 @@ class PodUidSink:
         _apis.call_optional(self._inner, "close")
 
     def _with_uid(self, event: models.Event) -> models.Event:
-        if event.involved_object != self._pod:
-            return event
-        ref = self._resolve()
-        if ref is self._pod:
+        if event.involved_object != self._pod or (ref := self._resolve()) is self._pod:
             return event
         return dataclasses.replace(event, involved_object=ref)
 
