@@ -89,11 +89,6 @@ _callbacks: tuple[Callable[..., object], ...] = (
 gc.callbacks.extend(_callbacks)
 
 
-def _collecting_here() -> bool:
-    """True while the cyclic collector frees garbage on this thread (runs finalisers)."""
-    return next(reversed(_phases)) == "start" and _own.start is _latest.get("start")
-
-
 def become_own_thread() -> None:
     """Start each of the library's threads: mark it (identity, not a name: its records never
     become events, and a flush there returns at once rather than wait for itself), and block
@@ -121,7 +116,9 @@ def is_own_thread() -> bool:
 def logs_for_itself() -> bool:
     """True when a record logged now is the library's own doing: on one of its threads, but
     not while the cyclic collector runs the application's finalisers (``__del__``) there."""
-    return _own.mark and not _collecting_here()
+    return _own.mark and not (
+        next(reversed(_phases)) == "start" and _own.start is _latest.get("start")
+    )
 
 
 def report(level: int, msg: str, *args: Any) -> None:
@@ -249,7 +246,13 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
     ``listener``, else one reading its queue), nothing on a queue of ours no one reads."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
         return False
-    if handler.filters and not _passes(handler, record):
+    # a plain logging.Filter (by name) answers alike when asked again; any other filter may
+    # keep state, and is not asked twice
+    if handler.filters and not all(
+        type(rule).filter is not logging.Filter.filter or rule.filter(record)
+        for rule in handler.filters
+        if isinstance(rule, logging.Filter)
+    ):
         return False
     closed = getattr(handler, "_closed", False) and getattr(handler, "stream", None) is None
     if closed and isinstance(handler, logging.FileHandler) and handler.mode == "w":
@@ -291,16 +294,6 @@ def _reading(queued: object) -> object:
     return None
 
 
-def _passes(handler: logging.Handler, record: logging.LogRecord) -> bool:
-    """False when a plain ``logging.Filter`` (by name, asked again alike) drops ``record``; any
-    other filter may keep state, and is not asked twice."""
-    return all(
-        type(rule).filter is not logging.Filter.filter or rule.filter(record)
-        for rule in handler.filters
-        if isinstance(rule, logging.Filter)
-    )
-
-
 class StandardError:
     """Writes reports to standard error, at most ``burst`` at once then ``per_second``.
 
@@ -316,20 +309,18 @@ class StandardError:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._monotonic = monotonic
-        self._lock = threading.RLock()
         self._bucket = _tokenbucket.TokenBucket(per_second, burst, monotonic())
-        self.held_back = 0  # lines the limit held back and no line mentioned yet
+        self._after_fork_in_child()
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        # a thread of the parent may have held the lock at the fork; what the limit held
-        # back is the parent's to summarise
+        # also the initial state: a thread of the parent may have held the lock at the fork,
+        # and what the limit held back (and no line mentioned yet) is the parent's to summarise
         self._lock = threading.RLock()
         self.held_back = 0
 
     def write(self, record: logging.LogRecord, limited: bool = True) -> bool:
-        """Write ``record`` as ``name: message`` unless the limit (when ``limited``) holds it
-        back."""
+        """Write ``record`` as ``name: message`` unless the limit (if ``limited``) holds it back."""
         now = self._monotonic()
         # bounded: a child forked while another thread held the lock must not hang here
         if not self._lock.acquire(timeout=1.0):
