@@ -78,28 +78,21 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 
 _MISSING = object()
-_MAX_CLASSES = 1024
-
-# which reader each class of object needs, decided on first sight
-_READERS: dict[type, Callable[[Any], ObjectReference]] = {}
-
 _TEXT_OR_UNSET = frozenset((str, type(None)))
-
 # the dynamic client's objects and list items (not its resources, which raise for a name)
 _DYNAMIC_OBJECTS = frozenset(
     ("kubernetes.dynamic.resource", name) for name in ("ResourceInstance", "ResourceField")
 )
-
-# whether a class of metadata objects is a Mapping, decided on first sight
+# decided on first sight of a class: which reader its objects need, whether it is a Mapping
+_MAX_CLASSES = 1024
+_READERS: dict[type, Callable[[Any], ObjectReference]] = {}
 _MAPPING_CLASSES: dict[type, bool] = {}
-
 # models missing from the shipped table, found once by the slow search
 _searched: dict[type, tuple[str, str]] = {}
-
-# the references made lately, by their fields: see _shared
+# the references made lately, by their fields (see _shared), and the namespaces found valid;
+# each forgets all when full
 _MAX_SHARED = 4096
 _shared_refs: dict[tuple[str, ...], ObjectReference] = {}
-# the namespaces found valid; forgets all when full
 _namespaces: set[str] = set()
 
 
@@ -209,10 +202,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
 
 
 def _shared(*key: str) -> ObjectReference:
-    """The reference with these fields (ObjectReference's order, all seven): the one made last
-    time, when there was one. Making a frozen dataclass costs as much as the rest of reading
-    the object, and records are nearly always about objects logged about before; references
-    are immutable, so equal ones may be one object. The table forgets all when full."""
+    """The reference with these fields (all seven, in order), the one made last time if any:
+    making a frozen dataclass costs as much as reading the object, records are nearly always
+    about objects logged about before, and equal immutable references may be one object."""
     ref = _shared_refs.get(key)
     if ref is None:
         if len(_shared_refs) >= _MAX_SHARED:
@@ -293,7 +285,13 @@ def _from_model(obj: Any) -> ObjectReference:
     metadata = obj.metadata
     if metadata is None:
         raise InvalidObjectError("its metadata is None", obj)
-    if _is_mapping(type(metadata)):
+    # an ABC check costs more than the attribute reads it guards: decided once per class
+    is_mapping = _MAPPING_CLASSES.get(type(metadata))
+    if is_mapping is None:
+        is_mapping = issubclass(type(metadata), Mapping)
+        if len(_MAPPING_CLASSES) < _MAX_CLASSES:
+            _MAPPING_CLASSES[type(metadata)] = is_mapping
+    if is_mapping:
         name, namespace, uid, version = (_field(metadata, key, obj) for _, key in _METADATA_FIELDS)
     else:
         name, namespace, uid, version = _model_metadata(metadata, obj)
@@ -318,16 +316,6 @@ def _from_dynamic(obj: Any) -> ObjectReference:
     name, namespace, uid, version = (_attr(metadata, key, obj) for _, key in _METADATA_FIELDS)
     kind, api_version = _attr(obj, "kind", obj), _attr(obj, "apiVersion", obj)
     return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), obj)
-
-
-def _is_mapping(cls: type) -> bool:
-    # an ABC check costs more than the attribute reads it guards: decide it once per class
-    known = _MAPPING_CLASSES.get(cls)
-    if known is None:
-        known = issubclass(cls, Mapping)
-        if len(_MAPPING_CLASSES) < _MAX_CLASSES:
-            _MAPPING_CLASSES[cls] = known
-    return known
 
 
 def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
@@ -377,9 +365,8 @@ def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
 
 
 def _plain_text(value: object, name: str, original: object) -> str:
-    """A ``str`` subclass's text as a plain ``str``; anything else is refused. References are
-    shared by their fields (:func:`_shared`): a subclass's own equality could match another
-    reference, and its instance would keep the caller's object alive."""
+    """A ``str`` subclass's text as a plain ``str`` (its equality could match another shared
+    reference, its instance keep the caller's object alive); anything else is refused."""
     if not isinstance(value, str):
         raise InvalidObjectError(f"{name} is a {type(value).__name__}, not a string", original)
     return str.__str__(value)
