@@ -85,7 +85,12 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     the record's path, line and function."""
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
     message = _tracebacks.exception_summary(shown)
-    path, line, function = _innermost(exc_info[2])
+    path, line, function, tb = "(unknown file)", 0, None, exc_info[2]
+    if tb is not None:
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        path, line, function = code.co_filename, tb.tb_lineno, code.co_name
     kept = exc_info if exception_detail == "traceback" else None
     factory = logging.getLogRecordFactory()
     record = factory(RECORD_NAME, logging.CRITICAL, path, line, message, (), kept, function)
@@ -186,15 +191,6 @@ def _flush(handlers: list[Watcher]) -> None:
             handler._flush_before_exit()
         except (Exception, KeyboardInterrupt):  # Ctrl-C while waiting: stop waiting, quietly
             return
-
-
-def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
-    if tb is None:
-        return "(unknown file)", 0, None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    return code.co_filename, tb.tb_lineno, code.co_name
 
 
 def _after_fork_in_child() -> None:  # the lock a thread of the parent may have held
