@@ -8,7 +8,7 @@ terminal: ``3m20s``, or ``10s (x12 over 3m)`` for a repeated event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -119,7 +119,11 @@ def format_events(
     # anyone who may create events writes these cells: as kubectl's terminalEscaper, an
     # escape sequence must not drive the reader's terminal
     escaped = [tuple(cell.replace("\x1b", "^[").replace("\r", "\\r") for cell in r) for r in rows]
-    return "Events:\n" + _tabulate([COLUMNS, _RULES, *escaped])
+    table = [COLUMNS, _RULES, *escaped]
+    # every cell but the last is padded to its column's widest cell plus the padding
+    widths = [max(len(row[i]) for row in table) + _PADDING for i in range(len(COLUMNS) - 1)]
+    lines = (f"{_INDENT}{''.join(map(str.ljust, row, widths))}{row[-1]}\n" for row in table)
+    return "Events:\n" + "".join(lines)
 
 
 def _as_event(item: EventLike) -> models.Event:
@@ -152,9 +156,3 @@ def _age(event: models.Event, now: datetime) -> str:
 
 def _since(moment: datetime | None, now: datetime) -> str:
     return _UNKNOWN if moment is None else human_duration(now - moment)
-
-
-def _tabulate(rows: Sequence[Sequence[str]]) -> str:
-    # every cell but the last is padded to its column's widest cell plus the padding
-    widths = [max(len(row[i]) for row in rows) + _PADDING for i in range(len(COLUMNS) - 1)]
-    return "".join(f"{_INDENT}{''.join(map(str.ljust, row, widths))}{row[-1]}\n" for row in rows)
