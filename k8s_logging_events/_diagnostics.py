@@ -68,8 +68,7 @@ _Deferred = tuple[str, int, str, tuple[Any, ...], dict[str, Any]]
 
 
 class _ThreadMark(threading.local):
-    # unmarked by default: a class attribute, found without the exception that getattr
-    # with a default raises and swallows on every thread not marked (every record's check)
+    # class attributes: a getattr default would raise and swallow on every unmarked thread
     mark = False
     start: object = None  # the info of the latest collection that began on this thread
 
@@ -90,9 +89,8 @@ gc.callbacks.extend(_callbacks)
 
 
 def become_own_thread() -> None:
-    """Start each of the library's threads: mark it (identity, not a name: its records never
-    become events, and a flush there returns at once rather than wait for itself), and block
-    termination signals on it."""
+    """Start each of the library's threads: mark it (its records are no events, a flush there
+    does not wait for itself) and block termination signals on it."""
     _own.mark = True
     _process.leave_signals_to_the_main_thread()
 
@@ -147,32 +145,27 @@ def log_safely(
     record = target.makeRecord(target.name, level, "(k8s_logging_events)", 0, msg, args, None)
     if extra:
         record.__dict__.update(extra)
-    if target.disabled:
-        if level >= logging.WARNING and ours:
-            standard_error.write(record, limited)
-        return
+    warning = level >= logging.WARNING
     try:
-        if level >= logging.WARNING and ours and not target.hasHandlers():
+        if target.disabled:
+            shown = not ours
+        elif warning and ours and not target.hasHandlers():
             # logging.lastResort would print it, one unlimited line each: the limited stream
-            if target.filter(record):
-                standard_error.write(record, limited)
-            return
-        shown = _handle(target, record)
+            shown = not target.filter(record)
+        else:
+            shown = _handle(target, record)
     except Exception:  # a filter of the application's on our logger that raises: never the
         # reporter's caller (a log call, a flush, one of our threads); the report is still seen
         if not ours:
             raise  # a structured-logging target's: its consumer reports the failure
-        if level >= logging.WARNING:
-            standard_error.write(record, limited)
-        return
-    if level >= logging.WARNING and not shown:
+        shown = False
+    if warning and not shown:
         standard_error.write(record, limited)
 
 
 class _Shown:
-    """An exception named in a report, shown by its type when its own ``str()`` or
-    ``repr()`` raises (the application's): else the report is a logging error in every
-    handler that shows it. Wrapped, not tried: a report is formatted once, when shown."""
+    """An exception named in a report, shown by its type if its ``str()`` or ``repr()`` raises
+    (else a logging error in every handler); wrapped, as a report is formatted when shown."""
 
     __slots__ = ("error",)
 
@@ -295,11 +288,9 @@ def _reading(queued: object) -> object:
 
 
 class StandardError:
-    """Writes reports to standard error, at most ``burst`` at once then ``per_second``.
-
-    The count of what the limit held back goes out with the next line. Safe on any thread
-    and from a signal handler (a reentrant lock, never held while writing).
-    """
+    """Writes reports to standard error, at most ``burst`` at once then ``per_second``; the
+    count of what the limit held back goes out with the next line. Safe on any thread and from
+    a signal handler (a reentrant lock, never held while writing)."""
 
     def __init__(
         self,
@@ -385,13 +376,10 @@ class _Held:
 
 
 class RateLimitedReporter:
-    """Logs one line per kind of problem per interval, counting truly what it held back.
-
-    The next line of a kind, or :meth:`summarise` at flush and close, says how many reports
-    and occurrences the limit held back, and how many occurrences in all. Safe on any
-    thread: a reentrant lock (a signal handler may report while the thread it interrupted
-    was reporting), and never the ``logging`` module's lock (:func:`log_safely`).
-    """
+    """Logs one line per kind of problem per interval; the next line of a kind, or
+    :meth:`summarise` at flush and close, says how many reports and occurrences it held back,
+    and how many occurrences in all. Safe on any thread: a reentrant lock (a signal handler
+    may report over a report), never the ``logging`` module's lock (:func:`log_safely`)."""
 
     def __init__(
         self,
@@ -518,9 +506,8 @@ OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 
 
 class Tally:
-    """A counter that only goes up, safe to bump from any thread and from signal handlers:
-    ``next()`` on an :func:`itertools.count` is one atomic step in CPython: no lock to be
-    interrupted holding, no update lost when a signal handler bumps it mid-bump."""
+    """A counter that only goes up, from any thread or signal handler: ``next()`` on an
+    :func:`itertools.count` is one atomic step in CPython, with no lock to be interrupted in."""
 
     __slots__ = ("_count", "add")
 
