@@ -235,14 +235,11 @@ def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
 
 class EventNamer:
     """Names new events, by time as client-go does or deterministically; one per broadcaster
-    (its recorders, correlators, series and writers' renames), see docs/correlation.md#names.
-
-    ``event_names="timestamp"``: client-go's names, except that an event about an object at a
-    time no later than the last name given for it gets one nanosecond more (Python clocks tick
-    in microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
-    ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key; the names of
-    recent keys are remembered, so a burst hashes each key once. ``size``: objects (or keys)
-    remembered (4096); least recently named go first."""
+    (docs/correlation.md#names). ``"timestamp"``: client-go's names, but a time no later than
+    the last name given for the object gets one nanosecond more (Python clocks tick in
+    microseconds, a test clock may not move), so its create meets no ``AlreadyExists``.
+    ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key, remembered for
+    recent keys. ``size``: objects (or keys) remembered; least recently named go first."""
 
     def __init__(self, size: int = 4096, *, event_names: str = TIMESTAMP) -> None:
         self.event_names = check_event_names(event_names)
