@@ -10,6 +10,7 @@ still on top. A forked child keeps hooks and handlers: its crash is its own even
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -156,21 +157,16 @@ def _chain(exc_info: ExcInfo, previous: Callable[[], object], *, flush: bool) ->
         _in_hook.on = False
 
 
-def _stops_alone(group: BaseExceptionGroup[BaseException]) -> bool:
-    """True for a group of stops on purpose alone: trio's and anyio's task groups raise
-    Ctrl-C so."""
-    try:
-        return group.split(NOT_CRASHES)[1] is None
-    except Exception:  # a group subclass's derive() failing: a crash as it stands
-        return False
-
-
 def _report(exc_info: ExcInfo) -> list[Watcher]:
     """Hand the crash to every watching handler; return those that took it. Never raises."""
     if not isinstance(exc_info[0], type) or issubclass(exc_info[0], NOT_CRASHES):
         return []
-    if isinstance(exc_info[1], BaseExceptionGroup) and _stops_alone(exc_info[1]):
-        return []
+    group = exc_info[1]
+    # a group of stops on purpose alone (trio's and anyio's task groups raise Ctrl-C so); a
+    # group subclass's derive() failing: a crash as it stands
+    with contextlib.suppress(Exception):
+        if isinstance(group, BaseExceptionGroup) and group.split(NOT_CRASHES)[1] is None:
+            return []
     handed: list[Watcher] = []
     for ref, detail in _watchers:  # a snapshot: no lock on the way out of a crash
         handler = ref()
