@@ -28,10 +28,9 @@ _QUEUED_STARTS = (_QUEUED_EXCEPTION, _QUEUED_STACK, f"\n{_TRACEBACK_STARTS[1]}\n
 
 
 def queued(record: logging.LogRecord) -> tuple[str, str] | None:
-    """For a record a ``QueueHandler`` prepared, whose message holds the traceback and stack
-    text it formatted (its exception dropped): the message without them, and the exception's
-    last lines (``ExcType: text``; a group's as :func:`exception_summary` has it); None for
-    any other record."""
+    """For a record a ``QueueHandler`` prepared (its traceback and stack text in its message):
+    the message without them, and ``ExcType: text`` as :func:`exception_summary` has it; None
+    for any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
     # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
