@@ -157,12 +157,9 @@ Repair = tuple[str, str, tuple[object, ...]]
 
 def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectReference, list[Repair]]:
     """``ref`` as ``kubectl describe`` finds it, and what was changed to get there: a built-in
-    kind in another case (``pod``) gets its one spelling, as kubectl selects by the exact kind;
-    a namespaced built-in object without a namespace is filed in ``default_namespace``, where
-    ``kubectl describe -n`` shows it; a cluster-scoped one given a namespace loses it, as
-    ``kubectl describe`` selects its events by an empty namespace. A built-in kind without an
-    apiVersion gets its one apiVersion, unreported (``kubectl events --for`` selects by it).
-    """
+    kind's one spelling (``pod``: ``Pod``), a namespaced built-in object filed in
+    ``default_namespace`` when it has none, a cluster-scoped one's namespace dropped, and
+    unreported, a built-in kind's one apiVersion when it has none (``kubectl events --for``)."""
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
     if kind is not None and kind != ref.kind:
@@ -323,9 +320,8 @@ def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
     try:  # the client's models, read as plainly as possible: this runs for every record
         values = (metadata.name, metadata.namespace, metadata.uid, metadata.resource_version)
     except AttributeError:
-        # other libraries spell it resourceVersion; look for the other spelling only when
-        # the attribute is missing (an empty value on a pydantic model would otherwise
-        # cost a failed lookup on every record)
+        # other libraries spell it resourceVersion: asked only when missing (an empty value
+        # on a pydantic model would cost a failed look-up on every record)
         pass
     else:
         name, namespace, uid, version = values
