@@ -10,6 +10,7 @@ still on top. A forked child keeps hooks and handlers: its crash is its own even
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -85,17 +86,15 @@ def crash_record(exc_info: ExcInfo, exception_detail: str) -> logging.LogRecord:
     the record's path, line and function."""
     shown = exc_info if exception_detail != "none" else (exc_info[0], "", None)
     message = _tracebacks.exception_summary(shown)
-    path, line, function = _innermost(exc_info[2])
-    record = logging.getLogRecordFactory()(
-        RECORD_NAME,
-        logging.CRITICAL,
-        path,
-        line,
-        message,
-        (),
-        exc_info if exception_detail == "traceback" else None,
-        function,
-    )
+    path, line, function, tb = "(unknown file)", 0, None, exc_info[2]
+    if tb is not None:
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        code = tb.tb_frame.f_code
+        path, line, function = code.co_filename, tb.tb_lineno, code.co_name
+    kept = exc_info if exception_detail == "traceback" else None
+    factory = logging.getLogRecordFactory()
+    record = factory(RECORD_NAME, logging.CRITICAL, path, line, message, (), kept, function)
     record.reason = REASON
     return record
 
@@ -119,10 +118,9 @@ class _SysHook:
 
 
 def _at_prompt(tb: types.TracebackType | None) -> bool:
-    """True for an error typed at a prompt: a console of the ``code`` module (``code.interact``,
-    a framework's shell, 3.13's REPL) calls the hook from its frames; the interpreter's own
-    (``python -i``) ran the line as ``<stdin>``. ``sys.ps1`` tells only that a prompt was
-    shown: 3.11 and 3.12 leave it set after ``code.interact()`` returns."""
+    """True for an error typed at a prompt: a ``code`` module console (a framework's shell,
+    3.13's REPL) calls the hook from its frames, ``python -i`` ran it as ``<stdin>``; ``sys.ps1``
+    alone tells little: 3.11 and 3.12 leave it set after ``code.interact()`` returns."""
     if tb is not None and tb.tb_frame.f_code.co_filename == "<stdin>":
         return True
     frame: types.FrameType | None = sys._getframe()
@@ -159,21 +157,16 @@ def _chain(exc_info: ExcInfo, previous: Callable[[], object], *, flush: bool) ->
         _in_hook.on = False
 
 
-def _stops_alone(group: BaseExceptionGroup[BaseException]) -> bool:
-    """True for a group of stops on purpose alone: trio's and anyio's task groups raise
-    Ctrl-C so."""
-    try:
-        return group.split(NOT_CRASHES)[1] is None
-    except Exception:  # a group subclass's derive() failing: a crash as it stands
-        return False
-
-
 def _report(exc_info: ExcInfo) -> list[Watcher]:
     """Hand the crash to every watching handler; return those that took it. Never raises."""
     if not isinstance(exc_info[0], type) or issubclass(exc_info[0], NOT_CRASHES):
         return []
-    if isinstance(exc_info[1], BaseExceptionGroup) and _stops_alone(exc_info[1]):
-        return []
+    group = exc_info[1]
+    # a group of stops on purpose alone (trio's and anyio's task groups raise Ctrl-C so); a
+    # group subclass's derive() failing: a crash as it stands
+    with contextlib.suppress(Exception):
+        if isinstance(group, BaseExceptionGroup) and group.split(NOT_CRASHES)[1] is None:
+            return []
     handed: list[Watcher] = []
     for ref, detail in _watchers:  # a snapshot: no lock on the way out of a crash
         handler = ref()
@@ -194,15 +187,6 @@ def _flush(handlers: list[Watcher]) -> None:
             handler._flush_before_exit()
         except (Exception, KeyboardInterrupt):  # Ctrl-C while waiting: stop waiting, quietly
             return
-
-
-def _innermost(tb: types.TracebackType | None) -> tuple[str, int, str | None]:
-    if tb is None:
-        return "(unknown file)", 0, None
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    code = tb.tb_frame.f_code
-    return code.co_filename, tb.tb_lineno, code.co_name
 
 
 def _after_fork_in_child() -> None:  # the lock a thread of the parent may have held

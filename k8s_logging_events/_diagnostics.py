@@ -68,18 +68,16 @@ _Deferred = tuple[str, int, str, tuple[Any, ...], dict[str, Any]]
 
 
 class _ThreadMark(threading.local):
-    # unmarked by default: a class attribute, found without the exception that getattr
-    # with a default raises and swallows on every thread not marked (every record's check)
+    # class attributes: a getattr default would raise and swallow on every unmarked thread
     mark = False
     start: object = None  # the info of the latest collection that began on this thread
 
 
 _own = _ThreadMark()
 
-# The cyclic collector calls these on the thread it runs on, before ("start") and after
-# ("stop") it frees garbage. No Python code: a signal that came while it collected has its
-# handler run by the first Python code after, and what a gc callback raises is swallowed (a
-# SIGTERM handler's SystemExit, Ctrl-C: the program would go on as if never signalled).
+# The cyclic collector calls these on its thread before ("start") and after ("stop") it frees
+# garbage. No Python code: a signal handler would run in it, and what a gc callback raises
+# (a SIGTERM handler's SystemExit, Ctrl-C) is swallowed, as if never signalled.
 _phases = collections.OrderedDict(start=None, stop=None)  # the latest phase last
 _latest: dict[str, object] = {}  # the info of the latest collection, by phase
 _callbacks: tuple[Callable[..., object], ...] = (
@@ -90,15 +88,9 @@ _callbacks: tuple[Callable[..., object], ...] = (
 gc.callbacks.extend(_callbacks)
 
 
-def _collecting_here() -> bool:
-    """True while the cyclic collector frees garbage on this thread (runs finalisers)."""
-    return next(reversed(_phases)) == "start" and _own.start is _latest.get("start")
-
-
 def become_own_thread() -> None:
-    """Start each of the library's threads: mark it (identity, not a name: its records never
-    become events, and a flush there returns at once rather than wait for itself), and block
-    termination signals on it."""
+    """Start each of the library's threads: mark it (its records are no events, a flush there
+    does not wait for itself) and block termination signals on it."""
     _own.mark = True
     _process.leave_signals_to_the_main_thread()
 
@@ -122,7 +114,9 @@ def is_own_thread() -> bool:
 def logs_for_itself() -> bool:
     """True when a record logged now is the library's own doing: on one of its threads, but
     not while the cyclic collector runs the application's finalisers (``__del__``) there."""
-    return _own.mark and not _collecting_here()
+    return _own.mark and not (
+        next(reversed(_phases)) == "start" and _own.start is _latest.get("start")
+    )
 
 
 def report(level: int, msg: str, *args: Any) -> None:
@@ -140,9 +134,8 @@ def log_safely(
     target: logging.Logger, level: int, msg: str, *args: Any, limited: bool = True, **extra: Any
 ) -> None:
     """Log through ``target`` without ever taking the ``logging`` module's lock. A warning
-    also goes to :data:`standard_error` when no handler outside this library would show it,
-    and, for our own loggers, when ``dictConfig`` disabled them (``disable_existing_loggers``);
-    through its limit unless ``limited`` is False (a report already limited per kind).
+    also goes to :data:`standard_error` (its limit unless ``limited`` is False) when no handler
+    outside this library would show it, and for our loggers when ``dictConfig`` disabled them.
     """
     if not would_log(target, level):
         return
@@ -152,60 +145,51 @@ def log_safely(
     record = target.makeRecord(target.name, level, "(k8s_logging_events)", 0, msg, args, None)
     if extra:
         record.__dict__.update(extra)
-    if target.disabled:
-        if level >= logging.WARNING and ours:
-            standard_error.write(record, limited)
-        return
+    warning = level >= logging.WARNING
     try:
-        if level >= logging.WARNING and ours and not target.hasHandlers():
+        if target.disabled:
+            shown = not ours
+        elif warning and ours and not target.hasHandlers():
             # logging.lastResort would print it, one unlimited line each: the limited stream
-            if target.filter(record):
-                standard_error.write(record, limited)
-            return
-        shown = _handle(target, record)
+            shown = not target.filter(record)
+        else:
+            shown = _handle(target, record)
     except Exception:  # a filter of the application's on our logger that raises: never the
         # reporter's caller (a log call, a flush, one of our threads); the report is still seen
         if not ours:
             raise  # a structured-logging target's: its consumer reports the failure
-        if level >= logging.WARNING:
-            standard_error.write(record, limited)
-        return
-    if level >= logging.WARNING and not shown:
+        shown = False
+    if warning and not shown:
         standard_error.write(record, limited)
 
 
 class _Shown:
-    """An exception named in a report, shown by its type when its own ``str()`` or
-    ``repr()`` raises (the application's): else the report is a logging error in every
-    handler that shows it. Wrapped, not tried: a report is formatted once, when shown."""
+    """An exception named in a report, shown by its type if its ``str()`` or ``repr()`` raises
+    (else a logging error in every handler); wrapped, as a report is formatted when shown."""
 
     __slots__ = ("error",)
 
     def __init__(self, error: BaseException) -> None:
         self.error = error
 
-    def __str__(self) -> str:
-        return self._safely(str)
-
-    def __repr__(self) -> str:
-        return self._safely(repr)
-
-    def _safely(self, show: Callable[[object], str]) -> str:
+    def __str__(self, show: Callable[[object], str] = str) -> str:
         try:
             return show(self.error)
         except Exception:
             return f"<a {type(self.error).__name__} that cannot be shown>"
+
+    def __repr__(self) -> str:
+        return self.__str__(repr)
 
 
 def configuring_elsewhere() -> bool:
     """True while another thread holds the ``logging`` module's lock, as ``dictConfig`` does
     while it replaces handlers; never waits for it."""
     lock = getattr(logging, "_lock", None)
-    if lock is None or lock.acquire(blocking=False):
-        if lock is not None:
-            lock.release()
-        return False
-    return True
+    if lock is None or not lock.acquire(blocking=False):
+        return lock is not None
+    lock.release()
+    return False
 
 
 def holds_logging_lock() -> bool:
@@ -216,14 +200,12 @@ def holds_logging_lock() -> bool:
 
 
 def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
-    """``target.handle(record)``, and True when a handler not ours showed it (or logging's
-    last resort did, or a filter on ``target`` dropped it). The handlers are called here, as
-    ``Logger.callHandlers`` calls them, to hear what their filters answer, asked once,
-    whatever they are (a function, a ``Filter`` subclass); a logger whose dispatch is not
-    logging's own (Sentry patches ``callHandlers``) dispatches, and the answers are foretold."""
-    # logging's own, known by type and code, not by name and module, which a wrapper takes
-    # (functools.wraps, wrapt's proxies: New Relic's agent), nor by logging.__file__, which a
-    # frozen interpreter's compiled code does not name
+    """``target.handle(record)``; True when a handler not ours showed it (or the last resort
+    did, or a filter on ``target`` dropped it). Called here as ``callHandlers`` calls them, to
+    hear their filters' answers once; a logger whose dispatch is not logging's own (Sentry
+    patches ``callHandlers``) dispatches itself, and the answers are foretold."""
+    # logging's own by code, not by name and module, which a wrapper takes (functools.wraps,
+    # New Relic's wrapt proxies), nor logging.__file__, which frozen code does not name
     own, cls = logging.getLevelName.__code__.co_filename, type(target)
     dispatch = (inspect.getattr_static(cls, "handle"), inspect.getattr_static(cls, "callHandlers"))
     hear = all(type(f) is types.FunctionType and f.__code__.co_filename == own for f in dispatch)
@@ -252,14 +234,18 @@ def _handle(target: logging.Logger, record: logging.LogRecord) -> bool:
 
 
 def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, depth: int = 0) -> bool:
-    """True when ``handler`` is not ours and takes ``record`` at ``level`` (and its filters
-    by logger name: a console kept to the application's loggers shows no report); a
-    ``QueueHandler`` shows what one of its listener's handlers does, while the listener runs
-    (3.12+ dictConfig sets ``listener``; else a ``QueueListener`` reading its queue); on a
-    queue of this process that no listener reads, nothing."""
+    """True when ``handler`` is not ours and takes ``record`` at ``level``, its name filters
+    too; a ``QueueHandler`` shows what its running listener's handlers do (3.12+ dictConfig's
+    ``listener``, else one reading its queue), nothing on a queue of ours no one reads."""
     if getattr(handler, OWN_HANDLER_MARK, False) or level < handler.level:
         return False
-    if handler.filters and not _passes(handler, record):
+    # a plain logging.Filter (by name) answers alike when asked again; any other filter may
+    # keep state, and is not asked twice
+    if handler.filters and not all(
+        type(rule).filter is not logging.Filter.filter or rule.filter(record)
+        for rule in handler.filters
+        if isinstance(rule, logging.Filter)
+    ):
         return False
     closed = getattr(handler, "_closed", False) and getattr(handler, "stream", None) is None
     if closed and isinstance(handler, logging.FileHandler) and handler.mode == "w":
@@ -283,10 +269,8 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
 
 
 def _stopping(listener: Any) -> bool:
-    """True once ``listener``'s stop marker is in its queue (``stop()``, at exit): a report
-    queued now, as one its own thread makes about the records before the marker, is read by
-    no one. Peeked without the queue's lock, which a reporting signal handler's thread may
-    hold."""
+    """True once ``listener``'s stop marker is queued (a report queued now is read by no one);
+    peeked without the queue's lock, which a reporting signal handler's thread may hold."""
     try:
         return any(item is listener._sentinel for item in listener.queue.queue)
     except (AttributeError, RuntimeError):  # no deque (a SimpleQueue), or one changed meanwhile
@@ -294,10 +278,8 @@ def _stopping(listener: Any) -> bool:
 
 
 def _reading(queued: object) -> object:
-    """The running ``QueueListener`` that reads ``queued``, found by its thread (a listener of
-    the user's own making, which no handler names); None if none does. The threads are read
-    from ``threading._active`` without the lock ``enumerate()`` takes, which a signal handler
-    reporting on the main thread may find held there."""
+    """The running ``QueueListener`` reading ``queued`` (one no handler names), or None; from
+    ``threading._active`` without ``enumerate()``'s lock, which a signal handler may find held."""
     for thread in tuple(getattr(threading, "_active", {}).values()):
         listener = getattr(getattr(thread, "_target", None), "__self__", None)
         if isinstance(listener, logging.handlers.QueueListener) and listener.queue is queued:
@@ -305,22 +287,10 @@ def _reading(queued: object) -> object:
     return None
 
 
-def _passes(handler: logging.Handler, record: logging.LogRecord) -> bool:
-    """False when a ``logging.Filter`` by logger name on ``handler`` drops ``record``: those
-    answer alike when asked again; any other filter may keep state, and is not asked twice."""
-    return all(
-        type(rule).filter is not logging.Filter.filter or rule.filter(record)
-        for rule in handler.filters
-        if isinstance(rule, logging.Filter)
-    )
-
-
 class StandardError:
-    """Writes reports to standard error, at most ``burst`` at once then ``per_second``.
-
-    The count of what the limit held back goes out with the next line. Safe on any thread
-    and from a signal handler (a reentrant lock, never held while writing).
-    """
+    """Writes reports to standard error, at most ``burst`` at once then ``per_second``; the
+    count of what the limit held back goes out with the next line. Safe on any thread and from
+    a signal handler (a reentrant lock, never held while writing)."""
 
     def __init__(
         self,
@@ -330,21 +300,18 @@ class StandardError:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._monotonic = monotonic
-        self._lock = threading.RLock()
         self._bucket = _tokenbucket.TokenBucket(per_second, burst, monotonic())
-        self.held_back = 0
-        """Lines the limit has held back and not yet mentioned."""
+        self._after_fork_in_child()
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
-        # a thread of the parent may have held the lock at the fork; what the limit held
-        # back is the parent's to summarise
+        # also the initial state: a thread of the parent may have held the lock at the fork,
+        # and what the limit held back (and no line mentioned yet) is the parent's to summarise
         self._lock = threading.RLock()
         self.held_back = 0
 
     def write(self, record: logging.LogRecord, limited: bool = True) -> bool:
-        """Write ``record`` as ``name: message`` unless the limit (when ``limited``) holds it
-        back."""
+        """Write ``record`` as ``name: message`` unless the limit (if ``limited``) holds it back."""
         now = self._monotonic()
         # bounded: a child forked while another thread held the lock must not hang here
         if not self._lock.acquire(timeout=1.0):
@@ -365,9 +332,8 @@ class StandardError:
         return self._write(text)
 
     def summarise(self) -> None:
-        """Say how many lines the limit held back that no later line mentioned (at flush
-        and close: a short program never reaches the next line), within the limit (a
-        program may flush every second) but at exit."""
+        """Say how many lines the limit held back that no later line mentioned (at flush and
+        close: a short program never reaches the next line), within the limit but at exit."""
         if not self._lock.acquire(timeout=1.0):
             return
         try:
@@ -410,13 +376,10 @@ class _Held:
 
 
 class RateLimitedReporter:
-    """Logs one line per kind of problem per interval, counting truly what it held back.
-
-    The next line of a kind, or :meth:`summarise` at flush and close, says how many reports
-    and occurrences the limit held back, and how many occurrences in all. Safe on any
-    thread: a reentrant lock (a signal handler may report while the thread it interrupted
-    was reporting), and never the ``logging`` module's lock (:func:`log_safely`).
-    """
+    """Logs one line per kind of problem per interval; the next line of a kind, or
+    :meth:`summarise` at flush and close, says how many reports and occurrences it held back,
+    and how many occurrences in all. Safe on any thread: a reentrant lock (a signal handler
+    may report over a report), never the ``logging`` module's lock (:func:`log_safely`)."""
 
     def __init__(
         self,
@@ -543,9 +506,8 @@ OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 
 
 class Tally:
-    """A counter that only goes up, safe to bump from any thread and from signal handlers:
-    ``next()`` on an :func:`itertools.count` is one atomic step in CPython: no lock to be
-    interrupted holding, no update lost when a signal handler bumps it mid-bump."""
+    """A counter that only goes up, from any thread or signal handler: ``next()`` on an
+    :func:`itertools.count` is one atomic step in CPython, with no lock to be interrupted in."""
 
     __slots__ = ("_count", "add")
 

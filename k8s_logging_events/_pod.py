@@ -177,10 +177,7 @@ class PodUidSink:
         _apis.call_optional(self._inner, "close")
 
     def _with_uid(self, event: models.Event) -> models.Event:
-        if event.involved_object != self._pod:
-            return event
-        ref = self._resolve()
-        if ref is self._pod:
+        if event.involved_object != self._pod or (ref := self._resolve()) is self._pod:
             return event
         return dataclasses.replace(event, involved_object=ref)
 
@@ -203,19 +200,23 @@ class PodUidSink:
     def _read(self) -> models.ObjectReference:
         pod = self._pod
         reader = getattr(self._inner, "read_pod_uid", None)
-        if not callable(reader):
-            why = f"the sink {type(self._inner).__name__} cannot read pods"
-        else:
-            try:
-                uid = str(reader(pod.namespace, pod.name))
-            except sinks.ApiStatusError as error:
-                if error.is_retryable:
-                    raise  # 429, 5xx: the write is retried, and the read with it
-                why = _refusal(error, pod)
-            except (TypeError, sinks.RequestConstructionError) as error:
-                why = f"the pod could not be read: {error}"
-            else:
-                return dataclasses.replace(pod, uid=uid)
+        why = f"the sink {type(self._inner).__name__} cannot read pods"
+        try:
+            if callable(reader):
+                return dataclasses.replace(pod, uid=str(reader(pod.namespace, pod.name)))
+        except sinks.ApiStatusError as error:
+            if error.is_retryable:
+                raise  # 429, 5xx: the write is retried, and the read with it
+            why = f"the pod could not be read: {error}"
+            if error.status == 403:
+                why = (
+                    f"not permitted to get pods in namespace {pod.namespace} (grant the verb get "
+                    f"on pods in the Role, as examples/deployment.yaml does): {error}"
+                )
+            elif error.status == 404:
+                why = f"no pod named {pod.name!r} in namespace {pod.namespace} (is the name right?)"
+        except (TypeError, sinks.RequestConstructionError) as error:
+            why = f"the pod could not be read: {error}"
         _diagnostics.report(
             logging.WARNING,
             "Events about pod %s/%s are written without its uid, so `kubectl describe pod` "
@@ -228,14 +229,3 @@ class PodUidSink:
             why,
         )
         return pod
-
-
-def _refusal(error: sinks.ApiStatusError, pod: models.ObjectReference) -> str:
-    if error.status == 403:
-        return (
-            f"not permitted to get pods in namespace {pod.namespace} (grant the verb get on "
-            f"pods in the Role, as examples/deployment.yaml does): {error}"
-        )
-    if error.status == 404:
-        return f"no pod named {pod.name!r} in namespace {pod.namespace} (is the name right?)"
-    return f"the pod could not be read: {error}"

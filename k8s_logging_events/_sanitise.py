@@ -136,8 +136,7 @@ def qualified_name(component: str) -> str:
 
 
 def _subdomain_of(text: str, limit: int) -> str:
-    # lower-cased, runs of other characters a "-", empty labels and "-" at label ends
-    # dropped, cut to limit: "" when nothing remains
+    """``text`` lower-cased, other characters ``-``, cut to ``limit`` ("" when none remain)."""
     cleaned = _PREFIX_CHARS.sub("-", text.lower())
     labels = (label.strip("-") for label in cleaned.split("."))
     return ".".join(label for label in labels if label)[:limit].rstrip("-.")
@@ -229,15 +228,6 @@ def generate_event_name(ref_name: str, unix_nanos: int) -> str:
     return name if is_dns_subdomain(name) else str(uuid.uuid4())
 
 
-def _readable_prefix(ref_name: str) -> str:
-    """The start of a deterministic name: the object's name made a DNS subdomain short enough,
-    or :data:`FALLBACK_PREFIX` when nothing of it remains (the hash tells events apart)."""
-    if len(ref_name) <= _MAX_PREFIX and is_dns_subdomain(ref_name):
-        return ref_name
-    prefix = _subdomain_of(ref_name, _MAX_PREFIX)
-    return prefix if is_dns_subdomain(prefix) else FALLBACK_PREFIX
-
-
 def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
     # never the resourceVersion: events about successive versions of an object are one event
     return (ref.kind, ref.namespace, ref.name, ref.uid, ref.api_version, ref.field_path)
@@ -245,14 +235,11 @@ def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
 
 class EventNamer:
     """Names new events, by time as client-go does or deterministically; one per broadcaster
-    (its recorders, correlators, series and writers' renames), see docs/correlation.md#names.
-
-    ``event_names="timestamp"``: client-go's names, except that an event about an object at a
-    time no later than the last name given for it gets one nanosecond more (Python clocks tick
-    in microseconds, a test clock may not move), so its create does not meet ``AlreadyExists``.
-    ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key; the names of
-    recent keys are remembered, so a burst hashes each key once. ``size``: objects (or keys)
-    remembered (4096); least recently named go first."""
+    (docs/correlation.md#names). ``"timestamp"``: client-go's names, but a time no later than
+    the last name given for the object gets one nanosecond more (Python clocks tick in
+    microseconds, a test clock may not move), so its create meets no ``AlreadyExists``.
+    ``"deterministic"``: ``<readable prefix>.<64-bit hash>`` of the event's key, remembered for
+    recent keys. ``size``: objects (or keys) remembered; least recently named go first."""
 
     def __init__(self, size: int = 4096, *, event_names: str = TIMESTAMP) -> None:
         self.event_names = check_event_names(event_names)
@@ -263,8 +250,7 @@ class EventNamer:
         self._hashed: dict[tuple[str, ...], str] = {}
         _process.renew_in_child(self)
 
-    def _after_fork_in_child(self) -> None:
-        # the parent's dispatcher holds the lock for every event it names
+    def _after_fork_in_child(self) -> None:  # the parent's dispatcher may have held it
         self._lock = threading.Lock()
 
     @property
@@ -340,7 +326,11 @@ class EventNamer:
             return name
         data = json.dumps((NAME_SCHEME, *parts), separators=(",", ":"))  # ASCII: escapes all else
         digest = hashlib.sha256(data.encode("ascii")).hexdigest()[:HASH_HEX_DIGITS]
-        name = f"{_readable_prefix(ref_name)}.{digest}"
+        prefix = ref_name  # the object's name as a short enough subdomain, or FALLBACK_PREFIX
+        if len(ref_name) > _MAX_PREFIX or not is_dns_subdomain(ref_name):
+            prefix = _subdomain_of(ref_name, _MAX_PREFIX)
+            prefix = prefix if is_dns_subdomain(prefix) else FALLBACK_PREFIX
+        name = f"{prefix}.{digest}"
         with self._lock:
             hashed[parts] = name
             if len(hashed) > self._size:

@@ -28,10 +28,9 @@ _QUEUED_STARTS = (_QUEUED_EXCEPTION, _QUEUED_STACK, f"\n{_TRACEBACK_STARTS[1]}\n
 
 
 def queued(record: logging.LogRecord) -> tuple[str, str] | None:
-    """For a record a ``QueueHandler`` prepared, whose message holds the traceback and stack
-    text it formatted (its exception dropped): the message without them, and the exception's
-    last lines (``ExcType: text``; a group's as :func:`exception_summary` has it); None for
-    any other record."""
+    """For a record a ``QueueHandler`` prepared (its traceback and stack text in its message):
+    the message without them, and ``ExcType: text`` as :func:`exception_summary` has it; None
+    for any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
     # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
@@ -51,9 +50,8 @@ def queued(record: logging.LogRecord) -> tuple[str, str] | None:
 
 
 def _exception_text(lines: list[str]) -> str:
-    """The exception's own text at the end of its traceback's ``lines``, after the last
-    frame, whose source and carets are indented (the text may have indented lines of its
-    own); all of them for an exception never raised."""
+    """The exception's text after the last frame's indented source and carets in ``lines``
+    (all of them for an exception never raised)."""
     frames = [index for index, line in enumerate(lines) if line.startswith("  File ")]
     start = frames[-1] + 1 if frames else 0
     while start < len(lines) and lines[start].startswith(" "):
@@ -88,8 +86,7 @@ def _group_summary(lines: list[str]) -> str:
 
 
 def _without_module(summary: str) -> str:
-    """``ExcType: text`` of a traceback's ``module.ExcType: text``, as :func:`exception_summary`
-    names it."""
+    """``ExcType: text`` of a traceback's ``module.ExcType: text``."""
     name, colon, text = summary.partition(":")
     parts = name.split(".")
     if len(parts) == 1 or not all(part.isidentifier() for part in parts):
@@ -115,8 +112,7 @@ def without_loguru_traceback(text: str, exc_info: object) -> str:
     return text[:index].rstrip("\n") if index >= 0 else text
 
 
-def _chain(exc: BaseException | None) -> list[BaseException]:
-    # as loguru walks the chain
+def _chain(exc: BaseException | None) -> list[BaseException]:  # as loguru walks it
     chain: list[BaseException] = []
     while exc is not None and exc not in chain and len(chain) < 64:
         chain.append(exc)

@@ -74,9 +74,8 @@ def checked_sleeper(function: Sleeper | None) -> Sleeper | None:
         fits = False
     if not fits:
         raise ValueError(
-            "sleep must be a plain function of (seconds, cancel), called on a thread, that "
-            "returns whether cancel cut "
-            f"the wait (a FakeClock's sleep, say), or null; {function!r} is not"
+            "sleep must be a plain function of (seconds, cancel), called on a thread, that returns "
+            f"whether cancel cut the wait (a FakeClock's sleep, say), or null; {function!r} is not"
         )
     return function
 

@@ -8,7 +8,8 @@ terminal: ``3m20s``, or ``10s (x12 over 3m)`` for a repeated event.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,6 +28,20 @@ _EARLIEST = datetime.min.replace(tzinfo=UTC)
 # kubectl's PrefixWriter is a tabwriter with a padding of 2 and LEVEL_1 indents by 2 spaces
 _PADDING = 2
 _INDENT = "  "
+
+# HumanDuration's steps: below each bound (seconds), the unit shown and its size in seconds,
+# then the smaller unit shown after it when not 0 ("": none) and its size
+_STEPS = (
+    (120, 1, "s", 1, ""),
+    (600, 60, "m", 1, "s"),
+    (10_800, 60, "m", 1, ""),
+    (28_800, 3_600, "h", 60, "m"),
+    (172_800, 3_600, "h", 1, ""),
+    (691_200, 86_400, "d", 3_600, "h"),
+    (63_072_000, 86_400, "d", 1, ""),
+    (252_288_000, 31_536_000, "y", 86_400, "d"),
+    (math.inf, 31_536_000, "y", 1, ""),
+)
 
 EventLike = models.Event | Mapping[str, Any]
 """What the renderer accepts: a model, or an Event as the API returns it (either version)."""
@@ -51,32 +66,10 @@ def human_duration(delta: timedelta) -> str:
     seconds = int(delta.total_seconds())
     if seconds < -1:
         return "<invalid>"
-    if seconds < 0:
-        return "0s"
-    if seconds < 60 * 2:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 10:
-        return _two_units(minutes, "m", seconds % 60, "s")
-    if minutes < 60 * 3:
-        return f"{minutes}m"
-    hours = seconds // 3600
-    if hours < 8:
-        return _two_units(hours, "h", minutes % 60, "m")
-    if hours < 48:
-        return f"{hours}h"
-    days = hours // 24
-    if hours < 24 * 8:
-        return _two_units(days, "d", hours % 24, "h")
-    if hours < 24 * 365 * 2:
-        return f"{days}d"
-    if hours < 24 * 365 * 8:
-        return _two_units(days // 365, "y", days % 365, "d")
-    return f"{days // 365}y"
-
-
-def _two_units(major: int, major_unit: str, minor: int, minor_unit: str) -> str:
-    return f"{major}{major_unit}" + (f"{minor}{minor_unit}" if minor else "")
+    seconds = max(seconds, 0)
+    _, size, unit, minor_size, minor_unit = next(step for step in _STEPS if seconds < step[0])
+    minor = seconds // minor_size % (size // minor_size) if minor_unit else 0
+    return f"{seconds // size}{unit}" + (f"{minor}{minor_unit}" if minor else "")
 
 
 def event_from_api(data: Mapping[str, Any]) -> models.Event:
@@ -119,7 +112,11 @@ def format_events(
     # anyone who may create events writes these cells: as kubectl's terminalEscaper, an
     # escape sequence must not drive the reader's terminal
     escaped = [tuple(cell.replace("\x1b", "^[").replace("\r", "\\r") for cell in r) for r in rows]
-    return "Events:\n" + _tabulate([COLUMNS, _RULES, *escaped])
+    table = [COLUMNS, _RULES, *escaped]
+    # every cell but the last is padded to its column's widest cell plus the padding
+    widths = [max(len(row[i]) for row in table) + _PADDING for i in range(len(COLUMNS) - 1)]
+    lines = (f"{_INDENT}{''.join(map(str.ljust, row, widths))}{row[-1]}\n" for row in table)
+    return "Events:\n" + "".join(lines)
 
 
 def _as_event(item: EventLike) -> models.Event:
@@ -152,9 +149,3 @@ def _age(event: models.Event, now: datetime) -> str:
 
 def _since(moment: datetime | None, now: datetime) -> str:
     return _UNKNOWN if moment is None else human_duration(now - moment)
-
-
-def _tabulate(rows: Sequence[Sequence[str]]) -> str:
-    # every cell but the last is padded to its column's widest cell plus the padding
-    widths = [max(len(row[i]) for row in rows) + _PADDING for i in range(len(COLUMNS) - 1)]
-    return "".join(f"{_INDENT}{''.join(map(str.ljust, row, widths))}{row[-1]}\n" for row in rows)

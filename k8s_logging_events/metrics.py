@@ -14,6 +14,7 @@ import threading
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 try:
@@ -83,27 +84,19 @@ class Measured(Protocol):
         """The counters, read at every scrape."""
 
 
+@dataclass(frozen=True, eq=False, repr=False)
 class EventMetrics:
     """One handler's place in a registry, made by :func:`register`; :meth:`unregister` ends it."""
 
-    def __init__(self, handler: Measured, registry: registries.CollectorRegistry) -> None:
-        self._handler = handler
-        self._registry = registry
-
-    @property
-    def handler(self) -> Measured:
-        """The handler whose counters are exposed."""
-        return self._handler
-
-    @property
-    def registry(self) -> registries.CollectorRegistry:
-        """The registry the metrics are in."""
-        return self._registry
+    handler: Measured
+    """The handler whose counters are exposed."""
+    registry: registries.CollectorRegistry
+    """The registry the metrics are in."""
 
     @property
     def component(self) -> str:
         """The ``component`` label of the handler's series."""
-        return self._handler.source.component
+        return self.handler.source.component
 
     def unregister(self) -> None:
         """Stop exposing the handler's counters; idempotent. While another handler of its
@@ -112,12 +105,12 @@ class EventMetrics:
         leave with the component's last handler. After the registry's last handler the
         collector leaves it, freeing the metric names."""
         with _lock:
-            collector = _collectors.get(self._registry)
+            collector = _collectors.get(self.registry)
             if collector is None or not collector.remove(self):
                 return
             if collector.empty:
-                del _collectors[self._registry]
-                self._registry.unregister(collector)
+                del _collectors[self.registry]
+                self.registry.unregister(collector)
 
 
 def register(

@@ -240,9 +240,7 @@ class Namer(Protocol):
 
 class Occurrence(NamedTuple):
     """One occurrence as the caller's thread snapshots it (from a record or a recorder's
-    arguments); the dispatcher builds the Event later. A named tuple, because the caller's
-    thread makes one per log call and a tuple is made in C, a frozen dataclass in Python.
-    """
+    arguments), for the dispatcher to build into an Event: a named tuple is made in C."""
 
     ref: ObjectReference
     namespace: str

@@ -66,9 +66,6 @@ _FIELDS = (
     ("resource_version", "resourceVersion"),
     ("field_path", "fieldPath"),
 )
-_EXPECTED_MAPPING = (
-    "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
-)
 
 # V1Pod, V1beta1CronJob, CoreV1Event, EventsV1Event: an optional group prefix, the version,
 # then the kind.
@@ -81,28 +78,21 @@ _CAMEL_BOUNDARY = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _NAMESPACE = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
 
 _MISSING = object()
-_MAX_CLASSES = 1024
-
-# which reader each class of object needs, decided on first sight
-_READERS: dict[type, Callable[[Any], ObjectReference]] = {}
-
 _TEXT_OR_UNSET = frozenset((str, type(None)))
-
 # the dynamic client's objects and list items (not its resources, which raise for a name)
 _DYNAMIC_OBJECTS = frozenset(
     ("kubernetes.dynamic.resource", name) for name in ("ResourceInstance", "ResourceField")
 )
-
-# whether a class of metadata objects is a Mapping, decided on first sight
+# decided on first sight of a class: which reader its objects need, whether it is a Mapping
+_MAX_CLASSES = 1024
+_READERS: dict[type, Callable[[Any], ObjectReference]] = {}
 _MAPPING_CLASSES: dict[type, bool] = {}
-
 # models missing from the shipped table, found once by the slow search
 _searched: dict[type, tuple[str, str]] = {}
-
-# the references made lately, by their fields: see _shared
+# the references made lately, by their fields (see _shared), and the namespaces found valid;
+# each forgets all when full
 _MAX_SHARED = 4096
 _shared_refs: dict[tuple[str, ...], ObjectReference] = {}
-# the namespaces found valid; forgets all when full
 _namespaces: set[str] = set()
 
 
@@ -146,7 +136,16 @@ def object_reference(obj: object, *, field_path: str = "") -> ObjectReference:
     # one look-up a record, the rule once a namespace; "" (none) never looked up: another
     # thread emptying the set refused the events of cluster-scoped objects meanwhile
     if ref.namespace and ref.namespace not in _namespaces:
-        _check_namespace(ref.namespace, obj)
+        if _NAMESPACE.fullmatch(ref.namespace) is None:  # bounded: it scans 63 characters at most
+            raise InvalidObjectError(
+                f"its namespace {ref.namespace[:80]!r} is no DNS label (at most 63 lowercase "
+                "letters, digits and '-', alphanumeric at both ends), where the server files "
+                "events",
+                obj,
+            )
+        if len(_namespaces) >= _MAX_SHARED:
+            _namespaces.clear()
+        _namespaces.add(ref.namespace)
     if field_path and field_path != ref.field_path:
         return dataclasses.replace(ref, field_path=field_path)
     return ref
@@ -158,12 +157,9 @@ Repair = tuple[str, str, tuple[object, ...]]
 
 def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectReference, list[Repair]]:
     """``ref`` as ``kubectl describe`` finds it, and what was changed to get there: a built-in
-    kind in another case (``pod``) gets its one spelling, as kubectl selects by the exact kind;
-    a namespaced built-in object without a namespace is filed in ``default_namespace``, where
-    ``kubectl describe -n`` shows it; a cluster-scoped one given a namespace loses it, as
-    ``kubectl describe`` selects its events by an empty namespace. A built-in kind without an
-    apiVersion gets its one apiVersion, unreported (``kubectl events --for`` selects by it).
-    """
+    kind's one spelling (``pod``: ``Pod``), a namespaced built-in object filed in
+    ``default_namespace`` when it has none, a cluster-scoped one's namespace dropped, and
+    unreported, a built-in kind's one apiVersion when it has none (``kubectl events --for``)."""
     repairs: list[Repair] = []
     kind = _kinds.built_in_kind(ref.kind, ref.api_version)
     if kind is not None and kind != ref.kind:
@@ -203,10 +199,9 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
 
 
 def _shared(*key: str) -> ObjectReference:
-    """The reference with these fields (ObjectReference's order, all seven): the one made last
-    time, when there was one. Making a frozen dataclass costs as much as the rest of reading
-    the object, and records are nearly always about objects logged about before; references
-    are immutable, so equal ones may be one object. The table forgets all when full."""
+    """The reference with these fields (all seven, in order), the one made last time if any:
+    making a frozen dataclass costs as much as reading the object, records are nearly always
+    about objects logged about before, and equal immutable references may be one object."""
     ref = _shared_refs.get(key)
     if ref is None:
         if len(_shared_refs) >= _MAX_SHARED:
@@ -236,18 +231,6 @@ def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:
         if len(_READERS) < _MAX_CLASSES:
             _READERS[cls] = reader
     return reader
-
-
-def _check_namespace(namespace: str, obj: object) -> None:
-    if _NAMESPACE.fullmatch(namespace) is None:  # bounded: it scans no more than 63 characters
-        raise InvalidObjectError(
-            f"its namespace {namespace[:80]!r} is no DNS label (at most 63 lowercase letters, "
-            "digits and '-', alphanumeric at both ends), where the server files events",
-            obj,
-        )
-    if len(_namespaces) >= _MAX_SHARED:
-        _namespaces.clear()
-    _namespaces.add(namespace)
 
 
 def _unknown(obj: object) -> ObjectReference:
@@ -289,14 +272,23 @@ def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
         # a built-in kind's one apiVersion, read here as a list item's is: the reference is
         # then shared whole, and the next record about it needs no completing
         values[4] = _kinds.ONE_API_VERSION.get(values[0], "")
-    return _checked(_shared(*values), data, f" (expected {_EXPECTED_MAPPING})")
+    expected = (
+        "a manifest with apiVersion, kind and metadata, or a flat reference with kind and name"
+    )
+    return _checked(_shared(*values), data, f" (expected {expected})")
 
 
 def _from_model(obj: Any) -> ObjectReference:
     metadata = obj.metadata
     if metadata is None:
         raise InvalidObjectError("its metadata is None", obj)
-    if _is_mapping(type(metadata)):
+    # an ABC check costs more than the attribute reads it guards: decided once per class
+    is_mapping = _MAPPING_CLASSES.get(type(metadata))
+    if is_mapping is None:
+        is_mapping = issubclass(type(metadata), Mapping)
+        if len(_MAPPING_CLASSES) < _MAX_CLASSES:
+            _MAPPING_CLASSES[type(metadata)] = is_mapping
+    if is_mapping:
         name, namespace, uid, version = (_field(metadata, key, obj) for _, key in _METADATA_FIELDS)
     else:
         name, namespace, uid, version = _model_metadata(metadata, obj)
@@ -323,24 +315,13 @@ def _from_dynamic(obj: Any) -> ObjectReference:
     return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), obj)
 
 
-def _is_mapping(cls: type) -> bool:
-    # an ABC check costs more than the attribute reads it guards: decide it once per class
-    known = _MAPPING_CLASSES.get(cls)
-    if known is None:
-        known = issubclass(cls, Mapping)
-        if len(_MAPPING_CLASSES) < _MAX_CLASSES:
-            _MAPPING_CLASSES[cls] = known
-    return known
-
-
 def _model_metadata(metadata: Any, obj: object) -> tuple[str, str, str, str]:
     """Name, namespace, uid and resourceVersion of an object's ``metadata`` object."""
     try:  # the client's models, read as plainly as possible: this runs for every record
         values = (metadata.name, metadata.namespace, metadata.uid, metadata.resource_version)
     except AttributeError:
-        # other libraries spell it resourceVersion; look for the other spelling only when
-        # the attribute is missing (an empty value on a pydantic model would otherwise
-        # cost a failed lookup on every record)
+        # other libraries spell it resourceVersion: asked only when missing (an empty value
+        # on a pydantic model would cost a failed look-up on every record)
         pass
     else:
         name, namespace, uid, version = values
@@ -380,9 +361,8 @@ def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
 
 
 def _plain_text(value: object, name: str, original: object) -> str:
-    """A ``str`` subclass's text as a plain ``str``; anything else is refused. References are
-    shared by their fields (:func:`_shared`): a subclass's own equality could match another
-    reference, and its instance would keep the caller's object alive."""
+    """A ``str`` subclass's text as a plain ``str`` (its equality could match another shared
+    reference, its instance keep the caller's object alive); anything else is refused."""
     if not isinstance(value, str):
         raise InvalidObjectError(f"{name} is a {type(value).__name__}, not a string", original)
     return str.__str__(value)
@@ -438,7 +418,8 @@ def type_meta_for_model(cls: type) -> tuple[str, str]:
 
 
 def _search_type_meta(cls: type) -> tuple[str, str]:
-    """Find a model's group by the path of the client API method that reads it (slow)."""
+    """Find a model's apiVersion in the path its client read method (returning it) requests
+    (slow)."""
     match = _MODEL_NAME.match(cls.__name__)
     if match is None:
         return "", ""
@@ -449,22 +430,13 @@ def _search_type_meta(cls: type) -> tuple[str, str]:
     suffix = f"{prefix or ''}{version}Api"
     for api in (getattr(client, name) for name in dir(client) if name.endswith(suffix)):
         for method in (f"read_namespaced_{snake}", f"read_{snake}"):
-            api_version = _read_api_version(api, method, cls)
-            if api_version:
-                return kind, api_version
+            function = getattr(api, method, None)
+            if getattr(function, "__annotations__", {}).get("return") is not cls:
+                continue
+            code = getattr(getattr(api, f"_{method}_serialize", None), "__code__", None)
+            for const in getattr(code, "co_consts", ()):
+                path = _API_PATH.match(const) if isinstance(const, str) else None
+                if path is not None:
+                    core_version, group, group_version = path.groups()
+                    return kind, core_version or f"{group}/{group_version}"
     return "", ""
-
-
-def _read_api_version(api: type, method: str, cls: type) -> str:
-    # the apiVersion in the path that the client's read method (returning cls) requests
-    function = getattr(api, method, None)
-    if function is None or getattr(function, "__annotations__", {}).get("return") is not cls:
-        return ""
-    serializer = getattr(api, f"_{method}_serialize", None)
-    code = getattr(serializer, "__code__", None)
-    for const in getattr(code, "co_consts", ()):
-        match = _API_PATH.match(const) if isinstance(const, str) else None
-        if match is not None:
-            core_version, group, group_version = match.groups()
-            return core_version or f"{group}/{group_version}"
-    return ""
