@@ -13,8 +13,6 @@ from typing import Any
 
 from k8s_logging_events import models
 
-__all__ = ["BY_NAME", "CORE_V1", "EVENTS_V1", "EventsApi", "api_known", "api_of", "call_optional"]
-
 
 @dataclass(frozen=True, slots=True)
 class EventsApi:

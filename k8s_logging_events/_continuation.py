@@ -25,19 +25,6 @@ import cachetools
 from k8s_logging_events import _diagnostics, _errors, _process, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "DEFAULT_KNOWN_EVENTS",
-    "MAX_STEPS",
-    "WRITERS",
-    "Continuation",
-    "Known",
-    "Policy",
-    "Sent",
-    "Sink",
-    "Write",
-    "guarded_patch",
-]
-
 DEFAULT_KNOWN_EVENTS = 4096
 """Events whose name, resourceVersion and count offset a writer remembers (as many as the
 correlator's caches hold); a repeat of a forgotten one reads the event before its patch."""

@@ -18,23 +18,6 @@ import cachetools
 from k8s_logging_events import _sanitise, _tokenbucket, models
 from k8s_logging_events import clock as clocks
 
-__all__ = [
-    "COMBINED_MESSAGE_PREFIX",
-    "SPAM_KEYS",
-    "Aggregator",
-    "KeyFunc",
-    "MessageFunc",
-    "Observer",
-    "Settings",
-    "SpamFilter",
-    "SpamKeyFunc",
-    "aggregate_by_reason",
-    "combined_message",
-    "get_event_key",
-    "get_spam_key",
-    "spam_key_per_reason",
-]
-
 COMBINED_MESSAGE_PREFIX = "(combined from similar events): "
 """Put before the latest message of an aggregate event, so readers know others were folded in."""
 

@@ -21,8 +21,6 @@ from typing import Any, Protocol
 
 from k8s_logging_events import _diagnostics, _process, _tracebacks
 
-__all__ = ["NOT_CRASHES", "REASON", "crash_record", "unwatch", "watch"]
-
 REASON = "UncaughtException"
 """The reason of a crash event: ``kubectl describe pod`` shows ``UncaughtException (xN)``."""
 

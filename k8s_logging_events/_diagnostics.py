@@ -27,25 +27,6 @@ from typing import Any
 from k8s_logging_events import _process, _tokenbucket
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "LOGGER_NAME",
-    "OUTCOMES",
-    "Counters",
-    "RateLimitedReporter",
-    "StandardError",
-    "Tally",
-    "as_own_thread",
-    "at_once",
-    "become_own_thread",
-    "configuring_elsewhere",
-    "is_own_thread",
-    "log_safely",
-    "logs_for_itself",
-    "logger",
-    "report",
-    "standard_error",
-]
-
 LOGGER_NAME = "k8s_logging_events"
 """The library's logger; the handler never turns its records into events."""
 

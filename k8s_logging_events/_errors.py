@@ -22,33 +22,6 @@ import tenacity
 
 from k8s_logging_events import _process
 
-__all__ = [
-    "CONTENTION_BASE_SECONDS",
-    "MAX_WAIT_SECONDS",
-    "RBAC_EXAMPLE",
-    "THROTTLED_WARNING_AFTER",
-    "THROTTLE_BASE_SECONDS",
-    "THROTTLE_MAX_SECONDS",
-    "ApiStatusError",
-    "ContentionError",
-    "RequestConstructionError",
-    "STALL_SECONDS",
-    "RetrySchedule",
-    "Tries",
-    "cause",
-    "describe_error",
-    "explain",
-    "finite",
-    "is_retryable",
-    "is_throttled",
-    "is_timeout",
-    "may_have_landed",
-    "optional",
-    "readable",
-    "unreachable",
-    "unwritten_summary",
-]
-
 _T = TypeVar("_T")
 
 MAX_WAIT_SECONDS = 86_400.0

@@ -29,8 +29,6 @@ from k8s_logging_events._http_parser import Answer, OutOfStepError, ProtocolErro
 if TYPE_CHECKING:
     import ssl
 
-__all__ = ["IDEMPOTENT", "Channel", "Headers", "SocketOption", "TlsSettings"]
-
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 """Methods whose request may be sent again after its answer could not be trusted (RFC 9110,
 9.2.2): not POST, nor PATCH."""

@@ -13,16 +13,6 @@ import re
 from collections.abc import Callable
 from typing import NamedTuple
 
-__all__ = [
-    "MAX_BODY",
-    "MAX_HEAD",
-    "Answer",
-    "OutOfStepError",
-    "ProtocolError",
-    "content_length",
-    "read_answer",
-]
-
 MAX_HEAD = 65536
 """The longest status line and headers read (an API server's are a few hundred bytes)."""
 

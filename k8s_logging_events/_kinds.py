@@ -6,16 +6,6 @@ entry is checked in ``tests/test_references.py``; other classes fall back to a s
 
 from __future__ import annotations
 
-__all__ = [
-    "KIND_NAMES",
-    "MODEL_TYPE_META",
-    "NAMESPACED_KINDS",
-    "ONE_API_VERSION",
-    "built_in_kind",
-    "is_cluster_scoped",
-    "is_namespaced",
-]
-
 # the built-in kinds of each apiVersion whose objects live in a namespace (the client reads
 # them with a read_namespaced_* method): an event about one of them without a namespace
 # would be filed where kubectl describe never looks
@@ -106,9 +96,6 @@ _CLUSTER_SCOPED_KINDS = frozenset(k for kinds in _CLUSTER_SCOPED.values() for k 
 
 _GROUPS = {kind: frozenset(v.rpartition("/")[0] for v in vs) for kind, vs in _VERSIONS.items()}
 _BY_LOWER_CASE = {kind.lower(): kind for kind in _GROUPS}
-
-KIND_NAMES = frozenset(_GROUPS)
-"""Every built-in kind, in its one spelling."""
 
 
 def built_in_kind(kind: str, api_version: str) -> str | None:

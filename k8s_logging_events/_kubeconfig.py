@@ -20,22 +20,6 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from k8s_logging_events import _process
 
-__all__ = [
-    "SERVICE_ACCOUNT_TOKEN",
-    "NoCredentialsError",
-    "check_readable",
-    "clean_up_at_exit",
-    "default_api_client",
-    "describe_credentials",
-    "find_configuration",
-    "in_cluster",
-    "kubeconfig_paths",
-    "not_found_report",
-    "refused",
-    "shown_url",
-    "url_without_credentials",
-]
-
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 """Where a pod's service account token is mounted (a path, not a secret)."""
 

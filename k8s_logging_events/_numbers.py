@@ -13,8 +13,6 @@ import numbers
 import threading
 from collections.abc import Sequence
 
-__all__ = ["RATE", "number", "seconds", "timeout", "whole"]
-
 RATE = "requests per second; 0: no limit"
 """What ``qps`` and ``drain_qps`` mean, for their messages."""
 

@@ -21,15 +21,6 @@ from k8s_logging_events._errors import RequestConstructionError
 from k8s_logging_events._http import Channel, TlsSettings
 from k8s_logging_events._http_parser import Answer, ProtocolError
 
-__all__ = [
-    "ClientTransport",
-    "channel_for",
-    "credentials",
-    "forget_pool_after_fork",
-    "plugin_may_run",
-    "summarise_client_errors",
-]
-
 # what the official client may give its urllib3 pool (kubernetes/client/rest.py); any other
 # option could change how a request is sent, so the official client then keeps the requests
 _POOL_OPTIONS = frozenset(

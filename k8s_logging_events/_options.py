@@ -32,20 +32,6 @@ from k8s_logging_events import correlator as correlators
 from k8s_logging_events import sink as sinks
 from k8s_logging_events._numbers import RATE, number, seconds, timeout, whole
 
-__all__ = [
-    "COMPONENT_ENV",
-    "CORRELATOR_KEYS",
-    "BroadcasterOptions",
-    "Options",
-    "broadcasting",
-    "check_known",
-    "checked",
-    "checked_correlator",
-    "default_component",
-    "default_host",
-    "open_sink",
-]
-
 MIN_MESSAGE_BYTES = 16  # room for a word and the truncation mark
 MAX_MESSAGE_BYTES = 1024 * 1024
 """The longest ``max_message_bytes``: the rest of an event (annotations up to 256 KiB) still

@@ -23,17 +23,6 @@ from typing import Protocol, TypeGuard, runtime_checkable
 from k8s_logging_events import _continuation, _diagnostics, _errors, _sanitise, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = [
-    "MAX_TRIES_PER_EVENT",
-    "Correlate",
-    "EventSink",
-    "Limits",
-    "Write",
-    "WritePolicy",
-    "Writes",
-    "is_event_sink",
-]
-
 MAX_TRIES_PER_EVENT = 12
 """client-go's limit: twelve attempts (eleven back-offs) before an event is given up."""
 

@@ -17,16 +17,6 @@ import threading
 from k8s_logging_events import _apis, _diagnostics, _process, models, references
 from k8s_logging_events import sink as sinks
 
-__all__ = [
-    "HOSTNAME_LIMIT",
-    "NAMESPACE_FILE",
-    "POD",
-    "PodIdentity",
-    "PodUidSink",
-    "from_environment",
-    "report",
-]
-
 POD = "pod"
 """The ``default_involved`` value that names the pod the process runs in."""
 

@@ -21,22 +21,6 @@ from types import TracebackType
 
 from k8s_logging_events import _diagnostics, _kinds, _sanitise, _tracebacks, models, references
 
-__all__ = [
-    "ABOUT_AN_EVENT",
-    "EXCEPTION_DETAILS",
-    "EXTRAS",
-    "INVOLVED_NONE",
-    "MARKERS",
-    "CallSites",
-    "Notes",
-    "Settings",
-    "find_extras",
-    "involved_is_none",
-    "is_own",
-    "read",
-    "shown",
-]
-
 EXCEPTION_DETAILS = ("summary", "traceback", "none")
 """What an event says of a record's exception: ``ExcType: text``, the traceback, or nothing."""
 
@@ -57,9 +41,6 @@ LOGURU_EXTRA = "extra"  # where loguru's standard-handler sink puts its bound va
 # put by structlog's ProcessorFormatter.wrap_for_formatter (with _name): msg is the event dict
 STRUCTLOG_MARK = "_logger"
 
-MARKERS = frozenset(("involved", KOPF_REF, LOGURU_EXTRA, STRUCTLOG_MARK))
-"""A record without one of these (and a handler without ``default_involved``) is no event.
-The handler's filter spells them out, a dict lookup each; a test checks that it agrees."""
 
 _MAX_CALL_SITES = 4096
 _SHOWN_MAX = 200  # characters of a bad value quoted in a report

@@ -20,36 +20,6 @@ from typing import Any
 
 from k8s_logging_events import _process, models
 
-__all__ = [
-    "ACTION_MAX_BYTES",
-    "ANNOTATIONS_MAX_BYTES",
-    "DETERMINISTIC",
-    "EVENT_API_VERSIONS",
-    "FALLBACK_PREFIX",
-    "HASH_HEX_DIGITS",
-    "MESSAGE_MAX_BYTES",
-    "NAME_SCHEME",
-    "REASON_MAX_BYTES",
-    "TIMESTAMP",
-    "TRUNCATION_MARK",
-    "EventNamer",
-    "annotations_bytes",
-    "annotations_problem",
-    "camel_case",
-    "check_event_names",
-    "cut_bytes",
-    "generate_event_name",
-    "has_unsafe_text",
-    "is_annotation_key",
-    "is_dns_subdomain",
-    "is_event",
-    "is_qualified_name",
-    "qualified_name",
-    "replace_surrogates",
-    "safe_text",
-    "unix_nanos",
-]
-
 # the API server's limits (_BYTES in UTF-8, _LENGTH in characters)
 MESSAGE_MAX_BYTES = 1024  # events.k8s.io/v1 note (core/v1 message once eventTime is set)
 REASON_MAX_BYTES = 128  # reason in events.k8s.io/v1, and core/v1 with eventTime

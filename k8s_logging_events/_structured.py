@@ -11,8 +11,6 @@ import sys
 
 from k8s_logging_events import _diagnostics, models
 
-__all__ = ["json_event_logger", "log_line", "log_structured"]
-
 
 def log_line(event: models.Event) -> str:
     """One line per event, in client-go's ``StartLogging`` format."""

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["TokenBucket"]
-
 _NANOSECOND = 1e-9
 
 

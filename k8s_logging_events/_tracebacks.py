@@ -13,8 +13,6 @@ import re
 import traceback
 from collections.abc import Iterable, Iterator
 
-__all__ = ["exception_summary", "queued", "without_loguru_traceback"]
-
 _NONE_LINE = "NoneType: None"  # what traceback (and loguru) writes for no exception
 _TRACEBACK_STARTS = (
     "Traceback (most recent call last):",

@@ -28,19 +28,6 @@ from typing import Any, Protocol
 from k8s_logging_events._errors import ApiStatusError, RequestConstructionError
 from k8s_logging_events._http_parser import Answer, ProtocolError
 
-__all__ = [
-    "MAX_BODY_BYTES",
-    "MAX_RETRY_AFTER_SECONDS",
-    "MAX_SERVER_TEXT",
-    "Transport",
-    "encode",
-    "is_tls_error",
-    "read",
-    "retry_after",
-    "send",
-    "status_error",
-]
-
 MAX_BODY_BYTES = 3 * 1024 * 1024
 """The most an API server reads of a request's body (its default ``MaxRequestBodyBytes``).
 A larger write is refused with 413, or, on a real server, its connection is cut while the

@@ -201,7 +201,7 @@ class KubernetesEventHandler(logging.Handler):
 
     def _extras(self, record: logging.LogRecord) -> dict[str, object] | None:
         attrs = record.__dict__
-        if (  # the markers of _records.MARKERS, spelled out: four dict lookups, no call
+        if (  # _records' four markers spelled out: four dict lookups, no call
             "involved" not in attrs
             and "k8s_ref" not in attrs
             and "extra" not in attrs
