@@ -3,21 +3,19 @@
 The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
 queue on the caller's thread; one dispatcher drains it in batches and hands them on; writer
 threads (bounded, alive only while there is work) make the requests. Nothing else starts a
-thread. The thread rules, in full in docs/architecture.md, in brief:
+thread. The thread rules (in full: docs/architecture.md):
 
 1. No wait without a timeout.
 2. Never wait holding a lock another of our threads needs (nor across a request or a join).
 3. :meth:`Runtime.offer` takes no lock but, at its first call, the reentrant one that starts
-   the threads; its queue's ``put`` is reentrant and its counters lock-free: a signal
-   handler may log on the thread it interrupted while that one logged.
+   the threads; its queue's ``put`` is reentrant, its counters lock-free (signal handlers).
 4. A background thread never waits for a lock ``dictConfig`` or ``logging.shutdown()`` may
    hold: reports go through ``_diagnostics.log_safely``.
 5. An exception in a background step costs only its own occurrences (``failed``), never a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
-7. They block the termination signals, but while a subprocess may start (it would inherit
-   the mask: :func:`~k8s_logging_events._process.subprocesses_may_start`).
+7. They block the termination signals, but while a subprocess may start (it inherits them).
 8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
-   waits (deadlines, stalls) on :func:`time.monotonic`; never a duration on the wall clock.
+   waits on :func:`time.monotonic`; never a duration on the wall clock.
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
 10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
     that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
@@ -60,16 +58,15 @@ DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
 
 BATCH_SIZE = 4096
-"""Occurrences the dispatcher takes at once. Large: the deeper the queue, the more repeats of
-one object a batch holds, correlated at once (a deep queue drains faster per occurrence)."""
+"""Occurrences the dispatcher takes at once. Large: the more repeats of one object are
+correlated at once (a deep queue drains faster per occurrence)."""
 
 LINGER_BATCH = 64
 """A batch at least this long means a burst: the dispatcher then lets the next one gather."""
 
 LINGER_SECONDS = 0.05
-"""The longest a burst's next batch gathers (thousands, not a switch interval's hundred: a
-third fewer instructions each), and so an event's delay at most; a full batch, a quarter of
-the queue, or a waiting flush or close ends it."""
+"""The longest a burst's next batch gathers (a third fewer instructions each), so an event's
+delay at most; a full batch, a quarter of the queue, or a waiting flush or close ends it."""
 
 LINGER_STEP_SECONDS = 0.005
 """How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
@@ -142,9 +139,7 @@ class Runtime:
         self._handoff = _handoff.HandOff(
             self._cond, self._shared, consumers=self._consumers, pool=self._pool
         )
-        self._wake_queued = False
-        self._started = False
-        self._closing = self._closed = False
+        self._wake_queued = self._started = self._closing = self._closed = False
         self._closer: int | None = None  # the thread that closes
         self._flushes = 0
 
@@ -152,26 +147,25 @@ class Runtime:
         """Queue one occurrence without blocking; False (counted as dropped) when full."""
         # accepted in one step with its queueing or drop (a Ctrl-C between: no outcome ever)
         queued = self._queue.qsize()
-        if self._closing:
+        if self._closing or queued >= self._shared.capacity:
             _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
-            self._reporter.report(
-                "after-close",
-                logging.ERROR,
-                "Unable to record an event: the recorder is shut down (will not retry)",
-                occurrences=1,
-                outcome="dropped",
-            )
-            return False
-        if queued >= self._shared.capacity:
-            _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
-            self._reporter.report(
-                "queue-full",
-                logging.ERROR,
-                "Unable to record an event: %d are queued already (queue_length)",
-                self._shared.capacity,
-                occurrences=1,
-                outcome="dropped",
-            )
+            if self._closing:
+                self._reporter.report(
+                    "after-close",
+                    logging.ERROR,
+                    "Unable to record an event: the recorder is shut down (will not retry)",
+                    occurrences=1,
+                    outcome="dropped",
+                )
+            else:
+                self._reporter.report(
+                    "queue-full",
+                    logging.ERROR,
+                    "Unable to record an event: %d are queued already (queue_length)",
+                    self._shared.capacity,
+                    occurrences=1,
+                    outcome="dropped",
+                )
             return False
         _diagnostics.at_once((self._accepted.add,), (self._queue.put, item))
         if queued >= self._shared.capacity // 2:  # over half full with this one
@@ -247,9 +241,6 @@ class Runtime:
         with self._cond:
             return self._consumers.add(consumer, closing=self._closing)
 
-    def _recordings(self) -> list[_pool.Recording]:
-        return self._consumers.recordings()
-
     def _dispatch(self) -> None:
         _diagnostics.become_own_thread()
         with self._start_lock:  # a start interrupted before this thread began gave it up
@@ -310,7 +301,8 @@ class Runtime:
 
     def _timer_due(self) -> float | None:
         with self._cond:  # a test's sleeper: the next retry's, never a held count's
-            dues = [r.writes.next_due(held=self._sleep is None) for r in self._recordings()]
+            recordings = self._consumers.recordings()
+            dues = [r.writes.next_due(held=self._sleep is None) for r in recordings]
         return min((due for due in dues if due is not None), default=None)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
@@ -335,7 +327,7 @@ class Runtime:
 
     def _reach(self, marker: Marker) -> None:
         with self._cond:
-            marker.reach(self._recordings(), self._consumers.loops())
+            marker.reach(self._consumers.recordings(), self._consumers.loops())
         marker.reached.set()  # out of the lock (see Marker.reach)
 
     def _wake_dispatcher(self) -> None:
@@ -352,7 +344,7 @@ class Runtime:
             if loop.refused:
                 loop.start()
         with self._cond:
-            for recording in self._recordings():
+            for recording in self._consumers.recordings():
                 recording.writes.promote_due()
             if not self._pool.ready():
                 return False
@@ -377,9 +369,8 @@ class Runtime:
     def _flush(self, timeout: float | Deadline | None) -> bool:
         if (not self._started and self._queue.empty()) or self._settled():
             return True
-        # through the start lock: a log call that is still making the dispatcher is waited
-        # for (draining beside it would hand occurrences on out of order); none made (closing,
-        # interpreter exit): this thread drains
+        # waits for a log call still making the dispatcher (draining beside it would hand
+        # occurrences on out of order); none made (closing, at exit): this thread drains
         self._start()
         seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
         deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
@@ -389,12 +380,12 @@ class Runtime:
         with self._cond:
             self._flushes += 1
             self._hurry = True
-            _flush.set_draining(self._recordings(), on=True)
+            _flush.set_draining(self._consumers.recordings(), on=True)
         try:
             if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
                 return False
             with self._cond:
-                for recording in self._recordings():
+                for recording in self._consumers.recordings():
                     recording.writes.release_held()
                 self._cond.notify_all()  # idle writers take what was released at once
             self._wake_dispatcher()
@@ -404,25 +395,27 @@ class Runtime:
                 self._flushes -= 1
                 if not self._flushes:
                     self._hurry = self._closing  # a close keeps it till the end
-                    _flush.set_draining(self._recordings(), on=False)
+                    _flush.set_draining(self._consumers.recordings(), on=False)
 
     def _settled(self) -> bool:
         """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
         with self._cond:
-            if self._accepted.value - self._queue_drops.value - self._handoff.taken() > 0:
+            if self._queued() > 0:
                 return False
-            if any(r.writes.pending() or r.aside_count for r in self._recordings()):
+            if any(r.writes.pending() or r.aside_count for r in self._consumers.recordings()):
                 return False
-            loops = list(self._consumers.loops())
+            loops = self._consumers.loops()
         return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
+
+    def _queued(self) -> int:  # under the lock of every hand-off
+        return self._accepted.value - self._queue_drops.value - self._handoff.taken()
 
     def _dispatcher_alive(self) -> bool:
         thread, starting = self._dispatcher, self._starting
         if thread is None or self._dispatcher_ended:
             return False
-        # from its making to its last step (is_alive() is False while it boots): a flush
-        # draining beside it would hand a held occurrence's lower count on after a higher one,
-        # over-counting the event. Not for a signal handler on the thread still starting it
+        # from its making (is_alive() is False while it boots): a flush draining beside it
+        # would over-count a held event. Not for a signal handler on the thread starting it
         if starting is not None and starting[0] is thread:
             return starting[1] != threading.get_ident() or thread.is_alive()
         return True
@@ -494,7 +487,8 @@ class Runtime:
         # stop every thread, give up what is left (into given_up; set aside unprepared: aside)
         with self._cond:
             self._pool.stop()
-            given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
+            recordings = self._consumers.recordings()
+            given_up += [w for r in recordings for w in r.writes.abandon(in_flight=False)]
             consumers, loops = list(self._consumers), self._consumers.loops()
         self._queue.put(Marker(stop=True))
         self._wake_dispatcher()  # from a test's sleeper
@@ -517,7 +511,7 @@ class Runtime:
             # a writer inside a request that does not answer is a daemon: not worth a grace
             _flush.join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
-            given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
+            given_up += [w for r in recordings for w in r.writes.abandon(in_flight=True)]
             self._closed = True
             self._cond.notify_all()  # a second close waits for this one
 
@@ -539,17 +533,14 @@ class Runtime:
         """
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
-        values = dict.fromkeys(_diagnostics.OUTCOMES, 0)
         # under the lock of every outcome and hand-off: none seen both queued and written
         with self._cond:
-            accepted = self._accepted.value
-            drops = self._queue_drops.value
-            values.update(self._shared.counters.snapshot())
+            accepted, drops = self._accepted.value, self._queue_drops.value
+            values = {**dict.fromkeys(_diagnostics.OUTCOMES, 0), **self._shared.counters.snapshot()}
             values["accepted"] = accepted
             values["dropped"] += drops
-            queued = accepted - drops - self._handoff.taken()
-            recordings = self._recordings()
-            values["pending"] = max(0, queued) + sum(
+            recordings = self._consumers.recordings()
+            values["pending"] = max(0, accepted - drops - self._handoff.taken()) + sum(
                 r.writes.pending() + r.aside_count for r in recordings
             )
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
@@ -558,10 +549,10 @@ class Runtime:
     def unwritten(self) -> tuple[list[_pending.Write], int, int]:
         """The writes pending, the occurrences queued, and those aside (for a report)."""
         with self._cond:
-            writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
-            queued = self._accepted.value - self._queue_drops.value - self._handoff.taken()
-            aside = max((r.aside_count for r in self._recordings()), default=0)
-        return writes, max(0, queued), aside
+            recordings = self._consumers.recordings()
+            writes = [w for r in recordings for w in r.writes.pending_writes()]
+            aside = max((r.aside_count for r in recordings), default=0)
+            return writes, max(0, self._queued()), aside
 
     @property
     def accepted(self) -> int:
@@ -570,8 +561,8 @@ class Runtime:
 
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""
-        found = [self._dispatcher, *self._pool.threads()]
-        found += [loop.thread for loop in self._consumers.loops()]
+        loops = self._consumers.loops()
+        found = [self._dispatcher, *self._pool.threads(), *(loop.thread for loop in loops)]
         return [t for t in found if t is not None and t.is_alive()]
 
     def flush_at_child_exit(self) -> None:
@@ -581,7 +572,8 @@ class Runtime:
             # what close() gave up, as at exit (not a look before it: the threads went on)
             given_up, lost, _ = self.close(0)
             if given_up or lost:
-                sinks = [recording.writes.sink for recording in self._recordings()]
+                sinks = [recording.writes.sink for recording in self._consumers.recordings()]
+
                 when = self.about + "before the multiprocessing child ended"
                 summary = _errors.unwritten_summary(given_up, sinks, when=when, queued=lost)
                 self._reporter.report("exit", logging.WARNING, "%s", summary)
