@@ -445,8 +445,13 @@ class Broadcaster(EndsOnExit):
         """Run ``fn`` on the distributing thread, in its place in the queue (with the lock
         held: nothing may overtake it); False when it did not run by ``until`` (a monotonic
         time; None: until a shutdown gives up)."""
-        ran: list[None] = []  # not empty once fn has returned
-        marker = _Marker(lambda: ran.append(fn()), threading.Event())
+        ran: list[bool] = []
+
+        def run() -> None:
+            fn()
+            ran.append(True)
+
+        marker = _Marker(run, threading.Event())
         with self._queue_lock:
             self._waiting.add(marker)
         try:
