@@ -220,7 +220,8 @@ class Runtime:
 
     def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
         """Correlate and write every later occurrence to ``recording``'s sink."""
-        return self._add(recording)
+        with self._cond:
+            return self._consumers.add(recording, closing=self._closing)
 
     def add_watcher(
         self,
@@ -231,15 +232,12 @@ class Runtime:
         name = f"{self._shared.name}-watcher-{next(_counter)}"
         loop = _watchers.WatchLoop(handle, self._shared.capacity, on_drop, self._reporter, name)
         with self._start_lock:  # the first log call starts the loops it finds: once each
-            watcher = self._add(loop)
+            with self._cond:
+                watcher = self._consumers.add(loop, closing=self._closing)
             start = self._started and not watcher.stopped
         if start:
             loop.start()
         return watcher
-
-    def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
-        with self._cond:
-            return self._consumers.add(consumer, closing=self._closing)
 
     def _dispatch(self) -> None:
         _diagnostics.become_own_thread()
