@@ -3,24 +3,20 @@
 The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
 queue on the caller's thread; one dispatcher drains it in batches and hands them on; writer
 threads (bounded, alive only while there is work) make the requests. Nothing else starts a
-thread. The thread rules (in full: docs/architecture.md):
+thread. The thread rules, cited by number (in full: docs/architecture.md):
 
 1. No wait without a timeout.
 2. Never wait holding a lock another of our threads needs (nor across a request or a join).
-3. :meth:`Runtime.offer` takes no lock but, at its first call, the reentrant one that starts
-   the threads; its queue's ``put`` is reentrant, its counters lock-free (signal handlers).
-4. A background thread never waits for a lock ``dictConfig`` or ``logging.shutdown()`` may
-   hold: reports go through ``_diagnostics.log_safely``.
+3. :meth:`Runtime.offer` takes no lock but the reentrant one that starts the threads.
+4. A background thread never waits for a lock logging may hold (``_diagnostics.log_safely``).
 5. An exception in a background step costs only its own occurrences (``failed``), never a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
-7. They block the termination signals, but while a subprocess may start (it inherits them).
-8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
-   waits on :func:`time.monotonic`; never a duration on the wall clock.
+7. They block the termination signals, but while a subprocess may start.
+8. Timestamps from ``now()``; durations on a monotonic clock (real waits: time's), never the wall.
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
-10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
-    that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
-11. One thread hands occurrences on at a time, in order: the dispatcher, else one flushing
-    thread holding the baton; a flush on a thread holding it (a signal's) returns False.
+10. No I/O on the dispatcher (but at 3.12's exit): a writer sets up a sink that requests.
+11. One thread hands occurrences on at a time, in order: the dispatcher, or a flush holding
+    the baton; a flush on a thread holding it (a signal's) returns False.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
@@ -359,41 +355,38 @@ class Runtime:
         if _diagnostics.is_own_thread() or any(getattr(x, "_is_owned", bool)() for x in locks):
             return False
         try:
-            return self._flush(timeout)
+            if (not self._started and self._queue.empty()) or self._settled():
+                return True
+            # waits for a log call still making the dispatcher (draining beside it would hand
+            # occurrences on out of order); none made (closing, at exit): this thread drains
+            self._start()
+            seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+            deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
+            marker = Marker()
+            self._queue.put(marker)
+            self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
+            with self._cond:
+                self._flushes += 1
+                self._hurry = True
+                _flush.set_draining(self._consumers.recordings(), on=True)
+            try:
+                if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
+                    return False
+                with self._cond:
+                    for recording in self._consumers.recordings():
+                        recording.writes.release_held()
+                    self._cond.notify_all()  # idle writers take what was released at once
+                self._wake_dispatcher()
+                return _flush.wait_written(marker, deadline, self._cond, self._working, self._pump)
+            finally:
+                with self._cond:
+                    self._flushes -= 1
+                    if not self._flushes:
+                        self._hurry = self._closing  # a close keeps it till the end
+                        _flush.set_draining(self._consumers.recordings(), on=False)
         finally:
             self._reporter.settle(REPORT_GRACE_SECONDS)
             self._reporter.summarise()
-
-    def _flush(self, timeout: float | Deadline | None) -> bool:
-        if (not self._started and self._queue.empty()) or self._settled():
-            return True
-        # waits for a log call still making the dispatcher (draining beside it would hand
-        # occurrences on out of order); none made (closing, at exit): this thread drains
-        self._start()
-        seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-        deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
-        marker = Marker()
-        self._queue.put(marker)
-        self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
-        with self._cond:
-            self._flushes += 1
-            self._hurry = True
-            _flush.set_draining(self._consumers.recordings(), on=True)
-        try:
-            if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
-                return False
-            with self._cond:
-                for recording in self._consumers.recordings():
-                    recording.writes.release_held()
-                self._cond.notify_all()  # idle writers take what was released at once
-            self._wake_dispatcher()
-            return _flush.wait_written(marker, deadline, self._cond, self._working, self._pump)
-        finally:
-            with self._cond:
-                self._flushes -= 1
-                if not self._flushes:
-                    self._hurry = self._closing  # a close keeps it till the end
-                    _flush.set_draining(self._consumers.recordings(), on=False)
 
     def _settled(self) -> bool:
         """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
