@@ -318,7 +318,6 @@ def leave_signals_to_the_main_thread() -> None:
 def subprocesses_may_start() -> Iterator[None]:
     """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start (it
     inherits the mask through ``exec``), counted as awaiting credentials meanwhile."""
-
     with await_credentials():
         if not getattr(_mask, "blocked", False):
             yield

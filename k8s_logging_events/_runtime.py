@@ -115,8 +115,7 @@ class Runtime:
     def _fresh(self) -> None:
         # everything tied to this process's threads: at construction and after fork
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._accepted = _diagnostics.Tally()
-        self._queue_drops = _diagnostics.Tally()
+        self._accepted, self._queue_drops = _diagnostics.Tally(), _diagnostics.Tally()
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._baton = threading.RLock()  # rule 11 (reentrant: to know its holder)
@@ -441,18 +440,17 @@ class Runtime:
         Returns, for the exit report, the writes given up (failed), how many occurrences were
         lost without one (still queued, or in the batch in hand when the threads stopped:
         dropped, never tried), and the Ctrl-C or SystemExit that cut the wait short."""
+        seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
         with self._cond:
             if self._closing:
                 if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():
                     # another thread closes (not one this signal interrupted): its counters final
-                    seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
                     bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
                     self._cond.wait_for(lambda: self._closed, bound)
                 return [], 0, None
-            self._closing = True
+            self._closing = self._hurry = True
             self._closer = threading.get_ident()
-            self._hurry = True
-        deadline = self._close_deadline.within(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        deadline = self._close_deadline.within(seconds)
         interrupted: BaseException | None = None
         if self._started or not self._queue.empty():
             try:
@@ -564,7 +562,6 @@ class Runtime:
             given_up, lost, _ = self.close(0)
             if given_up or lost:
                 sinks = [recording.writes.sink for recording in self._consumers.recordings()]
-
                 when = self.about + "before the multiprocessing child ended"
                 summary = _errors.unwritten_summary(given_up, sinks, when=when, queued=lost)
                 self._reporter.report("exit", logging.WARNING, "%s", summary)

@@ -52,9 +52,7 @@ class WatchLoop:
         """Give the loop a thread unless it has one. Where none can start, a flush handles its
         events meanwhile; after a thread limit (said, :attr:`refused`) a later call tries
         again; at the interpreter's exit none does."""
-        if self.thread is not None or self.watcher.stopped:
-            return
-        if not self._starting.acquire(blocking=False):
+        if self.thread is not None or self.watcher.stopped or not self._starting.acquire(False):
             return
         try:
             self.thread = thread = threading.Thread(target=self._run, name=self._name, daemon=True)

@@ -425,7 +425,6 @@ class Broadcaster(EndsOnExit):
             return
         # ended, it gets nothing more: its removal, through a thread another watcher may
         # hold, is tidying, not worth a hang (else it goes later, or at shutdown)
-
         until = time.monotonic() + _STOP_WAIT_SECONDS
         if self._lock.acquire(timeout=_STOP_WAIT_SECONDS):
             try:
