@@ -80,8 +80,6 @@ class ExitFlushable(Protocol):
     def flush_at_child_exit(self) -> None: ...
 
 
-# --- fork --------------------------------------------------------------------------------
-
 _order = itertools.count()
 _renewable: weakref.WeakValueDictionary[int, Renewable] = weakref.WeakValueDictionary()
 _importing = threading.Lock()
@@ -184,8 +182,6 @@ if hasattr(os, "register_at_fork"):
     )
 
 
-# --- a multiprocessing child's exit ------------------------------------------------------
-
 _to_flush: weakref.WeakSet[ExitFlushable] = weakref.WeakSet()
 _exit_hook_in: int | None = None
 _finalized_in: int | None = None  # the process whose multiprocessing finalizers flush
@@ -279,8 +275,6 @@ def request_seconds(seconds: float) -> float:
     end = getattr(_requests, "end", None)
     return seconds if end is None else max(0.001, min(seconds, end - time.monotonic()))
 
-
-# --- signals -----------------------------------------------------------------------------
 
 _mask = threading.local()
 # a write held by an exec plugin (no timeout) waits for that, not the server: reports say which

@@ -189,9 +189,8 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except BaseException as error:
-            # 3.12 refuses threads at interpreter exit: flush() then drains on its own thread;
-            # while the program runs, no thread to be had (a pids limit) is said, and the next
-            # occurrence tries again, as after an interrupt
+            # 3.12 refuses threads at exit: flush() then drains on its own thread; else no thread
+            # to be had (a pids limit) is said, and the next occurrence tries again
             exiting = _process.refused_at_exit(error)
             with self._start_lock:
                 never_began = thread.ident is None  # and now never will (_dispatch)
@@ -557,8 +556,8 @@ class Runtime:
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
-            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once;
-            # what close() gave up, as at exit (not a look before it: the threads went on)
+            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once,
+            # and say what close() gave up (not a look before it: the threads went on)
             given_up, lost, _ = self.close(0)
             if given_up or lost:
                 sinks = [recording.writes.sink for recording in self._consumers.recordings()]
