@@ -194,8 +194,7 @@ class HandOff:
         never tried: dropped, as what is still queued (docs/metrics.md)."""
         writes: list[tuple[models.Event, bool, int]] = []
         for index, run in enumerate(runs):
-            if self._pool.stopping:  # a long batch must not outlast close(), which counts
-                # what is left after it
+            if self._pool.stopping:  # a long batch must not outlast close(), which counts after
                 settling["dropped"] += sum(len(left) for left in runs[index:])
                 break
             try:

@@ -3,7 +3,7 @@
 Between the dispatcher and the sinks (the thread rules of :mod:`~k8s_logging_events._runtime`
 hold here): writers start while writes are ready, at most ``writers`` requests in flight
 (stalled ones aside), and end after a short idle spell. The pool shares the runtime's
-condition and calls it back only through ``wake`` (retries and held counts wait on its timer).
+condition and calls it back only through ``wake``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SPAWN_RETRY_SECONDS = 0.05
 """How soon the dispatcher tries again to start a writer that could not start (a pids limit)."""
 
 STALL_SECONDS = _errors.STALL_SECONDS
-"""A request in flight this long is stalled (one value with the reports': ``_diagnostics``)."""
+"""A request in flight this long is stalled (the reports' value)."""
 
 Made = tuple[_pending.WritePolicy, _pending.Correlate, bool]
 Setup = Callable[[], Made]
@@ -53,8 +53,8 @@ class Settings(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
 class Shared:
-    """What one runtime gives its parts (the pool, the hand-off) for its whole life;
-    ``capacity`` and ``writers`` are the options ``queue_length`` and ``writers``, at least 1."""
+    """What one runtime gives its parts for its whole life; ``capacity`` and ``writers`` are
+    the options ``queue_length`` and ``writers``, at least 1."""
 
     capacity: int
     writers: int
@@ -77,13 +77,12 @@ class Recording:
 
     def _fresh(self) -> None:
         self._correlate: _pending.Correlate | None = None
-        self._by_object = False
         # kept while a writer sets the correlation up; counted till an outcome or write (stats)
         self.aside: list[object] = []
         self.aside_count = 0
-        self.wanted = False  # a writer should set the correlation up
-        self.preparing = False  # a writer is setting it up
-        self.preparing_since = 0.0  # since when (real time): a set-up is a request, and stalls
+        # a writer should set the correlation up; one is (a request: it stalls)
+        self.wanted = self.preparing = self._by_object = False
+        self.preparing_since = 0.0  # real time
         self.failure: Exception | None = None  # why the last setup failed
 
     @property
@@ -102,7 +101,7 @@ class Recording:
 
     def install(self, made: Made) -> None:
         """Take what :attr:`setup` made (under the runtime's lock, or on the dispatcher)."""
-        policy, correlate, self._by_object = made
+        policy, correlate, self._by_object = made  # by_object first: ready means all set
         self.writes.policy = policy
         self._correlate = correlate
 
@@ -111,8 +110,7 @@ class Recording:
         assert self._correlate is not None
         return self._correlate(run)
 
-    def renew(self) -> None:
-        """In a child after fork: forget everything pending and every cache."""
+    def renew(self) -> None:  # in a child after fork: forget everything pending, every cache
         self.writes = self.writes.renewed()
         self._fresh()
 
@@ -150,7 +148,7 @@ class WriterPool:
 
     def threads(self) -> list[threading.Thread]:
         with self._cond:
-            return [*self._workers]
+            return list(self._workers)
 
     def busy(self) -> bool:
         """True while a writer thread exists (under ``cond``)."""
@@ -190,8 +188,7 @@ class WriterPool:
             self._perform(*job)
         return job is not None
 
-    def _spawn_writers(self) -> None:
-        """Start the writers wanted; :attr:`refused` says whether the last could not."""
+    def _spawn_writers(self) -> None:  # refused: whether the last could not start
         while self.can_spawn:
             with self._cond:
                 busy = len(self._workers) - self._idle
@@ -288,21 +285,22 @@ class WriterPool:
         try:
             kind, stored = writes.attempt(write)
         except Exception as error:
-            with self._cond:
-                writes.failed(write, _errors.readable(error), stopping=self.stopping)
-                timed = writes.next_due() is not None
-                self._cond.notify_all()
+            failure: Exception | None = error
         else:
+            failure = None
             try:
                 writes.feed_back(write, stored)
             except Exception as error:  # the write landed; only the bookkeeping failed
                 self._shared.reporter.report(
                     "feed-back", logging.ERROR, "Unable to note a written event: %r", error
                 )
-            with self._cond:
+        with self._cond:
+            if failure is None:
                 writes.succeeded(write, kind)
-                timed = writes.next_due() is not None
-                self._cond.notify_all()
+            else:
+                writes.failed(write, _errors.readable(failure), stopping=self.stopping)
+            timed = writes.next_due() is not None
+            self._cond.notify_all()
         self._shared.reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
             self._wake()  # a retry or a held count now waits on its timer

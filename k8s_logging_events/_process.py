@@ -4,21 +4,18 @@ Beside the pipeline, importing nothing of the library (docs/architecture.md).
 
 **Fork.** ``os.fork()`` copies only the forking thread: a lock another thread held stays
 held in the child. Whatever a library thread may hold registers with :func:`renew_in_child`
-when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"); its
-``_after_fork_in_child()`` renews it in the child, in the order made, first (or earlier, at
-:func:`renewed`: a log call from a hook that runs before it). The package's only
-``os.register_at_fork``.
+when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "Fork"), and
+is renewed in the child, in the order made, first (or at :func:`renewed`: a log call from a
+hook that runs before). The package's only ``os.register_at_fork``.
 
-**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, so no
-``logging.shutdown()`` (:func:`flush_when_child_ends`). At the interpreter's exit Python 3.12
-starts no thread (:func:`refused_at_exit`). The exit waits for a stop left to a thread of its
-own (:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
-A flush that makes requests on its own thread bounds them by its deadline
-(:func:`requests_end_by`).
+**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, no
+``logging.shutdown()`` (:func:`flush_when_child_ends`). At exit Python 3.12 starts no thread
+(:func:`refused_at_exit`). The exit waits for a stop left to a thread of its own
+(:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
 
-**Signals.** Signal handlers run on the main thread only: a signal a library thread takes
-while the main thread waits in a lock is handled late or never, so the library's threads
-block the termination signals, except while a subprocess may start.
+**Signals.** Signal handlers run on the main thread only, so the library's threads block the
+termination signals (taken there, one is handled late or never), but while a subprocess may
+start.
 """
 
 from __future__ import annotations
@@ -58,8 +55,7 @@ CUT_STOP_SECONDS = 1.0
 """What a stop cut short at exit gets to give its writes up, count and say them."""
 
 FORK_IMPORT_WAIT_SECONDS = 10.0
-"""The longest a fork waits for a writer thread's import of the ``kubernetes`` client (and,
-as long again, for its work inside OpenSSL)."""
+"""The longest a fork waits for a thread's import of the client (and again, inside OpenSSL)."""
 
 MAIN_THREAD_SIGNALS = frozenset(
     getattr(signal, name)
@@ -73,7 +69,7 @@ _FAULTS = frozenset(
     for name in ("SIGSEGV", "SIGBUS", "SIGFPE", "SIGILL")
     if hasattr(signal, name)
 )
-"""Never blocked by a fork's wait: a blocked fault ends the process without faulthandler's stack."""
+"""Never blocked by a fork's wait: a blocked fault ends the process without its stack."""
 
 
 class Renewable(Protocol):
@@ -84,8 +80,6 @@ class ExitFlushable(Protocol):
     def flush_at_child_exit(self) -> None: ...
 
 
-# --- fork --------------------------------------------------------------------------------
-
 _order = itertools.count()
 _renewable: weakref.WeakValueDictionary[int, Renewable] = weakref.WeakValueDictionary()
 _importing = threading.Lock()
@@ -93,10 +87,8 @@ _openssl = threading.Lock()
 
 
 class _Forks(threading.local):
-    """Per forking thread (two threads may fork at once, and each releases only what it
-    took), a stack: a fork may come within a fork's hooks (another library's hook, or a
-    signal's handler, which Python runs between any two steps once another thread took it),
-    of the signal mask to restore and the locks taken."""
+    """Per forking thread (each releases only what it took), a stack (a fork within a fork's
+    hooks: another library's, or a signal handler's) of the mask to restore and locks taken."""
 
     def __init__(self) -> None:
         self.stack: list[tuple[set[int | signal.Signals], list[threading.Lock]]] = []
@@ -115,17 +107,14 @@ def renew_in_child(target: Renewable) -> None:
 
 
 def importing() -> threading.Lock:
-    """The lock to hold while importing the ``kubernetes`` client on a library thread. A
-    fork waits for it (:data:`FORK_IMPORT_WAIT_SECONDS` at most): a child must not inherit a
-    half-imported module, whose import lock belongs to a thread it does not have."""
+    """The lock to hold while importing the ``kubernetes`` client on a library thread: a
+    fork waits for it, as a child must not inherit a half-imported module."""
     return _importing
 
 
 def openssl() -> threading.Lock:
-    """The lock to hold while a library thread works inside OpenSSL (a TLS context made, a
-    handshake step), never while it waits for the network. A fork waits for it (as long as
-    for :func:`importing`): OpenSSL's own locks held by a thread at the fork stay held in the
-    child, whose every later TLS connection, the application's too, would wait forever."""
+    """The lock to hold while a library thread works inside OpenSSL (never while it waits for
+    the network): a fork waits for it, as OpenSSL's locks held then stay held in the child."""
     return _openssl
 
 
@@ -157,9 +146,8 @@ def _after_fork_in_parent() -> None:
 
 
 def renewed() -> None:
-    """Renew now in a forked child whose fork hooks have not reached the library's yet: a
-    hook registered before the library was imported runs first, and may log. Cheap on the
-    caller's path: no system call unless a fork is under way."""
+    """Renew now in a forked child whose hooks have not reached ours (an earlier one may log).
+    Cheap on the caller's path: no system call unless a fork is under way."""
     if _forking:
         _renew()
 
@@ -169,9 +157,7 @@ def _renew() -> None:
     if _renewed_in == os.getpid():
         return
     _renewed_in = os.getpid()
-    _importing = threading.Lock()
-    _openssl = threading.Lock()
-    _exit_hook_in = None
+    _importing, _openssl, _exit_hook_in = threading.Lock(), threading.Lock(), None
     _awaiting.clear()
     AT_EXIT.clear()  # the parent's stops: their threads are not here, their Events never set
     for target in list(_renewable.values()):
@@ -195,8 +181,6 @@ if hasattr(os, "register_at_fork"):
         after_in_child=_after_fork_in_child,
     )
 
-
-# --- a multiprocessing child's exit ------------------------------------------------------
 
 _to_flush: weakref.WeakSet[ExitFlushable] = weakref.WeakSet()
 _exit_hook_in: int | None = None
@@ -224,7 +208,7 @@ def flush_when_child_ends(target: ExitFlushable) -> None:
 
 
 def _when_child_begins(_: object) -> None:
-    """Have this multiprocessing child's finalizers (just cleared, when it begins) flush."""
+    # have this multiprocessing child's finalizers (just cleared, when it begins) flush
     global _exit_hook_in, _finalized_in
     util = sys.modules.get("multiprocessing.util")
     if util is None or _finalized_in == os.getpid():
@@ -241,9 +225,8 @@ def _flush_all() -> None:
 
 
 AT_EXIT: dict[threading.Event, tuple[float, Callable[[], None]]] = {}
-"""Stops on threads of their own (daemons: a Ctrl-C while the interpreter joined one printed
-a traceback, and the exit went on with their writes uncounted), each with the longest the
-exit waits until its Event is set, and what cuts it short."""
+"""Stops on (daemon) threads of their own, each with the longest the exit waits until its
+Event is set, and what cuts it short."""
 
 
 def _wait_for_stops() -> None:
@@ -259,20 +242,16 @@ def _wait_for_stops() -> None:
 
 
 EXITING = threading.Event()
-"""Set when the interpreter's exit begins: before the stops are waited for and before
-``logging.shutdown()`` flushes and closes the handlers (both registered after logging's,
-this one last), by when the kubernetes client's clean-up of its files has run (it registers
-as it loads, after this package), or never will."""
+"""Set when the interpreter's exit begins (before the stops are waited for and
+``logging.shutdown()``), by when the kubernetes client's clean-up has run, or never will."""
 
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
 atexit.register(EXITING.set)
 
 
 def refused_at_exit(error: BaseException) -> bool:
-    """True when a thread's ``start()`` raised ``error`` because the interpreter exits (3.12;
-    3.12.0 to 3.12.2 from the main thread's return on): no thread will start again, and the
-    flush at exit does the work. Not a thread limit ("can't start new thread"), which the
-    program outlives, whether or not its main thread has returned."""
+    """True when a thread's ``start()`` raised ``error`` because the interpreter exits (3.12):
+    none will start again. Not a thread limit ("can't start new thread"), which passes."""
     return isinstance(error, RuntimeError) and "interpreter shutdown" in str(error)
 
 
@@ -281,9 +260,8 @@ _requests = threading.local()
 
 @contextlib.contextmanager
 def requests_end_by(end: float) -> Iterator[None]:
-    """Requests made on this thread in the block end by ``end`` (:func:`time.monotonic`):
-    a flush writing on its own thread (no writer can start: 3.12 at exit) keeps its
-    deadline, where the request timeout alone held the exit up to 10 s past it."""
+    """Requests made on this thread in the block end by ``end`` (:func:`time.monotonic`): a
+    flush writing on its own thread (3.12 at exit) keeps its deadline."""
     previous = getattr(_requests, "end", None)
     _requests.end = end if previous is None else min(previous, end)
     try:
@@ -298,12 +276,8 @@ def request_seconds(seconds: float) -> float:
     return seconds if end is None else max(0.001, min(seconds, end - time.monotonic()))
 
 
-# --- signals -----------------------------------------------------------------------------
-
 _mask = threading.local()
-# the threads now waiting for the client's set-up or credentials, which a subprocess may give
-# (an exec plugin, without a timeout): a write held there waits for that, not for the API
-# server (the reports say which)
+# a write held by an exec plugin (no timeout) waits for that, not the server: reports say which
 _awaiting: set[int] = set()
 
 
@@ -314,8 +288,7 @@ def awaiting_credentials() -> frozenset[int]:
 
 @contextlib.contextmanager
 def await_credentials() -> Iterator[None]:
-    """Count the calling thread in :func:`awaiting_credentials` for this block (the client's
-    build, which may run a plugin, or a wait for another thread's)."""
+    """Count the calling thread in :func:`awaiting_credentials` for this block."""
     ident = threading.get_ident()
     outermost = ident not in _awaiting
     _awaiting.add(ident)
@@ -337,10 +310,8 @@ def leave_signals_to_the_main_thread() -> None:
 
 @contextlib.contextmanager
 def subprocesses_may_start() -> Iterator[None]:
-    """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start: it
-    inherits the mask through ``exec``, and would ignore SIGTERM and SIGINT. Nothing to do on
-    a thread that does not block them (the application's). The thread is counted as
-    awaiting credentials meanwhile (:func:`await_credentials`)."""
+    """Unblock :data:`MAIN_THREAD_SIGNALS` on this thread while a subprocess may start (it
+    inherits the mask through ``exec``), counted as awaiting credentials meanwhile."""
     with await_credentials():
         if not getattr(_mask, "blocked", False):
             yield

@@ -20,20 +20,17 @@ from k8s_logging_events import models
 __all__ = ["Keys", "Run", "cut", "one_by_one"]
 
 Keys = Callable[[Any], tuple[Hashable, object]]
-"""An item's correlation group (the object, source and type: items of different groups share
-no correlation state under client-go's key functions) and the rest of what a repeat has in
-common with it (all but the time)."""
+"""An item's correlation group (object, source, type: groups share no correlation state
+under client-go's key functions) and what a repeat has in common with it (all but time)."""
 
 Build = Callable[[Any], models.Event]
 Built = dict[int, models.Event]
 
 
 class Run(Sequence[models.Event]):
-    """Queued items identical for correlation, each built into an Event when first read.
-
-    What is built is kept by position in the batch, shared by every run cut from it and by a
-    slice (``run[1:]``). A failure to build raises where the event is read: it costs the run.
-    """
+    """Queued items identical for correlation, each built into an Event when first read
+    (kept by position, shared by every run and slice cut from the batch); a failure to build
+    raises where the event is read: it costs the run."""
 
     __slots__ = ("_build", "_built", "_items", "_positions")
 

@@ -3,26 +3,20 @@
 The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
 queue on the caller's thread; one dispatcher drains it in batches and hands them on; writer
 threads (bounded, alive only while there is work) make the requests. Nothing else starts a
-thread. The thread rules, in full in docs/architecture.md, in brief:
+thread. The thread rules, cited by number (in full: docs/architecture.md):
 
 1. No wait without a timeout.
 2. Never wait holding a lock another of our threads needs (nor across a request or a join).
-3. :meth:`Runtime.offer` takes no lock but, at its first call, the reentrant one that starts
-   the threads; its queue's ``put`` is reentrant and its counters lock-free: a signal
-   handler may log on the thread it interrupted while that one logged.
-4. A background thread never waits for a lock ``dictConfig`` or ``logging.shutdown()`` may
-   hold: reports go through ``_diagnostics.log_safely``.
+3. :meth:`Runtime.offer` takes no lock but the reentrant one that starts the threads.
+4. A background thread never waits for a lock logging may hold (``_diagnostics.log_safely``).
 5. An exception in a background step costs only its own occurrences (``failed``), never a thread.
 6. The library's threads are recognised by identity (a thread-local mark), never by name.
-7. They block the termination signals, but while a subprocess may start (it would inherit
-   the mask: :func:`~k8s_logging_events._process.subprocesses_may_start`).
-8. Timestamps from ``now()``; scheduled durations on the clock's monotonic reading; real
-   waits (deadlines, stalls) on :func:`time.monotonic`; never a duration on the wall clock.
+7. They block the termination signals, but while a subprocess may start.
+8. Timestamps from ``now()``; durations on a monotonic clock (real waits: time's), never the wall.
 9. After ``os.fork()``, all a parent's thread may have held is renewed first (``_process``).
-10. No I/O on the dispatcher but where no thread can ever start again (3.12's exit): a sink
-    that requests to correlate (``api="auto"``) is set up by a writer, its occurrences aside.
-11. One thread hands occurrences on at a time, in order: the dispatcher, else one flushing
-    thread holding the baton; a flush on a thread holding it (a signal's) returns False.
+10. No I/O on the dispatcher (but at 3.12's exit): a writer sets up a sink that requests.
+11. One thread hands occurrences on at a time, in order: the dispatcher, or a flush holding
+    the baton; a flush on a thread holding it (a signal's) returns False.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
@@ -60,16 +54,15 @@ DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
 
 BATCH_SIZE = 4096
-"""Occurrences the dispatcher takes at once. Large: the deeper the queue, the more repeats of
-one object a batch holds, correlated at once (a deep queue drains faster per occurrence)."""
+"""Occurrences the dispatcher takes at once. Large: the more repeats of one object are
+correlated at once (a deep queue drains faster per occurrence)."""
 
 LINGER_BATCH = 64
 """A batch at least this long means a burst: the dispatcher then lets the next one gather."""
 
 LINGER_SECONDS = 0.05
-"""The longest a burst's next batch gathers (thousands, not a switch interval's hundred: a
-third fewer instructions each), and so an event's delay at most; a full batch, a quarter of
-the queue, or a waiting flush or close ends it."""
+"""The longest a burst's next batch gathers (a third fewer instructions each), so an event's
+delay at most; a full batch, a quarter of the queue, or a waiting flush or close ends it."""
 
 LINGER_STEP_SECONDS = 0.005
 """How often a lingering dispatcher looks at the queue's length, and whether a flush waits."""
@@ -122,8 +115,7 @@ class Runtime:
     def _fresh(self) -> None:
         # everything tied to this process's threads: at construction and after fork
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._accepted = _diagnostics.Tally()
-        self._queue_drops = _diagnostics.Tally()
+        self._accepted, self._queue_drops = _diagnostics.Tally(), _diagnostics.Tally()
         self._cond = threading.Condition(threading.RLock())
         self._start_lock = threading.RLock()
         self._baton = threading.RLock()  # rule 11 (reentrant: to know its holder)
@@ -142,9 +134,7 @@ class Runtime:
         self._handoff = _handoff.HandOff(
             self._cond, self._shared, consumers=self._consumers, pool=self._pool
         )
-        self._wake_queued = False
-        self._started = False
-        self._closing = self._closed = False
+        self._wake_queued = self._started = self._closing = self._closed = False
         self._closer: int | None = None  # the thread that closes
         self._flushes = 0
 
@@ -152,26 +142,25 @@ class Runtime:
         """Queue one occurrence without blocking; False (counted as dropped) when full."""
         # accepted in one step with its queueing or drop (a Ctrl-C between: no outcome ever)
         queued = self._queue.qsize()
-        if self._closing:
+        if self._closing or queued >= self._shared.capacity:
             _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
-            self._reporter.report(
-                "after-close",
-                logging.ERROR,
-                "Unable to record an event: the recorder is shut down (will not retry)",
-                occurrences=1,
-                outcome="dropped",
-            )
-            return False
-        if queued >= self._shared.capacity:
-            _diagnostics.at_once((self._accepted.add,), (self._queue_drops.add,))
-            self._reporter.report(
-                "queue-full",
-                logging.ERROR,
-                "Unable to record an event: %d are queued already (queue_length)",
-                self._shared.capacity,
-                occurrences=1,
-                outcome="dropped",
-            )
+            if self._closing:
+                self._reporter.report(
+                    "after-close",
+                    logging.ERROR,
+                    "Unable to record an event: the recorder is shut down (will not retry)",
+                    occurrences=1,
+                    outcome="dropped",
+                )
+            else:
+                self._reporter.report(
+                    "queue-full",
+                    logging.ERROR,
+                    "Unable to record an event: %d are queued already (queue_length)",
+                    self._shared.capacity,
+                    occurrences=1,
+                    outcome="dropped",
+                )
             return False
         _diagnostics.at_once((self._accepted.add,), (self._queue.put, item))
         if queued >= self._shared.capacity // 2:  # over half full with this one
@@ -200,9 +189,8 @@ class Runtime:
             for loop in loops:
                 loop.start()
         except BaseException as error:
-            # 3.12 refuses threads at interpreter exit: flush() then drains on its own thread;
-            # while the program runs, no thread to be had (a pids limit) is said, and the next
-            # occurrence tries again, as after an interrupt
+            # 3.12 refuses threads at exit: flush() then drains on its own thread; else no thread
+            # to be had (a pids limit) is said, and the next occurrence tries again
             exiting = _process.refused_at_exit(error)
             with self._start_lock:
                 never_began = thread.ident is None  # and now never will (_dispatch)
@@ -226,7 +214,8 @@ class Runtime:
 
     def add_recording(self, recording: _pool.Recording) -> broadcaster.Watcher:
         """Correlate and write every later occurrence to ``recording``'s sink."""
-        return self._add(recording)
+        with self._cond:
+            return self._consumers.add(recording, closing=self._closing)
 
     def add_watcher(
         self,
@@ -237,18 +226,12 @@ class Runtime:
         name = f"{self._shared.name}-watcher-{next(_counter)}"
         loop = _watchers.WatchLoop(handle, self._shared.capacity, on_drop, self._reporter, name)
         with self._start_lock:  # the first log call starts the loops it finds: once each
-            watcher = self._add(loop)
+            with self._cond:
+                watcher = self._consumers.add(loop, closing=self._closing)
             start = self._started and not watcher.stopped
         if start:
             loop.start()
         return watcher
-
-    def _add(self, consumer: _handoff.Consumer) -> broadcaster.Watcher:
-        with self._cond:
-            return self._consumers.add(consumer, closing=self._closing)
-
-    def _recordings(self) -> list[_pool.Recording]:
-        return self._consumers.recordings()
 
     def _dispatch(self) -> None:
         _diagnostics.become_own_thread()
@@ -310,7 +293,8 @@ class Runtime:
 
     def _timer_due(self) -> float | None:
         with self._cond:  # a test's sleeper: the next retry's, never a held count's
-            dues = [r.writes.next_due(held=self._sleep is None) for r in self._recordings()]
+            recordings = self._consumers.recordings()
+            dues = [r.writes.next_due(held=self._sleep is None) for r in recordings]
         return min((due for due in dues if due is not None), default=None)
 
     def _handle_batch(self, batch: list[Any]) -> bool:
@@ -335,7 +319,7 @@ class Runtime:
 
     def _reach(self, marker: Marker) -> None:
         with self._cond:
-            marker.reach(self._recordings(), self._consumers.loops())
+            marker.reach(self._consumers.recordings(), self._consumers.loops())
         marker.reached.set()  # out of the lock (see Marker.reach)
 
     def _wake_dispatcher(self) -> None:
@@ -352,7 +336,7 @@ class Runtime:
             if loop.refused:
                 loop.start()
         with self._cond:
-            for recording in self._recordings():
+            for recording in self._consumers.recordings():
                 recording.writes.promote_due()
             if not self._pool.ready():
                 return False
@@ -369,60 +353,58 @@ class Runtime:
         if _diagnostics.is_own_thread() or any(getattr(x, "_is_owned", bool)() for x in locks):
             return False
         try:
-            return self._flush(timeout)
+            if (not self._started and self._queue.empty()) or self._settled():
+                return True
+            # waits for a log call still making the dispatcher (draining beside it would hand
+            # occurrences on out of order); none made (closing, at exit): this thread drains
+            self._start()
+            seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+            deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
+            marker = Marker()
+            self._queue.put(marker)
+            self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
+            with self._cond:
+                self._flushes += 1
+                self._hurry = True
+                _flush.set_draining(self._consumers.recordings(), on=True)
+            try:
+                if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
+                    return False
+                with self._cond:
+                    for recording in self._consumers.recordings():
+                        recording.writes.release_held()
+                    self._cond.notify_all()  # idle writers take what was released at once
+                self._wake_dispatcher()
+                return _flush.wait_written(marker, deadline, self._cond, self._working, self._pump)
+            finally:
+                with self._cond:
+                    self._flushes -= 1
+                    if not self._flushes:
+                        self._hurry = self._closing  # a close keeps it till the end
+                        _flush.set_draining(self._consumers.recordings(), on=False)
         finally:
             self._reporter.settle(REPORT_GRACE_SECONDS)
             self._reporter.summarise()
 
-    def _flush(self, timeout: float | Deadline | None) -> bool:
-        if (not self._started and self._queue.empty()) or self._settled():
-            return True
-        # through the start lock: a log call that is still making the dispatcher is waited
-        # for (draining beside it would hand occurrences on out of order); none made (closing,
-        # interpreter exit): this thread drains
-        self._start()
-        seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-        deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
-        marker = Marker()
-        self._queue.put(marker)
-        self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
-        with self._cond:
-            self._flushes += 1
-            self._hurry = True
-            _flush.set_draining(self._recordings(), on=True)
-        try:
-            if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
-                return False
-            with self._cond:
-                for recording in self._recordings():
-                    recording.writes.release_held()
-                self._cond.notify_all()  # idle writers take what was released at once
-            self._wake_dispatcher()
-            return _flush.wait_written(marker, deadline, self._cond, self._working, self._pump)
-        finally:
-            with self._cond:
-                self._flushes -= 1
-                if not self._flushes:
-                    self._hurry = self._closing  # a close keeps it till the end
-                    _flush.set_draining(self._recordings(), on=False)
-
     def _settled(self) -> bool:
         """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
         with self._cond:
-            if self._accepted.value - self._queue_drops.value - self._handoff.taken() > 0:
+            if self._queued() > 0:
                 return False
-            if any(r.writes.pending() or r.aside_count for r in self._recordings()):
+            if any(r.writes.pending() or r.aside_count for r in self._consumers.recordings()):
                 return False
-            loops = list(self._consumers.loops())
+            loops = self._consumers.loops()
         return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
+
+    def _queued(self) -> int:  # under the lock of every hand-off
+        return self._accepted.value - self._queue_drops.value - self._handoff.taken()
 
     def _dispatcher_alive(self) -> bool:
         thread, starting = self._dispatcher, self._starting
         if thread is None or self._dispatcher_ended:
             return False
-        # from its making to its last step (is_alive() is False while it boots): a flush
-        # draining beside it would hand a held occurrence's lower count on after a higher one,
-        # over-counting the event. Not for a signal handler on the thread still starting it
+        # from its making (is_alive() is False while it boots): a flush draining beside it
+        # would over-count a held event. Not for a signal handler on the thread starting it
         if starting is not None and starting[0] is thread:
             return starting[1] != threading.get_ident() or thread.is_alive()
         return True
@@ -457,18 +439,17 @@ class Runtime:
         Returns, for the exit report, the writes given up (failed), how many occurrences were
         lost without one (still queued, or in the batch in hand when the threads stopped:
         dropped, never tried), and the Ctrl-C or SystemExit that cut the wait short."""
+        seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
         with self._cond:
             if self._closing:
                 if self._closer != threading.get_ident() and not _diagnostics.is_own_thread():
                     # another thread closes (not one this signal interrupted): its counters final
-                    seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
                     bound = seconds + JOIN_GRACE_SECONDS + REPORT_GRACE_SECONDS
                     self._cond.wait_for(lambda: self._closed, bound)
                 return [], 0, None
-            self._closing = True
+            self._closing = self._hurry = True
             self._closer = threading.get_ident()
-            self._hurry = True
-        deadline = self._close_deadline.within(DEFAULT_EXIT_TIMEOUT if timeout is None else timeout)
+        deadline = self._close_deadline.within(seconds)
         interrupted: BaseException | None = None
         if self._started or not self._queue.empty():
             try:
@@ -494,7 +475,8 @@ class Runtime:
         # stop every thread, give up what is left (into given_up; set aside unprepared: aside)
         with self._cond:
             self._pool.stop()
-            given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=False)]
+            recordings = self._consumers.recordings()
+            given_up += [w for r in recordings for w in r.writes.abandon(in_flight=False)]
             consumers, loops = list(self._consumers), self._consumers.loops()
         self._queue.put(Marker(stop=True))
         self._wake_dispatcher()  # from a test's sleeper
@@ -517,7 +499,7 @@ class Runtime:
             # a writer inside a request that does not answer is a daemon: not worth a grace
             _flush.join(thread, grace if not self._pool.in_flight() else deadline)
         with self._cond:
-            given_up += [w for r in self._recordings() for w in r.writes.abandon(in_flight=True)]
+            given_up += [w for r in recordings for w in r.writes.abandon(in_flight=True)]
             self._closed = True
             self._cond.notify_all()  # a second close waits for this one
 
@@ -539,17 +521,14 @@ class Runtime:
         """
         if self._closed:
             self._count_leftovers()  # an offer that raced with close
-        values = dict.fromkeys(_diagnostics.OUTCOMES, 0)
         # under the lock of every outcome and hand-off: none seen both queued and written
         with self._cond:
-            accepted = self._accepted.value
-            drops = self._queue_drops.value
-            values.update(self._shared.counters.snapshot())
+            accepted, drops = self._accepted.value, self._queue_drops.value
+            values = {**dict.fromkeys(_diagnostics.OUTCOMES, 0), **self._shared.counters.snapshot()}
             values["accepted"] = accepted
             values["dropped"] += drops
-            queued = accepted - drops - self._handoff.taken()
-            recordings = self._recordings()
-            values["pending"] = max(0, queued) + sum(
+            recordings = self._consumers.recordings()
+            values["pending"] = max(0, accepted - drops - self._handoff.taken()) + sum(
                 r.writes.pending() + r.aside_count for r in recordings
             )
             values["pending_events"] = sum(r.writes.pending_events() for r in recordings)
@@ -558,10 +537,10 @@ class Runtime:
     def unwritten(self) -> tuple[list[_pending.Write], int, int]:
         """The writes pending, the occurrences queued, and those aside (for a report)."""
         with self._cond:
-            writes = [w for r in self._recordings() for w in r.writes.pending_writes()]
-            queued = self._accepted.value - self._queue_drops.value - self._handoff.taken()
-            aside = max((r.aside_count for r in self._recordings()), default=0)
-        return writes, max(0, queued), aside
+            recordings = self._consumers.recordings()
+            writes = [w for r in recordings for w in r.writes.pending_writes()]
+            aside = max((r.aside_count for r in recordings), default=0)
+            return writes, max(0, self._queued()), aside
 
     @property
     def accepted(self) -> int:
@@ -570,18 +549,18 @@ class Runtime:
 
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""
-        found = [self._dispatcher, *self._pool.threads()]
-        found += [loop.thread for loop in self._consumers.loops()]
+        loops = self._consumers.loops()
+        found = [self._dispatcher, *self._pool.threads(), *(loop.thread for loop in loops)]
         return [t for t in found if t is not None and t.is_alive()]
 
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
-            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once;
-            # what close() gave up, as at exit (not a look before it: the threads went on)
+            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once,
+            # and say what close() gave up (not a look before it: the threads went on)
             given_up, lost, _ = self.close(0)
             if given_up or lost:
-                sinks = [recording.writes.sink for recording in self._recordings()]
+                sinks = [recording.writes.sink for recording in self._consumers.recordings()]
                 when = self.about + "before the multiprocessing child ended"
                 summary = _errors.unwritten_summary(given_up, sinks, when=when, queued=lost)
                 self._reporter.report("exit", logging.WARNING, "%s", summary)

@@ -52,9 +52,7 @@ class WatchLoop:
         """Give the loop a thread unless it has one. Where none can start, a flush handles its
         events meanwhile; after a thread limit (said, :attr:`refused`) a later call tries
         again; at the interpreter's exit none does."""
-        if self.thread is not None or self.watcher.stopped:
-            return
-        if not self._starting.acquire(blocking=False):
+        if self.thread is not None or self.watcher.stopped or not self._starting.acquire(False):
             return
         try:
             self.thread = thread = threading.Thread(target=self._run, name=self._name, daemon=True)
@@ -114,13 +112,10 @@ class WatchLoop:
                 self._reporter.report(
                     "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
                 )
-        self._say_dropped()  # before the count a flush waits for: said before it returns
-        self.processed += len(batch)
-
-    def _say_dropped(self) -> None:
-        # here, not on the dispatcher: a report may go where this watcher's lines block (its
-        # stream, standard error), and there it must hold up no sink
+        # the drops said here, not on the dispatcher: a report may go where this watcher's
+        # lines block (standard error), and hold up no sink; before the count a flush waits for
         dropped = self.watcher.dropped
         for _ in range(dropped - self._told):
             self._reporter.report("watcher-dropped", logging.WARNING, _BEHIND)
         self._told = dropped
+        self.processed += len(batch)

@@ -1,15 +1,15 @@
 """Fan-out of watch-events from producers to any number of watchers.
 
 A port of apimachinery's ``watch.Broadcaster`` (``pkg/watch/mux.go``) that knows nothing of
-Kubernetes, for users who watch events themselves. It is not on the pipeline's path: the
-runtime takes only :class:`Watcher` and :class:`WatchEvent` from here, to hand events to an
-``EventBroadcaster``'s watchers and to give each ``start_*`` its handle. One distributing
-thread copies every item, in order, into each watcher's bounded queue; control operations
-(watch, stop, shutdown) travel with the items, so a watcher sees every item queued after it
-was added and none before. Unlike Go: a queue length of 0 means 1; DROP counts and reports
-what it skips; the thread starts on first use and shutdown joins it, within a deadline (past
-it, every watcher ends and what is left is said); a call that would make the distributing
-thread wait for itself raises :class:`RuntimeError`.
+Kubernetes, for users who watch events themselves. Not on the pipeline's path: the runtime
+takes only :class:`Watcher` and :class:`WatchEvent` from here (an ``EventBroadcaster``'s
+watchers, each ``start_*``'s handle). One distributing thread copies every item, in order,
+into each watcher's bounded queue; control operations (watch, stop, shutdown) travel with
+the items: a watcher sees every item queued after it was added and none before. Unlike Go:
+a queue length of 0 means 1; DROP counts and reports what it skips; the thread starts on
+first use and shutdown joins it within a deadline (past it, every watcher ends and what is
+left is said); a call that would make the distributing thread wait for itself raises
+:class:`RuntimeError`.
 """
 
 from __future__ import annotations
@@ -57,12 +57,10 @@ handed out (a WAIT watcher nobody reads, or an ``on_drop`` that does not return,
 it forever)."""
 
 _SHUTDOWN_GRACE_SECONDS = 0.25
-"""What the distributing thread gets to end past shutdown's deadline, and again once every
-watcher was ended."""
+"""The distributing thread's time to end past shutdown's deadline, and once watchers ended."""
 
 _STOP_WAIT_SECONDS = 1.0
-"""The longest :meth:`Watcher.stop` waits to take its watcher off the distributing thread's
-list."""
+"""The longest :meth:`Watcher.stop` waits to take its watcher off the distributing thread."""
 
 # mux.go's incomingQueueLength: a small buffer absorbs a burst faster than the fan-out
 _INCOMING_QUEUE_LENGTH: Final = 25
@@ -147,8 +145,7 @@ class Watcher(EndsOnExit):
         self._delivered = len(self._items)
         self._dropped = 0
         self._ended = False  # nothing more will be added: stop() or the broadcaster's shutdown
-        # readers wait here for items, the distributing thread for room
-        self._cond = threading.Condition()
+        self._cond = threading.Condition()  # readers wait for items, distributing for room
 
     @classmethod
     def detached(cls) -> Watcher:
@@ -240,8 +237,7 @@ class Watcher(EndsOnExit):
         # True when this call ended the stream
         with self._cond:
             ended, self._ended = self._ended, True
-            # readers (the stream may be over) and a distributing thread waiting for room
-            self._cond.notify_all()
+            self._cond.notify_all()  # readers, and a distributing thread waiting for room
         return not ended
 
     def _renew_after_fork(self) -> None:
@@ -251,9 +247,7 @@ class Watcher(EndsOnExit):
         self._delivered = self._dropped = 0
 
 
-class _Marker(NamedTuple):
-    """A control operation, run by the distributing thread in its place in the queue."""
-
+class _Marker(NamedTuple):  # a control operation, run by the distributing thread in its turn
     run: Callable[[], None]
     done: threading.Event
 
@@ -292,17 +286,16 @@ class Broadcaster(EndsOnExit):
 
     def _after_fork_in_child(self) -> None:
         # the distributing thread (which may have held the locks) and what was queued are the
-        # parent's; a thread of the child's own starts at the next use.
+        # parent's; the child's own thread starts at the next use.
         # Go's incomingBlock: serialises producers and control operations, held until a
         # control operation has run, so that nothing overtakes it
         self._lock = threading.Lock()
-        # the incoming queue's two conditions share one lock, as in queue.Queue
-        self._queue_lock = threading.Lock()
+        self._queue_lock = threading.Lock()  # both conditions', as in queue.Queue
         self._not_empty = threading.Condition(self._queue_lock)
         self._not_full = threading.Condition(self._queue_lock)
         self._incoming.clear()
-        # control operations whose callers wait (under the queue lock): a shutdown that gives
-        # up lets them go
+        # control operations whose callers wait (under the queue lock), let go by a shutdown
+        # that gives up
         self._waiting: set[_Marker] = set()
         if not self._stopped:
             self._thread = None
@@ -351,9 +344,8 @@ class Broadcaster(EndsOnExit):
         self._refuse_on_loop_thread("action_or_drop")
         locked = self._lock.acquire(blocking=False)
         while not locked:
-            # held by a control operation (worth the wait), or by action(), which waits only
-            # while the queue is full: then the answer is False at once, not after it (looked
-            # at again: the room seen may go to that producer, or another, who waits again)
+            # held by a control operation (worth the wait), or by action() while the queue is
+            # full: then False at once (looked at each time: the room may go to another)
             with self._not_full:
                 if not self._stopped and not self._incoming_has_room():
                     return False
@@ -368,12 +360,11 @@ class Broadcaster(EndsOnExit):
         """Deliver what is queued, end every watcher, and join the distributing thread, within
         ``timeout`` seconds (None: :data:`DEFAULT_SHUTDOWN_TIMEOUT`); idempotent.
 
-        Go's Shutdown waits as long as the thread is held: by a full WAIT watcher that nobody
-        reads or stops, or an ``on_drop`` that does not return. Past the deadline every
-        watcher ends (what it holds stays readable), what is still queued is never handed
-        out, producers waiting for room get :class:`BroadcasterStopped`, and a report on the
-        ``k8s_logging_events`` logger says how many items were left, and whether the thread
-        (a daemon) is still busy.
+        Go's waits as long as a full WAIT watcher nobody reads, or an ``on_drop`` that does
+        not return, holds the thread. Past the deadline every watcher ends (what it holds
+        stays readable), what is queued is never handed out, producers waiting for room get
+        :class:`BroadcasterStopped`, and a report on the ``k8s_logging_events`` logger says
+        how many items were left, and whether the thread (a daemon) is still busy.
         """
         self._refuse_on_loop_thread("shutdown")
         seconds = DEFAULT_SHUTDOWN_TIMEOUT if timeout is None else timeout
@@ -397,8 +388,7 @@ class Broadcaster(EndsOnExit):
                 self._abandon(thread, seconds)
 
     def _abandon(self, thread: threading.Thread, seconds: float) -> None:
-        """Past shutdown's deadline: end every watcher, drop what is queued, let every
-        waiting caller go, and say so (once)."""
+        # past shutdown's deadline: end every watcher, drop the queue, free waiters, say so
         with self._not_full:
             if self._abandoned:
                 return
@@ -433,8 +423,8 @@ class Broadcaster(EndsOnExit):
             # from on_drop: we are the loop, and waiting for a round trip would never end
             self._watchers.pop(watcher, None)
             return
-        # ended already, it gets nothing more: its removal, through a thread another watcher
-        # may hold, is tidying, not worth a hang (else it goes later, or at shutdown)
+        # ended, it gets nothing more: its removal, through a thread another watcher may
+        # hold, is tidying, not worth a hang (else it goes later, or at shutdown)
         until = time.monotonic() + _STOP_WAIT_SECONDS
         if self._lock.acquire(timeout=_STOP_WAIT_SECONDS):
             try:
@@ -506,26 +496,23 @@ class Broadcaster(EndsOnExit):
                 self._not_full.notify()
             run: list[WatchEvent] = []
             for item in batch:
-                if isinstance(item, _Marker):
-                    # items queued before a control operation are handed out before it runs
-                    self._distribute(run)
-                    run = []
-                    try:
-                        item.run()
-                    finally:
-                        item.done.set()
-                else:
+                if not isinstance(item, _Marker):
                     run.append(item)
+                    continue
+                self._distribute(run)  # items queued before a control operation go out first
+                run = []
+                try:
+                    item.run()
+                finally:
+                    item.done.set()
             self._distribute(run)
         for watcher in self._watchers:
             watcher._end()
         self._watchers.clear()
 
     def _distribute(self, events: list[WatchEvent]) -> None:
-        if not events:
-            return
         # a copy: an on_drop callback may stop a watcher while we iterate
-        for watcher in tuple(self._watchers):
+        for watcher in tuple(self._watchers) if events else ():
             if self._behavior is FullChannelBehavior.WAIT:
                 for event in events:
                     watcher._put_waiting(event)

@@ -1603,16 +1603,16 @@ def test_a_watcher_added_while_the_first_log_call_starts_the_threads_gets_one_th
     the runtime's threads gets exactly one thread of its own, not one from each: two would
     call its handler side by side, events out of order."""
     added, gate = threading.Event(), threading.Event()
-    original_add = _runtime.Runtime._add
+    original_add = _handoff.Consumers.add
 
-    def add(self: _runtime.Runtime, consumer: object) -> object:
-        watcher = original_add(self, consumer)  # type: ignore[arg-type]
+    def add(self: _handoff.Consumers, consumer: Any, *, closing: bool) -> object:
+        watcher = original_add(self, consumer, closing=closing)
         if threading.current_thread().name == "test-watch":
             added.set()
             gate.wait(10)
         return watcher
 
-    monkeypatch.setattr(_runtime.Runtime, "_add", add)
+    monkeypatch.setattr(_handoff.Consumers, "add", add)
     seen: list[str] = []
     with _recording("watching") as (b, rec, _):
         watching = threading.Thread(
