@@ -32,8 +32,6 @@ from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-__all__ = ["build_parser", "main"]
-
 Command = Callable[[argparse.Namespace], int]
 
 

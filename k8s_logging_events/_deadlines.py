@@ -12,8 +12,6 @@ import math
 import time
 from collections.abc import Callable
 
-__all__ = ["EXIT_PAIR_SECONDS", "ExitWaits"]
-
 EXIT_PAIR_SECONDS = 1.0
 """A close() this soon after a flush() returned is the second half of one exit."""
 

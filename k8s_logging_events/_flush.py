@@ -17,17 +17,6 @@ from typing import Any
 
 from k8s_logging_events import _apis, _pool, _watchers
 
-__all__ = [
-    "WAKE",
-    "Deadline",
-    "Marker",
-    "join",
-    "leftovers",
-    "set_draining",
-    "wait_reached",
-    "wait_written",
-]
-
 POLL_SECONDS = 0.1
 """The longest a flush waits before it looks again whether a thread still does the work."""
 

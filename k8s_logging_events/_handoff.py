@@ -18,8 +18,6 @@ from typing import Any
 
 from k8s_logging_events import _pool, _runs, _watchers, broadcaster, models
 
-__all__ = ["Consumer", "Consumers", "HandOff"]
-
 Consumer = _pool.Recording | _watchers.WatchLoop
 """What the dispatcher hands events to: a sink's recording, or a watcher."""
 

@@ -19,8 +19,6 @@ from typing import Protocol
 from k8s_logging_events import _apis, _diagnostics, _errors, _pending, _process, broadcaster, models
 from k8s_logging_events import clock as clock_mod
 
-__all__ = ["STALL_SECONDS", "WRITER_LINGER_SECONDS", "Recording", "Shared", "WriterPool"]
-
 WRITER_LINGER_SECONDS = 0.5
 """How long an idle writer thread waits for more work before it ends."""
 

@@ -33,24 +33,6 @@ import weakref
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
-__all__ = [
-    "AT_EXIT",
-    "EXITING",
-    "MAIN_THREAD_SIGNALS",
-    "await_credentials",
-    "awaiting_credentials",
-    "flush_when_child_ends",
-    "importing",
-    "leave_signals_to_the_main_thread",
-    "openssl",
-    "refused_at_exit",
-    "renew_in_child",
-    "request_seconds",
-    "requests_end_by",
-    "renewed",
-    "subprocesses_may_start",
-]
-
 CUT_STOP_SECONDS = 1.0
 """What a stop cut short at exit gets to give its writes up, count and say them."""
 

@@ -17,8 +17,6 @@ from typing import Any, overload
 
 from k8s_logging_events import models
 
-__all__ = ["Keys", "Run", "cut", "one_by_one"]
-
 Keys = Callable[[Any], tuple[Hashable, object]]
 """An item's correlation group (object, source, type: groups share no correlation state
 under client-go's key functions) and what a repeat has in common with it (all but time)."""

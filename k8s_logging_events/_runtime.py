@@ -48,8 +48,6 @@ from k8s_logging_events import (
 )
 from k8s_logging_events._flush import WAKE, Deadline, Marker
 
-__all__ = ["DEFAULT_EXIT_TIMEOUT", "Runtime"]
-
 DEFAULT_EXIT_TIMEOUT = 5.0
 """Seconds a ``multiprocessing`` child's exit may spend writing what it logged."""
 

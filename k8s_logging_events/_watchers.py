@@ -13,8 +13,6 @@ from collections.abc import Callable
 
 from k8s_logging_events import _diagnostics, _process, broadcaster, models
 
-__all__ = ["WatchLoop"]
-
 IDLE_WAIT_SECONDS = 5.0
 """The longest a watcher's thread waits for events before it looks whether it was stopped."""
 

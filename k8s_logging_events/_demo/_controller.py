@@ -21,19 +21,6 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from k8s_logging_events.testing import LocalApiServer
 
-__all__ = [
-    "BACKOFFS_PER_ATTEMPT",
-    "IMAGE",
-    "MOUNT_FAILURES",
-    "PROBE_FAILURES",
-    "PULL_ATTEMPTS",
-    "SCENARIOS",
-    "Tally",
-    "create_pods",
-    "generated_name",
-    "simulated_pod",
-]
-
 _NAME_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # what Kubernetes uses for generated name suffixes
 
 IMAGE = "registry.example.com/shop/web:1.4.3"

@@ -27,8 +27,6 @@ from k8s_logging_events._demo._values import OUTCOMES
 if TYPE_CHECKING:
     from k8s_logging_events._demo._values import DemoOptions, DemoResult
 
-__all__ = ["Writer"]
-
 _RULE = "=" * 78
 
 _API_NAMES = {

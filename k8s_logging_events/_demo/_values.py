@@ -10,15 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = [
-    "DEFAULT_CONFIG",
-    "DEFAULT_NAMESPACE",
-    "OUTCOMES",
-    "DemoError",
-    "DemoOptions",
-    "DemoResult",
-]
-
 OUTCOMES = ("created", "patched", "coalesced", "dropped", "failed")
 """The final outcomes of an occurrence in ``stats()``."""
 

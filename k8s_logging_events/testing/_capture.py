@@ -34,8 +34,6 @@ from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink
 from k8s_logging_events.testing._logstate import disabled_loggers, enable_library_logger
 
-__all__ = ["CapturedEvents", "capture_events"]
-
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["FakeClock"]
-
 _DEFAULT_START = datetime(2024, 1, 1, tzinfo=UTC)
 
 

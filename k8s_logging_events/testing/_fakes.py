@@ -21,8 +21,6 @@ from k8s_logging_events import models, recorder, sink
 from k8s_logging_events.recorder import Notes
 from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
-__all__ = ["FakeEventSink", "FakeRecorder", "SinkCall"]
-
 
 class FakeRecorder(recorder.RecorderCalls):
     """An event recorder that keeps one string per call instead of recording anything.

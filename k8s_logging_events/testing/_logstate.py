@@ -15,8 +15,6 @@ import logging
 import weakref
 from dataclasses import dataclass
 
-__all__ = ["LoggingState", "disabled_loggers", "enable_library_logger"]
-
 _LIBRARY = "k8s_logging_events"
 # every handler alive, as weak references: what logging.shutdown() flushes and closes at exit
 _HANDLERS: list[weakref.ref[logging.Handler]] = vars(logging)["_handlerList"]

@@ -17,8 +17,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ClientSource", "event_count", "events_table", "wait_for_event"]
-
 _GONE = 410
 
 

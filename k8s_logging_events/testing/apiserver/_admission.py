@@ -36,16 +36,6 @@ from typing import Any
 from k8s_logging_events.testing.apiserver._errors import ApiError, status_body
 from k8s_logging_events.testing.apiserver._gofmt import go_value
 
-__all__ = [
-    "ANONYMOUS",
-    "DEFAULT_CACHE_SIZE",
-    "LIMIT_TYPES",
-    "EventRateLimit",
-    "Limit",
-    "WriteAttributes",
-    "parse_configuration",
-]
-
 ANONYMOUS = "system:anonymous"
 """The user name of a request the server takes without credentials."""
 

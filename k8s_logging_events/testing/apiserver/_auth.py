@@ -25,16 +25,6 @@ from typing import Any
 
 from k8s_logging_events.testing.apiserver._errors import ApiError, status_body
 
-__all__ = [
-    "ANONYMOUS",
-    "LOCAL_ADMIN",
-    "Authenticator",
-    "ClientCertificate",
-    "TlsMaterial",
-    "kubeconfig_text",
-    "unauthorized",
-]
-
 
 @dataclass(frozen=True, slots=True)
 class ClientCertificate:

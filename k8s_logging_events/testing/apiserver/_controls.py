@@ -20,8 +20,6 @@ from k8s_logging_events.testing.apiserver._faults import (
 )
 from k8s_logging_events.testing.apiserver._http import Transport
 
-__all__ = ["ServerControls"]
-
 
 class ServerControls:
     """Faults, the request log and the listening port of a :class:`LocalApiServer`."""

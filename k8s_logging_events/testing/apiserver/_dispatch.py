@@ -29,8 +29,6 @@ from k8s_logging_events.testing.apiserver._rest import RestApi
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._watch import stream_watch
 
-__all__ = ["Dispatcher"]
-
 
 @dataclass(frozen=True, kw_only=True, slots=True)
 class Dispatcher:

@@ -16,29 +16,6 @@ from typing import Any, ClassVar
 
 from k8s_logging_events.testing.apiserver._gofmt import go_quote, go_value
 
-__all__ = [
-    "OMIT",
-    "ApiError",
-    "FieldError",
-    "already_exists",
-    "bad_request",
-    "conflict",
-    "fault_status",
-    "forbidden",
-    "generate_name_conflict",
-    "internal_error",
-    "invalid",
-    "method_not_supported",
-    "name_mismatch",
-    "namespace_mismatch",
-    "not_found",
-    "not_found_path",
-    "qualified",
-    "status_body",
-    "unknown_error",
-    "unsupported_media_type",
-]
-
 CONFLICT_MESSAGE = (
     "the object has been modified; please apply your changes to the latest version and try again"
 )
@@ -191,12 +168,6 @@ def name_mismatch(object_name: str, url_name: str) -> ApiError:
     )
 
 
-def internal_error(cause: str) -> ApiError:
-    """500 ``InternalError``: ``Internal error occurred: <cause>``."""
-    details = {"causes": [{"message": cause}]}
-    return ApiError(status_body(500, "InternalError", f"Internal error occurred: {cause}", details))
-
-
 def unknown_error(message: str, code: int = 500) -> ApiError:
     """A Status without a reason: what the server sends for errors it did not classify."""
     return ApiError(status_body(code, "", message))
@@ -209,16 +180,6 @@ def unsupported_media_type(accepted: Iterable[str]) -> ApiError:
         + ", ".join(accepted)
     )
     return ApiError(status_body(415, "UnsupportedMediaType", message))
-
-
-def method_not_supported(resource: str, action: str, group: str = "") -> ApiError:
-    """405 ``MethodNotAllowed``: ``<action> is not supported on resources of kind "<resource>"``."""
-    message = (
-        f"{action} is not supported on resources of kind {go_quote(qualified(resource, group))}"
-    )
-    return ApiError(
-        status_body(405, "MethodNotAllowed", message, _details(group=group, kind=resource))
-    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,19 +28,6 @@ from typing import Any, Protocol
 
 from k8s_logging_events.testing.apiserver._requests import Headers, HttpResponse
 
-__all__ = [
-    "ANSWERING",
-    "BUSY",
-    "MAX_HEADERS",
-    "MAX_LINE",
-    "WAITING",
-    "Carrier",
-    "Exchange",
-    "Handler",
-    "http_date",
-    "read_body",
-]
-
 MAX_HEADERS = 100
 MAX_LINE = 65536
 

@@ -17,8 +17,6 @@ from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from typing import Any, Literal
 
-__all__ = ["ACTIONS", "Fault", "FaultAction", "FaultList", "RecordedRequest", "RequestLog"]
-
 FaultAction = Literal["status", "delay", "drop", "hang", "refuse"]
 """What an injected fault does to a request that matches it."""
 

@@ -24,19 +24,6 @@ from typing import Any
 
 from k8s_logging_events import models
 
-__all__ = [
-    "GoStruct",
-    "GoText",
-    "go_json",
-    "go_json_error",
-    "go_quote",
-    "go_strings",
-    "go_struct_value",
-    "go_time_text",
-    "go_value",
-    "summarize_data",
-]
-
 ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 """Go's zero ``time.Time``, which the server writes as ``null``."""
 

@@ -36,8 +36,6 @@ from k8s_logging_events.testing.apiserver._exchange import (
 )
 from k8s_logging_events.testing.apiserver._requests import HttpRequest
 
-__all__ = ["JOIN_TIMEOUT", "Serve", "Transport"]
-
 JOIN_TIMEOUT = 5.0
 """How long :meth:`Transport.stop` waits for its threads, and a change of listening state."""
 HANDSHAKE_TIMEOUT = 10.0

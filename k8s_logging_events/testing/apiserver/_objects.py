@@ -35,31 +35,6 @@ if TYPE_CHECKING:
 
     from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
 
-__all__ = [
-    "ADDED",
-    "CORE_API",
-    "DELETED",
-    "EVENTS_API",
-    "EVENTS_RESOURCE",
-    "MODIFIED",
-    "NAMESPACES_RESOURCE",
-    "PODS_RESOURCE",
-    "RESOURCES",
-    "Api",
-    "Change",
-    "Entry",
-    "History",
-    "GENERATE_NAME_ATTEMPTS",
-    "HistoryExpiredError",
-    "check_preconditions",
-    "created_meta",
-    "in_selection",
-    "meta_with",
-    "select_page",
-    "simple_name",
-    "unique_name",
-]
-
 GENERATED_NAME_LENGTH = 5
 
 

@@ -26,14 +26,6 @@ from k8s_logging_events.testing.apiserver._errors import (
     unknown_error,
 )
 
-__all__ = [
-    "JsonPatchError",
-    "apply_json_patch",
-    "apply_merge_patch",
-    "apply_strategic_merge_patch",
-    "json_patch_failed",
-]
-
 _MERGE_KEYS = {"ownerReferences": "uid"}
 """Lists of maps that strategic merge patch merges by a key (``patchMergeKey``)."""
 _SET_LISTS = frozenset({"finalizers"})

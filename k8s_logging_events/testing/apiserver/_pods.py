@@ -36,17 +36,6 @@ from k8s_logging_events.testing.apiserver._validation import (
     validate_pod_meta,
 )
 
-__all__ = [
-    "LOCAL_NODE",
-    "POD_FIELD_LABELS",
-    "decode_pod",
-    "default_pod",
-    "pod_fields",
-    "qos_class",
-    "running_status",
-    "validate_pod",
-]
-
 POD_FIELD_LABELS = frozenset(
     {
         "metadata.name",

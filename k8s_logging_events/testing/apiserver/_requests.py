@@ -46,33 +46,6 @@ from k8s_logging_events.testing.apiserver._selectors import (
     parse_label_selector,
 )
 
-__all__ = [
-    "Encoder",
-    "Headers",
-    "HttpRequest",
-    "HttpResponse",
-    "BODY_TYPES",
-    "MAX_REQUEST_BODY_BYTES",
-    "WatchRequest",
-    "check_body_size",
-    "check_body_type",
-    "delete_options",
-    "error_response",
-    "field_validation",
-    "is_dry_run",
-    "json_body",
-    "list_meta",
-    "listed",
-    "list_response",
-    "not_allowed",
-    "ok",
-    "page",
-    "selectors",
-    "table_version",
-    "typed_body",
-    "unrecognized_body",
-]
-
 MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
 """The most a write's body may hold: the apiserver's default ``MaxRequestBodyBytes``."""
 

@@ -32,8 +32,6 @@ from k8s_logging_events.testing.apiserver._selectors import (
     namespace_fields,
 )
 
-__all__ = ["FieldsOf", "Resource", "resource_of"]
-
 FieldsOf = Callable[[dict[str, Any]], Mapping[str, str]]
 """The selectable fields of a stored object, by field name."""
 

@@ -50,8 +50,6 @@ from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables, table_or
 from k8s_logging_events.testing.apiserver._watch import watch_response
 
-__all__ = ["SERVER_VERSION", "RestApi"]
-
 SERVER_VERSION = {
     "major": "1",
     "minor": "33",

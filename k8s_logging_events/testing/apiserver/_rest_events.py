@@ -59,8 +59,6 @@ from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables, list_or_table, table_or
 from k8s_logging_events.testing.apiserver._watch import watch_response
 
-__all__ = ["PATCH_TYPES", "EventsApi"]
-
 JSON_PATCH = "application/json-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"

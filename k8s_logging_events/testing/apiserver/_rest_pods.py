@@ -33,8 +33,6 @@ from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import Tables, list_or_table, table_or
 from k8s_logging_events.testing.apiserver._watch import watch_response
 
-__all__ = ["PodsApi", "pod_json"]
-
 _POD_PREFIX = b'{"kind":"Pod","apiVersion":"v1",'
 
 

@@ -23,18 +23,6 @@ from typing import Any
 from k8s_logging_events.models import format_micro_time, format_time
 from k8s_logging_events.testing.apiserver._gofmt import ZERO_TIME
 
-__all__ = [
-    "CORE_EVENT",
-    "EVENTS_EVENT",
-    "NAMESPACE",
-    "POD",
-    "DecodeError",
-    "Struct",
-    "core_to_events",
-    "decode",
-    "events_to_core",
-]
-
 TIME_LAYOUT = "2006-01-02T15:04:05Z07:00"
 MICRO_LAYOUT = "2006-01-02T15:04:05.000000Z07:00"
 

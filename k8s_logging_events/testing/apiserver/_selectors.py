@@ -16,17 +16,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = [
-    "FieldSelector",
-    "LabelSelector",
-    "SelectorError",
-    "event_fields",
-    "namespace_field_label",
-    "namespace_fields",
-    "parse_field_selector",
-    "parse_label_selector",
-]
-
 
 class SelectorError(Exception):
     """A selector did not parse, or names a field that cannot be selected on."""

@@ -55,8 +55,6 @@ from k8s_logging_events.testing.apiserver._validation import CORE, EVENTS
 if TYPE_CHECKING:
     from kubernetes.client import ApiClient
 
-__all__ = ["LocalApiServer"]
-
 
 class LocalApiServer(ServerControls, EndsOnExit):
     """A Kubernetes Events API server on 127.0.0.1 for tests, demos and users' own tests.

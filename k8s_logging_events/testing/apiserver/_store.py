@@ -83,8 +83,6 @@ from k8s_logging_events.testing.apiserver._validation import (
     validate_namespace_create,
 )
 
-__all__ = ["DEFAULT_WATCH_HISTORY", "IMMORTAL_NAMESPACES", "Store"]
-
 IMMORTAL_NAMESPACES = ("default", "kube-system", "kube-public")
 """Namespaces that always exist and can never be deleted."""
 

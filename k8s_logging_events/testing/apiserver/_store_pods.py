@@ -40,8 +40,6 @@ from k8s_logging_events.testing.apiserver._pods import (
     validate_pod,
 )
 
-__all__ = ["PodStore"]
-
 
 class PodStore:
     """Pods, kept beside the events and namespaces of the :class:`~._store.Store`."""

@@ -33,8 +33,6 @@ from k8s_logging_events.testing.apiserver._requests import (
 )
 from k8s_logging_events.testing.apiserver._resources import resource_of
 
-__all__ = ["TableOf", "Tables", "list_or_table", "table_or"]
-
 
 def _column(name: str, description: str, priority: int = 0, fmt: str = "") -> dict[str, Any]:
     return {

@@ -19,19 +19,6 @@ from typing import Any
 from k8s_logging_events.testing.apiserver._errors import FieldError
 from k8s_logging_events.testing.apiserver._gofmt import go_struct_value, go_time_text
 
-__all__ = [
-    "CORE",
-    "EVENTS",
-    "is_dns1123_label",
-    "is_dns1123_subdomain",
-    "is_qualified_name",
-    "validate_event_create",
-    "validate_event_update",
-    "validate_meta_common",
-    "validate_meta_update",
-    "validate_namespace_create",
-]
-
 CORE = "core"
 """Requests through ``/api/v1``."""
 EVENTS = "events"

@@ -51,8 +51,6 @@ from k8s_logging_events.testing.apiserver._resources import resource_of
 from k8s_logging_events.testing.apiserver._store import Store
 from k8s_logging_events.testing.apiserver._tables import TableOf
 
-__all__ = ["expired_status", "stream_watch", "watch_response"]
-
 POLL_INTERVAL = 0.5
 """How often an idle watch looks whether its client has gone (the server's stop wakes it)."""
 TOO_LARGE_WAIT = 3.0
