@@ -205,7 +205,7 @@ class RetrySchedule:
             # jittered the first time: clients started together must not retry in lockstep
             first = self._rng() if state.attempt_number == 1 else 1.0
             seconds = max(self._sleep_duration * first, asked or 0.0)
-        return finite(seconds)
+        return float(finite(seconds))  # a sink may give an int Retry-After
 
 
 def is_throttled(error: BaseException | None) -> bool:

@@ -149,6 +149,16 @@ def test_a_5xx_waits_at_least_its_retry_after() -> None:
     assert schedule.after_failure(Tries(attempts=1), brief) == 10.0
 
 
+def test_the_wait_is_float_seconds_when_a_sink_gives_retry_after_as_an_int() -> None:
+    """A sink of the application's own may raise ``ApiStatusError(429, retry_after=5)``: the
+    wait, which reports pass on as a record's arguments, is still float seconds."""
+    schedule = _errors.RetrySchedule(3, 10.0, lambda: 0.5)
+    for status in (429, 503):
+        error = sink.ApiStatusError(status, "Reason", retry_after=30)
+        wait = schedule.after_failure(Tries(), error)
+        assert (type(wait), wait) == (float, 30.0)
+
+
 @pytest.mark.parametrize(
     ("error", "landed"),
     [
