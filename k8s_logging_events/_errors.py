@@ -195,9 +195,12 @@ class RetrySchedule:
             return None
         asked = error.retry_after if isinstance(error, ApiStatusError) else None
         if throttled:
-            # a zero Retry-After is taken as none: 429s that spend no try and wait nothing
-            # would retry in a hot loop against the server for as long as it throttles
-            seconds = asked or self._throttled(state) * (0.5 + 0.5 * self._rng())
+            # a Retry-After of zero (or less, or NaN) is taken as none: 429s that spend no try
+            # and wait nothing would retry in a hot loop for as long as the server throttles
+            if asked is not None and asked > 0:
+                seconds = asked
+            else:
+                seconds = self._throttled(state) * (0.5 + 0.5 * self._rng())
         elif isinstance(error, ContentionError):
             # no fault of the server: a writer of the same event won the round
             seconds = self._contended(state) * self._rng()

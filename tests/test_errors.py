@@ -70,12 +70,14 @@ def test_a_429_with_retry_after_waits_exactly_that_long() -> None:
     assert schedule.after_failure(Tries(), huge) == _errors.MAX_WAIT_SECONDS
 
 
-def test_a_429_with_a_zero_retry_after_backs_off_as_without_one() -> None:
+@pytest.mark.parametrize("retry_after", [0.0, -5.0, float("nan"), float("-inf")])
+def test_a_429_with_a_zero_retry_after_backs_off_as_without_one(retry_after: float) -> None:
     """A 429 spends no try, so ``Retry-After: 0`` taken literally would retry at once for as
-    long as the server throttles: a hot loop against it. It backs off as a 429 without one."""
+    long as the server throttles: a hot loop against it. It backs off as a 429 without one;
+    so does a negative or NaN value, which only an application's own sink can give."""
     schedule = _errors.RetrySchedule(2, 10.0, lambda: 0.999999)
     tries = Tries()
-    waits = [schedule.after_failure(tries, _throttled(retry_after=0.0)) for _ in range(4)]
+    waits = [schedule.after_failure(tries, _throttled(retry_after=retry_after)) for _ in range(4)]
     assert waits == pytest.approx([1, 2, 4, 8], rel=1e-5)
     assert tries == Tries(attempts=0, throttled=4)
 
