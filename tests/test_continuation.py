@@ -1330,6 +1330,36 @@ class TestContinuation:
         assert kind == "created"
         assert fake.events[0].series == models.EventSeries(2, T0 + timedelta(seconds=1))
 
+    def test_without_read_our_create_in_doubt_that_landed_is_counted_created(self) -> None:
+        """Deterministic names, a sink that cannot read: a create whose answer was lost landed;
+        its retry meets AlreadyExists, writes its count onto that event and counts it created
+        (it was ours), not patched."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        policy = _policy(clock)
+        cont = _continuation_for(WithoutRead(fake), clock)
+        write = _write(_event())
+        _attempt_whose_answer_is_lost(fake, "create", cont, write, policy)
+        before = len(fake.calls)
+        kind, stored = cont.attempt(write, policy)
+        assert [c.method for c in fake.calls[before:]] == ["create", "patch"]
+        assert (kind, stored.count, len(fake.events)) == ("created", 1, 1)
+
+    def test_a_403_on_the_read_of_a_renamed_event_names_the_correlators_event(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """The report of a refused read names the event as the correlator (and the user's
+        logs) know it, not the name of its rename on the server that was read."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        cont = _continuation_for(fake, clock)
+        cont.remember(("default", "web-0.abc"), _continuation.Known("web-0.abc-2", "", 0, 0))
+        fake.fail_next("read", sink.ApiStatusError(403, "Forbidden", "no get"))
+        with caplog.at_level(logging.WARNING, logger=LIBRARY):
+            cont.attempt(_write(_event(count=2)), _policy(clock))
+        (report,) = [r.getMessage() for r in caplog.records if "grant the verb" in r.getMessage()]
+        assert report.startswith("Unable to read event default/web-0.abc to continue its count")
+
     def test_a_sink_wrapper_that_cannot_read_keeps_client_go_ways(self) -> None:
         """PodUidSink around a sink without read: a TypeError on the read, no report."""
         clock = FakeClock(T0)

@@ -358,6 +358,28 @@ class TestRecordToEvent:
             ("Disk", "disk almost full", "web-0")
         ]
 
+    @pytest.mark.skipif(sys.version_info < (3, 12), reason="filters return records from 3.12")
+    def test_a_handler_filter_may_return_the_record_to_make_the_event_of(
+        self, make, log, fake
+    ) -> None:
+        """From Python 3.12 a filter may return a record in place of the one logged: the event
+        is made of that record (its object, its message), the logged one is left as it was."""
+        event_handler = make()
+        logged: list[logging.LogRecord] = []
+
+        def about_the_pod(record: logging.LogRecord) -> logging.LogRecord:
+            logged.append(record)
+            return logging.makeLogRecord({**vars(record), "msg": "disk full", "involved": POD})
+
+        event_handler.addFilter(about_the_pod)
+        log.addHandler(event_handler)
+        log.warning("disk almost full")
+        _flushed(event_handler)
+        assert [(e.message, e.involved_object.name) for e in fake.events] == [
+            ("disk full", "web-0")
+        ]
+        assert "involved" not in vars(logged[0])
+
     def test_a_handler_filter_that_raises_never_breaks_the_program_that_logs(
         self, make, log, fake, reports
     ) -> None:

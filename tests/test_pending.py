@@ -6,6 +6,7 @@ its own: plain state, driven step by step with a FakeClock and a fake sink.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import threading
@@ -651,6 +652,20 @@ class TestWritesOnItsOwn:
             "failed": 2,
         }
         assert pending.accounted()
+
+    def test_a_create_carries_the_first_occurrence_however_many_merged(self) -> None:
+        """A write's create sends what a patch cannot change from its first occurrence (the
+        object a key_func grouped it under), the count and message from the latest; a third
+        occurrence merged in does not make the second the first."""
+        first = _occurrence("a")
+        write = _pending.Write(event=first, create=True, held=False)
+        for pod, count in (("b", 2), ("c", 3)):
+            write.merge(
+                dataclasses.replace(_occurrence(pod), count=count, message=f"again {count}"),
+                held=False,
+                occurrences=1,
+            )
+        assert write.creation() == dataclasses.replace(first, count=3, message="again 3")
 
 
 class TestEveryOccurrenceHasOneOutcome:
