@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from k8s_logging_events import (
+    _apis,
     _crash,
     _deadlines,
     _diagnostics,
@@ -168,6 +169,7 @@ class KubernetesEventHandler(logging.Handler):
         self._options = options
         self._source = models.EventSource(component=options.component, host=options.host)
         self._given = broadcaster
+        self._built = options.sink if isinstance(sink, Mapping) else None  # held by no one else
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
         if pod is not None:
             _pod.report(pod, can_read_uid=broadcaster is None)
@@ -388,9 +390,8 @@ class KubernetesEventHandler(logging.Handler):
                     logging.WARNING, "Unable to close the event handler cleanly: %r", error
                 )
             finally:
-                if lazy is not None:
-                    with contextlib.suppress(Exception):
-                        lazy.close()
+                with contextlib.suppress(Exception):  # the sinks it built
+                    _apis.call_optional(lazy or self._built, "close")
                 _process.AT_EXIT.pop(stopped, None)
                 stopped.set()
 

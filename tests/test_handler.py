@@ -266,6 +266,42 @@ class TestDictConfig:
         _flushed(_only_handler(config_logger))
         assert len(sink.events) == 1
 
+    def test_a_sink_built_from_a_factory_is_closed_with_the_handler(self, config_logger) -> None:
+        """No one but the handler holds the sink of ``sink: {"()": factory}``: closing the
+        handler closes it, and its kept-alive connection (left open, it was collected with a
+        ``ResourceWarning``, an error where a program runs with ``-W error``)."""
+        built: list[weakref.ref[sinks.KubernetesEventSink]] = []
+
+        def url_sink(url: str) -> sinks.KubernetesEventSink:
+            made = sinks.KubernetesEventSink.from_url(url)
+            built.append(weakref.ref(made))
+            return made
+
+        with LocalApiServer(namespaces=["prod"]) as server:
+            sink_spec = {"()": url_sink, "url": server.url}
+            _dict_config(
+                {
+                    "handlers": {
+                        "k8s": {
+                            "class": "k8s_logging_events.handler.KubernetesEventHandler",
+                            "sink": sink_spec,
+                        }
+                    },
+                    "loggers": {config_logger: {"handlers": ["k8s"], "level": "INFO"}},
+                }
+            )
+            logging.getLogger(config_logger).warning("hello", extra={"involved": POD})
+            _flushed(_only_handler(config_logger))
+            assert len(server.events("prod")) == 1
+            gc.collect()  # earlier tests' garbage: its warnings are not this test's
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ResourceWarning)
+                _dict_config({"loggers": {config_logger: {}}})  # replaces and closes it
+                gc.collect()
+        assert built[0]() is None  # collected: a warning it would give was given
+        ours = f"'127.0.0.1', {server.port})"  # a socket to this server
+        assert [str(w.message) for w in caught if ours in str(w.message)] == []
+
     def test_reconfiguring_closes_the_old_handler_and_the_new_one_works(
         self, config_logger, fresh_module_objects
     ) -> None:
