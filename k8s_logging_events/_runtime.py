@@ -485,7 +485,7 @@ class Runtime:
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         _flush.join(self._dispatcher, grace)
-        self._count_leftovers()
+        self._queue_drops.add_many(_flush.leftovers(self._queue))
         aside.append(unprepared := self._handoff.give_up_aside())
         if unprepared:
             self._reporter.report(
@@ -509,10 +509,6 @@ class Runtime:
         values = self.stats()
         return values["dropped"] + values["failed"]
 
-    def _count_leftovers(self) -> None:
-        for _ in range(_flush.leftovers(self._queue)):
-            self._queue_drops.add()
-
     def stats(self) -> dict[str, int]:
         """``accepted``, the outcomes, ``pending`` and ``pending_events``.
 
@@ -522,11 +518,11 @@ class Runtime:
         waiting or in flight.
         """
         if self._closed:
-            self._count_leftovers()  # an offer that raced with close
+            self._queue_drops.add_many(_flush.leftovers(self._queue))  # an offer raced close
         # under the lock of every outcome and hand-off: none seen both queued and written
         with self._cond:
             accepted, drops = self._accepted.value, self._queue_drops.value
-            values = {**dict.fromkeys(_diagnostics.OUTCOMES, 0), **self._shared.counters.snapshot()}
+            values = self._shared.counters.snapshot()  # every outcome, zero or more
             values["accepted"] = accepted
             values["dropped"] += drops
             recordings = self._consumers.recordings()

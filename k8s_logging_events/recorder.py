@@ -111,7 +111,7 @@ class EventBroadcaster:
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(event_names=names)
         self._invalid = _diagnostics.Tally()
-        self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
+        self._counters = _diagnostics.Counters()
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
