@@ -14,7 +14,6 @@ import json
 import logging
 import re
 import secrets
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -127,7 +126,7 @@ def guarded_patch(patch: bytes, version: str, writers: str | None = None) -> byt
     return head + (b"" if head.endswith(b"{") else b",") + field + b"}"
 
 
-class Continuation:
+class Continuation(_process.Locked):
     """The requests of one write attempt: continuing events for a sink that can read them.
 
     Without a callable ``read`` on ``event_sink``, attempts keep client-go's ways (those of a
@@ -154,13 +153,12 @@ class Continuation:
         # False once the server refused a read (403), or for a sink without read: takeovers
         # and guards are off
         self.readable = self._read is not None
-        self._after_fork_in_child()
-        _process.renew_in_child(self)
+        super().__init__()
 
     def _after_fork_in_child(self) -> None:
         # at the start too: a child is another writer (its token in the records of WRITERS,
         # its requests' numbers), and a writer of the parent may have held the lock at the fork
-        self._lock = threading.Lock()
+        super()._after_fork_in_child()
         self.token = secrets.token_hex(6)
         self.requests = itertools.count(1)
 

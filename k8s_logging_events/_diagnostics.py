@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -500,6 +500,9 @@ class Tally:
         # the count's own __next__, bound: a bump on the caller's path is one C call
         self.add = self._count.__next__
 
+    def add_many(self, amount: int) -> None:
+        _consume(itertools.islice(self._count, amount))
+
     @property
     def value(self) -> int:
         # repr is "count(N)": the one way to read an itertools.count without moving it
@@ -523,9 +526,9 @@ class Counters:
 
     __slots__ = ("__weakref__", "_lock", "_values")
 
-    def __init__(self, names: tuple[str, ...] = ()) -> None:
+    def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._values: dict[str, int] = dict.fromkeys(names, 0)
+        self._values: dict[str, int] = dict.fromkeys(OUTCOMES, 0)  # every one, from zero
         _process.renew_in_child(self)
 
     def _after_fork_in_child(self) -> None:
@@ -537,5 +540,5 @@ class Counters:
         with self._lock:
             self._values[name] = self._values.get(name, 0) + amount
 
-    def snapshot(self) -> Mapping[str, int]:
+    def snapshot(self) -> dict[str, int]:
         return dict(self._values)

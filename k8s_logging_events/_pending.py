@@ -10,6 +10,7 @@ what docs/concepts.md promises of "The writer". Waits are on the clock's monoton
 from __future__ import annotations
 
 import dataclasses
+import functools
 import heapq
 import itertools
 import logging
@@ -190,14 +191,24 @@ class Writes:
     ) -> None:
         self.sink = event_sink
         self.policy = policy
-        self._rng = rng
         self._counters = counters
         self._options = options
-        self._clock = clock
         # due times are durations: on the monotonic reading, which a wall clock step does not move
         self._now = clock_mod.monotonic_source(clock)
         self._reporter = reporter
-        self._namer = namer = namer or _sanitise.EventNamer()
+        namer = namer or _sanitise.EventNamer()
+        # the same sink and options with nothing pending (for a child after fork)
+        self.renewed: Callable[[], Writes] = functools.partial(
+            Writes,
+            event_sink,
+            None,
+            counters,
+            options=options,
+            clock=clock,
+            rng=rng,
+            reporter=reporter,
+            namer=namer,
+        )
         cached = options.correlator.lru_cache_size if options.correlator else 0
         known = max(cached, _continuation.DEFAULT_KNOWN_EVENTS)
         self._continuation = _continuation.Continuation(event_sink, namer, clock, reporter, known)
@@ -217,19 +228,6 @@ class Writes:
     def _p(self) -> WritePolicy:
         assert self.policy is not None, "a policy is set before the first write is queued"
         return self.policy
-
-    def renewed(self) -> Writes:
-        """The same sink and options with nothing pending (for a child after fork)."""
-        return Writes(
-            self.sink,
-            None,
-            self._counters,
-            options=self._options,
-            clock=self._clock,
-            rng=self._rng,
-            reporter=self._reporter,
-            namer=self._namer,
-        )
 
     def submit_event(self, event: models.Event, *, held: bool, occurrences: int = 1) -> None:
         """Queue a write of ``event`` (the latest of ``occurrences`` correlated together); a

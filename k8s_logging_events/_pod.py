@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 
 from k8s_logging_events import _apis, _diagnostics, _process, models, references
 from k8s_logging_events import sink as sinks
@@ -109,7 +108,7 @@ def _read_namespace_file(path: str) -> str:
         return ""
 
 
-class PodUidSink:
+class PodUidSink(_process.Locked):
     """An EventSink around ``inner`` that puts the uid into events about ``pod`` (which has none).
 
     The uid is read once, through ``inner.read_pod_uid`` (a GET of the pod), on the writer
@@ -123,13 +122,8 @@ class PodUidSink:
     def __init__(self, inner: sinks.EventSink, pod: models.ObjectReference) -> None:
         self._inner = inner
         self._pod = pod
-        self._lock = threading.Lock()
         self._resolved: models.ObjectReference | None = None
-        _process.renew_in_child(self)
-
-    def _after_fork_in_child(self) -> None:
-        # a writer of the parent holds the lock while it reads the pod (a request)
-        self._lock = threading.Lock()
+        super().__init__()  # a writer holds the lock while it reads the pod (a request)
 
     def create(self, event: models.Event) -> models.Event:
         return self._restored(self._inner.create(self._with_uid(event)), event)

@@ -14,10 +14,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from k8s_logging_events import _apis, _diagnostics, _errors, _pending, _process, broadcaster, models
-from k8s_logging_events import clock as clock_mod
 
 WRITER_LINGER_SECONDS = 0.5
 """How long an idle writer thread waits for more work before it ends."""
@@ -34,19 +32,6 @@ Setup = Callable[[], Made]
 that correlation keeps objects apart (:func:`~k8s_logging_events._runs.cut`); may request."""
 
 _counter = itertools.count()
-
-
-class Settings(Protocol):
-    """What the runtime reads of its broadcaster's options (``_options.BroadcasterOptions``)."""
-
-    @property
-    def queue_length(self) -> int: ...
-
-    @property
-    def writers(self) -> int: ...
-
-    @property
-    def sleep(self) -> clock_mod.Sleeper | None: ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)

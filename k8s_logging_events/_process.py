@@ -88,6 +88,17 @@ def renew_in_child(target: Renewable) -> None:
     _renewable[next(_order)] = target
 
 
+class Locked:
+    """Owns ``_lock``, which a child after fork gets anew: a parent's thread may have held it."""
+
+    def __init__(self) -> None:
+        self._after_fork_in_child()
+        renew_in_child(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+
+
 def importing() -> threading.Lock:
     """The lock to hold while importing the ``kubernetes`` client on a library thread: a
     fork waits for it, as a child must not inherit a half-imported module."""

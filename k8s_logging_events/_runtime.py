@@ -46,6 +46,7 @@ from k8s_logging_events import (
     broadcaster,
     models,
 )
+from k8s_logging_events import clock as clock_mod
 from k8s_logging_events._flush import WAKE, Deadline, Marker
 
 DEFAULT_EXIT_TIMEOUT = 5.0
@@ -81,14 +82,17 @@ _Closed = tuple[list[_pending.Write], int, BaseException | None]  # what close()
 class Runtime:
     """The queue, the dispatcher and the writers of one EventBroadcaster.
 
-    ``options`` are the broadcaster's (``sleep`` None: wait for a timer on the queue);
-    ``namer`` names each Event; ``counters`` (the recorder's too) count the outcomes;
-    ``reporter`` reports drops, failures and the exit summary; ``name`` prefixes threads'.
+    ``capacity``, ``writers`` and ``sleep`` are the broadcaster's ``queue_length``, ``writers``
+    and ``sleep`` (None: wait for a timer on the queue); ``namer`` names each Event;
+    ``counters`` (the recorder's too) count the outcomes; ``reporter`` reports drops, failures
+    and the exit summary; ``name`` prefixes threads'.
     """
 
     def __init__(
         self,
-        options: _pool.Settings,
+        capacity: int,
+        writers: int,
+        sleep: clock_mod.Sleeper | None,
         *,
         namer: models.Namer,
         counters: _diagnostics.Counters,
@@ -96,15 +100,15 @@ class Runtime:
         name: str = "k8s-events",
     ) -> None:
         self._shared = _pool.Shared(
-            capacity=options.queue_length,
-            writers=options.writers,
+            capacity=capacity,
+            writers=writers,
             namer=namer,
             counters=counters,
             reporter=reporter,
             name=name,
         )
         self._reporter = reporter
-        self._sleep = options.sleep
+        self._sleep = sleep
         self.exit_timeout, self.about = DEFAULT_EXIT_TIMEOUT, ""  # about: whose, in reports
         self._consumers = _handoff.Consumers()
         self._fresh()
@@ -481,7 +485,7 @@ class Runtime:
         # past the deadline, the threads still get a short grace to end, once for all
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         _flush.join(self._dispatcher, grace)
-        self._count_leftovers()
+        self._queue_drops.add_many(_flush.leftovers(self._queue))
         aside.append(unprepared := self._handoff.give_up_aside())
         if unprepared:
             self._reporter.report(
@@ -505,10 +509,6 @@ class Runtime:
         values = self.stats()
         return values["dropped"] + values["failed"]
 
-    def _count_leftovers(self) -> None:
-        for _ in range(_flush.leftovers(self._queue)):
-            self._queue_drops.add()
-
     def stats(self) -> dict[str, int]:
         """``accepted``, the outcomes, ``pending`` and ``pending_events``.
 
@@ -518,11 +518,11 @@ class Runtime:
         waiting or in flight.
         """
         if self._closed:
-            self._count_leftovers()  # an offer that raced with close
+            self._queue_drops.add_many(_flush.leftovers(self._queue))  # an offer raced close
         # under the lock of every outcome and hand-off: none seen both queued and written
         with self._cond:
             accepted, drops = self._accepted.value, self._queue_drops.value
-            values = {**dict.fromkeys(_diagnostics.OUTCOMES, 0), **self._shared.counters.snapshot()}
+            values = self._shared.counters.snapshot()  # every outcome, zero or more
             values["accepted"] = accepted
             values["dropped"] += drops
             recordings = self._consumers.recordings()

@@ -12,7 +12,6 @@ import hashlib
 import json
 import random
 import re
-import threading
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -203,7 +202,7 @@ def _reference_parts(ref: models.ObjectReference) -> tuple[str, ...]:
     return (ref.kind, ref.namespace, ref.name, ref.uid, ref.api_version, ref.field_path)
 
 
-class EventNamer:
+class EventNamer(_process.Locked):
     """Names new events, by time as client-go does or deterministically; one per broadcaster
     (docs/correlation.md#names). ``"timestamp"``: client-go's names, but a time no later than
     the last name given for the object gets one nanosecond more (Python clocks tick in
@@ -212,16 +211,12 @@ class EventNamer:
     recent keys. ``size``: objects (or keys) remembered; least recently named go first."""
 
     def __init__(self, size: int = 4096, *, event_names: str = TIMESTAMP) -> None:
+        super().__init__()
         self.event_names = check_event_names(event_names)
-        self._lock = threading.Lock()
         self._size = max(1, size)
         # least recently named first: plain dicts, because this runs for each event built
         self._last: dict[str, int] = {}
         self._hashed: dict[tuple[str, ...], str] = {}
-        _process.renew_in_child(self)
-
-    def _after_fork_in_child(self) -> None:  # the parent's dispatcher may have held it
-        self._lock = threading.Lock()
 
     @property
     def deterministic(self) -> bool:

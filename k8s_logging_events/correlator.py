@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -208,7 +207,7 @@ class CorrelateResult:
     so that a held-back count can be sent later. Not in client-go."""
 
 
-class EventCorrelator:
+class EventCorrelator(_process.Locked):
     """Knows whether and how to write each event: aggregate, count, or hold back. One per
     writer; thread-safe (one lock covers each whole step). ``options``: ``None`` means every
     default. ``namer`` names aggregate events; a broadcaster passes its recorders' one."""
@@ -217,8 +216,8 @@ class EventCorrelator:
         self, options: CorrelatorOptions | None = None, *, namer: EventNamer | None = None
     ) -> None:
         settings = _settle(options or CorrelatorOptions())
+        super().__init__()
         self._options = CorrelatorOptions(**settings._asdict())
-        self._lock = threading.Lock()
         namer = namer or EventNamer(event_names=settings.event_names)
         self._aggregator = _correlation.Aggregator(settings, namer)
         self._observer = _correlation.Observer(settings)
@@ -227,11 +226,6 @@ class EventCorrelator:
         self._default_keys = (
             settings.key_func is aggregate_by_reason and settings.spam_key_func is get_spam_key
         )
-        _process.renew_in_child(self)
-
-    def _after_fork_in_child(self) -> None:
-        # a thread of the parent may have held the lock at the fork
-        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"EventCorrelator({self._options!r})"

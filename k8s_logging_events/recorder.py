@@ -111,13 +111,19 @@ class EventBroadcaster:
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(event_names=names)
         self._invalid = _diagnostics.Tally()
-        self._counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
+        self._counters = _diagnostics.Counters()
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
         self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._cut_short = False  # the handler's flush at exit was ended by Ctrl-C or an exit
         self._runtime = _runtime.Runtime(
-            options, namer=self._namer, counters=self._counters, reporter=self._reporter, name=name
+            options.queue_length,
+            options.writers,
+            options.sleep,
+            namer=self._namer,
+            counters=self._counters,
+            reporter=self._reporter,
+            name=name,
         )
         _process.renew_in_child(self)
 

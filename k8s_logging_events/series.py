@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 from collections.abc import Callable
 from datetime import datetime
 
@@ -113,7 +112,7 @@ class _Entry:
     finished: bool = False
 
 
-class SeriesCorrelator:
+class SeriesCorrelator(_process.Locked):
     """Groups isomorphic occurrences into series, as client-go's ``tools/events`` does.
 
     Args:
@@ -144,13 +143,8 @@ class SeriesCorrelator:
         self._key = key
         self._finish = finish_seconds
         self._refresh = refresh_seconds
-        self._lock = threading.Lock()
         self._cache = cachetools.LRUCache[tuple[object, ...], _Entry](cache_size)
-        _process.renew_in_child(self)
-
-    def _after_fork_in_child(self) -> None:
-        # a thread of the parent may have held the lock at the fork
-        self._lock = threading.Lock()
+        super().__init__()
 
     def observe(self, event: models.Event) -> tuple[models.Event, bool]:
         """Record one occurrence; return the event to write and whether to hold it back. The first

@@ -419,7 +419,7 @@ def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
         raise RequestConstructionError(f"{parts!r} cannot be put in a URL: {error}") from None
 
 
-class LazySink:
+class LazySink(_process.Locked):
     """An EventSink that builds the real one on its first write, on a writer thread.
 
     Loading a kubeconfig may run an exec credential plugin for seconds; neither
@@ -430,21 +430,18 @@ class LazySink:
         self._factory = factory
         self._what = what
         self._api = api
-        self._lock = threading.Lock()
-        # held only for an instant (never across a build): drain() and the end of a build
-        # agree on the rate, whichever comes first; reentrant, as drain() runs on a flushing
-        # caller's thread, where a signal handler's flush may interrupt it
-        self._drain_lock = threading.RLock()
         self._real: EventSink | None = None
         self._error: Exception | None = None
         self._closed = False
-        self._draining = False
-        _process.renew_in_child(self)
+        super().__init__()
 
     def _after_fork_in_child(self) -> None:
-        """New locks: a build under way in the parent is made again here when needed; a
-        flush the parent was draining is not the child's."""
-        self._lock = threading.Lock()
+        """New locks (also the first): a build under way in the parent is made again here when
+        needed; a flush the parent was draining is not the child's."""
+        super()._after_fork_in_child()
+        # held only for an instant (never across a build): drain() and the end of a build
+        # agree on the rate, whichever comes first; reentrant, as drain() runs on a flushing
+        # caller's thread, where a signal handler's flush may interrupt it
         self._drain_lock = threading.RLock()
         self._draining = False
 

@@ -869,3 +869,12 @@ def test_a_report_queued_behind_its_listeners_stop_marker_is_shown_to_standard_e
         target.removeHandler(queued)
     assert user.messages() == ["last record"]
     assert capsys.readouterr().err == "k8s_logging_events.tests.stopping: about the last record\n"
+
+
+def test_a_tally_adds_many_at_once_and_counts_on_from_there() -> None:
+    tally = _diagnostics.Tally()
+    tally.add_many(3)
+    tally.add_many(0)
+    assert tally.value == 3
+    assert tally.add() == 3
+    assert tally.value == 4

@@ -369,7 +369,7 @@ class Pending:
     ) -> None:
         self.clock = clock
         self.fake = FakeEventSink()
-        self.counters = _diagnostics.Counters(_diagnostics.OUTCOMES)
+        self.counters = _diagnostics.Counters()
         options = correlator.CorrelatorOptions(clock=clock, burst_size=burst)
         self.correlator = correlator.EventCorrelator(options)
         self.reporter = _diagnostics.RateLimitedReporter(clock=clock)
