@@ -21,15 +21,28 @@ import threading
 import time
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from k8s_logging_events import _http, _process, models, recorder, sink
+from k8s_logging_events import (
+    _continuation,
+    _diagnostics,
+    _http,
+    _pod,
+    _process,
+    _sanitise,
+    correlator,
+    models,
+    recorder,
+    series,
+    sink,
+)
 from k8s_logging_events.handler import KubernetesEventHandler
-from k8s_logging_events.testing import FakeEventSink, LocalApiServer
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
 from tests.reliability_scenarios import (
     ListHandler,
@@ -188,6 +201,71 @@ def test_a_child_renews_every_lock_a_thread_of_the_parent_held(server, users_sin
     assert stored_counts(server) == Counter(
         {"given-parent": 1, "owned-parent": 1, "given-child": 1, "owned-child": 1}
     )
+
+
+class _PodReader(FakeEventSink):
+    def read_pod_uid(self, namespace: str, name: str) -> str:
+        return f"uid-of-{name}"
+
+
+_POD = models.ObjectReference(kind="Pod", api_version="v1", namespace="default", name="web-0")
+_ABOUT_THE_POD = models.Event(
+    name="web-0.1",
+    namespace="default",
+    involved_object=_POD,
+    reason="Started",
+    message="started",
+    source=models.EventSource(component="fork"),
+    first_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    last_timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    count=1,
+)
+_LOCKED: dict[str, tuple[Callable[[], Any], Callable[[Any], object]]] = {
+    "namer": (
+        _sanitise.EventNamer,
+        lambda namer: namer.name("web-0", _ABOUT_THE_POD.first_timestamp),
+    ),
+    "correlator": (correlator.EventCorrelator, lambda c: c.correlate(_ABOUT_THE_POD).skip),
+    "series": (series.SeriesCorrelator, lambda s: s.observe(_ABOUT_THE_POD)[1]),
+    "pod uid": (
+        lambda: _pod.PodUidSink(_PodReader(), _POD),
+        lambda pods: pods.create(_ABOUT_THE_POD).name,
+    ),
+    "lazy sink": (
+        lambda: sink.LazySink(FakeEventSink, "fake", sink.CORE_V1),
+        lambda lazy: (lazy.drain(True), lazy.create(_ABOUT_THE_POD).name),
+    ),
+    "continuation": (
+        lambda: _continuation.Continuation(
+            FakeEventSink(), _sanitise.EventNamer(), FakeClock(), _diagnostics.RateLimitedReporter()
+        ),
+        lambda continuation: continuation.known("default", "web-0.1"),
+    ),
+}
+
+
+@needs_fork
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("what", list(_LOCKED))
+def test_a_child_uses_at_once_what_a_thread_of_the_parent_held_locked(what: str) -> None:
+    """Each object with a lock of its own (the namer, client-go's and the series correlator,
+    the pod uid reader before its read, the lazy sink before its build, a write's
+    continuation): a thread of the parent holds its locks at the fork, and the child, at
+    once, makes the call that takes them, which returns."""
+    make, use = _LOCKED[what]
+    target = make()
+    held, release = threading.Event(), threading.Event()
+    holder = threading.Thread(
+        target=_hold, args=(_locks_of(target), held, release), name="test-holder"
+    )
+    holder.start()
+    try:
+        assert held.wait(10), "the test could not take the locks"
+        report = answer_from_fork(lambda: {"used": repr(use(target))}, timeout=10)
+    finally:
+        release.set()
+        holder.join(10)
+    assert report is not None, f"the child waited for the parent's {what} lock"
 
 
 # --- forks under load -----------------------------------------------------------------------

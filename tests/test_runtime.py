@@ -1941,30 +1941,52 @@ def _pids_limit(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
 def _hold_first_hand_on(
     monkeypatch: pytest.MonkeyPatch, holder: str, entered: threading.Event, gate: threading.Event
-) -> list[tuple[str, list[object]]]:
+) -> tuple[list[tuple[str, list[object]]], threading.Event]:
     """Note each hand-on as it begins (the thread's name, its occurrences' times); hold the
-    first on the thread named ``holder`` until ``gate`` opens."""
+    first on the thread named ``holder`` until ``gate`` opens. The event is set once another
+    thread hands on, or waits for its turn to (rule 11's baton, of every runtime made after)."""
     handed: list[tuple[str, list[object]]] = []
-    original = _handoff.HandOff.deliver
+    other = threading.Event()
+    original, fresh = _handoff.HandOff.deliver, _runtime.Runtime._fresh
 
     def deliver(self: _handoff.HandOff, items: list[Any]) -> None:
         name = threading.current_thread().name
         handed.append((name, [item.time for item in items]))
-        if name == holder and not entered.is_set():
+        if name != holder:
+            other.set()
+        elif not entered.is_set():
             entered.set()
             gate.wait(10)
         original(self, items)
 
+    def fresh_with_a_noted_baton(self: _runtime.Runtime) -> None:
+        fresh(self)
+        self._baton = _NotedBaton(self._baton, other)  # type: ignore[assignment]
+
     monkeypatch.setattr(_handoff.HandOff, "deliver", deliver)
-    return handed
+    monkeypatch.setattr(_runtime.Runtime, "_fresh", fresh_with_a_noted_baton)
+    return handed, other
 
 
-def _waits_to_hand_on(thread: threading.Thread) -> bool:
-    """True when ``thread`` waits for its turn to hand occurrences on."""
-    return any(
-        _waits_at(thread, function, "_baton.acquire(")
-        for function in (_runtime.Runtime._dispatch, _runtime.Runtime._pump)
-    )
+class _NotedBaton:
+    """A lock that sets ``waited`` when a thread cannot take it at once (another holds it):
+    an event to wait for, where a look at the thread's stack is a guess (a source file
+    edited since it was imported has other line numbers)."""
+
+    def __init__(self, lock: Any, waited: threading.Event) -> None:
+        self._lock, self._waited = lock, waited
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        if self._lock.acquire(blocking=False):
+            return True
+        self._waited.set()
+        return bool(self._lock.acquire(blocking, timeout))
+
+    def release(self) -> None:
+        self._lock.release()
+
+    def _is_owned(self) -> bool:
+        return bool(self._lock._is_owned())
 
 
 def _log_repeats(rec: recorder.EventRecorder, clock: FakeClock, times: int) -> list[object]:
@@ -1987,23 +2009,20 @@ def test_two_flushes_while_no_thread_can_start_hand_occurrences_on_one_at_a_time
     hands occurrences on at a time, in the order they were logged."""
     _pids_limit(monkeypatch)
     entered, gate = threading.Event(), threading.Event()
-    handed = _hold_first_hand_on(monkeypatch, "test-flush-a", entered, gate)
+    handed, other = _hold_first_hand_on(monkeypatch, "test-flush-a", entered, gate)
     clock = FakeClock()
     with _recording("two-flushes", clock=clock) as (b, rec, fake):
         logged = _log_repeats(rec, clock, 2)
         flushed: dict[str, bool] = {}
+        # flushes' time beyond the waits below: they keep none of it once done
         first, second = (
-            threading.Thread(target=lambda n=n: flushed.update({n: b.flush(10)}), name=n)
+            threading.Thread(target=lambda n=n: flushed.update({n: b.flush(60)}), name=n)
             for n in ("test-flush-a", "test-flush-b")
         )
         first.start()
         assert entered.wait(10)
         second.start()
-        bound = time.monotonic() + 10  # reached only by a hang
-        while second.is_alive() and time.monotonic() < bound:
-            if any(name == "test-flush-b" for name, _ in handed) or _waits_to_hand_on(second):
-                break
-            second.join(0.001)
+        assert other.wait(10)  # the second flush hands on, or waits for its turn
         gate.set()
         for thread in (first, second):
             thread.join(10)
@@ -2022,22 +2041,19 @@ def test_a_dispatcher_started_while_a_flush_hands_occurrences_on_waits_for_that_
     last. The dispatcher hands on once the flush let go, after the occurrence it held."""
     limit = _pids_limit(monkeypatch)
     entered, gate = threading.Event(), threading.Event()
-    handed = _hold_first_hand_on(monkeypatch, "test-flush", entered, gate)
+    handed, other = _hold_first_hand_on(monkeypatch, "test-flush", entered, gate)
     clock = FakeClock()
     with _recording("lifted", clock=clock) as (b, rec, fake):
         logged = _log_repeats(rec, clock, 2)
         flushed: list[bool] = []
-        flusher = threading.Thread(target=lambda: flushed.append(b.flush(10)), name="test-flush")
+        # the flush's time beyond the waits below: it keeps none of it once done
+        flusher = threading.Thread(target=lambda: flushed.append(b.flush(60)), name="test-flush")
         flusher.start()
         assert entered.wait(10)
         limit[0] = False
         logged += _log_repeats(rec, clock, 1)  # starts the dispatcher
-        (dispatcher,) = [t for t in b._runtime.threads() if "dispatcher" in t.name]
-        bound = time.monotonic() + 10  # reached only by a hang
-        while time.monotonic() < bound:
-            if any("dispatcher" in name for name, _ in handed) or _waits_to_hand_on(dispatcher):
-                break
-            dispatcher.join(0.001)
+        assert len([t for t in b._runtime.threads() if "dispatcher" in t.name]) == 1
+        assert other.wait(10)  # the dispatcher hands on, or waits for its turn
         gate.set()
         flusher.join(10)
         assert flushed == [True]
