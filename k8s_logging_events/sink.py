@@ -96,6 +96,9 @@ class KubernetesEventSink:
     The client decides where and how to connect (URL, TLS, credentials, proxy); the sink
     sends its own JSON, encoded once, on its own keep-alive channel, or through the client's
     urllib3 pool where the channel cannot connect exactly as the client would (a proxy).
+    Its connections are its own: only :meth:`close` closes them (closing a given
+    ``api_client`` does not), and a handler or broadcaster given the sink never closes it, so
+    close it yourself (``with contextlib.closing(sink):``) after the last flush.
 
     Args:
         api_client: the client to use. Without one, the sink builds a private one (never

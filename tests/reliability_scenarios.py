@@ -951,7 +951,8 @@ def run_forks(
     users = None
     if users_broadcaster:
         users = recorder.EventBroadcaster(queue_length=10_000)
-        users.start_recording_to_sink(sink.KubernetesEventSink.from_url(server.url, qps=0))
+        users_sink = sink.KubernetesEventSink.from_url(server.url, qps=0)
+        users.start_recording_to_sink(users_sink)
         handler = KubernetesEventHandler(
             component="fork", host="node-1", broadcaster=users, flush_timeout=10
         )
@@ -1018,6 +1019,7 @@ def run_forks(
         handler.close()
         if users is not None:
             users.shutdown(10)
+            users_sink.close()
     return ForkResult(
         forks=forks,
         children=children,

@@ -178,8 +178,9 @@ def _server() -> Iterator[LocalApiServer]:
 
 
 @pytest.fixture(name="handlers")
-def _handlers() -> Iterator[list[KubernetesEventHandler]]:
-    made: list[KubernetesEventHandler] = []
+def _handlers() -> Iterator[list[Any]]:
+    """Handlers and the sinks given to them (which a handler does not close), closed in turn."""
+    made: list[Any] = []
     yield made
     for handler in made:
         handler.close()
@@ -190,7 +191,7 @@ WALL_STEPS = [-600.0, -3600.0, 3600.0]
 
 def _after_a_503(
     server: LocalApiServer,
-    handlers: list[KubernetesEventHandler],
+    handlers: list[Any],
     clock: _SteppingFake | _SteppedWall,
     wall_step: float,
     **options: Any,
@@ -202,7 +203,7 @@ def _after_a_503(
     handler = KubernetesEventHandler(
         component="clock", sink=_FailingOnce(inner, clock, wall_step), clock=clock, **options
     )
-    handlers.append(handler)
+    handlers += [handler, inner]
     server.inject("POST", "/events", status=503)
     log = app_logger("clock")
     log.addHandler(handler)
@@ -259,7 +260,7 @@ class TestWallClockSteps:
             server.url, qps=1, burst=1, drain_qps=1, clock=limited, sleep=limited.sleep
         )
         handler = KubernetesEventHandler(component="clock", sink=inner, clock=FakeClock())
-        handlers.append(handler)
+        handlers += [handler, inner]
         log = app_logger("clock")
         log.addHandler(handler)
         for name in ("web-0", "web-1"):
@@ -279,7 +280,7 @@ class TestWallClockSteps:
         limited.step_after(2, -3600)
         inner = sink.KubernetesEventSink.from_url(server.url, qps=1, burst=1, clock=limited)
         handler = KubernetesEventHandler(component="clock", sink=inner)
-        handlers.append(handler)
+        handlers += [handler, inner]
         log = app_logger("clock")
         log.addHandler(handler)
         for name in ("web-0", "web-1"):

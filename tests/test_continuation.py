@@ -880,8 +880,9 @@ def test_a_sink_without_read_gives_a_restart_an_event_of_its_own() -> None:
     clock = FakeClock(T0)
     with LocalApiServer(clock=clock) as server, server.api_client() as api_client:
         for _ in range(3):
-            user_sink = WithoutRead(sink.KubernetesEventSink(api_client, qps=0, clock=clock))
-            stats = _lifetime(user_sink, clock, _warnings(5))
+            events_sink = sink.KubernetesEventSink(api_client, qps=0, clock=clock)
+            with contextlib.closing(events_sink):
+                stats = _lifetime(WithoutRead(events_sink), clock, _warnings(5))
             assert _lost(stats) == 0, stats
             clock.step(30)
         assert [e["count"] for e in _events(server)] == [5, 5, 5]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -169,6 +170,26 @@ class TestEndToEnd:
         assert {event["metadata"]["namespace"] for event in stored} == {"shop"}
         assert result.logged == result.stored
         assert result.seconds < 10
+
+    def test_on_a_cluster_the_demo_closes_the_sink_it_made(self, tmp_path, monkeypatch) -> None:
+        """Seen before the fix: the demo run through --kubeconfig closed its ApiClient but not
+        the sink it built on it, whose own connection to the cluster stayed open (an unclosed
+        socket's ResourceWarning). Every sink it makes is closed when it returns."""
+        made: list[Any] = []
+
+        def cluster_sink(*args: Any) -> Any:
+            made.append(cluster_sink_before(*args))
+            return made[-1]
+
+        cluster_sink_before = _demo._cluster_sink
+        monkeypatch.setattr(_demo, "_cluster_sink", cluster_sink)
+        with LocalApiServer(namespaces=["shop"]) as server:
+            result, _ = _run_in_shop(server, tmp_path)
+
+        assert result.ok
+        assert len(made) == 1
+        assert made[0]._closed.is_set()
+        assert made[0]._transport.idle_connections == 0
 
     def test_the_demo_writes_events_k8s_io_v1_series_with_exact_counts(self, tmp_path) -> None:
         """``--api events.k8s.io/v1``: one Event per reason, each series counts every occurrence."""
@@ -371,9 +392,12 @@ class TestOutput:
                 ),
                 out=out,
             )
-            with server.api_client() as api_client:
-                sink: Any = _demo._cluster_sink(api_client, config, "v1")
+            with (
+                server.api_client() as api_client,
+                contextlib.closing(_demo._cluster_sink(api_client, config, "v1")) as sink,
+            ):
                 sink.drain(True)
+                assert sink._bucket is not None
                 assert sink._bucket._qps == 70
         assert "it drains at 70 requests/s (drain_qps)" in " ".join(out.getvalue().split())
 

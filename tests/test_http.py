@@ -907,14 +907,18 @@ def test_a_success_whose_body_is_no_event_is_a_retryable_value_error(method) -> 
     assert sink.is_retryable(raised.value)
 
 
-def _relay(upstream: int, stop: threading.Event) -> tuple[socket.socket, list[threading.Thread]]:
+def _relay(
+    upstream: int, stop: threading.Event
+) -> tuple[socket.socket, list[threading.Thread], list[socket.socket]]:
     """A TCP relay to ``upstream`` (a proxy that misbehaves): it sends every second answer
     chunk of the server twice, the copy 3 ms later when the client has sent nothing since
     (bytes that come while the connection is idle), else at once behind the answer (bytes
-    that follow an answer)."""
+    that follow an answer). Its connections' sockets, for the caller to close once its
+    threads are joined."""
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0.05)
     threads: list[threading.Thread] = []
+    sockets: list[socket.socket] = []
 
     def forward(source: socket.socket, target: socket.socket, sent: list[int]) -> None:
         with contextlib.suppress(OSError):
@@ -954,7 +958,9 @@ def _relay(upstream: int, stop: threading.Event) -> tuple[socket.socket, list[th
             except OSError:
                 return
             client.settimeout(None)
+            sockets.append(client)
             server = socket.create_connection(("127.0.0.1", upstream))
+            sockets.append(server)
             server.settimeout(None)
             sent = [0]
             for target, args in (
@@ -968,7 +974,7 @@ def _relay(upstream: int, stop: threading.Event) -> tuple[socket.socket, list[th
     acceptor = threading.Thread(target=accept, name="k8s-apiserver-relay")
     threads.append(acceptor)
     acceptor.start()
-    return listener, threads
+    return listener, threads, sockets
 
 
 def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_events() -> None:
@@ -981,7 +987,7 @@ def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_e
     stop = threading.Event()
     with LocalApiServer() as server:
         server.inject("POST", "/events", times=None, status=500, probability=0.2, seed=7)
-        listener, threads = _relay(server.port, stop)
+        listener, threads, sockets = _relay(server.port, stop)
         relayed = sink.KubernetesEventSink.from_url(
             f"http://127.0.0.1:{listener.getsockname()[1]}", qps=0
         )
@@ -1018,6 +1024,8 @@ def test_writes_through_a_proxy_that_repeats_answers_are_counted_against_their_e
             listener.close()
     for thread in threads:
         thread.join(5)
+    for relayed_socket in sockets:
+        relayed_socket.close()
     assert counts == sum(logged, Counter[str]())
     assert len(counts) == 30
     assert (stats["accepted"], stats["failed"], stats["dropped"]) == (300, 0, 0)

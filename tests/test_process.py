@@ -69,6 +69,13 @@ def _server() -> Iterator[LocalApiServer]:
         yield server
 
 
+@pytest.fixture(name="users_sink")
+def _users_sink(server: LocalApiServer) -> Iterator[sink.KubernetesEventSink]:
+    """A sink on the server for the application's own broadcaster, which never closes it."""
+    with contextlib.closing(sink.KubernetesEventSink.from_url(server.url, qps=0)) as made:
+        yield made
+
+
 # --- every lock held at the fork ------------------------------------------------------------
 
 _LOCKS = (type(threading.Lock()), type(threading.RLock()), threading.Condition)
@@ -108,7 +115,7 @@ def _hold(locks: list[Any], held: threading.Event, release: threading.Event) -> 
 
 @needs_fork
 @pytest.mark.timeout(90)
-def test_a_child_renews_every_lock_a_thread_of_the_parent_held(server) -> None:
+def test_a_child_renews_every_lock_a_thread_of_the_parent_held(server, users_sink) -> None:
     """A thread of the parent holds every lock of every object the library registered for
     renewal (namer, reporter, counters, runtime, correlators, sink, watchers, handlers ...)
     at the fork. In the child, through a broadcaster the application made and through the
@@ -117,7 +124,7 @@ def test_a_child_renews_every_lock_a_thread_of_the_parent_held(server) -> None:
     again by the child."""
     first = next(_process._order)
     users = recorder.EventBroadcaster(queue_length=1000)
-    users.start_recording_to_sink(sink.KubernetesEventSink.from_url(server.url, qps=0))
+    users.start_recording_to_sink(users_sink)
     lines = ListHandler()
     structured = app_logger("structured")
     structured.addHandler(lines)
@@ -276,11 +283,11 @@ def test_two_hundred_forks_under_load_with_a_users_broadcaster(server) -> None:
 
 
 @needs_fork
-def test_a_childs_counters_add_up_after_a_flush(server) -> None:
+def test_a_childs_counters_add_up_after_a_flush(server, users_sink) -> None:
     """The parent has written and counted events; its child's counters start at zero: after
     its own flush, accepted equals the sum of the outcomes (before: accepted 1, created 6)."""
     users = recorder.EventBroadcaster()
-    users.start_recording_to_sink(sink.KubernetesEventSink.from_url(server.url, qps=0))
+    users.start_recording_to_sink(users_sink)
     handler = KubernetesEventHandler(component="fork", broadcaster=users)
     log = app_logger("counts")
     log.addHandler(handler)
@@ -384,7 +391,8 @@ def test_a_fork_waits_while_a_writer_works_inside_openssl(monkeypatch) -> None:
     _forking.clear()
     with LocalApiServer(tls=True) as secured:
         users = recorder.EventBroadcaster()
-        users.start_recording_to_sink(sink.KubernetesEventSink(secured.api_client(), qps=0))
+        users_sink = sink.KubernetesEventSink(secured.api_client(), qps=0)
+        users.start_recording_to_sink(users_sink)
         handler = KubernetesEventHandler(component="fork", broadcaster=users, flush_timeout=20)
         log = app_logger("openssl")
         log.addHandler(handler)
@@ -396,6 +404,8 @@ def test_a_fork_waits_while_a_writer_works_inside_openssl(monkeypatch) -> None:
         finally:
             handler.close()
             users.shutdown(5)
+            users_sink.close()
+            users_sink.api_client.close()
         assert report == {"inside": False}, "the fork came while a writer was inside OpenSSL"
         assert stored_counts(secured) == Counter({"tls-parent": 1})
 
@@ -424,12 +434,14 @@ def _log_and_return(tag: str) -> None:
 
 @needs_fork
 @pytest.mark.timeout(120)
-def test_multiprocessing_fork_children_of_a_users_broadcaster_under_load(server) -> None:
+def test_multiprocessing_fork_children_of_a_users_broadcaster_under_load(
+    server, users_sink
+) -> None:
     """A Process and a Pool forked (multiprocessing's fork context) while a thread logs
     through a broadcaster the application made: every task's events are on the server once,
     each worker's counters add up from zero, and the parent's events are written once."""
     users = recorder.EventBroadcaster(queue_length=10_000)
-    users.start_recording_to_sink(sink.KubernetesEventSink.from_url(server.url, qps=0))
+    users.start_recording_to_sink(users_sink)
     handler = KubernetesEventHandler(component="mp", broadcaster=users, flush_timeout=10)
     log = app_logger("mp")
     log.addHandler(handler)

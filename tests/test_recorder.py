@@ -806,9 +806,15 @@ def test_annotations_the_server_would_refuse_are_invalid_input_and_no_request(
     broadcaster's thread."""
     caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
     b = make_broadcaster()
-    b.start_recording_to_sink(sink.KubernetesEventSink(k8s_apiserver.api_client(), qps=0, api=api))
-    b.new_recorder("c").annotated_eventf(_pod(namespace="default"), annotations, "Normal", "R", "m")
-    assert b.flush(5)
+    with (
+        k8s_apiserver.api_client() as api_client,
+        contextlib.closing(sink.KubernetesEventSink(api_client, qps=0, api=api)) as events_sink,
+    ):
+        b.start_recording_to_sink(events_sink)
+        b.new_recorder("c").annotated_eventf(
+            _pod(namespace="default"), annotations, "Normal", "R", "m"
+        )
+        assert b.flush(5)
     assert [r.status for r in k8s_apiserver.requests if r.method == "POST"] == []
     assert b.stats()["invalid"] == 1
     assert b.stats()["failed"] == 0
@@ -1001,8 +1007,9 @@ def test_a_text_with_a_lone_surrogate_is_kept_as_the_server_stores_it(api: str, 
     b = recorder.EventBroadcaster(clock=clock, sleep=clock.sleep)
     with LocalApiServer(clock=clock) as server, server.api_client() as api_client:
         server.inject(method="POST", action="drop", commit=True)
+        events_sink = sink.KubernetesEventSink(api_client, qps=0, api=api)
         try:
-            b.start_recording_to_sink(sink.KubernetesEventSink(api_client, qps=0, api=api))
+            b.start_recording_to_sink(events_sink)
             ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
             b.new_recorder("ctl").record(
                 ref, models.WARNING, texts["reason"], texts["message"], action=texts["action"]
@@ -1010,5 +1017,6 @@ def test_a_text_with_a_lone_surrogate_is_kept_as_the_server_stores_it(api: str, 
             assert b.flush(20)
         finally:
             b.shutdown(5)
+            events_sink.close()
         (stored,) = server.events()
     assert stored[field].endswith("\ufffd")

@@ -329,11 +329,13 @@ class TestServerRules:
         ref = {"kind": "Pod", "apiVersion": "v1", "name": "web-0", "namespace": "default"}
         with LocalApiServer() as server, server.api_client() as api_client:
             events = recorder.EventBroadcaster()
-            events.start_recording_to_sink(sink.KubernetesEventSink(api_client, qps=0, api="v1"))
+            events_sink = sink.KubernetesEventSink(api_client, qps=0, api="v1")
+            events.start_recording_to_sink(events_sink)
             events.new_recorder("ctl").annotated_eventf(
                 ref, {"example.com/file": "r\udc80port.csv"}, "Warning", "Failed", "bad file"
             )
             events.shutdown(timeout=10)
+            events_sink.close()
             (stored,) = server.events()
         assert stored["metadata"]["annotations"] == {"example.com/file": "r\ufffdport.csv"}
 

@@ -404,6 +404,7 @@ def test_auto_uses_events_k8s_io_when_discovery_shows_it(server: LocalApiServer)
         assert s.api == sink.EVENTS_V1
         assert [r.path for r in server.requests] == ["/apis/events.k8s.io/v1"]
     finally:
+        s.close()
         s.api_client.close()
 
 
@@ -419,6 +420,7 @@ def test_auto_falls_back_to_core_v1_when_the_group_is_not_served(
             assert s.api == sink.CORE_V1
         assert caplog.records == []
     finally:
+        s.close()
         s.api_client.close()
 
 
@@ -442,6 +444,7 @@ def test_auto_says_so_when_discovery_fails_and_it_writes_core_v1(
         assert len([r for r in server.requests if r.path == "/apis/events.k8s.io/v1"]) == 1
         assert len(caplog.records) == 1
     finally:
+        s.close()
         s.api_client.close()
 
 
@@ -461,6 +464,7 @@ def test_auto_refused_discovery_says_which_permission_is_missing(
         assert "system:discovery" in said
         assert "create and patch" not in said
     finally:
+        s.close()
         s.api_client.close()
 
 

@@ -207,6 +207,7 @@ class TestKubernetesEventSink:
             for i in range(12):
                 s.create(_event(name=f"web-0.{i}"))
         finally:
+            s.close()
             s.api_client.close()
         assert [round(x, 6) for x in clock.sleeps] == [0.2, 0.2]
         assert len(server.events()) == 12

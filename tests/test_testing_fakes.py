@@ -122,8 +122,9 @@ class TestFakeRecorder:
         kept the format unformatted, or formatted the reason too, where the recorder made no
         event or one with the reason as given). A call never raises."""
         real = recorder.EventBroadcaster()
+        real_sink = sink.KubernetesEventSink.from_url(k8s_apiserver.url)
         try:
-            real.start_recording_to_sink(sink.KubernetesEventSink.from_url(k8s_apiserver.url))
+            real.start_recording_to_sink(real_sink)
             with caplog.at_level(logging.ERROR, logger="k8s_logging_events"):
                 real.new_recorder("c").eventf(POD_IN_DEFAULT, "Normal", reason, fmt, *args)
                 assert real.flush(10)
@@ -134,6 +135,7 @@ class TestFakeRecorder:
                 said_by_fake = [r.getMessage() for r in caplog.records]
         finally:
             real.shutdown(10)
+            real_sink.close()
         written = [f"{e['type']} {e['reason']} {e['message']}" for e in k8s_apiserver.events()]
         assert fake.events == written
         assert said_by_fake == said_by_recorder

@@ -57,6 +57,7 @@ from k8s_logging_events._demo._values import (
 )
 
 if TYPE_CHECKING:
+    from k8s_logging_events.sink import KubernetesEventSink
     from k8s_logging_events.testing import LocalApiServer
 
 __all__ = [
@@ -93,7 +94,10 @@ def run(options: DemoOptions | None = None, *, out: TextIO | None = None) -> Dem
             api_client = _cluster_client(kubeconfig)
             stack.callback(api_client.close)
             _check_access(api_client, options.namespace)
-            sink: object = _cluster_sink(api_client, config, options.api)
+            # the handler does not close a sink it is given, and its connection is its own
+            sink: object = stack.enter_context(
+                contextlib.closing(_cluster_sink(api_client, config, options.api))
+            )
             target = _kubeconfig.shown_url(str(api_client.configuration.host))
             where = f"the cluster at {target} (kubeconfig {kubeconfig})"
             note = "the pods are simulated: the cluster gets events about pods that do not exist"
@@ -220,7 +224,7 @@ def _check_access(api_client: Any, namespace: str) -> None:
         ) from None
 
 
-def _cluster_sink(api_client: Any, config: Mapping[str, Any], api: str) -> object:
+def _cluster_sink(api_client: Any, config: Mapping[str, Any], api: str) -> KubernetesEventSink:
     """The sink for a real cluster: it writes through the client the demo reads with.
 
     The configuration's ``qps``, ``burst`` and ``drain_qps`` apply to it as to a sink the
