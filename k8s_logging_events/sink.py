@@ -20,7 +20,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import quote
 
 from k8s_logging_events import (
@@ -98,7 +98,7 @@ class KubernetesEventSink:
     urllib3 pool where the channel cannot connect exactly as the client would (a proxy).
     Its connections are its own: only :meth:`close` closes them (closing a given
     ``api_client`` does not), and a handler or broadcaster given the sink never closes it, so
-    close it yourself (``with contextlib.closing(sink):``) after the last flush.
+    close it yourself (``with KubernetesEventSink(api_client) as sink:``) after the last flush.
 
     Args:
         api_client: the client to use. Without one, the sink builds a private one (never
@@ -368,6 +368,13 @@ class KubernetesEventSink:
         if self._owns_client:
             self._api_client.close()
             _kubeconfig.clean_up_at_exit()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the sink (:meth:`close`) at the end of a ``with`` block."""
+        self.close()
 
     def _wait_for_rate_limit(self) -> None:
         while True:

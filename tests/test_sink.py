@@ -212,6 +212,19 @@ class TestKubernetesEventSink:
         assert [round(x, 6) for x in clock.sleeps] == [0.2, 0.2]
         assert len(server.events()) == 12
 
+    def test_a_with_block_closes_the_sink_and_not_a_given_client(
+        self, server: LocalApiServer
+    ) -> None:
+        """``with KubernetesEventSink(api_client) as sink:`` closes the sink's own connections
+        at the block's end (a later write is refused); the client given stays usable."""
+        with server.api_client() as api_client:
+            with sink.KubernetesEventSink(api_client) as s:
+                s.create(_event(name="web-0.a"))
+            with pytest.raises(ConnectionAbortedError):
+                s.create(_event(name="web-0.b"))
+            assert client.CoreV1Api(api_client).list_namespaced_event("default").items
+        assert [e["metadata"]["name"] for e in server.events()] == ["web-0.a"]
+
     @pytest.mark.parametrize("sleep", [time.sleep, lambda seconds: None], ids=["time", "one"])
     def test_a_sleep_of_another_shape_is_refused(self, sleep: Any) -> None:
         """``KubernetesEventSink(sleep=time.sleep)`` was taken: every create or patch the rate
