@@ -401,7 +401,9 @@ BATCH_CHILD = """
 import logging, sys
 from k8s_logging_events.handler import KubernetesEventHandler
 
-logging.getLogger().addHandler(KubernetesEventHandler(component="batch", sink=sys.argv[1]))
+logging.getLogger().addHandler(
+    KubernetesEventHandler(component="batch", sink=sys.argv[1], api=sys.argv[2])
+)
 log = logging.getLogger("job")
 for number in range(100):
     pod = {"apiVersion": "v1", "kind": "Pod",
@@ -410,10 +412,11 @@ for number in range(100):
 """
 
 
-def test_a_batch_job_finds_all_its_events_after_exit_with_default_options(server) -> None:
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_batch_job_finds_all_its_events_after_exit_with_default_options(server, api) -> None:
     """100 distinct objects and an ordinary exit: the client-side rate limit (5/s) must not
-    be why events are lost, so the drain at exit runs at drain_qps."""
-    result = run_child(BATCH_CHILD, server.url)
+    be why events are lost, so the drain at exit runs at drain_qps, through either API."""
+    result = run_child(BATCH_CHILD, server.url, api)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert stored_counts(server, None) == Counter({f"batch-{n}": 1 for n in range(100)})
