@@ -253,7 +253,7 @@ class Runtime:
                     self._handoff.settle_aside()
                     busy = self._tend()
                     self._linger(len(batch))
-                except Exception as error:  # rule 5: report, and go on with the next batch
+                except _diagnostics.step_errors() as error:  # rule 5: report, go on
                     self._reporter.report(
                         "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
                     )

@@ -9,6 +9,7 @@ has not answered.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -570,6 +571,32 @@ def test_a_sink_error_whose_text_cannot_be_read_costs_its_write_not_a_writer() -
     assert flushed
     assert (stats["accepted"], stats["failed"], stats["pending"]) == (3, 3, 0)
     assert any("_UnprintableError" in text for text in reports), reports
+
+
+@pytest.mark.parametrize(
+    "error",
+    [SystemExit(3), asyncio.CancelledError(), KeyboardInterrupt()],
+    ids=["SystemExit", "CancelledError", "KeyboardInterrupt"],
+)
+def test_a_sink_raising_what_is_no_exception_costs_its_write_not_a_writer(
+    error: BaseException,
+) -> None:
+    """A sink raised a BaseException that is no Exception (a helper's sys.exit(), asyncio's
+    CancelledError out of an async client the sink runs): it escaped the writer's step and
+    killed the thread; the write stayed in flight for good, so no later event about that
+    object was written, and every flush waited its whole timeout. The write is retried and
+    given up as with any error, counted failed and said; no writer dies."""
+    fake = FakeEventSink()
+
+    def raising(event: models.Event) -> models.Event:
+        raise error
+
+    fake.on_create = raising
+    died, flushed, stats, reports = _record_through(fake, 3)
+    assert died == []
+    assert flushed
+    assert (stats["accepted"], stats["failed"], stats["pending"]) == (3, 3, 0)
+    assert any(type(error).__name__ in text for text in reports), reports
 
 
 def _record_through(

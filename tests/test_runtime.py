@@ -1315,6 +1315,50 @@ def test_occurrences_that_cannot_be_correlated_are_reported_as_many_as_failed(ca
     assert (totals[-1] if totals else sum(lost)) == 6, said
 
 
+@pytest.mark.parametrize(
+    "error", [SystemExit(1), KeyboardInterrupt()], ids=["SystemExit", "KeyboardInterrupt"]
+)
+def test_a_hook_or_watcher_raising_what_is_no_exception_costs_its_event_not_a_thread(
+    error: BaseException,
+) -> None:
+    """A correlation hook or a watcher's handler raised a BaseException that is no Exception
+    (a helper's sys.exit()): it killed the dispatcher, so nothing more was written until a
+    flush and the occurrence it was correlating had no outcome; the watcher's thread died
+    too. Each costs only its own event: counted failed, said, and the threads go on."""
+
+    def spam_key_func(event: models.Event) -> str:
+        if event.reason == "Broken":
+            raise error
+        return correlator.get_spam_key(event)
+
+    died: list[threading.ExceptHookArgs] = []
+    watched: list[str] = []
+
+    def watch(event: models.Event) -> None:
+        if event.reason == "Broken":
+            raise error
+        watched.append(event.reason)
+
+    hook, threading.excepthook = threading.excepthook, died.append
+    options = correlator.CorrelatorOptions(spam_key_func=spam_key_func)
+    try:
+        with _recording("hooks", correlator_options=options) as (b, rec, fake):
+            b.start_event_watcher(watch)
+            rec.event(REF, models.WARNING, "Broken", "message")
+            rec.event(REF, models.WARNING, "Fine", "message")
+            bound = time.monotonic() + 10
+            while (not fake.events or not watched) and time.monotonic() < bound:
+                threading.Event().wait(0.01)  # no flush: the threads write and watch
+            assert [event.reason for event in fake.events] == ["Fine"]
+            assert watched == ["Fine"]
+            assert b.flush(5)
+            stats = dict(b.stats())
+    finally:
+        threading.excepthook = hook
+    assert died == []
+    assert (stats["created"], stats["failed"], unaccounted(stats)) == (1, 1, 0), stats
+
+
 # --- coalescing before correlating ------------------------------------------------------------
 
 
