@@ -96,8 +96,9 @@ def step_errors() -> type[BaseException]:
     """What a failed background step is caught as (rule 5), read as it is caught: anything on
     the library's threads, which it would kill (a sink's or a hook's SystemExit, asyncio's
     CancelledError) and where no Ctrl-C arrives; elsewhere (a flush writing on the caller's
-    thread) an Exception, so that Ctrl-C and an exit still cut the flush short."""
-    return BaseException if _own.mark else Exception
+    thread, the main one's work at exit) an Exception, so Ctrl-C and an exit cut it short."""
+    own = _own.mark and threading.current_thread() is not threading.main_thread()
+    return BaseException if own else Exception
 
 
 def logs_for_itself() -> bool:
