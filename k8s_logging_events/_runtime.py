@@ -491,9 +491,11 @@ class Runtime:
             self._reporter.report(
                 "exit-unprepared",
                 logging.WARNING,
-                "%d occurrences were not written: their sink was still being set up (its client "
-                "built, the server asked which Events API it serves) at the deadline of shutdown",
+                "%d occurrences %swere not written: their sink was still being set up (its "
+                "client built, the server asked which Events API it serves) at the deadline of "
+                "shutdown (see flush_timeout; an api of v1 or events.k8s.io/v1 asks no question)",
                 unprepared,
+                self.about,
             )
         for consumer in consumers:
             consumer.watcher.stop()

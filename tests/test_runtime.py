@@ -321,7 +321,7 @@ if __name__ == "__main__":
     ("api", "said"),
     [
         ("v1", "Unable to write 5 event occurrence(s) of mp "),
-        ("auto", "5 occurrences were not written: their sink was still being set up"),
+        ("auto", "5 occurrences of mp were not written: their sink was still being set up"),
     ],
 )
 @pytest.mark.parametrize("method", ["fork", "spawn"])
