@@ -198,11 +198,10 @@ class TestKubernetesEventSink:
         assert server.requests == []
 
     def test_the_client_side_rate_limit_waits_for_tokens(self, server: LocalApiServer) -> None:
-        """qps 5, burst 10: the first 10 writes go at once, then one every 0.2 s."""
+        """By default client-go's REST limit, qps 5 and burst 10: the first 10 writes go at
+        once, then one every 0.2 s."""
         clock = FakeClock(T0)
-        s = sink.KubernetesEventSink(
-            server.api_client(), qps=5, burst=10, clock=clock, sleep=clock.sleep
-        )
+        s = sink.KubernetesEventSink(server.api_client(), clock=clock, sleep=clock.sleep)
         try:
             for i in range(12):
                 s.create(_event(name=f"web-0.{i}"))
