@@ -306,3 +306,31 @@ def test_reports_made_as_the_block_ends_reach_caplog_too(log, caplog) -> None:
         log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
     assert "403 Forbidden" in caplog.text
     assert library.disabled
+
+
+def test_a_logger_the_code_under_tests_dictconfig_stops_from_propagating_is_named_with_the_fix(
+    log,
+) -> None:
+    """The application's dictConfig gives its logger handlers of its own and ``propagate:
+    false`` (as many Django and service configurations do): its records never reach the root,
+    where the capture listens. The failure says so and how to capture them; once attached
+    there, they are captured."""
+    with capture_events() as events:
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"console": {"class": "logging.NullHandler"}},
+                "loggers": {log.name: {"handlers": ["console"], "propagate": False}},
+            }
+        )
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        with pytest.raises(AssertionError) as failure:
+            events.assert_has(reason="BackOff")
+        assert f"propagate: false on 1 logger(s) ({log.name})" in str(failure.value)
+        assert f"logging.getLogger({log.name!r}).addHandler(k8s_events.handler)" in str(
+            failure.value
+        )
+        logging.getLogger(log.name).addHandler(events.handler)
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        events.assert_has(reason="BackOff", count=1)
