@@ -114,6 +114,26 @@ def test_a_failed_assertion_shows_what_was_captured(log) -> None:
     assert "Pod prod/web-0 (count 1, Warning BackOff)" in text
 
 
+def test_a_failed_assertion_names_the_involved_object_by_its_reference(log) -> None:
+    """``involved=`` a client model (as the code under test has it, read from the API) is
+    named in the failure as kubectl names objects, not by the model's repr, which is the
+    whole object, a hundred lines or more before the table."""
+    from kubernetes import client
+
+    pod = client.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=client.V1ObjectMeta(name="db-0", namespace="prod", uid="uid-db-0"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="postgres")]),
+    )
+    with capture_events() as events:
+        log.warning("Back-off pulling image", extra={"involved": POD, "reason": "BackOff"})
+        with pytest.raises(AssertionError) as failure:
+            events.assert_has(involved=pod, reason="BackOff")
+    first = str(failure.value).splitlines()[0]
+    assert first == "No captured event with involved='Pod prod/db-0', reason='BackOff'."
+
+
 def test_several_matches_are_an_error_too(log) -> None:
     """assert_has wants exactly one event; ``find`` returns them all."""
     with capture_events() as events:

@@ -496,10 +496,14 @@ def _describe_criteria(criteria: dict[str, Any]) -> str:
     given = {key: value for key, value in criteria.items() if value is not None}
     if not given:
         return "at all"
+    if "involved" in given:  # a model's repr is the whole object, a hundred lines or more
+        given["involved"] = _ref_text(references.object_reference(given["involved"]))
     return "with " + ", ".join(f"{key}={value!r}" for key, value in given.items())
 
 
 def _object_text(event: models.Event, count: int) -> str:
-    ref = event.involved_object
-    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
-    return f"{ref.kind} {where} (count {count}, {event.type} {event.reason})"
+    return f"{_ref_text(event.involved_object)} (count {count}, {event.type} {event.reason})"
+
+
+def _ref_text(ref: models.ObjectReference) -> str:
+    return f"{ref.kind} {ref.namespace}/{ref.name}" if ref.namespace else f"{ref.kind} {ref.name}"
