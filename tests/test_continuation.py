@@ -160,6 +160,25 @@ def test_a_restart_continues_the_series_events_k8s_io_v1() -> None:
         assert all("resourceVersion" in r.body["metadata"] for r in patches)
 
 
+@pytest.mark.parametrize("api", [sink.CORE_V1, sink.EVENTS_V1])
+def test_a_restart_continues_the_event_about_a_newer_version_of_its_object(api: str) -> None:
+    """The resourceVersion is in neither the name nor the takeover's test of "ours": each
+    lifetime logs about the Pod as it read it then (a newer resourceVersion each time), and
+    the event it meets under its name is still its own, continued, not renamed beside it."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        for version in ("100", "250", "3071"):
+            involved = pod("web-0")
+            involved["metadata"]["resourceVersion"] = version
+            stats = _lifetime(server, clock, _warnings(3), involved, api=api)
+            assert _lost(stats) == 0, stats
+            clock.step(30)
+        counts = [e.get("count") for e in server.events("default")]
+        if api == sink.EVENTS_V1:
+            counts = [e["series"]["count"] for e in server.events_v1("default")]
+        assert counts == [9]
+
+
 def test_a_restart_with_timestamp_names_starts_a_new_event_as_client_go() -> None:
     """The option that keeps client-go's names keeps its restarts too: one event each."""
     clock = FakeClock(T0)
