@@ -371,3 +371,16 @@ def test_a_logger_the_code_under_tests_dictconfig_stops_from_propagating_is_name
         logging.getLogger(log.name).addHandler(events.handler)
         log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
         events.assert_has(reason="BackOff", count=1)
+
+
+def test_a_configuration_dictconfig_refuses_half_way_leaves_the_capture_attached(log) -> None:
+    """dictConfig removes the root's handlers before it finds that the root names a handler
+    the configuration lacks, and raises: the application may catch that and go on logging,
+    and the capture goes on too (no "removed" failure that blames the test)."""
+    with capture_events() as events:
+        with pytest.raises(ValueError, match="Unable to configure root logger"):
+            logging.config.dictConfig(
+                {"version": 1, "disable_existing_loggers": False, "root": {"handlers": ["none"]}}
+            )
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        events.assert_has(reason="BackOff", count=1)

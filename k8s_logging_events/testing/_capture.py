@@ -461,13 +461,14 @@ def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
         if not _active_captures:  # put back after its capture (a monkeypatch undone later)
             return original(*args, **kwargs)
         disabled, isolated = set(disabled_loggers()), set(isolated_loggers())
-        result = original(*args, **kwargs)
-        enable_library_logger()  # its reports stay part of what the capture shows
-        disabled = set(disabled_loggers()) - disabled
-        isolated = set(isolated_loggers()) - isolated
-        for captured in _active_captures:
-            captured._after_reconfiguration(how, disabled, isolated)
-        return result
+        try:
+            return original(*args, **kwargs)
+        finally:  # also after one that raised half-way, the root's handlers removed
+            enable_library_logger()  # its reports stay part of what the capture shows
+            disabled = set(disabled_loggers()) - disabled
+            isolated = set(isolated_loggers()) - isolated
+            for captured in _active_captures:
+                captured._after_reconfiguration(how, disabled, isolated)
 
     return configure
 
