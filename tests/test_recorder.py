@@ -162,6 +162,22 @@ def test_structured_logging_passes_the_fields_as_extras(make_broadcaster) -> Non
     }
 
 
+def test_structured_logging_takes_a_level_name_as_logging_does(make_broadcaster) -> None:
+    """``level="WARNING"`` logs at WARNING, as ``logging`` reads a level name (it failed every
+    event on the watcher with a TypeError); what is no level is refused when started."""
+    b = make_broadcaster()
+    records: list[logging.LogRecord] = []
+    target = logging.getLogger("tests.recorder.structured_level")
+    target.propagate = False
+    target.addHandler(_ListHandler(records))
+    with pytest.raises(ValueError, match="level"):
+        b.start_structured_logging(target, "LOUD")
+    b.start_structured_logging(target, "WARNING")
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "up")
+    assert b.flush(5)
+    assert [(r.levelno, r.getMessage()) for r in records] == [(logging.WARNING, "Event occurred")]
+
+
 def test_a_structured_logging_target_that_raises_costs_no_occurrence(
     make_broadcaster, caplog
 ) -> None:
