@@ -479,10 +479,12 @@ class RateLimitedReporter:
         standard_error.summarise()
 
 
-OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "unconfirmed", "failed", "discarded")
 """The final outcomes; once flushed, ``accepted`` equals their sum for each sink.
 
-``discarded``: there was no sink to write to (``sink: None``, or ``"auto"`` found none).
+``unconfirmed``: taken as written by a request whose answer was lost, which another writer's
+count leaves in doubt (docs/correlation.md, rule 5). ``discarded``: there was no sink to
+write to (``sink: None``, or ``"auto"`` found none).
 """
 
 

@@ -576,7 +576,7 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
 def _written(active: recorder.EventBroadcaster) -> int:
     """Occurrences written so far: while this does not move, the server takes nothing."""
     stats = active.stats()
-    return stats["created"] + stats["patched"] + stats["coalesced"]
+    return stats["created"] + stats["patched"] + stats["coalesced"] + stats["unconfirmed"]
 
 
 _OPTION_NAMES = tuple(
