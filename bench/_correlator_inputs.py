@@ -11,25 +11,28 @@ from __future__ import annotations
 
 OBJECTS = 1000
 PER_OBJECT = 20  # below the spam burst of 25: repeats and aggregates are not filtered
+AGGREGATE_FROM = 10  # client-go combines an object's 10th distinct message (and later ones)
 
 Call = tuple[int, str, str]
 
 
 def inputs(calls: int) -> dict[str, list[Call]]:
     """``calls`` occurrences for each input, in the order they are correlated."""
-    rounds = max(1, calls // OBJECTS)
+    # fewer objects for fewer calls (--quick), so that each still reaches its 10th message
+    objects = max(1, min(OBJECTS, calls // AGGREGATE_FROM))
+    rounds = min(PER_OBJECT, max(1, calls // objects))
     return {
         # 1,000 objects, each the same warning again and again (round-robin): repeats
         "repeated": [
             (obj, "BackOff", "Back-off pulling image busybox")
-            for _ in range(min(rounds, PER_OBJECT))
-            for obj in range(OBJECTS)
+            for _ in range(rounds)
+            for obj in range(objects)
         ],
         # 1,000 objects, each a new message every time: from the 10th on, combined
         "aggregated": [
             (obj, "BackOff", f"Back-off pulling image busybox:{step}")
-            for step in range(min(rounds, PER_OBJECT))
-            for obj in range(OBJECTS)
+            for step in range(rounds)
+            for obj in range(objects)
         ],
         # one object, the same warning: 25 pass, the rest are held back by the spam filter
         "spam-filtered": [(0, "BackOff", "Back-off pulling image busybox")] * calls,

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from k8s_logging_events import (
+    _apis,
     _diagnostics,
     _kubeconfig,
     _pending,
@@ -121,6 +122,15 @@ class Options:
 def checked(given: Mapping[str, Any]) -> Options:
     """The handler's keywords (all, by name) checked into :class:`Options`; else ValueError."""
     sink = checked_sink(given["sink"], given["broadcaster"])
+    try:
+        return _checked(given, sink)
+    except BaseException:
+        if isinstance(given["sink"], Mapping):  # built from "()" here, no handler to close it
+            _apis.call_optional(sink, "close")
+        raise
+
+
+def _checked(given: Mapping[str, Any], sink: Sink) -> Options:
     if given["namespace"] != models.DEFAULT_NAMESPACE:
         raise ValueError(
             f"namespace must be 'default', not {given['namespace']!r}: the API server accepts "
@@ -148,7 +158,7 @@ def checked(given: Mapping[str, Any]) -> Options:
         exception_detail=choice(
             "exception_detail", given["exception_detail"], _records.EXCEPTION_DETAILS
         ),
-        api=choice("api", given["api"], (sinks.CORE_V1, sinks.EVENTS_V1, "auto")),
+        api=api_for(given["api"], sink),
         kubeconfig=for_auto("kubeconfig", given["kubeconfig"], sink),
         context=for_auto("context", given["context"], sink),
         default_involved=default_involved(given["default_involved"]),
@@ -195,6 +205,23 @@ def choice(name: str, value: object, allowed: Sequence[str]) -> str:
     if not isinstance(value, str) or value not in allowed:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, not {value!r}")
     return value
+
+
+def api_for(value: object, sink: Sink) -> str:
+    """``api``, which an EventSink's own ``api`` overrides: asked for series, a sink known to
+    write core/v1 would silently write counts instead."""
+    api = choice("api", value, (sinks.CORE_V1, sinks.EVENTS_V1, "auto"))
+    if (
+        api == sinks.EVENTS_V1
+        and _pending.is_event_sink(sink)
+        and _apis.api_known(sink)
+        and _apis.api_of(sink) is not _apis.EVENTS_V1
+    ):
+        raise ValueError(
+            f"api {api!r} cannot be set with a sink that writes {_apis.api_of(sink).name!r}: "
+            "a sink object writes its own api (KubernetesEventSink(client, api=...))"
+        )
+    return api
 
 
 def for_auto(name: str, value: object, sink: Sink) -> str | None:

@@ -502,7 +502,8 @@ class Writes:
         heapq.heappush(self._timed, (due, slot.generation, key))
 
     def promote_due(self) -> None:
-        now = self._now() + _RESOLUTION
+        clock = self._now()
+        now = clock + _RESOLUTION
         while self._timed and self._timed[0][0] <= now:
             _, generation, key = heapq.heappop(self._timed)
             if not self._is_timed(generation, key):
@@ -511,7 +512,8 @@ class Writes:
             write = slot.waiting
             assert write is not None
             if write.held and not self.flushing and not self._p.release(write.event):
-                write.due = now + max(_errors.finite(self._p.hold_wait(write.event)), 0.001)
+                # from the clock: the slack is the check's, a due time with it is missed at it
+                write.due = clock + max(_errors.finite(self._p.hold_wait(write.event)), 0.001)
                 self._make_timed(key, slot, write.due)
                 continue
             write.held = False

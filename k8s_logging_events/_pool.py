@@ -124,6 +124,8 @@ class WriterPool:
         self.can_spawn = True  # False for good: the interpreter exits (3.12)
         self.refused = False  # the last writer could not start: a flush writes on its own thread
         self.stopping = False
+        self.given_up = threading.Event()
+        """Set once close() gave up the writes in flight: none of their requests is sent."""
 
     def ready(self) -> int:
         """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
@@ -266,7 +268,8 @@ class WriterPool:
         writes = recording.writes
         write.writer = threading.get_ident()  # a credential plugin it waits for is its own
         try:
-            kind, stored = writes.attempt(write)
+            with _process.requests_given_up_by(self.given_up):
+                kind, stored = writes.attempt(write)
         except Exception as error:
             failure: Exception | None = error
         else:

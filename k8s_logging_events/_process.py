@@ -269,6 +269,24 @@ def request_seconds(seconds: float) -> float:
     return seconds if end is None else max(0.001, min(seconds, end - time.monotonic()))
 
 
+@contextlib.contextmanager
+def requests_given_up_by(given_up: threading.Event) -> Iterator[None]:
+    """Requests made on this thread in the block are not sent once ``given_up`` is set (a
+    shutdown counted their write failed), whatever the sink, which may outlive it, waits for."""
+    previous, _requests.given_up = getattr(_requests, "given_up", None), given_up
+    try:
+        yield
+    finally:
+        _requests.given_up = previous
+
+
+def request_cancel(default: threading.Event) -> threading.Event:
+    """What ends a wait before this thread's request: :func:`requests_given_up_by`'s event,
+    else ``default`` (a sink's close)."""
+    given_up: threading.Event | None = getattr(_requests, "given_up", None)
+    return given_up or default
+
+
 _mask = threading.local()
 # a write held by an exec plugin (no timeout) waits for that, not the server: reports say which
 _awaiting: set[int] = set()

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
+from typing import cast
 
 from k8s_logging_events import _diagnostics, _kinds, _sanitise, _tracebacks, models, references
 
@@ -259,8 +260,9 @@ class CallSites:
 
 
 def _reference(involved: object, field_path: object, notes: Notes) -> models.ObjectReference | None:
-    path = field_path if isinstance(field_path, str) else ""
-    if field_path is not None and not isinstance(field_path, str):
+    # its type, not isinstance, which asks a proxy's __class__ (that may recurse)
+    path = cast(str, field_path) if issubclass(type(field_path), str) else ""
+    if field_path is not None and not issubclass(type(field_path), str):
         notes.repair(
             "field_path", "Ignoring field_path of type %s: not a string", type(field_path).__name__
         )

@@ -168,6 +168,9 @@ class KubernetesEventHandler(logging.Handler):
         self.formatter = _records.PLAIN
         self._options = options
         self._source = models.EventSource(component=options.component, host=options.host)
+        # a repaired component (reported once, when checked) is a repair of every event
+        named = _options.optional_name("component", component) or _options.default_component()
+        self._component_repaired = named != options.component
         self._given = broadcaster
         self._built = options.sink if isinstance(sink, Mapping) else None  # held by no one else
         self._default_involved: models.ObjectReference | None = None if pod is None else pod.ref
@@ -462,7 +465,7 @@ class KubernetesEventHandler(logging.Handler):
             if occurrence is None:
                 self._counters["refused"].add()
                 return
-            if notes.repairs:
+            if notes.repairs or self._component_repaired:
                 self._counters["repaired"].add()
             offer = self._offer or self._start()
             if offer is None:

@@ -108,8 +108,8 @@ class KubernetesEventSink:
             options of those names, with the same defaults (docs/configuration.md): core/v1,
             and ``qps=0`` for no rate limit; ``drain_qps`` applies while :meth:`drain` is on.
         clock: the rate limit's time source (its monotonic reading).
-        sleep: how the rate limit waits (interrupted by :meth:`close`), called as
-            ``sleep(seconds, cancel)``.
+        sleep: how the rate limit waits (interrupted by :meth:`close`, and by a shutdown
+            that gave the waiting write up), called as ``sleep(seconds, cancel)``.
 
     Raises:
         ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
@@ -329,9 +329,11 @@ class KubernetesEventSink:
         """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer,
         or what ``parse`` makes of it."""
         data = _transport.encode(method, path, body)
-        self._wait_for_rate_limit()
-        if self._closed.is_set():  # what was pending at close() is counted already
-            raise ConnectionAbortedError("the sink was closed")
+        # a write a shutdown gave up is not sent by a sink that outlives it (it counted failed)
+        cancel = _process.request_cancel(self._closed)
+        self._wait_for_rate_limit(cancel)
+        if self._closed.is_set() or cancel.is_set():  # what was pending is counted already
+            raise ConnectionAbortedError("the sink was closed, or its write given up")
         try:
             return _transport.send(self._transport, method, path, content_type, data, parse)
         except ApiStatusError as error:
@@ -376,8 +378,8 @@ class KubernetesEventSink:
         """Close the sink (:meth:`close`) at the end of a ``with`` block."""
         self.close()
 
-    def _wait_for_rate_limit(self) -> None:
-        while True:
+    def _wait_for_rate_limit(self, cancel: threading.Event) -> None:
+        while not self._closed.is_set():  # a close() seen within a second by a writer's wait
             with self._limit_lock:
                 bucket = self._bucket
                 if bucket is None:
@@ -389,9 +391,10 @@ class KubernetesEventSink:
                 wait = min(bucket.wait_time(now), 1.0)
                 self.waiting_for_rate_limit += 1
             try:
-                if self._sleep(wait, self._closed):
+                if self._sleep(wait, cancel):
                     raise ConnectionAbortedError(
-                        "the sink was closed while waiting for its rate limit"
+                        "the sink was closed, or its write given up, while waiting for its "
+                        "rate limit"
                     )
             finally:
                 with self._limit_lock:

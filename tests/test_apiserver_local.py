@@ -380,6 +380,29 @@ def test_constructor_rejects_invalid_namespace_names():
         LocalApiServer(namespaces=["Not_Valid"])
 
 
+@pytest.mark.parametrize(
+    ("options", "words"),
+    [
+        ({"namespaces": "shop"}, ["namespaces", "list", "['shop']"]),
+        ({"namespaces": [5]}, ["namespace", "5"]),
+        ({"max_events": 0}, ["max_events", ">= 1", "0"]),
+        ({"max_events": -1}, ["max_events", "-1"]),
+        ({"max_events": "x"}, ["max_events", "'x'"]),
+        ({"max_events": 1.5}, ["max_events", "1.5"]),
+        ({"watch_history": "x"}, ["watch_history", "'x'"]),
+        ({"watch_history": True}, ["watch_history", "True"]),
+    ],
+)
+def test_a_mistaken_store_option_is_refused_naming_it(options: dict[str, Any], words: list[str]):
+    """Seen before: namespaces="shop" (a pytest marker's easy slip) created the namespaces s,
+    h, o and p, so writes into shop met 404; max_events of -1 or "x" made the server drop
+    every write's connection without an answer. Each is a ValueError at construction."""
+    with pytest.raises(ValueError, match=r".") as error:
+        LocalApiServer(**options)
+    message = str(error.value)
+    assert all(word in message for word in words), message
+
+
 def test_dry_run_validates_without_storing(k8s_apiserver, k8s_core_v1):
     """dryRun=All answers as a create would, but nothing is stored and no version is used."""
     before = k8s_apiserver.resource_version

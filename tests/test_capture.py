@@ -39,6 +39,23 @@ def test_events_logged_in_the_block_are_captured(log) -> None:
     assert len(events) == 2
 
 
+def test_kind_name_and_namespace_are_accepted_as_wait_for_event_names_them(log) -> None:
+    """``kind=``, ``name=`` and ``namespace=`` select as ``object_kind=``, ``object_name=`` and
+    ``object_namespace=`` do, in every look, so a test written from ``wait_for_event``'s words
+    works on the capture too; a criterion given under both of its names is a mistake."""
+    with capture_events() as events:
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        log.warning("Back-off", extra={"involved": DB, "reason": "BackOff"})
+    found = events.wait_for(kind="Pod", name="web-0", reason="BackOff", timeout=1)
+    assert found.involved_object.name == "web-0"
+    assert events.assert_has(name="db-0", namespace="prod").involved_object.name == "db-0"
+    assert len(events.find(kind="Pod", namespace="prod")) == 2
+    events.assert_none(kind="Node")
+    events.assert_none(name="web-0", namespace="default")
+    with pytest.raises(TypeError, match="object_name= or name=, not both"):
+        events.find(object_name="web-0", name="web-0")
+
+
 def test_involved_finds_the_event_about_the_object_as_it_was_logged(log) -> None:
     """``involved=`` is the object the test logged about, even where the handler filed it
     otherwise (a Pod manifest without a namespace, a kind spelled ``pod``, a Node given a

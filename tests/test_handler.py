@@ -1363,11 +1363,12 @@ class TestRepairs:
         assert event_handler.stats()["repaired"] == 2  # the kind's case, the Node's namespace
         assert not [t for t in reports.messages() if "apiVersion" in t]
 
-    def test_an_invalid_component_is_repaired_once_at_construction(
+    def test_an_invalid_component_is_repaired_said_once_and_every_event_counted_repaired(
         self, make, log, fake, reports
     ) -> None:
         """component 'Bad Name!' becomes 'Bad-Name' (a qualified name, as the reporting
-        controller must be), said once when the handler is built, not per event."""
+        controller must be), said once when the handler is built, not per event; each record
+        whose event carries the repaired name counts as ``repaired``, as every repair does."""
         event_handler = make(component="Bad Name!")
         assert event_handler.source.component == "Bad-Name"
         log.addHandler(event_handler)
@@ -1379,7 +1380,7 @@ class TestRepairs:
         assert "'Bad-Name'" in report
         (event,) = fake.events
         assert (event.source.component, event.reporting_controller) == ("Bad-Name", "Bad-Name")
-        assert event_handler.stats()["repaired"] == 0  # the option, not the records
+        assert event_handler.stats()["repaired"] == 3
 
 
 # --- lifecycle -----------------------------------------------------------------------------------

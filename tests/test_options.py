@@ -396,6 +396,40 @@ def test_kubeconfig_or_context_with_a_sink_of_its_own_is_refused(option: str, gi
         KubernetesEventHandler(sink=given, **options)
 
 
+def test_events_v1_asked_of_a_sink_that_writes_core_v1_is_refused() -> None:
+    """A sink object writes its own ``api``: asked for ``events.k8s.io/v1`` beside one that
+    writes core/v1 (a sink without ``api`` does), the handler silently wrote counts where the
+    user meant series. It refuses the pair when built, and closes a sink it built from a
+    ``"()"`` factory for it; a sink that writes events.k8s.io/v1 itself, and ``auto``, are
+    taken."""
+    with pytest.raises(ValueError, match=r"api 'events\.k8s\.io/v1' cannot be set with a sink"):
+        KubernetesEventHandler(sink=FakeEventSink(), api="events.k8s.io/v1")
+    closed: list[FakeEventSink] = []
+
+    class ClosedSink(FakeEventSink):
+        def close(self) -> None:
+            closed.append(self)
+
+    config: dict[str, Any] = {
+        "version": 1,
+        "handlers": {
+            "k8s": {
+                "class": "k8s_logging_events.KubernetesEventHandler",
+                "sink": {"()": ClosedSink},
+                "api": "events.k8s.io/v1",
+            }
+        },
+    }
+    with pytest.raises(ValueError, match="Unable to configure handler 'k8s'") as error:
+        logging.config.dictConfig(config)
+    assert "sink that writes 'v1'" in str(error.value.__cause__)
+    assert len(closed) == 1
+    with LocalApiServer() as server:
+        for api in ("events.k8s.io/v1", "auto"):
+            with sink.KubernetesEventSink.from_url(server.url, api="events.k8s.io/v1") as own:
+                KubernetesEventHandler(sink=own, api=api).close()
+
+
 @pytest.mark.parametrize("written", ["none", "None", " NONE ", "null", "", None])
 def test_structured_logging_written_as_none_is_off(written: str | None) -> None:
     """``structured_logging: none`` in a YAML file is the string "none", as ``sink: none``

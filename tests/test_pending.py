@@ -17,7 +17,16 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from k8s_logging_events import _diagnostics, _options, _pending, correlator, models, recorder, sink
+from k8s_logging_events import (
+    _diagnostics,
+    _options,
+    _pending,
+    correlator,
+    models,
+    recorder,
+    series,
+    sink,
+)
 from k8s_logging_events.testing import FakeClock, FakeEventSink
 from tests._sinks import WithoutRead
 from tests.reliability_scenarios import ListHandler, on_library_logger
@@ -366,6 +375,7 @@ class Pending:
         max_tries: int = 3,
         max_pending: int = 100,
         sleep_duration: float = 10.0,
+        policy: _pending.WritePolicy | None = None,
     ) -> None:
         self.clock = clock
         self.fake = FakeEventSink()
@@ -375,7 +385,7 @@ class Pending:
         self.reporter = _diagnostics.RateLimitedReporter(clock=clock)
         self.writes = _pending.Writes(
             WithoutRead(self.fake),
-            correlator.CountPolicy(self.correlator),
+            policy or correlator.CountPolicy(self.correlator),
             self.counters,
             options=_options.broadcasting(
                 queue_length=max_pending,
@@ -756,6 +766,25 @@ class TestEveryOccurrenceHasOneOutcome:
         clock.step(3.0)
         assert pending.drive() == ["created"]
         assert [e.count for e in pending.fake.events] == [2]
+
+    def test_a_held_series_pushed_back_on_the_way_is_due_at_its_time_to_the_step(self) -> None:
+        """A held write whose time was pushed back by later occurrences is due at that time:
+        a FakeClock stepped there writes it. The microsecond of slack of the due check went
+        into the pushed-back time too, so an events.k8s.io/v1 heartbeat due at 2,100 s (30
+        minutes after the series' write at 300 s) missed that check by a rounding, and the
+        series stayed held until a later step."""
+        clock = FakeClock(START)
+        seen = series.SeriesCorrelator(clock=clock)
+        pending = Pending(clock, policy=series.SeriesPolicy(seen))
+        written = []
+        for step in (0, 300, 300, 300, 300, 300, 300, 300):  # one occurrence every 5 minutes
+            clock.step(step)
+            event, held = seen.observe(dataclasses.replace(_occurrence(), action="Pull"))
+            pending.writes.submit_event(event, held=held)
+            written += pending.drive()
+        assert written == ["created", "patched", "patched"]  # at 0 s, 300 s and 2,100 s
+        assert [e.series.count for e in pending.fake.events if e.series] == [8]
+        assert pending.accounted()
 
     def test_a_count_allowed_by_the_spam_filter_is_not_held_by_a_later_one(self) -> None:
         """A repeat within the burst waits behind the create in flight; a further repeat the

@@ -189,6 +189,29 @@ def test_an_extra_whose_text_or_comparison_raises_is_a_refusal_that_names_the_ex
         assert all(word in text for word in ("reason", "annotations", "RuntimeError")), text
 
 
+class _RecursingClass:
+    """A lazy proxy gone wrong: looking up its ``__class__`` (as isinstance does) recurses."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return self.__class__
+
+
+def test_a_field_path_whose_class_recurses_is_ignored_not_raised() -> None:
+    """Seen before: ``extra={"involved": pod, "field_path": proxy}`` with a proxy whose
+    ``__class__`` recurses raised RecursionError out of ``log.warning`` (and the handlers
+    after this one never got the record). Like any field_path that is no string, it is
+    left out, and the event recorded without it."""
+    record = _record(involved=_pod(), field_path=_RecursingClass())
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert occurrence.ref.field_path == ""
+    assert [kind for kind, _, _ in notes.repairs] == ["field_path"]
+
+
 def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
     """A record rebuilt by ``logging.makeLogRecord`` (from JSON, say) may carry a line number
     that is no number: the report of its bad input raised out of the handler into the log

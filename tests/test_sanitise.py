@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -219,6 +219,21 @@ class TestTimestampNames:
         nanos = int(digits, 16)
         assert prefix == "web-0"
         assert 0 < nanos - _sanitise.unix_nanos(T0) < 1000
+
+    def test_a_name_is_never_given_twice_even_after_the_wall_clock_steps_back(self) -> None:
+        """An event about an object at an earlier wall-clock time than its last name (an NTP
+        step back, FakeClock.step_wall(-10)) is named one nanosecond past that name, not from
+        its time alone: a handler that gave one name twice wrote the second event's
+        occurrence onto the first (its message, and a count of 2) when the create met the
+        first one's AlreadyExists, against the local server."""
+        namer = _sanitise.EventNamer()
+        at = _sanitise.unix_nanos(T0)
+        names = [namer.name("web-0", t) for t in (T0, T0 + timedelta(seconds=5), T0)]
+        assert names == [
+            f"web-0.{at:x}",
+            f"web-0.{at + 5_000_000_000:x}",
+            f"web-0.{at + 5_000_000_001:x}",
+        ]
 
     def test_unix_nanos_counts_every_microsecond(self) -> None:
         """Go's UnixNano exactly: events a microsecond apart get names of their own."""

@@ -198,11 +198,10 @@ class TestKubernetesEventSink:
         assert server.requests == []
 
     def test_the_client_side_rate_limit_waits_for_tokens(self, server: LocalApiServer) -> None:
-        """qps 5, burst 10: the first 10 writes go at once, then one every 0.2 s."""
+        """By default client-go's REST limit, qps 5 and burst 10: the first 10 writes go at
+        once, then one every 0.2 s."""
         clock = FakeClock(T0)
-        s = sink.KubernetesEventSink(
-            server.api_client(), qps=5, burst=10, clock=clock, sleep=clock.sleep
-        )
+        s = sink.KubernetesEventSink(server.api_client(), clock=clock, sleep=clock.sleep)
         try:
             for i in range(12):
                 s.create(_event(name=f"web-0.{i}"))
@@ -860,6 +859,34 @@ def test_a_server_down_for_the_whole_test_does_not_delay_shutdown(server, pipeli
     assert stats["accepted"] == 50
     assert _accounted(stats)
     server.accept_connections()
+
+
+def test_writes_shutdown_gave_up_are_never_sent_by_the_sink_that_outlives_it(server) -> None:
+    """shutdown(timeout) counts the writes still waiting for the sink's rate limit as failed
+    and stops every thread. A sink that outlives the broadcaster (shared, or closed later)
+    sent them all the same once its tokens came, from writer threads left waiting for them:
+    the server held what stats() called failed. They end at once now, sending nothing."""
+    b = recorder.EventBroadcaster()
+    # one request at once, then one every 100 s, draining too
+    with (
+        server.api_client() as api_client,
+        sink.KubernetesEventSink(api_client, qps=0.01, burst=1, drain_qps=0.01) as s,
+    ):
+        b.start_recording_to_sink(s)
+        rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+        rec.event(_ref("web-0"), models.WARNING, "R", "x")
+        deadline = time.monotonic() + 10
+        while b.stats()["created"] < 1 and time.monotonic() < deadline:
+            threading.Event().wait(0.01)  # polling, not sleeping the code under test
+        for i in (1, 2):  # no token left: both wait for the next one
+            rec.event(_ref(f"web-{i}"), models.WARNING, "R", "x")
+        b.shutdown(timeout=0.5)
+        for thread in b.threads():
+            thread.join(5)  # at once with the fix; the next token is 100 s away without it
+        assert b.threads() == []
+        stats = b.stats()
+        assert (stats["created"], stats["failed"]) == (1, 2)
+        assert len(server.events()) == 1
 
 
 def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pipeline) -> None:

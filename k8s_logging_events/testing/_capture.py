@@ -134,6 +134,9 @@ class CapturedEvents:
         object_name: str | None = None,
         object_namespace: str | None = None,
         count: int | None = None,
+        kind: str | None = None,
+        name: str | None = None,
+        namespace: str | None = None,
     ) -> list[models.Event]:
         """Return the events that match every criterion given (None matches anything).
 
@@ -149,7 +152,16 @@ class CapturedEvents:
             object_name: the involved object's name.
             object_namespace: the involved object's namespace.
             count: the exact number of occurrences the event counts.
+            kind: ``object_kind``, by the name ``wait_for_event`` gives it.
+            name: ``object_name``, likewise.
+            namespace: ``object_namespace``, likewise.
+
+        Raises:
+            TypeError: a criterion given under both of its names.
         """
+        object_kind = _one_of("object_kind", object_kind, "kind", kind)
+        object_name = _one_of("object_name", object_name, "name", name)
+        object_namespace = _one_of("object_namespace", object_namespace, "namespace", namespace)
         wanted = None
         if involved is not None:  # as the handler filed it: pod -> Pod, no namespace -> default
             ref = references.object_reference(involved)
@@ -482,6 +494,12 @@ def _same_object(wanted: models.ObjectReference, ref: models.ObjectReference) ->
     if (wanted.kind, wanted.namespace, wanted.name) != (ref.kind, ref.namespace, ref.name):
         return False
     return not (wanted.uid and ref.uid and wanted.uid != ref.uid)
+
+
+def _one_of(first: str, value: str | None, second: str, alias: str | None) -> str | None:
+    if value is not None and alias is not None:
+        raise TypeError(f"give {first}= or {second}=, not both")
+    return alias if value is None else value
 
 
 def _describe_criteria(criteria: dict[str, Any]) -> str:

@@ -134,8 +134,14 @@ class Store(PodStore):
         watch_history: int = DEFAULT_WATCH_HISTORY,
         admission: Callable[[WriteAttributes], None] | None = None,
     ) -> None:
-        if watch_history < 1:
-            raise ValueError("watch_history must be at least 1")
+        for option, count in (("watch_history", watch_history), ("max_events", max_events)):
+            # bool is an int; 0 or "x" kept nothing or failed every write, answering none
+            if not (count is None and option == "max_events") and (
+                isinstance(count, bool) or not isinstance(count, int) or count < 1
+            ):
+                raise ValueError(f"{option} must be a whole number >= 1, not {count!r}")
+        if isinstance(namespaces, str):  # "shop" would create s, h, o and p
+            raise ValueError(f"namespaces must be a list ([{namespaces!r}]), not {namespaces!r}")
         given: object = event_ttl  # typed float, but a caller may pass anything
         if given is not None and (
             isinstance(given, bool)
@@ -151,7 +157,7 @@ class Store(PodStore):
         self._monotonic = monotonic_source(clock)
         self._initial_namespaces = tuple(dict.fromkeys((*IMMORTAL_NAMESPACES, *namespaces)))
         for name in self._initial_namespaces:
-            if is_dns1123_label(name):
+            if not isinstance(name, str) or is_dns1123_label(name):
                 raise ValueError(f"namespace {name!r} is not a valid namespace name")
         self.auto_create_namespaces = auto_create_namespaces
         self._ttl = event_ttl
