@@ -479,12 +479,10 @@ class RateLimitedReporter:
         standard_error.summarise()
 
 
-OUTCOMES = ("dropped", "created", "patched", "coalesced", "unconfirmed", "failed", "discarded")
+OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")
 """The final outcomes; once flushed, ``accepted`` equals their sum for each sink.
 
-``unconfirmed``: taken as written by a request whose answer was lost, which another writer's
-count leaves in doubt (docs/correlation.md, rule 5). ``discarded``: there was no sink to
-write to (``sink: None``, or ``"auto"`` found none).
+``discarded``: there was no sink to write to (``sink: None``, or ``"auto"`` found none).
 """
 
 

@@ -366,18 +366,19 @@ class Writes:
         if write.abandoned:
             return
         unconfirmed = min(write.unconfirmed, write.occurrences)
-        if unconfirmed:
-            self._counters.add("unconfirmed", unconfirmed)
+        if unconfirmed:  # failed: written is what we cannot say; again may count them twice
+            self._counters.add("failed", unconfirmed)
             self._reporter.defer(
                 "unconfirmed",
                 logging.WARNING,
                 "Event %s/%s: another process wrote it past a request of ours whose answer "
                 "was lost, so its count cannot tell whether ours landed; its occurrences are "
-                "not written again, so that none counts twice, and the event may miss them",
+                "counted failed and not written again, so that none counts twice (the event "
+                "may miss them)",
                 write.event.namespace,
                 write.event.name,
                 occurrences=unconfirmed,
-                outcome="unconfirmed",
+                outcome="failed",
             )
         if write.occurrences > unconfirmed:
             self._counters.add(kind)

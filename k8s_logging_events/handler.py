@@ -579,7 +579,7 @@ class EventLoggerAdapter(logging.LoggerAdapter[logging.Logger]):
 def _written(active: recorder.EventBroadcaster) -> int:
     """Occurrences written so far: while this does not move, the server takes nothing."""
     stats = active.stats()
-    return stats["created"] + stats["patched"] + stats["coalesced"] + stats["unconfirmed"]
+    return stats["created"] + stats["patched"] + stats["coalesced"]
 
 
 _OPTION_NAMES = tuple(

@@ -247,8 +247,8 @@ def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
         ),
         CounterMetricFamily(
             OCCURRENCES,
-            "Occurrences by final outcome: dropped, created, patched, coalesced, unconfirmed, "
-            "failed, discarded.",
+            "Occurrences by final outcome: dropped, created, patched, coalesced, failed, "
+            "discarded.",
             labels=[_COMPONENT, "outcome"],
         ),
         GaugeMetricFamily(

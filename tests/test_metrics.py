@@ -610,7 +610,7 @@ class TestDocs:
         for rule in rules:
             for matcher in re.findall(r'outcome=~?"([^"]+)"', rule["expr"]):
                 used.update(matcher.split("|"))
-        assert used == {"failed", "dropped", "unconfirmed", "discarded"}
+        assert used == {"failed", "dropped", "discarded"}
         assert used <= set(OUTCOMES)
 
     def test_the_readme_links_the_page(self) -> None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-OUTCOMES = ("created", "patched", "coalesced", "unconfirmed", "dropped", "failed")
+OUTCOMES = ("created", "patched", "coalesced", "dropped", "failed")
 """The final outcomes of an occurrence in ``stats()``."""
 
 _PACKAGE = Path(__file__).resolve().parent.parent
