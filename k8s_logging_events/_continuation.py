@@ -60,6 +60,7 @@ class Write(Protocol):
     occurrences: int
     sent: Sent | None
     unsure: list[Sent]
+    unconfirmed: int
 
     def creation(self) -> models.Event:
         """The event a create of this write sends (its first occurrence's object ...)."""
@@ -394,7 +395,13 @@ class _Attempt:
         token, writers = self.owner.token, self.writers
         landed = [s for s in self.write.unsure if _landed(s, server, writers, token, start)]
         self.created = self.created or any(s[2] for s in landed)
-        unwritten = self.write.occurrences - max((s[1] for s in landed), default=0)
+        carried = max((s[1] for s in landed), default=0)
+        unwritten = self.write.occurrences - carried
+        # a count past what each of ours taken as landed set was raised by another writer,
+        # maybe past one of ours that did not land: what the count alone took is unconfirmed
+        past = server > max((s[0] for s in landed), default=server)
+        sure = max((s[1] for s in landed if not past or _told(s, writers, token)), default=0)
+        self.write.unconfirmed = carried - sure
         self.target = server + max(0, unwritten)
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still
@@ -496,16 +503,26 @@ def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool
     create, same ``start``), or passed it where a record came after ours (which set none:
     another writer then wrote on top of ours, if ours landed). Rather missed than twice."""
     target, _, created, number = sent
-    entries = (writers or "").split()
-    if not all(map(_ENTRY.fullmatch, entries)):  # another program wrote the key: no record
-        entries = []
+    told = _told(sent, writers, token)
+    if told is not None:
+        return told
+    reached = count > target if _entries(writers) and not number else count >= target
+    return reached and (start or not created)
+
+
+def _told(sent: Sent, writers: str | None, token: str) -> bool | None:
+    """Whether the record ``writers`` says a request in doubt landed; None: it cannot tell."""
+    number, entries = sent[3], _entries(writers)
     mine = [int(entry.partition(":")[2]) for entry in entries if entry.startswith(token)]
     if number and mine:
         return mine[0] >= number
-    if number and entries and len(entries) < MAX_WRITERS:
-        return False
-    reached = count > target if entries and not number else count >= target
-    return reached and (start or not created)
+    return False if number and entries and len(entries) < MAX_WRITERS else None
+
+
+def _entries(writers: str | None) -> list[str]:
+    entries = (writers or "").split()
+    # another program wrote the key: no record
+    return entries if all(map(_ENTRY.fullmatch, entries)) else []
 
 
 def _writers(event: models.Event) -> str | None:

@@ -121,6 +121,7 @@ class Write:
     sent: _continuation.Sent | None = None  # in flight (see _continuation.Sent)
     # earlier requests that may have landed, their answers lost (see _continuation)
     unsure: list[_continuation.Sent] = dataclasses.field(default_factory=list)
+    unconfirmed: int = 0  # of its occurrences, taken as landed with an unsure request
     throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
     first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)
@@ -364,9 +365,24 @@ class Writes:
         self._stalled.discard(write.event.namespace)
         if write.abandoned:
             return
-        self._counters.add(kind)
-        if write.occurrences > 1:
-            self._counters.add("coalesced", write.occurrences - 1)
+        unconfirmed = min(write.unconfirmed, write.occurrences)
+        if unconfirmed:  # failed: written is what we cannot say; again may count them twice
+            self._counters.add("failed", unconfirmed)
+            self._reporter.defer(
+                "unconfirmed",
+                logging.WARNING,
+                "Event %s/%s: another process wrote it past a request of ours whose answer "
+                "was lost, so its count cannot tell whether ours landed; its occurrences are "
+                "counted failed and not written again, so that none counts twice (the event "
+                "may miss them)",
+                write.event.namespace,
+                write.event.name,
+                occurrences=unconfirmed,
+                outcome="failed",
+            )
+        if write.occurrences > unconfirmed:
+            self._counters.add(kind)
+            self._counters.add("coalesced", write.occurrences - unconfirmed - 1)
         self._finish(write)
 
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:

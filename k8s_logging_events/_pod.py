@@ -23,7 +23,8 @@ NAMESPACE_FILE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 """Where a pod with a mounted service account finds its namespace."""
 
 HOSTNAME_LIMIT = 63
-"""The kubelet cuts a pod's ``HOSTNAME`` to this many characters (a DNS label)."""
+"""The kubelet cuts a pod's ``HOSTNAME`` to this many characters (a DNS label), then drops
+the ``-`` or ``.`` the cut may leave at its end."""
 
 _DOWNWARD_API_HINT = (
     "set POD_NAME, POD_NAMESPACE and POD_UID from the Downward API (env valueFrom.fieldRef "
@@ -48,10 +49,11 @@ def from_environment() -> PodIdentity:
     problem = ""
     if not name:
         name = env.get("HOSTNAME", "").strip()
-        if len(name) >= HOSTNAME_LIMIT:
+        if len(name) >= HOSTNAME_LIMIT - 1:  # 62: cut, then a final '-' or '.' dropped
             problem = (
                 f"the pod name comes from HOSTNAME, which Kubernetes cuts to {HOSTNAME_LIMIT} "
-                f"characters, so it may not be the pod's name: {_DOWNWARD_API_HINT}"
+                "characters (and then drops a final '-' or '.'), so it may not be the pod's "
+                f"name: {_DOWNWARD_API_HINT}"
             )
     missing = [] if name else ["name (POD_NAME or HOSTNAME)"]
     if not namespace:

@@ -139,10 +139,6 @@ class WriterPool:
         """True while a writer thread exists (under ``cond``)."""
         return bool(self._workers)
 
-    def in_flight(self) -> int:
-        with self._cond:
-            return sum(r.writes.in_flight_count() for r in self._recordings())
-
     def stop(self) -> None:
         """No job is taken any more, and idle threads end (under ``cond``)."""
         self.stopping = True

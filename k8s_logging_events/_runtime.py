@@ -500,8 +500,9 @@ class Runtime:
         for consumer in consumers:
             consumer.watcher.stop()
         for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:
-            # a writer inside a request that does not answer is a daemon: not worth a grace
-            _flush.join(thread, grace if not self._pool.in_flight() else deadline)
+            # a writer in a request gets the grace too: most answer within it (one that hangs
+            # costs the grace once, then is a daemon)
+            _flush.join(thread, grace)
         with self._cond:
             given_up += [w for r in recordings for w in r.writes.abandon(in_flight=True)]
             self._pool.given_up.set()  # a sink that outlives us waits for no token of theirs

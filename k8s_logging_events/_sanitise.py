@@ -15,7 +15,6 @@ import re
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
 
 from k8s_logging_events import _process, models
 
@@ -70,8 +69,10 @@ def is_annotation_key(key: str) -> bool:
     )
 
 
-def annotations_problem(annotations: Mapping[Any, Any]) -> str | None:
+def annotations_problem(annotations: object) -> str | None:
     """Why the API server would refuse ``annotations`` (None: it would take them)."""
+    if not isinstance(annotations, Mapping):  # a str's letters would pass as keys
+        return f"annotations must be a mapping, not a {type(annotations).__name__}"
     keys = [key for key in annotations if not isinstance(key, str) or not is_annotation_key(key)]
     if keys:
         return f"annotation keys the API server refuses: {keys!r}"

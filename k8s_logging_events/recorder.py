@@ -156,16 +156,21 @@ class EventBroadcaster:
         return self.start_event_watcher(lambda event: logf(_structured.log_line(event)))
 
     def start_structured_logging(
-        self, logger: logging.Logger | None = None, level: int = logging.INFO
+        self, logger: logging.Logger | None = None, level: int | str = logging.INFO
     ) -> broadcaster.Watcher:
-        """Log every event as ``Event occurred`` at ``level`` with its fields as extras, on a
-        watcher thread of its own (a stream that blocks holds up no sink), never taking the
-        ``logging`` module's lock: on ``logger``, or as one JSON line to standard error
-        (docs/configuration.md, ``structured_logging``). A ``logger`` that is no
-        :class:`logging.Logger` (a name, say) raises :class:`TypeError`."""
+        """Log every event as ``Event occurred`` at ``level`` (a number or, as ``logging``
+        takes it, a name: ``"INFO"``) with its fields as extras, on a watcher thread of its own
+        (a stream that blocks holds up no sink), never taking the ``logging`` module's lock:
+        on ``logger``, or as one JSON line to standard error (docs/configuration.md,
+        ``structured_logging``). A ``logger`` that is no :class:`logging.Logger` (a name, say)
+        raises :class:`TypeError`, a ``level`` that is no level :class:`ValueError`."""
         given: object = logger
         if given is not None and not isinstance(given, logging.Logger):
             raise TypeError(f"logger must be a logging.Logger or None, not {given!r}")
+        if isinstance(level, str):  # a name, as logging reads one
+            level = logging.getLevelNamesMapping().get(level, level)
+        if not isinstance(level, int):  # it would fail every event on the watcher, not once here
+            raise ValueError(f"level must be a logging level (a number or a name), not {level!r}")
         target = logger or _structured.json_event_logger()
         return self.start_event_watcher(
             lambda event: _structured.log_structured(target, level, event)

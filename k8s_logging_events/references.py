@@ -255,19 +255,14 @@ def _from_manifest(data: Mapping[Any, Any]) -> ObjectReference:
     if not isinstance(metadata, Mapping):
         raise InvalidObjectError("it has no 'metadata' mapping", data)
     kind = _field(data, "kind", data)
-    api_version = _field(data, "apiVersion", data)
-    name, namespace, uid, version = (_field(metadata, key, data) for _, key in _METADATA_FIELDS)
+    api_version = _field(data, "apiVersion", data, "api_version")
+    name, namespace, uid, version = (_field(metadata, key, data, a) for a, key in _METADATA_FIELDS)
     return _checked(_shared(kind, namespace, name, uid, api_version, version, ""), data)
 
 
 def _from_flat(data: Mapping[Any, Any]) -> ObjectReference:
     """A flat reference: Kopf's ``k8s_ref``, a kubectl-style or ``to_dict()`` reference."""
-    values: list[str] = []
-    for attr, camel in _FIELDS:
-        value = _field(data, camel, data)
-        if not value and attr != camel:
-            value = _field(data, attr, data)
-        values.append(value)
+    values = [_field(data, camel, data, attr) for attr, camel in _FIELDS]
     if not values[4]:
         # a built-in kind's one apiVersion, read here as a list item's is: the reference is
         # then shared whole, and the next record about it needs no completing
@@ -351,8 +346,10 @@ def _checked(ref: ObjectReference, original: object, expected: str = "") -> Obje
     raise InvalidObjectError(f"it has no {missing}{expected}", original)
 
 
-def _field(data: Mapping[Any, Any], key: str, original: object) -> str:
+def _field(data: Mapping[Any, Any], key: str, original: object, snake: str = "") -> str:
     value = data.get(key)
+    if not value and snake:  # as the client's to_dict() spells it (api_version)
+        value = data.get(snake, value)
     if type(value) is str:
         return value
     if value is None:

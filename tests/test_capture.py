@@ -131,6 +131,26 @@ def test_a_failed_assertion_shows_what_was_captured(log) -> None:
     assert "Pod prod/web-0 (count 1, Warning BackOff)" in text
 
 
+def test_a_failed_assertion_names_the_involved_object_by_its_reference(log) -> None:
+    """``involved=`` a client model (as the code under test has it, read from the API) is
+    named in the failure as kubectl names objects, not by the model's repr, which is the
+    whole object, a hundred lines or more before the table."""
+    from kubernetes import client
+
+    pod = client.V1Pod(
+        api_version="v1",
+        kind="Pod",
+        metadata=client.V1ObjectMeta(name="db-0", namespace="prod", uid="uid-db-0"),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="postgres")]),
+    )
+    with capture_events() as events:
+        log.warning("Back-off pulling image", extra={"involved": POD, "reason": "BackOff"})
+        with pytest.raises(AssertionError) as failure:
+            events.assert_has(involved=pod, reason="BackOff")
+    first = str(failure.value).splitlines()[0]
+    assert first == "No captured event with involved='Pod prod/db-0', reason='BackOff'."
+
+
 def test_several_matches_are_an_error_too(log) -> None:
     """assert_has wants exactly one event; ``find`` returns them all."""
     with capture_events() as events:
@@ -323,3 +343,44 @@ def test_reports_made_as_the_block_ends_reach_caplog_too(log, caplog) -> None:
         log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
     assert "403 Forbidden" in caplog.text
     assert library.disabled
+
+
+def test_a_logger_the_code_under_tests_dictconfig_stops_from_propagating_is_named_with_the_fix(
+    log,
+) -> None:
+    """The application's dictConfig gives its logger handlers of its own and ``propagate:
+    false`` (as many Django and service configurations do): its records never reach the root,
+    where the capture listens. The failure says so and how to capture them; once attached
+    there, they are captured."""
+    with capture_events() as events:
+        logging.config.dictConfig(
+            {
+                "version": 1,
+                "disable_existing_loggers": False,
+                "handlers": {"console": {"class": "logging.NullHandler"}},
+                "loggers": {log.name: {"handlers": ["console"], "propagate": False}},
+            }
+        )
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        with pytest.raises(AssertionError) as failure:
+            events.assert_has(reason="BackOff")
+        assert f"propagate: false on 1 logger(s) ({log.name})" in str(failure.value)
+        assert f"logging.getLogger({log.name!r}).addHandler(k8s_events.handler)" in str(
+            failure.value
+        )
+        logging.getLogger(log.name).addHandler(events.handler)
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        events.assert_has(reason="BackOff", count=1)
+
+
+def test_a_configuration_dictconfig_refuses_half_way_leaves_the_capture_attached(log) -> None:
+    """dictConfig removes the root's handlers before it finds that the root names a handler
+    the configuration lacks, and raises: the application may catch that and go on logging,
+    and the capture goes on too (no "removed" failure that blames the test)."""
+    with capture_events() as events:
+        with pytest.raises(ValueError, match="Unable to configure root logger"):
+            logging.config.dictConfig(
+                {"version": 1, "disable_existing_loggers": False, "root": {"handlers": ["none"]}}
+            )
+        log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        events.assert_has(reason="BackOff", count=1)

@@ -732,6 +732,44 @@ def test_a_first_write_in_doubt_after_another_writer_began(api: str, method: str
 
 
 @pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+@pytest.mark.parametrize("method", ["POST", "PATCH"])
+def test_a_write_in_doubt_that_another_writers_count_passed_is_counted_failed_and_said(
+    api: str, method: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A's request (its create, or a count patch after its create) is refused with a 500
+    before the server stores it, by a writer that does not know of B yet: it carried no
+    record. B had raised the count past what A's request set, so the count alone takes A's
+    as landed (rather missed than twice) and A's occurrence is missed. It is never silent:
+    A counts it ``failed``, not written, and says so once, naming the event and how many
+    (it used to count it created or patched, with nothing said)."""
+    clock_a, clock_b = FakeClock(T0), FakeClock(T0)
+    with LocalApiServer(clock=clock_a) as server:
+        a, b = _handler(server, clock_a, api=api), _handler(server, clock_b, api=api)
+        with _attached(a) as log_a, _attached(b) as log_b:
+            extra = {"involved": pod("web-0"), "reason": "BackOff"}
+            if method == "PATCH":  # A's create comes first: its next write is a patch
+                log_a.warning(MESSAGE, extra=extra)
+                _flush(a)
+            for _ in range(5):
+                log_b.warning(MESSAGE, extra=extra)
+            _flush(b)
+            server.inject(method, "/events", status=500)  # refused before it is stored
+            with caplog.at_level(logging.WARNING, logger=LIBRARY):
+                log_a.warning(MESSAGE, extra=extra)
+                _flush(a)
+            stats = a.stats()
+        assert 500 in _statuses(server, method)
+        (event,) = _events(server)
+        logged = 7 if method == "PATCH" else 6
+        assert _count(event) == logged - 1  # the one in doubt missed, none counted twice
+        assert stats["failed"] == 1, stats
+        assert stats["accepted"] == sum(stats[key] for key in _diagnostics.OUTCOMES)
+        (report,) = [r for r in caplog.records if "cannot tell whether" in r.getMessage()]
+        assert event["metadata"]["name"] in report.getMessage()
+        assert report.getMessage().endswith("; 1 occurrence(s) failed")
+
+
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
 def test_a_single_writer_sets_no_record_of_writers(api: str) -> None:
     """One writer alone, also with an answer lost (a patch answered 500 after it landed):
     its create and count patches carry only the event, the count and the resourceVersion

@@ -401,6 +401,16 @@ class TestOutput:
                 assert sink._bucket._qps == 70
         assert "it drains at 70 requests/s (drain_qps)" in " ".join(out.getvalue().split())
 
+    def test_the_handler_class_under_the_package_name_is_found_too(self, tmp_path) -> None:
+        """``k8s_logging_events.KubernetesEventHandler``, the re-exported spelling dictConfig
+        takes as well: the demo refused such a configuration as one with no event handler."""
+        config = yaml.safe_load(_demo.DEFAULT_CONFIG.read_text())
+        config["handlers"]["events"]["class"] = "k8s_logging_events.KubernetesEventHandler"
+        path = tmp_path / "logging.yaml"
+        path.write_text(yaml.safe_dump(config))
+        result = _demo.run(_demo.DemoOptions(local=True, config=path), out=io.StringIO())
+        assert result.stored == result.logged
+
 
 class TestErrors:
     """A demo that cannot run says why, with exit code 2 and no traceback."""

@@ -25,7 +25,7 @@ from kubernetes import client
 
 from k8s_logging_events import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
-from tests._recipes import recipe
+from tests._recipes import recipe, recipes
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -449,6 +449,7 @@ class TestDocumentedSnippets:
 
     QUICKSTART = ROOT / "docs" / "quickstart.md"
     CONFIGURATION = ROOT / "docs" / "configuration.md"
+    TESTING = ROOT / "docs" / "testing.md"
     POD: ClassVar[dict[str, Any]] = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -518,6 +519,27 @@ class TestDocumentedSnippets:
             assert found in logging.getLogger().handlers
         finally:
             found.close()
+
+    def test_the_testing_pages_blocks_pass_as_one_test_module(self, tmp_path: Path) -> None:
+        """docs/testing.md's tagged blocks, in the page's order, make one test module that
+        pytest passes with the plugin's fixtures alone (later blocks use the first block's
+        names, and ``pytest``, which a later block imports)."""
+        blocks = [code for _, code in recipes(self.TESTING).values()]
+        module = tmp_path / "test_testing_page.py"
+        module.write_text("import pytest\n\n" + "\n\n".join(blocks))
+        done = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", module.name],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            cwd=tmp_path,
+        )
+        tests = sum(len(re.findall(r"^def test_", code, re.MULTILINE)) for code in blocks)
+        assert tests >= 7, blocks
+        assert re.search(rf"^{tests} passed in ", done.stdout, re.MULTILINE), (
+            done.stdout + done.stderr
+        )
 
 
 class TestConfigurationReference:

@@ -775,6 +775,21 @@ def test_a_hostname_of_63_characters_is_reported_as_possibly_cut(
     assert "cuts to 63" in identity.problem
 
 
+def test_a_hostname_cut_to_63_then_without_its_final_dash_is_reported_as_possibly_cut(
+    no_pod_env: pytest.MonkeyPatch,
+) -> None:
+    """The kubelet cuts a pod name of over 63 characters to 63, then drops a '-' or '.' that
+    the cut left at the end: a pod ``<62 characters>-x7k2p`` has a HOSTNAME of 62."""
+    pod_name = "shop-web-" + "a" * 53 + "-x7k2p"
+    hostname = pod_name[:63].rstrip("-.")
+    assert len(hostname) == 62
+    no_pod_env.setenv("HOSTNAME", hostname)
+    no_pod_env.setenv("POD_NAMESPACE", "shop")
+    assert "cuts to 63" in _pod.from_environment().problem
+    no_pod_env.setenv("HOSTNAME", "a" * 61)  # shorter than any cut leaves it (but '--')
+    assert _pod.from_environment().problem == ""
+
+
 @pytest.mark.parametrize("value", ["node", 5, True])
 def test_default_involved_is_checked(value: object) -> None:
     with pytest.raises(ValueError, match="default_involved must be 'pod'"):

@@ -162,6 +162,22 @@ def test_structured_logging_passes_the_fields_as_extras(make_broadcaster) -> Non
     }
 
 
+def test_structured_logging_takes_a_level_name_as_logging_does(make_broadcaster) -> None:
+    """``level="WARNING"`` logs at WARNING, as ``logging`` reads a level name (it failed every
+    event on the watcher with a TypeError); what is no level is refused when started."""
+    b = make_broadcaster()
+    records: list[logging.LogRecord] = []
+    target = logging.getLogger("tests.recorder.structured_level")
+    target.propagate = False
+    target.addHandler(_ListHandler(records))
+    with pytest.raises(ValueError, match="level"):
+        b.start_structured_logging(target, "LOUD")
+    b.start_structured_logging(target, "WARNING")
+    b.new_recorder("c").event(_pod(), models.NORMAL, "Started", "up")
+    assert b.flush(5)
+    assert [(r.levelno, r.getMessage()) for r in records] == [(logging.WARNING, "Event occurred")]
+
+
 def test_a_structured_logging_target_that_raises_costs_no_occurrence(
     make_broadcaster, caplog
 ) -> None:
@@ -793,17 +809,18 @@ def test_annotated_eventf_carries_annotations_on_the_create(make_broadcaster) ->
 @pytest.mark.parametrize("api", [sink.CORE_V1, sink.EVENTS_V1])
 @pytest.mark.parametrize(
     "annotations",
-    [{"a/b/c": "d"}, {"bad key!": "x"}, {"a" * 64: "x"}, {"ok": 6}, {"ok": "v" * 300_000}],
-    ids=["two-slashes", "space", "name-too-long", "not-a-string", "over-256KiB"],
+    [{"a/b/c": "d"}, {"bad key!": "x"}, {"a" * 64: "x"}, {"ok": 6}, {"ok": "v" * 300_000}, "ok"],
+    ids=["two-slashes", "space", "name-too-long", "not-a-string", "over-256KiB", "no-mapping"],
 )
 def test_annotations_the_server_would_refuse_are_invalid_input_and_no_request(
     make_broadcaster, k8s_apiserver, caplog, api, annotations
 ) -> None:
     """An annotation the API server refuses (a key that is no qualified name, a value that
-    is no string, more than 256 KiB in all) is the caller's mistake, like any other bad
-    input of a recorder: reported and counted ``invalid`` when it is recorded. It once went
-    out as a create answered 422 (400 for a number), counted ``failed`` on the
-    broadcaster's thread."""
+    is no string, more than 256 KiB in all, a str for the mapping) is the caller's mistake,
+    like any other bad input of a recorder: reported as one, and counted ``invalid``, when
+    it is recorded. It once went out as a create answered 422 (400 for a number), counted
+    ``failed`` on the broadcaster's thread; a str was reported as "'str' object has no
+    attribute 'items'"."""
     caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
     b = make_broadcaster()
     with (

@@ -150,6 +150,14 @@ def test_a_manifest_dict_is_referenced() -> None:
     )
 
 
+def test_a_client_models_to_dict_is_referenced_as_its_manifest() -> None:
+    """``pod.to_dict()`` is the manifest in the client's snake_case (``api_version``,
+    ``metadata.resource_version``): read in that spelling too, as a flat reference's is. Both
+    were lost, the reference left with no apiVersion and no resourceVersion."""
+    pod = client.V1Pod(api_version="v1", kind="Pod", metadata=_meta())
+    assert object_reference(pod.to_dict()) == object_reference(pod)
+
+
 def test_references_and_client_references_pass_through_with_their_field_path() -> None:
     """An ObjectReference (ours or the client's) is used as is."""
     ours = models.ObjectReference(kind="Pod", name="p", field_path="spec.containers{a}")

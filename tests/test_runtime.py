@@ -1161,6 +1161,42 @@ def test_occurrences_still_queued_at_shutdown_are_counted_and_reported_as_unwrit
     assert (stats["dropped"], stats["failed"], unaccounted(stats)) == (5, 0, 0), stats
 
 
+def test_a_write_in_flight_at_the_deadline_gets_the_grace_and_no_writer_outlives_shutdown(
+    monkeypatch,
+) -> None:
+    """shutdown(0) while a write is in a request that answers in time (the API server is up):
+    the writer gets the quarter second every thread gets, so the write is counted as
+    ``created``, not abandoned, and no writer outlives the call. A writer in a request had no
+    grace at all: shutdown returned with it running, its write counted ``failed`` though the
+    server stored it a moment later."""
+    entered, released = threading.Event(), threading.Event()
+    join = _flush.join
+
+    def answered_as_shutdown_waits(thread: threading.Thread | None, deadline: Any) -> None:
+        if thread is not None and thread.name.startswith("k8s-events-writer"):
+            released.set()
+        join(thread, deadline)
+
+    class AnswersAsShutdownWaits(FakeEventSink):
+        def create(self, event: models.Event) -> models.Event:
+            entered.set()
+            released.wait(10)
+            return super().create(event)
+
+    monkeypatch.setattr(_flush, "join", answered_as_shutdown_waits)
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(AnswersAsShutdownWaits())
+    b.new_recorder("c").event(REF, models.NORMAL, "Started", "up")
+    assert entered.wait(10)
+    try:
+        b.shutdown(0)
+    finally:
+        released.set()
+    writers = [t.name for t in threading.enumerate() if t.name.startswith("k8s-events-writer")]
+    stats = dict(b.stats())
+    assert (writers, stats["created"], stats["failed"]) == ([], 1, 0), (writers, stats)
+
+
 def test_a_run_correlated_as_shutdown_stops_the_writers_is_never_left_pending(
     monkeypatch,
 ) -> None:

@@ -99,6 +99,23 @@ class TestFakeRecorder:
         assert recorder.events == ["Normal R m involvedObject{kind=Pod,apiVersion=v1} map[a:1 b:2]"]
 
     @pytest.mark.parametrize(
+        ("annotations", "kept"),
+        [
+            ("a=1", "Normal R m"),
+            ([("a", "1")], "Normal R m"),
+            ({2: "x", "a": 1}, "Normal R m map[2:x a:1]"),
+        ],
+        ids=["str", "pairs", "keys-of-two-types"],
+    )
+    def test_annotations_of_another_shape_never_raise(self, annotations: object, kept: str) -> None:
+        """The fake validates nothing and a call never raises: annotations that are no
+        mapping (a string, a list of pairs) are left out, as ``record`` leaves them out, and
+        keys of several types are sorted as text (they raised TypeError into the test)."""
+        recorder = FakeRecorder()
+        recorder.annotated_eventf(POD, annotations, "Normal", "R", "m")  # type: ignore[arg-type]
+        assert recorder.events == [kept]
+
+    @pytest.mark.parametrize(
         ("reason", "fmt", "args"),
         [
             ("R", "%d items", ("many",)),

@@ -75,6 +75,8 @@ LOGGER_NAME = "demo.controller"
 the library's own logger)."""
 
 _HANDLER_CLASS = "k8s_logging_events.handler.KubernetesEventHandler"
+# dictConfig takes the class under its module and under the package that re-exports it
+_HANDLER_PATHS = (_HANDLER_CLASS, "k8s_logging_events.KubernetesEventHandler")
 _LIBRARY_ONLY = "k8s_logging_events_only"
 _KUBECTL_TIMEOUT = 30.0
 
@@ -169,7 +171,8 @@ def _event_handler_configs(config: Mapping[str, Any]) -> list[dict[str, Any]]:
     return [
         spec
         for spec in handlers.values()
-        if isinstance(spec, dict) and _HANDLER_CLASS in (spec.get("class"), spec.get("()"))
+        if isinstance(spec, dict)
+        and any(path in _HANDLER_PATHS for path in (spec.get("class"), spec.get("()")))
     ]
 
 

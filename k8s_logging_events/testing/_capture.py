@@ -32,7 +32,11 @@ from typing import Any
 from k8s_logging_events import _apis, describe, handler, models, references
 from k8s_logging_events.testing._clock import FakeClock
 from k8s_logging_events.testing._fakes import FakeEventSink
-from k8s_logging_events.testing._logstate import disabled_loggers, enable_library_logger
+from k8s_logging_events.testing._logstate import (
+    disabled_loggers,
+    enable_library_logger,
+    isolated_loggers,
+)
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
 
@@ -68,6 +72,7 @@ class CapturedEvents:
         self._logger: logging.Logger | None = None
         self._reconfigured: list[str] = []
         self._disabled: set[str] = set()
+        self._isolated: set[str] = set()  # made not to propagate, below the capture's logger
         self._disabled_before = set(disabled_loggers())
 
     def _watch(self, logger: logging.Logger) -> None:
@@ -77,11 +82,13 @@ class CapturedEvents:
     def _unwatch(self) -> None:
         self._logger = None
 
-    def _after_reconfiguration(self, how: str, disabled: set[str]) -> None:
+    def _after_reconfiguration(self, how: str, disabled: set[str], isolated: set[str]) -> None:
         """Put the handler back after the application replaced the logging configuration."""
         self._reconfigured.append(how)
         self._disabled |= disabled
         logger = self._logger
+        below = "" if logger is None or logger is logging.root else logger.name + "."
+        self._isolated |= {name for name in isolated if name.startswith(below)}
         if logger is not None and self.handler not in logger.handlers:
             logger.addHandler(self.handler)
 
@@ -215,6 +222,14 @@ class CapturedEvents:
                 text += (
                     f"; it also disabled {len(self._disabled)} existing logger(s) ({names}), "
                     "whose records reach no handler: set disable_existing_loggers: false"
+                )
+            if self._isolated:
+                first, *_ = isolated = sorted(self._isolated)
+                text += (
+                    f"; it set propagate: false on {len(isolated)} logger(s) "
+                    f"({', '.join(isolated[:5])}), whose records stop at their own handlers and "
+                    "never reach the capture's: attach it there too, "
+                    f"logging.getLogger({first!r}).addHandler(k8s_events.handler)"
                 )
             text += "."
         if not self.sink.events:
@@ -445,23 +460,17 @@ def _reattaching(original: Callable[..., Any], how: str) -> Callable[..., Any]:
     def configure(*args: Any, **kwargs: Any) -> Any:
         if not _active_captures:  # put back after its capture (a monkeypatch undone later)
             return original(*args, **kwargs)
-        before = _enabled_loggers()
-        result = original(*args, **kwargs)
-        enable_library_logger()  # its reports stay part of what the capture shows
-        disabled = before - _enabled_loggers()
-        for captured in _active_captures:
-            captured._after_reconfiguration(how, disabled)
-        return result
+        disabled, isolated = set(disabled_loggers()), set(isolated_loggers())
+        try:
+            return original(*args, **kwargs)
+        finally:  # also after one that raised half-way, the root's handlers removed
+            enable_library_logger()  # its reports stay part of what the capture shows
+            disabled = set(disabled_loggers()) - disabled
+            isolated = set(isolated_loggers()) - isolated
+            for captured in _active_captures:
+                captured._after_reconfiguration(how, disabled, isolated)
 
     return configure
-
-
-def _enabled_loggers() -> set[str]:
-    return {
-        name
-        for name, logger in logging.Logger.manager.loggerDict.items()
-        if isinstance(logger, logging.Logger) and not logger.disabled
-    }
 
 
 def _blocked_loop_hint() -> str:
@@ -506,10 +515,14 @@ def _describe_criteria(criteria: dict[str, Any]) -> str:
     given = {key: value for key, value in criteria.items() if value is not None}
     if not given:
         return "at all"
+    if "involved" in given:  # a model's repr is the whole object, a hundred lines or more
+        given["involved"] = _ref_text(references.object_reference(given["involved"]))
     return "with " + ", ".join(f"{key}={value!r}" for key, value in given.items())
 
 
 def _object_text(event: models.Event, count: int) -> str:
-    ref = event.involved_object
-    where = f"{ref.namespace}/{ref.name}" if ref.namespace else ref.name
-    return f"{ref.kind} {where} (count {count}, {event.type} {event.reason})"
+    return f"{_ref_text(event.involved_object)} (count {count}, {event.type} {event.reason})"
+
+
+def _ref_text(ref: models.ObjectReference) -> str:
+    return f"{ref.kind} {ref.namespace}/{ref.name}" if ref.namespace else f"{ref.kind} {ref.name}"

@@ -50,16 +50,16 @@ class FakeRecorder(recorder.RecorderCalls):
     def record(self, obj: object, type: str, reason: str, message: str, **fields: object) -> bool:
         """Keep the call like :meth:`event`, with its ``annotations`` (the other fields are
         not kept); always returns True."""
-        notes = fields.get("annotations")
-        self._keep(obj, f"{type} {reason} {message}", notes if isinstance(notes, Mapping) else None)
+        self._keep(obj, f"{type} {reason} {message}", fields.get("annotations"))
         return True
 
-    def _keep(self, obj: object, text: str, annotations: Mapping[str, str] | None) -> None:
+    def _keep(self, obj: object, text: str, annotations: object) -> None:
         if self.include_object:
             kind, api_version = _type_meta(obj)
             text += f" involvedObject{{kind={kind},apiVersion={api_version}}}"
-        if annotations:
-            pairs = " ".join(f"{key}:{annotations[key]}" for key in sorted(annotations))
+        # a fake validates nothing and never raises: what is no mapping is no annotations
+        if isinstance(annotations, Mapping) and annotations:
+            pairs = " ".join(f"{key}:{annotations[key]}" for key in sorted(annotations, key=str))
             text += f" map[{pairs}]"
         with self._lock:
             self.events.append(text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 
 _LIBRARY = "k8s_logging_events"
@@ -88,10 +89,20 @@ def enable_library_logger(enabled: bool = True) -> bool:
 
 def disabled_loggers() -> list[str]:
     """The names of the disabled loggers (the library's own aside), sorted."""
+    return _others(lambda logger: logger.disabled)
+
+
+def isolated_loggers() -> list[str]:
+    """The names of the loggers that pass no record up (``propagate: false``; the library's
+    own aside), sorted."""
+    return _others(lambda logger: not logger.propagate)
+
+
+def _others(chosen: Callable[[logging.Logger], bool]) -> list[str]:
     return sorted(
         name
         for name, logger in _loggers().items()
-        if logger.disabled and name != _LIBRARY and not name.startswith(_LIBRARY + ".")
+        if chosen(logger) and name != _LIBRARY and not name.startswith(_LIBRARY + ".")
     )
 
 
