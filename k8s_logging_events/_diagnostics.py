@@ -92,6 +92,15 @@ def is_own_thread() -> bool:
     return _own.mark
 
 
+def step_errors() -> type[BaseException]:
+    """What a failed background step is caught as (rule 5), read as it is caught: anything on
+    the library's threads, which it would kill (a sink's or a hook's SystemExit, asyncio's
+    CancelledError) and where no Ctrl-C arrives; elsewhere (a flush writing on the caller's
+    thread, the main one's work at exit) an Exception, so Ctrl-C and an exit cut it short."""
+    own = _own.mark and threading.current_thread() is not threading.main_thread()
+    return BaseException if own else Exception
+
+
 def logs_for_itself() -> bool:
     """True when a record logged now is the library's own doing: on one of its threads, but
     not while the cyclic collector runs the application's finalisers (``__del__``) there."""

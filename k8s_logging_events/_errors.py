@@ -350,18 +350,22 @@ def optional(owner: object, name: str, convert: Callable[[Any], _T], default: _T
         return default
 
 
-def readable(error: Exception) -> Exception:
-    """``error``, or, when its text cannot be read (its ``__str__`` or ``__repr__`` raises),
-    a RuntimeError caused by it that names its type: the retry decision and every report
-    read an error's text, and must not raise on a writer thread."""
+def readable(error: BaseException) -> Exception:
+    """``error``, or, when its text cannot be read (its ``__str__`` or ``__repr__`` raises)
+    or it is no Exception (a sink's SystemExit), a RuntimeError caused by it that names it:
+    the retry decision and every report read an error's text, and must not raise on a
+    writer thread."""
     try:
         str(error)
-        repr(error)
+        text = repr(error)
     except Exception:
-        stand_in = RuntimeError(f"{type(error).__name__} (its text cannot be read)")
-        stand_in.__cause__ = error
-        return stand_in
-    return error
+        text = f"{type(error).__name__} (its text cannot be read)"
+    else:
+        if isinstance(error, Exception):
+            return error
+    stand_in = RuntimeError(text)
+    stand_in.__cause__ = error
+    return stand_in
 
 
 def describe_error(error: Exception) -> str:

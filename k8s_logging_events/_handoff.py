@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from k8s_logging_events import _pool, _runs, _watchers, broadcaster, models
+from k8s_logging_events import _diagnostics, _pool, _runs, _watchers, broadcaster, models
 
 Consumer = _pool.Recording | _watchers.WatchLoop
 """What the dispatcher hands events to: a sink's recording, or a watcher."""
@@ -130,7 +130,7 @@ class HandOff:
                 self._replay(recording)  # set up meanwhile: what was kept aside goes first
             try:
                 by_object = recording.prepare()
-            except Exception as error:  # rule 5: this sink's occurrences fail, no others
+            except _diagnostics.step_errors() as error:  # rule 5: this sink's fail, no others
                 self._uncorrelated(self.settling, len(items), error)
                 continue
             runs = cuts.get(by_object)
@@ -143,12 +143,12 @@ class HandOff:
             return _runs.cut(
                 items, models.correlation_keys, self._build, by_object=by_object, built=built
             )
-        except Exception:  # rule 5: an item whose keys fail must not cost the batch; one
+        except _diagnostics.step_errors():  # rule 5: failing keys must not cost the batch; one
             # run per item, in order, correlates the same, and costs only that item's run
             return _runs.one_by_one(items, self._build, built)
 
     def _uncorrelated(
-        self, settling: collections.Counter[str], occurrences: int, error: Exception
+        self, settling: collections.Counter[str], occurrences: int, error: BaseException
     ) -> None:
         settling["failed"] += occurrences
         self._reporter.report(
@@ -166,7 +166,7 @@ class HandOff:
         for item in items:
             try:
                 events.append(self._build(item))
-            except Exception as error:  # rule 5: this occurrence fails, the batch goes on
+            except _diagnostics.step_errors() as error:  # rule 5: this one fails, no others
                 self.settling["failed"] += max(1, recordings)
                 self._reporter.report(
                     "build",
@@ -197,7 +197,7 @@ class HandOff:
                 break
             try:
                 writes += recording.correlate(run)
-            except Exception as error:  # rule 5: the run's occurrences fail, no others
+            except _diagnostics.step_errors() as error:  # rule 5: the run's fail, no others
                 self._uncorrelated(settling, len(run), error)
         with self._cond:
             handed = 0 if aside else self.handed.get(id(recording), 0)
@@ -207,7 +207,7 @@ class HandOff:
                     continue
                 try:
                     recording.writes.submit_event(event, held=held, occurrences=occurrences)
-                except Exception as error:  # rule 5
+                except _diagnostics.step_errors() as error:  # rule 5
                     self._counters.add("failed", occurrences)
                     self._reporter.defer(
                         "submit",
@@ -277,7 +277,7 @@ class HandOff:
             try:
                 by_object = recording.prepare()  # set up already: no I/O
                 runs = self._cut(items, by_object, {})
-            except Exception as error:  # rule 5
+            except _diagnostics.step_errors() as error:  # rule 5
                 self._uncorrelated(settling, len(items), error)
             else:
                 self._record(recording, runs, settling, aside=True)

@@ -266,13 +266,13 @@ class WriterPool:
         try:
             with _process.requests_given_up_by(self.given_up):
                 kind, stored = writes.attempt(write)
-        except Exception as error:
-            failure: Exception | None = error
+        except _diagnostics.step_errors() as error:
+            failure: BaseException | None = error
         else:
             failure = None
             try:
                 writes.feed_back(write, stored)
-            except Exception as error:  # the write landed; only the bookkeeping failed
+            except _diagnostics.step_errors() as error:  # the write landed; bookkeeping failed
                 self._shared.reporter.report(
                     "feed-back", logging.ERROR, "Unable to note a written event: %r", error
                 )
@@ -291,9 +291,9 @@ class WriterPool:
         # a writer's job (rule 10): it may build a client (an exec plugin) and request
         try:
             made = recording.setup()
-        except Exception as error:  # rule 5: what was kept aside fails, on the dispatcher
+        except _diagnostics.step_errors() as error:  # rule 5: kept aside fails, on the dispatcher
             with self._cond:
-                recording.preparing, recording.failure = False, error
+                recording.preparing, recording.failure = False, _errors.readable(error)
                 self._cond.notify_all()
         else:
             with self._cond:

@@ -253,7 +253,7 @@ class Runtime:
                     self._handoff.settle_aside()
                     busy = self._tend()
                     self._linger(len(batch))
-                except Exception as error:  # rule 5: report, and go on with the next batch
+                except _diagnostics.step_errors() as error:  # rule 5: report, go on
                     self._reporter.report(
                         "dispatcher", logging.ERROR, "Event dispatcher step failed: %r", error
                     )
@@ -491,9 +491,11 @@ class Runtime:
             self._reporter.report(
                 "exit-unprepared",
                 logging.WARNING,
-                "%d occurrences were not written: their sink was still being set up (its client "
-                "built, the server asked which Events API it serves) at the deadline of shutdown",
+                "%d occurrences %swere not written: their sink was still being set up (its "
+                "client built, the server asked which Events API it serves) at the deadline of "
+                "shutdown (see flush_timeout; an api of v1 or events.k8s.io/v1 asks no question)",
                 unprepared,
+                self.about,
             )
         for consumer in consumers:
             consumer.watcher.stop()

@@ -106,7 +106,7 @@ class WatchLoop:
         for item in batch:
             try:
                 self.handle(item.object)
-            except Exception as error:  # one bad event must not end the watcher
+            except _diagnostics.step_errors() as error:  # one bad event ends no watcher
                 self._reporter.report(
                     "watcher-handler", logging.ERROR, "Event watcher failed: %r", error
                 )

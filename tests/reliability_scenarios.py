@@ -60,10 +60,12 @@ def unaccounted(stats: dict[str, int]) -> int:
 
 
 def stored_counts(server: LocalApiServer, namespace: str | None = "default") -> Counter[str]:
-    """The server's count per involved object name, summed over its events."""
+    """The server's count per involved object name, summed over its events (an
+    events.k8s.io/v1 event counts its series, or one occurrence without a series)."""
     counts: Counter[str] = Counter()
     for event in server.events(namespace):
-        counts[event["involvedObject"]["name"]] += int(event.get("count") or 0)
+        count = event.get("count") or (event.get("series") or {}).get("count") or 1
+        counts[event["involvedObject"]["name"]] += int(count)
     return counts
 
 
@@ -175,6 +177,7 @@ class TimedSink:
 
     def __init__(self, inner: sink.KubernetesEventSink, clock: FakeClock) -> None:
         self.inner = inner
+        self.api = inner.api  # the handler writes through it by the inner sink's API
         self.clock = clock
         self.attempts: list[Attempt] = []  # list.append is atomic: no lock needed
 
@@ -297,18 +300,19 @@ def run_chaos(
     seed: int = 7,
     retry_after: float = 2.0,
     flush_timeout: float = 30.0,
+    api: str = "v1",
 ) -> ChaosResult:
     """Log ``occurrences`` warnings about ``objects`` Pods from ``threads`` threads while the
     server fails about 18% of the writes, then flush and read back the server's counts.
 
     With ``commit`` the 500s, drops and slow answers come after the write was stored (the
     answer is lost); 429s never do, as a real server throttles before it does anything.
-    Time is a FakeClock: see :func:`burst_sleeper`.
+    ``api`` is the Events API the sink writes. Time is a FakeClock: see :func:`burst_sleeper`.
     """
     clock = FakeClock()
     sleep = burst_sleeper(clock)
     inner = sink.KubernetesEventSink.from_url(
-        server.url, qps=0, request_timeout=(2.0, 2.0), clock=clock, sleep=sleep
+        server.url, qps=0, request_timeout=(2.0, 2.0), clock=clock, sleep=sleep, api=api
     )
     timed = TimedSink(inner, clock)
     handler = KubernetesEventHandler(

@@ -321,7 +321,7 @@ if __name__ == "__main__":
     ("api", "said"),
     [
         ("v1", "Unable to write 5 event occurrence(s) of mp "),
-        ("auto", "5 occurrences were not written: their sink was still being set up"),
+        ("auto", "5 occurrences of mp were not written: their sink was still being set up"),
     ],
 )
 @pytest.mark.parametrize("method", ["fork", "spawn"])
@@ -401,7 +401,9 @@ BATCH_CHILD = """
 import logging, sys
 from k8s_logging_events.handler import KubernetesEventHandler
 
-logging.getLogger().addHandler(KubernetesEventHandler(component="batch", sink=sys.argv[1]))
+logging.getLogger().addHandler(
+    KubernetesEventHandler(component="batch", sink=sys.argv[1], api=sys.argv[2])
+)
 log = logging.getLogger("job")
 for number in range(100):
     pod = {"apiVersion": "v1", "kind": "Pod",
@@ -410,10 +412,11 @@ for number in range(100):
 """
 
 
-def test_a_batch_job_finds_all_its_events_after_exit_with_default_options(server) -> None:
+@pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
+def test_a_batch_job_finds_all_its_events_after_exit_with_default_options(server, api) -> None:
     """100 distinct objects and an ordinary exit: the client-side rate limit (5/s) must not
-    be why events are lost, so the drain at exit runs at drain_qps."""
-    result = run_child(BATCH_CHILD, server.url)
+    be why events are lost, so the drain at exit runs at drain_qps, through either API."""
+    result = run_child(BATCH_CHILD, server.url, api)
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
     assert stored_counts(server, None) == Counter({f"batch-{n}": 1 for n in range(100)})
@@ -1346,6 +1349,50 @@ def test_occurrences_that_cannot_be_correlated_are_reported_as_many_as_failed(ca
     lost = [int(n) for m in said for n in re.findall(r"(\d+) occurrence\(s\) lost", m)]
     totals = [int(n) for m in said for n in re.findall(r"\((\d+) occurrence\(s\) in all\)", m)]
     assert (totals[-1] if totals else sum(lost)) == 6, said
+
+
+@pytest.mark.parametrize(
+    "error", [SystemExit(1), KeyboardInterrupt()], ids=["SystemExit", "KeyboardInterrupt"]
+)
+def test_a_hook_or_watcher_raising_what_is_no_exception_costs_its_event_not_a_thread(
+    error: BaseException,
+) -> None:
+    """A correlation hook or a watcher's handler raised a BaseException that is no Exception
+    (a helper's sys.exit()): it killed the dispatcher, so nothing more was written until a
+    flush and the occurrence it was correlating had no outcome; the watcher's thread died
+    too. Each costs only its own event: counted failed, said, and the threads go on."""
+
+    def spam_key_func(event: models.Event) -> str:
+        if event.reason == "Broken":
+            raise error
+        return correlator.get_spam_key(event)
+
+    died: list[threading.ExceptHookArgs] = []
+    watched: list[str] = []
+
+    def watch(event: models.Event) -> None:
+        if event.reason == "Broken":
+            raise error
+        watched.append(event.reason)
+
+    hook, threading.excepthook = threading.excepthook, died.append
+    options = correlator.CorrelatorOptions(spam_key_func=spam_key_func)
+    try:
+        with _recording("hooks", correlator_options=options) as (b, rec, fake):
+            b.start_event_watcher(watch)
+            rec.event(REF, models.WARNING, "Broken", "message")
+            rec.event(REF, models.WARNING, "Fine", "message")
+            bound = time.monotonic() + 10
+            while (not fake.events or not watched) and time.monotonic() < bound:
+                threading.Event().wait(0.01)  # no flush: the threads write and watch
+            assert [event.reason for event in fake.events] == ["Fine"]
+            assert watched == ["Fine"]
+            assert b.flush(5)
+            stats = dict(b.stats())
+    finally:
+        threading.excepthook = hook
+    assert died == []
+    assert (stats["created"], stats["failed"], unaccounted(stats)) == (1, 1, 0), stats
 
 
 # --- coalescing before correlating ------------------------------------------------------------
