@@ -11,10 +11,11 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import json
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from k8s_logging_events import _correlation, _process, _sanitise, models
+from k8s_logging_events import _correlation, _numbers, _process, _sanitise, models
 from k8s_logging_events import clock as clocks
 
 # the keys and the stages live in _correlation; the keys keep their public names here
@@ -87,7 +88,8 @@ _VALID_EVENT_TYPES = frozenset({models.NORMAL, models.WARNING})
 _PATCH_BASE_TIMESTAMP = models.format_time(datetime(1970, 1, 1, tzinfo=UTC))
 # Go's json.Marshal escapes these so the JSON can sit inside HTML or JavaScript
 _GO_JSON_ESCAPES = str.maketrans({char: f"\\u{ord(char):04x}" for char in "<>&\u2028\u2029"})
-_NUMBER_OPTIONS = ("lru_cache_size", "burst_size", "qps", "max_events", "max_interval_seconds")
+_COUNTS = ("lru_cache_size", "burst_size", "max_events")
+_NUMBER_OPTIONS = (*_COUNTS, "qps", "max_interval_seconds")
 
 
 def takes_event(function: object) -> bool:
@@ -131,8 +133,8 @@ def count_patch(event: models.Event) -> bytes:
 class CorrelatorOptions:
     """How an :class:`EventCorrelator` aggregates, counts and filters (see docs/correlation.md).
     As in client-go, a zero or ``None`` field means the default, so 0 cannot be configured for a
-    number. Negative numbers (and NaN), and a hook that cannot take one event, raise
-    :class:`ValueError`."""
+    number. A negative number or NaN (or, for a count, a fraction, ``True`` or infinity), a
+    clock without ``now()``, and a hook that cannot take one event raise :class:`ValueError`."""
 
     lru_cache_size: int = 0
     """Entries in each of the three caches; 0: :data:`DEFAULT_LRU_CACHE_SIZE` (4096)."""
@@ -160,10 +162,13 @@ class CorrelatorOptions:
     def __post_init__(self) -> None:
         _sanitise.check_event_names(self.event_names, "CorrelatorOptions.event_names")
         for name in _NUMBER_OPTIONS:
-            value = getattr(self, name)
-            if not value >= 0:  # also refuses NaN
-                msg = f"CorrelatorOptions.{name} must not be negative, got {value!r}"
-                raise ValueError(msg)
+            value, option = getattr(self, name), f"CorrelatorOptions.{name}"
+            if isinstance(value, str):  # dictConfig converts its text; in code it stays text
+                raise ValueError(f"{option} must be a number, not {value!r}")
+            if name in _COUNTS or value != math.inf:  # an infinite rate or interval: no limit
+                _numbers.number(option, value, minimum=0, integer=name in _COUNTS)
+        if self.clock is not None and not callable(getattr(self.clock, "now", None)):
+            raise ValueError(f"CorrelatorOptions.clock must be a Clock or None, not {self.clock!r}")
         for name in ("key_func", "message_func", "spam_key_func"):
             value = getattr(self, name)
             if value is not None and not takes_event(value):

@@ -1399,6 +1399,27 @@ class TestOptions:
         with pytest.raises(ValueError, match="qps"):
             corr.CorrelatorOptions(qps=math.nan)
 
+    @pytest.mark.parametrize(
+        ("field", "value"),
+        [
+            ("burst_size", 2.5),
+            ("lru_cache_size", True),
+            ("max_events", math.inf),
+            ("qps", "5"),
+            ("clock", object()),
+        ],
+    )
+    def test_options_made_in_code_are_checked_as_dictconfig_checks_them(
+        self, field: str, value: object
+    ) -> None:
+        """A fraction, ``True`` or infinity for a count, text for a number, a clock without
+        ``now()``: the handler's ``correlator`` option refused them, but options made in code
+        reached the correlator unchecked, where each event then failed on the dispatcher (or a
+        cache held 1 entry)."""
+        with pytest.raises(ValueError, match=f"CorrelatorOptions.{field} must be"):
+            corr.CorrelatorOptions(**{field: value})  # type: ignore[arg-type]
+        assert corr.CorrelatorOptions(burst_size=25.0, qps=0.5).burst_size == 25.0  # type: ignore[arg-type]
+
     def test_options_are_frozen(self) -> None:
         """Options cannot change after construction."""
         options = corr.CorrelatorOptions()
