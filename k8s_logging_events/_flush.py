@@ -39,7 +39,7 @@ class Deadline:
 
     def within(self, timeout: float) -> Deadline:
         """End ``timeout`` seconds from now at the latest (sooner when cut already)."""
-        self.end = min(self.end, time.monotonic() + max(0.0, timeout))
+        self.end = min(self.end, Deadline(timeout).end)
         return self
 
 

@@ -255,6 +255,16 @@ class EventBroadcaster:
         interrupted: BaseException | None = None
         try:
             deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+            if isinstance(deadline, bool) or not isinstance(deadline, int | float):
+                # refused inside close(), it would leave the threads running and unclosable
+                self._reporter.report(
+                    "shutdown",
+                    logging.WARNING,
+                    "shutdown() waits a number of seconds, not %r: it waits %g s",
+                    timeout,
+                    _runtime.DEFAULT_EXIT_TIMEOUT,
+                )
+                deadline = _runtime.DEFAULT_EXIT_TIMEOUT
             given_up, lost, interrupted = self._runtime.close(deadline)
             # a Ctrl-C or exit that cut the wait short is no deadline: more time would not help
             cut_short = interrupted is not None or self._cut_short

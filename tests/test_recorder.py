@@ -930,6 +930,26 @@ def test_shutdown_without_a_time_limit_stops_every_thread(make_broadcaster, capl
     assert not [r for r in caplog.records if "Unable to shut down" in r.getMessage()]
 
 
+@pytest.mark.parametrize("timeout", ["5", True, 10**400], ids=["text", "bool", "huge"])
+def test_shutdown_with_a_timeout_that_is_no_number_still_stops_every_thread(
+    make_broadcaster, caplog, timeout: object
+) -> None:
+    """``shutdown("5")`` (text) or ``shutdown(10**400)`` failed inside the close it had begun:
+    "Unable to shut down cleanly", the threads left running, and every later ``shutdown()``
+    returned at once, so nothing could stop them. Text (or a bool) is said and waits the
+    default 5 s; a huge number waits what a wait can take. Either way nothing runs after."""
+    b = make_broadcaster()
+    b.start_recording_to_sink(fake := FakeEventSink())
+    b.new_recorder("c").event(_pod(), models.NORMAL, "R", "x")
+    b.shutdown(timeout)
+    assert len(fake.events) == 1
+    assert b.threads() == []
+    messages = [r.getMessage() for r in caplog.records]
+    assert not [m for m in messages if "Unable to shut down" in m]
+    said = [m for m in messages if "shutdown() waits a number of seconds" in m]
+    assert len(said) == (0 if timeout == 10**400 else 1), messages
+
+
 def test_shutdown_with_a_failing_sink_gives_up_and_accounts_for_everything(
     make_broadcaster,
 ) -> None:
