@@ -15,6 +15,7 @@ import heapq
 import itertools
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -124,6 +125,8 @@ class Write:
     unconfirmed: int = 0  # of its occurrences, taken as landed with an unsure request
     throttled: int = 0  # 429s in a row: they spend no attempt, but the wait grows
     abandoned: bool = False
+    # set with abandoned: a request of its that waits (a sink that outlives us) is not sent
+    given_up: threading.Event = dataclasses.field(default_factory=threading.Event)
     first: int = 0  # the submission number of its oldest occurrence (a flush waits on it)
     last_error: Exception | None = None
     delayed: int = 0  # occurrences already reported as delayed by a failed attempt
@@ -460,6 +463,7 @@ class Writes:
             for write in writes:
                 if write is not None and not write.abandoned:
                     write.abandoned = True
+                    write.given_up.set()
                     abandoned.append(write)
                     self._counters.add("failed", write.occurrences)
             slot.waiting = None

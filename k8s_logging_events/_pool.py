@@ -124,8 +124,6 @@ class WriterPool:
         self.can_spawn = True  # False for good: the interpreter exits (3.12)
         self.refused = False  # the last writer could not start: a flush writes on its own thread
         self.stopping = False
-        self.given_up = threading.Event()
-        """Set once close() gave up the writes in flight: none of their requests is sent."""
 
     def ready(self) -> int:
         """Jobs that may start now: ready writes, and recordings to set up (under ``cond``)."""
@@ -264,7 +262,7 @@ class WriterPool:
         writes = recording.writes
         write.writer = threading.get_ident()  # a credential plugin it waits for is its own
         try:
-            with _process.requests_given_up_by(self.given_up):
+            with _process.requests_given_up_by(write.given_up):
                 kind, stored = writes.attempt(write)
         except _diagnostics.step_errors() as error:
             failure: BaseException | None = error

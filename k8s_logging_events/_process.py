@@ -281,8 +281,8 @@ def requests_given_up_by(given_up: threading.Event) -> Iterator[None]:
 
 
 def request_cancel(default: threading.Event) -> threading.Event:
-    """What ends a wait before this thread's request: :func:`requests_given_up_by`'s event,
-    else ``default`` (a sink's close)."""
+    """What a wait before this thread's request waits on: :func:`requests_given_up_by`'s
+    event (the sink's close sets it too), else ``default`` (the sink's close)."""
     given_up: threading.Event | None = getattr(_requests, "given_up", None)
     return given_up or default
 

@@ -505,7 +505,6 @@ class Runtime:
             _flush.join(thread, grace)
         with self._cond:
             given_up += [w for r in recordings for w in r.writes.abandon(in_flight=True)]
-            self._pool.given_up.set()  # a sink that outlives us waits for no token of theirs
             self._closed = True
             self._cond.notify_all()  # a second close waits for this one
 

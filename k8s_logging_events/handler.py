@@ -158,6 +158,7 @@ class KubernetesEventHandler(logging.Handler):
         # not be left in logging's list of handlers that logging.shutdown() flushes
         _options.check_known(unknown, _OPTION_NAMES, "KubernetesEventHandler")
         given = locals()  # the keywords by name: the signature above is the list of options
+        logging.Handler.setLevel(self, level)  # logging's check, before a '()' sink is built
         options = _options.checked({name: given[name] for name in _OPTION_NAMES})
         if broadcaster is not None and not isinstance(broadcaster, recorder.EventBroadcaster):
             raise ValueError(

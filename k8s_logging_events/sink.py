@@ -175,9 +175,14 @@ class KubernetesEventSink:
         self._transport: _transport.Transport = _official.channel_for(
             self._api_client, request_timeout
         ) or _official.ClientTransport(self._api_client, request_timeout)
-        self.waiting_for_rate_limit = 0
-        """How many requests are waiting for the rate limit right now."""
+        # what the requests waiting for the rate limit wait on (a writer's: its write's)
+        self._waits: list[threading.Event] = []
         _process.renew_in_child(self)
+
+    @property
+    def waiting_for_rate_limit(self) -> int:
+        """How many requests are waiting for the rate limit right now."""
+        return len(self._waits)
 
     def drain(self, on: bool) -> None:
         """Switch to the drain rate (``drain_qps``) while a flush drains, and back: a sink
@@ -366,6 +371,9 @@ class KubernetesEventSink:
         """Stop waiting on the rate limit, send nothing more (``ConnectionAbortedError``),
         and close the client if this sink made it."""
         self._closed.set()
+        with self._limit_lock:  # a writer waits on its write's event: ended here too
+            for cancel in self._waits:
+                cancel.set()
         self._transport.close()
         if self._owns_client:
             self._api_client.close()
@@ -379,17 +387,17 @@ class KubernetesEventSink:
         self.close()
 
     def _wait_for_rate_limit(self, cancel: threading.Event) -> None:
-        while not self._closed.is_set():  # a close() seen within a second by a writer's wait
-            with self._limit_lock:
+        while True:
+            with self._limit_lock:  # close() sets _closed, then the cancels waited on here
                 bucket = self._bucket
-                if bucket is None:
+                if bucket is None or self._closed.is_set() or cancel.is_set():
                     return
                 now = self._monotonic()
                 if bucket.try_take(now):
                     return
                 # at most a second at a time: a drain that starts meanwhile applies at once
                 wait = min(bucket.wait_time(now), 1.0)
-                self.waiting_for_rate_limit += 1
+                self._waits.append(cancel)
             try:
                 if self._sleep(wait, cancel):
                     raise ConnectionAbortedError(
@@ -398,7 +406,7 @@ class KubernetesEventSink:
                     )
             finally:
                 with self._limit_lock:
-                    self.waiting_for_rate_limit -= 1
+                    self._waits.remove(cancel)
 
     def _after_fork_in_child(self) -> None:
         """In a child after ``os.fork()`` (``_process``): a parent's writer may have held the
@@ -410,7 +418,7 @@ class KubernetesEventSink:
         self._closed = threading.Event()
         if closed:
             self._closed.set()
-        self.waiting_for_rate_limit = 0
+        self._waits = []
         self._transport.forget_after_fork()
         _official.forget_pool_after_fork(self._api_client)
 

@@ -302,6 +302,26 @@ class TestDictConfig:
         ours = f"'127.0.0.1', {server.port})"  # a socket to this server
         assert [str(w.message) for w in caught if ours in str(w.message)] == []
 
+    @pytest.mark.parametrize("level", ["NOPE", 1.5])
+    def test_a_refused_level_leaves_no_sink_open(self, level: object) -> None:
+        """``level`` is checked before a ``"()"`` factory builds the sink: logging's own
+        refusal of the level came after it, and the sink (its client, its connections) was
+        left to the garbage collector, unclosed."""
+        built: list[FakeEventSink] = []
+        closed: list[FakeEventSink] = []
+
+        class Sink(FakeEventSink):
+            def __init__(self) -> None:
+                super().__init__()
+                built.append(self)
+
+            def close(self) -> None:
+                closed.append(self)
+
+        with pytest.raises((ValueError, TypeError), match=r"[Ll]evel"):
+            KubernetesEventHandler(sink={"()": Sink}, level=level)  # type: ignore[arg-type]
+        assert built == closed
+
     def test_reconfiguring_closes_the_old_handler_and_the_new_one_works(
         self, config_logger, fresh_module_objects
     ) -> None:

@@ -6,6 +6,7 @@ import inspect
 import json
 import logging
 import os
+import queue
 import sys
 import threading
 import time
@@ -887,6 +888,33 @@ def test_writes_shutdown_gave_up_are_never_sent_by_the_sink_that_outlives_it(ser
         stats = b.stats()
         assert (stats["created"], stats["failed"]) == (1, 2)
         assert len(server.events()) == 1
+
+
+def test_close_ends_a_writers_wait_for_the_rate_limit_at_once(server) -> None:
+    """close() ends every wait for the rate limit, a broadcaster's writer's too: its sleep is
+    handed an event that close() sets. A writer's sleep was handed its shutdown's event alone,
+    which close() never sets: it slept on to the end of its second (a user's own sleep, to
+    the end of what it was asked), then found the sink closed."""
+    cancels: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
+
+    def sleep(seconds: float, cancel: threading.Event) -> bool:
+        cancels.put(cancel)
+        return cancel.wait(10)
+
+    b = recorder.EventBroadcaster()
+    with (
+        server.api_client() as api_client,
+        sink.KubernetesEventSink(api_client, qps=0.01, burst=1, sleep=sleep) as s,
+    ):
+        b.start_recording_to_sink(s)
+        rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+        for i in (0, 1):  # the second waits for the next token, 100 s away
+            rec.event(_ref(f"web-{i}"), models.WARNING, "R", "x")
+        cancel = cancels.get(timeout=10)
+        s.close()
+        assert cancel.is_set()
+        b.shutdown(timeout=0)
+    assert len(server.events()) == 1
 
 
 def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pipeline) -> None:
