@@ -143,6 +143,11 @@ class ContentionError(Exception):
     that writers spread out."""
 
 
+class NotSentError(ConnectionAbortedError):
+    """A request the sink did not send (closed, its write given up, or a flush's deadline
+    before its rate limit's token): tried again as unsent, never as maybe landed."""
+
+
 class Tries(Protocol):
     """What a retry decision counts on a write (``_pending.Write``)."""
 
@@ -244,6 +249,7 @@ def _unsent(error: BaseException | None) -> bool:
     # would take another worker's event of the same name for ours
     exceptions = sys.modules.get("urllib3.exceptions")  # its ConnectTimeoutError: refused too
     unsent = (
+        NotSentError,
         ConnectionRefusedError,
         socket.gaierror,
         getattr(exceptions, "ConnectTimeoutError", ()),

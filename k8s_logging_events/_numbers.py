@@ -53,6 +53,18 @@ def seconds(name: str, value: object, *, minimum: float, meaning: str = "seconds
     return number(name, value, minimum=minimum, maximum=threading.TIMEOUT_MAX, meaning=meaning)
 
 
+def given_seconds(value: object) -> float | None:
+    """A timeout passed in code (``flush``, ``shutdown``, ``drain``): any real number (a
+    Fraction, numpy's) as a float, at most what a wait takes; None for what is none (text,
+    a bool), which the caller says and replaces."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return None
+    try:
+        return min(float(value), threading.TIMEOUT_MAX)
+    except OverflowError:  # 10**400: beyond every wait, or long past
+        return 0.0 if value < 0 else threading.TIMEOUT_MAX
+
+
 def whole(name: str, value: object, *, minimum: int, maximum: float = math.inf) -> int:
     return int(number(name, value, minimum=minimum, maximum=maximum, integer=True))
 

@@ -15,7 +15,6 @@ import socket
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from k8s_logging_events import (
@@ -181,7 +180,7 @@ def broadcasting(**given: Any) -> BroadcasterOptions:
         sleep_duration=seconds("sleep_duration", given["sleep_duration"], minimum=0),
         correlator=checked_correlator(given["correlator"]),
         event_names=_sanitise.check_event_names(given["event_names"]),
-        clock=clock(given["clock"]),
+        clock=clock_mod.checked(given["clock"]),
         # sleep(seconds, cancel): time.sleep would fail every wait of the writer, over and over
         sleep=clock_mod.checked_sleeper(hook("sleep", given["sleep"])),
     )
@@ -246,18 +245,6 @@ def optional_name(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string, or null for the default, not {value!r}")
     return value.strip()
-
-
-def clock(value: object, name: str = "clock") -> clock_mod.Clock | None:
-    if value is None:
-        return None
-    now = getattr(value, "now", None)
-    if not callable(now):
-        raise ValueError(f"{name} must be a Clock (with now()) or null, not {value!r}")
-    read = now()  # a naive time would fail, on a writer, every one compared with a server's
-    if not isinstance(read, datetime) or read.utcoffset() is None:
-        raise ValueError(f"{name} must give aware datetimes (in UTC); {value!r} gave {read}")
-    return value  # type: ignore[return-value]
 
 
 def hook(name: str, value: object, shape: str = "") -> Any:
@@ -366,7 +353,7 @@ def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
         values["spam_key_func"] = correlators.SPAM_KEYS[named]
     for name in ("key_func", "message_func", "spam_key_func"):
         hook(f"correlator.{name}", values.get(name), "(event)")
-    clock(values.get("clock"), "correlator.clock")
+    clock_mod.checked(values.get("clock"), "correlator.clock")
     for name in ("lru_cache_size", "burst_size", "max_events", "qps", "max_interval_seconds"):
         if values.get(name) is None:  # null, as 0, means the default
             values.pop(name, None)

@@ -264,7 +264,7 @@ class WriterPool:
         try:
             with _process.requests_given_up_by(write.given_up):
                 kind, stored = writes.attempt(write)
-        except _diagnostics.step_errors() as error:
+        except BaseException as error:  # what is no step error goes on once the write is settled
             failure: BaseException | None = error
         else:
             failure = None
@@ -284,18 +284,25 @@ class WriterPool:
         self._shared.reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
             self._wake()  # a retry or a held count now waits on its timer
+        if failure is not None and not isinstance(failure, _diagnostics.step_errors()):
+            # Ctrl-C or an exit on the caller's thread: its write, left in flight, held every
+            # later one about its object for good
+            raise failure
 
     def _prepare(self, recording: Recording) -> None:
         # a writer's job (rule 10): it may build a client (an exec plugin) and request
+        failure: BaseException | None = None
         try:
             made = recording.setup()
-        except _diagnostics.step_errors() as error:  # rule 5: kept aside fails, on the dispatcher
-            with self._cond:
-                recording.preparing, recording.failure = False, _errors.readable(error)
-                self._cond.notify_all()
-        else:
-            with self._cond:
+        except BaseException as error:  # rule 5: kept aside fails, on the dispatcher
+            failure = error
+        with self._cond:
+            if failure is None:
                 recording.install(made)
-                recording.preparing = False
-                self._cond.notify_all()
+            else:
+                recording.failure = _errors.readable(failure)
+            recording.preparing = False
+            self._cond.notify_all()
         self._wake()  # the dispatcher hands on what it kept aside
+        if failure is not None and not isinstance(failure, _diagnostics.step_errors()):
+            raise failure  # as in _perform: left preparing, it kept every occurrence aside

@@ -87,6 +87,21 @@ def event_sleep(seconds: float, cancel: threading.Event) -> bool:
     return cancel.wait(seconds)
 
 
+def checked(value: object, name: str = "clock", *, read: bool = True) -> Clock | None:
+    """``value`` as a clock option: None, or a clock with ``now()``; a class (its ``now`` lacks
+    the instance) would fail every event on a thread: ValueError. With ``read``, ``now()`` is
+    read once, and a naive one refused: it would fail every time compared with a server's."""
+    if value is None:
+        return None
+    now = getattr(value, "now", None)
+    if isinstance(value, type) or not callable(now):
+        raise ValueError(f"{name} must be a Clock (with now()) or null, not {value!r}")
+    moment = now() if read else None
+    if read and (not isinstance(moment, datetime) or moment.utcoffset() is None):
+        raise ValueError(f"{name} must give aware datetimes (in UTC); {value!r} gave {moment}")
+    return value  # type: ignore[return-value]
+
+
 def monotonic_source(clock: object) -> Callable[[], float]:
     """Return the function that measures durations for ``clock``: its ``monotonic``, or for
     a clock written before that existed, ``now()`` (so that stepping it still moves timers).

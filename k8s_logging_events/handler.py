@@ -20,6 +20,7 @@ from k8s_logging_events import (
     _crash,
     _deadlines,
     _diagnostics,
+    _numbers,
     _options,
     _pod,
     _process,
@@ -292,13 +293,15 @@ class KubernetesEventHandler(logging.Handler):
         """Wait up to ``timeout`` seconds (None: ``flush_timeout``), even after a flush that ran
         out of time, until every occurrence accepted so far has an outcome; True when it did
         (or nothing was recorded), False otherwise. Never raises."""
-        given: object = timeout  # typed float, but a caller may pass anything
-        if given is not None and not isinstance(given, int | float):
+        seconds = None if timeout is None else _numbers.given_seconds(timeout)
+        if timeout is not None and seconds is None:
             _diagnostics.report(
-                logging.WARNING, "drain() waits a number of seconds, not %s", _records.shown(given)
+                logging.WARNING,
+                "drain() waits a number of seconds, not %s",
+                _records.shown(timeout),
             )
             return False
-        return self._wait(timeout, drain=True)
+        return self._wait(seconds, drain=True)
 
     def _wait(self, timeout: float | None, *, drain: bool = False, report: bool = True) -> bool:
         # refused records may have been reported (and held back), started or not

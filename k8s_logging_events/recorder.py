@@ -19,6 +19,7 @@ from k8s_logging_events import (
     _apis,
     _diagnostics,
     _errors,
+    _numbers,
     _official,
     _options,
     _pending,
@@ -208,19 +209,37 @@ class EventBroadcaster:
     def _flush(self, timeout: float | None, *, report: bool) -> bool:
         """:meth:`flush`; ``report=False`` leaves a timeout to the close that follows."""
         accepted = self._runtime.accepted
+        seconds = self._seconds("flush", timeout)
         try:
-            done = self._runtime.flush(timeout)
+            done = self._runtime.flush(seconds)
         finally:
             _official.summarise_client_errors()  # the process's limit, said at every flush
         if done or not report or _diagnostics.is_own_thread():
             return done
         if accepted != self._unfinished_reported:
             self._unfinished_reported = accepted  # once for the same occurrences
-            seconds = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
             when = f"within the flush's {seconds:g} s (they are still pending)"
             writes, queued, preparing = self._runtime.unwritten()
             self._report_unwritten("flush-timeout", writes, queued, when, preparing)
         return done
+
+    def _seconds(self, call: str, timeout: object) -> float:
+        """``timeout`` of ``call`` in seconds (None: 5 s); what is no number is said and waits
+        5 s: refused inside a flush or close begun, it raised into the caller or left the
+        threads running and unclosable."""
+        seconds = _numbers.given_seconds(
+            _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+        )
+        if seconds is None:
+            self._reporter.report(
+                call,
+                logging.WARNING,
+                "%s() waits a number of seconds, not %r: it waits %g s",
+                call,
+                timeout,
+                _runtime.DEFAULT_EXIT_TIMEOUT,
+            )
+        return _runtime.DEFAULT_EXIT_TIMEOUT if seconds is None else seconds
 
     def _report_unwritten(
         self,
@@ -254,18 +273,7 @@ class EventBroadcaster:
         """
         interrupted: BaseException | None = None
         try:
-            deadline = _runtime.DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-            if isinstance(deadline, bool) or not isinstance(deadline, int | float):
-                # refused inside close(), it would leave the threads running and unclosable
-                self._reporter.report(
-                    "shutdown",
-                    logging.WARNING,
-                    "shutdown() waits a number of seconds, not %r: it waits %g s",
-                    timeout,
-                    _runtime.DEFAULT_EXIT_TIMEOUT,
-                )
-                deadline = _runtime.DEFAULT_EXIT_TIMEOUT
-            given_up, lost, interrupted = self._runtime.close(deadline)
+            given_up, lost, interrupted = self._runtime.close(self._seconds("shutdown", timeout))
             # a Ctrl-C or exit that cut the wait short is no deadline: more time would not help
             cut_short = interrupted is not None or self._cut_short
             when = "before the deadline of shutdown"

@@ -338,7 +338,7 @@ class KubernetesEventSink:
         cancel = _process.request_cancel(self._closed)
         self._wait_for_rate_limit(cancel)
         if self._closed.is_set() or cancel.is_set():  # what was pending is counted already
-            raise ConnectionAbortedError("the sink was closed, or its write given up")
+            raise _errors.NotSentError("the sink was closed, or its write given up")
         try:
             return _transport.send(self._transport, method, path, content_type, data, parse)
         except ApiStatusError as error:
@@ -397,13 +397,12 @@ class KubernetesEventSink:
                     return
                 # at most a second at a time: a drain that starts meanwhile applies at once
                 wait = min(bucket.wait_time(now), 1.0)
+                if _process.request_seconds(wait) < wait:  # a flush writing on this thread
+                    raise _errors.NotSentError("its flush's deadline came before its token")
                 self._waits.append(cancel)
             try:
-                if self._sleep(wait, cancel):
-                    raise ConnectionAbortedError(
-                        "the sink was closed, or its write given up, while waiting for its "
-                        "rate limit"
-                    )
+                if self._sleep(wait, cancel):  # cut short by close() or a give-up
+                    raise _errors.NotSentError("the sink was closed, or its write given up")
             finally:
                 with self._limit_lock:
                     self._waits.remove(cancel)

@@ -1420,6 +1420,13 @@ class TestOptions:
             corr.CorrelatorOptions(**{field: value})  # type: ignore[arg-type]
         assert corr.CorrelatorOptions(burst_size=25.0, qps=0.5).burst_size == 25.0  # type: ignore[arg-type]
 
+    def test_a_clock_class_for_an_instance_is_refused(self) -> None:
+        """``clock=SystemClock`` (its call forgotten) has a callable ``now``, so it passed, and
+        every event was then lost on the dispatcher ("SystemClock.monotonic() missing 1
+        required positional argument"). It is refused where the options are made."""
+        with pytest.raises(ValueError, match=r"CorrelatorOptions\.clock must"):
+            corr.CorrelatorOptions(clock=clocks.SystemClock)  # type: ignore[arg-type]
+
     def test_options_are_frozen(self) -> None:
         """Options cannot change after construction."""
         options = corr.CorrelatorOptions()

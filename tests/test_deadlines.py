@@ -8,6 +8,7 @@ fast; the batch job runs in a fresh interpreter, as at a real exit.
 
 from __future__ import annotations
 
+import fractions
 import json
 import logging
 import re
@@ -225,6 +226,18 @@ def test_flush_keeps_the_handler_signature_and_drain_answers(make, held) -> None
     assert handler.drain(0.2) is False
     held.release.set()
     assert handler.drain(10) is True
+    assert handler.stats()["created"] == 1
+
+
+def test_drain_takes_a_fraction_of_a_second_as_any_number(make, held) -> None:
+    """A Fraction is a real number, as for every option: ``drain(Fraction(10))`` answered
+    False at once ("drain() waits a number of seconds, not Fraction(10, 1)") whatever the
+    writes did; it waits as asked."""
+    handler = make()
+    app_logger(handler).warning("waiting", extra={"involved": pod("a")})
+    held.release.set()
+    ten: Any = fractions.Fraction(10)  # typed float, as numbers.Real cannot be
+    assert handler.drain(ten) is True
     assert handler.stats()["created"] == 1
 
 

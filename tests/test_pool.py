@@ -729,3 +729,86 @@ def test_a_retry_scheduled_by_a_writer_wakes_the_dispatcher() -> None:
     one.pool._perform(*job)
     assert one.pending.writes.next_due() is not None
     assert one.woken == 1
+
+
+def test_a_ctrl_c_in_a_write_a_flush_makes_on_its_own_thread_leaves_no_write_in_flight(
+    monkeypatch,
+) -> None:
+    """Where no writer can start, a flush makes the writes on the caller's thread, and a
+    Ctrl-C there reaches the caller, as it must. But the write it cut short stayed in flight
+    for good: every later occurrence about its object waited behind it, no flush wrote them,
+    and the request was reported as in flight ever after. The cut write is settled as a failed
+    attempt first (tried again), then the Ctrl-C goes on."""
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:
+        if "-writer-" in thread.name:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    fake = FakeEventSink()
+    fake.fail_next("create", KeyboardInterrupt())
+    b = recorder.EventBroadcaster(sleep_duration=0.0)
+    b.start_recording_to_sink(fake)
+    rec = b.new_recorder("pool")
+    try:
+        rec.event(pod("web"), "Warning", "BackOff", "Back-off pulling image")
+        with pytest.raises(KeyboardInterrupt):
+            b.flush(10)
+        rec.event(pod("web"), "Warning", "BackOff", "Back-off pulling image")
+        assert b.flush(10)
+    finally:
+        b.shutdown(5)
+    assert [e.count for e in fake.events] == [2]
+    assert b.stats()["failed"] == 0
+
+
+class _SetUpCut(FakeEventSink):
+    """A sink whose first set-up (the question which Events API it serves) meets Ctrl-C."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked = 0
+
+    @property
+    def api_known(self) -> bool:
+        return False
+
+    @property
+    def api(self) -> str:
+        self.asked += 1
+        if self.asked == 1:
+            raise KeyboardInterrupt
+        return sink.CORE_V1
+
+
+def test_a_ctrl_c_in_a_set_up_a_flush_makes_on_its_own_thread_leaves_it_not_under_way(
+    monkeypatch,
+) -> None:
+    """As a write, a sink's set-up a flush makes on the caller's thread (no writer can start)
+    and a Ctrl-C cut stayed under way for good: every occurrence after it was kept aside for
+    a set-up that never ended, and no flush wrote one. It ends as a failed set-up (what it
+    held counted failed, or set up again), then Ctrl-C goes on."""
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:
+        if "-writer-" in thread.name:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(cut := _SetUpCut())
+    rec = b.new_recorder("pool")
+    try:
+        rec.event(pod("web"), "Warning", "BackOff", "Back-off pulling image")
+        with pytest.raises(KeyboardInterrupt):
+            b.flush(10)
+        rec.event(pod("db"), "Warning", "BackOff", "Back-off pulling image")
+        assert b.flush(10)
+    finally:
+        b.shutdown(5)
+    assert "db" in [e.involved_object.name for e in cut.events]
+    stats = b.stats()
+    assert stats["created"] + stats["failed"] == stats["accepted"] == 2, stats

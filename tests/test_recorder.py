@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import fractions
 import io
 import json
 import logging
@@ -11,13 +12,14 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 from unittest import mock
 
 import pytest
 
 from k8s_logging_events import correlator, models, recorder, sink
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
-from tests._sinks import WithoutRead
+from tests._sinks import SetUpHangs, WithoutRead
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -948,6 +950,27 @@ def test_shutdown_with_a_timeout_that_is_no_number_still_stops_every_thread(
     assert not [m for m in messages if "Unable to shut down" in m]
     said = [m for m in messages if "shutdown() waits a number of seconds" in m]
     assert len(said) == (0 if timeout == 10**400 else 1), messages
+
+
+def test_flush_and_shutdown_take_a_fraction_of_a_second_as_any_number(caplog) -> None:
+    """A Fraction is a real number, as for every option: ``flush(Fraction(1, 5))`` raised
+    TypeError into the caller when it ran out of time (its report formatted the Fraction as a
+    float), and ``shutdown(Fraction(1, 5))`` was told "waits a number of seconds, not
+    Fraction(1, 5)" and waited 5 s. Both wait the fifth of a second asked."""
+    fifth: Any = fractions.Fraction(1, 5)  # typed float, as numbers.Real cannot be
+    b = recorder.EventBroadcaster()
+    b.start_recording_to_sink(hanging := SetUpHangs())
+    b.new_recorder("c").event(_pod(), models.NORMAL, "R", "x")
+    try:
+        assert hanging.asked.wait(10)
+        assert b.flush(fifth) is False
+        b.shutdown(fifth)
+    finally:
+        hanging.gate.set()
+    messages = [r.getMessage() for r in caplog.records]
+    assert [m for m in messages if "within the flush's 0.2 s" in m], messages
+    assert not [m for m in messages if "waits a number of seconds" in m], messages
+    assert b.stats()["failed"] == 1
 
 
 def test_shutdown_with_a_failing_sink_gives_up_and_accounts_for_everything(

@@ -22,7 +22,7 @@ import yaml
 from kubernetes import client
 from urllib3.exceptions import InsecureRequestWarning
 
-from k8s_logging_events import _http, _kubeconfig, _official, models, recorder, sink
+from k8s_logging_events import _errors, _http, _kubeconfig, _official, models, recorder, sink
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
@@ -220,8 +220,10 @@ class TestKubernetesEventSink:
         with server.api_client() as api_client:
             with sink.KubernetesEventSink(api_client) as s:
                 s.create(_event(name="web-0.a"))
-            with pytest.raises(ConnectionAbortedError):
+            with pytest.raises(ConnectionAbortedError) as refused:
                 s.create(_event(name="web-0.b"))
+            # never sent: a writer's next attempt takes it for no request in doubt
+            assert not _errors.may_have_landed(refused.value)
             assert client.CoreV1Api(api_client).list_namespaced_event("default").items
         assert [e["metadata"]["name"] for e in server.events()] == ["web-0.a"]
 
@@ -1277,7 +1279,7 @@ class TestReadAndGuardedPatches:
         lazy.close()
         built.set()
         writer.join(30)
-        assert [type(error) for error in raised] == [ConnectionAbortedError]
+        assert [isinstance(error, ConnectionAbortedError) for error in raised] == [True]
         assert server.requests == []
 
     def test_a_flush_that_begins_as_the_client_is_published_still_drains_it(self) -> None:
@@ -1522,3 +1524,41 @@ def test_a_flush_ending_inside_a_lone_switch_off_leaves_the_next_drain_whole(ser
         assert sum(clock.sleeps) < 0.01, clock.sleeps
     finally:
         s.close()
+
+
+def test_a_flush_writing_on_its_own_thread_waits_for_no_token_past_its_deadline(
+    server, monkeypatch
+) -> None:
+    """Where no writer can start, a flush makes the writes on the caller's thread, within its
+    timeout: its requests' timeouts keep that deadline, but the rate limit's wait did not, and
+    the caller (an exit's flush) waited for the next token, however far (a second at a time).
+    A token due past the deadline is not waited for: the request is not sent (tried again, not
+    taken as maybe landed), and the flush returns by its deadline."""
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:
+        if "-writer-" in thread.name:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+    clock = FakeClock()  # the rate limit's time: its waits take no real time
+    b = recorder.EventBroadcaster()
+    with (
+        server.api_client() as api_client,
+        sink.KubernetesEventSink(
+            api_client, qps=0.01, burst=1, drain_qps=0.01, clock=clock, sleep=clock.sleep
+        ) as s,
+    ):
+        b.start_recording_to_sink(s)
+        rec = b.new_recorder(models.EventSource(component="ctl", host="node-1"))
+        try:
+            for i in (0, 1):  # the second waits for the next token, 100 s away
+                rec.event(_ref(f"web-{i}"), models.WARNING, "R", "x")
+            done = b.flush(0.5)
+        finally:
+            b.shutdown(0)
+    assert [seconds for seconds in clock.sleeps if seconds > 0.5] == []
+    assert done is False
+    assert len(server.events()) == 1
+    assert b.stats()["failed"] == 1
