@@ -396,13 +396,12 @@ class _Attempt:
         landed = [s for s in self.write.unsure if _landed(s, server, writers, token, start)]
         self.created = self.created or any(s[2] for s in landed)
         carried = max((s[1] for s in landed), default=0)
-        unwritten = self.write.occurrences - carried
         # a count past what each of ours taken as landed set was raised by another writer,
         # maybe past one of ours that did not land: what the count alone took is unconfirmed
         past = server > max((s[0] for s in landed), default=server)
         sure = max((s[1] for s in landed if not past or _told(s, writers, token)), default=0)
         self.write.unconfirmed = carried - sure
-        self.target = server + max(0, unwritten)
+        self.target = server + max(0, self.write.occurrences - carried)
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still
         # know of them, or what they carried would be counted twice
@@ -521,8 +520,7 @@ def _told(sent: Sent, writers: str | None, token: str) -> bool | None:
 
 def _entries(writers: str | None) -> list[str]:
     entries = (writers or "").split()
-    # another program wrote the key: no record
-    return entries if all(map(_ENTRY.fullmatch, entries)) else []
+    return entries if all(map(_ENTRY.fullmatch, entries)) else []  # garbled: another program's
 
 
 def _writers(event: models.Event) -> str | None:

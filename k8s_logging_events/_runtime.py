@@ -85,8 +85,7 @@ class Runtime:
     ``capacity``, ``writers`` and ``sleep`` are the broadcaster's ``queue_length``, ``writers``
     and ``sleep`` (None: wait for a timer on the queue); ``namer`` names each Event;
     ``counters`` (the recorder's too) count the outcomes; ``reporter`` reports drops, failures
-    and the exit summary; ``name`` prefixes threads'.
-    """
+    and the exit summary; ``name`` prefixes threads'."""
 
     def __init__(
         self,
@@ -178,11 +177,8 @@ class Runtime:
                 return
             self._started = True
             _process.flush_when_child_ends(self)
-            thread = threading.Thread(
-                target=self._dispatch,
-                name=f"{self._shared.name}-dispatcher-{next(_counter)}",
-                daemon=True,
-            )
+            name = f"{self._shared.name}-dispatcher-{next(_counter)}"
+            thread = threading.Thread(target=self._dispatch, name=name, daemon=True)
             self._dispatcher = thread
             self._starting = (thread, threading.get_ident())
             loops = [loop for loop in self._consumers.loops() if loop.thread is None]
@@ -391,9 +387,8 @@ class Runtime:
     def _settled(self) -> bool:
         """Every occurrence has an outcome, every watcher is caught up: nothing to wait for."""
         with self._cond:
-            if self._queued() > 0:
-                return False
-            if any(r.writes.pending() or r.aside_count for r in self._consumers.recordings()):
+            recordings = self._consumers.recordings()
+            if self._queued() > 0 or any(r.writes.pending() or r.aside_count for r in recordings):
                 return False
             loops = self._consumers.loops()
         return all(loop.caught_up(loop.watcher.delivered) for loop in loops)
@@ -500,8 +495,7 @@ class Runtime:
         for consumer in consumers:
             consumer.watcher.stop()
         for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:
-            # a writer in a request gets the grace too: most answer within it (one that hangs
-            # costs the grace once, then is a daemon)
+            # a writer in a request too: most answer within it (a hung one costs it once)
             _flush.join(thread, grace)
         with self._cond:
             given_up += [w for r in recordings for w in r.writes.abandon(in_flight=True)]
@@ -513,13 +507,10 @@ class Runtime:
         return values["dropped"] + values["failed"]
 
     def stats(self) -> dict[str, int]:
-        """``accepted``, the outcomes, ``pending`` and ``pending_events``.
-
-        ``pending``: occurrences without an outcome yet, queued or in a write (once per
-        sink); with one sink, ``accepted`` is the sum of the outcomes and ``pending``
-        whenever no thread is handing one on. ``pending_events``: events with a write
-        waiting or in flight.
-        """
+        """``accepted``, the outcomes, ``pending`` (occurrences without an outcome yet, queued
+        or in a write, once per sink; with one sink, ``accepted`` is the sum of the outcomes and
+        ``pending`` whenever no thread hands one on) and ``pending_events`` (events with a
+        write waiting or in flight)."""
         if self._closed:
             self._queue_drops.add_many(_flush.leftovers(self._queue))  # an offer raced close
         # under the lock of every outcome and hand-off: none seen both queued and written
@@ -557,8 +548,8 @@ class Runtime:
     def flush_at_child_exit(self) -> None:
         """Write what was accepted: a ``multiprocessing`` child's target has returned."""
         if self._started and not self._closing and not self.flush(self.exit_timeout):
-            # the child ends (os._exit; spawn: an exit that must not wait again): give up, once,
-            # and say what close() gave up (not a look before it: the threads went on)
+            # the child ends (os._exit; spawn: no second wait): give up once, say what close()
+            # gave up (not a look before it: the threads went on)
             given_up, lost, _ = self.close(0)
             if given_up or lost:
                 sinks = [recording.writes.sink for recording in self._consumers.recordings()]
@@ -572,8 +563,7 @@ class Runtime:
         (never written twice); the consumers stay, their threads start with the first event."""
         closing = self._closing
         self._fresh()
-        self._closing = self._closed = closing
-        self._pool.stopping = closing
+        self._closing = self._closed = self._pool.stopping = closing
         for consumer in self._consumers:
             consumer.watcher._renew_after_fork()
             if isinstance(consumer, _pool.Recording | _watchers.WatchLoop):

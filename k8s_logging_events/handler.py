@@ -85,6 +85,7 @@ _AFTER_CLOSE = (
     "code that they do not configure and that stays on its logger: name it in that "
     "configuration, or add a new one after the call"
 )
+_UNCLEAN_CLOSE = "Unable to close the event handler cleanly: %r"
 
 _SYSTEM_CLOCK = clock_mod.SystemClock()
 _STOP_MARGIN_SECONDS = 1.0  # beyond flush_timeout: the threads' quarter second, and some
@@ -155,8 +156,7 @@ class KubernetesEventHandler(logging.Handler):
         event_names: str = "deterministic",
         **unknown: Any,
     ) -> None:
-        # every check before logging.Handler.__init__: a handler that failed to build must
-        # not be left in logging's list of handlers that logging.shutdown() flushes
+        # every check before logging.Handler.__init__, which lists it for logging.shutdown()
         _options.check_known(unknown, _OPTION_NAMES, "KubernetesEventHandler")
         given = locals()  # the keywords by name: the signature above is the list of options
         logging.Handler.setLevel(self, level)  # logging's check, before a '()' sink is built
@@ -197,8 +197,7 @@ class KubernetesEventHandler(logging.Handler):
             result: object = super().filter(record)
         except Exception as error:
             if self._extras(record) is not None:
-                self._counters["refused"].add()
-                self._sites.report(
+                self._refuse(
                     record, "filter", "No event for this record: a filter raised %r", error
                 )
             return None
@@ -220,13 +219,11 @@ class KubernetesEventHandler(logging.Handler):
             return None
         if _diagnostics.logs_for_itself():
             # a record on a library thread (an event watcher's handler) could make the next
-            try:
+            about = None
+            with contextlib.suppress(Exception):  # a broken extra: nothing to say about an object
                 about = _records.find_extras(record)
-            except Exception:  # a broken extra: nothing to say about an object
-                about = None
             if about is not None:
-                self._counters["refused"].add()
-                self._sites.report(
+                self._refuse(
                     record,
                     "own-thread",
                     "No event for a record logged on the library's thread %s (an event "
@@ -238,14 +235,16 @@ class KubernetesEventHandler(logging.Handler):
             extras = _records.find_extras(record, self._default_involved)
             involved_none = extras is None and _records.involved_is_none(record)
         except Exception as error:  # a k8s_skip whose truth raises or recurses, a broken mapping
-            self._counters["refused"].add()
-            self._sites.report(record, "internal", "No event for this record: %r", error)
+            self._refuse(record, "internal", "No event for this record: %r", error)
             return None
         if involved_none:
             # a variable that was None when logged (a lookup that found nothing): say so
-            self._counters["refused"].add()
-            self._sites.report(record, "involved", _records.INVOLVED_NONE)
+            self._refuse(record, "involved", _records.INVOLVED_NONE)
         return extras
+
+    def _refuse(self, record: logging.LogRecord, where: str, message: str, *args: object) -> None:
+        self._counters["refused"].add()
+        self._sites.report(record, where, message, *args)
 
     def handle(self, record: logging.LogRecord) -> bool:
         """Filter ``record`` and emit it, without the handler's lock: a close holds that lock
@@ -274,8 +273,7 @@ class KubernetesEventHandler(logging.Handler):
         self._wait(None, report=not getattr(self._holding, "depth", 0))
 
     def _flush_before_exit(self) -> None:
-        """:meth:`flush` before an uncaught exception ends the process: what is pending is
-        said once, by the close at exit, which shares the deadline."""
+        """:meth:`flush` before an uncaught exception's exit, silent: the close at exit reports."""
         self._wait(None, report=False)
 
     def acquire(self) -> None:
@@ -319,11 +317,8 @@ class KubernetesEventHandler(logging.Handler):
             done = active._flush(seconds, report=report and seconds > 0)
         except (KeyboardInterrupt, SystemExit):
             if threading.main_thread().is_alive():
-                # the program is running: Ctrl-C (or a SIGTERM handler's exit) is its own, and
-                # a wait it cut short did not run out of time: the exit still waits its own
-                raise
-            # a signal while logging.shutdown() waits at exit: stop waiting, let the close give
-            # the writes up at once (counted, reported) and the other handlers be closed
+                raise  # the program's Ctrl-C (or SIGTERM's exit): no time ran out, exit waits
+            # at exit: stop waiting; the close gives up the writes, logging closes the rest
             waits.cut()
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
@@ -338,10 +333,9 @@ class KubernetesEventHandler(logging.Handler):
         try:
             _crash.unwatch(self)
             with self._lock:
-                first = not self._closed
-                self._closed = True
+                first, self._closed = not self._closed, True
                 _STARTED.pop(id(self), None)
-                active, lazy = self._broadcaster, self._lazy_sink
+                active = self._broadcaster
                 later = first and active is not None and self._client_needs_logging_lock()
                 if first and active is not None:
                     self._stopping = threading.Event()  # before a second close can look
@@ -350,34 +344,26 @@ class KubernetesEventHandler(logging.Handler):
             if first:
                 self._sites.summarise()
                 if active is not None and stopping is not None:
-                    self._stop(active, lazy, stopping, later=later)
+                    self._stop(active, stopping, later=later)
             elif (
                 stopping is not None
                 and self._stopper != threading.get_ident()  # a signal handler's, inside it
                 and not _diagnostics.holds_logging_lock()
                 and not _diagnostics.is_own_thread()  # the stop waits for our threads
             ):
-                # closed again while another thread (or one after dictConfig) stops: once
-                # this returns, the counters are final
+                # closed again while another thread (or one after dictConfig) stops: counters final
                 stopping.wait(self._options.flush_timeout + _STOP_MARGIN_SECONDS)
         except (KeyboardInterrupt, SystemExit):
             if threading.main_thread().is_alive():
                 raise  # the program's own (what was pending is given up, counted, reported)
             # at exit, as for a flush: logging.shutdown() must still close the other handlers
         except Exception as error:  # close runs from logging.shutdown: it must not raise
-            _diagnostics.report(
-                logging.WARNING, "Unable to close the event handler cleanly: %r", error
-            )
+            _diagnostics.report(logging.WARNING, _UNCLEAN_CLOSE, error)
         finally:
             super().close()
 
     def _stop(
-        self,
-        active: recorder.EventBroadcaster,
-        lazy: sinks.LazySink | None,
-        stopped: threading.Event,
-        *,
-        later: bool,
+        self, active: recorder.EventBroadcaster, stopped: threading.Event, *, later: bool
     ) -> None:
         """Stop what the handler owns, then set ``stopped``; ``later``: on a thread of its own,
         as the caller holds a lock the writers need (the exit waits for it, or a Ctrl-C)."""
@@ -393,12 +379,10 @@ class KubernetesEventHandler(logging.Handler):
                     active._cut_short = self._waits.cut_short  # said so, not a deadline
                     active.shutdown(timeout)  # may raise the program's Ctrl-C, once stopped
             except Exception as error:  # rule 5: a background step never raises
-                _diagnostics.report(
-                    logging.WARNING, "Unable to close the event handler cleanly: %r", error
-                )
+                _diagnostics.report(logging.WARNING, _UNCLEAN_CLOSE, error)
             finally:
                 with contextlib.suppress(Exception):  # the sinks it built
-                    _apis.call_optional(lazy or self._built, "close")
+                    _apis.call_optional(self._lazy_sink or self._built, "close")
                 _process.AT_EXIT.pop(stopped, None)
                 stopped.set()
 
@@ -407,15 +391,13 @@ class KubernetesEventHandler(logging.Handler):
             active._cut_short = True
             active._runtime.cut()
 
-        if not later:
-            stop(on_thread=False)
-            return
-        name = f"{recorder.THREAD_NAME}-close"
-        _process.AT_EXIT[stopped] = (self._options.flush_timeout + _STOP_MARGIN_SECONDS, cut)
-        try:
-            threading.Thread(target=stop, name=name, daemon=True).start()
-        except RuntimeError:  # no new thread at interpreter shutdown: stop here, as before
-            stop(on_thread=False)
+        if later:
+            name = f"{recorder.THREAD_NAME}-close"
+            _process.AT_EXIT[stopped] = (self._options.flush_timeout + _STOP_MARGIN_SECONDS, cut)
+            with contextlib.suppress(RuntimeError):  # none at interpreter shutdown: stop here
+                threading.Thread(target=stop, name=name, daemon=True).start()
+                return
+        stop(on_thread=False)
 
     def _client_needs_logging_lock(self) -> bool:
         """dictConfig flushes and closes the handlers it replaces under logging's lock, which a
@@ -479,8 +461,7 @@ class KubernetesEventHandler(logging.Handler):
         except RecursionError:  # as the stdlib handlers do: a recursion must surface
             raise
         except Exception as error:  # a handler must never break the program that logs
-            self._counters["refused"].add()
-            self._sites.report(record, "internal", "No event for this record: %r", error)
+            self._refuse(record, "internal", "No event for this record: %r", error)
 
     def _after_close(self) -> None:
         # said once (a handler re-added after close() by loguru loses them all); not after the
@@ -517,8 +498,7 @@ class KubernetesEventHandler(logging.Handler):
         if self._given is not None:
             self._now, self._offer = self._given._intake()
         self._lazy_sink: sinks.LazySink | None = None
-        self._stopping = None
-        self._stopper = None
+        self._stopping = self._stopper = None
         self._waits = _deadlines.ExitWaits(self._options.flush_timeout)
 
     def _start(self) -> _Offer | None:

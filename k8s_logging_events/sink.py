@@ -9,9 +9,8 @@ writer decides what to do with a failure from its class alone:
 * :class:`RequestConstructionError` -- the request could not even be built: given up.
 * any other exception (refused, reset, timed out) -- retried.
 
-The errors and :func:`is_retryable` live in ``_errors``, :class:`EventSink` in
-``_pending``; this module gives them their public names: what a user catches, or raises
-in a sink of their own.
+The errors and :func:`is_retryable` (``_errors``) and :class:`EventSink` (``_pending``) get
+their public names here: what a user catches, or raises in a sink of their own.
 """
 
 from __future__ import annotations
@@ -83,11 +82,12 @@ DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
-
 EventSink = _pending.EventSink
 ApiStatusError = _errors.ApiStatusError
 RequestConstructionError = _errors.RequestConstructionError
 is_retryable = _errors.is_retryable
+find_configuration = _kubeconfig.find_configuration
+kubeconfig_paths = _kubeconfig.kubeconfig_paths
 
 
 class KubernetesEventSink:
@@ -143,8 +143,7 @@ class KubernetesEventSink:
         # one of another shape would fail every request the rate limit holds
         self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
         self._owns_client = api_client is None
-        # durations (the rate limit, a token file's age) on the monotonic reading, never the
-        # wall clock
+        # durations (the rate limit, a token file's age): monotonic, never the wall clock
         self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
         self.credentials: str
         """What kind of credentials the sink sends, and from where (never their value)."""
@@ -166,10 +165,8 @@ class KubernetesEventSink:
         self._normal = _tokenbucket.TokenBucket(qps, burst, now) if qps > 0 else None
         # draining is never slower than the normal rate: no limit stays no limit
         self._draining = self._normal
-        if self._normal is not None and (drain_qps <= 0 or drain_qps > qps):
-            self._draining = (
-                _tokenbucket.TokenBucket(drain_qps, burst, now) if drain_qps > 0 else None
-            )
+        if self._normal is not None and not 0 < drain_qps <= qps:
+            self._draining = _tokenbucket.TokenBucket(drain_qps, burst, now) if drain_qps else None
         self._drains: list[None] = []  # one per drain on
         # chosen once: the sink's own channel where it connects exactly as the client would
         self._transport: _transport.Transport = _official.channel_for(
@@ -185,20 +182,14 @@ class KubernetesEventSink:
         return len(self._waits)
 
     def drain(self, on: bool) -> None:
-        """Switch to the drain rate (``drain_qps``) while a flush drains, and back: a sink
-        shared by several broadcasters drains until the last of their flushes ends; a switch
-        off with no drain on ends none (the next drain would have been one short for good)."""
-        # lock-free, each switch one atomic step (a signal handler's flush landing here waits
-        # for no lock of ours): a switch off looks and ends at once; two that looked first,
-        # then ended, ended two drains for the one there was
+        """Switch to ``drain_qps`` while a flush drains, and back: a sink shared by several
+        broadcasters drains until their last flush ends; a switch off with none on ends none."""
+        # lock-free, one atomic step each (a signal handler's flush here waits for no lock of
+        # ours); two switches off that each looked, then ended, ended two drains for one
         if on:
             self._drains.append(None)
         else:
             del self._drains[-1:]
-
-    @property
-    def _bucket(self) -> _tokenbucket.TokenBucket | None:
-        return self._draining if self._drains else self._normal
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> KubernetesEventSink:
@@ -235,10 +226,9 @@ class KubernetesEventSink:
         return self._api != "auto"
 
     def discover_api(self) -> str:
-        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if it does not, or
-        cannot say (core/v1 is everywhere), the latter reported: the choice holds for the
-        sink's life, and processes that chose differently do not continue each other's
-        counts."""
+        """Ask the server whether it serves events.k8s.io/v1 Events; ``v1`` if not, or if it
+        cannot say (core/v1 is everywhere; reported): the choice holds for the sink's life,
+        and processes that chose differently do not continue each other's counts."""
         try:
             answer = self._send("GET", f"/apis/{EVENTS_V1}", _JSON)
             resources = answer.get("resources") or ()
@@ -256,8 +246,7 @@ class KubernetesEventSink:
 
     @property
     def host(self) -> str:
-        """The API server's URL, as reports show it: never a password a kubeconfig's
-        ``server`` may hold."""
+        """The API server's URL, shown without a password a kubeconfig's ``server`` may hold."""
         return _kubeconfig.shown_url(str(self._api_client.configuration.host))
 
     def create(self, event: models.Event) -> models.Event:
@@ -280,33 +269,27 @@ class KubernetesEventSink:
     def _answered(
         self, event: models.Event, method: str, body: object = None, content_type: str = _JSON
     ) -> models.Event:
-        """Send ``event``'s request, and take only an answer about it. Another object's, one
-        the request cannot get, or another count than the one written was meant for another
-        request (docs/reliability.md, "The channel"): the idle connections are closed and the
-        request fails as in transport, for the writer to try again."""
+        """Send ``event``'s request, take only an answer about it: another object's, one the
+        request cannot get, or another count than written was meant for another request
+        (docs/reliability.md, "The channel"): idle connections close, it fails as in transport."""
         api = _apis.BY_NAME[self.api]
+        written: int | None = None  # the count the write sets, as the server stores it
         if method in ("POST", "PUT"):  # a create or a replace sends the event itself
-            body = api.body(event)
+            body, written = api.body(event), models.stored_count(api.count_of(event))
         path = _events_path(api.prefix, event.namespace, None if method == "POST" else event.name)
         what = f"a write of event {event.namespace}/{event.name}"
         try:
             stored: models.Event = self._send(method, path, content_type, body, api.read)
         except ApiStatusError as error:
             # AlreadyExists answers a create alone; no admission webhook answers a read 409 or 422
-            could = (
-                method == "POST"
-                if error.is_already_exists
-                else not (method == "GET" and error.status in (409, 422))
-            )
+            read_conflict = method == "GET" and error.status in (409, 422)
+            could = method == "POST" if error.is_already_exists else not read_conflict
             if error.name in ("", event.name, event.namespace) and could:
                 raise
             raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         if stored.name != event.name or stored.namespace not in ("", event.namespace):
             raise self._out_of_step(what, f"about {stored.namespace}/{stored.name}")
-        written: int | None = None  # the count the write sets, as the server stores it
-        if method in ("POST", "PUT"):
-            written = models.stored_count(api.count_of(event))
-        elif isinstance(body, bytes):  # a patch: the count it sets, if it sets one
+        if isinstance(body, bytes):  # a patch: the count it sets, if it sets one
             try:
                 patch = json.loads(body)
             except ValueError:
@@ -331,8 +314,7 @@ class KubernetesEventSink:
         body: object = None,
         parse: _transport.Parse | None = None,
     ) -> Any:
-        """The sink's one request path (``_transport``): the decoded JSON of a 2xx answer,
-        or what ``parse`` makes of it."""
+        """The one request path: a 2xx answer's decoded JSON, or what ``parse`` makes of it."""
         data = _transport.encode(method, path, body)
         # a write a shutdown gave up is not sent by a sink that outlives it (it counted failed)
         cancel = _process.request_cancel(self._closed)
@@ -358,8 +340,8 @@ class KubernetesEventSink:
                 raise
             raise self._out_of_step(what, f"{error} (about {error.name!r})") from None
         pod: dict[str, Any] = answer if isinstance(answer, dict) else {}
-        metadata: dict[str, Any] = pod.get("metadata") or {}
-        metadata = metadata if isinstance(metadata, dict) else {}
+        found = pod.get("metadata")
+        metadata: dict[str, Any] = found if isinstance(found, dict) else {}
         if pod.get("kind") != "Pod" or metadata.get("name") != name:
             raise self._out_of_step(what, f"about {pod.get('kind')} {metadata.get('name')}")
         uid = metadata.get("uid")
@@ -389,7 +371,7 @@ class KubernetesEventSink:
     def _wait_for_rate_limit(self, cancel: threading.Event) -> None:
         while True:
             with self._limit_lock:  # close() sets _closed, then the cancels waited on here
-                bucket = self._bucket
+                bucket = self._draining if self._drains else self._normal
                 if bucket is None or self._closed.is_set() or cancel.is_set():
                     return
                 now = self._monotonic()
@@ -408,22 +390,16 @@ class KubernetesEventSink:
                     self._waits.remove(cancel)
 
     def _after_fork_in_child(self) -> None:
-        """In a child after ``os.fork()`` (``_process``): a parent's writer may have held the
-        lock, and the child opens connections of its own; a flush the parent was draining
-        is not the child's: it writes at the normal rate."""
+        """After ``os.fork()`` (``_process``): a parent's writer may have held the lock; the
+        child opens connections of its own and writes at the normal rate (a drain is not its)."""
         self._limit_lock = threading.RLock()
         self._drains = []
-        closed = self._closed.is_set()
-        self._closed = threading.Event()
+        closed, self._closed = self._closed.is_set(), threading.Event()
         if closed:
             self._closed.set()
         self._waits = []
         self._transport.forget_after_fork()
         _official.forget_pool_after_fork(self._api_client)
-
-
-find_configuration = _kubeconfig.find_configuration
-kubeconfig_paths = _kubeconfig.kubeconfig_paths
 
 
 def _events_path(prefix: str, namespace: str, name: str | None = None) -> str:
@@ -447,9 +423,7 @@ class LazySink(_process.Locked):
     """
 
     def __init__(self, factory: Callable[[], EventSink], what: str, api: str) -> None:
-        self._factory = factory
-        self._what = what
-        self._api = api
+        self._factory, self._what, self._api = factory, what, api
         self._real: EventSink | None = None
         self._error: Exception | None = None
         self._closed = False
@@ -459,9 +433,8 @@ class LazySink(_process.Locked):
         """New locks (also the first): a build under way in the parent is made again here when
         needed; a flush the parent was draining is not the child's."""
         super()._after_fork_in_child()
-        # held only for an instant (never across a build): drain() and the end of a build
-        # agree on the rate, whichever comes first; reentrant, as drain() runs on a flushing
-        # caller's thread, where a signal handler's flush may interrupt it
+        # held for an instant (never across a build): drain() and a build's end agree on the
+        # rate; reentrant: drain() runs on a flushing caller's thread, a signal's flush too
         self._drain_lock = threading.RLock()
         self._draining = False
 
@@ -503,9 +476,8 @@ class LazySink(_process.Locked):
 
     @property
     def imports_client(self) -> bool:
-        """True while a write would still build the client: importing the kubernetes client
-        and making its ``Configuration`` (which gets and sets loggers) take the ``logging``
-        module's lock, even when the application imported the client itself."""
+        """True while a write would still build the client: importing it and making its
+        ``Configuration`` (which sets loggers) take logging's lock, even if already imported."""
         return self._real is None and self._error is None and not self._closed
 
     def drain(self, on: bool) -> None:
@@ -561,8 +533,7 @@ class LazySink(_process.Locked):
     def _build(self) -> None:
         try:
             with _process.importing():
-                # os.fork() waits for this: a child must not inherit a half-imported module,
-                # whose import lock a thread it lacks would hold forever
+                # os.fork() waits: a child must not inherit a half-done import (its lock held)
                 import kubernetes  # noqa: F401 - the import is the point
             with _official.plugin_may_run():  # an exec credential plugin
                 built = self._factory()

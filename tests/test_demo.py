@@ -396,9 +396,9 @@ class TestOutput:
                 server.api_client() as api_client,
                 contextlib.closing(_demo._cluster_sink(api_client, config, "v1")) as sink,
             ):
-                sink.drain(True)
-                assert sink._bucket is not None
-                assert sink._bucket._qps == 70
+                sink.drain(True)  # the bucket a drain takes from
+                assert sink._draining is not None
+                assert sink._draining._qps == 70
         assert "it drains at 70 requests/s (drain_qps)" in " ".join(out.getvalue().split())
 
     def test_the_handler_class_under_the_package_name_is_found_too(self, tmp_path) -> None:
