@@ -262,7 +262,7 @@ class WriterPool:
         writes = recording.writes
         write.writer = threading.get_ident()  # a credential plugin it waits for is its own
         try:
-            with _process.requests_given_up_by(write.given_up):
+            with _process.requests_given_up_by(writes.given_up):
                 kind, stored = writes.attempt(write)
         except BaseException as error:  # what is no step error goes on once the write is settled
             failure: BaseException | None = error
