@@ -508,3 +508,12 @@ def test_a_project_on_an_older_pytest_or_pluggy_still_runs_and_captures(
     result = pytester.run(sys.executable, "-c", OLD_PYTEST, *plugins_off)
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*Captured events call*", "*Warning*BackOff*Back-off*"])
+
+
+def test_the_markers_help_shows_the_logger_the_k8s_events_marker_takes(
+    pytester: pytest.Pytester,
+) -> None:
+    """``pytest --markers`` says the ``k8s_events`` marker takes the logger to capture first,
+    as ``@pytest.mark.k8s_events("my.operator", api="auto")`` in the docs, not only keywords."""
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.k8s_events(logger=None, **options): *"])

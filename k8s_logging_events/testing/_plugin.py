@@ -78,7 +78,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "k8s_apiserver fixture",
     )
     config.addinivalue_line(
-        "markers", "k8s_events(**kwargs): capture_events options for the k8s_events fixture"
+        "markers",
+        "k8s_events(logger=None, **options): capture_events' arguments for the k8s_events "
+        "fixture: the logger to capture (the root by default), then handler options",
     )
 
 
