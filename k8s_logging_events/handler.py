@@ -13,7 +13,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Never
 
 from k8s_logging_events import (
     _apis,
@@ -154,7 +154,7 @@ class KubernetesEventHandler(logging.Handler):
         default_involved: str | None = None,
         crash_events: bool = False,
         event_names: str = "deterministic",
-        **unknown: Any,
+        **unknown: Never,
     ) -> None:
         # every check before logging.Handler.__init__, which lists it for logging.shutdown()
         _options.check_known(unknown, _OPTION_NAMES, "KubernetesEventHandler")

@@ -9,13 +9,14 @@ importing this module raises :class:`ImportError` saying how to install it.
 
 from __future__ import annotations
 
+import logging
 import sys
 import threading
 import weakref
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, cast
 
 try:
     import prometheus_client
@@ -114,7 +115,10 @@ class EventMetrics:
 
 
 def register(
-    handler: Measured, *, registry: registries.CollectorRegistry | None = None
+    # what logging.getHandlerByName() returns, as the docs take it: checked below
+    handler: Measured | logging.Handler | None,
+    *,
+    registry: registries.CollectorRegistry | None = None,
 ) -> EventMetrics:
     """Expose ``handler``'s counters in ``registry`` (``prometheus_client.REGISTRY`` by default).
 
@@ -130,7 +134,7 @@ def register(
         hint = ": is its name in the configuration?" if handler is None else ""
         raise TypeError(f"register() takes a KubernetesEventHandler, not {handler!r}{hint}")
     target = prometheus_client.REGISTRY if registry is None else registry
-    metrics = EventMetrics(handler, target)
+    metrics = EventMetrics(cast("Measured", handler), target)
     with _lock:
         collector = _collectors.get(target)
         if collector is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -54,6 +55,16 @@ def _no_leaked_threads() -> Iterator[None]:
         thread.join(max(0.0, deadline - time.monotonic()))
     still = sorted(t.name for t in _library_threads() - before)
     assert still == [], f"threads left running: {still}"
+
+
+@pytest.fixture(autouse=True)
+def _restore_recursion_limit() -> Iterator[None]:
+    """Put back the recursion limit: ``mypy.api.run``, which the type-checking tests run in
+    this process, raises it to 2**14 for good, and a later test that recurses on purpose
+    then overflows the C stack (a crash of the run) before it meets ``RecursionError``."""
+    limit = sys.getrecursionlimit()
+    yield
+    sys.setrecursionlimit(limit)
 
 
 @pytest.fixture(autouse=True)

@@ -7,12 +7,15 @@ import itertools
 import logging
 import logging.config
 import re
+from pathlib import Path
 
+import mypy.api
 import pytest
 
 from k8s_logging_events import models
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.sink import ApiStatusError
+from k8s_logging_events.testing import _capture
 from k8s_logging_events.testing._capture import CapturedEvents, capture_events
 
 POD = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "prod"}}
@@ -384,3 +387,29 @@ def test_a_configuration_dictconfig_refuses_half_way_leaves_the_capture_attached
             )
         log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
         events.assert_has(reason="BackOff", count=1)
+
+
+def test_a_type_checker_reports_a_misspelt_or_mistyped_criterion(tmp_path: Path) -> None:
+    """The assertions take :meth:`CapturedEvents.find`'s criteria by name and type, so a
+    user's type checker reports ``assert_has(reasn=...)`` or ``wait_for(count="3")``
+    before the test runs, as it does for ``find``."""
+    user = tmp_path / "test_operator.py"
+    user.write_text(
+        "from k8s_logging_events.testing._capture import CapturedEvents\n"
+        "def test_it(k8s_events: CapturedEvents) -> None:\n"
+        '    k8s_events.assert_has(reasn="BackOff")\n'
+        '    k8s_events.wait_for(count="3")\n'
+        '    k8s_events.assert_none(object_nme="web-0")\n'
+        '    k8s_events.assert_has(reason="BackOff", count=3, involved={"kind": "Pod"})\n',
+        encoding="utf-8",
+    )
+    # the capture's own module only: a user's mypy run sees the same signatures, in a second
+    report, _, _ = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), _capture.__file__]
+    )
+    errors = [line.split(": error: ")[0] for line in report.splitlines() if ": error: " in line]
+    assert [line for line in errors if line.startswith(str(user))] == [
+        f"{user}:3",
+        f"{user}:4",
+        f"{user}:5",
+    ], report

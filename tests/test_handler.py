@@ -30,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import mypy.api
 import pytest
 import yaml
 from kubernetes import client
@@ -2284,3 +2285,20 @@ def test_ctrl_c_while_the_exit_waits_for_a_stop_dictconfig_left_cuts_it_short(
     given_up = [line for line in result.stderr.splitlines() if "Unable to write" in line]
     assert len(given_up) == 1, result.stderr
     assert "when shutdown was cut short (Ctrl-C or an exit)" in given_up[0], given_up
+
+
+def test_a_type_checker_reports_a_misspelt_option(tmp_path: Path) -> None:
+    """``KubernetesEventHandler(compnent=...)`` is an error for a type checker, as for
+    the handler at run time: the keywords it takes for its own suggestion ("did you mean
+    'component'") are typed as none at all, not as anything."""
+    user = tmp_path / "app.py"
+    user.write_text(
+        "from k8s_logging_events.handler import KubernetesEventHandler\n"
+        'KubernetesEventHandler(compnent="billing", sink=None)\n',
+        encoding="utf-8",
+    )
+    # the handler's own module only: a user's mypy run sees the same signature, in a second
+    report, _, _ = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), handler.__file__]
+    )
+    assert f'{user}:2: error: Argument "compnent" to "KubernetesEventHandler"' in report

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import mypy.api
 import prometheus_client
 import pytest
 import yaml
@@ -616,3 +617,23 @@ class TestDocs:
     def test_the_readme_links_the_page(self) -> None:
         """The README's Documentation list has it."""
         assert "(docs/metrics.md)" in (ROOT / "README.md").read_text()
+
+
+def test_a_type_checker_takes_the_handler_as_the_docs_get_it(tmp_path: Path) -> None:
+    """``metrics.register(logging.getHandlerByName("events"))``, the docs' recipe for a
+    handler ``dictConfig`` built, passes ``mypy --strict``: ``register`` takes what
+    ``getHandlerByName`` returns (a ``Handler`` or None) and checks it when called."""
+    user = tmp_path / "app.py"
+    user.write_text(
+        "import logging\n"
+        "from k8s_logging_events import metrics\n"
+        'metrics.register(logging.getHandlerByName("events"))\n'
+        'metrics.register(logging.getLogger("shop"))\n',
+        encoding="utf-8",
+    )
+    # the module alone: a user's mypy run sees the same signature, in a second; on 3.12,
+    # which has getHandlerByName
+    flags = ["--strict", "--python-version=3.12", "--follow-imports=skip", "--no-incremental"]
+    report, _, _ = mypy.api.run([*flags, str(user), metrics.__file__])
+    errors = [line.split(": error: ")[0] for line in report.splitlines() if ": error: " in line]
+    assert [line for line in errors if line.startswith(str(user))] == [f"{user}:4"], report

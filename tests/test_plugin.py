@@ -8,6 +8,7 @@ library), so that the inner tests' ``dictConfig`` cannot touch this run's loggin
 from __future__ import annotations
 
 import logging
+import sys
 import textwrap
 from pathlib import Path
 
@@ -458,3 +459,61 @@ def test_a_failed_test_shows_what_it_captured_as_caplog_shows_its_records(
             r"\s+Pod shop/web-0 \(count 1, Warning BackOff\)",
         ]
     )
+
+
+# pytest 6.2 has no StashKey, and pluggy before 1.2 (pytest 7 accepts 0.12 on) no new-style
+# wrapper: the plugin is loaded into every session of a project that installs the library
+OLD_PYTEST = """
+import importlib, sys, pytest
+from _pytest.config import default_plugins
+
+for name in default_plugins:  # pytest's own, as they are: only the plugins loaded after
+    importlib.import_module(f"_pytest.{name}")
+del pytest.StashKey
+new = pytest.hookimpl
+
+def hookimpl(function=None, hookwrapper=False, optionalhook=False, tryfirst=False,
+             trylast=False, specname=None):
+    return new(function, hookwrapper=hookwrapper, optionalhook=optionalhook,
+               tryfirst=tryfirst, trylast=trylast, specname=specname)
+
+pytest.hookimpl = hookimpl
+sys.exit(pytest.main(sys.argv[1:]))
+"""
+
+
+def test_a_project_on_an_older_pytest_or_pluggy_still_runs_and_captures(
+    pytester: pytest.Pytester,
+) -> None:
+    """A project whose lock file has pytest 6.2, or pytest 7 with pluggy 1.0, runs its suite
+    after installing the library: the plugin uses what those offer, and a failed test that
+    used ``k8s_events`` still shows what it captured."""
+    pytester.makepyfile(shop_app=APP)
+    pytester.makepyfile(
+        test_shop=textwrap.dedent(
+            f"""
+            import shop_app
+
+            def test_fails_with_a_plain_assert(k8s_events):
+                shop_app.back_off({POD})
+                assert not k8s_events.events
+
+            def test_plain():
+                pass
+            """
+        )
+    )
+    # pytest-timeout, a plugin of this suite's, needs a newer pytest itself
+    plugins_off = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", "-p", "no:timeout"]
+    result = pytester.run(sys.executable, "-c", OLD_PYTEST, *plugins_off)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*Captured events call*", "*Warning*BackOff*Back-off*"])
+
+
+def test_the_markers_help_shows_the_logger_the_k8s_events_marker_takes(
+    pytester: pytest.Pytester,
+) -> None:
+    """``pytest --markers`` says the ``k8s_events`` marker takes the logger to capture first,
+    as ``@pytest.mark.k8s_events("my.operator", api="auto")`` in the docs, not only keywords."""
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.k8s_events(logger=None, **options): *"])

@@ -25,9 +25,9 @@ import functools
 import logging
 import logging.config
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from k8s_logging_events import _apis, describe, handler, models, references
 from k8s_logging_events.testing._clock import FakeClock
@@ -39,6 +39,23 @@ from k8s_logging_events.testing._logstate import (
 )
 
 _EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+class _Criteria(TypedDict, total=False):
+    """:meth:`CapturedEvents.find`'s arguments, typed for the methods that pass them on."""
+
+    type: str | None
+    reason: str | None
+    message: str | None
+    message_contains: str | None
+    involved: object | None
+    object_kind: str | None
+    object_name: str | None
+    object_namespace: str | None
+    count: int | None
+    kind: str | None
+    name: str | None
+    namespace: str | None
 
 
 class CapturedEvents:
@@ -194,7 +211,7 @@ class CapturedEvents:
                 found.append(event)
         return found
 
-    def assert_has(self, **criteria: Any) -> models.Event:
+    def assert_has(self, **criteria: Unpack[_Criteria]) -> models.Event:
         """Return the one event that matches ``criteria`` (the arguments of :meth:`find`).
 
         Raises:
@@ -262,7 +279,7 @@ class CapturedEvents:
         )
 
     def wait_for(
-        self, *, timeout: float = 10.0, min_count: int = 1, **criteria: Any
+        self, *, timeout: float = 10.0, min_count: int = 1, **criteria: Unpack[_Criteria]
     ) -> models.Event:
         """Wait until an event matches ``criteria`` and counts ``min_count``; return it.
 
@@ -298,7 +315,7 @@ class CapturedEvents:
             # a held-back occurrence is written only by a flush: look again soon regardless
             self.sink.wait_for_calls(written + 1, timeout=min(remaining, 0.1))
 
-    def assert_none(self, **criteria: Any) -> None:
+    def assert_none(self, **criteria: Unpack[_Criteria]) -> None:
         """Check that no event matches ``criteria`` (the arguments of :meth:`find`).
 
         Raises:
@@ -511,7 +528,7 @@ def _one_of(first: str, value: str | None, second: str, alias: str | None) -> st
     return alias if value is None else value
 
 
-def _describe_criteria(criteria: dict[str, Any]) -> str:
+def _describe_criteria(criteria: Mapping[str, object]) -> str:
     given = {key: value for key, value in criteria.items() if value is not None}
     if not given:
         return "at all"

@@ -50,6 +50,8 @@ from k8s_logging_events.testing._logstate import LoggingState, enable_library_lo
 # the fixtures import what they use: this module is loaded into every pytest session of a
 # project that installs the library, most of which never start a server
 if TYPE_CHECKING:
+    import pluggy
+
     from k8s_logging_events.testing._capture import CapturedEvents
     from k8s_logging_events.testing.apiserver import LocalApiServer
 
@@ -63,7 +65,9 @@ __all__ = [
     "pytest_runtest_makereport",
 ]
 
-_CAPTURED = pytest.StashKey["CapturedEvents"]()
+# what pytest 6.2 and pluggy 1.0 offer (no StashKey, no new-style wrapper): the plugin is
+# loaded into every session of a project that installs the library, on whatever pytest it has
+_CAPTURED: dict[pytest.Item, CapturedEvents] = {}
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -74,24 +78,25 @@ def pytest_configure(config: pytest.Config) -> None:
         "k8s_apiserver fixture",
     )
     config.addinivalue_line(
-        "markers", "k8s_events(**kwargs): capture_events options for the k8s_events fixture"
+        "markers",
+        "k8s_events(logger=None, **options): capture_events' arguments for the k8s_events "
+        "fixture: the logger to capture (the root by default), then handler options",
     )
 
 
-@pytest.hookimpl(wrapper=True)
+@pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
-) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+) -> Generator[None, pluggy.Result[pytest.TestReport], None]:
     """A failed test that used ``k8s_events`` shows what it captured, as caplog its records."""
-    report = yield
-    captured = item.stash.get(_CAPTURED, None)
+    report = (yield).get_result()
+    captured = _CAPTURED.get(item)
     if captured is not None and report.failed and report.when == "call":
         try:
             shown = captured.report()
         except AssertionError as error:  # the handler was removed, or writes still hang
             shown = str(error)
         report.sections.append(("Captured events call", shown))
-    return report
 
 
 @pytest.fixture
@@ -153,9 +158,8 @@ def k8s_events(request: pytest.FixtureRequest) -> Iterator[CapturedEvents]:
     saved = LoggingState.save()
     try:
         with capture_events(*marker.args, **marker.kwargs) as captured:
-            request.node.stash[_CAPTURED] = captured
+            _CAPTURED[request.node] = captured
             yield captured
     finally:
-        if _CAPTURED in request.node.stash:  # its events are the test's, not kept for the session
-            del request.node.stash[_CAPTURED]
+        _CAPTURED.pop(request.node, None)  # its events are the test's, not kept for the session
         saved.restore()
