@@ -13,9 +13,8 @@ in the order the API server runs them:
 4. validating admission: ``EventRateLimit`` when configured (429, ``_admission``);
 5. optimistic concurrency and storage (409 ``AlreadyExists`` / ``Conflict``; the
    resourceVersion precondition of an update is checked before validation, as the
-   registry's update does).
-
-Body decoding and the namespace-in-body check come before this, in the REST layer.
+   registry's update does). Body decoding and the namespace-in-body check come before,
+   in the REST layer.
 
 Every change to an object (create, update, patch, delete, expiry, eviction, a finalized
 namespace, :meth:`Store.reset`) takes its own resourceVersion and is kept, as a
@@ -134,20 +133,18 @@ class Store(PodStore):
         watch_history: int = DEFAULT_WATCH_HISTORY,
         admission: Callable[[WriteAttributes], None] | None = None,
     ) -> None:
+        # bool is an int; 0 or "x" kept nothing or failed every write, answering none
         for option, count in (("watch_history", watch_history), ("max_events", max_events)):
-            # bool is an int; 0 or "x" kept nothing or failed every write, answering none
-            if not (count is None and option == "max_events") and (
-                isinstance(count, bool) or not isinstance(count, int) or count < 1
-            ):
+            valid = isinstance(count, int) and not isinstance(count, bool) and count >= 1
+            if not valid and (count is not None or option != "max_events"):
                 raise ValueError(f"{option} must be a whole number >= 1, not {count!r}")
         if isinstance(namespaces, str):  # "shop" would create s, h, o and p
             raise ValueError(f"namespaces must be a list ([{namespaces!r}]), not {namespaces!r}")
         given: object = event_ttl  # typed float, but a caller may pass anything
-        if given is not None and (
-            isinstance(given, bool)
-            or not isinstance(given, int | float)
-            or not 0 < given < math.inf
-        ):
+        valid = (
+            isinstance(given, int | float) and not isinstance(given, bool) and 0 < given < math.inf
+        )
+        if given is not None and not valid:
             raise ValueError(f"event_ttl must be a positive number of seconds, not {event_ttl!r}")
         self.lock = threading.RLock()
         self.changed = threading.Condition(self.lock)
