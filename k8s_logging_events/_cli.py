@@ -29,6 +29,7 @@ import signal
 import socket
 import sys
 from collections.abc import Callable, Iterator, Sequence
+from importlib import metadata
 from types import FrameType
 from typing import Any
 
@@ -40,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m k8s_logging_events",
         description="Kubernetes Events from Python logging: tools.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=metadata.version("k8s-logging-events")
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, add_arguments, run in _COMMANDS:

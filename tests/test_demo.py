@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 import os
 import re
@@ -511,6 +512,14 @@ def test_the_help_names_the_options(capsys) -> None:
     text = capsys.readouterr().out
     for option in ("--kubeconfig", "--local", "--namespace", "--config", "--show-logs"):
         assert option in text
+
+
+def test_the_cli_says_its_version(capsys) -> None:
+    """``python -m k8s_logging_events --version``: the installed version, as pip knows it."""
+    with pytest.raises(SystemExit) as exit_:
+        _cli.main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == importlib.metadata.version("k8s-logging-events")
 
 
 def test_a_configuration_dictconfig_refuses(tmp_path, capsys) -> None:
