@@ -226,7 +226,12 @@ def default_api_client(
 
         origin, context, user = _kubeconfig_origin(path, context)
         sources = [text for key, text in _USER_SOURCES if user.get(key)]
-    load(configuration)
+    try:
+        load(configuration)
+    except (TypeError, AttributeError) as error:  # the client's words for a file of another kind
+        raise ValueError(
+            f"it holds no kubeconfig (a YAML mapping of clusters, users...): {error}"
+        ) from None
     # no token yet: an exec plugin that failed (an auth provider the client lacks never gives one)
     if _token(configuration) or (user.get("exec") and not configuration.cert_file):
         renewal = _Renewal(reload, configuration, origin, bool(user.get("tokenFile")), monotonic)

@@ -437,6 +437,16 @@ class TestErrors:
         assert "cannot use the kubeconfig" in err
         assert "--local runs the demo on a local API server" in err
 
+    @pytest.mark.parametrize("text", ["root:x:0:0:root:/root:/bin/bash\n", "- a\n- b\n"])
+    def test_a_file_that_is_no_kubeconfig_is_called_so(self, tmp_path, capsys, text) -> None:
+        """KUBECONFIG naming another kind of file (``/etc/passwd``, a YAML list): the client's
+        words ("'str' object does not support item assignment") said nothing a user could act
+        on; the handler's report and the demo's error now say it holds no kubeconfig."""
+        path = tmp_path / "passwd"
+        path.write_text(text)
+        assert _cli.main(["demo", "--kubeconfig", str(path)]) == 2
+        assert "it holds no kubeconfig (a YAML mapping of clusters" in capsys.readouterr().err
+
     def test_an_unreachable_cluster_fails_before_logging(self, tmp_path, capsys) -> None:
         """The access check comes first: no events are logged at a server that is not there."""
         with refused_url() as url:
