@@ -556,38 +556,19 @@ class _UnprintableError(Exception):
     __repr__ = __str__
 
 
-def test_a_sink_error_whose_text_cannot_be_read_costs_its_write_not_a_writer() -> None:
-    """A sink raised an exception whose ``__str__`` raises: reading its text for the retry
-    decision and the report raised again, and killed the writer thread (threading's
-    excepthook saw it); its write stayed in flight until close gave it up. The write is
-    retried and given up as with any error, counted failed, and said with the error's type;
-    no writer dies."""
-    fake = FakeEventSink()
-
-    def unprintable(event: models.Event) -> models.Event:
-        raise _UnprintableError
-
-    fake.on_create = unprintable
-    died, flushed, stats, reports = _record_through(fake, 3)
-    assert died == []
-    assert flushed
-    assert (stats["accepted"], stats["failed"], stats["pending"]) == (3, 3, 0)
-    assert any("_UnprintableError" in text for text in reports), reports
-
-
 @pytest.mark.parametrize(
     "error",
-    [SystemExit(3), asyncio.CancelledError(), KeyboardInterrupt()],
-    ids=["SystemExit", "CancelledError", "KeyboardInterrupt"],
+    [_UnprintableError(), SystemExit(3), asyncio.CancelledError(), KeyboardInterrupt()],
+    ids=["unprintable", "SystemExit", "CancelledError", "KeyboardInterrupt"],
 )
-def test_a_sink_raising_what_is_no_exception_costs_its_write_not_a_writer(
-    error: BaseException,
-) -> None:
-    """A sink raised a BaseException that is no Exception (a helper's sys.exit(), asyncio's
-    CancelledError out of an async client the sink runs): it escaped the writer's step and
-    killed the thread; the write stayed in flight for good, so no later event about that
-    object was written, and every flush waited its whole timeout. The write is retried and
-    given up as with any error, counted failed and said; no writer dies."""
+def test_a_sink_error_costs_its_write_not_a_writer(error: BaseException) -> None:
+    """A sink raised an exception whose ``__str__`` raises (reading its text for the retry
+    decision and the report raised again), or a BaseException that is no Exception (a
+    helper's sys.exit(), asyncio's CancelledError out of an async client the sink runs): it
+    killed the writer thread, and the write stayed in flight for good, so no later event
+    about that object was written and every flush waited its whole timeout. The write is
+    retried and given up as with any error, counted failed, and said with the error's type;
+    no writer dies."""
     fake = FakeEventSink()
 
     def raising(event: models.Event) -> models.Event:
