@@ -118,6 +118,19 @@ def thread_limit_once(monkeypatch: Any, part: str) -> ThreadLimit:
     return limit
 
 
+def writers_never_start(monkeypatch: Any) -> None:
+    """Patch ``threading.Thread.start``: no writer thread starts, for good (a lasting pids
+    limit), so a flush makes the writes on the caller's thread; other threads start."""
+    start = threading.Thread.start
+
+    def limited(thread: threading.Thread) -> None:
+        if "-writer-" in thread.name:
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", limited)
+
+
 class ListHandler(logging.Handler):
     """Keeps every record it is given."""
 

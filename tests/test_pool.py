@@ -42,6 +42,7 @@ from tests.reliability_scenarios import (
     pod,
     stored_counts,
     thread_limit_once,
+    writers_never_start,
 )
 from tests.test_pending import START, Pending
 from tests.test_pending import _occurrence as occurrence
@@ -720,14 +721,7 @@ def test_a_ctrl_c_in_a_write_a_flush_makes_on_its_own_thread_leaves_no_write_in_
     for good: every later occurrence about its object waited behind it, no flush wrote them,
     and the request was reported as in flight ever after. The cut write is settled as a failed
     attempt first (tried again), then the Ctrl-C goes on."""
-    start = threading.Thread.start
-
-    def limited(thread: threading.Thread) -> None:
-        if "-writer-" in thread.name:
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", limited)
+    writers_never_start(monkeypatch)
     fake = FakeEventSink()
     fake.fail_next("create", KeyboardInterrupt())
     b = recorder.EventBroadcaster(sleep_duration=0.0)
@@ -771,14 +765,7 @@ def test_a_ctrl_c_in_a_set_up_a_flush_makes_on_its_own_thread_leaves_it_not_unde
     and a Ctrl-C cut stayed under way for good: every occurrence after it was kept aside for
     a set-up that never ended, and no flush wrote one. It ends as a failed set-up (what it
     held counted failed, or set up again), then Ctrl-C goes on."""
-    start = threading.Thread.start
-
-    def limited(thread: threading.Thread) -> None:
-        if "-writer-" in thread.name:
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", limited)
+    writers_never_start(monkeypatch)
     b = recorder.EventBroadcaster()
     b.start_recording_to_sink(cut := _SetUpCut())
     rec = b.new_recorder("pool")

@@ -27,6 +27,7 @@ from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._children import run_python
 from tests._sinks import WithoutRead
+from tests.reliability_scenarios import writers_never_start
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed")
@@ -1534,14 +1535,7 @@ def test_a_flush_writing_on_its_own_thread_waits_for_no_token_past_its_deadline(
     the caller (an exit's flush) waited for the next token, however far (a second at a time).
     A token due past the deadline is not waited for: the request is not sent (tried again, not
     taken as maybe landed), and the flush returns by its deadline."""
-    start = threading.Thread.start
-
-    def limited(thread: threading.Thread) -> None:
-        if "-writer-" in thread.name:
-            raise RuntimeError("can't start new thread")
-        start(thread)
-
-    monkeypatch.setattr(threading.Thread, "start", limited)
+    writers_never_start(monkeypatch)
     clock = FakeClock()  # the rate limit's time: its waits take no real time
     b = recorder.EventBroadcaster()
     with (
