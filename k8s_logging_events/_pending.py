@@ -9,6 +9,7 @@ what docs/concepts.md promises of "The writer". Waits are on the clock's monoton
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import heapq
@@ -222,6 +223,9 @@ class Writes:
         self._ready: deque[Key] = deque()
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
+        # the writes made, in order of ``first``, the gone pruned lazily: a flush waits on the
+        # oldest, and a walk of every slot at each write that landed made a flush quadratic
+        self._made: deque[Write] = deque()
         # the writes in flight, by involved object (one request in flight per object); not
         # derived from the slots: a close gives up the slots, and their requests are still out
         self._in_flight: dict[models.ObjectReference, Write] = {}
@@ -267,6 +271,9 @@ class Writes:
                 return
             slot = self._slots[key] = _Slot()
         slot.waiting = write
+        self._made.append(write)
+        if len(self._made) > 4 * len(self._slots) + 64:  # amortised: each slot holds two at most
+            self._made = deque(filter(self._is_pending, self._made))
         if slot.in_flight is None:
             self._schedule(key, slot)
 
@@ -334,7 +341,17 @@ class Writes:
 
     def oldest_pending(self) -> float:
         """The submission number of the oldest occurrence not yet written (inf: none)."""
-        return min((write.first for write in self._writes()), default=math.inf)
+        made = self._made
+        while made:
+            if self._is_pending(oldest := made[0]):
+                return oldest.first
+            with contextlib.suppress(ValueError):  # a signal handler's flush took it already
+                made.remove(oldest)  # at the front: no walk
+        return math.inf
+
+    def _is_pending(self, write: Write) -> bool:
+        slot = self._slots.get((write.event.namespace, write.event.name))
+        return slot is not None and (slot.in_flight is write or slot.waiting is write)
 
     def pending(self) -> int:
         return sum(write.occurrences for write in self.pending_writes())
