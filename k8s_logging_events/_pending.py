@@ -37,9 +37,6 @@ DEFAULT_WRITERS = 4
 
 Key = tuple[str, str]
 
-_MAX_SKIPPED = 256
-"""Ready writes one take() looks past (waiting for their object or namespace) at most."""
-
 _RESOLUTION = 1e-6
 """Due within a microsecond is due now: a fake clock's sleeper would be asked forever for less."""
 
@@ -221,6 +218,10 @@ class Writes:
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
+        # ready writes that wait for a request in flight (their object's, or their stalled
+        # namespace's), by what they wait for: looked at again when it ends, not at each take
+        # (a burst about one object made every take walk it, and hid the writes behind it)
+        self._parked: dict[models.ObjectReference | str, deque[Key]] = {}
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
         # the writes made, in order of ``first``, the gone pruned lazily: a flush waits on the
@@ -279,28 +280,49 @@ class Writes:
 
     def take(self) -> Write | None:
         self.promote_due()
-        skipped: list[Key] = []
-        found = None
-        while self._ready and len(skipped) < _MAX_SKIPPED:
+        while self._ready:
             key = self._ready.popleft()
-            slot = self._slots.get(key)
-            if slot is None or slot.state != "ready" or slot.waiting is None:
+            if (slot := self._ready_slot(key)) is None or slot.waiting is None:
                 continue
-            write, namespace = slot.waiting, slot.waiting.event.namespace
-            if write.event.involved_object in self._in_flight or (
-                namespace in self._stalled
-                and any(w.event.namespace == namespace for w in self._in_flight.values())
-            ):  # its object, or its stalled namespace, has a request in flight
-                skipped.append(key)
+            write = slot.waiting
+            if (waits_for := self._waits_for(write.event)) is not None:
+                self._parked.setdefault(waits_for, deque()).append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
             write.held = False  # sent (a flush sends held counts): a retry waits its back-off
             write.started = time.monotonic()
             self._in_flight[write.event.involved_object] = write
-            found = write
-            break
-        self._ready.extendleft(reversed(skipped))
-        return found
+            return write
+        return None
+
+    def _waits_for(self, event: models.Event) -> models.ObjectReference | str | None:
+        """The object, or stalled namespace, whose request in flight ``event``'s write waits for."""
+        if event.involved_object in self._in_flight:
+            return event.involved_object
+        namespace = event.namespace
+        stalled = namespace in self._stalled and self._in_flight_in(namespace)
+        return namespace if stalled else None
+
+    def _in_flight_in(self, namespace: str) -> bool:
+        return any(write.event.namespace == namespace for write in self._in_flight.values())
+
+    def _ready_slot(self, key: Key) -> _Slot | None:
+        slot = self._slots.get(key)
+        return slot if slot is not None and slot.state == "ready" else None
+
+    def _unpark(self, waited_for: models.ObjectReference | str, *, one: bool = False) -> None:
+        """The writes that waited for ``waited_for`` go first again; ``one``: the first still
+        ready alone, the others go on waiting for its request (looked at once each)."""
+        parked = self._parked.get(waited_for, deque())
+        if not one:
+            self._ready.extendleft(reversed(parked))
+            parked.clear()
+        while parked:
+            if self._ready_slot(key := parked.popleft()) is not None:
+                self._ready.appendleft(key)
+                break
+        if not parked:
+            self._parked.pop(waited_for, None)
 
     def ready_count(self) -> int:
         return len(self._ready)
@@ -382,8 +404,8 @@ class Writes:
 
     def succeeded(self, write: Write, kind: str) -> None:
         """Count the occurrences ``write`` carried and schedule what waits behind it."""
-        self._landed(write)
         self._stalled.discard(write.event.namespace)
+        self._landed(write)
         if write.abandoned:
             return
         unconfirmed = min(write.unconfirmed, write.occurrences)
@@ -408,9 +430,9 @@ class Writes:
 
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
-        self._landed(write)
         if _errors.is_timeout(error):
             self._stalled.add(write.event.namespace)
+        self._landed(write)
         if write.abandoned:
             return
         write.last_error = error
@@ -489,13 +511,22 @@ class Writes:
             if in_flight or slot.in_flight is None:
                 del self._slots[key]
         self._ready.clear()
+        self._parked.clear()
         self._timed.clear()
         return abandoned
 
     def _landed(self, write: Write) -> None:
         write.started = None
-        if self._in_flight.get(write.event.involved_object) is write:
-            del self._in_flight[write.event.involved_object]
+        involved, namespace = write.event.involved_object, write.event.namespace
+        if self._in_flight.get(involved) is write:
+            del self._in_flight[involved]
+            self._unpark(involved, one=True)
+        if namespace not in self._parked:
+            return
+        if namespace not in self._stalled:  # its requests no longer wait for each other
+            self._unpark(namespace)
+        elif not self._in_flight_in(namespace):
+            self._unpark(namespace, one=True)
 
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)

@@ -12,11 +12,12 @@ import sys
 import threading
 import time
 import types
+from collections import deque
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from k8s_logging_events import (
@@ -499,6 +500,100 @@ class TestWritesOnItsOwn:
         web_b = pending.writes.take()
         assert web_b is not None
         assert web_b.event.reason == "B"
+
+    def test_writes_waiting_for_their_object_are_looked_at_once_not_at_every_take(self) -> None:
+        """1,000 events about one pod, then one about another: the other pod's write goes
+        beside the first (a take looked past 256 waiting writes at most: it waited for 744
+        of the pod's), and while each of the pod's writes is in flight, the writers that
+        look for work do not walk the pod's others again (quadratic in a burst)."""
+        pending = Pending(FakeClock(START), burst=2_000, max_pending=2_000)
+        looks = 0
+
+        class Counted(deque[tuple[str, str]]):
+            def popleft(self) -> tuple[str, str]:
+                nonlocal looks
+                looks += 1
+                return super().popleft()
+
+        pending.writes._ready = Counted()
+        for n in range(1_000):
+            pending.offer(_occurrence(reason=f"R{n}"))
+        pending.offer(_occurrence("db"))
+        first, db = pending.writes.take(), pending.writes.take()
+        assert first is not None
+        assert db is not None
+        assert db.event.involved_object.name == "db"
+        assert pending.perform(db) == "created"
+        write: _pending.Write | None = first
+        while write is not None:
+            assert pending.writes.take() is None  # another writer finds nothing to do
+            assert pending.perform(write) == "created"
+            write = pending.writes.take()
+        assert len(pending.fake.events) == 1_001
+        assert pending.accounted()
+        assert looks < 5_000, looks
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        steps=st.lists(
+            st.tuples(
+                st.sampled_from(["offer", "take", "land", "time out", "stall"]), st.integers(0, 7)
+            ),
+            max_size=60,
+        )
+    )
+    @example(  # the last request in a stalled namespace times out: the next there may go
+        steps=[("take", 0)] * 3
+        + [("land", 0), ("take", 0), ("land", 2), ("land", 0), ("take", 0), ("stall", 0)]
+        + [("offer", 0), ("take", 0), ("time out", 1), ("take", 0)]
+    )
+    def test_a_write_that_may_go_is_taken_whatever_went_before(self, steps) -> None:
+        """Two events about each of two pods in each of two namespaces; whatever requests
+        were in flight, timed out or stalled their namespace meanwhile, a take finds a write
+        whenever one may go (its object and stalled namespace have no request in flight),
+        and once every request ended, every write is written: none waits for good."""
+        clock = FakeClock(START)
+        pending = Pending(clock, burst=1_000, max_tries=2)
+        writes, in_flight = pending.writes, list[_pending.Write]()
+
+        def may_go(write: _pending.Write | None) -> bool:
+            if write is None or write.event.involved_object in writes._in_flight:
+                return False
+            namespace = write.event.namespace
+            busy = {w.event.namespace for w in writes._in_flight.values()}
+            return namespace not in writes._stalled or namespace not in busy
+
+        def offer(n: int) -> None:
+            pod = dataclasses.replace(_pod(f"p{n % 2}"), namespace="ab"[n // 4])
+            reason = f"R{n // 2 % 2}"
+            event = dataclasses.replace(_occurrence(reason=reason), name=f"{pod.name}.{reason}")
+            pending.offer(dataclasses.replace(event, namespace=pod.namespace, involved_object=pod))
+
+        for n in range(8):
+            offer(n)
+        for action, n in steps:
+            if action == "offer":
+                offer(n)
+            elif action == "take":
+                if (write := writes.take()) is not None:
+                    in_flight.append(write)
+                else:
+                    ready = [s.waiting for s in writes._slots.values() if s.state == "ready"]
+                    assert not any(map(may_go, ready)), steps
+            elif action in ("land", "time out") and in_flight:
+                write = in_flight.pop(n % len(in_flight))
+                if action == "land":
+                    pending.perform(write)
+                else:
+                    writes.failed(write, TimeoutError("timed out"), stopping=False)
+            elif action == "stall":
+                writes.stalling(time.monotonic() + 60, 1.0)
+        for write in in_flight:
+            pending.perform(write)
+        for _ in range(3):  # and the retries after their back-off
+            clock.step(60)
+            pending.drive()
+        assert pending.accounted()
 
     def test_the_writes_are_the_one_registry_of_requests_in_flight(self) -> None:
         """What the writer pool asks instead of keeping its own list: how many requests
