@@ -232,6 +232,7 @@ class Writes:
         self._in_flight: dict[models.ObjectReference, Write] = {}
         self._stalled: set[str] = set()  # namespaces whose last request timed out
         self.submitted = 0
+        self._unsettled = 0  # occurrences in writes, without an outcome (no walk: stats())
         self.flushing = False
 
     @property
@@ -250,6 +251,7 @@ class Writes:
         if slot is not None and slot.waiting is not None:  # in a burst: merged, no new write
             waiting = slot.waiting
             waiting.merge(event, held=held, occurrences=occurrences)
+            self._unsettled += occurrences
             if slot.state == "timed" and not (
                 waiting.held or waiting.attempts or waiting.throttled
             ):
@@ -272,6 +274,7 @@ class Writes:
                 return
             slot = self._slots[key] = _Slot()
         slot.waiting = write
+        self._unsettled += occurrences
         self._made.append(write)
         if len(self._made) > 4 * len(self._slots) + 64:  # amortised: each slot holds two at most
             self._made = deque(filter(self._is_pending, self._made))
@@ -299,9 +302,8 @@ class Writes:
         """The object, or stalled namespace, whose request in flight ``event``'s write waits for."""
         if event.involved_object in self._in_flight:
             return event.involved_object
-        namespace = event.namespace
-        stalled = namespace in self._stalled and self._in_flight_in(namespace)
-        return namespace if stalled else None
+        stalled = event.namespace in self._stalled and self._in_flight_in(event.namespace)
+        return event.namespace if stalled else None
 
     def _in_flight_in(self, namespace: str) -> bool:
         return any(write.event.namespace == namespace for write in self._in_flight.values())
@@ -376,7 +378,7 @@ class Writes:
         return slot is not None and (slot.in_flight is write or slot.waiting is write)
 
     def pending(self) -> int:
-        return sum(write.occurrences for write in self.pending_writes())
+        return self._unsettled
 
     def pending_events(self) -> int:
         return len(self._slots)
@@ -408,6 +410,7 @@ class Writes:
         self._landed(write)
         if write.abandoned:
             return
+        self._unsettled -= write.occurrences
         unconfirmed = min(write.unconfirmed, write.occurrences)
         if unconfirmed:  # failed: written is what we cannot say; again may count them twice
             self._counters.add("failed", unconfirmed)
@@ -507,6 +510,7 @@ class Writes:
                     write.abandoned = True
                     abandoned.append(write)
                     self._counters.add("failed", write.occurrences)
+                    self._unsettled -= write.occurrences
             slot.waiting = None
             if in_flight or slot.in_flight is None:
                 del self._slots[key]
@@ -521,8 +525,6 @@ class Writes:
         if self._in_flight.get(involved) is write:
             del self._in_flight[involved]
             self._unpark(involved, one=True)
-        if namespace not in self._parked:
-            return
         if namespace not in self._stalled:  # its requests no longer wait for each other
             self._unpark(namespace)
         elif not self._in_flight_in(namespace):
@@ -577,6 +579,7 @@ class Writes:
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
         self._counters.add("failed", write.occurrences)
+        self._unsettled -= write.occurrences
         quiet = isinstance(error, _errors.ApiStatusError) and (
             error.is_already_exists or error.is_namespace_terminating
         )

@@ -941,8 +941,9 @@ class TestEveryOccurrenceHasOneOutcome:
 
 class TestWhatAFlushWaitsFor:
     """A flush waits until the oldest occurrence still pending is younger than its marker:
-    ``oldest_pending`` answers that after every write that lands, so it must stay right
-    through every change of the pending writes, and must not walk them all each time."""
+    ``oldest_pending`` answers that after every write that lands, and ``pending`` whether
+    anything is pending at all, so they must stay right through every change of the pending
+    writes, and must not walk them all each time."""
 
     @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
@@ -979,6 +980,28 @@ class TestWhatAFlushWaitsFor:
                 writes.promote_due()
             oldest = min((write.first for write in writes._writes()), default=float("inf"))
             assert writes.oldest_pending() == oldest, (action, n)
+            held = sum(write.occurrences for write in writes._writes() if not write.abandoned)
+            assert writes.pending() == held, (action, n)
+
+    def test_how_many_occurrences_are_pending_is_known_without_a_walk(self, monkeypatch) -> None:
+        """stats() (a Prometheus scrape) and every flush ask how many occurrences the writes
+        hold; a walk of every pending write each time, under the lock the writers need, cost
+        a flush that no longer waits (a hanging server) 2.6 ms at 10,000 pending."""
+        walks = 0
+        walk = _pending.Writes._writes
+
+        def counted(self: _pending.Writes) -> Iterator[_pending.Write]:
+            nonlocal walks
+            walks += 1
+            return walk(self)
+
+        monkeypatch.setattr(_pending.Writes, "_writes", counted)
+        pending = Pending(FakeClock(START), max_pending=2_000)
+        for n in range(2_000):
+            pending.offer(_occurrence(f"p{n}"))
+        for _ in range(100):
+            assert pending.writes.pending() == 2_000
+        assert walks == 0
 
     def test_a_flush_does_not_walk_every_pending_write_at_each_write_that_lands(
         self, made, monkeypatch
