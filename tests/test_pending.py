@@ -533,6 +533,24 @@ class TestWritesOnItsOwn:
         assert pending.accounted()
         assert looks < 5_000, looks
 
+    def test_a_hanging_namespace_does_not_hold_back_another_ones_writes(self) -> None:
+        """300 events in a namespace whose request hangs (an admission webhook), then one in
+        another: that one goes at once. A take looked past 256 writes waiting for the hanging
+        namespace at most, so with 1,000 of them a healthy namespace's events waited minutes
+        (one request timeout for each of the hanging one's before them)."""
+        pending = Pending(FakeClock(START), max_pending=1_000)
+        for n in range(300):
+            occurrence = _occurrence(f"p{n}")
+            pod = dataclasses.replace(occurrence.involved_object, namespace="hangs")
+            pending.offer(dataclasses.replace(occurrence, namespace="hangs", involved_object=pod))
+        hanging = pending.writes.take()
+        assert hanging is not None
+        assert pending.writes.stalling(time.monotonic() + 60, 1.0) == 1
+        pending.offer(_occurrence("db"))
+        healthy = pending.writes.take()
+        assert healthy is not None
+        assert healthy.event.namespace == "prod"
+
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         steps=st.lists(
