@@ -390,7 +390,9 @@ class RateLimitedReporter:
         self._last: dict[str, float] = {}
         self._held: dict[str, _Held] = {}
         self._totals: dict[str, int] = {}
-        self._deferred: collections.deque[_Deferred] = collections.deque(maxlen=1024)
+        # not bounded: each locked section that fills it empties it after (a batch's drops at
+        # most); 1,024 kept forgot the rest of a burst's reports, occurrences and all
+        self._deferred: collections.deque[_Deferred] = collections.deque()
         self._writing = 0
         self._settled = threading.Condition(threading.RLock())
 

@@ -37,9 +37,6 @@ DEFAULT_WRITERS = 4
 
 Key = tuple[str, str]
 
-_MAX_SKIPPED = 256
-"""Ready writes one take() looks past (waiting for their object or namespace) at most."""
-
 _RESOLUTION = 1e-6
 """Due within a microsecond is due now: a fake clock's sleeper would be asked forever for less."""
 
@@ -221,6 +218,10 @@ class Writes:
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
+        # ready writes that wait for a request in flight (their object's, or their stalled
+        # namespace's), by what they wait for: looked at again when it ends, not at each take
+        # (a burst about one object made every take walk it, and hid the writes behind it)
+        self._parked: dict[models.ObjectReference | str, deque[Key]] = {}
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
         # the writes made, in order of ``first``, the gone pruned lazily: a flush waits on the
@@ -231,6 +232,7 @@ class Writes:
         self._in_flight: dict[models.ObjectReference, Write] = {}
         self._stalled: set[str] = set()  # namespaces whose last request timed out
         self.submitted = 0
+        self._unsettled = 0  # occurrences in writes, without an outcome (no walk: stats())
         self.flushing = False
 
     @property
@@ -249,6 +251,7 @@ class Writes:
         if slot is not None and slot.waiting is not None:  # in a burst: merged, no new write
             waiting = slot.waiting
             waiting.merge(event, held=held, occurrences=occurrences)
+            self._unsettled += occurrences
             if slot.state == "timed" and not (
                 waiting.held or waiting.attempts or waiting.throttled
             ):
@@ -271,6 +274,7 @@ class Writes:
                 return
             slot = self._slots[key] = _Slot()
         slot.waiting = write
+        self._unsettled += occurrences
         self._made.append(write)
         if len(self._made) > 4 * len(self._slots) + 64:  # amortised: each slot holds two at most
             self._made = deque(filter(self._is_pending, self._made))
@@ -279,28 +283,48 @@ class Writes:
 
     def take(self) -> Write | None:
         self.promote_due()
-        skipped: list[Key] = []
-        found = None
-        while self._ready and len(skipped) < _MAX_SKIPPED:
+        while self._ready:
             key = self._ready.popleft()
-            slot = self._slots.get(key)
-            if slot is None or slot.state != "ready" or slot.waiting is None:
+            if (slot := self._ready_slot(key)) is None or slot.waiting is None:
                 continue
-            write, namespace = slot.waiting, slot.waiting.event.namespace
-            if write.event.involved_object in self._in_flight or (
-                namespace in self._stalled
-                and any(w.event.namespace == namespace for w in self._in_flight.values())
-            ):  # its object, or its stalled namespace, has a request in flight
-                skipped.append(key)
+            write = slot.waiting
+            if (waits_for := self._waits_for(write.event)) is not None:
+                self._parked.setdefault(waits_for, deque()).append(key)
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
             write.held = False  # sent (a flush sends held counts): a retry waits its back-off
             write.started = time.monotonic()
             self._in_flight[write.event.involved_object] = write
-            found = write
-            break
-        self._ready.extendleft(reversed(skipped))
-        return found
+            return write
+        return None
+
+    def _waits_for(self, event: models.Event) -> models.ObjectReference | str | None:
+        """The object, or stalled namespace, whose request in flight ``event``'s write waits for."""
+        if event.involved_object in self._in_flight:
+            return event.involved_object
+        stalled = event.namespace in self._stalled and self._in_flight_in(event.namespace)
+        return event.namespace if stalled else None
+
+    def _in_flight_in(self, namespace: str) -> bool:
+        return any(write.event.namespace == namespace for write in self._in_flight.values())
+
+    def _ready_slot(self, key: Key) -> _Slot | None:
+        slot = self._slots.get(key)
+        return slot if slot is not None and slot.state == "ready" else None
+
+    def _unpark(self, waited_for: models.ObjectReference | str, *, one: bool = False) -> None:
+        """The writes that waited for ``waited_for`` go first again; ``one``: the first still
+        ready alone, the others go on waiting for its request (looked at once each)."""
+        parked = self._parked.get(waited_for, deque())
+        if not one:
+            self._ready.extendleft(reversed(parked))
+            parked.clear()
+        while parked:
+            if self._ready_slot(key := parked.popleft()) is not None:
+                self._ready.appendleft(key)
+                break
+        if not parked:
+            self._parked.pop(waited_for, None)
 
     def ready_count(self) -> int:
         return len(self._ready)
@@ -354,7 +378,7 @@ class Writes:
         return slot is not None and (slot.in_flight is write or slot.waiting is write)
 
     def pending(self) -> int:
-        return sum(write.occurrences for write in self.pending_writes())
+        return self._unsettled
 
     def pending_events(self) -> int:
         return len(self._slots)
@@ -382,10 +406,11 @@ class Writes:
 
     def succeeded(self, write: Write, kind: str) -> None:
         """Count the occurrences ``write`` carried and schedule what waits behind it."""
-        self._landed(write)
         self._stalled.discard(write.event.namespace)
+        self._landed(write)
         if write.abandoned:
             return
+        self._unsettled -= write.occurrences
         unconfirmed = min(write.unconfirmed, write.occurrences)
         if unconfirmed:  # failed: written is what we cannot say; again may count them twice
             self._counters.add("failed", unconfirmed)
@@ -408,9 +433,9 @@ class Writes:
 
     def failed(self, write: Write, error: Exception, *, stopping: bool) -> None:
         """Schedule a retry of ``write``, or give it up (counted as failed)."""
-        self._landed(write)
         if _errors.is_timeout(error):
             self._stalled.add(write.event.namespace)
+        self._landed(write)
         if write.abandoned:
             return
         write.last_error = error
@@ -485,17 +510,25 @@ class Writes:
                     write.abandoned = True
                     abandoned.append(write)
                     self._counters.add("failed", write.occurrences)
+                    self._unsettled -= write.occurrences
             slot.waiting = None
             if in_flight or slot.in_flight is None:
                 del self._slots[key]
         self._ready.clear()
+        self._parked.clear()
         self._timed.clear()
         return abandoned
 
     def _landed(self, write: Write) -> None:
         write.started = None
-        if self._in_flight.get(write.event.involved_object) is write:
-            del self._in_flight[write.event.involved_object]
+        involved, namespace = write.event.involved_object, write.event.namespace
+        if self._in_flight.get(involved) is write:
+            del self._in_flight[involved]
+            self._unpark(involved, one=True)
+        if namespace not in self._stalled:  # its requests no longer wait for each other
+            self._unpark(namespace)
+        elif not self._in_flight_in(namespace):
+            self._unpark(namespace, one=True)
 
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)
@@ -546,6 +579,7 @@ class Writes:
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
         self._counters.add("failed", write.occurrences)
+        self._unsettled -= write.occurrences
         quiet = isinstance(error, _errors.ApiStatusError) and (
             error.is_already_exists or error.is_namespace_terminating
         )

@@ -172,6 +172,22 @@ def test_settle_writes_deferred_reports_before_returning(seen, reporter) -> None
     assert seen.messages() == ["deferred report; 2 occurrence(s) lost"]
 
 
+def test_reports_deferred_in_a_burst_all_count(seen, reporter) -> None:
+    """A batch that finds the pending writes full defers one report per event it drops (under
+    the runtime's lock); past 1,024 kept, the oldest were forgotten, occurrences and all:
+    32,000 dropped were reported as 9,216 "in all"."""
+    for n in range(5_000):
+        reporter.defer("full", logging.ERROR, "dropped %d", n, occurrences=1, outcome="dropped")
+    reporter.emit_deferred()
+    reporter.summarise()
+    first, summary = seen.messages()
+    assert first == "dropped 0; 1 occurrence(s) dropped", first
+    assert summary.endswith(
+        "[4999 report(s) like this since the last one: 4999 occurrence(s) dropped since then "
+        "(5000 occurrence(s) in all)]"
+    ), summary
+
+
 def test_settle_waits_for_a_report_another_thread_is_writing() -> None:
     """A report a writer thread took from the deferred ones but has not finished writing (its
     handler is slow) is not out yet: settle() says so when its time runs out."""
