@@ -545,6 +545,8 @@ class Writes:
 
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
+        # its namespace's mark goes too: one never written again (deleted) kept it for good
+        self._stalled.discard(write.event.namespace)
         self._counters.add("failed", write.occurrences)
         quiet = isinstance(error, _errors.ApiStatusError) and (
             error.is_already_exists or error.is_namespace_terminating

@@ -831,6 +831,25 @@ class TestEveryOccurrenceHasOneOutcome:
         assert cache is not None
         assert cache.event.involved_object.name == "cache"
 
+    def test_a_namespace_stalls_no_longer_than_its_writes_last(self) -> None:
+        """A namespace's stall mark goes with a write given up: 50 namespaces whose request
+        timed out and whose next try failed for good (deleted, say) leave no mark behind,
+        where an earlier version kept one per such namespace for the life of the process."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=2)
+        for number in range(50):
+            web = _occurrence()
+            namespace = f"gone-{number}"
+            ref = dataclasses.replace(web.involved_object, namespace=namespace)
+            pending.fake.fail_next("create", TimeoutError("timed out"))
+            pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+            pending.offer(dataclasses.replace(web, namespace=namespace, involved_object=ref))
+            assert pending.drive() == ["failed"]
+            clock.step(60)
+            assert pending.drive() == ["failed"]
+        assert pending.accounted()
+        assert pending.writes._stalled == set()
+
     def test_a_write_given_up_after_its_last_try_says_retry_limit(self) -> None:
         """The report of a write whose every try failed names the retry limit, not a refusal
         that is never retried."""
