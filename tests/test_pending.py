@@ -904,6 +904,17 @@ class TestWhatAFlushWaitsFor:
             oldest = min((write.first for write in writes._writes()), default=float("inf"))
             assert writes.oldest_pending() == oldest, (action, n)
 
+    def test_the_writes_a_flush_orders_are_let_go_once_written(self) -> None:
+        """After a burst of 500 distinct events, all written and none pending, the writes
+        kept in order for a flush are let go (a few dozen may wait for the next): an earlier
+        version held every one, with its event, until the next write was made."""
+        pending = Pending(FakeClock(START), max_pending=1_000)
+        for n in range(500):
+            pending.offer(_occurrence(f"p{n}"))
+        assert pending.drive() == ["created"] * 500
+        assert pending.accounted()
+        assert len(pending.writes._made) <= 64
+
     def test_a_flush_does_not_walk_every_pending_write_at_each_write_that_lands(
         self, made, monkeypatch
     ) -> None:
