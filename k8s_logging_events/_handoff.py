@@ -24,7 +24,9 @@ Consumer = _pool.Recording | _watchers.WatchLoop
 
 class Consumers:
     """The consumers of one runtime, in the order added, under the runtime's condition; they
-    outlive a fork. A stopped consumer stays: a stopped recording still has writes to finish."""
+    outlive a fork. A stopped consumer stays while it has work left (a recording's writes, a
+    watcher's queue), then goes, as client-go forgets a stopped watcher (kept, each one started
+    and stopped on a broadcaster that lives for weeks stayed, with its caches)."""
 
     __slots__ = ("_all",)
 
@@ -43,7 +45,9 @@ class Consumers:
         return iter(list(self._all))
 
     def live(self) -> list[Consumer]:
-        """The consumers not stopped (those a batch is handed to)."""
+        """The consumers not stopped (those a batch is handed to); the stopped ones done go,
+        here where no batch is in hand (one may still record to a consumer stopped meanwhile)."""
+        self._all = [c for c in self._all if not (c.watcher.stopped and c.done())]
         return [c for c in self._all if not c.watcher.stopped]
 
     def recordings(self) -> list[_pool.Recording]:

@@ -276,8 +276,7 @@ class Writes:
         slot.waiting = write
         self._unsettled += occurrences
         self._made.append(write)
-        if len(self._made) > 4 * len(self._slots) + 64:  # amortised: each slot holds two at most
-            self._made = deque(filter(self._is_pending, self._made))
+        self._prune_made()
         if slot.in_flight is None:
             self._schedule(key, slot)
 
@@ -372,6 +371,12 @@ class Writes:
             with contextlib.suppress(ValueError):  # a signal handler's flush took it already
                 made.remove(oldest)  # at the front: no walk
         return math.inf
+
+    def _prune_made(self) -> None:
+        # as writes are made and finish (not made alone: a burst's 10,000 stayed when it ended);
+        # amortised: a slot holds two at most, and the slots halve between two prunes
+        if len(self._made) > 4 * len(self._slots) + 64:
+            self._made = deque(filter(self._is_pending, self._made))
 
     def _is_pending(self, write: Write) -> bool:
         slot = self._slots.get((write.event.namespace, write.event.name))
@@ -535,6 +540,7 @@ class Writes:
         slot = self._slots.get(key)
         if slot is not None and slot.waiting is None:
             del self._slots[key]
+            self._prune_made()
         elif slot is not None:
             slot.in_flight = None
             self._schedule(key, slot)
@@ -578,6 +584,8 @@ class Writes:
 
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
+        # its namespace's mark goes too: one never written again (deleted) kept it for good
+        self._stalled.discard(write.event.namespace)
         self._counters.add("failed", write.occurrences)
         self._unsettled -= write.occurrences
         quiet = isinstance(error, _errors.ApiStatusError) and (

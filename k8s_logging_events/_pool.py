@@ -72,6 +72,16 @@ class Recording:
     def ready(self) -> bool:
         return self._correlate is not None
 
+    def done(self) -> bool:
+        """True when nothing is left to write, set aside or set up (under ``cond``)."""
+        writes = self.writes
+        return not (
+            writes.pending_events()
+            or writes.in_flight_count()
+            or self.aside_count
+            or self.preparing
+        )
+
     def prepares_here(self) -> bool:
         """True when the dispatcher may set the correlation up itself: no I/O needed."""
         return self.ready or _apis.api_known(self.writes.sink)

@@ -539,6 +539,11 @@ class Runtime:
         """Occurrences offered so far (dropped ones included)."""
         return self._accepted.value
 
+    def sinks(self) -> list[object]:
+        """The sinks recorded to (those stopped with writes left too), for reports."""
+        with self._cond:
+            return [recording.writes.sink for recording in self._consumers.recordings()]
+
     def threads(self) -> list[threading.Thread]:
         """The threads alive right now (dispatcher, writers, watchers)."""
         loops = self._consumers.loops()
@@ -552,9 +557,8 @@ class Runtime:
             # gave up (not a look before it: the threads went on)
             given_up, lost, _ = self.close(0)
             if given_up or lost:
-                sinks = [recording.writes.sink for recording in self._consumers.recordings()]
                 when = self.about + "before the multiprocessing child ended"
-                summary = _errors.unwritten_summary(given_up, sinks, when=when, queued=lost)
+                summary = _errors.unwritten_summary(given_up, self.sinks(), when=when, queued=lost)
                 self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.settle(REPORT_GRACE_SECONDS)
 

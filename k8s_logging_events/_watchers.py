@@ -75,6 +75,11 @@ class WatchLoop:
         self._here, self._starting = threading.Lock(), threading.Lock()
         self.processed = self._told = 0
 
+    def done(self) -> bool:
+        """True when nothing is queued and no thread of its own runs."""
+        thread = self.thread
+        return not self.watcher.pending() and (thread is None or not thread.is_alive())
+
     def caught_up(self, target: int) -> bool:
         """True once every event delivered up to ``target`` has been handled."""
         thread = self.thread

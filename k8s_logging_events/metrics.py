@@ -106,7 +106,7 @@ class EventMetrics:
         leave with the component's last handler. After the registry's last handler the
         collector leaves it, freeing the metric names."""
         with _lock:
-            collector = _collectors.get(self.registry)
+            collector = _collector_of(self.registry)
             if collector is None or not collector.remove(self):
                 return
             if collector.empty:
@@ -136,11 +136,11 @@ def register(
     target = prometheus_client.REGISTRY if registry is None else registry
     metrics = EventMetrics(cast("Measured", handler), target)
     with _lock:
-        collector = _collectors.get(target)
+        collector = _collector_of(target)
         if collector is None:
             collector = _Collector()
             target.register(collector)  # raises on a clash with another collector's names
-            _collectors[target] = collector
+            _collectors[target] = weakref.ref(collector)
         collector.add(metrics)
     return metrics
 
@@ -283,11 +283,17 @@ def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
     )
 
 
-# a registry's one collector; weak keys: a registry dropped by its user takes it along
-_collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, _Collector] = (
+# a registry's one collector, which the registry holds: weak both ways, as the collector's
+# EventMetrics hold the registry (a strong value kept every dropped registry and its handlers)
+_collectors: weakref.WeakKeyDictionary[registries.CollectorRegistry, weakref.ref[_Collector]] = (
     weakref.WeakKeyDictionary()
 )
 _lock = threading.Lock()
+
+
+def _collector_of(registry: registries.CollectorRegistry) -> _Collector | None:
+    found = _collectors.get(registry)
+    return None if found is None else found()
 
 
 def _after_fork_in_child() -> None:
@@ -295,7 +301,7 @@ def _after_fork_in_child() -> None:
     # left had counted: a child's counters start afresh, as its handlers' stats() do
     global _lock
     _lock = threading.Lock()
-    for collector in _collectors.values():
+    for collector in filter(None, (found() for found in _collectors.values())):
         collector.forget_retired()
 
 

@@ -114,7 +114,6 @@ class EventBroadcaster:
         self._invalid = _diagnostics.Tally()
         self._counters = _diagnostics.Counters()
         self._reporter = _diagnostics.RateLimitedReporter(clock=self._clock)
-        self._sinks: list[sink.EventSink] = []
         self._unfinished_reported = -1  # ``accepted`` when a flush last said what it left
         self._cut_short = False  # the handler's flush at exit was ended by Ctrl-C or an exit
         self._runtime = _runtime.Runtime(
@@ -194,7 +193,6 @@ class EventBroadcaster:
             reporter=self._reporter,
             namer=self._namer,
         )
-        self._sinks.append(event_sink)
         return self._runtime.add_recording(
             _pool.Recording(writes, lambda: self._correlation_for(event_sink))
         )
@@ -254,7 +252,7 @@ class EventBroadcaster:
         if writes or queued or preparing:
             summary = _errors.unwritten_summary(
                 writes,
-                self._sinks,
+                self._runtime.sinks(),
                 when=self._runtime.about + when,
                 queued=queued,
                 preparing=preparing,

@@ -7,6 +7,7 @@ parser) must say what ``stats()`` says.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import logging
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -323,6 +325,21 @@ class TestSeveralHandlers:
 
 class TestUnregister:
     """EventMetrics.unregister takes a handler's series away."""
+
+    def test_a_dropped_registry_takes_its_handlers_along(self, k8s_apiserver) -> None:
+        """A registry the user drops (one per test, say) is collected with its collector and
+        the handlers registered in it, closed or not unregistered: the package keeps none."""
+        handler = KubernetesEventHandler(sink=k8s_apiserver.url, component="shop")
+        log = _logger(handler)
+        log.warning("Back-off", extra={"involved": _pod("web-0")})
+        registry = CollectorRegistry()
+        metrics.register(handler, registry=registry)
+        log.removeHandler(handler)
+        handler.close()
+        handler_ref, registry_ref = weakref.ref(handler), weakref.ref(registry)
+        del handler, registry
+        gc.collect()
+        assert (handler_ref(), registry_ref()) == (None, None)
 
     def test_the_series_go(self, make, registry) -> None:
         """After unregister() a scrape shows none of ours; a second call changes nothing."""

@@ -944,6 +944,25 @@ class TestEveryOccurrenceHasOneOutcome:
         assert cache is not None
         assert cache.event.involved_object.name == "cache"
 
+    def test_a_namespace_stalls_no_longer_than_its_writes_last(self) -> None:
+        """A namespace's stall mark goes with a write given up: 50 namespaces whose request
+        timed out and whose next try failed for good (deleted, say) leave no mark behind,
+        where an earlier version kept one per such namespace for the life of the process."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=2)
+        for number in range(50):
+            web = _occurrence()
+            namespace = f"gone-{number}"
+            ref = dataclasses.replace(web.involved_object, namespace=namespace)
+            pending.fake.fail_next("create", TimeoutError("timed out"))
+            pending.fake.fail_next("create", ConnectionRefusedError("refused"))
+            pending.offer(dataclasses.replace(web, namespace=namespace, involved_object=ref))
+            assert pending.drive() == ["failed"]
+            clock.step(60)
+            assert pending.drive() == ["failed"]
+        assert pending.accounted()
+        assert pending.writes._stalled == set()
+
     def test_a_write_given_up_after_its_last_try_says_retry_limit(self) -> None:
         """The report of a write whose every try failed names the retry limit, not a refusal
         that is never retried."""
@@ -1020,6 +1039,17 @@ class TestWhatAFlushWaitsFor:
         for _ in range(100):
             assert pending.writes.pending() == 2_000
         assert walks == 0
+
+    def test_the_writes_a_flush_orders_are_let_go_once_written(self) -> None:
+        """After a burst of 500 distinct events, all written and none pending, the writes
+        kept in order for a flush are let go (a few dozen may wait for the next): an earlier
+        version held every one, with its event, until the next write was made."""
+        pending = Pending(FakeClock(START), max_pending=1_000)
+        for n in range(500):
+            pending.offer(_occurrence(f"p{n}"))
+        assert pending.drive() == ["created"] * 500
+        assert pending.accounted()
+        assert len(pending.writes._made) <= 64
 
     def test_a_flush_does_not_walk_every_pending_write_at_each_write_that_lands(
         self, made, monkeypatch
