@@ -164,8 +164,7 @@ class _Slot:
 
     in_flight: Write | None = None
     waiting: Write | None = None
-    # where the waiting write is: "ready", "timed" or "blocked" (behind the one in flight)
-    state: str = "blocked"
+    state: str = "blocked"  # the waiting write's: "ready", "timed", or "blocked" by in_flight
     generation: int = 0  # tells a current heap or ready entry from a superseded one
 
 
@@ -191,8 +190,7 @@ class Writes:
     ) -> None:
         self.sink = event_sink
         self.policy = policy
-        # set by abandon(in_flight=True), or a close() of the sink its requests wait for; one
-        # for all its writes (an Event for each write cost the dispatcher 4 % per occurrence)
+        # by abandon(in_flight=True) or the sink's close(); one for all writes (one each: +4 %)
         self.given_up = threading.Event()
         self._counters = counters
         self._options = options
@@ -218,14 +216,12 @@ class Writes:
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
-        # ready writes that wait for a request in flight (their object's, or their stalled
-        # namespace's), by what they wait for: looked at again when it ends, not at each take
-        # (a burst about one object made every take walk it, and hid the writes behind it)
+        # ready writes waiting for a request in flight (their object's, their stalled namespace's),
+        # by what they wait for: a take walked them all (a burst about one object hid the rest)
         self._parked: dict[models.ObjectReference | str, deque[Key]] = {}
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
-        # the writes made, in order of ``first``, the gone pruned lazily: a flush waits on the
-        # oldest, and a walk of every slot at each write that landed made a flush quadratic
+        # the writes made, by ``first``: a flush waits for the oldest (a walk made it quadratic)
         self._made: deque[Write] = deque()
         # the writes in flight, by involved object (one request in flight per object); not
         # derived from the slots: a close gives up the slots, and their requests are still out
@@ -368,13 +364,12 @@ class Writes:
         while made:
             if self._is_pending(oldest := made[0]):
                 return oldest.first
-            with contextlib.suppress(ValueError):  # a signal handler's flush took it already
-                made.remove(oldest)  # at the front: no walk
+            with contextlib.suppress(ValueError):  # at the front; a signal handler's flush
+                made.remove(oldest)  # may have taken it already
         return math.inf
 
     def _prune_made(self) -> None:
-        # as writes are made and finish (not made alone: a burst's 10,000 stayed when it ended);
-        # amortised: a slot holds two at most, and the slots halve between two prunes
+        # amortised: a slot holds two at most, the slots halve between two prunes (at _finish)
         if len(self._made) > 4 * len(self._slots) + 64:
             self._made = deque(filter(self._is_pending, self._made))
 
@@ -393,8 +388,7 @@ class Writes:
         return [write for write in self._writes() if not write.abandoned]
 
     def _writes(self) -> Iterator[Write]:
-        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile;
-        # no generator per slot: a flush's waiter walks them all at every write that lands
+        # a copy: a signal handler's close on a flushing thread may give writes up meanwhile
         for slot in list(self._slots.values()):
             if slot.in_flight is not None:
                 yield slot.in_flight
