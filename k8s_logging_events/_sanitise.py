@@ -13,6 +13,7 @@ import json
 import random
 import re
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
@@ -215,9 +216,10 @@ class EventNamer(_process.Locked):
         super().__init__()
         self.event_names = check_event_names(event_names)
         self._size = max(1, size)
-        # least recently named first: plain dicts, because this runs for each event built
-        self._last: dict[str, int] = {}
-        self._hashed: dict[tuple[str, ...], str] = {}
+        # least recently named first; ordered dicts: a plain dict's first key, once others
+        # before it were deleted, is found past every deleted slot (2 us a name when full)
+        self._last: OrderedDict[str, int] = OrderedDict()
+        self._hashed: OrderedDict[tuple[str, ...], str] = OrderedDict()
 
     @property
     def deterministic(self) -> bool:
@@ -234,7 +236,7 @@ class EventNamer(_process.Locked):
                 nanos = last + 1
             last_names[ref_name] = nanos
             if len(last_names) > self._size:
-                del last_names[next(iter(last_names))]
+                last_names.popitem(last=False)
         return generate_event_name(ref_name, nanos)
 
     def fresh(self, ref_name: str, time: datetime) -> str:
@@ -300,5 +302,5 @@ class EventNamer(_process.Locked):
         with self._lock:
             hashed[parts] = name
             if len(hashed) > self._size:
-                del hashed[next(iter(hashed))]
+                hashed.popitem(last=False)
         return name
