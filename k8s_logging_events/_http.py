@@ -340,7 +340,10 @@ class Channel:
         try:
             connection = self._open()
         except OSError as error:  # not "nothing was sent": the first send may have landed
-            raise ProtocolError(f"{error}: {request} may have been carried out") from None
+            raise ProtocolError(
+                f"the connection broke during {request}, which may have been carried out; "
+                f"sending it again failed: {error}"
+            ) from None
         try:
             answer, keep = self._exchange(connection, data)
         except OutOfStepError as error:

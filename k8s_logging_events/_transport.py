@@ -166,8 +166,11 @@ def read(answer: Answer, method: str, path: str, parse: Parse | None = None) -> 
             # so that the writer takes AlreadyExists or a Conflict for its own (_pending,
             # _continuation); the second send's status (403 ...) says nothing of it, but a
             # 429 still asks for a wait, and it is waited out with the break as its cause
+            exists = method == "POST" and status == 409  # perhaps the first send's
             broke = ProtocolError(
-                f"the connection broke during {method} {path}; sent again, it met {status}"
+                f"the connection broke during {method} {path}, which may have been carried "
+                f"out; sent again, {'it already existed' if exists else 'it was answered'}: "
+                f"{status} {answer.reason}".rstrip()
             )
             if status != 429:
                 raise broke

@@ -178,6 +178,12 @@ def test_a_create_stored_before_its_connection_broke_is_reported_as_lost(
     assert not isinstance(raised.value, sink.ApiStatusError)
     assert sink.is_retryable(raised.value)
     assert _errors.may_have_landed(raised.value)
+    # not a bare "409": which send did what, in order (a 409 read as a conflict misleads)
+    message = str(raised.value)
+    assert message.startswith("the connection broke during POST /api/v1/namespaces/"), message
+    assert message.endswith(
+        ", which may have been carried out; sent again, it already existed: 409 Conflict"
+    ), message
     assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
 
 
@@ -196,6 +202,10 @@ def test_a_create_stored_before_its_connection_broke_whose_resend_is_refused_may
     finally:
         served.accept_connections()
     assert _errors.may_have_landed(raised.value)
+    # not "refused ... may have been carried out": which send did what, in order
+    message = str(raised.value)
+    assert message.startswith("the connection broke during POST /api/v1/namespaces/"), message
+    assert ", which may have been carried out; sending it again failed: " in message, message
     assert [e["metadata"]["name"] for e in served.events("default")] == ["web-0.1", "web-0.2"]
 
 

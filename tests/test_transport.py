@@ -154,10 +154,16 @@ def test_a_write_sent_twice_is_a_transport_error_whatever_else_the_second_send_m
     method: str, status: int
 ) -> None:
     """The first send may have been stored before its connection broke."""
-    answer = Answer(status, "", {}, _status(status, "Whatever"), resent=True)
-    with pytest.raises(_http_parser.ProtocolError, match="sent again") as raised:
+    answer = Answer(status, "Whatever", {}, _status(status, "Whatever"), resent=True)
+    with pytest.raises(_http_parser.ProtocolError) as raised:
         _transport.read(answer, method, "/p")
     assert sink.is_retryable(raised.value)
+    # what a human reads: the first send may have landed, then what the second one met
+    met = "it already existed" if (method, status) == ("POST", 409) else "it was answered"
+    assert str(raised.value) == (
+        f"the connection broke during {method} /p, which may have been carried out; "
+        f"sent again, {met}: {status} Whatever"
+    )
 
 
 def test_a_read_sent_twice_is_answered_as_it_was() -> None:
