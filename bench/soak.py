@@ -1,7 +1,7 @@
 """A hostile soak with exact accounting (not a test: minutes of real time, at random).
 
-N replica processes (forkserver, as tests/fleet_scenarios.py; some fork children of their
-own after they logged) log overlapping incidents to one LocalApiServer that injects faults,
+N replica processes (forkserver, as tests/fleet_scenarios.py; some fork one or three children
+of their own after they logged) log overlapping incidents to one LocalApiServer that injects faults,
 while the driver SIGTERMs / SIGKILLs replicas and restarts them under the same host name,
 and replicas step their wall clocks (clock=). Then the books:
 
@@ -56,7 +56,8 @@ class Spec:
     report: str
     flush_timeout: float
     sleep_duration: float
-    fork_child: bool
+    forks: int
+    """Children it forks at once after a third of its time (a gunicorn-like pre-fork)."""
     step_clock: bool
     qps: float
 
@@ -173,28 +174,31 @@ def replica_main(spec: Spec) -> None:
     log.propagate = False
     log.addHandler(handler)
     logged = 0
-    child = 0
+    children: list[int] = []
     status = "done"
     try:
-        if spec.fork_child:
+        if spec.forks:
             logged += _log_loop(spec, rng, log, counters, clock, spec.seconds / 3)
+        for number in range(spec.forks):
             child = os.fork()
             if child == 0:  # a fork of a process that logged: same host, same events
-                Path(spec.report + ".pid").write_text(str(os.getpid()))
-                counters = Counters(spec.counters + ".fork")
+                suffix = f".fork{number}"
+                Path(spec.report + suffix + ".pid").write_text(str(os.getpid()))
+                counters = Counters(spec.counters + suffix)
                 code = 0
-                clogged = 0
                 try:
+                    seconds = spec.seconds / 3
                     clogged = _log_loop(
-                        spec, random.Random(spec.seed + 1), log, counters, clock, spec.seconds / 3
+                        spec, random.Random(spec.seed + 1 + number), log, counters, clock, seconds
                     )
                     began = time.monotonic()
                     logging.shutdown()
-                    _report(spec.report + ".fork", handler, clogged, time.monotonic() - began, {})
+                    _report(spec.report + suffix, handler, clogged, time.monotonic() - began, {})
                 except BaseException:
                     traceback.print_exc()
                     code = 1
                 os._exit(code)
+            children.append(child)
         logged += _log_loop(spec, rng, log, counters, clock, spec.seconds)
     except SystemExit:
         status = "sigterm"
@@ -205,7 +209,7 @@ def replica_main(spec: Spec) -> None:
     logging.shutdown()
     shutdown = time.monotonic() - began
     _report(spec.report, handler, logged, shutdown, {"status": status})
-    if child:
+    for child in children:
         for _ in range(600):
             if os.waitpid(child, os.WNOHANG)[0]:
                 break
@@ -416,7 +420,7 @@ def run(args: argparse.Namespace, number: int, workdir: Path) -> dict[str, Any]:
                 report=str(runs / f"{label}.json"),
                 flush_timeout=args.flush_timeout,
                 sleep_duration=args.sleep_duration,
-                fork_child=rng.random() < 0.3,
+                forks=(rng.choice((1, 1, 3)) if rng.random() < 0.3 else 0) if args.forks else 0,
                 step_clock=rng.random() < 0.5,
                 qps=args.qps,
             )
@@ -427,23 +431,23 @@ def run(args: argparse.Namespace, number: int, workdir: Path) -> dict[str, Any]:
                 "host": host,
                 "counters": spec.counters,
                 "report_path": spec.report,
-                "fork": spec.fork_child,
+                "forks": spec.forks,
                 "api": api,
                 "step": spec.step_clock,
             }
             procs.append(info)
-            if spec.fork_child:
-                procs.append(
-                    {
-                        "label": label + "f",
-                        "host": host,
-                        "counters": spec.counters + ".fork",
-                        "report_path": spec.report + ".fork",
-                        "fork": True,
-                        "api": api,
-                        "forkchild": True,
-                    }
-                )
+            procs.extend(
+                {
+                    "label": f"{label}f{number}",
+                    "parent": label,
+                    "host": host,
+                    "counters": f"{spec.counters}.fork{number}",
+                    "report_path": f"{spec.report}.fork{number}",
+                    "api": api,
+                    "forkchild": True,
+                }
+                for number in range(spec.forks)
+            )
             live[slot] = (proc, info)
 
         generations = Counter[int]()
@@ -513,7 +517,7 @@ def run(args: argparse.Namespace, number: int, workdir: Path) -> dict[str, Any]:
             except FileNotFoundError:
                 info["report"] = None
                 if info.get("forkchild"):  # its parent was SIGKILLed before or while it ran?
-                    parent = next(p for p in procs if p["label"] == info["label"][:-1])
+                    parent = next(p for p in procs if p["label"] == info["parent"])
                     info["sigkill"] = parent.get("sigkill", False)
         result = books(server, procs, args.flush_timeout)
         requests = server.requests
@@ -571,6 +575,7 @@ def main() -> int:
     parser.add_argument("--sleep-duration", type=float, default=0.3)
     parser.add_argument("--qps", type=float, default=20.0)
     parser.add_argument("--nodes", type=int, default=0)
+    parser.add_argument("--no-forks", dest="forks", action="store_false")
     parser.add_argument("--workdir", default="/tmp/k8s-logging-events-soak")
     args = parser.parse_args()
     workdir = Path(args.workdir) / f"seed{args.seed}"
