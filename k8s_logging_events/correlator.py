@@ -14,6 +14,7 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from k8s_logging_events import _correlation, _numbers, _process, _sanitise, models
 from k8s_logging_events import clock as clocks
@@ -388,9 +389,9 @@ class CountPolicy:
         """The event's ``count`` (an event without one stands for one occurrence)."""
         return max(event.count, 1)
 
-    def with_count(self, event: models.Event, count: int) -> models.Event:
-        """``event`` with ``count``."""
-        return dataclasses.replace(event, count=count)
+    def with_count(self, event: models.Event, count: int, **changes: Any) -> models.Event:
+        """``event`` with ``count`` and ``changes`` (other fields, in the same replace)."""
+        return dataclasses.replace(event, count=count, **changes)
 
     def previous(self, event: models.Event) -> str:
         """core/v1 events have no series: none came before."""
