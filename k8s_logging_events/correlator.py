@@ -391,7 +391,7 @@ class CountPolicy:
 
     def with_count(self, event: models.Event, count: int, **changes: Any) -> models.Event:
         """``event`` with ``count`` and ``changes`` (other fields, in the same replace)."""
-        return dataclasses.replace(event, count=count, **changes)
+        return models.replaced(event, count=count, **changes)
 
     def previous(self, event: models.Event) -> str:
         """core/v1 events have no series: none came before."""

@@ -6,6 +6,7 @@ The bottom of the pipeline, above :mod:`~k8s_logging_events.references`: only th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -197,6 +198,14 @@ class Event:
         for deprecated in ("source", "count", "firstTimestamp", "lastTimestamp"):
             core[deprecated] = data.get("deprecated" + deprecated[0].upper() + deprecated[1:])
         return cls.from_api(core)
+
+
+def replaced(event: Event, **changes: Any) -> Event:
+    """``event`` with ``changes``, itself where they change nothing (a create of a new event
+    and its answer, mostly): a replace builds every field again, a writer's costliest step."""
+    if all(getattr(event, name) == value for name, value in changes.items()):
+        return event
+    return dataclasses.replace(event, **changes)
 
 
 def format_time(value: datetime) -> str:

@@ -277,10 +277,10 @@ class SeriesPolicy:
     def with_count(self, event: models.Event, count: int, **changes: Any) -> models.Event:
         """``event`` standing for ``count`` occurrences (a series from 2 on), with ``changes``."""
         if count < 2:
-            return dataclasses.replace(event, series=None, **changes)
+            return models.replaced(event, series=None, **changes)
         last = event.series.last_observed_time if event.series is not None else None
         last = last or event.event_time or event.first_timestamp or self._correlator.now()
-        return dataclasses.replace(event, series=models.EventSeries(count, last), **changes)
+        return models.replaced(event, series=models.EventSeries(count, last), **changes)
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""

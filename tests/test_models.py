@@ -107,6 +107,16 @@ def test_events_are_immutable_and_annotations_are_copied() -> None:
         event.annotations["b"] = "x"  # type: ignore[index]
 
 
+def test_replaced_builds_a_new_event_only_where_a_change_changes_something() -> None:
+    """A write's changes that equal what the event holds (a new event's create and its answer)
+    keep the event itself; any other change replaces it, the annotations copied as ever."""
+    event = _event(annotations={"a": "1"})
+    assert models.replaced(event, count=1, name="web.17a", annotations={"a": "1"}) is event
+    changed = models.replaced(event, count=2, annotations={"a": "2"})
+    assert changed == _event(count=2, annotations={"a": "2"})
+    assert event.count == 1
+
+
 def test_parse_time_reads_z_and_offsets_into_aware_utc() -> None:
     """Timestamps from the API come back as aware UTC datetimes."""
     assert models.parse_time("2024-01-01T00:00:05Z") == T0
