@@ -122,6 +122,9 @@ class Event:
             "involvedObject": self.involved_object.to_api(),
         }
         source = (("component", self.source.component), ("host", self.source.host))
+        first, last = self.first_timestamp, self.last_timestamp
+        first_text = first and format_time(first)
+        last_text = first_text if last == first else last and format_time(last)  # mostly equal
         optional: tuple[tuple[str, Any], ...] = (
             ("reason", self.reason),
             ("message", self.message),
@@ -131,8 +134,8 @@ class Event:
             ("reportingComponent", self.reporting_controller),
             ("reportingInstance", self.reporting_instance),
             ("source", {k: v for k, v in source if v}),
-            ("firstTimestamp", self.first_timestamp and format_time(self.first_timestamp)),
-            ("lastTimestamp", self.last_timestamp and format_time(self.last_timestamp)),
+            ("firstTimestamp", first_text),
+            ("lastTimestamp", last_text),
             ("eventTime", self.event_time and format_micro_time(self.event_time)),
         )
         body.update((key, value) for key, value in optional if value)
@@ -158,7 +161,7 @@ class Event:
             name=_str(metadata.get("name")),
             namespace=_str(metadata.get("namespace")),
             resource_version=_str(metadata.get("resourceVersion")),
-            annotations={str(k): str(v) for k, v in annotations.items()},
+            annotations={str(k): str(v) for k, v in annotations.items()} if annotations else _EMPTY,
             involved_object=ObjectReference.from_api(data.get("involvedObject") or {}),
             reason=_str(data.get("reason")),
             message=_str(data.get("message")),

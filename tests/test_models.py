@@ -74,8 +74,10 @@ def test_times_in_other_zones_are_written_in_utc() -> None:
 
 
 def test_from_api_inverts_to_api() -> None:
-    """Reading back what to_api wrote gives an equal event, annotations and related included."""
+    """Reading back what to_api wrote gives an equal event, annotations, related and a last
+    timestamp after the first included."""
     event = _event(
+        last_timestamp=T0 + timedelta(seconds=7),
         annotations={"a": "1"},
         related=models.ObjectReference(kind="Node", name="n1", api_version="v1"),
         resource_version="42",
