@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 import cachetools
 
@@ -78,8 +78,8 @@ class Policy(Protocol):
     def count_of(self, event: models.Event) -> int:
         """How many occurrences ``event`` stands for (``count``, or its series count)."""
 
-    def with_count(self, event: models.Event, count: int, **changes: Any) -> models.Event:
-        """``event`` standing for ``count`` occurrences, with ``changes`` (one replace)."""
+    def with_count(self, event: models.Event, count: int, **changes: object) -> models.Event:
+        """``event`` standing for ``count`` occurrences, with ``changes`` (one replace at most)."""
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``, found under our event's name, is our event (same key)."""
@@ -309,12 +309,9 @@ class _Attempt:
         room = self.owner.readable and self.writers is not None and _writers(self.event) is not None
         number, writers = self._stamp("" if room else None)
         given = {key: value for key, value in self.event.annotations.items() if key != WRITERS}
+        annotations = given if writers is None else {**given, WRITERS: writers}
         body = self.policy.with_count(
-            self.event,
-            self.target,
-            name=self.name,
-            resource_version="",
-            annotations=given if writers is None else {**given, WRITERS: writers},
+            self.event, self.target, name=self.name, resource_version="", annotations=annotations
         )
         self.write.sent = (self.target, self.write.occurrences, True, number)
         try:

@@ -103,8 +103,7 @@ def wait_written(
 ) -> bool:
     """Wait until ``marker``'s targets are written; False when ``deadline`` passed first.
     ``working`` (under ``cond``): a thread of ours may still do the work; else this one pumps.
-    ``waiting`` holds what each waiting flush waits for: a write that lands wakes it once that
-    is written (``WriterPool.flushes``)."""
+    ``waiting``: whether each waiting flush is done, for a landing to wake them only then."""
     idle = False  # the last pump found nothing to do: no write ready (a retry's back-off)
     while True:
         with cond:

@@ -291,8 +291,7 @@ class WriterPool:
             else:
                 writes.failed(write, _errors.readable(failure), stopping=self.stopping)
             timed = writes.next_due() is not None
-            # idle writers may take what is ready now; a flush looks again once it is done, or
-            # it woke at every landing (with no writer thread, the flushes write themselves)
+            # idle writers take what is ready; flushes wake once done, or write (no writer thread)
             if self._idle or not self._workers or any(done() for done in self.flushes):
                 self._cond.notify_all()
         self._shared.reporter.emit_deferred()  # rule 2: reports kept under the lock go out now

@@ -14,7 +14,6 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any
 
 from k8s_logging_events import _correlation, _numbers, _process, _sanitise, models
 from k8s_logging_events import clock as clocks
@@ -389,8 +388,8 @@ class CountPolicy:
         """The event's ``count`` (an event without one stands for one occurrence)."""
         return max(event.count, 1)
 
-    def with_count(self, event: models.Event, count: int, **changes: Any) -> models.Event:
-        """``event`` with ``count`` and ``changes`` (other fields, in the same replace)."""
+    def with_count(self, event: models.Event, count: int, **changes: object) -> models.Event:
+        """``event`` with ``count`` and ``changes`` (other fields; one replace at most)."""
         return models.replaced(event, count=count, **changes)
 
     def previous(self, event: models.Event) -> str:

@@ -11,7 +11,6 @@ import dataclasses
 import json
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 import cachetools
 
@@ -274,7 +273,7 @@ class SeriesPolicy:
         """How many occurrences ``event`` stands for: its series count, 1 without a series."""
         return event.series.count if event.series is not None else 1
 
-    def with_count(self, event: models.Event, count: int, **changes: Any) -> models.Event:
+    def with_count(self, event: models.Event, count: int, **changes: object) -> models.Event:
         """``event`` standing for ``count`` occurrences (a series from 2 on), with ``changes``."""
         if count < 2:
             return models.replaced(event, series=None, **changes)
