@@ -19,10 +19,14 @@ the dispatcher's step (``Runtime._handle_batch``) is driven on the main thread o
 2. dispatcher: instructions per occurrence to turn queued occurrences into correlated,
    queued writes (to a sink that keeps them in memory), for the Zipf mix of issue 15 over
    1,000 pods, in batches of 128 (about what one 5 ms switch interval of a logging loop
-   queues) and of 4,096 (a deep queue).
+   queues) and of 4,096 (a deep queue);
+3. writer: instructions per write of a distinct event (a create, its answer read and fed
+   back to the correlator), the writes made on the main thread (no writer thread starts)
+   over a keep-alive connection to the local API server in its own process, which
+   callgrind does not count.
 
     python bench/instructions.py [--calls 3000] [--occurrences 5000] [--tree PATH]
-                                 [--only caller|dispatcher]
+                                 [--writes 1000] [--only caller|dispatcher|writer]
 
 ``--tree`` measures another checkout of the project (say, a ``git worktree`` of an older
 commit) with the same script, for a before/after. Takes a few minutes: every run is under
@@ -104,6 +108,41 @@ gc.freeze()
 sys.call_tracing(dispatch, (kept[2000:2000 + count],))
 """
 
+WRITER = """
+import gc, logging, sys
+tree, count = sys.argv[1], int(sys.argv[2])
+sys.path[:0] = [tree, tree + "/bench"]
+from _common import ApiServerProcess, make_pods
+from k8s_logging_events import KubernetesEventHandler, _runtime, recorder
+from k8s_logging_events.sink import KubernetesEventSink
+kept = []
+_runtime.Runtime.offer = lambda self, item: (kept.append(item), True)[1]
+log = logging.getLogger("bench.instructions")
+log.propagate = False
+log.addHandler(KubernetesEventHandler(sink=None, component="bench", host="node-1"))
+for pod in make_pods(200 + count, "write", "default"):
+    extra = {"involved": pod, "reason": "BackOff"}
+    log.warning("Back-off pulling image %s", "busybox", extra=extra)
+with ApiServerProcess(namespaces=["default"]) as server:
+    broadcaster = recorder.EventBroadcaster(queue_length=200 + count)
+    broadcaster.start_recording_to_sink(KubernetesEventSink.from_url(server.url, qps=0))
+    runtime, pool = broadcaster._runtime, broadcaster._runtime._pool
+    runtime._started = True  # no dispatcher thread: this thread does its work
+    pool._spawn_writers = lambda: None  # nor writer threads: this thread writes, below
+    def write(expected):
+        made = 0
+        while (job := pool._take_job()) is not None:
+            pool._perform(*job)
+            made += 1
+        assert made == expected, (made, expected)
+    runtime._handle_batch(kept[:200])
+    write(200)  # warm: the connection open, every step taken once
+    runtime._handle_batch(kept[200:])
+    gc.collect()  # the collector's counts and heap as the work alone leaves them (see above)
+    gc.freeze()
+    sys.call_tracing(write, (count,))
+"""
+
 
 def instructions(script: str, *args: object) -> int:
     """Instructions executed inside ``sys.call_tracing`` by ``python -c script args`` (hash
@@ -133,17 +172,22 @@ def main() -> int:
     parser.add_argument("--calls", type=int, default=3000)
     parser.add_argument("--occurrences", type=int, default=5000)
     parser.add_argument("--tree", default=TREE, help="the checkout to measure")
-    parser.add_argument("--only", choices=("caller", "dispatcher"))
+    parser.add_argument("--writes", type=int, default=1000)
+    parser.add_argument("--only", choices=("caller", "dispatcher", "writer"))
     args = parser.parse_args()
     if shutil.which("valgrind") is None:
         print("valgrind is not installed (apt-get install valgrind): nothing measured")
         return 0
     tree = os.path.abspath(args.tree)
     print(f"tree: {tree}; Python {sys.version.split()[0]}; instructions counted by callgrind\n")
-    if args.only != "dispatcher":
+    if args.only in (None, "caller"):
         caller_section(tree, args.calls)
-    if args.only != "caller":
+    if args.only in (None, "dispatcher"):
         dispatcher_section(tree, args.occurrences)
+    if args.only in (None, "writer"):
+        per_write = instructions(WRITER, tree, args.writes) / args.writes
+        print(f"\nwriter, per write ({args.writes:,} distinct creates, local API server):")
+        print(f"  a create, its answer read and fed back {per_write:>10,.0f}")
     return 0
 
 

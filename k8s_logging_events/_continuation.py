@@ -78,8 +78,8 @@ class Policy(Protocol):
     def count_of(self, event: models.Event) -> int:
         """How many occurrences ``event`` stands for (``count``, or its series count)."""
 
-    def with_count(self, event: models.Event, count: int) -> models.Event:
-        """``event`` standing for ``count`` occurrences."""
+    def with_count(self, event: models.Event, count: int, **changes: object) -> models.Event:
+        """``event`` standing for ``count`` occurrences, with ``changes`` (one replace at most)."""
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored``, found under our event's name, is our event (same key)."""
@@ -309,11 +309,9 @@ class _Attempt:
         room = self.owner.readable and self.writers is not None and _writers(self.event) is not None
         number, writers = self._stamp("" if room else None)
         given = {key: value for key, value in self.event.annotations.items() if key != WRITERS}
-        body = dataclasses.replace(
-            self.policy.with_count(self.event, self.target),
-            name=self.name,
-            resource_version="",
-            annotations=given if writers is None else {**given, WRITERS: writers},
+        annotations = given if writers is None else {**given, WRITERS: writers}
+        body = self.policy.with_count(
+            self.event, self.target, name=self.name, resource_version="", annotations=annotations
         )
         self.write.sent = (self.target, self.write.occurrences, True, number)
         try:
@@ -414,7 +412,7 @@ class _Attempt:
         return None
 
     def _patch(self) -> tuple[str, models.Event] | None:
-        body = dataclasses.replace(self.policy.with_count(self.event, self.target), name=self.name)
+        body = self.policy.with_count(self.event, self.target, name=self.name)
         body = _not_before(body, self.floor)
         data = self.policy.patch(body)
         number = 0
@@ -490,8 +488,7 @@ class _Attempt:
         known = Known(self.name, stored.resource_version, count - self.local, count, self.writers)
         self.owner.remember(self.key, known)
         # the correlator sees its own name and count: the translation stays here
-        local = self.policy.with_count(stored, self.local)
-        return kind, dataclasses.replace(local, name=self.event.name)
+        return kind, self.policy.with_count(stored, self.local, name=self.event.name)
 
 
 def _landed(sent: Sent, count: int, writers: str | None, token: str, start: bool = True) -> bool:

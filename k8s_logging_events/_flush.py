@@ -99,9 +99,11 @@ def wait_written(
     cond: threading.Condition,
     working: Callable[[], bool],
     pump: Pump,
+    waiting: list[Callable[[], bool]],
 ) -> bool:
     """Wait until ``marker``'s targets are written; False when ``deadline`` passed first.
-    ``working`` (under ``cond``): a thread of ours may still do the work; else this one pumps."""
+    ``working`` (under ``cond``): a thread of ours may still do the work; else this one pumps.
+    ``waiting``: whether each waiting flush is done, for a landing to wake them only then."""
     idle = False  # the last pump found nothing to do: no write ready (a retry's back-off)
     while True:
         with cond:
@@ -110,7 +112,11 @@ def wait_written(
             if deadline.expired():
                 return False
             if working() or idle:
-                cond.wait(min(deadline.remaining(), POLL_SECONDS))
+                waiting.append(marker.written)
+                try:
+                    cond.wait(min(deadline.remaining(), POLL_SECONDS))
+                finally:
+                    waiting.remove(marker.written)
                 idle = False
                 continue
         idle = not pump(deadline)

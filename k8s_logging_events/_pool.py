@@ -131,6 +131,7 @@ class WriterPool:
         self._wake = wake
         self._workers: set[threading.Thread] = set()
         self._idle = 0
+        self.flushes: list[Callable[[], bool]] = []  # whether each waiting flush is done
         self.can_spawn = True  # False for good: the interpreter exits (3.12)
         self.refused = False  # the last writer could not start: a flush writes on its own thread
         self.stopping = False
@@ -290,7 +291,9 @@ class WriterPool:
             else:
                 writes.failed(write, _errors.readable(failure), stopping=self.stopping)
             timed = writes.next_due() is not None
-            self._cond.notify_all()
+            # idle writers take what is ready; flushes wake once done, or write (no writer thread)
+            if self._idle or not self._workers or any(done() for done in self.flushes):
+                self._cond.notify_all()
         self._shared.reporter.emit_deferred()  # rule 2: reports kept under the lock go out now
         if timed:
             self._wake()  # a retry or a held count now waits on its timer

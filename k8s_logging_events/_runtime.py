@@ -373,7 +373,9 @@ class Runtime:
                         recording.writes.release_held()
                     self._cond.notify_all()  # idle writers take what was released at once
                 self._wake_dispatcher()
-                return _flush.wait_written(marker, deadline, self._cond, self._working, self._pump)
+                return _flush.wait_written(
+                    marker, deadline, self._cond, self._working, self._pump, self._pool.flushes
+                )
             finally:
                 with self._cond:
                     self._flushes -= 1

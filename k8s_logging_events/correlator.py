@@ -388,9 +388,9 @@ class CountPolicy:
         """The event's ``count`` (an event without one stands for one occurrence)."""
         return max(event.count, 1)
 
-    def with_count(self, event: models.Event, count: int) -> models.Event:
-        """``event`` with ``count``."""
-        return dataclasses.replace(event, count=count)
+    def with_count(self, event: models.Event, count: int, **changes: object) -> models.Event:
+        """``event`` with ``count`` and ``changes`` (other fields; one replace at most)."""
+        return models.replaced(event, count=count, **changes)
 
     def previous(self, event: models.Event) -> str:
         """core/v1 events have no series: none came before."""

@@ -6,6 +6,7 @@ The bottom of the pipeline, above :mod:`~k8s_logging_events.references`: only th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -121,6 +122,8 @@ class Event:
             "involvedObject": self.involved_object.to_api(),
         }
         source = (("component", self.source.component), ("host", self.source.host))
+        first, last = self.first_timestamp, self.last_timestamp  # mostly equal: formatted once
+        first_text = first and format_time(first)
         optional: tuple[tuple[str, Any], ...] = (
             ("reason", self.reason),
             ("message", self.message),
@@ -130,8 +133,8 @@ class Event:
             ("reportingComponent", self.reporting_controller),
             ("reportingInstance", self.reporting_instance),
             ("source", {k: v for k, v in source if v}),
-            ("firstTimestamp", self.first_timestamp and format_time(self.first_timestamp)),
-            ("lastTimestamp", self.last_timestamp and format_time(self.last_timestamp)),
+            ("firstTimestamp", first_text),
+            ("lastTimestamp", first_text if last == first else last and format_time(last)),
             ("eventTime", self.event_time and format_micro_time(self.event_time)),
         )
         body.update((key, value) for key, value in optional if value)
@@ -157,7 +160,7 @@ class Event:
             name=_str(metadata.get("name")),
             namespace=_str(metadata.get("namespace")),
             resource_version=_str(metadata.get("resourceVersion")),
-            annotations={str(k): str(v) for k, v in annotations.items()},
+            annotations={str(k): str(v) for k, v in annotations.items()} if annotations else _EMPTY,
             involved_object=ObjectReference.from_api(data.get("involvedObject") or {}),
             reason=_str(data.get("reason")),
             message=_str(data.get("message")),
@@ -197,6 +200,13 @@ class Event:
         for deprecated in ("source", "count", "firstTimestamp", "lastTimestamp"):
             core[deprecated] = data.get("deprecated" + deprecated[0].upper() + deprecated[1:])
         return cls.from_api(core)
+
+
+def replaced(event: Event, **changes: Any) -> Event:
+    """``event`` with ``changes``; itself where they change nothing (a replace costs ~4 us)."""
+    if all(getattr(event, name) == value for name, value in changes.items()):
+        return event
+    return dataclasses.replace(event, **changes)
 
 
 def format_time(value: datetime) -> str:

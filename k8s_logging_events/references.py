@@ -38,14 +38,12 @@ class ObjectReference:
 
     def to_api(self) -> dict[str, str]:
         """Return the camelCase JSON form, without empty fields."""
-        pairs = ((camel, getattr(self, attr)) for attr, camel in _FIELDS)
-        return {key: value for key, value in pairs if value}
+        return {camel: value for attr, camel in _FIELDS if (value := getattr(self, attr))}
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> ObjectReference:
         """Build a reference from its camelCase JSON form; unknown keys are ignored."""
-        values = (data.get(camel) for _, camel in _FIELDS)
-        return cls(*("" if value is None else str(value) for value in values))
+        return cls(*["" if (v := data.get(camel)) is None else str(v) for _, camel in _FIELDS])
 
 
 _METADATA_FIELDS = (

@@ -273,13 +273,13 @@ class SeriesPolicy:
         """How many occurrences ``event`` stands for: its series count, 1 without a series."""
         return event.series.count if event.series is not None else 1
 
-    def with_count(self, event: models.Event, count: int) -> models.Event:
-        """``event`` standing for ``count`` occurrences: a series from 2 on."""
+    def with_count(self, event: models.Event, count: int, **changes: object) -> models.Event:
+        """``event`` standing for ``count`` occurrences (a series from 2 on), with ``changes``."""
         if count < 2:
-            return dataclasses.replace(event, series=None)
+            return models.replaced(event, series=None, **changes)
         last = event.series.last_observed_time if event.series is not None else None
         last = last or event.event_time or event.first_timestamp or self._correlator.now()
-        return dataclasses.replace(event, series=models.EventSeries(count, last))
+        return models.replaced(event, series=models.EventSeries(count, last), **changes)
 
     def same_event(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored`` is our event: the same :func:`series_key` (the note aside)."""

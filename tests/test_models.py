@@ -74,8 +74,10 @@ def test_times_in_other_zones_are_written_in_utc() -> None:
 
 
 def test_from_api_inverts_to_api() -> None:
-    """Reading back what to_api wrote gives an equal event, annotations and related included."""
+    """Reading back what to_api wrote gives an equal event, annotations, related and a last
+    timestamp after the first included."""
     event = _event(
+        last_timestamp=T0 + timedelta(seconds=7),
         annotations={"a": "1"},
         related=models.ObjectReference(kind="Node", name="n1", api_version="v1"),
         resource_version="42",
@@ -105,6 +107,16 @@ def test_events_are_immutable_and_annotations_are_copied() -> None:
         event.count = 2  # type: ignore[misc]
     with pytest.raises(TypeError):
         event.annotations["b"] = "x"  # type: ignore[index]
+
+
+def test_replaced_builds_a_new_event_only_where_a_change_changes_something() -> None:
+    """A write's changes that equal what the event holds (a new event's create and its answer)
+    keep the event itself; any other change replaces it, the annotations copied as ever."""
+    event = _event(annotations={"a": "1"})
+    assert models.replaced(event, count=1, name="web.17a", annotations={"a": "1"}) is event
+    changed = models.replaced(event, count=2, annotations={"a": "2"})
+    assert changed == _event(count=2, annotations={"a": "2"})
+    assert event.count == 1
 
 
 def test_parse_time_reads_z_and_offsets_into_aware_utc() -> None:

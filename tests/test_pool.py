@@ -25,6 +25,7 @@ import pytest
 from k8s_logging_events import (
     _diagnostics,
     _errors,
+    _flush,
     _pool,
     _runtime,
     _sanitise,
@@ -711,6 +712,40 @@ def test_a_retry_scheduled_by_a_writer_wakes_the_dispatcher() -> None:
     one.pool._perform(*job)
     assert one.pending.writes.next_due() is not None
     assert one.woken == 1
+
+
+def test_a_flush_waiting_on_writer_threads_is_woken_by_the_landing_that_completes_it(
+    monkeypatch,
+) -> None:
+    """A flush waits while writer threads work; the write that lands last of those it waits
+    for wakes it (an earlier one need not): it returns then, not at its next look (a minute)."""
+    monkeypatch.setattr(_flush, "POLL_SECONDS", 60.0)
+    one = _OnePool(writers=2)
+    _occurrences(one, "web", "db")
+    first, second = one.take(), one.take()
+    assert first is not None
+    assert second is not None
+    marker = _flush.Marker()
+    with one.cond:
+        marker.reach([one.recording], [])
+    one.pool._workers.add(threading.current_thread())  # the writer thread, busy
+    flushed: list[bool] = []
+
+    def flush() -> None:
+        deadline = _flush.Deadline(60)
+        waiting = one.pool.flushes
+        flushed.append(_flush.wait_written(marker, deadline, one.cond, lambda: True, bool, waiting))
+
+    flusher = threading.Thread(target=flush, daemon=True)
+    flusher.start()
+    bound = time.monotonic() + 10  # reached only by a flush that never waits
+    while not one.pool.flushes and time.monotonic() < bound:
+        time.sleep(0.001)
+    one.pool._perform(*first)
+    one.pool._perform(*second)
+    flusher.join(10)  # reached only by a flush that missed its wake-up
+    assert flushed == [True]
+    assert not one.pool.flushes
 
 
 def test_a_ctrl_c_in_a_write_a_flush_makes_on_its_own_thread_leaves_no_write_in_flight(
