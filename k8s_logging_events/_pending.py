@@ -577,8 +577,9 @@ class Writes:
 
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
-        # its namespace's mark goes too: one never written again (deleted) kept it for good
-        self._stalled.discard(write.event.namespace)
+        # its namespace's mark goes too (one never written again kept it), unless one hangs there
+        if not self._in_flight_in(write.event.namespace):
+            self._stalled.discard(write.event.namespace)
         self._counters.add("failed", write.occurrences)
         self._unsettled -= write.occurrences
         quiet = isinstance(error, _errors.ApiStatusError) and (

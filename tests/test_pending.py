@@ -583,6 +583,27 @@ class TestWritesOnItsOwn:
         assert healthy is not None
         assert healthy.event.namespace == "prod"
 
+    def test_a_write_given_up_leaves_its_namespace_stalled_while_another_request_hangs(
+        self,
+    ) -> None:
+        """Two requests hang in one namespace (an admission webhook); one times out for the
+        last time, given up: the other still hangs, so the namespace's next write waits for it
+        (the mark went with the given-up write, and each next write hung a writer too)."""
+        pending = Pending(FakeClock(START), max_tries=1)
+        for pod in ("web", "db", "cache"):
+            pending.offer(_occurrence(pod))
+        web, db = pending.writes.take(), pending.writes.take()
+        assert web is not None
+        assert db is not None
+        assert pending.writes.stalling(time.monotonic() + 60, 1.0) == 2
+        pending.writes.failed(db, TimeoutError("timed out"), stopping=False)
+        assert pending.outcomes()["failed"] == 1
+        assert pending.writes.take() is None  # cache waits for web's request
+        assert pending.perform(web) == "created"
+        cache = pending.writes.take()
+        assert cache is not None
+        assert cache.event.involved_object.name == "cache"
+
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         steps=st.lists(
