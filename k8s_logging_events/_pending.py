@@ -216,15 +216,15 @@ class Writes:
         self._retry = _errors.RetrySchedule(options.max_tries, options.sleep_duration, rng)
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
-        # ready writes waiting for a request in flight (their object's, their stalled namespace's),
-        # by what they wait for: a take walked them all (a burst about one object hid the rest)
+        # ready writes by the object or stalled namespace whose request they wait for (a take
+        # walked them all); one let go, their heir, is what they wait for, or the next goes
         self._parked: dict[models.ObjectReference | str, deque[Key]] = {}
+        self._heirs: dict[Key, models.ObjectReference | str] = {}
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
         # the writes made, by ``first``: a flush waits for the oldest (a walk made it quadratic)
         self._made: deque[Write] = deque()
-        # the writes in flight, by involved object (one request in flight per object); not
-        # derived from the slots: a close gives up the slots, and their requests are still out
+        # by involved object, one each; not the slots': a close gives those up, requests still out
         self._in_flight: dict[models.ObjectReference, Write] = {}
         self._stalled: set[str] = set()  # namespaces whose last request timed out
         self.submitted = 0
@@ -280,11 +280,18 @@ class Writes:
         self.promote_due()
         while self._ready:
             key = self._ready.popleft()
-            if (slot := self._ready_slot(key)) is None or slot.waiting is None:
-                continue
-            write = slot.waiting
-            if (waits_for := self._waits_for(write.event)) is not None:
-                self._parked.setdefault(waits_for, deque()).append(key)
+            heir_of = self._heirs.pop(key, None)
+            slot = self._slots.get(key)
+            write = slot.waiting if slot is not None and slot.state == "ready" else None
+            waits_for = None if write is None else self._waits_for(write.event)
+            if waits_for is not None:  # an heir waiting again for the same keeps its place
+                parked = self._parked.setdefault(waits_for, deque())
+                (parked.appendleft if heir_of == waits_for else parked.append)(key)
+            event = write.event if write is not None and waits_for is None else None
+            holds = (waits_for,) if event is None else (event.involved_object, event.namespace)
+            if heir_of is not None and heir_of not in holds:  # gone, or moved by a merge
+                self._unpark(heir_of, one=True)
+            if slot is None or write is None or waits_for is not None:
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
             write.held = False  # sent (a flush sends held counts): a retry waits its back-off
@@ -303,21 +310,15 @@ class Writes:
     def _in_flight_in(self, namespace: str) -> bool:
         return any(write.event.namespace == namespace for write in self._in_flight.values())
 
-    def _ready_slot(self, key: Key) -> _Slot | None:
-        slot = self._slots.get(key)
-        return slot if slot is not None and slot.state == "ready" else None
-
     def _unpark(self, waited_for: models.ObjectReference | str, *, one: bool = False) -> None:
-        """The writes that waited for ``waited_for`` go first again; ``one``: the first still
-        ready alone, the others go on waiting for its request (looked at once each)."""
+        """The writes parked for ``waited_for`` go first again; ``one``: the first, its heir."""
         parked = self._parked.get(waited_for, deque())
         if not one:
             self._ready.extendleft(reversed(parked))
             parked.clear()
-        while parked:
-            if self._ready_slot(key := parked.popleft()) is not None:
-                self._ready.appendleft(key)
-                break
+        elif parked:
+            self._heirs[key := parked.popleft()] = waited_for
+            self._ready.appendleft(key)
         if not parked:
             self._parked.pop(waited_for, None)
 
@@ -450,8 +451,7 @@ class Writes:
             return
         key = (write.event.namespace, write.event.name)
         slot = self._slots[key]
-        slot.in_flight = None
-        newer, slot.waiting = slot.waiting, write
+        slot.in_flight, newer, slot.waiting = None, slot.waiting, write
         if newer is not None:
             write.merge(newer.event, held=newer.held, occurrences=newer.occurrences)
         write.due = self._now() + retry_in
@@ -515,6 +515,7 @@ class Writes:
                 del self._slots[key]
         self._ready.clear()
         self._parked.clear()
+        self._heirs.clear()
         self._timed.clear()
         return abandoned
 
@@ -524,10 +525,8 @@ class Writes:
         if self._in_flight.get(involved) is write:
             del self._in_flight[involved]
             self._unpark(involved, one=True)
-        if namespace not in self._stalled:  # its requests no longer wait for each other
-            self._unpark(namespace)
-        elif not self._in_flight_in(namespace):
-            self._unpark(namespace, one=True)
+        if namespace not in self._stalled or not self._in_flight_in(namespace):
+            self._unpark(namespace, one=namespace in self._stalled)  # stalled: one at a time
 
     def _finish(self, write: Write) -> None:
         key = (write.event.namespace, write.event.name)
@@ -578,8 +577,9 @@ class Writes:
 
     def _give_up(self, write: Write, error: Exception) -> None:
         write.abandoned = True
-        # its namespace's mark goes too: one never written again (deleted) kept it for good
-        self._stalled.discard(write.event.namespace)
+        # its namespace's mark goes too (one never written again kept it), unless one hangs there
+        if not self._in_flight_in(write.event.namespace):
+            self._stalled.discard(write.event.namespace)
         self._counters.add("failed", write.occurrences)
         self._unsettled -= write.occurrences
         quiet = isinstance(error, _errors.ApiStatusError) and (

@@ -501,6 +501,38 @@ class TestWritesOnItsOwn:
         assert web_b is not None
         assert web_b.event.reason == "B"
 
+    @pytest.mark.parametrize("moved", ["while it waits", "as its turn comes"])
+    def test_a_write_moved_to_another_object_leaves_none_waiting_for_good(self, moved: str) -> None:
+        """Events b and c wait for pod x's write a; b's latest occurrence is about pod z,
+        whose write d is in flight (a ``key_func`` grouping objects). b waits for z then,
+        and c goes once a landed: c waited for a request of x that never came, pending for
+        good (a flush waited for it to its timeout)."""
+        pending = Pending(FakeClock(START))
+        writes = pending.writes
+
+        def offer(name: str, pod: str) -> None:
+            event = dataclasses.replace(_occurrence(pod, reason=name), name=name)
+            writes.submit_event(event, held=False)
+
+        for name, pod in (("a", "x"), ("b", "x"), ("c", "x"), ("d", "z")):
+            offer(name, pod)
+        a, d = writes.take(), writes.take()
+        assert a is not None
+        assert d is not None
+        assert writes.take() is None  # b and c wait for a
+        if moved == "while it waits":
+            offer("b", "z")
+        pending.writes.succeeded(a, "created")
+        if moved == "as its turn comes":
+            offer("b", "z")
+        c = writes.take()
+        assert c is not None
+        assert c.event.name == "c"
+        assert pending.perform(d) == "created"
+        assert pending.perform(c) == "created"
+        assert pending.drive() == ["created"]  # b, after d
+        assert not writes.pending()
+
     def test_writes_waiting_for_their_object_are_looked_at_once_not_at_every_take(self) -> None:
         """1,000 events about one pod, then one about another: the other pod's write goes
         beside the first (a take looked past 256 waiting writes at most: it waited for 744
@@ -551,11 +583,33 @@ class TestWritesOnItsOwn:
         assert healthy is not None
         assert healthy.event.namespace == "prod"
 
+    def test_a_write_given_up_leaves_its_namespace_stalled_while_another_request_hangs(
+        self,
+    ) -> None:
+        """Two requests hang in one namespace (an admission webhook); one times out for the
+        last time, given up: the other still hangs, so the namespace's next write waits for it
+        (the mark went with the given-up write, and each next write hung a writer too)."""
+        pending = Pending(FakeClock(START), max_tries=1)
+        for pod in ("web", "db", "cache"):
+            pending.offer(_occurrence(pod))
+        web, db = pending.writes.take(), pending.writes.take()
+        assert web is not None
+        assert db is not None
+        assert pending.writes.stalling(time.monotonic() + 60, 1.0) == 2
+        pending.writes.failed(db, TimeoutError("timed out"), stopping=False)
+        assert pending.outcomes()["failed"] == 1
+        assert pending.writes.take() is None  # cache waits for web's request
+        assert pending.perform(web) == "created"
+        cache = pending.writes.take()
+        assert cache is not None
+        assert cache.event.involved_object.name == "cache"
+
     @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(
         steps=st.lists(
             st.tuples(
-                st.sampled_from(["offer", "take", "land", "time out", "stall"]), st.integers(0, 7)
+                st.sampled_from(["offer", "move", "take", "land", "time out", "stall"]),
+                st.integers(0, 7),
             ),
             max_size=60,
         )
@@ -565,9 +619,13 @@ class TestWritesOnItsOwn:
         + [("land", 0), ("take", 0), ("land", 2), ("land", 0), ("take", 0), ("stall", 0)]
         + [("offer", 0), ("take", 0), ("time out", 1), ("take", 0)]
     )
+    @example(  # the first of three writes waiting for p0 moves back to p1: the others go
+        steps=[("take", 0), ("move", 1), ("move", 3), ("take", 0), ("offer", 1), ("land", 0)]
+    )
     def test_a_write_that_may_go_is_taken_whatever_went_before(self, steps) -> None:
         """Two events about each of two pods in each of two namespaces; whatever requests
-        were in flight, timed out or stalled their namespace meanwhile, a take finds a write
+        were in flight, timed out or stalled their namespace meanwhile, or occurrences moved
+        an event to the other pod of its namespace (a ``key_func``), a take finds a write
         whenever one may go (its object and stalled namespace have no request in flight),
         and once every request ended, every write is written: none waits for good."""
         clock = FakeClock(START)
@@ -581,17 +639,20 @@ class TestWritesOnItsOwn:
             busy = {w.event.namespace for w in writes._in_flight.values()}
             return namespace not in writes._stalled or namespace not in busy
 
-        def offer(n: int) -> None:
+        def offer(n: int, moved: bool = False) -> None:
             pod = dataclasses.replace(_pod(f"p{n % 2}"), namespace="ab"[n // 4])
             reason = f"R{n // 2 % 2}"
             event = dataclasses.replace(_occurrence(reason=reason), name=f"{pod.name}.{reason}")
+            if moved:  # another message: not the other pod's event of that reason
+                pod = dataclasses.replace(pod, name=f"p{1 - n % 2}", uid=f"uid-p{1 - n % 2}")
+                event = dataclasses.replace(event, message="moved")
             pending.offer(dataclasses.replace(event, namespace=pod.namespace, involved_object=pod))
 
         for n in range(8):
             offer(n)
         for action, n in steps:
-            if action == "offer":
-                offer(n)
+            if action in ("offer", "move"):
+                offer(n, moved=action == "move")
             elif action == "take":
                 if (write := writes.take()) is not None:
                     in_flight.append(write)
