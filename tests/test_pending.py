@@ -1037,6 +1037,20 @@ class TestEveryOccurrenceHasOneOutcome:
         assert "(retry limit)" in given_up, given_up
 
 
+@pytest.fixture(name="walks")
+def _walks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """One entry per walk over every pending write (``Writes._writes``) from then on."""
+    walks: list[int] = []
+    walk = _pending.Writes._writes
+
+    def counted(self: _pending.Writes) -> Iterator[_pending.Write]:
+        walks.append(1)
+        return walk(self)
+
+    monkeypatch.setattr(_pending.Writes, "_writes", counted)
+    return walks
+
+
 class TestWhatAFlushWaitsFor:
     """A flush waits until the oldest occurrence still pending is younger than its marker:
     ``oldest_pending`` answers that after every write that lands, and ``pending`` whether
@@ -1081,25 +1095,16 @@ class TestWhatAFlushWaitsFor:
             held = sum(write.occurrences for write in writes._writes() if not write.abandoned)
             assert writes.pending() == held, (action, n)
 
-    def test_how_many_occurrences_are_pending_is_known_without_a_walk(self, monkeypatch) -> None:
+    def test_how_many_occurrences_are_pending_is_known_without_a_walk(self, walks) -> None:
         """stats() (a Prometheus scrape) and every flush ask how many occurrences the writes
         hold; a walk of every pending write each time, under the lock the writers need, cost
         a flush that no longer waits (a hanging server) 2.6 ms at 10,000 pending."""
-        walks = 0
-        walk = _pending.Writes._writes
-
-        def counted(self: _pending.Writes) -> Iterator[_pending.Write]:
-            nonlocal walks
-            walks += 1
-            return walk(self)
-
-        monkeypatch.setattr(_pending.Writes, "_writes", counted)
         pending = Pending(FakeClock(START), max_pending=2_000)
         for n in range(2_000):
             pending.offer(_occurrence(f"p{n}"))
         for _ in range(100):
             assert pending.writes.pending() == 2_000
-        assert walks == 0
+        assert walks == []
 
     def test_the_writes_a_flush_orders_are_let_go_once_written(self) -> None:
         """After a burst of 500 distinct events, all written and none pending, the writes
@@ -1113,20 +1118,11 @@ class TestWhatAFlushWaitsFor:
         assert len(pending.writes._made) <= 64
 
     def test_a_flush_does_not_walk_every_pending_write_at_each_write_that_lands(
-        self, made, monkeypatch
+        self, made, walks
     ) -> None:
         """2,000 distinct events pending at a flush: the flush's waiter looks at the oldest
         pending write after each write that lands; a walk of all of them each time made a
         flush quadratic (3,000 pending writes cost a flushing thread about half a second)."""
-        walks = 0
-        walk = _pending.Writes._writes
-
-        def counted(self: _pending.Writes) -> Iterator[_pending.Write]:
-            nonlocal walks
-            walks += 1
-            return walk(self)
-
-        monkeypatch.setattr(_pending.Writes, "_writes", counted)
         b = recorder.EventBroadcaster(queue_length=5_000)
         made.append(b)
         fake = FakeEventSink()
@@ -1136,4 +1132,4 @@ class TestWhatAFlushWaitsFor:
             rec.event(_pod(f"p{n}"), models.WARNING, "R", "m")
         assert b.flush(60)
         assert len(fake.events) == 2_000
-        assert walks < 50, walks
+        assert len(walks) < 50, len(walks)
