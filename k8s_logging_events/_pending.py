@@ -241,15 +241,15 @@ class Writes:
         ``held`` one waits until the policy releases it."""
         # the patch is made when the write happens: only the latest of a coalesced run is sent
         key = (event.namespace, event.name)
-        first = self.submitted + 1
-        self.submitted += occurrences
+        first, self.submitted = self.submitted + 1, self.submitted + occurrences
         slot = self._slots.get(key)
         if slot is not None and slot.waiting is not None:  # in a burst: merged, no new write
-            waiting = slot.waiting
+            waiting, state = slot.waiting, slot.state
+            moved = waiting.event.involved_object != event.involved_object  # by a key_func
             waiting.merge(event, held=held, occurrences=occurrences)
             self._unsettled += occurrences
-            if slot.state == "timed" and not (
-                waiting.held or waiting.attempts or waiting.throttled
+            if (state == "ready" and moved) or (  # ready: it may be parked for its old object
+                state == "timed" and not (waiting.held or waiting.attempts or waiting.throttled)
             ):
                 self._make_ready(key, slot)
             return

@@ -622,6 +622,9 @@ class TestWritesOnItsOwn:
     @example(  # the first of three writes waiting for p0 moves back to p1: the others go
         steps=[("take", 0), ("move", 1), ("move", 3), ("take", 0), ("offer", 1), ("land", 0)]
     )
+    @example(  # moved to p1 and parked for it, then moved back by a repeat: p0 is free
+        steps=[("move", 2), *[("take", 0)] * 3, ("offer", 2), ("take", 0), ("land", 0), ("take", 0)]
+    )
     def test_a_write_that_may_go_is_taken_whatever_went_before(self, steps) -> None:
         """Two events about each of two pods in each of two namespaces; whatever requests
         were in flight, timed out or stalled their namespace meanwhile, or occurrences moved
