@@ -22,13 +22,15 @@ POLL_SECONDS = 0.1
 
 
 class Deadline:
-    """A timeout turned into 'how much is left', in real time (rule 8)."""
+    """A timeout (from now, or ``since``, a :func:`time.monotonic`) turned into 'how much is
+    left', in real time (rule 8)."""
 
     __slots__ = ("end",)
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, since: float | None = None) -> None:
         # at most what a wait takes: shutdown(float("inf")) joined threads with an OverflowError
-        self.end = time.monotonic() + min(max(0.0, timeout), threading.TIMEOUT_MAX)
+        start = time.monotonic() if since is None else since
+        self.end = start + min(max(0.0, timeout), threading.TIMEOUT_MAX)
 
     def remaining(self) -> float:
         """Seconds left, never below zero."""

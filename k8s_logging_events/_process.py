@@ -10,8 +10,9 @@ hook that runs before). The package's only ``os.register_at_fork``.
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At exit Python 3.12 starts no thread
-(:func:`refused_at_exit`). The exit waits for a stop left to a thread of its own
-(:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
+(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`_drain_all`).
+The exit waits for a stop left to a thread of its own (:data:`AT_EXIT`), which a Ctrl-C cuts
+short. The package's only ``atexit`` functions.
 
 **Signals.** Signal handlers run on the main thread only, so the library's threads block the
 termination signals (taken there, one is handled late or never), but while a subprocess may
@@ -60,6 +61,7 @@ class Renewable(Protocol):
 
 class ExitFlushable(Protocol):
     def flush_at_child_exit(self) -> None: ...
+    def drain_at_exit(self, began: float) -> None: ...
 
 
 _order = itertools.count()
@@ -210,7 +212,17 @@ def _when_child_begins(_: object) -> None:
     util.Finalize(None, _flush_all, exitpriority=100)
 
 
+def _drain_all() -> None:
+    # the exit flushes one after another (logging.shutdown(), a child's finalizer): all drain
+    # at once, each within its timeout of now, or each would wait its own after the others'
+    began = time.monotonic()
+    for target in list(_to_flush):
+        with contextlib.suppress(Exception):
+            target.drain_at_exit(began)
+
+
 def _flush_all() -> None:
+    _drain_all()
     for target in list(_to_flush):
         with contextlib.suppress(Exception):
             target.flush_at_child_exit()
@@ -239,6 +251,7 @@ EXITING = threading.Event()
 ``logging.shutdown()``), by when the kubernetes client's clean-up has run, or never will."""
 
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
+atexit.register(_drain_all)
 atexit.register(EXITING.set)
 
 

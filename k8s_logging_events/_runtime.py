@@ -19,8 +19,9 @@ thread. The thread rules, cited by number (in full: docs/architecture.md):
     the baton; a flush on a thread holding it (a signal's) returns False.
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
-close share one deadline; a forked child starts afresh; a ``multiprocessing`` child flushes
-when its target returns; where no thread can start (3.12 at exit) the flushing thread works.
+close share one deadline; at exit every runtime drains at once; a forked child starts afresh;
+a ``multiprocessing`` child flushes when its target returns; where no thread can start (3.12
+at exit) the flushing thread works.
 """
 
 from __future__ import annotations
@@ -122,6 +123,7 @@ class Runtime:
         self._baton = threading.RLock()  # rule 11 (reentrant: to know its holder)
         self._wake = threading.Event()
         self._close_deadline = Deadline(float("inf"))  # cut() ends it, a close sets it
+        self._began: float | None = None  # the exit's start: a flush's timeout counts from it
         self._hurry = False  # a flush or close waits: no lingering (an Event's lock: no reentry)
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_ended = False
@@ -357,7 +359,7 @@ class Runtime:
             # occurrences on out of order); none made (closing, at exit): this thread drains
             self._start()
             seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-            deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds)
+            deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds, self._began)
             marker = Marker()
             self._queue.put(marker)
             self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
@@ -563,6 +565,23 @@ class Runtime:
                 summary = _errors.unwritten_summary(given_up, self.sinks(), when=when, queued=lost)
                 self._reporter.report("exit", logging.WARNING, "%s", summary)
             self._reporter.settle(REPORT_GRACE_SECONDS)
+
+    def drain_at_exit(self, began: float) -> None:
+        """The interpreter exits (since ``began``): drain now, held-back counts too, as every
+        runtime does, and end each flush by ``began`` plus its timeout. logging.shutdown() waits
+        for one handler after another: the exit takes the longest timeout, not their sum."""
+        with self._cond:
+            if not self._started or self._closing:
+                return
+            self._began = began
+            self._flushes += 1  # for good: no flush's end turns the drain off
+            self._hurry = True
+            recordings = self._consumers.recordings()
+            _flush.set_draining(recordings, on=True)
+            for recording in recordings:
+                recording.writes.release_held()
+            self._cond.notify_all()
+        self._wake_dispatcher()
 
     def _after_fork_in_child(self) -> None:
         """After ``os.fork()``: what the parent queued or had pending stays the parent's

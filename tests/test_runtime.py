@@ -472,6 +472,62 @@ def test_exit_with_a_hanging_server_and_a_daemon_still_logging_takes_one_deadlin
     assert "request_timeout" in reports[0] or "flush_timeout" in reports[0]
 
 
+SEVERAL_HANDLERS_AT_EXIT = """
+import atexit, json, sys
+
+# registered before logging is imported, so it runs after logging.shutdown()
+atexit.register(lambda: print(json.dumps([ends, [h.stats() for h in handlers]]), flush=True))
+
+import logging
+from k8s_logging_events import _flush
+from k8s_logging_events.handler import KubernetesEventHandler
+
+ends, wait_reached = [], _flush.wait_reached
+
+def recorded(marker, deadline, alive, pump):  # a flush's wait (a close's has its own deadline)
+    if deadline is not pump.__self__._close_deadline:
+        ends.append(deadline.end)
+    return wait_reached(marker, deadline, alive, pump)
+
+_flush.wait_reached = recorded
+handlers = []
+# logging.shutdown() flushes the last made first: the two whose server hangs, then the slow one
+for namespace, qps, objects in (("default", 1, 20), ("stuck", 5, 3), ("stuck", 5, 3)):
+    handler = KubernetesEventHandler(
+        component="exit", sink=sys.argv[1], flush_timeout=2.0, qps=qps, burst=1
+    )
+    handlers.append(handler)
+    log = logging.getLogger("app%d" % len(handlers))
+    log.addHandler(handler)
+    for number in range(objects):
+        pod = {"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": "exit-%d" % number, "namespace": namespace}}
+        log.warning("bye", extra={"involved": pod})
+"""
+
+
+def test_several_handlers_drain_together_at_exit_within_one_flush_timeout(server) -> None:
+    """logging.shutdown() flushes and closes one handler after another. Each waited its own
+    flush_timeout (2 s) for a hanging server, the exit three times as long, and a handler
+    wrote at its qps until its turn. Now all drain at drain_qps from the exit's start and
+    every flush ends at the same moment: the slow one's 20 events are written meanwhile, the
+    others' counted failed, said once each."""
+    server.inject("POST", path="/namespaces/stuck/events", times=None, action="hang")
+    result = run_child(SEVERAL_HANDLERS_AT_EXIT, server.url)
+    assert result.returncode == 0, result.stderr
+    ends, stats = json.loads(result.stdout)
+    assert len(ends) >= 2, ends
+    assert len(set(ends)) == 1, ends  # one deadline, not one after another's
+    assert [(s["created"], s["failed"], s["pending"]) for s in stats] == [
+        (20, 0, 0),
+        (0, 3, 0),
+        (0, 3, 0),
+    ]
+    reports = [line for line in result.stderr.splitlines() if "Unable to write" in line]
+    assert len(reports) == 2, result.stderr
+    assert all("before the deadline of shutdown" in line for line in reports), reports
+
+
 def test_occurrences_whose_sink_is_still_being_set_up_at_exit_are_reported_once(
     server, caplog
 ) -> None:
