@@ -10,11 +10,15 @@ package's own ``__init__``, those made only for type checking and those inside f
 from __future__ import annotations
 
 import importlib
+import json
+import textwrap
+from pathlib import Path
 
 import grimp
 import pytest
 
 import k8s_logging_events
+from tests._children import run_python
 
 # An import cycle that is known and not yet broken, as (importer, imported) pairs: each must
 # go from here once it is broken, and none may be added.
@@ -66,6 +70,62 @@ def test_the_package_exports_a_sorted_all_of_real_names() -> None:
     assert names == sorted(names, key=lambda n: (not n.isupper(), n[0].islower(), n))
     for name in names:
         assert getattr(k8s_logging_events, name) is not None
+
+
+def test_the_package_imports_a_public_names_module_when_the_name_is_first_asked_for(
+    tmp_path: Path,
+) -> None:
+    """``import k8s_logging_events`` (an application configuring logging, every pytest
+    session through the plugin) imports none of the pipeline, yet ``dir()`` lists every
+    public name, and each is there when asked for: an attribute, ``from ... import``, a
+    ``*``, or a dictConfig reference (``class`` or ``()``) to the package's name."""
+    code = """
+        import json, logging.config, sys
+        import k8s_logging_events as package
+        ours = sorted(name for name in sys.modules if name.startswith("k8s_logging_events"))
+        listed = sorted(set(package.__all__) - set(dir(package)))
+        resolve = logging.config.BaseConfigurator({}).resolve
+        handler = resolve("k8s_logging_events.KubernetesEventHandler")
+        from k8s_logging_events.handler import KubernetesEventHandler
+        from k8s_logging_events import *
+        star = sorted(set(package.__all__) - set(globals()))
+        print(json.dumps([ours, listed, handler is KubernetesEventHandler, star]))
+    """
+    result = run_python(textwrap.dedent(code), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    ours, not_listed, resolved, not_imported = json.loads(result.stdout)
+    assert ours == ["k8s_logging_events", "k8s_logging_events._process"]
+    assert not_listed == []
+    assert resolved
+    assert not_imported == []
+
+
+def test_the_package_registers_its_fork_and_exit_hooks_at_import_after_loggings(
+    tmp_path: Path,
+) -> None:
+    """Imported before ``logging``, the package still registers its ``atexit`` functions
+    after logging's (they run in reverse), so that the stops left to threads end before
+    ``logging.shutdown()`` closes the handlers; and its fork hooks, before any handler."""
+    code = """
+        import atexit, json, os
+        registered = []
+        def noting(register):
+            def note(*hooks, **named):
+                for f in (*hooks, *named.values()):
+                    registered.append(f"{f.__module__}.{f.__qualname__}")
+                return register(*hooks, **named)
+            return note
+        atexit.register = noting(atexit.register)
+        os.register_at_fork = noting(os.register_at_fork)
+        import k8s_logging_events
+        print(json.dumps(registered))
+    """
+    result = run_python(textwrap.dedent(code), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    registered = json.loads(result.stdout)
+    ours = "k8s_logging_events._process._wait_for_stops"
+    assert registered.index("logging.shutdown") < registered.index(ours), registered
+    assert "k8s_logging_events._process._after_fork_in_child" in registered, registered
 
 
 @pytest.mark.parametrize(

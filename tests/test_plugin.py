@@ -380,11 +380,13 @@ def test_the_state_restores_levels_handlers_and_disabled_flags() -> None:
     assert "tests.plugin.known" not in disabled_loggers()
 
 
-def test_a_session_that_uses_no_fixture_does_not_load_the_server(
+def test_a_session_that_uses_no_fixture_imports_none_of_the_pipeline(
     pytester: pytest.Pytester,
 ) -> None:
     """The plugin is in every pytest session of a project that installs the library: one
-    whose tests use none of its fixtures never imports the local API server or kubernetes."""
+    whose tests use none of its fixtures imports neither the handler and the rest of the
+    pipeline, nor the local API server, nor kubernetes; only the plugin, the package (its
+    fork and exit hooks) and the logging state the fixtures restore."""
     result = _run(
         pytester,
         """
@@ -394,8 +396,17 @@ def test_a_session_that_uses_no_fixture_does_not_load_the_server(
             assert request.config.pluginmanager.hasplugin("k8s_logging_events")
 
         def test_last_nothing_heavy_was_imported():
-            loaded = {"k8s_logging_events.testing.apiserver", "kubernetes"} & set(sys.modules)
-            assert not loaded
+            assert "kubernetes" not in sys.modules
+            ours = {name for name in sys.modules if name.startswith("k8s_logging_events")}
+            assert ours == {
+                "k8s_logging_events",
+                "k8s_logging_events._process",
+                "k8s_logging_events.testing",
+                "k8s_logging_events.testing._clock",
+                "k8s_logging_events.testing._logstate",
+                "k8s_logging_events.testing._plugin",
+                "k8s_logging_events.testing._wait",
+            }
         """,
     )
     result.assert_outcomes(passed=2)
