@@ -140,6 +140,8 @@ if not TYPE_CHECKING:
             from importlib.metadata import version
 
             return version("k8s-logging-events")
+        if name in _HOMES:  # a public module, an attribute of the package once imported
+            return importlib.import_module(f"{__name__}.{name}")
         if name not in _HOME:
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
         module = importlib.import_module(f"{__name__}.{_HOME[name]}")

@@ -84,20 +84,23 @@ def test_the_package_imports_a_public_names_module_when_the_name_is_first_asked_
         import k8s_logging_events as package
         ours = sorted(name for name in sys.modules if name.startswith("k8s_logging_events"))
         listed = sorted(set(package.__all__) - set(dir(package)))
+        modules = [package.sink.__name__, package.describe.__name__, hasattr(package, "sinks")]
         resolve = logging.config.BaseConfigurator({}).resolve
         handler = resolve("k8s_logging_events.KubernetesEventHandler")
         from k8s_logging_events.handler import KubernetesEventHandler
         from k8s_logging_events import *
         star = sorted(set(package.__all__) - set(globals()))
-        print(json.dumps([ours, listed, handler is KubernetesEventHandler, star]))
+        print(json.dumps([ours, listed, handler is KubernetesEventHandler, star, modules]))
     """
     result = run_python(textwrap.dedent(code), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    ours, not_listed, resolved, not_imported = json.loads(result.stdout)
+    ours, not_listed, resolved, not_imported, modules = json.loads(result.stdout)
     assert ours == ["k8s_logging_events", "k8s_logging_events._process"]
     assert not_listed == []
     assert resolved
     assert not_imported == []
+    # the public modules are the package's attributes, as when it imported them all
+    assert modules == ["k8s_logging_events.sink", "k8s_logging_events.describe", False]
 
 
 def test_the_package_registers_its_fork_and_exit_hooks_at_import_after_loggings(
