@@ -284,6 +284,8 @@ def explain(error: Exception, sink: object = None) -> str:
     # a namespace being deleted refuses everyone: no Role would help
     if status == 403 and not getattr(error, "is_namespace_terminating", False):
         return f"{text} ({_forbidden(error)})"
+    host = optional(sink, "host", str, "")
+    at = f" at {host}" if host else ""
     # a 404 naming no object (no event, no namespace) is the server's for a path it lacks
     written = _RESOURCE_PATH.match(str(getattr(error, "path", "")))
     if status == 404 and not getattr(error, "name", "") and written and written["group"]:
@@ -291,8 +293,12 @@ def explain(error: Exception, sink: object = None) -> str:
             f"{text} (the API server does not serve events.k8s.io/v1, the Events API the "
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
-    host = optional(sink, "host", str, "")
-    at = f" at {host}" if host else ""
+    if status == 404 and not getattr(error, "name", "") and written:  # every server has core
+        return (
+            f"{text} (the server{at} has no Kubernetes Events API: check that the URL, the "
+            "sink's or the kubeconfig's server, is the API server's, with the path of any "
+            "proxy in front of it)"
+        )
     if status == 0 and str(getattr(error, "reason", "")).startswith("SSLError"):
         return (
             f"{text} (TLS with the API server{at} failed: check "
