@@ -760,7 +760,8 @@ def test_a_url_that_is_not_the_api_servers_is_said_to_be_the_thing_to_check(cloc
         handler = _write(clock, times=2, sink=url)
     lost = [m for m in reports.messages() if "404" in m]
     assert lost, reports.messages()
-    assert all(f"the server at {url} has no Kubernetes Events API" in m for m in lost), lost
+    expected = f"the server at {url} is not a Kubernetes API server, or not at this path"
+    assert all(expected in m for m in lost), lost
     assert "check that the URL" in lost[0]
     assert handler.stats()["failed"] == 2
     missing = sink.ApiStatusError(
@@ -772,6 +773,19 @@ def test_a_url_that_is_not_the_api_servers_is_said_to_be_the_thing_to_check(cloc
         path="/api/v1/namespaces/shop/events",
     )
     assert _errors.explain(missing) == '404 NotFound: namespaces "shop" not found'
+
+
+def test_a_redirect_is_said_to_come_from_no_api_server() -> None:
+    """An API server never redirects a write; a proxy in front of it that wants a login does
+    (``302 Found``, to its login page). The report said only ``302 Found``: it says what
+    answered and what to check."""
+    error = sink.ApiStatusError(
+        302, "Found", method="POST", path="/api/v1/namespaces/default/events"
+    )
+    assert _errors.explain(error).startswith(
+        "302 Found (the server is not a Kubernetes API server, or not at this path: check "
+        "that the URL"
+    )
 
 
 def test_a_403_of_a_terminating_namespace_gives_no_rbac_advice() -> None:
