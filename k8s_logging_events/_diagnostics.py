@@ -363,6 +363,7 @@ class _Held:
     msg: str = ""
     args: tuple[Any, ...] = ()
     outcome: str = ""
+    at: float = 0.0  # monotonic: when the latest held-back report was made
 
 
 class RateLimitedReporter:
@@ -450,6 +451,7 @@ class RateLimitedReporter:
                 held.reports += 1
                 held.occurrences += occurrences or 0
                 held.level, held.msg, held.args, held.outcome = level, msg, args, outcome
+                held.at = now
                 return False
             self._last[kind] = now
             spell = self._held.pop(kind, None)
@@ -479,6 +481,8 @@ class RateLimitedReporter:
             self._held.clear()
         for held, total in held_back:
             counted = f"{held.reports} report(s) like this since the last one"
+            if now - held.at >= 1:  # its text ("will retry in 2 s") is of then, not of now
+                counted += f", the latest {now - held.at:.0f} s ago"
             if held.occurrences:
                 counted += (
                     f": {held.occurrences} occurrence(s) {held.outcome} since then "

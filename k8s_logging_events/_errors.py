@@ -284,15 +284,23 @@ def explain(error: Exception, sink: object = None) -> str:
     # a namespace being deleted refuses everyone: no Role would help
     if status == 403 and not getattr(error, "is_namespace_terminating", False):
         return f"{text} ({_forbidden(error)})"
+    host = optional(sink, "host", str, "")
+    at = f" at {host}" if host else ""
     # a 404 naming no object (no event, no namespace) is the server's for a path it lacks
     written = _RESOURCE_PATH.match(str(getattr(error, "path", "")))
-    if status == 404 and not getattr(error, "name", "") and written and written["group"]:
+    missing = status == 404 and not getattr(error, "name", "") and written is not None
+    if missing and written is not None and written["group"]:
         return (
             f"{text} (the API server does not serve events.k8s.io/v1, the Events API the "
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
-    host = optional(sink, "host", str, "")
-    at = f" at {host}" if host else ""
+    # every API server serves core/v1 and redirects no request (a login page's proxy does)
+    if missing or (isinstance(status, int) and 300 <= status < 400):
+        return (
+            f"{text} (the server{at} is not a Kubernetes API server, or not at this path: "
+            "check that the URL, the sink's or the kubeconfig's server, is the API server's, "
+            "with the path of any proxy in front of it)"
+        )
     if status == 0 and str(getattr(error, "reason", "")).startswith("SSLError"):
         return (
             f"{text} (TLS with the API server{at} failed: check "

@@ -382,7 +382,7 @@ def component(value: str) -> str:
 def default_component() -> str:
     """The default ``component``: ``$K8S_LOGGING_EVENTS_COMPONENT``, else the module run with
     ``python -m`` (without ``.__main__``), else the script's name without ``.py`` (a zipapp's
-    without ``.pyz``, a directory's), else python."""
+    without ``.pyz``, a directory's, a ``__main__.py``'s directory's), else python."""
     if configured := os.environ.get(COMPONENT_ENV, "").strip():
         return configured
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
@@ -390,7 +390,10 @@ def default_component() -> str:
     if module not in ("", "__main__"):  # a zipapp's or a directory's is named __main__
         return module.removesuffix(".__main__")
     # absolute: python . (or ./, billing/..) is the directory it names, not "."
-    script = os.path.basename(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else ""
+    path = os.path.abspath(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    script = os.path.basename(path)
+    if script == "__main__.py":  # python billing/__main__.py: the directory is the program
+        script = os.path.basename(os.path.dirname(path))
     if script and script not in ("-c", "-"):
         return script.removesuffix(".pyz").removesuffix(".py")
     return "python"

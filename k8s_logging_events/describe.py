@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from k8s_logging_events import _apis, models
 from k8s_logging_events import clock as clock_mod
@@ -43,11 +43,20 @@ _STEPS = (
     (math.inf, 31_536_000, "y", 1, ""),
 )
 
-EventLike = models.Event | Mapping[str, Any]
-"""What the renderer accepts: a model, or an Event as the API returns it (either version)."""
 
-EventsLike = Iterable[EventLike] | Mapping[str, Any]
-"""A sequence of what the renderer accepts, or an ``EventList`` as the API returns it."""
+class ClientModel(Protocol):
+    """A ``kubernetes`` client model (pydantic since client 37): ``CoreV1Event`` ..."""
+
+    def model_dump(self, *args: Any, **kwargs: Any) -> Any: ...
+
+
+EventLike = models.Event | Mapping[str, Any] | ClientModel
+"""What the renderer accepts: a model, an Event as the API returns it (either version), or
+as the ``kubernetes`` client reads it (``CoreV1Event``, ``EventsV1Event``)."""
+
+EventsLike = Iterable[EventLike] | Mapping[str, Any] | ClientModel
+"""A sequence of what the renderer accepts, or an ``EventList`` as the API returns it (or
+the client's ``CoreV1EventList``, ``EventsV1EventList``)."""
 
 Row = tuple[str, str, str, str, str]
 """One line of the table: the values of :data:`COLUMNS`, in order."""
@@ -88,11 +97,13 @@ def event_rows(
     events: EventsLike, *, now: datetime | None = None, show_host: bool = False
 ) -> list[Row]:
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
-    ``events``: models, API dicts of either version, or an ``EventList`` dict. ``now``: when
-    ages are measured from (the system clock's now by default). ``show_host``: From reads
-    ``component, host``, as in kubectl before 1.20."""
+    ``events``: models, API dicts of either version, or an ``EventList`` dict, or the
+    ``kubernetes`` client's models of these. ``now``: when ages are measured from (the
+    system clock's now by default). ``show_host``: From reads ``component, host``, as in
+    kubectl before 1.20."""
     moment = now if now is not None else clock_mod.SystemClock().now()
-    items = (events.get("items") or ()) if isinstance(events, Mapping) else events
+    api = _as_api(events)
+    items = (api.get("items") or ()) if isinstance(api, Mapping) else api
     models_ = [_as_event(item) for item in items]
     # kubectl sorts by lastTimestamp; a stable sort keeps the input order among equals
     models_.sort(key=lambda event: event.last_timestamp or _EARLIEST)
@@ -119,7 +130,15 @@ def format_events(
     return "Events:\n" + "".join(lines)
 
 
+def _as_api(value: Any) -> Any:
+    # a client model as the API returns it: iterated, an EventList model gives its fields
+    # as pairs, which read as no event at all
+    dump = getattr(value, "model_dump", None)
+    return dump(by_alias=True, mode="json") if callable(dump) else value
+
+
 def _as_event(item: EventLike) -> models.Event:
+    item = _as_api(item)
     if isinstance(item, models.Event):
         return item
     if isinstance(item, Mapping):

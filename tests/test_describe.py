@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from k8s_logging_events import describe, models, sink
 from k8s_logging_events.testing import LocalApiServer
@@ -249,3 +250,20 @@ class TestApiDicts:
             v1 = describe.format_events(server.events_v1("prod"), now=NOW)
         assert core == v1
         assert "0s (x2 over 40s)" in core
+
+    def test_the_kubernetes_clients_models_render_like_the_api_dicts(self) -> None:
+        """What ``CoreV1Api.list_namespaced_event`` returns, the list or its items, renders
+        as the API's dicts do: the list was iterated as pairs of its fields (``TypeError:
+        expected an Event or an API dict, not tuple``), an item refused as ``CoreV1Event``."""
+        with LocalApiServer(namespaces=["prod"]) as server, server.api_client() as api_client:
+            api = sink.KubernetesEventSink.from_url(server.url, qps=0)
+            try:
+                api.create(_event(count=3, first=timedelta(seconds=40)))
+                api.create(_event("BackOff", type=models.WARNING, first=timedelta(seconds=3)))
+            finally:
+                api.close()
+            listed = client.CoreV1Api(api_client).list_namespaced_event("prod")
+            expected = describe.format_events(server.events("prod"), now=NOW)
+        assert describe.format_events(listed, now=NOW) == expected
+        assert describe.format_events(listed.items, now=NOW) == expected
+        assert "BackOff" in expected

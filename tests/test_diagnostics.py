@@ -115,6 +115,36 @@ def test_three_failures_within_a_minute_are_reported_as_three_occurrences(
     assert len(seen.messages()) == 2
 
 
+def test_a_summary_says_how_old_the_report_it_repeats_is(clock, seen, reporter) -> None:
+    """The summary at flush or close repeats the latest held-back report, whose text tells of
+    its moment ("will retry in 2.0 s"): it says how long ago that was, so that a line at
+    close, after the server came back and everything was written, does not read as a
+    failure of now. A report under a second old needs no age."""
+    for attempt in (1, 2):
+        reporter.report(
+            "retry",
+            logging.WARNING,
+            "Unable to write event e (attempt %d of 12, will retry in 2.0 s)",
+            attempt,
+            occurrences=1,
+            outcome="delayed",
+        )
+        clock.step(2)
+    clock.step(40)
+    reporter.summarise()
+    assert seen.messages()[1] == (
+        "Unable to write event e (attempt 2 of 12, will retry in 2.0 s) [1 report(s) like this"
+        " since the last one, the latest 42 s ago: 1 occurrence(s) delayed since then"
+        " (2 occurrence(s) in all)]"
+    )
+    reporter.report("retry", logging.WARNING, "again", occurrences=1, outcome="delayed")
+    reporter.summarise()  # held back just now: no age
+    assert seen.messages()[2].endswith(
+        "[1 report(s) like this since the last one: 1 occurrence(s) delayed since then"
+        " (3 occurrence(s) in all)]"
+    )
+
+
 def test_the_next_report_after_the_interval_carries_what_was_held_back(
     clock, seen, reporter
 ) -> None:

@@ -749,6 +749,45 @@ def test_events_k8s_io_v1_where_the_server_does_not_serve_it_says_to_choose_anot
     assert _errors.explain(missing) == '404 NotFound: namespaces "shop" not found'
 
 
+def test_a_url_that_is_not_the_api_servers_is_said_to_be_the_thing_to_check(clock, reports) -> None:
+    """A sink URL without the path of the proxy in front of the API server (or the URL of
+    another web server) answers every create with a 404 naming no object. The report said
+    only ``404 NotFound: the server could not find the requested resource``: neither where
+    nor why. It names the URL and what to check; a 404 about a named object (a namespace
+    that does not exist) keeps its own words."""
+    with LocalApiServer() as server:
+        url = f"{server.url}/k8s/clusters/c-1"
+        handler = _write(clock, times=2, sink=url)
+    lost = [m for m in reports.messages() if "404" in m]
+    assert lost, reports.messages()
+    expected = f"the server at {url} is not a Kubernetes API server, or not at this path"
+    assert all(expected in m for m in lost), lost
+    assert "check that the URL" in lost[0]
+    assert handler.stats()["failed"] == 2
+    missing = sink.ApiStatusError(
+        404,
+        "NotFound",
+        'namespaces "shop" not found',
+        name="shop",
+        method="POST",
+        path="/api/v1/namespaces/shop/events",
+    )
+    assert _errors.explain(missing) == '404 NotFound: namespaces "shop" not found'
+
+
+def test_a_redirect_is_said_to_come_from_no_api_server() -> None:
+    """An API server never redirects a write; a proxy in front of it that wants a login does
+    (``302 Found``, to its login page). The report said only ``302 Found``: it says what
+    answered and what to check."""
+    error = sink.ApiStatusError(
+        302, "Found", method="POST", path="/api/v1/namespaces/default/events"
+    )
+    assert _errors.explain(error).startswith(
+        "302 Found (the server is not a Kubernetes API server, or not at this path: check "
+        "that the URL"
+    )
+
+
 def test_a_403_of_a_terminating_namespace_gives_no_rbac_advice() -> None:
     """A create refused because its namespace is being deleted (403 with the cause
     NamespaceTerminating) is no missing permission: its report told the user to grant the

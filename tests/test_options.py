@@ -819,7 +819,11 @@ def test_the_broadcasters_keywords_are_checked_as_the_handlers_options(
 
 @pytest.mark.parametrize(
     ("argv0", "named"),
-    [("/srv/billing.pyz", "billing"), ("./billing/", "billing")],
+    [
+        ("/srv/billing.pyz", "billing"),
+        ("./billing/", "billing"),
+        ("/srv/billing/__main__.py", "billing"),
+    ],
 )
 def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
     monkeypatch: pytest.MonkeyPatch, argv0: str, named: str
@@ -827,7 +831,8 @@ def test_a_zipapp_or_a_directory_run_as_a_script_is_named_after_its_path(
     """``python billing.pyz`` (a zipapp, as shiv builds) and ``python billing/`` run its
     ``__main__.py`` as a module named ``__main__``: the default component was ``main``, with a
     warning that the component ``'__main__'`` (which no one wrote) is not a qualified name.
-    Such a program is named after its path, as a script is."""
+    Such a program is named after its path, as a script is; and so is the package directory
+    of ``python billing/__main__.py`` (a container's ``CMD``), which was named ``main`` too."""
     monkeypatch.delenv(_options.COMPONENT_ENV, raising=False)
     main = type(sys)("__main__")
     main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
