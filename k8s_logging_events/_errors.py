@@ -294,8 +294,10 @@ def explain(error: Exception, sink: object = None) -> str:
             f"{text} (the API server does not serve events.k8s.io/v1, the Events API the "
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
-    # every API server serves core/v1 and redirects no request (a login page's proxy does)
-    if missing or (isinstance(status, int) and 300 <= status < 400):
+    # every API server serves core/v1, redirects no request (a login page's proxy does) and
+    # answers in JSON (a web application's page is no answer of one)
+    unreadable = isinstance(error, ValueError) and str(error).startswith(UNREADABLE)
+    if missing or unreadable or (isinstance(status, int) and 300 <= status < 400):
         return (
             f"{text} (the server{at} is not a Kubernetes API server, or not at this path: "
             "check that the URL, the sink's or the kubeconfig's server, is the API server's, "
@@ -380,6 +382,10 @@ def readable(error: BaseException) -> Exception:
     stand_in = RuntimeError(text)
     stand_in.__cause__ = error
     return stand_in
+
+
+UNREADABLE = "unreadable answer to"
+"""How the error of a success whose body is no JSON, or not what was asked for, begins."""
 
 
 def describe_error(error: Exception) -> str:
