@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import json
 import re
 import socket
 import sys
@@ -295,9 +296,9 @@ def explain(error: Exception, sink: object = None) -> str:
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
     # every API server serves core/v1, redirects no request (a login page's proxy does) and
-    # answers in JSON (a web application's page is no answer of one)
-    unreadable = isinstance(error, ValueError) and str(error).startswith(UNREADABLE)
-    if missing or unreadable or (isinstance(status, int) and 300 <= status < 400):
+    # answers in JSON (a web application's page is not JSON from its first byte)
+    page = isinstance(error.__cause__, json.JSONDecodeError) and error.__cause__.pos == 0
+    if missing or page or (isinstance(status, int) and 300 <= status < 400):
         return (
             f"{text} (the server{at} is not a Kubernetes API server, or not at this path: "
             "check that the URL, the sink's or the kubeconfig's server, is the API server's, "
@@ -382,10 +383,6 @@ def readable(error: BaseException) -> Exception:
     stand_in = RuntimeError(text)
     stand_in.__cause__ = error
     return stand_in
-
-
-UNREADABLE = "unreadable answer to"
-"""How the error of a success whose body is no JSON, or not what was asked for, begins."""
 
 
 def describe_error(error: Exception) -> str:

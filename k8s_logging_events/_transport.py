@@ -25,7 +25,7 @@ import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
-from k8s_logging_events._errors import UNREADABLE, ApiStatusError, RequestConstructionError
+from k8s_logging_events._errors import ApiStatusError, RequestConstructionError
 from k8s_logging_events._http_parser import Answer, ProtocolError
 
 MAX_BODY_BYTES = 3 * 1024 * 1024
@@ -181,7 +181,7 @@ def read(answer: Answer, method: str, path: str, parse: Parse | None = None) -> 
         return decoded if parse is None else parse(decoded)
     except Exception as error:  # odd JSON fails as anything: a count 1e400, nesting too deep
         # an answer we cannot read: the write may have landed, so it is worth a retry
-        raise ValueError(f"{UNREADABLE} {method} {path}: {error}") from error
+        raise ValueError(f"unreadable answer to {method} {path}: {error}") from error
 
 
 def is_tls_error(error: BaseException) -> bool:
