@@ -245,6 +245,7 @@ def _wait_for_stops() -> None:
         for stopped, (bound, _) in list(AT_EXIT.items()):
             stopped.wait(bound)
     except (KeyboardInterrupt, SystemExit):  # they give their writes up at once
+        cut_exit()
         for _, cut in list(AT_EXIT.values()):
             cut()
         with contextlib.suppress(KeyboardInterrupt, SystemExit):
@@ -255,6 +256,17 @@ def _wait_for_stops() -> None:
 EXITING = threading.Event()
 """Set when the interpreter's exit begins (before the stops are waited for and
 ``logging.shutdown()``), by when the kubernetes client's clean-up has run, or never will."""
+
+EXIT_CUT = threading.Event()
+"""Set when a Ctrl-C (or a SIGTERM handler's exit) ended a wait at exit: the user wants out,
+so every handler's wait after it gives its writes up at once, not only the interrupted one's."""
+
+
+def cut_exit() -> None:
+    """A wait met a Ctrl-C where the main thread has ended: if the exit has begun, end it."""
+    if EXITING.is_set():  # else a thread's own (a test's), which must not outlive it
+        EXIT_CUT.set()
+
 
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
 atexit.register(_drain_all)

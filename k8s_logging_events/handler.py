@@ -311,6 +311,9 @@ class KubernetesEventHandler(logging.Handler):
             return False  # the close that follows waits, once dictConfig lets the client in
         waits = self._waits
         seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
+        if _process.EXIT_CUT.is_set():  # another handler's wait at exit met a Ctrl-C
+            waits.cut()
+            seconds = 0.0
         done = False
         try:
             # a flush that does not wait (the server takes nothing) has nothing new to say
@@ -320,6 +323,7 @@ class KubernetesEventHandler(logging.Handler):
                 raise  # the program's Ctrl-C (or SIGTERM's exit): no time ran out, exit waits
             # at exit: stop waiting; the close gives up the writes, logging closes the rest
             waits.cut()
+            _process.cut_exit()
         except Exception as error:  # flush runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, "Unable to flush the event handler: %r", error)
         waits.ended(done, _written(active), drain=drain)
@@ -357,6 +361,7 @@ class KubernetesEventHandler(logging.Handler):
             if threading.main_thread().is_alive():
                 raise  # the program's own (what was pending is given up, counted, reported)
             # at exit, as for a flush: logging.shutdown() must still close the other handlers
+            _process.cut_exit()
         except Exception as error:  # close runs from logging.shutdown: it must not raise
             _diagnostics.report(logging.WARNING, _UNCLEAN_CLOSE, error)
         finally:

@@ -520,6 +520,40 @@ def test_a_signal_while_the_exit_waits_gives_the_writes_up_and_closes_the_other_
     assert "flush_timeout" not in given_up[0], given_up  # nor the advice to raise it
 
 
+def test_a_ctrl_c_at_exit_cuts_every_handlers_wait_short_not_only_the_one_it_met(
+    tmp_path,
+) -> None:
+    """Two handlers, their server silent: the Ctrl-C that ends the first one's wait at exit
+    ends the exit's waiting, the second gives its writes up at once too (counted, said cut
+    short) where it waited out its own flush_timeout of 30 s, reported as a deadline."""
+    second = """
+other = KubernetesEventHandler(
+    component="job", sink=sys.argv[1], flush_timeout=30, request_timeout=(5, 120)
+)
+log.addHandler(other)  # made last: logging.shutdown() flushes it first, where Ctrl-C lands
+for number in range(3):
+    pod = {"apiVersion": "v1", "kind": "Pod",
+           "metadata": {"name": "other-%d" % number, "namespace": "default"}}
+    log.warning("other %d failed", number, extra={"involved": pod})
+while other.stats()["pending_events"] < 3 and time.monotonic() < waited_until:
+    time.sleep(0.01)
+"""
+    code = (
+        textwrap.dedent(INTERRUPTED_EXIT)
+        .replace("main = threading.main_thread()", second + "main = threading.main_thread()")
+        .replace("json.dumps(handler.stats())", "json.dumps([handler.stats(), other.stats()])")
+    )
+    with LocalApiServer() as server:
+        server.inject(action="hang", times=None)
+        result = run_python(code, server.url, "SIGINT", cwd=tmp_path)
+    assert "Exception ignored" not in result.stderr, result.stderr
+    first, other = json.loads(result.stdout.splitlines()[-1])  # first saw other's 3 too
+    assert [(s["failed"], s["pending"]) for s in (first, other)] == [(6, 0), (3, 0)], first
+    given_up = [line for line in result.stderr.splitlines() if "Unable to write" in line]
+    assert len(given_up) == 2, result.stderr
+    assert all("when shutdown was cut short" in line for line in given_up), given_up
+
+
 class _CountingHandler(KubernetesEventHandler):
     """A user's subclass whose flush does something of its own, then the handler's."""
 
