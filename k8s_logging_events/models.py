@@ -108,6 +108,13 @@ class Event:
         if self.annotations is not _EMPTY and not isinstance(self.annotations, MappingProxyType):
             object.__setattr__(self, "annotations", MappingProxyType(dict(self.annotations)))
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a mappingproxy neither pickles nor copies: the annotations go as a dict (a watcher
+        # that hands events to another process, a test's copy.deepcopy)
+        values = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        values["annotations"] = dict(self.annotations)
+        return _rebuilt, (type(self), values)
+
     def to_api(self) -> dict[str, Any]:
         """Return the core/v1 JSON body of this event, with empty values left out."""
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
@@ -313,3 +320,9 @@ def materialize(item: object, namer: Namer) -> Event:
     if isinstance(item, Event):
         return item
     raise TypeError(f"not an occurrence: {type(item).__name__}")
+
+
+def _rebuilt(kind: type[Event], values: dict[str, Any]) -> Event:
+    if not values["annotations"]:
+        del values["annotations"]  # the shared empty one, as made
+    return kind(**values)

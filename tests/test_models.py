@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import pickle
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -236,3 +238,23 @@ class _FixedNamer:
 
     def event_name(self, *_: object) -> str:
         return self._name
+
+
+@pytest.mark.parametrize(
+    "copied", [copy.copy, copy.deepcopy, lambda e: pickle.loads(pickle.dumps(e))]
+)
+@pytest.mark.parametrize("annotations", [{}, {"k8s-logging-events/writers": "a=1"}])
+def test_an_event_copies_and_pickles_as_the_value_it_is(copied, annotations) -> None:
+    """``copy.deepcopy(event)`` (a test's snapshot) and ``pickle`` (a watcher that hands
+    events to another process) raised ``TypeError: cannot pickle 'mappingproxy' object``,
+    annotations or not. The copy equals the event and keeps its annotations read-only."""
+    event = _event(
+        annotations=annotations,
+        series=models.EventSeries(2, datetime(2024, 1, 1, tzinfo=UTC)),
+        related=models.ObjectReference(kind="Node", name="n1"),
+    )
+    again = copied(event)
+    assert again == event
+    assert dict(again.annotations) == annotations
+    with pytest.raises(TypeError):
+        again.annotations["x"] = "y"
