@@ -126,6 +126,7 @@ _HOMES = {
     "models": "NORMAL WARNING Event EventSeries EventSource ObjectReference object_reference",
     "recorder": "EventBroadcaster EventRecorder",
     "references": "InvalidObjectError",
+    "series": "",  # public, none of its names re-exported
     "sink": "ApiStatusError EventSink KubernetesEventSink RequestConstructionError",
 }
 _HOME = {name: module for module, names in _HOMES.items() for name in names.split()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import json
 import re
 import socket
 import sys
@@ -294,8 +295,10 @@ def explain(error: Exception, sink: object = None) -> str:
             f"{text} (the API server does not serve events.k8s.io/v1, the Events API the "
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
-    # every API server serves core/v1 and redirects no request (a login page's proxy does)
-    if missing or (isinstance(status, int) and 300 <= status < 400):
+    # every API server serves core/v1, redirects no request (a login page's proxy does) and
+    # answers in JSON (a web application's page is not JSON from its first byte)
+    page = isinstance(error.__cause__, json.JSONDecodeError) and error.__cause__.pos == 0
+    if missing or page or (isinstance(status, int) and 300 <= status < 400):
         return (
             f"{text} (the server{at} is not a Kubernetes API server, or not at this path: "
             "check that the URL, the sink's or the kubeconfig's server, is the API server's, "

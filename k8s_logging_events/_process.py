@@ -237,18 +237,24 @@ def _end_after_flush(signum: int) -> None:
         os.kill(os.getpid(), signum)
 
 
+def _flushable() -> list[ExitFlushable]:
+    while True:  # a runtime another thread starts meanwhile changes the set: copy it again
+        with contextlib.suppress(RuntimeError):
+            return list(_to_flush)
+
+
 def _drain_all() -> None:
     # the exit flushes one after another (logging.shutdown(), a child's finalizer): all drain
     # at once, each within its timeout of now, or each would wait its own after the others'
     began = time.monotonic()
-    for target in list(_to_flush):
+    for target in _flushable():
         with contextlib.suppress(Exception):
             target.drain_at_exit(began)
 
 
 def _flush_all() -> None:
     _drain_all()
-    for target in list(_to_flush):
+    for target in _flushable():
         with contextlib.suppress(Exception):
             target.flush_at_child_exit()
     _wait_for_stops()  # os._exit follows, no atexit: a stop's daemon thread would be killed

@@ -123,7 +123,7 @@ class Runtime:
         self._baton = threading.RLock()  # rule 11 (reentrant: to know its holder)
         self._wake = threading.Event()
         self._close_deadline = Deadline(float("inf"))  # cut() ends it, a close sets it
-        self._began: float | None = None  # the exit's start: a flush's timeout counts from it
+        self._began: tuple[float | None, int] = (None, 0)  # the exit's start, accepted by then
         self._hurry = False  # a flush or close waits: no lingering (an Event's lock: no reentry)
         self._dispatcher: threading.Thread | None = None
         self._dispatcher_ended = False
@@ -359,7 +359,9 @@ class Runtime:
             # occurrences on out of order); none made (closing, at exit): this thread drains
             self._start()
             seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
-            deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds, self._began)
+            began, accepted = self._began  # what was recorded since (atexit logs): all its time
+            since = began if accepted == self._accepted.value else None
+            deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds, since)
             marker = Marker()
             self._queue.put(marker)
             self._wake_dispatcher()  # from a test's sleeper: a retry's back-off waits aside
@@ -568,12 +570,13 @@ class Runtime:
 
     def drain_at_exit(self, began: float) -> None:
         """The interpreter exits (since ``began``): drain now, held-back counts too, as every
-        runtime does, and end each flush by ``began`` plus its timeout. logging.shutdown() waits
-        for one handler after another: the exit takes the longest timeout, not their sum."""
+        runtime does, and end each flush by ``began`` plus its timeout (but for what was recorded
+        since). logging.shutdown() waits for one handler after another: the exit takes the
+        longest timeout, not their sum."""
         with self._cond:
             if not self._started or self._closing:
                 return
-            self._began = began
+            self._began = began, self._accepted.value
             self._flushes += 1  # for good: no flush's end turns the drain off
             self._hurry = True
             recordings = self._consumers.recordings()

@@ -103,6 +103,19 @@ def test_the_package_imports_a_public_names_module_when_the_name_is_first_asked_
     assert modules == ["k8s_logging_events.sink", "k8s_logging_events.describe", False]
 
 
+@pytest.mark.parametrize("module", ["series", "sink"])
+def test_each_public_module_is_an_attribute_of_the_package_from_its_import(
+    tmp_path: Path, module: str
+) -> None:
+    """Every public module is reached from ``import k8s_logging_events`` alone, as when the
+    package imported them all: ``series``, whose names the package does not re-export, was
+    an ``AttributeError`` until some other name had imported it."""
+    code = f"import k8s_logging_events as package; print(package.{module}.__name__)"
+    result = run_python(code, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [f"k8s_logging_events.{module}"]
+
+
 def test_the_package_registers_its_fork_and_exit_hooks_at_import_after_loggings(
     tmp_path: Path,
 ) -> None:

@@ -20,12 +20,14 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from k8s_logging_events import _errors, _process, models, sink
+from k8s_logging_events import _errors, _process, _transport, models, sink
+from k8s_logging_events._http_parser import Answer
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 from tests._ports import blackholed_url, refused_url
@@ -786,6 +788,27 @@ def test_a_redirect_is_said_to_come_from_no_api_server() -> None:
         "302 Found (the server is not a Kubernetes API server, or not at this path: check "
         "that the URL"
     )
+
+
+def test_a_success_no_api_server_sends_is_said_to_come_from_another_server() -> None:
+    """A sink URL that is a web application's answers a create ``200 OK`` with its page. The
+    report said only ``unreadable answer to POST ...: Expecting value: line 1 column 1 (char
+    0)``, at each of its twelve tries: it names the server and what to check."""
+    page = Answer(200, "OK", {"content-type": "text/html"}, b"<html>Welcome</html>")
+    with pytest.raises(ValueError, match=r"^unreadable answer") as raised:
+        _transport.read(page, "POST", "/api/v1/namespaces/default/events")
+    said = _errors.explain(raised.value, SimpleNamespace(host="http://shop.example:8080"))
+    assert said.startswith("unreadable answer to POST /api/v1/namespaces/default/events: ")
+    assert said.endswith(
+        "(the server at http://shop.example:8080 is not a Kubernetes API server, or not at "
+        "this path: check that the URL, the sink's or the kubeconfig's server, is the API "
+        "server's, with the path of any proxy in front of it)"
+    )
+    # JSON that is no event (a count past any number) may be an API server's: no advice
+    odd = Answer(201, "Created", {}, b'{"metadata": {"name": "e"}, "count": 1e400}')
+    with pytest.raises(ValueError, match=r"^unreadable answer") as raised:
+        _transport.read(odd, "POST", "/api/v1/namespaces/default/events", models.Event.from_api)
+    assert "API server" not in _errors.explain(raised.value, SimpleNamespace(host="http://s"))
 
 
 def test_a_403_of_a_terminating_namespace_gives_no_rbac_advice() -> None:

@@ -20,6 +20,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -1189,3 +1190,34 @@ def test_the_packages_only_fork_and_exit_hooks_are_the_process_registrys(tmp_pat
     registered = [r for r in json.loads(child.stdout) if r[1].startswith("k8s_logging_events")]
     assert {module for _, module in registered} == {"k8s_logging_events._process"}
     assert [kind for kind, _ in registered].count("fork") == 1
+
+
+def test_the_exit_drains_every_runtime_though_another_thread_starts_one_meanwhile(
+    monkeypatch,
+) -> None:
+    """The exit copies the set of live runtimes to drain them all at once; a runtime that
+    another thread starts during the copy changed the set under it (``RuntimeError: Set
+    changed size during iteration``) and the exit's drain was skipped, every handler then
+    waiting its own ``flush_timeout`` one after another. The copy is made again."""
+    drained: list[str] = []
+
+    class Runtime:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def drain_at_exit(self, began: float) -> None:
+            drained.append(self.name)
+
+    first, started_meanwhile = Runtime("first"), Runtime("meanwhile")
+
+    class Changing(weakref.WeakSet[Runtime]):  # another thread adds while the exit iterates
+        def __iter__(self):
+            for item in super().__iter__():
+                if started_meanwhile not in self:
+                    self.add(started_meanwhile)
+                yield item
+
+    live = Changing([first])
+    monkeypatch.setattr(_process, "_to_flush", live)
+    _process._drain_all()
+    assert sorted(drained) == ["first", "meanwhile"]

@@ -528,6 +528,47 @@ def test_several_handlers_drain_together_at_exit_within_one_flush_timeout(server
     assert all("before the deadline of shutdown" in line for line in reports), reports
 
 
+LOGGED_AFTER_THE_DRAIN_BEGAN = """
+import atexit, json, sys
+
+atexit.register(lambda: print(json.dumps([cleaned, handler.stats()]), flush=True))
+import logging  # its shutdown runs before the print above, after the cleanup below
+cleaned = []
+
+def cleanup():  # the application's, registered before the library's import: it runs later
+    logging.getLogger("app").warning("cleaned up", extra={"involved": pod})
+    cleaned.append(True)
+
+atexit.register(cleanup)
+from k8s_logging_events import _runtime
+from k8s_logging_events.handler import KubernetesEventHandler
+
+drain = _runtime.Runtime.drain_at_exit
+# the exit's own atexit functions (a pool's join, say) took 10 s before the cleanup ran
+_runtime.Runtime.drain_at_exit = lambda self, began: drain(self, began - 10)
+handler = KubernetesEventHandler(component="exit", sink=sys.argv[1], flush_timeout=2.0)
+logging.getLogger("app").addHandler(handler)
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "default"}}
+logging.getLogger("app").warning("started", extra={"involved": pod})
+handler.flush()  # written: the drain at exit, those 10 s, would have written it meanwhile
+"""
+
+
+def test_an_event_logged_at_exit_after_the_drain_began_gets_its_flush_timeout(server) -> None:
+    """Every handler drains from the exit's start; an atexit function that runs after that
+    (one registered before the library's import) and logs, more than ``flush_timeout`` later,
+    found its flush's deadline already past: its event, on a server that answers at once, was
+    lost ('1 not yet handed to a writer (see flush_timeout)'). What was recorded since the
+    exit began gets the whole ``flush_timeout`` from the flush, as before any exit."""
+    result = run_child(LOGGED_AFTER_THE_DRAIN_BEGAN, server.url)
+    assert result.returncode == 0, result.stderr
+    cleaned, stats = json.loads(result.stdout)
+    assert cleaned == [True]
+    assert (stats["created"], stats["failed"], stats["dropped"]) == (2, 0, 0)
+    assert sorted(e["message"] for e in server.events("default")) == ["cleaned up", "started"]
+    assert "Unable to write" not in result.stderr
+
+
 def test_occurrences_whose_sink_is_still_being_set_up_at_exit_are_reported_once(
     server, caplog
 ) -> None:
