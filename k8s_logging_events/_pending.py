@@ -217,9 +217,9 @@ class Writes:
         self._slots: dict[Key, _Slot] = {}
         self._ready: deque[Key] = deque()
         # ready writes by the object or stalled namespace whose request they wait for (a take
-        # walked them all); one let go, their heir, is what they wait for, or the next goes
+        # walked them all); one let go, heir of each it is parked for, goes for them or the next
         self._parked: dict[models.ObjectReference | str, deque[Key]] = {}
-        self._heirs: dict[Key, models.ObjectReference | str] = {}
+        self._heirs: dict[Key, list[models.ObjectReference | str]] = {}
         self._timed: list[tuple[float, int, Key]] = []
         self._generations = itertools.count()
         # the writes made, by ``first``: a flush waits for the oldest (a walk made it quadratic)
@@ -280,17 +280,17 @@ class Writes:
         self.promote_due()
         while self._ready:
             key = self._ready.popleft()
-            heir_of = self._heirs.pop(key, None)
+            heir_of = self._heirs.pop(key, ())
             slot = self._slots.get(key)
             write = slot.waiting if slot is not None and slot.state == "ready" else None
             waits_for = None if write is None else self._waits_for(write.event)
             if waits_for is not None:  # an heir waiting again for the same keeps its place
                 parked = self._parked.setdefault(waits_for, deque())
-                (parked.appendleft if heir_of == waits_for else parked.append)(key)
+                (parked.appendleft if waits_for in heir_of else parked.append)(key)
             event = write.event if write is not None and waits_for is None else None
             holds = (waits_for,) if event is None else (event.involved_object, event.namespace)
-            if heir_of is not None and heir_of not in holds:  # gone, or moved by a merge
-                self._unpark(heir_of, one=True)
+            for gone in (w for w in heir_of if w not in holds):  # gone, or moved by a merge
+                self._unpark(gone, one=True)
             if slot is None or write is None or waits_for is not None:
                 continue
             slot.waiting, slot.in_flight, slot.state = None, write, "blocked"
@@ -317,7 +317,7 @@ class Writes:
             self._ready.extendleft(reversed(parked))
             parked.clear()
         elif parked:
-            self._heirs[key := parked.popleft()] = waited_for
+            self._heirs.setdefault(key := parked.popleft(), []).append(waited_for)
             self._ready.appendleft(key)
         if not parked:
             self._parked.pop(waited_for, None)

@@ -25,12 +25,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 from kubernetes import client
 
 from k8s_logging_events import (
     _continuation,
     _diagnostics,
     _errors,
+    _options,
     _pending,
     _pod,
     _sanitise,
@@ -1596,3 +1599,133 @@ class TestContinuation:
         cont.attempt(_pending.Write(event=second, create=False, held=held), policy)
         ours_on_server = [e for e in fake.events if e.name != walked.name]
         assert [policy.count_of(e) for e in ours_on_server] == [2]
+
+
+# -- any history of two writers of one event -------------------------------------------------
+
+
+class _Writer:
+    """One process's writer of the event ``_event()`` describes, driven step by step."""
+
+    def __init__(self, fake: FakeEventSink, clock: FakeClock) -> None:
+        self.clock, self.counters = clock, _diagnostics.Counters()
+        options = correlator.CorrelatorOptions(clock=clock, burst_size=1_000)
+        self.correlator = correlator.EventCorrelator(options)
+        self.writes = _pending.Writes(
+            fake,
+            correlator.CountPolicy(self.correlator),
+            self.counters,
+            options=_options.broadcasting(
+                queue_length=10,
+                writers=1,
+                max_tries=4,
+                sleep_duration=1.0,
+                correlator=None,
+                event_names="deterministic",
+                clock=clock,
+                sleep=None,
+            ),
+            clock=clock,
+            rng=lambda: 0.5,
+            reporter=_diagnostics.RateLimitedReporter(clock=clock),
+            namer=_sanitise.EventNamer(event_names="deterministic"),
+        )
+
+    def log(self) -> None:
+        # each in a second of its own: two first creates of one count in one second, one of
+        # them in doubt, cannot be told apart (docs/correlation.md, rule 5)
+        self.clock.step(1.0)
+        now = self.clock.now()
+        occurrence = _event(first_timestamp=now, last_timestamp=now)
+        for event, held, n in self.correlator.correlate_many([occurrence]):
+            self.writes.submit_event(event, held=held, occurrences=n)
+
+    def write(self) -> bool:
+        """One attempt of the next write that may go; False when none may."""
+        if (write := self.writes.take()) is None:
+            return False
+        try:
+            kind, stored = self.writes.attempt(write)
+        except Exception as error:
+            self.writes.failed(write, error, stopping=False)
+            return True
+        self.writes.feed_back(write, stored)
+        self.writes.succeeded(write, kind)
+        return True
+
+    def counted(self, *outcomes: str) -> int:
+        return sum(self.counters.snapshot().get(outcome, 0) for outcome in outcomes)
+
+
+def _next_write_request(fake: FakeEventSink, fate: str) -> None:
+    """The next create or patch is refused before it is sent, or its answer is lost after it
+    landed ("lose") or before ("reset": in doubt, as a lost one)."""
+
+    def hook(method: str) -> Any:
+        def fail(*args: Any) -> None:
+            fake.on_create = fake.on_patch = None
+            if fate == "lose":
+                getattr(fake, method)(*args)
+            raise (ConnectionRefusedError if fate == "refuse" else ConnectionResetError)(fate)
+
+        return fail
+
+    fake.on_create, fake.on_patch = hook("create"), hook("patch")
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["log", "write", "lose", "reset", "refuse", "tick", "restart"]),
+            st.integers(0, 1),
+        ),
+        max_size=40,
+    )
+)
+@example(  # its create in doubt did not land: the one found began a second apart, the other's
+    steps=[("log", 0), ("log", 1), ("reset", 1)]
+)
+@example(  # its patch in doubt landed, the record says so: not again
+    steps=[("log", 0), ("log", 1), ("write", 1), ("write", 0), ("log", 0), ("lose", 0)]
+)
+@example(  # its patch in doubt (sent before it knew of the other) did not land: again
+    steps=[("log", 0), ("log", 1), ("write", 0), ("log", 0), ("write", 1), ("reset", 0)]
+)
+def test_two_writers_of_one_event_count_what_they_call_written_once(steps) -> None:
+    """Two processes log one event and write it, answers lost (the request landed or not)
+    or connections refused; each may exit (what it did not write is failed) and start again.
+    Once both wrote all they could, the server's count is every occurrence counted written,
+    and of those counted failed at most the ones that may have landed: none twice, none
+    counted written missing, and one event."""
+    clock, fake = FakeClock(T0), FakeEventSink()
+    writers = [_Writer(fake, clock), _Writer(fake, clock)]
+    everyone = list(writers)
+    for action, n in steps:
+        if action == "log":
+            writers[n].log()
+        elif action == "tick":
+            clock.step(1.5)
+        elif action == "restart":
+            writers[n].writes.abandon(in_flight=True)
+            writers[n] = _Writer(fake, clock)
+            everyone.append(writers[n])
+        else:
+            if action != "write":
+                _next_write_request(fake, action)
+            writers[n].write()
+            fake.on_create = fake.on_patch = None
+    for _ in range(10):  # every retry, after its back-off
+        clock.step(60)
+        for writer in writers:
+            while writer.write():
+                pass
+    written = ("created", "patched", "coalesced")
+    for writer in everyone:
+        assert not writer.writes.pending()
+        assert writer.counted(*written, "failed") == writer.writes.submitted
+    assert len(fake.events) <= 1, fake.events
+    stored = sum(event.count for event in fake.events)
+    counted = sum(writer.counted(*written) for writer in everyone)
+    failed = sum(writer.counted("failed") for writer in everyone)
+    assert counted <= stored <= counted + failed, (stored, counted, failed)

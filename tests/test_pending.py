@@ -533,6 +533,29 @@ class TestWritesOnItsOwn:
         assert pending.drive() == ["created"]  # b, after d
         assert not writes.pending()
 
+    def test_a_write_waiting_for_two_objects_in_turn_leaves_none_waiting_for_good(self) -> None:
+        """Events b and c wait for pod x's write a; b's latest occurrence is about pod z,
+        whose write d is in flight, and b waits for z too. a lands, then d: b goes, and c
+        after it (b went for z alone: c waited for a request of x that never came)."""
+        pending = Pending(FakeClock(START))
+        writes = pending.writes
+
+        def offer(name: str, pod: str) -> None:
+            event = dataclasses.replace(_occurrence(pod, reason=name), name=name)
+            writes.submit_event(event, held=False)
+
+        for name, pod in (("a", "x"), ("d", "z"), ("b", "x"), ("c", "x")):
+            offer(name, pod)
+        a, d = writes.take(), writes.take()
+        assert a is not None
+        assert d is not None
+        assert writes.take() is None  # b and c wait for a
+        offer("b", "z")
+        assert writes.take() is None  # b waits for d now
+        assert pending.perform(a) == "created"
+        assert pending.perform(d) == "created"
+        assert [w.event.name for w in (writes.take(), writes.take()) if w] == ["b", "c"]
+
     def test_writes_waiting_for_their_object_are_looked_at_once_not_at_every_take(self) -> None:
         """1,000 events about one pod, then one about another: the other pod's write goes
         beside the first (a take looked past 256 waiting writes at most: it waited for 744
@@ -624,6 +647,9 @@ class TestWritesOnItsOwn:
     )
     @example(  # moved to p1 and parked for it, then moved back by a repeat: p0 is free
         steps=[("move", 2), *[("take", 0)] * 3, ("offer", 2), ("take", 0), ("land", 0), ("take", 0)]
+    )
+    @example(  # moved while parked, parked again for its new object: heir of both
+        steps=[("move", 4), *[("take", 0)] * 4, ("move", 5), ("take", 0)]
     )
     def test_a_write_that_may_go_is_taken_whatever_went_before(self, steps) -> None:
         """Two events about each of two pods in each of two namespaces; whatever requests
