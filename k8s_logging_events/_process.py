@@ -9,11 +9,10 @@ is renewed in the child, in the order made, first (or at :func:`renewed`: a log 
 hook that runs before). The package's only ``os.register_at_fork``.
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, no
-``logging.shutdown()`` (:func:`flush_when_child_ends`); ``terminate()``'s SIGTERM, where it
-has no handler, flushes first (the package's only signal handler). At exit Python 3.12 starts
-no thread (:func:`refused_at_exit`). As it begins, every runtime drains at once
-(:func:`_drain_all`). The exit waits for a stop left to a thread of its own
-(:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
+``logging.shutdown()`` (:func:`flush_when_child_ends`). At exit Python 3.12 starts no thread
+(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`_drain_all`).
+The exit waits for a stop left to a thread of its own (:data:`AT_EXIT`), which a Ctrl-C cuts
+short. The package's only ``atexit`` functions.
 
 **Signals.** Signal handlers run on the main thread only, so the library's threads block the
 termination signals (taken there, one is handled late or never), but while a subprocess may
@@ -22,7 +21,6 @@ start.
 
 from __future__ import annotations
 
-import _thread
 import atexit
 import contextlib
 import itertools
@@ -212,29 +210,6 @@ def _when_child_begins(_: object) -> None:
         return
     _exit_hook_in = _finalized_in = os.getpid()
     util.Finalize(None, _flush_all, exitpriority=100)
-    # Pool.terminate() (a with-Pool block's exit) ends its workers with SIGTERM, whose default
-    # action lost what they logged, unsaid; an application's own handler (or SIG_IGN) stays
-    with contextlib.suppress(ValueError):  # not on the main thread: no handler can be set
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _flush_then_end)
-
-
-def _flush_then_end(signum: int, _: object) -> None:
-    # the interrupted frame may hold any lock (ours, threading's): the flush runs on a bare
-    # thread while it goes on, then the default action ends the process (a second one at once)
-    signal.signal(signum, signal.SIG_DFL)
-    try:
-        _thread.start_new_thread(_end_after_flush, (signum,))
-    except RuntimeError:  # no thread to be had: ended as without the handler
-        os.kill(os.getpid(), signum)
-
-
-def _end_after_flush(signum: int) -> None:
-    try:
-        _flush_all()  # within each runtime's exit_timeout (flush_timeout)
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})  # taken here if nowhere else
-        os.kill(os.getpid(), signum)
 
 
 def _flushable() -> list[ExitFlushable]:

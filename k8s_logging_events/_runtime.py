@@ -20,8 +20,8 @@ thread. The thread rules, cited by number (in full: docs/architecture.md):
 
 Lifecycle (docs/concepts.md): the dispatcher starts with the first occurrence; flush and
 close share one deadline; at exit every runtime drains at once; a forked child starts afresh;
-a ``multiprocessing`` child flushes when its target returns or terminate() ends it; where no
-thread can start (3.12 at exit) the flushing thread works.
+a ``multiprocessing`` child flushes when its target returns; where no thread can start (3.12
+at exit) the flushing thread works.
 """
 
 from __future__ import annotations

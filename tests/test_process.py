@@ -931,69 +931,6 @@ def test_a_child_whose_module_logs_while_multiprocessing_prepares_it_still_write
     assert stored_counts(server)["work"] == 3, result.stderr
 
 
-_ENDED_BY_TERMINATE = """
-import logging, multiprocessing, os, signal, sys, time
-from k8s_logging_events.handler import KubernetesEventHandler
-
-log = logging.getLogger("worker")
-log.propagate = False
-
-def configure():
-    if not log.handlers:
-        url = os.environ["EVENTS_URL"]
-        log.addHandler(KubernetesEventHandler(component="worker", sink=url, flush_timeout=60))
-
-def task(name):
-    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}}
-    log.warning("%s", name, extra={"involved": pod})
-
-def child(name, logged, own_handler):
-    if own_handler:  # the application's: it flushes, then exits with a status of its own
-        signal.signal(signal.SIGTERM, lambda *_: (log.handlers[0].flush(), os._exit(7)))
-    configure()
-    task(name)
-    logged.set()
-    time.sleep(60)  # until terminate()
-
-if __name__ == "__main__":
-    context = multiprocessing.get_context(sys.argv[1])
-    if sys.argv[1] == "fork":
-        configure()  # in the parent: its workers inherit the handler
-    with context.Pool(2, initializer=configure) as pool:  # the block's exit: terminate()
-        pool.map(task, [f"task-{n}" for n in range(8)])
-    for name, own_handler in [("process", False), ("own-handler", True)]:
-        logged = context.Event()
-        process = context.Process(target=child, args=(name, logged, own_handler))
-        process.start()
-        logged.wait(60)
-        process.terminate()
-        process.join(60)
-        print(process.exitcode)
-"""
-
-
-@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
-def test_pool_and_process_children_ended_by_terminate_write_what_they_logged(
-    server, tmp_path, method
-) -> None:
-    """Pool.terminate() (a ``with Pool()`` block's exit) and Process.terminate() end a child
-    with SIGTERM: it writes what it logged first, then ends by the signal all the same.
-    Before, every event the pool's workers logged was lost, unsaid (0 of 8: a worker's first
-    write waits for its client's import). A child with a SIGTERM handler of its own keeps it."""
-    result = run_python(
-        _ENDED_BY_TERMINATE,
-        method,
-        cwd=tmp_path,
-        timeout=240,
-        file="terminated.py",
-        EVENTS_URL=server.url,
-    )
-    assert result.stdout.split() == [str(-signal.SIGTERM), "7"], result.stderr
-    assert stored_counts(server) == Counter(
-        {**{f"task-{n}": 1 for n in range(8)}, "process": 1, "own-handler": 1}
-    ), result.stderr
-
-
 _HOOK_BEFORE_THE_LIBRARY = """
 import logging, os
 log = logging.getLogger("hooked")
