@@ -296,8 +296,10 @@ def explain(error: Exception, sink: object = None) -> str:
             "api option chose: set api: auto, which writes core/v1 there, or api: v1)"
         )
     # every API server serves core/v1, redirects no request (a login page's proxy does) and
-    # answers in JSON (a web application's page is not JSON from its first byte)
-    page = isinstance(error.__cause__, json.JSONDecodeError) and error.__cause__.pos == 0
+    # answers in JSON (a web application's page is not JSON from its first byte, past the
+    # blank lines a template often puts before it)
+    cause = error.__cause__
+    page = isinstance(cause, json.JSONDecodeError) and not cause.doc[: cause.pos].strip()
     if missing or page or (isinstance(status, int) and 300 <= status < 400):
         return (
             f"{text} (the server{at} is not a Kubernetes API server, or not at this path: "

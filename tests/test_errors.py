@@ -804,6 +804,11 @@ def test_a_success_no_api_server_sends_is_said_to_come_from_another_server() -> 
         "this path: check that the URL, the sink's or the kubeconfig's server, is the API "
         "server's, with the path of any proxy in front of it)"
     )
+    # a template's page often begins with blank lines: still no JSON from its first character
+    page = Answer(200, "OK", {"content-type": "text/html"}, b"\r\n\n  <!DOCTYPE html><html>")
+    with pytest.raises(ValueError, match=r"^unreadable answer") as raised:
+        _transport.read(page, "POST", "/api/v1/namespaces/default/events")
+    assert "is not a Kubernetes API server" in _errors.explain(raised.value)
     # JSON that is no event (a count past any number) may be an API server's: no advice
     odd = Answer(201, "Created", {}, b'{"metadata": {"name": "e"}, "count": 1e400}')
     with pytest.raises(ValueError, match=r"^unreadable answer") as raised:
