@@ -624,16 +624,27 @@ def _run(code: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
     return run_python(code, cwd=tmp_path, HOME=str(home))
 
 
-def test_the_readme_quick_start_without_a_cluster_says_why_nothing_was_written(tmp_path) -> None:
-    """The quick start's only handler is the event handler: the missing configuration is
-    said once on standard error, with the sources tried and what to set."""
-    result = _run(_quick_start(), tmp_path)
+@pytest.mark.parametrize("console", [True, False], ids=["as-written", "no-console-handler"])
+def test_the_readme_quick_start_without_a_cluster_says_why_nothing_was_written(
+    tmp_path, console: bool
+) -> None:
+    """The quick start, as written (a console handler from ``basicConfig()``) or without
+    that line (the event handler alone, where the library writes to standard error
+    itself): the missing configuration is said once on standard error, with the sources
+    tried and what to set, and the record itself reaches the console where there is one."""
+    code = _quick_start()
+    assert "logging.basicConfig()" in code
+    if not console:
+        code = "\n".join(line for line in code.splitlines() if "basicConfig" not in line)
+    result = _run(code, tmp_path)
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     found = [line for line in lines if "No Kubernetes configuration found" in line]
     assert len(found) == 1, result.stderr
     line = found[0]
-    assert line.startswith("k8s_logging_events: ")
+    prefix = "WARNING:k8s_logging_events:" if console else "k8s_logging_events: "
+    assert line.startswith(prefix), line
+    assert ("WARNING:billing:Back-off pulling image shop:2.1" in lines) is console, lines
     for needed in ("in-cluster", "KUBECONFIG", "kubeconfig=", "sink=URL", "~/.kube/config"):
         assert needed in line, (needed, line)
     assert "discarded" in line
