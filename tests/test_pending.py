@@ -7,6 +7,7 @@ its own: plain state, driven step by step with a FakeClock and a fake sink.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import sys
 import threading
@@ -434,6 +435,12 @@ class Pending:
         return sum(self.outcomes().values()) == self.writes.submitted and not self.writes.pending()
 
 
+def _offer_named(writes: _pending.Writes, name: str, pod: str) -> None:
+    """Offer an event named (and with the reason) ``name`` about ``pod``, not held back."""
+    event = dataclasses.replace(_occurrence(pod, reason=name), name=name)
+    writes.submit_event(event, held=False)
+
+
 def _occurrence(pod: str = "web", reason: str = "BackOff") -> models.Event:
     return models.Event(
         name=f"{pod}.{reason.lower()}",
@@ -509,11 +516,7 @@ class TestWritesOnItsOwn:
         good (a flush waited for it to its timeout)."""
         pending = Pending(FakeClock(START))
         writes = pending.writes
-
-        def offer(name: str, pod: str) -> None:
-            event = dataclasses.replace(_occurrence(pod, reason=name), name=name)
-            writes.submit_event(event, held=False)
-
+        offer = functools.partial(_offer_named, writes)
         for name, pod in (("a", "x"), ("b", "x"), ("c", "x"), ("d", "z")):
             offer(name, pod)
         a, d = writes.take(), writes.take()
@@ -539,11 +542,7 @@ class TestWritesOnItsOwn:
         after it (b went for z alone: c waited for a request of x that never came)."""
         pending = Pending(FakeClock(START))
         writes = pending.writes
-
-        def offer(name: str, pod: str) -> None:
-            event = dataclasses.replace(_occurrence(pod, reason=name), name=name)
-            writes.submit_event(event, held=False)
-
+        offer = functools.partial(_offer_named, writes)
         for name, pod in (("a", "x"), ("d", "z"), ("b", "x"), ("c", "x")):
             offer(name, pod)
         a, d = writes.take(), writes.take()
