@@ -176,15 +176,15 @@ class EventBroadcaster:
             lambda event: _structured.log_structured(target, level, event)
         )
 
-    def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
-        """Correlate every event and write it to ``event_sink``, with a correlator of its own:
+    def start_recording_to_sink(self, sink: sink.EventSink) -> broadcaster.Watcher:
+        """Correlate every event and write it to ``sink``, with a correlator of its own:
         series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
         thread while ``api_known`` is False), else client-go's counts. What is no
         :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
-        if not _pending.is_event_sink(event_sink):  # a URL, say: every event would fail
-            raise TypeError(f"not an EventSink (create, update, patch): {event_sink!r}")
+        if not _pending.is_event_sink(sink):  # a URL, say: every event would fail
+            raise TypeError(f"not an EventSink (create, update, patch): {sink!r}")
         writes = _pending.Writes(
-            event_sink,
+            sink,
             None,
             self._counters,
             options=self._options,
@@ -194,7 +194,7 @@ class EventBroadcaster:
             namer=self._namer,
         )
         return self._runtime.add_recording(
-            _pool.Recording(writes, lambda: self._correlation_for(event_sink))
+            _pool.Recording(writes, lambda: self._correlation_for(sink))
         )
 
     def flush(self, timeout: float | None = None) -> bool:
