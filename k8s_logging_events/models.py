@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from k8s_logging_events.references import ObjectReference, object_reference
+from k8s_logging_events.references import InvalidObjectError, ObjectReference, object_reference
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -22,6 +22,7 @@ __all__ = [
     "Event",
     "EventSeries",
     "EventSource",
+    "InvalidObjectError",
     "Namer",
     "ObjectReference",
     "Occurrence",

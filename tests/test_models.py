@@ -258,3 +258,11 @@ def test_an_event_copies_and_pickles_as_the_value_it_is(copied, annotations) -> 
     assert dict(again.annotations) == annotations
     with pytest.raises(TypeError):
         again.annotations["x"] = "y"
+
+
+def test_object_reference_raises_the_invalid_object_error_its_module_exports() -> None:
+    """``models.object_reference`` and the ``InvalidObjectError`` it raises come from one
+    module, so ``except models.InvalidObjectError`` catches what it raises."""
+    with pytest.raises(models.InvalidObjectError, match="cannot refer to int 5"):
+        models.object_reference(5)
+    assert issubclass(models.InvalidObjectError, ValueError)
