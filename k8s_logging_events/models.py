@@ -101,7 +101,8 @@ class Event:
     related: ObjectReference | None = None
     reporting_controller: str = ""
     reporting_instance: str = ""
-    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    # no hash of its own (a mapping): equal events still hash alike, by the other fields
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
     resource_version: str = ""
 
     def __post_init__(self) -> None:

@@ -111,6 +111,14 @@ def test_events_are_immutable_and_annotations_are_copied() -> None:
         event.annotations["b"] = "x"  # type: ignore[index]
 
 
+def test_events_are_hashable_as_frozen_values_are() -> None:
+    """An Event, with annotations or without, is a set member and a dict key: equal events
+    hash alike (``hash()`` raised TypeError: unhashable type 'mappingproxy')."""
+    annotated, same = _event(annotations={"a": "1"}), _event(annotations={"a": "1"})
+    assert hash(annotated) == hash(same)
+    assert len({annotated, same, _event(), _event(annotations={"a": "2"})}) == 3
+
+
 def test_replaced_builds_a_new_event_only_where_a_change_changes_something() -> None:
     """A write's changes that equal what the event holds (a new event's create and its answer)
     keep the event itself; any other change replaces it, the annotations copied as ever."""
