@@ -200,7 +200,7 @@ def _settle(options: CorrelatorOptions) -> _correlation.Settings:
 @dataclasses.dataclass(frozen=True, slots=True)
 class CorrelateResult:
     """What to do with one event, as :meth:`EventCorrelator.correlate` says (client-go's
-    ``EventCorrelateResult``). A plain frozen value."""
+    ``EventCorrelateResult``). A plain frozen value of ``event``, ``patch`` and ``skip``."""
 
     event: models.Event | None
     """The event to write, or ``None`` when ``skip`` is true."""
@@ -208,7 +208,8 @@ class CorrelateResult:
     """The count patch when ``event`` repeats one already written, else ``None``."""
     skip: bool
     """True when the spam filter held the event back: write nothing now."""
-    observed: models.Event | None = None
+    # not in the value: a result equals the CorrelateResult(event, patch, skip) the API names
+    observed: models.Event | None = dataclasses.field(default=None, compare=False)
     """The event as counted (name, first timestamp and count carried over), skipped or not,
     so that a held-back count can be sent later. Not in client-go."""
 

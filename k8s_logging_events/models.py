@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from k8s_logging_events.references import ObjectReference, object_reference
+from k8s_logging_events.references import InvalidObjectError, ObjectReference, object_reference
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -22,6 +22,7 @@ __all__ = [
     "Event",
     "EventSeries",
     "EventSource",
+    "InvalidObjectError",
     "Namer",
     "ObjectReference",
     "Occurrence",
@@ -100,7 +101,8 @@ class Event:
     related: ObjectReference | None = None
     reporting_controller: str = ""
     reporting_instance: str = ""
-    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    # no hash of its own (a mapping): equal events still hash alike, by the other fields
+    annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
     resource_version: str = ""
 
     def __post_init__(self) -> None:

@@ -176,15 +176,15 @@ class EventBroadcaster:
             lambda event: _structured.log_structured(target, level, event)
         )
 
-    def start_recording_to_sink(self, event_sink: sink.EventSink) -> broadcaster.Watcher:
-        """Correlate every event and write it to ``event_sink``, with a correlator of its own:
+    def start_recording_to_sink(self, sink: sink.EventSink) -> broadcaster.Watcher:
+        """Correlate every event and write it to ``sink``, with a correlator of its own:
         series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
         thread while ``api_known`` is False), else client-go's counts. What is no
         :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
-        if not _pending.is_event_sink(event_sink):  # a URL, say: every event would fail
-            raise TypeError(f"not an EventSink (create, update, patch): {event_sink!r}")
+        if not _pending.is_event_sink(sink):  # a URL, say: every event would fail
+            raise TypeError(f"not an EventSink (create, update, patch): {sink!r}")
         writes = _pending.Writes(
-            event_sink,
+            sink,
             None,
             self._counters,
             options=self._options,
@@ -194,7 +194,7 @@ class EventBroadcaster:
             namer=self._namer,
         )
         return self._runtime.add_recording(
-            _pool.Recording(writes, lambda: self._correlation_for(event_sink))
+            _pool.Recording(writes, lambda: self._correlation_for(sink))
         )
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -353,9 +353,35 @@ Notes = Mapping[str, str] | None  # the annotations of a recorder's call, if it 
 FormatArgs = tuple[object, ...]  # the arguments of a recorder's format
 
 
-class RecorderCalls:
-    """client-go's three calls of a recorder, each one :meth:`_recordf`: shared by
-    :class:`EventRecorder` and ``testing.FakeRecorder``."""
+class EventRecorder:
+    """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
+
+    Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
+    but ``Normal``/``Warning``, a reason, message or action that is no ``str``, annotations
+    the API server refuses, a format error) is reported on the ``k8s_logging_events``
+    logger, counted ``invalid``, and makes no event. ``default_namespace`` files a
+    namespaced built-in object that has no namespace; events about objects without one
+    still go to ``default``.
+    """
+
+    def __init__(
+        self,
+        broadcaster: EventBroadcaster,
+        source: models.EventSource,
+        *,
+        clock: clock_mod.Clock | None = None,
+        default_namespace: str = models.DEFAULT_NAMESPACE,
+    ) -> None:
+        self._broadcaster = broadcaster
+        self._queue = broadcaster._runtime.offer  # a full queue is a counted drop, never a wait
+        self._source = source
+        self._clock = clock or clock_mod.SystemClock()
+        self._default_namespace = default_namespace
+
+    @property
+    def source(self) -> models.EventSource:
+        """Who these events come from."""
+        return self._source
 
     def event(self, obj: object, type: str, reason: str, message: str) -> None:
         """Record an event about ``obj`` with this ``message``."""
@@ -390,44 +416,6 @@ class RecorderCalls:
                 )
                 return
         self._record_call(obj, notes, type, reason, message)
-
-    def _refuse_format(self, msg: str, *args: object) -> None:
-        """Say on the library's logger that a call made no event: its format did not fit."""
-        _diagnostics.report(logging.ERROR, msg, *args)
-
-    def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
-        raise NotImplementedError
-
-
-class EventRecorder(RecorderCalls):
-    """Records events about objects on behalf of one source (client-go's ``EventRecorder``).
-
-    Never raises into the caller: bad input (an object it cannot refer to, an Event, a type
-    but ``Normal``/``Warning``, a reason, message or action that is no ``str``, annotations
-    the API server refuses, a format error) is reported on the ``k8s_logging_events``
-    logger, counted ``invalid``, and makes no event. ``default_namespace`` files a
-    namespaced built-in object that has no namespace; events about objects without one
-    still go to ``default``.
-    """
-
-    def __init__(
-        self,
-        broadcaster: EventBroadcaster,
-        source: models.EventSource,
-        *,
-        clock: clock_mod.Clock | None = None,
-        default_namespace: str = models.DEFAULT_NAMESPACE,
-    ) -> None:
-        self._broadcaster = broadcaster
-        self._queue = broadcaster._runtime.offer  # a full queue is a counted drop, never a wait
-        self._source = source
-        self._clock = clock or clock_mod.SystemClock()
-        self._default_namespace = default_namespace
-
-    @property
-    def source(self) -> models.EventSource:
-        """Who these events come from."""
-        return self._source
 
     def _refuse_format(self, msg: str, *args: object) -> None:
         self._broadcaster._report("bad-format", msg, *args)

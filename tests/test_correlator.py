@@ -910,6 +910,18 @@ class TestObserver:
         assert repeat != first
         assert repr(repeat).startswith(f"CorrelateResult(event={repeat.event!r}, patch=b'")
 
+    def test_a_result_equals_the_value_of_event_patch_and_skip_the_api_names(self) -> None:
+        """``CorrelateResult(event, patch, skip)`` is the API's value: what ``correlate`` returns
+        equals one built from those three, a held occurrence (its counted event kept aside in
+        ``observed``) included."""
+        correlator = new_correlator(FakeClock(), burst_size=1)
+        event = _similar(0)
+        assert correlator.correlate(event) == corr.CorrelateResult(event, None, False)
+        held = correlator.correlate(event)
+        assert held == corr.CorrelateResult(None, None, True)
+        assert held.observed is not None
+        assert held.observed.count == 2
+
     def test_repeat_carries_name_first_timestamp_and_resource_version(self) -> None:
         """A repeat takes stored name, first timestamp and version; keeps its last and message."""
         clock = FakeClock()

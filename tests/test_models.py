@@ -111,6 +111,14 @@ def test_events_are_immutable_and_annotations_are_copied() -> None:
         event.annotations["b"] = "x"  # type: ignore[index]
 
 
+def test_events_are_hashable_as_frozen_values_are() -> None:
+    """An Event, with annotations or without, is a set member and a dict key: equal events
+    hash alike (``hash()`` raised TypeError: unhashable type 'mappingproxy')."""
+    annotated, same = _event(annotations={"a": "1"}), _event(annotations={"a": "1"})
+    assert hash(annotated) == hash(same)
+    assert len({annotated, same, _event(), _event(annotations={"a": "2"})}) == 3
+
+
 def test_replaced_builds_a_new_event_only_where_a_change_changes_something() -> None:
     """A write's changes that equal what the event holds (a new event's create and its answer)
     keep the event itself; any other change replaces it, the annotations copied as ever."""
@@ -258,3 +266,11 @@ def test_an_event_copies_and_pickles_as_the_value_it_is(copied, annotations) -> 
     assert dict(again.annotations) == annotations
     with pytest.raises(TypeError):
         again.annotations["x"] = "y"
+
+
+def test_object_reference_raises_the_invalid_object_error_its_module_exports() -> None:
+    """``models.object_reference`` and the ``InvalidObjectError`` it raises come from one
+    module, so ``except models.InvalidObjectError`` catches what it raises."""
+    with pytest.raises(models.InvalidObjectError, match="cannot refer to int 5"):
+        models.object_reference(5)
+    assert issubclass(models.InvalidObjectError, ValueError)

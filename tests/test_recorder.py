@@ -109,6 +109,17 @@ def test_repeats_are_patched_with_counts_and_new_events_created(make_broadcaster
         assert event.source == models.EventSource(component="eventTest", host="node-1")
 
 
+def test_start_recording_to_sink_takes_its_sink_by_keyword(make_broadcaster) -> None:
+    """The API's parameter name: ``start_recording_to_sink(sink=...)`` records as a positional
+    sink does."""
+    b = make_broadcaster()
+    fake = FakeEventSink()
+    b.start_recording_to_sink(sink=fake)
+    b.new_recorder("eventTest").event(_pod(), models.NORMAL, "Started", "m")
+    assert b.flush(5)
+    assert _written(fake) == [("create", 1)]
+
+
 def test_start_logging_writes_client_go_line(make_broadcaster) -> None:
     """StartLogging's text: the Go rendering of the reference, type, reason and message."""
     b = make_broadcaster()

@@ -92,6 +92,19 @@ class TestFakeRecorder:
         recorder.eventf(POD, "Warning", "Failed", "%d of %d", 1, 2)
         assert recorder.events == ["Normal Started done", "Warning Failed 1 of 2"]
 
+    def test_is_an_event_recorder_for_code_that_takes_one(self) -> None:
+        """Code that takes an ``EventRecorder`` (typed so, or checking with ``isinstance``)
+        takes the fake, whose calls are kept as strings: it has no broadcaster nor source."""
+
+        def reconcile(events: recorder.EventRecorder) -> None:
+            if isinstance(events, recorder.EventRecorder):
+                events.event(POD, "Normal", "Synced", "ok")
+
+        fake = FakeRecorder()
+        reconcile(fake)
+        assert fake.events == ["Normal Synced ok"]
+        assert fake.source == models.EventSource()
+
     def test_include_object_and_annotations_suffixes(self) -> None:
         """The object's kind/apiVersion and sorted annotations are appended as in Go."""
         recorder = FakeRecorder(include_object=True)

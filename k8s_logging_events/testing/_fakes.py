@@ -12,18 +12,20 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from k8s_logging_events import models, recorder, sink
+from k8s_logging_events import _diagnostics, models, recorder, sink
 from k8s_logging_events.recorder import Notes
 from k8s_logging_events.testing.apiserver._patch import apply_merge_patch
 
 
-class FakeRecorder(recorder.RecorderCalls):
-    """An event recorder that keeps one string per call instead of recording anything.
+class FakeRecorder(recorder.EventRecorder):
+    """An :class:`~k8s_logging_events.recorder.EventRecorder` that keeps one string per call
+    instead of recording anything (no broadcaster behind it, and its ``source`` is empty).
 
     Each call appends ``"<type> <reason> <message>"`` to :attr:`events`, as client-go's
     ``FakeRecorder`` does: with ``include_object``, `` involvedObject{kind=Pod,apiVersion=v1}``
@@ -38,11 +40,15 @@ class FakeRecorder(recorder.RecorderCalls):
         include_object: add the involved object's kind and apiVersion to each string.
     """
 
-    def __init__(self, *, include_object: bool = False) -> None:
+    def __init__(self, *, include_object: bool = False) -> None:  # nothing to broadcast to
+        self._source = models.EventSource()
         self.include_object = include_object
         self.events: list[str] = []
         """One string per recorded call, in order."""
         self._lock = threading.Lock()
+
+    def _refuse_format(self, msg: str, *args: object) -> None:  # no broadcaster to count it
+        _diagnostics.report(logging.ERROR, msg, *args)
 
     def _record_call(self, obj: object, notes: Notes, type: str, reason: str, message: str) -> None:
         self._keep(obj, f"{type} {reason} {message}", notes)
