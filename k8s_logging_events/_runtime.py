@@ -2,8 +2,9 @@
 
 The middle of the pipeline (docs/architecture.md): the recorder offers occurrences to one
 queue on the caller's thread; one dispatcher drains it in batches and hands them on; writer
-threads (bounded, alive only while there is work) make the requests. Nothing else starts a
-thread. The thread rules, cited by number (in full: docs/architecture.md):
+threads (bounded, alive only while there is work) make the requests. Nothing else in the
+pipeline starts a thread (the handler's close under dictConfig's lock excepted: rule 4). The
+thread rules, cited by number (in full: docs/architecture.md):
 
 1. No wait without a timeout.
 2. Never wait holding a lock another of our threads needs (nor across a request or a join).

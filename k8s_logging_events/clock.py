@@ -1,9 +1,11 @@
-"""Time and sleeping, injected everywhere the pipeline waits or stamps.
+"""Time and sleeping, injected wherever the pipeline stamps or schedules.
 
 Timestamps written into events come from :meth:`Clock.now` (the wall clock, which may step);
-every duration is measured on :meth:`Clock.monotonic`. Nothing in the library reads a clock
-or sleeps directly: each part takes a :class:`Clock` (``clock=``) and a :class:`Sleeper`
-(``sleep=``), so tests drive both with :class:`k8s_logging_events.testing.FakeClock`.
+every duration the library schedules (correlation, back-offs, the rate limit) is measured on
+:meth:`Clock.monotonic`. Each part takes a :class:`Clock` (``clock=``) and a :class:`Sleeper`
+(``sleep=``), so tests drive both with :class:`k8s_logging_events.testing.FakeClock`. Only
+what bounds a real wait (deadlines, stall detection, a socket's timeout) reads
+``time.monotonic()`` itself (docs/architecture.md, thread rule 8).
 """
 
 from __future__ import annotations

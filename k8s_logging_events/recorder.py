@@ -54,8 +54,9 @@ class EventBroadcaster:
     """Receives events from recorders and hands each one to every watcher started on it.
 
     Every keyword but ``rng`` and ``name`` is a field of ``_options.BroadcasterOptions``,
-    described there (``correlator_options`` is its ``correlator``); defaults are client-go's,
-    names too (``"timestamp"``, unless ``correlator_options`` ask for deterministic ones).
+    described there (``correlator_options`` is its ``correlator``); defaults are client-go's
+    (its queue of 1,000, 12 tries 10 s apart), names too (``"timestamp"``, unless
+    ``correlator_options`` ask for deterministic ones), and 4 ``writers``, which it lacks.
     Call :meth:`shutdown` before the process ends, as client-go's users call ``Shutdown()``:
     its threads are daemons, and nothing else writes what is still queued at exit. Each
     keyword is checked as the handler's option of that name: a value of the wrong kind or

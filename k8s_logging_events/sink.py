@@ -115,7 +115,11 @@ class KubernetesEventSink:
         ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
             server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``;
             ``sleep`` is of another shape (``time.sleep``); ``qps``, ``burst``,
-            ``drain_qps`` or ``request_timeout`` is no number of their range (as the handler's).
+            ``drain_qps`` or ``request_timeout`` is no number of their range (as the handler's);
+            ``kubeconfig`` or ``context`` beside an ``api_client`` (or a :meth:`from_url`
+            URL), whose cluster they cannot change.
+        kubernetes.config.ConfigException: given no ``api_client``, no configuration was
+            found (no service account, no kubeconfig file), or its context is not in it.
     """
 
     def __init__(
@@ -134,6 +138,9 @@ class KubernetesEventSink:
     ) -> None:
         if api not in (CORE_V1, EVENTS_V1, "auto"):
             raise ValueError(f"api must be {CORE_V1!r}, {EVENTS_V1!r} or 'auto', not {api!r}")
+        if api_client is not None and (kubeconfig is not None or context is not None):
+            # as the handler refuses them beside a URL or a sink: the client names its cluster
+            raise ValueError("kubeconfig and context choose the cluster without an api_client")
         # checked as the handler's options are: a request_timeout of -1 or "5" failed every write
         qps = _numbers.number("qps", qps, minimum=0, meaning=_numbers.RATE)
         burst = _numbers.whole("burst", burst, minimum=1)

@@ -7,6 +7,7 @@ pytest example runs in a pytest of its own; the YAML files are loaded and checke
 
 from __future__ import annotations
 
+import argparse
 import ast
 import importlib.util
 import inspect
@@ -23,7 +24,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from k8s_logging_events import KubernetesEventHandler
+from k8s_logging_events import CorrelatorOptions, KubernetesEventHandler, _cli, _options
 from k8s_logging_events.testing import LocalApiServer
 from tests._recipes import recipe, recipes
 
@@ -542,6 +543,9 @@ class TestDocumentedSnippets:
         )
 
 
+DOCS = ROOT / "docs"
+
+
 class TestConfigurationReference:
     """docs/configuration.md lists every option of the handler and of LocalApiServer with its
     default, and every counter of stats(), as the code has them."""
@@ -596,6 +600,56 @@ class TestConfigurationReference:
         defaults = self._defaults(inspect.signature(LocalApiServer))
         documented = {name: self._documented(cell, ast.literal_eval) for name, cell in rows.items()}
         assert documented == defaults
+
+    def test_every_correlator_key_with_its_default(self) -> None:
+        """The ``correlator`` row names each key the option takes, and each default it gives
+        in parentheses (``burst_size`` (25), ``qps`` (1/300)) is the one a 0 resolves to."""
+        row = next(
+            line for line in self.DOC.read_text().splitlines() if line.startswith("| `correlator`")
+        )
+        assert [key for key in _options.CORRELATOR_KEYS if not re.search(f"`{key}[`:]", row)] == []
+        resolved = CorrelatorOptions().resolved()
+        stated = re.findall(r"`(\w+)` \((\d+)(?:/(\d+))?\)", row)
+        assert len(stated) == 5
+        for key, number, per in stated:
+            assert getattr(resolved, key) == pytest.approx(int(number) / int(per or 1)), key
+
+    def test_every_environment_variable_the_library_reads(self) -> None:
+        """Each variable the package reads (``os.environ.get("NAME")``, or a named constant)
+        is named somewhere in docs/ or the README: one read nowhere said is a setting no
+        user can find."""
+        read = {_options.COMPONENT_ENV, "NODE_NAME"}  # named by a constant, read in a loop
+        for path in (ROOT / "k8s_logging_events").rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "get"
+                    and "env" in ast.unparse(node.func.value)
+                    and node.args
+                    and isinstance(node.args[0], ast.Constant)
+                ):
+                    read.add(str(node.args[0].value))
+        docs = "".join(page.read_text() for page in [ROOT / "README.md", *DOCS.glob("*.md")])
+        assert len(read) >= 9
+        assert sorted(name for name in read if f"`{name}`" not in docs) == []
+
+    @pytest.mark.parametrize("command", ["demo", "apiserver"])
+    def test_every_command_line_flag(self, command: str) -> None:
+        """Each flag of ``python -m k8s_logging_events COMMAND`` is named in a paragraph (or
+        a command line) of docs/ or the README that names the command."""
+        parser = _cli.build_parser()
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        flags = {
+            flag
+            for action in commands.choices[command]._actions
+            for flag in action.option_strings
+            if flag not in ("-h", "--help")
+        }
+        docs = "".join(page.read_text() for page in [ROOT / "README.md", *DOCS.glob("*.md")])
+        paragraphs = [text for text in docs.split("\n\n") if command in text]
+        said = {flag for flag in flags for text in paragraphs if re.search(rf"{flag}\b", text)}
+        assert sorted(flags - said) == []
 
     def test_every_counter(self) -> None:
         """The Counters table names every key of handler.stats()."""

@@ -237,6 +237,19 @@ class TestKubernetesEventSink:
         with pytest.raises(ValueError, match="sleep"):
             sink.KubernetesEventSink(client.ApiClient(), sleep=sleep)
 
+    @pytest.mark.parametrize("chosen", [{"kubeconfig": "kc"}, {"context": "prod"}])
+    def test_a_kubeconfig_or_context_beside_a_client_or_url_is_refused(
+        self, server: LocalApiServer, chosen: dict[str, Any]
+    ) -> None:
+        """``KubernetesEventSink(api_client, context="prod")`` (or ``from_url(url,
+        kubeconfig=...)``) was taken and wrote to the client's cluster, the option silently
+        ignored. They choose the cluster of a sink that builds its own client alone, so they
+        are refused beside one, as the handler refuses them beside a sink URL or object."""
+        with server.api_client() as api_client, pytest.raises(ValueError, match="without an api"):
+            sink.KubernetesEventSink(api_client, **chosen)
+        with pytest.raises(ValueError, match="without an api"):
+            sink.KubernetesEventSink.from_url(server.url, **chosen)
+
     def test_without_a_client_it_reads_the_kubeconfig_into_a_private_configuration(
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
