@@ -128,10 +128,15 @@ def shown_url(url: str) -> str:
 def checked_proxy(configuration: Any) -> None:
     """Check the proxy URL of ``configuration`` (a kubeconfig's ``proxy-url``, else
     ``HTTPS_PROXY`` or ``HTTP_PROXY``) before a client is built on it, as urllib3 reads it
-    right then; and send its user name and password as Basic ``Proxy-Authorization``, as
-    Go's transport (kubectl's) does: urllib3 ignores them, and the proxy answered 407.
+    right then (``NO_PROXY`` applies to the environment's alone); and send its user name and
+    password as Basic ``Proxy-Authorization``, as Go's transport (kubectl's) does: urllib3
+    ignores them, and the proxy answered 407.
     The environment's proxy is not for a loopback host, which Go's never proxies: every
     write to ``kubectl proxy`` went to a corporate proxy, and failed."""
+    if not configuration._proxy_from_env:
+        # a kubeconfig's proxy-url carries every request in Go's transport, whatever NO_PROXY
+        # says: a NO_PROXY naming the cluster's addresses sent the writes past the proxy
+        configuration.no_proxy = None
     host = urlsplit(str(configuration.host)).hostname or ""
     with contextlib.suppress(ValueError):  # a name, not an address: only localhost is loopback
         address = ipaddress.ip_address("::1" if host == "localhost" else host)

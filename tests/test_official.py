@@ -317,6 +317,36 @@ def test_a_kubeconfig_s_client_certificate_data_outlives_the_clean_up_behind_a_p
         assert proxy.tunnels == 1
 
 
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*"])
+def test_a_kubeconfig_s_proxy_url_carries_the_writes_whatever_no_proxy_says(
+    no_proxy, monkeypatch, tmp_path: Path
+) -> None:
+    """A cluster reached through its kubeconfig's ``proxy-url`` (a bastion's proxy), on a
+    machine whose ``NO_PROXY`` names the cluster's addresses (10.0.0.0/8, as corporate
+    settings do): kubectl's transport takes ``proxy-url`` for every request and reads no
+    ``NO_PROXY``, but the sink's client let ``NO_PROXY`` bypass it and wrote to the server
+    directly, which only the proxy can reach. The write goes through the proxy."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    proxy = _ConnectProxy()
+    with LocalApiServer(tls=True, token="s3cret") as server:
+        text = json.loads(server.kubeconfig())
+        text["clusters"][0]["cluster"]["proxy-url"] = proxy.url
+        (tmp_path / "kubeconfig").write_text(json.dumps(text))
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "kubeconfig"), qps=0)
+        ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+        try:
+            events_sink.create(
+                models.Event(name="web-0.1", namespace="default", involved_object=ref)
+            )
+        finally:
+            events_sink.close()
+            proxy.close()
+        assert proxy.tunnels == 1
+        assert [event["metadata"]["name"] for event in server.events("default")] == ["web-0.1"]
+
+
 class _Oversized:
     """A raw server that answers every request 201 with a body of ``size`` spaces, and
     counts the bytes it could send before the client went away."""
