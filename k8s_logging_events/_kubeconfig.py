@@ -167,8 +167,14 @@ def check_readable(url: str, what: str = "the API server URL") -> None:
     """Raise ValueError for a URL (the server's, a proxy's) with a user name or password that
     urllib3 cannot read (the client's errors, for a proxy as the client is built, would
     quote the password): one holding an unencoded ``/``, ``#`` or ``?`` hides its host,
-    and a port out of range has urllib3 quote the whole URL."""
+    and a port out of range has urllib3 quote the whole URL. So is any URL whose port is
+    no port (``:6443x``, ``:99999``, a ``KUBERNETES_SERVICE_PORT`` of a name): every write
+    failed, retried in vain, where kubectl refuses the URL at once."""
     if "@" not in url.partition("//")[2]:
+        try:
+            urlsplit(url).port  # noqa: B018 - a port that is no number, or out of range, raises
+        except ValueError as error:  # its text holds the port alone
+            raise ValueError(f"{what} ({shown_url(url)}) cannot be read: {error}") from None
         return
     if "@" not in urlsplit(url).netloc:
         elsewhere = ", or give the credentials as the kubeconfig's user" if "server" in what else ""

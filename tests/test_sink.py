@@ -378,6 +378,33 @@ def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
     assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
 
 
+@pytest.mark.parametrize("port", ["6443x", "99999"])
+def test_a_kubeconfig_server_whose_port_is_no_port_is_refused_once_and_never_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, port: str
+) -> None:
+    """A kubeconfig's ``server: https://10.0.0.1:6443x`` (a typo; or 99999, or an in-cluster
+    ``KUBERNETES_SERVICE_PORT`` that is a name): kubectl refuses the URL at once, but the
+    sink was built and every write failed on urllib3's ``Failed to parse``, each one retried
+    ``max_tries`` times and reported as delayed. The sink is refused when it is built, the
+    handler says why once, and its writes fail at their first try."""
+    caplog.set_level(logging.WARNING, logger="k8s_logging_events")
+    _use_kubeconfig(tmp_path, monkeypatch, f"https://10.0.0.1:{port}", {"token": "t"})
+    with pytest.raises(ValueError, match=rf"the API server URL \(https://10.0.0.1:{port}\)"):
+        sink.KubernetesEventSink(qps=0)
+    clock = FakeClock(T0)
+    handler = KubernetesEventHandler(clock=clock, sleep=clock.sleep, sleep_duration=0.0)
+    try:
+        for name in ("web-0", "web-1"):
+            handler.handle(logging.makeLogRecord({"msg": "one", "involved": _ref(name)}))
+        handler.flush()
+        assert handler.stats()["failed"] == 2
+    finally:
+        handler.close()
+    texts = [r.getMessage() for r in caplog.records]
+    assert len([t for t in texts if "Unable to build a Kubernetes client" in t]) == 1, texts
+    assert not [t for t in texts if "will retry" in t], texts
+
+
 @pytest.mark.parametrize(
     "url", ["admin:S3cretPw@127.0.0.1:8001", "127.0.0.1:8001", "ftp://127.0.0.1:8001"]
 )
