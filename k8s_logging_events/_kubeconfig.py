@@ -215,7 +215,7 @@ def default_api_client(
         sources = ["a bearer token"]
     else:
         # the client reads KUBECONFIG once, at import; read it now so a later change counts
-        path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        path = _without_empty_files(kubeconfig or os.environ.get("KUBECONFIG") or None)
 
         def load(target: Any) -> None:
             loader.load_kube_config(
@@ -255,6 +255,25 @@ def default_api_client(
     api_client = client.ApiClient(configuration)
     _hold_written_ca(api_client)
     return api_client, describe_credentials(configuration, origin, sources)
+
+
+def _without_empty_files(path: str | None) -> str | None:
+    """``path``, a KUBECONFIG list, without its empty files (or of comments alone), which
+    client-go reads as no configuration and the client refuses ("file is empty"): one such
+    file among several (a ``~/.kube/config`` just touched) failed every write, where kubectl
+    reads the others. An empty file alone stays, for the client to say so."""
+    import yaml  # the kubernetes client depends on PyYAML
+
+    def empty(name: str) -> bool:
+        try:
+            with open(os.path.expanduser(name), encoding="utf-8") as file:
+                return yaml.safe_load(file) is None
+        except Exception:  # missing, unreadable, no YAML: the client's to skip or to report
+            return False
+
+    names = (path or "").split(os.pathsep)
+    kept = [name for name in names if name and not empty(name)]
+    return os.pathsep.join(kept) if len(names) > 1 and kept else path
 
 
 def _hold_written_ca(api_client: Any) -> None:

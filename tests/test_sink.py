@@ -378,6 +378,26 @@ def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
     assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
 
 
+@pytest.mark.parametrize("empty", ["", "# written by an installer\n"])
+def test_an_empty_file_in_kubeconfig_s_list_is_read_as_no_configuration(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    """``KUBECONFIG=~/.kube/config:cluster.yaml`` where the first file is empty (touched by
+    an installer, or of comments alone): kubectl reads it as no configuration and uses the
+    others, but the client refused the whole list ("Invalid kube-config. ... file is
+    empty"), so the sink could not be built and every write failed. It writes to the
+    server the other file names."""
+    (tmp_path / "config").write_text(empty)
+    server.kubeconfig(tmp_path / "cluster.yaml")
+    monkeypatch.setenv(
+        "KUBECONFIG", f"{tmp_path / 'config'}{os.pathsep}{tmp_path / 'cluster.yaml'}"
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with sink.KubernetesEventSink(qps=0) as events_sink:
+        events_sink.create(_event())
+    assert [event["metadata"]["name"] for event in server.events()] == ["web-0.1"]
+
+
 @pytest.mark.parametrize("port", ["6443x", "99999"])
 def test_a_kubeconfig_server_whose_port_is_no_port_is_refused_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, port: str
