@@ -327,7 +327,7 @@ RENEW_SECONDS = 60.0
 (client-go's period)."""
 
 
-class _Renewal:
+class _Renewal(_process.Locked):
     """The refresh hook of a configuration the sink built (a plain callable to the client).
 
     Its token comes from a copy loaded as the configuration was, which the client's own hook
@@ -335,8 +335,10 @@ class _Renewal:
     client-go does, the copy is loaded anew after a 401 (:func:`refused`; a plugin's once a
     minute at most), while it holds no token (an exec plugin that failed: raised, for the
     writer to retry, not sent without credentials), and when a ``tokenFile``'s token is
-    :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. No lock: writers
-    loading at once load twice.
+    :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. One writer loads
+    at a time, as in client-go's exec authenticator: the writers that found a plugin's token
+    expired together each ran the plugin (eight processes, or eight prompts of an
+    interactive one), where the first's token does for all.
     """
 
     def __init__(
@@ -347,6 +349,7 @@ class _Renewal:
         periodic: bool,
         monotonic: Callable[[], float],
     ) -> None:
+        super().__init__()
         self._load = load
         self._origin = origin
         self._periodic = periodic
@@ -370,12 +373,13 @@ class _Renewal:
             self._refused_at, self._stale = now, True
 
     def __call__(self, configuration: Any) -> None:
-        copy = self._copy
-        due = self._periodic and self._monotonic() - self._loaded_at >= RENEW_SECONDS
-        if self._stale or due or not _token(copy):
-            copy = self._reload(copy)
-        elif copy.refresh_api_key_hook is not None:
-            copy.refresh_api_key_hook(copy)
+        with self._lock:  # on a writer, counted as waiting for credentials (_official)
+            copy = self._copy
+            due = self._periodic and self._monotonic() - self._loaded_at >= RENEW_SECONDS
+            if self._stale or due or not _token(copy):
+                copy = self._reload(copy)
+            elif copy.refresh_api_key_hook is not None:
+                copy.refresh_api_key_hook(copy)
         # an empty token keeps the client calling this hook
         configuration.api_key = {"BearerToken": _token(copy)}
 

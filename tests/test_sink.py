@@ -526,6 +526,21 @@ print(json.dumps({{**kind, "status": {{"token": "from-plugin-run-" + str(run)}}}
 """
 
 
+_PLUGIN_EXPIRED_FIRST = """#!{python}
+# an exec credential plugin whose first token is already expired, and whose runs take a while
+import json, pathlib, time
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+time.sleep(0.3 if run > 1 else 0)
+expiry = "2000-01-01T00:00:00Z" if run == 1 else "2999-01-01T00:00:00Z"
+status = {{"token": "from-plugin-run-" + str(run), "expirationTimestamp": expiry}}
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": status}}))
+"""
+
+
 class TestCredentialsLoadedAgain:
     """The official client loads a kubeconfig's credentials once (an exec plugin's token
     again past its expiry) and the in-cluster token once a minute; client-go loads them again
@@ -660,6 +675,36 @@ class TestCredentialsLoadedAgain:
         # built; after the first 401; after the 401 a minute later
         runs = [2] + [3] * 3 + [4] * 2
         assert _sent_tokens(server) == [f"Bearer from-plugin-run-{run}" for run in runs]
+
+    def test_writers_that_find_a_plugins_token_expired_together_run_it_once(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The plugin's token expires (here the first run's, already expired) while several
+        writers send: each of them ran the plugin (``aws eks get-token`` a second of CPU
+        each; an interactive plugin prompted once per writer). As in client-go, one runs it
+        and the others send its token."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_EXPIRED_FIRST.format(python=sys.executable))
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        start = threading.Barrier(4)
+
+        def write(number: int) -> None:
+            start.wait(10)
+            s.create(_event(name=f"web-0.{number}"))
+
+        threads = [threading.Thread(target=write, args=(number,)) for number in range(4)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        finally:
+            s.close()
+        assert (tmp_path / "runs").read_text() == "2"
+        assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 4
 
     def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
         """A short program (a Job, a cron task) logs a warning and ends: the sink's client
