@@ -132,8 +132,10 @@ def checked_proxy(configuration: Any) -> None:
     password as Basic ``Proxy-Authorization``, as Go's transport (kubectl's) does: urllib3
     ignores them, and the proxy answered 407.
     The environment's proxy is not for a loopback host, which Go's never proxies: every
-    write to ``kubectl proxy`` went to a corporate proxy, and failed."""
-    if not configuration._proxy_from_env:
+    write to ``kubectl proxy`` went to a corporate proxy, and failed; without a scheme, it
+    is http, as in Go."""
+    from_env = configuration._proxy_from_env
+    if not from_env:
         # a kubeconfig's proxy-url carries every request in Go's transport, whatever NO_PROXY
         # says: a NO_PROXY naming the cluster's addresses sent the writes past the proxy
         configuration.no_proxy = None
@@ -142,9 +144,13 @@ def checked_proxy(configuration: Any) -> None:
         address = ipaddress.ip_address("::1" if host == "localhost" else host)
         # ::ffff:127.0.0.1 is loopback to Go, to Python's is_loopback only from 3.13
         address = getattr(address, "ipv4_mapped", None) or address
-        if configuration._proxy_from_env and address.is_loopback:
+        if from_env and address.is_loopback:
             configuration.proxy = None
     url = str(getattr(configuration, "proxy", None) or "")
+    if from_env and url and "://" not in url:
+        # HTTPS_PROXY=proxy.corp:3128, which Go's transport (and curl) take for http://:
+        # urllib3 refused it, so no client was built and every event was lost
+        url = configuration.proxy = f"http://{url}"
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)
     if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS

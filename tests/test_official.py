@@ -459,6 +459,36 @@ def test_only_a_loopback_server_bypasses_the_environments_proxy(url, pool, monke
     assert type(events_sink.api_client.rest_client.pool_manager).__name__ == pool
 
 
+@pytest.mark.parametrize("origin", ["url", "kubeconfig"])
+def test_an_environment_proxy_without_a_scheme_is_an_http_proxy(
+    origin, monkeypatch, tmp_path: Path
+) -> None:
+    """``HTTPS_PROXY=proxy.corp:3128``, as many machines set it: Go's transport (kubectl's)
+    and curl take it for ``http://proxy.corp:3128``, but urllib3 refused it ("Proxy URL had
+    no scheme"), so the sink's client was never built and every event was lost. It is the
+    http proxy Go makes of it."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "127.0.0.1:9")  # never reached
+    if origin == "url":
+        events_sink = sink.KubernetesEventSink.from_url("https://192.0.2.1:6443", qps=0)
+    else:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": "https://192.0.2.1:6443"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+        (tmp_path / "config").write_text(json.dumps(config))
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "config"), qps=0)
+    events_sink.close()
+    proxy = events_sink.api_client.rest_client.pool_manager.proxy
+    assert proxy is not None
+    assert proxy.url == "http://127.0.0.1:9"
+
+
 _FAILING_PLUGIN = """#!{python}
 # an exec credential plugin: a token (already expired, so that the next request runs the
 # plugin again) until its {fail_at}th run, which prints what is no ExecCredential
