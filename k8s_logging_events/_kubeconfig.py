@@ -132,20 +132,28 @@ def checked_proxy(configuration: Any) -> None:
     password as Basic ``Proxy-Authorization``, as Go's transport (kubectl's) does: urllib3
     ignores them, and the proxy answered 407.
     The environment's proxy is not for a loopback host, which Go's never proxies: every
-    write to ``kubectl proxy`` went to a corporate proxy, and failed; without a scheme, it
-    is http, as in Go."""
+    write to ``kubectl proxy`` went to a corporate proxy, and failed; nor is ``ALL_PROXY``,
+    which Go never reads; without a scheme, it is http, as in Go."""
+    from urllib.request import getproxies  # as the client reads them (imported with it)
+
     from_env = configuration._proxy_from_env
     if not from_env:
         # a kubeconfig's proxy-url carries every request in Go's transport, whatever NO_PROXY
         # says: a NO_PROXY naming the cluster's addresses sent the writes past the proxy
         configuration.no_proxy = None
-    host = urlsplit(str(configuration.host)).hostname or ""
+    server = urlsplit(str(configuration.host))
+    host = server.hostname or ""
     with contextlib.suppress(ValueError):  # a name, not an address: only localhost is loopback
         address = ipaddress.ip_address("::1" if host == "localhost" else host)
         # ::ffff:127.0.0.1 is loopback to Go, to Python's is_loopback only from 3.13
         address = getattr(address, "ipv4_mapped", None) or address
         if from_env and address.is_loopback:
             configuration.proxy = None
+    if from_env and not getproxies().get(server.scheme.lower()):
+        # ALL_PROXY alone, which the client falls back on and Go's transport never reads: a
+        # desktop's SOCKS one failed the client's build (no PySocks), an http one took the
+        # writes where kubectl's never go
+        configuration.proxy = None
     url = str(getattr(configuration, "proxy", None) or "")
     if from_env and url and "://" not in url:
         # HTTPS_PROXY=proxy.corp:3128, which Go's transport (and curl) take for http://:

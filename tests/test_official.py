@@ -459,6 +459,22 @@ def test_only_a_loopback_server_bypasses_the_environments_proxy(url, pool, monke
     assert type(events_sink.api_client.rest_client.pool_manager).__name__ == pool
 
 
+@pytest.mark.parametrize("proxy", ["http://127.0.0.1:9", "socks5://127.0.0.1:9"])
+def test_all_proxy_alone_is_no_proxy_for_the_api_server(proxy, monkeypatch) -> None:
+    """``ALL_PROXY`` set (a desktop's SOCKS tunnel, for other programs) and neither
+    ``HTTPS_PROXY`` nor ``HTTP_PROXY``: Go's transport (kubectl's) never reads it and
+    connects directly, but the client fell back on it: a SOCKS one failed the client's
+    build (``No module named 'socks'``: every event lost), an http one took the writes
+    through a proxy kubectl never uses. The sink connects directly, as kubectl."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
+    monkeypatch.setenv("ALL_PROXY", proxy)
+    events_sink = sink.KubernetesEventSink.from_url("https://192.0.2.1:6443", qps=0)
+    events_sink.close()
+    assert type(events_sink.api_client.rest_client.pool_manager).__name__ == "PoolManager"
+
+
 @pytest.mark.parametrize("origin", ["url", "kubeconfig"])
 def test_an_environment_proxy_without_a_scheme_is_an_http_proxy(
     origin, monkeypatch, tmp_path: Path
