@@ -43,6 +43,7 @@ logging.Manager.emittedNoHandlerWarning  # read by logging's last-resort warning
 retry_state.attempt_number  # read by tenacity's stop and wait strategies
 configuration.retries  # read by the kubernetes client's urllib3 pool manager
 configuration.proxy_headers  # sent by the kubernetes client's urllib3 ProxyManager to the proxy
+configuration.no_proxy  # read by the kubernetes client as it chooses its pool (proxy or not)
 configuration.ssl_ca_cert  # read by the kubernetes client's urllib3 pool manager
 configuration.api_key_prefix  # read by the kubernetes client's authentication settings
 _Collector.collect  # a prometheus_client collector: the registry calls it on each scrape

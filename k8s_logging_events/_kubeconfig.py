@@ -128,18 +128,37 @@ def shown_url(url: str) -> str:
 def checked_proxy(configuration: Any) -> None:
     """Check the proxy URL of ``configuration`` (a kubeconfig's ``proxy-url``, else
     ``HTTPS_PROXY`` or ``HTTP_PROXY``) before a client is built on it, as urllib3 reads it
-    right then; and send its user name and password as Basic ``Proxy-Authorization``, as
-    Go's transport (kubectl's) does: urllib3 ignores them, and the proxy answered 407.
+    right then (``NO_PROXY`` applies to the environment's alone); and send its user name and
+    password as Basic ``Proxy-Authorization``, as Go's transport (kubectl's) does: urllib3
+    ignores them, and the proxy answered 407.
     The environment's proxy is not for a loopback host, which Go's never proxies: every
-    write to ``kubectl proxy`` went to a corporate proxy, and failed."""
-    host = urlsplit(str(configuration.host)).hostname or ""
+    write to ``kubectl proxy`` went to a corporate proxy, and failed; nor is ``ALL_PROXY``,
+    which Go never reads; without a scheme, it is http, as in Go."""
+    from urllib.request import getproxies  # as the client reads them (imported with it)
+
+    from_env = configuration._proxy_from_env
+    if not from_env:
+        # a kubeconfig's proxy-url carries every request in Go's transport, whatever NO_PROXY
+        # says: a NO_PROXY naming the cluster's addresses sent the writes past the proxy
+        configuration.no_proxy = None
+    server = urlsplit(str(configuration.host))
+    host = server.hostname or ""
     with contextlib.suppress(ValueError):  # a name, not an address: only localhost is loopback
         address = ipaddress.ip_address("::1" if host == "localhost" else host)
         # ::ffff:127.0.0.1 is loopback to Go, to Python's is_loopback only from 3.13
         address = getattr(address, "ipv4_mapped", None) or address
-        if configuration._proxy_from_env and address.is_loopback:
+        if from_env and address.is_loopback:
             configuration.proxy = None
+    if from_env and not getproxies().get(server.scheme.lower()):
+        # ALL_PROXY alone, which the client falls back on and Go's transport never reads: a
+        # desktop's SOCKS one failed the client's build (no PySocks), an http one took the
+        # writes where kubectl's never go
+        configuration.proxy = None
     url = str(getattr(configuration, "proxy", None) or "")
+    if from_env and url and "://" not in url:
+        # HTTPS_PROXY=proxy.corp:3128, which Go's transport (and curl) take for http://:
+        # urllib3 refused it, so no client was built and every event was lost
+        url = configuration.proxy = f"http://{url}"
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)
     if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
@@ -162,8 +181,14 @@ def check_readable(url: str, what: str = "the API server URL") -> None:
     """Raise ValueError for a URL (the server's, a proxy's) with a user name or password that
     urllib3 cannot read (the client's errors, for a proxy as the client is built, would
     quote the password): one holding an unencoded ``/``, ``#`` or ``?`` hides its host,
-    and a port out of range has urllib3 quote the whole URL."""
+    and a port out of range has urllib3 quote the whole URL. So is any URL whose port is
+    no port (``:6443x``, ``:99999``, a ``KUBERNETES_SERVICE_PORT`` of a name): every write
+    failed, retried in vain, where kubectl refuses the URL at once."""
     if "@" not in url.partition("//")[2]:
+        try:
+            urlsplit(url).port  # noqa: B018 - a port that is no number, or out of range, raises
+        except ValueError as error:  # its text holds the port alone
+            raise ValueError(f"{what} ({shown_url(url)}) cannot be read: {error}") from None
         return
     if "@" not in urlsplit(url).netloc:
         elsewhere = ", or give the credentials as the kubeconfig's user" if "server" in what else ""
@@ -204,7 +229,7 @@ def default_api_client(
         sources = ["a bearer token"]
     else:
         # the client reads KUBECONFIG once, at import; read it now so a later change counts
-        path = kubeconfig or os.environ.get("KUBECONFIG") or None
+        path = _without_empty_files(kubeconfig or os.environ.get("KUBECONFIG") or None)
 
         def load(target: Any) -> None:
             loader.load_kube_config(
@@ -244,6 +269,25 @@ def default_api_client(
     api_client = client.ApiClient(configuration)
     _hold_written_ca(api_client)
     return api_client, describe_credentials(configuration, origin, sources)
+
+
+def _without_empty_files(path: str | None) -> str | None:
+    """``path``, a KUBECONFIG list, without its empty files (or of comments alone), which
+    client-go reads as no configuration and the client refuses ("file is empty"): one such
+    file among several (a ``~/.kube/config`` just touched) failed every write, where kubectl
+    reads the others. An empty file alone stays, for the client to say so."""
+    import yaml  # the kubernetes client depends on PyYAML
+
+    def empty(name: str) -> bool:
+        try:
+            with open(os.path.expanduser(name), encoding="utf-8") as file:
+                return yaml.safe_load(file) is None
+        except Exception:  # missing, unreadable, no YAML: the client's to skip or to report
+            return False
+
+    names = (path or "").split(os.pathsep)
+    kept = [name for name in names if name and not empty(name)]
+    return os.pathsep.join(kept) if len(names) > 1 and kept else path
 
 
 def _hold_written_ca(api_client: Any) -> None:
@@ -297,7 +341,7 @@ RENEW_SECONDS = 60.0
 (client-go's period)."""
 
 
-class _Renewal:
+class _Renewal(_process.Locked):
     """The refresh hook of a configuration the sink built (a plain callable to the client).
 
     Its token comes from a copy loaded as the configuration was, which the client's own hook
@@ -305,8 +349,10 @@ class _Renewal:
     client-go does, the copy is loaded anew after a 401 (:func:`refused`; a plugin's once a
     minute at most), while it holds no token (an exec plugin that failed: raised, for the
     writer to retry, not sent without credentials), and when a ``tokenFile``'s token is
-    :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. No lock: writers
-    loading at once load twice.
+    :data:`RENEW_SECONDS` old. A load that fails keeps the token there was. One writer loads
+    at a time, as in client-go's exec authenticator: the writers that found a plugin's token
+    expired together each ran the plugin (eight processes, or eight prompts of an
+    interactive one), where the first's token does for all.
     """
 
     def __init__(
@@ -317,6 +363,7 @@ class _Renewal:
         periodic: bool,
         monotonic: Callable[[], float],
     ) -> None:
+        super().__init__()
         self._load = load
         self._origin = origin
         self._periodic = periodic
@@ -340,12 +387,13 @@ class _Renewal:
             self._refused_at, self._stale = now, True
 
     def __call__(self, configuration: Any) -> None:
-        copy = self._copy
-        due = self._periodic and self._monotonic() - self._loaded_at >= RENEW_SECONDS
-        if self._stale or due or not _token(copy):
-            copy = self._reload(copy)
-        elif copy.refresh_api_key_hook is not None:
-            copy.refresh_api_key_hook(copy)
+        with self._lock:  # on a writer, counted as waiting for credentials (_official)
+            copy = self._copy
+            due = self._periodic and self._monotonic() - self._loaded_at >= RENEW_SECONDS
+            if self._stale or due or not _token(copy):
+                copy = self._reload(copy)
+            elif copy.refresh_api_key_hook is not None:
+                copy.refresh_api_key_hook(copy)
         # an empty token keeps the client calling this hook
         configuration.api_key = {"BearerToken": _token(copy)}
 

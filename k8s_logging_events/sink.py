@@ -113,7 +113,8 @@ class KubernetesEventSink:
 
     Raises:
         ValueError: ``api`` is not ``"v1"``, ``"events.k8s.io/v1"`` or ``"auto"``; the
-            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``;
+            server URL's user name or password holds an unencoded ``/``, ``#`` or ``?``, or
+            its port is no port;
             ``sleep`` is of another shape (``time.sleep``); ``qps``, ``burst``,
             ``drain_qps`` or ``request_timeout`` is no number of their range (as the handler's);
             ``kubeconfig`` or ``context`` beside an ``api_client`` (or a :meth:`from_url`

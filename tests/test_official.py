@@ -317,6 +317,36 @@ def test_a_kubeconfig_s_client_certificate_data_outlives_the_clean_up_behind_a_p
         assert proxy.tunnels == 1
 
 
+@pytest.mark.parametrize("no_proxy", ["127.0.0.1", "*"])
+def test_a_kubeconfig_s_proxy_url_carries_the_writes_whatever_no_proxy_says(
+    no_proxy, monkeypatch, tmp_path: Path
+) -> None:
+    """A cluster reached through its kubeconfig's ``proxy-url`` (a bastion's proxy), on a
+    machine whose ``NO_PROXY`` names the cluster's addresses (10.0.0.0/8, as corporate
+    settings do): kubectl's transport takes ``proxy-url`` for every request and reads no
+    ``NO_PROXY``, but the sink's client let ``NO_PROXY`` bypass it and wrote to the server
+    directly, which only the proxy can reach. The write goes through the proxy."""
+    for name in ("NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", no_proxy)
+    proxy = _ConnectProxy()
+    with LocalApiServer(tls=True, token="s3cret") as server:
+        text = json.loads(server.kubeconfig())
+        text["clusters"][0]["cluster"]["proxy-url"] = proxy.url
+        (tmp_path / "kubeconfig").write_text(json.dumps(text))
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "kubeconfig"), qps=0)
+        ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+        try:
+            events_sink.create(
+                models.Event(name="web-0.1", namespace="default", involved_object=ref)
+            )
+        finally:
+            events_sink.close()
+            proxy.close()
+        assert proxy.tunnels == 1
+        assert [event["metadata"]["name"] for event in server.events("default")] == ["web-0.1"]
+
+
 class _Oversized:
     """A raw server that answers every request 201 with a body of ``size`` spaces, and
     counts the bytes it could send before the client went away."""
@@ -427,6 +457,52 @@ def test_only_a_loopback_server_bypasses_the_environments_proxy(url, pool, monke
     events_sink = sink.KubernetesEventSink.from_url(url, qps=0)
     events_sink.close()
     assert type(events_sink.api_client.rest_client.pool_manager).__name__ == pool
+
+
+@pytest.mark.parametrize("proxy", ["http://127.0.0.1:9", "socks5://127.0.0.1:9"])
+def test_all_proxy_alone_is_no_proxy_for_the_api_server(proxy, monkeypatch) -> None:
+    """``ALL_PROXY`` set (a desktop's SOCKS tunnel, for other programs) and neither
+    ``HTTPS_PROXY`` nor ``HTTP_PROXY``: Go's transport (kubectl's) never reads it and
+    connects directly, but the client fell back on it: a SOCKS one failed the client's
+    build (``No module named 'socks'``: every event lost), an http one took the writes
+    through a proxy kubectl never uses. The sink connects directly, as kubectl."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("all_proxy", raising=False)
+    monkeypatch.setenv("ALL_PROXY", proxy)
+    events_sink = sink.KubernetesEventSink.from_url("https://192.0.2.1:6443", qps=0)
+    events_sink.close()
+    assert type(events_sink.api_client.rest_client.pool_manager).__name__ == "PoolManager"
+
+
+@pytest.mark.parametrize("origin", ["url", "kubeconfig"])
+def test_an_environment_proxy_without_a_scheme_is_an_http_proxy(
+    origin, monkeypatch, tmp_path: Path
+) -> None:
+    """``HTTPS_PROXY=proxy.corp:3128``, as many machines set it: Go's transport (kubectl's)
+    and curl take it for ``http://proxy.corp:3128``, but urllib3 refused it ("Proxy URL had
+    no scheme"), so the sink's client was never built and every event was lost. It is the
+    http proxy Go makes of it."""
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "127.0.0.1:9")  # never reached
+    if origin == "url":
+        events_sink = sink.KubernetesEventSink.from_url("https://192.0.2.1:6443", qps=0)
+    else:
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": "https://192.0.2.1:6443"}}],
+            "users": [{"name": "u", "user": {"token": "t"}}],
+            "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "c",
+        }
+        (tmp_path / "config").write_text(json.dumps(config))
+        events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "config"), qps=0)
+    events_sink.close()
+    proxy = events_sink.api_client.rest_client.pool_manager.proxy
+    assert proxy is not None
+    assert proxy.url == "http://127.0.0.1:9"
 
 
 _FAILING_PLUGIN = """#!{python}

@@ -391,6 +391,53 @@ def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
     assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
 
 
+@pytest.mark.parametrize("empty", ["", "# written by an installer\n"])
+def test_an_empty_file_in_kubeconfig_s_list_is_read_as_no_configuration(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str
+) -> None:
+    """``KUBECONFIG=~/.kube/config:cluster.yaml`` where the first file is empty (touched by
+    an installer, or of comments alone): kubectl reads it as no configuration and uses the
+    others, but the client refused the whole list ("Invalid kube-config. ... file is
+    empty"), so the sink could not be built and every write failed. It writes to the
+    server the other file names."""
+    (tmp_path / "config").write_text(empty)
+    server.kubeconfig(tmp_path / "cluster.yaml")
+    monkeypatch.setenv(
+        "KUBECONFIG", f"{tmp_path / 'config'}{os.pathsep}{tmp_path / 'cluster.yaml'}"
+    )
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with sink.KubernetesEventSink(qps=0) as events_sink:
+        events_sink.create(_event())
+    assert [event["metadata"]["name"] for event in server.events()] == ["web-0.1"]
+
+
+@pytest.mark.parametrize("port", ["6443x", "99999"])
+def test_a_kubeconfig_server_whose_port_is_no_port_is_refused_once_and_never_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, port: str
+) -> None:
+    """A kubeconfig's ``server: https://10.0.0.1:6443x`` (a typo; or 99999, or an in-cluster
+    ``KUBERNETES_SERVICE_PORT`` that is a name): kubectl refuses the URL at once, but the
+    sink was built and every write failed on urllib3's ``Failed to parse``, each one retried
+    ``max_tries`` times and reported as delayed. The sink is refused when it is built, the
+    handler says why once, and its writes fail at their first try."""
+    caplog.set_level(logging.WARNING, logger="k8s_logging_events")
+    _use_kubeconfig(tmp_path, monkeypatch, f"https://10.0.0.1:{port}", {"token": "t"})
+    with pytest.raises(ValueError, match=rf"the API server URL \(https://10.0.0.1:{port}\)"):
+        sink.KubernetesEventSink(qps=0)
+    clock = FakeClock(T0)
+    handler = KubernetesEventHandler(clock=clock, sleep=clock.sleep, sleep_duration=0.0)
+    try:
+        for name in ("web-0", "web-1"):
+            handler.handle(logging.makeLogRecord({"msg": "one", "involved": _ref(name)}))
+        handler.flush()
+        assert handler.stats()["failed"] == 2
+    finally:
+        handler.close()
+    texts = [r.getMessage() for r in caplog.records]
+    assert len([t for t in texts if "Unable to build a Kubernetes client" in t]) == 1, texts
+    assert not [t for t in texts if "will retry" in t], texts
+
+
 @pytest.mark.parametrize(
     "url", ["admin:S3cretPw@127.0.0.1:8001", "127.0.0.1:8001", "ftp://127.0.0.1:8001"]
 )
@@ -489,6 +536,21 @@ if run == 1:
     sys.exit("cannot reach the identity provider")
 kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
 print(json.dumps({{**kind, "status": {{"token": "from-plugin-run-" + str(run)}}}}))
+"""
+
+
+_PLUGIN_EXPIRED_FIRST = """#!{python}
+# an exec credential plugin whose first token is already expired, and whose runs take a while
+import json, pathlib, time
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+time.sleep(0.3 if run > 1 else 0)
+expiry = "2000-01-01T00:00:00Z" if run == 1 else "2999-01-01T00:00:00Z"
+status = {{"token": "from-plugin-run-" + str(run), "expirationTimestamp": expiry}}
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": status}}))
 """
 
 
@@ -626,6 +688,36 @@ class TestCredentialsLoadedAgain:
         # built; after the first 401; after the 401 a minute later
         runs = [2] + [3] * 3 + [4] * 2
         assert _sent_tokens(server) == [f"Bearer from-plugin-run-{run}" for run in runs]
+
+    def test_writers_that_find_a_plugins_token_expired_together_run_it_once(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The plugin's token expires (here the first run's, already expired) while several
+        writers send: each of them ran the plugin (``aws eks get-token`` a second of CPU
+        each; an interactive plugin prompted once per writer). As in client-go, one runs it
+        and the others send its token."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_EXPIRED_FIRST.format(python=sys.executable))
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        start = threading.Barrier(4)
+
+        def write(number: int) -> None:
+            start.wait(10)
+            s.create(_event(name=f"web-0.{number}"))
+
+        threads = [threading.Thread(target=write, args=(number,)) for number in range(4)]
+        try:
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join(30)
+        finally:
+            s.close()
+        assert (tmp_path / "runs").read_text() == "2"
+        assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 4
 
     def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
         """A short program (a Job, a cron task) logs a warning and ends: the sink's client
