@@ -11,6 +11,7 @@ import base64
 import contextlib
 import ipaddress
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -261,6 +262,7 @@ def default_api_client(
     if _token(configuration) or (user.get("exec") and not configuration.cert_file):
         renewal = _Renewal(reload, configuration, origin, bool(user.get("tokenFile")), monotonic)
         renewal.costly = bool(user.get("exec") or user.get("auth-provider"))
+        renewal.plugin = user.get("exec") or {}
         configuration.refresh_api_key_hook = renewal
         # even empty: the client calls the hook only for a configuration with a token
         configuration.api_key = {"BearerToken": _token(configuration)}
@@ -377,6 +379,8 @@ class _Renewal(_process.Locked):
         self._refused_at = float("-inf")
         self.costly = False
         """Loading runs a plugin (``exec``, an auth provider), not only reads a file."""
+        self.plugin: Any = {}
+        """The kubeconfig user's ``exec`` section, if any."""
 
     def renew(self) -> None:
         """Load the credentials again before the next request; for costly ones, if no 401
@@ -412,10 +416,21 @@ class _Renewal(_process.Locked):
                 return old
             raise NoCredentialsError(
                 f"no credentials: the exec plugin of {self._origin} gave no token (the "
-                "Kubernetes client's error says why); it runs again at the next try"
+                f"Kubernetes client's error says why){_not_installed(self.plugin)}; it runs "
+                "again at the next try"
             )
         self._copy = fresh
         return fresh
+
+
+def _not_installed(plugin: Any) -> str:
+    """What kubectl adds when an exec plugin's command is on no path: its ``installHint``
+    (the client says only "No such file or directory")."""
+    command = str(plugin.get("command") or "")
+    if not command or os.sep in command or shutil.which(command):
+        return ""  # a path is the kubeconfig's to resolve, and the client names it
+    hint = " ".join(str(plugin.get("installHint") or "").split())
+    return f"; its command {command!r} is on no directory of PATH" + (f" ({hint})" if hint else "")
 
 
 def refused(configuration: Any) -> None:

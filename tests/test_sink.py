@@ -605,6 +605,31 @@ class TestCredentialsLoadedAgain:
         assert "exec plugin" in s.credentials
         assert server.requests == []
 
+    def test_a_plugin_that_is_not_installed_is_said_so_with_its_install_hint(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """An exec plugin whose command is on no directory of PATH: the report says so and
+        gives the kubeconfig's ``installHint``, as kubectl does (the client's own error says
+        only "No such file or directory")."""
+        exec_ = {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "cloud-login",
+            "installHint": "cloud-login is needed:\n  pip install cloud-login",
+        }
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        monkeypatch.setenv("PATH", str(tmp_path))
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            with pytest.raises(_kubeconfig.NoCredentialsError) as info:
+                s.create(_event())
+        finally:
+            s.close()
+        assert (
+            "its command 'cloud-login' is on no directory of PATH (cloud-login is needed: pip "
+            "install cloud-login); it runs again at the next try"
+        ) in str(info.value)
+        assert server.requests == []
+
     def test_an_auth_provider_the_client_lacks_is_no_plugin_to_wait_for(
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
