@@ -257,8 +257,8 @@ class Broadcaster(EndsOnExit):
 
     ``queue_length`` is each watcher's (0 means 1; a negative one raises :class:`ValueError`);
     ``full_channel_behavior`` applies when one is full; ``name`` names the distributing thread.
-    Items wait for that thread in an incoming queue of 25, as in Go. On that thread
-    (``on_drop``) only :meth:`Watcher.stop` is allowed; other calls raise
+    Items wait for that thread in an incoming queue of 25, and it holds one more, as in Go.
+    On that thread (``on_drop``) only :meth:`Watcher.stop` is allowed; other calls raise
     :class:`RuntimeError`. A context manager that shuts it down on exit.
     """
 
@@ -294,6 +294,7 @@ class Broadcaster(EndsOnExit):
         self._not_empty = threading.Condition(self._queue_lock)
         self._not_full = threading.Condition(self._queue_lock)
         self._incoming.clear()
+        self._held: WatchEvent | _Marker | None = None  # taken from it, not yet handed out
         # control operations whose callers wait (under the queue lock), let go by a shutdown
         # that gives up
         self._waiting: set[_Marker] = set()
@@ -393,7 +394,7 @@ class Broadcaster(EndsOnExit):
             if self._abandoned:
                 return
             self._abandoned = self._stopped = True
-            left, waiting = list(self._incoming), list(self._waiting)
+            left, waiting = [self._held, *self._incoming], list(self._waiting)
             self._incoming.clear()
             self._not_full.notify_all()
             self._not_empty.notify_all()
@@ -486,38 +487,35 @@ class Broadcaster(EndsOnExit):
         return len(self._incoming) < _INCOMING_QUEUE_LENGTH
 
     def _loop(self) -> None:
-        while not self._stopped:
-            # everything at once: lock traffic per batch, not per item, keeps up with a burst
+        while True:
+            # one item at a time, as Go's loop: the incoming queue bounds what is buffered, and
+            # a shutdown that gives up knows what it never handed out
             with self._not_empty:
+                self._held = None
                 self._not_empty.wait_for(lambda: bool(self._incoming) or self._stopped)
-                batch = list(self._incoming)
-                self._incoming.clear()
+                if self._stopped:  # after the shutdown marker, or a shutdown that gave up
+                    break
+                item = self._held = self._incoming.popleft()
                 # only the holder of self._lock ever waits for room: one wake-up is enough
                 self._not_full.notify()
-            run: list[WatchEvent] = []
-            for item in batch:
-                if not isinstance(item, _Marker):
-                    run.append(item)
-                    continue
-                self._distribute(run)  # items queued before a control operation go out first
-                run = []
+            if isinstance(item, _Marker):
                 try:
                     item.run()
                 finally:
                     item.done.set()
-            self._distribute(run)
+            else:
+                self._distribute(item)
         for watcher in self._watchers:
             watcher._end()
         self._watchers.clear()
 
-    def _distribute(self, events: list[WatchEvent]) -> None:
+    def _distribute(self, event: WatchEvent) -> None:
         # a copy: an on_drop callback may stop a watcher while we iterate
-        for watcher in tuple(self._watchers) if events else ():
+        for watcher in tuple(self._watchers):
             if self._behavior is FullChannelBehavior.WAIT:
-                for event in events:
-                    watcher._put_waiting(event)
+                watcher._put_waiting(event)
             else:
-                watcher._put_or_drop(events)
+                watcher._put_or_drop([event])
 
     def _begin_exit(self) -> None:
         # the shutdown marker: nothing can be queued behind it, so the loop ends after it

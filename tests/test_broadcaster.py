@@ -112,6 +112,39 @@ class Gate:
         self._open.set()
 
 
+class Turnstile:
+    """An ``on_drop`` that holds the distributing thread at each call until it is let through
+    (``TIMEOUT`` at most): each entry proves the thread took the item it drops."""
+
+    def __init__(self) -> None:
+        self._entries = threading.Semaphore(0)
+        self._passes = threading.Semaphore(0)
+
+    def __call__(self, _: WatchEvent) -> None:
+        self._entries.release()
+        self._passes.acquire(timeout=TIMEOUT)
+
+    def entered(self) -> bool:
+        return self._entries.acquire(timeout=TIMEOUT)
+
+    def let_through(self, calls: int) -> None:
+        self._passes.release(calls)
+
+
+def held_again_after_a_full_queue(make: Make) -> tuple[Broadcaster, Turnstile]:
+    """A DROP broadcaster whose thread was held by its one watcher (of one item) on event 2
+    while events 3 to 27 filled the incoming queue, then let go: it is held again, on event 3."""
+    broadcaster = make(1, DROP)
+    turnstile = Turnstile()
+    broadcaster.watch(on_drop=turnstile)
+    send(broadcaster, event(1), event(2))
+    assert turnstile.entered()
+    send(broadcaster, *(event(n) for n in range(3, 28)))
+    turnstile.let_through(1)
+    assert turnstile.entered()
+    return broadcaster, turnstile
+
+
 def held_with_a_full_queue(make: Make, hold: float = TIMEOUT) -> tuple[Broadcaster, Gate, Watcher]:
     """A DROP broadcaster whose thread is held by its one watcher (of one item: it got event
     1, and event 2 holds the thread, ``hold`` seconds at most), with the incoming queue full
@@ -389,6 +422,19 @@ def test_action_or_drop_returns_false_when_the_incoming_queue_is_full(make: Make
     assert list(held) == [event(1)]
 
 
+def test_the_thread_holds_one_item_beside_the_incoming_queue_as_in_go(make: Make) -> None:
+    """While the thread hands out one item, the incoming queue takes 25 more and no more (Go's
+    NewBroadcaster: 25 in the channel, one in the loop's hands), however many waited when it
+    took that one. Before, it took all that waited at once: held on event 3, it had taken
+    events 3 to 27, and the queue took 25 more (50 buffered, not 26)."""
+    broadcaster, turnstile = held_again_after_a_full_queue(make)
+    try:
+        accepted = [n for n in range(28, 60) if broadcaster.action_or_drop(ADDED, {"n": n})]
+    finally:
+        turnstile.let_through(60)
+    assert accepted == [28]  # events 4 to 28 wait, 3 is in the thread's hands
+
+
 def test_action_or_drop_does_not_wait_behind_a_producer_waiting_for_room(make: Make) -> None:
     """A producer blocked in action() on a full incoming queue does not make action_or_drop()
     wait for it: action_or_drop() still returns False at once. The blocked action() keeps
@@ -613,8 +659,8 @@ def test_shutdown_past_its_deadline_ends_a_watcher_nobody_reads_and_says_so(
 ) -> None:
     """A WAIT watcher whose reader is gone (its function blocks forever) holds the thread;
     shutdown(timeout) hands out what it can until then, then ends every watcher (what they
-    hold stays readable), lets the thread end, and says how many queued items were never
-    handed out. Before, it waited forever, as Go's Shutdown does."""
+    hold stays readable), lets the thread end, and says how many items were never handed
+    out: 2 to 7. Before, it waited forever, as Go's Shutdown does."""
     broadcaster = make(1, WAIT)
     abandoned = broadcaster.watch()
     send(broadcaster, event(1), event(2))  # event 2 waits for room in `abandoned`
@@ -633,7 +679,7 @@ def test_shutdown_past_its_deadline_ends_a_watcher_nobody_reads_and_says_so(
     assert broadcaster.stopped
     assert list(abandoned) == [event(1)]
     [said] = [text for text in reports.messages() if "shutdown" in text]
-    assert "5 queued item(s) were not handed out" in said, said
+    assert "6 queued item(s) were not handed out" in said, said
     with pytest.raises(BroadcasterStopped, match=STOPPED):
         send(broadcaster, event(8))
 
@@ -655,10 +701,25 @@ def test_shutdown_does_not_wait_forever_for_an_on_drop_that_never_returns(
         assert broadcaster.stopped
         assert [type(e) for e in errors] == [BroadcasterStopped]
         [said] = [text for text in reports.messages() if "shutdown" in text]
-        assert "25 queued item(s) were not handed out" in said, said
+        assert "26 queued item(s) were not handed out" in said, said  # events 2 to 27
         assert "still busy" in said, said
     finally:
         gate.open()
+
+
+def test_a_shutdown_that_gives_up_counts_what_the_thread_took_but_never_handed_out(
+    make: Make, reports: ListHandler
+) -> None:
+    """Every item a shutdown gives up on is in the count it reports, those the thread took
+    from the incoming queue included: here events 3 (held in on_drop) to 27. Before, items
+    the thread had taken were lost uncounted: it said 0."""
+    broadcaster, turnstile = held_again_after_a_full_queue(make)
+    try:
+        broadcaster.shutdown(0.0)
+    finally:
+        turnstile.let_through(60)
+    [said] = [text for text in reports.messages() if "shutdown" in text]
+    assert "25 queued item(s) were not handed out" in said, said
 
 
 def test_stop_does_not_wait_forever_behind_a_watcher_nobody_reads(
