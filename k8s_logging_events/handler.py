@@ -307,8 +307,10 @@ class KubernetesEventHandler(logging.Handler):
         active = self._broadcaster
         if active is None:
             return True
-        if self._client_needs_logging_lock():
-            return False  # the close that follows waits, once dictConfig lets the client in
+        if self._client_needs_logging_lock() or _diagnostics.is_own_thread():
+            # the close that follows waits, once dictConfig lets the client in; a finalizer the
+            # collector runs on our thread would wait for itself: no wait that ran out either
+            return False
         waits = self._waits
         seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
         if _process.EXIT_CUT.is_set():  # another handler's wait at exit met a Ctrl-C

@@ -2215,6 +2215,50 @@ def test_a_close_on_a_library_thread_while_the_handler_closes_does_not_wait_for_
         events.close()
 
 
+def test_a_flush_on_a_library_thread_leaves_the_close_its_whole_wait() -> None:
+    """A flush that runs on one of the library's threads (an application object's ``__del__``
+    that flushes the logging handlers, collected on a writer) cannot wait for that writer, and
+    returns at once. It is no wait that ran out of time: the close after it, with the write
+    still in flight, gave up at once (``failed``, "before the deadline of shutdown", the
+    server answering); it waits its ``flush_timeout``, and the write is created."""
+    flushed, answer = threading.Event(), threading.Event()
+
+    class FlushesOnItsThread(FakeEventSink):
+        def create(self, event: models.Event) -> models.Event:
+            events.flush()  # what the __del__ does, on this writer
+            flushed.set()
+            answer.wait(10)  # the server answers once the close waits
+            return super().create(event)
+
+    events = KubernetesEventHandler(component="own", sink=FlushesOnItsThread(), flush_timeout=10)
+    log = logging.getLogger("tests.handler.own-flush")
+    log.propagate = False
+    log.addHandler(events)
+    try:
+        log.warning("one", extra={"involved": {"kind": "Pod", "name": "web", "namespace": "ns"}})
+        assert flushed.wait(10)
+        main = threading.current_thread()
+        answering = threading.Thread(target=lambda: _when_in(main, "wait_written", answer))
+        answering.start()
+        events.close()
+        answer.set()
+        answering.join(10)
+        stats = events.stats()
+        assert (stats["created"], stats["failed"], stats["pending"]) == (1, 0, 0), stats
+    finally:
+        answer.set()
+        log.removeHandler(events)
+        events.close()
+
+
+def _when_in(thread: threading.Thread, function: str, then: threading.Event) -> None:
+    """Set ``then`` once ``thread`` runs ``function`` (at most 10 s)."""
+    bound = time.monotonic() + 10
+    while function not in _stack(thread) and time.monotonic() < bound:
+        then.wait(0.005)
+    then.set()
+
+
 _STOP_LEFT_BY_DICTCONFIG = """
 import atexit, json, os, signal, sys, threading, time
 
