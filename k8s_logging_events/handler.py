@@ -465,7 +465,8 @@ class KubernetesEventHandler(logging.Handler):
                 self._after_close()
                 return
             offer(occurrence)
-        except RecursionError:  # as the stdlib handlers do: a recursion must surface
+        except RecursionError as error:  # as the stdlib handlers do: a recursion must surface
+            self._refuse(record, "message", "No event for this record: %r", error)
             raise
         except Exception as error:  # a handler must never break the program that logs
             self._refuse(record, "internal", "No event for this record: %r", error)

@@ -1227,9 +1227,11 @@ class TestBadInput:
         assert event_handler.stats()["refused"] == 1
         assert any("recurs" in text.lower() for text in reports.messages()), reports.messages()
 
-    def test_a_recursion_error_in_the_formatter_still_propagates(self, make) -> None:
+    def test_a_recursion_error_in_the_formatter_still_propagates(self, make, reports) -> None:
         """As in the stdlib handlers, a RecursionError of the logging machinery itself (here
-        the formatter) propagates; nothing else does."""
+        the formatter) propagates; nothing else does. The record made no event: it is
+        counted refused and said (it was neither, the one record about an object without
+        an outcome)."""
 
         class Looping(logging.Formatter):
             def format(self, record: logging.LogRecord) -> str:
@@ -1241,6 +1243,8 @@ class TestBadInput:
         record.involved = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
         with pytest.raises(RecursionError):
             handler.handle(record)
+        assert handler.stats()["refused"] == 1
+        assert any("RecursionError" in text for text in reports.messages()), reports.messages()
 
 
 class TestRepairs:
