@@ -528,7 +528,10 @@ class KubernetesEventHandler(logging.Handler):
                     logging.getLogger(target) if isinstance(target, str) else None
                 )
             now, offer = active._intake()
-            # a signal handler that logged while this thread was building may have won
+            # a signal handler on this thread may have logged (and won) while it built, or
+            # closed the handler, finding nothing to stop: then nothing starts (no offer yet)
+            if self.closed:
+                return None
             if self._offer is None:
                 self._broadcaster, self._now, self._offer = active, now, offer
                 _STARTED[id(self)] = self

@@ -36,7 +36,7 @@ import yaml
 from kubernetes import client
 
 from k8s_logging_events import _kubeconfig as kubeconfigs
-from k8s_logging_events import describe, handler, models, recorder
+from k8s_logging_events import _options, describe, handler, models, recorder
 from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
@@ -2251,6 +2251,38 @@ def test_a_flush_on_a_library_thread_leaves_the_close_its_whole_wait() -> None:
         assert (stats["created"], stats["failed"], stats["pending"]) == (1, 0, 0), stats
     finally:
         answer.set()
+        log.removeHandler(events)
+        events.close()
+
+
+def test_a_signal_handler_that_closes_the_handler_as_it_starts_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM handler that closes the handler (``logging.shutdown()``) lands while the
+    first record about an object builds the pipeline. The close found nothing started yet,
+    and the build went on after it: a closed handler with its dispatcher and writer running
+    for good, and the record accepted but pending forever. The record now comes after the
+    close (``after_close``), and no thread is left."""
+    events = KubernetesEventHandler(component="term", sink=FakeEventSink())
+    opening = _options.open_sink
+
+    def open_sink(*args: Any) -> Any:
+        signal.raise_signal(signal.SIGUSR1)  # the handler runs here, on this thread
+        return opening(*args)
+
+    monkeypatch.setattr(_options, "open_sink", open_sink)
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: events.close())
+    log = logging.getLogger("tests.handler.term")
+    log.propagate = False
+    log.addHandler(events)
+    try:
+        log.warning("stopping", extra={"involved": POD})
+        assert events.closed
+        assert events.threads() == []
+        stats = events.stats()
+        assert (stats["accepted"], stats["pending"], stats["after_close"]) == (0, 0, 1), stats
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
         log.removeHandler(events)
         events.close()
 
