@@ -249,10 +249,14 @@ class CallSites:
             with contextlib.suppress(TypeError):  # a record of no weakref-able class: said again
                 _said.last = (weakref.ref(record), {kind})
         text = msg + " (logged at %s:%d)"
-        if fresh:
-            _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
-        else:
-            self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
+        try:
+            if fresh:
+                _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
+            else:
+                self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
+        except BaseException:  # unsaid (no room left on the stack, a Ctrl-C): the next says it
+            self._seen.discard(key)
+            raise
 
     def summarise(self) -> None:
         """Say what the limit past the call sites held back (at flush and close)."""

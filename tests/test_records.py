@@ -233,6 +233,27 @@ def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
     assert reported == ["Unable to refer to it (logged at shipped.py:0)"]
 
 
+def test_a_report_with_no_room_left_on_the_stack_is_said_by_a_later_record() -> None:
+    """A record with bad input logged at the end of the stack (deep in a recursion): its
+    report raised RecursionError (as logging does there), and its call site counted as said,
+    so every later record of that site, at any depth, was refused unsaid. The first record
+    with room for the report says it, once."""
+    sites = _records.CallSites()
+
+    def deepest() -> None:
+        try:
+            deepest()
+        except RecursionError:  # each frame on the way back up logs once more, with more room
+            record = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 7})
+            sites.report(record, "involved", "Unable to refer to %s", "it")
+
+    with on_library_logger(ListHandler()) as reports:
+        deepest()
+    assert [report.getMessage() for report in reports.records] == [
+        "Unable to refer to it (logged at app.py:7)"
+    ]
+
+
 def test_a_record_that_reaches_two_handlers_is_reported_once() -> None:
     """A library's handler on its logger and the application's on the root: a record with
     bad input reached both, and each said the same report, word for word. The second handler
