@@ -387,14 +387,16 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
     size = 0  # in characters, at most the bytes: past the limit, stop looking
     for key in list(value):
         name = key if isinstance(key, str) else str(key)
-        if not _sanitise.is_annotation_key(name):
+        # a refused key counts too (as long as a key can be): each of a million was checked
+        size += min(len(name), _sanitise.ANNOTATION_KEY_MAX_LENGTH)
+        if size <= _sanitise.ANNOTATIONS_MAX_BYTES and not _sanitise.is_annotation_key(name):
             dropped.append(str.__str__(name[:_SHOWN_MAX]))  # quoted in a report: a piece
             continue
         item = value[key]
         if not isinstance(key, str) or not isinstance(item, str):
             coerced.append(name)
         text = item if isinstance(item, str) else str(item)
-        size += len(name) + len(text)
+        size += len(text)
         if size > _sanitise.ANNOTATIONS_MAX_BYTES:
             notes.repair("annotation-size", _ANNOTATIONS_TOO_BIG)
             return None

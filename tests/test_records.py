@@ -373,6 +373,30 @@ def test_a_huge_annotation_key_or_event_type_is_refused_without_a_scan(
         assert occurrence.type == (models.WARNING if record.levelno >= 30 else models.NORMAL)
 
 
+def test_annotations_are_read_no_further_than_the_limit(monkeypatch) -> None:
+    """100,000 annotations whose keys the server refuses (1.3 MB of keys): each key was
+    checked against the rule and quoted in the report's list, a quarter of a second of every
+    logging call (a million keys: seconds). Past 256 KiB of keys the annotations are over
+    the limit whatever their keys: dropped without reading the rest."""
+    checked: list[str] = []
+    rule = _sanitise.is_annotation_key
+
+    def counted(key: str) -> bool:
+        checked.append(key)
+        return rule(key)
+
+    monkeypatch.setattr(_sanitise, "is_annotation_key", counted)
+    record = _record(involved=_pod(), annotations={f"bad key {i:05}": "v" for i in range(100_000)})
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert occurrence.annotations is None
+    assert [kind for kind, _, _ in notes.repairs] == ["annotation-size"]
+    assert len(checked) <= _sanitise.ANNOTATIONS_MAX_BYTES // len("bad key 00000") + 1
+
+
 @pytest.mark.parametrize(
     "extra",
     [
