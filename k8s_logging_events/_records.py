@@ -249,10 +249,14 @@ class CallSites:
             with contextlib.suppress(TypeError):  # a record of no weakref-able class: said again
                 _said.last = (weakref.ref(record), {kind})
         text = msg + " (logged at %s:%d)"
-        if fresh:
-            _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
-        else:
-            self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
+        try:
+            if fresh:
+                _diagnostics.report(logging.WARNING, text, *args, pathname, lineno)
+            else:
+                self._overflow.report(kind, logging.WARNING, text, *args, pathname, lineno)
+        except BaseException:  # unsaid (no room left on the stack, a Ctrl-C): the next says it
+            self._seen.discard(key)
+            raise
 
     def summarise(self) -> None:
         """Say what the limit past the call sites held back (at flush and close)."""
@@ -383,14 +387,16 @@ def _annotations(value: object, notes: Notes) -> dict[str, str] | None:
     size = 0  # in characters, at most the bytes: past the limit, stop looking
     for key in list(value):
         name = key if isinstance(key, str) else str(key)
-        if not _sanitise.is_annotation_key(name):
+        # a refused key counts too (as long as a key can be): each of a million was checked
+        size += min(len(name), _sanitise.ANNOTATION_KEY_MAX_LENGTH)
+        if size <= _sanitise.ANNOTATIONS_MAX_BYTES and not _sanitise.is_annotation_key(name):
             dropped.append(str.__str__(name[:_SHOWN_MAX]))  # quoted in a report: a piece
             continue
         item = value[key]
         if not isinstance(key, str) or not isinstance(item, str):
             coerced.append(name)
         text = item if isinstance(item, str) else str(item)
-        size += len(name) + len(text)
+        size += len(text)
         if size > _sanitise.ANNOTATIONS_MAX_BYTES:
             notes.repair("annotation-size", _ANNOTATIONS_TOO_BIG)
             return None

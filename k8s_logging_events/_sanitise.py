@@ -26,7 +26,7 @@ ACTION_MAX_BYTES = 128  # action, and reportingInstance
 ANNOTATIONS_MAX_BYTES = 256 * 1024  # all of an object's annotations, keys and values
 _DNS_SUBDOMAIN_MAX_LENGTH = 253  # an object name
 _QUALIFIED_NAME_MAX_LENGTH = 63  # the name part of [prefix/]name
-_ANNOTATION_KEY_MAX_LENGTH = _DNS_SUBDOMAIN_MAX_LENGTH + 1 + _QUALIFIED_NAME_MAX_LENGTH
+ANNOTATION_KEY_MAX_LENGTH = _DNS_SUBDOMAIN_MAX_LENGTH + 1 + _QUALIFIED_NAME_MAX_LENGTH
 
 TRUNCATION_MARK = " ..."  # what ends a text that was cut to its limit
 # the apiVersions under which kind: Event is an Event (none given counts too)
@@ -64,7 +64,7 @@ def is_qualified_name(value: str) -> bool:
 def is_annotation_key(key: str) -> bool:
     """The server's rule for annotation keys: a qualified name, checked in lower case."""
     return (
-        len(key) <= _ANNOTATION_KEY_MAX_LENGTH  # first: a 10 MB key is not lowered whole
+        len(key) <= ANNOTATION_KEY_MAX_LENGTH  # first: a 10 MB key is not lowered whole
         and key.count("/") <= 1
         and is_qualified_name(key.lower())
     )

@@ -307,8 +307,10 @@ class KubernetesEventHandler(logging.Handler):
         active = self._broadcaster
         if active is None:
             return True
-        if self._client_needs_logging_lock():
-            return False  # the close that follows waits, once dictConfig lets the client in
+        if self._client_needs_logging_lock() or _diagnostics.is_own_thread():
+            # the close that follows waits, once dictConfig lets the client in; a finalizer the
+            # collector runs on our thread would wait for itself: no wait that ran out either
+            return False
         waits = self._waits
         seconds = waits.for_drain(timeout) if drain else waits.for_flush(_written(active))
         if _process.EXIT_CUT.is_set():  # another handler's wait at exit met a Ctrl-C
@@ -463,7 +465,8 @@ class KubernetesEventHandler(logging.Handler):
                 self._after_close()
                 return
             offer(occurrence)
-        except RecursionError:  # as the stdlib handlers do: a recursion must surface
+        except RecursionError as error:  # as the stdlib handlers do: a recursion must surface
+            self._refuse(record, "message", "No event for this record: %r", error)
             raise
         except Exception as error:  # a handler must never break the program that logs
             self._refuse(record, "internal", "No event for this record: %r", error)
@@ -525,7 +528,10 @@ class KubernetesEventHandler(logging.Handler):
                     logging.getLogger(target) if isinstance(target, str) else None
                 )
             now, offer = active._intake()
-            # a signal handler that logged while this thread was building may have won
+            # a signal handler on this thread may have logged (and won) while it built, or
+            # closed the handler, finding nothing to stop: then nothing starts (no offer yet)
+            if self.closed:
+                return None
             if self._offer is None:
                 self._broadcaster, self._now, self._offer = active, now, offer
                 _STARTED[id(self)] = self

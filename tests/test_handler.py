@@ -36,7 +36,7 @@ import yaml
 from kubernetes import client
 
 from k8s_logging_events import _kubeconfig as kubeconfigs
-from k8s_logging_events import describe, handler, models, recorder
+from k8s_logging_events import _options, describe, handler, models, recorder
 from k8s_logging_events import sink as sinks
 from k8s_logging_events.handler import EventLoggerAdapter, KubernetesEventHandler
 from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
@@ -1227,9 +1227,11 @@ class TestBadInput:
         assert event_handler.stats()["refused"] == 1
         assert any("recurs" in text.lower() for text in reports.messages()), reports.messages()
 
-    def test_a_recursion_error_in_the_formatter_still_propagates(self, make) -> None:
+    def test_a_recursion_error_in_the_formatter_still_propagates(self, make, reports) -> None:
         """As in the stdlib handlers, a RecursionError of the logging machinery itself (here
-        the formatter) propagates; nothing else does."""
+        the formatter) propagates; nothing else does. The record made no event: it is
+        counted refused and said (it was neither, the one record about an object without
+        an outcome)."""
 
         class Looping(logging.Formatter):
             def format(self, record: logging.LogRecord) -> str:
@@ -1241,6 +1243,8 @@ class TestBadInput:
         record.involved = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}
         with pytest.raises(RecursionError):
             handler.handle(record)
+        assert handler.stats()["refused"] == 1
+        assert any("RecursionError" in text for text in reports.messages()), reports.messages()
 
 
 class TestRepairs:
@@ -2213,6 +2217,82 @@ def test_a_close_on_a_library_thread_while_the_handler_closes_does_not_wait_for_
     finally:
         log.removeHandler(events)
         events.close()
+
+
+def test_a_flush_on_a_library_thread_leaves_the_close_its_whole_wait() -> None:
+    """A flush that runs on one of the library's threads (an application object's ``__del__``
+    that flushes the logging handlers, collected on a writer) cannot wait for that writer, and
+    returns at once. It is no wait that ran out of time: the close after it, with the write
+    still in flight, gave up at once (``failed``, "before the deadline of shutdown", the
+    server answering); it waits its ``flush_timeout``, and the write is created."""
+    flushed, answer = threading.Event(), threading.Event()
+
+    class FlushesOnItsThread(FakeEventSink):
+        def create(self, event: models.Event) -> models.Event:
+            events.flush()  # what the __del__ does, on this writer
+            flushed.set()
+            answer.wait(10)  # the server answers once the close waits
+            return super().create(event)
+
+    events = KubernetesEventHandler(component="own", sink=FlushesOnItsThread(), flush_timeout=10)
+    log = logging.getLogger("tests.handler.own-flush")
+    log.propagate = False
+    log.addHandler(events)
+    try:
+        log.warning("one", extra={"involved": {"kind": "Pod", "name": "web", "namespace": "ns"}})
+        assert flushed.wait(10)
+        main = threading.current_thread()
+        answering = threading.Thread(target=lambda: _when_in(main, "wait_written", answer))
+        answering.start()
+        events.close()
+        answer.set()
+        answering.join(10)
+        stats = events.stats()
+        assert (stats["created"], stats["failed"], stats["pending"]) == (1, 0, 0), stats
+    finally:
+        answer.set()
+        log.removeHandler(events)
+        events.close()
+
+
+def test_a_signal_handler_that_closes_the_handler_as_it_starts_leaves_nothing_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A SIGTERM handler that closes the handler (``logging.shutdown()``) lands while the
+    first record about an object builds the pipeline. The close found nothing started yet,
+    and the build went on after it: a closed handler with its dispatcher and writer running
+    for good, and the record accepted but pending forever. The record now comes after the
+    close (``after_close``), and no thread is left."""
+    events = KubernetesEventHandler(component="term", sink=FakeEventSink())
+    opening = _options.open_sink
+
+    def open_sink(*args: Any) -> Any:
+        signal.raise_signal(signal.SIGUSR1)  # the handler runs here, on this thread
+        return opening(*args)
+
+    monkeypatch.setattr(_options, "open_sink", open_sink)
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: events.close())
+    log = logging.getLogger("tests.handler.term")
+    log.propagate = False
+    log.addHandler(events)
+    try:
+        log.warning("stopping", extra={"involved": POD})
+        assert events.closed
+        assert events.threads() == []
+        stats = events.stats()
+        assert (stats["accepted"], stats["pending"], stats["after_close"]) == (0, 0, 1), stats
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        log.removeHandler(events)
+        events.close()
+
+
+def _when_in(thread: threading.Thread, function: str, then: threading.Event) -> None:
+    """Set ``then`` once ``thread`` runs ``function`` (at most 10 s)."""
+    bound = time.monotonic() + 10
+    while function not in _stack(thread) and time.monotonic() < bound:
+        then.wait(0.005)
+    then.set()
 
 
 _STOP_LEFT_BY_DICTCONFIG = """

@@ -233,6 +233,27 @@ def test_a_call_site_whose_line_is_not_a_number_is_still_reported() -> None:
     assert reported == ["Unable to refer to it (logged at shipped.py:0)"]
 
 
+def test_a_report_with_no_room_left_on_the_stack_is_said_by_a_later_record() -> None:
+    """A record with bad input logged at the end of the stack (deep in a recursion): its
+    report raised RecursionError (as logging does there), and its call site counted as said,
+    so every later record of that site, at any depth, was refused unsaid. The first record
+    with room for the report says it, once."""
+    sites = _records.CallSites()
+
+    def deepest() -> None:
+        try:
+            deepest()
+        except RecursionError:  # each frame on the way back up logs once more, with more room
+            record = logging.makeLogRecord({"msg": "m", "pathname": "app.py", "lineno": 7})
+            sites.report(record, "involved", "Unable to refer to %s", "it")
+
+    with on_library_logger(ListHandler()) as reports:
+        deepest()
+    assert [report.getMessage() for report in reports.records] == [
+        "Unable to refer to it (logged at app.py:7)"
+    ]
+
+
 def test_a_record_that_reaches_two_handlers_is_reported_once() -> None:
     """A library's handler on its logger and the application's on the root: a record with
     bad input reached both, and each said the same report, word for word. The second handler
@@ -350,6 +371,30 @@ def test_a_huge_annotation_key_or_event_type_is_refused_without_a_scan(
         assert occurrence.annotations == {"team": "shop"}
     else:  # the type the level gives, as for any unsupported event_type
         assert occurrence.type == (models.WARNING if record.levelno >= 30 else models.NORMAL)
+
+
+def test_annotations_are_read_no_further_than_the_limit(monkeypatch) -> None:
+    """100,000 annotations whose keys the server refuses (1.3 MB of keys): each key was
+    checked against the rule and quoted in the report's list, a quarter of a second of every
+    logging call (a million keys: seconds). Past 256 KiB of keys the annotations are over
+    the limit whatever their keys: dropped without reading the rest."""
+    checked: list[str] = []
+    rule = _sanitise.is_annotation_key
+
+    def counted(key: str) -> bool:
+        checked.append(key)
+        return rule(key)
+
+    monkeypatch.setattr(_sanitise, "is_annotation_key", counted)
+    record = _record(involved=_pod(), annotations={f"bad key {i:05}": "v" for i in range(100_000)})
+    extras = _records.find_extras(record)
+    assert extras is not None
+    notes = _records.Notes()
+    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    assert occurrence is not None
+    assert occurrence.annotations is None
+    assert [kind for kind, _, _ in notes.repairs] == ["annotation-size"]
+    assert len(checked) <= _sanitise.ANNOTATIONS_MAX_BYTES // len("bad key 00000") + 1
 
 
 @pytest.mark.parametrize(
