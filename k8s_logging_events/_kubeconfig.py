@@ -382,6 +382,11 @@ class _Renewal(_process.Locked):
         self.plugin: Any = {}
         """The kubeconfig user's ``exec`` section, if any."""
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Renewal:
+        # a copy of the configuration (Configuration.set_default's) shares it: its lock cannot
+        # be copied, and one load serves both
+        return self
+
     def renew(self) -> None:
         """Load the credentials again before the next request; for costly ones, if no 401
         did in the last :data:`RENEW_SECONDS`: a server that refuses them all (a role

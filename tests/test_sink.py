@@ -744,6 +744,28 @@ class TestCredentialsLoadedAgain:
         assert (tmp_path / "runs").read_text() == "2"
         assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 4
 
+    def test_a_copy_of_the_sinks_client_configuration_writes_with_its_credentials(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``Configuration.set_default`` (and ``copy.deepcopy``) of the sink's client's
+        configuration, to make the application's other clients alike, raised ``TypeError:
+        cannot pickle '_thread.lock' object`` (its token's renewal holds a lock). The copy
+        sends the same token, renewed as the sink's."""
+        token = tmp_path / "token"
+        token.write_text("first")
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"tokenFile": str(token)})
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            client.Configuration.set_default(s.api_client.configuration)
+            try:
+                other = client.CoreV1Api(client.ApiClient())
+                other.create_namespaced_event("default", _event().to_api())
+            finally:
+                client.Configuration.set_default(None)
+        finally:
+            s.close()
+        assert _sent_tokens(server) == ["Bearer first"]
+
     def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
         """A short program (a Job, a cron task) logs a warning and ends: the sink's client
         is built by the exit flush, after the Kubernetes client's clean-up at exit ran, and
