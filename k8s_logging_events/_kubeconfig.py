@@ -13,6 +13,7 @@ import ipaddress
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -381,6 +382,11 @@ class _Renewal(_process.Locked):
         """Loading runs a plugin (``exec``, an auth provider), not only reads a file."""
         self.plugin: Any = {}
         """The kubeconfig user's ``exec`` section, if any."""
+
+    def _after_fork_in_child(self) -> None:
+        # reentrant: a signal handler's write on the thread it interrupted (an exit's flush
+        # running the plugin) reads the credentials inside that read, and would wait for it
+        self._lock = threading.RLock()
 
     def __deepcopy__(self, memo: dict[int, Any]) -> _Renewal:
         # a copy of the configuration (Configuration.set_default's) shares it: its lock cannot

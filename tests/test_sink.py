@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -554,6 +555,23 @@ print(json.dumps({{**kind, "status": status}}))
 """
 
 
+_PLUGIN_SIGNALLING = """#!{python}
+# an exec credential plugin whose first token is already expired; its next run signals the
+# process that started it (SIGUSR1) while it runs
+import json, os, pathlib, signal, time
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+if run == 2:
+    os.kill(os.getppid(), signal.SIGUSR1)
+    time.sleep(0.5)
+expiry = "2000-01-01T00:00:00Z" if run == 1 else "2999-01-01T00:00:00Z"
+status = {{"token": "from-plugin-run-" + str(run), "expirationTimestamp": expiry}}
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": status}}))
+"""
+
 class TestCredentialsLoadedAgain:
     """The official client loads a kubeconfig's credentials once (an exec plugin's token
     again past its expiry) and the in-cluster token once a minute; client-go loads them again
@@ -744,6 +762,38 @@ class TestCredentialsLoadedAgain:
         assert (tmp_path / "runs").read_text() == "2"
         assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 4
 
+    @pytest.mark.timeout(20)
+    @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+    def test_a_signal_handlers_write_during_a_plugins_run_on_its_thread_does_not_hang(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write on the application's thread (a flush where no writer can start: at exit)
+        runs the plugin for an expired token; a signal arrives meanwhile (SIGTERM, as a pod
+        stops) and its handler flushes, writing on that same thread. The second write waited
+        for the first's renewal, which waited for the handler to return: the process hung
+        until it was killed. The handler's write loads the token itself, as before."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_SIGNALLING.format(python=sys.executable))
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        written: list[str] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if not written:
+                written.append("by the handler")
+                s.create(_event(name="web-0.2"))
+
+        previous = signal.signal(signal.SIGUSR1, on_signal)
+        try:
+            s.create(_event(name="web-0.1"))
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            s.close()
+        assert written == ["by the handler"]
+        assert sorted(e["metadata"]["name"] for e in server.events()) == ["web-0.1", "web-0.2"]
+
     def test_a_copy_of_the_sinks_client_configuration_writes_with_its_credentials(
         self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -759,7 +809,8 @@ class TestCredentialsLoadedAgain:
             client.Configuration.set_default(s.api_client.configuration)
             try:
                 other = client.CoreV1Api(client.ApiClient())
-                other.create_namespaced_event("default", _event().to_api())
+                body: Any = _event().to_api()  # the client takes its JSON too
+                other.create_namespaced_event("default", body)
             finally:
                 client.Configuration.set_default(None)
         finally:
