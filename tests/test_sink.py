@@ -412,6 +412,20 @@ def test_an_empty_file_in_kubeconfig_s_list_is_read_as_no_configuration(
     assert [event["metadata"]["name"] for event in server.events()] == ["web-0.1"]
 
 
+def test_a_kubeconfig_of_one_file_is_parsed_no_more_for_empty_files(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a list of several files can leave an empty one out: a single kubeconfig was
+    parsed once more to look (half a second for a file of a megabyte, before the first write)
+    and kept whatever it held."""
+    server.kubeconfig(tmp_path / "config")
+    parsed: list[object] = []
+    real = yaml.safe_load
+    monkeypatch.setattr(yaml, "safe_load", lambda stream: parsed.append(stream) or real(stream))
+    kept = _kubeconfig._without_empty_files(str(tmp_path / "config"))
+    assert kept == str(tmp_path / "config")
+    assert parsed == []
+
 @pytest.mark.parametrize("port", ["6443x", "99999"])
 def test_a_kubeconfig_server_whose_port_is_no_port_is_refused_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, port: str
