@@ -390,7 +390,7 @@ class _Renewal(_process.Locked):
         # running the plugin) reads the credentials inside that read, and would wait for it
         self._lock = threading.RLock()
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Renewal:
+    def __deepcopy__(self, _memo: dict[int, Any]) -> _Renewal:
         # a copy of the configuration (Configuration.set_default's) shares it: its lock cannot
         # be copied, and one load serves both
         return self

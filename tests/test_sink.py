@@ -421,10 +421,16 @@ def test_a_kubeconfig_of_one_file_is_parsed_no_more_for_empty_files(
     server.kubeconfig(tmp_path / "config")
     parsed: list[object] = []
     real = yaml.safe_load
-    monkeypatch.setattr(yaml, "safe_load", lambda stream: parsed.append(stream) or real(stream))
+
+    def safe_load(stream: Any) -> Any:
+        parsed.append(stream)
+        return real(stream)
+
+    monkeypatch.setattr(yaml, "safe_load", safe_load)
     kept = _kubeconfig._without_empty_files(str(tmp_path / "config"))
     assert kept == str(tmp_path / "config")
     assert parsed == []
+
 
 @pytest.mark.parametrize("port", ["6443x", "99999"])
 def test_a_kubeconfig_server_whose_port_is_no_port_is_refused_once_and_never_retried(
@@ -585,6 +591,7 @@ status = {{"token": "from-plugin-run-" + str(run), "expirationTimestamp": expiry
 kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
 print(json.dumps({{**kind, "status": status}}))
 """
+
 
 class TestCredentialsLoadedAgain:
     """The official client loads a kubeconfig's credentials once (an exec plugin's token
