@@ -13,6 +13,7 @@ import ipaddress
 import os
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Callable
 from types import SimpleNamespace
@@ -288,8 +289,10 @@ def _without_empty_files(path: str | None) -> str | None:
             return False
 
     names = (path or "").split(os.pathsep)
+    if len(names) < 2:  # parsed once more for nothing: a megabyte's file took half a second
+        return path
     kept = [name for name in names if name and not empty(name)]
-    return os.pathsep.join(kept) if len(names) > 1 and kept else path
+    return os.pathsep.join(kept) if kept else path
 
 
 def _hold_written_ca(api_client: Any) -> None:
@@ -381,6 +384,16 @@ class _Renewal(_process.Locked):
         """Loading runs a plugin (``exec``, an auth provider), not only reads a file."""
         self.plugin: Any = {}
         """The kubeconfig user's ``exec`` section, if any."""
+
+    def _after_fork_in_child(self) -> None:
+        # reentrant: a signal handler's write on the thread it interrupted (an exit's flush
+        # running the plugin) reads the credentials inside that read, and would wait for it
+        self._lock = threading.RLock()
+
+    def __deepcopy__(self, _memo: dict[int, Any]) -> _Renewal:
+        # a copy of the configuration (Configuration.set_default's) shares it: its lock cannot
+        # be copied, and one load serves both
+        return self
 
     def renew(self) -> None:
         """Load the credentials again before the next request; for costly ones, if no 401

@@ -93,6 +93,8 @@ def renew_in_child(target: Renewable) -> None:
 class Locked:
     """Owns ``_lock``, which a child after fork gets anew: a parent's thread may have held it."""
 
+    _lock: threading.Lock | threading.RLock
+
     def __init__(self) -> None:
         self._after_fork_in_child()
         renew_in_child(self)

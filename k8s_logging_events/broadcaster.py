@@ -217,9 +217,13 @@ class Watcher(EndsOnExit):
 
     def _put_or_drop(self, events: list[WatchEvent]) -> None:
         # DROP: queue what fits, count the rest and hand it to on_drop
+        self._hand_to_on_drop(self._queue_or_count(events))
+
+    def _queue_or_count(self, events: list[WatchEvent]) -> list[WatchEvent]:
+        # DROP: queue what fits; what does not is counted, and returned
         with self._cond:
             if self._ended:
-                return
+                return []
             room = max(0, self._capacity - len(self._items))
             fitting, dropped = events[:room], events[room:]
             if fitting:
@@ -227,6 +231,9 @@ class Watcher(EndsOnExit):
                 self._delivered += len(fitting)
                 self._cond.notify_all()
             self._dropped += len(dropped)
+        return dropped
+
+    def _hand_to_on_drop(self, dropped: list[WatchEvent]) -> None:
         if dropped and self._on_drop is not None:
             for event in dropped:
                 # a faulty callback must not kill the thread every watcher needs
@@ -511,11 +518,17 @@ class Broadcaster(EndsOnExit):
 
     def _distribute(self, event: WatchEvent) -> None:
         # a copy: an on_drop callback may stop a watcher while we iterate
-        for watcher in tuple(self._watchers):
-            if self._behavior is FullChannelBehavior.WAIT:
+        watchers = tuple(self._watchers)
+        if self._behavior is FullChannelBehavior.WAIT:
+            for watcher in watchers:
                 watcher._put_waiting(event)
-            else:
-                watcher._put_or_drop([event])
+            return
+        # each watcher has it (queued, or counted dropped) before any on_drop runs: a shutdown
+        # that gives up on an on_drop counted it once, as dropped, not again as not handed out
+        dropped = [(watcher, watcher._queue_or_count([event])) for watcher in watchers]
+        self._held = None
+        for watcher, events in dropped:
+            watcher._hand_to_on_drop(events)
 
     def _begin_exit(self) -> None:
         # the shutdown marker: nothing can be queued behind it, so the loop ends after it

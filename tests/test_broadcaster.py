@@ -701,7 +701,7 @@ def test_shutdown_does_not_wait_forever_for_an_on_drop_that_never_returns(
         assert broadcaster.stopped
         assert [type(e) for e in errors] == [BroadcasterStopped]
         [said] = [text for text in reports.messages() if "shutdown" in text]
-        assert "26 queued item(s) were not handed out" in said, said  # events 2 to 27
+        assert "25 queued item(s) were not handed out" in said, said  # events 3 to 27
         assert "still busy" in said, said
     finally:
         gate.open()
@@ -711,15 +711,32 @@ def test_a_shutdown_that_gives_up_counts_what_the_thread_took_but_never_handed_o
     make: Make, reports: ListHandler
 ) -> None:
     """Every item a shutdown gives up on is in the count it reports, those the thread took
-    from the incoming queue included: here events 3 (held in on_drop) to 27. Before, items
-    the thread had taken were lost uncounted: it said 0."""
+    from the incoming queue included: here events 4 to 27 (3, held in on_drop, is counted
+    dropped). Before, items the thread had taken were lost uncounted: it said 0."""
     broadcaster, turnstile = held_again_after_a_full_queue(make)
     try:
         broadcaster.shutdown(0.0)
     finally:
         turnstile.let_through(60)
     [said] = [text for text in reports.messages() if "shutdown" in text]
-    assert "25 queued item(s) were not handed out" in said, said
+    assert "24 queued item(s) were not handed out" in said, said
+
+
+def test_an_item_a_shutdown_finds_in_on_drop_is_counted_once_as_dropped(
+    make: Make, reports: ListHandler
+) -> None:
+    """A shutdown that gave up while the thread was in an ``on_drop`` counted that item twice:
+    in the watcher's ``dropped`` and among the items "not handed out" (events 2 to 27 said
+    26, for 27 sent: 1 delivered, 1 dropped). Each item is counted once: delivered, dropped,
+    or not handed out."""
+    broadcaster, gate, held = held_with_a_full_queue(make)
+    try:
+        broadcaster.shutdown(0.0)
+    finally:
+        gate.open()
+    [said] = [text for text in reports.messages() if "shutdown" in text]
+    not_handed_out = int(said.split(" queued item(s)")[0].rsplit(" ", 1)[1])
+    assert (held.delivered, held.dropped, not_handed_out) == (1, 1, 25)
 
 
 def test_stop_does_not_wait_forever_behind_a_watcher_nobody_reads(

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import queue
+import signal
 import sys
 import threading
 import time
@@ -411,6 +412,26 @@ def test_an_empty_file_in_kubeconfig_s_list_is_read_as_no_configuration(
     assert [event["metadata"]["name"] for event in server.events()] == ["web-0.1"]
 
 
+def test_a_kubeconfig_of_one_file_is_parsed_no_more_for_empty_files(
+    server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a list of several files can leave an empty one out: a single kubeconfig was
+    parsed once more to look (half a second for a file of a megabyte, before the first write)
+    and kept whatever it held."""
+    server.kubeconfig(tmp_path / "config")
+    parsed: list[object] = []
+    real = yaml.safe_load
+
+    def safe_load(stream: Any) -> Any:
+        parsed.append(stream)
+        return real(stream)
+
+    monkeypatch.setattr(yaml, "safe_load", safe_load)
+    kept = _kubeconfig._without_empty_files(str(tmp_path / "config"))
+    assert kept == str(tmp_path / "config")
+    assert parsed == []
+
+
 @pytest.mark.parametrize("port", ["6443x", "99999"])
 def test_a_kubeconfig_server_whose_port_is_no_port_is_refused_once_and_never_retried(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, port: str
@@ -547,6 +568,24 @@ runs = pathlib.Path(__file__).parent / "runs"
 run = int(runs.read_text()) + 1 if runs.exists() else 1
 runs.write_text(str(run))
 time.sleep(0.3 if run > 1 else 0)
+expiry = "2000-01-01T00:00:00Z" if run == 1 else "2999-01-01T00:00:00Z"
+status = {{"token": "from-plugin-run-" + str(run), "expirationTimestamp": expiry}}
+kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
+print(json.dumps({{**kind, "status": status}}))
+"""
+
+
+_PLUGIN_SIGNALLING = """#!{python}
+# an exec credential plugin whose first token is already expired; its next run signals the
+# process that started it (SIGUSR1) while it runs
+import json, os, pathlib, signal, time
+
+runs = pathlib.Path(__file__).parent / "runs"
+run = int(runs.read_text()) + 1 if runs.exists() else 1
+runs.write_text(str(run))
+if run == 2:
+    os.kill(os.getppid(), signal.SIGUSR1)
+    time.sleep(0.5)
 expiry = "2000-01-01T00:00:00Z" if run == 1 else "2999-01-01T00:00:00Z"
 status = {{"token": "from-plugin-run-" + str(run), "expirationTimestamp": expiry}}
 kind = {{"apiVersion": "client.authentication.k8s.io/v1beta1", "kind": "ExecCredential"}}
@@ -743,6 +782,61 @@ class TestCredentialsLoadedAgain:
             s.close()
         assert (tmp_path / "runs").read_text() == "2"
         assert _sent_tokens(server) == ["Bearer from-plugin-run-2"] * 4
+
+    @pytest.mark.timeout(20)
+    @pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="POSIX signals")
+    def test_a_signal_handlers_write_during_a_plugins_run_on_its_thread_does_not_hang(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A write on the application's thread (a flush where no writer can start: at exit)
+        runs the plugin for an expired token; a signal arrives meanwhile (SIGTERM, as a pod
+        stops) and its handler flushes, writing on that same thread. The second write waited
+        for the first's renewal, which waited for the handler to return: the process hung
+        until it was killed. The handler's write loads the token itself, as before."""
+        plugin = tmp_path / "plugin.py"
+        plugin.write_text(_PLUGIN_SIGNALLING.format(python=sys.executable))
+        plugin.chmod(0o755)
+        exec_ = {"apiVersion": "client.authentication.k8s.io/v1beta1", "command": str(plugin)}
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"exec": exec_})  # type: ignore[dict-item]
+        s = sink.KubernetesEventSink(qps=0)
+        written: list[str] = []
+
+        def on_signal(signum: int, frame: FrameType | None) -> None:
+            if not written:
+                written.append("by the handler")
+                s.create(_event(name="web-0.2"))
+
+        previous = signal.signal(signal.SIGUSR1, on_signal)
+        try:
+            s.create(_event(name="web-0.1"))
+        finally:
+            signal.signal(signal.SIGUSR1, previous)
+            s.close()
+        assert written == ["by the handler"]
+        assert sorted(e["metadata"]["name"] for e in server.events()) == ["web-0.1", "web-0.2"]
+
+    def test_a_copy_of_the_sinks_client_configuration_writes_with_its_credentials(
+        self, server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """``Configuration.set_default`` (and ``copy.deepcopy``) of the sink's client's
+        configuration, to make the application's other clients alike, raised ``TypeError:
+        cannot pickle '_thread.lock' object`` (its token's renewal holds a lock). The copy
+        sends the same token, renewed as the sink's."""
+        token = tmp_path / "token"
+        token.write_text("first")
+        _use_kubeconfig(tmp_path, monkeypatch, server.url, {"tokenFile": str(token)})
+        s = sink.KubernetesEventSink(qps=0)
+        try:
+            client.Configuration.set_default(s.api_client.configuration)
+            try:
+                other = client.CoreV1Api(client.ApiClient())
+                body: Any = _event().to_api()  # the client takes its JSON too
+                other.create_namespaced_event("default", body)
+            finally:
+                client.Configuration.set_default(None)
+        finally:
+            s.close()
+        assert _sent_tokens(server) == ["Bearer first"]
 
     def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
         """A short program (a Job, a cron task) logs a warning and ends: the sink's client
