@@ -395,10 +395,11 @@ class _Attempt:
         self.created = self.created or any(s[2] for s in landed)
         carried = max((s[1] for s in landed), default=0)
         # a count past what each of ours taken as landed set was raised by another writer,
-        # maybe past one of ours that did not land: what the count alone took is unconfirmed
+        # maybe past one of ours that did not land: what the count alone took is unconfirmed,
+        # and stays so when a later request of ours that built on it is confirmed
         past = server > max((s[0] for s in landed), default=server)
         sure = max((s[1] for s in landed if not past or _told(s, writers, token)), default=0)
-        self.write.unconfirmed = carried - sure
+        self.write.unconfirmed = max(self.write.unconfirmed, carried - sure)
         self.target = server + max(0, self.write.occurrences - carried)
         # the requests that may have landed stay in doubt until a write succeeds: a read may
         # be an earlier answer (a connection out of step), and the next read must still

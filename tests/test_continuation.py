@@ -1234,6 +1234,34 @@ class TestContinuation:
         kind, local = cont.attempt(write, policy)
         assert (kind, local.count, fake.events[0].count) == ("patched", 3, 13)
 
+    def test_occurrences_the_count_alone_took_as_written_stay_failed_once_a_later_patch_lands(
+        self,
+    ) -> None:
+        """Another process wrote the event (5) when our create of 1 was refused with a 500,
+        unstored: the count alone takes it as landed, so that occurrence is unconfirmed. Two
+        more join the write; its patch (7: the 5 read, and the 2) lands with its answer lost,
+        and the next read confirms that patch through the record of writers. The occurrence
+        the count took stays unconfirmed (the writer counts it failed and says so), not
+        written: the server holds 7 of the 8 logged. Seen with six processes under lost
+        answers: every one counted written, 18 missing from the server, nothing said."""
+        clock = FakeClock(T0)
+        fake = FakeEventSink()
+        fake.create(_event(count=5))  # another process's, before it knew of us: no record
+        policy = _policy(clock)
+        cont = _continuation_for(fake, clock)
+        write = _write(_event())
+        fake.fail_next("create", sink.ApiStatusError(500, "InternalError", "etcd"))
+        with pytest.raises(sink.ApiStatusError):
+            cont.attempt(write, policy)
+        assert write.sent is not None
+        write.unsure.append(write.sent)  # a 500 may have landed: the writer keeps it in doubt
+        write.sent = None
+        write.merge(_event(count=3), held=False, occurrences=2)
+        _attempt_whose_answer_is_lost(fake, "patch", cont, write, policy)
+        assert (fake.events[0].count, write.unconfirmed) == (7, 1)
+        cont.attempt(write, policy)
+        assert (fake.events[0].count, write.unconfirmed) == (7, 1)
+
     def test_a_lost_patch_whose_entry_other_writers_pushed_out_is_judged_by_its_count(
         self,
     ) -> None:
