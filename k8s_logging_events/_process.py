@@ -10,7 +10,7 @@ hook that runs before). The package's only ``os.register_at_fork``.
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At exit Python 3.12 starts no thread
-(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`_drain_all`).
+(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`exit_begins`).
 The exit waits for a stop left to a thread of its own (:data:`AT_EXIT`), which a Ctrl-C cuts
 short. The package's only ``atexit`` functions.
 
@@ -218,6 +218,22 @@ def _flushable() -> list[ExitFlushable]:
             return list(_to_flush)
 
 
+_exit_began_in = 0
+"""The process whose exit began: its runtimes drain from then, once."""
+
+
+def exit_begins() -> None:
+    """At our atexit function, or at a wait before it on the main thread once that has ended
+    (an atexit function registered after ours: loguru's ``logger.remove`` closes its sinks):
+    every runtime drains from then, once, or each would wait its own timeout after that one."""
+    global _exit_began_in
+    main = threading.main_thread()
+    ended = threading.current_thread() is main and not main.is_alive()
+    if ended and _exit_began_in != os.getpid():
+        _exit_began_in = os.getpid()
+        _drain_all()
+
+
 def _drain_all() -> None:
     # the exit flushes one after another (logging.shutdown(), a child's finalizer): all drain
     # at once, each within its timeout of now, or each would wait its own after the others'
@@ -264,12 +280,13 @@ so every handler's wait after it gives its writes up at once, not only the inter
 
 def cut_exit() -> None:
     """A wait met a Ctrl-C where the main thread has ended: if the exit has begun, end it."""
-    if EXITING.is_set():  # else a thread's own (a test's), which must not outlive it
+    # else a thread's own (a test's), which must not outlive it
+    if EXITING.is_set() or _exit_began_in == os.getpid():
         EXIT_CUT.set()
 
 
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
-atexit.register(_drain_all)
+atexit.register(exit_begins)
 atexit.register(EXITING.set)
 
 
