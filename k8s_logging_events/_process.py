@@ -231,6 +231,7 @@ def exit_begins() -> None:
     ended = threading.current_thread() is main and not main.is_alive()
     if ended and _exit_began_in != os.getpid():
         _exit_began_in = os.getpid()
+        EXITING.set()
         _drain_all()
 
 
@@ -270,8 +271,9 @@ def _wait_for_stops() -> None:
 
 
 EXITING = threading.Event()
-"""Set when the interpreter's exit begins (before the stops are waited for and
-``logging.shutdown()``), by when the kubernetes client's clean-up has run, or never will."""
+"""Set when the interpreter's exit begins (:func:`exit_begins`, before the stops are waited
+for and ``logging.shutdown()``): a client built from then on was built after the kubernetes
+client's clean-up at exit, or registered it too late to run."""
 
 EXIT_CUT = threading.Event()
 """Set when a Ctrl-C (or a SIGTERM handler's exit) ended a wait at exit: the user wants out,
@@ -280,14 +282,12 @@ so every handler's wait after it gives its writes up at once, not only the inter
 
 def cut_exit() -> None:
     """A wait met a Ctrl-C where the main thread has ended: if the exit has begun, end it."""
-    # else a thread's own (a test's), which must not outlive it
-    if EXITING.is_set() or _exit_began_in == os.getpid():
+    if EXITING.is_set():  # else a thread's own (a test's), which must not outlive it
         EXIT_CUT.set()
 
 
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
 atexit.register(exit_begins)
-atexit.register(EXITING.set)
 
 
 def refused_at_exit(error: BaseException) -> bool:
