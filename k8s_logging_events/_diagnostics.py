@@ -243,7 +243,8 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
         # one of mode "a" opens its file again
         return False
     if not isinstance(handler, logging.handlers.QueueHandler) or depth > 3:
-        return True
+        shows = isinstance(handler, logging.StreamHandler | logging.NullHandler)  # or silences
+        return shows or not _loguru_without_sinks()
     listener = getattr(handler, "listener", None) or _reading(handler.queue)
     behind = getattr(listener, "handlers", None)
     if behind is None:  # no listener here: one of another process reads (multiprocessing)
@@ -256,6 +257,14 @@ def _shows(handler: logging.Handler, record: logging.LogRecord, level: int, dept
         _shows(inner, record, level if respects else max(level, inner.level), depth + 1)
         for inner in behind
     )
+
+
+def _loguru_without_sinks() -> bool:
+    """True where loguru is loaded and has no sink: a handler forwarding to it (its recipe's
+    InterceptHandler) shows nothing, as at exit, where loguru's atexit function removed them
+    all before logging's shutdown closes (and loguru's own removal stops) our handlers."""
+    core = getattr(getattr(sys.modules.get("loguru"), "logger", None), "_core", None)
+    return getattr(core, "handlers", None) == {}
 
 
 def _stopping(listener: Any) -> bool:

@@ -10,7 +10,7 @@ hook that runs before). The package's only ``os.register_at_fork``.
 
 **Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, no
 ``logging.shutdown()`` (:func:`flush_when_child_ends`). At exit Python 3.12 starts no thread
-(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`_drain_all`).
+(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`exit_begins`).
 The exit waits for a stop left to a thread of its own (:data:`AT_EXIT`), which a Ctrl-C cuts
 short. The package's only ``atexit`` functions.
 
@@ -220,6 +220,23 @@ def _flushable() -> list[ExitFlushable]:
             return list(_to_flush)
 
 
+_exit_began_in = 0
+"""The process whose exit began: its runtimes drain from then, once."""
+
+
+def exit_begins() -> None:
+    """At our atexit function, or at a wait before it on the main thread once that has ended
+    (an atexit function registered after ours: loguru's ``logger.remove`` closes its sinks):
+    every runtime drains from then, once, or each would wait its own timeout after that one."""
+    global _exit_began_in
+    main = threading.main_thread()
+    ended = threading.current_thread() is main and not main.is_alive()
+    if ended and _exit_began_in != os.getpid():
+        _exit_began_in = os.getpid()
+        EXITING.set()
+        _drain_all()
+
+
 def _drain_all() -> None:
     # the exit flushes one after another (logging.shutdown(), a child's finalizer): all drain
     # at once, each within its timeout of now, or each would wait its own after the others'
@@ -256,8 +273,9 @@ def _wait_for_stops() -> None:
 
 
 EXITING = threading.Event()
-"""Set when the interpreter's exit begins (before the stops are waited for and
-``logging.shutdown()``), by when the kubernetes client's clean-up has run, or never will."""
+"""Set when the interpreter's exit begins (:func:`exit_begins`, before the stops are waited
+for and ``logging.shutdown()``): a client built from then on was built after the kubernetes
+client's clean-up at exit, or registered it too late to run."""
 
 EXIT_CUT = threading.Event()
 """Set when a Ctrl-C (or a SIGTERM handler's exit) ended a wait at exit: the user wants out,
@@ -271,8 +289,7 @@ def cut_exit() -> None:
 
 
 atexit.register(_wait_for_stops)  # after logging's: it runs before logging.shutdown()
-atexit.register(_drain_all)
-atexit.register(EXITING.set)
+atexit.register(exit_begins)
 
 
 def refused_at_exit(error: BaseException) -> bool:

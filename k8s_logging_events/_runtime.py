@@ -360,6 +360,7 @@ class Runtime:
             # occurrences on out of order); none made (closing, at exit): this thread drains
             self._start()
             seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
+            _process.exit_begins()  # a wait at exit may come before our atexit function
             began, accepted = self._began  # what was recorded since (atexit logs): all its time
             since = began if accepted == self._accepted.value else None
             deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds, since)

@@ -22,6 +22,7 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -926,6 +927,46 @@ def test_a_report_queued_behind_its_listeners_stop_marker_is_shown_to_standard_e
         target.removeHandler(queued)
     assert user.messages() == ["last record"]
     assert capsys.readouterr().err == "k8s_logging_events.tests.stopping: about the last record\n"
+
+
+def test_the_exit_report_through_loguru_s_intercept_handler_is_not_lost(tmp_path) -> None:
+    """docs/integrations.md's loguru-intercept recipe, against a server that never answers:
+    loguru removes its sinks at exit (its atexit function) before the handler is closed, so
+    the one report of what could not be written went through the InterceptHandler into a
+    loguru with no sink left, and was seen nowhere. Where loguru has no sink, a handler of
+    another kind than a stream (or queue) handler shows nothing: the report goes to
+    standard error."""
+    from k8s_logging_events.testing import LocalApiServer
+    from tests._recipes import recipe
+
+    with LocalApiServer() as server:
+        server.inject("POST", action="hang", times=None)
+        sink = f'sink="{server.url}"'
+        code = recipe("loguru-intercept", server.url)
+        assert sink + ")" in code
+        child = run_python(code.replace(sink + ")", sink + ", flush_timeout=0.5)"), cwd=tmp_path)
+    assert child.returncode == 0, child.stderr
+    reports = [line for line in child.stderr.splitlines() if "Unable to write 1 event" in line]
+    assert len(reports) == 1, child.stderr
+
+
+def test_a_null_handler_still_silences_reports_where_loguru_has_no_sink(
+    capsys, monkeypatch
+) -> None:
+    """Where loguru has no sink (at exit) a handler of another kind shows no report, but a
+    ``NullHandler`` on the library's logger is there to silence them, and still does."""
+    # loguru as its atexit function leaves it (imported here, its stderr sink would hold
+    # capsys's stream for the tests after this one)
+    without_sinks = SimpleNamespace(logger=SimpleNamespace(_core=SimpleNamespace(handlers={})))
+    monkeypatch.setitem(sys.modules, "loguru", without_sinks)
+    target = private_logger("silenced")
+    silencer = logging.NullHandler()
+    target.addHandler(silencer)
+    try:
+        _diagnostics.log_safely(target, logging.WARNING, "not to be seen")
+    finally:
+        target.removeHandler(silencer)
+    assert capsys.readouterr().err == ""
 
 
 def test_a_tally_adds_many_at_once_and_counts_on_from_there() -> None:

@@ -528,6 +528,51 @@ def test_several_handlers_drain_together_at_exit_within_one_flush_timeout(server
     assert all("before the deadline of shutdown" in line for line in reports), reports
 
 
+CLOSED_BY_A_LATER_ATEXIT_FUNCTION = """
+import atexit, json, sys
+
+atexit.register(lambda: print(json.dumps(ends), flush=True))  # runs last: after logging's
+import logging
+from k8s_logging_events import _flush
+from k8s_logging_events.handler import KubernetesEventHandler
+
+ends, wait_reached = [], _flush.wait_reached
+
+def recorded(marker, deadline, alive, pump):  # every wait: the flushes' and the closes'
+    ends.append(deadline.end)
+    return wait_reached(marker, deadline, alive, pump)
+
+_flush.wait_reached = recorded
+handlers = [
+    KubernetesEventHandler(component="exit", sink=sys.argv[1], flush_timeout=2.0)
+    for _ in range(2)
+]
+# as loguru's logger.remove at exit: registered after the library's import, it runs first
+atexit.register(handlers[0].close)
+for number, handler in enumerate(handlers):
+    log = logging.getLogger("app%d" % number)
+    log.addHandler(handler)
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+    log.warning("bye", extra={"involved": pod})
+"""
+
+
+def test_a_close_at_exit_before_the_librarys_atexit_function_begins_the_one_deadline(
+    server,
+) -> None:
+    """loguru closes its sinks, this handler among them, in an atexit function registered at
+    its import, after the library's (``import k8s_logging_events`` sorts before ``import
+    loguru``), so it ran before the exit's drain began: that close waited its flush_timeout,
+    then the other handlers theirs (two handlers, a hanging server: 4.5 s, not 2.25 s). The
+    first wait at exit on the main thread begins the exit's one deadline for all."""
+    server.inject("POST", times=None, action="hang")
+    result = run_child(CLOSED_BY_A_LATER_ATEXIT_FUNCTION, server.url)
+    assert result.returncode == 0, result.stderr
+    ends = json.loads(result.stdout)
+    assert len(ends) >= 2, ends
+    assert max(ends) - min(ends) < 1.0, ends  # one deadline, not one after the other's
+
+
 LOGGED_AFTER_THE_DRAIN_BEGAN = """
 import atexit, json, sys
 
