@@ -17,7 +17,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeGuard, runtime_checkable
 
 import cachetools
 
@@ -91,11 +91,29 @@ class Policy(Protocol):
         """The name of the series ``event`` follows (quiet here, maybe kept going), or ""."""
 
 
-class Sink(Protocol):
-    """What an attempt writes with (``_pending.EventSink``; ``read`` is looked up)."""
+@runtime_checkable
+class EventSink(Protocol):
+    """Knows how to store events: create one, replace one, or patch one by name (an attempt
+    looks ``read`` up)."""
 
-    def create(self, event: models.Event) -> models.Event: ...
-    def patch(self, event: models.Event, data: bytes) -> models.Event: ...
+    def create(self, event: models.Event) -> models.Event:
+        """Create ``event`` and return it as the server stored it."""
+
+    def update(self, event: models.Event) -> models.Event:
+        """Replace the stored event of the same name and return the stored result."""
+
+    def patch(self, event: models.Event, data: bytes) -> models.Event:
+        """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
+
+
+def is_event_sink(value: object) -> TypeGuard[EventSink]:
+    """True when ``value`` has callable ``create``, ``update`` and ``patch``, found as a call
+    finds them: ``isinstance`` on :class:`EventSink` looks them up statically from Python
+    3.12, and refuses a ``Mock`` or a wrapper that delegates through ``__getattr__``. A class
+    is none: its methods lack the instance (``sink=MySink``, the call forgotten)."""
+    if isinstance(value, type):
+        return False
+    return all(callable(getattr(value, name, None)) for name in ("create", "update", "patch"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +156,7 @@ class Continuation(_process.Locked):
 
     def __init__(
         self,
-        event_sink: Sink,
+        event_sink: EventSink,
         namer: _sanitise.EventNamer,
         clock: clock_mod.Clock,
         reporter: _diagnostics.RateLimitedReporter,

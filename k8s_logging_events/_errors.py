@@ -199,22 +199,26 @@ class RetrySchedule:
         # a 429 spends no try: the stop never counts one
         if not self._retrying.retry(state) or (not throttled and self._retrying.stop(state)):
             return None
-        asked = error.retry_after if isinstance(error, ApiStatusError) else None
+        wait = asked(error)
         if throttled:
             # a Retry-After of zero (or less, or NaN) is taken as none: 429s that spend no try
             # and wait nothing would retry in a hot loop for as long as the server throttles
-            if asked is not None and asked > 0:
-                seconds = asked
-            else:
-                seconds = self._throttled(state) * (0.5 + 0.5 * self._rng())
+            seconds = wait or self._throttled(state) * (0.5 + 0.5 * self._rng())
         elif isinstance(error, ContentionError):
             # no fault of the server: a writer of the same event won the round
             seconds = self._contended(state) * self._rng()
         else:
             # jittered the first time: clients started together must not retry in lockstep
             first = self._rng() if state.attempt_number == 1 else 1.0
-            seconds = max(self._sleep_duration * first, asked or 0.0)
-        return float(finite(seconds))  # a sink may give an int Retry-After
+            seconds = max(self._sleep_duration * first, wait)
+        return float(finite(seconds))
+
+
+def asked(error: BaseException) -> float:
+    """Seconds the server asked a retry after ``error`` to wait (``Retry-After``); 0 when it
+    asked none (or zero, less, or NaN)."""
+    wait = error.retry_after if isinstance(error, ApiStatusError) else None
+    return 0.0 if wait is None else float(finite(wait))  # a sink may give an int
 
 
 def is_throttled(error: BaseException | None) -> bool:

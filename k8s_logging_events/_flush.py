@@ -133,6 +133,17 @@ def set_draining(recordings: list[_pool.Recording], *, on: bool) -> None:
             _apis.call_optional(recording.writes.sink, "drain", on)
 
 
+def drain_by(recordings: list[_pool.Recording], deadline: Deadline, *, on: bool) -> None:
+    """A flush waits until ``deadline`` (``on``), or no longer: while it waits, each sink's
+    retries are tried within it (:meth:`~._pending.Writes.hasten`); several may overlap."""
+    for recording in recordings:
+        drains = recording.writes.drains
+        if on:
+            drains.append(deadline.remaining)
+        elif deadline.remaining in drains:  # not for a recording added meanwhile
+            drains.remove(deadline.remaining)
+
+
 def join(thread: threading.Thread | None, deadline: Deadline) -> None:
     """Wait for ``thread`` (not this one, nor one never started) to end, within ``deadline``."""
     if thread is None or thread is threading.current_thread():

@@ -291,10 +291,22 @@ class HandOff:
                     self._counters.add(outcome, occurrences)
                     recording.aside_count -= occurrences
 
-    def give_up_aside(self) -> int:
-        """At close: what is still kept aside fails (the sink was never set up)."""
+    def give_up_aside(self, about: str) -> int:
+        """At close: what is still kept aside fails (the sink was never set up), said once
+        (``about``: whose); how many failed."""
         with self._cond:
-            return sum(self._fail_aside(recording) for recording in self.consumers.recordings())
+            failed = sum(self._fail_aside(recording) for recording in self.consumers.recordings())
+        if failed:
+            self._reporter.report(
+                "exit-unprepared",
+                logging.WARNING,
+                "%d occurrences %swere not written: their sink was still being set up (its "
+                "client built, the server asked which Events API it serves) at the deadline of "
+                "shutdown (see flush_timeout; an api of v1 or events.k8s.io/v1 asks no question)",
+                failed,
+                about,
+            )
+        return failed
 
     def _fail_aside(self, recording: _pool.Recording) -> int:  # under cond
         failed, recording.aside = len(recording.aside), []

@@ -19,9 +19,9 @@ from typing import Any
 
 from k8s_logging_events import (
     _apis,
+    _continuation,
     _diagnostics,
     _kubeconfig,
-    _pending,
     _pod,
     _records,
     _sanitise,
@@ -212,7 +212,7 @@ def api_for(value: object, sink: Sink) -> str:
     api = choice("api", value, (sinks.CORE_V1, sinks.EVENTS_V1, "auto"))
     if (
         api == sinks.EVENTS_V1
-        and _pending.is_event_sink(sink)
+        and _continuation.is_event_sink(sink)
         and _apis.api_known(sink)
         and _apis.api_of(sink) is not _apis.EVENTS_V1
     ):
@@ -323,7 +323,7 @@ def checked_sink(option: object, given: object) -> Sink:
             return _kubeconfig.url_without_credentials(option.strip())
     if given is not None and option is not None:
         raise ValueError("sink cannot be set together with broadcaster: the handler starts no sink")
-    if option is None or _pending.is_event_sink(option):
+    if option is None or _continuation.is_event_sink(option):
         return option
     if isinstance(option, Mapping) and "()" in option:
         return sinks.sink_from_config(option)

@@ -2,9 +2,9 @@
 
 A pure policy beside the correlator and the series (importing neither): plain state, no
 threads; the writer pool calls it under the runtime's lock and makes the requests (those of
-one attempt: :mod:`~k8s_logging_events._continuation`). It owns the protocols of what it
-calls (the write policy, :class:`EventSink`), client-go's create-or-patch and retries, and
-what docs/concepts.md promises of "The writer". Waits are on the clock's monotonic reading.
+one attempt: :mod:`~k8s_logging_events._continuation`, which owns the sink's protocol). It
+owns the write policy's protocol, client-go's create-or-patch and retries, and what
+docs/concepts.md promises of "The writer". Waits are on the clock's monotonic reading.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeGuard, runtime_checkable
+from typing import Protocol
 
 from k8s_logging_events import _continuation, _diagnostics, _errors, _sanitise, models
 from k8s_logging_events import clock as clock_mod
@@ -62,30 +62,6 @@ class WritePolicy(_continuation.Policy, Protocol):
         """Feed back what the server stored after a successful write of ``sent``."""
 
 
-@runtime_checkable
-class EventSink(Protocol):
-    """Knows how to store events: create one, replace one, or patch one by name."""
-
-    def create(self, event: models.Event) -> models.Event:
-        """Create ``event`` and return it as the server stored it."""
-
-    def update(self, event: models.Event) -> models.Event:
-        """Replace the stored event of the same name and return the stored result."""
-
-    def patch(self, event: models.Event, data: bytes) -> models.Event:
-        """Apply the strategic-merge patch ``data`` to the stored ``event``; return the result."""
-
-
-def is_event_sink(value: object) -> TypeGuard[EventSink]:
-    """True when ``value`` has callable ``create``, ``update`` and ``patch``, found as a call
-    finds them: ``isinstance`` on :class:`EventSink` looks them up statically from Python
-    3.12, and refuses a ``Mock`` or a wrapper that delegates through ``__getattr__``. A class
-    is none: its methods lack the instance (``sink=MySink``, the call forgotten)."""
-    if isinstance(value, type):
-        return False
-    return all(callable(getattr(value, name, None)) for name in ("create", "update", "patch"))
-
-
 class Limits(Protocol):
     """What the writer reads of its broadcaster's options (``_options.BroadcasterOptions``):
     ``queue_length`` bounds the events with a write pending; the correlator's
@@ -116,6 +92,7 @@ class Write:
     occurrences: int = 1
     attempts: int = 0
     due: float = 0.0
+    asked: float = 0.0  # the earliest a retry may go, as the server asked (see Writes.hasten)
     maybe_landed: bool = False  # a create failed in transport: AlreadyExists may mean ours
     sent: _continuation.Sent | None = None  # in flight (see _continuation.Sent)
     # earlier requests that may have landed, their answers lost (see _continuation)
@@ -178,7 +155,7 @@ class Writes:
 
     def __init__(
         self,
-        event_sink: EventSink,
+        event_sink: _continuation.EventSink,
         policy: WritePolicy | None,
         counters: _diagnostics.Counters,
         *,
@@ -230,6 +207,7 @@ class Writes:
         self.submitted = 0
         self._unsettled = 0  # occurrences in writes, without an outcome (no walk: stats())
         self.flushing = False
+        self.drains: list[Callable[[], float]] = []  # each waiting flush's seconds left (real)
 
     @property
     def _p(self) -> WritePolicy:
@@ -354,10 +332,27 @@ class Writes:
         return len(stalled)
 
     def release_held(self) -> None:
-        """At flush, held-back counts go out without waiting for a token."""
+        """At flush, held-back counts go out without waiting for a token; retries wait less
+        (:meth:`hasten`)."""
         for key, slot in list(self._slots.items()):
-            if slot.state == "timed" and slot.waiting is not None and slot.waiting.held:
+            if slot.state != "timed" or (write := slot.waiting) is None:
+                continue
+            if write.held:
                 self._make_ready(key, slot)
+            elif self.hasten(write):
+                self._make_timed(key, slot, write.due)
+
+    def hasten(self, write: Write) -> bool:
+        """While a flush waits (``drains``), a retry due past halfway to its deadline goes
+        there: tried before the flush gives it up, with room to fail again (``max_tries``
+        bounds the tries), never before the server asked. True when ``write.due`` moved."""
+        left = min(filter(None, (remaining() for remaining in self.drains)), default=0.0)
+        # the deadline is real time, the due time the clock's: a duration is both (rule 8)
+        due = max(write.asked, self._now() + left / 2)
+        if not left or due >= write.due:
+            return False
+        write.due = due
+        return True
 
     def oldest_pending(self) -> float:
         """The submission number of the oldest occurrence not yet written (inf: none)."""
@@ -454,7 +449,11 @@ class Writes:
         slot.in_flight, newer, slot.waiting = None, slot.waiting, write
         if newer is not None:
             write.merge(newer.event, held=newer.held, occurrences=newer.occurrences)
-        write.due = self._now() + retry_in
+        write.due = (now := self._now()) + retry_in
+        # a 429's whole wait (it spends no try: nothing else would bound a hurry), a Retry-After
+        write.asked = write.due if write.throttled else now + _errors.asked(error)
+        if self.hasten(write):
+            retry_in = write.due - now
         self._make_timed(key, slot, write.due)
         if write.throttled == _errors.THROTTLED_WARNING_AFTER:
             # a server that throttles every write (a bucket that never refills) must not go

@@ -370,7 +370,8 @@ class Runtime:
             with self._cond:
                 self._flushes += 1
                 self._hurry = True
-                _flush.set_draining(self._consumers.recordings(), on=True)
+                _flush.set_draining(recordings := self._consumers.recordings(), on=True)
+                _flush.drain_by(recordings, deadline, on=True)
             try:
                 if not _flush.wait_reached(marker, deadline, self._dispatcher_alive, self._pump):
                     return False
@@ -385,6 +386,7 @@ class Runtime:
             finally:
                 with self._cond:
                     self._flushes -= 1
+                    _flush.drain_by(self._consumers.recordings(), deadline, on=False)
                     if not self._flushes:
                         self._hurry = self._closing  # a close keeps it till the end
                         _flush.set_draining(self._consumers.recordings(), on=False)
@@ -489,17 +491,7 @@ class Runtime:
         grace = Deadline(max(deadline.remaining(), JOIN_GRACE_SECONDS))
         _flush.join(self._dispatcher, grace)
         self._queue_drops.add_many(_flush.leftovers(self._queue))
-        aside.append(unprepared := self._handoff.give_up_aside())
-        if unprepared:
-            self._reporter.report(
-                "exit-unprepared",
-                logging.WARNING,
-                "%d occurrences %swere not written: their sink was still being set up (its "
-                "client built, the server asked which Events API it serves) at the deadline of "
-                "shutdown (see flush_timeout; an api of v1 or events.k8s.io/v1 asks no question)",
-                unprepared,
-                self.about,
-            )
+        aside.append(self._handoff.give_up_aside(self.about))
         for consumer in consumers:
             consumer.watcher.stop()
         for thread in [*self._pool.threads(), *(loop.thread for loop in loops)]:

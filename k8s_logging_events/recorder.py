@@ -17,6 +17,7 @@ from typing import Any
 
 from k8s_logging_events import (
     _apis,
+    _continuation,
     _diagnostics,
     _errors,
     _numbers,
@@ -182,7 +183,7 @@ class EventBroadcaster:
         series when its ``api`` is ``events.k8s.io/v1`` (read at the first event, on a writer
         thread while ``api_known`` is False), else client-go's counts. What is no
         :class:`~k8s_logging_events.sink.EventSink` (a URL, say) raises :class:`TypeError`."""
-        if not _pending.is_event_sink(sink):  # a URL, say: every event would fail
+        if not _continuation.is_event_sink(sink):  # a URL, say: every event would fail
             raise TypeError(f"not an EventSink (create, update, patch): {sink!r}")
         writes = _pending.Writes(
             sink,

@@ -9,7 +9,7 @@ writer decides what to do with a failure from its class alone:
 * :class:`RequestConstructionError` -- the request could not even be built: given up.
 * any other exception (refused, reset, timed out) -- retried.
 
-The errors and :func:`is_retryable` (``_errors``) and :class:`EventSink` (``_pending``) get
+The errors and :func:`is_retryable` (``_errors``) and :class:`EventSink` (``_continuation``) get
 their public names here: what a user catches, or raises in a sink of their own.
 """
 
@@ -24,13 +24,13 @@ from urllib.parse import quote
 
 from k8s_logging_events import (
     _apis,
+    _continuation,
     _diagnostics,
     _errors,
     _http_parser,
     _kubeconfig,
     _numbers,
     _official,
-    _pending,
     _process,
     _tokenbucket,
     _transport,
@@ -82,7 +82,7 @@ DEFAULT_REQUEST_TIMEOUT = (5.0, 10.0)
 _STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 _JSON = "application/json"
 
-EventSink = _pending.EventSink
+EventSink = _continuation.EventSink
 ApiStatusError = _errors.ApiStatusError
 RequestConstructionError = _errors.RequestConstructionError
 is_retryable = _errors.is_retryable
@@ -572,6 +572,6 @@ def sink_from_config(spec: Mapping[str, Any]) -> EventSink | None:
         configurator = logging.config.BaseConfigurator({})
     # indexed access converts ext:// and cfg:// values; a copy keeps the config intact
     built = configurator.configure_custom({key: spec[key] for key in spec})
-    if not _pending.is_event_sink(built):
+    if not _continuation.is_event_sink(built):
         raise ValueError(f"the sink factory returned {type(built).__name__}, not an EventSink")
     return built

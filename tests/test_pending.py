@@ -125,6 +125,41 @@ def test_held_back_counts_are_written_when_the_bucket_refills(made, wall_step) -
     assert event.last_timestamp == START + timedelta(seconds=wall_step)
 
 
+@pytest.mark.parametrize("backing_off", [True, False], ids=["before-the-flush", "during-it"])
+def test_a_flush_tries_a_retry_backing_off_past_its_deadline_within_it(
+    made, k8s_apiserver, backing_off
+) -> None:
+    """The server fails a create once (500); its retry backs off 9 s (sleep_duration 10 s,
+    jitter 0.9), from before a flush of 2 s or while it waits: the flush tries it again
+    halfway to its deadline, and it lands. The retry waited its whole back-off instead, and
+    the flush (an exit's) gave it up at the deadline untried. The test's sleeper lets the
+    clock pass a wait that fits in the flush, as real time would; only a wake ends a longer."""
+    clock = FakeClock(START)
+    slept: list[float] = []
+    backs_off = threading.Event()
+
+    def sleeper(seconds: float, cancel: threading.Event) -> bool:
+        slept.append(seconds)
+        if seconds <= 2:
+            return clock.sleep(seconds, cancel)
+        backs_off.set()
+        return cancel.wait(30)
+
+    b = on_fake_time(made, clock, sleep=sleeper, sleep_duration=10.0, rng=lambda: 0.9)
+    with sink.KubernetesEventSink.from_url(k8s_apiserver.url, qps=0) as events:
+        b.start_recording_to_sink(events)
+        k8s_apiserver.inject("POST", path=r"/events$", times=1, status=500)
+        pod = dataclasses.replace(_pod(), namespace="default")
+        b.new_recorder("ctl").event(pod, models.WARNING, "BackOff", "again")
+        assert backs_off.wait(10) or not backing_off
+        assert b.flush(2)
+        b.shutdown(timeout=5)
+    assert [r.status for r in k8s_apiserver.requests if r.method == "POST"] == [500, 201]
+    hurried = [seconds for seconds in slept if seconds <= 2]
+    assert max(hurried, default=2.0) <= 1.0, slept  # at most half of the flush's 2 s
+    assert _accounted(b.stats())
+
+
 def test_flush_writes_held_back_counts_without_waiting_for_a_token(made) -> None:
     """flush bypasses the spam filter for the last write of each held-back event."""
     clock = FakeClock(START)
@@ -940,17 +975,49 @@ class TestEveryOccurrenceHasOneOutcome:
 
     def test_a_flush_does_not_cut_a_retry_back_off_short(self) -> None:
         """A flush releases held-back counts at once, but a write backing off after a failure
-        still waits its back-off (the server is not hammered by every flush)."""
+        still waits its back-off when it ends well before the flush's deadline (30 s): the
+        server is not hammered by every flush."""
         clock = FakeClock(START)
         pending = Pending(clock)
         pending.fake.fail_next("create", ConnectionRefusedError("refused"))
         pending.offer(_occurrence())
         assert pending.drive() == ["failed"]
         pending.writes.flushing = True
+        pending.writes.drains.append(lambda: 30.0)
         pending.writes.release_held()
         assert pending.drive() == []
+        assert pending.writes.next_due() == pytest.approx(5.0)
         clock.step(5.0)
         assert pending.drive() == ["created"]
+
+    def test_a_flush_tries_retries_halfway_to_its_deadline_not_before_the_server_asked(
+        self,
+    ) -> None:
+        """With 4 s left of a flush (on the test's clock here), a retry backing off 5 s goes
+        in 2 s, a second one (10 s) halfway to the deadline again, so a third try fits
+        (max_tries bounds them); a 503's Retry-After of 3 s and a 429's are waited whole:
+        the server asked (and a 429 spends no try: halving its wait would never end)."""
+        clock = FakeClock(START)
+        pending = Pending(clock)
+        end = clock.monotonic() + 4.0
+        pending.writes.drains.append(lambda: max(0.0, end - clock.monotonic()))
+        pending.fake.fail_next("create", ConnectionResetError("reset"), times=2)
+        pending.offer(_occurrence("web"))
+        for wait in (2.0, 1.0):
+            assert pending.drive() == ["failed"]
+            assert pending.writes.next_due() == pytest.approx(wait)
+            clock.step(wait)
+        assert pending.drive() == ["created"]
+        end = clock.monotonic() + 4.0
+        for status, reason in ((503, "ServiceUnavailable"), (429, "TooManyRequests")):
+            error = sink.ApiStatusError(status, reason, "later", retry_after=3.0)
+            pending.fake.fail_next("create", error)
+            pending.offer(_occurrence(f"asked-{status}"))
+            assert pending.drive() == ["failed"]
+            assert pending.writes.next_due() == pytest.approx(3.0)
+        clock.step(3.0)
+        assert pending.drive() == ["created", "created"]
+        assert pending.accounted()
 
     def test_a_repeat_does_not_cut_a_throttled_write_wait_short(self) -> None:
         """After a 429, a new occurrence joins the write but does not make it go before the
