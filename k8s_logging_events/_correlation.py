@@ -135,8 +135,10 @@ class Aggregator:
 
     def aggregate(self, event: models.Event) -> tuple[models.Event, str]:
         """Return the event to observe and its cache key: ``event`` itself or an aggregate."""
-        seen = self._monotonic()
+        seen = models.seen_at(event, self._monotonic)
         now = self._clock.now()  # the aggregate event's timestamps, and its name
+        if event.observed is not None and event.last_timestamp is not None:
+            now = event.last_timestamp  # when it occurred, not when this thread came to it
         event_key = get_event_key(event)
         aggregate_key, local_key = self._key_func(event)
 
@@ -165,13 +167,14 @@ class Aggregator:
             last_timestamp=now,
             count=1,
             type=event.type,
+            observed=event.observed,
         )
         return aggregate, aggregate_key
 
     def touch_if_unchanged(self, event: models.Event) -> bool:
         """Aggregate ``event`` if that only moves its group's time (its message is known to a
         group below the threshold, within the interval) and return True; else return False."""
-        seen = self._monotonic()
+        seen = models.seen_at(event, self._monotonic)
         self._clock.now()  # read as aggregate() reads it, so that an interval clock moves alike
         aggregate_key, local_key = self._key_func(event)
         record = self._cache.get(aggregate_key)
@@ -265,13 +268,14 @@ class SpamFilter:
         # a missing or evicted bucket comes back full
         return self._cache.get(key) or _tokenbucket.TokenBucket(self._qps, self._burst, now)
 
-    def take(self, event: models.Event) -> bool:
-        return self.take_many(event, 1) == 1
+    def take(self, event: models.Event, *, late: bool = False) -> bool:
+        return self.take_many(event, 1, late=late) == 1
 
-    def take_many(self, event: models.Event, count: int) -> int:
-        """Take up to ``count`` tokens from ``event``'s bucket, one at a time; return how many."""
+    def take_many(self, event: models.Event, count: int, *, late: bool = False) -> int:
+        """Take up to ``count`` tokens from ``event``'s bucket, one at a time, when it occurred
+        (``late``: now, for a count held back); return how many."""
         key = self._key_func(event)
-        now = self._monotonic()
+        now = self._monotonic() if late else models.seen_at(event, self._monotonic)
         bucket = self._bucket(key, now)
         taken = 0
         while taken < count and bucket.try_take(now):
@@ -295,5 +299,5 @@ def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models
         stored.name, e.namespace, e.involved_object, e.reason, e.message, e.source,
         stored.first_timestamp, e.last_timestamp, count, e.type, e.event_time, e.series,
         e.action, e.related, e.reporting_controller, e.reporting_instance, e.annotations,
-        stored.resource_version,
+        stored.resource_version, e.observed,
     )  # fmt: skip

@@ -336,6 +336,10 @@ def checked_sink(option: object, given: object) -> Sink:
 def checked_correlator(option: object) -> correlators.CorrelatorOptions | None:
     """``correlator``: CorrelatorOptions, or a mapping of its fields, where ``spam_key`` may
     name the spam key (``object``, client-go's, or ``per-reason``)."""
+    if isinstance(option, correlators.CorrelatorOptions):
+        # its now() read here, as a mapping's is, not at each copy of the options (a ticking
+        # clock would move): a naive one lost every combined event on the dispatcher
+        clock_mod.checked(option.clock, "CorrelatorOptions.clock")
     if option is None or isinstance(option, correlators.CorrelatorOptions):
         return option
     if not isinstance(option, Mapping):

@@ -134,6 +134,7 @@ def read(
     settings: Settings,
     notes: Notes,
     now: datetime,
+    seen: float,
 ) -> models.Occurrence | None:
     """Snapshot what the event needs from ``record`` and its :func:`find_extras`; None when
     it cannot be one."""
@@ -171,6 +172,7 @@ def read(
                 None if related is None else _related(related, notes),
                 settings.source,
                 now,
+                seen,
             )
         )
     except RecursionError:  # an extra's str() recursing (a lazy proxy): its problem, as involved's

@@ -341,7 +341,7 @@ class EventCorrelator(_process.Locked):
     def take_token(self, event: models.Event) -> bool:
         """Take one token from ``event``'s spam bucket (made full if missing); not in client-go."""
         with self._lock:
-            return self._spam_filter.take(event)
+            return self._spam_filter.take(event, late=True)
 
     def combines(self, ours: models.Event, stored: models.Event) -> bool:
         """True when ``stored`` is ``ours``, a combined event, with another latest message (see

@@ -99,9 +99,10 @@ def event_rows(
     """Return one ``(Type, Reason, Age, From, Message)`` row per event, in kubectl's order.
     ``events``: models, API dicts of either version, or an ``EventList`` dict, or the
     ``kubernetes`` client's models of these. ``now``: when ages are measured from (the
-    system clock's now by default). ``show_host``: From reads ``component, host``, as in
-    kubectl before 1.20."""
-    moment = now if now is not None else clock_mod.SystemClock().now()
+    system clock's now by default; a naive one is local time, as ``datetime.now()`` gives
+    it). ``show_host``: From reads ``component, host``, as in kubectl before 1.20."""
+    # naive, it raised TypeError when compared with the events' aware times
+    moment = clock_mod.SystemClock().now() if now is None else now.astimezone(UTC)
     api = _as_api(events)
     items = (api.get("items") or ()) if isinstance(api, Mapping) else api
     models_ = [_as_event(item) for item in items]

@@ -452,7 +452,7 @@ class KubernetesEventHandler(logging.Handler):
             settings = self._settings
             if settings.formatter is not self.formatter:  # setFormatter() since the last record
                 settings = self._settings = self._new_settings()
-            occurrence = _records.read(record, extras, settings, notes, self._now())
+            occurrence = _records.read(record, extras, settings, notes, self._now(), self._seen())
             if notes.refusal is not None or notes.repairs:
                 notes.report(self._sites, record)
             if occurrence is None:
@@ -501,10 +501,12 @@ class KubernetesEventHandler(logging.Handler):
         self._sites = _records.CallSites()
         self._settings = self._new_settings()
         self._broadcaster = self._given
-        self._now: Callable[[], datetime] = (self._options.broadcasting.clock or _SYSTEM_CLOCK).now
+        clock = self._options.broadcasting.clock or _SYSTEM_CLOCK
+        self._now: Callable[[], datetime] = clock.now
+        self._seen = clock_mod.monotonic_source(clock)
         self._offer: _Offer | None = None
         if self._given is not None:
-            self._now, self._offer = self._given._intake()
+            self._now, self._seen, self._offer = self._given._intake()
         self._lazy_sink: sinks.LazySink | None = None
         self._stopping = self._stopper = None
         self._waits = _deadlines.ExitWaits(self._options.flush_timeout)
@@ -527,13 +529,14 @@ class KubernetesEventHandler(logging.Handler):
                 active.start_structured_logging(
                     logging.getLogger(target) if isinstance(target, str) else None
                 )
-            now, offer = active._intake()
+            now, seen, offer = active._intake()
             # a signal handler on this thread may have logged (and won) while it built, or
             # closed the handler, finding nothing to stop: then nothing starts (no offer yet)
             if self.closed:
                 return None
             if self._offer is None:
-                self._broadcaster, self._now, self._offer = active, now, offer
+                self._broadcaster, self._offer = active, offer
+                self._now, self._seen = now, seen
                 _STARTED[id(self)] = self
             return self._offer
 

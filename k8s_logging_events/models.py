@@ -7,7 +7,7 @@ The bottom of the pipeline, above :mod:`~k8s_logging_events.references`: only th
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Hashable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -104,6 +104,9 @@ class Event:
     # no hash of its own (a mapping): equal events still hash alike, by the other fields
     annotations: Mapping[str, str] = field(default_factory=lambda: _EMPTY, hash=False)
     resource_version: str = ""
+    observed: float | None = field(default=None, compare=False, repr=False)
+    """When the occurrence was recorded, on its clock's ``monotonic()`` (never sent): the
+    correlator measures windows and refills from it, not from when its thread came to it."""
 
     def __post_init__(self) -> None:
         # a caller's dict must not change the event behind our back
@@ -218,6 +221,12 @@ def replaced(event: Event, **changes: Any) -> Event:
     return dataclasses.replace(event, **changes)
 
 
+def seen_at(event: Event, monotonic: Callable[[], float]) -> float:
+    """When ``event`` occurred, on ``monotonic``'s clock: its ``observed``, else now (an event
+    made by hand is correlated when it comes, as in client-go)."""
+    return monotonic() if event.observed is None else event.observed
+
+
 def format_time(value: datetime) -> str:
     """Format a ``metav1.Time``: RFC 3339 in UTC, whole seconds, ending in ``Z``."""
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -271,6 +280,7 @@ class Occurrence(NamedTuple):
     related: ObjectReference | None
     source: EventSource
     time: datetime
+    seen: float  # the clock's monotonic() at ``time``
 
     def materialize(self, namer: Namer) -> Event:
         """Build the Event: its name, count 1, first and last timestamps."""
@@ -292,6 +302,7 @@ class Occurrence(NamedTuple):
             reporting_controller=self.source.component,
             reporting_instance=self.source.host,
             annotations=self.annotations or _EMPTY,
+            observed=self.seen,
         )
 
 
@@ -302,7 +313,7 @@ def correlation_keys(item: object) -> tuple[Hashable, object]:
     but the name and timestamps. Plain tuples: hashed without a call."""
     rest: tuple[object, ...]
     if isinstance(item, Occurrence):
-        ref, source, rest = item.ref, item.source, item[1:-1]
+        ref, source, rest = item.ref, item.source, item[1:-2]  # neither time
     elif isinstance(item, Event):
         ref, source = item.involved_object, item.source
         rest = (item.namespace, item.reason, item.message, item.action, item.related)

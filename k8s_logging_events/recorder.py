@@ -321,10 +321,12 @@ class EventBroadcaster:
         """The broadcaster's threads alive right now (for diagnostics and tests)."""
         return self._runtime.threads()
 
-    def _intake(self) -> tuple[Callable[[], datetime], Callable[[models.Occurrence], bool]]:
-        """For a front door that checks its own occurrences (the handler): the clock that dates
-        them and the runtime's offer, bound once."""
-        return self._clock.now, self._runtime.offer
+    def _intake(
+        self,
+    ) -> tuple[Callable[[], datetime], Callable[[], float], Callable[[models.Occurrence], bool]]:
+        """For a front door that checks its own occurrences (the handler): the clock's two
+        readings that date them and the runtime's offer, bound once."""
+        return self._clock.now, clock_mod.monotonic_source(self._clock), self._runtime.offer
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()
@@ -378,6 +380,7 @@ class EventRecorder:
         self._queue = broadcaster._runtime.offer  # a full queue is a counted drop, never a wait
         self._source = source
         self._clock = clock or clock_mod.SystemClock()
+        self._monotonic = clock_mod.monotonic_source(self._clock)
         self._default_namespace = default_namespace
 
     @property
@@ -505,6 +508,7 @@ class EventRecorder:
                 related=related_ref,
                 source=self._source,
                 time=self._clock.now(),
+                seen=self._monotonic(),
             )
         except Exception as error:
             report("invalid-event", "Unable to record event (will not retry): %s", error)

@@ -151,7 +151,7 @@ class SeriesCorrelator(_process.Locked):
         comes as is (a create), the second as a series of 2, later ones counted and held; all with
         the first's fields and note (immutable in events.k8s.io/v1)."""
         key = self._key(event)
-        seen = self._monotonic()
+        seen = models.seen_at(event, self._monotonic)
         # when the occurrence was recorded, not when the dispatcher came to it
         now = event.event_time or event.first_timestamp or self._clock.now()
         with self._lock:

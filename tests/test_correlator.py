@@ -22,7 +22,7 @@ from k8s_logging_events import clock as clocks
 from k8s_logging_events import correlator as corr
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.models import Event, EventSource, ObjectReference
-from k8s_logging_events.testing import FakeClock, LocalApiServer
+from k8s_logging_events.testing import FakeClock, FakeEventSink, LocalApiServer
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 SOURCE = EventSource(component="kubelet", host="kublet.node1")
@@ -1094,6 +1094,19 @@ class TestSpamFilter:
 
         assert results == [False, False, False, True]
 
+    def test_a_token_is_taken_when_the_occurrence_was_logged(self) -> None:
+        """An occurrence logged with the bucket empty finds no token, however late the
+        correlator comes to it (it took one refilled meanwhile); a held count released later
+        (take_token) takes its token at the release."""
+        clock = FakeClock()
+        correlator = new_correlator(clock, burst_size=1, qps=1.0)
+        assert not correlator.correlate(_similar(0, observed=clock.monotonic())).skip
+        late = _similar(0, observed=clock.monotonic())
+        clock.step(1)  # the correlator comes to it a second later
+
+        assert correlator.correlate(late).skip
+        assert correlator.take_token(late)
+
     def test_refused_take_consumes_nothing(self) -> None:
         """A held-back event takes no token and does not delay the refill."""
         clock = FakeClock()
@@ -1793,3 +1806,44 @@ def test_a_count_past_the_int32_range_is_written_as_its_largest_value(api: str) 
                 _change_stored(server, api, event, 2**31 - 2)
         count = event["count"] if api == "v1" else event["series"]["count"]
         assert count == 2**31 - 1
+
+
+def test_the_window_is_measured_and_stamped_when_each_occurrence_was_logged() -> None:
+    """The dispatcher correlates behind the log calls, and read the clock when it came to an
+    occurrence: twelve messages logged, the clock stepped past the 10-minute window, then a
+    thirteenth, which was combined with the twelve (dispatched after the step), the combined
+    event stamped ten minutes after they were logged. Each occurrence is measured, and a
+    combined one stamped, at its log call: the thirteenth is an event of its own."""
+    clock, sink, gate = FakeClock(T0), FakeEventSink(), threading.Event()
+
+    def held_key(event: Event) -> tuple[str, str]:  # holds the dispatcher till the step
+        gate.wait(5)
+        return corr.aggregate_by_reason(event)
+
+    handler = KubernetesEventHandler(
+        component="shop",
+        sink=sink,
+        clock=clock,
+        sleep=clock.sleep,
+        correlator={"key_func": held_key},
+    )
+    log = logging.getLogger("tests.correlator.window")
+    log.propagate = False
+    log.addHandler(handler)
+    pod = {"kind": "Pod", "namespace": "default", "name": "web-0", "apiVersion": "v1"}
+    try:
+        for lag in range(12):
+            log.warning("lag %ds", lag, extra={"involved": pod, "reason": "Unhealthy"})
+        clock.step(601)
+        log.warning("lag 99s", extra={"involved": pod, "reason": "Unhealthy"})
+        gate.set()
+        handler.flush()
+    finally:
+        gate.set()
+        log.removeHandler(handler)
+        handler.close()
+    combined = [e for e in sink.events if e.message.startswith(corr.COMBINED_MESSAGE_PREFIX)]
+    assert [(e.message, e.count, e.first_timestamp) for e in combined] == [
+        (corr.COMBINED_MESSAGE_PREFIX + "lag 11s", 3, T0)
+    ]
+    assert [e.count for e in sink.events if e.message == "lag 99s"] == [1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -129,6 +130,19 @@ class TestAgeColumn:
         )
         (row,) = describe.event_rows([event], now=NOW)
         assert row[2] == "30s (x4 over 60m)"
+
+    def test_a_naive_now_is_local_time(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """``now=datetime.now()``, naive, raised TypeError (naive and aware datetimes do not
+        subtract); it is read as local time, as ``datetime.now()`` gives it."""
+        monkeypatch.setenv("TZ", "EST+5")  # five hours behind UTC, all year
+        time.tzset()
+        try:
+            local_now = datetime(2024, 1, 1, 7, 0, 0)  # noqa: DTZ001 - the case under test
+            (row,) = describe.event_rows([_event(first=timedelta(seconds=5))], now=local_now)
+        finally:
+            monkeypatch.undo()
+            time.tzset()
+        assert row[2] == "5s"
 
     def test_missing_timestamps_read_unknown(self) -> None:
         """An event without any timestamp is ``<unknown>``, as in kubectl."""

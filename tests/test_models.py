@@ -231,6 +231,7 @@ def test_an_occurrence_and_the_event_built_from_it_are_never_one_run() -> None:
         related=None,
         source=event.source,
         time=T0,
+        seen=0.0,
     )
     built = occurrence.materialize(_FixedNamer(event.name))
     assert built == event

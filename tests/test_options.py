@@ -900,13 +900,27 @@ class _NaiveClock:
             ),
             "correlator.clock",
         ),
+        (
+            lambda: recorder.EventBroadcaster(
+                correlator_options=correlator.CorrelatorOptions(clock=_NaiveClock())
+            ),
+            "CorrelatorOptions.clock",
+        ),
+        (
+            lambda: KubernetesEventHandler(
+                sink=FakeEventSink(), correlator=correlator.CorrelatorOptions(clock=_NaiveClock())
+            ),
+            "CorrelatorOptions.clock",
+        ),
     ],
 )
 def test_a_clock_whose_now_is_naive_is_refused_when_built(build: Any, named: str) -> None:
     """A ``clock`` whose ``now()`` returns a naive datetime was taken, and every occurrence
     that met an event on the server (a restart's, another worker's) failed on the writer
     ("can't compare offset-naive and offset-aware datetimes"), retried, then counted as
-    failed. It is a ValueError when the handler or broadcaster is built, naming the option."""
+    failed; one in ``CorrelatorOptions`` lost every combined event on the dispatcher ("can't
+    subtract offset-naive and offset-aware datetimes"). It is a ValueError when the handler
+    or broadcaster is built, naming the option."""
     with pytest.raises(ValueError, match=rf"^{named} must .*aware") as error:
         build()
     assert "2024-01-01 00:00:00" in str(error.value)

@@ -57,7 +57,7 @@ def test_a_record_is_read_into_a_whole_occurrence_field_by_field() -> None:
     extras = _records.find_extras(record)
     assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert len(occurrence) == len(models.Occurrence._fields)
     assert occurrence._asdict() == {
@@ -73,6 +73,7 @@ def test_a_record_is_read_into_a_whole_occurrence_field_by_field() -> None:
         "related": None,
         "source": SOURCE,
         "time": NOW,
+        "seen": 0.0,
     }
     assert (notes.refusal, notes.repairs) == (None, ())
 
@@ -83,7 +84,7 @@ def test_each_repair_is_noted_and_notes_are_not_shared() -> None:
     extras = _records.find_extras(record)
     assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert (occurrence.type, occurrence.reason) == (models.NORMAL, "BackOff")
     assert [kind for kind, _, _ in notes.repairs] == ["event-type", "reason"]
@@ -100,7 +101,7 @@ def test_a_record_without_a_numeric_level_but_with_its_event_type_needs_no_repai
     extras = _records.find_extras(record)
     assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert occurrence.type == models.WARNING
     assert notes.repairs == ()
@@ -127,7 +128,7 @@ def test_a_cluster_scoped_object_files_its_event_in_the_settings_namespace() -> 
     record = _record(involved=node)
     extras = _records.find_extras(record)
     assert extras is not None
-    occurrence = _records.read(record, extras, _settings(), _records.Notes(), NOW)
+    occurrence = _records.read(record, extras, _settings(), _records.Notes(), NOW, 0.0)
     assert occurrence is not None
     assert (occurrence.ref.namespace, occurrence.namespace) == ("", "fallback")
 
@@ -145,7 +146,7 @@ def test_an_event_named_in_another_case_is_still_refused_as_an_event() -> None:
             extras = _records.find_extras(record)
             assert extras is not None
             notes = _records.Notes()
-            assert _records.read(record, extras, _settings(), notes, NOW) is None, involved
+            assert _records.read(record, extras, _settings(), notes, NOW, 0.0) is None, involved
             assert notes.refusal is not None
             assert notes.refusal[0] == "event-about-event"
             assert notes.repairs == ()
@@ -181,7 +182,7 @@ def test_an_extra_whose_text_or_comparison_raises_is_a_refusal_that_names_the_ex
         extras = _records.find_extras(record)
         assert extras is not None
         notes = _records.Notes()
-        assert _records.read(record, extras, _settings(), notes, NOW) is None, extra
+        assert _records.read(record, extras, _settings(), notes, NOW, 0.0) is None, extra
         assert notes.refusal is not None, extra
         kind, msg, args = notes.refusal
         text = msg % args
@@ -206,7 +207,7 @@ def test_a_field_path_whose_class_recurses_is_ignored_not_raised() -> None:
     extras = _records.find_extras(record)
     assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert occurrence.ref.field_path == ""
     assert [kind for kind, _, _ in notes.repairs] == ["field_path"]
@@ -321,7 +322,7 @@ def _read_scanned(
         monkeypatch.setattr(_sanitise, name, scan)
     extras = _records.find_extras(record)
     assert extras is not None
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert max(scan.longest for scan in scans.values()) <= 4096
     return occurrence
@@ -390,7 +391,7 @@ def test_annotations_are_read_no_further_than_the_limit(monkeypatch) -> None:
     extras = _records.find_extras(record)
     assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert occurrence.annotations is None
     assert [kind for kind, _, _ in notes.repairs] == ["annotation-size"]
@@ -458,7 +459,7 @@ def test_a_plain_enum_member_stands_for_its_text_value() -> None:
     extras = _records.find_extras(record)
     assert extras is not None
     notes = _records.Notes()
-    occurrence = _records.read(record, extras, _settings(), notes, NOW)
+    occurrence = _records.read(record, extras, _settings(), notes, NOW, 0.0)
     assert occurrence is not None
     assert (occurrence.reason, occurrence.type, occurrence.action) == (
         "BackOff",
@@ -468,7 +469,9 @@ def test_a_plain_enum_member_stands_for_its_text_value() -> None:
     assert notes.repairs == ()
     record = _record(involved=_pod(), reason=_Reason.PULLED)
     notes = _records.Notes()
-    occurrence = _records.read(record, _records.find_extras(record) or {}, _settings(), notes, NOW)
+    occurrence = _records.read(
+        record, _records.find_extras(record) or {}, _settings(), notes, NOW, 0.0
+    )
     assert occurrence is not None
     assert (occurrence.reason, [kind for kind, _, _ in notes.repairs]) == (
         "ImagePulled",
@@ -497,7 +500,7 @@ def test_a_traceback_another_handler_formatted_first_is_rendered_anew() -> None:
         _settings(), exception_detail="traceback", formatter=_records.PLAIN
     )
     occurrence = _records.read(
-        record, _records.find_extras(record) or {}, settings, _records.Notes(), NOW
+        record, _records.find_extras(record) or {}, settings, _records.Notes(), NOW, 0.0
     )
     assert occurrence is not None
     assert occurrence.message.startswith("Pulling busybox\nTraceback (most recent call last):")

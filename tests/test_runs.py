@@ -201,6 +201,7 @@ class _OneByOne:
                 related=None,
                 source=SOURCE,
                 time=self.clock.now(),
+                seen=self.clock.monotonic(),
             )
             built.append(occurrence.materialize(self.namer))
             _step(self.clock, step)

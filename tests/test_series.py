@@ -76,6 +76,22 @@ class TestSeriesCorrelator:
         stored, _ = grouped.observe(second)
         assert stored.series == models.EventSeries(2, T0 + timedelta(seconds=1))
 
+    def test_quiet_time_is_measured_from_when_each_occurrence_was_logged(self) -> None:
+        """Two occurrences logged five minutes apart are one series, however late the
+        dispatcher comes to the second: it measured from when it came to it (ten minutes
+        after the first: the series was finished, a new Event made)."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        first, _ = grouped.observe(_event(clock, observed=clock.monotonic()))
+        clock.step(300)
+        second = _event(clock, observed=clock.monotonic())
+        clock.step(300)  # the dispatcher comes to it late
+        stored, _ = grouped.observe(second)
+        assert (stored.name, stored.series) == (
+            first.name,
+            models.EventSeries(2, T0 + timedelta(seconds=300)),
+        )
+
     def test_the_note_is_not_in_the_key_and_the_first_note_is_kept(self) -> None:
         """Different messages form one series; the event keeps its first note."""
         clock = FakeClock(T0)

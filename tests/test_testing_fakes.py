@@ -7,6 +7,8 @@ import logging
 import math
 import threading
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -78,6 +80,33 @@ class TestFakeClock:
         with pytest.raises(ValueError, match="step_wall"):
             FakeClock(T0, tick=seconds)
         assert (clock.now(), clock.monotonic()) == (T0, 0.0)
+
+    @pytest.mark.parametrize(
+        ("start", "wall_step"),
+        [
+            (datetime(2024, 11, 3, 1, 30, tzinfo=ZoneInfo("America/New_York")), "step"),
+            (datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=ZoneInfo("America/New_York")), "set"),
+        ],
+    )
+    def test_time_in_a_zone_with_daylight_saving_moves_by_the_seconds_passed(
+        self, start: datetime, wall_step: str
+    ) -> None:
+        """A start (or set()) in a zone whose clocks change: an hour stepped across the end of
+        daylight saving time is an hour, not two, and a minute slept in the repeated hour
+        does not go back; now() is in UTC, as the Clock protocol says."""
+        clock = FakeClock() if wall_step == "set" else FakeClock(start)
+        if wall_step == "set":
+            clock.set(start)
+        seen = [clock.now()]
+        clock.sleep(60, threading.Event())
+        seen.append(clock.now())
+        clock.step(3600)
+        seen.append(clock.now())
+        # timestamp(): a difference of two datetimes of one zone ignores their offsets
+        passed = [later.timestamp() - earlier.timestamp() for earlier, later in pairwise(seen)]
+        assert passed == [60.0, 3600.0]
+        assert seen[0] == start.astimezone(UTC)  # the same instant
+        assert seen[0].utcoffset() == timedelta(0)
 
     def test_naive_start_is_taken_as_utc(self) -> None:
         """A naive datetime is read as UTC, so now() is always aware."""

@@ -22,6 +22,8 @@ class FakeClock:
 
     Args:
         start: the initial time (aware, or taken as UTC); 2024-01-01T00:00:00Z by default.
+            Kept in UTC, as ``set()``'s: steps in a zone with daylight saving time would
+            add wall-clock hours, not elapsed time.
         tick: seconds added after every ``now()`` call; 0 keeps time still.
 
     A negative ``tick`` or ``step()`` raises :class:`ValueError`: the monotonic reading
@@ -30,8 +32,7 @@ class FakeClock:
 
     def __init__(self, start: datetime | None = None, *, tick: float = 0.0) -> None:
         _forward("tick", tick)
-        start = start or _DEFAULT_START
-        self._now = start if start.tzinfo else start.replace(tzinfo=UTC)
+        self._now = _utc(start or _DEFAULT_START)
         self._tick = timedelta(seconds=tick)
         self._tick_seconds = tick
         self._monotonic = 0.0
@@ -67,7 +68,7 @@ class FakeClock:
     def set(self, t: datetime) -> None:
         """Set the wall clock to ``t``; the monotonic reading does not change."""
         with self._lock:
-            self._now = t if t.tzinfo else t.replace(tzinfo=UTC)
+            self._now = _utc(t)
 
     def sleep(self, seconds: float, cancel: threading.Event) -> bool:
         """Pretend to sleep: record it, move time on, and report whether ``cancel`` is set."""
@@ -84,6 +85,13 @@ class FakeClock:
 
     def __repr__(self) -> str:
         return f"FakeClock({self._now.isoformat()})"
+
+
+def _utc(t: datetime) -> datetime:
+    # aware arithmetic in a zone such as America/New_York adds wall-clock time: a step of an
+    # hour across the end of daylight saving time moved now() by two, a sleep in the
+    # repeated hour moved it back; in UTC a step moves it by exactly the seconds stepped
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t.astimezone(UTC)
 
 
 def _forward(name: str, seconds: float) -> None:
