@@ -25,6 +25,7 @@ from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
     generate_name_conflict,
+    unknown_error,
 )
 from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._schema import OBJECT_META, core_to_events
@@ -280,6 +281,29 @@ def check_preconditions(
                 f"Precondition failed: {label} in precondition: {wanted}, "
                 f"{label} in object meta: {meta.get(key, '')}",
             )
+
+
+ETCD_MAX_REQUEST_BYTES = 1536 * 1024
+"""etcd's default ``--max-request-bytes``: a write of a larger event (measured as its compact
+JSON, close to the protobuf a real server stores) fails with the unclassified 500 that
+kube-apiserver passes on from etcd, although its body was under the 3 MiB it reads."""
+
+GRPC_MAX_SEND_BYTES = 2 * 1024 * 1024
+"""etcd's client refuses to send a write over 2 MiB, before etcd sees it: another wording of
+the same unclassified 500."""
+
+
+def check_storable(event: dict[str, Any]) -> None:
+    """Refuse an event etcd would not take, with the unclassified 500 a real server answers."""
+    stored = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    size = len(stored.encode("utf-8", "surrogatepass"))
+    if size > GRPC_MAX_SEND_BYTES:
+        raise unknown_error(
+            "rpc error: code = ResourceExhausted desc = trying to send message larger "
+            f"than max ({size} vs. {GRPC_MAX_SEND_BYTES})"
+        )
+    if size > ETCD_MAX_REQUEST_BYTES:
+        raise unknown_error("etcdserver: request is too large")
 
 
 GENERATE_NAME_ATTEMPTS = 8

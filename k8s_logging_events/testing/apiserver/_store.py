@@ -63,6 +63,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     Entry,
     History,
     check_preconditions,
+    check_storable,
     created_meta,
     in_selection,
     meta_with,
@@ -92,15 +93,6 @@ A real API server keeps a window of its own (the watch cache, at least 100 chang
 to a few minutes of them; etcd keeps 5 minutes before compaction); a watch from an older
 resourceVersion gets ``410 Expired``. A count, not a time, keeps tests deterministic.
 """
-
-ETCD_MAX_REQUEST_BYTES = 1536 * 1024
-"""etcd's default ``--max-request-bytes``: a write of a larger event (measured as its compact
-JSON, close to the protobuf a real server stores) fails with the unclassified 500 that
-kube-apiserver passes on from etcd, although its body was under the 3 MiB it reads."""
-
-GRPC_MAX_SEND_BYTES = 2 * 1024 * 1024
-"""etcd's client refuses to send a write over 2 MiB, before etcd sees it: another wording of
-the same unclassified 500."""
 
 
 class Store(PodStore):
@@ -487,15 +479,7 @@ class Store(PodStore):
         if dry_run:
             event["metadata"] = meta_with(event["metadata"], resourceVersion=None)
             return Entry(event, 0, self._written_at())
-        stored = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-        size = len(stored.encode("utf-8", "surrogatepass"))
-        if size > GRPC_MAX_SEND_BYTES:
-            raise unknown_error(
-                "rpc error: code = ResourceExhausted desc = trying to send message larger "
-                f"than max ({size} vs. {GRPC_MAX_SEND_BYTES})"
-            )
-        if size > ETCD_MAX_REQUEST_BYTES:
-            raise unknown_error("etcdserver: request is too large")
+        check_storable(event)
         rv = self._next_rv()
         event["metadata"] = meta_with(event["metadata"], resourceVersion=str(rv))
         entry = Entry(event, rv, self._written_at())
