@@ -950,6 +950,27 @@ def test_delete_options_in_a_body_leave_the_query_unread(cluster):
     assert cluster.core.list_namespaced_event(cluster.namespace).items == []
 
 
+@pytest.mark.parametrize("where", ["query", "body"])
+def test_a_dry_run_delete_of_the_collection_deletes_nothing(cluster, where):
+    """DELETE on the events collection with ``dryRun=All`` (in the query or in a
+    DeleteOptions body) answers the events it would delete and leaves every one stored; the
+    same request without it deletes them."""
+    for name in ("e1", "e2"):
+        cluster.core.create_namespaced_event(cluster.namespace, core_event(name, cluster.namespace))
+    path = f"/api/v1/namespaces/{cluster.namespace}/events"
+    if where == "query":
+        code, body = raw(cluster.api_client, "DELETE", f"{path}?dryRun=All")
+    else:
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}
+        code, body = raw(cluster.api_client, "DELETE", path, options)
+    assert code == 200
+    assert [item["metadata"]["name"] for item in body["items"]] == ["e1", "e2"]
+    kept = cluster.core.list_namespaced_event(cluster.namespace).items
+    assert [event.metadata.name for event in kept] == ["e1", "e2"]
+    cluster.core.delete_collection_namespaced_event(cluster.namespace)
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
 def test_an_unsupported_dry_run_on_create_names_the_list_it_was_read_into(cluster):
     """``dryRun`` is a list of strings in CreateOptions, and the 422 prints it as Go does."""
     code, body = raw(

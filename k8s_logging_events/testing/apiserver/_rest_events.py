@@ -282,9 +282,9 @@ class EventsApi:
         )
 
     def delete_collection(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
-        delete_options(request)
+        dry_run = delete_options(request).get("dryRun") == ["All"]
         labels, fields = selectors(request, api, EVENTS_RESOURCE)
-        entries = self._store.delete_events(namespace, labels, fields)
+        entries = self._store.delete_events(namespace, labels, fields, dry_run=dry_run)
         meta = {"resourceVersion": str(self._store.resource_version)}
         items = (entry.item_json(api.name) for entry in entries)
         return list_response("EventList", api.api_version, meta, items)

@@ -568,12 +568,18 @@ class Store(PodStore):
             return self._drop_event((namespace, name))
 
     def delete_events(
-        self, namespace: str | None, labels: LabelSelector, fields: FieldSelector
+        self,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+        *,
+        dry_run: bool = False,
     ) -> list[Entry]:
-        """Delete every selected event (DELETE on a collection) and return them."""
+        """Delete every selected event (DELETE on a collection; only list them on a dry
+        run) and return them."""
         with self.lock:
             doomed, _, _, _ = self.list_page(EVENTS_RESOURCE, namespace, labels, fields)
-            for entry in doomed:
+            for entry in doomed if not dry_run else ():
                 self._drop_event((entry.namespace, entry.name))
             return doomed
 
