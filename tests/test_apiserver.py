@@ -751,6 +751,52 @@ def test_json_patch_whose_test_fails_is_the_opaque_422(cluster):
     )
 
 
+@pytest.mark.parametrize(
+    ("content_type", "patch", "field"),
+    [
+        ("application/strategic-merge-patch+json", {"bogus": 1}, "bogus"),
+        ("application/merge-patch+json", {"involvedObject": {"bogus": 1}}, "involvedObject.bogus"),
+        ("application/json-patch+json", [{"op": "add", "path": "/bogus", "value": 1}], "bogus"),
+    ],
+)
+def test_a_patch_that_sets_an_unknown_field_is_checked_as_field_validation_says(
+    cluster, content_type, patch, field
+):
+    """PATCH honours ``fieldValidation`` as create and update do: ``Strict`` refuses an
+    unknown field (422 on the field ``patch``), the default warns about it in a ``Warning``
+    header and applies the rest, ``Ignore`` says nothing."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    with pytest.raises(ApiException) as error:
+        cluster.core.patch_namespaced_event(
+            "e1", cluster.namespace, patch, field_validation="Strict", _content_type=content_type
+        )
+    assert error.value.status == 422
+    assert status(error)["reason"] == "Invalid"
+    assert status(error)["details"]["causes"][0]["field"] == "patch"
+    assert status(error)["message"].endswith(f'strict decoding error: unknown field "{field}"')
+    for validation, warning in ((None, f'299 - "unknown field \\"{field}\\""'), ("Ignore", None)):
+        _, code, headers = cluster.core.patch_namespaced_event_with_http_info(
+            "e1", cluster.namespace, patch, field_validation=validation, _content_type=content_type
+        )
+        assert (code, headers.get("Warning")) == (200, warning)
+
+
+def test_a_patch_with_an_unknown_field_validation_is_invalid(cluster):
+    """``fieldValidation`` takes Ignore, Warn or Strict on a PATCH too; anything else is 422
+    on PatchOptions and patches nothing."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    with pytest.raises(ApiException) as error:
+        cluster.core.patch_namespaced_event(
+            "e1", cluster.namespace, {"count": 9}, field_validation="Loose"
+        )
+    assert error.value.status == 422
+    assert status(error)["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Loose": '
+        'supported values: "", "Ignore", "Strict", "Warn"'
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).count == 1
+
+
 def test_patch_in_an_unsupported_content_type_is_415(cluster):
     """PATCH only takes the four patch media types: anything else is 415."""
     cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))

@@ -332,9 +332,13 @@ def unknown_fields(unknown: list[str], directive: str, what: str) -> list[tuple[
     if not unknown or directive == "Ignore":
         return []
     if directive == "Strict":
-        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
-        raise bad_request(f"{what}: strict decoding error: {fields}")
+        raise bad_request(f"{what}: {strict_decoding_error(unknown)}")
     return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
+
+
+def strict_decoding_error(unknown: list[str]) -> str:
+    """Go's ``strictDecodingError`` text for the ``unknown`` fields."""
+    return "strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown)
 
 
 def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
