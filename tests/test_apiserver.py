@@ -913,6 +913,39 @@ def test_put_with_a_stale_resource_version_is_conflict(cluster):
     )
 
 
+def test_put_whose_uid_is_not_the_stored_events_is_conflict_and_creates_nothing(cluster):
+    """A uid in a PUT body is a precondition: an event deleted since it was read (or another
+    one of its name) is not replaced, and a deleted one is not created again; 409 Conflict
+    with etcd's precondition message, and the event stays as it was."""
+    read = cluster.core.create_namespaced_event(
+        cluster.namespace, core_event("e1", cluster.namespace)
+    )
+    body = core_event("e1", cluster.namespace, count=2)
+    body["metadata"]["uid"] = read.metadata.uid
+    cluster.core.delete_namespaced_event("e1", cluster.namespace)
+    key = f"Key: /registry/events/{cluster.namespace}/e1, ResourceVersion: 0"
+    with pytest.raises(ApiException) as error:
+        cluster.core.replace_namespaced_event("e1", cluster.namespace, body)
+    assert error.value.status == 409
+    assert status(error)["message"] == (
+        'Operation cannot be fulfilled on events "e1": StorageError: invalid object, Code: 4, '
+        f"{key}, AdditionalErrorMsg: Precondition failed: UID in precondition: "
+        f"{read.metadata.uid}, UID in object meta: "
+    )
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+    again = cluster.core.create_namespaced_event(
+        cluster.namespace, core_event("e1", cluster.namespace)
+    )
+    with pytest.raises(ApiException) as error:
+        cluster.core.replace_namespaced_event("e1", cluster.namespace, body)
+    assert error.value.status == 409
+    assert status(error)["reason"] == "Conflict"
+    assert status(error)["message"].endswith(
+        f"UID in precondition: {read.metadata.uid}, UID in object meta: {again.metadata.uid}"
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).count == 1
+
+
 def test_put_of_another_name_is_bad_request(cluster):
     """The name in a PUT body must match the URL: 400."""
     with pytest.raises(ApiException) as error:

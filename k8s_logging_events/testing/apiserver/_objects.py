@@ -283,6 +283,23 @@ def check_preconditions(
             )
 
 
+def check_uid_precondition(
+    resource: str, namespace: str, name: str, uid: str | None, current: Entry | None, group: str
+) -> None:
+    """A PUT body's ``metadata.uid`` is a precondition on the stored object (none when it is
+    missing): etcd's check, whose error the registry wraps in a 409 ``Conflict``."""
+    stored = current.obj["metadata"].get("uid", "") if current is not None else ""
+    if uid and uid != stored:
+        raise conflict(
+            resource,
+            name,
+            group,
+            f"StorageError: invalid object, Code: 4, Key: /registry/{resource}/{namespace}/"
+            f"{name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in "
+            f"precondition: {uid}, UID in object meta: {stored}",
+        )
+
+
 ETCD_MAX_REQUEST_BYTES = 1536 * 1024
 """etcd's default ``--max-request-bytes``: a write of a larger event (measured as its compact
 JSON, close to the protobuf a real server stores) fails with the unclassified 500 that

@@ -165,6 +165,7 @@ class EventsApi:
             allow_create=True,
             dry_run=dry_run,
             user=request.user,
+            uid=meta.get("uid"),
         )
         response = self.single(api, entry, request, 201 if created else 200)
         response.headers.extend(warnings)

@@ -64,6 +64,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     History,
     check_preconditions,
     check_storable,
+    check_uid_precondition,
     created_meta,
     in_selection,
     meta_with,
@@ -496,8 +497,10 @@ class Store(PodStore):
         allow_create: bool,
         dry_run: bool = False,
         user: str = ANONYMOUS,
+        uid: str | None = None,
     ) -> tuple[Entry, bool]:
-        """Replace or patch an event: ``make`` builds the new canonical form from the current.
+        """Replace or patch an event: ``make`` builds the new canonical form from the current
+        (``uid``: a PUT body's, which the stored event must have).
 
         Returns the stored entry and whether it was created.
         """
@@ -513,6 +516,7 @@ class Store(PodStore):
                 raise namespace_mismatch()
             if meta.get("name", "") != name:
                 raise name_mismatch(meta.get("name", ""), name)
+            check_uid_precondition("events", namespace, name, uid, current, api.group)
             meta = meta_with(meta, namespace=namespace, managedFields=None, selfLink=None)
             if current is None:
                 self._admit(namespace, True, name, api)
