@@ -843,6 +843,21 @@ def test_patch_with_the_current_resource_version_succeeds(cluster):
     assert patched.count == 3
 
 
+def test_a_resource_version_of_0_is_no_precondition(cluster):
+    """``"0"`` is how the server reads an unset resourceVersion: a PATCH or PUT that carries
+    it is an unconditional update (200, not 409), and a create that carries it is a create."""
+    body = core_event("e1", cluster.namespace)
+    body["metadata"]["resourceVersion"] = "0"
+    created = cluster.core.create_namespaced_event(cluster.namespace, body)
+    patched = cluster.core.patch_namespaced_event(
+        "e1", cluster.namespace, {"metadata": {"resourceVersion": "0"}, "count": 3}
+    )
+    assert patched.count == 3
+    assert int(patched.metadata.resource_version) > int(created.metadata.resource_version)
+    replaced = cluster.core.replace_namespaced_event("e1", cluster.namespace, {**body, "count": 4})
+    assert replaced.count == 4
+
+
 def test_patch_of_a_missing_event_is_not_found(cluster):
     """Patches never create: 404 for an unknown name (the sink then creates instead)."""
     with pytest.raises(ApiException) as error:

@@ -300,6 +300,23 @@ def check_uid_precondition(
         )
 
 
+def check_create_version(meta: Mapping[str, Any]) -> None:
+    """etcd3's create refuses a body with a resourceVersion, read as its versioner reads one:
+    ``"0"``, or text that is no number at all, counts as none."""
+    text = meta.get("resourceVersion") or ""
+    if text.isascii() and text.isdigit() and int(text):
+        raise unknown_error("resourceVersion should not be set on objects to be created")
+
+
+def update_version(meta: Mapping[str, Any]) -> int:
+    """The resourceVersion an update's body asks for (the registry's ``ParseUint``): 0, an
+    unconditional update, when it is unset or ``"0"``; a 500 when it is no number."""
+    text = meta.get("resourceVersion") or "0"
+    if not (text.isascii() and text.isdigit()):
+        raise unknown_error(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    return int(text)
+
+
 ETCD_MAX_REQUEST_BYTES = 1536 * 1024
 """etcd's default ``--max-request-bytes``: a write of a larger event (measured as its compact
 JSON, close to the protobuf a real server stores) fails with the unclassified 500 that

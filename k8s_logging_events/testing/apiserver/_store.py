@@ -47,7 +47,6 @@ from k8s_logging_events.testing.apiserver._errors import (
     name_mismatch,
     namespace_mismatch,
     not_found,
-    unknown_error,
 )
 from k8s_logging_events.testing.apiserver._objects import (
     ADDED,
@@ -62,6 +61,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     Change,
     Entry,
     History,
+    check_create_version,
     check_preconditions,
     check_storable,
     check_uid_precondition,
@@ -71,6 +71,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     select_page,
     simple_name,
     unique_name,
+    update_version,
 )
 from k8s_logging_events.testing.apiserver._resources import resource_of
 from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
@@ -305,8 +306,7 @@ class Store(PodStore):
             errors = validate_namespace_create({"metadata": meta})
             if errors:
                 raise invalid("Namespace", name, errors)
-            if meta.get("resourceVersion"):
-                raise unknown_error("resourceVersion should not be set on objects to be created")
+            check_create_version(meta)
             if name in self._namespaces:
                 raise already_exists("namespaces", name)
             fresh = self._new_namespace(name, meta.get("labels"))
@@ -455,8 +455,7 @@ class Store(PodStore):
             event = {**event, "metadata": meta}
             self._validate_create(api, event)
             self._admit_write(api, namespace, event, user, dry_run)
-            if meta.get("resourceVersion"):
-                raise unknown_error("resourceVersion should not be set on objects to be created")
+            check_create_version(meta)
             meta = unique_name(self._events, meta, generated, self._generate, "events", api.group)
             event = {**event, "metadata": meta}
             return self._commit((namespace, meta["name"]), event, dry_run=dry_run)
@@ -518,6 +517,7 @@ class Store(PodStore):
                 raise name_mismatch(meta.get("name", ""), name)
             check_uid_precondition("events", namespace, name, uid, current, api.group)
             meta = meta_with(meta, namespace=namespace, managedFields=None, selfLink=None)
+            version = update_version(meta)
             if current is None:
                 self._admit(namespace, True, name, api)
                 meta = meta_with(
@@ -535,8 +535,7 @@ class Store(PodStore):
             self._admit(namespace, False, name, api)
             old = current.obj
             old_meta = old["metadata"]
-            wanted = meta.get("resourceVersion", "")
-            if wanted and wanted != old_meta["resourceVersion"]:
+            if version not in (0, current.rv):
                 raise conflict("events", name, api.group)
             meta = meta_with(
                 meta,
