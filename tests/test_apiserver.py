@@ -669,6 +669,57 @@ def test_a_page_counts_what_remains_only_when_nothing_is_selected(cluster, selec
     assert first.metadata.remaining_item_count == remaining
 
 
+LIST_OPTIONS = 'ListOptions.meta.k8s.io "" is invalid: '
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "resourceVersionMatch=NotOlderThan",
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+            "resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for '
+            'resourceVersion "0"',
+        ),
+        (
+            "resourceVersion=1&resourceVersionMatch=Newest",
+            'resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", '
+            '"NotOlderThan", ""',
+        ),
+        (
+            "sendInitialEvents=true",
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list",
+        ),
+        (
+            "watch=true&timeoutSeconds=1&resourceVersionMatch=NotOlderThan",
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless "
+            "sendInitialEvents is provided",
+        ),
+    ],
+)
+def test_list_and_watch_options_that_do_not_go_together_are_invalid(cluster, query, message):
+    """``resourceVersionMatch`` needs a resourceVersion on a list (and never ``Exact`` with
+    ``"0"``), and on a watch only comes with ``sendInitialEvents``, which a list never takes:
+    a list or watch that breaks these rules is 422 on ListOptions."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    code, body = raw(
+        cluster.api_client, "GET", f"/api/v1/namespaces/{cluster.namespace}/events?{query}"
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == LIST_OPTIONS + message
+    code, body = raw(
+        cluster.api_client,
+        "GET",
+        f"/api/v1/namespaces/{cluster.namespace}/events?resourceVersion=0&resourceVersionMatch=NotOlderThan",
+    )
+    assert (code, [item["metadata"]["name"] for item in body["items"]]) == (200, ["e1"])
+
+
 # -- patch ----------------------------------------------------------------------------
 
 
