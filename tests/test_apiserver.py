@@ -1039,16 +1039,33 @@ def test_delete_answers_a_success_status_then_not_found(cluster):
     assert error.value.status == 404
 
 
-def test_delete_with_a_stale_precondition_is_conflict(cluster):
-    """DeleteOptions preconditions: a resourceVersion that is not current is 409."""
-    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
-    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version="1"))
-    with pytest.raises(ApiException) as error:
-        cluster.core.delete_namespaced_event("e1", cluster.namespace, body=options)
-    assert error.value.status == 409
-    assert status(error)["message"].startswith(
-        'Operation cannot be fulfilled on events "e1": Precondition failed'
+@pytest.mark.parametrize("failed", ["uid", "resource_version"])
+def test_delete_with_a_stale_precondition_is_conflict(cluster, failed):
+    """DeleteOptions preconditions that do not hold are 409, in the words of the check that
+    runs before the delete (``rest.BeforeDelete``): on the kind ``Event``, naming both values,
+    and the event is still there."""
+    created = cluster.core.create_namespaced_event(
+        cluster.namespace, core_event("e1", cluster.namespace)
     )
+    stored = {"uid": created.metadata.uid, "resource_version": created.metadata.resource_version}
+    label, meaning = {
+        "uid": ("UID", "deleted and then recreated"),
+        "resource_version": ("ResourceVersion", "modified"),
+    }[failed]
+    preconditions = client.V1Preconditions(**{failed: "1"})
+    with pytest.raises(ApiException) as error:
+        cluster.core.delete_namespaced_event(
+            "e1", cluster.namespace, body=client.V1DeleteOptions(preconditions=preconditions)
+        )
+    assert status(error) == failure(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on Event "e1": the {label} in the precondition (1) does '
+        f"not match the {label} in record ({stored[failed]}). The object might have been "
+        f"{meaning}",
+        {"name": "e1", "kind": "Event"},
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).metadata.name == "e1"
 
 
 @pytest.mark.parametrize(

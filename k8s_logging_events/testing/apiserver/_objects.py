@@ -262,24 +262,26 @@ def select_page(
     return selected, None, 0
 
 
-def check_preconditions(
-    resource: str, entry: Entry, preconditions: Mapping[str, Any] | None, group: str = ""
-) -> None:
-    """A delete's ``preconditions`` (uid, resourceVersion) against the stored object.
+def check_preconditions(kind: str, entry: Entry, preconditions: Mapping[str, Any] | None) -> None:
+    """A delete's ``preconditions`` against the stored object, as ``rest.BeforeDelete`` checks
+    them first: the uid, then the resourceVersion.
 
     Raises:
-        ApiError: 409 ``Conflict`` naming the first precondition that failed.
+        ApiError: 409 ``Conflict`` on the object's ``kind`` (``Event``, ``Pod``), the name
+            ``BeforeDelete`` gives its resource.
     """
     meta = entry.obj["metadata"]
-    for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+    for key, label, meaning in (
+        ("uid", "UID", "deleted and then recreated"),
+        ("resourceVersion", "ResourceVersion", "modified"),
+    ):
         wanted = (preconditions or {}).get(key)
         if wanted is not None and wanted != meta.get(key):
             raise conflict(
-                resource,
+                kind,
                 entry.name,
-                group,
-                f"Precondition failed: {label} in precondition: {wanted}, "
-                f"{label} in object meta: {meta.get(key, '')}",
+                reason=f"the {label} in the precondition ({wanted}) does not match the {label} "
+                f"in record ({meta.get(key, '')}). The object might have been {meaning}",
             )
 
 

@@ -567,7 +567,7 @@ class Store(PodStore):
             entry = self._events.get((namespace, name))
             if entry is None:
                 raise not_found("events", name, api.group)
-            check_preconditions("events", entry, preconditions, api.group)
+            check_preconditions("Event", entry, preconditions)
             return self._drop_event((namespace, name))
 
     def delete_events(

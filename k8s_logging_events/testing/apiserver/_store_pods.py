@@ -125,7 +125,7 @@ class PodStore:
         """Delete a pod at once and return it as it was stored."""
         with self.lock:
             entry = self.get_pod(namespace, name)
-            check_preconditions("pods", entry, preconditions)
+            check_preconditions("Pod", entry, preconditions)
             return self._drop(PODS_RESOURCE, self._pods.pop((namespace, name)))
 
     def _drop_pods(self, namespace: str | None) -> None:
