@@ -651,6 +651,36 @@ def test_list_pages_with_limit_and_continue(cluster):
     assert not rest.metadata._continue
 
 
+def test_a_continued_list_takes_its_resource_version_from_the_token_alone(cluster):
+    """A ``continue`` token carries the list's resourceVersion: the next page with another
+    ``resourceVersion`` beside it is 400 (``"0"`` or none is fine), and a token that is no
+    token is 400 too."""
+    for name in ("e1", "e2"):
+        cluster.core.create_namespaced_event(cluster.namespace, core_event(name, cluster.namespace))
+    first = cluster.core.list_namespaced_event(cluster.namespace, limit=1)
+    token = first.metadata._continue
+    with pytest.raises(ApiException) as error:
+        cluster.core.list_namespaced_event(
+            cluster.namespace,
+            limit=1,
+            _continue=token,
+            resource_version=first.metadata.resource_version,
+        )
+    assert status(error) == failure(
+        400, "BadRequest", "specifying resource version is not allowed when using continue"
+    )
+    rest = cluster.core.list_namespaced_event(
+        cluster.namespace, limit=1, _continue=token, resource_version="0"
+    )
+    assert [item.metadata.name for item in rest.items] == ["e2"]
+    with pytest.raises(ApiException) as error:
+        cluster.core.list_namespaced_event(cluster.namespace, limit=1, _continue="%%%")
+    assert error.value.status == 400
+    assert status(error)["message"].startswith(
+        "invalid continue token: continue key is not valid: illegal base64 data"
+    )
+
+
 @pytest.mark.parametrize(
     ("selectors", "remaining"),
     [

@@ -355,7 +355,11 @@ def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
             decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
             start = (str(decoded["start"][0]), str(decoded["start"][1]))
         except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
-            raise bad_request("continue key is not valid: illegal base64 data") from None
+            raise bad_request(
+                "invalid continue token: continue key is not valid: illegal base64 data"
+            ) from None
+        if (request.query.get("resourceVersion") or "0") != "0":  # the token holds the version
+            raise bad_request("specifying resource version is not allowed when using continue")
     return max(count, 0), start
 
 
