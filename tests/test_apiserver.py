@@ -651,6 +651,36 @@ def test_list_pages_with_limit_and_continue(cluster):
     assert not rest.metadata._continue
 
 
+def test_a_continued_list_takes_its_resource_version_from_the_token_alone(cluster):
+    """A ``continue`` token carries the list's resourceVersion: the next page with another
+    ``resourceVersion`` beside it is 400 (``"0"`` or none is fine), and a token that is no
+    token is 400 too."""
+    for name in ("e1", "e2"):
+        cluster.core.create_namespaced_event(cluster.namespace, core_event(name, cluster.namespace))
+    first = cluster.core.list_namespaced_event(cluster.namespace, limit=1)
+    token = first.metadata._continue
+    with pytest.raises(ApiException) as error:
+        cluster.core.list_namespaced_event(
+            cluster.namespace,
+            limit=1,
+            _continue=token,
+            resource_version=first.metadata.resource_version,
+        )
+    assert status(error) == failure(
+        400, "BadRequest", "specifying resource version is not allowed when using continue"
+    )
+    rest = cluster.core.list_namespaced_event(
+        cluster.namespace, limit=1, _continue=token, resource_version="0"
+    )
+    assert [item.metadata.name for item in rest.items] == ["e2"]
+    with pytest.raises(ApiException) as error:
+        cluster.core.list_namespaced_event(cluster.namespace, limit=1, _continue="%%%")
+    assert error.value.status == 400
+    assert status(error)["message"].startswith(
+        "invalid continue token: continue key is not valid: illegal base64 data"
+    )
+
+
 @pytest.mark.parametrize(
     ("selectors", "remaining"),
     [
@@ -667,6 +697,57 @@ def test_a_page_counts_what_remains_only_when_nothing_is_selected(cluster, selec
     first = cluster.core.list_namespaced_event(cluster.namespace, limit=1, **selectors)
     assert first.metadata._continue
     assert first.metadata.remaining_item_count == remaining
+
+
+LIST_OPTIONS = 'ListOptions.meta.k8s.io "" is invalid: '
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        (
+            "resourceVersionMatch=NotOlderThan",
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden unless "
+            "resourceVersion is provided",
+        ),
+        (
+            "resourceVersion=0&resourceVersionMatch=Exact",
+            'resourceVersionMatch: Forbidden: resourceVersionMatch "exact" is forbidden for '
+            'resourceVersion "0"',
+        ),
+        (
+            "resourceVersion=1&resourceVersionMatch=Newest",
+            'resourceVersionMatch: Unsupported value: "Newest": supported values: "Exact", '
+            '"NotOlderThan", ""',
+        ),
+        (
+            "sendInitialEvents=true",
+            "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for list",
+        ),
+        (
+            "watch=true&timeoutSeconds=1&resourceVersionMatch=NotOlderThan",
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless "
+            "sendInitialEvents is provided",
+        ),
+    ],
+)
+def test_list_and_watch_options_that_do_not_go_together_are_invalid(cluster, query, message):
+    """``resourceVersionMatch`` needs a resourceVersion on a list (and never ``Exact`` with
+    ``"0"``), and on a watch only comes with ``sendInitialEvents``, which a list never takes:
+    a list or watch that breaks these rules is 422 on ListOptions."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    code, body = raw(
+        cluster.api_client, "GET", f"/api/v1/namespaces/{cluster.namespace}/events?{query}"
+    )
+    assert code == 422
+    assert body["reason"] == "Invalid"
+    assert body["message"] == LIST_OPTIONS + message
+    code, body = raw(
+        cluster.api_client,
+        "GET",
+        f"/api/v1/namespaces/{cluster.namespace}/events?resourceVersion=0&resourceVersionMatch=NotOlderThan",
+    )
+    assert (code, [item["metadata"]["name"] for item in body["items"]]) == (200, ["e1"])
 
 
 # -- patch ----------------------------------------------------------------------------
@@ -751,6 +832,52 @@ def test_json_patch_whose_test_fails_is_the_opaque_422(cluster):
     )
 
 
+@pytest.mark.parametrize(
+    ("content_type", "patch", "field"),
+    [
+        ("application/strategic-merge-patch+json", {"bogus": 1}, "bogus"),
+        ("application/merge-patch+json", {"involvedObject": {"bogus": 1}}, "involvedObject.bogus"),
+        ("application/json-patch+json", [{"op": "add", "path": "/bogus", "value": 1}], "bogus"),
+    ],
+)
+def test_a_patch_that_sets_an_unknown_field_is_checked_as_field_validation_says(
+    cluster, content_type, patch, field
+):
+    """PATCH honours ``fieldValidation`` as create and update do: ``Strict`` refuses an
+    unknown field (422 on the field ``patch``), the default warns about it in a ``Warning``
+    header and applies the rest, ``Ignore`` says nothing."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    with pytest.raises(ApiException) as error:
+        cluster.core.patch_namespaced_event(
+            "e1", cluster.namespace, patch, field_validation="Strict", _content_type=content_type
+        )
+    assert error.value.status == 422
+    assert status(error)["reason"] == "Invalid"
+    assert status(error)["details"]["causes"][0]["field"] == "patch"
+    assert status(error)["message"].endswith(f'strict decoding error: unknown field "{field}"')
+    for validation, warning in ((None, f'299 - "unknown field \\"{field}\\""'), ("Ignore", None)):
+        _, code, headers = cluster.core.patch_namespaced_event_with_http_info(
+            "e1", cluster.namespace, patch, field_validation=validation, _content_type=content_type
+        )
+        assert (code, headers.get("Warning")) == (200, warning)
+
+
+def test_a_patch_with_an_unknown_field_validation_is_invalid(cluster):
+    """``fieldValidation`` takes Ignore, Warn or Strict on a PATCH too; anything else is 422
+    on PatchOptions and patches nothing."""
+    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
+    with pytest.raises(ApiException) as error:
+        cluster.core.patch_namespaced_event(
+            "e1", cluster.namespace, {"count": 9}, field_validation="Loose"
+        )
+    assert error.value.status == 422
+    assert status(error)["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldValidation: Unsupported value: "Loose": '
+        'supported values: "", "Ignore", "Strict", "Warn"'
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).count == 1
+
+
 def test_patch_in_an_unsupported_content_type_is_415(cluster):
     """PATCH only takes the four patch media types: anything else is 415."""
     cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
@@ -795,6 +922,21 @@ def test_patch_with_the_current_resource_version_succeeds(cluster):
         {"metadata": {"resourceVersion": created.metadata.resource_version}, "count": 3},
     )
     assert patched.count == 3
+
+
+def test_a_resource_version_of_0_is_no_precondition(cluster):
+    """``"0"`` is how the server reads an unset resourceVersion: a PATCH or PUT that carries
+    it is an unconditional update (200, not 409), and a create that carries it is a create."""
+    body = core_event("e1", cluster.namespace)
+    body["metadata"]["resourceVersion"] = "0"
+    created = cluster.core.create_namespaced_event(cluster.namespace, body)
+    patched = cluster.core.patch_namespaced_event(
+        "e1", cluster.namespace, {"metadata": {"resourceVersion": "0"}, "count": 3}
+    )
+    assert patched.count == 3
+    assert int(patched.metadata.resource_version) > int(created.metadata.resource_version)
+    replaced = cluster.core.replace_namespaced_event("e1", cluster.namespace, {**body, "count": 4})
+    assert replaced.count == 4
 
 
 def test_patch_of_a_missing_event_is_not_found(cluster):
@@ -867,6 +1009,39 @@ def test_put_with_a_stale_resource_version_is_conflict(cluster):
     )
 
 
+def test_put_whose_uid_is_not_the_stored_events_is_conflict_and_creates_nothing(cluster):
+    """A uid in a PUT body is a precondition: an event deleted since it was read (or another
+    one of its name) is not replaced, and a deleted one is not created again; 409 Conflict
+    with etcd's precondition message, and the event stays as it was."""
+    read = cluster.core.create_namespaced_event(
+        cluster.namespace, core_event("e1", cluster.namespace)
+    )
+    body = core_event("e1", cluster.namespace, count=2)
+    body["metadata"]["uid"] = read.metadata.uid
+    cluster.core.delete_namespaced_event("e1", cluster.namespace)
+    key = f"Key: /registry/events/{cluster.namespace}/e1, ResourceVersion: 0"
+    with pytest.raises(ApiException) as error:
+        cluster.core.replace_namespaced_event("e1", cluster.namespace, body)
+    assert error.value.status == 409
+    assert status(error)["message"] == (
+        'Operation cannot be fulfilled on events "e1": StorageError: invalid object, Code: 4, '
+        f"{key}, AdditionalErrorMsg: Precondition failed: UID in precondition: "
+        f"{read.metadata.uid}, UID in object meta: "
+    )
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+    again = cluster.core.create_namespaced_event(
+        cluster.namespace, core_event("e1", cluster.namespace)
+    )
+    with pytest.raises(ApiException) as error:
+        cluster.core.replace_namespaced_event("e1", cluster.namespace, body)
+    assert error.value.status == 409
+    assert status(error)["reason"] == "Conflict"
+    assert status(error)["message"].endswith(
+        f"UID in precondition: {read.metadata.uid}, UID in object meta: {again.metadata.uid}"
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).count == 1
+
+
 def test_put_of_another_name_is_bad_request(cluster):
     """The name in a PUT body must match the URL: 400."""
     with pytest.raises(ApiException) as error:
@@ -894,16 +1069,33 @@ def test_delete_answers_a_success_status_then_not_found(cluster):
     assert error.value.status == 404
 
 
-def test_delete_with_a_stale_precondition_is_conflict(cluster):
-    """DeleteOptions preconditions: a resourceVersion that is not current is 409."""
-    cluster.core.create_namespaced_event(cluster.namespace, core_event("e1", cluster.namespace))
-    options = client.V1DeleteOptions(preconditions=client.V1Preconditions(resource_version="1"))
-    with pytest.raises(ApiException) as error:
-        cluster.core.delete_namespaced_event("e1", cluster.namespace, body=options)
-    assert error.value.status == 409
-    assert status(error)["message"].startswith(
-        'Operation cannot be fulfilled on events "e1": Precondition failed'
+@pytest.mark.parametrize("failed", ["uid", "resource_version"])
+def test_delete_with_a_stale_precondition_is_conflict(cluster, failed):
+    """DeleteOptions preconditions that do not hold are 409, in the words of the check that
+    runs before the delete (``rest.BeforeDelete``): on the kind ``Event``, naming both values,
+    and the event is still there."""
+    created = cluster.core.create_namespaced_event(
+        cluster.namespace, core_event("e1", cluster.namespace)
     )
+    stored = {"uid": created.metadata.uid, "resource_version": created.metadata.resource_version}
+    label, meaning = {
+        "uid": ("UID", "deleted and then recreated"),
+        "resource_version": ("ResourceVersion", "modified"),
+    }[failed]
+    preconditions = client.V1Preconditions(**{failed: "1"})
+    with pytest.raises(ApiException) as error:
+        cluster.core.delete_namespaced_event(
+            "e1", cluster.namespace, body=client.V1DeleteOptions(preconditions=preconditions)
+        )
+    assert status(error) == failure(
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on Event "e1": the {label} in the precondition (1) does '
+        f"not match the {label} in record ({stored[failed]}). The object might have been "
+        f"{meaning}",
+        {"name": "e1", "kind": "Event"},
+    )
+    assert cluster.core.read_namespaced_event("e1", cluster.namespace).metadata.name == "e1"
 
 
 @pytest.mark.parametrize(
@@ -947,6 +1139,27 @@ def test_delete_options_in_a_body_leave_the_query_unread(cluster):
         {"kind": "DeleteOptions", "apiVersion": "v1"},
     )
     assert code == 200
+    assert cluster.core.list_namespaced_event(cluster.namespace).items == []
+
+
+@pytest.mark.parametrize("where", ["query", "body"])
+def test_a_dry_run_delete_of_the_collection_deletes_nothing(cluster, where):
+    """DELETE on the events collection with ``dryRun=All`` (in the query or in a
+    DeleteOptions body) answers the events it would delete and leaves every one stored; the
+    same request without it deletes them."""
+    for name in ("e1", "e2"):
+        cluster.core.create_namespaced_event(cluster.namespace, core_event(name, cluster.namespace))
+    path = f"/api/v1/namespaces/{cluster.namespace}/events"
+    if where == "query":
+        code, body = raw(cluster.api_client, "DELETE", f"{path}?dryRun=All")
+    else:
+        options = {"kind": "DeleteOptions", "apiVersion": "v1", "dryRun": ["All"]}
+        code, body = raw(cluster.api_client, "DELETE", path, options)
+    assert code == 200
+    assert [item["metadata"]["name"] for item in body["items"]] == ["e1", "e2"]
+    kept = cluster.core.list_namespaced_event(cluster.namespace).items
+    assert [event.metadata.name for event in kept] == ["e1", "e2"]
+    cluster.core.delete_collection_namespaced_event(cluster.namespace)
     assert cluster.core.list_namespaced_event(cluster.namespace).items == []
 
 

@@ -150,7 +150,11 @@ def test_delete_answers_the_pod_and_removes_it_at_once(k8s_apiserver, k8s_core_v
             "web-0", "default", body={"preconditions": {"uid": "other"}}
         )
     assert conflict.value.status == 409
-    assert "Precondition failed: UID in precondition: other" in status(conflict)["message"]
+    assert status(conflict)["message"] == (
+        'Operation cannot be fulfilled on Pod "web-0": the UID in the precondition (other) does '
+        f"not match the UID in record ({created.metadata.uid}). The object might have been "
+        "deleted and then recreated"
+    )
     deleted = k8s_core_v1.delete_namespaced_pod("web-0", "default")
     assert (deleted.kind, deleted.metadata.uid) == ("Pod", created.metadata.uid)
     for call in (k8s_core_v1.read_namespaced_pod, k8s_core_v1.delete_namespaced_pod):

@@ -25,6 +25,7 @@ from k8s_logging_events.testing.apiserver._errors import (
     already_exists,
     conflict,
     generate_name_conflict,
+    unknown_error,
 )
 from k8s_logging_events.testing.apiserver._gofmt import go_json
 from k8s_logging_events.testing.apiserver._schema import OBJECT_META, core_to_events
@@ -261,25 +262,84 @@ def select_page(
     return selected, None, 0
 
 
-def check_preconditions(
-    resource: str, entry: Entry, preconditions: Mapping[str, Any] | None, group: str = ""
-) -> None:
-    """A delete's ``preconditions`` (uid, resourceVersion) against the stored object.
+def check_preconditions(kind: str, entry: Entry, preconditions: Mapping[str, Any] | None) -> None:
+    """A delete's ``preconditions`` against the stored object, as ``rest.BeforeDelete`` checks
+    them first: the uid, then the resourceVersion.
 
     Raises:
-        ApiError: 409 ``Conflict`` naming the first precondition that failed.
+        ApiError: 409 ``Conflict`` on the object's ``kind`` (``Event``, ``Pod``), the name
+            ``BeforeDelete`` gives its resource.
     """
     meta = entry.obj["metadata"]
-    for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
+    for key, label, meaning in (
+        ("uid", "UID", "deleted and then recreated"),
+        ("resourceVersion", "ResourceVersion", "modified"),
+    ):
         wanted = (preconditions or {}).get(key)
         if wanted is not None and wanted != meta.get(key):
             raise conflict(
-                resource,
+                kind,
                 entry.name,
-                group,
-                f"Precondition failed: {label} in precondition: {wanted}, "
-                f"{label} in object meta: {meta.get(key, '')}",
+                reason=f"the {label} in the precondition ({wanted}) does not match the {label} "
+                f"in record ({meta.get(key, '')}). The object might have been {meaning}",
             )
+
+
+def check_uid_precondition(
+    resource: str, namespace: str, name: str, uid: str | None, current: Entry | None, group: str
+) -> None:
+    """A PUT body's ``metadata.uid`` is a precondition on the stored object (none when it is
+    missing): etcd's check, whose error the registry wraps in a 409 ``Conflict``."""
+    stored = current.obj["metadata"].get("uid", "") if current is not None else ""
+    if uid and uid != stored:
+        raise conflict(
+            resource,
+            name,
+            group,
+            f"StorageError: invalid object, Code: 4, Key: /registry/{resource}/{namespace}/"
+            f"{name}, ResourceVersion: 0, AdditionalErrorMsg: Precondition failed: UID in "
+            f"precondition: {uid}, UID in object meta: {stored}",
+        )
+
+
+def check_create_version(meta: Mapping[str, Any]) -> None:
+    """etcd3's create refuses a body with a resourceVersion, read as its versioner reads one:
+    ``"0"``, or text that is no number at all, counts as none."""
+    text = meta.get("resourceVersion") or ""
+    if text.isascii() and text.isdigit() and int(text):
+        raise unknown_error("resourceVersion should not be set on objects to be created")
+
+
+def update_version(meta: Mapping[str, Any]) -> int:
+    """The resourceVersion an update's body asks for (the registry's ``ParseUint``): 0, an
+    unconditional update, when it is unset or ``"0"``; a 500 when it is no number."""
+    text = meta.get("resourceVersion") or "0"
+    if not (text.isascii() and text.isdigit()):
+        raise unknown_error(f'strconv.ParseUint: parsing "{text}": invalid syntax')
+    return int(text)
+
+
+ETCD_MAX_REQUEST_BYTES = 1536 * 1024
+"""etcd's default ``--max-request-bytes``: a write of a larger event (measured as its compact
+JSON, close to the protobuf a real server stores) fails with the unclassified 500 that
+kube-apiserver passes on from etcd, although its body was under the 3 MiB it reads."""
+
+GRPC_MAX_SEND_BYTES = 2 * 1024 * 1024
+"""etcd's client refuses to send a write over 2 MiB, before etcd sees it: another wording of
+the same unclassified 500."""
+
+
+def check_storable(event: dict[str, Any]) -> None:
+    """Refuse an event etcd would not take, with the unclassified 500 a real server answers."""
+    stored = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    size = len(stored.encode("utf-8", "surrogatepass"))
+    if size > GRPC_MAX_SEND_BYTES:
+        raise unknown_error(
+            "rpc error: code = ResourceExhausted desc = trying to send message larger "
+            f"than max ({size} vs. {GRPC_MAX_SEND_BYTES})"
+        )
+    if size > ETCD_MAX_REQUEST_BYTES:
+        raise unknown_error("etcdserver: request is too large")
 
 
 GENERATE_NAME_ATTEMPTS = 8

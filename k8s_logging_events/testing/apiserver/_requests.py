@@ -332,9 +332,13 @@ def unknown_fields(unknown: list[str], directive: str, what: str) -> list[tuple[
     if not unknown or directive == "Ignore":
         return []
     if directive == "Strict":
-        fields = ", ".join(f'unknown field "{path}"' for path in unknown)
-        raise bad_request(f"{what}: strict decoding error: {fields}")
+        raise bad_request(f"{what}: {strict_decoding_error(unknown)}")
     return [("Warning", f'299 - "unknown field \\"{path}\\""') for path in unknown]
+
+
+def strict_decoding_error(unknown: list[str]) -> str:
+    """Go's ``strictDecodingError`` text for the ``unknown`` fields."""
+    return "strict decoding error: " + ", ".join(f'unknown field "{path}"' for path in unknown)
 
 
 def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
@@ -351,7 +355,11 @@ def page(request: HttpRequest) -> tuple[int, tuple[str, str] | None]:
             decoded = json.loads(base64.urlsafe_b64decode(token.encode()))
             start = (str(decoded["start"][0]), str(decoded["start"][1]))
         except (ValueError, KeyError, IndexError, TypeError, binascii.Error):
-            raise bad_request("continue key is not valid: illegal base64 data") from None
+            raise bad_request(
+                "invalid continue token: continue key is not valid: illegal base64 data"
+            ) from None
+        if (request.query.get("resourceVersion") or "0") != "0":  # the token holds the version
+            raise bad_request("specifying resource version is not allowed when using continue")
     return max(count, 0), start
 
 
@@ -363,12 +371,60 @@ Lister = Callable[
 limit, start key) -> (entries, resourceVersion, the next page's start key, how many remain)."""
 
 
+_MATCH = "resourceVersionMatch"
+
+
+def check_list_options(request: HttpRequest, *, watch: bool) -> None:
+    """``ValidateListOptions``: how ``resourceVersionMatch`` and ``sendInitialEvents`` may be
+    combined in a list or a watch (the server reads neither further); 422 on ListOptions."""
+    query = request.query
+    match, rv = query.get(_MATCH, ""), query.get("resourceVersion", "")
+    initial, paged = "sendInitialEvents" in query, bool(query.get("continue"))
+    supported = ("NotOlderThan",) if watch else ("Exact", "NotOlderThan", "")
+    values = ", ".join(f'"{value}"' for value in supported)
+    unsupported = FieldError("FieldValueNotSupported", _MATCH, match, f"supported values: {values}")
+
+    def no(text: str, path: str = _MATCH) -> FieldError:
+        return FieldError("FieldValueForbidden", path, detail=text)
+
+    continued = no(f"{_MATCH} is forbidden when continue is provided")
+    checks = (
+        [
+            (
+                initial and match != "NotOlderThan",
+                no(f"sendInitialEvents requires setting {_MATCH} to NotOlderThan"),
+            ),
+            (
+                match and not initial,
+                no(f"{_MATCH} is forbidden for watch unless sendInitialEvents is provided"),
+            ),
+            (match and match not in supported, unsupported),
+            (match and paged, continued),
+        ]
+        if watch
+        else [
+            (match and not rv, no(f"{_MATCH} is forbidden unless resourceVersion is provided")),
+            (match and paged, continued),
+            (match not in supported, unsupported),
+            (
+                match == "Exact" and rv == "0",
+                no(f'{_MATCH} "exact" is forbidden for resourceVersion "0"'),
+            ),
+            (initial, no("sendInitialEvents is forbidden for list", "sendInitialEvents")),
+        ]
+    )
+    errors = [error for wrong, error in checks if wrong]
+    if errors:
+        raise invalid("ListOptions", "", errors, "meta.k8s.io")
+
+
 def listed(
     request: HttpRequest, api: Api, resource: str, namespace: str | None, lister: Lister
 ) -> tuple[list[Entry], dict[str, Any]]:
     """The page a list of ``api``'s ``resource`` in ``namespace`` (all when None) asks for
     (its selectors, its ``limit`` and ``continue``), read with ``lister``, and the list's
     ``metadata``."""
+    check_list_options(request, watch=False)
     labels, fields = selectors(request, api, resource)
     limit, start = page(request)
     entries, rv, following, remaining = lister(resource, namespace, labels, fields, limit, start)

@@ -35,6 +35,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     HttpResponse,
     check_body_size,
     check_body_type,
+    check_list_options,
     delete_options,
     error_response,
     json_body,
@@ -295,6 +296,7 @@ class RestApi:
         return not_allowed()
 
     def _list_namespaces(self, request: HttpRequest) -> HttpResponse:
+        check_list_options(request, watch=False)
         labels, fields = selectors(request, CORE_API, NAMESPACES_RESOURCE)
         entries, rv = self._store.list_namespaces(labels, fields)
         meta = {"resourceVersion": str(rv)}

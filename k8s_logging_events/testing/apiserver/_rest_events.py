@@ -45,6 +45,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     list_response,
     ok,
     selectors,
+    strict_decoding_error,
     typed_body,
     unknown_fields,
 )
@@ -164,6 +165,7 @@ class EventsApi:
             allow_create=True,
             dry_run=dry_run,
             user=request.user,
+            uid=meta.get("uid"),
         )
         response = self.single(api, entry, request, 201 if created else 200)
         response.headers.extend(warnings)
@@ -181,7 +183,10 @@ class EventsApi:
             error = FieldError.required("fieldManager", "is required for apply patch")
             raise invalid("PatchOptions", "", [error], "meta.k8s.io")
         dry_run = is_dry_run(request, "PatchOptions")
+        # an apply patch is read into a map, where no field is unknown
+        directive = "Ignore" if apply else field_validation(request, "PatchOptions")
         patch = self._parse_patch(content_type, request)
+        unknown: list[str] = []
 
         def make(current: Entry | None) -> dict[str, Any]:
             if current is None:
@@ -201,12 +206,14 @@ class EventsApi:
                 patched = apply_strategic_merge_patch(document, patch)
             else:
                 patched = apply_merge_patch(document, patch)
-            return self._decode_patched(api, patched, patch)
+            return self._decode_patched(api, patched, patch, unknown, directive)
 
         entry, created = self._store.update_event(
             api, namespace, name, make, allow_create=apply, dry_run=dry_run, user=request.user
         )
-        return self.single(api, entry, request, 201 if created else 200)
+        response = self.single(api, entry, request, 201 if created else 200)
+        response.headers.extend(unknown_fields(unknown, directive, ""))
+        return response
 
     @staticmethod
     def _parse_patch(content_type: str, request: HttpRequest) -> Any:
@@ -238,7 +245,12 @@ class EventsApi:
         return patch
 
     @staticmethod
-    def _decode_patched(api: Api, patched: Any, patch: Any) -> dict[str, Any]:
+    def _decode_patched(
+        api: Api, patched: Any, patch: Any, unknown: list[str], directive: str
+    ) -> dict[str, Any]:
+        """The patched object decoded as the patch handler does, strictly unless
+        ``fieldValidation=Ignore``: an unknown field is a 422 with ``Strict``, else it is
+        left in ``unknown`` for the ``Warning`` headers."""
         shown = json.dumps(patch, separators=(",", ":"))
         if not isinstance(patched, dict):
             error = FieldError.invalid(
@@ -249,9 +261,12 @@ class EventsApi:
             raise invalid("", "", [error])
         body = {key: value for key, value in patched.items() if key not in ("apiVersion", "kind")}
         try:
-            decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, [])
+            decoded = decode(CORE_EVENT if api is CORE_API else EVENTS_EVENT, body, unknown)
         except DecodeError as exc:
             raise invalid("", "", [FieldError.invalid("patch", shown, str(exc))]) from None
+        if unknown and directive == "Strict":
+            error = FieldError.invalid("patch", shown, strict_decoding_error(unknown))
+            raise invalid("", "", [error])
         event = decoded if api is CORE_API else events_to_core(decoded)
         event["metadata"].pop("managedFields", None)
         return event
@@ -282,9 +297,9 @@ class EventsApi:
         )
 
     def delete_collection(self, api: Api, namespace: str, request: HttpRequest) -> HttpResponse:
-        delete_options(request)
+        dry_run = delete_options(request).get("dryRun") == ["All"]
         labels, fields = selectors(request, api, EVENTS_RESOURCE)
-        entries = self._store.delete_events(namespace, labels, fields)
+        entries = self._store.delete_events(namespace, labels, fields, dry_run=dry_run)
         meta = {"resourceVersion": str(self._store.resource_version)}
         items = (entry.item_json(api.name) for entry in entries)
         return list_response("EventList", api.api_version, meta, items)

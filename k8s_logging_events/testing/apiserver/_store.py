@@ -47,7 +47,6 @@ from k8s_logging_events.testing.apiserver._errors import (
     name_mismatch,
     namespace_mismatch,
     not_found,
-    unknown_error,
 )
 from k8s_logging_events.testing.apiserver._objects import (
     ADDED,
@@ -62,13 +61,17 @@ from k8s_logging_events.testing.apiserver._objects import (
     Change,
     Entry,
     History,
+    check_create_version,
     check_preconditions,
+    check_storable,
+    check_uid_precondition,
     created_meta,
     in_selection,
     meta_with,
     select_page,
     simple_name,
     unique_name,
+    update_version,
 )
 from k8s_logging_events.testing.apiserver._resources import resource_of
 from k8s_logging_events.testing.apiserver._selectors import FieldSelector, LabelSelector
@@ -92,15 +95,6 @@ A real API server keeps a window of its own (the watch cache, at least 100 chang
 to a few minutes of them; etcd keeps 5 minutes before compaction); a watch from an older
 resourceVersion gets ``410 Expired``. A count, not a time, keeps tests deterministic.
 """
-
-ETCD_MAX_REQUEST_BYTES = 1536 * 1024
-"""etcd's default ``--max-request-bytes``: a write of a larger event (measured as its compact
-JSON, close to the protobuf a real server stores) fails with the unclassified 500 that
-kube-apiserver passes on from etcd, although its body was under the 3 MiB it reads."""
-
-GRPC_MAX_SEND_BYTES = 2 * 1024 * 1024
-"""etcd's client refuses to send a write over 2 MiB, before etcd sees it: another wording of
-the same unclassified 500."""
 
 
 class Store(PodStore):
@@ -312,8 +306,7 @@ class Store(PodStore):
             errors = validate_namespace_create({"metadata": meta})
             if errors:
                 raise invalid("Namespace", name, errors)
-            if meta.get("resourceVersion"):
-                raise unknown_error("resourceVersion should not be set on objects to be created")
+            check_create_version(meta)
             if name in self._namespaces:
                 raise already_exists("namespaces", name)
             fresh = self._new_namespace(name, meta.get("labels"))
@@ -462,8 +455,7 @@ class Store(PodStore):
             event = {**event, "metadata": meta}
             self._validate_create(api, event)
             self._admit_write(api, namespace, event, user, dry_run)
-            if meta.get("resourceVersion"):
-                raise unknown_error("resourceVersion should not be set on objects to be created")
+            check_create_version(meta)
             meta = unique_name(self._events, meta, generated, self._generate, "events", api.group)
             event = {**event, "metadata": meta}
             return self._commit((namespace, meta["name"]), event, dry_run=dry_run)
@@ -487,15 +479,7 @@ class Store(PodStore):
         if dry_run:
             event["metadata"] = meta_with(event["metadata"], resourceVersion=None)
             return Entry(event, 0, self._written_at())
-        stored = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-        size = len(stored.encode("utf-8", "surrogatepass"))
-        if size > GRPC_MAX_SEND_BYTES:
-            raise unknown_error(
-                "rpc error: code = ResourceExhausted desc = trying to send message larger "
-                f"than max ({size} vs. {GRPC_MAX_SEND_BYTES})"
-            )
-        if size > ETCD_MAX_REQUEST_BYTES:
-            raise unknown_error("etcdserver: request is too large")
+        check_storable(event)
         rv = self._next_rv()
         event["metadata"] = meta_with(event["metadata"], resourceVersion=str(rv))
         entry = Entry(event, rv, self._written_at())
@@ -512,8 +496,10 @@ class Store(PodStore):
         allow_create: bool,
         dry_run: bool = False,
         user: str = ANONYMOUS,
+        uid: str | None = None,
     ) -> tuple[Entry, bool]:
-        """Replace or patch an event: ``make`` builds the new canonical form from the current.
+        """Replace or patch an event: ``make`` builds the new canonical form from the current
+        (``uid``: a PUT body's, which the stored event must have).
 
         Returns the stored entry and whether it was created.
         """
@@ -529,7 +515,9 @@ class Store(PodStore):
                 raise namespace_mismatch()
             if meta.get("name", "") != name:
                 raise name_mismatch(meta.get("name", ""), name)
+            check_uid_precondition("events", namespace, name, uid, current, api.group)
             meta = meta_with(meta, namespace=namespace, managedFields=None, selfLink=None)
+            version = update_version(meta)
             if current is None:
                 self._admit(namespace, True, name, api)
                 meta = meta_with(
@@ -547,8 +535,7 @@ class Store(PodStore):
             self._admit(namespace, False, name, api)
             old = current.obj
             old_meta = old["metadata"]
-            wanted = meta.get("resourceVersion", "")
-            if wanted and wanted != old_meta["resourceVersion"]:
+            if version not in (0, current.rv):
                 raise conflict("events", name, api.group)
             meta = meta_with(
                 meta,
@@ -580,16 +567,22 @@ class Store(PodStore):
             entry = self._events.get((namespace, name))
             if entry is None:
                 raise not_found("events", name, api.group)
-            check_preconditions("events", entry, preconditions, api.group)
+            check_preconditions("Event", entry, preconditions)
             return self._drop_event((namespace, name))
 
     def delete_events(
-        self, namespace: str | None, labels: LabelSelector, fields: FieldSelector
+        self,
+        namespace: str | None,
+        labels: LabelSelector,
+        fields: FieldSelector,
+        *,
+        dry_run: bool = False,
     ) -> list[Entry]:
-        """Delete every selected event (DELETE on a collection) and return them."""
+        """Delete every selected event (DELETE on a collection; only list them on a dry
+        run) and return them."""
         with self.lock:
             doomed, _, _, _ = self.list_page(EVENTS_RESOURCE, namespace, labels, fields)
-            for entry in doomed:
+            for entry in doomed if not dry_run else ():
                 self._drop_event((entry.namespace, entry.name))
             return doomed
 

@@ -20,7 +20,6 @@ from typing import Any
 from k8s_logging_events.testing.apiserver._errors import (
     invalid,
     not_found,
-    unknown_error,
 )
 from k8s_logging_events.testing.apiserver._objects import (
     ADDED,
@@ -29,6 +28,7 @@ from k8s_logging_events.testing.apiserver._objects import (
     Api,
     Change,
     Entry,
+    check_create_version,
     check_preconditions,
     created_meta,
     meta_with,
@@ -106,8 +106,7 @@ class PodStore:
             errors = validate_pod(pod)
             if errors:
                 raise invalid("Pod", meta.get("name", ""), errors)
-            if meta.get("resourceVersion"):
-                raise unknown_error("resourceVersion should not be set on objects to be created")
+            check_create_version(meta)
             meta = unique_name(self._pods, meta, generated, self._generate, "pods")
             pod = {**pod, "metadata": meta}
             key = (namespace, meta["name"])
@@ -126,7 +125,7 @@ class PodStore:
         """Delete a pod at once and return it as it was stored."""
         with self.lock:
             entry = self.get_pod(namespace, name)
-            check_preconditions("pods", entry, preconditions)
+            check_preconditions("Pod", entry, preconditions)
             return self._drop(PODS_RESOURCE, self._pods.pop((namespace, name)))
 
     def _drop_pods(self, namespace: str | None) -> None:

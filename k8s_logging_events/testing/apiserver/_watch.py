@@ -43,6 +43,7 @@ from k8s_logging_events.testing.apiserver._requests import (
     HttpRequest,
     HttpResponse,
     WatchRequest,
+    check_list_options,
     not_allowed,
     selectors,
     table_version,
@@ -94,6 +95,7 @@ def watch_response(
     """
     if request.method != "GET":
         return not_allowed()
+    check_list_options(request, watch=True)
     selector = request.query.get("fieldSelector", "")
     if name is not None:
         escaped = name.replace("\\", "\\\\").replace(",", "\\,").replace("=", "\\=")
