@@ -147,7 +147,7 @@ class Aggregator:
         if record is None or seen - record.last_seen > self._max_interval:
             record = _AggregateRecord(seen)
         record.local_keys.add(local_key)
-        record.last_seen = seen
+        record.last_seen = max(record.last_seen, seen)  # one logged earlier may come later
         self._cache[aggregate_key] = record
 
         if len(record.local_keys) < self._max_events:
@@ -185,7 +185,7 @@ class Aggregator:
             or len(record.local_keys) >= self._max_events
         ):
             return False
-        record.last_seen = seen
+        record.last_seen = max(record.last_seen, seen)
         self._cache[aggregate_key] = record
         return True
 

@@ -57,6 +57,7 @@ class TokenBucket:
             return False
         if self._qps != math.inf:
             self._tokens = self._available(now) - 1.0
-            # Go moves the refill origin forward only on a successful take
-            self._last = now
+            # Go moves the refill origin forward only on a successful take; never back (a
+            # take dated earlier, as occurrences on several threads come, would refill twice)
+            self._last = max(self._last, now)
         return True

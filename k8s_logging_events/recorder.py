@@ -344,7 +344,14 @@ class EventBroadcaster:
         # of one's own may read an occurrence's time, and raise for one repeat of a run
         in_runs = events.options.message_func is correlator.combined_message
         policy = correlator.CountPolicy(events)
-        return policy, events.correlate_many, in_runs and events.keeps_objects_apart
+        correlate: _pending.Correlate = events.correlate_many
+        if options.clock is not self._clock:
+            # occurrences are observed on the broadcaster's clock, meaningless on another: this
+            # correlator measures from when it comes to each, on its own (as client-go does)
+            def correlate(run: Sequence[models.Event]) -> list[tuple[models.Event, bool, int]]:
+                return events.correlate_many([models.replaced(e, observed=None) for e in run])
+
+        return policy, correlate, in_runs and events.keeps_objects_apart
 
 
 def _callable(name: str, given: object) -> None:
@@ -380,7 +387,9 @@ class EventRecorder:
         self._queue = broadcaster._runtime.offer  # a full queue is a counted drop, never a wait
         self._source = source
         self._clock = clock or clock_mod.SystemClock()
-        self._monotonic = clock_mod.monotonic_source(self._clock)
+        # on the broadcaster's clock, as its correlators measure (a clock of the recorder's
+        # own dated the occurrences in its seconds, a FakeClock's steps left windows open)
+        self._monotonic = clock_mod.monotonic_source(broadcaster._clock)
         self._default_namespace = default_namespace
 
     @property

@@ -168,7 +168,9 @@ class SeriesCorrelator(_process.Locked):
             first = entry.event
             count = first.series.count + 1 if first.series is not None else 2
             entry.event = dataclasses.replace(first, series=models.EventSeries(count, now))
-            entry.last_seen = seen
+            # occurrences come out of the order they were logged in (several threads): one
+            # that comes late must not bring the finish forward
+            entry.last_seen = max(entry.last_seen, seen)
             return entry.event, count > 2
 
     def previous(self, event: models.Event) -> str:

@@ -830,6 +830,20 @@ class TestAggregation:
         assert result.event is not None
         assert result.event.message.startswith(corr.COMBINED_MESSAGE_PREFIX)
 
+    def test_an_occurrence_come_late_does_not_move_the_window_back(self) -> None:
+        """Occurrences logged at 0 s and 500 s, then one logged at 100 s that the correlator
+        comes to after them (another thread's): the window runs from 500 s, so seven more
+        distinct messages at 1050 s make the tenth, combined (from 100 s, it had ended)."""
+        correlator = new_correlator(FakeClock())
+        for i, logged in enumerate((0.0, 500.0, 100.0)):
+            correlator.correlate(_similar(i, observed=logged))
+        results = [correlator.correlate(_similar(i, observed=1050.0)).event for i in range(3, 10)]
+
+        combined = [
+            e is not None and e.message.startswith(corr.COMBINED_MESSAGE_PREFIX) for e in results
+        ]
+        assert combined == [False] * 6 + [True]
+
     def test_reset_window_starts_a_fresh_set(self) -> None:
         """After a quiet interval the set restarts at one member."""
         clock = FakeClock()

@@ -1093,3 +1093,45 @@ def test_a_text_with_a_lone_surrogate_is_kept_as_the_server_stores_it(api: str, 
             events_sink.close()
         (stored,) = server.events()
     assert stored[field].endswith("\ufffd")
+
+
+# --- the clock occurrences are observed on ---------------------------------------------------
+
+
+def _tenth_distinct_message_after_a_step(
+    rec: recorder.EventRecorder, b: recorder.EventBroadcaster, clock: FakeClock
+) -> str:
+    fake = FakeEventSink()
+    b.start_recording_to_sink(fake)
+    for i in range(9):
+        rec.event(_pod(), models.NORMAL, "Scaled", f"to {i}")
+    assert b.flush(5)
+    clock.step(700)  # past the 10-minute window of the messages before
+    rec.event(_pod(), models.NORMAL, "Scaled", "to 9")
+    assert b.flush(5)
+    return fake.calls[-1].event.message
+
+
+def test_a_recorder_with_a_clock_of_its_own_measures_on_the_broadcasters(
+    make_broadcaster,
+) -> None:
+    """``EventRecorder(broadcaster, source)`` dates its events on its own (system) clock, but
+    the broadcaster's correlator measures its window on the broadcaster's FakeClock: a step
+    past the window starts a new one (the recorder's monotonic seconds had kept it open)."""
+    clock = FakeClock(START)
+    b = make_broadcaster(clock=clock)
+    rec = recorder.EventRecorder(b, models.EventSource("c"))
+    assert _tenth_distinct_message_after_a_step(rec, b, clock) == "to 9"
+
+
+def test_a_correlator_clock_of_its_own_measures_from_when_it_comes_to_each(
+    make_broadcaster,
+) -> None:
+    """``CorrelatorOptions(clock=...)`` other than the broadcaster's: occurrences observed on
+    the broadcaster's clock mean nothing on it, so it measures its window on its own clock,
+    and a step of it past the window starts a new one."""
+    clock = FakeClock(START)
+    options = correlator.CorrelatorOptions(clock=clock)
+    b = make_broadcaster(clock=None, sleep=None, correlator_options=options)
+    rec = b.new_recorder("c")
+    assert _tenth_distinct_message_after_a_step(rec, b, clock) == "to 9"

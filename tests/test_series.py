@@ -92,6 +92,22 @@ class TestSeriesCorrelator:
             models.EventSeries(2, T0 + timedelta(seconds=300)),
         )
 
+    def test_an_occurrence_come_late_does_not_bring_the_finish_forward(self) -> None:
+        """Occurrences logged at 0 s and 300 s, then one logged at 100 s that the correlator
+        comes to after them (another thread's): the series is due six quiet minutes after
+        300 s, not after 100 s (it was written as finished at 460 s, mid-series)."""
+        clock = FakeClock(T0)
+        grouped = series.SeriesCorrelator(clock=clock)
+        grouped.observe(_event(clock, observed=0.0))
+        clock.step(300)
+        latest = _event(clock, observed=300.0)
+        grouped.observe(latest)
+        held, _ = grouped.observe(dataclasses.replace(latest, observed=100.0))
+        clock.step(160)
+
+        assert grouped.hold_wait(held) == 200.0
+        assert not grouped.release(held)
+
     def test_the_note_is_not_in_the_key_and_the_first_note_is_kept(self) -> None:
         """Different messages form one series; the event keeps its first note."""
         clock = FakeClock(T0)

@@ -69,6 +69,16 @@ class TestTokenBucket:
         assert bucket.wait_time(50.0) == 0.0
         assert [bucket.try_take(50.0) for _ in range(3)] == [True, True, False]
 
+    def test_a_take_at_an_earlier_time_refills_nothing_twice(self) -> None:
+        """Takes come out of order (occurrences dated when logged, on several threads): one
+        dated before the last take does not move the refill back, or the seconds between
+        the two would refill twice (here a token at 15 s of a bucket refilled at 20 s)."""
+        bucket = TokenBucket(0.1, 2, now=0.0)
+
+        assert [bucket.try_take(t) for t in (0.0, 10.0, 5.0)] == [True, True, True]
+        assert not bucket.try_take(15.0)
+        assert bucket.try_take(20.0)
+
     @pytest.mark.parametrize(
         ("qps", "burst", "wait"),
         [
