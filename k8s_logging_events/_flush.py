@@ -39,9 +39,9 @@ class Deadline:
     def expired(self) -> bool:
         return time.monotonic() >= self.end
 
-    def within(self, timeout: float) -> Deadline:
-        """End ``timeout`` seconds from now at the latest (sooner when cut already)."""
-        self.end = min(self.end, Deadline(timeout).end)
+    def within(self, timeout: float, since: float | None = None) -> Deadline:
+        """End ``timeout`` seconds from now (or ``since``) at the latest (sooner when cut)."""
+        self.end = min(self.end, Deadline(timeout, since).end)
         return self
 
 

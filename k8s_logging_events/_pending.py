@@ -93,6 +93,7 @@ class Write:
     attempts: int = 0
     due: float = 0.0
     asked: float = 0.0  # the earliest a retry may go, as the server asked (see Writes.hasten)
+    hurried: int = 0  # retries a flush brought forward (see Writes.hasten)
     maybe_landed: bool = False  # a create failed in transport: AlreadyExists may mean ours
     sent: _continuation.Sent | None = None  # in flight (see _continuation.Sent)
     # earlier requests that may have landed, their answers lost (see _continuation)
@@ -344,14 +345,14 @@ class Writes:
 
     def hasten(self, write: Write) -> bool:
         """While a flush waits (``drains``), a retry due past halfway to its deadline goes
-        there: tried before the flush gives it up, with room to fail again (``max_tries``
-        bounds the tries), never before the server asked. True when ``write.due`` moved."""
+        there (to fail again within it), never before the server asked, twice at most: halving
+        at every failure spent every try in its last moments. True when ``write.due`` moved."""
         left = min(filter(None, (remaining() for remaining in self.drains)), default=0.0)
         # the deadline is real time, the due time the clock's: a duration is both (rule 8)
         due = max(write.asked, self._now() + left / 2)
-        if not left or due >= write.due:
+        if not left or due >= write.due or write.hurried == 2:
             return False
-        write.due = due
+        write.due, write.hurried = due, write.hurried + 1
         return True
 
     def oldest_pending(self) -> float:

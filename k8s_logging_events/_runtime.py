@@ -361,8 +361,7 @@ class Runtime:
             self._start()
             seconds = DEFAULT_EXIT_TIMEOUT if timeout is None else timeout
             _process.exit_begins()  # a wait at exit may come before our atexit function
-            began, accepted = self._began  # what was recorded since (atexit logs): all its time
-            since = began if accepted == self._accepted.value else None
+            since = self._since()  # the exit's start, unless an atexit function logged since
             deadline = seconds if isinstance(seconds, Deadline) else Deadline(seconds, since)
             marker = Marker()
             self._queue.put(marker)
@@ -456,7 +455,8 @@ class Runtime:
                 return [], 0, None
             self._closing = self._hurry = True
             self._closer = threading.get_ident()
-        deadline = self._close_deadline.within(seconds)
+        # from the exit's start too: the closes of loguru's atexit function shared no deadline
+        deadline = self._close_deadline.within(seconds, self._since())
         interrupted: BaseException | None = None
         if self._started or not self._queue.empty():
             try:
@@ -473,6 +473,11 @@ class Runtime:
         # those set aside for a sink still being set up were told there: once is enough
         lost = self._lost() - lost_before - sum(w.occurrences for w in given_up) - sum(aside)
         return given_up, max(0, lost), interrupted
+
+    def _since(self) -> float | None:
+        """When the exit's drain began, unless something was recorded since (all its time)."""
+        began, accepted = self._began
+        return began if accepted == self._accepted.value else None
 
     def cut(self) -> None:
         """Ctrl-C for a close on another thread (signals reach only the main one): at once."""

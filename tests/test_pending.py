@@ -1019,6 +1019,32 @@ class TestEveryOccurrenceHasOneOutcome:
         assert pending.drive() == ["created", "created"]
         assert pending.accounted()
 
+    def test_a_flush_during_an_outage_hurries_two_retries_and_leaves_the_rest(self) -> None:
+        """The server refuses every request while a flush waits 4 s: the write is tried
+        halfway to the deadline and again halfway to it, then waits its back-off, its other
+        tries left for after the outage, where it lands. Halving what was left after every
+        failure spent all 12 tries in the flush's last moments, and the write was given up."""
+        clock = FakeClock(START)
+        pending = Pending(clock, max_tries=12)
+        end = clock.monotonic() + 4.0
+        pending.writes.drains.append(lambda: max(0.0, end - clock.monotonic()))
+
+        def refuse(event: models.Event) -> None:
+            raise ConnectionRefusedError("refused")
+
+        pending.fake.on_create = refuse
+        pending.offer(_occurrence("web"))
+        tries = pending.drive().count("failed")
+        while (wait := pending.writes.next_due()) is not None and clock.monotonic() + wait < end:
+            clock.step(wait)
+            tries += pending.drive().count("failed")
+        assert tries == 3  # the first, and two brought forward
+        pending.writes.drains.clear()
+        pending.fake.on_create = None
+        clock.step(60.0)
+        assert pending.drive() == ["created"]
+        assert pending.accounted()
+
     def test_a_repeat_does_not_cut_a_throttled_write_wait_short(self) -> None:
         """After a 429, a new occurrence joins the write but does not make it go before the
         server's Retry-After has passed."""

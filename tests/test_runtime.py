@@ -529,7 +529,7 @@ def test_several_handlers_drain_together_at_exit_within_one_flush_timeout(server
 
 
 CLOSED_BY_A_LATER_ATEXIT_FUNCTION = """
-import atexit, json, sys
+import atexit, json, sys, time
 
 atexit.register(lambda: print(json.dumps(ends), flush=True))  # runs last: after logging's
 import logging
@@ -539,7 +539,7 @@ from k8s_logging_events.handler import KubernetesEventHandler
 ends, wait_reached = [], _flush.wait_reached
 
 def recorded(marker, deadline, alive, pump):  # every wait: the flushes' and the closes'
-    ends.append(deadline.end)
+    ends.append(max(deadline.end, time.monotonic()))  # one already past ends at once
     return wait_reached(marker, deadline, alive, pump)
 
 _flush.wait_reached = recorded
@@ -547,8 +547,9 @@ handlers = [
     KubernetesEventHandler(component="exit", sink=sys.argv[1], flush_timeout=2.0)
     for _ in range(2)
 ]
-# as loguru's logger.remove at exit: registered after the library's import, it runs first
-atexit.register(handlers[0].close)
+# as loguru's logger.remove at exit: registered after the library's import, it runs first,
+# and closes each handler that is one of loguru's sinks (argv[2] of them), one after another
+atexit.register(lambda: [handler.close() for handler in handlers[: int(sys.argv[2])]])
 for number, handler in enumerate(handlers):
     log = logging.getLogger("app%d" % number)
     log.addHandler(handler)
@@ -557,16 +558,18 @@ for number, handler in enumerate(handlers):
 """
 
 
+@pytest.mark.parametrize("closed", [1, 2], ids=["one-by-loguru", "both-by-loguru"])
 def test_a_close_at_exit_before_the_librarys_atexit_function_begins_the_one_deadline(
-    server,
+    server, closed
 ) -> None:
     """loguru closes its sinks, this handler among them, in an atexit function registered at
     its import, after the library's (``import k8s_logging_events`` sorts before ``import
     loguru``), so it ran before the exit's drain began: that close waited its flush_timeout,
     then the other handlers theirs (two handlers, a hanging server: 4.5 s, not 2.25 s). The
-    first wait at exit on the main thread begins the exit's one deadline for all."""
+    first wait at exit on the main thread begins the exit's one deadline for all, the close
+    of a second handler by the same function included (it counted its own from its start)."""
     server.inject("POST", times=None, action="hang")
-    result = run_child(CLOSED_BY_A_LATER_ATEXIT_FUNCTION, server.url)
+    result = run_child(CLOSED_BY_A_LATER_ATEXIT_FUNCTION, server.url, str(closed))
     assert result.returncode == 0, result.stderr
     ends = json.loads(result.stdout)
     assert len(ends) >= 2, ends
