@@ -84,6 +84,15 @@ def _one_request(transport: Any) -> None:
             transport.request("GET", "/api", JSON, b"")
 
 
+def _write_one_and_close(events_sink: sink.KubernetesEventSink) -> None:
+    """Create the event ``default/web-0.1`` about the pod ``web-0``, then close the sink."""
+    ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
+    try:
+        events_sink.create(models.Event(name="web-0.1", namespace="default", involved_object=ref))
+    finally:
+        events_sink.close()
+
+
 def _configure(server: LocalApiServer, setting: str, tmp_path: Path) -> Any:
     configuration = server.api_client().configuration
     if setting == "ca-data":
@@ -335,13 +344,9 @@ def test_a_kubeconfig_s_proxy_url_carries_the_writes_whatever_no_proxy_says(
         text["clusters"][0]["cluster"]["proxy-url"] = proxy.url
         (tmp_path / "kubeconfig").write_text(json.dumps(text))
         events_sink = sink.KubernetesEventSink(kubeconfig=str(tmp_path / "kubeconfig"), qps=0)
-        ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
         try:
-            events_sink.create(
-                models.Event(name="web-0.1", namespace="default", involved_object=ref)
-            )
+            _write_one_and_close(events_sink)
         finally:
-            events_sink.close()
             proxy.close()
         assert proxy.tunnels == 1
         assert [event["metadata"]["name"] for event in server.events("default")] == ["web-0.1"]
@@ -424,13 +429,7 @@ def test_a_loopback_server_is_reached_directly_with_a_proxy_in_the_environment(
         assert isinstance(events_sink._transport, _http.Channel)
         if path == "official":
             events_sink._transport = _official.ClientTransport(events_sink.api_client, 5.0)
-        ref = models.ObjectReference(kind="Pod", namespace="default", name="web-0")
-        try:
-            events_sink.create(
-                models.Event(name="web-0.1", namespace="default", involved_object=ref)
-            )
-        finally:
-            events_sink.close()
+        _write_one_and_close(events_sink)
 
 
 @pytest.mark.parametrize(
