@@ -20,7 +20,7 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from k8s_logging_events import _process
+from k8s_logging_events import _errors, _process
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 """Where a pod's service account token is mounted (a path, not a secret)."""
@@ -336,11 +336,6 @@ def clean_up_at_exit() -> None:
         clean_up()
 
 
-class NoCredentialsError(RuntimeError):
-    """The kubeconfig's user gave no token yet (an exec plugin failed): the write is retried,
-    and the credentials loaded again first."""
-
-
 RENEW_SECONDS = 60.0
 """How old a token read from a kubeconfig's ``tokenFile`` gets before it is read again
 (client-go's period)."""
@@ -427,7 +422,7 @@ class _Renewal(_process.Locked):
         if not _token(fresh):
             if _token(old):
                 return old
-            raise NoCredentialsError(
+            raise _errors.NoCredentialsError(
                 f"no credentials: the exec plugin of {self._origin} gave no token (the "
                 f"Kubernetes client's error says why){_not_installed(self.plugin)}; it runs "
                 "again at the next try"

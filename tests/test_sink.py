@@ -632,7 +632,7 @@ class TestCredentialsLoadedAgain:
         s = sink.KubernetesEventSink(qps=0)
         try:
             for _ in range(2):
-                with pytest.raises(_kubeconfig.NoCredentialsError) as info:
+                with pytest.raises(_errors.NoCredentialsError) as info:
                     s.create(_event())
                 assert str(info.value).startswith(
                     f"no credentials: the exec plugin of the kubeconfig {tmp_path / 'config'} "
@@ -659,7 +659,7 @@ class TestCredentialsLoadedAgain:
         monkeypatch.setenv("PATH", str(tmp_path))
         s = sink.KubernetesEventSink(qps=0)
         try:
-            with pytest.raises(_kubeconfig.NoCredentialsError) as info:
+            with pytest.raises(_errors.NoCredentialsError) as info:
                 s.create(_event())
         finally:
             s.close()
