@@ -539,6 +539,8 @@ def _why(error: Exception | None) -> str:
         return f"{status} {getattr(error, 'reason', '')}".strip()
     if unreachable(error):
         return "connection errors (the API server is unreachable)"
+    if _through_proxy(error):
+        return "proxy errors (the proxy to the API server failed)"
     if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
         return "timeouts"
     if isinstance(error, NoCredentialsError):

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from urllib3.exceptions import ProxyError
 
 from k8s_logging_events import _errors, _process, _transport, models, sink
 from k8s_logging_events._http_parser import Answer
@@ -712,6 +713,17 @@ def test_a_plugin_that_is_not_installed_is_reported_with_its_whole_install_hint(
     write.attempts, write.last_error = 1, _errors.NoCredentialsError("no credentials: ...")
     summary = _errors.unwritten_summary([write], [], when="at exit")
     assert "1 after no credentials (the kubeconfig's exec plugin gave no token)" in summary
+
+
+def test_a_deadline_that_gives_up_writes_a_proxy_failed_says_the_proxy_failed() -> None:
+    """HTTPS_PROXY names a proxy that refuses connections: the exit's summary said "1 after
+    ProxyError", a class name, where the retries' reports had named the proxy. It says what
+    failed, as it says "connection errors (the API server is unreachable)"."""
+    write = _Write(1)
+    write.attempts = 1
+    write.last_error = ProxyError("Unable to connect to proxy", ConnectionRefusedError(111, "x"))
+    summary = _errors.unwritten_summary([write], [], when="at exit")
+    assert "1 after proxy errors (the proxy to the API server failed)" in summary, summary
 
 
 def test_a_401_through_a_url_sink_says_no_credentials_were_sent(server, clock, reports) -> None:
