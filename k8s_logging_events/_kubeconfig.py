@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
 import ipaddress
 import os
 import shutil
@@ -163,6 +164,14 @@ def checked_proxy(configuration: Any) -> None:
         url = configuration.proxy = f"http://{url}"
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)
+    if parts.scheme.lower().startswith("socks"):  # kubectl's own, from ssh -D; urllib3's extra
+        try:
+            importlib.import_module("socks")
+        except ImportError:  # the build's error said only "No module named 'socks'"
+            raise ValueError(
+                f"the proxy URL ({shown_url(url)}) is a SOCKS proxy, which the Kubernetes "
+                "client reaches only with PySocks installed (pip install pysocks)"
+            ) from None
     if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
         # as Go decodes them: the bytes themselves (a Latin-1 password's %E9, or that byte
         # unencoded, which os.environ holds as a surrogate), never U+FFFD
