@@ -391,10 +391,18 @@ def readable(error: BaseException) -> Exception:
     return stand_in
 
 
+class NoCredentialsError(RuntimeError):
+    """The kubeconfig's user gave no token yet (an exec plugin failed): the write is retried,
+    and the credentials loaded again first. Its text is the library's, read whole."""
+
+
 def describe_error(error: Exception) -> str:
-    """A short text for ``error``: its message, cut to 300 characters."""
+    """A short text for ``error``: its message, cut to 300 characters (a server's or a
+    client's may be a page long), but for :class:`NoCredentialsError`, whose install hint,
+    a URL at its end, was cut to nothing of use."""
     text = str(error) or type(error).__name__
-    return text if len(text) <= 300 else text[:297] + "..."
+    fits = len(text) <= 300 or isinstance(error, NoCredentialsError)
+    return text if fits else text[:297] + "..."
 
 
 STALL_SECONDS = 1.0
@@ -531,6 +539,10 @@ def _why(error: Exception | None) -> str:
         return f"{status} {getattr(error, 'reason', '')}".strip()
     if unreachable(error):
         return "connection errors (the API server is unreachable)"
+    if _through_proxy(error):
+        return "proxy errors (the proxy to the API server failed)"
     if "timed out" in str(error).lower() or isinstance(error, TimeoutError):
         return "timeouts"
+    if isinstance(error, NoCredentialsError):
+        return "no credentials (the kubeconfig's exec plugin gave no token)"
     return type(error).__name__

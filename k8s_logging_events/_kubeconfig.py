@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import importlib
 import ipaddress
 import os
 import shutil
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 from typing import Any
 from urllib.parse import unquote_to_bytes, urlsplit
 
-from k8s_logging_events import _process
+from k8s_logging_events import _errors, _process
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # noqa: S105
 """Where a pod's service account token is mounted (a path, not a secret)."""
@@ -163,6 +164,14 @@ def checked_proxy(configuration: Any) -> None:
         url = configuration.proxy = f"http://{url}"
     check_readable(url, "the proxy URL")
     parts = urlsplit(url)
+    if parts.scheme.lower().startswith("socks"):  # kubectl's own, from ssh -D; urllib3's extra
+        try:
+            importlib.import_module("socks")
+        except ImportError:  # the build's error said only "No module named 'socks'"
+            raise ValueError(
+                f"the proxy URL ({shown_url(url)}) is a SOCKS proxy, which the Kubernetes "
+                "client reaches only with PySocks installed (pip install pysocks)"
+            ) from None
     if parts.username is not None and parts.scheme.lower() in ("http", "https"):  # not SOCKS
         # as Go decodes them: the bytes themselves (a Latin-1 password's %E9, or that byte
         # unencoded, which os.environ holds as a surrogate), never U+FFFD
@@ -336,11 +345,6 @@ def clean_up_at_exit() -> None:
         clean_up()
 
 
-class NoCredentialsError(RuntimeError):
-    """The kubeconfig's user gave no token yet (an exec plugin failed): the write is retried,
-    and the credentials loaded again first."""
-
-
 RENEW_SECONDS = 60.0
 """How old a token read from a kubeconfig's ``tokenFile`` gets before it is read again
 (client-go's period)."""
@@ -427,7 +431,7 @@ class _Renewal(_process.Locked):
         if not _token(fresh):
             if _token(old):
                 return old
-            raise NoCredentialsError(
+            raise _errors.NoCredentialsError(
                 f"no credentials: the exec plugin of {self._origin} gave no token (the "
                 f"Kubernetes client's error says why){_not_installed(self.plugin)}; it runs "
                 "again at the next try"

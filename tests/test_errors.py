@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client
+from urllib3.exceptions import ProxyError
 
 from k8s_logging_events import _errors, _process, _transport, models, sink
 from k8s_logging_events._http_parser import Answer
@@ -673,6 +674,56 @@ def test_a_401_says_which_credentials_were_sent_never_their_value(
     assert wrong not in line
     assert all(wrong not in m and SECRET not in m for m in reports.messages())
     assert handler.stats()["failed"] == 1
+
+
+GKE_HINT = (
+    "Install gke-gcloud-auth-plugin for use with kubectl by following\n"
+    "        https://cloud.google.com/kubernetes-engine/docs/how-to/cluster-access-for-kubectl"
+    "#install_plugin"
+)
+
+
+def test_a_plugin_that_is_not_installed_is_reported_with_its_whole_install_hint(
+    server, clock, reports, tmp_path, monkeypatch
+) -> None:
+    """GKE's kubeconfig on a machine without its plugin: the report cut the error at 300
+    characters, so the install hint ended mid-URL ("https://cloud.google....") and the exit's
+    summary named a class ("1 after NoCredentialsError"). The hint is said whole, as kubectl
+    says it, and the summary says what is missing."""
+    config = json.loads(server.kubeconfig())
+    name = "gke_my-project-123456_europe-west1-b_production-cluster"
+    config["contexts"][0]["name"] = config["current-context"] = name
+    config["users"][0]["user"] = {
+        "exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1",
+            "command": "gke-gcloud-auth-plugin",
+            "installHint": GKE_HINT,
+            "provideClusterInfo": True,
+        }
+    }
+    path = tmp_path / "config"
+    path.write_text(json.dumps(config), encoding="utf-8")
+    monkeypatch.setenv("PATH", str(tmp_path))  # the plugin is on no directory of it
+    _write(clock, kubeconfig=str(path), max_tries=2)
+    hint = " ".join(GKE_HINT.split())
+    lines = [m for m in reports.messages() if "no credentials" in m]
+    assert lines, reports.messages()
+    assert all(f"({hint}); it runs again at the next try" in m for m in lines), lines
+    write = _Write(1)
+    write.attempts, write.last_error = 1, _errors.NoCredentialsError("no credentials: ...")
+    summary = _errors.unwritten_summary([write], [], when="at exit")
+    assert "1 after no credentials (the kubeconfig's exec plugin gave no token)" in summary
+
+
+def test_a_deadline_that_gives_up_writes_a_proxy_failed_says_the_proxy_failed() -> None:
+    """HTTPS_PROXY names a proxy that refuses connections: the exit's summary said "1 after
+    ProxyError", a class name, where the retries' reports had named the proxy. It says what
+    failed, as it says "connection errors (the API server is unreachable)"."""
+    write = _Write(1)
+    write.attempts = 1
+    write.last_error = ProxyError("Unable to connect to proxy", ConnectionRefusedError(111, "x"))
+    summary = _errors.unwritten_summary([write], [], when="at exit")
+    assert "1 after proxy errors (the proxy to the API server failed)" in summary, summary
 
 
 def test_a_401_through_a_url_sink_says_no_credentials_were_sent(server, clock, reports) -> None:

@@ -392,6 +392,31 @@ def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
     assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
 
 
+def test_a_socks_proxy_url_without_pysocks_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A kubeconfig whose ``proxy-url`` is ``socks5://`` (an ``ssh -D`` tunnel), which kubectl
+    takes: the warning said only "Unable to build a Kubernetes client from the kubeconfig
+    ...: No module named 'socks'", naming no proxy and nothing to install. It names the
+    proxy and PySocks, the client's optional dependency for SOCKS."""
+    caplog.set_level(logging.WARNING, logger="k8s_logging_events")
+    monkeypatch.setitem(sys.modules, "socks", None)  # PySocks not installed
+    _use_kubeconfig(tmp_path, monkeypatch, "https://10.0.0.1:6443", {"token": "t"})
+    config = yaml.safe_load((tmp_path / "config").read_text())
+    config["clusters"][0]["cluster"]["proxy-url"] = "socks5://127.0.0.1:1080"
+    (tmp_path / "config").write_text(yaml.safe_dump(config))
+    handler = KubernetesEventHandler()
+    try:
+        handler.handle(logging.makeLogRecord({"msg": "one", "involved": _ref()}))
+        handler.flush()
+    finally:
+        handler.close()
+    texts = [r.getMessage() for r in caplog.records if "Unable to build" in r.getMessage()]
+    assert texts, [r.getMessage() for r in caplog.records]
+    assert "the proxy URL (socks5://127.0.0.1:1080) is a SOCKS proxy" in texts[0], texts
+    assert "pip install pysocks" in texts[0], texts
+
+
 @pytest.mark.parametrize("empty", ["", "# written by an installer\n"])
 def test_an_empty_file_in_kubeconfig_s_list_is_read_as_no_configuration(
     server: LocalApiServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, empty: str
@@ -632,7 +657,7 @@ class TestCredentialsLoadedAgain:
         s = sink.KubernetesEventSink(qps=0)
         try:
             for _ in range(2):
-                with pytest.raises(_kubeconfig.NoCredentialsError) as info:
+                with pytest.raises(_errors.NoCredentialsError) as info:
                     s.create(_event())
                 assert str(info.value).startswith(
                     f"no credentials: the exec plugin of the kubeconfig {tmp_path / 'config'} "
@@ -659,7 +684,7 @@ class TestCredentialsLoadedAgain:
         monkeypatch.setenv("PATH", str(tmp_path))
         s = sink.KubernetesEventSink(qps=0)
         try:
-            with pytest.raises(_kubeconfig.NoCredentialsError) as info:
+            with pytest.raises(_errors.NoCredentialsError) as info:
                 s.create(_event())
         finally:
             s.close()
