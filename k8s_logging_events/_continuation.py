@@ -401,6 +401,9 @@ class _Attempt:
     def _continue(self, stored: models.Event) -> tuple[str, models.Event] | None:
         """Continue ``stored``, our event under :attr:`name`: the server's count plus ours."""
         server, start = self.policy.count_of(stored), _same_start(stored, self.event)
+        # another writer may make it look finished before our patch: a re-read after a 409
+        # that walked past it would create ours elsewhere with its count carried over
+        self.continued = self.name
         self.floor = _latest(stored, self.owner._clock.now())
         self.version = stored.resource_version
         # a refusal is another writer's doing unless a request of ours in doubt set the count

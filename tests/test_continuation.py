@@ -1559,6 +1559,29 @@ class TestContinuation:
         cont.attempt(write, policy)
         assert [(e.event_time, e.series and e.series.count) for e in fake.events] == [(T0, 31)]
 
+    def test_a_series_continued_then_made_to_look_finished_by_another_writer_is_not_walked_past(
+        self,
+    ) -> None:
+        """events.k8s.io/v1 (seen in bench/soak.py as a count above what was logged): our
+        create of 20, its wall clock 10 minutes ahead, meets another replica's series (11,
+        last seen 8 minutes in: not finished) and continues it, 31. Before our patch that
+        replica, its clock stepped back, patches 15 last seen 1 minute in; our guard fails and
+        the re-read looks finished by ours. It is the event this attempt continued: ours is
+        added to it (35), not created under the next name with the 31 it had carried over."""
+        clock = FakeClock(T0 + timedelta(minutes=10))
+        fake = FakeEventSink()
+        v1: dict[str, Any] = {"first_timestamp": None, "last_timestamp": None}
+        earlier = models.EventSeries(11, T0 + timedelta(minutes=8))
+        fake.create(_event(count=11, event_time=T0, series=earlier, **v1))  # the other's
+        policy = SeriesPolicy(SeriesCorrelator(clock=clock))
+        cont = _continuation_for(fake, clock)
+        back = (T0 + timedelta(minutes=1)).isoformat().replace("+00:00", "Z")
+        data = json.dumps({"series": {"count": 15, "lastObservedTime": back}}).encode()
+        _another_process_writes_first(fake, data, times=1)
+        ours = _event(event_time=clock.now(), series=models.EventSeries(20, clock.now()), **v1)
+        cont.attempt(_pending.Write(event=ours, create=True, held=False, occurrences=20), policy)
+        assert [(e.event_time, e.series and e.series.count) for e in fake.events] == [(T0, 35)]
+
     def test_a_new_series_whose_create_was_lost_is_retried_under_the_name_it_went_under(
         self,
     ) -> None:
