@@ -1129,36 +1129,6 @@ def test_the_packages_only_fork_and_exit_hooks_are_the_process_registrys(tmp_pat
     assert [kind for kind, _ in registered].count("fork") == 1
 
 
-def test_a_client_first_built_by_a_close_before_the_librarys_exit_leaves_no_key_behind(
-    tmp_path: Path,
-) -> None:
-    """loguru closes its sinks in an atexit function that runs before the library's (registered
-    at its import, after ours): a short program's one warning had its client built by that
-    close, whose files for the kubeconfig's ``-data`` (the private key among them) the sink
-    deletes only once the exit has begun, and were left in the temporary directory for good.
-    The exit begins at that close: the sink deletes them as it does at logging's shutdown."""
-    with LocalApiServer(tls=True, client_certificates=True) as server:
-        server.kubeconfig(tmp_path / "config", client_certificate=server.client_certificate())
-        temporary = tmp_path / "tmp"
-        temporary.mkdir()
-        child = run_python(
-            "import atexit, logging\n"
-            "from k8s_logging_events import KubernetesEventHandler\n"
-            "handler = KubernetesEventHandler(component='job', host='node-1')\n"
-            "atexit.register(handler.close)  # as loguru's logger.remove\n"
-            "log = logging.getLogger('job')\n"
-            "log.addHandler(handler)\n"
-            "log.warning('done', extra={'involved': {'kind': 'Pod', 'namespace': "
-            "'default', 'name': 'job-0', 'uid': 'u'}, 'reason': 'Done'})\n",
-            cwd=tmp_path,
-            KUBECONFIG=str(tmp_path / "config"),
-            TMPDIR=str(temporary),
-        )
-        assert child.returncode == 0, child.stderr
-        assert [e["reason"] for e in server.events()] == ["Done"]
-    assert list(temporary.iterdir()) == []
-
-
 def test_the_exit_drains_every_runtime_though_another_thread_starts_one_meanwhile(
     monkeypatch,
 ) -> None:

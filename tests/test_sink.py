@@ -372,24 +372,33 @@ def test_a_proxy_password_with_a_slash_or_hash_never_appears_in_a_report(
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
     if where == "proxy-url":
-        config = yaml.safe_load((tmp_path / "config").read_text())
-        config["clusters"][0]["cluster"]["proxy-url"] = proxy
-        (tmp_path / "config").write_text(yaml.safe_dump(config))
+        _set_proxy_url(tmp_path / "config", proxy)
     else:
         monkeypatch.setenv(where, proxy)
     with pytest.raises(ValueError, match=r"the proxy URL \(http://127.0.0.1:\d+\) cannot") as error:
         sink.KubernetesEventSink(qps=0)
     assert "S3cr" not in str(error.value)
     assert "admin" not in str(error.value)
+    texts = _reports_of_one_record(caplog)
+    assert [t for t in texts if "proxy URL" in t], texts
+    assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
+
+
+def _set_proxy_url(kubeconfig: Path, url: str) -> None:
+    config = yaml.safe_load(kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["proxy-url"] = url
+    kubeconfig.write_text(yaml.safe_dump(config))
+
+
+def _reports_of_one_record(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """What a handler built from the environment reports as it handles one record and closes."""
     handler = KubernetesEventHandler()
     try:
         handler.handle(logging.makeLogRecord({"msg": "one", "involved": _ref()}))
         handler.flush()
     finally:
         handler.close()
-    texts = [r.getMessage() for r in caplog.records]
-    assert [t for t in texts if "proxy URL" in t], texts
-    assert not [t for t in texts if "S3cr" in t or "admin" in t], texts
+    return [r.getMessage() for r in caplog.records]
 
 
 def test_a_socks_proxy_url_without_pysocks_says_what_to_install(
@@ -402,16 +411,8 @@ def test_a_socks_proxy_url_without_pysocks_says_what_to_install(
     caplog.set_level(logging.WARNING, logger="k8s_logging_events")
     monkeypatch.setitem(sys.modules, "socks", None)  # PySocks not installed
     _use_kubeconfig(tmp_path, monkeypatch, "https://10.0.0.1:6443", {"token": "t"})
-    config = yaml.safe_load((tmp_path / "config").read_text())
-    config["clusters"][0]["cluster"]["proxy-url"] = "socks5://127.0.0.1:1080"
-    (tmp_path / "config").write_text(yaml.safe_dump(config))
-    handler = KubernetesEventHandler()
-    try:
-        handler.handle(logging.makeLogRecord({"msg": "one", "involved": _ref()}))
-        handler.flush()
-    finally:
-        handler.close()
-    texts = [r.getMessage() for r in caplog.records if "Unable to build" in r.getMessage()]
+    _set_proxy_url(tmp_path / "config", "socks5://127.0.0.1:1080")
+    texts = [t for t in _reports_of_one_record(caplog) if "Unable to build" in t]
     assert texts, [r.getMessage() for r in caplog.records]
     assert "the proxy URL (socks5://127.0.0.1:1080) is a SOCKS proxy" in texts[0], texts
     assert "pip install pysocks" in texts[0], texts
@@ -863,12 +864,21 @@ class TestCredentialsLoadedAgain:
             s.close()
         assert _sent_tokens(server) == ["Bearer first"]
 
-    def test_a_client_first_built_at_exit_leaves_no_key_behind(self, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        "closer",
+        ["", "import atexit; atexit.register(handler.close)  # as loguru's logger.remove\n"],
+        ids=["at-logging-shutdown", "by-an-atexit-function-run-before-the-librarys"],
+    )
+    def test_a_client_first_built_at_exit_leaves_no_key_behind(
+        self, tmp_path: Path, closer: str
+    ) -> None:
         """A short program (a Job, a cron task) logs a warning and ends: the sink's client
         is built by the exit flush, after the Kubernetes client's clean-up at exit ran, and
         the files it wrote for the kubeconfig's ``-data`` (the CA, the client certificate
         and its private key) were left in the temporary directory for good, a set a run.
-        The sink deletes them as it closes at exit; the warning is still written."""
+        The sink deletes them as it closes at exit; the warning is still written. So when the
+        close comes from an atexit function that runs before the library's (loguru closes
+        its sinks in one registered at its import, after ours): the exit begins there."""
         with LocalApiServer(tls=True, client_certificates=True) as server:
             server.kubeconfig(tmp_path / "config", client_certificate=server.client_certificate())
             temporary = tmp_path / "tmp"
@@ -876,8 +886,10 @@ class TestCredentialsLoadedAgain:
             child = run_python(
                 "import logging\n"
                 "from k8s_logging_events import KubernetesEventHandler\n"
+                "handler = KubernetesEventHandler(component='job', host='node-1')\n"
+                f"{closer}"
                 "log = logging.getLogger('job')\n"
-                "log.addHandler(KubernetesEventHandler(component='job', host='node-1'))\n"
+                "log.addHandler(handler)\n"
                 "log.warning('done', extra={'involved': {'kind': 'Pod', 'namespace': "
                 "'default', 'name': 'job-0', 'uid': 'u'}, 'reason': 'Done'})\n",
                 cwd=tmp_path,
