@@ -1023,6 +1023,22 @@ def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything
         assert first[-1] > first[0]  # growing
 
 
+@pytest.mark.parametrize("api", [sink.CORE_V1, sink.EVENTS_V1])
+def test_a_429_on_the_takeovers_read_spends_no_try(api: str) -> None:
+    """API priority and fairness throttles reads too: a restart whose read of the event it
+    met answers 429 five times, with one try allowed, still continues that event."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        assert _lost(_lifetime(server, clock, _warnings(3), api=api)) == 0
+        server.inject(method="GET", path="/events/", status=429, times=5)
+        assert _lost(_lifetime(server, clock, _warnings(3), api=api, max_tries=1)) == 0
+        assert _statuses(server, "GET").count(429) == 5
+        if api == sink.CORE_V1:
+            assert [e["count"] for e in server.events("default")] == [6]
+        else:
+            assert [e["series"]["count"] for e in server.events_v1("default")] == [6]
+
+
 def test_a_takeover_throttled_on_its_patch_retries_the_patch_not_the_create() -> None:
     """A restart under EventRateLimit with a burst of 1: the create that meets AlreadyExists
     takes the only token (the plugin charges it), so the takeover's patch meets 429. The
