@@ -237,13 +237,12 @@ class Continuation(_process.Locked):
                 self._reporter.report(
                     "read-forbidden",
                     logging.WARNING,
-                    "Unable to read event %s/%s to continue its count (%s): grant the verb get "
-                    "on events in the Role (see docs/in-cluster.md). Until then, an event whose "
-                    "name is taken gets a new name and counts from this process only, as with "
-                    "client-go",
+                    "Unable to read event %s/%s to continue its count: %s. Until then, an "
+                    "event whose name is taken gets a new name and counts from this process "
+                    "only, as with client-go",
                     about.namespace,
                     about.name,
-                    error,
+                    _errors.explain(error),
                 )
             raise _UnreadableError from error
 

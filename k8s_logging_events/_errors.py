@@ -346,7 +346,7 @@ def _forbidden(error: Any) -> str:
         )
     if not verb or match is None:
         return (
-            "the client's credentials may not do this: grant create and patch on events "
+            "the client's credentials may not do this: grant create, patch and get on events "
             f"with a Role and a RoleBinding like those of {RBAC_EXAMPLE}"
         )
     group = match["group"] or ""

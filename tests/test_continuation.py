@@ -906,6 +906,26 @@ def test_403_on_the_read_falls_back_to_a_new_event_and_reports_once(caplog) -> N
         assert len(_statuses(server, "GET")) == _statuses(server, "GET").count(403)
 
 
+@pytest.mark.parametrize(
+    ("api", "group"), [("v1", '"" (core)'), ("events.k8s.io/v1", '"events.k8s.io"')]
+)
+def test_403_on_the_read_names_the_verb_its_api_group_and_the_role_to_copy(
+    caplog, api: str, group: str
+) -> None:
+    """A restart without ``get`` on events says what a 403 on a write says: the verb, the API
+    group it is missing in (events.k8s.io/v1 needs its own rule beside core's) and the
+    namespace, and the Role of examples/rbac.yaml that grants it."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        assert _lost(_lifetime(server, clock, _warnings(2), api=api)) == 0
+        server.inject(method="GET", path="/events/", status=403, times=None)
+        with caplog.at_level(logging.WARNING, logger=LIBRARY):
+            assert _lost(_lifetime(server, clock, _warnings(2), api=api)) == 0
+    (report,) = [r.getMessage() for r in caplog.records if "Unable to read event" in r.getMessage()]
+    assert f"grant the verb get on events in the API group {group} in namespace default" in report
+    assert _errors.RBAC_EXAMPLE in report
+
+
 @pytest.mark.parametrize("api", ["v1", "events.k8s.io/v1"])
 def test_403_on_the_read_gives_a_restart_whose_create_carries_repeats_an_event_of_its_own(
     api: str,
@@ -1001,6 +1021,22 @@ def test_429_without_retry_after_beyond_max_tries_then_success_counts_everything
         first = waits[:8]
         assert all(0 < wait <= 30.0 for wait in first)
         assert first[-1] > first[0]  # growing
+
+
+@pytest.mark.parametrize("api", [sink.CORE_V1, sink.EVENTS_V1])
+def test_a_429_on_the_takeovers_read_spends_no_try(api: str) -> None:
+    """API priority and fairness throttles reads too: a restart whose read of the event it
+    met answers 429 five times, with one try allowed, still continues that event."""
+    clock = FakeClock(T0)
+    with LocalApiServer(clock=clock) as server:
+        assert _lost(_lifetime(server, clock, _warnings(3), api=api)) == 0
+        server.inject(method="GET", path="/events/", status=429, times=5)
+        assert _lost(_lifetime(server, clock, _warnings(3), api=api, max_tries=1)) == 0
+        assert _statuses(server, "GET").count(429) == 5
+        if api == sink.CORE_V1:
+            assert [e["count"] for e in server.events("default")] == [6]
+        else:
+            assert [e["series"]["count"] for e in server.events_v1("default")] == [6]
 
 
 def test_a_takeover_throttled_on_its_patch_retries_the_patch_not_the_create() -> None:
@@ -1446,7 +1482,9 @@ class TestContinuation:
         fake.fail_next("read", sink.ApiStatusError(403, "Forbidden", "no get"))
         with caplog.at_level(logging.WARNING, logger=LIBRARY):
             cont.attempt(_write(_event(count=2)), _policy(clock))
-        (report,) = [r.getMessage() for r in caplog.records if "grant the verb" in r.getMessage()]
+        (report,) = [
+            r.getMessage() for r in caplog.records if "Unable to read event" in r.getMessage()
+        ]
         assert report.startswith("Unable to read event default/web-0.abc to continue its count")
 
     def test_a_sink_wrapper_that_cannot_read_keeps_client_go_ways(self) -> None:
