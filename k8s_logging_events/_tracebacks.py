@@ -41,10 +41,18 @@ def queued(record: logging.LogRecord) -> tuple[str, str] | None:
     elif not found:
         return None
     exception = text[min(found) :].split(_QUEUED_STACK)[0] if found else ""  # a stack follows
+    return head, told(exception)
+
+
+def told(exception: str) -> str:
+    """``ExcType: text`` of an exception as a traceback told it, after a newline (a queued
+    message's, or ``exc_text`` of a record that came over a socket, without ``exc_info``)."""
+    if exception.strip("\n") == _NONE_LINE:  # formatted from an exc_info of no exception
+        return ""
     group = exception.rfind(_QUEUED_STARTS[2])
     if group > exception.rfind(_QUEUED_EXCEPTION):  # the exception raised last is a group
-        return head, _group_summary(exception[group:].split("\n")[2:])
-    return head, _exception_text(exception.split("\n"))
+        return _group_summary(exception[group:].split("\n")[2:])
+    return _exception_text(exception.split("\n"))
 
 
 def _exception_text(lines: list[str]) -> str:
