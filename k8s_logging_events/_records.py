@@ -72,7 +72,7 @@ class Settings:
     default_reason: str
     max_message_bytes: int
     exception_detail: str
-    formatter: logging.Formatter | None
+    formatter: logging.Formatter | logging.Handler | None  # a handler: its own format()
 
 
 def find_extras(

@@ -180,6 +180,8 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
+        # a subclass's own emit() is called, as logging.Handler.handle() calls it
+        self._emits_own = type(self).emit is not KubernetesEventHandler.emit
         _process.renew_in_child(self)
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
@@ -255,7 +257,10 @@ class KubernetesEventHandler(logging.Handler):
         checked = self._filtered(record) if self.filters else record
         if checked is None or (extras := self._extras(checked)) is None:
             return False
-        self._emit_safely(checked, extras)
+        if self._emits_own:
+            self.emit(checked)
+        else:
+            self._emit_safely(checked, extras)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -450,7 +455,8 @@ class KubernetesEventHandler(logging.Handler):
                 return
             notes = _records.Notes()
             settings = self._settings
-            if settings.formatter is not self.formatter:  # setFormatter() since the last record
+            if settings.formatter is not self.formatter and settings.formatter is not self:
+                # setFormatter() since the last record
                 settings = self._settings = self._new_settings()
             occurrence = _records.read(record, extras, settings, notes, self._now(), self._seen())
             if notes.refusal is not None or notes.repairs:
@@ -487,7 +493,8 @@ class KubernetesEventHandler(logging.Handler):
             default_reason=self._options.default_reason,
             max_message_bytes=self._options.max_message_bytes,
             exception_detail=self._options.exception_detail,
-            formatter=self.formatter,
+            # a subclass's own format() formats, as in any handler
+            formatter=self if type(self).format is not logging.Handler.format else self.formatter,
         )
 
     def _fresh_state(self) -> None:

@@ -638,6 +638,41 @@ class TestRecordToEvent:
         assert event_handler.broadcaster is None
         assert fake.events == []
 
+    def test_a_subclass_emit_and_format_are_called_as_logging_calls_them(self, fake, clock) -> None:
+        """A subclass's own ``emit`` (enriching, counting) is what a logging call reaches, and
+        its own ``format`` (redacting) makes the message, as for any ``logging.Handler``:
+        both were passed over, the record went straight into the queue."""
+        event_handler = _Redacting(component="ctl", sink=fake, clock=clock, sleep=clock.sleep)
+        log = _app_logger()
+        log.addHandler(event_handler)
+        try:
+            log.warning("login as %s", "admin:hunter2", extra={"involved": POD})
+            try:
+                raise ValueError("no route")
+            except ValueError:
+                log.exception("login as %s", "root:toor", extra={"involved": POD})
+            _flushed(event_handler)
+        finally:
+            event_handler.close()
+        assert event_handler.emitted == 2
+        assert sorted(event.message for event in fake.events) == [
+            "login as admin:***",
+            "login as root:***: ValueError: no route",
+        ]
+
+
+class _Redacting(KubernetesEventHandler):
+    """A user's subclass: counts what it emits, and keeps passwords out of its messages."""
+
+    emitted = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.emitted += 1
+        super().emit(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return re.sub(r":\S+", ":***", super().format(record))
+
 
 class TestExceptions:
     """A record with an exception: a summary by default, configurable."""
