@@ -253,6 +253,8 @@ class KubernetesEventHandler(logging.Handler):
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
         _process.renewed()  # a fork hook that logs may come before the library's renewal
+        if self.level and type(record.levelno) is int and record.levelno < self.level:
+            return False  # unchecked by a QueueListener without respect_handler_level
         # filters (none, nearly always) run first, as a filter may add involved
         checked = self._filtered(record) if self.filters else record
         if checked is None or (extras := self._extras(checked)) is None:

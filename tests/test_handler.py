@@ -660,6 +660,29 @@ class TestRecordToEvent:
             "login as root:***: ValueError: no route",
         ]
 
+    def test_the_handlers_level_holds_where_logging_leaves_it_unchecked(
+        self, make, log, fake
+    ) -> None:
+        """A ``QueueListener`` hands every record to its handlers unless told
+        ``respect_handler_level`` (dictConfig's ``QueueHandler`` with ``handlers:`` does not
+        tell it by default), and a ``MemoryHandler`` flushes all it buffered: at ``level:
+        WARNING``, set so that INFO lines make no events, every INFO line made one."""
+        event_handler = make(level="WARNING")
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(records, event_handler)
+        buffered = logging.handlers.MemoryHandler(100, logging.ERROR, target=event_handler)
+        log.handlers = [logging.handlers.QueueHandler(records), buffered]
+        listener.start()
+        try:
+            log.info("Synced", extra={"involved": POD, "reason": "Synced"})
+            log.debug("Body", extra={"involved": POD, "reason": "Body"})
+            log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        finally:
+            listener.stop()
+            buffered.close()
+        _flushed(event_handler)
+        assert [(event.reason, event.count) for event in fake.events] == [("BackOff", 2)]
+
 
 class _Redacting(KubernetesEventHandler):
     """A user's subclass: counts what it emits, and keeps passwords out of its messages."""
