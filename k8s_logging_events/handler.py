@@ -180,8 +180,9 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
-        # a subclass's own emit() is called, as logging.Handler.handle() calls it
-        self._emits_own = type(self).emit is not KubernetesEventHandler.emit
+        # a subclass's own filter() and emit() are called, as logging.Handler.handle() calls them
+        base, own = KubernetesEventHandler, type(self)
+        self._overridden = own.filter is not base.filter or own.emit is not base.emit
         _process.renew_in_child(self)
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
@@ -255,14 +256,16 @@ class KubernetesEventHandler(logging.Handler):
         _process.renewed()  # a fork hook that logs may come before the library's renewal
         if self.level and type(record.levelno) is int and record.levelno < self.level:
             return False  # unchecked by a QueueListener without respect_handler_level
+        if self._overridden:
+            kept = self.filter(record)  # 3.12+: the record, or one a filter put in its place
+            if kept:
+                self.emit(kept if isinstance(kept, logging.LogRecord) else record)
+            return bool(kept)
         # filters (none, nearly always) run first, as a filter may add involved
         checked = self._filtered(record) if self.filters else record
         if checked is None or (extras := self._extras(checked)) is None:
             return False
-        if self._emits_own:
-            self.emit(checked)
-        else:
-            self._emit_safely(checked, extras)
+        self._emit_safely(checked, extras)
         return True
 
     def emit(self, record: logging.LogRecord) -> None:

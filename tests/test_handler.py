@@ -638,19 +638,23 @@ class TestRecordToEvent:
         assert event_handler.broadcaster is None
         assert fake.events == []
 
-    def test_a_subclass_emit_and_format_are_called_as_logging_calls_them(self, fake, clock) -> None:
-        """A subclass's own ``emit`` (enriching, counting) is what a logging call reaches, and
-        its own ``format`` (redacting) makes the message, as for any ``logging.Handler``:
-        both were passed over, the record went straight into the queue."""
+    def test_a_subclass_filter_emit_and_format_are_called_as_logging_calls_them(
+        self, fake, clock
+    ) -> None:
+        """A subclass's own ``filter`` (adding the object, keeping a record out), ``emit``
+        (counting) and ``format`` (redacting) are what a logging call reaches, as for any
+        ``logging.Handler``: all three were passed over, the record went straight into the
+        queue (and a record the subclass's filter kept out became an event)."""
         event_handler = _Redacting(component="ctl", sink=fake, clock=clock, sleep=clock.sleep)
         log = _app_logger()
         log.addHandler(event_handler)
         try:
-            log.warning("login as %s", "admin:hunter2", extra={"involved": POD})
+            log.warning("login as %s", "admin:hunter2")
             try:
                 raise ValueError("no route")
             except ValueError:
                 log.exception("login as %s", "root:toor", extra={"involved": POD})
+            log.warning("token refreshed", extra={"involved": POD, "private": True})
             _flushed(event_handler)
         finally:
             event_handler.close()
@@ -685,9 +689,16 @@ class TestRecordToEvent:
 
 
 class _Redacting(KubernetesEventHandler):
-    """A user's subclass: counts what it emits, and keeps passwords out of its messages."""
+    """A user's subclass: events about POD by default, none for private records; counts what
+    it emits, and keeps passwords out of its messages."""
 
     emitted = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "private", False):
+            return False
+        record.__dict__.setdefault("involved", POD)
+        return super().filter(record)
 
     def emit(self, record: logging.LogRecord) -> None:
         self.emitted += 1
