@@ -12,6 +12,7 @@ import enum
 import logging
 import logging.handlers
 import pickle
+import queue
 import re
 import sys
 from datetime import UTC, datetime
@@ -556,3 +557,26 @@ def test_a_record_from_another_process_tells_its_exception_as_one_logged_here(
     assert occurrence is not None
     assert occurrence.message.split("\n")[0] == "Pulling busybox"
     assert occurrence.message == "Pulling busybox" or detail == "traceback"
+
+
+def test_a_queued_record_sent_on_over_a_socket_tells_its_exception_as_one_logged_here() -> None:
+    """Workers' records gathered by a ``QueueListener`` whose handler is a ``SocketHandler``
+    (the cookbook's two recipes together) arrive prepared, traceback in the message, and
+    without the ``message`` a queued record has: the event's message was the whole
+    traceback, file paths and source lines, whatever ``exception_detail`` said."""
+    try:
+        raise ValueError("bad size")
+    except ValueError:
+        record = _record(involved=_pod())
+        record.exc_info = sys.exc_info()
+    received = _over_a_socket(logging.handlers.QueueHandler(queue.SimpleQueue()).prepare(record))
+    for detail, expected in (
+        ("summary", "Pulling busybox: ValueError: bad size"),
+        ("none", "Pulling busybox"),
+    ):
+        settings = dataclasses.replace(_settings(), exception_detail=detail)
+        occurrence = _records.read(
+            received, _records.find_extras(received) or {}, settings, _records.Notes(), NOW, 0.0
+        )
+        assert occurrence is not None
+        assert occurrence.message == expected
