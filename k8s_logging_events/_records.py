@@ -72,7 +72,7 @@ class Settings:
     default_reason: str
     max_message_bytes: int
     exception_detail: str
-    formatter: logging.Formatter | None
+    formatter: logging.Formatter | logging.Handler | None  # a handler: its own format()
 
 
 def find_extras(
@@ -466,7 +466,9 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
     if event_dict is not None and (exc_info is None or exc_info[0] is None):
         # aexception() logs on an executor thread, where there is no exception to take
         exc_info = _structlog_exc_info(event_dict.get("exc_info")) or exc_info
-    has_extra = exc_info is not None or record.stack_info is not None or bool(queued)
+    # a record that came over a socket (SocketHandler's) has its traceback as text alone
+    told = record.exc_text if not exc_info and type(record.exc_text) is str else None
+    has_extra = exc_info is not None or record.stack_info is not None or bool(queued or told)
     if (settings.formatter is None or settings.formatter is PLAIN) and not has_extra:
         return record.getMessage() if event_dict is None else _structlog_message(event_dict)
     copy = logging.LogRecord.__new__(type(record))
@@ -489,8 +491,8 @@ def _format(record: logging.LogRecord, settings: Settings) -> str:
         copy.__dict__.pop(STRUCTLOG_MARK, None)
         copy.__dict__.pop("_name", None)
     summary = _tracebacks.exception_summary(exc_info) if detail == "summary" else ""
-    if queued and detail == "summary":
-        summary = queued[1]
+    if detail == "summary" and (queued or told):
+        summary = queued[1] if queued else _tracebacks.told(f"\n{told}")
     if detail != "traceback":
         copy.exc_info = None
         copy.exc_text = None

@@ -26,13 +26,14 @@ _QUEUED_STARTS = (_QUEUED_EXCEPTION, _QUEUED_STACK, f"\n{_TRACEBACK_STARTS[1]}\n
 
 
 def queued(record: logging.LogRecord) -> tuple[str, str] | None:
-    """For a record a ``QueueHandler`` prepared (its traceback and stack text in its message):
-    the message without them, and ``ExcType: text`` as :func:`exception_summary` has it; None
-    for any other record."""
+    """For a record a ``QueueHandler`` prepared (its traceback and stack text in its message),
+    also one sent on over a socket: the message without them, and ``ExcType: text`` as
+    :func:`exception_summary` has it; None for any other record."""
     attrs = record.__dict__
     text = attrs.get("msg")
-    # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller)
-    if attrs.get("message") is not text or not isinstance(text, str):
+    # QueueHandler.prepare's marks: the same text as message and msg, and no args (see caller);
+    # SocketHandler sends no message (its receiver's record, args None, has none)
+    if attrs.get("message", text) is not text or not isinstance(text, str):
         return None
     found = [index for start in _QUEUED_STARTS if (index := text.find(start)) >= 0]
     head = text[: min(found)] if found else text
@@ -41,10 +42,18 @@ def queued(record: logging.LogRecord) -> tuple[str, str] | None:
     elif not found:
         return None
     exception = text[min(found) :].split(_QUEUED_STACK)[0] if found else ""  # a stack follows
+    return head, told(exception)
+
+
+def told(exception: str) -> str:
+    """``ExcType: text`` of an exception as a traceback told it, after a newline (a queued
+    message's, or ``exc_text`` of a record that came over a socket, without ``exc_info``)."""
+    if exception.strip("\n") == _NONE_LINE:  # formatted from an exc_info of no exception
+        return ""
     group = exception.rfind(_QUEUED_STARTS[2])
     if group > exception.rfind(_QUEUED_EXCEPTION):  # the exception raised last is a group
-        return head, _group_summary(exception[group:].split("\n")[2:])
-    return head, _exception_text(exception.split("\n"))
+        return _group_summary(exception[group:].split("\n")[2:])
+    return _exception_text(exception.split("\n"))
 
 
 def _exception_text(lines: list[str]) -> str:

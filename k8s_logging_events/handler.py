@@ -180,6 +180,9 @@ class KubernetesEventHandler(logging.Handler):
             _pod.report(pod, can_read_uid=broadcaster is None)
         self._fresh_state()
         self._closed = False
+        # a subclass's own filter() and emit() are called, as logging.Handler.handle() calls them
+        base, own = KubernetesEventHandler, type(self)
+        self._overridden = own.filter is not base.filter or own.emit is not base.emit
         _process.renew_in_child(self)
         if options.crash_events:  # outside a pod the hooks make no event, as records make none
             _crash.watch(self, options.exception_detail)
@@ -251,6 +254,13 @@ class KubernetesEventHandler(logging.Handler):
         while it waits, and must not stall the threads that log. Nothing here takes a lock
         that is not reentrant: a signal handler that logs may interrupt this very call."""
         _process.renewed()  # a fork hook that logs may come before the library's renewal
+        if self.level and type(record.levelno) is int and record.levelno < self.level:
+            return False  # unchecked by a QueueListener without respect_handler_level
+        if self._overridden:
+            kept = self.filter(record)  # 3.12+: the record, or one a filter put in its place
+            if kept:
+                self.emit(kept if isinstance(kept, logging.LogRecord) else record)
+            return bool(kept)
         # filters (none, nearly always) run first, as a filter may add involved
         checked = self._filtered(record) if self.filters else record
         if checked is None or (extras := self._extras(checked)) is None:
@@ -450,7 +460,8 @@ class KubernetesEventHandler(logging.Handler):
                 return
             notes = _records.Notes()
             settings = self._settings
-            if settings.formatter is not self.formatter:  # setFormatter() since the last record
+            if settings.formatter is not self.formatter and settings.formatter is not self:
+                # setFormatter() since the last record
                 settings = self._settings = self._new_settings()
             occurrence = _records.read(record, extras, settings, notes, self._now(), self._seen())
             if notes.refusal is not None or notes.repairs:
@@ -487,7 +498,8 @@ class KubernetesEventHandler(logging.Handler):
             default_reason=self._options.default_reason,
             max_message_bytes=self._options.max_message_bytes,
             exception_detail=self._options.exception_detail,
-            formatter=self.formatter,
+            # a subclass's own format() formats, as in any handler
+            formatter=self if type(self).format is not logging.Handler.format else self.formatter,
         )
 
     def _fresh_state(self) -> None:

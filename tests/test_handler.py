@@ -638,6 +638,75 @@ class TestRecordToEvent:
         assert event_handler.broadcaster is None
         assert fake.events == []
 
+    def test_a_subclass_filter_emit_and_format_are_called_as_logging_calls_them(
+        self, fake, clock
+    ) -> None:
+        """A subclass's own ``filter`` (adding the object, keeping a record out), ``emit``
+        (counting) and ``format`` (redacting) are what a logging call reaches, as for any
+        ``logging.Handler``: all three were passed over, the record went straight into the
+        queue (and a record the subclass's filter kept out became an event)."""
+        event_handler = _Redacting(component="ctl", sink=fake, clock=clock, sleep=clock.sleep)
+        log = _app_logger()
+        log.addHandler(event_handler)
+        try:
+            log.warning("login as %s", "admin:hunter2")
+            try:
+                raise ValueError("no route")
+            except ValueError:
+                log.exception("login as %s", "root:toor", extra={"involved": POD})
+            log.warning("token refreshed", extra={"involved": POD, "private": True})
+            _flushed(event_handler)
+        finally:
+            event_handler.close()
+        assert event_handler.emitted == 2
+        assert sorted(event.message for event in fake.events) == [
+            "login as admin:***",
+            "login as root:***: ValueError: no route",
+        ]
+
+    def test_the_handlers_level_holds_where_logging_leaves_it_unchecked(
+        self, make, log, fake
+    ) -> None:
+        """A ``QueueListener`` hands every record to its handlers unless told
+        ``respect_handler_level`` (dictConfig's ``QueueHandler`` with ``handlers:`` does not
+        tell it by default), and a ``MemoryHandler`` flushes all it buffered: at ``level:
+        WARNING``, set so that INFO lines make no events, every INFO line made one."""
+        event_handler = make(level="WARNING")
+        records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+        listener = logging.handlers.QueueListener(records, event_handler)
+        buffered = logging.handlers.MemoryHandler(100, logging.ERROR, target=event_handler)
+        log.handlers = [logging.handlers.QueueHandler(records), buffered]
+        listener.start()
+        try:
+            log.info("Synced", extra={"involved": POD, "reason": "Synced"})
+            log.debug("Body", extra={"involved": POD, "reason": "Body"})
+            log.warning("Back-off", extra={"involved": POD, "reason": "BackOff"})
+        finally:
+            listener.stop()
+            buffered.close()
+        _flushed(event_handler)
+        assert [(event.reason, event.count) for event in fake.events] == [("BackOff", 2)]
+
+
+class _Redacting(KubernetesEventHandler):
+    """A user's subclass: events about POD by default, none for private records; counts what
+    it emits, and keeps passwords out of its messages."""
+
+    emitted = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "private", False):
+            return False
+        record.__dict__.setdefault("involved", POD)
+        return super().filter(record)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.emitted += 1
+        super().emit(record)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return re.sub(r":\S+", ":***", super().format(record))
+
 
 class TestExceptions:
     """A record with an exception: a summary by default, configurable."""

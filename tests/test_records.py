@@ -10,6 +10,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
+import logging.handlers
+import pickle
+import queue
 import re
 import sys
 from datetime import UTC, datetime
@@ -506,3 +509,74 @@ def test_a_traceback_another_handler_formatted_first_is_rendered_anew() -> None:
     assert occurrence.message.startswith("Pulling busybox\nTraceback (most recent call last):")
     assert occurrence.message.endswith("ValueError: bad size")
     assert "\x1b[31m" in str(record.exc_text)  # the record itself is left as it was
+
+
+def _over_a_socket(record: logging.LogRecord) -> logging.LogRecord:
+    """``record`` as a socket server makes it again from what ``SocketHandler`` sent."""
+    sent = logging.handlers.SocketHandler("127.0.0.1", None).makePickle(record)
+    return logging.makeLogRecord(pickle.loads(sent[4:]))  # the length prefix off
+
+
+@pytest.mark.parametrize(
+    ("detail", "expected"),
+    [
+        ("summary", "Pulling busybox: ValueError: bad size\nin registry"),
+        ("traceback", "Pulling busybox\nTraceback (most recent call last):"),
+        ("none", "Pulling busybox"),
+    ],
+)
+def test_a_record_from_another_process_tells_its_exception_as_one_logged_here(
+    detail: str, expected: str
+) -> None:
+    """A record that came over a socket (``SocketHandler``, ``DatagramHandler``: the logging
+    cookbook's way to gather the records of many processes) has its exception only as the
+    traceback's text (``exc_text``; ``exc_info`` is None). Its event follows
+    ``exception_detail`` as a record logged here does: the summary was left out, and with the
+    default formatter so was the traceback."""
+    try:
+        raise ValueError("bad size\nin registry")
+    except ValueError:
+        record = _record(involved=_pod())
+        record.exc_info = sys.exc_info()
+    received = _over_a_socket(record)
+    assert received.exc_info is None
+    settings = dataclasses.replace(_settings(), exception_detail=detail, formatter=_records.PLAIN)
+    occurrence = _records.read(
+        received, _records.find_extras(received) or {}, settings, _records.Notes(), NOW, 0.0
+    )
+    assert occurrence is not None
+    assert occurrence.message.startswith(expected)
+    assert occurrence.message.endswith("in registry") or detail == "none"
+    # logged with exc_info=True outside an except block: no exception, as for a record here
+    no_exception = _record(involved=_pod())
+    no_exception.exc_info = (None, None, None)
+    received = _over_a_socket(no_exception)
+    occurrence = _records.read(
+        received, _records.find_extras(received) or {}, settings, _records.Notes(), NOW, 0.0
+    )
+    assert occurrence is not None
+    assert occurrence.message.split("\n")[0] == "Pulling busybox"
+    assert occurrence.message == "Pulling busybox" or detail == "traceback"
+
+
+def test_a_queued_record_sent_on_over_a_socket_tells_its_exception_as_one_logged_here() -> None:
+    """Workers' records gathered by a ``QueueListener`` whose handler is a ``SocketHandler``
+    (the cookbook's two recipes together) arrive prepared, traceback in the message, and
+    without the ``message`` a queued record has: the event's message was the whole
+    traceback, file paths and source lines, whatever ``exception_detail`` said."""
+    try:
+        raise ValueError("bad size")
+    except ValueError:
+        record = _record(involved=_pod())
+        record.exc_info = sys.exc_info()
+    received = _over_a_socket(logging.handlers.QueueHandler(queue.SimpleQueue()).prepare(record))
+    for detail, expected in (
+        ("summary", "Pulling busybox: ValueError: bad size"),
+        ("none", "Pulling busybox"),
+    ):
+        settings = dataclasses.replace(_settings(), exception_detail=detail)
+        occurrence = _records.read(
+            received, _records.find_extras(received) or {}, settings, _records.Notes(), NOW, 0.0
+        )
+        assert occurrence is not None
+        assert occurrence.message == expected
