@@ -637,8 +637,8 @@ def test_the_options_are_checked_into_a_frozen_object_that_owes_nothing_to_the_c
     handler = KubernetesEventHandler(
         sink=None,
         correlator=given,
-        queue_length="7",  # type: ignore[arg-type]
-        qps="2.5",  # type: ignore[arg-type]
+        queue_length="7",
+        qps="2.5",
     )
     try:
         options = handler._options
