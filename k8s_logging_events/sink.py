@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import quote
 
@@ -127,13 +127,13 @@ class KubernetesEventSink:
         self,
         api_client: k8s_client.ApiClient | None = None,
         *,
-        qps: float = DEFAULT_QPS,
-        burst: int = DEFAULT_BURST,
-        request_timeout: float | tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+        qps: float | str = DEFAULT_QPS,
+        burst: int | str = DEFAULT_BURST,
+        request_timeout: float | str | Sequence[float | str] = DEFAULT_REQUEST_TIMEOUT,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
         api: str = CORE_V1,
-        drain_qps: float = DEFAULT_DRAIN_QPS,
+        drain_qps: float | str = DEFAULT_DRAIN_QPS,
         kubeconfig: str | None = None,
         context: str | None = None,
     ) -> None:

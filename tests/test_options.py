@@ -812,7 +812,7 @@ def test_the_broadcasters_keywords_are_checked_as_the_handlers_options(
     with pytest.raises(ValueError, match=r".") as error:
         recorder.EventBroadcaster(**keywords)
     assert all(word in str(error.value) for word in words), str(error.value)
-    built = recorder.EventBroadcaster(sleep_duration="1")  # type: ignore[arg-type]
+    built = recorder.EventBroadcaster(sleep_duration="1")
     assert built._options.sleep_duration == 1.0
     built.shutdown(0)
 
