@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime
@@ -147,7 +148,7 @@ class KubernetesEventHandler(logging.Handler):
         max_tries: int | str = 12,
         sleep_duration: float | str = 10.0,
         api: str = sinks.CORE_V1,
-        kubeconfig: str | None = None,
+        kubeconfig: str | os.PathLike[str] | None = None,
         context: str | None = None,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,

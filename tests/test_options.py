@@ -557,6 +557,25 @@ def test_the_kubeconfig_and_context_options_choose_the_cluster(tmp_path) -> None
         assert [e["involvedObject"]["name"] for e in server.events()] == ["kc"]
 
 
+def test_the_kubeconfig_option_takes_a_path_object(tmp_path: Path) -> None:
+    """``kubeconfig=tmp_path / "kubeconfig"`` (a ``pathlib.Path``, as ``LocalApiServer.kubeconfig``
+    takes one) was refused as no string: in code a file is named by a Path as often as by
+    text, so it is taken, and it chooses the cluster as the same path written as text does."""
+    with LocalApiServer() as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        handler = KubernetesEventHandler(kubeconfig=path, qps=0)
+        log = logging.getLogger("tests.options.kubeconfig_path")
+        log.propagate = False
+        log.addHandler(handler)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+        log.warning("chosen", extra={"involved": pod})
+        assert handler.drain(10)
+        log.removeHandler(handler)
+        handler.close()
+        assert [e["involvedObject"]["name"] for e in server.events()] == ["p"]
+
+
 def test_an_unknown_context_is_reported_and_its_writes_counted(tmp_path, caplog) -> None:
     """A context the kubeconfig does not have: the client cannot be built, once said."""
     with LocalApiServer() as server:

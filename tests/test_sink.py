@@ -269,6 +269,19 @@ class TestKubernetesEventSink:
         headers = {k.lower(): v for k, v in server.requests[-1].headers.items()}
         assert headers["authorization"] == "Bearer s3cr3t-token-value"
 
+    def test_the_kubeconfig_may_be_named_by_a_path_object(
+        self, server: LocalApiServer, tmp_path: Path
+    ) -> None:
+        """``KubernetesEventSink(kubeconfig=tmp_path / "kubeconfig")`` raised AttributeError
+        (``'PosixPath' object has no attribute 'split'``): a ``pathlib.Path`` names the file
+        as its text does."""
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        with sink.KubernetesEventSink(qps=0, kubeconfig=path) as s:
+            s.create(_event())
+            assert s.host == server.url
+        assert [e["metadata"]["name"] for e in server.events()] == ["web-0.1"]
+
     def test_tokens_never_appear_in_what_the_library_logs(
         self,
         server: LocalApiServer,
