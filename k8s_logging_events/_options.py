@@ -227,6 +227,8 @@ def for_auto(name: str, value: object, sink: Sink) -> str | None:
     """``kubeconfig`` and ``context``, which choose the cluster of ``sink: auto`` alone."""
     if value is None:
         return None
+    if isinstance(value, os.PathLike):  # a file named in code: a pathlib.Path, pytest's tmp_path
+        value = os.fspath(value)
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"{name} must be a non-empty string or null, not {value!r}")
     if sink not in (None, "auto"):

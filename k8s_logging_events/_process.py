@@ -93,7 +93,9 @@ def renew_in_child(target: Renewable) -> None:
 class Locked:
     """Owns ``_lock``, which a child after fork gets anew: a parent's thread may have held it."""
 
-    _lock: threading.Lock | threading.RLock
+    # what the subclasses use of it, in a form typing.get_type_hints can evaluate: at run time
+    # threading.Lock and threading.RLock are functions, and "|" between them raises TypeError
+    _lock: contextlib.AbstractContextManager[bool]
 
     def __init__(self) -> None:
         self._after_fork_in_child()

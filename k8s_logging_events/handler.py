@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import datetime
@@ -133,26 +134,26 @@ class KubernetesEventHandler(logging.Handler):
         broadcaster: recorder.EventBroadcaster | None = None,
         namespace: str = models.DEFAULT_NAMESPACE,
         default_reason: str = DEFAULT_REASON,
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-        queue_length: int = DEFAULT_QUEUE_LENGTH,
-        qps: float = sinks.DEFAULT_QPS,
-        burst: int = sinks.DEFAULT_BURST,
-        drain_qps: float = sinks.DEFAULT_DRAIN_QPS,
-        request_timeout: float | Sequence[float] | None = None,
+        max_message_bytes: int | str = DEFAULT_MAX_MESSAGE_BYTES,
+        queue_length: int | str = DEFAULT_QUEUE_LENGTH,
+        qps: float | str = sinks.DEFAULT_QPS,
+        burst: int | str = sinks.DEFAULT_BURST,
+        drain_qps: float | str = sinks.DEFAULT_DRAIN_QPS,
+        request_timeout: float | str | Sequence[float | str] | None = None,
         correlator: correlators.CorrelatorOptions | Mapping[str, Any] | None = None,
-        flush_timeout: float = DEFAULT_FLUSH_TIMEOUT,
-        structured_logging: bool | str = False,
+        flush_timeout: float | str = DEFAULT_FLUSH_TIMEOUT,
+        structured_logging: bool | str | None = False,
         exception_detail: str = "summary",
-        writers: int = 4,
-        max_tries: int = 12,
-        sleep_duration: float = 10.0,
+        writers: int | str = 4,
+        max_tries: int | str = 12,
+        sleep_duration: float | str = 10.0,
         api: str = sinks.CORE_V1,
-        kubeconfig: str | None = None,
+        kubeconfig: str | os.PathLike[str] | None = None,
         context: str | None = None,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
         default_involved: str | None = None,
-        crash_events: bool = False,
+        crash_events: bool | str = False,
         event_names: str = "deterministic",
         **unknown: Never,
     ) -> None:

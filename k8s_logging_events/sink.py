@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Self, cast
 from urllib.parse import quote
 
@@ -127,14 +128,14 @@ class KubernetesEventSink:
         self,
         api_client: k8s_client.ApiClient | None = None,
         *,
-        qps: float = DEFAULT_QPS,
-        burst: int = DEFAULT_BURST,
-        request_timeout: float | tuple[float, float] = DEFAULT_REQUEST_TIMEOUT,
+        qps: float | str = DEFAULT_QPS,
+        burst: int | str = DEFAULT_BURST,
+        request_timeout: float | str | Sequence[float | str] = DEFAULT_REQUEST_TIMEOUT,
         clock: clock_mod.Clock | None = None,
         sleep: clock_mod.Sleeper | None = None,
         api: str = CORE_V1,
-        drain_qps: float = DEFAULT_DRAIN_QPS,
-        kubeconfig: str | None = None,
+        drain_qps: float | str = DEFAULT_DRAIN_QPS,
+        kubeconfig: str | os.PathLike[str] | None = None,
         context: str | None = None,
     ) -> None:
         if api not in (CORE_V1, EVENTS_V1, "auto"):
@@ -156,8 +157,9 @@ class KubernetesEventSink:
         self.credentials: str
         """What kind of credentials the sink sends, and from where (never their value)."""
         if api_client is None:
+            path = None if kubeconfig is None else os.fspath(kubeconfig)  # a pathlib.Path too
             api_client, self.credentials = _kubeconfig.default_api_client(
-                kubeconfig, context, self._monotonic
+                path, context, self._monotonic
             )
         else:
             origin = "the given ApiClient's configuration"

@@ -2451,3 +2451,24 @@ def test_a_type_checker_reports_a_misspelt_option(tmp_path: Path) -> None:
         ["--follow-imports=skip", "--no-incremental", str(user), handler.__file__]
     )
     assert f'{user}:2: error: Argument "compnent" to "KubernetesEventHandler"' in report
+
+
+def test_a_type_checker_takes_the_option_values_the_handler_documents(tmp_path: Path) -> None:
+    """What docs/configuration.md says the handler takes, mypy takes too: a number written
+    as text (``qps=os.environ.get("QPS", "5")``, as a file or the environment gives it),
+    ``crash_events`` as text read as a boolean, and ``structured_logging`` null."""
+    user = tmp_path / "app.py"
+    user.write_text(
+        "import os\n"
+        "from k8s_logging_events.handler import KubernetesEventHandler\n"
+        "text = os.environ.get('N', '5')\n"
+        "KubernetesEventHandler(sink=None, max_message_bytes=text, queue_length=text, qps=text,\n"
+        "    burst=text, drain_qps=text, request_timeout=[text, 1.5], flush_timeout=text,\n"
+        "    writers=text, max_tries=text, sleep_duration=text, crash_events='false',\n"
+        "    structured_logging=None)\n",
+        encoding="utf-8",
+    )
+    report, _, _ = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), handler.__file__]
+    )
+    assert f"{user}:" not in report, report

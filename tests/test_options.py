@@ -557,6 +557,25 @@ def test_the_kubeconfig_and_context_options_choose_the_cluster(tmp_path) -> None
         assert [e["involvedObject"]["name"] for e in server.events()] == ["kc"]
 
 
+def test_the_kubeconfig_option_takes_a_path_object(tmp_path: Path) -> None:
+    """``kubeconfig=tmp_path / "kubeconfig"`` (a ``pathlib.Path``, as ``LocalApiServer.kubeconfig``
+    takes one) was refused as no string: in code a file is named by a Path as often as by
+    text, so it is taken, and it chooses the cluster as the same path written as text does."""
+    with LocalApiServer() as server:
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        handler = KubernetesEventHandler(kubeconfig=path, qps=0)
+        log = logging.getLogger("tests.options.kubeconfig_path")
+        log.propagate = False
+        log.addHandler(handler)
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+        log.warning("chosen", extra={"involved": pod})
+        assert handler.drain(10)
+        log.removeHandler(handler)
+        handler.close()
+        assert [e["involvedObject"]["name"] for e in server.events()] == ["p"]
+
+
 def test_an_unknown_context_is_reported_and_its_writes_counted(tmp_path, caplog) -> None:
     """A context the kubeconfig does not have: the client cannot be built, once said."""
     with LocalApiServer() as server:
@@ -637,8 +656,8 @@ def test_the_options_are_checked_into_a_frozen_object_that_owes_nothing_to_the_c
     handler = KubernetesEventHandler(
         sink=None,
         correlator=given,
-        queue_length="7",  # type: ignore[arg-type]
-        qps="2.5",  # type: ignore[arg-type]
+        queue_length="7",
+        qps="2.5",
     )
     try:
         options = handler._options
@@ -812,7 +831,7 @@ def test_the_broadcasters_keywords_are_checked_as_the_handlers_options(
     with pytest.raises(ValueError, match=r".") as error:
         recorder.EventBroadcaster(**keywords)
     assert all(word in str(error.value) for word in words), str(error.value)
-    built = recorder.EventBroadcaster(sleep_duration="1")  # type: ignore[arg-type]
+    built = recorder.EventBroadcaster(sleep_duration="1")
     assert built._options.sleep_duration == 1.0
     built.shutdown(0)
 

@@ -19,6 +19,7 @@ import signal
 import sys
 import threading
 import time
+import typing
 import warnings
 import weakref
 from collections import Counter
@@ -1158,3 +1159,11 @@ def test_the_exit_drains_every_runtime_though_another_thread_starts_one_meanwhil
     monkeypatch.setattr(_process, "_to_flush", live)
     _process._drain_all()
     assert sorted(drained) == ["first", "meanwhile"]
+
+
+@pytest.mark.parametrize("cls", [correlator.EventCorrelator, series.SeriesCorrelator])
+def test_the_type_hints_of_a_class_that_owns_a_renewed_lock_can_be_read(cls: type) -> None:
+    """``typing.get_type_hints`` (Sphinx, pydantic, cattrs, dependency injectors) reads
+    the public classes built on ``Locked`` as any other: its lock's annotation is no union
+    of ``threading.Lock`` and ``threading.RLock``, which are functions at run time."""
+    assert "_lock" in typing.get_type_hints(cls)

@@ -12,9 +12,11 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import mypy.api
 import pytest
 
 from k8s_logging_events import correlator, models, recorder, sink
@@ -1135,3 +1137,21 @@ def test_a_correlator_clock_of_its_own_measures_from_when_it_comes_to_each(
     b = make_broadcaster(clock=None, sleep=None, correlator_options=options)
     rec = b.new_recorder("c")
     assert _tenth_distinct_message_after_a_step(rec, b, clock) == "to 9"
+
+
+def test_a_type_checker_takes_the_numbers_the_broadcaster_takes_as_text(tmp_path: Path) -> None:
+    """The broadcaster's numbers are checked as the handler's are, so a number written as
+    text (from the environment) is taken by mypy too, as it is at run time."""
+    user = tmp_path / "app.py"
+    user.write_text(
+        "import os\n"
+        "from k8s_logging_events.recorder import EventBroadcaster\n"
+        "text = os.environ.get('N', '5')\n"
+        "EventBroadcaster(sleep_duration=text, queue_length=text, writers=text, max_tries=text)\n",
+        encoding="utf-8",
+    )
+    # the module alone: a user's mypy run sees the same signature, in a second
+    report, _, _ = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), recorder.__file__]
+    )
+    assert f"{user}:" not in report, report

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import mypy.api
 import pytest
 import yaml
 from kubernetes import client
@@ -267,6 +268,19 @@ class TestKubernetesEventSink:
         assert client.Configuration.get_default_copy().host == default_before
         headers = {k.lower(): v for k, v in server.requests[-1].headers.items()}
         assert headers["authorization"] == "Bearer s3cr3t-token-value"
+
+    def test_the_kubeconfig_may_be_named_by_a_path_object(
+        self, server: LocalApiServer, tmp_path: Path
+    ) -> None:
+        """``KubernetesEventSink(kubeconfig=tmp_path / "kubeconfig")`` raised AttributeError
+        (``'PosixPath' object has no attribute 'split'``): a ``pathlib.Path`` names the file
+        as its text does."""
+        path = tmp_path / "kubeconfig"
+        server.kubeconfig(path)
+        with sink.KubernetesEventSink(qps=0, kubeconfig=path) as s:
+            s.create(_event())
+            assert s.host == server.url
+        assert [e["metadata"]["name"] for e in server.events()] == ["web-0.1"]
 
     def test_tokens_never_appear_in_what_the_library_logs(
         self,
@@ -1817,3 +1831,21 @@ def test_a_flush_writing_on_its_own_thread_waits_for_no_token_past_its_deadline(
     assert done is False
     assert len(server.events()) == 1
     assert b.stats()["failed"] == 1
+
+
+def test_a_type_checker_takes_the_numbers_the_sink_takes_as_text(tmp_path: Path) -> None:
+    """The sink's numbers are checked as the handler's are, so a number written as text
+    (from the environment) and a ``[connect, read]`` list are taken by mypy too."""
+    user = tmp_path / "app.py"
+    user.write_text(
+        "import os\n"
+        "from k8s_logging_events.sink import KubernetesEventSink\n"
+        "text = os.environ.get('N', '5')\n"
+        "KubernetesEventSink(qps=text, burst=text, drain_qps=text, request_timeout=[text, 10])\n",
+        encoding="utf-8",
+    )
+    # the module alone: a user's mypy run sees the same signature, in a second
+    report, _, _ = mypy.api.run(
+        ["--follow-imports=skip", "--no-incremental", str(user), sink.__file__]
+    )
+    assert f"{user}:" not in report, report
