@@ -94,6 +94,6 @@ def table(url: str, obj: dict[str, Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--server", help=f"the API server's URL (default: ${SERVER_ENV}, or local)")
     main(parser.parse_args().server)

@@ -151,7 +151,7 @@ def describe(api_client: client.ApiClient, events: list[Any]) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--server", help=f"the API server's URL (default: ${SERVER_ENV}, or local)")
     parser.add_argument("--namespace", default="default", help="where the pods are (default)")
     parser.add_argument("--resyncs", type=int, default=3, help="how many times to list (3)")

@@ -60,7 +60,7 @@ def main(server: str | None = None, port: int = 0) -> str:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--server", help=f"the API server's URL (default: ${SERVER_ENV}, or local)")
     parser.add_argument("--port", type=int, default=0, help="the metrics port (default: any)")
     arguments = parser.parse_args()

@@ -65,6 +65,6 @@ def events_about(url: str, obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").partition("\n")[0])
     parser.add_argument("--server", help=f"the API server's URL (default: ${SERVER_ENV}, or local)")
     main(parser.parse_args().server)
