@@ -19,6 +19,7 @@ from typing import Protocol, runtime_checkable
 
 __all__ = [
     "Clock",
+    "Paced",
     "Sleeper",
     "SystemClock",
     "checked_sleeper",
@@ -87,6 +88,31 @@ def event_sleep(seconds: float, cancel: threading.Event) -> bool:
     if seconds <= 0:
         return cancel.is_set()
     return cancel.wait(seconds)
+
+
+class Paced:
+    """``clock`` as a test's ``sleep`` moves it: an uncut sleep has waited its seconds, also
+    when it moved no clock (a stub that records, a FakeClock's sleep given alone). A waiter
+    that read the clock again would ask again until real time had passed: a busy loop."""
+
+    def __init__(self, clock: Clock, sleep: Sleeper) -> None:
+        self.now, self._source, self._sleep = clock.now, monotonic_source(clock), sleep
+        self._ahead = 0.0
+
+    def monotonic(self) -> float:
+        """The clock's monotonic reading, plus the seconds sleeps waited that it did not move."""
+        return self._source() + self._ahead
+
+    def sleep(self, seconds: float, cancel: threading.Event) -> bool:
+        """Sleep with the test's sleeper; what the clock did not move of an uncut sleep counts
+        (a cut one may have waited any part: a sleeper that waits for its cancel, say)."""
+        before = self._source()
+        cut = self._sleep(seconds, cancel)
+        # no lock (one a fork could inherit held): a credit two writers' sleeps race to add
+        # may be lost, and that wait is asked again, once
+        if not cut and (short := seconds - (self._source() - before)) > 1e-6:
+            self._ahead += short
+        return cut
 
 
 def checked(value: object, name: str = "clock", *, read: bool = True) -> Clock | None:

@@ -111,6 +111,8 @@ class EventBroadcaster:
         if names != _sanitise.DETERMINISTIC:  # unless its correlator options ask for them
             names = options.event_names
         self._clock = options.clock or clock_mod.SystemClock()
+        # the writer's due times on the clock as the sleeper moves it (see Paced)
+        self._paced = clock_mod.Paced(self._clock, options.sleep) if options.sleep else None
         self._rng = rng or random.random
         self._namer = _sanitise.EventNamer(event_names=names)
         self._invalid = _diagnostics.Tally()
@@ -121,7 +123,7 @@ class EventBroadcaster:
         self._runtime = _runtime.Runtime(
             options.queue_length,
             options.writers,
-            options.sleep,
+            self._paced.sleep if self._paced else None,
             namer=self._namer,
             counters=self._counters,
             reporter=self._reporter,
@@ -190,7 +192,7 @@ class EventBroadcaster:
             None,
             self._counters,
             options=self._options,
-            clock=self._clock,
+            clock=self._paced or self._clock,
             rng=self._rng,
             reporter=self._reporter,
             namer=self._namer,

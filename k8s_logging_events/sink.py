@@ -150,10 +150,14 @@ class KubernetesEventSink:
         request_timeout = _numbers.timeout(request_timeout) or DEFAULT_REQUEST_TIMEOUT
         self._api = api
         # one of another shape would fail every request the rate limit holds
-        self._sleep = clock_mod.checked_sleeper(sleep) or clock_mod.event_sleep
+        sleep = clock_mod.checked_sleeper(sleep)
         self._owns_client = api_client is None
-        # durations (the rate limit, a token file's age): monotonic, never the wall clock
-        self._monotonic = clock_mod.monotonic_source(clock or clock_mod.SystemClock())
+        # durations (the rate limit, a token file's age): monotonic, never the wall clock; a
+        # given sleep's uncut waits count on it (see Paced)
+        clock = clock or clock_mod.SystemClock()
+        paced = clock_mod.Paced(clock, sleep) if sleep else None
+        self._sleep = paced.sleep if paced else clock_mod.event_sleep
+        self._monotonic = clock_mod.monotonic_source(paced or clock)
         self.credentials: str
         """What kind of credentials the sink sends, and from where (never their value)."""
         if api_client is None:

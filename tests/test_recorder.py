@@ -557,6 +557,29 @@ def test_retry_after_is_honoured(make_broadcaster) -> None:
     assert len(fake.events) == 1
 
 
+def test_a_sleep_given_alone_waits_out_retry_after_in_one_call() -> None:
+    """``sleep=`` without a ``clock=`` that it moves (a stub that records, say): an uncut
+    sleep has waited its seconds. The writer asked again until real time had passed: some
+    60,000 calls and 2 s of busy loop for one Retry-After: 2."""
+    asked: list[float] = []
+
+    def record(seconds: float, cancel: threading.Event) -> bool:
+        asked.append(seconds)
+        return False
+
+    b = recorder.EventBroadcaster(sleep=record)
+    with LocalApiServer() as server, sink.KubernetesEventSink(server.api_client()) as s:
+        server.inject("POST", status=429, retry_after=2)
+        b.start_recording_to_sink(s)
+        b.new_recorder("c").event(_pod(namespace="default"), models.WARNING, "Failed", "x")
+        try:
+            assert b.flush(10)
+        finally:
+            b.shutdown(5)
+        assert [round(x, 2) for x in asked] == [2.0]
+        assert len(server.events()) == 1
+
+
 # --- client-go's TestUpdateExpiredEvent ------------------------------------------------------
 
 

@@ -215,6 +215,26 @@ class TestKubernetesEventSink:
         assert [round(x, 6) for x in clock.sleeps] == [0.2, 0.2]
         assert len(server.events()) == 12
 
+    def test_a_sleep_given_alone_waits_for_each_token_in_one_call(
+        self, server: LocalApiServer
+    ) -> None:
+        """``sleep=`` without a clock it moves (here a stub): an uncut sleep has waited its
+        seconds. The rate limit asked again until real time had passed, a busy loop."""
+        asked: list[float] = []
+
+        def record(seconds: float, cancel: threading.Event) -> bool:
+            asked.append(seconds)
+            return False
+
+        with (
+            server.api_client() as api_client,
+            sink.KubernetesEventSink(api_client, qps=1, burst=1, sleep=record) as s,
+        ):
+            for i in range(3):
+                s.create(_event(name=f"web-0.{i}"))
+        assert [round(x, 2) for x in asked] == [1.0, 1.0]
+        assert len(server.events()) == 3
+
     def test_a_with_block_closes_the_sink_and_not_a_given_client(
         self, server: LocalApiServer
     ) -> None:
