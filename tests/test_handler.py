@@ -595,8 +595,8 @@ class TestRecordToEvent:
         per call as it was logged, never the objects' later state."""
         event_handler = make()
         log.addHandler(event_handler)
-        pod = copy.deepcopy(POD)
-        node = copy.deepcopy(NODE)
+        pod: dict[str, Any] = copy.deepcopy(POD)
+        node: dict[str, Any] = copy.deepcopy(NODE)
         annotations = {"example.com/try": "0"}
         args = ["image:0"]
         for number in range(3):
