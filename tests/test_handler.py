@@ -7,6 +7,7 @@ waits on the wall clock except the few tests about timeouts, which say so.
 from __future__ import annotations
 
 import asyncio
+import copy
 import gc
 import itertools
 import json
@@ -585,6 +586,49 @@ class TestRecordToEvent:
         assert dict(event.annotations) == {"example.com/revision": "7"}
         assert event.involved_object.field_path == "spec.containers{app}"
         assert models.EventSource("ctl", "node-1") == event.source
+
+    def test_the_event_is_what_the_call_saw_whatever_the_caller_changes_after(
+        self, make, log, fake
+    ) -> None:
+        """emit snapshots on the caller's thread: a controller that reuses one manifest, one
+        annotations dict and one argument list, changing them after each call, gets one event
+        per call as it was logged, never the objects' later state."""
+        event_handler = make()
+        log.addHandler(event_handler)
+        pod: dict[str, Any] = copy.deepcopy(POD)
+        node: dict[str, Any] = copy.deepcopy(NODE)
+        annotations = {"example.com/try": "0"}
+        args = ["image:0"]
+        for number in range(3):
+            log.warning(
+                "Back-off pulling %s",
+                args,
+                extra={
+                    "involved": pod,
+                    "related": node,
+                    "annotations": annotations,
+                    "reason": "BackOff",
+                },
+            )
+            pod["metadata"].update(name=f"web-{number + 1}", uid=f"uid-web-{number + 1}")
+            node["metadata"]["name"] = f"node-{number + 2}"
+            annotations["example.com/try"] = str(number + 1)
+            args[0] = f"image:{number + 1}"
+        _flushed(event_handler)
+        seen = sorted(
+            (
+                event.involved_object.name,
+                event.involved_object.uid,
+                event.related.name if event.related else None,
+                dict(event.annotations),
+                event.message,
+            )
+            for event in fake.events
+        )
+        assert seen == [
+            (f"web-{n}", f"uid-web-{n}", f"node-{n + 1}", {"example.com/try": str(n)}, message)
+            for n, message in enumerate(f"Back-off pulling ['image:{n}']" for n in range(3))
+        ]
 
     def test_the_default_reason_is_used_without_one(self, make, log, fake) -> None:
         """A record without ``reason`` gets the handler's default reason."""

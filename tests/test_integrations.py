@@ -162,6 +162,21 @@ def test_loguru_bound_values_make_counted_events(server: LocalApiServer) -> None
     assert typed["metadata"]["annotations"] == {"a.io/x": "1"}
 
 
+def test_loguru_keeps_to_the_handlers_own_level(server: LocalApiServer) -> None:
+    """loguru hands its standard-library sink every record at or above loguru's level
+    (DEBUG unless told), never asking the handler's: a handler at WARNING, as the pod
+    recipe advises, still makes events of warnings alone, not of every DEBUG and INFO line."""
+    from loguru import logger
+
+    sink_id = logger.add(events_handler(server, level="WARNING"), format="{message}")
+    try:
+        for level in ("DEBUG", "INFO", "WARNING"):
+            logger.bind(involved=POD, reason=level.title()).log(level, "Back-off")
+    finally:
+        logger.remove(sink_id)
+    assert summary(server, "prod") == [("Pod/web-0", "uid-web-0", "Warning", 1, "Back-off")]
+
+
 def test_loguru_re_adding_a_removed_handler_is_said(server: LocalApiServer) -> None:
     """logger.remove() closes the handler; adding the same handler again makes no events.
     The first record it gets is said on the library's logger (it names the fix: a new
