@@ -473,7 +473,7 @@ class RateLimitedReporter:
             args = (*args, spell.occurrences + occurrences, total)
         elif spell is not None:
             msg += f" [and {spell.reports} more like it since the last report]"
-        elif occurrences is not None:
+        elif occurrences:  # none: a later failure of a write whose occurrences were said
             msg, args = f"{msg}; %d occurrence(s) {outcome}", (*args, occurrences)
         # limited here, once a minute per kind: standard error's limit would hold back the
         # lines that count lost occurrences (the exit's) behind a flood of bad call sites

@@ -146,6 +146,25 @@ def test_a_summary_says_how_old_the_report_it_repeats_is(clock, seen, reporter) 
     )
 
 
+def test_a_report_that_adds_no_occurrence_says_no_count(clock, seen, reporter) -> None:
+    """A write that fails again after its occurrences were reported as delayed adds none: its
+    line goes out without a "0 occurrence(s) delayed" that reads as if nothing were at stake."""
+    for attempt, occurrences in ((1, 3), (2, 0)):
+        reporter.report(
+            "retry",
+            logging.WARNING,
+            "Unable to write event e (attempt %d of 12)",
+            attempt,
+            occurrences=occurrences,
+            outcome="delayed",
+        )
+        clock.step(120)
+    assert seen.messages() == [
+        "Unable to write event e (attempt 1 of 12); 3 occurrence(s) delayed",
+        "Unable to write event e (attempt 2 of 12)",
+    ]
+
+
 def test_the_next_report_after_the_interval_carries_what_was_held_back(
     clock, seen, reporter
 ) -> None:
