@@ -1099,17 +1099,6 @@ def test_a_multiprocessing_child_ends_once_a_stop_left_by_dictconfig_wrote(
     assert stored_counts(server)["p"] == 1, result.stderr
 
 
-_CELERY_SIGNALS = """
-class Signal:  # celery.utils.dispatch.Signal's connect and send, as far as used
-    def __init__(self):
-        self.receivers = {}
-    def connect(self, receiver, weak=True, dispatch_uid=None):
-        self.receivers[dispatch_uid or id(receiver)] = receiver
-    def send(self, sender, **named):
-        return [(r, r(signal=self, sender=sender, **named)) for r in list(self.receivers.values())]
-worker_process_shutdown = Signal()
-"""
-
 _CELERY_PREFORK_WORKER = """
 import logging, os, sys
 import celery.signals  # the worker has imported it before its pool forks
@@ -1139,10 +1128,7 @@ def test_a_celery_prefork_worker_process_writes_its_events_before_its_os_exit(
     ``os._exit()``, no atexit, no multiprocessing finalizer, after Celery's
     ``worker_process_shutdown`` signal alone. Its events are written then (before: a worker
     that logged 200 warnings in tasks of 7 left 4 on the server, and nothing said so).
-    ``celery.signals`` is stood in for by the two calls Celery makes of it."""
-    (tmp_path / "celery").mkdir()
-    (tmp_path / "celery" / "__init__.py").write_text("")
-    (tmp_path / "celery" / "signals.py").write_text(_CELERY_SIGNALS)
+    The signal is Celery's own; the fork and the ``os._exit`` are billiard's."""
     result = run_python(_CELERY_PREFORK_WORKER, server.url, cwd=tmp_path)
     assert result.stdout.split() == ["0"], result.stderr
     assert stored_counts(server)["p"] == 7, result.stderr
