@@ -8,11 +8,11 @@ when made (a module: ``sys.modules[__name__]``; the list: docs/reliability.md, "
 is renewed in the child, in the order made, first (or at :func:`renewed`: a log call from a
 hook that runs before). The package's only ``os.register_at_fork``.
 
-**Exit.** A ``multiprocessing`` child ends with ``os._exit()``: no ``atexit``, no
-``logging.shutdown()`` (:func:`flush_when_child_ends`). At exit Python 3.12 starts no thread
-(:func:`refused_at_exit`). As it begins, every runtime drains at once (:func:`exit_begins`).
-The exit waits for a stop left to a thread of its own (:data:`AT_EXIT`), which a Ctrl-C cuts
-short. The package's only ``atexit`` functions.
+**Exit.** A ``multiprocessing`` child (and a Celery prefork worker) ends with
+``os._exit()``: no ``atexit``, no ``logging.shutdown()`` (:func:`flush_when_child_ends`). At
+exit Python 3.12 starts no thread (:func:`refused_at_exit`). As it begins, every runtime
+drains at once (:func:`exit_begins`). The exit waits for a stop left to a thread of its own
+(:data:`AT_EXIT`), which a Ctrl-C cuts short. The package's only ``atexit`` functions.
 
 **Signals.** Signal handlers run on the main thread only, so the library's threads block the
 termination signals (taken there, one is handled late or never), but while a subprocess may
@@ -187,13 +187,18 @@ _finalized_in: int | None = None  # the process whose multiprocessing finalizers
 
 
 def flush_when_child_ends(target: ExitFlushable) -> None:
-    """In a ``multiprocessing`` child, call ``target.flush_at_child_exit()`` when it ends."""
+    """In a ``multiprocessing`` child or a Celery worker process, call
+    ``target.flush_at_child_exit()`` when it ends."""
     _to_flush.add(target)
     global _exit_hook_in
     pid = os.getpid()
     if _exit_hook_in == pid:
         return
     _exit_hook_in = pid
+    celery = sys.modules.get("celery.signals")
+    if celery is not None:  # a prefork worker (billiard's fork) ends with os._exit after this
+        with contextlib.suppress(Exception):
+            celery.worker_process_shutdown.connect(_flush_all, weak=False, dispatch_uid=__name__)
     util = sys.modules.get("multiprocessing.util")
     multiprocessing = sys.modules.get("multiprocessing")
     if util is None or multiprocessing is None:
@@ -248,7 +253,7 @@ def _drain_all() -> None:
             target.drain_at_exit(began)
 
 
-def _flush_all() -> None:
+def _flush_all(**_: object) -> None:
     _drain_all()
     for target in _flushable():
         with contextlib.suppress(Exception):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import logging
 import logging.config
+import signal
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from k8s_logging_events import _pod, correlator
 from k8s_logging_events.handler import KubernetesEventHandler
 from k8s_logging_events.testing import LocalApiServer
 from k8s_logging_events.testing._logstate import LoggingState
+from tests._children import run_python
 from tests._recipes import code_blocks, recipe, recipes
 
 WIDGET = {
@@ -285,6 +288,43 @@ def test_uvicorn_log_config(server: LocalApiServer) -> None:
     assert read_back(server, "uvicorn") == [
         ("shop", "Deployment/shop-api", "uid-shop-api", "UpstreamTimeout", 4, "Upstream timeout"),
     ]
+
+
+_UVICORN_STOPPED = """
+import asyncio, logging, logging.config, signal
+import recipe  # the uvicorn recipe, its sink pointed at the test's server
+
+logging.config.dictConfig(recipe.LOG_CONFIG)  # uvicorn's Config.configure_logging
+api = {"apiVersion": "apps/v1", "kind": "Deployment", "name": "shop-api", "namespace": "shop"}
+log = logging.getLogger("shop.api")
+
+
+async def serve():  # uvicorn's lifespan around serving: startup, requests, then SIGTERM
+    async with recipe.lifespan(None):
+        for n in range(40):  # distinct: more writes than the sink's rate limit lets out
+            log.warning("Upstream %d timed out", n, extra={"involved": api, "reason": "Timeout"})
+
+
+asyncio.run(serve())
+# uvicorn's Server.capture_signals, once it has shut down on SIGTERM: it raises the signal
+# again under the disposition it found, Python's default, which ends the process at once
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.raise_signal(signal.SIGTERM)
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="needs SIGTERM")
+def test_the_uvicorn_recipe_writes_everything_before_uvicorns_sigterm_ends_the_process(
+    server: LocalApiServer, tmp_path: Path
+) -> None:
+    """uvicorn (``uvicorn app:app`` and each ``--workers`` process) ends on SIGTERM by
+    raising it again with the default action: the process is killed, no atexit, no
+    ``logging.shutdown()``. The recipe's lifespan drains the handler at its end, so what the
+    app logged is on the server (before: a FastAPI app's 101 warnings left 18)."""
+    (tmp_path / "recipe.py").write_text(recipe("uvicorn", server.url))
+    child = run_python(_UVICORN_STOPPED, cwd=tmp_path)
+    assert child.returncode == -signal.SIGTERM, child.stderr
+    assert sum(event["count"] for event in server.events("shop")) == 40, child.stderr
 
 
 def test_the_pod_itself(server: LocalApiServer, pod_env: pytest.MonkeyPatch) -> None:
