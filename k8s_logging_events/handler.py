@@ -189,10 +189,10 @@ class KubernetesEventHandler(logging.Handler):
             _crash.watch(self, options.exception_detail)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        """Apply the handler's own filters (which may add ``involved``), then pass only records
-        about an object, from another logger (a plain record costs four dict lookups)."""
+        """Apply the handler's own filters (which may add ``involved``), then pass records about
+        an object from another logger: the record (as 3.12's, for a subclass's emit()), or False."""
         checked = self._filtered(record) if self.filters else record
-        return checked is not None and self._extras(checked) is not None
+        return checked if checked and self._extras(checked) is not None else False  # type: ignore[return-value]
 
     def _filtered(self, record: logging.LogRecord) -> logging.LogRecord | None:
         """The record the handler's filters pass (3.12's may return another), or None; one that

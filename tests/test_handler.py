@@ -77,6 +77,16 @@ class SnapshotHandler(logging.Handler):
         self.snapshots.append(dict(record.__dict__))
 
 
+class _Counting(KubernetesEventHandler):
+    """A user's subclass that counts what it emits; the handler's own filter() decides."""
+
+    emitted = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.emitted += 1
+        super().emit(record)
+
+
 @pytest.fixture(name="clock")
 def _clock() -> FakeClock:
     return FakeClock(START)
@@ -99,7 +109,9 @@ def _made() -> Iterator[list[KubernetesEventHandler]]:
 def _make(
     made: list[KubernetesEventHandler], fake: FakeEventSink, clock: FakeClock
 ) -> Callable[..., KubernetesEventHandler]:
-    def make(**options: Any) -> KubernetesEventHandler:
+    def make(
+        kind: type[KubernetesEventHandler] = KubernetesEventHandler, **options: Any
+    ) -> KubernetesEventHandler:
         settings: dict[str, Any] = {
             "component": "ctl",
             "host": "node-1",
@@ -108,7 +120,7 @@ def _make(
             "sleep": clock.sleep,
         }
         settings.update(options)
-        event_handler = KubernetesEventHandler(**settings)
+        event_handler = kind(**settings)
         made.append(event_handler)
         return event_handler
 
@@ -417,12 +429,15 @@ class TestRecordToEvent:
         ]
 
     @pytest.mark.skipif(sys.version_info < (3, 12), reason="filters return records from 3.12")
+    @pytest.mark.parametrize("kind", [KubernetesEventHandler, _Counting])
     def test_a_handler_filter_may_return_the_record_to_make_the_event_of(
-        self, make, log, fake
+        self, make, log, fake, kind: type[KubernetesEventHandler]
     ) -> None:
         """From Python 3.12 a filter may return a record in place of the one logged: the event
-        is made of that record (its object, its message), the logged one is left as it was."""
-        event_handler = make()
+        is made of that record (its object, its message), the logged one is left as it was;
+        also in a subclass with its own ``emit()`` (that one was handed the logged record, and
+        made no event: it was about no object)."""
+        event_handler = make(kind=kind)
         logged: list[logging.LogRecord] = []
 
         def about_the_pod(record: logging.LogRecord) -> logging.LogRecord:
