@@ -138,10 +138,7 @@ def guarded_patch(patch: bytes, version: str, writers: str | None = None) -> byt
     if writers is not None:
         meta["annotations"] = {WRITERS: writers}
     field = b'"metadata":' + json.dumps(meta, separators=(",", ":")).encode()
-    body = patch.rstrip()
-    if not body.endswith(b"}"):
-        return patch
-    head = body[:-1].rstrip()
+    head = patch[:-1]  # a compact JSON object (both policies' patches): without its brace
     return head + (b"" if head.endswith(b"{") else b",") + field + b"}"
 
 

@@ -108,13 +108,17 @@ def _address(url: str) -> tuple[str, str, int, str, str] | None:
         host, port = parts.hostname, parts.port
     except ValueError:  # a port that is no number
         return None
-    if not host or not host.isascii() or parts.username or parts.password:
+    prefix = parts.path.rstrip("/")
+    if not host or parts.username or parts.password:
+        return None
+    # a path no request target carries (a space, non-ASCII): the official client encodes it
+    if not f"{host}{prefix}".isascii() or any(map(str.isspace, prefix)):
         return None
     default = 443 if scheme == "https" else 80
     shown = f"[{host}]" if ":" in host else host
     # as http.client writes it: the port only when it is not the scheme's own
     host_header = shown if port in (None, default) else f"{shown}:{port}"
-    return scheme, host, port or default, host_header, parts.path.rstrip("/")
+    return scheme, host, port or default, host_header, prefix
 
 
 def _tls_settings(options: dict[str, Any], host: str) -> TlsSettings | None:

@@ -25,7 +25,6 @@ __all__ = [
     "checked_sleeper",
     "event_sleep",
     "monotonic_source",
-    "seconds",
 ]
 
 
@@ -139,8 +138,3 @@ def monotonic_source(clock: object) -> Callable[[], float]:
         return monotonic  # type: ignore[no-any-return]
     now: Callable[[], datetime] = clock.now  # type: ignore[attr-defined]
     return lambda: now().timestamp()
-
-
-def seconds(clock: Clock) -> float:
-    """Return ``clock.now()`` as seconds since the Unix epoch (a timestamp, not a duration)."""
-    return clock.now().timestamp()

@@ -501,7 +501,7 @@ class EventRecorder:
             if related is not None:
                 try:
                     related_ref = references.object_reference(related)
-                except references.InvalidObjectError as error:
+                except Exception as error:  # an attribute that raises is a bad object too
                     # like client-go, a bad secondary object only costs the link, not the event
                     reporter.report(
                         "invalid-related", logging.DEBUG, "Ignoring related object: %s", error

@@ -165,6 +165,29 @@ def test_the_comparison_sees_a_difference() -> None:
     assert _fingerprint(first, "a") == _fingerprint(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), "a")
 
 
+@pytest.mark.parametrize("path", ["/a b", "/caf\u00e9"])
+def test_a_server_url_whose_path_is_no_request_target_is_given_up_at_once(
+    path: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Seen before the fix: a sink URL whose path holds a space or a non-ASCII character (a
+    mistyped proxy prefix) made every write fail on the channel with "cannot be a request
+    target", retried 12 times (with the default 10 s sleeps, two minutes an event) for an
+    error no retry mends. The channel leaves such a URL to the official client, which sends
+    it encoded: the server's 404 is given up at once, saying the URL is not the API server's."""
+    from k8s_logging_events import KubernetesEventHandler
+
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "web-0", "namespace": "shop"}}
+    with LocalApiServer(auto_create_namespaces=True) as server:
+        handler = KubernetesEventHandler(sink=server.url + path, sleep_duration=0)
+        try:
+            handler.handle(logging.makeLogRecord({"msg": "m", "levelno": 30, "involved": pod}))
+        finally:
+            handler.close()
+        posts = [r for r in server.requests if r.method == "POST"]
+    assert (len(posts), handler.stats()["failed"]) == (1, 1)
+    assert "not a Kubernetes API server" in caplog.text
+
+
 def test_the_clients_own_path_leaves_every_retry_to_the_writer() -> None:
     """On the official client's path (behind a proxy), urllib3 never retries by itself, not
     even for a given client whose configuration leaves its retries on (the client's

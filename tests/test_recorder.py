@@ -878,6 +878,36 @@ def test_annotations_the_server_would_refuse_are_invalid_input_and_no_request(
     assert any("annotation" in r.getMessage() for r in caplog.records), caplog.text
 
 
+class _RaisingNode:
+    """A related object whose attributes raise, as a lazily loaded proxy's may."""
+
+    kind = "Node"
+
+    @property
+    def metadata(self) -> object:
+        raise KeyError("not loaded")
+
+
+def test_a_related_object_that_cannot_be_read_costs_only_the_link(
+    make_broadcaster, k8s_apiserver
+) -> None:
+    """Seen before the fix: a ``related`` object whose attribute raised (anything but an
+    invalid object) lost the whole occurrence, refused as "Unable to record event" and
+    counted ``invalid``. Like any bad secondary object (and as the handler does), it now
+    costs only the link: the event is written without ``related``."""
+    b = make_broadcaster()
+    with (
+        k8s_apiserver.api_client() as api_client,
+        contextlib.closing(sink.KubernetesEventSink(api_client, qps=0)) as events_sink,
+    ):
+        b.start_recording_to_sink(events_sink)
+        rec = b.new_recorder("c")
+        assert rec.record(_pod(namespace="default"), "Warning", "R", "m", related=_RaisingNode())
+        assert b.flush(5)
+    [stored] = k8s_apiserver.events("default")
+    assert (stored["reason"], "related" in stored, b.stats()["invalid"]) == ("R", False, 0)
+
+
 # --- client-go's TestMultiSinkCache ----------------------------------------------------------
 
 
