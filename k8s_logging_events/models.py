@@ -310,20 +310,21 @@ def correlation_keys(item: object) -> tuple[Hashable, object]:
     """What makes two queued items repeats of each other, for the runtime to cut runs. The group
     is in every key of the correlator's state (the involved object without its resourceVersion
     and fieldPath, the source, the type): groups share no state. The rest is every other field
-    but the name and timestamps. Plain tuples: hashed without a call."""
+    but the name and timestamps, the involved object whole (in a group, equal references have
+    one resourceVersion and fieldPath). Plain tuples, each built at once: hashed without a call."""
     rest: tuple[object, ...]
     if isinstance(item, Occurrence):
-        ref, source, rest = item.ref, item.source, item[1:-2]  # neither time
+        ref, source, rest = item.ref, item.source, item[:-2]  # neither time
     elif isinstance(item, Event):
         ref, source = item.involved_object, item.source
-        rest = (item.namespace, item.reason, item.message, item.action, item.related)
+        rest = (ref, item.namespace, item.reason, item.message, item.action, item.related)
         rest += (item.reporting_controller, item.reporting_instance, item.annotations)
         rest += (item.count, item.event_time, item.series, item.resource_version)
     else:
         return id(item), None  # not ours to cut: a run of its own, and fails to build
-    group: tuple[str, ...] = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version)
-    group += (source.component, source.host, item.type)
-    return group, (ref.resource_version, ref.field_path, rest)
+    group = (ref.name, ref.namespace, ref.uid, ref.kind, ref.api_version, source.component,
+             source.host, item.type)  # fmt: skip
+    return group, rest
 
 
 def materialize(item: object, namer: Namer) -> Event:
