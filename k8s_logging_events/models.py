@@ -7,16 +7,18 @@ The bottom of the pipeline, above :mod:`~k8s_logging_events.references`: only th
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import operator
-from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple, Protocol
 
-from k8s_logging_events.references import InvalidObjectError, ObjectReference, object_reference
+from k8s_logging_events.references import (
+    InvalidObjectError,
+    ObjectReference,
+    maker,
+    object_reference,
+)
 
 __all__ = [
     "DEFAULT_NAMESPACE",
@@ -217,17 +219,9 @@ class Event:
         return cls.from_api(core)
 
 
-def event_of(*values: Any) -> Event:
-    """``Event(*values)`` (every field, in order; the annotations ``_EMPTY`` or read-only
-    already), each slot set in C: the frozen ``__init__``'s ``object.__setattr__`` per field made
-    a third of the dispatcher's Events' cost."""
-    event = object.__new__(Event)
-    _consume(map(operator.call, _SETTERS, itertools.repeat(event), values))
-    return event
-
-
-_SETTERS = [getattr(Event, f.name).__set__ for f in dataclasses.fields(Event)]
-_consume = deque[None](maxlen=0).extend
+# Event(*values), every field in order, the annotations _EMPTY or read-only (as __post_init__
+# leaves them): how the dispatcher makes its Events
+event_of = maker(Event)
 
 
 def replaced(event: Event, **changes: Any) -> Event:
