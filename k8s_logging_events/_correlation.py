@@ -295,7 +295,7 @@ def _as_repeat(latest: models.Event, stored: _Observation, count: int) -> models
     because ``replace`` costs twice as much on the dispatcher (``tests/test_correlation.py``
     checks every field)."""
     e = latest
-    return models.Event(
+    return models.event_of(
         stored.name, e.namespace, e.involved_object, e.reason, e.message, e.source,
         stored.first_timestamp, e.last_timestamp, count, e.type, e.event_time, e.series,
         e.action, e.related, e.reporting_controller, e.reporting_instance, e.annotations,

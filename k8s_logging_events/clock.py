@@ -10,6 +10,7 @@ what bounds a real wait (deadlines, stall detection, a socket's timeout) reads
 
 from __future__ import annotations
 
+import functools
 import inspect
 import threading
 import time
@@ -133,8 +134,19 @@ def monotonic_source(clock: object) -> Callable[[], float]:
     """Return the function that measures durations for ``clock``: its ``monotonic``, or for
     a clock written before that existed, ``now()`` (so that stepping it still moves timers).
     """
+    if type(clock) is SystemClock:  # the C function itself: one Python frame fewer a reading
+        return time.monotonic
     monotonic = getattr(clock, "monotonic", None)
     if callable(monotonic):
         return monotonic  # type: ignore[no-any-return]
     now: Callable[[], datetime] = clock.now  # type: ignore[attr-defined]
     return lambda: now().timestamp()
+
+
+def readers(clock: Clock) -> tuple[Callable[[], datetime], Callable[[], float]]:
+    """``clock.now`` and :func:`monotonic_source`, read on every log call: the system clock's
+    as C functions (a Python frame fewer each)."""
+    return _utc_now if type(clock) is SystemClock else clock.now, monotonic_source(clock)
+
+
+_utc_now = functools.partial(datetime.now, UTC)

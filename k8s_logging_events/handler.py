@@ -13,7 +13,6 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
-from datetime import datetime
 from typing import Any, Never
 
 from k8s_logging_events import (
@@ -515,8 +514,7 @@ class KubernetesEventHandler(logging.Handler):
         self._settings = self._new_settings()
         self._broadcaster = self._given
         clock = self._options.broadcasting.clock or _SYSTEM_CLOCK
-        self._now: Callable[[], datetime] = clock.now
-        self._seen = clock_mod.monotonic_source(clock)
+        self._now, self._seen = clock_mod.readers(clock)
         self._offer: _Offer | None = None
         if self._given is not None:
             self._now, self._seen, self._offer = self._given._intake()

@@ -328,7 +328,7 @@ class EventBroadcaster:
     ) -> tuple[Callable[[], datetime], Callable[[], float], Callable[[models.Occurrence], bool]]:
         """For a front door that checks its own occurrences (the handler): the clock's two
         readings that date them and the runtime's offer, bound once."""
-        return self._clock.now, clock_mod.monotonic_source(self._clock), self._runtime.offer
+        return (*clock_mod.readers(self._clock), self._runtime.offer)
 
     def _report(self, kind: str, msg: str, *args: Any) -> None:
         self._invalid.add()

@@ -6,11 +6,14 @@ the event is recorded."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import operator
 import re
 import reprlib
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from k8s_logging_events import _kinds
 
@@ -196,6 +199,24 @@ def repaired(ref: ObjectReference, default_namespace: str) -> tuple[ObjectRefere
     return ref, repairs
 
 
+_T = TypeVar("_T")
+_consume = deque[None](maxlen=0).extend  # runs an iterator to its end, in C
+
+
+def maker(cls: type[_T]) -> Callable[..., _T]:
+    """``cls(*values)`` for a frozen dataclass with slots whose ``__post_init__`` has nothing
+    to do, every field given in order: each slot set in C (the generated ``__init__`` calls
+    ``object.__setattr__`` per field, a third of what making one costs)."""
+    setters = [getattr(cls, f.name).__set__ for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    def make(*values: object) -> _T:
+        made = object.__new__(cls)
+        _consume(map(operator.call, setters, itertools.repeat(made), values))
+        return made
+
+    return make
+
+
 def _shared(*key: str) -> ObjectReference:
     """The reference with these fields (all seven, in order), the one made last time if any:
     making a frozen dataclass costs as much as reading the object, records are nearly always
@@ -204,8 +225,11 @@ def _shared(*key: str) -> ObjectReference:
     if ref is None:
         if len(_shared_refs) >= _MAX_SHARED:
             _shared_refs.clear()
-        ref = _shared_refs[key] = ObjectReference(*key)
+        ref = _shared_refs[key] = _new_reference(*key)
     return ref
+
+
+_new_reference = maker(ObjectReference)
 
 
 def _reader_of(obj: object) -> Callable[[Any], ObjectReference]:

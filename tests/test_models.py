@@ -241,6 +241,28 @@ def test_an_occurrence_and_the_event_built_from_it_are_never_one_run() -> None:
     assert occurrence_rest != event_rest
 
 
+@pytest.mark.parametrize("annotations", [None, {}, {"team": "web"}])
+def test_an_occurrence_builds_the_event_the_constructor_makes_of_its_fields(
+    annotations: dict[str, str] | None,
+) -> None:
+    """The dispatcher's Events are made without Event's __init__: every field, observed too,
+    is what the constructor makes of the same values, the annotations a read-only copy."""
+    event = _event(
+        count=1, action="Pull", related=_OTHER_REF, reporting_controller="ctl",
+        reporting_instance="node-1", annotations=annotations or {}, observed=2.5,
+    )  # fmt: skip
+    occurrence = models.Occurrence(
+        ref=event.involved_object, namespace=event.namespace, type=event.type,
+        reason=event.reason, message=event.message, annotations=annotations, action="Pull",
+        related=_OTHER_REF, source=event.source, time=T0, seen=2.5,
+    )  # fmt: skip
+    built = occurrence.materialize(_FixedNamer(event.name))
+    for field in dataclasses.fields(models.Event):
+        assert getattr(built, field.name) == getattr(event, field.name), field.name
+    assert type(built.annotations) is type(event.annotations)
+    assert built.annotations is not annotations
+
+
 class _FixedNamer:
     def __init__(self, name: str) -> None:
         self._name = name
