@@ -2527,7 +2527,10 @@ def test_a_type_checker_takes_the_option_values_the_handler_documents(tmp_path: 
         "    structured_logging=None)\n",
         encoding="utf-8",
     )
-    report, _, _ = mypy.api.run(
+    report, errors, status = mypy.api.run(
         ["--follow-imports=skip", "--no-incremental", str(user), handler.__file__]
     )
+    # and mypy checked it: one that refused (2: the module installed in site-packages,
+    # say) says nothing about the program either
+    assert status != 2, report + errors
     assert f"{user}:" not in report, report
