@@ -260,11 +260,12 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_multiprocessing_children_write_what_they_logged_once(server, method, tmp_path) -> None:
     """A Process child ends with os._exit after multiprocessing's finalizers, and so do a
     closed Pool's workers: both must write what they logged, once (a fork child does not
-    write its parent's pending events either)."""
+    write its parent's pending events either; a forkserver or spawn child configures the
+    handler itself)."""
     script = tmp_path / "mp_child.py"
     script.write_text(textwrap.dedent(MP_CHILD))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
