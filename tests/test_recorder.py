@@ -576,7 +576,9 @@ def test_a_sleep_given_alone_waits_out_retry_after_in_one_call() -> None:
             assert b.flush(10)
         finally:
             b.shutdown(5)
-        assert [round(x, 2) for x in asked] == [2.0]
+        # one call for the whole wait: Retry-After less the real time since the answer
+        assert len(asked) == 1, asked
+        assert 1.5 < asked[0] <= 2.0, asked
         assert len(server.events()) == 1
 
 

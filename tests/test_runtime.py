@@ -260,11 +260,12 @@ if __name__ == "__main__":
 """
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("method", ["fork", "forkserver", "spawn"])
 def test_multiprocessing_children_write_what_they_logged_once(server, method, tmp_path) -> None:
     """A Process child ends with os._exit after multiprocessing's finalizers, and so do a
     closed Pool's workers: both must write what they logged, once (a fork child does not
-    write its parent's pending events either)."""
+    write its parent's pending events either; a forkserver or spawn child configures the
+    handler itself)."""
     script = tmp_path / "mp_child.py"
     script.write_text(textwrap.dedent(MP_CHILD))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -470,6 +471,50 @@ def test_exit_with_a_hanging_server_and_a_daemon_still_logging_takes_one_deadlin
     reports = [line for line in result.stderr.splitlines() if "Unable to write" in line]
     assert len(reports) == 1, result.stderr
     assert "request_timeout" in reports[0] or "flush_timeout" in reports[0]
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        {"action": "refuse"},
+        {"action": "drop"},
+        {"status": 500},
+        {"status": 429, "retry_after": 1e10},
+    ],
+    ids=["refused", "dropped", "failing", "throttled"],
+)
+def test_flush_then_close_keep_one_deadline_whatever_the_server_does(server, fault) -> None:
+    """Not only a hanging server: refused connections, dropped answers, 500s and a 429 with
+    a huge Retry-After also leave flush() then close() (logging.shutdown()'s pair) within
+    flush_timeout plus half a second, while a thread still logs, every occurrence counted."""
+    server.inject(times=None, **fault)
+    handler = KubernetesEventHandler(component="deadline", sink=server.url, flush_timeout=1.0)
+    log = app_logger(handler)
+    stop = threading.Event()
+
+    def keep_logging() -> None:
+        number = 0
+        while not stop.is_set():
+            log.warning("still", extra={"involved": pod(f"daemon-{number % 20}")})
+            number += 1
+            stop.wait(0.002)
+
+    thread = threading.Thread(target=keep_logging, daemon=True)
+    thread.start()
+    try:
+        for number in range(100):
+            log.warning("batch", extra={"involved": pod(f"batch-{number}")})
+        started = time.monotonic()
+        handler.flush()
+        handler.close()
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        thread.join(5)
+        server.clear_faults()
+        server.accept_connections()
+    assert took <= 1.0 + 0.5, took
+    assert unaccounted(handler.stats()) == 0, handler.stats()
 
 
 SEVERAL_HANDLERS_AT_EXIT = """
