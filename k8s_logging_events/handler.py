@@ -469,12 +469,12 @@ class KubernetesEventHandler(logging.Handler):
             if occurrence is None:
                 self._counters["refused"].add()
                 return
-            if notes.repairs or self._component_repaired:
-                self._counters["repaired"].add()
             offer = self._offer or self._start()
-            if offer is None:
+            if offer is None:  # closed meanwhile (a signal handler's close): not accepted
                 self._after_close()
                 return
+            if notes.repairs or self._component_repaired:
+                self._counters["repaired"].add()
             offer(occurrence)
         except RecursionError as error:  # as the stdlib handlers do: a recursion must surface
             self._refuse(record, "message", "No event for this record: %r", error)

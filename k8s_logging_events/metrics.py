@@ -257,7 +257,8 @@ def _families() -> tuple[CounterMetricFamily | GaugeMetricFamily, ...]:
         ),
         GaugeMetricFamily(
             PENDING,
-            "Occurrences without an outcome yet: queued, or in a write not finished.",
+            "Occurrences without an outcome yet: queued, in a write not finished, or held back "
+            "(by the spam filter, or in an events.k8s.io/v1 series until it is written).",
             labels=[_COMPONENT],
         ),
         GaugeMetricFamily(

@@ -185,6 +185,18 @@ class TestScrape:
         assert f"# TYPE {metrics.PENDING} gauge" in text
         assert f"# TYPE {metrics.ACCEPTED} counter" in text
 
+    def test_the_pending_help_says_what_is_held_back(self, make, registry) -> None:
+        """pending counts what the spam filter or an events.k8s.io/v1 series holds back (for
+        minutes): the HELP an SRE reads says so, or a flat gauge reads as a stuck write."""
+        metrics.register(make(component="shop"), registry=registry)
+        text = generate_latest(registry).decode()
+        helps = {
+            family.name: family.documentation for family in text_string_to_metric_families(text)
+        }
+        assert "held back" in helps[metrics.PENDING]
+        assert "spam filter" in helps[metrics.PENDING]
+        assert "series" in helps[metrics.PENDING]
+
     def test_every_stats_field_is_exposed(self, make) -> None:
         """Each field of stats() has its series: a new counter needs a decision here."""
         exposed = {"accepted", "pending", "pending_events", "repaired", "watcher_dropped"}
