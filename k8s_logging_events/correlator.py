@@ -323,12 +323,15 @@ class EventCorrelator(_process.Locked):
             self._update(get_event_key(event), event)
 
     def update_after_write(self, sent: models.Event, stored: models.Event) -> None:
-        """Like :meth:`update_state`, unless a newer event took ``sent``'s key over during a
-        slow write (the next repeat would patch the old event). Not in client-go."""
+        """Like :meth:`update_state`, unless ``sent``'s key was evicted or a newer event took it
+        over during a slow write (the next repeat would patch the old event, or count too
+        many). Not in client-go."""
         key = get_event_key(stored)
         with self._lock:
             known = self._observer.peek(key)
-            if known is not None and known.name != sent.name:
+            # forgotten meanwhile (a newer event may have come and gone under the key), or
+            # newer: another name, or (deterministic names repeat) a count begun again
+            if known is None or known.name != sent.name or known.count < sent.count:
                 return
             self._update(key, stored)
 

@@ -169,6 +169,16 @@ def test_create_with_generate_name_appends_five_random_characters(cluster):
     assert first.metadata.name != second.metadata.name
 
 
+def test_a_generate_name_prefix_is_cut_to_58_characters_before_the_five(cluster):
+    """names.SimpleNameGenerator: a prefix over 58 characters is cut, so the name is 63."""
+    prefix = "a" * 70
+    body = core_event("", cluster.namespace)
+    body["metadata"] = {"generateName": prefix, "namespace": cluster.namespace}
+    event = cluster.core.create_namespaced_event(cluster.namespace, body)
+    assert re.fullmatch(prefix[:58] + r"[bcdfghjklmnpqrstvwxz2456789]{5}", event.metadata.name)
+    assert event.metadata.generate_name == prefix
+
+
 def test_create_without_name_or_generate_name_is_invalid(cluster):
     """No name and no generateName: 422 Invalid with a metadata.name Required cause."""
     body = core_event("", cluster.namespace)
@@ -569,6 +579,7 @@ def _seed_for_selectors(cluster: Cluster) -> None:
     )
     body = core_event("b", ns, metadata={"name": "b", "labels": {"app": "db"}})
     body["involvedObject"]["name"] = "db"
+    body["involvedObject"]["uid"] = "uid-db"  # kubectl describe selects on the uid
     body["source"] = {"component": "scheduler"}
     cluster.core.create_namespaced_event(ns, body)
     cluster.core.create_namespaced_event(
@@ -591,6 +602,8 @@ def _seed_for_selectors(cluster: Cluster) -> None:
         ("involvedObject.name=web", ["a", "c"]),
         ("involvedObject.name==db", ["b"]),
         ("involvedObject.name!=web", ["b"]),
+        ("involvedObject.uid=uid-db", ["b"]),
+        ("involvedObject.uid=", ["a", "c"]),
         ("involvedObject.kind=Pod,reason=BackOff", ["a"]),
         ("type=Warning", ["a"]),
         ("type!=Warning,involvedObject.apiVersion=v1", ["b", "c"]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -256,6 +257,18 @@ def test_inject_rejects_nonsense():
         server.inject(status=200)
     with pytest.raises(ValueError, match="times"):
         server.inject(times=0)
+
+
+@pytest.mark.parametrize("option", ["delay", "retry_after", "duration"])
+@pytest.mark.parametrize("seconds", [-1.0, math.inf, math.nan])
+def test_inject_refuses_seconds_that_are_no_time_to_wait(option: str, seconds: float) -> None:
+    """Seen before: retry_after=nan or inf armed a fault whose 429 or 503 never came: the
+    server's thread failed on the header and the client met a dropped connection (which a
+    retry test takes for another fault); a negative Retry-After was sent as 0."""
+    server = LocalApiServer()
+    given: dict[str, Any] = {option: seconds}
+    with pytest.raises(ValueError, match=option):
+        server.inject(status=429, **given)
 
 
 # -- request log ----------------------------------------------------------------------

@@ -10,6 +10,7 @@ applies the faults (``_server``); this module only keeps them.
 from __future__ import annotations
 
 import collections
+import math
 import random
 import re
 import threading
@@ -103,6 +104,10 @@ class Fault:
             raise ValueError("times must be at least 1 (or None for no limit)")
         if not 0.0 < self.probability <= 1.0:
             raise ValueError("probability must be in (0, 1]")
+        for name in ("delay", "retry_after", "duration"):
+            seconds = getattr(self, name)
+            if seconds is not None and not 0 <= seconds < math.inf:  # NaN too
+                raise ValueError(f"{name} must be a finite number of seconds >= 0, not {seconds}")
         self.method = self.method.upper() if self.method else None
         self._pattern = re.compile(self.path) if self.path is not None else None
         self._rng = random.Random(seed)
