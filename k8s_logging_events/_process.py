@@ -122,6 +122,7 @@ def _before_fork() -> None:
     # one that forks would recurse into this wait, one that raises (sys.exit on SIGTERM)
     # would cut it short and the child could inherit a half-made import
     _forking.append(None)
+    _flush_when_celery_worker_ends()  # inherited: the child's first event may be too late
     forks = _held_at_fork.stack
     held = [lock for _, taken in forks for lock in taken]  # an outer fork's: no import runs
     taken: list[threading.Lock] = []
@@ -183,6 +184,7 @@ if hasattr(os, "register_at_fork"):
 
 _to_flush: weakref.WeakSet[ExitFlushable] = weakref.WeakSet()
 _exit_hook_in: int | None = None
+_celery_hooked = False
 _finalized_in: int | None = None  # the process whose multiprocessing finalizers flush
 
 
@@ -195,10 +197,7 @@ def flush_when_child_ends(target: ExitFlushable) -> None:
     if _exit_hook_in == pid:
         return
     _exit_hook_in = pid
-    celery = sys.modules.get("celery.signals")
-    if celery is not None:  # a prefork worker (billiard's fork) ends with os._exit after this
-        with contextlib.suppress(Exception):
-            celery.worker_process_shutdown.connect(_flush_all, weak=False, dispatch_uid=__name__)
+    _flush_when_celery_worker_ends()  # no fork of ours made the process (imported after it)
     util = sys.modules.get("multiprocessing.util")
     multiprocessing = sys.modules.get("multiprocessing")
     if util is None or multiprocessing is None:
@@ -209,6 +208,18 @@ def flush_when_child_ends(target: ExitFlushable) -> None:
         # not a child yet, maybe soon: a spawn or forkserver child imports the main module
         # (which may log) while it is prepared, then clears its finalizers and calls these
         util.register_after_fork(_to_flush, _when_child_begins)
+
+
+def _flush_when_celery_worker_ends() -> None:
+    # a prefork worker (billiard's fork) ends with os._exit after this signal, which a
+    # receiver of it may send the process's first event from: connected after, that send
+    # would not flush it. Once: Celery's lock is not taken again on the caller's path
+    global _celery_hooked
+    celery = sys.modules.get("celery.signals")
+    if celery is not None and not _celery_hooked:
+        with contextlib.suppress(Exception):
+            celery.worker_process_shutdown.connect(_flush_all, weak=False, dispatch_uid=__name__)
+            _celery_hooked = True
 
 
 def _when_child_begins(_: object) -> None:

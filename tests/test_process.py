@@ -1135,6 +1135,42 @@ def test_a_celery_prefork_worker_process_writes_its_events_before_its_os_exit(
     assert stored_counts(server)["p"] == 7, result.stderr
 
 
+_CELERY_GOODBYE = """
+import logging, os, sys
+import celery.signals
+from k8s_logging_events.handler import KubernetesEventHandler
+
+log = logging.getLogger("task")
+log.propagate = False
+log.addHandler(KubernetesEventHandler(component="worker", sink=sys.argv[1]))
+pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"}}
+
+
+@celery.signals.worker_process_shutdown.connect  # the application's, connected as it imports
+def goodbye(**_):
+    log.warning("Worker process exiting", extra={"involved": pod})
+
+
+pid = os.fork()  # billiard forks a pool process, without exec
+if pid == 0:  # no task logged: its first event is the goodbye
+    celery.signals.worker_process_shutdown.send(sender=None, pid=os.getpid(), exitcode=0)
+    os._exit(0)
+print(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@needs_fork
+def test_a_celery_worker_process_writes_the_first_event_a_shutdown_receiver_logs(
+    server, tmp_path
+) -> None:
+    """An event a ``worker_process_shutdown`` receiver of the application logs, the first of
+    its process, is written before billiard's ``os._exit`` (before: the flush was connected
+    at the process's first event, too late for the signal being sent, and it was lost)."""
+    result = run_python(_CELERY_GOODBYE, server.url, cwd=tmp_path)
+    assert result.stdout.split() == ["0"], result.stderr
+    assert stored_counts(server)["p"] == 1, result.stderr
+
+
 _REGISTRARS = """
 import atexit, json, os, pkgutil, sys, importlib
 seen = []
