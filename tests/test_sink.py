@@ -232,7 +232,9 @@ class TestKubernetesEventSink:
         ):
             for i in range(3):
                 s.create(_event(name=f"web-0.{i}"))
-        assert [round(x, 2) for x in asked] == [1.0, 1.0]
+        # one wait per token, each of about a second (less the time the create before it took)
+        assert len(asked) == 2, asked
+        assert all(0.5 < x <= 1.0 for x in asked), asked
         assert len(server.events()) == 3
 
     def test_a_with_block_closes_the_sink_and_not_a_given_client(
