@@ -87,6 +87,28 @@ def test_requests_without_the_token_get_the_real_401_status(secured, authorizati
     assert json.loads(response.data) == UNAUTHORIZED
 
 
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        ("bearer s3cret", 200),  # the scheme's case does not matter
+        ("Bearer  s3cret", 401),  # a second space leaves the token empty
+        ("Bearer s3cret trailing", 200),  # only the second word is the token
+        ("Bearer ", 401),
+    ],
+)
+def test_the_bearer_header_is_split_as_kube_apiserver_splits_it(secured, authorization, status):
+    """The token is the second of at most three space-separated parts, as in the real server's
+    bearer token authenticator: a header a cluster refuses is refused here too."""
+    with secured.api_client(credentials=False) as api_client:
+        headers = {"Accept": "application/json", "Authorization": authorization}
+        params = api_client.param_serialize(
+            "GET", "/api/v1/namespaces/default/events", header_params=headers
+        )
+        response = api_client.call_api(*params)
+        response.read()
+    assert response.status == status
+
+
 def test_kubeconfig_works_with_load_kube_config(secured, tmp_path):
     """kubeconfig(path) holds the URL, the CA and the token: load_kube_config reaches the server."""
     path = tmp_path / "kubeconfig"

@@ -307,6 +307,33 @@ def test_events_v1_watch_uses_its_own_field_names(k8s_apiserver, k8s_events_v1):
     assert (item["raw_object"]["apiVersion"], item["object"].note) == ("events.k8s.io/v1", "synced")
 
 
+def test_events_v1_watch_sees_a_series_patch_as_modified(k8s_apiserver, k8s_events_v1):
+    """Through events.k8s.io/v1 a repeat is a series patch: the watch sends ADDED for the
+    create, then MODIFIED carrying the series, as for a core/v1 count patch."""
+    rv = k8s_events_v1.list_namespaced_event("default").metadata.resource_version
+    body = {
+        "metadata": {"name": "e1"},
+        "eventTime": MICRO,
+        "reportingController": "example.com/op",
+        "reportingInstance": "op-0",
+        "action": "Pull",
+        "reason": "BackOff",
+        "regarding": {"kind": "Pod", "name": "web", "namespace": "default"},
+        "type": "Warning",
+    }
+    k8s_events_v1.create_namespaced_event("default", body)
+    series = {"series": {"count": 2, "lastObservedTime": "2024-01-01T00:00:06.000000Z"}}
+    k8s_events_v1.patch_namespaced_event("e1", "default", series)
+    w = watch.Watch()
+    stream = w.stream(k8s_events_v1.list_namespaced_event, "default", resource_version=rv)
+    seen = [next(stream), next(stream)]
+    w.stop()
+    assert [(item["type"], item["raw_object"].get("series")) for item in seen] == [
+        ("ADDED", None),
+        ("MODIFIED", series["series"]),
+    ]
+
+
 def test_watch_path_of_one_event_follows_only_that_event(k8s_apiserver, k8s_core_v1):
     """/api/v1/watch/namespaces/NS/events/NAME: the changes of that one event."""
     k8s_core_v1.create_namespaced_event("default", event("e1"))

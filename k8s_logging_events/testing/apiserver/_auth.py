@@ -157,11 +157,12 @@ class Authenticator:
         certificate_user = _common_name(peer_certificate) if self.client_certificates else ""
         if certificate_user:  # the first authenticator that succeeds wins: the token is not read
             return certificate_user
-        scheme, _, credential = authorization.strip().partition(" ")
-        token = credential.strip().encode()
-        if self.token is not None and scheme.lower() == "bearer":
-            return LOCAL_ADMIN if hmac.compare_digest(token, self.token.encode()) else None
-        return None
+        # kube-apiserver's split: the token is the second space-separated part, so a second
+        # space before it leaves it empty (refused) and words after it are not read
+        parts = authorization.strip().split(" ", 2)
+        if self.token is None or len(parts) < 2 or parts[0].lower() != "bearer":
+            return None
+        return LOCAL_ADMIN if hmac.compare_digest(parts[1].encode(), self.token.encode()) else None
 
 
 def _common_name(certificate: dict[str, Any] | None) -> str:
