@@ -982,7 +982,8 @@ def test_many_failing_events_all_arrive_and_are_counted(make_broadcaster) -> Non
 def test_shutdown_leaves_no_thread_and_later_events_are_counted_drops(
     make_broadcaster, caplog
 ) -> None:
-    """After shutdown nothing runs, and an event recorded later is a counted, logged drop."""
+    """After shutdown nothing runs, and an event recorded later is a counted, logged drop;
+    the line names what was shut down, the broadcaster (a recorder has no shutdown)."""
     b = make_broadcaster()
     b.start_recording_to_sink(FakeEventSink())
     b.start_logging(lambda line: None)
@@ -993,7 +994,10 @@ def test_shutdown_leaves_no_thread_and_later_events_are_counted_drops(
     assert not [t for t in threading.enumerate() if t.name.startswith("k8s-events")]
     rec.event(_pod(), models.NORMAL, "R", "x")
     assert b.stats()["dropped"] == 1
-    assert any("shut down" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if "shut down" in r.getMessage()] == [
+        "Unable to record an event: its broadcaster was shut down (will not retry); "
+        "1 occurrence(s) dropped"
+    ]
 
 
 def test_shutdown_without_a_time_limit_stops_every_thread(make_broadcaster, caplog) -> None:
