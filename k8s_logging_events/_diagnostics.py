@@ -508,8 +508,8 @@ class RateLimitedReporter:
                     f": {held.occurrences} occurrence(s) {held.outcome} since then "
                     f"({total} occurrence(s) in all)"
                 )
-            elif total:
-                counted += f" ({total} occurrence(s) in all)"
+            elif total:  # retries of occurrences said before: the total, with what it counts
+                counted += f" ({total} occurrence(s) {held.outcome} in all)"
             log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=alive)
 
 

@@ -1110,7 +1110,7 @@ class TestEveryOccurrenceHasOneOutcome:
             pending.reporter.summarise()
         first, summary = reports.messages()
         assert first.endswith("; 1 occurrence(s) delayed"), first
-        assert "(1 occurrence(s) in all)" in summary, summary
+        assert "(1 occurrence(s) delayed in all)" in summary, summary
 
     def test_a_request_that_timed_out_stalls_its_namespace(self) -> None:
         """After a timeout, the namespace gets one request in flight at a time (a hanging
