@@ -364,6 +364,9 @@ standard_error = StandardError()
 """Where warnings go when no handler would show them."""
 
 
+_PASSING = ("delayed", "waiting")  # outcomes a later report may overtake (retried, written)
+
+
 @dataclass(slots=True)
 class _Held:
     reports: int = 0
@@ -465,6 +468,8 @@ class RateLimitedReporter:
             self._last[kind] = now
             spell = self._held.pop(kind, None)
             total = self._totals.get(kind, 0)
+        if occurrences and outcome not in _PASSING:  # a held "will retry" said after a final
+            self._summarise(passing_only=True)  # "lost" reads as if that write still retried
         if spell is not None and occurrences is not None:
             msg = (
                 f"{msg}; %d occurrence(s) {outcome} since the last report (%d occurrence(s) "
@@ -482,12 +487,18 @@ class RateLimitedReporter:
 
     def summarise(self) -> None:
         """Write, for every kind, what the limit held back since its last line (flush, close)."""
+        self._summarise(passing_only=False)
+        standard_error.summarise()
+
+    def _summarise(self, *, passing_only: bool) -> None:
+        # passing states (delayed, waiting) first: the last lines tell how things ended
         now = self._monotonic()
         alive = threading.main_thread().is_alive()  # limited but at exit: a flush may poll
         with self._lock:
-            held_back = [(held, self._totals.get(kind, 0)) for kind, held in self._held.items()]
-            self._last.update(dict.fromkeys(self._held, now))
-            self._held.clear()
+            kinds = [k for k, h in self._held.items() if h.outcome in _PASSING or not passing_only]
+            kinds.sort(key=lambda kind: self._held[kind].outcome not in _PASSING)
+            held_back = [(self._held.pop(kind), self._totals.get(kind, 0)) for kind in kinds]
+            self._last.update(dict.fromkeys(kinds, now))
         for held, total in held_back:
             counted = f"{held.reports} report(s) like this since the last one"
             if now - held.at >= 1:  # its text ("will retry in 2 s") is of then, not of now
@@ -497,10 +508,9 @@ class RateLimitedReporter:
                     f": {held.occurrences} occurrence(s) {held.outcome} since then "
                     f"({total} occurrence(s) in all)"
                 )
-            elif total:
-                counted += f" ({total} occurrence(s) in all)"
+            elif total:  # retries of occurrences said before: the total, with what it counts
+                counted += f" ({total} occurrence(s) {held.outcome} in all)"
             log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=alive)
-        standard_error.summarise()
 
 
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")

@@ -241,7 +241,7 @@ class Writes:
                     logging.ERROR,
                     "Unable to record event %s: %d events are waiting to be written already "
                     "(queue_length)",
-                    event.name,
+                    f"{event.namespace}/{event.name}",
                     self._options.queue_length,
                     occurrences=occurrences,
                     outcome="dropped",

@@ -152,7 +152,7 @@ class Runtime:
                 self._reporter.report(
                     "after-close",
                     logging.ERROR,
-                    "Unable to record an event: the recorder is shut down (will not retry)",
+                    "Unable to record an event: its broadcaster was shut down (will not retry)",
                     occurrences=1,
                     outcome="dropped",
                 )

@@ -18,9 +18,9 @@ IDLE_WAIT_SECONDS = 5.0
 
 
 _BEHIND = (
-    "An event watcher (structured logging, or start_event_watcher's handler) is queue_length "
-    "events behind: events are dropped for it (counted as watcher_dropped); the sinks still "
-    "get them"
+    "An event watcher (structured logging, or start_event_watcher's handler) is %d events "
+    "behind (queue_length): the events it misses are counted as watcher_dropped; the sinks "
+    "still get them"
 )
 
 
@@ -37,6 +37,7 @@ class WatchLoop:
     ) -> None:
         self.handle = handle
         self.watcher = broadcaster.Watcher(None, capacity, on_drop)
+        self._capacity = capacity
         self._reporter = reporter
         self._name = name
         self.processed = 0  # written by the loop's thread, or by run_here when there is none
@@ -118,7 +119,14 @@ class WatchLoop:
         # the drops said here, not on the dispatcher: a report may go where this watcher's
         # lines block (standard error), and hold up no sink; before the count a flush waits for
         dropped = self.watcher.dropped
-        for _ in range(dropped - self._told):
-            self._reporter.report("watcher-dropped", logging.WARNING, _BEHIND)
-        self._told = dropped
+        if dropped > self._told:  # one line for the batch's drops, with their count
+            missed, self._told = dropped - self._told, dropped
+            self._reporter.report(
+                "watcher-dropped",
+                logging.WARNING,
+                _BEHIND,
+                self._capacity,
+                occurrences=missed,
+                outcome="missed by the watcher",
+            )
         self.processed += len(batch)

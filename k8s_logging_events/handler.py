@@ -305,7 +305,7 @@ class KubernetesEventHandler(logging.Handler):
         if timeout is not None and seconds is None:
             _diagnostics.report(
                 logging.WARNING,
-                "drain() waits a number of seconds, not %s",
+                "drain() waits a number of seconds, not %s: it did not wait, and answers False",
                 _records.shown(timeout),
             )
             return False

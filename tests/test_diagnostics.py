@@ -146,6 +146,51 @@ def test_a_summary_says_how_old_the_report_it_repeats_is(clock, seen, reporter) 
     )
 
 
+def test_a_held_retry_is_said_before_a_later_final_line_not_after_it(clock, seen, reporter) -> None:
+    """A write retried (its line held back) and then given up: what the limit held of the
+    retries is said before the "lost" line, and at flush "will retry" comes before "lost", so
+    that no "will retry" follows the line that gave its write up and the last line is final."""
+
+    def retry(name: str) -> None:
+        reporter.report(
+            "retry", logging.WARNING, "%s: will retry", name, occurrences=1, outcome="delayed"
+        )
+
+    def lost(name: str) -> None:
+        reporter.report("give-up", logging.WARNING, "%s: lost", name, occurrences=1, outcome="lost")
+
+    retry("a")
+    retry("b")  # held back
+    lost("b")
+    retry("c")  # held back, then written: no final line of its own
+    lost("a")  # held back
+    reporter.summarise()
+    said = [re.split(r" \[|; ", message)[0] for message in seen.messages()]
+    assert said == ["a: will retry", "b: will retry", "b: lost", "c: will retry", "a: lost"]
+
+
+def test_a_summary_of_retries_that_add_no_occurrence_says_what_its_total_counts(
+    clock, seen, reporter
+) -> None:
+    """One write failing again and again: its later reports add no occurrence, and their
+    summary gives the total with its outcome ("1 occurrence(s) delayed in all"), not a bare
+    "1 occurrence(s) in all" that says not whether they were lost, dropped or delayed."""
+    for attempt, occurrences in ((1, 1), (2, 0), (3, 0)):
+        reporter.report(
+            "retry",
+            logging.WARNING,
+            "Unable to write event e (attempt %d of 12)",
+            attempt,
+            occurrences=occurrences,
+            outcome="delayed",
+        )
+    reporter.summarise()
+    assert seen.messages()[1] == (
+        "Unable to write event e (attempt 3 of 12) [2 report(s) like this since the last one"
+        " (1 occurrence(s) delayed in all)]"
+    )
+
+
 def test_a_report_that_adds_no_occurrence_says_no_count(clock, seen, reporter) -> None:
     """A write that fails again after its occurrences were reported as delayed adds none: its
     line goes out without a "0 occurrence(s) delayed" that reads as if nothing were at stake."""

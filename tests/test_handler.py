@@ -2537,3 +2537,13 @@ def test_a_type_checker_takes_the_option_values_the_handler_documents(tmp_path: 
     # say) says nothing about the program either
     assert status != 2, report + errors
     assert f"{user}:" not in report, report
+
+
+def test_a_drain_given_no_number_says_it_did_not_wait(make, reports) -> None:
+    """``drain("soon")`` answers False at once: its report says so, as shutdown's says the
+    seconds it waits instead, so that no one reads the False as writes still pending."""
+    event_handler = make()
+    assert event_handler.drain("soon") is False
+    assert reports.messages() == [
+        "drain() waits a number of seconds, not 'soon': it did not wait, and answers False"
+    ]

@@ -859,7 +859,8 @@ class TestWritesOnItsOwn:
     def test_a_dropped_write_is_reported_with_its_true_number_of_occurrences(self) -> None:
         """A write of several correlated occurrences that finds max_pending reached is
         dropped whole: the reports (the first, then the summary of those held back) count
-        its occurrences, as stats() does, not one per write."""
+        its occurrences, as stats() does, not one per write, and name the event as every
+        other report does, with its namespace."""
         pending = Pending(FakeClock(START), max_pending=1)
         with on_library_logger(ListHandler()) as reports:
             pending.writes.submit_event(_occurrence("a"), held=False)
@@ -869,7 +870,10 @@ class TestWritesOnItsOwn:
             pending.reporter.summarise()
         assert pending.outcomes()["dropped"] == 14
         first, summary = reports.messages()
-        assert first.endswith("; 7 occurrence(s) dropped"), first
+        assert first == (
+            "Unable to record event prod/b.backoff: 1 events are waiting to be written already "
+            "(queue_length); 7 occurrence(s) dropped"
+        ), first
         assert "(14 occurrence(s) in all)" in summary, summary
 
     def test_abandon_gives_up_what_waits_then_what_is_in_flight(self) -> None:
@@ -1106,7 +1110,7 @@ class TestEveryOccurrenceHasOneOutcome:
             pending.reporter.summarise()
         first, summary = reports.messages()
         assert first.endswith("; 1 occurrence(s) delayed"), first
-        assert "(1 occurrence(s) in all)" in summary, summary
+        assert "(1 occurrence(s) delayed in all)" in summary, summary
 
     def test_a_request_that_timed_out_stalls_its_namespace(self) -> None:
         """After a timeout, the namespace gets one request in flight at a time (a hanging

@@ -356,7 +356,7 @@ def test_a_child_forked_after_shutdown_records_nothing() -> None:
     answer = read_child(read_end, pid, timeout=20)
     assert answer is not None
     assert (answer["counted"], answer["threads"]) == ([1, 1], 1), answer
-    assert [m for m in answer["said"] if "recorder is shut down" in m], answer
+    assert [m for m in answer["said"] if "broadcaster was shut down" in m], answer
 
 
 # --- a fork while a writer works inside OpenSSL ----------------------------------------------

@@ -293,8 +293,9 @@ def test_a_structured_logging_target_that_blocks_holds_up_no_sink(make_broadcast
 
 def test_a_watcher_that_falls_behind_loses_lines_said_and_counted(make_broadcaster, caplog) -> None:
     """A blocked structured logging target, ``queue_length`` events behind: the events it
-    cannot take are dropped for it alone, counted as ``watcher_dropped`` and said (once, then
-    summed at the flush); the sink gets every one."""
+    cannot take are dropped for it alone, counted as ``watcher_dropped`` and said with their
+    number and the watcher's queue_length (once, then summed at the flush); the sink gets
+    every one."""
     caplog.set_level(logging.DEBUG, logger="k8s_logging_events")
     b = make_broadcaster(queue_length=4)
     fake = FakeEventSink()
@@ -307,9 +308,16 @@ def test_a_watcher_that_falls_behind_loses_lines_said_and_counted(make_broadcast
     assert stats["created"] == 13
     assert stats["watcher_dropped"] == 13 - len(blocked.seen) > 0, (stats, blocked.seen)
     reports = [r.getMessage() for r in caplog.records if "watcher_dropped" in r.getMessage()]
-    _first, summary = reports  # the first drop, then at the flush what the limit held back
-    held = stats["watcher_dropped"] - 1
-    assert f"[{held} report(s) like this since the last one]" in summary, reports
+    assert reports[0].startswith(
+        "An event watcher (structured logging, or start_event_watcher"
+        "'s handler) is 4 events behind (queue_length)"
+    ), reports
+    # a line per batch, not per drop; the last (or the flush's summary) gives the total
+    missed = stats["watcher_dropped"]
+    if len(reports) == 1:
+        assert reports[0].endswith(f"; {missed} occurrence(s) missed by the watcher"), reports
+    else:
+        assert f"({missed} occurrence(s) in all)]" in reports[-1], reports
 
 
 def test_a_watcher_behind_a_blocked_stream_is_said_where_no_sink_waits(make_broadcaster) -> None:
@@ -974,7 +982,8 @@ def test_many_failing_events_all_arrive_and_are_counted(make_broadcaster) -> Non
 def test_shutdown_leaves_no_thread_and_later_events_are_counted_drops(
     make_broadcaster, caplog
 ) -> None:
-    """After shutdown nothing runs, and an event recorded later is a counted, logged drop."""
+    """After shutdown nothing runs, and an event recorded later is a counted, logged drop;
+    the line names what was shut down, the broadcaster (a recorder has no shutdown)."""
     b = make_broadcaster()
     b.start_recording_to_sink(FakeEventSink())
     b.start_logging(lambda line: None)
@@ -985,7 +994,10 @@ def test_shutdown_leaves_no_thread_and_later_events_are_counted_drops(
     assert not [t for t in threading.enumerate() if t.name.startswith("k8s-events")]
     rec.event(_pod(), models.NORMAL, "R", "x")
     assert b.stats()["dropped"] == 1
-    assert any("shut down" in r.getMessage() for r in caplog.records)
+    assert [r.getMessage() for r in caplog.records if "shut down" in r.getMessage()] == [
+        "Unable to record an event: its broadcaster was shut down (will not retry); "
+        "1 occurrence(s) dropped"
+    ]
 
 
 def test_shutdown_without_a_time_limit_stops_every_thread(make_broadcaster, caplog) -> None:

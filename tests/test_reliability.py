@@ -564,7 +564,10 @@ def test_the_librarys_own_warnings_are_rate_limited_and_never_become_events(serv
         logging.setLogRecordFactory(factory)
         handler.close()
     own = [r for r in everything.records if r.name.startswith(LIBRARY_LOGGER)]
-    assert 1 <= len(own) <= 10, [r.getMessage() for r in own]
+    # the urllib3 record refused once; per failure (500, refused) at most: the first retry,
+    # the retries held before the first loss (said before it), that loss, then at the flush
+    # the retries and the losses held back since
+    assert 1 <= len(own) <= 11, [r.getMessage() for r in own]
     stats = handler.stats()
     assert stats["accepted"] == 301, "only the application's own records became events"
     assert unaccounted(stats) == 0
