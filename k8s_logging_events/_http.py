@@ -243,8 +243,8 @@ class Channel:
         self._socket_options = tuple(socket_options) if socket_options is not None else _NO_DELAY
         self._content_types: dict[str, bytes] = {}
         self._idle: collections.deque[_Connection] = collections.deque()
-        self._busy: set[_Connection] = set()  # carrying a request now (for a forked child)
-        self._closed = False
+        self._busy: set[_Connection] = set()  # carrying a request now (a child; interrupt())
+        self._closed = self._interrupted = False
         # counts, for tests and diagnostics: requests resent on a new connection (a closed
         # kept-alive one, bytes after an answer); connections closed for bytes no request
         # asked for (after an answer, or idle)
@@ -291,6 +291,15 @@ class Channel:
         """Close the idle connections; those in use close when their request ends."""
         self._closed = True
         self.close_idle()
+
+    def interrupt(self) -> None:
+        """:meth:`close`, and end the requests in flight at once (their owner gave them up): a
+        blocked read wakes with an EOF, not at the read timeout, and no request goes on."""
+        self._interrupted = True
+        self.close()
+        for connection in self._busy.copy():  # one step under the GIL: writers add, discard
+            with contextlib.suppress(OSError):  # not SSLSocket's: it drops the TLS of the reader
+                socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
 
     def distrust(self) -> None:
         """An answer was meant for another request: close the idle connections."""
@@ -365,6 +374,8 @@ class Channel:
     def _open(self) -> _Connection:
         # nothing is logged here: the library's own records are few and rate-limited
         # (_diagnostics), and a server that refuses would make one per attempt
+        if self._interrupted:  # a resend of a request interrupt() ended, or one after it
+            raise ConnectionAbortedError("the request was given up")
         self.connections_opened += 1
         try:
             connect = _process.request_seconds(self._connect_timeout)
@@ -428,6 +439,8 @@ class Channel:
             return connection.receive(math.ceil(left * 1000))
 
         try:
+            if self._interrupted:  # interrupt() ran as it began: not sent
+                raise ConnectionAbortedError("the request was given up")
             try:
                 connection.sock.sendall(data)
             except BlockingIOError:  # SO_SNDTIMEO ran out

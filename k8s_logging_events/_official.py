@@ -221,6 +221,10 @@ class ClientTransport:
     def close(self) -> None:
         """Nothing to close: the pool is the client's (the sink closes a client it made)."""
 
+    def interrupt(self) -> None:
+        """Nothing: urllib3 keeps the connections it lends out of reach (each ends at its
+        request's timeout)."""
+
     def forget_after_fork(self) -> None:
         """Nothing here: the sink lets go of its client's pool (:func:`forget_pool_after_fork`)."""
 

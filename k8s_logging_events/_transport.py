@@ -101,14 +101,17 @@ class Transport(Protocol):
     """Carries the sink's requests to one API server: ``request`` returns the whole answer,
     any status, and raises what the transport met; ``distrust``: an answer was meant for
     another request, let go of the idle connections; ``close`` closes the idle connections
-    (those in use close when their request ends); ``forget_after_fork`` lets go of the
-    parent's connections in a child process."""
+    (those in use close when their request ends); ``interrupt`` closes and ends the requests
+    in flight at once, where it can; ``forget_after_fork`` lets go of the parent's connections
+    in a child process."""
 
     def request(self, method: str, path: str, content_type: str, body: bytes) -> Answer: ...
 
     def distrust(self) -> None: ...
 
     def close(self) -> None: ...
+
+    def interrupt(self) -> None: ...
 
     def forget_after_fork(self) -> None: ...
 

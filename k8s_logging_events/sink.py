@@ -520,9 +520,12 @@ class LazySink(_process.Locked):
         return int(getattr(self._real, "waiting_for_rate_limit", 0) or 0)
 
     def close(self) -> None:
-        """Close the real sink, if it was built (a build still running closes it itself)."""
+        """Close the real sink, if it was built (a build still running closes it itself), and
+        end its requests in flight: the handler that built it has given them up."""
         self._closed = True
         _apis.call_optional(self._real, "close")
+        if isinstance(self._real, KubernetesEventSink):  # its writers end now, not at a timeout
+            self._real._transport.interrupt()
 
     def _method(self, name: str, what: str) -> Callable[..., Any]:
         method: object = getattr(self._resolve(), name, None)

@@ -127,6 +127,10 @@ def _make(
     return make
 
 
+def _our_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith(recorder.THREAD_NAME)]
+
+
 def _app_logger() -> logging.Logger:
     logger = logging.getLogger(f"tests.handler.app{next(_names)}")
     logger.setLevel(logging.DEBUG)
@@ -1689,6 +1693,32 @@ class TestLifecycle:
         assert flushed - started >= 0.9
         assert closed - flushed < 1.0  # a second wait would take the whole flush_timeout
         assert event_handler.stats()["failed"] == 1
+
+    @pytest.mark.parametrize("api", [sinks.CORE_V1, sinks.EVENTS_V1])
+    def test_no_thread_of_ours_outlives_a_close_against_a_hung_server(
+        self, log, made, reports, api
+    ) -> None:
+        """The server takes the write and never answers; close() gives it up at
+        ``flush_timeout`` (failed, said once). Its writer thread, blocked in the request,
+        lived on until the read timeout (10 s): a test looking for threads left after close
+        failed. The handler built the sink, so its close ends that request at once: no
+        thread of ours is left a moment later, and nothing more is said or counted."""
+        with LocalApiServer() as server:
+            server.inject(action="hang", times=None)
+            event_handler = KubernetesEventHandler(sink=server.url, api=api, flush_timeout=0.1)
+            made.append(event_handler)
+            log.addHandler(event_handler)
+            log.warning("stuck", extra={"involved": POD})
+            assert server.wait_for_request(timeout=10) is not None  # the write hangs
+            event_handler.close()
+            said = reports.messages()
+            deadline = time.monotonic() + 2  # the read timeout is 10 s
+            for thread in _our_threads():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            assert _our_threads() == []
+            assert event_handler.stats()["failed"] == 1
+        assert reports.messages() == said
+        assert ["Unable to write 1" in m for m in said] == [True], said
 
     def test_a_handler_dropped_without_close_still_writes_at_exit(self) -> None:
         """A handler removed from its logger and dropped without ``close()`` (a task's own

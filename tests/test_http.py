@@ -359,6 +359,35 @@ def test_close_closes_the_idle_connections(served: LocalApiServer, make_sink: An
     assert channel.idle_connections == 0
 
 
+def test_interrupt_ends_a_hung_request_at_once_and_sends_it_no_more(
+    served: LocalApiServer, make_sink: Any
+) -> None:
+    """The server never answers a write on a kept-alive connection. ``interrupt()`` (the
+    handler's close, once it gave the write up) ends it at once, over TLS too, rather than
+    at the read timeout; its connection's end is not taken for the server's close of an idle
+    one, which sent the write once more on a new connection, to hang again."""
+    events_sink = make_sink(served)
+    events_sink.create(_event())
+    served.inject("POST", action="hang", times=None)
+    failures: list[BaseException] = []
+
+    def write() -> None:
+        try:
+            events_sink.create(_event("web-0.2"))
+        except Exception as error:  # what the writer would meet
+            failures.append(error)
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    assert served.wait_for_request(lambda r: r.fault == "hang", timeout=10) is not None
+    _channel(events_sink).interrupt()
+    writer.join(2)  # the read timeout is 10 s
+    assert not writer.is_alive()
+    assert [type(f) for f in failures] == [_http_parser.ProtocolError], failures
+    assert len(_posts(served)) == 2
+    assert _channel(events_sink).connections_opened == 1
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
 def test_a_forked_child_opens_a_connection_of_its_own(
     served: LocalApiServer, make_sink: Any

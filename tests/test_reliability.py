@@ -115,8 +115,8 @@ def test_exit_is_prompt_when_the_server_hangs(server) -> None:
     stats = result.late["stats"]
     assert stats["accepted"] == 50
     assert unaccounted(stats) == 0, "what could not be written is counted as failed"
-    # what is left (writers stuck in a hung request, a watcher still handing its last
-    # events to them) are daemon threads: they never hold up the exit
+    # what may be left (a writer still ending its interrupted request, a watcher still
+    # handing its last events to them) are daemon threads: they never hold up the exit
     left = result.late["threads"]
     assert all(daemon and name.startswith("k8s-events-") for name, daemon in left), left
 
