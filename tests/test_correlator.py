@@ -1613,6 +1613,23 @@ class TestSlowWritesAndEviction:
         assert repeat is not None
         assert repeat.count == (1 if evicted_again else 2)
 
+    def test_a_combined_events_answer_takes_no_place_in_the_cache(self) -> None:
+        """A deliberate difference from client-go, whose UpdateState files a combined event's
+        answer under its plain key (one nothing looks up): with ``lru_cache_size=1`` that
+        entry pushed out the group's, so each combined occurrence began a new event (five
+        rows of x1 for five messages). The answer is not filed: one combined event counts."""
+        correlator = new_correlator(FakeClock(), lru_cache_size=1, max_events=2)
+        policy = corr.CountPolicy(correlator)
+        pod = make_ref("Pod", "web", "ns")
+        written = []
+        for n in range(5):
+            event = correlator.correlate(make_event("Unhealthy", f"probe {n}", pod)).event
+            assert event is not None
+            policy.written(event, dataclasses.replace(event, resource_version=str(n)))
+            written.append((event.name, event.count))
+        combined = written[1][0]
+        assert written[1:] == [(combined, count) for count in range(1, 5)]
+
 
 NAMES = itertools.count(1)
 
