@@ -365,6 +365,7 @@ standard_error = StandardError()
 
 
 _PASSING = ("delayed", "waiting")  # outcomes a later report may overtake (retried, written)
+_EARLY = "(passing said early)"  # no kind: when held passing lines were last said early
 
 
 @dataclass(slots=True)
@@ -468,8 +469,16 @@ class RateLimitedReporter:
             self._last[kind] = now
             spell = self._held.pop(kind, None)
             total = self._totals.get(kind, 0)
-        if occurrences and outcome not in _PASSING:  # a held "will retry" said after a final
-            self._summarise(passing_only=True)  # "lost" reads as if that write still retried
+            # a held "will retry" said after a final "lost" reads as if that write still retried:
+            # said first, once an interval (before every final kind's line, a storm's retries
+            # would get a line a minute per kind of final line)
+            early = bool(occurrences) and outcome not in _PASSING
+            early = early and now - self._last.get(_EARLY, now - self._interval) >= self._interval
+            early = early and any(held.outcome in _PASSING for held in self._held.values())
+            if early:
+                self._last[_EARLY] = now
+        if early:
+            self._summarise(passing_only=True)
         if spell is not None and occurrences is not None:
             msg = (
                 f"{msg}; %d occurrence(s) {outcome} since the last report (%d occurrence(s) "

@@ -169,6 +169,29 @@ def test_a_held_retry_is_said_before_a_later_final_line_not_after_it(clock, seen
     assert said == ["a: will retry", "b: will retry", "b: lost", "c: will retry", "a: lost"]
 
 
+def test_final_lines_of_many_kinds_say_held_retries_early_once_a_minute(
+    clock, seen, reporter
+) -> None:
+    """A storm: a write's retries held back, and final lines of six kinds (each kind's first
+    in the minute) one after another. What was held of the retries is said early, before the
+    first final line, not before each: the retries' kind keeps to about one line a minute
+    (two at most), not one more per kind of final line."""
+    for second in range(60):
+        reporter.report("retry", logging.WARNING, "will retry", occurrences=1, outcome="delayed")
+        if second % 10 == 5:
+            reporter.report(
+                f"final-{second}", logging.WARNING, "lost", occurrences=1, outcome="lost"
+            )
+        clock.step(1)
+    said = [message.split(" [")[0].split(";")[0] for message in seen.messages()]
+    assert said[:3] == ["will retry", "will retry", "lost"]
+    assert said.count("will retry") == 2, seen.messages()
+    reporter.summarise()
+    assert seen.messages()[-1].endswith(
+        ": 54 occurrence(s) delayed since then (60 occurrence(s) in all)]"
+    )  # none lost on the way
+
+
 def test_a_summary_of_retries_that_add_no_occurrence_says_what_its_total_counts(
     clock, seen, reporter
 ) -> None:
