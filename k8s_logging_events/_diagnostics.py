@@ -502,7 +502,9 @@ class RateLimitedReporter:
     def _summarise(self, *, passing_only: bool) -> None:
         # passing states (delayed, waiting) first: the last lines tell how things ended
         now = self._monotonic()
-        alive = threading.main_thread().is_alive()  # limited but at exit: a flush may poll
+        # limited but at exit (a flush may poll), or when said early (once an interval, as a
+        # report's own line: standard error's limit would lose the held counts, popped here)
+        cap = threading.main_thread().is_alive() and not passing_only
         with self._lock:
             kinds = [k for k, h in self._held.items() if h.outcome in _PASSING or not passing_only]
             kinds.sort(key=lambda kind: self._held[kind].outcome not in _PASSING)
@@ -519,7 +521,7 @@ class RateLimitedReporter:
                 )
             elif total:  # retries of occurrences said before: the total, with what it counts
                 counted += f" ({total} occurrence(s) {held.outcome} in all)"
-            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=alive)
+            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=cap)
 
 
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")

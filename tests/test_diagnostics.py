@@ -655,6 +655,27 @@ def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> No
     ]
 
 
+def test_held_retries_said_early_are_not_lost_to_standard_errors_limit(monkeypatch, capsys) -> None:
+    """No handler shows the reports: standard error does. Bad call sites spent its burst, and
+    retries held back are said early, before a write's "lost" line; that line keeps to the
+    once-a-minute limit alone, as every report's own line does, so that the retries' delayed
+    occurrences are said, not held back (and forgotten: their report already went)."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(burst=1, per_second=0.001, monotonic=clock.monotonic)
+    monkeypatch.setattr(_diagnostics, "standard_error", fallback)
+    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=private_logger("early"))
+    _diagnostics.log_safely(private_logger("site"), logging.WARNING, "a bad call site")
+    for name in ("a", "b", "c"):
+        reporter.report("retry", logging.WARNING, name, occurrences=1, outcome="delayed")
+    reporter.report("give-up", logging.WARNING, "a: lost", occurrences=1, outcome="lost")
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "k8s_logging_events.tests.early: a; 1 occurrence(s) delayed",
+        "k8s_logging_events.tests.early: c [2 report(s) like this since the last one: "
+        "2 occurrence(s) delayed since then (3 occurrence(s) in all)]",
+        "k8s_logging_events.tests.early: a: lost; 1 occurrence(s) lost",
+    ]
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_child_does_not_repeat_what_its_parent_held_back_from_standard_error() -> None:
     """The lines standard error's limit held back in the parent are the parent's to
