@@ -365,6 +365,7 @@ standard_error = StandardError()
 
 
 _PASSING = ("delayed", "waiting")  # outcomes a later report may overtake (retried, written)
+_EARLY = "(passing said early)"  # no kind: when held passing lines were last said early
 
 
 @dataclass(slots=True)
@@ -468,8 +469,16 @@ class RateLimitedReporter:
             self._last[kind] = now
             spell = self._held.pop(kind, None)
             total = self._totals.get(kind, 0)
-        if occurrences and outcome not in _PASSING:  # a held "will retry" said after a final
-            self._summarise(passing_only=True)  # "lost" reads as if that write still retried
+            # a held "will retry" said after a final "lost" reads as if that write still retried:
+            # said first, once an interval (before every final kind's line, a storm's retries
+            # would get a line a minute per kind of final line)
+            early = bool(occurrences) and outcome not in _PASSING
+            early = early and now - self._last.get(_EARLY, now - self._interval) >= self._interval
+            early = early and any(held.outcome in _PASSING for held in self._held.values())
+            if early:
+                self._last[_EARLY] = now
+        if early:
+            self._summarise(passing_only=True)
         if spell is not None and occurrences is not None:
             msg = (
                 f"{msg}; %d occurrence(s) {outcome} since the last report (%d occurrence(s) "
@@ -493,7 +502,9 @@ class RateLimitedReporter:
     def _summarise(self, *, passing_only: bool) -> None:
         # passing states (delayed, waiting) first: the last lines tell how things ended
         now = self._monotonic()
-        alive = threading.main_thread().is_alive()  # limited but at exit: a flush may poll
+        # limited but at exit (a flush may poll), or when said early (once an interval, as a
+        # report's own line: standard error's limit would lose the held counts, popped here)
+        cap = threading.main_thread().is_alive() and not passing_only
         with self._lock:
             kinds = [k for k, h in self._held.items() if h.outcome in _PASSING or not passing_only]
             kinds.sort(key=lambda kind: self._held[kind].outcome not in _PASSING)
@@ -510,7 +521,7 @@ class RateLimitedReporter:
                 )
             elif total:  # retries of occurrences said before: the total, with what it counts
                 counted += f" ({total} occurrence(s) {held.outcome} in all)"
-            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=alive)
+            log_safely(self._log, held.level, f"{held.msg} [{counted}]", *held.args, limited=cap)
 
 
 OUTCOMES = ("dropped", "created", "patched", "coalesced", "failed", "discarded")

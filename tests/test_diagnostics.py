@@ -169,6 +169,29 @@ def test_a_held_retry_is_said_before_a_later_final_line_not_after_it(clock, seen
     assert said == ["a: will retry", "b: will retry", "b: lost", "c: will retry", "a: lost"]
 
 
+def test_final_lines_of_many_kinds_say_held_retries_early_once_a_minute(
+    clock, seen, reporter
+) -> None:
+    """A storm: a write's retries held back, and final lines of six kinds (each kind's first
+    in the minute) one after another. What was held of the retries is said early, before the
+    first final line, not before each: the retries' kind keeps to about one line a minute
+    (two at most), not one more per kind of final line."""
+    for second in range(60):
+        reporter.report("retry", logging.WARNING, "will retry", occurrences=1, outcome="delayed")
+        if second % 10 == 5:
+            reporter.report(
+                f"final-{second}", logging.WARNING, "lost", occurrences=1, outcome="lost"
+            )
+        clock.step(1)
+    said = [message.split(" [")[0].split(";")[0] for message in seen.messages()]
+    assert said[:3] == ["will retry", "will retry", "lost"]
+    assert said.count("will retry") == 2, seen.messages()
+    reporter.summarise()
+    assert seen.messages()[-1].endswith(
+        ": 54 occurrence(s) delayed since then (60 occurrence(s) in all)]"
+    )  # none lost on the way
+
+
 def test_a_summary_of_retries_that_add_no_occurrence_says_what_its_total_counts(
     clock, seen, reporter
 ) -> None:
@@ -629,6 +652,27 @@ def test_standard_error_is_rate_limited_and_says_what_it_held_back(capsys) -> No
         "k8s_logging_events: m1",
         "k8s_logging_events: m1 [3 earlier report(s) held back from standard error]",
         "k8s_logging_events: m1",
+    ]
+
+
+def test_held_retries_said_early_are_not_lost_to_standard_errors_limit(monkeypatch, capsys) -> None:
+    """No handler shows the reports: standard error does. Bad call sites spent its burst, and
+    retries held back are said early, before a write's "lost" line; that line keeps to the
+    once-a-minute limit alone, as every report's own line does, so that the retries' delayed
+    occurrences are said, not held back (and forgotten: their report already went)."""
+    clock = FakeClock()
+    fallback = _diagnostics.StandardError(burst=1, per_second=0.001, monotonic=clock.monotonic)
+    monkeypatch.setattr(_diagnostics, "standard_error", fallback)
+    reporter = _diagnostics.RateLimitedReporter(clock=clock, log=private_logger("early"))
+    _diagnostics.log_safely(private_logger("site"), logging.WARNING, "a bad call site")
+    for name in ("a", "b", "c"):
+        reporter.report("retry", logging.WARNING, name, occurrences=1, outcome="delayed")
+    reporter.report("give-up", logging.WARNING, "a: lost", occurrences=1, outcome="lost")
+    assert capsys.readouterr().err.splitlines()[1:] == [
+        "k8s_logging_events.tests.early: a; 1 occurrence(s) delayed",
+        "k8s_logging_events.tests.early: c [2 report(s) like this since the last one: "
+        "2 occurrence(s) delayed since then (3 occurrence(s) in all)]",
+        "k8s_logging_events.tests.early: a: lost; 1 occurrence(s) lost",
     ]
 
 
