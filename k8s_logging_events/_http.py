@@ -243,7 +243,7 @@ class Channel:
         self._socket_options = tuple(socket_options) if socket_options is not None else _NO_DELAY
         self._content_types: dict[str, bytes] = {}
         self._idle: collections.deque[_Connection] = collections.deque()
-        self._busy: set[_Connection] = set()  # carrying a request now (a child; interrupt())
+        self._busy: set[socket.socket] = set()  # in a request or handshake (a child; interrupt())
         self._closed = self._interrupted = False
         # counts, for tests and diagnostics: requests resent on a new connection (a closed
         # kept-alive one, bytes after an answer); connections closed for bytes no request
@@ -278,7 +278,7 @@ class Channel:
             if method not in IDEMPOTENT:
                 raise ProtocolError(f"{error}: {method} {path} may have been carried out") from None
             connection, answer, keep = self._once_more(data, f"{method} {path}")
-        self._busy.discard(connection)
+        self._busy.discard(connection.sock)
         if not keep:
             connection.close()
             return answer
@@ -297,9 +297,9 @@ class Channel:
         blocked read wakes with an EOF, not at the read timeout, and no request goes on."""
         self._interrupted = True
         self.close()
-        for connection in self._busy.copy():  # one step under the GIL: writers add, discard
+        for sock in self._busy.copy():  # one step under the GIL: writers add, discard
             with contextlib.suppress(OSError):  # not SSLSocket's: it drops the TLS of the reader
-                socket.socket.shutdown(connection.sock, socket.SHUT_RDWR)
+                socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
     def distrust(self) -> None:
         """An answer was meant for another request: close the idle connections."""
@@ -319,8 +319,9 @@ class Channel:
         """In a child process: close its copies of the parent's connections, idle or busy (two
         processes cannot share one; the parent's stay open, so nothing reaches the server)."""
         busy, self._busy = self._busy, set()
-        for connection in busy:
-            connection.close()
+        for sock in busy:
+            with contextlib.suppress(OSError):
+                sock.close()
         self.close_idle()
 
     def _head(
@@ -405,7 +406,11 @@ class Channel:
                         server_hostname=self._tls.server_hostname,
                         do_handshake_on_connect=False,
                     )
-                _handshake(sock, _process.request_seconds(self._connect_timeout))
+                try:  # a handshake the server never answers: interrupt() ends it as a request
+                    self._hold(sock)
+                    _handshake(sock, _process.request_seconds(self._connect_timeout))
+                finally:
+                    self._busy.discard(sock)
                 sock.settimeout(self._read_timeout)
                 return _Connection(sock, True, wait_ms)
             if _KERNEL_TIMEOUTS:
@@ -421,11 +426,17 @@ class Channel:
             sock.close()
             raise
 
+    def _hold(self, sock: socket.socket) -> None:
+        """``sock`` carries a request now: :meth:`interrupt` ends it, or ended it as it began
+        (it sets the flag, then looks at what is busy: here the other way round)."""
+        self._busy.add(sock)
+        if self._interrupted:
+            raise ConnectionAbortedError("the request was given up")
+
     def _exchange(self, connection: _Connection, data: bytes) -> tuple[Answer, bool]:
         """The answer, and whether the connection may carry another; any failure closes it.
         Nothing, or a reset, on a used connection is the server's close of an idle one
         (:class:`_StaleError`): the request was not read."""
-        self._busy.add(connection)
         # the read timeout bounds the whole answer: each read after the first waits what is left
         # of it (an answer that trickles in, or stalls after its first bytes, held the request
         # up to twice as long, or indefinitely)
@@ -439,8 +450,7 @@ class Channel:
             return connection.receive(math.ceil(left * 1000))
 
         try:
-            if self._interrupted:  # interrupt() ran as it began: not sent
-                raise ConnectionAbortedError("the request was given up")
+            self._hold(connection.sock)
             try:
                 connection.sock.sendall(data)
             except BlockingIOError:  # SO_SNDTIMEO ran out
@@ -461,7 +471,7 @@ class Channel:
                 raise ProtocolError("the server closed the connection without answering")
             answer, keep = read_answer(first, receive)
         except BaseException as error:
-            self._busy.discard(connection)
+            self._busy.discard(connection.sock)
             connection.close()
             ssl = sys.modules.get("ssl")
             if connection.used and ssl is not None and isinstance(error, ssl.SSLError):

@@ -248,7 +248,8 @@ class KubernetesEventSink:
             resources = answer.get("resources") or ()
             served = any(r.get("name") == "events" for r in resources if isinstance(r, dict))
         except Exception as error:  # refused, unreachable or unreadable: core/v1 is safe
-            if getattr(error, "status", None) != 404:  # a 404 says: not served
+            # a 404 says: not served; a closed sink's question was given up (cut by its close)
+            if getattr(error, "status", None) != 404 and not self._closed.is_set():
                 _diagnostics.report(
                     logging.WARNING,
                     "api 'auto' could not learn whether events.k8s.io/v1 is served: %s; "

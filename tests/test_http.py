@@ -388,6 +388,33 @@ def test_interrupt_ends_a_hung_request_at_once_and_sends_it_no_more(
     assert _channel(events_sink).connections_opened == 1
 
 
+def test_interrupt_ends_a_tls_handshake_the_server_never_answers_at_once() -> None:
+    """The server took the connection and never answers the TLS handshake (an API server
+    too busy to, a load balancer without a backend). ``interrupt()`` (the handler's close,
+    once it gave the write up) ends that request at once too: it waited out the connect
+    timeout (5 s by default) after the close, a thread of ours left behind."""
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # accepts, never speaks
+        tls = _http.TlsSettings("127.0.0.1")
+        channel = _local_channel(listener.getsockname()[1], connect_timeout=10, tls=tls)
+        failures: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                channel.request("POST", "/api/v1/namespaces/default/events", "json", b"{}")
+            except Exception as error:  # what the writer would meet
+                failures.append(error)
+
+        writer = threading.Thread(target=write)
+        writer.start()
+        listener.settimeout(10)
+        accepted, _ = listener.accept()
+        with accepted:
+            channel.interrupt()
+            writer.join(2)  # the connect timeout is 10 s
+            assert not writer.is_alive()
+    assert [isinstance(f, OSError) for f in failures] == [True], failures
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork() here")
 def test_a_forked_child_opens_a_connection_of_its_own(
     served: LocalApiServer, make_sink: Any

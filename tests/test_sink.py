@@ -1217,6 +1217,28 @@ def test_close_ends_a_writers_wait_for_the_rate_limit_at_once(server) -> None:
     assert len(server.events()) == 1
 
 
+def test_a_discovery_its_close_cut_short_says_nothing(server, caplog) -> None:
+    """``api="auto"``: the handler's sink asks the server which Events API it serves, and
+    the server never answers. Its close gives the question up and ends the request at once;
+    the discovery then said it "could not learn" because "the server closed the connection
+    without answering", after the close's own report, of a close the server never made.
+    The sink was closed: nothing more is said."""
+    server.inject("GET", path="^/apis/events.k8s.io/v1$", action="hang", times=None)
+    lazy = sink.LazySink(
+        lambda: sink.KubernetesEventSink.from_url(server.url, qps=0, api="auto"),
+        server.url,
+        "auto",
+    )
+    asking = threading.Thread(target=lambda: lazy.api)
+    with caplog.at_level(logging.DEBUG, logger="k8s_logging_events"):
+        asking.start()
+        assert server.wait_for_request(timeout=10) is not None  # the question hangs
+        lazy.close()
+        asking.join(5)  # the read timeout is 10 s
+    assert not asking.is_alive()
+    assert [r.getMessage() for r in caplog.records] == []
+
+
 def test_an_expired_event_is_created_again_with_the_accumulated_count(server, pipeline) -> None:
     """The patch meets 404 (the server's TTL removed the event): a create follows."""
     b, rec = pipeline()
